@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set-up shared by the demo and the test commands: Debian packages (when missing) and npm ci.
+# Safe to run again: it installs only what is missing and rebuilds dist/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PKGS=(iproute2 iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark)
+BINS=(ip iptables ipset sysctl etcd etcdctl bird vtysh gobgpd exabgp tshark)
+missing=0
+for b in "${BINS[@]}"; do command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || [ -x "/usr/lib/frr/$b" ] || missing=1; done
+[ -x /usr/lib/frr/bgpd ] || missing=1
+if [ "$missing" = 1 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Debian packages: ${PKGS[*]}"
+    echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections 2>/dev/null || true
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PKGS[@]}" >/dev/null
+  else
+    echo "setup: not root: cannot install Debian packages (${PKGS[*]}); tests that need them will be skipped" >&2
+  fi
+fi
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+else
+  npm run -s build
+fi

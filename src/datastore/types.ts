@@ -1,0 +1,90 @@
+// The datastore contract that every backend (etcd v3, embedded SQLite, in-memory) fulfils.
+// Owns: the shape of keys, values, revisions, compare-and-swap and watch. Not: any resource
+// semantics (src/api) or IPAM logic (src/ipam). Semantics follow etcd v3: one store-wide
+// revision that increases by one per write; every key carries createRevision/modRevision.
+
+/** One stored key-value pair, as etcd v3 reports it. */
+export interface KeyValue {
+  key: string;
+  value: string;
+  /** Revision of the write that created this key (since its last deletion). */
+  createRevision: number;
+  /** Revision of the last write to this key: the token for compare-and-swap. */
+  modRevision: number;
+  /** Number of writes since creation (1 after create). */
+  version: number;
+}
+
+export interface ListResult {
+  items: KeyValue[];
+  /** The store revision at which the list was read; watch(prefix, revision) then misses nothing. */
+  revision: number;
+}
+
+export type WatchEvent =
+  | { type: "put"; kv: KeyValue; prev?: KeyValue }
+  | { type: "delete"; key: string; modRevision: number; prev?: KeyValue };
+
+/** What a watch delivers: events in revision order, or a demand to list again and re-watch. */
+export type WatchMessage =
+  | { kind: "events"; events: WatchEvent[]; revision: number }
+  /** The requested revision was compacted away: list again, then watch(prefix, list.revision). */
+  | { kind: "resync"; compactRevision: number }
+  | { kind: "error"; error: Error };
+
+export interface Watch {
+  /** Stops the watch; no message is delivered after the promise settles. */
+  cancel(): Promise<void>;
+}
+
+/** Thrown when a create finds the key present, or an update/delete finds another revision. */
+export class ConflictError extends Error {
+  constructor(
+    readonly key: string,
+    /** The key's current state, or undefined when it does not exist. */
+    readonly current: KeyValue | undefined,
+    message?: string,
+  ) {
+    super(message ?? `Conflict on "${key}"`);
+    this.name = "ConflictError";
+  }
+}
+
+/** Thrown when an update or a get-for-update names a key that does not exist. */
+export class NotFoundError extends Error {
+  constructor(readonly key: string) {
+    super(`Key "${key}" not found`);
+    this.name = "NotFoundError";
+  }
+}
+
+/** The store is unreachable or refused the call (network, auth, timeout). Retrying may help. */
+export class UnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "UnavailableError";
+  }
+}
+
+export interface Datastore {
+  /** A short description for logs, e.g. "etcd://127.0.0.1:2379" or "file:/var/lib/ocelot/store.db". */
+  readonly url: string;
+  get(key: string): Promise<KeyValue | undefined>;
+  /** All keys beginning with prefix, in key order, with the revision of the read. */
+  list(prefix: string): Promise<ListResult>;
+  /** Creates key; throws ConflictError if it exists. Returns the new KeyValue. */
+  create(key: string, value: string): Promise<KeyValue>;
+  /**
+   * Compare-and-swap: writes value only if the key's modRevision equals expectedModRevision.
+   * Throws ConflictError (with the current value) otherwise, NotFoundError if the key is absent.
+   * Without expectedModRevision it writes unconditionally (create or overwrite).
+   */
+  update(key: string, value: string, expectedModRevision?: number): Promise<KeyValue>;
+  /** Deletes key (only at expectedModRevision when given). Returns false if it did not exist. */
+  delete(key: string, expectedModRevision?: number): Promise<boolean>;
+  /** Watches keys under prefix for changes after fromRevision (exclusive: events with revision > fromRevision). */
+  watch(prefix: string, fromRevision: number, onMessage: (msg: WatchMessage) => void): Watch;
+  /** The current store revision. */
+  revision(): Promise<number>;
+  close(): Promise<void>;
+}
