@@ -86,5 +86,19 @@ export interface Datastore {
   watch(prefix: string, fromRevision: number, onMessage: (msg: WatchMessage) => void): Watch;
   /** The current store revision. */
   revision(): Promise<number>;
+  /**
+   * Forgets history at revisions below `revision` (etcd compaction): a later watch whose first
+   * needed revision (fromRevision + 1) is below it receives `{kind: "resync"}`. Every Ocelot
+   * backend implements it; optional so that test doubles need not.
+   */
+  compact?(revision: number): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Thrown by any call on a store after close(). */
+export class ClosedError extends UnavailableError {
+  constructor(url: string) {
+    super(`Datastore "${url}" is closed`);
+    this.name = "ClosedError";
+  }
 }
