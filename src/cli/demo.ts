@@ -1,0 +1,89 @@
+// `ocelot demo` and `ocelot demo down`: the multi-node cluster of src/node/demo.ts, with a
+// connectivity check between all pods. Owns: option parsing and the printed report.
+import type { Command } from "commander";
+import { netnsUnavailableReason } from "../lib/netns.js";
+import { checkConnectivity, demoDown, demoUp, loadState } from "../node/demo.js";
+import { CliError } from "./main.js";
+
+const DEFAULT_STATE_DIR = "/run/ocelot-demo";
+
+function positiveInt(name: string, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > max) {
+      throw new CliError(`--${name}: "${v}" is not a whole number from 1 to ${max}`, 2);
+    }
+    return n;
+  };
+}
+
+export function register(program: Command): void {
+  const demo = program
+    .command("demo")
+    .description("run a cluster of N nodes, a top-of-rack router and pods in network namespaces")
+    .option("--nodes <n>", "number of nodes", positiveInt("nodes", 20), 3)
+    .option("--pods <n>", "pods per node", positiveInt("pods", 20), 2)
+    .option("--keep", "leave the cluster running (remove it with `ocelot demo down`)", false)
+    .option("--json", "print the result as JSON", false)
+    .option("--prefix <name>", "namespace name prefix", "ocdemo")
+    .option(
+      "--state-dir <dir>",
+      "where the demo keeps its datastore, configs and logs",
+      DEFAULT_STATE_DIR,
+    )
+    .action(async (opts) => {
+      const why = netnsUnavailableReason();
+      if (why) throw new CliError(`The demo needs network namespaces: ${why}`);
+      const log = opts.json ? () => {} : (line: string) => console.log(line);
+      const started = Date.now();
+      const state = await demoUp({
+        nodes: opts.nodes,
+        podsPerNode: opts.pods,
+        prefix: opts.prefix,
+        stateDir: opts.stateDir,
+        log,
+      });
+      const converged = (Date.now() - started) / 1000;
+      try {
+        const pings = checkConnectivity(state);
+        const failed = pings.filter((p) => !p.ok);
+        if (opts.json) {
+          console.log(
+            JSON.stringify(
+              { convergedSeconds: converged, nodes: state.nodes, pods: state.pods, pings },
+              null,
+              2,
+            ),
+          );
+        } else {
+          log(`demo: converged in ${converged.toFixed(1)} s`);
+          for (const p of pings) log(`  ${p.ok ? "ok  " : "FAIL"} ${p.from} -> ${p.to}`);
+          log(
+            `demo: ${pings.length - failed.length} of ${pings.length} pings answered, no NAT between pods and nodes`,
+          );
+          if (opts.keep) {
+            log(`demo: left running. Look around with e.g.:`);
+            log(`  ip -n ${state.nodes[0].ns} route`);
+            log(`  ocelot status --socket ${state.stateDir}/${state.nodes[0].name}.sock`);
+            log(
+              `  ip netns exec ${state.tor.ns} vtysh -N ${state.tor.ns} -c 'show bgp ipv4 unicast'`,
+            );
+            log("  ocelot demo down");
+          }
+        }
+        if (failed.length > 0) throw new CliError(`${failed.length} pings were not answered`);
+      } finally {
+        if (!opts.keep) demoDown(state, log);
+      }
+    });
+
+  demo
+    .command("down")
+    .description("remove a demo left running with --keep")
+    .option("--state-dir <dir>", "the demo's state directory", DEFAULT_STATE_DIR)
+    .action((opts) => {
+      const state = loadState(opts.stateDir);
+      if (!state) throw new CliError(`No demo is running (no state in ${opts.stateDir})`);
+      demoDown(state, (line) => console.log(line));
+    });
+}

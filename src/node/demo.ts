@@ -1,0 +1,412 @@
+// The demo cluster: N nodes, a top-of-rack router (FRR, when installed) and pods, each in its own
+// network namespace on one host, on the embedded datastore. Owns: the topology, the per-node
+// `ocelot bgpd` processes, the pods' wiring and the connectivity check. Not: BGP, IPAM or the
+// kernel programming themselves (the real `ocelot bgpd` and `ocelot-ipam` do those).
+//
+// Until the node daemon and the agent land, the demo plays the agent's part for pods itself
+// (veth with MAC ee:ee:ee:ee:ee:ee, proxy ARP, the /32 route under protocol 202) and renders each
+// node's `ocelot bgpd` file from the blocks IPAM gave it.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { link, Netns, sh, sleepSync, waitFor } from "../lib/netns.js";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const OCELOT = join(ROOT, "bin", "ocelot");
+const OCELOT_IPAM = join(ROOT, "bin", "ocelot-ipam");
+const FRR_BIN = "/usr/lib/frr";
+
+export const NODE_AS = 64512;
+export const TOR_AS = 65000;
+export const POOL_CIDR = "10.244.0.0/16";
+const FABRIC = "10.255.0"; // .1 ToR, .10+i node i
+
+export interface DemoOptions {
+  nodes: number;
+  podsPerNode: number;
+  /** Namespace name prefix; also names the state directory. */
+  prefix: string;
+  stateDir: string;
+  log: (line: string) => void;
+}
+
+export interface DemoPod {
+  name: string;
+  node: string;
+  ns: string;
+  ip: string;
+  hostIface: string;
+}
+
+export interface DemoNode {
+  name: string;
+  ns: string;
+  address: string;
+  blocks: string[];
+  pid?: number;
+}
+
+export interface DemoState {
+  prefix: string;
+  stateDir: string;
+  datastore: string;
+  namespaces: string[];
+  /** PIDs we started, with the comm they had, so `demo down` ends only those. */
+  pids: { pid: number; comm: string; what: string }[];
+  tor: { ns: string; address: string; router: "frr" | "none" };
+  nodes: DemoNode[];
+  pods: DemoPod[];
+}
+
+export interface PingResult {
+  from: string;
+  to: string;
+  ok: boolean;
+}
+
+export function statePath(stateDir: string): string {
+  return join(stateDir, "state.json");
+}
+
+function hostIfaceName(id: string): string {
+  return `ocl${createHash("sha1").update(id).digest("hex").slice(0, 11)}`;
+}
+
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return "";
+  }
+}
+
+/** Runs the ocelot-ipam CNI plugin for one pod and returns its IPv4 address (no prefix length). */
+function cniAdd(datastore: string, node: string, pod: string, netnsPath: string): string {
+  const conf = {
+    cniVersion: "1.0.0",
+    name: "ocelot-demo",
+    type: "ocelot-cni",
+    datastore,
+    nodename: node,
+    ipam: { type: "ocelot-ipam", ipv4_pools: [POOL_CIDR] },
+  };
+  const r = spawnSync(OCELOT_IPAM, [], {
+    input: JSON.stringify(conf),
+    encoding: "utf8",
+    env: {
+      ...process.env,
+      CNI_COMMAND: "ADD",
+      CNI_CONTAINERID: `demo-${pod}`,
+      CNI_NETNS: netnsPath,
+      CNI_IFNAME: "eth0",
+      CNI_ARGS: `K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod}`,
+      CNI_PATH: join(ROOT, "bin"),
+    },
+  });
+  if (r.status !== 0) throw new Error(`ocelot-ipam ADD for ${pod} failed: ${r.stdout}${r.stderr}`);
+  const result = JSON.parse(r.stdout) as { ips?: { address: string }[] };
+  const v4 = result.ips?.find((ip) => !ip.address.includes(":"));
+  if (!v4) throw new Error(`ocelot-ipam ADD for ${pod} returned no IPv4 address: ${r.stdout}`);
+  return v4.address.split("/")[0];
+}
+
+/** The /26 (pool block size) that holds addr. */
+function blockOf(addr: string, blockSize = 26): string {
+  const n = addr.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
+  const size = 2 ** (32 - blockSize);
+  const base = Math.floor(n / size) * size;
+  return `${[24, 16, 8, 0].map((s) => Math.floor(base / 2 ** s) % 256).join(".")}/${blockSize}`;
+}
+
+function bgpdConfig(
+  node: DemoNode,
+  all: DemoNode[],
+  tor: DemoState["tor"],
+  stateDir: string,
+): string {
+  const peers = all
+    .filter((n) => n.name !== node.name)
+    .map((n) => ({ address: n.address, asn: NODE_AS, holdTime: 9 }));
+  if (tor.router === "frr") peers.push({ address: tor.address, asn: TOR_AS, holdTime: 9 });
+  const cfg = {
+    asn: NODE_AS,
+    routerId: node.address,
+    listen: { address: node.address, port: 179 },
+    peers,
+    originate: node.blocks.map((prefix) => ({ prefix })),
+    fib: { enabled: true, table: "main", protocol: 201 },
+    status: { socket: join(stateDir, `${node.name}.sock`) },
+  };
+  return `${JSON.stringify(cfg, null, 2)}\n`; // JSON is YAML
+}
+
+function torFrrConfig(nodes: DemoNode[], address: string): string {
+  const lines = [
+    "hostname tor",
+    "router bgp 65000",
+    ` bgp router-id ${address}`,
+    " no bgp ebgp-requires-policy",
+    " no bgp network import-check",
+    " neighbor NODES peer-group",
+    ` neighbor NODES remote-as ${NODE_AS}`,
+    " neighbor NODES timers 3 9",
+    " neighbor NODES timers connect 1",
+    " neighbor NODES advertisement-interval 0",
+    ...nodes.map((n) => ` neighbor ${n.address} peer-group NODES`),
+    " address-family ipv4 unicast",
+    "  maximum-paths 8",
+    " exit-address-family",
+    "exit",
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+function startFrr(ns: Netns, dir: string, conf: string, state: DemoState): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "zebra.conf"), "hostname tor\n");
+  writeFileSync(join(dir, "bgpd.conf"), conf);
+  const runDir = `/var/run/frr/${ns.name}`;
+  mkdirSync(runDir, { recursive: true });
+  sh("chown", ["-R", "frr:frr", runDir, dir]);
+  for (const [daemon, extra] of [
+    ["zebra", ["-s", "16777216"]],
+    ["bgpd", []],
+  ] as const) {
+    const pidFile = join(dir, `${daemon}.pid`);
+    ns.exec(
+      join(FRR_BIN, daemon),
+      "-d",
+      "-N",
+      ns.name,
+      "-P",
+      "0",
+      ...extra,
+      "-f",
+      join(dir, `${daemon}.conf`),
+      "-i",
+      pidFile,
+      "--log",
+      `file:${join(dir, `${daemon}.log`)}`,
+    );
+    const pid = Number(waitForFileSync(pidFile, 5000));
+    state.pids.push({ pid, comm: commOf(pid), what: `${daemon}@${ns.name}` });
+  }
+}
+
+function waitForFileSync(path: string, timeoutMs: number): string {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (existsSync(path)) {
+      const s = readFileSync(path, "utf8").trim();
+      if (s) return s;
+    }
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${path}`);
+    sleepSync(50);
+  }
+}
+
+function saveState(state: DemoState): void {
+  mkdirSync(state.stateDir, { recursive: true });
+  writeFileSync(statePath(state.stateDir), `${JSON.stringify(state, null, 2)}\n`);
+}
+
+/** Brings the demo cluster up. On any failure, what was created is removed again. */
+export async function demoUp(opts: DemoOptions): Promise<DemoState> {
+  if (existsSync(statePath(opts.stateDir))) {
+    throw new Error(
+      `A demo is already running (state in ${opts.stateDir}): run "ocelot demo down" first`,
+    );
+  }
+  mkdirSync(opts.stateDir, { recursive: true });
+  const datastore = `file:${join(opts.stateDir, "store.db")}`;
+  const haveFrr = existsSync(join(FRR_BIN, "bgpd")) && existsSync(join(FRR_BIN, "zebra"));
+  const state: DemoState = {
+    prefix: opts.prefix,
+    stateDir: opts.stateDir,
+    datastore,
+    namespaces: [],
+    pids: [],
+    tor: { ns: `${opts.prefix}-tor`, address: `${FABRIC}.1`, router: haveFrr ? "frr" : "none" },
+    nodes: [],
+    pods: [],
+  };
+  try {
+    await build(state, opts);
+    saveState(state);
+    return state;
+  } catch (err) {
+    opts.log(`demo: set-up failed, removing what was created: ${String(err)}`);
+    demoDown(state, opts.log);
+    throw err;
+  }
+}
+
+async function build(state: DemoState, opts: DemoOptions): Promise<void> {
+  const log = opts.log;
+  const addNs = (name: string): Netns => {
+    const ns = Netns.add(name);
+    state.namespaces.push(name);
+    saveState(state);
+    return ns;
+  };
+
+  // 1. The fabric: a bridge in the ToR namespace, every node on it.
+  log(`demo: fabric ${FABRIC}.0/24 on a bridge in ${state.tor.ns}`);
+  const tor = addNs(state.tor.ns);
+  tor.ip("link", "add", "fabric", "type", "bridge");
+  tor.ip("addr", "add", `${state.tor.address}/24`, "dev", "fabric");
+  tor.ip("link", "set", "fabric", "up");
+  const nodeNs: Netns[] = [];
+  for (let i = 1; i <= opts.nodes; i++) {
+    const name = `node${i}`;
+    const ns = addNs(`${opts.prefix}-${name}`);
+    const address = `${FABRIC}.${10 + i}`;
+    link(ns, "eth0", `${address}/24`, tor, `port${i}`, undefined);
+    tor.ip("link", "set", `port${i}`, "master", "fabric");
+    ns.exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0");
+    state.nodes.push({ name, ns: ns.name, address, blocks: [] });
+    nodeNs.push(ns);
+  }
+
+  // 2. The pool, then pods: IPAM through the real CNI plugin, wiring as the agent would.
+  log(`demo: IPPool ${POOL_CIDR} in ${state.datastore}`);
+  const poolYaml = [
+    "apiVersion: projectcalico.org/v3",
+    "kind: IPPool",
+    "metadata: {name: demo-pool}",
+    `spec: {cidr: ${POOL_CIDR}, blockSize: 26, ipipMode: Never, natOutgoing: true, nodeSelector: all()}`,
+  ].join("\n");
+  const applied = spawnSync(OCELOT, ["apply", "-f", "-", "--datastore", state.datastore], {
+    input: poolYaml,
+    encoding: "utf8",
+  });
+  if (applied.status !== 0) throw new Error(`ocelot apply of the IPPool failed: ${applied.stderr}`);
+
+  for (const [i, node] of state.nodes.entries()) {
+    for (let p = 1; p <= opts.podsPerNode; p++) {
+      const podName = `${node.name}-pod${p}`;
+      const pns = addNs(`${opts.prefix}-${podName}`);
+      const ip = cniAdd(state.datastore, node.name, podName, `/var/run/netns/${pns.name}`);
+      const hostIface = hostIfaceName(`${node.name}/default/${podName}`);
+      wirePod(nodeNs[i], pns, hostIface, ip);
+      state.pods.push({ name: podName, node: node.name, ns: pns.name, ip, hostIface });
+      const block = blockOf(ip);
+      if (!node.blocks.includes(block)) node.blocks.push(block);
+    }
+    for (const block of node.blocks) {
+      nodeNs[i].ip("route", "replace", "blackhole", block, "proto", "202");
+    }
+    log(
+      `demo: ${node.name} ${node.address} blocks ${node.blocks.join(", ")} pods ${state.pods
+        .filter((p) => p.node === node.name)
+        .map((p) => p.ip)
+        .join(", ")}`,
+    );
+  }
+  saveState(state);
+
+  // 3. Routing: FRR on the ToR (when installed), `ocelot bgpd` on every node.
+  if (state.tor.router === "frr") {
+    log(`demo: FRR top-of-rack router AS ${TOR_AS} at ${state.tor.address}`);
+    startFrr(tor, join(state.stateDir, "tor"), torFrrConfig(state.nodes, state.tor.address), state);
+  } else {
+    log("demo: FRR is not installed: no top-of-rack router, nodes peer in a full mesh only");
+  }
+  for (const [i, node] of state.nodes.entries()) {
+    const cfgPath = join(state.stateDir, `${node.name}.bgpd.yaml`);
+    writeFileSync(cfgPath, bgpdConfig(node, state.nodes, state.tor, state.stateDir));
+    const out = openSync(join(state.stateDir, `${node.name}.bgpd.log`), "a");
+    const child: ChildProcess = spawn(
+      "ip",
+      ["netns", "exec", nodeNs[i].name, OCELOT, "bgpd", "--config", cfgPath],
+      {
+        stdio: ["ignore", out, out],
+        detached: true,
+      },
+    );
+    child.unref();
+    if (child.pid === undefined) throw new Error(`Could not start ocelot bgpd for ${node.name}`);
+    node.pid = child.pid;
+    // `ip netns exec` execs the command in place: the PID becomes node's once exec is done.
+    await waitFor(
+      `ocelot bgpd on ${node.name} to start`,
+      () => commOf(child.pid as number) === "node",
+      5000,
+      20,
+    );
+    state.pids.push({ pid: child.pid, comm: "node", what: `ocelot bgpd@${node.name}` });
+    saveState(state);
+  }
+
+  // 4. Converged when every node has a route (proto 201) to every other node's blocks.
+  log("demo: waiting for BGP to converge");
+  await waitFor(
+    "every node to learn every other node's blocks",
+    () =>
+      state.nodes.every((node, i) => {
+        const learned = nodeNs[i]
+          .ipJson<{ dst: string }[]>("route", "show", "proto", "201")
+          .map((r) => r.dst);
+        return state.nodes
+          .filter((o) => o !== node)
+          .every((o) => o.blocks.every((b) => learned.includes(b)));
+      }),
+    60_000,
+    250,
+  );
+}
+
+function wirePod(node: Netns, pod: Netns, hostIface: string, ip: string): void {
+  node.ip("link", "add", hostIface, "type", "veth", "peer", "name", "eth0", "netns", pod.name);
+  node.ip("link", "set", hostIface, "address", "ee:ee:ee:ee:ee:ee", "up");
+  node.exec("sysctl", "-qw", `net.ipv4.conf.${hostIface}.proxy_arp=1`);
+  node.exec("sysctl", "-qw", `net.ipv4.neigh.${hostIface}.proxy_delay=0`);
+  node.exec("sysctl", "-qw", `net.ipv4.conf.${hostIface}.rp_filter=0`);
+  node.ip("route", "replace", `${ip}/32`, "dev", hostIface, "scope", "link", "proto", "202");
+  pod.ip("addr", "add", `${ip}/32`, "dev", "eth0");
+  pod.ip("link", "set", "eth0", "up");
+  pod.ip("route", "add", "169.254.1.1", "dev", "eth0", "scope", "link");
+  pod.ip("route", "add", "default", "via", "169.254.1.1", "dev", "eth0");
+}
+
+/** Pings every pod from one pod on each node (and the ToR), bounded: one packet, 2 s each. */
+export function checkConnectivity(state: DemoState): PingResult[] {
+  const results: PingResult[] = [];
+  const sources = state.nodes
+    .map((n) => state.pods.find((p) => p.node === n.name))
+    .filter((p): p is DemoPod => !!p);
+  const ping = (ns: string, from: string, to: DemoPod) => {
+    const r = spawnSync("ip", ["netns", "exec", ns, "ping", "-c1", "-W2", "-q", to.ip], {
+      encoding: "utf8",
+    });
+    results.push({ from, to: `${to.name} ${to.ip}`, ok: r.status === 0 });
+  };
+  for (const src of sources)
+    for (const dst of state.pods) if (dst !== src) ping(src.ns, `${src.name} ${src.ip}`, dst);
+  for (const dst of state.pods) ping(state.tor.ns, `tor ${state.tor.address}`, dst);
+  return results;
+}
+
+/** Ends the processes we started (by PID, if still ours) and deletes our namespaces. */
+export function demoDown(state: DemoState, log: (line: string) => void): void {
+  for (const { pid, comm, what } of state.pids) {
+    if (comm && commOf(pid) === comm) {
+      log(`demo: stopping ${what} (pid ${pid})`);
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {}
+    }
+  }
+  for (const name of [...state.namespaces].reverse()) new Netns(name).destroy();
+  rmSync(`/var/run/frr/${state.tor.ns}`, { recursive: true, force: true });
+  rmSync(statePath(state.stateDir), { force: true });
+  log(`demo: removed ${state.namespaces.length} namespaces`);
+}
+
+export function loadState(stateDir: string): DemoState | undefined {
+  const p = statePath(stateDir);
+  if (!existsSync(p)) return undefined;
+  return JSON.parse(readFileSync(p, "utf8")) as DemoState;
+}
