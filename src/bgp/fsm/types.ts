@@ -1,0 +1,175 @@
+// Values of the session FSM (RFC 4271 §8): states, events, actions, peer settings and the
+// negotiated session parameters. Owns: these shapes and the named codes. Not: wire encoding
+// (src/bgp/wire/), sockets or clocks (src/bgp/io/).
+
+export type SessionState =
+  | "Idle"
+  | "Connect"
+  | "Active"
+  | "OpenSent"
+  | "OpenConfirm"
+  | "Established";
+
+export type Family = "ipv4-unicast" | "ipv6-unicast";
+
+export type TimerName = "ConnectRetryTimer" | "HoldTimer" | "KeepaliveTimer" | "IdleHoldTimer";
+
+/** IANA BGP error codes (RFC 4271 §4.5) and the subcodes the FSM emits. */
+export const ErrorCode = {
+  MessageHeaderError: 1,
+  OpenMessageError: 2,
+  UpdateMessageError: 3,
+  HoldTimerExpired: 4,
+  FiniteStateMachineError: 5,
+  Cease: 6,
+} as const;
+
+export const OpenSubcode = {
+  UnsupportedVersionNumber: 1,
+  BadPeerAs: 2,
+  BadBgpIdentifier: 3,
+  UnsupportedOptionalParameter: 4,
+  UnacceptableHoldTime: 6,
+  UnsupportedCapability: 7,
+} as const;
+
+/** RFC 6608 FSM error subcodes. */
+export const FsmSubcode = {
+  Unspecified: 0,
+  UnexpectedMessageInOpenSent: 1,
+  UnexpectedMessageInOpenConfirm: 2,
+  UnexpectedMessageInEstablished: 3,
+} as const;
+
+/** RFC 4486 Cease subcodes. */
+export const CeaseSubcode = {
+  MaximumPrefixesReached: 1,
+  AdministrativeShutdown: 2,
+  PeerDeconfigured: 3,
+  AdministrativeReset: 4,
+  ConnectionRejected: 5,
+  OtherConfigurationChange: 6,
+  ConnectionCollisionResolution: 7,
+  OutOfResources: 8,
+} as const;
+
+/** RFC 6793: the 2-octet AS placed in My Autonomous System when the real AS does not fit. */
+export const AS_TRANS = 23456;
+export const BGP_VERSION = 4;
+
+/** What the FSM needs of a received OPEN (the speaker maps the codec's message to this). */
+export interface OpenInfo {
+  version: number;
+  /** The 2-octet My Autonomous System field. */
+  myAs: number;
+  holdTime: number;
+  /** BGP Identifier as an unsigned 32-bit number. */
+  bgpId: number;
+  /** Families announced with the MP capability; undefined when the peer sent no MP capability. */
+  families?: Family[];
+  /** RFC 6793 4-octet AS capability value, when present. */
+  as4?: number;
+  routeRefresh: boolean;
+  enhancedRouteRefresh: boolean;
+  extendedMessage: boolean;
+  /** Graceful-restart capability seen (RFC 4724). */
+  gracefulRestart: boolean;
+}
+
+export interface PeerSettings {
+  localAs: number;
+  peerAs: number;
+  /** Our BGP Identifier as an unsigned 32-bit number. */
+  routerId: number;
+  /** Seconds; 0 (no keepalives) or >= 3. */
+  holdTime: number;
+  /** Seconds between connection attempts. */
+  connectRetryTime: number;
+  /** Passive peers never connect; they wait for the peer (RFC 4271 §8.1.1 PassiveTcpEstablishment). */
+  passive: boolean;
+  families: Family[];
+  /** Families the peer must support or the session is refused with 2/7. */
+  requiredFamilies: Family[];
+  /** First IdleHold delay after an error (ms); doubles with each consecutive error. */
+  idleHoldMs: number;
+  maxIdleHoldMs: number;
+}
+
+export interface Negotiated {
+  holdTime: number;
+  keepaliveTime: number;
+  families: Family[];
+  peerAs: number;
+  peerId: number;
+  as4: boolean;
+  routeRefresh: boolean;
+  enhancedRouteRefresh: boolean;
+  extendedMessage: boolean;
+  gracefulRestart: boolean;
+}
+
+/** Why a session went down: typed, for logs, status and metrics. */
+export type DownReason =
+  | { kind: "ManualStop" }
+  | { kind: "HoldTimerExpired" }
+  | { kind: "NotificationSent"; code: number; subcode: number; message: string }
+  | { kind: "NotificationReceived"; code: number; subcode: number }
+  | { kind: "TcpConnectionFails"; message: string }
+  | { kind: "CollisionResolution" };
+
+export interface NotificationInfo {
+  code: number;
+  subcode: number;
+  data?: Uint8Array;
+}
+
+export type FsmEvent =
+  | { type: "ManualStart" }
+  | { type: "ManualStop" }
+  | { type: "ConnectRetryTimer_Expires" }
+  | { type: "HoldTimer_Expires" }
+  | { type: "KeepaliveTimer_Expires" }
+  | { type: "IdleHoldTimer_Expires" }
+  /** Our outgoing connection succeeded. */
+  | { type: "Tcp_CR_Acked" }
+  /** An incoming connection from the peer was accepted. */
+  | { type: "TcpConnectionConfirmed" }
+  | { type: "TcpConnectionFails"; message: string }
+  | { type: "BGPOpen"; open: OpenInfo }
+  /** Header or OPEN decoding failed; the codec's NOTIFICATION to send. */
+  | { type: "BGPHeaderErr"; notification: NotificationInfo }
+  | { type: "BGPOpenMsgErr"; notification: NotificationInfo }
+  | { type: "NotifMsg"; code: number; subcode: number }
+  | { type: "KeepAliveMsg" }
+  | { type: "UpdateMsg" }
+  /** An UPDATE error that RFC 7606 says must reset the session. */
+  | { type: "UpdateMsgErr"; notification: NotificationInfo }
+  /** Collision detection (§6.8) chose to close this connection. */
+  | { type: "OpenCollisionDump" }
+  /** A ROUTE-REFRESH or other message valid only when Established. */
+  | { type: "RouteRefreshMsg" };
+
+export type FsmAction =
+  | { type: "connect" }
+  | { type: "disconnect" }
+  | { type: "sendOpen" }
+  | { type: "sendKeepalive" }
+  | { type: "sendNotification"; notification: NotificationInfo }
+  | { type: "startTimer"; timer: TimerName; ms: number }
+  | { type: "stopTimer"; timer: TimerName }
+  | { type: "established"; negotiated: Negotiated }
+  | { type: "sessionDown"; reason: DownReason; wasEstablished: boolean }
+  /** Hand the UPDATE to the RIB (Established only). */
+  | { type: "processUpdate" }
+  | { type: "processRouteRefresh" };
+
+export interface FsmState {
+  state: SessionState;
+  settings: PeerSettings;
+  connectRetryCounter: number;
+  /** Consecutive errors, for the IdleHold backoff. */
+  errorCount: number;
+  /** The peer's OPEN once received, and what was negotiated from it. */
+  negotiated?: Negotiated;
+  lastDown?: DownReason;
+}
