@@ -1,0 +1,163 @@
+// The bgpd YAML config: validation messages name the field path and value; impact() per peer.
+import { describe, expect, it } from "vitest";
+import { type BgpdConfig, impact, parseConfig, parseConfigText } from "../../src/bgp/config.js";
+
+const base = `
+asn: 64512
+routerId: 10.255.9.0
+listen: {address: 10.255.9.0, port: 1179}
+peers:
+  - address: 10.255.9.1
+    asn: 4200000001
+    holdTime: 9
+    families: [ipv4-unicast, ipv6-unicast]
+    importFilter:
+      rules:
+        - {action: Reject, cidr: 10.244.0.0/16, matchOperator: In}
+originate:
+  - prefix: 10.244.1.0/26
+    communities: ["64512:100"]
+    largeCommunities: ["4200000001:1:2"]
+fib: {enabled: true, table: main, protocol: 201}
+status: {socket: /tmp/x.sock}
+`;
+
+const err = (f: () => unknown): string => {
+  try {
+    f();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  throw new Error("did not throw");
+};
+
+describe("parseConfigText()", () => {
+  it("parses the issue's shape with defaults filled in", () => {
+    const c = parseConfigText(base);
+    expect(c.peers[0]?.asn).toBe(4200000001);
+    expect(c.peers[0]?.passive).toBe(false);
+    expect(c.peers[0]?.port).toBe(179);
+    expect(c.peers[0]?.allowOwnAs).toBe(0);
+    expect(c.originate[0]?.largeCommunities).toEqual(["4200000001:1:2"]);
+    const min = parseConfig({ asn: 1, routerId: "1.1.1.1" });
+    expect(min.listen).toEqual({ address: "0.0.0.0", port: 179 });
+    expect(min.status.socket).toBe("/run/ocelot/bgpd.sock");
+  });
+
+  it("names the field path and quotes the bad value", () => {
+    expect(err(() => parseConfigText(base.replace("holdTime: 9", "holdTime: 2")))).toContain(
+      "peers[0].holdTime: hold time must be 0 or at least 3 seconds (got 2)",
+    );
+    expect(err(() => parseConfigText(base.replace("10.244.1.0/26", "10.244.1.0/33")))).toContain(
+      'originate[0].prefix: not a CIDR (address/length) (got "10.244.1.0/33")',
+    );
+    expect(err(() => parseConfigText(base.replace('"64512:100"', '"64512:70000"')))).toContain(
+      'originate[0].communities[0]: community parts must be at most 65535 (got "64512:70000")',
+    );
+    expect(err(() => parseConfig({ asn: 23456, routerId: "1.1.1.1" }))).toContain(
+      "asn: AS 23456 is AS_TRANS",
+    );
+    expect(err(() => parseConfig({ asn: 1, routerId: "fe80::1" }))).toContain(
+      'routerId: not an IPv4 address (got "fe80::1")',
+    );
+  });
+
+  it("refuses unknown fields (strict) and duplicate peers", () => {
+    expect(
+      err(() =>
+        parseConfig({
+          asn: 1,
+          routerId: "1.1.1.1",
+          peers: [{ address: "1.1.1.2", asn: 2, pasive: true }],
+        }),
+      ),
+    ).toContain('peers[0]: unknown field "pasive"');
+    expect(
+      err(() =>
+        parseConfig({
+          asn: 1,
+          routerId: "1.1.1.1",
+          peers: [
+            { address: "1.1.1.2", asn: 2 },
+            { address: "1.1.1.2", asn: 3 },
+          ],
+        }),
+      ),
+    ).toContain("peers[1].address: duplicate peer 1.1.1.2");
+  });
+
+  it("reports YAML syntax errors", () => {
+    expect(err(() => parseConfigText("asn: [", "bgpd.yaml"))).toContain(
+      "Could not parse bgpd.yaml as YAML",
+    );
+  });
+});
+
+describe("impact()", () => {
+  const c0 = (): BgpdConfig => parseConfigText(base);
+  const edit = (f: (c: BgpdConfig) => void): BgpdConfig => {
+    const c = c0();
+    f(c);
+    return c;
+  };
+
+  it("is none for an identical config", () => {
+    const d = impact(c0(), c0());
+    expect(d.changed).toEqual([{ address: "10.255.9.1", impact: "none" }]);
+    expect([d.added, d.removed, d.reexport, d.relisten]).toEqual([[], [], false, false]);
+  });
+
+  it("resets a peer when its AS or hold time changes, naming the field", () => {
+    expect(
+      impact(
+        c0(),
+        edit((c) => (c.peers[0]!.asn = 65000)),
+      ).changed[0],
+    ).toEqual({
+      address: "10.255.9.1",
+      impact: "reset",
+      field: "asn",
+    });
+    expect(
+      impact(
+        c0(),
+        edit((c) => (c.peers[0]!.holdTime = 30)),
+      ).changed[0]?.field,
+    ).toBe("holdTime");
+    expect(
+      impact(
+        c0(),
+        edit((c) => (c.routerId = "10.0.0.9")),
+      ).changed[0],
+    ).toEqual({
+      address: "10.255.9.1",
+      impact: "reset",
+      field: "routerId",
+    });
+  });
+
+  it("refreshes a peer when only a filter changes", () => {
+    const d = impact(
+      c0(),
+      edit((c) => (c.peers[0]!.exportFilter = { rules: [{ action: "Accept" }] })),
+    );
+    expect(d.changed[0]).toEqual({
+      address: "10.255.9.1",
+      impact: "refresh",
+      field: "exportFilter",
+    });
+  });
+
+  it("lists added and removed peers and origination changes", () => {
+    const d = impact(
+      c0(),
+      edit((c) => {
+        c.peers = [{ ...c.peers[0]!, address: "10.255.9.3" }];
+        c.originate = [];
+      }),
+    );
+    expect(d.added.map((p) => p.address)).toEqual(["10.255.9.3"]);
+    expect(d.removed.map((p) => p.address)).toEqual(["10.255.9.1"]);
+    expect(d.reexport).toBe(true);
+  });
+});
