@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "ocelot_netlink",
+      "sources": ["ocelot_netlink.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2", "-std=gnu11"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

@@ -1,0 +1,363 @@
+// ocelot_netlink: a raw AF_NETLINK socket for Node (node-api only, C). Owns: the socket fd,
+// socket options, non-blocking sendto, and receive driven by a libuv poll that hands batches
+// of datagrams (and ENOBUFS as an "overflow" event) to one JS callback. Not: any message
+// encoding or decoding (TypeScript, src/fib/rtnetlink.ts). Also a tiny setsockopt-by-fd helper.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/netlink.h>
+#include <node_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#ifndef SOL_NETLINK
+#define SOL_NETLINK 270
+#endif
+#ifndef NETLINK_EXT_ACK
+#define NETLINK_EXT_ACK 11
+#endif
+#ifndef NETLINK_GET_STRICT_CHK
+#define NETLINK_GET_STRICT_CHK 12
+#endif
+#ifndef NETLINK_CAP_ACK
+#define NETLINK_CAP_ACK 10
+#endif
+
+// Events passed to the JS callback as its first argument.
+enum { EV_DATA = 0, EV_OVERFLOW = 1, EV_ERROR = 2 };
+
+// Receive limits per readable event: the loop is bounded, libuv calls again while readable.
+#define RX_CHUNK (1u << 20)      // bytes gathered before one JS call
+#define RX_MIN_ROOM (64u << 10)  // a netlink datagram never exceeds this (dumps use <= 32 KiB)
+#define RX_MAX_DGRAMS 256
+
+typedef struct {
+  int fd;
+  uint32_t port_id;
+  uv_poll_t poll;
+  int polling;
+  int closed;
+  napi_env env;
+  napi_ref callback;
+  napi_async_context async_ctx;
+  unsigned char *rx;
+} nl_sock;
+
+#define CHECK(call)                                                        \
+  do {                                                                     \
+    if ((call) != napi_ok) {                                               \
+      napi_throw_error(env, NULL, "Netlink addon call failed: " #call);    \
+      return NULL;                                                         \
+    }                                                                      \
+  } while (0)
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  char msg[160];
+  napi_value code, text, error;
+  snprintf(msg, sizeof msg, "%s failed: %s (errno %d)", what, strerror(err), err);
+  napi_create_int32(env, err, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &text);
+  napi_create_error(env, NULL, text, &error);
+  napi_set_named_property(env, error, "errno", code);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static int set_int_opt(int fd, int level, int name, int value) {
+  return setsockopt(fd, level, name, &value, sizeof value);
+}
+
+// Calls the JS callback (event, buffer|errno) inside a callback scope; a JS exception never
+// crosses back into libuv: it is handed to Node's uncaught-exception machinery instead.
+static void deliver(nl_sock *s, int event, napi_value arg) {
+  napi_env env = s->env;
+  napi_value cb, global, argv[2], result;
+  if (napi_get_reference_value(env, s->callback, &cb) != napi_ok || cb == NULL) return;
+  napi_get_global(env, &global);
+  napi_create_int32(env, event, &argv[0]);
+  argv[1] = arg;
+  if (napi_make_callback(env, s->async_ctx, global, cb, 2, argv, &result) != napi_ok) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+      napi_fatal_exception(env, exc);
+    }
+  }
+}
+
+static void stop_poll(nl_sock *s);
+
+static void on_readable(uv_poll_t *handle, int status, int events) {
+  nl_sock *s = (nl_sock *)handle->data;
+  (void)events;
+  if (s->closed) return;
+  napi_handle_scope scope;
+  napi_open_handle_scope(s->env, &scope);
+  if (status < 0) {
+    napi_value v;
+    napi_create_int32(s->env, -status, &v);
+    deliver(s, EV_ERROR, v);
+    napi_close_handle_scope(s->env, scope);
+    return;
+  }
+  size_t used = 0;
+  int overflow = 0, fatal = 0;
+  for (int n = 0; n < RX_MAX_DGRAMS && RX_CHUNK - used >= RX_MIN_ROOM; n++) {
+    ssize_t r = recv(s->fd, s->rx + used, RX_CHUNK - used, MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == ENOBUFS) {
+        overflow = 1;  // the kernel dropped messages; the socket itself stays usable
+        continue;
+      }
+      fatal = errno;
+      break;
+    }
+    used += (size_t)((r + 3) & ~3);  // keep each datagram 4-byte aligned
+  }
+  if (used > 0) {
+    napi_value buf;
+    void *data;
+    if (napi_create_buffer_copy(s->env, used, s->rx, &data, &buf) == napi_ok)
+      deliver(s, EV_DATA, buf);
+  }
+  if (overflow && !s->closed) {
+    napi_value undef;
+    napi_get_undefined(s->env, &undef);
+    deliver(s, EV_OVERFLOW, undef);
+  }
+  if (fatal && !s->closed) {
+    napi_value v;
+    napi_create_int32(s->env, fatal, &v);
+    deliver(s, EV_ERROR, v);
+  }
+  napi_close_handle_scope(s->env, scope);
+}
+
+static void on_poll_closed(uv_handle_t *handle) {
+  nl_sock *s = (nl_sock *)handle->data;
+  free(s->rx);
+  free(s);
+}
+
+static void stop_poll(nl_sock *s) {
+  if (!s->polling) return;
+  s->polling = 0;
+  uv_poll_stop(&s->poll);
+}
+
+static void close_sock(napi_env env, nl_sock *s) {
+  if (s->closed) return;
+  s->closed = 1;
+  stop_poll(s);
+  if (s->fd >= 0) close(s->fd);
+  s->fd = -1;
+  if (s->callback) napi_delete_reference(env, s->callback);
+  s->callback = NULL;
+  if (s->async_ctx) napi_async_destroy(env, s->async_ctx);
+  s->async_ctx = NULL;
+}
+
+static void finalize_sock(napi_env env, void *data, void *hint) {
+  nl_sock *s = (nl_sock *)data;
+  (void)hint;
+  close_sock(env, s);
+  uv_close((uv_handle_t *)&s->poll, on_poll_closed);
+}
+
+static nl_sock *get_sock(napi_env env, napi_value v) {
+  nl_sock *s = NULL;
+  if (napi_get_value_external(env, v, (void **)&s) != napi_ok || s == NULL) {
+    napi_throw_type_error(env, NULL, "Expected a netlink socket handle");
+    return NULL;
+  }
+  if (s->closed) {
+    napi_throw_error(env, NULL, "Netlink socket is closed");
+    return NULL;
+  }
+  return s;
+}
+
+// open(protocol, groups, rcvbufBytes, callback) -> handle
+static napi_value nl_open(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], handle, name;
+  int32_t protocol, rcvbuf;
+  uint32_t groups;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 4) {
+    napi_throw_type_error(env, NULL, "Expected open(protocol, groups, rcvbuf, callback)");
+    return NULL;
+  }
+  CHECK(napi_get_value_int32(env, argv[0], &protocol));
+  CHECK(napi_get_value_uint32(env, argv[1], &groups));
+  CHECK(napi_get_value_int32(env, argv[2], &rcvbuf));
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
+  if (fd < 0) return throw_errno(env, "socket(AF_NETLINK)", errno);
+  if (rcvbuf > 0 && set_int_opt(fd, SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf) < 0)
+    set_int_opt(fd, SOL_SOCKET, SO_RCVBUF, rcvbuf);  // unprivileged: capped by rmem_max
+  if (rcvbuf > 0 && set_int_opt(fd, SOL_SOCKET, SO_SNDBUFFORCE, rcvbuf) < 0)
+    set_int_opt(fd, SOL_SOCKET, SO_SNDBUF, rcvbuf);
+  set_int_opt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1);        // optional: older kernels ignore
+  set_int_opt(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1);        // errors do not echo the request
+  set_int_opt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1); // dumps honour header filters
+  struct sockaddr_nl sa;
+  memset(&sa, 0, sizeof sa);
+  sa.nl_family = AF_NETLINK;
+  sa.nl_groups = groups;
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "bind(AF_NETLINK)", err);
+  }
+  socklen_t len = sizeof sa;
+  getsockname(fd, (struct sockaddr *)&sa, &len);
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  nl_sock *s = calloc(1, sizeof *s);
+  if (s == NULL || (s->rx = malloc(RX_CHUNK)) == NULL) {
+    free(s);
+    close(fd);
+    return throw_errno(env, "malloc", ENOMEM);
+  }
+  s->fd = fd;
+  s->port_id = sa.nl_pid;
+  s->env = env;
+  CHECK(napi_create_reference(env, argv[3], 1, &s->callback));
+  CHECK(napi_create_string_utf8(env, "ocelot:netlink", NAPI_AUTO_LENGTH, &name));
+  CHECK(napi_async_init(env, NULL, name, &s->async_ctx));
+  uv_poll_init(loop, &s->poll, fd);
+  s->poll.data = s;
+  uv_poll_start(&s->poll, UV_READABLE, on_readable);
+  s->polling = 1;
+  CHECK(napi_create_external(env, s, finalize_sock, NULL, &handle));
+  return handle;
+}
+
+// send(handle, buffer, offset, length) -> bytes sent, or -errno (EAGAIN, ENOBUFS, ...)
+static napi_value nl_send(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], out;
+  void *data;
+  size_t len;
+  uint32_t off, n;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  nl_sock *s = get_sock(env, argv[0]);
+  if (s == NULL) return NULL;
+  CHECK(napi_get_buffer_info(env, argv[1], &data, &len));
+  CHECK(napi_get_value_uint32(env, argv[2], &off));
+  CHECK(napi_get_value_uint32(env, argv[3], &n));
+  if ((size_t)off + n > len) {
+    napi_throw_range_error(env, NULL, "Send range is outside the buffer");
+    return NULL;
+  }
+  struct sockaddr_nl to;
+  memset(&to, 0, sizeof to);
+  to.nl_family = AF_NETLINK;
+  ssize_t r;
+  do r = sendto(s->fd, (char *)data + off, n, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to);
+  while (r < 0 && errno == EINTR);
+  CHECK(napi_create_int32(env, r < 0 ? -errno : (int32_t)r, &out));
+  return out;
+}
+
+// setOption(handle, level, name, value) for NETLINK_ADD_MEMBERSHIP, NETLINK_NO_ENOBUFS, ...
+static napi_value nl_set_option(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t level, name, value;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  nl_sock *s = get_sock(env, argv[0]);
+  if (s == NULL) return NULL;
+  CHECK(napi_get_value_int32(env, argv[1], &level));
+  CHECK(napi_get_value_int32(env, argv[2], &name));
+  CHECK(napi_get_value_int32(env, argv[3], &value));
+  if (set_int_opt(s->fd, level, name, value) < 0) return throw_errno(env, "setsockopt", errno);
+  return NULL;
+}
+
+// info(handle) -> { portId, rcvbuf, sndbuf }
+static napi_value nl_info(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], obj, v;
+  int rcv = 0, snd = 0;
+  socklen_t l = sizeof rcv;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  nl_sock *s = get_sock(env, argv[0]);
+  if (s == NULL) return NULL;
+  getsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &rcv, &l);
+  l = sizeof snd;
+  getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &snd, &l);
+  CHECK(napi_create_object(env, &obj));
+  CHECK(napi_create_uint32(env, s->port_id, &v));
+  CHECK(napi_set_named_property(env, obj, "portId", v));
+  CHECK(napi_create_int32(env, rcv, &v));
+  CHECK(napi_set_named_property(env, obj, "rcvbuf", v));
+  CHECK(napi_create_int32(env, snd, &v));
+  CHECK(napi_set_named_property(env, obj, "sndbuf", v));
+  return obj;
+}
+
+// close(handle): stops polling and closes the fd; idempotent.
+static napi_value nl_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  nl_sock *s = NULL;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (napi_get_value_external(env, argv[0], (void **)&s) == napi_ok && s != NULL)
+    close_sock(env, s);
+  return NULL;
+}
+
+// setsockoptFd(fd, level, name, value: number | Buffer) for TCP sockets owned by Node
+// (IP_TTL, IP_MINTTL, IPV6_UNICAST_HOPS, TCP_MD5SIG with a struct tcp_md5sig built in JS).
+static napi_value sock_setsockopt_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t fd, level, name;
+  napi_valuetype t;
+  bool is_buf = false;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_value_int32(env, argv[1], &level));
+  CHECK(napi_get_value_int32(env, argv[2], &name));
+  CHECK(napi_typeof(env, argv[3], &t));
+  CHECK(napi_is_buffer(env, argv[3], &is_buf));
+  int r;
+  if (is_buf) {
+    void *data;
+    size_t len;
+    CHECK(napi_get_buffer_info(env, argv[3], &data, &len));
+    r = setsockopt(fd, level, name, data, (socklen_t)len);
+  } else if (t == napi_number) {
+    int32_t value;
+    CHECK(napi_get_value_int32(env, argv[3], &value));
+    r = set_int_opt(fd, level, name, value);
+  } else {
+    napi_throw_type_error(env, NULL, "Expected a number or a Buffer as the option value");
+    return NULL;
+  }
+  if (r < 0) return throw_errno(env, "setsockopt", errno);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"open", NULL, nl_open, NULL, NULL, NULL, napi_default, NULL},
+      {"send", NULL, nl_send, NULL, NULL, NULL, napi_default, NULL},
+      {"setOption", NULL, nl_set_option, NULL, NULL, NULL, napi_default, NULL},
+      {"info", NULL, nl_info, NULL, NULL, NULL, napi_default, NULL},
+      {"close", NULL, nl_close, NULL, NULL, NULL, napi_default, NULL},
+      {"setsockoptFd", NULL, sock_setsockopt_fd, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

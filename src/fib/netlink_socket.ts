@@ -1,0 +1,126 @@
+// The thin adapter over our native addon (native/ocelot_netlink.c): a raw AF_NETLINK socket
+// with non-blocking send and libuv-driven receive, ENOBUFS surfaced as an "overflow" callback.
+// Owns: loading the addon and the socket's lifetime. Not: message encoding (rtnetlink.ts).
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+interface Addon {
+  open(
+    protocol: number,
+    groups: number,
+    rcvbuf: number,
+    cb: (ev: number, arg: unknown) => void,
+  ): unknown;
+  send(h: unknown, buf: Buffer, off: number, len: number): number;
+  setOption(h: unknown, level: number, name: number, value: number): void;
+  info(h: unknown): { portId: number; rcvbuf: number; sndbuf: number };
+  close(h: unknown): void;
+  setsockoptFd(fd: number, level: number, name: number, value: number | Buffer): void;
+}
+
+const EV_DATA = 0;
+const EV_OVERFLOW = 1;
+
+/** Same relative path from src/fib/ (tsx, vitest) and dist/fib/ (compiled). */
+const ADDON_PATH = fileURLToPath(
+  new URL("../../native/build/Release/ocelot_netlink.node", import.meta.url),
+);
+
+let addon: Addon | undefined;
+
+export function loadAddon(): Addon {
+  if (addon) return addon;
+  try {
+    addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+  } catch (err) {
+    throw new Error(
+      `Netlink addon not built at "${ADDON_PATH}" (run npm run build): ${(err as Error).message}`,
+    );
+  }
+  return addon;
+}
+
+/** Why the addon cannot be used here, or undefined when it can (for test skips). */
+export function addonUnavailableReason(): string | undefined {
+  try {
+    loadAddon();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+export interface NetlinkSocketHandlers {
+  /** A batch of whole datagrams (each 4-byte aligned), concatenated. */
+  onData(buf: Buffer): void;
+  /** The kernel dropped messages for this socket (ENOBUFS); resynchronise. */
+  onOverflow(): void;
+  /** A receive error other than ENOBUFS, or an exception thrown by onData. */
+  onError(err: Error): void;
+}
+
+export class NetlinkSocket {
+  private handle: unknown;
+  readonly portId: number;
+
+  constructor(protocol: number, groups: number, rcvbuf: number, handlers: NetlinkSocketHandlers) {
+    const a = loadAddon();
+    this.handle = a.open(protocol, groups, rcvbuf, (ev, arg) => {
+      try {
+        if (ev === EV_DATA) handlers.onData(arg as Buffer);
+        else if (ev === EV_OVERFLOW) handlers.onOverflow();
+        else handlers.onError(new Error(`Netlink receive failed with errno ${String(arg)}`));
+      } catch (err) {
+        // Never let an exception travel back into the addon's libuv callback.
+        try {
+          handlers.onError(err as Error);
+        } catch {}
+      }
+    });
+    this.portId = a.info(this.handle).portId;
+  }
+
+  /** Sends bytes (many messages); returns bytes sent or a negative errno (e.g. -11 EAGAIN). */
+  send(buf: Buffer, off = 0, len = buf.length - off): number {
+    return loadAddon().send(this.handle, buf, off, len);
+  }
+
+  setOption(level: number, name: number, value: number): void {
+    loadAddon().setOption(this.handle, level, name, value);
+  }
+
+  info(): { portId: number; rcvbuf: number; sndbuf: number } {
+    return loadAddon().info(this.handle);
+  }
+
+  close(): void {
+    if (this.handle === undefined) return;
+    loadAddon().close(this.handle);
+    this.handle = undefined;
+  }
+}
+
+/**
+ * setsockopt on any socket fd (e.g. a Node TCP socket's `_handle.fd`): IP_TTL, IP_MINTTL,
+ * IPV6_UNICAST_HOPS as numbers; TCP_MD5SIG as a Buffer holding a struct tcp_md5sig.
+ */
+export function setsockoptFd(
+  fd: number,
+  level: number,
+  name: number,
+  value: number | Buffer,
+): void {
+  loadAddon().setsockoptFd(fd, level, name, value);
+}
+
+/** Socket option constants for setsockoptFd (Linux values). */
+export const SockOpt = {
+  IPPROTO_IP: 0,
+  IPPROTO_TCP: 6,
+  IPPROTO_IPV6: 41,
+  IP_TTL: 2,
+  IP_MINTTL: 21,
+  IPV6_UNICAST_HOPS: 16,
+  IPV6_MINHOPCOUNT: 73,
+  TCP_MD5SIG: 14,
+} as const;

@@ -1,0 +1,582 @@
+// rtnetlink message codec, pure: encodes RTM_NEWROUTE / DELROUTE / GETROUTE / GETLINK requests
+// into Buffers and decodes route, link, error and done messages from received bytes.
+// Owns: byte layouts and kernel constants. Not: the socket (netlink_socket.ts) or FIB policy.
+import { isIPv4 } from "node:net";
+import type { NextHop, Route, RouteScope, RouteType } from "./types.js";
+
+// <linux/netlink.h>
+export const NETLINK_ROUTE = 0;
+export const NLMSG_NOOP = 1;
+export const NLMSG_ERROR = 2;
+export const NLMSG_DONE = 3;
+export const NLMSG_OVERRUN = 4;
+export const NLM_F_REQUEST = 0x1;
+export const NLM_F_MULTI = 0x2;
+export const NLM_F_ACK = 0x4;
+export const NLM_F_DUMP_INTR = 0x10;
+export const NLM_F_DUMP = 0x300;
+export const NLM_F_REPLACE = 0x100;
+export const NLM_F_EXCL = 0x200;
+export const NLM_F_CREATE = 0x400;
+export const NLM_F_ACK_TLVS = 0x200;
+export const NLMSGERR_ATTR_MSG = 1;
+export const SOL_NETLINK = 270;
+export const NETLINK_ADD_MEMBERSHIP = 1;
+export const NETLINK_NO_ENOBUFS = 5;
+export const NLMSG_HDRLEN = 16;
+
+// <linux/rtnetlink.h>
+export const RTM_NEWLINK = 16;
+export const RTM_DELLINK = 17;
+export const RTM_GETLINK = 18;
+export const RTM_NEWROUTE = 24;
+export const RTM_DELROUTE = 25;
+export const RTM_GETROUTE = 26;
+export const RTNLGRP_LINK = 1;
+export const RTNLGRP_IPV4_ROUTE = 7;
+export const RTNLGRP_IPV6_ROUTE = 11;
+export const RTA_DST = 1;
+export const RTA_OIF = 4;
+export const RTA_GATEWAY = 5;
+export const RTA_PRIORITY = 6;
+export const RTA_PREFSRC = 7;
+export const RTA_MULTIPATH = 9;
+export const RTA_TABLE = 15;
+export const RTN_UNICAST = 1;
+export const RTN_BLACKHOLE = 6;
+export const RTN_UNREACHABLE = 7;
+export const RTN_PROHIBIT = 8;
+export const RT_SCOPE_UNIVERSE = 0;
+export const RT_SCOPE_LINK = 253;
+export const RT_SCOPE_HOST = 254;
+export const RT_SCOPE_NOWHERE = 255;
+export const RT_TABLE_UNSPEC = 0;
+export const RT_TABLE_COMPAT = 252;
+export const RTNH_F_ONLINK = 4;
+export const RTNH_F_LINKDOWN = 16;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+// <linux/if_link.h>, <linux/if.h>
+export const IFLA_IFNAME = 3;
+export const IFF_UP = 0x1;
+export const IFF_LOWER_UP = 0x10000;
+
+export const RTMSG_LEN = 12;
+export const IFINFOMSG_LEN = 16;
+export const RTNEXTHOP_LEN = 8;
+
+const ROUTE_TYPES: Record<RouteType, number> = {
+  unicast: RTN_UNICAST,
+  blackhole: RTN_BLACKHOLE,
+  unreachable: RTN_UNREACHABLE,
+  prohibit: RTN_PROHIBIT,
+};
+const SCOPES: Record<RouteScope, number> = {
+  universe: RT_SCOPE_UNIVERSE,
+  link: RT_SCOPE_LINK,
+  host: RT_SCOPE_HOST,
+};
+
+export const align4 = (n: number): number => (n + 3) & ~3;
+
+export function routeTypeCode(t: RouteType): number {
+  return ROUTE_TYPES[t];
+}
+
+export function routeTypeName(code: number): RouteType | undefined {
+  for (const [name, c] of Object.entries(ROUTE_TYPES)) if (c === code) return name as RouteType;
+  return undefined;
+}
+
+export function scopeName(code: number): RouteScope | undefined {
+  for (const [name, c] of Object.entries(SCOPES)) if (c === code) return name as RouteScope;
+  return undefined;
+}
+
+/** Parses an IPv4 dotted quad into a number (host order); throws on a bad value. */
+export function parseIPv4(text: string): number {
+  if (!isIPv4(text)) throw new Error(`Invalid IPv4 address "${text}"`);
+  const p = text.split(".");
+  return ((+p[0] << 24) | (+p[1] << 16) | (+p[2] << 8) | +p[3]) >>> 0;
+}
+
+export function formatIPv4(n: number): string {
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
+/** Parses an IPv6 address into 16 bytes; throws on a bad value. */
+export function parseIPv6(text: string): Uint8Array {
+  const out = new Uint8Array(16);
+  let s = text;
+  let tail: number[] = [];
+  const v4 = s.match(/^(.*:)(\d+\.\d+\.\d+\.\d+)$/);
+  if (v4) {
+    const n = parseIPv4(v4[2]);
+    tail = [n >>> 16, n & 0xffff];
+    s = `${v4[1]}0`; // placeholder group, replaced by the two tail groups
+  }
+  const halves = s.split("::");
+  const bad = () => new Error(`Invalid IPv6 address "${text}"`);
+  if (halves.length > 2) throw bad();
+  const parse = (h: string): number[] =>
+    h === ""
+      ? []
+      : h.split(":").map((g) => {
+          if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw bad();
+          return Number.parseInt(g, 16);
+        });
+  let head = parse(halves[0]);
+  let rest = halves.length === 2 ? parse(halves[1]) : [];
+  if (tail.length) {
+    if (rest.length || halves.length === 2) rest = [...rest.slice(0, -1), ...tail];
+    else head = [...head.slice(0, -1), ...tail];
+  }
+  const total = head.length + rest.length;
+  if ((halves.length === 1 && total !== 8) || (halves.length === 2 && total > 7)) throw bad();
+  const groups = [...head, ...new Array(8 - total).fill(0), ...rest];
+  for (let i = 0; i < 8; i++) {
+    out[2 * i] = groups[i] >> 8;
+    out[2 * i + 1] = groups[i] & 255;
+  }
+  return out;
+}
+
+/** Formats 16 bytes as RFC 5952 text (longest zero run compressed). */
+export function formatIPv6(b: Uint8Array): string {
+  const g: number[] = [];
+  for (let i = 0; i < 8; i++) g.push((b[2 * i] << 8) | b[2 * i + 1]);
+  let bestAt = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestAt = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (a: number[]) => a.map((x) => x.toString(16)).join(":");
+  if (bestAt < 0) return hex(g);
+  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
+}
+
+export function addressBytes(family: 4 | 6, text: string): Uint8Array {
+  if (family === 4) {
+    const n = parseIPv4(text);
+    return new Uint8Array([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+  }
+  return parseIPv6(text);
+}
+
+export function formatAddress(bytes: Uint8Array): string {
+  return bytes.length === 4 ? `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}` : formatIPv6(bytes);
+}
+
+/** Splits "a/len" and checks that the host bits are zero. */
+export function parseCidr(family: 4 | 6, cidr: string): { addr: Uint8Array; len: number } {
+  const slash = cidr.indexOf("/");
+  if (slash < 0) throw new Error(`Route destination is not in CIDR form: "${cidr}"`);
+  const addr = addressBytes(family, cidr.slice(0, slash));
+  const lenText = cidr.slice(slash + 1);
+  const len = Number(lenText);
+  const max = family === 4 ? 32 : 128;
+  if (!/^\d{1,3}$/.test(lenText) || len > max)
+    throw new Error(`Invalid prefix length in "${cidr}"`);
+  for (let bit = len; bit < max; bit++) {
+    if (addr[bit >> 3] & (0x80 >> (bit & 7)))
+      throw new Error(`Route destination has host bits set: "${cidr}"`);
+  }
+  return { addr, len };
+}
+
+/** A growable output buffer for many netlink messages, sent in one sendmsg. */
+export class MessageWriter {
+  buf: Buffer;
+  len = 0;
+  constructor(capacity = 64 * 1024) {
+    this.buf = Buffer.alloc(capacity);
+  }
+  reserve(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const next = Buffer.alloc(Math.max(this.buf.length * 2, this.len + n));
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
+  }
+  reset(): void {
+    this.len = 0;
+  }
+  /** Starts a message; returns its offset (for finish()). */
+  begin(type: number, flags: number, seq: number): number {
+    this.reserve(NLMSG_HDRLEN);
+    const at = this.len;
+    const b = this.buf;
+    b.writeUInt32LE(0, at);
+    b.writeUInt16LE(type, at + 4);
+    b.writeUInt16LE(flags, at + 6);
+    b.writeUInt32LE(seq >>> 0, at + 8);
+    b.writeUInt32LE(0, at + 12);
+    this.len += NLMSG_HDRLEN;
+    return at;
+  }
+  finish(at: number): void {
+    this.buf.writeUInt32LE(this.len - at, at);
+  }
+  rtmsg(
+    family: number,
+    dstLen: number,
+    table: number,
+    protocol: number,
+    scope: number,
+    type: number,
+    flags: number,
+  ): void {
+    this.reserve(RTMSG_LEN);
+    const b = this.buf;
+    const o = this.len;
+    b[o] = family;
+    b[o + 1] = dstLen;
+    b[o + 2] = 0;
+    b[o + 3] = 0;
+    b[o + 4] = table > 255 ? RT_TABLE_COMPAT : table;
+    b[o + 5] = protocol;
+    b[o + 6] = scope;
+    b[o + 7] = type;
+    b.writeUInt32LE(flags >>> 0, o + 8);
+    this.len += RTMSG_LEN;
+  }
+  attrU32(type: number, value: number): void {
+    this.reserve(8);
+    this.buf.writeUInt16LE(8, this.len);
+    this.buf.writeUInt16LE(type, this.len + 2);
+    this.buf.writeUInt32LE(value >>> 0, this.len + 4);
+    this.len += 8;
+  }
+  attrBytes(type: number, data: Uint8Array): void {
+    const l = 4 + data.length;
+    this.reserve(align4(l));
+    this.buf.writeUInt16LE(l, this.len);
+    this.buf.writeUInt16LE(type, this.len + 2);
+    this.buf.set(data, this.len + 4);
+    this.buf.fill(0, this.len + l, this.len + align4(l));
+    this.len += align4(l);
+  }
+  /** Starts a nested attribute; returns its offset for endNest(). */
+  beginNest(type: number): number {
+    this.reserve(4);
+    const at = this.len;
+    this.buf.writeUInt16LE(type, at + 2);
+    this.len += 4;
+    return at;
+  }
+  endNest(at: number): void {
+    this.buf.writeUInt16LE(this.len - at, at);
+  }
+}
+
+/** A next hop resolved to numbers: gateway bytes and interface index (0 = none). */
+export interface EncodedNextHop {
+  gateway?: Uint8Array;
+  ifindex: number;
+  onlink: boolean;
+  weight: number;
+}
+
+/** What a route request carries, resolved (interface names already turned into indexes). */
+export interface RouteRequest {
+  family: 4 | 6;
+  dst: Uint8Array;
+  dstLen: number;
+  table: number;
+  protocol: number;
+  type: number;
+  scope: number;
+  metric: number;
+  nexthops: EncodedNextHop[];
+  prefsrc?: Uint8Array;
+}
+
+/** Appends one RTM_NEWROUTE (flags e.g. CREATE|REPLACE) or RTM_DELROUTE. */
+export function writeRoute(
+  w: MessageWriter,
+  msgType: number,
+  flags: number,
+  seq: number,
+  r: RouteRequest,
+): void {
+  const at = w.begin(msgType, NLM_F_REQUEST | flags, seq);
+  const single = r.nexthops.length === 1 ? r.nexthops[0] : undefined;
+  const rtFlags = single?.onlink ? RTNH_F_ONLINK : 0;
+  w.rtmsg(
+    r.family === 4 ? AF_INET : AF_INET6,
+    r.dstLen,
+    r.table,
+    r.protocol,
+    r.scope,
+    r.type,
+    rtFlags,
+  );
+  w.attrBytes(RTA_DST, r.family === 4 ? r.dst.subarray(0, 4) : r.dst);
+  w.attrU32(RTA_TABLE, r.table);
+  if (r.metric) w.attrU32(RTA_PRIORITY, r.metric);
+  if (r.prefsrc) w.attrBytes(RTA_PREFSRC, r.prefsrc);
+  if (msgType === RTM_NEWROUTE) {
+    if (single) {
+      if (single.gateway) w.attrBytes(RTA_GATEWAY, single.gateway);
+      if (single.ifindex) w.attrU32(RTA_OIF, single.ifindex);
+    } else if (r.nexthops.length > 1) {
+      const mp = w.beginNest(RTA_MULTIPATH);
+      for (const nh of r.nexthops) {
+        w.reserve(RTNEXTHOP_LEN);
+        const o = w.len;
+        w.buf[o + 2] = nh.onlink ? RTNH_F_ONLINK : 0;
+        w.buf[o + 3] = Math.max(0, Math.min(255, nh.weight - 1));
+        w.buf.writeInt32LE(nh.ifindex, o + 4);
+        w.len += RTNEXTHOP_LEN;
+        if (nh.gateway) w.attrBytes(RTA_GATEWAY, nh.gateway);
+        w.buf.writeUInt16LE(w.len - o, o);
+      }
+      w.endNest(mp);
+    }
+  }
+  w.finish(at);
+}
+
+/** Appends an RTM_GETROUTE dump request, filtered by protocol (0 = any) with strict checking. */
+export function writeRouteDump(
+  w: MessageWriter,
+  seq: number,
+  family: 4 | 6,
+  protocol = 0,
+  table = 0,
+): void {
+  const at = w.begin(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq);
+  w.rtmsg(family === 4 ? AF_INET : AF_INET6, 0, table, protocol, 0, 0, 0);
+  if (table > 255) w.attrU32(RTA_TABLE, table);
+  w.finish(at);
+}
+
+export function writeLinkDump(w: MessageWriter, seq: number): void {
+  const at = w.begin(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq);
+  w.reserve(IFINFOMSG_LEN);
+  w.buf.fill(0, w.len, w.len + IFINFOMSG_LEN);
+  w.len += IFINFOMSG_LEN;
+  w.finish(at);
+}
+
+/** One netlink message inside a received buffer (a view, no copy). */
+export interface NlMessage {
+  type: number;
+  flags: number;
+  seq: number;
+  pid: number;
+  /** Offset of the payload (after the 16-byte header) and its end in `buf`. */
+  off: number;
+  end: number;
+  buf: Buffer;
+}
+
+/** Calls fn for each message in buf; stops at a truncated or malformed header. */
+export function forEachMessage(buf: Buffer, fn: (m: NlMessage) => void): void {
+  const m: NlMessage = { type: 0, flags: 0, seq: 0, pid: 0, off: 0, end: 0, buf };
+  let o = 0;
+  while (o + NLMSG_HDRLEN <= buf.length) {
+    const len = buf.readUInt32LE(o);
+    if (len < NLMSG_HDRLEN || o + len > buf.length) break;
+    m.type = buf.readUInt16LE(o + 4);
+    m.flags = buf.readUInt16LE(o + 6);
+    m.seq = buf.readUInt32LE(o + 8);
+    m.pid = buf.readUInt32LE(o + 12);
+    m.off = o + NLMSG_HDRLEN;
+    m.end = o + len;
+    fn(m);
+    o += align4(len);
+  }
+}
+
+export interface NlError {
+  /** errno as a positive number; 0 is an ACK. */
+  errno: number;
+  /** Sequence number of the request this answers. */
+  seq: number;
+  /** The kernel's extended-ACK text, when it sent one. */
+  message?: string;
+}
+
+export function decodeError(m: NlMessage): NlError {
+  const b = m.buf;
+  const errno = -b.readInt32LE(m.off);
+  const seq = b.readUInt32LE(m.off + 4 + 8);
+  let message: string | undefined;
+  if (m.flags & NLM_F_ACK_TLVS) {
+    // Capped ACK (NETLINK_CAP_ACK): the echoed request is its header only.
+    let o = m.off + 4 + NLMSG_HDRLEN;
+    if (!(m.flags & 0x100)) o = m.off + 4 + b.readUInt32LE(m.off + 4);
+    while (o + 4 <= m.end) {
+      const l = b.readUInt16LE(o);
+      if (l < 4) break;
+      if ((b.readUInt16LE(o + 2) & 0x3fff) === NLMSGERR_ATTR_MSG)
+        message = b.toString("utf8", o + 4, o + l).replace(/\0+$/, "");
+      o += align4(l);
+    }
+  }
+  return { errno, seq, message };
+}
+
+/** A route as the kernel reported it, decoded to values. */
+export interface KernelRoute {
+  family: 4 | 6;
+  dst: Uint8Array;
+  dstLen: number;
+  table: number;
+  protocol: number;
+  scope: number;
+  type: number;
+  flags: number;
+  metric: number;
+  nexthops: EncodedNextHop[];
+  prefsrc?: Uint8Array;
+}
+
+function decodeNextHops(b: Buffer, o: number, end: number): EncodedNextHop[] {
+  const out: EncodedNextHop[] = [];
+  while (o + RTNEXTHOP_LEN <= end) {
+    const len = b.readUInt16LE(o);
+    if (len < RTNEXTHOP_LEN || o + len > end) break;
+    const nh: EncodedNextHop = {
+      ifindex: b.readInt32LE(o + 4),
+      onlink: (b[o + 2] & RTNH_F_ONLINK) !== 0,
+      weight: b[o + 3] + 1,
+    };
+    let a = o + RTNEXTHOP_LEN;
+    while (a + 4 <= o + len) {
+      const al = b.readUInt16LE(a);
+      if (al < 4) break;
+      if (b.readUInt16LE(a + 2) === RTA_GATEWAY)
+        nh.gateway = Uint8Array.from(b.subarray(a + 4, a + al));
+      a += align4(al);
+    }
+    out.push(nh);
+    o += align4(len);
+  }
+  return out;
+}
+
+/** Decodes the payload of RTM_NEWROUTE / RTM_DELROUTE. */
+export function decodeRoute(m: NlMessage): KernelRoute | undefined {
+  const b = m.buf;
+  const o = m.off;
+  if (m.end - o < RTMSG_LEN) return undefined;
+  const fam = b[o];
+  if (fam !== AF_INET && fam !== AF_INET6) return undefined;
+  const family = fam === AF_INET ? 4 : 6;
+  const r: KernelRoute = {
+    family,
+    dst: new Uint8Array(family === 4 ? 4 : 16),
+    dstLen: b[o + 1],
+    table: b[o + 4],
+    protocol: b[o + 5],
+    scope: b[o + 6],
+    type: b[o + 7],
+    flags: b.readUInt32LE(o + 8),
+    metric: 0,
+    nexthops: [],
+  };
+  let gateway: Uint8Array | undefined;
+  let oif = 0;
+  let a = o + RTMSG_LEN;
+  while (a + 4 <= m.end) {
+    const al = b.readUInt16LE(a);
+    if (al < 4 || a + al > m.end) break;
+    const t = b.readUInt16LE(a + 2) & 0x3fff;
+    const v = a + 4;
+    switch (t) {
+      case RTA_DST:
+        r.dst.set(b.subarray(v, v + Math.min(al - 4, r.dst.length)));
+        break;
+      case RTA_TABLE:
+        r.table = b.readUInt32LE(v);
+        break;
+      case RTA_PRIORITY:
+        r.metric = b.readUInt32LE(v);
+        break;
+      case RTA_OIF:
+        oif = b.readInt32LE(v);
+        break;
+      case RTA_GATEWAY:
+        gateway = Uint8Array.from(b.subarray(v, a + al));
+        break;
+      case RTA_PREFSRC:
+        r.prefsrc = Uint8Array.from(b.subarray(v, a + al));
+        break;
+      case RTA_MULTIPATH:
+        r.nexthops = decodeNextHops(b, v, a + al);
+        break;
+    }
+    a += align4(al);
+  }
+  if (r.nexthops.length === 0 && (gateway || oif))
+    r.nexthops.push({ gateway, ifindex: oif, onlink: (r.flags & RTNH_F_ONLINK) !== 0, weight: 1 });
+  return r;
+}
+
+export interface KernelLink {
+  ifindex: number;
+  name: string;
+  flags: number;
+  up: boolean;
+}
+
+export function decodeLink(m: NlMessage): KernelLink | undefined {
+  const b = m.buf;
+  if (m.end - m.off < IFINFOMSG_LEN) return undefined;
+  const ifindex = b.readInt32LE(m.off + 4);
+  const flags = b.readUInt32LE(m.off + 8);
+  let name = "";
+  let a = m.off + IFINFOMSG_LEN;
+  while (a + 4 <= m.end) {
+    const al = b.readUInt16LE(a);
+    if (al < 4 || a + al > m.end) break;
+    if ((b.readUInt16LE(a + 2) & 0x3fff) === IFLA_IFNAME)
+      name = b.toString("utf8", a + 4, a + al).replace(/\0+$/, "");
+    a += align4(al);
+  }
+  return { ifindex, name, flags, up: (flags & IFF_UP) !== 0 };
+}
+
+/** Converts a decoded kernel route to the contract's Route (interface names via ifname). */
+export function kernelRouteToRoute(
+  k: KernelRoute,
+  ifname: (ifindex: number) => string | undefined,
+): Route {
+  const nexthops: NextHop[] = k.nexthops.map((nh) => {
+    const out: NextHop = {};
+    if (nh.gateway) out.gateway = formatAddress(nh.gateway);
+    if (nh.ifindex) out.dev = ifname(nh.ifindex) ?? `if${nh.ifindex}`;
+    if (nh.onlink) out.onlink = true;
+    if (k.nexthops.length > 1) out.weight = nh.weight;
+    return out;
+  });
+  const route: Route = {
+    family: k.family,
+    dst: `${formatAddress(k.dst)}/${k.dstLen}`,
+    table: k.table,
+    protocol: k.protocol,
+    type: routeTypeName(k.type) ?? "unicast",
+    metric: k.metric,
+    nexthops,
+  };
+  const scope = scopeName(k.scope);
+  if (scope) route.scope = scope;
+  if (k.prefsrc) route.src = formatAddress(k.prefsrc);
+  return route;
+}
+
+/** Address text → family, for validation. */
+export function familyOf(text: string): 4 | 6 {
+  return isIPv4(text) ? 4 : 6;
+}
