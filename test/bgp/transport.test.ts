@@ -1,0 +1,118 @@
+// The TCP transport on loopback: unknown sources are closed at once, source addresses per peer,
+// and a peer that stops reading is noticed (congested) and dropped past the hard limit.
+import * as net from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { ManualClock, SessionTimers } from "../../src/bgp/io/clock.js";
+import { type Connection, connect, listen, plainAddress } from "../../src/bgp/io/transport.js";
+
+const closers: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0)) await c();
+});
+
+function connectP(port: number, localAddress?: string): Promise<Connection> {
+  return new Promise((resolve, reject) => {
+    connect({ address: "127.0.0.1", port, localAddress, timeoutMs: 2000 }, resolve, reject);
+  });
+}
+
+describe("listen() and connect()", () => {
+  it("closes connections from addresses that are not peers, accepts peers by source address", async () => {
+    const accepted: Connection[] = [];
+    const refused: string[] = [];
+    const l = await listen({
+      address: "127.0.0.1",
+      port: 0,
+      isPeer: (a) => a === "127.0.0.2",
+      onConnection: (c) => accepted.push(c),
+      onRefused: (a) => refused.push(a),
+    });
+    closers.push(() => l.close());
+    const stranger = await connectP(l.port, "127.0.0.3");
+    const closed = await new Promise<boolean>((r) => {
+      stranger.attach({ onData: () => {}, onDrain: () => {}, onClose: () => r(true) });
+      setTimeout(() => r(false), 2000).unref();
+    });
+    expect(closed).toBe(true);
+    expect(refused).toEqual(["127.0.0.3"]);
+    const friend = await connectP(l.port, "127.0.0.2");
+    closers.push(() => friend.destroy());
+    for (let i = 0; i < 50 && accepted.length === 0; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(accepted.map((c) => [c.remoteAddress, c.direction])).toEqual([
+      ["127.0.0.2", "incoming"],
+    ]);
+    expect(friend.localAddress).toBe("127.0.0.2");
+    const got = new Promise<string>((r) =>
+      accepted[0]?.attach({
+        onData: (d) => r(Buffer.from(d).toString()),
+        onDrain: () => {},
+        onClose: () => {},
+      }),
+    );
+    friend.write(Buffer.from("hello"));
+    expect(await got).toBe("hello");
+    for (const c of accepted) c.destroy();
+  });
+
+  it("reports a refused connect as a failure", async () => {
+    const srv = net.createServer();
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const port = (srv.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => srv.close(() => r()));
+    await expect(connectP(port)).rejects.toBeDefined();
+  });
+
+  it("marks a connection congested when the peer stops reading, and drops it past the limit", async () => {
+    const sockets: net.Socket[] = [];
+    const srv = net.createServer((s) => {
+      s.pause(); // never read
+      sockets.push(s);
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    closers.push(() => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((r) => srv.close(() => r()));
+    });
+    const port = (srv.address() as net.AddressInfo).port;
+    const c = await new Promise<Connection>((resolve, reject) =>
+      connect({ address: "127.0.0.1", port, timeoutMs: 2000 }, resolve, reject),
+    );
+    // Write until congested at the default high-water mark (4 MiB), bounded in count.
+    let closedWith: string | undefined;
+    c.attach({ onData: () => {}, onDrain: () => {}, onClose: (e) => (closedWith = e ?? "closed") });
+    const chunk = new Uint8Array(1 << 20);
+    let writes = 0;
+    while (!c.congested && writes < 64) {
+      c.write(chunk);
+      writes++;
+    }
+    expect(c.congested).toBe(true);
+    expect(c.buffered).toBeGreaterThanOrEqual(4 << 20);
+    for (let i = 0; i < 300 && !c.isClosed; i++) c.write(chunk);
+    expect(c.isClosed).toBe(true);
+    expect(closedWith).toMatch(/^Peer is not reading: \d+ bytes queued$/);
+  });
+
+  it("plainAddress() strips the IPv4-mapped prefix only", () => {
+    expect(plainAddress("::ffff:10.0.0.1")).toBe("10.0.0.1");
+    expect(plainAddress("fd00::1")).toBe("fd00::1");
+  });
+});
+
+describe("SessionTimers on a ManualClock", () => {
+  it("restarts a running timer and fires each once", () => {
+    const clock = new ManualClock();
+    const fired: string[] = [];
+    const t = new SessionTimers<"Hold" | "Keepalive">(clock, (n) =>
+      fired.push(`${n}@${clock.now()}`),
+    );
+    t.start("Hold", 3000);
+    t.start("Keepalive", 1000);
+    clock.advance(2000);
+    t.start("Hold", 3000);
+    clock.advance(10_000);
+    expect(fired).toEqual(["Keepalive@1000", "Hold@5000"]);
+    expect(t.isRunning("Hold")).toBe(false);
+  });
+});
