@@ -1,0 +1,328 @@
+// BGPConfiguration, BGPPeer and BGPFilter (projectcalico.org/v3): schemas, validation and the
+// effective defaults Calico applies when it renders the speaker's config (AS 64512, mesh on,
+// port 179). Not: turning them into sessions (src/node, src/bgp) or storage (client.ts).
+//
+// Refused as not supported yet: Service IP advertisement (serviceClusterIPs, serviceExternalIPs,
+// serviceLoadBalancerIPs, serviceLoadBalancerAggregation), ignoredInterfaces, local-workload
+// peering, programClusterRoutes and route priorities, BGPPeer reachableBy and
+// localWorkloadSelector, BGPFilter priority and setPriority.
+import * as z from "zod";
+import { own, quote } from "./errors.js";
+import {
+  asNumber,
+  cidr,
+  duration,
+  type IpFamily,
+  intRange,
+  ipPort,
+  type Metadata,
+  metadataSchema,
+  parseCidr,
+  selector,
+  subdomainName,
+  unsupported,
+} from "./fields.js";
+import { API_VERSION } from "./ippool.js";
+
+export const DEFAULT_AS_NUMBER = 64512;
+export const DEFAULT_LISTEN_PORT = 179;
+
+/** `aa:nn` (standard, 16-bit parts) or `aa:nn:mm` (large, 32-bit parts). */
+export function isCommunityValue(text: string): boolean {
+  const parts = text.split(":");
+  if (!parts.every((p) => /^\d{1,10}$/.test(p))) return false;
+  const nums = parts.map(Number);
+  if (parts.length === 2) return nums.every((n) => n <= 0xffff);
+  if (parts.length === 3) return nums.every((n) => n <= 0xffffffff);
+  return false;
+}
+
+const communityValue = z.string().refine(isCommunityValue, {
+  error: (iss) => own(`${quote(iss.input)} is not a community value (aa:nn or aa:nn:mm)`),
+});
+
+const secretKeyRef = z
+  .object({
+    secretKeyRef: z
+      .object({ name: subdomainName, key: z.string().min(1), optional: z.boolean().optional() })
+      .strict(),
+  })
+  .strict();
+
+const bgpConfigurationSpec = z
+  .object({
+    logSeverityScreen: z.enum(["Debug", "Info", "Warning", "Error", "Fatal"]).optional(),
+    nodeToNodeMeshEnabled: z.boolean().optional(),
+    asNumber: asNumber.optional(),
+    listenPort: intRange(1, 65535).optional(),
+    bindMode: z.enum(["None", "NodeIP"]).optional(),
+    communities: z
+      .array(z.object({ name: subdomainName, value: communityValue }).strict())
+      .optional(),
+    prefixAdvertisements: z
+      .array(z.object({ cidr: cidr(), communities: z.array(z.string()).min(1) }).strict())
+      .optional(),
+    nodeMeshPassword: secretKeyRef.optional(),
+    nodeMeshMaxRestartTime: duration.optional(),
+    serviceClusterIPs: unsupported("Service IP advertisement"),
+    serviceExternalIPs: unsupported("Service IP advertisement"),
+    serviceLoadBalancerIPs: unsupported("Service IP advertisement"),
+    serviceLoadBalancerAggregation: unsupported("Service IP advertisement"),
+    ignoredInterfaces: unsupported(),
+    localWorkloadPeeringIPV4: unsupported("local workload peering"),
+    localWorkloadPeeringIPV6: unsupported("local workload peering"),
+    programClusterRoutes: unsupported(),
+    ipv4NormalRoutePriority: unsupported(),
+    ipv6NormalRoutePriority: unsupported(),
+  })
+  .strict()
+  .superRefine((spec, ctx) => {
+    const named = new Set((spec.communities ?? []).map((c) => c.name));
+    for (const [i, adv] of (spec.prefixAdvertisements ?? []).entries()) {
+      for (const [j, c] of adv.communities.entries()) {
+        if (!named.has(c) && !isCommunityValue(c)) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["prefixAdvertisements", i, "communities", j],
+            message: own(
+              `${quote(c)} is neither a community value nor a name from spec.communities`,
+            ),
+          });
+        }
+      }
+    }
+  });
+
+/** Fields only the `default` BGPConfiguration may set (Calico's rule). */
+const GLOBAL_ONLY_FIELDS = [
+  "nodeToNodeMeshEnabled",
+  "asNumber",
+  "nodeMeshPassword",
+  "nodeMeshMaxRestartTime",
+  "bindMode",
+] as const;
+
+export const bgpConfigurationSchema = z
+  .object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal("BGPConfiguration"),
+    metadata: metadataSchema({ namespaced: false }),
+    spec: bgpConfigurationSpec.optional().transform((s) => s ?? {}),
+  })
+  .strict()
+  .superRefine((res, ctx) => {
+    if (res.metadata.name === "default") return;
+    if (!res.metadata.name.startsWith("node.")) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["metadata", "name"],
+        message: own(
+          `${quote(res.metadata.name)} is not a BGPConfiguration name (use "default" or "node.<node name>")`,
+        ),
+      });
+      return;
+    }
+    for (const f of GLOBAL_ONLY_FIELDS) {
+      if (res.spec[f] !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["spec", f],
+          message: own(
+            `can only be set on the BGPConfiguration named "default", not ${quote(res.metadata.name)}`,
+          ),
+        });
+      }
+    }
+  });
+
+export type BGPConfigurationSpec = z.output<typeof bgpConfigurationSpec>;
+export interface BGPConfiguration {
+  apiVersion: typeof API_VERSION;
+  kind: "BGPConfiguration";
+  metadata: Metadata;
+  spec: BGPConfigurationSpec;
+}
+
+/** The values Calico uses when a field is absent (for the default instance, or none at all). */
+export function effectiveBgpConfiguration(config: BGPConfiguration | undefined) {
+  const s = config?.spec ?? {};
+  return {
+    asNumber: s.asNumber ?? DEFAULT_AS_NUMBER,
+    nodeToNodeMeshEnabled: s.nodeToNodeMeshEnabled ?? true,
+    listenPort: s.listenPort ?? DEFAULT_LISTEN_PORT,
+    logSeverityScreen: s.logSeverityScreen ?? "Info",
+    bindMode: s.bindMode ?? "None",
+    communities: s.communities ?? [],
+    prefixAdvertisements: s.prefixAdvertisements ?? [],
+    nodeMeshMaxRestartTime: s.nodeMeshMaxRestartTime,
+  };
+}
+
+const bgpPeerSpec = z
+  .object({
+    node: subdomainName.optional(),
+    nodeSelector: selector.optional(),
+    peerIP: ipPort.optional(),
+    asNumber: asNumber.optional(),
+    localASNumber: asNumber.optional(),
+    peerSelector: selector.optional(),
+    reversePeering: z.enum(["Auto", "Manual"]).optional(),
+    keepOriginalNextHop: z.boolean().optional(),
+    nextHopMode: z.enum(["Auto", "Self", "Keep"]).optional(),
+    password: secretKeyRef.optional(),
+    sourceAddress: z.enum(["UseNodeIP", "None"]).optional(),
+    maxRestartTime: duration.optional(),
+    keepaliveTime: duration.optional(),
+    numAllowedLocalASNumbers: intRange(1, 10).optional(),
+    ttlSecurity: intRange(1, 255).optional(),
+    filters: z.array(subdomainName).optional(),
+    reachableBy: unsupported(),
+    localWorkloadSelector: unsupported("local workload peering"),
+  })
+  .strict()
+  .superRefine((spec, ctx) => {
+    const issue = (path: string, message: string) =>
+      ctx.addIssue({ code: "custom", path: [path], message: own(message) });
+    if (spec.node !== undefined && spec.nodeSelector !== undefined) {
+      issue(
+        "nodeSelector",
+        `${quote(spec.nodeSelector)} cannot be combined with spec.node ${quote(spec.node)}`,
+      );
+    }
+    if (spec.peerSelector !== undefined) {
+      if (spec.peerIP !== undefined)
+        issue("peerIP", `${quote(spec.peerIP)} cannot be combined with spec.peerSelector`);
+      if (spec.asNumber !== undefined)
+        issue("asNumber", `${quote(spec.asNumber)} cannot be combined with spec.peerSelector`);
+    } else if (spec.peerIP === undefined) {
+      issue("peerIP", "is required (or spec.peerSelector)");
+    } else if (spec.asNumber === undefined) {
+      issue("asNumber", `is required with spec.peerIP ${quote(spec.peerIP)}`);
+    }
+    if (
+      spec.keepOriginalNextHop === true &&
+      spec.nextHopMode !== undefined &&
+      spec.nextHopMode !== "Keep"
+    ) {
+      issue("nextHopMode", `${quote(spec.nextHopMode)} contradicts spec.keepOriginalNextHop: true`);
+    }
+  });
+
+export const bgpPeerSchema = z
+  .object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal("BGPPeer"),
+    metadata: metadataSchema({ namespaced: false }),
+    spec: bgpPeerSpec,
+  })
+  .strict();
+
+export type BGPPeerSpec = z.output<typeof bgpPeerSpec>;
+export interface BGPPeer {
+  apiVersion: typeof API_VERSION;
+  kind: "BGPPeer";
+  metadata: Metadata;
+  spec: BGPPeerSpec;
+}
+
+function filterRule(family: IpFamily) {
+  const maxLen = family === 4 ? 32 : 128;
+  return z
+    .object({
+      cidr: cidr({ family }).optional(),
+      matchOperator: z.enum(["Equal", "NotEqual", "In", "NotIn"]).optional(),
+      prefixLength: z
+        .object({ min: intRange(0, maxLen).optional(), max: intRange(0, maxLen).optional() })
+        .strict()
+        .optional(),
+      source: z.enum(["RemotePeers"]).optional(),
+      interface: z.string().min(1).optional(),
+      peerType: z.enum(["eBGP", "iBGP"]).optional(),
+      communities: z
+        .object({ values: z.array(communityValue).length(1) })
+        .strict()
+        .optional(),
+      asPathPrefix: z.array(asNumber).optional(),
+      action: z.enum(["Accept", "Reject"]),
+      operations: z
+        .array(
+          z
+            .object({
+              addCommunity: z.object({ value: communityValue }).strict().optional(),
+              prependASPath: z
+                .object({ prefix: z.array(asNumber).min(1) })
+                .strict()
+                .optional(),
+              setPriority: unsupported("route priorities"),
+            })
+            .strict(),
+        )
+        .min(1)
+        .max(10)
+        .optional(),
+      priority: unsupported("route priorities"),
+    })
+    .strict()
+    .superRefine((rule, ctx) => {
+      const issue = (path: string, message: string) =>
+        ctx.addIssue({ code: "custom", path: [path], message: own(message) });
+      if ((rule.cidr === undefined) !== (rule.matchOperator === undefined)) {
+        issue(
+          rule.cidr === undefined ? "matchOperator" : "cidr",
+          "cidr and matchOperator must both be set or both be empty",
+        );
+      }
+      if (rule.prefixLength !== undefined) {
+        const base = rule.cidr === undefined ? undefined : parseCidr(rule.cidr);
+        if (base === undefined) issue("prefixLength", "needs spec cidr to be set in the same rule");
+        const { min, max } = rule.prefixLength;
+        if (min !== undefined && max !== undefined && min > max) {
+          issue("prefixLength", `min ${min} is greater than max ${max}`);
+        }
+        if (base !== undefined && min !== undefined && min < base.prefixLength) {
+          issue("prefixLength", `min ${min} is shorter than the rule's cidr ${quote(rule.cidr)}`);
+        }
+      }
+      if (rule.operations !== undefined) {
+        if (rule.action !== "Accept")
+          issue("operations", `may only be used with action Accept, not ${quote(rule.action)}`);
+        for (const [i, op] of rule.operations.entries()) {
+          const n = (op.addCommunity ? 1 : 0) + (op.prependASPath ? 1 : 0);
+          if (n !== 1) {
+            ctx.addIssue({
+              code: "custom",
+              path: ["operations", i],
+              message: own("exactly one operation must be set"),
+            });
+          }
+        }
+      }
+    });
+}
+
+const bgpFilterSpec = z
+  .object({
+    exportV4: z.array(filterRule(4)).optional(),
+    importV4: z.array(filterRule(4)).optional(),
+    exportV6: z.array(filterRule(6)).optional(),
+    importV6: z.array(filterRule(6)).optional(),
+  })
+  .strict();
+
+export const bgpFilterSchema = z
+  .object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal("BGPFilter"),
+    metadata: metadataSchema({ namespaced: false }),
+    spec: bgpFilterSpec.optional().transform((s) => s ?? {}),
+  })
+  .strict();
+
+export type BGPFilterSpec = z.output<typeof bgpFilterSpec>;
+export type BGPFilterRule = NonNullable<BGPFilterSpec["exportV4"]>[number];
+export interface BGPFilter {
+  apiVersion: typeof API_VERSION;
+  kind: "BGPFilter";
+  metadata: Metadata;
+  spec: BGPFilterSpec;
+}

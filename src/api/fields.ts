@@ -1,0 +1,405 @@
+// Field schemas shared by every resource kind: CIDRs, IPs, AS numbers, selectors, names,
+// durations, ports, metadata, and the `unsupported()` marker for Calico fields we refuse.
+// Owns field-level validation and its messages. Not: per-kind cross-field rules or defaults.
+import ipaddr from "ipaddr.js";
+import * as z from "zod";
+import { own, quote } from "./errors.js";
+import { parseSelector, SelectorSyntaxError } from "./selector.js";
+
+export type IpFamily = 4 | 6;
+
+export interface ParsedCidr {
+  family: IpFamily;
+  /** The address part in canonical text (IPv6 per RFC 5952). */
+  address: string;
+  prefixLength: number;
+  /** True when bits beyond the prefix length are set (`10.0.0.5/24`). */
+  hostBits: boolean;
+  /** The network in canonical text (`10.0.0.0/24`). */
+  network: string;
+}
+
+function canonical(addr: ipaddr.IPv4 | ipaddr.IPv6): string {
+  return addr.kind() === "ipv6" ? (addr as ipaddr.IPv6).toRFC5952String() : addr.toString();
+}
+
+/** Parses `a.b.c.d/n` or `x::y/n`; undefined when it is not a CIDR. IPv4-mapped stays IPv6. */
+export function parseCidr(text: string): ParsedCidr | undefined {
+  const m = /^([^/\s]+)\/(\d{1,3})$/.exec(text);
+  if (m === null) return undefined;
+  const addrText = m[1] as string;
+  const len = Number(m[2]);
+  let addr: ipaddr.IPv4 | ipaddr.IPv6;
+  if (ipaddr.IPv4.isValidFourPartDecimal(addrText)) addr = ipaddr.IPv4.parse(addrText);
+  else if (addrText.includes(":") && ipaddr.IPv6.isValid(addrText))
+    addr = ipaddr.IPv6.parse(addrText);
+  else return undefined;
+  const family: IpFamily = addr.kind() === "ipv4" ? 4 : 6;
+  const max = family === 4 ? 32 : 128;
+  if (len > max) return undefined;
+  const bytes = addr.toByteArray();
+  const net = bytes.slice();
+  for (let bit = len; bit < max; bit++)
+    net[bit >> 3] = (net[bit >> 3] as number) & ~(0x80 >> (bit & 7));
+  const hostBits = net.some((b, i) => b !== bytes[i]);
+  const netAddr = ipaddr.fromByteArray(net);
+  return {
+    family,
+    address: canonical(addr),
+    prefixLength: len,
+    hostBits,
+    network: `${canonical(netAddr)}/${len}`,
+  };
+}
+
+/** Parses a bare IPv4 or IPv6 address (dotted quad only for IPv4). */
+export function parseIp(text: string): { family: IpFamily; address: string } | undefined {
+  if (ipaddr.IPv4.isValidFourPartDecimal(text))
+    return { family: 4, address: ipaddr.IPv4.parse(text).toString() };
+  if (text.includes(":") && ipaddr.IPv6.isValid(text) && !text.includes("%")) {
+    return { family: 6, address: ipaddr.IPv6.parse(text).toRFC5952String() };
+  }
+  return undefined;
+}
+
+/**
+ * A CIDR string. Host bits are refused (Calico stores the network; we ask the user to say it),
+ * unless `allowHostBits` (Node addresses are `10.0.0.5/24`). The stored form is canonical.
+ */
+export function cidr(opts: { family?: IpFamily; allowHostBits?: boolean } = {}) {
+  return z
+    .string({ error: (iss) => own(`${quote(iss.input)} is not a valid CIDR`) })
+    .transform((text, ctx) => {
+      const p = parseCidr(text.trim());
+      if (p === undefined) {
+        ctx.addIssue({ code: "custom", message: own(`${quote(text)} is not a valid CIDR`) });
+        return z.NEVER;
+      }
+      if (opts.family !== undefined && p.family !== opts.family) {
+        ctx.addIssue({
+          code: "custom",
+          message: own(`${quote(text)} is not an IPv${opts.family} CIDR`),
+        });
+        return z.NEVER;
+      }
+      if (p.hostBits && opts.allowHostBits !== true) {
+        ctx.addIssue({
+          code: "custom",
+          message: own(`${quote(text)} has host bits set (the network is ${quote(p.network)})`),
+        });
+        return z.NEVER;
+      }
+      return opts.allowHostBits === true ? `${p.address}/${p.prefixLength}` : p.network;
+    });
+}
+
+/** A CIDR or a bare IP (taken as /32 or /128), stored as a canonical network. */
+export function cidrOrIp() {
+  return z
+    .string({ error: (iss) => own(`${quote(iss.input)} is not a valid CIDR or IP address`) })
+    .transform((text, ctx) => {
+      const ip = parseIp(text.trim());
+      const p = parseCidr(
+        ip === undefined ? text.trim() : `${ip.address}/${ip.family === 4 ? 32 : 128}`,
+      );
+      if (p === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          message: own(`${quote(text)} is not a valid CIDR or IP address`),
+        });
+        return z.NEVER;
+      }
+      if (p.hostBits) {
+        ctx.addIssue({
+          code: "custom",
+          message: own(`${quote(text)} has host bits set (the network is ${quote(p.network)})`),
+        });
+        return z.NEVER;
+      }
+      return p.network;
+    });
+}
+
+/** A bare IP address, stored canonical. */
+export function ipAddress(opts: { family?: IpFamily } = {}) {
+  return z
+    .string({ error: (iss) => own(`${quote(iss.input)} is not a valid IP address`) })
+    .transform((text, ctx) => {
+      const p = parseIp(text.trim());
+      if (p === undefined || (opts.family !== undefined && p.family !== opts.family)) {
+        const what = opts.family === undefined ? "IP" : `IPv${opts.family}`;
+        ctx.addIssue({
+          code: "custom",
+          message: own(`${quote(text)} is not a valid ${what} address`),
+        });
+        return z.NEVER;
+      }
+      return p.address;
+    });
+}
+
+/** Splits `IP`, `IPv4:port` or `[IPv6]:port` (BGPPeer.peerIP); undefined when malformed. */
+export function parseIpPort(
+  text: string,
+): { family: IpFamily; address: string; port?: number } | undefined {
+  const v6 = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(text);
+  if (v6 !== null) {
+    const ip = parseIp(v6[1] as string);
+    if (ip === undefined || ip.family !== 6) return undefined;
+    return withPort(ip, v6[2]);
+  }
+  const plain = parseIp(text);
+  if (plain !== undefined) return plain;
+  const v4 = /^([0-9.]+):(\d{1,5})$/.exec(text);
+  if (v4 === null) return undefined;
+  const ip = parseIp(v4[1] as string);
+  return ip === undefined ? undefined : withPort(ip, v4[2]);
+}
+
+function withPort(ip: { family: IpFamily; address: string }, port: string | undefined) {
+  if (port === undefined) return ip;
+  const n = Number(port);
+  if (n < 1 || n > 65535) return undefined;
+  return { ...ip, port: n };
+}
+
+export const ipPort = z
+  .string({ error: (iss) => own(`${quote(iss.input)} is not a valid IP or IP:port`) })
+  .refine((s) => parseIpPort(s) !== undefined, {
+    error: (iss) => own(`${quote(iss.input)} is not a valid IP, IPv4:port or [IPv6]:port`),
+  });
+
+export const AS_NUMBER_MAX = 4294967295;
+
+/** Parses an AS number: 64512, "64512" or asdot "1.10" (RFC 5396); undefined if out of range. */
+export function parseAsNumber(value: unknown): number | undefined {
+  let n: number;
+  if (typeof value === "number") n = value;
+  else if (typeof value === "string" && /^\d+$/.test(value)) n = Number(value);
+  else if (typeof value === "string" && /^\d+\.\d+$/.test(value)) {
+    const [hi, lo] = value.split(".").map(Number) as [number, number];
+    if (hi > 65535 || lo > 65535) return undefined;
+    n = hi * 65536 + lo;
+  } else return undefined;
+  return Number.isInteger(n) && n >= 1 && n <= AS_NUMBER_MAX ? n : undefined;
+}
+
+/** An AS number 1..4294967295 (number, numeric string or asdot), stored as a number. */
+export const asNumber = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const n = parseAsNumber(v);
+  if (n === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      message: own(`${quote(v)} is not a valid AS number (1..${AS_NUMBER_MAX})`),
+    });
+    return z.NEVER;
+  }
+  return n;
+});
+
+/** A Calico label selector, checked by parsing it. */
+export const selector = z
+  .string({ error: (iss) => own(`${quote(iss.input)} is not a selector string`) })
+  .superRefine((text, ctx) => {
+    try {
+      parseSelector(text);
+    } catch (err) {
+      if (!(err instanceof SelectorSyntaxError)) throw err;
+      ctx.addIssue({
+        code: "custom",
+        message: own(
+          `${quote(text)} is not a valid selector (at offset ${err.offset}: ${err.reason})`,
+        ),
+      });
+    }
+  });
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** True for a DNS-1123 subdomain: lowercase alphanumerics, '-' and '.', at most 253 chars. */
+export function isDns1123Subdomain(name: string): boolean {
+  return name.length <= 253 && name.split(".").every((part) => DNS1123_LABEL.test(part));
+}
+
+export function isDns1123Label(name: string): boolean {
+  return name.length <= 63 && DNS1123_LABEL.test(name);
+}
+
+export const subdomainName = z
+  .string({ error: (iss) => own(`${quote(iss.input)} is not a valid name`) })
+  .refine(isDns1123Subdomain, {
+    error: (iss) =>
+      own(
+        `${quote(iss.input)} is not a valid name (DNS-1123: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters)`,
+      ),
+  });
+
+export const labelName = z
+  .string({ error: (iss) => own(`${quote(iss.input)} is not a valid name`) })
+  .refine(isDns1123Label, {
+    error: (iss) =>
+      own(
+        `${quote(iss.input)} is not a valid DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)`,
+      ),
+  });
+
+/** Kubernetes label key: optional DNS prefix + '/' + name of at most 63 chars. */
+function isLabelKey(key: string): boolean {
+  const slash = key.lastIndexOf("/");
+  const name = slash < 0 ? key : key.slice(slash + 1);
+  const prefix = slash < 0 ? undefined : key.slice(0, slash);
+  if (prefix !== undefined && !isDns1123Subdomain(prefix)) return false;
+  return name.length <= 63 && /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/.test(name);
+}
+
+function isLabelValue(v: string): boolean {
+  return v.length <= 63 && /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/.test(v);
+}
+
+export const labels = z.record(z.string(), z.string()).superRefine((map, ctx) => {
+  for (const [k, v] of Object.entries(map)) {
+    if (!isLabelKey(k))
+      ctx.addIssue({
+        code: "custom",
+        path: [k],
+        message: own(`${quote(k)} is not a valid label key`),
+      });
+    else if (!isLabelValue(v))
+      ctx.addIssue({
+        code: "custom",
+        path: [k],
+        message: own(`${quote(v)} is not a valid label value`),
+      });
+  }
+});
+
+/** Go duration (`metav1.Duration`): `120s`, `1m30s`, `500ms`; stored as given. */
+export const duration = z
+  .string({ error: (iss) => own(`${quote(iss.input)} is not a duration such as "120s"`) })
+  .refine((s) => parseDurationMs(s) !== undefined, {
+    error: (iss) => own(`${quote(iss.input)} is not a duration such as "120s" or "1m30s"`),
+  });
+
+const UNIT_MS: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/** Parses a Go duration string into milliseconds; undefined when malformed or negative. */
+export function parseDurationMs(text: string): number | undefined {
+  if (text === "0") return 0;
+  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/y;
+  let total = 0;
+  let at = 0;
+  if (text.length === 0) return undefined;
+  while (at < text.length) {
+    re.lastIndex = at;
+    const m = re.exec(text);
+    if (m === null) return undefined;
+    total += Number(m[1]) * (UNIT_MS[m[2] as string] as number);
+    at = re.lastIndex;
+  }
+  return total;
+}
+
+/** An integer in [min, max], with a message that quotes the value and the range. */
+export function intRange(min: number, max: number) {
+  return z.unknown().transform((v, ctx) => {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+      ctx.addIssue({
+        code: "custom",
+        message: own(`${quote(v)} is not an integer in ${min}..${max}`),
+      });
+      return z.NEVER;
+    }
+    return v;
+  });
+}
+
+/** A port number or a named port (Calico numorstring.Port also allows "80:90" ranges). */
+export const port = z.union([z.number(), z.string()]).superRefine((v, ctx) => {
+  const ok =
+    typeof v === "number"
+      ? Number.isInteger(v) && v >= 0 && v <= 65535
+      : /^\d+:\d+$/.test(v)
+        ? (() => {
+            const [a, b] = v.split(":").map(Number) as [number, number];
+            return a <= b && b <= 65535;
+          })()
+        : /^\d+$/.test(v)
+          ? Number(v) <= 65535
+          : /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) && v.length <= 15;
+  if (!ok)
+    ctx.addIssue({
+      code: "custom",
+      message: own(`${quote(v)} is not a port, port range or port name`),
+    });
+});
+
+/**
+ * A Calico field that Ocelot does not implement yet: absent is fine, present is refused with a
+ * message naming it (never silently dropped).
+ */
+export function unsupported(what?: string) {
+  return z
+    .never({
+      error: (iss) =>
+        own(
+          `is a Calico field that Ocelot does not support yet${what === undefined ? "" : ` (${what})`}; got ${quote(iss.input)}`,
+        ),
+    })
+    .optional();
+}
+
+/** Object metadata, Kubernetes ObjectMeta as calicoctl accepts it. */
+export function metadataSchema(opts: { namespaced: boolean; name?: z.ZodType<string> }) {
+  return z
+    .object({
+      name: opts.name ?? subdomainName,
+      namespace: opts.namespaced
+        ? labelName.optional()
+        : z.never({ error: own("must not be set: this kind is not namespaced") }).optional(),
+      labels: labels.optional(),
+      annotations: z.record(z.string(), z.string()).optional(),
+      resourceVersion: z
+        .union([z.string(), z.number()])
+        .transform((v, ctx) => {
+          const s = String(v);
+          if (!/^\d+$/.test(s) || Number(s) < 1) {
+            ctx.addIssue({
+              code: "custom",
+              message: own(`${quote(v)} is not a resource version (a positive integer)`),
+            });
+            return z.NEVER;
+          }
+          return s;
+        })
+        .optional(),
+      uid: z.string().optional(),
+      creationTimestamp: z.union([z.string(), z.null()]).optional(),
+      generateName: unsupported(),
+      generation: unsupported(),
+      ownerReferences: unsupported(),
+      finalizers: unsupported(),
+      managedFields: unsupported(),
+      deletionTimestamp: unsupported(),
+      deletionGracePeriodSeconds: unsupported(),
+      selfLink: unsupported(),
+    })
+    .strict();
+}
+
+export type Metadata = {
+  name: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  resourceVersion?: string;
+  uid?: string;
+  creationTimestamp?: string | null;
+};

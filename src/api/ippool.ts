@@ -1,0 +1,175 @@
+// IPPool and IPReservation (projectcalico.org/v3): schemas, Calico's defaults (blockSize 26/122,
+// nodeSelector all(), allowedUses [Workload, Tunnel], ipipMode/vxlanMode Never) and validation.
+// Not: allocation from pools (src/ipam) or storage (client.ts).
+import * as z from "zod";
+import { own, quote } from "./errors.js";
+import {
+  cidr,
+  cidrOrIp,
+  type Metadata,
+  metadataSchema,
+  parseCidr,
+  selector,
+  unsupported,
+} from "./fields.js";
+
+export const API_VERSION = "projectcalico.org/v3";
+
+export const DEFAULT_BLOCK_SIZE_V4 = 26;
+export const DEFAULT_BLOCK_SIZE_V6 = 122;
+export const BLOCK_SIZE_RANGE = { 4: [20, 32], 6: [116, 128] } as const;
+
+export const EncapMode = z.enum(["Never", "Always", "CrossSubnet"]);
+export type EncapMode = z.infer<typeof EncapMode>;
+export const AllowedUse = z.enum(["Workload", "Tunnel", "LoadBalancer"]);
+export type AllowedUse = z.infer<typeof AllowedUse>;
+
+const ipPoolSpec = z
+  .object({
+    cidr: cidr(),
+    blockSize: z.number().int().optional(),
+    ipipMode: EncapMode.optional(),
+    vxlanMode: EncapMode.optional(),
+    natOutgoing: z.boolean().optional(),
+    disabled: z.boolean().optional(),
+    disableBGPExport: z.boolean().optional(),
+    nodeSelector: selector.optional(),
+    namespaceSelector: unsupported("pools are chosen by nodeSelector only"),
+    allowedUses: z.array(AllowedUse).optional(),
+    assignmentMode: z.enum(["Automatic", "Manual"]).optional(),
+    // APIv1 leftovers: Calico itself refuses them in v3 ("mustBeNil"/"mustBeFalse").
+    ipip: z.never({ error: own("is the Calico APIv1 field; use spec.ipipMode") }).optional(),
+    "nat-outgoing": z
+      .never({ error: own("is the Calico APIv1 field; use spec.natOutgoing") })
+      .optional(),
+  })
+  .strict()
+  .superRefine((spec, ctx) => {
+    const p = parseCidr(spec.cidr);
+    if (p === undefined) return;
+    const [min, max] = BLOCK_SIZE_RANGE[p.family];
+    const block =
+      spec.blockSize ?? (p.family === 4 ? DEFAULT_BLOCK_SIZE_V4 : DEFAULT_BLOCK_SIZE_V6);
+    if (spec.blockSize !== undefined && (block < min || block > max)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["blockSize"],
+        message: own(
+          `${quote(spec.blockSize)} is out of range for an IPv${p.family} pool (${min}..${max})`,
+        ),
+      });
+    } else if (p.prefixLength > block) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["cidr"],
+        message: own(
+          `${quote(spec.cidr)} is smaller than one block (/${block}); use a prefix of /${block} or shorter`,
+        ),
+      });
+    }
+    if (p.family === 6 && spec.ipipMode !== undefined && spec.ipipMode !== "Never") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["ipipMode"],
+        message: own(
+          `${quote(spec.ipipMode)} is not allowed on an IPv6 pool (IP-in-IP is IPv4 only)`,
+        ),
+      });
+    }
+    if (spec.vxlanMode !== undefined && spec.vxlanMode !== "Never") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["vxlanMode"],
+        message: own(
+          `${quote(spec.vxlanMode)} is not supported by Ocelot yet (VXLAN; use ipipMode or Never)`,
+        ),
+      });
+    }
+    const linkLocal =
+      p.family === 4 ? overlaps(p.network, "169.254.0.0/16") : overlaps(p.network, "fe80::/10");
+    if (linkLocal) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["cidr"],
+        message: own(`${quote(spec.cidr)} overlaps the link-local range`),
+      });
+    }
+    if (spec.allowedUses !== undefined) {
+      if (spec.allowedUses.includes("LoadBalancer") && spec.allowedUses.length > 1) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["allowedUses"],
+          message: own(
+            `${quote(spec.allowedUses)}: LoadBalancer cannot be combined with other uses`,
+          ),
+        });
+      }
+    }
+  })
+  .transform((spec) => {
+    const family = parseCidr(spec.cidr)?.family ?? 4;
+    return {
+      ...spec,
+      blockSize: spec.blockSize ?? (family === 4 ? DEFAULT_BLOCK_SIZE_V4 : DEFAULT_BLOCK_SIZE_V6),
+      ipipMode: spec.ipipMode ?? "Never",
+      vxlanMode: spec.vxlanMode ?? "Never",
+      natOutgoing: spec.natOutgoing ?? false,
+      nodeSelector: spec.nodeSelector ?? "all()",
+      allowedUses:
+        spec.allowedUses === undefined || spec.allowedUses.length === 0
+          ? (["Workload", "Tunnel"] as AllowedUse[])
+          : spec.allowedUses,
+      assignmentMode: spec.assignmentMode ?? "Automatic",
+    };
+  });
+
+/** True when two CIDRs of the same family share any address. */
+export function overlaps(a: string, b: string): boolean {
+  const pa = parseCidr(a);
+  const pb = parseCidr(b);
+  if (pa === undefined || pb === undefined || pa.family !== pb.family) return false;
+  const len = Math.min(pa.prefixLength, pb.prefixLength);
+  const na = parseCidr(`${pa.address}/${len}`)?.network.split("/")[0];
+  const nb = parseCidr(`${pb.address}/${len}`)?.network.split("/")[0];
+  return na === nb;
+}
+
+export const ipPoolSchema = z
+  .object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal("IPPool"),
+    metadata: metadataSchema({ namespaced: false }),
+    spec: ipPoolSpec,
+  })
+  .strict();
+
+export type IPPoolSpec = z.output<typeof ipPoolSpec>;
+export interface IPPool {
+  apiVersion: typeof API_VERSION;
+  kind: "IPPool";
+  metadata: Metadata;
+  spec: IPPoolSpec;
+}
+
+const ipReservationSpec = z
+  .object({
+    reservedCIDRs: z.array(cidrOrIp()).min(1),
+  })
+  .strict();
+
+export const ipReservationSchema = z
+  .object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal("IPReservation"),
+    metadata: metadataSchema({ namespaced: false }),
+    spec: ipReservationSpec,
+  })
+  .strict();
+
+export type IPReservationSpec = z.output<typeof ipReservationSpec>;
+export interface IPReservation {
+  apiVersion: typeof API_VERSION;
+  kind: "IPReservation";
+  metadata: Metadata;
+  spec: IPReservationSpec;
+}

@@ -1,0 +1,139 @@
+// Node and WorkloadEndpoint (projectcalico.org/v3): schemas and validation. A Node carries the
+// BGP identity of a host (AS, addresses, route-reflector cluster ID); a WorkloadEndpoint is one
+// pod interface. Not: writing them (the node daemon and the CNI plugin do) or storage.
+//
+// Refused as not supported yet: VXLAN tunnel addresses, WireGuard, IP NAT, spoofed-source
+// prefixes, QoS controls, and Node status (written by Calico's daemon, not by users).
+import * as z from "zod";
+import { own, quote } from "./errors.js";
+import {
+  asNumber,
+  cidr,
+  ipAddress,
+  labelName,
+  type Metadata,
+  metadataSchema,
+  subdomainName,
+  unsupported,
+} from "./fields.js";
+import { API_VERSION } from "./ippool.js";
+
+const nodeBgpSpec = z
+  .object({
+    asNumber: asNumber.optional(),
+    ipv4Address: cidr({ family: 4, allowHostBits: true }).optional(),
+    ipv6Address: cidr({ family: 6, allowHostBits: true }).optional(),
+    ipv4IPIPTunnelAddr: ipAddress({ family: 4 }).optional(),
+    routeReflectorClusterID: ipAddress({ family: 4 }).optional(),
+  })
+  .strict();
+
+const nodeSpec = z
+  .object({
+    bgp: nodeBgpSpec.optional(),
+    addresses: z
+      .array(
+        z
+          .object({
+            address: z.string().min(1),
+            type: z.enum(["InternalIP", "ExternalIP", "CalicoNodeIP"]).optional(),
+          })
+          .strict(),
+      )
+      .optional(),
+    orchRefs: z
+      .array(
+        z.object({ nodeName: z.string().optional(), orchestrator: z.string().min(1) }).strict(),
+      )
+      .optional(),
+    interfaceName: unsupported(),
+    ipv4VXLANTunnelAddr: unsupported("VXLAN"),
+    vxlanTunnelMACAddr: unsupported("VXLAN"),
+    ipv6VXLANTunnelAddr: unsupported("VXLAN"),
+    vxlanTunnelMACAddrV6: unsupported("VXLAN"),
+    wireguard: unsupported("WireGuard"),
+  })
+  .strict();
+
+export const nodeSchema = z
+  .object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal("Node"),
+    metadata: metadataSchema({ namespaced: false }),
+    spec: nodeSpec.optional().transform((s) => s ?? {}),
+    status: unsupported("status is written by the node daemon"),
+  })
+  .strict();
+
+export type NodeSpec = z.output<typeof nodeSpec>;
+export interface Node {
+  apiVersion: typeof API_VERSION;
+  kind: "Node";
+  metadata: Metadata;
+  spec: NodeSpec;
+}
+
+const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
+const endpointPort = z
+  .object({
+    name: labelName,
+    protocol: z.enum(["TCP", "UDP", "SCTP"]),
+    port: z.number().int().min(1).max(65535),
+    hostPort: z.number().int().min(0).max(65535).optional(),
+    hostIP: ipAddress().optional(),
+  })
+  .strict();
+
+const workloadEndpointSpec = z
+  .object({
+    orchestrator: z.string().optional(),
+    workload: z.string().optional(),
+    node: subdomainName.optional(),
+    containerID: z.string().optional(),
+    pod: z.string().optional(),
+    endpoint: z.string().optional(),
+    serviceAccountName: z.string().optional(),
+    ipNetworks: z.array(cidr({ allowHostBits: false })).optional(),
+    ipv4Gateway: ipAddress({ family: 4 }).optional(),
+    ipv6Gateway: ipAddress({ family: 6 }).optional(),
+    profiles: z.array(z.string().min(1)).optional(),
+    interfaceName: z
+      .string()
+      .refine((s) => s.length >= 1 && s.length <= 15 && !/[\s/]/.test(s), {
+        error: (iss) =>
+          own(
+            `${quote(iss.input)} is not a Linux interface name (1..15 characters, no '/' or spaces)`,
+          ),
+      })
+      .optional(),
+    mac: z
+      .string()
+      .refine((s) => MAC_RE.test(s), {
+        error: (iss) => own(`${quote(iss.input)} is not a MAC address`),
+      })
+      .optional(),
+    ports: z.array(endpointPort).optional(),
+    ipNATs: unsupported("1:1 NAT"),
+    allowSpoofedSourcePrefixes: unsupported(),
+    qosControls: unsupported("QoS controls"),
+    awsElasticIPs: unsupported(),
+  })
+  .strict();
+
+export const workloadEndpointSchema = z
+  .object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal("WorkloadEndpoint"),
+    metadata: metadataSchema({ namespaced: true }),
+    spec: workloadEndpointSpec,
+  })
+  .strict();
+
+export type WorkloadEndpointSpec = z.output<typeof workloadEndpointSpec>;
+export interface WorkloadEndpoint {
+  apiVersion: typeof API_VERSION;
+  kind: "WorkloadEndpoint";
+  metadata: Metadata;
+  spec: WorkloadEndpointSpec;
+}

@@ -1,0 +1,373 @@
+// The kind registry: every resource kind Ocelot stores, with its apiVersion, plural/singular/
+// short names (as calicoctl), scope, schema, storage key and table columns for `ocelot get`.
+// Owns name resolution and document validation. Not: datastore access (client.ts).
+import type * as z from "zod";
+import {
+  bgpConfigurationSchema,
+  bgpFilterSchema,
+  bgpPeerSchema,
+  effectiveBgpConfiguration,
+} from "./bgp.js";
+import { type FieldIssue, quote, toFieldIssues, ValidationError } from "./errors.js";
+import type { Metadata } from "./fields.js";
+import { API_VERSION, ipPoolSchema, ipReservationSchema } from "./ippool.js";
+import { nodeSchema, workloadEndpointSchema } from "./node.js";
+import {
+  globalNetworkPolicySchema,
+  K8S_NETWORKING_API_VERSION,
+  k8sNetworkPolicySchema,
+  networkPolicySchema,
+} from "./policy.js";
+
+/** Root of every resource key; the datastore stores keys as given. */
+export const RESOURCE_PREFIX = "/ocelot/resources/v3/";
+
+/** Any stored resource: the envelope shared by all kinds. */
+export interface Resource {
+  apiVersion: string;
+  kind: string;
+  metadata: Metadata;
+  spec?: unknown;
+}
+
+export interface Column {
+  header: string;
+  value: (r: Resource) => string;
+}
+
+export interface KindInfo {
+  apiVersion: string;
+  kind: string;
+  plural: string;
+  singular: string;
+  /** Short names and other accepted spellings (all lowercase). */
+  aliases: string[];
+  namespaced: boolean;
+  schema: z.ZodType;
+  columns: Column[];
+  wideColumns: Column[];
+  /** Spec fields that cannot change once created (Calico: IPPool cidr and blockSize). */
+  immutable: string[];
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: table cells read arbitrary spec fields.
+type AnySpec = Record<string, any>;
+const spec = (r: Resource): AnySpec => (r.spec ?? {}) as AnySpec;
+const str = (v: unknown): string =>
+  v === undefined || v === null ? "" : Array.isArray(v) ? v.join(",") : String(v);
+const col = (header: string, value: (r: Resource) => unknown): Column => ({
+  header,
+  value: (r) => str(value(r)),
+});
+const NAME = col("NAME", (r) => r.metadata.name);
+const NAMESPACE = col("NAMESPACE", (r) => r.metadata.namespace);
+
+function kindInfo(
+  info: Omit<KindInfo, "immutable" | "wideColumns"> &
+    Partial<Pick<KindInfo, "immutable" | "wideColumns">>,
+): KindInfo {
+  return { immutable: [], wideColumns: info.columns, ...info };
+}
+
+export const KINDS: readonly KindInfo[] = [
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "IPPool",
+    plural: "ippools",
+    singular: "ippool",
+    aliases: ["ipp", "ipps", "pool", "pools"],
+    namespaced: false,
+    schema: ipPoolSchema,
+    columns: [NAME, col("CIDR", (r) => spec(r).cidr), col("SELECTOR", (r) => spec(r).nodeSelector)],
+    wideColumns: [
+      NAME,
+      col("CIDR", (r) => spec(r).cidr),
+      col("NAT", (r) => spec(r).natOutgoing),
+      col("IPIPMODE", (r) => spec(r).ipipMode),
+      col("VXLANMODE", (r) => spec(r).vxlanMode),
+      col("DISABLED", (r) => spec(r).disabled ?? false),
+      col("DISABLEBGPEXPORT", (r) => spec(r).disableBGPExport ?? false),
+      col("SELECTOR", (r) => spec(r).nodeSelector),
+    ],
+    immutable: ["cidr", "blockSize"],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "IPReservation",
+    plural: "ipreservations",
+    singular: "ipreservation",
+    aliases: ["ipr", "iprs", "reservation", "reservations"],
+    namespaced: false,
+    schema: ipReservationSchema,
+    columns: [NAME, col("CIDRS", (r) => spec(r).reservedCIDRs)],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "BGPConfiguration",
+    plural: "bgpconfigurations",
+    singular: "bgpconfiguration",
+    aliases: ["bgpconfig", "bgpconfigs", "bgpc"],
+    namespaced: false,
+    schema: bgpConfigurationSchema,
+    columns: [
+      NAME,
+      col(
+        "LOGSEVERITY",
+        (r) => spec(r).logSeverityScreen ?? (r.metadata.name === "default" ? "Info" : ""),
+      ),
+      col("MESHENABLED", (r) =>
+        r.metadata.name === "default"
+          ? effectiveBgpConfiguration(r as never).nodeToNodeMeshEnabled
+          : spec(r).nodeToNodeMeshEnabled,
+      ),
+      col("ASNUMBER", (r) =>
+        r.metadata.name === "default"
+          ? effectiveBgpConfiguration(r as never).asNumber
+          : spec(r).asNumber,
+      ),
+    ],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "BGPPeer",
+    plural: "bgppeers",
+    singular: "bgppeer",
+    aliases: ["bgpp", "bgpps", "bp", "bps", "peer", "peers"],
+    namespaced: false,
+    schema: bgpPeerSchema,
+    columns: [
+      NAME,
+      col("PEERIP", (r) => spec(r).peerIP ?? spec(r).peerSelector),
+      col("NODE", (r) => spec(r).node ?? spec(r).nodeSelector ?? "(global)"),
+      col("ASN", (r) => spec(r).asNumber),
+    ],
+    wideColumns: [
+      NAME,
+      col("PEERIP", (r) => spec(r).peerIP ?? spec(r).peerSelector),
+      col("NODE", (r) => spec(r).node ?? spec(r).nodeSelector ?? "(global)"),
+      col("ASN", (r) => spec(r).asNumber),
+      col("LOCALASN", (r) => spec(r).localASNumber),
+      col("FILTERS", (r) => spec(r).filters),
+    ],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "BGPFilter",
+    plural: "bgpfilters",
+    singular: "bgpfilter",
+    aliases: ["bgpf", "bgpfs", "filter", "filters"],
+    namespaced: false,
+    schema: bgpFilterSchema,
+    columns: [NAME],
+    wideColumns: [
+      NAME,
+      ...(["exportV4", "importV4", "exportV6", "importV6"] as const).map((f) =>
+        col(f.toUpperCase(), (r) => (spec(r)[f] ?? []).length),
+      ),
+    ],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "Node",
+    plural: "nodes",
+    singular: "node",
+    aliases: ["no", "nos"],
+    namespaced: false,
+    schema: nodeSchema,
+    columns: [NAME],
+    wideColumns: [
+      NAME,
+      col("ASN", (r) => spec(r).bgp?.asNumber ?? "(64512)"),
+      col("IPV4", (r) => spec(r).bgp?.ipv4Address),
+      col("IPV6", (r) => spec(r).bgp?.ipv6Address),
+    ],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "WorkloadEndpoint",
+    plural: "workloadendpoints",
+    singular: "workloadendpoint",
+    aliases: ["wep", "weps"],
+    namespaced: true,
+    schema: workloadEndpointSchema,
+    columns: [
+      NAMESPACE,
+      col("WORKLOAD", (r) => spec(r).workload ?? spec(r).pod),
+      col("NODE", (r) => spec(r).node),
+      col("NETWORKS", (r) => spec(r).ipNetworks),
+      col("INTERFACE", (r) => spec(r).interfaceName),
+    ],
+    wideColumns: [
+      NAMESPACE,
+      NAME,
+      col("WORKLOAD", (r) => spec(r).workload ?? spec(r).pod),
+      col("NODE", (r) => spec(r).node),
+      col("NETWORKS", (r) => spec(r).ipNetworks),
+      col("INTERFACE", (r) => spec(r).interfaceName),
+      col("PROFILES", (r) => spec(r).profiles),
+    ],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "NetworkPolicy",
+    plural: "networkpolicies",
+    singular: "networkpolicy",
+    aliases: ["policy", "policies", "pol", "pols", "np", "nps"],
+    namespaced: true,
+    schema: networkPolicySchema,
+    columns: [NAMESPACE, NAME],
+    wideColumns: [
+      NAMESPACE,
+      NAME,
+      col("ORDER", (r) => spec(r).order),
+      col("SELECTOR", (r) => spec(r).selector),
+    ],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "GlobalNetworkPolicy",
+    plural: "globalnetworkpolicies",
+    singular: "globalnetworkpolicy",
+    aliases: ["gnp", "gnps"],
+    namespaced: false,
+    schema: globalNetworkPolicySchema,
+    columns: [NAME],
+    wideColumns: [
+      NAME,
+      col("ORDER", (r) => spec(r).order),
+      col("SELECTOR", (r) => spec(r).selector),
+    ],
+  }),
+  kindInfo({
+    apiVersion: K8S_NETWORKING_API_VERSION,
+    kind: "NetworkPolicy",
+    plural: "kubernetesnetworkpolicies",
+    singular: "kubernetesnetworkpolicy",
+    aliases: ["knp", "knps", "k8snetworkpolicy", "k8snetworkpolicies"],
+    namespaced: true,
+    schema: k8sNetworkPolicySchema,
+    columns: [NAMESPACE, NAME, col("POD-SELECTOR", (r) => labelSelectorText(spec(r).podSelector))],
+  }),
+];
+
+function labelSelectorText(sel: AnySpec | undefined): string {
+  if (sel === undefined) return "";
+  const parts = Object.entries((sel.matchLabels ?? {}) as Record<string, string>).map(
+    ([k, v]) => `${k}=${v}`,
+  );
+  for (const e of (sel.matchExpressions ?? []) as AnySpec[])
+    parts.push(`${e.key} ${e.operator}${e.values ? ` (${e.values.join(",")})` : ""}`);
+  return parts.length === 0 ? "<none>" : parts.join(",");
+}
+
+/** Finds a kind by plural, singular or short name (case-insensitive), as `ocelot get` takes it. */
+export function resolveKindName(name: string): KindInfo | undefined {
+  const n = name.toLowerCase();
+  return KINDS.find(
+    (k) =>
+      k.plural === n || k.singular === n || k.aliases.includes(n) || k.kind.toLowerCase() === n,
+  );
+}
+
+/** Finds a kind by the apiVersion and kind of a document. */
+export function kindOf(apiVersion: string, kind: string): KindInfo | undefined {
+  return KINDS.find((k) => k.apiVersion === apiVersion && k.kind === kind);
+}
+
+/** Namespace used for namespaced kinds when a document names none (as kubectl/calicoctl). */
+export const DEFAULT_NAMESPACE = "default";
+
+/**
+ * The storage key of one resource: `/ocelot/resources/v3/<plural>/[<namespace>/]<name>`.
+ * Key segments are validated names (DNS-1123), so they contain no '/'.
+ */
+export function resourceKey(info: KindInfo, name: string, namespace?: string): string {
+  if (info.namespaced)
+    return `${RESOURCE_PREFIX}${info.plural}/${namespace ?? DEFAULT_NAMESPACE}/${name}`;
+  return `${RESOURCE_PREFIX}${info.plural}/${name}`;
+}
+
+/** Prefix for listing a kind, optionally restricted to one namespace. */
+export function kindPrefix(info: KindInfo, namespace?: string): string {
+  if (info.namespaced && namespace !== undefined)
+    return `${RESOURCE_PREFIX}${info.plural}/${namespace}/`;
+  return `${RESOURCE_PREFIX}${info.plural}/`;
+}
+
+/**
+ * Validates one document and applies Calico's defaults. Throws ValidationError with every bad
+ * field. Namespaced kinds get the default namespace when none is given.
+ */
+export function validateResource(doc: unknown): { info: KindInfo; resource: Resource } {
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+    throw new ValidationError([
+      { path: "", message: `expected a resource object, got ${quote(doc)}` },
+    ]);
+  }
+  const { apiVersion, kind } = doc as { apiVersion?: unknown; kind?: unknown };
+  if (typeof apiVersion !== "string")
+    throw new ValidationError([
+      {
+        path: "apiVersion",
+        message: apiVersion === undefined ? "is required" : `${quote(apiVersion)} is not a string`,
+      },
+    ]);
+  if (typeof kind !== "string")
+    throw new ValidationError([
+      {
+        path: "kind",
+        message: kind === undefined ? "is required" : `${quote(kind)} is not a string`,
+      },
+    ]);
+  const info = kindOf(apiVersion, kind);
+  if (info === undefined) {
+    const sameKind = KINDS.filter((k) => k.kind === kind);
+    if (sameKind.length > 0) {
+      throw new ValidationError([
+        {
+          path: "apiVersion",
+          message: `${quote(apiVersion)} is not supported for kind ${quote(kind)} (use ${sameKind.map((k) => quote(k.apiVersion)).join(" or ")})`,
+        },
+      ]);
+    }
+    throw new ValidationError([
+      {
+        path: "kind",
+        message: `${quote(kind)} is not a supported kind (${[...new Set(KINDS.map((k) => k.kind))].join(", ")})`,
+      },
+    ]);
+  }
+  const parsed = info.schema.safeParse(doc, { reportInput: true });
+  if (!parsed.success) throw new ValidationError(toFieldIssues(parsed.error.issues));
+  const resource = stripUndefined(parsed.data) as Resource;
+  if (info.namespaced && resource.metadata.namespace === undefined)
+    resource.metadata.namespace = DEFAULT_NAMESPACE;
+  return { info, resource };
+}
+
+/** Issues for spec fields that an update may not change. */
+export function immutableIssues(info: KindInfo, before: Resource, after: Resource): FieldIssue[] {
+  const issues: FieldIssue[] = [];
+  for (const f of info.immutable) {
+    const a = (before.spec as AnySpec | undefined)?.[f];
+    const b = (after.spec as AnySpec | undefined)?.[f];
+    if (JSON.stringify(a) !== JSON.stringify(b)) {
+      issues.push({
+        path: `spec.${f}`,
+        message: `${quote(b)} cannot replace ${quote(a)}: the field is immutable`,
+      });
+    }
+  }
+  return issues;
+}
+
+/** Drops keys whose value is undefined (zod keeps optional keys out, transforms may not). */
+function stripUndefined(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(stripUndefined);
+  if (typeof v === "object" && v !== null) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = stripUndefined(x);
+    return out;
+  }
+  return v;
+}
