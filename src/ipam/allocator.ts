@@ -1,0 +1,190 @@
+// The pure IPAM decisions: which pools a request may use, which of the node's blocks to assign
+// from, which new block to claim, which foreign block to borrow from, and which addresses are
+// reserved. Values in, decisions out: no datastore, no clock. Not: the stored forms (records.ts,
+// block.ts) nor compare-and-swap (store.ts).
+import { createHash } from "node:crypto";
+import { matchSelector, parseSelector } from "../api/selector.js";
+import { type Block, freeCount, hostAffinity } from "./block.js";
+import {
+  blockCount,
+  type Cidr,
+  cidrContains,
+  cidrOverlaps,
+  type Family,
+  formatCidr,
+  nthBlock,
+  parseAddress,
+  parseCidr,
+} from "./cidr.js";
+
+export type AllowedUse = "Workload" | "Tunnel" | "LoadBalancer";
+
+export interface Pool {
+  name: string;
+  cidr: Cidr;
+  blockSize: number;
+  nodeSelector: string;
+  disabled: boolean;
+  allowedUses: readonly AllowedUse[];
+}
+
+export interface IpamConfig {
+  /** Never borrow from another node's block. */
+  strictAffinity: boolean;
+  /** Blocks a node may hold per address family; 0 = no limit. */
+  maxBlocksPerHost: number;
+  /** Claim new blocks when the node's own are full. */
+  autoAllocateBlocks: boolean;
+}
+
+export const DEFAULT_IPAM_CONFIG: IpamConfig = {
+  strictAffinity: false,
+  maxBlocksPerHost: 0,
+  autoAllocateBlocks: true,
+};
+
+export class PoolSelectionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PoolSelectionError";
+  }
+}
+
+export interface PoolRequest {
+  family: Family;
+  /** Pool names or CIDRs the caller asks for (CNI ipv4_pools / ipv6_pools); empty = any. */
+  requested: readonly string[];
+  nodeLabels: Readonly<Record<string, string>>;
+  use: AllowedUse;
+}
+
+/**
+ * The pools a request may allocate from, in the order to try them. Explicitly requested pools
+ * must exist (by name or CIDR) and be enabled; every pool must match the node and allow the use.
+ */
+export function selectPools(pools: readonly Pool[], req: PoolRequest): Pool[] {
+  const ofFamily = pools.filter((p) => p.cidr.family === req.family);
+  let candidates: Pool[];
+  if (req.requested.length > 0) {
+    candidates = req.requested.map((r) => {
+      const found = ofFamily.find((p) => p.name === r || poolCidrEquals(p, r));
+      if (!found)
+        throw new PoolSelectionError(`Requested IPv${req.family} pool "${r}" does not exist`);
+      if (found.disabled) throw new PoolSelectionError(`Requested pool "${r}" is disabled`);
+      return found;
+    });
+  } else {
+    candidates = ofFamily.filter((p) => !p.disabled);
+  }
+  return candidates.filter(
+    (p) =>
+      p.allowedUses.includes(req.use) &&
+      matchSelector(parseSelector(p.nodeSelector), req.nodeLabels),
+  );
+}
+
+function poolCidrEquals(p: Pool, text: string): boolean {
+  try {
+    const c = parseCidr(text, false);
+    return c.family === p.cidr.family && c.base === p.cidr.base && c.prefixLen === p.cidr.prefixLen;
+  } catch {
+    return false;
+  }
+}
+
+export function poolOfBlock(pools: readonly Pool[], block: Cidr): Pool | undefined {
+  return pools.find(
+    (p) => cidrContains(p.cidr, block.family, block.base) && block.prefixLen === p.blockSize,
+  );
+}
+
+/** A predicate over a block's ordinals: true for addresses inside any reservation. */
+export function reservedIn(
+  block: Cidr,
+  reservations: readonly Cidr[],
+): (ordinal: number) => boolean {
+  const hits = reservations.filter((r) => cidrOverlaps(r, block));
+  if (hits.length === 0) return () => false;
+  return (ordinal) => {
+    const v = block.base + BigInt(ordinal);
+    return hits.some((r) => cidrContains(r, block.family, v));
+  };
+}
+
+/** True when the address lies inside a reservation. */
+export function isReservedAddress(address: string, reservations: readonly Cidr[]): boolean {
+  const a = parseAddress(address);
+  return reservations.some((r) => cidrContains(r, a.family, a.value));
+}
+
+/** The node's block to assign from: the first (in address order) with an unreserved free address. */
+export function pickAffineBlock(
+  affine: readonly Block[],
+  pools: readonly Pool[],
+  reservations: readonly Cidr[],
+): Block | undefined {
+  const usable = affine
+    .filter((b) => poolOfBlock(pools, b.cidr) !== undefined)
+    .sort((a, b) => (a.cidr.base < b.cidr.base ? -1 : 1));
+  return usable.find((b) => freeCount(b, reservedIn(b.cidr, reservations)) > 0);
+}
+
+/** A stable per-node starting offset, so nodes spread over a pool instead of racing for block 0. */
+export function nodeHash(node: string): bigint {
+  return BigInt(`0x${createHash("sha256").update(node).digest("hex").slice(0, 15)}`);
+}
+
+/**
+ * A block CIDR to claim for the node: in the first pool that has one, the first block (from the
+ * node's hash offset, wrapping) that does not exist yet and has an unreserved address.
+ * Only a bounded number of candidates per pool is examined.
+ */
+export function pickBlockToClaim(
+  pools: readonly Pool[],
+  existing: ReadonlySet<string>,
+  node: string,
+  reservations: readonly Cidr[],
+): { pool: Pool; cidr: Cidr } | undefined {
+  for (const pool of pools) {
+    const n = blockCount(pool.cidr, pool.blockSize);
+    const start = nodeHash(node) % n;
+    const fullyReserved = (c: Cidr) =>
+      reservations.some((r) => r.prefixLen <= c.prefixLen && cidrContains(r, c.family, c.base));
+    // Every candidate is either an existing block, a fully reserved one, or free: this many
+    // candidates always reach a free block when one exists within reach of the scan.
+    const budget = BigInt(existing.size + 65_537);
+    const limit = n < budget ? n : budget;
+    for (let k = 0n; k < limit; k++) {
+      const c = nthBlock(pool.cidr, pool.blockSize, (start + k) % n);
+      if (existing.has(formatCidr(c))) continue;
+      if (fullyReserved(c)) continue;
+      return { pool, cidr: c };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A block owned by another node (or by none) with an unreserved free address, in an order
+ * fixed per node (so a retry looks at the same blocks first), or undefined.
+ */
+export function pickBorrowBlock(
+  blocks: readonly Block[],
+  node: string,
+  pools: readonly Pool[],
+  reservations: readonly Cidr[],
+): Block | undefined {
+  const mine = hostAffinity(node);
+  const h = nodeHash(node);
+  const candidates = blocks
+    .filter((b) => b.affinity !== mine && poolOfBlock(pools, b.cidr) !== undefined)
+    .filter((b) => freeCount(b, reservedIn(b.cidr, reservations)) > 0)
+    .map((b) => ({ b, key: (b.cidr.base ^ h) & 0xffffffffffffn }))
+    .sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
+  return candidates[0]?.b;
+}
+
+/** Human description of pools for errors: `"default-ipv4" (10.0.0.0/16)`. */
+export function describePools(pools: readonly Pool[]): string {
+  return pools.map((p) => `"${p.name}" (${formatCidr(p.cidr)})`).join(", ");
+}

@@ -1,0 +1,396 @@
+// One IPAM allocation block as a value: which ordinals are allocated to whom, the FIFO of free
+// ordinals (oldest free reused first), per-address sequence numbers, and its stored JSON form
+// (validated on decode). Pure: no datastore, no clock (times are passed in). Not: affinity
+// claims or pool selection (allocator.ts) nor compare-and-swap (store.ts).
+import { z } from "zod";
+import { type Cidr, cidrSize, formatAddress, formatCidr, parseCidr } from "./cidr.js";
+
+/** Who holds an allocation: the handle (one per workload) and owner attributes. */
+export interface AllocationAttributes {
+  handleId: string | null;
+  /** Owner attributes such as namespace, pod, node. */
+  secondary: Readonly<Record<string, string>>;
+}
+
+export interface Block {
+  readonly cidr: Cidr;
+  /** "host:<node>" or null when no node owns the block. */
+  readonly affinity: string | null;
+  readonly affinityClaimTime: string | null;
+  /** Per ordinal: index into attributes, or -1 when free. */
+  readonly owner: Int32Array;
+  /** Free ordinals in reuse order: allocation takes the head, release appends to the tail. */
+  readonly unallocated: readonly number[];
+  readonly attributes: readonly AllocationAttributes[];
+  /** Incremented on every allocation; the value at allocation time is kept per ordinal. */
+  readonly sequenceNumber: number;
+  readonly seqForAllocation: ReadonlyMap<number, number>;
+  /** Epoch ms when the block last became empty (null while in use or never used). */
+  readonly emptySince: number | null;
+}
+
+/** Stored values that do not decode: names the key and what is wrong. */
+export class IpamDataError extends Error {
+  constructor(
+    readonly key: string,
+    reason: string,
+  ) {
+    super(`Invalid IPAM data at "${key}": ${reason}`);
+    this.name = "IpamDataError";
+  }
+}
+
+/** Largest block we accept (blockSize /20 for IPv4, /116 for IPv6 in Calico's limits). */
+export const MAX_BLOCK_ADDRESSES = 4096;
+
+export function hostAffinity(node: string): string {
+  return `host:${node}`;
+}
+
+export function newBlock(cidr: Cidr, affinity: string | null, claimTime: string | null): Block {
+  const size = Number(cidrSize(cidr));
+  if (size > MAX_BLOCK_ADDRESSES) {
+    throw new Error(`Block "${formatCidr(cidr)}" is larger than ${MAX_BLOCK_ADDRESSES} addresses`);
+  }
+  return {
+    cidr,
+    affinity,
+    affinityClaimTime: claimTime,
+    owner: new Int32Array(size).fill(-1),
+    unallocated: Array.from({ length: size }, (_, i) => i),
+    attributes: [],
+    sequenceNumber: 0,
+    seqForAllocation: new Map(),
+    emptySince: null,
+  };
+}
+
+export const blockSize = (b: Block): number => b.owner.length;
+
+export function inUseCount(b: Block): number {
+  let n = 0;
+  for (const o of b.owner) if (o >= 0) n++;
+  return n;
+}
+
+export function isEmpty(b: Block): boolean {
+  return inUseCount(b) === 0;
+}
+
+export function addressOf(b: Block, ordinal: number): string {
+  return formatAddress(b.cidr.family, b.cidr.base + BigInt(ordinal));
+}
+
+/** Ordinal of value inside b, or -1 when outside. */
+export function ordinalOf(b: Block, value: bigint): number {
+  const off = value - b.cidr.base;
+  return off >= 0n && off < BigInt(b.owner.length) ? Number(off) : -1;
+}
+
+/** Free ordinals that are not reserved. */
+export function freeCount(
+  b: Block,
+  isReserved: (ordinal: number) => boolean = () => false,
+): number {
+  let n = 0;
+  for (const o of b.unallocated) if (!isReserved(o)) n++;
+  return n;
+}
+
+export interface Assigned {
+  ordinal: number;
+  sequence: number;
+}
+
+/**
+ * Takes up to count free, unreserved ordinals from the head of the free queue for attrs.
+ * Returns the new block and what was assigned (possibly fewer than count).
+ */
+export function assignFromBlock(
+  b: Block,
+  count: number,
+  attrs: AllocationAttributes,
+  isReserved: (ordinal: number) => boolean = () => false,
+): { block: Block; assigned: Assigned[] } {
+  const taken: number[] = [];
+  const rest: number[] = [];
+  for (const o of b.unallocated) {
+    if (taken.length < count && !isReserved(o)) taken.push(o);
+    else rest.push(o);
+  }
+  if (taken.length === 0) return { block: b, assigned: [] };
+  const attributes = [...b.attributes];
+  let idx = attributes.findIndex((a) => sameAttributes(a, attrs));
+  if (idx < 0) {
+    idx = attributes.length;
+    attributes.push({ handleId: attrs.handleId, secondary: { ...attrs.secondary } });
+  }
+  const owner = b.owner.slice();
+  const seqs = new Map(b.seqForAllocation);
+  let seq = b.sequenceNumber;
+  const assigned: Assigned[] = [];
+  for (const o of taken) {
+    owner[o] = idx;
+    seqs.set(o, seq);
+    assigned.push({ ordinal: o, sequence: seq });
+    seq++;
+  }
+  return {
+    block: {
+      ...b,
+      owner,
+      unallocated: rest,
+      attributes,
+      sequenceNumber: seq,
+      seqForAllocation: seqs,
+      emptySince: null,
+    },
+    assigned,
+  };
+}
+
+export interface ReleaseOutcome {
+  block: Block;
+  released: number[];
+  /** Ordinals whose sequence number did not match: allocated again since; left alone. */
+  badSequence: number[];
+  notAllocated: number[];
+}
+
+/**
+ * Releases ordinals (with the sequence number seen when they were read, when given: a release
+ * whose number no longer matches does nothing, so a late release cannot free a reused address).
+ */
+export function releaseFromBlock(
+  b: Block,
+  items: ReadonlyArray<{ ordinal: number; sequence?: number }>,
+  nowMs: number,
+): ReleaseOutcome {
+  const owner = b.owner.slice();
+  const seqs = new Map(b.seqForAllocation);
+  const unallocated = [...b.unallocated];
+  const released: number[] = [];
+  const badSequence: number[] = [];
+  const notAllocated: number[] = [];
+  for (const { ordinal, sequence } of items) {
+    if (ordinal < 0 || ordinal >= owner.length || owner[ordinal] < 0) {
+      notAllocated.push(ordinal);
+      continue;
+    }
+    if (sequence !== undefined && seqs.get(ordinal) !== sequence) {
+      badSequence.push(ordinal);
+      continue;
+    }
+    owner[ordinal] = -1;
+    seqs.delete(ordinal);
+    unallocated.push(ordinal);
+    released.push(ordinal);
+  }
+  if (released.length === 0) return { block: b, released, badSequence, notAllocated };
+  const compacted = compactAttributes(owner, b.attributes);
+  const empty = !owner.some((o) => o >= 0);
+  return {
+    block: {
+      ...b,
+      owner,
+      unallocated,
+      attributes: compacted,
+      seqForAllocation: seqs,
+      emptySince: empty ? nowMs : null,
+    },
+    released,
+    badSequence,
+    notAllocated,
+  };
+}
+
+export function ordinalsOfHandle(b: Block, handleId: string): number[] {
+  const out: number[] = [];
+  for (let o = 0; o < b.owner.length; o++) {
+    const idx = b.owner[o];
+    if (idx >= 0 && b.attributes[idx]?.handleId === handleId) out.push(o);
+  }
+  return out;
+}
+
+export function releaseHandleFromBlock(b: Block, handleId: string, nowMs: number): ReleaseOutcome {
+  return releaseFromBlock(
+    b,
+    ordinalsOfHandle(b, handleId).map((ordinal) => ({ ordinal })),
+    nowMs,
+  );
+}
+
+export function withAffinity(b: Block, affinity: string | null, claimTime: string | null): Block {
+  return { ...b, affinity, affinityClaimTime: claimTime };
+}
+
+function sameAttributes(a: AllocationAttributes, b: AllocationAttributes): boolean {
+  if (a.handleId !== b.handleId) return false;
+  const ka = Object.keys(a.secondary);
+  const kb = Object.keys(b.secondary);
+  return ka.length === kb.length && ka.every((k) => a.secondary[k] === b.secondary[k]);
+}
+
+/** Drops attributes no ordinal refers to and renumbers owner in place. */
+function compactAttributes(
+  owner: Int32Array,
+  attributes: readonly AllocationAttributes[],
+): AllocationAttributes[] {
+  const used = new Set<number>();
+  for (const o of owner) if (o >= 0) used.add(o);
+  if (used.size === attributes.length) return [...attributes];
+  const remap = new Map<number, number>();
+  const out: AllocationAttributes[] = [];
+  attributes.forEach((a, i) => {
+    if (used.has(i)) {
+      remap.set(i, out.length);
+      out.push(a);
+    }
+  });
+  for (let o = 0; o < owner.length; o++) if (owner[o] >= 0) owner[o] = remap.get(owner[o]) ?? -1;
+  return out;
+}
+
+// ---- Stored form -------------------------------------------------------------------------
+// { cidr, affinity, affinityClaimTime,
+//   allocated: base64 bitmap (bit i of byte i>>3 = ordinal i, LSB first),
+//   owners: attribute index of each allocated ordinal, in ordinal order,
+//   unallocated: free queue as runs [first, last] of consecutive ordinals,
+//   attributes: [{ handle_id, secondary }], sequenceNumber,
+//   sequenceNumberForAllocation: { "<ordinal>": seq }, emptySince }
+
+const StoredBlock = z
+  .object({
+    cidr: z.string(),
+    affinity: z.string().nullable(),
+    affinityClaimTime: z.string().nullable(),
+    allocated: z.string(),
+    owners: z.array(z.number().int().nonnegative()),
+    unallocated: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()])),
+    attributes: z.array(
+      z.object({
+        handle_id: z.string().nullable(),
+        secondary: z.record(z.string(), z.string()),
+      }),
+    ),
+    sequenceNumber: z.number().int().nonnegative(),
+    sequenceNumberForAllocation: z.record(z.string(), z.number().int().nonnegative()),
+    emptySince: z.number().nullable(),
+  })
+  .strict();
+
+export function encodeBlock(b: Block): string {
+  const size = b.owner.length;
+  const bitmap = new Uint8Array((size + 7) >> 3);
+  const owners: number[] = [];
+  const seqs: Record<string, number> = {};
+  for (let o = 0; o < size; o++) {
+    if (b.owner[o] >= 0) {
+      bitmap[o >> 3] |= 1 << (o & 7);
+      owners.push(b.owner[o]);
+      seqs[String(o)] = b.seqForAllocation.get(o) ?? 0;
+    }
+  }
+  return JSON.stringify({
+    cidr: formatCidr(b.cidr),
+    affinity: b.affinity,
+    affinityClaimTime: b.affinityClaimTime,
+    allocated: Buffer.from(bitmap).toString("base64"),
+    owners,
+    unallocated: toRuns(b.unallocated),
+    attributes: b.attributes.map((a) => ({ handle_id: a.handleId, secondary: a.secondary })),
+    sequenceNumber: b.sequenceNumber,
+    sequenceNumberForAllocation: seqs,
+    emptySince: b.emptySince,
+  });
+}
+
+/** Decodes and checks a stored block; throws IpamDataError naming key on any inconsistency. */
+export function decodeBlock(key: string, value: string): Block {
+  const bad = (reason: string): never => {
+    throw new IpamDataError(key, reason);
+  };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(value);
+  } catch (err) {
+    return bad(`not JSON (${(err as Error).message})`);
+  }
+  const parsed = StoredBlock.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return bad(`field "${issue?.path.join(".") || "(root)"}": ${issue?.message}`);
+  }
+  const s = parsed.data;
+  let cidr: Cidr;
+  try {
+    cidr = parseCidr(s.cidr);
+  } catch (err) {
+    return bad((err as Error).message);
+  }
+  const sizeBig = cidrSize(cidr);
+  if (sizeBig > BigInt(MAX_BLOCK_ADDRESSES)) bad(`block "${s.cidr}" is too large`);
+  const size = Number(sizeBig);
+  const bitmap = Buffer.from(s.allocated, "base64");
+  if (bitmap.length !== (size + 7) >> 3) {
+    bad(`allocation bitmap has ${bitmap.length} bytes, expected ${(size + 7) >> 3}`);
+  }
+  const owner = new Int32Array(size).fill(-1);
+  const seqForAllocation = new Map<number, number>();
+  let k = 0;
+  for (let o = 0; o < size; o++) {
+    if ((bitmap[o >> 3] & (1 << (o & 7))) === 0) continue;
+    const idx = s.owners[k++];
+    if (idx === undefined) bad(`bitmap has more allocations than "owners" (${s.owners.length})`);
+    if (idx >= s.attributes.length) bad(`ordinal ${o} refers to missing attribute ${idx}`);
+    owner[o] = idx;
+    const seq = s.sequenceNumberForAllocation[String(o)];
+    if (seq === undefined) bad(`ordinal ${o} has no sequence number`);
+    seqForAllocation.set(o, seq);
+  }
+  if (k !== s.owners.length) bad(`"owners" has ${s.owners.length} entries, bitmap ${k}`);
+  for (const [a, b] of s.unallocated) {
+    if (b < a || b >= size) bad(`free run [${a}, ${b}] is not inside the block`);
+  }
+  const unallocated = fromRuns(s.unallocated);
+  const seen = new Uint8Array(size);
+  for (const o of unallocated) {
+    if (o >= size) bad(`free ordinal ${o} is outside the block`);
+    if (owner[o] >= 0) bad(`ordinal ${o} is both allocated and free`);
+    if (seen[o]) bad(`ordinal ${o} is free twice`);
+    seen[o] = 1;
+  }
+  for (let o = 0; o < size; o++) {
+    if (owner[o] < 0 && !seen[o]) bad(`ordinal ${o} is neither allocated nor free`);
+  }
+  return {
+    cidr,
+    affinity: s.affinity,
+    affinityClaimTime: s.affinityClaimTime,
+    owner,
+    unallocated,
+    attributes: s.attributes.map((a) => ({ handleId: a.handle_id, secondary: a.secondary })),
+    sequenceNumber: s.sequenceNumber,
+    seqForAllocation,
+    emptySince: s.emptySince,
+  };
+}
+
+function toRuns(ordinals: readonly number[]): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
+  for (const o of ordinals) {
+    const last = runs[runs.length - 1];
+    if (last && o === last[1] + 1) last[1] = o;
+    else runs.push([o, o]);
+  }
+  return runs;
+}
+
+function fromRuns(runs: ReadonlyArray<readonly [number, number]>): number[] {
+  const out: number[] = [];
+  for (const [a, b] of runs) {
+    for (let o = a; o <= b; o++) out.push(o);
+  }
+  return out;
+}

@@ -1,0 +1,97 @@
+// Addresses and CIDRs as bigints for IPAM: parse, format, containment and block arithmetic
+// for IPv4 and IPv6. Owns only value conversions; not pools, blocks or any datastore access.
+import ipaddr from "ipaddr.js";
+
+export type Family = 4 | 6;
+
+export interface Cidr {
+  family: Family;
+  /** Network address (host bits zero). */
+  base: bigint;
+  prefixLen: number;
+}
+
+export const familyBits = (family: Family): number => (family === 4 ? 32 : 128);
+
+/** Parses a single IPv4 (dotted quad) or IPv6 address; throws naming the bad value. */
+export function parseAddress(text: string): { family: Family; value: bigint } {
+  const s = text.trim();
+  if (ipaddr.IPv4.isValidFourPartDecimal(s)) {
+    const bytes = ipaddr.IPv4.parse(s).toByteArray();
+    return { family: 4, value: bytesToBigint(bytes) };
+  }
+  if (!s.includes(".") && ipaddr.IPv6.isValid(s) && !s.includes("%")) {
+    return { family: 6, value: bytesToBigint(ipaddr.IPv6.parse(s).toByteArray()) };
+  }
+  throw new Error(`Invalid IP address "${text}"`);
+}
+
+export function formatAddress(family: Family, value: bigint): string {
+  const n = family === 4 ? 4 : 16;
+  const bytes: number[] = new Array(n);
+  let v = value;
+  for (let i = n - 1; i >= 0; i--) {
+    bytes[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  return ipaddr.fromByteArray(bytes).toString();
+}
+
+/** Parses "a.b.c.d/n" or "x::/n". With strict, host bits must be zero; otherwise they are masked. */
+export function parseCidr(text: string, strict = true): Cidr {
+  const slash = text.indexOf("/");
+  if (slash < 0) throw new Error(`Invalid CIDR "${text}": missing prefix length`);
+  const addr = parseAddress(text.slice(0, slash));
+  const lenText = text.slice(slash + 1).trim();
+  const prefixLen = /^\d{1,3}$/.test(lenText) ? Number(lenText) : Number.NaN;
+  const bits = familyBits(addr.family);
+  if (!(prefixLen >= 0 && prefixLen <= bits)) {
+    throw new Error(`Invalid CIDR "${text}": prefix length must be 0-${bits}`);
+  }
+  const hostMask = (1n << BigInt(bits - prefixLen)) - 1n;
+  if (strict && (addr.value & hostMask) !== 0n) {
+    throw new Error(`Invalid CIDR "${text}": host bits are set`);
+  }
+  return { family: addr.family, base: addr.value & ~hostMask, prefixLen };
+}
+
+export function formatCidr(c: Cidr): string {
+  return `${formatAddress(c.family, c.base)}/${c.prefixLen}`;
+}
+
+/** Number of addresses in c, as a bigint (IPv6 prefixes can be huge). */
+export function cidrSize(c: Cidr): bigint {
+  return 1n << BigInt(familyBits(c.family) - c.prefixLen);
+}
+
+export function cidrContains(c: Cidr, family: Family, value: bigint): boolean {
+  return family === c.family && value >= c.base && value < c.base + cidrSize(c);
+}
+
+/** True when the two CIDRs share at least one address. */
+export function cidrOverlaps(a: Cidr, b: Cidr): boolean {
+  if (a.family !== b.family) return false;
+  return a.base < b.base + cidrSize(b) && b.base < a.base + cidrSize(a);
+}
+
+/** The index-th sub-block of size blockLen inside pool. */
+export function nthBlock(pool: Cidr, blockLen: number, index: bigint): Cidr {
+  const step = 1n << BigInt(familyBits(pool.family) - blockLen);
+  return { family: pool.family, base: pool.base + index * step, prefixLen: blockLen };
+}
+
+export function blockCount(pool: Cidr, blockLen: number): bigint {
+  return 1n << BigInt(blockLen - pool.prefixLen);
+}
+
+/** The block of size blockLen that holds address value. */
+export function blockOf(family: Family, value: bigint, blockLen: number): Cidr {
+  const hostMask = (1n << BigInt(familyBits(family) - blockLen)) - 1n;
+  return { family, base: value & ~hostMask, prefixLen: blockLen };
+}
+
+function bytesToBigint(bytes: number[]): bigint {
+  let v = 0n;
+  for (const b of bytes) v = (v << 8n) | BigInt(b);
+  return v;
+}

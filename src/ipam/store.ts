@@ -1,0 +1,848 @@
+// The thin IPAM store adapter: reads blocks, affinities, handles, pools and configuration from
+// a Datastore, asks the pure allocator what to do, and writes the result by compare-and-swap
+// (bounded retries with jitter). Owns the write protocol: block claim in two phases (affinity
+// pending → block created → affinity confirmed; pendingDeletion → deleted when released), the
+// handle written before the block so a retried ADD is idempotent. Not: the decisions themselves
+// (allocator.ts, block.ts).
+import { ConflictError, type Datastore, type KeyValue, NotFoundError } from "../datastore/types.js";
+import {
+  type AllowedUse,
+  describePools,
+  type IpamConfig,
+  type Pool,
+  pickAffineBlock,
+  pickBlockToClaim,
+  pickBorrowBlock,
+  poolOfBlock,
+  reservedIn,
+  selectPools,
+} from "./allocator.js";
+import {
+  addressOf,
+  assignFromBlock,
+  type Block,
+  decodeBlock,
+  encodeBlock,
+  hostAffinity,
+  IpamDataError,
+  isEmpty,
+  newBlock,
+  ordinalOf,
+  ordinalsOfHandle,
+  releaseFromBlock,
+  releaseHandleFromBlock,
+} from "./block.js";
+import { type Cidr, type Family, formatCidr, parseAddress, parseCidr } from "./cidr.js";
+import {
+  type Affinity,
+  cidrFromKey,
+  decodeAffinity,
+  decodeConfig,
+  decodeHandle,
+  decodePool,
+  decodeReservation,
+  encodeAffinity,
+  encodeConfig,
+  encodeHandle,
+  type Handle,
+  IpamKeys,
+} from "./records.js";
+
+export interface IpamStoreOptions {
+  keys?: IpamKeys;
+  /** Epoch milliseconds; injectable for grace-period tests. */
+  now?: () => number;
+  random?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  /** Compare-and-swap attempts per operation before giving up (default 100). */
+  maxAttempts?: number;
+  /** Wall-clock budget per operation (default 30 s). */
+  deadlineMs?: number;
+  /** How long a block must stay empty before it is released from its node (default 5 min). */
+  emptyBlockGraceMs?: number;
+  /** How long pools, reservations, config and node labels are cached (default 2 s). */
+  contextTtlMs?: number;
+}
+
+export interface AssignRequest {
+  handleId: string;
+  node: string;
+  /** Owner attributes stored with each address (namespace, pod, ...); node is added. */
+  attrs?: Record<string, string>;
+  num4: number;
+  num6: number;
+  pools4?: readonly string[];
+  pools6?: readonly string[];
+  use?: AllowedUse;
+}
+
+export interface AssignedAddress {
+  address: string;
+  family: Family;
+  /** The block CIDR, e.g. "10.0.1.0/26". */
+  block: string;
+  pool: string;
+  sequence: number;
+  /** True when the block belongs to another node. */
+  borrowed: boolean;
+}
+
+/** No address left for the request in the pools it may use; names the pools. */
+export class PoolExhaustedError extends Error {
+  constructor(
+    readonly family: Family,
+    readonly pools: string[],
+    message: string,
+  ) {
+    super(message);
+    this.name = "PoolExhaustedError";
+  }
+}
+
+/** Compare-and-swap kept losing (or the deadline passed): try again later. */
+export class RetriesExhaustedError extends Error {
+  constructor(what: string, attempts: number) {
+    super(`Gave up ${what} after ${attempts} compare-and-swap attempts`);
+    this.name = "RetriesExhaustedError";
+  }
+}
+
+/** An address release whose sequence number no longer matches (the address was reused). */
+export class BadSequenceError extends Error {
+  constructor(address: string, expected: number) {
+    super(`Address ${address} was allocated again since sequence ${expected}; not released`);
+    this.name = "BadSequenceError";
+  }
+}
+
+interface Context {
+  pools: Pool[];
+  reservations: Cidr[];
+  config: IpamConfig;
+  nodeLabels: Record<string, string>;
+  loadedAt: number;
+}
+
+interface BlockEntry {
+  key: string;
+  rev: number;
+  block: Block;
+}
+
+interface HandleEntry {
+  rev: number;
+  handle: Handle;
+}
+
+export interface BlockInfo extends BlockEntry {
+  affinityState?: Affinity["state"];
+}
+
+export interface AllocationInfo {
+  address: string;
+  block: string;
+  blockAffinity: string | null;
+  handleId: string | null;
+  attrs: Record<string, string>;
+  sequence: number;
+}
+
+export class IpamStore {
+  readonly keys: IpamKeys;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly maxAttempts: number;
+  private readonly deadlineMs: number;
+  readonly emptyBlockGraceMs: number;
+  private readonly contextTtlMs: number;
+  private context: Map<string, Context> = new Map();
+  /** The node's confirmed blocks per family, as last seen: the fast path of assignment. */
+  private affineCache = new Map<string, Map<string, BlockEntry>>();
+
+  constructor(
+    readonly store: Datastore,
+    opts: IpamStoreOptions = {},
+  ) {
+    this.keys = opts.keys ?? new IpamKeys();
+    this.now = opts.now ?? Date.now;
+    this.random = opts.random ?? Math.random;
+    this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.maxAttempts = opts.maxAttempts ?? 100;
+    this.deadlineMs = opts.deadlineMs ?? 30_000;
+    this.emptyBlockGraceMs = opts.emptyBlockGraceMs ?? 300_000;
+    this.contextTtlMs = opts.contextTtlMs ?? 2_000;
+  }
+
+  // ---- Assignment ------------------------------------------------------------------------
+
+  /**
+   * Assigns num4 IPv4 and num6 IPv6 addresses to handleId on node. Idempotent per handle: a
+   * retry returns what the handle already holds. On failure, whatever this call assigned to the
+   * handle is released again (best effort) so nothing is left half allocated.
+   */
+  async autoAssign(req: AssignRequest): Promise<AssignedAddress[]> {
+    const attrs = { ...(req.attrs ?? {}), node: req.node };
+    const handle: { entry?: HandleEntry; existing?: AssignedAddress[] } = {};
+    const out: AssignedAddress[] = [];
+    let wrote = false;
+    try {
+      for (const family of [4, 6] as const) {
+        const want = family === 4 ? req.num4 : req.num6;
+        if (want <= 0) continue;
+        const pools = (family === 4 ? req.pools4 : req.pools6) ?? [];
+        const got = await this.assignFamily(req, family, want, pools, attrs, handle, () => {
+          wrote = true;
+        });
+        out.push(...got);
+      }
+      return out;
+    } catch (err) {
+      if (wrote && handle.existing === undefined) {
+        await this.releaseByHandle(req.handleId).catch(() => undefined);
+      }
+      throw err;
+    }
+  }
+
+  private async assignFamily(
+    req: AssignRequest,
+    family: Family,
+    want: number,
+    requested: readonly string[],
+    attrs: Record<string, string>,
+    handle: { entry?: HandleEntry; existing?: AssignedAddress[] },
+    onWrite: () => void,
+  ): Promise<AssignedAddress[]> {
+    const out: AssignedAddress[] = [];
+    if (handle.existing) {
+      out.push(...handle.existing.filter((a) => a.family === family));
+      if (out.length >= want) return out.slice(0, want);
+    }
+    let ctx = await this.loadContext(req.node);
+    let pools = selectPools(ctx.pools, {
+      family,
+      requested,
+      nodeLabels: ctx.nodeLabels,
+      use: req.use ?? "Workload",
+    });
+    const started = this.now();
+    let reloaded = false;
+    for (let attempt = 0; out.length < want; attempt++) {
+      if (attempt >= this.maxAttempts || this.now() - started > this.deadlineMs) {
+        throw new RetriesExhaustedError(
+          `assigning an IPv${family} address to "${req.handleId}"`,
+          attempt,
+        );
+      }
+      const target = await this.findTarget(req.node, family, pools, ctx);
+      if (target === undefined) {
+        if (!reloaded) {
+          // Pools, reservations or configuration may have changed since they were cached.
+          reloaded = true;
+          this.context.delete(req.node);
+          ctx = await this.loadContext(req.node);
+          pools = selectPools(ctx.pools, {
+            family,
+            requested,
+            nodeLabels: ctx.nodeLabels,
+            use: req.use ?? "Workload",
+          });
+          attempt--;
+          continue;
+        }
+        throw this.exhausted(family, pools, req.node, ctx.config);
+      }
+      // The handle names the block before the block holds the address (idempotent retry).
+      const blockCidr = formatCidr(target.entry.block.cidr);
+      const h = await this.ensureHandleHas(req.handleId, blockCidr, handle, family);
+      onWrite();
+      if (h === "already") {
+        // A retried request: return what the handle already holds, assign only the rest.
+        out.length = 0;
+        out.push(...(handle.existing ?? []).filter((a) => a.family === family));
+        if (out.length >= want) return out.slice(0, want);
+        await this.ensureHandleHas(req.handleId, blockCidr, handle, family);
+      }
+      const reserved = reservedIn(target.entry.block.cidr, ctx.reservations);
+      const { block, assigned } = assignFromBlock(
+        target.entry.block,
+        want - out.length,
+        { handleId: req.handleId, secondary: attrs },
+        reserved,
+      );
+      if (assigned.length === 0) continue;
+      try {
+        const kv = await this.store.update(target.entry.key, encodeBlock(block), target.entry.rev);
+        this.rememberBlock(req.node, family, { key: kv.key, rev: kv.modRevision, block });
+      } catch (err) {
+        if (err instanceof ConflictError || err instanceof NotFoundError) {
+          this.refreshFromConflict(req.node, family, target.entry.key, err);
+          await this.backoff(attempt);
+          continue;
+        }
+        throw err;
+      }
+      const pool = poolOfBlock(pools, block.cidr);
+      for (const a of assigned) {
+        out.push({
+          address: addressOf(block, a.ordinal),
+          family,
+          block: blockCidr,
+          pool: pool?.name ?? "",
+          sequence: a.sequence,
+          borrowed: target.borrowed,
+        });
+      }
+    }
+    return out;
+  }
+
+  private exhausted(
+    family: Family,
+    pools: Pool[],
+    node: string,
+    config: IpamConfig,
+  ): PoolExhaustedError {
+    if (pools.length === 0) {
+      return new PoolExhaustedError(
+        family,
+        [],
+        `No enabled IPv${family} pool matches node "${node}"`,
+      );
+    }
+    const why = config.strictAffinity
+      ? " (strictAffinity is on: no borrowing from other nodes' blocks)"
+      : "";
+    return new PoolExhaustedError(
+      family,
+      pools.map((p) => p.name),
+      `IPv${family} pool ${describePools(pools)} has no free address for node "${node}"${why}`,
+    );
+  }
+
+  /** The block to assign from next: the node's own, a newly claimed one, or a borrowed one. */
+  private async findTarget(
+    node: string,
+    family: Family,
+    pools: Pool[],
+    ctx: Context,
+  ): Promise<{ entry: BlockEntry; borrowed: boolean } | undefined> {
+    if (pools.length === 0) return undefined;
+    const cached = this.affineCache.get(`${node}|${family}`);
+    if (cached) {
+      const pick = pickAffineBlock(
+        [...cached.values()].map((e) => e.block),
+        pools,
+        ctx.reservations,
+      );
+      if (pick)
+        return { entry: cached.get(this.keys.block(pick.cidr)) as BlockEntry, borrowed: false };
+    }
+    const affine = await this.loadAffine(node, family);
+    const pick = pickAffineBlock(
+      [...affine.values()].map((e) => e.block),
+      pools,
+      ctx.reservations,
+    );
+    if (pick)
+      return { entry: affine.get(this.keys.block(pick.cidr)) as BlockEntry, borrowed: false };
+
+    const all = await this.listBlocks(family);
+    const { config } = ctx;
+    const held = await this.countHostBlocks(node, family);
+    if (
+      config.autoAllocateBlocks &&
+      (config.maxBlocksPerHost === 0 || held < config.maxBlocksPerHost)
+    ) {
+      const existing = new Set(all.map((e) => formatCidr(e.block.cidr)));
+      for (let tries = 0; tries < 16; tries++) {
+        const choice = pickBlockToClaim(pools, existing, node, ctx.reservations);
+        if (!choice) break;
+        const claimed = await this.claimBlock(node, choice.cidr);
+        if (claimed) {
+          this.rememberBlock(node, family, claimed);
+          return { entry: claimed, borrowed: false };
+        }
+        existing.add(formatCidr(choice.cidr));
+      }
+    }
+    if (!config.strictAffinity) {
+      const b = pickBorrowBlock(
+        all.map((e) => e.block),
+        node,
+        pools,
+        ctx.reservations,
+      );
+      if (b) return { entry: all.find((e) => e.block === b) as BlockEntry, borrowed: true };
+    }
+    return undefined;
+  }
+
+  /**
+   * Two-phase claim: affinity pending → block created with our affinity → affinity confirmed.
+   * Returns the new block, or undefined when another node won it (our pending affinity is removed).
+   */
+  async claimBlock(node: string, cidr: Cidr): Promise<BlockEntry | undefined> {
+    const affKey = this.keys.affinity(node, cidr);
+    const blockKey = this.keys.block(cidr);
+    const text = formatCidr(cidr);
+    let aff: KeyValue;
+    try {
+      aff = await this.store.create(affKey, encodeAffinity({ state: "pending", node, cidr: text }));
+    } catch (err) {
+      if (!(err instanceof ConflictError) || !err.current) throw err;
+      aff = err.current; // our own earlier attempt (crash or concurrent claim on this node)
+    }
+    let entry: BlockEntry;
+    try {
+      const block = newBlock(cidr, hostAffinity(node), new Date(this.now()).toISOString());
+      const kv = await this.store.create(blockKey, encodeBlock(block));
+      entry = { key: blockKey, rev: kv.modRevision, block };
+    } catch (err) {
+      if (!(err instanceof ConflictError) || !err.current) throw err;
+      const current = decodeBlock(blockKey, err.current.value);
+      if (current.affinity !== hostAffinity(node)) {
+        await this.store.delete(affKey, aff.modRevision).catch(() => false);
+        return undefined;
+      }
+      entry = { key: blockKey, rev: err.current.modRevision, block: current };
+    }
+    const a = decodeAffinity(affKey, aff.value);
+    if (a.state !== "confirmed") {
+      try {
+        await this.store.update(
+          affKey,
+          encodeAffinity({ state: "confirmed", node, cidr: text }),
+          aff.modRevision,
+        );
+      } catch (err) {
+        if (!(err instanceof ConflictError || err instanceof NotFoundError)) throw err;
+        // Another process of this node confirmed (or re-created) it: make sure it is confirmed.
+        await this.store.update(affKey, encodeAffinity({ state: "confirmed", node, cidr: text }));
+      }
+    }
+    return entry;
+  }
+
+  /** The node's confirmed blocks (pending ones whose block is ours are confirmed on the way). */
+  private async loadAffine(node: string, family: Family): Promise<Map<string, BlockEntry>> {
+    const list = await this.store.list(this.keys.affinityPrefix(node, family));
+    const out = new Map<string, BlockEntry>();
+    for (const kv of list.items) {
+      const a = decodeAffinity(kv.key, kv.value);
+      if (a.state === "pendingDeletion") continue;
+      const cidr = cidrFromKey(kv.key);
+      const key = this.keys.block(cidr);
+      const bkv = await this.store.get(key);
+      if (!bkv) continue;
+      const block = decodeBlock(key, bkv.value);
+      if (block.affinity !== hostAffinity(node)) {
+        // A claim this node lost (or crashed in): the block is another node's for good.
+        if (a.state === "pending")
+          await this.store.delete(kv.key, kv.modRevision).catch(() => false);
+        continue;
+      }
+      if (a.state === "pending") {
+        await this.store
+          .update(
+            kv.key,
+            encodeAffinity({ state: "confirmed", node, cidr: a.cidr }),
+            kv.modRevision,
+          )
+          .catch(() => undefined);
+      }
+      out.set(key, { key, rev: bkv.modRevision, block });
+    }
+    this.affineCache.set(`${node}|${family}`, out);
+    return out;
+  }
+
+  private async countHostBlocks(node: string, family: Family): Promise<number> {
+    const list = await this.store.list(this.keys.affinityPrefix(node, family));
+    return list.items.length;
+  }
+
+  private rememberBlock(node: string, family: Family, entry: BlockEntry): void {
+    if (entry.block.affinity !== hostAffinity(node)) return;
+    const k = `${node}|${family}`;
+    const m = this.affineCache.get(k) ?? new Map<string, BlockEntry>();
+    m.set(entry.key, entry);
+    this.affineCache.set(k, m);
+  }
+
+  private refreshFromConflict(
+    node: string,
+    family: Family,
+    key: string,
+    err: ConflictError | NotFoundError,
+  ): void {
+    const m = this.affineCache.get(`${node}|${family}`);
+    if (!m) return;
+    if (err instanceof ConflictError && err.current) {
+      const block = decodeBlock(key, err.current.value);
+      if (block.affinity === hostAffinity(node)) {
+        m.set(key, { key, rev: err.current.modRevision, block });
+        return;
+      }
+    }
+    m.delete(key);
+  }
+
+  /**
+   * Makes sure the handle lists blockCidr. Returns "created" when this call created the handle,
+   * "already" when the handle existed before this request (its addresses are then collected into
+   * state.existing), "updated" otherwise.
+   */
+  private async ensureHandleHas(
+    handleId: string,
+    blockCidr: string,
+    state: { entry?: HandleEntry; existing?: AssignedAddress[] },
+    _family: Family,
+  ): Promise<"created" | "already" | "updated"> {
+    const key = this.keys.handle(handleId);
+    let firstContact = state.entry === undefined;
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      if (state.entry === undefined) {
+        try {
+          const kv = await this.store.create(key, encodeHandle({ handleId, blocks: [blockCidr] }));
+          state.entry = { rev: kv.modRevision, handle: { handleId, blocks: [blockCidr] } };
+          return "created";
+        } catch (err) {
+          if (!(err instanceof ConflictError) || !err.current) throw err;
+          state.entry = {
+            rev: err.current.modRevision,
+            handle: decodeHandle(key, err.current.value),
+          };
+        }
+      }
+      if (firstContact) {
+        firstContact = false;
+        state.existing = await this.addressesOfHandle(state.entry.handle);
+        if (state.existing.length > 0) return "already";
+      }
+      if (state.entry.handle.blocks.includes(blockCidr)) return "updated";
+      const next: Handle = { handleId, blocks: [...state.entry.handle.blocks, blockCidr] };
+      try {
+        const kv = await this.store.update(key, encodeHandle(next), state.entry.rev);
+        state.entry = { rev: kv.modRevision, handle: next };
+        return "updated";
+      } catch (err) {
+        if (err instanceof NotFoundError) {
+          state.entry = undefined;
+          continue;
+        }
+        if (!(err instanceof ConflictError) || !err.current) throw err;
+        state.entry = {
+          rev: err.current.modRevision,
+          handle: decodeHandle(key, err.current.value),
+        };
+        await this.backoff(attempt);
+      }
+    }
+    throw new RetriesExhaustedError(`updating handle "${handleId}"`, this.maxAttempts);
+  }
+
+  /** Every address the handle holds, found through the blocks it lists. */
+  async addressesOfHandle(handle: Handle): Promise<AssignedAddress[]> {
+    const out: AssignedAddress[] = [];
+    for (const cidrText of handle.blocks) {
+      const cidr = parseCidr(cidrText);
+      const key = this.keys.block(cidr);
+      const kv = await this.store.get(key);
+      if (!kv) continue;
+      const block = decodeBlock(key, kv.value);
+      for (const o of ordinalsOfHandle(block, handle.handleId)) {
+        const node = block.attributes[block.owner[o]]?.secondary.node;
+        out.push({
+          address: addressOf(block, o),
+          family: cidr.family,
+          block: cidrText,
+          pool: "",
+          sequence: block.seqForAllocation.get(o) ?? 0,
+          borrowed: node !== undefined && block.affinity !== hostAffinity(node),
+        });
+      }
+    }
+    return out;
+  }
+
+  async getHandle(handleId: string): Promise<Handle | undefined> {
+    const key = this.keys.handle(handleId);
+    const kv = await this.store.get(key);
+    return kv ? decodeHandle(key, kv.value) : undefined;
+  }
+
+  // ---- Release ---------------------------------------------------------------------------
+
+  /** Releases every address of the handle and deletes it. Unknown handles release nothing. */
+  async releaseByHandle(handleId: string): Promise<string[]> {
+    const key = this.keys.handle(handleId);
+    const released: string[] = [];
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      const kv = await this.store.get(key);
+      if (!kv) return released;
+      const handle = decodeHandle(key, kv.value);
+      for (const cidrText of handle.blocks) {
+        released.push(
+          ...(await this.releaseInBlock(parseCidr(cidrText), (b) =>
+            releaseHandleFromBlock(b, handleId, this.now()),
+          )),
+        );
+      }
+      try {
+        await this.store.delete(key, kv.modRevision);
+        return released;
+      } catch (err) {
+        if (!(err instanceof ConflictError)) throw err;
+        await this.backoff(attempt); // the handle gained a block meanwhile: release that too
+      }
+    }
+    throw new RetriesExhaustedError(`releasing handle "${handleId}"`, this.maxAttempts);
+  }
+
+  /**
+   * Releases one address (only if its sequence number still matches, when given). Returns the
+   * released address, or undefined when it was not allocated.
+   */
+  async releaseAddress(address: string, sequence?: number): Promise<string | undefined> {
+    const a = parseAddress(address);
+    const found = (await this.listBlocks(a.family)).find((e) => ordinalOf(e.block, a.value) >= 0);
+    if (!found) return undefined;
+    const ordinal = ordinalOf(found.block, a.value);
+    const idx = found.block.owner[ordinal];
+    const handleId = idx >= 0 ? found.block.attributes[idx]?.handleId : null;
+    let bad = false;
+    const released = await this.releaseInBlock(found.block.cidr, (b) => {
+      const r = releaseFromBlock(b, [{ ordinal, sequence }], this.now());
+      bad = r.badSequence.length > 0;
+      return r;
+    });
+    if (bad) throw new BadSequenceError(address, sequence as number);
+    if (released.length > 0 && handleId) await this.dropHandleIfEmpty(handleId);
+    return released[0];
+  }
+
+  private async dropHandleIfEmpty(handleId: string): Promise<void> {
+    const key = this.keys.handle(handleId);
+    const kv = await this.store.get(key);
+    if (!kv) return;
+    const left = await this.addressesOfHandle(decodeHandle(key, kv.value));
+    if (left.length === 0) await this.store.delete(key, kv.modRevision).catch(() => false);
+  }
+
+  /** CAS loop over one block: apply a pure release, write it back if anything changed. */
+  private async releaseInBlock(
+    cidr: Cidr,
+    release: (b: Block) => { block: Block; released: number[] },
+  ): Promise<string[]> {
+    const key = this.keys.block(cidr);
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      const kv = await this.store.get(key);
+      if (!kv) return [];
+      const r = release(decodeBlock(key, kv.value));
+      if (r.released.length === 0) return [];
+      try {
+        await this.store.update(key, encodeBlock(r.block), kv.modRevision);
+        return r.released.map((o) => addressOf(r.block, o));
+      } catch (err) {
+        if (!(err instanceof ConflictError || err instanceof NotFoundError)) throw err;
+        await this.backoff(attempt);
+      }
+    }
+    throw new RetriesExhaustedError(`releasing in block ${formatCidr(cidr)}`, this.maxAttempts);
+  }
+
+  /**
+   * Releases the node's blocks that have been empty for the grace period: affinity →
+   * pendingDeletion, block deleted at the revision read (so a concurrent assignment wins),
+   * affinity deleted. Returns the released block CIDRs.
+   */
+  async releaseEmptyBlocks(node: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const family of [4, 6] as const) {
+      const list = await this.store.list(this.keys.affinityPrefix(node, family));
+      for (const akv of list.items) {
+        const cidr = cidrFromKey(akv.key);
+        const a = decodeAffinity(akv.key, akv.value);
+        const key = this.keys.block(cidr);
+        const bkv = await this.store.get(key);
+        if (!bkv) {
+          if (a.state !== "pending")
+            await this.store.delete(akv.key, akv.modRevision).catch(() => false);
+          continue;
+        }
+        const block = decodeBlock(key, bkv.value);
+        if (block.affinity !== hostAffinity(node) || !isEmpty(block)) continue;
+        const since = block.emptySince ?? Date.parse(block.affinityClaimTime ?? "");
+        if (!Number.isFinite(since) || this.now() - since < this.emptyBlockGraceMs) continue;
+        if (await this.releaseBlock(node, akv, key, bkv)) out.push(formatCidr(cidr));
+      }
+      this.affineCache.delete(`${node}|${family}`);
+    }
+    return out;
+  }
+
+  private async releaseBlock(
+    node: string,
+    akv: KeyValue,
+    blockKey: string,
+    bkv: KeyValue,
+  ): Promise<boolean> {
+    const a = decodeAffinity(akv.key, akv.value);
+    let aff: KeyValue;
+    try {
+      aff = await this.store.update(
+        akv.key,
+        encodeAffinity({ ...a, state: "pendingDeletion" }),
+        akv.modRevision,
+      );
+    } catch (err) {
+      if (err instanceof ConflictError || err instanceof NotFoundError) return false;
+      throw err;
+    }
+    try {
+      await this.store.delete(blockKey, bkv.modRevision);
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err;
+      // Someone assigned from it meanwhile: the block stays the node's.
+      await this.store.update(
+        akv.key,
+        encodeAffinity({ ...a, node, state: "confirmed" }),
+        aff.modRevision,
+      );
+      return false;
+    }
+    await this.store.delete(akv.key, aff.modRevision).catch(() => false);
+    return true;
+  }
+
+  // ---- Reads for show / check ------------------------------------------------------------
+
+  async listBlocks(family: Family): Promise<BlockEntry[]> {
+    const list = await this.store.list(this.keys.blockPrefix(family));
+    return list.items.map((kv) => ({
+      key: kv.key,
+      rev: kv.modRevision,
+      block: decodeBlock(kv.key, kv.value),
+    }));
+  }
+
+  async listAllBlocks(): Promise<BlockInfo[]> {
+    const blocks = [...(await this.listBlocks(4)), ...(await this.listBlocks(6))];
+    const affs = await this.store.list(this.keys.hostPrefix());
+    const states = new Map<string, Affinity["state"]>();
+    for (const kv of affs.items) {
+      const a = decodeAffinity(kv.key, kv.value);
+      states.set(`${a.node}|${a.cidr}`, a.state);
+    }
+    return blocks.map((e) => {
+      const node = e.block.affinity?.startsWith("host:") ? e.block.affinity.slice(5) : undefined;
+      return {
+        ...e,
+        affinityState: node ? states.get(`${node}|${formatCidr(e.block.cidr)}`) : undefined,
+      };
+    });
+  }
+
+  async listAffinities(): Promise<Array<Affinity & { key: string }>> {
+    const affs = await this.store.list(this.keys.hostPrefix());
+    return affs.items.map((kv) => ({ key: kv.key, ...decodeAffinity(kv.key, kv.value) }));
+  }
+
+  async listHandles(): Promise<Handle[]> {
+    const list = await this.store.list(this.keys.handlePrefix());
+    return list.items.map((kv) => decodeHandle(kv.key, kv.value));
+  }
+
+  /** Who holds address, or undefined when it is free or outside every block. */
+  async getAllocation(address: string): Promise<AllocationInfo | undefined> {
+    const a = parseAddress(address);
+    const e = (await this.listBlocks(a.family)).find((x) => ordinalOf(x.block, a.value) >= 0);
+    if (!e) return undefined;
+    const o = ordinalOf(e.block, a.value);
+    const idx = e.block.owner[o];
+    if (idx < 0) return undefined;
+    const attr = e.block.attributes[idx];
+    return {
+      address: addressOf(e.block, o),
+      block: formatCidr(e.block.cidr),
+      blockAffinity: e.block.affinity,
+      handleId: attr?.handleId ?? null,
+      attrs: { ...(attr?.secondary ?? {}) },
+      sequence: e.block.seqForAllocation.get(o) ?? 0,
+    };
+  }
+
+  async loadPools(): Promise<Pool[]> {
+    const list = await this.store.list(this.keys.resources("ippools"));
+    return list.items.map((kv) => decodePool(kv.key, kv.value));
+  }
+
+  async loadReservations(): Promise<Cidr[]> {
+    const list = await this.store.list(this.keys.resources("ipreservations"));
+    return list.items.flatMap((kv) => decodeReservation(kv.key, kv.value));
+  }
+
+  async getConfig(): Promise<IpamConfig> {
+    const key = this.keys.config();
+    return decodeConfig(key, (await this.store.get(key))?.value);
+  }
+
+  async setConfig(change: Partial<IpamConfig>): Promise<IpamConfig> {
+    const key = this.keys.config();
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      const kv = await this.store.get(key);
+      const next = { ...decodeConfig(key, kv?.value), ...change };
+      try {
+        if (kv) await this.store.update(key, encodeConfig(next), kv.modRevision);
+        else await this.store.create(key, encodeConfig(next));
+        this.context.clear();
+        return next;
+      } catch (err) {
+        if (!(err instanceof ConflictError || err instanceof NotFoundError)) throw err;
+        await this.backoff(attempt);
+      }
+    }
+    throw new RetriesExhaustedError("updating the IPAM configuration", this.maxAttempts);
+  }
+
+  private async loadContext(node: string): Promise<Context> {
+    const c = this.context.get(node);
+    if (c && this.now() - c.loadedAt < this.contextTtlMs) return c;
+    const [pools, reservations, config, nodeLabels] = await Promise.all([
+      this.loadPools(),
+      this.loadReservations(),
+      this.getConfig(),
+      this.loadNodeLabels(node),
+    ]);
+    const ctx = { pools, reservations, config, nodeLabels, loadedAt: this.now() };
+    this.context.set(node, ctx);
+    return ctx;
+  }
+
+  private async loadNodeLabels(node: string): Promise<Record<string, string>> {
+    const key = `${this.keys.resources("nodes")}${node}`;
+    const kv = await this.store.get(key);
+    if (!kv) return {};
+    try {
+      const labels = (JSON.parse(kv.value) as { metadata?: { labels?: unknown } }).metadata?.labels;
+      if (labels === undefined) return {};
+      if (
+        typeof labels !== "object" ||
+        labels === null ||
+        Object.values(labels).some((v) => typeof v !== "string")
+      ) {
+        throw new Error("metadata.labels is not a map of strings");
+      }
+      return labels as Record<string, string>;
+    } catch (err) {
+      throw new IpamDataError(key, `Node resource: ${(err as Error).message}`);
+    }
+  }
+
+  private async backoff(attempt: number): Promise<void> {
+    const cap = Math.min(100, 2 * 2 ** Math.min(attempt, 6));
+    await this.sleep(Math.floor(this.random() * cap));
+  }
+}
