@@ -1,0 +1,409 @@
+// Real BGP peers for interop tests and benchmarks: BIRD 2, FRR (zebra + bgpd with a per-netns
+// pathspace) and GoBGP started inside our own namespaces, plus `ocelot bgpd` as a real process.
+// Configs are rendered into a temp dir; every PID is tracked with its comm and killed by PID only.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Netns } from "./netns.js";
+import { sh, sleepSync, waitFor } from "./netns.js";
+
+export const FRR_BIN = "/usr/lib/frr";
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** Why real-peer tests cannot run, or undefined. */
+export function peersUnavailableReason(which: ("bird" | "frr" | "gobgp")[]): string | undefined {
+  const need: Record<string, string[]> = {
+    bird: ["/usr/sbin/bird", "/usr/sbin/birdc"],
+    frr: [join(FRR_BIN, "bgpd"), join(FRR_BIN, "zebra"), "/usr/bin/vtysh"],
+    gobgp: ["/usr/bin/gobgpd", "/usr/bin/gobgp"],
+  };
+  for (const w of which)
+    for (const p of need[w] ?? []) if (!existsSync(p)) return `${p} not installed`;
+  if (!existsSync(join(REPO_ROOT, "dist/cli/main.js")))
+    return "dist/cli/main.js missing: run npm run build";
+  return undefined;
+}
+
+interface Tracked {
+  pid: number;
+  comm: string;
+  what: string;
+}
+
+function commOf(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function aliveAs(t: Tracked): boolean {
+  if (commOf(t.pid) !== t.comm) return false;
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${t.pid}/status`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+function readPid(file: string, timeoutMs = 5000): number {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (existsSync(file)) {
+      const n = Number(readFileSync(file, "utf8").trim());
+      if (n > 0) return n;
+    }
+    sleepSync(50);
+  }
+  throw new Error(`No PID in ${file} after ${timeoutMs} ms`);
+}
+
+/** Owns the temp dir and the processes of one test file. */
+export class PeerLab {
+  readonly dir = mkdtempSync(join(tmpdir(), "ocelot-peers-"));
+  private readonly tracked: Tracked[] = [];
+  private readonly frrRunDirs: string[] = [];
+
+  track(pid: number, comm: string, what: string): void {
+    this.tracked.push({ pid, comm, what });
+  }
+
+  subdir(name: string): string {
+    const d = join(this.dir, name);
+    mkdirSync(d, { recursive: true });
+    return d;
+  }
+
+  /** Sends sig to a tracked process (e.g. SIGSTOP/SIGCONT), by PID, if still the same comm. */
+  signal(pid: number, sig: NodeJS.Signals): void {
+    const t = this.tracked.find((x) => x.pid === pid);
+    if (!t || !aliveAs(t)) throw new Error(`Process ${pid} is not a live tracked process`);
+    process.kill(pid, sig);
+  }
+
+  /** Stops one tracked process: TERM, up to 3 s, then KILL. */
+  stop(pid: number): void {
+    const t = this.tracked.find((x) => x.pid === pid);
+    if (!t) return;
+    for (const sig of ["SIGCONT", "SIGTERM"] as const) {
+      if (aliveAs(t)) {
+        try {
+          process.kill(t.pid, sig);
+        } catch {}
+      }
+    }
+    const deadline = Date.now() + 3000;
+    while (aliveAs(t) && Date.now() < deadline) sleepSync(50);
+    if (aliveAs(t)) {
+      try {
+        process.kill(t.pid, "SIGKILL");
+      } catch {}
+    }
+  }
+
+  /** Kills every tracked process by PID and removes the temp dir. Never throws. */
+  cleanup(): void {
+    for (const t of [...this.tracked].reverse()) this.stop(t.pid);
+    for (const d of this.frrRunDirs) rmSync(d, { recursive: true, force: true });
+    if (!process.env.KEEP_PEERS) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  // ---- BIRD 2 ------------------------------------------------------------------------------
+
+  startBird(ns: Netns, name: string, conf: string): BirdPeer {
+    const d = this.subdir(name);
+    const confPath = join(d, "bird.conf");
+    const sock = join(d, "bird.ctl");
+    writeFileSync(confPath, conf.replaceAll("@DIR@", d));
+    ns.exec("bird", "-c", confPath, "-s", sock, "-P", `${sock}.pid`);
+    const pid = readPid(`${sock}.pid`);
+    this.track(pid, "bird", `bird@${ns.name}`);
+    return new BirdPeer(pid, sock, d);
+  }
+
+  // ---- FRR ---------------------------------------------------------------------------------
+
+  startFrr(ns: Netns, name: string, bgpdConf: string, zebraConf = "hostname frr\n"): FrrPeer {
+    const d = this.subdir(name);
+    writeFileSync(join(d, "zebra.conf"), zebraConf);
+    writeFileSync(join(d, "bgpd.conf"), bgpdConf);
+    const runDir = `/var/run/frr/${ns.name}`;
+    mkdirSync(runDir, { recursive: true });
+    this.frrRunDirs.push(runDir);
+    sh("chown", ["-R", "frr:frr", runDir, d]);
+    const pids: number[] = [];
+    for (const [daemon, extra] of [
+      ["zebra", ["-s", "67108864"]],
+      ["bgpd", []],
+    ] as const) {
+      const pidFile = join(d, `${daemon}.pid`);
+      ns.exec(
+        join(FRR_BIN, daemon),
+        "-d",
+        "-N",
+        ns.name,
+        "-P",
+        "0",
+        ...extra,
+        "-f",
+        join(d, `${daemon}.conf`),
+        "-i",
+        pidFile,
+        "--log",
+        `file:${join(d, `${daemon}.log`)}`,
+      );
+      const pid = readPid(pidFile);
+      this.track(pid, daemon, `${daemon}@${ns.name}`);
+      pids.push(pid);
+      if (daemon === "zebra") {
+        const deadline = Date.now() + 5000;
+        while (!existsSync(join(runDir, "zserv.api")) && Date.now() < deadline) sleepSync(50);
+      }
+    }
+    return new FrrPeer(ns, pids[0] as number, pids[1] as number, d);
+  }
+
+  // ---- GoBGP -------------------------------------------------------------------------------
+
+  startGobgp(ns: Netns, name: string, toml: string): GobgpPeer {
+    const d = this.subdir(name);
+    const conf = join(d, "gobgpd.toml");
+    writeFileSync(conf, toml);
+    const out = openSync(join(d, "gobgpd.log"), "a");
+    const [cmd, args] = ns.wrap(
+      "gobgpd",
+      "-f",
+      conf,
+      "-p",
+      "--pprof-disable",
+      "--api-hosts",
+      "127.0.0.1:50051",
+    );
+    const child = spawn(cmd, args, { stdio: ["ignore", out, out], detached: true });
+    child.unref();
+    const pid = child.pid as number;
+    waitForComm(pid, "gobgpd");
+    this.track(pid, "gobgpd", `gobgpd@${ns.name}`);
+    return new GobgpPeer(ns, pid, d);
+  }
+
+  // ---- Ocelot ------------------------------------------------------------------------------
+
+  /** Runs `ocelot bgpd --config` inside ns as a real process (needs `npm run build`). */
+  startOcelot(ns: Netns, name: string, config: object, extraArgs: string[] = []): OcelotPeer {
+    const d = this.subdir(name);
+    const socket = join(d, "bgpd.sock");
+    const cfg = { status: { socket }, ...config };
+    const confPath = join(d, "bgpd.yaml");
+    writeFileSync(confPath, `${JSON.stringify(cfg, null, 2)}\n`);
+    const out = openSync(join(d, "bgpd.log"), "a");
+    const [cmd, args] = ns.wrap(
+      process.execPath,
+      join(REPO_ROOT, "bin/ocelot"),
+      "bgpd",
+      "--config",
+      confPath,
+      "--log-level",
+      "debug",
+      ...extraArgs,
+    );
+    const child: ChildProcess = spawn(cmd, args, { stdio: ["ignore", out, out], detached: true });
+    child.unref();
+    const pid = child.pid as number;
+    waitForComm(pid, "node");
+    this.track(pid, "node", `ocelot@${ns.name}`);
+    return new OcelotPeer(ns, pid, d, socket, confPath);
+  }
+}
+
+function waitForComm(pid: number, comm: string): void {
+  const deadline = Date.now() + 5000;
+  while (commOf(pid) !== comm && Date.now() < deadline) sleepSync(20);
+  if (commOf(pid) !== comm) throw new Error(`Process ${pid} did not become ${comm}`);
+}
+
+export class BirdPeer {
+  constructor(
+    readonly pid: number,
+    readonly socket: string,
+    readonly dir: string,
+  ) {}
+
+  /** Runs `birdc -s SOCK args...` and returns its output. */
+  cmd(...args: string[]): string {
+    return sh("birdc", ["-s", this.socket, ...args]);
+  }
+
+  /** The state column of `show protocols NAME` (e.g. "Established"). */
+  state(proto: string): string {
+    const line = this.cmd("show", "protocols", proto)
+      .split("\n")
+      .find((l) => l.startsWith(`${proto} `));
+    return line?.trim().split(/\s+/)[5] ?? "";
+  }
+
+  /** `show route all` output for one prefix (empty string when absent). */
+  route(prefix: string): string {
+    return this.cmd("show", "route", "for", prefix, "all");
+  }
+
+  log(): string {
+    return readFileSync(join(this.dir, "bird.log"), "utf8");
+  }
+}
+
+export class FrrPeer {
+  constructor(
+    readonly ns: Netns,
+    readonly zebraPid: number,
+    readonly bgpdPid: number,
+    readonly dir: string,
+  ) {}
+
+  vtysh(...cmds: string[]): string {
+    const args = ["netns", "exec", this.ns.name, "vtysh", "-N", this.ns.name];
+    for (const c of cmds) args.push("-c", c);
+    const r = spawnSync("ip", args, { encoding: "utf8" });
+    return r.stdout ?? "";
+  }
+
+  vtyshJson<T = unknown>(cmd: string): T {
+    return JSON.parse(this.vtysh(cmd)) as T;
+  }
+
+  /** The neighbor's bgpState from `show bgp neighbors ADDR json`. */
+  state(addr: string): string {
+    try {
+      const j = this.vtyshJson<Record<string, { bgpState?: string }>>(
+        `show bgp neighbors ${addr} json`,
+      );
+      return j[addr]?.bgpState ?? "";
+    } catch {
+      return "";
+    }
+  }
+
+  log(): string {
+    return readFileSync(join(this.dir, "bgpd.log"), "utf8");
+  }
+}
+
+export class GobgpPeer {
+  constructor(
+    readonly ns: Netns,
+    readonly pid: number,
+    readonly dir: string,
+  ) {}
+
+  cli(...args: string[]): string {
+    return this.ns.exec("gobgp", ...args);
+  }
+
+  json<T = unknown>(...args: string[]): T {
+    return JSON.parse(this.ns.exec("gobgp", ...args, "-j")) as T;
+  }
+
+  /** The session state of a neighbor ("established", "active", ...). */
+  state(addr: string): string {
+    try {
+      const j = this.json<{ state?: { session_state?: number | string } }>("neighbor", addr);
+      const s = j.state?.session_state;
+      const names = [
+        "unknown",
+        "idle",
+        "connect",
+        "active",
+        "opensent",
+        "openconfirm",
+        "established",
+      ];
+      return typeof s === "number" ? (names[s] ?? String(s)) : String(s ?? "");
+    } catch {
+      return "";
+    }
+  }
+}
+
+export interface OcelotPeerStatus {
+  address: string;
+  asn: number;
+  state: string;
+  lastError?: { kind: string; code?: number; subcode?: number; message?: string } | null;
+  prefixes: { received: number; accepted: number; advertised: number };
+  [k: string]: unknown;
+}
+
+export class OcelotPeer {
+  constructor(
+    readonly ns: Netns,
+    readonly pid: number,
+    readonly dir: string,
+    readonly socket: string,
+    readonly configPath: string,
+  ) {}
+
+  private cli(cmd: string): unknown {
+    const out = sh(process.execPath, [
+      join(REPO_ROOT, "bin/ocelot"),
+      cmd,
+      "--json",
+      "--socket",
+      this.socket,
+    ]);
+    return JSON.parse(out);
+  }
+
+  status(): { peers: OcelotPeerStatus[]; [k: string]: unknown } {
+    return this.cli("status") as { peers: OcelotPeerStatus[] };
+  }
+
+  routes(): { routes: { prefix: string; [k: string]: unknown }[] } {
+    return this.cli("routes") as { routes: { prefix: string }[] };
+  }
+
+  peer(addr: string): OcelotPeerStatus | undefined {
+    try {
+      return this.status().peers.find((p) => p.address === addr);
+    } catch {
+      return undefined;
+    }
+  }
+
+  log(): string {
+    return readFileSync(join(this.dir, "bgpd.log"), "utf8");
+  }
+
+  /** Waits until the session with addr is Established. */
+  async established(addr: string, timeoutMs = 20_000): Promise<void> {
+    await waitFor(
+      `ocelot session with ${addr} Established`,
+      () => this.peer(addr)?.state === "Established",
+      timeoutMs,
+      100,
+    );
+  }
+}
+
+/** IPv4/IPv6 routes in a namespace's main table, as `ip -j route` reports them. */
+export interface KernelRoute {
+  dst: string;
+  gateway?: string;
+  protocol?: string;
+  nexthops?: { gateway?: string }[];
+  type?: string;
+}
+
+export function kernelRoutes(ns: Netns, family: 4 | 6): KernelRoute[] {
+  return ns.ipJson<KernelRoute[]>(`-${family}`, "route", "show");
+}
