@@ -1,0 +1,1556 @@
+// The routing core the speaker calls: Adj-RIB-In per peer (every received path, with its import
+// verdict), the Loc-RIB with the RFC 4271 §9.1 decision process and multipath sets, and the
+// Adj-RIB-Out per update group. Pure: values in, change batches out. Not: sessions, sockets,
+// UPDATE encoding, kernel programming (the speaker and src/fib/ do those).
+//
+// Hot path: prefixes are numbers (IPv4 u32 + length, IPv6 four u32 words + length) in an
+// open-addressing table of typed arrays; a prefix gets a small integer id; its paths are a
+// linked list in typed arrays (peer index, interned attribute id, ADD-PATH id, import verdict);
+// attribute sets are interned (attrs.ts). Changes are coalesced per prefix until `drain()`.
+//
+// Usage by the speaker:
+//   const rib = new Rib({ localAs, routerId, adapter });
+//   const p = rib.addPeer({ id, address, asn, ... });      // configured peer -> handle
+//   rib.peerUp(p, remoteRouterId);                          // Established
+//   const a = rib.intern(attrs);                            // once per UPDATE
+//   rib.announceV4(p, a, addr, len, pathId);                // per NLRI (numeric callback)
+//   rib.withdrawV4(p, addr, len, pathId);
+//   const ch = rib.drain(50_000);   // FIB changes + Adj-RIB-Out batches; repeat while ch.pending
+//   rib.peerDown(p);                                        // session lost: withdraw its paths
+// Interned attribute ids are valid until the next drain() unless a path references them.
+import type { Route } from "../../fib/types.js";
+import { RTPROT_OCELOT_BGP } from "../../fib/types.js";
+import {
+  type PrefixPolicy,
+  RejectReason,
+  type RejectReasonName,
+  RouteSource,
+  rejectReasonName,
+} from "../policy/types.js";
+import {
+  type AttrAdapter,
+  type AttrEdit,
+  type AttrInit,
+  AttrTable,
+  type AttrView,
+  asPathCount,
+  FLAG_NO_ADVERTISE,
+  FLAG_NO_EXPORT,
+  FLAG_NO_EXPORT_SUBCONFED,
+  ORIGIN_IGP,
+} from "./attrs.js";
+import {
+  addressSortKey,
+  type Family,
+  formatV4,
+  formatV6,
+  PrefixList,
+  parsePrefix,
+  parseRouterId,
+} from "./prefix.js";
+
+/** Why the best path won (the step of RFC 4271 §9.1.2.2 that removed the last competitor). */
+export const BestReason = {
+  None: 0,
+  OnlyPath: 1,
+  Local: 2,
+  LocalPref: 3,
+  AsPathLength: 4,
+  Origin: 5,
+  Med: 6,
+  EbgpOverIbgp: 7,
+  IgpCost: 8,
+  RouterId: 9,
+  ClusterListLength: 10,
+  PeerAddress: 11,
+  PathId: 12,
+} as const;
+export type BestReasonName = keyof typeof BestReason;
+const bestReasonNames = Object.keys(BestReason) as BestReasonName[];
+
+export type AddressFamilyName = "ipv4-unicast" | "ipv6-unicast";
+
+export interface RibOptions<A> {
+  /** Our AS (4-octet allowed). */
+  localAs: number;
+  /** Our BGP identifier, dotted quad or u32. */
+  routerId: string | number;
+  /** Set to act as a route reflector (RFC 4456) with this cluster id. */
+  clusterId?: string | number;
+  /** ECMP: hand every path equal up to the router-id step to the FIB (default true). */
+  multipath?: boolean;
+  /** Multipath across different neighbour ASes for eBGP paths (default false). */
+  multipathRelax?: boolean;
+  /** LOCAL_PREF for paths that carry none (and for all eBGP-learned paths); default 100. */
+  defaultLocalPref?: number;
+  /** IGP cost to a next hop, RFC 4271 §9.1.2.2 (e); default 0 for all. */
+  igpCost?: (nextHop: string) => number;
+  adapter: AttrAdapter<A>;
+}
+
+export interface RibPeerInfo {
+  /** The speaker's id for the peer (unique). */
+  id: string;
+  address: string;
+  asn: number;
+  /** Default: asn === localAs. */
+  ibgp?: boolean;
+  /** RFC 4456 client of ours (only meaningful with clusterId set). */
+  routeReflectorClient?: boolean;
+  /** Accept paths where our AS appears up to this many times (default 0). */
+  allowOwnAs?: number;
+  /** Default both. */
+  families?: readonly AddressFamilyName[];
+  importPolicy?: PrefixPolicy;
+  exportPolicy?: PrefixPolicy;
+  /** Our address on this session, used as next hop self (IPv4 / IPv6). */
+  nextHopSelfV4?: string;
+  nextHopSelfV6?: string;
+  /** Extra discriminator for update grouping (peers with equal export inputs share a group). */
+  exportGroupKey?: string;
+}
+
+/** Loc-RIB changes for the FIB: per prefix the new next-hop set, or -1 for removed. */
+export class FibBatch {
+  readonly v4 = new PrefixList(4);
+  readonly v4Sets: number[] = [];
+  readonly v6 = new PrefixList(6);
+  readonly v6Sets: number[] = [];
+  constructor(readonly nexthopSets: readonly (readonly string[])[]) {}
+
+  get size(): number {
+    return this.v4.count + this.v6.count;
+  }
+
+  /** Routes to set and to remove, in the FIB contract's shape. */
+  routes(protocol = RTPROT_OCELOT_BGP): { set: Route[]; remove: Route[] } {
+    const set: Route[] = [];
+    const remove: Route[] = [];
+    const add = (family: 4 | 6, list: PrefixList, sets: number[]) => {
+      for (let i = 0; i < list.count; i++) {
+        const s = sets[i] as number;
+        const dst = list.toString(i);
+        if (s < 0) remove.push({ family, dst, protocol, nexthops: [] });
+        else {
+          const nh = this.nexthopSets[s] as readonly string[];
+          set.push({ family, dst, protocol, nexthops: nh.map((gateway) => ({ gateway })) });
+        }
+      }
+    };
+    add(4, this.v4, this.v4Sets);
+    add(6, this.v6, this.v6Sets);
+    return { set, remove };
+  }
+}
+
+/** Prefixes announced with one attribute set. */
+export interface AdjOutAnnounce<A> {
+  attrId: number;
+  attrs: A;
+  v4: PrefixList;
+  v6: PrefixList;
+}
+
+/**
+ * One encoding for a set of peers of one update group: announcements per attribute set, and
+ * withdrawals. `peers` are the configured members (the speaker sends to those Established).
+ */
+export interface AdjOutBatch<A> {
+  group: number;
+  peers: string[];
+  announce: AdjOutAnnounce<A>[];
+  withdraw: { v4: PrefixList; v6: PrefixList };
+}
+
+export interface RibChanges<A> {
+  fib: FibBatch;
+  adjOut: AdjOutBatch<A>[];
+  /** Prefixes still waiting; call drain() again. */
+  pending: number;
+}
+
+export interface PeerCounts {
+  /** Paths held from the peer, before import policy. */
+  received: number;
+  /** Paths accepted by import (loop checks and policy). */
+  accepted: number;
+  /** Prefixes currently advertised to the peer (Adj-RIB-Out). */
+  advertised: number;
+  /** Paths rejected on import since the peer was added, by reason. */
+  rejected: Partial<Record<RejectReasonName, number>>;
+}
+
+export interface ExplainedPath {
+  peer: string;
+  /** "local" for our originations. */
+  peerAddress: string;
+  ibgp: boolean;
+  pathId: number;
+  attrs: AttrView;
+  /** LOCAL_PREF used by the decision (defaults applied). */
+  localPref: number;
+  accepted: boolean;
+  rejectReason?: RejectReasonName;
+  /** Detail from the policy that rejected it, when it says. */
+  rejectDetail?: string;
+  best: boolean;
+  multipath: boolean;
+}
+
+export interface Explanation {
+  prefix: string;
+  paths: ExplainedPath[];
+  bestReason: BestReasonName;
+  nexthops: string[];
+}
+
+export interface LocRibEntry {
+  prefix: string;
+  peer: string;
+  reason: BestReasonName;
+  nexthops: string[];
+  attrs: AttrView;
+}
+
+const NONE = -1;
+const LOCAL = 0;
+const FAM_V4 = 4;
+const FAM_V6 = 6;
+
+interface PeerRec {
+  idx: number;
+  info: RibPeerInfo;
+  ibgp: boolean;
+  rrClient: boolean;
+  allowOwnAs: number;
+  routerId: number;
+  addrRank: number;
+  addrKey: string;
+  group: number;
+  received: number;
+  accepted: number;
+  excluded: number;
+  rejected: Int32Array<ArrayBuffer>;
+  /** Import verdict per attribute id: 0 unknown, else code + 1. */
+  verdict: Uint8Array<ArrayBuffer>;
+  verdictEpoch: number;
+  removed: boolean;
+}
+
+interface Group {
+  idx: number;
+  key: string;
+  members: Set<number>;
+  ebgp: boolean;
+  rrClient: boolean;
+  v4: boolean;
+  v6: boolean;
+  nhSelf4: string | undefined;
+  nhSelf6: string | undefined;
+  policy: PrefixPolicy | undefined;
+  adv: Int32Array<ArrayBuffer>;
+  exc: Uint16Array<ArrayBuffer>;
+  advCount: number;
+  cache: Map<number, number>;
+  cacheEpoch: number;
+}
+
+function growI32(a: Int32Array<ArrayBuffer>, n: number, fill = 0): Int32Array<ArrayBuffer> {
+  if (n <= a.length) return a;
+  const b = new Int32Array(Math.max(n, Math.ceil(a.length * 1.5)));
+  b.set(a);
+  if (fill !== 0) b.fill(fill, a.length);
+  return b;
+}
+function growU32(a: Uint32Array<ArrayBuffer>, n: number): Uint32Array<ArrayBuffer> {
+  if (n <= a.length) return a;
+  const b = new Uint32Array(Math.max(n, Math.ceil(a.length * 1.5)));
+  b.set(a);
+  return b;
+}
+function growU16(a: Uint16Array<ArrayBuffer>, n: number): Uint16Array<ArrayBuffer> {
+  if (n <= a.length) return a;
+  const b = new Uint16Array(Math.max(n, Math.ceil(a.length * 1.5)));
+  b.set(a);
+  return b;
+}
+function growU8(a: Uint8Array<ArrayBuffer>, n: number): Uint8Array<ArrayBuffer> {
+  if (n <= a.length) return a;
+  const b = new Uint8Array(Math.max(n, Math.ceil(a.length * 1.5)));
+  b.set(a);
+  return b;
+}
+
+function hashV4(addr: number, len: number): number {
+  let h = Math.imul(addr ^ Math.imul(len + 1, 0x9e3779b1), 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+function hashV6(w: Uint32Array, off: number, len: number): number {
+  let h = Math.imul(len + 1, 0x9e3779b1);
+  for (let i = 0; i < 4; i++) {
+    h = Math.imul(h ^ (w[off + i] as number), 0x85ebca6b);
+    h ^= h >>> 15;
+  }
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+export class Rib<A> {
+  readonly attrs: AttrTable<A>;
+  readonly localAs: number;
+  readonly routerId: number;
+  readonly clusterId: number;
+  private readonly multipath: boolean;
+  private readonly multipathRelax: boolean;
+  private readonly defaultLocalPref: number;
+  private readonly igpCost: ((nextHop: string) => number) | undefined;
+
+  private readonly peers: PeerRec[] = [];
+  private readonly peerById = new Map<string, number>();
+  private readonly groups: (Group | undefined)[] = [];
+  private readonly groupByKey = new Map<string, number>();
+
+  // Prefix store, indexed by prefix id.
+  private pCap = 1024;
+  private pTop = 0;
+  private pFreeList: number[] = [];
+  private pFam = new Uint8Array(this.pCap);
+  /** IPv4: the address; IPv6: index into v6Words (x4). */
+  private pKey = new Uint32Array(this.pCap);
+  private pLen = new Uint8Array(this.pCap);
+  private pHead = new Int32Array(this.pCap).fill(NONE);
+  private pBest = new Int32Array(this.pCap).fill(NONE);
+  private pReason = new Uint8Array(this.pCap);
+  private pFib = new Int32Array(this.pCap).fill(NONE);
+  private pDirty = new Uint8Array(this.pCap);
+  private v6Words = new Uint32Array(64);
+  private v6Top = 0;
+  private v6Free: number[] = [];
+  private v4Slots = new Int32Array(2048);
+  private v4Count = 0;
+  private v6Slots = new Int32Array(64);
+  private v6Count = 0;
+  private count4 = 0;
+  private count6 = 0;
+
+  // Path store, indexed by path id.
+  private pathCap = 1024;
+  private pathTop = 0;
+  private pathFreeHead = NONE;
+  private pathPeer = new Uint16Array(this.pathCap);
+  private pathAttr = new Int32Array(this.pathCap);
+  private pathPid = new Uint32Array(this.pathCap);
+  private pathNext = new Int32Array(this.pathCap);
+  private pathFlag = new Uint8Array(this.pathCap);
+
+  private dirtyQ = new Int32Array(1024);
+  private dirtyHead = 0;
+  private dirtyTail = 0;
+
+  private cand = new Int32Array(16);
+  private mpCand = new Int32Array(16);
+  private mpCount = 0;
+  private readonly nhSets: string[][] = [];
+  private readonly nhSetIds = new Map<string, number>();
+  private readonly singleNhSet: number[] = [];
+  private outExc = 0;
+  private liveAttrsAfterSweep = 0;
+
+  constructor(opts: RibOptions<A>) {
+    if (!Number.isInteger(opts.localAs) || opts.localAs < 1 || opts.localAs > 0xffffffff) {
+      throw new Error(`Local AS ${opts.localAs} is not a valid AS number`);
+    }
+    this.localAs = opts.localAs;
+    this.routerId = parseRouterId(opts.routerId);
+    this.clusterId = opts.clusterId === undefined ? NONE : parseRouterId(opts.clusterId);
+    this.multipath = opts.multipath ?? true;
+    this.multipathRelax = opts.multipathRelax ?? false;
+    this.defaultLocalPref = opts.defaultLocalPref ?? 100;
+    this.igpCost = opts.igpCost;
+    this.attrs = new AttrTable(opts.adapter);
+    // Peer index 0 is ourselves (locally originated routes).
+    this.peers.push({
+      idx: LOCAL,
+      info: { id: "local", address: "0.0.0.0", asn: this.localAs },
+      ibgp: false,
+      rrClient: false,
+      allowOwnAs: 0,
+      routerId: this.routerId,
+      addrRank: -1,
+      addrKey: "",
+      group: NONE,
+      received: 0,
+      accepted: 0,
+      excluded: 0,
+      rejected: new Int32Array(16),
+      verdict: new Uint8Array(0),
+      verdictEpoch: 0,
+      removed: false,
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Peers
+
+  /** Adds a configured peer; returns the numeric handle used by the hot-path calls. */
+  addPeer(info: RibPeerInfo): number {
+    if (this.peerById.has(info.id)) throw new Error(`Peer "${info.id}" is already in the RIB`);
+    if (this.peers.length >= 0xffff) throw new Error(`Too many peers (${this.peers.length})`);
+    const idx = this.peers.length;
+    const ibgp = info.ibgp ?? info.asn === this.localAs;
+    const rec: PeerRec = {
+      idx,
+      info,
+      ibgp,
+      rrClient: ibgp && (info.routeReflectorClient ?? false),
+      allowOwnAs: info.allowOwnAs ?? 0,
+      routerId: 0,
+      addrRank: 0,
+      addrKey: addressSortKey(info.address),
+      group: NONE,
+      received: 0,
+      accepted: 0,
+      excluded: 0,
+      rejected: new Int32Array(16),
+      verdict: new Uint8Array(64),
+      verdictEpoch: this.attrs.epoch,
+      removed: false,
+    };
+    this.peers.push(rec);
+    this.peerById.set(info.id, idx);
+    this.rankPeers();
+    this.joinGroup(rec);
+    return idx;
+  }
+
+  /** Removes a peer: withdraws its paths and leaves its update group. */
+  removePeer(peer: number | string): void {
+    const rec = this.peerRec(peer);
+    this.peerDown(rec.idx);
+    this.leaveGroup(rec);
+    rec.removed = true;
+    this.peerById.delete(rec.info.id);
+  }
+
+  /** The session reached Established; `routerId` is the peer's BGP identifier. */
+  peerUp(peer: number | string, routerId: string | number): void {
+    this.peerRec(peer).routerId = parseRouterId(routerId);
+  }
+
+  /** The session went down (without graceful restart): withdraws every path of the peer. */
+  peerDown(peer: number | string): void {
+    const rec = this.peerRec(peer);
+    if (rec.received === 0) return;
+    for (let pfx = 0; pfx < this.pTop; pfx++) {
+      if (this.pFam[pfx] === 0) continue;
+      let prev = NONE;
+      let p = this.pHead[pfx] as number;
+      while (p !== NONE) {
+        const next = this.pathNext[p] as number;
+        if (this.pathPeer[p] === rec.idx) {
+          this.unlinkPath(pfx, prev, p, rec);
+          this.markDirty(pfx);
+        } else prev = p;
+        p = next;
+      }
+    }
+  }
+
+  /** Replaces a peer's import policy and re-evaluates its paths (soft reconfiguration). */
+  setImportPolicy(peer: number | string, policy: PrefixPolicy | undefined): void {
+    const rec = this.peerRec(peer);
+    rec.info = { ...rec.info, importPolicy: policy };
+    for (let pfx = 0; pfx < this.pTop; pfx++) {
+      if (this.pFam[pfx] === 0) continue;
+      for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
+        if (this.pathPeer[p] !== rec.idx) continue;
+        const v = this.importVerdict(rec, this.pathAttr[p] as number, pfx);
+        const old = this.pathFlag[p] as number;
+        if (v === old) continue;
+        if (old === 0) rec.accepted--;
+        if (v === 0) rec.accepted++;
+        else rec.rejected[v] = (rec.rejected[v] as number) + 1;
+        this.pathFlag[p] = v;
+        this.markDirty(pfx);
+      }
+    }
+  }
+
+  peerIndex(id: string): number {
+    const idx = this.peerById.get(id);
+    if (idx === undefined) throw new Error(`Peer "${id}" is not in the RIB`);
+    return idx;
+  }
+
+  peerCounts(peer: number | string): PeerCounts {
+    const rec = this.peerRec(peer);
+    const g = rec.group === NONE ? undefined : this.groups[rec.group];
+    const rejected: Partial<Record<RejectReasonName, number>> = {};
+    for (let i = 1; i < rec.rejected.length; i++) {
+      const n = rec.rejected[i] as number;
+      if (n > 0) rejected[rejectReasonName(i)] = n;
+    }
+    return {
+      received: rec.received,
+      accepted: rec.accepted,
+      advertised: g === undefined ? 0 : g.advCount - rec.excluded,
+      rejected,
+    };
+  }
+
+  /** Update group of a peer and its members (peers sharing one encoding). */
+  peerGroup(peer: number | string): { group: number; peers: string[] } {
+    const rec = this.peerRec(peer);
+    const g = this.groups[rec.group] as Group;
+    return { group: g.idx, peers: this.memberIds(g, []) };
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Hot path
+
+  /** Interns an attribute set (once per UPDATE); the id is valid until the next drain(). */
+  intern(attrs: A): number {
+    return this.attrs.intern(attrs);
+  }
+
+  announceV4(peer: number, attrId: number, addr: number, len: number, pathId = 0): void {
+    const pfx = this.findOrAddV4(addr >>> 0, len);
+    this.announce(peer, attrId, pfx, pathId >>> 0);
+  }
+
+  withdrawV4(peer: number, addr: number, len: number, pathId = 0): void {
+    const pfx = this.findV4(addr >>> 0, len);
+    if (pfx !== NONE) this.withdraw(peer, pfx, pathId >>> 0);
+  }
+
+  /** IPv6: the prefix is four big-endian u32 words at w[off..off+3]. */
+  announceV6(
+    peer: number,
+    attrId: number,
+    w: Uint32Array,
+    off: number,
+    len: number,
+    pathId = 0,
+  ): void {
+    const pfx = this.findOrAddV6(w, off, len);
+    this.announce(peer, attrId, pfx, pathId >>> 0);
+  }
+
+  withdrawV6(peer: number, w: Uint32Array, off: number, len: number, pathId = 0): void {
+    const pfx = this.findV6(w, off, len);
+    if (pfx !== NONE) this.withdraw(peer, pfx, pathId >>> 0);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Local originations
+
+  /** Originates a prefix ("10.244.1.0/26") with attributes made by the adapter. */
+  originate(prefix: string, init: Partial<AttrInit> = {}): void {
+    const p = parsePrefix(prefix);
+    const a = this.attrs.intern(
+      this.attrs.adapter.make({
+        origin: init.origin ?? ORIGIN_IGP,
+        nextHop: init.nextHop ?? (p.family === 4 ? "0.0.0.0" : "::"),
+        ...(init.communities ? { communities: init.communities } : {}),
+        ...(init.largeCommunities ? { largeCommunities: init.largeCommunities } : {}),
+        ...(init.med !== undefined ? { med: init.med } : {}),
+        ...(init.localPref !== undefined ? { localPref: init.localPref } : {}),
+      }),
+    );
+    if (p.family === 4) this.announceV4(LOCAL, a, p.words[0] as number, p.len, 0);
+    else this.announceV6(LOCAL, a, p.words, 0, p.len, 0);
+  }
+
+  withdrawOrigin(prefix: string): void {
+    const p = parsePrefix(prefix);
+    if (p.family === 4) this.withdrawV4(LOCAL, p.words[0] as number, p.len, 0);
+    else this.withdrawV6(LOCAL, p.words, 0, p.len, 0);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Drain
+
+  get pending(): number {
+    return this.dirtyTail - this.dirtyHead;
+  }
+
+  /**
+   * Runs the decision process for up to `max` changed prefixes and returns what changed: FIB
+   * routes (best paths learned from peers; ECMP sets) and Adj-RIB-Out batches per update group.
+   */
+  drain(max = Number.POSITIVE_INFINITY): RibChanges<A> {
+    const fib = new FibBatch(this.nhSets);
+    const builders = new Map<number, GroupBuilder<A>>();
+    let n = 0;
+    while (this.dirtyHead < this.dirtyTail && n < max) {
+      const pfx = this.dirtyQ[this.dirtyHead++] as number;
+      n++;
+      this.pDirty[pfx] = 0;
+      this.decide(pfx);
+      const fam = this.pFam[pfx] as number;
+      const nh = this.fibSetOf(pfx);
+      if (nh !== this.pFib[pfx]) {
+        this.pFib[pfx] = nh;
+        if (fam === FAM_V4) {
+          fib.v4.pushV4(this.pKey[pfx] as number, this.pLen[pfx] as number);
+          fib.v4Sets.push(nh);
+        } else {
+          fib.v6.pushV6(this.v6Words, (this.pKey[pfx] as number) * 4, this.pLen[pfx] as number);
+          fib.v6Sets.push(nh);
+        }
+      }
+      for (const g of this.groups) if (g !== undefined) this.exportPrefix(g, pfx, builders);
+      if (this.pHead[pfx] === NONE) this.freePrefix(pfx);
+    }
+    if (this.dirtyHead === this.dirtyTail) {
+      this.dirtyHead = 0;
+      this.dirtyTail = 0;
+      this.maybeSweep();
+    }
+    const adjOut: AdjOutBatch<A>[] = [];
+    for (const b of builders.values()) b.finish(adjOut);
+    return { fib, adjOut, pending: this.pending };
+  }
+
+  /**
+   * The Adj-RIB-Out of one peer as it stands (after the last drain), for the initial table
+   * dump at Established or a route refresh. Excludes prefixes not to be sent back to it.
+   */
+  adjRibOut(peer: number | string): AdjOutAnnounce<A>[] {
+    const rec = this.peerRec(peer);
+    const g = this.groups[rec.group] as Group;
+    const byAttr = new Map<number, AdjOutAnnounce<A>>();
+    for (let pfx = 0; pfx < this.pTop; pfx++) {
+      const out = g.adv[pfx] as number;
+      if (out === NONE || g.exc[pfx] === rec.idx) continue;
+      let a = byAttr.get(out);
+      if (a === undefined) {
+        a = {
+          attrId: out,
+          attrs: this.attrs.get(out),
+          v4: new PrefixList(4),
+          v6: new PrefixList(6),
+        };
+        byAttr.set(out, a);
+      }
+      this.pushPrefix(pfx, a.v4, a.v6);
+    }
+    return [...byAttr.values()];
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Queries
+
+  get size(): { v4: number; v6: number } {
+    return { v4: this.count4, v6: this.count6 };
+  }
+
+  /** Every path of a prefix and why the best one won (decision re-run on the current paths). */
+  explain(prefix: string): Explanation | undefined {
+    const p = parsePrefix(prefix);
+    const pfx =
+      p.family === 4 ? this.findV4(p.words[0] as number, p.len) : this.findV6(p.words, 0, p.len);
+    if (pfx === NONE) return undefined;
+    this.decide(pfx);
+    const best = this.pBest[pfx] as number;
+    const mp = new Set<number>();
+    if (best !== NONE) {
+      if (this.multipath && this.pathPeer[best] !== LOCAL)
+        for (let i = 0; i < this.mpCount; i++) mp.add(this.mpCand[i] as number);
+      else mp.add(best);
+    }
+    const paths: ExplainedPath[] = [];
+    for (let q = this.pHead[pfx] as number; q !== NONE; q = this.pathNext[q] as number) {
+      const rec = this.peers[this.pathPeer[q] as number] as PeerRec;
+      const attrId = this.pathAttr[q] as number;
+      const flag = this.pathFlag[q] as number;
+      const e: ExplainedPath = {
+        peer: rec.info.id,
+        peerAddress: rec.idx === LOCAL ? "local" : rec.info.address,
+        ibgp: rec.ibgp,
+        pathId: this.pathPid[q] as number,
+        attrs: this.attrs.view(attrId),
+        localPref: this.effLocalPref(q),
+        accepted: flag === 0,
+        best: q === best,
+        multipath: mp.has(q),
+      };
+      if (flag !== 0) {
+        e.rejectReason = rejectReasonName(flag);
+        const pol = rec.info.importPolicy;
+        if (flag === RejectReason.FilterReject || flag === RejectReason.OwnPoolPrefix) {
+          const d = pol?.describe?.(p.family, p.words, 0, p.len, this.sourceOf(rec.idx));
+          if (d !== undefined) e.rejectDetail = d;
+        }
+      }
+      paths.push(e);
+    }
+    const nh = this.fibSetOf(pfx);
+    return {
+      prefix: this.prefixText(pfx),
+      paths,
+      bestReason: bestReasonNames[this.pReason[pfx] as number] as BestReasonName,
+      nexthops: nh === NONE ? [] : [...(this.nhSets[nh] as string[])],
+    };
+  }
+
+  /** The Loc-RIB (best paths as of the last drain), for `ocelot routes`. */
+  *locRib(): Generator<LocRibEntry> {
+    for (let pfx = 0; pfx < this.pTop; pfx++) {
+      if (this.pFam[pfx] === 0 || this.pDirty[pfx] !== 0) continue;
+      const best = this.pBest[pfx] as number;
+      if (best === NONE) continue;
+      const nh = this.pFib[pfx] as number;
+      yield {
+        prefix: this.prefixText(pfx),
+        peer: (this.peers[this.pathPeer[best] as number] as PeerRec).info.id,
+        reason: bestReasonNames[this.pReason[pfx] as number] as BestReasonName,
+        nexthops: nh === NONE ? [] : [...(this.nhSets[nh] as string[])],
+        attrs: this.attrs.view(this.pathAttr[best] as number),
+      };
+    }
+  }
+
+  /** Approximate bytes held by the typed arrays of the RIB (for the benchmark). */
+  typedBytes(): number {
+    let n =
+      this.pFam.byteLength +
+      this.pKey.byteLength +
+      this.pLen.byteLength +
+      this.pHead.byteLength +
+      this.pBest.byteLength +
+      this.pReason.byteLength +
+      this.pFib.byteLength +
+      this.pDirty.byteLength +
+      this.v6Words.byteLength +
+      this.v4Slots.byteLength +
+      this.v6Slots.byteLength +
+      this.pathPeer.byteLength +
+      this.pathAttr.byteLength +
+      this.pathPid.byteLength +
+      this.pathNext.byteLength +
+      this.pathFlag.byteLength +
+      this.dirtyQ.byteLength;
+    for (const g of this.groups) if (g) n += g.adv.byteLength + g.exc.byteLength;
+    return n;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Internals: import
+
+  private peerRec(peer: number | string): PeerRec {
+    const idx = typeof peer === "number" ? peer : this.peerById.get(peer);
+    const rec = idx === undefined ? undefined : this.peers[idx];
+    if (rec === undefined || rec.removed || rec.idx === LOCAL) {
+      throw new Error(`Peer ${JSON.stringify(peer)} is not in the RIB`);
+    }
+    return rec;
+  }
+
+  private announce(peer: number, attrId: number, pfx: number, pid: number): void {
+    const rec = this.peers[peer] as PeerRec;
+    const v = peer === LOCAL ? 0 : this.importVerdict(rec, attrId, pfx);
+    for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
+      if (this.pathPeer[p] !== peer || this.pathPid[p] !== pid) continue;
+      const old = this.pathAttr[p] as number;
+      if (old === attrId && this.pathFlag[p] === v) return;
+      this.attrs.refs[old] = (this.attrs.refs[old] as number) - 1;
+      this.attrs.refs[attrId] = (this.attrs.refs[attrId] as number) + 1;
+      if (this.pathFlag[p] === 0) rec.accepted--;
+      if (v === 0) rec.accepted++;
+      else rec.rejected[v] = (rec.rejected[v] as number) + 1;
+      this.pathAttr[p] = attrId;
+      this.pathFlag[p] = v;
+      this.markDirty(pfx);
+      return;
+    }
+    const p = this.allocPath();
+    this.pathPeer[p] = peer;
+    this.pathAttr[p] = attrId;
+    this.pathPid[p] = pid;
+    this.pathFlag[p] = v;
+    this.pathNext[p] = this.pHead[pfx] as number;
+    this.pHead[pfx] = p;
+    this.attrs.refs[attrId] = (this.attrs.refs[attrId] as number) + 1;
+    rec.received++;
+    if (v === 0) rec.accepted++;
+    else rec.rejected[v] = (rec.rejected[v] as number) + 1;
+    this.markDirty(pfx);
+  }
+
+  private withdraw(peer: number, pfx: number, pid: number): void {
+    let prev = NONE;
+    for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
+      if (this.pathPeer[p] === peer && this.pathPid[p] === pid) {
+        this.unlinkPath(pfx, prev, p, this.peers[peer] as PeerRec);
+        this.markDirty(pfx);
+        return;
+      }
+      prev = p;
+    }
+  }
+
+  private unlinkPath(pfx: number, prev: number, p: number, rec: PeerRec): void {
+    const next = this.pathNext[p] as number;
+    if (prev === NONE) this.pHead[pfx] = next;
+    else this.pathNext[prev] = next;
+    const a = this.pathAttr[p] as number;
+    this.attrs.refs[a] = (this.attrs.refs[a] as number) - 1;
+    rec.received--;
+    if (this.pathFlag[p] === 0) rec.accepted--;
+    this.pathNext[p] = this.pathFreeHead;
+    this.pathFreeHead = p;
+  }
+
+  /** RFC 4271 §9.1.2 loop check, RFC 4456 §8 reflection loop checks, then import policy. */
+  private importVerdict(rec: PeerRec, attrId: number, pfx: number): number {
+    if (rec.verdictEpoch !== this.attrs.epoch) {
+      rec.verdict.fill(0);
+      rec.verdictEpoch = this.attrs.epoch;
+    }
+    if (attrId >= rec.verdict.length) rec.verdict = growU8(rec.verdict, attrId + 1);
+    let v = (rec.verdict[attrId] as number) - 1;
+    if (v < 0) {
+      v = this.attrVerdict(rec, attrId);
+      rec.verdict[attrId] = v + 1;
+    }
+    if (v !== 0) return v;
+    const pol = rec.info.importPolicy;
+    if (pol === undefined) return 0;
+    const src = rec.ibgp ? RouteSource.Internal : RouteSource.External;
+    if (this.pFam[pfx] === FAM_V4)
+      return pol.v4(this.pKey[pfx] as number, this.pLen[pfx] as number, src);
+    return pol.v6(this.v6Words, (this.pKey[pfx] as number) * 4, this.pLen[pfx] as number, src);
+  }
+
+  private attrVerdict(rec: PeerRec, attrId: number): number {
+    const v = this.attrs.view(attrId);
+    if (asPathCount(v.asPath, this.localAs) > rec.allowOwnAs) return RejectReason.AsPathLoop;
+    if (rec.ibgp) {
+      if (v.originatorId !== undefined && v.originatorId === this.routerId)
+        return RejectReason.OriginatorIdLoop;
+      if (this.clusterId !== NONE && v.clusterList.includes(this.clusterId))
+        return RejectReason.ClusterListLoop;
+    }
+    return 0;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Internals: decision process (RFC 4271 §9.1.2.2 by elimination, order independent)
+
+  private effLocalPref(p: number): number {
+    const peer = this.pathPeer[p] as number;
+    if (peer !== LOCAL && !(this.peers[peer] as PeerRec).ibgp) return this.defaultLocalPref;
+    const lp = this.attrs.localPref[this.pathAttr[p] as number] as number;
+    return lp < 0 ? this.defaultLocalPref : lp;
+  }
+
+  private decide(pfx: number): void {
+    let n = 0;
+    for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
+      if (this.pathFlag[p] !== 0) continue;
+      if (n === this.cand.length) this.cand = growI32(this.cand, n * 2);
+      this.cand[n++] = p;
+    }
+    this.mpCount = 0;
+    if (n === 0) {
+      this.pBest[pfx] = NONE;
+      this.pReason[pfx] = BestReason.None;
+      return;
+    }
+    if (n === 1) {
+      const p = this.cand[0] as number;
+      this.pBest[pfx] = p;
+      this.pReason[pfx] = this.pathPeer[p] === LOCAL ? BestReason.Local : BestReason.OnlyPath;
+      this.mpCand[0] = p;
+      this.mpCount = 1;
+      return;
+    }
+    const c = this.cand;
+    const A = this.attrs;
+    let reason: number = BestReason.None;
+    const step = (r: number, m: number): number => {
+      if (reason === BestReason.None && m === 1) reason = r;
+      return m;
+    };
+    n = step(
+      BestReason.Local,
+      this.keepMin(n, (p) => (this.pathPeer[p] === LOCAL ? 0 : 1)),
+    );
+    n = step(
+      BestReason.LocalPref,
+      this.keepMin(n, (p) => -this.effLocalPref(p)),
+    );
+    n = step(
+      BestReason.AsPathLength,
+      this.keepMin(n, (p) => A.asLen[this.pathAttr[p] as number] as number),
+    );
+    n = step(
+      BestReason.Origin,
+      this.keepMin(n, (p) => A.origin[this.pathAttr[p] as number] as number),
+    );
+    n = step(BestReason.Med, this.keepMed(n));
+    n = step(
+      BestReason.EbgpOverIbgp,
+      this.keepMin(n, (p) => this.ibgpRank(p)),
+    );
+    if (this.igpCost !== undefined) {
+      const cost = this.igpCost;
+      n = step(
+        BestReason.IgpCost,
+        this.keepMin(n, (p) =>
+          cost(A.nextHops[A.nextHopId[this.pathAttr[p] as number] as number] as string),
+        ),
+      );
+    }
+    // Multipath point: candidates equal so far.
+    if (this.mpCand.length < n) this.mpCand = growI32(this.mpCand, n);
+    for (let i = 0; i < n; i++) this.mpCand[i] = c[i] as number;
+    const mpN = n;
+    n = step(
+      BestReason.RouterId,
+      this.keepMin(n, (p) => this.routerIdOf(p)),
+    );
+    n = step(
+      BestReason.ClusterListLength,
+      this.keepMin(n, (p) => A.clusterLen[this.pathAttr[p] as number] as number),
+    );
+    n = step(
+      BestReason.PeerAddress,
+      this.keepMin(n, (p) => (this.peers[this.pathPeer[p] as number] as PeerRec).addrRank),
+    );
+    n = step(
+      BestReason.PathId,
+      this.keepMin(n, (p) => this.pathPid[p] as number),
+    );
+    const best = c[0] as number;
+    this.pBest[pfx] = best;
+    this.pReason[pfx] = reason;
+    // Multipath set: same neighbour AS as the best for eBGP unless relaxed.
+    const bestPeer = this.peers[this.pathPeer[best] as number] as PeerRec;
+    const needSameAs = !bestPeer.ibgp && !this.multipathRelax;
+    const bestNas = A.neighborAs[this.pathAttr[best] as number] as number;
+    let m = 0;
+    for (let i = 0; i < mpN; i++) {
+      const p = this.mpCand[i] as number;
+      if (needSameAs && A.neighborAs[this.pathAttr[p] as number] !== bestNas) continue;
+      this.mpCand[m++] = p;
+    }
+    this.mpCount = m;
+  }
+
+  private ibgpRank(p: number): number {
+    const peer = this.pathPeer[p] as number;
+    return peer !== LOCAL && (this.peers[peer] as PeerRec).ibgp ? 1 : 0;
+  }
+
+  /** RFC 4456 §9: the ORIGINATOR_ID stands in for the router id of reflected routes. */
+  private routerIdOf(p: number): number {
+    const o = this.attrs.originator[this.pathAttr[p] as number] as number;
+    if (o >= 0) return o;
+    return (this.peers[this.pathPeer[p] as number] as PeerRec).routerId;
+  }
+
+  private keepMin(n: number, key: (p: number) => number): number {
+    const c = this.cand;
+    let min = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < n; i++) {
+      const k = key(c[i] as number);
+      if (k < min) min = k;
+    }
+    let m = 0;
+    for (let i = 0; i < n; i++) {
+      const p = c[i] as number;
+      if (key(p) === min) c[m++] = p;
+    }
+    return m;
+  }
+
+  /** RFC 4271 §9.1.2.2 (c): drop a path when one from the same neighbour AS has a lower MED. */
+  private keepMed(n: number): number {
+    const c = this.cand;
+    const A = this.attrs;
+    let m = 0;
+    for (let i = 0; i < n; i++) {
+      const p = c[i] as number;
+      const ap = this.pathAttr[p] as number;
+      const nas = A.neighborAs[ap] as number;
+      const med = A.med[ap] as number;
+      let beaten = false;
+      for (let j = 0; j < n && !beaten; j++) {
+        const aq = this.pathAttr[c[j] as number] as number;
+        if (A.neighborAs[aq] === nas && (A.med[aq] as number) < med) beaten = true;
+      }
+      if (!beaten) this.cand[m++] = p;
+    }
+    // Safe in place: entries are only moved down, and reads of beaten use the old prefix [0, n).
+    return m;
+  }
+
+  /** The FIB next-hop set id of the prefix's current best (call right after decide()). */
+  private fibSetOf(pfx: number): number {
+    const best = this.pBest[pfx] as number;
+    if (best === NONE || this.pathPeer[best] === LOCAL) return NONE;
+    const A = this.attrs;
+    if (!this.multipath || this.mpCount <= 1) {
+      const nh = A.nextHopId[this.pathAttr[best] as number] as number;
+      let s = this.singleNhSet[nh];
+      if (s === undefined) {
+        const text = A.nextHops[nh] as string;
+        s = text === "" ? NONE : this.internNhSet([text]);
+        this.singleNhSet[nh] = s;
+      }
+      return s;
+    }
+    const hops = new Set<string>();
+    for (let i = 0; i < this.mpCount; i++) {
+      const t = A.nextHops[
+        A.nextHopId[this.pathAttr[this.mpCand[i] as number] as number] as number
+      ] as string;
+      if (t !== "") hops.add(t);
+    }
+    if (hops.size === 0) return NONE;
+    return this.internNhSet([...hops].sort());
+  }
+
+  private internNhSet(hops: string[]): number {
+    const key = hops.join(",");
+    let id = this.nhSetIds.get(key);
+    if (id === undefined) {
+      id = this.nhSets.length;
+      this.nhSets.push(hops);
+      this.nhSetIds.set(key, id);
+    }
+    return id;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Internals: export (Adj-RIB-Out per update group)
+
+  private sourceOf(peer: number): RouteSource {
+    if (peer === LOCAL) return RouteSource.Local;
+    return (this.peers[peer] as PeerRec).ibgp ? RouteSource.Internal : RouteSource.External;
+  }
+
+  /** 0 when the best path of pfx may go to group g, else the RejectReason. */
+  private exportVerdict(g: Group, pfx: number, best: number): number {
+    const src = this.pathPeer[best] as number;
+    const srcRec = this.peers[src] as PeerRec;
+    const f = this.attrs.flags[this.pathAttr[best] as number] as number;
+    // RFC 1997: NO_ADVERTISE to no peer; NO_EXPORT(_SUBCONFED) not outside the AS.
+    if (f & FLAG_NO_ADVERTISE) return RejectReason.NoAdvertise;
+    if (g.ebgp && f & (FLAG_NO_EXPORT | FLAG_NO_EXPORT_SUBCONFED)) return RejectReason.NoExport;
+    if (!g.ebgp && src !== LOCAL && srcRec.ibgp) {
+      // RFC 4271 §9.2 split horizon; RFC 4456 §6 reflection: a client's route to everyone,
+      // a non-client's route to clients only.
+      if (this.clusterId === NONE) return RejectReason.IbgpSplitHorizon;
+      if (!srcRec.rrClient && !g.rrClient) return RejectReason.IbgpSplitHorizon;
+    }
+    const pol = g.policy;
+    if (pol === undefined) return 0;
+    const s = this.sourceOf(src);
+    if (this.pFam[pfx] === FAM_V4)
+      return pol.v4(this.pKey[pfx] as number, this.pLen[pfx] as number, s);
+    return pol.v6(this.v6Words, (this.pKey[pfx] as number) * 4, this.pLen[pfx] as number, s);
+  }
+
+  /** The attribute set group g gets for pfx (or NONE); sets outExc to the excluded member. */
+  private exportOf(g: Group, pfx: number): number {
+    this.outExc = 0;
+    const best = this.pBest[pfx] as number;
+    if (best === NONE) return NONE;
+    const fam = this.pFam[pfx] as number;
+    if (fam === FAM_V4 ? !g.v4 : !g.v6) return NONE;
+    if (this.exportVerdict(g, pfx, best) !== 0) return NONE;
+    const src = this.pathPeer[best] as number;
+    if (src !== LOCAL && (this.peers[src] as PeerRec).group === g.idx) this.outExc = src;
+    return this.outAttr(g, best, fam);
+  }
+
+  private outAttr(g: Group, best: number, fam: number): number {
+    if (g.cacheEpoch !== this.attrs.epoch) {
+      g.cache.clear();
+      g.cacheEpoch = this.attrs.epoch;
+    }
+    const a = this.pathAttr[best] as number;
+    const src = this.pathPeer[best] as number;
+    const key = (a * 65536 + src) * 2 + (fam === FAM_V6 ? 1 : 0);
+    const hit = g.cache.get(key);
+    if (hit !== undefined) return hit;
+    const srcRec = this.peers[src] as PeerRec;
+    const nhSelf = fam === FAM_V4 ? g.nhSelf4 : g.nhSelf6;
+    const e: AttrEdit = {};
+    if (g.ebgp) {
+      // RFC 4271 §5.1.2 prepend, §5.1.3 next hop self, §5.1.5 no LOCAL_PREF, §5.1.4 a MED
+      // received from a neighbouring AS is not passed on; RFC 4456 attributes stay inside.
+      e.prependAs = this.localAs;
+      if (nhSelf !== undefined) e.nextHop = nhSelf;
+      e.localPref = null;
+      if (src !== LOCAL) e.med = null;
+      e.stripReflection = true;
+    } else if (src !== LOCAL && srcRec.ibgp) {
+      // RFC 4456 §8: reflected routes get ORIGINATOR_ID and our cluster id; next hop kept.
+      const v = this.attrs.view(a);
+      e.originatorId = v.originatorId ?? srcRec.routerId;
+      e.prependClusterId = this.clusterId;
+    } else {
+      // To iBGP: next hop self (DESIGN §7), LOCAL_PREF as used by our decision.
+      if (nhSelf !== undefined) e.nextHop = nhSelf;
+      e.localPref = this.effLocalPref(best);
+    }
+    const out = this.attrs.intern(this.attrs.adapter.edit(this.attrs.get(a), e));
+    g.cache.set(key, out);
+    return out;
+  }
+
+  private exportPrefix(g: Group, pfx: number, builders: Map<number, GroupBuilder<A>>): void {
+    const newOut = this.exportOf(g, pfx);
+    const newExc = this.outExc;
+    const oldOut = g.adv[pfx] as number;
+    const oldExc = g.exc[pfx] as number;
+    if (newOut === oldOut && newExc === oldExc) return;
+    let b = builders.get(g.idx);
+    if (b === undefined) {
+      b = new GroupBuilder(g.idx, this);
+      builders.set(g.idx, b);
+    }
+    // Generic members (neither excluded before nor now).
+    const gen =
+      newOut !== NONE
+        ? newOut !== oldOut
+          ? ACT_ANN
+          : ACT_NONE
+        : oldOut !== NONE
+          ? ACT_WD
+          : ACT_NONE;
+    let except0 = 0;
+    let except1 = 0;
+    const special = (s: number) => {
+      if (s === 0 || !g.members.has(s)) return;
+      const had = oldOut !== NONE && s !== oldExc;
+      const has = newOut !== NONE && s !== newExc;
+      const act = has ? (!had || newOut !== oldOut ? ACT_ANN : ACT_NONE) : had ? ACT_WD : ACT_NONE;
+      if (act === gen) return;
+      if (except0 === 0) except0 = s;
+      else except1 = s;
+      if (act !== ACT_NONE) b.add(act, newOut, s, 0, 0, pfx);
+    };
+    special(oldExc);
+    if (newExc !== oldExc) special(newExc);
+    if (gen !== ACT_NONE) b.add(gen, newOut, 0, except0, except1, pfx);
+    // Bookkeeping: counts and references.
+    if (oldOut !== NONE) {
+      g.advCount--;
+      this.attrs.refs[oldOut] = (this.attrs.refs[oldOut] as number) - 1;
+      if (oldExc !== 0) (this.peers[oldExc] as PeerRec).excluded--;
+    }
+    if (newOut !== NONE) {
+      g.advCount++;
+      this.attrs.refs[newOut] = (this.attrs.refs[newOut] as number) + 1;
+      if (newExc !== 0) (this.peers[newExc] as PeerRec).excluded++;
+    }
+    g.adv[pfx] = newOut;
+    g.exc[pfx] = newExc;
+  }
+
+  /** @internal for GroupBuilder */
+  memberIds(g: Group | number, except: number[], only = 0): string[] {
+    const grp = typeof g === "number" ? (this.groups[g] as Group) : g;
+    if (only !== 0) return [(this.peers[only] as PeerRec).info.id];
+    const out: string[] = [];
+    for (const m of grp.members)
+      if (!except.includes(m)) out.push((this.peers[m] as PeerRec).info.id);
+    return out;
+  }
+
+  /** @internal for GroupBuilder */
+  attrsOf(id: number): A {
+    return this.attrs.get(id);
+  }
+
+  /** @internal for GroupBuilder */
+  pushPrefix(pfx: number, v4: PrefixList, v6: PrefixList): void {
+    if (this.pFam[pfx] === FAM_V4) v4.pushV4(this.pKey[pfx] as number, this.pLen[pfx] as number);
+    else v6.pushV6(this.v6Words, (this.pKey[pfx] as number) * 4, this.pLen[pfx] as number);
+  }
+
+  private groupKeyOf(rec: PeerRec): string {
+    const i = rec.info;
+    const fams = i.families ?? ["ipv4-unicast", "ipv6-unicast"];
+    return JSON.stringify([
+      rec.ibgp ? "i" : "e",
+      rec.ibgp ? "" : i.asn,
+      rec.rrClient,
+      [...fams].sort(),
+      i.nextHopSelfV4 ?? "",
+      i.nextHopSelfV6 ?? "",
+      i.exportPolicy?.key ?? "",
+      i.exportGroupKey ?? "",
+    ]);
+  }
+
+  private joinGroup(rec: PeerRec): void {
+    const key = this.groupKeyOf(rec);
+    let gi = this.groupByKey.get(key);
+    if (gi === undefined) {
+      const fams = rec.info.families ?? ["ipv4-unicast", "ipv6-unicast"];
+      gi = this.groups.length;
+      const g: Group = {
+        idx: gi,
+        key,
+        members: new Set(),
+        ebgp: !rec.ibgp,
+        rrClient: rec.rrClient,
+        v4: fams.includes("ipv4-unicast"),
+        v6: fams.includes("ipv6-unicast"),
+        nhSelf4: rec.info.nextHopSelfV4,
+        nhSelf6: rec.info.nextHopSelfV6,
+        policy: rec.info.exportPolicy,
+        adv: new Int32Array(this.pCap).fill(NONE),
+        exc: new Uint16Array(this.pCap),
+        advCount: 0,
+        cache: new Map(),
+        cacheEpoch: this.attrs.epoch,
+      };
+      this.groups.push(g);
+      this.groupByKey.set(key, gi);
+      // A new group starts from the current Loc-RIB (its peers get it as their initial dump).
+      for (let pfx = 0; pfx < this.pTop; pfx++) {
+        if (this.pFam[pfx] === 0 || this.pBest[pfx] === NONE) continue;
+        const out = this.exportOf(g, pfx);
+        if (out === NONE) continue;
+        g.adv[pfx] = out;
+        g.advCount++;
+        this.attrs.refs[out] = (this.attrs.refs[out] as number) + 1;
+      }
+    }
+    const g = this.groups[gi] as Group;
+    g.members.add(rec.idx);
+    rec.group = gi;
+  }
+
+  private leaveGroup(rec: PeerRec): void {
+    const g = this.groups[rec.group] as Group;
+    g.members.delete(rec.idx);
+    rec.group = NONE;
+    if (g.members.size > 0) return;
+    for (let pfx = 0; pfx < this.pTop; pfx++) {
+      const out = g.adv[pfx] as number;
+      if (out !== NONE) this.attrs.refs[out] = (this.attrs.refs[out] as number) - 1;
+    }
+    this.groups[g.idx] = undefined;
+    this.groupByKey.delete(g.key);
+  }
+
+  private rankPeers(): void {
+    const live = this.peers.filter((p) => p.idx !== LOCAL && !p.removed);
+    live.sort((a, b) => (a.addrKey < b.addrKey ? -1 : a.addrKey > b.addrKey ? 1 : a.idx - b.idx));
+    live.forEach((p, i) => {
+      p.addrRank = i;
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Internals: prefix table and stores
+
+  private markDirty(pfx: number): void {
+    if (this.pDirty[pfx] !== 0) return;
+    this.pDirty[pfx] = 1;
+    if (this.dirtyTail === this.dirtyQ.length) {
+      if (this.dirtyHead > this.dirtyQ.length / 2) {
+        this.dirtyQ.copyWithin(0, this.dirtyHead, this.dirtyTail);
+        this.dirtyTail -= this.dirtyHead;
+        this.dirtyHead = 0;
+      } else this.dirtyQ = growI32(this.dirtyQ, this.dirtyQ.length * 2);
+    }
+    this.dirtyQ[this.dirtyTail++] = pfx;
+  }
+
+  private allocPath(): number {
+    if (this.pathFreeHead !== NONE) {
+      const p = this.pathFreeHead;
+      this.pathFreeHead = this.pathNext[p] as number;
+      return p;
+    }
+    if (this.pathTop === this.pathCap) {
+      const n = Math.ceil(this.pathCap * 1.5);
+      this.pathPeer = growU16(this.pathPeer, n);
+      this.pathAttr = growI32(this.pathAttr, n);
+      this.pathPid = growU32(this.pathPid, n);
+      this.pathNext = growI32(this.pathNext, n);
+      this.pathFlag = growU8(this.pathFlag, n);
+      this.pathCap = this.pathPeer.length;
+    }
+    return this.pathTop++;
+  }
+
+  private allocPrefix(fam: number, key: number, len: number): number {
+    let pfx: number;
+    if (this.pFreeList.length > 0) pfx = this.pFreeList.pop() as number;
+    else {
+      if (this.pTop === this.pCap) this.growPrefixes();
+      pfx = this.pTop++;
+    }
+    this.pFam[pfx] = fam;
+    this.pKey[pfx] = key;
+    this.pLen[pfx] = len;
+    this.pHead[pfx] = NONE;
+    this.pBest[pfx] = NONE;
+    this.pReason[pfx] = 0;
+    this.pFib[pfx] = NONE;
+    for (const g of this.groups) {
+      if (g === undefined) continue;
+      g.adv[pfx] = NONE;
+      g.exc[pfx] = 0;
+    }
+    if (fam === FAM_V4) this.count4++;
+    else this.count6++;
+    return pfx;
+  }
+
+  private growPrefixes(): void {
+    const n = Math.ceil(this.pCap * 1.5);
+    this.pFam = growU8(this.pFam, n);
+    this.pKey = growU32(this.pKey, n);
+    this.pLen = growU8(this.pLen, n);
+    this.pHead = growI32(this.pHead, n, NONE);
+    this.pBest = growI32(this.pBest, n, NONE);
+    this.pReason = growU8(this.pReason, n);
+    this.pFib = growI32(this.pFib, n, NONE);
+    this.pDirty = growU8(this.pDirty, n);
+    this.pCap = this.pFam.length;
+    for (const g of this.groups) {
+      if (g === undefined) continue;
+      g.adv = growI32(g.adv, this.pCap, NONE);
+      g.exc = growU16(g.exc, this.pCap);
+    }
+  }
+
+  /** A prefix with no paths left, after its FIB and Adj-RIB-Out changes went out. */
+  private freePrefix(pfx: number): void {
+    if (this.pFib[pfx] !== NONE) return;
+    for (const g of this.groups) if (g !== undefined && g.adv[pfx] !== NONE) return;
+    const fam = this.pFam[pfx] as number;
+    if (fam === FAM_V4) {
+      this.tableDelete(this.v4Slots, pfx, FAM_V4);
+      this.v4Count--;
+      this.count4--;
+    } else {
+      this.tableDelete(this.v6Slots, pfx, FAM_V6);
+      this.v6Count--;
+      this.count6--;
+      this.v6Free.push(this.pKey[pfx] as number);
+    }
+    this.pFam[pfx] = 0;
+    this.pFreeList.push(pfx);
+  }
+
+  private homeOf(pfx: number, mask: number): number {
+    return this.pFam[pfx] === FAM_V4
+      ? hashV4(this.pKey[pfx] as number, this.pLen[pfx] as number) & mask
+      : hashV6(this.v6Words, (this.pKey[pfx] as number) * 4, this.pLen[pfx] as number) & mask;
+  }
+
+  /** Linear probing with backward-shift deletion (no tombstones). */
+  private tableDelete(slots: Int32Array<ArrayBuffer>, pfx: number, fam: number): void {
+    const mask = slots.length - 1;
+    let i = this.homeOf(pfx, mask);
+    while (slots[i] !== pfx + 1) i = (i + 1) & mask;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const s = slots[j] as number;
+      if (s === 0) break;
+      const k = this.homeOf(s - 1, mask);
+      // Move s back to i unless its home lies cyclically in (i, j].
+      const inRange = i <= j ? k > i && k <= j : k > i || k <= j;
+      if (!inRange) {
+        slots[i] = s;
+        i = j;
+      }
+    }
+    slots[i] = 0;
+    void fam;
+  }
+
+  private findV4(addr: number, len: number): number {
+    const slots = this.v4Slots;
+    const mask = slots.length - 1;
+    let i = hashV4(addr, len) & mask;
+    for (;;) {
+      const s = slots[i] as number;
+      if (s === 0) return NONE;
+      if (this.pKey[s - 1] === addr && this.pLen[s - 1] === len) return s - 1;
+      i = (i + 1) & mask;
+    }
+  }
+
+  private findOrAddV4(addr: number, len: number): number {
+    if (len > 32) throw new Error(`IPv4 prefix length ${len} is out of range`);
+    let slots = this.v4Slots;
+    let mask = slots.length - 1;
+    let i = hashV4(addr, len) & mask;
+    for (;;) {
+      const s = slots[i] as number;
+      if (s === 0) break;
+      if (this.pKey[s - 1] === addr && this.pLen[s - 1] === len) return s - 1;
+      i = (i + 1) & mask;
+    }
+    const pfx = this.allocPrefix(FAM_V4, addr, len);
+    if ((this.v4Count + 1) * 2 > slots.length) {
+      this.v4Slots = this.rehash(slots);
+      slots = this.v4Slots;
+      mask = slots.length - 1;
+      i = hashV4(addr, len) & mask;
+      while (slots[i] !== 0) i = (i + 1) & mask;
+    }
+    slots[i] = pfx + 1;
+    this.v4Count++;
+    return pfx;
+  }
+
+  private findV6(w: Uint32Array, off: number, len: number): number {
+    const slots = this.v6Slots;
+    const mask = slots.length - 1;
+    let i = hashV6(w, off, len) & mask;
+    for (;;) {
+      const s = slots[i] as number;
+      if (s === 0) return NONE;
+      if (this.pLen[s - 1] === len && this.v6Equal(s - 1, w, off)) return s - 1;
+      i = (i + 1) & mask;
+    }
+  }
+
+  private v6Equal(pfx: number, w: Uint32Array, off: number): boolean {
+    const k = (this.pKey[pfx] as number) * 4;
+    const v = this.v6Words;
+    return (
+      v[k] === w[off] &&
+      v[k + 1] === w[off + 1] &&
+      v[k + 2] === w[off + 2] &&
+      v[k + 3] === w[off + 3]
+    );
+  }
+
+  private findOrAddV6(w: Uint32Array, off: number, len: number): number {
+    if (len > 128) throw new Error(`IPv6 prefix length ${len} is out of range`);
+    const hit = this.findV6(w, off, len);
+    if (hit !== NONE) return hit;
+    let k: number;
+    if (this.v6Free.length > 0) k = this.v6Free.pop() as number;
+    else {
+      k = this.v6Top++;
+      this.v6Words = growU32(this.v6Words, (k + 1) * 4);
+    }
+    for (let i = 0; i < 4; i++) this.v6Words[k * 4 + i] = w[off + i] as number;
+    const pfx = this.allocPrefix(FAM_V6, k, len);
+    if ((this.v6Count + 1) * 2 > this.v6Slots.length) this.v6Slots = this.rehash(this.v6Slots);
+    const slots = this.v6Slots;
+    const mask = slots.length - 1;
+    let i = hashV6(w, off, len) & mask;
+    while (slots[i] !== 0) i = (i + 1) & mask;
+    slots[i] = pfx + 1;
+    this.v6Count++;
+    return pfx;
+  }
+
+  private rehash(old: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
+    const slots = new Int32Array(old.length * 2);
+    const mask = slots.length - 1;
+    for (let j = 0; j < old.length; j++) {
+      const s = old[j] as number;
+      if (s === 0) continue;
+      let i = this.homeOf(s - 1, mask);
+      while (slots[i] !== 0) i = (i + 1) & mask;
+      slots[i] = s;
+    }
+    return slots;
+  }
+
+  private prefixText(pfx: number): string {
+    return this.pFam[pfx] === FAM_V4
+      ? formatV4(this.pKey[pfx] as number, this.pLen[pfx] as number)
+      : formatV6(this.v6Words, (this.pKey[pfx] as number) * 4, this.pLen[pfx] as number);
+  }
+
+  private maybeSweep(): void {
+    if (this.attrs.size < 2 * this.liveAttrsAfterSweep + 1024) return;
+    this.attrs.sweep();
+    this.liveAttrsAfterSweep = this.attrs.size;
+  }
+}
+
+const ACT_NONE = 0;
+const ACT_ANN = 1;
+const ACT_WD = 2;
+
+/** Collects one drain's Adj-RIB-Out changes of one group into batches per target peer set. */
+class GroupBuilder<A> {
+  private readonly batches = new Map<
+    string,
+    { b: AdjOutBatch<A>; byAttr: Map<number, AdjOutAnnounce<A>> }
+  >();
+  private all: { b: AdjOutBatch<A>; byAttr: Map<number, AdjOutAnnounce<A>> } | undefined;
+
+  constructor(
+    private readonly group: number,
+    private readonly rib: Rib<A>,
+  ) {}
+
+  add(
+    act: number,
+    attr: number,
+    only: number,
+    except0: number,
+    except1: number,
+    pfx: number,
+  ): void {
+    let t: { b: AdjOutBatch<A>; byAttr: Map<number, AdjOutAnnounce<A>> };
+    if (only === 0 && except0 === 0) {
+      if (this.all === undefined) this.all = this.target([], 0);
+      t = this.all;
+    } else {
+      const except = except1 === 0 ? [except0] : [except0, except1].sort((x, y) => x - y);
+      const key = only !== 0 ? `o${only}` : `x${except.join(",")}`;
+      let hit = this.batches.get(key);
+      if (hit === undefined) {
+        hit = this.target(only !== 0 ? [] : except, only);
+        this.batches.set(key, hit);
+      }
+      t = hit;
+    }
+    if (act === ACT_WD) {
+      this.rib.pushPrefix(pfx, t.b.withdraw.v4, t.b.withdraw.v6);
+      return;
+    }
+    let a = t.byAttr.get(attr);
+    if (a === undefined) {
+      a = {
+        attrId: attr,
+        attrs: this.rib.attrsOf(attr),
+        v4: new PrefixList(4),
+        v6: new PrefixList(6),
+      };
+      t.byAttr.set(attr, a);
+      t.b.announce.push(a);
+    }
+    this.rib.pushPrefix(pfx, a.v4, a.v6);
+  }
+
+  private target(except: number[], only: number) {
+    const b: AdjOutBatch<A> = {
+      group: this.group,
+      peers: this.rib.memberIds(this.group, except, only),
+      announce: [],
+      withdraw: { v4: new PrefixList(4), v6: new PrefixList(6) },
+    };
+    return { b, byAttr: new Map<number, AdjOutAnnounce<A>>() };
+  }
+
+  finish(out: AdjOutBatch<A>[]): void {
+    if (this.all !== undefined) out.push(this.all.b);
+    for (const t of this.batches.values()) out.push(t.b);
+  }
+}
