@@ -57,6 +57,10 @@ export function toFieldIssues(issues: ReadonlyArray<z.core.$ZodIssue>): FieldIss
   for (const issue of issues) {
     const path = pathString(issue.path);
     const input = (issue as { input?: unknown }).input;
+    if (issue.code === "invalid_type" && input === undefined && issue.expected !== "never") {
+      out.push({ path, message: "is required" });
+      continue;
+    }
     if (issue.message.startsWith(OWN)) {
       out.push({ path, message: issue.message.slice(1) });
       continue;

@@ -1,0 +1,455 @@
+import { describe, expect, it } from "vitest";
+import { formatIssue, ValidationError } from "../../src/api/errors.js";
+import { resolveKindName, resourceKey, validateResource } from "../../src/api/registry.js";
+
+const V3 = "projectcalico.org/v3";
+
+function issuesOf(doc: unknown): string[] {
+  try {
+    validateResource(doc);
+  } catch (err) {
+    if (err instanceof ValidationError) return err.issues.map(formatIssue);
+    throw err;
+  }
+  throw new Error("document was accepted");
+}
+
+function pool(
+  spec: Record<string, unknown>,
+  metadata: Record<string, unknown> = { name: "pool1" },
+) {
+  return { apiVersion: V3, kind: "IPPool", metadata, spec };
+}
+
+describe("IPPool", () => {
+  it("applies Calico's IPv4 defaults", () => {
+    const { resource } = validateResource(pool({ cidr: "10.244.0.0/16" }));
+    expect(resource.spec).toEqual({
+      cidr: "10.244.0.0/16",
+      blockSize: 26,
+      ipipMode: "Never",
+      vxlanMode: "Never",
+      natOutgoing: false,
+      nodeSelector: "all()",
+      allowedUses: ["Workload", "Tunnel"],
+      assignmentMode: "Automatic",
+    });
+  });
+
+  it("defaults blockSize to 122 for IPv6 and stores the canonical CIDR", () => {
+    const { resource } = validateResource(pool({ cidr: "FD00:0:0::/48" }));
+    expect(resource.spec).toMatchObject({ cidr: "fd00::/48", blockSize: 122 });
+  });
+
+  it("keeps given values over defaults", () => {
+    const { resource } = validateResource(
+      pool({
+        cidr: "10.0.0.0/8",
+        blockSize: 24,
+        ipipMode: "CrossSubnet",
+        natOutgoing: true,
+        nodeSelector: "rack == 'a'",
+        allowedUses: ["Workload"],
+      }),
+    );
+    expect(resource.spec).toMatchObject({
+      blockSize: 24,
+      ipipMode: "CrossSubnet",
+      natOutgoing: true,
+      nodeSelector: "rack == 'a'",
+      allowedUses: ["Workload"],
+    });
+  });
+
+  it("refuses a bad CIDR with the path and the quoted value", () => {
+    expect(issuesOf(pool({ cidr: "10.0.0.0/33" }))).toEqual([
+      'spec.cidr: "10.0.0.0/33" is not a valid CIDR',
+    ]);
+    expect(issuesOf(pool({ cidr: "banana" }))).toEqual(['spec.cidr: "banana" is not a valid CIDR']);
+    expect(issuesOf(pool({ cidr: "300.0.0.0/8" }))).toEqual([
+      'spec.cidr: "300.0.0.0/8" is not a valid CIDR',
+    ]);
+  });
+
+  it("refuses host bits and names the network", () => {
+    expect(issuesOf(pool({ cidr: "10.0.0.5/24" }))).toEqual([
+      'spec.cidr: "10.0.0.5/24" has host bits set (the network is "10.0.0.0/24")',
+    ]);
+  });
+
+  it("checks block size ranges by family", () => {
+    expect(issuesOf(pool({ cidr: "10.0.0.0/8", blockSize: 19 }))).toEqual([
+      "spec.blockSize: 19 is out of range for an IPv4 pool (20..32)",
+    ]);
+    expect(issuesOf(pool({ cidr: "10.0.0.0/8", blockSize: 33 }))).toEqual([
+      "spec.blockSize: 33 is out of range for an IPv4 pool (20..32)",
+    ]);
+    expect(issuesOf(pool({ cidr: "fd00::/48", blockSize: 115 }))).toEqual([
+      "spec.blockSize: 115 is out of range for an IPv6 pool (116..128)",
+    ]);
+    expect(
+      validateResource(pool({ cidr: "10.0.0.0/8", blockSize: 20 })).resource.spec,
+    ).toMatchObject({ blockSize: 20 });
+    expect(
+      validateResource(pool({ cidr: "fd00::/48", blockSize: 128 })).resource.spec,
+    ).toMatchObject({ blockSize: 128 });
+  });
+
+  it("refuses a pool smaller than one block", () => {
+    expect(issuesOf(pool({ cidr: "10.0.0.0/28" }))).toEqual([
+      'spec.cidr: "10.0.0.0/28" is smaller than one block (/26); use a prefix of /26 or shorter',
+    ]);
+  });
+
+  it("refuses enums outside Calico's values", () => {
+    expect(issuesOf(pool({ cidr: "10.0.0.0/16", ipipMode: "Sometimes" }))).toEqual([
+      'spec.ipipMode: "Sometimes" is not one of Never, Always, CrossSubnet',
+    ]);
+  });
+
+  it("refuses IP-in-IP on an IPv6 pool and VXLAN (not supported)", () => {
+    expect(issuesOf(pool({ cidr: "fd00::/48", ipipMode: "Always" }))).toEqual([
+      'spec.ipipMode: "Always" is not allowed on an IPv6 pool (IP-in-IP is IPv4 only)',
+    ]);
+    expect(issuesOf(pool({ cidr: "10.0.0.0/16", vxlanMode: "Always" }))[0]).toMatch(
+      /^spec\.vxlanMode: "Always" is not supported by Ocelot yet/,
+    );
+  });
+
+  it("refuses an unknown field, naming its path", () => {
+    expect(issuesOf(pool({ cidr: "10.0.0.0/16", natOutgoin: true }))).toEqual([
+      "spec.natOutgoin: is not a known field (got true)",
+    ]);
+    expect(issuesOf({ ...pool({ cidr: "10.0.0.0/16" }), extra: 1 })).toEqual([
+      "extra: is not a known field (got 1)",
+    ]);
+    expect(issuesOf(pool({ cidr: "10.0.0.0/16" }, { name: "p", colour: "red" }))).toEqual([
+      'metadata.colour: is not a known field (got "red")',
+    ]);
+  });
+
+  it("refuses a Calico field Ocelot does not support yet, naming it", () => {
+    const [msg] = issuesOf(pool({ cidr: "10.0.0.0/16", namespaceSelector: "all()" }));
+    expect(msg).toMatch(
+      /^spec\.namespaceSelector: is a Calico field that Ocelot does not support yet .*got "all\(\)"$/,
+    );
+  });
+
+  it("reports every bad field of a document", () => {
+    expect(
+      issuesOf(
+        pool({ cidr: "10.0.0.0/16", nodeSelector: "a ==", disabled: "yes" }, { name: "Pool_1" }),
+      ),
+    ).toHaveLength(3);
+  });
+
+  it("validates names as DNS-1123 subdomains", () => {
+    expect(issuesOf(pool({ cidr: "10.0.0.0/16" }, { name: "Pool_1" }))[0]).toMatch(
+      /^metadata\.name: "Pool_1" is not a valid name/,
+    );
+    expect(issuesOf(pool({ cidr: "10.0.0.0/16" }, {}))).toEqual(["metadata.name: is required"]);
+    expect(issuesOf(pool({ cidr: "10.0.0.0/16" }, { name: "p", namespace: "x" }))).toEqual([
+      "metadata.namespace: must not be set: this kind is not namespaced",
+    ]);
+  });
+
+  it("refuses a missing spec.cidr and a wrong type", () => {
+    expect(issuesOf(pool({}))).toEqual(["spec.cidr: is required"]);
+    expect(issuesOf(pool({ cidr: "10.0.0.0/16", blockSize: "26" }))).toEqual([
+      'spec.blockSize: "26" is not a number',
+    ]);
+  });
+});
+
+describe("envelope", () => {
+  it("refuses an unknown kind and a wrong apiVersion", () => {
+    expect(issuesOf({ apiVersion: V3, kind: "Widget", metadata: { name: "w" } })[0]).toMatch(
+      /^kind: "Widget" is not a supported kind/,
+    );
+    expect(issuesOf({ apiVersion: "v1", kind: "IPPool", metadata: { name: "w" } })).toEqual([
+      'apiVersion: "v1" is not supported for kind "IPPool" (use "projectcalico.org/v3")',
+    ]);
+    expect(issuesOf({ kind: "IPPool" })).toEqual(["apiVersion: is required"]);
+    expect(issuesOf("hello")).toEqual(['expected a resource object, got "hello"']);
+  });
+
+  it("refuses metadata fields it would otherwise drop", () => {
+    expect(issuesOf(pool({ cidr: "10.0.0.0/16" }, { name: "p", finalizers: ["x"] }))[0]).toMatch(
+      /^metadata\.finalizers: is a Calico field/,
+    );
+  });
+});
+
+describe("IPReservation", () => {
+  it("accepts CIDRs and bare IPs", () => {
+    const { resource } = validateResource({
+      apiVersion: V3,
+      kind: "IPReservation",
+      metadata: { name: "r" },
+      spec: { reservedCIDRs: ["10.0.0.0/28", "10.0.1.7", "fd00::1"] },
+    });
+    expect(resource.spec).toEqual({ reservedCIDRs: ["10.0.0.0/28", "10.0.1.7/32", "fd00::1/128"] });
+  });
+  it("refuses host bits in a reservation", () => {
+    expect(
+      issuesOf({
+        apiVersion: V3,
+        kind: "IPReservation",
+        metadata: { name: "r" },
+        spec: { reservedCIDRs: ["10.0.0.1/28"] },
+      }),
+    ).toEqual([
+      'spec.reservedCIDRs[0]: "10.0.0.1/28" has host bits set (the network is "10.0.0.0/28")',
+    ]);
+  });
+});
+
+describe("BGPConfiguration", () => {
+  const cfg = (name: string, spec: unknown) => ({
+    apiVersion: V3,
+    kind: "BGPConfiguration",
+    metadata: { name },
+    spec,
+  });
+  it("accepts Calico's documented default instance, AS in asdot", () => {
+    const { resource } = validateResource(
+      cfg("default", {
+        logSeverityScreen: "Info",
+        nodeToNodeMeshEnabled: false,
+        asNumber: "1.10",
+        listenPort: 178,
+      }),
+    );
+    expect(resource.spec).toMatchObject({
+      asNumber: 65546,
+      listenPort: 178,
+      nodeToNodeMeshEnabled: false,
+    });
+  });
+  it("checks AS number range 1..4294967295", () => {
+    expect(issuesOf(cfg("default", { asNumber: 0 }))).toEqual([
+      "spec.asNumber: 0 is not a valid AS number (1..4294967295)",
+    ]);
+    expect(issuesOf(cfg("default", { asNumber: 4294967296 }))).toEqual([
+      "spec.asNumber: 4294967296 is not a valid AS number (1..4294967295)",
+    ]);
+    expect(validateResource(cfg("default", { asNumber: 4294967295 })).resource.spec).toMatchObject({
+      asNumber: 4294967295,
+    });
+  });
+  it("allows only some fields on per-node instances", () => {
+    expect(issuesOf(cfg("node.n1", { asNumber: 65001 }))).toEqual([
+      'spec.asNumber: can only be set on the BGPConfiguration named "default", not "node.n1"',
+    ]);
+    expect(validateResource(cfg("node.n1", { listenPort: 1179 })).resource.spec).toEqual({
+      listenPort: 1179,
+    });
+    expect(issuesOf(cfg("other", {}))[0]).toMatch(
+      /^metadata\.name: "other" is not a BGPConfiguration name/,
+    );
+  });
+  it("refuses Service advertisement as not supported yet", () => {
+    expect(issuesOf(cfg("default", { serviceClusterIPs: [{ cidr: "10.96.0.0/12" }] }))[0]).toMatch(
+      /^spec\.serviceClusterIPs: is a Calico field that Ocelot does not support yet/,
+    );
+  });
+  it("checks community values and names", () => {
+    expect(issuesOf(cfg("default", { communities: [{ name: "c", value: "70000:1" }] }))).toEqual([
+      'spec.communities[0].value: "70000:1" is not a community value (aa:nn or aa:nn:mm)',
+    ]);
+    const ok = cfg("default", {
+      communities: [{ name: "big", value: "4200000000:1:2" }],
+      prefixAdvertisements: [{ cidr: "10.0.0.0/24", communities: ["big", "65000:100"] }],
+    });
+    expect(() => validateResource(ok)).not.toThrow();
+    expect(
+      issuesOf(
+        cfg("default", { prefixAdvertisements: [{ cidr: "10.0.0.0/24", communities: ["nope"] }] }),
+      ),
+    ).toEqual([
+      'spec.prefixAdvertisements[0].communities[0]: "nope" is neither a community value nor a name from spec.communities',
+    ]);
+  });
+});
+
+describe("BGPPeer", () => {
+  const peer = (spec: unknown) => ({
+    apiVersion: V3,
+    kind: "BGPPeer",
+    metadata: { name: "tor" },
+    spec,
+  });
+  it("accepts IP, IPv4:port and [IPv6]:port", () => {
+    for (const peerIP of ["192.0.2.1", "192.0.2.1:1179", "[2001:db8::1]:179", "2001:db8::1"]) {
+      expect(() => validateResource(peer({ peerIP, asNumber: 64513 }))).not.toThrow();
+    }
+    expect(issuesOf(peer({ peerIP: "192.0.2.1:99999", asNumber: 64513 }))).toEqual([
+      'spec.peerIP: "192.0.2.1:99999" is not a valid IP, IPv4:port or [IPv6]:port',
+    ]);
+  });
+  it("applies Calico's cross-field rules", () => {
+    expect(issuesOf(peer({ peerIP: "192.0.2.1" }))).toEqual([
+      'spec.asNumber: is required with spec.peerIP "192.0.2.1"',
+    ]);
+    expect(issuesOf(peer({ asNumber: 1 }))).toEqual([
+      "spec.peerIP: is required (or spec.peerSelector)",
+    ]);
+    expect(issuesOf(peer({ peerSelector: "rr == 'true'", peerIP: "192.0.2.1" }))).toEqual([
+      'spec.peerIP: "192.0.2.1" cannot be combined with spec.peerSelector',
+    ]);
+    expect(
+      issuesOf(peer({ node: "n1", nodeSelector: "all()", peerIP: "192.0.2.1", asNumber: 1 })),
+    ).toEqual(['spec.nodeSelector: "all()" cannot be combined with spec.node "n1"']);
+  });
+  it("parses selectors syntactically", () => {
+    expect(issuesOf(peer({ peerSelector: "rr = 'true'" }))[0]).toMatch(
+      /^spec\.peerSelector: "rr = 'true'" is not a valid selector \(at offset 3/,
+    );
+  });
+});
+
+describe("BGPFilter", () => {
+  const filter = (spec: unknown) => ({
+    apiVersion: V3,
+    kind: "BGPFilter",
+    metadata: { name: "f" },
+    spec,
+  });
+  it("accepts Calico's documented example", () => {
+    const doc = filter({
+      exportV4: [
+        {
+          action: "Accept",
+          matchOperator: "In",
+          cidr: "77.0.0.0/16",
+          prefixLength: { min: 24, max: 28 },
+        },
+        { action: "Reject", interface: "*.calico" },
+      ],
+      importV6: [{ action: "Reject", matchOperator: "NotIn", cidr: "9000::0/64" }],
+    });
+    expect(validateResource(doc).resource.spec).toMatchObject({
+      importV6: [{ cidr: "9000::/64" }],
+    });
+  });
+  it("refuses family mismatch, half rules and bad prefix ranges", () => {
+    expect(
+      issuesOf(filter({ exportV4: [{ action: "Accept", matchOperator: "In", cidr: "fd00::/8" }] })),
+    ).toEqual(['spec.exportV4[0].cidr: "fd00::/8" is not an IPv4 CIDR']);
+    expect(issuesOf(filter({ exportV4: [{ action: "Accept", cidr: "10.0.0.0/8" }] }))).toEqual([
+      "spec.exportV4[0].cidr: cidr and matchOperator must both be set or both be empty",
+    ]);
+    expect(
+      issuesOf(
+        filter({
+          importV4: [
+            {
+              action: "Accept",
+              matchOperator: "In",
+              cidr: "10.0.0.0/8",
+              prefixLength: { min: 33 },
+            },
+          ],
+        }),
+      ),
+    ).toEqual(["spec.importV4[0].prefixLength.min: 33 is not an integer in 0..32"]);
+    expect(issuesOf(filter({ importV4: [{ action: "Drop" }] }))).toEqual([
+      'spec.importV4[0].action: "Drop" is not one of Accept, Reject',
+    ]);
+  });
+});
+
+describe("policies", () => {
+  it("defaults NetworkPolicy namespace, tier, selector and types", () => {
+    const { resource } = validateResource({
+      apiVersion: V3,
+      kind: "NetworkPolicy",
+      metadata: { name: "allow-tcp-6379" },
+      spec: {
+        selector: "role == 'database'",
+        ingress: [
+          {
+            action: "Allow",
+            protocol: "TCP",
+            source: { selector: "role == 'frontend'" },
+            destination: { ports: [6379] },
+          },
+        ],
+        egress: [{ action: "Allow" }],
+      },
+    });
+    expect(resource.metadata.namespace).toBe("default");
+    expect(resource.spec).toMatchObject({ tier: "default", types: ["Ingress", "Egress"] });
+  });
+  it("refuses ports without a port protocol and ICMP without ICMP", () => {
+    const doc = {
+      apiVersion: V3,
+      kind: "GlobalNetworkPolicy",
+      metadata: { name: "g" },
+      spec: {
+        ingress: [
+          { action: "Allow", destination: { ports: [80] } },
+          { action: "Deny", protocol: "TCP", icmp: { type: 8 } },
+        ],
+      },
+    };
+    expect(issuesOf(doc)).toEqual([
+      'spec.ingress[0].destination.ports: needs protocol TCP, UDP, SCTP or UDPLite, not "unset"',
+      'spec.ingress[1].icmp: needs protocol ICMP or ICMPv6, not "TCP"',
+    ]);
+  });
+  it("refuses an unknown action and an unsupported tier", () => {
+    const doc = {
+      apiVersion: V3,
+      kind: "GlobalNetworkPolicy",
+      metadata: { name: "g" },
+      spec: { tier: "security", ingress: [{ action: "Accept" }] },
+    };
+    expect(issuesOf(doc)).toEqual([
+      'spec.tier: "security": tiers other than "default" are not supported by Ocelot yet',
+      'spec.ingress[0].action: "Accept" is not one of Allow, Deny, Log, Pass',
+    ]);
+  });
+  it("accepts a Kubernetes NetworkPolicy and defaults policyTypes", () => {
+    const { info, resource } = validateResource({
+      apiVersion: "networking.k8s.io/v1",
+      kind: "NetworkPolicy",
+      metadata: { name: "test-network-policy", namespace: "default" },
+      spec: {
+        podSelector: { matchLabels: { role: "db" } },
+        ingress: [
+          {
+            from: [
+              { ipBlock: { cidr: "172.17.0.0/16", except: ["172.17.1.0/24"] } },
+              { namespaceSelector: { matchLabels: { project: "myproject" } } },
+            ],
+            ports: [{ protocol: "TCP", port: 6379 }],
+          },
+        ],
+      },
+    });
+    expect(info.plural).toBe("kubernetesnetworkpolicies");
+    expect(resource.spec).toMatchObject({ policyTypes: ["Ingress"] });
+  });
+});
+
+describe("registry", () => {
+  it("resolves plural, singular and short names like calicoctl", () => {
+    for (const n of ["ippools", "ippool", "pool", "IPPool", "ipp"])
+      expect(resolveKindName(n)?.kind).toBe("IPPool");
+    expect(resolveKindName("bgpconfig")?.kind).toBe("BGPConfiguration");
+    expect(resolveKindName("gnp")?.kind).toBe("GlobalNetworkPolicy");
+    expect(resolveKindName("wep")?.kind).toBe("WorkloadEndpoint");
+    expect(resolveKindName("knp")?.apiVersion).toBe("networking.k8s.io/v1");
+    expect(resolveKindName("widgets")).toBeUndefined();
+  });
+  it("builds storage keys with and without namespace", () => {
+    const ippool = resolveKindName("ippool");
+    const np = resolveKindName("networkpolicy");
+    if (!ippool || !np) throw new Error("kinds missing");
+    expect(resourceKey(ippool, "p1")).toBe("/ocelot/resources/v3/ippools/p1");
+    expect(resourceKey(np, "allow", "prod")).toBe(
+      "/ocelot/resources/v3/networkpolicies/prod/allow",
+    );
+  });
+});
