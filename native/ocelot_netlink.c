@@ -4,6 +4,10 @@
 // encoding or decoding (TypeScript, src/fib/rtnetlink.ts). Also a tiny setsockopt-by-fd helper.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <arpa/inet.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
 #include <node_api.h>
 #include <stdio.h>
@@ -184,10 +188,36 @@ static nl_sock *get_sock(napi_env env, napi_value v) {
   return s;
 }
 
-// open(protocol, groups, rcvbufBytes, callback) -> handle
+// Creates the socket inside the network namespace at ns_path (a /run/netns/NAME file), by
+// switching this thread there for the socket() call only; "" means the current namespace.
+static int socket_in_netns(const char *ns_path, int protocol, int *err) {
+  int flags = SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK;
+  if (ns_path[0] == 0) {
+    int fd = socket(AF_NETLINK, flags, protocol);
+    *err = errno;
+    return fd;
+  }
+  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  int target = open(ns_path, O_RDONLY | O_CLOEXEC);
+  int fd = -1;
+  *err = 0;
+  if (self < 0 || target < 0) *err = errno;
+  else if (setns(target, CLONE_NEWNET) < 0) *err = errno;
+  else {
+    fd = socket(AF_NETLINK, flags, protocol);
+    if (fd < 0) *err = errno;
+    if (setns(self, CLONE_NEWNET) < 0) abort();  // cannot continue in the wrong namespace
+  }
+  if (self >= 0) close(self);
+  if (target >= 0) close(target);
+  return fd;
+}
+
+// open(protocol, groups, rcvbufBytes, callback, netnsPath) -> handle
 static napi_value nl_open(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], handle, name;
+  size_t argc = 5;
+  napi_value argv[5], handle, name;
+  char ns_path[256] = "";
   int32_t protocol, rcvbuf;
   uint32_t groups;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -198,8 +228,13 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_int32(env, argv[0], &protocol));
   CHECK(napi_get_value_uint32(env, argv[1], &groups));
   CHECK(napi_get_value_int32(env, argv[2], &rcvbuf));
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
-  if (fd < 0) return throw_errno(env, "socket(AF_NETLINK)", errno);
+  if (argc >= 5) {
+    size_t n;
+    CHECK(napi_get_value_string_utf8(env, argv[4], ns_path, sizeof ns_path, &n));
+  }
+  int err;
+  int fd = socket_in_netns(ns_path, protocol, &err);
+  if (fd < 0) return throw_errno(env, ns_path[0] ? "socket(AF_NETLINK) in netns" : "socket(AF_NETLINK)", err);
   if (rcvbuf > 0 && set_int_opt(fd, SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf) < 0)
     set_int_opt(fd, SOL_SOCKET, SO_RCVBUF, rcvbuf);  // unprivileged: capped by rmem_max
   if (rcvbuf > 0 && set_int_opt(fd, SOL_SOCKET, SO_SNDBUFFORCE, rcvbuf) < 0)
@@ -282,6 +317,28 @@ static napi_value nl_set_option(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// dropOwnEchoes(handle, portId): attaches a classic BPF filter that drops notifications whose
+// nlmsg_pid is portId, i.e. the kernel's echoes of requests sent by our own request socket.
+static napi_value nl_drop_own_echoes(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  uint32_t port;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  nl_sock *s = get_sock(env, argv[0]);
+  if (s == NULL) return NULL;
+  CHECK(napi_get_value_uint32(env, argv[1], &port));
+  struct sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 12),  // nlmsg_pid, loaded in network byte order
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htonl(port), 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, 0),
+      BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+  };
+  struct sock_fprog prog = {sizeof code / sizeof code[0], code};
+  if (setsockopt(s->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
+    return throw_errno(env, "setsockopt(SO_ATTACH_FILTER)", errno);
+  return NULL;
+}
+
 // info(handle) -> { portId, rcvbuf, sndbuf }
 static napi_value nl_info(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -352,6 +409,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"open", NULL, nl_open, NULL, NULL, NULL, napi_default, NULL},
       {"send", NULL, nl_send, NULL, NULL, NULL, napi_default, NULL},
       {"setOption", NULL, nl_set_option, NULL, NULL, NULL, napi_default, NULL},
+      {"dropOwnEchoes", NULL, nl_drop_own_echoes, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, nl_info, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, nl_close, NULL, NULL, NULL, napi_default, NULL},
       {"setsockoptFd", NULL, sock_setsockopt_fd, NULL, NULL, NULL, napi_default, NULL},

@@ -10,9 +10,11 @@ interface Addon {
     groups: number,
     rcvbuf: number,
     cb: (ev: number, arg: unknown) => void,
+    netnsPath: string,
   ): unknown;
   send(h: unknown, buf: Buffer, off: number, len: number): number;
   setOption(h: unknown, level: number, name: number, value: number): void;
+  dropOwnEchoes(h: unknown, portId: number): void;
   info(h: unknown): { portId: number; rcvbuf: number; sndbuf: number };
   close(h: unknown): void;
   setsockoptFd(fd: number, level: number, name: number, value: number | Buffer): void;
@@ -63,9 +65,20 @@ export class NetlinkSocket {
   private handle: unknown;
   readonly portId: number;
 
-  constructor(protocol: number, groups: number, rcvbuf: number, handlers: NetlinkSocketHandlers) {
+  /**
+   * Opens and binds the socket; `netns` (a name under /run/netns, or a path) creates it inside
+   * that network namespace, leaving the process where it is.
+   */
+  constructor(
+    protocol: number,
+    groups: number,
+    rcvbuf: number,
+    handlers: NetlinkSocketHandlers,
+    netns = "",
+  ) {
     const a = loadAddon();
-    this.handle = a.open(protocol, groups, rcvbuf, (ev, arg) => {
+    const nsPath = netns === "" || netns.includes("/") ? netns : `/run/netns/${netns}`;
+    const cb = (ev: number, arg: unknown) => {
       try {
         if (ev === EV_DATA) handlers.onData(arg as Buffer);
         else if (ev === EV_OVERFLOW) handlers.onOverflow();
@@ -76,7 +89,8 @@ export class NetlinkSocket {
           handlers.onError(err as Error);
         } catch {}
       }
-    });
+    };
+    this.handle = a.open(protocol, groups, rcvbuf, cb, nsPath);
     this.portId = a.info(this.handle).portId;
   }
 
@@ -87,6 +101,11 @@ export class NetlinkSocket {
 
   setOption(level: number, name: number, value: number): void {
     loadAddon().setOption(this.handle, level, name, value);
+  }
+
+  /** Drops notifications the kernel stamps with portId (echoes of that socket's requests). */
+  dropOwnEchoes(portId: number): void {
+    loadAddon().dropOwnEchoes(this.handle, portId);
   }
 
   info(): { portId: number; rcvbuf: number; sndbuf: number } {

@@ -55,3 +55,52 @@ export interface Fib {
   desired(): Route[];
   close(): Promise<void>;
 }
+
+// ---- Compatible extensions (FIB engineer): the numeric IPv4 fast path and per-route errors.
+
+/**
+ * Many IPv4 routes sharing one attribute set (one BGP UPDATE's NLRI): destinations as numbers
+ * (host order) and prefix lengths, no per-route strings or objects.
+ */
+export interface V4Batch {
+  addrs: Uint32Array;
+  lens: Uint8Array;
+  /** How many entries of addrs/lens to use (default addrs.length). */
+  count?: number;
+  table?: number;
+  protocol: number;
+  type?: RouteType;
+  scope?: RouteScope;
+  metric?: number;
+  nexthops: NextHop[];
+  src?: string;
+}
+
+/** One route the kernel refused, with the errno name and the kernel's extended-ACK text. */
+export interface FibFailure {
+  /** "10.0.0.0/24 table 254 metric 0". */
+  route: string;
+  op: "set" | "remove";
+  errno: number;
+  code: string;
+  message?: string;
+}
+
+/** Rejection of set()/remove() when some routes failed; the others were applied. */
+export class FibError extends Error {
+  constructor(readonly failures: FibFailure[]) {
+    const f = failures[0];
+    super(
+      `Kernel refused ${failures.length} route(s); first: ${f?.op} "${f?.route}": ${f?.code}${f?.message ? ` (${f.message})` : ""}`,
+    );
+    this.name = "FibError";
+  }
+}
+
+/** A Fib with the numeric batch path (KernelFib and MemoryFib implement it). */
+export interface BatchFib extends Fib {
+  setV4Batch(batch: V4Batch): Promise<void>;
+  removeV4Batch(
+    batch: Pick<V4Batch, "addrs" | "lens" | "count" | "table" | "metric" | "protocol">,
+  ): Promise<void>;
+}

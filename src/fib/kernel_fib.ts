@@ -1,0 +1,1008 @@
+// The kernel FIB programmer: desired state in, the kernel converges to it over rtnetlink.
+// Owns: batching many requests per sendmsg, matching errors to requests by sequence number,
+// start-up mark and sweep, restoring our routes removed by others, link down/up, resync after
+// ENOBUFS. Only ever changes routes carrying its own protocol numbers. Not: byte layouts
+// (rtnetlink.ts), the socket (netlink_socket.ts), which routes are best (BGP, agent).
+import { constants as osConstants } from "node:os";
+import { NetlinkSocket } from "./netlink_socket.js";
+import {
+  addressBytes,
+  decodeError,
+  decodeLink,
+  decodeRoute,
+  type EncodedNextHop,
+  forEachMessage,
+  formatAddress,
+  type KernelRoute,
+  kernelRouteToRoute,
+  MessageWriter,
+  NETLINK_ROUTE,
+  NLM_F_ACK,
+  NLM_F_CREATE,
+  NLM_F_DUMP_INTR,
+  NLM_F_EXCL,
+  NLM_F_REPLACE,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  type NlMessage,
+  parseCidr,
+  type RouteRequest,
+  RT_SCOPE_LINK,
+  RT_SCOPE_NOWHERE,
+  RT_SCOPE_UNIVERSE,
+  RTM_DELLINK,
+  RTM_DELROUTE,
+  RTM_NEWLINK,
+  RTM_NEWROUTE,
+  RTN_UNICAST,
+  RTNLGRP_IPV4_ROUTE,
+  RTNLGRP_IPV6_ROUTE,
+  RTNLGRP_LINK,
+  routeTypeCode,
+  writeLinkDump,
+  writeRoute,
+  writeRouteDump,
+} from "./rtnetlink.js";
+import {
+  type BatchFib,
+  FibError,
+  type FibFailure,
+  type NextHop,
+  type Route,
+  type RouteScope,
+  RT_TABLE_MAIN,
+  RTPROT_OCELOT_AGENT,
+  RTPROT_OCELOT_BGP,
+  type V4Batch,
+} from "./types.js";
+
+/** IPv6 routes without a metric get this one from the kernel (IP6_RT_PRIO_USER). */
+const IP6_RT_PRIO_USER = 1024;
+const ESRCH = 3;
+/** v4 keys: slot * 2^38 + addr * 64 + len, exact in a double (slot < 2^15). */
+const V4_SLOT_MUL = 2 ** 38;
+
+export interface KernelFibOptions {
+  /** Protocol numbers this instance owns and sweeps; two instances must not share one. */
+  protocols?: number[];
+  /** Bytes of requests per sendmsg (default 128 KiB). */
+  batchBytes?: number;
+  /** Receive buffer of the request socket and of the event socket (SO_RCVBUFFORCE). */
+  rcvbuf?: number;
+  eventRcvbuf?: number;
+  /** ACK every request (default: only the last of each batch; errors always come back). */
+  ackEach?: boolean;
+  /** Subscribe to route and link events (default true). */
+  watch?: boolean;
+  /**
+   * Graceful restart: keep our routes found in the kernel at start for this long (ms) before
+   * sweeping the ones nobody set again; endGracefulHold() sweeps earlier. 0 sweeps at start.
+   */
+  gracefulHoldMs?: number;
+  /** Network namespace (name under /run/netns, or a path) to program; default: our own. */
+  netns?: string;
+  /** Observability hook: overflow, resync, restored, link, failure. */
+  onEvent?: (e: FibEvent) => void;
+}
+
+export type FibEvent =
+  | { kind: "overflow"; socket: "events" | "requests" }
+  | { kind: "resync"; installed: number; removed: number; ms: number }
+  | { kind: "restored"; count: number }
+  | { kind: "link"; ifindex: number; name: string; up: boolean }
+  | { kind: "failure"; failure: FibFailure };
+
+interface Group {
+  family: 4 | 6;
+  protocol: number;
+  type: number;
+  scope: number;
+  nexthops: EncodedNextHop[];
+  /** Interface names as given, re-resolved when links come and go. */
+  devs: (string | undefined)[];
+  prefsrc?: Uint8Array;
+  sig: string;
+}
+
+interface Slot {
+  family: 4 | 6;
+  table: number;
+  metric: number;
+}
+
+type Key = number | string;
+const OP_SET = 0;
+const OP_DEL = 1;
+
+/** A unit of work for the pump: routes encoded lazily from a cursor, resolved as a whole. */
+interface Job {
+  op: number;
+  n: number;
+  key(i: number): Key;
+  cursor: number;
+  outstanding: number;
+  failures: FibFailure[];
+  done: (failures: FibFailure[]) => void;
+}
+
+/** One sendmsg worth of requests awaiting its final ACK. */
+interface Batch {
+  firstSeq: number;
+  lastSeq: number;
+  jobs: Job[];
+  keys: Key[];
+  ops: Uint8Array;
+  prev: Int32Array; // installed gid before the request, -1 none
+  failed: Uint8Array;
+}
+
+interface Dump {
+  seq: number;
+  onMessage: (m: NlMessage) => void;
+  resolve: () => void;
+  reject: (e: Error) => void;
+  interrupted: boolean;
+}
+
+function errnoName(errno: number): string {
+  for (const [name, v] of Object.entries(osConstants.errno)) if (v === errno) return name;
+  return `errno ${errno}`;
+}
+
+export class KernelFib implements BatchFib {
+  readonly protocols: Set<number>;
+  private readonly netns: string;
+  private readonly opts: Required<Omit<KernelFibOptions, "onEvent" | "protocols" | "netns">>;
+  private readonly onEvent: (e: FibEvent) => void;
+  private req!: NetlinkSocket;
+  private events?: NetlinkSocket;
+  private seq = 1;
+  private readonly writer: MessageWriter;
+
+  private readonly groups: Group[] = [];
+  private readonly groupBySig = new Map<string, number>();
+  private readonly slots: Slot[] = [];
+  private readonly slotByKey = new Map<string, number>();
+  private readonly desiredMap = new Map<Key, number>();
+  private readonly installed = new Map<Key, number>();
+  private readonly matchCache = new Map<number, boolean>();
+  private readonly templates = new Map<string, Buffer>();
+
+  private readonly links = new Map<number, { name: string; up: boolean }>();
+  private readonly queue: Job[] = [];
+  private readonly inflight: Batch[] = [];
+  private pumping = false;
+  private dump?: Dump;
+  private holdTimer?: NodeJS.Timeout;
+  private holding = false;
+  private resyncRunning?: Promise<void>;
+  private resyncAgain = false;
+  private repairKeys = new Set<Key>();
+  private repairScheduled = false;
+  private closed = false;
+  readonly stats = { sent: 0, batches: 0, failures: 0, overflows: 0, resyncs: 0, restored: 0 };
+
+  private constructor(opts: KernelFibOptions) {
+    this.protocols = new Set(opts.protocols ?? [RTPROT_OCELOT_BGP, RTPROT_OCELOT_AGENT]);
+    this.opts = {
+      batchBytes: opts.batchBytes ?? 128 * 1024,
+      rcvbuf: opts.rcvbuf ?? 8 * 1024 * 1024,
+      eventRcvbuf: opts.eventRcvbuf ?? 32 * 1024 * 1024,
+      ackEach: opts.ackEach ?? false,
+      watch: opts.watch ?? true,
+      gracefulHoldMs: opts.gracefulHoldMs ?? 0,
+    };
+    this.onEvent = opts.onEvent ?? (() => {});
+    this.netns = opts.netns ?? "";
+    this.writer = new MessageWriter(this.opts.batchBytes + 4096);
+  }
+
+  /** Opens the sockets, learns links and our routes in the kernel, and reconciles. */
+  static async open(opts: KernelFibOptions = {}): Promise<KernelFib> {
+    const fib = new KernelFib(opts);
+    await fib.start();
+    return fib;
+  }
+
+  private async start(): Promise<void> {
+    this.req = new NetlinkSocket(
+      NETLINK_ROUTE,
+      0,
+      this.opts.rcvbuf,
+      {
+        onData: (b) => this.onReply(b),
+        onOverflow: () => this.onOverflow("requests"),
+        onError: (e) => this.fail(e),
+      },
+      this.netns,
+    );
+    if (this.opts.watch) {
+      const groups =
+        (1 << (RTNLGRP_LINK - 1)) |
+        (1 << (RTNLGRP_IPV4_ROUTE - 1)) |
+        (1 << (RTNLGRP_IPV6_ROUTE - 1));
+      this.events = new NetlinkSocket(
+        NETLINK_ROUTE,
+        groups,
+        this.opts.eventRcvbuf,
+        {
+          onData: (b) => this.onEventData(b),
+          onOverflow: () => this.onOverflow("events"),
+          onError: (e) => this.fail(e),
+        },
+        this.netns,
+      );
+      // The kernel stamps notifications with the requester's port: drop our own echoes.
+      this.events.dropOwnEchoes(this.req.portId);
+    }
+    this.holding = this.opts.gracefulHoldMs > 0;
+    await this.resync();
+    if (this.holding) {
+      this.holdTimer = setTimeout(() => void this.endGracefulHold(), this.opts.gracefulHoldMs);
+      this.holdTimer.unref?.();
+    }
+  }
+
+  // ---- public API ---------------------------------------------------------------------------
+
+  set(routes: Route[]): Promise<void> {
+    const keys: Key[] = [];
+    for (const r of routes) {
+      this.checkProtocol(r.protocol);
+      const slot = this.slotOf(r.family, r.table ?? RT_TABLE_MAIN, r.metric ?? 0);
+      const { addr, len } = parseCidr(r.family, r.dst);
+      const gid = this.groupOf(
+        r.family,
+        r.protocol,
+        r.type ?? "unicast",
+        r.scope,
+        r.nexthops,
+        r.src,
+      );
+      const key = this.keyOf(slot, addr, len);
+      this.desiredMap.set(key, gid);
+      keys.push(key);
+    }
+    return this.enqueue(OP_SET, keys.length, (i) => keys[i]);
+  }
+
+  remove(routes: Pick<Route, "family" | "dst" | "table" | "metric" | "protocol">[]): Promise<void> {
+    const keys: Key[] = [];
+    for (const r of routes) {
+      this.checkProtocol(r.protocol);
+      const slot = this.slotOf(r.family, r.table ?? RT_TABLE_MAIN, r.metric ?? 0);
+      const { addr, len } = parseCidr(r.family, r.dst);
+      const key = this.keyOf(slot, addr, len);
+      this.desiredMap.delete(key);
+      keys.push(key);
+    }
+    return this.enqueue(OP_DEL, keys.length, (i) => keys[i]);
+  }
+
+  /** The fast path: many IPv4 routes with one attribute set, no per-route strings. */
+  setV4Batch(b: V4Batch): Promise<void> {
+    this.checkProtocol(b.protocol);
+    const n = b.count ?? b.addrs.length;
+    const base = this.slotOf(4, b.table ?? RT_TABLE_MAIN, b.metric ?? 0) * V4_SLOT_MUL;
+    const gid = this.groupOf(4, b.protocol, b.type ?? "unicast", b.scope, b.nexthops, b.src);
+    const { addrs, lens } = b;
+    for (let i = 0; i < n; i++) this.desiredMap.set(base + addrs[i] * 64 + lens[i], gid);
+    return this.enqueue(OP_SET, n, (i) => base + addrs[i] * 64 + lens[i]);
+  }
+
+  removeV4Batch(
+    b: Pick<V4Batch, "addrs" | "lens" | "count" | "table" | "metric" | "protocol">,
+  ): Promise<void> {
+    this.checkProtocol(b.protocol);
+    const n = b.count ?? b.addrs.length;
+    const base = this.slotOf(4, b.table ?? RT_TABLE_MAIN, b.metric ?? 0) * V4_SLOT_MUL;
+    const { addrs, lens } = b;
+    for (let i = 0; i < n; i++) this.desiredMap.delete(base + addrs[i] * 64 + lens[i]);
+    return this.enqueue(OP_DEL, n, (i) => base + addrs[i] * 64 + lens[i]);
+  }
+
+  desired(): Route[] {
+    const out: Route[] = [];
+    for (const [key, gid] of this.desiredMap) out.push(this.toRoute(key, gid));
+    return out;
+  }
+
+  /** Counts for status: desired, installed (ours, as we believe the kernel holds them). */
+  status(): { desired: number; installed: number; holding: boolean } & KernelFib["stats"] {
+    return {
+      desired: this.desiredMap.size,
+      installed: this.installed.size,
+      holding: this.holding,
+      ...this.stats,
+    };
+  }
+
+  /** Ends the graceful-restart hold: our routes nobody set again are removed now. */
+  async endGracefulHold(): Promise<void> {
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+    if (!this.holding) return;
+    this.holding = false;
+    await this.sweep();
+  }
+
+  /** Dumps the kernel and converges it to the desired state (also run after ENOBUFS). */
+  resync(): Promise<void> {
+    if (this.resyncRunning) {
+      this.resyncAgain = true;
+      return this.resyncRunning;
+    }
+    this.resyncRunning = (async () => {
+      try {
+        do {
+          this.resyncAgain = false;
+          await this.resyncOnce();
+        } while (this.resyncAgain && !this.closed);
+      } finally {
+        this.resyncRunning = undefined;
+      }
+    })();
+    return this.resyncRunning;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.events?.close();
+    this.req.close();
+    const err = new Error("FIB closed");
+    this.dump?.reject(err);
+    for (const j of this.queue)
+      j.done([
+        {
+          route: "*",
+          op: j.op === OP_SET ? "set" : "remove",
+          errno: 0,
+          code: "ECLOSED",
+          message: err.message,
+        },
+      ]);
+    this.queue.length = 0;
+  }
+
+  // ---- keys, slots, groups ------------------------------------------------------------------
+
+  private checkProtocol(p: number): void {
+    if (!this.protocols.has(p))
+      throw new Error(
+        `Route protocol ${p} is not owned by this FIB (owns ${[...this.protocols].join(", ")})`,
+      );
+  }
+
+  private slotOf(family: 4 | 6, table: number, metric: number): number {
+    const m = family === 6 && metric === 0 ? IP6_RT_PRIO_USER : metric;
+    const k = `${family}|${table}|${m}`;
+    let s = this.slotByKey.get(k);
+    if (s === undefined) {
+      s = this.slots.length;
+      this.slots.push({ family, table, metric: m });
+      this.slotByKey.set(k, s);
+    }
+    return s;
+  }
+
+  private keyOf(slot: number, addr: Uint8Array, len: number): Key {
+    if (addr.length === 4)
+      return (
+        slot * V4_SLOT_MUL +
+        (addr[0] * 2 ** 24 + (addr[1] << 16) + (addr[2] << 8) + addr[3]) * 64 +
+        len
+      );
+    return `${slot}|${Buffer.from(addr).toString("hex")}/${len}`;
+  }
+
+  private splitKey(key: Key): { slot: Slot; dst: Uint8Array; len: number } {
+    if (typeof key === "number") {
+      const slot = Math.floor(key / V4_SLOT_MUL);
+      const rest = key - slot * V4_SLOT_MUL;
+      const addr = Math.floor(rest / 64);
+      return {
+        slot: this.slots[slot],
+        dst: new Uint8Array([addr >>> 24, (addr >>> 16) & 255, (addr >>> 8) & 255, addr & 255]),
+        len: rest - addr * 64,
+      };
+    }
+    const bar = key.indexOf("|");
+    const slash = key.indexOf("/");
+    return {
+      slot: this.slots[Number(key.slice(0, bar))],
+      dst: Uint8Array.from(Buffer.from(key.slice(bar + 1, slash), "hex")),
+      len: Number(key.slice(slash + 1)),
+    };
+  }
+
+  private resolveDev(dev: string | undefined): number {
+    if (!dev) return 0;
+    for (const [ifindex, l] of this.links) if (l.name === dev) return ifindex;
+    return -1;
+  }
+
+  private groupOf(
+    family: 4 | 6,
+    protocol: number,
+    typeName: NonNullable<Route["type"]>,
+    scopeName: RouteScope | undefined,
+    hops: NextHop[],
+    src: string | undefined,
+  ): number {
+    const type = routeTypeCode(typeName);
+    if (type === undefined) throw new Error(`Unknown route type "${typeName}"`);
+    const unicast = type === RTN_UNICAST;
+    if (unicast && hops.length === 0) throw new Error("Unicast route needs at least one next hop");
+    const nexthops: EncodedNextHop[] = [];
+    const devs: (string | undefined)[] = [];
+    if (unicast) {
+      for (const h of hops) {
+        const ifindex = this.resolveDev(h.dev);
+        if (ifindex < 0) throw new Error(`Unknown interface "${h.dev}"`);
+        if (h.weight !== undefined && (h.weight < 1 || h.weight > 256))
+          throw new Error(`Next-hop weight out of range 1..256: ${h.weight}`);
+        nexthops.push({
+          gateway: h.gateway ? addressBytes(family, h.gateway) : undefined,
+          ifindex,
+          onlink: h.onlink === true,
+          weight: h.weight ?? 1,
+        });
+        devs.push(h.dev);
+      }
+    }
+    const deviceOnly = unicast && nexthops.every((n) => !n.gateway);
+    let scope =
+      scopeName === "link" ? RT_SCOPE_LINK : scopeName === "host" ? 254 : RT_SCOPE_UNIVERSE;
+    if (scopeName === undefined && deviceOnly && family === 4) scope = RT_SCOPE_LINK;
+    if (family === 6) scope = RT_SCOPE_UNIVERSE; // IPv6 has no route scope
+    return this.intern({
+      family,
+      protocol,
+      type,
+      scope,
+      nexthops,
+      devs,
+      prefsrc: src ? addressBytes(family, src) : undefined,
+      sig: "",
+    });
+  }
+
+  private intern(g: Group): number {
+    const hops = g.nexthops
+      .map(
+        (n) =>
+          `${n.gateway ? formatAddress(n.gateway) : "-"}@${n.ifindex}${n.onlink ? "!" : ""}*${g.nexthops.length > 1 ? n.weight : 1}`,
+      )
+      .sort()
+      .join(",");
+    g.sig = `${g.family}|${g.protocol}|${g.type}|${g.scope}|${g.prefsrc ? formatAddress(g.prefsrc) : ""}|${g.type === RTN_UNICAST ? hops : ""}`;
+    let id = this.groupBySig.get(g.sig);
+    if (id === undefined) {
+      id = this.groups.length;
+      this.groups.push(g);
+      this.groupBySig.set(g.sig, id);
+    }
+    return id;
+  }
+
+  /** Whether the kernel's route (group k) is what we want (group d); ifindex 0 = any. */
+  private matches(d: number, k: number): boolean {
+    if (d === k) return true;
+    const ck = d * 65536 + k;
+    const hit = this.matchCache.get(ck);
+    if (hit !== undefined) return hit;
+    const a = this.groups[d];
+    const b = this.groups[k];
+    let ok =
+      a.family === b.family &&
+      a.protocol === b.protocol &&
+      a.type === b.type &&
+      (a.family === 6 || a.scope === b.scope) &&
+      (a.prefsrc ? formatAddress(a.prefsrc) : "") === (b.prefsrc ? formatAddress(b.prefsrc) : "");
+    if (ok && a.type === RTN_UNICAST) {
+      ok = a.nexthops.length === b.nexthops.length;
+      const multi = a.nexthops.length > 1;
+      for (const n of a.nexthops) {
+        if (!ok) break;
+        const gw = n.gateway ? formatAddress(n.gateway) : "";
+        ok = b.nexthops.some(
+          (m) =>
+            (m.gateway ? formatAddress(m.gateway) : "") === gw &&
+            (n.ifindex === 0 || n.ifindex === m.ifindex) &&
+            n.onlink === m.onlink &&
+            (!multi || n.weight === m.weight),
+        );
+      }
+    }
+    this.matchCache.set(ck, ok);
+    return ok;
+  }
+
+  private groupLinksUp(gid: number): boolean {
+    for (const n of this.groups[gid].nexthops) {
+      if (n.ifindex > 0 && this.links.get(n.ifindex)?.up === false) return false;
+    }
+    return true;
+  }
+
+  private toRoute(key: Key, gid: number): Route {
+    const { slot, dst, len } = this.splitKey(key);
+    const g = this.groups[gid];
+    return kernelRouteToRoute(
+      {
+        family: slot.family,
+        dst,
+        dstLen: len,
+        table: slot.table,
+        protocol: g.protocol,
+        scope: g.scope,
+        type: g.type,
+        flags: 0,
+        metric: slot.metric,
+        nexthops: g.nexthops,
+        prefsrc: g.prefsrc,
+      },
+      (i) => this.links.get(i)?.name,
+    );
+  }
+
+  private describe(key: Key): string {
+    const { slot, dst, len } = this.splitKey(key);
+    return `${formatAddress(dst)}/${len} table ${slot.table} metric ${slot.metric}`;
+  }
+
+  // ---- the pump: jobs → batches → sendmsg ---------------------------------------------------
+
+  private enqueue(op: number, n: number, key: (i: number) => Key): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("FIB closed"));
+    return new Promise((resolve, reject) => {
+      const job: Job = {
+        op,
+        n,
+        key,
+        cursor: 0,
+        outstanding: n,
+        failures: [],
+        done: (f) => (f.length ? reject(new FibError(f)) : resolve()),
+      };
+      if (n === 0) return resolve();
+      this.queue.push(job);
+      this.schedulePump();
+    });
+  }
+
+  private schedulePump(): void {
+    if (this.pumping || this.closed) return;
+    this.pumping = true;
+    setImmediate(() => {
+      this.pumping = false;
+      this.pump();
+    });
+  }
+
+  /** Fills and sends one batch, then yields so replies and events are read in between. */
+  private pump(): void {
+    if (this.closed || this.dump) return;
+    if (this.inflight.length >= 4 || this.queue.length === 0) return;
+    const w = this.writer;
+    w.reset();
+    const batch: Batch = {
+      firstSeq: this.seq,
+      lastSeq: 0,
+      jobs: [],
+      keys: [],
+      ops: new Uint8Array(8192),
+      prev: new Int32Array(8192),
+      failed: new Uint8Array(8192),
+    };
+    let lastAt = -1;
+    while (this.queue.length > 0 && w.len < this.opts.batchBytes && batch.keys.length < 8192) {
+      const job = this.queue[0];
+      const key = job.key(job.cursor++);
+      const at = w.len;
+      if (this.encode(job.op, key, batch)) {
+        lastAt = at;
+        batch.jobs.push(job);
+        batch.keys.push(key);
+      } else {
+        job.outstanding--;
+      }
+      if (job.cursor >= job.n) {
+        this.queue.shift();
+        if (job.outstanding === 0) job.done(job.failures);
+      }
+    }
+    if (lastAt < 0) {
+      if (this.queue.length) this.schedulePump();
+      return;
+    }
+    w.buf.writeUInt16LE(w.buf.readUInt16LE(lastAt + 6) | NLM_F_ACK, lastAt + 6);
+    batch.lastSeq = this.seq - 1;
+    this.inflight.push(batch);
+    const r = this.req.send(w.buf, 0, w.len);
+    this.stats.batches++;
+    this.stats.sent += batch.keys.length;
+    if (r < 0) this.failBatch(batch, -r, "sendmsg");
+    if (this.queue.length) this.schedulePump();
+  }
+
+  /** Encodes one request into the writer (or nothing when it is no longer needed). */
+  private encode(op: number, key: Key, batch: Batch): boolean {
+    const want = this.desiredMap.get(key);
+    const have = this.installed.get(key);
+    const i = batch.keys.length;
+    if (op === OP_SET) {
+      if (want === undefined) return false; // removed since
+      if (have !== undefined && this.matches(want, have)) return false; // already there
+      const flags = NLM_F_CREATE | (have !== undefined ? NLM_F_REPLACE : NLM_F_EXCL);
+      this.writeRequest(RTM_NEWROUTE, flags, key, want);
+      this.installed.set(key, want);
+    } else {
+      if (want !== undefined || have === undefined) return false; // set again, or not ours
+      this.writeRequest(RTM_DELROUTE, 0, key, have);
+      this.installed.delete(key);
+    }
+    batch.ops[i] = op;
+    batch.prev[i] = have ?? -1;
+    return true;
+  }
+
+  private writeRequest(type: number, flags: number, key: Key, gid: number): void {
+    const seq = this.seq++;
+    const ack = this.opts.ackEach ? NLM_F_ACK : 0;
+    if (typeof key === "number") {
+      // Template per (slot, group, request): patch seq, prefix length and destination only.
+      const slot = Math.floor(key / V4_SLOT_MUL);
+      const rest = key - slot * V4_SLOT_MUL;
+      const addr = Math.floor(rest / 64);
+      const tk = `${slot}|${gid}|${type}|${flags | ack}`;
+      let t = this.templates.get(tk);
+      if (!t) {
+        const tw = new MessageWriter(256);
+        writeRoute(tw, type, flags | ack, 0, this.request(type, key, gid));
+        t = Buffer.from(tw.buf.subarray(0, tw.len));
+        this.templates.set(tk, t);
+      }
+      const w = this.writer;
+      w.reserve(t.length);
+      const o = w.len;
+      t.copy(w.buf, o);
+      w.buf.writeUInt32LE(seq, o + 8);
+      w.buf[o + 17] = rest - addr * 64;
+      w.buf.writeUInt32BE(addr, o + 32); // RTA_DST is the first attribute
+      w.len += t.length;
+      return;
+    }
+    writeRoute(this.writer, type, flags | ack, seq, this.request(type, key, gid));
+  }
+
+  private request(type: number, key: Key, gid: number): RouteRequest {
+    const { slot, dst, len } = this.splitKey(key);
+    const g = this.groups[gid];
+    const del = type === RTM_DELROUTE;
+    return {
+      family: slot.family,
+      dst,
+      dstLen: len,
+      table: slot.table,
+      protocol: g.protocol,
+      type: del ? 0 : g.type,
+      scope: del ? RT_SCOPE_NOWHERE : g.scope,
+      metric: slot.metric,
+      nexthops: del ? [] : g.nexthops,
+      prefsrc: del ? undefined : g.prefsrc,
+    };
+  }
+
+  // ---- replies ------------------------------------------------------------------------------
+
+  private onReply(buf: Buffer): void {
+    forEachMessage(buf, (m) => {
+      const d = this.dump;
+      if (d && m.seq === d.seq) {
+        if (m.flags & NLM_F_DUMP_INTR) d.interrupted = true;
+        if (m.type === NLMSG_DONE) {
+          this.dump = undefined;
+          d.resolve();
+          this.schedulePump();
+        } else if (m.type === NLMSG_ERROR) {
+          const e = decodeError(m);
+          this.dump = undefined;
+          d.reject(
+            new Error(
+              `Kernel dump failed: ${errnoName(e.errno)}${e.message ? ` (${e.message})` : ""}`,
+            ),
+          );
+          this.schedulePump();
+        } else d.onMessage(m);
+        return;
+      }
+      if (m.type === NLMSG_ERROR) this.onAck(m);
+    });
+  }
+
+  private onAck(m: NlMessage): void {
+    const e = decodeError(m);
+    const batch = this.inflight.find((b) => e.seq >= b.firstSeq && e.seq <= b.lastSeq);
+    if (!batch) return;
+    const i = e.seq - batch.firstSeq;
+    if (e.errno !== 0) {
+      const op = batch.ops[i];
+      const key = batch.keys[i];
+      if (!(op === OP_DEL && e.errno === ESRCH)) {
+        batch.failed[i] = 1;
+        this.restoreInstalled(batch, i);
+        const failure: FibFailure = {
+          route: this.describe(key),
+          op: op === OP_SET ? "set" : "remove",
+          errno: e.errno,
+          code: errnoName(e.errno),
+          message: e.message,
+        };
+        batch.jobs[i].failures.push(failure);
+        this.stats.failures++;
+        this.onEvent({ kind: "failure", failure });
+      }
+    }
+    if (e.seq === batch.lastSeq) this.finishBatch(batch);
+  }
+
+  private restoreInstalled(batch: Batch, i: number): void {
+    const prev = batch.prev[i];
+    if (prev >= 0) this.installed.set(batch.keys[i], prev);
+    else this.installed.delete(batch.keys[i]);
+  }
+
+  private finishBatch(batch: Batch): void {
+    const at = this.inflight.indexOf(batch);
+    if (at >= 0) this.inflight.splice(at, 1);
+    for (const job of batch.jobs) {
+      job.outstanding--;
+      if (job.outstanding === 0 && job.cursor >= job.n) job.done(job.failures);
+    }
+    this.schedulePump();
+  }
+
+  private failBatch(batch: Batch, errno: number, what: string): void {
+    for (let i = 0; i < batch.keys.length; i++) {
+      this.restoreInstalled(batch, i);
+      batch.jobs[i].failures.push({
+        route: this.describe(batch.keys[i]),
+        op: batch.ops[i] === OP_SET ? "set" : "remove",
+        errno,
+        code: errnoName(errno),
+        message: `${what} failed`,
+      });
+    }
+    this.finishBatch(batch);
+  }
+
+  private onOverflow(socket: "events" | "requests"): void {
+    this.stats.overflows++;
+    this.onEvent({ kind: "overflow", socket });
+    if (socket === "requests") {
+      // Some ACKs were lost: the batches' outcome is unknown; the resync establishes it.
+      for (const b of [...this.inflight]) this.finishBatch(b);
+    }
+    void this.resync().catch((e) => this.fail(e));
+  }
+
+  private fail(err: Error): void {
+    this.onEvent({
+      kind: "failure",
+      failure: { route: "*", op: "set", errno: 0, code: "EINTERNAL", message: err.message },
+    });
+  }
+
+  // ---- dumps, reconcile ---------------------------------------------------------------------
+
+  private async runDump(
+    write: (w: MessageWriter, seq: number) => void,
+    onMessage: (m: NlMessage) => void,
+  ): Promise<boolean> {
+    // Requests in flight finish first, so the dump sees their effect.
+    for (let i = 0; i < 1000 && this.inflight.length > 0 && !this.closed; i++)
+      await new Promise((r) => setTimeout(r, 1));
+    const seq = this.seq++;
+    const d: Dump = { seq, onMessage, resolve: () => {}, reject: () => {}, interrupted: false };
+    const p = new Promise<void>((resolve, reject) => {
+      d.resolve = resolve;
+      d.reject = reject;
+    });
+    this.dump = d;
+    const w = new MessageWriter(64);
+    write(w, seq);
+    const r = this.req.send(w.buf, 0, w.len);
+    if (r < 0) {
+      this.dump = undefined;
+      throw new Error(`Sending the dump request failed: ${errnoName(-r)}`);
+    }
+    await p;
+    return !d.interrupted;
+  }
+
+  private async dumpLinks(): Promise<void> {
+    const seen = new Map<number, { name: string; up: boolean }>();
+    await this.runDump(writeLinkDump, (m) => {
+      if (m.type !== RTM_NEWLINK) return;
+      const l = decodeLink(m);
+      if (l) seen.set(l.ifindex, { name: l.name, up: l.up });
+    });
+    this.links.clear();
+    for (const [k, v] of seen) this.links.set(k, v);
+  }
+
+  /** Our routes in the kernel, by key → group (interned from what the kernel reports). */
+  private async dumpOurs(): Promise<Map<Key, number>> {
+    for (let attempt = 0; ; attempt++) {
+      const found = new Map<Key, number>();
+      let consistent = true;
+      for (const family of [4, 6] as const) {
+        for (const protocol of this.protocols) {
+          const ok = await this.runDump(
+            (w, seq) => writeRouteDump(w, seq, family, protocol),
+            (m) => {
+              if (m.type !== RTM_NEWROUTE) return;
+              const k = decodeRoute(m);
+              if (!k || !this.protocols.has(k.protocol)) return;
+              found.set(this.kernelKey(k), this.kernelGroup(k));
+            },
+          );
+          consistent &&= ok;
+        }
+      }
+      if (consistent || attempt >= 2) return found;
+    }
+  }
+
+  private kernelKey(k: KernelRoute): Key {
+    return this.keyOf(this.slotOf(k.family, k.table, k.metric), k.dst, k.dstLen);
+  }
+
+  private kernelGroup(k: KernelRoute): number {
+    return this.intern({
+      family: k.family,
+      protocol: k.protocol,
+      type: k.type,
+      scope: k.family === 6 ? RT_SCOPE_UNIVERSE : k.scope,
+      nexthops:
+        k.type === RTN_UNICAST
+          ? k.nexthops.map((n) => ({ ...n, weight: k.nexthops.length > 1 ? n.weight : 1 }))
+          : [],
+      devs: [],
+      prefsrc: k.prefsrc,
+      sig: "",
+    });
+  }
+
+  private async resyncOnce(): Promise<void> {
+    const t0 = Date.now();
+    this.stats.resyncs++;
+    await this.dumpLinks();
+    const kernel = await this.dumpOurs();
+    this.installed.clear();
+    for (const [k, g] of kernel) this.installed.set(k, g);
+    const toSet: Key[] = [];
+    for (const [key, gid] of this.desiredMap) {
+      const have = kernel.get(key);
+      if ((have === undefined || !this.matches(gid, have)) && this.groupLinksUp(gid))
+        toSet.push(key);
+    }
+    const toDel: Key[] = [];
+    if (!this.holding)
+      for (const key of kernel.keys()) if (!this.desiredMap.has(key)) toDel.push(key);
+    const jobs = [
+      this.enqueue(OP_DEL, toDel.length, (i) => toDel[i]).catch(() => {}),
+      this.enqueue(OP_SET, toSet.length, (i) => toSet[i]).catch(() => {}),
+    ];
+    await Promise.all(jobs);
+    this.onEvent({
+      kind: "resync",
+      installed: toSet.length,
+      removed: toDel.length,
+      ms: Date.now() - t0,
+    });
+  }
+
+  private async sweep(): Promise<void> {
+    const toDel: Key[] = [];
+    for (const key of this.installed.keys()) if (!this.desiredMap.has(key)) toDel.push(key);
+    await this.enqueue(OP_DEL, toDel.length, (i) => toDel[i]);
+  }
+
+  // ---- events -------------------------------------------------------------------------------
+
+  private onEventData(buf: Buffer): void {
+    forEachMessage(buf, (m) => {
+      if (m.type === RTM_NEWLINK || m.type === RTM_DELLINK) this.onLink(m);
+      else if (m.type === RTM_DELROUTE || m.type === RTM_NEWROUTE) this.onRouteEvent(m);
+    });
+  }
+
+  private onRouteEvent(m: NlMessage): void {
+    const proto = m.buf[m.off + 5];
+    if (!this.protocols.has(proto) && !(m.type === RTM_NEWROUTE && m.flags & NLM_F_REPLACE)) return;
+    const k = decodeRoute(m);
+    if (!k) return;
+    const key = this.kernelKey(k);
+    const want = this.desiredMap.get(key);
+    if (m.type === RTM_DELROUTE) {
+      // One of ours was removed by someone else: put it back (unless its link is down).
+      this.installed.delete(key);
+      if (want !== undefined && this.groupLinksUp(want)) this.repair(key);
+      return;
+    }
+    if (!this.protocols.has(proto)) {
+      // A foreign route replaced ours: we never fight over it, we just stop believing in ours.
+      if (this.installed.has(key)) this.installed.delete(key);
+      return;
+    }
+    // Someone else wrote a route with our protocol number.
+    const g = this.kernelGroup(k);
+    this.installed.set(key, g);
+    if (want !== undefined && !this.matches(want, g)) this.repair(key);
+  }
+
+  private repair(key: Key): void {
+    this.repairKeys.add(key);
+    if (this.repairScheduled) return;
+    this.repairScheduled = true;
+    setTimeout(() => {
+      this.repairScheduled = false;
+      const keys = [...this.repairKeys];
+      this.repairKeys.clear();
+      this.stats.restored += keys.length;
+      this.onEvent({ kind: "restored", count: keys.length });
+      void this.enqueue(OP_SET, keys.length, (i) => keys[i]).catch(() => {});
+    }, 10);
+  }
+
+  private onLink(m: NlMessage): void {
+    const l = decodeLink(m);
+    if (!l) return;
+    const before = this.links.get(l.ifindex);
+    const up = m.type === RTM_NEWLINK && l.up;
+    if (m.type === RTM_DELLINK) this.links.delete(l.ifindex);
+    else this.links.set(l.ifindex, { name: l.name, up });
+    if (before && before.up === up) return;
+    this.onEvent({ kind: "link", ifindex: l.ifindex, name: l.name, up });
+    if (!up) {
+      // The kernel flushes IPv4 routes via a downed link without telling us: forget them.
+      for (const [key, gid] of this.installed) {
+        if (this.groups[gid].nexthops.some((n) => n.ifindex === l.ifindex))
+          this.installed.delete(key);
+      }
+      return;
+    }
+    // Link (back) up: re-resolve interface names, then put back what depends on it.
+    this.reresolve(l.ifindex, l.name);
+    setTimeout(() => {
+      const keys: Key[] = [];
+      for (const [key, gid] of this.desiredMap) {
+        if (
+          !this.installed.has(key) &&
+          this.groups[gid].nexthops.some((n) => n.ifindex === l.ifindex)
+        )
+          keys.push(key);
+      }
+      void this.enqueue(OP_SET, keys.length, (i) => keys[i]).catch(() => {});
+    }, 50);
+  }
+
+  /** A link that came back under a new index: groups naming it move to the new index. */
+  private reresolve(ifindex: number, name: string): void {
+    for (let gid = 0; gid < this.groups.length; gid++) {
+      const g = this.groups[gid];
+      g.devs.forEach((dev, i) => {
+        if (dev === name && g.nexthops[i].ifindex !== ifindex) {
+          g.nexthops[i].ifindex = ifindex;
+          this.matchCache.clear();
+          for (const k of [...this.templates.keys()])
+            if (k.split("|")[1] === String(gid)) this.templates.delete(k);
+        }
+      });
+    }
+  }
+}
