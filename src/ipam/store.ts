@@ -298,6 +298,17 @@ export class IpamStore {
     return out;
   }
 
+  /** The pools a request of this family on node may use (after selectors, disabled, uses). */
+  async usablePools(
+    node: string,
+    family: Family,
+    requested: readonly string[] = [],
+    use: AllowedUse = "Workload",
+  ): Promise<Pool[]> {
+    const ctx = await this.loadContext(node);
+    return selectPools(ctx.pools, { family, requested, nodeLabels: ctx.nodeLabels, use });
+  }
+
   private exhausted(
     family: Family,
     pools: Pool[],

@@ -1,24 +1,216 @@
 import { describe, expect, it } from "vitest";
 import { MemoryDatastore } from "../../src/datastore/memory.js";
-import { IpamStore } from "../../src/ipam/store.js";
-import { putPool } from "./helpers.js";
+import { type Datastore, type KeyValue, UnavailableError } from "../../src/datastore/types.js";
+import { IpamDataError, inUseCount } from "../../src/ipam/block.js";
+import { IpamStore, PoolExhaustedError } from "../../src/ipam/store.js";
+import { putNode, putPool, putReservation } from "./helpers.js";
 
-describe("IpamStore on the memory store", () => {
-  it("autoAssign() claims a block for the node and assigns from it", async () => {
+const noSleep = { sleep: async () => {} };
+
+async function total(ipam: IpamStore): Promise<number> {
+  const blocks = [...(await ipam.listBlocks(4)), ...(await ipam.listBlocks(6))];
+  return blocks.reduce((n, e) => n + inUseCount(e.block), 0);
+}
+
+describe("IpamStore", () => {
+  it("autoAssign() claims a block for the node, assigns from it, and is idempotent per handle", async () => {
     const ds = new MemoryDatastore();
     await putPool(ds, "p4", "10.0.0.0/24");
     const ipam = new IpamStore(ds);
     const a = await ipam.autoAssign({ handleId: "h1", node: "n1", num4: 1, num6: 0 });
-    expect(a).toHaveLength(1);
     const b = await ipam.autoAssign({ handleId: "h2", node: "n1", num4: 1, num6: 0 });
     expect(b[0]?.block).toBe(a[0]?.block);
     expect(b[0]?.address).not.toBe(a[0]?.address);
-    const again = await ipam.autoAssign({ handleId: "h1", node: "n1", num4: 1, num6: 0 });
+    const again = await new IpamStore(ds).autoAssign({
+      handleId: "h1",
+      node: "n1",
+      num4: 1,
+      num6: 0,
+    });
     expect(again.map((x) => x.address)).toEqual(a.map((x) => x.address));
-    console.log(
-      a,
-      b,
-      (await ds.list("/ocelot/ipam/")).items.map((kv) => `${kv.key} ${kv.value}`),
+    expect(await total(ipam)).toBe(2);
+    const aff = await ds.get(`/ocelot/ipam/v2/host/n1/ipv4/block/${a[0]?.block.replace("/", "-")}`);
+    expect(JSON.parse(aff?.value ?? "{}").state).toBe("confirmed");
+  });
+
+  it("dual-stack autoAssign() returns one IPv4 and one IPv6 address (/122 blocks)", async () => {
+    const ds = new MemoryDatastore();
+    await putPool(ds, "p4", "10.0.0.0/24");
+    await putPool(ds, "p6", "fd00:10::/120");
+    const got = await new IpamStore(ds).autoAssign({ handleId: "h", node: "n1", num4: 1, num6: 1 });
+    expect(got.map((g) => g.family)).toEqual([4, 6]);
+    expect(got[1]?.block).toMatch(/^fd00:10::(\w+)?\/122$/);
+  });
+
+  it("nodes get their own blocks; a full node claims another; strictAffinity stops borrowing", async () => {
+    const ds = new MemoryDatastore();
+    await putPool(ds, "small", "10.1.0.0/29", { blockSize: 30 }); // two blocks of 4
+    const ipam = new IpamStore(ds, noSleep);
+    const n1 = await ipam.autoAssign({ handleId: "a", node: "n1", num4: 1, num6: 0 });
+    const n2 = await ipam.autoAssign({ handleId: "b", node: "n2", num4: 1, num6: 0 });
+    expect(n1[0]?.block).not.toBe(n2[0]?.block);
+    for (let i = 0; i < 3; i++)
+      await ipam.autoAssign({ handleId: `a${i}`, node: "n1", num4: 1, num6: 0 });
+    await ipam.setConfig({ strictAffinity: true });
+    await expect(ipam.autoAssign({ handleId: "a9", node: "n1", num4: 1, num6: 0 })).rejects.toThrow(
+      /pool "small" \(10\.1\.0\.0\/29\) has no free address for node "n1" \(strictAffinity/,
     );
+    await ipam.setConfig({ strictAffinity: false });
+    const borrowed = await ipam.autoAssign({ handleId: "a9", node: "n1", num4: 1, num6: 0 });
+    expect(borrowed[0]).toMatchObject({ block: n2[0]?.block, borrowed: true });
+    expect((await ipam.getAllocation(borrowed[0]?.address as string))?.attrs.node).toBe("n1");
+  });
+
+  it("maxBlocksPerHost caps the blocks a node claims", async () => {
+    const ds = new MemoryDatastore();
+    await putPool(ds, "p", "10.2.0.0/28", { blockSize: 30 });
+    const ipam = new IpamStore(ds, noSleep);
+    await ipam.setConfig({ maxBlocksPerHost: 1, strictAffinity: true });
+    for (let i = 0; i < 4; i++)
+      await ipam.autoAssign({ handleId: `h${i}`, node: "n1", num4: 1, num6: 0 });
+    await expect(
+      ipam.autoAssign({ handleId: "h4", node: "n1", num4: 1, num6: 0 }),
+    ).rejects.toBeInstanceOf(PoolExhaustedError);
+    expect((await ipam.listAffinities()).length).toBe(1);
+  });
+
+  it("pool selection honours nodeSelector, disabled and reservations", async () => {
+    const ds = new MemoryDatastore();
+    await putPool(ds, "rack-a", "10.3.0.0/28", { blockSize: 28, nodeSelector: "rack == 'a'" });
+    await putPool(ds, "off", "10.4.0.0/28", { blockSize: 28, disabled: true });
+    await putReservation(ds, "r", ["10.3.0.0/30"]);
+    await putNode(ds, "na", { rack: "a" });
+    await putNode(ds, "nb", { rack: "b" });
+    const ipam = new IpamStore(ds, noSleep);
+    const got = await ipam.autoAssign({ handleId: "x", node: "na", num4: 1, num6: 0 });
+    expect(got[0]?.address).toBe("10.3.0.4");
+    await expect(ipam.autoAssign({ handleId: "y", node: "nb", num4: 1, num6: 0 })).rejects.toThrow(
+      'No enabled IPv4 pool matches node "nb"',
+    );
+    await expect(
+      ipam.autoAssign({ handleId: "y", node: "na", num4: 1, num6: 0, pools4: ["off"] }),
+    ).rejects.toThrow('Requested pool "off" is disabled');
+  });
+
+  it("a late release with an old sequence number cannot free a reused address", async () => {
+    const ds = new MemoryDatastore();
+    await putPool(ds, "p", "10.5.0.0/31", { blockSize: 31 });
+    const ipam = new IpamStore(ds, noSleep);
+    const [old] = await ipam.autoAssign({ handleId: "old", node: "n", num4: 1, num6: 0 });
+    await ipam.releaseByHandle("old");
+    await ipam.autoAssign({ handleId: "x", node: "n", num4: 1, num6: 0 });
+    const [again] = await ipam.autoAssign({ handleId: "new", node: "n", num4: 1, num6: 0 });
+    expect(again?.address).toBe(old?.address);
+    await expect(ipam.releaseAddress(old?.address as string, old?.sequence)).rejects.toThrow(
+      "allocated again",
+    );
+    expect((await ipam.getAllocation(old?.address as string))?.handleId).toBe("new");
+  });
+
+  it("releaseEmptyBlocks() releases a block only after the grace period (injected clock)", async () => {
+    const ds = new MemoryDatastore();
+    await putPool(ds, "p", "10.6.0.0/24");
+    let now = 1_000_000;
+    const ipam = new IpamStore(ds, { ...noSleep, now: () => now, emptyBlockGraceMs: 60_000 });
+    await ipam.autoAssign({ handleId: "h", node: "n1", num4: 1, num6: 0 });
+    await ipam.releaseByHandle("h");
+    now += 59_000;
+    expect(await ipam.releaseEmptyBlocks("n1")).toEqual([]);
+    now += 2_000;
+    expect(await ipam.releaseEmptyBlocks("n1")).toHaveLength(1);
+    expect((await ds.list("/ocelot/ipam/")).items).toEqual([]);
+    // The node claims a block again afterwards.
+    expect(await ipam.autoAssign({ handleId: "h2", node: "n1", num4: 1, num6: 0 })).toHaveLength(1);
+  });
+
+  it("bad stored data gives an error naming the key, not a reset", async () => {
+    const ds = new MemoryDatastore();
+    await putPool(ds, "p", "10.7.0.0/24");
+    const ipam = new IpamStore(ds);
+    const [a] = await ipam.autoAssign({ handleId: "h", node: "n1", num4: 1, num6: 0 });
+    const key = `/ocelot/ipam/v2/assignment/ipv4/block/${a?.block.replace("/", "-")}`;
+    await ds.update(key, '{"cidr":"10.7.0.0/26"}');
+    const err = await new IpamStore(ds)
+      .autoAssign({ handleId: "h2", node: "n1", num4: 1, num6: 0 })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(IpamDataError);
+    expect(String(err.message)).toContain(key);
+    expect((await ds.get(key))?.value).toBe('{"cidr":"10.7.0.0/26"}');
+  });
+
+  it("a store that fails mid-assign leaves no leaked address once the request is retried", async () => {
+    // Fail the k-th write (or make it succeed but report failure) for every k in the first assign.
+    let failures = 0;
+    for (const mode of ["before", "after"] as const) {
+      for (let k = 1; k <= 6; k++) {
+        const inner = new MemoryDatastore();
+        await putPool(inner, "p", "10.8.0.0/24");
+        await putPool(inner, "p6", "fd00:8::/120");
+        const flaky = new FlakyStore(inner, k, mode);
+        const ipam = new IpamStore(flaky, noSleep);
+        const req = { handleId: "pod", node: "n1", num4: 1, num6: 1 };
+        let got = await ipam.autoAssign(req).catch((e) => e);
+        if (got instanceof Error) {
+          expect(got).toBeInstanceOf(UnavailableError);
+          failures++;
+          got = await new IpamStore(inner, noSleep).autoAssign(req); // the runtime retries ADD
+        }
+        expect(got.map((g: { family: number }) => g.family).sort()).toEqual([4, 6]);
+        const check = new IpamStore(inner);
+        expect(await total(check)).toBe(2);
+        const held = await check.addressesOfHandle(
+          (await check.getHandle("pod")) ?? { handleId: "pod", blocks: [] },
+        );
+        expect(held.map((h) => h.address).sort()).toEqual(
+          got.map((g: { address: string }) => g.address).sort(),
+        );
+        await check.releaseByHandle("pod");
+        expect(await total(check)).toBe(0);
+      }
+    }
+    expect(failures).toBeGreaterThanOrEqual(10);
   });
 });
+
+/** Fails the n-th write: before applying it, or after applying it (a lost reply). */
+class FlakyStore implements Datastore {
+  private writes = 0;
+  readonly url = "flaky:";
+  constructor(
+    private readonly inner: Datastore,
+    private readonly failAt: number,
+    private readonly mode: "before" | "after",
+  ) {}
+  private async write<T>(op: () => Promise<T>): Promise<T> {
+    this.writes++;
+    if (this.writes === this.failAt && this.mode === "before")
+      throw new UnavailableError("store went away");
+    const r = await op();
+    if (this.writes === this.failAt) throw new UnavailableError("store went away after the write");
+    return r;
+  }
+  get(key: string) {
+    return this.inner.get(key);
+  }
+  list(prefix: string) {
+    return this.inner.list(prefix);
+  }
+  create(key: string, value: string): Promise<KeyValue> {
+    return this.write(() => this.inner.create(key, value));
+  }
+  update(key: string, value: string, rev?: number): Promise<KeyValue> {
+    return this.write(() => this.inner.update(key, value, rev));
+  }
+  delete(key: string, rev?: number): Promise<boolean> {
+    return this.write(() => this.inner.delete(key, rev));
+  }
+  watch(...args: Parameters<Datastore["watch"]>) {
+    return this.inner.watch(...args);
+  }
+  revision() {
+    return this.inner.revision();
+  }
+  close() {
+    return this.inner.close();
+  }
+}

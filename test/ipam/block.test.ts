@@ -1,0 +1,137 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  assignFromBlock,
+  type Block,
+  decodeBlock,
+  encodeBlock,
+  IpamDataError,
+  inUseCount,
+  newBlock,
+  ordinalsOfHandle,
+  releaseFromBlock,
+  releaseHandleFromBlock,
+} from "../../src/ipam/block.js";
+import { parseCidr } from "../../src/ipam/cidr.js";
+
+const KEY = "/ocelot/ipam/v2/assignment/ipv4/block/10.0.0.0-28";
+const attrs = (h: string) => ({ handleId: h, secondary: { pod: h } });
+
+describe("block", () => {
+  it("assignFromBlock() reuses the longest-free address first", () => {
+    let b = newBlock(parseCidr("10.0.0.0/30"), "host:n1", null);
+    for (const h of ["a", "b", "c"]) b = assignFromBlock(b, 1, attrs(h)).block;
+    b = releaseHandleFromBlock(b, "b", 1).block; // ordinal 1 freed after 3 (never used)
+    const next = assignFromBlock(b, 2, attrs("d"));
+    expect(next.assigned.map((a) => a.ordinal)).toEqual([3, 1]);
+  });
+
+  it("releaseFromBlock() with a stale sequence number leaves a reused address alone", () => {
+    let b = newBlock(parseCidr("10.0.0.0/31"), null, null);
+    const first = assignFromBlock(b, 1, attrs("old"));
+    b = releaseFromBlock(first.block, [{ ordinal: 0 }], 1).block;
+    b = assignFromBlock(b, 1, attrs("x")).block; // takes ordinal 1
+    const again = assignFromBlock(b, 1, attrs("new")); // ordinal 0 again, new sequence
+    expect(again.assigned[0]?.ordinal).toBe(0);
+    const late = releaseFromBlock(
+      again.block,
+      [{ ordinal: 0, sequence: first.assigned[0]?.sequence }],
+      2,
+    );
+    expect(late.badSequence).toEqual([0]);
+    expect(ordinalsOfHandle(late.block, "new")).toEqual([0]);
+  });
+
+  it("assignFromBlock() skips reserved ordinals", () => {
+    const b = newBlock(parseCidr("10.0.0.0/30"), null, null);
+    const r = assignFromBlock(b, 4, attrs("a"), (o) => o === 0 || o === 2);
+    expect(r.assigned.map((a) => a.ordinal)).toEqual([1, 3]);
+  });
+
+  it("decodeBlock() rejects bad stored data naming the key", () => {
+    const good = JSON.parse(
+      encodeBlock(
+        assignFromBlock(newBlock(parseCidr("10.0.0.0/28"), null, null), 2, attrs("a")).block,
+      ),
+    );
+    const cases: Array<[string, string]> = [
+      ["{not json", "not JSON"],
+      [JSON.stringify({ ...good, owners: [0] }), "owners"],
+      [JSON.stringify({ ...good, owners: [0, 5] }), "missing attribute 5"],
+      [JSON.stringify({ ...good, unallocated: [[1, 15]] }), "both allocated and free"],
+      [JSON.stringify({ ...good, unallocated: [[3, 15]] }), "neither allocated nor free"],
+      [JSON.stringify({ ...good, cidr: "10.0.0.1/28" }), "host bits"],
+      [JSON.stringify({ ...good, extra: 1 }), "extra"],
+      [JSON.stringify({ ...good, sequenceNumber: -1 }), "sequenceNumber"],
+    ];
+    for (const [text, why] of cases) {
+      expect(() => decodeBlock(KEY, text)).toThrow(IpamDataError);
+      expect(() => decodeBlock(KEY, text)).toThrow(KEY);
+      expect(() => decodeBlock(KEY, text)).toThrow(why);
+    }
+  });
+
+  it("IPv6 /122 blocks hold 64 addresses", () => {
+    const b = newBlock(parseCidr("fd00:1::/122"), null, null);
+    const r = assignFromBlock(b, 64, attrs("a"));
+    expect(r.assigned).toHaveLength(64);
+    expect(decodeBlock(KEY, encodeBlock(r.block)).owner.length).toBe(64);
+  });
+
+  it("matches a FIFO model under random assign/release, and survives encode/decode (property)", () => {
+    type Cmd =
+      | { op: "assign"; n: number; h: number }
+      | { op: "release"; h: number }
+      | { op: "releaseOrd"; o: number };
+    const cmd: fc.Arbitrary<Cmd> = fc.oneof(
+      fc.record({
+        op: fc.constant("assign" as const),
+        n: fc.integer({ min: 1, max: 5 }),
+        h: fc.integer({ min: 0, max: 6 }),
+      }),
+      fc.record({ op: fc.constant("release" as const), h: fc.integer({ min: 0, max: 6 }) }),
+      fc.record({ op: fc.constant("releaseOrd" as const), o: fc.integer({ min: 0, max: 15 }) }),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(cmd, { maxLength: 60 }),
+        fc.integer({ min: -1, max: 15 }),
+        (cmds, reservedOrd) => {
+          let b: Block = newBlock(parseCidr("10.0.0.0/28"), "host:n", null);
+          const isReserved = (o: number) => o === reservedOrd;
+          const holder = new Map<number, string>();
+          let queue = Array.from({ length: 16 }, (_, i) => i);
+          for (const c of cmds) {
+            if (c.op === "assign") {
+              const r = assignFromBlock(b, c.n, attrs(`h${c.h}`), isReserved);
+              const expected = queue.filter((o) => !isReserved(o)).slice(0, c.n);
+              expect(r.assigned.map((a) => a.ordinal)).toEqual(expected);
+              queue = queue.filter((o) => !expected.includes(o));
+              for (const o of expected) holder.set(o, `h${c.h}`);
+              b = r.block;
+            } else if (c.op === "release") {
+              const r = releaseHandleFromBlock(b, `h${c.h}`, 0);
+              const mine = [...holder]
+                .filter(([, h]) => h === `h${c.h}`)
+                .map(([o]) => o)
+                .sort((x, y) => x - y);
+              expect(r.released).toEqual(mine);
+              for (const o of mine) holder.delete(o);
+              queue.push(...mine);
+              b = r.block;
+            } else {
+              const r = releaseFromBlock(b, [{ ordinal: c.o }], 0);
+              expect(r.released).toEqual(holder.has(c.o) ? [c.o] : []);
+              if (holder.delete(c.o)) queue.push(c.o);
+              b = r.block;
+            }
+            expect(inUseCount(b)).toBe(holder.size);
+            expect([...b.unallocated]).toEqual(queue);
+            b = decodeBlock(KEY, encodeBlock(b));
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
