@@ -1,0 +1,76 @@
+// The conformance suite on the embedded SQLite backend (a real file in a temp dir, second handles
+// are separate connections as another process would open), plus SQLite-only behaviour.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import { Collector, runConformance } from "./conformance.js";
+
+const dirs: string[] = [];
+function tempDb(): string {
+  const dir = mkdtempSync(join(tmpdir(), "ocelot-sqlite-"));
+  dirs.push(dir);
+  return join(dir, "store.db");
+}
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+runConformance("sqlite", async () => {
+  const path = tempDb();
+  const opts = { synchronous: "NORMAL" as const };
+  const store = new SqliteDatastore(path, opts);
+  const others: SqliteDatastore[] = [];
+  return {
+    store,
+    openAnother: async () => {
+      const o = new SqliteDatastore(path, opts);
+      others.push(o);
+      return o;
+    },
+    cleanup: async () => {
+      for (const o of others) await o.close();
+      await store.close();
+    },
+  };
+});
+
+describe("SqliteDatastore", () => {
+  it("keeps data and revision across reopen", async () => {
+    const path = tempDb();
+    const a = new SqliteDatastore(path);
+    await a.create("/k", "v");
+    const rev = await a.revision();
+    await a.close();
+    const b = new SqliteDatastore(path);
+    expect(await b.revision()).toBe(rev);
+    expect((await b.get("/k"))?.value).toBe("v");
+    await b.close();
+  });
+
+  it("compacts history automatically beyond keepRevisions", async () => {
+    const path = tempDb();
+    const s = new SqliteDatastore(path, { keepRevisions: 100, synchronous: "NORMAL" });
+    const first = await s.create("/k", "0");
+    for (let i = 1; i <= 600; i++) await s.update("/k", String(i));
+    const w = new Collector();
+    const watch = s.watch("/", first.modRevision, w.onMessage);
+    await w.waitFor((c) => c.messages.length > 0, "a resync");
+    expect(w.messages[0]?.kind).toBe("resync");
+    await watch.cancel();
+    // Recent history is still there.
+    const w2 = new Collector();
+    const rev = await s.revision();
+    const watch2 = s.watch("/", rev - 50, w2.onMessage);
+    await w2.waitFor((c) => c.events.length >= 50, "50 recent events");
+    await watch2.cancel();
+    await s.close();
+  });
+
+  it("refuses a file it cannot open with an error quoting the path", () => {
+    expect(() => new SqliteDatastore("/dev/null/dir/store.db")).toThrow(
+      /"\/dev\/null\/dir\/store.db"/,
+    );
+  });
+});
