@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { AS_CONFED_SEQUENCE, AS_SEQUENCE, AS_SET, ORIGIN_IGP, ORIGIN_INCOMPLETE } from "../../src/bgp/rib/attrs.js";
+import {
+  AS_CONFED_SEQUENCE,
+  AS_SEQUENCE,
+  AS_SET,
+  ORIGIN_IGP,
+  ORIGIN_INCOMPLETE,
+} from "../../src/bgp/rib/attrs.js";
 import { parseRouterId } from "../../src/bgp/rib/prefix.js";
 import { seq } from "../../src/bgp/rib/simple_attrs.js";
 import { announce, LOCAL_AS, makeRib, peer, withdraw } from "./fixtures.js";
@@ -19,7 +25,11 @@ describe("decision process (RFC 4271 §9.1.2.2), each step with its reason", () 
     const rib = makeRib();
     const a = peer(rib, { address: "192.0.2.1", asn: 65001 });
     announce(rib, a, P, { nextHop: "192.0.2.1", asPath: seq(65001) });
-    expect(bestOf(rib)).toMatchObject({ reason: "OnlyPath", peer: "192.0.2.1", nexthops: ["192.0.2.1"] });
+    expect(bestOf(rib)).toMatchObject({
+      reason: "OnlyPath",
+      peer: "192.0.2.1",
+      nexthops: ["192.0.2.1"],
+    });
   });
 
   it("Local: our origination wins over a learned path with better attributes", () => {
@@ -104,7 +114,11 @@ describe("decision process (RFC 4271 §9.1.2.2), each step with its reason", () 
     const b = peer(rib, { address: "10.0.0.2", asn: LOCAL_AS }, "9.9.9.9");
     announce(rib, a, P, { nextHop: "10.0.0.1" });
     announce(rib, b, P, { nextHop: "10.0.0.2" });
-    expect(bestOf(rib)).toMatchObject({ reason: "IgpCost", peer: "10.0.0.2", nexthops: ["10.0.0.2"] });
+    expect(bestOf(rib)).toMatchObject({
+      reason: "IgpCost",
+      peer: "10.0.0.2",
+      nexthops: ["10.0.0.2"],
+    });
   });
 
   it("RouterId: lowest; ORIGINATOR_ID stands in for reflected routes (RFC 4456 §9)", () => {
@@ -163,7 +177,9 @@ describe("decision process (RFC 4271 §9.1.2.2), each step with its reason", () 
     expect(bestOf(rib).peer).toBe("192.0.2.1");
     withdraw(rib, a, P);
     const ch = rib.drain();
-    expect(ch.fib.routes().set.map((r) => [r.dst, r.nexthops])).toEqual([[P, [{ gateway: "192.0.2.2" }]]]);
+    expect(ch.fib.routes().set.map((r) => [r.dst, r.nexthops])).toEqual([
+      [P, [{ gateway: "192.0.2.2" }]],
+    ]);
     expect(bestOf(rib)).toMatchObject({ reason: "OnlyPath", peer: "192.0.2.2" });
   });
 });
@@ -177,7 +193,12 @@ describe("multipath (ECMP)", () => {
     announce(rib, b, P, { nextHop: "192.0.2.2", asPath: seq(65001, 65200) });
     const ch = rib.drain();
     expect(ch.fib.routes().set).toEqual([
-      { family: 4, dst: P, protocol: 201, nexthops: [{ gateway: "192.0.2.1" }, { gateway: "192.0.2.2" }] },
+      {
+        family: 4,
+        dst: P,
+        protocol: 201,
+        nexthops: [{ gateway: "192.0.2.1" }, { gateway: "192.0.2.2" }],
+      },
     ]);
     const e = rib.explain(P);
     expect(e?.bestReason).toBe("RouterId");
@@ -228,7 +249,12 @@ describe("multipath (ECMP)", () => {
     expect(rib.drain().fib.routes().set[0]?.nexthops.length).toBe(2);
     rib.peerDown(a);
     rib.peerDown(b);
-    expect(rib.drain().fib.routes().remove.map((r) => r.dst)).toEqual([P]);
+    expect(
+      rib
+        .drain()
+        .fib.routes()
+        .remove.map((r) => r.dst),
+    ).toEqual([P]);
     expect(rib.size).toEqual({ v4: 0, v6: 0 });
   });
 });
@@ -240,13 +266,20 @@ describe("IPv6", () => {
     announce(rib, a, "2001:db8:1::/48", { nextHop: "2001:db8::1", asPath: seq(65001) });
     announce(rib, a, "2001:db8:1::/64", { nextHop: "2001:db8::1", asPath: seq(65001) });
     const ch = rib.drain();
-    expect(ch.fib.routes().set.map((r) => `${r.family} ${r.dst}`).sort()).toEqual([
-      "6 2001:db8:1::/48",
-      "6 2001:db8:1::/64",
-    ]);
+    expect(
+      ch.fib
+        .routes()
+        .set.map((r) => `${r.family} ${r.dst}`)
+        .sort(),
+    ).toEqual(["6 2001:db8:1::/48", "6 2001:db8:1::/64"]);
     expect(rib.size).toEqual({ v4: 0, v6: 2 });
     withdraw(rib, a, "2001:db8:1::/48");
-    expect(rib.drain().fib.routes().remove.map((r) => r.dst)).toEqual(["2001:db8:1::/48"]);
+    expect(
+      rib
+        .drain()
+        .fib.routes()
+        .remove.map((r) => r.dst),
+    ).toEqual(["2001:db8:1::/48"]);
     expect(rib.explain("2001:db8:1::/64")?.bestReason).toBe("OnlyPath");
   });
 });

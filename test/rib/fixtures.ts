@@ -1,22 +1,38 @@
 // Shared builders for the RIB tests: a RIB over SimpleAttrs, peers by short name, and helpers
 // that apply a drain's Adj-RIB-Out batches to per-peer tables (what each peer would hold).
-import { type AdjOutBatch, Rib, type RibOptions, type RibPeerInfo } from "../../src/bgp/rib/rib.js";
+
 import { parsePrefix } from "../../src/bgp/rib/prefix.js";
+import { type AdjOutBatch, Rib, type RibOptions, type RibPeerInfo } from "../../src/bgp/rib/rib.js";
 import { type SimpleAttrs, simpleAdapter, simpleAttrs } from "../../src/bgp/rib/simple_attrs.js";
 
 export const LOCAL_AS = 64512;
 
 export function makeRib(opts: Partial<RibOptions<SimpleAttrs>> = {}): Rib<SimpleAttrs> {
-  return new Rib<SimpleAttrs>({ localAs: LOCAL_AS, routerId: "10.0.0.100", adapter: simpleAdapter, ...opts });
+  return new Rib<SimpleAttrs>({
+    localAs: LOCAL_AS,
+    routerId: "10.0.0.100",
+    adapter: simpleAdapter,
+    ...opts,
+  });
 }
 
-export function peer(rib: Rib<SimpleAttrs>, info: Partial<RibPeerInfo> & { address: string; asn: number }, routerId?: string): number {
+export function peer(
+  rib: Rib<SimpleAttrs>,
+  info: Partial<RibPeerInfo> & { address: string; asn: number },
+  routerId?: string,
+): number {
   const p = rib.addPeer({ id: info.address, ...info });
   rib.peerUp(p, routerId ?? info.address);
   return p;
 }
 
-export function announce(rib: Rib<SimpleAttrs>, p: number, prefix: string, a: Partial<SimpleAttrs> & { nextHop: string }, pathId = 0): void {
+export function announce(
+  rib: Rib<SimpleAttrs>,
+  p: number,
+  prefix: string,
+  a: Partial<SimpleAttrs> & { nextHop: string },
+  pathId = 0,
+): void {
   const id = rib.intern(simpleAttrs(a));
   const pp = parsePrefix(prefix);
   if (pp.family === 4) rib.announceV4(p, id, pp.words[0] as number, pp.len, pathId);
