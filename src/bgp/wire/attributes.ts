@@ -1,11 +1,34 @@
 // Path attributes (RFC 4271 §4.3/§5, RFC 4760, 1997, 4360, 4456, 6793, 8092): decoding one
 // UPDATE's attribute section into a PathAttributes object with the RFC 7606 outcome, encoding it
 // back, and the interning key. Not the UPDATE layout or NLRI walking (update.ts, nlri.ts).
+//
+// How the RIB should intern attribute sets: use `UpdateMessage.internKey` (a latin1 string) as a
+// Map key, e.g. `Map<string, AttrSetId>`; one lookup per UPDATE, not per prefix. The key is the
+// raw bytes of the accepted attributes in received order, minus MP_UNREACH_NLRI and minus the
+// NLRI inside MP_REACH_NLRI (its AFI, SAFI and next hop stay in), prefixed by one octet for the
+// session options that change meaning (4-octet AS, eBGP). Equal keys mean equal decoded
+// attributes; equal attributes sent with different encodings (order, flags) get different keys,
+// which only costs a duplicate entry. Attribute sets built locally use internKeyOf().
 
-import { AttrType } from "./constants.js";
+import { Buffer } from "node:buffer";
 import {
+  Afi,
+  AsPathSegmentType,
+  AsTrans,
+  AttrFlag,
+  AttrType,
+  NotificationCode,
+  Safi,
+  UpdateMessageErrorSubcode,
+} from "./constants.js";
+import { makeNlriView, scanNlri } from "./nlri.js";
+import {
+  type AsPathSegment,
   type AttributeError,
+  emptyAttributes,
   type FamilyKey,
+  familyKey,
+  NotificationError,
   type PathAttributes,
   Rfc7606Action,
   type Rfc7606ActionCode,
@@ -30,10 +53,50 @@ export const MalformedAttributeAction: Readonly<Record<number, Rfc7606ActionCode
   [AttrType.MpReachNlri]: Rfc7606Action.AfiSafiDisable, // RFC 7606 §7.11, RFC 4760 §7
   [AttrType.MpUnreachNlri]: Rfc7606Action.AfiSafiDisable, // RFC 7606 §7.11, RFC 4760 §7
   [AttrType.ExtendedCommunities]: Rfc7606Action.TreatAsWithdraw, // RFC 7606 §7.14
-  [AttrType.As4Path]: Rfc7606Action.AttributeDiscard, // RFC 6793 §6, RFC 7606 §7.15
-  [AttrType.As4Aggregator]: Rfc7606Action.AttributeDiscard, // RFC 6793 §6, RFC 7606 §7.15
+  [AttrType.As4Path]: Rfc7606Action.AttributeDiscard, // RFC 6793 §6
+  [AttrType.As4Aggregator]: Rfc7606Action.AttributeDiscard, // RFC 6793 §6
   [AttrType.LargeCommunity]: Rfc7606Action.TreatAsWithdraw, // RFC 8092 §6
 };
+
+/** RFC 4271 §5 and each attribute's RFC: the Optional and Transitive bits it must carry. */
+export const ExpectedAttrFlags: Readonly<Record<number, number>> = {
+  [AttrType.Origin]: AttrFlag.Transitive,
+  [AttrType.AsPath]: AttrFlag.Transitive,
+  [AttrType.NextHop]: AttrFlag.Transitive,
+  [AttrType.MultiExitDisc]: AttrFlag.Optional,
+  [AttrType.LocalPref]: AttrFlag.Transitive,
+  [AttrType.AtomicAggregate]: AttrFlag.Transitive,
+  [AttrType.Aggregator]: AttrFlag.Optional | AttrFlag.Transitive,
+  [AttrType.Communities]: AttrFlag.Optional | AttrFlag.Transitive,
+  [AttrType.OriginatorId]: AttrFlag.Optional,
+  [AttrType.ClusterList]: AttrFlag.Optional,
+  [AttrType.MpReachNlri]: AttrFlag.Optional,
+  [AttrType.MpUnreachNlri]: AttrFlag.Optional,
+  [AttrType.ExtendedCommunities]: AttrFlag.Optional | AttrFlag.Transitive,
+  [AttrType.As4Path]: AttrFlag.Optional | AttrFlag.Transitive,
+  [AttrType.As4Aggregator]: AttrFlag.Optional | AttrFlag.Transitive,
+  [AttrType.LargeCommunity]: AttrFlag.Optional | AttrFlag.Transitive,
+};
+
+/** Canonical encoding order when no layout is given: by type code, MP attributes first (RFC 7606 §5.1). */
+const CanonicalOrder = [
+  AttrType.MpReachNlri,
+  AttrType.MpUnreachNlri,
+  AttrType.Origin,
+  AttrType.AsPath,
+  AttrType.NextHop,
+  AttrType.MultiExitDisc,
+  AttrType.LocalPref,
+  AttrType.AtomicAggregate,
+  AttrType.Aggregator,
+  AttrType.Communities,
+  AttrType.OriginatorId,
+  AttrType.ClusterList,
+  AttrType.ExtendedCommunities,
+  AttrType.As4Path,
+  AttrType.As4Aggregator,
+  AttrType.LargeCommunity,
+];
 
 /** The outcome of decoding one attribute section. */
 export interface DecodedAttributes {
@@ -44,37 +107,898 @@ export interface DecodedAttributes {
   internKey: string;
 }
 
+function u16(b: Uint8Array, o: number): number {
+  return (b[o] << 8) | b[o + 1];
+}
+function u32(b: Uint8Array, o: number): number {
+  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+}
+
+/** Scratch "seen" table for duplicate detection (RFC 7606 §3 (g)); decoding is synchronous. */
+const seen = new Uint8Array(256);
+
+/** Collects the outcome while one attribute section is decoded. */
+class Outcome {
+  action: Rfc7606ActionCode = Rfc7606Action.None;
+  errors: AttributeError[] = [];
+  disabledFamily: FamilyKey | null = null;
+  note(attrType: number, action: Rfc7606ActionCode, reason: string): void {
+    // RFC 7606 §3 (j): with several errors, the strongest action applies.
+    if (action > this.action) this.action = action;
+    this.errors.push({ attrType, action, reason });
+  }
+  malformed(attrType: number, reason: string): void {
+    this.note(
+      attrType,
+      MalformedAttributeAction[attrType] ?? Rfc7606Action.AttributeDiscard,
+      reason,
+    );
+  }
+}
+
+/**
+ * Parses an AS_PATH-shaped value (RFC 4271 §4.3, RFC 5065 §3) with `asnSize` 2 or 4; returns the
+ * segments or a reason string when malformed (RFC 7606 §7.2).
+ */
+export function parseAsPath(
+  b: Uint8Array,
+  start: number,
+  end: number,
+  asnSize: number,
+): AsPathSegment[] | string {
+  const segs: AsPathSegment[] = [];
+  let o = start;
+  while (o < end) {
+    if (end - o < 2) return `AS_PATH segment header truncated at offset ${o - start}`;
+    const type = b[o];
+    const count = b[o + 1];
+    if (type < AsPathSegmentType.AsSet || type > AsPathSegmentType.AsConfedSet) {
+      return `AS_PATH segment type ${type} is invalid`;
+    }
+    if (count === 0) return "AS_PATH segment has length 0";
+    o += 2;
+    if (o + count * asnSize > end) return `AS_PATH segment of ${count} ASNs overruns the attribute`;
+    const asns = new Array<number>(count);
+    if (asnSize === 4) {
+      for (let i = 0; i < count; i++) asns[i] = u32(b, o + 4 * i);
+    } else {
+      for (let i = 0; i < count; i++) asns[i] = u16(b, o + 2 * i);
+    }
+    o += count * asnSize;
+    segs.push({ type, asns });
+  }
+  return segs;
+}
+
+function isConfed(type: number): boolean {
+  return type === AsPathSegmentType.AsConfedSequence || type === AsPathSegmentType.AsConfedSet;
+}
+
+/** RFC 4271 §9.1.2.2 (a) counting: AS_SET counts 1, confederation segments 0. */
+export function asPathLength(segs: readonly AsPathSegment[]): number {
+  let n = 0;
+  for (const s of segs) {
+    if (s.type === AsPathSegmentType.AsSequence) n += s.asns.length;
+    else if (s.type === AsPathSegmentType.AsSet) n += 1;
+  }
+  return n;
+}
+
+/**
+ * RFC 6793 §4.2.3: rebuild the 4-octet path from AS_PATH (2-octet, with AS_TRANS) and AS4_PATH:
+ * keep the leading AS_PATH entries that AS4_PATH does not cover, then append AS4_PATH.
+ */
+export function mergeAs4Path(asPath: AsPathSegment[], as4Path: AsPathSegment[]): AsPathSegment[] {
+  const n2 = asPathLength(asPath);
+  const n4 = asPathLength(as4Path);
+  // RFC 6793 §4.2.3: if AS_PATH is shorter than AS4_PATH, AS4_PATH is ignored.
+  if (n2 < n4) return asPath;
+  let keep = n2 - n4;
+  const out: AsPathSegment[] = [];
+  for (const s of asPath) {
+    if (isConfed(s.type)) {
+      out.push(s);
+      continue;
+    }
+    if (keep <= 0) break;
+    if (s.type === AsPathSegmentType.AsSet) {
+      out.push(s);
+      keep -= 1;
+    } else {
+      const take = Math.min(keep, s.asns.length);
+      out.push({ type: s.type, asns: s.asns.slice(0, take) });
+      keep -= take;
+    }
+  }
+  for (const s of as4Path) {
+    const last = out[out.length - 1];
+    if (
+      last &&
+      last.type === AsPathSegmentType.AsSequence &&
+      s.type === AsPathSegmentType.AsSequence
+    ) {
+      out[out.length - 1] = { type: last.type, asns: [...last.asns, ...s.asns] };
+    } else {
+      out.push({ type: s.type, asns: s.asns.slice() });
+    }
+  }
+  return out;
+}
+
+function readU32Array(b: Uint8Array, start: number, count: number): Uint32Array {
+  const out = new Uint32Array(count);
+  for (let i = 0; i < count; i++) out[i] = u32(b, start + 4 * i);
+  return out;
+}
+
+/** Next hop lengths RFC 4760 §3 / RFC 2545 §3 / RFC 8950 §3 allow for a family. */
+function nextHopLengthOk(afi: number, len: number, opts: SessionOptions): boolean {
+  if (afi === Afi.Ipv6) return len === 16 || len === 32;
+  if (afi === Afi.Ipv4) return len === 4 || (opts.extendedNextHop && (len === 16 || len === 32));
+  return false;
+}
+
+function supportedFamily(afi: number, safi: number): boolean {
+  return (
+    (afi === Afi.Ipv4 || afi === Afi.Ipv6) && (safi === Safi.Unicast || safi === Safi.Multicast)
+  );
+}
+
+/** The first octet of every interning key: the session options that change what bytes mean. */
+function keyPrefix(opts: SessionOptions): string {
+  return String.fromCharCode((opts.fourOctetAs ? 1 : 0) | (opts.external ? 2 : 0));
+}
+
 /**
  * Decodes buf[start, end) (the Path Attributes field of an UPDATE). `hasNlri`: the UPDATE carries
  * classic NLRI (so NEXT_HOP is mandatory). Returns the attributes and the RFC 7606 outcome, or
  * throws NotificationError for what resets the session.
  */
 export function decodeAttributes(
-  _buf: Uint8Array,
-  _start: number,
-  _end: number,
-  _opts: SessionOptions,
-  _hasNlri: boolean,
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  opts: SessionOptions,
+  hasNlri: boolean,
 ): DecodedAttributes {
-  throw new Error("Not implemented: decodeAttributes");
+  const attrs = emptyAttributes();
+  const layout: number[] = [];
+  const out = new Outcome();
+  const four = opts.fourOctetAs;
+  // Byte ranges [s0, e0, s1, e1, ...] that make up the interning key.
+  const keyRanges: number[] = [];
+  let mpKeyStart = 0;
+  let mpKeyEnd = 0;
+  let as4Path: AsPathSegment[] | null = null;
+  let as4Agg: { asn: number; address: number } | null = null;
+  seen.fill(0);
+  let o = start;
+  while (o < end) {
+    if (end - o < 3) {
+      // RFC 7606 §4: attributes do not fill the Total Path Attribute Length -> treat-as-withdraw.
+      out.note(
+        0,
+        Rfc7606Action.TreatAsWithdraw,
+        `${end - o} trailing octets are too short for an attribute header`,
+      );
+      break;
+    }
+    const flags = buf[o];
+    const type = buf[o + 1];
+    let vs: number;
+    let len: number;
+    if (flags & AttrFlag.ExtendedLength) {
+      if (end - o < 4) {
+        out.note(type, Rfc7606Action.TreatAsWithdraw, "extended attribute header is truncated"); // RFC 7606 §4
+        break;
+      }
+      len = u16(buf, o + 2);
+      vs = o + 4;
+    } else {
+      len = buf[o + 2];
+      vs = o + 3;
+    }
+    const ve = vs + len;
+    if (ve > end) {
+      // RFC 7606 §4: an attribute overruns the attribute section -> treat-as-withdraw.
+      out.note(
+        type,
+        Rfc7606Action.TreatAsWithdraw,
+        `attribute ${type} length ${len} overruns the attribute section`,
+      );
+      break;
+    }
+    const attrStart = o;
+    o = ve;
+    if (seen[type]) {
+      if (type === AttrType.MpReachNlri || type === AttrType.MpUnreachNlri) {
+        // RFC 7606 §3 (g): MP_REACH/MP_UNREACH more than once -> Malformed Attribute List.
+        throw new NotificationError(
+          NotificationCode.UpdateMessageError,
+          UpdateMessageErrorSubcode.MalformedAttributeList,
+          new Uint8Array(0),
+          `attribute ${type} appears more than once`,
+        );
+      }
+      // RFC 7606 §3 (g): later occurrences of any other attribute are discarded.
+      out.note(type, Rfc7606Action.AttributeDiscard, `duplicate attribute ${type} discarded`);
+      continue;
+    }
+    seen[type] = 1;
+    layout.push(type | (flags << 8));
+    const expected = ExpectedAttrFlags[type];
+    if (expected === undefined) {
+      decodeUnknown(buf, attrStart, flags, type, vs, ve, attrs, keyRanges);
+      continue;
+    }
+    if ((flags & (AttrFlag.Optional | AttrFlag.Transitive)) !== expected) {
+      // RFC 7606 §3 (c): Optional/Transitive bits in conflict -> malformed, per-attribute action.
+      out.malformed(
+        type,
+        `attribute ${type} has flags 0x${flags.toString(16)}, expected 0x${expected.toString(16)}`,
+      );
+      continue;
+    }
+    if (
+      decodeKnown(
+        buf,
+        type,
+        vs,
+        ve,
+        len,
+        opts,
+        four,
+        attrs,
+        out,
+        (a) => (as4Path = a),
+        (g) => (as4Agg = g),
+      )
+    ) {
+      if (type === AttrType.MpReachNlri) {
+        // Key keeps AFI, SAFI, next hop length and next hop; the NLRI is left out.
+        mpKeyStart = vs;
+        mpKeyEnd = vs + 4 + b8(buf, vs + 3);
+      } else if (type !== AttrType.MpUnreachNlri) {
+        keyRanges.push(attrStart, ve);
+      }
+    }
+  }
+  if (!four) applyAs4(attrs, as4Path, as4Agg, out);
+  checkMandatory(attrs, hasNlri, out);
+  attrs.layout = layout;
+  return {
+    attributes: attrs,
+    action: out.action,
+    errors: out.errors,
+    disabledFamily: out.disabledFamily,
+    internKey: buildKey(buf, keyRanges, mpKeyStart, mpKeyEnd, opts),
+  };
 }
+
+/** Key layout: options octet, MP_REACH key part length, that part, then the accepted TLVs. */
+function buildKey(
+  buf: Uint8Array,
+  ranges: number[],
+  mpStart: number,
+  mpEnd: number,
+  opts: SessionOptions,
+): string {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  let key = keyPrefix(opts) + String.fromCharCode(mpEnd - mpStart);
+  if (mpEnd > mpStart) key += b.toString("latin1", mpStart, mpEnd);
+  // Merge adjacent ranges so the common case is a single latin1 slice.
+  let i = 0;
+  while (i < ranges.length) {
+    const s = ranges[i];
+    let e = ranges[i + 1];
+    i += 2;
+    while (i < ranges.length && ranges[i] === e) {
+      e = ranges[i + 1];
+      i += 2;
+    }
+    key += b.toString("latin1", s, e);
+  }
+  return key;
+}
+
+function b8(b: Uint8Array, o: number): number {
+  return b[o];
+}
+
+function decodeUnknown(
+  buf: Uint8Array,
+  attrStart: number,
+  flags: number,
+  type: number,
+  vs: number,
+  ve: number,
+  attrs: PathAttributes,
+  keyRanges: number[],
+): void {
+  if (!(flags & AttrFlag.Optional)) {
+    // RFC 4271 §6.3: unrecognized well-known attribute -> Unrecognized Well-known Attribute.
+    throw new NotificationError(
+      NotificationCode.UpdateMessageError,
+      UpdateMessageErrorSubcode.UnrecognizedWellKnownAttribute,
+      buf.slice(attrStart, ve),
+      `well-known attribute type ${type} is not recognized`,
+    );
+  }
+  // RFC 4271 §5: unrecognized optional non-transitive attributes are quietly ignored;
+  // optional transitive ones are kept and passed on with the Partial bit (RFC 4271 §9.1.3... §5).
+  if (!(flags & AttrFlag.Transitive)) return;
+  attrs.unknown.push({ flags: flags & ~AttrFlag.ExtendedLength, type, data: buf.slice(vs, ve) });
+  keyRanges.push(attrStart, ve);
+}
+
+/** Decodes one recognized attribute into attrs; returns false when it was discarded/malformed. */
+function decodeKnown(
+  b: Uint8Array,
+  type: number,
+  vs: number,
+  ve: number,
+  len: number,
+  opts: SessionOptions,
+  four: boolean,
+  attrs: PathAttributes,
+  out: Outcome,
+  setAs4Path: (a: AsPathSegment[]) => void,
+  setAs4Agg: (a: { asn: number; address: number }) => void,
+): boolean {
+  switch (type) {
+    case AttrType.Origin:
+      // RFC 7606 §7.1: length must be 1 and the value defined.
+      if (len !== 1 || b[vs] > 2) {
+        out.malformed(
+          type,
+          len !== 1 ? `ORIGIN length ${len} is not 1` : `ORIGIN value ${b[vs]} is undefined`,
+        );
+        return false;
+      }
+      attrs.origin = b[vs];
+      return true;
+    case AttrType.AsPath: {
+      const p = parseAsPath(b, vs, ve, four ? 4 : 2);
+      if (typeof p === "string") {
+        out.malformed(type, p); // RFC 7606 §7.2
+        return false;
+      }
+      if (opts.external === true && p.some((s) => isConfed(s.type))) {
+        // RFC 7606 §7.2: confederation segments from an external peer -> malformed.
+        out.malformed(type, "AS_PATH from an external peer has confederation segments");
+        return false;
+      }
+      attrs.asPath = p;
+      return true;
+    }
+    case AttrType.NextHop:
+      if (len !== 4) {
+        out.malformed(type, `NEXT_HOP length ${len} is not 4`); // RFC 7606 §7.3
+        return false;
+      }
+      attrs.nextHop = u32(b, vs);
+      return true;
+    case AttrType.MultiExitDisc:
+      if (len !== 4) {
+        out.malformed(type, `MULTI_EXIT_DISC length ${len} is not 4`); // RFC 7606 §7.4
+        return false;
+      }
+      attrs.med = u32(b, vs);
+      return true;
+    case AttrType.LocalPref:
+      if (opts.external === true) {
+        // RFC 7606 §7.5: LOCAL_PREF from an external neighbor SHALL be discarded.
+        out.note(
+          type,
+          Rfc7606Action.AttributeDiscard,
+          "LOCAL_PREF from an external peer discarded",
+        );
+        return false;
+      }
+      if (len !== 4) {
+        out.malformed(type, `LOCAL_PREF length ${len} is not 4`); // RFC 7606 §7.5
+        return false;
+      }
+      attrs.localPref = u32(b, vs);
+      return true;
+    case AttrType.AtomicAggregate:
+      if (len !== 0) {
+        out.malformed(type, `ATOMIC_AGGREGATE length ${len} is not 0`); // RFC 7606 §7.6
+        return false;
+      }
+      attrs.atomicAggregate = true;
+      return true;
+    case AttrType.Aggregator: {
+      const want = four ? 8 : 6;
+      if (len !== want) {
+        out.malformed(type, `AGGREGATOR length ${len} is not ${want}`); // RFC 7606 §7.7
+        return false;
+      }
+      attrs.aggregator = four
+        ? { asn: u32(b, vs), address: u32(b, vs + 4) }
+        : { asn: u16(b, vs), address: u32(b, vs + 2) };
+      return true;
+    }
+    case AttrType.Communities:
+      if (len === 0 || len % 4 !== 0) {
+        out.malformed(type, `COMMUNITIES length ${len} is not a non-zero multiple of 4`); // RFC 7606 §7.8
+        return false;
+      }
+      attrs.communities = readU32Array(b, vs, len / 4);
+      return true;
+    case AttrType.OriginatorId:
+      if (opts.external === true) {
+        // RFC 7606 §7.9: ORIGINATOR_ID from an external peer is discarded.
+        out.note(
+          type,
+          Rfc7606Action.AttributeDiscard,
+          "ORIGINATOR_ID from an external peer discarded",
+        );
+        return false;
+      }
+      if (len !== 4) {
+        out.malformed(type, `ORIGINATOR_ID length ${len} is not 4`); // RFC 7606 §7.9
+        return false;
+      }
+      attrs.originatorId = u32(b, vs);
+      return true;
+    case AttrType.ClusterList:
+      if (opts.external === true) {
+        // RFC 7606 §7.10: CLUSTER_LIST from an external peer is discarded.
+        out.note(
+          type,
+          Rfc7606Action.AttributeDiscard,
+          "CLUSTER_LIST from an external peer discarded",
+        );
+        return false;
+      }
+      if (len === 0 || len % 4 !== 0) {
+        out.malformed(type, `CLUSTER_LIST length ${len} is not a non-zero multiple of 4`); // RFC 7606 §7.10
+        return false;
+      }
+      attrs.clusterList = readU32Array(b, vs, len / 4);
+      return true;
+    case AttrType.MpReachNlri:
+      return decodeMpReach(b, vs, ve, len, opts, attrs, out);
+    case AttrType.MpUnreachNlri:
+      return decodeMpUnreach(b, vs, ve, len, opts, attrs, out);
+    case AttrType.ExtendedCommunities:
+      if (len === 0 || len % 8 !== 0) {
+        out.malformed(type, `EXTENDED_COMMUNITIES length ${len} is not a non-zero multiple of 8`); // RFC 7606 §7.14
+        return false;
+      }
+      attrs.extendedCommunities = b.slice(vs, ve);
+      return true;
+    case AttrType.As4Path: {
+      if (four) {
+        // RFC 6793 §4.1: a NEW speaker discards AS4_PATH received from a NEW speaker.
+        out.note(
+          type,
+          Rfc7606Action.AttributeDiscard,
+          "AS4_PATH on a 4-octet AS session discarded",
+        );
+        return false;
+      }
+      const p = parseAsPath(b, vs, ve, 4);
+      if (typeof p === "string") {
+        out.malformed(type, `AS4_PATH: ${p}`); // RFC 6793 §6
+        return false;
+      }
+      if (p.some((s) => isConfed(s.type))) {
+        out.malformed(type, "AS4_PATH has confederation segments"); // RFC 6793 §6
+        return false;
+      }
+      setAs4Path(p);
+      return true;
+    }
+    case AttrType.As4Aggregator:
+      if (four) {
+        out.note(
+          type,
+          Rfc7606Action.AttributeDiscard,
+          "AS4_AGGREGATOR on a 4-octet AS session discarded",
+        ); // RFC 6793 §4.1
+        return false;
+      }
+      if (len !== 8) {
+        out.malformed(type, `AS4_AGGREGATOR length ${len} is not 8`); // RFC 6793 §6
+        return false;
+      }
+      setAs4Agg({ asn: u32(b, vs), address: u32(b, vs + 4) });
+      return true;
+    case AttrType.LargeCommunity:
+      if (len === 0 || len % 12 !== 0) {
+        out.malformed(type, `LARGE_COMMUNITY length ${len} is not a non-zero multiple of 12`); // RFC 8092 §6
+        return false;
+      }
+      attrs.largeCommunities = readU32Array(b, vs, len / 4);
+      return true;
+    default:
+      return false;
+  }
+}
+
+function decodeMpReach(
+  b: Uint8Array,
+  vs: number,
+  ve: number,
+  len: number,
+  opts: SessionOptions,
+  attrs: PathAttributes,
+  out: Outcome,
+): boolean {
+  const type = AttrType.MpReachNlri;
+  if (len < 5) {
+    if (len >= 3) out.disabledFamily = familyKey(u16(b, vs), b[vs + 2]);
+    else throw mpSessionReset(type, len);
+    out.malformed(type, `MP_REACH_NLRI length ${len} is too short`); // RFC 7606 §7.11
+    return false;
+  }
+  const afi = u16(b, vs);
+  const safi = b[vs + 2];
+  const nhLen = b[vs + 3];
+  const fam = familyKey(afi, safi);
+  if (!supportedFamily(afi, safi)) {
+    // RFC 4760 §7: a family we do not speak is ignored for this session.
+    out.note(
+      type,
+      Rfc7606Action.AttributeDiscard,
+      `MP_REACH_NLRI for unsupported AFI ${afi} SAFI ${safi} ignored`,
+    );
+    return false;
+  }
+  // RFC 7606 §7.11: a next hop length inconsistent with the AFI/SAFI -> AFI/SAFI disable.
+  if (5 + nhLen > len || !nextHopLengthOk(afi, nhLen, opts)) {
+    out.disabledFamily = fam;
+    out.malformed(type, `MP_REACH_NLRI next hop length ${nhLen} is invalid for AFI ${afi}`);
+    return false;
+  }
+  const ns = vs + 5 + nhLen;
+  const addPath = opts.addPath.receive.has(fam);
+  const count = scanNlri(b, ns, ve, afi === Afi.Ipv6 ? 128 : 32, addPath);
+  if (count < 0) {
+    // RFC 7606 §5.3: NLRI that cannot be parsed -> AFI/SAFI disable (or session reset).
+    out.disabledFamily = fam;
+    out.malformed(type, `MP_REACH_NLRI NLRI for AFI ${afi} is malformed`);
+    return false;
+  }
+  attrs.mpReach = {
+    afi,
+    safi,
+    nextHop: b.slice(vs + 4, vs + 4 + nhLen),
+    nlri: makeNlriView(b, ns, ve, afi, safi, addPath, count),
+  };
+  return true;
+}
+
+function decodeMpUnreach(
+  b: Uint8Array,
+  vs: number,
+  ve: number,
+  len: number,
+  opts: SessionOptions,
+  attrs: PathAttributes,
+  out: Outcome,
+): boolean {
+  const type = AttrType.MpUnreachNlri;
+  if (len < 3) throw mpSessionReset(type, len); // RFC 7606 §7.11: the family cannot even be found
+  const afi = u16(b, vs);
+  const safi = b[vs + 2];
+  const fam = familyKey(afi, safi);
+  if (!supportedFamily(afi, safi)) {
+    out.note(
+      type,
+      Rfc7606Action.AttributeDiscard,
+      `MP_UNREACH_NLRI for unsupported AFI ${afi} SAFI ${safi} ignored`,
+    ); // RFC 4760 §7
+    return false;
+  }
+  const addPath = opts.addPath.receive.has(fam);
+  const count = scanNlri(b, vs + 3, ve, afi === Afi.Ipv6 ? 128 : 32, addPath);
+  if (count < 0) {
+    out.disabledFamily = fam;
+    out.malformed(type, `MP_UNREACH_NLRI withdrawn routes for AFI ${afi} are malformed`); // RFC 7606 §5.3
+    return false;
+  }
+  attrs.mpUnreach = {
+    afi,
+    safi,
+    withdrawn: makeNlriView(b, vs + 3, ve, afi, safi, addPath, count),
+  };
+  return true;
+}
+
+function mpSessionReset(type: number, len: number): NotificationError {
+  return new NotificationError(
+    NotificationCode.UpdateMessageError,
+    UpdateMessageErrorSubcode.OptionalAttributeError,
+    new Uint8Array(0),
+    `attribute ${type} length ${len} is too short to name its AFI/SAFI`,
+  );
+}
+
+/** RFC 6793 §4.2.3: merge AS4_PATH / AS4_AGGREGATOR received from a 2-octet speaker. */
+function applyAs4(
+  attrs: PathAttributes,
+  as4Path: AsPathSegment[] | null,
+  as4Agg: { asn: number; address: number } | null,
+  out: Outcome,
+): void {
+  if (attrs.aggregator && as4Agg) {
+    if (attrs.aggregator.asn !== AsTrans) {
+      // RFC 6793 §4.2.3: AGGREGATOR not AS_TRANS -> ignore AS4_AGGREGATOR and AS4_PATH.
+      out.note(
+        AttrType.As4Aggregator,
+        Rfc7606Action.AttributeDiscard,
+        "AS4_AGGREGATOR ignored: AGGREGATOR is not AS_TRANS",
+      );
+      return;
+    }
+    attrs.aggregator = as4Agg;
+  }
+  if (as4Path && attrs.asPath) {
+    if (asPathLength(attrs.asPath) < asPathLength(as4Path)) {
+      out.note(
+        AttrType.As4Path,
+        Rfc7606Action.AttributeDiscard,
+        "AS4_PATH longer than AS_PATH ignored",
+      ); // RFC 6793 §4.2.3
+      return;
+    }
+    attrs.asPath = mergeAs4Path(attrs.asPath, as4Path);
+  }
+}
+
+/** RFC 7606 §3 (d): a missing well-known mandatory attribute -> treat-as-withdraw. */
+function checkMandatory(attrs: PathAttributes, hasNlri: boolean, out: Outcome): void {
+  const reach = hasNlri || (attrs.mpReach !== null && attrs.mpReach.nlri.count > 0);
+  if (!reach) return; // RFC 4760 §4: an UPDATE with only MP_UNREACH_NLRI needs no other attribute.
+  if (attrs.origin === null && !out.errors.some((e) => e.attrType === AttrType.Origin)) {
+    out.note(AttrType.Origin, Rfc7606Action.TreatAsWithdraw, "ORIGIN is missing");
+  }
+  if (attrs.asPath === null && !out.errors.some((e) => e.attrType === AttrType.AsPath)) {
+    out.note(AttrType.AsPath, Rfc7606Action.TreatAsWithdraw, "AS_PATH is missing");
+  }
+  // RFC 4760 §3: NEXT_HOP is only mandatory when the classic NLRI field is used.
+  if (
+    hasNlri &&
+    attrs.nextHop === null &&
+    !out.errors.some((e) => e.attrType === AttrType.NextHop)
+  ) {
+    out.note(AttrType.NextHop, Rfc7606Action.TreatAsWithdraw, "NEXT_HOP is missing");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
 
 /** An encoded attribute section; `mpAt` is the offset where MP_REACH/MP_UNREACH belongs. */
 export interface EncodedAttributes {
   bytes: Uint8Array;
   mpAt: number;
+  /** The flags to use for MP_REACH/MP_UNREACH (from the layout, else Optional|ExtendedLength). */
+  mpFlags: number;
+}
+
+class Writer {
+  buf = new Uint8Array(256);
+  n = 0;
+  ensure(k: number): void {
+    if (this.n + k <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.n + k) size *= 2;
+    const g = new Uint8Array(size);
+    g.set(this.buf.subarray(0, this.n));
+    this.buf = g;
+  }
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.n++] = v & 0xff;
+  }
+  u16(v: number): void {
+    this.ensure(2);
+    this.buf[this.n++] = (v >> 8) & 0xff;
+    this.buf[this.n++] = v & 0xff;
+  }
+  u32(v: number): void {
+    this.ensure(4);
+    this.buf[this.n++] = (v >>> 24) & 0xff;
+    this.buf[this.n++] = (v >>> 16) & 0xff;
+    this.buf[this.n++] = (v >>> 8) & 0xff;
+    this.buf[this.n++] = v & 0xff;
+  }
+  bytes(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.n);
+    this.n += b.length;
+  }
+  done(): Uint8Array {
+    return this.buf.slice(0, this.n);
+  }
+}
+
+function asPathValue(segs: readonly AsPathSegment[], asnSize: number, trans: boolean): Uint8Array {
+  const w = new Writer();
+  for (const s of segs) {
+    // A segment holds at most 255 ASNs: longer ones are split (RFC 4271 §4.3).
+    for (let i = 0; i < s.asns.length || (i === 0 && s.asns.length === 0); i += 255) {
+      const part = s.asns.slice(i, i + 255);
+      if (part.length === 0) break;
+      w.u8(s.type);
+      w.u8(part.length);
+      for (const a of part) {
+        if (asnSize === 4) w.u32(a);
+        else w.u16(trans && a > 0xffff ? AsTrans : a);
+      }
+    }
+  }
+  return w.done();
+}
+
+function u32sValue(xs: ArrayLike<number>): Uint8Array {
+  const w = new Writer();
+  for (let i = 0; i < xs.length; i++) w.u32(xs[i]);
+  return w.done();
+}
+
+function u32Value(v: number): Uint8Array {
+  return Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
+}
+
+/** The (flags, value) of each present attribute, MP ones excluded, keyed by type. */
+function attributeValues(
+  a: PathAttributes,
+  opts: SessionOptions,
+): Map<number, { flags: number; value: Uint8Array }> {
+  const m = new Map<number, { flags: number; value: Uint8Array }>();
+  const put = (type: number, value: Uint8Array, flags = ExpectedAttrFlags[type]) =>
+    m.set(type, { flags, value });
+  const four = opts.fourOctetAs;
+  if (a.origin !== null) put(AttrType.Origin, Uint8Array.of(a.origin));
+  if (a.asPath !== null) {
+    put(AttrType.AsPath, asPathValue(a.asPath, four ? 4 : 2, true));
+    // RFC 6793 §4.2.2: to a 2-octet speaker, send AS4_PATH when the path has 4-octet ASNs.
+    if (!four && a.asPath.some((s) => !isConfed(s.type) && s.asns.some((x) => x > 0xffff))) {
+      put(
+        AttrType.As4Path,
+        asPathValue(
+          a.asPath.filter((s) => !isConfed(s.type)),
+          4,
+          false,
+        ),
+      );
+    }
+  }
+  if (a.nextHop !== null) put(AttrType.NextHop, u32Value(a.nextHop));
+  if (a.med !== null) put(AttrType.MultiExitDisc, u32Value(a.med));
+  if (a.localPref !== null) put(AttrType.LocalPref, u32Value(a.localPref));
+  if (a.atomicAggregate) put(AttrType.AtomicAggregate, new Uint8Array(0));
+  if (a.aggregator !== null) {
+    const g = a.aggregator;
+    if (four) put(AttrType.Aggregator, u32sValue([g.asn, g.address]));
+    else {
+      const v = new Uint8Array(6);
+      const asn2 = g.asn > 0xffff ? AsTrans : g.asn;
+      v[0] = asn2 >> 8;
+      v[1] = asn2 & 0xff;
+      v.set(u32Value(g.address), 2);
+      put(AttrType.Aggregator, v);
+      // RFC 6793 §4.2.2: AS4_AGGREGATOR when the aggregating AS is 4-octet.
+      if (g.asn > 0xffff) put(AttrType.As4Aggregator, u32sValue([g.asn, g.address]));
+    }
+  }
+  if (a.communities !== null) put(AttrType.Communities, u32sValue(a.communities));
+  if (a.originatorId !== null) put(AttrType.OriginatorId, u32Value(a.originatorId));
+  if (a.clusterList !== null) put(AttrType.ClusterList, u32sValue(a.clusterList));
+  if (a.extendedCommunities !== null) put(AttrType.ExtendedCommunities, a.extendedCommunities);
+  if (a.largeCommunities !== null) put(AttrType.LargeCommunity, u32sValue(a.largeCommunities));
+  for (const u of a.unknown) {
+    // RFC 4271 §5: an unrecognized optional transitive attribute is passed on with Partial set.
+    const flags =
+      (u.flags & (AttrFlag.Optional | AttrFlag.Transitive | AttrFlag.Partial)) | AttrFlag.Partial;
+    m.set(u.type, { flags, value: u.data });
+  }
+  return m;
+}
+
+function writeAttr(
+  w: Writer,
+  flags: number,
+  type: number,
+  value: Uint8Array,
+  wantExt: boolean,
+): void {
+  const ext = wantExt || value.length > 255;
+  w.u8((flags & ~AttrFlag.ExtendedLength) | (ext ? AttrFlag.ExtendedLength : 0));
+  w.u8(type);
+  if (ext) w.u16(value.length);
+  else w.u8(value.length);
+  w.bytes(value);
+}
+
+/** Writes MP_REACH_NLRI (RFC 4760 §3) with its NLRI bytes. */
+export function mpReachValue(
+  afi: number,
+  safi: number,
+  nextHop: Uint8Array,
+  nlri: Uint8Array,
+): Uint8Array {
+  const v = new Uint8Array(5 + nextHop.length + nlri.length);
+  v[0] = afi >> 8;
+  v[1] = afi & 0xff;
+  v[2] = safi;
+  v[3] = nextHop.length;
+  v.set(nextHop, 4);
+  v[4 + nextHop.length] = 0;
+  v.set(nlri, 5 + nextHop.length);
+  return v;
 }
 
 /**
  * Encodes attributes for a session: 2-octet sessions get AS_TRANS plus AS4_PATH/AS4_AGGREGATOR
  * (RFC 6793 §4.2.2); unknown transitive attributes get the Partial bit. mpReach/mpUnreach are
- * included when present (their NLRI copied from their views).
+ * included when present (their NLRI copied from their views). The order and extended-length bits
+ * follow `attrs.layout` when set, else the canonical order (MP attributes first).
  */
-export function encodeAttributes(_attrs: PathAttributes, _opts: SessionOptions): EncodedAttributes {
-  throw new Error("Not implemented: encodeAttributes");
+export function encodeAttributes(attrs: PathAttributes, opts: SessionOptions): EncodedAttributes {
+  const values = attributeValues(attrs, opts);
+  if (attrs.mpReach) {
+    const r = attrs.mpReach;
+    values.set(AttrType.MpReachNlri, {
+      flags: AttrFlag.Optional,
+      value: mpReachValue(r.afi, r.safi, r.nextHop, r.nlri.buf.subarray(r.nlri.start, r.nlri.end)),
+    });
+  }
+  if (attrs.mpUnreach) {
+    const u = attrs.mpUnreach;
+    const nl = u.withdrawn.buf.subarray(u.withdrawn.start, u.withdrawn.end);
+    const v = new Uint8Array(3 + nl.length);
+    v[0] = u.afi >> 8;
+    v[1] = u.afi & 0xff;
+    v[2] = u.safi;
+    v.set(nl, 3);
+    values.set(AttrType.MpUnreachNlri, { flags: AttrFlag.Optional, value: v });
+  }
+  const layoutFlags = new Map<number, number>();
+  const order: number[] = [];
+  for (const e of attrs.layout ?? []) {
+    const t = e & 0xff;
+    layoutFlags.set(t, e >> 8);
+    order.push(t);
+  }
+  for (const t of CanonicalOrder) if (!layoutFlags.has(t)) order.push(t);
+  for (const t of values.keys()) if (!order.includes(t)) order.push(t);
+  const w = new Writer();
+  let mpAt = -1;
+  let mpFlags = AttrFlag.Optional | AttrFlag.ExtendedLength;
+  for (const t of order) {
+    if (mpAt < 0 && (t === AttrType.MpReachNlri || t === AttrType.MpUnreachNlri)) {
+      mpAt = w.n;
+      const lf = layoutFlags.get(t);
+      if (lf !== undefined) mpFlags = AttrFlag.Optional | (lf & AttrFlag.ExtendedLength);
+    }
+    const v = values.get(t);
+    if (!v) continue;
+    const lf = layoutFlags.get(t);
+    writeAttr(w, v.flags, t, v.value, lf !== undefined && (lf & AttrFlag.ExtendedLength) !== 0);
+  }
+  if (mpAt < 0) mpAt = 0;
+  return { bytes: w.done(), mpAt, mpFlags };
 }
 
 /** The interning key of a constructed attribute set (same contract as UpdateMessage.internKey). */
-export function internKeyOf(_attrs: PathAttributes, _opts: SessionOptions): string {
-  throw new Error("Not implemented: internKeyOf");
+export function internKeyOf(attrs: PathAttributes, opts: SessionOptions): string {
+  const noMp: PathAttributes = { ...attrs, mpReach: null, mpUnreach: null };
+  const enc = encodeAttributes(noMp, opts);
+  let mp = "";
+  if (attrs.mpReach) {
+    const r = attrs.mpReach;
+    mp =
+      String.fromCharCode(r.afi >> 8, r.afi & 0xff, r.safi, r.nextHop.length) +
+      Buffer.from(r.nextHop).toString("latin1");
+  }
+  const tlvs = Buffer.from(enc.bytes.buffer, enc.bytes.byteOffset, enc.bytes.length).toString(
+    "latin1",
+  );
+  return keyPrefix(opts) + String.fromCharCode(mp.length) + mp + tlvs;
 }
