@@ -7,7 +7,7 @@ import type { Datastore, KeyValue, WatchMessage } from "../datastore/types.js";
 import { ConflictError, NotFoundError } from "../datastore/types.js";
 import type { BGPConfiguration, BGPFilter, BGPPeer } from "./bgp.js";
 import { type FieldIssue, quote, ValidationError } from "./errors.js";
-import type { IPPool, IPReservation } from "./ippool.js";
+import { type IPPool, type IPReservation, overlaps } from "./ippool.js";
 import type { Node, WorkloadEndpoint } from "./node.js";
 import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "./policy.js";
 import {
@@ -19,6 +19,8 @@ import {
   resourceKey,
   validateResource,
 } from "./registry.js";
+
+const CALICO = "projectcalico.org/v3";
 
 export type ResourceErrorCode = "NotFound" | "AlreadyExists" | "Conflict" | "Invalid";
 
@@ -105,11 +107,12 @@ export class ResourceClient {
    * Checks, without writing, that `mode` can succeed for a validated resource now: existence,
    * resourceVersion and immutable fields. Throws ResourceError.
    */
-  async check(mode: WriteMode, v: Validated): Promise<void> {
+  async check(mode: WriteMode, v: Validated, batch: readonly Validated[] = []): Promise<void> {
     const { info, resource } = v;
     const { name, namespace, resourceVersion, uid } = resource.metadata;
     const current = await this.get(info, name, namespace);
     const what = describe(info, name, namespace);
+    if (info.kind === "IPPool" && info.apiVersion === CALICO) await this.checkPoolOverlap(v, batch);
     if (current === undefined) {
       if (mode === "update") throw new ResourceError("NotFound", `${what} does not exist`);
       if (resourceVersion !== undefined) {
@@ -142,6 +145,27 @@ export class ResourceClient {
     const issues = immutableIssues(info, current, resource);
     if (issues.length > 0) {
       throw new ResourceError("Invalid", `${what}: ${new ValidationError(issues).message}`, issues);
+    }
+  }
+
+  /** Calico refuses a pool whose CIDR overlaps another pool's, stored or in the same batch. */
+  private async checkPoolOverlap(v: Validated, batch: readonly Validated[]): Promise<void> {
+    const mine = (v.resource.spec as { cidr: string }).cidr;
+    const others = new Map<string, string>();
+    for (const r of (await this.list(v.info)).items)
+      others.set(r.metadata.name, (r.spec as { cidr: string }).cidr);
+    for (const b of batch)
+      if (b.info === v.info)
+        others.set(b.resource.metadata.name, (b.resource.spec as { cidr: string }).cidr);
+    others.delete(v.resource.metadata.name);
+    for (const [other, cidr] of others) {
+      if (overlaps(mine, cidr)) {
+        const issue = {
+          path: "spec.cidr",
+          message: `${quote(mine)} overlaps ippool ${quote(other)} (${quote(cidr)})`,
+        };
+        throw new ResourceError("Invalid", `spec.cidr: ${issue.message}`, [issue]);
+      }
     }
   }
 
@@ -200,7 +224,7 @@ export class ResourceClient {
    * transaction), so a concurrent writer can still make a later one fail.
    */
   async writeAll(mode: WriteMode, items: Validated[]): Promise<Resource[]> {
-    for (const v of items) await this.check(mode, v);
+    for (const v of items) await this.check(mode, v, items);
     const out: Resource[] = [];
     for (const v of items) out.push(await this.writeValidated(mode, v));
     return out;
@@ -279,8 +303,6 @@ function requireKind(apiVersion: string, kind: string): KindInfo {
   if (info === undefined) throw new Error(`Kind ${kind} is not registered`);
   return info;
 }
-
-const CALICO = "projectcalico.org/v3";
 
 async function listAs<T>(
   store: Datastore,

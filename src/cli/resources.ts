@@ -140,7 +140,7 @@ async function writeCommand(
     const errors: string[] = [];
     for (const d of docs) {
       try {
-        await client.check(mode, d);
+        await client.check(mode, d, docs);
       } catch (err) {
         if (!(err instanceof ResourceError)) throw err;
         errors.push(`${d.where}: ${err.message}`);
@@ -201,16 +201,14 @@ function render(format: string, value: unknown): string {
 export function renderTable(columns: Column[], items: Resource[]): string {
   const rows = [columns.map((c) => c.header), ...items.map((r) => columns.map((c) => c.value(r)))];
   const widths = columns.map((_, i) => Math.max(...rows.map((row) => (row[i] as string).length)));
-  return (
-    rows
-      .map((row) =>
-        row
-          .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd((widths[i] as number) + 3)))
-          .join("")
-          .trimEnd(),
-      )
-      .join("\n") + "\n"
-  );
+  return `${rows
+    .map((row) =>
+      row
+        .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd((widths[i] as number) + 3)))
+        .join("")
+        .trimEnd(),
+    )
+    .join("\n")}\n`;
 }
 
 async function getCommand(

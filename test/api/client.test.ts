@@ -113,6 +113,22 @@ describe("ResourceClient", () => {
     );
   });
 
+  it("refuses a pool overlapping another pool, stored or in the same batch", async () => {
+    await client.write("create", pool("p1", "10.0.0.0/16"));
+    await expectCode(
+      client.write("create", pool("p2", "10.0.128.0/17")),
+      "Invalid",
+      /spec\.cidr: "10\.0\.128\.0\/17" overlaps ippool "p1" \("10\.0\.0\.0\/16"\)/,
+    );
+    const batch = [pool("a", "10.8.0.0/16"), pool("b", "10.0.0.0/8")].map((d) =>
+      validateResource(d),
+    );
+    await expectCode(client.writeAll("apply", batch), "Invalid", /overlaps ippool/);
+    // Re-applying the same pool is not an overlap with itself; a v6 pool never overlaps a v4 one.
+    await client.write("apply", pool("p1", "10.0.0.0/16"));
+    await client.write("create", pool("p6", "fd00::/48"));
+  });
+
   it("refuses resourceVersion on a resource that does not exist", async () => {
     await expectCode(
       client.write("apply", pool("p1", "10.0.0.0/16", { resourceVersion: "5" })),
