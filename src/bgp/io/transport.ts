@@ -70,6 +70,16 @@ export class Connection {
     if (this.closed) events.onClose();
   }
 
+  /** The socket's file descriptor (for socket options Node lacks), or -1. */
+  get fd(): number {
+    const h = (this.socket as unknown as { _handle?: { fd?: number } })._handle;
+    return typeof h?.fd === "number" ? h.fd : -1;
+  }
+
+  get family(): 4 | 6 {
+    return this.remoteAddress.includes(":") ? 6 : 4;
+  }
+
   /** Bytes queued in user space and not yet handed to the kernel. */
   get buffered(): number {
     return this.socket.writableLength;

@@ -1,0 +1,1004 @@
+// The BGP speaker: the one owner of state. It consumes one queue of events (session up/down,
+// UPDATEs, ROUTE-REFRESHes, send-buffer drains, config changes), feeds the RIB, sends each update
+// group's Adj-RIB-Out encoding to its Established members, and hands best routes to the FIB.
+// Not: the FSM (fsm/), sockets (io/), the decision process (rib/), filters (policy/), encoding.
+import { networkInterfaces } from "node:os";
+import type { BatchFib, Fib, Route } from "../fib/types.js";
+import { RT_TABLE_MAIN } from "../fib/types.js";
+import { type BgpdConfig, impact, type PeerConfig, peerFamilies } from "./config.js";
+import { ipv4Number, ipv4Text } from "./fsm/fsm.js";
+import { CeaseSubcode, type DownReason, ErrorCode, type PeerSettings } from "./fsm/types.js";
+import type { Clock } from "./io/clock.js";
+import { type Connector, type Log, PeerSession, silentLog } from "./io/session.js";
+import { type Connection, listen, connect as tcpConnect } from "./io/transport.js";
+import { parseCommunityList } from "./policy/communities.js";
+import { peerPolicies } from "./policy/defaults.js";
+import type { BgpFilterRule, NamedFilter } from "./policy/filter.js";
+import type { AttrAdapter } from "./rib/attrs.js";
+import type { PrefixList } from "./rib/prefix.js";
+import { type AdjOutAnnounce, type AdjOutBatch, type FibBatch, Rib } from "./rib/rib.js";
+import type { PeerStatus, RoutesSnapshot, StatusSnapshot } from "./status.js";
+import { Afi, RouteRefreshSubtype, Safi } from "./wire/constants.js";
+import { encodeRouteRefresh } from "./wire/message.js";
+import { forEachIpv4Prefix, forEachIpv6Prefix } from "./wire/nlri.js";
+import {
+  type FamilyKey,
+  familyKey,
+  Ipv4Unicast,
+  Ipv6Unicast,
+  NotificationError,
+  type PathAttributes,
+  type PrefixArray,
+  Rfc7606Action,
+  type RouteRefreshMessage,
+  type SessionOptions,
+  type UpdateMessage,
+} from "./wire/types.js";
+import { decodeUpdate, encodeEndOfRib, encodeUpdates } from "./wire/update.js";
+
+/** The bridge between the codec's attributes and the RIB's attribute type A. */
+export interface AttrBridge<A> {
+  adapter: AttrAdapter<A>;
+  /** The attribute set of a received UPDATE for one family (IPv6: the MP_REACH next hop). */
+  fromUpdate(u: UpdateMessage, family: 4 | 6): A;
+  /** What to encode for a set on export: codec attributes (no MP parts) and the MP next hop. */
+  toWire(a: A, family: 4 | 6): { attributes: PathAttributes; mpNextHop: Uint8Array | null };
+}
+
+export interface SpeakerDeps<A> {
+  clock: Clock;
+  log?: Log;
+  /** Null when `fib.enabled` is false. */
+  fib: Fib | null;
+  bridge: AttrBridge<A>;
+  connector?: Connector;
+  /** Optional socket hook for each connection (eBGP TTL); errors are logged, not fatal. */
+  onSocket?: (conn: Connection, peer: PeerConfig, ebgp: boolean) => void;
+}
+
+type SpeakerEvent =
+  | { kind: "established"; peer: string }
+  | { kind: "update"; peer: string; msg: Uint8Array }
+  | { kind: "routeRefresh"; peer: string; rr: RouteRefreshMessage }
+  | { kind: "down"; peer: string; reason: DownReason; wasEstablished: boolean }
+  | { kind: "drain"; peer: string };
+
+interface PeerEntry {
+  cfg: PeerConfig;
+  session: PeerSession;
+  ribId: string;
+  /** The initial Adj-RIB-Out dump was sent: later group batches go to it. */
+  synced: boolean;
+  eorReceived: Set<FamilyKey>;
+  lastError: PeerStatus["lastError"];
+}
+
+const FIB_BATCH = 50_000;
+const MAX_FIB_IN_FLIGHT = 4;
+
+function isBatchFib(f: Fib | null): f is BatchFib {
+  return f !== null && typeof (f as BatchFib).setV4Batch === "function";
+}
+
+function toPrefixArray(list: PrefixList, afi: number): PrefixArray {
+  return { afi, count: list.count, addrs: list.words, lens: list.lens, pathIds: null };
+}
+
+/** Local addresses on the interface that reaches `peer` directly (same subnet), if any. */
+export function localAddressesToward(peer: string): { v4?: string; v6?: string } {
+  const want4 = !peer.includes(":");
+  for (const addrs of Object.values(networkInterfaces())) {
+    if (!addrs) continue;
+    const hit = addrs.find(
+      (a) => (a.family === "IPv4") === want4 && a.cidr && !a.internal && sameSubnet(a.cidr, peer),
+    );
+    if (!hit) continue;
+    const v4 = addrs.find((a) => a.family === "IPv4")?.address;
+    const v6 = addrs.find(
+      (a) => a.family === "IPv6" && !a.address.toLowerCase().startsWith("fe80"),
+    )?.address;
+    return { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
+  }
+  return {};
+}
+
+function sameSubnet(cidr: string, addr: string): boolean {
+  const [net, lenText] = cidr.split("/");
+  const len = Number(lenText);
+  if (!net) return false;
+  if (!addr.includes(":")) {
+    if (net.includes(":")) return false;
+    const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+    return (ipv4Number(net) & mask) >>> 0 === (ipv4Number(addr) & mask) >>> 0;
+  }
+  if (!net.includes(":")) return false;
+  const a = expand6(net);
+  const b = expand6(addr);
+  for (let bit = 0; bit < len; bit++) {
+    const i = bit >> 4;
+    const m = 0x8000 >> (bit & 15);
+    if (((a[i] ?? 0) & m) !== ((b[i] ?? 0) & m)) return false;
+  }
+  return true;
+}
+
+function expand6(s: string): number[] {
+  const [head, tail] = s.split("::") as [string, string | undefined];
+  const h = head ? head.split(":").map((x) => Number.parseInt(x, 16)) : [];
+  const t = tail ? tail.split(":").map((x) => Number.parseInt(x, 16)) : [];
+  return [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
+}
+
+function splitRules(rules: readonly BgpFilterRule[] | undefined): {
+  v4: BgpFilterRule[];
+  v6: BgpFilterRule[];
+} {
+  const v4: BgpFilterRule[] = [];
+  const v6: BgpFilterRule[] = [];
+  for (const r of rules ?? []) {
+    if (r.cidr === undefined || !r.cidr.includes(":")) v4.push(r);
+    if (r.cidr === undefined || r.cidr.includes(":")) v6.push(r);
+  }
+  return { v4, v6 };
+}
+
+/** The peer's import/export policies: its filters, then the DESIGN §7 defaults. */
+export function policiesFor(p: PeerConfig, localAs: number) {
+  const imp = splitRules(p.importFilter?.rules as BgpFilterRule[] | undefined);
+  const exp = splitRules(p.exportFilter?.rules as BgpFilterRule[] | undefined);
+  const filters: NamedFilter[] = [
+    {
+      name: `peer ${p.address}`,
+      spec: { importV4: imp.v4, importV6: imp.v6, exportV4: exp.v4, exportV6: exp.v6 },
+    },
+  ];
+  return peerPolicies({ external: p.asn !== localAs, pools: [], filters });
+}
+
+export class Speaker<A> {
+  config: BgpdConfig;
+  readonly rib: Rib<A>;
+  private readonly peers = new Map<string, PeerEntry>();
+  private readonly log: Log;
+  private listener: { port: number; close(): Promise<void> } | undefined;
+  private readonly queue: SpeakerEvent[] = [];
+  private running = false;
+  private flushScheduled = false;
+  private fibInFlight = 0;
+  private fibInstalled = 0;
+  private fibErrors = 0;
+  private readonly startedAt: number;
+  private stopped = false;
+  private readonly idleWaiters: (() => void)[] = [];
+
+  constructor(
+    config: BgpdConfig,
+    private readonly deps: SpeakerDeps<A>,
+  ) {
+    this.config = config;
+    this.log = deps.log ?? silentLog;
+    this.startedAt = deps.clock.now();
+    this.rib = new Rib<A>({
+      localAs: config.asn,
+      routerId: config.routerId,
+      ...(config.clusterId || config.peers.some((p) => p.routeReflectorClient)
+        ? { clusterId: config.clusterId ?? config.routerId }
+        : {}),
+      adapter: deps.bridge.adapter,
+    });
+  }
+
+  get listenPort(): number | undefined {
+    return this.listener?.port;
+  }
+
+  /** Opens the listener, originates, and starts every peer's session. */
+  async start(): Promise<void> {
+    await this.openListener();
+    this.originateAll(this.config);
+    for (const p of this.config.peers) this.addPeer(p);
+    this.scheduleFlush();
+  }
+
+  /** Stops sessions (Cease), removes our routes from the FIB, closes the listener. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const e of this.peers.values()) e.session.stop();
+    await this.listener?.close();
+    this.listener = undefined;
+    if (this.deps.fib) {
+      const mine = this.deps.fib.desired();
+      if (mine.length > 0) await this.deps.fib.remove(mine);
+    }
+  }
+
+  /** Applies a new configuration by diff (SIGHUP): only sessions that must reset are reset. */
+  async reconfigure(next: BgpdConfig): Promise<void> {
+    const d = impact(this.config, next);
+    const old = this.config;
+    this.config = next;
+    if (d.relisten) {
+      await this.listener?.close();
+      this.listener = undefined;
+      await this.openListener();
+    }
+    for (const p of d.removed) this.removePeer(p.address, CeaseSubcode.PeerDeconfigured);
+    for (const c of d.changed) {
+      const cfg = next.peers.find((p) => p.address === c.address) as PeerConfig;
+      if (c.impact === "reset") {
+        this.log.info({ peer: c.address, field: c.field }, "Config change resets the session");
+        this.removePeer(c.address, CeaseSubcode.OtherConfigurationChange);
+        this.addPeer(cfg);
+      } else if (c.impact === "refresh") {
+        this.log.info({ peer: c.address, field: c.field }, "Config change applied by refresh");
+        this.refreshPeer(cfg);
+      } else {
+        const e = this.peers.get(c.address);
+        if (e) e.cfg = cfg;
+      }
+    }
+    for (const p of d.added) this.addPeer(p);
+    if (d.reexport) {
+      for (const o of old.originate) this.rib.withdrawOrigin(o.prefix);
+      this.originateAll(next);
+    }
+    this.scheduleFlush();
+  }
+
+  /** Resolves when no work is queued and the FIB acknowledged everything handed to it. */
+  idle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private isIdle(): boolean {
+    return (
+      this.queue.length === 0 &&
+      this.rib.pending === 0 &&
+      this.fibInFlight === 0 &&
+      !this.flushScheduled
+    );
+  }
+
+  // ---- peers ---------------------------------------------------------------------------------
+
+  private settingsFor(p: PeerConfig): PeerSettings {
+    return {
+      localAs: this.config.asn,
+      peerAs: p.asn,
+      routerId: ipv4Number(this.config.routerId),
+      holdTime: p.holdTime,
+      connectRetryTime: p.connectRetryTime,
+      passive: p.passive,
+      families: peerFamilies(p),
+      requiredFamilies: p.requiredFamilies,
+      idleHoldMs: 1000,
+      maxIdleHoldMs: 60_000,
+    };
+  }
+
+  private addPeer(p: PeerConfig): void {
+    const near = localAddressesToward(p.address);
+    const src = p.sourceAddress;
+    const listen = this.config.listen.address;
+    const pick4 = [src, near.v4, listen, this.config.routerId].find(
+      (a) => a && !a.includes(":") && a !== "0.0.0.0",
+    );
+    const pick6 = [src, near.v6, listen].find((a) => a?.includes(":") && a !== "::");
+    const pol = policiesFor(p, this.config.asn);
+    this.rib.addPeer({
+      id: p.address,
+      address: p.address,
+      asn: p.asn,
+      routeReflectorClient: p.routeReflectorClient,
+      allowOwnAs: p.allowOwnAs,
+      families: peerFamilies(p),
+      importPolicy: pol.importPolicy,
+      exportPolicy: pol.exportPolicy,
+      ...(pick4 ? { nextHopSelfV4: pick4 } : {}),
+      ...(pick6 ? { nextHopSelfV6: pick6 } : {}),
+    });
+    const session = new PeerSession(
+      {
+        address: p.address,
+        port: p.port,
+        ...(p.sourceAddress ? { sourceAddress: p.sourceAddress } : {}),
+        settings: this.settingsFor(p),
+      },
+      this.deps.clock,
+      {
+        onEstablished: (s) => this.enqueue({ kind: "established", peer: s.address }),
+        onUpdate: (s, msg) => this.enqueue({ kind: "update", peer: s.address, msg }),
+        onRouteRefresh: (s, rr) => this.enqueue({ kind: "routeRefresh", peer: s.address, rr }),
+        onDown: (s, reason, wasEstablished) =>
+          this.enqueue({ kind: "down", peer: s.address, reason, wasEstablished }),
+        onDrain: (s) => this.enqueue({ kind: "drain", peer: s.address }),
+      },
+      this.log,
+      this.connectorFor(p),
+    );
+    this.peers.set(p.address, {
+      cfg: p,
+      session,
+      ribId: p.address,
+      synced: false,
+      eorReceived: new Set(),
+      lastError: null,
+    });
+    session.start();
+  }
+
+  private connectorFor(p: PeerConfig): Connector | undefined {
+    const base = this.deps.connector;
+    const hook = this.deps.onSocket;
+    if (!hook) return base;
+    const inner = base ?? tcpConnect;
+    return (opts, ok, fail) =>
+      inner(
+        opts,
+        (c) => {
+          this.socketHook(c, p);
+          ok(c);
+        },
+        fail,
+      );
+  }
+
+  private socketHook(c: Connection, p: PeerConfig): void {
+    try {
+      this.deps.onSocket?.(c, p, p.asn !== this.config.asn);
+    } catch (e) {
+      this.log.warn({ peer: p.address, error: (e as Error).message }, "Socket option failed");
+    }
+  }
+
+  private removePeer(address: string, cease: number): void {
+    const e = this.peers.get(address);
+    if (!e) return;
+    if (e.session.established) {
+      e.session.reset(ErrorCode.Cease, cease);
+    }
+    e.session.stop();
+    this.rib.removePeer(e.ribId);
+    this.peers.delete(address);
+  }
+
+  /** Applies filter / RR / allow-own-AS changes without a reset. */
+  private refreshPeer(cfg: PeerConfig): void {
+    const e = this.peers.get(cfg.address);
+    if (!e) return;
+    const old = e.cfg;
+    e.cfg = cfg;
+    const pol = policiesFor(cfg, this.config.asn);
+    if (JSON.stringify(old.importFilter) !== JSON.stringify(cfg.importFilter)) {
+      // Soft reconfiguration inbound: the Adj-RIB-In is kept, so re-evaluate it in place.
+      this.rib.setImportPolicy(e.ribId, pol.importPolicy);
+    }
+    const exportChanged =
+      JSON.stringify(old.exportFilter) !== JSON.stringify(cfg.exportFilter) ||
+      old.routeReflectorClient !== cfg.routeReflectorClient ||
+      old.allowOwnAs !== cfg.allowOwnAs ||
+      old.nextHopSelf !== cfg.nextHopSelf;
+    if (exportChanged) {
+      // The RIB keys update groups by export inputs: re-add the peer, then ask it to resend its
+      // routes (ROUTE-REFRESH) and re-send ours after withdrawing what it no longer gets.
+      const before = this.advertisedSet(e);
+      this.rib.removePeer(e.ribId);
+      const near = localAddressesToward(cfg.address);
+      const pick4 = [
+        cfg.sourceAddress,
+        near.v4,
+        this.config.listen.address,
+        this.config.routerId,
+      ].find((a) => a && !a.includes(":") && a !== "0.0.0.0");
+      const pick6 = [cfg.sourceAddress, near.v6, this.config.listen.address].find(
+        (a) => a?.includes(":") && a !== "::",
+      );
+      this.rib.addPeer({
+        id: e.ribId,
+        address: cfg.address,
+        asn: cfg.asn,
+        routeReflectorClient: cfg.routeReflectorClient,
+        allowOwnAs: cfg.allowOwnAs,
+        families: peerFamilies(cfg),
+        importPolicy: pol.importPolicy,
+        exportPolicy: pol.exportPolicy,
+        ...(pick4 ? { nextHopSelfV4: pick4 } : {}),
+        ...(pick6 ? { nextHopSelfV6: pick6 } : {}),
+      });
+      if (e.session.established && e.session.negotiated) {
+        this.rib.peerUp(e.ribId, e.session.negotiated.peerId);
+        this.drainAll();
+        this.resync(e, before);
+        for (const f of e.session.negotiated.families) {
+          const [afi, safi] =
+            f === "ipv4-unicast" ? [Afi.Ipv4, Safi.Unicast] : [Afi.Ipv6, Safi.Unicast];
+          if (e.session.negotiated.routeRefresh) {
+            e.session.send(encodeRouteRefresh({ afi, safi, subtype: RouteRefreshSubtype.Normal }));
+          }
+        }
+      }
+    }
+  }
+
+  private advertisedSet(e: PeerEntry): Set<string> {
+    const s = new Set<string>();
+    try {
+      for (const a of this.rib.adjRibOut(e.ribId)) {
+        for (const x of a.v4.toStrings()) s.add(x);
+        for (const x of a.v6.toStrings()) s.add(x);
+      }
+    } catch {}
+    return s;
+  }
+
+  /** Sends the peer's whole Adj-RIB-Out, withdrawing prefixes it had before but not now. */
+  private resync(e: PeerEntry, before: Set<string>): void {
+    const now = this.rib.adjRibOut(e.ribId);
+    const after = new Set<string>();
+    for (const a of now) {
+      for (const x of a.v4.toStrings()) after.add(x);
+      for (const x of a.v6.toStrings()) after.add(x);
+    }
+    const gone = [...before].filter((x) => !after.has(x));
+    if (gone.length > 0) this.sendWithdrawText(e, gone);
+    this.sendAnnounces(e, now);
+  }
+
+  private sendWithdrawText(e: PeerEntry, prefixes: string[]): void {
+    const opts = e.session.options;
+    if (!opts) return;
+    for (const fam of [4, 6] as const) {
+      const list = prefixes.filter((p) => (fam === 4) === !p.includes(":"));
+      if (list.length === 0) continue;
+      const arr = textPrefixArray(list, fam);
+      for (const m of encodeUpdates(
+        {
+          afi: fam === 4 ? Afi.Ipv4 : Afi.Ipv6,
+          safi: Safi.Unicast,
+          attributes: null,
+          withdraw: arr,
+        },
+        opts,
+      )) {
+        e.session.send(m);
+      }
+    }
+  }
+
+  // ---- the event queue -----------------------------------------------------------------------
+
+  private enqueue(ev: SpeakerEvent): void {
+    this.queue.push(ev);
+    if (this.running) return;
+    this.running = true;
+    try {
+      for (let i = 0; i < this.queue.length; i++) this.handle(this.queue[i] as SpeakerEvent);
+    } finally {
+      this.queue.length = 0;
+      this.running = false;
+    }
+    this.scheduleFlush();
+  }
+
+  private handle(ev: SpeakerEvent): void {
+    const e = this.peers.get(ev.peer);
+    if (!e) return;
+    switch (ev.kind) {
+      case "established":
+        this.onEstablished(e);
+        return;
+      case "update":
+        this.onUpdate(e, ev.msg);
+        return;
+      case "routeRefresh":
+        this.onRouteRefresh(e, ev.rr);
+        return;
+      case "down":
+        e.lastError = downText(ev.reason);
+        if (ev.wasEstablished) {
+          e.synced = false;
+          e.eorReceived.clear();
+          this.rib.peerDown(e.ribId);
+        }
+        return;
+      case "drain":
+        return;
+    }
+  }
+
+  private onEstablished(e: PeerEntry): void {
+    const n = e.session.negotiated;
+    if (!n) return;
+    this.rib.peerUp(e.ribId, n.peerId);
+    // Settle pending changes first, so the dump plus later batches are exactly the table.
+    this.drainAll();
+    this.sendAnnounces(e, this.rib.adjRibOut(e.ribId));
+    for (const f of n.families)
+      e.session.send(encodeEndOfRib(f === "ipv4-unicast" ? Ipv4Unicast : Ipv6Unicast));
+    e.synced = true;
+  }
+
+  private onUpdate(e: PeerEntry, msg: Uint8Array): void {
+    const opts = e.session.options;
+    if (!opts) return;
+    let u: UpdateMessage;
+    try {
+      u = decodeUpdate(msg, opts);
+    } catch (err) {
+      if (err instanceof NotificationError) {
+        this.log.warn(
+          { peer: e.cfg.address, error: err.message },
+          "UPDATE error resets the session",
+        );
+        e.session.reset(err.code, err.subcode, err.data);
+        return;
+      }
+      throw err;
+    }
+    if (u.errors.length > 0) {
+      this.log.warn(
+        { peer: e.cfg.address, action: u.action, errors: u.errors.map((x) => x.reason) },
+        "Malformed attributes handled per RFC 7606",
+      );
+    }
+    if (u.endOfRib !== null) {
+      e.eorReceived.add(u.endOfRib);
+      return;
+    }
+    const idx = this.rib.peerIndex(e.ribId);
+    const rib = this.rib;
+    forEachIpv4Prefix(u.withdrawn, (a, l, pid) => rib.withdrawV4(idx, a, l, pid));
+    const un = u.attributes?.mpUnreach;
+    if (un) this.withdrawView(idx, un.withdrawn);
+    const withdrawAll = u.action >= Rfc7606Action.TreatAsWithdraw || u.attributes === null;
+    if (u.nlri.count > 0) {
+      if (withdrawAll) forEachIpv4Prefix(u.nlri, (a, l, pid) => rib.withdrawV4(idx, a, l, pid));
+      else {
+        const id = rib.intern(this.deps.bridge.fromUpdate(u, 4));
+        forEachIpv4Prefix(u.nlri, (a, l, pid) => rib.announceV4(idx, id, a, l, pid));
+      }
+    }
+    const reach = u.attributes?.mpReach;
+    if (reach && reach.nlri.count > 0) {
+      if (withdrawAll) this.withdrawView(idx, reach.nlri);
+      else if (reach.afi === Afi.Ipv4) {
+        const id = rib.intern(this.deps.bridge.fromUpdate(u, 4));
+        forEachIpv4Prefix(reach.nlri, (a, l, pid) => rib.announceV4(idx, id, a, l, pid));
+      } else if (reach.afi === Afi.Ipv6) {
+        const id = rib.intern(this.deps.bridge.fromUpdate(u, 6));
+        forEachIpv6Prefix(reach.nlri, (w, l, pid) => rib.announceV6(idx, id, w, 0, l, pid));
+      }
+    }
+  }
+
+  private withdrawView(idx: number, view: UpdateMessage["nlri"]): void {
+    const rib = this.rib;
+    if (view.afi === Afi.Ipv4)
+      forEachIpv4Prefix(view, (a, l, pid) => rib.withdrawV4(idx, a, l, pid));
+    else if (view.afi === Afi.Ipv6)
+      forEachIpv6Prefix(view, (w, l, pid) => rib.withdrawV6(idx, w, 0, l, pid));
+  }
+
+  private onRouteRefresh(e: PeerEntry, rr: RouteRefreshMessage): void {
+    if (rr.subtype !== RouteRefreshSubtype.Normal) return;
+    const fam = rr.afi === Afi.Ipv4 ? 4 : rr.afi === Afi.Ipv6 ? 6 : 0;
+    if (fam === 0 || !e.session.options) return;
+    this.drainAll();
+    const enhanced = e.session.negotiated?.enhancedRouteRefresh ?? false;
+    if (enhanced)
+      e.session.send(
+        encodeRouteRefresh({
+          afi: rr.afi,
+          safi: rr.safi,
+          subtype: RouteRefreshSubtype.BeginningOfRouteRefresh,
+        }),
+      );
+    const only = this.rib
+      .adjRibOut(e.ribId)
+      .map((a) => (fam === 4 ? { ...a, v6: emptyList(a.v6) } : { ...a, v4: emptyList(a.v4) }));
+    this.sendAnnounces(e, only);
+    if (enhanced)
+      e.session.send(
+        encodeRouteRefresh({
+          afi: rr.afi,
+          safi: rr.safi,
+          subtype: RouteRefreshSubtype.EndOfRouteRefresh,
+        }),
+      );
+  }
+
+  // ---- RIB -> peers and FIB ------------------------------------------------------------------
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.stopped) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Drains the RIB in bounded steps; pauses reading while the FIB is behind. */
+  private flush(): void {
+    if (this.rib.pending > 0) {
+      if (this.fibInFlight >= MAX_FIB_IN_FLIGHT) {
+        this.setReading(false);
+        return; // resumed when the FIB catches up
+      }
+      const ch = this.rib.drain(FIB_BATCH);
+      this.sendBatches(ch.adjOut);
+      this.toFib(ch.fib);
+      if (ch.pending > 0) this.scheduleFlush();
+    }
+    this.checkIdle();
+  }
+
+  /** Everything pending, synchronously (before dumps and refreshes). FIB work is queued. */
+  private drainAll(): void {
+    for (let i = 0; i < 10_000 && this.rib.pending > 0; i++) {
+      const ch = this.rib.drain(FIB_BATCH);
+      this.sendBatches(ch.adjOut);
+      this.toFib(ch.fib);
+    }
+  }
+
+  private readingPaused = false;
+  private setReading(on: boolean): void {
+    if (this.readingPaused === !on) return;
+    this.readingPaused = !on;
+    for (const e of this.peers.values()) e.session.pauseReading(!on);
+  }
+
+  private checkIdle(): void {
+    if (!this.isIdle()) return;
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private sendBatches(batches: AdjOutBatch<A>[]): void {
+    for (const b of batches) {
+      const targets = b.peers
+        .map((id) => this.peers.get(id))
+        .filter((e): e is PeerEntry => e !== undefined && e.synced && e.session.established);
+      if (targets.length === 0) continue;
+      // One encoding per distinct session option set (usually one for the whole group).
+      const byOpts = new Map<string, { opts: SessionOptions; peers: PeerEntry[] }>();
+      for (const t of targets) {
+        const opts = t.session.options as SessionOptions;
+        const k = optionsKey(opts);
+        const hit = byOpts.get(k);
+        if (hit) hit.peers.push(t);
+        else byOpts.set(k, { opts, peers: [t] });
+      }
+      for (const { opts, peers } of byOpts.values()) {
+        const msgs = this.encodeBatch(b.announce, b.withdraw, opts);
+        for (const p of peers) for (const m of msgs) p.session.send(m);
+      }
+    }
+  }
+
+  private sendAnnounces(e: PeerEntry, announce: AdjOutAnnounce<A>[]): void {
+    const opts = e.session.options;
+    if (!opts) return;
+    for (const m of this.encodeBatch(announce, null, opts)) e.session.send(m);
+  }
+
+  private encodeBatch(
+    announce: AdjOutAnnounce<A>[],
+    withdraw: { v4: PrefixList; v6: PrefixList } | null,
+    opts: SessionOptions,
+  ): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    if (withdraw && withdraw.v4.count > 0) {
+      out.push(
+        ...encodeUpdates(
+          {
+            afi: Afi.Ipv4,
+            safi: Safi.Unicast,
+            attributes: null,
+            withdraw: toPrefixArray(withdraw.v4, Afi.Ipv4),
+          },
+          opts,
+        ),
+      );
+    }
+    if (withdraw && withdraw.v6.count > 0) {
+      out.push(
+        ...encodeUpdates(
+          {
+            afi: Afi.Ipv6,
+            safi: Safi.Unicast,
+            attributes: null,
+            withdraw: toPrefixArray(withdraw.v6, Afi.Ipv6),
+          },
+          opts,
+        ),
+      );
+    }
+    for (const a of announce) {
+      if (a.v4.count > 0) {
+        const w = this.deps.bridge.toWire(a.attrs, 4);
+        out.push(
+          ...encodeUpdates(
+            {
+              afi: Afi.Ipv4,
+              safi: Safi.Unicast,
+              attributes: w.attributes,
+              mpNextHop: w.mpNextHop,
+              announce: toPrefixArray(a.v4, Afi.Ipv4),
+            },
+            opts,
+          ),
+        );
+      }
+      if (a.v6.count > 0) {
+        const w = this.deps.bridge.toWire(a.attrs, 6);
+        out.push(
+          ...encodeUpdates(
+            {
+              afi: Afi.Ipv6,
+              safi: Safi.Unicast,
+              attributes: w.attributes,
+              mpNextHop: w.mpNextHop,
+              announce: toPrefixArray(a.v6, Afi.Ipv6),
+            },
+            opts,
+          ),
+        );
+      }
+    }
+    return out;
+  }
+
+  private fibTable(): number {
+    const t = this.config.fib.table;
+    return t === "main" ? RT_TABLE_MAIN : t;
+  }
+
+  private toFib(batch: FibBatch): void {
+    const fib = this.deps.fib;
+    if (!fib || batch.size === 0) return;
+    const protocol = this.config.fib.protocol;
+    const table = this.fibTable();
+    const jobs: Promise<void>[] = [];
+    if (isBatchFib(fib) && batch.v4.count > 0) {
+      // The FIB's numeric IPv4 path: one call per next-hop set.
+      const bySet = new Map<number, { addrs: number[]; lens: number[] }>();
+      for (let i = 0; i < batch.v4.count; i++) {
+        const s = batch.v4Sets[i] as number;
+        let g = bySet.get(s);
+        if (!g) {
+          g = { addrs: [], lens: [] };
+          bySet.set(s, g);
+        }
+        g.addrs.push(batch.v4.words[i] as number);
+        g.lens.push(batch.v4.lens[i] as number);
+      }
+      for (const [s, g] of bySet) {
+        const addrs = Uint32Array.from(g.addrs);
+        const lens = Uint8Array.from(g.lens);
+        if (s < 0) {
+          jobs.push(fib.removeV4Batch({ addrs, lens, protocol, table }));
+          this.fibInstalled -= addrs.length;
+        } else {
+          const nh = batch.nexthopSets[s] as readonly string[];
+          jobs.push(
+            fib.setV4Batch({
+              addrs,
+              lens,
+              protocol,
+              table,
+              nexthops: nh.map((gateway) => ({ gateway })),
+            }),
+          );
+          this.fibInstalled += addrs.length;
+        }
+      }
+      if (batch.v6.count > 0) jobs.push(...this.routesToFib(fib, batch, protocol, table, 6));
+    } else {
+      jobs.push(...this.routesToFib(fib, batch, protocol, table, 0));
+    }
+    for (const j of jobs) {
+      this.fibInFlight++;
+      j.then(
+        () => {},
+        (err: Error) => {
+          this.fibErrors++;
+          this.log.error({ error: err.message }, "FIB update failed");
+        },
+      ).finally(() => {
+        this.fibInFlight--;
+        if (this.fibInFlight < MAX_FIB_IN_FLIGHT) {
+          this.setReading(true);
+          if (this.rib.pending > 0) this.scheduleFlush();
+        }
+        this.checkIdle();
+      });
+    }
+  }
+
+  private routesToFib(
+    fib: Fib,
+    batch: FibBatch,
+    protocol: number,
+    table: number,
+    only: 0 | 6,
+  ): Promise<void>[] {
+    const { set, remove } = batch.routes(protocol);
+    const s: Route[] = [];
+    const rm: Route[] = [];
+    for (const r of set) if (only === 0 || r.family === only) s.push({ ...r, table });
+    for (const r of remove) if (only === 0 || r.family === only) rm.push({ ...r, table });
+    const jobs: Promise<void>[] = [];
+    if (s.length > 0) jobs.push(fib.set(s));
+    if (rm.length > 0) jobs.push(fib.remove(rm));
+    this.fibInstalled += s.length - rm.length;
+    return jobs;
+  }
+
+  private originateAll(cfg: BgpdConfig): void {
+    for (const o of cfg.originate) {
+      const { communities, largeCommunities } = parseCommunityList([
+        ...o.communities,
+        ...o.largeCommunities,
+      ]);
+      this.rib.originate(o.prefix, { communities, largeCommunities });
+    }
+  }
+
+  private async openListener(): Promise<void> {
+    const l = this.config.listen;
+    if (l.port === 0 && this.config.peers.every((p) => !p.passive) && process.env.OCELOT_NO_LISTEN)
+      return;
+    this.listener = await listen({
+      address: l.address,
+      port: l.port,
+      isPeer: (a) => this.peers.has(a),
+      onConnection: (c) => {
+        const e = this.peers.get(c.remoteAddress);
+        if (!e) {
+          c.destroy();
+          return;
+        }
+        this.socketHook(c, e.cfg);
+        e.session.accept(c);
+      },
+      onRefused: (a) =>
+        this.log.warn({ address: a }, "Connection from an address that is not a peer closed"),
+    });
+    this.log.info({ address: l.address, port: this.listener.port }, "Listening");
+  }
+
+  // ---- status ---------------------------------------------------------------------------------
+
+  status(): StatusSnapshot {
+    const now = this.deps.clock.now();
+    const peers: PeerStatus[] = [...this.peers.values()].map((e) => {
+      const n = e.session.negotiated;
+      const c = safeCounts(this.rib, e.ribId);
+      return {
+        address: e.cfg.address,
+        asn: e.cfg.asn,
+        localAsn: this.config.asn,
+        type: e.cfg.asn === this.config.asn ? "internal" : "external",
+        state: e.session.state,
+        uptimeSeconds:
+          e.session.establishedAt !== undefined
+            ? Math.floor((now - e.session.establishedAt) / 1000)
+            : null,
+        negotiated: n
+          ? {
+              holdTime: n.holdTime,
+              keepaliveTime: n.keepaliveTime,
+              families: n.families,
+              fourOctetAs: n.as4,
+              routeRefresh: n.routeRefresh,
+              enhancedRouteRefresh: n.enhancedRouteRefresh,
+              gracefulRestart: n.gracefulRestart,
+            }
+          : null,
+        prefixes: c,
+        messages: {
+          in: e.session.counters.messagesIn,
+          out: e.session.counters.messagesOut,
+          updatesIn: e.session.counters.updatesIn,
+        },
+        establishedTransitions: e.session.counters.establishedTransitions,
+        lastError: e.lastError,
+      };
+    });
+    const size = this.rib.size;
+    return {
+      routerId: this.config.routerId,
+      asn: this.config.asn,
+      listen: this.listener
+        ? { address: this.config.listen.address, port: this.listener.port }
+        : null,
+      uptimeSeconds: Math.floor((now - this.startedAt) / 1000),
+      peers,
+      locRib: { ipv4: size.v4, ipv6: size.v6 },
+      fib: {
+        enabled: this.deps.fib !== null,
+        installed: this.fibInstalled,
+        pending: this.fibInFlight,
+        errors: this.fibErrors,
+      },
+    };
+  }
+
+  routes(): RoutesSnapshot {
+    const routes: RoutesSnapshot["routes"] = [];
+    for (const r of this.rib.locRib()) {
+      const v = r.attrs;
+      const large =
+        (v as unknown as { largeCommunities?: readonly (readonly number[])[] }).largeCommunities ??
+        [];
+      routes.push({
+        prefix: r.prefix,
+        best: {
+          peer: r.peer === "" || r.peer === "local" ? "local" : r.peer,
+          nextHop: r.nexthops.join(",") || v.nextHop || "-",
+          asPath: v.asPath
+            .map((s) => (s.type === 1 ? `{${s.asns.join(",")}}` : s.asns.join(" ")))
+            .join(" "),
+          origin: ["IGP", "EGP", "incomplete"][v.origin] ?? String(v.origin),
+          localPref: v.localPref ?? null,
+          med: v.med ?? null,
+          communities: v.communities.map((c) => `${c >>> 16}:${c & 0xffff}`),
+          largeCommunities: large.map((l) => l.join(":")),
+        },
+        reason: r.reason,
+        multipath: r.nexthops,
+        paths: 1,
+      });
+      if (routes.length >= 100_000) break;
+    }
+    return { routes };
+  }
+}
+
+function emptyList(l: PrefixList): PrefixList {
+  return Object.assign(Object.create(Object.getPrototypeOf(l)), { ...l, count: 0 }) as PrefixList;
+}
+
+function textPrefixArray(list: string[], fam: 4 | 6): PrefixArray {
+  const addrs = new Uint32Array(list.length * (fam === 4 ? 1 : 4));
+  const lens = new Uint8Array(list.length);
+  list.forEach((p, i) => {
+    const [a, l] = p.split("/") as [string, string];
+    lens[i] = Number(l);
+    if (fam === 4) addrs[i] = ipv4Number(a);
+    else {
+      const w = expand6(a);
+      for (let j = 0; j < 4; j++)
+        addrs[i * 4 + j] = (((w[j * 2] ?? 0) << 16) | (w[j * 2 + 1] ?? 0)) >>> 0;
+    }
+  });
+  return { afi: fam === 4 ? Afi.Ipv4 : Afi.Ipv6, count: list.length, addrs, lens, pathIds: null };
+}
+
+function optionsKey(o: SessionOptions): string {
+  return `${o.fourOctetAs ? 1 : 0}${o.extendedMessage ? 1 : 0}${o.extendedNextHop ? 1 : 0}${[...o.addPath.send].join(",")}`;
+}
+
+function safeCounts(rib: Rib<unknown>, id: string): PeerStatus["prefixes"] {
+  try {
+    const c = rib.peerCounts(id);
+    return { received: c.received, accepted: c.accepted, advertised: c.advertised };
+  } catch {
+    return { received: 0, accepted: 0, advertised: 0 };
+  }
+}
+
+function downText(r: DownReason): PeerStatus["lastError"] {
+  switch (r.kind) {
+    case "NotificationSent":
+      return { kind: r.kind, code: r.code, subcode: r.subcode, message: r.message };
+    case "NotificationReceived":
+      return { kind: r.kind, code: r.code, subcode: r.subcode };
+    case "TcpConnectionFails":
+      return { kind: r.kind, message: r.message };
+    default:
+      return { kind: r.kind };
+  }
+}

@@ -1,0 +1,216 @@
+// The bgpd status API: JSON shapes of `status` and `routes`, a unix-socket server (mode 0600)
+// that answers one JSON request line per connection, the client the CLI uses, and the human
+// tables. Not: where the numbers come from (the speaker fills the snapshots).
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
+import * as net from "node:net";
+import { dirname } from "node:path";
+
+export interface PeerStatus {
+  address: string;
+  asn: number;
+  localAsn: number;
+  type: "internal" | "external";
+  state: string;
+  /** Seconds in the current state when Established, else null. */
+  uptimeSeconds: number | null;
+  negotiated: {
+    holdTime: number;
+    keepaliveTime: number;
+    families: string[];
+    fourOctetAs: boolean;
+    routeRefresh: boolean;
+    enhancedRouteRefresh: boolean;
+    gracefulRestart: boolean;
+  } | null;
+  prefixes: { received: number; accepted: number; advertised: number };
+  messages: { in: number; out: number; updatesIn: number };
+  establishedTransitions: number;
+  lastError: { kind: string; code?: number; subcode?: number; message?: string } | null;
+}
+
+export interface StatusSnapshot {
+  routerId: string;
+  asn: number;
+  listen: { address: string; port: number } | null;
+  uptimeSeconds: number;
+  peers: PeerStatus[];
+  locRib: { ipv4: number; ipv6: number };
+  fib: { enabled: boolean; installed: number; pending: number; errors: number };
+}
+
+export interface RouteStatus {
+  prefix: string;
+  best: {
+    peer: string;
+    nextHop: string;
+    asPath: string;
+    origin: string;
+    localPref: number | null;
+    med: number | null;
+    communities: string[];
+    largeCommunities: string[];
+  };
+  /** Why this path won (typed reason from the decision process). */
+  reason: string;
+  /** Peers whose paths are used for ECMP (including the best). */
+  multipath: string[];
+  paths: number;
+}
+
+export interface RoutesSnapshot {
+  routes: RouteStatus[];
+}
+
+export interface StatusProvider {
+  status(): StatusSnapshot;
+  routes(): RoutesSnapshot;
+}
+
+/** Serves `{"cmd":"status"}` / `{"cmd":"routes"}` lines on a unix socket, mode 0600. */
+export async function serveStatus(
+  path: string,
+  provider: StatusProvider,
+): Promise<{ close(): Promise<void> }> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  if (existsSync(path)) {
+    // A stale socket from a previous run; refuse if something still answers on it.
+    const alive = await new Promise<boolean>((r) => {
+      const c = net.connect(path);
+      c.once("connect", () => {
+        c.destroy();
+        r(true);
+      });
+      c.once("error", () => r(false));
+    });
+    if (alive) throw new Error(`Status socket ${path} is in use by another bgpd`);
+    unlinkSync(path);
+  }
+  const server = net.createServer((sock) => {
+    let buf = "";
+    sock.setEncoding("utf8");
+    sock.on("data", (d: string) => {
+      buf += d;
+      if (buf.length > 4096) sock.destroy();
+      const nl = buf.indexOf("\n");
+      if (nl < 0) return;
+      let reply: unknown;
+      try {
+        const req = JSON.parse(buf.slice(0, nl)) as { cmd?: string };
+        if (req.cmd === "status") reply = provider.status();
+        else if (req.cmd === "routes") reply = provider.routes();
+        else reply = { error: `Unknown command ${JSON.stringify(req.cmd)}` };
+      } catch (e) {
+        reply = { error: `Bad request: ${(e as Error).message}` };
+      }
+      sock.end(`${JSON.stringify(reply)}\n`);
+    });
+    sock.on("error", () => {});
+  });
+  const old = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, () => resolve());
+    });
+  } finally {
+    process.umask(old);
+  }
+  chmodSync(path, 0o600);
+  return {
+    close: () =>
+      new Promise<void>((r) =>
+        server.close(() => {
+          try {
+            unlinkSync(path);
+          } catch {}
+          r();
+        }),
+      ),
+  };
+}
+
+/** Sends one request to the status socket and returns the parsed reply. */
+export function queryStatus<T>(
+  path: string,
+  cmd: "status" | "routes",
+  timeoutMs = 5000,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(path);
+    let buf = "";
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`No answer from status socket ${path} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.setEncoding("utf8");
+    sock.on("connect", () => sock.write(`${JSON.stringify({ cmd })}\n`));
+    sock.on("data", (d: string) => {
+      buf += d;
+    });
+    sock.on("error", (e) => {
+      clearTimeout(timer);
+      reject(new Error(`Cannot reach status socket ${path}: ${e.message}`));
+    });
+    sock.on("end", () => {
+      clearTimeout(timer);
+      try {
+        const v = JSON.parse(buf) as T & { error?: string };
+        if (v && typeof v === "object" && "error" in v && v.error) reject(new Error(v.error));
+        else resolve(v);
+      } catch (e) {
+        reject(new Error(`Bad reply from status socket ${path}: ${(e as Error).message}`));
+      }
+    });
+  });
+}
+
+function table(header: string[], rows: string[][]): string {
+  const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(w[i] ?? 0))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join("\n");
+}
+
+function duration(s: number | null): string {
+  if (s === null) return "-";
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return `${h}h${String(m).padStart(2, "0")}m${String(Math.floor(s % 60)).padStart(2, "0")}s`;
+}
+
+export function formatStatus(s: StatusSnapshot): string {
+  const head = `BGP router ${s.routerId}, AS ${s.asn}, Loc-RIB ${s.locRib.ipv4} IPv4 / ${s.locRib.ipv6} IPv6, FIB ${
+    s.fib.enabled ? `${s.fib.installed} installed` : "disabled"
+  }`;
+  const rows = s.peers.map((p) => [
+    p.address,
+    String(p.asn),
+    p.type === "internal" ? "iBGP" : "eBGP",
+    p.state,
+    duration(p.uptimeSeconds),
+    `${p.prefixes.received}/${p.prefixes.accepted}/${p.prefixes.advertised}`,
+    p.lastError ? errorText(p.lastError) : "",
+  ]);
+  return `${head}\n${table(["PEER", "AS", "TYPE", "STATE", "UPTIME", "RCVD/ACPT/ADV", "LAST ERROR"], rows)}\n`;
+}
+
+export function errorText(e: NonNullable<PeerStatus["lastError"]>): string {
+  if (e.code !== undefined)
+    return `${e.kind} ${e.code}/${e.subcode ?? 0}${e.message ? ` (${e.message})` : ""}`;
+  return e.message ? `${e.kind} (${e.message})` : e.kind;
+}
+
+export function formatRoutes(r: RoutesSnapshot): string {
+  const rows = r.routes.map((x) => [
+    x.prefix,
+    x.best.nextHop,
+    x.best.peer,
+    x.best.asPath || "(local)",
+    x.reason,
+    x.multipath.length > 1 ? `ecmp ${x.multipath.length}` : "",
+  ]);
+  return `${table(["PREFIX", "NEXT HOP", "FROM", "AS PATH", "REASON", ""], rows)}\n`;
+}

@@ -1,0 +1,171 @@
+// `ocelot bgpd --config FILE`: the BGP speaker alone from a YAML file (pino logs, status socket,
+// SIGHUP re-reads the file and applies it by diff), and `ocelot status` / `ocelot routes`, which
+// read that socket. Owns: process wiring only. Not: BGP logic (src/bgp/).
+import { readFileSync } from "node:fs";
+import type { Command } from "commander";
+import { type BgpdConfig, ConfigError, type PeerConfig, parseConfigText } from "../bgp/config.js";
+import { realClock } from "../bgp/io/clock.js";
+import type { Log } from "../bgp/io/session.js";
+import type { Connection } from "../bgp/io/transport.js";
+import { Speaker } from "../bgp/speaker.js";
+import { makeWireBridge } from "../bgp/speaker_attrs.js";
+import {
+  formatRoutes,
+  formatStatus,
+  queryStatus,
+  type RoutesSnapshot,
+  type StatusSnapshot,
+  serveStatus,
+} from "../bgp/status.js";
+import type { Fib } from "../fib/types.js";
+import { CliError } from "./main.js";
+
+const DEFAULT_SOCKET = "/run/ocelot/bgpd.sock";
+const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
+
+function loadConfig(path: string): BgpdConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new CliError(`Cannot read config file "${path}": ${(e as Error).message}`);
+  }
+  try {
+    return parseConfigText(text, path);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new CliError(e.message);
+    throw e;
+  }
+}
+
+/** eBGP sessions get TTL 1 unless multihop is set (RFC 4271 §5.1.3 directly connected). */
+async function ttlHook(
+  log: Log,
+): Promise<((c: Connection, p: PeerConfig, ebgp: boolean) => void) | undefined> {
+  let mod: typeof import("../fib/netlink_socket.js");
+  try {
+    mod = await import("../fib/netlink_socket.js");
+    const why = mod.addonUnavailableReason();
+    if (why) throw new Error(why);
+  } catch (e) {
+    log.warn({ error: (e as Error).message }, "Native addon unavailable: eBGP TTL not set");
+    return undefined;
+  }
+  const { setsockoptFd, SockOpt } = mod;
+  return (c, p, ebgp) => {
+    if (!ebgp && p.multihop === undefined) return;
+    const ttl = p.multihop ?? 1;
+    if (c.fd < 0) return;
+    if (c.family === 4) setsockoptFd(c.fd, SockOpt.IPPROTO_IP, SockOpt.IP_TTL, ttl);
+    else setsockoptFd(c.fd, SockOpt.IPPROTO_IPV6, SockOpt.IPV6_UNICAST_HOPS, ttl);
+  };
+}
+
+async function openFib(cfg: BgpdConfig, log: Log): Promise<Fib | null> {
+  if (!cfg.fib.enabled) return null;
+  const { KernelFib } = await import("../fib/kernel_fib.js");
+  return KernelFib.open({
+    protocols: [cfg.fib.protocol],
+    onEvent: (e) => log.debug({ fib: e }, "FIB event"),
+  });
+}
+
+async function runBgpd(opts: { config: string; logLevel: string }): Promise<void> {
+  if (!LEVELS.includes(opts.logLevel)) {
+    throw new CliError(`--log-level: "${opts.logLevel}" is not one of ${LEVELS.join(", ")}`, 2);
+  }
+  const cfg = loadConfig(opts.config);
+  const { pino } = await import("pino");
+  const log = pino({ level: opts.logLevel, base: { daemon: "bgpd" } });
+  const fib = await openFib(cfg, log);
+  const onSocket = await ttlHook(log);
+  const speaker = new Speaker(cfg, {
+    clock: realClock,
+    log,
+    fib,
+    bridge: makeWireBridge(),
+    ...(onSocket ? { onSocket } : {}),
+  });
+  await speaker.start();
+  let statusServer = await serveStatus(cfg.status.socket, speaker);
+  log.info(
+    { asn: cfg.asn, routerId: cfg.routerId, peers: cfg.peers.length, socket: cfg.status.socket },
+    "bgpd started",
+  );
+
+  let reloading = Promise.resolve();
+  process.on("SIGHUP", () => {
+    reloading = reloading.then(async () => {
+      try {
+        const next = loadConfig(opts.config);
+        const socketChanged = next.status.socket !== speaker.config.status.socket;
+        await speaker.reconfigure(next);
+        if (socketChanged) {
+          await statusServer.close();
+          statusServer = await serveStatus(next.status.socket, speaker);
+        }
+        log.info({ config: opts.config }, "Configuration reloaded");
+      } catch (e) {
+        log.error(
+          { error: (e as Error).message },
+          "Configuration reload failed; keeping the old one",
+        );
+      }
+    });
+  });
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: sig }, "Stopping");
+      const hard = setTimeout(() => process.exit(1), 10_000);
+      hard.unref();
+      void (async () => {
+        await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
+        await statusServer.close();
+        await fib?.close();
+        resolve();
+      })();
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+}
+
+async function read<T>(socket: string, cmd: "status" | "routes"): Promise<T> {
+  try {
+    return await queryStatus<T>(socket, cmd);
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command("bgpd")
+    .description("run the BGP speaker from a YAML config file")
+    .requiredOption("--config <file>", "bgpd YAML config")
+    .option("--log-level <level>", `log level (${LEVELS.join(", ")})`, "info")
+    .action(async (o: { config: string; logLevel: string }) => runBgpd(o));
+
+  program
+    .command("status")
+    .description("show BGP peers of the local bgpd")
+    .option("--json", "print JSON", false)
+    .option("--socket <path>", "bgpd status socket", DEFAULT_SOCKET)
+    .action(async (o: { json: boolean; socket: string }) => {
+      const s = await read<StatusSnapshot>(o.socket, "status");
+      process.stdout.write(o.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
+    });
+
+  program
+    .command("routes")
+    .description("show the Loc-RIB of the local bgpd with the best-path reason")
+    .option("--json", "print JSON", false)
+    .option("--socket <path>", "bgpd status socket", DEFAULT_SOCKET)
+    .action(async (o: { json: boolean; socket: string }) => {
+      const r = await read<RoutesSnapshot>(o.socket, "routes");
+      process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : formatRoutes(r));
+    });
+}
