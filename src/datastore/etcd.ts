@@ -1,0 +1,527 @@
+// The etcd v3 datastore over the `etcd3` client's raw KV and Watch RPCs: CAS as transactions on
+// mod_revision, watches on our own gRPC streams (resume after reconnect, compaction -> resync).
+// Owns: connection options (endpoints, TLS, auth, timeouts, retry backoff) and error mapping.
+// Not: key layout (keys are stored exactly as given) or the choice of backend (open.ts).
+import { readFileSync } from "node:fs";
+import {
+  Etcd3,
+  type IDuplexStream,
+  type IKeyValue,
+  type IOptions,
+  type IWatchRequest,
+  type IWatchResponse,
+  isRecoverableError,
+} from "etcd3";
+import { validateKey } from "./memory.js";
+import {
+  ClosedError,
+  ConflictError,
+  type Datastore,
+  type KeyValue,
+  type ListResult,
+  NotFoundError,
+  UnavailableError,
+  type Watch,
+  type WatchEvent,
+  type WatchMessage,
+} from "./types.js";
+
+export interface EtcdOptions {
+  /** Endpoints as `host:port` or `http(s)://host:port`. */
+  endpoints: string[];
+  /** Use TLS (etcds://). Implied by caFile/certFile. */
+  tls?: boolean;
+  /** PEM file of the CA that signed etcd's server certificate (default: system roots). */
+  caFile?: string;
+  /** PEM client certificate and key for mutual TLS. */
+  certFile?: string;
+  keyFile?: string;
+  username?: string;
+  password?: string;
+  /** Time allowed for the first successful round trip in connect(), in ms. Default 5000. */
+  dialTimeoutMs?: number;
+  /** Deadline of each unary call (get, txn, ...), in ms. Default 10000. */
+  requestTimeoutMs?: number;
+  /** Attempts of a call that failed for a transient (network) reason. Default 4. */
+  maxAttempts?: number;
+  /** First and largest retry/reconnect backoff, in ms. Defaults 50 and 5000. */
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+}
+
+type GlobalPolicy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions["faultHandling"]>["host"]>>;
+
+/** The largest gRPC message we accept: a watch batch may carry several 1.5 MiB values. */
+const MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
+/** etcd's reason text when a revision is gone (mvcc.ErrCompacted). */
+const ERR_COMPACTED = "required revision has been compacted";
+const ERR_FUTURE_REV = "required revision is a future revision";
+
+/** Exponential backoff with full jitter, capped. */
+export function backoffDelay(attempt: number, initialMs: number, maxMs: number): number {
+  const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 20));
+  return Math.round(cap / 2 + (Math.random() * cap) / 2);
+}
+
+export class EtcdDatastore implements Datastore {
+  readonly url: string;
+  readonly client: Etcd3;
+  private readonly o: Required<
+    Pick<
+      EtcdOptions,
+      "dialTimeoutMs" | "requestTimeoutMs" | "maxAttempts" | "backoffInitialMs" | "backoffMaxMs"
+    >
+  >;
+  private readonly watches = new Set<EtcdWatch>();
+  private closed = false;
+
+  constructor(opts: EtcdOptions) {
+    if (opts.endpoints.length === 0) throw new RangeError("etcd needs at least one endpoint");
+    const tls = opts.tls || opts.caFile !== undefined || opts.certFile !== undefined;
+    const hosts = opts.endpoints.map((e) => normaliseEndpoint(e, tls));
+    this.url = `${tls ? "etcds" : "etcd"}://${hosts.map((h) => h.replace(/^https?:\/\//, "")).join(",")}`;
+    this.o = {
+      dialTimeoutMs: opts.dialTimeoutMs ?? 5000,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
+      maxAttempts: opts.maxAttempts ?? 4,
+      backoffInitialMs: opts.backoffInitialMs ?? 50,
+      backoffMaxMs: opts.backoffMaxMs ?? 5000,
+    };
+    if ((opts.certFile === undefined) !== (opts.keyFile === undefined))
+      throw new RangeError(
+        `etcd client TLS needs both a certificate and a key (got cert ${JSON.stringify(opts.certFile)}, key ${JSON.stringify(opts.keyFile)})`,
+      );
+    if ((opts.username === undefined) !== (opts.password === undefined))
+      throw new RangeError(`etcd authentication needs both a username and a password`);
+    const options: IOptions = {
+      hosts,
+      dialTimeout: this.o.dialTimeoutMs,
+      grpcOptions: {
+        "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+        "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+        "grpc.initial_reconnect_backoff_ms": Math.max(100, this.o.backoffInitialMs),
+        "grpc.max_reconnect_backoff_ms": this.o.backoffMaxMs,
+      },
+      defaultCallOptions: (ctx) =>
+        ctx.isStream ? {} : { deadline: Date.now() + this.o.requestTimeoutMs },
+      faultHandling: {
+        // Each call goes straight to a host; failures are retried (with backoff, on another
+        // host when there are several) by the global policy below rather than a breaker that
+        // would hold a restarted etcd off for seconds.
+        host: () => passThroughPolicy(),
+        global: retryPolicy(this.o.maxAttempts, this.o.backoffInitialMs, this.o.backoffMaxMs),
+      },
+    };
+    if (tls) {
+      try {
+        options.credentials = {
+          rootCertificate: opts.caFile
+            ? readFileSync(opts.caFile)
+            : (undefined as unknown as Buffer),
+          privateKey: opts.keyFile ? readFileSync(opts.keyFile) : undefined,
+          certChain: opts.certFile ? readFileSync(opts.certFile) : undefined,
+        };
+      } catch (err) {
+        throw new UnavailableError(`Cannot read etcd TLS file: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+    }
+    if (opts.username !== undefined)
+      options.auth = { username: opts.username, password: opts.password as string };
+    this.client = new Etcd3(options);
+  }
+
+  /** Opens a client and checks that etcd answers within the dial timeout. */
+  static async connect(opts: EtcdOptions): Promise<EtcdDatastore> {
+    const s = new EtcdDatastore(opts);
+    try {
+      await s.client.kv.range(
+        { key: Buffer.from([0]), count_only: true },
+        { deadline: Date.now() + s.o.dialTimeoutMs },
+      );
+    } catch (err) {
+      await s.close();
+      throw new UnavailableError(
+        `Cannot reach etcd at "${s.url}" within ${s.o.dialTimeoutMs} ms: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    return s;
+  }
+
+  async get(key: string): Promise<KeyValue | undefined> {
+    this.check(key);
+    const res = await this.rpc("get", key, () => this.client.kv.range({ key: Buffer.from(key) }));
+    return res.kvs[0] ? toKv(res.kvs[0]) : undefined;
+  }
+
+  async list(prefix: string): Promise<ListResult> {
+    this.open();
+    const res = await this.rpc("list", prefix, () =>
+      this.client.kv.range({
+        key: Buffer.from(prefix),
+        range_end: rangeEnd(prefix),
+        sort_order: "Ascend",
+        sort_target: "Key",
+      }),
+    );
+    return { items: res.kvs.map(toKv), revision: Number(res.header.revision) };
+  }
+
+  async create(key: string, value: string): Promise<KeyValue> {
+    this.check(key, value);
+    const k = Buffer.from(key);
+    const res = await this.rpc("create", key, () =>
+      this.client.kv.txn({
+        compare: [{ key: k, target: "Create", result: "Equal", create_revision: 0 }],
+        success: [{ request_put: { key: k, value: Buffer.from(value) } }],
+        failure: [{ request_range: { key: k } }],
+      }),
+    );
+    if (!res.succeeded) {
+      const cur = res.responses[0]?.response_range?.kvs[0];
+      throw new ConflictError(key, cur ? toKv(cur) : undefined, `Key "${key}" already exists`);
+    }
+    const rev = Number(res.header.revision);
+    return { key, value, createRevision: rev, modRevision: rev, version: 1 };
+  }
+
+  async update(key: string, value: string, expectedModRevision?: number): Promise<KeyValue> {
+    this.check(key, value);
+    const k = Buffer.from(key);
+    const v = Buffer.from(value);
+    if (expectedModRevision === undefined) {
+      const res = await this.rpc("update", key, () =>
+        this.client.kv.put({ key: k, value: v, prev_kv: true }),
+      );
+      return afterPut(key, value, Number(res.header.revision), res.prev_kv);
+    }
+    const res = await this.rpc("update", key, () =>
+      this.client.kv.txn({
+        compare: [{ key: k, target: "Mod", result: "Equal", mod_revision: expectedModRevision }],
+        success: [{ request_put: { key: k, value: v, prev_kv: true } }],
+        failure: [{ request_range: { key: k } }],
+      }),
+    );
+    if (!res.succeeded) {
+      const cur = res.responses[0]?.response_range?.kvs[0];
+      if (!cur) throw new NotFoundError(key);
+      const kv = toKv(cur);
+      throw new ConflictError(
+        key,
+        kv,
+        `Key "${key}" is at revision ${kv.modRevision}, not ${expectedModRevision}`,
+      );
+    }
+    return afterPut(
+      key,
+      value,
+      Number(res.header.revision),
+      res.responses[0]?.response_put?.prev_kv,
+    );
+  }
+
+  async delete(key: string, expectedModRevision?: number): Promise<boolean> {
+    this.check(key);
+    const k = Buffer.from(key);
+    if (expectedModRevision === undefined) {
+      const res = await this.rpc("delete", key, () => this.client.kv.deleteRange({ key: k }));
+      return Number(res.deleted) > 0;
+    }
+    const res = await this.rpc("delete", key, () =>
+      this.client.kv.txn({
+        compare: [{ key: k, target: "Mod", result: "Equal", mod_revision: expectedModRevision }],
+        success: [{ request_delete_range: { key: k } }],
+        failure: [{ request_range: { key: k } }],
+      }),
+    );
+    if (res.succeeded) return Number(res.responses[0]?.response_delete_range?.deleted ?? 0) > 0;
+    const cur = res.responses[0]?.response_range?.kvs[0];
+    if (!cur) return false;
+    const kv = toKv(cur);
+    throw new ConflictError(
+      key,
+      kv,
+      `Key "${key}" is at revision ${kv.modRevision}, not ${expectedModRevision}`,
+    );
+  }
+
+  async revision(): Promise<number> {
+    this.open();
+    const res = await this.rpc("revision", "", () =>
+      this.client.kv.range({ key: Buffer.from([0]), count_only: true }),
+    );
+    return Number(res.header.revision);
+  }
+
+  async compact(revision: number): Promise<void> {
+    this.open();
+    if (!Number.isInteger(revision) || revision < 0)
+      throw new RangeError(`Compaction revision must be a non-negative integer, got ${revision}`);
+    try {
+      await this.client.kv.compact({ revision, physical: true });
+    } catch (err) {
+      const msg = (err as Error).message ?? "";
+      if (msg.includes(ERR_COMPACTED)) return; // already compacted at or past it
+      if (msg.includes(ERR_FUTURE_REV))
+        throw new RangeError(`Compaction revision ${revision} is in the future`);
+      throw mapError(err, "compact", String(revision), this.url);
+    }
+  }
+
+  watch(prefix: string, fromRevision: number, onMessage: (msg: WatchMessage) => void): Watch {
+    this.open();
+    if (!Number.isInteger(fromRevision) || fromRevision < 0)
+      throw new RangeError(`Watch revision must be a non-negative integer, got ${fromRevision}`);
+    const w = new EtcdWatch(this.client, prefix, fromRevision, onMessage, this.o, () =>
+      this.watches.delete(w),
+    );
+    this.watches.add(w);
+    w.start();
+    return { cancel: () => w.cancel() };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.watches].map((w) => w.cancel()));
+    this.client.close();
+  }
+
+  private async rpc<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (this.closed) throw new ClosedError(this.url);
+      throw mapError(err, what, key, this.url);
+    }
+  }
+
+  private open(): void {
+    if (this.closed) throw new ClosedError(this.url);
+  }
+
+  private check(key: string, value?: string): void {
+    this.open();
+    validateKey(key);
+    if (value !== undefined && typeof value !== "string")
+      throw new TypeError(`Value for "${key}" must be a string, got ${typeof value}`);
+  }
+}
+
+/**
+ * One watch on its own gRPC stream. After a disconnect it reports an error message and
+ * reconnects with backoff, resuming after the last revision it delivered, so no event is lost
+ * or repeated; if that revision was compacted meanwhile it sends `resync` and stops.
+ */
+class EtcdWatch {
+  private stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
+  private cancelled = false;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly client: Etcd3,
+    private readonly prefix: string,
+    /** Events up to and including this revision have been delivered. */
+    private pos: number,
+    private readonly onMessage: (msg: WatchMessage) => void,
+    private readonly o: { backoffInitialMs: number; backoffMaxMs: number },
+    private readonly onEnd: () => void,
+  ) {}
+
+  start(): void {
+    if (this.cancelled) return;
+    this.client.watchClient.watch().then(
+      (stream) => this.attach(stream),
+      (err: Error) => this.lost(err),
+    );
+  }
+
+  async cancel(): Promise<void> {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    const s = this.stream;
+    this.stream = undefined;
+    this.onEnd();
+    if (s) {
+      s.on("error", () => {});
+      s.cancel?.();
+    }
+  }
+
+  private attach(stream: IDuplexStream<IWatchRequest, IWatchResponse>): void {
+    if (this.cancelled) {
+      stream.on("error", () => {});
+      stream.cancel?.();
+      return;
+    }
+    this.stream = stream;
+    stream.on("data", (res: IWatchResponse) => {
+      if (stream === this.stream) this.receive(res);
+    });
+    stream.on("error", (err: Error) => this.lost(err, stream));
+    stream.on("end", () => this.lost(new Error("etcd closed the watch stream"), stream));
+    stream.write({
+      create_request: {
+        key: Buffer.from(this.prefix),
+        range_end: rangeEnd(this.prefix),
+        start_revision: this.pos + 1,
+        prev_kv: true,
+      },
+    });
+  }
+
+  private receive(res: IWatchResponse): void {
+    if (this.cancelled) return;
+    if (res.created && !res.canceled) {
+      this.attempt = 0;
+      return;
+    }
+    const compactRevision = Number(res.compact_revision ?? 0);
+    if (compactRevision > 0) {
+      this.finish({ kind: "resync", compactRevision });
+      return;
+    }
+    if (res.canceled) {
+      const reason = res.cancel_reason || "no reason given";
+      this.finish({
+        kind: "error",
+        error: new UnavailableError(`etcd cancelled the watch on "${this.prefix}": ${reason}`),
+      });
+      return;
+    }
+    if (!res.events || res.events.length === 0) return;
+    const events = res.events.map((e): WatchEvent => {
+      const key = e.kv.key.toString("utf8");
+      const modRevision = Number(e.kv.mod_revision);
+      const prev = e.prev_kv ? toKv(e.prev_kv) : undefined;
+      if (e.type === "Delete")
+        return prev
+          ? { type: "delete", key, modRevision, prev }
+          : { type: "delete", key, modRevision };
+      const kv = toKv(e.kv);
+      return prev ? { type: "put", kv, prev } : { type: "put", kv };
+    });
+    const last = events[events.length - 1] as WatchEvent;
+    this.pos = last.type === "put" ? last.kv.modRevision : last.modRevision;
+    // The last delivered revision (not the header's): a large history may arrive in several
+    // responses, and the message revision must be a safe point to resume from.
+    this.onMessage({ kind: "events", events, revision: this.pos });
+  }
+
+  private finish(msg: WatchMessage): void {
+    void this.cancel();
+    this.onMessage(msg);
+  }
+
+  private lost(err: Error, stream?: IDuplexStream<IWatchRequest, IWatchResponse>): void {
+    if (this.cancelled || (stream && stream !== this.stream)) return;
+    this.stream = undefined;
+    if (stream) {
+      stream.on("error", () => {});
+      stream.cancel?.();
+    }
+    this.onMessage({
+      kind: "error",
+      error: new UnavailableError(
+        `etcd watch on "${this.prefix}" lost (reconnecting after revision ${this.pos}): ${err.message}`,
+        { cause: err },
+      ),
+    });
+    const delay = backoffDelay(this.attempt++, this.o.backoffInitialMs, this.o.backoffMaxMs);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.start();
+    }, delay);
+  }
+}
+
+/** A host policy that simply runs the call (failover and backoff are the global policy's job). */
+function passThroughPolicy(): HostPolicy {
+  return {
+    execute: <T>(fn: () => Promise<T> | T) => Promise.resolve().then(fn),
+  } as unknown as HostPolicy;
+}
+
+/** Retries calls that failed for a transient reason, with exponential backoff and jitter. */
+function retryPolicy(maxAttempts: number, initialMs: number, maxMs: number): GlobalPolicy {
+  return {
+    execute: async <T>(fn: () => Promise<T> | T): Promise<T> => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await fn();
+        } catch (err) {
+          if (attempt + 1 >= maxAttempts || !(err instanceof Error) || !isRecoverableError(err))
+            throw err;
+          await new Promise((r) => setTimeout(r, backoffDelay(attempt, initialMs, maxMs)));
+        }
+      }
+    },
+  } as unknown as GlobalPolicy;
+}
+
+function normaliseEndpoint(e: string, tls: boolean): string {
+  const scheme = tls ? "https://" : "http://";
+  const bare = e.replace(/^https?:\/\//, "");
+  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(bare))
+    throw new RangeError(`Bad etcd endpoint "${e}": expected host:port`);
+  return scheme + bare;
+}
+
+/** etcd's range end for a prefix: the prefix with its last byte incremented ("\0" = no end). */
+export function rangeEnd(prefix: string): Buffer {
+  const b = Buffer.from(prefix);
+  for (let i = b.length - 1; i >= 0; i--) {
+    if ((b[i] as number) < 0xff) {
+      const end = Buffer.from(b.subarray(0, i + 1));
+      end[i] = (end[i] as number) + 1;
+      return end;
+    }
+  }
+  return Buffer.from([0]);
+}
+
+function toKv(kv: IKeyValue): KeyValue {
+  return {
+    key: kv.key.toString("utf8"),
+    value: kv.value.toString("utf8"),
+    createRevision: Number(kv.create_revision),
+    modRevision: Number(kv.mod_revision),
+    version: Number(kv.version),
+  };
+}
+
+function afterPut(key: string, value: string, rev: number, prev: IKeyValue | undefined): KeyValue {
+  return {
+    key,
+    value,
+    createRevision: prev ? Number(prev.create_revision) : rev,
+    modRevision: rev,
+    version: prev ? Number(prev.version) + 1 : 1,
+  };
+}
+
+/** Network, deadline, auth and closed-client failures become UnavailableError. */
+function mapError(err: unknown, what: string, key: string, url: string): Error {
+  if (
+    err instanceof ConflictError ||
+    err instanceof NotFoundError ||
+    err instanceof UnavailableError
+  )
+    return err;
+  const e = err instanceof Error ? err : new Error(String(err));
+  const name = e.constructor?.name ?? "";
+  const transient =
+    isRecoverableError(e) ||
+    /Unavailable|DeadlineExceeded|Cancelled|Authentication|Unauthenticated|PermissionDenied|InvalidAuthToken|ClientClosed|BrokenCircuit/.test(
+      name,
+    );
+  const subject = key ? `${what} of "${key}"` : what;
+  if (transient)
+    return new UnavailableError(`etcd ${subject} failed at "${url}": ${e.message}`, { cause: e });
+  return new Error(`etcd ${subject} failed at "${url}": ${e.message}`, { cause: e });
+}
