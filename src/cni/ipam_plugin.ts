@@ -1,0 +1,386 @@
+// The `ocelot-ipam` CNI IPAM plugin (CNI spec 1.0.0 and 0.3.x/0.4.0): ADD, DEL, CHECK and
+// VERSION from the CNI environment and the network configuration on stdin, results and errors
+// in the spec's JSON. Owns: config parsing, the handle id, result/error shapes and error codes.
+// Not: the allocation itself (src/ipam/store.ts) nor opening the datastore (injected).
+import { type Datastore, UnavailableError } from "../datastore/types.js";
+import { PoolSelectionError } from "../ipam/allocator.js";
+import { IpamDataError } from "../ipam/block.js";
+import { formatAddress, parseAddress } from "../ipam/cidr.js";
+import {
+  type AssignedAddress,
+  IpamStore,
+  type IpamStoreOptions,
+  PoolExhaustedError,
+  RetriesExhaustedError,
+} from "../ipam/store.js";
+
+/** CNI spec "Error" section: well-known codes 1-99; 100+ are ours. */
+export const CniErrorCode = {
+  IncompatibleCniVersion: 1,
+  UnsupportedField: 2,
+  ContainerUnknown: 3,
+  InvalidEnvironmentVariables: 4,
+  IoFailure: 5,
+  DecodingFailure: 6,
+  InvalidNetworkConfig: 7,
+  TryAgainLater: 11,
+  /** Ours: the datastore holds IPAM data that does not decode. */
+  InvalidStoredData: 100,
+  /** Ours: CHECK found an address of prevResult not allocated to this container. */
+  CheckMismatch: 101,
+  /** Ours: anything unexpected. */
+  Internal: 102,
+} as const;
+
+export const SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0"] as const;
+const DEFAULT_GRACE_SECONDS = 300;
+
+export class CniError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly details = "",
+  ) {
+    super(message);
+    this.name = "CniError";
+  }
+}
+
+export interface IpamNetConf {
+  cniVersion: string;
+  name: string;
+  datastore: string;
+  nodename: string;
+  ipv4Pools: string[];
+  ipv6Pools: string[];
+  /** true/false when configured, "auto" = when a usable pool of that family exists. */
+  assignIpv4: boolean | "auto";
+  assignIpv6: boolean | "auto";
+  graceSeconds: number;
+  prevResult?: { ips?: Array<{ address?: unknown }> };
+}
+
+export interface CniOutcome {
+  stdout: string;
+  exitCode: number;
+}
+
+export interface PluginDeps {
+  openStore(url: string): Promise<Datastore>;
+  hostname(): string;
+  storeOptions?: IpamStoreOptions;
+}
+
+const str = (v: unknown): v is string => typeof v === "string";
+
+function optBool(v: unknown, field: string): boolean | "auto" {
+  if (v === undefined) return "auto";
+  if (v === true || v === "true") return true;
+  if (v === false || v === "false") return false;
+  throw new CniError(
+    CniErrorCode.InvalidNetworkConfig,
+    `Field "ipam.${field}" must be true or false, got ${JSON.stringify(v)}`,
+  );
+}
+
+function poolList(v: unknown, field: string): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || !v.every(str)) {
+    throw new CniError(
+      CniErrorCode.InvalidNetworkConfig,
+      `Field "ipam.${field}" must be a list of pool names or CIDRs, got ${JSON.stringify(v)}`,
+    );
+  }
+  return v;
+}
+
+/** Parses the network configuration (stdin) into what the plugin needs. */
+export function parseNetConf(
+  text: string,
+  env: NodeJS.ProcessEnv,
+  hostname: () => string,
+): IpamNetConf {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new CniError(
+      CniErrorCode.DecodingFailure,
+      `Network configuration is not JSON: ${(err as Error).message}`,
+    );
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new CniError(CniErrorCode.DecodingFailure, "Network configuration is not a JSON object");
+  }
+  const c = raw as Record<string, unknown>;
+  const version = c.cniVersion;
+  if (!str(version))
+    throw new CniError(CniErrorCode.InvalidNetworkConfig, 'Field "cniVersion" is missing');
+  if (!(SUPPORTED_VERSIONS as readonly string[]).includes(version)) {
+    throw new CniError(
+      CniErrorCode.IncompatibleCniVersion,
+      `CNI version "${version}" is not supported`,
+      `supported: ${SUPPORTED_VERSIONS.join(", ")}`,
+    );
+  }
+  const ipam = c.ipam;
+  if (typeof ipam !== "object" || ipam === null) {
+    throw new CniError(CniErrorCode.InvalidNetworkConfig, 'Field "ipam" is missing');
+  }
+  const i = ipam as Record<string, unknown>;
+  if (i.type !== undefined && i.type !== "ocelot-ipam") {
+    throw new CniError(
+      CniErrorCode.InvalidNetworkConfig,
+      `Field "ipam.type" must be "ocelot-ipam", got ${JSON.stringify(i.type)}`,
+    );
+  }
+  const datastore = c.datastore ?? env.OCELOT_DATASTORE;
+  if (!str(datastore) || datastore === "") {
+    throw new CniError(
+      CniErrorCode.InvalidNetworkConfig,
+      'Field "datastore" is missing (e.g. "etcd://127.0.0.1:2379" or "file:/var/lib/ocelot/store.db")',
+    );
+  }
+  const nodename = c.nodename ?? hostname();
+  if (!str(nodename) || nodename === "") {
+    throw new CniError(
+      CniErrorCode.InvalidNetworkConfig,
+      `Field "nodename" must be a non-empty string, got ${JSON.stringify(c.nodename)}`,
+    );
+  }
+  const grace = i.empty_block_grace_seconds ?? DEFAULT_GRACE_SECONDS;
+  if (typeof grace !== "number" || !(grace >= 0)) {
+    throw new CniError(
+      CniErrorCode.InvalidNetworkConfig,
+      `Field "ipam.empty_block_grace_seconds" must be a number >= 0, got ${JSON.stringify(grace)}`,
+    );
+  }
+  const ipv4Pools = poolList(i.ipv4_pools, "ipv4_pools");
+  const ipv6Pools = poolList(i.ipv6_pools, "ipv6_pools");
+  let assignIpv4 = optBool(i.assign_ipv4, "assign_ipv4");
+  let assignIpv6 = optBool(i.assign_ipv6, "assign_ipv6");
+  // Pools listed for a family mean: assign from that family.
+  if (assignIpv4 === "auto" && ipv4Pools.length > 0) assignIpv4 = true;
+  if (assignIpv6 === "auto" && ipv6Pools.length > 0) assignIpv6 = true;
+  return {
+    cniVersion: version,
+    name: str(c.name) ? c.name : "k8s-pod-network",
+    datastore,
+    nodename,
+    ipv4Pools,
+    ipv6Pools,
+    assignIpv4,
+    assignIpv6,
+    graceSeconds: grace,
+    prevResult: (c.prevResult as IpamNetConf["prevResult"]) ?? undefined,
+  };
+}
+
+/** CNI_ARGS: "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=pod". */
+export function parseCniArgs(text: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of (text ?? "").split(";")) {
+    if (part === "") continue;
+    const eq = part.indexOf("=");
+    if (eq <= 0)
+      throw new CniError(
+        CniErrorCode.InvalidEnvironmentVariables,
+        `CNI_ARGS entry "${part}" is not KEY=VALUE`,
+      );
+    out[part.slice(0, eq)] = part.slice(eq + 1);
+  }
+  return out;
+}
+
+/** The handle of one container's addresses, as Calico names it: "<network>.<containerID>". */
+export function handleIdOf(networkName: string, containerId: string): string {
+  return `${networkName}.${containerId}`;
+}
+
+/** The ADD result in the shape of the configuration's CNI version. */
+export function formatResult(
+  cniVersion: string,
+  addrs: readonly AssignedAddress[],
+): Record<string, unknown> {
+  const legacy = cniVersion !== "1.0.0";
+  return {
+    cniVersion,
+    ips: addrs.map((a) => ({
+      ...(legacy ? { version: String(a.family) } : {}),
+      address: `${a.address}/${a.family === 4 ? 32 : 128}`,
+    })),
+    routes: [],
+    dns: {},
+  };
+}
+
+export function formatError(cniVersion: string, err: CniError): string {
+  return JSON.stringify({
+    cniVersion,
+    code: err.code,
+    msg: err.message,
+    ...(err.details ? { details: err.details } : {}),
+  });
+}
+
+/** Maps any failure to the CNI error code the runtime acts on. */
+export function toCniError(err: unknown): CniError {
+  if (err instanceof CniError) return err;
+  if (
+    err instanceof PoolExhaustedError ||
+    err instanceof RetriesExhaustedError ||
+    err instanceof UnavailableError
+  ) {
+    return new CniError(CniErrorCode.TryAgainLater, err.message);
+  }
+  if (err instanceof PoolSelectionError)
+    return new CniError(CniErrorCode.InvalidNetworkConfig, err.message);
+  if (err instanceof IpamDataError)
+    return new CniError(CniErrorCode.InvalidStoredData, err.message);
+  const e = err as Error;
+  return new CniError(CniErrorCode.Internal, e?.message ?? String(err), e?.stack ?? "");
+}
+
+function requireEnv(env: NodeJS.ProcessEnv, names: readonly string[]): void {
+  for (const n of names) {
+    if (!env[n])
+      throw new CniError(
+        CniErrorCode.InvalidEnvironmentVariables,
+        `Environment variable ${n} is required`,
+      );
+  }
+}
+
+/** Runs one plugin invocation; never throws: failures become the spec's error JSON. */
+export async function runIpamPlugin(
+  env: NodeJS.ProcessEnv,
+  stdin: string,
+  deps: PluginDeps,
+): Promise<CniOutcome> {
+  let version = "1.0.0";
+  let store: Datastore | undefined;
+  try {
+    const command = env.CNI_COMMAND;
+    if (command === "VERSION") {
+      let requested = version;
+      try {
+        const v = (JSON.parse(stdin || "{}") as { cniVersion?: unknown }).cniVersion;
+        if (str(v) && (SUPPORTED_VERSIONS as readonly string[]).includes(v)) requested = v;
+      } catch {}
+      return {
+        stdout: JSON.stringify({ cniVersion: requested, supportedVersions: SUPPORTED_VERSIONS }),
+        exitCode: 0,
+      };
+    }
+    if (command !== "ADD" && command !== "DEL" && command !== "CHECK") {
+      throw new CniError(
+        CniErrorCode.InvalidEnvironmentVariables,
+        `CNI_COMMAND "${command ?? ""}" is not ADD, DEL, CHECK or VERSION`,
+      );
+    }
+    try {
+      const v = (JSON.parse(stdin) as { cniVersion?: unknown }).cniVersion;
+      if (str(v)) version = v;
+    } catch {}
+    const conf = parseNetConf(stdin, env, deps.hostname);
+    requireEnv(
+      env,
+      command === "ADD"
+        ? ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"]
+        : ["CNI_CONTAINERID", "CNI_IFNAME"],
+    );
+    if (command === "CHECK" && (conf.cniVersion === "0.3.0" || conf.cniVersion === "0.3.1")) {
+      throw new CniError(
+        CniErrorCode.IncompatibleCniVersion,
+        `CNI version "${conf.cniVersion}" does not support CHECK`,
+      );
+    }
+    const args = parseCniArgs(env.CNI_ARGS);
+    const handleId = handleIdOf(conf.name, env.CNI_CONTAINERID as string);
+    try {
+      store = await deps.openStore(conf.datastore);
+    } catch (err) {
+      if (err instanceof UnavailableError) throw err;
+      throw new CniError(CniErrorCode.InvalidNetworkConfig, (err as Error).message);
+    }
+    const ipam = new IpamStore(store, {
+      emptyBlockGraceMs: conf.graceSeconds * 1000,
+      ...deps.storeOptions,
+    });
+    if (command === "ADD") {
+      const attrs: Record<string, string> = { containerID: env.CNI_CONTAINERID as string };
+      if (args.K8S_POD_NAMESPACE) attrs.namespace = args.K8S_POD_NAMESPACE;
+      if (args.K8S_POD_NAME) attrs.pod = args.K8S_POD_NAME;
+      const addrs = await assign(ipam, conf, handleId, attrs);
+      return { stdout: JSON.stringify(formatResult(conf.cniVersion, addrs)), exitCode: 0 };
+    }
+    if (command === "DEL") {
+      await ipam.releaseByHandle(handleId);
+      // Opportunistic: give back this node's blocks that have been empty for the grace period.
+      await ipam.releaseEmptyBlocks(conf.nodename).catch(() => undefined);
+      return { stdout: "", exitCode: 0 };
+    }
+    await check(ipam, conf, handleId);
+    return { stdout: "", exitCode: 0 };
+  } catch (err) {
+    return { stdout: formatError(version, toCniError(err)), exitCode: 1 };
+  } finally {
+    await store?.close().catch(() => undefined);
+  }
+}
+
+async function assign(
+  ipam: IpamStore,
+  conf: IpamNetConf,
+  handleId: string,
+  attrs: Record<string, string>,
+): Promise<AssignedAddress[]> {
+  const count = async (mode: boolean | "auto", family: 4 | 6, pools: string[]) => {
+    if (mode !== "auto") return mode ? 1 : 0;
+    return (await ipam.usablePools(conf.nodename, family, pools)).length > 0 ? 1 : 0;
+  };
+  let num4 = await count(conf.assignIpv4, 4, conf.ipv4Pools);
+  const num6 = await count(conf.assignIpv6, 6, conf.ipv6Pools);
+  // Nothing usable in either family: ask for IPv4 so the error names the problem.
+  if (num4 === 0 && num6 === 0 && conf.assignIpv4 !== false) num4 = 1;
+  if (num4 === 0 && num6 === 0) {
+    throw new CniError(
+      CniErrorCode.InvalidNetworkConfig,
+      'Both "ipam.assign_ipv4" and "ipam.assign_ipv6" are off: nothing to assign',
+    );
+  }
+  return ipam.autoAssign({
+    handleId,
+    node: conf.nodename,
+    attrs,
+    num4,
+    num6,
+    pools4: conf.ipv4Pools,
+    pools6: conf.ipv6Pools,
+  });
+}
+
+async function check(ipam: IpamStore, conf: IpamNetConf, handleId: string): Promise<void> {
+  const handle = await ipam.getHandle(handleId);
+  const held = new Set(handle ? (await ipam.addressesOfHandle(handle)).map((a) => a.address) : []);
+  const prev = conf.prevResult?.ips ?? [];
+  for (const ip of prev) {
+    const text = str(ip.address) ? ip.address.split("/")[0] : "";
+    let canonical: string;
+    try {
+      const a = parseAddress(text ?? "");
+      canonical = formatAddress(a.family, a.value);
+    } catch {
+      throw new CniError(
+        CniErrorCode.DecodingFailure,
+        `prevResult address ${JSON.stringify(ip.address)} is not an IP address`,
+      );
+    }
+    if (!held.has(canonical)) {
+      throw new CniError(
+        CniErrorCode.CheckMismatch,
+        `Address ${canonical} of prevResult is not allocated to "${handleId}"`,
+      );
+    }
+  }
+}
