@@ -41,7 +41,6 @@ import {
 } from "./attrs.js";
 import {
   addressSortKey,
-  type Family,
   formatV4,
   formatV6,
   PrefixList,
@@ -213,6 +212,9 @@ export interface LocRibEntry {
 }
 
 const NONE = -1;
+/** The decision steps in order (BestReason codes from Local to PathId). */
+const STEP_FIRST = 2;
+const STEP_LAST = 12;
 const LOCAL = 0;
 const FAM_V4 = 4;
 const FAM_V6 = 6;
@@ -352,6 +354,7 @@ export class Rib<A> {
   private cand = new Int32Array(16);
   private mpCand = new Int32Array(16);
   private mpCount = 0;
+  private keys = new Float64Array(16);
   private readonly nhSets: string[][] = [];
   private readonly nhSetIds = new Map<string, number>();
   private readonly singleNhSet: number[] = [];
@@ -871,60 +874,18 @@ export class Rib<A> {
     const c = this.cand;
     const A = this.attrs;
     let reason: number = BestReason.None;
-    const step = (r: number, m: number): number => {
-      if (reason === BestReason.None && m === 1) reason = r;
-      return m;
-    };
-    n = step(
-      BestReason.Local,
-      this.keepMin(n, (p) => (this.pathPeer[p] === LOCAL ? 0 : 1)),
-    );
-    n = step(
-      BestReason.LocalPref,
-      this.keepMin(n, (p) => -this.effLocalPref(p)),
-    );
-    n = step(
-      BestReason.AsPathLength,
-      this.keepMin(n, (p) => A.asLen[this.pathAttr[p] as number] as number),
-    );
-    n = step(
-      BestReason.Origin,
-      this.keepMin(n, (p) => A.origin[this.pathAttr[p] as number] as number),
-    );
-    n = step(BestReason.Med, this.keepMed(n));
-    n = step(
-      BestReason.EbgpOverIbgp,
-      this.keepMin(n, (p) => this.ibgpRank(p)),
-    );
-    if (this.igpCost !== undefined) {
-      const cost = this.igpCost;
-      n = step(
-        BestReason.IgpCost,
-        this.keepMin(n, (p) =>
-          cost(A.nextHops[A.nextHopId[this.pathAttr[p] as number] as number] as string),
-        ),
-      );
+    let mpN = n;
+    for (let step = STEP_FIRST; step <= STEP_LAST; step++) {
+      if (step === BestReason.IgpCost && this.igpCost === undefined) continue;
+      if (step === BestReason.RouterId) {
+        // Multipath point: the candidates equal so far.
+        if (this.mpCand.length < n) this.mpCand = growI32(this.mpCand, n);
+        for (let i = 0; i < n; i++) this.mpCand[i] = c[i] as number;
+        mpN = n;
+      }
+      n = step === BestReason.Med ? this.keepMed(n) : this.keepMin(n, step);
+      if (reason === BestReason.None && n === 1) reason = step;
     }
-    // Multipath point: candidates equal so far.
-    if (this.mpCand.length < n) this.mpCand = growI32(this.mpCand, n);
-    for (let i = 0; i < n; i++) this.mpCand[i] = c[i] as number;
-    const mpN = n;
-    n = step(
-      BestReason.RouterId,
-      this.keepMin(n, (p) => this.routerIdOf(p)),
-    );
-    n = step(
-      BestReason.ClusterListLength,
-      this.keepMin(n, (p) => A.clusterLen[this.pathAttr[p] as number] as number),
-    );
-    n = step(
-      BestReason.PeerAddress,
-      this.keepMin(n, (p) => (this.peers[this.pathPeer[p] as number] as PeerRec).addrRank),
-    );
-    n = step(
-      BestReason.PathId,
-      this.keepMin(n, (p) => this.pathPid[p] as number),
-    );
     const best = c[0] as number;
     this.pBest[pfx] = best;
     this.pReason[pfx] = reason;
@@ -953,18 +914,48 @@ export class Rib<A> {
     return (this.peers[this.pathPeer[p] as number] as PeerRec).routerId;
   }
 
-  private keepMin(n: number, key: (p: number) => number): number {
+  /** The number a decision step minimises for path p (lower is better). */
+  private stepKey(step: number, p: number): number {
+    const A = this.attrs;
+    const a = this.pathAttr[p] as number;
+    switch (step) {
+      case BestReason.Local:
+        return this.pathPeer[p] === LOCAL ? 0 : 1;
+      case BestReason.LocalPref:
+        return -this.effLocalPref(p);
+      case BestReason.AsPathLength:
+        return A.asLen[a] as number;
+      case BestReason.Origin:
+        return A.origin[a] as number;
+      case BestReason.EbgpOverIbgp:
+        return this.ibgpRank(p);
+      case BestReason.IgpCost:
+        return (this.igpCost as (nh: string) => number)(
+          A.nextHops[A.nextHopId[a] as number] as string,
+        );
+      case BestReason.RouterId:
+        return this.routerIdOf(p);
+      case BestReason.ClusterListLength:
+        return A.clusterLen[a] as number;
+      case BestReason.PeerAddress:
+        return (this.peers[this.pathPeer[p] as number] as PeerRec).addrRank;
+      default:
+        return this.pathPid[p] as number;
+    }
+  }
+
+  private keepMin(n: number, step: number): number {
     const c = this.cand;
+    if (this.keys.length < n) this.keys = new Float64Array(n * 2);
+    const keys = this.keys;
     let min = Number.POSITIVE_INFINITY;
     for (let i = 0; i < n; i++) {
-      const k = key(c[i] as number);
+      const k = this.stepKey(step, c[i] as number);
+      keys[i] = k;
       if (k < min) min = k;
     }
     let m = 0;
-    for (let i = 0; i < n; i++) {
-      const p = c[i] as number;
-      if (key(p) === min) c[m++] = p;
-    }
+    for (let i = 0; i < n; i++) if (keys[i] === min) c[m++] = c[i] as number;
     return m;
   }
 
@@ -1127,19 +1118,22 @@ export class Rib<A> {
           : ACT_NONE;
     let except0 = 0;
     let except1 = 0;
-    const special = (s: number) => {
-      if (s === 0 || !g.members.has(s)) return;
-      const had = oldOut !== NONE && s !== oldExc;
-      const has = newOut !== NONE && s !== newExc;
-      const act = has ? (!had || newOut !== oldOut ? ACT_ANN : ACT_NONE) : had ? ACT_WD : ACT_NONE;
-      if (act === gen) return;
-      if (except0 === 0) except0 = s;
-      else except1 = s;
-      if (act !== ACT_NONE) b.add(act, newOut, s, 0, 0, pfx);
-    };
-    special(oldExc);
-    if (newExc !== oldExc) special(newExc);
-    if (gen !== ACT_NONE) b.add(gen, newOut, 0, except0, except1, pfx);
+    // The members excluded before or now get their own action when it differs from the rest.
+    const s0 = oldExc !== 0 && g.members.has(oldExc) ? oldExc : 0;
+    const s1 = newExc !== 0 && newExc !== oldExc && g.members.has(newExc) ? newExc : 0;
+    if (s0 !== 0 && specialAct(s0, gen, oldOut, oldExc, newOut, newExc) !== gen) {
+      except0 = s0;
+      const act = specialAct(s0, gen, oldOut, oldExc, newOut, newExc);
+      if (act !== ACT_NONE) b.add(act, newOut, s0, 0, 0, pfx);
+    }
+    if (s1 !== 0 && specialAct(s1, gen, oldOut, oldExc, newOut, newExc) !== gen) {
+      if (except0 === 0) except0 = s1;
+      else except1 = s1;
+      const act = specialAct(s1, gen, oldOut, oldExc, newOut, newExc);
+      if (act !== ACT_NONE) b.add(act, newOut, s1, 0, 0, pfx);
+    }
+    const excluded = (except0 !== 0 ? 1 : 0) + (except1 !== 0 ? 1 : 0);
+    if (gen !== ACT_NONE && g.members.size > excluded) b.add(gen, newOut, 0, except0, except1, pfx);
     // Bookkeeping: counts and references.
     if (oldOut !== NONE) {
       g.advCount--;
@@ -1485,6 +1479,21 @@ export class Rib<A> {
 const ACT_NONE = 0;
 const ACT_ANN = 1;
 const ACT_WD = 2;
+
+/** The Adj-RIB-Out action for member s, given the old and new (attribute, excluded member). */
+function specialAct(
+  s: number,
+  _gen: number,
+  oldOut: number,
+  oldExc: number,
+  newOut: number,
+  newExc: number,
+): number {
+  const had = oldOut !== NONE && s !== oldExc;
+  const has = newOut !== NONE && s !== newExc;
+  if (has) return !had || newOut !== oldOut ? ACT_ANN : ACT_NONE;
+  return had ? ACT_WD : ACT_NONE;
+}
 
 /** Collects one drain's Adj-RIB-Out changes of one group into batches per target peer set. */
 class GroupBuilder<A> {
