@@ -102,15 +102,18 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   if (s->closed) return;
   napi_handle_scope scope;
   napi_open_handle_scope(s->env, &scope);
-  if (status < 0) {
-    napi_value v;
-    napi_create_int32(s->env, -status, &v);
-    deliver(s, EV_ERROR, v);
-    napi_close_handle_scope(s->env, scope);
-    return;
-  }
   size_t used = 0;
   int overflow = 0, fatal = 0;
+  if (status < 0) {
+    // libuv reports EPOLLERR as UV_EBADF and stops the watcher; on a netlink socket that is
+    // the pending socket error, usually ENOBUFS (messages dropped). Read it, and poll again.
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+    if (err == ENOBUFS) overflow = 1;
+    else fatal = err ? err : -status;
+    if (uv_poll_start(&s->poll, UV_READABLE, on_readable) < 0) s->polling = 0;
+  }
   for (int n = 0; n < RX_MAX_DGRAMS && RX_CHUNK - used >= RX_MIN_ROOM; n++) {
     ssize_t r = recv(s->fd, s->rx + used, RX_CHUNK - used, MSG_DONTWAIT);
     if (r < 0) {

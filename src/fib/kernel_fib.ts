@@ -174,6 +174,7 @@ export class KernelFib implements BatchFib {
   private pumping = false;
   private dump?: Dump;
   private holdTimer?: NodeJS.Timeout;
+  private resyncTimer?: NodeJS.Timeout;
   private holding = false;
   private resyncRunning?: Promise<void>;
   private resyncAgain = false;
@@ -349,6 +350,7 @@ export class KernelFib implements BatchFib {
     if (this.closed) return;
     this.closed = true;
     if (this.holdTimer) clearTimeout(this.holdTimer);
+    if (this.resyncTimer) clearTimeout(this.resyncTimer);
     this.events?.close();
     this.req.close();
     const err = new Error("FIB closed");
@@ -968,27 +970,24 @@ export class KernelFib implements BatchFib {
     else this.links.set(l.ifindex, { name: l.name, up });
     if (before && before.up === up) return;
     this.onEvent({ kind: "link", ifindex: l.ifindex, name: l.name, up });
-    if (!up) {
+    if (up) this.reresolve(l.ifindex, l.name);
+    else {
       // The kernel flushes IPv4 routes via a downed link without telling us: forget them.
       for (const [key, gid] of this.installed) {
         if (this.groups[gid].nexthops.some((n) => n.ifindex === l.ifindex))
           this.installed.delete(key);
       }
-      return;
     }
-    // Link (back) up: re-resolve interface names, then put back what depends on it.
-    this.reresolve(l.ifindex, l.name);
-    setTimeout(() => {
-      const keys: Key[] = [];
-      for (const [key, gid] of this.desiredMap) {
-        if (
-          !this.installed.has(key) &&
-          this.groups[gid].nexthops.some((n) => n.ifindex === l.ifindex)
-        )
-          keys.push(key);
-      }
-      void this.enqueue(OP_SET, keys.length, (i) => keys[i]).catch(() => {});
-    }, 50);
+    // Which routes went (or may come back) depends on gateways too: let a dump decide.
+    this.scheduleResync(100);
+  }
+
+  private scheduleResync(delayMs: number): void {
+    if (this.resyncTimer || this.closed) return;
+    this.resyncTimer = setTimeout(() => {
+      this.resyncTimer = undefined;
+      void this.resync().catch((e) => this.fail(e));
+    }, delayMs);
   }
 
   /** A link that came back under a new index: groups naming it move to the new index. */

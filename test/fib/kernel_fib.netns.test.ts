@@ -1,0 +1,379 @@
+// KernelFib against the real kernel in a network namespace of ours; every result is read back
+// with `ip -j route`, never taken from our own bookkeeping.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FibEvent, KernelFib } from "../../src/fib/kernel_fib.js";
+import { addonUnavailableReason } from "../../src/fib/netlink_socket.js";
+import { FibError, type Route } from "../../src/fib/types.js";
+import {
+  Netns,
+  netnsUnavailableReason,
+  skipWithReason,
+  sleepSync,
+  waitFor,
+} from "../helpers/netns.js";
+
+const reason = netnsUnavailableReason() ?? addonUnavailableReason();
+const skip = skipWithReason("kernel FIB (netns)", reason);
+
+interface IpRoute {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string;
+  type?: string;
+  metric?: number;
+  flags?: string[];
+  nexthops?: { gateway: string; dev: string; weight?: number; flags?: string[] }[];
+}
+
+const v4 = (dst: string, gateway: string, extra: Partial<Route> = {}): Route => ({
+  family: 4,
+  dst,
+  protocol: 201,
+  nexthops: [{ gateway }],
+  ...extra,
+});
+
+describe.skipIf(skip)("KernelFib in a network namespace", () => {
+  let ns: Netns;
+  let fib: KernelFib;
+  const events: FibEvent[] = [];
+
+  /** Routes in the namespace, read from the kernel: `ip -j [-6] route show <args>`. */
+  const kernel = (...args: string[]): IpRoute[] => ns.ipJson<IpRoute[]>("route", "show", ...args);
+  const kernel6 = (...args: string[]): IpRoute[] =>
+    ns.ipJson<IpRoute[]>("-6", "route", "show", ...args);
+  const find = (dst: string, ...args: string[]) => kernel(...args).filter((r) => r.dst === dst);
+
+  beforeAll(async () => {
+    ns = Netns.create("fib");
+    // Both ends of each veth live in our namespace (no dummy link type in this kernel).
+    for (const [a, b, addr] of [
+      ["d0", "d1", "10.255.8.0/29"],
+      ["e0", "e1", "10.255.9.0/31"],
+      ["f0", "f1", "10.255.10.0/31"],
+    ]) {
+      ns.ip("link", "add", a, "type", "veth", "peer", "name", b);
+      ns.ip("addr", "add", addr, "dev", a);
+      ns.ip("link", "set", a, "up");
+      ns.ip("link", "set", b, "up");
+    }
+    ns.ip("-6", "addr", "add", "fd00:ff::1/64", "dev", "d0", "nodad");
+    fib = await KernelFib.open({ netns: ns.name, onEvent: (e) => events.push(e) });
+  });
+
+  afterAll(async () => {
+    await fib?.close();
+    ns?.destroy();
+  });
+
+  it("adds, replaces and deletes an IPv4 route", async () => {
+    await fib.set([v4("10.1.0.0/24", "10.255.8.1")]);
+    expect(find("10.1.0.0/24")).toMatchObject([
+      { gateway: "10.255.8.1", dev: "d0", protocol: "201" },
+    ]);
+    await fib.set([v4("10.1.0.0/24", "10.255.9.1")]);
+    expect(find("10.1.0.0/24")).toMatchObject([
+      { gateway: "10.255.9.1", dev: "e0", protocol: "201" },
+    ]);
+    await fib.remove([{ family: 4, dst: "10.1.0.0/24", protocol: 201 }]);
+    expect(find("10.1.0.0/24")).toEqual([]);
+  });
+
+  it("installs ECMP routes with 2 and 4 paths, with weights", async () => {
+    await fib.set([
+      {
+        family: 4,
+        dst: "10.2.0.0/24",
+        protocol: 201,
+        nexthops: [{ gateway: "10.255.8.1" }, { gateway: "10.255.9.1", weight: 3 }],
+      },
+      {
+        family: 4,
+        dst: "10.4.0.0/24",
+        protocol: 201,
+        nexthops: ["10.255.8.1", "10.255.8.2", "10.255.8.3", "10.255.8.4"].map((gateway) => ({
+          gateway,
+          dev: "d0",
+        })),
+      },
+    ]);
+    const two = find("10.2.0.0/24")[0];
+    expect(two.nexthops?.map((n) => [n.gateway, n.dev, n.weight])).toEqual([
+      ["10.255.8.1", "d0", 1],
+      ["10.255.9.1", "e0", 3],
+    ]);
+    expect(find("10.4.0.0/24")[0].nexthops?.map((n) => n.gateway)).toEqual([
+      "10.255.8.1",
+      "10.255.8.2",
+      "10.255.8.3",
+      "10.255.8.4",
+    ]);
+    // Shrinking 4 → 2 paths replaces the route as a whole.
+    await fib.set([
+      {
+        family: 4,
+        dst: "10.4.0.0/24",
+        protocol: 201,
+        nexthops: [{ gateway: "10.255.8.2" }, { gateway: "10.255.8.3" }],
+      },
+    ]);
+    expect(find("10.4.0.0/24")[0].nexthops?.map((n) => n.gateway)).toEqual([
+      "10.255.8.2",
+      "10.255.8.3",
+    ]);
+  });
+
+  it("installs blackhole, unreachable and prohibit routes, onlink, another table and IPv6", async () => {
+    await fib.set([
+      { family: 4, dst: "10.5.0.0/26", protocol: 202, type: "blackhole", nexthops: [] },
+      { family: 4, dst: "10.5.1.0/26", protocol: 202, type: "unreachable", nexthops: [] },
+      { family: 4, dst: "10.5.2.0/26", protocol: 202, type: "prohibit", nexthops: [] },
+      {
+        family: 4,
+        dst: "10.6.0.0/24",
+        protocol: 201,
+        nexthops: [{ gateway: "192.0.2.1", dev: "d0", onlink: true }],
+      },
+      {
+        family: 4,
+        dst: "10.7.0.0/24",
+        protocol: 201,
+        table: 1000,
+        metric: 30,
+        nexthops: [{ gateway: "10.255.8.1" }],
+      },
+      {
+        family: 6,
+        dst: "fd00:1::/64",
+        protocol: 201,
+        nexthops: [{ gateway: "fd00:ff::2", dev: "d0" }],
+      },
+      { family: 6, dst: "fd00:2::/122", protocol: 202, type: "blackhole", nexthops: [] },
+      { family: 4, dst: "10.8.0.1/32", protocol: 202, nexthops: [{ dev: "d0" }] },
+    ]);
+    expect(find("10.5.0.0/26")).toMatchObject([{ type: "blackhole", protocol: "202" }]);
+    expect(find("10.5.1.0/26")).toMatchObject([{ type: "unreachable" }]);
+    expect(find("10.5.2.0/26")).toMatchObject([{ type: "prohibit" }]);
+    expect(find("10.6.0.0/24")).toMatchObject([
+      { gateway: "192.0.2.1", dev: "d0", flags: ["onlink"] },
+    ]);
+    expect(kernel("table", "1000")).toMatchObject([
+      { dst: "10.7.0.0/24", gateway: "10.255.8.1", metric: 30, protocol: "201" },
+    ]);
+    expect(find("10.7.0.0/24")).toEqual([]); // not in main
+    expect(find("10.8.0.1", "proto", "202")).toMatchObject([{ dev: "d0", scope: "link" }]);
+    expect(kernel6().find((r) => r.dst === "fd00:1::/64")).toMatchObject({
+      gateway: "fd00:ff::2",
+      dev: "d0",
+      protocol: "201",
+      metric: 1024,
+    });
+    expect(kernel6().find((r) => r.dst === "fd00:2::/122")).toMatchObject({
+      type: "blackhole",
+      protocol: "202",
+    });
+    await fib.remove([{ family: 6, dst: "fd00:2::/122", protocol: 202 }]);
+    expect(kernel6().find((r) => r.dst === "fd00:2::/122")).toBeUndefined();
+  });
+
+  it("never touches a route of another protocol with the same prefix", async () => {
+    ns.ip("route", "add", "10.50.0.0/24", "via", "10.255.9.1", "proto", "static", "metric", "10");
+    ns.ip("route", "add", "10.51.0.0/24", "via", "10.255.9.1", "proto", "static");
+    await fib.set([v4("10.50.0.0/24", "10.255.8.1")]);
+    expect(find("10.50.0.0/24").map((r) => [r.protocol, r.gateway, r.metric])).toEqual([
+      ["201", "10.255.8.1", undefined],
+      ["static", "10.255.9.1", 10],
+    ]);
+    // Same key (prefix, table, metric) held by someone else: refused, theirs left as it was.
+    const err = await fib.set([v4("10.51.0.0/24", "10.255.8.1")]).catch((e) => e);
+    expect(err).toBeInstanceOf(FibError);
+    expect((err as FibError).failures[0]).toMatchObject({
+      route: "10.51.0.0/24 table 254 metric 0",
+      code: "EEXIST",
+    });
+    expect(find("10.51.0.0/24")).toMatchObject([{ protocol: "static", gateway: "10.255.9.1" }]);
+    await fib.remove([
+      { family: 4, dst: "10.50.0.0/24", protocol: 201 },
+      { family: 4, dst: "10.51.0.0/24", protocol: 201 },
+    ]);
+    expect(find("10.50.0.0/24")).toMatchObject([{ protocol: "static", metric: 10 }]);
+    expect(find("10.51.0.0/24")).toMatchObject([{ protocol: "static" }]);
+    // Deleting with protocol 201 never removes the static route, even by identical key.
+    expect(find("10.51.0.0/24")).toHaveLength(1);
+  });
+
+  it("reports kernel errors per route (ENETUNREACH) and installs the others", async () => {
+    const err = await fib
+      .set([
+        v4("10.60.0.0/24", "10.255.8.1"),
+        v4("10.61.0.0/24", "198.51.100.1"),
+        v4("10.62.0.0/24", "10.255.9.1"),
+      ])
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(FibError);
+    expect((err as FibError).failures).toHaveLength(1);
+    expect((err as FibError).failures[0]).toMatchObject({
+      route: "10.61.0.0/24 table 254 metric 0",
+      code: "ENETUNREACH",
+      op: "set",
+    });
+    expect(find("10.60.0.0/24")).toHaveLength(1);
+    expect(find("10.61.0.0/24")).toHaveLength(0);
+    expect(find("10.62.0.0/24")).toHaveLength(1);
+    await fib.remove(
+      ["10.60.0.0/24", "10.61.0.0/24", "10.62.0.0/24"].map((dst) => ({
+        family: 4 as const,
+        dst,
+        protocol: 201,
+      })),
+    );
+  });
+
+  it("puts back one of ours deleted with ip route del", async () => {
+    await fib.set([
+      v4("10.70.0.0/24", "10.255.8.1"),
+      {
+        family: 6,
+        dst: "fd00:70::/64",
+        protocol: 201,
+        nexthops: [{ gateway: "fd00:ff::2", dev: "d0" }],
+      },
+    ]);
+    ns.ip("route", "del", "10.70.0.0/24");
+    ns.ip("-6", "route", "del", "fd00:70::/64");
+    expect(find("10.70.0.0/24")).toHaveLength(0);
+    await waitFor(
+      "10.70.0.0/24 restored",
+      () => find("10.70.0.0/24", "proto", "201").length === 1,
+      5000,
+      20,
+    );
+    await waitFor(
+      "fd00:70::/64 restored",
+      () => kernel6("proto", "201").some((r) => r.dst === "fd00:70::/64"),
+      5000,
+      20,
+    );
+    expect(events.some((e) => e.kind === "restored")).toBe(true);
+  });
+
+  it("removes routes via a link that goes down and puts them back when it comes up", async () => {
+    await fib.set([v4("10.80.0.0/24", "10.255.10.1"), v4("10.81.0.0/24", "10.255.8.1")]);
+    expect(find("10.80.0.0/24")).toMatchObject([{ dev: "f0" }]);
+    ns.ip("link", "set", "f0", "down");
+    await waitFor(
+      "link down seen",
+      () => events.some((e) => e.kind === "link" && e.name === "f0" && !e.up),
+      5000,
+      20,
+    );
+    expect(find("10.80.0.0/24")).toHaveLength(0); // the kernel flushed it
+    expect(find("10.81.0.0/24")).toHaveLength(1);
+    ns.ip("link", "set", "f0", "up");
+    await waitFor(
+      "10.80.0.0/24 back after link up",
+      () => find("10.80.0.0/24", "proto", "201").length === 1,
+      5000,
+      20,
+    );
+    expect(fib.desired().some((r) => r.dst === "10.80.0.0/24")).toBe(true);
+  });
+
+  it("reconciles after a restart: sweeps stale routes we own, keeps foreign ones, honours a GR hold", async () => {
+    await fib.set([v4("10.90.0.0/24", "10.255.8.1"), v4("10.91.0.0/24", "10.255.8.1")]);
+    await fib.close();
+    ns.ip("route", "add", "10.92.0.0/24", "via", "10.255.8.1", "proto", "static");
+    // Restart with a graceful-restart hold: nothing is removed until the hold ends.
+    fib = await KernelFib.open({
+      netns: ns.name,
+      gracefulHoldMs: 60_000,
+      onEvent: (e) => events.push(e),
+    });
+    expect(find("10.91.0.0/24")).toHaveLength(1);
+    await fib.set([v4("10.90.0.0/24", "10.255.8.1")]);
+    await fib.endGracefulHold();
+    expect(find("10.90.0.0/24", "proto", "201")).toHaveLength(1);
+    expect(find("10.91.0.0/24")).toHaveLength(0);
+    expect(find("10.92.0.0/24")).toMatchObject([{ protocol: "static" }]);
+    // Restart without a hold: every route of ours not desired is swept at once.
+    await fib.close();
+    fib = await KernelFib.open({ netns: ns.name, onEvent: (e) => events.push(e) });
+    expect(kernel("proto", "201")).toEqual([]);
+    expect(kernel("proto", "202")).toEqual([]);
+    expect(kernel6("proto", "201")).toEqual([]);
+    expect(kernel("table", "1000")).toEqual([]);
+    expect(find("10.92.0.0/24")).toMatchObject([{ protocol: "static" }]);
+    expect(kernel("proto", "kernel").length).toBeGreaterThanOrEqual(3); // connected routes untouched
+  });
+
+  it("survives receive-buffer overflow while another process churns thousands of routes", async () => {
+    const churn = Netns.create("fibovf");
+    let small: KernelFib | undefined;
+    try {
+      churn.ip("link", "add", "d0", "type", "veth", "peer", "name", "d1");
+      churn.ip("addr", "add", "10.255.8.0/31", "dev", "d0");
+      churn.ip("link", "set", "d0", "up");
+      churn.ip("link", "set", "d1", "up");
+      const seen: FibEvent[] = [];
+      small = await KernelFib.open({
+        netns: churn.name,
+        eventRcvbuf: 4096,
+        onEvent: (e) => seen.push(e),
+      });
+      const ours = Array.from({ length: 200 }, (_, i) => v4(`10.100.${i}.0/24`, "10.255.8.1"));
+      await small.set(ours);
+      // Another process: 20k foreign routes added and deleted, and 50 of ours deleted midway.
+      // (iproute2 6.1 batch mode fails some `route del ... proto X` lines, so dels name no proto.)
+      const lines: string[] = [];
+      for (let i = 0; i < 10_000; i++)
+        lines.push(
+          `route add 10.${200 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32 via 10.255.8.1 proto static`,
+        );
+      for (let i = 0; i < 50; i++) lines.push(`route del 10.100.${i * 4}.0/24`);
+      for (let i = 0; i < 10_000; i++)
+        lines.push(`route del 10.${200 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`);
+      const file = join(mkdtempSync(join(tmpdir(), "ocelot-fib-")), "batch");
+      writeFileSync(file, `${lines.join("\n")}\n`);
+      // Spawned asynchronously: our event loop keeps reading while the other process churns.
+      const r = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
+        const child = spawn("ip", ["-n", churn.name, "-batch", file], {
+          stdio: ["ignore", "ignore", "pipe"],
+        });
+        let stderr = "";
+        child.stderr.on("data", (d) => (stderr += d));
+        child.on("close", (status) => resolve({ status, stderr }));
+        // A daemon busy for a moment (a burst of UPDATEs): notifications pile up past 8 KiB.
+        setTimeout(() => sleepSync(300), 30);
+      });
+      rmSync(dirname(file), { recursive: true, force: true });
+      expect(r.stderr).toBe("");
+      expect(r.status).toBe(0);
+      await waitFor(
+        "an overflow reported",
+        () => seen.some((e) => e.kind === "overflow" && e.socket === "events"),
+        10_000,
+        20,
+      );
+      const read = () => churn.ipJson<IpRoute[]>("route", "show", "proto", "201");
+      await waitFor("all 200 of ours back", () => read().length === 200, 20_000, 100);
+      expect(
+        read()
+          .map((r) => r.dst)
+          .sort(),
+      ).toEqual(ours.map((r) => r.dst).sort());
+      expect(churn.ipJson<IpRoute[]>("route", "show", "proto", "static")).toEqual([]);
+      expect(seen.some((e) => e.kind === "resync")).toBe(true);
+      // Still working afterwards.
+      await small.set([v4("10.101.0.0/24", "10.255.8.1")]);
+      expect(read()).toHaveLength(201);
+    } finally {
+      await small?.close();
+      churn.destroy();
+    }
+  });
+});
