@@ -1,0 +1,217 @@
+// Interop with BIRD 2 in network namespaces, `ocelot bgpd` running as a real process: sessions
+// both ways (we connect on IPv4, BIRD connects on IPv6), routes both ways into both kernels,
+// 4-octet AS and (large) communities unchanged, withdraw, hold timer 4/0 on a frozen peer, 2/2.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import {
+  type BirdPeer,
+  type KernelRoute,
+  kernelRoutes,
+  type OcelotPeer,
+  PeerLab,
+  peersUnavailableReason,
+} from "../helpers/peers.js";
+
+const reason = netnsUnavailableReason() ?? peersUnavailableReason(["bird"]);
+const skip = skipWithReason("interop with BIRD", reason);
+
+const BIRD_AS = 4200000001;
+const OC_AS = 64512;
+
+function birdConf(): string {
+  return `
+log "@DIR@/bird.log" all;
+router id 10.255.1.2;
+protocol device { }
+protocol kernel k4 { ipv4 { import none; export where source = RTS_BGP; }; merge paths on; }
+protocol kernel k6 { ipv6 { import none; export where source = RTS_BGP; }; }
+protocol static s4 {
+  ipv4;
+  route 10.99.1.0/24 blackhole { bgp_community.add((65001,7)); bgp_large_community.add((${BIRD_AS},1,2)); };
+  route 10.99.2.0/24 blackhole;
+}
+protocol static s6 { ipv6; route fd00:99::/64 blackhole; }
+protocol bgp oc4 {
+  local 10.255.1.2 as ${BIRD_AS};
+  neighbor 10.255.1.1 as ${OC_AS};
+  passive on;
+  hold time 9;
+  error wait time 1, 5;
+  ipv4 { import all; export where source = RTS_STATIC; };
+}
+protocol bgp oc6 {
+  local fd00:255:1::2 as ${BIRD_AS};
+  neighbor fd00:255:1::1 as ${OC_AS};
+  connect delay time 1; connect retry time 1;
+  ipv6 { import all; export where source = RTS_STATIC; };
+}
+protocol bgp bad {
+  local 10.255.1.3 as 65999;
+  neighbor 10.255.1.4 as ${OC_AS};
+  connect delay time 1; connect retry time 1;
+  ipv4 { import all; export none; };
+}
+`;
+}
+
+describe.skipIf(skip)("interop with BIRD 2", () => {
+  let lab: PeerLab;
+  let oc: Netns;
+  let br: Netns;
+  let bird: BirdPeer;
+  let ocelot: OcelotPeer;
+
+  beforeAll(() => {
+    lab = new PeerLab();
+    oc = Netns.create("ocb");
+    br = Netns.create("brd");
+    link(oc, "oc-br", "10.255.1.1/29", br, "br-oc", "10.255.1.2/29");
+    br.ip("addr", "add", "10.255.1.3/29", "dev", "br-oc");
+    // BIRD runs one protocol per neighbor address: the wrong-AS peer talks to our second address.
+    oc.ip("addr", "add", "10.255.1.4/29", "dev", "oc-br");
+    oc.ip("addr", "add", "fd00:255:1::1/64", "dev", "oc-br", "nodad");
+    br.ip("addr", "add", "fd00:255:1::2/64", "dev", "br-oc", "nodad");
+    bird = lab.startBird(br, "bird", birdConf());
+    ocelot = lab.startOcelot(oc, "ocelot", {
+      asn: OC_AS,
+      routerId: "10.255.1.1",
+      listen: { address: "::", port: 179 },
+      peers: [
+        {
+          address: "10.255.1.2",
+          asn: BIRD_AS,
+          holdTime: 3,
+          connectRetryTime: 1,
+          families: ["ipv4-unicast"],
+        },
+        { address: "fd00:255:1::2", asn: BIRD_AS, passive: true, families: ["ipv6-unicast"] },
+        { address: "10.255.1.3", asn: 65000, passive: true, families: ["ipv4-unicast"] },
+      ],
+      originate: [
+        { prefix: "10.244.1.0/26", communities: ["64512:100"], largeCommunities: ["64512:1:2"] },
+        { prefix: "fd00:244:1::/122" },
+      ],
+      fib: { enabled: true, table: "main", protocol: 201 },
+    });
+  });
+
+  afterAll(() => {
+    if (process.env.KEEP_PEERS) console.warn(`peer files kept in ${lab?.dir}`);
+    lab?.cleanup();
+    oc?.destroy();
+    br?.destroy();
+  });
+
+  const ours = (family: 4 | 6): KernelRoute[] =>
+    kernelRoutes(oc, family).filter((r) => r.protocol === "201");
+
+  it("establishes when we connect (IPv4) and when BIRD connects (IPv6)", async () => {
+    await ocelot.established("10.255.1.2");
+    await ocelot.established("fd00:255:1::2");
+    await waitFor(
+      "BIRD oc4/oc6 Established",
+      () => bird.state("oc4") === "Established" && bird.state("oc6") === "Established",
+      10_000,
+    );
+    const st = ocelot.peer("10.255.1.2");
+    expect(st?.negotiated).toMatchObject({
+      holdTime: 3,
+      fourOctetAs: true,
+      families: ["ipv4-unicast"],
+    });
+  });
+
+  it("installs BIRD's IPv4 and IPv6 routes in our kernel with BIRD as next hop", async () => {
+    await waitFor(
+      "BIRD routes in our kernel",
+      () => ours(4).length === 2 && ours(6).length === 1,
+      10_000,
+    );
+    expect(
+      ours(4)
+        .map((r) => [r.dst, r.gateway])
+        .sort(),
+    ).toEqual([
+      ["10.99.1.0/24", "10.255.1.2"],
+      ["10.99.2.0/24", "10.255.1.2"],
+    ]);
+    expect(ours(6).map((r) => [r.dst, r.gateway])).toEqual([["fd00:99::/64", "fd00:255:1::2"]]);
+  });
+
+  it("keeps BIRD's 4-octet AS path, community and large community unchanged", () => {
+    const r = ocelot.routes().routes.find((x) => x.prefix === "10.99.1.0/24") as unknown as {
+      best: { asPath: string; communities: string[]; largeCommunities: string[] };
+    };
+    expect(r.best.asPath).toBe(String(BIRD_AS));
+    expect(r.best.communities).toEqual(["65001:7"]);
+    expect(r.best.largeCommunities).toEqual([`${BIRD_AS}:1:2`]);
+  });
+
+  it("installs our originations in BIRD's kernel, communities intact", async () => {
+    await waitFor(
+      "our blocks in BIRD's kernel",
+      () =>
+        kernelRoutes(br, 4).some((r) => r.dst === "10.244.1.0/26" && r.gateway === "10.255.1.1") &&
+        kernelRoutes(br, 6).some(
+          (r) => r.dst === "fd00:244:1::/122" && r.gateway === "fd00:255:1::1",
+        ),
+      10_000,
+    );
+    const shown = bird.route("10.244.1.0/26");
+    expect(shown).toContain("BGP.as_path: 64512");
+    expect(shown).toContain("BGP.community: (64512,100)");
+    expect(shown).toContain("BGP.large_community: (64512, 1, 2)");
+  });
+
+  it("refuses a peer with the wrong AS with NOTIFICATION 2/2", async () => {
+    await waitFor("2/2 sent", () => ocelot.peer("10.255.1.3")?.lastError?.code === 2, 10_000);
+    expect(ocelot.peer("10.255.1.3")?.lastError).toMatchObject({
+      kind: "NotificationSent",
+      code: 2,
+      subcode: 2,
+    });
+    await waitFor(
+      "BIRD saw Bad peer AS",
+      () => /Bad peer AS/.test(bird.cmd("show", "protocols", "all", "bad")),
+      5000,
+    );
+  });
+
+  it("removes a route from our kernel when BIRD withdraws it", async () => {
+    bird.cmd("disable", "s6");
+    await waitFor("IPv6 route withdrawn", () => ours(6).length === 0, 10_000);
+    expect(ours(4).length).toBe(2);
+    bird.cmd("enable", "s6");
+    await waitFor("IPv6 route back", () => ours(6).length === 1, 10_000);
+  });
+
+  it("drops a frozen BIRD when the 3 s hold timer fires, sending NOTIFICATION 4/0", async () => {
+    const t0 = Date.now();
+    lab.signal(bird.pid, "SIGSTOP");
+    try {
+      await waitFor(
+        "hold timer expiry",
+        () => ocelot.peer("10.255.1.2")?.lastError?.code === 4,
+        8000,
+        100,
+      );
+      const waited = Date.now() - t0;
+      expect(ocelot.peer("10.255.1.2")?.lastError).toMatchObject({
+        kind: "NotificationSent",
+        code: 4,
+        subcode: 0,
+      });
+      expect(waited).toBeGreaterThanOrEqual(1500);
+      await waitFor("its IPv4 routes removed", () => ours(4).length === 0, 5000);
+    } finally {
+      lab.signal(bird.pid, "SIGCONT");
+    }
+    await waitFor(
+      "BIRD logged Hold timer expired",
+      () => /Hold timer expired/.test(bird.log()),
+      10_000,
+    );
+    await ocelot.established("10.255.1.2", 20_000);
+    await waitFor("routes back after re-establishing", () => ours(4).length === 2, 10_000);
+  });
+});
