@@ -17,7 +17,7 @@ export class CliError extends Error {
 type Register = (program: Command) => void;
 
 /** Command modules, loaded lazily so that `ocelot --help` stays fast. */
-const modules: Array<() => Promise<{ register: Register }>> = [() => import("./demo.js"), () => import("./resources.js"), () => import("./bgpd.js")];
+const modules: Array<() => Promise<{ register: Register }>> = [() => import("./demo.js"), () => import("./resources.js"), () => import("./bgpd.js"), () => import("./ipam.js")];
 
 export function buildProgram(registrations: Register[]): Command {
   const program = new Command("ocelot")

@@ -2,7 +2,6 @@
 // 4 simulated nodes x 50 ADDs, then all DELs, the grace period, pool exhaustion, and killed
 // plugin processes mid-assign. Processes in flight are bounded (see MAX_IN_FLIGHT): 200 Node.js
 // processes at once would not fit on the 2-core test machine.
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,82 +10,13 @@ import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import type { Datastore } from "../../src/datastore/types.js";
 import { inUseCount } from "../../src/ipam/block.js";
 import { IpamStore } from "../../src/ipam/store.js";
-import { ensureBuilt, OCELOT_IPAM } from "./build.js";
+import { ensureBuilt } from "./build.js";
+import { bounded, GRACE_SECONDS, netConf, runCni } from "./cni_run.js";
 import { putPool } from "./helpers.js";
 
 const NODES = 4;
 const PODS_PER_NODE = 50;
 const MAX_IN_FLIGHT = 16;
-const GRACE_SECONDS = 2;
-
-interface CniRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-export function runCni(
-  command: string,
-  containerId: string,
-  conf: Record<string, unknown>,
-  onSpawn?: (p: ChildProcess) => void,
-): Promise<CniRun> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(OCELOT_IPAM, [], {
-      env: {
-        PATH: process.env.PATH,
-        CNI_COMMAND: command,
-        CNI_CONTAINERID: containerId,
-        CNI_NETNS: `/var/run/netns/${containerId}`,
-        CNI_IFNAME: "eth0",
-        CNI_ARGS: `K8S_POD_NAMESPACE=default;K8S_POD_NAME=${containerId}`,
-        CNI_PATH: "/opt/cni/bin",
-      },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    onSpawn?.(p);
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d) => (stdout += d));
-    p.stderr.on("data", (d) => (stderr += d));
-    const timer = setTimeout(() => p.kill("SIGKILL"), 60_000);
-    p.on("error", reject);
-    p.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    p.stdin.end(JSON.stringify(conf));
-  });
-}
-
-/** Runs jobs with at most `limit` in flight. */
-export async function bounded<T>(jobs: Array<() => Promise<T>>, limit: number): Promise<T[]> {
-  const out: T[] = new Array(jobs.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < jobs.length) {
-      const i = next++;
-      out[i] = await (jobs[i] as () => Promise<T>)();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker));
-  return out;
-}
-
-export function netConf(
-  datastore: string,
-  node: string,
-  ipam: Record<string, unknown> = {},
-): Record<string, unknown> {
-  return {
-    cniVersion: "1.0.0",
-    name: "k8s-pod-network",
-    type: "ocelot-cni",
-    datastore,
-    nodename: node,
-    ipam: { type: "ocelot-ipam", empty_block_grace_seconds: GRACE_SECONDS, ...ipam },
-  };
-}
 
 async function usage(
   store: Datastore,

@@ -1,0 +1,104 @@
+// `ipam check` as a pure function: from blocks, handles, workload endpoints and nodes, the
+// leaked addresses (allocated, no WorkloadEndpoint holds them), blocks whose node is gone, and
+// handles that hold nothing. Not: reading the datastore (store.ts) or printing (cli/ipam.ts).
+import { addressOf, type Block } from "./block.js";
+import { formatCidr } from "./cidr.js";
+import type { Handle } from "./records.js";
+
+export const REPORT_VERSION = 1;
+
+export interface LeakedAddress {
+  address: string;
+  block: string;
+  handleId: string | null;
+  /** The allocation's sequence number: a release from the report frees it only if unchanged. */
+  sequence: number;
+  attrs: Record<string, string>;
+  reason: string;
+}
+
+export interface CheckReport {
+  version: typeof REPORT_VERSION;
+  generatedAt: string;
+  datastore: string;
+  summary: {
+    blocks: number;
+    allocated: number;
+    leaked: number;
+    blocksOfMissingNodes: number;
+    emptyHandles: number;
+  };
+  leakedAddresses: LeakedAddress[];
+  blocksOfMissingNodes: Array<{ block: string; node: string; inUse: number }>;
+  emptyHandles: string[];
+}
+
+export interface CheckInput {
+  datastore: string;
+  now: Date;
+  blocks: readonly Block[];
+  handles: readonly Handle[];
+  /** Addresses (no prefix length) held by WorkloadEndpoints. */
+  endpointAddresses: ReadonlySet<string>;
+  nodes: ReadonlySet<string>;
+}
+
+const TUNNEL_HANDLE = /^(ipip|vxlan|vxlan-v6|wireguard)-tunnel-addr-(.+)$/;
+
+export function checkIpam(input: CheckInput): CheckReport {
+  const leaked: LeakedAddress[] = [];
+  const holding = new Set<string>();
+  let allocated = 0;
+  for (const b of input.blocks) {
+    for (let o = 0; o < b.owner.length; o++) {
+      const idx = b.owner[o] as number;
+      if (idx < 0) continue;
+      allocated++;
+      const attr = b.attributes[idx];
+      const handleId = attr?.handleId ?? null;
+      if (handleId) holding.add(handleId);
+      const address = addressOf(b, o);
+      const tunnel = handleId ? TUNNEL_HANDLE.exec(handleId) : null;
+      let reason: string | undefined;
+      if (tunnel) {
+        if (!input.nodes.has(tunnel[2] as string))
+          reason = `tunnel address of missing node "${tunnel[2]}"`;
+      } else if (!input.endpointAddresses.has(address)) {
+        reason = "no WorkloadEndpoint holds this address";
+      }
+      if (reason) {
+        leaked.push({
+          address,
+          block: formatCidr(b.cidr),
+          handleId,
+          sequence: b.seqForAllocation.get(o) ?? 0,
+          attrs: { ...(attr?.secondary ?? {}) },
+          reason,
+        });
+      }
+    }
+  }
+  const missing = input.blocks
+    .filter((b) => b.affinity?.startsWith("host:") && !input.nodes.has(b.affinity.slice(5)))
+    .map((b) => ({
+      block: formatCidr(b.cidr),
+      node: (b.affinity as string).slice(5),
+      inUse: b.owner.filter((x) => x >= 0).length,
+    }));
+  const emptyHandles = input.handles.map((h) => h.handleId).filter((id) => !holding.has(id));
+  return {
+    version: REPORT_VERSION,
+    generatedAt: input.now.toISOString(),
+    datastore: input.datastore,
+    summary: {
+      blocks: input.blocks.length,
+      allocated,
+      leaked: leaked.length,
+      blocksOfMissingNodes: missing.length,
+      emptyHandles: emptyHandles.length,
+    },
+    leakedAddresses: leaked,
+    blocksOfMissingNodes: missing,
+    emptyHandles,
+  };
+}
