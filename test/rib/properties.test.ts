@@ -91,6 +91,19 @@ const opArb = fc.oneof(
     peer: fc.integer({ min: 0, max: PEERS.length - 1 }),
   }),
   fc.record({ kind: fc.constant("drain" as const), max: fc.integer({ min: 1, max: 4 }) }),
+  fc.record({
+    kind: fc.constant("stale" as const),
+    peer: fc.integer({ min: 0, max: PEERS.length - 1 }),
+  }),
+  fc.record({
+    kind: fc.constant("sweep" as const),
+    peer: fc.integer({ min: 0, max: PEERS.length - 1 }),
+  }),
+  fc.record({
+    kind: fc.constant("regroup" as const),
+    peer: fc.integer({ min: 0, max: PEERS.length - 1 }),
+    key: fc.constantFrom("", "x"),
+  }),
 );
 type Op = typeof opArb extends fc.Arbitrary<infer T> ? T : never;
 
@@ -111,7 +124,14 @@ function applyOp(rib: Rib<SimpleAttrs>, handles: number[], op: Op): void {
     case "down":
       rib.peerDown(handles[op.peer] as number);
       break;
+    case "stale":
+      rib.markStale(handles[op.peer] as number);
+      break;
+    case "sweep":
+      rib.sweepStale(handles[op.peer] as number);
+      break;
     case "drain":
+    case "regroup":
       break;
   }
 }

@@ -175,6 +175,8 @@ export interface PeerCounts {
   accepted: number;
   /** Prefixes currently advertised to the peer (Adj-RIB-Out). */
   advertised: number;
+  /** Paths kept stale across the peer's graceful restart. */
+  stale: number;
   /** Paths rejected on import since the peer was added, by reason. */
   rejected: Partial<Record<RejectReasonName, number>>;
 }
@@ -192,6 +194,8 @@ export interface ExplainedPath {
   rejectReason?: RejectReasonName;
   /** Detail from the policy that rejected it, when it says. */
   rejectDetail?: string;
+  /** Kept from before the peer's restart (RFC 4724), not yet refreshed. */
+  stale: boolean;
   best: boolean;
   multipath: boolean;
 }
@@ -212,6 +216,9 @@ export interface LocRibEntry {
 }
 
 const NONE = -1;
+/** pathFlag: low bits the import verdict (RejectReason, 0 accepted), high bit stale (GR). */
+const VERDICT_MASK = 0x7f;
+const FLAG_STALE = 0x80;
 /** The decision steps in order (BestReason codes from Local to PathId). */
 const STEP_FIRST = 2;
 const STEP_LAST = 12;
@@ -232,6 +239,7 @@ interface PeerRec {
   received: number;
   accepted: number;
   excluded: number;
+  stale: number;
   rejected: Int32Array<ArrayBuffer>;
   /** Import verdict per attribute id: 0 unknown, else code + 1. */
   verdict: Uint8Array<ArrayBuffer>;
@@ -387,6 +395,7 @@ export class Rib<A> {
       received: 0,
       accepted: 0,
       excluded: 0,
+      stale: 0,
       rejected: new Int32Array(16),
       verdict: new Uint8Array(0),
       verdictEpoch: 0,
@@ -416,6 +425,7 @@ export class Rib<A> {
       received: 0,
       accepted: 0,
       excluded: 0,
+      stale: 0,
       rejected: new Int32Array(16),
       verdict: new Uint8Array(64),
       verdictEpoch: this.attrs.epoch,
@@ -461,6 +471,49 @@ export class Rib<A> {
     }
   }
 
+  /**
+   * RFC 4724 §4.2 (receiving speaker): the session of a peer that can restart went down. Its
+   * paths stay in use but are marked stale; paths it sends again are fresh.
+   */
+  markStale(peer: number | string): number {
+    const rec = this.peerRec(peer);
+    if (rec.received === 0) return 0;
+    for (let pfx = 0; pfx < this.pTop; pfx++) {
+      if (this.pFam[pfx] === 0) continue;
+      for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
+        if (this.pathPeer[p] !== rec.idx || (this.pathFlag[p] as number) & FLAG_STALE) continue;
+        this.pathFlag[p] = (this.pathFlag[p] as number) | FLAG_STALE;
+        rec.stale++;
+      }
+    }
+    return rec.stale;
+  }
+
+  /**
+   * End-of-RIB received (or the restart/stale timer fired): withdraws the peer's paths still
+   * stale. Returns how many were removed.
+   */
+  sweepStale(peer: number | string): number {
+    const rec = this.peerRec(peer);
+    if (rec.stale === 0) return 0;
+    let n = 0;
+    for (let pfx = 0; pfx < this.pTop && rec.stale > 0; pfx++) {
+      if (this.pFam[pfx] === 0) continue;
+      let prev = NONE;
+      let p = this.pHead[pfx] as number;
+      while (p !== NONE) {
+        const next = this.pathNext[p] as number;
+        if (this.pathPeer[p] === rec.idx && (this.pathFlag[p] as number) & FLAG_STALE) {
+          this.unlinkPath(pfx, prev, p, rec);
+          this.markDirty(pfx);
+          n++;
+        } else prev = p;
+        p = next;
+      }
+    }
+    return n;
+  }
+
   /** Replaces a peer's import policy and re-evaluates its paths (soft reconfiguration). */
   setImportPolicy(peer: number | string, policy: PrefixPolicy | undefined): void {
     const rec = this.peerRec(peer);
@@ -470,15 +523,48 @@ export class Rib<A> {
       for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
         if (this.pathPeer[p] !== rec.idx) continue;
         const v = this.importVerdict(rec, this.pathAttr[p] as number, pfx);
-        const old = this.pathFlag[p] as number;
+        const flag = this.pathFlag[p] as number;
+        const old = flag & VERDICT_MASK;
         if (v === old) continue;
         if (old === 0) rec.accepted--;
         if (v === 0) rec.accepted++;
         else rec.rejected[v] = (rec.rejected[v] as number) + 1;
-        this.pathFlag[p] = v;
+        this.pathFlag[p] = v | (flag & FLAG_STALE);
         this.markDirty(pfx);
       }
     }
+  }
+
+  /**
+   * Changes a peer's settings without touching its Adj-RIB-In: the import policy is re-evaluated
+   * in place, and when an export input changed the peer moves to its new update group. The
+   * caller then resends: compare `adjRibOut(peer)` before and after.
+   */
+  updatePeer(
+    peer: number | string,
+    changes: Partial<Omit<RibPeerInfo, "id" | "address" | "asn" | "ibgp">>,
+  ): void {
+    const rec = this.peerRec(peer);
+    const oldKey = this.groupKeyOf(rec);
+    const importChanged =
+      "importPolicy" in changes && changes.importPolicy !== rec.info.importPolicy;
+    const allowChanged = changes.allowOwnAs !== undefined && changes.allowOwnAs !== rec.allowOwnAs;
+    rec.info = { ...rec.info, ...changes };
+    rec.allowOwnAs = rec.info.allowOwnAs ?? 0;
+    const wasClient = rec.rrClient;
+    rec.rrClient = rec.ibgp && (rec.info.routeReflectorClient ?? false);
+    if (wasClient !== rec.rrClient) {
+      // Reflection of this peer's routes depends on whether it is a client (RFC 4456 §6).
+      for (let pfx = 0; pfx < this.pTop; pfx++) {
+        const best = this.pBest[pfx] as number;
+        if (best !== NONE && this.pathPeer[best] === rec.idx) this.markDirty(pfx);
+      }
+    }
+    if (allowChanged) rec.verdict.fill(0);
+    if (importChanged || allowChanged) this.setImportPolicy(rec.idx, rec.info.importPolicy);
+    if (this.groupKeyOf(rec) === oldKey) return;
+    this.leaveGroup(rec);
+    this.joinGroup(rec);
   }
 
   peerIndex(id: string): number {
@@ -499,6 +585,7 @@ export class Rib<A> {
       received: rec.received,
       accepted: rec.accepted,
       advertised: g === undefined ? 0 : g.advCount - rec.excluded,
+      stale: rec.stale,
       rejected,
     };
   }
@@ -668,7 +755,7 @@ export class Rib<A> {
     for (let q = this.pHead[pfx] as number; q !== NONE; q = this.pathNext[q] as number) {
       const rec = this.peers[this.pathPeer[q] as number] as PeerRec;
       const attrId = this.pathAttr[q] as number;
-      const flag = this.pathFlag[q] as number;
+      const flag = (this.pathFlag[q] as number) & VERDICT_MASK;
       const e: ExplainedPath = {
         peer: rec.info.id,
         peerAddress: rec.idx === LOCAL ? "local" : rec.info.address,
@@ -677,6 +764,7 @@ export class Rib<A> {
         attrs: this.attrs.view(attrId),
         localPref: this.effLocalPref(q),
         accepted: flag === 0,
+        stale: ((this.pathFlag[q] as number) & FLAG_STALE) !== 0,
         best: q === best,
         multipath: mp.has(q),
       };
@@ -758,10 +846,19 @@ export class Rib<A> {
     for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
       if (this.pathPeer[p] !== peer || this.pathPid[p] !== pid) continue;
       const old = this.pathAttr[p] as number;
-      if (old === attrId && this.pathFlag[p] === v) return;
+      const flag = this.pathFlag[p] as number;
+      if (old === attrId && (flag & VERDICT_MASK) === v) {
+        // Same path again (e.g. re-sent after a graceful restart): no longer stale.
+        if (flag & FLAG_STALE) {
+          this.pathFlag[p] = v;
+          rec.stale--;
+        }
+        return;
+      }
+      if (flag & FLAG_STALE) rec.stale--;
       this.attrs.refs[old] = (this.attrs.refs[old] as number) - 1;
       this.attrs.refs[attrId] = (this.attrs.refs[attrId] as number) + 1;
-      if (this.pathFlag[p] === 0) rec.accepted--;
+      if ((flag & VERDICT_MASK) === 0) rec.accepted--;
       if (v === 0) rec.accepted++;
       else rec.rejected[v] = (rec.rejected[v] as number) + 1;
       this.pathAttr[p] = attrId;
@@ -802,7 +899,9 @@ export class Rib<A> {
     const a = this.pathAttr[p] as number;
     this.attrs.refs[a] = (this.attrs.refs[a] as number) - 1;
     rec.received--;
-    if (this.pathFlag[p] === 0) rec.accepted--;
+    const flag = this.pathFlag[p] as number;
+    if ((flag & VERDICT_MASK) === 0) rec.accepted--;
+    if (flag & FLAG_STALE) rec.stale--;
     this.pathNext[p] = this.pathFreeHead;
     this.pathFreeHead = p;
   }
@@ -853,7 +952,7 @@ export class Rib<A> {
   private decide(pfx: number): void {
     let n = 0;
     for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
-      if (this.pathFlag[p] !== 0) continue;
+      if (((this.pathFlag[p] as number) & VERDICT_MASK) !== 0) continue;
       if (n === this.cand.length) this.cand = growI32(this.cand, n * 2);
       this.cand[n++] = p;
     }
@@ -1210,25 +1309,44 @@ export class Rib<A> {
       };
       this.groups.push(g);
       this.groupByKey.set(key, gi);
+      g.members.add(rec.idx);
+      rec.group = gi;
       // A new group starts from the current Loc-RIB (its peers get it as their initial dump).
       for (let pfx = 0; pfx < this.pTop; pfx++) {
         if (this.pFam[pfx] === 0 || this.pBest[pfx] === NONE) continue;
         const out = this.exportOf(g, pfx);
         if (out === NONE) continue;
         g.adv[pfx] = out;
+        g.exc[pfx] = this.outExc;
+        if (this.outExc !== 0) rec.excluded++;
         g.advCount++;
         this.attrs.refs[out] = (this.attrs.refs[out] as number) + 1;
       }
+      return;
     }
     const g = this.groups[gi] as Group;
     g.members.add(rec.idx);
     rec.group = gi;
+    // Joining a group that exists: its own best paths are not sent back to it.
+    if (rec.received === 0) return;
+    for (let pfx = 0; pfx < this.pTop; pfx++) {
+      const best = this.pBest[pfx] as number;
+      if (best === NONE || this.pathPeer[best] !== rec.idx || g.adv[pfx] === NONE) continue;
+      if (g.exc[pfx] !== 0) continue;
+      g.exc[pfx] = rec.idx;
+      rec.excluded++;
+    }
   }
 
   private leaveGroup(rec: PeerRec): void {
     const g = this.groups[rec.group] as Group;
     g.members.delete(rec.idx);
     rec.group = NONE;
+    if (rec.excluded > 0) {
+      // "All members but rec" is now "all members".
+      for (let pfx = 0; pfx < this.pTop; pfx++) if (g.exc[pfx] === rec.idx) g.exc[pfx] = 0;
+      rec.excluded = 0;
+    }
     if (g.members.size > 0) return;
     for (let pfx = 0; pfx < this.pTop; pfx++) {
       const out = g.adv[pfx] as number;
