@@ -3,6 +3,7 @@
 // Configs are rendered into a temp dir; every PID is tracked with its comm and killed by PID only.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -74,6 +75,11 @@ export class PeerLab {
   readonly dir = mkdtempSync(join(tmpdir(), "ocelot-peers-"));
   private readonly tracked: Tracked[] = [];
   private readonly frrRunDirs: string[] = [];
+
+  constructor() {
+    // FRR drops to the frr user: it must reach its files under the temp dir.
+    chmodSync(this.dir, 0o755);
+  }
 
   track(pid: number, comm: string, what: string): void {
     this.tracked.push({ pid, comm, what });
