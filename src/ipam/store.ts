@@ -18,6 +18,7 @@ import {
   selectPools,
 } from "./allocator.js";
 import {
+  type AllocationAttributes,
   addressOf,
   assignFromBlock,
   type Block,
@@ -147,6 +148,20 @@ export interface AllocationInfo {
   sequence: number;
 }
 
+interface BlockRequest {
+  count: number;
+  attrs: AllocationAttributes;
+  reserved: (ordinal: number) => boolean;
+  resolve(r: Array<{ address: string; sequence: number }>): void;
+  reject(err: unknown): void;
+}
+
+interface Combiner {
+  entry: BlockEntry;
+  queue: BlockRequest[];
+  running: boolean;
+}
+
 export class IpamStore {
   readonly keys: IpamKeys;
   private readonly now: () => number;
@@ -159,6 +174,8 @@ export class IpamStore {
   private context: Map<string, Context> = new Map();
   /** The node's confirmed blocks per family, as last seen: the fast path of assignment. */
   private affineCache = new Map<string, Map<string, BlockEntry>>();
+  /** Per block key: the assignments of this process waiting for one combined write. */
+  private readonly combiners = new Map<string, Combiner>();
 
   constructor(
     readonly store: Datastore,
@@ -264,29 +281,19 @@ export class IpamStore {
         if (out.length >= want) return out.slice(0, want);
         await this.ensureHandleHas(req.handleId, blockCidr, handle, family);
       }
-      const reserved = reservedIn(target.entry.block.cidr, ctx.reservations);
-      const { block, assigned } = assignFromBlock(
-        target.entry.block,
-        want - out.length,
-        { handleId: req.handleId, secondary: attrs },
-        reserved,
-      );
-      if (assigned.length === 0) continue;
-      try {
-        const kv = await this.store.update(target.entry.key, encodeBlock(block), target.entry.rev);
-        this.rememberBlock(req.node, family, { key: kv.key, rev: kv.modRevision, block });
-      } catch (err) {
-        if (err instanceof ConflictError || err instanceof NotFoundError) {
-          this.refreshFromConflict(req.node, family, target.entry.key, err);
-          await this.backoff(attempt);
-          continue;
-        }
-        throw err;
+      const r = await this.assignInBlock(req.node, family, target.entry, {
+        count: want - out.length,
+        attrs: { handleId: req.handleId, secondary: attrs },
+        reserved: reservedIn(target.entry.block.cidr, ctx.reservations),
+      });
+      if (r.length === 0) {
+        await this.backoff(attempt);
+        continue;
       }
-      const pool = poolOfBlock(pools, block.cidr);
-      for (const a of assigned) {
+      const pool = poolOfBlock(pools, target.entry.block.cidr);
+      for (const a of r) {
         out.push({
-          address: addressOf(block, a.ordinal),
+          address: a.address,
           family,
           block: blockCidr,
           pool: pool?.name ?? "",
@@ -296,6 +303,82 @@ export class IpamStore {
       }
     }
     return out;
+  }
+
+  /**
+   * Assigns in one block, combining the requests of this process that arrive while a write to
+   * the same block is in flight into one compare-and-swap (one write for many pods on a node).
+   * Resolves with what was assigned: empty when the block had no room or is gone.
+   */
+  private assignInBlock(
+    node: string,
+    family: Family,
+    entry: BlockEntry,
+    req: Omit<BlockRequest, "resolve" | "reject">,
+  ): Promise<Array<{ address: string; sequence: number }>> {
+    return new Promise((resolve, reject) => {
+      let c = this.combiners.get(entry.key);
+      if (!c) {
+        c = { entry, queue: [], running: false };
+        this.combiners.set(entry.key, c);
+      } else if (entry.rev > c.entry.rev) c.entry = entry;
+      c.queue.push({ ...req, resolve, reject });
+      if (!c.running) void this.runCombiner(node, family, entry.key, c);
+    });
+  }
+
+  private async runCombiner(node: string, family: Family, key: string, c: Combiner): Promise<void> {
+    c.running = true;
+    try {
+      while (c.queue.length > 0) {
+        const batch = c.queue.splice(0, c.queue.length);
+        for (let attempt = 0; ; attempt++) {
+          let block = c.entry.block;
+          const results = batch.map((r) => {
+            const step = assignFromBlock(block, r.count, r.attrs, r.reserved);
+            block = step.block;
+            return step.assigned.map((a) => ({
+              address: addressOf(block, a.ordinal),
+              sequence: a.sequence,
+            }));
+          });
+          if (results.every((r) => r.length === 0)) {
+            for (const r of batch) r.resolve([]);
+            break;
+          }
+          try {
+            const kv = await this.store.update(key, encodeBlock(block), c.entry.rev);
+            c.entry = { key, rev: kv.modRevision, block };
+            this.rememberBlock(node, family, c.entry);
+            batch.forEach((r, i) => r.resolve(results[i] ?? []));
+            break;
+          } catch (err) {
+            if (err instanceof ConflictError && err.current && attempt + 1 < this.maxAttempts) {
+              c.entry = {
+                key,
+                rev: err.current.modRevision,
+                block: decodeBlock(key, err.current.value),
+              };
+              this.refreshFromConflict(node, family, key, err);
+              await this.backoff(attempt);
+              continue;
+            }
+            if (err instanceof NotFoundError || err instanceof ConflictError) {
+              this.refreshFromConflict(node, family, key, err);
+              for (const r of batch) r.resolve([]);
+            } else {
+              for (const r of batch) r.reject(err);
+            }
+            break;
+          }
+        }
+      }
+    } catch (err) {
+      for (const r of c.queue.splice(0)) r.reject(err);
+    } finally {
+      c.running = false;
+      this.combiners.delete(key);
+    }
   }
 
   /** The pools a request of this family on node may use (after selectors, disabled, uses). */
