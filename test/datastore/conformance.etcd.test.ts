@@ -2,10 +2,12 @@
 // etcd-only behaviour: error mapping when etcd is gone, and a watch that survives a restart.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EtcdDatastore } from "../../src/datastore/etcd.js";
+import { openDatastore } from "../../src/datastore/open.js";
 import { UnavailableError } from "../../src/datastore/types.js";
 import { type EtcdServer, etcdUnavailableReason, startEtcd } from "../helpers/etcd.js";
 import { skipWithReason } from "../helpers/netns.js";
 import { runConformance } from "./conformance.js";
+import { runCasRace } from "./race.js";
 
 const skip = skipWithReason("etcd datastore", etcdUnavailableReason());
 
@@ -28,6 +30,21 @@ describe.skipIf(skip)("etcd backend", () => {
     };
     const store = await open();
     return { store, openAnother: open, cleanup: async () => {} };
+  });
+
+  it("is selected by openDatastore(etcd://...)", async () => {
+    const s = await openDatastore(server.url);
+    expect(s).toBeInstanceOf(EtcdDatastore);
+    expect(s.url).toBe(server.url);
+    const kv = await s.create("/ocelot/test/open", "v");
+    expect((await s.get("/ocelot/test/open"))?.modRevision).toBe(kv.modRevision);
+    await s.close();
+  });
+
+  it("8 processes x 200 CAS increments of one counter end at exactly 1600", async () => {
+    const r = await runCasRace(server.url, 8, 200);
+    console.log(`etcd race: 1600 increments in ${r.ms} ms, ${r.conflicts} conflicts retried`);
+    expect(r.final).toBe(1600);
   });
 
   it("reports an unreachable etcd as UnavailableError quoting the address", async () => {

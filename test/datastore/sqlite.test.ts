@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { Collector, runConformance } from "./conformance.js";
+import { runCasRace } from "./race.js";
 
 const dirs: string[] = [];
 function tempDb(): string {
@@ -72,5 +73,13 @@ describe("SqliteDatastore", () => {
     expect(() => new SqliteDatastore("/dev/null/dir/store.db")).toThrow(
       /"\/dev\/null\/dir\/store.db"/,
     );
+  });
+});
+
+describe("SqliteDatastore multi-process race", () => {
+  it("8 processes x 200 CAS increments of one counter end at exactly 1600", async () => {
+    const r = await runCasRace(`file:${tempDb()}`, 8, 200);
+    console.log(`sqlite race: 1600 increments in ${r.ms} ms, ${r.conflicts} conflicts retried`);
+    expect(r.final).toBe(1600);
   });
 });

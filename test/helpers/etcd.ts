@@ -46,6 +46,11 @@ export interface StartEtcdOptions {
   extraArgs?: string[];
   /** How long to wait for /health, in ms. Default 20000. */
   timeoutMs?: number;
+  /**
+   * Keep the data dir on tmpfs (/dev/shm) so etcd's fsyncs cost nothing: tests measure
+   * behaviour, not disks. Default true when /dev/shm exists; benchmarks pass false.
+   */
+  tmpfs?: boolean;
 }
 
 const live = new Map<ChildProcess, string>();
@@ -67,7 +72,8 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdServer
 }
 
 async function startOnce(opts: StartEtcdOptions): Promise<EtcdServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), "ocelot-etcd-"));
+  const onTmpfs = (opts.tmpfs ?? true) && existsSync("/dev/shm");
+  const dataDir = mkdtempSync(join(onTmpfs ? "/dev/shm" : tmpdir(), "ocelot-etcd-"));
   const clientPort = await freePort();
   let peerPort = await freePort();
   while (peerPort === clientPort) peerPort = await freePort();
