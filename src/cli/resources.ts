@@ -22,28 +22,27 @@ import {
   resolveKindName,
   validateResource,
 } from "../api/registry.js";
-import { MemoryDatastore } from "../datastore/memory.js";
-import { SqliteDatastore } from "../datastore/sqlite.js";
-import type { Datastore } from "../datastore/types.js";
+import {
+  addDatastoreOptions,
+  type DatastoreCliOptions,
+  openDatastoreFromCli,
+} from "../datastore/open.js";
+import { type Datastore, UnavailableError } from "../datastore/types.js";
 import { CliError } from "./main.js";
 
-const DEFAULT_DATASTORE = "file:/var/lib/ocelot/store.db";
 const USAGE = 2;
 
-interface StoreOptions {
-  datastore?: string;
-}
+type StoreOptions = DatastoreCliOptions;
 
-/** Opens the datastore named by --datastore, OCELOT_DATASTORE, or the default file. */
+/** Opens the datastore named by --datastore / OCELOT_DATASTORE / the default embedded file. */
 async function openStore(opts: StoreOptions): Promise<Datastore> {
-  const url = opts.datastore ?? process.env.OCELOT_DATASTORE ?? DEFAULT_DATASTORE;
-  if (url.startsWith("file:"))
-    return new SqliteDatastore(url.slice("file:".length).replace(/^\/\/(?=\/)/, ""));
-  if (url.startsWith("memory:")) return new MemoryDatastore(url.slice("memory:".length));
-  throw new CliError(
-    `Datastore URL ${JSON.stringify(url)} is not supported (use file:/path/to/store.db)`,
-    USAGE,
-  );
+  try {
+    return await openDatastoreFromCli(opts);
+  } catch (err) {
+    if (err instanceof RangeError) throw new CliError(err.message, USAGE);
+    if (err instanceof UnavailableError) throw new CliError(err.message);
+    throw err;
+  }
 }
 
 async function withClient<T>(
@@ -53,16 +52,12 @@ async function withClient<T>(
   const store = await openStore(opts);
   try {
     return await fn(new ResourceClient(store));
+  } catch (err) {
+    if (err instanceof UnavailableError) throw new CliError(err.message);
+    throw err;
   } finally {
     await store.close();
   }
-}
-
-function addDatastoreOption(cmd: Command): Command {
-  return cmd.option(
-    "--datastore <url>",
-    `datastore URL (file:/path/store.db or etcd://host:port); env OCELOT_DATASTORE; default ${DEFAULT_DATASTORE}`,
-  );
 }
 
 /** One document of the input, validated, with its label for messages. */
@@ -334,7 +329,7 @@ export function register(program: Command): void {
     ["create", "create", "create resources; fails if any already exists"],
     ["update", "replace", "replace existing resources; fails if any does not exist"],
   ] as const) {
-    addDatastoreOption(
+    addDatastoreOptions(
       program
         .command(verb)
         .description(
@@ -348,7 +343,7 @@ export function register(program: Command): void {
     ).action((opts: StoreOptions & { filename: string[] }) => writeCommand(mode, opts));
   }
 
-  addDatastoreOption(
+  addDatastoreOptions(
     program
       .command("get")
       .description(`print resources as a table, YAML or JSON. ${KIND_HELP}`)
@@ -368,7 +363,7 @@ export function register(program: Command): void {
     getCommand(kind, name, opts),
   );
 
-  addDatastoreOption(
+  addDatastoreOptions(
     program
       .command("delete")
       .description(`delete one resource (KIND NAME) or every resource in files (-f). ${KIND_HELP}`)

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
+import type { Datastore } from "../../src/datastore/types.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 const bin = join(root, "bin/ocelot");
@@ -32,6 +33,8 @@ export interface Run {
 export interface Backend {
   /** The --datastore URL for this run. */
   url: string;
+  /** A direct handle on the same store, to read back what the CLI wrote. */
+  connect(): Promise<Datastore>;
   close(): Promise<void>;
 }
 
@@ -134,6 +137,31 @@ export function resourcesSuite(
         expect(getJson("knp", "test-network-policy").spec.podSelector).toEqual({
           matchLabels: { role: "db" },
         });
+      });
+
+      it("stores JSON under /ocelot/resources/v3/ with resourceVersion = modRevision", async () => {
+        const store = await backend.connect();
+        try {
+          const kv = await store.get("/ocelot/resources/v3/ippools/default-ipv4-ippool");
+          const stored = JSON.parse(kv?.value ?? "null");
+          expect(stored.metadata.resourceVersion).toBeUndefined();
+          expect(stored.spec).toMatchObject({
+            cidr: "10.244.0.0/16",
+            blockSize: 26,
+            natOutgoing: true,
+          });
+          const viaCli = getJson("ippool", "default-ipv4-ippool");
+          expect(viaCli.metadata.resourceVersion).toBe(String(kv?.modRevision));
+          expect(viaCli.metadata.uid).toBe(stored.metadata.uid);
+          const np = await store.get(
+            "/ocelot/resources/v3/networkpolicies/production/allow-tcp-6379",
+          );
+          expect(np).toBeDefined();
+          const keys = (await store.list("/ocelot/resources/v3/")).items.map((i) => i.key);
+          expect(keys).toHaveLength(9);
+        } finally {
+          await store.close();
+        }
       });
 
       it("prints calicoctl-style tables", () => {
