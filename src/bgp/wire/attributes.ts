@@ -979,8 +979,11 @@ export function encodeAttributes(attrs: PathAttributes, opts: SessionOptions): E
     }
     const v = values.get(t);
     if (!v) continue;
-    const lf = layoutFlags.get(t);
-    writeAttr(w, v.flags, t, v.value, lf !== undefined && (lf & AttrFlag.ExtendedLength) !== 0);
+    const lf = layoutFlags.get(t) ?? 0;
+    // RFC 4271 §5: a received Partial bit on an optional transitive attribute stays set.
+    const partial =
+      v.flags & AttrFlag.Optional && v.flags & AttrFlag.Transitive ? lf & AttrFlag.Partial : 0;
+    writeAttr(w, v.flags | partial, t, v.value, (lf & AttrFlag.ExtendedLength) !== 0);
   }
   if (mpAt < 0) mpAt = 0;
   return { bytes: w.done(), mpAt, mpFlags };
