@@ -2,7 +2,13 @@
 // connectivity check between all pods. Owns: option parsing and the printed report.
 import type { Command } from "commander";
 import { netnsUnavailableReason } from "../lib/netns.js";
-import { checkConnectivity, demoDown, demoUp, loadState } from "../node/demo.js";
+import {
+  checkConnectivity,
+  checkSourceAddresses,
+  demoDown,
+  demoUp,
+  loadState,
+} from "../node/demo.js";
 import { CliError } from "./main.js";
 
 const DEFAULT_STATE_DIR = "/run/ocelot-demo";
@@ -42,15 +48,18 @@ export function register(program: Command): void {
         prefix: opts.prefix,
         stateDir: opts.stateDir,
         log,
+      }).catch((err: Error) => {
+        throw new CliError(err.message);
       });
       const converged = (Date.now() - started) / 1000;
       try {
         const pings = checkConnectivity(state);
-        const failed = pings.filter((p) => !p.ok);
+        const sources = await checkSourceAddresses(state);
+        const failed = [...pings, ...sources].filter((p) => !p.ok);
         if (opts.json) {
           console.log(
             JSON.stringify(
-              { convergedSeconds: converged, nodes: state.nodes, pods: state.pods, pings },
+              { convergedSeconds: converged, nodes: state.nodes, pods: state.pods, pings, sources },
               null,
               2,
             ),
@@ -58,9 +67,14 @@ export function register(program: Command): void {
         } else {
           log(`demo: converged in ${converged.toFixed(1)} s`);
           for (const p of pings) log(`  ${p.ok ? "ok  " : "FAIL"} ${p.from} -> ${p.to}`);
-          log(
-            `demo: ${pings.length - failed.length} of ${pings.length} pings answered, no NAT between pods and nodes`,
-          );
+          log(`demo: ${pings.filter((p) => p.ok).length} of ${pings.length} pings answered`);
+          for (const c of sources) {
+            log(
+              `  ${c.ok ? "ok  " : "FAIL"} ${c.to} saw source ${c.seen ?? "(no answer)"} from ${c.from}`,
+            );
+          }
+          const same = sources.filter((c) => c.ok).length;
+          log(`demo: ${same} of ${sources.length} receivers saw the sender's own address (no NAT)`);
           if (opts.keep) {
             log(`demo: left running. Look around with e.g.:`);
             log(`  ip -n ${state.nodes[0].ns} route`);
@@ -71,7 +85,7 @@ export function register(program: Command): void {
             log("  ocelot demo down");
           }
         }
-        if (failed.length > 0) throw new CliError(`${failed.length} pings were not answered`);
+        if (failed.length > 0) throw new CliError(`${failed.length} connectivity checks failed`);
       } finally {
         if (!opts.keep) demoDown(state, log);
       }
@@ -80,8 +94,9 @@ export function register(program: Command): void {
   demo
     .command("down")
     .description("remove a demo left running with --keep")
-    .option("--state-dir <dir>", "the demo's state directory", DEFAULT_STATE_DIR)
-    .action((opts) => {
+    .action((_opts, cmd: Command) => {
+      // --state-dir belongs to `demo` and is shared with this subcommand.
+      const opts = cmd.optsWithGlobals();
       const state = loadState(opts.stateDir);
       if (!state) throw new CliError(`No demo is running (no state in ${opts.stateDir})`);
       demoDown(state, (line) => console.log(line));

@@ -163,13 +163,14 @@ function torFrrConfig(nodes: DemoNode[], address: string): string {
   return `${lines.join("\n")}\n`;
 }
 
-function startFrr(ns: Netns, dir: string, conf: string, state: DemoState): void {
+/** Starts zebra and bgpd in ns with pathspace ns.name; configs, pids and logs in FRR's run dir. */
+function startFrr(ns: Netns, conf: string, state: DemoState): void {
+  // FRR drops to user frr: everything it touches lives in its own run dir, not in ours.
+  const dir = `/var/run/frr/${ns.name}`;
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "zebra.conf"), "hostname tor\n");
   writeFileSync(join(dir, "bgpd.conf"), conf);
-  const runDir = `/var/run/frr/${ns.name}`;
-  mkdirSync(runDir, { recursive: true });
-  sh("chown", ["-R", "frr:frr", runDir, dir]);
+  sh("chown", ["-R", "frr:frr", dir]);
   for (const [daemon, extra] of [
     ["zebra", ["-s", "16777216"]],
     ["bgpd", []],
@@ -266,6 +267,9 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
     link(ns, "eth0", `${address}/24`, tor, `port${i}`, undefined);
     tor.ip("link", "set", `port${i}`, "master", "fabric");
     ns.exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0");
+    // The ToR is the node's default gateway (as on a real rack); proxy ARP for the pods'
+    // gateway 169.254.1.1 also needs the node to have a route to it.
+    ns.ip("route", "add", "default", "via", state.tor.address);
     state.nodes.push({ name, ns: ns.name, address, blocks: [] });
     nodeNs.push(ns);
   }
@@ -310,7 +314,7 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
   // 3. Routing: FRR on the ToR (when installed), `ocelot bgpd` on every node.
   if (state.tor.router === "frr") {
     log(`demo: FRR top-of-rack router AS ${TOR_AS} at ${state.tor.address}`);
-    startFrr(tor, join(state.stateDir, "tor"), torFrrConfig(state.nodes, state.tor.address), state);
+    startFrr(tor, torFrrConfig(state.nodes, state.tor.address), state);
   } else {
     log("demo: FRR is not installed: no top-of-rack router, nodes peer in a full mesh only");
   }
@@ -387,6 +391,59 @@ export function checkConnectivity(state: DemoState): PingResult[] {
     for (const dst of state.pods) if (dst !== src) ping(src.ns, `${src.name} ${src.ip}`, dst);
   for (const dst of state.pods) ping(state.tor.ns, `tor ${state.tor.address}`, dst);
   return results;
+}
+
+export interface SourceCheck {
+  from: string;
+  to: string;
+  /** The source address the destination saw; equal to the sender's own address without NAT. */
+  seen: string | null;
+  ok: boolean;
+}
+
+// A UDP echo that answers with the source address it saw; bounded to 5 s.
+const ECHO_SERVER = `const s=require("dgram").createSocket("udp4");s.on("message",(m,r)=>s.send(r.address,r.port,r.address,()=>process.exit(0)));s.bind(7777,()=>console.log("ready"));setTimeout(()=>process.exit(1),5000);`;
+const ECHO_CLIENT = `const s=require("dgram").createSocket("udp4");s.on("message",(m)=>{console.log(String(m));process.exit(0)});const t=()=>s.send("x",7777,process.argv[1]);t();setInterval(t,300);setTimeout(()=>process.exit(1),4000);`;
+
+/**
+ * Proves "the IP a pod sees itself as is the IP others see": from one pod on each node to a pod
+ * on the next node, and from each node to a pod, the receiver reports the source it saw.
+ */
+export async function checkSourceAddresses(state: DemoState): Promise<SourceCheck[]> {
+  const checks: SourceCheck[] = [];
+  const firstPod = (node: DemoNode) => state.pods.find((p) => p.node === node.name);
+  const pairs: { fromNs: string; from: string; fromIp: string; to: DemoPod }[] = [];
+  for (const [i, node] of state.nodes.entries()) {
+    const next = state.nodes[(i + 1) % state.nodes.length];
+    const src = firstPod(node);
+    const dst = firstPod(next);
+    if (src && dst && src !== dst)
+      pairs.push({ fromNs: src.ns, from: src.name, fromIp: src.ip, to: dst });
+    if (dst) pairs.push({ fromNs: node.ns, from: node.name, fromIp: node.address, to: dst });
+  }
+  for (const pair of pairs) {
+    const server = spawn("ip", ["netns", "exec", pair.to.ns, process.execPath, "-e", ECHO_SERVER], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    await new Promise<void>((resolve) => {
+      server.stdout?.once("data", () => resolve());
+      server.once("exit", () => resolve());
+    });
+    const r = spawnSync(
+      "ip",
+      ["netns", "exec", pair.fromNs, process.execPath, "-e", ECHO_CLIENT, pair.to.ip],
+      { encoding: "utf8", timeout: 6000 },
+    );
+    const seen = r.status === 0 ? r.stdout.trim() : null;
+    if (server.exitCode === null) server.kill();
+    checks.push({
+      from: `${pair.from} ${pair.fromIp}`,
+      to: `${pair.to.name} ${pair.to.ip}`,
+      seen,
+      ok: seen === pair.fromIp,
+    });
+  }
+  return checks;
 }
 
 /** Ends the processes we started (by PID, if still ours) and deletes our namespaces. */
