@@ -324,3 +324,74 @@ describe("export rules", () => {
     expect(rib.size.v4).toBe(0);
   });
 });
+
+describe("explainExport", () => {
+  it("says why a prefix is or is not advertised to a peer, with the rule that decided", () => {
+    const rib = makeRib();
+    const pools = ["10.244.0.0/16"];
+    const ext = peer(rib, {
+      address: "192.0.2.1",
+      asn: 65001,
+      families: ["ipv4-unicast"],
+      nextHopSelfV4: "192.0.2.100",
+      ...peerPolicies({
+        external: true,
+        pools,
+        filters: [
+          {
+            name: "no-26",
+            spec: {
+              exportV4: [{ cidr: "10.244.9.0/26", matchOperator: "Equal", action: "Reject" }],
+            },
+          },
+        ],
+      }),
+    });
+    const mesh = peer(rib, { address: "10.0.0.2", asn: LOCAL_AS });
+    rib.originate("10.244.1.0/26");
+    rib.originate("10.244.9.0/26");
+    announce(rib, mesh, P, { nextHop: "10.0.0.2" });
+    announce(rib, ext, "198.51.100.0/24", { nextHop: "192.0.2.1", asPath: seq(65001) });
+    rib.originate("2001:db8:1::/48");
+    rib.drain();
+    expect(rib.explainExport("10.244.1.0/26", ext)).toMatchObject({
+      advertised: true,
+      attrs: { asPath: seq(LOCAL_AS), nextHop: "192.0.2.100" },
+    });
+    expect(rib.explainExport("10.244.9.0/26", ext)).toMatchObject({
+      advertised: false,
+      reason: "FilterReject",
+      detail: 'filter "no-26" exportV4[0] 10.244.9.0/26 Equal Reject',
+    });
+    expect(rib.explainExport(P, ext)).toMatchObject({
+      advertised: false,
+      reason: "NotOriginatedHere",
+    });
+    expect(rib.explainExport(P, mesh)).toMatchObject({ advertised: false, reason: "FromThisPeer" });
+    expect(rib.explainExport("198.51.100.0/24", ext)).toMatchObject({
+      advertised: false,
+      reason: "FromThisPeer",
+    });
+    expect(rib.explainExport("198.51.100.0/24", mesh)).toMatchObject({ advertised: true });
+    expect(rib.explainExport("2001:db8:1::/48", ext)).toMatchObject({
+      advertised: false,
+      reason: "FamilyNotEnabled",
+    });
+    expect(rib.explainExport("192.0.2.0/24", ext)).toMatchObject({
+      advertised: false,
+      reason: "NoBestPath",
+    });
+  });
+
+  it("iBGP split horizon is named as the reason", () => {
+    const rib = makeRib();
+    const a = peer(rib, { address: "10.0.0.1", asn: LOCAL_AS });
+    peer(rib, { address: "10.0.0.2", asn: LOCAL_AS });
+    announce(rib, a, P, { nextHop: "10.0.0.1" });
+    rib.drain();
+    expect(rib.explainExport(P, "10.0.0.2")).toMatchObject({
+      advertised: false,
+      reason: "IbgpSplitHorizon",
+    });
+  });
+});

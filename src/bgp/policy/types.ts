@@ -34,6 +34,12 @@ export const RejectReason = {
   NoExport: 8,
   /** iBGP-learned route not sent to an iBGP peer (RFC 4271 §9.2, RFC 4456 §6). */
   IbgpSplitHorizon: 9,
+  /** Not sent back to the peer the best path came from. */
+  FromThisPeer: 10,
+  /** The peer's session does not carry this address family. */
+  FamilyNotEnabled: 11,
+  /** No accepted path: nothing to advertise. */
+  NoBestPath: 12,
 } as const;
 export type RejectReasonName = keyof typeof RejectReason;
 export type RejectReasonCode = (typeof RejectReason)[RejectReasonName];

@@ -207,6 +207,18 @@ export interface Explanation {
   nexthops: string[];
 }
 
+export interface ExportExplanation {
+  prefix: string;
+  peer: string;
+  advertised: boolean;
+  /** Why not, when not advertised. */
+  reason?: RejectReasonName;
+  /** The policy rule that decided, when a filter or default did. */
+  detail?: string;
+  /** What is sent, when advertised. */
+  attrs?: AttrView;
+}
+
 export interface LocRibEntry {
   prefix: string;
   peer: string;
@@ -787,6 +799,42 @@ export class Rib<A> {
     };
   }
 
+  /**
+   * Why a prefix is or is not advertised to a peer, and with which attributes (decision re-run
+   * on the current paths; the Adj-RIB-Out itself changes at drain()).
+   */
+  explainExport(prefix: string, peer: number | string): ExportExplanation {
+    const rec = this.peerRec(peer);
+    const g = this.groups[rec.group] as Group;
+    const p = parsePrefix(prefix);
+    const pfx =
+      p.family === 4 ? this.findV4(p.words[0] as number, p.len) : this.findV6(p.words, 0, p.len);
+    const no = (code: number, detail?: string): ExportExplanation => ({
+      prefix,
+      peer: rec.info.id,
+      advertised: false,
+      reason: rejectReasonName(code),
+      ...(detail !== undefined ? { detail } : {}),
+    });
+    if (pfx === NONE) return no(RejectReason.NoBestPath);
+    this.decide(pfx);
+    const best = this.pBest[pfx] as number;
+    if (best === NONE) return no(RejectReason.NoBestPath);
+    if (p.family === 4 ? !g.v4 : !g.v6) return no(RejectReason.FamilyNotEnabled);
+    if (this.pathPeer[best] === rec.idx) return no(RejectReason.FromThisPeer);
+    const v = this.exportVerdict(g, pfx, best);
+    if (v !== 0) {
+      const src = this.sourceOf(this.pathPeer[best] as number);
+      const d = g.policy?.describe?.(p.family, p.words, 0, p.len, src);
+      return no(
+        v,
+        v === RejectReason.FilterReject || v === RejectReason.NotOriginatedHere ? d : undefined,
+      );
+    }
+    const out = this.outAttr(g, best, this.pFam[pfx] as number);
+    return { prefix, peer: rec.info.id, advertised: true, attrs: this.attrs.view(out) };
+  }
+
   /** The Loc-RIB (best paths as of the last drain), for `ocelot routes`. */
   *locRib(): Generator<LocRibEntry> {
     for (let pfx = 0; pfx < this.pTop; pfx++) {
@@ -1313,7 +1361,8 @@ export class Rib<A> {
       rec.group = gi;
       // A new group starts from the current Loc-RIB (its peers get it as their initial dump).
       for (let pfx = 0; pfx < this.pTop; pfx++) {
-        if (this.pFam[pfx] === 0 || this.pBest[pfx] === NONE) continue;
+        // Pending prefixes are settled by the next drain (their best may be out of date).
+        if (this.pFam[pfx] === 0 || this.pBest[pfx] === NONE || this.pDirty[pfx] !== 0) continue;
         const out = this.exportOf(g, pfx);
         if (out === NONE) continue;
         g.adv[pfx] = out;
@@ -1331,7 +1380,8 @@ export class Rib<A> {
     if (rec.received === 0) return;
     for (let pfx = 0; pfx < this.pTop; pfx++) {
       const best = this.pBest[pfx] as number;
-      if (best === NONE || this.pathPeer[best] !== rec.idx || g.adv[pfx] === NONE) continue;
+      if (best === NONE || this.pDirty[pfx] !== 0 || g.adv[pfx] === NONE) continue;
+      if (this.pathPeer[best] !== rec.idx) continue;
       if (g.exc[pfx] !== 0) continue;
       g.exc[pfx] = rec.idx;
       rec.excluded++;
