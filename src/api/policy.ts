@@ -122,6 +122,13 @@ const rule = z
         }
       }
     }
+    if ((proto === "ICMP" && r.ipVersion === 6) || (proto === "ICMPV6" && r.ipVersion === 4)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["protocol"],
+        message: own(`${quote(r.protocol)} does not match ipVersion ${r.ipVersion}`),
+      });
+    }
     for (const f of ["icmp", "notICMP"] as const) {
       if (r[f] !== undefined && (proto === undefined || !ICMP_PROTOCOLS.has(proto))) {
         ctx.addIssue({

@@ -248,3 +248,40 @@ export function matchSelector(
       return sel.args.some((a) => matchSelector(a, labels, opts));
   }
 }
+
+function quoteValue(v: string): string {
+  return v.includes('"') ? `'${v}'` : `"${v}"`;
+}
+
+/** Prints a selector in Calico's canonical text form; parseSelector(formatSelector(s)) equals s. */
+export function formatSelector(sel: Selector): string {
+  switch (sel.op) {
+    case "all":
+    case "global":
+      return `${sel.op}()`;
+    case "has":
+      return `has(${sel.key})`;
+    case "eq":
+      return `${sel.key} == ${quoteValue(sel.value)}`;
+    case "ne":
+      return `${sel.key} != ${quoteValue(sel.value)}`;
+    case "contains":
+      return `${sel.key} contains ${quoteValue(sel.value)}`;
+    case "startsWith":
+      return `${sel.key} starts with ${quoteValue(sel.value)}`;
+    case "endsWith":
+      return `${sel.key} ends with ${quoteValue(sel.value)}`;
+    case "in":
+    case "notIn":
+      return `${sel.key} ${sel.op === "in" ? "in" : "not in"} {${sel.values.map(quoteValue).join(", ")}}`;
+    case "not":
+      return `!${sel.arg.op === "and" || sel.arg.op === "or" ? `(${formatSelector(sel.arg)})` : formatSelector(sel.arg)}`;
+    case "and":
+    case "or":
+      return sel.args
+        .map((a) =>
+          a.op === "and" || a.op === "or" ? `(${formatSelector(a)})` : formatSelector(a),
+        )
+        .join(sel.op === "and" ? " && " : " || ");
+  }
+}

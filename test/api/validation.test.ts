@@ -398,6 +398,23 @@ describe("policies", () => {
       'spec.ingress[1].icmp: needs protocol ICMP or ICMPv6, not "TCP"',
     ]);
   });
+  it("refuses ICMP protocols that contradict ipVersion", () => {
+    const doc = {
+      apiVersion: V3,
+      kind: "GlobalNetworkPolicy",
+      metadata: { name: "g" },
+      spec: {
+        ingress: [
+          { action: "Allow", protocol: "ICMPv6", ipVersion: 4 },
+          { action: "Allow", protocol: "icmp", ipVersion: 4, icmp: { type: 8, code: 0 } },
+        ],
+      },
+    };
+    expect(issuesOf(doc)).toEqual([
+      'spec.ingress[0].protocol: "ICMPv6" does not match ipVersion 4',
+    ]);
+  });
+
   it("refuses an unknown action and an unsupported tier", () => {
     const doc = {
       apiVersion: V3,
