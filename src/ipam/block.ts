@@ -2,8 +2,9 @@
 // ordinals (oldest free reused first), per-address sequence numbers, and its stored JSON form
 // (validated on decode). Pure: no datastore, no clock (times are passed in). Not: affinity
 // claims or pool selection (allocator.ts) nor compare-and-swap (store.ts).
-import { z } from "zod";
 import { type Cidr, cidrSize, formatAddress, formatCidr, parseCidr } from "./cidr.js";
+import * as v from "./validate.js";
+import { ShapeError } from "./validate.js";
 
 /** Who holds an allocation: the handle (one per workload) and owner attributes. */
 export interface AllocationAttributes {
@@ -260,26 +261,6 @@ function compactAttributes(
 //   attributes: [{ handle_id, secondary }], sequenceNumber,
 //   sequenceNumberForAllocation: { "<ordinal>": seq }, emptySince }
 
-const StoredBlock = z
-  .object({
-    cidr: z.string(),
-    affinity: z.string().nullable(),
-    affinityClaimTime: z.string().nullable(),
-    allocated: z.string(),
-    owners: z.array(z.number().int().nonnegative()),
-    unallocated: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()])),
-    attributes: z.array(
-      z.object({
-        handle_id: z.string().nullable(),
-        secondary: z.record(z.string(), z.string()),
-      }),
-    ),
-    sequenceNumber: z.number().int().nonnegative(),
-    sequenceNumberForAllocation: z.record(z.string(), z.number().int().nonnegative()),
-    emptySince: z.number().nullable(),
-  })
-  .strict();
-
 export function encodeBlock(b: Block): string {
   const size = b.owner.length;
   const bitmap = new Uint8Array((size + 7) >> 3);
@@ -311,18 +292,13 @@ export function decodeBlock(key: string, value: string): Block {
   const bad = (reason: string): never => {
     throw new IpamDataError(key, reason);
   };
-  let raw: unknown;
+  let s: StoredBlock;
   try {
-    raw = JSON.parse(value);
+    s = readStoredBlock(value);
   } catch (err) {
-    return bad(`not JSON (${(err as Error).message})`);
+    if (err instanceof ShapeError) return bad(err.message);
+    throw err;
   }
-  const parsed = StoredBlock.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return bad(`field "${issue?.path.join(".") || "(root)"}": ${issue?.message}`);
-  }
-  const s = parsed.data;
   let cidr: Cidr;
   try {
     cidr = parseCidr(s.cidr);
@@ -374,6 +350,64 @@ export function decodeBlock(key: string, value: string): Block {
     sequenceNumber: s.sequenceNumber,
     seqForAllocation,
     emptySince: s.emptySince,
+  };
+}
+
+interface StoredBlock {
+  cidr: string;
+  affinity: string | null;
+  affinityClaimTime: string | null;
+  allocated: string;
+  owners: number[];
+  unallocated: Array<[number, number]>;
+  attributes: Array<{ handle_id: string | null; secondary: Record<string, string> }>;
+  sequenceNumber: number;
+  sequenceNumberForAllocation: Record<string, number>;
+  emptySince: number | null;
+}
+
+const BLOCK_KEYS = [
+  "cidr",
+  "affinity",
+  "affinityClaimTime",
+  "allocated",
+  "owners",
+  "unallocated",
+  "attributes",
+  "sequenceNumber",
+  "sequenceNumberForAllocation",
+  "emptySince",
+] as const;
+
+function readStoredBlock(text: string): StoredBlock {
+  const o = v.parseJsonObject(text, "block");
+  v.object(o, "(root)", BLOCK_KEYS);
+  const seqs = v.object(o.sequenceNumberForAllocation, "sequenceNumberForAllocation");
+  for (const [k, x] of Object.entries(seqs)) v.nonNegInt(x, `sequenceNumberForAllocation.${k}`);
+  return {
+    cidr: v.string(o, "cidr"),
+    affinity: v.nullableString(o, "affinity"),
+    affinityClaimTime: v.nullableString(o, "affinityClaimTime"),
+    allocated: v.string(o, "allocated"),
+    owners: v.array(o, "owners").map((x, i) => v.nonNegInt(x, `owners.${i}`)),
+    unallocated: v.array(o, "unallocated").map((r, i) => {
+      if (!Array.isArray(r) || r.length !== 2)
+        throw new ShapeError(`field "unallocated.${i}" must be a [first, last] pair`);
+      return [v.nonNegInt(r[0], `unallocated.${i}.0`), v.nonNegInt(r[1], `unallocated.${i}.1`)] as [
+        number,
+        number,
+      ];
+    }),
+    attributes: v.array(o, "attributes").map((a, i) => {
+      const ao = v.object(a, `attributes.${i}`, ["handle_id", "secondary"]);
+      return {
+        handle_id: v.nullableString(ao, "handle_id"),
+        secondary: v.stringMap(ao.secondary, `attributes.${i}.secondary`),
+      };
+    }),
+    sequenceNumber: v.nonNegInt(o.sequenceNumber, "sequenceNumber"),
+    sequenceNumberForAllocation: seqs as Record<string, number>,
+    emptySince: v.nullableNumber(o, "emptySince"),
   };
 }
 

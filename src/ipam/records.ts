@@ -1,12 +1,11 @@
 // The IPAM keys (DESIGN.md §6) and the small stored records beside blocks: block affinities,
 // handles, the IPAM configuration, and pools/reservations read from their v3 resources. Each
 // decoder validates and throws IpamDataError naming the key. Not: block contents (block.ts).
-import { z } from "zod";
-import { ipPoolSchema, ipReservationSchema } from "../api/ippool.js";
 import type { AllowedUse, IpamConfig, Pool } from "./allocator.js";
 import { DEFAULT_IPAM_CONFIG } from "./allocator.js";
 import { IpamDataError } from "./block.js";
 import { type Cidr, type Family, formatCidr, parseCidr } from "./cidr.js";
+import * as v from "./validate.js";
 
 export const DEFAULT_PREFIX = "/ocelot/";
 
@@ -56,22 +55,14 @@ export function cidrFromKey(key: string): Cidr {
   }
 }
 
-function parseJson<T>(key: string, value: string, schema: z.ZodType<T>, what: string): T {
-  let raw: unknown;
+/** Runs a reader over stored JSON; any shape problem becomes an IpamDataError naming the key. */
+function read<T>(key: string, value: string, what: string, reader: (o: v.Json) => T): T {
   try {
-    raw = JSON.parse(value);
+    return reader(v.parseJsonObject(value, what));
   } catch (err) {
-    throw new IpamDataError(key, `${what} is not JSON (${(err as Error).message})`);
+    if (err instanceof v.ShapeError) throw new IpamDataError(key, `${what}: ${err.message}`);
+    throw err;
   }
-  const r = schema.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new IpamDataError(
-      key,
-      `${what} field "${issue?.path.join(".") || "(root)"}": ${issue?.message}`,
-    );
-  }
-  return r.data;
 }
 
 // ---- Block affinity: ∅ → pending → confirmed → pendingDeletion → ∅ -------------------------
@@ -83,22 +74,24 @@ export interface Affinity {
   cidr: string;
 }
 
-const AffinitySchema = z
-  .object({
-    state: z.enum(["pending", "confirmed", "pendingDeletion"]),
-    node: z.string().min(1),
-    type: z.literal("host"),
-    cidr: z.string(),
-  })
-  .strict();
+const AFFINITY_STATES: readonly AffinityState[] = ["pending", "confirmed", "pendingDeletion"];
 
 export function encodeAffinity(a: Affinity): string {
   return JSON.stringify({ state: a.state, node: a.node, type: "host", cidr: a.cidr });
 }
 
 export function decodeAffinity(key: string, value: string): Affinity {
-  const a = parseJson(key, value, AffinitySchema, "block affinity");
-  return { state: a.state, node: a.node, cidr: a.cidr };
+  return read(key, value, "block affinity", (o) => {
+    v.object(o, "(root)", ["state", "node", "type", "cidr"]);
+    const state = v.string(o, "state") as AffinityState;
+    if (!AFFINITY_STATES.includes(state))
+      throw new v.ShapeError(
+        `field "state" must be one of ${AFFINITY_STATES.join(", ")}, got "${state}"`,
+      );
+    if (o.type !== "host")
+      throw new v.ShapeError(`field "type" must be "host", got ${JSON.stringify(o.type)}`);
+    return { state, node: v.string(o, "node", { nonEmpty: true }), cidr: v.string(o, "cidr") };
+  });
 }
 
 // ---- Handle: the blocks that may hold a workload's addresses ------------------------------
@@ -108,60 +101,94 @@ export interface Handle {
   blocks: string[];
 }
 
-const HandleSchema = z
-  .object({ handleId: z.string().min(1), blocks: z.array(z.string()) })
-  .strict();
-
 export function encodeHandle(h: Handle): string {
   return JSON.stringify({ handleId: h.handleId, blocks: h.blocks });
 }
 
 export function decodeHandle(key: string, value: string): Handle {
-  return parseJson(key, value, HandleSchema, "handle");
+  return read(key, value, "handle", (o) => {
+    v.object(o, "(root)", ["handleId", "blocks"]);
+    return {
+      handleId: v.string(o, "handleId", { nonEmpty: true }),
+      blocks: v.stringArray(o, "blocks"),
+    };
+  });
 }
 
 // ---- IPAM configuration --------------------------------------------------------------------
-const ConfigSchema = z
-  .object({
-    strictAffinity: z.boolean(),
-    maxBlocksPerHost: z.number().int().min(0),
-    autoAllocateBlocks: z.boolean(),
-  })
-  .strict();
-
 export function encodeConfig(c: IpamConfig): string {
   return JSON.stringify(c);
 }
 
 export function decodeConfig(key: string, value: string | undefined): IpamConfig {
   if (value === undefined) return { ...DEFAULT_IPAM_CONFIG };
-  return parseJson(key, value, ConfigSchema, "IPAM configuration");
+  return read(key, value, "IPAM configuration", (o) => {
+    v.object(o, "(root)", ["strictAffinity", "maxBlocksPerHost", "autoAllocateBlocks"]);
+    return {
+      strictAffinity: v.boolean(o, "strictAffinity"),
+      maxBlocksPerHost: v.nonNegInt(o.maxBlocksPerHost, "maxBlocksPerHost"),
+      autoAllocateBlocks: v.boolean(o, "autoAllocateBlocks"),
+    };
+  });
 }
 
-// ---- Pools and reservations (v3 resources, validated by the API schemas) ------------------
+// ---- Pools and reservations (v3 resources) --------------------------------------------------
+// The API layer (src/api/ippool.ts) validated these on write; here they are checked again on
+// read, by hand, with the same defaults (blockSize 26/122, nodeSelector all(), allowedUses
+// Workload+Tunnel), so that the CNI plugin does not load the schema library.
+const DEFAULT_BLOCK_SIZE = { 4: 26, 6: 122 } as const;
+const BLOCK_SIZE_RANGE = { 4: [20, 32], 6: [116, 128] } as const;
+const USES: readonly AllowedUse[] = ["Workload", "Tunnel", "LoadBalancer"];
+
+function resource(o: v.Json, kind: string): { name: string; spec: v.Json } {
+  if (o.kind !== kind)
+    throw new v.ShapeError(`field "kind" must be "${kind}", got ${JSON.stringify(o.kind)}`);
+  const meta = v.object(o.metadata, "metadata");
+  return { name: v.string(meta, "name", { nonEmpty: true }), spec: v.object(o.spec, "spec") };
+}
+
+function cidrField(text: string, field: string): Cidr {
+  try {
+    return parseCidr(text, false);
+  } catch (err) {
+    throw new v.ShapeError(`field "${field}": ${(err as Error).message}`);
+  }
+}
+
 export function decodePool(key: string, value: string): Pool {
-  const r = parseJson(
-    key,
-    value,
-    ipPoolSchema as unknown as z.ZodType<z.output<typeof ipPoolSchema>>,
-    "IPPool",
-  );
-  return {
-    name: r.metadata.name,
-    cidr: parseCidr(r.spec.cidr, false),
-    blockSize: r.spec.blockSize,
-    nodeSelector: r.spec.nodeSelector,
-    disabled: r.spec.disabled ?? false,
-    allowedUses: r.spec.allowedUses as AllowedUse[],
-  };
+  return read(key, value, "IPPool", (o) => {
+    const { name, spec } = resource(o, "IPPool");
+    const cidr = cidrField(v.string(spec, "cidr"), "spec.cidr");
+    const blockSize =
+      spec.blockSize === undefined
+        ? DEFAULT_BLOCK_SIZE[cidr.family]
+        : v.nonNegInt(spec.blockSize, "spec.blockSize");
+    const [min, max] = BLOCK_SIZE_RANGE[cidr.family];
+    if (blockSize < min || blockSize > max || blockSize < cidr.prefixLen) {
+      throw new v.ShapeError(
+        `field "spec.blockSize" ${blockSize} does not fit pool ${formatCidr(cidr)} (${min}..${max})`,
+      );
+    }
+    const uses = spec.allowedUses === undefined ? [] : v.stringArray(spec, "allowedUses");
+    const bad = uses.find((u) => !USES.includes(u as AllowedUse));
+    if (bad !== undefined)
+      throw new v.ShapeError(`field "spec.allowedUses" has unknown use "${bad}"`);
+    return {
+      name,
+      cidr,
+      blockSize,
+      nodeSelector: v.optionalString(spec, "nodeSelector") ?? "all()",
+      disabled: v.optionalBoolean(spec, "disabled") ?? false,
+      allowedUses: uses.length > 0 ? (uses as AllowedUse[]) : ["Workload", "Tunnel"],
+    };
+  });
 }
 
 export function decodeReservation(key: string, value: string): Cidr[] {
-  const r = parseJson(
-    key,
-    value,
-    ipReservationSchema as unknown as z.ZodType<z.output<typeof ipReservationSchema>>,
-    "IPReservation",
-  );
-  return r.spec.reservedCIDRs.map((c) => parseCidr(c, false));
+  return read(key, value, "IPReservation", (o) => {
+    const { spec } = resource(o, "IPReservation");
+    return v
+      .stringArray(spec, "reservedCIDRs")
+      .map((c, i) => cidrField(c, `spec.reservedCIDRs.${i}`));
+  });
 }
