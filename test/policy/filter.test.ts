@@ -164,6 +164,12 @@ describe("BGPFilter rules", () => {
     expect(() => importOnly([{ cidr: "fd00::/8", matchOperator: "In", action: "Accept" }])).toThrow(
       'cidr "fd00::/8" is not an IPv4 prefix',
     );
+    expect(() => importOnly([{ interface: "eth*", action: "Accept" } as never])).toThrow(
+      'Filter rule filter "f" importV4[0]: field "interface" is not supported',
+    );
+    expect(() => importOnly([{ source: "Local" as never, action: "Accept" }])).toThrow(
+      'source "Local" is not RemotePeers',
+    );
     expect(() => importOnly([{ cidr: "10.0.0.0/8", action: "Accept" }])).toThrow(
       'cidr "10.0.0.0/8" needs a matchOperator',
     );

@@ -51,8 +51,17 @@ interface CompiledRule {
 
 const OPERATORS: readonly MatchOperator[] = ["Equal", "NotEqual", "In", "NotIn"];
 
+const RULE_FIELDS = new Set(["cidr", "matchOperator", "prefixLength", "source", "action"]);
+
 function compileRule(rule: BgpFilterRule, family: 4 | 6, where: string): CompiledRule {
   const maxLen = family === 4 ? 32 : 128;
+  // A field we do not implement is refused, never silently ignored (DESIGN §4).
+  for (const k of Object.keys(rule)) {
+    if (!RULE_FIELDS.has(k)) throw new Error(`Filter rule ${where}: field "${k}" is not supported`);
+  }
+  if (rule.source !== undefined && rule.source !== "RemotePeers") {
+    throw new Error(`Filter rule ${where}: source "${String(rule.source)}" is not RemotePeers`);
+  }
   if (rule.action !== "Accept" && rule.action !== "Reject") {
     throw new Error(
       `Filter rule ${where}: action "${String(rule.action)}" is not Accept or Reject`,
