@@ -143,17 +143,26 @@ export interface BGPConfiguration {
   spec: BGPConfigurationSpec;
 }
 
-/** The values Calico uses when a field is absent (for the default instance, or none at all). */
-export function effectiveBgpConfiguration(config: BGPConfiguration | undefined) {
+/**
+ * The values Calico uses when a field is absent: the `default` instance, overridden field by
+ * field by the node's own `node.<name>` instance when given (as confd reads the host key first,
+ * then the global one).
+ */
+export function effectiveBgpConfiguration(
+  config: BGPConfiguration | undefined,
+  nodeConfig?: BGPConfiguration,
+) {
   const s = config?.spec ?? {};
+  const n = nodeConfig?.spec ?? {};
   return {
     asNumber: s.asNumber ?? DEFAULT_AS_NUMBER,
     nodeToNodeMeshEnabled: s.nodeToNodeMeshEnabled ?? true,
-    listenPort: s.listenPort ?? DEFAULT_LISTEN_PORT,
-    logSeverityScreen: s.logSeverityScreen ?? "Info",
+    listenPort: n.listenPort ?? s.listenPort ?? DEFAULT_LISTEN_PORT,
+    logSeverityScreen: n.logSeverityScreen ?? s.logSeverityScreen ?? "Info",
     bindMode: s.bindMode ?? "None",
-    communities: s.communities ?? [],
-    prefixAdvertisements: s.prefixAdvertisements ?? [],
+    communities: [...(s.communities ?? []), ...(n.communities ?? [])],
+    prefixAdvertisements: n.prefixAdvertisements ?? s.prefixAdvertisements ?? [],
+    nodeMeshPassword: s.nodeMeshPassword,
     nodeMeshMaxRestartTime: s.nodeMeshMaxRestartTime,
   };
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { type BGPConfiguration, effectiveBgpConfiguration } from "../../src/api/bgp.js";
 import { formatIssue, ValidationError } from "../../src/api/errors.js";
 import { resolveKindName, resourceKey, validateResource } from "../../src/api/registry.js";
 
@@ -247,6 +248,27 @@ describe("BGPConfiguration", () => {
     expect(issuesOf(cfg("other", {}))[0]).toMatch(
       /^metadata\.name: "other" is not a BGPConfiguration name/,
     );
+  });
+  it("gives Calico's effective defaults, with per-node overrides", () => {
+    expect(effectiveBgpConfiguration(undefined)).toMatchObject({
+      asNumber: 64512,
+      nodeToNodeMeshEnabled: true,
+      listenPort: 179,
+      logSeverityScreen: "Info",
+    });
+    const global = validateResource(cfg("default", { asNumber: 65000, listenPort: 1179 }))
+      .resource as BGPConfiguration;
+    const node = validateResource(cfg("node.n1", { listenPort: 2179, logSeverityScreen: "Debug" }))
+      .resource as BGPConfiguration;
+    expect(effectiveBgpConfiguration(global, node)).toMatchObject({
+      asNumber: 65000,
+      listenPort: 2179,
+      logSeverityScreen: "Debug",
+    });
+    expect(effectiveBgpConfiguration(global)).toMatchObject({
+      listenPort: 1179,
+      logSeverityScreen: "Info",
+    });
   });
   it("refuses Service advertisement as not supported yet", () => {
     expect(issuesOf(cfg("default", { serviceClusterIPs: [{ cidr: "10.96.0.0/12" }] }))[0]).toMatch(
