@@ -47,6 +47,11 @@ export interface EtcdOptions {
   /** First and largest retry/reconnect backoff, in ms. Defaults 50 and 5000. */
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  /**
+   * A key the user may read, for revision() and the connect check (an etcd user restricted to
+   * a prefix cannot read an arbitrary key). Default "/ocelot/", inside Ocelot's key space.
+   */
+  probeKey?: string;
 }
 
 type GlobalPolicy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
@@ -74,10 +79,12 @@ export class EtcdDatastore implements Datastore {
     >
   >;
   private readonly watches = new Set<EtcdWatch>();
+  private readonly probeKey: Buffer;
   private closed = false;
 
   constructor(opts: EtcdOptions) {
     if (opts.endpoints.length === 0) throw new RangeError("etcd needs at least one endpoint");
+    this.probeKey = Buffer.from(opts.probeKey ?? "/ocelot/");
     const tls = opts.tls || opts.caFile !== undefined || opts.certFile !== undefined;
     const hosts = opts.endpoints.map((e) => normaliseEndpoint(e, tls));
     this.url = `${tls ? "etcds" : "etcd"}://${hosts.map((h) => h.replace(/^https?:\/\//, "")).join(",")}`;
@@ -138,10 +145,12 @@ export class EtcdDatastore implements Datastore {
     const s = new EtcdDatastore(opts);
     try {
       await s.client.kv.range(
-        { key: Buffer.from([0]), count_only: true },
+        { key: s.probeKey, count_only: true },
         { deadline: Date.now() + s.o.dialTimeoutMs },
       );
     } catch (err) {
+      // Authenticated but not allowed to read the probe key: etcd answered, so it is reachable.
+      if (/permission denied/i.test((err as Error).message ?? "")) return s;
       await s.close();
       throw new UnavailableError(
         `Cannot reach etcd at "${s.url}" within ${s.o.dialTimeoutMs} ms: ${(err as Error).message}`,
@@ -251,7 +260,7 @@ export class EtcdDatastore implements Datastore {
   async revision(): Promise<number> {
     this.open();
     const res = await this.rpc("revision", "", () =>
-      this.client.kv.range({ key: Buffer.from([0]), count_only: true }),
+      this.client.kv.range({ key: this.probeKey, count_only: true }),
     );
     return Number(res.header.revision);
   }

@@ -1,8 +1,18 @@
 // A real etcd 3.4 (/usr/bin/etcd) for tests and benchmarks: one private server per caller on
 // 127.0.0.1 with free random ports and a temp data dir. Owns only the process it started (killed
-// by PID) and its directory. Not: TLS set-ups (tests that need them pass extra flags).
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+// by PID) and its directory, plus a throwaway PKI for TLS tests. Not: clusters of several members.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { get as httpGet } from "node:http";
+import { get as httpsGet } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +28,17 @@ export interface EtcdServer {
   dataDir: string;
   /** Kills this etcd (TERM, then KILL) by PID and removes its data dir. Never throws. */
   stop(): Promise<void>;
+  /** Kills it, waits pauseMs, and starts it again on the same ports and data. */
+  restart(pauseMs?: number): Promise<void>;
+}
+
+/** PEM files for an etcd that serves TLS and requires client certificates. */
+export interface EtcdTls {
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
 }
 
 /** Why etcd tests cannot run here, or undefined when they can. */
@@ -51,6 +72,8 @@ export interface StartEtcdOptions {
    * behaviour, not disks. Default true when /dev/shm exists; benchmarks pass false.
    */
   tmpfs?: boolean;
+  /** Serve https with these certificates and require client certificates (see makeTestPki). */
+  tls?: EtcdTls;
 }
 
 const live = new Map<ChildProcess, string>();
@@ -77,69 +100,126 @@ async function startOnce(opts: StartEtcdOptions): Promise<EtcdServer> {
   const clientPort = await freePort();
   let peerPort = await freePort();
   while (peerPort === clientPort) peerPort = await freePort();
-  const client = `http://127.0.0.1:${clientPort}`;
+  const tls = opts.tls;
+  const client = `${tls ? "https" : "http"}://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const logPath = join(dataDir, "etcd.log");
+  const args = [
+    "--name",
+    "ocelot-test",
+    "--data-dir",
+    join(dataDir, "data"),
+    "--listen-client-urls",
+    client,
+    "--advertise-client-urls",
+    client,
+    "--listen-peer-urls",
+    peer,
+    "--initial-advertise-peer-urls",
+    peer,
+    "--initial-cluster",
+    `ocelot-test=${peer}`,
+    "--initial-cluster-state",
+    "new",
+    "--log-level",
+    "warn",
+    ...(tls
+      ? [
+          "--cert-file",
+          tls.serverCert,
+          "--key-file",
+          tls.serverKey,
+          "--trusted-ca-file",
+          tls.ca,
+          "--client-cert-auth",
+        ]
+      : []),
+    ...(opts.extraArgs ?? []),
+  ];
+  let child = launch(args, dataDir, logPath);
+  const server: EtcdServer = {
+    url: `${tls ? "etcds" : "etcd"}://127.0.0.1:${clientPort}`,
+    endpoint: `127.0.0.1:${clientPort}`,
+    pid: child.pid as number,
+    dataDir,
+    stop: async () => {
+      await killChild(child);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+    restart: async (pauseMs = 0) => {
+      await killChild(child);
+      if (pauseMs > 0) await sleep(pauseMs);
+      child = launch(args, dataDir, logPath);
+      server.pid = child.pid as number;
+      await waitHealthy(child, client, tls, logPath, opts.timeoutMs);
+    },
+  };
+  try {
+    await waitHealthy(child, client, tls, logPath, opts.timeoutMs);
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+  return server;
+}
+
+function launch(args: string[], dataDir: string, logPath: string): ChildProcess {
   const log = openSync(logPath, "a");
-  const child = spawn(
-    ETCD_BIN,
-    [
-      "--name",
-      "ocelot-test",
-      "--data-dir",
-      join(dataDir, "data"),
-      "--listen-client-urls",
-      client,
-      "--advertise-client-urls",
-      client,
-      "--listen-peer-urls",
-      peer,
-      "--initial-advertise-peer-urls",
-      peer,
-      "--initial-cluster",
-      `ocelot-test=${peer}`,
-      "--initial-cluster-state",
-      "new",
-      "--log-level",
-      "warn",
-      ...(opts.extraArgs ?? []),
-    ],
-    { stdio: ["ignore", log, log], env: { ...process.env, ETCD_UNSUPPORTED_ARCH: "" } },
-  );
+  const child = spawn(ETCD_BIN, args, {
+    stdio: ["ignore", log, log],
+    env: { ...process.env, ETCD_UNSUPPORTED_ARCH: "" },
+  });
+  closeSync(log);
   live.set(child, dataDir);
   installExitHook();
-  let exited = false;
-  child.once("exit", () => {
-    exited = true;
-    live.delete(child);
-  });
-  const pid = child.pid as number;
-  const stop = async (): Promise<void> => {
-    await killChild(child);
-    rmSync(dataDir, { recursive: true, force: true });
-  };
-  const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
+  child.once("exit", () => live.delete(child));
+  return child;
+}
+
+async function waitHealthy(
+  child: ChildProcess,
+  client: string,
+  tls: EtcdTls | undefined,
+  logPath: string,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   for (let i = 0; i < 10_000 && Date.now() < deadline; i++) {
-    if (exited) break;
-    try {
-      const res = await fetch(`${client}/health`, { signal: AbortSignal.timeout(1000) });
-      const body = (await res.json()) as { health?: string };
-      if (body.health === "true")
-        return {
-          url: `etcd://127.0.0.1:${clientPort}`,
-          endpoint: `127.0.0.1:${clientPort}`,
-          pid,
-          dataDir,
-          stop,
-        };
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
+    if (child.exitCode !== null || child.signalCode !== null) break;
+    if (await healthy(`${client}/health`, tls)) return;
+    await sleep(100);
   }
   const tail = safeRead(logPath).split("\n").slice(-10).join("\n");
-  await stop();
   throw new Error(
-    `etcd on ${client} did not become healthy (exited: ${exited}); log tail:\n${tail}`,
+    `etcd on ${client} did not become healthy (exit ${child.exitCode ?? child.signalCode}); log tail:\n${tail}`,
   );
+}
+
+/** GET /health (with the client certificate when TLS), true when etcd says healthy. */
+function healthy(url: string, tls: EtcdTls | undefined): Promise<boolean> {
+  return new Promise((resolve) => {
+    const opts = tls
+      ? {
+          ca: readFileSync(tls.ca),
+          cert: readFileSync(tls.clientCert),
+          key: readFileSync(tls.clientKey),
+        }
+      : {};
+    const req = (url.startsWith("https:") ? httpsGet : httpGet)(
+      url,
+      { ...opts, timeout: 1000 },
+      (res) => {
+        let body = "";
+        res.on("data", (d: Buffer) => {
+          body += d.toString();
+        });
+        res.on("end", () => resolve(body.includes('"health":"true"')));
+        res.on("error", () => resolve(false));
+      },
+    );
+    req.on("timeout", () => req.destroy());
+    req.on("error", () => resolve(false));
+  });
 }
 
 async function killChild(child: ChildProcess): Promise<void> {
@@ -183,4 +263,81 @@ function safeRead(p: string): string {
   } catch {
     return "";
   }
+}
+
+/**
+ * A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl
+ * in dir. Returns undefined (with the reason) when openssl is missing.
+ */
+export function makeTestPki(dir: string): EtcdTls | string {
+  const run = (args: string[]) => {
+    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    if (r.error || r.status !== 0)
+      throw new Error(`openssl ${args[0]} failed: ${r.error?.message ?? r.stderr}`);
+  };
+  if (spawnSync("openssl", ["version"]).status !== 0) return "openssl not found";
+  const ext = join(dir, "ext.cnf");
+  writeFileSync(
+    ext,
+    "[server]\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n[client]\nextendedKeyUsage=clientAuth\n",
+  );
+  run([
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=ocelot-test-ca",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+  ]);
+  for (const who of ["server", "client"]) {
+    run([
+      "req",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-subj",
+      `/CN=ocelot-test-${who}`,
+      "-keyout",
+      `${who}.key`,
+      "-out",
+      `${who}.csr`,
+    ]);
+    run([
+      "x509",
+      "-req",
+      "-in",
+      `${who}.csr`,
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-days",
+      "2",
+      "-extfile",
+      ext,
+      "-extensions",
+      who,
+      "-out",
+      `${who}.pem`,
+    ]);
+  }
+  return {
+    ca: join(dir, "ca.pem"),
+    serverCert: join(dir, "server.pem"),
+    serverKey: join(dir, "server.key"),
+    clientCert: join(dir, "client.pem"),
+    clientKey: join(dir, "client.key"),
+  };
 }
