@@ -3,7 +3,8 @@
 // (first peer, then second), draining FIB and Adj-RIB-Out changes as the speaker would.
 // Prints prefixes/s per phase and bytes per prefix (RSS and heap deltas, typed arrays).
 //
-//   node --expose-gc --import tsx bench/rib_ingest.ts [--count 1000000] [--second-wins] [--json]
+//   node --expose-gc --import tsx bench/rib_ingest.ts [--count 1000000] [--second-wins] [--single] [--json]
+// --single: only peer a and no other peer (the shape of the 1M eBGP-injector benchmark).
 import { Rib } from "../src/bgp/rib/rib.js";
 import { seq, simpleAdapter, simpleAttrs } from "../src/bgp/rib/simple_attrs.js";
 
@@ -11,6 +12,7 @@ const args = process.argv.slice(2);
 const count = Number(args[args.indexOf("--count") + 1] ?? 0) || 1_000_000;
 const secondWins = args.includes("--second-wins");
 const json = args.includes("--json");
+const single = args.includes("--single");
 const PER_UPDATE = 500; // prefixes per UPDATE (one intern per UPDATE, like the speaker)
 const DRAIN_CHUNK = 65_536;
 
@@ -29,12 +31,15 @@ function prefixAddr(i: number): number {
 
 const rib = new Rib({ localAs: 64512, routerId: "10.0.0.100", adapter: simpleAdapter });
 const a = rib.addPeer({ id: "a", address: "192.0.2.1", asn: 65001, nextHopSelfV4: "192.0.2.100" });
-const b = rib.addPeer({ id: "b", address: "192.0.2.2", asn: 65002, nextHopSelfV4: "192.0.2.100" });
-// One iBGP mesh peer: every best change is also exported (one update group).
-rib.addPeer({ id: "mesh", address: "10.0.0.2", asn: 64512, nextHopSelfV4: "10.0.0.100" });
 rib.peerUp(a, "1.1.1.1");
-rib.peerUp(b, "2.2.2.2");
-rib.peerUp("mesh", "10.0.0.2");
+let b = -1;
+if (!single) {
+  b = rib.addPeer({ id: "b", address: "192.0.2.2", asn: 65002, nextHopSelfV4: "192.0.2.100" });
+  // One iBGP mesh peer: every best change is also exported (one update group).
+  rib.addPeer({ id: "mesh", address: "10.0.0.2", asn: 64512, nextHopSelfV4: "10.0.0.100" });
+  rib.peerUp(b, "2.2.2.2");
+  rib.peerUp("mesh", "10.0.0.2");
+}
 
 const attrsA = simpleAttrs({
   nextHop: "192.0.2.1",
@@ -105,15 +110,16 @@ function withdrawAll(peer: number): void {
 const m0 = mem();
 phase("announce peer a", () => announceAll(a, attrsA));
 const m1 = mem();
-phase("announce peer b", () => announceAll(b, attrsB));
+if (!single) phase("announce peer b", () => announceAll(b, attrsB));
 const m2 = mem();
 phase("withdraw peer a", () => withdrawAll(a));
-phase("withdraw peer b", () => withdrawAll(b));
+if (!single) phase("withdraw peer b", () => withdrawAll(b));
 const m3 = mem();
 
 const result = {
   count,
   secondWins,
+  single,
   node: process.version,
   phases,
   bytesPerPrefix: {

@@ -709,6 +709,8 @@ export class Rib<A> {
     if (this.dirtyHead === this.dirtyTail) {
       this.dirtyHead = 0;
       this.dirtyTail = 0;
+      // A big burst is over: give its queue back (4 bytes per prefix of the burst).
+      if (this.dirtyQ.length > 65_536) this.dirtyQ = new Int32Array(1024);
       this.maybeSweep();
     }
     const adjOut: AdjOutBatch<A>[] = [];
