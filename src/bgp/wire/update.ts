@@ -319,7 +319,8 @@ export function encodeUpdates(
         throw new RangeError(
           `Announcing AFI ${batch.afi} SAFI ${batch.safi} needs an MP_REACH next hop`,
         );
-      if (classic) attrs.nextHop = null; // RFC 8950: the IPv6 next hop travels in MP_REACH_NLRI.
+      // RFC 4760 §3 / RFC 8950: the next hop travels in MP_REACH_NLRI; no classic NEXT_HOP.
+      attrs.nextHop = null;
       pack(an, addPath, mpReach(max, batch.afi, batch.safi, nh, attrs, opts), out);
     }
   }
