@@ -343,6 +343,17 @@ export function register(program: Command): void {
     ).action((opts: StoreOptions & { filename: string[] }) => writeCommand(mode, opts));
   }
 
+  program
+    .command("validate")
+    .description(
+      "check resources from YAML/JSON files without a datastore: syntax, fields, values and defaults",
+    )
+    .requiredOption("-f, --filename <file>", "file to read, or - for stdin (repeatable)", collect)
+    .action((opts: { filename: string[] }) => {
+      const docs = readInput(opts.filename);
+      for (const d of docs) process.stdout.write(`${d.where}: ${describeOf(d)} is valid\n`);
+    });
+
   addDatastoreOptions(
     program
       .command("get")

@@ -288,6 +288,31 @@ export function resourcesSuite(
         });
       });
 
+      it("applies the List that get -o yaml prints, and validates without a datastore", () => {
+        const list = ok(["get", "ippools", "-o", "yaml"]);
+        expect(parseYaml(list).kind).toBe("IPPoolList");
+        const out = ok(["apply", "-f", "-"], list);
+        expect(out.trim().split("\n")).toHaveLength(2);
+        const v = spawnSync(bin, ["validate", "-f", config("bgpfilter.yaml"), "-f", "-"], {
+          encoding: "utf8",
+          input:
+            "kind: IPPool\napiVersion: projectcalico.org/v3\nmetadata: {name: x}\nspec: {cidr: 10.0.0.0/8, blockSize: 40}\n",
+          cwd: dir,
+        });
+        expect(v.status).toBe(1);
+        expect(v.stderr).toContain(
+          "<stdin>: document 1: spec.blockSize: 40 is out of range for an IPv4 pool (20..32)",
+        );
+        const good = spawnSync(bin, ["validate", "-f", config("bgpfilter.yaml")], {
+          encoding: "utf8",
+          cwd: dir,
+        });
+        expect(good.stdout).toContain(
+          'bgpfilter.yaml: document 1: bgpfilter "rack1-tor-filter" is valid',
+        );
+        expect(good.status).toBe(0);
+      });
+
       it("deletes by KIND NAME and by file", () => {
         expect(ok(["delete", "ippool", "default-ipv6-ippool"])).toBe(
           'deleted ippool "default-ipv6-ippool"\n',
@@ -310,7 +335,7 @@ export function resourcesSuite(
         expect(ocelot(["apply"]).status).toBe(2);
         expect(ocelot(["delete"]).status).toBe(2);
         expect(ocelot(["get", "ippools", "-n", "a", "-A"]).status).toBe(2);
-        for (const cmd of ["apply", "create", "replace", "get", "delete"]) {
+        for (const cmd of ["apply", "create", "replace", "get", "delete", "validate"]) {
           const h = ocelot([cmd, "--help"]);
           expect(h.status).toBe(0);
           expect(h.stdout).toContain(`Usage: ocelot ${cmd}`);
