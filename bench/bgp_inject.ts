@@ -1,0 +1,227 @@
+// The headline benchmark (as root): a BIRD 2 injector sends N IPv4 /32s over one eBGP session to
+// a DUT (Ocelot, BIRD, FRR) in its own namespace; time from Established (the injector's
+// "Since", ms precision) until all N are in the DUT's kernel FIB (fib_triestat Main "Prefixes:"
+// minus a baseline), and the DUT's peak RSS (VmHWM). Prints figures and ratios to BIRD.
+// Usage: npx tsx bench/bgp_inject.ts [--n 100000,1000000] [--targets ocelot,bird,frr] [--runs 1]
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { link, Netns, RUN_PREFIX, sh, sleepSync } from "../test/helpers/netns.js";
+import { PeerLab, REPO_ROOT } from "../test/helpers/peers.js";
+
+type Target = "ocelot" | "bird" | "frr";
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? (process.argv[i + 1] as string) : dflt;
+}
+
+const SIZES = arg("n", "100000").split(",").map(Number);
+const TARGETS = arg("targets", "ocelot,bird,frr").split(",") as Target[];
+const RUNS = Number(arg("runs", "1"));
+const TIMEOUT_S = Number(arg("timeout", "150"));
+
+function routesConf(n: number): string {
+  if (n > 1 << 20) throw new Error(`N ${n} does not fit in 10.0.0.0/12`);
+  const lines: string[] = [];
+  const base = 10 << 24;
+  for (let i = 0; i < n; i++) {
+    const a = base + i;
+    lines.push(`route ${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/32 blackhole;`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+const genConf = (dir: string) => `
+log "${dir}/bird.log" { info, warning, error, fatal };
+router id 10.255.9.1;
+timeformat protocol iso long ms;
+protocol device { }
+protocol static gen {
+  ipv4;
+  include "${dir}/routes.conf";
+}
+protocol bgp dut {
+  local 10.255.9.1 as 64999;
+  neighbor 10.255.9.0 as 64512;
+  connect delay time 1; connect retry time 1;
+  ipv4 { import none; export all; };
+}
+`;
+
+const birdDut = `
+log "@DIR@/bird.log" { info, warning, error, fatal };
+router id 10.255.9.0;
+protocol device { }
+protocol kernel { ipv4 { import none; export all; }; merge paths on; }
+protocol bgp gen {
+  local 10.255.9.0 as 64512;
+  neighbor 10.255.9.1 as 64999;
+  connect delay time 1; connect retry time 1;
+  ipv4 { import all; export none; };
+}
+`;
+
+const frrDut = `hostname dut
+router bgp 64512
+ bgp router-id 10.255.9.0
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 10.255.9.1 remote-as 64999
+ neighbor 10.255.9.1 timers connect 1
+exit
+`;
+
+function fibCount(ns: Netns): number {
+  const text = ns.exec("cat", "/proc/net/fib_triestat");
+  const main = text.indexOf("Main:");
+  const m = /Prefixes:\s+(\d+)/.exec(text.slice(main));
+  return m ? Number(m[1]) : 0;
+}
+
+function hwmMiB(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+interface Result {
+  target: Target;
+  n: number;
+  fibS: number | null;
+  fib99S: number | null;
+  hwm: number;
+  hwmDetail: string;
+  count: number;
+}
+
+function runOne(target: Target, n: number): Result {
+  const lab = new PeerLab();
+  const gen = Netns.create("gen");
+  const dut = Netns.create("dut");
+  try {
+    link(gen, "gen-dut", "10.255.9.1/31", dut, "dut-gen", "10.255.9.0/31");
+    const gd = lab.subdir("gen");
+    writeFileSync(join(gd, "routes.conf"), routesConf(n));
+    const injector = lab.startBird(gen, "gen", genConf(gd));
+    // Wait for the injector's statics (1M take ~2 s).
+    const t0 = Date.now();
+    for (let i = 0; i < 1200; i++) {
+      const m = /Routes:\s+(\d+) imported/.exec(injector.cmd("show", "protocols", "all", "gen"));
+      if (m && Number(m[1]) >= n) break;
+      sleepSync(100);
+    }
+    console.error(
+      `[${target} N=${n}] injector loaded in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    );
+    const base = fibCount(dut);
+    let pids: number[] = [];
+    if (target === "ocelot") {
+      const oc = lab.startOcelot(
+        dut,
+        "ocelot",
+        {
+          asn: 64512,
+          routerId: "10.255.9.0",
+          listen: { address: "10.255.9.0", port: 179 },
+          peers: [{ address: "10.255.9.1", asn: 64999, connectRetryTime: 1 }],
+          fib: { enabled: true, table: "main", protocol: 201 },
+        },
+        process.env.OCELOT_PROF ? ["--log-level", "info"] : [],
+      );
+      pids = [oc.pid];
+    } else if (target === "bird") {
+      pids = [lab.startBird(dut, "dut", birdDut).pid];
+    } else {
+      const f = lab.startFrr(dut, "dut", frrDut);
+      pids = [f.zebraPid, f.bgpdPid];
+    }
+    const n99 = Math.floor((n * 99) / 100);
+    let fibAt: number | null = null;
+    let fib99At: number | null = null;
+    let count = 0;
+    const deadline = Date.now() + TIMEOUT_S * 1000;
+    while (Date.now() < deadline) {
+      count = fibCount(dut) - base;
+      const now = Date.now();
+      if (fib99At === null && count >= n99) fib99At = now;
+      if (count >= n) {
+        fibAt = now;
+        break;
+      }
+      sleepSync(100);
+    }
+    // Established time from the injector (ms precision).
+    const line = injector
+      .cmd("show", "protocols", "dut")
+      .split("\n")
+      .find((l) => l.startsWith("dut "));
+    const since = line?.trim().split(/\s+/).slice(4, 6).join(" ") ?? "";
+    const est = Date.parse(since.replace(" ", "T"));
+    const hwms = pids.map(
+      (p) => [readFileSync(`/proc/${p}/comm`, "utf8").trim(), hwmMiB(p)] as const,
+    );
+    const r: Result = {
+      target,
+      n,
+      fibS: fibAt === null ? null : (fibAt - est) / 1000,
+      fib99S: fib99At === null ? null : (fib99At - est) / 1000,
+      hwm: hwms.reduce((s, [, m]) => s + m, 0),
+      hwmDetail: hwms.map(([c, m]) => `${c}=${m.toFixed(1)}MiB`).join(" "),
+      count,
+    };
+    if (target === "ocelot" && process.env.KEEP_PEERS) console.error(`ocelot files in ${lab.dir}`);
+    return r;
+  } finally {
+    lab.cleanup();
+    gen.destroy();
+    dut.destroy();
+  }
+}
+
+function main(): void {
+  if (process.getuid?.() !== 0)
+    throw new Error("bench/bgp_inject.ts needs root (network namespaces)");
+  if (!existsSync(join(REPO_ROOT, "dist/cli/main.js"))) throw new Error("Run npm run build first");
+  void sh;
+  void spawnSync;
+  void RUN_PREFIX;
+  const results: Result[] = [];
+  for (const n of SIZES) {
+    for (let run = 0; run < RUNS; run++) {
+      for (const t of TARGETS) {
+        const r = runOne(t, n);
+        results.push(r);
+        const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+        console.log(
+          `inject target=${r.target} N=${r.n} fib_s=${r.fibS?.toFixed(3) ?? "TIMEOUT"} fib99_s=${r.fib99S?.toFixed(3) ?? "-"} fib_count=${r.count} peak_rss: ${r.hwmDetail} load=${load}`,
+        );
+      }
+    }
+  }
+  // Ratios against BIRD (best run of each).
+  for (const n of SIZES) {
+    const best = (t: Target) =>
+      results
+        .filter((r) => r.target === t && r.n === n && r.fibS !== null)
+        .sort((a, b) => (a.fibS as number) - (b.fibS as number))[0];
+    const bird = best("bird");
+    const oc = best("ocelot");
+    const frr = best("frr");
+    if (bird && oc) {
+      console.log(
+        `ratio N=${n} ocelot/bird time=${((oc.fibS as number) / (bird.fibS as number)).toFixed(2)} rss=${(oc.hwm / bird.hwm).toFixed(2)}`,
+      );
+    }
+    if (bird && frr) {
+      console.log(
+        `ratio N=${n} frr/bird time=${((frr.fibS as number) / (bird.fibS as number)).toFixed(2)} rss=${(frr.hwm / bird.hwm).toFixed(2)}`,
+      );
+    }
+  }
+}
+
+main();
