@@ -113,11 +113,10 @@ export class EtcdDatastore implements Datastore {
       defaultCallOptions: (ctx) =>
         ctx.isStream ? {} : { deadline: Date.now() + this.o.requestTimeoutMs },
       faultHandling: {
-        // Each call goes straight to a host; failures are retried (with backoff, on another
-        // host when there are several) by the global policy below rather than a breaker that
-        // would hold a restarted etcd off for seconds.
+        // Each call goes straight to one host; rpc() below decides what is safe to retry,
+        // with backoff, rather than a breaker that would hold a restarted etcd off for seconds.
         host: () => passThroughPolicy(),
-        global: retryPolicy(this.o.maxAttempts, this.o.backoffInitialMs, this.o.backoffMaxMs),
+        global: passThroughPolicy() as unknown as GlobalPolicy,
       },
     };
     if (tls) {
@@ -299,12 +298,28 @@ export class EtcdDatastore implements Datastore {
     this.client.close();
   }
 
+  /**
+   * Runs one call, retrying transient failures with backoff (on another endpoint when there
+   * are several). Reads are retried on any transient error; writes only when the request
+   * surely never reached etcd, since a write whose answer was lost may have been applied and
+   * its retry would report a false conflict (the rule of etcd's Go client).
+   */
   private async rpc<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (this.closed) throw new ClosedError(this.url);
-      throw mapError(err, what, key, this.url);
+    const idempotent = what === "get" || what === "list" || what === "revision";
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (this.closed) throw new ClosedError(this.url);
+        const e = err instanceof Error ? err : new Error(String(err));
+        const retry =
+          attempt + 1 < this.o.maxAttempts &&
+          (idempotent ? isRecoverableError(e) || neverSent(e) : neverSent(e));
+        if (!retry) throw mapError(err, what, key, this.url);
+        await new Promise((r) =>
+          setTimeout(r, backoffDelay(attempt, this.o.backoffInitialMs, this.o.backoffMaxMs)),
+        );
+      }
     }
   }
 
@@ -456,23 +471,12 @@ function passThroughPolicy(): HostPolicy {
   } as unknown as HostPolicy;
 }
 
-/** Retries calls that failed for a transient reason, with exponential backoff and jitter. */
-function retryPolicy(maxAttempts: number, initialMs: number, maxMs: number): GlobalPolicy {
-  return {
-    execute: async <T>(fn: () => Promise<T> | T): Promise<T> => {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          return await fn();
-        } catch (err) {
-          if (attempt + 1 >= maxAttempts || !(err instanceof Error) || !isRecoverableError(err))
-            throw err;
-          await new Promise((r) => setTimeout(r, backoffDelay(attempt, initialMs, maxMs)));
-        }
-      }
-    },
-  } as unknown as GlobalPolicy;
+/** True when a call failed before its request left the client (no connection to any host). */
+function neverSent(e: Error): boolean {
+  return /No connection established|ECONNREFUSED|connect E[A-Z]+|Name resolution failed|Connection pool has no hosts|failed to connect/i.test(
+    e.message ?? "",
+  );
 }
-
 function normaliseEndpoint(e: string, tls: boolean): string {
   const scheme = tls ? "https://" : "http://";
   const bare = e.replace(/^https?:\/\//, "");

@@ -27,7 +27,12 @@ export type WatchEvent =
 
 /** What a watch delivers: events in revision order, or a demand to list again and re-watch. */
 export type WatchMessage =
-  | { kind: "events"; events: WatchEvent[]; revision: number }
+  | {
+      kind: "events";
+      events: WatchEvent[];
+      /** A safe point to resume from: every event under the prefix up to it was delivered. */
+      revision: number;
+    }
   /** The requested revision was compacted away: list again, then watch(prefix, list.revision). */
   | { kind: "resync"; compactRevision: number }
   | { kind: "error"; error: Error };
