@@ -68,6 +68,11 @@ export function decodeResource(kv: KeyValue): Resource {
   return value;
 }
 
+/** Kubernetes' timestamp form: RFC 3339 in UTC, whole seconds (`2026-01-02T03:04:05Z`). */
+function rfc3339Seconds(d: Date): string {
+  return `${d.toISOString().slice(0, 19)}Z`;
+}
+
 function encode(resource: Resource): string {
   const { resourceVersion: _rv, ...metadata } = resource.metadata;
   return JSON.stringify({ ...resource, metadata });
@@ -184,7 +189,7 @@ export class ResourceClient {
           metadata: {
             ...resource.metadata,
             uid: this.uuid(),
-            creationTimestamp: this.now().toISOString(),
+            creationTimestamp: rfc3339Seconds(this.now()),
           },
         };
         return decodeResource(await this.store.create(key, encode(fresh)));

@@ -46,7 +46,7 @@ describe("ResourceClient", () => {
     expect(created.metadata).toEqual({
       name: "p1",
       uid: "uid-1",
-      creationTimestamp: "2026-01-02T03:04:05.000Z",
+      creationTimestamp: "2026-01-02T03:04:05Z",
       resourceVersion: String(kv?.modRevision),
     });
     const stored = JSON.parse(kv?.value ?? "{}");
