@@ -117,7 +117,9 @@ export class MemoryStore {
 
   private record(rev: number, event: WatchEvent): void {
     this.log.push({ rev, event });
-    if (rev - this.keepRevisions > this.compactRevision) this.compact(rev - this.keepRevisions);
+    // Trim in chunks of a quarter of the history, not one event per write (slice is O(n)).
+    const target = rev - this.keepRevisions;
+    if (target >= this.compactRevision + Math.max(1, this.keepRevisions >> 2)) this.compact(target);
     const key = eventKey(event);
     for (const w of this.watchers) {
       if (!key.startsWith(w.prefix)) continue;
