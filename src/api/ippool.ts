@@ -85,13 +85,12 @@ const ipPoolSpec = z
         ),
       });
     }
-    const linkLocal =
-      p.family === 4 ? overlaps(p.network, "169.254.0.0/16") : overlaps(p.network, "fe80::/10");
-    if (linkLocal) {
+    const special = SPECIAL_RANGES[p.family].find(([range]) => overlaps(p.network, range));
+    if (special !== undefined) {
       ctx.addIssue({
         code: "custom",
         path: ["cidr"],
-        message: own(`${quote(spec.cidr)} overlaps the link-local range`),
+        message: own(`${quote(spec.cidr)} overlaps the ${special[1]} range ${quote(special[0])}`),
       });
     }
     if (spec.allowedUses !== undefined) {
@@ -122,6 +121,20 @@ const ipPoolSpec = z
       assignmentMode: spec.assignmentMode ?? "Automatic",
     };
   });
+
+/** Ranges no pool may overlap: pod addresses there would never be routed. */
+const SPECIAL_RANGES: Record<4 | 6, Array<[string, string]>> = {
+  4: [
+    ["169.254.0.0/16", "link-local"],
+    ["127.0.0.0/8", "loopback"],
+    ["224.0.0.0/4", "multicast"],
+  ],
+  6: [
+    ["fe80::/10", "link-local"],
+    ["::1/128", "loopback"],
+    ["ff00::/8", "multicast"],
+  ],
+};
 
 /** True when two CIDRs of the same family share any address. */
 export function overlaps(a: string, b: string): boolean {

@@ -102,6 +102,19 @@ describe("IPPool", () => {
     ]);
   });
 
+  it("refuses pools over link-local, loopback and multicast ranges", () => {
+    expect(issuesOf(pool({ cidr: "169.254.0.0/16" }))).toEqual([
+      'spec.cidr: "169.254.0.0/16" overlaps the link-local range "169.254.0.0/16"',
+    ]);
+    expect(issuesOf(pool({ cidr: "0.0.0.0/0" }))[0]).toMatch(/overlaps the link-local range/);
+    expect(issuesOf(pool({ cidr: "127.0.0.0/16" }))).toEqual([
+      'spec.cidr: "127.0.0.0/16" overlaps the loopback range "127.0.0.0/8"',
+    ]);
+    expect(issuesOf(pool({ cidr: "ff02::/64" }))).toEqual([
+      'spec.cidr: "ff02::/64" overlaps the multicast range "ff00::/8"',
+    ]);
+  });
+
   it("refuses enums outside Calico's values", () => {
     expect(issuesOf(pool({ cidr: "10.0.0.0/16", ipipMode: "Sometimes" }))).toEqual([
       'spec.ipipMode: "Sometimes" is not one of Never, Always, CrossSubnet',
