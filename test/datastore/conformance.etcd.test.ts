@@ -41,7 +41,7 @@ describe.skipIf(skip)("etcd backend", () => {
     await s.close();
   });
 
-  it("8 processes x 200 CAS increments of one counter end at exactly 1600", async () => {
+  it("8 processes x 200 CAS increments of one counter end at exactly 1600, all watched in order", async () => {
     const r = await runCasRace(server.url, 8, 200);
     console.log(`etcd race: 1600 increments in ${r.ms} ms, ${r.conflicts} conflicts retried`);
     expect(r.final).toBe(1600);

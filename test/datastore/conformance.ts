@@ -311,6 +311,24 @@ export function runConformance(name: string, open: () => Promise<Backend>): void
       } finally {
         await watch.cancel();
       }
+      // The boundary, as etcd has it: compact(rev) keeps revision rev itself, so a watch that
+      // needs rev onwards (fromRevision = rev - 1) still works, and one needing rev - 1 does not.
+      const edge = new Collector();
+      const edgeWatch = s.watch(p, rev - 1, edge.onMessage);
+      const gone = new Collector();
+      const goneWatch = s.watch(p, rev - 2, gone.onMessage);
+      try {
+        await edge.waitFor((c) => c.messages.length >= 1, "the event at the compaction revision");
+        await gone.waitFor((c) => c.messages.length >= 1, "a resync just below it");
+        expect(edge.messages[0]).toMatchObject({
+          kind: "events",
+          events: [{ type: "put", kv: { value: "3", modRevision: rev } }],
+        });
+        expect(gone.messages[0]).toEqual({ kind: "resync", compactRevision: rev });
+      } finally {
+        await edgeWatch.cancel();
+        await goneWatch.cancel();
+      }
       // The documented recovery: list again, then watch from the list revision.
       const l = await s.list(p);
       expect(l.items.map((kv) => kv.value)).toEqual(["3"]);

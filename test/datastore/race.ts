@@ -1,5 +1,6 @@
 // The multi-process race: P OS processes each add N to one counter by compare-and-swap (retrying
-// on conflict) through the given datastore URL; no update may be lost, so the total is exact.
+// on conflict) through the given datastore URL; no update may be lost, so the total is exact,
+// and a watcher in the parent sees every increment once, in order.
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -24,7 +25,25 @@ export async function runCasRace(
   const key = `/ocelot/test/race/${process.pid}-${Date.now()}`;
   const store = await openDatastore(url);
   try {
-    await store.create(key, "0");
+    const created = await store.create(key, "0");
+    // This process watches the counter: every increment, made by other processes, must arrive
+    // exactly once and in order (1, 2, ..., P*N).
+    const seen: number[] = [];
+    const revs: number[] = [];
+    const problems: string[] = [];
+    const watch = store.watch(key, created.modRevision, (m) => {
+      if (m.kind !== "events") {
+        problems.push(m.kind === "error" ? m.error.message : `resync at ${m.compactRevision}`);
+        return;
+      }
+      for (const e of m.events) {
+        if (e.type !== "put") problems.push(`unexpected ${e.type}`);
+        else {
+          seen.push(Number(e.kv.value));
+          revs.push(e.kv.modRevision);
+        }
+      }
+    });
     const children = Array.from({ length: processes }, () =>
       spawn(process.execPath, ["--import", "tsx", WORKER, url, key, String(n)], {
         stdio: ["pipe", "pipe", "pipe"],
@@ -68,8 +87,17 @@ export async function runCasRace(
         conflicts += r.conflicts;
       }
       const final = Number((await store.get(key))?.value);
+      const total = processes * n;
+      const until = Date.now() + 20_000;
+      while (seen.length < total && problems.length === 0 && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(problems).toEqual([]);
+      expect(seen.length).toBe(total);
+      expect(seen.every((v, i) => v === i + 1)).toBe(true);
+      expect(revs.every((r, i) => i === 0 || r > (revs[i - 1] as number))).toBe(true);
       return { final, conflicts, ms };
     } finally {
+      await watch.cancel();
       clearTimeout(timer);
       for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
     }

@@ -77,7 +77,7 @@ describe("SqliteDatastore", () => {
 });
 
 describe("SqliteDatastore multi-process race", () => {
-  it("8 processes x 200 CAS increments of one counter end at exactly 1600", async () => {
+  it("8 processes x 200 CAS increments of one counter end at exactly 1600, all watched in order", async () => {
     const r = await runCasRace(`file:${tempDb()}`, 8, 200);
     console.log(`sqlite race: 1600 increments in ${r.ms} ms, ${r.conflicts} conflicts retried`);
     expect(r.final).toBe(1600);
