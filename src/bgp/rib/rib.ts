@@ -27,6 +27,7 @@ import {
   RouteSource,
   rejectReasonName,
 } from "../policy/types.js";
+import { ACT_ANN, ACT_NONE, ACT_WD, GroupBuilder, specialAct } from "./adj_rib_out.js";
 import {
   type AttrAdapter,
   type AttrEdit,
@@ -39,14 +40,8 @@ import {
   FLAG_NO_EXPORT_SUBCONFED,
   ORIGIN_IGP,
 } from "./attrs.js";
-import {
-  addressSortKey,
-  formatV4,
-  formatV6,
-  PrefixList,
-  parsePrefix,
-  parseRouterId,
-} from "./prefix.js";
+import { addressSortKey, PrefixList, parsePrefix, parseRouterId } from "./prefix.js";
+import { FAM_V4, FAM_V6, PrefixTable } from "./prefix_table.js";
 
 /** Why the best path won (the step of RFC 4271 §9.1.2.2 that removed the last competitor). */
 export const BestReason = {
@@ -235,8 +230,6 @@ const FLAG_STALE = 0x80;
 const STEP_FIRST = 2;
 const STEP_LAST = 12;
 const LOCAL = 0;
-const FAM_V4 = 4;
-const FAM_V6 = 6;
 
 interface PeerRec {
   idx: number;
@@ -303,22 +296,6 @@ function growU8(a: Uint8Array<ArrayBuffer>, n: number): Uint8Array<ArrayBuffer> 
   return b;
 }
 
-function hashV4(addr: number, len: number): number {
-  let h = Math.imul(addr ^ Math.imul(len + 1, 0x9e3779b1), 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return h ^ (h >>> 16);
-}
-function hashV6(w: Uint32Array, off: number, len: number): number {
-  let h = Math.imul(len + 1, 0x9e3779b1);
-  for (let i = 0; i < 4; i++) {
-    h = Math.imul(h ^ (w[off + i] as number), 0x85ebca6b);
-    h ^= h >>> 15;
-  }
-  h = Math.imul(h, 0xc2b2ae35);
-  return h ^ (h >>> 16);
-}
-
 export class Rib<A> {
   readonly attrs: AttrTable<A>;
   readonly localAs: number;
@@ -335,27 +312,12 @@ export class Rib<A> {
   private readonly groupByKey = new Map<string, number>();
 
   // Prefix store, indexed by prefix id.
-  private pCap = 1024;
-  private pTop = 0;
-  private pFreeList: number[] = [];
-  private pFam = new Uint8Array(this.pCap);
-  /** IPv4: the address; IPv6: index into v6Words (x4). */
-  private pKey = new Uint32Array(this.pCap);
-  private pLen = new Uint8Array(this.pCap);
-  private pHead = new Int32Array(this.pCap).fill(NONE);
-  private pBest = new Int32Array(this.pCap).fill(NONE);
-  private pReason = new Uint8Array(this.pCap);
-  private pFib = new Int32Array(this.pCap).fill(NONE);
-  private pDirty = new Uint8Array(this.pCap);
-  private v6Words = new Uint32Array(64);
-  private v6Top = 0;
-  private v6Free: number[] = [];
-  private v4Slots = new Int32Array(2048);
-  private v4Count = 0;
-  private v6Slots = new Int32Array(64);
-  private v6Count = 0;
-  private count4 = 0;
-  private count6 = 0;
+  private readonly t = new PrefixTable(1024, (cap) => this.growPrefixes(cap));
+  private pHead = new Int32Array(1024).fill(NONE);
+  private pBest = new Int32Array(1024).fill(NONE);
+  private pReason = new Uint8Array(1024);
+  private pFib = new Int32Array(1024).fill(NONE);
+  private pDirty = new Uint8Array(1024);
 
   // Path store, indexed by path id.
   private pathCap = 1024;
@@ -468,8 +430,8 @@ export class Rib<A> {
   peerDown(peer: number | string): void {
     const rec = this.peerRec(peer);
     if (rec.received === 0) return;
-    for (let pfx = 0; pfx < this.pTop; pfx++) {
-      if (this.pFam[pfx] === 0) continue;
+    for (let pfx = 0; pfx < this.t.top; pfx++) {
+      if (this.t.fam[pfx] === 0) continue;
       let prev = NONE;
       let p = this.pHead[pfx] as number;
       while (p !== NONE) {
@@ -490,8 +452,8 @@ export class Rib<A> {
   markStale(peer: number | string): number {
     const rec = this.peerRec(peer);
     if (rec.received === 0) return 0;
-    for (let pfx = 0; pfx < this.pTop; pfx++) {
-      if (this.pFam[pfx] === 0) continue;
+    for (let pfx = 0; pfx < this.t.top; pfx++) {
+      if (this.t.fam[pfx] === 0) continue;
       for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
         if (this.pathPeer[p] !== rec.idx || (this.pathFlag[p] as number) & FLAG_STALE) continue;
         this.pathFlag[p] = (this.pathFlag[p] as number) | FLAG_STALE;
@@ -509,8 +471,8 @@ export class Rib<A> {
     const rec = this.peerRec(peer);
     if (rec.stale === 0) return 0;
     let n = 0;
-    for (let pfx = 0; pfx < this.pTop && rec.stale > 0; pfx++) {
-      if (this.pFam[pfx] === 0) continue;
+    for (let pfx = 0; pfx < this.t.top && rec.stale > 0; pfx++) {
+      if (this.t.fam[pfx] === 0) continue;
       let prev = NONE;
       let p = this.pHead[pfx] as number;
       while (p !== NONE) {
@@ -530,8 +492,8 @@ export class Rib<A> {
   setImportPolicy(peer: number | string, policy: PrefixPolicy | undefined): void {
     const rec = this.peerRec(peer);
     rec.info = { ...rec.info, importPolicy: policy };
-    for (let pfx = 0; pfx < this.pTop; pfx++) {
-      if (this.pFam[pfx] === 0) continue;
+    for (let pfx = 0; pfx < this.t.top; pfx++) {
+      if (this.t.fam[pfx] === 0) continue;
       for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
         if (this.pathPeer[p] !== rec.idx) continue;
         const v = this.importVerdict(rec, this.pathAttr[p] as number, pfx);
@@ -567,7 +529,7 @@ export class Rib<A> {
     rec.rrClient = rec.ibgp && (rec.info.routeReflectorClient ?? false);
     if (wasClient !== rec.rrClient) {
       // Reflection of this peer's routes depends on whether it is a client (RFC 4456 §6).
-      for (let pfx = 0; pfx < this.pTop; pfx++) {
+      for (let pfx = 0; pfx < this.t.top; pfx++) {
         const best = this.pBest[pfx] as number;
         if (best !== NONE && this.pathPeer[best] === rec.idx) this.markDirty(pfx);
       }
@@ -618,12 +580,12 @@ export class Rib<A> {
   }
 
   announceV4(peer: number, attrId: number, addr: number, len: number, pathId = 0): void {
-    const pfx = this.findOrAddV4(addr >>> 0, len);
+    const pfx = this.t.findOrAddV4(addr >>> 0, len);
     this.announce(peer, attrId, pfx, pathId >>> 0);
   }
 
   withdrawV4(peer: number, addr: number, len: number, pathId = 0): void {
-    const pfx = this.findV4(addr >>> 0, len);
+    const pfx = this.t.findV4(addr >>> 0, len);
     if (pfx !== NONE) this.withdraw(peer, pfx, pathId >>> 0);
   }
 
@@ -636,12 +598,12 @@ export class Rib<A> {
     len: number,
     pathId = 0,
   ): void {
-    const pfx = this.findOrAddV6(w, off, len);
+    const pfx = this.t.findOrAddV6(w, off, len);
     this.announce(peer, attrId, pfx, pathId >>> 0);
   }
 
   withdrawV6(peer: number, w: Uint32Array, off: number, len: number, pathId = 0): void {
-    const pfx = this.findV6(w, off, len);
+    const pfx = this.t.findV6(w, off, len);
     if (pfx !== NONE) this.withdraw(peer, pfx, pathId >>> 0);
   }
 
@@ -691,15 +653,15 @@ export class Rib<A> {
       n++;
       this.pDirty[pfx] = 0;
       this.decide(pfx);
-      const fam = this.pFam[pfx] as number;
+      const fam = this.t.fam[pfx] as number;
       const nh = this.fibSetOf(pfx);
       if (nh !== this.pFib[pfx]) {
         this.pFib[pfx] = nh;
         if (fam === FAM_V4) {
-          fib.v4.pushV4(this.pKey[pfx] as number, this.pLen[pfx] as number);
+          fib.v4.pushV4(this.t.key[pfx] as number, this.t.len[pfx] as number);
           fib.v4Sets.push(nh);
         } else {
-          fib.v6.pushV6(this.v6Words, (this.pKey[pfx] as number) * 4, this.pLen[pfx] as number);
+          fib.v6.pushV6(this.t.v6Words, (this.t.key[pfx] as number) * 4, this.t.len[pfx] as number);
           fib.v6Sets.push(nh);
         }
       }
@@ -726,7 +688,7 @@ export class Rib<A> {
     const rec = this.peerRec(peer);
     const g = this.groups[rec.group] as Group;
     const byAttr = new Map<number, AdjOutAnnounce<A>>();
-    for (let pfx = 0; pfx < this.pTop; pfx++) {
+    for (let pfx = 0; pfx < this.t.top; pfx++) {
       const out = g.adv[pfx] as number;
       if (out === NONE || g.exc[pfx] === rec.idx) continue;
       let a = byAttr.get(out);
@@ -748,14 +710,16 @@ export class Rib<A> {
   // Queries
 
   get size(): { v4: number; v6: number } {
-    return { v4: this.count4, v6: this.count6 };
+    return { v4: this.t.count4, v6: this.t.count6 };
   }
 
   /** Every path of a prefix and why the best one won (decision re-run on the current paths). */
   explain(prefix: string): Explanation | undefined {
     const p = parsePrefix(prefix);
     const pfx =
-      p.family === 4 ? this.findV4(p.words[0] as number, p.len) : this.findV6(p.words, 0, p.len);
+      p.family === 4
+        ? this.t.findV4(p.words[0] as number, p.len)
+        : this.t.findV6(p.words, 0, p.len);
     if (pfx === NONE) return undefined;
     this.decide(pfx);
     const best = this.pBest[pfx] as number;
@@ -794,7 +758,7 @@ export class Rib<A> {
     }
     const nh = this.fibSetOf(pfx);
     return {
-      prefix: this.prefixText(pfx),
+      prefix: this.t.text(pfx),
       paths,
       bestReason: bestReasonNames[this.pReason[pfx] as number] as BestReasonName,
       nexthops: nh === NONE ? [] : [...(this.nhSets[nh] as string[])],
@@ -810,7 +774,9 @@ export class Rib<A> {
     const g = this.groups[rec.group] as Group;
     const p = parsePrefix(prefix);
     const pfx =
-      p.family === 4 ? this.findV4(p.words[0] as number, p.len) : this.findV6(p.words, 0, p.len);
+      p.family === 4
+        ? this.t.findV4(p.words[0] as number, p.len)
+        : this.t.findV6(p.words, 0, p.len);
     const no = (code: number, detail?: string): ExportExplanation => ({
       prefix,
       peer: rec.info.id,
@@ -833,19 +799,19 @@ export class Rib<A> {
         v === RejectReason.FilterReject || v === RejectReason.NotOriginatedHere ? d : undefined,
       );
     }
-    const out = this.outAttr(g, best, this.pFam[pfx] as number);
+    const out = this.outAttr(g, best, this.t.fam[pfx] as number);
     return { prefix, peer: rec.info.id, advertised: true, attrs: this.attrs.view(out) };
   }
 
   /** The Loc-RIB (best paths as of the last drain), for `ocelot routes`. */
   *locRib(): Generator<LocRibEntry> {
-    for (let pfx = 0; pfx < this.pTop; pfx++) {
-      if (this.pFam[pfx] === 0 || this.pDirty[pfx] !== 0) continue;
+    for (let pfx = 0; pfx < this.t.top; pfx++) {
+      if (this.t.fam[pfx] === 0 || this.pDirty[pfx] !== 0) continue;
       const best = this.pBest[pfx] as number;
       if (best === NONE) continue;
       const nh = this.pFib[pfx] as number;
       yield {
-        prefix: this.prefixText(pfx),
+        prefix: this.t.text(pfx),
         peer: (this.peers[this.pathPeer[best] as number] as PeerRec).info.id,
         reason: bestReasonNames[this.pReason[pfx] as number] as BestReasonName,
         nexthops: nh === NONE ? [] : [...(this.nhSets[nh] as string[])],
@@ -857,17 +823,12 @@ export class Rib<A> {
   /** Approximate bytes held by the typed arrays of the RIB (for the benchmark). */
   typedBytes(): number {
     let n =
-      this.pFam.byteLength +
-      this.pKey.byteLength +
-      this.pLen.byteLength +
+      this.t.bytes() +
       this.pHead.byteLength +
       this.pBest.byteLength +
       this.pReason.byteLength +
       this.pFib.byteLength +
       this.pDirty.byteLength +
-      this.v6Words.byteLength +
-      this.v4Slots.byteLength +
-      this.v6Slots.byteLength +
       this.pathPeer.byteLength +
       this.pathAttr.byteLength +
       this.pathPid.byteLength +
@@ -972,9 +933,9 @@ export class Rib<A> {
     const pol = rec.info.importPolicy;
     if (pol === undefined) return 0;
     const src = rec.ibgp ? RouteSource.Internal : RouteSource.External;
-    if (this.pFam[pfx] === FAM_V4)
-      return pol.v4(this.pKey[pfx] as number, this.pLen[pfx] as number, src);
-    return pol.v6(this.v6Words, (this.pKey[pfx] as number) * 4, this.pLen[pfx] as number, src);
+    if (this.t.fam[pfx] === FAM_V4)
+      return pol.v4(this.t.key[pfx] as number, this.t.len[pfx] as number, src);
+    return pol.v6(this.t.v6Words, (this.t.key[pfx] as number) * 4, this.t.len[pfx] as number, src);
   }
 
   private attrVerdict(rec: PeerRec, attrId: number): number {
@@ -1191,9 +1152,9 @@ export class Rib<A> {
     const pol = g.policy;
     if (pol === undefined) return 0;
     const s = this.sourceOf(src);
-    if (this.pFam[pfx] === FAM_V4)
-      return pol.v4(this.pKey[pfx] as number, this.pLen[pfx] as number, s);
-    return pol.v6(this.v6Words, (this.pKey[pfx] as number) * 4, this.pLen[pfx] as number, s);
+    if (this.t.fam[pfx] === FAM_V4)
+      return pol.v4(this.t.key[pfx] as number, this.t.len[pfx] as number, s);
+    return pol.v6(this.t.v6Words, (this.t.key[pfx] as number) * 4, this.t.len[pfx] as number, s);
   }
 
   /** The attribute set group g gets for pfx (or NONE); sets outExc to the excluded member. */
@@ -1201,7 +1162,7 @@ export class Rib<A> {
     this.outExc = 0;
     const best = this.pBest[pfx] as number;
     if (best === NONE) return NONE;
-    const fam = this.pFam[pfx] as number;
+    const fam = this.t.fam[pfx] as number;
     if (fam === FAM_V4 ? !g.v4 : !g.v6) return NONE;
     if (this.exportVerdict(g, pfx, best) !== 0) return NONE;
     const src = this.pathPeer[best] as number;
@@ -1315,8 +1276,7 @@ export class Rib<A> {
 
   /** @internal for GroupBuilder */
   pushPrefix(pfx: number, v4: PrefixList, v6: PrefixList): void {
-    if (this.pFam[pfx] === FAM_V4) v4.pushV4(this.pKey[pfx] as number, this.pLen[pfx] as number);
-    else v6.pushV6(this.v6Words, (this.pKey[pfx] as number) * 4, this.pLen[pfx] as number);
+    this.t.pushTo(pfx, v4, v6);
   }
 
   private groupKeyOf(rec: PeerRec): string {
@@ -1351,8 +1311,8 @@ export class Rib<A> {
         nhSelf4: rec.info.nextHopSelfV4,
         nhSelf6: rec.info.nextHopSelfV6,
         policy: rec.info.exportPolicy,
-        adv: new Int32Array(this.pCap).fill(NONE),
-        exc: new Uint16Array(this.pCap),
+        adv: new Int32Array(this.t.cap).fill(NONE),
+        exc: new Uint16Array(this.t.cap),
         advCount: 0,
         cache: new Map(),
         cacheEpoch: this.attrs.epoch,
@@ -1362,9 +1322,9 @@ export class Rib<A> {
       g.members.add(rec.idx);
       rec.group = gi;
       // A new group starts from the current Loc-RIB (its peers get it as their initial dump).
-      for (let pfx = 0; pfx < this.pTop; pfx++) {
+      for (let pfx = 0; pfx < this.t.top; pfx++) {
         // Pending prefixes are settled by the next drain (their best may be out of date).
-        if (this.pFam[pfx] === 0 || this.pBest[pfx] === NONE || this.pDirty[pfx] !== 0) continue;
+        if (this.t.fam[pfx] === 0 || this.pBest[pfx] === NONE || this.pDirty[pfx] !== 0) continue;
         const out = this.exportOf(g, pfx);
         if (out === NONE) continue;
         g.adv[pfx] = out;
@@ -1380,7 +1340,7 @@ export class Rib<A> {
     rec.group = gi;
     // Joining a group that exists: its own best paths are not sent back to it.
     if (rec.received === 0) return;
-    for (let pfx = 0; pfx < this.pTop; pfx++) {
+    for (let pfx = 0; pfx < this.t.top; pfx++) {
       const best = this.pBest[pfx] as number;
       if (best === NONE || this.pDirty[pfx] !== 0 || g.adv[pfx] === NONE) continue;
       if (this.pathPeer[best] !== rec.idx) continue;
@@ -1396,11 +1356,11 @@ export class Rib<A> {
     rec.group = NONE;
     if (rec.excluded > 0) {
       // "All members but rec" is now "all members".
-      for (let pfx = 0; pfx < this.pTop; pfx++) if (g.exc[pfx] === rec.idx) g.exc[pfx] = 0;
+      for (let pfx = 0; pfx < this.t.top; pfx++) if (g.exc[pfx] === rec.idx) g.exc[pfx] = 0;
       rec.excluded = 0;
     }
     if (g.members.size > 0) return;
-    for (let pfx = 0; pfx < this.pTop; pfx++) {
+    for (let pfx = 0; pfx < this.t.top; pfx++) {
       const out = g.adv[pfx] as number;
       if (out !== NONE) this.attrs.refs[out] = (this.attrs.refs[out] as number) - 1;
     }
@@ -1450,286 +1410,33 @@ export class Rib<A> {
     return this.pathTop++;
   }
 
-  private allocPrefix(fam: number, key: number, len: number): number {
-    let pfx: number;
-    if (this.pFreeList.length > 0) pfx = this.pFreeList.pop() as number;
-    else {
-      if (this.pTop === this.pCap) this.growPrefixes();
-      pfx = this.pTop++;
-    }
-    this.pFam[pfx] = fam;
-    this.pKey[pfx] = key;
-    this.pLen[pfx] = len;
-    this.pHead[pfx] = NONE;
-    this.pBest[pfx] = NONE;
-    this.pReason[pfx] = 0;
-    this.pFib[pfx] = NONE;
-    for (const g of this.groups) {
-      if (g === undefined) continue;
-      g.adv[pfx] = NONE;
-      g.exc[pfx] = 0;
-    }
-    if (fam === FAM_V4) this.count4++;
-    else this.count6++;
-    return pfx;
-  }
-
-  private growPrefixes(): void {
-    const n = Math.ceil(this.pCap * 1.5);
-    this.pFam = growU8(this.pFam, n);
-    this.pKey = growU32(this.pKey, n);
-    this.pLen = growU8(this.pLen, n);
-    this.pHead = growI32(this.pHead, n, NONE);
-    this.pBest = growI32(this.pBest, n, NONE);
-    this.pReason = growU8(this.pReason, n);
-    this.pFib = growI32(this.pFib, n, NONE);
-    this.pDirty = growU8(this.pDirty, n);
-    this.pCap = this.pFam.length;
-    for (const g of this.groups) {
-      if (g === undefined) continue;
-      g.adv = growI32(g.adv, this.pCap, NONE);
-      g.exc = growU16(g.exc, this.pCap);
-    }
-  }
-
   /** A prefix with no paths left, after its FIB and Adj-RIB-Out changes went out. */
   private freePrefix(pfx: number): void {
     if (this.pFib[pfx] !== NONE) return;
     for (const g of this.groups) if (g !== undefined && g.adv[pfx] !== NONE) return;
-    const fam = this.pFam[pfx] as number;
-    if (fam === FAM_V4) {
-      this.tableDelete(this.v4Slots, pfx, FAM_V4);
-      this.v4Count--;
-      this.count4--;
-    } else {
-      this.tableDelete(this.v6Slots, pfx, FAM_V6);
-      this.v6Count--;
-      this.count6--;
-      this.v6Free.push(this.pKey[pfx] as number);
+    // Free ids keep the defaults a new prefix starts with.
+    this.pBest[pfx] = NONE;
+    this.pReason[pfx] = 0;
+    this.t.remove(pfx);
+  }
+
+  /** The per-prefix arrays follow the table's capacity. */
+  private growPrefixes(cap: number): void {
+    this.pHead = growI32(this.pHead, cap, NONE);
+    this.pBest = growI32(this.pBest, cap, NONE);
+    this.pReason = growU8(this.pReason, cap);
+    this.pFib = growI32(this.pFib, cap, NONE);
+    this.pDirty = growU8(this.pDirty, cap);
+    for (const g of this.groups) {
+      if (g === undefined) continue;
+      g.adv = growI32(g.adv, cap, NONE);
+      g.exc = growU16(g.exc, cap);
     }
-    this.pFam[pfx] = 0;
-    this.pFreeList.push(pfx);
-  }
-
-  private homeOf(pfx: number, mask: number): number {
-    return this.pFam[pfx] === FAM_V4
-      ? hashV4(this.pKey[pfx] as number, this.pLen[pfx] as number) & mask
-      : hashV6(this.v6Words, (this.pKey[pfx] as number) * 4, this.pLen[pfx] as number) & mask;
-  }
-
-  /** Linear probing with backward-shift deletion (no tombstones). */
-  private tableDelete(slots: Int32Array<ArrayBuffer>, pfx: number, fam: number): void {
-    const mask = slots.length - 1;
-    let i = this.homeOf(pfx, mask);
-    while (slots[i] !== pfx + 1) i = (i + 1) & mask;
-    let j = i;
-    for (;;) {
-      j = (j + 1) & mask;
-      const s = slots[j] as number;
-      if (s === 0) break;
-      const k = this.homeOf(s - 1, mask);
-      // Move s back to i unless its home lies cyclically in (i, j].
-      const inRange = i <= j ? k > i && k <= j : k > i || k <= j;
-      if (!inRange) {
-        slots[i] = s;
-        i = j;
-      }
-    }
-    slots[i] = 0;
-    void fam;
-  }
-
-  private findV4(addr: number, len: number): number {
-    const slots = this.v4Slots;
-    const mask = slots.length - 1;
-    let i = hashV4(addr, len) & mask;
-    for (;;) {
-      const s = slots[i] as number;
-      if (s === 0) return NONE;
-      if (this.pKey[s - 1] === addr && this.pLen[s - 1] === len) return s - 1;
-      i = (i + 1) & mask;
-    }
-  }
-
-  private findOrAddV4(addr: number, len: number): number {
-    if (len > 32) throw new Error(`IPv4 prefix length ${len} is out of range`);
-    let slots = this.v4Slots;
-    let mask = slots.length - 1;
-    let i = hashV4(addr, len) & mask;
-    for (;;) {
-      const s = slots[i] as number;
-      if (s === 0) break;
-      if (this.pKey[s - 1] === addr && this.pLen[s - 1] === len) return s - 1;
-      i = (i + 1) & mask;
-    }
-    const pfx = this.allocPrefix(FAM_V4, addr, len);
-    if ((this.v4Count + 1) * 2 > slots.length) {
-      this.v4Slots = this.rehash(slots);
-      slots = this.v4Slots;
-      mask = slots.length - 1;
-      i = hashV4(addr, len) & mask;
-      while (slots[i] !== 0) i = (i + 1) & mask;
-    }
-    slots[i] = pfx + 1;
-    this.v4Count++;
-    return pfx;
-  }
-
-  private findV6(w: Uint32Array, off: number, len: number): number {
-    const slots = this.v6Slots;
-    const mask = slots.length - 1;
-    let i = hashV6(w, off, len) & mask;
-    for (;;) {
-      const s = slots[i] as number;
-      if (s === 0) return NONE;
-      if (this.pLen[s - 1] === len && this.v6Equal(s - 1, w, off)) return s - 1;
-      i = (i + 1) & mask;
-    }
-  }
-
-  private v6Equal(pfx: number, w: Uint32Array, off: number): boolean {
-    const k = (this.pKey[pfx] as number) * 4;
-    const v = this.v6Words;
-    return (
-      v[k] === w[off] &&
-      v[k + 1] === w[off + 1] &&
-      v[k + 2] === w[off + 2] &&
-      v[k + 3] === w[off + 3]
-    );
-  }
-
-  private findOrAddV6(w: Uint32Array, off: number, len: number): number {
-    if (len > 128) throw new Error(`IPv6 prefix length ${len} is out of range`);
-    const hit = this.findV6(w, off, len);
-    if (hit !== NONE) return hit;
-    let k: number;
-    if (this.v6Free.length > 0) k = this.v6Free.pop() as number;
-    else {
-      k = this.v6Top++;
-      this.v6Words = growU32(this.v6Words, (k + 1) * 4);
-    }
-    for (let i = 0; i < 4; i++) this.v6Words[k * 4 + i] = w[off + i] as number;
-    const pfx = this.allocPrefix(FAM_V6, k, len);
-    if ((this.v6Count + 1) * 2 > this.v6Slots.length) this.v6Slots = this.rehash(this.v6Slots);
-    const slots = this.v6Slots;
-    const mask = slots.length - 1;
-    let i = hashV6(w, off, len) & mask;
-    while (slots[i] !== 0) i = (i + 1) & mask;
-    slots[i] = pfx + 1;
-    this.v6Count++;
-    return pfx;
-  }
-
-  private rehash(old: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
-    const slots = new Int32Array(old.length * 2);
-    const mask = slots.length - 1;
-    for (let j = 0; j < old.length; j++) {
-      const s = old[j] as number;
-      if (s === 0) continue;
-      let i = this.homeOf(s - 1, mask);
-      while (slots[i] !== 0) i = (i + 1) & mask;
-      slots[i] = s;
-    }
-    return slots;
-  }
-
-  private prefixText(pfx: number): string {
-    return this.pFam[pfx] === FAM_V4
-      ? formatV4(this.pKey[pfx] as number, this.pLen[pfx] as number)
-      : formatV6(this.v6Words, (this.pKey[pfx] as number) * 4, this.pLen[pfx] as number);
   }
 
   private maybeSweep(): void {
     if (this.attrs.size < 2 * this.liveAttrsAfterSweep + 1024) return;
     this.attrs.sweep();
     this.liveAttrsAfterSweep = this.attrs.size;
-  }
-}
-
-const ACT_NONE = 0;
-const ACT_ANN = 1;
-const ACT_WD = 2;
-
-/** The Adj-RIB-Out action for member s, given the old and new (attribute, excluded member). */
-function specialAct(
-  s: number,
-  _gen: number,
-  oldOut: number,
-  oldExc: number,
-  newOut: number,
-  newExc: number,
-): number {
-  const had = oldOut !== NONE && s !== oldExc;
-  const has = newOut !== NONE && s !== newExc;
-  if (has) return !had || newOut !== oldOut ? ACT_ANN : ACT_NONE;
-  return had ? ACT_WD : ACT_NONE;
-}
-
-/** Collects one drain's Adj-RIB-Out changes of one group into batches per target peer set. */
-class GroupBuilder<A> {
-  private readonly batches = new Map<
-    string,
-    { b: AdjOutBatch<A>; byAttr: Map<number, AdjOutAnnounce<A>> }
-  >();
-  private all: { b: AdjOutBatch<A>; byAttr: Map<number, AdjOutAnnounce<A>> } | undefined;
-
-  constructor(
-    private readonly group: number,
-    private readonly rib: Rib<A>,
-  ) {}
-
-  add(
-    act: number,
-    attr: number,
-    only: number,
-    except0: number,
-    except1: number,
-    pfx: number,
-  ): void {
-    let t: { b: AdjOutBatch<A>; byAttr: Map<number, AdjOutAnnounce<A>> };
-    if (only === 0 && except0 === 0) {
-      if (this.all === undefined) this.all = this.target([], 0);
-      t = this.all;
-    } else {
-      const except = except1 === 0 ? [except0] : [except0, except1].sort((x, y) => x - y);
-      const key = only !== 0 ? `o${only}` : `x${except.join(",")}`;
-      let hit = this.batches.get(key);
-      if (hit === undefined) {
-        hit = this.target(only !== 0 ? [] : except, only);
-        this.batches.set(key, hit);
-      }
-      t = hit;
-    }
-    if (act === ACT_WD) {
-      this.rib.pushPrefix(pfx, t.b.withdraw.v4, t.b.withdraw.v6);
-      return;
-    }
-    let a = t.byAttr.get(attr);
-    if (a === undefined) {
-      a = {
-        attrId: attr,
-        attrs: this.rib.attrsOf(attr),
-        v4: new PrefixList(4),
-        v6: new PrefixList(6),
-      };
-      t.byAttr.set(attr, a);
-      t.b.announce.push(a);
-    }
-    this.rib.pushPrefix(pfx, a.v4, a.v6);
-  }
-
-  private target(except: number[], only: number) {
-    const b: AdjOutBatch<A> = {
-      group: this.group,
-      peers: this.rib.memberIds(this.group, except, only),
-      announce: [],
-      withdraw: { v4: new PrefixList(4), v6: new PrefixList(6) },
-    };
-    return { b, byAttr: new Map<number, AdjOutAnnounce<A>>() };
-  }
-
-  finish(out: AdjOutBatch<A>[]): void {
-    if (this.all !== undefined) out.push(this.all.b);
-    for (const t of this.batches.values()) out.push(t.b);
   }
 }
