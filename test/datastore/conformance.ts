@@ -29,7 +29,7 @@ export class Collector {
     return this.messages.flatMap((m) => (m.kind === "events" ? m.events : []));
   }
 
-  async waitFor(cond: (c: Collector) => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  async waitFor(cond: (c: Collector) => boolean, what: string, timeoutMs = 15_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!cond(this)) {
       if (Date.now() > deadline)

@@ -20,7 +20,7 @@ export async function runCasRace(
   url: string,
   processes = 8,
   n = 200,
-  timeoutMs = 60_000,
+  timeoutMs = 120_000,
 ): Promise<RaceResult> {
   const key = `/ocelot/test/race/${process.pid}-${Date.now()}`;
   const store = await openDatastore(url);
