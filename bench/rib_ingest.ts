@@ -5,6 +5,7 @@
 //
 //   node --expose-gc --import tsx bench/rib_ingest.ts [--count 1000000] [--second-wins] [--single] [--json]
 // --single: only peer a and no other peer (the shape of the 1M eBGP-injector benchmark).
+// --v6: IPv6 /64s instead of IPv4 /24s.
 import { Rib } from "../src/bgp/rib/rib.js";
 import { seq, simpleAdapter, simpleAttrs } from "../src/bgp/rib/simple_attrs.js";
 
@@ -13,6 +14,8 @@ const count = Number(args[args.indexOf("--count") + 1] ?? 0) || 1_000_000;
 const secondWins = args.includes("--second-wins");
 const json = args.includes("--json");
 const single = args.includes("--single");
+const v6 = args.includes("--v6");
+const w6 = new Uint32Array(4);
 const PER_UPDATE = 500; // prefixes per UPDATE (one intern per UPDATE, like the speaker)
 const DRAIN_CHUNK = 65_536;
 
@@ -42,12 +45,12 @@ if (!single) {
 }
 
 const attrsA = simpleAttrs({
-  nextHop: "192.0.2.1",
+  nextHop: v6 ? "2001:db8:ffff::1" : "192.0.2.1",
   asPath: seq(65001, 65100, 65200),
   communities: [0xfde80001],
 });
 const attrsB = simpleAttrs({
-  nextHop: "192.0.2.2",
+  nextHop: v6 ? "2001:db8:ffff::2" : "192.0.2.2",
   asPath: secondWins ? seq(65002) : seq(65002, 65300, 65301, 65302),
   med: 10,
 });
@@ -59,8 +62,8 @@ function drainAll(): void {
     const ch = rib.drain(DRAIN_CHUNK);
     fibChanges += ch.fib.size;
     for (const batch of ch.adjOut) {
-      for (const an of batch.announce) adjOutPrefixes += an.v4.count;
-      adjOutPrefixes += batch.withdraw.v4.count;
+      for (const an of batch.announce) adjOutPrefixes += an.v4.count + an.v6.count;
+      adjOutPrefixes += batch.withdraw.v4.count + batch.withdraw.v6.count;
     }
     if (ch.pending === 0) return;
   }
@@ -96,15 +99,27 @@ function phase(name: string, body: () => void): void {
   });
 }
 
+/** 2001:db8::/32 plus a 24-bit spread in the second word: unique /64s for i below 2^24. */
+function prefixV6(i: number): Uint32Array {
+  w6[0] = 0x20010db8;
+  w6[1] = prefixAddr(i) >>> 8;
+  w6[2] = 0;
+  w6[3] = 0;
+  return w6;
+}
 function announceAll(peer: number, attrs: typeof attrsA): void {
   let id = 0;
   for (let i = 0; i < count; i++) {
     if (i % PER_UPDATE === 0) id = rib.intern(attrs);
-    rib.announceV4(peer, id, prefixAddr(i), 24, 0);
+    if (v6) rib.announceV6(peer, id, prefixV6(i), 0, 64, 0);
+    else rib.announceV4(peer, id, prefixAddr(i), 24, 0);
   }
 }
 function withdrawAll(peer: number): void {
-  for (let i = 0; i < count; i++) rib.withdrawV4(peer, prefixAddr(i), 24, 0);
+  for (let i = 0; i < count; i++) {
+    if (v6) rib.withdrawV6(peer, prefixV6(i), 0, 64, 0);
+    else rib.withdrawV4(peer, prefixAddr(i), 24, 0);
+  }
 }
 
 const m0 = mem();
@@ -120,6 +135,7 @@ const result = {
   count,
   secondWins,
   single,
+  family: v6 ? "ipv6" : "ipv4",
   node: process.version,
   phases,
   bytesPerPrefix: {
@@ -142,7 +158,7 @@ const result = {
 if (json) console.log(JSON.stringify(result, null, 2));
 else {
   console.log(
-    `RIB ingest, ${count} IPv4 prefixes, ${process.version}${gc ? "" : " (run with --expose-gc for exact memory)"}`,
+    `RIB ingest, ${count} IPv${v6 ? 6 : 4} prefixes, ${process.version}${gc ? "" : " (run with --expose-gc for exact memory)"}`,
   );
   for (const p of phases) {
     console.log(
