@@ -1,3 +1,5 @@
+// The resource client over an in-memory datastore: create/update/apply/get/list/delete, CAS on
+// resourceVersion, uid and creationTimestamp, batch checks, watch; and the document reader.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { listIPPools, ResourceClient, ResourceError } from "../../src/api/client.js";
 import { parseDocuments } from "../../src/api/documents.js";

@@ -1,3 +1,4 @@
+// Property tests: parseCidr() against ipaddr.js, and formatSelector()/parseSelector() round trips.
 import fc from "fast-check";
 import ipaddr from "ipaddr.js";
 import { describe, expect, it } from "vitest";

@@ -1,3 +1,4 @@
+// Calico selector grammar: every operator parses, syntax errors carry the offset, evaluation.
 import { describe, expect, it } from "vitest";
 import { matchSelector, parseSelector, SelectorSyntaxError } from "../../src/api/selector.js";
 

@@ -1,3 +1,5 @@
+// Validation and defaults of every resource kind: good documents, bad values, unknown and
+// unsupported fields, and the exact shape of each error message (path: quoted value ...).
 import { describe, expect, it } from "vitest";
 import { type BGPConfiguration, effectiveBgpConfiguration } from "../../src/api/bgp.js";
 import { formatIssue, ValidationError } from "../../src/api/errors.js";
