@@ -169,7 +169,7 @@ export class EtcdDatastore implements Datastore {
     this.open();
     const res = await this.rpc("list", prefix, () =>
       this.client.kv.range({
-        key: Buffer.from(prefix),
+        key: rangeStart(prefix),
         range_end: rangeEnd(prefix),
         sort_order: "Ascend",
         sort_target: "Key",
@@ -391,7 +391,7 @@ class EtcdWatch {
     stream.on("end", () => this.lost(new Error("etcd closed the watch stream"), stream));
     stream.write({
       create_request: {
-        key: Buffer.from(this.prefix),
+        key: rangeStart(this.prefix),
         range_end: rangeEnd(this.prefix),
         start_revision: this.pos + 1,
         prev_kv: true,
@@ -483,6 +483,11 @@ function normaliseEndpoint(e: string, tls: boolean): string {
   if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(bare))
     throw new RangeError(`Bad etcd endpoint "${e}": expected host:port`);
   return scheme + bare;
+}
+
+/** etcd's range start for a prefix: etcd refuses an empty key, and "\0" is the first key. */
+export function rangeStart(prefix: string): Buffer {
+  return prefix === "" ? Buffer.from([0]) : Buffer.from(prefix);
 }
 
 /** etcd's range end for a prefix: the prefix with its last byte incremented ("\0" = no end). */

@@ -185,6 +185,9 @@ export function runConformance(name: string, open: () => Promise<Backend>): void
         await s.create(`${p}a/2`, "in");
         const l = await s.list(`${p}a/`);
         expect(l.items.map((kv) => kv.key)).toEqual([`${p}a/1`, `${p}a/2`]);
+        // The empty prefix is every key.
+        const all = (await s.list("")).items.map((kv) => kv.key);
+        expect(all).toEqual(expect.arrayContaining([`${p}a/1`, `${p}ab`, `${p}a`, `${p}b/1`]));
         await w.waitFor((c) => c.events.length >= 2, "two events");
         await sleep(100);
         expect(w.events.map(eventSummary)).toEqual([
