@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { link, Netns, RUN_PREFIX, sh, sleepSync } from "../test/helpers/netns.js";
-import { PeerLab, REPO_ROOT } from "../test/helpers/peers.js";
+import { type OcelotPeer, PeerLab, REPO_ROOT } from "../test/helpers/peers.js";
 
 type Target = "ocelot" | "bird" | "frr";
 
@@ -119,6 +119,7 @@ function runOne(target: Target, n: number): Result {
     );
     const base = fibCount(dut);
     let pids: number[] = [];
+    let ocelot: OcelotPeer | undefined;
     if (target === "ocelot") {
       const oc = lab.startOcelot(
         dut,
@@ -133,6 +134,7 @@ function runOne(target: Target, n: number): Result {
         process.env.OCELOT_PROF ? ["--log-level", "info"] : [],
       );
       pids = [oc.pid];
+      ocelot = oc;
     } else if (target === "bird") {
       pids = [lab.startBird(dut, "dut", birdDut).pid];
     } else {
@@ -173,7 +175,15 @@ function runOne(target: Target, n: number): Result {
       hwmDetail: hwms.map(([c, m]) => `${c}=${m.toFixed(1)}MiB`).join(" "),
       count,
     };
-    if (target === "ocelot" && process.env.KEEP_PEERS) console.error(`ocelot files in ${lab.dir}`);
+    if (ocelot) {
+      try {
+        const st = ocelot.status() as unknown as { memory?: object; fib?: object };
+        console.error(`[ocelot N=${n}] memory ${JSON.stringify(st.memory)} fib ${JSON.stringify(st.fib)}`);
+      } catch (e) {
+        console.error(`[ocelot N=${n}] status failed: ${(e as Error).message}`);
+      }
+      if (process.env.KEEP_PEERS) console.error(`ocelot files in ${lab.dir}`);
+    }
     return r;
   } finally {
     lab.cleanup();

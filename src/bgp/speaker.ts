@@ -917,6 +917,7 @@ export class Speaker<A> {
       uptimeSeconds: Math.floor((now - this.startedAt) / 1000),
       peers,
       locRib: { ipv4: size.v4, ipv6: size.v6 },
+      memory: memoryMiB(this.rib.typedBytes()),
       fib: {
         enabled: this.deps.fib !== null,
         installed: this.fibInstalled,
@@ -979,6 +980,12 @@ function textPrefixArray(list: string[], fam: 4 | 6): PrefixArray {
 
 function optionsKey(o: SessionOptions): string {
   return `${o.fourOctetAs ? 1 : 0}${o.extendedMessage ? 1 : 0}${o.extendedNextHop ? 1 : 0}${[...o.addPath.send].join(",")}`;
+}
+
+function memoryMiB(ribBytes: number): StatusSnapshot["memory"] {
+  const m = process.memoryUsage();
+  const mib = (b: number) => Math.round((b / 1048576) * 10) / 10;
+  return { rssMiB: mib(m.rss), heapUsedMiB: mib(m.heapUsed), arrayBuffersMiB: mib(m.arrayBuffers), ribTypedMiB: mib(ribBytes) };
 }
 
 function safeCounts(rib: Rib<unknown>, id: string): PeerStatus["prefixes"] {

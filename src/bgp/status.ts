@@ -36,6 +36,8 @@ export interface StatusSnapshot {
   peers: PeerStatus[];
   locRib: { ipv4: number; ipv6: number };
   fib: { enabled: boolean; installed: number; pending: number; errors: number };
+  /** Process memory in MiB, and the RIB's typed arrays. */
+  memory: { rssMiB: number; heapUsedMiB: number; arrayBuffersMiB: number; ribTypedMiB: number };
 }
 
 export interface RouteStatus {

@@ -126,6 +126,8 @@ async function runBgpd(opts: { config: string; logLevel: string }): Promise<void
         await statusServer.close();
         await fib?.close();
         resolve();
+        // Sockets and timers are closed; exit now rather than wait on stray handles.
+        setImmediate(() => process.exit(process.exitCode ?? 0));
       })();
     };
     process.on("SIGTERM", () => stop("SIGTERM"));

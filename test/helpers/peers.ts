@@ -98,7 +98,7 @@ export class PeerLab {
     process.kill(pid, sig);
   }
 
-  /** Stops one tracked process: TERM, up to 3 s, then KILL. */
+  /** Stops one tracked process: TERM, up to 10 s, then KILL. */
   stop(pid: number): void {
     const t = this.tracked.find((x) => x.pid === pid);
     if (!t) return;
@@ -109,7 +109,8 @@ export class PeerLab {
         } catch {}
       }
     }
-    const deadline = Date.now() + 3000;
+    // bgpd removes its kernel routes on SIGTERM: 1M routes take a few seconds.
+    const deadline = Date.now() + 10_000;
     while (aliveAs(t) && Date.now() < deadline) sleepSync(50);
     if (aliveAs(t)) {
       try {
@@ -214,8 +215,11 @@ export class PeerLab {
     const confPath = join(d, "bgpd.yaml");
     writeFileSync(confPath, `${JSON.stringify(cfg, null, 2)}\n`);
     const out = openSync(join(d, "bgpd.log"), "a");
+    // OCELOT_NODE_ARGS: extra node flags for profiling (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p").
+    const nodeArgs = (process.env.OCELOT_NODE_ARGS ?? "").split(" ").filter(Boolean);
     const [cmd, args] = ns.wrap(
       process.execPath,
+      ...nodeArgs,
       join(REPO_ROOT, "bin/ocelot"),
       "bgpd",
       "--config",
