@@ -3,18 +3,18 @@
 // write transactions, the event log and its compaction, and watch polling. Not: any key layout.
 //
 // Why SQLite: the embedded store must be a real database file that several processes (the node
-// daemon, the CNI IPAM plugin, the CLI) open at once with atomic compare-and-swap and no server
+// daemon, the CNI IPAM plugin, the CLI) open at once, with atomic compare-and-swap and no server
 // to run. SQLite in WAL mode gives exactly that: readers never block the writer, writers are
-// serialised by the file lock, and each write is one `BEGIN IMMEDIATE` transaction that bumps a
-// single store-wide revision, so a CAS is a read-compare-write that no other process can
-// interleave; the busy timeout turns lock contention into a short wait rather than an error.
-// better-sqlite3 is synchronous (no thread hop per call), is the fastest SQLite binding for
-// Node, ships prebuilt binaries and builds on Node 20 here. Watches are served from an `events`
-// table (one row per revision) that each process polls by revision every ~25 ms with an
-// indexed range read, which is cheap and survives crashes; compaction trims that table and a
-// watcher whose start is gone receives `resync`, as with etcd. Alternatives were weaker: LMDB
-// bindings lack cross-process notifications and a stable Node 20 build, LevelDB/RocksDB allow
-// only one process per database, and a plain JSON file with locks would reimplement a database.
+// serialised by the file lock, and each write is one `BEGIN IMMEDIATE` transaction that reads
+// the key, compares its mod revision and bumps the single store-wide revision, so no other
+// process can interleave; the busy timeout turns lock contention into a short wait rather than
+// an error. better-sqlite3 12 is synchronous (no thread hop per call), already a dependency,
+// and builds on Node 20 here. Watches read an `events` table (one row per revision, indexed by
+// revision) that each process polls every ~25 ms, which is cheap when idle and survives
+// crashes; compaction trims that table, and a watcher whose start is gone gets `resync`, as
+// with etcd. Alternatives: LevelDB and RocksDB lock a database to one process; LMDB would work
+// across processes but is another native addon and has no notification either; a JSON file
+// with locks would reimplement a database, badly.
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
