@@ -432,10 +432,10 @@ export class SqliteDatastore implements Datastore {
       out = this.db.transaction(() => this.collect())();
     } catch (err) {
       const error = mapError(err, "watch");
-      for (const w of this.watchers) if (!w.cancelled) w.onMessage({ kind: "error", error });
+      for (const w of this.watchers) if (!w.cancelled) deliver(w, { kind: "error", error });
       return;
     }
-    for (const [w, msg] of out) if (!w.cancelled) w.onMessage(msg);
+    for (const [w, msg] of out) if (!w.cancelled) deliver(w, msg);
   }
 
   private collect(): Array<[Watcher, WatchMessage]> {
@@ -488,6 +488,17 @@ export class SqliteDatastore implements Datastore {
     validateKey(key);
     if (value !== undefined && typeof value !== "string")
       throw new TypeError(`Value for "${key}" must be a string, got ${typeof value}`);
+  }
+}
+
+/** Calls a watcher; a callback that throws must not cost the other watchers their messages. */
+function deliver(w: Watcher, msg: WatchMessage): void {
+  try {
+    w.onMessage(msg);
+  } catch (err) {
+    setImmediate(() => {
+      throw err;
+    });
   }
 }
 
