@@ -314,7 +314,6 @@ export class Rib<A> {
   // Prefix store, indexed by prefix id.
   private readonly t = new PrefixTable(1024, (cap) => this.growPrefixes(cap));
   private pHead = new Int32Array(1024).fill(NONE);
-  private pBest = new Int32Array(1024).fill(NONE);
   private pReason = new Uint8Array(1024);
   private pFib = new Int32Array(1024).fill(NONE);
   private pDirty = new Uint8Array(1024);
@@ -325,7 +324,8 @@ export class Rib<A> {
   private pathFreeHead = NONE;
   private pathPeer = new Uint16Array(this.pathCap);
   private pathAttr = new Int32Array(this.pathCap);
-  private pathPid = new Uint32Array(this.pathCap);
+  /** ADD-PATH ids; allocated on the first non-zero id (most sessions have none). */
+  private pathPid: Uint32Array<ArrayBuffer> | null = null;
   private pathNext = new Int32Array(this.pathCap);
   private pathFlag = new Uint8Array(this.pathCap);
 
@@ -530,7 +530,7 @@ export class Rib<A> {
     if (wasClient !== rec.rrClient) {
       // Reflection of this peer's routes depends on whether it is a client (RFC 4456 §6).
       for (let pfx = 0; pfx < this.t.top; pfx++) {
-        const best = this.pBest[pfx] as number;
+        const best = this.bestOf(pfx);
         if (best !== NONE && this.pathPeer[best] === rec.idx) this.markDirty(pfx);
       }
     }
@@ -722,7 +722,7 @@ export class Rib<A> {
         : this.t.findV6(p.words, 0, p.len);
     if (pfx === NONE) return undefined;
     this.decide(pfx);
-    const best = this.pBest[pfx] as number;
+    const best = this.bestOf(pfx);
     const mp = new Set<number>();
     if (best !== NONE) {
       if (this.multipath && this.pathPeer[best] !== LOCAL)
@@ -738,7 +738,7 @@ export class Rib<A> {
         peer: rec.info.id,
         peerAddress: rec.idx === LOCAL ? "local" : rec.info.address,
         ibgp: rec.ibgp,
-        pathId: this.pathPid[q] as number,
+        pathId: this.pidOf(q),
         attrs: this.attrs.view(attrId),
         localPref: this.effLocalPref(q),
         accepted: flag === 0,
@@ -786,7 +786,7 @@ export class Rib<A> {
     });
     if (pfx === NONE) return no(RejectReason.NoBestPath);
     this.decide(pfx);
-    const best = this.pBest[pfx] as number;
+    const best = this.bestOf(pfx);
     if (best === NONE) return no(RejectReason.NoBestPath);
     if (p.family === 4 ? !g.v4 : !g.v6) return no(RejectReason.FamilyNotEnabled);
     if (this.pathPeer[best] === rec.idx) return no(RejectReason.FromThisPeer);
@@ -807,7 +807,7 @@ export class Rib<A> {
   *locRib(): Generator<LocRibEntry> {
     for (let pfx = 0; pfx < this.t.top; pfx++) {
       if (this.t.fam[pfx] === 0 || this.pDirty[pfx] !== 0) continue;
-      const best = this.pBest[pfx] as number;
+      const best = this.bestOf(pfx);
       if (best === NONE) continue;
       const nh = this.pFib[pfx] as number;
       yield {
@@ -825,13 +825,12 @@ export class Rib<A> {
     let n =
       this.t.bytes() +
       this.pHead.byteLength +
-      this.pBest.byteLength +
       this.pReason.byteLength +
       this.pFib.byteLength +
       this.pDirty.byteLength +
       this.pathPeer.byteLength +
       this.pathAttr.byteLength +
-      this.pathPid.byteLength +
+      (this.pathPid?.byteLength ?? 0) +
       this.pathNext.byteLength +
       this.pathFlag.byteLength +
       this.dirtyQ.byteLength;
@@ -855,7 +854,7 @@ export class Rib<A> {
     const rec = this.peers[peer] as PeerRec;
     const v = peer === LOCAL ? 0 : this.importVerdict(rec, attrId, pfx);
     for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
-      if (this.pathPeer[p] !== peer || this.pathPid[p] !== pid) continue;
+      if (this.pathPeer[p] !== peer || this.pidOf(p) !== pid) continue;
       const old = this.pathAttr[p] as number;
       const flag = this.pathFlag[p] as number;
       if (old === attrId && (flag & VERDICT_MASK) === v) {
@@ -880,7 +879,8 @@ export class Rib<A> {
     const p = this.allocPath();
     this.pathPeer[p] = peer;
     this.pathAttr[p] = attrId;
-    this.pathPid[p] = pid;
+    if (pid !== 0 && this.pathPid === null) this.pathPid = new Uint32Array(this.pathCap);
+    if (this.pathPid !== null) this.pathPid[p] = pid;
     this.pathFlag[p] = v;
     this.pathNext[p] = this.pHead[pfx] as number;
     this.pHead[pfx] = p;
@@ -894,7 +894,7 @@ export class Rib<A> {
   private withdraw(peer: number, pfx: number, pid: number): void {
     let prev = NONE;
     for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
-      if (this.pathPeer[p] === peer && this.pathPid[p] === pid) {
+      if (this.pathPeer[p] === peer && this.pidOf(p) === pid) {
         this.unlinkPath(pfx, prev, p, this.peers[peer] as PeerRec);
         this.markDirty(pfx);
         return;
@@ -969,13 +969,12 @@ export class Rib<A> {
     }
     this.mpCount = 0;
     if (n === 0) {
-      this.pBest[pfx] = NONE;
       this.pReason[pfx] = BestReason.None;
       return;
     }
     if (n === 1) {
       const p = this.cand[0] as number;
-      this.pBest[pfx] = p;
+      this.toHead(pfx, p);
       this.pReason[pfx] = this.pathPeer[p] === LOCAL ? BestReason.Local : BestReason.OnlyPath;
       this.mpCand[0] = p;
       this.mpCount = 1;
@@ -997,8 +996,8 @@ export class Rib<A> {
       if (reason === BestReason.None && n === 1) reason = step;
     }
     const best = c[0] as number;
-    this.pBest[pfx] = best;
-    this.pReason[pfx] = reason;
+    this.toHead(pfx, best);
+    this.pReason[pfx] = reason === BestReason.None ? BestReason.PathId : reason;
     // Multipath set: same neighbour AS as the best for eBGP unless relaxed.
     const bestPeer = this.peers[this.pathPeer[best] as number] as PeerRec;
     const needSameAs = !bestPeer.ibgp && !this.multipathRelax;
@@ -1010,6 +1009,29 @@ export class Rib<A> {
       this.mpCand[m++] = p;
     }
     this.mpCount = m;
+  }
+
+  /**
+   * The best path of a settled (not pending) prefix: kept at the head of its path list, so no
+   * per-prefix slot is needed for it. NONE when no path is accepted.
+   */
+  private bestOf(pfx: number): number {
+    return this.pReason[pfx] === BestReason.None ? NONE : (this.pHead[pfx] as number);
+  }
+
+  /** Moves path p to the head of the prefix's list. */
+  private toHead(pfx: number, p: number): void {
+    const head = this.pHead[pfx] as number;
+    if (head === p) return;
+    let q = head;
+    while (this.pathNext[q] !== p) q = this.pathNext[q] as number;
+    this.pathNext[q] = this.pathNext[p] as number;
+    this.pathNext[p] = head;
+    this.pHead[pfx] = p;
+  }
+
+  private pidOf(p: number): number {
+    return this.pathPid === null ? 0 : (this.pathPid[p] as number);
   }
 
   private ibgpRank(p: number): number {
@@ -1050,7 +1072,7 @@ export class Rib<A> {
       case BestReason.PeerAddress:
         return (this.peers[this.pathPeer[p] as number] as PeerRec).addrRank;
       default:
-        return this.pathPid[p] as number;
+        return this.pidOf(p);
     }
   }
 
@@ -1092,7 +1114,7 @@ export class Rib<A> {
 
   /** The FIB next-hop set id of the prefix's current best (call right after decide()). */
   private fibSetOf(pfx: number): number {
-    const best = this.pBest[pfx] as number;
+    const best = this.bestOf(pfx);
     if (best === NONE || this.pathPeer[best] === LOCAL) return NONE;
     const A = this.attrs;
     if (!this.multipath || this.mpCount <= 1) {
@@ -1160,7 +1182,7 @@ export class Rib<A> {
   /** The attribute set group g gets for pfx (or NONE); sets outExc to the excluded member. */
   private exportOf(g: Group, pfx: number): number {
     this.outExc = 0;
-    const best = this.pBest[pfx] as number;
+    const best = this.bestOf(pfx);
     if (best === NONE) return NONE;
     const fam = this.t.fam[pfx] as number;
     if (fam === FAM_V4 ? !g.v4 : !g.v6) return NONE;
@@ -1324,7 +1346,7 @@ export class Rib<A> {
       // A new group starts from the current Loc-RIB (its peers get it as their initial dump).
       for (let pfx = 0; pfx < this.t.top; pfx++) {
         // Pending prefixes are settled by the next drain (their best may be out of date).
-        if (this.t.fam[pfx] === 0 || this.pBest[pfx] === NONE || this.pDirty[pfx] !== 0) continue;
+        if (this.t.fam[pfx] === 0 || this.bestOf(pfx) === NONE || this.pDirty[pfx] !== 0) continue;
         const out = this.exportOf(g, pfx);
         if (out === NONE) continue;
         g.adv[pfx] = out;
@@ -1341,7 +1363,7 @@ export class Rib<A> {
     // Joining a group that exists: its own best paths are not sent back to it.
     if (rec.received === 0) return;
     for (let pfx = 0; pfx < this.t.top; pfx++) {
-      const best = this.pBest[pfx] as number;
+      const best = this.bestOf(pfx);
       if (best === NONE || this.pDirty[pfx] !== 0 || g.adv[pfx] === NONE) continue;
       if (this.pathPeer[best] !== rec.idx) continue;
       if (g.exc[pfx] !== 0) continue;
@@ -1402,7 +1424,7 @@ export class Rib<A> {
       const n = Math.ceil(this.pathCap * 1.5);
       this.pathPeer = growU16(this.pathPeer, n);
       this.pathAttr = growI32(this.pathAttr, n);
-      this.pathPid = growU32(this.pathPid, n);
+      if (this.pathPid !== null) this.pathPid = growU32(this.pathPid, n);
       this.pathNext = growI32(this.pathNext, n);
       this.pathFlag = growU8(this.pathFlag, n);
       this.pathCap = this.pathPeer.length;
@@ -1415,7 +1437,6 @@ export class Rib<A> {
     if (this.pFib[pfx] !== NONE) return;
     for (const g of this.groups) if (g !== undefined && g.adv[pfx] !== NONE) return;
     // Free ids keep the defaults a new prefix starts with.
-    this.pBest[pfx] = NONE;
     this.pReason[pfx] = 0;
     this.t.remove(pfx);
   }
@@ -1423,7 +1444,6 @@ export class Rib<A> {
   /** The per-prefix arrays follow the table's capacity. */
   private growPrefixes(cap: number): void {
     this.pHead = growI32(this.pHead, cap, NONE);
-    this.pBest = growI32(this.pBest, cap, NONE);
     this.pReason = growU8(this.pReason, cap);
     this.pFib = growI32(this.pFib, cap, NONE);
     this.pDirty = growU8(this.pDirty, cap);
