@@ -25,9 +25,23 @@ function countRoutes(ns: string, proto: string): number {
   return Number(r.stdout.trim());
 }
 
+const live = new Set<string>();
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    for (const ns of live) spawnSync("ip", ["netns", "del", ns]);
+    process.exit(130);
+  });
+}
+
+function dropNs(ns: string): void {
+  spawnSync("ip", ["netns", "del", ns]);
+  live.delete(ns);
+}
+
 function freshNs(): string {
   const ns = `ocfb${process.pid.toString(36)}${randomBytes(2).toString("hex")}`;
   execFileSync("ip", ["netns", "add", ns]);
+  live.add(ns);
   ip(ns, "link", "set", "lo", "up");
   ip(ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1");
   ip(ns, "link", "set", "d1", "up");
@@ -68,7 +82,7 @@ async function runOcelot(
     await fib.close();
     return { add: (t1 - t0) / 1000, del: (t3 - t2) / 1000, got, left };
   } finally {
-    execFileSync("ip", ["netns", "del", ns]);
+    dropNs(ns);
   }
 }
 
@@ -100,7 +114,7 @@ function runIpBatch(
     const left = countRoutes(ns, "static");
     return { add: (t1 - t0) / 1000, del: (t3 - t2) / 1000, got, left };
   } finally {
-    execFileSync("ip", ["netns", "del", ns]);
+    dropNs(ns);
   }
 }
 
@@ -115,6 +129,12 @@ async function main(): Promise<void> {
   try {
     for (const n of sizes.length ? sizes : [100_000]) {
       const o = await runOcelot(n, ackEach);
+      if (process.argv.includes("--ocelot-only")) {
+        console.log(
+          `fib_install N=${n} ocelot add_s=${o.add.toFixed(2)} del_s=${o.del.toFixed(2)} installed=${o.got} left=${o.left} peak_rss_mib=${peakRssMiB().toFixed(0)}`,
+        );
+        continue;
+      }
       const b = runIpBatch(n, dir);
       const f = (x: number) => x.toFixed(2);
       console.log(

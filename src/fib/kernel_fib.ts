@@ -355,7 +355,11 @@ export class KernelFib implements BatchFib {
     this.req.close();
     const err = new Error("FIB closed");
     this.dump?.reject(err);
-    for (const j of this.queue)
+    const jobs = new Set<Job>(this.queue);
+    for (const batch of this.inflight) for (const j of batch.jobs) jobs.add(j);
+    this.queue.length = 0;
+    this.inflight.length = 0;
+    for (const j of jobs)
       j.done([
         {
           route: "*",
@@ -365,7 +369,6 @@ export class KernelFib implements BatchFib {
           message: err.message,
         },
       ]);
-    this.queue.length = 0;
   }
 
   // ---- keys, slots, groups ------------------------------------------------------------------
@@ -560,6 +563,7 @@ export class KernelFib implements BatchFib {
   private enqueue(op: number, n: number, key: (i: number) => Key): Promise<void> {
     if (this.closed) return Promise.reject(new Error("FIB closed"));
     return new Promise((resolve, reject) => {
+      let settled = false;
       const job: Job = {
         op,
         n,
@@ -567,7 +571,12 @@ export class KernelFib implements BatchFib {
         cursor: 0,
         outstanding: n,
         failures: [],
-        done: (f) => (f.length ? reject(new FibError(f)) : resolve()),
+        done: (f) => {
+          if (settled) return;
+          settled = true;
+          if (f.length) reject(new FibError(f));
+          else resolve();
+        },
       };
       if (n === 0) return resolve();
       this.queue.push(job);
@@ -785,8 +794,20 @@ export class KernelFib implements BatchFib {
     this.stats.overflows++;
     this.onEvent({ kind: "overflow", socket });
     if (socket === "requests") {
-      // Some ACKs were lost: the batches' outcome is unknown; the resync establishes it.
-      for (const b of [...this.inflight]) this.finishBatch(b);
+      // Some ACKs were lost: the batches' outcome is unknown until the resync establishes
+      // it, so their callers resolve after it.
+      const lost = this.inflight.splice(0);
+      const settle = () => {
+        for (const b of lost) {
+          this.inflight.push(b);
+          this.finishBatch(b);
+        }
+      };
+      void this.resync().then(settle, (e) => {
+        settle();
+        this.fail(e);
+      });
+      return;
     }
     void this.resync().catch((e) => this.fail(e));
   }
