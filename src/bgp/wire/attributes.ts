@@ -23,6 +23,7 @@ import {
 } from "./constants.js";
 import { makeNlriView, scanNlri } from "./nlri.js";
 import {
+  type Aggregator,
   type AsPathSegment,
   type AttributeError,
   emptyAttributes,
@@ -122,6 +123,9 @@ class Outcome {
   action: Rfc7606ActionCode = Rfc7606Action.None;
   errors: AttributeError[] = [];
   disabledFamily: FamilyKey | null = null;
+  /** AS4_PATH / AS4_AGGREGATOR seen on a 2-octet session, merged at the end. */
+  as4Path: AsPathSegment[] | null = null;
+  as4Agg: Aggregator | null = null;
   note(attrType: number, action: Rfc7606ActionCode, reason: string): void {
     // RFC 7606 §3 (j): with several errors, the strongest action applies.
     if (action > this.action) this.action = action;
@@ -269,8 +273,6 @@ export function decodeAttributes(
   const keyRanges: number[] = [];
   let mpKeyStart = 0;
   let mpKeyEnd = 0;
-  let as4Path: AsPathSegment[] | null = null;
-  let as4Agg: { asn: number; address: number } | null = null;
   seen.fill(0);
   let o = start;
   while (o < end) {
@@ -339,21 +341,7 @@ export function decodeAttributes(
       );
       continue;
     }
-    if (
-      decodeKnown(
-        buf,
-        type,
-        vs,
-        ve,
-        len,
-        opts,
-        four,
-        attrs,
-        out,
-        (a) => (as4Path = a),
-        (g) => (as4Agg = g),
-      )
-    ) {
+    if (decodeKnown(buf, type, vs, ve, len, opts, four, attrs, out)) {
       if (type === AttrType.MpReachNlri) {
         // Key keeps AFI, SAFI, next hop length and next hop; the NLRI is left out.
         mpKeyStart = vs;
@@ -363,7 +351,7 @@ export function decodeAttributes(
       }
     }
   }
-  if (!four) applyAs4(attrs, as4Path, as4Agg, out);
+  if (!four) applyAs4(attrs, out.as4Path, out.as4Agg, out);
   checkMandatory(attrs, hasNlri, out);
   attrs.layout = layout;
   return {
@@ -383,7 +371,10 @@ function buildKey(
   mpEnd: number,
   opts: SessionOptions,
 ): string {
-  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const b = bufferOf(buf);
+  const base = buf.byteOffset - b.byteOffset;
+  mpStart += base;
+  mpEnd += base;
   let key = keyPrefix(opts) + String.fromCharCode(mpEnd - mpStart);
   if (mpEnd > mpStart) key += b.toString("latin1", mpStart, mpEnd);
   // Merge adjacent ranges so the common case is a single latin1 slice.
@@ -396,9 +387,20 @@ function buildKey(
       e = ranges[i + 1];
       i += 2;
     }
-    key += b.toString("latin1", s, e);
+    key += b.toString("latin1", s + base, e + base);
   }
   return key;
+}
+
+/** A Buffer over the whole ArrayBuffer of `buf`, cached for the last one (messages of one chunk share it). */
+let lastArrayBuffer: ArrayBufferLike | null = null;
+let lastBuffer: Buffer = Buffer.alloc(0);
+function bufferOf(buf: Uint8Array): Buffer {
+  if (buf.buffer !== lastArrayBuffer) {
+    lastArrayBuffer = buf.buffer;
+    lastBuffer = Buffer.from(buf.buffer, 0, buf.buffer.byteLength);
+  }
+  return lastBuffer;
 }
 
 function b8(b: Uint8Array, o: number): number {
@@ -442,8 +444,6 @@ function decodeKnown(
   four: boolean,
   attrs: PathAttributes,
   out: Outcome,
-  setAs4Path: (a: AsPathSegment[]) => void,
-  setAs4Agg: (a: { asn: number; address: number }) => void,
 ): boolean {
   switch (type) {
     case AttrType.Origin:
@@ -588,7 +588,7 @@ function decodeKnown(
         out.malformed(type, "AS4_PATH has confederation segments"); // RFC 6793 §6
         return false;
       }
-      setAs4Path(p);
+      out.as4Path = p;
       return true;
     }
     case AttrType.As4Aggregator:
@@ -604,7 +604,7 @@ function decodeKnown(
         out.malformed(type, `AS4_AGGREGATOR length ${len} is not 8`); // RFC 6793 §6
         return false;
       }
-      setAs4Agg({ asn: u32(b, vs), address: u32(b, vs + 4) });
+      out.as4Agg = { asn: u32(b, vs), address: u32(b, vs + 4) };
       return true;
     case AttrType.LargeCommunity:
       if (len === 0 || len % 12 !== 0) {

@@ -130,13 +130,17 @@ export function forEachIpv6Prefix(
 /** Reads ceil(len/8) octets at o into words[wo..wo+3] (host bits cleared); returns the new offset. */
 function readIpv6(b: Uint8Array, o: number, len: number, words: Uint32Array, wo: number): number {
   const nbytes = (len + 7) >> 3;
-  for (let i = 0; i < 4; i++) {
+  for (let i = 0, base = 0; i < 4; i++, base += 4) {
     let v = 0;
-    for (let j = 0; j < 4; j++) {
-      const k = i * 4 + j;
-      v = (v << 8) | (k < nbytes ? b[o + k] : 0);
+    if (base + 4 <= nbytes) {
+      v = (b[o + base] << 24) | (b[o + base + 1] << 16) | (b[o + base + 2] << 8) | b[o + base + 3];
+    } else if (base < nbytes) {
+      const left = nbytes - base;
+      v = b[o + base] << 24;
+      if (left > 1) v |= b[o + base + 1] << 16;
+      if (left > 2) v |= b[o + base + 2] << 8;
     }
-    const bits = len - i * 32;
+    const bits = len - base * 8;
     words[wo + i] = bits >= 32 ? v >>> 0 : bits <= 0 ? 0 : (v & mask32(bits)) >>> 0;
   }
   return o + nbytes;
@@ -186,7 +190,10 @@ export function decodeNlriInto(view: NlriView, out: PrefixArray): number {
     } else {
       let a = 0;
       const nb = (len + 7) >> 3;
-      for (let i = 0; i < 4; i++) a = (a << 8) | (i < nb ? b[o + i] : 0);
+      if (nb > 0) a = b[o] << 24;
+      if (nb > 1) a |= b[o + 1] << 16;
+      if (nb > 2) a |= b[o + 2] << 8;
+      if (nb > 3) a |= b[o + 3];
       o += nb;
       addrs[n] = (a & mask32(len)) >>> 0;
     }

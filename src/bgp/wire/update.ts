@@ -260,9 +260,23 @@ function pack(p: PrefixArray, addPath: boolean, k: Packing, out: Uint8Array[]): 
       buf[o++] = len;
       const nb = (len + 7) >> 3;
       if (v6) {
-        const wo = i * 4;
-        for (let q = 0; q < nb; q++) buf[o + q] = addrs[wo + (q >> 2)] >>> (24 - 8 * (q & 3));
-        o += nb;
+        let k = i * 4;
+        let q = nb;
+        while (q >= 4) {
+          const x = addrs[k++];
+          buf[o] = x >>> 24;
+          buf[o + 1] = x >>> 16;
+          buf[o + 2] = x >>> 8;
+          buf[o + 3] = x;
+          o += 4;
+          q -= 4;
+        }
+        if (q > 0) {
+          const x = addrs[k];
+          buf[o++] = x >>> 24;
+          if (q > 1) buf[o++] = x >>> 16;
+          if (q > 2) buf[o++] = x >>> 8;
+        }
       } else {
         const a = addrs[i];
         if (nb > 0) buf[o++] = a >>> 24;
