@@ -206,6 +206,8 @@ export class Speaker<A> {
     for (const e of this.peers.values()) e.session.stop();
     await this.listener?.close();
     this.listener = undefined;
+    // Let FIB work already handed over finish before withdrawing everything (bounded wait).
+    for (let i = 0; i < 100 && this.fibInFlight > 0; i++) await new Promise((r) => setTimeout(r, 50));
     if (this.deps.fib) {
       const mine = this.deps.fib.desired();
       if (mine.length > 0) await this.deps.fib.remove(mine);
@@ -757,7 +759,7 @@ export class Speaker<A> {
 
   private toFib(batch: FibBatch): void {
     const fib = this.deps.fib;
-    if (!fib || batch.size === 0) return;
+    if (!fib || batch.size === 0 || this.stopped) return;
     const protocol = this.config.fib.protocol;
     const table = this.fibTable();
     const jobs: Promise<void>[] = [];
