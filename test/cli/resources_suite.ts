@@ -1,7 +1,7 @@
 // End-to-end suite for `ocelot apply|create|replace|get|delete`: runs the real bin/ocelot (built
 // by `npm run build`) against a datastore URL given by the caller, so the same cases run on the
 // embedded file store and on a real etcd.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -200,6 +200,34 @@ export function resourcesSuite(
         const now = getJson("ippool", "default-ipv4-ippool");
         expect(now.spec.natOutgoing).toBe(false);
         expect(now.metadata.uid).toBe(uid);
+      });
+
+      it("lets exactly one of two concurrent writers with the same resourceVersion win", async () => {
+        const current = ok(["get", "ippool", "default-ipv4-ippool", "-o", "yaml"]);
+        const a = file("race-a.yaml", current.replace("ipipMode: CrossSubnet", "ipipMode: Always"));
+        const b = file("race-b.yaml", current.replace("ipipMode: CrossSubnet", "ipipMode: Never"));
+        const runAsync = (f: string) =>
+          new Promise<Run>((resolve) => {
+            const child = spawn(bin, ["replace", "-f", f, "--datastore", backend.url], {
+              cwd: dir,
+            });
+            let stdout = "";
+            let stderr = "";
+            child.stdout.on("data", (d) => (stdout += d));
+            child.stderr.on("data", (d) => (stderr += d));
+            child.on("close", (status) => resolve({ status, stdout, stderr }));
+          });
+        const results = await Promise.all([runAsync(a), runAsync(b)]);
+        const winners = results.filter((r) => r.status === 0);
+        const losers = results.filter((r) => r.status === 1);
+        expect(winners).toHaveLength(1);
+        expect(losers).toHaveLength(1);
+        expect(losers[0]?.stderr).toMatch(/resourceVersion "\d+" is stale/);
+        const mode = getJson("ippool", "default-ipv4-ippool").spec.ipipMode;
+        expect(winners[0]?.stdout).toContain("replaced ippool");
+        expect(["Always", "Never"]).toContain(mode);
+        // Put the documented value back for the following cases.
+        ok(["apply", "-f", config("ippool.yaml")]);
       });
 
       it("refuses malformed input with the file and document, and writes nothing", () => {
