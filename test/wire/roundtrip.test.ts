@@ -14,6 +14,7 @@ import {
   forEachIpv4Prefix,
   forEachIpv6Prefix,
   newPrefixArray,
+  prefixArrayFromText,
 } from "../../src/bgp/wire/nlri.js";
 import { decodeOpen, encodeOpen } from "../../src/bgp/wire/open.js";
 import {
@@ -27,7 +28,7 @@ import {
   sessionOptions,
   type UpdateMessage,
 } from "../../src/bgp/wire/types.js";
-import { decodeUpdate, encodeUpdates } from "../../src/bgp/wire/update.js";
+import { decodeUpdate, encodeEndOfRib, encodeUpdates } from "../../src/bgp/wire/update.js";
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const asn = fc.integer({ min: 1, max: 0xffffffff }).filter((a) => a !== AsTrans);
@@ -426,3 +427,57 @@ describe("OPEN, NOTIFICATION and ROUTE-REFRESH round trips (fast-check)", () => 
     );
   });
 });
+
+describe("RFC 8950 extended next hop and End-of-RIB", () => {
+  it("IPv4 prefixes with an IPv6 next hop go in MP_REACH_NLRI and decode only when negotiated", () => {
+    const a = emptyAttributes();
+    a.origin = 0;
+    a.asPath = [{ type: 2, asns: [65001] }];
+    const nh = Uint8Array.from({ length: 16 }, (_, i) => (i === 0 ? 0x20 : i));
+    const on = sessionOptions({ extendedNextHop: true });
+    const p = prefixArrayFromTextSafe(["10.0.0.0/24", "10.9.0.0/16"]);
+    const [m] = encodeUpdates(
+      { afi: Afi.Ipv4, safi: Safi.Unicast, attributes: a, mpNextHop: nh, announce: p },
+      on,
+    );
+    const u = decodeUpdate(m, on);
+    expect(u.action).toBe(0);
+    expect(u.nlri.count).toBe(0);
+    expect(u.attributes?.nextHop).toBeNull();
+    expect(u.attributes?.mpReach?.afi).toBe(Afi.Ipv4);
+    expect(Array.from(u.attributes?.mpReach?.nextHop ?? [])).toEqual(Array.from(nh));
+    expect(u.attributes?.mpReach?.nlri.count).toBe(2);
+    // RFC 7606 §7.11: without the capability, a 16-octet next hop for IPv4 is inconsistent.
+    const off = decodeUpdate(m, sessionOptions());
+    expect(off.action).toBe(3);
+    expect(off.disabledFamily).toBe(familyKey(1, 1));
+  });
+
+  it("End-of-RIB round trips for IPv4 and IPv6, with and without the extended length bit", () => {
+    for (const f of [familyKey(1, 1), familyKey(2, 1), familyKey(1, 2)]) {
+      for (const ext of [false, true])
+        expect(decodeUpdate(encodeEndOfRib(f, ext), sessionOptions()).endOfRib).toBe(f);
+    }
+    expect(encodeEndOfRib(familyKey(1, 1)).length).toBe(23);
+  });
+
+  it("decodeNlriInto refuses an array without room, naming the numbers", () => {
+    const opts = sessionOptions();
+    const [m] = encodeUpdates(
+      {
+        afi: 1,
+        safi: 1,
+        attributes: null,
+        withdraw: prefixArrayFromTextSafe(["10.0.0.0/8", "11.0.0.0/8"]),
+      },
+      opts,
+    );
+    expect(() =>
+      decodeNlriInto(decodeUpdate(m, opts).withdrawn, newPrefixArray(Afi.Ipv4, 1)),
+    ).toThrow(/room for 1 prefixes, not 2/);
+  });
+});
+
+function prefixArrayFromTextSafe(xs: string[]): PrefixArray {
+  return prefixArrayFromText(Afi.Ipv4, xs);
+}
