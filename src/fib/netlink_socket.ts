@@ -2,7 +2,9 @@
 // with non-blocking send and libuv-driven receive, ENOBUFS surfaced as an "overflow" callback.
 // Owns: loading the addon and the socket's lifetime. Not: message encoding (rtnetlink.ts).
 import { createRequire } from "node:module";
+import { isIPv4, isIPv6 } from "node:net";
 import { fileURLToPath } from "node:url";
+import { addressBytes } from "./rtnetlink.js";
 
 interface Addon {
   open(
@@ -143,3 +145,26 @@ export const SockOpt = {
   IPV6_MINHOPCOUNT: 73,
   TCP_MD5SIG: 14,
 } as const;
+
+const TCP_MD5SIG_MAXKEYLEN = 80;
+
+/**
+ * The `struct tcp_md5sig` for setsockoptFd(fd, IPPROTO_TCP, TCP_MD5SIG, ...): the key used with
+ * peer `address` (RFC 2385). An empty key removes it.
+ */
+export function tcpMd5SigOption(address: string, key: string): Buffer {
+  const k = Buffer.from(key, "utf8");
+  if (k.length > TCP_MD5SIG_MAXKEYLEN)
+    throw new Error(`TCP MD5 key is longer than ${TCP_MD5SIG_MAXKEYLEN} bytes: ${k.length}`);
+  const b = Buffer.alloc(128 + 8 + TCP_MD5SIG_MAXKEYLEN);
+  if (isIPv4(address)) {
+    b.writeUInt16LE(2, 0); // AF_INET, sin_port 0
+    b.set(address.split(".").map(Number), 4);
+  } else if (isIPv6(address)) {
+    b.writeUInt16LE(10, 0); // AF_INET6; sin6_port, sin6_flowinfo 0
+    b.set(addressBytes(6, address), 8);
+  } else throw new Error(`Invalid TCP MD5 peer address "${address}"`);
+  b.writeUInt16LE(k.length, 130); // tcpm_flags 0, tcpm_prefixlen 0, tcpm_keylen
+  b.set(k, 136);
+  return b;
+}

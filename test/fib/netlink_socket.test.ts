@@ -1,0 +1,87 @@
+// The addon's socket-option helper on real TCP sockets (loopback only), and its error path.
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  addonUnavailableReason,
+  SockOpt,
+  setsockoptFd,
+  tcpMd5SigOption,
+} from "../../src/fib/netlink_socket.js";
+import { skipWithReason } from "../helpers/netns.js";
+
+const skip = skipWithReason("netlink addon socket options", addonUnavailableReason());
+
+function fdOf(s: Server | Socket): number {
+  return (s as unknown as { _handle: { fd: number } })._handle.fd;
+}
+
+/** Resolves true when a plain client connects within ms, false when it does not. */
+function connects(port: number, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect({ host: "127.0.0.1", port });
+    const t = setTimeout(() => {
+      c.destroy();
+      resolve(false);
+    }, ms);
+    c.on("connect", () => {
+      clearTimeout(t);
+      c.destroy();
+      resolve(true);
+    });
+    c.on("error", () => {
+      clearTimeout(t);
+      resolve(false);
+    });
+  });
+}
+
+describe.skipIf(skip)("setsockoptFd()", () => {
+  let server: Server | undefined;
+  afterEach(() => server?.close());
+
+  async function listen(): Promise<number> {
+    server = createServer((s) => s.destroy());
+    await new Promise<void>((r) => server?.listen(0, "127.0.0.1", r));
+    return (server.address() as { port: number }).port;
+  }
+
+  it("sets IP_MINTTL (GTSM) so a client with TTL 64 is dropped, and reports a bad fd with its errno", async () => {
+    const port = await listen();
+    const fd = fdOf(server as Server);
+    expect(fd).toBeGreaterThan(0);
+    expect(() => setsockoptFd(fd, SockOpt.IPPROTO_IP, SockOpt.IP_TTL, 1)).not.toThrow();
+    setsockoptFd(fd, SockOpt.IPPROTO_IP, SockOpt.IP_MINTTL, 255);
+    expect(await connects(port, 700)).toBe(false); // Linux sends with TTL 64 by default
+    setsockoptFd(fd, SockOpt.IPPROTO_IP, SockOpt.IP_MINTTL, 64);
+    expect(await connects(port, 2000)).toBe(true);
+    let err: unknown;
+    try {
+      setsockoptFd(1_000_000, SockOpt.IPPROTO_IP, SockOpt.IP_TTL, 1);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as { errno: number }).errno).toBe(9); // EBADF
+    expect(String(err)).toContain("setsockopt failed");
+  });
+
+  it("TCP_MD5SIG on a listener makes it drop an unsigned client, and removing the key admits it", async () => {
+    const port = await listen();
+    const fd = fdOf(server as Server);
+    setsockoptFd(
+      fd,
+      SockOpt.IPPROTO_TCP,
+      SockOpt.TCP_MD5SIG,
+      tcpMd5SigOption("127.0.0.1", "s3cret"),
+    );
+    expect(await connects(port, 700)).toBe(false);
+    setsockoptFd(fd, SockOpt.IPPROTO_TCP, SockOpt.TCP_MD5SIG, tcpMd5SigOption("127.0.0.1", ""));
+    expect(await connects(port, 2000)).toBe(true);
+  });
+
+  it("tcpMd5SigOption() refuses a bad address and an over-long key", () => {
+    expect(() => tcpMd5SigOption("10.0.0.300", "k")).toThrow(
+      'Invalid TCP MD5 peer address "10.0.0.300"',
+    );
+    expect(() => tcpMd5SigOption("10.0.0.1", "k".repeat(81))).toThrow("longer than 80 bytes: 81");
+  });
+});
