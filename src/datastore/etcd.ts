@@ -115,7 +115,12 @@ export class EtcdDatastore implements Datastore {
       faultHandling: {
         // Each call goes straight to one host; rpc() below decides what is safe to retry,
         // with backoff, rather than a breaker that would hold a restarted etcd off for seconds.
-        host: () => passThroughPolicy(),
+        // With several endpoints, a host that failed twice in a row is skipped for a while
+        // (each call then goes to another one); with one endpoint there is nothing to skip to.
+        host: () =>
+          hosts.length > 1
+            ? (new HostBreaker(Math.max(500, this.o.backoffMaxMs)) as unknown as HostPolicy)
+            : passThroughPolicy(),
         global: passThroughPolicy() as unknown as GlobalPolicy,
       },
     };
@@ -142,21 +147,30 @@ export class EtcdDatastore implements Datastore {
   /** Opens a client and checks that etcd answers within the dial timeout. */
   static async connect(opts: EtcdOptions): Promise<EtcdDatastore> {
     const s = new EtcdDatastore(opts);
-    try {
-      await s.client.kv.range(
-        { key: s.probeKey, count_only: true },
-        { deadline: Date.now() + s.o.dialTimeoutMs },
-      );
-    } catch (err) {
-      // Authenticated but not allowed to read the probe key: etcd answered, so it is reachable.
-      if (/permission denied/i.test((err as Error).message ?? "")) return s;
-      await s.close();
-      throw new UnavailableError(
-        `Cannot reach etcd at "${s.url}" within ${s.o.dialTimeoutMs} ms: ${(err as Error).message}`,
-        { cause: err },
-      );
+    const deadline = Date.now() + s.o.dialTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await s.client.kv.range(
+          { key: s.probeKey, count_only: true },
+          { deadline: Math.max(deadline, Date.now() + 100) },
+        );
+        return s;
+      } catch (err) {
+        const e = err as Error;
+        // Authenticated but not allowed to read the probe key: etcd answered, so it is reachable.
+        if (/permission denied/i.test(e.message ?? "")) return s;
+        const wait = backoffDelay(attempt, s.o.backoffInitialMs, s.o.backoffMaxMs);
+        const again = attempt + 1 < s.o.maxAttempts && (isRecoverableError(e) || neverSent(e));
+        if (!again || Date.now() + wait >= deadline) {
+          await s.close();
+          throw new UnavailableError(
+            `Cannot reach etcd at "${s.url}" within ${s.o.dialTimeoutMs} ms: ${e.message}`,
+            { cause: err },
+          );
+        }
+        await new Promise((r) => setTimeout(r, wait));
+      }
     }
-    return s;
   }
 
   async get(key: string): Promise<KeyValue | undefined> {
@@ -461,6 +475,38 @@ class EtcdWatch {
       this.retryTimer = undefined;
       this.start();
     }, delay);
+  }
+}
+
+/** Thrown by HostBreaker without calling etcd, so the pool tries another endpoint. */
+class HostSkipped extends Error {
+  constructor(until: number) {
+    super(
+      `No connection established: endpoint skipped for ${until - Date.now()} ms after failures`,
+    );
+    this.name = "HostSkipped";
+  }
+}
+
+/** Per-endpoint breaker: after two transient failures in a row, skip it for skipMs. */
+class HostBreaker {
+  private failures = 0;
+  private skipUntil = 0;
+  constructor(private readonly skipMs: number) {}
+
+  async execute<T>(fn: () => Promise<T> | T): Promise<T> {
+    if (Date.now() < this.skipUntil) throw new HostSkipped(this.skipUntil);
+    try {
+      const r = await fn();
+      this.failures = 0;
+      return r;
+    } catch (err) {
+      if (err instanceof Error && isRecoverableError(err) && ++this.failures >= 2) {
+        this.skipUntil = Date.now() + this.skipMs;
+        this.failures = 0;
+      }
+      throw err;
+    }
   }
 }
 

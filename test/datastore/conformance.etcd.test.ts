@@ -4,9 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EtcdDatastore } from "../../src/datastore/etcd.js";
 import { openDatastore } from "../../src/datastore/open.js";
 import { UnavailableError } from "../../src/datastore/types.js";
-import { type EtcdServer, etcdUnavailableReason, startEtcd } from "../helpers/etcd.js";
+import { type EtcdServer, etcdUnavailableReason, freePort, startEtcd } from "../helpers/etcd.js";
 import { skipWithReason } from "../helpers/netns.js";
-import { runConformance } from "./conformance.js";
+import { Collector, runConformance } from "./conformance.js";
 import { runCasRace } from "./race.js";
 
 const skip = skipWithReason("etcd datastore", etcdUnavailableReason());
@@ -46,6 +46,24 @@ describe.skipIf(skip)("etcd backend", () => {
     console.log(`etcd race: 1600 increments in ${r.ms} ms, ${r.conflicts} conflicts retried`);
     expect(r.final).toBe(1600);
   }, 150_000);
+
+  it("works through an endpoint list in which one endpoint is dead", async () => {
+    const dead = `127.0.0.1:${await freePort()}`;
+    const s = await EtcdDatastore.connect({ endpoints: [dead, server.endpoint] });
+    try {
+      expect(s.url).toBe(`etcd://${dead},${server.endpoint}`);
+      const w = new Collector();
+      const watch = s.watch("/ocelot/test/failover/", await s.revision(), w.onMessage);
+      for (let i = 0; i < 30; i++) {
+        const kv = await s.create(`/ocelot/test/failover/${i}`, String(i));
+        expect((await s.get(kv.key))?.value).toBe(String(i));
+      }
+      await w.waitFor((c) => c.events.length >= 30, "30 events through the live endpoint");
+      await watch.cancel();
+    } finally {
+      await s.close();
+    }
+  });
 
   it("reports an unreachable etcd as UnavailableError quoting the address", async () => {
     const err = await EtcdDatastore.connect({
