@@ -4,6 +4,7 @@ import {
   parseCommunity,
   parseCommunityList,
   parseLargeCommunity,
+  prefixCommunities,
 } from "../../src/bgp/policy/communities.js";
 import {
   onlyLocalOriginations,
@@ -14,6 +15,7 @@ import { type BgpFilterRule, filterPolicy } from "../../src/bgp/policy/filter.js
 import { RejectReason, RouteSource, rejectReasonName } from "../../src/bgp/policy/types.js";
 import { NO_ADVERTISE, NO_EXPORT } from "../../src/bgp/rib/attrs.js";
 import { parsePrefix } from "../../src/bgp/rib/prefix.js";
+import { LOCAL_AS, makeRib, peer } from "../rib/fixtures.js";
 
 /** Runs a policy on a text prefix: "accept" or the reject reason name. */
 function run(
@@ -230,5 +232,62 @@ describe("communities", () => {
     expect(() => parseCommunity("65536:1")).toThrow('Community "65536:1" must be two numbers');
     expect(() => parseCommunity("abc")).toThrow('Community "abc"');
     expect(() => parseLargeCommunity("1:2:4294967296")).toThrow('Large community "1:2:4294967296"');
+  });
+});
+
+describe("prefixAdvertisements (communities on our originations)", () => {
+  it("every entry whose CIDR contains the prefix contributes, names resolved", () => {
+    const f = prefixCommunities(
+      [
+        { cidr: "10.244.0.0/16", communities: ["pool", "64512:1"] },
+        { cidr: "10.244.1.0/24", communities: ["4200000001:7:7"] },
+        { cidr: "fd00::/8", communities: ["no-export-pod"] },
+      ],
+      [
+        { name: "pool", value: "64512:100" },
+        { name: "no-export-pod", value: "65535:65281" },
+      ],
+    );
+    expect(f("10.244.1.0/26")).toEqual({
+      communities: [parseCommunity("64512:100"), parseCommunity("64512:1")],
+      largeCommunities: [[4200000001, 7, 7]],
+    });
+    expect(f("10.244.2.0/26")).toEqual({
+      communities: [parseCommunity("64512:100"), parseCommunity("64512:1")],
+      largeCommunities: [],
+    });
+    expect(f("10.0.0.0/8")).toEqual({ communities: [], largeCommunities: [] });
+    expect(f("fd00:1::/64")).toEqual({ communities: [NO_EXPORT], largeCommunities: [] });
+  });
+
+  it("refuses unknown names and bad values at configuration time", () => {
+    expect(() => prefixCommunities([{ cidr: "10.0.0.0/8", communities: ["nope"] }])).toThrow(
+      'Community "nope" in prefixAdvertisements for 10.0.0.0/8 is neither a defined name, a well-known name nor a value',
+    );
+    expect(() => prefixCommunities([{ cidr: "10.0.0.0/8", communities: ["70000:1"] }])).toThrow(
+      'Community "70000:1"',
+    );
+    expect(() => prefixCommunities([], [{ name: "x", value: "1:2:3:4" }])).toThrow(
+      'Community "1:2:3:4"',
+    );
+  });
+
+  it("originations carry them to peers; NO_EXPORT set this way keeps the route inside the AS", () => {
+    const rib = makeRib();
+    const f = prefixCommunities([
+      { cidr: "10.244.0.0/16", communities: ["64512:100", "no-export"] },
+    ]);
+    peer(rib, { address: "192.0.2.1", asn: 65001 });
+    peer(rib, { address: "10.0.0.2", asn: LOCAL_AS });
+    rib.originate("10.244.1.0/26", f("10.244.1.0/26"));
+    rib.drain();
+    expect(rib.explainExport("10.244.1.0/26", "10.0.0.2")).toMatchObject({
+      advertised: true,
+      attrs: { communities: [parseCommunity("64512:100"), NO_EXPORT] },
+    });
+    expect(rib.explainExport("10.244.1.0/26", "192.0.2.1")).toMatchObject({
+      advertised: false,
+      reason: "NoExport",
+    });
   });
 });

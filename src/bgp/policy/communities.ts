@@ -1,7 +1,9 @@
 // Community values in text and numbers: RFC 1997 standard communities ("64512:100" or a
 // well-known name), RFC 8092 large communities ("4200000001:1:2"). Owns parsing, formatting and
-// the well-known names. Not: which routes carry them (the speaker's originations, via the RIB).
+// the well-known names, and Calico's prefixAdvertisements (communities per CIDR for our
+// originations). Not: attaching them to routes (the RIB's originate()).
 import { type LargeCommunity, NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED } from "../rib/attrs.js";
+import { maskV4, parsePrefix } from "../rib/prefix.js";
 
 /** RFC 1997 / RFC 8326 / RFC 7999 well-known communities by their usual names. */
 export const WELL_KNOWN_COMMUNITIES: Readonly<Record<string, number>> = {
@@ -87,4 +89,63 @@ export function parseCommunityList(values: readonly string[]): {
     }
   }
   return { communities, largeCommunities };
+}
+
+/** BGPConfiguration `communities[]`: a named community value. */
+export interface NamedCommunity {
+  name: string;
+  value: string;
+}
+
+/** BGPConfiguration `prefixAdvertisements[]`: communities for prefixes inside a CIDR. */
+export interface PrefixAdvertisement {
+  cidr: string;
+  /** Names from `communities[]`, or literal "aa:nn" / "aa:nn:mm" values. */
+  communities: readonly string[];
+}
+
+/**
+ * Compiles Calico's prefixAdvertisements into a function giving the communities to set on one
+ * of our originations: every entry whose CIDR contains the prefix contributes (BIRD's
+ * `net ~ cidr`). Unknown names and bad values are refused here, at configuration time.
+ */
+export function prefixCommunities(
+  ads: readonly PrefixAdvertisement[],
+  named: readonly NamedCommunity[] = [],
+): (prefix: string) => { communities: number[]; largeCommunities: LargeCommunity[] } {
+  const byName = new Map<string, string>();
+  for (const n of named) {
+    parseCommunityList([n.value]);
+    byName.set(n.name, n.value);
+  }
+  const compiled = ads.map((ad) => {
+    const cidr = parsePrefix(ad.cidr);
+    const values = ad.communities.map((c) => {
+      const v = byName.get(c) ?? c;
+      const literal = /^\d+:\d+(:\d+)?$/.test(c) || c.toLowerCase() in WELL_KNOWN_COMMUNITIES;
+      if (!byName.has(c) && !literal) {
+        throw new Error(
+          `Community "${c}" in prefixAdvertisements for ${ad.cidr} is neither a defined name, a well-known name nor a value`,
+        );
+      }
+      return v;
+    });
+    parseCommunityList(values);
+    return { cidr, values };
+  });
+  return (prefix) => {
+    const p = parsePrefix(prefix);
+    const values: string[] = [];
+    for (const c of compiled) {
+      if (c.cidr.family !== p.family || p.len < c.cidr.len) continue;
+      let inside = true;
+      for (let i = 0; i < 4 && inside; i++) {
+        const bits = Math.min(32, Math.max(0, c.cidr.len - 32 * i));
+        if (bits === 0) break;
+        inside = ((p.words[i] as number) & maskV4(bits)) >>> 0 === c.cidr.words[i];
+      }
+      if (inside) values.push(...c.values);
+    }
+    return parseCommunityList(values);
+  };
 }
