@@ -19,7 +19,6 @@ export interface GroupBuilderHost<A> {
 /** The Adj-RIB-Out action for member s, given the old and new (attribute, excluded member). */
 export function specialAct(
   s: number,
-  _gen: number,
   oldOut: number,
   oldExc: number,
   newOut: number,

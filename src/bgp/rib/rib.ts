@@ -17,7 +17,12 @@
 //   rib.withdrawV4(p, addr, len, pathId);
 //   const ch = rib.drain(50_000);   // FIB changes + Adj-RIB-Out batches; repeat while ch.pending
 //   rib.peerDown(p);                                        // session lost: withdraw its paths
+//   rib.markStale(p) ... rib.sweepStale(p);                 // graceful restart (RFC 4724)
+//   rib.adjRibOut(p);                                       // full table at Established/refresh
+//   rib.updatePeer(p, { exportPolicy });                    // reconfigure without a flap
+//   rib.explain("10.0.0.0/24"); rib.explainExport(prefix, p); rib.peerCounts(p); rib.locRib();
 // Interned attribute ids are valid until the next drain() unless a path references them.
+// Locally originated routes win and never go to the FIB (the agent owns their blackholes).
 import type { Route } from "../../fib/types.js";
 import { RTPROT_OCELOT_BGP } from "../../fib/types.js";
 import {
@@ -1253,15 +1258,15 @@ export class Rib<A> {
     // The members excluded before or now get their own action when it differs from the rest.
     const s0 = oldExc !== 0 && g.members.has(oldExc) ? oldExc : 0;
     const s1 = newExc !== 0 && newExc !== oldExc && g.members.has(newExc) ? newExc : 0;
-    if (s0 !== 0 && specialAct(s0, gen, oldOut, oldExc, newOut, newExc) !== gen) {
+    if (s0 !== 0 && specialAct(s0, oldOut, oldExc, newOut, newExc) !== gen) {
       except0 = s0;
-      const act = specialAct(s0, gen, oldOut, oldExc, newOut, newExc);
+      const act = specialAct(s0, oldOut, oldExc, newOut, newExc);
       if (act !== ACT_NONE) b.add(act, newOut, s0, 0, 0, pfx);
     }
-    if (s1 !== 0 && specialAct(s1, gen, oldOut, oldExc, newOut, newExc) !== gen) {
+    if (s1 !== 0 && specialAct(s1, oldOut, oldExc, newOut, newExc) !== gen) {
       if (except0 === 0) except0 = s1;
       else except1 = s1;
-      const act = specialAct(s1, gen, oldOut, oldExc, newOut, newExc);
+      const act = specialAct(s1, oldOut, oldExc, newOut, newExc);
       if (act !== ACT_NONE) b.add(act, newOut, s1, 0, 0, pfx);
     }
     const excluded = (except0 !== 0 ? 1 : 0) + (except1 !== 0 ? 1 : 0);
