@@ -58,7 +58,7 @@ function peakRssMiB(): number {
 async function runOcelot(
   n: number,
   ackEach: boolean,
-): Promise<{ add: number; del: number; got: number; left: number }> {
+): Promise<{ add: number; del: number; got: number; left: number; rss: number; cpu: string }> {
   const ns = freshNs();
   try {
     const fib = await KernelFib.open({ netns: ns, protocols: [RTPROT_OCELOT_BGP], ackEach });
@@ -71,16 +71,22 @@ async function runOcelot(
       protocol: RTPROT_OCELOT_BGP,
       nexthops: [{ gateway: GW, dev: "d0" }],
     };
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     await fib.setV4Batch(batch);
     const t1 = performance.now();
+    const c1 = process.cpuUsage(c0);
     const got = countRoutes(ns, "201");
     const t2 = performance.now();
+    const c2 = process.cpuUsage();
     await fib.removeV4Batch(batch);
     const t3 = performance.now();
+    const c3 = process.cpuUsage(c2);
+    const rss = peakRssMiB();
     const left = countRoutes(ns, "201");
     await fib.close();
-    return { add: (t1 - t0) / 1000, del: (t3 - t2) / 1000, got, left };
+    const cpu = (c: NodeJS.CpuUsage) => `user ${(c.user / 1e6).toFixed(2)} s, sys ${(c.system / 1e6).toFixed(2)} s`;
+    return { add: (t1 - t0) / 1000, del: (t3 - t2) / 1000, got, left, rss, cpu: `add ${cpu(c1)}; del ${cpu(c3)}` };
   } finally {
     dropNs(ns);
   }
@@ -131,7 +137,7 @@ async function main(): Promise<void> {
       const o = await runOcelot(n, ackEach);
       if (process.argv.includes("--ocelot-only")) {
         console.log(
-          `fib_install N=${n} ocelot add_s=${o.add.toFixed(2)} del_s=${o.del.toFixed(2)} installed=${o.got} left=${o.left} peak_rss_mib=${peakRssMiB().toFixed(0)}`,
+          `fib_install N=${n} ocelot add_s=${o.add.toFixed(2)} del_s=${o.del.toFixed(2)} installed=${o.got} left=${o.left} ocelot_peak_rss_mib=${o.rss.toFixed(0)} (${o.cpu})`,
         );
         continue;
       }
@@ -140,7 +146,7 @@ async function main(): Promise<void> {
       console.log(
         `fib_install N=${n} ack=${ackEach ? "each" : "batch"} ocelot add_s=${f(o.add)} del_s=${f(o.del)} installed=${o.got} left=${o.left} | ` +
           `ip-batch add_s=${f(b.add)} del_s=${f(b.del)} installed=${b.got} left=${b.left} | ` +
-          `ratio add=${(o.add / b.add).toFixed(2)} del=${(o.del / b.del).toFixed(2)} | peak_rss_mib=${peakRssMiB().toFixed(0)}`,
+          `ratio add=${(o.add / b.add).toFixed(2)} del=${(o.del / b.del).toFixed(2)} | ocelot_peak_rss_mib=${o.rss.toFixed(0)} (${o.cpu})`,
       );
     }
   } finally {

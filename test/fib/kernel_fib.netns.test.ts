@@ -154,6 +154,15 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
         nexthops: [{ gateway: "fd00:ff::2", dev: "d0" }],
       },
       { family: 6, dst: "fd00:2::/122", protocol: 202, type: "blackhole", nexthops: [] },
+      {
+        family: 6,
+        dst: "fd00:3::/64",
+        protocol: 201,
+        nexthops: [
+          { gateway: "fd00:ff::2", dev: "d0" },
+          { gateway: "fd00:ff::3", dev: "d0" },
+        ],
+      },
       { family: 4, dst: "10.8.0.1/32", protocol: 202, nexthops: [{ dev: "d0" }] },
     ]);
     expect(find("10.5.0.0/26")).toMatchObject([{ type: "blackhole", protocol: "202" }]);
@@ -177,7 +186,19 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
       type: "blackhole",
       protocol: "202",
     });
-    await fib.remove([{ family: 6, dst: "fd00:2::/122", protocol: 202 }]);
+    const ecmp6 = kernel6().find((r) => r.dst === "fd00:3::/64");
+    expect(ecmp6?.nexthops?.map((n) => n.gateway)).toEqual(["fd00:ff::2", "fd00:ff::3"]);
+    // What we installed reads back as what we asked for: a resync changes nothing.
+    const before = events.length;
+    await fib.resync();
+    expect(events.slice(before).filter((e) => e.kind === "resync")).toMatchObject([
+      { kind: "resync", installed: 0, removed: 0 },
+    ]);
+    await fib.remove([
+      { family: 6, dst: "fd00:2::/122", protocol: 202 },
+      { family: 6, dst: "fd00:3::/64", protocol: 201 },
+    ]);
+    expect(kernel6().find((r) => r.dst === "fd00:3::/64")).toBeUndefined();
     expect(kernel6().find((r) => r.dst === "fd00:2::/122")).toBeUndefined();
   });
 
