@@ -34,6 +34,13 @@ describe("peer lifecycle", () => {
     const ch = rib.drain();
     expect(ch.fib.routes().remove.map((r) => r.dst)).toEqual([Q]);
     expect(rib.peerCounts(a)).toMatchObject({ received: 1, accepted: 1, stale: 0 });
+    expect(rib.stats()).toMatchObject({
+      prefixesV4: 1,
+      prefixesV6: 0,
+      paths: 1,
+      updateGroups: 1,
+      pending: 0,
+    });
     expect(rib.explain(P)?.paths[0]?.stale).toBe(false);
   });
 

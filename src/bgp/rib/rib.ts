@@ -219,6 +219,18 @@ export interface ExportExplanation {
   attrs?: AttrView;
 }
 
+export interface RibStats {
+  prefixesV4: number;
+  prefixesV6: number;
+  /** Paths held (all peers and our originations, before import policy). */
+  paths: number;
+  attributeSets: number;
+  updateGroups: number;
+  /** Prefixes changed and not yet drained. */
+  pending: number;
+  typedArrayBytes: number;
+}
+
 export interface LocRibEntry {
   prefix: string;
   peer: string;
@@ -823,6 +835,23 @@ export class Rib<A> {
         attrs: this.attrs.view(this.pathAttr[best] as number),
       };
     }
+  }
+
+  /** Sizes for status and metrics. */
+  stats(): RibStats {
+    let paths = 0;
+    for (const p of this.peers) if (!p.removed) paths += p.received;
+    let groups = 0;
+    for (const g of this.groups) if (g !== undefined) groups++;
+    return {
+      prefixesV4: this.t.count4,
+      prefixesV6: this.t.count6,
+      paths,
+      attributeSets: this.attrs.size,
+      updateGroups: groups,
+      pending: this.pending,
+      typedArrayBytes: this.typedBytes(),
+    };
   }
 
   /** Approximate bytes held by the typed arrays of the RIB (for the benchmark). */
