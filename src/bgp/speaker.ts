@@ -202,15 +202,19 @@ export class Speaker<A> {
 
   /** Stops sessions (Cease), removes our routes from the FIB, closes the listener. */
   async stop(): Promise<void> {
-    this.stopped = true;
+    if (this.stopped) return;
+    // Sessions down first: their routes leave the RIB, and the FIB gets numeric batch removals.
     for (const e of this.peers.values()) e.session.stop();
+    for (const o of this.config.originate) this.rib.withdrawOrigin(o.prefix);
+    this.drainAll();
+    this.stopped = true;
     await this.listener?.close();
     this.listener = undefined;
-    // Let FIB work already handed over finish before withdrawing everything (bounded wait).
-    for (let i = 0; i < 100 && this.fibInFlight > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    // Let the FIB finish what it was handed (bounded wait), then remove anything left over.
+    for (let i = 0; i < 600 && this.fibInFlight > 0; i++) await new Promise((r) => setTimeout(r, 50));
     if (this.deps.fib) {
-      const mine = this.deps.fib.desired();
-      if (mine.length > 0) await this.deps.fib.remove(mine);
+      const left = this.deps.fib.desired();
+      if (left.length > 0) await this.deps.fib.remove(left);
     }
   }
 
@@ -764,21 +768,30 @@ export class Speaker<A> {
     const table = this.fibTable();
     const jobs: Promise<void>[] = [];
     if (isBatchFib(fib) && batch.v4.count > 0) {
-      // The FIB's numeric IPv4 path: one call per next-hop set.
-      const bySet = new Map<number, { addrs: number[]; lens: number[] }>();
-      for (let i = 0; i < batch.v4.count; i++) {
-        const s = batch.v4Sets[i] as number;
-        let g = bySet.get(s);
-        if (!g) {
-          g = { addrs: [], lens: [] };
-          bySet.set(s, g);
+      // The FIB's numeric IPv4 path: one call per next-hop set, no per-route objects.
+      const n = batch.v4.count;
+      const counts = new Map<number, number>();
+      for (let i = 0; i < n; i++) {
+        const set = batch.v4Sets[i] as number;
+        counts.set(set, (counts.get(set) ?? 0) + 1);
+      }
+      const bySet = new Map<number, { addrs: Uint32Array; lens: Uint8Array; fill: number }>();
+      if (counts.size === 1) {
+        bySet.set(batch.v4Sets[0] as number, {
+          addrs: batch.v4.words.subarray(0, n),
+          lens: batch.v4.lens.subarray(0, n),
+          fill: n,
+        });
+      } else {
+        for (const [set, c] of counts) bySet.set(set, { addrs: new Uint32Array(c), lens: new Uint8Array(c), fill: 0 });
+        for (let i = 0; i < n; i++) {
+          const g = bySet.get(batch.v4Sets[i] as number) as { addrs: Uint32Array; lens: Uint8Array; fill: number };
+          g.addrs[g.fill] = batch.v4.words[i] as number;
+          g.lens[g.fill++] = batch.v4.lens[i] as number;
         }
-        g.addrs.push(batch.v4.words[i] as number);
-        g.lens.push(batch.v4.lens[i] as number);
       }
       for (const [s, g] of bySet) {
-        const addrs = Uint32Array.from(g.addrs);
-        const lens = Uint8Array.from(g.lens);
+        const { addrs, lens } = g;
         if (s < 0) {
           jobs.push(fib.removeV4Batch({ addrs, lens, protocol, table }));
           this.fibInstalled -= addrs.length;
