@@ -179,7 +179,8 @@ function report(what: string, n: number, m: Measure, goal: number): void {
   const f = (x: number) => (x / 1e6).toFixed(1).padStart(6);
   console.log(
     `${what.padEnd(34)} wall ${f(best)} M/s best ${f(median)} median | cpu ${f(bestCpu)} M/s best | ` +
-      `goal ${(goal / 1e6).toFixed(0)}M/s ratio ${(best / goal).toFixed(2)} | alloc ${perPrefix.toFixed(1)} B/prefix` +
+      `goal ${(goal / 1e6).toFixed(0)}M/s ratio wall ${(best / goal).toFixed(2)} cpu ${(bestCpu / goal).toFixed(2)} | ` +
+      `alloc ${perPrefix.toFixed(1)} B/prefix` +
       (m.gcsDuring > 0 ? ` (GC ran ${m.gcsDuring}x during the allocation run: lower bound)` : ""),
   );
 }

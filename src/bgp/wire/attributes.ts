@@ -29,11 +29,14 @@ import {
   emptyAttributes,
   type FamilyKey,
   familyKey,
+  type MpReachNlri,
+  type MpUnreachNlri,
   NotificationError,
   type PathAttributes,
   Rfc7606Action,
   type Rfc7606ActionCode,
   type SessionOptions,
+  type UnknownAttribute,
 } from "./types.js";
 
 /**
@@ -817,103 +820,191 @@ class Writer {
   }
 }
 
-function asPathValue(segs: readonly AsPathSegment[], asnSize: number, trans: boolean): Uint8Array {
-  const w = new Writer();
+/** Octets of an AS_PATH-shaped value; segments of more than 255 ASNs are split (RFC 4271 §4.3). */
+function asPathOctets(
+  segs: readonly AsPathSegment[],
+  asnSize: number,
+  skipConfed: boolean,
+): number {
+  let n = 0;
   for (const s of segs) {
-    // A segment holds at most 255 ASNs: longer ones are split (RFC 4271 §4.3).
-    for (let i = 0; i < s.asns.length || (i === 0 && s.asns.length === 0); i += 255) {
-      const part = s.asns.slice(i, i + 255);
-      if (part.length === 0) break;
+    if (skipConfed && isConfed(s.type)) continue;
+    const k = s.asns.length;
+    if (k > 0) n += 2 * Math.ceil(k / 255) + k * asnSize;
+  }
+  return n;
+}
+
+function writeAsPath(
+  w: Writer,
+  segs: readonly AsPathSegment[],
+  asnSize: number,
+  skipConfed: boolean,
+): void {
+  for (const s of segs) {
+    if (skipConfed && isConfed(s.type)) continue;
+    const asns = s.asns;
+    for (let i = 0; i < asns.length; i += 255) {
+      const end = Math.min(asns.length, i + 255);
       w.u8(s.type);
-      w.u8(part.length);
-      for (const a of part) {
-        if (asnSize === 4) w.u32(a);
-        else w.u16(trans && a > 0xffff ? AsTrans : a);
+      w.u8(end - i);
+      for (let k = i; k < end; k++) {
+        // RFC 6793 §4.2.2: 4-octet ASNs become AS_TRANS in a 2-octet AS_PATH.
+        if (asnSize === 4) w.u32(asns[k]);
+        else w.u16(asns[k] > 0xffff ? AsTrans : asns[k]);
       }
     }
   }
-  return w.done();
 }
 
-function u32sValue(xs: ArrayLike<number>): Uint8Array {
-  const w = new Writer();
-  for (let i = 0; i < xs.length; i++) w.u32(xs[i]);
-  return w.done();
+/** RFC 6793 §4.2.2: a 2-octet speaker gets AS4_PATH when the path holds 4-octet ASNs. */
+function needsAs4Path(a: PathAttributes): boolean {
+  return a.asPath?.some((s) => !isConfed(s.type) && s.asns.some((x) => x > 0xffff)) === true;
 }
 
-function u32Value(v: number): Uint8Array {
-  return Uint8Array.of(v >>> 24, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
+function unknownOf(a: PathAttributes, t: number): UnknownAttribute | undefined {
+  for (const u of a.unknown) if (u.type === t) return u;
+  return undefined;
 }
 
-/** The (flags, value) of each present attribute, MP ones excluded, keyed by type. */
-function attributeValues(
-  a: PathAttributes,
-  opts: SessionOptions,
-): Map<number, { flags: number; value: Uint8Array }> {
-  const m = new Map<number, { flags: number; value: Uint8Array }>();
-  const put = (type: number, value: Uint8Array, flags = ExpectedAttrFlags[type]) =>
-    m.set(type, { flags, value });
-  const four = opts.fourOctetAs;
-  if (a.origin !== null) put(AttrType.Origin, Uint8Array.of(a.origin));
-  if (a.asPath !== null) {
-    put(AttrType.AsPath, asPathValue(a.asPath, four ? 4 : 2, true));
-    // RFC 6793 §4.2.2: to a 2-octet speaker, send AS4_PATH when the path has 4-octet ASNs.
-    if (!four && a.asPath.some((s) => !isConfed(s.type) && s.asns.some((x) => x > 0xffff))) {
-      put(
-        AttrType.As4Path,
-        asPathValue(
-          a.asPath.filter((s) => !isConfed(s.type)),
-          4,
-          false,
-        ),
-      );
-    }
-  }
-  if (a.nextHop !== null) put(AttrType.NextHop, u32Value(a.nextHop));
-  if (a.med !== null) put(AttrType.MultiExitDisc, u32Value(a.med));
-  if (a.localPref !== null) put(AttrType.LocalPref, u32Value(a.localPref));
-  if (a.atomicAggregate) put(AttrType.AtomicAggregate, new Uint8Array(0));
-  if (a.aggregator !== null) {
-    const g = a.aggregator;
-    if (four) put(AttrType.Aggregator, u32sValue([g.asn, g.address]));
-    else {
-      const v = new Uint8Array(6);
-      const asn2 = g.asn > 0xffff ? AsTrans : g.asn;
-      v[0] = asn2 >> 8;
-      v[1] = asn2 & 0xff;
-      v.set(u32Value(g.address), 2);
-      put(AttrType.Aggregator, v);
+function viewLength(v: { start: number; end: number }): number {
+  return v.end - v.start;
+}
+
+/** Value length of attribute `t` as sent on this session, or -1 when it is not sent. */
+function valueLength(a: PathAttributes, t: number, four: boolean): number {
+  switch (t) {
+    case AttrType.Origin:
+      return a.origin === null ? -1 : 1;
+    case AttrType.AsPath:
+      return a.asPath === null ? -1 : asPathOctets(a.asPath, four ? 4 : 2, false);
+    case AttrType.NextHop:
+      return a.nextHop === null ? -1 : 4;
+    case AttrType.MultiExitDisc:
+      return a.med === null ? -1 : 4;
+    case AttrType.LocalPref:
+      return a.localPref === null ? -1 : 4;
+    case AttrType.AtomicAggregate:
+      return a.atomicAggregate ? 0 : -1;
+    case AttrType.Aggregator:
+      return a.aggregator === null ? -1 : four ? 8 : 6;
+    case AttrType.Communities:
+      return a.communities === null ? -1 : 4 * a.communities.length;
+    case AttrType.OriginatorId:
+      return a.originatorId === null ? -1 : 4;
+    case AttrType.ClusterList:
+      return a.clusterList === null ? -1 : 4 * a.clusterList.length;
+    case AttrType.MpReachNlri:
+      return a.mpReach === null ? -1 : 5 + a.mpReach.nextHop.length + viewLength(a.mpReach.nlri);
+    case AttrType.MpUnreachNlri:
+      return a.mpUnreach === null ? -1 : 3 + viewLength(a.mpUnreach.withdrawn);
+    case AttrType.ExtendedCommunities:
+      return a.extendedCommunities === null ? -1 : a.extendedCommunities.length;
+    case AttrType.As4Path:
+      return four || a.asPath === null || !needsAs4Path(a) ? -1 : asPathOctets(a.asPath, 4, true);
+    case AttrType.As4Aggregator:
       // RFC 6793 §4.2.2: AS4_AGGREGATOR when the aggregating AS is 4-octet.
-      if (g.asn > 0xffff) put(AttrType.As4Aggregator, u32sValue([g.asn, g.address]));
+      return four || a.aggregator === null || a.aggregator.asn <= 0xffff ? -1 : 8;
+    case AttrType.LargeCommunity:
+      return a.largeCommunities === null ? -1 : 4 * a.largeCommunities.length;
+    default: {
+      const u = unknownOf(a, t);
+      return u ? u.data.length : -1;
     }
   }
-  if (a.communities !== null) put(AttrType.Communities, u32sValue(a.communities));
-  if (a.originatorId !== null) put(AttrType.OriginatorId, u32Value(a.originatorId));
-  if (a.clusterList !== null) put(AttrType.ClusterList, u32sValue(a.clusterList));
-  if (a.extendedCommunities !== null) put(AttrType.ExtendedCommunities, a.extendedCommunities);
-  if (a.largeCommunities !== null) put(AttrType.LargeCommunity, u32sValue(a.largeCommunities));
-  for (const u of a.unknown) {
-    // RFC 4271 §5: an unrecognized optional transitive attribute is passed on with Partial set.
-    const flags =
-      (u.flags & (AttrFlag.Optional | AttrFlag.Transitive | AttrFlag.Partial)) | AttrFlag.Partial;
-    m.set(u.type, { flags, value: u.data });
-  }
-  return m;
 }
 
-function writeAttr(
-  w: Writer,
-  flags: number,
-  type: number,
-  value: Uint8Array,
-  wantExt: boolean,
-): void {
-  const ext = wantExt || value.length > 255;
-  w.u8((flags & ~AttrFlag.ExtendedLength) | (ext ? AttrFlag.ExtendedLength : 0));
-  w.u8(type);
-  if (ext) w.u16(value.length);
-  else w.u8(value.length);
-  w.bytes(value);
+function writeU32s(w: Writer, xs: ArrayLike<number>): void {
+  for (let i = 0; i < xs.length; i++) w.u32(xs[i]);
+}
+
+function writeView(w: Writer, v: { buf: Uint8Array; start: number; end: number }): void {
+  w.bytes(v.buf.subarray(v.start, v.end));
+}
+
+/** Writes the value of attribute `t` (valueLength(a, t) >= 0). */
+function writeValue(w: Writer, a: PathAttributes, t: number, four: boolean): void {
+  switch (t) {
+    case AttrType.Origin:
+      w.u8(a.origin as number);
+      return;
+    case AttrType.AsPath:
+      writeAsPath(w, a.asPath as AsPathSegment[], four ? 4 : 2, false);
+      return;
+    case AttrType.NextHop:
+      w.u32(a.nextHop as number);
+      return;
+    case AttrType.MultiExitDisc:
+      w.u32(a.med as number);
+      return;
+    case AttrType.LocalPref:
+      w.u32(a.localPref as number);
+      return;
+    case AttrType.AtomicAggregate:
+      return;
+    case AttrType.Aggregator: {
+      const g = a.aggregator as Aggregator;
+      if (four) w.u32(g.asn);
+      else w.u16(g.asn > 0xffff ? AsTrans : g.asn);
+      w.u32(g.address);
+      return;
+    }
+    case AttrType.Communities:
+      writeU32s(w, a.communities as Uint32Array);
+      return;
+    case AttrType.OriginatorId:
+      w.u32(a.originatorId as number);
+      return;
+    case AttrType.ClusterList:
+      writeU32s(w, a.clusterList as Uint32Array);
+      return;
+    case AttrType.MpReachNlri: {
+      const r = a.mpReach as MpReachNlri;
+      w.u16(r.afi);
+      w.u8(r.safi);
+      w.u8(r.nextHop.length);
+      w.bytes(r.nextHop);
+      w.u8(0);
+      writeView(w, r.nlri);
+      return;
+    }
+    case AttrType.MpUnreachNlri: {
+      const u = a.mpUnreach as MpUnreachNlri;
+      w.u16(u.afi);
+      w.u8(u.safi);
+      writeView(w, u.withdrawn);
+      return;
+    }
+    case AttrType.ExtendedCommunities:
+      w.bytes(a.extendedCommunities as Uint8Array);
+      return;
+    case AttrType.As4Path:
+      writeAsPath(w, a.asPath as AsPathSegment[], 4, true);
+      return;
+    case AttrType.As4Aggregator: {
+      const g = a.aggregator as Aggregator;
+      w.u32(g.asn);
+      w.u32(g.address);
+      return;
+    }
+    case AttrType.LargeCommunity:
+      writeU32s(w, a.largeCommunities as Uint32Array);
+      return;
+    default:
+      w.bytes((unknownOf(a, t) as UnknownAttribute).data);
+      return;
+  }
+}
+
+/** Flags an attribute is sent with, before the layout's Partial / extended-length bits. */
+function baseFlags(a: PathAttributes, t: number): number {
+  const f = ExpectedAttrFlags[t];
+  if (f !== undefined) return f;
+  // RFC 4271 §5: an unrecognized optional transitive attribute is passed on with Partial set.
+  const u = unknownOf(a, t) as UnknownAttribute;
+  return (
+    (u.flags & (AttrFlag.Optional | AttrFlag.Transitive | AttrFlag.Partial)) | AttrFlag.Partial
+  );
 }
 
 /** Writes MP_REACH_NLRI (RFC 4760 §3) with its NLRI bytes. */
@@ -934,6 +1025,10 @@ export function mpReachValue(
   return v;
 }
 
+/** Reused by encodeAttributes (synchronous); results are copied out. */
+const scratch = new Writer();
+const placed = new Uint8Array(256);
+
 /**
  * Encodes attributes for a session: 2-octet sessions get AS_TRANS plus AS4_PATH/AS4_AGGREGATOR
  * (RFC 6793 §4.2.2); unknown transitive attributes get the Partial bit. mpReach/mpUnreach are
@@ -941,50 +1036,36 @@ export function mpReachValue(
  * follow `attrs.layout` when set, else the canonical order (MP attributes first).
  */
 export function encodeAttributes(attrs: PathAttributes, opts: SessionOptions): EncodedAttributes {
-  const values = attributeValues(attrs, opts);
-  if (attrs.mpReach) {
-    const r = attrs.mpReach;
-    values.set(AttrType.MpReachNlri, {
-      flags: AttrFlag.Optional,
-      value: mpReachValue(r.afi, r.safi, r.nextHop, r.nlri.buf.subarray(r.nlri.start, r.nlri.end)),
-    });
-  }
-  if (attrs.mpUnreach) {
-    const u = attrs.mpUnreach;
-    const nl = u.withdrawn.buf.subarray(u.withdrawn.start, u.withdrawn.end);
-    const v = new Uint8Array(3 + nl.length);
-    v[0] = u.afi >> 8;
-    v[1] = u.afi & 0xff;
-    v[2] = u.safi;
-    v.set(nl, 3);
-    values.set(AttrType.MpUnreachNlri, { flags: AttrFlag.Optional, value: v });
-  }
-  const layoutFlags = new Map<number, number>();
-  const order: number[] = [];
-  for (const e of attrs.layout ?? []) {
-    const t = e & 0xff;
-    layoutFlags.set(t, e >> 8);
-    order.push(t);
-  }
-  for (const t of CanonicalOrder) if (!layoutFlags.has(t)) order.push(t);
-  for (const t of values.keys()) if (!order.includes(t)) order.push(t);
-  const w = new Writer();
+  const four = opts.fourOctetAs;
+  const w = scratch;
+  w.n = 0;
+  placed.fill(0);
   let mpAt = -1;
   let mpFlags = AttrFlag.Optional | AttrFlag.ExtendedLength;
-  for (const t of order) {
+  const one = (t: number, lf: number) => {
+    if (placed[t]) return;
+    placed[t] = 1;
     if (mpAt < 0 && (t === AttrType.MpReachNlri || t === AttrType.MpUnreachNlri)) {
       mpAt = w.n;
-      const lf = layoutFlags.get(t);
-      if (lf !== undefined) mpFlags = AttrFlag.Optional | (lf & AttrFlag.ExtendedLength);
+      if (lf >= 0) mpFlags = AttrFlag.Optional | (lf & AttrFlag.ExtendedLength);
     }
-    const v = values.get(t);
-    if (!v) continue;
-    const lf = layoutFlags.get(t) ?? 0;
+    const len = valueLength(attrs, t, four);
+    if (len < 0) return;
+    const flags = baseFlags(attrs, t);
+    const l = Math.max(lf, 0);
     // RFC 4271 §5: a received Partial bit on an optional transitive attribute stays set.
     const partial =
-      v.flags & AttrFlag.Optional && v.flags & AttrFlag.Transitive ? lf & AttrFlag.Partial : 0;
-    writeAttr(w, v.flags | partial, t, v.value, (lf & AttrFlag.ExtendedLength) !== 0);
-  }
+      flags & AttrFlag.Optional && flags & AttrFlag.Transitive ? l & AttrFlag.Partial : 0;
+    const ext = (l & AttrFlag.ExtendedLength) !== 0 || len > 255;
+    w.u8(((flags | partial) & ~AttrFlag.ExtendedLength) | (ext ? AttrFlag.ExtendedLength : 0));
+    w.u8(t);
+    if (ext) w.u16(len);
+    else w.u8(len);
+    writeValue(w, attrs, t, four);
+  };
+  if (attrs.layout) for (const e of attrs.layout) one(e & 0xff, e >> 8);
+  for (const t of CanonicalOrder) one(t, -1);
+  for (const u of attrs.unknown) one(u.type, -1);
   if (mpAt < 0) mpAt = 0;
   return { bytes: w.done(), mpAt, mpFlags };
 }
