@@ -1,6 +1,6 @@
-// Raw compare-and-swap rate of the datastore backends: sequential, and with many CAS in flight
-// on distinct keys. Run: npx tsx bench/datastore_cas.ts [--n 2000] [--etcd|--no-etcd]
-// Owns: measureCasRate() (reused by the IPAM benchmarks). Starts and stops its own etcd.
+// Raw compare-and-swap rate of the datastore backends, sequential and with 64 CAS in flight on
+// distinct keys, and write-to-watch latency. Run: npx tsx bench/datastore_cas.ts [--n 2000]
+// [--no-etcd]. Owns: measureCasRate() (reused by the IPAM benchmarks). Starts its own etcd.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -49,6 +49,51 @@ export async function measureCasRate(
   return { ops, ms, opsPerSec: (ops * 1000) / ms };
 }
 
+/**
+ * Time from a write on one handle to its watch event on another (for SQLite: another
+ * connection, so the event comes through the polled log as it would in another process).
+ */
+export async function measureWatchLatency(
+  writer: Datastore,
+  watcher: Datastore,
+  n = 100,
+): Promise<{ medianMs: number; p99Ms: number }> {
+  const key = `/ocelot/bench/watch/${process.pid}-${Date.now()}`;
+  const sent = new Map<string, number>();
+  const lat: number[] = [];
+  let wake: (() => void) | undefined;
+  const watch = watcher.watch(key, await watcher.revision(), (m) => {
+    if (m.kind !== "events") return;
+    for (const e of m.events) {
+      if (e.type !== "put") continue;
+      const t = sent.get(e.kv.value);
+      if (t !== undefined) lat.push(performance.now() - t);
+    }
+    wake?.();
+  });
+  try {
+    for (let i = 0; i < n; i++) {
+      const v = String(i);
+      const arrived = new Promise<void>((r) => {
+        wake = r;
+      });
+      sent.set(v, performance.now());
+      await writer.update(key, v);
+      await Promise.race([arrived, new Promise((r) => setTimeout(r, 2000))]);
+      // Spread writes over the poll period rather than right after each delivery.
+      await new Promise((r) => setTimeout(r, Math.random() * 10));
+    }
+  } finally {
+    await watch.cancel();
+    await writer.delete(key);
+  }
+  lat.sort((a, b) => a - b);
+  return {
+    medianMs: lat[Math.floor(lat.length / 2)] ?? Number.NaN,
+    p99Ms: lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))] ?? Number.NaN,
+  };
+}
+
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1] : undefined;
@@ -63,6 +108,13 @@ async function report(name: string, store: Datastore, n: number): Promise<void> 
   }
 }
 
+async function reportLatency(name: string, writer: Datastore, watcher: Datastore): Promise<void> {
+  const r = await measureWatchLatency(writer, watcher);
+  console.log(
+    `${name.padEnd(22)} watch latency: median ${r.medianMs.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms`,
+  );
+}
+
 async function main(): Promise<void> {
   const n = Number(arg("--n") ?? 2000);
   const dir = mkdtempSync(join(tmpdir(), "ocelot-bench-"));
@@ -73,6 +125,11 @@ async function main(): Promise<void> {
     for (const synchronous of ["FULL", "NORMAL"] as const) {
       const s = new SqliteDatastore(join(dir, `${synchronous}.db`), { synchronous });
       await report(`sqlite (sync ${synchronous})`, s, n);
+      if (synchronous === "NORMAL") {
+        const other = new SqliteDatastore(join(dir, `${synchronous}.db`), { synchronous });
+        await reportLatency("sqlite (2nd connection)", s, other);
+        await other.close();
+      }
       await s.close();
     }
     const why = process.argv.includes("--no-etcd") ? "--no-etcd given" : etcdUnavailableReason();
@@ -86,6 +143,11 @@ async function main(): Promise<void> {
       try {
         const e = await EtcdDatastore.connect({ endpoints: [server.endpoint] });
         await report(`etcd 3.4 (${tmpfs ? "tmpfs" : "disk"})`, e, n);
+        if (!tmpfs) {
+          const other = await EtcdDatastore.connect({ endpoints: [server.endpoint] });
+          await reportLatency("etcd 3.4 (2nd client)", e, other);
+          await other.close();
+        }
         await e.close();
       } finally {
         await server.stop();

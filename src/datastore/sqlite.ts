@@ -10,13 +10,13 @@
 // process can interleave; the busy timeout turns lock contention into a short wait rather than
 // an error. better-sqlite3 12 is synchronous (no thread hop per call), already a dependency,
 // and builds on Node 20 here. Watches read an `events` table (one row per revision, indexed by
-// revision) that each process polls every ~25 ms, which is cheap when idle and survives
-// crashes; compaction trims that table, and a watcher whose start is gone gets `resync`, as
+// revision) that each process reads when inotify reports a write to the WAL file, and polls
+// every ~25 ms in case it missed one, which is cheap when idle and survives crashes; compaction trims that table, and a watcher whose start is gone gets `resync`, as
 // with etcd. Alternatives: LevelDB and RocksDB lock a database to one process; LMDB would work
 // across processes but is another native addon and has no notification either; a JSON file
 // with locks would reimplement a database, badly.
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { type FSWatcher, watch as fsWatch, mkdirSync } from "node:fs";
+import { basename, dirname } from "node:path";
 import Database from "better-sqlite3";
 import { validateKey } from "./memory.js";
 import {
@@ -47,6 +47,8 @@ export interface SqliteOptions {
    * does, about 20x slower here (see bench/datastore_cas.ts).
    */
   synchronous?: "FULL" | "NORMAL";
+  /** Poll at once when inotify reports another process's write (else only on the timer). Default true. */
+  notify?: boolean;
   /** Create the parent directory when missing. Default true. */
   createDirectory?: boolean;
 }
@@ -131,6 +133,7 @@ export class SqliteDatastore implements Datastore {
   private readonly opts: Required<Omit<SqliteOptions, "createDirectory">>;
   private readonly watchers = new Set<Watcher>();
   private timer: NodeJS.Timeout | undefined;
+  private fileWatcher: FSWatcher | undefined;
   private pollSoon = false;
   private closed = false;
   private readonly stmt: ReturnType<SqliteDatastore["prepare"]>;
@@ -153,6 +156,7 @@ export class SqliteDatastore implements Datastore {
       pollIntervalMs: opts.pollIntervalMs ?? 25,
       keepRevisions: opts.keepRevisions ?? 10_000,
       synchronous: opts.synchronous ?? "NORMAL",
+      notify: opts.notify ?? true,
     };
     if (!Number.isInteger(this.opts.keepRevisions) || this.opts.keepRevisions < 1)
       throw new RangeError(
@@ -410,6 +414,7 @@ export class SqliteDatastore implements Datastore {
     if (!this.timer) {
       this.timer = setInterval(() => this.poll(), this.opts.pollIntervalMs);
       this.timer.unref();
+      this.watchFile();
     }
     if (this.pollSoon) return;
     this.pollSoon = true;
@@ -422,6 +427,29 @@ export class SqliteDatastore implements Datastore {
   private stopTimer(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.fileWatcher?.close();
+    this.fileWatcher = undefined;
+  }
+
+  /**
+   * Polls as soon as another process writes: inotify on the directory reports changes to the
+   * `-wal` file (a directory watch survives the file being removed and recreated). Best effort:
+   * where it is unavailable the timer alone drives polling.
+   */
+  private watchFile(): void {
+    if (this.fileWatcher || !this.opts.notify) return;
+    const wal = `${basename(this.path)}-wal`;
+    try {
+      this.fileWatcher = fsWatch(dirname(this.path), { persistent: false }, (_type, name) => {
+        if (name === wal) this.kick();
+      });
+      this.fileWatcher.on("error", () => {
+        this.fileWatcher?.close();
+        this.fileWatcher = undefined;
+      });
+    } catch {
+      this.fileWatcher = undefined;
+    }
   }
 
   /** One poll: a consistent snapshot, then each watcher's new events in revision order. */

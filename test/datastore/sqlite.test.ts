@@ -69,6 +69,28 @@ describe("SqliteDatastore", () => {
     await s.close();
   });
 
+  it.each([true, false])(
+    "delivers another connection's writes with inotify %s (timer polling as the fallback)",
+    async (notify) => {
+      const path = tempDb();
+      const writer = new SqliteDatastore(path);
+      const watcher = new SqliteDatastore(path, { notify, pollIntervalMs: 40 });
+      const w = new Collector();
+      const watch = watcher.watch("/n/", await watcher.revision(), w.onMessage);
+      try {
+        for (let i = 0; i < 10; i++) await writer.update(`/n/${i % 3}`, String(i));
+        await w.waitFor((c) => c.events.length >= 10, "ten events from the other connection");
+        expect(w.events.map((e) => (e.type === "put" ? e.kv.value : ""))).toEqual(
+          Array.from({ length: 10 }, (_, i) => String(i)),
+        );
+      } finally {
+        await watch.cancel();
+        await watcher.close();
+        await writer.close();
+      }
+    },
+  );
+
   it("refuses a file it cannot open with an error quoting the path", () => {
     expect(() => new SqliteDatastore("/dev/null/dir/store.db")).toThrow(
       /"\/dev\/null\/dir\/store.db"/,
