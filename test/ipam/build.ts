@@ -1,39 +1,48 @@
-// Makes sure dist/ holds the compiled plugin before process tests run `bin/ocelot-ipam`.
+// A private build of the tree for process tests of `bin/ocelot-ipam` and `bin/ocelot`: compiled
+// into node_modules/.cache/ocelot-ipam-test/<pid>/ (bare imports still resolve to the project's
+// node_modules) with copies of the bin shims, so that other engineers rebuilding dist/ while
+// these tests run cannot swap modules under the running plugin processes.
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const OCELOT_IPAM = join(ROOT, "bin", "ocelot-ipam");
-export const OCELOT = join(ROOT, "bin", "ocelot");
 
-function newest(dir: string): number {
-  let t = 0;
-  for (const f of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, f.name);
-    t = Math.max(t, f.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
+export interface PrivateBuild {
+  ocelotIpam: string;
+  ocelot: string;
+  remove(): void;
 }
 
 /**
- * Runs the TypeScript build when dist/ is older than src/ipam, src/cni or src/cli. Type errors
- * elsewhere in the tree (others' work in progress) do not stop the emit, so only a missing
- * output fails the tests.
+ * Compiles src/ with tsc into a private directory. Type errors elsewhere in the tree (others'
+ * work in progress) do not stop tsc's emit, so only a missing output fails.
  */
-export function ensureBuilt(): void {
-  const out = join(ROOT, "dist", "cni", "ipam_main.js");
-  const src = Math.max(
-    ...["ipam", "cni", "cli", "datastore"].map((d) => newest(join(ROOT, "src", d))),
+export function privateBuild(): PrivateBuild {
+  const dir = join(
+    ROOT,
+    "node_modules",
+    ".cache",
+    "ocelot-ipam-test",
+    `${process.pid}-${Date.now()}`,
   );
-  if (existsSync(out) && statSync(out).mtimeMs >= src) return;
+  const remove = () => rmSync(dir, { recursive: true, force: true });
+  mkdirSync(join(dir, "bin"), { recursive: true });
   const r = spawnSync(
     process.execPath,
-    [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", ROOT],
-    {
-      encoding: "utf8",
-    },
+    [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", ROOT, "--outDir", join(dir, "dist")],
+    { encoding: "utf8", timeout: 180_000 },
   );
-  if (!existsSync(out)) throw new Error(`Build did not produce ${out}: ${r.stdout}${r.stderr}`);
+  if (!existsSync(join(dir, "dist", "cni", "ipam_main.js"))) {
+    remove();
+    throw new Error(`Build did not produce the plugin: ${r.stdout}${r.stderr}`);
+  }
+  for (const b of ["ocelot-ipam", "ocelot"])
+    copyFileSync(join(ROOT, "bin", b), join(dir, "bin", b));
+  return {
+    ocelotIpam: join(dir, "bin", "ocelot-ipam"),
+    ocelot: join(dir, "bin", "ocelot"),
+    remove,
+  };
 }

@@ -6,18 +6,19 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { IpamStore } from "../../src/ipam/store.js";
-import { ensureBuilt, OCELOT } from "./build.js";
+import { type PrivateBuild, privateBuild } from "./build.js";
 import { putPool } from "./helpers.js";
 
 describe("ocelot ipam", () => {
   let dir: string;
   let url: string;
   let store: SqliteDatastore;
+  let build: PrivateBuild;
   const run = (...args: string[]) =>
-    spawnSync(OCELOT, ["ipam", ...args, "--datastore", url], { encoding: "utf8" });
+    spawnSync(build.ocelot, ["ipam", ...args, "--datastore", url], { encoding: "utf8" });
 
   beforeAll(async () => {
-    ensureBuilt();
+    build = privateBuild();
     dir = mkdtempSync(join(tmpdir(), "ocelot-ipam-cli-"));
     url = `file:${join(dir, "store.db")}`;
     store = new SqliteDatastore(join(dir, "store.db"));
@@ -64,6 +65,7 @@ describe("ocelot ipam", () => {
 
   afterAll(async () => {
     await store?.close();
+    build?.remove();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

@@ -1,7 +1,11 @@
 // Helpers for process tests of `bin/ocelot-ipam`: run one CNI command, bound concurrency,
 // build a network configuration.
 import { type ChildProcess, spawn } from "node:child_process";
-import { OCELOT_IPAM } from "./build.js";
+import { expect } from "vitest";
+import { runIpamPlugin } from "../../src/cni/ipam_plugin.js";
+import type { Datastore } from "../../src/datastore/types.js";
+import { inUseCount } from "../../src/ipam/block.js";
+import { IpamStore } from "../../src/ipam/store.js";
 
 export const GRACE_SECONDS = 2;
 
@@ -12,13 +16,15 @@ export interface CniRun {
 }
 
 export function runCni(
+  plugin: string,
   command: string,
   containerId: string,
   conf: Record<string, unknown>,
   onSpawn?: (p: ChildProcess) => void,
+  extraEnv: Record<string, string> = {},
 ): Promise<CniRun> {
   return new Promise((resolve, reject) => {
-    const p = spawn(OCELOT_IPAM, [], {
+    const p = spawn(plugin, [], {
       env: {
         PATH: process.env.PATH,
         CNI_COMMAND: command,
@@ -27,6 +33,7 @@ export function runCni(
         CNI_IFNAME: "eth0",
         CNI_ARGS: `K8S_POD_NAMESPACE=default;K8S_POD_NAME=${containerId}`,
         CNI_PATH: "/opt/cni/bin",
+        ...extraEnv,
       },
       stdio: ["pipe", "pipe", "pipe"],
     });
@@ -72,4 +79,89 @@ export function netConf(
     nodename: node,
     ipam: { type: "ocelot-ipam", empty_block_grace_seconds: GRACE_SECONDS, ...ipam },
   };
+}
+
+export const NODES = 4;
+export const PODS_PER_NODE = 50;
+/** Plugin processes in flight at once (200 Node.js processes at once do not fit on 2 cores). */
+export const MAX_IN_FLIGHT = 16;
+
+export async function usage(
+  store: Datastore,
+): Promise<{ inUse: number; blocks: number; handles: number; affinities: number }> {
+  const ipam = new IpamStore(store);
+  const blocks = await ipam.listBlocks(4);
+  return {
+    inUse: blocks.reduce((n, e) => n + inUseCount(e.block), 0),
+    blocks: blocks.length,
+    handles: (await store.list("/ocelot/ipam/v2/handle/")).items.length,
+    affinities: (await store.list("/ocelot/ipam/v2/host/")).items.length,
+  };
+}
+
+/**
+ * 4 nodes x 50 ADDs through the plugin: 200 distinct addresses, each in a block of its own node
+ * (50 fit in one /26); then all DELs free every address; after the grace period one more DEL per
+ * node releases the empty blocks. Expects a pool "default-ipv4" (a /16) and nothing else allocated.
+ */
+export async function fourNodesScenario(
+  plugin: string,
+  url: string,
+  store: Datastore,
+): Promise<void> {
+  const pods = Array.from({ length: NODES * PODS_PER_NODE }, (_, i) => ({
+    node: `node${i % NODES}`,
+    id: `pod${i}`,
+  }));
+  const adds = await bounded(
+    pods.map(
+      (p) => () =>
+        runCni(plugin, "ADD", p.id, netConf(url, p.node, { ipv4_pools: ["default-ipv4"] })),
+    ),
+    MAX_IN_FLIGHT,
+  );
+  for (const r of adds) expect(r.code, r.stdout + r.stderr).toBe(0);
+  const addrs = adds.map((r) => (JSON.parse(r.stdout).ips[0].address as string).replace("/32", ""));
+  expect(new Set(addrs).size).toBe(200);
+  const ipam = new IpamStore(store);
+  for (const [i, a] of addrs.entries()) {
+    const alloc = await ipam.getAllocation(a);
+    expect(alloc?.handleId).toBe(`k8s-pod-network.${pods[i]?.id}`);
+    expect(alloc?.blockAffinity).toBe(`host:${pods[i]?.node}`);
+  }
+  expect(await usage(store)).toEqual({ inUse: 200, blocks: 4, handles: 200, affinities: 4 });
+
+  const del = delInProcess
+    ? inProcessDel(store)
+    : (id: string, conf: Record<string, unknown>) => runCni(plugin, "DEL", id, conf);
+  const dels = await bounded(
+    pods.map((p) => () => del(p.id, netConf(url, p.node))),
+    MAX_IN_FLIGHT,
+  );
+  for (const r of dels) expect(r, r.stdout + r.stderr).toMatchObject({ code: 0, stdout: "" });
+  expect(await usage(store)).toMatchObject({ inUse: 0, handles: 0 });
+  // Released only after the grace period: a DEL on each node after it sweeps the empty blocks.
+  await new Promise((r) => setTimeout(r, GRACE_SECONDS * 1000 + 200));
+  for (let n = 0; n < NODES; n++)
+    expect((await runCni(plugin, "DEL", "gone", netConf(url, `node${n}`))).code).toBe(0);
+  expect(await usage(store)).toEqual({ inUse: 0, blocks: 0, handles: 0, affinities: 0 });
+}
+
+/** A pool of 4 addresses filled, then one more ADD: code 11 naming the pool, nothing written. */
+export async function exhaustionScenario(
+  plugin: string,
+  url: string,
+  store: Datastore,
+): Promise<void> {
+  const conf = netConf(url, "nodeX", { ipv4_pools: ["tiny"] });
+  for (let i = 0; i < 4; i++) expect((await runCni(plugin, "ADD", `t${i}`, conf)).code).toBe(0);
+  const before = await usage(store);
+  const r = await runCni(plugin, "ADD", "t-full", conf);
+  expect(r.code).toBe(1);
+  const err = JSON.parse(r.stdout);
+  expect(err).toMatchObject({ cniVersion: "1.0.0", code: 11 });
+  expect(err.msg).toContain('"tiny" (10.99.0.0/30)');
+  expect(await usage(store)).toEqual(before);
+  expect(await store.get("/ocelot/ipam/v2/handle/k8s-pod-network.t-full")).toBeUndefined();
+  for (let i = 0; i < 4; i++) expect((await runCni(plugin, "DEL", `t${i}`, conf)).code).toBe(0);
 }
