@@ -1,6 +1,7 @@
 // The RIB's prefix index: numeric IPv4 and IPv6 prefixes to small integer prefix ids, in
-// open-addressing hash tables over typed arrays (linear probing, backward-shift deletion, no
-// tombstones). Ids are dense and reused after removal. Not: what the RIB keeps per prefix.
+// open-addressing hash tables over typed arrays (linear probing, load at most 5/8,
+// backward-shift deletion, no tombstones). Ids are dense and reused after removal.
+// Not: what the RIB keeps per prefix.
 import { formatV4, formatV6, type PrefixList } from "./prefix.js";
 
 const NONE = -1;
@@ -24,11 +25,16 @@ function hashV6(w: Uint32Array, off: number, len: number): number {
   return h ^ (h >>> 16);
 }
 
+/** Growth of the typed arrays: doubling while small, then 1.25x (little slack at 1M routes). */
+export function nextCapacity(len: number): number {
+  return len < 65_536 ? len * 2 : Math.ceil(len * 1.25);
+}
+
 function grown<
   T extends Uint8Array<ArrayBuffer> | Uint32Array<ArrayBuffer> | Int32Array<ArrayBuffer>,
 >(a: T, n: number): T {
   if (n <= a.length) return a;
-  const b = new (a.constructor as new (n: number) => T)(Math.max(n, Math.ceil(a.length * 1.5)));
+  const b = new (a.constructor as new (n: number) => T)(Math.max(n, nextCapacity(a.length)));
   b.set(a);
   return b;
 }
@@ -51,7 +57,7 @@ class FreeStack {
 }
 
 export class PrefixTable {
-  /** Capacity of the per-prefix arrays (grows by 1.5x; `onGrow` is told). */
+  /** Capacity of the per-prefix arrays (grows by nextCapacity(); `onGrow` is told). */
   cap: number;
   /** Ids below `top` have been used; `fam[id] === 0` marks a free one. */
   top = 0;
@@ -103,7 +109,7 @@ export class PrefixTable {
       i = (i + 1) & mask;
     }
     const id = this.alloc(FAM_V4, addr, len);
-    if ((this.count4 + 1) * 2 > slots.length) {
+    if ((this.count4 + 1) * 8 > slots.length * 5) {
       this.v4Slots = this.rehash(slots);
       slots = this.v4Slots;
       mask = slots.length - 1;
@@ -139,7 +145,7 @@ export class PrefixTable {
     }
     for (let i = 0; i < 4; i++) this.v6Words[k * 4 + i] = w[off + i] as number;
     const id = this.alloc(FAM_V6, k, len);
-    if ((this.count6 + 1) * 2 > this.v6Slots.length) this.v6Slots = this.rehash(this.v6Slots);
+    if ((this.count6 + 1) * 8 > this.v6Slots.length * 5) this.v6Slots = this.rehash(this.v6Slots);
     const slots = this.v6Slots;
     const mask = slots.length - 1;
     let i = hashV6(w, off, len) & mask;
@@ -204,7 +210,7 @@ export class PrefixTable {
   }
 
   private grow(): void {
-    const n = Math.ceil(this.cap * 1.5);
+    const n = nextCapacity(this.cap);
     this.fam = grown(this.fam, n);
     this.key = grown(this.key, n);
     this.len = grown(this.len, n);

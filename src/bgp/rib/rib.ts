@@ -46,7 +46,7 @@ import {
   ORIGIN_IGP,
 } from "./attrs.js";
 import { addressSortKey, PrefixList, parsePrefix, parseRouterId } from "./prefix.js";
-import { FAM_V4, FAM_V6, PrefixTable } from "./prefix_table.js";
+import { FAM_V4, FAM_V6, nextCapacity, PrefixTable } from "./prefix_table.js";
 
 /** Why the best path won (the step of RFC 4271 §9.1.2.2 that removed the last competitor). */
 export const BestReason = {
@@ -289,26 +289,26 @@ interface Group {
 
 function growI32(a: Int32Array<ArrayBuffer>, n: number, fill = 0): Int32Array<ArrayBuffer> {
   if (n <= a.length) return a;
-  const b = new Int32Array(Math.max(n, Math.ceil(a.length * 1.5)));
+  const b = new Int32Array(Math.max(n, nextCapacity(a.length)));
   b.set(a);
   if (fill !== 0) b.fill(fill, a.length);
   return b;
 }
 function growU32(a: Uint32Array<ArrayBuffer>, n: number): Uint32Array<ArrayBuffer> {
   if (n <= a.length) return a;
-  const b = new Uint32Array(Math.max(n, Math.ceil(a.length * 1.5)));
+  const b = new Uint32Array(Math.max(n, nextCapacity(a.length)));
   b.set(a);
   return b;
 }
 function growU16(a: Uint16Array<ArrayBuffer>, n: number): Uint16Array<ArrayBuffer> {
   if (n <= a.length) return a;
-  const b = new Uint16Array(Math.max(n, Math.ceil(a.length * 1.5)));
+  const b = new Uint16Array(Math.max(n, nextCapacity(a.length)));
   b.set(a);
   return b;
 }
 function growU8(a: Uint8Array<ArrayBuffer>, n: number): Uint8Array<ArrayBuffer> {
   if (n <= a.length) return a;
-  const b = new Uint8Array(Math.max(n, Math.ceil(a.length * 1.5)));
+  const b = new Uint8Array(Math.max(n, nextCapacity(a.length)));
   b.set(a);
   return b;
 }
@@ -1455,7 +1455,7 @@ export class Rib<A> {
       return p;
     }
     if (this.pathTop === this.pathCap) {
-      const n = Math.ceil(this.pathCap * 1.5);
+      const n = nextCapacity(this.pathCap);
       this.pathPeer = growU16(this.pathPeer, n);
       this.pathAttr = growI32(this.pathAttr, n);
       if (this.pathPid !== null) this.pathPid = growU32(this.pathPid, n);
