@@ -144,6 +144,7 @@ export class FibBatch {
 
 /** Prefixes announced with one attribute set. */
 export interface AdjOutAnnounce<A> {
+  /** Interned id of `attrs`; only meaningful until the next drain() (ids are reused). */
   attrId: number;
   attrs: A;
   v4: PrefixList;
