@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { Afi, AttrType, MessageType } from "../../src/bgp/wire/constants.js";
-import { describeMessage } from "../../src/bgp/wire/describe.js";
+import { describeFields, describeMessage } from "../../src/bgp/wire/describe.js";
 import { MessageFramer } from "../../src/bgp/wire/framer.js";
 import { decodeMessage } from "../../src/bgp/wire/message.js";
 import { nlriToText, prefixArrayFromText } from "../../src/bgp/wire/nlri.js";
@@ -125,6 +125,7 @@ function walk(v: NlriView | undefined | null): number {
 /** The contract: a value (usable: views walk, re-encodes) or a NotificationError. */
 function check(msg: Uint8Array, opts: SessionOptions): "ok" | "notification" {
   try {
+    describeFields(msg);
     const d = decodeMessage(msg, opts);
     describeMessage(d);
     if (d.type === MessageType.Update) {

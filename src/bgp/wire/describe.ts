@@ -174,3 +174,69 @@ export function describeBytes(msg: Uint8Array, opts: SessionOptions): string {
     throw e;
   }
 }
+
+const hx = (b: Uint8Array, s: number, e: number) =>
+  Buffer.from(b.subarray(s, Math.min(e, b.length))).toString("hex");
+
+/**
+ * The message split into its wire fields, e.g. `len=0037 type=02 | wd_len=0000 | attr_len=0014 |
+ * 40:01:01 00 | ...`: each attribute as flags:type:length then value. Best effort: after the first
+ * field that does not fit, the rest is printed raw. For fixture annotations; never throws.
+ */
+export function describeFields(m: Uint8Array): string {
+  if (m.length < 19) return `raw ${hx(m, 0, m.length)}`;
+  const out = [`len=${hx(m, 16, 18)} type=${hx(m, 18, 19)}`];
+  const rest = (o: number) => {
+    if (o < m.length) out.push(`raw ${hx(m, o, m.length)}`);
+  };
+  const type = m[18];
+  if (type === MessageType.Update && m.length >= 23) {
+    const wd = (m[19] << 8) | m[20];
+    out.push(`wd_len=${hx(m, 19, 21)}`);
+    if (wd > 0) out.push(`withdrawn ${hx(m, 21, 21 + wd)}`);
+    if (23 + wd > m.length) return `${out.join(" | ")} | raw ${hx(m, 21, m.length)}`;
+    const al = (m[21 + wd] << 8) | m[22 + wd];
+    out.push(`attr_len=${hx(m, 21 + wd, 23 + wd)}`);
+    let o = 23 + wd;
+    const end = Math.min(m.length, o + al);
+    while (o + 3 <= end) {
+      const ext = (m[o] & 0x10) !== 0;
+      const hl = ext ? 4 : 3;
+      if (o + hl > end) break;
+      const len = ext ? (m[o + 2] << 8) | m[o + 3] : m[o + 2];
+      const head = `${hx(m, o, o + 1)}:${hx(m, o + 1, o + 2)}:${hx(m, o + 2, o + hl)}`;
+      out.push(`${head} ${hx(m, o + hl, o + hl + len)}`);
+      o += hl + len;
+    }
+    if (o < end) out.push(`raw ${hx(m, o, end)}`);
+    if (end < m.length) out.push(`nlri ${hx(m, end, m.length)}`);
+  } else if (type === MessageType.Open && m.length >= 29) {
+    out.push(
+      `version=${hx(m, 19, 20)} my_as=${hx(m, 20, 22)} hold=${hx(m, 22, 24)} id=${hx(m, 24, 28)} opt_len=${hx(m, 28, 29)}`,
+    );
+    let o = 29;
+    while (o + 2 <= m.length && m[28] !== 255) {
+      const pl = m[o + 1];
+      const caps: string[] = [];
+      let c = o + 2;
+      while (c + 2 <= Math.min(m.length, o + 2 + pl)) {
+        caps.push(
+          `cap ${hx(m, c, c + 1)}:${hx(m, c + 1, c + 2)} ${hx(m, c + 2, c + 2 + m[c + 1])}`.trimEnd(),
+        );
+        c += 2 + m[c + 1];
+      }
+      out.push(`param ${hx(m, o, o + 1)}:${hx(m, o + 1, o + 2)} [${caps.join(", ")}]`);
+      o += 2 + pl;
+    }
+    rest(o);
+  } else if (type === MessageType.Notification && m.length >= 21) {
+    out.push(`code=${hx(m, 19, 20)} subcode=${hx(m, 20, 21)}`);
+    if (m.length > 21) out.push(`data ${hx(m, 21, m.length)}`);
+  } else if (type === MessageType.RouteRefresh && m.length >= 23) {
+    out.push(`afi=${hx(m, 19, 21)} subtype=${hx(m, 21, 22)} safi=${hx(m, 22, 23)}`);
+    rest(23);
+  } else {
+    rest(19);
+  }
+  return out.join(" | ");
+}
