@@ -108,6 +108,8 @@ export async function fourNodesScenario(
   plugin: string,
   url: string,
   store: Datastore,
+  /** Runs the DELs in this process through runIpamPlugin instead of plugin processes. */
+  delInProcess = false,
 ): Promise<void> {
   const pods = Array.from({ length: NODES * PODS_PER_NODE }, (_, i) => ({
     node: `node${i % NODES}`,
@@ -145,6 +147,35 @@ export async function fourNodesScenario(
   for (let n = 0; n < NODES; n++)
     expect((await runCni(plugin, "DEL", "gone", netConf(url, `node${n}`))).code).toBe(0);
   expect(await usage(store)).toEqual({ inUse: 0, blocks: 0, handles: 0, affinities: 0 });
+}
+
+/** A DEL through the plugin's code in this process (same parsing, store adapter and output). */
+function inProcessDel(store: Datastore) {
+  const shared: Datastore = {
+    url: store.url,
+    get: (k) => store.get(k),
+    list: (p) => store.list(p),
+    create: (k, v) => store.create(k, v),
+    update: (k, v, r) => store.update(k, v, r),
+    delete: (k, r) => store.delete(k, r),
+    watch: (p, r, f) => store.watch(p, r, f),
+    revision: () => store.revision(),
+    close: async () => {},
+  };
+  return async (id: string, conf: Record<string, unknown>): Promise<CniRun> => {
+    const env = {
+      CNI_COMMAND: "DEL",
+      CNI_CONTAINERID: id,
+      CNI_NETNS: `/var/run/netns/${id}`,
+      CNI_IFNAME: "eth0",
+      CNI_ARGS: "",
+    };
+    const out = await runIpamPlugin(env, JSON.stringify(conf), {
+      openStore: async () => shared,
+      hostname: () => "unused",
+    });
+    return { code: out.exitCode, stdout: out.stdout, stderr: "" };
+  };
 }
 
 /** A pool of 4 addresses filled, then one more ADD: code 11 naming the pool, nothing written. */
