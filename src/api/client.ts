@@ -120,16 +120,18 @@ export class ResourceClient {
     if (info.kind === "IPPool" && info.apiVersion === CALICO) await this.checkPoolOverlap(v, batch);
     if (current === undefined) {
       if (mode === "update") throw new ResourceError("NotFound", `${what} does not exist`);
-      if (resourceVersion !== undefined) {
-        throw new ResourceError(
-          mode === "apply" ? "NotFound" : "Invalid",
-          `metadata.resourceVersion: ${quote(resourceVersion)} is set but ${what} does not exist (remove resourceVersion to create it)`,
-        );
-      }
-      if (uid !== undefined) {
+      // apply creates a missing resource whatever server-set metadata the document carries (as
+      // calicoctl: YAML exported from another cluster applies unchanged); create refuses it.
+      if (mode === "create" && resourceVersion !== undefined) {
         throw new ResourceError(
           "Invalid",
-          `metadata.uid: ${quote(uid)} is set but ${what} does not exist (remove uid to create it)`,
+          `metadata.resourceVersion: ${quote(resourceVersion)} must not be set when creating ${what} (use apply)`,
+        );
+      }
+      if (mode === "create" && uid !== undefined) {
+        throw new ResourceError(
+          "Invalid",
+          `metadata.uid: ${quote(uid)} must not be set when creating ${what} (use apply)`,
         );
       }
       return;

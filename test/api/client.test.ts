@@ -131,12 +131,25 @@ describe("ResourceClient", () => {
     await client.write("create", pool("p6", "fd00::/48"));
   });
 
-  it("refuses resourceVersion on a resource that does not exist", async () => {
+  it("apply creates a missing resource whatever server-set metadata it carries; create refuses it", async () => {
+    const exported = pool("p1", "10.0.0.0/16", {
+      resourceVersion: "5",
+      uid: "from-elsewhere",
+      creationTimestamp: "2020-01-01T00:00:00Z",
+    });
     await expectCode(
-      client.write("apply", pool("p1", "10.0.0.0/16", { resourceVersion: "5" })),
-      "NotFound",
-      /resourceVersion: "5" is set but ippool "p1" does not exist/,
+      client.write("create", exported),
+      "Invalid",
+      /metadata\.resourceVersion: "5" must not be set when creating ippool "p1"/,
     );
+    await expectCode(client.write("update", exported), "NotFound", /ippool "p1" does not exist/);
+    const created = await client.write("apply", exported);
+    expect(created.metadata).toMatchObject({
+      uid: "uid-1",
+      creationTimestamp: "2026-01-02T03:04:05Z",
+    });
+    // Once it exists, the same document's resourceVersion is a compare-and-swap again.
+    await expectCode(client.write("apply", exported), "Conflict", /resourceVersion "5" is stale/);
   });
 
   it("writeAll checks every document before writing any", async () => {

@@ -338,6 +338,20 @@ export function resourcesSuite(
         expect(getJson("bgppeers").items).toEqual([]);
         expect(getJson("policy", "-A").items).toEqual([]);
       });
+
+      it("applies an exported document (with resourceVersion and uid) to a store that lacks it", () => {
+        const exported = ok(["get", "ippool", "default-ipv4-ippool", "-o", "yaml"]);
+        const old = parseYaml(exported).metadata;
+        ok(["delete", "ippool", "default-ipv4-ippool"]);
+        expect(ok(["apply", "-f", "-"], exported)).toContain(
+          'applied ippool "default-ipv4-ippool"',
+        );
+        const again = getJson("ippool", "default-ipv4-ippool");
+        expect(again.metadata.uid).not.toBe(old.uid);
+        expect(Number(again.metadata.resourceVersion)).toBeGreaterThan(Number(old.resourceVersion));
+        const c = ocelot(["create", "-f", "-"], exported);
+        expect(c.status).toBe(1);
+      });
     },
   );
 }
