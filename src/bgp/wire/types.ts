@@ -50,7 +50,12 @@ export const DefaultSessionOptions: SessionOptions = Object.freeze({
 });
 
 export function sessionOptions(partial: Partial<SessionOptions> = {}): SessionOptions {
-  return { ...DefaultSessionOptions, ...partial };
+  // Fresh sets each time: callers may build their own options from these.
+  return {
+    ...DefaultSessionOptions,
+    addPath: { receive: new Set<FamilyKey>(), send: new Set<FamilyKey>() },
+    ...partial,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
