@@ -23,7 +23,7 @@
 //   rib.explain("10.0.0.0/24"); rib.explainExport(prefix, p); rib.peerCounts(p); rib.locRib();
 // Interned attribute ids are valid until the next drain() unless a path references them.
 // Locally originated routes win and never go to the FIB (the agent owns their blackholes).
-import type { Route } from "../../fib/types.js";
+import type { NextHop, Route } from "../../fib/types.js";
 import { RTPROT_OCELOT_BGP } from "../../fib/types.js";
 import {
   type PrefixPolicy,
@@ -45,7 +45,14 @@ import {
   FLAG_NO_EXPORT_SUBCONFED,
   ORIGIN_IGP,
 } from "./attrs.js";
-import { addressSortKey, PrefixList, parsePrefix, parseRouterId } from "./prefix.js";
+import {
+  addressSortKey,
+  formatV4,
+  formatV6,
+  PrefixList,
+  parsePrefix,
+  parseRouterId,
+} from "./prefix.js";
 import { FAM_V4, FAM_V6, nextCapacity, PrefixTable } from "./prefix_table.js";
 
 /** Why the best path won (the step of RFC 4271 §9.1.2.2 that removed the last competitor). */
@@ -121,24 +128,36 @@ export class FibBatch {
     return this.v4.count + this.v6.count;
   }
 
-  /** Routes to set and to remove, in the FIB contract's shape. */
+  /**
+   * Routes to set and to remove, in the FIB contract's shape. Routes with the same next hops
+   * share one (read-only) `nexthops` array.
+   */
   routes(protocol = RTPROT_OCELOT_BGP): { set: Route[]; remove: Route[] } {
     const set: Route[] = [];
     const remove: Route[] = [];
-    const add = (family: 4 | 6, list: PrefixList, sets: number[]) => {
-      for (let i = 0; i < list.count; i++) {
-        const s = sets[i] as number;
-        const dst = list.toString(i);
-        if (s < 0) remove.push({ family, dst, protocol, nexthops: [] });
-        else {
-          const nh = this.nexthopSets[s] as readonly string[];
-          set.push({ family, dst, protocol, nexthops: nh.map((gateway) => ({ gateway })) });
-        }
-      }
-    };
-    add(4, this.v4, this.v4Sets);
-    add(6, this.v6, this.v6Sets);
+    const hops: (NextHop[] | undefined)[] = [];
+    const none: NextHop[] = [];
+    const v4 = this.v4;
+    for (let i = 0; i < v4.count; i++) {
+      const s = this.v4Sets[i] as number;
+      const dst = formatV4(v4.words[i] as number, v4.lens[i] as number);
+      if (s < 0) remove.push({ family: 4, dst, protocol, nexthops: none });
+      else set.push({ family: 4, dst, protocol, nexthops: hops[s] ?? this.hopsOf(hops, s) });
+    }
+    const v6 = this.v6;
+    for (let i = 0; i < v6.count; i++) {
+      const s = this.v6Sets[i] as number;
+      const dst = formatV6(v6.words, i * 4, v6.lens[i] as number);
+      if (s < 0) remove.push({ family: 6, dst, protocol, nexthops: none });
+      else set.push({ family: 6, dst, protocol, nexthops: hops[s] ?? this.hopsOf(hops, s) });
+    }
     return { set, remove };
+  }
+
+  private hopsOf(cache: (NextHop[] | undefined)[], s: number): NextHop[] {
+    const h = (this.nexthopSets[s] as readonly string[]).map((gateway) => ({ gateway }));
+    cache[s] = h;
+    return h;
   }
 }
 
