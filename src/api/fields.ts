@@ -64,13 +64,19 @@ export function parseIp(text: string): { family: IpFamily; address: string } | u
 
 /**
  * A CIDR string. Host bits are refused (Calico stores the network; we ask the user to say it),
- * unless `allowHostBits` (Node addresses are `10.0.0.5/24`). The stored form is canonical.
+ * unless `allowHostBits` (Node addresses are `10.0.0.5/24`). With `allowBareIp` an address alone
+ * is taken as /32 or /128 (Calico's ParseCIDROrIP). The stored form is canonical.
  */
-export function cidr(opts: { family?: IpFamily; allowHostBits?: boolean } = {}) {
+export function cidr(
+  opts: { family?: IpFamily; allowHostBits?: boolean; allowBareIp?: boolean } = {},
+) {
   return z
     .string({ error: (iss) => own(`${quote(iss.input)} is not a valid CIDR`) })
     .transform((text, ctx) => {
-      const p = parseCidr(text.trim());
+      const bare = opts.allowBareIp === true ? parseIp(text.trim()) : undefined;
+      const p = parseCidr(
+        bare === undefined ? text.trim() : `${bare.address}/${bare.family === 4 ? 32 : 128}`,
+      );
       if (p === undefined) {
         ctx.addIssue({ code: "custom", message: own(`${quote(text)} is not a valid CIDR`) });
         return z.NEVER;

@@ -3,7 +3,7 @@
 // pod interface. Not: writing them (the node daemon and the CNI plugin do) or storage.
 //
 // Refused as not supported yet: VXLAN tunnel addresses, WireGuard, IP NAT, spoofed-source
-// prefixes, QoS controls, and Node status (written by Calico's daemon, not by users).
+// prefixes, QoS controls.
 import * as z from "zod";
 import { own, quote } from "./errors.js";
 import {
@@ -21,8 +21,8 @@ import { API_VERSION } from "./ippool.js";
 const nodeBgpSpec = z
   .object({
     asNumber: asNumber.optional(),
-    ipv4Address: cidr({ family: 4, allowHostBits: true }).optional(),
-    ipv6Address: cidr({ family: 6, allowHostBits: true }).optional(),
+    ipv4Address: cidr({ family: 4, allowHostBits: true, allowBareIp: true }).optional(),
+    ipv6Address: cidr({ family: 6, allowHostBits: true, allowBareIp: true }).optional(),
     ipv4IPIPTunnelAddr: ipAddress({ family: 4 }).optional(),
     routeReflectorClusterID: ipAddress({ family: 4 }).optional(),
   })
@@ -61,7 +61,15 @@ export const nodeSchema = z
     kind: z.literal("Node"),
     metadata: metadataSchema({ namespaced: false }),
     spec: nodeSpec.optional().transform((s) => s ?? {}),
-    status: unsupported("status is written by the node daemon"),
+    // calicoctl prints status; it is kept as given (Calico's daemon writes it, Ocelot's does not).
+    status: z
+      .object({
+        podCIDRs: z.array(cidr()).optional(),
+        wireguardPublicKey: unsupported("WireGuard"),
+        wireguardPublicKeyV6: unsupported("WireGuard"),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 

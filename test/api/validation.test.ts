@@ -396,6 +396,45 @@ describe("BGPFilter", () => {
   });
 });
 
+describe("Node", () => {
+  it("accepts a calicoctl-exported Node and refuses VXLAN/WireGuard fields", () => {
+    const node = {
+      apiVersion: V3,
+      kind: "Node",
+      metadata: {
+        name: "node-1",
+        labels: { "kubernetes.io/hostname": "node-1" },
+        creationTimestamp: null,
+      },
+      spec: {
+        bgp: {
+          ipv4Address: "192.0.2.11/24",
+          ipv4IPIPTunnelAddr: "10.244.1.1",
+          routeReflectorClusterID: "224.0.0.1",
+        },
+        orchRefs: [{ nodeName: "node-1", orchestrator: "k8s" }],
+      },
+      status: { podCIDRs: ["10.244.1.0/24"] },
+    };
+    expect(validateResource(node).resource.spec).toMatchObject({
+      bgp: { ipv4Address: "192.0.2.11/24" },
+    });
+    expect(issuesOf({ ...node, spec: { ipv4VXLANTunnelAddr: "10.244.1.2" } })[0]).toMatch(
+      /^spec\.ipv4VXLANTunnelAddr: is a Calico field that Ocelot does not support yet \(VXLAN\)/,
+    );
+    const bare = {
+      ...node,
+      spec: { bgp: { ipv4Address: "192.0.2.11", ipv6Address: "2001:DB8::11/64" } },
+    };
+    expect(validateResource(bare).resource.spec).toEqual({
+      bgp: { ipv4Address: "192.0.2.11/32", ipv6Address: "2001:db8::11/64" },
+    });
+    expect(issuesOf({ ...node, spec: { bgp: { ipv4Address: "2001:db8::11/64" } } })).toEqual([
+      'spec.bgp.ipv4Address: "2001:db8::11/64" is not an IPv4 CIDR',
+    ]);
+  });
+});
+
 describe("policies", () => {
   it("defaults NetworkPolicy namespace, tier, selector and types", () => {
     const { resource } = validateResource({
