@@ -395,3 +395,27 @@ describe("explainExport", () => {
     });
   });
 });
+
+describe("4-octet AS numbers", () => {
+  it("loop detection, prepend and eBGP/iBGP classification work above 65535 and 2^31", () => {
+    const rib = makeRib({ localAs: 4200000001 });
+    const ext = peer(rib, { address: "192.0.2.1", asn: 4200000002, nextHopSelfV4: "192.0.2.100" });
+    const ibgp = peer(rib, { address: "10.0.0.2", asn: 4200000001 });
+    announce(rib, ext, P, { nextHop: "192.0.2.1", asPath: seq(4200000002, 4294967294) });
+    announce(rib, ext, "198.51.100.0/24", {
+      nextHop: "192.0.2.1",
+      asPath: seq(4200000002, 4200000001),
+    });
+    rib.originate("10.244.1.0/26");
+    rib.drain();
+    expect(rib.peerCounts(ext)).toMatchObject({ accepted: 1, rejected: { AsPathLoop: 1 } });
+    expect(rib.explainExport("10.244.1.0/26", ext)).toMatchObject({
+      attrs: { asPath: seq(4200000001) },
+    });
+    expect(rib.explainExport(P, ibgp)).toMatchObject({
+      advertised: true,
+      attrs: { asPath: seq(4200000002, 4294967294) },
+    });
+    expect(rib.explain(P)?.paths[0]?.ibgp).toBe(false);
+  });
+});
