@@ -61,6 +61,9 @@ const IP6_RT_PRIO_USER = 1024;
 const ESRCH = 3;
 /** v4 keys: slot * 2^38 + addr * 64 + len, exact in a double (slot < 2^15). */
 const V4_SLOT_MUL = 2 ** 38;
+/** Receive-buffer cost of one ACK or error message (skb truesize, rounded up). */
+const ANSWER_TRUESIZE = 1024;
+const MAX_BATCH_REQUESTS = 8192;
 
 export interface KernelFibOptions {
   /** Protocol numbers this instance owns and sweeps; two instances must not share one. */
@@ -172,6 +175,9 @@ export class KernelFib implements BatchFib {
   private readonly queue: Job[] = [];
   private readonly inflight: Batch[] = [];
   private pumping = false;
+  private answerBudget = 1024;
+  private batchLimit = 64 * 1024;
+  private inflightRequests = 0;
   private dump?: Dump;
   private holdTimer?: NodeJS.Timeout;
   private resyncTimer?: NodeJS.Timeout;
@@ -217,6 +223,12 @@ export class KernelFib implements BatchFib {
       },
       this.netns,
     );
+    // Each request can draw one answer (an ACK or an error) of up to ~1 KiB of receive-buffer
+    // truesize; unread answers are kept within half of what the kernel granted.
+    const info = this.req.info();
+    this.answerBudget = Math.max(16, Math.floor(info.rcvbuf / 2 / ANSWER_TRUESIZE));
+    // netlink_sendmsg refuses a message larger than the send buffer (EMSGSIZE).
+    this.batchLimit = Math.max(4096, Math.min(this.opts.batchBytes, info.sndbuf / 2));
     if (this.opts.watch) {
       const groups =
         (1 << (RTNLGRP_LINK - 1)) |
@@ -359,6 +371,7 @@ export class KernelFib implements BatchFib {
     for (const batch of this.inflight) for (const j of batch.jobs) jobs.add(j);
     this.queue.length = 0;
     this.inflight.length = 0;
+    this.inflightRequests = 0;
     for (const j of jobs)
       j.done([
         {
@@ -596,7 +609,9 @@ export class KernelFib implements BatchFib {
   /** Fills and sends one batch, then yields so replies and events are read in between. */
   private pump(): void {
     if (this.closed || this.dump) return;
-    if (this.inflight.length >= 4 || this.queue.length === 0) return;
+    const room = this.answerBudget - this.inflightRequests;
+    if (this.queue.length === 0 || room < Math.min(64, this.answerBudget)) return;
+    const maxRequests = Math.min(MAX_BATCH_REQUESTS, room);
     const w = this.writer;
     w.reset();
     const batch: Batch = {
@@ -604,12 +619,12 @@ export class KernelFib implements BatchFib {
       lastSeq: 0,
       jobs: [],
       keys: [],
-      ops: new Uint8Array(8192),
-      prev: new Int32Array(8192),
-      failed: new Uint8Array(8192),
+      ops: new Uint8Array(maxRequests),
+      prev: new Int32Array(maxRequests),
+      failed: new Uint8Array(maxRequests),
     };
     let lastAt = -1;
-    while (this.queue.length > 0 && w.len < this.opts.batchBytes && batch.keys.length < 8192) {
+    while (this.queue.length > 0 && w.len < this.batchLimit && batch.keys.length < maxRequests) {
       const job = this.queue[0];
       const key = job.key(job.cursor++);
       const at = w.len;
@@ -632,6 +647,7 @@ export class KernelFib implements BatchFib {
     w.buf.writeUInt16LE(w.buf.readUInt16LE(lastAt + 6) | NLM_F_ACK, lastAt + 6);
     batch.lastSeq = this.seq - 1;
     this.inflight.push(batch);
+    this.inflightRequests += batch.keys.length;
     const r = this.req.send(w.buf, 0, w.len);
     this.stats.batches++;
     this.stats.sent += batch.keys.length;
@@ -768,7 +784,10 @@ export class KernelFib implements BatchFib {
 
   private finishBatch(batch: Batch): void {
     const at = this.inflight.indexOf(batch);
-    if (at >= 0) this.inflight.splice(at, 1);
+    if (at >= 0) {
+      this.inflight.splice(at, 1);
+      this.inflightRequests -= batch.keys.length;
+    }
     for (const job of batch.jobs) {
       job.outstanding--;
       if (job.outstanding === 0 && job.cursor >= job.n) job.done(job.failures);
@@ -797,9 +816,11 @@ export class KernelFib implements BatchFib {
       // Some ACKs were lost: the batches' outcome is unknown until the resync establishes
       // it, so their callers resolve after it.
       const lost = this.inflight.splice(0);
+      for (const b of lost) this.inflightRequests -= b.keys.length;
       const settle = () => {
         for (const b of lost) {
           this.inflight.push(b);
+          this.inflightRequests += b.keys.length;
           this.finishBatch(b);
         }
       };

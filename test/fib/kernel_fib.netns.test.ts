@@ -11,6 +11,7 @@ import { FibError, type Route } from "../../src/fib/types.js";
 import {
   Netns,
   netnsUnavailableReason,
+  sh,
   skipWithReason,
   sleepSync,
   waitFor,
@@ -395,6 +396,58 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
     } finally {
       await small?.close();
       churn.destroy();
+    }
+  });
+});
+
+describe.skipIf(skip)("KernelFib with a small request receive buffer", () => {
+  let ns: Netns;
+  afterAll(() => ns?.destroy());
+
+  it("ACKs every request without ever overrunning its own buffer", async () => {
+    ns = Netns.create("fiback");
+    ns.ip("link", "add", "d0", "type", "veth", "peer", "name", "d1");
+    ns.ip("addr", "add", "10.255.8.0/31", "dev", "d0");
+    ns.ip("link", "set", "d0", "up");
+    ns.ip("link", "set", "d1", "up");
+    const seen: FibEvent[] = [];
+    // 64 KiB asked, the kernel grants 128 KiB: about 64 answers may be outstanding at a time.
+    const fib = await KernelFib.open({
+      netns: ns.name,
+      rcvbuf: 65536,
+      ackEach: true,
+      onEvent: (e) => seen.push(e),
+    });
+    try {
+      const n = 5000;
+      const addrs = new Uint32Array(n);
+      for (let i = 0; i < n; i++) addrs[i] = 0x0a000000 + i;
+      const lens = new Uint8Array(n).fill(32);
+      await fib.setV4Batch({ addrs, lens, protocol: 201, nexthops: [{ gateway: "10.255.8.1" }] });
+      // Half of them again with a bad gateway: 2500 errors, each matched to its route.
+      const bad = await fib
+        .setV4Batch({
+          addrs,
+          lens,
+          count: 2500,
+          protocol: 201,
+          metric: 7,
+          nexthops: [{ gateway: "198.51.100.1" }],
+        })
+        .catch((e) => e);
+      expect((bad as FibError).failures).toHaveLength(2500);
+      expect((bad as FibError).failures[2499]).toMatchObject({
+        route: "10.0.9.195/32 table 254 metric 7",
+        code: "ENETUNREACH",
+      });
+      expect(seen.filter((e) => e.kind === "overflow")).toEqual([]);
+      const count = Number(
+        sh("sh", ["-c", `ip -n ${ns.name} route show proto 201 | wc -l`]).trim(),
+      );
+      expect(count).toBe(n);
+      expect(fib.status()).toMatchObject({ desired: n + 2500, installed: n, overflows: 0 });
+    } finally {
+      await fib.close();
     }
   });
 });
