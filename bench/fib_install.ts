@@ -85,8 +85,16 @@ async function runOcelot(
     const rss = peakRssMiB();
     const left = countRoutes(ns, "201");
     await fib.close();
-    const cpu = (c: NodeJS.CpuUsage) => `user ${(c.user / 1e6).toFixed(2)} s, sys ${(c.system / 1e6).toFixed(2)} s`;
-    return { add: (t1 - t0) / 1000, del: (t3 - t2) / 1000, got, left, rss, cpu: `add ${cpu(c1)}; del ${cpu(c3)}` };
+    const cpu = (c: NodeJS.CpuUsage) =>
+      `user ${(c.user / 1e6).toFixed(2)} s, sys ${(c.system / 1e6).toFixed(2)} s`;
+    return {
+      add: (t1 - t0) / 1000,
+      del: (t3 - t2) / 1000,
+      got,
+      left,
+      rss,
+      cpu: `add ${cpu(c1)}; del ${cpu(c3)}`,
+    };
   } finally {
     dropNs(ns);
   }
