@@ -63,7 +63,7 @@ const MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
 const ERR_COMPACTED = "required revision has been compacted";
 const ERR_FUTURE_REV = "required revision is a future revision";
 
-/** Exponential backoff with full jitter, capped. */
+/** Exponential backoff, capped, with "equal jitter": between half the step and the step. */
 export function backoffDelay(attempt: number, initialMs: number, maxMs: number): number {
   const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 20));
   return Math.round(cap / 2 + (Math.random() * cap) / 2);
@@ -113,10 +113,9 @@ export class EtcdDatastore implements Datastore {
       defaultCallOptions: (ctx) =>
         ctx.isStream ? {} : { deadline: Date.now() + this.o.requestTimeoutMs },
       faultHandling: {
-        // Each call goes straight to one host; rpc() below decides what is safe to retry,
-        // with backoff, rather than a breaker that would hold a restarted etcd off for seconds.
-        // With several endpoints, a host that failed twice in a row is skipped for a while
-        // (each call then goes to another one); with one endpoint there is nothing to skip to.
+        // rpc() below decides what is safe to retry, with backoff. With one endpoint there is
+        // no breaker (it would hold a restarted etcd off for seconds); with several, one that
+        // failed twice in a row is skipped for a while so that calls go to the others.
         host: () =>
           hosts.length > 1
             ? (new HostBreaker(Math.max(500, this.o.backoffMaxMs)) as unknown as HostPolicy)
