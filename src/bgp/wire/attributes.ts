@@ -129,6 +129,8 @@ class Outcome {
   /** AS4_PATH / AS4_AGGREGATOR seen on a 2-octet session, merged at the end. */
   as4Path: AsPathSegment[] | null = null;
   as4Agg: Aggregator | null = null;
+  /** Offset of the attribute being decoded (for NOTIFICATION data). */
+  attrStart = 0;
   note(attrType: number, action: Rfc7606ActionCode, reason: string): void {
     // RFC 7606 §3 (j): with several errors, the strongest action applies.
     if (action > this.action) this.action = action;
@@ -344,6 +346,7 @@ export function decodeAttributes(
       );
       continue;
     }
+    out.attrStart = attrStart;
     if (decodeKnown(buf, type, vs, ve, len, opts, four, attrs, out)) {
       if (type === AttrType.MpReachNlri) {
         // Key keeps AFI, SAFI, next hop length and next hop; the NLRI is left out.
@@ -633,7 +636,7 @@ function decodeMpReach(
   const type = AttrType.MpReachNlri;
   if (len < 5) {
     if (len >= 3) out.disabledFamily = familyKey(u16(b, vs), b[vs + 2]);
-    else throw mpSessionReset(type, len);
+    else throw mpSessionReset(b.slice(out.attrStart, ve), type, len);
     out.malformed(type, `MP_REACH_NLRI length ${len} is too short`); // RFC 7606 §7.11
     return false;
   }
@@ -684,7 +687,7 @@ function decodeMpUnreach(
   out: Outcome,
 ): boolean {
   const type = AttrType.MpUnreachNlri;
-  if (len < 3) throw mpSessionReset(type, len); // RFC 7606 §7.11: the family cannot even be found
+  if (len < 3) throw mpSessionReset(b.slice(out.attrStart, ve), type, len); // RFC 7606 §7.11: the family cannot even be found
   const afi = u16(b, vs);
   const safi = b[vs + 2];
   const fam = familyKey(afi, safi);
@@ -711,11 +714,12 @@ function decodeMpUnreach(
   return true;
 }
 
-function mpSessionReset(type: number, len: number): NotificationError {
+/** RFC 7606 §7.11 / RFC 4271 §6.3: Optional Attribute Error, the attribute as data. */
+function mpSessionReset(attribute: Uint8Array, type: number, len: number): NotificationError {
   return new NotificationError(
     NotificationCode.UpdateMessageError,
     UpdateMessageErrorSubcode.OptionalAttributeError,
-    new Uint8Array(0),
+    attribute,
     `attribute ${type} length ${len} is too short to name its AFI/SAFI`,
   );
 }
