@@ -178,7 +178,9 @@ function runOne(target: Target, n: number): Result {
     if (ocelot) {
       try {
         const st = ocelot.status() as unknown as { memory?: object; fib?: object };
-        console.error(`[ocelot N=${n}] memory ${JSON.stringify(st.memory)} fib ${JSON.stringify(st.fib)}`);
+        console.error(
+          `[ocelot N=${n}] memory ${JSON.stringify(st.memory)} fib ${JSON.stringify(st.fib)}`,
+        );
       } catch (e) {
         console.error(`[ocelot N=${n}] status failed: ${(e as Error).message}`);
       }

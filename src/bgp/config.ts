@@ -119,9 +119,11 @@ export const BgpdConfigSchema = z
           .union([z.literal("main"), z.number().int().min(1).max(4294967295)])
           .default("main"),
         protocol: z.number().int().min(1).max(255).default(201),
+        /** Seconds to keep routes found in the kernel at start (a restart) before sweeping them. */
+        gracefulRestartTime: z.number().int().min(0).max(3600).default(120),
       })
       .strict()
-      .default({ enabled: true, table: "main", protocol: 201 }),
+      .default({ enabled: true, table: "main", protocol: 201, gracefulRestartTime: 120 }),
     status: z
       .object({ socket: z.string().min(1).default("/run/ocelot/bgpd.sock") })
       .strict()

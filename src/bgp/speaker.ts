@@ -211,7 +211,8 @@ export class Speaker<A> {
     await this.listener?.close();
     this.listener = undefined;
     // Let the FIB finish what it was handed (bounded wait), then remove anything left over.
-    for (let i = 0; i < 600 && this.fibInFlight > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 600 && this.fibInFlight > 0; i++)
+      await new Promise((r) => setTimeout(r, 50));
     if (this.deps.fib) {
       const left = this.deps.fib.desired();
       if (left.length > 0) await this.deps.fib.remove(left);
@@ -550,6 +551,7 @@ export class Speaker<A> {
     }
     if (u.endOfRib !== null) {
       e.eorReceived.add(u.endOfRib);
+      this.scheduleFlush();
       return;
     }
     const idx = this.rib.peerIndex(e.ribId);
@@ -656,7 +658,34 @@ export class Speaker<A> {
     for (const e of this.peers.values()) e.session.pauseReading(!on);
   }
 
+  private converged = false;
+
+  /**
+   * Graceful restart of the FIB: once every peer is Established, sent End-of-RIB for each
+   * negotiated family and the FIB has everything, routes left from before the restart can go.
+   */
+  private checkConverged(): void {
+    if (this.converged || !this.isIdle()) return;
+    for (const e of this.peers.values()) {
+      // A peer refused at OPEN (wrong AS, ...) brings no routes: it does not hold the sweep.
+      if (!e.session.established && e.lastError?.code === ErrorCode.OpenMessageError) continue;
+      const n = e.session.negotiated;
+      if (!e.session.established || !n || !e.synced) return;
+      for (const f of n.families)
+        if (!e.eorReceived.has(f === "ipv4-unicast" ? Ipv4Unicast : Ipv6Unicast)) return;
+    }
+    this.converged = true;
+    const fib = this.deps.fib as (Fib & { endGracefulHold?: () => Promise<void> }) | null;
+    if (fib?.endGracefulHold) {
+      this.log.info({}, "All peers sent End-of-RIB: removing stale routes from before the restart");
+      fib
+        .endGracefulHold()
+        .catch((e: Error) => this.log.error({ error: e.message }, "Graceful hold end failed"));
+    }
+  }
+
   private checkIdle(): void {
+    this.checkConverged();
     if (!this.isIdle()) return;
     for (const w of this.idleWaiters.splice(0)) w();
   }
@@ -783,9 +812,14 @@ export class Speaker<A> {
           fill: n,
         });
       } else {
-        for (const [set, c] of counts) bySet.set(set, { addrs: new Uint32Array(c), lens: new Uint8Array(c), fill: 0 });
+        for (const [set, c] of counts)
+          bySet.set(set, { addrs: new Uint32Array(c), lens: new Uint8Array(c), fill: 0 });
         for (let i = 0; i < n; i++) {
-          const g = bySet.get(batch.v4Sets[i] as number) as { addrs: Uint32Array; lens: Uint8Array; fill: number };
+          const g = bySet.get(batch.v4Sets[i] as number) as {
+            addrs: Uint32Array;
+            lens: Uint8Array;
+            fill: number;
+          };
           g.addrs[g.fill] = batch.v4.words[i] as number;
           g.lens[g.fill++] = batch.v4.lens[i] as number;
         }
@@ -1000,7 +1034,12 @@ function optionsKey(o: SessionOptions): string {
 function memoryMiB(ribBytes: number): StatusSnapshot["memory"] {
   const m = process.memoryUsage();
   const mib = (b: number) => Math.round((b / 1048576) * 10) / 10;
-  return { rssMiB: mib(m.rss), heapUsedMiB: mib(m.heapUsed), arrayBuffersMiB: mib(m.arrayBuffers), ribTypedMiB: mib(ribBytes) };
+  return {
+    rssMiB: mib(m.rss),
+    heapUsedMiB: mib(m.heapUsed),
+    arrayBuffersMiB: mib(m.arrayBuffers),
+    ribTypedMiB: mib(ribBytes),
+  };
 }
 
 function safeCounts(rib: Rib<unknown>, id: string): PeerStatus["prefixes"] {

@@ -66,6 +66,8 @@ async function openFib(cfg: BgpdConfig, log: Log): Promise<Fib | null> {
   const { KernelFib } = await import("../fib/kernel_fib.js");
   return KernelFib.open({
     protocols: [cfg.fib.protocol],
+    // A restart keeps our kernel routes until the peers re-sent their tables (End-of-RIB).
+    gracefulHoldMs: cfg.fib.gracefulRestartTime * 1000,
     onEvent: (e) => log.debug({ fib: e }, "FIB event"),
   });
 }

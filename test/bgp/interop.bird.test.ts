@@ -43,12 +43,14 @@ protocol bgp oc6 {
   local fd00:255:1::2 as ${BIRD_AS};
   neighbor fd00:255:1::1 as ${OC_AS};
   connect delay time 1; connect retry time 1;
+  error wait time 1, 5;
   ipv6 { import all; export where source = RTS_STATIC; };
 }
 protocol bgp bad {
   local 10.255.1.3 as 65999;
   neighbor 10.255.1.4 as ${OC_AS};
   connect delay time 1; connect retry time 1;
+  error wait time 1, 5;
   ipv4 { import all; export none; };
 }
 `;
@@ -72,28 +74,30 @@ describe.skipIf(skip)("interop with BIRD 2", () => {
     oc.ip("addr", "add", "fd00:255:1::1/64", "dev", "oc-br", "nodad");
     br.ip("addr", "add", "fd00:255:1::2/64", "dev", "br-oc", "nodad");
     bird = lab.startBird(br, "bird", birdConf());
-    ocelot = lab.startOcelot(oc, "ocelot", {
-      asn: OC_AS,
-      routerId: "10.255.1.1",
-      listen: { address: "::", port: 179 },
-      peers: [
-        {
-          address: "10.255.1.2",
-          asn: BIRD_AS,
-          holdTime: 3,
-          connectRetryTime: 1,
-          families: ["ipv4-unicast"],
-        },
-        { address: "fd00:255:1::2", asn: BIRD_AS, passive: true, families: ["ipv6-unicast"] },
-        { address: "10.255.1.3", asn: 65000, passive: true, families: ["ipv4-unicast"] },
-      ],
-      originate: [
-        { prefix: "10.244.1.0/26", communities: ["64512:100"], largeCommunities: ["64512:1:2"] },
-        { prefix: "fd00:244:1::/122" },
-      ],
-      fib: { enabled: true, table: "main", protocol: 201 },
-    });
+    ocelot = lab.startOcelot(oc, "ocelot", ocelotConfig);
   });
+
+  const ocelotConfig = {
+    asn: OC_AS,
+    routerId: "10.255.1.1",
+    listen: { address: "::", port: 179 },
+    peers: [
+      {
+        address: "10.255.1.2",
+        asn: BIRD_AS,
+        holdTime: 3,
+        connectRetryTime: 1,
+        families: ["ipv4-unicast"],
+      },
+      { address: "fd00:255:1::2", asn: BIRD_AS, passive: true, families: ["ipv6-unicast"] },
+      { address: "10.255.1.3", asn: 65000, passive: true, families: ["ipv4-unicast"] },
+    ],
+    originate: [
+      { prefix: "10.244.1.0/26", communities: ["64512:100"], largeCommunities: ["64512:1:2"] },
+      { prefix: "fd00:244:1::/122" },
+    ],
+    fib: { enabled: true, table: "main", protocol: 201, gracefulRestartTime: 60 },
+  };
 
   afterAll(() => {
     if (process.env.KEEP_PEERS) console.warn(`peer files kept in ${lab?.dir}`);
@@ -213,5 +217,28 @@ describe.skipIf(skip)("interop with BIRD 2", () => {
     );
     await ocelot.established("10.255.1.2", 20_000);
     await waitFor("routes back after re-establishing", () => ours(4).length === 2, 10_000);
+  });
+
+  it("keeps our kernel routes across a daemon crash and sweeps stale ones after End-of-RIB", async () => {
+    await waitFor("all BIRD routes", () => ours(4).length === 2 && ours(6).length === 1, 10_000);
+    lab.signal(ocelot.pid, "SIGKILL");
+    await waitFor("bgpd gone", () => !oc.pids().includes(ocelot.pid), 5000);
+    // While we are down BIRD drops fd00:99::/64: nobody can tell us, the kernel still has it.
+    bird.cmd("disable", "s6");
+    expect([ours(4).length, ours(6).length]).toEqual([2, 1]);
+    ocelot = lab.startOcelot(oc, "ocelot", ocelotConfig);
+    let minV4 = 2;
+    await waitFor(
+      "stale route swept after End-of-RIB",
+      () => {
+        minV4 = Math.min(minV4, ours(4).length);
+        return ours(6).length === 0;
+      },
+      20_000,
+      50,
+    );
+    expect(minV4).toBe(2);
+    expect(ours(4).length).toBe(2);
+    expect(ocelot.log()).toContain("All peers sent End-of-RIB");
   });
 });

@@ -60,7 +60,7 @@ describe("Speaker over loopback (iBGP)", () => {
     expect(v4?.nexthops).toEqual([{ gateway: "127.0.0.1" }]);
     const entry = [...b.rib.locRib()].find((r) => r.prefix === "10.244.1.0/26");
     expect(entry?.attrs.communities).toEqual([((64512 << 16) | 100) >>> 0]);
-    expect((entry?.attrs as WireAttrs).largeCommunities).toEqual([[64512, 1, 2]]);
+    expect((entry?.attrs as WireAttrs | undefined)?.largeCommunities).toEqual([[64512, 1, 2]]);
     const st = b.status().peers[0];
     expect(st?.state).toBe("Established");
     expect(st?.prefixes.received).toBe(2);

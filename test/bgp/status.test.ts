@@ -69,7 +69,9 @@ describe("serveStatus() / queryStatus()", () => {
       expect(statSync(path).mode & 0o777).toBe(0o600);
       expect(await queryStatus<StatusSnapshot>(path, "status")).toEqual(snapshot);
       expect(await queryStatus<RoutesSnapshot>(path, "routes")).toEqual(routes);
-      await expect(queryStatus(path, "bogus" as "status")).rejects.toThrow('Unknown command "bogus"');
+      await expect(queryStatus(path, "bogus" as "status")).rejects.toThrow(
+        'Unknown command "bogus"',
+      );
     } finally {
       await srv.close();
     }
@@ -80,9 +82,9 @@ describe("serveStatus() / queryStatus()", () => {
     writeFileSync(path, "");
     const srv = await serveStatus(path, { status: () => snapshot, routes: () => routes });
     try {
-      await expect(serveStatus(path, { status: () => snapshot, routes: () => routes })).rejects.toThrow(
-        `Status socket ${path} is in use by another bgpd`,
-      );
+      await expect(
+        serveStatus(path, { status: () => snapshot, routes: () => routes }),
+      ).rejects.toThrow(`Status socket ${path} is in use by another bgpd`);
     } finally {
       await srv.close();
     }
@@ -99,10 +101,14 @@ describe("formatStatus() / formatRoutes()", () => {
   it("prints one row per peer with counts, uptime and the last error", () => {
     const text = formatStatus(snapshot);
     expect(text).toContain("BGP router 10.0.0.1, AS 64512");
-    expect(text).toMatch(/10\.0\.0\.2\s+4200000001\s+eBGP\s+Established\s+1h02m05s\s+3\/2\/1\s+NotificationSent 4\/0 \(Hold timer expired\)/);
+    expect(text).toMatch(
+      /10\.0\.0\.2\s+4200000001\s+eBGP\s+Established\s+1h02m05s\s+3\/2\/1\s+NotificationSent 4\/0 \(Hold timer expired\)/,
+    );
   });
 
   it("prints the Loc-RIB with the best-path reason", () => {
-    expect(formatRoutes(routes)).toMatch(/10\.99\.0\.0\/24\s+10\.0\.0\.2\s+10\.0\.0\.2\s+4200000001\s+OnlyPath/);
+    expect(formatRoutes(routes)).toMatch(
+      /10\.99\.0\.0\/24\s+10\.0\.0\.2\s+10\.0\.0\.2\s+4200000001\s+OnlyPath/,
+    );
   });
 });

@@ -98,6 +98,16 @@ export function localCapabilities(settings: PeerSettings): Capability[] {
     { kind: "EnhancedRouteRefresh" },
     { kind: "FourOctetAs", asn: settings.localAs },
   );
+  // RFC 4724 §3: the capability without <AFI,SAFI> says we send End-of-RIB after the initial
+  // update (and peers such as BIRD only send theirs to speakers that say so). We do not ask
+  // peers to keep our routes when the session drops.
+  caps.push({
+    kind: "GracefulRestart",
+    restartState: false,
+    notification: false,
+    restartTime: 120,
+    families: [],
+  });
   return caps;
 }
 
