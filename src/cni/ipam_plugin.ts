@@ -315,7 +315,7 @@ export async function runIpamPlugin(
       return { stdout: JSON.stringify(formatResult(conf.cniVersion, addrs)), exitCode: 0 };
     }
     if (command === "DEL") {
-      await ipam.releaseByHandle(handleId);
+      await ipam.releaseByHandle(handleId, conf.nodename);
       // Opportunistic: give back this node's blocks that have been empty for the grace period.
       await ipam.releaseEmptyBlocks(conf.nodename).catch(() => undefined);
       return { stdout: "", exitCode: 0 };
@@ -361,8 +361,9 @@ async function assign(
 }
 
 async function check(ipam: IpamStore, conf: IpamNetConf, handleId: string): Promise<void> {
-  const handle = await ipam.getHandle(handleId);
-  const held = new Set(handle ? (await ipam.addressesOfHandle(handle)).map((a) => a.address) : []);
+  const held = new Set(
+    (await ipam.addressesOfHandle(handleId, conf.nodename)).map((a) => a.address),
+  );
   const prev = conf.prevResult?.ips ?? [];
   for (const ip of prev) {
     const text = str(ip.address) ? ip.address.split("/")[0] : "";

@@ -149,6 +149,7 @@ export interface AllocationInfo {
 }
 
 interface BlockRequest {
+  handleId: string;
   count: number;
   attrs: AllocationAttributes;
   reserved: (ordinal: number) => boolean;
@@ -176,6 +177,8 @@ export class IpamStore {
   private affineCache = new Map<string, Map<string, BlockEntry>>();
   /** Per block key: the assignments of this process waiting for one combined write. */
   private readonly combiners = new Map<string, Combiner>();
+  /** Per node|family: the block search (claim) in flight, which other requests wait for. */
+  private readonly claiming = new Map<string, Promise<unknown>>();
 
   constructor(
     readonly store: Datastore,
@@ -200,26 +203,73 @@ export class IpamStore {
    */
   async autoAssign(req: AssignRequest): Promise<AssignedAddress[]> {
     const attrs = { ...(req.attrs ?? {}), node: req.node };
-    const handle: { entry?: HandleEntry; existing?: AssignedAddress[] } = {};
+    // What a previous attempt of this request already got (idempotent retry).
+    const existing = await this.existingOfHandle(req.handleId, req.node);
     const out: AssignedAddress[] = [];
-    let wrote = false;
     try {
       for (const family of [4, 6] as const) {
         const want = family === 4 ? req.num4 : req.num6;
         if (want <= 0) continue;
+        const have = existing.filter((a) => a.family === family).slice(0, want);
+        out.push(...have);
+        if (have.length >= want) continue;
         const pools = (family === 4 ? req.pools4 : req.pools6) ?? [];
-        const got = await this.assignFamily(req, family, want, pools, attrs, handle, () => {
-          wrote = true;
-        });
-        out.push(...got);
+        out.push(...(await this.assignFamily(req, family, want - have.length, pools, attrs)));
       }
       return out;
     } catch (err) {
-      if (wrote && handle.existing === undefined) {
-        await this.releaseByHandle(req.handleId).catch(() => undefined);
+      if (existing.length === 0 && out.length > 0) {
+        await this.releaseByHandle(req.handleId, req.node).catch(() => undefined);
       }
       throw err;
     }
+  }
+
+  /**
+   * Addresses held by handleId in the node's own blocks (from the cache when warm: a stale
+   * cache is corrected at the block write, see runCombiner) and in the blocks its handle record
+   * lists (borrowed addresses).
+   */
+  private async existingOfHandle(handleId: string, node: string): Promise<AssignedAddress[]> {
+    const out: AssignedAddress[] = [];
+    const rec = await this.getHandle(handleId);
+    const seen = new Set<string>();
+    for (const family of [4, 6] as const) {
+      const cached = this.affineCache.get(`${node}|${family}`);
+      const affine = cached ?? (await this.loadAffine(node, family));
+      for (const e of affine.values()) {
+        seen.add(formatCidr(e.block.cidr));
+        let held = this.heldIn(e.block, handleId, false);
+        if (held.length > 0 && cached) {
+          // The cache says so; only the store can say it still is (it may have been released).
+          const kv = await this.store.get(e.key);
+          const block = kv ? decodeBlock(e.key, kv.value) : undefined;
+          if (kv && block)
+            this.rememberBlock(node, family, { key: e.key, rev: kv.modRevision, block });
+          held = block ? this.heldIn(block, handleId, false) : [];
+        }
+        out.push(...held);
+      }
+    }
+    for (const cidrText of rec?.blocks ?? []) {
+      if (seen.has(cidrText)) continue;
+      const cidr = parseCidr(cidrText);
+      const key = this.keys.block(cidr);
+      const kv = await this.store.get(key);
+      if (kv) out.push(...this.heldIn(decodeBlock(key, kv.value), handleId, true));
+    }
+    return out;
+  }
+
+  private heldIn(block: Block, handleId: string, borrowed: boolean): AssignedAddress[] {
+    return ordinalsOfHandle(block, handleId).map((o) => ({
+      address: addressOf(block, o),
+      family: block.cidr.family,
+      block: formatCidr(block.cidr),
+      pool: "",
+      sequence: block.seqForAllocation.get(o) ?? 0,
+      borrowed,
+    }));
   }
 
   private async assignFamily(
@@ -228,21 +278,11 @@ export class IpamStore {
     want: number,
     requested: readonly string[],
     attrs: Record<string, string>,
-    handle: { entry?: HandleEntry; existing?: AssignedAddress[] },
-    onWrite: () => void,
   ): Promise<AssignedAddress[]> {
     const out: AssignedAddress[] = [];
-    if (handle.existing) {
-      out.push(...handle.existing.filter((a) => a.family === family));
-      if (out.length >= want) return out.slice(0, want);
-    }
     let ctx = await this.loadContext(req.node);
-    let pools = selectPools(ctx.pools, {
-      family,
-      requested,
-      nodeLabels: ctx.nodeLabels,
-      use: req.use ?? "Workload",
-    });
+    const use = req.use ?? "Workload";
+    let pools = selectPools(ctx.pools, { family, requested, nodeLabels: ctx.nodeLabels, use });
     const started = this.now();
     let reloaded = false;
     for (let attempt = 0; out.length < want; attempt++) {
@@ -259,29 +299,18 @@ export class IpamStore {
           reloaded = true;
           this.context.delete(req.node);
           ctx = await this.loadContext(req.node);
-          pools = selectPools(ctx.pools, {
-            family,
-            requested,
-            nodeLabels: ctx.nodeLabels,
-            use: req.use ?? "Workload",
-          });
+          pools = selectPools(ctx.pools, { family, requested, nodeLabels: ctx.nodeLabels, use });
           attempt--;
           continue;
         }
         throw this.exhausted(family, pools, req.node, ctx.config);
       }
-      // The handle names the block before the block holds the address (idempotent retry).
       const blockCidr = formatCidr(target.entry.block.cidr);
-      const h = await this.ensureHandleHas(req.handleId, blockCidr, handle, family);
-      onWrite();
-      if (h === "already") {
-        // A retried request: return what the handle already holds, assign only the rest.
-        out.length = 0;
-        out.push(...(handle.existing ?? []).filter((a) => a.family === family));
-        if (out.length >= want) return out.slice(0, want);
-        await this.ensureHandleHas(req.handleId, blockCidr, handle, family);
-      }
+      // A borrowed address is not in the node's own blocks: the handle record names its block
+      // before the block holds it, so a retry and a release find it.
+      if (target.borrowed) await this.ensureHandleHas(req.handleId, blockCidr);
       const r = await this.assignInBlock(req.node, family, target.entry, {
+        handleId: req.handleId,
         count: want - out.length,
         attrs: { handleId: req.handleId, secondary: attrs },
         reserved: reservedIn(target.entry.block.cidr, ctx.reservations),
@@ -335,6 +364,14 @@ export class IpamStore {
         for (let attempt = 0; ; attempt++) {
           let block = c.entry.block;
           const results = batch.map((r) => {
+            // Already there (a retry whose earlier write landed though its reply was lost).
+            const held = ordinalsOfHandle(block, r.handleId);
+            if (held.length > 0) {
+              return held.slice(0, r.count).map((o) => ({
+                address: addressOf(block, o),
+                sequence: block.seqForAllocation.get(o) ?? 0,
+              }));
+            }
             const step = assignFromBlock(block, r.count, r.attrs, r.reserved);
             block = step.block;
             return step.assigned.map((a) => ({
@@ -342,8 +379,9 @@ export class IpamStore {
               sequence: a.sequence,
             }));
           });
-          if (results.every((r) => r.length === 0)) {
-            for (const r of batch) r.resolve([]);
+          if (block === c.entry.block) {
+            // Nothing to write: each request is either already held or found no room.
+            batch.forEach((r, i) => r.resolve(results[i] ?? []));
             break;
           }
           try {
@@ -423,16 +461,40 @@ export class IpamStore {
     ctx: Context,
   ): Promise<{ entry: BlockEntry; borrowed: boolean } | undefined> {
     if (pools.length === 0) return undefined;
-    const cached = this.affineCache.get(`${node}|${family}`);
-    if (cached) {
-      const pick = pickAffineBlock(
-        [...cached.values()].map((e) => e.block),
-        pools,
-        ctx.reservations,
-      );
-      if (pick)
-        return { entry: cached.get(this.keys.block(pick.cidr)) as BlockEntry, borrowed: false };
+    const k = `${node}|${family}`;
+    // Fast path: a cached block of the node with room. While another request of this process
+    // claims a block for the node, wait for it rather than claim a second one.
+    for (let i = 0; i < 3; i++) {
+      const cached = this.affineCache.get(k);
+      if (cached) {
+        const pick = pickAffineBlock(
+          [...cached.values()].map((e) => e.block),
+          pools,
+          ctx.reservations,
+        );
+        if (pick)
+          return { entry: cached.get(this.keys.block(pick.cidr)) as BlockEntry, borrowed: false };
+      }
+      const inflight = this.claiming.get(k);
+      if (!inflight) break;
+      await inflight.catch(() => undefined);
     }
+    const slow = this.findTargetSlow(node, family, pools, ctx);
+    this.claiming.set(k, slow);
+    try {
+      return await slow;
+    } finally {
+      if (this.claiming.get(k) === slow) this.claiming.delete(k);
+    }
+  }
+
+  /** Reads the node's blocks afresh, then claims a new block or borrows. */
+  private async findTargetSlow(
+    node: string,
+    family: Family,
+    pools: Pool[],
+    ctx: Context,
+  ): Promise<{ entry: BlockEntry; borrowed: boolean } | undefined> {
     const affine = await this.loadAffine(node, family);
     const pick = pickAffineBlock(
       [...affine.values()].map((e) => e.block),
@@ -583,79 +645,68 @@ export class IpamStore {
     m.delete(key);
   }
 
-  /**
-   * Makes sure the handle lists blockCidr. Returns "created" when this call created the handle,
-   * "already" when the handle existed before this request (its addresses are then collected into
-   * state.existing), "updated" otherwise.
-   */
-  private async ensureHandleHas(
-    handleId: string,
-    blockCidr: string,
-    state: { entry?: HandleEntry; existing?: AssignedAddress[] },
-    _family: Family,
-  ): Promise<"created" | "already" | "updated"> {
+  /** Makes sure the handle record lists blockCidr (creating the record when absent). */
+  private async ensureHandleHas(handleId: string, blockCidr: string): Promise<void> {
     const key = this.keys.handle(handleId);
-    let firstContact = state.entry === undefined;
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
-      if (state.entry === undefined) {
-        try {
-          const kv = await this.store.create(key, encodeHandle({ handleId, blocks: [blockCidr] }));
-          state.entry = { rev: kv.modRevision, handle: { handleId, blocks: [blockCidr] } };
-          return "created";
-        } catch (err) {
-          if (!(err instanceof ConflictError) || !err.current) throw err;
-          state.entry = {
-            rev: err.current.modRevision,
-            handle: decodeHandle(key, err.current.value),
-          };
-        }
-      }
-      if (firstContact) {
-        firstContact = false;
-        state.existing = await this.addressesOfHandle(state.entry.handle);
-        if (state.existing.length > 0) return "already";
-      }
-      if (state.entry.handle.blocks.includes(blockCidr)) return "updated";
-      const next: Handle = { handleId, blocks: [...state.entry.handle.blocks, blockCidr] };
+      const kv = await this.store.get(key);
       try {
-        const kv = await this.store.update(key, encodeHandle(next), state.entry.rev);
-        state.entry = { rev: kv.modRevision, handle: next };
-        return "updated";
-      } catch (err) {
-        if (err instanceof NotFoundError) {
-          state.entry = undefined;
-          continue;
+        if (!kv) {
+          await this.store.create(key, encodeHandle({ handleId, blocks: [blockCidr] }));
+          return;
         }
-        if (!(err instanceof ConflictError) || !err.current) throw err;
-        state.entry = {
-          rev: err.current.modRevision,
-          handle: decodeHandle(key, err.current.value),
-        };
+        const h = decodeHandle(key, kv.value);
+        if (h.blocks.includes(blockCidr)) return;
+        await this.store.update(
+          key,
+          encodeHandle({ handleId, blocks: [...h.blocks, blockCidr] }),
+          kv.modRevision,
+        );
+        return;
+      } catch (err) {
+        if (!(err instanceof ConflictError || err instanceof NotFoundError)) throw err;
         await this.backoff(attempt);
       }
     }
     throw new RetriesExhaustedError(`updating handle "${handleId}"`, this.maxAttempts);
   }
 
-  /** Every address the handle holds, found through the blocks it lists. */
-  async addressesOfHandle(handle: Handle): Promise<AssignedAddress[]> {
+  /**
+   * The blocks that may hold handleId's addresses: its record's blocks, plus the node's own
+   * blocks when the node is known, else every block (a scan, for callers that do not know it).
+   */
+  private async blocksOfHandle(
+    handleId: string,
+    node?: string,
+  ): Promise<{ cidrs: Cidr[]; record?: KeyValue }> {
+    const record = await this.store.get(this.keys.handle(handleId));
+    const texts = new Set(record ? decodeHandle(record.key, record.value).blocks : []);
+    if (node !== undefined) {
+      for (const family of [4, 6] as const) {
+        const list = await this.store.list(this.keys.affinityPrefix(node, family));
+        for (const kv of list.items) texts.add(formatCidr(cidrFromKey(kv.key)));
+      }
+    } else {
+      for (const family of [4, 6] as const) {
+        for (const e of await this.listBlocks(family)) texts.add(formatCidr(e.block.cidr));
+      }
+    }
+    return { cidrs: [...texts].map((t) => parseCidr(t)), record };
+  }
+
+  /** Every address handleId holds (see blocksOfHandle for where it looks). */
+  async addressesOfHandle(handleId: string, node?: string): Promise<AssignedAddress[]> {
+    const { cidrs } = await this.blocksOfHandle(handleId, node);
     const out: AssignedAddress[] = [];
-    for (const cidrText of handle.blocks) {
-      const cidr = parseCidr(cidrText);
+    for (const cidr of cidrs) {
       const key = this.keys.block(cidr);
       const kv = await this.store.get(key);
       if (!kv) continue;
       const block = decodeBlock(key, kv.value);
-      for (const o of ordinalsOfHandle(block, handle.handleId)) {
-        const node = block.attributes[block.owner[o]]?.secondary.node;
-        out.push({
-          address: addressOf(block, o),
-          family: cidr.family,
-          block: cidrText,
-          pool: "",
-          sequence: block.seqForAllocation.get(o) ?? 0,
-          borrowed: node !== undefined && block.affinity !== hostAffinity(node),
-        });
+      for (const a of this.heldIn(block, handleId, false)) {
+        const o = ordinalOf(block, parseAddress(a.address).value);
+        const owner = block.attributes[block.owner[o] as number]?.secondary.node;
+        out.push({ ...a, borrowed: owner !== undefined && block.affinity !== hostAffinity(owner) });
       }
     }
     return out;
@@ -669,23 +720,24 @@ export class IpamStore {
 
   // ---- Release ---------------------------------------------------------------------------
 
-  /** Releases every address of the handle and deletes it. Unknown handles release nothing. */
-  async releaseByHandle(handleId: string): Promise<string[]> {
-    const key = this.keys.handle(handleId);
+  /**
+   * Releases every address of the handle and deletes its record. With node, looks in that
+   * node's blocks and the record's; without, scans every block. Unknown handles release nothing.
+   */
+  async releaseByHandle(handleId: string, node?: string): Promise<string[]> {
     const released: string[] = [];
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
-      const kv = await this.store.get(key);
-      if (!kv) return released;
-      const handle = decodeHandle(key, kv.value);
-      for (const cidrText of handle.blocks) {
+      const { cidrs, record } = await this.blocksOfHandle(handleId, node);
+      for (const cidr of cidrs) {
         released.push(
-          ...(await this.releaseInBlock(parseCidr(cidrText), (b) =>
+          ...(await this.releaseInBlock(cidr, (b) =>
             releaseHandleFromBlock(b, handleId, this.now()),
           )),
         );
       }
+      if (!record) return released;
       try {
-        await this.store.delete(key, kv.modRevision);
+        await this.store.delete(record.key, record.modRevision);
         return released;
       } catch (err) {
         if (!(err instanceof ConflictError)) throw err;
@@ -718,11 +770,10 @@ export class IpamStore {
   }
 
   private async dropHandleIfEmpty(handleId: string): Promise<void> {
-    const key = this.keys.handle(handleId);
-    const kv = await this.store.get(key);
+    const kv = await this.store.get(this.keys.handle(handleId));
     if (!kv) return;
-    const left = await this.addressesOfHandle(decodeHandle(key, kv.value));
-    if (left.length === 0) await this.store.delete(key, kv.modRevision).catch(() => false);
+    const left = await this.addressesOfHandle(handleId);
+    if (left.length === 0) await this.store.delete(kv.key, kv.modRevision).catch(() => false);
   }
 
   /** CAS loop over one block: apply a pure release, write it back if anything changed. */
@@ -737,7 +788,11 @@ export class IpamStore {
       const r = release(decodeBlock(key, kv.value));
       if (r.released.length === 0) return [];
       try {
-        await this.store.update(key, encodeBlock(r.block), kv.modRevision);
+        const next = await this.store.update(key, encodeBlock(r.block), kv.modRevision);
+        const owner = r.block.affinity?.startsWith("host:") ? r.block.affinity.slice(5) : undefined;
+        if (owner !== undefined && this.affineCache.get(`${owner}|${cidr.family}`)?.has(key)) {
+          this.rememberBlock(owner, cidr.family, { key, rev: next.modRevision, block: r.block });
+        }
         return r.released.map((o) => addressOf(r.block, o));
       } catch (err) {
         if (!(err instanceof ConflictError || err instanceof NotFoundError)) throw err;

@@ -84,7 +84,8 @@ describe("allocator against a model (property)", () => {
                   try {
                     const got = await ipam.autoAssign({
                       handleId,
-                      node: `n${c.node}`,
+                      // A container (its handle) lives on one node.
+                      node: `n${c.h % 4}`,
                       num4: c.v6 ? 0 : 1,
                       num6: c.v6 ? 1 : 0,
                     });

@@ -39,10 +39,7 @@ describe("ocelot ipam", () => {
       num6: 0,
     });
     // web has a WorkloadEndpoint; db does not (a leak). Node n1 exists.
-    const web = await ipam.addressesOfHandle({
-      handleId: "h-web",
-      blocks: ["10.40.0.0/26", "10.40.0.64/26", "10.40.0.128/26", "10.40.0.192/26"],
-    });
+    const web = await ipam.addressesOfHandle("h-web", "n1");
     await store.update(
       "/ocelot/resources/v3/workloadendpoints/ns/n1-k8s-web-eth0",
       JSON.stringify({
