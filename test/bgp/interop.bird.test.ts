@@ -1,6 +1,7 @@
 // Interop with BIRD 2 in network namespaces, `ocelot bgpd` running as a real process: sessions
 // both ways (we connect on IPv4, BIRD connects on IPv6), routes both ways into both kernels,
 // 4-octet AS and (large) communities unchanged, withdraw, hold timer 4/0 on a frozen peer, 2/2.
+import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
@@ -165,6 +166,35 @@ describe.skipIf(skip)("interop with BIRD 2", () => {
     expect(shown).toContain("BGP.as_path: 64512");
     expect(shown).toContain("BGP.community: (64512,100)");
     expect(shown).toContain("BGP.large_community: (64512, 1, 2)");
+  });
+
+  it("sends to a directly connected eBGP peer with IP TTL 1", () => {
+    // Keepalives flow every second (hold time 3): capture two from our address.
+    const cap = spawnSync(
+      "ip",
+      [
+        "netns",
+        "exec",
+        br.name,
+        "tshark",
+        "-i",
+        "br-oc",
+        "-a",
+        "duration:4",
+        "-c",
+        "2",
+        "-f",
+        "tcp port 179 and src host 10.255.1.1",
+        "-T",
+        "fields",
+        "-e",
+        "ip.ttl",
+      ],
+      { encoding: "utf8", timeout: 10_000 },
+    );
+    const ttls = cap.stdout.split("\n").filter(Boolean);
+    expect(ttls.length).toBeGreaterThan(0);
+    expect(new Set(ttls)).toEqual(new Set(["1"]));
   });
 
   it("refuses a peer with the wrong AS with NOTIFICATION 2/2", async () => {
