@@ -71,6 +71,8 @@ interface PeerEntry {
   synced: boolean;
   eorReceived: Set<FamilyKey>;
   lastError: PeerStatus["lastError"];
+  /** The send queue is over the high-water mark (warned once until it drains). */
+  slow: boolean;
 }
 
 const FIB_BATCH = 50_000;
@@ -331,6 +333,7 @@ export class Speaker<A> {
       synced: false,
       eorReceived: new Set(),
       lastError: null,
+      slow: false,
     });
     session.start();
   }
@@ -510,6 +513,10 @@ export class Speaker<A> {
         }
         return;
       case "drain":
+        if (e.slow) {
+          e.slow = false;
+          this.log.info({ peer: e.cfg.address }, "Peer caught up with its send queue");
+        }
         return;
     }
   }
@@ -707,7 +714,10 @@ export class Speaker<A> {
       }
       for (const { opts, peers } of byOpts.values()) {
         const msgs = this.encodeBatch(b.announce, b.withdraw, opts);
-        for (const p of peers) for (const m of msgs) p.session.send(m);
+        for (const p of peers) {
+          for (const m of msgs) p.session.send(m);
+          this.noteSlow(p);
+        }
       }
     }
   }
@@ -716,6 +726,20 @@ export class Speaker<A> {
     const opts = e.session.options;
     if (!opts) return;
     for (const m of this.encodeBatch(announce, null, opts)) e.session.send(m);
+    this.noteSlow(e);
+  }
+
+  /**
+   * A peer that does not read keeps its UPDATEs queued here: say so once per episode (the
+   * transport closes the session past its hard limit, so the queue is bounded).
+   */
+  private noteSlow(e: PeerEntry): void {
+    if (e.slow || !e.session.congested) return;
+    e.slow = true;
+    this.log.warn(
+      { peer: e.cfg.address, queuedBytes: e.session.sendQueueBytes },
+      "Peer is slow to read: UPDATEs queued",
+    );
   }
 
   private encodeBatch(
@@ -952,6 +976,7 @@ export class Speaker<A> {
           out: e.session.counters.messagesOut,
           updatesIn: e.session.counters.updatesIn,
         },
+        sendQueueBytes: e.session.sendQueueBytes,
         establishedTransitions: e.session.counters.establishedTransitions,
         lastError: e.lastError,
       };

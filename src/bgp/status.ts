@@ -24,6 +24,8 @@ export interface PeerStatus {
   } | null;
   prefixes: { received: number; accepted: number; advertised: number };
   messages: { in: number; out: number; updatesIn: number };
+  /** Bytes of UPDATEs queued for the peer (a peer that does not read makes this grow). */
+  sendQueueBytes: number;
   establishedTransitions: number;
   lastError: { kind: string; code?: number; subcode?: number; message?: string } | null;
 }

@@ -32,6 +32,7 @@ const snapshot: StatusSnapshot = {
       negotiated: null,
       prefixes: { received: 3, accepted: 2, advertised: 1 },
       messages: { in: 1, out: 1, updatesIn: 1 },
+      sendQueueBytes: 0,
       establishedTransitions: 1,
       lastError: { kind: "NotificationSent", code: 4, subcode: 0, message: "Hold timer expired" },
     },

@@ -280,6 +280,11 @@ export class PeerSession {
     return l?.conn?.congested ?? false;
   }
 
+  /** Bytes queued for the peer and not yet taken by the kernel. */
+  get sendQueueBytes(): number {
+    return this.links.find((x) => x.fsm.state === "Established")?.conn?.buffered ?? 0;
+  }
+
   /** Pauses/resumes reading from the Established connection (receive back-pressure). */
   pauseReading(paused: boolean): void {
     const c = this.links.find((x) => x.fsm.state === "Established")?.conn;
