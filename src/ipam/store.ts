@@ -177,6 +177,8 @@ export class IpamStore {
   private affineCache = new Map<string, Map<string, BlockEntry>>();
   /** Per block key: the assignments of this process waiting for one combined write. */
   private readonly combiners = new Map<string, Combiner>();
+  /** Per node|family: affinities of the node (any state) at the last loadAffine. */
+  private readonly affineCount = new Map<string, number>();
   /** Per node|family: the block search (claim) in flight, which other requests wait for. */
   private readonly claiming = new Map<string, Promise<unknown>>();
 
@@ -238,23 +240,23 @@ export class IpamStore {
       const cached = this.affineCache.get(`${node}|${family}`);
       const affine = cached ?? (await this.loadAffine(node, family));
       for (const e of affine.values()) {
-        seen.add(formatCidr(e.block.cidr));
-        let held = this.heldIn(e.block, handleId, false);
-        if (held.length > 0 && cached) {
+        seen.add(e.key);
+        // Attributes are compacted on release: a handle with no address has no attribute.
+        if (!e.block.attributes.some((a) => a.handleId === handleId)) continue;
+        let block: Block | undefined = e.block;
+        if (cached) {
           // The cache says so; only the store can say it still is (it may have been released).
           const kv = await this.store.get(e.key);
-          const block = kv ? decodeBlock(e.key, kv.value) : undefined;
+          block = kv ? decodeBlock(e.key, kv.value) : undefined;
           if (kv && block)
             this.rememberBlock(node, family, { key: e.key, rev: kv.modRevision, block });
-          held = block ? this.heldIn(block, handleId, false) : [];
         }
-        out.push(...held);
+        if (block) out.push(...this.heldIn(block, handleId, false));
       }
     }
     for (const cidrText of rec?.blocks ?? []) {
-      if (seen.has(cidrText)) continue;
-      const cidr = parseCidr(cidrText);
-      const key = this.keys.block(cidr);
+      const key = this.keys.block(parseCidr(cidrText));
+      if (seen.has(key)) continue;
       const kv = await this.store.get(key);
       if (kv) out.push(...this.heldIn(decodeBlock(key, kv.value), handleId, true));
     }
@@ -504,14 +506,15 @@ export class IpamStore {
     if (pick)
       return { entry: affine.get(this.keys.block(pick.cidr)) as BlockEntry, borrowed: false };
 
-    const all = await this.listBlocks(family);
     const { config } = ctx;
-    const held = await this.countHostBlocks(node, family);
+    // Which blocks exist: from the keys alone (decoding every block is only needed to borrow).
+    const listed = await this.store.list(this.keys.blockPrefix(family));
+    const held = this.affineCount.get(`${node}|${family}`) ?? 0;
     if (
       config.autoAllocateBlocks &&
       (config.maxBlocksPerHost === 0 || held < config.maxBlocksPerHost)
     ) {
-      const existing = new Set(all.map((e) => formatCidr(e.block.cidr)));
+      const existing = new Set(listed.items.map((kv) => formatCidr(cidrFromKey(kv.key))));
       for (let tries = 0; tries < 16; tries++) {
         const choice = pickBlockToClaim(pools, existing, node, ctx.reservations);
         if (!choice) break;
@@ -523,6 +526,11 @@ export class IpamStore {
         existing.add(formatCidr(choice.cidr));
       }
     }
+    const all = listed.items.map((kv) => ({
+      key: kv.key,
+      rev: kv.modRevision,
+      block: decodeBlock(kv.key, kv.value),
+    }));
     if (!config.strictAffinity) {
       const b = pickBorrowBlock(
         all.map((e) => e.block),
@@ -590,6 +598,12 @@ export class IpamStore {
       if (a.state === "pendingDeletion") continue;
       const cidr = cidrFromKey(kv.key);
       const key = this.keys.block(cidr);
+      const known = this.affineCache.get(`${node}|${family}`)?.get(key);
+      if (known && a.state === "confirmed") {
+        // Confirmed and ours: the cached copy serves (a stale one fails its CAS and is refreshed).
+        out.set(key, known);
+        continue;
+      }
       const bkv = await this.store.get(key);
       if (!bkv) continue;
       const block = decodeBlock(key, bkv.value);
@@ -611,12 +625,8 @@ export class IpamStore {
       out.set(key, { key, rev: bkv.modRevision, block });
     }
     this.affineCache.set(`${node}|${family}`, out);
+    this.affineCount.set(`${node}|${family}`, list.items.length);
     return out;
-  }
-
-  private async countHostBlocks(node: string, family: Family): Promise<number> {
-    const list = await this.store.list(this.keys.affinityPrefix(node, family));
-    return list.items.length;
   }
 
   private rememberBlock(node: string, family: Family, entry: BlockEntry): void {
