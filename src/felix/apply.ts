@@ -1,0 +1,254 @@
+// The agent's thin edge: converges one network namespace (or our own) to a rendered
+// DataplaneState with sysctls, `ip link`, `ipset restore`, `iptables-restore --noflush` per
+// table, and routes through a Fib. Reads the kernel back first and writes only what differs, so
+// a second apply changes nothing. Not: deciding what the state is (dataplane.ts and friends).
+import { spawn } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { type Fib, type Route, RTPROT_OCELOT_AGENT, routeKey } from "../fib/types.js";
+import type { DataplaneState } from "./dataplane.js";
+import {
+  parseIpsetSave,
+  parseIptablesSave,
+  planIpsets,
+  planTable,
+  type TablePlan,
+} from "./iptables.js";
+import type { Sysctl } from "./workload.js";
+
+const COMMAND_TIMEOUT_MS = 15_000;
+/** Seconds iptables-restore waits for the xtables lock. */
+const XTABLES_WAIT_S = "5";
+
+export interface ApplyOptions {
+  /** Network namespace name (under /run/netns) to converge; default: the current one. */
+  netns?: string;
+  /** Routes go through this FIB (KernelFib for the namespace, MemoryFib in tests). */
+  fib: Fib;
+  /** iptables flavour; Debian's default and ours is nft (never mix the two in one host). */
+  iptables?: "nft" | "legacy";
+}
+
+export interface ApplyReport {
+  /** Everything that was changed, one line each; empty when the kernel already matched. */
+  changes: string[];
+  /** Workload interfaces that do not exist (yet): their routes and sysctls wait. */
+  missingIfaces: string[];
+  /** The iptables-restore payloads written, per family and table. */
+  iptables: (TablePlan & { family: 4 | 6 })[];
+  ipsets: string | null;
+}
+
+interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function run(netns: string | undefined, cmd: string, args: string[], input?: string) {
+  const [file, argv] = netns ? ["ip", ["netns", "exec", netns, cmd, ...args]] : [cmd, args];
+  return new Promise<RunResult>((resolve, reject) => {
+    const child = spawn(file, argv, { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    const timer = setTimeout(() => child.kill("SIGKILL"), COMMAND_TIMEOUT_MS);
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    child.on("error", (err) => {
+      clearTimeout(timer);
+      reject(new Error(`Could not run "${cmd}": ${err.message}`));
+    });
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+    child.stdin.on("error", () => {});
+    child.stdin.end(input ?? "");
+  });
+}
+
+async function runOk(netns: string | undefined, cmd: string, args: string[], input?: string) {
+  const r = await run(netns, cmd, args, input);
+  if (r.code !== 0) {
+    throw new Error(
+      `"${cmd} ${args.join(" ")}" failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`,
+    );
+  }
+  return r.stdout;
+}
+
+// ---- sysctls ---------------------------------------------------------------------------------
+
+const procPath = (key: string) => `/proc/sys/${key.replace(/\./g, "/")}`;
+
+async function readSysctls(
+  netns: string | undefined,
+  keys: string[],
+): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  if (keys.length === 0) return out;
+  if (!netns) {
+    for (const k of keys) {
+      try {
+        out.set(k, (await readFile(procPath(k), "utf8")).trim());
+      } catch {}
+    }
+    return out;
+  }
+  // `sysctl -e` skips unknown keys; output lines are "key = value".
+  const r = await run(netns, "sysctl", ["-e", ...keys]);
+  for (const line of r.stdout.split("\n")) {
+    const m = /^(\S+)\s*=\s*(.*)$/.exec(line.trim());
+    if (m) out.set(m[1], m[2].trim());
+  }
+  return out;
+}
+
+async function writeSysctls(netns: string | undefined, list: Sysctl[]): Promise<void> {
+  if (list.length === 0) return;
+  if (!netns) {
+    for (const s of list) await writeFile(procPath(s.key), s.value);
+    return;
+  }
+  await runOk(netns, "sysctl", ["-qw", ...list.map((s) => `${s.key}=${s.value}`)]);
+}
+
+async function convergeSysctls(
+  netns: string | undefined,
+  want: Sysctl[],
+  changes: string[],
+): Promise<void> {
+  const have = await readSysctls(
+    netns,
+    want.map((s) => s.key),
+  );
+  const diff = want.filter((s) => have.get(s.key) !== s.value);
+  await writeSysctls(netns, diff);
+  for (const s of diff)
+    changes.push(`sysctl ${s.key}=${s.value} (was ${have.get(s.key) ?? "unset"})`);
+}
+
+// ---- links -----------------------------------------------------------------------------------
+
+interface IpLink {
+  ifname: string;
+  address?: string;
+  flags?: string[];
+}
+
+async function convergeLinks(
+  netns: string | undefined,
+  state: DataplaneState,
+  changes: string[],
+): Promise<Set<string>> {
+  const links = JSON.parse(
+    (await runOk(netns, "ip", ["-j", "link", "show"])).trim() || "[]",
+  ) as IpLink[];
+  const byName = new Map(links.map((l) => [l.ifname.split("@")[0], l]));
+  const present = new Set<string>();
+  for (const want of state.workloads.ifaces) {
+    const l = byName.get(want.name);
+    if (!l) continue;
+    present.add(want.name);
+    if (l.address?.toLowerCase() !== want.mac) {
+      await runOk(netns, "ip", ["link", "set", "dev", want.name, "address", want.mac]);
+      changes.push(`link ${want.name} address ${want.mac} (was ${l.address ?? "none"})`);
+    }
+    if (!l.flags?.includes("UP")) {
+      await runOk(netns, "ip", ["link", "set", "dev", want.name, "up"]);
+      changes.push(`link ${want.name} up`);
+    }
+  }
+  return present;
+}
+
+// ---- ipsets and iptables ---------------------------------------------------------------------
+
+async function convergeIpsets(
+  netns: string | undefined,
+  state: DataplaneState,
+  changes: string[],
+): Promise<string | null> {
+  const desired = state.families.flatMap((f) => f.ipsets);
+  if (desired.length === 0) return null;
+  const current = parseIpsetSave(await runOk(netns, "ipset", ["save"]));
+  const plan = planIpsets(desired, current);
+  if (plan.payload) {
+    await runOk(netns, "ipset", ["restore", "-exist"], plan.payload);
+    changes.push(...plan.changes);
+  }
+  return plan.payload;
+}
+
+async function convergeIptables(
+  netns: string | undefined,
+  state: DataplaneState,
+  flavour: "nft" | "legacy",
+  changes: string[],
+): Promise<ApplyReport["iptables"]> {
+  const written: ApplyReport["iptables"] = [];
+  for (const fam of state.families) {
+    const bin = `${fam.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
+    const current = parseIptablesSave(await runOk(netns, `${bin}-save`, []));
+    for (const spec of fam.tables) {
+      const plan = planTable(spec, current.get(spec.table));
+      if (!plan.payload) continue;
+      await runOk(netns, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], plan.payload);
+      changes.push(...plan.changes.map((c) => `${bin} ${spec.table}: ${c}`));
+      written.push({ ...plan, family: fam.family });
+    }
+  }
+  return written;
+}
+
+// ---- routes ----------------------------------------------------------------------------------
+
+interface GracefulFib {
+  endGracefulHold?: () => Promise<void>;
+}
+
+async function convergeRoutes(fib: Fib, routes: Route[], changes: string[]): Promise<void> {
+  const key = (r: Pick<Route, "family" | "dst" | "table" | "metric">) => routeKey(r);
+  const before = new Map(
+    fib
+      .desired()
+      .filter((r) => r.protocol === RTPROT_OCELOT_AGENT)
+      .map((r) => [key(r), r]),
+  );
+  const wanted = new Set(routes.map(key));
+  const stale = [...before.values()].filter((r) => !wanted.has(key(r)));
+  const added = routes.filter((r) => !before.has(key(r)));
+  if (routes.length) await fib.set(routes);
+  if (stale.length) await fib.remove(stale);
+  // A KernelFib opened with a graceful hold keeps our old routes until the first full set.
+  await (fib as Fib & GracefulFib).endGracefulHold?.();
+  for (const r of added) changes.push(`route ${r.dst} ${r.type ?? "unicast"} added`);
+  for (const r of stale) changes.push(`route ${r.dst} removed`);
+}
+
+/** Converges the namespace to state; see the module comment. */
+export async function applyDataplane(
+  state: DataplaneState,
+  opts: ApplyOptions,
+): Promise<ApplyReport> {
+  const { netns } = opts;
+  const changes: string[] = [];
+  await convergeSysctls(netns, state.workloads.sysctls, changes);
+  const present = await convergeLinks(netns, state, changes);
+  const missingIfaces = state.workloads.ifaces.map((i) => i.name).filter((n) => !present.has(n));
+  await convergeSysctls(
+    netns,
+    state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
+    changes,
+  );
+  const ipsets = await convergeIpsets(netns, state, changes);
+  const iptables = await convergeIptables(netns, state, opts.iptables ?? "nft", changes);
+  const routes = state.workloads.routes.filter((r) =>
+    r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
+  );
+  await convergeRoutes(opts.fib, routes, changes);
+  return { changes, missingIfaces, iptables, ipsets };
+}

@@ -1,0 +1,60 @@
+// The whole desired data plane of one node, rendered from values (pure): workload interfaces,
+// routes and sysctls (workload.ts) plus ipsets and iptables tables per family (iptables.ts).
+// Not: reading or writing the kernel (apply.ts), where the inputs come from (datastore, CNI).
+import {
+  type IpsetSpec,
+  type NatPool,
+  renderIpsets,
+  renderTables,
+  type TableSpec,
+} from "./iptables.js";
+import {
+  renderWorkloads,
+  type Workload,
+  type WorkloadOptions,
+  type WorkloadState,
+} from "./workload.js";
+
+export interface DataplaneInput {
+  workloads: Workload[];
+  /** This node's affine blocks (blackholed under protocol 202). */
+  blocks?: string[];
+  pools: NatPool[];
+  /** The user's cluster network CIDRs, never masqueraded to. */
+  clusterCidrs?: string[];
+  /** Every node's addresses, never masqueraded to. */
+  nodeAddresses?: string[];
+  options?: WorkloadOptions;
+}
+
+export interface FamilyTables {
+  family: 4 | 6;
+  ipsets: IpsetSpec[];
+  tables: TableSpec[];
+}
+
+export interface DataplaneState {
+  workloads: WorkloadState;
+  /** IPv4 always; IPv6 only when some pool is IPv6 (ip6tables left alone otherwise). */
+  families: FamilyTables[];
+}
+
+const isV6 = (cidr: string) => cidr.includes(":");
+
+export function renderDataplane(input: DataplaneInput): DataplaneState {
+  const workloads = renderWorkloads(input.workloads, input.blocks ?? [], input.options);
+  const families: FamilyTables[] = [];
+  for (const family of [4, 6] as const) {
+    const pick = (xs: string[]) => xs.filter((x) => isV6(x) === (family === 6));
+    const pools = input.pools.filter((p) => isV6(p.cidr) === (family === 6));
+    if (family === 6 && pools.length === 0) continue;
+    const nat = {
+      family,
+      pools,
+      clusterCidrs: pick(input.clusterCidrs ?? []),
+      nodeAddresses: pick(input.nodeAddresses ?? []),
+    };
+    families.push({ family, ipsets: renderIpsets(nat), tables: renderTables(nat) });
+  }
+  return { workloads, families };
+}

@@ -1,0 +1,382 @@
+// The agent's iptables and ipset state, rendered from values (pure): our `ocl-` chains and the
+// one hook rule each gets in a built-in chain, NAT-outgoing per pool (Calico's cali-nat-outgoing),
+// the pool ipsets; parsers of `iptables-save` and `ipset save`, and the plans (restore payloads)
+// that converge what the kernel holds. Not: running any command (apply.ts), policy chains.
+import { createHash } from "node:crypto";
+import { formatAddress, parseAddress, parseCidr } from "../ipam/cidr.js";
+
+/** Prefix of every chain we own (DESIGN.md §5); chains without it are never touched. */
+export const CHAIN_PREFIX = "ocl-";
+/** Longest chain name we emit; longer names are hashed (Calico's MaxChainNameLength). */
+export const MAX_CHAIN_NAME = 28;
+/** Longest ipset name the kernel takes (IPSET_MAXNAMELEN - 1). */
+const MAX_IPSET_NAME = 31;
+
+export const CHAIN_FORWARD = "ocl-FORWARD";
+export const CHAIN_POSTROUTING = "ocl-POSTROUTING";
+export const CHAIN_NAT_OUTGOING = "ocl-nat-outgoing";
+/** Interface wildcard matching every host-side workload veth (iptables `+` suffix). */
+export const WORKLOAD_IFACE_MATCH = "ocl+";
+
+export type Family = 4 | 6;
+export type TableName = "filter" | "nat" | "mangle" | "raw";
+
+/** A pool as NAT-outgoing sees it (IPPool spec fields). */
+export interface NatPool {
+  cidr: string;
+  natOutgoing: boolean;
+}
+
+export interface NatInput {
+  family: Family;
+  pools: NatPool[];
+  /** CIDRs the user lists as the cluster network: never masqueraded to (DESIGN.md §1 point 4). */
+  clusterCidrs: string[];
+  /** Node addresses (all nodes): never masqueraded to. */
+  nodeAddresses: string[];
+}
+
+export interface ChainSpec {
+  name: string;
+  /** Rule specs as `iptables-save` prints them, without the leading `-A <chain>`. */
+  rules: string[];
+}
+
+/** The one rule in a built-in chain that jumps to one of ours. */
+export interface Hook {
+  builtin: string;
+  rule: string;
+}
+
+export interface TableSpec {
+  table: TableName;
+  chains: ChainSpec[];
+  hooks: Hook[];
+}
+
+export interface IpsetSpec {
+  name: string;
+  type: "hash:net";
+  family: "inet" | "inet6";
+  /** Canonical CIDRs ("10.244.0.0/16", "10.255.0.11/32"), sorted. */
+  members: string[];
+}
+
+/** Chain name with our prefix, hashed when longer than MAX_CHAIN_NAME. */
+export function chainName(name: string): string {
+  const full = name.startsWith(CHAIN_PREFIX) ? name : `${CHAIN_PREFIX}${name}`;
+  if (full.length <= MAX_CHAIN_NAME) return full;
+  const hash = createHash("sha256").update(full).digest("base64url").replace(/[-_]/g, "x");
+  return `${CHAIN_PREFIX}${hash.slice(0, MAX_CHAIN_NAME - CHAIN_PREFIX.length)}`;
+}
+
+/** The ipset names for one family: IPv4 `ocl-...`, IPv6 `ocl6-...`. */
+export function ipsetNames(family: Family): {
+  allPools: string;
+  masqPools: string;
+  allHosts: string;
+} {
+  const p = family === 4 ? "ocl-" : "ocl6-";
+  return {
+    allPools: `${p}all-ipam-pools`,
+    masqPools: `${p}masq-ipam-pools`,
+    allHosts: `${p}all-hosts-net`,
+  };
+}
+
+/** "10.0.0.0/8" or "10.0.0.1" -> canonical CIDR text; throws quoting the bad value. */
+export function canonicalCidr(text: string, family: Family, what: string): string {
+  const [ip, len] = text.split("/");
+  let value: bigint;
+  let fam: Family;
+  try {
+    if (len === undefined) {
+      const a = parseAddress(ip);
+      value = a.value;
+      fam = a.family;
+    } else {
+      const c = parseCidr(text);
+      value = c.base;
+      fam = c.family;
+    }
+  } catch {
+    throw new Error(`Invalid ${what} "${text}"`);
+  }
+  if (fam !== family) throw new Error(`Invalid ${what} "${text}": not IPv${family}`);
+  const bits = family === 4 ? 32 : 128;
+  return `${formatAddress(family, value)}/${len === undefined ? bits : Number(len)}`;
+}
+
+function sortedUnique(xs: string[]): string[] {
+  return [...new Set(xs)].sort();
+}
+
+/** The pool and host ipsets for one family (Calico's all-ipam-pools, masq-ipam-pools). */
+export function renderIpsets(input: NatInput): IpsetSpec[] {
+  const names = ipsetNames(input.family);
+  const family = input.family === 4 ? "inet" : "inet6";
+  const pools = input.pools.map((p) => ({
+    cidr: canonicalCidr(p.cidr, input.family, "pool CIDR"),
+    nat: p.natOutgoing,
+  }));
+  return [
+    { name: names.allPools, members: pools.map((p) => p.cidr) },
+    { name: names.masqPools, members: pools.filter((p) => p.nat).map((p) => p.cidr) },
+    {
+      name: names.allHosts,
+      members: input.nodeAddresses.map((a) => canonicalCidr(a, input.family, "node address")),
+    },
+  ].map((s) => ({ ...s, type: "hash:net", family, members: sortedUnique(s.members) }));
+}
+
+/**
+ * The nat table: POSTROUTING -> ocl-POSTROUTING -> ocl-nat-outgoing, which masquerades traffic
+ * from a natOutgoing pool to anywhere outside the pools, the node addresses and the cluster CIDRs.
+ */
+export function renderNatTable(input: NatInput): TableSpec {
+  const names = ipsetNames(input.family);
+  const natOutgoing: string[] = [];
+  if (input.pools.some((p) => p.natOutgoing)) {
+    for (const c of sortedUnique(
+      input.clusterCidrs.map((c) => canonicalCidr(c, input.family, "cluster CIDR")),
+    )) {
+      natOutgoing.push(`-d ${c} -j RETURN`);
+    }
+    natOutgoing.push(`-m set --match-set ${names.allHosts} dst -j RETURN`);
+    natOutgoing.push(
+      `-m set --match-set ${names.masqPools} src -m set ! --match-set ${names.allPools} dst -j MASQUERADE`,
+    );
+  }
+  return {
+    table: "nat",
+    chains: [
+      { name: CHAIN_POSTROUTING, rules: [`-j ${CHAIN_NAT_OUTGOING}`] },
+      { name: CHAIN_NAT_OUTGOING, rules: natOutgoing },
+    ],
+    hooks: [{ builtin: "POSTROUTING", rule: `-j ${CHAIN_POSTROUTING}` }],
+  };
+}
+
+/** The filter table: forwarded traffic to and from workload interfaces is accepted. */
+export function renderFilterTable(): TableSpec {
+  return {
+    table: "filter",
+    chains: [
+      {
+        name: CHAIN_FORWARD,
+        rules: [`-i ${WORKLOAD_IFACE_MATCH} -j ACCEPT`, `-o ${WORKLOAD_IFACE_MATCH} -j ACCEPT`],
+      },
+    ],
+    hooks: [{ builtin: "FORWARD", rule: `-j ${CHAIN_FORWARD}` }],
+  };
+}
+
+/** Every table we own for one family. */
+export function renderTables(input: NatInput): TableSpec[] {
+  return [renderFilterTable(), renderNatTable(input)];
+}
+
+// ---- iptables-save ---------------------------------------------------------------------------
+
+export interface SavedTable {
+  table: string;
+  /** Chain name -> policy ("ACCEPT", "DROP", or "-" for user chains), in order. */
+  chains: Map<string, string>;
+  /** Rules in order: the chain and the spec after `-A <chain> `. */
+  rules: { chain: string; spec: string }[];
+}
+
+/** Parses `iptables-save` output; throws quoting a line it does not understand. */
+export function parseIptablesSave(text: string): Map<string, SavedTable> {
+  const tables = new Map<string, SavedTable>();
+  let cur: SavedTable | undefined;
+  for (const [i, raw] of text.split("\n").entries()) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const bad = () => new Error(`Unexpected iptables-save line ${i + 1}: "${line}"`);
+    if (line.startsWith("*")) {
+      cur = { table: line.slice(1), chains: new Map(), rules: [] };
+      tables.set(cur.table, cur);
+    } else if (!cur) {
+      throw bad();
+    } else if (line === "COMMIT") {
+      cur = undefined;
+    } else if (line.startsWith(":")) {
+      const m = /^:(\S+)\s+(\S+)/.exec(line);
+      if (!m) throw bad();
+      cur.chains.set(m[1], m[2]);
+    } else if (line.startsWith("-A ")) {
+      const m = /^-A\s+(\S+)\s*(.*)$/.exec(line);
+      if (!m) throw bad();
+      cur.rules.push({ chain: m[1], spec: m[2].replace(/\s+/g, " ") });
+    } else {
+      throw bad();
+    }
+  }
+  return tables;
+}
+
+/** The `ocl-` chain a rule jumps (or goes) to, if any. */
+export function jumpTarget(spec: string): string | undefined {
+  const m = /(?:^|\s)-[jg]\s+(\S+)/.exec(spec);
+  return m?.[1].startsWith(CHAIN_PREFIX) ? m[1] : undefined;
+}
+
+export interface TablePlan {
+  table: TableName;
+  /** `iptables-restore --noflush` input, or null when the kernel already matches. */
+  payload: string | null;
+  /** What differs, for logs and reports: "chain ocl-nat-outgoing differs", ... */
+  changes: string[];
+}
+
+/**
+ * Plans one table: our chains whose rules differ are flushed and rewritten; missing hooks are
+ * inserted at the top of their built-in chain, misplaced or duplicate ones removed; `ocl-`
+ * chains we no longer want are emptied and deleted. Rules and chains of others are left alone.
+ */
+export function planTable(desired: TableSpec, current: SavedTable | undefined): TablePlan {
+  const changes: string[] = [];
+  const rulesOf = new Map<string, string[]>();
+  for (const r of current?.rules ?? []) {
+    const list = rulesOf.get(r.chain) ?? [];
+    list.push(r.spec);
+    rulesOf.set(r.chain, list);
+  }
+  const have = current?.chains ?? new Map<string, string>();
+  const wanted = new Set(desired.chains.map((c) => c.name));
+  for (const c of desired.chains) {
+    if (!c.name.startsWith(CHAIN_PREFIX) || c.name.length > MAX_CHAIN_NAME) {
+      throw new Error(`Invalid chain name "${c.name}": must start with ${CHAIN_PREFIX}`);
+    }
+  }
+
+  const rewrite: ChainSpec[] = [];
+  for (const c of desired.chains) {
+    if (!have.has(c.name)) {
+      changes.push(`chain ${c.name} missing`);
+      rewrite.push(c);
+    } else if (!sameRules(rulesOf.get(c.name) ?? [], c.rules)) {
+      changes.push(`chain ${c.name} differs`);
+      rewrite.push(c);
+    }
+  }
+  const stale = [...have.keys()].filter((n) => n.startsWith(CHAIN_PREFIX) && !wanted.has(n));
+  for (const n of stale) changes.push(`chain ${n} stale`);
+
+  // Hooks: per built-in chain, ours must be its first rules, once each, in order.
+  const deletes: string[] = [];
+  const inserts: string[] = [];
+  // Built-in chains are the ones with a policy; user chains print "-".
+  const builtins = new Set<string>([
+    ...desired.hooks.map((h) => h.builtin),
+    ...[...have].filter(([, policy]) => policy !== "-").map(([n]) => n),
+  ]);
+  for (const builtin of builtins) {
+    const want = desired.hooks.filter((h) => h.builtin === builtin).map((h) => h.rule);
+    const rules = rulesOf.get(builtin) ?? [];
+    const ours = rules.filter((s) => jumpTarget(s) !== undefined);
+    const inPlace = sameRules(rules.slice(0, want.length), want) && ours.length === want.length;
+    if (inPlace) continue;
+    for (const s of ours) deletes.push(`-D ${builtin} ${s}`);
+    for (const [i, rule] of want.entries()) inserts.push(`-I ${builtin} ${i + 1} ${rule}`);
+    changes.push(`hooks in ${builtin} ${ours.length === 0 ? "missing" : "differ"}`);
+  }
+
+  if (changes.length === 0) return { table: desired.table, payload: null, changes };
+  const lines = [`*${desired.table}`];
+  for (const c of rewrite) lines.push(`:${c.name} - [0:0]`);
+  for (const n of stale) lines.push(`:${n} - [0:0]`); // flushes it
+  lines.push(...deletes);
+  for (const c of rewrite) for (const r of c.rules) lines.push(`-A ${c.name} ${r}`);
+  lines.push(...inserts);
+  for (const n of stale) lines.push(`-X ${n}`);
+  lines.push("COMMIT", "");
+  return { table: desired.table, payload: lines.join("\n"), changes };
+}
+
+function sameRules(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((s, i) => s === b[i].replace(/\s+/g, " "));
+}
+
+// ---- ipset save ------------------------------------------------------------------------------
+
+export interface SavedIpset {
+  name: string;
+  type: string;
+  family: string;
+  members: string[];
+}
+
+/** Parses `ipset save` output (create/add lines); members canonical, sorted. */
+export function parseIpsetSave(text: string): Map<string, SavedIpset> {
+  const sets = new Map<string, SavedIpset>();
+  for (const [i, raw] of text.split("\n").entries()) {
+    const line = raw.trim();
+    if (line === "") continue;
+    const parts = line.split(/\s+/);
+    if (parts[0] === "create" && parts.length >= 3) {
+      const fi = parts.indexOf("family");
+      const family = fi > 0 ? parts[fi + 1] : "inet";
+      sets.set(parts[1], { name: parts[1], type: parts[2], family, members: [] });
+    } else if (parts[0] === "add" && parts.length >= 3 && sets.has(parts[1])) {
+      const set = sets.get(parts[1]) as SavedIpset;
+      const fam: Family = set.family === "inet6" ? 6 : 4;
+      let member = parts[2];
+      try {
+        member = canonicalCidr(member, fam, "ipset member");
+      } catch {
+        // Not an address (another set type): kept as printed.
+      }
+      set.members.push(member);
+    } else {
+      throw new Error(`Unexpected ipset save line ${i + 1}: "${line}"`);
+    }
+  }
+  for (const s of sets.values()) s.members.sort();
+  return sets;
+}
+
+export interface IpsetPlan {
+  /** `ipset restore -exist` input, or null when every set already matches. */
+  payload: string | null;
+  changes: string[];
+}
+
+/** Temporary name used to fill a set before swapping it in. */
+export function tempIpsetName(name: string): string {
+  const base = name.replace(/^ocl6?-/, "");
+  return `ocl-tmp-${base}`.slice(0, MAX_IPSET_NAME);
+}
+
+/**
+ * Plans the ipsets: a missing set is created and filled; a set whose members differ is rebuilt
+ * under a temporary name and swapped in atomically (iptables keeps pointing at the same name).
+ */
+export function planIpsets(desired: IpsetSpec[], current: Map<string, SavedIpset>): IpsetPlan {
+  const lines: string[] = [];
+  const changes: string[] = [];
+  for (const s of desired) {
+    if (s.name.length > MAX_IPSET_NAME) throw new Error(`Ipset name "${s.name}" is too long`);
+    const header = `${s.type} family ${s.family}`;
+    const cur = current.get(s.name);
+    if (!cur) {
+      changes.push(`ipset ${s.name} missing`);
+      lines.push(`create ${s.name} ${header}`);
+      for (const m of s.members) lines.push(`add ${s.name} ${m}`);
+      continue;
+    }
+    if (cur.type !== s.type || cur.family !== s.family) {
+      throw new Error(
+        `Ipset "${s.name}" exists as "${cur.type} family ${cur.family}", expected "${header}"`,
+      );
+    }
+    if (sameRules(cur.members, s.members)) continue;
+    changes.push(`ipset ${s.name} members differ`);
+    const tmp = tempIpsetName(s.name);
+    lines.push(`create ${tmp} ${header}`, `flush ${tmp}`);
+    for (const m of s.members) lines.push(`add ${tmp} ${m}`);
+    lines.push(`swap ${tmp} ${s.name}`, `destroy ${tmp}`);
+  }
+  return { payload: lines.length ? `${lines.join("\n")}\n` : null, changes };
+}

@@ -1,0 +1,180 @@
+// The agent's per-pod and node-wide kernel state, rendered from values (pure): host-side
+// interface names and settings, per-pod /32 and /128 device routes and block blackholes under
+// protocol 202, and the sysctls Calico's Felix sets. Not: applying anything (apply.ts), iptables.
+import { createHash } from "node:crypto";
+import { type Route, RTPROT_OCELOT_AGENT } from "../fib/types.js";
+import { formatAddress, parseAddress, parseCidr } from "../ipam/cidr.js";
+
+/** Prefix of host-side workload interfaces (Calico's `cali`, DESIGN.md §5). */
+export const WORKLOAD_IFACE_PREFIX = "ocl";
+/** Hex characters of the hash after the prefix: 3 + 11 = 15 = IFNAMSIZ - 1. */
+const IFACE_HASH_CHARS = 11;
+/** The MAC of every host-side veth, so a pod's neighbour entry survives a veth re-creation. */
+export const WORKLOAD_HOST_MAC = "ee:ee:ee:ee:ee:ee";
+/** The pods' default gateway, answered by proxy ARP on the host side. */
+export const WORKLOAD_GATEWAY_V4 = "169.254.1.1";
+const IFNAMSIZ = 16;
+
+export interface Workload {
+  /** Stable workload id, e.g. "node1/default/pod1" (names the host interface). */
+  id: string;
+  /** Host-side interface; default workloadIfaceName(id). */
+  hostIface?: string;
+  /** Addresses without prefix length, or with /32 (/128). */
+  ipv4: string[];
+  ipv6: string[];
+}
+
+export interface Sysctl {
+  /** Dotted key as `sysctl` takes it: "net.ipv4.conf.ocl0123456789a.proxy_arp". */
+  key: string;
+  value: string;
+}
+
+export interface HostIface {
+  name: string;
+  mac: string;
+  up: true;
+  sysctls: Sysctl[];
+}
+
+export interface WorkloadOptions {
+  /**
+   * rp_filter on workload interfaces. Calico keeps the kernel's strict check (1) so a pod can
+   * only send from addresses routed to its own interface; 0 where spoofing is allowed.
+   */
+  rpFilter?: 0 | 1 | 2;
+  /** Node-wide IPv6 forwarding (Felix Ipv6Support, default true). */
+  ipv6?: boolean;
+}
+
+export interface WorkloadState {
+  ifaces: HostIface[];
+  routes: Route[];
+  /** Node-wide sysctls (forwarding). */
+  sysctls: Sysctl[];
+}
+
+/** `ocl` + 11 hex chars of SHA-1 of the workload id (Calico's VethNameForWorkload shape). */
+export function workloadIfaceName(id: string): string {
+  if (id === "") throw new Error("Workload id is empty");
+  const hex = createHash("sha1").update(id).digest("hex").slice(0, IFACE_HASH_CHARS);
+  return `${WORKLOAD_IFACE_PREFIX}${hex}`;
+}
+
+function checkIfaceName(name: string, id: string): void {
+  if (name.length === 0 || name.length >= IFNAMSIZ || /[\s/.:]/.test(name)) {
+    throw new Error(`Invalid host interface name "${name}" for workload "${id}"`);
+  }
+}
+
+/** "10.0.0.1" or "10.0.0.1/32" -> "10.0.0.1/32"; refuses other lengths and the other family. */
+function hostPrefix(addr: string, family: 4 | 6, id: string): string {
+  const [ip, len] = addr.split("/");
+  const want = family === 4 ? 32 : 128;
+  let parsed: ReturnType<typeof parseAddress>;
+  try {
+    parsed = parseAddress(ip);
+  } catch {
+    throw new Error(`Invalid IPv${family} address "${addr}" for workload "${id}"`);
+  }
+  if (parsed.family !== family || (len !== undefined && Number(len) !== want)) {
+    throw new Error(`Invalid IPv${family} address "${addr}" for workload "${id}"`);
+  }
+  // Canonical text (IPv6 compressed) so routes compare equal to what the kernel reports.
+  return `${formatAddress(family, parsed.value)}/${want}`;
+}
+
+/** Per-interface sysctls as Felix's configureInterface sets them. */
+export function ifaceSysctls(name: string, hasV6: boolean, opts: WorkloadOptions = {}): Sysctl[] {
+  const out: Sysctl[] = [
+    { key: `net.ipv4.conf.${name}.forwarding`, value: "1" },
+    { key: `net.ipv4.conf.${name}.rp_filter`, value: String(opts.rpFilter ?? 1) },
+    { key: `net.ipv4.conf.${name}.route_localnet`, value: "1" },
+    { key: `net.ipv4.conf.${name}.proxy_arp`, value: "1" },
+    { key: `net.ipv4.neigh.${name}.proxy_delay`, value: "0" },
+  ];
+  if (hasV6) {
+    out.push(
+      { key: `net.ipv6.conf.${name}.accept_ra`, value: "0" },
+      { key: `net.ipv6.conf.${name}.proxy_ndp`, value: "1" },
+      { key: `net.ipv6.conf.${name}.forwarding`, value: "1" },
+    );
+  }
+  return out;
+}
+
+/** Node-wide sysctls: IPv4 forwarding always, IPv6 forwarding unless IPv6 is off. */
+export function nodeSysctls(opts: WorkloadOptions = {}): Sysctl[] {
+  const out: Sysctl[] = [{ key: "net.ipv4.ip_forward", value: "1" }];
+  if (opts.ipv6 ?? true) out.push({ key: "net.ipv6.conf.all.forwarding", value: "1" });
+  return out;
+}
+
+/** The device route the host holds for one pod address (DESIGN.md §2). */
+export function workloadRoute(family: 4 | 6, dst: string, dev: string): Route {
+  return {
+    family,
+    dst,
+    protocol: RTPROT_OCELOT_AGENT,
+    scope: "link",
+    nexthops: [{ dev }],
+  };
+}
+
+/** The blackhole backing one of this node's affine blocks (DESIGN.md §2). */
+export function blockBlackhole(block: string): Route {
+  const c = parseCidr(block); // throws naming the bad value
+  return {
+    family: c.family,
+    dst: block,
+    protocol: RTPROT_OCELOT_AGENT,
+    type: "blackhole",
+    nexthops: [],
+  };
+}
+
+/**
+ * Renders the desired state for a node's workloads (and its affine blocks): throws on a bad
+ * address, a bad interface name, or one address claimed by two workloads.
+ */
+export function renderWorkloads(
+  workloads: Workload[],
+  blocks: string[] = [],
+  opts: WorkloadOptions = {},
+): WorkloadState {
+  const ifaces: HostIface[] = [];
+  const routes: Route[] = [];
+  const owner = new Map<string, string>();
+  const ifaceOwner = new Map<string, string>();
+  const sorted = [...workloads].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  for (const w of sorted) {
+    const name = w.hostIface ?? workloadIfaceName(w.id);
+    checkIfaceName(name, w.id);
+    const other = ifaceOwner.get(name);
+    if (other !== undefined) {
+      throw new Error(`Host interface "${name}" is claimed by workloads "${other}" and "${w.id}"`);
+    }
+    ifaceOwner.set(name, w.id);
+    const dsts = [
+      ...w.ipv4.map((a) => ({ family: 4 as const, dst: hostPrefix(a, 4, w.id) })),
+      ...w.ipv6.map((a) => ({ family: 6 as const, dst: hostPrefix(a, 6, w.id) })),
+    ];
+    for (const { family, dst } of dsts) {
+      const prev = owner.get(dst);
+      if (prev !== undefined && prev !== w.id) {
+        throw new Error(`Address "${dst}" is claimed by workloads "${prev}" and "${w.id}"`);
+      }
+      if (prev === undefined) routes.push(workloadRoute(family, dst, name));
+      owner.set(dst, w.id);
+    }
+    ifaces.push({
+      name,
+      mac: WORKLOAD_HOST_MAC,
+      up: true,
+      sysctls: ifaceSysctls(name, w.ipv6.length > 0, opts),
+    });
+  }
+  for (const b of [...new Set(blocks)].sort()) routes.push(blockBlackhole(b));
+  return { ifaces, routes, sysctls: nodeSysctls(opts) };
+}
