@@ -182,7 +182,8 @@ export function parseConfig(doc: unknown): BgpdConfig {
       return `${where || "(top level)"}: unknown field ${i.keys.map((k) => JSON.stringify(k)).join(", ")}`;
     }
     const v = valueAt(doc, i.path);
-    return `${where}: ${i.message} (got ${v === undefined ? "nothing" : JSON.stringify(v)})`;
+    if (v === undefined && i.code === "invalid_type") return `${where}: required field is missing`;
+    return `${where}: ${i.message} (got ${JSON.stringify(v)})`;
   });
   throw new ConfigError(`Invalid bgpd config: ${lines.join("; ")}`);
 }

@@ -62,6 +62,12 @@ describe("parseConfigText()", () => {
     );
   });
 
+  it("names a missing required field", () => {
+    expect(err(() => parseConfig({ asn: 1 }))).toBe(
+      "Invalid bgpd config: routerId: required field is missing",
+    );
+  });
+
   it("refuses unknown fields (strict) and duplicate peers", () => {
     expect(
       err(() =>
