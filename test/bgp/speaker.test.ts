@@ -111,4 +111,29 @@ describe("Speaker over loopback (eBGP)", () => {
     expect(b.status().peers[0]?.establishedTransitions).toBe(before);
     expect(b.status().peers[0]?.prefixes.accepted).toBe(1);
   });
+
+  it("applies an export filter change by refresh: the peer loses the prefix, the session stays", async () => {
+    const { a, bFib, aCfg } = await pair({}, 65001);
+    await waitFor("2 routes", () => bFib.desired().length === 2, 10_000, 20);
+    const peer = aCfg.peers[0] as BgpdConfig["peers"][number];
+    const before = a.status().peers[0]?.establishedTransitions;
+    await a.reconfigure({
+      ...aCfg,
+      peers: [
+        {
+          ...peer,
+          exportFilter: {
+            rules: [{ action: "Reject", cidr: "10.244.1.0/26", matchOperator: "Equal" }],
+          },
+        },
+      ],
+    });
+    await waitFor("v4 block withdrawn from b", () => bFib.desired().length === 1, 10_000, 20);
+    expect(bFib.desired()[0]?.dst).toBe("fd00:1::/122");
+    expect(a.status().peers[0]?.establishedTransitions).toBe(before);
+    expect(a.status().peers[0]?.prefixes.advertised).toBe(1);
+    // And back: the prefix is announced again.
+    await a.reconfigure({ ...aCfg, peers: [peer] });
+    await waitFor("v4 block back", () => bFib.desired().length === 2, 10_000, 20);
+  });
 });

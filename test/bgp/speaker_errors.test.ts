@@ -74,12 +74,13 @@ function update(prefixes: number[]): Uint8Array {
   return m as Uint8Array;
 }
 
-async function speaker() {
+async function speaker(originate: { prefix: string }[] = []) {
   const cfg = parseConfig({
     asn: 64512,
     routerId: "10.0.0.1",
     listen: { address: "127.0.0.1", port: 0 },
     peers: [{ address: "127.0.0.5", asn: 65010, passive: true }],
+    originate,
     status: { socket: "/nonexistent" },
   });
   const fib = new MemoryFib();
@@ -129,5 +130,26 @@ describe("Speaker received-message errors", () => {
       code: 1,
       subcode: 1,
     });
+  });
+
+  it("answers a ROUTE-REFRESH by sending the Adj-RIB-Out again", async () => {
+    const { s } = await speaker([{ prefix: "10.244.9.0/26" }]);
+    const peer = await rawPeer(s.listenPort as number);
+    // The initial table: one UPDATE and the End-of-RIB (an empty UPDATE).
+    await waitFor(
+      "initial UPDATE and End-of-RIB",
+      () => peer.got.filter((m) => m.type === 2).length === 2,
+      5000,
+      20,
+    );
+    // RFC 2918: ROUTE-REFRESH for IPv4 unicast (AFI 1, reserved 0, SAFI 1).
+    peer.sock.write(Uint8Array.from([...new Array(16).fill(0xff), 0, 23, 5, 0, 1, 0, 1]));
+    await waitFor(
+      "UPDATE re-sent",
+      () => peer.got.filter((m) => m.type === 2).length === 3,
+      5000,
+      20,
+    );
+    expect(s.status().peers[0]?.state).toBe("Established");
   });
 });
