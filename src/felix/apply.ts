@@ -206,8 +206,10 @@ async function convergeIptables(
 
 // ---- routes ----------------------------------------------------------------------------------
 
-interface GracefulFib {
+/** What KernelFib adds to Fib: a graceful hold to end, and a resync that reads the kernel. */
+interface KernelLikeFib {
   endGracefulHold?: () => Promise<void>;
+  resync?: () => Promise<void>;
 }
 
 async function convergeRoutes(fib: Fib, routes: Route[], changes: string[]): Promise<void> {
@@ -223,8 +225,11 @@ async function convergeRoutes(fib: Fib, routes: Route[], changes: string[]): Pro
   const added = routes.filter((r) => !before.has(key(r)));
   if (routes.length) await fib.set(routes);
   if (stale.length) await fib.remove(stale);
-  // A KernelFib opened with a graceful hold keeps our old routes until the first full set.
-  await (fib as Fib & GracefulFib).endGracefulHold?.();
+  const k = fib as Fib & KernelLikeFib;
+  // A KernelFib opened with a graceful hold keeps our old routes until the first full set; its
+  // resync dumps the kernel and puts back what someone else removed (even without watching).
+  await k.endGracefulHold?.();
+  await k.resync?.();
   for (const r of added) changes.push(`route ${r.dst} ${r.type ?? "unicast"} added`);
   for (const r of stale) changes.push(`route ${r.dst} removed`);
 }
