@@ -220,7 +220,9 @@ export class IpamStore {
       }
       return out;
     } catch (err) {
-      if (existing.length === 0 && out.length > 0) {
+      // Nothing was held before this call: whatever the handle holds now is this call's
+      // (addresses, or a handle record written before a borrow), so give it all back.
+      if (existing.length === 0) {
         await this.releaseByHandle(req.handleId, req.node).catch(() => undefined);
       }
       throw err;

@@ -49,7 +49,7 @@ describe("ocelot-ipam processes on the embedded store", () => {
   }, 60_000);
 
   it("plugin processes killed mid-assign leak nothing once the ADDs are retried", async () => {
-    const pods = Array.from({ length: 24 }, (_, i) => ({ node: `kill${i % 2}`, id: `k${i}` }));
+    const pods = Array.from({ length: 16 }, (_, i) => ({ node: `kill${i % 2}`, id: `k${i}` }));
     const killed = await bounded(
       pods.map(
         (p, i) => () =>
