@@ -1,6 +1,6 @@
-// Received-message errors at the speaker, with a scripted raw peer over loopback: RFC 7606
-// treat-as-withdraw keeps the session and withdraws the prefixes; a framing error resets the
-// session with NOTIFICATION 1/1 and removes the peer's routes.
+// The speaker against scripted raw peers over loopback: RFC 7606 treat-as-withdraw keeps the
+// session, a framing error resets it with NOTIFICATION 1/1 and removes the peer's routes,
+// ROUTE-REFRESH is answered with the Adj-RIB-Out, equal eBGP paths become one ECMP route.
 import * as net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/bgp/config.js";
@@ -20,9 +20,9 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** A scripted eBGP peer AS 65010 at 127.0.0.5 that records the message types it receives. */
-async function rawPeer(port: number) {
-  const sock = net.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.5" });
+/** A scripted eBGP peer AS 65010 (at 127.0.0.5 by default) that records the message types it receives. */
+async function rawPeer(port: number, address = "127.0.0.5") {
+  const sock = net.connect({ host: "127.0.0.1", port, localAddress: address });
   await new Promise<void>((r, j) => {
     sock.once("connect", () => r());
     sock.once("error", j);
@@ -51,11 +51,11 @@ async function rawPeer(port: number) {
   return { sock, got };
 }
 
-function update(prefixes: number[]): Uint8Array {
+function update(prefixes: number[], nextHop = 0x7f000005): Uint8Array {
   const a = emptyAttributes();
   a.origin = 0;
   a.asPath = [{ type: 2, asns: [65010] }];
-  a.nextHop = 0x7f000005;
+  a.nextHop = nextHop;
   const [m] = encodeUpdates(
     {
       afi: 1,
@@ -74,12 +74,12 @@ function update(prefixes: number[]): Uint8Array {
   return m as Uint8Array;
 }
 
-async function speaker(originate: { prefix: string }[] = []) {
+async function speaker(originate: { prefix: string }[] = [], extraPeers: object[] = []) {
   const cfg = parseConfig({
     asn: 64512,
     routerId: "10.0.0.1",
     listen: { address: "127.0.0.1", port: 0 },
-    peers: [{ address: "127.0.0.5", asn: 65010, passive: true }],
+    peers: [{ address: "127.0.0.5", asn: 65010, passive: true }, ...extraPeers],
     originate,
     status: { socket: "/nonexistent" },
   });
@@ -90,7 +90,7 @@ async function speaker(originate: { prefix: string }[] = []) {
   return { s, fib };
 }
 
-describe("Speaker received-message errors", () => {
+describe("Speaker with scripted raw peers", () => {
   it("treats an UPDATE with a bad ORIGIN as withdraw (RFC 7606 §7.1) and keeps the session", async () => {
     const { s, fib } = await speaker();
     const peer = await rawPeer(s.listenPort as number);
@@ -151,5 +151,29 @@ describe("Speaker received-message errors", () => {
       20,
     );
     expect(s.status().peers[0]?.state).toBe("Established");
+  });
+
+  it("installs equal paths from two peers of the same AS as one ECMP route, and shrinks it on a drop", async () => {
+    const { s, fib } = await speaker([], [{ address: "127.0.0.6", asn: 65010, passive: true }]);
+    const p5 = await rawPeer(s.listenPort as number, "127.0.0.5");
+    const p6 = await rawPeer(s.listenPort as number, "127.0.0.6");
+    await waitFor(
+      "both Established",
+      () => s.status().peers.every((p) => p.state === "Established"),
+      5000,
+      20,
+    );
+    p5.sock.write(update([0x0a030000], 0x7f000005));
+    p6.sock.write(update([0x0a030000], 0x7f000006));
+    await waitFor("two next hops", () => fib.desired()[0]?.nexthops.length === 2, 5000, 20);
+    expect(
+      fib
+        .desired()[0]
+        ?.nexthops.map((n) => n.gateway)
+        .sort(),
+    ).toEqual(["127.0.0.5", "127.0.0.6"]);
+    p6.sock.destroy();
+    await waitFor("one next hop left", () => fib.desired()[0]?.nexthops.length === 1, 5000, 20);
+    expect(fib.desired()[0]?.nexthops).toEqual([{ gateway: "127.0.0.5" }]);
   });
 });
