@@ -3,14 +3,20 @@
 // `ocelot bgpd` processes, the pods' wiring and the connectivity check. Not: BGP, IPAM or the
 // kernel programming themselves (the real `ocelot bgpd` and `ocelot-ipam` do those).
 //
-// Until the node daemon and the agent land, the demo plays the agent's part for pods itself
-// (veth with MAC ee:ee:ee:ee:ee:ee, proxy ARP, the /32 route under protocol 202) and renders each
-// node's `ocelot bgpd` file from the blocks IPAM gave it.
+// Until the node daemon lands, the demo plays the CNI plugin's part for pods (the veth, the pod's
+// side of it), runs the agent's data plane (src/felix/) once per node (host-side veth settings,
+// sysctls, /32 routes and block blackholes under protocol 202, NAT-outgoing iptables and ipsets)
+// and renders each node's `ocelot bgpd` file from the blocks IPAM gave it. An "internet" host
+// behind the ToR, with a route back to node addresses only, shows NAT-outgoing at work.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { applyDataplane } from "../felix/apply.js";
+import { renderDataplane } from "../felix/dataplane.js";
+import { workloadIfaceName } from "../felix/workload.js";
+import { KernelFib } from "../fib/kernel_fib.js";
+import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { link, Netns, sh, sleepSync, waitFor } from "../lib/netns.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -22,6 +28,8 @@ export const NODE_AS = 64512;
 export const TOR_AS = 65000;
 export const POOL_CIDR = "10.244.0.0/16";
 const FABRIC = "10.255.0"; // .1 ToR, .10+i node i
+/** The "internet" behind the ToR (TEST-NET-2): .1 the ToR, .10 a host out there. */
+const INTERNET = "198.51.100";
 
 export interface DemoOptions {
   nodes: number;
@@ -56,6 +64,8 @@ export interface DemoState {
   /** PIDs we started, with the comm they had, so `demo down` ends only those. */
   pids: { pid: number; comm: string; what: string }[];
   tor: { ns: string; address: string; router: "frr" | "none" };
+  /** A host outside the cluster, behind the ToR (absent in states of older demos). */
+  internet?: { ns: string; address: string };
   nodes: DemoNode[];
   pods: DemoPod[];
 }
@@ -68,10 +78,6 @@ export interface PingResult {
 
 export function statePath(stateDir: string): string {
   return join(stateDir, "state.json");
-}
-
-function hostIfaceName(id: string): string {
-  return `ocl${createHash("sha1").update(id).digest("hex").slice(0, 11)}`;
 }
 
 function commOf(pid: number): string {
@@ -259,6 +265,13 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
   tor.ip("link", "add", "fabric", "type", "bridge");
   tor.ip("addr", "add", `${state.tor.address}/24`, "dev", "fabric");
   tor.ip("link", "set", "fabric", "up");
+  // The internet: one host behind the ToR that knows the way back to node addresses only, so
+  // only masqueraded pod traffic can be answered (DESIGN.md §1 point 4).
+  const internet = { ns: `${opts.prefix}-inet`, address: `${INTERNET}.10` };
+  const inet = addNs(internet.ns);
+  link(tor, "inet0", `${INTERNET}.1/24`, inet, "eth0", `${internet.address}/24`);
+  inet.ip("route", "add", `${FABRIC}.0/24`, "via", `${INTERNET}.1`);
+  state.internet = internet;
   const nodeNs: Netns[] = [];
   for (let i = 1; i <= opts.nodes; i++) {
     const name = `node${i}`;
@@ -293,15 +306,13 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
       const podName = `${node.name}-pod${p}`;
       const pns = addNs(`${opts.prefix}-${podName}`);
       const ip = cniAdd(state.datastore, node.name, podName, `/var/run/netns/${pns.name}`);
-      const hostIface = hostIfaceName(`${node.name}/default/${podName}`);
+      const hostIface = workloadIfaceName(`${node.name}/default/${podName}`);
       wirePod(nodeNs[i], pns, hostIface, ip);
       state.pods.push({ name: podName, node: node.name, ns: pns.name, ip, hostIface });
       const block = blockOf(ip);
       if (!node.blocks.includes(block)) node.blocks.push(block);
     }
-    for (const block of node.blocks) {
-      nodeNs[i].ip("route", "replace", "blackhole", block, "proto", "202");
-    }
+    await applyAgent(state, node, nodeNs[i]);
     log(
       `demo: ${node.name} ${node.address} blocks ${node.blocks.join(", ")} pods ${state.pods
         .filter((p) => p.node === node.name)
@@ -362,13 +373,46 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
   );
 }
 
+/**
+ * The agent's data plane for one node, applied once: host-side veth settings, sysctls, pod
+ * routes and block blackholes (protocol 202), NAT-outgoing for the pool (it has natOutgoing).
+ */
+async function applyAgent(state: DemoState, node: DemoNode, ns: Netns): Promise<void> {
+  const desired = renderDataplane({
+    workloads: state.pods
+      .filter((p) => p.node === node.name)
+      .map((p) => ({
+        id: `${node.name}/default/${p.name}`,
+        hostIface: p.hostIface,
+        ipv4: [p.ip],
+        ipv6: [],
+      })),
+    blocks: node.blocks,
+    pools: [{ cidr: POOL_CIDR, natOutgoing: true }],
+    clusterCidrs: [`${FABRIC}.0/24`],
+    nodeAddresses: state.nodes.map((n) => n.address),
+    options: { ipv6: false },
+  });
+  const fib = await KernelFib.open({
+    netns: ns.name,
+    protocols: [RTPROT_OCELOT_AGENT],
+    watch: false,
+  });
+  try {
+    const report = await applyDataplane(desired, { netns: ns.name, fib });
+    if (report.missingIfaces.length > 0) {
+      throw new Error(
+        `Agent on ${node.name}: interfaces missing: ${report.missingIfaces.join(", ")}`,
+      );
+    }
+  } finally {
+    await fib.close();
+  }
+}
+
+/** The CNI plugin's part: the veth, and the pod's address and routes on its side. */
 function wirePod(node: Netns, pod: Netns, hostIface: string, ip: string): void {
   node.ip("link", "add", hostIface, "type", "veth", "peer", "name", "eth0", "netns", pod.name);
-  node.ip("link", "set", hostIface, "address", "ee:ee:ee:ee:ee:ee", "up");
-  node.exec("sysctl", "-qw", `net.ipv4.conf.${hostIface}.proxy_arp=1`);
-  node.exec("sysctl", "-qw", `net.ipv4.neigh.${hostIface}.proxy_delay=0`);
-  node.exec("sysctl", "-qw", `net.ipv4.conf.${hostIface}.rp_filter=0`);
-  node.ip("route", "replace", `${ip}/32`, "dev", hostIface, "scope", "link", "proto", "202");
   pod.ip("addr", "add", `${ip}/32`, "dev", "eth0");
   pod.ip("link", "set", "eth0", "up");
   pod.ip("route", "add", "169.254.1.1", "dev", "eth0", "scope", "link");
@@ -398,6 +442,9 @@ export interface SourceCheck {
   to: string;
   /** The source address the destination saw; equal to the sender's own address without NAT. */
   seen: string | null;
+  /** What it must see: the sender's own address, or its node's (masqueraded, to the internet). */
+  expected: string;
+  nat: boolean;
   ok: boolean;
 }
 
@@ -407,19 +454,36 @@ const ECHO_CLIENT = `const s=require("dgram").createSocket("udp4");s.on("message
 
 /**
  * Proves "the IP a pod sees itself as is the IP others see": from one pod on each node to a pod
- * on the next node, and from each node to a pod, the receiver reports the source it saw.
+ * on the next node, and from each node to a pod, the receiver reports the source it saw. And
+ * NAT-outgoing: from one pod on each node to the internet host, which must see the node's address.
  */
 export async function checkSourceAddresses(state: DemoState): Promise<SourceCheck[]> {
   const checks: SourceCheck[] = [];
   const firstPod = (node: DemoNode) => state.pods.find((p) => p.node === node.name);
-  const pairs: { fromNs: string; from: string; fromIp: string; to: DemoPod }[] = [];
+  type Target = Pick<DemoPod, "name" | "ns" | "ip">;
+  const pairs: { fromNs: string; from: string; fromIp: string; to: Target; expected: string }[] =
+    [];
   for (const [i, node] of state.nodes.entries()) {
     const next = state.nodes[(i + 1) % state.nodes.length];
     const src = firstPod(node);
     const dst = firstPod(next);
     if (src && dst && src !== dst)
-      pairs.push({ fromNs: src.ns, from: src.name, fromIp: src.ip, to: dst });
-    if (dst) pairs.push({ fromNs: node.ns, from: node.name, fromIp: node.address, to: dst });
+      pairs.push({ fromNs: src.ns, from: src.name, fromIp: src.ip, to: dst, expected: src.ip });
+    if (dst) {
+      const n = { fromNs: node.ns, from: node.name, fromIp: node.address };
+      pairs.push({ ...n, to: dst, expected: node.address });
+    }
+  }
+  const inet = state.internet;
+  if (inet) {
+    const to = { name: "internet", ns: inet.ns, ip: inet.address };
+    for (const node of state.nodes) {
+      const src = firstPod(node);
+      if (src) {
+        const n = { fromNs: src.ns, from: src.name, fromIp: src.ip };
+        pairs.push({ ...n, to, expected: node.address });
+      }
+    }
   }
   for (const pair of pairs) {
     const server = spawn("ip", ["netns", "exec", pair.to.ns, process.execPath, "-e", ECHO_SERVER], {
@@ -440,7 +504,9 @@ export async function checkSourceAddresses(state: DemoState): Promise<SourceChec
       from: `${pair.from} ${pair.fromIp}`,
       to: `${pair.to.name} ${pair.to.ip}`,
       seen,
-      ok: seen === pair.fromIp,
+      expected: pair.expected,
+      nat: pair.expected !== pair.fromIp,
+      ok: seen === pair.expected,
     });
   }
   return checks;

@@ -1,6 +1,7 @@
 // End to end: the demo cluster (real ocelot bgpd per node, FRR ToR, ocelot-ipam, pods in
 // namespaces) proves the network model with real traffic: every pod reaches every pod and the
-// ToR reaches every pod, and receivers see the sender's own address (no NAT).
+// ToR reaches every pod, and receivers see the sender's own address (no NAT), while a host on
+// the internet behind the ToR sees pods' traffic from their node's address (NAT-outgoing).
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,10 +16,17 @@ const reason =
 const skip = skipWithReason("demo e2e", reason);
 
 interface DemoJson {
-  nodes: { name: string; blocks: string[] }[];
-  pods: { name: string; ip: string }[];
+  nodes: { name: string; address: string; blocks: string[] }[];
+  pods: { name: string; node: string; ip: string }[];
   pings: { from: string; to: string; ok: boolean }[];
-  sources: { from: string; to: string; seen: string | null; ok: boolean }[];
+  sources: {
+    from: string;
+    to: string;
+    seen: string | null;
+    expected: string;
+    nat: boolean;
+    ok: boolean;
+  }[];
 }
 
 describe.skipIf(skip)("ocelot demo", () => {
@@ -49,8 +57,21 @@ describe.skipIf(skip)("ocelot demo", () => {
       // 3 source pods x 5 other pods + the ToR to 6 pods.
       expect(out.pings).toHaveLength(21);
       expect(out.pings.filter((p) => !p.ok)).toEqual([]);
-      expect(out.sources).toHaveLength(6);
-      for (const c of out.sources) expect(c.seen).toBe(c.from.split(" ")[1]);
+      // 3 pod->pod and 3 node->pod without NAT, 3 pod->internet masqueraded.
+      expect(out.sources).toHaveLength(9);
+      const noNat = out.sources.filter((c) => !c.nat);
+      expect(noNat).toHaveLength(6);
+      for (const c of noNat) expect(c.seen).toBe(c.from.split(" ")[1]);
+      const nat = out.sources.filter((c) => c.nat);
+      expect(nat.map((c) => c.to)).toEqual(Array(3).fill("internet 198.51.100.10"));
+      for (const c of nat) {
+        const [podName] = c.from.split(" ");
+        const node = out.nodes.find(
+          (n) => n.name === out.pods.find((p) => p.name === podName)?.node,
+        );
+        expect(node).toBeDefined();
+        expect(c.seen).toBe(node?.address);
+      }
       // Each node's blocks are distinct and the pods' addresses lie in their node's block.
       const blocks = out.nodes.flatMap((n) => n.blocks);
       expect(new Set(blocks).size).toBe(blocks.length);
