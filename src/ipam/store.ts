@@ -205,49 +205,82 @@ export class IpamStore {
    */
   async autoAssign(req: AssignRequest): Promise<AssignedAddress[]> {
     const attrs = { ...(req.attrs ?? {}), node: req.node };
-    // What a previous attempt of this request already got (idempotent retry).
-    const existing = await this.existingOfHandle(req.handleId, req.node);
+    // The handle record (borrowed addresses only) is read alongside the assignment, not before
+    // it: one round trip less per pod. A retry of a request that had borrowed then gives back
+    // what it just took and returns what it had.
+    const recordRead = this.getHandle(req.handleId).then(
+      (handle) => ({ handle }),
+      (error: unknown) => ({ error }),
+    );
+    // What a previous attempt of this request got in the node's own blocks (idempotent retry).
+    const own = await this.heldInOwnBlocks(req.handleId, req.node);
     const out: AssignedAddress[] = [];
+    const fresh: AssignedAddress[] = [];
     try {
       for (const family of [4, 6] as const) {
         const want = family === 4 ? req.num4 : req.num6;
         if (want <= 0) continue;
-        const have = existing.filter((a) => a.family === family).slice(0, want);
+        const have = own.filter((a) => a.family === family).slice(0, want);
         out.push(...have);
         if (have.length >= want) continue;
         const pools = (family === 4 ? req.pools4 : req.pools6) ?? [];
-        out.push(...(await this.assignFamily(req, family, want - have.length, pools, attrs)));
+        const got = await this.assignFamily(req, family, want - have.length, pools, attrs);
+        out.push(...got);
+        fresh.push(...got);
       }
-      return out;
+      const rec = await recordRead;
+      if ("error" in rec) throw rec.error;
+      const had = rec.handle ? await this.heldInRecord(rec.handle, [...own, ...fresh]) : [];
+      if (had.length === 0) return out;
+      const result: AssignedAddress[] = [];
+      const giveBack: AssignedAddress[] = [];
+      for (const family of [4, 6] as const) {
+        const want = family === 4 ? req.num4 : req.num6;
+        const prior = [...own, ...had].filter((a) => a.family === family);
+        const taken = fresh.filter((a) => a.family === family);
+        if (prior.length >= want && taken.length > 0) {
+          result.push(...prior.slice(0, want));
+          giveBack.push(...taken);
+        } else result.push(...out.filter((a) => a.family === family));
+      }
+      await this.releaseAssigned(giveBack);
+      return result;
     } catch (err) {
-      // Nothing was held before this call: whatever the handle holds now is this call's
-      // (addresses, or a handle record written before a borrow), so give it all back.
-      if (existing.length === 0) {
-        await this.releaseByHandle(req.handleId, req.node).catch(() => undefined);
+      // Give back exactly what this call took; a handle record it created for a borrow goes too.
+      await this.releaseAssigned(fresh).catch(() => undefined);
+      const rec = await recordRead;
+      if (!("error" in rec) && rec.handle === undefined) {
+        await this.dropHandleIfEmpty(req.handleId).catch(() => undefined);
       }
       throw err;
     }
   }
 
+  /** Releases addresses this client assigned (by block, ordinal and sequence number). */
+  private async releaseAssigned(addrs: readonly AssignedAddress[]): Promise<void> {
+    for (const a of addrs) {
+      const value = parseAddress(a.address).value;
+      await this.releaseInBlock(parseCidr(a.block), (b) =>
+        releaseFromBlock(b, [{ ordinal: ordinalOf(b, value), sequence: a.sequence }], this.now()),
+      );
+    }
+  }
+
   /**
-   * Addresses held by handleId in the node's own blocks (from the cache when warm: a stale
-   * cache is corrected at the block write, see runCombiner) and in the blocks its handle record
-   * lists (borrowed addresses).
+   * Addresses held by handleId in the node's own blocks, from the cache when warm (a hit is
+   * confirmed by reading the block; a miss in a stale cache is caught at the block write, see
+   * runCombiner).
    */
-  private async existingOfHandle(handleId: string, node: string): Promise<AssignedAddress[]> {
+  private async heldInOwnBlocks(handleId: string, node: string): Promise<AssignedAddress[]> {
     const out: AssignedAddress[] = [];
-    const rec = await this.getHandle(handleId);
-    const seen = new Set<string>();
     for (const family of [4, 6] as const) {
       const cached = this.affineCache.get(`${node}|${family}`);
       const affine = cached ?? (await this.loadAffine(node, family));
       for (const e of affine.values()) {
-        seen.add(e.key);
         // Attributes are compacted on release: a handle with no address has no attribute.
         if (!e.block.attributes.some((a) => a.handleId === handleId)) continue;
         let block: Block | undefined = e.block;
         if (cached) {
-          // The cache says so; only the store can say it still is (it may have been released).
           const kv = await this.store.get(e.key);
           block = kv ? decodeBlock(e.key, kv.value) : undefined;
           if (kv && block)
@@ -256,11 +289,23 @@ export class IpamStore {
         if (block) out.push(...this.heldIn(block, handleId, false));
       }
     }
-    for (const cidrText of rec?.blocks ?? []) {
+    return out;
+  }
+
+  /** Addresses held by the handle in the blocks its record lists, except those in `known`. */
+  private async heldInRecord(
+    handle: Handle,
+    known: readonly AssignedAddress[],
+  ): Promise<AssignedAddress[]> {
+    const skip = new Set(known.map((a) => a.address));
+    const out: AssignedAddress[] = [];
+    for (const cidrText of handle.blocks) {
       const key = this.keys.block(parseCidr(cidrText));
-      if (seen.has(key)) continue;
       const kv = await this.store.get(key);
-      if (kv) out.push(...this.heldIn(decodeBlock(key, kv.value), handleId, true));
+      if (!kv) continue;
+      for (const a of this.heldIn(decodeBlock(key, kv.value), handle.handleId, true)) {
+        if (!skip.has(a.address)) out.push(a);
+      }
     }
     return out;
   }
