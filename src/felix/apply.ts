@@ -18,6 +18,8 @@ import type { Sysctl } from "./workload.js";
 const COMMAND_TIMEOUT_MS = 15_000;
 /** Seconds iptables-restore waits for the xtables lock. */
 const XTABLES_WAIT_S = "5";
+/** The metric the kernel gives IPv6 routes that have none. */
+const IP6_RT_PRIO_USER = 1024;
 
 export interface ApplyOptions {
   /** Network namespace name (under /run/netns) to converge; default: the current one. */
@@ -213,7 +215,9 @@ interface KernelLikeFib {
 }
 
 async function convergeRoutes(fib: Fib, routes: Route[], changes: string[]): Promise<void> {
-  const key = (r: Pick<Route, "family" | "dst" | "table" | "metric">) => routeKey(r);
+  // IPv6 routes without a metric get 1024 from the kernel (and in Fib.desired()).
+  const key = (r: Pick<Route, "family" | "dst" | "table" | "metric">) =>
+    routeKey({ ...r, metric: r.family === 6 && !r.metric ? IP6_RT_PRIO_USER : r.metric });
   const before = new Map(
     fib
       .desired()
