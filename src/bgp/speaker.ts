@@ -76,6 +76,7 @@ interface PeerEntry {
 }
 
 const FIB_BATCH = 50_000;
+const MAX_ROUTES_SHOWN = 100_000;
 const MAX_FIB_IN_FLIGHT = 4;
 
 function isBatchFib(f: Fib | null): f is BatchFib {
@@ -1024,9 +1025,8 @@ export class Speaker<A> {
         },
         reason: r.reason,
         multipath: r.nexthops,
-        paths: 1,
       });
-      if (routes.length >= 100_000) break;
+      if (routes.length >= MAX_ROUTES_SHOWN) return { routes, truncated: true };
     }
     return { routes };
   }

@@ -56,13 +56,14 @@ export interface RouteStatus {
   };
   /** Why this path won (typed reason from the decision process). */
   reason: string;
-  /** Peers whose paths are used for ECMP (including the best). */
+  /** Next hops installed for the prefix (more than one: ECMP over equal paths). */
   multipath: string[];
-  paths: number;
 }
 
 export interface RoutesSnapshot {
   routes: RouteStatus[];
+  /** True when the Loc-RIB holds more routes than one answer carries (100,000). */
+  truncated?: boolean;
 }
 
 export interface StatusProvider {

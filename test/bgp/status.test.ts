@@ -57,7 +57,6 @@ const routes: RoutesSnapshot = {
       },
       reason: "OnlyPath",
       multipath: ["10.0.0.2"],
-      paths: 1,
     },
   ],
 };
