@@ -169,7 +169,7 @@ export class KernelFib implements BatchFib {
   private readonly desiredMap = new Map<Key, number>();
   private readonly installed = new Map<Key, number>();
   private readonly matchCache = new Map<number, boolean>();
-  private readonly templates = new Map<string, Buffer>();
+  private readonly templates = new Map<number, Buffer>();
 
   private readonly links = new Map<number, { name: string; up: boolean }>();
   private readonly queue: Job[] = [];
@@ -398,6 +398,8 @@ export class KernelFib implements BatchFib {
     const k = `${family}|${table}|${m}`;
     let s = this.slotByKey.get(k);
     if (s === undefined) {
+      if (this.slots.length >= 2 ** 15)
+        throw new Error(`Too many (table, metric) pairs: ${this.slots.length}`);
       s = this.slots.length;
       this.slots.push({ family, table, metric: m });
       this.slotByKey.set(k, s);
@@ -498,6 +500,8 @@ export class KernelFib implements BatchFib {
     g.sig = `${g.family}|${g.protocol}|${g.type}|${g.scope}|${g.prefsrc ? formatAddress(g.prefsrc) : ""}|${g.type === RTN_UNICAST ? hops : ""}`;
     let id = this.groupBySig.get(g.sig);
     if (id === undefined) {
+      if (this.groups.length >= 2 ** 24)
+        throw new Error(`Too many distinct next-hop sets: ${this.groups.length}`);
       id = this.groups.length;
       this.groups.push(g);
       this.groupBySig.set(g.sig, id);
@@ -508,7 +512,7 @@ export class KernelFib implements BatchFib {
   /** Whether the kernel's route (group k) is what we want (group d); ifindex 0 = any. */
   private matches(d: number, k: number): boolean {
     if (d === k) return true;
-    const ck = d * 65536 + k;
+    const ck = d * 2 ** 26 + k;
     const hit = this.matchCache.get(ck);
     if (hit !== undefined) return hit;
     const a = this.groups[d];
@@ -684,7 +688,9 @@ export class KernelFib implements BatchFib {
       const slot = Math.floor(key / V4_SLOT_MUL);
       const rest = key - slot * V4_SLOT_MUL;
       const addr = Math.floor(rest / 64);
-      const tk = `${slot}|${gid}|${type}|${flags | ack}`;
+      // No strings on this path: (slot < 2^15, group < 2^24, DEL bit, 12 flag bits) in 52 bits.
+      const tk =
+        ((slot * 2 ** 24 + gid) * 2 + (type === RTM_DELROUTE ? 1 : 0)) * 4096 + (flags | ack);
       let t = this.templates.get(tk);
       if (!t) {
         const tw = new MessageWriter(256);
@@ -1040,8 +1046,7 @@ export class KernelFib implements BatchFib {
         if (dev === name && g.nexthops[i].ifindex !== ifindex) {
           g.nexthops[i].ifindex = ifindex;
           this.matchCache.clear();
-          for (const k of [...this.templates.keys()])
-            if (k.split("|")[1] === String(gid)) this.templates.delete(k);
+          this.templates.clear();
         }
       });
     }
