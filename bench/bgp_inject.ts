@@ -175,6 +175,11 @@ function runOne(target: Target, n: number): Result {
       hwmDetail: hwms.map(([c, m]) => `${c}=${m.toFixed(1)}MiB`).join(" "),
       count,
     };
+    if (ocelot && process.env.OCELOT_SNAPSHOT_WAIT) {
+      // With OCELOT_NODE_ARGS="--heapsnapshot-signal=SIGUSR2": a heap snapshot after convergence.
+      lab.signal(ocelot.pid, "SIGUSR2");
+      sleepSync(Number(process.env.OCELOT_SNAPSHOT_WAIT) * 1000);
+    }
     if (ocelot) {
       try {
         const st = ocelot.status() as unknown as { memory?: object; fib?: object };
