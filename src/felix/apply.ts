@@ -28,7 +28,16 @@ export interface ApplyOptions {
   fib: Fib;
   /** iptables flavour; Debian's default and ours is nft (never mix the two in one host). */
   iptables?: "nft" | "legacy";
+  /** Runs one command (inside netns when given); default spawns it. Tests pass a fake kernel. */
+  run?: Runner;
 }
+
+export type Runner = (
+  netns: string | undefined,
+  cmd: string,
+  args: string[],
+  input?: string,
+) => Promise<RunResult>;
 
 export interface ApplyReport {
   /** Everything that was changed, one line each; empty when the kernel already matched. */
@@ -40,13 +49,19 @@ export interface ApplyReport {
   ipsets: string | null;
 }
 
-interface RunResult {
+export interface RunResult {
   code: number;
   stdout: string;
   stderr: string;
 }
 
-function run(netns: string | undefined, cmd: string, args: string[], input?: string) {
+/** The default Runner: spawns cmd (under `ip netns exec` for a namespace), bounded in time. */
+export function spawnRunner(
+  netns: string | undefined,
+  cmd: string,
+  args: string[],
+  input?: string,
+): Promise<RunResult> {
   const [file, argv] = netns ? ["ip", ["netns", "exec", netns, cmd, ...args]] : [cmd, args];
   return new Promise<RunResult>((resolve, reject) => {
     const child = spawn(file, argv, { stdio: ["pipe", "pipe", "pipe"] });
@@ -72,8 +87,13 @@ function run(netns: string | undefined, cmd: string, args: string[], input?: str
   });
 }
 
-async function runOk(netns: string | undefined, cmd: string, args: string[], input?: string) {
-  const r = await run(netns, cmd, args, input);
+interface Ctx {
+  netns?: string;
+  run: Runner;
+}
+
+async function runOk(ctx: Ctx, cmd: string, args: string[], input?: string) {
+  const r = await ctx.run(ctx.netns, cmd, args, input);
   if (r.code !== 0) {
     throw new Error(
       `"${cmd} ${args.join(" ")}" failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`,
@@ -86,13 +106,10 @@ async function runOk(netns: string | undefined, cmd: string, args: string[], inp
 
 const procPath = (key: string) => `/proc/sys/${key.replace(/\./g, "/")}`;
 
-async function readSysctls(
-  netns: string | undefined,
-  keys: string[],
-): Promise<Map<string, string>> {
+async function readSysctls(ctx: Ctx, keys: string[]): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   if (keys.length === 0) return out;
-  if (!netns) {
+  if (!ctx.netns) {
     for (const k of keys) {
       try {
         out.set(k, (await readFile(procPath(k), "utf8")).trim());
@@ -101,7 +118,7 @@ async function readSysctls(
     return out;
   }
   // `sysctl -e` skips unknown keys; output lines are "key = value".
-  const r = await run(netns, "sysctl", ["-e", ...keys]);
+  const r = await ctx.run(ctx.netns, "sysctl", ["-e", ...keys]);
   for (const line of r.stdout.split("\n")) {
     const m = /^(\S+)\s*=\s*(.*)$/.exec(line.trim());
     if (m) out.set(m[1], m[2].trim());
@@ -109,26 +126,22 @@ async function readSysctls(
   return out;
 }
 
-async function writeSysctls(netns: string | undefined, list: Sysctl[]): Promise<void> {
+async function writeSysctls(ctx: Ctx, list: Sysctl[]): Promise<void> {
   if (list.length === 0) return;
-  if (!netns) {
+  if (!ctx.netns) {
     for (const s of list) await writeFile(procPath(s.key), s.value);
     return;
   }
-  await runOk(netns, "sysctl", ["-qw", ...list.map((s) => `${s.key}=${s.value}`)]);
+  await runOk(ctx, "sysctl", ["-qw", ...list.map((s) => `${s.key}=${s.value}`)]);
 }
 
-async function convergeSysctls(
-  netns: string | undefined,
-  want: Sysctl[],
-  changes: string[],
-): Promise<void> {
+async function convergeSysctls(ctx: Ctx, want: Sysctl[], changes: string[]): Promise<void> {
   const have = await readSysctls(
-    netns,
+    ctx,
     want.map((s) => s.key),
   );
   const diff = want.filter((s) => have.get(s.key) !== s.value);
-  await writeSysctls(netns, diff);
+  await writeSysctls(ctx, diff);
   for (const s of diff)
     changes.push(`sysctl ${s.key}=${s.value} (was ${have.get(s.key) ?? "unset"})`);
 }
@@ -142,12 +155,12 @@ interface IpLink {
 }
 
 async function convergeLinks(
-  netns: string | undefined,
+  ctx: Ctx,
   state: DataplaneState,
   changes: string[],
 ): Promise<Set<string>> {
   const links = JSON.parse(
-    (await runOk(netns, "ip", ["-j", "link", "show"])).trim() || "[]",
+    (await runOk(ctx, "ip", ["-j", "link", "show"])).trim() || "[]",
   ) as IpLink[];
   const byName = new Map(links.map((l) => [l.ifname.split("@")[0], l]));
   const present = new Set<string>();
@@ -156,11 +169,11 @@ async function convergeLinks(
     if (!l) continue;
     present.add(want.name);
     if (l.address?.toLowerCase() !== want.mac) {
-      await runOk(netns, "ip", ["link", "set", "dev", want.name, "address", want.mac]);
+      await runOk(ctx, "ip", ["link", "set", "dev", want.name, "address", want.mac]);
       changes.push(`link ${want.name} address ${want.mac} (was ${l.address ?? "none"})`);
     }
     if (!l.flags?.includes("UP")) {
-      await runOk(netns, "ip", ["link", "set", "dev", want.name, "up"]);
+      await runOk(ctx, "ip", ["link", "set", "dev", want.name, "up"]);
       changes.push(`link ${want.name} up`);
     }
   }
@@ -170,23 +183,23 @@ async function convergeLinks(
 // ---- ipsets and iptables ---------------------------------------------------------------------
 
 async function convergeIpsets(
-  netns: string | undefined,
+  ctx: Ctx,
   state: DataplaneState,
   changes: string[],
 ): Promise<string | null> {
   const desired = state.families.flatMap((f) => f.ipsets);
   if (desired.length === 0) return null;
-  const current = parseIpsetSave(await runOk(netns, "ipset", ["save"]));
+  const current = parseIpsetSave(await runOk(ctx, "ipset", ["save"]));
   const plan = planIpsets(desired, current);
   if (plan.payload) {
-    await runOk(netns, "ipset", ["restore", "-exist"], plan.payload);
+    await runOk(ctx, "ipset", ["restore", "-exist"], plan.payload);
     changes.push(...plan.changes);
   }
   return plan.payload;
 }
 
 async function convergeIptables(
-  netns: string | undefined,
+  ctx: Ctx,
   state: DataplaneState,
   flavour: "nft" | "legacy",
   changes: string[],
@@ -194,11 +207,11 @@ async function convergeIptables(
   const written: ApplyReport["iptables"] = [];
   for (const fam of state.families) {
     const bin = `${fam.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
-    const current = parseIptablesSave(await runOk(netns, `${bin}-save`, []));
+    const current = parseIptablesSave(await runOk(ctx, `${bin}-save`, []));
     for (const spec of fam.tables) {
       const plan = planTable(spec, current.get(spec.table));
       if (!plan.payload) continue;
-      await runOk(netns, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], plan.payload);
+      await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], plan.payload);
       changes.push(...plan.changes.map((c) => `${bin} ${spec.table}: ${c}`));
       written.push({ ...plan, family: fam.family });
     }
@@ -243,18 +256,18 @@ export async function applyDataplane(
   state: DataplaneState,
   opts: ApplyOptions,
 ): Promise<ApplyReport> {
-  const { netns } = opts;
+  const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
   const changes: string[] = [];
-  await convergeSysctls(netns, state.workloads.sysctls, changes);
-  const present = await convergeLinks(netns, state, changes);
+  await convergeSysctls(ctx, state.workloads.sysctls, changes);
+  const present = await convergeLinks(ctx, state, changes);
   const missingIfaces = state.workloads.ifaces.map((i) => i.name).filter((n) => !present.has(n));
   await convergeSysctls(
-    netns,
+    ctx,
     state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
     changes,
   );
-  const ipsets = await convergeIpsets(netns, state, changes);
-  const iptables = await convergeIptables(netns, state, opts.iptables ?? "nft", changes);
+  const ipsets = await convergeIpsets(ctx, state, changes);
+  const iptables = await convergeIptables(ctx, state, opts.iptables ?? "nft", changes);
   const routes = state.workloads.routes.filter((r) =>
     r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
   );

@@ -11,44 +11,7 @@ import {
   type SavedTable,
   type TableSpec,
 } from "../../src/felix/iptables.js";
-
-/** A model of iptables-restore --noflush over one table (the subset our payloads use). */
-function restore(table: SavedTable, payload: string): SavedTable {
-  const chains = new Map(table.chains);
-  let rules = [...table.rules];
-  for (const line of payload.split("\n")) {
-    if (line === "" || line.startsWith("*") || line === "COMMIT") continue;
-    const decl = /^:(\S+) (\S+)/.exec(line);
-    const add = /^-A (\S+) (.*)$/.exec(line);
-    const del = /^-D (\S+) (.*)$/.exec(line);
-    const ins = /^-I (\S+) (\d+) (.*)$/.exec(line);
-    const drop = /^-X (\S+)$/.exec(line);
-    if (decl) {
-      if (chains.has(decl[1])) rules = rules.filter((r) => r.chain !== decl[1]);
-      else chains.set(decl[1], decl[2]);
-    } else if (add) {
-      if (!chains.has(add[1])) throw new Error(`no chain ${add[1]}`);
-      rules.push({ chain: add[1], spec: add[2] });
-    } else if (del) {
-      const i = rules.findIndex((r) => r.chain === del[1] && r.spec === del[2]);
-      if (i < 0) throw new Error(`-D of a missing rule: ${line}`);
-      rules.splice(i, 1);
-    } else if (ins) {
-      const [chain, pos, spec] = [ins[1], Number(ins[2]), ins[3]];
-      const idx = rules.map((r, i) => [r, i] as const).filter(([r]) => r.chain === chain);
-      const at = pos - 1 < idx.length ? idx[pos - 1][1] : rules.length;
-      rules.splice(at, 0, { chain, spec });
-    } else if (drop) {
-      const name = drop[1];
-      if (rules.some((r) => r.chain === name || r.spec.endsWith(`-j ${name}`)))
-        throw new Error(`-X of a non-empty or referenced chain ${name}`);
-      chains.delete(name);
-    } else {
-      throw new Error(`model does not know: ${line}`);
-    }
-  }
-  return { table: table.table, chains, rules };
-}
+import { restoreModel as restore } from "./model.js";
 
 const nat: NatInput = {
   family: 4,
