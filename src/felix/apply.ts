@@ -11,6 +11,7 @@ import {
   parseIptablesSave,
   planIpsets,
   planTable,
+  staleIpsets,
   type TablePlan,
 } from "./iptables.js";
 import type { Sysctl } from "./workload.js";
@@ -198,6 +199,17 @@ async function convergeIpsets(
   return plan.payload;
 }
 
+/** Destroys our sets nothing wants any more (after iptables stopped referring to them). */
+async function removeStaleIpsets(ctx: Ctx, state: DataplaneState, changes: string[]) {
+  const desired = state.families.flatMap((f) => f.ipsets);
+  const current = parseIpsetSave(await runOk(ctx, "ipset", ["save"]));
+  for (const name of staleIpsets(desired, current)) {
+    const r = await ctx.run(ctx.netns, "ipset", ["destroy", name]);
+    // A set still in use (a rule of someone else refers to it) is left; retried next apply.
+    changes.push(r.code === 0 ? `ipset ${name} stale, destroyed` : `ipset ${name} stale, in use`);
+  }
+}
+
 async function convergeIptables(
   ctx: Ctx,
   state: DataplaneState,
@@ -268,6 +280,7 @@ export async function applyDataplane(
   );
   const ipsets = await convergeIpsets(ctx, state, changes);
   const iptables = await convergeIptables(ctx, state, opts.iptables ?? "nft", changes);
+  await removeStaleIpsets(ctx, state, changes);
   const routes = state.workloads.routes.filter((r) =>
     r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
   );

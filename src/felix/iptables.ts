@@ -343,6 +343,12 @@ export interface IpsetPlan {
   changes: string[];
 }
 
+/** Our sets (`ocl-`, `ocl6-`) that are no longer wanted, to destroy once no rule uses them. */
+export function staleIpsets(desired: IpsetSpec[], current: Map<string, SavedIpset>): string[] {
+  const wanted = new Set(desired.map((s) => s.name));
+  return [...current.keys()].filter((n) => /^ocl6?-/.test(n) && !wanted.has(n)).sort();
+}
+
 /** Temporary name used to fill a set before swapping it in. */
 export function tempIpsetName(name: string): string {
   const base = name.replace(/^ocl6?-/, "");

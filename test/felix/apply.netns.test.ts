@@ -220,6 +220,8 @@ describe.skipIf(skip)("applyDataplane() in network namespaces", () => {
     n1.exec("sysctl", "-qw", `net.ipv4.conf.${if1}.proxy_arp=0`);
     n1.exec("ipset", "del", "ocl-all-hosts-net", N2);
     n1.ip("route", "del", `${POD1}/32`, "proto", "202");
+    n1.exec("ipset", "create", "ocl-old-set", "hash:net");
+    n1.exec("ipset", "create", "foreign-set", "hash:net");
 
     const r = await applyDataplane(state1, { netns: n1.name, fib: fib1 });
     expect(r.changes).toEqual(
@@ -230,6 +232,7 @@ describe.skipIf(skip)("applyDataplane() in network namespaces", () => {
         "iptables-nft filter: hooks in FORWARD differ",
         "iptables-nft filter: hooks in INPUT differ",
         "iptables-nft nat: chain ocl-nat-outgoing differs",
+        "ipset ocl-old-set stale, destroyed",
       ]),
     );
 
@@ -246,6 +249,13 @@ describe.skipIf(skip)("applyDataplane() in network namespaces", () => {
     expect(filter).toContain("-A FOREIGN -j RETURN");
     expect(nat).toContain("-A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE");
     expect(n1.exec("sysctl", "-n", `net.ipv4.conf.${if1}.proxy_arp`).trim()).toBe("1");
+    expect(n1.exec("ipset", "list", "-n").split("\n").sort()).toEqual([
+      "",
+      "foreign-set",
+      "ocl-all-hosts-net",
+      "ocl-all-ipam-pools",
+      "ocl-masq-ipam-pools",
+    ]);
     expect(n1.exec("ipset", "save", "ocl-all-hosts-net")).toMatch(/10\.255\.0\.12\b/);
     expect(
       n1.ipJson<{ dst: string }[]>("route", "show", "proto", "202").map((x) => x.dst),

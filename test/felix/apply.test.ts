@@ -91,6 +91,21 @@ describe("applyDataplane() (fake kernel)", () => {
     expect([...kernel.ipsets.keys()].filter((n) => n.includes("tmp"))).toEqual([]);
   });
 
+  it("destroys our stale sets, never others'", async () => {
+    const { kernel, apply } = setup();
+    kernel.ipsets.set("ocl-old", { type: "hash:net", family: "inet", members: [] });
+    kernel.ipsets.set("ocl6-old", { type: "hash:net", family: "inet6", members: [] });
+    kernel.ipsets.set("someone-else", { type: "hash:ip", family: "inet", members: [] });
+    const r = await apply();
+    expect(r.changes).toContain("ipset ocl-old stale, destroyed");
+    expect([...kernel.ipsets.keys()].sort()).toEqual([
+      "ocl-all-hosts-net",
+      "ocl-all-ipam-pools",
+      "ocl-masq-ipam-pools",
+      "someone-else",
+    ]);
+  });
+
   it("keeps others' rules and restores ours", async () => {
     const { kernel, apply } = setup();
     await apply();

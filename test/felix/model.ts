@@ -104,6 +104,10 @@ export class FakeKernel {
       }
       return ok(out.map((l) => `${l}\n`).join(""));
     }
+    if (cmd === "ipset" && args[0] === "destroy") {
+      this.writes.push(line);
+      return this.ipsets.delete(args[1]) ? ok() : { code: 1, stdout: "", stderr: "no such set" };
+    }
     if (cmd === "ipset" && args[0] === "restore") {
       this.writes.push(line);
       this.ipsetRestore(input ?? "");
