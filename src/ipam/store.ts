@@ -130,11 +130,6 @@ interface BlockEntry {
   block: Block;
 }
 
-interface HandleEntry {
-  rev: number;
-  handle: Handle;
-}
-
 export interface BlockInfo extends BlockEntry {
   affinityState?: Affinity["state"];
 }
@@ -430,14 +425,14 @@ export class IpamStore {
           });
           if (block === c.entry.block) {
             // Nothing to write: each request is either already held or found no room.
-            batch.forEach((r, i) => r.resolve(results[i] ?? []));
+            for (const [i, r] of batch.entries()) r.resolve(results[i] ?? []);
             break;
           }
           try {
             const kv = await this.store.update(key, encodeBlock(block), c.entry.rev);
             c.entry = { key, rev: kv.modRevision, block };
             this.rememberBlock(node, family, c.entry);
-            batch.forEach((r, i) => r.resolve(results[i] ?? []));
+            for (const [i, r] of batch.entries()) r.resolve(results[i] ?? []);
             break;
           } catch (err) {
             if (err instanceof ConflictError && err.current && attempt + 1 < this.maxAttempts) {
