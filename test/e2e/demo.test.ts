@@ -30,7 +30,7 @@ interface DemoJson {
 }
 
 describe.skipIf(skip)("ocelot demo", () => {
-  it("runs 3 nodes with 2 pods each: all pods reach each other and the ToR reaches all, without NAT", () => {
+  it("runs 3 nodes with 2 pods each: all pods reach each other and the ToR reaches all, without NAT; the internet sees pods as their node", () => {
     const stateDir = mkdtempSync(join(tmpdir(), "ocelot-demo-"));
     try {
       const r = spawnSync(
