@@ -389,6 +389,9 @@ export class IpamStore {
     entry: BlockEntry,
     req: Omit<BlockRequest, "resolve" | "reject">,
   ): Promise<Array<{ address: string; sequence: number }>> {
+    // The target was picked before an await: the cache may hold a newer copy by now.
+    const newer = this.affineCache.get(`${node}|${family}`)?.get(entry.key);
+    if (newer && newer.rev > entry.rev) entry = newer;
     return new Promise((resolve, reject) => {
       let c = this.combiners.get(entry.key);
       if (!c) {

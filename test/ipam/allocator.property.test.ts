@@ -44,9 +44,11 @@ async function setup(strict: boolean, maxBlocks: number) {
   await putPool(ds, "v6", "fd00::/123", { blockSize: 125 });
   await putReservation(ds, "r", ["10.0.0.5/32", "10.0.0.24/30", "fd00::1/128"]);
   const ipam = new IpamStore(ds, { sleep: async () => {}, contextTtlMs: 60_000 });
+  // A second client on the same store, as another process would be: its writes race ours.
+  const other = new IpamStore(ds, { sleep: async () => {}, contextTtlMs: 60_000 });
   if (strict || maxBlocks)
     await ipam.setConfig({ strictAffinity: strict, maxBlocksPerHost: maxBlocks });
-  return { ds, ipam };
+  return { ds, ipam, clients: [ipam, other] };
 }
 
 describe("allocator against a model (property)", () => {
@@ -66,7 +68,7 @@ describe("allocator against a model (property)", () => {
         fc.boolean(),
         fc.constantFrom(0, 2),
         async (batches, strict, maxBlocks) => {
-          const { ipam } = await setup(strict, maxBlocks);
+          const { ipam, clients } = await setup(strict, maxBlocks);
           const model = new Map<string, Set<string>>(); // handle -> addresses
           const owner = new Map<string, string>(); // address -> handle
           for (const batch of batches) {
@@ -82,7 +84,8 @@ describe("allocator against a model (property)", () => {
                     (a) => a.includes(":") === c.v6,
                   ).length;
                   try {
-                    const got = await ipam.autoAssign({
+                    const client = clients[c.node % 2] as IpamStore;
+                    const got = await client.autoAssign({
                       handleId,
                       // A container (its handle) lives on one node.
                       node: `n${c.h % 4}`,
@@ -109,7 +112,7 @@ describe("allocator against a model (property)", () => {
                   }
                 } else if (c.op === "release") {
                   const handleId = `h${c.h}`;
-                  const released = await ipam.releaseByHandle(handleId);
+                  const released = await (clients[c.h % 2] as IpamStore).releaseByHandle(handleId);
                   expect(new Set(released)).toEqual(model.get(handleId) ?? new Set());
                   for (const a of released) owner.delete(a);
                   model.delete(handleId);
