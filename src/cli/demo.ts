@@ -69,12 +69,19 @@ export function register(program: Command): void {
           for (const p of pings) log(`  ${p.ok ? "ok  " : "FAIL"} ${p.from} -> ${p.to}`);
           log(`demo: ${pings.filter((p) => p.ok).length} of ${pings.length} pings answered`);
           for (const c of sources) {
+            const what = c.nat ? "masqueraded to its node" : "its own address";
             log(
-              `  ${c.ok ? "ok  " : "FAIL"} ${c.to} saw source ${c.seen ?? "(no answer)"} from ${c.from}`,
+              `  ${c.ok ? "ok  " : "FAIL"} ${c.to} saw ${c.seen ?? "(no answer)"} from ${c.from}: ${what}`,
             );
           }
-          const same = sources.filter((c) => c.ok).length;
-          log(`demo: ${same} of ${sources.length} receivers saw the sender's own address (no NAT)`);
+          const direct = sources.filter((c) => !c.nat);
+          const masq = sources.filter((c) => c.nat);
+          log(
+            `demo: ${direct.filter((c) => c.ok).length} of ${direct.length} receivers in the cluster saw the sender's own address (no NAT)`,
+          );
+          log(
+            `demo: ${masq.filter((c) => c.ok).length} of ${masq.length} pod connections to the internet host were masqueraded to their node's address (NAT-outgoing)`,
+          );
           if (opts.keep) {
             log(`demo: left running. Look around with e.g.:`);
             log(`  ip -n ${state.nodes[0].ns} route`);
