@@ -4,7 +4,7 @@
 // IpamStore (as a node agent holds one); each assignment has its own handle, as one pod.
 // Run: npx tsx bench/ipam_assign.ts [--n 2000] [--no-etcd] [--only sqlite|etcd]
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { SqliteDatastore } from "../src/datastore/sqlite.js";
 import type { Datastore } from "../src/datastore/types.js";
@@ -107,6 +107,12 @@ async function main(): Promise<void> {
   const only = arg("--only");
   const dir = mkdtempSync(join(tmpdir(), "ocelot-bench-ipam-"));
   let ok = true;
+  // Shared machines make every figure noisy: say how busy this one was.
+  console.log(
+    `n=${n} assignments per row; load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")}`,
+  );
   try {
     if (only === undefined || only === "sqlite") {
       // One handle per simulated node, as separate processes on a host would each open the file.
