@@ -559,6 +559,25 @@ export class IpamStore {
       config.autoAllocateBlocks &&
       (config.maxBlocksPerHost === 0 || held < config.maxBlocksPerHost)
     ) {
+      // A block another process of this node claimed after our affinity list was read: use it
+      // (claimBlock confirms it) rather than claim a second one.
+      const marker = `"affinity":${JSON.stringify(hostAffinity(node))}`;
+      for (const kv of listed.items) {
+        if (affine.has(kv.key) || !kv.value.includes(marker)) continue;
+        const block = decodeBlock(kv.key, kv.value);
+        if (
+          block.affinity !== hostAffinity(node) ||
+          !pickAffineBlock([block], pools, ctx.reservations)
+        )
+          continue;
+        const akv = await this.store.get(this.keys.affinity(node, block.cidr));
+        if (akv && decodeAffinity(akv.key, akv.value).state === "pendingDeletion") continue;
+        const sibling = await this.claimBlock(node, block.cidr);
+        if (sibling) {
+          this.rememberBlock(node, family, sibling);
+          return { entry: sibling, borrowed: false };
+        }
+      }
       const existing = new Set(listed.items.map((kv) => formatCidr(cidrFromKey(kv.key))));
       for (let tries = 0; tries < 16; tries++) {
         const choice = pickBlockToClaim(pools, existing, node, ctx.reservations);
