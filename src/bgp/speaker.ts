@@ -1,12 +1,7 @@
-// The BGP speaker: the one owner of state. It consumes one queue of events (session up/down,
-// UPDATEs, ROUTE-REFRESHes, send-buffer drains, config changes), feeds the RIB, sends each update
-// group's Adj-RIB-Out encoding to its Established members, and hands best routes to the FIB.
-// Not: the FSM (fsm/), sockets (io/), the decision process (rib/), filters (policy/), encoding.
-import { networkInterfaces } from "node:os";
-import type { BatchFib, Fib, Route } from "../fib/types.js";
+import type { Fib } from "../fib/types.js";
 import { RT_TABLE_MAIN } from "../fib/types.js";
 import { type BgpdConfig, impact, type PeerConfig, peerFamilies } from "./config.js";
-import { ipv4Number, ipv4Text } from "./fsm/fsm.js";
+import { ipv4Number } from "./fsm/fsm.js";
 import { CeaseSubcode, type DownReason, ErrorCode, type PeerSettings } from "./fsm/types.js";
 import type { Clock } from "./io/clock.js";
 import { type Connector, type Log, PeerSession, silentLog } from "./io/session.js";
@@ -17,18 +12,18 @@ import type { BgpFilterRule, NamedFilter } from "./policy/filter.js";
 import type { AttrAdapter } from "./rib/attrs.js";
 import type { PrefixList } from "./rib/prefix.js";
 import { type AdjOutAnnounce, type AdjOutBatch, type FibBatch, Rib } from "./rib/rib.js";
+import { localAddressesToward, textPrefixArray, toPrefixArray } from "./speaker_addr.js";
+import { FibPump } from "./speaker_fib.js";
 import type { PeerStatus, RoutesSnapshot, StatusSnapshot } from "./status.js";
 import { Afi, RouteRefreshSubtype, Safi } from "./wire/constants.js";
 import { encodeRouteRefresh } from "./wire/message.js";
 import { forEachIpv4Prefix, forEachIpv6Prefix } from "./wire/nlri.js";
 import {
   type FamilyKey,
-  familyKey,
   Ipv4Unicast,
   Ipv6Unicast,
   NotificationError,
   type PathAttributes,
-  type PrefixArray,
   Rfc7606Action,
   type RouteRefreshMessage,
   type SessionOptions,
@@ -79,59 +74,6 @@ const FIB_BATCH = 50_000;
 const MAX_ROUTES_SHOWN = 100_000;
 const MAX_FIB_IN_FLIGHT = 4;
 
-function isBatchFib(f: Fib | null): f is BatchFib {
-  return f !== null && typeof (f as BatchFib).setV4Batch === "function";
-}
-
-function toPrefixArray(list: PrefixList, afi: number): PrefixArray {
-  return { afi, count: list.count, addrs: list.words, lens: list.lens, pathIds: null };
-}
-
-/** Local addresses on the interface that reaches `peer` directly (same subnet), if any. */
-export function localAddressesToward(peer: string): { v4?: string; v6?: string } {
-  const want4 = !peer.includes(":");
-  for (const addrs of Object.values(networkInterfaces())) {
-    if (!addrs) continue;
-    const hit = addrs.find(
-      (a) => (a.family === "IPv4") === want4 && a.cidr && !a.internal && sameSubnet(a.cidr, peer),
-    );
-    if (!hit) continue;
-    const v4 = addrs.find((a) => a.family === "IPv4")?.address;
-    const v6 = addrs.find(
-      (a) => a.family === "IPv6" && !a.address.toLowerCase().startsWith("fe80"),
-    )?.address;
-    return { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
-  }
-  return {};
-}
-
-function sameSubnet(cidr: string, addr: string): boolean {
-  const [net, lenText] = cidr.split("/");
-  const len = Number(lenText);
-  if (!net) return false;
-  if (!addr.includes(":")) {
-    if (net.includes(":")) return false;
-    const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-    return (ipv4Number(net) & mask) >>> 0 === (ipv4Number(addr) & mask) >>> 0;
-  }
-  if (!net.includes(":")) return false;
-  const a = expand6(net);
-  const b = expand6(addr);
-  for (let bit = 0; bit < len; bit++) {
-    const i = bit >> 4;
-    const m = 0x8000 >> (bit & 15);
-    if (((a[i] ?? 0) & m) !== ((b[i] ?? 0) & m)) return false;
-  }
-  return true;
-}
-
-function expand6(s: string): number[] {
-  const [head, tail] = s.split("::") as [string, string | undefined];
-  const h = head ? head.split(":").map((x) => Number.parseInt(x, 16)) : [];
-  const t = tail ? tail.split(":").map((x) => Number.parseInt(x, 16)) : [];
-  return [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
-}
-
 function splitRules(rules: readonly BgpFilterRule[] | undefined): {
   v4: BgpFilterRule[];
   v6: BgpFilterRule[];
@@ -167,9 +109,7 @@ export class Speaker<A> {
   private readonly queue: SpeakerEvent[] = [];
   private running = false;
   private flushScheduled = false;
-  private fibInFlight = 0;
-  private fibInstalled = 0;
-  private fibErrors = 0;
+  private readonly pump: FibPump | undefined;
   private readonly startedAt: number;
   private stopped = false;
   private readonly idleWaiters: (() => void)[] = [];
@@ -181,6 +121,7 @@ export class Speaker<A> {
     this.config = config;
     this.log = deps.log ?? silentLog;
     this.startedAt = deps.clock.now();
+    this.pump = deps.fib ? new FibPump(deps.fib, this.log, () => this.onFibSettled()) : undefined;
     this.rib = new Rib<A>({
       localAs: config.asn,
       routerId: config.routerId,
@@ -214,7 +155,7 @@ export class Speaker<A> {
     await this.listener?.close();
     this.listener = undefined;
     // Let the FIB finish what it was handed (bounded wait), then remove anything left over.
-    for (let i = 0; i < 600 && this.fibInFlight > 0; i++)
+    for (let i = 0; i < 600 && this.fibInFlight() > 0; i++)
       await new Promise((r) => setTimeout(r, 50));
     if (this.deps.fib) {
       const left = this.deps.fib.desired();
@@ -261,11 +202,15 @@ export class Speaker<A> {
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
+  private fibInFlight(): number {
+    return this.pump?.inFlight ?? 0;
+  }
+
   private isIdle(): boolean {
     return (
       this.queue.length === 0 &&
       this.rib.pending === 0 &&
-      this.fibInFlight === 0 &&
+      this.fibInFlight() === 0 &&
       !this.flushScheduled
     );
   }
@@ -638,7 +583,7 @@ export class Speaker<A> {
   /** Drains the RIB in bounded steps; pauses reading while the FIB is behind. */
   private flush(): void {
     if (this.rib.pending > 0) {
-      if (this.fibInFlight >= MAX_FIB_IN_FLIGHT) {
+      if (this.fibInFlight() >= MAX_FIB_IN_FLIGHT) {
         this.setReading(false);
         return; // resumed when the FIB catches up
       }
@@ -702,7 +647,7 @@ export class Speaker<A> {
     for (const b of batches) {
       const targets = b.peers
         .map((id) => this.peers.get(id))
-        .filter((e): e is PeerEntry => e !== undefined && e.synced && e.session.established);
+        .filter((e): e is PeerEntry => e?.synced === true && e.session.established);
       if (targets.length === 0) continue;
       // One encoding per distinct session option set (usually one for the whole group).
       const byOpts = new Map<string, { opts: SessionOptions; peers: PeerEntry[] }>();
@@ -816,98 +761,17 @@ export class Speaker<A> {
   }
 
   private toFib(batch: FibBatch): void {
-    const fib = this.deps.fib;
-    if (!fib || batch.size === 0 || this.stopped) return;
-    const protocol = this.config.fib.protocol;
-    const table = this.fibTable();
-    const jobs: Promise<void>[] = [];
-    if (isBatchFib(fib) && batch.v4.count > 0) {
-      // The FIB's numeric IPv4 path: one call per next-hop set, no per-route objects.
-      const n = batch.v4.count;
-      const counts = new Map<number, number>();
-      for (let i = 0; i < n; i++) {
-        const set = batch.v4Sets[i] as number;
-        counts.set(set, (counts.get(set) ?? 0) + 1);
-      }
-      const bySet = new Map<number, { addrs: Uint32Array; lens: Uint8Array; fill: number }>();
-      if (counts.size === 1) {
-        bySet.set(batch.v4Sets[0] as number, {
-          addrs: batch.v4.words.subarray(0, n),
-          lens: batch.v4.lens.subarray(0, n),
-          fill: n,
-        });
-      } else {
-        for (const [set, c] of counts)
-          bySet.set(set, { addrs: new Uint32Array(c), lens: new Uint8Array(c), fill: 0 });
-        for (let i = 0; i < n; i++) {
-          const g = bySet.get(batch.v4Sets[i] as number) as {
-            addrs: Uint32Array;
-            lens: Uint8Array;
-            fill: number;
-          };
-          g.addrs[g.fill] = batch.v4.words[i] as number;
-          g.lens[g.fill++] = batch.v4.lens[i] as number;
-        }
-      }
-      for (const [s, g] of bySet) {
-        const { addrs, lens } = g;
-        if (s < 0) {
-          jobs.push(fib.removeV4Batch({ addrs, lens, protocol, table }));
-          this.fibInstalled -= addrs.length;
-        } else {
-          const nh = batch.nexthopSets[s] as readonly string[];
-          jobs.push(
-            fib.setV4Batch({
-              addrs,
-              lens,
-              protocol,
-              table,
-              nexthops: nh.map((gateway) => ({ gateway })),
-            }),
-          );
-          this.fibInstalled += addrs.length;
-        }
-      }
-      if (batch.v6.count > 0) jobs.push(...this.routesToFib(fib, batch, protocol, table, 6));
-    } else {
-      jobs.push(...this.routesToFib(fib, batch, protocol, table, 0));
-    }
-    for (const j of jobs) {
-      this.fibInFlight++;
-      j.then(
-        () => {},
-        (err: Error) => {
-          this.fibErrors++;
-          this.log.error({ error: err.message }, "FIB update failed");
-        },
-      ).finally(() => {
-        this.fibInFlight--;
-        if (this.fibInFlight < MAX_FIB_IN_FLIGHT) {
-          this.setReading(true);
-          if (this.rib.pending > 0) this.scheduleFlush();
-        }
-        this.checkIdle();
-      });
-    }
+    if (!this.pump || this.stopped) return;
+    this.pump.push(batch, this.config.fib.protocol, this.fibTable());
   }
 
-  private routesToFib(
-    fib: Fib,
-    batch: FibBatch,
-    protocol: number,
-    table: number,
-    only: 0 | 6,
-  ): Promise<void>[] {
-    const { set, remove } = batch.routes(protocol);
-    const s: Route[] = [];
-    const rm: Route[] = [];
-    for (const r of set) if (only === 0 || r.family === only) s.push({ ...r, table });
-    for (const r of remove) if (only === 0 || r.family === only) rm.push({ ...r, table });
-    const jobs: Promise<void>[] = [];
-    if (s.length > 0) jobs.push(fib.set(s));
-    if (rm.length > 0) jobs.push(fib.remove(rm));
-    this.fibInstalled += s.length - rm.length;
-    return jobs;
+  /** A FIB job settled: resume reading once the FIB is under its limit again. */
+  private onFibSettled(): void {
+    if ((this.pump?.inFlight ?? 0) < MAX_FIB_IN_FLIGHT) {
+      this.setReading(true);
+      if (this.rib.pending > 0) this.scheduleFlush();
+    }
+    this.checkIdle();
   }
 
   private originateAll(cfg: BgpdConfig): void {
@@ -994,10 +858,10 @@ export class Speaker<A> {
       locRib: { ipv4: size.v4, ipv6: size.v6 },
       memory: memoryMiB(this.rib.typedBytes()),
       fib: {
-        enabled: this.deps.fib !== null,
-        installed: this.fibInstalled,
-        pending: this.fibInFlight,
-        errors: this.fibErrors,
+        enabled: this.pump !== undefined,
+        installed: this.pump?.installed ?? 0,
+        pending: this.fibInFlight(),
+        errors: this.pump?.errors ?? 0,
       },
     };
   }
@@ -1034,22 +898,6 @@ export class Speaker<A> {
 
 function emptyList(l: PrefixList): PrefixList {
   return Object.assign(Object.create(Object.getPrototypeOf(l)), { ...l, count: 0 }) as PrefixList;
-}
-
-function textPrefixArray(list: string[], fam: 4 | 6): PrefixArray {
-  const addrs = new Uint32Array(list.length * (fam === 4 ? 1 : 4));
-  const lens = new Uint8Array(list.length);
-  list.forEach((p, i) => {
-    const [a, l] = p.split("/") as [string, string];
-    lens[i] = Number(l);
-    if (fam === 4) addrs[i] = ipv4Number(a);
-    else {
-      const w = expand6(a);
-      for (let j = 0; j < 4; j++)
-        addrs[i * 4 + j] = (((w[j * 2] ?? 0) << 16) | (w[j * 2 + 1] ?? 0)) >>> 0;
-    }
-  });
-  return { afi: fam === 4 ? Afi.Ipv4 : Afi.Ipv6, count: list.length, addrs, lens, pathIds: null };
 }
 
 function optionsKey(o: SessionOptions): string {

@@ -228,12 +228,28 @@ export class PeerLab {
       "debug",
       ...extraArgs,
     );
-    const child: ChildProcess = spawn(cmd, args, { stdio: ["ignore", out, out], detached: true });
-    child.unref();
-    const pid = child.pid as number;
-    waitForComm(pid, "node");
-    this.track(pid, "node", `ocelot@${ns.name}`);
-    return new OcelotPeer(ns, pid, d, socket, confPath);
+    rmSync(socket, { force: true });
+    // Started once the status socket answers; one retry covers a start that failed because
+    // dist/ was being rebuilt by a concurrent `npm run build`.
+    for (let attempt = 1; ; attempt++) {
+      const child: ChildProcess = spawn(cmd, args, { stdio: ["ignore", out, out], detached: true });
+      child.unref();
+      const pid = child.pid as number;
+      const t: Tracked = { pid, comm: "node", what: `ocelot@${ns.name}` };
+      try {
+        waitForComm(pid, "node");
+        this.track(pid, "node", t.what);
+        const deadline = Date.now() + 15_000;
+        while (!existsSync(socket) && aliveAs(t) && Date.now() < deadline) sleepSync(50);
+      } catch {}
+      if (existsSync(socket)) return new OcelotPeer(ns, pid, d, socket, confPath);
+      this.stop(pid);
+      if (attempt >= 2) {
+        const log = readFileSync(join(d, "bgpd.log"), "utf8").slice(-2000);
+        throw new Error(`ocelot bgpd in ${ns.name} did not start; log tail:\n${log}`);
+      }
+      sleepSync(1000);
+    }
   }
 }
 

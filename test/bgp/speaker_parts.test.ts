@@ -1,0 +1,89 @@
+// The speaker's small parts: subnet matching and prefix conversions (speaker_addr.ts), and the
+// FIB pump grouping IPv4 changes by next-hop set into typed-array batches (speaker_fib.ts).
+import { describe, expect, it } from "vitest";
+import { silentLog } from "../../src/bgp/io/session.js";
+import { FibBatch } from "../../src/bgp/rib/rib.js";
+import { expand6, sameSubnet, textPrefixArray } from "../../src/bgp/speaker_addr.js";
+import { FibPump, groupV4BySet } from "../../src/bgp/speaker_fib.js";
+import { MemoryFib } from "../../src/fib/memory_fib.js";
+
+describe("sameSubnet() / expand6()", () => {
+  it("matches IPv4 and IPv6 addresses against an interface CIDR", () => {
+    expect(sameSubnet("10.255.1.1/29", "10.255.1.4")).toBe(true);
+    expect(sameSubnet("10.255.4.1/31", "10.255.4.2")).toBe(false);
+    expect(sameSubnet("fd00:255:1::1/64", "fd00:255:1::2")).toBe(true);
+    expect(sameSubnet("fd00:255:1::1/64", "fd00:255:2::2")).toBe(false);
+    expect(sameSubnet("fd00::1/64", "10.0.0.1")).toBe(false);
+    expect(expand6("fd00::1")).toEqual([0xfd00, 0, 0, 0, 0, 0, 0, 1]);
+  });
+});
+
+describe("textPrefixArray()", () => {
+  it("packs text prefixes into the codec's PrefixArray", () => {
+    const v4 = textPrefixArray(["10.1.0.0/24", "192.168.0.0/16"], 4);
+    expect([v4.count, [...v4.addrs], [...v4.lens]]).toEqual([
+      2,
+      [0x0a010000, 0xc0a80000],
+      [24, 16],
+    ]);
+    const v6 = textPrefixArray(["fd00:1::/64"], 6);
+    expect([...v6.addrs]).toEqual([0xfd000001, 0, 0, 0]);
+  });
+});
+
+describe("FibPump", () => {
+  function batch(entries: [number, number][], sets: string[][]): FibBatch {
+    const b = new FibBatch(sets);
+    for (const [addr, set] of entries) {
+      b.v4.pushV4(addr, 32);
+      b.v4Sets.push(set);
+    }
+    return b;
+  }
+
+  it("groups IPv4 changes by next-hop set, removals apart", () => {
+    const g = groupV4BySet(
+      batch(
+        [
+          [1, 0],
+          [2, 1],
+          [3, 0],
+          [4, -1],
+        ],
+        [["10.0.0.1"], ["10.0.0.2", "10.0.0.3"]],
+      ),
+    );
+    expect([...g.keys()].sort()).toEqual([-1, 0, 1]);
+    expect([...(g.get(0)?.addrs ?? [])]).toEqual([1, 3]);
+    expect([...(g.get(-1)?.addrs ?? [])]).toEqual([4]);
+  });
+
+  it("installs ECMP and single next hops, removes, and counts what is in flight", async () => {
+    const fib = new MemoryFib();
+    let settled = 0;
+    const pump = new FibPump(fib, silentLog, () => settled++);
+    pump.push(
+      batch(
+        [
+          [0x0a000001, 0],
+          [0x0a000002, 1],
+        ],
+        [["10.0.0.1"], ["10.0.0.2", "10.0.0.3"]],
+      ),
+      201,
+      254,
+    );
+    expect(pump.inFlight).toBe(2);
+    await new Promise((r) => setTimeout(r, 10));
+    expect([pump.inFlight, settled]).toEqual([0, 2]);
+    const routes = fib.desired().sort((a, b) => a.dst.localeCompare(b.dst));
+    expect(routes.map((r) => [r.dst, r.nexthops.length])).toEqual([
+      ["10.0.0.1/32", 1],
+      ["10.0.0.2/32", 2],
+    ]);
+    expect(pump.installed).toBe(2);
+    pump.push(batch([[0x0a000001, -1]], []), 201, 254);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(fib.desired().map((r) => r.dst)).toEqual(["10.0.0.2/32"]);
+  });
+});
