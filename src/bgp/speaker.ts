@@ -835,7 +835,8 @@ export class Speaker<A> {
               gracefulRestart: n.gracefulRestart,
             }
           : null,
-        prefixes: c,
+        // The group's Adj-RIB-Out is only sent to the peer once it is Established and synced.
+        prefixes: { ...c, advertised: e.synced && e.session.established ? c.advertised : 0 },
         messages: {
           in: e.session.counters.messagesIn,
           out: e.session.counters.messagesOut,
