@@ -79,7 +79,14 @@ async function runBgpd(opts: { config: string; logLevel: string }): Promise<void
   const cfg = loadConfig(opts.config);
   const { pino } = await import("pino");
   const log = pino({ level: opts.logLevel, base: { daemon: "bgpd" } });
-  const fib = await openFib(cfg, log);
+  let fib: Fib | null;
+  try {
+    fib = await openFib(cfg, log);
+  } catch (e) {
+    throw new CliError(
+      `Cannot open the kernel FIB (fib.enabled: false runs without it): ${(e as Error).message}`,
+    );
+  }
   const onSocket = await ttlHook(log);
   const speaker = new Speaker(cfg, {
     clock: realClock,
