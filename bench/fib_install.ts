@@ -71,6 +71,9 @@ async function runOcelot(
       protocol: RTPROT_OCELOT_BGP,
       nexthops: [{ gateway: GW, dev: "d0" }],
     };
+    const watch = process.env.OCELOT_BENCH_DEBUG
+      ? setInterval(() => console.error(JSON.stringify(fib.status())), 5000)
+      : undefined;
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     await fib.setV4Batch(batch);
@@ -83,6 +86,7 @@ async function runOcelot(
     const t3 = performance.now();
     const c3 = process.cpuUsage(c2);
     const rss = peakRssMiB();
+    clearInterval(watch);
     const left = countRoutes(ns, "201");
     await fib.close();
     const cpu = (c: NodeJS.CpuUsage) =>

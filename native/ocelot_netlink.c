@@ -44,6 +44,7 @@ typedef struct {
   uv_poll_t poll;
   int polling;
   int closed;
+  int refs;  // the JS handle + the uv handle
   napi_env env;
   napi_ref callback;
   napi_async_context async_ctx;
@@ -147,11 +148,14 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   napi_close_handle_scope(s->env, scope);
 }
 
-static void on_poll_closed(uv_handle_t *handle) {
-  nl_sock *s = (nl_sock *)handle->data;
+// The struct lives until both the uv handle has closed and JS has dropped the handle.
+static void release(nl_sock *s) {
+  if (--s->refs > 0) return;
   free(s->rx);
   free(s);
 }
+
+static void on_poll_closed(uv_handle_t *handle) { release((nl_sock *)handle->data); }
 
 static void stop_poll(nl_sock *s) {
   if (!s->polling) return;
@@ -159,10 +163,13 @@ static void stop_poll(nl_sock *s) {
   uv_poll_stop(&s->poll);
 }
 
+// Closes the uv handle BEFORE the fd: libuv's close path deletes the fd *number* from epoll,
+// which, once the number is reused by a newer socket, would silently unregister that one.
 static void close_sock(napi_env env, nl_sock *s) {
   if (s->closed) return;
   s->closed = 1;
   stop_poll(s);
+  uv_close((uv_handle_t *)&s->poll, on_poll_closed);
   if (s->fd >= 0) close(s->fd);
   s->fd = -1;
   if (s->callback) napi_delete_reference(env, s->callback);
@@ -175,7 +182,7 @@ static void finalize_sock(napi_env env, void *data, void *hint) {
   nl_sock *s = (nl_sock *)data;
   (void)hint;
   close_sock(env, s);
-  uv_close((uv_handle_t *)&s->poll, on_poll_closed);
+  release(s);
 }
 
 static nl_sock *get_sock(napi_env env, napi_value v) {
@@ -265,6 +272,7 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
     return throw_errno(env, "malloc", ENOMEM);
   }
   s->fd = fd;
+  s->refs = 2;
   s->port_id = sa.nl_pid;
   s->env = env;
   CHECK(napi_create_reference(env, argv[3], 1, &s->callback));

@@ -4,6 +4,8 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FibEvent, KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/fib/netlink_socket.js";
@@ -449,6 +451,52 @@ describe.skipIf(skip)("KernelFib with a small request receive buffer", () => {
       expect(fib.status()).toMatchObject({ desired: n + 2500, installed: n, overflows: 0 });
     } finally {
       await fib.close();
+    }
+  });
+});
+
+describe.skipIf(skip)("KernelFib instances one after another", () => {
+  let ns: Netns;
+  afterAll(() => ns?.destroy());
+
+  it("keeps working after an earlier instance's sockets are garbage-collected", async () => {
+    // Regression: collecting a closed socket used to unregister whichever newer socket had
+    // reused its fd number from epoll, so the newer instance never saw its ACKs again.
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    ns = Netns.create("fibgc");
+    const n = 20_000;
+    const addrs = new Uint32Array(n);
+    for (let i = 0; i < n; i++) addrs[i] = 0x0a000000 + i;
+    const lens = new Uint8Array(n).fill(32);
+    for (let round = 0; round < 2; round++) {
+      await (async () => (await KernelFib.open({ netns: ns.name })).close())();
+      const fib = await KernelFib.open({ netns: ns.name });
+      try {
+        for (let i = 0; i < 3; i++) {
+          gc();
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        const done = fib.setV4Batch({
+          addrs,
+          lens,
+          protocol: 202,
+          type: "blackhole",
+          nexthops: [],
+        });
+        const ok = await Promise.race([
+          done.then(() => true),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 10_000)),
+        ]);
+        expect(ok).toBe(true);
+        const count = Number(
+          sh("sh", ["-c", `ip -n ${ns.name} route show proto 202 | wc -l`]).trim(),
+        );
+        expect(count).toBe(n);
+        await fib.removeV4Batch({ addrs, lens, protocol: 202 });
+      } finally {
+        await fib.close();
+      }
     }
   });
 });

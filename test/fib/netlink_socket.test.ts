@@ -1,12 +1,24 @@
 // The addon's socket-option helper on real TCP sockets (loopback only), and its error path.
 import { connect, createServer, type Server, type Socket } from "node:net";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   addonUnavailableReason,
+  NetlinkSocket,
   SockOpt,
   setsockoptFd,
   tcpMd5SigOption,
 } from "../../src/fib/netlink_socket.js";
+import {
+  decodeLink,
+  forEachMessage,
+  MessageWriter,
+  NETLINK_ROUTE,
+  NLMSG_DONE,
+  RTM_NEWLINK,
+  writeLinkDump,
+} from "../../src/fib/rtnetlink.js";
 import { skipWithReason } from "../helpers/netns.js";
 
 const skip = skipWithReason("netlink addon socket options", addonUnavailableReason());
@@ -83,5 +95,52 @@ describe.skipIf(skip)("setsockoptFd()", () => {
       'Invalid TCP MD5 peer address "10.0.0.300"',
     );
     expect(() => tcpMd5SigOption("10.0.0.1", "k".repeat(81))).toThrow("longer than 80 bytes: 81");
+  });
+});
+
+describe.skipIf(skip)("NetlinkSocket", () => {
+  /** Dumps links over s; resolves with their names, or rejects after ms. */
+  function dumpLinks(s: { send: NetlinkSocket["send"] }, got: Promise<string[]>, ms: number) {
+    const w = new MessageWriter();
+    writeLinkDump(w, 1);
+    expect(s.send(w.buf, 0, w.len)).toBe(w.len);
+    return Promise.race([
+      got,
+      new Promise<string[]>((_, reject) =>
+        setTimeout(() => reject(new Error("No dump reply")), ms),
+      ),
+    ]);
+  }
+
+  function open(): { sock: NetlinkSocket; got: Promise<string[]> } {
+    const names: string[] = [];
+    let done: (v: string[]) => void = () => {};
+    const got = new Promise<string[]>((r) => (done = r));
+    const sock = new NetlinkSocket(NETLINK_ROUTE, 0, 1 << 20, {
+      onData: (b) =>
+        forEachMessage(b, (m) => {
+          if (m.type === RTM_NEWLINK) names.push(decodeLink(m)?.name ?? "?");
+          if (m.type === NLMSG_DONE) done(names);
+        }),
+      onOverflow: () => {},
+      onError: () => {},
+    });
+    return { sock, got };
+  }
+
+  it("keeps receiving on a new socket after an old one is closed and garbage-collected", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    for (let round = 0; round < 3; round++) {
+      (() => open().sock.close())(); // nothing keeps the old handle alive
+      // The new socket usually gets the old one's fd number; collecting the old handle
+      // afterwards must not unregister the new one from the event loop.
+      const fresh = open();
+      gc();
+      await new Promise((r) => setImmediate(r));
+      gc();
+      expect(await dumpLinks(fresh.sock, fresh.got, 2000)).toContain("lo");
+      fresh.sock.close();
+    }
   });
 });
