@@ -308,7 +308,8 @@ export async function runIpamPlugin(
       ...deps.storeOptions,
     });
     if (command === "ADD") {
-      const attrs: Record<string, string> = { containerID: env.CNI_CONTAINERID as string };
+      // Owner attributes as Calico keeps them (the container id is already in the handle id).
+      const attrs: Record<string, string> = {};
       if (args.K8S_POD_NAMESPACE) attrs.namespace = args.K8S_POD_NAMESPACE;
       if (args.K8S_POD_NAME) attrs.pod = args.K8S_POD_NAME;
       const addrs = await assign(ipam, conf, handleId, attrs);
