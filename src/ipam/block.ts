@@ -280,7 +280,10 @@ export function encodeBlock(b: Block): string {
     allocated: Buffer.from(bitmap).toString("base64"),
     owners,
     unallocated: toRuns(b.unallocated),
-    attributes: b.attributes.map((a) => ({ handle_id: a.handleId, secondary: a.secondary })),
+    attributes: b.attributes.map((a) => ({
+      handle_id: a.handleId,
+      secondary: storedSecondary(b, a),
+    })),
     sequenceNumber: b.sequenceNumber,
     sequenceNumberForAllocation: seqs,
     emptySince: b.emptySince,
@@ -340,13 +343,20 @@ export function decodeBlock(key: string, value: string): Block {
   for (let o = 0; o < size; o++) {
     if (owner[o] < 0 && !seen[o]) bad(`ordinal ${o} is neither allocated nor free`);
   }
+  const affinityNode = s.affinity?.startsWith("host:") ? s.affinity.slice(5) : undefined;
   return {
     cidr,
     affinity: s.affinity,
     affinityClaimTime: s.affinityClaimTime,
     owner,
     unallocated,
-    attributes: s.attributes.map((a) => ({ handleId: a.handle_id, secondary: a.secondary })),
+    attributes: s.attributes.map((a) => ({
+      handleId: a.handle_id,
+      secondary:
+        a.secondary.node === undefined && affinityNode
+          ? { ...a.secondary, node: affinityNode }
+          : a.secondary,
+    })),
     sequenceNumber: s.sequenceNumber,
     seqForAllocation,
     emptySince: s.emptySince,
@@ -409,6 +419,17 @@ function readStoredBlock(text: string): StoredBlock {
     sequenceNumberForAllocation: seqs as Record<string, number>,
     emptySince: v.nullableNumber(o, "emptySince"),
   };
+}
+
+/**
+ * The owner attributes as stored: "node" is left out when it is the block's own node (the
+ * common case; decodeBlock puts it back), so only borrowed addresses carry it.
+ */
+function storedSecondary(b: Block, a: AllocationAttributes): Readonly<Record<string, string>> {
+  if (a.secondary.node === undefined || b.affinity !== hostAffinity(a.secondary.node))
+    return a.secondary;
+  const { node: _node, ...rest } = a.secondary;
+  return rest;
 }
 
 function toRuns(ordinals: readonly number[]): Array<[number, number]> {

@@ -71,6 +71,18 @@ describe("block", () => {
     }
   });
 
+  it("encodeBlock() stores the owner node only for borrowed addresses; decodeBlock() restores it", () => {
+    let b = newBlock(parseCidr("10.0.0.0/30"), "host:n1", null);
+    b = assignFromBlock(b, 1, { handleId: "own", secondary: { pod: "a", node: "n1" } }).block;
+    b = assignFromBlock(b, 1, { handleId: "borrowed", secondary: { pod: "b", node: "n2" } }).block;
+    const stored = JSON.parse(encodeBlock(b));
+    expect(stored.attributes).toEqual([
+      { handle_id: "own", secondary: { pod: "a" } },
+      { handle_id: "borrowed", secondary: { pod: "b", node: "n2" } },
+    ]);
+    expect(decodeBlock(KEY, encodeBlock(b)).attributes).toEqual(b.attributes);
+  });
+
   it("IPv6 /122 blocks hold 64 addresses", () => {
     const b = newBlock(parseCidr("fd00:1::/122"), null, null);
     const r = assignFromBlock(b, 64, attrs("a"));
