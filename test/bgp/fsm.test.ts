@@ -1,5 +1,6 @@
 // Session FSM (RFC 4271 §8) driven with a fake clock: timers are actions, expiries are events,
 // so hours of protocol time run in milliseconds.
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   checkOpen,
@@ -332,5 +333,66 @@ describe("idleHoldDelay()", () => {
   it("is zero without errors and capped after many", () => {
     expect(idleHoldDelay(settings(), 0)).toBe(0);
     expect(idleHoldDelay(settings(), 1000)).toBe(60_000);
+  });
+});
+
+describe("step() under random event sequences (property)", () => {
+  const events: FsmEvent[] = [
+    { type: "ManualStart" },
+    { type: "ManualStop" },
+    { type: "ConnectRetryTimer_Expires" },
+    { type: "HoldTimer_Expires" },
+    { type: "KeepaliveTimer_Expires" },
+    { type: "IdleHoldTimer_Expires" },
+    { type: "Tcp_CR_Acked" },
+    { type: "TcpConnectionConfirmed" },
+    { type: "TcpConnectionFails", message: "reset" },
+    { type: "BGPOpen", open: open() },
+    { type: "BGPOpen", open: open({ as4: 1, myAs: 1 }) },
+    { type: "BGPHeaderErr", notification: { code: 1, subcode: 1 } },
+    { type: "NotifMsg", code: 6, subcode: 4 },
+    { type: "KeepAliveMsg" },
+    { type: "UpdateMsg" },
+    { type: "UpdateMsgErr", notification: { code: 3, subcode: 1 } },
+    { type: "OpenCollisionDump" },
+    { type: "RouteRefreshMsg" },
+  ];
+
+  it("keeps the timers consistent with the state and never leaves Idle without a start", () => {
+    const reached = new Set<string>();
+    // Random events mixed with the establishing run (start, TCP up, good OPEN, KEEPALIVE), so
+    // that every state, Established included, is visited often.
+    const step1 = fc.integer({ min: 0, max: events.length - 1 }).map((i) => [i]);
+    const establish = fc.constant([0, 6, 9, 13]);
+    fc.assert(
+      fc.property(fc.array(fc.oneof(step1, step1, establish), { maxLength: 120 }), (chunks) => {
+        const h = new Harness(initialState(settings({ holdTime: 9 })));
+        for (const i of chunks.flat()) {
+          const ev = events[i] as FsmEvent;
+          const before = h.s.state;
+          const acts = h.send(ev);
+          // Established needs both timers (hold 9 negotiated with the peer's 30).
+          if (h.s.state === "Established") {
+            reached.add("Established");
+            expect(h.timers.has("HoldTimer")).toBe(true);
+            expect(h.timers.has("KeepaliveTimer")).toBe(true);
+          }
+          // Idle runs no session timers; only IdleHold may be pending.
+          if (h.s.state === "Idle") {
+            expect([...h.timers.keys()].filter((t) => t !== "IdleHoldTimer")).toEqual([]);
+          }
+          // Leaving Idle happens only on ManualStart or the IdleHold restart.
+          if (before === "Idle" && h.s.state !== "Idle") {
+            expect(["ManualStart", "IdleHoldTimer_Expires"]).toContain(ev.type);
+          }
+          // A session that goes down always says why.
+          if (before !== "Idle" && h.s.state === "Idle") {
+            expect(acts.some((a) => a.type === "sessionDown")).toBe(true);
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
+    expect(reached.has("Established")).toBe(true);
   });
 });
