@@ -613,6 +613,8 @@ export class KernelFib implements BatchFib {
   /** Fills and sends one batch, then yields so replies and events are read in between. */
   private pump(): void {
     if (this.closed || this.dump) return;
+    // Sequence numbers restart when nothing is outstanding, long before they reach 2^32.
+    if (this.seq > 2 ** 31 && this.inflight.length === 0) this.seq = 1;
     const room = this.answerBudget - this.inflightRequests;
     if (this.queue.length === 0 || room < Math.min(64, this.answerBudget)) return;
     const maxRequests = Math.min(MAX_BATCH_REQUESTS, room);
