@@ -326,54 +326,26 @@ export class Speaker<A> {
     const old = e.cfg;
     e.cfg = cfg;
     const pol = policiesFor(cfg, this.config.asn);
-    if (JSON.stringify(old.importFilter) !== JSON.stringify(cfg.importFilter)) {
-      // Soft reconfiguration inbound: the Adj-RIB-In is kept, so re-evaluate it in place.
-      this.rib.setImportPolicy(e.ribId, pol.importPolicy);
-    }
+    const importChanged =
+      JSON.stringify(old.importFilter) !== JSON.stringify(cfg.importFilter) ||
+      old.allowOwnAs !== cfg.allowOwnAs;
     const exportChanged =
       JSON.stringify(old.exportFilter) !== JSON.stringify(cfg.exportFilter) ||
       old.routeReflectorClient !== cfg.routeReflectorClient ||
-      old.allowOwnAs !== cfg.allowOwnAs ||
       old.nextHopSelf !== cfg.nextHopSelf;
-    if (exportChanged) {
-      // The RIB keys update groups by export inputs: re-add the peer, then ask it to resend its
-      // routes (ROUTE-REFRESH) and re-send ours after withdrawing what it no longer gets.
-      const before = this.advertisedSet(e);
-      this.rib.removePeer(e.ribId);
-      const near = localAddressesToward(cfg.address);
-      const pick4 = [
-        cfg.sourceAddress,
-        near.v4,
-        this.config.listen.address,
-        this.config.routerId,
-      ].find((a) => a && !a.includes(":") && a !== "0.0.0.0");
-      const pick6 = [cfg.sourceAddress, near.v6, this.config.listen.address].find(
-        (a) => a?.includes(":") && a !== "::",
-      );
-      this.rib.addPeer({
-        id: e.ribId,
-        address: cfg.address,
-        asn: cfg.asn,
-        routeReflectorClient: cfg.routeReflectorClient,
-        allowOwnAs: cfg.allowOwnAs,
-        families: peerFamilies(cfg),
-        importPolicy: pol.importPolicy,
-        exportPolicy: pol.exportPolicy,
-        ...(pick4 ? { nextHopSelfV4: pick4 } : {}),
-        ...(pick6 ? { nextHopSelfV6: pick6 } : {}),
-      });
-      if (e.session.established && e.session.negotiated) {
-        this.rib.peerUp(e.ribId, e.session.negotiated.peerId);
-        this.drainAll();
-        this.resync(e, before);
-        for (const f of e.session.negotiated.families) {
-          const [afi, safi] =
-            f === "ipv4-unicast" ? [Afi.Ipv4, Safi.Unicast] : [Afi.Ipv6, Safi.Unicast];
-          if (e.session.negotiated.routeRefresh) {
-            e.session.send(encodeRouteRefresh({ afi, safi, subtype: RouteRefreshSubtype.Normal }));
-          }
-        }
-      }
+    const before = exportChanged ? this.advertisedSet(e) : undefined;
+    // The Adj-RIB-In is kept (soft reconfiguration inbound): imports are re-evaluated in place,
+    // and a changed export input moves the peer to its new update group.
+    this.rib.updatePeer(e.ribId, {
+      allowOwnAs: cfg.allowOwnAs,
+      routeReflectorClient: cfg.routeReflectorClient,
+      ...(importChanged ? { importPolicy: pol.importPolicy } : {}),
+      ...(exportChanged ? { exportPolicy: pol.exportPolicy } : {}),
+    });
+    if (before && e.session.established && e.synced) {
+      // Settle the change, then send the peer what it gains and withdraw what it loses.
+      this.drainAll();
+      this.resync(e, before);
     }
   }
 
