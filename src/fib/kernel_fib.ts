@@ -27,6 +27,7 @@ import {
   type NlMessage,
   parseCidr,
   type RouteRequest,
+  RT_SCOPE_HOST,
   RT_SCOPE_LINK,
   RT_SCOPE_NOWHERE,
   RT_SCOPE_UNIVERSE,
@@ -474,7 +475,11 @@ export class KernelFib implements BatchFib {
     }
     const deviceOnly = unicast && nexthops.every((n) => !n.gateway);
     let scope =
-      scopeName === "link" ? RT_SCOPE_LINK : scopeName === "host" ? 254 : RT_SCOPE_UNIVERSE;
+      scopeName === "link"
+        ? RT_SCOPE_LINK
+        : scopeName === "host"
+          ? RT_SCOPE_HOST
+          : RT_SCOPE_UNIVERSE;
     if (scopeName === undefined && deviceOnly && family === 4) scope = RT_SCOPE_LINK;
     if (family === 6) scope = RT_SCOPE_UNIVERSE; // IPv6 has no route scope
     return this.intern({

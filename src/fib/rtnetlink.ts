@@ -18,6 +18,7 @@ export const NLM_F_DUMP = 0x300;
 export const NLM_F_REPLACE = 0x100;
 export const NLM_F_EXCL = 0x200;
 export const NLM_F_CREATE = 0x400;
+export const NLM_F_CAPPED = 0x100;
 export const NLM_F_ACK_TLVS = 0x200;
 export const NLMSGERR_ATTR_MSG = 1;
 export const SOL_NETLINK = 270;
@@ -415,7 +416,7 @@ export function decodeError(m: NlMessage): NlError {
   if (m.flags & NLM_F_ACK_TLVS) {
     // Capped ACK (NETLINK_CAP_ACK): the echoed request is its header only.
     let o = m.off + 4 + NLMSG_HDRLEN;
-    if (!(m.flags & 0x100)) o = m.off + 4 + b.readUInt32LE(m.off + 4);
+    if (!(m.flags & NLM_F_CAPPED)) o = m.off + 4 + b.readUInt32LE(m.off + 4);
     while (o + 4 <= m.end) {
       const l = b.readUInt16LE(o);
       if (l < 4) break;
