@@ -410,16 +410,18 @@ export interface NlError {
 
 export function decodeError(m: NlMessage): NlError {
   const b = m.buf;
+  // The answer carries the request's sequence number in its own header too.
+  if (m.end - m.off < 4) return { errno: 0, seq: m.seq, message: "Truncated netlink error" };
   const errno = -b.readInt32LE(m.off);
-  const seq = b.readUInt32LE(m.off + 4 + 8);
+  const seq = m.end - m.off >= 4 + NLMSG_HDRLEN ? b.readUInt32LE(m.off + 4 + 8) : m.seq;
   let message: string | undefined;
-  if (m.flags & NLM_F_ACK_TLVS) {
+  if (m.flags & NLM_F_ACK_TLVS && m.end - m.off >= 4 + NLMSG_HDRLEN) {
     // Capped ACK (NETLINK_CAP_ACK): the echoed request is its header only.
     let o = m.off + 4 + NLMSG_HDRLEN;
     if (!(m.flags & NLM_F_CAPPED)) o = m.off + 4 + b.readUInt32LE(m.off + 4);
     while (o + 4 <= m.end) {
       const l = b.readUInt16LE(o);
-      if (l < 4) break;
+      if (l < 4 || o + l > m.end) break;
       if ((b.readUInt16LE(o + 2) & 0x3fff) === NLMSGERR_ATTR_MSG)
         message = b.toString("utf8", o + 4, o + l).replace(/\0+$/, "");
       o += align4(l);
@@ -495,18 +497,19 @@ export function decodeRoute(m: NlMessage): KernelRoute | undefined {
     if (al < 4 || a + al > m.end) break;
     const t = b.readUInt16LE(a + 2) & 0x3fff;
     const v = a + 4;
+    const u32 = al >= 8;
     switch (t) {
       case RTA_DST:
         r.dst.set(b.subarray(v, v + Math.min(al - 4, r.dst.length)));
         break;
       case RTA_TABLE:
-        r.table = b.readUInt32LE(v);
+        if (u32) r.table = b.readUInt32LE(v);
         break;
       case RTA_PRIORITY:
-        r.metric = b.readUInt32LE(v);
+        if (u32) r.metric = b.readUInt32LE(v);
         break;
       case RTA_OIF:
-        oif = b.readInt32LE(v);
+        if (u32) oif = b.readInt32LE(v);
         break;
       case RTA_GATEWAY:
         gateway = Uint8Array.from(b.subarray(v, a + al));

@@ -1,4 +1,5 @@
 // Pure tests of the rtnetlink codec against hand-annotated bytes, and of MemoryFib.
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
 import {
@@ -11,10 +12,12 @@ import {
   NLM_F_ACK,
   NLM_F_CREATE,
   NLM_F_EXCL,
+  NLMSG_ERROR,
   type NlMessage,
   parseCidr,
   parseIPv6,
   RTM_DELROUTE,
+  RTM_NEWLINK,
   RTM_NEWROUTE,
   RTN_BLACKHOLE,
   RTN_UNICAST,
@@ -242,5 +245,34 @@ describe("MemoryFib", () => {
         { family: 4, dst: "10.9.0.0/16", protocol: 186, nexthops: [{ gateway: "1.1.1.1" }] },
       ]),
     ).rejects.toThrow("Route protocol 186 is not owned by this FIB");
+  });
+});
+
+describe("decoders on arbitrary bytes", () => {
+  it("never throw and never read past a message, whatever the kernel (or a bug) hands them", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 0, maxLength: 400 }),
+        fc.integer({ min: 0, max: 6 }),
+        (bytes, form) => {
+          const buf = Buffer.from(bytes);
+          // Give most inputs a plausible first header so the decoders are reached.
+          if (buf.length >= 16 && form > 0) {
+            buf.writeUInt32LE(Math.min(buf.length, 16 + (buf.readUInt16LE(0) % 200)), 0);
+            buf.writeUInt16LE(
+              [NLMSG_ERROR, RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWLINK, 3, 2][form - 1],
+              4,
+            );
+          }
+          forEachMessage(buf, (m) => {
+            expect(m.end).toBeLessThanOrEqual(buf.length);
+            if (m.type === NLMSG_ERROR) decodeError(m);
+            if (m.type === RTM_NEWROUTE || m.type === RTM_DELROUTE) decodeRoute(m);
+            if (m.type === RTM_NEWLINK) decodeLink(m);
+          });
+        },
+      ),
+      { numRuns: 3000 },
+    );
   });
 });
