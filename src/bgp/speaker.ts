@@ -2,8 +2,14 @@ import type { Fib } from "../fib/types.js";
 import { RT_TABLE_MAIN } from "../fib/types.js";
 import { type BgpdConfig, impact, type PeerConfig, peerFamilies } from "./config.js";
 import { ipv4Number } from "./fsm/fsm.js";
-import { CeaseSubcode, type DownReason, ErrorCode, type PeerSettings } from "./fsm/types.js";
-import type { Clock } from "./io/clock.js";
+import {
+  CeaseSubcode,
+  type DownReason,
+  ErrorCode,
+  type Family,
+  type PeerSettings,
+} from "./fsm/types.js";
+import type { Clock, TimerHandle } from "./io/clock.js";
 import { type Connector, type Log, PeerSession, silentLog } from "./io/session.js";
 import { type Connection, listen, connect as tcpConnect } from "./io/transport.js";
 import { parseCommunityList } from "./policy/communities.js";
@@ -19,6 +25,7 @@ import { Afi, RouteRefreshSubtype, Safi } from "./wire/constants.js";
 import { encodeRouteRefresh } from "./wire/message.js";
 import { forEachIpv4Prefix, forEachIpv6Prefix } from "./wire/nlri.js";
 import {
+  type Capability,
   type FamilyKey,
   Ipv4Unicast,
   Ipv6Unicast,
@@ -56,7 +63,8 @@ type SpeakerEvent =
   | { kind: "update"; peer: string; msg: Uint8Array }
   | { kind: "routeRefresh"; peer: string; rr: RouteRefreshMessage }
   | { kind: "down"; peer: string; reason: DownReason; wasEstablished: boolean }
-  | { kind: "drain"; peer: string };
+  | { kind: "drain"; peer: string }
+  | { kind: "staleExpired"; peer: string };
 
 interface PeerEntry {
   cfg: PeerConfig;
@@ -68,6 +76,11 @@ interface PeerEntry {
   lastError: PeerStatus["lastError"];
   /** The send queue is over the high-water mark (warned once until it drains). */
   slow: boolean;
+  /** RFC 4724 receiving speaker: the peer is restarting and its paths are stale. */
+  stale: boolean;
+  staleTimer: TimerHandle | undefined;
+  /** Families of the last Established session. */
+  lastFamilies: Family[];
 }
 
 const FIB_BATCH = 50_000;
@@ -280,6 +293,9 @@ export class Speaker<A> {
       eorReceived: new Set(),
       lastError: null,
       slow: false,
+      stale: false,
+      staleTimer: undefined,
+      lastFamilies: [],
     });
     session.start();
   }
@@ -311,6 +327,7 @@ export class Speaker<A> {
   private removePeer(address: string, cease: number): void {
     const e = this.peers.get(address);
     if (!e) return;
+    e.staleTimer?.cancel();
     if (e.session.established) {
       e.session.reset(ErrorCode.Cease, cease);
     }
@@ -427,8 +444,12 @@ export class Speaker<A> {
         if (ev.wasEstablished) {
           e.synced = false;
           e.eorReceived.clear();
-          this.rib.peerDown(e.ribId);
+          if (!this.helpRestart(e, ev.reason)) this.endStale(e, "down");
         }
+        return;
+      case "staleExpired":
+        e.staleTimer = undefined;
+        if (e.stale) this.endStale(e, "restart timer expired");
         return;
       case "drain":
         if (e.slow) {
@@ -439,10 +460,57 @@ export class Speaker<A> {
     }
   }
 
+  /**
+   * RFC 4724 §4.2: a peer that announced graceful restart for all our families lost its TCP
+   * session without a NOTIFICATION: keep its paths (marked stale) for its Restart Time.
+   */
+  private helpRestart(e: PeerEntry, reason: DownReason): boolean {
+    if (this.stopped || reason.kind !== "TcpConnectionFails") return false;
+    const gr = grCapability(e.session.peerCapabilities);
+    const fams = e.lastFamilies;
+    if (!gr || gr.restartTime === 0 || !fams.every((f) => grCovers(gr, f))) return false;
+    const marked = this.rib.markStale(e.ribId);
+    e.stale = true;
+    e.staleTimer?.cancel();
+    e.staleTimer = this.deps.clock.setTimer(gr.restartTime * 1000, () =>
+      this.enqueue({ kind: "staleExpired", peer: e.cfg.address }),
+    );
+    this.log.info(
+      { peer: e.cfg.address, stalePaths: marked, restartTime: gr.restartTime },
+      "Peer restarting (graceful restart): keeping its routes as stale",
+    );
+    return true;
+  }
+
+  /** Ends helper mode: stale paths go (all of the peer's paths when `why` is a plain drop). */
+  private endStale(e: PeerEntry, why: string): void {
+    e.staleTimer?.cancel();
+    e.staleTimer = undefined;
+    if (why === "down") {
+      e.stale = false;
+      this.rib.peerDown(e.ribId);
+      return;
+    }
+    if (!e.stale) return;
+    e.stale = false;
+    const n = this.rib.sweepStale(e.ribId);
+    this.log.info(
+      { peer: e.cfg.address, removed: n, why },
+      "Stale routes of a restarted peer removed",
+    );
+  }
+
   private onEstablished(e: PeerEntry): void {
     const n = e.session.negotiated;
     if (!n) return;
     this.rib.peerUp(e.ribId, n.peerId);
+    e.lastFamilies = n.families;
+    if (e.stale) {
+      // RFC 4724 §4.2: without the Forwarding State bit for a family, its stale routes go now.
+      const gr = grCapability(e.session.peerCapabilities);
+      const kept = gr !== undefined && n.families.every((f) => grCovers(gr, f, true));
+      if (!kept) this.endStale(e, "no forwarding state after restart");
+    }
     // Settle pending changes first, so the dump plus later batches are exactly the table.
     this.drainAll();
     this.sendAnnounces(e, this.rib.adjRibOut(e.ribId));
@@ -476,6 +544,10 @@ export class Speaker<A> {
     }
     if (u.endOfRib !== null) {
       e.eorReceived.add(u.endOfRib);
+      const n = e.session.negotiated;
+      if (e.stale && n?.families.every((f) => e.eorReceived.has(familyCode(f)))) {
+        this.endStale(e, "End-of-RIB");
+      }
       this.scheduleFlush();
       return;
     }
@@ -908,4 +980,22 @@ function downText(r: DownReason): PeerStatus["lastError"] {
     default:
       return { kind: r.kind };
   }
+}
+
+type GrCapability = Extract<Capability, { kind: "GracefulRestart" }>;
+
+function grCapability(caps: Capability[] | undefined): GrCapability | undefined {
+  return caps?.find((c): c is GrCapability => c.kind === "GracefulRestart");
+}
+
+function familyCode(f: Family): FamilyKey {
+  return f === "ipv4-unicast" ? Ipv4Unicast : Ipv6Unicast;
+}
+
+/** The GR capability lists the family (and, when asked, with its Forwarding State bit). */
+function grCovers(gr: GrCapability, f: Family, forwarding = false): boolean {
+  const [afi, safi] = f === "ipv4-unicast" ? [Afi.Ipv4, Safi.Unicast] : [Afi.Ipv6, Safi.Unicast];
+  return gr.families.some(
+    (x) => x.afi === afi && x.safi === safi && (!forwarding || x.forwardingState),
+  );
 }

@@ -19,17 +19,18 @@ const skip = skipWithReason("interop with BIRD", reason);
 const BIRD_AS = 4200000001;
 const OC_AS = 64512;
 
-function birdConf(): string {
+function birdConf(withSecondRoute = true): string {
   return `
 log "@DIR@/bird.log" all;
 router id 10.255.1.2;
+graceful restart wait 3;
 protocol device { }
 protocol kernel k4 { ipv4 { import none; export where source = RTS_BGP; }; merge paths on; }
 protocol kernel k6 { ipv6 { import none; export where source = RTS_BGP; }; }
 protocol static s4 {
   ipv4;
   route 10.99.1.0/24 blackhole { bgp_community.add((65001,7)); bgp_large_community.add((${BIRD_AS},1,2)); };
-  route 10.99.2.0/24 blackhole;
+  ${withSecondRoute ? "route 10.99.2.0/24 blackhole;" : ""}
 }
 protocol static s6 { ipv6; route fd00:99::/64 blackhole; }
 protocol bgp oc4 {
@@ -38,6 +39,7 @@ protocol bgp oc4 {
   passive on;
   hold time 9;
   error wait time 1, 5;
+  graceful restart on;
   ipv4 { import all; export where source = RTS_STATIC; };
 }
 protocol bgp oc6 {
@@ -270,5 +272,45 @@ describe.skipIf(skip)("interop with BIRD 2", () => {
     expect(minV4).toBe(2);
     expect(ours(4).length).toBe(2);
     expect(ocelot.log()).toContain("All peers sent End-of-RIB");
+  });
+
+  it("keeps a restarting BIRD's routes (graceful restart helper) and sweeps the stale one after End-of-RIB", async () => {
+    bird.cmd("enable", "s6");
+    await ocelot.established("10.255.1.2", 20_000);
+    await waitFor("both BIRD IPv4 routes", () => ours(4).length === 2, 10_000);
+    lab.signal(bird.pid, "SIGKILL");
+    await waitFor(
+      "ocelot saw the drop",
+      () => ocelot.peer("10.255.1.2")?.state !== "Established",
+      10_000,
+    );
+    // BIRD is gone; its IPv4 routes stay in our kernel while it restarts.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(
+      ours(4)
+        .map((r) => r.dst)
+        .sort(),
+    ).toEqual(["10.99.1.0/24", "10.99.2.0/24"]);
+    expect(ocelot.log()).toContain("keeping its routes as stale");
+    // BIRD comes back in graceful-restart recovery (-R: Forwarding State bit set) without
+    // 10.99.2.0/24: the route it still has never leaves our kernel; after its End-of-RIB only the
+    // stale one goes.
+    bird = lab.startBird(br, "bird", birdConf(false), ["-R"]);
+    let sawFirst = true;
+    await waitFor(
+      "stale route swept",
+      () => {
+        const dsts = ours(4).map((r) => r.dst);
+        if (!dsts.includes("10.99.1.0/24")) sawFirst = false;
+        return !dsts.includes("10.99.2.0/24");
+      },
+      30_000,
+      50,
+    );
+    expect(sawFirst).toBe(true);
+    expect(ours(4).map((r) => r.dst)).toEqual(["10.99.1.0/24"]);
+    expect(ocelot.log()).toMatch(
+      /"why":"End-of-RIB","msg":"Stale routes of a restarted peer removed"/,
+    );
   });
 });

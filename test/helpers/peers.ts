@@ -128,12 +128,14 @@ export class PeerLab {
 
   // ---- BIRD 2 ------------------------------------------------------------------------------
 
-  startBird(ns: Netns, name: string, conf: string): BirdPeer {
+  /** `extraArgs`: e.g. ["-R"] for BIRD's graceful restart recovery (sets the F bit). */
+  startBird(ns: Netns, name: string, conf: string, extraArgs: string[] = []): BirdPeer {
     const d = this.subdir(name);
     const confPath = join(d, "bird.conf");
     const sock = join(d, "bird.ctl");
     writeFileSync(confPath, conf.replaceAll("@DIR@", d));
-    ns.exec("bird", "-c", confPath, "-s", sock, "-P", `${sock}.pid`);
+    rmSync(`${sock}.pid`, { force: true });
+    ns.exec("bird", "-c", confPath, "-s", sock, "-P", `${sock}.pid`, ...extraArgs);
     const pid = readPid(`${sock}.pid`);
     this.track(pid, "bird", `bird@${ns.name}`);
     return new BirdPeer(pid, sock, d);

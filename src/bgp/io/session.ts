@@ -165,6 +165,8 @@ export class PeerSession {
   options: SessionOptions | undefined;
   establishedAt: number | undefined;
   lastDown: DownReason | undefined;
+  /** The peer's capabilities from its last accepted OPEN (kept after a drop, for GR). */
+  peerCapabilities: Capability[] | undefined;
   /** Counters for status. */
   readonly counters = {
     messagesIn: 0,
@@ -501,6 +503,7 @@ export class PeerSession {
         for (const o of this.links) if (o !== l) this.dropLink(o);
         const external = this.config.settings.peerAs !== this.config.settings.localAs;
         this.negotiated = a.negotiated;
+        this.peerCapabilities = l.remoteCaps;
         this.options = negotiateSessionOptions(
           localCapabilities(this.config.settings),
           l.remoteCaps,
