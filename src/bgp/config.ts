@@ -2,6 +2,7 @@
 // field path and value, defaults, and impact(old, new) per peer for reconfiguration by diff.
 // Not: applying the change (src/bgp/speaker.ts) or the filter semantics (src/bgp/policy/).
 import { isIP } from "node:net";
+import ipaddr from "ipaddr.js";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 
@@ -15,6 +16,8 @@ const asn = z
   .refine((n) => n !== 23456, { message: "AS 23456 is AS_TRANS and cannot be used" });
 
 const ipAddress = z.string().refine((s) => isIP(s) !== 0, { message: "not an IP address" });
+/** An address in canonical text (RFC 5952 for IPv6), as sockets report it. */
+const canonicalAddress = ipAddress.transform((s) => ipaddr.parse(s).toString());
 const ipv4Address = z.string().refine((s) => isIP(s) === 4, { message: "not an IPv4 address" });
 
 function validCidr(s: string): boolean {
@@ -70,7 +73,7 @@ const holdTime = z
 
 export const PeerSchema = z
   .object({
-    address: ipAddress,
+    address: canonicalAddress,
     asn,
     port: z.number().int().min(1).max(65535).default(179),
     passive: z.boolean().default(false),
@@ -78,7 +81,7 @@ export const PeerSchema = z
     connectRetryTime: z.number().int().min(1).max(65535).default(5),
     families: z.array(FAMILY).min(1).optional(),
     requiredFamilies: z.array(FAMILY).default([]),
-    sourceAddress: ipAddress.optional(),
+    sourceAddress: canonicalAddress.optional(),
     /** eBGP multihop TTL; absent means TTL 1 towards eBGP peers (directly connected). */
     multihop: z.number().int().min(1).max(255).optional(),
     allowOwnAs: z.number().int().min(0).max(10).default(0),

@@ -62,6 +62,15 @@ describe("parseConfigText()", () => {
     );
   });
 
+  it("writes peer addresses in canonical form, as sockets report them", () => {
+    const c = parseConfig({
+      asn: 1,
+      routerId: "1.1.1.1",
+      peers: [{ address: "FD00:255:1:0::2", asn: 2 }],
+    });
+    expect(c.peers[0]?.address).toBe("fd00:255:1::2");
+  });
+
   it("names a missing required field", () => {
     expect(err(() => parseConfig({ asn: 1 }))).toBe(
       "Invalid bgpd config: routerId: required field is missing",
