@@ -7,6 +7,7 @@ import { constants as osConstants } from "node:os";
 import { NetlinkSocket } from "./netlink_socket.js";
 import {
   addressBytes,
+  decodeAddr,
   decodeError,
   decodeLink,
   decodeRoute,
@@ -31,15 +32,20 @@ import {
   RT_SCOPE_LINK,
   RT_SCOPE_NOWHERE,
   RT_SCOPE_UNIVERSE,
+  RTM_DELADDR,
   RTM_DELLINK,
   RTM_DELROUTE,
+  RTM_NEWADDR,
   RTM_NEWLINK,
   RTM_NEWROUTE,
   RTN_UNICAST,
+  RTNLGRP_IPV4_IFADDR,
   RTNLGRP_IPV4_ROUTE,
+  RTNLGRP_IPV6_IFADDR,
   RTNLGRP_IPV6_ROUTE,
   RTNLGRP_LINK,
   routeTypeCode,
+  writeAddrDump,
   writeLinkDump,
   writeRoute,
   writeRouteDump,
@@ -173,6 +179,8 @@ export class KernelFib implements BatchFib {
   private readonly templates = new Map<number, Buffer>();
 
   private readonly links = new Map<number, { name: string; up: boolean }>();
+  /** Routable (not link- or host-scope) addresses per interface: where gateways can resolve. */
+  private readonly addrCount = new Map<number, number>();
   private readonly queue: Job[] = [];
   private readonly inflight: Batch[] = [];
   private pumping = false;
@@ -234,7 +242,9 @@ export class KernelFib implements BatchFib {
       const groups =
         (1 << (RTNLGRP_LINK - 1)) |
         (1 << (RTNLGRP_IPV4_ROUTE - 1)) |
-        (1 << (RTNLGRP_IPV6_ROUTE - 1));
+        (1 << (RTNLGRP_IPV6_ROUTE - 1)) |
+        (1 << (RTNLGRP_IPV4_IFADDR - 1)) |
+        (1 << (RTNLGRP_IPV6_IFADDR - 1));
       this.events = new NetlinkSocket(
         NETLINK_ROUTE,
         groups,
@@ -889,6 +899,14 @@ export class KernelFib implements BatchFib {
     });
     this.links.clear();
     for (const [k, v] of seen) this.links.set(k, v);
+    const addrs = new Map<number, number>();
+    await this.runDump(writeAddrDump, (m) => {
+      const a = m.type === RTM_NEWADDR ? decodeAddr(m) : undefined;
+      if (a && a.scope !== RT_SCOPE_LINK && a.scope !== RT_SCOPE_HOST)
+        addrs.set(a.ifindex, (addrs.get(a.ifindex) ?? 0) + 1);
+    });
+    this.addrCount.clear();
+    for (const [k, v] of addrs) this.addrCount.set(k, v);
   }
 
   /** Our routes in the kernel, by key → group (interned from what the kernel reports). */
@@ -974,6 +992,7 @@ export class KernelFib implements BatchFib {
   private onEventData(buf: Buffer): void {
     forEachMessage(buf, (m) => {
       if (m.type === RTM_NEWLINK || m.type === RTM_DELLINK) this.onLink(m);
+      else if (m.type === RTM_NEWADDR || m.type === RTM_DELADDR) this.onAddr(m);
       else if (m.type === RTM_DELROUTE || m.type === RTM_NEWROUTE) this.onRouteEvent(m);
     });
   }
@@ -1025,15 +1044,28 @@ export class KernelFib implements BatchFib {
     else this.links.set(l.ifindex, { name: l.name, up });
     if (before && before.up === up) return;
     this.onEvent({ kind: "link", ifindex: l.ifindex, name: l.name, up });
-    if (up) this.reresolve(l.ifindex, l.name);
-    else {
+    const named = this.reresolve(l.ifindex, l.name);
+    const explicit = this.groups.some((g) => g.nexthops.some((n) => n.ifindex === l.ifindex));
+    if (!up) {
       // The kernel flushes IPv4 routes via a downed link without telling us: forget them.
       for (const [key, gid] of this.installed) {
         if (this.groups[gid].nexthops.some((n) => n.ifindex === l.ifindex))
           this.installed.delete(key);
       }
     }
-    // Which routes went (or may come back) depends on gateways too: let a dump decide.
+    // Gateways resolve only through links with routable addresses; a link without any (a pod's
+    // host-side veth) cannot carry our gateway routes, so it costs no dump when it comes or goes.
+    if (named || explicit || (this.addrCount.get(l.ifindex) ?? 0) > 0) this.scheduleResync(100);
+    if (m.type === RTM_DELLINK) this.addrCount.delete(l.ifindex);
+  }
+
+  private onAddr(m: NlMessage): void {
+    const a = decodeAddr(m);
+    if (!a || a.scope === RT_SCOPE_LINK || a.scope === RT_SCOPE_HOST) return;
+    const n = (this.addrCount.get(a.ifindex) ?? 0) + (m.type === RTM_NEWADDR ? 1 : -1);
+    if (n > 0) this.addrCount.set(a.ifindex, n);
+    else this.addrCount.delete(a.ifindex);
+    // A new or removed subnet changes which gateways are reachable.
     this.scheduleResync(100);
   }
 
@@ -1045,17 +1077,21 @@ export class KernelFib implements BatchFib {
     }, delayMs);
   }
 
-  /** A link that came back under a new index: groups naming it move to the new index. */
-  private reresolve(ifindex: number, name: string): void {
+  /** A link that came back under a new index: groups naming it move to it. True if named. */
+  private reresolve(ifindex: number, name: string): boolean {
+    let named = false;
     for (let gid = 0; gid < this.groups.length; gid++) {
       const g = this.groups[gid];
       g.devs.forEach((dev, i) => {
-        if (dev === name && g.nexthops[i].ifindex !== ifindex) {
+        if (dev !== name) return;
+        named = true;
+        if (g.nexthops[i].ifindex !== ifindex) {
           g.nexthops[i].ifindex = ifindex;
           this.matchCache.clear();
           this.templates.clear();
         }
       });
     }
+    return named;
   }
 }

@@ -30,11 +30,16 @@ export const NLMSG_HDRLEN = 16;
 export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;
 export const RTM_GETLINK = 18;
+export const RTM_NEWADDR = 20;
+export const RTM_DELADDR = 21;
+export const RTM_GETADDR = 22;
 export const RTM_NEWROUTE = 24;
 export const RTM_DELROUTE = 25;
 export const RTM_GETROUTE = 26;
 export const RTNLGRP_LINK = 1;
+export const RTNLGRP_IPV4_IFADDR = 5;
 export const RTNLGRP_IPV4_ROUTE = 7;
+export const RTNLGRP_IPV6_IFADDR = 9;
 export const RTNLGRP_IPV6_ROUTE = 11;
 export const RTA_DST = 1;
 export const RTA_OIF = 4;
@@ -65,6 +70,7 @@ export const IFF_LOWER_UP = 0x10000;
 export const RTMSG_LEN = 12;
 export const IFINFOMSG_LEN = 16;
 export const RTNEXTHOP_LEN = 8;
+export const IFADDRMSG_LEN = 8;
 
 const ROUTE_TYPES: Record<RouteType, number> = {
   unicast: RTN_UNICAST,
@@ -369,6 +375,15 @@ export function writeLinkDump(w: MessageWriter, seq: number): void {
   w.finish(at);
 }
 
+/** Appends an RTM_GETADDR dump request (all families). */
+export function writeAddrDump(w: MessageWriter, seq: number): void {
+  const at = w.begin(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq);
+  w.reserve(IFADDRMSG_LEN);
+  w.buf.fill(0, w.len, w.len + IFADDRMSG_LEN);
+  w.len += IFADDRMSG_LEN;
+  w.finish(at);
+}
+
 /** One netlink message inside a received buffer (a view, no copy). */
 export interface NlMessage {
   type: number;
@@ -550,6 +565,25 @@ export function decodeLink(m: NlMessage): KernelLink | undefined {
     a += align4(al);
   }
   return { ifindex, name, flags, up: (flags & IFF_UP) !== 0 };
+}
+
+export interface KernelAddr {
+  family: 4 | 6;
+  prefixLen: number;
+  scope: number;
+  ifindex: number;
+}
+
+/** Decodes the ifaddrmsg of RTM_NEWADDR / RTM_DELADDR (the address itself is not needed). */
+export function decodeAddr(m: NlMessage): KernelAddr | undefined {
+  if (m.end - m.off < IFADDRMSG_LEN) return undefined;
+  const b = m.buf;
+  return {
+    family: b[m.off] === AF_INET ? 4 : 6,
+    prefixLen: b[m.off + 1],
+    scope: b[m.off + 3],
+    ifindex: b.readUInt32LE(m.off + 4),
+  };
 }
 
 /** Converts a decoded kernel route to the contract's Route (interface names via ifname). */

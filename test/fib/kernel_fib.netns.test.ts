@@ -308,6 +308,29 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
     expect(fib.desired().some((r) => r.dst === "10.80.0.0/24")).toBe(true);
   });
 
+  it("does not dump the kernel when a link without routable addresses (a pod veth) comes and goes", async () => {
+    const resyncs = () => events.filter((e) => e.kind === "resync").length;
+    await new Promise((r) => setTimeout(r, 300)); // let earlier link changes settle
+    const before = resyncs();
+    ns.ip("link", "add", "p0", "type", "veth", "peer", "name", "p1");
+    ns.ip("link", "set", "p0", "up");
+    ns.ip("link", "set", "p1", "up");
+    ns.ip("link", "del", "p0");
+    await waitFor(
+      "pod veth events seen",
+      () => events.some((e) => e.kind === "link" && e.name === "p1" && !e.up),
+      5000,
+      20,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect(resyncs()).toBe(before);
+    // An address on it is different: gateways may now resolve there.
+    ns.ip("link", "add", "p0", "type", "veth", "peer", "name", "p1");
+    ns.ip("addr", "add", "10.255.11.0/31", "dev", "p0");
+    await waitFor("a resync after the new subnet", () => resyncs() > before, 5000, 20);
+    ns.ip("link", "del", "p0");
+  });
+
   it("reconciles after a restart: sweeps stale routes we own, keeps foreign ones, honours a GR hold", async () => {
     await fib.set([v4("10.90.0.0/24", "10.255.8.1"), v4("10.91.0.0/24", "10.255.8.1")]);
     await fib.close();
