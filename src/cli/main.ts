@@ -16,8 +16,38 @@ export class CliError extends Error {
 
 type Register = (program: Command) => void;
 
-/** Command modules, loaded lazily so that `ocelot --help` stays fast. */
-const modules: Array<() => Promise<{ register: Register }>> = [() => import("./demo.js"), () => import("./resources.js"), () => import("./bgpd.js"), () => import("./ipam.js")];
+type Loader = () => Promise<{ register: Register }>;
+
+const demo: Loader = () => import("./demo.js");
+const resources: Loader = () => import("./resources.js");
+const bgpd: Loader = () => import("./bgpd.js");
+const ipam: Loader = () => import("./ipam.js");
+
+/**
+ * Command modules by the top-level command they register. Only the invoked command's module is
+ * loaded (a daemon should not carry the CLI's other dependencies: etcd, SQLite, schemas); help
+ * and unknown commands load them all.
+ */
+const commands: Record<string, Loader> = {
+  demo,
+  apply: resources,
+  create: resources,
+  replace: resources,
+  get: resources,
+  delete: resources,
+  validate: resources,
+  bgpd,
+  status: bgpd,
+  routes: bgpd,
+  ipam,
+};
+
+/** The loaders needed for argv: the named command's, or all of them. */
+export function loadersFor(argv: string[]): Loader[] {
+  const name = argv.slice(2).find((a) => !a.startsWith("-"));
+  const one = name !== undefined ? commands[name] : undefined;
+  return one ? [one] : [...new Set(Object.values(commands))];
+}
 
 export function buildProgram(registrations: Register[]): Command {
   const program = new Command("ocelot")
@@ -31,7 +61,9 @@ export function buildProgram(registrations: Register[]): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const registrations = await Promise.all(modules.map(async (load) => (await load()).register));
+  const registrations = await Promise.all(
+    loadersFor(argv).map(async (load) => (await load()).register),
+  );
   const program = buildProgram(registrations);
   try {
     await program.parseAsync(argv);
