@@ -1,7 +1,9 @@
 // rtnetlink message codec, pure: encodes RTM_NEWROUTE / DELROUTE / GETROUTE / GETLINK requests
 // into Buffers and decodes route, link, error and done messages from received bytes.
 // Owns: byte layouts and kernel constants. Not: the socket (netlink_socket.ts) or FIB policy.
+
 import { isIPv4 } from "node:net";
+import { formatIPv6Groups } from "../lib/ipv6_text.js";
 import type { NextHop, Route, RouteScope, RouteType } from "./types.js";
 
 // <linux/netlink.h>
@@ -152,24 +154,7 @@ export function parseIPv6(text: string): Uint8Array {
 export function formatIPv6(b: Uint8Array): string {
   const g: number[] = [];
   for (let i = 0; i < 8; i++) g.push((b[2 * i] << 8) | b[2 * i + 1]);
-  let bestAt = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (a: number[]) => a.map((x) => x.toString(16)).join(":");
-  if (bestAt < 0) return hex(g);
-  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
+  return formatIPv6Groups(g);
 }
 
 export function addressBytes(family: 4 | 6, text: string): Uint8Array {

@@ -17,12 +17,12 @@ import { renderDataplane } from "../felix/dataplane.js";
 import { workloadIfaceName } from "../felix/workload.js";
 import { KernelFib } from "../fib/kernel_fib.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
-import { link, Netns, sh, sleepSync, waitFor } from "../lib/netns.js";
+import { frrInstalled, frrRunDir, startFrrDaemons } from "../lib/frr.js";
+import { link, Netns, waitFor } from "../lib/netns.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const OCELOT = join(ROOT, "bin", "ocelot");
 const OCELOT_IPAM = join(ROOT, "bin", "ocelot-ipam");
-const FRR_BIN = "/usr/lib/frr";
 
 export const NODE_AS = 64512;
 export const TOR_AS = 65000;
@@ -169,48 +169,19 @@ function torFrrConfig(nodes: DemoNode[], address: string): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** Starts zebra and bgpd in ns with pathspace ns.name; configs, pids and logs in FRR's run dir. */
+/** Starts FRR in ns; configs, pids and logs in FRR's own run dir (it runs as user frr). */
 function startFrr(ns: Netns, conf: string, state: DemoState): void {
-  // FRR drops to user frr: everything it touches lives in its own run dir, not in ours.
-  const dir = `/var/run/frr/${ns.name}`;
+  const dir = frrRunDir(ns);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "zebra.conf"), "hostname tor\n");
   writeFileSync(join(dir, "bgpd.conf"), conf);
-  sh("chown", ["-R", "frr:frr", dir]);
-  for (const [daemon, extra] of [
-    ["zebra", ["-s", "16777216"]],
-    ["bgpd", []],
-  ] as const) {
-    const pidFile = join(dir, `${daemon}.pid`);
-    ns.exec(
-      join(FRR_BIN, daemon),
-      "-d",
-      "-N",
-      ns.name,
-      "-P",
-      "0",
-      ...extra,
-      "-f",
-      join(dir, `${daemon}.conf`),
-      "-i",
-      pidFile,
-      "--log",
-      `file:${join(dir, `${daemon}.log`)}`,
-    );
-    const pid = Number(waitForFileSync(pidFile, 5000));
-    state.pids.push({ pid, comm: commOf(pid), what: `${daemon}@${ns.name}` });
-  }
-}
-
-function waitForFileSync(path: string, timeoutMs: number): string {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (existsSync(path)) {
-      const s = readFileSync(path, "utf8").trim();
-      if (s) return s;
-    }
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${path}`);
-    sleepSync(50);
+  const pids = startFrrDaemons(ns, dir);
+  for (const daemon of ["zebra", "bgpd"] as const) {
+    state.pids.push({
+      pid: pids[daemon],
+      comm: commOf(pids[daemon]),
+      what: `${daemon}@${ns.name}`,
+    });
   }
 }
 
@@ -228,7 +199,7 @@ export async function demoUp(opts: DemoOptions): Promise<DemoState> {
   }
   mkdirSync(opts.stateDir, { recursive: true });
   const datastore = `file:${join(opts.stateDir, "store.db")}`;
-  const haveFrr = existsSync(join(FRR_BIN, "bgpd")) && existsSync(join(FRR_BIN, "zebra"));
+  const haveFrr = frrInstalled();
   const state: DemoState = {
     prefix: opts.prefix,
     stateDir: opts.stateDir,

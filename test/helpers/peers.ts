@@ -15,10 +15,10 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { FRR_BIN, frrRunDir, readPidFile, startFrrDaemons } from "../../src/lib/frr.js";
 import type { Netns } from "./netns.js";
 import { sh, sleepSync, waitFor } from "./netns.js";
 
-export const FRR_BIN = "/usr/lib/frr";
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
 /** Why real-peer tests cannot run, or undefined. */
@@ -56,18 +56,6 @@ function aliveAs(t: Tracked): boolean {
   } catch {
     return false;
   }
-}
-
-function readPid(file: string, timeoutMs = 5000): number {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (existsSync(file)) {
-      const n = Number(readFileSync(file, "utf8").trim());
-      if (n > 0) return n;
-    }
-    sleepSync(50);
-  }
-  throw new Error(`No PID in ${file} after ${timeoutMs} ms`);
 }
 
 /** Owns the temp dir and the processes of one test file. */
@@ -136,7 +124,7 @@ export class PeerLab {
     writeFileSync(confPath, conf.replaceAll("@DIR@", d));
     rmSync(`${sock}.pid`, { force: true });
     ns.exec("bird", "-c", confPath, "-s", sock, "-P", `${sock}.pid`, ...extraArgs);
-    const pid = readPid(`${sock}.pid`);
+    const pid = readPidFile(`${sock}.pid`);
     this.track(pid, "bird", `bird@${ns.name}`);
     return new BirdPeer(pid, sock, d);
   }
@@ -147,40 +135,11 @@ export class PeerLab {
     const d = this.subdir(name);
     writeFileSync(join(d, "zebra.conf"), zebraConf);
     writeFileSync(join(d, "bgpd.conf"), bgpdConf);
-    const runDir = `/var/run/frr/${ns.name}`;
-    mkdirSync(runDir, { recursive: true });
-    this.frrRunDirs.push(runDir);
-    sh("chown", ["-R", "frr:frr", runDir, d]);
-    const pids: number[] = [];
-    for (const [daemon, extra] of [
-      ["zebra", ["-s", "67108864"]],
-      ["bgpd", []],
-    ] as const) {
-      const pidFile = join(d, `${daemon}.pid`);
-      ns.exec(
-        join(FRR_BIN, daemon),
-        "-d",
-        "-N",
-        ns.name,
-        "-P",
-        "0",
-        ...extra,
-        "-f",
-        join(d, `${daemon}.conf`),
-        "-i",
-        pidFile,
-        "--log",
-        `file:${join(d, `${daemon}.log`)}`,
-      );
-      const pid = readPid(pidFile);
-      this.track(pid, daemon, `${daemon}@${ns.name}`);
-      pids.push(pid);
-      if (daemon === "zebra") {
-        const deadline = Date.now() + 5000;
-        while (!existsSync(join(runDir, "zserv.api")) && Date.now() < deadline) sleepSync(50);
-      }
-    }
-    return new FrrPeer(ns, pids[0] as number, pids[1] as number, d);
+    this.frrRunDirs.push(frrRunDir(ns));
+    const pids = startFrrDaemons(ns, d, 64 * 1024 * 1024);
+    this.track(pids.zebra, "zebra", `zebra@${ns.name}`);
+    this.track(pids.bgpd, "bgpd", `bgpd@${ns.name}`);
+    return new FrrPeer(ns, pids.zebra, pids.bgpd, d);
   }
 
   // ---- GoBGP -------------------------------------------------------------------------------

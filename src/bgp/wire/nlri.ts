@@ -2,6 +2,7 @@
 // walking it with numeric callbacks or into caller-owned typed arrays (no per-prefix objects),
 // writing prefixes, and text conversions for tests and the CLI. Not the UPDATE layout (update.ts).
 
+import { formatIPv6Groups } from "../../lib/ipv6_text.js";
 import { Afi } from "./constants.js";
 import type { NlriView, PrefixArray, TextPrefix } from "./types.js";
 
@@ -270,24 +271,7 @@ export function ipv6ToText(words: ArrayLike<number>, wo = 0): string {
     const w = words[wo + i] >>> 0;
     g.push(w >>> 16, w & 0xffff);
   }
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(":");
-  if (bestStart < 0) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+  return formatIPv6Groups(g);
 }
 
 export function ipv6BytesToText(b: Uint8Array, o = 0): string {
