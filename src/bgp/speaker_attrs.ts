@@ -3,13 +3,13 @@
 // back to codec attributes + MP next hop for encoding. Not: decoding/encoding bytes (wire/), the
 // decision process (rib/).
 import {
-  AS_SEQUENCE,
   type AsPathSegmentView,
   type AttrAdapter,
   type AttrEdit,
   type AttrInit,
   type AttrView,
   type LargeCommunity,
+  prependAsPath,
 } from "./rib/attrs.js";
 import type { AttrBridge } from "./speaker.js";
 import { ipv4ToText, ipv6BytesToText, parseIpv4, parseIpv6 } from "./wire/nlri.js";
@@ -73,21 +73,16 @@ export function wireAttrs(src: PathAttributes, nextHop: string): WireAttrs {
   return v;
 }
 
-function prepend(path: readonly AsPathSegmentView[], asn: number): AsPathSegmentView[] {
-  const first = path[0];
-  if (first !== undefined && first.type === AS_SEQUENCE && first.asns.length < 255) {
-    return [{ type: AS_SEQUENCE, asns: [asn, ...first.asns] }, ...path.slice(1)];
-  }
-  return [{ type: AS_SEQUENCE, asns: [asn] }, ...path];
-}
-
 export const wireAdapter: AttrAdapter<WireAttrs> = {
   key: (a) => a.key,
   view: (a) => a,
   edit(a: WireAttrs, e: AttrEdit): WireAttrs {
     const w: PathAttributes = { ...a.wire };
     if (e.prependAs !== undefined) {
-      w.asPath = prepend(a.asPath, e.prependAs).map((s) => ({ type: s.type, asns: [...s.asns] }));
+      w.asPath = prependAsPath(a.asPath, e.prependAs).map((s) => ({
+        type: s.type,
+        asns: [...s.asns],
+      }));
     }
     if (e.localPref === null) w.localPref = null;
     else if (e.localPref !== undefined) w.localPref = e.localPref;

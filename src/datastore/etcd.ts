@@ -12,7 +12,7 @@ import {
   type IWatchResponse,
   isRecoverableError,
 } from "etcd3";
-import { validateKey } from "./memory.js";
+import { validateKeyValue } from "./memory.js";
 import {
   ClosedError,
   ConflictError,
@@ -342,9 +342,7 @@ export class EtcdDatastore implements Datastore {
 
   private check(key: string, value?: string): void {
     this.open();
-    validateKey(key);
-    if (value !== undefined && typeof value !== "string")
-      throw new TypeError(`Value for "${key}" must be a string, got ${typeof value}`);
+    validateKeyValue(key, value);
   }
 }
 

@@ -255,9 +255,7 @@ export class MemoryDatastore implements Datastore {
 
   private check(key: string, value?: string): void {
     this.open();
-    validateKey(key);
-    if (value !== undefined && typeof value !== "string")
-      throw new TypeError(`Value for "${key}" must be a string, got ${typeof value}`);
+    validateKeyValue(key, value);
   }
 }
 
@@ -265,6 +263,13 @@ export class MemoryDatastore implements Datastore {
 export function validateKey(key: string): void {
   if (typeof key !== "string" || key.length === 0)
     throw new TypeError(`Datastore key must be a non-empty string, got ${JSON.stringify(key)}`);
+}
+
+/** Checks a key and, when given, that its value is a string (every backend's argument check). */
+export function validateKeyValue(key: string, value?: string): void {
+  validateKey(key);
+  if (value !== undefined && typeof value !== "string")
+    throw new TypeError(`Value for "${key}" must be a string, got ${typeof value}`);
 }
 
 /** Byte order of the UTF-8 encodings, as etcd and SQLite's BINARY collation sort keys. */

@@ -18,7 +18,7 @@
 import { type FSWatcher, watch as fsWatch, mkdirSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import Database from "better-sqlite3";
-import { validateKey } from "./memory.js";
+import { validateKeyValue } from "./memory.js";
 import {
   ClosedError,
   ConflictError,
@@ -513,9 +513,7 @@ export class SqliteDatastore implements Datastore {
 
   private check(key: string, value?: string): void {
     this.open();
-    validateKey(key);
-    if (value !== undefined && typeof value !== "string")
-      throw new TypeError(`Value for "${key}" must be a string, got ${typeof value}`);
+    validateKeyValue(key, value);
   }
 }
 

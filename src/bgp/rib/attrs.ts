@@ -92,6 +92,18 @@ function grow<T extends Int32Array | Uint8Array | Float64Array>(a: T, n: number)
 }
 
 /** RFC 4271 §9.1.2.2 (a): AS_SET counts 1, confederation segments count 0. */
+/** Prepends asn to the leading AS_SEQUENCE, or a new one when full or absent (RFC 4271 §5.1.2). */
+export function prependAsPath(
+  path: readonly AsPathSegmentView[],
+  asn: number,
+): AsPathSegmentView[] {
+  const first = path[0];
+  if (first !== undefined && first.type === AS_SEQUENCE && first.asns.length < 255) {
+    return [{ type: AS_SEQUENCE, asns: [asn, ...first.asns] }, ...path.slice(1)];
+  }
+  return [{ type: AS_SEQUENCE, asns: [asn] }, ...path];
+}
+
 export function asPathLength(path: readonly AsPathSegmentView[]): number {
   let n = 0;
   for (const s of path) {

@@ -9,6 +9,7 @@ import {
   type AttrInit,
   type AttrView,
   type LargeCommunity,
+  prependAsPath,
 } from "./attrs.js";
 
 export interface SimpleAttrs extends AttrView {
@@ -33,14 +34,6 @@ export function simpleAttrs(p: Partial<SimpleAttrs> & { nextHop: string }): Simp
 /** A path of one AS_SEQUENCE. */
 export function seq(...asns: number[]): AsPathSegmentView[] {
   return asns.length === 0 ? [] : [{ type: AS_SEQUENCE, asns }];
-}
-
-function prepend(path: readonly AsPathSegmentView[], asn: number): AsPathSegmentView[] {
-  const first = path[0];
-  if (first !== undefined && first.type === AS_SEQUENCE && first.asns.length < 255) {
-    return [{ type: AS_SEQUENCE, asns: [asn, ...first.asns] }, ...path.slice(1)];
-  }
-  return [{ type: AS_SEQUENCE, asns: [asn] }, ...path];
 }
 
 export const simpleAdapter: AttrAdapter<SimpleAttrs> = {
@@ -73,7 +66,7 @@ export const simpleAdapter: AttrAdapter<SimpleAttrs> = {
     if (e.prependClusterId !== undefined) clusterList = [e.prependClusterId, ...clusterList];
     return simpleAttrs({
       origin: a.origin,
-      asPath: e.prependAs !== undefined ? prepend(a.asPath, e.prependAs) : a.asPath,
+      asPath: e.prependAs !== undefined ? prependAsPath(a.asPath, e.prependAs) : a.asPath,
       nextHop: e.nextHop ?? a.nextHop,
       ...(med !== undefined ? { med } : {}),
       ...(localPref !== undefined ? { localPref } : {}),
