@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Reads vitest's JSON report and prints one closing line: "tests: N passed, N failed, N skipped".
-// Exits 1 when nothing ran, so an empty run never looks like a pass.
+// Exits 1 when nothing ran, so an empty run never looks like a pass, and in CI when a test was
+// skipped.
 import { readFileSync } from "node:fs";
 
 const report = JSON.parse(readFileSync(process.argv[2], "utf8"));
@@ -12,6 +13,14 @@ const failedSuitesWithoutTests = (report.testResults ?? []).filter(
 const failed = (report.numFailedTests ?? 0) + failedSuitesWithoutTests;
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
 console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
+// In CI every test must run: a skip there means a missing install step (a Debian package, the
+// native addon), which a machine set up by hand would hide.
+if (process.env.CI && skipped > 0) {
+  console.error(
+    `${skipped} tests were skipped in CI: every package they need must be installed by scripts/setup.sh`,
+  );
+  process.exit(1);
+}
 if (passed === 0) {
   console.error("no test passed: treating the run as a failure");
   process.exit(1);
