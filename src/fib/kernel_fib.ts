@@ -62,6 +62,7 @@ import {
   RTPROT_OCELOT_BGP,
   type V4Batch,
 } from "./types.js";
+import { NO_GROUP, V4RouteTable } from "./v4_route_table.js";
 
 /** IPv6 routes without a metric get this one from the kernel (IP6_RT_PRIO_USER). */
 const IP6_RT_PRIO_USER = 1024;
@@ -121,6 +122,33 @@ interface Slot {
 }
 
 type Key = number | string;
+
+/** Keys gathered for a job: IPv4 keys in a Float64Array (no boxed numbers), others in an array. */
+class KeyList {
+  private nums = new Float64Array(256);
+  private n4 = 0;
+  private readonly strs: string[] = [];
+  push(k: Key): void {
+    if (typeof k === "string") {
+      this.strs.push(k);
+      return;
+    }
+    if (this.n4 === this.nums.length) {
+      const more = new Float64Array(this.n4 * 2);
+      more.set(this.nums);
+      this.nums = more;
+    }
+    this.nums[this.n4++] = k;
+  }
+  get length(): number {
+    return this.n4 + this.strs.length;
+  }
+  readonly at = (i: number): Key => (i < this.n4 ? this.nums[i] : this.strs[i - this.n4]);
+}
+
+const v4Slot = (key: number): number => Math.floor(key / V4_SLOT_MUL);
+const v4Addr = (key: number): number => Math.floor((key % V4_SLOT_MUL) / 64);
+const v4Len = (key: number): number => key % 64;
 const OP_SET = 0;
 const OP_DEL = 1;
 
@@ -173,8 +201,11 @@ export class KernelFib implements BatchFib {
   private readonly groupBySig = new Map<string, number>();
   private readonly slots: Slot[] = [];
   private readonly slotByKey = new Map<string, number>();
-  private readonly desiredMap = new Map<Key, number>();
-  private readonly installed = new Map<Key, number>();
+  /** IPv4 routes: desired and installed group per (slot, addr, len), in typed arrays. */
+  private readonly v4 = new V4RouteTable();
+  /** IPv6 routes by string key: desired and installed group. */
+  private readonly desired6 = new Map<string, number>();
+  private readonly installed6 = new Map<string, number>();
   private readonly matchCache = new Map<number, boolean>();
   private readonly templates = new Map<number, Buffer>();
 
@@ -284,7 +315,7 @@ export class KernelFib implements BatchFib {
         r.src,
       );
       const key = this.keyOf(slot, addr, len);
-      this.desiredMap.set(key, gid);
+      this.setDesired(key, gid);
       keys.push(key);
     }
     return this.enqueue(OP_SET, keys.length, (i) => keys[i]);
@@ -297,7 +328,7 @@ export class KernelFib implements BatchFib {
       const slot = this.slotOf(r.family, r.table ?? RT_TABLE_MAIN, r.metric ?? 0);
       const { addr, len } = parseCidr(r.family, r.dst);
       const key = this.keyOf(slot, addr, len);
-      this.desiredMap.delete(key);
+      this.setDesired(key, undefined);
       keys.push(key);
     }
     return this.enqueue(OP_DEL, keys.length, (i) => keys[i]);
@@ -307,10 +338,11 @@ export class KernelFib implements BatchFib {
   setV4Batch(b: V4Batch): Promise<void> {
     this.checkProtocol(b.protocol);
     const n = b.count ?? b.addrs.length;
-    const base = this.slotOf(4, b.table ?? RT_TABLE_MAIN, b.metric ?? 0) * V4_SLOT_MUL;
+    const slot = this.slotOf(4, b.table ?? RT_TABLE_MAIN, b.metric ?? 0);
+    const base = slot * V4_SLOT_MUL;
     const gid = this.groupOf(4, b.protocol, b.type ?? "unicast", b.scope, b.nexthops, b.src);
     const { addrs, lens } = b;
-    for (let i = 0; i < n; i++) this.desiredMap.set(base + addrs[i] * 64 + lens[i], gid);
+    for (let i = 0; i < n; i++) this.v4.setDesired(slot, addrs[i], lens[i], gid);
     return this.enqueue(OP_SET, n, (i) => base + addrs[i] * 64 + lens[i]);
   }
 
@@ -319,23 +351,67 @@ export class KernelFib implements BatchFib {
   ): Promise<void> {
     this.checkProtocol(b.protocol);
     const n = b.count ?? b.addrs.length;
-    const base = this.slotOf(4, b.table ?? RT_TABLE_MAIN, b.metric ?? 0) * V4_SLOT_MUL;
+    const slot = this.slotOf(4, b.table ?? RT_TABLE_MAIN, b.metric ?? 0);
+    const base = slot * V4_SLOT_MUL;
     const { addrs, lens } = b;
-    for (let i = 0; i < n; i++) this.desiredMap.delete(base + addrs[i] * 64 + lens[i]);
+    for (let i = 0; i < n; i++) this.v4.setDesired(slot, addrs[i], lens[i], NO_GROUP);
     return this.enqueue(OP_DEL, n, (i) => base + addrs[i] * 64 + lens[i]);
   }
 
   desired(): Route[] {
     const out: Route[] = [];
-    for (const [key, gid] of this.desiredMap) out.push(this.toRoute(key, gid));
+    this.v4.forEach((slot, addr, len, gid) => {
+      if (gid !== NO_GROUP) out.push(this.toRoute(slot * V4_SLOT_MUL + addr * 64 + len, gid));
+    });
+    for (const [key, gid] of this.desired6) out.push(this.toRoute(key, gid));
     return out;
+  }
+
+  // ---- route state: IPv4 in the table, IPv6 in maps ------------------------------------------
+
+  private getDesired(key: Key): number | undefined {
+    if (typeof key === "string") return this.desired6.get(key);
+    const g = this.v4.getDesired(v4Slot(key), v4Addr(key), v4Len(key));
+    return g === NO_GROUP ? undefined : g;
+  }
+
+  private getInstalled(key: Key): number | undefined {
+    if (typeof key === "string") return this.installed6.get(key);
+    const g = this.v4.getInstalled(v4Slot(key), v4Addr(key), v4Len(key));
+    return g === NO_GROUP ? undefined : g;
+  }
+
+  private setDesired(key: Key, gid: number | undefined): void {
+    if (typeof key === "number")
+      this.v4.setDesired(v4Slot(key), v4Addr(key), v4Len(key), gid ?? NO_GROUP);
+    else if (gid === undefined) this.desired6.delete(key);
+    else this.desired6.set(key, gid);
+  }
+
+  private setInstalled(key: Key, gid: number | undefined): void {
+    if (typeof key === "number")
+      this.v4.setInstalled(v4Slot(key), v4Addr(key), v4Len(key), gid ?? NO_GROUP);
+    else if (gid === undefined) this.installed6.delete(key);
+    else this.installed6.set(key, gid);
+  }
+
+  /** Every route desired or installed: fn(key, desired, installed); fn must not change state. */
+  private forEachRoute(
+    fn: (key: Key, desired: number | undefined, installed: number | undefined) => void,
+  ): void {
+    this.v4.forEach((slot, addr, len, d, s) => {
+      const key = slot * V4_SLOT_MUL + addr * 64 + len;
+      fn(key, d === NO_GROUP ? undefined : d, s === NO_GROUP ? undefined : s);
+    });
+    for (const [key, d] of this.desired6) fn(key, d, this.installed6.get(key));
+    for (const [key, s] of this.installed6) if (!this.desired6.has(key)) fn(key, undefined, s);
   }
 
   /** Counts for status: desired, installed (ours, as we believe the kernel holds them). */
   status(): { desired: number; installed: number; holding: boolean } & KernelFib["stats"] {
     return {
-      desired: this.desiredMap.size,
-      installed: this.installed.size,
+      desired: this.v4.desiredCount + this.desired6.size,
+      installed: this.v4.installedCount + this.installed6.size,
       holding: this.holding,
       ...this.stats,
     };
@@ -678,19 +754,19 @@ export class KernelFib implements BatchFib {
 
   /** Encodes one request into the writer (or nothing when it is no longer needed). */
   private encode(op: number, key: Key, batch: Batch): boolean {
-    const want = this.desiredMap.get(key);
-    const have = this.installed.get(key);
+    const want = this.getDesired(key);
+    const have = this.getInstalled(key);
     const i = batch.keys.length;
     if (op === OP_SET) {
       if (want === undefined) return false; // removed since
       if (have !== undefined && this.matches(want, have)) return false; // already there
       const flags = NLM_F_CREATE | (have !== undefined ? NLM_F_REPLACE : NLM_F_EXCL);
       this.writeRequest(RTM_NEWROUTE, flags, key, want);
-      this.installed.set(key, want);
+      this.setInstalled(key, want);
     } else {
       if (want !== undefined || have === undefined) return false; // set again, or not ours
       this.writeRequest(RTM_DELROUTE, 0, key, have);
-      this.installed.delete(key);
+      this.setInstalled(key, undefined);
     }
     batch.ops[i] = op;
     batch.prev[i] = have ?? -1;
@@ -801,8 +877,7 @@ export class KernelFib implements BatchFib {
 
   private restoreInstalled(batch: Batch, i: number): void {
     const prev = batch.prev[i];
-    if (prev >= 0) this.installed.set(batch.keys[i], prev);
-    else this.installed.delete(batch.keys[i]);
+    this.setInstalled(batch.keys[i], prev >= 0 ? prev : undefined);
   }
 
   private finishBatch(batch: Batch): void {
@@ -909,10 +984,11 @@ export class KernelFib implements BatchFib {
     for (const [k, v] of addrs) this.addrCount.set(k, v);
   }
 
-  /** Our routes in the kernel, by key → group (interned from what the kernel reports). */
-  private async dumpOurs(): Promise<Map<Key, number>> {
+  /** Reads our routes in the kernel into the installed state (groups interned from them). */
+  private async dumpOurs(): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      const found = new Map<Key, number>();
+      this.v4.clearInstalled();
+      this.installed6.clear();
       let consistent = true;
       for (const family of [4, 6] as const) {
         for (const protocol of this.protocols) {
@@ -922,13 +998,13 @@ export class KernelFib implements BatchFib {
               if (m.type !== RTM_NEWROUTE) return;
               const k = decodeRoute(m);
               if (!k || !this.protocols.has(k.protocol)) return;
-              found.set(this.kernelKey(k), this.kernelGroup(k));
+              this.setInstalled(this.kernelKey(k), this.kernelGroup(k));
             },
           );
           consistent &&= ok;
         }
       }
-      if (consistent || attempt >= 2) return found;
+      if (consistent || attempt >= 2) return;
     }
   }
 
@@ -956,21 +1032,18 @@ export class KernelFib implements BatchFib {
     const t0 = Date.now();
     this.stats.resyncs++;
     await this.dumpLinks();
-    const kernel = await this.dumpOurs();
-    this.installed.clear();
-    for (const [k, g] of kernel) this.installed.set(k, g);
-    const toSet: Key[] = [];
-    for (const [key, gid] of this.desiredMap) {
-      const have = kernel.get(key);
-      if ((have === undefined || !this.matches(gid, have)) && this.groupLinksUp(gid))
+    await this.dumpOurs();
+    const toSet = new KeyList();
+    const toDel = new KeyList();
+    this.forEachRoute((key, want, have) => {
+      if (want === undefined) {
+        if (!this.holding) toDel.push(key);
+      } else if ((have === undefined || !this.matches(want, have)) && this.groupLinksUp(want))
         toSet.push(key);
-    }
-    const toDel: Key[] = [];
-    if (!this.holding)
-      for (const key of kernel.keys()) if (!this.desiredMap.has(key)) toDel.push(key);
+    });
     const jobs = [
-      this.enqueue(OP_DEL, toDel.length, (i) => toDel[i]).catch(() => {}),
-      this.enqueue(OP_SET, toSet.length, (i) => toSet[i]).catch(() => {}),
+      this.enqueue(OP_DEL, toDel.length, toDel.at).catch(() => {}),
+      this.enqueue(OP_SET, toSet.length, toSet.at).catch(() => {}),
     ];
     await Promise.all(jobs);
     this.onEvent({
@@ -982,9 +1055,11 @@ export class KernelFib implements BatchFib {
   }
 
   private async sweep(): Promise<void> {
-    const toDel: Key[] = [];
-    for (const key of this.installed.keys()) if (!this.desiredMap.has(key)) toDel.push(key);
-    await this.enqueue(OP_DEL, toDel.length, (i) => toDel[i]);
+    const toDel = new KeyList();
+    this.forEachRoute((key, want, have) => {
+      if (want === undefined && have !== undefined) toDel.push(key);
+    });
+    await this.enqueue(OP_DEL, toDel.length, toDel.at);
   }
 
   // ---- events -------------------------------------------------------------------------------
@@ -1003,21 +1078,21 @@ export class KernelFib implements BatchFib {
     const k = decodeRoute(m);
     if (!k) return;
     const key = this.kernelKey(k);
-    const want = this.desiredMap.get(key);
+    const want = this.getDesired(key);
     if (m.type === RTM_DELROUTE) {
       // One of ours was removed by someone else: put it back (unless its link is down).
-      this.installed.delete(key);
+      this.setInstalled(key, undefined);
       if (want !== undefined && this.groupLinksUp(want)) this.repair(key);
       return;
     }
     if (!this.protocols.has(proto)) {
       // A foreign route replaced ours: we never fight over it, we just stop believing in ours.
-      if (this.installed.has(key)) this.installed.delete(key);
+      this.setInstalled(key, undefined);
       return;
     }
     // Someone else wrote a route with our protocol number.
     const g = this.kernelGroup(k);
-    this.installed.set(key, g);
+    this.setInstalled(key, g);
     if (want !== undefined && !this.matches(want, g)) this.repair(key);
   }
 
@@ -1048,10 +1123,9 @@ export class KernelFib implements BatchFib {
     const explicit = this.groups.some((g) => g.nexthops.some((n) => n.ifindex === l.ifindex));
     if (!up) {
       // The kernel flushes IPv4 routes via a downed link without telling us: forget them.
-      for (const [key, gid] of this.installed) {
-        if (this.groups[gid].nexthops.some((n) => n.ifindex === l.ifindex))
-          this.installed.delete(key);
-      }
+      const via = (gid: number) => this.groups[gid].nexthops.some((n) => n.ifindex === l.ifindex);
+      this.v4.forgetInstalledWhere(via);
+      for (const [key, gid] of this.installed6) if (via(gid)) this.installed6.delete(key);
     }
     // Gateways resolve only through links with routable addresses; a link without any (a pod's
     // host-side veth) cannot carry our gateway routes, so it costs no dump when it comes or goes.

@@ -1,0 +1,270 @@
+// The kernel FIB's IPv4 route state in typed arrays: (slot, addr, len) → desired and installed
+// group ids, 10 bytes a cell in one open-addressing table (linear probing, backward-shift
+// deletion, grown by rehash). Owns storage, lookup and iteration. Not: what slots and groups
+// mean, or any netlink (kernel_fib.ts).
+
+/** No group: the route is not desired / not installed. */
+export const NO_GROUP = -1;
+
+/** Load factor that triggers growth, and the growth factor (cells after ÷ before). */
+const MAX_LOAD = 0.85;
+const GROWTH = 1.25;
+const MIN_CAPACITY = 64;
+/** Largest (slot, len) pair: slot < 2^15, len ≤ 63, stored +1 so that 0 marks a free cell. */
+const MAX_SLOT = 2 ** 15;
+
+type GroupArray = Uint16Array | Uint32Array;
+type MetaArray = Uint16Array | Uint32Array;
+
+function hash(addr: number, meta: number): number {
+  // murmur3 fmix32 over both words: sequential /32s spread evenly.
+  let h = (addr ^ Math.imul(meta, 0x9e3779b1)) | 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * One cell per route that is desired, installed, or both: addr (u32), meta (slot·64 + len + 1,
+ * 0 = free; u16, widened to u32 for a slot ≥ 1023), and the two group ids in u16 arrays
+ * (widened to u32 once a group id reaches 0xffff; the all-ones value stands for NO_GROUP).
+ * A cell is removed when neither id is set. Growth by 1.25× keeps the load in 0.68..0.85.
+ */
+export class V4RouteTable {
+  private cap: number;
+  private addrs: Uint32Array;
+  private metas: MetaArray;
+  private des: GroupArray;
+  private ins: GroupArray;
+  private none = 0xffff;
+  private used = 0;
+  /** Routes with a desired group / with an installed group. */
+  desiredCount = 0;
+  installedCount = 0;
+
+  constructor(capacity = MIN_CAPACITY) {
+    this.cap = Math.max(MIN_CAPACITY, Math.ceil(capacity));
+    this.addrs = new Uint32Array(this.cap);
+    this.metas = new Uint16Array(this.cap);
+    this.des = new Uint16Array(this.cap);
+    this.ins = new Uint16Array(this.cap);
+    this.des.fill(this.none);
+    this.ins.fill(this.none);
+  }
+
+  /** Cells in use (routes desired or installed). */
+  get size(): number {
+    return this.used;
+  }
+
+  /** Bytes held by the arrays (for status and tests). */
+  get bytes(): number {
+    return this.cap * (4 + this.metas.BYTES_PER_ELEMENT + 2 * this.des.BYTES_PER_ELEMENT);
+  }
+
+  getDesired(slot: number, addr: number, len: number): number {
+    const i = this.find(slot, addr, len);
+    return i < 0 ? NO_GROUP : this.read(this.des, i);
+  }
+
+  getInstalled(slot: number, addr: number, len: number): number {
+    const i = this.find(slot, addr, len);
+    return i < 0 ? NO_GROUP : this.read(this.ins, i);
+  }
+
+  setDesired(slot: number, addr: number, len: number, gid: number): void {
+    this.write(true, slot, addr, len, gid);
+  }
+
+  setInstalled(slot: number, addr: number, len: number, gid: number): void {
+    this.write(false, slot, addr, len, gid);
+  }
+
+  /** Calls fn for every cell (read-only: do not change the table from fn). */
+  forEach(
+    fn: (slot: number, addr: number, len: number, desired: number, installed: number) => void,
+  ): void {
+    const { addrs, metas, des, ins, none } = this;
+    for (let i = 0; i < this.cap; i++) {
+      const m = metas[i];
+      if (m === 0) continue;
+      const d = des[i];
+      const s = ins[i];
+      fn(
+        (m - 1) >>> 6,
+        addrs[i],
+        (m - 1) & 63,
+        d === none ? NO_GROUP : d,
+        s === none ? NO_GROUP : s,
+      );
+    }
+  }
+
+  /** Forgets every installed id (cells only installed are removed). */
+  clearInstalled(): void {
+    if (this.installedCount === 0) return;
+    this.ins.fill(this.none);
+    this.installedCount = 0;
+    this.removeWhere((i) => this.des[i] === this.none);
+  }
+
+  /** Sets installed = NO_GROUP where pred(installed) holds; returns how many. */
+  forgetInstalledWhere(pred: (gid: number) => boolean): number {
+    let n = 0;
+    const none = this.none;
+    for (let i = 0; i < this.cap; i++) {
+      const s = this.ins[i];
+      if (this.metas[i] !== 0 && s !== none && pred(s)) {
+        this.ins[i] = none;
+        n++;
+      }
+    }
+    this.installedCount -= n;
+    if (n > 0) this.removeWhere((i) => this.des[i] === this.none && this.ins[i] === this.none);
+    return n;
+  }
+
+  // ---- cells --------------------------------------------------------------------------------
+
+  private read(a: GroupArray, i: number): number {
+    const v = a[i];
+    return v === this.none ? NO_GROUP : v;
+  }
+
+  private home(addr: number, meta: number): number {
+    // Range reduction by multiplication: any capacity, not only powers of two.
+    return Math.floor((hash(addr, meta) * this.cap) / 4294967296);
+  }
+
+  private find(slot: number, addr: number, len: number): number {
+    const meta = slot * 64 + len + 1;
+    const { addrs, metas, cap } = this;
+    let i = this.home(addr, meta);
+    for (let probes = 0; probes < cap; probes++) {
+      const m = metas[i];
+      if (m === 0) return -1;
+      if (m === meta && addrs[i] === addr) return i;
+      if (++i === cap) i = 0;
+    }
+    return -1;
+  }
+
+  private write(desired: boolean, slot: number, addr: number, len: number, gid: number): void {
+    if (gid === NO_GROUP) {
+      const i = this.find(slot, addr, len);
+      if (i < 0) return;
+      const col = desired ? this.des : this.ins;
+      if (col[i] === this.none) return;
+      col[i] = this.none;
+      if (desired) this.desiredCount--;
+      else this.installedCount--;
+      const other = desired ? this.ins : this.des;
+      if (other[i] === this.none) this.removeAt(i);
+      return;
+    }
+    if (!(slot >= 0 && slot < MAX_SLOT && len >= 0 && len <= 32 && gid >= 0))
+      throw new Error(`Bad IPv4 route cell: slot ${slot}, len ${len}, group ${gid}`);
+    if (gid >= this.none) this.widen();
+    if (slot * 64 + len + 1 > 0xffff && this.metas instanceof Uint16Array)
+      this.metas = Uint32Array.from(this.metas);
+    let i = this.find(slot, addr, len);
+    if (i < 0) {
+      if (this.used + 1 > this.cap * MAX_LOAD) this.resize(Math.ceil(this.cap * GROWTH));
+      i = this.insertAt(addr >>> 0, slot * 64 + len + 1);
+    }
+    const col = desired ? this.des : this.ins;
+    if (col[i] === this.none) {
+      if (desired) this.desiredCount++;
+      else this.installedCount++;
+    }
+    col[i] = gid;
+  }
+
+  /** Claims a free cell for a key known to be absent; both ids start unset. */
+  private insertAt(addr: number, meta: number): number {
+    const { metas, cap } = this;
+    let i = this.home(addr, meta);
+    while (metas[i] !== 0) if (++i === cap) i = 0;
+    metas[i] = meta;
+    this.addrs[i] = addr;
+    this.des[i] = this.none;
+    this.ins[i] = this.none;
+    this.used++;
+    return i;
+  }
+
+  /** Frees cell i, moving later cells of its probe run back so lookups still find them. */
+  private removeAt(i: number): void {
+    const { addrs, metas, des, ins, cap } = this;
+    let hole = i;
+    let j = i;
+    for (;;) {
+      if (++j === cap) j = 0;
+      const m = metas[j];
+      if (m === 0) break;
+      const k = this.home(addrs[j], m);
+      // Move j into the hole unless its home lies cyclically in (hole, j].
+      const inRange = hole <= j ? k > hole && k <= j : k > hole || k <= j;
+      if (inRange) continue;
+      addrs[hole] = addrs[j];
+      metas[hole] = m;
+      des[hole] = des[j];
+      ins[hole] = ins[j];
+      hole = j;
+    }
+    metas[hole] = 0;
+    des[hole] = this.none;
+    ins[hole] = this.none;
+    this.used--;
+  }
+
+  /**
+   * Removes every cell where pred holds, in place. Starts just after a free cell so that each
+   * probe run is walked in order; a cell filled by a backward shift is looked at again.
+   */
+  private removeWhere(pred: (i: number) => boolean): void {
+    const { metas, cap } = this;
+    let start = 0;
+    while (start < cap && metas[start] !== 0) start++;
+    if (start === cap) throw new Error("V4 route table has no free cell");
+    let i = start;
+    for (let step = 0; step < cap; step++) {
+      if (++i === cap) i = 0;
+      while (metas[i] !== 0 && pred(i)) this.removeAt(i);
+    }
+  }
+
+  private widen(): void {
+    const wide = (a: GroupArray) => {
+      const b = new Uint32Array(a.length);
+      for (let i = 0; i < a.length; i++) b[i] = a[i] === this.none ? 0xffffffff : a[i];
+      return b;
+    };
+    if (this.none === 0xffffffff) throw new Error("V4 route table: group id out of range");
+    this.des = wide(this.des);
+    this.ins = wide(this.ins);
+    this.none = 0xffffffff;
+  }
+
+  private resize(cap: number): void {
+    const { addrs, metas, des, ins } = this;
+    const old = this.cap;
+    this.cap = cap;
+    this.addrs = new Uint32Array(cap);
+    this.metas = metas instanceof Uint16Array ? new Uint16Array(cap) : new Uint32Array(cap);
+    const Wide = des instanceof Uint16Array ? Uint16Array : Uint32Array;
+    this.des = new Wide(cap).fill(this.none);
+    this.ins = new Wide(cap).fill(this.none);
+    this.used = 0;
+    for (let j = 0; j < old; j++) {
+      const m = metas[j];
+      if (m === 0) continue;
+      const i = this.insertAt(addrs[j], m);
+      this.des[i] = des[j];
+      this.ins[i] = ins[j];
+    }
+  }
+}

@@ -1,0 +1,102 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { NO_GROUP, V4RouteTable } from "../../src/fib/v4_route_table.js";
+
+type Model = Map<string, { d: number; s: number }>;
+const keyOf = (slot: number, addr: number, len: number) => `${slot}|${addr}|${len}`;
+
+function check(t: V4RouteTable, model: Model): void {
+  let des = 0;
+  let ins = 0;
+  for (const [k, v] of model) {
+    const [slot, addr, len] = k.split("|").map(Number) as [number, number, number];
+    expect(t.getDesired(slot, addr, len)).toBe(v.d);
+    expect(t.getInstalled(slot, addr, len)).toBe(v.s);
+    if (v.d !== NO_GROUP) des++;
+    if (v.s !== NO_GROUP) ins++;
+  }
+  expect(t.size).toBe(model.size);
+  expect(t.desiredCount).toBe(des);
+  expect(t.installedCount).toBe(ins);
+  const seen: Model = new Map();
+  t.forEach((slot, addr, len, d, s) => {
+    seen.set(keyOf(slot, addr, len), { d, s });
+  });
+  expect(seen).toEqual(model);
+}
+
+function apply(model: Model, k: string, desired: boolean, gid: number): void {
+  const v = model.get(k) ?? { d: NO_GROUP, s: NO_GROUP };
+  if (desired) v.d = gid;
+  else v.s = gid;
+  if (v.d === NO_GROUP && v.s === NO_GROUP) model.delete(k);
+  else model.set(k, v);
+}
+
+describe("V4RouteTable", () => {
+  it("keeps desired and installed ids like two maps under random operations", () => {
+    // Few distinct keys (so deletes hit and probe runs collide), sometimes wide group ids.
+    const op = fc.record({
+      kind: fc.constantFrom("des", "ins", "clear", "forget"),
+      slot: fc.constantFrom(0, 1, 2, 2000),
+      addr: fc.oneof(fc.integer({ min: 0, max: 40 }), fc.constant(0xffffffff)),
+      len: fc.constantFrom(0, 24, 32),
+      gid: fc.oneof(fc.constant(NO_GROUP), fc.integer({ min: 0, max: 5 }), fc.constant(70000)),
+    });
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 300 }), (ops) => {
+        const t = new V4RouteTable();
+        const model: Model = new Map();
+        for (const o of ops) {
+          const k = keyOf(o.slot, o.addr, o.len);
+          if (o.kind === "des") {
+            t.setDesired(o.slot, o.addr, o.len, o.gid);
+            apply(model, k, true, o.gid);
+          } else if (o.kind === "ins") {
+            t.setInstalled(o.slot, o.addr, o.len, o.gid);
+            apply(model, k, false, o.gid);
+          } else if (o.kind === "clear") {
+            t.clearInstalled();
+            for (const key of [...model.keys()]) apply(model, key, false, NO_GROUP);
+          } else {
+            const n = t.forgetInstalledWhere((g) => g === o.gid);
+            let m = 0;
+            for (const [key, v] of [...model])
+              if (v.s === o.gid && v.s !== NO_GROUP) {
+                apply(model, key, false, NO_GROUP);
+                m++;
+              }
+            expect(n).toBe(m);
+          }
+        }
+        check(t, model);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("holds 200,000 /32s in 10 bytes a cell, under 15 a route and removes them all", () => {
+    const t = new V4RouteTable();
+    const base = 10 << 24;
+    for (let i = 0; i < 200_000; i++) t.setDesired(0, base + i, 32, 1);
+    for (let i = 0; i < 200_000; i++) t.setInstalled(0, base + i, 32, 1);
+    expect(t.size).toBe(200_000);
+    expect(t.bytes / 200_000).toBeLessThan(15);
+    expect(t.getDesired(0, base + 199_999, 32)).toBe(1);
+    expect(t.getDesired(0, base + 200_000, 32)).toBe(NO_GROUP);
+    for (let i = 0; i < 200_000; i += 2) t.setDesired(0, base + i, 32, NO_GROUP);
+    expect(t.desiredCount).toBe(100_000);
+    t.clearInstalled();
+    expect(t.size).toBe(100_000);
+    expect(t.getDesired(0, base + 1, 32)).toBe(1);
+    expect(t.getInstalled(0, base + 1, 32)).toBe(NO_GROUP);
+    for (let i = 1; i < 200_000; i += 2) t.setDesired(0, base + i, 32, NO_GROUP);
+    expect(t.size).toBe(0);
+  });
+
+  it("refuses a cell it cannot encode", () => {
+    const t = new V4RouteTable();
+    expect(() => t.setDesired(0, 1, 33, 0)).toThrow(/len 33/);
+    expect(() => t.setDesired(2 ** 15, 1, 8, 0)).toThrow(/slot 32768/);
+  });
+});
