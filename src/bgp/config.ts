@@ -1,24 +1,223 @@
-// The `ocelot bgpd --config FILE` YAML: schema (zod, strict), parsing with errors that name the
-// field path and value, defaults, and impact(old, new) per peer for reconfiguration by diff.
+// The `ocelot bgpd --config FILE` YAML: schema (hand-written, strict: the daemon does not load a
+// schema library), parsing with errors that name the field path and value, defaults, and
+// impact(old, new) per peer for reconfiguration by diff.
 // Not: applying the change (src/bgp/speaker.ts) or the filter semantics (src/bgp/policy/).
 import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 import { parse as parseYaml } from "yaml";
-import { z } from "zod";
 
-const FAMILY = z.enum(["ipv4-unicast", "ipv6-unicast"]);
+export type Family = "ipv4-unicast" | "ipv6-unicast";
+const FAMILIES: readonly Family[] = ["ipv4-unicast", "ipv6-unicast"];
 
-const asn = z
-  .number()
-  .int()
-  .min(1)
-  .max(4294967295)
-  .refine((n) => n !== 23456, { message: "AS 23456 is AS_TRANS and cannot be used" });
+/** A rule in the shape of Calico's BGPFilter (v3 BGPFilterRuleV4/V6). */
+export interface FilterRule {
+  action: "Accept" | "Reject";
+  cidr?: string;
+  matchOperator?: "Equal" | "NotEqual" | "In" | "NotIn";
+  prefixLength?: { min?: number; max?: number };
+}
 
-const ipAddress = z.string().refine((s) => isIP(s) !== 0, { message: "not an IP address" });
+export interface Filter {
+  rules: FilterRule[];
+}
+
+export interface PeerConfig {
+  address: string;
+  asn: number;
+  port: number;
+  passive: boolean;
+  holdTime: number;
+  connectRetryTime: number;
+  families?: Family[];
+  requiredFamilies: Family[];
+  sourceAddress?: string;
+  /** eBGP multihop TTL; absent means TTL 1 towards eBGP peers (directly connected). */
+  multihop?: number;
+  allowOwnAs: number;
+  routeReflectorClient: boolean;
+  nextHopSelf?: boolean;
+  importFilter?: Filter;
+  exportFilter?: Filter;
+}
+
+export interface Origination {
+  prefix: string;
+  communities: string[];
+  largeCommunities: string[];
+}
+
+export interface BgpdConfig {
+  asn: number;
+  routerId: string;
+  listen: { address: string; port: number };
+  /** Route-reflector cluster ID; defaults to the router ID when there are RR clients. */
+  clusterId?: string;
+  peers: PeerConfig[];
+  originate: Origination[];
+  fib: {
+    enabled: boolean;
+    table: "main" | number;
+    protocol: number;
+    /** Seconds to keep routes found in the kernel at start (a restart) before sweeping them. */
+    gracefulRestartTime: number;
+  };
+  status: { socket: string };
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+// ---- validation -------------------------------------------------------------------------------
+
+type Path = (string | number)[];
+
+/** One problem; a fatal one (wrong type, bad option) skips the whole-object checks above it. */
+interface Issue {
+  path: Path;
+  message: string;
+  missing?: boolean;
+  unknown?: string[];
+  fatal: boolean;
+}
+
+/**
+ * A field's validator: issues pushed to the list; the value, kept after a non-fatal issue (for
+ * the whole-object rules), undefined after a fatal one.
+ */
+type Field<T> = (v: unknown, path: Path, issues: Issue[]) => T | undefined;
+
+function received(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  if (typeof v === "number" && Number.isNaN(v)) return "NaN";
+  if (typeof v === "number" && !Number.isFinite(v)) return v > 0 ? "Infinity" : "-Infinity";
+  return typeof v;
+}
+
+function wrongType(v: unknown, expected: string, path: Path, issues: Issue[]): undefined {
+  issues.push({
+    path,
+    message: `Invalid input: expected ${expected}, received ${received(v)}`,
+    missing: v === undefined,
+    fatal: true,
+  });
+  return undefined;
+}
+
+function custom(path: Path, message: string, issues: Issue[]): void {
+  issues.push({ path, message, fatal: false });
+}
+
+interface IntRange {
+  min: number;
+  max: number;
+  /** Further rule: the message when the value breaks it. */
+  rule?: (n: number) => string | undefined;
+}
+
+function int({ min, max, rule }: IntRange): Field<number> {
+  return (v, path, issues) => {
+    if (typeof v !== "number" || !Number.isFinite(v)) return wrongType(v, "number", path, issues);
+    if (!Number.isInteger(v)) return wrongType(v, "int", path, issues);
+    if (v < min) custom(path, `Too small: expected number to be >=${min}`, issues);
+    if (v > max) custom(path, `Too big: expected number to be <=${max}`, issues);
+    const why = rule?.(v);
+    if (why) custom(path, why, issues);
+    return v;
+  };
+}
+
+/** A string that passes each check in turn (message when it fails); all failures are reported. */
+function text(...checks: [(s: string) => boolean, string][]): Field<string> {
+  return (v, path, issues) => {
+    if (typeof v !== "string") return wrongType(v, "string", path, issues);
+    for (const [ok, message] of checks) if (!ok(v)) custom(path, message, issues);
+    return v;
+  };
+}
+
+const bool: Field<boolean> = (v, path, issues) =>
+  typeof v === "boolean" ? v : wrongType(v, "boolean", path, issues);
+
+function oneOf<T extends string>(options: readonly T[]): Field<T> {
+  return (v, path, issues) => {
+    if (options.includes(v as T)) return v as T;
+    issues.push({
+      path,
+      message: `Invalid option: expected one of ${options.map((o) => JSON.stringify(o)).join("|")}`,
+      fatal: true,
+    });
+    return undefined;
+  };
+}
+
+function list<T>(item: Field<T>, minItems = 0): Field<T[]> {
+  return (v, path, issues) => {
+    if (!Array.isArray(v)) return wrongType(v, "array", path, issues);
+    const out = v.map((x, i) => item(x, [...path, i], issues) as T);
+    if (v.length < minItems)
+      custom(path, `Too small: expected array to have >=${minItems} items`, issues);
+    return out;
+  };
+}
+
+/** A field of an object: required, optional (absent stays absent) or with a default. */
+interface Spec<T> {
+  field: Field<T>;
+  optional?: boolean;
+  dflt?: () => T;
+}
+const req = <T>(field: Field<T>): Spec<T> => ({ field });
+const opt = <T>(field: Field<T>): Spec<T> => ({ field, optional: true });
+const dflt = <T>(field: Field<T>, value: () => T): Spec<T> => ({ field, dflt: value });
+
+/**
+ * A strict object: fields in declaration order, then unknown fields, then the whole-object
+ * rule (only when no field had a fatal issue).
+ */
+function object<T>(
+  shape: { [K in keyof T]-?: Spec<T[K]> },
+  rule?: (o: T, path: Path, issues: Issue[]) => void,
+): Field<T> {
+  return (v, path, issues) => {
+    if (v === null || typeof v !== "object" || Array.isArray(v))
+      return wrongType(v, "object", path, issues);
+    const src = v as Record<string, unknown>;
+    const before = issues.length;
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(shape) as (keyof T & string)[]) {
+      const spec = shape[key] as Spec<unknown>;
+      const x = src[key];
+      if (x === undefined && spec.optional) continue;
+      if (x === undefined && spec.dflt) out[key] = spec.dflt();
+      else out[key] = spec.field(x, [...path, key], issues);
+    }
+    const unknown = Object.keys(src).filter((k) => !Object.hasOwn(shape, k));
+    if (unknown.length > 0) issues.push({ path, message: "", unknown, fatal: false });
+    if (rule && !issues.slice(before).some((i) => i.fatal)) rule(out as T, path, issues);
+    return out as T;
+  };
+}
+
+const asn = int({
+  min: 1,
+  max: 4294967295,
+  rule: (n) => (n === 23456 ? "AS 23456 is AS_TRANS and cannot be used" : undefined),
+});
+const port = (min: number) => int({ min, max: 65535 });
+
+const ipAddress = text([(s) => isIP(s) !== 0, "not an IP address"]);
 /** An address in canonical text (RFC 5952 for IPv6), as sockets report it. */
-const canonicalAddress = ipAddress.transform((s) => ipaddr.parse(s).toString());
-const ipv4Address = z.string().refine((s) => isIP(s) === 4, { message: "not an IPv4 address" });
+const canonicalAddress: Field<string> = (v, path, issues) => {
+  const before = issues.length;
+  const s = ipAddress(v, path, issues);
+  return s === undefined || issues.length > before ? s : ipaddr.parse(s).toString();
+};
+const ipv4Address = text([(s) => isIP(s) === 4, "not an IPv4 address"]);
 
 function validCidr(s: string): boolean {
   const [addr, len, ...rest] = s.split("/");
@@ -28,145 +227,132 @@ function validCidr(s: string): boolean {
   const n = Number(len);
   return v !== 0 && n <= (v === 4 ? 32 : 128);
 }
-const cidr = z.string().refine(validCidr, { message: "not a CIDR (address/length)" });
+const cidr = text([validCidr, "not a CIDR (address/length)"]);
 
-const community = z
-  .string()
-  .regex(/^\d{1,5}:\d{1,5}$/, "not a community (AS:value)")
-  .refine((s) => s.split(":").every((p) => Number(p) <= 65535), {
-    message: "community parts must be at most 65535",
-  });
-const largeCommunity = z
-  .string()
-  .regex(/^\d{1,10}:\d{1,10}:\d{1,10}$/, "not a large community (global:local1:local2)")
-  .refine((s) => s.split(":").every((p) => Number(p) <= 4294967295), {
-    message: "large community parts must be at most 4294967295",
-  });
+const community = text(
+  [(s) => /^\d{1,5}:\d{1,5}$/.test(s), "not a community (AS:value)"],
+  [(s) => s.split(":").every((p) => Number(p) <= 65535), "community parts must be at most 65535"],
+);
+const largeCommunity = text(
+  [(s) => /^\d{1,10}:\d{1,10}:\d{1,10}$/.test(s), "not a large community (global:local1:local2)"],
+  [
+    (s) => s.split(":").every((p) => Number(p) <= 4294967295),
+    "large community parts must be at most 4294967295",
+  ],
+);
 
-/** A rule in the shape of Calico's BGPFilter (v3 BGPFilterRuleV4/V6). */
-export const FilterRuleSchema = z
-  .object({
-    action: z.enum(["Accept", "Reject"]),
-    cidr: cidr.optional(),
-    matchOperator: z.enum(["Equal", "NotEqual", "In", "NotIn"]).optional(),
-    prefixLength: z
-      .object({
-        min: z.number().int().min(0).max(128).optional(),
-        max: z.number().int().min(0).max(128).optional(),
-      })
-      .strict()
-      .optional(),
-  })
-  .strict()
-  .refine((r) => (r.cidr === undefined) === (r.matchOperator === undefined), {
-    message: "cidr and matchOperator go together",
-  });
+const filterRule = object<FilterRule>(
+  {
+    action: req(oneOf(["Accept", "Reject"] as const)),
+    cidr: opt(cidr),
+    matchOperator: opt(oneOf(["Equal", "NotEqual", "In", "NotIn"] as const)),
+    prefixLength: opt(
+      object<{ min?: number; max?: number }>({
+        min: opt(int({ min: 0, max: 128 })),
+        max: opt(int({ min: 0, max: 128 })),
+      }),
+    ),
+  },
+  (r, path, issues) => {
+    if ((r.cidr === undefined) !== (r.matchOperator === undefined))
+      custom(path, "cidr and matchOperator go together", issues);
+  },
+);
 
-export const FilterSchema = z.object({ rules: z.array(FilterRuleSchema) }).strict();
+const filter = object<Filter>({ rules: req(list(filterRule)) });
 
-const holdTime = z
-  .number()
-  .int()
-  .min(0)
-  .max(65535)
-  .refine((n) => n === 0 || n >= 3, { message: "hold time must be 0 or at least 3 seconds" });
+const holdTime = int({
+  min: 0,
+  max: 65535,
+  rule: (n) => (n === 0 || n >= 3 ? undefined : "hold time must be 0 or at least 3 seconds"),
+});
 
-export const PeerSchema = z
-  .object({
-    address: canonicalAddress,
-    asn,
-    port: z.number().int().min(1).max(65535).default(179),
-    passive: z.boolean().default(false),
-    holdTime: holdTime.default(90),
-    connectRetryTime: z.number().int().min(1).max(65535).default(5),
-    families: z.array(FAMILY).min(1).optional(),
-    requiredFamilies: z.array(FAMILY).default([]),
-    sourceAddress: canonicalAddress.optional(),
-    /** eBGP multihop TTL; absent means TTL 1 towards eBGP peers (directly connected). */
-    multihop: z.number().int().min(1).max(255).optional(),
-    allowOwnAs: z.number().int().min(0).max(10).default(0),
-    routeReflectorClient: z.boolean().default(false),
-    nextHopSelf: z.boolean().optional(),
-    importFilter: FilterSchema.optional(),
-    exportFilter: FilterSchema.optional(),
-  })
-  .strict();
+const peer = object<PeerConfig>({
+  address: req(canonicalAddress),
+  asn: req(asn),
+  port: dflt(port(1), () => 179),
+  passive: dflt(bool, () => false),
+  holdTime: dflt(holdTime, () => 90),
+  connectRetryTime: dflt(port(1), () => 5),
+  families: opt(list(oneOf(FAMILIES), 1)),
+  requiredFamilies: dflt(list(oneOf(FAMILIES)), () => []),
+  sourceAddress: opt(canonicalAddress),
+  multihop: opt(int({ min: 1, max: 255 })),
+  allowOwnAs: dflt(int({ min: 0, max: 10 }), () => 0),
+  routeReflectorClient: dflt(bool, () => false),
+  nextHopSelf: opt(bool),
+  importFilter: opt(filter),
+  exportFilter: opt(filter),
+});
 
-export const OriginateSchema = z
-  .object({
-    prefix: cidr,
-    communities: z.array(community).default([]),
-    largeCommunities: z.array(largeCommunity).default([]),
-  })
-  .strict();
+const origination = object<Origination>({
+  prefix: req(cidr),
+  communities: dflt(list(community), () => []),
+  largeCommunities: dflt(list(largeCommunity), () => []),
+});
 
-export const BgpdConfigSchema = z
-  .object({
-    asn,
-    routerId: ipv4Address,
-    listen: z
-      .object({
-        address: ipAddress.default("0.0.0.0"),
-        port: z.number().int().min(0).max(65535).default(179),
-      })
-      .strict()
-      .default({ address: "0.0.0.0", port: 179 }),
-    /** Route-reflector cluster ID; defaults to the router ID when there are RR clients. */
-    clusterId: ipv4Address.optional(),
-    peers: z.array(PeerSchema).default([]),
-    originate: z.array(OriginateSchema).default([]),
-    fib: z
-      .object({
-        enabled: z.boolean().default(true),
-        table: z
-          .union([z.literal("main"), z.number().int().min(1).max(4294967295)])
-          .default("main"),
-        protocol: z.number().int().min(1).max(255).default(201),
-        /** Seconds to keep routes found in the kernel at start (a restart) before sweeping them. */
-        gracefulRestartTime: z.number().int().min(0).max(3600).default(120),
-      })
-      .strict()
-      .default({ enabled: true, table: "main", protocol: 201, gracefulRestartTime: 120 }),
-    status: z
-      .object({ socket: z.string().min(1).default("/run/ocelot/bgpd.sock") })
-      .strict()
-      .default({ socket: "/run/ocelot/bgpd.sock" }),
-  })
-  .strict()
-  .superRefine((c, ctx) => {
+const fibTable: Field<"main" | number> = (v, path, issues) => {
+  if (v === "main") return v;
+  if (typeof v === "number" && Number.isInteger(v))
+    return int({ min: 1, max: 4294967295 })(v, path, issues);
+  issues.push({ path, message: "Invalid input", fatal: true });
+  return undefined;
+};
+
+const DEFAULT_SOCKET = "/run/ocelot/bgpd.sock";
+
+const bgpdConfig = object<BgpdConfig>(
+  {
+    asn: req(asn),
+    routerId: req(ipv4Address),
+    listen: dflt(
+      object<BgpdConfig["listen"]>({
+        address: dflt(ipAddress, () => "0.0.0.0"),
+        port: dflt(port(0), () => 179),
+      }),
+      () => ({ address: "0.0.0.0", port: 179 }),
+    ),
+    clusterId: opt(ipv4Address),
+    peers: dflt(list(peer), () => []),
+    originate: dflt(list(origination), () => []),
+    fib: dflt(
+      object<BgpdConfig["fib"]>({
+        enabled: dflt(bool, () => true),
+        table: dflt(fibTable, () => "main" as const),
+        protocol: dflt(int({ min: 1, max: 255 }), () => 201),
+        gracefulRestartTime: dflt(int({ min: 0, max: 3600 }), () => 120),
+      }),
+      () => ({ enabled: true, table: "main", protocol: 201, gracefulRestartTime: 120 }),
+    ),
+    status: dflt(
+      object<BgpdConfig["status"]>({
+        socket: dflt(
+          text([(s) => s.length >= 1, "Too small: expected string to have >=1 characters"]),
+          () => DEFAULT_SOCKET,
+        ),
+      }),
+      () => ({ socket: DEFAULT_SOCKET }),
+    ),
+  },
+  (c, _path, issues) => {
     const seen = new Set<string>();
-    c.peers.forEach((p, i) => {
-      if (seen.has(p.address)) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["peers", i, "address"],
-          message: `duplicate peer ${p.address}`,
-        });
-      }
+    (c.peers ?? []).forEach((p, i) => {
+      if (p === undefined || typeof p.address !== "string") return;
+      if (seen.has(p.address))
+        custom(["peers", i, "address"], `duplicate peer ${p.address}`, issues);
       seen.add(p.address);
     });
-  });
+  },
+);
 
-export type BgpdConfig = z.infer<typeof BgpdConfigSchema>;
-export type PeerConfig = z.infer<typeof PeerSchema>;
-export type FilterRule = z.infer<typeof FilterRuleSchema>;
-export type Origination = z.infer<typeof OriginateSchema>;
-
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ConfigError";
-  }
-}
-
-function pathText(path: PropertyKey[]): string {
+function pathText(path: Path): string {
   return path.reduce<string>(
-    (acc, p) => (typeof p === "number" ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)),
+    (acc, p) => (typeof p === "number" ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p),
     "",
   );
 }
 
-function valueAt(root: unknown, path: PropertyKey[]): unknown {
+function valueAt(root: unknown, path: Path): unknown {
   let v: unknown = root;
   for (const p of path) {
     if (v === null || typeof v !== "object") return undefined;
@@ -177,16 +363,15 @@ function valueAt(root: unknown, path: PropertyKey[]): unknown {
 
 /** Validates a parsed document; throws ConfigError naming each bad field path and its value. */
 export function parseConfig(doc: unknown): BgpdConfig {
-  const r = BgpdConfigSchema.safeParse(doc);
-  if (r.success) return r.data;
-  const lines = r.error.issues.map((i) => {
+  const issues: Issue[] = [];
+  const c = bgpdConfig(doc, [], issues);
+  if (c !== undefined && issues.length === 0) return c;
+  const lines = issues.map((i) => {
     const where = pathText(i.path) || "(top level)";
-    if (i.code === "unrecognized_keys") {
-      return `${where || "(top level)"}: unknown field ${i.keys.map((k) => JSON.stringify(k)).join(", ")}`;
-    }
-    const v = valueAt(doc, i.path);
-    if (v === undefined && i.code === "invalid_type") return `${where}: required field is missing`;
-    return `${where}: ${i.message} (got ${JSON.stringify(v)})`;
+    if (i.unknown)
+      return `${where}: unknown field ${i.unknown.map((k) => JSON.stringify(k)).join(", ")}`;
+    if (i.missing) return `${where}: required field is missing`;
+    return `${where}: ${i.message} (got ${JSON.stringify(valueAt(doc, i.path))})`;
   });
   throw new ConfigError(`Invalid bgpd config: ${lines.join("; ")}`);
 }
