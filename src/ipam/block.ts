@@ -257,20 +257,26 @@ function compactAttributes(
 // { cidr, affinity, affinityClaimTime,
 //   allocated: base64 bitmap (bit i of byte i>>3 = ordinal i, LSB first),
 //   owners: attribute index of each allocated ordinal, in ordinal order,
+//   sequences: sequence number of each allocated ordinal, in the same order,
 //   unallocated: free queue as runs [first, last] of consecutive ordinals,
-//   attributes: [{ handle_id, secondary }], sequenceNumber,
-//   sequenceNumberForAllocation: { "<ordinal>": seq }, emptySince }
+//   attributes: [[handle_id], or [handle_id, secondary] when it has owner attributes],
+//   sequenceNumber, emptySince }
+// The first form (still read, never written) had attributes as {handle_id, secondary} objects
+// and sequenceNumberForAllocation: { "<ordinal>": seq } instead of sequences: about twice the
+// bytes for a block of one-address pods. Older readers reject the new form by its unknown
+// "sequences" key rather than misread it.
 
 export function encodeBlock(b: Block): string {
   const size = b.owner.length;
   const bitmap = new Uint8Array((size + 7) >> 3);
   const owners: number[] = [];
-  const seqs: Record<string, number> = {};
+  const sequences: number[] = [];
   for (let o = 0; o < size; o++) {
-    if (b.owner[o] >= 0) {
+    const idx = b.owner[o] as number;
+    if (idx >= 0) {
       bitmap[o >> 3] |= 1 << (o & 7);
-      owners.push(b.owner[o]);
-      seqs[String(o)] = b.seqForAllocation.get(o) ?? 0;
+      owners.push(idx);
+      sequences.push(b.seqForAllocation.get(o) ?? 0);
     }
   }
   return JSON.stringify({
@@ -279,13 +285,10 @@ export function encodeBlock(b: Block): string {
     affinityClaimTime: b.affinityClaimTime,
     allocated: Buffer.from(bitmap).toString("base64"),
     owners,
+    sequences,
     unallocated: toRuns(b.unallocated),
-    attributes: b.attributes.map((a) => ({
-      handle_id: a.handleId,
-      secondary: storedSecondary(b, a),
-    })),
+    attributes: b.attributes.map((a) => storedAttribute(b, a)),
     sequenceNumber: b.sequenceNumber,
-    sequenceNumberForAllocation: seqs,
     emptySince: b.emptySince,
   });
 }
@@ -315,18 +318,22 @@ export function decodeBlock(key: string, value: string): Block {
   if (bitmap.length !== (size + 7) >> 3) {
     bad(`allocation bitmap has ${bitmap.length} bytes, expected ${(size + 7) >> 3}`);
   }
+  if (s.sequences !== undefined && s.sequences.length !== s.owners.length)
+    bad(`"sequences" has ${s.sequences.length} entries, "owners" ${s.owners.length}`);
   const owner = new Int32Array(size).fill(-1);
   const seqForAllocation = new Map<number, number>();
   let k = 0;
   for (let o = 0; o < size; o++) {
-    if ((bitmap[o >> 3] & (1 << (o & 7))) === 0) continue;
-    const idx = s.owners[k++];
+    if (((bitmap[o >> 3] as number) & (1 << (o & 7))) === 0) continue;
+    const idx = s.owners[k];
     if (idx === undefined) bad(`bitmap has more allocations than "owners" (${s.owners.length})`);
-    if (idx >= s.attributes.length) bad(`ordinal ${o} refers to missing attribute ${idx}`);
-    owner[o] = idx;
-    const seq = s.sequenceNumberForAllocation[String(o)];
+    if ((idx as number) >= s.attributes.length)
+      bad(`ordinal ${o} refers to missing attribute ${idx}`);
+    owner[o] = idx as number;
+    const seq = s.sequences ? s.sequences[k] : s.sequenceNumberForAllocation?.[String(o)];
     if (seq === undefined) bad(`ordinal ${o} has no sequence number`);
-    seqForAllocation.set(o, seq);
+    seqForAllocation.set(o, seq as number);
+    k++;
   }
   if (k !== s.owners.length) bad(`"owners" has ${s.owners.length} entries, bitmap ${k}`);
   for (const [a, b] of s.unallocated) {
@@ -336,12 +343,12 @@ export function decodeBlock(key: string, value: string): Block {
   const seen = new Uint8Array(size);
   for (const o of unallocated) {
     if (o >= size) bad(`free ordinal ${o} is outside the block`);
-    if (owner[o] >= 0) bad(`ordinal ${o} is both allocated and free`);
+    if ((owner[o] as number) >= 0) bad(`ordinal ${o} is both allocated and free`);
     if (seen[o]) bad(`ordinal ${o} is free twice`);
     seen[o] = 1;
   }
   for (let o = 0; o < size; o++) {
-    if (owner[o] < 0 && !seen[o]) bad(`ordinal ${o} is neither allocated nor free`);
+    if ((owner[o] as number) < 0 && !seen[o]) bad(`ordinal ${o} is neither allocated nor free`);
   }
   const affinityNode = s.affinity?.startsWith("host:") ? s.affinity.slice(5) : undefined;
   return {
@@ -369,10 +376,13 @@ interface StoredBlock {
   affinityClaimTime: string | null;
   allocated: string;
   owners: number[];
+  /** The current form: per allocated ordinal, in ordinal order. */
+  sequences?: number[];
+  /** The first form: per allocated ordinal by its decimal string. */
+  sequenceNumberForAllocation?: Record<string, number>;
   unallocated: Array<[number, number]>;
   attributes: Array<{ handle_id: string | null; secondary: Record<string, string> }>;
   sequenceNumber: number;
-  sequenceNumberForAllocation: Record<string, number>;
   emptySince: number | null;
 }
 
@@ -382,6 +392,7 @@ const BLOCK_KEYS = [
   "affinityClaimTime",
   "allocated",
   "owners",
+  "sequences",
   "unallocated",
   "attributes",
   "sequenceNumber",
@@ -389,17 +400,32 @@ const BLOCK_KEYS = [
   "emptySince",
 ] as const;
 
+const NO_SECONDARY: Readonly<Record<string, string>> = Object.freeze({});
+
 function readStoredBlock(text: string): StoredBlock {
   const o = v.parseJsonObject(text, "block");
   v.object(o, "(root)", BLOCK_KEYS);
-  const seqs = v.object(o.sequenceNumberForAllocation, "sequenceNumberForAllocation");
-  for (const [k, x] of Object.entries(seqs)) v.nonNegInt(x, `sequenceNumberForAllocation.${k}`);
+  const current = o.sequences !== undefined;
+  if (current === (o.sequenceNumberForAllocation !== undefined))
+    throw new ShapeError(
+      'exactly one of "sequences" and "sequenceNumberForAllocation" must be present',
+    );
+  let sequences: number[] | undefined;
+  let seqMap: Record<string, number> | undefined;
+  if (current) sequences = v.array(o, "sequences").map((x, i) => v.nonNegInt(x, `sequences.${i}`));
+  else {
+    const seqs = v.object(o.sequenceNumberForAllocation, "sequenceNumberForAllocation");
+    for (const [k, x] of Object.entries(seqs)) v.nonNegInt(x, `sequenceNumberForAllocation.${k}`);
+    seqMap = seqs as Record<string, number>;
+  }
   return {
     cidr: v.string(o, "cidr"),
     affinity: v.nullableString(o, "affinity"),
     affinityClaimTime: v.nullableString(o, "affinityClaimTime"),
     allocated: v.string(o, "allocated"),
     owners: v.array(o, "owners").map((x, i) => v.nonNegInt(x, `owners.${i}`)),
+    sequences,
+    sequenceNumberForAllocation: seqMap,
     unallocated: v.array(o, "unallocated").map((r, i) => {
       if (!Array.isArray(r) || r.length !== 2)
         throw new ShapeError(`field "unallocated.${i}" must be a [first, last] pair`);
@@ -408,17 +434,48 @@ function readStoredBlock(text: string): StoredBlock {
         number,
       ];
     }),
-    attributes: v.array(o, "attributes").map((a, i) => {
-      const ao = v.object(a, `attributes.${i}`, ["handle_id", "secondary"]);
-      return {
-        handle_id: v.nullableString(ao, "handle_id"),
-        secondary: v.stringMap(ao.secondary, `attributes.${i}.secondary`),
-      };
-    }),
+    attributes: v.array(o, "attributes").map((a, i) => readStoredAttribute(a, i)),
     sequenceNumber: v.nonNegInt(o.sequenceNumber, "sequenceNumber"),
-    sequenceNumberForAllocation: seqs as Record<string, number>,
     emptySince: v.nullableNumber(o, "emptySince"),
   };
+}
+
+/** [handle_id] or [handle_id, secondary] (current form), or {handle_id, secondary} (first). */
+function readStoredAttribute(
+  a: unknown,
+  i: number,
+): { handle_id: string | null; secondary: Record<string, string> } {
+  if (Array.isArray(a)) {
+    if (a.length < 1 || a.length > 2)
+      throw new ShapeError(
+        `field "attributes.${i}" must be [handle_id] or [handle_id, secondary], got ${a.length} items`,
+      );
+    const h = a[0] as unknown;
+    if (h !== null && typeof h !== "string")
+      throw new ShapeError(`field "attributes.${i}.0" must be a string or null`);
+    return {
+      handle_id: h,
+      secondary:
+        a.length === 2
+          ? v.stringMap(a[1], `attributes.${i}.1`)
+          : (NO_SECONDARY as Record<string, string>),
+    };
+  }
+  const ao = v.object(a, `attributes.${i}`, ["handle_id", "secondary"]);
+  return {
+    handle_id: v.nullableString(ao, "handle_id"),
+    secondary: v.stringMap(ao.secondary, `attributes.${i}.secondary`),
+  };
+}
+
+/** One attribute as stored: the owner node left out (storedSecondary), no empty secondary. */
+function storedAttribute(
+  b: Block,
+  a: AllocationAttributes,
+): [string | null] | [string | null, Readonly<Record<string, string>>] {
+  const secondary = storedSecondary(b, a);
+  for (const _ in secondary) return [a.handleId, secondary];
+  return [a.handleId];
 }
 
 /**

@@ -63,6 +63,11 @@ describe("block", () => {
       [JSON.stringify({ ...good, cidr: "10.0.0.1/28" }), "host bits"],
       [JSON.stringify({ ...good, extra: 1 }), "extra"],
       [JSON.stringify({ ...good, sequenceNumber: -1 }), "sequenceNumber"],
+      [JSON.stringify({ ...good, sequences: [0] }), '"sequences" has 1 entries'],
+      [JSON.stringify({ ...good, sequences: [0, -1] }), "sequences.1"],
+      [JSON.stringify({ ...good, attributes: [[]] }), "attributes.0"],
+      [JSON.stringify({ ...good, attributes: [[1]] }), "attributes.0.0"],
+      [JSON.stringify({ ...good, attributes: [["a", { pod: 1 }]] }), "attributes.0.1.pod"],
     ];
     for (const [text, why] of cases) {
       expect(() => decodeBlock(KEY, text)).toThrow(IpamDataError);
@@ -77,10 +82,74 @@ describe("block", () => {
     b = assignFromBlock(b, 1, { handleId: "borrowed", secondary: { pod: "b", node: "n2" } }).block;
     const stored = JSON.parse(encodeBlock(b));
     expect(stored.attributes).toEqual([
-      { handle_id: "own", secondary: { pod: "a" } },
-      { handle_id: "borrowed", secondary: { pod: "b", node: "n2" } },
+      ["own", { pod: "a" }],
+      ["borrowed", { pod: "b", node: "n2" }],
     ]);
     expect(decodeBlock(KEY, encodeBlock(b)).attributes).toEqual(b.attributes);
+  });
+
+  it("encodeBlock() writes sequences beside owners and no empty secondary (about half the bytes)", () => {
+    let b = newBlock(parseCidr("10.0.0.0/26"), "host:n1", null);
+    for (let i = 0; i < 64; i++)
+      b = assignFromBlock(b, 1, { handleId: `pod-${i}`, secondary: { node: "n1" } }).block;
+    const text = encodeBlock(b);
+    const stored = JSON.parse(text);
+    expect(stored.sequences).toEqual(Array.from({ length: 64 }, (_, i) => i));
+    expect(stored.attributes[5]).toEqual(["pod-5"]);
+    expect(stored.sequenceNumberForAllocation).toBeUndefined();
+    // The first form of the same block, for comparison and as a reader test.
+    const first = {
+      ...stored,
+      sequences: undefined,
+      sequenceNumberForAllocation: Object.fromEntries(
+        stored.sequences.map((s: number) => [String(s), s]),
+      ),
+      attributes: stored.attributes.map(([h]: [string]) => ({ handle_id: h, secondary: {} })),
+    };
+    const firstText = JSON.stringify(first);
+    expect(text.length).toBeLessThan(firstText.length * 0.6);
+    const again = decodeBlock(KEY, firstText);
+    expect(again.attributes).toEqual(b.attributes);
+    expect([...again.seqForAllocation]).toEqual([...b.seqForAllocation]);
+    expect(encodeBlock(again)).toBe(text);
+  });
+
+  it("decodeBlock() reads the first stored form ({handle_id, secondary}, sequenceNumberForAllocation)", () => {
+    const text = JSON.stringify({
+      cidr: "10.0.0.0/30",
+      affinity: "host:n1",
+      affinityClaimTime: null,
+      allocated: Buffer.from([0b0101]).toString("base64"),
+      owners: [0, 1],
+      unallocated: [
+        [1, 1],
+        [3, 3],
+      ],
+      attributes: [
+        { handle_id: "a", secondary: { pod: "a" } },
+        { handle_id: "b", secondary: { pod: "b", node: "n2" } },
+      ],
+      sequenceNumber: 9,
+      sequenceNumberForAllocation: { "0": 7, "2": 8 },
+      emptySince: null,
+    });
+    const b = decodeBlock(KEY, text);
+    expect(ordinalsOfHandle(b, "a")).toEqual([0]);
+    expect(ordinalsOfHandle(b, "b")).toEqual([2]);
+    expect(b.attributes[0]?.secondary).toEqual({ pod: "a", node: "n1" });
+    expect([...b.seqForAllocation]).toEqual([
+      [0, 7],
+      [2, 8],
+    ]);
+    expect(() =>
+      decodeBlock(KEY, JSON.stringify({ ...JSON.parse(text), sequences: [7, 8] })),
+    ).toThrow("exactly one of");
+    expect(() =>
+      decodeBlock(
+        KEY,
+        JSON.stringify({ ...JSON.parse(text), sequenceNumberForAllocation: { "0": 7 } }),
+      ),
+    ).toThrow("ordinal 2 has no sequence number");
   });
 
   it("IPv6 /122 blocks hold 64 addresses", () => {
