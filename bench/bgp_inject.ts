@@ -150,6 +150,12 @@ function runOne(target: Target, n: number): Result {
       count = fibCount(dut) - base;
       const now = Date.now();
       if (fib99At === null && count >= n99) fib99At = now;
+      if (process.env.OCELOT_RSS_TRACE && pids.length === 1) {
+        // OCELOT_RSS_TRACE=1: the DUT's RSS and the FIB count every poll (where the peak is).
+        const st = readFileSync(`/proc/${pids[0]}/status`, "utf8");
+        const rss = Number(/VmRSS:\s+(\d+)/.exec(st)?.[1] ?? 0) / 1024;
+        console.error(`[${target} N=${n}] t=${now - t0}ms rss=${rss.toFixed(1)}MiB fib=${count}`);
+      }
       if (count >= n) {
         fibAt = now;
         break;

@@ -171,7 +171,8 @@ interface Batch {
   keys: Key[];
   ops: Uint8Array;
   prev: Int32Array; // installed gid before the request, -1 none
-  failed: Uint8Array;
+  /** Its arrays went back to the spares (finished). */
+  released: boolean;
 }
 
 interface Dump {
@@ -214,6 +215,8 @@ export class KernelFib implements BatchFib {
   private readonly addrCount = new Map<number, number>();
   private readonly queue: Job[] = [];
   private readonly inflight: Batch[] = [];
+  /** Typed arrays of finished batches, reused: ~40 KiB a batch would otherwise be garbage. */
+  private readonly spare: { ops: Uint8Array; prev: Int32Array }[] = [];
   private pumping = false;
   private answerBudget = 1024;
   private batchLimit = 64 * 1024;
@@ -711,14 +714,18 @@ export class KernelFib implements BatchFib {
     const maxRequests = Math.min(MAX_BATCH_REQUESTS, room);
     const w = this.writer;
     w.reset();
+    const arrays = this.spare.pop() ?? {
+      ops: new Uint8Array(MAX_BATCH_REQUESTS),
+      prev: new Int32Array(MAX_BATCH_REQUESTS),
+    };
     const batch: Batch = {
       firstSeq: this.seq,
       lastSeq: 0,
       jobs: [],
       keys: [],
-      ops: new Uint8Array(maxRequests),
-      prev: new Int32Array(maxRequests),
-      failed: new Uint8Array(maxRequests),
+      ops: arrays.ops,
+      prev: arrays.prev,
+      released: false,
     };
     let lastAt = -1;
     while (this.queue.length > 0 && w.len < this.batchLimit && batch.keys.length < maxRequests) {
@@ -738,6 +745,7 @@ export class KernelFib implements BatchFib {
       }
     }
     if (lastAt < 0) {
+      this.release(batch);
       if (this.queue.length) this.schedulePump();
       return;
     }
@@ -858,7 +866,6 @@ export class KernelFib implements BatchFib {
       const op = batch.ops[i];
       const key = batch.keys[i];
       if (!(op === OP_DEL && e.errno === ESRCH)) {
-        batch.failed[i] = 1;
         this.restoreInstalled(batch, i);
         const failure: FibFailure = {
           route: this.describe(key),
@@ -880,12 +887,19 @@ export class KernelFib implements BatchFib {
     this.setInstalled(batch.keys[i], prev >= 0 ? prev : undefined);
   }
 
+  private release(batch: Batch): void {
+    if (batch.released) return;
+    batch.released = true;
+    if (this.spare.length < 8) this.spare.push({ ops: batch.ops, prev: batch.prev });
+  }
+
   private finishBatch(batch: Batch): void {
     const at = this.inflight.indexOf(batch);
     if (at >= 0) {
       this.inflight.splice(at, 1);
       this.inflightRequests -= batch.keys.length;
     }
+    this.release(batch);
     for (const job of batch.jobs) {
       job.outstanding--;
       if (job.outstanding === 0 && job.cursor >= job.n) job.done(job.failures);

@@ -15,6 +15,30 @@ const MAX_SLOT = 2 ** 15;
 
 type GroupArray = Uint16Array | Uint32Array;
 type MetaArray = Uint16Array | Uint32Array;
+type Cells = Uint16Array | Uint32Array;
+
+/** ES2024 resizable ArrayBuffer (Node 20 has it; the project's lib is ES2023). */
+const ResizableBuffer = ArrayBuffer as unknown as new (
+  bytes: number,
+  opts: { maxByteLength: number },
+) => ArrayBuffer & { resize(bytes: number): void };
+
+/**
+ * A column whose memory goes back to the system as soon as a rehash is done with it
+ * (release()), instead of waiting for a major GC: at 1M routes the columns left behind by
+ * growing would add up to several times the table.
+ */
+function column<T extends Cells>(
+  Ctor: { new (b: ArrayBuffer, off: number, n: number): T; BYTES_PER_ELEMENT: number },
+  n: number,
+): T {
+  const bytes = n * Ctor.BYTES_PER_ELEMENT;
+  return new Ctor(new ResizableBuffer(bytes, { maxByteLength: bytes }), 0, n);
+}
+
+function release(...cols: Cells[]): void {
+  for (const c of cols) (c.buffer as ArrayBuffer & { resize(bytes: number): void }).resize(0);
+}
 
 function hash(addr: number, meta: number): number {
   // murmur3 fmix32 over both words: sequential /32s spread evenly.
@@ -47,10 +71,10 @@ export class V4RouteTable {
 
   constructor(capacity = MIN_CAPACITY) {
     this.cap = Math.max(MIN_CAPACITY, Math.ceil(capacity));
-    this.addrs = new Uint32Array(this.cap);
-    this.metas = new Uint16Array(this.cap);
-    this.des = new Uint16Array(this.cap);
-    this.ins = new Uint16Array(this.cap);
+    this.addrs = column(Uint32Array, this.cap);
+    this.metas = column(Uint16Array, this.cap);
+    this.des = column(Uint16Array, this.cap);
+    this.ins = column(Uint16Array, this.cap);
     this.des.fill(this.none);
     this.ins.fill(this.none);
   }
@@ -168,8 +192,12 @@ export class V4RouteTable {
     if (!(slot >= 0 && slot < MAX_SLOT && len >= 0 && len <= 32 && gid >= 0))
       throw new Error(`Bad IPv4 route cell: slot ${slot}, len ${len}, group ${gid}`);
     if (gid >= this.none) this.widen();
-    if (slot * 64 + len + 1 > 0xffff && this.metas instanceof Uint16Array)
-      this.metas = Uint32Array.from(this.metas);
+    if (slot * 64 + len + 1 > 0xffff && this.metas instanceof Uint16Array) {
+      const wide = column(Uint32Array, this.cap);
+      wide.set(this.metas);
+      release(this.metas);
+      this.metas = wide;
+    }
     let i = this.find(slot, addr, len);
     if (i < 0) {
       if (this.used + 1 > this.cap * MAX_LOAD) this.resize(Math.ceil(this.cap * GROWTH));
@@ -239,8 +267,9 @@ export class V4RouteTable {
 
   private widen(): void {
     const wide = (a: GroupArray) => {
-      const b = new Uint32Array(a.length);
+      const b = column(Uint32Array, a.length);
       for (let i = 0; i < a.length; i++) b[i] = a[i] === this.none ? 0xffffffff : a[i];
+      release(a);
       return b;
     };
     if (this.none === 0xffffffff) throw new Error("V4 route table: group id out of range");
@@ -253,11 +282,11 @@ export class V4RouteTable {
     const { addrs, metas, des, ins } = this;
     const old = this.cap;
     this.cap = cap;
-    this.addrs = new Uint32Array(cap);
-    this.metas = metas instanceof Uint16Array ? new Uint16Array(cap) : new Uint32Array(cap);
-    const Wide = des instanceof Uint16Array ? Uint16Array : Uint32Array;
-    this.des = new Wide(cap).fill(this.none);
-    this.ins = new Wide(cap).fill(this.none);
+    this.addrs = column(Uint32Array, cap);
+    this.metas = metas instanceof Uint16Array ? column(Uint16Array, cap) : column(Uint32Array, cap);
+    const narrow = des instanceof Uint16Array;
+    this.des = (narrow ? column(Uint16Array, cap) : column(Uint32Array, cap)).fill(this.none);
+    this.ins = (narrow ? column(Uint16Array, cap) : column(Uint32Array, cap)).fill(this.none);
     this.used = 0;
     for (let j = 0; j < old; j++) {
       const m = metas[j];
@@ -266,5 +295,6 @@ export class V4RouteTable {
       this.des[i] = des[j];
       this.ins[i] = ins[j];
     }
+    release(addrs, metas, des, ins);
   }
 }

@@ -53,7 +53,7 @@ import {
   parsePrefix,
   parseRouterId,
 } from "./prefix.js";
-import { FAM_V4, FAM_V6, nextCapacity, PrefixTable } from "./prefix_table.js";
+import { FAM_V4, FAM_V6, grown, nextCapacity, PrefixTable, release } from "./prefix_table.js";
 
 /** Why the best path won (the step of RFC 4271 §9.1.2.2 that removed the last competitor). */
 export const BestReason = {
@@ -308,29 +308,16 @@ interface Group {
 }
 
 function growI32(a: Int32Array<ArrayBuffer>, n: number, fill = 0): Int32Array<ArrayBuffer> {
-  if (n <= a.length) return a;
-  const b = new Int32Array(Math.max(n, nextCapacity(a.length)));
-  b.set(a);
-  if (fill !== 0) b.fill(fill, a.length);
-  return b;
+  return grown(a, n, fill);
 }
 function growU32(a: Uint32Array<ArrayBuffer>, n: number): Uint32Array<ArrayBuffer> {
-  if (n <= a.length) return a;
-  const b = new Uint32Array(Math.max(n, nextCapacity(a.length)));
-  b.set(a);
-  return b;
+  return grown(a, n);
 }
 function growU16(a: Uint16Array<ArrayBuffer>, n: number): Uint16Array<ArrayBuffer> {
-  if (n <= a.length) return a;
-  const b = new Uint16Array(Math.max(n, nextCapacity(a.length)));
-  b.set(a);
-  return b;
+  return grown(a, n);
 }
 function growU8(a: Uint8Array<ArrayBuffer>, n: number): Uint8Array<ArrayBuffer> {
-  if (n <= a.length) return a;
-  const b = new Uint8Array(Math.max(n, nextCapacity(a.length)));
-  b.set(a);
-  return b;
+  return grown(a, n);
 }
 
 export class Rib<A> {
@@ -709,7 +696,10 @@ export class Rib<A> {
       this.dirtyHead = 0;
       this.dirtyTail = 0;
       // A big burst is over: give its queue back (4 bytes per prefix of the burst).
-      if (this.dirtyQ.length > 65_536) this.dirtyQ = new Int32Array(1024);
+      if (this.dirtyQ.length > 65_536) {
+        release(this.dirtyQ);
+        this.dirtyQ = new Int32Array(1024);
+      }
       this.maybeSweep();
     }
     const adjOut: AdjOutBatch<A>[] = [];
