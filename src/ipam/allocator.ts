@@ -79,8 +79,22 @@ export function selectPools(pools: readonly Pool[], req: PoolRequest): Pool[] {
   return candidates.filter(
     (p) =>
       p.allowedUses.includes(req.use) &&
-      matchSelector(parseSelector(p.nodeSelector), req.nodeLabels),
+      matchSelector(parsedSelector(p.nodeSelector), req.nodeLabels),
   );
+}
+
+/** Parsed node selectors by text: pools are selected on every assignment, selectors rarely change. */
+const selectorCache = new Map<string, ReturnType<typeof parseSelector>>();
+const SELECTOR_CACHE_MAX = 256;
+
+function parsedSelector(text: string): ReturnType<typeof parseSelector> {
+  let parsed = selectorCache.get(text);
+  if (parsed === undefined) {
+    parsed = parseSelector(text);
+    if (selectorCache.size >= SELECTOR_CACHE_MAX) selectorCache.clear();
+    selectorCache.set(text, parsed);
+  }
+  return parsed;
 }
 
 function poolCidrEquals(p: Pool, text: string): boolean {
@@ -123,10 +137,17 @@ export function pickAffineBlock(
   pools: readonly Pool[],
   reservations: readonly Cidr[],
 ): Block | undefined {
-  const usable = affine
-    .filter((b) => poolOfBlock(pools, b.cidr) !== undefined)
-    .sort((a, b) => (a.cidr.base < b.cidr.base ? -1 : 1));
-  return usable.find((b) => freeCount(b, reservedIn(b.cidr, reservations)) > 0);
+  // One pass for the lowest-addressed candidate; full blocks (most of a busy node's) are skipped
+  // before any pool or reservation check.
+  let best: Block | undefined;
+  for (const b of affine) {
+    if (b.unallocated.length === 0) continue;
+    if (best !== undefined && b.cidr.base >= best.cidr.base) continue;
+    if (poolOfBlock(pools, b.cidr) === undefined) continue;
+    if (freeCount(b, reservedIn(b.cidr, reservations)) === 0) continue;
+    best = b;
+  }
+  return best;
 }
 
 /** A stable per-node starting offset, so nodes spread over a pool instead of racing for block 0. */

@@ -113,41 +113,90 @@ export function assignFromBlock(
   attrs: AllocationAttributes,
   isReserved: (ordinal: number) => boolean = () => false,
 ): { block: Block; assigned: Assigned[] } {
-  const taken: number[] = [];
-  const rest: number[] = [];
-  for (const o of b.unallocated) {
-    if (taken.length < count && !isReserved(o)) taken.push(o);
-    else rest.push(o);
+  const draft = new BlockDraft(b);
+  const assigned = draft.assign(count, attrs, isReserved);
+  return { block: draft.finish(), assigned };
+}
+
+/**
+ * Several assignments to one block with one copy of it (the requests combined into one write):
+ * each sees the ones before it. The block passed in is not changed; finish() returns the new
+ * block, or the same one when nothing was assigned.
+ */
+export class BlockDraft {
+  private owner: Int32Array | undefined;
+  private seqs: Map<number, number> | undefined;
+  private attributes: AllocationAttributes[] | undefined;
+  private unallocated: readonly number[];
+  private sequenceNumber: number;
+
+  constructor(private readonly base: Block) {
+    this.unallocated = base.unallocated;
+    this.sequenceNumber = base.sequenceNumber;
   }
-  if (taken.length === 0) return { block: b, assigned: [] };
-  const attributes = [...b.attributes];
-  let idx = attributes.findIndex((a) => sameAttributes(a, attrs));
-  if (idx < 0) {
-    idx = attributes.length;
-    attributes.push({ handleId: attrs.handleId, secondary: { ...attrs.secondary } });
+
+  /** Ordinals handleId holds, including those assigned in this draft. */
+  ordinalsOf(handleId: string): number[] {
+    const owner = this.owner ?? this.base.owner;
+    const attributes = this.attributes ?? this.base.attributes;
+    const idx: number[] = [];
+    attributes.forEach((a, i) => {
+      if (a.handleId === handleId) idx.push(i);
+    });
+    if (idx.length === 0) return [];
+    const out: number[] = [];
+    for (let o = 0; o < owner.length; o++) if (idx.includes(owner[o] as number)) out.push(o);
+    return out;
   }
-  const owner = b.owner.slice();
-  const seqs = new Map(b.seqForAllocation);
-  let seq = b.sequenceNumber;
-  const assigned: Assigned[] = [];
-  for (const o of taken) {
-    owner[o] = idx;
-    seqs.set(o, seq);
-    assigned.push({ ordinal: o, sequence: seq });
-    seq++;
+
+  sequenceOf(ordinal: number): number {
+    return (this.seqs ?? this.base.seqForAllocation).get(ordinal) ?? 0;
   }
-  return {
-    block: {
-      ...b,
-      owner,
-      unallocated: rest,
-      attributes,
-      sequenceNumber: seq,
-      seqForAllocation: seqs,
+
+  assign(
+    count: number,
+    attrs: AllocationAttributes,
+    isReserved: (ordinal: number) => boolean = () => false,
+  ): Assigned[] {
+    const taken: number[] = [];
+    const rest: number[] = [];
+    for (const o of this.unallocated) {
+      if (taken.length < count && !isReserved(o)) taken.push(o);
+      else rest.push(o);
+    }
+    if (taken.length === 0) return [];
+    this.unallocated = rest;
+    this.owner ??= this.base.owner.slice();
+    this.seqs ??= new Map(this.base.seqForAllocation);
+    this.attributes ??= [...this.base.attributes];
+    const attributes = this.attributes;
+    let idx = attributes.findIndex((a) => sameAttributes(a, attrs));
+    if (idx < 0) {
+      idx = attributes.length;
+      attributes.push({ handleId: attrs.handleId, secondary: { ...attrs.secondary } });
+    }
+    const assigned: Assigned[] = [];
+    for (const o of taken) {
+      this.owner[o] = idx;
+      this.seqs.set(o, this.sequenceNumber);
+      assigned.push({ ordinal: o, sequence: this.sequenceNumber });
+      this.sequenceNumber++;
+    }
+    return assigned;
+  }
+
+  finish(): Block {
+    if (this.owner === undefined) return this.base;
+    return {
+      ...this.base,
+      owner: this.owner,
+      unallocated: this.unallocated,
+      attributes: this.attributes ?? this.base.attributes,
+      sequenceNumber: this.sequenceNumber,
+      seqForAllocation: this.seqs ?? this.base.seqForAllocation,
       emptySince: null,
-    },
-    assigned,
-  };
+    };
+  }
 }
 
 export interface ReleaseOutcome {
@@ -203,6 +252,21 @@ export function releaseFromBlock(
     badSequence,
     notAllocated,
   };
+}
+
+/** The handles holding addresses in b, computed once per block value (blocks are immutable). */
+const handleSets = new WeakMap<Block, ReadonlySet<string | null>>();
+
+/** True when handleId holds an address in b (attributes are compacted on release). */
+export function holdsHandle(b: Block, handleId: string): boolean {
+  // A block with room changes on the next assignment: a scan is cheaper than a set built for it.
+  if (b.unallocated.length > 0) return b.attributes.some((a) => a.handleId === handleId);
+  let set = handleSets.get(b);
+  if (set === undefined) {
+    set = new Set(b.attributes.map((a) => a.handleId));
+    handleSets.set(b, set);
+  }
+  return set.has(handleId);
 }
 
 export function ordinalsOfHandle(b: Block, handleId: string): number[] {
@@ -273,17 +337,16 @@ export function encodeBlock(b: Block): string {
   const sequences: number[] = [];
   for (let o = 0; o < size; o++) {
     const idx = b.owner[o] as number;
-    if (idx >= 0) {
-      bitmap[o >> 3] |= 1 << (o & 7);
-      owners.push(idx);
-      sequences.push(b.seqForAllocation.get(o) ?? 0);
-    }
+    if (idx < 0) continue;
+    bitmap[o >> 3] |= 1 << (o & 7);
+    owners.push(idx);
+    sequences.push(b.seqForAllocation.get(o) ?? 0);
   }
   return JSON.stringify({
     cidr: formatCidr(b.cidr),
     affinity: b.affinity,
     affinityClaimTime: b.affinityClaimTime,
-    allocated: Buffer.from(bitmap).toString("base64"),
+    allocated: base64(bitmap),
     owners,
     sequences,
     unallocated: toRuns(b.unallocated),
@@ -468,14 +531,48 @@ function readStoredAttribute(
   };
 }
 
+type StoredAttribute = [string | null] | [string | null, Readonly<Record<string, string>>];
+
+/** Stored forms by attribute object and block affinity: attributes are shared between versions. */
+const storedAttributes = new WeakMap<
+  AllocationAttributes,
+  { affinity: string | null; stored: StoredAttribute }
+>();
+
 /** One attribute as stored: the owner node left out (storedSecondary), no empty secondary. */
-function storedAttribute(
-  b: Block,
-  a: AllocationAttributes,
-): [string | null] | [string | null, Readonly<Record<string, string>>] {
+function storedAttribute(b: Block, a: AllocationAttributes): StoredAttribute {
+  const memo = storedAttributes.get(a);
+  if (memo !== undefined && memo.affinity === b.affinity) return memo.stored;
   const secondary = storedSecondary(b, a);
-  for (const _ in secondary) return [a.handleId, secondary];
-  return [a.handleId];
+  let stored: StoredAttribute = [a.handleId];
+  for (const _ in secondary) {
+    stored = [a.handleId, secondary];
+    break;
+  }
+  storedAttributes.set(a, { affinity: b.affinity, stored });
+  return stored;
+}
+
+const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/** Standard padded base64 (as Buffer's), without a Buffer per call: bitmaps are a few bytes. */
+function base64(bytes: Uint8Array): string {
+  let out = "";
+  let i = 0;
+  for (; i + 2 < bytes.length; i += 3) {
+    const n =
+      ((bytes[i] as number) << 16) | ((bytes[i + 1] as number) << 8) | (bytes[i + 2] as number);
+    out += BASE64[n >> 18] + BASE64[(n >> 12) & 63] + BASE64[(n >> 6) & 63] + BASE64[n & 63];
+  }
+  const rest = bytes.length - i;
+  if (rest === 1) {
+    const n = (bytes[i] as number) << 16;
+    out += `${BASE64[n >> 18]}${BASE64[(n >> 12) & 63]}==`;
+  } else if (rest === 2) {
+    const n = ((bytes[i] as number) << 16) | ((bytes[i + 1] as number) << 8);
+    out += `${BASE64[n >> 18]}${BASE64[(n >> 12) & 63]}${BASE64[(n >> 6) & 63]}=`;
+  }
+  return out;
 }
 
 /**

@@ -27,6 +27,10 @@ export function parseAddress(text: string): { family: Family; value: bigint } {
 }
 
 export function formatAddress(family: Family, value: bigint): string {
+  if (family === 4 && value >= 0n && value <= 0xffffffffn) {
+    const n = Number(value);
+    return `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
+  }
   const n = family === 4 ? 4 : 16;
   const bytes: number[] = new Array(n);
   let v = value;

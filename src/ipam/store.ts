@@ -20,10 +20,11 @@ import {
 import {
   type AllocationAttributes,
   addressOf,
-  assignFromBlock,
   type Block,
+  BlockDraft,
   decodeBlock,
   encodeBlock,
+  holdsHandle,
   hostAffinity,
   IpamDataError,
   isEmpty,
@@ -273,7 +274,7 @@ export class IpamStore {
       const affine = cached ?? (await this.loadAffine(node, family));
       for (const e of affine.values()) {
         // Attributes are compacted on release: a handle with no address has no attribute.
-        if (!e.block.attributes.some((a) => a.handleId === handleId)) continue;
+        if (!holdsHandle(e.block, handleId)) continue;
         let block: Block | undefined = e.block;
         if (cached) {
           const kv = await this.store.get(e.key);
@@ -409,23 +410,24 @@ export class IpamStore {
       while (c.queue.length > 0) {
         const batch = c.queue.splice(0, c.queue.length);
         for (let attempt = 0; ; attempt++) {
-          let block = c.entry.block;
+          // One copy of the block for the whole batch, each request seeing those before it.
+          const base = c.entry.block;
+          const draft = new BlockDraft(base);
           const results = batch.map((r) => {
             // Already there (a retry whose earlier write landed though its reply was lost).
-            const held = ordinalsOfHandle(block, r.handleId);
+            const held = draft.ordinalsOf(r.handleId);
             if (held.length > 0) {
               return held.slice(0, r.count).map((o) => ({
-                address: addressOf(block, o),
-                sequence: block.seqForAllocation.get(o) ?? 0,
+                address: addressOf(base, o),
+                sequence: draft.sequenceOf(o),
               }));
             }
-            const step = assignFromBlock(block, r.count, r.attrs, r.reserved);
-            block = step.block;
-            return step.assigned.map((a) => ({
-              address: addressOf(block, a.ordinal),
+            return draft.assign(r.count, r.attrs, r.reserved).map((a) => ({
+              address: addressOf(base, a.ordinal),
               sequence: a.sequence,
             }));
           });
+          const block = draft.finish();
           if (block === c.entry.block) {
             // Nothing to write: each request is either already held or found no room.
             for (const [i, r] of batch.entries()) r.resolve(results[i] ?? []);
@@ -514,13 +516,13 @@ export class IpamStore {
     for (let i = 0; i < 3; i++) {
       const cached = this.affineCache.get(k);
       if (cached) {
-        const pick = pickAffineBlock(
-          [...cached.values()].map((e) => e.block),
-          pools,
-          ctx.reservations,
-        );
-        if (pick)
-          return { entry: cached.get(this.keys.block(pick.cidr)) as BlockEntry, borrowed: false };
+        const blocks: Block[] = [];
+        for (const e of cached.values()) blocks.push(e.block);
+        const pick = pickAffineBlock(blocks, pools, ctx.reservations);
+        if (pick) {
+          for (const e of cached.values())
+            if (e.block === pick) return { entry: e, borrowed: false };
+        }
       }
       const inflight = this.claiming.get(k);
       if (!inflight) break;
