@@ -68,6 +68,21 @@ export function release(a: Growable): void {
   if (b.resizable && a.byteOffset === 0 && a.byteLength === a.buffer.byteLength) b.resize(0);
 }
 
+type GrowableCtor<T extends Growable> = {
+  new (b: ArrayBuffer, off: number, len: number): T;
+  readonly BYTES_PER_ELEMENT: number;
+};
+
+/**
+ * A typed array that grown() can grow in place. Arrays that grow are all made this way, so
+ * each hot access site sees one kind of array (a mix of plain and resizable-backed arrays at
+ * one site makes V8's optimized code polymorphic).
+ */
+export function growable<T extends Growable>(Ctor: GrowableCtor<T>, n: number): T {
+  const per = Ctor.BYTES_PER_ELEMENT;
+  return releasable(Ctor, n, per, Math.max(n * per * RESERVE_FACTOR, MIN_RESERVE));
+}
+
 /**
  * `a` with room for at least n entries (new entries zero, or `fill`). Grows in place: the
  * arrays live in resizable buffers with address space reserved ahead, so growing copies
@@ -95,7 +110,7 @@ export function grown<T extends Growable>(a: T, n: number, fill = 0): T {
 
 /** A stack of free integers in a typed array (no boxed numbers). */
 class FreeStack {
-  private a = new Int32Array(64);
+  private a = growable(Int32Array, 64);
   size = 0;
   push(x: number): void {
     if (this.size === this.a.length) this.a = grown(this.a, this.size * 2);
@@ -106,7 +121,10 @@ class FreeStack {
   }
   /** Drops the storage of a big stack once it is empty again. */
   trim(): void {
-    if (this.size === 0 && this.a.length > 65_536) this.a = new Int32Array(64);
+    if (this.size === 0 && this.a.length > 65_536) {
+      release(this.a);
+      this.a = growable(Int32Array, 64);
+    }
   }
 }
 
@@ -119,23 +137,23 @@ export class PrefixTable {
   /** IPv4: the address; IPv6: index into v6Words (x4). */
   key: Uint32Array<ArrayBuffer>;
   len: Uint8Array<ArrayBuffer>;
-  v6Words = new Uint32Array(64);
+  v6Words = growable(Uint32Array, 64);
   count4 = 0;
   count6 = 0;
   private free = new FreeStack();
   private v6Top = 0;
   private v6Free = new FreeStack();
-  private v4Slots = new Int32Array(2048);
-  private v6Slots = new Int32Array(64);
+  private v4Slots = releasable(Int32Array, 2048, 4);
+  private v6Slots = releasable(Int32Array, 64, 4);
 
   constructor(
     initial: number,
     private readonly onGrow: (cap: number) => void,
   ) {
     this.cap = initial;
-    this.fam = new Uint8Array(initial);
-    this.key = new Uint32Array(initial);
-    this.len = new Uint8Array(initial);
+    this.fam = growable(Uint8Array, initial);
+    this.key = growable(Uint32Array, initial);
+    this.len = growable(Uint8Array, initial);
   }
 
   findV4(addr: number, len: number): number {

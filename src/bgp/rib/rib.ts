@@ -53,7 +53,15 @@ import {
   parsePrefix,
   parseRouterId,
 } from "./prefix.js";
-import { FAM_V4, FAM_V6, grown, nextCapacity, PrefixTable, release } from "./prefix_table.js";
+import {
+  FAM_V4,
+  FAM_V6,
+  growable,
+  grown,
+  nextCapacity,
+  PrefixTable,
+  release,
+} from "./prefix_table.js";
 
 /** Why the best path won (the step of RFC 4271 §9.1.2.2 that removed the last competitor). */
 export const BestReason = {
@@ -337,23 +345,23 @@ export class Rib<A> {
 
   // Prefix store, indexed by prefix id.
   private readonly t = new PrefixTable(1024, (cap) => this.growPrefixes(cap));
-  private pHead = new Int32Array(1024).fill(NONE);
-  private pReason = new Uint8Array(1024);
-  private pFib = new Int32Array(1024).fill(NONE);
-  private pDirty = new Uint8Array(1024);
+  private pHead = growable(Int32Array, 1024).fill(NONE);
+  private pReason = growable(Uint8Array, 1024);
+  private pFib = growable(Int32Array, 1024).fill(NONE);
+  private pDirty = growable(Uint8Array, 1024);
 
   // Path store, indexed by path id.
   private pathCap = 1024;
   private pathTop = 0;
   private pathFreeHead = NONE;
-  private pathPeer = new Uint16Array(this.pathCap);
-  private pathAttr = new Int32Array(this.pathCap);
+  private pathPeer = growable(Uint16Array, this.pathCap);
+  private pathAttr = growable(Int32Array, this.pathCap);
   /** ADD-PATH ids; allocated on the first non-zero id (most sessions have none). */
   private pathPid: Uint32Array<ArrayBuffer> | null = null;
-  private pathNext = new Int32Array(this.pathCap);
-  private pathFlag = new Uint8Array(this.pathCap);
+  private pathNext = growable(Int32Array, this.pathCap);
+  private pathFlag = growable(Uint8Array, this.pathCap);
 
-  private dirtyQ = new Int32Array(1024);
+  private dirtyQ = growable(Int32Array, 1024);
   private dirtyHead = 0;
   private dirtyTail = 0;
 
@@ -698,7 +706,7 @@ export class Rib<A> {
       // A big burst is over: give its queue back (4 bytes per prefix of the burst).
       if (this.dirtyQ.length > 65_536) {
         release(this.dirtyQ);
-        this.dirtyQ = new Int32Array(1024);
+        this.dirtyQ = growable(Int32Array, 1024);
       }
       this.maybeSweep();
     }
@@ -923,7 +931,7 @@ export class Rib<A> {
     const p = this.allocPath();
     this.pathPeer[p] = peer;
     this.pathAttr[p] = attrId;
-    if (pid !== 0 && this.pathPid === null) this.pathPid = new Uint32Array(this.pathCap);
+    if (pid !== 0 && this.pathPid === null) this.pathPid = growable(Uint32Array, this.pathCap);
     if (this.pathPid !== null) this.pathPid[p] = pid;
     this.pathFlag[p] = v;
     this.pathNext[p] = this.pHead[pfx] as number;
@@ -1377,8 +1385,8 @@ export class Rib<A> {
         nhSelf4: rec.info.nextHopSelfV4,
         nhSelf6: rec.info.nextHopSelfV6,
         policy: rec.info.exportPolicy,
-        adv: new Int32Array(this.t.cap).fill(NONE),
-        exc: new Uint16Array(this.t.cap),
+        adv: growable(Int32Array, this.t.cap).fill(NONE),
+        exc: growable(Uint16Array, this.t.cap),
         advCount: 0,
         cache: new Map(),
         cacheEpoch: this.attrs.epoch,
