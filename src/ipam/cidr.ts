@@ -13,9 +13,23 @@ export interface Cidr {
 
 export const familyBits = (family: Family): number => (family === 4 ? 32 : 128);
 
+/** Four decimal parts without leading zeros (what ipaddr.js's isValidFourPartDecimal accepts). */
+const DOTTED_QUAD = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
+
 /** Parses a single IPv4 (dotted quad) or IPv6 address; throws naming the bad value. */
 export function parseAddress(text: string): { family: Family; value: bigint } {
   const s = text.trim();
+  const quad = DOTTED_QUAD.exec(s);
+  if (quad) {
+    const [a, b, c, d] = [quad[1], quad[2], quad[3], quad[4]].map(Number) as [
+      number,
+      number,
+      number,
+      number,
+    ];
+    if (a <= 255 && b <= 255 && c <= 255 && d <= 255)
+      return { family: 4, value: BigInt(((a << 24) | (b << 16) | (c << 8) | d) >>> 0) };
+  }
   if (ipaddr.IPv4.isValidFourPartDecimal(s)) {
     const bytes = ipaddr.IPv4.parse(s).toByteArray();
     return { family: 4, value: bytesToBigint(bytes) };

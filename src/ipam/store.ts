@@ -330,6 +330,7 @@ export class IpamStore {
     let pools = selectPools(ctx.pools, { family, requested, nodeLabels: ctx.nodeLabels, use });
     const started = this.now();
     let reloaded = false;
+    let misses = 0;
     for (let attempt = 0; out.length < want; attempt++) {
       if (attempt >= this.maxAttempts || this.now() - started > this.deadlineMs) {
         throw new RetriesExhaustedError(
@@ -361,7 +362,9 @@ export class IpamStore {
         reserved: reservedIn(target.entry.block.cidr, ctx.reservations),
       });
       if (r.length === 0) {
-        await this.backoff(attempt);
+        // The first miss is most often a block that filled under the batch before ours: look
+        // again at once (findTarget sees the full block). Later misses back off.
+        if (misses++ > 0) await this.backoff(misses);
         continue;
       }
       const pool = poolOfBlock(pools, target.entry.block.cidr);
