@@ -26,7 +26,14 @@ export async function measureCasRate(
     inFlight,
     n,
     prefix = `/ocelot/bench/cas/${process.pid}-${Date.now()}/`,
-  }: { inFlight: number; n: number; prefix?: string },
+    valueBytes = 0,
+  }: {
+    inFlight: number;
+    n: number;
+    prefix?: string;
+    /** Pad each written value to this many bytes (0, the default: the counter alone, 1-4 bytes). */
+    valueBytes?: number;
+  },
 ): Promise<CasRate> {
   if (!Number.isInteger(inFlight) || inFlight < 1)
     throw new RangeError(`inFlight must be >= 1, got ${inFlight}`);
@@ -40,7 +47,7 @@ export async function measureCasRate(
     lanes.map(async (kv0) => {
       let kv = kv0;
       for (let j = 0; j < perLane; j++)
-        kv = await store.update(kv.key, String(j + 1), kv.modRevision);
+        kv = await store.update(kv.key, String(j + 1).padEnd(valueBytes, "x"), kv.modRevision);
     }),
   );
   const ms = performance.now() - t0;
