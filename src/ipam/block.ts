@@ -167,7 +167,7 @@ export class BlockDraft {
     if (taken.length === 0) return [];
     this.unallocated = rest;
     this.owner ??= this.base.owner.slice();
-    this.seqs ??= new Map(this.base.seqForAllocation);
+    this.seqs ??= copyMap(this.base.seqForAllocation);
     this.attributes ??= [...this.base.attributes];
     const attributes = this.attributes;
     let idx = attributes.findIndex((a) => sameAttributes(a, attrs));
@@ -288,6 +288,15 @@ export function releaseHandleFromBlock(b: Block, handleId: string, nowMs: number
 
 export function withAffinity(b: Block, affinity: string | null, claimTime: string | null): Block {
   return { ...b, affinity, affinityClaimTime: claimTime };
+}
+
+/** new Map(m) without an iterator result and entry array per entry (runs per assignment). */
+function copyMap<K, V>(m: ReadonlyMap<K, V>): Map<K, V> {
+  const out = new Map<K, V>();
+  m.forEach((v, k) => {
+    out.set(k, v);
+  });
+  return out;
 }
 
 function sameAttributes(a: AllocationAttributes, b: AllocationAttributes): boolean {

@@ -123,7 +123,11 @@ interface Context {
   config: IpamConfig;
   nodeLabels: Record<string, string>;
   loadedAt: number;
+  /** selectPools answers for this context, by family|use|requested pools. */
+  selected: Map<string, Pool[]>;
 }
+
+const FAMILIES = [4, 6] as const;
 
 interface BlockEntry {
   key: string;
@@ -175,6 +179,8 @@ export class IpamStore {
   private readonly combiners = new Map<string, Combiner>();
   /** Per node|family: affinities of the node (any state) at the last loadAffine. */
   private readonly affineCount = new Map<string, number>();
+  /** autoAssign calls in progress: when more than those queued for a block, the write waits a turn. */
+  private assigning = 0;
   /** Per node|family: the block search (claim) in flight, which other requests wait for. */
   private readonly claiming = new Map<string, Promise<unknown>>();
 
@@ -200,6 +206,15 @@ export class IpamStore {
    * handle is released again (best effort) so nothing is left half allocated.
    */
   async autoAssign(req: AssignRequest): Promise<AssignedAddress[]> {
+    this.assigning++;
+    try {
+      return await this.assignRequest(req);
+    } finally {
+      this.assigning--;
+    }
+  }
+
+  private async assignRequest(req: AssignRequest): Promise<AssignedAddress[]> {
     const attrs = { ...(req.attrs ?? {}), node: req.node };
     // The handle record (borrowed addresses only) is read alongside the assignment, not before
     // it: one round trip less per pod. A retry of a request that had borrowed then gives back
@@ -269,12 +284,16 @@ export class IpamStore {
    */
   private async heldInOwnBlocks(handleId: string, node: string): Promise<AssignedAddress[]> {
     const out: AssignedAddress[] = [];
-    for (const family of [4, 6] as const) {
+    for (const family of FAMILIES) {
       const cached = this.affineCache.get(`${node}|${family}`);
       const affine = cached ?? (await this.loadAffine(node, family));
-      for (const e of affine.values()) {
-        // Attributes are compacted on release: a handle with no address has no attribute.
-        if (!holdsHandle(e.block, handleId)) continue;
+      // Attributes are compacted on release: a handle with no address has no attribute. (A
+      // forEach: this runs over every block of the node on every assignment.)
+      const holding: BlockEntry[] = [];
+      affine.forEach((e) => {
+        if (holdsHandle(e.block, handleId)) holding.push(e);
+      });
+      for (const e of holding) {
         let block: Block | undefined = e.block;
         if (cached) {
           const kv = await this.store.get(e.key);
@@ -327,7 +346,7 @@ export class IpamStore {
     const out: AssignedAddress[] = [];
     let ctx = await this.loadContext(req.node);
     const use = req.use ?? "Workload";
-    let pools = selectPools(ctx.pools, { family, requested, nodeLabels: ctx.nodeLabels, use });
+    let pools = this.selectedPools(ctx, family, requested, use);
     const started = this.now();
     let reloaded = false;
     let misses = 0;
@@ -345,7 +364,7 @@ export class IpamStore {
           reloaded = true;
           this.context.delete(req.node);
           ctx = await this.loadContext(req.node);
-          pools = selectPools(ctx.pools, { family, requested, nodeLabels: ctx.nodeLabels, use });
+          pools = this.selectedPools(ctx, family, requested, use);
           attempt--;
           continue;
         }
@@ -411,6 +430,10 @@ export class IpamStore {
     c.running = true;
     try {
       while (c.queue.length > 0) {
+        // Other assignments of this process are on their way (a synchronous store such as
+        // SQLite finishes a write before they arrive): one event-loop turn lets them join this
+        // write. A lone assignment does not wait.
+        if (this.assigning > c.queue.length) await new Promise((r) => setImmediate(r));
         const batch = c.queue.splice(0, c.queue.length);
         for (let attempt = 0; ; attempt++) {
           // One copy of the block for the whole batch, each request seeing those before it.
@@ -471,6 +494,22 @@ export class IpamStore {
     }
   }
 
+  /** selectPools for a context, kept with it (the same answer until the context reloads). */
+  private selectedPools(
+    ctx: Context,
+    family: Family,
+    requested: readonly string[],
+    use: AllowedUse,
+  ): Pool[] {
+    const k = `${family}|${use}|${requested.join(",")}`;
+    let pools = ctx.selected.get(k);
+    if (pools === undefined) {
+      pools = selectPools(ctx.pools, { family, requested, nodeLabels: ctx.nodeLabels, use });
+      ctx.selected.set(k, pools);
+    }
+    return pools;
+  }
+
   /** The pools a request of this family on node may use (after selectors, disabled, uses). */
   async usablePools(
     node: string,
@@ -520,12 +559,14 @@ export class IpamStore {
       const cached = this.affineCache.get(k);
       if (cached) {
         const blocks: Block[] = [];
-        for (const e of cached.values()) blocks.push(e.block);
+        const entries: BlockEntry[] = [];
+        cached.forEach((e) => {
+          blocks.push(e.block);
+          entries.push(e);
+        });
         const pick = pickAffineBlock(blocks, pools, ctx.reservations);
-        if (pick) {
-          for (const e of cached.values())
-            if (e.block === pick) return { entry: e, borrowed: false };
-        }
+        const entry = pick && entries[blocks.indexOf(pick)];
+        if (entry) return { entry, borrowed: false };
       }
       const inflight = this.claiming.get(k);
       if (!inflight) break;
@@ -1044,7 +1085,14 @@ export class IpamStore {
       this.getConfig(),
       this.loadNodeLabels(node),
     ]);
-    const ctx = { pools, reservations, config, nodeLabels, loadedAt: this.now() };
+    const ctx: Context = {
+      pools,
+      reservations,
+      config,
+      nodeLabels,
+      loadedAt: this.now(),
+      selected: new Map(),
+    };
     this.context.set(node, ctx);
     return ctx;
   }
