@@ -1,6 +1,6 @@
 // The kernel FIB's IPv4 route state in typed arrays: (slot, addr, len) → desired and installed
 // group ids, 10 bytes a cell in one open-addressing table (linear probing, backward-shift
-// deletion, grown by rehash). Owns storage, lookup and iteration. Not: what slots and groups
+// deletion, grown in place). Owns storage, lookup and iteration. Not: what slots and groups
 // mean, or any netlink (kernel_fib.ts).
 
 /** No group: the route is not desired / not installed. */
@@ -12,32 +12,51 @@ const GROWTH = 1.25;
 const MIN_CAPACITY = 64;
 /** Largest (slot, len) pair: slot < 2^15, len ≤ 63, stored +1 so that 0 marks a free cell. */
 const MAX_SLOT = 2 ** 15;
+/** Address space reserved per column: only the pages in use cost memory. */
+const MIN_RESERVE = 16 << 20;
+const RESERVE_FACTOR = 8;
 
-type GroupArray = Uint16Array | Uint32Array;
-type MetaArray = Uint16Array | Uint32Array;
 type Cells = Uint16Array | Uint32Array;
 
 /** ES2024 resizable ArrayBuffer (Node 20 has it; the project's lib is ES2023). */
+type Resizable = ArrayBuffer & { resize(bytes: number): void; readonly maxByteLength: number };
 const ResizableBuffer = ArrayBuffer as unknown as new (
   bytes: number,
   opts: { maxByteLength: number },
-) => ArrayBuffer & { resize(bytes: number): void };
+) => Resizable;
+
+type CellsCtor<T extends Cells> = {
+  new (b: ArrayBuffer, off: number, n: number): T;
+  readonly BYTES_PER_ELEMENT: number;
+};
 
 /**
- * A column whose memory goes back to the system as soon as a rehash is done with it
- * (release()), instead of waiting for a major GC: at 1M routes the columns left behind by
- * growing would add up to several times the table.
+ * A column in a resizable buffer with room reserved ahead: it grows in place (no old copy
+ * left for the GC: at 1M routes a full old table next to the new one is ~12 MiB of peak), and
+ * release() gives its memory back at once.
  */
-function column<T extends Cells>(
-  Ctor: { new (b: ArrayBuffer, off: number, n: number): T; BYTES_PER_ELEMENT: number },
-  n: number,
-): T {
+function column<T extends Cells>(Ctor: CellsCtor<T>, n: number): T {
   const bytes = n * Ctor.BYTES_PER_ELEMENT;
-  return new Ctor(new ResizableBuffer(bytes, { maxByteLength: bytes }), 0, n);
+  const reserve = Math.max(bytes * RESERVE_FACTOR, MIN_RESERVE);
+  return new Ctor(new ResizableBuffer(bytes, { maxByteLength: reserve }), 0, n);
+}
+
+/** The column with n cells (new ones zero): in place when the reserve allows, else copied. */
+function resized<T extends Cells>(c: T, n: number): T {
+  const Ctor = c.constructor as CellsCtor<T>;
+  const buf = c.buffer as Resizable;
+  if (n * c.BYTES_PER_ELEMENT <= buf.maxByteLength) {
+    buf.resize(n * c.BYTES_PER_ELEMENT);
+    return new Ctor(buf, 0, n);
+  }
+  const b = column(Ctor, n);
+  b.set(c);
+  release(c);
+  return b;
 }
 
 function release(...cols: Cells[]): void {
-  for (const c of cols) (c.buffer as ArrayBuffer & { resize(bytes: number): void }).resize(0);
+  for (const c of cols) (c.buffer as Resizable).resize(0);
 }
 
 function hash(addr: number, meta: number): number {
@@ -53,17 +72,18 @@ function hash(addr: number, meta: number): number {
 
 /**
  * One cell per route that is desired, installed, or both: addr (u32), meta (slot·64 + len + 1,
- * 0 = free; u16, widened to u32 for a slot ≥ 1023), and the two group ids in u16 arrays
- * (widened to u32 once a group id reaches 0xffff; the all-ones value stands for NO_GROUP).
- * A cell is removed when neither id is set. Growth by 1.25× keeps the load in 0.68..0.85.
+ * 0 = free; u16, widened to u32 for a slot ≥ 1023), and the two group ids stored +1 (0 = none)
+ * in u16 arrays, widened to u32 once a group id reaches 0xffff. A cell is removed when neither
+ * id is set. Growth by 1.25x keeps the load in 0.68..0.85.
  */
 export class V4RouteTable {
   private cap: number;
   private addrs: Uint32Array;
-  private metas: MetaArray;
-  private des: GroupArray;
-  private ins: GroupArray;
-  private none = 0xffff;
+  private metas: Cells;
+  private des: Cells;
+  private ins: Cells;
+  /** Largest storable group id + 1. */
+  private maxStored = 0xffff;
   private used = 0;
   /** Routes with a desired group / with an installed group. */
   desiredCount = 0;
@@ -75,8 +95,6 @@ export class V4RouteTable {
     this.metas = column(Uint16Array, this.cap);
     this.des = column(Uint16Array, this.cap);
     this.ins = column(Uint16Array, this.cap);
-    this.des.fill(this.none);
-    this.ins.fill(this.none);
   }
 
   /** Cells in use (routes desired or installed). */
@@ -91,12 +109,12 @@ export class V4RouteTable {
 
   getDesired(slot: number, addr: number, len: number): number {
     const i = this.find(slot, addr, len);
-    return i < 0 ? NO_GROUP : this.read(this.des, i);
+    return i < 0 ? NO_GROUP : this.des[i] - 1;
   }
 
   getInstalled(slot: number, addr: number, len: number): number {
     const i = this.find(slot, addr, len);
-    return i < 0 ? NO_GROUP : this.read(this.ins, i);
+    return i < 0 ? NO_GROUP : this.ins[i] - 1;
   }
 
   setDesired(slot: number, addr: number, len: number, gid: number): void {
@@ -111,52 +129,38 @@ export class V4RouteTable {
   forEach(
     fn: (slot: number, addr: number, len: number, desired: number, installed: number) => void,
   ): void {
-    const { addrs, metas, des, ins, none } = this;
+    const { addrs, metas, des, ins } = this;
     for (let i = 0; i < this.cap; i++) {
       const m = metas[i];
       if (m === 0) continue;
-      const d = des[i];
-      const s = ins[i];
-      fn(
-        (m - 1) >>> 6,
-        addrs[i],
-        (m - 1) & 63,
-        d === none ? NO_GROUP : d,
-        s === none ? NO_GROUP : s,
-      );
+      fn((m - 1) >>> 6, addrs[i], (m - 1) & 63, des[i] - 1, ins[i] - 1);
     }
   }
 
   /** Forgets every installed id (cells only installed are removed). */
   clearInstalled(): void {
     if (this.installedCount === 0) return;
-    this.ins.fill(this.none);
+    this.ins.fill(0);
     this.installedCount = 0;
-    this.removeWhere((i) => this.des[i] === this.none);
+    this.removeWhere((i) => this.des[i] === 0);
   }
 
   /** Sets installed = NO_GROUP where pred(installed) holds; returns how many. */
   forgetInstalledWhere(pred: (gid: number) => boolean): number {
     let n = 0;
-    const none = this.none;
     for (let i = 0; i < this.cap; i++) {
       const s = this.ins[i];
-      if (this.metas[i] !== 0 && s !== none && pred(s)) {
-        this.ins[i] = none;
+      if (this.metas[i] !== 0 && s !== 0 && pred(s - 1)) {
+        this.ins[i] = 0;
         n++;
       }
     }
     this.installedCount -= n;
-    if (n > 0) this.removeWhere((i) => this.des[i] === this.none && this.ins[i] === this.none);
+    if (n > 0) this.removeWhere((i) => this.des[i] === 0 && this.ins[i] === 0);
     return n;
   }
 
   // ---- cells --------------------------------------------------------------------------------
-
-  private read(a: GroupArray, i: number): number {
-    const v = a[i];
-    return v === this.none ? NO_GROUP : v;
-  }
 
   private home(addr: number, meta: number): number {
     // Range reduction by multiplication: any capacity, not only powers of two.
@@ -181,17 +185,17 @@ export class V4RouteTable {
       const i = this.find(slot, addr, len);
       if (i < 0) return;
       const col = desired ? this.des : this.ins;
-      if (col[i] === this.none) return;
-      col[i] = this.none;
+      if (col[i] === 0) return;
+      col[i] = 0;
       if (desired) this.desiredCount--;
       else this.installedCount--;
       const other = desired ? this.ins : this.des;
-      if (other[i] === this.none) this.removeAt(i);
+      if (other[i] === 0) this.removeAt(i);
       return;
     }
     if (!(slot >= 0 && slot < MAX_SLOT && len >= 0 && len <= 32 && gid >= 0))
       throw new Error(`Bad IPv4 route cell: slot ${slot}, len ${len}, group ${gid}`);
-    if (gid >= this.none) this.widen();
+    if (gid + 1 > this.maxStored) this.widen();
     if (slot * 64 + len + 1 > 0xffff && this.metas instanceof Uint16Array) {
       const wide = column(Uint32Array, this.cap);
       wide.set(this.metas);
@@ -200,15 +204,15 @@ export class V4RouteTable {
     }
     let i = this.find(slot, addr, len);
     if (i < 0) {
-      if (this.used + 1 > this.cap * MAX_LOAD) this.resize(Math.ceil(this.cap * GROWTH));
+      if (this.used + 1 > this.cap * MAX_LOAD) this.grow(Math.ceil(this.cap * GROWTH));
       i = this.insertAt(addr >>> 0, slot * 64 + len + 1);
     }
     const col = desired ? this.des : this.ins;
-    if (col[i] === this.none) {
+    if (col[i] === 0) {
       if (desired) this.desiredCount++;
       else this.installedCount++;
     }
-    col[i] = gid;
+    col[i] = gid + 1;
   }
 
   /** Claims a free cell for a key known to be absent; both ids start unset. */
@@ -218,8 +222,8 @@ export class V4RouteTable {
     while (metas[i] !== 0) if (++i === cap) i = 0;
     metas[i] = meta;
     this.addrs[i] = addr;
-    this.des[i] = this.none;
-    this.ins[i] = this.none;
+    this.des[i] = 0;
+    this.ins[i] = 0;
     this.used++;
     return i;
   }
@@ -244,8 +248,8 @@ export class V4RouteTable {
       hole = j;
     }
     metas[hole] = 0;
-    des[hole] = this.none;
-    ins[hole] = this.none;
+    des[hole] = 0;
+    ins[hole] = 0;
     this.used--;
   }
 
@@ -266,35 +270,62 @@ export class V4RouteTable {
   }
 
   private widen(): void {
-    const wide = (a: GroupArray) => {
+    if (this.maxStored === 0xffffffff) throw new Error("V4 route table: group id out of range");
+    const wide = (a: Cells) => {
       const b = column(Uint32Array, a.length);
-      for (let i = 0; i < a.length; i++) b[i] = a[i] === this.none ? 0xffffffff : a[i];
+      b.set(a);
       release(a);
       return b;
     };
-    if (this.none === 0xffffffff) throw new Error("V4 route table: group id out of range");
     this.des = wide(this.des);
     this.ins = wide(this.ins);
-    this.none = 0xffffffff;
+    this.maxStored = 0xffffffff;
   }
 
-  private resize(cap: number): void {
-    const { addrs, metas, des, ins } = this;
+  /**
+   * Grows the columns in place and moves every cell to its place for the new capacity. A cell
+   * not yet moved is "pending" (bitmap); a moving entry takes the first free or pending cell
+   * of its new probe run, and a pending entry it displaces moves next. Lookups skip only moved
+   * cells, and moved cells never become free again, so every finished probe run stays valid.
+   */
+  private grow(cap: number): void {
     const old = this.cap;
+    this.addrs = resized(this.addrs, cap);
+    this.metas = resized(this.metas, cap);
+    this.des = resized(this.des, cap);
+    this.ins = resized(this.ins, cap);
     this.cap = cap;
-    this.addrs = column(Uint32Array, cap);
-    this.metas = metas instanceof Uint16Array ? column(Uint16Array, cap) : column(Uint32Array, cap);
-    const narrow = des instanceof Uint16Array;
-    this.des = (narrow ? column(Uint16Array, cap) : column(Uint32Array, cap)).fill(this.none);
-    this.ins = (narrow ? column(Uint16Array, cap) : column(Uint32Array, cap)).fill(this.none);
-    this.used = 0;
-    for (let j = 0; j < old; j++) {
-      const m = metas[j];
-      if (m === 0) continue;
-      const i = this.insertAt(addrs[j], m);
-      this.des[i] = des[j];
-      this.ins[i] = ins[j];
+    const { addrs, metas, des, ins } = this;
+    const pending = new Uint8Array(old);
+    for (let i = 0; i < old; i++) if (metas[i] !== 0) pending[i] = 1;
+    for (let i = 0; i < old; i++) {
+      if (pending[i] === 0) continue;
+      pending[i] = 0;
+      let a = addrs[i];
+      let m = metas[i];
+      let d = des[i];
+      let s = ins[i];
+      metas[i] = 0;
+      des[i] = 0;
+      ins[i] = 0;
+      for (let moves = 0; moves <= old; moves++) {
+        let j = this.home(a, m);
+        while (metas[j] !== 0 && !(j < old && pending[j] === 1)) if (++j === cap) j = 0;
+        const m2 = metas[j];
+        const a2 = addrs[j];
+        const d2 = des[j];
+        const s2 = ins[j];
+        addrs[j] = a;
+        metas[j] = m;
+        des[j] = d;
+        ins[j] = s;
+        if (m2 === 0) break;
+        pending[j] = 0;
+        a = a2;
+        m = m2;
+        d = d2;
+        s = s2;
+      }
     }
-    release(addrs, metas, des, ins);
   }
 }

@@ -75,12 +75,36 @@ describe("V4RouteTable", () => {
     );
   });
 
+  it("keeps every cell findable across in-place growth with removals in between", () => {
+    const op = fc.record({
+      desired: fc.boolean(),
+      addr: fc.integer({ min: 0, max: 3000 }),
+      gid: fc.oneof(fc.constant(NO_GROUP), fc.integer({ min: 0, max: 3 })),
+    });
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 500, maxLength: 3000 }), (ops) => {
+        const t = new V4RouteTable();
+        const model: Model = new Map();
+        for (const o of ops) {
+          if (o.desired) t.setDesired(1, o.addr, 32, o.gid);
+          else t.setInstalled(1, o.addr, 32, o.gid);
+          apply(model, keyOf(1, o.addr, 32), o.desired, o.gid);
+        }
+        check(t, model);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   it("holds 200,000 /32s in 10 bytes a cell, under 15 a route and removes them all", () => {
     const t = new V4RouteTable();
     const base = 10 << 24;
     for (let i = 0; i < 200_000; i++) t.setDesired(0, base + i, 32, 1);
     for (let i = 0; i < 200_000; i++) t.setInstalled(0, base + i, 32, 1);
     expect(t.size).toBe(200_000);
+    let lost = 0;
+    for (let i = 0; i < 200_000; i++) if (t.getInstalled(0, base + i, 32) !== 1) lost++;
+    expect(lost).toBe(0);
     expect(t.bytes / 200_000).toBeLessThan(15);
     expect(t.getDesired(0, base + 199_999, 32)).toBe(1);
     expect(t.getDesired(0, base + 200_000, 32)).toBe(NO_GROUP);
