@@ -11,6 +11,7 @@
 // which only costs a duplicate entry. Attribute sets built locally use internKeyOf().
 
 import { Buffer } from "node:buffer";
+import { u16, u32 } from "./bytes.js";
 import {
   Afi,
   AsPathSegmentType,
@@ -109,13 +110,6 @@ export interface DecodedAttributes {
   errors: AttributeError[];
   disabledFamily: FamilyKey | null;
   internKey: string;
-}
-
-function u16(b: Uint8Array, o: number): number {
-  return (b[o] << 8) | b[o + 1];
-}
-function u32(b: Uint8Array, o: number): number {
-  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 }
 
 /** Scratch "seen" table for duplicate detection (RFC 7606 §3 (g)); decoding is synchronous. */

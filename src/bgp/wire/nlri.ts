@@ -3,6 +3,7 @@
 // writing prefixes, and text conversions for tests and the CLI. Not the UPDATE layout (update.ts).
 
 import { formatIPv6Groups } from "../../lib/ipv6_text.js";
+import { putU32 } from "./bytes.js";
 import { Afi } from "./constants.js";
 import type { NlriView, PrefixArray, TextPrefix } from "./types.js";
 
@@ -219,13 +220,7 @@ export function writeIpv4Prefix(
   len: number,
   pathId: number,
 ): number {
-  if (pathId >= 0) {
-    out[o] = pathId >>> 24;
-    out[o + 1] = (pathId >>> 16) & 0xff;
-    out[o + 2] = (pathId >>> 8) & 0xff;
-    out[o + 3] = pathId & 0xff;
-    o += 4;
-  }
+  if (pathId >= 0) o = putU32(out, o, pathId);
   out[o++] = len;
   const nb = (len + 7) >> 3;
   if (nb > 0) out[o++] = addr >>> 24;
@@ -244,13 +239,7 @@ export function writeIpv6Prefix(
   len: number,
   pathId: number,
 ): number {
-  if (pathId >= 0) {
-    out[o] = pathId >>> 24;
-    out[o + 1] = (pathId >>> 16) & 0xff;
-    out[o + 2] = (pathId >>> 8) & 0xff;
-    out[o + 3] = pathId & 0xff;
-    o += 4;
-  }
+  if (pathId >= 0) o = putU32(out, o, pathId);
   out[o++] = len;
   const nb = (len + 7) >> 3;
   for (let k = 0; k < nb; k++) out[o + k] = (addrs[wo + (k >> 2)] >>> (24 - 8 * (k & 3))) & 0xff;

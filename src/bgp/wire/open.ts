@@ -2,6 +2,7 @@
 // parameters) and the negotiation of SessionOptions from both sides' capabilities. It does not
 // judge the peer's AS or hold time policy beyond the RFC's syntactic rules (that is the FSM's).
 
+import { u16, u32 } from "./bytes.js";
 import {
   AddPathMode,
   Afi,
@@ -33,13 +34,6 @@ const utf8Enc = new TextEncoder();
 
 function openError(subcode: number, reason: string, data?: Uint8Array): NotificationError {
   return new NotificationError(NotificationCode.OpenMessageError, subcode, data, reason);
-}
-
-function u16(b: Uint8Array, o: number): number {
-  return (b[o] << 8) | b[o + 1];
-}
-function u32(b: Uint8Array, o: number): number {
-  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 }
 
 /** Decodes a whole OPEN message (header included); throws NotificationError on RFC 4271 §6.2. */

@@ -3,6 +3,7 @@
 // messages as fit. Attribute bodies live in attributes.ts, prefix walking in nlri.ts.
 
 import { decodeAttributes, encodeAttributes, mpReachValue } from "./attributes.js";
+import { u16 } from "./bytes.js";
 import {
   Afi,
   AttrFlag,
@@ -32,10 +33,6 @@ import {
   type UpdateBatch,
   type UpdateMessage,
 } from "./types.js";
-
-function u16(b: Uint8Array, o: number): number {
-  return (b[o] << 8) | b[o + 1];
-}
 
 function updateError(subcode: number, reason: string): NotificationError {
   return new NotificationError(
