@@ -122,7 +122,7 @@ function stateUnexpected(s: FsmState): NotificationInfo {
   };
   return {
     code: ErrorCode.FiniteStateMachineError,
-    subcode: sub[s.state] ?? FsmSubcode.Unspecified,
+    subcode: sub[s.state] ?? FsmSubcode.UnspecifiedError,
   };
 }
 

@@ -2,6 +2,15 @@
 // negotiated session parameters. Owns: these shapes and the named codes. Not: wire encoding
 // (src/bgp/wire/), sockets or clocks (src/bgp/io/).
 
+import {
+  AsTrans,
+  BgpVersion,
+  CeaseSubcode,
+  FsmErrorSubcode,
+  NotificationCode,
+  OpenMessageErrorSubcode,
+} from "../wire/constants.js";
+
 export type SessionState =
   | "Idle"
   | "Connect"
@@ -14,48 +23,14 @@ export type Family = "ipv4-unicast" | "ipv6-unicast";
 
 export type TimerName = "ConnectRetryTimer" | "HoldTimer" | "KeepaliveTimer" | "IdleHoldTimer";
 
-/** IANA BGP error codes (RFC 4271 §4.5) and the subcodes the FSM emits. */
-export const ErrorCode = {
-  MessageHeaderError: 1,
-  OpenMessageError: 2,
-  UpdateMessageError: 3,
-  HoldTimerExpired: 4,
-  FiniteStateMachineError: 5,
-  Cease: 6,
-} as const;
-
-export const OpenSubcode = {
-  UnsupportedVersionNumber: 1,
-  BadPeerAs: 2,
-  BadBgpIdentifier: 3,
-  UnsupportedOptionalParameter: 4,
-  UnacceptableHoldTime: 6,
-  UnsupportedCapability: 7,
-} as const;
-
-/** RFC 6608 FSM error subcodes. */
-export const FsmSubcode = {
-  Unspecified: 0,
-  UnexpectedMessageInOpenSent: 1,
-  UnexpectedMessageInOpenConfirm: 2,
-  UnexpectedMessageInEstablished: 3,
-} as const;
-
-/** RFC 4486 Cease subcodes. */
-export const CeaseSubcode = {
-  MaximumPrefixesReached: 1,
-  AdministrativeShutdown: 2,
-  PeerDeconfigured: 3,
-  AdministrativeReset: 4,
-  ConnectionRejected: 5,
-  OtherConfigurationChange: 6,
-  ConnectionCollisionResolution: 7,
-  OutOfResources: 8,
-} as const;
-
+/** The codec's IANA codes (src/bgp/wire/constants.ts) under the names the FSM uses. */
+export const ErrorCode = NotificationCode;
+export const OpenSubcode = OpenMessageErrorSubcode;
+export const FsmSubcode = FsmErrorSubcode;
+export { CeaseSubcode };
 /** RFC 6793: the 2-octet AS placed in My Autonomous System when the real AS does not fit. */
-export const AS_TRANS = 23456;
-export const BGP_VERSION = 4;
+export const AS_TRANS = AsTrans;
+export const BGP_VERSION = BgpVersion;
 
 /** What the FSM needs of a received OPEN (the speaker maps the codec's message to this). */
 export interface OpenInfo {
