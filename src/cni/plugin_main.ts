@@ -1,0 +1,578 @@
+// Process edge of the `ocelot-cni` main CNI plugin: runs one command (ADD, DEL, CHECK, VERSION)
+// from the environment and stdin. ADD delegates IPAM to the `ipam.type` executable in CNI_PATH,
+// creates the veth (host side in our network namespace, pod side moved into CNI_NETNS), sets up
+// both sides and the host's /32 (/128) route under protocol 202, writes the WorkloadEndpoint,
+// and undoes every step in reverse when a later one fails. Link work is `ip` (iproute2) and, in
+// the pod, `nsenter --net=<CNI_NETNS> ip ...`, run with arguments, never a shell. The pure parts
+// (config, names, resource, result, CHECK's comparison) are in plugin.ts.
+import { spawnSync } from "node:child_process";
+import { accessSync, constants, existsSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { ResourceClient } from "../api/client.js";
+import type { WorkloadEndpoint } from "../api/node.js";
+import { kindOf } from "../api/registry.js";
+import { openDatastore } from "../datastore/open.js";
+import { type Datastore, UnavailableError } from "../datastore/types.js";
+import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../felix/workload.js";
+import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
+import {
+  CniError,
+  CniErrorCode,
+  type CniOutcome,
+  formatError,
+  SUPPORTED_VERSIONS,
+  toCniError,
+} from "./ipam_plugin.js";
+import {
+  type CniNetConf,
+  checkProblems,
+  formatAddResult,
+  hostIfaceName,
+  hostPrefix,
+  type Observed,
+  type PodAddress,
+  type PodIdentity,
+  parseNetConf,
+  podIdentity,
+  resultAddresses,
+  type Wiring,
+  workloadEndpoint,
+  workloadEndpointName,
+} from "./plugin.js";
+
+const IP_TIMEOUT_MS = 10_000;
+const DELEGATE_TIMEOUT_MS = 60_000;
+/** The host side's IPv6 link-local address appears once both ends are up: poll this long. */
+const LINK_LOCAL_WAIT_MS = 2_000;
+
+export interface CniPluginDeps {
+  openStore(url: string): Promise<Datastore>;
+  hostname(): string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands run in our namespace (`ip`) or in the pod's (`nsenter --net=<path> ip`).
+
+interface Ran {
+  ok: boolean;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[], input?: string, timeout = IP_TIMEOUT_MS): Ran {
+  const r = spawnSync(cmd, args, { input, encoding: "utf8", timeout });
+  if (r.error) return { ok: false, stdout: "", stderr: r.error.message };
+  return { ok: r.status === 0, stdout: r.stdout ?? "", stderr: (r.stderr ?? "").trim() };
+}
+
+/** `ip` in our namespace (sandbox undefined) or in the pod's network namespace. */
+function ipIn(sandbox: string | undefined, args: string[]): Ran {
+  return sandbox === undefined
+    ? run("ip", args)
+    : run("nsenter", [`--net=${sandbox}`, "ip", ...args]);
+}
+
+function ipOrThrow(sandbox: string | undefined, args: string[], what: string): string {
+  const r = ipIn(sandbox, args);
+  if (!r.ok) throw new CniError(CniErrorCode.Internal, `${what} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+function ipJson<T>(sandbox: string | undefined, args: string[]): T | undefined {
+  const r = ipIn(sandbox, ["-j", ...args]);
+  if (!r.ok || r.stdout.trim() === "") return undefined;
+  return JSON.parse(r.stdout) as T;
+}
+
+interface IpLink {
+  ifname: string;
+  address?: string;
+  flags?: string[];
+  linkinfo?: { info_kind?: string };
+}
+
+function linkOf(sandbox: string | undefined, name: string): IpLink | undefined {
+  return ipJson<IpLink[]>(sandbox, ["-d", "link", "show", "dev", name])?.[0];
+}
+
+/** Writes one sysctl of our namespace (in the pod: through `sysctl` under nsenter). */
+function sysctl(sandbox: string | undefined, key: string, value: string): void {
+  if (sandbox === undefined) {
+    try {
+      writeFileSync(`/proc/sys/${key.replaceAll(".", "/")}`, value);
+    } catch (err) {
+      throw new CniError(
+        CniErrorCode.Internal,
+        `Setting ${key}=${value} failed: ${(err as Error).message}`,
+      );
+    }
+    return;
+  }
+  const r = run("nsenter", [`--net=${sandbox}`, "sysctl", "-qw", `${key}=${value}`]);
+  if (!r.ok)
+    throw new CniError(
+      CniErrorCode.Internal,
+      `Setting ${key}=${value} in the pod failed: ${r.stderr}`,
+    );
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPAM delegation, the CNI way: the same stdin and environment, CNI_COMMAND as given.
+
+function findPlugin(type: string, cniPath: string | undefined): string {
+  const dirs = (cniPath ?? "").split(":").filter(Boolean);
+  for (const dir of dirs) {
+    const p = join(dir, type);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {}
+  }
+  throw new CniError(
+    CniErrorCode.InvalidNetworkConfig,
+    `IPAM plugin "${type}" (field "ipam.type") is not an executable in CNI_PATH "${cniPath ?? ""}"`,
+  );
+}
+
+/** Runs the IPAM plugin; its error JSON becomes a CniError with the same code and message. */
+function delegateIpam(
+  conf: CniNetConf,
+  command: "ADD" | "DEL" | "CHECK",
+  env: NodeJS.ProcessEnv,
+  stdin: string,
+): unknown {
+  const plugin = findPlugin(conf.ipamType, env.CNI_PATH);
+  const r = spawnSync(plugin, [], {
+    input: stdin,
+    encoding: "utf8",
+    env: { ...env, CNI_COMMAND: command },
+    timeout: DELEGATE_TIMEOUT_MS,
+  });
+  let out: unknown;
+  try {
+    out = r.stdout?.trim() ? JSON.parse(r.stdout) : undefined;
+  } catch {}
+  if (r.status === 0 && !r.error) return out;
+  const e = out as { code?: unknown; msg?: unknown; details?: unknown } | undefined;
+  if (e && typeof e.code === "number" && typeof e.msg === "string") {
+    throw new CniError(e.code, e.msg, typeof e.details === "string" ? e.details : "");
+  }
+  throw new CniError(
+    CniErrorCode.Internal,
+    `IPAM plugin "${conf.ipamType}" ${command} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? "").trim() || r.stdout}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The veth and both of its sides.
+
+/** Builds the veth for one pod; every step pushes its undo onto `undo`. */
+function wirePod(
+  conf: CniNetConf,
+  id: PodIdentity,
+  hostIface: string,
+  sandbox: string,
+  addresses: PodAddress[],
+  undo: Array<() => void>,
+): Wiring {
+  const has4 = addresses.some((a) => a.family === 4);
+  const has6 = addresses.some((a) => a.family === 6);
+  const pod = id.endpoint;
+  // A host side left by an earlier container of the same pod goes first (as Calico does).
+  if (linkOf(undefined, hostIface))
+    ipOrThrow(undefined, ["link", "del", hostIface], `Deleting the old ${hostIface}`);
+  const mtu = String(conf.mtu);
+  ipOrThrow(
+    undefined,
+    [
+      "link",
+      "add",
+      hostIface,
+      "mtu",
+      mtu,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      pod,
+      "mtu",
+      mtu,
+      "netns",
+      sandbox,
+    ],
+    `Creating veth ${hostIface} with ${pod} in ${sandbox}`,
+  );
+  undo.push(() => void ipIn(undefined, ["link", "del", hostIface]));
+
+  // Host side: the fixed MAC, Calico's sysctls, up.
+  ipOrThrow(
+    undefined,
+    ["link", "set", hostIface, "address", WORKLOAD_HOST_MAC],
+    `Setting the MAC of ${hostIface}`,
+  );
+  if (has4) {
+    sysctl(undefined, `net.ipv4.conf.${hostIface}.route_localnet`, "1");
+    sysctl(undefined, `net.ipv4.neigh.${hostIface}.proxy_delay`, "0");
+    sysctl(undefined, `net.ipv4.conf.${hostIface}.proxy_arp`, "1");
+    sysctl(undefined, `net.ipv4.conf.${hostIface}.forwarding`, "1");
+  }
+  if (has6) {
+    // DAD would hold the link-local gateway back for a second on a point-to-point link.
+    sysctl(undefined, `net.ipv6.conf.${hostIface}.accept_dad`, "0");
+    sysctl(undefined, `net.ipv6.conf.${hostIface}.disable_ipv6`, "0");
+    sysctl(undefined, `net.ipv6.conf.${hostIface}.proxy_ndp`, "1");
+    sysctl(undefined, `net.ipv6.conf.${hostIface}.forwarding`, "1");
+    sysctl(undefined, `net.ipv6.conf.${hostIface}.accept_ra`, "0");
+  }
+  ipOrThrow(undefined, ["link", "set", hostIface, "up"], `Setting ${hostIface} up`);
+
+  // Pod side: addresses as /32 (/128), the gateway routes.
+  if (has6) {
+    for (const c of ["all", "default", "lo"])
+      sysctl(sandbox, `net.ipv6.conf.${c}.disable_ipv6`, "0");
+    sysctl(sandbox, `net.ipv6.conf.${pod}.accept_dad`, "0");
+  }
+  ipOrThrow(sandbox, ["link", "set", pod, "up"], `Setting ${pod} up in the pod`);
+  for (const a of addresses) {
+    const extra = a.family === 6 ? ["nodad"] : [];
+    ipOrThrow(
+      sandbox,
+      ["addr", "add", hostPrefix(a), "dev", pod, ...extra],
+      `Adding ${hostPrefix(a)} to ${pod}`,
+    );
+  }
+  if (has4) {
+    ipOrThrow(
+      sandbox,
+      ["route", "add", `${WORKLOAD_GATEWAY_V4}/32`, "dev", pod, "scope", "link"],
+      "Adding the gateway route in the pod",
+    );
+    ipOrThrow(
+      sandbox,
+      ["route", "add", "default", "via", WORKLOAD_GATEWAY_V4, "dev", pod],
+      "Adding the default route in the pod",
+    );
+  }
+  let gateway6: string | undefined;
+  if (has6) {
+    gateway6 = hostLinkLocal(hostIface);
+    ipOrThrow(
+      sandbox,
+      ["-6", "route", "add", "default", "via", gateway6, "dev", pod],
+      "Adding the IPv6 default route in the pod",
+    );
+  }
+  const podMac = linkOf(sandbox, pod)?.address;
+  if (!podMac) throw new CniError(CniErrorCode.Internal, `Pod interface ${pod} has no MAC address`);
+
+  // The host's route to each pod address, under the agent's protocol so the agent owns it.
+  for (const a of addresses) addHostRoute(a, hostIface);
+  return { hostIface, podIface: pod, podMac, sandbox, addresses, gateway6 };
+}
+
+/** The host side's IPv6 link-local address (the pod's IPv6 gateway), as Calico reads it. */
+function hostLinkLocal(hostIface: string): string {
+  const deadline = Date.now() + LINK_LOCAL_WAIT_MS;
+  for (;;) {
+    const addrs = ipJson<{ addr_info?: { local?: string; scope?: string }[] }[]>(undefined, [
+      "-6",
+      "addr",
+      "show",
+      "dev",
+      hostIface,
+      "scope",
+      "link",
+    ]);
+    const ll = addrs?.[0]?.addr_info?.find((i) => i.scope === "link")?.local;
+    if (ll) return ll;
+    if (Date.now() > deadline) {
+      throw new CniError(
+        CniErrorCode.Internal,
+        `Host interface ${hostIface} got no IPv6 link-local address within ${LINK_LOCAL_WAIT_MS} ms (is IPv6 disabled on this host?)`,
+      );
+    }
+    sleepSync(20);
+  }
+}
+
+/** `<ip>/32 dev <hostIface> proto 202 scope link`; one already there through hostIface is fine. */
+function addHostRoute(a: PodAddress, hostIface: string): void {
+  const dst = hostPrefix(a);
+  const fam = a.family === 4 ? "-4" : "-6";
+  const r = ipIn(undefined, [
+    fam,
+    "route",
+    "add",
+    dst,
+    "dev",
+    hostIface,
+    "proto",
+    String(RTPROT_OCELOT_AGENT),
+    "scope",
+    "link",
+  ]);
+  if (r.ok) return;
+  const existing =
+    ipJson<{ dev?: string }[]>(undefined, [fam, "route", "show", "exact", dst]) ?? [];
+  if (existing.some((e) => e.dev === hostIface)) return;
+  const other = existing.map((e) => e.dev ?? "?").join(", ");
+  throw new CniError(
+    CniErrorCode.Internal,
+    `Adding host route ${dst} dev ${hostIface} failed: ${r.stderr}${other ? ` (the route goes through ${other})` : ""}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// WorkloadEndpoints.
+
+function wepInfo() {
+  const info = kindOf("projectcalico.org/v3", "WorkloadEndpoint");
+  if (!info) throw new Error("Kind WorkloadEndpoint is not registered");
+  return info;
+}
+
+async function getWep(
+  store: Datastore,
+  conf: CniNetConf,
+  id: PodIdentity,
+): Promise<WorkloadEndpoint | undefined> {
+  const name = workloadEndpointName(conf.nodename, id);
+  return (await new ResourceClient(store).get(wepInfo(), name, id.namespace)) as
+    | WorkloadEndpoint
+    | undefined;
+}
+
+/** Deletes the pod's WorkloadEndpoint when it is this container's; true when it did. */
+async function deleteWep(store: Datastore, conf: CniNetConf, id: PodIdentity): Promise<boolean> {
+  const wep = await getWep(store, conf, id);
+  if (!wep || wep.spec.containerID !== id.containerId) return false;
+  await new ResourceClient(store)
+    .delete(wepInfo(), wep.metadata.name, id.namespace, wep.metadata.resourceVersion)
+    .catch((err) => {
+      if ((err as { code?: string }).code !== "NotFound") throw err;
+    });
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The commands.
+
+function requireEnv(env: NodeJS.ProcessEnv, names: readonly string[]): void {
+  for (const n of names) {
+    if (!env[n])
+      throw new CniError(
+        CniErrorCode.InvalidEnvironmentVariables,
+        `Environment variable ${n} is required`,
+      );
+  }
+}
+
+async function openStore(deps: CniPluginDeps, url: string): Promise<Datastore> {
+  try {
+    return await deps.openStore(url);
+  } catch (err) {
+    if (err instanceof UnavailableError) throw err;
+    throw new CniError(CniErrorCode.InvalidNetworkConfig, (err as Error).message);
+  }
+}
+
+async function add(
+  conf: CniNetConf,
+  id: PodIdentity,
+  env: NodeJS.ProcessEnv,
+  stdin: string,
+  store: Datastore,
+): Promise<Record<string, unknown>> {
+  const sandbox = env.CNI_NETNS as string;
+  const hostIface = hostIfaceName(id);
+  // Checked before IPAM so that a missing namespace allocates nothing.
+  if (!existsSync(sandbox)) {
+    throw new CniError(
+      CniErrorCode.InvalidEnvironmentVariables,
+      `CNI_NETNS "${sandbox}" does not exist`,
+    );
+  }
+  const ipamResult = delegateIpam(conf, "ADD", env, stdin);
+  const undo: Array<() => void | Promise<void>> = [
+    () => void delegateIpam(conf, "DEL", env, stdin),
+  ];
+  try {
+    const addresses = resultAddresses(ipamResult, `IPAM plugin "${conf.ipamType}" result`);
+    const wiring = wirePod(conf, id, hostIface, sandbox, addresses, undo as Array<() => void>);
+    const wep = workloadEndpoint(conf, id, wiring);
+    await new ResourceClient(store).write("apply", wep);
+    undo.push(async () => void (await deleteWep(store, conf, id)));
+    return formatAddResult(conf.cniVersion, wiring);
+  } catch (err) {
+    const failed: string[] = [];
+    for (const step of undo.reverse()) {
+      try {
+        await step();
+      } catch (e) {
+        failed.push((e as Error).message);
+      }
+    }
+    const cni = toCniError(err);
+    if (failed.length === 0) throw cni;
+    throw new CniError(
+      cni.code,
+      cni.message,
+      [cni.details, `undo left behind: ${failed.join("; ")}`].filter(Boolean).join("\n"),
+    );
+  }
+}
+
+async function del(
+  conf: CniNetConf,
+  id: PodIdentity,
+  env: NodeJS.ProcessEnv,
+  stdin: string,
+  store: Datastore,
+): Promise<void> {
+  const hostIface = hostIfaceName(id);
+  const sandbox = env.CNI_NETNS;
+  // The pod side, when its namespace is still there: the pair goes with it.
+  if (sandbox && existsSync(sandbox) && linkOf(sandbox, id.endpoint)) {
+    ipIn(sandbox, ["link", "del", id.endpoint]);
+  }
+  // The host side by name, unless the pod's WorkloadEndpoint is another container's (then the
+  // interface is that container's too: a newer sandbox of the same pod).
+  const wep = await getWep(store, conf, id);
+  const mine = !wep || wep.spec.containerID === id.containerId;
+  if (mine && linkOf(undefined, hostIface)) {
+    const r = ipIn(undefined, ["link", "del", hostIface]);
+    if (!r.ok && linkOf(undefined, hostIface))
+      throw new CniError(CniErrorCode.Internal, `Deleting ${hostIface} failed: ${r.stderr}`);
+  }
+  await deleteWep(store, conf, id);
+  delegateIpam(conf, "DEL", env, stdin);
+}
+
+async function check(
+  conf: CniNetConf,
+  id: PodIdentity,
+  env: NodeJS.ProcessEnv,
+  stdin: string,
+  store: Datastore,
+): Promise<void> {
+  if (conf.prevResult === undefined)
+    throw new CniError(
+      CniErrorCode.InvalidNetworkConfig,
+      'Field "prevResult" is required for CHECK',
+    );
+  const expected = resultAddresses(conf.prevResult, "prevResult");
+  const sandbox = env.CNI_NETNS as string;
+  if (!existsSync(sandbox)) {
+    throw new CniError(CniErrorCode.CheckMismatch, `CNI_NETNS "${sandbox}" does not exist`);
+  }
+  const hostIface = hostIfaceName(id);
+  const host = linkOf(undefined, hostIface);
+  const pod = linkOf(sandbox, id.endpoint);
+  type AddrJson = { addr_info?: { local?: string; prefixlen?: number; scope?: string }[] }[];
+  const podAddrs = (ipJson<AddrJson>(sandbox, ["addr", "show", "dev", id.endpoint]) ?? [])
+    .flatMap((l) => l.addr_info ?? [])
+    .filter((i) => i.scope !== "link" && i.local)
+    .map((i) => `${i.local}/${i.prefixlen}`);
+  const routes = host
+    ? ["-4", "-6"].flatMap((f) =>
+        (ipJson<{ dst?: string }[]>(undefined, [f, "route", "show", "dev", hostIface]) ?? []).map(
+          (r) =>
+            r.dst && !r.dst.includes("/") ? `${r.dst}/${f === "-4" ? 32 : 128}` : (r.dst ?? ""),
+        ),
+      )
+    : [];
+  const seen: Observed = {
+    hostLink: host && {
+      kind: host.linkinfo?.info_kind,
+      mac: host.address,
+      up: host.flags?.includes("UP") ?? false,
+    },
+    podLink: pod && { kind: pod.linkinfo?.info_kind },
+    podAddresses: podAddrs,
+    hostRoutes: routes,
+    wep: await getWep(store, conf, id),
+  };
+  const problems = checkProblems(conf, id, hostIface, expected, seen);
+  if (problems.length > 0) {
+    throw new CniError(CniErrorCode.CheckMismatch, `CHECK failed: ${problems.join("; ")}`);
+  }
+  delegateIpam(conf, "CHECK", env, stdin);
+}
+
+/** Runs one plugin invocation; never throws: failures become the spec's error JSON. */
+export async function runCniPlugin(
+  env: NodeJS.ProcessEnv,
+  stdin: string,
+  deps: CniPluginDeps,
+): Promise<CniOutcome> {
+  let version = "1.0.0";
+  let store: Datastore | undefined;
+  try {
+    const command = env.CNI_COMMAND;
+    let requested: unknown;
+    try {
+      requested = (JSON.parse(stdin || "{}") as { cniVersion?: unknown }).cniVersion;
+    } catch {}
+    if (typeof requested === "string" && requested !== "") version = requested;
+    if (command === "VERSION") {
+      const v = (SUPPORTED_VERSIONS as readonly string[]).includes(version) ? version : "1.0.0";
+      return {
+        stdout: JSON.stringify({ cniVersion: v, supportedVersions: SUPPORTED_VERSIONS }),
+        exitCode: 0,
+      };
+    }
+    if (command !== "ADD" && command !== "DEL" && command !== "CHECK") {
+      throw new CniError(
+        CniErrorCode.InvalidEnvironmentVariables,
+        `CNI_COMMAND "${command ?? ""}" is not ADD, DEL, CHECK or VERSION`,
+      );
+    }
+    const conf = parseNetConf(stdin, env, deps.hostname);
+    requireEnv(
+      env,
+      command === "DEL"
+        ? ["CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"]
+        : ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"],
+    );
+    if (command === "CHECK" && (conf.cniVersion === "0.3.0" || conf.cniVersion === "0.3.1")) {
+      throw new CniError(
+        CniErrorCode.IncompatibleCniVersion,
+        `CNI version "${conf.cniVersion}" does not support CHECK`,
+      );
+    }
+    const id = podIdentity(env);
+    store = await openStore(deps, conf.datastore);
+    if (command === "ADD") {
+      const result = await add(conf, id, env, stdin, store);
+      return { stdout: JSON.stringify(result), exitCode: 0 };
+    }
+    if (command === "DEL") await del(conf, id, env, stdin, store);
+    else await check(conf, id, env, stdin, store);
+    return { stdout: "", exitCode: 0 };
+  } catch (err) {
+    return { stdout: formatError(version, toCniError(err)), exitCode: 1 };
+  } finally {
+    await store?.close().catch(() => undefined);
+  }
+}
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) return "";
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+export async function main(): Promise<void> {
+  const out = await runCniPlugin(process.env, await readStdin(), {
+    openStore: (url) => openDatastore(url),
+    hostname,
+  });
+  if (out.stdout) process.stdout.write(`${out.stdout}\n`);
+  process.exitCode = out.exitCode;
+}
