@@ -1,6 +1,8 @@
-// `ocelot ipam show|check|release|configure`: IPAM state from the datastore for operators
-// (calicoctl's ipam commands). Owns: option parsing, tables and JSON output, report files.
-// Not: allocation logic (src/ipam/) nor the datastore backends (src/datastore/).
+// `ocelot ipam show|check|release|configure|gc`: IPAM state from the datastore for operators
+// (calicoctl's ipam commands, and kube-controllers' IPAM garbage collection as `ipam gc`).
+// Owns: option parsing, tables and JSON output, report files and the refusals of a report
+// that no longer describes the datastore, the gc loop. Not: allocation or GC logic (src/ipam/)
+// nor the datastore backends (src/datastore/).
 import { readFileSync, writeFileSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { z } from "zod";
@@ -9,10 +11,19 @@ import {
   type DatastoreCliOptions,
   openDatastoreFromCli,
 } from "../datastore/open.js";
-import type { Datastore } from "../datastore/types.js";
+import { type Datastore, UnavailableError } from "../datastore/types.js";
 import { IpamDataError, inUseCount } from "../ipam/block.js";
 import { type CheckReport, checkIpam, REPORT_VERSION } from "../ipam/check.js";
-import { cidrContains, cidrSize, formatAddress, formatCidr, parseAddress } from "../ipam/cidr.js";
+import { cidrContains, cidrSize, formatCidr, parseAddress } from "../ipam/cidr.js";
+import { ensureClusterInformation, readClusterInformation } from "../ipam/cluster.js";
+import { DEFAULT_EMPTY_BLOCK_GRACE_MS, DEFAULT_LEAK_GRACE_MS } from "../ipam/gc.js";
+import {
+  GcConflictError,
+  type GcPassResult,
+  loadIpamView,
+  releaseLeaks,
+  runGcPass,
+} from "../ipam/gc_run.js";
 import { BadSequenceError, IpamStore } from "../ipam/store.js";
 import { CliError } from "./main.js";
 
@@ -31,7 +42,11 @@ async function withIpam<T>(
   try {
     return await fn(new IpamStore(store), store);
   } catch (err) {
-    if (err instanceof IpamDataError || err instanceof BadSequenceError)
+    if (
+      err instanceof IpamDataError ||
+      err instanceof BadSequenceError ||
+      err instanceof UnavailableError
+    )
       throw new CliError(err.message);
     throw err;
   } finally {
@@ -142,40 +157,27 @@ async function show(opts: Opts & { showBlocks?: boolean; ip?: string }): Promise
   });
 }
 
-async function loadCheckInputs(ipam: IpamStore, store: Datastore) {
-  const [blocks, handles, weps, nodes] = await Promise.all([
-    ipam.listAllBlocks(),
-    ipam.listHandles(),
-    store.list(ipam.keys.resources("workloadendpoints")),
-    store.list(ipam.keys.resources("nodes")),
-  ]);
-  const endpointAddresses = new Set<string>();
-  for (const kv of weps.items) {
-    let nets: unknown;
-    try {
-      nets = (JSON.parse(kv.value) as { spec?: { ipNetworks?: unknown } }).spec?.ipNetworks;
-    } catch (err) {
-      throw new CliError(`Invalid WorkloadEndpoint at "${kv.key}": ${(err as Error).message}`);
-    }
-    for (const n of Array.isArray(nets) ? nets : []) {
-      if (typeof n !== "string") continue;
-      try {
-        const a = parseAddress(n.split("/")[0] ?? "");
-        endpointAddresses.add(formatAddress(a.family, a.value));
-      } catch {}
-    }
-  }
-  const nodeNames = new Set(nodes.items.map((kv) => kv.key.slice(kv.key.lastIndexOf("/") + 1)));
-  return { blocks: blocks.map((b) => b.block), handles, endpointAddresses, nodes: nodeNames };
-}
-
 async function check(opts: Opts & { output?: string }): Promise<void> {
   await withIpam(opts, async (ipam, store) => {
-    const inputs = await loadCheckInputs(ipam, store);
-    const report = checkIpam({ ...inputs, datastore: store.url, now: new Date() });
+    // The cluster record first: a lock taken after it makes this report stale.
+    const cluster = await ensureClusterInformation(store, ipam.keys);
+    const view = await loadIpamView(ipam);
+    const report = checkIpam({
+      ...view,
+      datastore: store.url,
+      now: new Date(),
+      cluster: {
+        clusterGUID: cluster.clusterGUID,
+        datastoreLocked: !cluster.datastoreReady,
+        revision: cluster.revision,
+      },
+    });
     if (opts.output) writeFileSync(opts.output, `${JSON.stringify(report, null, 2)}\n`);
     if (opts.json) return print(JSON.stringify(report, null, 2));
     const s = report.summary;
+    print(
+      `Cluster ${report.clusterGUID}, datastore ${report.datastoreLocked ? "locked" : "not locked"}.`,
+    );
     print(`Checked ${s.blocks} blocks, ${s.allocated} allocated addresses.`);
     print(`Leaked addresses (allocated, no WorkloadEndpoint): ${s.leaked}`);
     for (const l of report.leakedAddresses) {
@@ -187,16 +189,28 @@ async function check(opts: Opts & { output?: string }): Promise<void> {
     for (const b of report.blocksOfMissingNodes)
       print(`  ${b.block}  node ${b.node}  ${b.inUse} in use`);
     print(`Handles holding no address: ${s.emptyHandles}`);
-    if (opts.output)
+    if (opts.output && report.datastoreLocked)
       print(
         `Report written to ${opts.output}; release leaks with: ocelot ipam release --from-report ${opts.output}`,
+      );
+    else if (opts.output)
+      print(
+        `Report written to ${opts.output}; it was made while the datastore was not locked, so a release from it is refused: lock first (ocelot datastore lock), check again, release, unlock.`,
       );
   });
 }
 
+type ReportGuards = Pick<
+  CheckReport,
+  "leakedAddresses" | "clusterGUID" | "datastoreLocked" | "clusterInformationRevision"
+>;
+
 const ReportFile = z
   .object({
     version: z.literal(REPORT_VERSION),
+    clusterGUID: z.string(),
+    datastoreLocked: z.boolean(),
+    clusterInformationRevision: z.number().int(),
     leakedAddresses: z.array(
       z
         .object({
@@ -209,12 +223,18 @@ const ReportFile = z
   })
   .loose();
 
-function readReport(file: string): Pick<CheckReport, "leakedAddresses"> {
+function readReport(file: string): ReportGuards {
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(file, "utf8"));
   } catch (err) {
     throw new CliError(`Cannot read report "${file}": ${(err as Error).message}`);
+  }
+  const version = (raw as { version?: unknown } | null)?.version;
+  if (typeof version === "number" && version < REPORT_VERSION) {
+    throw new CliError(
+      `Report "${file}" is version ${version}, made before reports named their cluster and lock state; run ocelot ipam check -o again`,
+    );
   }
   const r = ReportFile.safeParse(raw);
   if (!r.success) {
@@ -223,10 +243,53 @@ function readReport(file: string): Pick<CheckReport, "leakedAddresses"> {
       `Report "${file}" is not an ocelot ipam check report: field "${i?.path.join(".")}": ${i?.message}`,
     );
   }
-  return r.data as unknown as Pick<CheckReport, "leakedAddresses">;
+  return r.data as unknown as ReportGuards;
 }
 
-async function release(opts: Opts & { ip?: string; fromReport?: string }): Promise<void> {
+/**
+ * Whether a report may still be acted on (Calico's rules): same cluster (never overridden),
+ * made while the datastore was locked and locked still (else --force), and no lock or unlock
+ * since it was made (the cluster record's revision is unchanged).
+ */
+async function guardReport(
+  store: Datastore,
+  ipam: IpamStore,
+  file: string,
+  report: ReportGuards,
+  force: boolean,
+): Promise<void> {
+  const cluster = await readClusterInformation(store, ipam.keys);
+  const here = cluster?.clusterGUID;
+  if (here !== report.clusterGUID) {
+    throw new CliError(
+      `Report "${file}" is of another cluster (cluster GUID ${report.clusterGUID}, this datastore ${here ?? "has none"}); refusing to release (--force does not override this)`,
+    );
+  }
+  const warn = (s: string) => process.stderr.write(`ocelot: warning: ${s}; going on (--force)\n`);
+  if (!report.datastoreLocked) {
+    const why = `Report "${file}" was made while the datastore was not locked: pods may have been given addresses during the check`;
+    if (!force)
+      throw new CliError(
+        `${why}. Lock the datastore (ocelot datastore lock), run ocelot ipam check -o again and release from that report, or use --force`,
+      );
+    warn(why);
+  }
+  if (cluster?.datastoreReady !== false) {
+    const why =
+      "The datastore is not locked now: new pods may be given the addresses being released";
+    if (!force) throw new CliError(`${why}. Lock it (ocelot datastore lock) or use --force`);
+    warn(why);
+  }
+  if (cluster && cluster.revision !== report.clusterInformationRevision) {
+    throw new CliError(
+      `Report "${file}" is stale: the datastore was locked or unlocked since it was made (cluster record revision ${report.clusterInformationRevision}, now ${cluster.revision}). Run ocelot ipam check -o again while locked`,
+    );
+  }
+}
+
+async function release(
+  opts: Opts & { ip?: string; fromReport?: string; force?: boolean },
+): Promise<void> {
   if ((opts.ip === undefined) === (opts.fromReport === undefined)) {
     throw new CliError("Give exactly one of --ip ADDR or --from-report FILE", 2);
   }
@@ -238,27 +301,138 @@ async function release(opts: Opts & { ip?: string; fromReport?: string }): Promi
       throw new CliError((err as Error).message, 2);
     }
   }
-  await withIpam(opts, async (ipam) => {
+  await withIpam(opts, async (ipam, store) => {
     if (opts.ip !== undefined) {
       const done = await ipam.releaseAddress(opts.ip);
       if (!done) throw new CliError(`IP ${opts.ip} is not assigned`);
       return print(opts.json ? JSON.stringify({ released: [done] }) : `Released ${done}`);
     }
-    const released: string[] = [];
-    const skipped: Array<{ address: string; reason: string }> = [];
-    for (const l of report?.leakedAddresses ?? []) {
-      try {
-        const done = await ipam.releaseAddress(l.address, l.sequence);
-        if (done) released.push(done);
-        else skipped.push({ address: l.address, reason: "not assigned any more" });
-      } catch (err) {
-        if (!(err instanceof BadSequenceError)) throw err;
-        skipped.push({ address: l.address, reason: "assigned again since the report" });
-      }
-    }
+    const r = report as ReportGuards;
+    await guardReport(store, ipam, opts.fromReport as string, r, opts.force === true);
+    // Each address again at release time: no WorkloadEndpoint, same handle, same sequence.
+    const { released, skipped } = await releaseLeaks(ipam, r.leakedAddresses);
     if (opts.json) return print(JSON.stringify({ released, skipped }, null, 2));
     print(`Released ${released.length} addresses`);
     for (const s of skipped) print(`  skipped ${s.address}: ${s.reason}`);
+    if (r.datastoreLocked) print("You may now unlock the datastore: ocelot datastore unlock");
+  });
+}
+
+// ---- gc ------------------------------------------------------------------------------------
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** "90s", "15m", "1h", "250ms", "0" -> milliseconds. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m || (m[2] === undefined && Number(m[1]) !== 0))
+    throw new CliError(`${flag} must be a duration such as 90s, 15m or 1h, got "${text}"`, 2);
+  return Math.round(Number(m[1]) * (UNITS[m[2] ?? "ms"] as number));
+}
+
+function printPass(r: GcPassResult): void {
+  const would = r.dryRun ? "Would release" : "Released";
+  print(`IPAM GC pass at ${r.observedAt}${r.dryRun ? " (dry run: nothing changed)" : ""}`);
+  const leaks = r.actions.flatMap((a) => (a.kind === "releaseAddress" ? [a] : []));
+  const addrs = r.dryRun ? leaks.map((a) => a.address) : r.released;
+  print(`${would} ${addrs.length} leaked addresses${addrs.length ? `: ${addrs.join(", ")}` : ""}`);
+  for (const s of r.skipped) print(`  kept ${s.address}: ${s.reason}`);
+  const blocks = r.dryRun
+    ? r.actions.flatMap((a) =>
+        a.kind === "releaseEmptyBlocks"
+          ? a.blocks
+          : a.kind === "deleteUnownedBlock"
+            ? [a.block]
+            : [],
+      )
+    : r.blocksReleased;
+  print(`${would} ${blocks.length} empty blocks${blocks.length ? `: ${blocks.join(", ")}` : ""}`);
+  if (r.dryRun) {
+    for (const a of r.actions)
+      if (a.kind === "releaseNode")
+        print(`Would release node "${a.node}" (no Node resource): blocks ${a.blocks.join(", ")}`);
+  }
+  for (const n of r.nodesReleased) {
+    if (n.skipped) print(`Kept node "${n.node}": ${n.skipped}`);
+    else
+      print(
+        `Released node "${n.node}" (no Node resource): deleted ${n.blocksDeleted.join(", ") || "no blocks"}; affinity taken off ${n.blocksUnaffined.join(", ") || "no blocks"}`,
+      );
+  }
+  print(`Watching ${r.watching.leaks.length} leaked addresses`);
+  for (const l of r.watching.leaks)
+    print(
+      `  ${l.address}  handle ${l.handleId ?? "(none)"} seq ${l.sequence}: ${l.reason}; leaked since ${l.firstSeen}, released by a pass after ${l.releasableAfter}`,
+    );
+  if (r.watching.goneNodes.length > 0) {
+    print(`Watching ${r.watching.goneNodes.length} nodes with no Node resource`);
+    for (const g of r.watching.goneNodes)
+      print(
+        `  ${g.node}: gone since ${g.firstSeen}, released by a pass after ${g.releasableAfter}`,
+      );
+  }
+}
+
+async function gc(
+  opts: Opts & {
+    once?: boolean;
+    interval: string;
+    leakGrace: string;
+    emptyBlockGrace: string;
+    dryRun?: boolean;
+  },
+): Promise<void> {
+  const intervalMs = parseDuration(opts.interval, "--interval");
+  const leakGraceMs = parseDuration(opts.leakGrace, "--leak-grace");
+  const emptyBlockGraceMs = parseDuration(opts.emptyBlockGrace, "--empty-block-grace");
+  if (!opts.once && intervalMs < 1000)
+    throw new CliError(`--interval must be at least 1s, got "${opts.interval}"`, 2);
+  await withIpam(opts, async (ipam) => {
+    const pass = async () => {
+      const r = await runGcPass(ipam, { leakGraceMs, emptyBlockGraceMs, dryRun: opts.dryRun });
+      if (opts.json) print(opts.once ? JSON.stringify(r, null, 2) : JSON.stringify(r));
+      else printPass(r);
+    };
+    if (opts.once) {
+      try {
+        return await pass();
+      } catch (err) {
+        if (err instanceof GcConflictError) throw new CliError(err.message);
+        throw err;
+      }
+    }
+    // A loop until SIGTERM or SIGINT; a failed pass (datastore away, a concurrent pass) is
+    // reported and the next one tried after the interval.
+    let stop = false;
+    let wake: (() => void) | undefined;
+    const onSignal = () => {
+      stop = true;
+      wake?.();
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+    try {
+      while (!stop) {
+        try {
+          await pass();
+        } catch (err) {
+          if (!(err instanceof GcConflictError || err instanceof UnavailableError)) throw err;
+          process.stderr.write(`ocelot: ipam gc: ${err.message}\n`);
+        }
+        if (stop) break;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, intervalMs);
+          wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        wake = undefined;
+      }
+    } finally {
+      process.off("SIGTERM", onSignal);
+      process.off("SIGINT", onSignal);
+    }
   });
 }
 
@@ -319,8 +493,34 @@ export function register(program: Command): void {
       .description("release one address, or every leaked address of a check report")
       .option("--ip <addr>", "the address to release")
       .option("--from-report <file>", "a report written by `ocelot ipam check -o`")
+      .option(
+        "--force",
+        "release from a report although it or the datastore is not locked (never across clusters)",
+      )
       .addOption(json()),
   ).action((o) => release(o));
+  const minutes = (ms: number) => `${ms / 60_000}m`;
+  addDatastoreOptions(
+    ipam
+      .command("gc")
+      .description(
+        "release addresses seen leaked on two passes a grace apart, empty blocks, and the affinities of nodes that are gone",
+      )
+      .option("--once", "one pass, then exit")
+      .option("--interval <duration>", "time between passes", "60s")
+      .option(
+        "--leak-grace <duration>",
+        "an address leaked this long, seen on two passes, is released",
+        minutes(DEFAULT_LEAK_GRACE_MS),
+      )
+      .option(
+        "--empty-block-grace <duration>",
+        "a block empty this long goes back to its pool",
+        minutes(DEFAULT_EMPTY_BLOCK_GRACE_MS),
+      )
+      .option("--dry-run", "print what would be released; change nothing")
+      .addOption(json()),
+  ).action((o) => gc(o));
   addDatastoreOptions(
     ipam
       .command("configure")

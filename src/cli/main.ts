@@ -22,6 +22,7 @@ const demo: Loader = () => import("./demo.js");
 const resources: Loader = () => import("./resources.js");
 const bgpd: Loader = () => import("./bgpd.js");
 const ipam: Loader = () => import("./ipam.js");
+const datastore: Loader = () => import("./datastore.js");
 
 /**
  * Command modules by the top-level command they register. Only the invoked command's module is
@@ -40,6 +41,7 @@ const commands: Record<string, Loader> = {
   status: bgpd,
   routes: bgpd,
   ipam,
+  datastore,
 };
 
 /** The loaders needed for argv: the named command's, or all of them. */

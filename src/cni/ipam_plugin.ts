@@ -6,6 +6,7 @@ import { type Datastore, UnavailableError } from "../datastore/types.js";
 import { PoolSelectionError } from "../ipam/allocator.js";
 import { IpamDataError } from "../ipam/block.js";
 import { formatAddress, parseAddress } from "../ipam/cidr.js";
+import { isDatastoreLocked } from "../ipam/cluster.js";
 import {
   type AssignedAddress,
   IpamStore,
@@ -308,6 +309,13 @@ export async function runIpamPlugin(
       ...deps.storeOptions,
     });
     if (command === "ADD") {
+      // A locked datastore (ocelot datastore lock) gives out no address; DEL still releases.
+      if (await isDatastoreLocked(store, ipam.keys)) {
+        throw new CniError(
+          CniErrorCode.TryAgainLater,
+          "The datastore is locked (ocelot datastore lock): no new addresses until `ocelot datastore unlock`",
+        );
+      }
       // Owner attributes as Calico keeps them (the container id is already in the handle id).
       const attrs: Record<string, string> = {};
       if (args.K8S_POD_NAMESPACE) attrs.namespace = args.K8S_POD_NAMESPACE;

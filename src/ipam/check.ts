@@ -1,11 +1,14 @@
 // `ipam check` as a pure function: from blocks, handles, workload endpoints and nodes, the
 // leaked addresses (allocated, no WorkloadEndpoint holds them), blocks whose node is gone, and
-// handles that hold nothing. Not: reading the datastore (store.ts) or printing (cli/ipam.ts).
+// handles that hold nothing; the report names the cluster (GUID) and whether the datastore was
+// locked, which `release --from-report` checks. Not: reading the datastore (gc_run.ts) or
+// printing (cli/ipam.ts).
 import { addressOf, type Block } from "./block.js";
 import { formatCidr } from "./cidr.js";
 import type { Handle } from "./records.js";
 
-export const REPORT_VERSION = 1;
+/** 2: the report names its cluster and the lock state it was made under. */
+export const REPORT_VERSION = 2;
 
 export interface LeakedAddress {
   address: string;
@@ -21,6 +24,12 @@ export interface CheckReport {
   version: typeof REPORT_VERSION;
   generatedAt: string;
   datastore: string;
+  /** The cluster the report was made in: a release refuses a report of another cluster. */
+  clusterGUID: string;
+  /** Whether the datastore was locked (`ocelot datastore lock`) when the report was made. */
+  datastoreLocked: boolean;
+  /** Revision of the cluster record then: a lock or unlock since makes the report stale. */
+  clusterInformationRevision: number;
   summary: {
     blocks: number;
     allocated: number;
@@ -35,6 +44,7 @@ export interface CheckReport {
 
 export interface CheckInput {
   datastore: string;
+  cluster: { clusterGUID: string; datastoreLocked: boolean; revision: number };
   now: Date;
   blocks: readonly Block[];
   handles: readonly Handle[];
@@ -43,13 +53,19 @@ export interface CheckInput {
   nodes: ReadonlySet<string>;
 }
 
-const TUNNEL_HANDLE = /^(ipip|vxlan|vxlan-v6|wireguard)-tunnel-addr-(.+)$/;
+/** Handles of node tunnel addresses (Calico's names): held while their node exists. */
+export const TUNNEL_HANDLE = /^(ipip|vxlan|vxlan-v6|wireguard)-tunnel-addr-(.+)$/;
 
-export function checkIpam(input: CheckInput): CheckReport {
+/** Allocated addresses that nothing holds: no WorkloadEndpoint; a tunnel address of a gone node. */
+export function findLeaks(
+  blocks: readonly Block[],
+  endpointAddresses: ReadonlySet<string>,
+  nodes: ReadonlySet<string>,
+): { leaked: LeakedAddress[]; allocated: number; holding: Set<string> } {
   const leaked: LeakedAddress[] = [];
   const holding = new Set<string>();
   let allocated = 0;
-  for (const b of input.blocks) {
+  for (const b of blocks) {
     for (let o = 0; o < b.owner.length; o++) {
       const idx = b.owner[o] as number;
       if (idx < 0) continue;
@@ -61,9 +77,9 @@ export function checkIpam(input: CheckInput): CheckReport {
       const tunnel = handleId ? TUNNEL_HANDLE.exec(handleId) : null;
       let reason: string | undefined;
       if (tunnel) {
-        if (!input.nodes.has(tunnel[2] as string))
+        if (!nodes.has(tunnel[2] as string))
           reason = `tunnel address of missing node "${tunnel[2]}"`;
-      } else if (!input.endpointAddresses.has(address)) {
+      } else if (!endpointAddresses.has(address)) {
         reason = "no WorkloadEndpoint holds this address";
       }
       if (reason) {
@@ -78,6 +94,15 @@ export function checkIpam(input: CheckInput): CheckReport {
       }
     }
   }
+  return { leaked, allocated, holding };
+}
+
+export function checkIpam(input: CheckInput): CheckReport {
+  const { leaked, allocated, holding } = findLeaks(
+    input.blocks,
+    input.endpointAddresses,
+    input.nodes,
+  );
   const missing = input.blocks
     .filter((b) => b.affinity?.startsWith("host:") && !input.nodes.has(b.affinity.slice(5)))
     .map((b) => ({
@@ -90,6 +115,9 @@ export function checkIpam(input: CheckInput): CheckReport {
     version: REPORT_VERSION,
     generatedAt: input.now.toISOString(),
     datastore: input.datastore,
+    clusterGUID: input.cluster.clusterGUID,
+    datastoreLocked: input.cluster.datastoreLocked,
+    clusterInformationRevision: input.cluster.revision,
     summary: {
       blocks: input.blocks.length,
       allocated,
