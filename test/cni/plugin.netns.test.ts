@@ -61,7 +61,7 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
     datastore: url,
     nodename: "node-a",
     mtu: 1450,
-    ipam: { type: "ocelot-ipam", ipv4_pools: ["pool"], ...ipam },
+    ipam: { type: "ocelot-ipam", ipv4_pools: ["pool"], assign_ipv6: false, ...ipam },
     ...extra,
   });
   const env = (pod: Netns, podName: string) => ({
@@ -105,6 +105,7 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
     store = new SqliteDatastore(join(dir, "store.db"));
     await putPool(store, "pool", "10.66.0.0/16", { blockSize: 26 });
     await putPool(store, "tiny", "10.67.0.0/30", { blockSize: 30 });
+    await putPool(store, "pool6", "fd66::/64", { blockSize: 122 });
     node = Netns.create("cninode");
     // A node has a default route (its uplink): proxy ARP answers for 169.254.1.1 only when the
     // node routes it out of another interface than the pod's.
@@ -240,6 +241,52 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
     };
     const third = await cni("DEL", gone, conf());
     expect(third, third.stdout).toMatchObject({ code: 0, stdout: "" });
+  }, 40_000);
+
+  it("dual stack: /128 on the pod, default via the host side's link-local address, /128 host routes; pods ping each other over IPv6", async () => {
+    const dual = conf({ cniVersion: "0.4.0" }, { ipv6_pools: ["pool6"], assign_ipv6: true });
+    const v6: string[] = [];
+    for (const [i, podName] of ["dual-1", "dual-2"].entries()) {
+      const pod = pods[i] as Netns;
+      const r = await cni("ADD", env(pod, podName), dual);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      const result = JSON.parse(r.stdout);
+      const ip6 = result.ips.find((a: { version: string }) => a.version === "6");
+      expect(ip6).toMatchObject({
+        address: expect.stringMatching(/^fd66::.*\/128$/),
+        interface: 1,
+      });
+      const ip = ip6.address.split("/")[0] as string;
+      v6.push(ip);
+      const [eth0] = pod.ipJson<IpAddr[]>("addr", "show", "dev", "eth0");
+      expect(eth0?.addr_info).toContainEqual(
+        expect.objectContaining({ family: "inet6", local: ip, prefixlen: 128 }),
+      );
+      const host = hostIface(podName);
+      const [hostLink] = node.ipJson<IpAddr[]>("addr", "show", "dev", host);
+      const ll = hostLink?.addr_info.find((a) => a.family === "inet6" && a.scope === "link")?.local;
+      expect(ll).toBe("fe80::ecee:eeff:feee:eeee");
+      expect(result.routes).toContainEqual({ dst: "::/0", gw: ll });
+      expect(pod.ipJson<IpRoute[]>("-6", "route", "show", "default")).toEqual([
+        expect.objectContaining({ gateway: ll, dev: "eth0" }),
+      ]);
+      expect(node.ipJson<IpRoute[]>("-6", "route", "show", "proto", "202")).toContainEqual(
+        expect.objectContaining({ dst: ip, dev: host }),
+      );
+    }
+    const ping = spawnSync(
+      "ip",
+      ["netns", "exec", (pods[0] as Netns).name, "ping", "-6", "-c1", "-W2", v6[1] as string],
+      { encoding: "utf8", timeout: 5000 },
+    );
+    expect(ping.status, ping.stdout + ping.stderr).toBe(0);
+    for (const [i, podName] of ["dual-1", "dual-2"].entries()) {
+      const r = await cni("DEL", env(pods[i] as Netns, podName), dual);
+      expect(r, r.stdout).toMatchObject({ code: 0, stdout: "" });
+    }
+    expect(hostLinks()).toEqual([]);
+    expect(node.ipJson<IpRoute[]>("-6", "route", "show", "proto", "202")).toEqual([]);
+    expect(await listWorkloadEndpoints(store)).toEqual([]);
   }, 40_000);
 
   it("an exhausted pool fails with IPAM's code 11 and leaves no veth and no WorkloadEndpoint", async () => {
