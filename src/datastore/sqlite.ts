@@ -70,6 +70,12 @@ interface KvRow {
   version: number;
 }
 
+interface RevRow {
+  create_rev: number;
+  mod_rev: number;
+  version: number;
+}
+
 interface EventRow {
   rev: number;
   key: Buffer;
@@ -205,6 +211,10 @@ export class SqliteDatastore implements Datastore {
       bump: db.prepare("UPDATE meta SET revision = revision + 1 WHERE id = 0 RETURNING revision"),
       setCompact: db.prepare("UPDATE meta SET compact_rev = ? WHERE id = 0"),
       get: db.prepare("SELECT key, value, create_rev, mod_rev, version FROM kv WHERE key = ?"),
+      /** The revisions of a key without its value: a compare-and-swap needs no more. */
+      revs: db.prepare("SELECT create_rev, mod_rev, version FROM kv WHERE key = ?"),
+      /** The value a put event wrote (a later put's previous value, see put()). */
+      eventValue: db.prepare("SELECT value FROM events WHERE rev = ? AND type = 0"),
       listFrom: db.prepare(
         "SELECT key, value, create_rev, mod_rev, version FROM kv WHERE key >= ? ORDER BY key",
       ),
@@ -315,27 +325,31 @@ export class SqliteDatastore implements Datastore {
     mustBeNew: boolean,
   ): KeyValue {
     const k = Buffer.from(key, "utf8");
-    const row = this.stmt.get.get(k) as KvRow | undefined;
-    const cur = row ? toKv(row) : undefined;
-    if (mustBeNew && cur) throw new ConflictError(key, cur, `Key "${key}" already exists`);
+    // Only the revisions: the value (often a kilobyte block) is read just to report a conflict.
+    const cur = this.stmt.revs.get(k) as RevRow | undefined;
+    if (mustBeNew && cur)
+      throw new ConflictError(key, this.current(k), `Key "${key}" already exists`);
     if (expected !== undefined) {
       if (!cur) throw new NotFoundError(key);
-      if (cur.modRevision !== expected)
+      if (cur.mod_rev !== expected)
         throw new ConflictError(
           key,
-          cur,
-          `Key "${key}" is at revision ${cur.modRevision}, not ${expected}`,
+          this.current(k),
+          `Key "${key}" is at revision ${cur.mod_rev}, not ${expected}`,
         );
     }
     const rev = this.bump();
     const kv: KeyValue = {
       key,
       value,
-      createRevision: cur ? cur.createRevision : rev,
+      createRevision: cur ? cur.create_rev : rev,
       modRevision: rev,
       version: cur ? cur.version + 1 : 1,
     };
     this.stmt.upsert.run(k, value, kv.createRevision, rev, kv.version);
+    // The previous value is not copied into the event: it is the value of the put event at
+    // prev_mod_rev, read when a watcher needs it (toEvent). One copy of the value per write
+    // instead of two; once compaction has taken that event, the watch event has no `prev`.
     this.stmt.event.run(
       rev,
       k,
@@ -343,13 +357,18 @@ export class SqliteDatastore implements Datastore {
       value,
       kv.createRevision,
       kv.version,
-      cur?.value ?? null,
-      cur?.createRevision ?? null,
-      cur?.modRevision ?? null,
+      null,
+      cur?.create_rev ?? null,
+      cur?.mod_rev ?? null,
       cur?.version ?? null,
     );
     this.autoCompact(rev);
     return kv;
+  }
+
+  private current(k: Buffer): KeyValue | undefined {
+    const row = this.stmt.get.get(k) as KvRow | undefined;
+    return row ? toKv(row) : undefined;
   }
 
   private remove(key: string, expected: number | undefined): boolean {
@@ -484,7 +503,7 @@ export class SqliteDatastore implements Datastore {
             ? this.stmt.eventsRange.all(w.pos, meta.revision, w.lo, w.hi)
             : this.stmt.eventsFrom.all(w.pos, meta.revision, w.lo)
         ) as EventRow[];
-        for (const r of rows) events.push(toEvent(r));
+        for (const r of rows) events.push(this.toEvent(r));
         if (rows.length < EVENT_BATCH) w.pos = meta.revision;
         else w.pos = (rows[rows.length - 1] as EventRow).rev;
       }
@@ -492,6 +511,37 @@ export class SqliteDatastore implements Datastore {
     }
     if (this.watchers.size === 0) this.stopTimer();
     return out;
+  }
+
+  private toEvent(r: EventRow): WatchEvent {
+    const key = r.key.toString("utf8");
+    let prev: KeyValue | undefined;
+    if (r.prev_mod_rev !== null) {
+      // A put's previous value lives in the event that wrote it (older files copied it here).
+      const value =
+        r.prev_value ??
+        (this.stmt.eventValue.get(r.prev_mod_rev) as { value: string } | undefined)?.value;
+      if (value !== undefined)
+        prev = {
+          key,
+          value,
+          createRevision: r.prev_create_rev as number,
+          modRevision: r.prev_mod_rev,
+          version: r.prev_version as number,
+        };
+    }
+    if (r.type === EVENT_DELETE)
+      return prev
+        ? { type: "delete", key, modRevision: r.rev, prev }
+        : { type: "delete", key, modRevision: r.rev };
+    const kv: KeyValue = {
+      key,
+      value: r.value as string,
+      createRevision: r.create_rev as number,
+      modRevision: r.rev,
+      version: r.version as number,
+    };
+    return prev ? { type: "put", kv, prev } : { type: "put", kv };
   }
 
   // --- helpers ---
@@ -549,32 +599,6 @@ function toKv(r: KvRow): KeyValue {
     modRevision: r.mod_rev,
     version: r.version,
   };
-}
-
-function toEvent(r: EventRow): WatchEvent {
-  const key = r.key.toString("utf8");
-  const prev: KeyValue | undefined =
-    r.prev_mod_rev === null
-      ? undefined
-      : {
-          key,
-          value: r.prev_value as string,
-          createRevision: r.prev_create_rev as number,
-          modRevision: r.prev_mod_rev,
-          version: r.prev_version as number,
-        };
-  if (r.type === EVENT_DELETE)
-    return prev
-      ? { type: "delete", key, modRevision: r.rev, prev }
-      : { type: "delete", key, modRevision: r.rev };
-  const kv: KeyValue = {
-    key,
-    value: r.value as string,
-    createRevision: r.create_rev as number,
-    modRevision: r.rev,
-    version: r.version as number,
-  };
-  return prev ? { type: "put", kv, prev } : { type: "put", kv };
 }
 
 /** Our own errors pass through; SQLite lock and I/O failures become UnavailableError. */

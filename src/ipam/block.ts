@@ -340,29 +340,50 @@ function compactAttributes(
 // "sequences" key rather than misread it.
 
 export function encodeBlock(b: Block): string {
+  // Written by hand rather than JSON.stringify of a fresh object: this runs once per pod, and
+  // each attribute's JSON is kept between block versions (attributes are shared). The output
+  // is exactly what JSON.stringify gives for the same object (test/ipam/block.test.ts).
   const size = b.owner.length;
   const bitmap = new Uint8Array((size + 7) >> 3);
-  const owners: number[] = [];
-  const sequences: number[] = [];
+  let owners = "";
+  let sequences = "";
   for (let o = 0; o < size; o++) {
     const idx = b.owner[o] as number;
     if (idx < 0) continue;
     bitmap[o >> 3] |= 1 << (o & 7);
-    owners.push(idx);
-    sequences.push(b.seqForAllocation.get(o) ?? 0);
+    const sep = owners.length > 0 ? "," : "";
+    owners += `${sep}${idx}`;
+    sequences += `${sep}${b.seqForAllocation.get(o) ?? 0}`;
   }
-  return JSON.stringify({
-    cidr: formatCidr(b.cidr),
-    affinity: b.affinity,
-    affinityClaimTime: b.affinityClaimTime,
-    allocated: base64(bitmap),
-    owners,
-    sequences,
-    unallocated: toRuns(b.unallocated),
-    attributes: b.attributes.map((a) => storedAttribute(b, a)),
-    sequenceNumber: b.sequenceNumber,
-    emptySince: b.emptySince,
-  });
+  let attributes = "";
+  for (const a of b.attributes) {
+    attributes += `${attributes.length > 0 ? "," : ""}${storedAttributeJson(b, a)}`;
+  }
+  return (
+    `{"cidr":${JSON.stringify(formatCidr(b.cidr))},"affinity":${JSON.stringify(b.affinity)},` +
+    `"affinityClaimTime":${JSON.stringify(b.affinityClaimTime)},"allocated":"${base64(bitmap)}",` +
+    `"owners":[${owners}],"sequences":[${sequences}],"unallocated":${runsJson(b.unallocated)},` +
+    `"attributes":[${attributes}],"sequenceNumber":${JSON.stringify(b.sequenceNumber)},` +
+    `"emptySince":${JSON.stringify(b.emptySince)}}`
+  );
+}
+
+/** JSON of the free queue as runs [first, last] (toRuns), without the arrays. */
+function runsJson(ordinals: readonly number[]): string {
+  let out = "";
+  let first = -1;
+  let last = -1;
+  for (const o of ordinals) {
+    if (first >= 0 && o === last + 1) {
+      last = o;
+      continue;
+    }
+    if (first >= 0) out += `${out.length > 0 ? "," : ""}[${first},${last}]`;
+    first = o;
+    last = o;
+  }
+  if (first >= 0) out += `${out.length > 0 ? "," : ""}[${first},${last}]`;
+  return `[${out}]`;
 }
 
 /** Decodes and checks a stored block; throws IpamDataError naming key on any inconsistency. */
@@ -545,7 +566,7 @@ type StoredAttribute = [string | null] | [string | null, Readonly<Record<string,
 /** Stored forms by attribute object and block affinity: attributes are shared between versions. */
 const storedAttributes = new WeakMap<
   AllocationAttributes,
-  { affinity: string | null; stored: StoredAttribute }
+  { affinity: string | null; stored: StoredAttribute; json: string }
 >();
 
 /** One attribute as stored: the owner node left out (storedSecondary), no empty secondary. */
@@ -558,8 +579,16 @@ function storedAttribute(b: Block, a: AllocationAttributes): StoredAttribute {
     stored = [a.handleId, secondary];
     break;
   }
-  storedAttributes.set(a, { affinity: b.affinity, stored });
+  storedAttributes.set(a, { affinity: b.affinity, stored, json: JSON.stringify(stored) });
   return stored;
+}
+
+/** JSON.stringify(storedAttribute(b, a)), kept with the attribute. */
+function storedAttributeJson(b: Block, a: AllocationAttributes): string {
+  const memo = storedAttributes.get(a);
+  if (memo !== undefined && memo.affinity === b.affinity) return memo.json;
+  storedAttribute(b, a);
+  return (storedAttributes.get(a) as { json: string }).json;
 }
 
 const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -593,16 +622,6 @@ function storedSecondary(b: Block, a: AllocationAttributes): Readonly<Record<str
     return a.secondary;
   const { node: _node, ...rest } = a.secondary;
   return rest;
-}
-
-function toRuns(ordinals: readonly number[]): Array<[number, number]> {
-  const runs: Array<[number, number]> = [];
-  for (const o of ordinals) {
-    const last = runs[runs.length - 1];
-    if (last && o === last[1] + 1) last[1] = o;
-    else runs.push([o, o]);
-  }
-  return runs;
 }
 
 function fromRuns(runs: ReadonlyArray<readonly [number, number]>): number[] {
