@@ -1,20 +1,26 @@
 // The demo cluster: N nodes, a top-of-rack router (FRR, when installed) and pods, each in its own
 // network namespace on one host, on the embedded datastore. Owns: the topology, the per-node
-// `ocelot bgpd` processes, the pods' wiring and the connectivity check. Not: BGP, IPAM or the
-// kernel programming themselves (the real `ocelot bgpd` and `ocelot-ipam` do those).
+// `ocelot bgpd` processes, the container runtime's part for pods and the connectivity check.
+// Not: BGP, IPAM, pod wiring or the kernel programming themselves (the real `ocelot bgpd`,
+// `ocelot-cni` and `ocelot-ipam` do those).
 //
-// Until the node daemon lands, the demo plays the CNI plugin's part for pods (the veth, the pod's
-// side of it), runs the agent's data plane (src/felix/) once per node (host-side veth settings,
-// sysctls, /32 routes and block blackholes under protocol 202, NAT-outgoing iptables and ipsets)
-// and renders each node's `ocelot bgpd` file from the blocks IPAM gave it. An "internet" host
-// behind the ToR, with a route back to node addresses only, shows NAT-outgoing at work.
+// Each pod is wired the way a container runtime does it: the real `ocelot-cni` plugin runs inside
+// its node's namespace (CNI ADD, delegating to `ocelot-ipam`), creates the veth and writes the
+// pod's WorkloadEndpoint. Until the node daemon lands, the demo runs the agent's data plane
+// (src/felix/) once per node from the WorkloadEndpoints of that node in the datastore (host-side
+// veth settings, sysctls, /32 routes and block blackholes under protocol 202, NAT-outgoing
+// iptables and ipsets) and renders each node's `ocelot bgpd` file from the blocks IPAM gave it.
+// An "internet" host behind the ToR, with a route back to node addresses only, shows
+// NAT-outgoing at work.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { listWorkloadEndpoints } from "../api/client.js";
+import { openDatastore } from "../datastore/open.js";
 import { applyDataplane } from "../felix/apply.js";
 import { renderDataplane } from "../felix/dataplane.js";
-import { workloadIfaceName } from "../felix/workload.js";
+import type { Workload } from "../felix/workload.js";
 import { KernelFib } from "../fib/kernel_fib.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { frrInstalled, frrRunDir, startFrrDaemons } from "../lib/frr.js";
@@ -22,7 +28,8 @@ import { link, Netns, waitFor } from "../lib/netns.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const OCELOT = join(ROOT, "bin", "ocelot");
-const OCELOT_IPAM = join(ROOT, "bin", "ocelot-ipam");
+const BIN = join(ROOT, "bin");
+const OCELOT_CNI = join(BIN, "ocelot-cni");
 
 export const NODE_AS = 64512;
 export const TOR_AS = 65000;
@@ -88,19 +95,30 @@ function commOf(pid: number): string {
   }
 }
 
-/** Runs the ocelot-ipam CNI plugin for one pod and returns its IPv4 address (no prefix length). */
-function cniAdd(datastore: string, node: string, pod: string, netnsPath: string): string {
+/**
+ * Plays the container runtime for one pod: CNI ADD through the real `ocelot-cni` plugin, run in
+ * the node's namespace (the host side of the veth lives there), with IPAM delegated to
+ * `ocelot-ipam` in CNI_PATH. Returns the pod's IPv4 address and the host side's name.
+ */
+function cniAdd(
+  datastore: string,
+  node: Netns,
+  nodeName: string,
+  pod: string,
+  netnsPath: string,
+): { ip: string; hostIface: string } {
   const conf = {
     cniVersion: "1.0.0",
     name: "ocelot-demo",
     type: "ocelot-cni",
     datastore,
-    nodename: node,
+    nodename: nodeName,
     ipam: { type: "ocelot-ipam", ipv4_pools: [POOL_CIDR] },
   };
-  const r = spawnSync(OCELOT_IPAM, [], {
+  const r = spawnSync("ip", ["netns", "exec", node.name, OCELOT_CNI], {
     input: JSON.stringify(conf),
     encoding: "utf8",
+    timeout: 60_000,
     env: {
       ...process.env,
       CNI_COMMAND: "ADD",
@@ -108,14 +126,19 @@ function cniAdd(datastore: string, node: string, pod: string, netnsPath: string)
       CNI_NETNS: netnsPath,
       CNI_IFNAME: "eth0",
       CNI_ARGS: `K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod}`,
-      CNI_PATH: join(ROOT, "bin"),
+      CNI_PATH: BIN,
     },
   });
-  if (r.status !== 0) throw new Error(`ocelot-ipam ADD for ${pod} failed: ${r.stdout}${r.stderr}`);
-  const result = JSON.parse(r.stdout) as { ips?: { address: string }[] };
+  if (r.status !== 0) throw new Error(`ocelot-cni ADD for ${pod} failed: ${r.stdout}${r.stderr}`);
+  const result = JSON.parse(r.stdout) as {
+    interfaces?: { name: string; sandbox?: string }[];
+    ips?: { address: string }[];
+  };
   const v4 = result.ips?.find((ip) => !ip.address.includes(":"));
-  if (!v4) throw new Error(`ocelot-ipam ADD for ${pod} returned no IPv4 address: ${r.stdout}`);
-  return v4.address.split("/")[0];
+  const hostIface = result.interfaces?.find((i) => i.sandbox === undefined)?.name;
+  if (!v4 || !hostIface)
+    throw new Error(`ocelot-cni ADD for ${pod} returned no IPv4 address or host side: ${r.stdout}`);
+  return { ip: v4.address.split("/")[0] as string, hostIface };
 }
 
 /** The /26 (pool block size) that holds addr. */
@@ -198,7 +221,11 @@ export async function demoUp(opts: DemoOptions): Promise<DemoState> {
     );
   }
   mkdirSync(opts.stateDir, { recursive: true });
-  const datastore = `file:${join(opts.stateDir, "store.db")}`;
+  // No demo runs on this state directory: a store left by an earlier one starts afresh (its
+  // WorkloadEndpoints and addresses belonged to pods that are gone).
+  const storeFile = join(opts.stateDir, "store.db");
+  for (const f of [storeFile, `${storeFile}-wal`, `${storeFile}-shm`]) rmSync(f, { force: true });
+  const datastore = `file:${storeFile}`;
   const haveFrr = frrInstalled();
   const state: DemoState = {
     prefix: opts.prefix,
@@ -258,7 +285,7 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
     nodeNs.push(ns);
   }
 
-  // 2. The pool, then pods: IPAM through the real CNI plugin, wiring as the agent would.
+  // 2. The pool, then pods through the real CNI plugin (veth, IPAM, WorkloadEndpoint).
   log(`demo: IPPool ${POOL_CIDR} in ${state.datastore}`);
   const poolYaml = [
     "apiVersion: projectcalico.org/v3",
@@ -276,9 +303,13 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
     for (let p = 1; p <= opts.podsPerNode; p++) {
       const podName = `${node.name}-pod${p}`;
       const pns = addNs(`${opts.prefix}-${podName}`);
-      const ip = cniAdd(state.datastore, node.name, podName, `/var/run/netns/${pns.name}`);
-      const hostIface = workloadIfaceName(`${node.name}/default/${podName}`);
-      wirePod(nodeNs[i], pns, hostIface, ip);
+      const { ip, hostIface } = cniAdd(
+        state.datastore,
+        nodeNs[i] as Netns,
+        node.name,
+        podName,
+        `/var/run/netns/${pns.name}`,
+      );
       state.pods.push({ name: podName, node: node.name, ns: pns.name, ip, hostIface });
       const block = blockOf(ip);
       if (!node.blocks.includes(block)) node.blocks.push(block);
@@ -344,20 +375,35 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
   );
 }
 
+/** The node's workloads as the agent sees them: its WorkloadEndpoints in the datastore. */
+async function nodeWorkloads(datastore: string, node: string): Promise<Workload[]> {
+  const store = await openDatastore(datastore);
+  try {
+    return (await listWorkloadEndpoints(store))
+      .filter((w) => w.spec.node === node && w.spec.interfaceName)
+      .map((w) => {
+        const nets = (w.spec.ipNetworks ?? []).map((n) => n.split("/")[0] as string);
+        return {
+          id: `${w.metadata.namespace}/${w.metadata.name}`,
+          hostIface: w.spec.interfaceName,
+          ipv4: nets.filter((a) => !a.includes(":")),
+          ipv6: nets.filter((a) => a.includes(":")),
+        };
+      });
+  } finally {
+    await store.close();
+  }
+}
+
 /**
- * The agent's data plane for one node, applied once: host-side veth settings, sysctls, pod
- * routes and block blackholes (protocol 202), NAT-outgoing for the pool (it has natOutgoing).
+ * The agent's data plane for one node, applied once from the node's WorkloadEndpoints: host-side
+ * veth settings, sysctls, pod routes and block blackholes (protocol 202), NAT-outgoing for the
+ * pool (it has natOutgoing).
  */
 async function applyAgent(state: DemoState, node: DemoNode, ns: Netns): Promise<void> {
+  const workloads = await nodeWorkloads(state.datastore, node.name);
   const desired = renderDataplane({
-    workloads: state.pods
-      .filter((p) => p.node === node.name)
-      .map((p) => ({
-        id: `${node.name}/default/${p.name}`,
-        hostIface: p.hostIface,
-        ipv4: [p.ip],
-        ipv6: [],
-      })),
+    workloads,
     blocks: node.blocks,
     pools: [{ cidr: POOL_CIDR, natOutgoing: true }],
     clusterCidrs: [`${FABRIC}.0/24`],
@@ -379,15 +425,6 @@ async function applyAgent(state: DemoState, node: DemoNode, ns: Netns): Promise<
   } finally {
     await fib.close();
   }
-}
-
-/** The CNI plugin's part: the veth, and the pod's address and routes on its side. */
-function wirePod(node: Netns, pod: Netns, hostIface: string, ip: string): void {
-  node.ip("link", "add", hostIface, "type", "veth", "peer", "name", "eth0", "netns", pod.name);
-  pod.ip("addr", "add", `${ip}/32`, "dev", "eth0");
-  pod.ip("link", "set", "eth0", "up");
-  pod.ip("route", "add", "169.254.1.1", "dev", "eth0", "scope", "link");
-  pod.ip("route", "add", "default", "via", "169.254.1.1", "dev", "eth0");
 }
 
 /** Pings every pod from one pod on each node (and the ToR), bounded: one packet, 2 s each. */
