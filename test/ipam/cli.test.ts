@@ -16,6 +16,8 @@ describe("ocelot ipam", () => {
   let build: PrivateBuild;
   const run = (...args: string[]) =>
     spawnSync(build.ocelot, ["ipam", ...args, "--datastore", url], { encoding: "utf8" });
+  const datastore = (...args: string[]) =>
+    spawnSync(build.ocelot, ["datastore", ...args, "--datastore", url], { encoding: "utf8" });
 
   beforeAll(async () => {
     build = privateBuild();
@@ -80,8 +82,9 @@ describe("ocelot ipam", () => {
     expect(who.stdout).toContain("workload: ns/web");
   });
 
-  it("check finds the leak; release --from-report frees it and only it", () => {
+  it("check finds the leak; release --from-report (datastore locked) frees it and only it", () => {
     const file = join(dir, "report.json");
+    expect(datastore("lock").status).toBe(0);
     const r = run("check", "-o", file);
     expect(r.status, r.stderr).toBe(0);
     const report = JSON.parse(readFileSync(file, "utf8"));
@@ -97,6 +100,7 @@ describe("ocelot ipam", () => {
       allocated: 1,
       leaked: 0,
     });
+    expect(datastore("unlock").status).toBe(0);
   });
 
   it("release --ip of a free address fails; bad flags are usage errors", () => {
