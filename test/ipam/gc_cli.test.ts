@@ -1,7 +1,7 @@
 // `ocelot ipam gc`, `ocelot datastore lock|unlock|status` and the guards of
 // `ipam release --from-report`, through the real bin/ocelot and bin/ocelot-ipam processes, on an
 // embedded SQLite file and on a real etcd. Results are read back from the datastore.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -259,6 +259,41 @@ describe("ipam gc and the datastore lock on SQLite", () => {
   it("lock: CNI ADD code 11 while locked; release --from-report refusals and success", async () => {
     await lockScenario(url, store, dir, "10.62.0.0/24");
   }, 60_000);
+
+  it("gc without --once passes every interval until SIGTERM, then exits 0", async () => {
+    const p = spawn(
+      build.ocelot,
+      ["ipam", "gc", "--interval", "1s", "--json", "--datastore", url],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    let err = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.stderr.on("data", (d) => (err += d));
+    const exited = new Promise<number | null>((resolve) => p.on("close", (code) => resolve(code)));
+    const kill = setTimeout(() => p.kill("SIGKILL"), 30_000);
+    try {
+      // Two passes (bounded: 20 s), then SIGTERM.
+      const deadline = Date.now() + 20_000;
+      while (out.split("\n").filter(Boolean).length < 2 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      const passes = out
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l));
+      expect(passes.length, err).toBeGreaterThanOrEqual(2);
+      expect(
+        Date.parse(passes[1].observedAt) - Date.parse(passes[0].observedAt),
+      ).toBeGreaterThanOrEqual(900);
+      p.kill("SIGTERM");
+      expect(await exited).toBe(0);
+    } finally {
+      clearTimeout(kill);
+      if (p.exitCode === null) p.kill("SIGKILL");
+    }
+  }, 40_000);
 });
 
 const skipEtcd = skipWithReason("ipam gc on etcd", etcdUnavailableReason());
