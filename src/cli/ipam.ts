@@ -510,7 +510,7 @@ export function register(program: Command): void {
       .option("--interval <duration>", "time between passes", "60s")
       .option(
         "--leak-grace <duration>",
-        "an address leaked this long, seen on two passes, is released",
+        "an address leaked this long (a node gone this long), seen on two passes, is released",
         minutes(DEFAULT_LEAK_GRACE_MS),
       )
       .option(

@@ -1,6 +1,7 @@
 // The `ocelot-ipam` CNI IPAM plugin (CNI spec 1.0.0 and 0.3.x/0.4.0): ADD, DEL, CHECK and
 // VERSION from the CNI environment and the network configuration on stdin, results and errors
-// in the spec's JSON. Owns: config parsing, the handle id, result/error shapes and error codes.
+// in the spec's JSON. Owns: config parsing, the handle id, result/error shapes and error codes,
+// refusing ADD while the datastore is locked (`ocelot datastore lock`).
 // Not: the allocation itself (src/ipam/store.ts) nor opening the datastore (injected).
 import { type Datastore, UnavailableError } from "../datastore/types.js";
 import { PoolSelectionError } from "../ipam/allocator.js";
