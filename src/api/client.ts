@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import type { Datastore, KeyValue, WatchMessage } from "../datastore/types.js";
 import { ConflictError, NotFoundError } from "../datastore/types.js";
 import type { BGPConfiguration, BGPFilter, BGPPeer } from "./bgp.js";
+import type { ClusterInformation } from "./clusterinfo.js";
 import { type FieldIssue, quote, ValidationError } from "./errors.js";
 import { type IPPool, type IPReservation, overlaps } from "./ippool.js";
 import type { Node, WorkloadEndpoint } from "./node.js";
@@ -22,7 +23,12 @@ import {
 
 const CALICO = "projectcalico.org/v3";
 
-export type ResourceErrorCode = "NotFound" | "AlreadyExists" | "Conflict" | "Invalid";
+export type ResourceErrorCode =
+  | "NotFound"
+  | "AlreadyExists"
+  | "Conflict"
+  | "Invalid"
+  | "NotSupported";
 
 /** A resource operation failed for a reason the user can act on. */
 export class ResourceError extends Error {
@@ -52,6 +58,30 @@ export interface ClientOptions {
 /** `ippool "pool1"` or `networkpolicy "ns/name"`: how messages name a resource. */
 export function describe(info: KindInfo, name: string, namespace?: string): string {
   return `${info.singular} ${quote(info.namespaced ? `${namespace}/${name}` : name)}`;
+}
+
+const VERB: Record<WriteMode | "delete", string> = {
+  create: "created",
+  update: "replaced",
+  apply: "applied",
+  delete: "deleted",
+};
+
+/**
+ * Refuses a write to a kind the resource commands only read (ClusterInformation: as calicoctl,
+ * whose ErrorOperationNotSupported this is). Throws ResourceError "NotSupported".
+ */
+export function refuseReadOnly(
+  info: KindInfo,
+  name: string,
+  namespace: string | undefined,
+  op: WriteMode | "delete",
+): void {
+  if (info.readOnly === undefined) return;
+  throw new ResourceError(
+    "NotSupported",
+    `${describe(info, name, namespace)} cannot be ${VERB[op]}: ${info.readOnly}`,
+  );
 }
 
 /** Decodes one stored key-value into a resource, with resourceVersion from its modRevision. */
@@ -115,6 +145,7 @@ export class ResourceClient {
   async check(mode: WriteMode, v: Validated, batch: readonly Validated[] = []): Promise<void> {
     const { info, resource } = v;
     const { name, namespace, resourceVersion, uid } = resource.metadata;
+    refuseReadOnly(info, name, namespace, mode);
     const current = await this.get(info, name, namespace);
     const what = describe(info, name, namespace);
     if (info.kind === "IPPool" && info.apiVersion === CALICO) await this.checkPoolOverlap(v, batch);
@@ -180,6 +211,7 @@ export class ResourceClient {
   async writeValidated(mode: WriteMode, v: Validated): Promise<Resource> {
     const { info, resource } = v;
     const { name, namespace } = resource.metadata;
+    refuseReadOnly(info, name, namespace, mode);
     const key = resourceKey(info, name, namespace);
     const what = describe(info, name, namespace);
     const current = mode === "create" ? undefined : await this.store.get(key);
@@ -244,6 +276,7 @@ export class ResourceClient {
     namespace?: string,
     resourceVersion?: string,
   ): Promise<Resource> {
+    refuseReadOnly(info, name, namespace, "delete");
     const key = resourceKey(info, name, namespace);
     const what = describe(info, name, namespace);
     const current = await this.store.get(key);
@@ -351,6 +384,9 @@ export const listNetworkPolicies = (store: Datastore, namespace?: string) =>
   listAs<NetworkPolicy>(store, "NetworkPolicy", namespace);
 export const listGlobalNetworkPolicies = (store: Datastore) =>
   listAs<GlobalNetworkPolicy>(store, "GlobalNetworkPolicy");
+/** The cluster's identity record as a resource (written by src/ipam/cluster.ts), if stored. */
+export const getClusterInformation = (store: Datastore) =>
+  getAs<ClusterInformation>(store, "ClusterInformation", "default");
 export const listK8sNetworkPolicies = (store: Datastore, namespace?: string) =>
   listAs<K8sNetworkPolicy>(store, "NetworkPolicy", namespace, "networking.k8s.io/v1");
 

@@ -8,6 +8,7 @@ import {
   bgpPeerSchema,
   effectiveBgpConfiguration,
 } from "./bgp.js";
+import { CLUSTER_INFORMATION_WRITERS, clusterInformationSchema } from "./clusterinfo.js";
 import { type FieldIssue, quote, toFieldIssues, ValidationError } from "./errors.js";
 import type { Metadata } from "./fields.js";
 import { API_VERSION, ipPoolSchema, ipReservationSchema } from "./ippool.js";
@@ -48,6 +49,11 @@ export interface KindInfo {
   wideColumns: Column[];
   /** Spec fields that cannot change once created (Calico: IPPool cidr and blockSize). */
   immutable: string[];
+  /**
+   * Set for kinds the resource commands only read (calicoctl refuses to write them): why, naming
+   * what writes them instead.
+   */
+  readOnly?: string;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: table cells read arbitrary spec fields.
@@ -247,6 +253,23 @@ export const KINDS: readonly KindInfo[] = [
     namespaced: true,
     schema: k8sNetworkPolicySchema,
     columns: [NAMESPACE, NAME, col("POD-SELECTOR", (r) => labelSelectorText(spec(r).podSelector))],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "ClusterInformation",
+    plural: "clusterinformations",
+    singular: "clusterinformation",
+    aliases: ["clusterinfo", "clusterinfos"],
+    namespaced: false,
+    schema: clusterInformationSchema,
+    columns: [
+      NAME,
+      col("CLUSTERGUID", (r) => spec(r).clusterGUID),
+      col("CLUSTERTYPE", (r) => spec(r).clusterType),
+      col("CALICOVERSION", (r) => spec(r).calicoVersion),
+      col("DATASTOREREADY", (r) => spec(r).datastoreReady),
+    ],
+    readOnly: CLUSTER_INFORMATION_WRITERS,
   }),
 ];
 

@@ -8,6 +8,7 @@ import {
   describe as describeResource,
   ResourceClient,
   ResourceError,
+  refuseReadOnly,
   type Validated,
   type WriteMode,
 } from "../api/client.js";
@@ -293,7 +294,13 @@ async function deleteCommand(
     for (const t of targets) {
       const current = await client.get(t.info, t.name, t.namespace);
       const what = describeResource(t.info, t.name, t.namespace);
-      if (current === undefined) {
+      if (t.info.readOnly !== undefined) {
+        try {
+          refuseReadOnly(t.info, t.name, t.namespace, "delete");
+        } catch (err) {
+          errors.push(`${t.where}${(err as Error).message}`);
+        }
+      } else if (current === undefined) {
         if (opts.skipNotExists !== true) errors.push(`${t.where}${what} not found`);
       } else if (
         t.resourceVersion !== undefined &&
