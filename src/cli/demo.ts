@@ -4,6 +4,7 @@ import type { Command } from "commander";
 import { netnsUnavailableReason } from "../lib/netns.js";
 import {
   checkConnectivity,
+  checkIpamClean,
   checkSourceAddresses,
   demoDown,
   demoUp,
@@ -55,11 +56,19 @@ export function register(program: Command): void {
       try {
         const pings = checkConnectivity(state);
         const sources = await checkSourceAddresses(state);
+        const ipam = checkIpamClean(state);
         const failed = [...pings, ...sources].filter((p) => !p.ok);
         if (opts.json) {
           console.log(
             JSON.stringify(
-              { convergedSeconds: converged, nodes: state.nodes, pods: state.pods, pings, sources },
+              {
+                convergedSeconds: converged,
+                nodes: state.nodes,
+                pods: state.pods,
+                pings,
+                sources,
+                ipam,
+              },
               null,
               2,
             ),
@@ -82,10 +91,14 @@ export function register(program: Command): void {
           log(
             `demo: ${masq.filter((c) => c.ok).length} of ${masq.length} pod connections to the internet host were masqueraded to their node's address (NAT-outgoing)`,
           );
+          log(
+            `demo: ocelot ipam check: ${ipam.leaked} leaked addresses, ${ipam.blocksOfMissingNodes} blocks of missing nodes; ocelot ipam gc --dry-run: ${ipam.gcPlanned.length} planned`,
+          );
           if (opts.keep) {
             log(`demo: left running. Look around with e.g.:`);
             log(`  ip -n ${state.nodes[0].ns} route`);
             log(`  ocelot status --socket ${state.stateDir}/${state.nodes[0].name}.sock`);
+            log(`  ocelot ipam check --datastore ${state.datastore}`);
             log(
               `  ip netns exec ${state.tor.ns} vtysh -N ${state.tor.ns} -c 'show bgp ipv4 unicast'`,
             );
@@ -93,6 +106,10 @@ export function register(program: Command): void {
           }
         }
         if (failed.length > 0) throw new CliError(`${failed.length} connectivity checks failed`);
+        if (!ipam.ok)
+          throw new CliError(
+            `IPAM is not clean on the demo's datastore: ${ipam.problems.join("; ")}`,
+          );
       } finally {
         if (!opts.keep) demoDown(state, log);
       }

@@ -1,8 +1,9 @@
 // The demo cluster: N nodes, a top-of-rack router (FRR, when installed) and pods, each in its own
-// network namespace on one host, on the embedded datastore. Owns: the topology, the per-node
-// `ocelot bgpd` processes, the container runtime's part for pods and the connectivity check.
-// Not: BGP, IPAM, pod wiring or the kernel programming themselves (the real `ocelot bgpd`,
-// `ocelot-cni` and `ocelot-ipam` do those).
+// network namespace on one host, on the embedded datastore. Owns: the topology, each node's Node
+// resource, the per-node `ocelot bgpd` processes, the container runtime's part for pods and the
+// closing checks (connectivity, source addresses, and IPAM clean by the real `ocelot ipam check`
+// and a dry-run `ocelot ipam gc`). Not: BGP, IPAM, pod wiring or the kernel programming
+// themselves (the real `ocelot bgpd`, `ocelot-cni` and `ocelot-ipam` do those).
 //
 // Each pod is wired the way a container runtime does it: the real `ocelot-cni` plugin runs inside
 // its node's namespace (CNI ADD, delegating to `ocelot-ipam`), creates the veth and writes the
@@ -16,7 +17,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { listWorkloadEndpoints } from "../api/client.js";
+import { applyResource, listWorkloadEndpoints } from "../api/client.js";
 import { openDatastore } from "../datastore/open.js";
 import { applyDataplane } from "../felix/apply.js";
 import { renderDataplane } from "../felix/dataplane.js";
@@ -35,6 +36,7 @@ export const NODE_AS = 64512;
 export const TOR_AS = 65000;
 export const POOL_CIDR = "10.244.0.0/16";
 const FABRIC = "10.255.0"; // .1 ToR, .10+i node i
+const FABRIC_PREFIX_LENGTH = 24;
 /** The "internet" behind the ToR (TEST-NET-2): .1 the ToR, .10 a host out there. */
 const INTERNET = "198.51.100";
 
@@ -258,24 +260,24 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
   };
 
   // 1. The fabric: a bridge in the ToR namespace, every node on it.
-  log(`demo: fabric ${FABRIC}.0/24 on a bridge in ${state.tor.ns}`);
+  log(`demo: fabric ${FABRIC}.0/${FABRIC_PREFIX_LENGTH} on a bridge in ${state.tor.ns}`);
   const tor = addNs(state.tor.ns);
   tor.ip("link", "add", "fabric", "type", "bridge");
-  tor.ip("addr", "add", `${state.tor.address}/24`, "dev", "fabric");
+  tor.ip("addr", "add", `${state.tor.address}/${FABRIC_PREFIX_LENGTH}`, "dev", "fabric");
   tor.ip("link", "set", "fabric", "up");
   // The internet: one host behind the ToR that knows the way back to node addresses only, so
   // only masqueraded pod traffic can be answered (DESIGN.md §1 point 4).
   const internet = { ns: `${opts.prefix}-inet`, address: `${INTERNET}.10` };
   const inet = addNs(internet.ns);
   link(tor, "inet0", `${INTERNET}.1/24`, inet, "eth0", `${internet.address}/24`);
-  inet.ip("route", "add", `${FABRIC}.0/24`, "via", `${INTERNET}.1`);
+  inet.ip("route", "add", `${FABRIC}.0/${FABRIC_PREFIX_LENGTH}`, "via", `${INTERNET}.1`);
   state.internet = internet;
   const nodeNs: Netns[] = [];
   for (let i = 1; i <= opts.nodes; i++) {
     const name = `node${i}`;
     const ns = addNs(`${opts.prefix}-${name}`);
     const address = `${FABRIC}.${10 + i}`;
-    link(ns, "eth0", `${address}/24`, tor, `port${i}`, undefined);
+    link(ns, "eth0", `${address}/${FABRIC_PREFIX_LENGTH}`, tor, `port${i}`, undefined);
     tor.ip("link", "set", `port${i}`, "master", "fabric");
     ns.exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0");
     // The ToR is the node's default gateway (as on a real rack); proxy ARP for the pods'
@@ -298,6 +300,11 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
     encoding: "utf8",
   });
   if (applied.status !== 0) throw new Error(`ocelot apply of the IPPool failed: ${applied.stderr}`);
+
+  // A node daemon registers its Node before it wires pods (calico-node does): IPAM's check and
+  // GC take blocks of a node with no Node resource for blocks of a node that is gone.
+  log(`demo: Node resources for ${state.nodes.map((n) => n.name).join(", ")}`);
+  await registerNodes(state);
 
   for (const [i, node] of state.nodes.entries()) {
     for (let p = 1; p <= opts.podsPerNode; p++) {
@@ -375,6 +382,25 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
   );
 }
 
+/** Each node's Node resource (name, fabric address with its prefix length, AS), as its daemon. */
+async function registerNodes(state: DemoState): Promise<void> {
+  const store = await openDatastore(state.datastore);
+  try {
+    for (const node of state.nodes) {
+      await applyResource(store, {
+        apiVersion: "projectcalico.org/v3",
+        kind: "Node",
+        metadata: { name: node.name },
+        spec: {
+          bgp: { ipv4Address: `${node.address}/${FABRIC_PREFIX_LENGTH}`, asNumber: NODE_AS },
+        },
+      });
+    }
+  } finally {
+    await store.close();
+  }
+}
+
 /** The node's workloads as the agent sees them: its WorkloadEndpoints in the datastore. */
 async function nodeWorkloads(datastore: string, node: string): Promise<Workload[]> {
   const store = await openDatastore(datastore);
@@ -406,7 +432,7 @@ async function applyAgent(state: DemoState, node: DemoNode, ns: Netns): Promise<
     workloads,
     blocks: node.blocks,
     pools: [{ cidr: POOL_CIDR, natOutgoing: true }],
-    clusterCidrs: [`${FABRIC}.0/24`],
+    clusterCidrs: [`${FABRIC}.0/${FABRIC_PREFIX_LENGTH}`],
     nodeAddresses: state.nodes.map((n) => n.address),
     options: { ipv6: false },
   });
@@ -518,6 +544,84 @@ export async function checkSourceAddresses(state: DemoState): Promise<SourceChec
     });
   }
   return checks;
+}
+
+export interface IpamCheck {
+  /** From `ocelot ipam check`: allocated addresses no WorkloadEndpoint holds. */
+  leaked: number;
+  /** From `ocelot ipam check`: blocks whose node has no Node resource. */
+  blocksOfMissingNodes: number;
+  emptyHandles: number;
+  /** What an `ocelot ipam gc --once --dry-run` pass planned or would start watching. */
+  gcPlanned: string[];
+  /** Each reason the check failed; empty when the datastore is clean. */
+  problems: string[];
+  ok: boolean;
+}
+
+/** Runs `ocelot <args> --json --datastore <the demo's>`, bounded; its JSON, or a problem. */
+function ocelotJson<T>(state: DemoState, args: string[], problems: string[]): T | undefined {
+  const what = `ocelot ${args.join(" ")}`;
+  const r = spawnSync(OCELOT, [...args, "--json", "--datastore", state.datastore], {
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  if (r.status !== 0) {
+    problems.push(`${what} failed (exit ${r.status ?? r.signal}): ${r.stderr.trim()}`);
+    return undefined;
+  }
+  try {
+    return JSON.parse(r.stdout) as T;
+  } catch (err) {
+    problems.push(`${what} printed no JSON: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+/**
+ * The datastore is as a running cluster leaves it: the real `ocelot ipam check` finds no leaked
+ * address and no block of a missing node, and a dry-run `ocelot ipam gc` pass plans no release
+ * and watches nothing (no leak, no node without its Node resource).
+ */
+export function checkIpamClean(state: DemoState): IpamCheck {
+  const problems: string[] = [];
+  const report = ocelotJson<{
+    summary: { leaked: number; blocksOfMissingNodes: number; emptyHandles: number };
+    leakedAddresses: { address: string; reason: string }[];
+    blocksOfMissingNodes: { block: string; node: string }[];
+  }>(state, ["ipam", "check"], problems);
+  const gc = ocelotJson<{
+    actions: { kind: string; address?: string; node?: string; block?: string }[];
+    watching: { leaks: { address: string }[]; goneNodes: { node: string }[] };
+  }>(state, ["ipam", "gc", "--once", "--dry-run"], problems);
+  const s = report?.summary;
+  if (report && s) {
+    if (s.leaked > 0)
+      problems.push(
+        `ocelot ipam check: ${s.leaked} leaked addresses (${report.leakedAddresses.map((l) => `${l.address}: ${l.reason}`).join("; ")})`,
+      );
+    if (s.blocksOfMissingNodes > 0)
+      problems.push(
+        `ocelot ipam check: ${s.blocksOfMissingNodes} blocks of nodes that no longer exist (${report.blocksOfMissingNodes.map((b) => `${b.block} of ${b.node}`).join(", ")})`,
+      );
+  }
+  const gcPlanned = gc
+    ? [
+        ...gc.actions.map((a) => `${a.kind} ${a.address ?? a.node ?? a.block ?? ""}`.trim()),
+        ...gc.watching.leaks.map((l) => `watch leak ${l.address}`),
+        ...gc.watching.goneNodes.map((g) => `watch gone node ${g.node}`),
+      ]
+    : [];
+  if (gcPlanned.length > 0)
+    problems.push(`ocelot ipam gc --dry-run planned: ${gcPlanned.join(", ")}`);
+  return {
+    leaked: s?.leaked ?? -1,
+    blocksOfMissingNodes: s?.blocksOfMissingNodes ?? -1,
+    emptyHandles: s?.emptyHandles ?? -1,
+    gcPlanned,
+    problems,
+    ok: problems.length === 0,
+  };
 }
 
 /** Ends the processes we started (by PID, if still ours) and deletes our namespaces. */

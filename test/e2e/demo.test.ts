@@ -1,12 +1,16 @@
 // End to end: the demo cluster (real ocelot bgpd per node, FRR ToR, ocelot-ipam, pods in
 // namespaces) proves the network model with real traffic: every pod reaches every pod and the
 // ToR reaches every pod, and receivers see the sender's own address (no NAT), while a host on
-// the internet behind the ToR sees pods' traffic from their node's address (NAT-outgoing).
+// the internet behind the ToR sees pods' traffic from their node's address (NAT-outgoing). And it
+// leaves IPAM clean: every node has its Node resource, so the real `ocelot ipam check` finds no
+// leak and no block of a missing node and a dry-run `ocelot ipam gc` plans nothing; with one Node
+// deleted, the same check fails.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { checkIpamClean, loadState } from "../../src/node/demo.js";
 import { netnsUnavailableReason, RUN_PREFIX, skipWithReason } from "../helpers/netns.js";
 
 const bin = new URL("../../bin/ocelot", import.meta.url).pathname;
@@ -27,10 +31,18 @@ interface DemoJson {
     nat: boolean;
     ok: boolean;
   }[];
+  ipam: {
+    leaked: number;
+    blocksOfMissingNodes: number;
+    emptyHandles: number;
+    gcPlanned: string[];
+    problems: string[];
+    ok: boolean;
+  };
 }
 
 describe.skipIf(skip)("ocelot demo", () => {
-  it("runs 3 nodes with 2 pods each: all pods reach each other and the ToR reaches all, without NAT; the internet sees pods as their node", () => {
+  it("runs 3 nodes with 2 pods each: all pods reach each other and the ToR reaches all, without NAT; the internet sees pods as their node; IPAM is clean", () => {
     const stateDir = mkdtempSync(join(tmpdir(), "ocelot-demo-"));
     try {
       const r = spawnSync(
@@ -42,6 +54,7 @@ describe.skipIf(skip)("ocelot demo", () => {
           "--pods",
           "2",
           "--json",
+          "--keep",
           "--prefix",
           `${RUN_PREFIX}d`,
           "--state-dir",
@@ -75,8 +88,40 @@ describe.skipIf(skip)("ocelot demo", () => {
       // Each node's blocks are distinct and the pods' addresses lie in their node's block.
       const blocks = out.nodes.flatMap((n) => n.blocks);
       expect(new Set(blocks).size).toBe(blocks.length);
+
+      // IPAM is clean: each node registered its Node (read back by the real CLI), no leak, no
+      // block of a missing node, and a dry-run GC pass plans and watches nothing.
+      expect(out.ipam).toEqual({
+        leaked: 0,
+        blocksOfMissingNodes: 0,
+        emptyHandles: 0,
+        gcPlanned: [],
+        problems: [],
+        ok: true,
+      });
+      const state = loadState(stateDir);
+      if (state === undefined) throw new Error(`no demo state in ${stateDir}`);
+      const ocelot = (...args: string[]) =>
+        spawnSync(bin, [...args, "--datastore", state.datastore], {
+          encoding: "utf8",
+          timeout: 30_000,
+        });
+      const nodes = JSON.parse(ocelot("get", "nodes", "-o", "json").stdout) as {
+        items: { metadata: { name: string }; spec: { bgp: unknown } }[];
+      };
+      expect(nodes.items.map((n) => [n.metadata.name, n.spec.bgp])).toEqual(
+        out.nodes.map((n) => [n.name, { ipv4Address: `${n.address}/24`, asNumber: 64512 }]),
+      );
+      // The check can fail: without node3's Node its blocks are a missing node's.
+      expect(ocelot("delete", "node", "node3").status).toBe(0);
+      const after = checkIpamClean(state);
+      expect(after.ok).toBe(false);
+      expect(after.leaked).toBe(0);
+      expect(after.blocksOfMissingNodes).toBe(out.nodes[2]?.blocks.length);
+      expect(after.gcPlanned).toEqual(["watch gone node node3"]);
+      expect(after.problems.join("\n")).toMatch(/blocks of nodes that no longer exist/);
     } finally {
-      // The demo removes its namespaces itself; this only guards against a crash mid-way.
+      // --keep: the demo is removed here (also after a failure mid-way).
       spawnSync(bin, ["demo", "down", "--state-dir", stateDir], { encoding: "utf8" });
       rmSync(stateDir, { recursive: true, force: true });
     }
