@@ -20,6 +20,7 @@ import {
   type KeyValue,
   type ListResult,
   NotFoundError,
+  PresentError,
   UnavailableError,
   type Watch,
   type WatchEvent,
@@ -235,6 +236,61 @@ export class EtcdDatastore implements Datastore {
         kv,
         `Key "${key}" is at revision ${kv.modRevision}, not ${expectedModRevision}`,
       );
+    }
+    return afterPut(
+      key,
+      value,
+      Number(res.header.revision),
+      res.responses[0]?.response_put?.prev_kv,
+    );
+  }
+
+  async updateIfAbsent(
+    key: string,
+    value: string,
+    expectedModRevision: number,
+    absentKeys: readonly string[],
+  ): Promise<KeyValue> {
+    this.check(key, value);
+    for (const a of absentKeys) this.check(a);
+    const k = Buffer.from(key);
+    const absent = absentKeys.map((a) => Buffer.from(a));
+    const res = await this.rpc("update", key, () =>
+      this.client.kv.txn({
+        compare: [
+          { key: k, target: "Mod", result: "Equal", mod_revision: expectedModRevision },
+          ...absent.map((a) => ({
+            key: a,
+            target: "Create" as const,
+            result: "Equal" as const,
+            create_revision: 0,
+          })),
+        ],
+        success: [{ request_put: { key: k, value: Buffer.from(value), prev_kv: true } }],
+        // Which compare failed: the key itself first (as update() reports it), then each absent key.
+        failure: [
+          { request_range: { key: k } },
+          ...absent.map((a) => ({ request_range: { key: a, keys_only: true } })),
+        ],
+      }),
+    );
+    if (!res.succeeded) {
+      const cur = res.responses[0]?.response_range?.kvs[0];
+      if (!cur) throw new NotFoundError(key);
+      const kv = toKv(cur);
+      if (kv.modRevision !== expectedModRevision)
+        throw new ConflictError(
+          key,
+          kv,
+          `Key "${key}" is at revision ${kv.modRevision}, not ${expectedModRevision}`,
+        );
+      const present = absentKeys.findIndex(
+        (_, i) => (res.responses[i + 1]?.response_range?.kvs.length ?? 0) > 0,
+      );
+      // Every compare held when read back: the state moved between the Txn and its failure
+      // branch cannot happen in one Txn, so this is a conflict on the key at worst.
+      if (present < 0) throw new ConflictError(key, kv, `Key "${key}" changed during the update`);
+      throw new PresentError(absentKeys[present] as string);
     }
     return afterPut(
       key,

@@ -8,6 +8,7 @@ import {
   type KeyValue,
   type ListResult,
   NotFoundError,
+  PresentError,
   type Watch,
   type WatchEvent,
   type WatchMessage,
@@ -204,6 +205,26 @@ export class MemoryDatastore implements Datastore {
           `Key "${key}" is at revision ${cur.modRevision}, not ${expectedModRevision}`,
         );
     }
+    return this.store.put(key, value);
+  }
+
+  async updateIfAbsent(
+    key: string,
+    value: string,
+    expectedModRevision: number,
+    absentKeys: readonly string[],
+  ): Promise<KeyValue> {
+    this.check(key, value);
+    for (const k of absentKeys) validateKeyValue(k);
+    const cur = this.store.kv.get(key);
+    if (!cur) throw new NotFoundError(key);
+    if (cur.modRevision !== expectedModRevision)
+      throw new ConflictError(
+        key,
+        cur,
+        `Key "${key}" is at revision ${cur.modRevision}, not ${expectedModRevision}`,
+      );
+    for (const k of absentKeys) if (this.store.kv.has(k)) throw new PresentError(k);
     return this.store.put(key, value);
   }
 

@@ -63,6 +63,14 @@ export class NotFoundError extends Error {
   }
 }
 
+/** Thrown by updateIfAbsent when a key that had to be missing exists (nothing was written). */
+export class PresentError extends Error {
+  constructor(readonly key: string) {
+    super(`Key "${key}" exists`);
+    this.name = "PresentError";
+  }
+}
+
 /** The store is unreachable or refused the call (network, auth, timeout). Retrying may help. */
 export class UnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -85,6 +93,18 @@ export interface Datastore {
    * Without expectedModRevision it writes unconditionally (create or overwrite).
    */
   update(key: string, value: string, expectedModRevision?: number): Promise<KeyValue>;
+  /**
+   * update() at expectedModRevision that also requires every key of absentKeys to be missing,
+   * both checked in the write's own transaction (etcd: one Txn that also compares each key's
+   * create revision to 0). Throws what update() throws when the revision does not match (that
+   * check comes first), else PresentError naming a present key; nothing is written then.
+   */
+  updateIfAbsent(
+    key: string,
+    value: string,
+    expectedModRevision: number,
+    absentKeys: readonly string[],
+  ): Promise<KeyValue>;
   /** Deletes key (only at expectedModRevision when given). Returns false if it did not exist. */
   delete(key: string, expectedModRevision?: number): Promise<boolean>;
   /** Watches keys under prefix for changes after fromRevision (exclusive: events with revision > fromRevision). */

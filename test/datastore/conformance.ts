@@ -7,6 +7,7 @@ import {
   ConflictError,
   type Datastore,
   NotFoundError,
+  PresentError,
   type WatchEvent,
   type WatchMessage,
 } from "../../src/datastore/types.js";
@@ -148,6 +149,36 @@ export function runConformance(name: string, open: () => Promise<Backend>): void
       const nf = await rejects(s.update(`${p}absent`, "x", 1), NotFoundError);
       expect(nf.key).toBe(`${p}absent`);
       expect(await s.get(`${p}absent`)).toBeUndefined();
+    });
+
+    it("updateIfAbsent writes only at the revision and while the other keys are missing", async () => {
+      const p = pfx();
+      const kv = await s.create(`${p}block`, "v1");
+      const kv2 = await s.updateIfAbsent(`${p}block`, "v2", kv.modRevision, [
+        `${p}handle-a`,
+        `${p}handle-b`,
+      ]);
+      expect(kv2).toMatchObject({ value: "v2", version: 2, createRevision: kv.createRevision });
+      expect(kv2.modRevision).toBe(await s.revision());
+      await s.create(`${p}handle-b`, "record");
+      const rev = await s.revision();
+      const present = await rejects(
+        s.updateIfAbsent(`${p}block`, "lost", kv2.modRevision, [`${p}handle-a`, `${p}handle-b`]),
+        PresentError,
+      );
+      expect(present.key).toBe(`${p}handle-b`);
+      // The revision is compared first: a stale one is a ConflictError with the current value.
+      const stale = await rejects(
+        s.updateIfAbsent(`${p}block`, "lost", kv.modRevision, [`${p}handle-b`]),
+        ConflictError,
+      );
+      expect(stale.current).toEqual(kv2);
+      await rejects(s.updateIfAbsent(`${p}nothing`, "x", 1, []), NotFoundError);
+      expect(await s.revision()).toBe(rev);
+      expect((await s.get(`${p}block`))?.value).toBe("v2");
+      await s.delete(`${p}handle-b`);
+      const kv3 = await s.updateIfAbsent(`${p}block`, "v3", kv2.modRevision, [`${p}handle-b`]);
+      expect(kv3).toMatchObject({ value: "v3", version: 3 });
     });
 
     it("delete with an expected revision refuses a stale revision", async () => {
