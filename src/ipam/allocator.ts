@@ -4,7 +4,7 @@
 // block.ts) nor compare-and-swap (store.ts).
 import { createHash } from "node:crypto";
 import { matchSelector, parseSelector } from "../api/selector.js";
-import { type Block, freeCount, hostAffinity } from "./block.js";
+import { type Block, freeCount, hostAffinity, NOTHING_RESERVED } from "./block.js";
 import {
   blockCount,
   type Cidr,
@@ -118,7 +118,7 @@ export function reservedIn(
   reservations: readonly Cidr[],
 ): (ordinal: number) => boolean {
   const hits = reservations.filter((r) => cidrOverlaps(r, block));
-  if (hits.length === 0) return () => false;
+  if (hits.length === 0) return NOTHING_RESERVED;
   return (ordinal) => {
     const v = block.base + BigInt(ordinal);
     return hits.some((r) => cidrContains(r, block.family, v));

@@ -91,12 +91,15 @@ export function ordinalOf(b: Block, value: bigint): number {
 /** Free ordinals that are not reserved. */
 export function freeCount(
   b: Block,
-  isReserved: (ordinal: number) => boolean = () => false,
+  isReserved: (ordinal: number) => boolean = NOTHING_RESERVED,
 ): number {
   let n = 0;
   for (const o of b.unallocated) if (!isReserved(o)) n++;
   return n;
 }
+
+/** The reservation test of a block no reservation touches (assign() takes a faster path). */
+export const NOTHING_RESERVED = (_ordinal: number): boolean => false;
 
 export interface Assigned {
   ordinal: number;
@@ -111,7 +114,7 @@ export function assignFromBlock(
   b: Block,
   count: number,
   attrs: AllocationAttributes,
-  isReserved: (ordinal: number) => boolean = () => false,
+  isReserved: (ordinal: number) => boolean = NOTHING_RESERVED,
 ): { block: Block; assigned: Assigned[] } {
   const draft = new BlockDraft(b);
   const assigned = draft.assign(count, attrs, isReserved);
@@ -156,16 +159,24 @@ export class BlockDraft {
   assign(
     count: number,
     attrs: AllocationAttributes,
-    isReserved: (ordinal: number) => boolean = () => false,
+    isReserved: (ordinal: number) => boolean = NOTHING_RESERVED,
   ): Assigned[] {
-    const taken: number[] = [];
-    const rest: number[] = [];
-    for (const o of this.unallocated) {
-      if (taken.length < count && !isReserved(o)) taken.push(o);
-      else rest.push(o);
+    let taken: number[];
+    if (isReserved === NOTHING_RESERVED) {
+      // The usual case: the head of the free queue, no test per ordinal.
+      taken = this.unallocated.slice(0, count);
+      if (taken.length === 0) return [];
+      this.unallocated = this.unallocated.slice(taken.length);
+    } else {
+      taken = [];
+      const rest: number[] = [];
+      for (const o of this.unallocated) {
+        if (taken.length < count && !isReserved(o)) taken.push(o);
+        else rest.push(o);
+      }
+      if (taken.length === 0) return [];
+      this.unallocated = rest;
     }
-    if (taken.length === 0) return [];
-    this.unallocated = rest;
     this.owner ??= this.base.owner.slice();
     this.seqs ??= copyMap(this.base.seqForAllocation);
     this.attributes ??= [...this.base.attributes];
@@ -260,7 +271,10 @@ const handleSets = new WeakMap<Block, ReadonlySet<string | null>>();
 /** True when handleId holds an address in b (attributes are compacted on release). */
 export function holdsHandle(b: Block, handleId: string): boolean {
   // A block with room changes on the next assignment: a scan is cheaper than a set built for it.
-  if (b.unallocated.length > 0) return b.attributes.some((a) => a.handleId === handleId);
+  if (b.unallocated.length > 0) {
+    for (const a of b.attributes) if (a.handleId === handleId) return true;
+    return false;
+  }
   let set = handleSets.get(b);
   if (set === undefined) {
     set = new Set(b.attributes.map((a) => a.handleId));

@@ -4,11 +4,12 @@ import ipaddr from "ipaddr.js";
 
 export type Family = 4 | 6;
 
+/** A prefix, as a value: never changed once made (formatCidr keeps its text). */
 export interface Cidr {
-  family: Family;
+  readonly family: Family;
   /** Network address (host bits zero). */
-  base: bigint;
-  prefixLen: number;
+  readonly base: bigint;
+  readonly prefixLen: number;
 }
 
 export const familyBits = (family: Family): number => (family === 4 ? 32 : 128);
@@ -73,8 +74,16 @@ export function parseCidr(text: string, strict = true): Cidr {
   return { family: addr.family, base: addr.value & ~hostMask, prefixLen };
 }
 
+/** Text of each Cidr value seen (a block's CIDR is formatted on every assignment to it). */
+const cidrText = new WeakMap<Cidr, string>();
+
 export function formatCidr(c: Cidr): string {
-  return `${formatAddress(c.family, c.base)}/${c.prefixLen}`;
+  let text = cidrText.get(c);
+  if (text === undefined) {
+    text = `${formatAddress(c.family, c.base)}/${c.prefixLen}`;
+    cidrText.set(c, text);
+  }
+  return text;
 }
 
 /** Number of addresses in c, as a bigint (IPv6 prefixes can be huge). */

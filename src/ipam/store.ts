@@ -4,7 +4,13 @@
 // pending → block created → affinity confirmed; pendingDeletion → deleted when released), the
 // handle written before the block so a retried ADD is idempotent. Not: the decisions themselves
 // (allocator.ts, block.ts).
-import { ConflictError, type Datastore, type KeyValue, NotFoundError } from "../datastore/types.js";
+import {
+  ConflictError,
+  type Datastore,
+  type KeyValue,
+  NotFoundError,
+  PresentError,
+} from "../datastore/types.js";
 import {
   type AllowedUse,
   describePools,
@@ -128,6 +134,8 @@ interface Context {
 }
 
 const FAMILIES = [4, 6] as const;
+/** The first try's stand-in for the handle record read: no record (each write checks it). */
+const NO_RECORD: Promise<{ handle: Handle | undefined }> = Promise.resolve({ handle: undefined });
 
 interface BlockEntry {
   key: string;
@@ -150,11 +158,24 @@ export interface AllocationInfo {
 
 interface BlockRequest {
   handleId: string;
+  /** The handle record's key when the write must find it missing (the first try, see autoAssign). */
+  absentKey?: string;
   count: number;
   attrs: AllocationAttributes;
   reserved: (ordinal: number) => boolean;
   resolve(r: Array<{ address: string; sequence: number }>): void;
   reject(err: unknown): void;
+}
+
+/**
+ * The first try of an assignment met (or would make) a handle record: the request runs again
+ * reading that record first. Never leaves IpamStore.
+ */
+class HandleRecordPresent extends Error {
+  constructor() {
+    super("The handle has a record: assign again reading it");
+    this.name = "HandleRecordPresent";
+  }
 }
 
 interface Combiner {
@@ -208,23 +229,34 @@ export class IpamStore {
   async autoAssign(req: AssignRequest): Promise<AssignedAddress[]> {
     this.assigning++;
     try {
-      return await this.assignRequest(req);
+      // First try: no read of the handle record. A handle has a record only when it borrowed
+      // (rare), so each block write instead requires the record to be missing, in the write's
+      // own transaction (updateIfAbsent): one datastore call per pod instead of two. A write
+      // that finds the record, or a request that must borrow, runs again reading it first.
+      try {
+        return await this.assignRequest(req, true);
+      } catch (err) {
+        if (!(err instanceof HandleRecordPresent)) throw err;
+      }
+      return await this.assignRequest(req, false);
     } finally {
       this.assigning--;
     }
   }
 
-  private async assignRequest(req: AssignRequest): Promise<AssignedAddress[]> {
+  private async assignRequest(req: AssignRequest, firstTry: boolean): Promise<AssignedAddress[]> {
     const attrs = { ...(req.attrs ?? {}), node: req.node };
-    // The handle record (borrowed addresses only) is read alongside the assignment, not before
-    // it: one round trip less per pod. A retry of a request that had borrowed then gives back
-    // what it just took and returns what it had.
-    const recordRead = this.getHandle(req.handleId).then(
-      (handle) => ({ handle }),
-      (error: unknown) => ({ error }),
-    );
+    // On the second try the handle record (borrowed addresses only) is read alongside the
+    // assignment. A retry of a request that had borrowed then gives back what it just took and
+    // returns what it had. On the first try every write required the record to be missing.
+    const recordRead: Promise<{ handle: Handle | undefined } | { error: unknown }> = firstTry
+      ? NO_RECORD
+      : this.getHandle(req.handleId).then(
+          (handle) => ({ handle }),
+          (error: unknown) => ({ error }),
+        );
     // What a previous attempt of this request got in the node's own blocks (idempotent retry).
-    const own = await this.heldInOwnBlocks(req.handleId, req.node);
+    const own = await this.heldInOwnBlocks(req.handleId, req.node, req.num4 > 0, req.num6 > 0);
     const out: AssignedAddress[] = [];
     const fresh: AssignedAddress[] = [];
     try {
@@ -235,7 +267,14 @@ export class IpamStore {
         out.push(...have);
         if (have.length >= want) continue;
         const pools = (family === 4 ? req.pools4 : req.pools6) ?? [];
-        const got = await this.assignFamily(req, family, want - have.length, pools, attrs);
+        const got = await this.assignFamily(
+          req,
+          family,
+          want - have.length,
+          pools,
+          attrs,
+          firstTry,
+        );
         out.push(...got);
         fresh.push(...got);
       }
@@ -260,7 +299,7 @@ export class IpamStore {
       // Give back exactly what this call took; a handle record it created for a borrow goes too.
       await this.releaseAssigned(fresh).catch(() => undefined);
       const rec = await recordRead;
-      if (!("error" in rec) && rec.handle === undefined) {
+      if (!firstTry && !("error" in rec) && rec.handle === undefined) {
         await this.dropHandleIfEmpty(req.handleId).catch(() => undefined);
       }
       throw err;
@@ -282,9 +321,16 @@ export class IpamStore {
    * confirmed by reading the block; a miss in a stale cache is caught at the block write, see
    * runCombiner).
    */
-  private async heldInOwnBlocks(handleId: string, node: string): Promise<AssignedAddress[]> {
+  private async heldInOwnBlocks(
+    handleId: string,
+    node: string,
+    v4: boolean,
+    v6: boolean,
+  ): Promise<AssignedAddress[]> {
     const out: AssignedAddress[] = [];
     for (const family of FAMILIES) {
+      // A family the request does not ask for: what the handle holds there is not returned.
+      if (!(family === 4 ? v4 : v6)) continue;
       const cached = this.affineCache.get(`${node}|${family}`);
       const affine = cached ?? (await this.loadAffine(node, family));
       // Attributes are compacted on release: a handle with no address has no attribute. (A
@@ -342,6 +388,7 @@ export class IpamStore {
     want: number,
     requested: readonly string[],
     attrs: Record<string, string>,
+    firstTry: boolean,
   ): Promise<AssignedAddress[]> {
     const out: AssignedAddress[] = [];
     let ctx = await this.loadContext(req.node);
@@ -372,10 +419,13 @@ export class IpamStore {
       }
       const blockCidr = formatCidr(target.entry.block.cidr);
       // A borrowed address is not in the node's own blocks: the handle record names its block
-      // before the block holds it, so a retry and a release find it.
+      // before the block holds it, so a retry and a release find it. That needs the record
+      // read first (the second try).
+      if (target.borrowed && firstTry) throw new HandleRecordPresent();
       if (target.borrowed) await this.ensureHandleHas(req.handleId, blockCidr);
       const r = await this.assignInBlock(req.node, family, target.entry, {
         handleId: req.handleId,
+        ...(firstTry ? { absentKey: this.keys.handle(req.handleId) } : {}),
         count: want - out.length,
         attrs: { handleId: req.handleId, secondary: attrs },
         reserved: reservedIn(target.entry.block.cidr, ctx.reservations),
@@ -434,8 +484,8 @@ export class IpamStore {
         // SQLite finishes a write before they arrive): one event-loop turn lets them join this
         // write. A lone assignment does not wait.
         if (this.assigning > c.queue.length) await new Promise((r) => setImmediate(r));
-        const batch = c.queue.splice(0, c.queue.length);
-        for (let attempt = 0; ; attempt++) {
+        let batch = c.queue.splice(0, c.queue.length);
+        for (let attempt = 0; batch.length > 0; attempt++) {
           // One copy of the block for the whole batch, each request seeing those before it.
           const base = c.entry.block;
           const draft = new BlockDraft(base);
@@ -459,13 +509,28 @@ export class IpamStore {
             for (const [i, r] of batch.entries()) r.resolve(results[i] ?? []);
             break;
           }
+          const absent: string[] = [];
+          for (const r of batch) if (r.absentKey !== undefined) absent.push(r.absentKey);
           try {
-            const kv = await this.store.update(key, encodeBlock(block), c.entry.rev);
+            const value = encodeBlock(block);
+            const kv =
+              absent.length > 0
+                ? await this.store.updateIfAbsent(key, value, c.entry.rev, absent)
+                : await this.store.update(key, value, c.entry.rev);
             c.entry = { key, rev: kv.modRevision, block };
             this.rememberBlock(node, family, c.entry);
             for (const [i, r] of batch.entries()) r.resolve(results[i] ?? []);
             break;
           } catch (err) {
+            if (err instanceof PresentError) {
+              // That handle has a record: its request goes again reading it; the rest of the
+              // batch is written without it.
+              const present = err.key;
+              for (const r of batch)
+                if (r.absentKey === present) r.reject(new HandleRecordPresent());
+              batch = batch.filter((r) => r.absentKey !== present);
+              continue;
+            }
             if (err instanceof ConflictError && err.current && attempt + 1 < this.maxAttempts) {
               c.entry = {
                 key,

@@ -164,6 +164,7 @@ function inProcessDel(store: Datastore) {
     list: (p) => store.list(p),
     create: (k, v) => store.create(k, v),
     update: (k, v, r) => store.update(k, v, r),
+    updateIfAbsent: (k, v, r, a) => store.updateIfAbsent(k, v, r, a),
     delete: (k, r) => store.delete(k, r),
     watch: (p, r, f) => store.watch(p, r, f),
     revision: () => store.revision(),

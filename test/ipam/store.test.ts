@@ -82,6 +82,32 @@ describe("IpamStore", () => {
     expect(await ipam.releaseByHandle("a1")).toHaveLength(1); // no node given: a scan finds it
   });
 
+  it("a warm assignment is one datastore call: the block write that requires no handle record", async () => {
+    const ds = new MemoryDatastore();
+    await putPool(ds, "p", "10.6.0.0/24");
+    const calls: string[] = [];
+    for (const m of ["get", "list", "create", "update", "updateIfAbsent", "delete"] as const) {
+      const inner = (ds[m] as (...a: unknown[]) => Promise<unknown>).bind(ds);
+      (ds as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => {
+        calls.push(m);
+        return inner(...a);
+      };
+    }
+    const ipam = new IpamStore(ds, noSleep);
+    await ipam.autoAssign({ handleId: "warm", node: "n1", num4: 1, num6: 0 }); // claims
+    calls.length = 0;
+    const got = await ipam.autoAssign({ handleId: "pod-1", node: "n1", num4: 1, num6: 0 });
+    expect(calls).toEqual(["updateIfAbsent"]);
+    expect((await ipam.getAllocation(got[0]?.address as string))?.handleId).toBe("pod-1");
+    // A handle that has a record (it borrowed before) is caught by that write and read again.
+    await ds.create(ipam.keys.handle("pod-2"), JSON.stringify({ handleId: "pod-2", blocks: [] }));
+    calls.length = 0;
+    const second = await ipam.autoAssign({ handleId: "pod-2", node: "n1", num4: 1, num6: 0 });
+    expect(calls.slice(0, 2)).toEqual(["updateIfAbsent", "get"]);
+    expect(second).toHaveLength(1);
+    expect(await total(ipam)).toBe(3);
+  });
+
   it("maxBlocksPerHost caps the blocks a node claims", async () => {
     const ds = new MemoryDatastore();
     await putPool(ds, "p", "10.2.0.0/28", { blockSize: 30 });
@@ -202,6 +228,11 @@ describe("IpamStore", () => {
         if (key.includes("/block/")) n++;
         return inner(key, value, rev);
       };
+      const innerIf = ds.updateIfAbsent.bind(ds);
+      ds.updateIfAbsent = (key, value, rev, absent) => {
+        if (key.includes("/block/")) n++;
+        return innerIf(key, value, rev, absent);
+      };
       return () => n;
     };
     const ipam = new IpamStore(ds, noSleep);
@@ -251,6 +282,9 @@ class FlakyStore implements Datastore {
   }
   update(key: string, value: string, rev?: number): Promise<KeyValue> {
     return this.write(() => this.inner.update(key, value, rev));
+  }
+  updateIfAbsent(key: string, value: string, rev: number, absent: readonly string[]) {
+    return this.write(() => this.inner.updateIfAbsent(key, value, rev, absent));
   }
   delete(key: string, rev?: number): Promise<boolean> {
     return this.write(() => this.inner.delete(key, rev));
