@@ -14,6 +14,13 @@ import type { PrivateBuild } from "./build.js";
 import { netConf, runCni } from "./cni_run.js";
 import { putNode, putPool } from "./helpers.js";
 
+/** One finished bin/ocelot run. */
+export interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
 export function ocelot(build: PrivateBuild, url: string, ...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
     execFile(
