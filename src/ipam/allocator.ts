@@ -117,6 +117,7 @@ export function reservedIn(
   block: Cidr,
   reservations: readonly Cidr[],
 ): (ordinal: number) => boolean {
+  if (reservations.length === 0) return NOTHING_RESERVED;
   const hits = reservations.filter((r) => cidrOverlaps(r, block));
   if (hits.length === 0) return NOTHING_RESERVED;
   return (ordinal) => {

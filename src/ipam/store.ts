@@ -471,7 +471,15 @@ export class IpamStore {
         c = { entry, queue: [], running: false };
         this.combiners.set(entry.key, c);
       } else if (entry.rev > c.entry.rev) c.entry = entry;
-      c.queue.push({ ...req, resolve, reject });
+      c.queue.push({
+        handleId: req.handleId,
+        absentKey: req.absentKey,
+        count: req.count,
+        attrs: req.attrs,
+        reserved: req.reserved,
+        resolve,
+        reject,
+      });
       if (!c.running) void this.runCombiner(node, family, entry.key, c);
     });
   }
@@ -623,14 +631,13 @@ export class IpamStore {
     for (let i = 0; i < 3; i++) {
       const cached = this.affineCache.get(k);
       if (cached) {
-        const blocks: Block[] = [];
-        const entries: BlockEntry[] = [];
-        cached.forEach((e) => {
-          blocks.push(e.block);
-          entries.push(e);
-        });
-        const pick = pickAffineBlock(blocks, pools, ctx.reservations);
-        const entry = pick && entries[blocks.indexOf(pick)];
+        // pickAffineBlock over the cache's entries (full blocks, most of them, skipped first).
+        let entry: BlockEntry | undefined;
+        for (const e of cached.values()) {
+          if (e.block.unallocated.length === 0) continue;
+          if (entry !== undefined && e.block.cidr.base >= entry.block.cidr.base) continue;
+          if (pickAffineBlock([e.block], pools, ctx.reservations) !== undefined) entry = e;
+        }
         if (entry) return { entry, borrowed: false };
       }
       const inflight = this.claiming.get(k);
