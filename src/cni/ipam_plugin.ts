@@ -96,12 +96,14 @@ function poolList(v: unknown, field: string): string[] {
   return v;
 }
 
-/** Parses the network configuration (stdin) into what the plugin needs. */
-export function parseNetConf(
-  text: string,
-  env: NodeJS.ProcessEnv,
-  hostname: () => string,
-): IpamNetConf {
+/**
+ * The part of a network configuration every Ocelot plugin reads first: a JSON object with a
+ * supported cniVersion (errors 6, 7 and 1 of the spec otherwise).
+ */
+export function parseNetConfObject(text: string): {
+  raw: Record<string, unknown>;
+  version: string;
+} {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -125,6 +127,47 @@ export function parseNetConf(
       `supported: ${SUPPORTED_VERSIONS.join(", ")}`,
     );
   }
+  return { raw: c, version };
+}
+
+/**
+ * The CNI command of an invocation: the VERSION reply (in the requested version when we support
+ * it), or ADD, DEL or CHECK; anything else is error 4.
+ */
+export function cniCommand(
+  env: NodeJS.ProcessEnv,
+  stdin: string,
+): { reply: CniOutcome } | { command: "ADD" | "DEL" | "CHECK" } {
+  const command = env.CNI_COMMAND;
+  if (command === "VERSION") {
+    let requested = "1.0.0";
+    try {
+      const v = (JSON.parse(stdin || "{}") as { cniVersion?: unknown }).cniVersion;
+      if (str(v) && (SUPPORTED_VERSIONS as readonly string[]).includes(v)) requested = v;
+    } catch {}
+    return {
+      reply: {
+        stdout: JSON.stringify({ cniVersion: requested, supportedVersions: SUPPORTED_VERSIONS }),
+        exitCode: 0,
+      },
+    };
+  }
+  if (command !== "ADD" && command !== "DEL" && command !== "CHECK") {
+    throw new CniError(
+      CniErrorCode.InvalidEnvironmentVariables,
+      `CNI_COMMAND "${command ?? ""}" is not ADD, DEL, CHECK or VERSION`,
+    );
+  }
+  return { command };
+}
+
+/** Parses the network configuration (stdin) into what the plugin needs. */
+export function parseNetConf(
+  text: string,
+  env: NodeJS.ProcessEnv,
+  hostname: () => string,
+): IpamNetConf {
+  const { raw: c, version } = parseNetConfObject(text);
   const ipam = c.ipam;
   if (typeof ipam !== "object" || ipam === null) {
     throw new CniError(CniErrorCode.InvalidNetworkConfig, 'Field "ipam" is missing');
@@ -262,24 +305,9 @@ export async function runIpamPlugin(
   let version = "1.0.0";
   let store: Datastore | undefined;
   try {
-    const command = env.CNI_COMMAND;
-    if (command === "VERSION") {
-      let requested = version;
-      try {
-        const v = (JSON.parse(stdin || "{}") as { cniVersion?: unknown }).cniVersion;
-        if (str(v) && (SUPPORTED_VERSIONS as readonly string[]).includes(v)) requested = v;
-      } catch {}
-      return {
-        stdout: JSON.stringify({ cniVersion: requested, supportedVersions: SUPPORTED_VERSIONS }),
-        exitCode: 0,
-      };
-    }
-    if (command !== "ADD" && command !== "DEL" && command !== "CHECK") {
-      throw new CniError(
-        CniErrorCode.InvalidEnvironmentVariables,
-        `CNI_COMMAND "${command ?? ""}" is not ADD, DEL, CHECK or VERSION`,
-      );
-    }
+    const cmd = cniCommand(env, stdin);
+    if ("reply" in cmd) return cmd.reply;
+    const { command } = cmd;
     try {
       const v = (JSON.parse(stdin) as { cniVersion?: unknown }).cniVersion;
       if (str(v)) version = v;

@@ -6,7 +6,7 @@
 import type { WorkloadEndpoint } from "../api/node.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC, workloadIfaceName } from "../felix/workload.js";
 import { formatAddress, parseAddress } from "../ipam/cidr.js";
-import { CniError, CniErrorCode, parseCniArgs, SUPPORTED_VERSIONS } from "./ipam_plugin.js";
+import { CniError, CniErrorCode, parseCniArgs, parseNetConfObject } from "./ipam_plugin.js";
 
 export const PLUGIN_TYPE = "ocelot-cni";
 export const DEFAULT_MTU = 1500;
@@ -98,27 +98,7 @@ export function parseNetConf(
   env: NodeJS.ProcessEnv,
   hostname: () => string,
 ): CniNetConf {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new CniError(
-      CniErrorCode.DecodingFailure,
-      `Network configuration is not JSON: ${(err as Error).message}`,
-    );
-  }
-  if (!isObject(raw)) {
-    throw new CniError(CniErrorCode.DecodingFailure, "Network configuration is not a JSON object");
-  }
-  const version = raw.cniVersion;
-  if (typeof version !== "string") throw bad('Field "cniVersion" is missing');
-  if (!(SUPPORTED_VERSIONS as readonly string[]).includes(version)) {
-    throw new CniError(
-      CniErrorCode.IncompatibleCniVersion,
-      `CNI version "${version}" is not supported`,
-      `supported: ${SUPPORTED_VERSIONS.join(", ")}`,
-    );
-  }
+  const { raw, version } = parseNetConfObject(text);
   for (const key of Object.keys(raw)) {
     if (!NETCONF_KEYS.has(key)) throw bad(`Field "${key}" is not supported by ${PLUGIN_TYPE}`);
   }

@@ -20,8 +20,8 @@ import {
   CniError,
   CniErrorCode,
   type CniOutcome,
+  cniCommand,
   formatError,
-  SUPPORTED_VERSIONS,
   toCniError,
 } from "./ipam_plugin.js";
 import {
@@ -40,6 +40,7 @@ import {
   workloadEndpoint,
   workloadEndpointName,
 } from "./plugin.js";
+import { runPluginProcess } from "./process.js";
 
 const IP_TIMEOUT_MS = 10_000;
 const DELEGATE_TIMEOUT_MS = 60_000;
@@ -513,25 +514,14 @@ export async function runCniPlugin(
   let version = "1.0.0";
   let store: Datastore | undefined;
   try {
-    const command = env.CNI_COMMAND;
     let requested: unknown;
     try {
       requested = (JSON.parse(stdin || "{}") as { cniVersion?: unknown }).cniVersion;
     } catch {}
     if (typeof requested === "string" && requested !== "") version = requested;
-    if (command === "VERSION") {
-      const v = (SUPPORTED_VERSIONS as readonly string[]).includes(version) ? version : "1.0.0";
-      return {
-        stdout: JSON.stringify({ cniVersion: v, supportedVersions: SUPPORTED_VERSIONS }),
-        exitCode: 0,
-      };
-    }
-    if (command !== "ADD" && command !== "DEL" && command !== "CHECK") {
-      throw new CniError(
-        CniErrorCode.InvalidEnvironmentVariables,
-        `CNI_COMMAND "${command ?? ""}" is not ADD, DEL, CHECK or VERSION`,
-      );
-    }
+    const cmd = cniCommand(env, stdin);
+    if ("reply" in cmd) return cmd.reply;
+    const { command } = cmd;
     const conf = parseNetConf(stdin, env, deps.hostname);
     requireEnv(
       env,
@@ -561,18 +551,8 @@ export async function runCniPlugin(
   }
 }
 
-async function readStdin(): Promise<string> {
-  if (process.stdin.isTTY) return "";
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
-}
-
 export async function main(): Promise<void> {
-  const out = await runCniPlugin(process.env, await readStdin(), {
-    openStore: (url) => openDatastore(url),
-    hostname,
-  });
-  if (out.stdout) process.stdout.write(`${out.stdout}\n`);
-  process.exitCode = out.exitCode;
+  await runPluginProcess((stdin) =>
+    runCniPlugin(process.env, stdin, { openStore: (url) => openDatastore(url), hostname }),
+  );
 }

@@ -21,6 +21,7 @@ import {
   type ListResult,
   NotFoundError,
   PresentError,
+  staleRevision,
   UnavailableError,
   type Watch,
   type WatchEvent,
@@ -231,11 +232,7 @@ export class EtcdDatastore implements Datastore {
       const cur = res.responses[0]?.response_range?.kvs[0];
       if (!cur) throw new NotFoundError(key);
       const kv = toKv(cur);
-      throw new ConflictError(
-        key,
-        kv,
-        `Key "${key}" is at revision ${kv.modRevision}, not ${expectedModRevision}`,
-      );
+      throw staleRevision(key, kv, expectedModRevision);
     }
     return afterPut(
       key,
@@ -278,12 +275,7 @@ export class EtcdDatastore implements Datastore {
       const cur = res.responses[0]?.response_range?.kvs[0];
       if (!cur) throw new NotFoundError(key);
       const kv = toKv(cur);
-      if (kv.modRevision !== expectedModRevision)
-        throw new ConflictError(
-          key,
-          kv,
-          `Key "${key}" is at revision ${kv.modRevision}, not ${expectedModRevision}`,
-        );
+      if (kv.modRevision !== expectedModRevision) throw staleRevision(key, kv, expectedModRevision);
       const present = absentKeys.findIndex(
         (_, i) => (res.responses[i + 1]?.response_range?.kvs.length ?? 0) > 0,
       );
@@ -318,11 +310,7 @@ export class EtcdDatastore implements Datastore {
     const cur = res.responses[0]?.response_range?.kvs[0];
     if (!cur) return false;
     const kv = toKv(cur);
-    throw new ConflictError(
-      key,
-      kv,
-      `Key "${key}" is at revision ${kv.modRevision}, not ${expectedModRevision}`,
-    );
+    throw staleRevision(key, kv, expectedModRevision);
   }
 
   async revision(): Promise<number> {

@@ -9,6 +9,7 @@ import {
   type ListResult,
   NotFoundError,
   PresentError,
+  staleRevision,
   type Watch,
   type WatchEvent,
   type WatchMessage,
@@ -199,11 +200,7 @@ export class MemoryDatastore implements Datastore {
       const cur = this.store.kv.get(key);
       if (!cur) throw new NotFoundError(key);
       if (cur.modRevision !== expectedModRevision)
-        throw new ConflictError(
-          key,
-          cur,
-          `Key "${key}" is at revision ${cur.modRevision}, not ${expectedModRevision}`,
-        );
+        throw staleRevision(key, cur, expectedModRevision);
     }
     return this.store.put(key, value);
   }
@@ -218,12 +215,7 @@ export class MemoryDatastore implements Datastore {
     for (const k of absentKeys) validateKeyValue(k);
     const cur = this.store.kv.get(key);
     if (!cur) throw new NotFoundError(key);
-    if (cur.modRevision !== expectedModRevision)
-      throw new ConflictError(
-        key,
-        cur,
-        `Key "${key}" is at revision ${cur.modRevision}, not ${expectedModRevision}`,
-      );
+    if (cur.modRevision !== expectedModRevision) throw staleRevision(key, cur, expectedModRevision);
     for (const k of absentKeys) if (this.store.kv.has(k)) throw new PresentError(k);
     return this.store.put(key, value);
   }
@@ -233,11 +225,7 @@ export class MemoryDatastore implements Datastore {
     const cur = this.store.kv.get(key);
     if (!cur) return false;
     if (expectedModRevision !== undefined && cur.modRevision !== expectedModRevision)
-      throw new ConflictError(
-        key,
-        cur,
-        `Key "${key}" is at revision ${cur.modRevision}, not ${expectedModRevision}`,
-      );
+      throw staleRevision(key, cur, expectedModRevision);
     return this.store.remove(key);
   }
 

@@ -27,6 +27,7 @@ import {
   type ListResult,
   NotFoundError,
   PresentError,
+  staleRevision,
   UnavailableError,
   type Watch,
   type WatchEvent,
@@ -362,12 +363,7 @@ export class SqliteDatastore implements Datastore {
       throw new ConflictError(key, this.current(k), `Key "${key}" already exists`);
     if (expected !== undefined) {
       if (!cur) throw new NotFoundError(key);
-      if (cur.mod_rev !== expected)
-        throw new ConflictError(
-          key,
-          this.current(k),
-          `Key "${key}" is at revision ${cur.mod_rev}, not ${expected}`,
-        );
+      if (cur.mod_rev !== expected) throw staleRevision(key, this.current(k) as KeyValue, expected);
     }
     if (absentKeys)
       for (const a of absentKeys)
@@ -411,11 +407,7 @@ export class SqliteDatastore implements Datastore {
     if (!row) return false;
     const cur = toKv(row);
     if (expected !== undefined && cur.modRevision !== expected)
-      throw new ConflictError(
-        key,
-        cur,
-        `Key "${key}" is at revision ${cur.modRevision}, not ${expected}`,
-      );
+      throw staleRevision(key, cur, expected);
     const rev = this.bump();
     this.stmt.del.run(k);
     this.stmt.event.run(

@@ -55,6 +55,15 @@ export class ConflictError extends Error {
   }
 }
 
+/** The ConflictError of a compare-and-swap that found the key at another revision. */
+export function staleRevision(key: string, current: KeyValue, expected: number): ConflictError {
+  return new ConflictError(
+    key,
+    current,
+    `Key "${key}" is at revision ${current.modRevision}, not ${expected}`,
+  );
+}
+
 /** Thrown when an update or a get-for-update names a key that does not exist. */
 export class NotFoundError extends Error {
   constructor(readonly key: string) {

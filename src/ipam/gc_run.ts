@@ -35,6 +35,7 @@ import {
   encodeAffinity,
   type Handle,
   type IpamKeys,
+  markPendingDeletion,
 } from "./records.js";
 import { BadSequenceError, IpamStore } from "./store.js";
 import { ShapeError } from "./validate.js";
@@ -167,18 +168,9 @@ async function unaffine(
   node: string,
   akv: KeyValue,
 ): Promise<boolean> {
-  const a = decodeAffinity(akv.key, akv.value);
-  let aff: KeyValue;
-  try {
-    aff = await store.update(
-      akv.key,
-      encodeAffinity({ ...a, state: "pendingDeletion" }),
-      akv.modRevision,
-    );
-  } catch (err) {
-    if (err instanceof ConflictError || err instanceof NotFoundError) return false;
-    throw err;
-  }
+  const marked = await markPendingDeletion(store, akv);
+  if (!marked) return false;
+  const { affinity: a, written: aff } = marked;
   const blockKey = keys.block(cidrFromKey(akv.key));
   try {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {

@@ -1,6 +1,8 @@
 // The IPAM keys (DESIGN.md §6) and the small stored records beside blocks: block affinities,
 // handles, the IPAM configuration, and pools/reservations read from their v3 resources. Each
 // decoder validates and throws IpamDataError naming the key. Not: block contents (block.ts).
+
+import { ConflictError, type Datastore, type KeyValue, NotFoundError } from "../datastore/types.js";
 import type { AllowedUse, IpamConfig, Pool } from "./allocator.js";
 import { DEFAULT_IPAM_CONFIG } from "./allocator.js";
 import { IpamDataError } from "./block.js";
@@ -78,6 +80,29 @@ const AFFINITY_STATES: readonly AffinityState[] = ["pending", "confirmed", "pend
 
 export function encodeAffinity(a: Affinity): string {
   return JSON.stringify({ state: a.state, node: a.node, type: "host", cidr: a.cidr });
+}
+
+/**
+ * The first step of releasing a block's affinity: affinity -> pendingDeletion at its revision
+ * (the node's allocator stops using the block). Returns the affinity as decoded and as written,
+ * or undefined when it changed or went meanwhile (then nothing was written).
+ */
+export async function markPendingDeletion(
+  store: Datastore,
+  akv: KeyValue,
+): Promise<{ affinity: Affinity; written: KeyValue } | undefined> {
+  const affinity = decodeAffinity(akv.key, akv.value);
+  try {
+    const written = await store.update(
+      akv.key,
+      encodeAffinity({ ...affinity, state: "pendingDeletion" }),
+      akv.modRevision,
+    );
+    return { affinity, written };
+  } catch (err) {
+    if (err instanceof ConflictError || err instanceof NotFoundError) return undefined;
+    throw err;
+  }
 }
 
 export function decodeAffinity(key: string, value: string): Affinity {

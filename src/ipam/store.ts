@@ -54,6 +54,7 @@ import {
   encodeHandle,
   type Handle,
   IpamKeys,
+  markPendingDeletion,
 } from "./records.js";
 
 export interface IpamStoreOptions {
@@ -1030,18 +1031,9 @@ export class IpamStore {
     blockKey: string,
     bkv: KeyValue,
   ): Promise<boolean> {
-    const a = decodeAffinity(akv.key, akv.value);
-    let aff: KeyValue;
-    try {
-      aff = await this.store.update(
-        akv.key,
-        encodeAffinity({ ...a, state: "pendingDeletion" }),
-        akv.modRevision,
-      );
-    } catch (err) {
-      if (err instanceof ConflictError || err instanceof NotFoundError) return false;
-      throw err;
-    }
+    const marked = await markPendingDeletion(this.store, akv);
+    if (!marked) return false;
+    const { affinity: a, written: aff } = marked;
     try {
       await this.store.delete(blockKey, bkv.modRevision);
     } catch (err) {

@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { checkIpamClean, loadState } from "../../src/node/demo.js";
+import { checkIpamClean, type IpamCheck, loadState } from "../../src/node/demo.js";
 import { netnsUnavailableReason, RUN_PREFIX, skipWithReason } from "../helpers/netns.js";
 
 const bin = new URL("../../bin/ocelot", import.meta.url).pathname;
@@ -31,14 +31,7 @@ interface DemoJson {
     nat: boolean;
     ok: boolean;
   }[];
-  ipam: {
-    leaked: number;
-    blocksOfMissingNodes: number;
-    emptyHandles: number;
-    gcPlanned: string[];
-    problems: string[];
-    ok: boolean;
-  };
+  ipam: IpamCheck;
 }
 
 describe.skipIf(skip)("ocelot demo", () => {
