@@ -203,7 +203,7 @@ async function check(opts: Opts & { output?: string }): Promise<void> {
 type ReportGuards = Pick<
   CheckReport,
   "leakedAddresses" | "clusterGUID" | "datastoreLocked" | "clusterInformationRevision"
->;
+> & { emptyHandles?: string[] };
 
 const ReportFile = z
   .object({
@@ -220,6 +220,7 @@ const ReportFile = z
         })
         .loose(),
     ),
+    emptyHandles: z.array(z.string()).optional(),
   })
   .loose();
 
@@ -311,9 +312,15 @@ async function release(
     await guardReport(store, ipam, opts.fromReport as string, r, opts.force === true);
     // Each address again at release time: no WorkloadEndpoint, same handle, same sequence.
     const { released, skipped } = await releaseLeaks(ipam, r.leakedAddresses);
-    if (opts.json) return print(JSON.stringify({ released, skipped }, null, 2));
+    // Handle records that held nothing when checked, and still hold nothing (as Calico does).
+    const handlesDeleted: string[] = [];
+    for (const h of r.emptyHandles ?? [])
+      if (await ipam.deleteHandleIfEmpty(h)) handlesDeleted.push(h);
+    if (opts.json) return print(JSON.stringify({ released, skipped, handlesDeleted }, null, 2));
     print(`Released ${released.length} addresses`);
     for (const s of skipped) print(`  skipped ${s.address}: ${s.reason}`);
+    if (handlesDeleted.length > 0)
+      print(`Deleted ${handlesDeleted.length} empty handles: ${handlesDeleted.join(", ")}`);
     if (r.datastoreLocked) print("You may now unlock the datastore: ocelot datastore unlock");
   });
 }

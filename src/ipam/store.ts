@@ -301,7 +301,7 @@ export class IpamStore {
       await this.releaseAssigned(fresh).catch(() => undefined);
       const rec = await recordRead;
       if (!firstTry && !("error" in rec) && rec.handle === undefined) {
-        await this.dropHandleIfEmpty(req.handleId).catch(() => undefined);
+        await this.deleteHandleIfEmpty(req.handleId).catch(() => false);
       }
       throw err;
     }
@@ -958,15 +958,20 @@ export class IpamStore {
       return r;
     });
     if (bad) throw new BadSequenceError(address, sequence as number);
-    if (released.length > 0 && handleId) await this.dropHandleIfEmpty(handleId);
+    if (released.length > 0 && handleId) await this.deleteHandleIfEmpty(handleId);
     return released[0];
   }
 
-  private async dropHandleIfEmpty(handleId: string): Promise<void> {
+  /**
+   * Deletes the handle's record when no block holds an address of it (at the record's revision:
+   * a borrow that names a block in it meanwhile keeps it). True when it was deleted.
+   */
+  async deleteHandleIfEmpty(handleId: string): Promise<boolean> {
     const kv = await this.store.get(this.keys.handle(handleId));
-    if (!kv) return;
+    if (!kv) return false;
     const left = await this.addressesOfHandle(handleId);
-    if (left.length === 0) await this.store.delete(kv.key, kv.modRevision).catch(() => false);
+    if (left.length > 0) return false;
+    return this.store.delete(kv.key, kv.modRevision).catch(() => false);
   }
 
   /** CAS loop over one block: apply a pure release, write it back if anything changed. */

@@ -51,6 +51,11 @@ describe("ocelot ipam", () => {
         spec: { node: "n1", ipNetworks: [`${web[0]?.address}/32`] },
       }),
     );
+    // A handle record that holds nothing (its borrowed address went without it): leaked too.
+    await store.create(
+      ipam.keys.handle("h-gone"),
+      JSON.stringify({ handleId: "h-gone", blocks: ["10.40.0.192/26"] }),
+    );
     await store.update(
       "/ocelot/resources/v3/nodes/n1",
       JSON.stringify({
@@ -92,10 +97,13 @@ describe("ocelot ipam", () => {
     expect(report.leakedAddresses[0]).toMatchObject({ handleId: "h-db", attrs: { pod: "db" } });
     const rel = run("release", "--from-report", file, "--json");
     expect(rel.status, rel.stderr).toBe(0);
+    expect(report.emptyHandles).toEqual(["h-gone"]);
     expect(JSON.parse(rel.stdout)).toEqual({
       released: [report.leakedAddresses[0].address],
       skipped: [],
+      handlesDeleted: ["h-gone"],
     });
+    expect(JSON.parse(run("check", "--json").stdout).summary.emptyHandles).toBe(0);
     expect(JSON.parse(run("check", "--json").stdout).summary).toMatchObject({
       allocated: 1,
       leaked: 0,
