@@ -1,7 +1,8 @@
 // The `ocelot bgpd --config FILE` YAML: schema (hand-written, strict: the daemon does not load a
 // schema library), parsing with errors that name the field path and value, defaults, and
-// impact(old, new) per peer for reconfiguration by diff.
-// Not: applying the change (src/bgp/speaker.ts) or the filter semantics (src/bgp/policy/).
+// impact(old, new) per peer for reconfiguration by diff, and reading peers' TCP-MD5 password
+// files. Not: applying the change (src/bgp/speaker.ts) or the filter semantics (src/bgp/policy/).
+import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 import { parse as parseYaml } from "yaml";
@@ -38,6 +39,13 @@ export interface PeerConfig {
   nextHopSelf?: boolean;
   importFilter?: Filter;
   exportFilter?: Filter;
+  /**
+   * TCP-MD5 key (RFC 2385), 1..80 bytes; set from passwordFile by resolvePasswordFiles().
+   * Never logged, never shown (status shows `md5: true`).
+   */
+  password?: string;
+  /** A file holding the password (trailing newline stripped), read at start and on reload. */
+  passwordFile?: string;
 }
 
 export interface Origination {
@@ -267,23 +275,51 @@ const holdTime = int({
   rule: (n) => (n === 0 || n >= 3 ? undefined : "hold time must be 0 or at least 3 seconds"),
 });
 
-const peer = object<PeerConfig>({
-  address: req(canonicalAddress),
-  asn: req(asn),
-  port: dflt(port(1), () => 179),
-  passive: dflt(bool, () => false),
-  holdTime: dflt(holdTime, () => 90),
-  connectRetryTime: dflt(port(1), () => 5),
-  families: opt(list(oneOf(FAMILIES), 1)),
-  requiredFamilies: dflt(list(oneOf(FAMILIES)), () => []),
-  sourceAddress: opt(canonicalAddress),
-  multihop: opt(int({ min: 1, max: 255 })),
-  allowOwnAs: dflt(int({ min: 0, max: 10 }), () => 0),
-  routeReflectorClient: dflt(bool, () => false),
-  nextHopSelf: opt(bool),
-  importFilter: opt(filter),
-  exportFilter: opt(filter),
-});
+/** RFC 2385 keys as Linux takes them: TCP_MD5SIG_MAXKEYLEN is 80 bytes. */
+export const MAX_PASSWORD_BYTES = 80;
+
+function passwordProblem(s: string): string | undefined {
+  const n = Buffer.byteLength(s, "utf8");
+  if (n < 1) return "Too small: expected a password of >=1 bytes";
+  if (n > MAX_PASSWORD_BYTES)
+    return `Too big: expected a password of <=${MAX_PASSWORD_BYTES} bytes, got ${n}`;
+  return undefined;
+}
+
+const password: Field<string> = (v, path, issues) => {
+  if (typeof v !== "string") return wrongType(v, "string", path, issues);
+  const why = passwordProblem(v);
+  if (why) custom(path, why, issues);
+  return v;
+};
+
+const nonEmpty = text([(s) => s.length >= 1, "Too small: expected string to have >=1 characters"]);
+
+const peer = object<PeerConfig>(
+  {
+    address: req(canonicalAddress),
+    asn: req(asn),
+    port: dflt(port(1), () => 179),
+    passive: dflt(bool, () => false),
+    holdTime: dflt(holdTime, () => 90),
+    connectRetryTime: dflt(port(1), () => 5),
+    families: opt(list(oneOf(FAMILIES), 1)),
+    requiredFamilies: dflt(list(oneOf(FAMILIES)), () => []),
+    sourceAddress: opt(canonicalAddress),
+    multihop: opt(int({ min: 1, max: 255 })),
+    allowOwnAs: dflt(int({ min: 0, max: 10 }), () => 0),
+    routeReflectorClient: dflt(bool, () => false),
+    nextHopSelf: opt(bool),
+    importFilter: opt(filter),
+    exportFilter: opt(filter),
+    password: opt(password),
+    passwordFile: opt(nonEmpty),
+  },
+  (p, path, issues) => {
+    if (p.password !== undefined && p.passwordFile !== undefined)
+      custom(path, "password and passwordFile are exclusive: set one", issues);
+  },
+);
 
 const origination = object<Origination>({
   prefix: req(cidr),
@@ -326,10 +362,7 @@ const bgpdConfig = object<BgpdConfig>(
     ),
     status: dflt(
       object<BgpdConfig["status"]>({
-        socket: dflt(
-          text([(s) => s.length >= 1, "Too small: expected string to have >=1 characters"]),
-          () => DEFAULT_SOCKET,
-        ),
+        socket: dflt(nonEmpty, () => DEFAULT_SOCKET),
       }),
       () => ({ socket: DEFAULT_SOCKET }),
     ),
@@ -361,7 +394,13 @@ function valueAt(root: unknown, path: Path): unknown {
   return v;
 }
 
-/** Validates a parsed document; throws ConfigError naming each bad field path and its value. */
+/** A secret's path: its value never appears in an error message. */
+const isSecret = (path: Path) => path[path.length - 1] === "password";
+
+/**
+ * Validates a parsed document; throws ConfigError naming each bad field path and its value
+ * (a password's value is never shown).
+ */
 export function parseConfig(doc: unknown): BgpdConfig {
   const issues: Issue[] = [];
   const c = bgpdConfig(doc, [], issues);
@@ -371,6 +410,7 @@ export function parseConfig(doc: unknown): BgpdConfig {
     if (i.unknown)
       return `${where}: unknown field ${i.unknown.map((k) => JSON.stringify(k)).join(", ")}`;
     if (i.missing) return `${where}: required field is missing`;
+    if (isSecret(i.path)) return `${where}: ${i.message} (value not shown)`;
     return `${where}: ${i.message} (got ${JSON.stringify(valueAt(doc, i.path))})`;
   });
   throw new ConfigError(`Invalid bgpd config: ${lines.join("; ")}`);
@@ -384,6 +424,40 @@ export function parseConfigText(text: string, source = "config"): BgpdConfig {
     throw new ConfigError(`Could not parse ${source} as YAML: ${(err as Error).message}`);
   }
   return parseConfig(doc);
+}
+
+/** A password file's text as the key: one trailing newline (LF or CRLF) stripped. */
+export function passwordFromFile(content: string): string {
+  return content.replace(/\r?\n$/, "");
+}
+
+/**
+ * Reads every peer's passwordFile into its password (at start and on each reload, so a changed
+ * file resets that session). All files are read before anything is returned: one that cannot be
+ * read or holds no valid key is a ConfigError naming the peer's field and the file, never the
+ * content.
+ */
+export function resolvePasswordFiles(
+  cfg: BgpdConfig,
+  read: (path: string) => string = (p) => readFileSync(p, "utf8"),
+): BgpdConfig {
+  const problems: string[] = [];
+  const peers = cfg.peers.map((p, i) => {
+    if (p.passwordFile === undefined) return p;
+    const where = `peers[${i}].passwordFile`;
+    let key: string;
+    try {
+      key = passwordFromFile(read(p.passwordFile));
+    } catch (e) {
+      problems.push(`${where}: cannot read "${p.passwordFile}": ${(e as Error).message}`);
+      return p;
+    }
+    const why = passwordProblem(key);
+    if (why) problems.push(`${where}: "${p.passwordFile}": ${why}`);
+    return { ...p, password: key };
+  });
+  if (problems.length > 0) throw new ConfigError(`Invalid bgpd config: ${problems.join("; ")}`);
+  return { ...cfg, peers };
 }
 
 /** The families a peer uses: configured, or those of its address's family plus the other. */
@@ -423,6 +497,8 @@ const RESET_FIELDS: (keyof PeerConfig)[] = [
   "requiredFamilies",
   "sourceAddress",
   "multihop",
+  // A new key needs a new connection (FRR resets the session too); the file's path alone does not.
+  "password",
 ];
 /** Peer fields a route refresh or re-export can apply. */
 const REFRESH_FIELDS: (keyof PeerConfig)[] = [

@@ -11,7 +11,13 @@ import {
 } from "./fsm/types.js";
 import type { Clock, TimerHandle } from "./io/clock.js";
 import { type Connector, type Log, PeerSession, silentLog } from "./io/session.js";
-import { type Connection, listen, connect as tcpConnect } from "./io/transport.js";
+import {
+  type Connection,
+  type Listener,
+  listen,
+  readTcpMd5Counters,
+  connect as tcpConnect,
+} from "./io/transport.js";
 import { parseCommunityList } from "./policy/communities.js";
 import { peerPolicies } from "./policy/defaults.js";
 import type { BgpFilterRule, NamedFilter } from "./policy/filter.js";
@@ -118,7 +124,7 @@ export class Speaker<A> {
   readonly rib: Rib<A>;
   private readonly peers = new Map<string, PeerEntry>();
   private readonly log: Log;
-  private listener: { port: number; close(): Promise<void> } | undefined;
+  private listener: Listener | undefined;
   private readonly queue: SpeakerEvent[] = [];
   private running = false;
   private flushScheduled = false;
@@ -185,7 +191,7 @@ export class Speaker<A> {
       await this.listener?.close();
       this.listener = undefined;
       await this.openListener();
-    }
+    } else this.updateListenerKeys(old, next);
     for (const p of d.removed) this.removePeer(p.address, CeaseSubcode.PeerDeconfigured);
     for (const c of d.changed) {
       const cfg = next.peers.find((p) => p.address === c.address) as PeerConfig;
@@ -303,17 +309,41 @@ export class Speaker<A> {
   private connectorFor(p: PeerConfig): Connector | undefined {
     const base = this.deps.connector;
     const hook = this.deps.onSocket;
-    if (!hook) return base;
+    const key = p.password;
+    if (!hook && key === undefined) return base;
     const inner = base ?? tcpConnect;
     return (opts, ok, fail) =>
       inner(
-        opts,
+        key === undefined ? opts : { ...opts, md5Key: key },
         (c) => {
-          this.socketHook(c, p);
+          if (hook) this.socketHook(c, p);
           ok(c);
         },
         fail,
       );
+  }
+
+  /**
+   * Brings the listener's TCP-MD5 keys from old's peers to next's (set new and changed keys,
+   * remove those of peers gone or without a password), before sessions reset, so the next
+   * incoming connection is checked with the new key. A key that cannot be set is logged.
+   */
+  private updateListenerKeys(old: BgpdConfig, next: BgpdConfig): void {
+    const l = this.listener;
+    if (!l) return;
+    const before = md5Keys(old);
+    const after = md5Keys(next);
+    const changes: [string, string | undefined][] = [];
+    for (const a of before.keys()) if (!after.has(a)) changes.push([a, undefined]);
+    for (const [a, k] of after) if (before.get(a) !== k) changes.push([a, k]);
+    for (const [peer, key] of changes) {
+      try {
+        l.setMd5Key(peer, key);
+        this.log.info({ peer, md5: key !== undefined }, "Listener TCP MD5 key updated");
+      } catch (e) {
+        this.log.error({ peer, error: (e as Error).message }, "Listener TCP MD5 key not updated");
+      }
+    }
   }
 
   private socketHook(c: Connection, p: PeerConfig): void {
@@ -835,6 +865,7 @@ export class Speaker<A> {
     this.listener = await listen({
       address: l.address,
       port: l.port,
+      md5Keys: md5Keys(this.config),
       isPeer: (a) => this.peers.has(a),
       onConnection: (c) => {
         const e = this.peers.get(c.remoteAddress);
@@ -889,8 +920,11 @@ export class Speaker<A> {
         sendQueueBytes: e.session.sendQueueBytes,
         establishedTransitions: e.session.counters.establishedTransitions,
         lastError: e.lastError,
+        ...(e.cfg.password !== undefined ? { md5: true as const } : {}),
       };
     });
+    // Drops of wrongly signed segments are only counted per namespace, not per peer.
+    const tcpMd5 = peers.some((p) => p.md5) ? readTcpMd5Counters() : undefined;
     const size = this.rib.size;
     return {
       routerId: this.config.routerId,
@@ -908,6 +942,7 @@ export class Speaker<A> {
         pending: this.fibInFlight(),
         errors: this.pump?.errors ?? 0,
       },
+      ...(tcpMd5 ? { tcpMd5 } : {}),
     };
   }
 
@@ -939,6 +974,13 @@ export class Speaker<A> {
     }
     return { routes };
   }
+}
+
+/** The TCP-MD5 keys of a config's peers, by address. */
+function md5Keys(cfg: BgpdConfig): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const p of cfg.peers) if (p.password !== undefined) m.set(p.address, p.password);
+  return m;
 }
 
 function emptyList(l: PrefixList): PrefixList {

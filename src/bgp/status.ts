@@ -28,6 +28,8 @@ export interface PeerStatus {
   sendQueueBytes: number;
   establishedTransitions: number;
   lastError: { kind: string; code?: number; subcode?: number; message?: string } | null;
+  /** The session is TCP-MD5 signed (RFC 2385); the password itself is never shown. */
+  md5?: true;
 }
 
 export interface StatusSnapshot {
@@ -38,6 +40,11 @@ export interface StatusSnapshot {
   peers: PeerStatus[];
   locRib: { ipv4: number; ipv6: number };
   fib: { enabled: boolean; installed: number; pending: number; errors: number };
+  /**
+   * The kernel's TCP-MD5 drop counters of bgpd's network namespace (present when a peer has a
+   * password): a rising failure count beside a session that does not come up is a wrong password.
+   */
+  tcpMd5?: { failure: number; unexpected: number; notFound: number };
   /** Process memory in MiB, and the RIB's typed arrays. */
   memory: { rssMiB: number; heapUsedMiB: number; arrayBuffersMiB: number; ribTypedMiB: number };
 }
@@ -197,9 +204,13 @@ export function formatStatus(s: StatusSnapshot): string {
     p.state,
     duration(p.uptimeSeconds),
     `${p.prefixes.received}/${p.prefixes.accepted}/${p.prefixes.advertised}`,
+    p.md5 ? "md5" : "",
     p.lastError ? errorText(p.lastError) : "",
   ]);
-  return `${head}\n${table(["PEER", "AS", "TYPE", "STATE", "UPTIME", "RCVD/ACPT/ADV", "LAST ERROR"], rows)}\n`;
+  const md5 = s.tcpMd5
+    ? `TCP MD5 drops in this namespace: ${s.tcpMd5.failure} bad signature, ${s.tcpMd5.unexpected} unexpected signature, ${s.tcpMd5.notFound} missing signature\n`
+    : "";
+  return `${head}\n${table(["PEER", "AS", "TYPE", "STATE", "UPTIME", "RCVD/ACPT/ADV", "AUTH", "LAST ERROR"], rows)}\n${md5}`;
 }
 
 export function errorText(e: NonNullable<PeerStatus["lastError"]>): string {

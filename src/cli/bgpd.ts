@@ -3,7 +3,13 @@
 // read that socket. Owns: process wiring only. Not: BGP logic (src/bgp/).
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { type BgpdConfig, ConfigError, type PeerConfig, parseConfigText } from "../bgp/config.js";
+import {
+  type BgpdConfig,
+  ConfigError,
+  type PeerConfig,
+  parseConfigText,
+  resolvePasswordFiles,
+} from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
 import type { Log } from "../bgp/io/session.js";
 import type { Connection } from "../bgp/io/transport.js";
@@ -31,7 +37,7 @@ function loadConfig(path: string): BgpdConfig {
     throw new CliError(`Cannot read config file "${path}": ${(e as Error).message}`);
   }
   try {
-    return parseConfigText(text, path);
+    return resolvePasswordFiles(parseConfigText(text, path));
   } catch (e) {
     if (e instanceof ConfigError) throw new CliError(e.message);
     throw e;
@@ -39,7 +45,7 @@ function loadConfig(path: string): BgpdConfig {
 }
 
 /** eBGP sessions get TTL 1 unless multihop is set (RFC 4271 §5.1.3 directly connected). */
-async function ttlHook(
+export async function ttlHook(
   log: Log,
 ): Promise<((c: Connection, p: PeerConfig, ebgp: boolean) => void) | undefined> {
   let mod: typeof import("../fib/netlink_socket.js");

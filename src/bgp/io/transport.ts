@@ -1,9 +1,19 @@
 // The TCP transport of the speaker: one listener on a configurable address and port that closes
 // connections from unknown addresses at once, outgoing connects with a per-peer source address,
-// and a Connection wrapper that bounds what we buffer for a slow peer. Not: BGP framing or state.
+// TCP-MD5 keys (RFC 2385) on both, and a Connection wrapper that bounds what we buffer for a slow
+// peer. Not: BGP framing or state.
+//
+// TCP-MD5: the listener holds one TCP_MD5SIG entry per keyed peer (the kernel then drops that
+// address's unsigned or wrongly signed segments, and accepted sockets inherit the keys). An
+// outgoing socket must have its key before connect() sends the SYN; Node creates the fd only
+// when it binds or connects, so a keyed connect always binds (to the wildcard when no source
+// address is set) and sets the key on Node's `connectionAttempt` event, which Node emits after
+// bind() and before connect(). A connect that reaches 'connect' without the key is refused.
 
+import { readFileSync } from "node:fs";
 import * as net from "node:net";
 import { isIPv4 } from "node:net";
+import { SockOpt, setsockoptFd, tcpMd5SigOption } from "../../fib/netlink_socket.js";
 
 /** The address a socket reports, without the IPv4-mapped IPv6 prefix. */
 export function plainAddress(a: string | undefined): string {
@@ -72,8 +82,7 @@ export class Connection {
 
   /** The socket's file descriptor (for socket options Node lacks), or -1. */
   get fd(): number {
-    const h = (this.socket as unknown as { _handle?: { fd?: number } })._handle;
-    return typeof h?.fd === "number" ? h.fd : -1;
+    return handleFd(this.socket);
   }
 
   get family(): 4 | 6 {
@@ -132,9 +141,83 @@ export class Connection {
   }
 }
 
+/** The fd of a Node socket or server (`_handle.fd`), or -1 while it has none. */
+function handleFd(s: net.Socket | net.Server): number {
+  const h = (s as unknown as { _handle?: { fd?: number } | null })._handle;
+  return typeof h?.fd === "number" ? h.fd : -1;
+}
+
+/**
+ * The address to give TCP_MD5SIG on a socket of that family: an IPv4 peer on an IPv6 (dual-stack)
+ * socket is keyed by its IPv4-mapped address; an IPv6 peer cannot reach an IPv4 socket (null).
+ */
+export function md5KeyAddress(peer: string, socketFamily: 4 | 6): string | null {
+  const peerFamily = net.isIPv4(peer) ? 4 : 6;
+  if (peerFamily === socketFamily) return peer;
+  return socketFamily === 6 ? `::ffff:${peer}` : null;
+}
+
+const ENOENT = 2;
+
+/**
+ * Sets (key) or removes (undefined) the TCP-MD5 key for peer on a socket fd. Removing a key that
+ * is not there is not an error.
+ */
+export function setMd5Key(fd: number, socketFamily: 4 | 6, peer: string, key?: string): void {
+  const addr = md5KeyAddress(peer, socketFamily);
+  if (addr === null) return;
+  try {
+    setsockoptFd(fd, SockOpt.IPPROTO_TCP, SockOpt.TCP_MD5SIG, tcpMd5SigOption(addr, key ?? ""));
+  } catch (e) {
+    if (key === undefined && (e as { errno?: number }).errno === ENOENT) return;
+    throw new Error(
+      `Cannot ${key === undefined ? "remove" : "set"} the TCP MD5 key for ${peer}: ${(e as Error).message}`,
+    );
+  }
+}
+
+/** The kernel's TCP-MD5 drop counters of this network namespace (TcpExt in /proc/net/netstat). */
+export interface TcpMd5Counters {
+  /** Signed segments whose signature did not match (wrong password on one side). */
+  failure: number;
+  /** Signed segments from an address we hold no key for. */
+  unexpected: number;
+  /** Unsigned segments from an address we hold a key for. */
+  notFound: number;
+}
+
+/** Parses /proc/net/netstat text; undefined when its TcpExt lines lack the MD5 counters. */
+export function parseTcpMd5Counters(netstat: string): TcpMd5Counters | undefined {
+  const lines = netstat.split("\n").filter((l) => l.startsWith("TcpExt:"));
+  if (lines.length < 2) return undefined;
+  const names = (lines[0] as string).split(/\s+/);
+  const values = (lines[1] as string).split(/\s+/);
+  const get = (n: string) => {
+    const i = names.indexOf(n);
+    return i > 0 ? Number(values[i]) : Number.NaN;
+  };
+  const c = {
+    failure: get("TCPMD5Failure"),
+    unexpected: get("TCPMD5Unexpected"),
+    notFound: get("TCPMD5NotFound"),
+  };
+  return Object.values(c).every(Number.isFinite) ? c : undefined;
+}
+
+/** This namespace's TCP-MD5 counters, or undefined where /proc cannot tell. */
+export function readTcpMd5Counters(): TcpMd5Counters | undefined {
+  try {
+    return parseTcpMd5Counters(readFileSync("/proc/net/netstat", "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
 export interface ListenOptions {
   address: string;
   port: number;
+  /** TCP-MD5 keys by peer address, set on the listening socket right after it is bound. */
+  md5Keys?: ReadonlyMap<string, string>;
   /** Whether a remote address is a configured peer; others are closed at once. */
   isPeer(address: string): boolean;
   onConnection(conn: Connection): void;
@@ -142,8 +225,18 @@ export interface ListenOptions {
   onRefused?(address: string): void;
 }
 
-/** Listens for BGP connections; resolves with the bound port once listening. */
-export function listen(opts: ListenOptions): Promise<{ port: number; close(): Promise<void> }> {
+export interface Listener {
+  port: number;
+  /** Sets (key) or removes (undefined) the TCP-MD5 key for one peer address. */
+  setMd5Key(peer: string, key: string | undefined): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Listens for BGP connections; resolves with the bound port once listening and every key in
+ * md5Keys is set (a key that cannot be set closes the listener and rejects).
+ */
+export function listen(opts: ListenOptions): Promise<Listener> {
   const server = net.createServer({ pauseOnConnect: false, noDelay: true }, (socket) => {
     const remote = plainAddress(socket.remoteAddress);
     if (!opts.isPeer(remote)) {
@@ -159,10 +252,18 @@ export function listen(opts: ListenOptions): Promise<{ port: number; close(): Pr
       server.off("error", reject);
       const addr = server.address();
       const port = typeof addr === "object" && addr ? addr.port : opts.port;
-      resolve({
-        port,
-        close: () => new Promise<void>((r) => server.close(() => r())),
-      });
+      const family: 4 | 6 = typeof addr === "object" && addr?.family === "IPv4" ? 4 : 6;
+      const close = () => new Promise<void>((r) => server.close(() => r()));
+      const setKey = (peer: string, key: string | undefined) =>
+        setMd5Key(handleFd(server), family, peer, key);
+      try {
+        for (const [peer, key] of opts.md5Keys ?? []) setKey(peer, key);
+      } catch (e) {
+        void close();
+        reject(e);
+        return;
+      }
+      resolve({ port, setMd5Key: setKey, close });
     });
   });
 }
@@ -172,6 +273,8 @@ export interface ConnectOptions {
   port: number;
   localAddress?: string;
   timeoutMs: number;
+  /** TCP-MD5 key for this peer, set on the socket before connect() sends the SYN. */
+  md5Key?: string;
 }
 
 /** An outgoing connection attempt that can be abandoned. */
@@ -186,14 +289,42 @@ export function connect(
   onFailed: (error: string) => void,
 ): ConnectAttempt {
   let done = false;
-  const socket = net.connect({
+  const key = opts.md5Key;
+  let keyed = false;
+  const socket = new net.Socket();
+  if (key !== undefined) {
+    socket.once("connectionAttempt", () => {
+      // Node calls connect() right after this event: failing here would pull the handle from
+      // under it, so a key that cannot be set fails the attempt on the next tick instead.
+      try {
+        const fd = handleFd(socket);
+        if (fd < 0) throw new Error("the socket has no file descriptor before connect");
+        setMd5Key(fd, net.isIPv4(opts.address) ? 4 : 6, opts.address, key);
+        keyed = true;
+      } catch (e) {
+        const msg = (e as Error).message;
+        process.nextTick(() => fail(msg));
+      }
+    });
+  }
+  socket.connect({
     host: opts.address,
     port: opts.port,
-    localAddress: opts.localAddress,
     noDelay: true,
+    // A keyed socket needs its fd before connect(): binding creates it.
+    localAddress:
+      opts.localAddress ??
+      (key === undefined ? undefined : net.isIPv4(opts.address) ? "0.0.0.0" : "::"),
   });
   const timer = setTimeout(
-    () => fail(`Connect to ${opts.address}:${opts.port} timed out`),
+    () =>
+      fail(
+        `Connect to ${opts.address}:${opts.port} timed out${
+          key === undefined
+            ? ""
+            : " (TCP MD5 is on: a peer without this password drops our SYN silently)"
+        }`,
+      ),
     opts.timeoutMs,
   );
   timer.unref();
@@ -207,6 +338,10 @@ export function connect(
   socket.once("error", (e) => fail(e.message));
   socket.once("connect", () => {
     if (done) return;
+    if (key !== undefined && !keyed) {
+      fail(`Connected to ${opts.address} without the TCP MD5 key set before connect; closed`);
+      return;
+    }
     done = true;
     clearTimeout(timer);
     socket.removeAllListeners("error");
