@@ -396,6 +396,8 @@ function valueAt(root: unknown, path: Path): unknown {
 
 /** A secret's path: its value never appears in an error message. */
 const isSecret = (path: Path) => path[path.length - 1] === "password";
+/** JSON.stringify replacer for a value shown in an error: passwords inside it are masked. */
+const hideSecrets = (key: string, v: unknown) => (key === "password" ? "(not shown)" : v);
 
 /**
  * Validates a parsed document; throws ConfigError naming each bad field path and its value
@@ -411,7 +413,7 @@ export function parseConfig(doc: unknown): BgpdConfig {
       return `${where}: unknown field ${i.unknown.map((k) => JSON.stringify(k)).join(", ")}`;
     if (i.missing) return `${where}: required field is missing`;
     if (isSecret(i.path)) return `${where}: ${i.message} (value not shown)`;
-    return `${where}: ${i.message} (got ${JSON.stringify(valueAt(doc, i.path))})`;
+    return `${where}: ${i.message} (got ${JSON.stringify(valueAt(doc, i.path), hideSecrets)})`;
   });
   throw new ConfigError(`Invalid bgpd config: ${lines.join("; ")}`);
 }
