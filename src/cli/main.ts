@@ -23,6 +23,7 @@ const resources: Loader = () => import("./resources.js");
 const bgpd: Loader = () => import("./bgpd.js");
 const ipam: Loader = () => import("./ipam.js");
 const datastore: Loader = () => import("./datastore.js");
+const node: Loader = () => import("./node.js");
 
 /**
  * Command modules by the top-level command they register. Only the invoked command's module is
@@ -42,6 +43,7 @@ const commands: Record<string, Loader> = {
   routes: bgpd,
   ipam,
   datastore,
+  node,
 };
 
 /** The loaders needed for argv: the named command's, or all of them. */

@@ -1,0 +1,117 @@
+// `ocelot node run`: the per-node daemon (src/node/daemon.ts) as a process: option parsing,
+// pino logs, SIGTERM/SIGINT stop it cleanly (watches, speaker, FIBs, datastore), exit codes.
+// Owns: process wiring only. Not: what the daemon does.
+import type { Command } from "commander";
+import { parseAsNumber } from "../api/fields.js";
+import {
+  addDatastoreOptions,
+  type DatastoreCliOptions,
+  openDatastoreFromCli,
+} from "../datastore/open.js";
+import type { Datastore } from "../datastore/types.js";
+import { DEFAULT_STATUS_SOCKET, NodeDaemon } from "../node/daemon.js";
+import { CliError } from "./main.js";
+
+const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
+
+type RunOpts = DatastoreCliOptions & {
+  nodename: string;
+  ip?: string;
+  as?: string;
+  netns?: string;
+  logLevel: string;
+  statusSocket: string;
+  resyncInterval: string;
+  bgp: boolean;
+  clusterCidr?: string[];
+};
+
+function seconds(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  if (!m) throw new CliError(`${flag}: "${text}" is not a duration such as 60s, 500ms or 5m`, 2);
+  const n = Number(m[1]);
+  const ms = m[2] === "ms" ? n : m[2] === "m" ? n * 60_000 : n * 1000;
+  if (ms < 100) throw new CliError(`${flag}: "${text}" is shorter than 100ms`, 2);
+  return ms;
+}
+
+async function runNode(o: RunOpts): Promise<void> {
+  if (!LEVELS.includes(o.logLevel))
+    throw new CliError(`--log-level: "${o.logLevel}" is not one of ${LEVELS.join(", ")}`, 2);
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(o.nodename))
+    throw new CliError(`--nodename: "${o.nodename}" is not a node name (DNS subdomain)`, 2);
+  let asNumber: number | undefined;
+  if (o.as !== undefined) {
+    asNumber = parseAsNumber(o.as);
+    if (asNumber === undefined || asNumber === 23456)
+      throw new CliError(`--as: "${o.as}" is not an AS number (1..4294967295, not 23456)`, 2);
+  }
+  if (o.ip !== undefined && !/^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/.test(o.ip))
+    throw new CliError(`--ip: "${o.ip}" is not an IPv4 address with its prefix length`, 2);
+  const resyncIntervalMs = seconds(o.resyncInterval, "--resync-interval");
+  const { pino } = await import("pino");
+  const log = pino({ level: o.logLevel, base: { daemon: "node", node: o.nodename } });
+  let store: Datastore;
+  try {
+    store = await openDatastoreFromCli(o);
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  const daemon = new NodeDaemon(store, {
+    nodename: o.nodename,
+    ipv4Address: o.ip,
+    asNumber,
+    netns: o.netns,
+    bgp: o.bgp,
+    statusSocket: o.statusSocket,
+    resyncIntervalMs,
+    agent: { clusterCidrs: o.clusterCidr ?? [] },
+    log,
+  });
+  try {
+    await daemon.start();
+  } catch (err) {
+    await daemon.stop().catch(() => {});
+    await store.close();
+    throw new CliError(`Node ${o.nodename} could not start: ${(err as Error).message}`);
+  }
+  log.info({ datastore: store.url, resyncIntervalMs }, "Node daemon running");
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, "Stopping");
+      const hard = setTimeout(() => process.exit(1), 10_000);
+      hard.unref();
+      void (async () => {
+        await daemon.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
+        await store.close().catch(() => {});
+        log.info({}, "Stopped");
+        resolve();
+        setImmediate(() => process.exit(process.exitCode ?? 0));
+      })();
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+}
+
+export function register(program: Command): void {
+  const node = program.command("node").description("the per-node daemon");
+  const run = node
+    .command("run")
+    .description(
+      "register this node, program its pods' data plane and run its BGP speaker, from the datastore",
+    )
+    .requiredOption("--nodename <name>", "this node's name (its Node resource)")
+    .option("--ip <address/len>", "this node's IPv4 address for BGP (spec.bgp.ipv4Address)")
+    .option("--as <number>", "this node's AS number (spec.bgp.asNumber)")
+    .option("--netns <name>", "program this network namespace (agent and FIB; tests)")
+    .option("--status-socket <path>", "the BGP status socket", DEFAULT_STATUS_SOCKET)
+    .option("--resync-interval <duration>", "full resync period", "60s")
+    .option("--cluster-cidr <cidr...>", "cluster network CIDRs never masqueraded to")
+    .option("--no-bgp", "do not run the BGP speaker")
+    .option("--log-level <level>", `log level (${LEVELS.join(", ")})`, "info");
+  addDatastoreOptions(run).action(async (o: RunOpts) => runNode(o));
+}

@@ -1,0 +1,91 @@
+// The agent's desired data plane for one node, from datastore resources (pure): the node's
+// WorkloadEndpoints become felix Workloads, its confirmed block affinities become blackholed
+// blocks, IPPools become NAT-outgoing pools, and Node addresses are never masqueraded to.
+// Not: reading the datastore (daemon.ts, cache.ts) or the kernel (src/felix/apply.ts).
+import type { IPPool } from "../api/ippool.js";
+import type { Node, WorkloadEndpoint } from "../api/node.js";
+import type { DataplaneInput } from "../felix/dataplane.js";
+import type { NatPool } from "../felix/iptables.js";
+import type { Workload } from "../felix/workload.js";
+import type { Affinity } from "../ipam/records.js";
+
+/** The resources one node's agent and BGP speaker are rendered from. */
+export interface NodeSnapshot {
+  nodes: Node[];
+  workloadEndpoints: WorkloadEndpoint[];
+  pools: IPPool[];
+  /** Block affinities (any node's; only this node's confirmed ones are used). */
+  affinities: Affinity[];
+}
+
+export interface AgentOptions {
+  /** The user's cluster network CIDRs, never masqueraded to. */
+  clusterCidrs?: string[];
+  /** Node-wide IPv6 forwarding (default: on when some pool is IPv6). */
+  ipv6?: boolean;
+}
+
+const addressOf = (cidr: string) => cidr.split("/")[0] as string;
+
+/**
+ * The workloads of one node as the agent sees them: its WorkloadEndpoints that name a host
+ * interface, id "namespace/name", addresses without their /32 (/128).
+ */
+export function workloadsOf(weps: readonly WorkloadEndpoint[], node: string): Workload[] {
+  return weps
+    .filter((w) => w.spec.node === node && w.spec.interfaceName)
+    .map((w) => {
+      const nets = (w.spec.ipNetworks ?? []).map(addressOf);
+      return {
+        id: `${w.metadata.namespace}/${w.metadata.name}`,
+        hostIface: w.spec.interfaceName,
+        ipv4: nets.filter((a) => !a.includes(":")),
+        ipv6: nets.filter((a) => a.includes(":")),
+      };
+    });
+}
+
+/** The node's confirmed affine blocks (Calico backs and announces only confirmed ones). */
+export function nodeBlocks(affinities: readonly Affinity[], node: string): string[] {
+  return [
+    ...new Set(
+      affinities.filter((a) => a.node === node && a.state === "confirmed").map((a) => a.cidr),
+    ),
+  ].sort();
+}
+
+/** The pools NAT-outgoing is rendered for (every pool: a disabled one still has pods). */
+export function natPoolsOf(pools: readonly IPPool[]): NatPool[] {
+  return pools
+    .map((p) => ({ cidr: p.spec.cidr, natOutgoing: p.spec.natOutgoing === true }))
+    .sort((a, b) => (a.cidr < b.cidr ? -1 : a.cidr > b.cidr ? 1 : 0));
+}
+
+/** Every node's addresses (BGP IPv4/IPv6 and spec.addresses), without prefix lengths. */
+export function nodeAddressesOf(nodes: readonly Node[]): string[] {
+  const out = new Set<string>();
+  for (const n of nodes) {
+    const b = n.spec.bgp;
+    if (b?.ipv4Address) out.add(addressOf(b.ipv4Address));
+    if (b?.ipv6Address) out.add(addressOf(b.ipv6Address));
+    for (const a of n.spec.addresses ?? []) out.add(addressOf(a.address));
+  }
+  return [...out].sort();
+}
+
+/** The felix input for node: what renderDataplane() turns into the desired kernel state. */
+export function agentInput(
+  snap: NodeSnapshot,
+  node: string,
+  opts: AgentOptions = {},
+): DataplaneInput {
+  const pools = natPoolsOf(snap.pools);
+  return {
+    workloads: workloadsOf(snap.workloadEndpoints, node),
+    blocks: nodeBlocks(snap.affinities, node),
+    pools,
+    clusterCidrs: opts.clusterCidrs ?? [],
+    nodeAddresses: nodeAddressesOf(snap.nodes),
+    options: { ipv6: opts.ipv6 ?? pools.some((p) => p.cidr.includes(":")) },
+  };
+}

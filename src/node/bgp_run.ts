@@ -1,0 +1,88 @@
+// The node's BGP speaker, in-process: the same Speaker, kernel FIB (protocol 201, graceful hold)
+// and status socket that `ocelot bgpd` runs, started from a rendered config and changed by
+// Speaker.reconfigure (what SIGHUP does for bgpd), with bgpd's eBGP TTL hook. A change of AS,
+// router ID or cluster ID, which the RIB is built with, restarts the speaker on the same FIB. Not: where the config
+// comes from (bgp_state.ts, daemon.ts).
+import type { BgpdConfig } from "../bgp/config.js";
+import { realClock } from "../bgp/io/clock.js";
+import type { Log } from "../bgp/io/session.js";
+import { Speaker } from "../bgp/speaker.js";
+import { makeWireBridge, type WireAttrs } from "../bgp/speaker_attrs.js";
+import { serveStatus } from "../bgp/status.js";
+import { ttlHook } from "../cli/bgpd.js";
+import type { KernelFib } from "../fib/kernel_fib.js";
+
+export interface BgpHost {
+  readonly config: BgpdConfig;
+  /** Applies a new config by diff (or a restart when the RIB's identity changed). */
+  apply(next: BgpdConfig): Promise<void>;
+  /** Stops the sessions, withdraws our kernel routes, closes the socket and the FIB. */
+  stop(): Promise<void>;
+}
+
+export async function startBgp(
+  first: BgpdConfig,
+  deps: { log: Log; netns?: string },
+): Promise<BgpHost> {
+  const { KernelFib } = await import("../fib/kernel_fib.js");
+  const log = deps.log;
+  const fib: KernelFib = await KernelFib.open({
+    ...(deps.netns ? { netns: deps.netns } : {}),
+    protocols: [first.fib.protocol],
+    gracefulHoldMs: first.fib.gracefulRestartTime * 1000,
+    onEvent: (e) => log.debug({ fib: e }, "BGP FIB event"),
+  });
+  const onSocket = await ttlHook(log);
+  const make = (cfg: BgpdConfig) =>
+    new Speaker<WireAttrs>(cfg, {
+      clock: realClock,
+      log,
+      fib,
+      bridge: makeWireBridge(),
+      ...(onSocket ? { onSocket } : {}),
+    });
+  let speaker = make(first);
+  // The status socket answers from whichever speaker runs now.
+  const provider = { status: () => speaker.status(), routes: () => speaker.routes() };
+  let status: { close(): Promise<void> };
+  try {
+    await speaker.start();
+    status = await serveStatus(first.status.socket, provider);
+  } catch (err) {
+    await speaker.stop().catch(() => {});
+    await fib.close();
+    throw err;
+  }
+  let chain = Promise.resolve();
+  const host: BgpHost = {
+    get config() {
+      return speaker.config;
+    },
+    apply(next) {
+      chain = chain.then(async () => {
+        const cur = speaker.config;
+        if (
+          cur.asn !== next.asn ||
+          cur.routerId !== next.routerId ||
+          cur.clusterId !== next.clusterId
+        ) {
+          log.info(
+            { asn: next.asn, routerId: next.routerId, clusterId: next.clusterId },
+            "BGP identity changed: restarting the speaker",
+          );
+          await speaker.stop();
+          speaker = make(next);
+          await speaker.start();
+        } else await speaker.reconfigure(next);
+      });
+      return chain;
+    },
+    async stop() {
+      await chain.catch(() => {});
+      await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Speaker stop"));
+      await status.close();
+      await fib.close();
+    },
+  };
+  return host;
+}

@@ -1,0 +1,188 @@
+// The node's BGP speaker configuration, rendered from datastore resources (pure), as Calico's
+// confd renders BIRD's: the `default` BGPConfiguration (AS, node-to-node mesh, listen port), the
+// Node resources (a full iBGP mesh to every other node's ipv4Address), the BGPPeers that pick
+// this node (global, `node`, or `nodeSelector`; a peer by `peerIP` or by `peerSelector` over
+// Nodes), and this node's confirmed blocks as originations (not those of pools with
+// disableBGPExport). Not: running the speaker (daemon.ts) or the config schema (src/bgp/config.ts).
+import {
+  type BGPConfiguration,
+  type BGPPeer,
+  DEFAULT_AS_NUMBER,
+  effectiveBgpConfiguration,
+} from "../api/bgp.js";
+import { parseDurationMs, parseIpPort } from "../api/fields.js";
+import type { IPPool } from "../api/ippool.js";
+import type { Node } from "../api/node.js";
+import { matchSelector, parseSelector } from "../api/selector.js";
+import type { BgpdConfig, PeerConfig } from "../bgp/config.js";
+import { parseConfig } from "../bgp/config.js";
+import { cidrOverlaps, parseCidr } from "../ipam/cidr.js";
+import { type NodeSnapshot, nodeBlocks } from "./agent_state.js";
+
+export interface BgpSnapshot extends NodeSnapshot {
+  bgpConfigurations: BGPConfiguration[];
+  bgpPeers: BGPPeer[];
+}
+
+export interface BgpOptions {
+  /** The status socket of the speaker (`ocelot status --socket`). */
+  statusSocket: string;
+  /** Seconds the FIB keeps learned routes over a restart (default 120). */
+  gracefulRestartTime?: number;
+  /** Hold time of mesh sessions (default 90 s). */
+  meshHoldTime?: number;
+}
+
+/** Either the speaker's config, or why this node runs no BGP; plus what was not applied. */
+export type BgpRender =
+  | { config: BgpdConfig; warnings: string[] }
+  | { config: undefined; reason: string; warnings: string[] };
+
+const addressOf = (cidr: string) => cidr.split("/")[0] as string;
+
+/** BGPPeer fields the daemon does not turn into session settings yet. */
+const UNAPPLIED_PEER_FIELDS = [
+  "password",
+  "filters",
+  "ttlSecurity",
+  "maxRestartTime",
+  "reversePeering",
+  "nextHopMode",
+  "keepOriginalNextHop",
+  "localASNumber",
+] as const;
+
+function selects(selector: string | undefined, labels: Record<string, string>): boolean {
+  return selector === undefined || matchSelector(parseSelector(selector), labels);
+}
+
+/** Whether a BGPPeer applies to the node (global when it names no node and no selector). */
+export function peerAppliesTo(peer: BGPPeer, node: Node): boolean {
+  const s = peer.spec;
+  if (s.node !== undefined) return s.node === node.metadata.name;
+  if (s.nodeSelector !== undefined)
+    return matchSelector(parseSelector(s.nodeSelector), node.metadata.labels ?? {});
+  return true;
+}
+
+/** The speaker's config for node `name`; see the module comment. */
+export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): BgpRender {
+  const warnings: string[] = [];
+  const me = snap.nodes.find((n) => n.metadata.name === name);
+  if (!me) return { config: undefined, reason: `no Node resource "${name}"`, warnings };
+  const myAddr = me.spec.bgp?.ipv4Address;
+  if (!myAddr)
+    return { config: undefined, reason: `Node "${name}" has no spec.bgp.ipv4Address`, warnings };
+  const global = effectiveBgpConfiguration(
+    snap.bgpConfigurations.find((c) => c.metadata.name === "default"),
+    snap.bgpConfigurations.find((c) => c.metadata.name === `node.${name}`),
+  );
+  const asOf = (n: Node) => n.spec.bgp?.asNumber ?? global.asNumber ?? DEFAULT_AS_NUMBER;
+  const myAs = asOf(me);
+  const routerId = addressOf(myAddr);
+  const myCluster = me.spec.bgp?.routeReflectorClusterID;
+  const peers = new Map<string, PeerConfig>();
+  const add = (p: Partial<PeerConfig> & { address: string; asn: number }) => {
+    if (p.address === routerId) return; // never peer with ourselves
+    peers.set(p.address, {
+      port: 179,
+      passive: false,
+      holdTime: opts.meshHoldTime ?? 90,
+      connectRetryTime: 5,
+      requiredFamilies: [],
+      allowOwnAs: 0,
+      routeReflectorClient: false,
+      ...p,
+    });
+  };
+  /** A session to another Node: to a route-reflector client when we reflect and it does not. */
+  const nodePeer = (n: Node, extra: Partial<PeerConfig> = {}) => {
+    const addr = n.spec.bgp?.ipv4Address;
+    if (!addr || n.metadata.name === name) return;
+    const theirCluster = n.spec.bgp?.routeReflectorClusterID;
+    add({
+      address: addressOf(addr),
+      asn: asOf(n),
+      port: global.listenPort,
+      routeReflectorClient: myCluster !== undefined && theirCluster !== myCluster,
+      ...extra,
+    });
+  };
+
+  if (global.nodeToNodeMeshEnabled) {
+    // Every node with an IPv4 address meshes with every other (reflectors among themselves as
+    // non-clients, as in Calico).
+    for (const n of snap.nodes) nodePeer(n);
+  }
+
+  for (const peer of [...snap.bgpPeers].sort((a, b) =>
+    a.metadata.name < b.metadata.name ? -1 : 1,
+  )) {
+    let applies: boolean;
+    try {
+      applies = peerAppliesTo(peer, me);
+    } catch (err) {
+      warnings.push(`BGPPeer "${peer.metadata.name}": ${(err as Error).message}; skipped`);
+      continue;
+    }
+    if (!applies) continue;
+    const s = peer.spec;
+    const unapplied = UNAPPLIED_PEER_FIELDS.filter((f) => s[f] !== undefined);
+    if (unapplied.length > 0)
+      warnings.push(
+        `BGPPeer "${peer.metadata.name}": ${unapplied.map((f) => `spec.${f}`).join(", ")} not applied yet`,
+      );
+    const extra: Partial<PeerConfig> = {};
+    if (s.keepaliveTime !== undefined) {
+      const ms = parseDurationMs(s.keepaliveTime) ?? 30_000;
+      extra.holdTime = Math.min(65535, Math.max(3, Math.round((ms / 1000) * 3)));
+    }
+    if (s.numAllowedLocalASNumbers !== undefined) extra.allowOwnAs = s.numAllowedLocalASNumbers;
+    if (s.sourceAddress !== "None") extra.sourceAddress = routerId;
+    if (s.peerSelector !== undefined) {
+      for (const n of snap.nodes) {
+        let picked: boolean;
+        try {
+          picked = selects(s.peerSelector, n.metadata.labels ?? {});
+        } catch (err) {
+          warnings.push(`BGPPeer "${peer.metadata.name}": ${(err as Error).message}; skipped`);
+          break;
+        }
+        if (picked) nodePeer(n, extra);
+      }
+      continue;
+    }
+    const ip = s.peerIP === undefined ? undefined : parseIpPort(s.peerIP);
+    if (!ip || s.asNumber === undefined) continue; // the schema requires both; defensive
+    if (ip.family !== 4) {
+      warnings.push(`BGPPeer "${peer.metadata.name}": IPv6 peer ${s.peerIP} not applied yet`);
+      continue;
+    }
+    add({ address: ip.address, asn: s.asNumber, port: ip.port ?? 179, ...extra });
+  }
+
+  const noExport = snap.pools
+    .filter((p: IPPool) => p.spec.disableBGPExport === true)
+    .map((p) => parseCidr(p.spec.cidr, false));
+  const blocks = nodeBlocks(snap.affinities, name).filter(
+    (b) => !noExport.some((p) => cidrOverlaps(p, parseCidr(b, false))),
+  );
+
+  const doc = {
+    asn: myAs,
+    routerId,
+    listen: { address: "0.0.0.0", port: global.listenPort },
+    ...(myCluster ? { clusterId: myCluster } : {}),
+    peers: [...peers.values()].sort((a, b) => (a.address < b.address ? -1 : 1)),
+    originate: blocks.map((prefix) => ({ prefix })),
+    fib: {
+      enabled: true,
+      table: "main",
+      protocol: 201,
+      gracefulRestartTime: opts.gracefulRestartTime ?? 120,
+    },
+    status: { socket: opts.statusSocket },
+  };
+  // The same validation as a bgpd file: a value out of its range is named, not half applied.
+  return { config: parseConfig(doc), warnings };
+}

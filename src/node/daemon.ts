@@ -1,0 +1,330 @@
+// The node daemon (`ocelot node run`): registers the node's Node resource, keeps a watched copy
+// of the resources a node is rendered from (WorkloadEndpoints, IPPools, Nodes, BGPConfigurations,
+// BGPPeers, this node's block affinities), and after each change (debounced) and on a periodic
+// full resync converges two things: the agent's data plane (src/felix render + apply, routes
+// under protocol 202) and the BGP speaker, run in-process and reconfigured by diff as SIGHUP
+// does for `ocelot bgpd` (learned routes under protocol 201). Owns: the loop, its ordering and
+// logging. Not: what the state is (agent_state.ts, bgp_state.ts) or how it is applied.
+import { decodeResource } from "../api/client.js";
+import type { Node, WorkloadEndpoint } from "../api/node.js";
+import { kindOf, kindPrefix } from "../api/registry.js";
+import type { BgpdConfig } from "../bgp/config.js";
+import type { Log } from "../bgp/io/session.js";
+import type { Datastore, KeyValue } from "../datastore/types.js";
+import { applyDataplane } from "../felix/apply.js";
+import { renderDataplane } from "../felix/dataplane.js";
+import type { Fib } from "../fib/types.js";
+import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
+import { decodeAffinity, IpamKeys } from "../ipam/records.js";
+import { type AgentOptions, agentInput } from "./agent_state.js";
+import { type BgpHost, startBgp } from "./bgp_run.js";
+import { type BgpSnapshot, renderBgp } from "./bgp_state.js";
+import { PrefixCache } from "./cache.js";
+import { registerNode } from "./registration.js";
+
+export const DEFAULT_STATUS_SOCKET = "/run/ocelot/bgpd.sock";
+
+export interface DaemonOptions {
+  nodename: string;
+  /** The node's fabric address "A.B.C.D/len" for spec.bgp.ipv4Address; absent keeps the stored. */
+  ipv4Address?: string;
+  asNumber?: number;
+  /** Network namespace (name under /run/netns) the agent programs; default: the process's own. */
+  netns?: string;
+  /** Run the BGP speaker (default true). */
+  bgp?: boolean;
+  statusSocket?: string;
+  /** Quiet time after a change before converging (default 50 ms). */
+  debounceMs?: number;
+  /** Full resync period: list everything again and converge (default 60 s). */
+  resyncIntervalMs?: number;
+  /** Delay before retrying a failed convergence (default 1 s). */
+  retryMs?: number;
+  agent?: AgentOptions;
+  log: Log;
+  /** Opens the agent's FIB (tests may pass a MemoryFib); default KernelFib for the namespace. */
+  openAgentFib?: (netns: string | undefined) => Promise<Fib & { close?: () => Promise<void> }>;
+}
+
+type Area = "agent" | "bgp";
+
+const kindInfo = (kind: string) => {
+  const info = kindOf("projectcalico.org/v3", kind);
+  if (!info) throw new Error(`Kind ${kind} is not registered`);
+  return info;
+};
+
+/** The running daemon; start() resolves after the first convergence. */
+export class NodeDaemon {
+  private readonly prefixes: Record<
+    "weps" | "pools" | "nodes" | "bgpconfigs" | "bgppeers" | "affinities",
+    string
+  >;
+  private readonly areasOf: Map<string, Area[]>;
+  private cache: PrefixCache | undefined;
+  private agentFib: (Fib & { close?: () => Promise<void> }) | undefined;
+  private bgp: BgpHost | undefined;
+  private dirty = new Set<Area>();
+  private timer: NodeJS.Timeout | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private lastAgentInput = "";
+  private lastBgpReason = "";
+  private lastWarnings = "";
+  /** Convergence passes done (for tests and logs). */
+  passes = 0;
+
+  constructor(
+    readonly store: Datastore,
+    readonly opts: DaemonOptions,
+  ) {
+    const keys = new IpamKeys();
+    this.prefixes = {
+      weps: kindPrefix(kindInfo("WorkloadEndpoint")),
+      pools: kindPrefix(kindInfo("IPPool")),
+      nodes: kindPrefix(kindInfo("Node")),
+      bgpconfigs: kindPrefix(kindInfo("BGPConfiguration")),
+      bgppeers: kindPrefix(kindInfo("BGPPeer")),
+      affinities: `${keys.hostPrefix()}${opts.nodename}/`,
+    };
+    const p = this.prefixes;
+    this.areasOf = new Map<string, Area[]>([
+      [p.weps, ["agent"]],
+      [p.pools, ["agent", "bgp"]],
+      [p.nodes, ["agent", "bgp"]],
+      [p.bgpconfigs, ["bgp"]],
+      [p.bgppeers, ["bgp"]],
+      [p.affinities, ["agent", "bgp"]],
+    ]);
+  }
+
+  private get log(): Log {
+    return this.opts.log;
+  }
+
+  /** Registers the Node, opens the FIBs, lists and watches, converges once, starts the timers. */
+  async start(): Promise<void> {
+    const o = this.opts;
+    const reg = await registerNode(this.store, {
+      name: o.nodename,
+      ipv4Address: o.ipv4Address,
+      asNumber: o.asNumber,
+    });
+    this.log.info(
+      { bgp: reg.node.spec.bgp ?? {}, changed: reg.changed },
+      reg.changed ? "Node registered" : "Node already registered",
+    );
+    this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(o.netns);
+    this.cache = new PrefixCache(this.store, Object.values(this.prefixes), {
+      onChange: (prefix) => this.changed(this.areasOf.get(prefix) ?? ["agent", "bgp"]),
+      onResync: (prefix, why) => this.log.warn({ prefix, why }, "Watch resync: listing again"),
+      onError: (prefix, err) =>
+        this.log.error({ prefix, error: err.message }, "Datastore list failed; retrying"),
+    });
+    await this.cache.start();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.dirty = new Set<Area>(["agent", "bgp"]);
+    await this.converge();
+    const every = o.resyncIntervalMs ?? 60_000;
+    const tick = () => {
+      this.resyncTimer = setTimeout(() => {
+        void this.fullResync().finally(() => {
+          if (!this.stopped) tick();
+        });
+      }, every);
+      this.resyncTimer.unref?.();
+    };
+    tick();
+  }
+
+  /** Lists everything again and converges both areas (the periodic resync). */
+  async fullResync(): Promise<void> {
+    try {
+      await this.cache?.resyncAll();
+    } catch (err) {
+      this.log.error({ error: (err as Error).message }, "Full resync: list failed");
+    }
+    this.lastAgentInput = ""; // re-apply even when nothing changed: the kernel may have drifted
+    this.changed(["agent", "bgp"]);
+  }
+
+  /** Stops watching and the speaker, closes the FIBs; the agent's routes stay (pods keep working). */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.resyncTimer) clearTimeout(this.resyncTimer);
+    await this.cache?.close();
+    await this.running?.catch(() => {});
+    await this.bgp?.stop().catch((e: Error) => this.log.error({ error: e.message }, "BGP stop"));
+    this.bgp = undefined;
+    await this.agentFib?.close?.();
+  }
+
+  private changed(areas: Area[]): void {
+    for (const a of areas) this.dirty.add(a);
+    this.schedule(this.opts.debounceMs ?? 50);
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.converge();
+    }, delayMs);
+  }
+
+  /** One convergence at a time; changes that arrive meanwhile run another pass after it. */
+  private converge(): Promise<void> {
+    if (this.running) return this.running;
+    this.running = (async () => {
+      try {
+        while (this.dirty.size > 0 && !this.stopped) {
+          const areas = new Set(this.dirty);
+          this.dirty.clear();
+          const snap = this.snapshot();
+          try {
+            if (areas.has("agent")) await this.convergeAgent(snap);
+          } catch (err) {
+            this.log.error({ error: (err as Error).message }, "Agent: convergence failed");
+            this.retryLater("agent");
+          }
+          try {
+            if (areas.has("bgp") && this.opts.bgp !== false) await this.convergeBgp(snap);
+          } catch (err) {
+            this.log.error({ error: (err as Error).message }, "BGP: convergence failed");
+            this.retryLater("bgp");
+          }
+          this.passes++;
+        }
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  private retryLater(area: Area): void {
+    setTimeout(() => this.changed([area]), this.opts.retryMs ?? 1000).unref?.();
+  }
+
+  private decodeAll<T>(prefix: string, decode: (kv: KeyValue) => T): T[] {
+    const out: T[] = [];
+    for (const kv of this.cache?.values(prefix) ?? []) {
+      try {
+        out.push(decode(kv));
+      } catch (err) {
+        this.log.warn({ key: kv.key, error: (err as Error).message }, "Skipping a bad record");
+      }
+    }
+    return out;
+  }
+
+  /** The resources as last seen, decoded. */
+  snapshot(): BgpSnapshot {
+    const p = this.prefixes;
+    const res = <T>(prefix: string) => this.decodeAll(prefix, (kv) => decodeResource(kv) as T);
+    return {
+      nodes: res<Node>(p.nodes),
+      workloadEndpoints: res<WorkloadEndpoint>(p.weps),
+      pools: res(p.pools),
+      bgpConfigurations: res(p.bgpconfigs),
+      bgpPeers: res(p.bgppeers),
+      affinities: this.decodeAll(p.affinities, (kv) => decodeAffinity(kv.key, kv.value)),
+    };
+  }
+
+  private async convergeAgent(snap: BgpSnapshot): Promise<void> {
+    const input = agentInput(snap, this.opts.nodename, this.opts.agent);
+    // Rendering throws on conflicting input (an address claimed twice): nothing is applied then.
+    const desired = renderDataplane(input);
+    const text = JSON.stringify(input);
+    const same = text === this.lastAgentInput;
+    const report = await applyDataplane(desired, {
+      netns: this.opts.netns,
+      fib: this.agentFib as Fib,
+    });
+    this.lastAgentInput = text;
+    if (report.changes.length > 0)
+      this.log.info(
+        {
+          workloads: input.workloads.length,
+          blocks: input.blocks,
+          changes: report.changes,
+        },
+        same ? "Agent: kernel drift repaired" : "Agent: data plane converged",
+      );
+    if (report.missingIfaces.length > 0)
+      this.log.info({ missing: report.missingIfaces }, "Agent: waiting for workload interfaces");
+  }
+
+  private async convergeBgp(snap: BgpSnapshot): Promise<void> {
+    const r = renderBgp(snap, this.opts.nodename, {
+      statusSocket: this.opts.statusSocket ?? DEFAULT_STATUS_SOCKET,
+    });
+    const warnings = r.warnings.join("; ");
+    if (warnings !== this.lastWarnings && r.warnings.length > 0)
+      this.log.warn({ warnings: r.warnings }, "BGP: parts of the configuration not applied");
+    this.lastWarnings = warnings;
+    if (r.config === undefined) {
+      if (r.reason !== this.lastBgpReason)
+        this.log.warn({ reason: r.reason }, "BGP: not running the speaker");
+      this.lastBgpReason = r.reason;
+      if (this.bgp) {
+        await this.bgp.stop();
+        this.bgp = undefined;
+      }
+      return;
+    }
+    this.lastBgpReason = "";
+    if (!this.bgp) {
+      this.bgp = await startBgp(r.config, { log: this.log, netns: this.opts.netns });
+      this.log.info(summary(r.config), "BGP: speaker started");
+      return;
+    }
+    const before = this.bgp.config;
+    if (JSON.stringify(before) === JSON.stringify(r.config)) return;
+    await this.bgp.apply(r.config);
+    this.log.info({ ...summary(r.config), ...diffSummary(before, r.config) }, "BGP: reconfigured");
+  }
+
+  /** The speaker's current config (undefined when it does not run). */
+  get bgpConfig(): BgpdConfig | undefined {
+    return this.bgp?.config;
+  }
+}
+
+function summary(c: BgpdConfig) {
+  return {
+    asn: c.asn,
+    routerId: c.routerId,
+    peers: c.peers.map((p) => `${p.address} AS${p.asn}`),
+    originate: c.originate.map((o) => o.prefix),
+  };
+}
+
+function diffSummary(a: BgpdConfig, b: BgpdConfig) {
+  const pa = new Set(a.peers.map((p) => p.address));
+  const pb = new Set(b.peers.map((p) => p.address));
+  const oa = new Set(a.originate.map((o) => o.prefix));
+  const ob = new Set(b.originate.map((o) => o.prefix));
+  return {
+    peersAdded: [...pb].filter((x) => !pa.has(x)),
+    peersRemoved: [...pa].filter((x) => !pb.has(x)),
+    originateAdded: [...ob].filter((x) => !oa.has(x)),
+    originateRemoved: [...oa].filter((x) => !ob.has(x)),
+  };
+}
+
+/** The agent's KernelFib: protocol 202, watching (puts back what others delete), with a hold. */
+async function openKernelAgentFib(netns: string | undefined) {
+  const { KernelFib } = await import("../fib/kernel_fib.js");
+  return KernelFib.open({
+    ...(netns ? { netns } : {}),
+    protocols: [RTPROT_OCELOT_AGENT],
+    // A restart keeps the pods' routes until the first convergence set them again.
+    gracefulHoldMs: 60_000,
+  });
+}
