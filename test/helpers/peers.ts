@@ -240,6 +240,12 @@ export class BirdPeer {
     return line?.trim().split(/\s+/)[5] ?? "";
   }
 
+  /** Rewrites bird.conf (@DIR@ as at start) and has BIRD apply it (`birdc configure`). */
+  reconfigure(conf: string): string {
+    writeFileSync(join(this.dir, "bird.conf"), conf.replaceAll("@DIR@", this.dir));
+    return this.cmd("configure");
+  }
+
   /** `show route all` output for one prefix (empty string when absent). */
   route(prefix: string): string {
     return this.cmd("show", "route", "for", prefix, "all");
@@ -389,6 +395,32 @@ export interface KernelRoute {
   protocol?: string;
   nexthops?: { gateway?: string }[];
   type?: string;
+}
+
+/** The TCP-MD5 drop counters of a namespace (TcpExt in its /proc/net/netstat). */
+export interface TcpMd5Counters {
+  failure: number;
+  unexpected: number;
+  notFound: number;
+}
+
+export function tcpMd5Counters(ns: Netns): TcpMd5Counters {
+  const lines = ns
+    .exec("cat", "/proc/net/netstat")
+    .split("\n")
+    .filter((l) => l.startsWith("TcpExt:"));
+  const names = (lines[0] ?? "").split(/\s+/);
+  const values = (lines[1] ?? "").split(/\s+/);
+  const get = (n: string) => {
+    const i = names.indexOf(n);
+    if (i < 1) throw new Error(`No TcpExt ${n} in /proc/net/netstat of ${ns.name}`);
+    return Number(values[i]);
+  };
+  return {
+    failure: get("TCPMD5Failure"),
+    unexpected: get("TCPMD5Unexpected"),
+    notFound: get("TCPMD5NotFound"),
+  };
 }
 
 export function kernelRoutes(ns: Netns, family: 4 | 6): KernelRoute[] {
