@@ -43,7 +43,10 @@ export interface DaemonOptions {
   agent?: AgentOptions;
   log: Log;
   /** Opens the agent's FIB (tests may pass a MemoryFib); default KernelFib for the namespace. */
-  openAgentFib?: (netns: string | undefined) => Promise<Fib & { close?: () => Promise<void> }>;
+  openAgentFib?: (
+    netns: string | undefined,
+    log: Log,
+  ) => Promise<Fib & { close?: () => Promise<void> }>;
 }
 
 type Area = "agent" | "bgp";
@@ -115,7 +118,7 @@ export class NodeDaemon {
       { bgp: reg.node.spec.bgp ?? {}, changed: reg.changed },
       reg.changed ? "Node registered" : "Node already registered",
     );
-    this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(o.netns);
+    this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(o.netns, this.log);
     this.cache = new PrefixCache(this.store, Object.values(this.prefixes), {
       onChange: (prefix) => this.changed(this.areasOf.get(prefix) ?? ["agent", "bgp"]),
       onResync: (prefix, why) => this.log.warn({ prefix, why }, "Watch resync: listing again"),
@@ -141,12 +144,12 @@ export class NodeDaemon {
 
   /** Lists everything again and converges both areas (the periodic resync). */
   async fullResync(): Promise<void> {
+    this.log.debug({}, "Full resync");
     try {
       await this.cache?.resyncAll();
     } catch (err) {
       this.log.error({ error: (err as Error).message }, "Full resync: list failed");
     }
-    this.lastAgentInput = ""; // re-apply even when nothing changed: the kernel may have drifted
     this.changed(["agent", "bgp"]);
   }
 
@@ -178,32 +181,33 @@ export class NodeDaemon {
 
   /** One convergence at a time; changes that arrive meanwhile run another pass after it. */
   private converge(): Promise<void> {
-    if (this.running) return this.running;
-    this.running = (async () => {
-      try {
-        while (this.dirty.size > 0 && !this.stopped) {
-          const areas = new Set(this.dirty);
-          this.dirty.clear();
-          const snap = this.snapshot();
-          try {
-            if (areas.has("agent")) await this.convergeAgent(snap);
-          } catch (err) {
-            this.log.error({ error: (err as Error).message }, "Agent: convergence failed");
-            this.retryLater("agent");
-          }
-          try {
-            if (areas.has("bgp") && this.opts.bgp !== false) await this.convergeBgp(snap);
-          } catch (err) {
-            this.log.error({ error: (err as Error).message }, "BGP: convergence failed");
-            this.retryLater("bgp");
-          }
-          this.passes++;
-        }
-      } finally {
-        this.running = undefined;
-      }
-    })();
+    // The finally runs after the assignment even when the loop has nothing to do.
+    this.running ??= this.passLoop().finally(() => {
+      this.running = undefined;
+    });
     return this.running;
+  }
+
+  private async passLoop(): Promise<void> {
+    while (this.dirty.size > 0 && !this.stopped) {
+      const areas = new Set(this.dirty);
+      this.dirty.clear();
+      this.log.debug({ areas: [...areas] }, "Converging");
+      const snap = this.snapshot();
+      try {
+        if (areas.has("agent")) await this.convergeAgent(snap);
+      } catch (err) {
+        this.log.error({ error: (err as Error).message }, "Agent: convergence failed");
+        this.retryLater("agent");
+      }
+      try {
+        if (areas.has("bgp") && this.opts.bgp !== false) await this.convergeBgp(snap);
+      } catch (err) {
+        this.log.error({ error: (err as Error).message }, "BGP: convergence failed");
+        this.retryLater("bgp");
+      }
+      this.passes++;
+    }
   }
 
   private retryLater(area: Area): void {
@@ -319,12 +323,17 @@ function diffSummary(a: BgpdConfig, b: BgpdConfig) {
 }
 
 /** The agent's KernelFib: protocol 202, watching (puts back what others delete), with a hold. */
-async function openKernelAgentFib(netns: string | undefined) {
+async function openKernelAgentFib(netns: string | undefined, log: Log) {
   const { KernelFib } = await import("../fib/kernel_fib.js");
   return KernelFib.open({
     ...(netns ? { netns } : {}),
     protocols: [RTPROT_OCELOT_AGENT],
     // A restart keeps the pods' routes until the first convergence set them again.
     gracefulHoldMs: 60_000,
+    onEvent: (e) => {
+      if (e.kind === "restored") log.info({ count: e.count }, "Agent: routes put back");
+      else if (e.kind === "failure") log.error({ failure: e.failure }, "Agent: route failed");
+      else log.debug({ fib: e }, "Agent FIB event");
+    },
   });
 }

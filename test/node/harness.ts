@@ -1,0 +1,172 @@
+// The node daemon tests' harness: the real `bin/ocelot node run` started inside a node namespace
+// (its pino lines collected, its end awaited by PID), the real `bin/ocelot-cni` run there as a
+// container runtime would, and kernel read-backs (`ip -j`, /proc/sys). Every wait is bounded.
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { type Netns, netnsUnavailableReason, waitFor } from "../helpers/netns.js";
+
+export const ROOT = new URL("../..", import.meta.url).pathname;
+export const BIN = join(ROOT, "bin");
+
+/** Why the daemon tests cannot run here (no root/netns, or dist/ not built), or undefined. */
+export function daemonTestsUnavailable(): string | undefined {
+  return (
+    netnsUnavailableReason() ??
+    (existsSync(join(ROOT, "dist/cli/node.js")) ? undefined : "dist/ not built (npm run build)")
+  );
+}
+
+export interface IpRoute {
+  dst: string;
+  type?: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string;
+  scope?: string;
+}
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+export class NodeProcess {
+  readonly lines: LogLine[] = [];
+  private text = "";
+  exit: Promise<number | null>;
+
+  constructor(
+    readonly ns: Netns,
+    readonly proc: ChildProcess,
+  ) {
+    const onData = (d: Buffer) => {
+      this.text += d.toString();
+      let nl = this.text.indexOf("\n");
+      while (nl >= 0) {
+        const line = this.text.slice(0, nl);
+        this.text = this.text.slice(nl + 1);
+        try {
+          this.lines.push(JSON.parse(line) as LogLine);
+        } catch {
+          this.lines.push({ level: 50, msg: line });
+        }
+        nl = this.text.indexOf("\n");
+      }
+    };
+    proc.stdout?.on("data", onData);
+    proc.stderr?.on("data", onData);
+    this.exit = new Promise((resolve) => proc.once("exit", (code) => resolve(code)));
+  }
+
+  /** The log, one line a message, for assertion messages. */
+  get log(): string {
+    return this.lines.map((l) => JSON.stringify(l)).join("\n");
+  }
+
+  has(msg: string | RegExp): boolean {
+    return this.lines.some((l) => (typeof msg === "string" ? l.msg === msg : msg.test(l.msg)));
+  }
+
+  /** SIGTERM, then the exit code (SIGKILL after 10 s). */
+  async stop(): Promise<number | null> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc.exitCode;
+    this.proc.kill("SIGTERM");
+    const timer = setTimeout(() => this.proc.kill("SIGKILL"), 10_000);
+    const code = await this.exit;
+    clearTimeout(timer);
+    return code;
+  }
+}
+
+/** Starts `ocelot node run` inside ns and waits (bounded) until it reports it runs. */
+export async function startNode(ns: Netns, args: string[]): Promise<NodeProcess> {
+  // `ip netns exec` execs in place: the PID we hold is the daemon's own.
+  const proc = spawn(
+    "ip",
+    ["netns", "exec", ns.name, join(BIN, "ocelot"), "node", "run", ...args],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  const p = new NodeProcess(ns, proc);
+  try {
+    await waitFor(
+      `ocelot node run in ${ns.name} to start`,
+      () => {
+        if (proc.exitCode !== null) throw new Error(`exited ${proc.exitCode}: ${p.log}`);
+        return p.has("Node daemon running");
+      },
+      20_000,
+      50,
+    );
+  } catch (err) {
+    await p.stop();
+    throw err;
+  }
+  return p;
+}
+
+export interface CniRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs bin/ocelot-cni inside the node namespace, bounded to 30 s. */
+export function cni(
+  node: Netns,
+  command: string,
+  env: Record<string, string>,
+  conf: unknown,
+): Promise<CniRun> {
+  return new Promise((resolve, reject) => {
+    const p = spawn("ip", ["netns", "exec", node.name, join(BIN, "ocelot-cni")], {
+      env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_PATH: BIN, ...env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => p.kill("SIGKILL"), 30_000);
+    p.on("error", reject);
+    p.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    p.stdin.end(JSON.stringify(conf));
+  });
+}
+
+/** The CNI environment of one pod in its own namespace. */
+export function podEnv(pod: Netns, podName: string): Record<string, string> {
+  return {
+    CNI_CONTAINERID: `ctr-${podName}`,
+    CNI_NETNS: `/run/netns/${pod.name}`,
+    CNI_IFNAME: "eth0",
+    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${podName}`,
+  };
+}
+
+/** A CNI network config for node `nodename` on the store at url. */
+export function netconf(url: string, nodename: string, pool: string) {
+  return {
+    cniVersion: "1.0.0",
+    name: "k8s-pod-network",
+    type: "ocelot-cni",
+    datastore: url,
+    nodename,
+    ipam: { type: "ocelot-ipam", ipv4_pools: [pool], assign_ipv6: false },
+  };
+}
+
+/** The namespace's routes of one protocol (agent 202, BGP 201), all types. */
+export function routes(ns: Netns, proto: string): IpRoute[] {
+  return ns.ipJson<IpRoute[]>("route", "show", "table", "main", "proto", proto);
+}
+
+export function sysctl(ns: Netns, key: string): string {
+  return ns.exec("cat", `/proc/sys/${key.replace(/\./g, "/")}`).trim();
+}
