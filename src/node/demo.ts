@@ -1,29 +1,24 @@
 // The demo cluster: N nodes, a top-of-rack router (FRR, when installed) and pods, each in its own
-// network namespace on one host, on the embedded datastore. Owns: the topology, each node's Node
-// resource, the per-node `ocelot bgpd` processes, the container runtime's part for pods and the
-// closing checks (connectivity, source addresses, and IPAM clean by the real `ocelot ipam check`
-// and a dry-run `ocelot ipam gc`). Not: BGP, IPAM, pod wiring or the kernel programming
-// themselves (the real `ocelot bgpd`, `ocelot-cni` and `ocelot-ipam` do those).
+// network namespace on one host, on the embedded datastore. Owns: the topology, the per-node
+// `ocelot node run` processes, the container runtime's part for pods and the closing checks
+// (connectivity, source addresses, and IPAM clean by the real `ocelot ipam check` and a dry-run
+// `ocelot ipam gc`). Not: BGP, IPAM, pod wiring or the kernel programming themselves (the real
+// `ocelot node run`, `ocelot-cni` and `ocelot-ipam` do those).
 //
-// Each pod is wired the way a container runtime does it: the real `ocelot-cni` plugin runs inside
-// its node's namespace (CNI ADD, delegating to `ocelot-ipam`), creates the veth and writes the
-// pod's WorkloadEndpoint. Until the node daemon lands, the demo runs the agent's data plane
-// (src/felix/) once per node from the WorkloadEndpoints of that node in the datastore (host-side
-// veth settings, sysctls, /32 routes and block blackholes under protocol 202, NAT-outgoing
-// iptables and ipsets) and renders each node's `ocelot bgpd` file from the blocks IPAM gave it.
+// Each node runs the real node daemon, `ocelot node run` (src/node/daemon.ts), in its namespace:
+// it registers the node's Node resource (fabric address and AS), programs the node's data plane
+// from the datastore (host-side veth settings, sysctls, /32 routes and block blackholes under
+// protocol 202, NAT-outgoing iptables and ipsets) and runs its BGP speaker (an iBGP mesh from the
+// Node resources, eBGP to the ToR from a global BGPPeer, its blocks originated). Each pod is wired
+// the way a container runtime does it: the real `ocelot-cni` plugin runs inside its node's
+// namespace (CNI ADD, delegating to `ocelot-ipam`), creates the veth and writes the pod's
+// WorkloadEndpoint, which the daemon picks up.
 // An "internet" host behind the ToR, with a route back to node addresses only, shows
 // NAT-outgoing at work.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { applyResource, listWorkloadEndpoints } from "../api/client.js";
-import { openDatastore } from "../datastore/open.js";
-import { applyDataplane } from "../felix/apply.js";
-import { renderDataplane } from "../felix/dataplane.js";
-import type { Workload } from "../felix/workload.js";
-import { KernelFib } from "../fib/kernel_fib.js";
-import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { frrInstalled, frrRunDir, startFrrDaemons } from "../lib/frr.js";
 import { link, Netns, waitFor } from "../lib/netns.js";
 
@@ -151,28 +146,6 @@ function blockOf(addr: string, blockSize = 26): string {
   return `${[24, 16, 8, 0].map((s) => Math.floor(base / 2 ** s) % 256).join(".")}/${blockSize}`;
 }
 
-function bgpdConfig(
-  node: DemoNode,
-  all: DemoNode[],
-  tor: DemoState["tor"],
-  stateDir: string,
-): string {
-  const peers = all
-    .filter((n) => n.name !== node.name)
-    .map((n) => ({ address: n.address, asn: NODE_AS, holdTime: 9 }));
-  if (tor.router === "frr") peers.push({ address: tor.address, asn: TOR_AS, holdTime: 9 });
-  const cfg = {
-    asn: NODE_AS,
-    routerId: node.address,
-    listen: { address: node.address, port: 179 },
-    peers,
-    originate: node.blocks.map((prefix) => ({ prefix })),
-    fib: { enabled: true, table: "main", protocol: 201 },
-    status: { socket: join(stateDir, `${node.name}.sock`) },
-  };
-  return `${JSON.stringify(cfg, null, 2)}\n`; // JSON is YAML
-}
-
 function torFrrConfig(nodes: DemoNode[], address: string): string {
   const lines = [
     "hostname tor",
@@ -287,25 +260,36 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
     nodeNs.push(ns);
   }
 
-  // 2. The pool, then pods through the real CNI plugin (veth, IPAM, WorkloadEndpoint).
+  // 2. The pool, and the ToR as a global BGPPeer (when there is one), by the real CLI.
   log(`demo: IPPool ${POOL_CIDR} in ${state.datastore}`);
-  const poolYaml = [
-    "apiVersion: projectcalico.org/v3",
-    "kind: IPPool",
-    "metadata: {name: demo-pool}",
-    `spec: {cidr: ${POOL_CIDR}, blockSize: 26, ipipMode: Never, natOutgoing: true, nodeSelector: all()}`,
-  ].join("\n");
+  const docs = [
+    [
+      "apiVersion: projectcalico.org/v3",
+      "kind: IPPool",
+      "metadata: {name: demo-pool}",
+      `spec: {cidr: ${POOL_CIDR}, blockSize: 26, ipipMode: Never, natOutgoing: true, nodeSelector: all()}`,
+    ],
+  ];
+  if (state.tor.router === "frr") {
+    docs.push([
+      "apiVersion: projectcalico.org/v3",
+      "kind: BGPPeer",
+      "metadata: {name: tor}",
+      `spec: {peerIP: ${state.tor.address}, asNumber: ${TOR_AS}, keepaliveTime: 3s}`,
+    ]);
+  }
   const applied = spawnSync(OCELOT, ["apply", "-f", "-", "--datastore", state.datastore], {
-    input: poolYaml,
+    input: docs.map((d) => d.join("\n")).join("\n---\n"),
     encoding: "utf8",
   });
-  if (applied.status !== 0) throw new Error(`ocelot apply of the IPPool failed: ${applied.stderr}`);
+  if (applied.status !== 0)
+    throw new Error(`ocelot apply of the IPPool and BGPPeer failed: ${applied.stderr}`);
 
-  // A node daemon registers its Node before it wires pods (calico-node does): IPAM's check and
-  // GC take blocks of a node with no Node resource for blocks of a node that is gone.
-  log(`demo: Node resources for ${state.nodes.map((n) => n.name).join(", ")}`);
-  await registerNodes(state);
+  // 3. The node daemons. Each registers its Node before pods are wired (calico-node does):
+  // IPAM's check and GC take blocks of a node with no Node resource for a gone node's.
+  for (const [i, node] of state.nodes.entries()) await startNodeDaemon(state, node, nodeNs[i]);
 
+  // 4. Pods through the real CNI plugin (veth, IPAM, WorkloadEndpoint); the daemons take them in.
   for (const [i, node] of state.nodes.entries()) {
     for (let p = 1; p <= opts.podsPerNode; p++) {
       const podName = `${node.name}-pod${p}`;
@@ -321,7 +305,6 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
       const block = blockOf(ip);
       if (!node.blocks.includes(block)) node.blocks.push(block);
     }
-    await applyAgent(state, node, nodeNs[i]);
     log(
       `demo: ${node.name} ${node.address} blocks ${node.blocks.join(", ")} pods ${state.pods
         .filter((p) => p.node === node.name)
@@ -331,40 +314,31 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
   }
   saveState(state);
 
-  // 3. Routing: FRR on the ToR (when installed), `ocelot bgpd` on every node.
+  // 5. FRR on the ToR (when installed).
   if (state.tor.router === "frr") {
     log(`demo: FRR top-of-rack router AS ${TOR_AS} at ${state.tor.address}`);
     startFrr(tor, torFrrConfig(state.nodes, state.tor.address), state);
   } else {
     log("demo: FRR is not installed: no top-of-rack router, nodes peer in a full mesh only");
   }
-  for (const [i, node] of state.nodes.entries()) {
-    const cfgPath = join(state.stateDir, `${node.name}.bgpd.yaml`);
-    writeFileSync(cfgPath, bgpdConfig(node, state.nodes, state.tor, state.stateDir));
-    const out = openSync(join(state.stateDir, `${node.name}.bgpd.log`), "a");
-    const child: ChildProcess = spawn(
-      "ip",
-      ["netns", "exec", nodeNs[i].name, OCELOT, "bgpd", "--config", cfgPath],
-      {
-        stdio: ["ignore", out, out],
-        detached: true,
-      },
-    );
-    child.unref();
-    if (child.pid === undefined) throw new Error(`Could not start ocelot bgpd for ${node.name}`);
-    node.pid = child.pid;
-    // `ip netns exec` execs the command in place: the PID becomes node's once exec is done.
-    await waitFor(
-      `ocelot bgpd on ${node.name} to start`,
-      () => commOf(child.pid as number) === "node",
-      5000,
-      20,
-    );
-    state.pids.push({ pid: child.pid, comm: "node", what: `ocelot bgpd@${node.name}` });
-    saveState(state);
-  }
 
-  // 4. Converged when every node has a route (proto 201) to every other node's blocks.
+  // 6. Each agent programmed its node: its blocks are blackholed (protocol 202).
+  log("demo: waiting for each node's agent");
+  await waitFor(
+    "every node's agent to blackhole its blocks",
+    () =>
+      state.nodes.every((node, i) => {
+        const holes = nodeNs[i]
+          .ipJson<{ dst: string }[]>("route", "show", "proto", "202", "type", "blackhole")
+          .map((r) => r.dst);
+        return node.blocks.every((b) => holes.includes(b));
+      }),
+    30_000,
+    100,
+  );
+
+  // 7. Converged when every node has a route (proto 201) to every other node's blocks, and the
+  // ToR to every block.
   log("demo: waiting for BGP to converge");
   await waitFor(
     "every node to learn every other node's blocks",
@@ -380,77 +354,54 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
     60_000,
     250,
   );
-}
-
-/** Each node's Node resource (name, fabric address with its prefix length, AS), as its daemon. */
-async function registerNodes(state: DemoState): Promise<void> {
-  const store = await openDatastore(state.datastore);
-  try {
-    for (const node of state.nodes) {
-      await applyResource(store, {
-        apiVersion: "projectcalico.org/v3",
-        kind: "Node",
-        metadata: { name: node.name },
-        spec: {
-          bgp: { ipv4Address: `${node.address}/${FABRIC_PREFIX_LENGTH}`, asNumber: NODE_AS },
-        },
-      });
-    }
-  } finally {
-    await store.close();
-  }
-}
-
-/** The node's workloads as the agent sees them: its WorkloadEndpoints in the datastore. */
-async function nodeWorkloads(datastore: string, node: string): Promise<Workload[]> {
-  const store = await openDatastore(datastore);
-  try {
-    return (await listWorkloadEndpoints(store))
-      .filter((w) => w.spec.node === node && w.spec.interfaceName)
-      .map((w) => {
-        const nets = (w.spec.ipNetworks ?? []).map((n) => n.split("/")[0] as string);
-        return {
-          id: `${w.metadata.namespace}/${w.metadata.name}`,
-          hostIface: w.spec.interfaceName,
-          ipv4: nets.filter((a) => !a.includes(":")),
-          ipv6: nets.filter((a) => a.includes(":")),
-        };
-      });
-  } finally {
-    await store.close();
+  // The nodes' sessions to the ToR start on their connect retry (FRR came up after them).
+  if (state.tor.router === "frr") {
+    await waitFor(
+      "the ToR to learn every node's blocks",
+      () => {
+        const learned = tor.ipJson<{ dst: string }[]>("route", "show").map((r) => r.dst);
+        return state.nodes.every((n) => n.blocks.every((b) => learned.includes(b)));
+      },
+      60_000,
+      250,
+    );
   }
 }
 
 /**
- * The agent's data plane for one node, applied once from the node's WorkloadEndpoints: host-side
- * veth settings, sysctls, pod routes and block blackholes (protocol 202), NAT-outgoing for the
- * pool (it has natOutgoing).
+ * Starts `ocelot node run` for node inside its namespace (logs in the state directory) and waits
+ * until it runs: its Node is registered, its agent and speaker started.
  */
-async function applyAgent(state: DemoState, node: DemoNode, ns: Netns): Promise<void> {
-  const workloads = await nodeWorkloads(state.datastore, node.name);
-  const desired = renderDataplane({
-    workloads,
-    blocks: node.blocks,
-    pools: [{ cidr: POOL_CIDR, natOutgoing: true }],
-    clusterCidrs: [`${FABRIC}.0/${FABRIC_PREFIX_LENGTH}`],
-    nodeAddresses: state.nodes.map((n) => n.address),
-    options: { ipv6: false },
+async function startNodeDaemon(state: DemoState, node: DemoNode, ns: Netns): Promise<void> {
+  const logPath = join(state.stateDir, `${node.name}.node.log`);
+  const out = openSync(logPath, "a");
+  const args = [
+    ...["node", "run", "--nodename", node.name, "--as", String(NODE_AS)],
+    ...["--ip", `${node.address}/${FABRIC_PREFIX_LENGTH}`, "--datastore", state.datastore],
+    ...["--status-socket", join(state.stateDir, `${node.name}.sock`)],
+    ...["--cluster-cidr", `${FABRIC}.0/${FABRIC_PREFIX_LENGTH}`],
+  ];
+  const child: ChildProcess = spawn("ip", ["netns", "exec", ns.name, OCELOT, ...args], {
+    stdio: ["ignore", out, out],
+    detached: true,
   });
-  const fib = await KernelFib.open({
-    netns: ns.name,
-    protocols: [RTPROT_OCELOT_AGENT],
-    watch: false,
-  });
-  try {
-    const report = await applyDataplane(desired, { netns: ns.name, fib });
-    if (report.missingIfaces.length > 0) {
-      throw new Error(
-        `Agent on ${node.name}: interfaces missing: ${report.missingIfaces.join(", ")}`,
-      );
-    }
-  } finally {
-    await fib.close();
-  }
+  child.unref();
+  if (child.pid === undefined) throw new Error(`Could not start ocelot node run for ${node.name}`);
+  const pid = child.pid;
+  node.pid = pid;
+  // `ip netns exec` execs the command in place: the PID becomes node's once exec is done.
+  await waitFor(`ocelot node run on ${node.name} to start`, () => commOf(pid) === "node", 5000, 20);
+  state.pids.push({ pid, comm: "node", what: `ocelot node run@${node.name}` });
+  saveState(state);
+  await waitFor(
+    `ocelot node run on ${node.name} to be running (log: ${logPath})`,
+    () => {
+      if (commOf(pid) !== "node") throw new Error(`it exited: ${readFileSync(logPath, "utf8")}`);
+      return readFileSync(logPath, "utf8").includes('"msg":"Node daemon running"');
+    },
+    30_000,
+    50,
+  );
 }
 
 /** Pings every pod from one pod on each node (and the ToR), bounded: one packet, 2 s each. */
