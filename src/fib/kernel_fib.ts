@@ -90,6 +90,13 @@ export interface KernelFibOptions {
    * sweeping the ones nobody set again; endGracefulHold() sweeps earlier. 0 sweeps at start.
    */
   gracefulHoldMs?: number;
+  /**
+   * A route of our protocols that we did not set (another writer of our protocol: the CNI
+   * plugin adds a new pod's route before the agent has seen the pod) is removed by a resync
+   * only after it has been there, unwanted, this long (ms). Default 0: at the next resync.
+   * The start-up sweep and the end of a graceful hold are not affected.
+   */
+  unwantedGraceMs?: number;
   /** Network namespace (name under /run/netns, or a path) to program; default: our own. */
   netns?: string;
   /** Observability hook: overflow, resync, restored, link, failure. */
@@ -225,6 +232,8 @@ export class KernelFib implements BatchFib {
   private holdTimer?: NodeJS.Timeout;
   private resyncTimer?: NodeJS.Timeout;
   private holding = false;
+  /** Routes of ours found in the kernel unwanted, by key: when a resync first saw them. */
+  private unwantedSince = new Map<Key, number>();
   private resyncRunning?: Promise<void>;
   private resyncAgain = false;
   private repairKeys = new Set<Key>();
@@ -241,6 +250,7 @@ export class KernelFib implements BatchFib {
       ackEach: opts.ackEach ?? false,
       watch: opts.watch ?? true,
       gracefulHoldMs: opts.gracefulHoldMs ?? 0,
+      unwantedGraceMs: opts.unwantedGraceMs ?? 0,
     };
     this.onEvent = opts.onEvent ?? (() => {});
     this.netns = opts.netns ?? "";
@@ -1049,9 +1059,20 @@ export class KernelFib implements BatchFib {
     await this.dumpOurs();
     const toSet = new KeyList();
     const toDel = new KeyList();
+    const grace = this.opts.unwantedGraceMs;
+    const seen = new Map<Key, number>();
     this.forEachRoute((key, want, have) => {
       if (want === undefined) {
-        if (!this.holding) toDel.push(key);
+        if (this.holding) return;
+        if (grace > 0 && have !== undefined) {
+          // Not ours yet, perhaps soon: removed only once unwanted for the grace.
+          const since = this.unwantedSince.get(key) ?? t0;
+          if (t0 - since < grace) {
+            seen.set(key, since);
+            return;
+          }
+        }
+        toDel.push(key);
       } else if ((have === undefined || !this.matches(want, have)) && this.groupLinksUp(want))
         toSet.push(key);
     });
@@ -1059,6 +1080,7 @@ export class KernelFib implements BatchFib {
       this.enqueue(OP_DEL, toDel.length, toDel.at).catch(() => {}),
       this.enqueue(OP_SET, toSet.length, toSet.at).catch(() => {}),
     ];
+    this.unwantedSince = seen;
     await Promise.all(jobs);
     this.onEvent({
       kind: "resync",

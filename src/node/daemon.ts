@@ -330,6 +330,9 @@ async function openKernelAgentFib(netns: string | undefined, log: Log) {
     protocols: [RTPROT_OCELOT_AGENT],
     // A restart keeps the pods' routes until the first convergence set them again.
     gracefulHoldMs: 60_000,
+    // The CNI plugin adds a new pod's route before it writes the WorkloadEndpoint: a resync in
+    // between must not take it away.
+    unwantedGraceMs: 30_000,
     onEvent: (e) => {
       if (e.kind === "restored") log.info({ count: e.count }, "Agent: routes put back");
       else if (e.kind === "failure") log.error({ failure: e.failure }, "Agent: route failed");

@@ -359,6 +359,44 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
     expect(kernel("proto", "kernel").length).toBeGreaterThanOrEqual(3); // connected routes untouched
   });
 
+  it("with unwantedGraceMs, a route of our protocol someone else added outlives resyncs for the grace", async () => {
+    // The CNI plugin adds a pod's route under the agent's protocol before the agent knows it
+    // (203 here: the suite's other instance owns 201 and 202).
+    const agent = await KernelFib.open({ netns: ns.name, protocols: [203], unwantedGraceMs: 400 });
+    try {
+      ns.ip("route", "add", "10.93.0.1/32", "dev", "d0", "proto", "203", "scope", "link");
+      await agent.resync();
+      expect(find("10.93.0.1", "proto", "203")).toHaveLength(1);
+      sleepSync(450);
+      await agent.resync();
+      expect(find("10.93.0.1", "proto", "203")).toHaveLength(0);
+      // Once wanted within the grace, it is simply ours.
+      ns.ip("route", "add", "10.93.0.2/32", "dev", "d0", "proto", "203", "scope", "link");
+      await agent.resync();
+      await agent.set([
+        { family: 4, dst: "10.93.0.2/32", protocol: 203, scope: "link", nexthops: [{ dev: "d0" }] },
+      ]);
+      sleepSync(450);
+      await agent.resync();
+      expect(find("10.93.0.2", "proto", "203")).toHaveLength(1);
+      await agent.remove([{ family: 4, dst: "10.93.0.2/32", protocol: 203 }]);
+      expect(find("10.93.0.2", "proto", "203")).toHaveLength(0);
+    } finally {
+      await agent.close();
+    }
+    // Without the option (the default), the next resync removes it.
+    ns.ip("route", "add", "10.93.0.3/32", "dev", "d0", "proto", "203", "scope", "link");
+    const plain = await KernelFib.open({ netns: ns.name, protocols: [203] });
+    try {
+      ns.ip("route", "add", "10.93.0.4/32", "dev", "d0", "proto", "203", "scope", "link");
+      await plain.resync();
+      expect(find("10.93.0.3", "proto", "203")).toHaveLength(0);
+      expect(find("10.93.0.4", "proto", "203")).toHaveLength(0);
+    } finally {
+      await plain.close();
+    }
+  });
+
   it("survives receive-buffer overflow while another process churns thousands of routes", async () => {
     const churn = Netns.create("fibovf");
     let small: KernelFib | undefined;
