@@ -1,4 +1,4 @@
-// End to end: the demo cluster (real ocelot bgpd per node, FRR ToR, ocelot-ipam, pods in
+// End to end: the demo cluster (real ocelot node run per node, FRR ToR, ocelot-cni, pods in
 // namespaces) proves the network model with real traffic: every pod reaches every pod and the
 // ToR reaches every pod, and receivers see the sender's own address (no NAT), while a host on
 // the internet behind the ToR sees pods' traffic from their node's address (NAT-outgoing). And it
