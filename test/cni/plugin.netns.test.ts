@@ -4,7 +4,7 @@
 // `ocelot ipam check` finds no leak; CHECK passes, then fails naming a flushed address; DEL
 // removes everything and is idempotent; a failure after IPAM (pool exhausted, or a taken
 // interface name) leaves nothing behind.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +14,7 @@ import { workloadEndpointSchema } from "../../src/api/node.js";
 import { hostIfaceName, podIdentity } from "../../src/cni/plugin.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { IpamStore } from "../../src/ipam/store.js";
+import { runOcelotCni } from "../helpers/cni.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 
@@ -75,25 +76,8 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
     hostIfaceName(podIdentity({ ...env(pods[0] as Netns, podName) }));
 
   /** Runs bin/ocelot-cni inside the node namespace, bounded to 30 s. */
-  function cni(command: string, e: Record<string, string>, c: unknown): Promise<Run> {
-    return new Promise((resolve, reject) => {
-      const p = spawn("ip", ["netns", "exec", node.name, join(BIN, "ocelot-cni")], {
-        env: { PATH: process.env.PATH, CNI_COMMAND: command, ...e },
-        stdio: ["pipe", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      p.stdout.on("data", (d) => (stdout += d));
-      p.stderr.on("data", (d) => (stderr += d));
-      const timer = setTimeout(() => p.kill("SIGKILL"), 30_000);
-      p.on("error", reject);
-      p.on("close", (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr });
-      });
-      p.stdin.end(JSON.stringify(c));
-    });
-  }
+  const cni = (command: string, e: Record<string, string>, c: unknown): Promise<Run> =>
+    runOcelotCni(node, command, e, c);
 
   const hostLinks = () =>
     node.ipJson<IpAddr[]>("addr", "show").filter((l) => l.ifname.startsWith("ocl"));

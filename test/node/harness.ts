@@ -108,37 +108,9 @@ export async function startNode(ns: Netns, args: string[]): Promise<NodeProcess>
   return p;
 }
 
-export interface CniRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs bin/ocelot-cni inside the node namespace, bounded to 30 s. */
-export function cni(
-  node: Netns,
-  command: string,
-  env: Record<string, string>,
-  conf: unknown,
-): Promise<CniRun> {
-  return new Promise((resolve, reject) => {
-    const p = spawn("ip", ["netns", "exec", node.name, join(BIN, "ocelot-cni")], {
-      env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_PATH: BIN, ...env },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d) => (stdout += d));
-    p.stderr.on("data", (d) => (stderr += d));
-    const timer = setTimeout(() => p.kill("SIGKILL"), 30_000);
-    p.on("error", reject);
-    p.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    p.stdin.end(JSON.stringify(conf));
-  });
-}
+export type { CniRun } from "../helpers/cni.js";
+/** Runs bin/ocelot-cni inside the node namespace (test/helpers/cni.ts). */
+export { runOcelotCni as cni } from "../helpers/cni.js";
 
 /** The CNI environment of one pod in its own namespace. */
 export function podEnv(pod: Netns, podName: string): Record<string, string> {

@@ -1,0 +1,38 @@
+// Runs the real bin/ocelot-cni inside a node's network namespace, as a container runtime would
+// (CNI_PATH defaults to our bin/, so ocelot-ipam is found; env overrides it), bounded to 30 s.
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import type { Netns } from "./netns.js";
+
+export const BIN = new URL("../../bin", import.meta.url).pathname;
+
+export interface CniRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runOcelotCni(
+  node: Netns,
+  command: string,
+  env: Record<string, string>,
+  conf: unknown,
+): Promise<CniRun> {
+  return new Promise((resolve, reject) => {
+    const p = spawn("ip", ["netns", "exec", node.name, join(BIN, "ocelot-cni")], {
+      env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_PATH: BIN, ...env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => p.kill("SIGKILL"), 30_000);
+    p.on("error", reject);
+    p.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    p.stdin.end(JSON.stringify(conf));
+  });
+}
