@@ -1,5 +1,6 @@
 // The whole desired data plane of one node, rendered from values (pure): workload interfaces,
-// routes and sysctls (workload.ts) plus ipsets and iptables tables per family (iptables.ts).
+// routes and sysctls (workload.ts) plus ipsets and iptables tables per family (iptables.ts),
+// network policy chains and ipsets included (policy.ts).
 // Not: reading or writing the kernel (apply.ts), where the inputs come from (datastore, CNI).
 import {
   type IpsetSpec,
@@ -8,6 +9,7 @@ import {
   renderTables,
   type TableSpec,
 } from "./iptables.js";
+import { type PolicyInput, renderPolicy } from "./policy.js";
 import {
   renderWorkloads,
   type Workload,
@@ -25,6 +27,8 @@ export interface DataplaneInput {
   /** Every node's addresses, never masqueraded to. */
   nodeAddresses?: string[];
   options?: WorkloadOptions;
+  /** Network policies and the endpoints they select (absent: no policy, nothing policed). */
+  policy?: PolicyInput;
 }
 
 export interface FamilyTables {
@@ -37,6 +41,8 @@ export interface DataplaneState {
   workloads: WorkloadState;
   /** IPv4 always; IPv6 only when some pool is IPv6 (ip6tables left alone otherwise). */
   families: FamilyTables[];
+  /** Parts of the input rendered differently than written (policy.ts warnings). */
+  warnings: string[];
 }
 
 const isV6 = (cidr: string) => cidr.includes(":");
@@ -44,6 +50,7 @@ const isV6 = (cidr: string) => cidr.includes(":");
 export function renderDataplane(input: DataplaneInput): DataplaneState {
   const workloads = renderWorkloads(input.workloads, input.blocks ?? [], input.options);
   const families: FamilyTables[] = [];
+  const warnings = new Set<string>();
   for (const family of [4, 6] as const) {
     const pick = (xs: string[]) => xs.filter((x) => isV6(x) === (family === 6));
     const pools = input.pools.filter((p) => isV6(p.cidr) === (family === 6));
@@ -54,7 +61,13 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
       clusterCidrs: pick(input.clusterCidrs ?? []),
       nodeAddresses: pick(input.nodeAddresses ?? []),
     };
-    families.push({ family, ipsets: renderIpsets(nat), tables: renderTables(nat) });
+    const policy = input.policy ? renderPolicy(input.policy, family) : undefined;
+    for (const w of policy?.warnings ?? []) warnings.add(w);
+    families.push({
+      family,
+      ipsets: [...renderIpsets(nat), ...(policy?.ipsets ?? [])],
+      tables: renderTables(nat, policy),
+    });
   }
-  return { workloads, families };
+  return { workloads, families, warnings: [...warnings] };
 }

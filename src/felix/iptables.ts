@@ -1,7 +1,8 @@
 // The agent's iptables and ipset state, rendered from values (pure): our `ocl-` chains and the
 // one hook rule each gets in a built-in chain, NAT-outgoing per pool (Calico's cali-nat-outgoing),
 // the pool ipsets; parsers of `iptables-save` and `ipset save`, and the plans (restore payloads)
-// that converge what the kernel holds. Not: running any command (apply.ts), policy chains.
+// that converge what the kernel holds; with network policy, the hooks that send workload traffic
+// to the dispatch chains. Not: running any command (apply.ts), the policy chains (policy.ts).
 import { createHash } from "node:crypto";
 import { formatAddress, parseAddress, parseCidr } from "../ipam/cidr.js";
 
@@ -13,7 +14,13 @@ export const MAX_CHAIN_NAME = 28;
 const MAX_IPSET_NAME = 31;
 
 export const CHAIN_FORWARD = "ocl-FORWARD";
+export const CHAIN_INPUT = "ocl-INPUT";
+export const CHAIN_OUTPUT = "ocl-OUTPUT";
 export const CHAIN_POSTROUTING = "ocl-POSTROUTING";
+/** Egress policy: picks the ocl-fw-<iface> chain of the sending workload interface. */
+export const CHAIN_FROM_WL_DISPATCH = "ocl-from-wl-dispatch";
+/** Ingress policy: picks the ocl-tw-<iface> chain of the receiving workload interface. */
+export const CHAIN_TO_WL_DISPATCH = "ocl-to-wl-dispatch";
 export const CHAIN_NAT_OUTGOING = "ocl-nat-outgoing";
 /** Interface wildcard matching every host-side workload veth (iptables `+` suffix). */
 export const WORKLOAD_IFACE_MATCH = "ocl+";
@@ -157,23 +164,47 @@ export function renderNatTable(input: NatInput): TableSpec {
   };
 }
 
-/** The filter table: forwarded traffic to and from workload interfaces is accepted. */
-export function renderFilterTable(): TableSpec {
+/** The policy chains policy.ts rendered (dispatch chains included); none: no policy applies. */
+export interface PolicyChains {
+  chains: ChainSpec[];
+}
+
+/**
+ * The filter table: forwarded traffic to and from workload interfaces is accepted. With policy
+ * chains, it first passes the sender's egress (from-wl dispatch) and then the receiver's
+ * ingress (to-wl dispatch), which drop or return; the host's own traffic to a workload passes
+ * its ingress (OUTPUT), a workload's traffic to the host its egress (INPUT).
+ */
+export function renderFilterTable(policy?: PolicyChains): TableSpec {
+  const accept = [`-i ${WORKLOAD_IFACE_MATCH} -j ACCEPT`, `-o ${WORKLOAD_IFACE_MATCH} -j ACCEPT`];
+  if (policy === undefined || policy.chains.length === 0) {
+    return {
+      table: "filter",
+      chains: [{ name: CHAIN_FORWARD, rules: accept }],
+      hooks: [{ builtin: "FORWARD", rule: `-j ${CHAIN_FORWARD}` }],
+    };
+  }
+  const fromWl = `-i ${WORKLOAD_IFACE_MATCH} -j ${CHAIN_FROM_WL_DISPATCH}`;
+  const toWl = `-o ${WORKLOAD_IFACE_MATCH} -j ${CHAIN_TO_WL_DISPATCH}`;
   return {
     table: "filter",
     chains: [
-      {
-        name: CHAIN_FORWARD,
-        rules: [`-i ${WORKLOAD_IFACE_MATCH} -j ACCEPT`, `-o ${WORKLOAD_IFACE_MATCH} -j ACCEPT`],
-      },
+      { name: CHAIN_FORWARD, rules: [fromWl, toWl, ...accept] },
+      { name: CHAIN_INPUT, rules: [fromWl] },
+      { name: CHAIN_OUTPUT, rules: [toWl] },
+      ...policy.chains,
     ],
-    hooks: [{ builtin: "FORWARD", rule: `-j ${CHAIN_FORWARD}` }],
+    hooks: [
+      { builtin: "INPUT", rule: `-j ${CHAIN_INPUT}` },
+      { builtin: "FORWARD", rule: `-j ${CHAIN_FORWARD}` },
+      { builtin: "OUTPUT", rule: `-j ${CHAIN_OUTPUT}` },
+    ],
   };
 }
 
 /** Every table we own for one family. */
-export function renderTables(input: NatInput): TableSpec[] {
-  return [renderFilterTable(), renderNatTable(input)];
+export function renderTables(input: NatInput, policy?: PolicyChains): TableSpec[] {
+  return [renderFilterTable(policy), renderNatTable(input)];
 }
 
 // ---- iptables-save ---------------------------------------------------------------------------

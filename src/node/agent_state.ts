@@ -1,11 +1,22 @@
 // The agent's desired data plane for one node, from datastore resources (pure): the node's
 // WorkloadEndpoints become felix Workloads, its confirmed block affinities become blackholed
-// blocks, IPPools become NAT-outgoing pools, and Node addresses are never masqueraded to.
+// blocks, IPPools become NAT-outgoing pools, Node addresses are never masqueraded to, and
+// NetworkPolicies, GlobalNetworkPolicies and Kubernetes NetworkPolicies become the policy input
+// (every WorkloadEndpoint is a possible rule peer; this node's are policed).
 // Not: reading the datastore (daemon.ts, cache.ts) or the kernel (src/felix/apply.ts).
 import type { IPPool } from "../api/ippool.js";
 import type { Node, WorkloadEndpoint } from "../api/node.js";
+import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../api/policy.js";
 import type { DataplaneInput } from "../felix/dataplane.js";
 import type { NatPool } from "../felix/iptables.js";
+import {
+  fromGlobalNetworkPolicy,
+  fromK8sNetworkPolicy,
+  fromNetworkPolicy,
+  LABEL_NAMESPACE,
+  type PolicyEndpoint,
+  type PolicyInput,
+} from "../felix/policy.js";
 import type { Workload } from "../felix/workload.js";
 import type { Affinity } from "../ipam/records.js";
 
@@ -16,6 +27,9 @@ export interface NodeSnapshot {
   pools: IPPool[];
   /** Block affinities (any node's; only this node's confirmed ones are used). */
   affinities: Affinity[];
+  networkPolicies?: NetworkPolicy[];
+  globalNetworkPolicies?: GlobalNetworkPolicy[];
+  k8sNetworkPolicies?: K8sNetworkPolicy[];
 }
 
 export interface AgentOptions {
@@ -73,6 +87,35 @@ export function nodeAddressesOf(nodes: readonly Node[]): string[] {
   return [...out].sort();
 }
 
+/** Every WorkloadEndpoint as policy sees it; node's own carry their host interface. */
+export function policyEndpointsOf(
+  weps: readonly WorkloadEndpoint[],
+  node: string,
+): PolicyEndpoint[] {
+  return weps.map((w) => {
+    const namespace = w.metadata.namespace ?? "default";
+    const local = w.spec.node === node && w.spec.interfaceName !== undefined;
+    return {
+      id: `${namespace}/${w.metadata.name}`,
+      namespace,
+      labels: { ...(w.metadata.labels ?? {}), [LABEL_NAMESPACE]: namespace },
+      addresses: (w.spec.ipNetworks ?? []).map(addressOf),
+      ...(local ? { iface: w.spec.interfaceName } : {}),
+    };
+  });
+}
+
+/** The policy input, or undefined when there is no policy at all (nothing is policed). */
+export function policyInputOf(snap: NodeSnapshot, node: string): PolicyInput | undefined {
+  const policies = [
+    ...(snap.networkPolicies ?? []).map(fromNetworkPolicy),
+    ...(snap.globalNetworkPolicies ?? []).map(fromGlobalNetworkPolicy),
+    ...(snap.k8sNetworkPolicies ?? []).map(fromK8sNetworkPolicy),
+  ];
+  if (policies.length === 0) return undefined;
+  return { endpoints: policyEndpointsOf(snap.workloadEndpoints, node), policies };
+}
+
 /** The felix input for node: what renderDataplane() turns into the desired kernel state. */
 export function agentInput(
   snap: NodeSnapshot,
@@ -80,7 +123,9 @@ export function agentInput(
   opts: AgentOptions = {},
 ): DataplaneInput {
   const pools = natPoolsOf(snap.pools);
+  const policy = policyInputOf(snap, node);
   return {
+    ...(policy !== undefined ? { policy } : {}),
     workloads: workloadsOf(snap.workloadEndpoints, node),
     blocks: nodeBlocks(snap.affinities, node),
     pools,

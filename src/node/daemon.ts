@@ -1,13 +1,14 @@
 // The node daemon (`ocelot node run`): registers the node's Node resource, keeps a watched copy
 // of the resources a node is rendered from (WorkloadEndpoints, IPPools, Nodes, BGPConfigurations,
-// BGPPeers, this node's block affinities), and after each change (debounced) and on a periodic
+// BGPPeers, this node's block affinities, network policies of the three kinds), and after each change (debounced) and on a periodic
 // full resync converges two things: the agent's data plane (src/felix render + apply, routes
 // under protocol 202) and the BGP speaker, run in-process and reconfigured by diff as SIGHUP
 // does for `ocelot bgpd` (learned routes under protocol 201). Owns: the loop, its ordering and
 // logging. Not: what the state is (agent_state.ts, bgp_state.ts) or how it is applied.
 import { decodeResource } from "../api/client.js";
 import type { Node, WorkloadEndpoint } from "../api/node.js";
-import { kindOf, kindPrefix } from "../api/registry.js";
+import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../api/policy.js";
+import { type KindInfo, kindOf, kindPrefix } from "../api/registry.js";
 import type { BgpdConfig } from "../bgp/config.js";
 import type { Log } from "../bgp/io/session.js";
 import type { Datastore, KeyValue } from "../datastore/types.js";
@@ -51,8 +52,8 @@ export interface DaemonOptions {
 
 type Area = "agent" | "bgp";
 
-const kindInfo = (kind: string) => {
-  const info = kindOf("projectcalico.org/v3", kind);
+const kindInfo = (kind: string, apiVersion = "projectcalico.org/v3"): KindInfo => {
+  const info = kindOf(apiVersion, kind);
   if (!info) throw new Error(`Kind ${kind} is not registered`);
   return info;
 };
@@ -60,7 +61,15 @@ const kindInfo = (kind: string) => {
 /** The running daemon; start() resolves after the first convergence. */
 export class NodeDaemon {
   private readonly prefixes: Record<
-    "weps" | "pools" | "nodes" | "bgpconfigs" | "bgppeers" | "affinities",
+    | "weps"
+    | "pools"
+    | "nodes"
+    | "bgpconfigs"
+    | "bgppeers"
+    | "affinities"
+    | "netpols"
+    | "gnps"
+    | "knps",
     string
   >;
   private readonly areasOf: Map<string, Area[]>;
@@ -75,6 +84,7 @@ export class NodeDaemon {
   private lastAgentInput = "";
   private lastBgpReason = "";
   private lastWarnings = "";
+  private lastAgentWarnings = "";
   /** Convergence passes done (for tests and logs). */
   passes = 0;
 
@@ -90,6 +100,9 @@ export class NodeDaemon {
       bgpconfigs: kindPrefix(kindInfo("BGPConfiguration")),
       bgppeers: kindPrefix(kindInfo("BGPPeer")),
       affinities: `${keys.hostPrefix()}${opts.nodename}/`,
+      netpols: kindPrefix(kindInfo("NetworkPolicy")),
+      gnps: kindPrefix(kindInfo("GlobalNetworkPolicy")),
+      knps: kindPrefix(kindInfo("NetworkPolicy", "networking.k8s.io/v1")),
     };
     const p = this.prefixes;
     this.areasOf = new Map<string, Area[]>([
@@ -99,6 +112,9 @@ export class NodeDaemon {
       [p.bgpconfigs, ["bgp"]],
       [p.bgppeers, ["bgp"]],
       [p.affinities, ["agent", "bgp"]],
+      [p.netpols, ["agent"]],
+      [p.gnps, ["agent"]],
+      [p.knps, ["agent"]],
     ]);
   }
 
@@ -237,6 +253,9 @@ export class NodeDaemon {
       bgpConfigurations: res(p.bgpconfigs),
       bgpPeers: res(p.bgppeers),
       affinities: this.decodeAll(p.affinities, (kv) => decodeAffinity(kv.key, kv.value)),
+      networkPolicies: res<NetworkPolicy>(p.netpols),
+      globalNetworkPolicies: res<GlobalNetworkPolicy>(p.gnps),
+      k8sNetworkPolicies: res<K8sNetworkPolicy>(p.knps),
     };
   }
 
@@ -246,6 +265,10 @@ export class NodeDaemon {
     const desired = renderDataplane(input);
     const text = JSON.stringify(input);
     const same = text === this.lastAgentInput;
+    const warnings = desired.warnings.join("; ");
+    if (warnings !== this.lastAgentWarnings && desired.warnings.length > 0)
+      this.log.warn({ warnings: desired.warnings }, "Agent: policy rendered fail-closed in parts");
+    this.lastAgentWarnings = warnings;
     const report = await applyDataplane(desired, {
       netns: this.opts.netns,
       fib: this.agentFib as Fib,

@@ -1,0 +1,661 @@
+// Network policy in the agent, rendered from values (pure). Calico NetworkPolicy and
+// GlobalNetworkPolicy, and Kubernetes NetworkPolicy translated as Calico does (knp.default.<name>,
+// order 1000), become: a chain per policed local endpoint and direction (ocl-tw-<iface> for
+// ingress, ocl-fw-<iface> for egress), a chain per policy and direction (ocl-pi-/ocl-po-<hash>),
+// the two dispatch chains that pick endpoint chains by interface, and ipsets of the addresses a
+// rule's selector matches (ocl-s-<hash>) or of its nets (ocl-n-<hash>).
+// Not: the hooks from the built-in chains (iptables.ts), where resources come from (src/node).
+//
+// Verdicts travel in two mark bits, as in Felix: a policy chain sets ACCEPT (Allow) or PASS
+// (Pass) and returns; the endpoint chain returns on ACCEPT, skips later policies on PASS and
+// drops what no policy accepted or passed once any policy selects the endpoint in that
+// direction. Returning (not ACCEPT) lets forwarded traffic between two local pods pass the
+// sender's egress chain and then the receiver's ingress chain. Endpoints no policy selects are
+// not dispatched at all: their traffic is allowed, as before policy existed.
+import { createHash } from "node:crypto";
+import type { K8sNetworkPolicy, LabelSelector, Rule } from "../api/policy.js";
+import { formatSelector, matchSelector, parseSelector, type Selector } from "../api/selector.js";
+import { formatAddress, parseCidr } from "../ipam/cidr.js";
+import {
+  CHAIN_FROM_WL_DISPATCH,
+  CHAIN_TO_WL_DISPATCH,
+  type ChainSpec,
+  chainName,
+  type Family,
+  type IpsetSpec,
+} from "./iptables.js";
+
+export type Direction = "Ingress" | "Egress";
+
+/** Mark bits (Felix's defaults inside its 0xffff0000 mask). */
+export const MARK_ACCEPT = 0x10000;
+export const MARK_PASS = 0x20000;
+const hex = (n: number) => `0x${n.toString(16)}`;
+const ACCEPT = `${hex(MARK_ACCEPT)}/${hex(MARK_ACCEPT)}`;
+const PASS = `${hex(MARK_PASS)}/${hex(MARK_PASS)}`;
+const NOT_PASS = `0x0/${hex(MARK_PASS)}`;
+const CLEAR = `0x0/${hex(MARK_ACCEPT | MARK_PASS)}`;
+export const LOG_PREFIX = "ocelot-packet";
+/** Calico's endpoint labels for the namespace and orchestrator. */
+export const LABEL_NAMESPACE = "projectcalico.org/namespace";
+export const LABEL_ORCHESTRATOR = "projectcalico.org/orchestrator";
+/** multiport takes at most 15 ports, a range counting two. */
+const MULTIPORT_SLOTS = 15;
+const SET_HASH_CHARS = 20;
+
+/** One WorkloadEndpoint as policy sees it (any node's: rule selectors match them all). */
+export interface PolicyEndpoint {
+  /** "namespace/name". */
+  id: string;
+  namespace: string;
+  labels: Readonly<Record<string, string>>;
+  /** Its addresses ("10.0.0.1" or "10.0.0.1/32"). */
+  addresses: string[];
+  /** The host-side interface when the endpoint is on this node: only these are policed here. */
+  iface?: string;
+}
+
+/** A policy in Calico's model, whatever resource it came from. */
+export interface Policy {
+  /** "ns/name" for namespaced policies, "name" for global ones; names chains and orders ties. */
+  id: string;
+  /** Set for namespaced policies: they select only endpoints of their namespace. */
+  namespace?: string;
+  /** Lower first; absent is last. */
+  order?: number;
+  selector: string;
+  /** GlobalNetworkPolicy: the namespaces (by their labels) whose endpoints it selects. */
+  namespaceSelector?: string;
+  types: Direction[];
+  ingress: Rule[];
+  egress: Rule[];
+}
+
+export interface PolicyInput {
+  endpoints: PolicyEndpoint[];
+  policies: Policy[];
+  /** Labels of namespaces by name, when known (each has projectcalico.org/name anyway). */
+  namespaceLabels?: Readonly<Record<string, Readonly<Record<string, string>>>>;
+}
+
+export interface PolicyState {
+  /** Every chain to add to the filter table; empty when no policy selects a local endpoint. */
+  chains: ChainSpec[];
+  ipsets: IpsetSpec[];
+  /** What could not be rendered as written, one line each (rendered fail-closed instead). */
+  warnings: string[];
+}
+
+// ---- Translation of Kubernetes NetworkPolicy (as Calico's k8s conversion) -------------------
+
+const K8S_ORCHESTRATOR: Selector = { op: "eq", key: LABEL_ORCHESTRATOR, value: "k8s" };
+/** Calico's order for Kubernetes NetworkPolicies. */
+export const K8S_POLICY_ORDER = 1000;
+
+function labelSelectorAst(ls: LabelSelector | undefined): Selector {
+  const args: Selector[] = [];
+  for (const [key, value] of Object.entries(ls?.matchLabels ?? {}).sort())
+    args.push({ op: "eq", key, value });
+  for (const e of ls?.matchExpressions ?? []) {
+    const values = e.values ?? [];
+    if (e.operator === "In") args.push({ op: "in", key: e.key, values });
+    else if (e.operator === "NotIn") args.push({ op: "notIn", key: e.key, values });
+    else if (e.operator === "Exists") args.push({ op: "has", key: e.key });
+    else args.push({ op: "not", arg: { op: "has", key: e.key } });
+  }
+  if (args.length === 0) return { op: "all" };
+  return args.length === 1 ? (args[0] as Selector) : { op: "and", args };
+}
+
+/** A Kubernetes label selector as Calico selector text ({} selects everything: "all()"). */
+export function labelSelectorText(ls: LabelSelector | undefined): string {
+  return formatSelector(labelSelectorAst(ls));
+}
+
+/** A pod selector: the labels and Calico's `projectcalico.org/orchestrator == "k8s"`. */
+function podSelectorText(ls: LabelSelector | undefined): string {
+  const pods = labelSelectorAst(ls);
+  return formatSelector(
+    pods.op === "all"
+      ? K8S_ORCHESTRATOR
+      : { op: "and", args: [...(pods.op === "and" ? pods.args : [pods]), K8S_ORCHESTRATOR] },
+  );
+}
+
+type K8sPeer = NonNullable<
+  NonNullable<K8sNetworkPolicy["spec"]["ingress"]>[number]["from"]
+>[number];
+type K8sPort = NonNullable<
+  NonNullable<K8sNetworkPolicy["spec"]["ingress"]>[number]["ports"]
+>[number];
+type Entity = NonNullable<Rule["source"]>;
+
+function k8sPeerEntity(p: K8sPeer): Entity {
+  if (p.ipBlock !== undefined) {
+    const e: Entity = { nets: [p.ipBlock.cidr] };
+    if (p.ipBlock.except?.length) e.notNets = [...p.ipBlock.except];
+    return e;
+  }
+  const e: Entity = {};
+  if (p.podSelector !== undefined) e.selector = podSelectorText(p.podSelector);
+  if (p.namespaceSelector !== undefined)
+    e.namespaceSelector = labelSelectorText(p.namespaceSelector);
+  return e;
+}
+
+/** Ports grouped by protocol (TCP when unset); a protocol with a port-less entry takes any port. */
+function k8sPortGroups(
+  ports: K8sPort[] | undefined,
+): { protocol?: string; ports?: (number | string)[] }[] {
+  if (ports === undefined || ports.length === 0) return [{}];
+  const byProto = new Map<string, (number | string)[] | undefined>();
+  for (const p of ports) {
+    const proto = p.protocol ?? "TCP";
+    const port =
+      p.port === undefined
+        ? undefined
+        : p.endPort !== undefined && typeof p.port === "number" && p.endPort !== p.port
+          ? `${p.port}:${p.endPort}`
+          : p.port;
+    if (!byProto.has(proto)) byProto.set(proto, []);
+    const list = byProto.get(proto);
+    if (port === undefined) byProto.set(proto, undefined);
+    else list?.push(port);
+  }
+  return [...byProto].map(([protocol, list]) => (list ? { protocol, ports: list } : { protocol }));
+}
+
+function k8sRules(
+  rules: { peers?: K8sPeer[]; ports?: K8sPort[] }[],
+  side: "source" | "destination",
+): Rule[] {
+  const out: Rule[] = [];
+  for (const r of rules) {
+    const peers = r.peers === undefined || r.peers.length === 0 ? [undefined] : r.peers;
+    for (const g of k8sPortGroups(r.ports)) {
+      for (const peer of peers) {
+        const rule: Rule = { action: "Allow" };
+        if (g.protocol !== undefined) rule.protocol = g.protocol as Rule["protocol"];
+        const peerSide: Entity | undefined = peer ? k8sPeerEntity(peer) : undefined;
+        if (peerSide) rule[side] = peerSide;
+        // Destination ports: the policed pod's for ingress, the peer's for egress.
+        if (g.ports)
+          rule.destination = { ...(rule.destination ?? {}), ports: g.ports as Entity["ports"] };
+        out.push(rule);
+      }
+    }
+  }
+  return out;
+}
+
+/** A Kubernetes NetworkPolicy in Calico's model: `<ns>/knp.default.<name>`, order 1000. */
+export function fromK8sNetworkPolicy(knp: K8sNetworkPolicy): Policy {
+  const ns = knp.metadata.namespace ?? "default";
+  const s = knp.spec;
+  const types: Direction[] =
+    s.policyTypes ?? (s.egress !== undefined ? ["Ingress", "Egress"] : ["Ingress"]);
+  return {
+    id: `${ns}/knp.default.${knp.metadata.name}`,
+    namespace: ns,
+    order: K8S_POLICY_ORDER,
+    selector: podSelectorText(s.podSelector),
+    types: [...types],
+    ingress: k8sRules(
+      (s.ingress ?? []).map((r) => ({ peers: r.from, ports: r.ports })),
+      "source",
+    ),
+    egress: k8sRules(
+      (s.egress ?? []).map((r) => ({ peers: r.to, ports: r.ports })),
+      "destination",
+    ),
+  };
+}
+
+interface CalicoSpec {
+  order?: number;
+  selector?: string;
+  namespaceSelector?: string;
+  types?: Direction[];
+  ingress?: Rule[];
+  egress?: Rule[];
+}
+
+/** Calico's default types: Ingress, plus Egress when egress rules are present. */
+function calicoTypes(spec: CalicoSpec): Direction[] {
+  if (spec.types !== undefined) return [...spec.types];
+  return spec.egress !== undefined && spec.egress.length > 0 ? ["Ingress", "Egress"] : ["Ingress"];
+}
+
+/** A projectcalico.org/v3 NetworkPolicy. */
+export function fromNetworkPolicy(np: {
+  metadata: { name: string; namespace?: string };
+  spec?: CalicoSpec;
+}): Policy {
+  const ns = np.metadata.namespace ?? "default";
+  const s = np.spec ?? {};
+  return {
+    id: `${ns}/${np.metadata.name}`,
+    namespace: ns,
+    ...(s.order !== undefined ? { order: s.order } : {}),
+    selector: s.selector ?? "all()",
+    types: calicoTypes(s),
+    ingress: s.ingress ?? [],
+    egress: s.egress ?? [],
+  };
+}
+
+/** A projectcalico.org/v3 GlobalNetworkPolicy. */
+export function fromGlobalNetworkPolicy(gnp: {
+  metadata: { name: string };
+  spec?: CalicoSpec;
+}): Policy {
+  const s = gnp.spec ?? {};
+  return {
+    id: gnp.metadata.name,
+    ...(s.order !== undefined ? { order: s.order } : {}),
+    selector: s.selector ?? "all()",
+    ...(s.namespaceSelector !== undefined ? { namespaceSelector: s.namespaceSelector } : {}),
+    types: calicoTypes(s),
+    ingress: s.ingress ?? [],
+    egress: s.egress ?? [],
+  };
+}
+
+// ---- Selection -------------------------------------------------------------------------------
+
+class Selectors {
+  private readonly parsed = new Map<string, Selector>();
+  constructor(private readonly nsLabels: PolicyInput["namespaceLabels"]) {}
+
+  get(text: string): Selector {
+    let s = this.parsed.get(text);
+    if (s === undefined) {
+      s = parseSelector(text);
+      this.parsed.set(text, s);
+    }
+    return s;
+  }
+
+  /** The endpoint's labels as selectors see them (its namespace label always present). */
+  endpointLabels(ep: PolicyEndpoint): Record<string, string> {
+    return { ...ep.labels, [LABEL_NAMESPACE]: ep.namespace };
+  }
+
+  namespaceLabels(ns: string): Record<string, string> {
+    return {
+      ...(this.nsLabels?.[ns] ?? {}),
+      "projectcalico.org/name": ns,
+      "kubernetes.io/metadata.name": ns,
+    };
+  }
+}
+
+/** Whether policy applies to endpoint (its namespace, selector and namespaceSelector). */
+export function policySelects(p: Policy, ep: PolicyEndpoint, sels = new Selectors(undefined)) {
+  if (p.namespace !== undefined && p.namespace !== ep.namespace) return false;
+  if (!matchSelector(sels.get(p.selector), sels.endpointLabels(ep))) return false;
+  if (p.namespaceSelector !== undefined)
+    return matchSelector(sels.get(p.namespaceSelector), sels.namespaceLabels(ep.namespace));
+  return true;
+}
+
+/** Which endpoints a rule's selector picks: its selector, in a namespace or selected ones. */
+interface SelectorKey {
+  selector: string;
+  namespace?: string;
+  namespaceSelector?: string;
+}
+
+/**
+ * The positive selector of one side of a rule, as Calico scopes it: a namespaceSelector picks
+ * the namespaces; else a namespaced policy's selector (or notSelector) stays in its namespace.
+ */
+function selectorKey(e: Entity, p: Policy, sels: Selectors): SelectorKey | undefined {
+  const canon = (t: string) => formatSelector(sels.get(t));
+  const selector = canon(e.selector ?? "all()");
+  if (e.namespaceSelector !== undefined)
+    return { selector, namespaceSelector: canon(e.namespaceSelector) };
+  if (p.namespace !== undefined && (e.selector !== undefined || e.notSelector !== undefined))
+    return { selector, namespace: p.namespace };
+  if (e.selector !== undefined) return { selector };
+  return undefined;
+}
+
+function keyMatches(k: SelectorKey, ep: PolicyEndpoint, sels: Selectors): boolean {
+  if (k.namespace !== undefined && ep.namespace !== k.namespace) return false;
+  if (
+    k.namespaceSelector !== undefined &&
+    !matchSelector(sels.get(k.namespaceSelector), sels.namespaceLabels(ep.namespace))
+  )
+    return false;
+  return matchSelector(sels.get(k.selector), sels.endpointLabels(ep));
+}
+
+// ---- Rendering -------------------------------------------------------------------------------
+
+const shortHash = (text: string) =>
+  createHash("sha256")
+    .update(text)
+    .digest("base64")
+    .replace(/[^A-Za-z0-9]/g, "")
+    .slice(0, SET_HASH_CHARS);
+
+/** ipset name of a rule selector or net list: `ocl-s-<hash>` / `ocl6-n-<hash>`. */
+export function policyIpsetName(kind: "s" | "n", family: Family, key: string): string {
+  return `${family === 4 ? "ocl" : "ocl6"}-${kind}-${shortHash(key)}`;
+}
+
+/** Chain of one policy and direction: `ocl-pi-<hash>` (ingress), `ocl-po-<hash>` (egress). */
+export function policyChainName(id: string, dir: Direction): string {
+  return chainName(`ocl-${dir === "Ingress" ? "pi" : "po"}-${shortHash(id).slice(0, 16)}`);
+}
+
+/** Chain of one local endpoint: `ocl-tw-<iface>` (to it: ingress), `ocl-fw-<iface>` (egress). */
+export function endpointChainName(iface: string, dir: Direction): string {
+  return chainName(`ocl-${dir === "Ingress" ? "tw" : "fw"}-${iface}`);
+}
+
+/** Protocol names as iptables-save prints them (Debian netbase names for the others). */
+const PROTOCOL_NAMES: Record<string, string> = {
+  TCP: "tcp",
+  UDP: "udp",
+  ICMP: "icmp",
+  ICMPV6: "ipv6-icmp",
+  SCTP: "sctp",
+  UDPLITE: "udplite",
+  "1": "icmp",
+  "2": "igmp",
+  "4": "ipencap",
+  "6": "tcp",
+  "17": "udp",
+  "41": "ipv6",
+  "47": "gre",
+  "50": "esp",
+  "51": "ah",
+  "58": "ipv6-icmp",
+  "89": "ospf",
+  "103": "pim",
+  "112": "vrrp",
+  "132": "sctp",
+  "136": "udplite",
+};
+const PORT_PROTOCOLS = new Set(["tcp", "udp", "sctp", "udplite"]);
+
+function protocolName(p: string | number): string {
+  const key = String(p).toUpperCase();
+  return PROTOCOL_NAMES[key] ?? String(p);
+}
+
+/** CIDR text as iptables-save prints it: host bits masked, a bare address as /32 (/128). */
+function canonicalNet(text: string): { family: Family; cidr: string; len: number } {
+  const withLen = text.includes("/") ? text : `${text}/${text.includes(":") ? 128 : 32}`;
+  const c = parseCidr(withLen, false);
+  return {
+    family: c.family,
+    cidr: `${formatAddress(c.family, c.base)}/${c.prefixLen}`,
+    len: c.prefixLen,
+  };
+}
+
+class Renderer {
+  readonly sels: Selectors;
+  readonly ipsets = new Map<string, IpsetSpec>();
+  readonly warnings: string[] = [];
+
+  constructor(
+    readonly input: PolicyInput,
+    readonly family: Family,
+  ) {
+    this.sels = new Selectors(input.namespaceLabels);
+  }
+
+  private ipset(name: string, members: string[]): string {
+    if (!this.ipsets.has(name)) {
+      this.ipsets.set(name, {
+        name,
+        type: "hash:net",
+        family: this.family === 4 ? "inet" : "inet6",
+        members: [...new Set(members)].sort(),
+      });
+    }
+    return name;
+  }
+
+  private selectorSet(k: SelectorKey): string {
+    const name = policyIpsetName("s", this.family, JSON.stringify(k));
+    if (this.ipsets.has(name)) return name;
+    const members: string[] = [];
+    for (const ep of this.input.endpoints) {
+      if (!keyMatches(k, ep, this.sels)) continue;
+      for (const a of ep.addresses) {
+        const n = canonicalNet(a.split("/")[0] as string);
+        if (n.family === this.family) members.push(n.cidr);
+      }
+    }
+    return this.ipset(name, members);
+  }
+
+  /**
+   * The match texts of one rule in this family (several when ports need more than one
+   * multiport match), or undefined when the rule cannot match here.
+   */
+  ruleMatches(rule: Rule, p: Policy, where: string): string[] | undefined {
+    const fam = this.family;
+    if (rule.ipVersion !== undefined && rule.ipVersion !== fam) return undefined;
+    const proto = rule.protocol === undefined ? undefined : protocolName(rule.protocol);
+    if ((proto === "icmp" && fam === 6) || (proto === "ipv6-icmp" && fam === 4)) return undefined;
+    const notProto = rule.notProtocol === undefined ? undefined : protocolName(rule.notProtocol);
+    if (proto !== undefined && proto === notProto) return undefined;
+
+    const addr: string[] = [];
+    const sets: string[] = [];
+    let portSides: { flag: "--sports" | "--dports"; chunks: string[]; not: string[] }[] = [];
+    const named: string[] = [];
+    for (const [side, dir, flag, ports] of [
+      ["source", "src", "-s", "--sports"],
+      ["destination", "dst", "-d", "--dports"],
+    ] as const) {
+      const e = rule[side];
+      if (e === undefined) continue;
+      if (e.nets !== undefined && e.nets.length > 0) {
+        const nets = e.nets.map(canonicalNet).filter((n) => n.family === fam);
+        if (nets.length === 0) return undefined;
+        if (!nets.some((n) => n.len === 0)) {
+          if (nets.length === 1) addr.push(`${flag} ${nets[0]?.cidr}`);
+          else {
+            const members = nets.map((n) => n.cidr);
+            const name = this.ipset(policyIpsetName("n", fam, members.sort().join(",")), members);
+            sets.push(`-m set --match-set ${name} ${dir}`);
+          }
+        }
+      }
+      if (e.notNets !== undefined) {
+        const nets = e.notNets.map(canonicalNet).filter((n) => n.family === fam);
+        if (nets.some((n) => n.len === 0)) return undefined;
+        if (nets.length > 0) {
+          const members = nets.map((n) => n.cidr);
+          const name = this.ipset(policyIpsetName("n", fam, members.sort().join(",")), members);
+          sets.push(`-m set ! --match-set ${name} ${dir}`);
+        }
+      }
+      const key = selectorKey(e, p, this.sels);
+      if (key !== undefined) sets.push(`-m set --match-set ${this.selectorSet(key)} ${dir}`);
+      if (e.notSelector !== undefined) {
+        const name = this.selectorSet({ selector: formatSelector(this.sels.get(e.notSelector)) });
+        sets.push(`-m set ! --match-set ${name} ${dir}`);
+      }
+      const pos = (e.ports ?? []).map(String);
+      const neg = (e.notPorts ?? []).map(String);
+      named.push(...[...pos, ...neg].filter((x) => !/^\d+(:\d+)?$/.test(x)));
+      if (pos.length > 0 || neg.length > 0)
+        portSides.push({ flag: ports, chunks: multiportChunks(pos), not: multiportChunks(neg) });
+    }
+    if (named.length > 0) {
+      // Named ports are not resolved yet: fail closed (a Deny denies any port, others match nothing).
+      const what = `${where}: named port(s) ${named.map((n) => `"${n}"`).join(", ")} not supported yet`;
+      if (rule.action !== "Deny") {
+        this.warnings.push(`${what}; rule not rendered`);
+        return undefined;
+      }
+      this.warnings.push(`${what}; rule denies every port`);
+      portSides = [];
+    }
+    if (portSides.length > 0 && (proto === undefined || !PORT_PROTOCOLS.has(proto))) {
+      this.warnings.push(
+        `${where}: ports need protocol TCP, UDP, SCTP or UDPLite; rule not rendered`,
+      );
+      return undefined;
+    }
+
+    let head = addr.join(" ");
+    if (proto !== undefined) head += ` -p ${proto}`;
+    else if (notProto !== undefined) head += ` ! -p ${notProto}`;
+    const tail: string[] = [];
+    const icmpMod = fam === 4 ? "-m icmp --icmp-type" : "-m icmp6 --icmpv6-type";
+    const icmpText = (i: { type?: number; code?: number }) =>
+      i.code !== undefined ? `${i.type}/${i.code}` : `${i.type}`;
+    if (rule.icmp?.type !== undefined) tail.push(`${icmpMod} ${icmpText(rule.icmp)}`);
+    if (rule.notICMP?.type !== undefined) {
+      const [m, flag] = icmpMod.split(" --");
+      tail.push(`${m} ! --${flag} ${icmpText(rule.notICMP)}`);
+    }
+
+    // Positive port chunks multiply (any chunk may match); negative ones all apply.
+    let variants = [[...sets]];
+    for (const ps of portSides) {
+      const negs = ps.not.map((c) => `-m multiport ! ${ps.flag} ${c}`);
+      const poss = ps.chunks.length > 0 ? ps.chunks : [undefined];
+      variants = variants.flatMap((v) =>
+        poss.map((c) => [
+          ...v,
+          ...(c !== undefined ? [`-m multiport ${ps.flag} ${c}`] : []),
+          ...negs,
+        ]),
+      );
+    }
+    return variants.map((v) => [head.trim(), ...v, ...tail].filter((x) => x !== "").join(" "));
+  }
+
+  /** The rules of one policy chain. */
+  policyChain(p: Policy, dir: Direction): string[] {
+    const out: string[] = [];
+    const rules = dir === "Ingress" ? p.ingress : p.egress;
+    for (const [i, rule] of rules.entries()) {
+      const where = `policy "${p.id}" ${dir.toLowerCase()} rule ${i + 1}`;
+      const matches = this.ruleMatches(rule, p, where);
+      if (matches === undefined) continue;
+      const withM = (m: string, action: string) => (m === "" ? action : `${m} ${action}`);
+      switch (rule.action) {
+        case "Allow":
+          for (const m of matches) out.push(withM(m, `-j MARK --set-xmark ${ACCEPT}`));
+          out.push(`-m mark --mark ${ACCEPT} -j RETURN`);
+          break;
+        case "Pass":
+          for (const m of matches) out.push(withM(m, `-j MARK --set-xmark ${PASS}`));
+          out.push(`-m mark --mark ${PASS} -j RETURN`);
+          break;
+        case "Deny":
+          for (const m of matches) out.push(withM(m, "-j DROP"));
+          break;
+        case "Log":
+          for (const m of matches) out.push(withM(m, `-j LOG --log-prefix ${LOG_PREFIX}`));
+          break;
+      }
+    }
+    return out;
+  }
+}
+
+/** Port list -> multiport argument texts of at most 15 slots each ("80,90:100"). */
+function multiportChunks(ports: string[]): string[] {
+  const chunks: string[] = [];
+  let cur: string[] = [];
+  let slots = 0;
+  for (const p of ports.filter((x) => /^\d+(:\d+)?$/.test(x))) {
+    const [a, b] = p.split(":");
+    const text = b === undefined || a === b ? (a as string) : p;
+    const need = text.includes(":") ? 2 : 1;
+    if (slots + need > MULTIPORT_SLOTS) {
+      chunks.push(cur.join(","));
+      cur = [];
+      slots = 0;
+    }
+    cur.push(text);
+    slots += need;
+  }
+  if (cur.length > 0) chunks.push(cur.join(","));
+  return chunks;
+}
+
+/** Policies in the order they apply: `order` ascending (absent last), then id. */
+export function sortPolicies(policies: readonly Policy[]): Policy[] {
+  return [...policies].sort((a, b) => {
+    const oa = a.order ?? Number.POSITIVE_INFINITY;
+    const ob = b.order ?? Number.POSITIVE_INFINITY;
+    if (oa !== ob) return oa < ob ? -1 : 1;
+    return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+  });
+}
+
+/**
+ * The filter-table chains and ipsets of policy for one family. Throws (naming it) on a selector
+ * that does not parse; a rule that cannot be rendered as written is rendered fail-closed and
+ * reported in warnings.
+ */
+export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
+  const r = new Renderer(input, family);
+  const policies = sortPolicies(input.policies);
+  for (const p of policies) {
+    for (const t of [p.selector, p.namespaceSelector]) {
+      if (t === undefined) continue;
+      try {
+        r.sels.get(t);
+      } catch (err) {
+        throw new Error(`Policy "${p.id}": ${(err as Error).message}`);
+      }
+    }
+  }
+  const local = input.endpoints
+    .filter((e) => e.iface !== undefined)
+    .sort((a, b) => ((a.iface as string) < (b.iface as string) ? -1 : 1));
+  const used = new Map<string, { p: Policy; dir: Direction }>();
+  const endpointChains: ChainSpec[] = [];
+  const dispatch: Record<Direction, string[]> = { Ingress: [], Egress: [] };
+  for (const ep of local) {
+    const iface = ep.iface as string;
+    const selecting = policies.filter((p) => policySelects(p, ep, r.sels));
+    for (const dir of ["Ingress", "Egress"] as const) {
+      const mine = selecting.filter((p) => p.types.includes(dir));
+      if (mine.length === 0) continue;
+      const name = endpointChainName(iface, dir);
+      const rules = [
+        "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-m conntrack --ctstate INVALID -j DROP",
+        `-j MARK --set-xmark ${CLEAR}`,
+      ];
+      for (const p of mine) {
+        const chain = policyChainName(p.id, dir);
+        used.set(chain, { p, dir });
+        rules.push(`-m mark --mark ${NOT_PASS} -j ${chain}`, `-m mark --mark ${ACCEPT} -j RETURN`);
+      }
+      // End of the (one, default) tier: drop what no policy accepted or passed.
+      rules.push(`-m mark --mark ${NOT_PASS} -j DROP`);
+      endpointChains.push({ name, rules });
+      dispatch[dir].push(`${dir === "Ingress" ? "-o" : "-i"} ${iface} -g ${name}`);
+    }
+  }
+  if (endpointChains.length === 0) return { chains: [], ipsets: [], warnings: [] };
+  const policyChains: ChainSpec[] = [];
+  for (const [name, { p, dir }] of [...used].sort(([a], [b]) => (a < b ? -1 : 1)))
+    policyChains.push({ name, rules: r.policyChain(p, dir) });
+  return {
+    chains: [
+      { name: CHAIN_FROM_WL_DISPATCH, rules: dispatch.Egress },
+      { name: CHAIN_TO_WL_DISPATCH, rules: dispatch.Ingress },
+      ...endpointChains,
+      ...policyChains,
+    ],
+    ipsets: [...r.ipsets.values()].sort((a, b) => (a.name < b.name ? -1 : 1)),
+    warnings: [...new Set(r.warnings)],
+  };
+}
