@@ -1,0 +1,279 @@
+// Network policy with real traffic: the real `bin/ocelot node run` in a node namespace, three
+// pods wired by the real `bin/ocelot-cni` (labels app=a, app=b, app=c written into their
+// WorkloadEndpoints after ADD, as Kubernetes pod labels would be), an HTTP server on pod B.
+// No policy: everything reaches everything. A Calico NetworkPolicy selecting B that allows only
+// app=a on TCP 8080: A connects, C is refused, ICMP to B and the node's own traffic to B are
+// dropped, B's egress is untouched, and A's egress allowed by a GlobalNetworkPolicy does not
+// skip B's ingress; the Kubernetes NetworkPolicy of the same meaning does the
+// same; deleting the policies restores everything and removes our chains, hooks and sets.
+// Rules and sets are read back with iptables-save and ipset save inside the node namespace.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { applyResource, ResourceClient } from "../../src/api/client.js";
+import { kindOf } from "../../src/api/registry.js";
+import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import { Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { putPool } from "../ipam/helpers.js";
+import {
+  cni,
+  daemonTestsUnavailable,
+  type NodeProcess,
+  netconf,
+  podEnv,
+  startNode,
+} from "./harness.js";
+
+const skip = skipWithReason("network policy netns", daemonTestsUnavailable());
+const NODE = "node-p";
+const POOL = "10.72.0.0/16";
+const PORT = 8080;
+
+interface Pod {
+  ns: Netns;
+  name: string;
+  ip: string;
+  iface: string;
+  wep: string;
+}
+
+const WEP = kindOf("projectcalico.org/v3", "WorkloadEndpoint");
+const NP = kindOf("projectcalico.org/v3", "NetworkPolicy");
+const GNP = kindOf("projectcalico.org/v3", "GlobalNetworkPolicy");
+const KNP = kindOf("networking.k8s.io/v1", "NetworkPolicy");
+
+/** One TCP connect + HTTP GET from a pod, bounded to 2 s: true when it got the answer. */
+function connects(from: Netns, to: Pod): boolean {
+  const r = spawnSync(
+    "ip",
+    ["netns", "exec", from.name, "curl", "-s", "--max-time", "1.5", `http://${to.ip}:${PORT}/`],
+    { encoding: "utf8", timeout: 5000 },
+  );
+  return r.status === 0 && r.stdout === "ok";
+}
+
+function pings(from: Netns, to: Pod): boolean {
+  const r = spawnSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", "1", to.ip], {
+    timeout: 5000,
+  });
+  return r.status === 0;
+}
+
+describe.skipIf(skip)("network policy: ocelot node run with real traffic", () => {
+  let dir: string;
+  let url: string;
+  let store: SqliteDatastore;
+  let node: Netns;
+  let daemon: NodeProcess | undefined;
+  let server: ChildProcess | undefined;
+  const pods: Record<"a" | "b" | "c", Pod> = {} as never;
+  const save = (cmd: string, ...args: string[]) => node.exec(cmd, ...args);
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "ocelot-policy-"));
+    url = `file:${join(dir, "store.db")}`;
+    store = new SqliteDatastore(join(dir, "store.db"));
+    await putPool(store, "pool", POOL, { blockSize: 26 });
+    node = Netns.create("pn");
+    node.ip("link", "add", "uplink", "type", "veth", "peer", "name", "uplink-peer");
+    node.ip("addr", "add", "192.0.2.20/24", "dev", "uplink");
+    node.ip("link", "set", "uplink", "up");
+    node.ip("link", "set", "uplink-peer", "up");
+    node.ip("route", "add", "default", "via", "192.0.2.1");
+    daemon = await startNode(node, [
+      "--nodename",
+      NODE,
+      "--ip",
+      "192.0.2.20/24",
+      "--datastore",
+      url,
+      "--status-socket",
+      join(dir, "bgp.sock"),
+      "--resync-interval",
+      "1s",
+      "--log-level",
+      process.env.NODED_LEVEL ?? "info",
+    ]);
+    const client = new ResourceClient(store);
+    for (const app of ["a", "b", "c"] as const) {
+      const ns = Netns.create(`pp${app}`);
+      const name = `pod-${app}`;
+      const r = await cni(node, "ADD", podEnv(ns, name), netconf(url, NODE, "pool"));
+      if (r.code !== 0) throw new Error(`CNI ADD ${name}: ${r.stdout}${r.stderr}`);
+      const res = JSON.parse(r.stdout);
+      const ip = (res.ips[0].address as string).split("/")[0] as string;
+      const iface = res.interfaces[0].name as string;
+      // The pod's labels, as the Kubernetes API would give them (not in CNI args).
+      const weps = (await client.list(WEP as NonNullable<typeof WEP>, "default")).items;
+      const wep = weps.find((w) => (w.spec as { pod?: string }).pod === name);
+      if (!wep) throw new Error(`no WorkloadEndpoint for ${name}`);
+      const { resourceVersion: _rv, ...metadata } = wep.metadata;
+      await applyResource(store, {
+        ...wep,
+        metadata: { ...metadata, labels: { ...metadata.labels, app } },
+      });
+      pods[app] = { ns, name, ip, iface, wep: wep.metadata.name };
+    }
+    server = spawn(
+      "ip",
+      [
+        "netns",
+        "exec",
+        pods.b.ns.name,
+        process.execPath,
+        "-e",
+        `require("http").createServer((q, r) => r.end("ok")).listen(${PORT})`,
+      ],
+      { stdio: "ignore" },
+    );
+    await waitFor(
+      "the server on pod B and every pod route",
+      () => connects(pods.a.ns, pods.b),
+      15_000,
+      200,
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    if (process.env.NODED_LOG && daemon) writeFileSync(process.env.NODED_LOG, daemon.log);
+    if (server?.pid !== undefined && server.exitCode === null) server.kill("SIGKILL");
+    await daemon?.stop();
+    for (const p of Object.values(pods)) p.ns.destroy();
+    node?.destroy();
+    await store?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const expectOpen = () => {
+    expect(connects(pods.a.ns, pods.b)).toBe(true);
+    expect(connects(pods.c.ns, pods.b)).toBe(true);
+    expect(pings(pods.a.ns, pods.b)).toBe(true);
+    expect(pings(pods.c.ns, pods.a)).toBe(true);
+    expect(pings(node, pods.b)).toBe(true);
+  };
+
+  /** B allows only app=a on TCP 8080: checked with traffic and the kernel's rules. */
+  const expectEnforced = () => {
+    expect(connects(pods.a.ns, pods.b)).toBe(true);
+    expect(connects(pods.c.ns, pods.b)).toBe(false);
+    expect(pings(pods.a.ns, pods.b)).toBe(false);
+    expect(pings(node, pods.b)).toBe(false);
+    // Not selected: A and C still reach each other; B's egress is not policed.
+    expect(pings(pods.c.ns, pods.a)).toBe(true);
+    expect(pings(pods.b.ns, pods.c)).toBe(true);
+  };
+
+  const waitForChain = (present: boolean) =>
+    waitFor(
+      `ocl-tw-${pods.b.iface} ${present ? "in" : "gone from"} iptables-save`,
+      () => save("iptables-save", "-t", "filter").includes(`:ocl-tw-${pods.b.iface} `) === present,
+      10_000,
+      100,
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}\n${daemon?.log}`);
+    });
+
+  it("no policy: every pod reaches every pod, the node reaches them; no policy chains", () => {
+    expectOpen();
+    const filter = save("iptables-save", "-t", "filter");
+    expect(filter).not.toContain("ocl-to-wl-dispatch");
+    expect(filter).not.toContain("-j ocl-INPUT");
+  });
+
+  it("a NetworkPolicy on B allowing app=a on TCP 8080: A connects, C refused, ICMP dropped", async () => {
+    await applyResource(store, {
+      apiVersion: "projectcalico.org/v3",
+      kind: "NetworkPolicy",
+      metadata: { name: "b-from-a", namespace: "default" },
+      spec: {
+        selector: "app == 'b'",
+        ingress: [
+          {
+            action: "Allow",
+            protocol: "TCP",
+            source: { selector: "app == 'a'" },
+            destination: { ports: [PORT] },
+          },
+        ],
+      },
+    });
+    // A's egress allowed by a GlobalNetworkPolicy: that Allow must not skip B's ingress.
+    await applyResource(store, {
+      apiVersion: "projectcalico.org/v3",
+      kind: "GlobalNetworkPolicy",
+      metadata: { name: "a-egress-all" },
+      spec: { selector: "app == 'a'", types: ["Egress"], egress: [{ action: "Allow" }] },
+    });
+    await waitForChain(true);
+    await waitFor(
+      "A's egress chain",
+      () => save("iptables-save", "-t", "filter").includes(`:ocl-fw-${pods.a.iface} `),
+      10_000,
+      100,
+    );
+    expectEnforced();
+    const filter = save("iptables-save", "-t", "filter");
+    expect(filter).toContain(
+      `-A ocl-from-wl-dispatch -i ${pods.a.iface} -g ocl-fw-${pods.a.iface}`,
+    );
+    const tw = `ocl-tw-${pods.b.iface}`;
+    expect(filter).toContain(`-A ocl-to-wl-dispatch -o ${pods.b.iface} -g ${tw}`);
+    expect(filter).toContain("-A FORWARD -j ocl-FORWARD");
+    expect(filter).toContain("-A OUTPUT -j ocl-OUTPUT");
+    expect(filter).toContain(`-A ${tw} -m mark --mark 0x0/0x20000 -j DROP`);
+    const set = /-p tcp -m set --match-set (ocl-s-\S+) src -m multiport --dports 8080 -j MARK/.exec(
+      filter,
+    )?.[1];
+    expect(set, filter).toBeDefined();
+    const ipsets = save("ipset", "save", set as string);
+    expect(ipsets).toContain(`add ${set} ${pods.a.ip}`);
+    expect(ipsets).not.toContain(pods.c.ip);
+    // What the kernel holds is what the agent renders: resyncs (1 s) find no drift.
+    const before = daemon?.lines.length ?? 0;
+    await new Promise((r) => setTimeout(r, 2500));
+    const drift = daemon?.lines
+      .slice(before)
+      .filter((l) => l.msg === "Agent: kernel drift repaired");
+    expect(drift, JSON.stringify(drift)).toEqual([]);
+  });
+
+  it("deleting the policy restores traffic and removes our chains, hooks and sets", async () => {
+    await new ResourceClient(store).delete(NP as NonNullable<typeof NP>, "b-from-a", "default");
+    await new ResourceClient(store).delete(GNP as NonNullable<typeof GNP>, "a-egress-all");
+    await waitForChain(false);
+    await waitFor(
+      "A's egress chain to go",
+      () => !save("iptables-save", "-t", "filter").includes(`:ocl-fw-${pods.a.iface} `),
+      10_000,
+      100,
+    );
+    expectOpen();
+    const filter = save("iptables-save", "-t", "filter");
+    expect(filter).not.toMatch(/ocl-(tw|fw|pi|po)-|ocl-INPUT|ocl-OUTPUT|wl-dispatch/);
+    expect(save("ipset", "save")).not.toMatch(/ocl-s-/);
+  });
+
+  it("the Kubernetes NetworkPolicy of the same meaning enforces the same; deleting it restores", async () => {
+    await applyResource(store, {
+      apiVersion: "networking.k8s.io/v1",
+      kind: "NetworkPolicy",
+      metadata: { name: "b-from-a", namespace: "default" },
+      spec: {
+        podSelector: { matchLabels: { app: "b" } },
+        ingress: [
+          {
+            from: [{ podSelector: { matchLabels: { app: "a" } } }],
+            ports: [{ protocol: "TCP", port: PORT }],
+          },
+        ],
+      },
+    });
+    await waitForChain(true);
+    expectEnforced();
+    await new ResourceClient(store).delete(KNP as NonNullable<typeof KNP>, "b-from-a", "default");
+    await waitForChain(false);
+    expectOpen();
+  });
+});
