@@ -1,0 +1,493 @@
+// Pure tests of network policy rendering (src/felix/policy.ts) and its hooks: which endpoints a
+// policy selects (namespace, selector, namespaceSelector), the endpoint, policy and dispatch
+// chains (golden rules), ordering and Calico's defaults, rule matches (protocols, nets, ports,
+// ICMP, selectors as ipsets), Kubernetes NetworkPolicy translation, and that no policy leaves
+// the filter table exactly as before.
+import { describe, expect, it } from "vitest";
+import type { K8sNetworkPolicy, Rule } from "../../src/api/policy.js";
+import { renderDataplane } from "../../src/felix/dataplane.js";
+import { parseIptablesSave, planTable, renderFilterTable } from "../../src/felix/iptables.js";
+import {
+  endpointChainName,
+  fromGlobalNetworkPolicy,
+  fromK8sNetworkPolicy,
+  fromNetworkPolicy,
+  type Policy,
+  type PolicyEndpoint,
+  type PolicyInput,
+  policyChainName,
+  policyIpsetName,
+  renderPolicy,
+  sortPolicies,
+} from "../../src/felix/policy.js";
+import { restoreModel } from "./model.js";
+
+const ep = (
+  name: string,
+  ip: string,
+  labels: Record<string, string>,
+  opts: { ns?: string; iface?: string } = {},
+): PolicyEndpoint => ({
+  id: `${opts.ns ?? "default"}/${name}`,
+  namespace: opts.ns ?? "default",
+  labels: { ...labels, "projectcalico.org/orchestrator": "k8s" },
+  addresses: [`${ip}/32`],
+  ...(opts.iface ? { iface: opts.iface } : {}),
+});
+
+const A = ep("a", "10.244.0.1", { app: "a" }, { iface: "oclaaaaaaaaaaa" });
+const B = ep("b", "10.244.0.2", { app: "b" }, { iface: "oclbbbbbbbbbbb" });
+const REMOTE_A = ep("ra", "10.244.9.1", { app: "a" }); // another node's
+const OTHER_NS_A = ep("oa", "10.244.9.2", { app: "a" }, { ns: "other" });
+const ENDPOINTS = [A, B, REMOTE_A, OTHER_NS_A];
+
+const np = (name: string, spec: Record<string, unknown>, ns = "default"): Policy =>
+  fromNetworkPolicy({ metadata: { name, namespace: ns }, spec: spec as never });
+
+const allowFromA = np("b-from-a", {
+  selector: "app == 'b'",
+  ingress: [
+    {
+      action: "Allow",
+      protocol: "TCP",
+      source: { selector: "app == 'a'" },
+      destination: { ports: [8080] },
+    },
+  ],
+});
+
+const input = (policies: Policy[], endpoints = ENDPOINTS): PolicyInput => ({
+  endpoints,
+  policies,
+});
+
+const chain = (state: { chains: { name: string; rules: string[] }[] }, name: string) =>
+  state.chains.find((c) => c.name === name)?.rules;
+
+describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
+  it("renders the selected local endpoint's ingress chain, its policy chain and the ipset", () => {
+    const s = renderPolicy(input([allowFromA]), 4);
+    const tw = endpointChainName("oclbbbbbbbbbbb", "Ingress");
+    const pi = policyChainName("default/b-from-a", "Ingress");
+    expect(tw).toBe("ocl-tw-oclbbbbbbbbbbb");
+    expect(pi).toMatch(/^ocl-pi-[A-Za-z0-9]{16}$/);
+    expect(s.chains.map((c) => c.name)).toEqual([
+      "ocl-from-wl-dispatch",
+      "ocl-to-wl-dispatch",
+      tw,
+      pi,
+    ]);
+    expect(chain(s, "ocl-from-wl-dispatch")).toEqual([]);
+    expect(chain(s, "ocl-to-wl-dispatch")).toEqual([`-o oclbbbbbbbbbbb -g ${tw}`]);
+    expect(chain(s, tw)).toEqual([
+      "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "-m conntrack --ctstate INVALID -j DROP",
+      "-j MARK --set-xmark 0x0/0x30000",
+      `-m mark --mark 0x0/0x20000 -j ${pi}`,
+      "-m mark --mark 0x10000/0x10000 -j RETURN",
+      "-m mark --mark 0x0/0x20000 -j DROP",
+    ]);
+    // The rule's selector stays in the policy's namespace: A here and on another node, not
+    // the app=a pod of namespace "other".
+    const set = policyIpsetName(
+      "s",
+      4,
+      JSON.stringify({ selector: 'app == "a"', namespace: "default" }),
+    );
+    expect(chain(s, pi)).toEqual([
+      `-p tcp -m set --match-set ${set} src -m multiport --dports 8080 -j MARK --set-xmark 0x10000/0x10000`,
+      "-m mark --mark 0x10000/0x10000 -j RETURN",
+    ]);
+    expect(s.ipsets).toEqual([
+      {
+        name: set,
+        type: "hash:net",
+        family: "inet",
+        members: ["10.244.0.1/32", "10.244.9.1/32"],
+      },
+    ]);
+    expect(set).toMatch(/^ocl-s-[A-Za-z0-9]{20}$/);
+  });
+
+  it("renders nothing when no policy selects a local endpoint", () => {
+    const onlyRemote = np("x", { selector: "app == 'zzz'" });
+    const otherNs = np("y", { selector: "app == 'b'" }, "other");
+    expect(renderPolicy(input([onlyRemote, otherNs]), 4)).toEqual({
+      chains: [],
+      ipsets: [],
+      warnings: [],
+    });
+  });
+
+  it("types: Ingress by default, Egress too with egress rules; an Egress-only policy leaves ingress open", () => {
+    expect(np("p", {}).types).toEqual(["Ingress"]);
+    expect(np("p", { egress: [{ action: "Allow" }] }).types).toEqual(["Ingress", "Egress"]);
+    expect(np("p", {}).selector).toBe("all()");
+    const egressOnly = np("out", {
+      selector: "app == 'a'",
+      types: ["Egress"],
+      egress: [{ action: "Deny", protocol: "UDP", destination: { ports: [53] } }],
+    });
+    const s = renderPolicy(input([egressOnly]), 4);
+    const fw = endpointChainName("oclaaaaaaaaaaa", "Egress");
+    expect(chain(s, "ocl-from-wl-dispatch")).toEqual([`-i oclaaaaaaaaaaa -g ${fw}`]);
+    expect(chain(s, "ocl-to-wl-dispatch")).toEqual([]);
+    expect(chain(s, policyChainName("default/out", "Egress"))).toEqual([
+      "-p udp -m multiport --dports 53 -j DROP",
+    ]);
+  });
+
+  it("a selected endpoint with no rules in a direction drops everything in it (default deny)", () => {
+    const s = renderPolicy(input([np("deny-all", { selector: "app == 'b'" })]), 4);
+    expect(chain(s, policyChainName("default/deny-all", "Ingress"))).toEqual([]);
+    expect(chain(s, "ocl-tw-oclbbbbbbbbbbb")?.at(-1)).toBe("-m mark --mark 0x0/0x20000 -j DROP");
+  });
+
+  it("applies policies by order (lower first, none last), ties by id", () => {
+    const ps = [
+      np("none", { selector: "all()" }),
+      np("ten", { selector: "all()", order: 10 }),
+      fromGlobalNetworkPolicy({ metadata: { name: "g-one" }, spec: { order: 1 } }),
+      np("also-ten", { selector: "all()", order: 10 }),
+    ];
+    expect(sortPolicies(ps).map((p) => p.id)).toEqual([
+      "g-one",
+      "default/also-ten",
+      "default/ten",
+      "default/none",
+    ]);
+    const s = renderPolicy(input(ps), 4);
+    const jumps = (chain(s, "ocl-tw-oclaaaaaaaaaaa") ?? [])
+      .map((r) => / -j (ocl-pi-\S+)$/.exec(r)?.[1])
+      .filter(Boolean);
+    expect(jumps).toEqual(
+      ["g-one", "default/also-ten", "default/ten", "default/none"].map((id) =>
+        policyChainName(id, "Ingress"),
+      ),
+    );
+  });
+
+  it("GlobalNetworkPolicy: selector across namespaces, namespaceSelector on the namespace's labels", () => {
+    const local = [A, ep("c", "10.244.0.3", { app: "a" }, { ns: "prod", iface: "oclccccccccccc" })];
+    const gnp = fromGlobalNetworkPolicy({
+      metadata: { name: "g" },
+      spec: { selector: "app == 'a'", namespaceSelector: "projectcalico.org/name == 'prod'" },
+    });
+    const s = renderPolicy(input([gnp], local), 4);
+    expect(chain(s, "ocl-to-wl-dispatch")).toEqual(["-o oclccccccccccc -g ocl-tw-oclccccccccccc"]);
+    const labelled = renderPolicy(
+      {
+        endpoints: local,
+        policies: [
+          fromGlobalNetworkPolicy({
+            metadata: { name: "g" },
+            spec: { namespaceSelector: "team == 'x'" },
+          }),
+        ],
+        namespaceLabels: { default: { team: "x" } },
+      },
+      4,
+    );
+    expect(chain(labelled, "ocl-to-wl-dispatch")).toEqual([
+      "-o oclaaaaaaaaaaa -g ocl-tw-oclaaaaaaaaaaa",
+    ]);
+  });
+
+  it("throws naming the policy whose selector does not parse", () => {
+    expect(() => renderPolicy(input([np("bad", { selector: "app ==" })]), 4)).toThrow(
+      /Policy "default\/bad".*Selector/,
+    );
+  });
+});
+
+describe("renderPolicy(): rule matches", () => {
+  const rulesOf = (rules: Rule[], family: 4 | 6 = 4, dir: "ingress" | "egress" = "ingress") => {
+    const p = np("r", {
+      selector: "app == 'b'",
+      types: [dir === "ingress" ? "Ingress" : "Egress"],
+      [dir]: rules,
+    });
+    const s = renderPolicy(input([p]), family);
+    return {
+      rules: chain(s, policyChainName("default/r", dir === "ingress" ? "Ingress" : "Egress")),
+      ipsets: s.ipsets,
+      warnings: s.warnings,
+    };
+  };
+
+  it("actions: Deny drops, Pass marks and returns, Log logs and goes on", () => {
+    expect(
+      rulesOf([{ action: "Deny" }, { action: "Pass" }, { action: "Log" }, { action: "Allow" }])
+        .rules,
+    ).toEqual([
+      "-j DROP",
+      "-j MARK --set-xmark 0x20000/0x20000",
+      "-m mark --mark 0x20000/0x20000 -j RETURN",
+      "-j LOG --log-prefix ocelot-packet",
+      "-j MARK --set-xmark 0x10000/0x10000",
+      "-m mark --mark 0x10000/0x10000 -j RETURN",
+    ]);
+  });
+
+  it("nets: one as -s/-d (canonical), several and notNets as ipsets, /0 matches all, other family skips", () => {
+    const r = rulesOf([
+      { action: "Deny", source: { nets: ["10.1.2.3/8"] }, destination: { nets: ["10.9.9.9"] } },
+      { action: "Deny", source: { nets: ["10.1.0.0/16", "10.2.0.0/16"] } },
+      { action: "Deny", source: { notNets: ["192.168.0.0/16"] } },
+      { action: "Deny", source: { nets: ["0.0.0.0/0"] }, protocol: "UDP" },
+      { action: "Deny", source: { nets: ["fd00::/64"] } },
+      { action: "Deny", source: { notNets: ["0.0.0.0/0"] } },
+    ]);
+    const many = policyIpsetName("n", 4, "10.1.0.0/16,10.2.0.0/16");
+    const not = policyIpsetName("n", 4, "192.168.0.0/16");
+    expect(r.rules).toEqual([
+      "-s 10.0.0.0/8 -d 10.9.9.9/32 -j DROP",
+      `-m set --match-set ${many} src -j DROP`,
+      `-m set ! --match-set ${not} src -j DROP`,
+      "-p udp -j DROP",
+    ]);
+    expect(r.ipsets.map((s) => [s.name, s.members])).toEqual(
+      [
+        [many, ["10.1.0.0/16", "10.2.0.0/16"]],
+        [not, ["192.168.0.0/16"]],
+      ].sort((a, b) => ((a[0] as string) < (b[0] as string) ? -1 : 1)),
+    );
+    expect(rulesOf([{ action: "Deny", source: { nets: ["fd00::/64"] } }], 6).rules).toEqual([
+      "-s fd00::/64 -j DROP",
+    ]);
+  });
+
+  it("ports: ranges, multiport chunks of 15 slots, notPorts, source ports; protocol names", () => {
+    const many = Array.from({ length: 16 }, (_, i) => 1000 + i);
+    const r = rulesOf([
+      {
+        action: "Allow",
+        protocol: "TCP",
+        destination: { ports: [80, "8000:8080", "9090:9090"], notPorts: [8005] },
+        source: { ports: [1234] },
+      },
+      { action: "Deny", protocol: "UDP", destination: { ports: many } },
+      { action: "Deny", protocol: 132 },
+      { action: "Deny", protocol: 47 },
+      { action: "Deny", notProtocol: "TCP" },
+    ]);
+    expect(r.rules).toEqual([
+      "-p tcp -m multiport --sports 1234 -m multiport --dports 80,8000:8080,9090 -m multiport ! --dports 8005 -j MARK --set-xmark 0x10000/0x10000",
+      "-m mark --mark 0x10000/0x10000 -j RETURN",
+      `-p udp -m multiport --dports ${many.slice(0, 15).join(",")} -j DROP`,
+      "-p udp -m multiport --dports 1015 -j DROP",
+      "-p sctp -j DROP",
+      "-p gre -j DROP",
+      "! -p tcp -j DROP",
+    ]);
+  });
+
+  it("named ports are not resolved yet: an Allow is not rendered, a Deny denies every port (warned)", () => {
+    const r = rulesOf([
+      { action: "Allow", protocol: "TCP", destination: { ports: ["http"] } },
+      { action: "Deny", protocol: "TCP", destination: { ports: ["http", 81] } },
+    ]);
+    expect(r.rules).toEqual(["-p tcp -j DROP"]);
+    expect(r.warnings).toEqual([
+      'policy "default/r" ingress rule 1: named port(s) "http" not supported yet; rule not rendered',
+      'policy "default/r" ingress rule 2: named port(s) "http" not supported yet; rule denies every port',
+    ]);
+  });
+
+  it("ICMP type and code; ICMP rules only in IPv4, ICMPv6 only in IPv6", () => {
+    const rules: Rule[] = [
+      { action: "Deny", protocol: "ICMP", icmp: { type: 8, code: 0 } },
+      { action: "Deny", protocol: "ICMP", notICMP: { type: 3 } },
+      { action: "Deny", protocol: "ICMPv6", icmp: { type: 128 } },
+    ];
+    expect(rulesOf(rules, 4).rules).toEqual([
+      "-p icmp -m icmp --icmp-type 8/0 -j DROP",
+      "-p icmp -m icmp ! --icmp-type 3 -j DROP",
+    ]);
+    expect(rulesOf(rules, 6).rules).toEqual(["-p ipv6-icmp -m icmp6 --icmpv6-type 128 -j DROP"]);
+    expect(rulesOf([{ action: "Deny", ipVersion: 6 }], 4).rules).toEqual([]);
+  });
+
+  it("selectors: a notSelector alone keeps to the policy's namespace; namespaceSelector picks namespaces; destination sets match dst", () => {
+    const r = rulesOf(
+      [
+        {
+          action: "Allow",
+          source: { notSelector: "app == 'a'" },
+          destination: { namespaceSelector: "projectcalico.org/name == 'other'" },
+        },
+      ],
+      4,
+      "egress",
+    );
+    const not = policyIpsetName("s", 4, JSON.stringify({ selector: 'app == "a"' }));
+    const ns = policyIpsetName(
+      "s",
+      4,
+      JSON.stringify({ selector: "all()", namespaceSelector: 'projectcalico.org/name == "other"' }),
+    );
+    const inNs = policyIpsetName(
+      "s",
+      4,
+      JSON.stringify({ selector: "all()", namespace: "default" }),
+    );
+    expect(r.rules?.[0]).toBe(
+      `-m set --match-set ${inNs} src -m set ! --match-set ${not} src -m set --match-set ${ns} dst -j MARK --set-xmark 0x10000/0x10000`,
+    );
+    const members = Object.fromEntries(r.ipsets.map((s) => [s.name, s.members]));
+    expect(members[inNs]).toEqual(["10.244.0.1/32", "10.244.0.2/32", "10.244.9.1/32"]);
+    expect(members[not]).toEqual(["10.244.0.1/32", "10.244.9.1/32", "10.244.9.2/32"]);
+    expect(members[ns]).toEqual(["10.244.9.2/32"]);
+  });
+});
+
+describe("fromK8sNetworkPolicy(): Calico's translation", () => {
+  const knp: K8sNetworkPolicy = {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: { name: "web", namespace: "shop" },
+    spec: {
+      podSelector: {
+        matchLabels: { app: "web" },
+        matchExpressions: [{ key: "tier", operator: "NotIn", values: ["db"] }],
+      },
+      policyTypes: ["Ingress", "Egress"],
+      ingress: [
+        {
+          from: [
+            { podSelector: { matchLabels: { app: "lb" } } },
+            { namespaceSelector: {}, podSelector: { matchLabels: { role: "mon" } } },
+            { ipBlock: { cidr: "10.0.0.0/8", except: ["10.1.0.0/16"] } },
+          ],
+          ports: [
+            { port: 80 },
+            { protocol: "TCP", port: 8000, endPort: 8100 },
+            { protocol: "UDP" },
+          ],
+        },
+      ],
+      egress: [{}],
+    },
+  };
+
+  it("names, orders and selects as Calico (knp.default.<name>, order 1000, k8s pods only)", () => {
+    const p = fromK8sNetworkPolicy(knp);
+    expect(p).toMatchObject({
+      id: "shop/knp.default.web",
+      namespace: "shop",
+      order: 1000,
+      selector: 'app == "web" && tier not in {"db"} && projectcalico.org/orchestrator == "k8s"',
+      types: ["Ingress", "Egress"],
+    });
+    expect(p.egress).toEqual([{ action: "Allow" }]);
+  });
+
+  it("one rule per protocol and peer; ports with endPort as ranges; ipBlock except as notNets", () => {
+    const p = fromK8sNetworkPolicy(knp);
+    const tcp = { protocol: "TCP", destination: { ports: [80, "8000:8100"] } };
+    expect(p.ingress).toEqual([
+      {
+        action: "Allow",
+        ...tcp,
+        source: { selector: 'app == "lb" && projectcalico.org/orchestrator == "k8s"' },
+      },
+      {
+        action: "Allow",
+        ...tcp,
+        source: {
+          selector: 'role == "mon" && projectcalico.org/orchestrator == "k8s"',
+          namespaceSelector: "all()",
+        },
+      },
+      { action: "Allow", ...tcp, source: { nets: ["10.0.0.0/8"], notNets: ["10.1.0.0/16"] } },
+      {
+        action: "Allow",
+        protocol: "UDP",
+        source: { selector: 'app == "lb" && projectcalico.org/orchestrator == "k8s"' },
+      },
+      {
+        action: "Allow",
+        protocol: "UDP",
+        source: {
+          selector: 'role == "mon" && projectcalico.org/orchestrator == "k8s"',
+          namespaceSelector: "all()",
+        },
+      },
+      {
+        action: "Allow",
+        protocol: "UDP",
+        source: { nets: ["10.0.0.0/8"], notNets: ["10.1.0.0/16"] },
+      },
+    ]);
+  });
+
+  it("policyTypes default: Ingress, plus Egress when egress is given; empty podSelector: every k8s pod", () => {
+    const bare = fromK8sNetworkPolicy({
+      ...knp,
+      spec: { podSelector: {}, policyTypes: undefined as never },
+    });
+    expect(bare.types).toEqual(["Ingress"]);
+    expect(bare.selector).toBe('projectcalico.org/orchestrator == "k8s"');
+    expect(bare.ingress).toEqual([]);
+  });
+});
+
+describe("the filter table with and without policy", () => {
+  const dp = (policy?: PolicyInput) =>
+    renderDataplane({
+      workloads: [{ id: "default/b", hostIface: "oclbbbbbbbbbbb", ipv4: ["10.244.0.2"], ipv6: [] }],
+      pools: [{ cidr: "10.244.0.0/16", natOutgoing: true }],
+      ...(policy ? { policy } : {}),
+    });
+
+  it("no policy (or none selecting a local endpoint): exactly the table of before", () => {
+    const before = renderFilterTable();
+    expect(before.chains).toEqual([
+      { name: "ocl-FORWARD", rules: ["-i ocl+ -j ACCEPT", "-o ocl+ -j ACCEPT"] },
+    ]);
+    expect(dp().families[0]?.tables[0]).toEqual(before);
+    expect(dp(input([np("x", { selector: "app == 'zzz'" })])).families[0]?.tables[0]).toEqual(
+      before,
+    );
+    expect(dp().families[0]?.ipsets.map((s) => s.name)).toEqual([
+      "ocl-all-ipam-pools",
+      "ocl-masq-ipam-pools",
+      "ocl-all-hosts-net",
+    ]);
+  });
+
+  it("with policy: both dispatches before the accepts in FORWARD, INPUT and OUTPUT hooked", () => {
+    const t = dp(input([allowFromA])).families[0]?.tables[0];
+    expect(t?.chains.slice(0, 3)).toEqual([
+      {
+        name: "ocl-FORWARD",
+        rules: [
+          "-i ocl+ -j ocl-from-wl-dispatch",
+          "-o ocl+ -j ocl-to-wl-dispatch",
+          "-i ocl+ -j ACCEPT",
+          "-o ocl+ -j ACCEPT",
+        ],
+      },
+      { name: "ocl-INPUT", rules: ["-i ocl+ -j ocl-from-wl-dispatch"] },
+      { name: "ocl-OUTPUT", rules: ["-o ocl+ -j ocl-to-wl-dispatch"] },
+    ]);
+    expect(t?.hooks.map((h) => h.builtin)).toEqual(["INPUT", "FORWARD", "OUTPUT"]);
+  });
+
+  it("plans converge both ways: policy added in one payload, removed (chains, hooks) in one", () => {
+    const empty = parseIptablesSave(
+      "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
+    ).get("filter");
+    const withPolicy = dp(input([allowFromA])).families[0]?.tables[0];
+    const without = dp().families[0]?.tables[0];
+    if (!empty || !withPolicy || !without) throw new Error("no tables");
+    const p1 = planTable(withPolicy, empty);
+    const t1 = restoreModel(empty, p1.payload ?? "");
+    expect(planTable(withPolicy, t1).payload).toBeNull();
+    const p2 = planTable(without, t1);
+    const t2 = restoreModel(t1, p2.payload ?? "");
+    expect(planTable(without, t2).payload).toBeNull();
+    expect([...t2.chains.keys()].filter((c) => c.startsWith("ocl-"))).toEqual(["ocl-FORWARD"]);
+    expect(t2.rules.filter((r) => r.chain === "INPUT" || r.chain === "OUTPUT")).toEqual([]);
+  });
+});
