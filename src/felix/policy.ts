@@ -42,6 +42,8 @@ export const LABEL_ORCHESTRATOR = "projectcalico.org/orchestrator";
 /** multiport takes at most 15 ports, a range counting two. */
 const MULTIPORT_SLOTS = 15;
 const SET_HASH_CHARS = 20;
+/** ICMPv6 MLD (130-132) and neighbour discovery (133-136) types. */
+const ICMPV6_LINK_TYPES = [130, 131, 132, 133, 134, 135, 136];
 
 /** One WorkloadEndpoint as policy sees it (any node's: rule selectors match them all). */
 export interface PolicyEndpoint {
@@ -541,8 +543,14 @@ class Renderer {
     const out: string[] = [];
     const rules = dir === "Ingress" ? p.ingress : p.egress;
     for (const [i, rule] of rules.entries()) {
-      const where = `policy "${p.id}" ${dir.toLowerCase()} rule ${i + 1}`;
-      const matches = this.ruleMatches(rule, p, where);
+      const what = `${dir.toLowerCase()} rule ${i + 1}`;
+      const where = `policy "${p.id}" ${what}`;
+      let matches: string[] | undefined;
+      try {
+        matches = this.ruleMatches(rule, p, where);
+      } catch (err) {
+        throw new Error(`Policy "${p.id}" ${what}: ${(err as Error).message}`);
+      }
       if (matches === undefined) continue;
       const withM = (m: string, action: string) => (m === "" ? action : `${m} ${action}`);
       switch (rule.action) {
@@ -648,10 +656,16 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
   const policyChains: ChainSpec[] = [];
   for (const [name, { p, dir }] of [...used].sort(([a], [b]) => (a < b ? -1 : 1)))
     policyChains.push({ name, rules: r.policyChain(p, dir) });
+  // IPv6 neighbour discovery and MLD between a pod and its host are never policed (Calico lets
+  // them through its workload-to-host chain); they are link-local, so never forwarded.
+  const ndp =
+    family === 6
+      ? ICMPV6_LINK_TYPES.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`)
+      : [];
   return {
     chains: [
-      { name: CHAIN_FROM_WL_DISPATCH, rules: dispatch.Egress },
-      { name: CHAIN_TO_WL_DISPATCH, rules: dispatch.Ingress },
+      { name: CHAIN_FROM_WL_DISPATCH, rules: [...ndp, ...dispatch.Egress] },
+      { name: CHAIN_TO_WL_DISPATCH, rules: [...ndp, ...dispatch.Ingress] },
       ...endpointChains,
       ...policyChains,
     ],

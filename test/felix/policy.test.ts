@@ -193,10 +193,31 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
     ]);
   });
 
-  it("throws naming the policy whose selector does not parse", () => {
+  it("throws naming the policy (and rule) whose selector does not parse", () => {
     expect(() => renderPolicy(input([np("bad", { selector: "app ==" })]), 4)).toThrow(
       /Policy "default\/bad".*Selector/,
     );
+    const badRule = np("bad-rule", {
+      selector: "app == 'b'",
+      ingress: [{ action: "Allow", source: { selector: "app in" } }],
+    });
+    expect(() => renderPolicy(input([badRule]), 4)).toThrow(
+      /Policy "default\/bad-rule" ingress rule 1: Selector "app in"/,
+    );
+  });
+
+  it("IPv6: neighbour discovery and MLD pass both dispatch chains before any endpoint", () => {
+    const v6 = { ...B, addresses: ["fd00::2/128"] };
+    const s = renderPolicy(input([allowFromA], [A, v6]), 6);
+    const ndp = [130, 131, 132, 133, 134, 135, 136].map(
+      (t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`,
+    );
+    expect(chain(s, "ocl-to-wl-dispatch")).toEqual([
+      ...ndp,
+      "-o oclbbbbbbbbbbb -g ocl-tw-oclbbbbbbbbbbb",
+    ]);
+    expect(chain(s, "ocl-from-wl-dispatch")).toEqual(ndp);
+    expect(s.ipsets.map((x) => x.family)).toEqual(["inet6"]);
   });
 });
 
