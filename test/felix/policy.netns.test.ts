@@ -1,0 +1,147 @@
+// Network policy applied by the agent (applyDataplane) in a dual-stack node namespace with two
+// pods: a policy on B that allows only ICMP/ICMPv6 from app=a. A pings B over IPv4 and IPv6
+// (neighbour discovery between the host and B passes unpoliced), the node's own pings to B are
+// dropped (host-to-pod traffic gets B's ingress), B still reaches A; iptables-save and
+// ip6tables-save read back; a second apply changes nothing; no policy opens B again.
+import { spawnSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { applyDataplane } from "../../src/felix/apply.js";
+import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
+import { fromNetworkPolicy, type PolicyInput } from "../../src/felix/policy.js";
+import { KernelFib } from "../../src/fib/kernel_fib.js";
+import { addonUnavailableReason } from "../../src/fib/netlink_socket.js";
+import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+
+const reason = netnsUnavailableReason() ?? addonUnavailableReason();
+const skip = skipWithReason("felix policy (netns)", reason);
+/** The host side's link-local address (MAC ee:ee:ee:ee:ee:ee, EUI-64). */
+const HOST_LL = "fe80::ecee:eeff:feee:eeee";
+
+const PODS = {
+  a: { iface: "oclpolaaaaaaaa", v4: "10.244.5.1", v6: "fd00:244::5:1" },
+  b: { iface: "oclpolbbbbbbbb", v4: "10.244.5.2", v6: "fd00:244::5:2" },
+};
+
+function ping(from: Netns, to: string): boolean {
+  const r = spawnSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", "1", to], {
+    timeout: 5000,
+  });
+  return r.status === 0;
+}
+
+describe.skipIf(skip)("network policy applied in a dual-stack namespace", () => {
+  let node: Netns;
+  const pods: Record<"a" | "b", Netns> = {} as never;
+  let fib: KernelFib;
+
+  const policy: PolicyInput = {
+    endpoints: (["a", "b"] as const).map((app) => ({
+      id: `default/${app}`,
+      namespace: "default",
+      labels: { app },
+      addresses: [PODS[app].v4, PODS[app].v6],
+      iface: PODS[app].iface,
+    })),
+    policies: [
+      fromNetworkPolicy({
+        metadata: { name: "b-icmp-from-a", namespace: "default" },
+        spec: {
+          selector: "app == 'b'",
+          ingress: [
+            { action: "Allow", protocol: "ICMP", source: { selector: "app == 'a'" } },
+            { action: "Allow", protocol: "ICMPv6", source: { selector: "app == 'a'" } },
+          ],
+        },
+      }),
+    ],
+  };
+  const input = (p?: PolicyInput): DataplaneInput => ({
+    workloads: (["a", "b"] as const).map((app) => ({
+      id: `default/${app}`,
+      hostIface: PODS[app].iface,
+      ipv4: [PODS[app].v4],
+      ipv6: [PODS[app].v6],
+    })),
+    pools: [
+      { cidr: "10.244.0.0/16", natOutgoing: false },
+      { cidr: "fd00:244::/64", natOutgoing: false },
+    ],
+    ...(p ? { policy: p } : {}),
+  });
+
+  beforeAll(async () => {
+    node = Netns.create("fpn");
+    // Proxy ARP answers for 169.254.1.1 only when the node routes it out of another interface.
+    node.ip("link", "add", "uplink", "type", "veth", "peer", "name", "uplink-peer");
+    node.ip("addr", "add", "192.0.2.30/24", "dev", "uplink");
+    node.ip("link", "set", "uplink", "up");
+    node.ip("link", "set", "uplink-peer", "up");
+    node.ip("route", "add", "default", "via", "192.0.2.1");
+    for (const app of ["a", "b"] as const) {
+      const pod = Netns.create(`fp${app}`);
+      pods[app] = pod;
+      // The host side gets its MAC before it is up, so its link-local address is HOST_LL.
+      node.ip(
+        "link",
+        "add",
+        PODS[app].iface,
+        "address",
+        "ee:ee:ee:ee:ee:ee",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        pod.name,
+      );
+      node.ip("link", "set", PODS[app].iface, "up");
+      pod.ip("link", "set", "eth0", "up");
+      pod.ip("addr", "add", `${PODS[app].v4}/32`, "dev", "eth0");
+      pod.ip("-6", "addr", "add", `${PODS[app].v6}/128`, "dev", "eth0", "nodad");
+      pod.ip("route", "add", "169.254.1.1", "dev", "eth0");
+      pod.ip("route", "add", "default", "via", "169.254.1.1");
+      pod.ip("-6", "route", "add", "default", "via", HOST_LL, "dev", "eth0");
+    }
+    fib = await KernelFib.open({ netns: node.name, protocols: [202], watch: false });
+  }, 30_000);
+
+  afterAll(async () => {
+    await fib?.close();
+    for (const p of Object.values(pods)) p?.destroy();
+    node?.destroy();
+  });
+
+  it("allows A's pings to B over both families, drops the node's, leaves B's egress open", async () => {
+    await applyDataplane(renderDataplane(input(policy)), { netns: node.name, fib });
+    // The host side's link-local address must finish DAD before the pods can use it.
+    await waitFor("A to reach B over IPv6", () => ping(pods.a, PODS.b.v6), 8000, 200);
+    expect(ping(pods.a, PODS.b.v4)).toBe(true);
+    expect(ping(node, PODS.b.v4)).toBe(false);
+    expect(ping(node, PODS.b.v6)).toBe(false);
+    expect(ping(pods.b, PODS.a.v4)).toBe(true);
+    expect(ping(pods.b, PODS.a.v6)).toBe(true);
+    const v6 = node.exec("ip6tables-nft-save", "-t", "filter");
+    expect(v6).toContain(`-A ocl-to-wl-dispatch -o ${PODS.b.iface} -g ocl-tw-${PODS.b.iface}`);
+    expect(v6).toContain("-A ocl-to-wl-dispatch -p ipv6-icmp -m icmp6 --icmpv6-type 135 -j RETURN");
+    expect(v6).toMatch(/-p ipv6-icmp -m set --match-set ocl6-s-\S+ src -j MARK/);
+    expect(node.exec("iptables-nft-save", "-t", "filter")).toMatch(
+      /-p icmp -m set --match-set ocl-s-\S+ src -j MARK/,
+    );
+  });
+
+  it("a second apply changes nothing (the kernel reads back as rendered)", async () => {
+    const r = await applyDataplane(renderDataplane(input(policy)), { netns: node.name, fib });
+    expect(r.changes).toEqual([]);
+  });
+
+  it("without the policy the node reaches B again and our policy chains and sets are gone", async () => {
+    const r = await applyDataplane(renderDataplane(input()), { netns: node.name, fib });
+    expect(r.changes.some((c) => /ocl-tw-.* stale/.test(c))).toBe(true);
+    expect(ping(node, PODS.b.v4)).toBe(true);
+    expect(ping(node, PODS.b.v6)).toBe(true);
+    for (const save of ["iptables-nft-save", "ip6tables-nft-save"])
+      expect(node.exec(save, "-t", "filter")).not.toMatch(/ocl-(tw|pi|INPUT|OUTPUT)|wl-dispatch/);
+    expect(node.exec("ipset", "save")).not.toMatch(/ocl6?-s-/);
+  });
+});
