@@ -511,4 +511,25 @@ describe("the filter table with and without policy", () => {
     expect([...t2.chains.keys()].filter((c) => c.startsWith("ocl-"))).toEqual(["ocl-FORWARD"]);
     expect(t2.rules.filter((r) => r.chain === "INPUT" || r.chain === "OUTPUT")).toEqual([]);
   });
+
+  it("plans converge when one of two policed endpoints loses its policy", () => {
+    const empty = parseIptablesSave(
+      "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
+    ).get("filter");
+    const both = renderDataplane({
+      workloads: [],
+      pools: [],
+      policy: input([allowFromA, np("a-too", { selector: "app == 'a'" })]),
+    }).families[0]?.tables[0];
+    const one = dp(input([allowFromA])).families[0]?.tables[0];
+    if (!empty || !both || !one) throw new Error("no tables");
+    const t1 = restoreModel(empty, planTable(both, empty).payload ?? "");
+    const p2 = planTable(one, t1);
+    expect(p2.changes).toContain("chain ocl-tw-oclaaaaaaaaaaa stale");
+    expect(p2.changes).toContain("chain ocl-to-wl-dispatch differs");
+    const t2 = restoreModel(t1, p2.payload ?? "");
+    expect(planTable(one, t2).payload).toBeNull();
+    expect(t2.chains.has("ocl-tw-oclaaaaaaaaaaa")).toBe(false);
+    expect(t2.chains.has("ocl-tw-oclbbbbbbbbbbb")).toBe(true);
+  });
 });
