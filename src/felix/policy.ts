@@ -549,7 +549,14 @@ class Renderer {
       try {
         matches = this.ruleMatches(rule, p, where);
       } catch (err) {
-        throw new Error(`Policy "${p.id}" ${what}: ${(err as Error).message}`);
+        // A selector that does not parse (written around `ocelot apply`'s validation): the
+        // rule fails closed. An Allow, Pass or Log is left out; a Deny denies everything.
+        const why = `${where}: ${(err as Error).message}`;
+        if (rule.action === "Deny") {
+          this.warnings.push(`${why}; rule denies all traffic`);
+          out.push("-j DROP");
+        } else this.warnings.push(`${why}; rule not rendered`);
+        continue;
       }
       if (matches === undefined) continue;
       const withM = (m: string, action: string) => (m === "" ? action : `${m} ${action}`);
@@ -606,23 +613,25 @@ export function sortPolicies(policies: readonly Policy[]): Policy[] {
 }
 
 /**
- * The filter-table chains and ipsets of policy for one family. Throws (naming it) on a selector
- * that does not parse; a rule that cannot be rendered as written is rendered fail-closed and
- * reported in warnings.
+ * The filter-table chains and ipsets of policy for one family. Never throws on bad stored data:
+ * a policy whose own selector does not parse selects no endpoint (it is left out; a node must
+ * not stop programming its other pods for it), a rule that cannot be rendered as written is
+ * rendered fail-closed; both are reported in warnings.
  */
 export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
   const r = new Renderer(input, family);
-  const policies = sortPolicies(input.policies);
-  for (const p of policies) {
+  const policies = sortPolicies(input.policies).filter((p) => {
     for (const t of [p.selector, p.namespaceSelector]) {
       if (t === undefined) continue;
       try {
         r.sels.get(t);
       } catch (err) {
-        throw new Error(`Policy "${p.id}": ${(err as Error).message}`);
+        r.warnings.push(`Policy "${p.id}": ${(err as Error).message}; policy not applied`);
+        return false;
       }
     }
-  }
+    return true;
+  });
   const local = input.endpoints
     .filter((e) => e.iface !== undefined)
     .sort((a, b) => ((a.iface as string) < (b.iface as string) ? -1 : 1));
@@ -652,7 +661,7 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
       dispatch[dir].push(`${dir === "Ingress" ? "-o" : "-i"} ${iface} -g ${name}`);
     }
   }
-  if (endpointChains.length === 0) return { chains: [], ipsets: [], warnings: [] };
+  if (endpointChains.length === 0) return { chains: [], ipsets: [], warnings: [...r.warnings] };
   const policyChains: ChainSpec[] = [];
   for (const [name, { p, dir }] of [...used].sort(([a], [b]) => (a < b ? -1 : 1)))
     policyChains.push({ name, rules: r.policyChain(p, dir) });

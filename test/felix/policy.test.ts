@@ -193,17 +193,31 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
     ]);
   });
 
-  it("throws naming the policy (and rule) whose selector does not parse", () => {
-    expect(() => renderPolicy(input([np("bad", { selector: "app ==" })]), 4)).toThrow(
-      /Policy "default\/bad".*Selector/,
-    );
+  it("bad stored selectors never stop the render: the policy is left out, the rule fails closed, both named", () => {
+    const bad = renderPolicy(input([np("bad", { selector: "app ==" }), allowFromA]), 4);
+    expect(bad.warnings).toEqual([
+      expect.stringMatching(/^Policy "default\/bad": .*Selector.*; policy not applied$/),
+    ]);
+    // The good policy is still rendered for B.
+    expect(bad.chains.map((c) => c.name)).toContain("ocl-tw-oclbbbbbbbbbbb");
     const badRule = np("bad-rule", {
       selector: "app == 'b'",
-      ingress: [{ action: "Allow", source: { selector: "app in" } }],
+      ingress: [
+        { action: "Allow", source: { selector: "app in" } },
+        { action: "Deny", source: { selector: "app in" } },
+      ],
     });
-    expect(() => renderPolicy(input([badRule]), 4)).toThrow(
-      /Policy "default\/bad-rule" ingress rule 1: Selector "app in"/,
-    );
+    const s = renderPolicy(input([badRule]), 4);
+    expect(s.warnings).toEqual([
+      expect.stringMatching(
+        /policy "default\/bad-rule" ingress rule 1: Selector "app in".*; rule not rendered$/,
+      ),
+      expect.stringMatching(
+        /policy "default\/bad-rule" ingress rule 2: Selector "app in".*; rule denies all traffic$/,
+      ),
+    ]);
+    const pi = s.chains.find((c) => c.name.startsWith("ocl-pi-"));
+    expect(pi?.rules).toEqual(["-j DROP"]);
   });
 
   it("IPv6: neighbour discovery and MLD pass both dispatch chains before any endpoint", () => {
