@@ -14,7 +14,7 @@ import { workloadEndpointSchema } from "../../src/api/node.js";
 import { hostIfaceName, podIdentity } from "../../src/cni/plugin.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { IpamStore } from "../../src/ipam/store.js";
-import { runOcelotCni } from "../helpers/cni.js";
+import { addUplink, runOcelotCni } from "../helpers/cni.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 
@@ -91,13 +91,7 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
     await putPool(store, "tiny", "10.67.0.0/30", { blockSize: 30 });
     await putPool(store, "pool6", "fd66::/64", { blockSize: 122 });
     node = Netns.create("cninode");
-    // A node has a default route (its uplink): proxy ARP answers for 169.254.1.1 only when the
-    // node routes it out of another interface than the pod's.
-    node.ip("link", "add", "uplink", "type", "veth", "peer", "name", "uplink-peer");
-    node.ip("addr", "add", "192.0.2.10/24", "dev", "uplink");
-    node.ip("link", "set", "uplink", "up");
-    node.ip("link", "set", "uplink-peer", "up");
-    node.ip("route", "add", "default", "via", "192.0.2.1");
+    addUplink(node, "192.0.2.10/24");
     for (const short of ["cnip1", "cnip2", "cnip3"]) pods.push(Netns.create(short));
   });
 

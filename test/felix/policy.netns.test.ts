@@ -10,6 +10,7 @@ import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.
 import { fromNetworkPolicy, type PolicyInput } from "../../src/felix/policy.js";
 import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/fib/netlink_socket.js";
+import { addUplink } from "../helpers/cni.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
@@ -71,12 +72,7 @@ describe.skipIf(skip)("network policy applied in a dual-stack namespace", () => 
 
   beforeAll(async () => {
     node = Netns.create("fpn");
-    // Proxy ARP answers for 169.254.1.1 only when the node routes it out of another interface.
-    node.ip("link", "add", "uplink", "type", "veth", "peer", "name", "uplink-peer");
-    node.ip("addr", "add", "192.0.2.30/24", "dev", "uplink");
-    node.ip("link", "set", "uplink", "up");
-    node.ip("link", "set", "uplink-peer", "up");
-    node.ip("route", "add", "default", "via", "192.0.2.1");
+    addUplink(node, "192.0.2.30/24");
     for (const app of ["a", "b"] as const) {
       const pod = Netns.create(`fp${app}`);
       pods[app] = pod;

@@ -36,3 +36,16 @@ export function runOcelotCni(
     p.stdin.end(JSON.stringify(conf));
   });
 }
+
+/**
+ * Gives a node namespace an uplink (a veth with both ends in it) carrying `address` and a
+ * default route through it: proxy ARP answers a pod's 169.254.1.1 only when the node routes
+ * that address out of another interface than the pod's, as a real node's uplink does.
+ */
+export function addUplink(node: Netns, address: string): void {
+  node.ip("link", "add", "uplink", "type", "veth", "peer", "name", "uplink-peer");
+  node.ip("addr", "add", address, "dev", "uplink");
+  node.ip("link", "set", "uplink", "up");
+  node.ip("link", "set", "uplink-peer", "up");
+  node.ip("route", "add", "default", "via", "192.0.2.1");
+}

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyResource, getNode, ResourceClient } from "../../src/api/client.js";
 import { kindOf } from "../../src/api/registry.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import { addUplink } from "../helpers/cni.js";
 import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 import {
@@ -45,13 +46,7 @@ describe.skipIf(skip)("ocelot node run: the agent from the datastore", () => {
     store = new SqliteDatastore(join(dir, "store.db"));
     await putPool(store, "pool", POOL, { blockSize: 26 });
     node = Netns.create("nd");
-    // An uplink with a default route: proxy ARP answers for 169.254.1.1 only when the node
-    // routes it out of another interface than the pod's.
-    node.ip("link", "add", "uplink", "type", "veth", "peer", "name", "uplink-peer");
-    node.ip("addr", "add", "192.0.2.10/24", "dev", "uplink");
-    node.ip("link", "set", "uplink", "up");
-    node.ip("link", "set", "uplink-peer", "up");
-    node.ip("route", "add", "default", "via", "192.0.2.1");
+    addUplink(node, "192.0.2.10/24");
     for (const short of ["ndp1", "ndp2"]) pods.push(Netns.create(short));
     daemon = await startNode(node, [
       "--nodename",

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyResource, ResourceClient } from "../../src/api/client.js";
 import { kindOf } from "../../src/api/registry.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import { addUplink } from "../helpers/cni.js";
 import { Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 import {
@@ -77,11 +78,7 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
     store = new SqliteDatastore(join(dir, "store.db"));
     await putPool(store, "pool", POOL, { blockSize: 26 });
     node = Netns.create("pn");
-    node.ip("link", "add", "uplink", "type", "veth", "peer", "name", "uplink-peer");
-    node.ip("addr", "add", "192.0.2.20/24", "dev", "uplink");
-    node.ip("link", "set", "uplink", "up");
-    node.ip("link", "set", "uplink-peer", "up");
-    node.ip("route", "add", "default", "via", "192.0.2.1");
+    addUplink(node, "192.0.2.20/24");
     daemon = await startNode(node, [
       "--nodename",
       NODE,
