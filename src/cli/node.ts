@@ -1,6 +1,7 @@
 // `ocelot node run`: the per-node daemon (src/node/daemon.ts) as a process: option parsing,
 // pino logs, SIGTERM/SIGINT stop it cleanly (watches, speaker, FIBs, datastore), exit codes.
 // Owns: process wiring only. Not: what the daemon does.
+import { isIPv6 } from "node:net";
 import type { Command } from "commander";
 import { parseAsNumber } from "../api/fields.js";
 import {
@@ -17,6 +18,7 @@ const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
 type RunOpts = DatastoreCliOptions & {
   nodename: string;
   ip?: string;
+  ip6?: string;
   as?: string;
   netns?: string;
   logLevel: string;
@@ -35,6 +37,12 @@ function seconds(text: string, flag: string): number {
   return ms;
 }
 
+function isIpv6WithLength(text: string): boolean {
+  const [addr, len, ...rest] = text.split("/");
+  if (rest.length > 0 || !addr || !isIPv6(addr)) return false;
+  return len === undefined || (/^\d{1,3}$/.test(len) && Number(len) <= 128);
+}
+
 async function runNode(o: RunOpts): Promise<void> {
   if (!LEVELS.includes(o.logLevel))
     throw new CliError(`--log-level: "${o.logLevel}" is not one of ${LEVELS.join(", ")}`, 2);
@@ -48,6 +56,8 @@ async function runNode(o: RunOpts): Promise<void> {
   }
   if (o.ip !== undefined && !/^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/.test(o.ip))
     throw new CliError(`--ip: "${o.ip}" is not an IPv4 address with its prefix length`, 2);
+  if (o.ip6 !== undefined && !isIpv6WithLength(o.ip6))
+    throw new CliError(`--ip6: "${o.ip6}" is not an IPv6 address with its prefix length`, 2);
   const resyncIntervalMs = seconds(o.resyncInterval, "--resync-interval");
   const { pino } = await import("pino");
   const log = pino({ level: o.logLevel, base: { daemon: "node", node: o.nodename } });
@@ -60,6 +70,7 @@ async function runNode(o: RunOpts): Promise<void> {
   const daemon = new NodeDaemon(store, {
     nodename: o.nodename,
     ipv4Address: o.ip,
+    ipv6Address: o.ip6,
     asNumber,
     netns: o.netns,
     bgp: o.bgp,
@@ -106,6 +117,7 @@ export function register(program: Command): void {
     )
     .requiredOption("--nodename <name>", "this node's name (its Node resource)")
     .option("--ip <address/len>", "this node's IPv4 address for BGP (spec.bgp.ipv4Address)")
+    .option("--ip6 <address/len>", "this node's IPv6 address for BGP (spec.bgp.ipv6Address)")
     .option("--as <number>", "this node's AS number (spec.bgp.asNumber)")
     .option("--netns <name>", "program this network namespace (agent and FIB; tests)")
     .option("--status-socket <path>", "the BGP status socket", DEFAULT_STATUS_SOCKET)

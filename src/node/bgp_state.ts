@@ -1,9 +1,13 @@
 // The node's BGP speaker configuration, rendered from datastore resources (pure), as Calico's
 // confd renders BIRD's: the `default` BGPConfiguration (AS, node-to-node mesh, listen port), the
-// Node resources (a full iBGP mesh to every other node's ipv4Address), the BGPPeers that pick
-// this node (global, `node`, or `nodeSelector`; a peer by `peerIP` or by `peerSelector` over
-// Nodes), and this node's confirmed blocks as originations (not those of pools with
-// disableBGPExport). Not: running the speaker (daemon.ts) or the config schema (src/bgp/config.ts).
+// Node resources (a full iBGP mesh to every other node's ipv4Address, and to its ipv6Address when
+// this node has one too), the BGPPeers that pick this node (global, `node`, or `nodeSelector`; a
+// peer by `peerIP` or by `peerSelector` over Nodes), and this node's confirmed blocks as
+// originations (not those of pools with disableBGPExport). Dual stack as Calico's bird/bird6:
+// an IPv4 session carries IPv4 unicast only, an IPv6 session IPv6 unicast only, sourced from
+// this node's address of that family (so its next hop is that address); the router ID stays
+// the IPv4 address. Not: running the speaker (daemon.ts) or the config schema (src/bgp/config.ts).
+import ipaddr from "ipaddr.js";
 import {
   type BGPConfiguration,
   type BGPPeer,
@@ -14,7 +18,7 @@ import { parseDurationMs, parseIpPort } from "../api/fields.js";
 import type { IPPool } from "../api/ippool.js";
 import type { Node } from "../api/node.js";
 import { matchSelector, parseSelector } from "../api/selector.js";
-import type { BgpdConfig, PeerConfig } from "../bgp/config.js";
+import type { BgpdConfig, Family, PeerConfig } from "../bgp/config.js";
 import { parseConfig } from "../bgp/config.js";
 import { cidrOverlaps, parseCidr } from "../ipam/cidr.js";
 import { type NodeSnapshot, nodeBlocks } from "./agent_state.js";
@@ -39,6 +43,13 @@ export type BgpRender =
   | { config: undefined; reason: string; warnings: string[] };
 
 const addressOf = (cidr: string) => cidr.split("/")[0] as string;
+
+/** An IPv6 address as the speaker's config keys peers (RFC 5952 text). */
+const canonical6 = (address: string) => ipaddr.parse(address).toString();
+
+/** The one family a session of an address's family carries (Calico: bird v4, bird6 v6). */
+const familyOf = (address: string): Family =>
+  address.includes(":") ? "ipv6-unicast" : "ipv4-unicast";
 
 /** BGPPeer fields the daemon does not turn into session settings yet. */
 const UNAPPLIED_PEER_FIELDS = [
@@ -80,38 +91,53 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
   const asOf = (n: Node) => n.spec.bgp?.asNumber ?? global.asNumber ?? DEFAULT_AS_NUMBER;
   const myAs = asOf(me);
   const routerId = addressOf(myAddr);
+  /** This node's address of each family: the source of its sessions of that family. */
+  const mine: Record<4 | 6, string | undefined> = {
+    4: routerId,
+    6: me.spec.bgp?.ipv6Address ? canonical6(addressOf(me.spec.bgp.ipv6Address)) : undefined,
+  };
   const myCluster = me.spec.bgp?.routeReflectorClusterID;
   const peers = new Map<string, PeerConfig>();
   const add = (p: Partial<PeerConfig> & { address: string; asn: number }) => {
-    if (p.address === routerId) return; // never peer with ourselves
+    if (p.address === mine[4] || p.address === mine[6]) return; // never peer with ourselves
     peers.set(p.address, {
       port: 179,
       passive: false,
       holdTime: opts.meshHoldTime ?? 90,
       connectRetryTime: 5,
+      families: [familyOf(p.address)],
       requiredFamilies: [],
       allowOwnAs: 0,
       routeReflectorClient: false,
       ...p,
     });
   };
-  /** A session to another Node: to a route-reflector client when we reflect and it does not. */
-  const nodePeer = (n: Node, extra: Partial<PeerConfig> = {}) => {
-    const addr = n.spec.bgp?.ipv4Address;
-    if (!addr || n.metadata.name === name) return;
+  /**
+   * Sessions to another Node: one per family both ends have an address of (IPv6 sourced from
+   * ours, as Calico's mesh); to a route-reflector client when we reflect and it does not.
+   * `source`: IPv4 sessions sourced too (a BGPPeer's sourceAddress UseNodeIP).
+   */
+  const nodePeer = (n: Node, extra: Partial<PeerConfig> = {}, source = false) => {
+    if (n.metadata.name === name) return;
     const theirCluster = n.spec.bgp?.routeReflectorClusterID;
-    add({
-      address: addressOf(addr),
-      asn: asOf(n),
-      port: global.listenPort,
-      routeReflectorClient: myCluster !== undefined && theirCluster !== myCluster,
-      ...extra,
-    });
+    for (const fam of [4, 6] as const) {
+      const addr = fam === 4 ? n.spec.bgp?.ipv4Address : n.spec.bgp?.ipv6Address;
+      const src = mine[fam];
+      if (!addr || !src) continue;
+      add({
+        address: fam === 6 ? canonical6(addressOf(addr)) : addressOf(addr),
+        asn: asOf(n),
+        port: global.listenPort,
+        routeReflectorClient: myCluster !== undefined && theirCluster !== myCluster,
+        ...(fam === 6 || source ? { sourceAddress: src } : {}),
+        ...extra,
+      });
+    }
   };
 
   if (global.nodeToNodeMeshEnabled) {
-    // Every node with an IPv4 address meshes with every other (reflectors among themselves as
-    // non-clients, as in Calico).
+    // Every node meshes with every other over each family both have an address of (reflectors
+    // among themselves as non-clients, as in Calico).
     for (const n of snap.nodes) nodePeer(n);
   }
 
@@ -138,7 +164,7 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       extra.holdTime = Math.min(65535, Math.max(3, Math.round((ms / 1000) * 3)));
     }
     if (s.numAllowedLocalASNumbers !== undefined) extra.allowOwnAs = s.numAllowedLocalASNumbers;
-    if (s.sourceAddress !== "None") extra.sourceAddress = routerId;
+    const useNodeIp = s.sourceAddress !== "None";
     if (s.peerSelector !== undefined) {
       for (const n of snap.nodes) {
         let picked: boolean;
@@ -148,17 +174,27 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
           warnings.push(`BGPPeer "${peer.metadata.name}": ${(err as Error).message}; skipped`);
           break;
         }
-        if (picked) nodePeer(n, extra);
+        if (picked) nodePeer(n, extra, useNodeIp);
       }
       continue;
     }
     const ip = s.peerIP === undefined ? undefined : parseIpPort(s.peerIP);
     if (!ip || s.asNumber === undefined) continue; // the schema requires both; defensive
-    if (ip.family !== 4) {
-      warnings.push(`BGPPeer "${peer.metadata.name}": IPv6 peer ${s.peerIP} not applied yet`);
+    const src = mine[ip.family];
+    if (src === undefined) {
+      warnings.push(
+        `BGPPeer "${peer.metadata.name}": IPv6 peer ${s.peerIP} skipped: Node "${name}" has no spec.bgp.ipv6Address`,
+      );
       continue;
     }
-    add({ address: ip.address, asn: s.asNumber, port: ip.port ?? 179, ...extra });
+    const address = ip.family === 6 ? canonical6(ip.address) : ip.address;
+    add({
+      address,
+      asn: s.asNumber,
+      port: ip.port ?? 179,
+      ...(useNodeIp ? { sourceAddress: src } : {}),
+      ...extra,
+    });
   }
 
   const noExport = snap.pools
@@ -171,7 +207,8 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
   const doc = {
     asn: myAs,
     routerId,
-    listen: { address: "0.0.0.0", port: global.listenPort },
+    // Dual-stack when this node has an IPv6 address (IPv4 peers arrive IPv4-mapped).
+    listen: { address: mine[6] ? "::" : "0.0.0.0", port: global.listenPort },
     ...(myCluster ? { clusterId: myCluster } : {}),
     peers: [...peers.values()].sort((a, b) => (a.address < b.address ? -1 : 1)),
     originate: blocks.map((prefix) => ({ prefix })),

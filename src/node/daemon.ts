@@ -29,6 +29,8 @@ export interface DaemonOptions {
   nodename: string;
   /** The node's fabric address "A.B.C.D/len" for spec.bgp.ipv4Address; absent keeps the stored. */
   ipv4Address?: string;
+  /** "IPv6/len" for spec.bgp.ipv6Address (dual stack); absent keeps the stored. */
+  ipv6Address?: string;
   asNumber?: number;
   /** Network namespace (name under /run/netns) the agent programs; default: the process's own. */
   netns?: string;
@@ -128,6 +130,7 @@ export class NodeDaemon {
     const reg = await registerNode(this.store, {
       name: o.nodename,
       ipv4Address: o.ipv4Address,
+      ipv6Address: o.ipv6Address,
       asNumber: o.asNumber,
     });
     this.log.info(

@@ -1,5 +1,5 @@
 // A node's own Node resource: created or updated by compare-and-swap with its BGP identity
-// (spec.bgp.ipv4Address, asNumber), keeping every other field (labels, addresses, route
+// (spec.bgp.ipv4Address, ipv6Address, asNumber), keeping every other field (labels, addresses, route
 // reflector cluster ID) as the user set it. Owns: the merge (pure) and the bounded CAS retry.
 // Not: what the node does with it (daemon.ts).
 import { ResourceClient, ResourceError } from "../api/client.js";
@@ -11,6 +11,8 @@ export interface NodeIdentity {
   name: string;
   /** "A.B.C.D/len" (or a bare address); absent keeps the stored one. */
   ipv4Address?: string;
+  /** "IPv6/len" (or a bare address) for spec.bgp.ipv6Address; absent keeps the stored one. */
+  ipv6Address?: string;
   /** Absent keeps the stored one (or none: the BGPConfiguration's AS applies). */
   asNumber?: number;
 }
@@ -21,6 +23,7 @@ const MAX_ATTEMPTS = 10;
 export function mergeNode(current: Node | undefined, id: NodeIdentity): Node | undefined {
   const bgp = { ...(current?.spec.bgp ?? {}) };
   if (id.ipv4Address !== undefined) bgp.ipv4Address = id.ipv4Address;
+  if (id.ipv6Address !== undefined) bgp.ipv6Address = id.ipv6Address;
   if (id.asNumber !== undefined) bgp.asNumber = id.asNumber;
   const spec = { ...(current?.spec ?? {}) };
   if (Object.keys(bgp).length > 0) spec.bgp = bgp;
