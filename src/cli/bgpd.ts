@@ -24,6 +24,9 @@ import {
   serveStatus,
 } from "../bgp/status.js";
 import type { Fib } from "../fib/types.js";
+import { addBgpMetrics, addFibMetrics, addProcessMetrics } from "../lib/daemon_metrics.js";
+import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
+import { MetricsRegistry } from "../lib/metrics.js";
 import { CliError } from "./main.js";
 
 const DEFAULT_SOCKET = "/run/ocelot/bgpd.sock";
@@ -78,9 +81,67 @@ async function openFib(cfg: BgpdConfig, log: Log): Promise<Fib | null> {
   });
 }
 
-async function runBgpd(opts: { config: string; logLevel: string }): Promise<void> {
+/** What the health endpoint reads of a speaker. */
+type SpeakerView = { status(): StatusSnapshot; readonly config: BgpdConfig };
+
+/** Ready once every configured peer is Established (as calico-node's -bird-ready). */
+function speakerReady(speaker: SpeakerView, started: boolean) {
+  if (!started) return { ok: false, reason: "the speaker is starting" };
+  const down = speaker.status().peers.filter((p) => p.state !== "Established");
+  if (down.length > 0)
+    return {
+      ok: false,
+      reason: `BGP not established with ${down.map((p) => `${p.address} (${p.state})`).join(", ")}`,
+    };
+  return { ok: true };
+}
+
+/** `--metrics-address`: /metrics, /livez, /readyz for bgpd (nothing when the flag is absent). */
+async function serveBgpdHealth(
+  addr: ListenAddress | undefined,
+  speaker: SpeakerView,
+  fib: Fib | null,
+  isStarted: () => boolean,
+) {
+  if (!addr) return undefined;
+  const startedAt = Date.now();
+  const fibStats = () =>
+    fib && "status" in fib
+      ? (fib as unknown as { status(): { resyncs: number; overflows: number } }).status()
+      : undefined;
+  return serveHealth(addr, {
+    ready: () => speakerReady(speaker, isStarted()),
+    metrics: () => {
+      const reg = new MetricsRegistry();
+      const s = speaker.status();
+      const families = new Map(speaker.config.peers.map((p) => [p.address, p.families ?? []]));
+      addBgpMetrics(reg, s, { configuredFamilies: (a) => families.get(a) ?? [] });
+      const k = fibStats();
+      addFibMetrics(
+        reg,
+        s.fib.enabled
+          ? [["bgp", { ...s.fib, resyncs: k?.resyncs ?? 0, overflows: k?.overflows ?? 0 }]]
+          : [],
+      );
+      addProcessMetrics(reg, { rssBytes: process.memoryUsage.rss(), startedAtMs: startedAt });
+      return reg.render();
+    },
+  });
+}
+
+async function runBgpd(opts: {
+  config: string;
+  logLevel: string;
+  metricsAddress?: string;
+}): Promise<void> {
   if (!LEVELS.includes(opts.logLevel)) {
     throw new CliError(`--log-level: "${opts.logLevel}" is not one of ${LEVELS.join(", ")}`, 2);
+  }
+  let metricsAddr: ListenAddress | undefined;
+  try {
+    metricsAddr = opts.metricsAddress ? parseListenAddress(opts.metricsAddress) : undefined;
+  } catch (e) {
+    throw new CliError((e as Error).message, 2);
   }
   const cfg = loadConfig(opts.config);
   const { pino } = await import("pino");
@@ -101,10 +162,25 @@ async function runBgpd(opts: { config: string; logLevel: string }): Promise<void
     bridge: makeWireBridge(),
     ...(onSocket ? { onSocket } : {}),
   });
+  let started = false;
+  let health: Awaited<ReturnType<typeof serveBgpdHealth>>;
+  try {
+    health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started);
+  } catch (e) {
+    await fib?.close();
+    throw new CliError((e as Error).message);
+  }
   await speaker.start();
+  started = true;
   let statusServer = await serveStatus(cfg.status.socket, speaker);
   log.info(
-    { asn: cfg.asn, routerId: cfg.routerId, peers: cfg.peers.length, socket: cfg.status.socket },
+    {
+      asn: cfg.asn,
+      routerId: cfg.routerId,
+      peers: cfg.peers.length,
+      socket: cfg.status.socket,
+      ...(health ? { metrics: health.address } : {}),
+    },
     "bgpd started",
   );
 
@@ -139,6 +215,7 @@ async function runBgpd(opts: { config: string; logLevel: string }): Promise<void
       void (async () => {
         await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
         await statusServer.close();
+        await health?.close();
         await fib?.close();
         resolve();
         // Sockets and timers are closed; exit now rather than wait on stray handles.
@@ -164,7 +241,11 @@ export function register(program: Command): void {
     .description("run the BGP speaker from a YAML config file")
     .requiredOption("--config <file>", "bgpd YAML config")
     .option("--log-level <level>", `log level (${LEVELS.join(", ")})`, "info")
-    .action(async (o: { config: string; logLevel: string }) => runBgpd(o));
+    .option(
+      "--metrics-address <host:port>",
+      "serve /metrics, /livez and /readyz over HTTP there (default: off)",
+    )
+    .action(async (o: { config: string; logLevel: string; metricsAddress?: string }) => runBgpd(o));
 
   program
     .command("status")

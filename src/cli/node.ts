@@ -10,6 +10,16 @@ import {
   openDatastoreFromCli,
 } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
+import {
+  addAgentMetrics,
+  addBgpMetrics,
+  addFibMetrics,
+  addProcessMetrics,
+  type FibCounters,
+  kernelFibCounters,
+} from "../lib/daemon_metrics.js";
+import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
+import { MetricsRegistry } from "../lib/metrics.js";
 import { DEFAULT_STATUS_SOCKET, NodeDaemon } from "../node/daemon.js";
 import { CliError } from "./main.js";
 
@@ -26,7 +36,28 @@ type RunOpts = DatastoreCliOptions & {
   resyncInterval: string;
   bgp: boolean;
   clusterCidr?: string[];
+  metricsAddress?: string;
 };
+
+/** /metrics of the node daemon: its agent loop, its speaker (when it runs) and both FIBs. */
+function nodeMetrics(daemon: NodeDaemon, startedAtMs: number): string {
+  const reg = new MetricsRegistry();
+  const bgp = daemon.bgpStatus();
+  const peers = daemon.bgpConfig?.peers ?? [];
+  const families = new Map(peers.map((p) => [p.address, p.families ?? []]));
+  addAgentMetrics(reg, daemon.stats);
+  addBgpMetrics(reg, bgp?.speaker, { configuredFamilies: (a) => families.get(a) ?? [] });
+  const fibs: [string, FibCounters][] = [];
+  if (bgp) {
+    const s = bgp.speaker.fib;
+    fibs.push(["bgp", { ...s, resyncs: bgp.fib.resyncs, overflows: bgp.fib.overflows }]);
+  }
+  const agent = daemon.agentFibStatus();
+  if (agent) fibs.push(["agent", kernelFibCounters(agent)]);
+  addFibMetrics(reg, fibs);
+  addProcessMetrics(reg, { rssBytes: process.memoryUsage.rss(), startedAtMs });
+  return reg.render();
+}
 
 function seconds(text: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
@@ -59,6 +90,12 @@ async function runNode(o: RunOpts): Promise<void> {
   if (o.ip6 !== undefined && !isIpv6WithLength(o.ip6))
     throw new CliError(`--ip6: "${o.ip6}" is not an IPv6 address with its prefix length`, 2);
   const resyncIntervalMs = seconds(o.resyncInterval, "--resync-interval");
+  let metricsAddr: ListenAddress | undefined;
+  try {
+    metricsAddr = o.metricsAddress ? parseListenAddress(o.metricsAddress) : undefined;
+  } catch (err) {
+    throw new CliError((err as Error).message, 2);
+  }
   const { pino } = await import("pino");
   const log = pino({ level: o.logLevel, base: { daemon: "node", node: o.nodename } });
   let store: Datastore;
@@ -79,14 +116,31 @@ async function runNode(o: RunOpts): Promise<void> {
     agent: { clusterCidrs: o.clusterCidr ?? [] },
     log,
   });
+  // Served from before the start: /readyz answers 503 until the first convergence.
+  const startedAt = Date.now();
+  let health: Awaited<ReturnType<typeof serveHealth>> | undefined;
+  try {
+    if (metricsAddr)
+      health = await serveHealth(metricsAddr, {
+        metrics: () => nodeMetrics(daemon, startedAt),
+        ready: () => daemon.readiness(),
+      });
+  } catch (err) {
+    await store.close();
+    throw new CliError((err as Error).message);
+  }
   try {
     await daemon.start();
   } catch (err) {
     await daemon.stop().catch(() => {});
+    await health?.close();
     await store.close();
     throw new CliError(`Node ${o.nodename} could not start: ${(err as Error).message}`);
   }
-  log.info({ datastore: store.url, resyncIntervalMs }, "Node daemon running");
+  log.info(
+    { datastore: store.url, resyncIntervalMs, ...(health ? { metrics: health.address } : {}) },
+    "Node daemon running",
+  );
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
@@ -97,6 +151,7 @@ async function runNode(o: RunOpts): Promise<void> {
       hard.unref();
       void (async () => {
         await daemon.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
+        await health?.close();
         await store.close().catch(() => {});
         log.info({}, "Stopped");
         resolve();
@@ -124,6 +179,10 @@ export function register(program: Command): void {
     .option("--resync-interval <duration>", "full resync period", "60s")
     .option("--cluster-cidr <cidr...>", "cluster network CIDRs never masqueraded to")
     .option("--no-bgp", "do not run the BGP speaker")
+    .option(
+      "--metrics-address <host:port>",
+      "serve /metrics, /livez and /readyz over HTTP there (default: off)",
+    )
     .option("--log-level <level>", `log level (${LEVELS.join(", ")})`, "info");
   addDatastoreOptions(run).action(async (o: RunOpts) => runNode(o));
 }

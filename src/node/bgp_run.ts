@@ -8,7 +8,7 @@ import { realClock } from "../bgp/io/clock.js";
 import type { Log } from "../bgp/io/session.js";
 import { Speaker } from "../bgp/speaker.js";
 import { makeWireBridge, type WireAttrs } from "../bgp/speaker_attrs.js";
-import { serveStatus } from "../bgp/status.js";
+import { type StatusSnapshot, serveStatus } from "../bgp/status.js";
 import { ttlHook } from "../cli/bgpd.js";
 import type { KernelFib } from "../fib/kernel_fib.js";
 
@@ -18,7 +18,11 @@ export interface BgpHost {
   apply(next: BgpdConfig): Promise<void>;
   /** Stops the sessions, withdraws our kernel routes, closes the socket and the FIB. */
   stop(): Promise<void>;
+  /** The speaker's status snapshot and its kernel FIB's counters (for /metrics). */
+  status(): { speaker: StatusSnapshot; fib: FibStatus };
 }
+
+export type FibStatus = ReturnType<KernelFib["status"]>;
 
 export async function startBgp(
   first: BgpdConfig,
@@ -77,6 +81,7 @@ export async function startBgp(
       });
       return chain;
     },
+    status: () => ({ speaker: speaker.status(), fib: fib.status() }),
     async stop() {
       await chain.catch(() => {});
       await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Speaker stop"));

@@ -17,8 +17,9 @@ import { renderDataplane } from "../felix/dataplane.js";
 import type { Fib } from "../fib/types.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { decodeAffinity, IpamKeys } from "../ipam/records.js";
+import type { AgentCounters } from "../lib/daemon_metrics.js";
 import { type AgentOptions, agentInput } from "./agent_state.js";
-import { type BgpHost, startBgp } from "./bgp_run.js";
+import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
 import { type BgpSnapshot, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
 import { registerNode } from "./registration.js";
@@ -89,6 +90,17 @@ export class NodeDaemon {
   private lastAgentWarnings = "";
   /** Convergence passes done (for tests and logs). */
   passes = 0;
+  /** Counters for /metrics (src/lib/daemon_metrics.ts). */
+  readonly stats: AgentCounters = {
+    convergences: { agent: 0, bgp: 0 },
+    failures: { agent: 0, bgp: 0 },
+    lastDurationMs: 0,
+    lastAt: 0,
+    workloadEndpoints: 0,
+    policies: 0,
+    warnings: 0,
+    watchResyncs: 0,
+  };
 
   constructor(
     readonly store: Datastore,
@@ -140,7 +152,10 @@ export class NodeDaemon {
     this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(o.netns, this.log);
     this.cache = new PrefixCache(this.store, Object.values(this.prefixes), {
       onChange: (prefix) => this.changed(this.areasOf.get(prefix) ?? ["agent", "bgp"]),
-      onResync: (prefix, why) => this.log.warn({ prefix, why }, "Watch resync: listing again"),
+      onResync: (prefix, why) => {
+        this.stats.watchResyncs++;
+        this.log.warn({ prefix, why }, "Watch resync: listing again");
+      },
       onError: (prefix, err) =>
         this.log.error({ prefix, error: err.message }, "Datastore list failed; retrying"),
     });
@@ -213,18 +228,30 @@ export class NodeDaemon {
       this.dirty.clear();
       this.log.debug({ areas: [...areas] }, "Converging");
       const snap = this.snapshot();
+      const t0 = performance.now();
+      const st = this.stats;
       try {
-        if (areas.has("agent")) await this.convergeAgent(snap);
+        if (areas.has("agent")) {
+          await this.convergeAgent(snap);
+          st.convergences.agent++;
+        }
       } catch (err) {
+        st.failures.agent++;
         this.log.error({ error: (err as Error).message }, "Agent: convergence failed");
         this.retryLater("agent");
       }
       try {
-        if (areas.has("bgp") && this.opts.bgp !== false) await this.convergeBgp(snap);
+        if (areas.has("bgp") && this.opts.bgp !== false) {
+          await this.convergeBgp(snap);
+          st.convergences.bgp++;
+        }
       } catch (err) {
+        st.failures.bgp++;
         this.log.error({ error: (err as Error).message }, "BGP: convergence failed");
         this.retryLater("bgp");
       }
+      st.lastDurationMs = performance.now() - t0;
+      st.lastAt = Date.now();
       this.passes++;
     }
   }
@@ -272,6 +299,9 @@ export class NodeDaemon {
     if (warnings !== this.lastAgentWarnings && desired.warnings.length > 0)
       this.log.warn({ warnings: desired.warnings }, "Agent: policy rendered fail-closed in parts");
     this.lastAgentWarnings = warnings;
+    this.stats.workloadEndpoints = input.workloads.length;
+    this.stats.policies = input.policy?.policies.length ?? 0;
+    this.stats.warnings = desired.warnings.length;
     const report = await applyDataplane(desired, {
       netns: this.opts.netns,
       fib: this.agentFib as Fib,
@@ -318,6 +348,27 @@ export class NodeDaemon {
     if (JSON.stringify(before) === JSON.stringify(r.config)) return;
     await this.bgp.apply(r.config);
     this.log.info({ ...summary(r.config), ...diffSummary(before, r.config) }, "BGP: reconfigured");
+  }
+
+  /** Ready (/readyz) once the first convergence of each area it runs succeeded. */
+  readiness(): { ok: boolean; reason?: string } {
+    if (this.stopped) return { ok: false, reason: "stopping" };
+    const c = this.stats.convergences;
+    if (c.agent === 0) return { ok: false, reason: "the agent has not converged yet" };
+    if (this.opts.bgp !== false && c.bgp === 0)
+      return { ok: false, reason: "BGP has not converged yet" };
+    return { ok: true };
+  }
+
+  /** The speaker's status and its FIB's counters (undefined when it does not run). */
+  bgpStatus(): ReturnType<BgpHost["status"]> | undefined {
+    return this.bgp?.status();
+  }
+
+  /** The agent FIB's counters, when it is a KernelFib (undefined for a MemoryFib in tests). */
+  agentFibStatus(): FibStatus | undefined {
+    const f = this.agentFib as unknown as { status?: () => FibStatus } | undefined;
+    return typeof f?.status === "function" ? f.status() : undefined;
   }
 
   /** The speaker's current config (undefined when it does not run). */
