@@ -81,6 +81,11 @@ export function addBgpMetrics(
     ),
   );
   reg.gauge(
+    "ocelot_bgp_peer_up",
+    "1 when the session is Established, else 0.",
+    per((p) => (p.state === "Established" ? 1 : 0)),
+  );
+  reg.gauge(
     "ocelot_bgp_peer_uptime_seconds",
     "Seconds since the session became Established (0 when it is not).",
     per((p) => p.uptimeSeconds ?? 0),

@@ -170,6 +170,8 @@ describe("addBgpMetrics()", () => {
     expect(value(text, `ocelot_bgp_peer_state{${down},state="Active"}`)).toBe(1);
     expect(value(text, `ocelot_bgp_peer_state{${down},state="Established"}`)).toBe(0);
     expect(text.match(/^ocelot_bgp_peer_state\{/gm)).toHaveLength(12);
+    expect(value(text, `ocelot_bgp_peer_up{${up}}`)).toBe(1);
+    expect(value(text, `ocelot_bgp_peer_up{${down}}`)).toBe(0);
   });
 
   it("counters, prefixes, uptime and Loc-RIB per family", () => {
