@@ -5,7 +5,7 @@
 // and its routes, and the deleted node's own speaker stops. Read back from the kernel and from
 // the speakers' status sockets.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,14 +15,15 @@ import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 import {
-  BIN,
   cni,
   daemonTestsUnavailable,
   type NodeProcess,
   netconf,
+  peerStatus,
   podEnv,
   routes,
-  startNode,
+  startMeshNodes,
+  stopMeshNodes,
 } from "./harness.js";
 
 const skip = skipWithReason("ocelot node run BGP netns", daemonTestsUnavailable());
@@ -40,15 +41,7 @@ describe.skipIf(skip)("ocelot node run: BGP from the datastore", () => {
   const nodes: { name: string; ns: Netns; ip: string; daemon?: NodeProcess; pod?: Netns }[] = [];
   const podIps: string[] = [];
 
-  const status = (i: number): Peer[] => {
-    const r = spawnSync(
-      join(BIN, "ocelot"),
-      ["status", "--json", "--socket", join(dir, `${nodes[i]?.name}.sock`)],
-      { encoding: "utf8", timeout: 5000 },
-    );
-    if (r.status !== 0) throw new Error(`ocelot status failed: ${r.stderr}`);
-    return (JSON.parse(r.stdout) as { peers: Peer[] }).peers;
-  };
+  const status = (i: number): Peer[] => peerStatus<Peer>(join(dir, `${nodes[i]?.name}.sock`));
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "ocelot-nodebgp-"));
@@ -69,32 +62,11 @@ describe.skipIf(skip)("ocelot node run: BGP from the datastore", () => {
       n.ns.ip("route", "add", "default", "via", other.ip);
       n.pod = Netns.create(`${n.name}-p`.replace("bgp-", "nbp"));
     }
-    for (const n of nodes) {
-      n.daemon = await startNode(n.ns, [
-        "--nodename",
-        n.name,
-        "--ip",
-        `${n.ip}/24`,
-        "--datastore",
-        url,
-        "--status-socket",
-        join(dir, `${n.name}.sock`),
-        "--log-level",
-        process.env.NODED_LEVEL ?? "info",
-      ]);
-    }
+    await startMeshNodes(nodes, url, dir);
   }, 60_000);
 
   afterAll(async () => {
-    for (const n of nodes) {
-      if (process.env.NODED_LOG && n.daemon)
-        writeFileSync(`${process.env.NODED_LOG}.${n.name}`, n.daemon.log);
-      await n.daemon?.stop();
-    }
-    for (const n of nodes) {
-      n.pod?.destroy();
-      n.ns.destroy();
-    }
+    await stopMeshNodes(nodes);
     await store?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });

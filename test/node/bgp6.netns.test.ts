@@ -7,7 +7,7 @@
 // (and IPv4). The other node's ipv6Address removed: its IPv6 session and /122 go, IPv4 stays.
 // Read back from the kernel (`ip -j`) and from the speakers' status sockets.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import ipaddr from "ipaddr.js";
@@ -16,15 +16,16 @@ import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 import {
-  BIN,
   cni,
   daemonTestsUnavailable,
   type IpRoute,
   type NodeProcess,
   netconf,
+  peerStatus,
   podEnv,
   routes,
-  startNode,
+  startMeshNodes,
+  stopMeshNodes,
 } from "./harness.js";
 
 const skip = skipWithReason("ocelot node run dual-stack BGP netns", daemonTestsUnavailable());
@@ -53,15 +54,7 @@ describe.skipIf(skip)("ocelot node run: dual-stack BGP from the datastore", () =
   let store: SqliteDatastore;
   const nodes: TestNode[] = [];
 
-  const status = (i: number): Peer[] => {
-    const r = spawnSync(
-      join(BIN, "ocelot"),
-      ["status", "--json", "--socket", join(dir, `${nodes[i]?.name}.sock`)],
-      { encoding: "utf8", timeout: 5000 },
-    );
-    if (r.status !== 0) throw new Error(`ocelot status failed: ${r.stderr}`);
-    return (JSON.parse(r.stdout) as { peers: Peer[] }).peers;
-  };
+  const status = (i: number): Peer[] => peerStatus<Peer>(join(dir, `${nodes[i]?.name}.sock`));
   const routes6 = (ns: Netns, proto: string): IpRoute[] =>
     ns.ipJson<IpRoute[]>("-6", "route", "show", "table", "main", "proto", proto);
   const logs = () => nodes.map((n) => n.daemon?.log).join("\n");
@@ -94,34 +87,11 @@ describe.skipIf(skip)("ocelot node run: dual-stack BGP from the datastore", () =
       n.ns.ip("route", "add", "default", "via", other.ip);
       n.pod = Netns.create(`n6p${n.name.slice(-1)}`);
     }
-    for (const n of nodes) {
-      n.daemon = await startNode(n.ns, [
-        "--nodename",
-        n.name,
-        "--ip",
-        `${n.ip}/24`,
-        "--ip6",
-        `${n.ip6}/64`,
-        "--datastore",
-        url,
-        "--status-socket",
-        join(dir, `${n.name}.sock`),
-        "--log-level",
-        process.env.NODED_LEVEL ?? "info",
-      ]);
-    }
+    await startMeshNodes(nodes, url, dir, (n: TestNode) => ["--ip6", `${n.ip6}/64`]);
   }, 60_000);
 
   afterAll(async () => {
-    for (const n of nodes) {
-      if (process.env.NODED_LOG && n.daemon)
-        writeFileSync(`${process.env.NODED_LOG}.${n.name}`, n.daemon.log);
-      await n.daemon?.stop();
-    }
-    for (const n of nodes) {
-      n.pod?.destroy();
-      n.ns.destroy();
-    }
+    await stopMeshNodes(nodes);
     await store?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });

@@ -1,8 +1,8 @@
 // The node daemon tests' harness: the real `bin/ocelot node run` started inside a node namespace
 // (its pino lines collected, its end awaited by PID), the real `bin/ocelot-cni` run there as a
 // container runtime would, and kernel read-backs (`ip -j`, /proc/sys). Every wait is bounded.
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Netns, netnsUnavailableReason, waitFor } from "../helpers/netns.js";
 
@@ -141,4 +141,63 @@ export function routes(ns: Netns, proto: string): IpRoute[] {
 
 export function sysctl(ns: Netns, key: string): string {
   return ns.exec("cat", `/proc/sys/${key.replace(/\./g, "/")}`).trim();
+}
+
+/** The peers of the daemon serving the status socket, from the real `ocelot status --json`. */
+export function peerStatus<P>(socket: string): P[] {
+  const r = spawnSync(join(BIN, "ocelot"), ["status", "--json", "--socket", socket], {
+    encoding: "utf8",
+    timeout: 5000,
+  });
+  if (r.status !== 0) throw new Error(`ocelot status failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { peers: P[] }).peers;
+}
+
+/** A node of a multi-node test: its namespace, daemon and pod. */
+export interface MeshNode {
+  name: string;
+  ns: Netns;
+  ip: string;
+  daemon?: NodeProcess;
+  pod?: Netns;
+}
+
+/**
+ * Starts the real `ocelot node run` in each node's namespace (its status socket in dir, named
+ * after the node), with `extraArgs(node)` after the common ones.
+ */
+export async function startMeshNodes<N extends MeshNode>(
+  nodes: N[],
+  url: string,
+  dir: string,
+  extraArgs: (n: N) => string[] = () => [],
+): Promise<void> {
+  for (const n of nodes) {
+    n.daemon = await startNode(n.ns, [
+      "--nodename",
+      n.name,
+      "--ip",
+      `${n.ip}/24`,
+      ...extraArgs(n),
+      "--datastore",
+      url,
+      "--status-socket",
+      join(dir, `${n.name}.sock`),
+      "--log-level",
+      process.env.NODED_LEVEL ?? "info",
+    ]);
+  }
+}
+
+/** Stops the daemons (their logs to $NODED_LOG.<node> when set), then removes the namespaces. */
+export async function stopMeshNodes(nodes: MeshNode[]): Promise<void> {
+  for (const n of nodes) {
+    if (process.env.NODED_LOG && n.daemon)
+      writeFileSync(`${process.env.NODED_LOG}.${n.name}`, n.daemon.log);
+    await n.daemon?.stop();
+  }
+  for (const n of nodes) {
+    n.pod?.destroy();
+    n.ns.destroy();
+  }
 }
