@@ -41,7 +41,7 @@ export interface DataplaneState {
   workloads: WorkloadState;
   /** IPv4 always; IPv6 only when some pool is IPv6 (ip6tables left alone otherwise). */
   families: FamilyTables[];
-  /** Parts of the input rendered differently than written (policy.ts warnings). */
+  /** Parts of the input rendered differently than written (policy, encapsulation). */
   warnings: string[];
 }
 
@@ -68,6 +68,12 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
       ipsets: [...renderIpsets(nat), ...(policy?.ipsets ?? [])],
       tables: renderTables(nat, policy),
     });
+  }
+  for (const p of input.pools) {
+    if (p.ipipMode !== undefined && p.ipipMode !== "Never")
+      warnings.add(
+        `IPPool "${p.name ?? p.cidr}": ipipMode ${p.ipipMode} is not implemented by Ocelot yet; its pods are routed without encapsulation`,
+      );
   }
   return { workloads, families, warnings: [...warnings] };
 }

@@ -32,6 +32,9 @@ export type TableName = "filter" | "nat" | "mangle" | "raw";
 export interface NatPool {
   cidr: string;
   natOutgoing: boolean;
+  /** The pool's name and ipipMode, for the warning that encapsulation is not implemented. */
+  name?: string;
+  ipipMode?: string;
 }
 
 export interface NatInput {

@@ -71,7 +71,12 @@ export function nodeBlocks(affinities: readonly Affinity[], node: string): strin
 /** The pools NAT-outgoing is rendered for (every pool: a disabled one still has pods). */
 export function natPoolsOf(pools: readonly IPPool[]): NatPool[] {
   return pools
-    .map((p) => ({ cidr: p.spec.cidr, natOutgoing: p.spec.natOutgoing === true }))
+    .map((p) => ({
+      cidr: p.spec.cidr,
+      natOutgoing: p.spec.natOutgoing === true,
+      name: p.metadata.name,
+      ...(p.spec.ipipMode !== undefined ? { ipipMode: p.spec.ipipMode } : {}),
+    }))
     .sort((a, b) => (a.cidr < b.cidr ? -1 : a.cidr > b.cidr ? 1 : 0));
 }
 

@@ -82,13 +82,26 @@ describe("agent state", () => {
     ]);
   });
 
+  it("an IPPool with ipipMode other than Never is rendered natively, with a warning naming it", () => {
+    const s = snap({
+      pools: [
+        pool("tunnelled", "10.245.0.0/16", { ipipMode: "CrossSubnet" }),
+        pool("plain", "10.246.0.0/16", { ipipMode: "Never" }),
+      ],
+    });
+    const desired = renderDataplane(agentInput(s, "n1"));
+    expect(desired.warnings).toEqual([
+      'IPPool "tunnelled": ipipMode CrossSubnet is not implemented by Ocelot yet; its pods are routed without encapsulation',
+    ]);
+  });
+
   it("blackholes only confirmed blocks of the node; NAT pools and node addresses from resources", () => {
     const s = snap({
       workloadEndpoints: [wep("default", "a", "n1", "ocl0000000001", ["10.244.0.1/32"])],
     });
     expect(nodeBlocks(s.affinities, "n1")).toEqual(["10.244.0.0/26"]);
     const input = agentInput(s, "n1", { clusterCidrs: ["10.0.0.0/8"] });
-    expect(input.pools).toEqual([{ cidr: "10.244.0.0/16", natOutgoing: true }]);
+    expect(input.pools).toEqual([{ cidr: "10.244.0.0/16", natOutgoing: true, name: "p" }]);
     expect(input.nodeAddresses).toEqual(["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
     expect(input.options).toEqual({ ipv6: false });
     const routes = renderDataplane(input).workloads.routes.map((r) => `${r.dst} ${r.type ?? ""}`);
