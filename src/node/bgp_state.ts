@@ -6,10 +6,19 @@
 // originations (not those of pools with disableBGPExport). Dual stack as Calico's bird/bird6:
 // an IPv4 session carries IPv4 unicast only, an IPv6 session IPv6 unicast only, sourced from
 // this node's address of that family (so its next hop is that address); the router ID stays
-// the IPv4 address. Not: running the speaker (daemon.ts) or the config schema (src/bgp/config.ts).
+// the IPv4 address. Per peer: its BGPFilters (`spec.filters`, in order, first matching rule wins)
+// as the speaker's import/export filter of the session's family; TCP-MD5 passwords
+// (`spec.password`, BGPConfiguration `nodeMeshPassword`) as a passwordFile
+// `<secretsDir>/<secret name>/<key>`, a peer whose file is unusable skipped (never unsigned);
+// `ttlSecurity` as TTL 255 out. What cannot be evaluated fails safe: a missing filter or a rule
+// the speaker cannot express rejects every route from its place in the list on. Not: running
+// the speaker (daemon.ts), reading the files (the caller's readSecret) or the config schema
+// (src/bgp/config.ts).
 import ipaddr from "ipaddr.js";
 import {
   type BGPConfiguration,
+  type BGPFilter,
+  type BGPFilterRule,
   type BGPPeer,
   DEFAULT_AS_NUMBER,
   effectiveBgpConfiguration,
@@ -18,15 +27,20 @@ import { parseDurationMs, parseIpPort } from "../api/fields.js";
 import type { IPPool } from "../api/ippool.js";
 import type { Node } from "../api/node.js";
 import { matchSelector, parseSelector } from "../api/selector.js";
-import type { BgpdConfig, Family, PeerConfig } from "../bgp/config.js";
-import { parseConfig } from "../bgp/config.js";
+import type { BgpdConfig, Family, Filter, FilterRule, PeerConfig } from "../bgp/config.js";
+import { MAX_PASSWORD_BYTES, parseConfig, passwordFromFile } from "../bgp/config.js";
 import { cidrOverlaps, parseCidr } from "../ipam/cidr.js";
 import { type NodeSnapshot, nodeBlocks } from "./agent_state.js";
 
 export interface BgpSnapshot extends NodeSnapshot {
   bgpConfigurations: BGPConfiguration[];
   bgpPeers: BGPPeer[];
+  /** The BGPFilters peers name in spec.filters (absent: none exist). */
+  bgpFilters?: BGPFilter[];
 }
+
+/** Where `ocelot node run --secrets-dir` looks for `<secret name>/<key>` by default. */
+export const DEFAULT_SECRETS_DIR = "/etc/ocelot/secrets";
 
 export interface BgpOptions {
   /** The status socket of the speaker (`ocelot status --socket`). */
@@ -35,6 +49,13 @@ export interface BgpOptions {
   gracefulRestartTime?: number;
   /** Hold time of mesh sessions (default 90 s). */
   meshHoldTime?: number;
+  /** Directory of the secrets passwords name: `<secretsDir>/<name>/<key>` (default above). */
+  secretsDir?: string;
+  /**
+   * Reads a secret file's text (throws when it cannot); the render only checks the key is
+   * usable, the speaker's host reads it again into the config. Absent: no secret is readable.
+   */
+  readSecret?: (path: string) => string;
 }
 
 /** Either the speaker's config, or why this node runs no BGP; plus what was not applied. */
@@ -51,11 +72,11 @@ const canonical6 = (address: string) => ipaddr.parse(address).toString();
 const familyOf = (address: string): Family =>
   address.includes(":") ? "ipv6-unicast" : "ipv4-unicast";
 
-/** BGPPeer fields the daemon does not turn into session settings yet. */
+/**
+ * BGPPeer fields the daemon does not turn into session settings yet: the speaker has no
+ * per-peer restart time nor local AS, and its config's nextHopSelf is not acted on.
+ */
 const UNAPPLIED_PEER_FIELDS = [
-  "password",
-  "filters",
-  "ttlSecurity",
   "maxRestartTime",
   "reversePeering",
   "nextHopMode",
@@ -65,6 +86,73 @@ const UNAPPLIED_PEER_FIELDS = [
 
 function selects(selector: string | undefined, labels: Record<string, string>): boolean {
   return selector === undefined || matchSelector(parseSelector(selector), labels);
+}
+
+/** The speaker's filters express these rule fields; any other makes a rule fail safe. */
+const EXPRESSIBLE_RULE_FIELDS = new Set(["action", "cidr", "matchOperator", "prefixLength"]);
+
+/** Rejects every route (what a rule or filter that cannot be evaluated becomes). */
+const REJECT_ALL: FilterRule = { action: "Reject" };
+
+/** Why the speaker cannot evaluate a BGPFilter rule, or undefined when it can. */
+function inexpressible(rule: BGPFilterRule): string | undefined {
+  const fields = Object.keys(rule).filter(
+    (k) => !EXPRESSIBLE_RULE_FIELDS.has(k) && rule[k as keyof BGPFilterRule] !== undefined,
+  );
+  if (fields.length > 0) return `${fields.join(", ")} not supported by the speaker`;
+  if (
+    rule.prefixLength !== undefined &&
+    rule.matchOperator !== "In" &&
+    rule.matchOperator !== "NotIn"
+  )
+    return `prefixLength with matchOperator ${rule.matchOperator} not supported by the speaker`;
+  return undefined;
+}
+
+/**
+ * One direction of a peer's filters for one family: the named BGPFilters' rule lists joined in
+ * order (first match wins across them, as Calico chains them; no match falls through to the
+ * speaker's defaults). A filter that does not exist, or a rule the speaker cannot express, ends
+ * the list with reject-all: what comes before it is exact, and what it might have let through
+ * is not (fail-safe: a peer is never sent or given more than its filters allow).
+ */
+function filterRules(
+  names: readonly string[],
+  byName: ReadonlyMap<string, BGPFilter>,
+  direction: "import" | "export",
+  family: 4 | 6,
+  problems: Set<string>,
+): Filter | undefined {
+  const rules: FilterRule[] = [];
+  const list = `${direction}V${family}` as const;
+  for (const name of names) {
+    const f = byName.get(name);
+    if (f === undefined) {
+      problems.add(`BGPFilter "${name}" does not exist`);
+      rules.push(REJECT_ALL);
+      break;
+    }
+    for (const [i, rule] of (f.spec[list] ?? []).entries()) {
+      const why = inexpressible(rule);
+      if (why !== undefined) {
+        problems.add(`BGPFilter "${name}" ${list}[${i}]: ${why}`);
+        rules.push(REJECT_ALL);
+        return { rules };
+      }
+      rules.push({
+        action: rule.action,
+        ...(rule.cidr !== undefined ? { cidr: rule.cidr } : {}),
+        ...(rule.matchOperator !== undefined ? { matchOperator: rule.matchOperator } : {}),
+        ...(rule.prefixLength !== undefined ? { prefixLength: { ...rule.prefixLength } } : {}),
+      });
+    }
+  }
+  return rules.length > 0 ? { rules } : undefined;
+}
+
+/** The path of a secretKeyRef's file under the secrets directory. */
+export function secretPath(dir: string, ref: { name: string; key: string }): string {
+  return `${dir.replace(/\/+$/, "")}/${ref.name}/${ref.key}`;
 }
 
 /** Whether a BGPPeer applies to the node (global when it names no node and no selector). */
@@ -117,7 +205,11 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
    * ours, as Calico's mesh); to a route-reflector client when we reflect and it does not.
    * `source`: IPv4 sessions sourced too (a BGPPeer's sourceAddress UseNodeIP).
    */
-  const nodePeer = (n: Node, extra: Partial<PeerConfig> = {}, source = false) => {
+  const nodePeer = (
+    n: Node,
+    extra: (fam: 4 | 6) => Partial<PeerConfig> = () => ({}),
+    source = false,
+  ) => {
     if (n.metadata.name === name) return;
     const theirCluster = n.spec.bgp?.routeReflectorClusterID;
     for (const fam of [4, 6] as const) {
@@ -130,16 +222,41 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
         port: global.listenPort,
         routeReflectorClient: myCluster !== undefined && theirCluster !== myCluster,
         ...(fam === 6 || source ? { sourceAddress: src } : {}),
-        ...extra,
+        ...extra(fam),
       });
     }
   };
 
+  const secretsDir = opts.secretsDir ?? DEFAULT_SECRETS_DIR;
+  /** A secretKeyRef's file, when it holds a usable key; else why not. */
+  const secret = (ref: { name: string; key: string }): { file: string } | { problem: string } => {
+    const file = secretPath(secretsDir, ref);
+    let key: string;
+    try {
+      if (!opts.readSecret) throw new Error("no secrets are readable here");
+      key = passwordFromFile(opts.readSecret(file));
+    } catch (err) {
+      return { problem: `cannot read "${file}": ${(err as Error).message}` };
+    }
+    const n = Buffer.byteLength(key, "utf8");
+    if (n < 1 || n > MAX_PASSWORD_BYTES)
+      return { problem: `"${file}" holds ${n} bytes, not a key of 1..${MAX_PASSWORD_BYTES}` };
+    return { file };
+  };
+
   if (global.nodeToNodeMeshEnabled) {
     // Every node meshes with every other over each family both have an address of (reflectors
-    // among themselves as non-clients, as in Calico).
-    for (const n of snap.nodes) nodePeer(n);
+    // among themselves as non-clients, as in Calico), signed when nodeMeshPassword is set.
+    const ref = global.nodeMeshPassword?.secretKeyRef;
+    const pw = ref ? secret(ref) : undefined;
+    if (pw && "problem" in pw)
+      warnings.push(
+        `BGPConfiguration "default": spec.nodeMeshPassword: ${pw.problem}; node-to-node mesh sessions skipped (never unsigned)`,
+      );
+    else for (const n of snap.nodes) nodePeer(n, () => (pw ? { passwordFile: pw.file } : {}));
   }
+
+  const filtersByName = new Map((snap.bgpFilters ?? []).map((f) => [f.metadata.name, f]));
 
   for (const peer of [...snap.bgpPeers].sort((a, b) =>
     a.metadata.name < b.metadata.name ? -1 : 1,
@@ -158,13 +275,48 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       warnings.push(
         `BGPPeer "${peer.metadata.name}": ${unapplied.map((f) => `spec.${f}`).join(", ")} not applied yet`,
       );
-    const extra: Partial<PeerConfig> = {};
+    const common: Partial<PeerConfig> = {};
     if (s.keepaliveTime !== undefined) {
       const ms = parseDurationMs(s.keepaliveTime) ?? 30_000;
-      extra.holdTime = Math.min(65535, Math.max(3, Math.round((ms / 1000) * 3)));
+      common.holdTime = Math.min(65535, Math.max(3, Math.round((ms / 1000) * 3)));
     }
-    if (s.numAllowedLocalASNumbers !== undefined) extra.allowOwnAs = s.numAllowedLocalASNumbers;
+    if (s.numAllowedLocalASNumbers !== undefined) common.allowOwnAs = s.numAllowedLocalASNumbers;
+    if (s.password !== undefined) {
+      const pw = secret(s.password.secretKeyRef);
+      if ("problem" in pw) {
+        warnings.push(
+          `BGPPeer "${peer.metadata.name}": spec.password: ${pw.problem}; peer skipped (never unsigned)`,
+        );
+        continue;
+      }
+      common.passwordFile = pw.file;
+    }
+    if (s.ttlSecurity !== undefined) {
+      // GTSM (RFC 5082) as BIRD's `ttl security on; multihop N`, which Calico renders: we send
+      // with TTL 255 so the peer's check (TTL >= 256 - N) passes up to N hops away.
+      common.multihop = 255;
+      warnings.push(
+        `BGPPeer "${peer.metadata.name}": spec.ttlSecurity ${s.ttlSecurity}: sending with TTL 255, but the peer's TTL is not checked (the speaker has no minimum TTL)`,
+      );
+    }
+    const problems = new Set<string>();
+    const extra = (fam: 4 | 6): Partial<PeerConfig> => {
+      const out = { ...common };
+      if (s.filters !== undefined && s.filters.length > 0) {
+        const imp = filterRules(s.filters, filtersByName, "import", fam, problems);
+        const exp = filterRules(s.filters, filtersByName, "export", fam, problems);
+        if (imp) out.importFilter = imp;
+        if (exp) out.exportFilter = exp;
+      }
+      return out;
+    };
     const useNodeIp = s.sourceAddress !== "None";
+    const warnFilters = () => {
+      if (problems.size > 0)
+        warnings.push(
+          `BGPPeer "${peer.metadata.name}": spec.filters: ${[...problems].join("; ")}: every route rejected from there on (fail-safe)`,
+        );
+    };
     if (s.peerSelector !== undefined) {
       for (const n of snap.nodes) {
         let picked: boolean;
@@ -176,6 +328,7 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
         }
         if (picked) nodePeer(n, extra, useNodeIp);
       }
+      warnFilters();
       continue;
     }
     const ip = s.peerIP === undefined ? undefined : parseIpPort(s.peerIP);
@@ -193,8 +346,9 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       asn: s.asNumber,
       port: ip.port ?? 179,
       ...(useNodeIp ? { sourceAddress: src } : {}),
-      ...extra,
+      ...extra(ip.family),
     });
+    warnFilters();
   }
 
   const noExport = snap.pools

@@ -174,7 +174,7 @@ describe("BGP state", () => {
       "192.0.2.5:179 AS65005",
     ]);
     expect(r.config?.peers.find((p) => p.address === "192.0.2.5")?.holdTime).toBe(30);
-    expect(r.warnings.join()).toMatch(/BGPPeer "md5": spec.filters not applied yet/);
+    expect(r.warnings.join()).toMatch(/BGPPeer "md5": spec.filters: BGPFilter "f" does not exist/);
   });
 
   it("peerSelector over Nodes; a reflector (cluster ID) treats nodes outside its cluster as clients", () => {

@@ -1,0 +1,252 @@
+// BGPPeer fields rendered into the node's speaker config (pure): spec.filters (BGPFilters in
+// order, first match wins, per session family; a missing filter or a rule the speaker cannot
+// express rejects from its place on), spec.password and nodeMeshPassword as passwordFiles under
+// the secrets directory (an unusable file skips the peer, never unsigned), ttlSecurity as TTL 255.
+import { describe, expect, it } from "vitest";
+import type { BGPConfiguration, BGPFilter, BGPPeer } from "../../src/api/bgp.js";
+import type { Node } from "../../src/api/node.js";
+import { type BgpSnapshot, renderBgp } from "../../src/node/bgp_state.js";
+
+const V3 = "projectcalico.org/v3" as const;
+
+const node = (name: string, ip: string, ip6?: string) =>
+  ({
+    apiVersion: V3,
+    kind: "Node",
+    metadata: { name, labels: {} },
+    spec: { bgp: { ipv4Address: ip, ...(ip6 ? { ipv6Address: ip6 } : {}) } },
+  }) as Node;
+
+const peer = (name: string, spec: BGPPeer["spec"]) =>
+  ({ apiVersion: V3, kind: "BGPPeer", metadata: { name }, spec }) as BGPPeer;
+
+const filter = (name: string, spec: BGPFilter["spec"]) =>
+  ({ apiVersion: V3, kind: "BGPFilter", metadata: { name }, spec }) as BGPFilter;
+
+const meshOff = {
+  apiVersion: V3,
+  kind: "BGPConfiguration",
+  metadata: { name: "default" },
+  spec: { nodeToNodeMeshEnabled: false },
+} as BGPConfiguration;
+
+function snap(over: Partial<BgpSnapshot> = {}): BgpSnapshot {
+  return {
+    nodes: [node("n1", "10.0.0.1/24", "fd00::1/64"), node("n2", "10.0.0.2/24", "fd00::2/64")],
+    workloadEndpoints: [],
+    pools: [],
+    affinities: [],
+    bgpConfigurations: [meshOff],
+    bgpPeers: [],
+    ...over,
+  };
+}
+
+const secrets: Record<string, string> = {
+  "/s/bgp/tor": "s3cret\n",
+  "/s/bgp/empty": "\n",
+  "/s/mesh/pw": "meshkey",
+};
+const readSecret = (p: string) => {
+  const v = secrets[p];
+  if (v === undefined) throw new Error("ENOENT: no such file or directory");
+  return v;
+};
+const opts = { statusSocket: "/tmp/x.sock", secretsDir: "/s/", readSecret };
+
+const tor = (spec: Partial<BGPPeer["spec"]> = {}) =>
+  peer("tor", { peerIP: "10.0.0.254", asNumber: 65000, ...spec });
+
+function render(over: Partial<BgpSnapshot>) {
+  const r = renderBgp(snap(over), "n1", opts);
+  if (!r.config) throw new Error(r.reason);
+  return r;
+}
+const peerOf = (r: ReturnType<typeof render>, address: string) =>
+  r.config.peers.find((p) => p.address === address);
+
+describe("spec.filters", () => {
+  const f1 = filter("f1", {
+    importV4: [
+      { action: "Reject", cidr: "192.0.2.0/24", matchOperator: "Equal" },
+      { action: "Accept", cidr: "10.0.0.0/8", matchOperator: "In", prefixLength: { max: 24 } },
+    ],
+    exportV4: [{ action: "Reject", cidr: "10.244.9.0/24", matchOperator: "In" }],
+    importV6: [{ action: "Reject", cidr: "2001:db8::/32", matchOperator: "In" }],
+  });
+  const f2 = filter("f2", { importV4: [{ action: "Reject" }] });
+
+  it("joins the named filters' rules in order into the session family's filters", () => {
+    const r = render({ bgpPeers: [tor({ filters: ["f1", "f2"] })], bgpFilters: [f2, f1] });
+    expect(r.warnings).toEqual([]);
+    expect(peerOf(r, "10.0.0.254")).toMatchObject({
+      importFilter: {
+        rules: [
+          { action: "Reject", cidr: "192.0.2.0/24", matchOperator: "Equal" },
+          { action: "Accept", cidr: "10.0.0.0/8", matchOperator: "In", prefixLength: { max: 24 } },
+          { action: "Reject" },
+        ],
+      },
+      exportFilter: { rules: [{ action: "Reject", cidr: "10.244.9.0/24", matchOperator: "In" }] },
+    });
+  });
+
+  it("an IPv6 session takes the V6 lists only; a family with no rules has no filter", () => {
+    const r = render({
+      bgpPeers: [peer("tor6", { peerIP: "fd00::fe", asNumber: 65000, filters: ["f1"] })],
+      bgpFilters: [f1],
+    });
+    const p = peerOf(r, "fd00::fe");
+    expect(p?.importFilter).toEqual({
+      rules: [{ action: "Reject", cidr: "2001:db8::/32", matchOperator: "In" }],
+    });
+    expect(p?.exportFilter).toBeUndefined();
+  });
+
+  it("peerSelector sessions get each family's rules", () => {
+    const r = render({
+      bgpPeers: [peer("sel", { peerSelector: "all()", filters: ["f1"] })],
+      bgpFilters: [f1],
+    });
+    expect(peerOf(r, "10.0.0.2")?.importFilter?.rules).toHaveLength(2);
+    expect(peerOf(r, "fd00::2")?.importFilter?.rules).toEqual([
+      { action: "Reject", cidr: "2001:db8::/32", matchOperator: "In" },
+    ]);
+  });
+
+  it("a filter that does not exist rejects everything from its place on, with a warning", () => {
+    const r = render({ bgpPeers: [tor({ filters: ["f1", "nope", "f2"] })], bgpFilters: [f1, f2] });
+    const p = peerOf(r, "10.0.0.254");
+    expect(p?.importFilter?.rules.at(-1)).toEqual({ action: "Reject" });
+    expect(p?.importFilter?.rules).toHaveLength(3); // f1's two, then reject-all; f2 unreachable
+    expect(p?.exportFilter?.rules).toEqual([
+      { action: "Reject", cidr: "10.244.9.0/24", matchOperator: "In" },
+      { action: "Reject" },
+    ]);
+    expect(r.warnings).toEqual([
+      'BGPPeer "tor": spec.filters: BGPFilter "nope" does not exist: every route rejected from there on (fail-safe)',
+    ]);
+  });
+
+  it("only a missing filter: the peer is kept (session up) but gets and sends nothing", () => {
+    const r = render({ bgpPeers: [tor({ filters: ["nope"] })] });
+    expect(peerOf(r, "10.0.0.254")).toMatchObject({
+      importFilter: { rules: [{ action: "Reject" }] },
+      exportFilter: { rules: [{ action: "Reject" }] },
+    });
+  });
+
+  it("a rule the speaker cannot express becomes reject-all at its place, named", () => {
+    const f3 = filter("f3", {
+      exportV4: [
+        { action: "Accept", cidr: "10.244.0.0/16", matchOperator: "In" },
+        { action: "Accept", cidr: "77.0.0.0/16", matchOperator: "In", source: "RemotePeers" },
+        { action: "Reject", interface: "*.calico" },
+      ],
+      importV4: [{ action: "Accept", cidr: "10.1.0.0/16", matchOperator: "Equal" }],
+    });
+    const r = render({ bgpPeers: [tor({ filters: ["f3"] })], bgpFilters: [f3] });
+    const p = peerOf(r, "10.0.0.254");
+    expect(p?.exportFilter?.rules).toEqual([
+      { action: "Accept", cidr: "10.244.0.0/16", matchOperator: "In" },
+      { action: "Reject" },
+    ]);
+    expect(p?.importFilter?.rules).toEqual([
+      { action: "Accept", cidr: "10.1.0.0/16", matchOperator: "Equal" },
+    ]);
+    expect(r.warnings.join()).toContain(
+      'BGPFilter "f3" exportV4[1]: source not supported by the speaker: every route rejected',
+    );
+  });
+
+  it("a filter change changes the rendered filters (the daemon reconfigures by diff)", () => {
+    const a = render({ bgpPeers: [tor({ filters: ["f2"] })], bgpFilters: [f2] });
+    const b = render({
+      bgpPeers: [tor({ filters: ["f2"] })],
+      bgpFilters: [filter("f2", { importV4: [{ action: "Accept" }] })],
+    });
+    expect(peerOf(a, "10.0.0.254")?.importFilter).toEqual({ rules: [{ action: "Reject" }] });
+    expect(peerOf(b, "10.0.0.254")?.importFilter).toEqual({ rules: [{ action: "Accept" }] });
+  });
+});
+
+describe("spec.password and nodeMeshPassword", () => {
+  it("a secretKeyRef is the passwordFile <secretsDir>/<name>/<key>", () => {
+    const r = render({
+      bgpPeers: [tor({ password: { secretKeyRef: { name: "bgp", key: "tor" } } })],
+    });
+    expect(r.warnings).toEqual([]);
+    expect(peerOf(r, "10.0.0.254")?.passwordFile).toBe("/s/bgp/tor");
+    expect(peerOf(r, "10.0.0.254")?.password).toBeUndefined(); // never in the rendered config
+  });
+
+  it("a missing or empty secret file skips the peer with a warning, never unsigned", () => {
+    for (const key of ["missing", "empty"]) {
+      const r = render({
+        bgpPeers: [
+          tor({ password: { secretKeyRef: { name: "bgp", key } } }),
+          peer("other", { peerIP: "10.0.0.253", asNumber: 65001 }),
+        ],
+      });
+      expect(peerOf(r, "10.0.0.254")).toBeUndefined();
+      expect(peerOf(r, "10.0.0.253")).toBeDefined();
+      expect(r.warnings).toHaveLength(1);
+      expect(r.warnings[0]).toMatch(
+        new RegExp(
+          `^BGPPeer "tor": spec.password: .*/s/bgp/${key}.*; peer skipped \\(never unsigned\\)$`,
+        ),
+      );
+    }
+  });
+
+  it("without a secret reader, a password peer is skipped", () => {
+    const r = renderBgp(
+      snap({ bgpPeers: [tor({ password: { secretKeyRef: { name: "bgp", key: "tor" } } })] }),
+      "n1",
+      { statusSocket: "/tmp/x.sock" },
+    );
+    expect(r.config?.peers).toEqual([]);
+    expect(r.warnings[0]).toContain('"/etc/ocelot/secrets/bgp/tor"');
+  });
+
+  const meshCfg = (key: string) =>
+    ({
+      ...meshOff,
+      spec: { nodeMeshPassword: { secretKeyRef: { name: "mesh", key } } },
+    }) as BGPConfiguration;
+
+  it("nodeMeshPassword signs every mesh session (both families)", () => {
+    const r = render({ bgpConfigurations: [meshCfg("pw")] });
+    expect(r.config.peers.map((p) => [p.address, p.passwordFile])).toEqual([
+      ["10.0.0.2", "/s/mesh/pw"],
+      ["fd00::2", "/s/mesh/pw"],
+    ]);
+  });
+
+  it("an unreadable nodeMeshPassword skips the mesh, not the BGPPeers", () => {
+    const r = render({ bgpConfigurations: [meshCfg("gone")], bgpPeers: [tor()] });
+    expect(r.config.peers.map((p) => p.address)).toEqual(["10.0.0.254"]);
+    expect(r.warnings[0]).toMatch(
+      /nodeMeshPassword: cannot read "\/s\/mesh\/gone".*mesh sessions skipped/,
+    );
+  });
+});
+
+describe("other peer fields", () => {
+  it("ttlSecurity sends with TTL 255 (multihop 255) and says the check is not made", () => {
+    const r = render({ bgpPeers: [tor({ ttlSecurity: 2 })] });
+    expect(peerOf(r, "10.0.0.254")?.multihop).toBe(255);
+    expect(r.warnings).toEqual([
+      'BGPPeer "tor": spec.ttlSecurity 2: sending with TTL 255, but the peer\'s TTL is not checked (the speaker has no minimum TTL)',
+    ]);
+  });
+
+  it("fields the speaker cannot express stay warned about", () => {
+    const r = render({
+      bgpPeers: [tor({ keepOriginalNextHop: true, localASNumber: 65100, maxRestartTime: "2m" })],
+    });
+    expect(r.warnings).toEqual([
+      'BGPPeer "tor": spec.maxRestartTime, spec.keepOriginalNextHop, spec.localASNumber not applied yet',
+    ]);
+  });
+});
