@@ -20,6 +20,7 @@ import {
 } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
 import { MetricsRegistry } from "../lib/metrics.js";
+import { DEFAULT_SECRETS_DIR } from "../node/bgp_state.js";
 import { DEFAULT_STATUS_SOCKET, NodeDaemon } from "../node/daemon.js";
 import { CliError } from "./main.js";
 
@@ -33,6 +34,7 @@ type RunOpts = DatastoreCliOptions & {
   netns?: string;
   logLevel: string;
   statusSocket: string;
+  secretsDir: string;
   resyncInterval: string;
   bgp: boolean;
   clusterCidr?: string[];
@@ -112,6 +114,7 @@ async function runNode(o: RunOpts): Promise<void> {
     netns: o.netns,
     bgp: o.bgp,
     statusSocket: o.statusSocket,
+    secretsDir: o.secretsDir,
     resyncIntervalMs,
     agent: { clusterCidrs: o.clusterCidr ?? [] },
     log,
@@ -176,6 +179,11 @@ export function register(program: Command): void {
     .option("--as <number>", "this node's AS number (spec.bgp.asNumber)")
     .option("--netns <name>", "program this network namespace (agent and FIB; tests)")
     .option("--status-socket <path>", "the BGP status socket", DEFAULT_STATUS_SOCKET)
+    .option(
+      "--secrets-dir <dir>",
+      "BGP passwords: a secretKeyRef {name, key} is the file <dir>/<name>/<key>",
+      DEFAULT_SECRETS_DIR,
+    )
     .option("--resync-interval <duration>", "full resync period", "60s")
     .option("--cluster-cidr <cidr...>", "cluster network CIDRs never masqueraded to")
     .option("--no-bgp", "do not run the BGP speaker")

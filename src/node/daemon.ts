@@ -1,15 +1,18 @@
 // The node daemon (`ocelot node run`): registers the node's Node resource, keeps a watched copy
 // of the resources a node is rendered from (WorkloadEndpoints, IPPools, Nodes, BGPConfigurations,
-// BGPPeers, this node's block affinities, network policies of the three kinds), and after each change (debounced) and on a periodic
+// BGPPeers, BGPFilters, this node's block affinities, network policies of the three kinds), and after each change (debounced) and on a periodic
 // full resync converges two things: the agent's data plane (src/felix render + apply, routes
 // under protocol 202) and the BGP speaker, run in-process and reconfigured by diff as SIGHUP
 // does for `ocelot bgpd` (learned routes under protocol 201). Owns: the loop, its ordering and
 // logging. Not: what the state is (agent_state.ts, bgp_state.ts) or how it is applied.
+
+import { readFileSync } from "node:fs";
+import type { BGPFilter } from "../api/bgp.js";
 import { decodeResource } from "../api/client.js";
 import type { Node, WorkloadEndpoint } from "../api/node.js";
 import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../api/policy.js";
 import { type KindInfo, kindOf, kindPrefix } from "../api/registry.js";
-import type { BgpdConfig } from "../bgp/config.js";
+import { type BgpdConfig, resolvePasswordFiles } from "../bgp/config.js";
 import type { Log } from "../bgp/io/session.js";
 import type { Datastore, KeyValue } from "../datastore/types.js";
 import { applyDataplane } from "../felix/apply.js";
@@ -38,6 +41,8 @@ export interface DaemonOptions {
   /** Run the BGP speaker (default true). */
   bgp?: boolean;
   statusSocket?: string;
+  /** Where BGP passwords' secretKeyRefs are files `<dir>/<name>/<key>` (default /etc/ocelot/secrets). */
+  secretsDir?: string;
   /** Quiet time after a change before converging (default 50 ms). */
   debounceMs?: number;
   /** Full resync period: list everything again and converge (default 60 s). */
@@ -69,6 +74,7 @@ export class NodeDaemon {
     | "nodes"
     | "bgpconfigs"
     | "bgppeers"
+    | "bgpfilters"
     | "affinities"
     | "netpols"
     | "gnps"
@@ -113,6 +119,7 @@ export class NodeDaemon {
       nodes: kindPrefix(kindInfo("Node")),
       bgpconfigs: kindPrefix(kindInfo("BGPConfiguration")),
       bgppeers: kindPrefix(kindInfo("BGPPeer")),
+      bgpfilters: kindPrefix(kindInfo("BGPFilter")),
       affinities: `${keys.hostPrefix()}${opts.nodename}/`,
       netpols: kindPrefix(kindInfo("NetworkPolicy")),
       gnps: kindPrefix(kindInfo("GlobalNetworkPolicy")),
@@ -125,6 +132,7 @@ export class NodeDaemon {
       [p.nodes, ["agent", "bgp"]],
       [p.bgpconfigs, ["bgp"]],
       [p.bgppeers, ["bgp"]],
+      [p.bgpfilters, ["bgp"]],
       [p.affinities, ["agent", "bgp"]],
       [p.netpols, ["agent"]],
       [p.gnps, ["agent"]],
@@ -282,6 +290,7 @@ export class NodeDaemon {
       pools: res(p.pools),
       bgpConfigurations: res(p.bgpconfigs),
       bgpPeers: res(p.bgppeers),
+      bgpFilters: res<BGPFilter>(p.bgpfilters),
       affinities: this.decodeAll(p.affinities, (kv) => decodeAffinity(kv.key, kv.value)),
       networkPolicies: res<NetworkPolicy>(p.netpols),
       globalNetworkPolicies: res<GlobalNetworkPolicy>(p.gnps),
@@ -323,6 +332,8 @@ export class NodeDaemon {
   private async convergeBgp(snap: BgpSnapshot): Promise<void> {
     const r = renderBgp(snap, this.opts.nodename, {
       statusSocket: this.opts.statusSocket ?? DEFAULT_STATUS_SOCKET,
+      ...(this.opts.secretsDir !== undefined ? { secretsDir: this.opts.secretsDir } : {}),
+      readSecret: (path) => readFileSync(path, "utf8"),
     });
     const warnings = r.warnings.join("; ");
     if (warnings !== this.lastWarnings && r.warnings.length > 0)
@@ -339,15 +350,18 @@ export class NodeDaemon {
       return;
     }
     this.lastBgpReason = "";
+    // The passwords' files read into the config (as bgpd's reload): a changed key (seen on the
+    // periodic resync) resets its session; a file gone since the render fails this pass whole.
+    const config = resolvePasswordFiles(r.config);
     if (!this.bgp) {
-      this.bgp = await startBgp(r.config, { log: this.log, netns: this.opts.netns });
-      this.log.info(summary(r.config), "BGP: speaker started");
+      this.bgp = await startBgp(config, { log: this.log, netns: this.opts.netns });
+      this.log.info(summary(config), "BGP: speaker started");
       return;
     }
     const before = this.bgp.config;
-    if (JSON.stringify(before) === JSON.stringify(r.config)) return;
-    await this.bgp.apply(r.config);
-    this.log.info({ ...summary(r.config), ...diffSummary(before, r.config) }, "BGP: reconfigured");
+    if (JSON.stringify(before) === JSON.stringify(config)) return;
+    await this.bgp.apply(config);
+    this.log.info({ ...summary(config), ...diffSummary(before, config) }, "BGP: reconfigured");
   }
 
   /** Ready (/readyz) once the first convergence of each area it runs succeeded. */
