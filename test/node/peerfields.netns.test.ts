@@ -3,7 +3,10 @@
 // session (Established, `md5` in `ocelot status`, the kernel socket keyed); its BGPFilter keeps
 // one of BIRD's two prefixes out of the node's kernel while the other arrives under protocol
 // 201; changing the BGPFilter swaps them (the daemon watches BGPFilters); a BGPPeer whose secret
-// file is missing is left out with a warning, never run unsigned.
+// file is missing is left out with a warning, never run unsigned. BIRD has GTSM on (`ttl
+// security on`: it drops segments that arrive with TTL < 255) and the BGPPeer ttlSecurity 1: the
+// session only comes up because we send with TTL 255 (without ttlSecurity an eBGP session is
+// sent with TTL 1 and never comes up).
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,6 +45,7 @@ protocol bgp node {
   local ${BIRD_IP} as ${BIRD_AS};
   neighbor ${NODE_IP} as 64512;
   passive on;
+  ttl security on;
   password "${password}";
   hold time 9;
   error wait time 1, 2;
@@ -85,7 +89,10 @@ describe.skipIf(skip)("ocelot node run: BGPPeer filters and password with BIRD",
     writeFileSync(join(secrets, "bgp", "tor"), `${KEY}\n`, { mode: 0o600 });
     await filter(FILTERED);
     for (const [name, spec] of [
-      ["tor", { peerIP: BIRD_IP, asNumber: BIRD_AS, filters: ["tor-in"], key: "tor" }],
+      [
+        "tor",
+        { peerIP: BIRD_IP, asNumber: BIRD_AS, filters: ["tor-in"], key: "tor", ttlSecurity: 1 },
+      ],
       ["nokey", { peerIP: "10.97.0.3", asNumber: BIRD_AS, key: "missing" }],
     ] as const) {
       const { key, ...rest } = spec;
@@ -116,7 +123,7 @@ describe.skipIf(skip)("ocelot node run: BGPPeer filters and password with BIRD",
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("the password from the secrets dir signs the session: Established, md5 in status and on the socket", async () => {
+  it("the password from the secrets dir signs the session (and ttlSecurity passes BIRD's GTSM): Established, md5 in status and on the socket", async () => {
     await waitFor(
       "the session to BIRD Established",
       () => status().some((p) => p.address === BIRD_IP && p.state === "Established"),
