@@ -101,6 +101,18 @@ describe("parseConfigText()", () => {
     ).toContain("peers[1].address: duplicate peer 1.1.1.2");
   });
 
+  it("refuses nextHopSelf by name rather than accept and ignore it", () => {
+    expect(
+      err(() =>
+        parseConfig({
+          asn: 1,
+          routerId: "1.1.1.1",
+          peers: [{ address: "1.1.1.2", asn: 1, nextHopSelf: true }],
+        }),
+      ),
+    ).toContain("peers[0].nextHopSelf: nextHopSelf is not supported yet");
+  });
+
   it("reports YAML syntax errors", () => {
     expect(err(() => parseConfigText("asn: [", "bgpd.yaml"))).toContain(
       "Could not parse bgpd.yaml as YAML",
