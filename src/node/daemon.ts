@@ -306,7 +306,10 @@ export class NodeDaemon {
     const same = text === this.lastAgentInput;
     const warnings = desired.warnings.join("; ");
     if (warnings !== this.lastAgentWarnings && desired.warnings.length > 0)
-      this.log.warn({ warnings: desired.warnings }, "Agent: parts of the configuration rendered differently than written");
+      this.log.warn(
+        { warnings: desired.warnings },
+        "Agent: parts of the configuration rendered differently than written",
+      );
     this.lastAgentWarnings = warnings;
     this.stats.workloadEndpoints = input.workloads.length;
     this.stats.policies = input.policy?.policies.length ?? 0;
