@@ -102,7 +102,13 @@ describe.skipIf(skip)("ocelot node run: the agent from the datastore", () => {
     });
     expect(rs.find((x) => x.dst === podIp)).toMatchObject({ scope: "link", dev: hostIface });
     expect(sysctl(node, `net.ipv4.conf.${hostIface}.proxy_arp`)).toBe("1");
-    expect(daemon?.has("Agent: data plane converged")).toBe(true);
+    // Logged once the apply returns, just after the routes are in: wait for the line too.
+    await waitFor(
+      "the convergence to be logged",
+      () => daemon?.has("Agent: data plane converged") === true,
+      5000,
+      50,
+    );
   });
 
   it("puts back the pod's route deleted by hand, and a sysctl at its next resync", async () => {
@@ -120,7 +126,13 @@ describe.skipIf(skip)("ocelot node run: the agent from the datastore", () => {
       8000,
       100,
     );
-    expect(daemon?.has("Agent: kernel drift repaired")).toBe(true);
+    // The log line follows the repair (written once the apply returns): wait for it too.
+    await waitFor(
+      "the repair to be logged",
+      () => daemon?.has("Agent: kernel drift repaired") === true,
+      5000,
+      50,
+    );
   });
 
   it("after CNI DEL: the pod's route is gone", async () => {

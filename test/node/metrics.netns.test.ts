@@ -87,7 +87,7 @@ describe.skipIf(skip)("ocelot node run --metrics-address", () => {
     return line === undefined ? undefined : Number(line.slice(series.length + 1));
   };
 
-  it("not converged: /readyz 503 with the reason, failures counted, /livez 200", () => {
+  it("not converged: /readyz 503 with the reason, failures counted, /livez 200", async () => {
     const [code, body] = get("/readyz");
     expect(code, body).toBe(503);
     expect(body).toBe("not ok: the agent has not converged yet\n");
@@ -98,7 +98,12 @@ describe.skipIf(skip)("ocelot node run --metrics-address", () => {
     );
     expect(sample(text, 'ocelot_agent_convergences_total{area="agent"}')).toBe(0);
     expect(sample(text, "ocelot_bgp_speaker_running")).toBe(0);
-    expect(daemon?.has("Agent: convergence failed")).toBe(true);
+    await waitFor(
+      "the failure to be logged",
+      () => daemon?.has("Agent: convergence failed") === true,
+      5000,
+      50,
+    );
   });
 
   it("converged: /readyz 200, workload and agent FIB series as the kernel has them", async () => {
