@@ -130,6 +130,39 @@ export function parseNetConfObject(text: string): {
   return { raw: c, version };
 }
 
+/** The cniVersion the network configuration asks for, when it names one (errors answer in it). */
+export function requestedVersion(stdin: string): string | undefined {
+  try {
+    const v = (JSON.parse(stdin || "{}") as { cniVersion?: unknown }).cniVersion;
+    return str(v) && v !== "" ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CHECK does not exist before CNI 0.4.0 (error 1). */
+export function refuseCheckBefore040(command: string, cniVersion: string): void {
+  if (command === "CHECK" && (cniVersion === "0.3.0" || cniVersion === "0.3.1")) {
+    throw new CniError(
+      CniErrorCode.IncompatibleCniVersion,
+      `CNI version "${cniVersion}" does not support CHECK`,
+    );
+  }
+}
+
+/** Opens the configured datastore: unreachable is UnavailableError (try again), a bad URL error 7. */
+export async function openPluginStore(
+  deps: { openStore(url: string): Promise<Datastore> },
+  url: string,
+): Promise<Datastore> {
+  try {
+    return await deps.openStore(url);
+  } catch (err) {
+    if (err instanceof UnavailableError) throw err;
+    throw new CniError(CniErrorCode.InvalidNetworkConfig, (err as Error).message);
+  }
+}
+
 /**
  * The CNI command of an invocation: the VERSION reply (in the requested version when we support
  * it), or ADD, DEL or CHECK; anything else is error 4.
@@ -140,11 +173,8 @@ export function cniCommand(
 ): { reply: CniOutcome } | { command: "ADD" | "DEL" | "CHECK" } {
   const command = env.CNI_COMMAND;
   if (command === "VERSION") {
-    let requested = "1.0.0";
-    try {
-      const v = (JSON.parse(stdin || "{}") as { cniVersion?: unknown }).cniVersion;
-      if (str(v) && (SUPPORTED_VERSIONS as readonly string[]).includes(v)) requested = v;
-    } catch {}
+    const v = requestedVersion(stdin);
+    const requested = v && (SUPPORTED_VERSIONS as readonly string[]).includes(v) ? v : "1.0.0";
     return {
       reply: {
         stdout: JSON.stringify({ cniVersion: requested, supportedVersions: SUPPORTED_VERSIONS }),
@@ -308,10 +338,7 @@ export async function runIpamPlugin(
     const cmd = cniCommand(env, stdin);
     if ("reply" in cmd) return cmd.reply;
     const { command } = cmd;
-    try {
-      const v = (JSON.parse(stdin) as { cniVersion?: unknown }).cniVersion;
-      if (str(v)) version = v;
-    } catch {}
+    version = requestedVersion(stdin) ?? version;
     const conf = parseNetConf(stdin, env, deps.hostname);
     requireEnv(
       env,
@@ -319,20 +346,10 @@ export async function runIpamPlugin(
         ? ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"]
         : ["CNI_CONTAINERID", "CNI_IFNAME"],
     );
-    if (command === "CHECK" && (conf.cniVersion === "0.3.0" || conf.cniVersion === "0.3.1")) {
-      throw new CniError(
-        CniErrorCode.IncompatibleCniVersion,
-        `CNI version "${conf.cniVersion}" does not support CHECK`,
-      );
-    }
+    refuseCheckBefore040(command, conf.cniVersion);
     const args = parseCniArgs(env.CNI_ARGS);
     const handleId = handleIdOf(conf.name, env.CNI_CONTAINERID as string);
-    try {
-      store = await deps.openStore(conf.datastore);
-    } catch (err) {
-      if (err instanceof UnavailableError) throw err;
-      throw new CniError(CniErrorCode.InvalidNetworkConfig, (err as Error).message);
-    }
+    store = await openPluginStore(deps, conf.datastore);
     const ipam = new IpamStore(store, {
       emptyBlockGraceMs: conf.graceSeconds * 1000,
       ...deps.storeOptions,

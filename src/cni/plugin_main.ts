@@ -13,7 +13,7 @@ import { ResourceClient } from "../api/client.js";
 import type { WorkloadEndpoint } from "../api/node.js";
 import { kindOf } from "../api/registry.js";
 import { openDatastore } from "../datastore/open.js";
-import { type Datastore, UnavailableError } from "../datastore/types.js";
+import type { Datastore } from "../datastore/types.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../felix/workload.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import {
@@ -22,6 +22,9 @@ import {
   type CniOutcome,
   cniCommand,
   formatError,
+  openPluginStore,
+  refuseCheckBefore040,
+  requestedVersion,
   toCniError,
 } from "./ipam_plugin.js";
 import {
@@ -373,15 +376,6 @@ function requireEnv(env: NodeJS.ProcessEnv, names: readonly string[]): void {
   }
 }
 
-async function openStore(deps: CniPluginDeps, url: string): Promise<Datastore> {
-  try {
-    return await deps.openStore(url);
-  } catch (err) {
-    if (err instanceof UnavailableError) throw err;
-    throw new CniError(CniErrorCode.InvalidNetworkConfig, (err as Error).message);
-  }
-}
-
 async function add(
   conf: CniNetConf,
   id: PodIdentity,
@@ -514,11 +508,7 @@ export async function runCniPlugin(
   let version = "1.0.0";
   let store: Datastore | undefined;
   try {
-    let requested: unknown;
-    try {
-      requested = (JSON.parse(stdin || "{}") as { cniVersion?: unknown }).cniVersion;
-    } catch {}
-    if (typeof requested === "string" && requested !== "") version = requested;
+    version = requestedVersion(stdin) ?? version;
     const cmd = cniCommand(env, stdin);
     if ("reply" in cmd) return cmd.reply;
     const { command } = cmd;
@@ -529,14 +519,9 @@ export async function runCniPlugin(
         ? ["CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"]
         : ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"],
     );
-    if (command === "CHECK" && (conf.cniVersion === "0.3.0" || conf.cniVersion === "0.3.1")) {
-      throw new CniError(
-        CniErrorCode.IncompatibleCniVersion,
-        `CNI version "${conf.cniVersion}" does not support CHECK`,
-      );
-    }
+    refuseCheckBefore040(command, conf.cniVersion);
     const id = podIdentity(env);
-    store = await openStore(deps, conf.datastore);
+    store = await openPluginStore(deps, conf.datastore);
     if (command === "ADD") {
       const result = await add(conf, id, env, stdin, store);
       return { stdout: JSON.stringify(result), exitCode: 0 };
