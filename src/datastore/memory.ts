@@ -196,13 +196,15 @@ export class MemoryDatastore implements Datastore {
 
   async update(key: string, value: string, expectedModRevision?: number): Promise<KeyValue> {
     this.check(key, value);
-    if (expectedModRevision !== undefined) {
-      const cur = this.store.kv.get(key);
-      if (!cur) throw new NotFoundError(key);
-      if (cur.modRevision !== expectedModRevision)
-        throw staleRevision(key, cur, expectedModRevision);
-    }
+    if (expectedModRevision !== undefined) this.requireRevision(key, expectedModRevision);
     return this.store.put(key, value);
+  }
+
+  /** The compare of a compare-and-swap: the key exists at exactly this revision. */
+  private requireRevision(key: string, expected: number): void {
+    const cur = this.store.kv.get(key);
+    if (!cur) throw new NotFoundError(key);
+    if (cur.modRevision !== expected) throw staleRevision(key, cur, expected);
   }
 
   async updateIfAbsent(
@@ -213,9 +215,7 @@ export class MemoryDatastore implements Datastore {
   ): Promise<KeyValue> {
     this.check(key, value);
     for (const k of absentKeys) validateKeyValue(k);
-    const cur = this.store.kv.get(key);
-    if (!cur) throw new NotFoundError(key);
-    if (cur.modRevision !== expectedModRevision) throw staleRevision(key, cur, expectedModRevision);
+    this.requireRevision(key, expectedModRevision);
     for (const k of absentKeys) if (this.store.kv.has(k)) throw new PresentError(k);
     return this.store.put(key, value);
   }
