@@ -7,6 +7,7 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { httpGetIn, metricSample } from "../helpers/metrics.js";
 import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
   type BirdPeer,
@@ -81,24 +82,7 @@ describe.skipIf(skip)("ocelot bgpd --metrics-address with BIRD 2", () => {
     br?.destroy();
   });
 
-  /** GET path inside the namespace: [HTTP status, body]. */
-  const get = (path: string): [number, string] => {
-    const out = oc.exec(
-      "curl",
-      "-s",
-      "--max-time",
-      "5",
-      "-w",
-      "\n%{http_code}",
-      `http://127.0.0.1:${PORT}${path}`,
-    );
-    const nl = out.lastIndexOf("\n");
-    return [Number(out.slice(nl + 1)), out.slice(0, nl)];
-  };
-  const sample = (text: string, series: string): number | undefined => {
-    const line = text.split("\n").find((l) => l.startsWith(`${series} `));
-    return line === undefined ? undefined : Number(line.slice(series.length + 1));
-  };
+  const get = (path: string) => httpGetIn(oc, PORT, path);
   const peer = 'peer="10.255.7.2",asn="65020",afi="ipv4-unicast"';
 
   it("before the peer is up: /livez 200, /readyz 503 naming the peer, state not Established", () => {
@@ -110,8 +94,8 @@ describe.skipIf(skip)("ocelot bgpd --metrics-address with BIRD 2", () => {
     );
     const [mc, metrics] = get("/metrics");
     expect(mc).toBe(200);
-    expect(sample(metrics, `ocelot_bgp_peer_state{${peer},state="Established"}`)).toBe(0);
-    expect(sample(metrics, "ocelot_bgp_speaker_running")).toBe(1);
+    expect(metricSample(metrics, `ocelot_bgp_peer_state{${peer},state="Established"}`)).toBe(0);
+    expect(metricSample(metrics, "ocelot_bgp_speaker_running")).toBe(1);
   });
 
   it("with BIRD up: Established 1, prefixes received = routes BIRD sends, /readyz 200", async () => {
@@ -122,8 +106,8 @@ describe.skipIf(skip)("ocelot bgpd --metrics-address with BIRD 2", () => {
       () => {
         text = get("/metrics")[1];
         return (
-          sample(text, `ocelot_bgp_peer_state{${peer},state="Established"}`) === 1 &&
-          sample(text, `ocelot_bgp_peer_prefixes_received{${peer}}`) === SENT.length
+          metricSample(text, `ocelot_bgp_peer_state{${peer},state="Established"}`) === 1 &&
+          metricSample(text, `ocelot_bgp_peer_prefixes_received{${peer}}`) === SENT.length
         );
       },
       20_000,
@@ -132,14 +116,18 @@ describe.skipIf(skip)("ocelot bgpd --metrics-address with BIRD 2", () => {
     // What BIRD says it exports, read from BIRD itself.
     const exported = bird.cmd("show", "route", "export", "oc", "count");
     expect(exported).toMatch(new RegExp(`\\b${SENT.length} of \\d+ routes`));
-    expect(sample(text, `ocelot_bgp_peer_prefixes_accepted{${peer}}`)).toBe(SENT.length);
+    expect(metricSample(text, `ocelot_bgp_peer_prefixes_accepted{${peer}}`)).toBe(SENT.length);
     // The same numbers as the status socket's.
     const st = ocelot.peer("10.255.7.2");
-    expect(st?.prefixes.received).toBe(sample(text, `ocelot_bgp_peer_prefixes_received{${peer}}`));
-    expect(sample(text, `ocelot_bgp_peer_established_transitions_total{${peer}}`)).toBe(1);
-    expect(sample(text, `ocelot_bgp_peer_updates_received_total{${peer}}`)).toBeGreaterThan(0);
-    expect(sample(text, 'ocelot_bgp_loc_rib_routes{afi="ipv4"}')).toBe(SENT.length + 1);
-    expect(sample(text, `ocelot_bgp_peer_state{${peer},state="Active"}`)).toBe(0);
+    expect(st?.prefixes.received).toBe(
+      metricSample(text, `ocelot_bgp_peer_prefixes_received{${peer}}`),
+    );
+    expect(metricSample(text, `ocelot_bgp_peer_established_transitions_total{${peer}}`)).toBe(1);
+    expect(metricSample(text, `ocelot_bgp_peer_updates_received_total{${peer}}`)).toBeGreaterThan(
+      0,
+    );
+    expect(metricSample(text, 'ocelot_bgp_loc_rib_routes{afi="ipv4"}')).toBe(SENT.length + 1);
+    expect(metricSample(text, `ocelot_bgp_peer_state{${peer},state="Active"}`)).toBe(0);
     // The FIB series against the kernel's own table.
     await waitFor(
       "the 3 routes under protocol 201 in the kernel and in ocelot_fib_routes_installed",
@@ -148,7 +136,7 @@ describe.skipIf(skip)("ocelot bgpd --metrics-address with BIRD 2", () => {
         text = get("/metrics")[1];
         return (
           kernel === SENT.length &&
-          sample(text, 'ocelot_fib_routes_installed{fib="bgp"}') === kernel
+          metricSample(text, 'ocelot_fib_routes_installed{fib="bgp"}') === kernel
         );
       },
       10_000,

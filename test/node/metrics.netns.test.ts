@@ -11,6 +11,7 @@ import { applyResource, ResourceClient } from "../../src/api/client.js";
 import { kindOf } from "../../src/api/registry.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { addUplink } from "../helpers/cni.js";
+import { httpGetIn, metricSample } from "../helpers/metrics.js";
 import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 import { daemonTestsUnavailable, type NodeProcess, routes, startNode } from "./harness.js";
@@ -69,23 +70,7 @@ describe.skipIf(skip)("ocelot node run --metrics-address", () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const get = (path: string): [number, string] => {
-    const out = node.exec(
-      "curl",
-      "-s",
-      "--max-time",
-      "5",
-      "-w",
-      "\n%{http_code}",
-      `http://127.0.0.1:${PORT}${path}`,
-    );
-    const nl = out.lastIndexOf("\n");
-    return [Number(out.slice(nl + 1)), out.slice(0, nl)];
-  };
-  const sample = (text: string, series: string): number | undefined => {
-    const line = text.split("\n").find((l) => l.startsWith(`${series} `));
-    return line === undefined ? undefined : Number(line.slice(series.length + 1));
-  };
+  const get = (path: string) => httpGetIn(node, PORT, path);
 
   it("not converged: /readyz 503 with the reason, failures counted, /livez 200", async () => {
     const [code, body] = get("/readyz");
@@ -93,11 +78,11 @@ describe.skipIf(skip)("ocelot node run --metrics-address", () => {
     expect(body).toBe("not ok: the agent has not converged yet\n");
     expect(get("/livez")[0]).toBe(200);
     const text = get("/metrics")[1];
-    expect(sample(text, 'ocelot_agent_convergence_failures_total{area="agent"}')).toBeGreaterThan(
-      0,
-    );
-    expect(sample(text, 'ocelot_agent_convergences_total{area="agent"}')).toBe(0);
-    expect(sample(text, "ocelot_bgp_speaker_running")).toBe(0);
+    expect(
+      metricSample(text, 'ocelot_agent_convergence_failures_total{area="agent"}'),
+    ).toBeGreaterThan(0);
+    expect(metricSample(text, 'ocelot_agent_convergences_total{area="agent"}')).toBe(0);
+    expect(metricSample(text, "ocelot_bgp_speaker_running")).toBe(0);
     await waitFor(
       "the failure to be logged",
       () => daemon?.has("Agent: convergence failed") === true,
@@ -118,19 +103,19 @@ describe.skipIf(skip)("ocelot node run --metrics-address", () => {
         text = get("/metrics")[1];
         return (
           kernel.some((r) => r.dst === IP) &&
-          sample(text, 'ocelot_fib_routes_installed{fib="agent"}') === kernel.length
+          metricSample(text, 'ocelot_fib_routes_installed{fib="agent"}') === kernel.length
         );
       },
       10_000,
       100,
     );
-    expect(sample(text, "ocelot_agent_workload_endpoints")).toBe(1);
-    expect(sample(text, 'ocelot_agent_convergences_total{area="agent"}')).toBeGreaterThan(0);
-    expect(sample(text, 'ocelot_fib_routes_pending{fib="agent"}')).toBe(0);
-    expect(sample(text, "ocelot_agent_active_policies")).toBe(0);
-    const at = sample(text, "ocelot_agent_last_convergence_timestamp_seconds") ?? 0;
+    expect(metricSample(text, "ocelot_agent_workload_endpoints")).toBe(1);
+    expect(metricSample(text, 'ocelot_agent_convergences_total{area="agent"}')).toBeGreaterThan(0);
+    expect(metricSample(text, 'ocelot_fib_routes_pending{fib="agent"}')).toBe(0);
+    expect(metricSample(text, "ocelot_agent_active_policies")).toBe(0);
+    const at = metricSample(text, "ocelot_agent_last_convergence_timestamp_seconds") ?? 0;
     expect(Math.abs(at - Date.now() / 1000)).toBeLessThan(60);
-    expect(sample(text, "ocelot_agent_last_convergence_duration_seconds")).toBeGreaterThan(0);
+    expect(metricSample(text, "ocelot_agent_last_convergence_duration_seconds")).toBeGreaterThan(0);
     expect(text).toContain("# TYPE ocelot_datastore_watch_resyncs_total counter\n");
   });
 });
