@@ -3,34 +3,15 @@
 // family and IPv6 ones sourced from this node's IPv6 address; IPv6 BGPPeers by peerIP and by
 // peerSelector; IPv6 blocks originated; the listener dual-stack; --ip6's Node field kept by CAS.
 import { describe, expect, it } from "vitest";
-import type { BGPConfiguration, BGPPeer } from "../../src/api/bgp.js";
 import { getNode } from "../../src/api/client.js";
-import type { IPPool } from "../../src/api/ippool.js";
 import type { Node } from "../../src/api/node.js";
 import { MemoryDatastore } from "../../src/datastore/memory.js";
-import type { Affinity } from "../../src/ipam/records.js";
 import { type BgpSnapshot, renderBgp } from "../../src/node/bgp_state.js";
 import { registerNode } from "../../src/node/registration.js";
-
-const V3 = "projectcalico.org/v3" as const;
+import { aff, bgpConfig, peer, pool, V3 } from "./resources.js";
 
 const node = (name: string, bgp: Node["spec"]["bgp"] = {}, labels = {}) =>
   ({ apiVersion: V3, kind: "Node", metadata: { name, labels }, spec: { bgp } }) as Node;
-
-const pool = (name: string, cidr: string, spec: Partial<IPPool["spec"]> = {}) =>
-  ({ apiVersion: V3, kind: "IPPool", metadata: { name }, spec: { cidr, ...spec } }) as IPPool;
-
-const aff = (n: string, cidr: string, state: Affinity["state"] = "confirmed"): Affinity => ({
-  node: n,
-  cidr,
-  state,
-});
-
-const peer = (name: string, spec: BGPPeer["spec"]) =>
-  ({ apiVersion: V3, kind: "BGPPeer", metadata: { name }, spec }) as BGPPeer;
-
-const bgpConfig = (name: string, spec: BGPConfiguration["spec"]) =>
-  ({ apiVersion: V3, kind: "BGPConfiguration", metadata: { name }, spec }) as BGPConfiguration;
 
 const dual = (i: number, labels = {}) =>
   node(`n${i}`, { ipv4Address: `10.0.0.${i}/24`, ipv6Address: `fd00:0:0:0::${i}/64` }, labels);

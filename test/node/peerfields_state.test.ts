@@ -3,11 +3,10 @@
 // express rejects from its place on), spec.password and nodeMeshPassword as passwordFiles under
 // the secrets directory (an unusable file skips the peer, never unsigned), ttlSecurity as TTL 255.
 import { describe, expect, it } from "vitest";
-import type { BGPConfiguration, BGPFilter, BGPPeer } from "../../src/api/bgp.js";
+import type { BGPConfiguration, BGPPeer } from "../../src/api/bgp.js";
 import type { Node } from "../../src/api/node.js";
 import { type BgpSnapshot, renderBgp } from "../../src/node/bgp_state.js";
-
-const V3 = "projectcalico.org/v3" as const;
+import { filter, peer, V3 } from "./resources.js";
 
 const node = (name: string, ip: string, ip6?: string) =>
   ({
@@ -16,12 +15,6 @@ const node = (name: string, ip: string, ip6?: string) =>
     metadata: { name, labels: {} },
     spec: { bgp: { ipv4Address: ip, ...(ip6 ? { ipv6Address: ip6 } : {}) } },
   }) as Node;
-
-const peer = (name: string, spec: BGPPeer["spec"]) =>
-  ({ apiVersion: V3, kind: "BGPPeer", metadata: { name }, spec }) as BGPPeer;
-
-const filter = (name: string, spec: BGPFilter["spec"]) =>
-  ({ apiVersion: V3, kind: "BGPFilter", metadata: { name }, spec }) as BGPFilter;
 
 const meshOff = {
   apiVersion: V3,

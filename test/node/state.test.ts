@@ -3,20 +3,16 @@
 // selector, route-reflector clients, originated blocks), the Node registration's compare-and-swap,
 // and the watched cache (events, a compaction resync) on the in-memory store.
 import { describe, expect, it } from "vitest";
-import type { BGPConfiguration, BGPPeer } from "../../src/api/bgp.js";
 import { getNode } from "../../src/api/client.js";
-import type { IPPool } from "../../src/api/ippool.js";
 import type { Node, WorkloadEndpoint } from "../../src/api/node.js";
 import { MemoryDatastore } from "../../src/datastore/memory.js";
 import type { Datastore, WatchMessage } from "../../src/datastore/types.js";
 import { renderDataplane } from "../../src/felix/dataplane.js";
-import type { Affinity } from "../../src/ipam/records.js";
 import { agentInput, nodeBlocks, workloadsOf } from "../../src/node/agent_state.js";
 import { type BgpSnapshot, renderBgp } from "../../src/node/bgp_state.js";
 import { PrefixCache } from "../../src/node/cache.js";
 import { mergeNode, registerNode } from "../../src/node/registration.js";
-
-const V3 = "projectcalico.org/v3" as const;
+import { aff, bgpConfig, peer, pool, V3 } from "./resources.js";
 
 const node = (name: string, ip?: string, extra: Partial<Node["spec"]["bgp"]> = {}, labels = {}) =>
   ({
@@ -33,21 +29,6 @@ const wep = (ns: string, name: string, nodeName: string, iface: string, ips: str
     metadata: { name, namespace: ns },
     spec: { node: nodeName, interfaceName: iface, ipNetworks: ips },
   }) as WorkloadEndpoint;
-
-const pool = (name: string, cidr: string, spec: Partial<IPPool["spec"]> = {}) =>
-  ({ apiVersion: V3, kind: "IPPool", metadata: { name }, spec: { cidr, ...spec } }) as IPPool;
-
-const aff = (n: string, cidr: string, state: Affinity["state"] = "confirmed"): Affinity => ({
-  node: n,
-  cidr,
-  state,
-});
-
-const peer = (name: string, spec: BGPPeer["spec"]) =>
-  ({ apiVersion: V3, kind: "BGPPeer", metadata: { name }, spec }) as BGPPeer;
-
-const bgpConfig = (name: string, spec: BGPConfiguration["spec"]) =>
-  ({ apiVersion: V3, kind: "BGPConfiguration", metadata: { name }, spec }) as BGPConfiguration;
 
 function snap(over: Partial<BgpSnapshot> = {}): BgpSnapshot {
   return {
