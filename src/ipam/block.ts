@@ -577,32 +577,28 @@ function readStoredAttribute(
 
 type StoredAttribute = [string | null] | [string | null, Readonly<Record<string, string>>];
 
-/** Stored forms by attribute object and block affinity: attributes are shared between versions. */
+/** Each attribute's stored JSON, by attribute object and block affinity (attributes are shared between block versions). */
 const storedAttributes = new WeakMap<
   AllocationAttributes,
-  { affinity: string | null; stored: StoredAttribute; json: string }
+  { affinity: string | null; json: string }
 >();
 
-/** One attribute as stored: the owner node left out (storedSecondary), no empty secondary. */
-function storedAttribute(b: Block, a: AllocationAttributes): StoredAttribute {
+/**
+ * One attribute as stored, as JSON: [handle_id], or [handle_id, secondary] with the owner node
+ * left out (storedSecondary) when anything remains.
+ */
+function storedAttributeJson(b: Block, a: AllocationAttributes): string {
   const memo = storedAttributes.get(a);
-  if (memo !== undefined && memo.affinity === b.affinity) return memo.stored;
+  if (memo !== undefined && memo.affinity === b.affinity) return memo.json;
   const secondary = storedSecondary(b, a);
   let stored: StoredAttribute = [a.handleId];
   for (const _ in secondary) {
     stored = [a.handleId, secondary];
     break;
   }
-  storedAttributes.set(a, { affinity: b.affinity, stored, json: JSON.stringify(stored) });
-  return stored;
-}
-
-/** JSON.stringify(storedAttribute(b, a)), kept with the attribute. */
-function storedAttributeJson(b: Block, a: AllocationAttributes): string {
-  const memo = storedAttributes.get(a);
-  if (memo !== undefined && memo.affinity === b.affinity) return memo.json;
-  storedAttribute(b, a);
-  return (storedAttributes.get(a) as { json: string }).json;
+  const json = JSON.stringify(stored);
+  storedAttributes.set(a, { affinity: b.affinity, json });
+  return json;
 }
 
 const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
