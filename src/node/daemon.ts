@@ -264,15 +264,30 @@ export class NodeDaemon {
     }
   }
 
+  /** Decoded records by the cache's KeyValue object (see decodeAll). */
+  private readonly decoded = new WeakMap<KeyValue, unknown>();
+
   private retryLater(area: Area): void {
     setTimeout(() => this.changed([area]), this.opts.retryMs ?? 1000).unref?.();
   }
 
+  /**
+   * The records under prefix, decoded. Each stored version is decoded once: the cache keeps a
+   * record's KeyValue object until the record changes, so a convergence re-decodes only what
+   * changed since the last one (a bad record is tried, and logged, each time).
+   */
   private decodeAll<T>(prefix: string, decode: (kv: KeyValue) => T): T[] {
     const out: T[] = [];
     for (const kv of this.cache?.values(prefix) ?? []) {
+      const seen = this.decoded.get(kv);
+      if (seen !== undefined) {
+        out.push(seen as T);
+        continue;
+      }
       try {
-        out.push(decode(kv));
+        const value = decode(kv);
+        this.decoded.set(kv, value);
+        out.push(value);
       } catch (err) {
         this.log.warn({ key: kv.key, error: (err as Error).message }, "Skipping a bad record");
       }
