@@ -4,15 +4,24 @@
 import { execFileSync, spawnSync } from "node:child_process";
 
 /** Why namespaces cannot be used here, or undefined when they can (root with `ip netns`). */
+/** A command's limit: these are short commands (ip, sysctl, ping), so only a hang reaches it. */
+const COMMAND_LIMIT_MS = 120_000;
+
 export function netnsUnavailableReason(): string | undefined {
   if (process.getuid?.() !== 0) return "needs root for ip netns";
-  const r = spawnSync("ip", ["netns", "list"], { encoding: "utf8" });
+  const r = spawnSync("ip", ["netns", "list"], { encoding: "utf8", timeout: COMMAND_LIMIT_MS });
   if (r.error || r.status !== 0) return `ip netns unavailable: ${r.error?.message ?? r.stderr}`;
   return undefined;
 }
 
 export function sh(cmd: string, args: string[], input?: string): string {
-  return execFileSync(cmd, args, { encoding: "utf8", input, stdio: ["pipe", "pipe", "pipe"] });
+  return execFileSync(cmd, args, {
+    encoding: "utf8",
+    input,
+    stdio: ["pipe", "pipe", "pipe"],
+    timeout: COMMAND_LIMIT_MS,
+    killSignal: "SIGKILL",
+  });
 }
 
 export class Netns {
@@ -51,7 +60,9 @@ export class Netns {
 
   /** PIDs of processes running inside the namespace. */
   pids(): number[] {
-    const out = spawnSync("ip", ["netns", "pids", this.name], { encoding: "utf8" }).stdout ?? "";
+    const out =
+      spawnSync("ip", ["netns", "pids", this.name], { encoding: "utf8", timeout: COMMAND_LIMIT_MS })
+        .stdout ?? "";
     return out.split(/\s+/).filter(Boolean).map(Number);
   }
 
@@ -68,7 +79,7 @@ export class Netns {
       const deadline = Date.now() + 2000;
       while (this.pids().length > 0 && Date.now() < deadline) sleepSync(50);
     }
-    spawnSync("ip", ["netns", "del", this.name]);
+    spawnSync("ip", ["netns", "del", this.name], { timeout: COMMAND_LIMIT_MS });
   }
 }
 

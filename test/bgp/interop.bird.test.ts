@@ -1,8 +1,8 @@
 // Interop with BIRD 2 in network namespaces, `ocelot bgpd` running as a real process: sessions
 // both ways (we connect on IPv4, BIRD connects on IPv6), routes both ways into both kernels,
 // 4-octet AS and (large) communities unchanged, withdraw, hold timer 4/0 on a frozen peer, 2/2.
-import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HANG_MS, runSync } from "../helpers/limits.js";
 import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
   type BirdPeer,
@@ -172,7 +172,7 @@ describe.skipIf(skip)("interop with BIRD 2", () => {
 
   it("sends to a directly connected eBGP peer with IP TTL 1", () => {
     // Keepalives flow every second (hold time 3): capture two from our address.
-    const cap = spawnSync(
+    const cap = runSync(
       "ip",
       [
         "netns",
@@ -192,7 +192,7 @@ describe.skipIf(skip)("interop with BIRD 2", () => {
         "-e",
         "ip.ttl",
       ],
-      { encoding: "utf8", timeout: 10_000 },
+      { encoding: "utf8", timeout: HANG_MS },
     );
     const ttls = cap.stdout.split("\n").filter(Boolean);
     expect(ttls.length).toBeGreaterThan(0);

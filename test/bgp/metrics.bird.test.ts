@@ -3,10 +3,10 @@
 // the peer while BIRD is not running yet, then the session's state series becomes Established
 // (1), prefixes received equals the routes BIRD sends, the Loc-RIB and the FIB count them, and
 // /readyz is 200; a bad --metrics-address and a port in use are refused by name.
-import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HANG_MS, runSync } from "../helpers/limits.js";
 import { httpGetIn, metricSample } from "../helpers/metrics.js";
 import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
@@ -20,7 +20,7 @@ import {
 
 const reason = netnsUnavailableReason() ?? peersUnavailableReason(["bird"]);
 const skip = skipWithReason("bgpd metrics with BIRD", reason);
-if (!skip && spawnSync("curl", ["--version"]).status !== 0) throw new Error("curl is missing");
+if (!skip && runSync("curl", ["--version"]).status !== 0) throw new Error("curl is missing");
 
 const BIRD_AS = 65020;
 const OC_AS = 64512;
@@ -170,7 +170,7 @@ describe.skipIf(skip)("ocelot bgpd --metrics-address with BIRD 2", () => {
         "--metrics-address",
         addr,
       );
-      return spawnSync(cmd, args, { encoding: "utf8", timeout: 15_000 });
+      return runSync(cmd, args, { encoding: "utf8", timeout: HANG_MS });
     };
     const bad = run("0.0.0.0");
     expect(bad.status).toBe(2);

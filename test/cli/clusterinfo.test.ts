@@ -1,13 +1,13 @@
 // `ocelot get clusterinformations` end to end: the real bin/ocelot (built by `npm run build`) on
 // a temp SQLite store shows the record that `ocelot datastore lock|unlock` and `ocelot ipam
 // check` write, as the store holds it; apply and delete of it are refused and change nothing.
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import { runSync } from "../helpers/limits.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 const bin = join(root, "bin/ocelot");
@@ -20,7 +20,7 @@ describe("ocelot get clusterinformations on the embedded file store", () => {
   let dir: string;
   let url: string;
   const ocelot = (args: string[], input?: string) =>
-    spawnSync(bin, [...args, "--datastore", url], { encoding: "utf8", input, timeout: 30_000 });
+    runSync(bin, [...args, "--datastore", url], { encoding: "utf8", input, timeout: 30_000 });
   const ok = (args: string[]): string => {
     const r = ocelot(args);
     expect(r.stderr).toBe("");
@@ -103,7 +103,7 @@ describe("ocelot get clusterinformations on the embedded file store", () => {
   it("shows the record that ipam check made on a fresh store", async () => {
     const fresh = `file:${join(dir, "fresh.db")}`;
     const run = (args: string[]) =>
-      spawnSync(bin, [...args, "--datastore", fresh], { encoding: "utf8", timeout: 30_000 });
+      runSync(bin, [...args, "--datastore", fresh], { encoding: "utf8", timeout: 30_000 });
     const check = run(["ipam", "check", "--json"]);
     expect(check.stderr).toBe("");
     expect(check.status).toBe(0);

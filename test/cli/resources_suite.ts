@@ -1,13 +1,14 @@
 // End-to-end suite for `ocelot apply|create|replace|get|delete`: runs the real bin/ocelot (built
 // by `npm run build`) against a datastore URL given by the caller, so the same cases run on the
 // embedded file store and on a real etcd.
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import type { Datastore } from "../../src/datastore/types.js";
+import { runSync } from "../helpers/limits.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 const bin = join(root, "bin/ocelot");
@@ -52,7 +53,7 @@ export function resourcesSuite(
       let backend: Backend;
       let dir: string;
       const ocelot = (args: string[], input?: string): Run => {
-        const r = spawnSync(bin, [...args, "--datastore", backend.url], {
+        const r = runSync(bin, [...args, "--datastore", backend.url], {
           encoding: "utf8",
           input,
           cwd: dir,

@@ -1,10 +1,10 @@
 // `ocelot validate` and the usage side of the resource commands (exit 2, --help): nothing here
 // depends on the datastore backend, so it runs once, with a file store in a temp dir.
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { runSync } from "../helpers/limits.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 const bin = join(root, "bin/ocelot");
@@ -12,7 +12,7 @@ const dir = mkdtempSync(join(tmpdir(), "ocelot-cli-usage-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function ocelot(args: string[], input?: string) {
-  const r = spawnSync(bin, [...args], {
+  const r = runSync(bin, [...args], {
     encoding: "utf8",
     input,
     cwd: dir,

@@ -4,7 +4,6 @@
 // `ocelot ipam check` finds no leak; CHECK passes, then fails naming a flushed address; DEL
 // removes everything and is idempotent; a failure after IPAM (pool exhausted, or a taken
 // interface name) leaves nothing behind.
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +14,7 @@ import { hostIfaceName, podIdentity } from "../../src/cni/plugin.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { IpamStore } from "../../src/ipam/store.js";
 import { addUplink, runOcelotCni } from "../helpers/cni.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 
@@ -147,13 +147,13 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
       );
     }
     const ip2 = (results.get("web-2")?.ips[0]?.address ?? "").split("/")[0] as string;
-    const ping = spawnSync(
+    const ping = runSync(
       "ip",
       ["netns", "exec", (pods[0] as Netns).name, "ping", "-c1", "-W2", ip2],
-      { encoding: "utf8", timeout: 5000 },
+      { encoding: "utf8", timeout: HANG_MS },
     );
     expect(ping.status, ping.stdout + ping.stderr).toBe(0);
-  }, 60_000);
+  });
 
   it("writes valid WorkloadEndpoints, so `ocelot ipam check` finds no leaked address", async () => {
     const weps = await listWorkloadEndpoints(store, "team-a");
@@ -174,13 +174,13 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
         profiles: ["kns.team-a"],
       });
     }
-    const r = spawnSync(join(BIN, "ocelot"), ["ipam", "check", "--json", "--datastore", url], {
+    const r = runSync(join(BIN, "ocelot"), ["ipam", "check", "--json", "--datastore", url], {
       encoding: "utf8",
       timeout: 30_000,
     });
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).summary).toMatchObject({ allocated: 2, leaked: 0 });
-  }, 40_000);
+  });
 
   it("CHECK passes on what ADD built, and fails naming the address once it is flushed", async () => {
     const pod = pods[0] as Netns;
@@ -195,7 +195,7 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
     expect(JSON.parse(bad.stdout).msg).toContain(
       `address ${ip} is missing from pod interface eth0`,
     );
-  }, 30_000);
+  });
 
   it("DEL removes veths, WorkloadEndpoints and addresses; DEL again (namespace gone too) succeeds", async () => {
     for (const [i, podName] of ["web-1", "web-2"].entries()) {
@@ -219,7 +219,7 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
     };
     const third = await cni("DEL", gone, conf());
     expect(third, third.stdout).toMatchObject({ code: 0, stdout: "" });
-  }, 40_000);
+  });
 
   it("dual stack: /128 on the pod, default via the host side's link-local address, /128 host routes; pods ping each other over IPv6", async () => {
     const dual = conf({ cniVersion: "0.4.0" }, { ipv6_pools: ["pool6"], assign_ipv6: true });
@@ -252,10 +252,10 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
         expect.objectContaining({ dst: ip, dev: host }),
       );
     }
-    const ping = spawnSync(
+    const ping = runSync(
       "ip",
       ["netns", "exec", (pods[0] as Netns).name, "ping", "-6", "-c1", "-W2", v6[1] as string],
-      { encoding: "utf8", timeout: 5000 },
+      { encoding: "utf8", timeout: HANG_MS },
     );
     expect(ping.status, ping.stdout + ping.stderr).toBe(0);
     for (const [i, podName] of ["dual-1", "dual-2"].entries()) {
@@ -265,7 +265,7 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
     expect(hostLinks()).toEqual([]);
     expect(node.ipJson<IpRoute[]>("-6", "route", "show", "proto", "202")).toEqual([]);
     expect(await listWorkloadEndpoints(store)).toEqual([]);
-  }, 40_000);
+  });
 
   it("an exhausted pool fails with IPAM's code 11 and leaves no veth and no WorkloadEndpoint", async () => {
     const ipam = new IpamStore(store);
@@ -288,7 +288,7 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
     expect(podLinks(pod)).toEqual(["lo"]);
     expect(await listWorkloadEndpoints(store)).toEqual([]);
     await ipam.releaseByHandle("fill", "node-a");
-  }, 30_000);
+  });
 
   it("a failure after IPAM (the pod's interface name is taken) undoes everything, the address too", async () => {
     const pod = pods[2] as Netns;
@@ -304,7 +304,7 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
     } finally {
       pod.ip("link", "del", "eth0");
     }
-  }, 30_000);
+  });
 
   it("VERSION lists the supported versions", async () => {
     const r = await cni("VERSION", {}, { cniVersion: "0.4.0" });

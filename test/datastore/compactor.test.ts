@@ -3,6 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { compactionTarget, startCompactor } from "../../src/datastore/compactor.js";
 import { MemoryDatastore } from "../../src/datastore/memory.js";
+import { hangLimit } from "../helpers/limits.js";
 import { Collector } from "./conformance.js";
 
 describe("compactionTarget()", () => {
@@ -49,7 +50,7 @@ describe("startCompactor()", () => {
       onError: (e) => errors.push(e),
     });
     let compacted = false;
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + hangLimit();
     while (!compacted && Date.now() < deadline) {
       const w = new Collector();
       const watch = s.watch("/", 1, w.onMessage);

@@ -11,6 +11,7 @@ import {
   type WatchEvent,
   type WatchMessage,
 } from "../../src/datastore/types.js";
+import { hangLimit } from "../helpers/limits.js";
 
 export interface Backend {
   store: Datastore;
@@ -31,7 +32,7 @@ export class Collector {
   }
 
   async waitFor(cond: (c: Collector) => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = Date.now() + hangLimit(timeoutMs);
     while (!cond(this)) {
       if (Date.now() > deadline)
         throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}: ${this.describe()}`);

@@ -1,6 +1,5 @@
 // etcd connection options against real etcd 3.4 servers: TLS with client certificates,
 // username/password authentication, and a watch that survives an etcd restart.
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +14,7 @@ import {
   makeTestPki,
   startEtcd,
 } from "../helpers/etcd.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
 import { skipWithReason } from "../helpers/netns.js";
 import { Collector, sleep } from "./conformance.js";
 
@@ -79,7 +79,7 @@ describe.skipIf(skip)("etcd over TLS with client certificates", () => {
 });
 
 const noEtcdctl =
-  spawnSync("etcdctl", ["version"], { encoding: "utf8" }).status === 0
+  runSync("etcdctl", ["version"], { encoding: "utf8" }).status === 0
     ? undefined
     : "etcdctl not found (apt-get install etcd-client)";
 
@@ -88,10 +88,10 @@ describe.skipIf(skip || skipWithReason("etcd auth", noEtcdctl))(
   () => {
     let server: EtcdServer;
     const ctl = (...args: string[]) => {
-      const r = spawnSync("etcdctl", ["--endpoints", server.endpoint, ...args], {
+      const r = runSync("etcdctl", ["--endpoints", server.endpoint, ...args], {
         encoding: "utf8",
         env: { ...process.env, ETCDCTL_API: "3" },
-        timeout: 10_000,
+        timeout: HANG_MS,
       });
       if (r.status !== 0) throw new Error(`etcdctl ${args.join(" ")}: ${r.stderr}`);
       return r.stdout;

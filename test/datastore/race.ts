@@ -6,6 +6,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
 import { openDatastore } from "../../src/datastore/open.js";
+import { hangLimit } from "../helpers/limits.js";
 
 const WORKER = join(dirname(fileURLToPath(import.meta.url)), "race_worker.ts");
 
@@ -88,7 +89,7 @@ export async function runCasRace(
       }
       const final = Number((await store.get(key))?.value);
       const total = processes * n;
-      const until = Date.now() + 20_000;
+      const until = Date.now() + hangLimit();
       while (seen.length < total && problems.length === 0 && Date.now() < until)
         await new Promise((r) => setTimeout(r, 20));
       expect(problems).toEqual([]);

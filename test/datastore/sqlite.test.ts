@@ -103,5 +103,5 @@ describe("SqliteDatastore multi-process race", () => {
     const r = await runCasRace(`file:${tempDb()}`, 8, 200);
     console.log(`sqlite race: 1600 increments in ${r.ms} ms, ${r.conflicts} conflicts retried`);
     expect(r.final).toBe(1600);
-  }, 150_000);
+  });
 });

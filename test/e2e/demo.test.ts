@@ -5,12 +5,12 @@
 // leaves IPAM clean: every node has its Node resource, so the real `ocelot ipam check` finds no
 // leak and no block of a missing node and a dry-run `ocelot ipam gc` plans nothing; with one Node
 // deleted, the same check fails.
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { checkIpamClean, type IpamCheck, loadState } from "../../src/node/demo.js";
+import { runSync } from "../helpers/limits.js";
 import { netnsUnavailableReason, RUN_PREFIX, skipWithReason } from "../helpers/netns.js";
 
 const bin = new URL("../../bin/ocelot", import.meta.url).pathname;
@@ -38,7 +38,7 @@ describe.skipIf(skip)("ocelot demo", () => {
   it("runs 3 nodes with 2 pods each: all pods reach each other and the ToR reaches all, without NAT; the internet sees pods as their node; IPAM is clean", () => {
     const stateDir = mkdtempSync(join(tmpdir(), "ocelot-demo-"));
     try {
-      const r = spawnSync(
+      const r = runSync(
         bin,
         [
           "demo",
@@ -95,7 +95,7 @@ describe.skipIf(skip)("ocelot demo", () => {
       const state = loadState(stateDir);
       if (state === undefined) throw new Error(`no demo state in ${stateDir}`);
       const ocelot = (...args: string[]) =>
-        spawnSync(bin, [...args, "--datastore", state.datastore], {
+        runSync(bin, [...args, "--datastore", state.datastore], {
           encoding: "utf8",
           timeout: 30_000,
         });
@@ -115,8 +115,8 @@ describe.skipIf(skip)("ocelot demo", () => {
       expect(after.problems.join("\n")).toMatch(/blocks of nodes that no longer exist/);
     } finally {
       // --keep: the demo is removed here (also after a failure mid-way).
-      spawnSync(bin, ["demo", "down", "--state-dir", stateDir], { encoding: "utf8" });
+      runSync(bin, ["demo", "down", "--state-dir", stateDir], { encoding: "utf8" });
       rmSync(stateDir, { recursive: true, force: true });
     }
-  }, 180_000);
+  });
 });

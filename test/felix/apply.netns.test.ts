@@ -1,13 +1,14 @@
 // The agent's apply against the real kernel in namespaces of ours: everything read back with
 // iptables-save, ipset save, `ip -j route`/`ip -j link` and sysctl; idempotence, drift repair
 // that never touches others' rules, and real traffic proving NAT-outgoing and its exclusions.
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyDataplane } from "../../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
 import { workloadIfaceName } from "../../src/felix/workload.js";
 import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/fib/netlink_socket.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
 import { link, Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
@@ -54,10 +55,10 @@ async function seenSource(from: Netns, to: Netns, toIp: string): Promise<string 
       server.stdout?.once("data", () => resolve());
       server.once("exit", () => resolve());
     });
-    const r = spawnSync(
+    const r = runSync(
       "ip",
       ["netns", "exec", from.name, process.execPath, "-e", ECHO_CLIENT, toIp],
-      { encoding: "utf8", timeout: 5000 },
+      { encoding: "utf8", timeout: HANG_MS },
     );
     return r.status === 0 ? r.stdout.trim() : null;
   } finally {

@@ -1,11 +1,11 @@
 // The agent run inside the namespace itself (no netns option): sysctls written through
 // /proc/sys, commands spawned directly. Read back from outside with sysctl and iptables-save.
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
 
 const skip = skipWithReason("felix apply in its own namespace (netns)", netnsUnavailableReason());
@@ -15,6 +15,7 @@ const SCRIPT = `
 import { applyDataplane } from ${JSON.stringify(join(ROOT, "src/felix/apply.ts"))};
 import { renderDataplane } from ${JSON.stringify(join(ROOT, "src/felix/dataplane.ts"))};
 import { MemoryFib } from ${JSON.stringify(join(ROOT, "src/fib/memory_fib.ts"))};
+import { runSync } from "../helpers/limits.js";
 const state = renderDataplane({
   workloads: [{ id: "w", hostIface: "oclself", ipv4: ["10.244.9.2"], ipv6: [] }],
   pools: [{ cidr: "10.244.0.0/16", natOutgoing: true }],
@@ -46,11 +47,11 @@ describe.skipIf(skip)("applyDataplane() inside the namespace", () => {
   it("writes /proc/sys and the tables, and a second apply changes nothing", () => {
     const file = join(dir, "agent.mts"); // ESM outside our package
     writeFileSync(file, SCRIPT);
-    const r = spawnSync(
-      "ip",
-      ["netns", "exec", ns.name, process.execPath, "--import", "tsx", file],
-      { cwd: ROOT, encoding: "utf8", timeout: 30_000 },
-    );
+    const r = runSync("ip", ["netns", "exec", ns.name, process.execPath, "--import", "tsx", file], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 30_000,
+    });
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { first: string[]; second: string[] };

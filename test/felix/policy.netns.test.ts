@@ -3,7 +3,6 @@
 // (neighbour discovery between the host and B passes unpoliced), the node's own pings to B are
 // dropped (host-to-pod traffic gets B's ingress), B still reaches A; iptables-save and
 // ip6tables-save read back; a second apply changes nothing; no policy opens B again.
-import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyDataplane } from "../../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
@@ -11,6 +10,7 @@ import { fromNetworkPolicy, type PolicyInput } from "../../src/felix/policy.js";
 import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/fib/netlink_socket.js";
 import { addUplink } from "../helpers/cni.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
@@ -24,8 +24,8 @@ const PODS = {
 };
 
 function ping(from: Netns, to: string): boolean {
-  const r = spawnSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", "1", to], {
-    timeout: 5000,
+  const r = runSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", "1", to], {
+    timeout: HANG_MS,
   });
   return r.status === 0;
 }
@@ -100,7 +100,7 @@ describe.skipIf(skip)("network policy applied in a dual-stack namespace", () => 
       pod.ip("-6", "route", "add", "default", "via", HOST_LL, "dev", "eth0");
     }
     fib = await KernelFib.open({ netns: node.name, protocols: [202], watch: false });
-  }, 30_000);
+  });
 
   afterAll(async () => {
     await fib?.close();

@@ -1,7 +1,8 @@
 // Runs the real bin/ocelot-cni inside a node's network namespace, as a container runtime would
-// (CNI_PATH defaults to our bin/, so ocelot-ipam is found; env overrides it), bounded to 30 s.
+// (CNI_PATH defaults to our bin/, so ocelot-ipam is found; env overrides it), bounded by HANG_MS.
 import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { HANG_MS } from "./limits.js";
 import type { Netns } from "./netns.js";
 
 export const BIN = new URL("../../bin", import.meta.url).pathname;
@@ -27,7 +28,7 @@ export function runOcelotCni(
     let stderr = "";
     p.stdout.on("data", (d) => (stdout += d));
     p.stderr.on("data", (d) => (stderr += d));
-    const timer = setTimeout(() => p.kill("SIGKILL"), 30_000);
+    const timer = setTimeout(() => p.kill("SIGKILL"), HANG_MS);
     p.on("error", reject);
     p.on("close", (code) => {
       clearTimeout(timer);

@@ -1,7 +1,7 @@
 // A real etcd 3.4 (/usr/bin/etcd) for tests and benchmarks: one private server per caller on
 // 127.0.0.1 with free random ports and a temp data dir. Owns only the process it started (killed
 // by PID) and its directory, plus a throwaway PKI for TLS tests. Not: clusters of several members.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import {
   closeSync,
   existsSync,
@@ -16,6 +16,7 @@ import { get as httpsGet } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { HANG_MS, hangLimit, runSync } from "./limits.js";
 
 export const ETCD_BIN = process.env.OCELOT_ETCD_BIN ?? "/usr/bin/etcd";
 
@@ -183,7 +184,7 @@ async function waitHealthy(
   logPath: string,
   timeoutMs = 20_000,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + hangLimit(timeoutMs);
   for (let i = 0; i < 10_000 && Date.now() < deadline; i++) {
     if (child.exitCode !== null || child.signalCode !== null) break;
     if (await healthy(`${client}/health`, tls)) return;
@@ -207,7 +208,7 @@ function healthy(url: string, tls: EtcdTls | undefined): Promise<boolean> {
       : {};
     const req = (url.startsWith("https:") ? httpsGet : httpGet)(
       url,
-      { ...opts, timeout: 1000 },
+      { ...opts, timeout: HANG_MS },
       (res) => {
         let body = "";
         res.on("data", (d: Buffer) => {
@@ -271,11 +272,11 @@ function safeRead(p: string): string {
  */
 export function makeTestPki(dir: string): EtcdTls | string {
   const run = (args: string[]) => {
-    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    const r = runSync("openssl", args, { cwd: dir, encoding: "utf8" });
     if (r.error || r.status !== 0)
       throw new Error(`openssl ${args[0]} failed: ${r.error?.message ?? r.stderr}`);
   };
-  if (spawnSync("openssl", ["version"]).status !== 0) return "openssl not found";
+  if (runSync("openssl", ["version"]).status !== 0) return "openssl not found";
   const ext = join(dir, "ext.cnf");
   writeFileSync(
     ext,

@@ -1,9 +1,24 @@
 // Test hosts in network namespaces: the product's namespace helper (src/lib/netns.ts) with a
 // per-run name prefix, so parallel runs and workers never collide, and skips that say why.
 import { randomBytes } from "node:crypto";
-import { Netns as BaseNetns } from "../../src/lib/netns.js";
+import { Netns as BaseNetns, waitFor as waitForBounded } from "../../src/lib/netns.js";
+import { hangLimit } from "./limits.js";
 
-export { link, netnsUnavailableReason, sh, sleepSync, waitFor } from "../../src/lib/netns.js";
+export { link, netnsUnavailableReason, sh, sleepSync } from "../../src/lib/netns.js";
+
+/**
+ * Polls fn until it returns a truthy value. The limit is for a hang: whatever a test asks for
+ * is raised to WAIT_MS (test/helpers/limits.ts), since a loaded 2-core machine can take many
+ * times longer than a quiet one.
+ */
+export function waitFor<T>(
+  what: string,
+  fn: () => T | Promise<T>,
+  timeoutMs?: number,
+  intervalMs = 100,
+): Promise<NonNullable<T>> {
+  return waitForBounded(what, fn, hangLimit(timeoutMs), intervalMs);
+}
 
 /** A prefix unique to this test process, so parallel runs and workers never collide. */
 export const RUN_PREFIX = `oc${process.pid.toString(36)}${randomBytes(2).toString("hex")}`;

@@ -1,7 +1,7 @@
 // Real BGP peers for interop tests and benchmarks: BIRD 2, FRR (zebra + bgpd with a per-netns
 // pathspace) and GoBGP started inside our own namespaces, plus `ocelot bgpd` as a real process.
 // Configs are rendered into a temp dir; every PID is tracked with its comm and killed by PID only.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import {
   chmodSync,
   existsSync,
@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FRR_BIN, frrRunDir, readPidFile, startFrrDaemons } from "../../src/lib/frr.js";
+import { hangLimit, runSync } from "./limits.js";
 import type { Netns } from "./netns.js";
 import { sh, sleepSync, waitFor } from "./netns.js";
 
@@ -98,7 +99,7 @@ export class PeerLab {
       }
     }
     // bgpd removes its kernel routes on SIGTERM: 1M routes take a few seconds.
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + hangLimit();
     while (aliveAs(t) && Date.now() < deadline) sleepSync(50);
     if (aliveAs(t)) {
       try {
@@ -200,7 +201,7 @@ export class PeerLab {
       try {
         waitForComm(pid, "node");
         this.track(pid, "node", t.what);
-        const deadline = Date.now() + 15_000;
+        const deadline = Date.now() + hangLimit();
         while (!existsSync(socket) && aliveAs(t) && Date.now() < deadline) sleepSync(50);
       } catch {}
       if (existsSync(socket)) return new OcelotPeer(ns, pid, d, socket, confPath);
@@ -215,7 +216,7 @@ export class PeerLab {
 }
 
 function waitForComm(pid: number, comm: string): void {
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + hangLimit();
   while (commOf(pid) !== comm && Date.now() < deadline) sleepSync(20);
   if (commOf(pid) !== comm) throw new Error(`Process ${pid} did not become ${comm}`);
 }
@@ -267,7 +268,7 @@ export class FrrPeer {
   vtysh(...cmds: string[]): string {
     const args = ["netns", "exec", this.ns.name, "vtysh", "-N", this.ns.name];
     for (const c of cmds) args.push("-c", c);
-    const r = spawnSync("ip", args, { encoding: "utf8" });
+    const r = runSync("ip", args, { encoding: "utf8" });
     return r.stdout ?? "";
   }
 

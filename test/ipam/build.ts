@@ -2,10 +2,10 @@
 // into node_modules/.cache/ocelot-ipam-test/<pid>/ (bare imports still resolve to the project's
 // node_modules) with copies of the bin shims, so that other engineers rebuilding dist/ while
 // these tests run cannot swap modules under the running plugin processes.
-import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { runSync } from "../helpers/limits.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -29,7 +29,7 @@ export function privateBuild(): PrivateBuild {
   );
   const remove = () => rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(dir, "bin"), { recursive: true });
-  const r = spawnSync(
+  const r = runSync(
     process.execPath,
     [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", ROOT, "--outDir", join(dir, "dist")],
     { encoding: "utf8", timeout: 180_000 },

@@ -1,11 +1,11 @@
 // `ocelot ipam show|check|release|configure` through the real bin/ocelot on an embedded store.
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { IpamStore } from "../../src/ipam/store.js";
+import { runSync } from "../helpers/limits.js";
 import { type PrivateBuild, privateBuild } from "./build.js";
 import { putPool } from "./helpers.js";
 
@@ -15,9 +15,9 @@ describe("ocelot ipam", () => {
   let store: SqliteDatastore;
   let build: PrivateBuild;
   const run = (...args: string[]) =>
-    spawnSync(build.ocelot, ["ipam", ...args, "--datastore", url], { encoding: "utf8" });
+    runSync(build.ocelot, ["ipam", ...args, "--datastore", url], { encoding: "utf8" });
   const datastore = (...args: string[]) =>
-    spawnSync(build.ocelot, ["datastore", ...args, "--datastore", url], { encoding: "utf8" });
+    runSync(build.ocelot, ["datastore", ...args, "--datastore", url], { encoding: "utf8" });
 
   beforeAll(async () => {
     build = privateBuild();

@@ -42,11 +42,11 @@ describe("ocelot-ipam processes on the embedded store", () => {
 
   it("4 nodes x 50 ADDs: 200 distinct addresses in each node's own blocks; DELs free all; blocks go after the grace period", async () => {
     await fourNodesScenario(build.ocelotIpam, url, store);
-  }, 240_000);
+  });
 
   it("pool exhaustion: code 11 naming the pool, nothing half allocated", async () => {
     await exhaustionScenario(build.ocelotIpam, url, store);
-  }, 60_000);
+  });
 
   it("plugin processes killed mid-assign leak nothing once the ADDs are retried", async () => {
     const pods = Array.from({ length: 16 }, (_, i) => ({ node: `kill${i % 2}`, id: `k${i}` }));
@@ -77,5 +77,5 @@ describe("ocelot-ipam processes on the embedded store", () => {
     expect(died).toBeGreaterThan(0);
     for (const p of pods)
       expect((await runCni(build.ocelotIpam, "DEL", p.id, netConf(url, p.node))).code).toBe(0);
-  }, 120_000);
+  });
 });

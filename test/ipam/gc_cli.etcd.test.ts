@@ -26,7 +26,7 @@ describe.skipIf(skipEtcd)("ipam gc and the datastore lock on etcd", () => {
     dir = mkdtempSync(join(tmpdir(), "ocelot-gc-cli-etcd-"));
     etcd = await startEtcd();
     store = await openDatastore(etcd.url);
-  }, 180_000);
+  });
 
   afterAll(async () => {
     await store?.close();
@@ -37,9 +37,9 @@ describe.skipIf(skipEtcd)("ipam gc and the datastore lock on etcd", () => {
 
   it("gc: two passes release exactly the leaked; empty block and gone node swept", async () => {
     await gcScenario(build, etcd.url, store, "10.63.0.0/24");
-  }, 90_000);
+  });
 
   it("lock: CNI ADD code 11 while locked; release --from-report refusals and success", async () => {
     await lockScenario(build, etcd.url, store, dir, "10.64.0.0/24");
-  }, 90_000);
+  });
 });

@@ -14,7 +14,7 @@ let build: PrivateBuild;
 
 beforeAll(() => {
   build = privateBuild();
-}, 180_000);
+});
 
 afterAll(() => build?.remove());
 
@@ -36,11 +36,11 @@ describe("ipam gc and the datastore lock on SQLite", () => {
 
   it("gc: two passes release exactly the leaked; empty block and gone node swept", async () => {
     await gcScenario(build, url, store, "10.61.0.0/24");
-  }, 60_000);
+  });
 
   it("lock: CNI ADD code 11 while locked; release --from-report refusals and success", async () => {
     await lockScenario(build, url, store, dir, "10.62.0.0/24");
-  }, 60_000);
+  });
 
   it("gc without --once passes every interval until SIGTERM, then exits 0", async () => {
     const p = spawn(
@@ -75,5 +75,5 @@ describe("ipam gc and the datastore lock on SQLite", () => {
       clearTimeout(kill);
       if (p.exitCode === null) p.kill("SIGKILL");
     }
-  }, 40_000);
+  });
 });

@@ -4,7 +4,6 @@
 // other node), and the pods ping each other. A Node deleted: the other node drops its session
 // and its routes, and the deleted node's own speaker stops. Read back from the kernel and from
 // the speakers' status sockets.
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResourceClient } from "../../src/api/client.js";
 import { kindOf } from "../../src/api/registry.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import { runSync } from "../helpers/limits.js";
 import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 import {
@@ -63,7 +63,7 @@ describe.skipIf(skip)("ocelot node run: BGP from the datastore", () => {
       n.pod = Netns.create(`${n.name}-p`.replace("bgp-", "nbp"));
     }
     await startMeshNodes(nodes, url, dir);
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await stopMeshNodes(nodes);
@@ -111,7 +111,7 @@ describe.skipIf(skip)("ocelot node run: BGP from the datastore", () => {
       await waitFor(
         `a ping from ${n.name}'s pod to ${to}`,
         () =>
-          spawnSync("ip", ["netns", "exec", (n.pod as Netns).name, "ping", "-c1", "-W1", to])
+          runSync("ip", ["netns", "exec", (n.pod as Netns).name, "ping", "-c1", "-W1", to])
             .status === 0,
         10_000,
         100,

@@ -6,13 +6,13 @@
 // protocol 201 via the other's address of that family, and the pods ping each other over IPv6
 // (and IPv4). The other node's ipv6Address removed: its IPv6 session and /122 go, IPv4 stays.
 // Read back from the kernel (`ip -j`) and from the speakers' status sockets.
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import ipaddr from "ipaddr.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
 import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 import {
@@ -88,7 +88,7 @@ describe.skipIf(skip)("ocelot node run: dual-stack BGP from the datastore", () =
       n.pod = Netns.create(`n6p${n.name.slice(-1)}`);
     }
     await startMeshNodes(nodes, url, dir, (n: TestNode) => ["--ip6", `${n.ip6}/64`]);
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await stopMeshNodes(nodes);
@@ -171,10 +171,10 @@ describe.skipIf(skip)("ocelot node run: dual-stack BGP from the datastore", () =
         await waitFor(
           `a ping ${flag} from ${n.name}'s pod to ${to}`,
           () =>
-            spawnSync(
+            runSync(
               "ip",
               ["netns", "exec", (n.pod as Netns).name, "ping", flag, "-c1", "-W1", to],
-              { timeout: 5000 },
+              { timeout: HANG_MS },
             ).status === 0,
           10_000,
           100,
@@ -203,8 +203,8 @@ describe.skipIf(skip)("ocelot node run: dual-stack BGP from the datastore", () =
     await waitFor("bgp6-a's IPv6 routes via bgp6-b to go", () => routes6(a.ns, "201").length === 0);
     expect(routes(a.ns, "201").some((r) => r.gateway === b.ip)).toBe(true);
     expect(
-      spawnSync("ip", ["netns", "exec", (a.pod as Netns).name, "ping", "-c1", "-W1", b.podIps.v4], {
-        timeout: 5000,
+      runSync("ip", ["netns", "exec", (a.pod as Netns).name, "ping", "-c1", "-W1", b.podIps.v4], {
+        timeout: HANG_MS,
       }).status,
     ).toBe(0);
   });

@@ -62,7 +62,7 @@ describe.skipIf(skip)("ocelot node run: the agent from the datastore", () => {
       "--log-level",
       process.env.NODED_LEVEL ?? "info",
     ]);
-  }, 60_000);
+  });
 
   afterAll(async () => {
     // NODED_LOG=FILE keeps the daemon's log for a look after a failure.

@@ -1,9 +1,10 @@
 // The node daemon tests' harness: the real `bin/ocelot node run` started inside a node namespace
 // (its pino lines collected, its end awaited by PID), the real `bin/ocelot-cni` run there as a
 // container runtime would, and kernel read-backs (`ip -j`, /proc/sys). Every wait is bounded.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { HANG_MS, runSync } from "../helpers/limits.js";
 import { type Netns, netnsUnavailableReason, waitFor } from "../helpers/netns.js";
 
 export const ROOT = new URL("../..", import.meta.url).pathname;
@@ -145,9 +146,9 @@ export function sysctl(ns: Netns, key: string): string {
 
 /** The peers of the daemon serving the status socket, from the real `ocelot status --json`. */
 export function peerStatus<P>(socket: string): P[] {
-  const r = spawnSync(join(BIN, "ocelot"), ["status", "--json", "--socket", socket], {
+  const r = runSync(join(BIN, "ocelot"), ["status", "--json", "--socket", socket], {
     encoding: "utf8",
-    timeout: 5000,
+    timeout: HANG_MS,
   });
   if (r.status !== 0) throw new Error(`ocelot status failed: ${r.stderr}`);
   return (JSON.parse(r.stdout) as { peers: P[] }).peers;

@@ -60,7 +60,7 @@ describe.skipIf(skip)("ocelot node run --metrics-address", () => {
       "--metrics-address",
       `127.0.0.1:${PORT}`,
     ]);
-  }, 60_000);
+  });
 
   afterAll(async () => {
     if (process.env.NODED_LOG && daemon) writeFileSync(process.env.NODED_LOG, daemon.log);

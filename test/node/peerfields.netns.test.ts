@@ -113,7 +113,7 @@ describe.skipIf(skip)("ocelot node run: BGPPeer filters and password with BIRD",
       "--secrets-dir",
       secrets,
     ]);
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await stopMeshNodes(nodes);

@@ -57,7 +57,7 @@ describe.skipIf(skip)("ocelot node run: nodeMeshPassword signs the mesh", () => 
       "--resync-interval",
       "2s",
     ]);
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await stopMeshNodes(nodes);

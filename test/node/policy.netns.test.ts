@@ -7,7 +7,7 @@
 // skip B's ingress; the Kubernetes NetworkPolicy of the same meaning does the
 // same; deleting the policies restores everything and removes our chains, hooks and sets.
 // Rules and sets are read back with iptables-save and ipset save inside the node namespace.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +16,7 @@ import { applyResource, ResourceClient } from "../../src/api/client.js";
 import { kindOf } from "../../src/api/registry.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { addUplink } from "../helpers/cni.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 import {
@@ -47,17 +48,17 @@ const KNP = kindOf("networking.k8s.io/v1", "NetworkPolicy");
 
 /** One TCP connect + HTTP GET from a pod, bounded to 2 s: true when it got the answer. */
 function connects(from: Netns, to: Pod): boolean {
-  const r = spawnSync(
+  const r = runSync(
     "ip",
     ["netns", "exec", from.name, "curl", "-s", "--max-time", "1.5", `http://${to.ip}:${PORT}/`],
-    { encoding: "utf8", timeout: 5000 },
+    { encoding: "utf8", timeout: HANG_MS },
   );
   return r.status === 0 && r.stdout === "ok";
 }
 
 function pings(from: Netns, to: Pod): boolean {
-  const r = spawnSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", "1", to.ip], {
-    timeout: 5000,
+  const r = runSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", "1", to.ip], {
+    timeout: HANG_MS,
   });
   return r.status === 0;
 }
@@ -131,7 +132,7 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
       15_000,
       200,
     );
-  }, 60_000);
+  });
 
   afterAll(async () => {
     if (process.env.NODED_LOG && daemon) writeFileSync(process.env.NODED_LOG, daemon.log);
