@@ -3,6 +3,8 @@
 // read that socket. Owns: process wiring only. Not: BGP logic (src/bgp/).
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
+import type { BfdPeers } from "../bgp/bfd/bgp_peers.js";
+import type { BfdRuntime } from "../bgp/bfd/runtime.js";
 import {
   type BgpdConfig,
   ConfigError,
@@ -79,6 +81,38 @@ async function openFib(cfg: BgpdConfig, log: Log): Promise<Fib | null> {
     gracefulHoldMs: cfg.fib.gracefulRestartTime * 1000,
     onEvent: (e) => log.debug({ fib: e }, "FIB event"),
   });
+}
+
+/**
+ * BFD for the peers that ask for it (`peers[].bfd`), opened on the first such peer (at start or
+ * on SIGHUP). A session leaving Up is logged; dropping the BGP session on it needs a
+ * drop-this-peer entry in the speaker (see README "Not done yet").
+ */
+class BgpdBfd {
+  private runtime?: BfdRuntime;
+  private peers?: BfdPeers;
+
+  constructor(private readonly log: Log) {}
+
+  async apply(cfg: BgpdConfig): Promise<void> {
+    if (!this.peers && !cfg.peers.some((p) => p.bfd)) return;
+    if (!this.peers) {
+      const { BfdRuntime } = await import("../bgp/bfd/runtime.js");
+      const { BfdPeers } = await import("../bgp/bfd/bgp_peers.js");
+      this.runtime = new BfdRuntime({ log: this.log });
+      this.peers = new BfdPeers(this.runtime, () => {}, this.log);
+    }
+    await this.peers.apply(cfg.peers);
+  }
+
+  status(): StatusSnapshot["bfd"] {
+    return this.runtime?.status();
+  }
+
+  close(): void {
+    this.peers?.close();
+    this.runtime?.close();
+  }
 }
 
 /** What the health endpoint reads of a speaker. */
@@ -171,8 +205,24 @@ async function runBgpd(opts: {
     throw new CliError((e as Error).message);
   }
   await speaker.start();
+  const bfd = new BgpdBfd(log);
+  try {
+    await bfd.apply(cfg);
+  } catch (e) {
+    await speaker.stop();
+    await fib?.close();
+    throw new CliError(`Cannot start BFD: ${(e as Error).message}`);
+  }
   started = true;
-  let statusServer = await serveStatus(cfg.status.socket, speaker);
+  const statusView = {
+    status: () => {
+      const s = speaker.status();
+      const b = bfd.status();
+      return b ? { ...s, bfd: b } : s;
+    },
+    routes: () => speaker.routes(),
+  };
+  let statusServer = await serveStatus(cfg.status.socket, statusView);
   log.info(
     {
       asn: cfg.asn,
@@ -191,9 +241,10 @@ async function runBgpd(opts: {
         const next = loadConfig(opts.config);
         const socketChanged = next.status.socket !== speaker.config.status.socket;
         await speaker.reconfigure(next);
+        await bfd.apply(next);
         if (socketChanged) {
           await statusServer.close();
-          statusServer = await serveStatus(next.status.socket, speaker);
+          statusServer = await serveStatus(next.status.socket, statusView);
         }
         log.info({ config: opts.config }, "Configuration reloaded");
       } catch (e) {
@@ -214,6 +265,7 @@ async function runBgpd(opts: {
       hard.unref();
       void (async () => {
         await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
+        bfd.close();
         await statusServer.close();
         await health?.close();
         await fib?.close();
