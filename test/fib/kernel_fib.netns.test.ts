@@ -441,6 +441,13 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
       expect(ours4()).toEqual([]);
       expect(ours6()).toEqual([]);
       expect(foreign()).toEqual(foreignBefore);
+      // Added by hand while it runs: removed as soon as the kernel says so, no resync needed.
+      sw.ip("route", "add", "10.70.8.0/24", "via", "10.255.11.1", "proto", "201", "metric", "9");
+      sw.ip("-6", "route", "add", "fd70:8::/64", "via", "fd00:11::2", "proto", "201");
+      const resyncs = own.status().resyncs;
+      await waitFor("hand-added routes removed", () => ours4().length + ours6().length === 0);
+      expect(own.status().resyncs).toBe(resyncs);
+      expect(foreign()).toEqual(foreignBefore);
     } finally {
       await own?.close();
       sw.destroy();
