@@ -1,5 +1,5 @@
 // BFD interop with FRR's bfdd in network namespaces, `ocelot bgpd` running as a real process with
-// per-peer `bfd`: IPv4 and IPv6 single hop both reach Up on both sides (read from `vtysh show bfd
+// per-peer `bfd`: IPv4 and IPv6 single hop and IPv4 multihop (RFC 5883) reach Up on both sides (read from `vtysh show bfd
 // peers json` and `ocelot status`); FRR's packets dropped with iptables inside its namespace take
 // our side Down with diag ControlDetectionTimeExpired within interval × multiplier (printed), and
 // Up again once they flow; packets with a TTL other than 255 never reach a session (RFC 5881 §5).
@@ -24,6 +24,9 @@ const OC4 = "10.255.14.1";
 const FR4 = "10.255.14.2";
 const OC6 = "fd00:14::1";
 const FR6 = "fd00:14::2";
+/** A second address pair on the same link for an RFC 5883 multihop session. */
+const OCM = "10.255.14.9";
+const FRM = "10.255.14.10";
 
 const bfddConf = `
 hostname frr
@@ -39,6 +42,11 @@ bfd
   transmit-interval 300
   detect-multiplier 3
  exit
+ peer ${OCM} multihop local-address ${FRM}
+  receive-interval 300
+  transmit-interval 300
+  detect-multiplier 3
+ exit
 exit
 `;
 
@@ -50,6 +58,14 @@ const ocelotConfig = {
   peers: [
     { address: FR4, asn: 65014, passive: true, families: ["ipv4-unicast"], bfd },
     { address: FR6, asn: 65014, passive: true, families: ["ipv6-unicast"], bfd },
+    {
+      address: FRM,
+      asn: 65014,
+      passive: true,
+      sourceAddress: OCM,
+      families: ["ipv4-unicast"],
+      bfd: { ...bfd, multihop: true },
+    },
   ],
   fib: { enabled: false, table: "main", protocol: 201, gracefulRestartTime: 0 },
 };
@@ -86,6 +102,8 @@ describe.skipIf(skip)("BFD interop with FRR bfdd", () => {
     link(oc, "oc-fr", `${OC4}/30`, fr, "fr-oc", `${FR4}/30`);
     oc.ip("-6", "addr", "add", `${OC6}/64`, "dev", "oc-fr", "nodad");
     fr.ip("-6", "addr", "add", `${FR6}/64`, "dev", "fr-oc", "nodad");
+    oc.ip("addr", "add", `${OCM}/30`, "dev", "oc-fr");
+    fr.ip("addr", "add", `${FRM}/30`, "dev", "fr-oc");
     const d = lab.subdir("frr");
     frr = lab.startFrrBfd(fr, "frr", bfddConf.replace("@LOG@", `${d}/bfdd.log`));
     ocelot = lab.startOcelot(oc, "ocelot", ocelotConfig);
@@ -116,10 +134,11 @@ describe.skipIf(skip)("BFD interop with FRR bfdd", () => {
       .map((l) => JSON.parse(l) as { peer: string; state: string; diag: string; at: number })
       .filter((c) => c.peer === addr);
 
-  it("IPv4 and IPv6 single-hop sessions come Up on both sides at 300 ms × 3", async () => {
+  it("IPv4 and IPv6 single-hop and IPv4 multihop sessions come Up on both sides at 300 ms × 3", async () => {
     for (const [mine, theirs] of [
       [FR4, OC4],
       [FR6, OC6],
+      [FRM, OCM],
     ]) {
       await waitFor(`BFD with ${mine} Up on our side`, () => ours(mine)?.state === "Up");
       await waitFor(`BFD with ${theirs} up on FRR`, () => frrPeer(theirs)?.status === "up");
@@ -129,6 +148,7 @@ describe.skipIf(skip)("BFD interop with FRR bfdd", () => {
     expect(ours(FR4)).toMatchObject({ remoteState: "Up", detectionTimeMs: 900 });
     expect(frrPeer(OC4)).toMatchObject({ "remote-transmit-interval": 300 });
     expect(ocelot.statusText()).toMatch(/BFD[\s\S]*10\.255\.14\.2\s+Up\s+Up/);
+    expect(ocelot.statusText()).toMatch(/10\.255\.14\.10\s+Up\s+Up.*multihop/);
   });
 
   it("detects FRR's packets dropped within interval × multiplier (diag 1), and comes Up again", async () => {
