@@ -1,9 +1,9 @@
 // BFD interop with FRR's bfdd in network namespaces, `ocelot bgpd` running as a real process with
 // per-peer `bfd`: IPv4 and IPv6 single hop and IPv4 multihop (RFC 5883) reach Up on both sides
 // (read from `vtysh show bfd peers json` and `ocelot status`); FRR's packets dropped with
-// iptables inside its namespace take
-// our side Down with diag ControlDetectionTimeExpired within interval × multiplier (printed), and
-// Up again once they flow; packets with a TTL other than 255 never reach a session (RFC 5881 §5).
+// iptables inside its namespace take our side Down with diag ControlDetectionTimeExpired within
+// interval × multiplier (printed), and Up again once they flow; packets with a TTL other than 255
+// never reach a session (RFC 5881 §5).
 
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
