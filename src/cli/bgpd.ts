@@ -26,7 +26,12 @@ import {
   serveStatus,
 } from "../bgp/status.js";
 import type { Fib } from "../fib/types.js";
-import { addBgpMetrics, addFibMetrics, addProcessMetrics } from "../lib/daemon_metrics.js";
+import {
+  addBfdMetrics,
+  addBgpMetrics,
+  addFibMetrics,
+  addProcessMetrics,
+} from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
 import { MetricsRegistry } from "../lib/metrics.js";
 import { CliError } from "./main.js";
@@ -109,6 +114,10 @@ class BgpdBfd {
     return this.runtime?.status();
   }
 
+  counters() {
+    return this.runtime?.counters;
+  }
+
   close(): void {
     this.peers?.close();
     this.runtime?.close();
@@ -136,6 +145,7 @@ async function serveBgpdHealth(
   speaker: SpeakerView,
   fib: Fib | null,
   isStarted: () => boolean,
+  bfd: BgpdBfd,
 ) {
   if (!addr) return undefined;
   const startedAt = Date.now();
@@ -157,6 +167,8 @@ async function serveBgpdHealth(
           ? [["bgp", { ...s.fib, resyncs: k?.resyncs ?? 0, overflows: k?.overflows ?? 0 }]]
           : [],
       );
+      const bfdCounters = bfd.counters();
+      if (bfdCounters) addBfdMetrics(reg, bfd.status() ?? [], bfdCounters);
       addProcessMetrics(reg, { rssBytes: process.memoryUsage.rss(), startedAtMs: startedAt });
       return reg.render();
     },
@@ -197,19 +209,21 @@ async function runBgpd(opts: {
     ...(onSocket ? { onSocket } : {}),
   });
   let started = false;
+  const bfd = new BgpdBfd(log);
   let health: Awaited<ReturnType<typeof serveBgpdHealth>>;
   try {
-    health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started);
+    health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started, bfd);
   } catch (e) {
     await fib?.close();
     throw new CliError((e as Error).message);
   }
   await speaker.start();
-  const bfd = new BgpdBfd(log);
   try {
     await bfd.apply(cfg);
   } catch (e) {
+    bfd.close();
     await speaker.stop();
+    await health?.close();
     await fib?.close();
     throw new CliError(`Cannot start BFD: ${(e as Error).message}`);
   }

@@ -7,6 +7,7 @@
 
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { httpGetIn, metricSample } from "../helpers/metrics.js";
 import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
   type FrrPeer,
@@ -107,7 +108,7 @@ describe.skipIf(skip)("BFD interop with FRR bfdd", () => {
     fr.ip("addr", "add", `${FRM}/30`, "dev", "fr-oc");
     const d = lab.subdir("frr");
     frr = lab.startFrrBfd(fr, "frr", bfddConf.replace("@LOG@", `${d}/bfdd.log`));
-    ocelot = lab.startOcelot(oc, "ocelot", ocelotConfig);
+    ocelot = lab.startOcelot(oc, "ocelot", ocelotConfig, ["--metrics-address", "127.0.0.1:9179"]);
   });
 
   afterAll(() => {
@@ -150,6 +151,11 @@ describe.skipIf(skip)("BFD interop with FRR bfdd", () => {
     expect(frrPeer(OC4)).toMatchObject({ "remote-transmit-interval": 300 });
     expect(ocelot.statusText()).toMatch(/BFD[\s\S]*10\.255\.14\.2\s+Up\s+Up/);
     expect(ocelot.statusText()).toMatch(/10\.255\.14\.10\s+Up\s+Up.*multihop/);
+    const [code, text] = httpGetIn(oc, 9179, "/metrics");
+    expect(code).toBe(200);
+    expect(metricSample(text, `ocelot_bfd_session_up{peer="${FR4}",mode="single-hop"}`)).toBe(1);
+    expect(metricSample(text, `ocelot_bfd_session_up{peer="${FRM}",mode="multihop"}`)).toBe(1);
+    expect(metricSample(text, "ocelot_bfd_packets_received_total")).toBeGreaterThan(0);
   });
 
   it("detects FRR's packets dropped within interval × multiplier (diag 1), and comes Up again", async () => {
