@@ -9,7 +9,9 @@ import { addonUnavailableReason } from "../../src/fib/netlink_socket.js";
 import { skipWithReason, waitFor } from "../helpers/netns.js";
 
 const skip = skipWithReason("BFD runtime on loopback", addonUnavailableReason());
-const timers = { desiredMinTxMs: 50, requiredMinRxMs: 50, detectMult: 3 };
+// Slow enough that a loaded machine's late timers never look like a failure (1 s detection).
+const timers = { desiredMinTxMs: 200, requiredMinRxMs: 200, detectMult: 5 };
+const signalled = (c: BfdStateChange) => c.diagName === "NeighborSignaledSessionDown";
 
 describe.skipIf(skip)("BfdRuntime", () => {
   const open: (BfdRuntime | Socket)[] = [];
@@ -37,20 +39,15 @@ describe.skipIf(skip)("BfdRuntime", () => {
     await waitFor("both Up", () => state(a) === "Up" && state(b) === "Up");
     expect(seen.map((c) => c.state)).toContain("Up");
     expect(a.status()[0]).toMatchObject({ peer: "127.0.0.2", local: "127.0.0.1", multihop: false });
-    await waitFor("fast rate after the Poll", () => a.status()[0]?.txIntervalMs === 50);
+    await waitFor("fast rate after the Poll", () => a.status()[0]?.txIntervalMs === 200);
     b.stop("127.0.0.1");
-    await waitFor("a Down", () => state(a) === "Down");
-    expect(seen.at(-1)).toMatchObject({
-      peer: "127.0.0.2",
-      from: "Up",
-      state: "Down",
-      diagName: "NeighborSignaledSessionDown",
-    });
+    await waitFor("a Down, told by b", () => seen.some(signalled));
+    expect(seen.find(signalled)).toMatchObject({ peer: "127.0.0.2", from: "Up", state: "Down" });
     expect(b.peers()).toEqual([]);
   });
 
   it("counts and drops bad packets by reason; TTL 64 never reaches a session (RFC 5881 §5)", async () => {
-    const { a, port } = await pair();
+    const { a, port, seen } = await pair();
     await waitFor("Up", () => state(a) === "Up");
     const s = createSocket("udp4");
     open.push(s);
@@ -88,7 +85,6 @@ describe.skipIf(skip)("BfdRuntime", () => {
     s.setTTL(64);
     await send(encodeControl({ ...good, state: BfdState.AdminDown, yourDiscr: mine }));
     await new Promise((r) => setTimeout(r, 100));
-    expect(state(a)).toBe("Up");
     // From a source that is not the session's peer it is refused too.
     const other = createSocket("udp4");
     open.push(other);
@@ -103,10 +99,11 @@ describe.skipIf(skip)("BfdRuntime", () => {
       ),
     );
     await waitFor("WrongSource counted", () => a.counters.discarded.WrongSource === 1);
-    expect(state(a)).toBe("Up");
+    // Neither reached the session: nothing ever signalled it Down.
+    expect(seen.filter(signalled)).toEqual([]);
     s.setTTL(255);
     await send(encodeControl({ ...good, state: BfdState.AdminDown, yourDiscr: mine }));
-    await waitFor("Down on AdminDown", () => state(a) === "Down");
+    await waitFor("Down on AdminDown", () => seen.some(signalled));
   });
 
   it("refuses a peer that is not an address and a local address of the other family", async () => {
