@@ -369,9 +369,16 @@ function bind(s: Socket, port: number, address: string): Promise<void> {
   });
 }
 
-/** The OS fd of a bound dgram socket (for setsockopt through the addon). */
+/**
+ * The OS fd of a bound dgram socket (for the socket filter through the addon). Read from the
+ * socket's internal state, not `_handle`, whose getter prints a deprecation warning (DEP0112).
+ */
 function fdOf(s: Socket): number {
-  const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  const state = Object.getOwnPropertySymbols(s).find((k) => k.description === "state symbol");
+  const inner = state
+    ? (s as unknown as Record<symbol, { handle?: { fd?: number } }>)[state]?.handle
+    : undefined;
+  const fd = inner?.fd;
   if (typeof fd !== "number" || fd < 0) throw new Error("BFD socket has no file descriptor");
   return fd;
 }
