@@ -6,6 +6,7 @@ import { runIpamPlugin } from "../../src/cni/ipam_plugin.js";
 import type { Datastore } from "../../src/datastore/types.js";
 import { inUseCount } from "../../src/ipam/block.js";
 import { IpamStore } from "../../src/ipam/store.js";
+import { HANG_MS } from "../helpers/limits.js";
 
 export const GRACE_SECONDS = 2;
 
@@ -42,7 +43,7 @@ export function runCni(
     let stderr = "";
     p.stdout.on("data", (d) => (stdout += d));
     p.stderr.on("data", (d) => (stderr += d));
-    const timer = setTimeout(() => p.kill("SIGKILL"), 60_000);
+    const timer = setTimeout(() => p.kill("SIGKILL"), HANG_MS);
     p.on("error", reject);
     p.on("close", (code) => {
       clearTimeout(timer);
