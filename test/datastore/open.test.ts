@@ -68,6 +68,27 @@ describe("parseDatastoreUrl()", () => {
   });
 });
 
+describe("credentials in a datastore URL", () => {
+  it("are refused without being repeated: the error shows ***@ in their place", () => {
+    for (const url of [
+      "etcd://ocelot:s3cr3t-pw@10.0.0.1:2379",
+      "etcds://10.0.0.1:2379,ocelot:s3cr3t-pw@10.0.0.2:2379",
+      "etcd://s3cr3t-pw@10.0.0.1",
+    ]) {
+      const err = (() => {
+        try {
+          parseDatastoreUrl(url);
+        } catch (e) {
+          return e as Error;
+        }
+      })();
+      expect(err?.message).toContain("credentials go in OCELOT_ETCD_USERNAME/PASSWORD");
+      expect(err?.message).toContain("***@");
+      expect(err?.message).not.toContain("s3cr3t-pw");
+    }
+  });
+});
+
 describe("datastoreUrl() and etcdOptionsFromEnv()", () => {
   it("prefers the flag, then OCELOT_DATASTORE, then the embedded default", () => {
     expect(datastoreUrl("memory:", { OCELOT_DATASTORE: "file:/x.db" })).toBe("memory:");
