@@ -62,9 +62,11 @@ describe("parseDatastoreUrl()", () => {
     ["etcd://a:1/prefix", /path or query/],
     ["file:", /no file path/],
     ["file:/var/lib/ocelot/", /names a directory/],
-  ])("refuses %j with an error quoting it", (url, why) => {
+  ])("refuses %j with an error quoting it (credentials as ***@)", (url, why) => {
     expect(() => parseDatastoreUrl(url)).toThrow(why);
-    expect(() => parseDatastoreUrl(url)).toThrow(`Bad datastore URL "${url}"`);
+    expect(() => parseDatastoreUrl(url)).toThrow(
+      `Bad datastore URL "${url.replace("user:pw@", "***@")}"`,
+    );
   });
 });
 
