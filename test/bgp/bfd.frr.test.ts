@@ -1,10 +1,9 @@
 // BFD interop with FRR's bfdd in network namespaces, `ocelot bgpd` running as a real process with
 // per-peer `bfd`: IPv4 and IPv6 single hop and IPv4 multihop (RFC 5883) reach Up on both sides
-// (read from `vtysh show bfd peers json` and `ocelot status`); FRR's packets dropped with
-// iptables inside its namespace take our side Down with diag ControlDetectionTimeExpired within
-// interval × multiplier (printed), and Up again once they flow; packets with a TTL other than 255
-// never reach a session (RFC 5881 §5).
-
+// (read from `vtysh show bfd peers json`, `ocelot status` and /metrics); FRR's IPv4 or IPv6
+// packets dropped with ip(6)tables inside its namespace take our side Down with diag
+// ControlDetectionTimeExpired within interval × multiplier (printed), and Up again once they
+// flow; packets with a TTL other than 255 never reach a session (RFC 5881 §5).
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { httpGetIn, metricSample } from "../helpers/metrics.js";
@@ -158,35 +157,41 @@ describe.skipIf(skip)("BFD interop with FRR bfdd", () => {
     expect(metricSample(text, "ocelot_bfd_packets_received_total")).toBeGreaterThan(0);
   });
 
-  it("detects FRR's packets dropped within interval × multiplier (diag 1), and comes Up again", async () => {
-    await waitFor("Up", () => ours(FR4)?.state === "Up");
-    const before = changes(FR4).length;
-    const t0 = Date.now();
-    fr.exec("iptables", "-I", "OUTPUT", "-p", "udp", "--dport", "3784", "-d", OC4, "-j", "DROP");
-    const t1 = Date.now();
-    try {
-      await waitFor("our side Down", () => ours(FR4)?.state === "Down");
-      const down = changes(FR4)
-        .slice(before)
-        .find((c) => c.state === "Down");
-      expect(down?.diag).toBe("ControlDetectionTimeExpired");
-      const ms = (down?.at ?? 0) - t1;
-      console.log(
-        `BFD detection after the cut: ${ms} ms (cut command took ${t1 - t0} ms; goal 900 + 50 ms)`,
-      );
-      expect(ms).toBeGreaterThan(0);
-      // A hang-sized bound: the figure itself is measured in bench/bfd_detect.ts.
-      expect(ms).toBeLessThan(30_000);
-      // IPv6 is untouched by the IPv4 rule.
-      expect(ours(FR6)?.state).toBe("Up");
-      // FRR hears our Down (diag 1) and goes down too.
-      await waitFor("FRR down", () => frrPeer(OC4)?.status === "down");
-    } finally {
-      fr.exec("iptables", "-D", "OUTPUT", "-p", "udp", "--dport", "3784", "-d", OC4, "-j", "DROP");
-    }
-    await waitFor("Up again on our side", () => ours(FR4)?.state === "Up");
-    await waitFor("up again on FRR", () => frrPeer(OC4)?.status === "up");
-  });
+  for (const [fam, mine, theirs, other, tables] of [
+    ["IPv4", FR4, OC4, FR6, "iptables"],
+    ["IPv6", FR6, OC6, FR4, "ip6tables"],
+  ] as const) {
+    it(`detects FRR's ${fam} packets dropped within interval × multiplier (diag 1), and comes Up again`, async () => {
+      await waitFor("Up", () => ours(mine)?.state === "Up" && ours(other)?.state === "Up");
+      const before = changes(mine).length;
+      const rule = ["OUTPUT", "-p", "udp", "--dport", "3784", "-d", theirs, "-j", "DROP"];
+      const t0 = Date.now();
+      fr.exec(tables, "-I", ...rule);
+      const t1 = Date.now();
+      try {
+        await waitFor("our side Down", () => ours(mine)?.state === "Down");
+        const down = changes(mine)
+          .slice(before)
+          .find((c) => c.state === "Down");
+        expect(down?.diag).toBe("ControlDetectionTimeExpired");
+        const ms = (down?.at ?? 0) - t1;
+        console.log(
+          `BFD ${fam} detection after the cut: ${ms} ms (cut command took ${t1 - t0} ms; goal 900 + 50 ms)`,
+        );
+        expect(ms).toBeGreaterThan(0);
+        // A hang-sized bound: the figure itself is measured in bench/bfd_detect.ts.
+        expect(ms).toBeLessThan(30_000);
+        // The other family's session is untouched by this rule.
+        expect(ours(other)?.state).toBe("Up");
+        // FRR hears our Down (diag 1) and goes down too.
+        await waitFor("FRR down", () => frrPeer(theirs)?.status === "down");
+      } finally {
+        fr.exec(tables, "-D", ...rule);
+      }
+      await waitFor("Up again on our side", () => ours(mine)?.state === "Up");
+      await waitFor("up again on FRR", () => frrPeer(theirs)?.status === "up");
+    });
+  }
 
   it("drops single-hop packets that arrive with a TTL below 255 (RFC 5881 §5)", async () => {
     await waitFor("Up", () => ours(FR4)?.state === "Up");
