@@ -90,14 +90,16 @@ async function openFib(cfg: BgpdConfig, log: Log): Promise<Fib | null> {
 
 /**
  * BFD for the peers that ask for it (`peers[].bfd`), opened on the first such peer (at start or
- * on SIGHUP). A session leaving Up is logged; dropping the BGP session on it needs a
- * drop-this-peer entry in the speaker (see README "Not done yet").
+ * on SIGHUP). A session leaving Up is logged and handed to onDown.
  */
 class BgpdBfd {
   private runtime?: BfdRuntime;
   private peers?: BfdPeers;
 
-  constructor(private readonly log: Log) {}
+  constructor(
+    private readonly log: Log,
+    private readonly onDown: (address: string) => void,
+  ) {}
 
   async apply(cfg: BgpdConfig): Promise<void> {
     if (!this.peers && !cfg.peers.some((p) => p.bfd)) return;
@@ -105,7 +107,7 @@ class BgpdBfd {
       const { BfdRuntime } = await import("../bgp/bfd/runtime.js");
       const { BfdPeers } = await import("../bgp/bfd/bgp_peers.js");
       this.runtime = new BfdRuntime({ log: this.log });
-      this.peers = new BfdPeers(this.runtime, () => {}, this.log);
+      this.peers = new BfdPeers(this.runtime, this.onDown, this.log);
     }
     await this.peers.apply(cfg.peers);
   }
@@ -209,7 +211,10 @@ async function runBgpd(opts: {
     ...(onSocket ? { onSocket } : {}),
   });
   let started = false;
-  const bfd = new BgpdBfd(log);
+  // BFD Down should drop the BGP session at once (Cease, CeaseSubcode.BfdDown, RFC 9384). The
+  // speaker has no drop-this-peer entry yet (it is being split into a core and a runtime): once
+  // it has, this is `(address) => speaker.dropPeer(address, CeaseSubcode.BfdDown)`.
+  const bfd = new BgpdBfd(log, () => {});
   let health: Awaited<ReturnType<typeof serveBgpdHealth>>;
   try {
     health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started, bfd);
