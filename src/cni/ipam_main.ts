@@ -6,7 +6,7 @@ import { runIpamPlugin } from "./ipam_plugin.js";
 import { runPluginProcess } from "./process.js";
 
 export async function main(): Promise<void> {
-  await runPluginProcess((stdin) =>
+  await runPluginProcess("ocelot-ipam", (stdin) =>
     runIpamPlugin(process.env, stdin, { openStore: (url) => openDatastore(url), hostname }),
   );
 }

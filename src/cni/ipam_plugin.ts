@@ -15,6 +15,7 @@ import {
   PoolExhaustedError,
   RetriesExhaustedError,
 } from "../ipam/store.js";
+import { type CniLogFailure, cniLogProblem, oneLine } from "./log.js";
 
 /** CNI spec "Error" section: well-known codes 1-99; 100+ are ours. */
 export const CniErrorCode = {
@@ -38,6 +39,9 @@ export const SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0"] as const;
 const DEFAULT_GRACE_SECONDS = 300;
 
 export class CniError extends Error {
+  /** What lies behind the message, for the plugin's log file only (a stack, a child's stderr). */
+  trace?: string;
+
   constructor(
     readonly code: number,
     message: string,
@@ -65,6 +69,8 @@ export interface IpamNetConf {
 export interface CniOutcome {
   stdout: string;
   exitCode: number;
+  /** The failure, with its stack, for the plugin's log file (cni_log.ts). */
+  failure?: CniLogFailure;
 }
 
 export interface PluginDeps {
@@ -209,6 +215,8 @@ export function parseNetConf(
       `Field "ipam.type" must be "ocelot-ipam", got ${JSON.stringify(i.type)}`,
     );
   }
+  const logProblem = cniLogProblem(c);
+  if (logProblem) throw new CniError(CniErrorCode.InvalidNetworkConfig, logProblem);
   const datastore = c.datastore ?? env.OCELOT_DATASTORE;
   if (!str(datastore) || datastore === "") {
     throw new CniError(
@@ -289,13 +297,25 @@ export function formatResult(
   };
 }
 
+/** The spec's error JSON: code, a one-line msg and, when there are some, details. */
 export function formatError(cniVersion: string, err: CniError): string {
   return JSON.stringify({
     cniVersion,
     code: err.code,
-    msg: err.message,
+    msg: oneLine(err.message),
     ...(err.details ? { details: err.details } : {}),
   });
+}
+
+/** A failed invocation's outcome: the error JSON for the runtime, the stack for the log. */
+export function failureOutcome(cniVersion: string, err: unknown): CniOutcome {
+  const cni = toCniError(err);
+  const trace = cni.trace ?? (err instanceof Error && err !== cni ? err.stack : cni.stack);
+  return {
+    stdout: formatError(cniVersion, cni),
+    exitCode: 1,
+    failure: { code: cni.code, msg: oneLine(cni.message), ...(trace ? { stack: trace } : {}) },
+  };
 }
 
 /** Maps any failure to the CNI error code the runtime acts on. */
@@ -312,8 +332,11 @@ export function toCniError(err: unknown): CniError {
     return new CniError(CniErrorCode.InvalidNetworkConfig, err.message);
   if (err instanceof IpamDataError)
     return new CniError(CniErrorCode.InvalidStoredData, err.message);
+  // Anything else: its message for the runtime, its stack for the log file only.
   const e = err as Error;
-  return new CniError(CniErrorCode.Internal, e?.message ?? String(err), e?.stack ?? "");
+  const cni = new CniError(CniErrorCode.Internal, oneLine(e?.message ?? String(err)));
+  if (e?.stack) cni.trace = e.stack;
+  return cni;
 }
 
 function requireEnv(env: NodeJS.ProcessEnv, names: readonly string[]): void {
@@ -378,7 +401,7 @@ export async function runIpamPlugin(
     await check(ipam, conf, handleId);
     return { stdout: "", exitCode: 0 };
   } catch (err) {
-    return { stdout: formatError(version, toCniError(err)), exitCode: 1 };
+    return failureOutcome(version, err);
   } finally {
     await store?.close().catch(() => undefined);
   }

@@ -3,10 +3,15 @@
 // interface and WorkloadEndpoint names and resource (Calico's forms), the ADD result in the
 // requested version, and what CHECK compares. Not: the veth, IPAM delegation or the datastore
 // (plugin_main.ts), nor error codes and versions (shared with the IPAM plugin, ipam_plugin.ts).
+import { isDns1123Label } from "../api/fields.js";
 import type { WorkloadEndpoint } from "../api/node.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC, workloadIfaceName } from "../felix/workload.js";
 import { formatAddress, parseAddress } from "../ipam/cidr.js";
 import { CniError, CniErrorCode, parseCniArgs, parseNetConfObject } from "./ipam_plugin.js";
+import { cniLogProblem } from "./log.js";
+import { buildWorkloadEndpointName } from "./wep_name.js";
+
+export { escapeDashes } from "./wep_name.js";
 
 export const PLUGIN_TYPE = "ocelot-cni";
 export const DEFAULT_MTU = 1500;
@@ -27,6 +32,8 @@ const NETCONF_KEYS = new Set([
   "nodename",
   "mtu",
   "ipam",
+  "log_file_path",
+  "log_level",
   "prevResult",
   "dns",
   "args",
@@ -102,6 +109,8 @@ export function parseNetConf(
   for (const key of Object.keys(raw)) {
     if (!NETCONF_KEYS.has(key)) throw bad(`Field "${key}" is not supported by ${PLUGIN_TYPE}`);
   }
+  const logProblem = cniLogProblem(raw);
+  if (logProblem) throw bad(logProblem);
   if (raw.type !== PLUGIN_TYPE) {
     throw bad(`Field "type" must be "${PLUGIN_TYPE}", got ${JSON.stringify(raw.type)}`);
   }
@@ -159,6 +168,13 @@ export function podIdentity(env: NodeJS.ProcessEnv): PodIdentity {
     );
   }
   const pod = args.K8S_POD_NAME;
+  const ns = args.K8S_POD_NAMESPACE;
+  if (pod && ns && !isDns1123Label(ns)) {
+    throw new CniError(
+      CniErrorCode.InvalidEnvironmentVariables,
+      `K8S_POD_NAMESPACE "${ns}" is not a namespace name (DNS-1123 label: lowercase letters, digits and '-')`,
+    );
+  }
   if (pod) {
     return {
       orchestrator: "k8s",
@@ -176,18 +192,13 @@ export function hostIfaceName(id: PodIdentity): string {
   return workloadIfaceName(id.pod ? `${id.namespace}/${id.pod}` : id.containerId);
 }
 
-/** Calico's escaping in WorkloadEndpoint names: each '-' of a part becomes "--". */
-export function escapeDashes(part: string): string {
-  return part.replaceAll("-", "--");
-}
-
 /**
  * Calico's WorkloadEndpoint name: `<node>-k8s-<pod>-<endpoint>` for Kubernetes pods,
- * `<node>-cni-<containerID>-<endpoint>` otherwise, each part with '-' escaped as "--".
+ * `<node>-cni-<containerID>-<endpoint>` otherwise, each part with '-' escaped as "--"; a part no
+ * resource name can hold (a runtime's `pensive_beaver`) is escaped as wep_name.ts says.
  */
 export function workloadEndpointName(node: string, id: PodIdentity): string {
-  const workload = id.pod ?? id.containerId;
-  return [node, id.orchestrator, workload, id.endpoint].map(escapeDashes).join("-");
+  return buildWorkloadEndpointName(node, id.orchestrator, id.pod ?? id.containerId, id.endpoint);
 }
 
 /** "10.0.0.1" -> "10.0.0.1/32", "fd00::1" -> "fd00::1/128". */

@@ -21,7 +21,7 @@ import {
   CniErrorCode,
   type CniOutcome,
   cniCommand,
-  formatError,
+  failureOutcome,
   openPluginStore,
   refuseCheckBefore040,
   requestedVersion,
@@ -166,10 +166,15 @@ function delegateIpam(
   if (e && typeof e.code === "number" && typeof e.msg === "string") {
     throw new CniError(e.code, e.msg, typeof e.details === "string" ? e.details : "");
   }
-  throw new CniError(
+  // No error JSON (a crash): its first line for the runtime, all of its output for the log.
+  const said = [(r.stderr ?? "").trim(), (r.stdout ?? "").trim()].filter(Boolean).join("\n");
+  const first = said.split("\n")[0] ?? "";
+  const err = new CniError(
     CniErrorCode.Internal,
-    `IPAM plugin "${conf.ipamType}" ${command} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? "").trim() || r.stdout}`,
+    `IPAM plugin "${conf.ipamType}" ${command} failed (${r.error?.message ?? `exit ${r.status}`})${first ? `: ${first}` : ""}`,
   );
+  if (said) err.trace = said;
+  throw err;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -414,11 +419,13 @@ async function add(
     }
     const cni = toCniError(err);
     if (failed.length === 0) throw cni;
-    throw new CniError(
+    const both = new CniError(
       cni.code,
       cni.message,
       [cni.details, `undo left behind: ${failed.join("; ")}`].filter(Boolean).join("\n"),
     );
+    both.trace = cni.trace ?? (err instanceof Error ? err.stack : undefined);
+    throw both;
   }
 }
 
@@ -530,14 +537,14 @@ export async function runCniPlugin(
     else await check(conf, id, env, stdin, store);
     return { stdout: "", exitCode: 0 };
   } catch (err) {
-    return { stdout: formatError(version, toCniError(err)), exitCode: 1 };
+    return failureOutcome(version, err);
   } finally {
     await store?.close().catch(() => undefined);
   }
 }
 
 export async function main(): Promise<void> {
-  await runPluginProcess((stdin) =>
+  await runPluginProcess("ocelot-cni", (stdin) =>
     runCniPlugin(process.env, stdin, { openStore: (url) => openDatastore(url), hostname }),
   );
 }

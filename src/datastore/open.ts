@@ -3,7 +3,7 @@
 // Not: the backends themselves (memory.ts, sqlite.ts, etcd.ts; etcd is loaded only when used).
 import { isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DEFAULT_DATASTORE_URL, type DatastoreCliOptions } from "./cli_options.js";
+import { type DatastoreCliOptions, DEFAULT_DATASTORE_URL } from "./cli_options.js";
 import type { EtcdOptions } from "./etcd.js";
 import { MemoryDatastore, type MemoryOptions } from "./memory.js";
 import { SqliteDatastore, type SqliteOptions } from "./sqlite.js";
@@ -12,8 +12,8 @@ import type { Datastore } from "./types.js";
 export {
   addDatastoreOptions,
   DATASTORE_OPTION_NAMES,
-  DEFAULT_DATASTORE_URL,
   type DatastoreCliOptions,
+  DEFAULT_DATASTORE_URL,
 } from "./cli_options.js";
 
 const ETCD_DEFAULT_PORT = 2379;
