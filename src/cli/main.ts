@@ -25,6 +25,7 @@ const bgpd: Loader = () => import("./bgpd.js");
 const ipam: Loader = () => import("./ipam.js");
 const datastore: Loader = () => import("./datastore.js");
 const node: Loader = () => import("./node.js");
+const installCni: Loader = () => import("./install_cni.js");
 
 /**
  * Command modules by the top-level command they register. Only the invoked command's module is
@@ -45,6 +46,7 @@ const commands: Record<string, Loader> = {
   ipam,
   datastore,
   node,
+  "install-cni": installCni,
 };
 
 /** The program-level flags that take a value (their value is not the command's name). */

@@ -7,6 +7,9 @@ import { runPluginProcess } from "./process.js";
 
 export async function main(): Promise<void> {
   await runPluginProcess("ocelot-ipam", (stdin) =>
-    runIpamPlugin(process.env, stdin, { openStore: (url) => openDatastore(url), hostname }),
+    runIpamPlugin(process.env, stdin, {
+      openStore: (url, etcd) => openDatastore(url, etcd ? { etcd } : {}),
+      hostname,
+    }),
   );
 }

@@ -7,7 +7,13 @@ import { isDns1123Label } from "../api/fields.js";
 import type { WorkloadEndpoint } from "../api/node.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC, workloadIfaceName } from "../felix/workload.js";
 import { formatAddress, parseAddress } from "../ipam/cidr.js";
-import { CniError, CniErrorCode, parseCniArgs, parseNetConfObject } from "./ipam_plugin.js";
+import {
+  CniError,
+  CniErrorCode,
+  datastoreSetting,
+  parseCniArgs,
+  parseNetConfObject,
+} from "./ipam_plugin.js";
 import { cniLogProblem } from "./log.js";
 import { buildWorkloadEndpointName } from "./wep_name.js";
 
@@ -29,6 +35,7 @@ const NETCONF_KEYS = new Set([
   "name",
   "type",
   "datastore",
+  "datastore_file",
   "nodename",
   "mtu",
   "ipam",
@@ -54,6 +61,8 @@ export interface CniNetConf {
   cniVersion: string;
   name: string;
   datastore: string;
+  /** `datastore_file`: the datastore setting install-cni wrote (datastore_file.ts). */
+  datastoreFile?: string;
   nodename: string;
   mtu: number;
   /** The IPAM plugin's type: the name of its executable in CNI_PATH. */
@@ -117,12 +126,7 @@ export function parseNetConf(
   if (typeof raw.name !== "string" || raw.name === "") {
     throw bad(`Field "name" must be a non-empty string, got ${JSON.stringify(raw.name)}`);
   }
-  const datastore = raw.datastore ?? env.OCELOT_DATASTORE;
-  if (typeof datastore !== "string" || datastore === "") {
-    throw bad(
-      'Field "datastore" is missing (e.g. "etcd://127.0.0.1:2379" or "file:/var/lib/ocelot/store.db")',
-    );
-  }
+  const { datastore, datastoreFile } = datastoreSetting(raw, env);
   const nodename = raw.nodename ?? hostname();
   if (typeof nodename !== "string" || nodename === "") {
     throw bad(`Field "nodename" must be a non-empty string, got ${JSON.stringify(raw.nodename)}`);
@@ -149,6 +153,7 @@ export function parseNetConf(
     cniVersion: version,
     name: raw.name,
     datastore,
+    ...(datastoreFile !== undefined ? { datastoreFile } : {}),
     nodename,
     mtu,
     ipamType: ipam.type,

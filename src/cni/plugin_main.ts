@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { ResourceClient } from "../api/client.js";
 import type { WorkloadEndpoint } from "../api/node.js";
 import { kindOf } from "../api/registry.js";
+import type { EtcdOptions } from "../datastore/etcd.js";
 import { openDatastore } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../felix/workload.js";
@@ -51,7 +52,7 @@ const DELEGATE_TIMEOUT_MS = 60_000;
 const LINK_LOCAL_WAIT_MS = 2_000;
 
 export interface CniPluginDeps {
-  openStore(url: string): Promise<Datastore>;
+  openStore(url: string, etcd?: Partial<EtcdOptions>): Promise<Datastore>;
   hostname(): string;
 }
 
@@ -528,7 +529,7 @@ export async function runCniPlugin(
     );
     refuseCheckBefore040(command, conf.cniVersion);
     const id = podIdentity(env);
-    store = await openPluginStore(deps, conf.datastore);
+    store = await openPluginStore(deps, conf.datastore, conf.datastoreFile);
     if (command === "ADD") {
       const result = await add(conf, id, env, stdin, store);
       return { stdout: JSON.stringify(result), exitCode: 0 };
@@ -545,6 +546,9 @@ export async function runCniPlugin(
 
 export async function main(): Promise<void> {
   await runPluginProcess("ocelot-cni", (stdin) =>
-    runCniPlugin(process.env, stdin, { openStore: (url) => openDatastore(url), hostname }),
+    runCniPlugin(process.env, stdin, {
+      openStore: (url, etcd) => openDatastore(url, etcd ? { etcd } : {}),
+      hostname,
+    }),
   );
 }

@@ -365,6 +365,44 @@ export function etcdEndpointsUrl(r: Raw): string {
   return url;
 }
 
+function datastoreOf(dsRaw: Raw | undefined): string | undefined {
+  if (!dsRaw) return undefined;
+  const fromEndpoints =
+    dsRaw.name === "ETCD_ENDPOINTS" || dsRaw.name === "etcdEndpoints (config file)";
+  const datastore = fromEndpoints ? etcdEndpointsUrl(dsRaw) : str(dsRaw);
+  try {
+    parseDatastoreUrl(datastore);
+  } catch (e) {
+    throw err(dsRaw, `is not a datastore URL: ${(e as Error).message}`);
+  }
+  return datastore;
+}
+
+/**
+ * The datastore settings alone (flag > OCELOT_DATASTORE > ETCD_ENDPOINTS > file, and the etcd
+ * TLS files), as `ocelot install-cni` takes them.
+ */
+export function resolveDatastoreSettings(
+  inp: Omit<NodeConfigInputs, "hostname">,
+): Pick<NodeSettings, "datastore" | "etcdCa" | "etcdCert" | "etcdKey"> {
+  const get = (attr: string) => {
+    const d = NODE_SETTINGS.find((x) => x.attr === attr);
+    return d ? rawOf(d, { ...inp, hostname: () => "" }) : undefined;
+  };
+  const file = (attr: string) => {
+    const r = get(attr);
+    return r ? str(r) : undefined;
+  };
+  const out: Pick<NodeSettings, "datastore" | "etcdCa" | "etcdCert" | "etcdKey"> = {};
+  const ds = datastoreOf(get("datastore"));
+  if (ds !== undefined) out.datastore = ds;
+  for (const k of ["etcdCa", "etcdCert", "etcdKey"] as const) {
+    const v = file(k);
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
 /** Resolves every setting: flag > environment > config file > default. */
 export function resolveNodeSettings(inp: NodeConfigInputs): {
   settings: NodeSettings;
@@ -402,18 +440,7 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
       throw err(typeRaw, 'is not a datastore type (etcdv3; "kubernetes" is not supported)');
   }
 
-  const dsRaw = get("datastore");
-  let datastore: string | undefined;
-  if (dsRaw) {
-    const fromEndpoints =
-      dsRaw.name === "ETCD_ENDPOINTS" || dsRaw.name === "etcdEndpoints (config file)";
-    datastore = fromEndpoints ? etcdEndpointsUrl(dsRaw) : str(dsRaw);
-    try {
-      parseDatastoreUrl(datastore);
-    } catch (e) {
-      throw err(dsRaw, `is not a datastore URL: ${(e as Error).message}`);
-    }
-  }
+  const datastore = datastoreOf(get("datastore"));
 
   const method = (attr: string) => {
     const r = get(attr);

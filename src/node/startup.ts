@@ -162,4 +162,3 @@ export async function storedNode(store: Datastore, name: string): Promise<Node |
   if (!info) throw new Error("Kind Node is not registered");
   return (await new ResourceClient(store).get(info, name)) as unknown as Node | undefined;
 }
-
