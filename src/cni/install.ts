@@ -195,6 +195,7 @@ export function applyInstall(s: InstallSettings): InstallReport {
   for (const old of readManifest(s.confDir)?.files ?? []) {
     if (!now.has(old.path) && removeIfOurs(old.path, old.sha256)) report.removed.push(old.path);
   }
+  if (report.removed.length > 0) removeEmptyTlsDir(s.confDir);
   const manifest: PlannedFile = {
     path: join(s.confDir, MANIFEST_NAME),
     content: `${JSON.stringify({ files: plan.map((f) => ({ path: f.path, sha256: sha256(f.content) })) }, null, 2)}\n`,
@@ -217,10 +218,14 @@ export function uninstall(confDir: string): { removed: string[]; kept: string[] 
     else out.kept.push(f.path);
   }
   rmSync(join(confDir, MANIFEST_NAME), { force: true });
+  removeEmptyTlsDir(confDir);
+  return out;
+}
+
+function removeEmptyTlsDir(confDir: string): void {
   try {
     rmdirSync(join(confDir, TLS_DIR_NAME));
   } catch {
     // Not there, or not empty (a kept file).
   }
-  return out;
 }
