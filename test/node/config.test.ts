@@ -218,3 +218,14 @@ describe("config/node.yaml", () => {
     });
   });
 });
+
+describe("README", () => {
+  it("documents every setting's flag, variable and config file key", async () => {
+    const { readFileSync } = await import("node:fs");
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    for (const d of NODE_SETTINGS) {
+      for (const name of [...d.envs, d.file, ...(d.flag ? [d.flag.split(" ")[0] as string] : [])])
+        expect(readme, name).toContain(`\`${name}\``);
+    }
+  });
+});
