@@ -194,7 +194,10 @@ describe.skipIf(skip)("podman (CNI backend) on the conflist ocelot install-cni w
         req.on("timeout", () => req.destroy());
       });
     let last = 0;
-    await waitFor(`host port ${hostPort} to answer`, async () => (last = await status()) === 200);
+    await waitFor(`host port ${hostPort} to answer`, async () => {
+      last = await status();
+      return last === 200;
+    });
     expect(last).toBe(200);
     server.kill("SIGTERM");
   });
