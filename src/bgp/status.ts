@@ -221,7 +221,7 @@ export function formatStatus(s: StatusSnapshot): string {
   ]);
   const n = s.node;
   const addr = (a: string | undefined, how: string | undefined) =>
-    a ? `${a}${how ? ` (${how})` : ""}` : how ? `none (${how})` : "none";
+    a ? `${a}${how ? ` (${how})` : ""}` : how && how !== "none" ? `none (${how})` : "none";
   const node = n
     ? `Node ${n.name}: IPv4 ${addr(n.ipv4Address, n.ipv4Source)}; IPv6 ${addr(n.ipv6Address, n.ipv6Source)}\n`
     : "";
