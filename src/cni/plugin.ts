@@ -7,6 +7,7 @@ import { isDns1123Label } from "../api/fields.js";
 import type { WorkloadEndpoint } from "../api/node.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC, workloadIfaceName } from "../felix/workload.js";
 import { formatAddress, parseAddress } from "../ipam/cidr.js";
+import { endpointLabels, type PodFacts } from "../k8s/pod_labels.js";
 import {
   CniError,
   CniErrorCode,
@@ -46,6 +47,7 @@ const NETCONF_KEYS = new Set([
   "args",
   "runtimeConfig",
   "capabilities",
+  "kubernetes",
 ]);
 /** Keys of `ipam` when its type is ocelot-ipam (what ipam_plugin.ts reads). */
 const OCELOT_IPAM_KEYS = new Set([
@@ -69,6 +71,8 @@ export interface CniNetConf {
   ipamType: string;
   /** The result of an earlier ADD (CHECK and DEL). */
   prevResult?: unknown;
+  /** `kubernetes.kubeconfig` (Calico's key) or KUBECONFIG: ADD reads the pod from the API. */
+  kubeconfig?: string;
 }
 
 /** Who the pod is: from CNI_ARGS (Kubernetes) or the container id alone. */
@@ -149,6 +153,7 @@ export function parseNetConf(
       if (!OCELOT_IPAM_KEYS.has(key)) throw bad(`Field "ipam.${key}" is not supported`);
     }
   }
+  const kubeconfig = kubeconfigSetting(raw.kubernetes, env);
   return {
     cniVersion: version,
     name: raw.name,
@@ -158,7 +163,27 @@ export function parseNetConf(
     mtu,
     ipamType: ipam.type,
     prevResult: raw.prevResult,
+    ...(kubeconfig !== undefined ? { kubeconfig } : {}),
   };
+}
+
+/** `"kubernetes": {"kubeconfig": "/path"}` (Calico's netconf key), else KUBECONFIG, else none. */
+function kubeconfigSetting(k: unknown, env: NodeJS.ProcessEnv): string | undefined {
+  if (k !== undefined) {
+    if (!isObject(k)) throw bad(`Field "kubernetes" must be an object, got ${JSON.stringify(k)}`);
+    for (const key of Object.keys(k)) {
+      if (key !== "kubeconfig") throw bad(`Field "kubernetes.${key}" is not supported`);
+    }
+    if (k.kubeconfig !== undefined) {
+      if (typeof k.kubeconfig !== "string" || !k.kubeconfig.startsWith("/"))
+        throw bad(
+          `Field "kubernetes.kubeconfig" must be an absolute path, got ${JSON.stringify(k.kubeconfig)}`,
+        );
+      return k.kubeconfig;
+    }
+  }
+  const fromEnv = env.KUBECONFIG;
+  return fromEnv ? fromEnv : undefined;
 }
 
 /** The pod's identity from CNI_ARGS (K8S_POD_NAMESPACE, K8S_POD_NAME) and the CNI variables. */
@@ -216,6 +241,7 @@ export function workloadEndpoint(
   conf: Pick<CniNetConf, "nodename" | "name">,
   id: PodIdentity,
   wiring: Pick<Wiring, "hostIface" | "podMac" | "addresses">,
+  facts?: PodFacts,
 ): WorkloadEndpoint {
   return {
     apiVersion: "projectcalico.org/v3",
@@ -223,10 +249,7 @@ export function workloadEndpoint(
     metadata: {
       name: workloadEndpointName(conf.nodename, id),
       namespace: id.namespace,
-      labels: {
-        "projectcalico.org/namespace": id.namespace,
-        "projectcalico.org/orchestrator": id.orchestrator,
-      },
+      labels: endpointLabels(id.namespace, id.orchestrator, facts),
     },
     spec: {
       orchestrator: id.orchestrator,

@@ -17,6 +17,8 @@ import { openDatastore } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../felix/workload.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
+import type { PodFacts } from "../k8s/pod_labels.js";
+import { KubeError, readPodFacts } from "../k8s/pod_reader.js";
 import {
   CniError,
   CniErrorCode,
@@ -48,6 +50,8 @@ import { runPluginProcess } from "./process.js";
 
 const IP_TIMEOUT_MS = 10_000;
 const DELEGATE_TIMEOUT_MS = 60_000;
+/** The pod and its namespace from the API server: longer is a try-again (code 11). */
+const KUBE_TIMEOUT_MS = 10_000;
 /** The host side's IPv6 link-local address appears once both ends are up: poll this long. */
 const LINK_LOCAL_WAIT_MS = 2_000;
 
@@ -398,6 +402,7 @@ async function add(
       `CNI_NETNS "${sandbox}" does not exist`,
     );
   }
+  const facts = await kubeFacts(conf, id);
   const ipamResult = delegateIpam(conf, "ADD", env, stdin);
   const undo: Array<() => void | Promise<void>> = [
     () => void delegateIpam(conf, "DEL", env, stdin),
@@ -405,7 +410,7 @@ async function add(
   try {
     const addresses = resultAddresses(ipamResult, `IPAM plugin "${conf.ipamType}" result`);
     const wiring = wirePod(conf, id, hostIface, sandbox, addresses, undo as Array<() => void>);
-    const wep = workloadEndpoint(conf, id, wiring);
+    const wep = workloadEndpoint(conf, id, wiring, facts);
     await new ResourceClient(store).write("apply", wep);
     undo.push(async () => void (await deleteWep(store, conf, id)));
     return formatAddResult(conf.cniVersion, wiring);
@@ -427,6 +432,25 @@ async function add(
     );
     both.trace = cni.trace ?? (err instanceof Error ? err.stack : undefined);
     throw both;
+  }
+}
+
+/** The pod's Kubernetes facts when a kubeconfig is configured and the pod is a Kubernetes one. */
+async function kubeFacts(conf: CniNetConf, id: PodIdentity): Promise<PodFacts | undefined> {
+  if (conf.kubeconfig === undefined || id.pod === undefined) return undefined;
+  try {
+    return await readPodFacts(
+      conf.kubeconfig,
+      { namespace: id.namespace, name: id.pod },
+      KUBE_TIMEOUT_MS,
+    );
+  } catch (err) {
+    if (err instanceof KubeError)
+      throw new CniError(
+        err.retryable ? CniErrorCode.TryAgainLater : CniErrorCode.Internal,
+        err.message,
+      );
+    throw err;
   }
 }
 
