@@ -77,15 +77,12 @@ describe("small Kubernetes API server, driven by @kubernetes/client-node", () =>
     const list = await core.listNamespacedPod({ namespace: "team-a" });
     const rv = list.metadata?.resourceVersion as string;
     const seen: string[] = [];
-    let ended = false;
     const ctl = await new k8s.Watch(kc).watch(
       "/api/v1/namespaces/team-a/pods",
       { resourceVersion: rv, allowWatchBookmarks: true },
       (type, obj) =>
         seen.push(`${type} ${obj.metadata?.name ?? ""}@${obj.metadata?.resourceVersion}`),
-      () => {
-        ended = true;
-      },
+      () => undefined,
     );
     await waitFor("the watch is open", () => api.openWatches() > 0);
     api.putPod("team-a", "web-2", { app: "web" });
@@ -117,7 +114,6 @@ describe("small Kubernetes API server, driven by @kubernetes/client-node", () =>
     );
     await waitFor("the stale watch ends", () => done);
     expect(errors).toEqual([{ type: "ERROR", code: 410, reason: "Expired" }]);
-    expect(ended || true).toBe(true);
   });
 
   it("the client's informer relists after a broken watch and after 410, losing no change", async () => {
