@@ -48,6 +48,19 @@ describe("small Kubernetes API server, driven by @kubernetes/client-node", () =>
     ).rejects.toMatchObject({ code: 404 });
   });
 
+  it("a request without the kubeconfig's bearer token is 401 Unauthorized", async () => {
+    const anon = new k8s.KubeConfig();
+    anon.loadFromOptions({
+      clusters: [{ name: "c", server: api.url, caData: Buffer.from(api.caPem).toString("base64") }],
+      users: [{ name: "u" }],
+      contexts: [{ name: "x", cluster: "c", user: "u" }],
+      currentContext: "x",
+    });
+    await expect(
+      anon.makeApiClient(k8s.CoreV1Api).readNamespace({ name: "team-a" }),
+    ).rejects.toMatchObject({ code: 401 });
+  });
+
   it("chunked list: every page from the first page's snapshot; an expired continue token is 410", async () => {
     for (const n of ["p1", "p2", "p3", "p4"]) api.putPod("chunks", n, { n });
     const first = await core.listNamespacedPod({ namespace: "chunks", limit: 3 });
