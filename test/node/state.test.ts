@@ -265,8 +265,8 @@ describe("PrefixCache", () => {
     await cache.start();
     expect(cache.values("/a/").map((kv) => kv.value)).toEqual(["one"]);
     const until = async (what: string, ok: () => boolean) => {
-      // Bounded (5 s): a loaded CI machine can take far longer than the usual few ms.
-      for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+      // Bounded (60 s, a hang): a loaded CI machine can take far longer than the usual few ms.
+      for (let i = 0; i < 6000 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
       if (!ok()) throw new Error(`timed out waiting for ${what}`);
     };
     await until("the resync", () => resyncs === 1);
