@@ -5,7 +5,7 @@
 // (<command>.cjs.cache) made by this Node.js; bin/* run those (bin/run_bundle.js). Nothing is
 // downloaded: node-gyp builds against the headers of the Node.js that runs this script.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,14 +34,30 @@ if (!bundlesOnly && existsSync(join(root, "native/binding.gyp"))) {
 // ---------------------------------------------------------------------------------------------
 // Bundles. Each command loads one file instead of ~130 modules (resolving and reading each is
 // most of a short command's start-up). Left outside, loaded from node_modules at run time:
-// native addons (better-sqlite3), etcd3 (it reads its .proto files next to itself; only etcd
-// users load it) and pino (its transports run in worker threads by module name).
+// native addons (better-sqlite3) and pino (its transports run in worker threads by module
+// name). etcd3 and its gRPC stack are inside (a CNI call on etcd loads ~200 modules of them
+// otherwise), only evaluated when an etcd datastore is opened; the .proto files it reads stay
+// in node_modules/etcd3/proto.
 const ENTRIES = {
   "ocelot-cni": "src/cni/plugin_main.ts",
   "ocelot-ipam": "src/cni/ipam_main.ts",
   ocelot: "src/cli/main.ts",
 };
-const EXTERNAL = ["better-sqlite3", "etcd3", "pino", "pino-pretty"];
+const EXTERNAL = ["better-sqlite3", "pino", "pino-pretty", "etcd3/proto/*"];
+const ETCD3_PROTO = "`${__dirname}/../proto/rpc.proto`";
+/** etcd3 finds rpc.proto from its own directory: from the bundle, through require.resolve. */
+const etcd3ProtoPath = {
+  name: "etcd3-proto-path",
+  setup(build) {
+    build.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
+      const source = readFileSync(args.path, "utf8");
+      if (!source.includes(ETCD3_PROTO))
+        throw new Error(`${args.path} no longer loads ${ETCD3_PROTO}: update scripts/build.mjs`);
+      const contents = source.replace(ETCD3_PROTO, 'require.resolve("etcd3/proto/rpc.proto")');
+      return { contents, loader: "js" };
+    });
+  },
+};
 const bundleDir = bundlesOnly ? resolve(process.argv[at + 1] ?? "") : join(root, "dist/bundle");
 rmSync(bundleDir, { recursive: true, force: true });
 mkdirSync(bundleDir, { recursive: true });
@@ -57,6 +73,7 @@ await esbuild.build({
   format: "cjs",
   target: "node20",
   external: EXTERNAL,
+  plugins: [etcd3ProtoPath],
   // import() of an external module becomes require(): a vm.Script has no ES module loader.
   supported: { "dynamic-import": false },
   // The bundle sits in dist/bundle/, two levels down as dist/<dir>/<module>.js is, so paths

@@ -3,11 +3,12 @@
 # Safe to run again: it installs only what is missing and rebuilds dist/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(iproute2 iputils-ping iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark openssl)
+PKGS=(iproute2 iputils-ping iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark openssl containernetworking-plugins)
 BINS=(ip ping iptables ipset sysctl etcd etcdctl bird vtysh gobgpd exabgp tshark openssl)
 missing=0
 for b in "${BINS[@]}"; do command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || [ -x "/usr/lib/frr/$b" ] || missing=1; done
 [ -x /usr/lib/frr/bgpd ] || missing=1
+[ -x /usr/lib/cni/host-local ] || missing=1  # containernetworking-plugins: CNI tests, bench/cni_latency.ts
 if [ "$missing" = 1 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing Debian packages: ${PKGS[*]}"
