@@ -222,7 +222,6 @@ function targetsFor(datastore: string, dir: string, withReference: boolean): Tar
 async function inner(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "ocelot-cni-bench-"));
   let etcd: EtcdServer | undefined;
-  const all: Row[] = [];
   try {
     for (const [n, kind] of STORES.entries()) {
       let url: string;
@@ -234,7 +233,10 @@ async function inner(): Promise<void> {
       await putPool(store, "bench-pool", "10.250.0.0/16");
       await store.close();
       // The reference plugins once, beside the first store; their figures hold for both.
-      all.push(...(await measure(kind, targetsFor(url, dir, n === 0))));
+      // Each store's rows as soon as they are measured (a run cut short keeps what it has).
+      process.stdout.write(
+        `${JSON.stringify(await measure(kind, targetsFor(url, dir, n === 0)))}\n`,
+      );
       await etcd?.stop();
       etcd = undefined;
     }
@@ -242,7 +244,6 @@ async function inner(): Promise<void> {
     await etcd?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  process.stdout.write(`${JSON.stringify(all)}\n`);
 }
 
 function ip(...args: string[]): void {
@@ -324,9 +325,12 @@ async function outer(): Promise<void> {
       stdio: ["ignore", "pipe", "inherit"],
       maxBuffer: 64 << 20,
     });
+    const rows = (r.stdout ?? "")
+      .split("\n")
+      .filter((l) => l.startsWith("["))
+      .flatMap((l) => JSON.parse(l) as Row[]);
+    if (rows.length > 0) report(rows);
     if (r.status !== 0) throw new Error(`inner run failed (${r.status}): ${r.stdout}`);
-    const last = r.stdout.trim().split("\n").pop() ?? "[]";
-    report(JSON.parse(last) as Row[]);
   } finally {
     for (const name of made.reverse()) spawnSync("ip", ["netns", "del", name], { timeout: 60_000 });
   }

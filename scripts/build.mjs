@@ -44,6 +44,7 @@ const ENTRIES = {
   ocelot: "src/cli/main.ts",
 };
 const EXTERNAL = ["better-sqlite3", "pino", "pino-pretty", "etcd3/proto/*"];
+// biome-ignore lint/suspicious/noTemplateCurlyInString: etcd3's source text, matched as it is.
 const ETCD3_PROTO = "`${__dirname}/../proto/rpc.proto`";
 /** etcd3 finds rpc.proto from its own directory: from the bundle, through require.resolve. */
 const etcd3ProtoPath = {
@@ -81,6 +82,8 @@ await esbuild.build({
   define: { "import.meta.url": "__ocelotBundleUrl" },
   banner: { js: 'var __ocelotBundleUrl = require("node:url").pathToFileURL(__filename).href;' },
   legalComments: "none",
+  minifyWhitespace: true,
+  minifySyntax: true,
   logLevel: "warning",
 });
 
