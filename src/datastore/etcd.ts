@@ -3,6 +3,7 @@
 // Owns: connection options (endpoints, TLS, auth, timeouts, retry backoff) and error mapping.
 // Not: key layout (keys are stored exactly as given) or the choice of backend (open.ts).
 import { readFileSync } from "node:fs";
+import { isIPv4, isIPv6 } from "node:net";
 import {
   Etcd3,
   type IDuplexStream,
@@ -88,8 +89,9 @@ export class EtcdDatastore implements Datastore {
     if (opts.endpoints.length === 0) throw new RangeError("etcd needs at least one endpoint");
     this.probeKey = Buffer.from(opts.probeKey ?? "/ocelot/");
     const tls = opts.tls || opts.caFile !== undefined || opts.certFile !== undefined;
-    const hosts = opts.endpoints.map((e) => normaliseEndpoint(e, tls));
-    this.url = `${tls ? "etcds" : "etcd"}://${hosts.map((h) => h.replace(/^https?:\/\//, "")).join(",")}`;
+    const given = opts.endpoints.map((e) => normaliseEndpoint(e, tls));
+    this.url = `${tls ? "etcds" : "etcd"}://${given.map((h) => h.replace(/^https?:\/\//, "")).join(",")}`;
+    const hosts = given.map(grpcTarget);
     this.o = {
       dialTimeoutMs: opts.dialTimeoutMs ?? 5000,
       requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
@@ -599,6 +601,24 @@ function neverSent(e: Error): boolean {
     e.message ?? "",
   );
 }
+/**
+ * The gRPC target of an endpoint: an IP literal as `ipv4:`/`ipv6:` (grpc-js's IP resolver),
+ * a name as it is (its DNS resolver). grpc-js's DNS resolver also hands an IP literal straight
+ * back, but builds a c-ares resolver and a backoff for it first; a process that makes one call
+ * (a CNI plugin) need not. The "name resolution" seconds seen under load were not DNS: that
+ * span, from the call's start to the resolver's answer being used, runs grpc-js's first-use
+ * set-up (the channel, the pick-first balancer, node:net's IPv6 pattern compiled on first use)
+ * and stretches with the CPU a starved process gets (see the README's etcd note).
+ */
+export function grpcTarget(endpoint: string): string {
+  const m = /^(https?:\/\/)(.*):(\d+)$/.exec(endpoint);
+  if (!m) return endpoint;
+  const [, scheme, host, port] = m as unknown as [string, string, string, string];
+  if (isIPv4(host)) return `${scheme}ipv4:${host}:${port}`;
+  if (host.startsWith("[") && isIPv6(host.slice(1, -1))) return `${scheme}ipv6:${host}:${port}`;
+  return endpoint;
+}
+
 function normaliseEndpoint(e: string, tls: boolean): string {
   const scheme = tls ? "https://" : "http://";
   const bare = e.replace(/^https?:\/\//, "");
