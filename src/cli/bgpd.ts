@@ -11,10 +11,10 @@ import {
   resolvePasswordFiles,
 } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
-import type { Log } from "../bgp/io/session.js";
+import type { Log } from "../bgp/speaker/log.js";
 import type { Connection } from "../bgp/io/transport.js";
-import { Speaker } from "../bgp/speaker.js";
-import { makeWireBridge } from "../bgp/speaker_attrs.js";
+import { Speaker } from "../bgp/speaker/runtime.js";
+import { makeWireBridge } from "../bgp/speaker/attrs.js";
 import {
   formatRoutes,
   formatStatus,

@@ -5,9 +5,9 @@
 // comes from (bgp_state.ts, daemon.ts).
 import type { BgpdConfig } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
-import type { Log } from "../bgp/io/session.js";
-import { Speaker } from "../bgp/speaker.js";
-import { makeWireBridge, type WireAttrs } from "../bgp/speaker_attrs.js";
+import type { Log } from "../bgp/speaker/log.js";
+import { Speaker } from "../bgp/speaker/runtime.js";
+import { makeWireBridge, type WireAttrs } from "../bgp/speaker/attrs.js";
 import { type StatusSnapshot, serveStatus } from "../bgp/status.js";
 import { ttlHook } from "../cli/bgpd.js";
 import type { KernelFib } from "../fib/kernel_fib.js";

@@ -13,7 +13,7 @@ import type { Node, WorkloadEndpoint } from "../api/node.js";
 import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../api/policy.js";
 import { type KindInfo, kindOf, kindPrefix } from "../api/registry.js";
 import { type BgpdConfig, resolvePasswordFiles } from "../bgp/config.js";
-import type { Log } from "../bgp/io/session.js";
+import type { Log } from "../bgp/speaker/log.js";
 import type { Datastore, KeyValue } from "../datastore/types.js";
 import { applyDataplane } from "../felix/apply.js";
 import { renderDataplane } from "../felix/dataplane.js";
