@@ -11,10 +11,10 @@ import {
   resolvePasswordFiles,
 } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
-import type { Log } from "../bgp/speaker/log.js";
-import type { Connection } from "../bgp/io/transport.js";
-import { Speaker } from "../bgp/speaker/runtime.js";
+import { ttlHook } from "../bgp/io/ttl.js";
+import { addBgpMetrics } from "../bgp/metrics.js";
 import { makeWireBridge } from "../bgp/speaker/attrs.js";
+import { Speaker } from "../bgp/speaker/runtime.js";
 import {
   formatRoutes,
   formatStatus,
@@ -24,8 +24,9 @@ import {
   serveStatus,
 } from "../bgp/status.js";
 import type { Fib } from "../fib/types.js";
-import { addBgpMetrics, addFibMetrics, addProcessMetrics } from "../lib/daemon_metrics.js";
+import { addFibMetrics, addProcessMetrics } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
+import type { Log } from "../lib/log.js";
 import { MetricsRegistry } from "../lib/metrics.js";
 import { CliError } from "./main.js";
 
@@ -45,29 +46,6 @@ function loadConfig(path: string): BgpdConfig {
     if (e instanceof ConfigError) throw new CliError(e.message);
     throw e;
   }
-}
-
-/** eBGP sessions get TTL 1 unless multihop is set (RFC 4271 §5.1.3 directly connected). */
-export async function ttlHook(
-  log: Log,
-): Promise<((c: Connection, p: PeerConfig, ebgp: boolean) => void) | undefined> {
-  let mod: typeof import("../fib/netlink_socket.js");
-  try {
-    mod = await import("../fib/netlink_socket.js");
-    const why = mod.addonUnavailableReason();
-    if (why) throw new Error(why);
-  } catch (e) {
-    log.warn({ error: (e as Error).message }, "Native addon unavailable: eBGP TTL not set");
-    return undefined;
-  }
-  const { setsockoptFd, SockOpt } = mod;
-  return (c, p, ebgp) => {
-    if (!ebgp && p.multihop === undefined) return;
-    const ttl = p.multihop ?? 1;
-    if (c.fd < 0) return;
-    if (c.family === 4) setsockoptFd(c.fd, SockOpt.IPPROTO_IP, SockOpt.IP_TTL, ttl);
-    else setsockoptFd(c.fd, SockOpt.IPPROTO_IPV6, SockOpt.IPV6_UNICAST_HOPS, ttl);
-  };
 }
 
 async function openFib(cfg: BgpdConfig, log: Log): Promise<Fib | null> {

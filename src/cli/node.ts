@@ -4,6 +4,7 @@
 import { isIPv6 } from "node:net";
 import type { Command } from "commander";
 import { parseAsNumber } from "../api/fields.js";
+import { addBgpMetrics } from "../bgp/metrics.js";
 import {
   addDatastoreOptions,
   type DatastoreCliOptions,
@@ -12,7 +13,6 @@ import {
 import type { Datastore } from "../datastore/types.js";
 import {
   addAgentMetrics,
-  addBgpMetrics,
   addFibMetrics,
   addProcessMetrics,
   type FibCounters,

@@ -6,7 +6,6 @@
 import { type Datastore, UnavailableError } from "../datastore/types.js";
 import { PoolSelectionError } from "../ipam/allocator.js";
 import { IpamDataError } from "../ipam/block.js";
-import { formatAddress, parseAddress } from "../ipam/cidr.js";
 import { isDatastoreLocked } from "../ipam/cluster.js";
 import {
   type AssignedAddress,
@@ -15,6 +14,7 @@ import {
   PoolExhaustedError,
   RetriesExhaustedError,
 } from "../ipam/store.js";
+import { formatAddress, parseAddress } from "../lib/ip.js";
 
 /** CNI spec "Error" section: well-known codes 1-99; 100+ are ours. */
 export const CniErrorCode = {

@@ -14,8 +14,8 @@ import type { WorkloadEndpoint } from "../api/node.js";
 import { kindOf } from "../api/registry.js";
 import { openDatastore } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
-import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../felix/workload.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
+import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../lib/pod_wiring.js";
 import {
   CniError,
   CniErrorCode,

@@ -4,8 +4,8 @@ import { describe, expect, it } from "vitest";
 import { FibBatch } from "../../src/bgp/rib/rib.js";
 import { expand6, sameSubnet, textPrefixArray } from "../../src/bgp/speaker/addr.js";
 import { FibPump, groupV4BySet } from "../../src/bgp/speaker/fib_pump.js";
-import { silentLog } from "../../src/bgp/speaker/log.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
+import { silentLog } from "../../src/lib/log.js";
 
 describe("sameSubnet() / expand6()", () => {
   it("matches IPv4 and IPv6 addresses against an interface CIDR", () => {

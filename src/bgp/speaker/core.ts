@@ -5,6 +5,7 @@
 // back-pressure, and the peer diff of a reconfiguration. Not: carrying actions out, the
 // listener and its TCP-MD5 keys (runtime.ts), status views (status.ts).
 import { RT_TABLE_MAIN } from "../../fib/types.js";
+import { type Log, silentLog } from "../../lib/log.js";
 import { type BgpdConfig, impact, type PeerConfig, peerFamilies } from "../config.js";
 import { ipv4Number } from "../fsm/fsm.js";
 import {
@@ -37,7 +38,6 @@ import { decodeUpdate, encodeEndOfRib } from "../wire/update.js";
 import type { AttrBridge } from "./attrs.js";
 import type { SpeakerAction, SpeakerEvent } from "./events.js";
 import { encodeBatch, encodeTextWithdrawals, optionsKey } from "./export.js";
-import { type Log, silentLog } from "./log.js";
 import { PeerSession } from "./session.js";
 
 /** What the core is given: no I/O, only values and pure functions. */

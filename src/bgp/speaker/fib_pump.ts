@@ -3,8 +3,8 @@
 // objects), IPv6 as Route values; counts jobs in flight and errors for status. Not: which
 // routes are best (rib/), when to stop reading (the core), netlink (fib/).
 import type { BatchFib, Fib, Route } from "../../fib/types.js";
+import type { Log } from "../../lib/log.js";
 import type { FibBatch } from "../rib/rib.js";
-import type { Log } from "./log.js";
 
 export function isBatchFib(f: Fib | null): f is BatchFib {
   return f !== null && typeof (f as BatchFib).setV4Batch === "function";

@@ -4,6 +4,7 @@
 // carries out the core's actions, one event at a time. `ocelot bgpd` and `ocelot node run` both
 // run a Speaker. Not: any BGP decision (core.ts), status shapes (views.ts).
 import type { Fib } from "../../fib/types.js";
+import { type Log, silentLog } from "../../lib/log.js";
 import { type BgpdConfig, impact, type PeerConfig } from "../config.js";
 import type { Clock, TimerHandle } from "../io/clock.js";
 import {
@@ -22,7 +23,6 @@ import type { AttrBridge } from "./attrs.js";
 import { SpeakerCore } from "./core.js";
 import { type ConnId, type SpeakerAction, type SpeakerEvent, timerId } from "./events.js";
 import { FibPump } from "./fib_pump.js";
-import { type Log, silentLog } from "./log.js";
 import { routesView, statusView } from "./views.js";
 
 export type Connector = (

@@ -5,6 +5,7 @@
 // message counters. Not: routes (the core receives UPDATEs and ROUTE-REFRESHes through
 // SessionCallbacks), sockets and clocks (the runtime).
 
+import type { Log } from "../../lib/log.js";
 import { localCapabilities, negotiate, openInfo } from "../fsm/capabilities.js";
 import { collisionLoser, initialState, step } from "../fsm/fsm.js";
 import {
@@ -35,7 +36,6 @@ import {
   type SessionOptions,
 } from "../wire/types.js";
 import type { ConnId, SpeakerAction } from "./events.js";
-import type { Log } from "./log.js";
 
 export interface SessionConfig {
   address: string;

@@ -1,5 +1,5 @@
-// The logger the speaker writes to (pino's shape, so bgpd and the node daemon pass theirs), and
-// one that drops everything. Owns: that interface only.
+// The logger interface the daemons' parts write to (pino's shape, so bgpd and the node daemon
+// pass theirs), and one that drops everything. Owns: that interface only.
 export interface Log {
   debug(obj: object, msg?: string): void;
   info(obj: object, msg?: string): void;
