@@ -6,7 +6,6 @@ import type { Command } from "commander";
 import {
   type BgpdConfig,
   ConfigError,
-  type PeerConfig,
   parseConfigText,
   resolvePasswordFiles,
 } from "../bgp/config.js";

@@ -22,13 +22,13 @@ const IMPORT =
   /(?:import|export)\s[^;]*?from\s+["'](\.{1,2}\/[^"']+)["']|import\(\s*["'](\.{1,2}\/[^"']+)["']\s*\)/g;
 
 /** Relative import specifiers of a module's text (comments removed first). */
-export function importsOf(text: string): string[] {
+function importsOf(text: string): string[] {
   const code = text.replace(/\/\*[\s\S]*?\*\//g, "").replace(/(^|[^:"'`])\/\/.*$/gm, "$1");
   return [...code.matchAll(IMPORT)].map((m) => (m[1] ?? m[2]) as string);
 }
 
 /** The folder a file counts in: "bgp/<sub>" under src/bgp, else its top-level folder. */
-export function folderOf(file: string): string {
+function folderOf(file: string): string {
   const parts = relative(SRC, file).split("/").slice(0, -1);
   if (parts.length === 0) return "src";
   if (parts[0] === "bgp" && parts.length > 1) return `bgp/${parts[1]}`;
@@ -36,7 +36,7 @@ export function folderOf(file: string): string {
 }
 
 /** Strongly connected components of more than one folder (Tarjan). */
-export function cycles(graph: Map<string, Set<string>>): string[][] {
+function cycles(graph: Map<string, Set<string>>): string[][] {
   let next = 0;
   const index = new Map<string, number>();
   const low = new Map<string, number>();

@@ -3,6 +3,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { negotiateOptions } from "../../src/bgp/fsm/capabilities.js";
 import {
   Afi,
   CeaseSubcode,
@@ -18,7 +19,7 @@ import {
   encodeRouteRefresh,
 } from "../../src/bgp/wire/message.js";
 import { ipv6BytesToText, nlriToText, prefixArrayFromText } from "../../src/bgp/wire/nlri.js";
-import { decodeOpen, encodeOpen, negotiateSessionOptions } from "../../src/bgp/wire/open.js";
+import { decodeOpen, encodeOpen } from "../../src/bgp/wire/open.js";
 import {
   type BgpMessage,
   familyKey,
@@ -59,8 +60,8 @@ function load(name: string): Fixture {
     name,
     messages,
     opts: {
-      ">": negotiateSessionOptions(cb, ca, true),
-      "<": negotiateSessionOptions(ca, cb, true),
+      ">": negotiateOptions(cb, ca, true),
+      "<": negotiateOptions(ca, cb, true),
     },
   };
 }

@@ -6,7 +6,7 @@
 // SessionCallbacks), sockets and clocks (the runtime).
 
 import type { Log } from "../../lib/log.js";
-import { localCapabilities, negotiate, openInfo } from "../fsm/capabilities.js";
+import { localCapabilities, openInfo } from "../fsm/capabilities.js";
 import { collisionLoser, initialState, step } from "../fsm/fsm.js";
 import {
   CeaseSubcode,
@@ -343,7 +343,7 @@ export class PeerSession {
         case MessageType.Open: {
           const open = decodeOpen(m);
           l.remoteCaps = open.capabilities;
-          const info = openInfo(open);
+          const info = openInfo(open, this.config.settings);
           if (this.resolveCollision(l, info.bgpId)) return;
           this.event(l, { type: "BGPOpen", open: info });
           return;
@@ -474,10 +474,9 @@ export class PeerSession {
       case "established": {
         // Close any other connection still racing (its OPEN never came).
         for (const o of this.links) if (o !== l) this.dropLink(o);
-        const s = this.config.settings;
         this.negotiated = a.negotiated;
         this.peerCapabilities = l.remoteCaps;
-        this.options = negotiate(localCapabilities(s), l.remoteCaps, s.peerAs !== s.localAs);
+        this.options = a.negotiated.options;
         this.establishedAt = this.io.now();
         this.counters.establishedTransitions++;
         this.io.log.info(
