@@ -240,17 +240,6 @@ describe("golden fixtures carry what the peers sent", () => {
     expect(rr).toContain(RouteRefreshSubtype.Normal);
   });
 
-  it("gives equal interning keys to the same attributes in different UPDATEs", () => {
-    const u = updates(
-      (x) => x.f.name === "bird-frr-ipv4.hex" && x.dir === "<" && x.decoded.type === 2,
-    );
-    const agg = u.filter((x) => x.attributes?.aggregator && x.attributes.origin === 0);
-    expect(agg.length).toBeGreaterThan(1);
-    expect(new Set(agg.map((x) => x.internKey)).size).toBe(1);
-    const other = u.find((x) => x.attributes?.communities);
-    expect(other?.internKey).not.toBe(agg[0].internKey);
-  });
-
   it("keeps FRR's per-capability optional parameters and GoBGP's single one", () => {
     const opens = all.flatMap((x) =>
       x.decoded.type === MessageType.Open ? [{ f: x.f.name, dir: x.dir, o: x.decoded.open }] : [],
