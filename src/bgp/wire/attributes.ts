@@ -3,7 +3,6 @@
 // back. Not the UPDATE layout or NLRI walking (update.ts, nlri.ts), nor interning (the speaker's
 // attribute bridge keys the sets it gives the RIB).
 
-import { Buffer } from "node:buffer";
 import { u16, u32 } from "./bytes.js";
 import {
   Afi,
@@ -237,11 +236,6 @@ function supportedFamily(afi: number, safi: number): boolean {
   return (
     (afi === Afi.Ipv4 || afi === Afi.Ipv6) && (safi === Safi.Unicast || safi === Safi.Multicast)
   );
-}
-
-/** The first octet of every interning key: the session options that change what bytes mean. */
-function keyPrefix(opts: SessionOptions): string {
-  return String.fromCharCode((opts.fourOctetAs ? 1 : 0) | (opts.external ? 2 : 0));
 }
 
 /**
