@@ -1,7 +1,9 @@
 // The BGP speaker's metric families, pure: a status snapshot in, `ocelot_bgp_*` families out
-// (named after the BGP exporters: one 0/1 series per RFC 4271 state, as FRR's do). Owned here,
-// beside the status shapes they read. Not: the text format (lib/metrics.ts), serving.
+// (named after the BGP exporters: one 0/1 series per RFC 4271 state, as FRR's do), and BFD's
+// `ocelot_bfd_*`. Owned here, beside the status shapes they read. Not: the text format
+// (lib/metrics.ts), serving (lib/health_server.ts).
 import type { MetricsRegistry, Sample } from "../lib/metrics.js";
+import type { BfdCounters, BfdSessionStatus } from "./bfd/runtime.js";
 import type { PeerStatus, StatusSnapshot } from "./status.js";
 
 /** The FSM states of RFC 4271 §8.2.2, each a series of ocelot_bgp_peer_state. */
@@ -99,3 +101,51 @@ export function addBgpMetrics(
 }
 
 /** FIB programmer families, one series per FIB (fib="bgp": protocol 201, "agent": 202). */
+
+const BFD_STATES = ["AdminDown", "Down", "Init", "Up"] as const;
+
+/** BFD sessions (RFC 5880 states, one 0/1 series each) and the runtime's packet counters. */
+export function addBfdMetrics(
+  reg: MetricsRegistry,
+  sessions: readonly BfdSessionStatus[],
+  counters: BfdCounters,
+): void {
+  const labels = (b: BfdSessionStatus) => ({
+    peer: b.peer,
+    mode: b.multihop ? "multihop" : "single-hop",
+  });
+  reg.gauge(
+    "ocelot_bfd_session_state",
+    "BFD session state (RFC 5880): 1 for the state the session is in, 0 for the others.",
+    sessions.flatMap((b) =>
+      BFD_STATES.map((state) => ({
+        labels: { ...labels(b), state },
+        value: b.state === state ? 1 : 0,
+      })),
+    ),
+  );
+  reg.gauge(
+    "ocelot_bfd_session_up",
+    "1 when the BFD session is Up, else 0.",
+    sessions.map((b) => ({ labels: labels(b), value: b.state === "Up" ? 1 : 0 })),
+  );
+  reg.gauge(
+    "ocelot_bfd_session_detection_time_seconds",
+    "The detection time in force (0 before the first packet).",
+    sessions.map((b) => ({ labels: labels(b), value: b.detectionTimeMs / 1000 })),
+  );
+  reg.counter(
+    "ocelot_bfd_packets_received_total",
+    "BFD Control packets accepted.",
+    counters.received,
+  );
+  reg.counter("ocelot_bfd_packets_sent_total", "BFD Control packets sent.", counters.sent);
+  reg.counter(
+    "ocelot_bfd_packets_discarded_total",
+    "BFD packets discarded, by reason (RFC 5880 6.8.6; TTL failures are dropped in the kernel, uncounted).",
+    Object.entries(counters.discarded).map(([reason, n]) => ({
+      labels: { reason },
+      value: n ?? 0,
+    })),
+  );
+}

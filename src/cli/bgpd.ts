@@ -3,6 +3,8 @@
 // read that socket. Owns: process wiring only. Not: BGP logic (src/bgp/).
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
+import type { BfdPeers } from "../bgp/bfd/bgp_peers.js";
+import type { BfdRuntime } from "../bgp/bfd/runtime.js";
 import {
   type BgpdConfig,
   ConfigError,
@@ -11,7 +13,7 @@ import {
 } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
 import { ttlHook } from "../bgp/io/ttl.js";
-import { addBgpMetrics } from "../bgp/metrics.js";
+import { addBfdMetrics, addBgpMetrics } from "../bgp/metrics.js";
 import { makeWireBridge } from "../bgp/speaker/attrs.js";
 import { Speaker } from "../bgp/speaker/runtime.js";
 import {
@@ -58,6 +60,44 @@ async function openFib(cfg: BgpdConfig, log: Log): Promise<Fib | null> {
   });
 }
 
+/**
+ * BFD for the peers that ask for it (`peers[].bfd`), opened on the first such peer (at start or
+ * on SIGHUP). A session leaving Up is logged and handed to onDown.
+ */
+class BgpdBfd {
+  private runtime?: BfdRuntime;
+  private peers?: BfdPeers;
+
+  constructor(
+    private readonly log: Log,
+    private readonly onDown: (address: string) => void,
+  ) {}
+
+  async apply(cfg: BgpdConfig): Promise<void> {
+    if (!this.peers && !cfg.peers.some((p) => p.bfd)) return;
+    if (!this.peers) {
+      const { BfdRuntime } = await import("../bgp/bfd/runtime.js");
+      const { BfdPeers } = await import("../bgp/bfd/bgp_peers.js");
+      this.runtime = new BfdRuntime({ log: this.log });
+      this.peers = new BfdPeers(this.runtime, this.onDown, this.log);
+    }
+    await this.peers.apply(cfg.peers);
+  }
+
+  status(): StatusSnapshot["bfd"] {
+    return this.runtime?.status();
+  }
+
+  counters() {
+    return this.runtime?.counters;
+  }
+
+  close(): void {
+    this.peers?.close();
+    this.runtime?.close();
+  }
+}
+
 /** What the health endpoint reads of a speaker. */
 type SpeakerView = { status(): StatusSnapshot; readonly config: BgpdConfig };
 
@@ -79,6 +119,7 @@ async function serveBgpdHealth(
   speaker: SpeakerView,
   fib: Fib | null,
   isStarted: () => boolean,
+  bfd: BgpdBfd,
 ) {
   if (!addr) return undefined;
   const startedAt = Date.now();
@@ -100,6 +141,8 @@ async function serveBgpdHealth(
           ? [["bgp", { ...s.fib, resyncs: k?.resyncs ?? 0, overflows: k?.overflows ?? 0 }]]
           : [],
       );
+      const bfdCounters = bfd.counters();
+      if (bfdCounters) addBfdMetrics(reg, bfd.status() ?? [], bfdCounters);
       addProcessMetrics(reg, { rssBytes: process.memoryUsage.rss(), startedAtMs: startedAt });
       return reg.render();
     },
@@ -140,16 +183,38 @@ async function runBgpd(opts: {
     ...(onSocket ? { onSocket } : {}),
   });
   let started = false;
+  // BFD Down should drop the BGP session at once (RFC 9384). The speaker takes it as
+  // `speaker.signal({ kind: "peerDown", peer: address, reason: "BFD down" })` (the session drops
+  // as on a TCP failure, graceful-restart help applies); not wired yet: it changes what the BFD
+  // tests expect, and whether to send Cease/BFD Down first is still open.
+  const bfd = new BgpdBfd(log, () => {});
   let health: Awaited<ReturnType<typeof serveBgpdHealth>>;
   try {
-    health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started);
+    health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started, bfd);
   } catch (e) {
     await fib?.close();
     throw new CliError((e as Error).message);
   }
   await speaker.start();
+  try {
+    await bfd.apply(cfg);
+  } catch (e) {
+    bfd.close();
+    await speaker.stop();
+    await health?.close();
+    await fib?.close();
+    throw new CliError(`Cannot start BFD: ${(e as Error).message}`);
+  }
   started = true;
-  let statusServer = await serveStatus(cfg.status.socket, speaker);
+  const statusView = {
+    status: () => {
+      const s = speaker.status();
+      const b = bfd.status();
+      return b ? { ...s, bfd: b } : s;
+    },
+    routes: () => speaker.routes(),
+  };
+  let statusServer = await serveStatus(cfg.status.socket, statusView);
   log.info(
     {
       asn: cfg.asn,
@@ -168,9 +233,10 @@ async function runBgpd(opts: {
         const next = loadConfig(opts.config);
         const socketChanged = next.status.socket !== speaker.config.status.socket;
         await speaker.reconfigure(next);
+        await bfd.apply(next);
         if (socketChanged) {
           await statusServer.close();
-          statusServer = await serveStatus(next.status.socket, speaker);
+          statusServer = await serveStatus(next.status.socket, statusView);
         }
         log.info({ config: opts.config }, "Configuration reloaded");
       } catch (e) {
@@ -191,6 +257,7 @@ async function runBgpd(opts: {
       hard.unref();
       void (async () => {
         await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
+        bfd.close();
         await statusServer.close();
         await health?.close();
         await fib?.close();

@@ -1,6 +1,6 @@
 // Our native addon (native/ocelot_netlink.c) as TypeScript sees it: loading it (once), why it
-// cannot be loaded here, and the socket options it sets on any fd (TTL, minimum TTL, TCP-MD5
-// keys for BGP sockets). Below both users: fib/ (its netlink socket) and bgp/io (TCP sockets).
+// cannot be loaded here, and what it sets on any fd: socket options (TTL, minimum TTL, TCP-MD5
+// keys for BGP sockets) and classic BPF filters (BFD's TTL 255 check). Below both users: fib/ (its netlink socket) and bgp/io (TCP sockets).
 // Owns: the addon's loading and setsockopt. Not: netlink sockets (fib/netlink_socket.ts).
 import { createRequire } from "node:module";
 import { isIPv4, isIPv6 } from "node:net";
@@ -21,6 +21,7 @@ export interface Addon {
   info(h: unknown): { portId: number; rcvbuf: number; sndbuf: number };
   close(h: unknown): void;
   setsockoptFd(fd: number, level: number, name: number, value: number | Buffer): void;
+  attachFilterFd(fd: number, program: Buffer): void;
 }
 
 /** Same relative path from src/lib/ (tsx, vitest) and dist/lib/ (compiled). */
@@ -63,6 +64,45 @@ export function setsockoptFd(
   value: number | Buffer,
 ): void {
   loadAddon().setsockoptFd(fd, level, name, value);
+}
+
+/**
+ * SO_ATTACH_FILTER on any socket fd: `program` holds classic BPF instructions (struct
+ * sock_filter, 8 bytes each, host byte order), e.g. from ttlFilter().
+ */
+export function attachFilterFd(fd: number, program: Buffer): void {
+  loadAddon().attachFilterFd(fd, program);
+}
+
+/** SKF_NET_OFF: classic BPF loads relative to the network header (linux/filter.h). */
+const SKF_NET_OFF = -0x100000;
+
+/**
+ * A classic BPF program for a UDP socket that keeps only packets whose IPv4 TTL (family 4) or
+ * IPv6 Hop Limit (family 6) is exactly `ttl`, e.g. 255 for RFC 5881 §5 / RFC 5082 GTSM.
+ */
+export function ttlFilter(family: 4 | 6, ttl: number): Buffer {
+  const ins = [
+    // ldb [SKF_NET_OFF + 8 (IPv4 TTL) | 7 (IPv6 Hop Limit)]
+    [0x30, 0, 0, (SKF_NET_OFF + (family === 4 ? 8 : 7)) >>> 0],
+    [0x15, 0, 1, ttl], // jeq #ttl, accept, drop
+    [0x06, 0, 0, 0xffffffff], // ret: the whole packet
+    [0x06, 0, 0, 0], // ret 0: drop
+  ];
+  const b = Buffer.alloc(ins.length * 8);
+  const le = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+  ins.forEach(([code, jt, jf, k], i) => {
+    if (le) {
+      b.writeUInt16LE(code, i * 8);
+      b.writeUInt32LE(k, i * 8 + 4);
+    } else {
+      b.writeUInt16BE(code, i * 8);
+      b.writeUInt32BE(k, i * 8 + 4);
+    }
+    b[i * 8 + 2] = jt;
+    b[i * 8 + 3] = jf;
+  });
+  return b;
 }
 
 /** Socket option constants for setsockoptFd (Linux values). */
