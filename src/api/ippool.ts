@@ -33,7 +33,11 @@ const ipPoolSpec = z
     natOutgoing: z.boolean().optional(),
     disabled: z.boolean().optional(),
     disableBGPExport: z.boolean().optional(),
-    nodeSelector: selector.optional(),
+    nodeSelector: selector
+      .refine((t) => !/\bglobal\s*\(/.test(t), {
+        error: (iss) => own(`${quote(iss.input)}: global() is not valid in an IPPool's nodeSelector`),
+      })
+      .optional(),
     namespaceSelector: unsupported("pools are chosen by nodeSelector only"),
     allowedUses: z.array(AllowedUse).optional(),
     assignmentMode: z.enum(["Automatic", "Manual"]).optional(),
@@ -92,6 +96,12 @@ const ipPoolSpec = z
         path: ["cidr"],
         message: own(`${quote(spec.cidr)} overlaps the ${special[1]} range ${quote(special[0])}`),
       });
+    }
+    if (spec.allowedUses?.includes("LoadBalancer")) {
+      if (spec.disableBGPExport === true)
+        ctx.addIssue({ code: "custom", path: ["disableBGPExport"], message: own("LoadBalancer IP pools cannot disable BGP export") });
+      if (spec.ipipMode !== undefined && spec.ipipMode !== "Never")
+        ctx.addIssue({ code: "custom", path: ["ipipMode"], message: own("a LoadBalancer IP pool cannot have IP-in-IP enabled") });
     }
     if (spec.allowedUses !== undefined) {
       if (spec.allowedUses.includes("LoadBalancer") && spec.allowedUses.length > 1) {

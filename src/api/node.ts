@@ -30,7 +30,9 @@ const nodeBgpSpec = z
 
 const nodeSpec = z
   .object({
-    bgp: nodeBgpSpec.optional(),
+    bgp: nodeBgpSpec
+      .refine((b) => Object.keys(b).length > 0, { error: own("must not be empty when given (validateNodeSpec)") })
+      .optional(),
     addresses: z
       .array(
         z
@@ -102,7 +104,15 @@ const workloadEndpointSpec = z
     pod: z.string().optional(),
     endpoint: z.string().optional(),
     serviceAccountName: z.string().optional(),
-    ipNetworks: z.array(cidr({ allowHostBits: false })).optional(),
+    // validateWorkloadEndpointSpec: only /32 (IPv4) and /128 (IPv6) networks.
+    ipNetworks: z
+      .array(
+        cidr({ allowHostBits: false, allowBareIp: true }).refine(
+          (c) => c.endsWith(c.includes(":") ? "/128" : "/32"),
+          { error: (iss) => own(`${quote(iss.input)} holds more than one address (a workload's ipNetworks are /32 or /128)`) },
+        ),
+      )
+      .optional(),
     ipv4Gateway: ipAddress({ family: 4 }).optional(),
     ipv6Gateway: ipAddress({ family: 6 }).optional(),
     profiles: z.array(z.string().min(1)).optional(),

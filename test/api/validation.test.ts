@@ -470,7 +470,7 @@ describe("policies", () => {
       },
     };
     expect(issuesOf(doc)).toEqual([
-      'spec.ingress[0].destination.ports: needs protocol TCP, UDP, SCTP or UDPLite, not "unset"',
+      "spec.ingress[0].destination.ports: numeric ports need protocol TCP, UDP, SCTP or UDPLite (no protocol is set; only named ports may go without one)",
       'spec.ingress[1].icmp: needs protocol ICMP or ICMPv6, not "TCP"',
     ]);
   });
@@ -487,20 +487,21 @@ describe("policies", () => {
       },
     };
     expect(issuesOf(doc)).toEqual([
-      'spec.ingress[0].protocol: "ICMPv6" does not match ipVersion 4',
+      'spec.ingress[0].protocol: "ICMPv6" requires ipVersion 6, not 4',
     ]);
   });
 
-  it("refuses an unknown action and an unsupported tier", () => {
+  it("refuses an unknown action and a tier name that is not a DNS-1123 label", () => {
     const doc = {
       apiVersion: V3,
       kind: "GlobalNetworkPolicy",
       metadata: { name: "g" },
-      spec: { tier: "security", ingress: [{ action: "Accept" }] },
+      spec: { tier: "Sec.urity", ingress: [{ action: "Accept" }, {}] },
     };
     expect(issuesOf(doc)).toEqual([
-      'spec.tier: "security": tiers other than "default" are not supported by Ocelot yet',
+      'spec.tier: "Sec.urity" is not a valid DNS-1123 label (lowercase letters, digits and \'-\', at most 63 characters)',
       'spec.ingress[0].action: "Accept" is not one of Allow, Deny, Log, Pass',
+      "spec.ingress[1].action: is required (one of Allow, Deny, Log, Pass)",
     ]);
   });
   it("accepts a Kubernetes NetworkPolicy and defaults policyTypes", () => {
