@@ -40,8 +40,9 @@ function yamlBlocks(text: string): string[] {
 }
 
 const root = join(docsRoot, "calico");
-rmSync(outDir, { recursive: true, force: true });
 mkdirSync(outDir, { recursive: true });
+// The examples are rewritten; calico-refuses.json (our verdict list) is kept.
+for (const f of readdirSync(outDir)) if (f.endsWith(".yaml")) rmSync(join(outDir, f));
 let n = 0;
 for (const file of walk(root).sort()) {
   const page = relative(docsRoot, file);

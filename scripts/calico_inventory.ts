@@ -16,7 +16,6 @@ import { parse } from "yaml";
 
 import type { FieldType } from "../src/api/crd_type.js";
 
-
 // biome-ignore lint/suspicious/noExplicitAny: CRD YAML is untyped.
 type Json = any;
 
@@ -42,7 +41,8 @@ function fieldType(s: Json): FieldType {
 export function paths(t: FieldType, prefix: string, out: Map<string, FieldType>): void {
   out.set(prefix, t);
   if (t.t === "array" && t.items !== undefined) paths(t.items, `${prefix}[]`, out);
-  if (t.props !== undefined) for (const [k, v] of Object.entries(t.props)) paths(v, `${prefix}.${k}`, out);
+  if (t.props !== undefined)
+    for (const [k, v] of Object.entries(t.props)) paths(v, `${prefix}.${k}`, out);
 }
 
 export interface CrdKind {
@@ -53,12 +53,15 @@ export interface CrdKind {
 
 export function readCrds(dir: string): CrdKind[] {
   const kinds: CrdKind[] = [];
-  for (const f of readdirSync(dir).filter((n) => n.endsWith(".yaml")).sort()) {
+  for (const f of readdirSync(dir)
+    .filter((n) => n.endsWith(".yaml"))
+    .sort()) {
     const crd = parse(readFileSync(join(dir, f), "utf8"));
     const v = crd.spec.versions.find((x: Json) => x.name === "v3") ?? crd.spec.versions[0];
     const root = v.schema.openAPIV3Schema.properties;
     const types: Record<string, FieldType> = {};
-    for (const top of ["spec", "status"]) if (root[top] !== undefined) types[top] = fieldType(root[top]);
+    for (const top of ["spec", "status"])
+      if (root[top] !== undefined) types[top] = fieldType(root[top]);
     kinds.push({ kind: crd.spec.names.kind, plural: crd.spec.names.plural, types });
   }
   return kinds;
@@ -101,7 +104,10 @@ export const KUBE_CONTROLLERS_CONFIGURATION_SPEC: FieldType = ${JSON.stringify(c
   const i = readme.indexOf(a);
   const j = readme.indexOf(b);
   if (i >= 0 && j > i)
-    writeFileSync("README.md", `${readme.slice(0, i + a.length)}\n${renderReadme(inv)}${readme.slice(j)}`);
+    writeFileSync(
+      "README.md",
+      `${readme.slice(0, i + a.length)}\n${renderReadme(inv)}${readme.slice(j)}`,
+    );
   process.stdout.write(
     `${inv.kinds.length} kinds, ${inv.kinds.reduce((n, k) => n + k.paths.length, 0)} paths\n`,
   );

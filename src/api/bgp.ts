@@ -12,9 +12,9 @@ import {
   asNumber,
   cidr,
   duration,
-  ipAddress,
   type IpFamily,
   intRange,
+  ipAddress,
   ipPort,
   type Metadata,
   metadataSchema,
@@ -29,7 +29,7 @@ import { API_VERSION } from "./ippool.js";
 export const DEFAULT_AS_NUMBER = 64512;
 
 const SERVICE_ADS =
-  "Service IP advertisement is not implemented: stored, and the node daemon says the CIDRs are not announced";
+  "Service IP advertisement is not implemented: stored (ocelot apply warns), the CIDRs are not announced";
 export const DEFAULT_LISTEN_PORT = 179;
 
 /** `aa:nn` (standard, 16-bit parts) or `aa:nn:mm` (large, 32-bit parts). */
@@ -61,7 +61,9 @@ const bgpConfigurationSpec = z
       .string()
       .regex(/^(trace|debug|info|warning|error|fatal)?$/i, {
         error: (iss) =>
-          own(`${quote(iss.input)} is not a log level (Trace, Debug, Info, Warning, Error or Fatal, any case)`),
+          own(
+            `${quote(iss.input)} is not a log level (Trace, Debug, Info, Warning, Error or Fatal, any case)`,
+          ),
       })
       .optional(),
     nodeToNodeMeshEnabled: z.boolean().optional(),
@@ -76,11 +78,29 @@ const bgpConfigurationSpec = z
       .optional(),
     nodeMeshPassword: secretKeyRef.optional(),
     nodeMeshMaxRestartTime: duration.optional(),
-    serviceClusterIPs: stored(z.array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict()).optional(), SERVICE_ADS),
-    serviceExternalIPs: stored(z.array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict()).optional(), SERVICE_ADS),
-    serviceLoadBalancerIPs: stored(z.array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict()).optional(), SERVICE_ADS),
+    serviceClusterIPs: stored(
+      z
+        .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
+        .optional(),
+      SERVICE_ADS,
+    ),
+    serviceExternalIPs: stored(
+      z
+        .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
+        .optional(),
+      SERVICE_ADS,
+    ),
+    serviceLoadBalancerIPs: stored(
+      z
+        .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
+        .optional(),
+      SERVICE_ADS,
+    ),
     serviceLoadBalancerAggregation: stored(z.enum(["Enabled", "Disabled"]).optional(), SERVICE_ADS),
-    ignoredInterfaces: stored(z.array(z.string().min(1)).optional(), "Ocelot exports no interface routes, so there is nothing to ignore"),
+    ignoredInterfaces: stored(
+      z.array(z.string().min(1)).optional(),
+      "Ocelot exports no interface routes, so there is nothing to ignore",
+    ),
     localWorkloadPeeringIPV4: unsupported("local workload peering", ipAddress({ family: 4 })),
     localWorkloadPeeringIPV6: unsupported("local workload peering", ipAddress({ family: 6 })),
     programClusterRoutes: unsupported(undefined, z.enum(["Enabled", "Disabled"])),
@@ -231,7 +251,10 @@ const bgpPeerSpec = z
     if (spec.reachableBy !== undefined && spec.peerIP === undefined)
       issue("reachableBy", "needs spec.peerIP");
     if (spec.keepOriginalNextHop === true && spec.nextHopMode !== undefined)
-      issue("nextHopMode", `${quote(spec.nextHopMode)} cannot be set together with keepOriginalNextHop`);
+      issue(
+        "nextHopMode",
+        `${quote(spec.nextHopMode)} cannot be set together with keepOriginalNextHop`,
+      );
   });
 
 export const bgpPeerSchema = z
@@ -279,14 +302,23 @@ function filterRule(family: IpFamily) {
                 .object({ prefix: z.array(asNumber).min(1) })
                 .strict()
                 .optional(),
-              setPriority: unsupported("route priorities", z.object({ value: intRange(1, 2147483646) }).strict()),
+              setPriority: stored(
+                z
+                  .object({ value: intRange(1, 2147483646) })
+                  .strict()
+                  .optional(),
+                "route priorities are not implemented: the route keeps its priority",
+              ),
             })
             .strict(),
         )
         .min(1)
         .max(10)
         .optional(),
-      priority: stored(intRange(1, 2147483646).optional(), "route priorities are not implemented: the rule matches regardless of the route's priority"),
+      priority: stored(
+        intRange(1, 2147483646).optional(),
+        "route priorities are not implemented: the rule matches regardless of the route's priority",
+      ),
     })
     .strict()
     .superRefine((rule, ctx) => {
@@ -313,7 +345,8 @@ function filterRule(family: IpFamily) {
         if (rule.action !== "Accept")
           issue("operations", `may only be used with action Accept, not ${quote(rule.action)}`);
         for (const [i, op] of rule.operations.entries()) {
-          const n = (op.addCommunity ? 1 : 0) + (op.prependASPath ? 1 : 0);
+          const n =
+            (op.addCommunity ? 1 : 0) + (op.prependASPath ? 1 : 0) + (op.setPriority ? 1 : 0);
           if (n !== 1) {
             ctx.addIssue({
               code: "custom",

@@ -10,6 +10,7 @@ import { type FieldType, schemaOf } from "./crd_type.js";
 import { own, quote } from "./errors.js";
 import {
   cidr,
+  FIELD_STATUS,
   isDns1123Label,
   type Metadata,
   metadataSchema,
@@ -21,8 +22,10 @@ import { API_VERSION } from "./ippool.js";
 
 /** FelixConfiguration fields refused: ignoring them would leave traffic less protected. */
 const FELIX_REFUSED: Record<string, string> = {
-  wireguardEnabled: "WireGuard encryption is not implemented: pod traffic would cross the network in clear",
-  wireguardEnabledV6: "WireGuard encryption is not implemented: pod traffic would cross the network in clear",
+  wireguardEnabled:
+    "WireGuard encryption is not implemented: pod traffic would cross the network in clear",
+  wireguardEnabledV6:
+    "WireGuard encryption is not implemented: pod traffic would cross the network in clear",
   defaultEndpointToHostAction:
     "pod-to-host traffic is not policed by Ocelot yet: Drop or Return would not be enforced",
   policySyncPathPrefix: "the policy sync API (application-layer policy) is not implemented",
@@ -31,14 +34,20 @@ const FELIX_REFUSED: Record<string, string> = {
 /** The fields Ocelot acts on (none of FelixConfiguration's yet: see README). */
 const FELIX_HONOURED = new Set<string>();
 
-const STORED_REASON = "stored; Ocelot's agent does not use it yet (the node daemon names it)";
+const STORED_REASON = "stored; Ocelot's agent does not use it yet (ocelot apply warns)";
 
 function felixField(name: string, t: FieldType): z.ZodType {
   const base = schemaOf(t);
   const refused = FELIX_REFUSED[name];
   if (refused !== undefined) {
     // A value that asks for nothing (false, Accept) is the default and harmless: accepted.
-    return unsupported(refused, base).or(z.literal(false)).or(z.literal("Accept")).optional();
+    const harmless = t.t === "boolean" ? z.literal(false) : z.literal("Accept");
+    const schema = z.union([harmless, unsupported(refused, base)]).optional();
+    FIELD_STATUS.set(schema, {
+      status: "refused",
+      reason: `${refused} (${t.t === "boolean" ? "false" : "Accept"} is accepted)`,
+    });
+    return schema;
   }
   if (FELIX_HONOURED.has(name)) return base.optional();
   return stored(base.optional(), STORED_REASON);
@@ -55,7 +64,10 @@ const felixOverrides: Record<string, z.ZodType> = {
     z
       .string()
       .regex(/^(trace|debug|info|warning|error|fatal)?$/i, {
-        error: (iss) => own(`${quote(iss.input)} is not a log level (Trace, Debug, Info, Warning, Error, Fatal; any case)`),
+        error: (iss) =>
+          own(
+            `${quote(iss.input)} is not a log level (Trace, Debug, Info, Warning, Error, Fatal; any case)`,
+          ),
       })
       .optional(),
     STORED_REASON,
@@ -63,13 +75,19 @@ const felixOverrides: Record<string, z.ZodType> = {
   natOutgoingAddress: stored(ipOf(4).optional(), STORED_REASON),
   deviceRouteSourceAddress: stored(ipOf(4).optional(), STORED_REASON),
   deviceRouteSourceAddressIPv6: stored(ipOf(6).optional(), STORED_REASON),
-  externalNodesCIDRList: stored(z.array(cidr({ family: 4, allowHostBits: true, allowBareIp: true })).optional(), STORED_REASON),
+  externalNodesCIDRList: stored(
+    z.array(cidr({ family: 4, allowHostBits: true, allowBareIp: true })).optional(),
+    STORED_REASON,
+  ),
   openstackRegion: stored(
     z
       .string()
-      .refine((s) => s.length <= 63 - "openstack-region-".length && (s === "" || isDns1123Label(s)), {
-        error: (iss) => own(`${quote(iss.input)} is not a DNS label of at most 46 characters`),
-      })
+      .refine(
+        (s) => s.length <= 63 - "openstack-region-".length && (s === "" || isDns1123Label(s)),
+        {
+          error: (iss) => own(`${quote(iss.input)} is not a DNS label of at most 46 characters`),
+        },
+      )
       .optional(),
     STORED_REASON,
   ),
@@ -90,38 +108,43 @@ const felixSpec = z
       ctx.addIssue({ code: "custom", path: [path], message: own(message) });
     const ranges = s.kubeNodePortRanges as unknown[] | undefined;
     if (ranges !== undefined) {
-      if (ranges.length > 7) issue("kubeNodePortRanges", "lists more than 7 ranges (iptables multiport takes 15 ports)");
+      if (ranges.length > 7)
+        issue("kubeNodePortRanges", "lists more than 7 ranges (iptables multiport takes 15 ports)");
       if (ranges.some((p) => typeof p === "string" && !/^\d+(:\d+)?$/.test(p)))
         issue("kubeNodePortRanges", "must not contain named ports");
     }
     if (s.routeTableRange !== undefined && s.routeTableRanges !== undefined)
       issue("routeTableRanges", "cannot be set together with routeTableRange");
     const r = s.routeTableRange as { min?: number; max?: number } | undefined;
-    if (r !== undefined && !((r.min ?? 0) >= 1 && (r.max ?? 0) >= (r.min ?? 0) && (r.max ?? 0) <= 250))
+    if (
+      r !== undefined &&
+      !((r.min ?? 0) >= 1 && (r.max ?? 0) >= (r.min ?? 0) && (r.max ?? 0) <= 250)
+    )
       issue("routeTableRange", `${quote(r)} must be a range of route table indices within 1..250`);
-    for (const [i, rr] of ((s.routeTableRanges as { min?: number; max?: number }[] | undefined) ?? []).entries()) {
-      if ((rr.min ?? 0) < 1) ctx.addIssue({ code: "custom", path: ["routeTableRanges", i, "min"], message: own("must be >= 1") });
-      if ((rr.min ?? 0) > (rr.max ?? 0)) ctx.addIssue({ code: "custom", path: ["routeTableRanges", i], message: own("min must not be greater than max") });
+    for (const [i, rr] of (
+      (s.routeTableRanges as { min?: number; max?: number }[] | undefined) ?? []
+    ).entries()) {
+      if ((rr.min ?? 0) < 1)
+        ctx.addIssue({
+          code: "custom",
+          path: ["routeTableRanges", i, "min"],
+          message: own("must be >= 1"),
+        });
+      if ((rr.min ?? 0) > (rr.max ?? 0))
+        ctx.addIssue({
+          code: "custom",
+          path: ["routeTableRanges", i],
+          message: own("min must not be greater than max"),
+        });
     }
   });
-
-/** FelixConfiguration names: "default" or "node.<node name>" (Calico's precedence: node first). */
-function configName(kind: string) {
-  return (m: { name: string }, ctx: z.RefinementCtx) => {
-    if (m.name !== "default" && !m.name.startsWith("node."))
-      ctx.addIssue({
-        code: "custom",
-        path: ["name"],
-        message: own(`${quote(m.name)} is not a ${kind} name (use "default" or "node.<node name>")`),
-      });
-  };
-}
 
 export const felixConfigurationSchema = z
   .object({
     apiVersion: z.literal(API_VERSION),
     kind: z.literal("FelixConfiguration"),
-    metadata: metadataSchema({ namespaced: false }).superRefine(configName("FelixConfiguration")),
+    // Any name: Felix reads "default" and "node.<node name>" (Calico's precedence: node first).
+    metadata: metadataSchema({ namespaced: false }),
     spec: felixSpec.optional().transform((s) => s ?? {}),
   })
   .strict();
@@ -133,19 +156,36 @@ export const ipamConfigurationSchema = z
     kind: z.literal("IPAMConfiguration"),
     metadata: metadataSchema({ namespaced: false }).superRefine((m, ctx) => {
       if (m.name !== "default")
-        ctx.addIssue({ code: "custom", path: ["name"], message: own(`${quote(m.name)}: the IPAMConfiguration must be named "default"`) });
+        ctx.addIssue({
+          code: "custom",
+          path: ["name"],
+          message: own(`${quote(m.name)}: the IPAMConfiguration must be named "default"`),
+        });
     }),
     spec: z
       .object({
         strictAffinity: z.boolean().optional(),
         autoAllocateBlocks: z.boolean().optional(),
-        maxBlocksPerHost: z.number().int().min(0, { error: own("must be greater than or equal to 0") }).max(2147483647).optional(),
+        maxBlocksPerHost: z
+          .number()
+          .int()
+          .min(0, { error: own("must be greater than or equal to 0") })
+          .max(2147483647)
+          .optional(),
         ipCooldownSeconds: stored(z.number().int().min(0).optional(), STORED_REASON),
-        kubeVirtVMAddressPersistence: stored(z.enum(["Enabled", "Disabled"]).optional(), "KubeVirt is not integrated"),
+        kubeVirtVMAddressPersistence: stored(
+          z.enum(["Enabled", "Disabled"]).optional(),
+          "KubeVirt is not integrated",
+        ),
       })
       .strict()
       .optional()
-      .transform((s) => ({ strictAffinity: false, autoAllocateBlocks: true, maxBlocksPerHost: 0, ...(s ?? {}) })),
+      .transform((s) => ({
+        strictAffinity: false,
+        autoAllocateBlocks: true,
+        maxBlocksPerHost: 0,
+        ...(s ?? {}),
+      })),
   })
   .strict();
 
@@ -156,7 +196,13 @@ export const kubeControllersConfigurationSchema = z
     kind: z.literal("KubeControllersConfiguration"),
     metadata: metadataSchema({ namespaced: false }).superRefine((m, ctx) => {
       if (m.name !== "default")
-        ctx.addIssue({ code: "custom", path: ["name"], message: own(`${quote(m.name)}: the KubeControllersConfiguration must be named "default"`) });
+        ctx.addIssue({
+          code: "custom",
+          path: ["name"],
+          message: own(
+            `${quote(m.name)}: the KubeControllersConfiguration must be named "default"`,
+          ),
+        });
     }),
     spec: stored(
       schemaOf(KUBE_CONTROLLERS_CONFIGURATION_SPEC),

@@ -49,7 +49,9 @@ export function schemaOf(t: FieldType): z.ZodType {
     case "object":
       if (t.props === undefined) return z.record(z.string(), z.unknown());
       return z
-        .object(Object.fromEntries(Object.entries(t.props).map(([k, v]) => [k, schemaOf(v).optional()])))
+        .object(
+          Object.fromEntries(Object.entries(t.props).map(([k, v]) => [k, schemaOf(v).optional()])),
+        )
         .strict();
     default:
       return z.unknown();

@@ -93,7 +93,10 @@ export function toFieldIssues(issues: ReadonlyArray<z.core.$ZodIssue>): FieldIss
         break;
       case "invalid_value":
         if (input === undefined) {
-          out.push({ path, message: `is required (one of ${issue.values.map((v) => String(v)).join(", ")})` });
+          out.push({
+            path,
+            message: `is required (one of ${issue.values.map((v) => String(v)).join(", ")})`,
+          });
           break;
         }
         out.push({

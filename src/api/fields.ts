@@ -368,7 +368,7 @@ export type FieldStatus =
 export const FIELD_STATUS = new WeakMap<z.ZodType, FieldStatus>();
 
 /**
- * A Calico field Ocelot accepts, validates and stores but does not act on yet: the node daemon
+ * A Calico field Ocelot accepts, validates and stores but does not act on yet: `ocelot apply`
  * names it in a warning. Only for fields whose absence of effect cannot weaken security.
  */
 export function stored<T extends z.ZodType>(schema: T, reason: string): T {

@@ -4,7 +4,14 @@
 // Not: enforcing host policy — Ocelot stores HostEndpoints and says so (see README).
 import * as z from "zod";
 import { own, quote } from "./errors.js";
-import { ipAddress, labelName, type Metadata, metadataSchema, subdomainName } from "./fields.js";
+import {
+  ipAddress,
+  labelName,
+  type Metadata,
+  metadataSchema,
+  stored,
+  subdomainName,
+} from "./fields.js";
 import { API_VERSION } from "./ippool.js";
 
 const PORT_PROTOCOLS = new Set(["TCP", "UDP", "SCTP", "6", "17", "132"]);
@@ -12,9 +19,11 @@ const PORT_PROTOCOLS = new Set(["TCP", "UDP", "SCTP", "6", "17", "132"]);
 const endpointPort = z
   .object({
     name: labelName,
-    protocol: z.union([z.string(), z.number()]).refine((p) => PORT_PROTOCOLS.has(String(p).toUpperCase()), {
-      error: (iss) => own(`${quote(iss.input)} does not support ports (use TCP, UDP or SCTP)`),
-    }),
+    protocol: z
+      .union([z.string(), z.number()])
+      .refine((p) => PORT_PROTOCOLS.has(String(p).toUpperCase()), {
+        error: (iss) => own(`${quote(iss.input)} does not support ports (use TCP, UDP or SCTP)`),
+      }),
     port: z.number().int().min(1).max(65535),
   })
   .strict();
@@ -35,7 +44,11 @@ const hostEndpointSpec = z
   .strict()
   .superRefine((s, ctx) => {
     if (s.node === undefined)
-      ctx.addIssue({ code: "custom", path: ["node"], message: own("is required (node must be specified)") });
+      ctx.addIssue({
+        code: "custom",
+        path: ["node"],
+        message: own("is required (node must be specified)"),
+      });
     if (s.interfaceName === undefined && (s.expectedIPs ?? []).length === 0)
       ctx.addIssue({
         code: "custom",
@@ -49,7 +62,10 @@ export const hostEndpointSchema = z
     apiVersion: z.literal(API_VERSION),
     kind: z.literal("HostEndpoint"),
     metadata: metadataSchema({ namespaced: false }),
-    spec: hostEndpointSpec,
+    spec: stored(
+      hostEndpointSpec,
+      "host endpoint policy is not enforced yet: the host's own traffic is not policed (ocelot apply warns)",
+    ),
   })
   .strict();
 

@@ -31,8 +31,10 @@ export interface Inventory {
 
 /** Calico kinds Ocelot does not store, and why. */
 export const KINDS_NOT_STORED: Record<string, string> = {
-  BlockAffinity: "IPAM's own records (block affinities are kept by ocelot's IPAM, shown by `ocelot ipam show`)",
-  IPAMBlock: "IPAM's own records (blocks are kept by ocelot's IPAM, shown by `ocelot ipam show --show-blocks`)",
+  BlockAffinity:
+    "IPAM's own records (block affinities are kept by ocelot's IPAM, shown by `ocelot ipam show`)",
+  IPAMBlock:
+    "IPAM's own records (blocks are kept by ocelot's IPAM, shown by `ocelot ipam show --show-blocks`)",
   IPAMHandle: "IPAM's own records (handles are kept by ocelot's IPAM)",
   CalicoNodeStatus: "not implemented in this branch (the operations work adds it)",
 };
@@ -47,7 +49,10 @@ interface Found {
 }
 
 /** Follows one path part into a schema: an object's key, or "[]" into an array's items. */
-function step(schema: z.ZodType, part: string): { next?: z.ZodType; status?: FieldStatus; open?: boolean } {
+function step(
+  schema: z.ZodType,
+  part: string,
+): { next?: z.ZodType; status?: FieldStatus; open?: boolean } {
   let s: z.ZodType | undefined = schema;
   for (let guard = 0; s !== undefined && guard < 20; guard++) {
     const st = FIELD_STATUS.get(s);
@@ -90,7 +95,10 @@ function step(schema: z.ZodType, part: string): { next?: z.ZodType; status?: Fie
 /** Whether our schema of a kind has the path, and the status marked on it or a parent. */
 export function lookup(info: KindInfo, path: string): Found {
   let s: z.ZodType = info.schema;
-  const parts = path.replace(/\[\]/g, ".[]").split(".").filter((p) => p !== "");
+  const parts = path
+    .replace(/\[\]/g, ".[]")
+    .split(".")
+    .filter((p) => p !== "");
   for (const part of parts) {
     const r = step(s, part);
     if (r.status !== undefined) return { found: true, status: r.status };
@@ -109,13 +117,23 @@ export function kindInfoOf(kind: string): KindInfo | undefined {
 const NOT_KNOWN = "not implemented: refused as an unknown field";
 
 /** The inventory of the given Calico kinds and paths, classified against our schemas. */
-export function inventory(kinds: { kind: string; paths: { path: string; type: string }[] }[]): Inventory {
+export function inventory(
+  kinds: { kind: string; paths: { path: string; type: string }[] }[],
+): Inventory {
   return {
     source: "projectcalico/calico api/config/crd/*.yaml (scripts/calico_inventory.ts)",
     kinds: kinds.map(({ kind, paths }) => {
       const info = kindInfoOf(kind);
       if (info === undefined)
-        return { kind, kindRefused: KINDS_NOT_STORED[kind] ?? "kind not implemented", paths: paths.map((p) => ({ ...p, status: "refused" as const, reason: "kind not stored" })) };
+        return {
+          kind,
+          kindRefused: KINDS_NOT_STORED[kind] ?? "kind not implemented",
+          paths: paths.map((p) => ({
+            ...p,
+            status: "refused" as const,
+            reason: "kind not stored",
+          })),
+        };
       return {
         kind,
         paths: paths.map(({ path, type }) => {
@@ -151,7 +169,13 @@ export function renderReadme(inv: Inventory): string {
   lines.push("");
   for (const k of inv.kinds) {
     if (k.kindRefused !== undefined) continue;
-    const top = (p: InventoryPath) => p.status !== "supported" && !k.paths.some((q) => q.status === p.status && q.reason === p.reason && p.path.startsWith(`${q.path}.`) || (q.status === p.status && q.reason === p.reason && p.path.startsWith(`${q.path}[]`)));
+    const top = (p: InventoryPath) =>
+      p.status !== "supported" &&
+      !k.paths.some(
+        (q) =>
+          (q.status === p.status && q.reason === p.reason && p.path.startsWith(`${q.path}.`)) ||
+          (q.status === p.status && q.reason === p.reason && p.path.startsWith(`${q.path}[]`)),
+      );
     const notSupported = k.paths.filter(top);
     if (notSupported.length === 0) continue;
     const byReason = new Map<string, string[]>();
@@ -161,10 +185,33 @@ export function renderReadme(inv: Inventory): string {
     }
     lines.push(`**${k.kind}**`, "");
     for (const [why, paths] of byReason) {
-      const shown = paths.length > 12 ? [...paths.slice(0, 12), `… ${paths.length - 12} more`] : paths;
+      const shown =
+        paths.length > 12 ? [...paths.slice(0, 12), `… ${paths.length - 12} more`] : paths;
       lines.push(`- ${why}: ${shown.join(", ")}`);
     }
     lines.push("");
   }
   return `${lines.join("\n")}\n`;
+}
+
+/** The fields of one resource that Ocelot stores but does not act on, with the reason (topmost). */
+export function storedFields(info: KindInfo, resource: unknown): string[] {
+  const out: string[] = [];
+  const walk = (v: unknown, path: string, generic: string) => {
+    if (path !== "") {
+      const f = lookup(info, generic);
+      if (f.status?.status === "stored") {
+        if (v !== false) out.push(`${path}: ${f.status.reason}`);
+        return;
+      }
+    }
+    if (Array.isArray(v)) {
+      for (const [i, x] of v.entries()) walk(x, `${path}[${i}]`, `${generic}[]`);
+    } else if (typeof v === "object" && v !== null && !(path === "" ? false : path === "metadata"))
+      for (const [k, x] of Object.entries(v))
+        if (path !== "" || k === "spec")
+          walk(x, path === "" ? k : `${path}.${k}`, generic === "" ? k : `${generic}.${k}`);
+  };
+  walk(resource, "", "");
+  return out;
 }

@@ -35,7 +35,8 @@ const ipPoolSpec = z
     disableBGPExport: z.boolean().optional(),
     nodeSelector: selector
       .refine((t) => !/\bglobal\s*\(/.test(t), {
-        error: (iss) => own(`${quote(iss.input)}: global() is not valid in an IPPool's nodeSelector`),
+        error: (iss) =>
+          own(`${quote(iss.input)}: global() is not valid in an IPPool's nodeSelector`),
       })
       .optional(),
     namespaceSelector: unsupported("pools are chosen by nodeSelector only"),
@@ -99,9 +100,17 @@ const ipPoolSpec = z
     }
     if (spec.allowedUses?.includes("LoadBalancer")) {
       if (spec.disableBGPExport === true)
-        ctx.addIssue({ code: "custom", path: ["disableBGPExport"], message: own("LoadBalancer IP pools cannot disable BGP export") });
+        ctx.addIssue({
+          code: "custom",
+          path: ["disableBGPExport"],
+          message: own("LoadBalancer IP pools cannot disable BGP export"),
+        });
       if (spec.ipipMode !== undefined && spec.ipipMode !== "Never")
-        ctx.addIssue({ code: "custom", path: ["ipipMode"], message: own("a LoadBalancer IP pool cannot have IP-in-IP enabled") });
+        ctx.addIssue({
+          code: "custom",
+          path: ["ipipMode"],
+          message: own("a LoadBalancer IP pool cannot have IP-in-IP enabled"),
+        });
     }
     if (spec.allowedUses !== undefined) {
       if (spec.allowedUses.includes("LoadBalancer") && spec.allowedUses.length > 1) {

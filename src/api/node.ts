@@ -31,7 +31,9 @@ const nodeBgpSpec = z
 const nodeSpec = z
   .object({
     bgp: nodeBgpSpec
-      .refine((b) => Object.keys(b).length > 0, { error: own("must not be empty when given (validateNodeSpec)") })
+      .refine((b) => Object.keys(b).length > 0, {
+        error: own("must not be empty when given (validateNodeSpec)"),
+      })
       .optional(),
     addresses: z
       .array(
@@ -109,7 +111,12 @@ const workloadEndpointSpec = z
       .array(
         cidr({ allowHostBits: false, allowBareIp: true }).refine(
           (c) => c.endsWith(c.includes(":") ? "/128" : "/32"),
-          { error: (iss) => own(`${quote(iss.input)} holds more than one address (a workload's ipNetworks are /32 or /128)`) },
+          {
+            error: (iss) =>
+              own(
+                `${quote(iss.input)} holds more than one address (a workload's ipNetworks are /32 or /128)`,
+              ),
+          },
         ),
       )
       .optional(),

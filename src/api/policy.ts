@@ -11,11 +11,11 @@ import { own, quote } from "./errors.js";
 import {
   cidr,
   intRange,
+  isNumericPort,
   labelName,
+  labels,
   type Metadata,
   metadataSchema,
-  isNumericPort,
-  labels,
   port,
   selector,
   stored,
@@ -25,6 +25,12 @@ import {
 import { API_VERSION } from "./ippool.js";
 
 export const K8S_NETWORKING_API_VERSION = "networking.k8s.io/v1";
+
+const HOST_ONLY =
+  "host endpoint policy is not enforced yet: a doNotTrack or preDNAT policy is not applied (warned), false is the default";
+
+const PROFILE_RULES =
+  "profile rules are not rendered yet: an endpoint no policy selects is allowed (ocelot apply warns)";
 
 const PROTOCOL_NAMES = ["TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite"] as const;
 const PORT_PROTOCOLS = new Set(["TCP", "UDP", "SCTP", "UDPLITE", "6", "17", "132", "136"]);
@@ -93,7 +99,16 @@ const serviceAccountMatch = z
 
 const serviceMatch = z
   .object({
-    name: z.string({ error: (iss) => own(iss.input === undefined ? "is required (services must specify a service name)" : `${quote(iss.input)} is not a string`) }).min(1, { error: own("must not be empty (services must specify a service name)") }),
+    name: z
+      .string({
+        error: (iss) =>
+          own(
+            iss.input === undefined
+              ? "is required (services must specify a service name)"
+              : `${quote(iss.input)} is not a string`,
+          ),
+      })
+      .min(1, { error: own("must not be empty (services must specify a service name)") }),
     namespace: labelName.optional(),
   })
   .strict();
@@ -121,10 +136,18 @@ const entityRule = z
     }
     if (e.services !== undefined) {
       // CEL rules on EntityRule: services exclude every other way of naming the peer.
-      for (const f of ["nets", "notNets", "selector", "notSelector", "namespaceSelector", "serviceAccounts"] as const)
+      for (const f of [
+        "nets",
+        "notNets",
+        "selector",
+        "notSelector",
+        "namespaceSelector",
+        "serviceAccounts",
+      ] as const)
         if (e[f] !== undefined) issue(f, "cannot be combined with services in the same rule side");
       for (const f of ["ports", "notPorts"] as const)
-        if (e[f] !== undefined) issue(f, "cannot be combined with services (the Service's ports are matched)");
+        if (e[f] !== undefined)
+          issue(f, "cannot be combined with services (the Service's ports are matched)");
     }
   });
 
@@ -135,11 +158,17 @@ const httpMatch = z
     paths: z
       .array(
         z
-          .object({ exact: z.string().max(1024).optional(), prefix: z.string().max(1024).optional() })
+          .object({
+            exact: z.string().max(1024).optional(),
+            prefix: z.string().max(1024).optional(),
+          })
           .strict()
           .superRefine((p, ctx) => {
             if ((p.exact === undefined) === (p.prefix === undefined))
-              ctx.addIssue({ code: "custom", message: own("needs exactly one of exact or prefix") });
+              ctx.addIssue({
+                code: "custom",
+                message: own("needs exactly one of exact or prefix"),
+              });
           }),
       )
       .max(20)
@@ -194,9 +223,7 @@ const rule = z
           ctx.addIssue({
             code: "custom",
             path: [side, f],
-            message: own(
-              `need protocol TCP, UDP, SCTP or UDPLite, not ${quote(r.protocol)}`,
-            ),
+            message: own(`need protocol TCP, UDP, SCTP or UDPLite, not ${quote(r.protocol)}`),
           });
         }
       }
@@ -226,9 +253,17 @@ const rule = z
       }
     }
     if ((proto === "ICMP" || proto === "1") && r.ipVersion === 6)
-      ctx.addIssue({ code: "custom", path: ["protocol"], message: own(`${quote(r.protocol)} requires ipVersion 4, not 6`) });
+      ctx.addIssue({
+        code: "custom",
+        path: ["protocol"],
+        message: own(`${quote(r.protocol)} requires ipVersion 4, not 6`),
+      });
     if ((proto === "ICMPV6" || proto === "58") && r.ipVersion === 4)
-      ctx.addIssue({ code: "custom", path: ["protocol"], message: own(`${quote(r.protocol)} requires ipVersion 6, not 4`) });
+      ctx.addIssue({
+        code: "custom",
+        path: ["protocol"],
+        message: own(`${quote(r.protocol)} requires ipVersion 6, not 4`),
+      });
     for (const f of ["icmp", "notICMP"] as const) {
       if (r[f] !== undefined && (proto === undefined || !ICMP_PROTOCOLS.has(proto))) {
         ctx.addIssue({
@@ -244,9 +279,17 @@ const rule = z
     }
     if (r.http !== undefined) {
       if (r.action !== "Allow")
-        ctx.addIssue({ code: "custom", path: ["http"], message: own(`is only valid on Allow rules, not ${quote(r.action)}`) });
+        ctx.addIssue({
+          code: "custom",
+          path: ["http"],
+          message: own(`is only valid on Allow rules, not ${quote(r.action)}`),
+        });
       if (proto !== undefined && proto !== "TCP" && proto !== "6")
-        ctx.addIssue({ code: "custom", path: ["http"], message: own(`needs protocol TCP or none, not ${quote(r.protocol)}`) });
+        ctx.addIssue({
+          code: "custom",
+          path: ["http"],
+          message: own(`needs protocol TCP or none, not ${quote(r.protocol)}`),
+        });
     }
   });
 
@@ -278,7 +321,11 @@ const commonPolicyFields = {
   ),
 };
 
-type RuleSides = { source?: { services?: { namespace?: string } }; destination?: { services?: { namespace?: string } }; http?: unknown };
+type RuleSides = {
+  source?: { services?: { namespace?: string } };
+  destination?: { services?: { namespace?: string } };
+  http?: unknown;
+};
 
 /** Rules Calico places per direction: services only as the remote side, no http on egress. */
 function directionIssues(
@@ -288,17 +335,41 @@ function directionIssues(
 ) {
   for (const [i, r] of (spec.egress ?? []).entries()) {
     if (r.source?.services !== undefined)
-      ctx.addIssue({ code: "custom", path: ["egress", i, "source", "services"], message: own("is not allowed in an egress rule's source") });
+      ctx.addIssue({
+        code: "custom",
+        path: ["egress", i, "source", "services"],
+        message: own("is not allowed in an egress rule's source"),
+      });
     if (r.http !== undefined)
-      ctx.addIssue({ code: "custom", path: ["egress", i, "http"], message: own("is not allowed in an egress rule") });
-    if (global && r.destination?.services !== undefined && r.destination.services.namespace === undefined)
-      ctx.addIssue({ code: "custom", path: ["egress", i, "destination", "services", "namespace"], message: own("is required in a global policy") });
+      ctx.addIssue({
+        code: "custom",
+        path: ["egress", i, "http"],
+        message: own("is not allowed in an egress rule"),
+      });
+    if (
+      global &&
+      r.destination?.services !== undefined &&
+      r.destination.services.namespace === undefined
+    )
+      ctx.addIssue({
+        code: "custom",
+        path: ["egress", i, "destination", "services", "namespace"],
+        message: own("is required in a global policy"),
+      });
   }
   for (const [i, r] of (spec.ingress ?? []).entries()) {
     if (r.destination?.services !== undefined)
-      ctx.addIssue({ code: "custom", path: ["ingress", i, "destination", "services"], message: own("is not allowed in an ingress rule's destination") });
+      ctx.addIssue({
+        code: "custom",
+        path: ["ingress", i, "destination", "services"],
+        message: own("is not allowed in an ingress rule's destination"),
+      });
     if (global && r.source?.services !== undefined && r.source.services.namespace === undefined)
-      ctx.addIssue({ code: "custom", path: ["ingress", i, "source", "services", "namespace"], message: own("is required in a global policy") });
+      ctx.addIssue({
+        code: "custom",
+        path: ["ingress", i, "source", "services", "namespace"],
+        message: own("is required in a global policy"),
+      });
   }
 }
 
@@ -334,9 +405,9 @@ const globalNetworkPolicyFields = z
   .object({
     ...commonPolicyFields,
     namespaceSelector: localSelector.optional(),
-    doNotTrack: z.boolean().optional(),
-    preDNAT: z.boolean().optional(),
-    applyOnForward: z.boolean().optional(),
+    doNotTrack: stored(z.boolean().optional(), HOST_ONLY),
+    preDNAT: stored(z.boolean().optional(), HOST_ONLY),
+    applyOnForward: stored(z.boolean().optional(), HOST_ONLY),
   })
   .strict()
   .superRefine((s, ctx) => {
@@ -386,7 +457,11 @@ function stagedDeleteIssues(s: Record<string, unknown>, ctx: z.RefinementCtx) {
   if (s.stagedAction !== "Delete") return;
   for (const [k, v] of Object.entries(s))
     if (k !== "stagedAction" && k !== "tier" && v !== undefined)
-      ctx.addIssue({ code: "custom", path: [k], message: own("must be empty when stagedAction is Delete (only tier may be set)") });
+      ctx.addIssue({
+        code: "custom",
+        path: [k],
+        message: own("must be empty when stagedAction is Delete (only tier may be set)"),
+      });
 }
 const stagedAction = z.enum(["Set", "Delete"]).optional();
 
@@ -444,9 +519,12 @@ export const profileSchema = z
     metadata: metadataSchema({ namespaced: false }),
     spec: z
       .object({
-        ingress: z.array(rule).optional(),
-        egress: z.array(rule).optional(),
-        labelsToApply: labels.optional(),
+        ingress: stored(z.array(rule).optional(), PROFILE_RULES),
+        egress: stored(z.array(rule).optional(), PROFILE_RULES),
+        labelsToApply: stored(
+          labels.optional(),
+          "labelsToApply do not reach endpoint labels yet (ocelot apply warns)",
+        ),
       })
       .strict()
       .optional()

@@ -327,7 +327,11 @@ export const KINDS: readonly KindInfo[] = [
     aliases: [],
     namespaced: false,
     schema: tierSchema,
-    columns: [NAME, col("ORDER", (r) => spec(r).order), col("DEFAULTACTION", (r) => spec(r).defaultAction)],
+    columns: [
+      NAME,
+      col("ORDER", (r) => spec(r).order),
+      col("DEFAULTACTION", (r) => spec(r).defaultAction),
+    ],
   }),
   kindInfo({
     apiVersion: API_VERSION,
@@ -341,7 +345,9 @@ export const KINDS: readonly KindInfo[] = [
     wideColumns: [
       NAME,
       col("LABELS", (r) =>
-        Object.entries((spec(r).labelsToApply ?? {}) as Record<string, string>).map(([k, v]) => `${k}=${v}`),
+        Object.entries((spec(r).labelsToApply ?? {}) as Record<string, string>).map(
+          ([k, v]) => `${k}=${v}`,
+        ),
       ),
     ],
   }),

@@ -372,11 +372,16 @@ function setMatches(k: SelectorKey, set: PolicyNetworkSet, sels: Selectors): boo
     const nsSel = sels.get(k.namespaceSelector);
     if (nsSel.op === "global") {
       if (set.namespace !== undefined) return false;
-    } else if (set.namespace === undefined || !matchSelector(nsSel, sels.namespaceLabels(set.namespace)))
+    } else if (
+      set.namespace === undefined ||
+      !matchSelector(nsSel, sels.namespaceLabels(set.namespace))
+    )
       return false;
   }
   const labels =
-    set.namespace === undefined ? { ...set.labels } : { ...set.labels, [LABEL_NAMESPACE]: set.namespace };
+    set.namespace === undefined
+      ? { ...set.labels }
+      : { ...set.labels, [LABEL_NAMESPACE]: set.namespace };
   return matchSelector(sels.get(k.selector), labels);
 }
 
@@ -747,7 +752,10 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
         for (const p of g.policies) {
           const chain = policyChainName(p.id, dir);
           used.set(chain, { p, dir });
-          rules.push(`-m mark --mark ${NOT_PASS} -j ${chain}`, `-m mark --mark ${ACCEPT} -j RETURN`);
+          rules.push(
+            `-m mark --mark ${NOT_PASS} -j ${chain}`,
+            `-m mark --mark ${ACCEPT} -j RETURN`,
+          );
         }
         if (g.tier.defaultAction === "Deny") rules.push(`-m mark --mark ${NOT_PASS} -j DROP`);
       }
