@@ -6,7 +6,10 @@
 // Not: reading the datastore (daemon.ts, cache.ts) or the kernel (src/felix/apply.ts).
 import type { IPPool } from "../api/ippool.js";
 import type { Node, WorkloadEndpoint } from "../api/node.js";
+import type { HostEndpoint } from "../api/hostendpoint.js";
+import type { NetworkSetResource } from "../api/networkset.js";
 import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../api/policy.js";
+import type { Tier } from "../api/tier.js";
 import type { DataplaneInput } from "../felix/dataplane.js";
 import type { NatPool } from "../felix/iptables.js";
 import {
@@ -30,6 +33,13 @@ export interface NodeSnapshot {
   networkPolicies?: NetworkPolicy[];
   globalNetworkPolicies?: GlobalNetworkPolicy[];
   k8sNetworkPolicies?: K8sNetworkPolicy[];
+  tiers?: Tier[];
+  /** GlobalNetworkSets and NetworkSets: rule selectors match their nets by their labels. */
+  networkSets?: NetworkSetResource[];
+  /** Stored, not enforced: named in the agent's warnings. */
+  hostEndpoints?: HostEndpoint[];
+  profiles?: { metadata: { name: string }; spec: { ingress?: unknown[]; egress?: unknown[]; labelsToApply?: unknown } }[];
+  felixConfigurations?: { metadata: { name: string }; spec: Record<string, unknown> }[];
 }
 
 export interface AgentOptions {
@@ -118,7 +128,44 @@ export function policyInputOf(snap: NodeSnapshot, node: string): PolicyInput | u
     ...(snap.k8sNetworkPolicies ?? []).map(fromK8sNetworkPolicy),
   ];
   if (policies.length === 0) return undefined;
-  return { endpoints: policyEndpointsOf(snap.workloadEndpoints, node), policies };
+  return {
+    endpoints: policyEndpointsOf(snap.workloadEndpoints, node),
+    policies,
+    tiers: (snap.tiers ?? []).map((t) => ({
+      name: t.metadata.name,
+      ...(t.spec.order !== undefined ? { order: t.spec.order } : {}),
+      defaultAction: t.spec.defaultAction,
+    })),
+    networkSets: (snap.networkSets ?? []).map((s) => ({
+      ...(s.kind === "NetworkSet" ? { namespace: s.metadata.namespace ?? "default" } : {}),
+      labels: s.metadata.labels ?? {},
+      nets: s.spec.nets ?? [],
+    })),
+  };
+}
+
+/**
+ * What the node stores but does not enforce, one warning each: host endpoints (their policy
+ * is not applied: the host's own traffic is not policed), profiles with rules or labels, and
+ * Felix configurations (none of their fields is acted on yet). Staged policies are never read.
+ */
+export function storedOnlyWarnings(snap: NodeSnapshot, node: string): string[] {
+  const out: string[] = [];
+  for (const h of snap.hostEndpoints ?? [])
+    if (h.spec.node === node)
+      out.push(
+        `HostEndpoint "${h.metadata.name}" (${h.spec.interfaceName ?? h.spec.expectedIPs?.join(",")}): host endpoint policy is not enforced; the host's traffic is not policed`,
+      );
+  for (const p of snap.profiles ?? [])
+    if ((p.spec.ingress?.length ?? 0) > 0 || (p.spec.egress?.length ?? 0) > 0 || p.spec.labelsToApply !== undefined)
+      out.push(`Profile "${p.metadata.name}": rules and labelsToApply are not applied yet`);
+  for (const f of snap.felixConfigurations ?? [])
+    if (f.metadata.name === "default" || f.metadata.name === `node.${node}`) {
+      const fields = Object.keys(f.spec);
+      if (fields.length > 0)
+        out.push(`FelixConfiguration "${f.metadata.name}": ${fields.join(", ")} not acted on yet`);
+    }
+  return out;
 }
 
 /** The felix input for node: what renderDataplane() turns into the desired kernel state. */
