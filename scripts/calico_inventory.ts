@@ -27,6 +27,7 @@ function fieldType(s: Json): FieldType {
     s.enum ?? (Array.isArray(s.allOf) ? s.allOf.at(-1)?.enum : undefined);
   const out: FieldType = { t: (s.type as FieldType["t"]) ?? "any" };
   if (enums !== undefined) out.enum = enums.map(String);
+  if (typeof s.pattern === "string") out.pattern = s.pattern;
   if (typeof s.minimum === "number") out.min = s.minimum;
   if (typeof s.maximum === "number") out.max = s.maximum;
   if (out.t === "array") out.items = fieldType(s.items);

@@ -132,6 +132,7 @@ function jsonName(go: string): string {
     RouteReflectorClusterID: "routeReflectorClusterID",
     ContainerID: "containerID",
     HostIP: "hostIP",
+    ExternalNodesCIDRList: "externalNodesList",
   };
   if (special[go] !== undefined) return special[go] as string;
   // A leading acronym is lowercased whole (BPFLogLevel -> bpfLogLevel, NATOutgoing... ->
@@ -194,8 +195,7 @@ class Parser {
     }
     if (t.v === "[]") {
       this.next();
-      this.typeName();
-      return this.composite(true);
+      return this.composite(true, this.typeName());
     }
     if (t.t === "id") {
       this.next();
@@ -221,7 +221,8 @@ class Parser {
   /** Calico's value types whose JSON form is not their struct: ports, durations. */
   typed(type: string, v: Record<string, unknown>): unknown {
     if (type === "numorstring.Port") {
-      if (v.portName !== undefined) return v.portName;
+      // A name with numbers too has no JSON form Calico would accept: kept as the struct.
+      if (v.portName !== undefined) return v.minPort || v.maxPort ? v : v.portName;
       const min = v.minPort ?? 0;
       const max = v.maxPort ?? 0;
       return min === max ? min : `${min}:${max}`;
@@ -265,7 +266,7 @@ class Parser {
     if (/^api\.[A-Z]/.test(fn) && args.length === 1 && typeof args[0] === "string") return args[0];
     throw new Untranslatable(`call ${fn}`);
   }
-  composite(list: boolean): unknown {
+  composite(list: boolean, elemType = ""): unknown {
     this.expect("{");
     const arr: unknown[] = [];
     const obj: Record<string, unknown> = {};
@@ -284,7 +285,8 @@ class Parser {
         this.next();
         obj[a.v] = this.value();
       } else if (list) {
-        if (this.peek()?.v === "{") arr.push(this.composite(false));
+        if (this.peek()?.v === "{")
+          arr.push(this.typed(elemType, this.composite(false) as Record<string, unknown>));
         else arr.push(this.value());
       } else throw new Untranslatable("positional struct fields");
       if (this.peek()?.v === ",") this.next();
@@ -350,7 +352,7 @@ function wrap(type: string, v: Record<string, unknown>): unknown {
     case "internalapi.WorkloadEndpointSpec":
       return spec("WorkloadEndpoint", "w", v, true);
     case "internalapi.WorkloadEndpointPort":
-      return spec("WorkloadEndpoint", "w", { ports: [v] }, true);
+      return spec("WorkloadEndpoint", "w", { interfaceName: "eth0", ports: [v] }, true);
     case "api.NetworkPolicySpec":
       return spec("NetworkPolicy", "p", v, true);
     case "api.GlobalNetworkPolicySpec":

@@ -119,6 +119,12 @@ const bgpConfigurationSpec = z
             message: own("cannot be set when nodeToNodeMeshEnabled is false"),
           });
     }
+    if ((spec.communities ?? []).length > 0 && (spec.prefixAdvertisements ?? []).length === 0)
+      ctx.addIssue({
+        code: "custom",
+        path: ["communities"],
+        message: own("are defined but not used in prefixAdvertisements"),
+      });
     const named = new Set((spec.communities ?? []).map((c) => c.name));
     for (const [i, adv] of (spec.prefixAdvertisements ?? []).entries()) {
       for (const [j, c] of adv.communities.entries()) {
@@ -285,7 +291,12 @@ function filterRule(family: IpFamily) {
         .strict()
         .optional(),
       source: z.enum(["RemotePeers"]).optional(),
-      interface: z.string().min(1).optional(),
+      interface: z
+        .string()
+        .regex(/^[a-zA-Z0-9_.*-]{1,15}$/, {
+          error: (iss) => own(`${quote(iss.input)} is not an interface name or pattern`),
+        })
+        .optional(),
       peerType: z.enum(["eBGP", "iBGP"]).optional(),
       communities: z
         .object({ values: z.array(communityValue).length(1) })

@@ -59,6 +59,20 @@ function ipOf(family: 4 | 6) {
   });
 }
 
+const IFACE_FILTER = /^[a-zA-Z0-9:._+-]{1,15}$/;
+const pattern = (re: RegExp, what: string) =>
+  z
+    .string()
+    .refine((s) => re.test(s), { error: (iss) => own(`${quote(iss.input)} is not ${what}`) })
+    .optional();
+const intIn = (min: number, max: number) =>
+  z
+    .number()
+    .refine((n) => Number.isInteger(n) && n >= min && n <= max, {
+      error: (iss) => own(`${quote(iss.input)} is not an integer in ${min}..${max}`),
+    })
+    .optional();
+
 const felixOverrides: Record<string, z.ZodType> = {
   logSeverityScreen: stored(
     z
@@ -75,10 +89,34 @@ const felixOverrides: Record<string, z.ZodType> = {
   natOutgoingAddress: stored(ipOf(4).optional(), STORED_REASON),
   deviceRouteSourceAddress: stored(ipOf(4).optional(), STORED_REASON),
   deviceRouteSourceAddressIPv6: stored(ipOf(6).optional(), STORED_REASON),
-  externalNodesCIDRList: stored(
+  externalNodesList: stored(
     z.array(cidr({ family: 4, allowHostBits: true, allowBareIp: true })).optional(),
     STORED_REASON,
   ),
+  prometheusMetricsHost: stored(
+    pattern(/^[a-zA-Z0-9:._+-]{1,64}$/, "a host name or address"),
+    STORED_REASON,
+  ),
+  iptablesNATOutgoingInterfaceFilter: stored(
+    pattern(IFACE_FILTER, "an interface name or pattern"),
+    STORED_REASON,
+  ),
+  bpfForceTrackPacketsFromIfaces: stored(
+    z.array(pattern(IFACE_FILTER, "an interface name or pattern").unwrap()).optional(),
+    STORED_REASON,
+  ),
+  wireguardInterfaceName: stored(
+    pattern(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name"),
+    STORED_REASON,
+  ),
+  wireguardInterfaceNameV6: stored(
+    pattern(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name"),
+    STORED_REASON,
+  ),
+  wireguardListeningPort: stored(intIn(1, 65535), STORED_REASON),
+  wireguardListeningPortV6: stored(intIn(1, 65535), STORED_REASON),
+  wireguardRoutingRulePriority: stored(intIn(1, 32765), STORED_REASON),
+  bpfExtToServiceConnmark: stored(intIn(0, 0xffffffff), STORED_REASON),
   openstackRegion: stored(
     z
       .string()

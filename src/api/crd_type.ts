@@ -7,10 +7,30 @@ import { own, quote } from "./errors.js";
 export interface FieldType {
   t: "string" | "integer" | "number" | "boolean" | "array" | "object" | "int-or-string" | "any";
   enum?: string[];
+  /** The CRD's pattern (Go RE2; a leading (?i) is case-insensitive). */
+  pattern?: string;
   min?: number;
   max?: number;
   items?: FieldType;
   props?: Record<string, FieldType>;
+}
+
+/** A Go RE2 pattern as a JS RegExp ((?i) prefixes become the i flag); undefined if it has no JS form. */
+function goRegExp(pattern: string): RegExp | undefined {
+  let flags = "";
+  let src = pattern;
+  if (src.startsWith("^(?i)")) {
+    flags = "i";
+    src = `^${src.slice(5)}`;
+  } else if (src.startsWith("(?i)")) {
+    flags = "i";
+    src = src.slice(4);
+  }
+  try {
+    return new RegExp(src, flags);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The zod schema of a CRD field type: objects strict, enums as Calico spells them. */
@@ -22,6 +42,13 @@ export function schemaOf(t: FieldType): z.ZodType {
         return z.string().refine((v) => values.includes(v), {
           error: (iss) => own(`${quote(iss.input)} is not one of ${values.join(", ")}`),
         });
+      }
+      if (t.pattern !== undefined) {
+        const re = goRegExp(t.pattern);
+        if (re !== undefined)
+          return z.string().refine((v) => re.test(v), {
+            error: (iss) => own(`${quote(iss.input)} does not match ${t.pattern}`),
+          });
       }
       return z.string();
     case "integer":

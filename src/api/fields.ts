@@ -279,6 +279,22 @@ export const labels = z.record(z.string(), z.string()).superRefine((map, ctx) =>
   }
 });
 
+/** Annotations: keys are Kubernetes qualified names; keys and values at most 256 KiB in all. */
+export const annotations = z.record(z.string(), z.string()).superRefine((map, ctx) => {
+  let size = 0;
+  for (const [k, v] of Object.entries(map)) {
+    size += k.length + v.length;
+    if (!isLabelKey(k.toLowerCase()))
+      ctx.addIssue({
+        code: "custom",
+        path: [k],
+        message: own(`${quote(k)} is not a valid annotation key`),
+      });
+  }
+  if (size > 256 * 1024)
+    ctx.addIssue({ code: "custom", message: own(`total size ${size} is above 262144 bytes`) });
+});
+
 /** Go duration (`metav1.Duration`): `120s`, `1m30s`, `500ms`; stored as given. */
 export const duration = z
   .string({ error: (iss) => own(`${quote(iss.input)} is not a duration such as "120s"`) })
@@ -417,7 +433,7 @@ export function metadataSchema(opts: { namespaced: boolean; name?: z.ZodType<str
         ? labelName.optional()
         : z.never({ error: own("must not be set: this kind is not namespaced") }).optional(),
       labels: labels.optional(),
-      annotations: z.record(z.string(), z.string()).optional(),
+      annotations: annotations.optional(),
       resourceVersion: z
         .union([z.string(), z.number()])
         .transform((v, ctx) => {

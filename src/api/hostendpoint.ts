@@ -33,12 +33,12 @@ const hostEndpointSpec = z
     node: subdomainName.optional(),
     interfaceName: z
       .string()
-      .refine((s) => s === "*" || (s.length >= 1 && s.length <= 15 && !/[\s/]/.test(s)), {
+      .refine((s) => s === "*" || /^[a-zA-Z0-9_.-]{1,15}$/.test(s), {
         error: (iss) => own(`${quote(iss.input)} is not a Linux interface name or "*"`),
       })
       .optional(),
     expectedIPs: z.array(ipAddress()).optional(),
-    profiles: z.array(z.string().min(1)).optional(),
+    profiles: z.array(subdomainName).optional(),
     ports: z.array(endpointPort).optional(),
   })
   .strict()

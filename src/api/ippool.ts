@@ -63,7 +63,7 @@ const ipPoolSpec = z
           `${quote(spec.blockSize)} is out of range for an IPv${p.family} pool (${min}..${max})`,
         ),
       });
-    } else if (p.prefixLength > block) {
+    } else if (p.prefixLength > block && spec.disabled !== true) {
       ctx.addIssue({
         code: "custom",
         path: ["cidr"],
@@ -104,6 +104,12 @@ const ipPoolSpec = z
           code: "custom",
           path: ["disableBGPExport"],
           message: own("LoadBalancer IP pools cannot disable BGP export"),
+        });
+      if (spec.nodeSelector !== undefined && spec.nodeSelector.trim() !== "all()")
+        ctx.addIssue({
+          code: "custom",
+          path: ["nodeSelector"],
+          message: own("must be all() (or unset) on a LoadBalancer IP pool"),
         });
       if (spec.ipipMode !== undefined && spec.ipipMode !== "Never")
         ctx.addIssue({

@@ -9,6 +9,7 @@
 import * as z from "zod";
 import { own, quote } from "./errors.js";
 import {
+  annotations,
   cidr,
   intRange,
   isNumericPort,
@@ -145,9 +146,6 @@ const entityRule = z
         "serviceAccounts",
       ] as const)
         if (e[f] !== undefined) issue(f, "cannot be combined with services in the same rule side");
-      for (const f of ["ports", "notPorts"] as const)
-        if (e[f] !== undefined)
-          issue(f, "cannot be combined with services (the Service's ports are matched)");
     }
   });
 
@@ -190,10 +188,7 @@ const rule = z
     notICMP: icmpFields.optional(),
     source: entityRule.optional(),
     destination: entityRule.optional(),
-    metadata: z
-      .object({ annotations: z.record(z.string(), z.string()).optional() })
-      .strict()
-      .optional(),
+    metadata: z.object({ annotations: annotations.optional() }).strict().optional(),
     http: stored(
       httpMatch.optional(),
       "application-layer policy needs an HTTP proxy; a rule with http matches no traffic in Ocelot (fail closed)",
@@ -203,6 +198,16 @@ const rule = z
   .superRefine((r, ctx) => {
     const proto = r.protocol === undefined ? undefined : String(r.protocol).toUpperCase();
     const sides = ["source", "destination"] as const;
+    // CEL: a destination Service brings its own ports (a source Service may take ports).
+    for (const f of ["ports", "notPorts"] as const)
+      if (r.destination?.services !== undefined && r.destination[f] !== undefined)
+        ctx.addIssue({
+          code: "custom",
+          path: ["destination", f],
+          message: own(
+            "cannot be combined with destination services (the Service's ports are matched)",
+          ),
+        });
     for (const side of sides) {
       const e = r[side];
       if (e === undefined) continue;
@@ -316,7 +321,10 @@ const commonPolicyFields = {
   egress: z.array(rule).optional(),
   serviceAccountSelector: localSelector.optional(),
   performanceHints: stored(
-    z.array(z.enum(["AssumeNeededOnEveryNode"])).optional(),
+    z
+      .array(z.enum(["AssumeNeededOnEveryNode"]))
+      .refine((a) => new Set(a).size === a.length, { error: own("names a hint more than once") })
+      .optional(),
     "a rendering hint; Ocelot renders policies for the endpoints they select",
   ),
 };
@@ -429,7 +437,26 @@ const globalNetworkPolicySpec = globalNetworkPolicyFields.transform(withDefaults
  * Policy names (validateNetworkPolicy: networkPolicyNameRegex): a DNS-1123 subdomain; Calico's
  * Kubernetes-derived names (knp.default.x) fit it too.
  */
-const policyMetadata = (namespaced: boolean) => metadataSchema({ namespaced });
+const LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+const NETWORK_POLICY_NAME = new RegExp(
+  `^((${LABEL})(\\.${LABEL})?|((knp|ossg)\\.default\\.${LABEL}(\\.${LABEL})*))$`,
+);
+const GLOBAL_POLICY_NAME = new RegExp(`^(${LABEL}\\.)?${LABEL}$`);
+const policyMetadata = (namespaced: boolean) =>
+  metadataSchema({
+    namespaced,
+    name: z
+      .string({ error: (iss) => own(`${quote(iss.input)} is not a valid name`) })
+      .refine(
+        (n) => n.length <= 253 && (namespaced ? NETWORK_POLICY_NAME : GLOBAL_POLICY_NAME).test(n),
+        {
+          error: (iss) =>
+            own(
+              `${quote(iss.input)} is not a valid policy name (a DNS-1123 label, or two joined by one '.'${namespaced ? ", or knp.default.<name>" : ""})`,
+            ),
+        },
+      ),
+  });
 
 export const networkPolicySchema = z
   .object({
@@ -463,7 +490,11 @@ function stagedDeleteIssues(s: Record<string, unknown>, ctx: z.RefinementCtx) {
         message: own("must be empty when stagedAction is Delete (only tier may be set)"),
       });
 }
-const stagedAction = z.enum(["Set", "Delete"]).optional();
+/** Empty is Set, as Calico reads it. */
+const stagedAction = z
+  .enum(["Set", "Delete", ""])
+  .optional()
+  .transform((a) => (a === "" ? undefined : a));
 
 export const stagedNetworkPolicySchema = z
   .object({

@@ -4,10 +4,11 @@
 // NetworkPolicies, GlobalNetworkPolicies and Kubernetes NetworkPolicies become the policy input
 // (every WorkloadEndpoint is a possible rule peer; this node's are policed).
 // Not: reading the datastore (daemon.ts, cache.ts) or the kernel (src/felix/apply.ts).
-import type { IPPool } from "../api/ippool.js";
-import type { Node, WorkloadEndpoint } from "../api/node.js";
+
 import type { HostEndpoint } from "../api/hostendpoint.js";
+import type { IPPool } from "../api/ippool.js";
 import type { NetworkSetResource } from "../api/networkset.js";
+import type { Node, WorkloadEndpoint } from "../api/node.js";
 import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../api/policy.js";
 import type { Tier } from "../api/tier.js";
 import type { DataplaneInput } from "../felix/dataplane.js";
@@ -38,7 +39,10 @@ export interface NodeSnapshot {
   networkSets?: NetworkSetResource[];
   /** Stored, not enforced: named in the agent's warnings. */
   hostEndpoints?: HostEndpoint[];
-  profiles?: { metadata: { name: string }; spec: { ingress?: unknown[]; egress?: unknown[]; labelsToApply?: unknown } }[];
+  profiles?: {
+    metadata: { name: string };
+    spec: { ingress?: unknown[]; egress?: unknown[]; labelsToApply?: unknown };
+  }[];
   felixConfigurations?: { metadata: { name: string }; spec: Record<string, unknown> }[];
 }
 
@@ -157,7 +161,11 @@ export function storedOnlyWarnings(snap: NodeSnapshot, node: string): string[] {
         `HostEndpoint "${h.metadata.name}" (${h.spec.interfaceName ?? h.spec.expectedIPs?.join(",")}): host endpoint policy is not enforced; the host's traffic is not policed`,
       );
   for (const p of snap.profiles ?? [])
-    if ((p.spec.ingress?.length ?? 0) > 0 || (p.spec.egress?.length ?? 0) > 0 || p.spec.labelsToApply !== undefined)
+    if (
+      (p.spec.ingress?.length ?? 0) > 0 ||
+      (p.spec.egress?.length ?? 0) > 0 ||
+      p.spec.labelsToApply !== undefined
+    )
       out.push(`Profile "${p.metadata.name}": rules and labelsToApply are not applied yet`);
   for (const f of snap.felixConfigurations ?? [])
     if (f.metadata.name === "default" || f.metadata.name === `node.${node}`) {

@@ -323,6 +323,8 @@ describe("BGPConfiguration", () => {
   it("checks community values and names", () => {
     expect(issuesOf(cfg("default", { communities: [{ name: "c", value: "70000:1" }] }))).toEqual([
       'spec.communities[0].value: "70000:1" is not a community value (aa:nn or aa:nn:mm)',
+      // CEL: "communities are defined but not used in prefixAdvertisements".
+      "spec.communities: are defined but not used in prefixAdvertisements",
     ]);
     const ok = cfg("default", {
       communities: [{ name: "big", value: "4200000000:1:2" }],
