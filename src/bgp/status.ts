@@ -4,6 +4,7 @@
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import * as net from "node:net";
 import { dirname } from "node:path";
+import type { BfdSessionStatus } from "./bfd/runtime.js";
 
 export interface PeerStatus {
   address: string;
@@ -47,6 +48,8 @@ export interface StatusSnapshot {
   tcpMd5?: { failure: number; unexpected: number; notFound: number };
   /** Process memory in MiB, and the RIB's typed arrays. */
   memory: { rssMiB: number; heapUsedMiB: number; arrayBuffersMiB: number; ribTypedMiB: number };
+  /** BFD sessions (bgpd, when a peer has `bfd`). */
+  bfd?: BfdSessionStatus[];
 }
 
 export interface RouteStatus {
@@ -210,7 +213,21 @@ export function formatStatus(s: StatusSnapshot): string {
   const md5 = s.tcpMd5
     ? `TCP MD5 drops in this namespace: ${s.tcpMd5.failure} bad signature, ${s.tcpMd5.unexpected} unexpected signature, ${s.tcpMd5.notFound} missing signature\n`
     : "";
-  return `${head}\n${table(["PEER", "AS", "TYPE", "STATE", "UPTIME", "RCVD/ACPT/ADV", "AUTH", "LAST ERROR"], rows)}\n${md5}`;
+  const bfd = s.bfd?.length
+    ? `BFD\n${table(
+        ["PEER", "STATE", "REMOTE", "DIAG", "TX MS", "DETECT MS", "MODE"],
+        s.bfd.map((b) => [
+          b.peer,
+          b.state,
+          b.remoteState,
+          b.diag,
+          String(b.txIntervalMs),
+          String(b.detectionTimeMs),
+          b.multihop ? "multihop" : "single hop",
+        ]),
+      )}\n`
+    : "";
+  return `${head}\n${table(["PEER", "AS", "TYPE", "STATE", "UPTIME", "RCVD/ACPT/ADV", "AUTH", "LAST ERROR"], rows)}\n${md5}${bfd}`;
 }
 
 export function errorText(e: NonNullable<PeerStatus["lastError"]>): string {

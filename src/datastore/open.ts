@@ -31,7 +31,7 @@ export type DatastoreTarget =
 export function parseDatastoreUrl(url: string): DatastoreTarget {
   const bad = (why: string) =>
     new RangeError(
-      `Bad datastore URL "${url}": ${why} (expected etcd://host:port[,host:port], etcds://..., file:/path/to/store.db or memory:)`,
+      `Bad datastore URL "${redactUrl(url)}": ${why} (expected etcd://host:port[,host:port], etcds://..., file:/path/to/store.db or memory:)`,
     );
   const m = /^([a-z][a-z0-9+.-]*):(.*)$/i.exec(url.trim());
   if (!m) throw bad("no scheme");
@@ -74,6 +74,16 @@ export function parseDatastoreUrl(url: string): DatastoreTarget {
     default:
       throw bad(`unknown scheme "${scheme}:"`);
   }
+}
+
+/**
+ * The URL as it may be shown: a user-info part (`user:password@`), which etcd URLs must not
+ * carry but users write anyway, is replaced by `***@`, so no error or log line repeats it.
+ */
+export function redactUrl(url: string): string {
+  return url
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/?#]*@)/i, "$1***@")
+    .replace(/,([^,@/?#]*@)/g, ",***@");
 }
 
 /** The URL to use: the given one, else OCELOT_DATASTORE, else the embedded default. */
