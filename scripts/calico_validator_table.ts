@@ -16,9 +16,10 @@ function tokenize(src: string): Tok[] {
   const out: Tok[] = [];
   const re =
     /\s+|\/\/[^\n]*|"((?:[^"\\]|\\.)*)"|`([^`]*)`|(0x[0-9a-fA-F]+|-?\d+(?:\.\d+)?(?:e\d+)?)|([A-Za-z_][A-Za-z0-9_.]*)|(\[\]|[{}()[\],:&*\-+])/gy;
-  let m: RegExpExecArray | null;
   re.lastIndex = 0;
-  while (re.lastIndex < src.length && (m = re.exec(src)) !== null) {
+  while (re.lastIndex < src.length) {
+    const m = re.exec(src);
+    if (m === null) break;
     if (m[1] !== undefined) out.push({ t: "str", v: JSON.parse(`"${m[1]}"`) });
     else if (m[2] !== undefined) out.push({ t: "str", v: m[2] });
     else if (m[3] !== undefined) out.push({ t: "num", v: m[3] });
