@@ -541,7 +541,8 @@ export const stagedGlobalNetworkPolicySchema = z
 
 /**
  * A Profile (Calico's namespace and service-account labels, `kns.<ns>` / `ksa.<ns>.<sa>`):
- * labelsToApply reach the endpoints that list it; its rules apply after every tier.
+ * labelsToApply reach the endpoints that list it (rule and policy selectors see them); its rules
+ * are stored, not rendered yet.
  */
 export const profileSchema = z
   .object({
@@ -552,10 +553,7 @@ export const profileSchema = z
       .object({
         ingress: stored(z.array(rule).optional(), PROFILE_RULES),
         egress: stored(z.array(rule).optional(), PROFILE_RULES),
-        labelsToApply: stored(
-          labels.optional(),
-          "labelsToApply do not reach endpoint labels yet (ocelot apply warns)",
-        ),
+        labelsToApply: labels.optional(),
       })
       .strict()
       .optional()

@@ -106,18 +106,26 @@ export function nodeAddressesOf(nodes: readonly Node[]): string[] {
   return [...out].sort();
 }
 
-/** Every WorkloadEndpoint as policy sees it; node's own carry their host interface. */
+/**
+ * Every WorkloadEndpoint as policy sees it; node's own carry their host interface. Its labels
+ * are its own over those its profiles apply (labelsToApply; the first profile listed wins), as
+ * Felix inherits them.
+ */
 export function policyEndpointsOf(
   weps: readonly WorkloadEndpoint[],
   node: string,
+  profileLabels: ReadonlyMap<string, Readonly<Record<string, string>>> = new Map(),
 ): PolicyEndpoint[] {
   return weps.map((w) => {
     const namespace = w.metadata.namespace ?? "default";
     const local = w.spec.node === node && w.spec.interfaceName !== undefined;
+    const inherited: Record<string, string> = {};
+    for (const p of [...(w.spec.profiles ?? [])].reverse())
+      Object.assign(inherited, profileLabels.get(p) ?? {});
     return {
       id: `${namespace}/${w.metadata.name}`,
       namespace,
-      labels: { ...(w.metadata.labels ?? {}), [LABEL_NAMESPACE]: namespace },
+      labels: { ...inherited, ...(w.metadata.labels ?? {}), [LABEL_NAMESPACE]: namespace },
       addresses: (w.spec.ipNetworks ?? []).map(addressOf),
       ...(local ? { iface: w.spec.interfaceName } : {}),
     };
@@ -132,8 +140,14 @@ export function policyInputOf(snap: NodeSnapshot, node: string): PolicyInput | u
     ...(snap.k8sNetworkPolicies ?? []).map(fromK8sNetworkPolicy),
   ];
   if (policies.length === 0) return undefined;
+  const profileLabels = new Map(
+    (snap.profiles ?? []).map((p) => [
+      p.metadata.name,
+      (p.spec.labelsToApply ?? {}) as Record<string, string>,
+    ]),
+  );
   return {
-    endpoints: policyEndpointsOf(snap.workloadEndpoints, node),
+    endpoints: policyEndpointsOf(snap.workloadEndpoints, node, profileLabels),
     policies,
     tiers: (snap.tiers ?? []).map((t) => ({
       name: t.metadata.name,
@@ -150,7 +164,7 @@ export function policyInputOf(snap: NodeSnapshot, node: string): PolicyInput | u
 
 /**
  * What the node stores but does not enforce, one warning each: host endpoints (their policy
- * is not applied: the host's own traffic is not policed), profiles with rules or labels, and
+ * is not applied: the host's own traffic is not policed), profiles with rules, and
  * Felix configurations (none of their fields is acted on yet). Staged policies are never read.
  */
 export function storedOnlyWarnings(snap: NodeSnapshot, node: string): string[] {
@@ -161,12 +175,8 @@ export function storedOnlyWarnings(snap: NodeSnapshot, node: string): string[] {
         `HostEndpoint "${h.metadata.name}" (${h.spec.interfaceName ?? h.spec.expectedIPs?.join(",")}): host endpoint policy is not enforced; the host's traffic is not policed`,
       );
   for (const p of snap.profiles ?? [])
-    if (
-      (p.spec.ingress?.length ?? 0) > 0 ||
-      (p.spec.egress?.length ?? 0) > 0 ||
-      p.spec.labelsToApply !== undefined
-    )
-      out.push(`Profile "${p.metadata.name}": rules and labelsToApply are not applied yet`);
+    if ((p.spec.ingress?.length ?? 0) > 0 || (p.spec.egress?.length ?? 0) > 0)
+      out.push(`Profile "${p.metadata.name}": its rules are not applied yet`);
   for (const f of snap.felixConfigurations ?? [])
     if (f.metadata.name === "default" || f.metadata.name === `node.${node}`) {
       const fields = Object.keys(f.spec);

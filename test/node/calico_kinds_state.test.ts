@@ -61,6 +61,52 @@ describe("policyInputOf() with Calico's other kinds", () => {
     expect(policyInputOf(snap({}), "n1")).toBeUndefined();
   });
 
+  it("gives endpoints their profiles' labelsToApply under their own labels (first profile wins)", () => {
+    const wep = res<WorkloadEndpoint>({
+      kind: "WorkloadEndpoint",
+      metadata: { name: "p", namespace: "prod", labels: { app: "p", team: "own" } },
+      spec: {
+        node: "n1",
+        interfaceName: "ocl0000000009",
+        ipNetworks: ["10.244.0.9/32"],
+        profiles: ["kns.prod", "ksa.prod.api"],
+      },
+    });
+    const input = policyInputOf(
+      snap({
+        workloadEndpoints: [wep],
+        globalNetworkPolicies: [
+          res({
+            kind: "GlobalNetworkPolicy",
+            metadata: { name: "g" },
+            spec: { selector: "env == 'prod'" },
+          }),
+        ],
+        profiles: [
+          res({
+            kind: "Profile",
+            metadata: { name: "kns.prod" },
+            spec: { labelsToApply: { env: "prod", team: "ns", tier: "a" } },
+          }),
+          res({
+            kind: "Profile",
+            metadata: { name: "ksa.prod.api" },
+            spec: { labelsToApply: { sa: "api", tier: "b" } },
+          }),
+        ],
+      }),
+      "n1",
+    );
+    expect(input?.endpoints[0]?.labels).toEqual({
+      env: "prod",
+      team: "own",
+      tier: "a",
+      sa: "api",
+      app: "p",
+      "projectcalico.org/namespace": "prod",
+    });
+  });
+
   it("names host endpoints, profiles with rules and Felix configuration fields it does not act on", () => {
     const w = storedOnlyWarnings(
       snap({
@@ -101,7 +147,7 @@ describe("policyInputOf() with Calico's other kinds", () => {
     );
     expect(w).toEqual([
       `HostEndpoint "n1-eth0" (eth0): host endpoint policy is not enforced; the host's traffic is not policed`,
-      `Profile "kns.default": rules and labelsToApply are not applied yet`,
+      `Profile "kns.default": its rules are not applied yet`,
       `FelixConfiguration "default": bpfEnabled, reportingInterval not acted on yet`,
     ]);
   });
