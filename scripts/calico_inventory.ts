@@ -10,6 +10,7 @@
 // compatibility section between its markers. test/api/inventory.test.ts keeps them true.
 //
 // Usage: npx tsx scripts/calico_inventory.ts <crd-dir>
+import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
@@ -91,6 +92,11 @@ export const FELIX_CONFIGURATION_SPEC: FieldType = ${JSON.stringify(cfg.FelixCon
 export const KUBE_CONTROLLERS_CONFIGURATION_SPEC: FieldType = ${JSON.stringify(cfg.KubeControllersConfiguration)};
 `,
   );
+  // The generated module in the project's format (a bounded local tool run).
+  execFileSync("npx", ["biome", "format", "--write", "src/api/config_fields.ts"], {
+    stdio: "ignore",
+    timeout: 120_000,
+  });
   const { inventory, renderReadme } = await import("../src/api/inventory.js");
   const inv = inventory(
     crds.map((c) => {
