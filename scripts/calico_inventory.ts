@@ -10,6 +10,8 @@
 // compatibility section between its markers. test/api/inventory.test.ts keeps them true.
 //
 // Usage: npx tsx scripts/calico_inventory.ts <crd-dir>
+//        npx tsx scripts/calico_inventory.ts --refresh   (after a schema change: reclassify the
+//        committed paths without the CRDs; the inventory test says when this is needed)
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -69,10 +71,31 @@ export function readCrds(dir: string): CrdKind[] {
   return kinds;
 }
 
+/** Re-classifies the committed inventory's paths against the schemas now (no CRDs needed). */
+async function refresh() {
+  const { inventory, renderReadme } = await import("../src/api/inventory.js");
+  const old = JSON.parse(readFileSync("config/calico-api-inventory.json", "utf8"));
+  const inv = inventory(old.kinds);
+  writeFileSync("config/calico-api-inventory.json", `${JSON.stringify(inv, null, 1)}\n`);
+  writeReadme(renderReadme(inv));
+}
+
+function writeReadme(section: string) {
+  const readme = readFileSync("README.md", "utf8");
+  const [a, b] = ["<!-- compatibility:begin -->", "<!-- compatibility:end -->"];
+  const i = readme.indexOf(a);
+  const j = readme.indexOf(b);
+  if (i >= 0 && j > i)
+    writeFileSync("README.md", `${readme.slice(0, i + a.length)}\n${section}${readme.slice(j)}`);
+}
+
 async function main() {
   const dir = process.argv[2];
+  if (dir === "--refresh") return refresh();
   if (dir === undefined) {
-    process.stderr.write("usage: calico_inventory.ts <calico api/config/crd dir>\n");
+    process.stderr.write(
+      "usage: calico_inventory.ts <calico api/config/crd dir> | --refresh (reclassify the committed paths)\n",
+    );
     process.exit(2);
   }
   const crds = readCrds(dir);
@@ -106,15 +129,7 @@ export const KUBE_CONTROLLERS_CONFIGURATION_SPEC: FieldType = ${JSON.stringify(c
     }),
   );
   writeFileSync("config/calico-api-inventory.json", `${JSON.stringify(inv, null, 1)}\n`);
-  const readme = readFileSync("README.md", "utf8");
-  const [a, b] = ["<!-- compatibility:begin -->", "<!-- compatibility:end -->"];
-  const i = readme.indexOf(a);
-  const j = readme.indexOf(b);
-  if (i >= 0 && j > i)
-    writeFileSync(
-      "README.md",
-      `${readme.slice(0, i + a.length)}\n${renderReadme(inv)}${readme.slice(j)}`,
-    );
+  writeReadme(renderReadme(inv));
   process.stdout.write(
     `${inv.kinds.length} kinds, ${inv.kinds.reduce((n, k) => n + k.paths.length, 0)} paths\n`,
   );

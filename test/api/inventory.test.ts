@@ -32,7 +32,7 @@ function docWith(kind: string, path: string, value: unknown): Record<string, unk
 }
 
 describe("Calico API inventory", () => {
-  it("every path's status is what our schemas say (regenerate with scripts/calico_inventory.ts)", () => {
+  it("every path's status is what our schemas say (npx tsx scripts/calico_inventory.ts --refresh)", () => {
     const now = inventory(inv.kinds.map((k) => ({ kind: k.kind, paths: k.paths })));
     expect(now.kinds).toEqual(inv.kinds);
   });
