@@ -187,7 +187,10 @@ export const felixConfigurationSchema = z
   })
   .strict();
 
-/** IPAMConfiguration "default": the settings `ocelot ipam configure` writes. */
+const IPAM_NOT_READ =
+  "Ocelot's IPAM reads its own configuration record: set it with `ocelot ipam configure` (the resource is stored, not read yet)";
+
+/** IPAMConfiguration "default": the settings `ocelot ipam configure` writes (not wired yet). */
 export const ipamConfigurationSchema = z
   .object({
     apiVersion: z.literal(API_VERSION),
@@ -202,14 +205,17 @@ export const ipamConfigurationSchema = z
     }),
     spec: z
       .object({
-        strictAffinity: z.boolean().optional(),
-        autoAllocateBlocks: z.boolean().optional(),
-        maxBlocksPerHost: z
-          .number()
-          .int()
-          .min(0, { error: own("must be greater than or equal to 0") })
-          .max(2147483647)
-          .optional(),
+        strictAffinity: stored(z.boolean().optional(), IPAM_NOT_READ),
+        autoAllocateBlocks: stored(z.boolean().optional(), IPAM_NOT_READ),
+        maxBlocksPerHost: stored(
+          z
+            .number()
+            .int()
+            .min(0, { error: own("must be greater than or equal to 0") })
+            .max(2147483647)
+            .optional(),
+          IPAM_NOT_READ,
+        ),
         ipCooldownSeconds: stored(z.number().int().min(0).optional(), STORED_REASON),
         kubeVirtVMAddressPersistence: stored(
           z.enum(["Enabled", "Disabled"]).optional(),
