@@ -17,8 +17,8 @@ import { kindOf } from "../api/registry.js";
 import type { EtcdOptions } from "../datastore/etcd.js";
 import { openDatastore } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
-import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../felix/workload.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
+import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../lib/pod_wiring.js";
 import {
   CniError,
   CniErrorCode,

@@ -16,7 +16,6 @@ import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../ap
 import { type KindInfo, kindOf, kindPrefix } from "../api/registry.js";
 import type { Tier } from "../api/tier.js";
 import { type BgpdConfig, resolvePasswordFiles } from "../bgp/config.js";
-import type { Log } from "../bgp/io/session.js";
 import type { NodeStatus } from "../bgp/status.js";
 import type { Datastore, KeyValue } from "../datastore/types.js";
 import { applyDataplane } from "../felix/apply.js";
@@ -25,6 +24,7 @@ import type { Fib } from "../fib/types.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { decodeAffinity, IpamKeys } from "../ipam/records.js";
 import type { AgentCounters } from "../lib/daemon_metrics.js";
+import type { Log } from "../lib/log.js";
 import { type AgentOptions, agentInput, storedOnlyWarnings } from "./agent_state.js";
 import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
 import { type BgpSnapshot, renderBgp } from "./bgp_state.js";
