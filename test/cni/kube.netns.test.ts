@@ -10,7 +10,7 @@
 // the server's own port, so the certificate's 127.0.0.1 stays right).
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { createConnection, createServer, type Server } from "node:net";
+import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -68,6 +68,8 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
   let sock: Server;
   let forwarder: ChildProcess | undefined;
   const pods: Netns[] = [];
+  /** The forwarder's connections, destroyed in afterAll so that closing never waits on them. */
+  const open = new Set<Socket>();
 
   const conf = (extra: Record<string, unknown> = {}) => ({
     cniVersion: "1.0.0",
@@ -106,6 +108,9 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
     const path = join(dir, "api.sock");
     sock = createServer((c) => {
       const u = createConnection(port, "127.0.0.1");
+      open.add(c).add(u);
+      c.on("close", () => open.delete(c));
+      u.on("close", () => open.delete(u));
       c.pipe(u).pipe(c);
       u.on("error", () => c.destroy());
       c.on("error", () => u.destroy());
@@ -128,6 +133,7 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
 
   afterAll(async () => {
     if (forwarder?.pid !== undefined && forwarder.exitCode === null) forwarder.kill("SIGKILL");
+    for (const c of open) c.destroy();
     await new Promise<void>((r) => (sock ? sock.close(() => r()) : r()));
     for (const ns of [...pods, node]) ns?.destroy();
     await api?.close();
