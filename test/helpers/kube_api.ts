@@ -107,6 +107,12 @@ export class KubeApi {
     let api: KubeApi | undefined;
     const tls = selfSigned();
     const server = createServer(tls, (req, res) => api?.handle(req, res));
+    const sockets = new Set<{ destroy(): void; on(e: "close", f: () => void): unknown }>();
+    server.on("connection", (c) => {
+      sockets.add(c);
+      c.on("close", () => sockets.delete(c));
+    });
+    (server as Server & { sockets?: typeof sockets }).sockets = sockets;
     await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
     const bound = (server.address() as AddressInfo).port;
     api = new KubeApi(server, `https://127.0.0.1:${bound}`, tls.cert);
@@ -201,8 +207,11 @@ export class KubeApi {
 
   async close(): Promise<void> {
     this.breakWatches();
-    this.server.closeAllConnections();
-    await new Promise<void>((r) => this.server.close(() => r()));
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
+    // Every raw connection (keep-alive ones of the client's agent too), so close() never waits.
+    for (const c of (this.server as Server & { sockets?: Set<{ destroy(): void }> }).sockets ?? [])
+      c.destroy();
+    await closed;
   }
 
   // -------------------------------------------------------------------------------------------
