@@ -69,21 +69,41 @@ const kindInfo = (kind: string, apiVersion = "projectcalico.org/v3"): KindInfo =
   return info;
 };
 
+export type WatchArea =
+  | "weps"
+  | "pools"
+  | "nodes"
+  | "bgpconfigs"
+  | "bgppeers"
+  | "bgpfilters"
+  | "affinities"
+  | "netpols"
+  | "gnps"
+  | "knps";
+
+/**
+ * The prefixes a node daemon lists and watches: nine shared by every node (a watch proxy serves
+ * them to all nodes from one upstream watch each) and the node's own block affinities.
+ */
+export function nodeWatchPrefixes(nodename: string): Record<WatchArea, string> {
+  const keys = new IpamKeys();
+  return {
+    weps: kindPrefix(kindInfo("WorkloadEndpoint")),
+    pools: kindPrefix(kindInfo("IPPool")),
+    nodes: kindPrefix(kindInfo("Node")),
+    bgpconfigs: kindPrefix(kindInfo("BGPConfiguration")),
+    bgppeers: kindPrefix(kindInfo("BGPPeer")),
+    bgpfilters: kindPrefix(kindInfo("BGPFilter")),
+    affinities: `${keys.hostPrefix()}${nodename}/`,
+    netpols: kindPrefix(kindInfo("NetworkPolicy")),
+    gnps: kindPrefix(kindInfo("GlobalNetworkPolicy")),
+    knps: kindPrefix(kindInfo("NetworkPolicy", "networking.k8s.io/v1")),
+  };
+}
+
 /** The running daemon; start() resolves after the first convergence. */
 export class NodeDaemon {
-  private readonly prefixes: Record<
-    | "weps"
-    | "pools"
-    | "nodes"
-    | "bgpconfigs"
-    | "bgppeers"
-    | "bgpfilters"
-    | "affinities"
-    | "netpols"
-    | "gnps"
-    | "knps",
-    string
-  >;
+  private readonly prefixes: Record<WatchArea, string>;
   private readonly areasOf: Map<string, Area[]>;
   private cache: PrefixCache | undefined;
   private registered: Node | undefined;
@@ -116,19 +136,7 @@ export class NodeDaemon {
     readonly store: Datastore,
     readonly opts: DaemonOptions,
   ) {
-    const keys = new IpamKeys();
-    this.prefixes = {
-      weps: kindPrefix(kindInfo("WorkloadEndpoint")),
-      pools: kindPrefix(kindInfo("IPPool")),
-      nodes: kindPrefix(kindInfo("Node")),
-      bgpconfigs: kindPrefix(kindInfo("BGPConfiguration")),
-      bgppeers: kindPrefix(kindInfo("BGPPeer")),
-      bgpfilters: kindPrefix(kindInfo("BGPFilter")),
-      affinities: `${keys.hostPrefix()}${opts.nodename}/`,
-      netpols: kindPrefix(kindInfo("NetworkPolicy")),
-      gnps: kindPrefix(kindInfo("GlobalNetworkPolicy")),
-      knps: kindPrefix(kindInfo("NetworkPolicy", "networking.k8s.io/v1")),
-    };
+    this.prefixes = nodeWatchPrefixes(opts.nodename);
     const p = this.prefixes;
     this.areasOf = new Map<string, Area[]>([
       [p.weps, ["agent"]],
