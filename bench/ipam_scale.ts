@@ -14,10 +14,10 @@ import { join } from "node:path";
 import { SqliteDatastore } from "../src/datastore/sqlite.js";
 import type { Datastore } from "../src/datastore/types.js";
 import { assignFromBlock, encodeBlock, hostAffinity, newBlock } from "../src/ipam/block.js";
-import { type Cidr, formatAddress, parseCidr } from "../src/ipam/cidr.js";
 import { runGcPass } from "../src/ipam/gc_run.js";
 import { encodeAffinity, IpamKeys } from "../src/ipam/records.js";
 import { IpamStore } from "../src/ipam/store.js";
+import { type Cidr, formatAddress, parseCidr } from "../src/lib/ip.js";
 import { etcdUnavailableReason, startEtcd } from "../test/helpers/etcd.js";
 
 export const POOL_CIDR = "10.64.0.0/12";
