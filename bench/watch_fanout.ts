@@ -89,6 +89,18 @@ export async function watchGauges(
   };
 }
 
+/** The gauges once two readings 500 ms apart agree (watches still being set up settle), at most 60 s. */
+async function steadyGauges(server: EtcdServer): Promise<{ streams: number; watchers: number }> {
+  let g = await watchGauges(server);
+  for (let i = 0; i < 120; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    const next = await watchGauges(server);
+    if (next.streams === g.streams && next.watchers === g.watchers) return next;
+    g = next;
+  }
+  return g;
+}
+
 /** RSS (bytes) and CPU seconds (user + system) of a process, from /proc. */
 export function procUsage(pid: number): { rss: number; cpuSec: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -169,7 +181,6 @@ export async function runFanout(
       }),
     );
     const startSec = (performance.now() - t0) / 1000;
-    const gauges = await watchGauges(server);
     const lat: number[] = [];
     const alls: number[] = [];
     for (let c = 0; c < changes; c++) {
@@ -207,6 +218,9 @@ export async function runFanout(
       lat.push(...w.seen);
       alls.push(Math.max(...w.seen));
     }
+    // Read after the changes: every node's watches were created on the server by then (a watch
+    // call returns before its stream is set up).
+    const gauges = await steadyGauges(server);
     const usage1 = procUsage(server.pid);
     lat.sort((a, b) => a - b);
     alls.sort((a, b) => a - b);
