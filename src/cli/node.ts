@@ -25,6 +25,9 @@ import { DEFAULT_STATUS_SOCKET, NodeDaemon } from "../node/daemon.js";
 import { CliError } from "./main.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
+/** Calico's calico_backend values: bgp runs the speaker; vxlan and none do not. */
+const BACKENDS = ["bgp", "vxlan", "none"];
+export const DEFAULT_MTU_FILE = "/var/lib/ocelot/mtu";
 
 type RunOpts = DatastoreCliOptions & {
   nodename: string;
@@ -37,6 +40,9 @@ type RunOpts = DatastoreCliOptions & {
   secretsDir: string;
   resyncInterval: string;
   bgp: boolean;
+  networkingBackend?: string;
+  mtu?: string;
+  mtuFile: string;
   clusterCidr?: string[];
   metricsAddress?: string;
 };
@@ -92,6 +98,18 @@ async function runNode(o: RunOpts): Promise<void> {
   if (o.ip6 !== undefined && !isIpv6WithLength(o.ip6))
     throw new CliError(`--ip6: "${o.ip6}" is not an IPv6 address with its prefix length`, 2);
   const resyncIntervalMs = seconds(o.resyncInterval, "--resync-interval");
+  const backend = o.networkingBackend ?? process.env.CALICO_NETWORKING_BACKEND ?? "bgp";
+  if (!BACKENDS.includes(backend))
+    throw new CliError(
+      `--networking-backend (or CALICO_NETWORKING_BACKEND): "${backend}" is not one of ${BACKENDS.join(", ")}`,
+      2,
+    );
+  let mtu: number | undefined;
+  if (o.mtu !== undefined) {
+    mtu = Number(o.mtu);
+    if (!/^\d+$/.test(o.mtu) || mtu < 1280 || mtu > 65535)
+      throw new CliError(`--mtu: "${o.mtu}" is not an MTU from 1280 to 65535`, 2);
+  }
   let metricsAddr: ListenAddress | undefined;
   try {
     metricsAddr = o.metricsAddress ? parseListenAddress(o.metricsAddress) : undefined;
@@ -112,11 +130,12 @@ async function runNode(o: RunOpts): Promise<void> {
     ipv6Address: o.ip6,
     asNumber,
     netns: o.netns,
-    bgp: o.bgp,
+    bgp: o.bgp && backend === "bgp",
+    mtuFile: o.mtuFile,
     statusSocket: o.statusSocket,
     secretsDir: o.secretsDir,
     resyncIntervalMs,
-    agent: { clusterCidrs: o.clusterCidr ?? [] },
+    agent: { clusterCidrs: o.clusterCidr ?? [], ...(mtu !== undefined ? { mtu } : {}) },
     log,
   });
   // Served from before the start: /readyz answers 503 until the first convergence.
@@ -187,6 +206,15 @@ export function register(program: Command): void {
     .option("--resync-interval <duration>", "full resync period", "60s")
     .option("--cluster-cidr <cidr...>", "cluster network CIDRs never masqueraded to")
     .option("--no-bgp", "do not run the BGP speaker")
+    .option(
+      "--networking-backend <backend>",
+      "bgp (run the speaker), vxlan or none (no speaker; overlay routes from the datastore); default $CALICO_NETWORKING_BACKEND or bgp",
+    )
+    .option(
+      "--mtu <bytes>",
+      "pods' and tunnel devices' MTU (default: fabric MTU minus the overhead)",
+    )
+    .option("--mtu-file <path>", "where the pods' MTU is written for ocelot-cni", DEFAULT_MTU_FILE)
     .option(
       "--metrics-address <host:port>",
       "serve /metrics, /livez and /readyz over HTTP there (default: off)",

@@ -3,10 +3,15 @@
 // BGPPeers, BGPFilters, this node's block affinities, network policies of the three kinds), and after each change (debounced) and on a periodic
 // full resync converges two things: the agent's data plane (src/felix render + apply, routes
 // under protocol 202) and the BGP speaker, run in-process and reconfigured by diff as SIGHUP
-// does for `ocelot bgpd` (learned routes under protocol 201). Owns: the loop, its ordering and
-// logging. Not: what the state is (agent_state.ts, bgp_state.ts) or how it is applied.
+// does for `ocelot bgpd` (learned routes under protocol 201). Before the agent renders, the
+// node's tunnel addresses are brought to what its pools' encapsulation needs (tunnel_addrs.ts)
+// and its fabric interfaces are read (MTU); the pods' MTU is written to a file for the CNI
+// plugin. Every node's block affinities are watched: the overlay routes remote blocks.
+// Owns: the loop, its ordering and logging. Not: what the state is (agent_state.ts,
+// bgp_state.ts) or how it is applied.
 
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import type { BGPFilter } from "../api/bgp.js";
 import { decodeResource } from "../api/client.js";
 import type { Node, WorkloadEndpoint } from "../api/node.js";
@@ -15,8 +20,9 @@ import { type KindInfo, kindOf, kindPrefix } from "../api/registry.js";
 import { type BgpdConfig, resolvePasswordFiles } from "../bgp/config.js";
 import type { Log } from "../bgp/io/session.js";
 import type { Datastore, KeyValue } from "../datastore/types.js";
-import { applyDataplane } from "../felix/apply.js";
+import { applyDataplane, spawnRunner } from "../felix/apply.js";
 import { renderDataplane } from "../felix/dataplane.js";
+import { readFabric } from "../felix/overlay_apply.js";
 import type { Fib } from "../fib/types.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { decodeAffinity, IpamKeys } from "../ipam/records.js";
@@ -26,6 +32,7 @@ import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
 import { type BgpSnapshot, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
 import { registerNode } from "./registration.js";
+import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
 
 export const DEFAULT_STATUS_SOCKET = "/run/ocelot/bgpd.sock";
 
@@ -38,8 +45,10 @@ export interface DaemonOptions {
   asNumber?: number;
   /** Network namespace (name under /run/netns) the agent programs; default: the process's own. */
   netns?: string;
-  /** Run the BGP speaker (default true). */
+  /** Run the BGP speaker (default true; `--networking-backend vxlan|none` turns it off). */
   bgp?: boolean;
+  /** Where the pods' MTU is written for the CNI plugin (absent: not written). */
+  mtuFile?: string;
   statusSocket?: string;
   /** Where BGP passwords' secretKeyRefs are files `<dir>/<name>/<key>` (default /etc/ocelot/secrets). */
   secretsDir?: string;
@@ -94,6 +103,7 @@ export class NodeDaemon {
   private lastBgpReason = "";
   private lastWarnings = "";
   private lastAgentWarnings = "";
+  private lastMtu: number | undefined;
   /** Convergence passes done (for tests and logs). */
   passes = 0;
   /** Counters for /metrics (src/lib/daemon_metrics.ts). */
@@ -120,7 +130,8 @@ export class NodeDaemon {
       bgpconfigs: kindPrefix(kindInfo("BGPConfiguration")),
       bgppeers: kindPrefix(kindInfo("BGPPeer")),
       bgpfilters: kindPrefix(kindInfo("BGPFilter")),
-      affinities: `${keys.hostPrefix()}${opts.nodename}/`,
+      // Every node's: the overlay routes remote blocks (BGP and the agent's blackholes use ours).
+      affinities: keys.hostPrefix(),
       netpols: kindPrefix(kindInfo("NetworkPolicy")),
       gnps: kindPrefix(kindInfo("GlobalNetworkPolicy")),
       knps: kindPrefix(kindInfo("NetworkPolicy", "networking.k8s.io/v1")),
@@ -313,8 +324,58 @@ export class NodeDaemon {
     };
   }
 
+  /**
+   * Brings this node's tunnel addresses to what the pools need (IPAM and the Node, only when
+   * the plan from the cached Node says something must change); the snapshot gets the new Node.
+   * A failure (a pool with no free address) is logged and retried, the rest converges.
+   */
+  private async convergeTunnels(snap: BgpSnapshot): Promise<void> {
+    const name = this.opts.nodename;
+    const me = snap.nodes.find((n) => n.metadata.name === name);
+    if (!me || planTunnels(snap.pools, me).every((s) => s.op === "keep")) return;
+    try {
+      const updated = await ensureTunnelAddresses(this.store, name, snap.pools);
+      if (!updated) return;
+      snap.nodes = snap.nodes.map((n) => (n.metadata.name === name ? updated : n));
+      const s = updated.spec;
+      this.log.info(
+        {
+          ipv4IPIPTunnelAddr: s.bgp?.ipv4IPIPTunnelAddr,
+          ipv4VXLANTunnelAddr: s.ipv4VXLANTunnelAddr,
+          vxlanTunnelMACAddr: s.vxlanTunnelMACAddr,
+          ipv6VXLANTunnelAddr: s.ipv6VXLANTunnelAddr,
+          vxlanTunnelMACAddrV6: s.vxlanTunnelMACAddrV6,
+        },
+        "Tunnel addresses updated",
+      );
+    } catch (err) {
+      this.log.warn({ error: (err as Error).message }, "Tunnel addresses: not assigned; retrying");
+      this.retryLater("agent");
+    }
+  }
+
+  /** The pods' MTU to the file the CNI plugin reads (when it changed). */
+  private writeMtu(mtu: number): void {
+    const file = this.opts.mtuFile;
+    if (!file || mtu === this.lastMtu) return;
+    try {
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, `${mtu}\n`);
+      this.lastMtu = mtu;
+      this.log.info({ mtu, file }, "Pod MTU written");
+    } catch (err) {
+      this.log.warn({ file, error: (err as Error).message }, "Pod MTU: cannot write the file");
+    }
+  }
+
   private async convergeAgent(snap: BgpSnapshot): Promise<void> {
-    const input = agentInput(snap, this.opts.nodename, this.opts.agent);
+    await this.convergeTunnels(snap);
+    const me = snap.nodes.find((n) => n.metadata.name === this.opts.nodename);
+    const fabric = await readFabric(
+      { netns: this.opts.netns, run: spawnRunner },
+      { 4: me?.spec.bgp?.ipv4Address, 6: me?.spec.bgp?.ipv6Address },
+    );
+    const input = agentInput(snap, this.opts.nodename, { ...this.opts.agent, fabric });
     // Rendering throws on conflicting input (an address claimed twice): nothing is applied then.
     const desired = renderDataplane(input);
     const text = JSON.stringify(input);
@@ -333,6 +394,9 @@ export class NodeDaemon {
       netns: this.opts.netns,
       fib: this.agentFib as Fib,
     });
+    this.writeMtu(desired.overlay.podMtu);
+    for (const f of report.overlayFailures)
+      this.log.warn(f, "Agent: overlay device not created (routes through it wait)");
     this.lastAgentInput = text;
     if (report.changes.length > 0)
       this.log.info(
