@@ -104,6 +104,7 @@ export class NodeDaemon {
   private lastWarnings = "";
   private lastAgentWarnings = "";
   private lastMtu: number | undefined;
+  private lastOverlayFailures = "[]";
   /** Convergence passes done (for tests and logs). */
   passes = 0;
   /** Counters for /metrics (src/lib/daemon_metrics.ts). */
@@ -395,8 +396,11 @@ export class NodeDaemon {
       fib: this.agentFib as Fib,
     });
     this.writeMtu(desired.overlay.podMtu);
-    for (const f of report.overlayFailures)
-      this.log.warn(f, "Agent: overlay device not created (routes through it wait)");
+    const failures = JSON.stringify(report.overlayFailures);
+    if (failures !== this.lastOverlayFailures && report.overlayFailures.length > 0)
+      for (const f of report.overlayFailures)
+        this.log.warn(f, "Agent: overlay device not created (routes through it wait)");
+    this.lastOverlayFailures = failures;
     this.lastAgentInput = text;
     if (report.changes.length > 0)
       this.log.info(
