@@ -68,7 +68,7 @@ describe.skipIf(skip)("overlay: VXLAN between two L3 subnets without BGP", () =>
       ],
       () => ["--networking-backend", "vxlan", "--resync-interval", "2s"],
       [4, 6],
-      "Always",
+      { vxlanMode: "Always" },
     );
     [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
   });
@@ -216,7 +216,7 @@ describe.skipIf(skip)("overlay: VXLAN between two L3 subnets without BGP", () =>
   });
 
   it("CrossSubnet: between subnets the router's links carry only UDP 4789 with the pod addresses inside; inside a subnet, plain pod packets", async () => {
-    await setPools(lab.store, "CrossSubnet");
+    await setPools(lab.store, { vxlanMode: "CrossSubnet" });
     const sameBlock = blockOf(n2.pod4 as string);
     await waitFor(`${n1.name}: ${sameBlock} natively via ${n2.ip4}`, () =>
       routesOf(n1.ns, "202").some(
@@ -264,7 +264,7 @@ describe.skipIf(skip)("overlay: VXLAN between two L3 subnets without BGP", () =>
   });
 
   it("vxlanMode Never (negative control): the routes and devices go, the tunnel addresses are released, cross-subnet pings fail", async () => {
-    await setPools(lab.store, "Never");
+    await setPools(lab.store, { vxlanMode: "Never" });
     const block = blockOf(n3.pod4 as string);
     await waitFor(`${n1.name}: no overlay route to ${block} and no VXLAN device`, () => {
       const devs = n1.ns.ipJson<unknown[]>("link", "show", "type", "vxlan");

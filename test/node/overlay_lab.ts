@@ -48,17 +48,14 @@ export function labToolsMissing(): string | undefined {
   return undefined;
 }
 
-/** Puts both pools with the given VXLAN mode (and spec extras). */
+/** Puts the pools of the families with the spec (vxlanMode, ipipMode, natOutgoing...). */
 export async function setPools(
   store: SqliteDatastore,
-  vxlanMode: string,
-  extra: Record<string, unknown> = {},
+  spec: Record<string, unknown>,
   families: (4 | 6)[] = [4, 6],
 ): Promise<void> {
-  if (families.includes(4))
-    await putPool(store, "ov4", POOL4, { blockSize: 26, vxlanMode, ...extra });
-  if (families.includes(6))
-    await putPool(store, "ov6", POOL6, { blockSize: 122, vxlanMode, ...extra });
+  if (families.includes(4)) await putPool(store, "ov4", POOL4, { blockSize: 26, ...spec });
+  if (families.includes(6)) await putPool(store, "ov6", POOL6, { blockSize: 122, ...spec });
 }
 
 /**
@@ -70,8 +67,7 @@ export async function buildLab(
   subnets: string[][],
   extraArgs: (n: LabNode) => string[],
   families: (4 | 6)[],
-  vxlanMode: string,
-  poolExtra: Record<string, unknown> = {},
+  poolSpec: Record<string, unknown>,
 ): Promise<Lab> {
   const dir = mkdtempSync(join(tmpdir(), `ocelot-${short}-`));
   const url = `file:${join(dir, "store.db")}`;
@@ -79,7 +75,7 @@ export async function buildLab(
   const router = Netns.create(`${short}r`);
   const lab: Lab = { dir, url, store, router, nodes: [] };
   try {
-    await setPools(store, vxlanMode, poolExtra, families);
+    await setPools(store, poolSpec, families);
     let i = 0;
     for (const [s, names] of subnets.entries()) {
       const sub = s + 1;
