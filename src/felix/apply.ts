@@ -32,6 +32,11 @@ export interface ApplyOptions {
   iptables?: "nft" | "legacy";
   /** Runs one command (inside netns when given); default spawns it. Tests pass a fake kernel. */
   run?: Runner;
+  /**
+   * Runs just before the routes are set (the node daemon lets the BGP speaker give up blocks the
+   * overlay takes over here, so the hand-over is as short as the route writes).
+   */
+  beforeRoutes?: () => Promise<void>;
 }
 
 export type Runner = (
@@ -291,6 +296,7 @@ export async function applyDataplane(
   const routes = [...state.workloads.routes, ...state.overlay.routes].filter((r) =>
     r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
   );
+  await opts.beforeRoutes?.();
   await convergeRoutes(opts.fib, routes, changes);
   await removeStale(ctx, overlay);
   return { changes, missingIfaces, iptables, ipsets, overlayFailures: overlay.failed };

@@ -29,7 +29,7 @@ import { decodeAffinity, IpamKeys } from "../ipam/records.js";
 import type { AgentCounters } from "../lib/daemon_metrics.js";
 import { type AgentOptions, agentInput } from "./agent_state.js";
 import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
-import { type BgpSnapshot, renderBgp } from "./bgp_state.js";
+import { type BgpSnapshot, isEncapsulatingPool, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
 import { registerNode } from "./registration.js";
 import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
@@ -105,6 +105,8 @@ export class NodeDaemon {
   private lastAgentWarnings = "";
   private lastMtu: number | undefined;
   private lastOverlayFailures = "[]";
+  /** CIDRs of the pools that encapsulated at the last pass (orders the two FIBs' hand-over). */
+  private lastEncap = new Set<string>();
   /** Convergence passes done (for tests and logs). */
   passes = 0;
   /** Counters for /metrics (src/lib/daemon_metrics.ts). */
@@ -250,9 +252,30 @@ export class NodeDaemon {
       const snap = this.snapshot();
       const t0 = performance.now();
       const st = this.stats;
+      let bgpDone = false;
+      const bgp = async () => {
+        if (bgpDone) return;
+        bgpDone = true;
+        try {
+          if (areas.has("bgp") && this.opts.bgp !== false) {
+            await this.convergeBgp(snap);
+            st.convergences.bgp++;
+          }
+        } catch (err) {
+          st.failures.bgp++;
+          this.log.error({ error: (err as Error).message }, "BGP: convergence failed");
+          this.retryLater("bgp");
+        }
+      };
+      // Neither FIB overwrites the other's route: when a pool starts encapsulating, the speaker
+      // lets go of its blocks just before the agent writes its routes (the overlay takes them);
+      // otherwise (a pool back to Never) the agent lets go first and the speaker takes them back.
+      const encap = snap.pools.filter(isEncapsulatingPool).map((p) => p.spec.cidr);
+      const gained = encap.some((c) => !this.lastEncap.has(c));
+      this.lastEncap = new Set(encap);
       try {
         if (areas.has("agent")) {
-          await this.convergeAgent(snap);
+          await this.convergeAgent(snap, gained ? bgp : undefined);
           st.convergences.agent++;
         }
       } catch (err) {
@@ -260,16 +283,7 @@ export class NodeDaemon {
         this.log.error({ error: (err as Error).message }, "Agent: convergence failed");
         this.retryLater("agent");
       }
-      try {
-        if (areas.has("bgp") && this.opts.bgp !== false) {
-          await this.convergeBgp(snap);
-          st.convergences.bgp++;
-        }
-      } catch (err) {
-        st.failures.bgp++;
-        this.log.error({ error: (err as Error).message }, "BGP: convergence failed");
-        this.retryLater("bgp");
-      }
+      await bgp();
       st.lastDurationMs = performance.now() - t0;
       st.lastAt = Date.now();
       this.passes++;
@@ -369,7 +383,10 @@ export class NodeDaemon {
     }
   }
 
-  private async convergeAgent(snap: BgpSnapshot): Promise<void> {
+  private async convergeAgent(
+    snap: BgpSnapshot,
+    beforeRoutes?: () => Promise<void>,
+  ): Promise<void> {
     await this.convergeTunnels(snap);
     const me = snap.nodes.find((n) => n.metadata.name === this.opts.nodename);
     const fabric = await readFabric(
@@ -394,6 +411,7 @@ export class NodeDaemon {
     const report = await applyDataplane(desired, {
       netns: this.opts.netns,
       fib: this.agentFib as Fib,
+      ...(beforeRoutes ? { beforeRoutes } : {}),
     });
     this.writeMtu(desired.overlay.podMtu);
     const failures = JSON.stringify(report.overlayFailures);

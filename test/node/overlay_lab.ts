@@ -306,18 +306,24 @@ export async function capture(
     });
 }
 
-// A UDP echo that answers with the source address it saw; bounded to 10 s.
-const ECHO_SERVER = (fam: string) =>
-  `const s=require("dgram").createSocket("${fam}");s.on("message",(m,r)=>s.send(r.address,r.port,r.address,()=>process.exit(0)));s.bind(7777,()=>console.log("ready"));setTimeout(()=>process.exit(1),10000);`;
+// A UDP echo that answers with the source address it saw (bound to the address asked for, so
+// its reply comes from it: a NATed flow's reply must match the flow); bounded to 60 s (the client, 30 s:
+// starting node takes seconds on a loaded machine).
+const ECHO_SERVER = (fam: string, address: string) =>
+  `const s=require("dgram").createSocket("${fam}");s.on("message",(m,r)=>s.send(r.address,r.port,r.address,()=>process.exit(0)));s.bind(7777,"${address}",()=>console.log("ready"));setTimeout(()=>process.exit(1),60000);`;
 const ECHO_CLIENT = (fam: string) =>
-  `const s=require("dgram").createSocket("${fam}");s.on("message",(m)=>{console.log(String(m));process.exit(0)});const t=()=>s.send("x",7777,process.argv[1]);t();setInterval(t,300);setTimeout(()=>process.exit(1),8000);`;
+  `const s=require("dgram").createSocket("${fam}");s.on("message",(m)=>{console.log(String(m));process.exit(0)});const t=()=>s.send("x",7777,process.argv[1]);t();setInterval(t,300);setTimeout(()=>process.exit(1),30000);`;
 
 /** The source address a UDP receiver in `to` saw from a sender in `from` (null: nothing). */
 export async function seenSource(from: Netns, to: Netns, address: string): Promise<string | null> {
   const fam = address.includes(":") ? "udp6" : "udp4";
-  const server = spawn("ip", ["netns", "exec", to.name, process.execPath, "-e", ECHO_SERVER(fam)], {
-    stdio: ["ignore", "pipe", "ignore"],
-  });
+  const server = spawn(
+    "ip",
+    ["netns", "exec", to.name, process.execPath, "-e", ECHO_SERVER(fam, address)],
+    {
+      stdio: ["ignore", "pipe", "ignore"],
+    },
+  );
   const killer = setTimeout(() => server.kill("SIGKILL"), HANG_MS);
   await new Promise<void>((resolve) => {
     server.stdout?.once("data", () => resolve());
