@@ -17,6 +17,7 @@ import {
   blockOf,
   buildLab,
   destroyLab,
+  HOOK_MS,
   type Lab,
   type LabNode,
   labToolsMissing,
@@ -41,9 +42,12 @@ describe.skipIf(skip)("overlay: IP-in-IP between two L3 subnets without BGP", ()
       () => ["--networking-backend", "none"],
       [4],
       { ipipMode: "Always" },
+      (l) => {
+        lab = l;
+      },
     );
     [a, b] = lab.nodes as [LabNode, LabNode];
-  });
+  }, HOOK_MS);
 
   afterAll(async () => {
     await destroyLab(lab);

@@ -21,6 +21,7 @@ import {
   capture,
   destroyLab,
   fdbOf,
+  HOOK_MS,
   type Lab,
   type LabNode,
   labToolsMissing,
@@ -69,9 +70,12 @@ describe.skipIf(skip)("overlay: VXLAN between two L3 subnets without BGP", () =>
       () => ["--networking-backend", "vxlan", "--resync-interval", "2s"],
       [4, 6],
       { vxlanMode: "Always" },
+      (l) => {
+        lab = l;
+      },
     );
     [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
-  });
+  }, HOOK_MS);
 
   afterAll(async () => {
     await destroyLab(lab);

@@ -36,6 +36,9 @@ export interface Lab {
   nodes: LabNode[];
 }
 
+/** The lab's set-up limit (a hang's: 4 daemons and pods take minutes on a loaded 2-core machine). */
+export const HOOK_MS = 900_000;
+
 export const POOL4 = "10.232.0.0/16";
 export const POOL6 = "fd32::/48";
 
@@ -68,12 +71,15 @@ export async function buildLab(
   extraArgs: (n: LabNode) => string[],
   families: (4 | 6)[],
   poolSpec: Record<string, unknown>,
+  /** Called with the lab as soon as it exists, so a test's afterAll can remove a partial one. */
+  onCreated: (lab: Lab) => void = () => {},
 ): Promise<Lab> {
   const dir = mkdtempSync(join(tmpdir(), `ocelot-${short}-`));
   const url = `file:${join(dir, "store.db")}`;
   const store = new SqliteDatastore(join(dir, "store.db"));
   const router = Netns.create(`${short}r`);
   const lab: Lab = { dir, url, store, router, nodes: [] };
+  onCreated(lab);
   try {
     await setPools(store, poolSpec, families);
     let i = 0;
@@ -105,48 +111,53 @@ export async function buildLab(
         n.pod = Netns.create(`${short}${i}p`);
       }
     }
-    for (const n of lab.nodes) {
-      n.daemon = await startNode(n.ns, [
-        "--nodename",
-        n.name,
-        "--ip",
-        `${n.ip4}/24`,
-        "--ip6",
-        `${n.ip6}/64`,
-        ...extraArgs(n),
-        "--datastore",
-        url,
-        "--status-socket",
-        join(dir, `${n.name}.sock`),
-        "--mtu-file",
-        join(dir, `${n.name}.mtu`),
-        "--log-level",
-        process.env.NODED_LEVEL ?? "info",
-      ]);
-    }
-    for (const n of lab.nodes) {
-      // The pod's MTU comes from the file the daemon writes: wait for it.
-      await waitFor(`${n.name}'s MTU file`, () => existsSync(join(dir, `${n.name}.mtu`)));
-      const r = await cni(n.ns, "ADD", podEnv(n.pod as Netns, `${n.name}-pod`), {
-        cniVersion: "1.0.0",
-        name: "k8s-pod-network",
-        type: "ocelot-cni",
-        datastore: url,
-        nodename: n.name,
-        mtu_file: join(dir, `${n.name}.mtu`),
-        ipam: {
-          type: "ocelot-ipam",
-          ...(families.includes(4) ? { ipv4_pools: ["ov4"] } : { assign_ipv4: false }),
-          ...(families.includes(6) ? { ipv6_pools: ["ov6"], assign_ipv6: true } : {}),
-        },
-      });
-      if (r.code !== 0) throw new Error(`CNI ADD on ${n.name}: ${r.stdout}${r.stderr}`);
-      for (const ip of JSON.parse(r.stdout).ips as { address: string }[]) {
-        const a = ip.address.split("/")[0] as string;
-        if (a.includes(":")) n.pod6 = a;
-        else n.pod4 = a;
-      }
-    }
+    // All daemons at once, then all pods at once: the set-up is most of the lab's time.
+    await Promise.all(
+      lab.nodes.map(async (n) => {
+        n.daemon = await startNode(n.ns, [
+          "--nodename",
+          n.name,
+          "--ip",
+          `${n.ip4}/24`,
+          "--ip6",
+          `${n.ip6}/64`,
+          ...extraArgs(n),
+          "--datastore",
+          url,
+          "--status-socket",
+          join(dir, `${n.name}.sock`),
+          "--mtu-file",
+          join(dir, `${n.name}.mtu`),
+          "--log-level",
+          process.env.NODED_LEVEL ?? "info",
+        ]);
+      }),
+    );
+    await Promise.all(
+      lab.nodes.map(async (n) => {
+        // The pod's MTU comes from the file the daemon writes: wait for it.
+        await waitFor(`${n.name}'s MTU file`, () => existsSync(join(dir, `${n.name}.mtu`)));
+        const r = await cni(n.ns, "ADD", podEnv(n.pod as Netns, `${n.name}-pod`), {
+          cniVersion: "1.0.0",
+          name: "k8s-pod-network",
+          type: "ocelot-cni",
+          datastore: url,
+          nodename: n.name,
+          mtu_file: join(dir, `${n.name}.mtu`),
+          ipam: {
+            type: "ocelot-ipam",
+            ...(families.includes(4) ? { ipv4_pools: ["ov4"] } : { assign_ipv4: false }),
+            ...(families.includes(6) ? { ipv6_pools: ["ov6"], assign_ipv6: true } : {}),
+          },
+        });
+        if (r.code !== 0) throw new Error(`CNI ADD on ${n.name}: ${r.stdout}${r.stderr}`);
+        for (const ip of JSON.parse(r.stdout).ips as { address: string }[]) {
+          const a = ip.address.split("/")[0] as string;
+          if (a.includes(":")) n.pod6 = a;
+          else n.pod4 = a;
+        }
+      }),
+    );
   } catch (err) {
     await destroyLab(lab);
     throw err;
@@ -154,8 +165,12 @@ export async function buildLab(
   return lab;
 }
 
+const destroyed = new WeakSet<Lab>();
+
+/** Stops the daemons and removes everything the lab made (once; a partial lab too). */
 export async function destroyLab(lab: Lab | undefined): Promise<void> {
-  if (!lab) return;
+  if (!lab || destroyed.has(lab)) return;
+  destroyed.add(lab);
   for (const n of lab.nodes) {
     if (process.env.NODED_LOG && n.daemon)
       writeFileSync(`${process.env.NODED_LOG}.${n.name}`, n.daemon.log);

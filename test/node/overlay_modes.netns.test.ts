@@ -17,6 +17,7 @@ import {
   blockOf,
   buildLab,
   destroyLab,
+  HOOK_MS,
   type Lab,
   type LabNode,
   labToolsMissing,
@@ -41,14 +42,20 @@ describe.skipIf(skip)("overlay: vxlanMode changes on a live cluster", () => {
   const logs = () => lab.nodes.map((n) => `--- ${n.name}\n${n.daemon?.log}`).join("\n");
 
   beforeAll(async () => {
-    lab = await buildLab("ovm", [["ovm-a", "ovm-b"]], () => ["--resync-interval", "5s"], [4], {
-      vxlanMode: "Never",
-      natOutgoing: true,
-    });
+    lab = await buildLab(
+      "ovm",
+      [["ovm-a", "ovm-b"]],
+      () => ["--resync-interval", "5s"],
+      [4],
+      { vxlanMode: "Never", natOutgoing: true },
+      (l) => {
+        lab = l;
+      },
+    );
     [a, b] = lab.nodes as [LabNode, LabNode];
     // "The internet": an address on the router, outside every pool.
     lab.router.ip("addr", "add", `${OUTSIDE}/32`, "dev", "lo");
-  });
+  }, HOOK_MS);
 
   afterAll(async () => {
     pinger?.kill("SIGKILL");
