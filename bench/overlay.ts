@@ -46,10 +46,13 @@ function iperf(client: Netns, server: Netns, address: string): number {
         String(SECONDS),
         "-J",
       ]);
-      if (r.status === 0) {
-        const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
-        return j.end.sum_received.bits_per_second / 1e9;
-      }
+      const j = (r.stdout.trim() ? JSON.parse(r.stdout) : {}) as {
+        error?: string;
+        end?: { sum_received?: { bits_per_second: number } };
+      };
+      const bps = j.end?.sum_received?.bits_per_second;
+      if (r.status === 0 && bps !== undefined) return bps / 1e9;
+      // The server not listening yet: try again (bounded).
       runSync("sleep", ["0.2"]);
     }
     throw new Error("iperf3 never connected");
