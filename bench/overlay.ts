@@ -10,8 +10,8 @@
 //    monitor` as the kernel reports them); prints p50/p99/max (goal p99 <= 50 ms).
 import { type ChildProcess, spawn } from "node:child_process";
 import { parseArgs } from "node:util";
-import { parseCidr } from "../src/ipam/cidr.js";
 import { encodeAffinity, IpamKeys } from "../src/ipam/records.js";
+import { parseCidr } from "../src/lib/ip.js";
 import { tunnelMac } from "../src/node/tunnel_addrs.js";
 import { runSync } from "../test/helpers/limits.js";
 import type { Netns } from "../test/helpers/netns.js";

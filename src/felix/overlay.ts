@@ -16,7 +16,7 @@ import {
   formatAddress,
   parseAddress,
   parseCidr,
-} from "../ipam/cidr.js";
+} from "../lib/ip.js";
 
 export const VXLAN_DEVICE_V4 = "vxlan.ocelot";
 export const VXLAN_DEVICE_V6 = "vxlan-v6.ocelot";

@@ -14,8 +14,8 @@ import type { Node } from "../api/node.js";
 import { kindOf, validateResource } from "../api/registry.js";
 import { matchSelector, parseSelector } from "../api/selector.js";
 import type { Datastore } from "../datastore/types.js";
-import { cidrContains, parseAddress, parseCidr } from "../ipam/cidr.js";
 import { IpamStore } from "../ipam/store.js";
+import { cidrContains, parseAddress, parseCidr } from "../lib/ip.js";
 
 export type TunnelKind = "ipip" | "vxlan" | "vxlan-v6";
 export const TUNNEL_KINDS: readonly TunnelKind[] = ["ipip", "vxlan", "vxlan-v6"];

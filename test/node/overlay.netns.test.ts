@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResourceClient } from "../../src/api/client.js";
 import type { Node } from "../../src/api/node.js";
 import { kindOf } from "../../src/api/registry.js";
-import { cidrContains, parseAddress, parseCidr } from "../../src/ipam/cidr.js";
+import { cidrContains, parseAddress, parseCidr } from "../../src/lib/ip.js";
 import type { Netns } from "../helpers/netns.js";
 import { skipWithReason, waitFor } from "../helpers/netns.js";
 import { daemonTestsUnavailable } from "./harness.js";

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { formatAddress, parseAddress } from "../../src/ipam/cidr.js";
+import { formatAddress, parseAddress } from "../../src/lib/ip.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { link, Netns, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
