@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 <<<<<<< HEAD
 # podman runc debootstrap docker-compose uidmap containernetworking-plugins: the container tests
 # (test/containers: images, docker-compose against podman's API, podman as a CNI runtime).
-PKGS=(iproute2 iputils-ping iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark openssl
+PKGS=(iproute2 iputils-ping iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark openssl iperf3
   podman runc debootstrap docker-compose uidmap containernetworking-plugins util-linux)
-BINS=(ip ping iptables ipset sysctl etcd etcdctl bird vtysh bfdd gobgpd exabgp tshark openssl
+BINS=(ip bridge ping iptables ipset sysctl etcd etcdctl bird vtysh bfdd gobgpd exabgp tshark openssl iperf3
   podman runc debootstrap docker-compose newuidmap nsenter)
 missing=0
 for b in "${BINS[@]}"; do command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || [ -x "/usr/lib/frr/$b" ] || missing=1; done

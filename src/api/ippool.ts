@@ -81,12 +81,18 @@ const ipPoolSpec = z
         ),
       });
     }
-    if (spec.vxlanMode !== undefined && spec.vxlanMode !== "Never") {
+    if (
+      spec.vxlanMode !== undefined &&
+      spec.vxlanMode !== "Never" &&
+      spec.ipipMode !== undefined &&
+      spec.ipipMode !== "Never"
+    ) {
+      // Calico's validator: one encapsulation per pool.
       ctx.addIssue({
         code: "custom",
         path: ["vxlanMode"],
         message: own(
-          `${quote(spec.vxlanMode)} is not supported by Ocelot yet (VXLAN; use ipipMode or Never)`,
+          `${quote(spec.vxlanMode)} cannot be combined with ipipMode ${quote(spec.ipipMode)}: a pool uses one encapsulation`,
         ),
       });
     }

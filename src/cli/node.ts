@@ -209,10 +209,11 @@ async function runNode(cmd: Command): Promise<void> {
     asNumber: s.as,
     netns: s.netns,
     bgp: s.networkingBackend === "bgp",
+    mtuFile: s.mtuFile,
     statusSocket: s.statusSocket ?? DEFAULT_STATUS_SOCKET,
     secretsDir: s.secretsDir ?? DEFAULT_SECRETS_DIR,
     resyncIntervalMs: s.resyncIntervalMs,
-    agent: { clusterCidrs: s.clusterCidr },
+    agent: { clusterCidrs: s.clusterCidr, ...(s.mtu !== undefined ? { mtu: s.mtu } : {}) },
     log,
   });
   const resyncIntervalMs = s.resyncIntervalMs;

@@ -14,6 +14,7 @@ import {
   staleIpsets,
   type TablePlan,
 } from "./iptables.js";
+import { applyOverlay, removeStale } from "./overlay_apply.js";
 import type { Sysctl } from "./workload.js";
 
 const COMMAND_TIMEOUT_MS = 15_000;
@@ -31,6 +32,11 @@ export interface ApplyOptions {
   iptables?: "nft" | "legacy";
   /** Runs one command (inside netns when given); default spawns it. Tests pass a fake kernel. */
   run?: Runner;
+  /**
+   * Runs just before the routes are set (the node daemon lets the BGP speaker give up blocks the
+   * overlay takes over here, so the hand-over is as short as the route writes).
+   */
+  beforeRoutes?: () => Promise<void>;
 }
 
 export type Runner = (
@@ -48,6 +54,8 @@ export interface ApplyReport {
   /** The iptables-restore payloads written, per family and table. */
   iptables: (TablePlan & { family: 4 | 6 })[];
   ipsets: string | null;
+  /** Overlay devices the kernel refused to create (e.g. tunl0 without the ipip module). */
+  overlayFailures: { device: string; reason: string }[];
 }
 
 export interface RunResult {
@@ -281,9 +289,15 @@ export async function applyDataplane(
   const ipsets = await convergeIpsets(ctx, state, changes);
   const iptables = await convergeIptables(ctx, state, opts.iptables ?? "nft", changes);
   await removeStaleIpsets(ctx, state, changes);
-  const routes = state.workloads.routes.filter((r) =>
+  // The overlay's devices, addresses, neighbours and FDB entries before the routes through them.
+  const overlay = await applyOverlay(ctx, state.overlay);
+  changes.push(...overlay.plan.changes);
+  for (const d of overlay.present) present.add(d);
+  const routes = [...state.workloads.routes, ...state.overlay.routes].filter((r) =>
     r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
   );
+  await opts.beforeRoutes?.();
   await convergeRoutes(opts.fib, routes, changes);
-  return { changes, missingIfaces, iptables, ipsets };
+  await removeStale(ctx, overlay);
+  return { changes, missingIfaces, iptables, ipsets, overlayFailures: overlay.failed };
 }

@@ -3,7 +3,10 @@
 // Node resources (a full iBGP mesh to every other node's ipv4Address, and to its ipv6Address when
 // this node has one too), the BGPPeers that pick this node (global, `node`, or `nodeSelector`; a
 // peer by `peerIP` or by `peerSelector` over Nodes), and this node's confirmed blocks as
-// originations (not those of pools with disableBGPExport). Dual stack as Calico's bird/bird6:
+// originations (not those of pools with disableBGPExport). Blocks of pools that encapsulate
+// (vxlanMode or ipipMode Always/CrossSubnet) are still announced, but never imported: the
+// agent's overlay routes them (through the tunnel, or natively inside the subnet), as Calico's
+// BIRD leaves VXLAN routes to Felix. Dual stack as Calico's bird/bird6:
 // an IPv4 session carries IPv4 unicast only, an IPv6 session IPv6 unicast only, sourced from
 // this node's address of that family (so its next hop is that address); the router ID stays
 // the IPv4 address. Per peer: its BGPFilters (`spec.filters`, in order, first matching rule wins)
@@ -67,6 +70,13 @@ const addressOf = (cidr: string) => cidr.split("/")[0] as string;
 
 /** An IPv6 address as the speaker's config keys peers (RFC 5952 text). */
 const canonical6 = (address: string) => ipaddr.parse(address).toString();
+
+const encapsulates = (m: string | undefined) => m === "Always" || m === "CrossSubnet";
+
+/** A pool whose blocks the agent's overlay routes (VXLAN or IP-in-IP, Always or CrossSubnet). */
+export function isEncapsulatingPool(p: IPPool): boolean {
+  return encapsulates(p.spec.vxlanMode) || encapsulates(p.spec.ipipMode);
+}
 
 /** The one family a session of an address's family carries (Calico: bird v4, bird6 v6). */
 const familyOf = (address: string): Family =>
@@ -186,8 +196,15 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
   };
   const myCluster = me.spec.bgp?.routeReflectorClusterID;
   const peers = new Map<string, PeerConfig>();
+  /** Per family, the import rules that leave encapsulating pools' blocks to the overlay. */
+  const overlayOwned = (fam: Family): FilterRule[] =>
+    snap.pools
+      .filter((p) => isEncapsulatingPool(p) && familyOf(addressOf(p.spec.cidr)) === fam)
+      .map((p) => ({ action: "Reject" as const, cidr: p.spec.cidr, matchOperator: "In" as const }));
   const add = (p: Partial<PeerConfig> & { address: string; asn: number }) => {
     if (p.address === mine[4] || p.address === mine[6]) return; // never peer with ourselves
+    const own = overlayOwned(familyOf(p.address));
+    if (own.length > 0) p.importFilter = { rules: [...own, ...(p.importFilter?.rules ?? [])] };
     peers.set(p.address, {
       port: 179,
       passive: false,

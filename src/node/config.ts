@@ -33,7 +33,7 @@ export interface PoolSetting {
 }
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
-export const NETWORKING_BACKENDS = ["bgp", "none"] as const;
+export const NETWORKING_BACKENDS = ["bgp", "vxlan", "none"] as const;
 
 export interface NodeSettings {
   nodename: string;
@@ -52,6 +52,9 @@ export interface NodeSettings {
   ipv6Pool?: PoolSetting;
   noDefaultPools: boolean;
   clusterCidr: string[];
+  /** The MTU override (pods and tunnel devices). */
+  mtu?: number;
+  mtuFile: string;
   metricsAddress?: string;
   logLevel: (typeof LOG_LEVELS)[number];
   resyncIntervalMs: number;
@@ -134,9 +137,19 @@ export const NODE_SETTINGS: readonly Def[] = [
     "etcdKeyFile",
   ),
   def(
-    "--networking-backend <bgp|none>",
+    "--networking-backend <bgp|vxlan|none>",
     ["CALICO_NETWORKING_BACKEND"],
-    "bgp (bird is taken as bgp) or none (no BGP speaker); default bgp",
+    "bgp (bird is taken as bgp), vxlan or none (no BGP speaker; the overlay routes from the datastore); default bgp",
+  ),
+  def(
+    "--mtu <bytes>",
+    ["CNI_MTU"],
+    "pods' and tunnel devices' MTU (default: the fabric interface's minus the encapsulation's overhead)",
+  ),
+  def(
+    "--mtu-file <path>",
+    ["OCELOT_MTU_FILE"],
+    "where the pods' MTU is written for ocelot-cni (default /var/lib/ocelot/mtu)",
   ),
   def(
     "--ipv4-pool-cidr <cidr>",
@@ -467,6 +480,7 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
     const b = str(backendRaw);
     if (b === "bgp" || b === "bird") networkingBackend = "bgp";
     else if (b === "none") networkingBackend = "none";
+    else if (b === "vxlan") networkingBackend = "vxlan";
     else throw err(backendRaw, `is not a networking backend (${NETWORKING_BACKENDS.join(", ")})`);
   }
 
@@ -526,6 +540,11 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
     ...optional("ipv6Pool", poolOf(6)),
     noDefaultPools: opt("noDefaultPools", bool) ?? false,
     clusterCidr,
+    ...optional(
+      "mtu",
+      opt("mtu", (r) => intIn(r, 1280, 65535)),
+    ),
+    mtuFile: opt("mtuFile", str) ?? "/var/lib/ocelot/mtu",
     ...optional("metricsAddress", opt("metricsAddress", str)),
     logLevel,
     resyncIntervalMs: opt("resyncInterval", durationMs) ?? 60_000,

@@ -3,10 +3,15 @@
 // BGPPeers, BGPFilters, this node's block affinities, network policies of the three kinds), and after each change (debounced) and on a periodic
 // full resync converges two things: the agent's data plane (src/felix render + apply, routes
 // under protocol 202) and the BGP speaker, run in-process and reconfigured by diff as SIGHUP
-// does for `ocelot bgpd` (learned routes under protocol 201). Owns: the loop, its ordering and
-// logging. Not: what the state is (agent_state.ts, bgp_state.ts) or how it is applied.
+// does for `ocelot bgpd` (learned routes under protocol 201). Before the agent renders, the
+// node's tunnel addresses are brought to what its pools' encapsulation needs (tunnel_addrs.ts)
+// and its fabric interfaces are read (MTU); the pods' MTU is written to a file for the CNI
+// plugin. Every node's block affinities are watched: the overlay routes remote blocks.
+// Owns: the loop, its ordering and logging. Not: what the state is (agent_state.ts,
+// bgp_state.ts) or how it is applied.
 
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import type { BGPFilter } from "../api/bgp.js";
 import { decodeResource } from "../api/client.js";
 import type { HostEndpoint } from "../api/hostendpoint.js";
@@ -18,8 +23,9 @@ import type { Tier } from "../api/tier.js";
 import { type BgpdConfig, resolvePasswordFiles } from "../bgp/config.js";
 import type { NodeStatus } from "../bgp/status.js";
 import type { Datastore, KeyValue } from "../datastore/types.js";
-import { applyDataplane } from "../felix/apply.js";
+import { applyDataplane, spawnRunner } from "../felix/apply.js";
 import { renderDataplane } from "../felix/dataplane.js";
+import { readFabric } from "../felix/overlay_apply.js";
 import type { Fib } from "../fib/types.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { decodeAffinity, IpamKeys } from "../ipam/records.js";
@@ -27,9 +33,10 @@ import type { AgentCounters } from "../lib/daemon_metrics.js";
 import type { Log } from "../lib/log.js";
 import { type AgentOptions, agentInput, storedOnlyWarnings } from "./agent_state.js";
 import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
-import { type BgpSnapshot, renderBgp } from "./bgp_state.js";
+import { type BgpSnapshot, isEncapsulatingPool, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
 import { registerNode } from "./registration.js";
+import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
 
 export const DEFAULT_STATUS_SOCKET = "/run/ocelot/bgpd.sock";
 
@@ -44,8 +51,10 @@ export interface DaemonOptions {
   asNumber?: number;
   /** Network namespace (name under /run/netns) the agent programs; default: the process's own. */
   netns?: string;
-  /** Run the BGP speaker (default true). */
+  /** Run the BGP speaker (default true; `--networking-backend vxlan|none` turns it off). */
   bgp?: boolean;
+  /** Where the pods' MTU is written for the CNI plugin (absent: not written). */
+  mtuFile?: string;
   statusSocket?: string;
   /** Where BGP passwords' secretKeyRefs are files `<dir>/<name>/<key>` (default /etc/ocelot/secrets). */
   secretsDir?: string;
@@ -103,7 +112,8 @@ export function nodeWatchPrefixes(nodename: string): Record<WatchArea, string> {
     bgpconfigs: kindPrefix(kindInfo("BGPConfiguration")),
     bgppeers: kindPrefix(kindInfo("BGPPeer")),
     bgpfilters: kindPrefix(kindInfo("BGPFilter")),
-    affinities: `${keys.hostPrefix()}${nodename}/`,
+    // Every node's: the overlay routes remote blocks (BGP and the agent's blackholes use ours).
+    affinities: keys.hostPrefix(),
     netpols: kindPrefix(kindInfo("NetworkPolicy")),
     gnps: kindPrefix(kindInfo("GlobalNetworkPolicy")),
     knps: kindPrefix(kindInfo("NetworkPolicy", "networking.k8s.io/v1")),
@@ -133,6 +143,10 @@ export class NodeDaemon {
   private lastBgpReason = "";
   private lastWarnings = "";
   private lastAgentWarnings = "";
+  private lastMtu: number | undefined;
+  private lastOverlayFailures = "[]";
+  /** CIDRs of the pools that encapsulated at the last pass (orders the two FIBs' hand-over). */
+  private lastEncap = new Set<string>();
   /** Convergence passes done (for tests and logs). */
   passes = 0;
   /** Counters for /metrics (src/lib/daemon_metrics.ts). */
@@ -272,9 +286,30 @@ export class NodeDaemon {
       const snap = this.snapshot();
       const t0 = performance.now();
       const st = this.stats;
+      let bgpDone = false;
+      const bgp = async () => {
+        if (bgpDone) return;
+        bgpDone = true;
+        try {
+          if (areas.has("bgp") && this.opts.bgp !== false) {
+            await this.convergeBgp(snap);
+            st.convergences.bgp++;
+          }
+        } catch (err) {
+          st.failures.bgp++;
+          this.log.error({ error: (err as Error).message }, "BGP: convergence failed");
+          this.retryLater("bgp");
+        }
+      };
+      // Neither FIB overwrites the other's route: when a pool starts encapsulating, the speaker
+      // lets go of its blocks just before the agent writes its routes (the overlay takes them);
+      // otherwise (a pool back to Never) the agent lets go first and the speaker takes them back.
+      const encap = snap.pools.filter(isEncapsulatingPool).map((p) => p.spec.cidr);
+      const gained = encap.some((c) => !this.lastEncap.has(c));
+      this.lastEncap = new Set(encap);
       try {
         if (areas.has("agent")) {
-          await this.convergeAgent(snap);
+          await this.convergeAgent(snap, gained ? bgp : undefined);
           st.convergences.agent++;
         }
       } catch (err) {
@@ -282,16 +317,7 @@ export class NodeDaemon {
         this.log.error({ error: (err as Error).message }, "Agent: convergence failed");
         this.retryLater("agent");
       }
-      try {
-        if (areas.has("bgp") && this.opts.bgp !== false) {
-          await this.convergeBgp(snap);
-          st.convergences.bgp++;
-        }
-      } catch (err) {
-        st.failures.bgp++;
-        this.log.error({ error: (err as Error).message }, "BGP: convergence failed");
-        this.retryLater("bgp");
-      }
+      await bgp();
       st.lastDurationMs = performance.now() - t0;
       st.lastAt = Date.now();
       this.passes++;
@@ -352,8 +378,61 @@ export class NodeDaemon {
     };
   }
 
-  private async convergeAgent(snap: BgpSnapshot): Promise<void> {
-    const input = agentInput(snap, this.opts.nodename, this.opts.agent);
+  /**
+   * Brings this node's tunnel addresses to what the pools need (IPAM and the Node, only when
+   * the plan from the cached Node says something must change); the snapshot gets the new Node.
+   * A failure (a pool with no free address) is logged and retried, the rest converges.
+   */
+  private async convergeTunnels(snap: BgpSnapshot): Promise<void> {
+    const name = this.opts.nodename;
+    const me = snap.nodes.find((n) => n.metadata.name === name);
+    if (!me || planTunnels(snap.pools, me).every((s) => s.op === "keep")) return;
+    try {
+      const updated = await ensureTunnelAddresses(this.store, name, snap.pools);
+      if (!updated) return;
+      snap.nodes = snap.nodes.map((n) => (n.metadata.name === name ? updated : n));
+      const s = updated.spec;
+      this.log.info(
+        {
+          ipv4IPIPTunnelAddr: s.bgp?.ipv4IPIPTunnelAddr,
+          ipv4VXLANTunnelAddr: s.ipv4VXLANTunnelAddr,
+          vxlanTunnelMACAddr: s.vxlanTunnelMACAddr,
+          ipv6VXLANTunnelAddr: s.ipv6VXLANTunnelAddr,
+          vxlanTunnelMACAddrV6: s.vxlanTunnelMACAddrV6,
+        },
+        "Tunnel addresses updated",
+      );
+    } catch (err) {
+      this.log.warn({ error: (err as Error).message }, "Tunnel addresses: not assigned; retrying");
+      this.retryLater("agent");
+    }
+  }
+
+  /** The pods' MTU to the file the CNI plugin reads (when it changed). */
+  private writeMtu(mtu: number): void {
+    const file = this.opts.mtuFile;
+    if (!file || mtu === this.lastMtu) return;
+    try {
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, `${mtu}\n`);
+      this.lastMtu = mtu;
+      this.log.info({ mtu, file }, "Pod MTU written");
+    } catch (err) {
+      this.log.warn({ file, error: (err as Error).message }, "Pod MTU: cannot write the file");
+    }
+  }
+
+  private async convergeAgent(
+    snap: BgpSnapshot,
+    beforeRoutes?: () => Promise<void>,
+  ): Promise<void> {
+    await this.convergeTunnels(snap);
+    const me = snap.nodes.find((n) => n.metadata.name === this.opts.nodename);
+    const fabric = await readFabric(
+      { netns: this.opts.netns, run: spawnRunner },
+      { 4: me?.spec.bgp?.ipv4Address, 6: me?.spec.bgp?.ipv6Address },
+    );
+    const input = agentInput(snap, this.opts.nodename, { ...this.opts.agent, fabric });
     // Rendering throws on conflicting input (an address claimed twice): nothing is applied then.
     const desired = renderDataplane(input);
     desired.warnings.push(...storedOnlyWarnings(snap, this.opts.nodename));
@@ -372,7 +451,14 @@ export class NodeDaemon {
     const report = await applyDataplane(desired, {
       netns: this.opts.netns,
       fib: this.agentFib as Fib,
+      ...(beforeRoutes ? { beforeRoutes } : {}),
     });
+    this.writeMtu(desired.overlay.podMtu);
+    const failures = JSON.stringify(report.overlayFailures);
+    if (failures !== this.lastOverlayFailures && report.overlayFailures.length > 0)
+      for (const f of report.overlayFailures)
+        this.log.warn(f, "Agent: overlay device not created (routes through it wait)");
+    this.lastOverlayFailures = failures;
     this.lastAgentInput = text;
     if (report.changes.length > 0)
       this.log.info(

@@ -63,7 +63,7 @@ describe("agent state", () => {
     ]);
   });
 
-  it("an IPPool with ipipMode other than Never is rendered natively, with a warning naming it", () => {
+  it("an IPPool with ipipMode CrossSubnet: the overlay waits for this node's tunnel address (no warning about routing natively)", () => {
     const s = snap({
       pools: [
         pool("tunnelled", "10.245.0.0/16", { ipipMode: "CrossSubnet" }),
@@ -71,9 +71,8 @@ describe("agent state", () => {
       ],
     });
     const desired = renderDataplane(agentInput(s, "n1"));
-    expect(desired.warnings).toEqual([
-      'IPPool "tunnelled": ipipMode CrossSubnet is not implemented by Ocelot yet; its pods are routed without encapsulation',
-    ]);
+    expect(desired.warnings).toEqual(["IP-in-IP: waiting for this node's tunnel address"]);
+    expect(desired.overlay.devices).toEqual([]);
   });
 
   it("blackholes only confirmed blocks of the node; NAT pools and node addresses from resources", () => {
