@@ -27,9 +27,9 @@ import type { Fib } from "../fib/types.js";
 import { addBgpMetrics, addFibMetrics, addProcessMetrics } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
 import { MetricsRegistry } from "../lib/metrics.js";
+import { findStatusSocket } from "../lib/status_socket_path.js";
 import { CliError } from "./main.js";
 
-const DEFAULT_SOCKET = "/run/ocelot/bgpd.sock";
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
 
 function loadConfig(path: string): BgpdConfig {
@@ -251,9 +251,9 @@ export function register(program: Command): void {
     .command("status")
     .description("show BGP peers of the local bgpd")
     .option("--json", "print JSON", false)
-    .option("--socket <path>", "bgpd status socket", DEFAULT_SOCKET)
-    .action(async (o: { json: boolean; socket: string }) => {
-      const s = await read<StatusSnapshot>(o.socket, "status");
+    .option("--socket <path>", "status socket (default: this netns's daemon's)")
+    .action(async (o: { json: boolean; socket?: string }) => {
+      const s = await read<StatusSnapshot>(o.socket ?? findStatusSocket(), "status");
       process.stdout.write(o.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
     });
 
@@ -261,9 +261,9 @@ export function register(program: Command): void {
     .command("routes")
     .description("show the Loc-RIB of the local bgpd with the best-path reason")
     .option("--json", "print JSON", false)
-    .option("--socket <path>", "bgpd status socket", DEFAULT_SOCKET)
-    .action(async (o: { json: boolean; socket: string }) => {
-      const r = await read<RoutesSnapshot>(o.socket, "routes");
+    .option("--socket <path>", "status socket (default: this netns's daemon's)")
+    .action(async (o: { json: boolean; socket?: string }) => {
+      const r = await read<RoutesSnapshot>(o.socket ?? findStatusSocket(), "routes");
       process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : formatRoutes(r));
     });
 }

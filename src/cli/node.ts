@@ -20,8 +20,9 @@ import {
 } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
 import { MetricsRegistry } from "../lib/metrics.js";
+import { defaultStatusSocket } from "../lib/status_socket_path.js";
 import { DEFAULT_SECRETS_DIR } from "../node/bgp_state.js";
-import { DEFAULT_STATUS_SOCKET, NodeDaemon } from "../node/daemon.js";
+import { NodeDaemon } from "../node/daemon.js";
 import { CliError } from "./main.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
@@ -178,7 +179,11 @@ export function register(program: Command): void {
     .option("--ip6 <address/len>", "this node's IPv6 address for BGP (spec.bgp.ipv6Address)")
     .option("--as <number>", "this node's AS number (spec.bgp.asNumber)")
     .option("--netns <name>", "program this network namespace (agent and FIB; tests)")
-    .option("--status-socket <path>", "the BGP status socket", DEFAULT_STATUS_SOCKET)
+    .option(
+      "--status-socket <path>",
+      "the status socket (default: /run/ocelot/netns/<netns>/bgpd.sock in a named netns, else /run/ocelot/bgpd.sock)",
+      defaultStatusSocket(),
+    )
     .option(
       "--secrets-dir <dir>",
       "BGP passwords: a secretKeyRef {name, key} is the file <dir>/<name>/<key>",
