@@ -1005,9 +1005,10 @@ function memoryMiB(ribBytes: number): StatusSnapshot["memory"] {
 function safeCounts(rib: Rib<unknown>, id: string): PeerStatus["prefixes"] {
   try {
     const c = rib.peerCounts(id);
-    return { received: c.received, accepted: c.accepted, advertised: c.advertised };
+    const { received, accepted, advertised, rejected } = c;
+    return { received, accepted, advertised, rejected: rejected as Record<string, number> };
   } catch {
-    return { received: 0, accepted: 0, advertised: 0 };
+    return { received: 0, accepted: 0, advertised: 0, rejected: {} };
   }
 }
 

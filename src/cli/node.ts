@@ -1,15 +1,18 @@
 // `ocelot node run`: the per-node daemon (src/node/daemon.ts) as a process: option parsing,
 // pino logs, SIGTERM/SIGINT stop it cleanly (watches, speaker, FIBs, datastore), exit codes.
 // Owns: process wiring only. Not: what the daemon does.
+import { spawnSync } from "node:child_process";
 import { isIPv6 } from "node:net";
 import type { Command } from "commander";
 import { parseAsNumber } from "../api/fields.js";
+import { queryStatus, type RoutesSnapshot, type StatusSnapshot } from "../bgp/status.js";
 import {
   addDatastoreOptions,
   type DatastoreCliOptions,
   openDatastoreFromCli,
 } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
+import { RTPROT_OCELOT_BGP } from "../fib/types.js";
 import {
   addAgentMetrics,
   addBgpMetrics,
@@ -20,9 +23,10 @@ import {
 } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
 import { MetricsRegistry } from "../lib/metrics.js";
-import { defaultStatusSocket } from "../lib/status_socket_path.js";
+import { defaultStatusSocket, findStatusSocket } from "../lib/status_socket_path.js";
 import { DEFAULT_SECRETS_DIR } from "../node/bgp_state.js";
 import { NodeDaemon } from "../node/daemon.js";
+import { formatNodeStatus, type NodeInfo, nodeStatusReport } from "../node/node_status.js";
 import { CliError } from "./main.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
@@ -167,8 +171,54 @@ async function runNode(o: RunOpts): Promise<void> {
   });
 }
 
+/** Prefixes in this namespace's kernel under protocol 201 (both families); undefined if unread. */
+function kernelPrefixes(protocol: number): Set<string> | undefined {
+  const out = new Set<string>();
+  for (const fam of ["-4", "-6"]) {
+    const r = spawnSync("ip", ["-j", fam, "route", "show", "proto", String(protocol)], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    if (r.status !== 0) return undefined;
+    for (const route of JSON.parse(r.stdout || "[]") as { dst: string }[]) {
+      if (route.dst === "default") out.add(fam === "-4" ? "0.0.0.0/0" : "::/0");
+      else out.add(route.dst.includes("/") ? route.dst : `${route.dst}/${fam === "-4" ? 32 : 128}`);
+    }
+  }
+  return out;
+}
+
+async function nodeStatus(o: { json: boolean; socket?: string }): Promise<void> {
+  const socket = o.socket ?? findStatusSocket();
+  let status: StatusSnapshot;
+  let routes: RoutesSnapshot;
+  try {
+    status = await queryStatus<StatusSnapshot>(socket, "status");
+    routes = await queryStatus<RoutesSnapshot>(socket, "routes");
+  } catch (err) {
+    throw new CliError(
+      `No Ocelot node daemon answers here (${(err as Error).message}); run inside the node's network namespace or pass --socket`,
+    );
+  }
+  // A bgpd (not a node daemon) does not know the "node" command: peer types stay unknown.
+  const info = await queryStatus<NodeInfo>(socket, "node").catch(() => undefined);
+  const now = Date.now();
+  const report = nodeStatusReport(status, routes, info, kernelPrefixes(RTPROT_OCELOT_BGP), now);
+  process.stdout.write(
+    o.json ? `${JSON.stringify(report, null, 2)}\n` : formatNodeStatus(report, now),
+  );
+}
+
 export function register(program: Command): void {
   const node = program.command("node").description("the per-node daemon");
+  node
+    .command("status")
+    .description(
+      "this node's BGP peers as calicoctl node status shows them, with prefix counters per family",
+    )
+    .option("--json", "print JSON (config/node-status.schema.json)", false)
+    .option("--socket <path>", "status socket (default: this netns's daemon's)")
+    .action(async (o: { json: boolean; socket?: string }) => nodeStatus(o));
   const run = node
     .command("run")
     .description(

@@ -26,7 +26,7 @@ export type FibStatus = ReturnType<KernelFib["status"]>;
 
 export async function startBgp(
   first: BgpdConfig,
-  deps: { log: Log; netns?: string },
+  deps: { log: Log; netns?: string; extraStatus?: Record<string, (args: unknown) => unknown> },
 ): Promise<BgpHost> {
   const { KernelFib } = await import("../fib/kernel_fib.js");
   const log = deps.log;
@@ -51,7 +51,7 @@ export async function startBgp(
   let status: { close(): Promise<void> };
   try {
     await speaker.start();
-    status = await serveStatus(first.status.socket, provider);
+    status = await serveStatus(first.status.socket, provider, deps.extraStatus);
   } catch (err) {
     await speaker.stop().catch(() => {});
     await fib.close();

@@ -59,8 +59,21 @@ export interface BgpOptions {
 }
 
 /** Either the speaker's config, or why this node runs no BGP; plus what was not applied. */
+/**
+ * Where a peer of the rendered config comes from, as Calico's CalicoNodeStatus BGPPeerType names
+ * it (NodeMesh, NodePeer: a BGPPeer naming this node or selecting it, GlobalPeer), the resource
+ * behind it, and its route-reflection role seen from this node.
+ */
+export interface PeerKind {
+  type: "NodeMesh" | "NodePeer" | "GlobalPeer";
+  /** The BGPPeer's name, or the peer Node's name for the mesh. */
+  source: string;
+  /** "reflector": the peer reflects routes to us; "client": we reflect to it. */
+  role?: "reflector" | "client";
+}
+
 export type BgpRender =
-  | { config: BgpdConfig; warnings: string[] }
+  | { config: BgpdConfig; warnings: string[]; peerKinds: Record<string, PeerKind> }
   | { config: undefined; reason: string; warnings: string[] };
 
 const addressOf = (cidr: string) => cidr.split("/")[0] as string;
@@ -186,8 +199,11 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
   };
   const myCluster = me.spec.bgp?.routeReflectorClusterID;
   const peers = new Map<string, PeerConfig>();
+  const peerKinds: Record<string, PeerKind> = {};
+  let kind: PeerKind = { type: "NodeMesh", source: "" };
   const add = (p: Partial<PeerConfig> & { address: string; asn: number }) => {
     if (p.address === mine[4] || p.address === mine[6]) return; // never peer with ourselves
+    peerKinds[p.address] = { ...kind };
     peers.set(p.address, {
       port: 179,
       passive: false,
@@ -212,6 +228,14 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
   ) => {
     if (n.metadata.name === name) return;
     const theirCluster = n.spec.bgp?.routeReflectorClusterID;
+    const client = myCluster !== undefined && theirCluster !== myCluster;
+    const reflector = theirCluster !== undefined && theirCluster !== myCluster;
+    const before = kind;
+    kind = {
+      ...kind,
+      ...(kind.type === "NodeMesh" ? { source: n.metadata.name } : {}),
+      ...(client ? { role: "client" as const } : reflector ? { role: "reflector" as const } : {}),
+    };
     for (const fam of [4, 6] as const) {
       const addr = fam === 4 ? n.spec.bgp?.ipv4Address : n.spec.bgp?.ipv6Address;
       const src = mine[fam];
@@ -225,6 +249,7 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
         ...extra(fam),
       });
     }
+    kind = before;
   };
 
   const secretsDir = opts.secretsDir ?? DEFAULT_SECRETS_DIR;
@@ -270,6 +295,10 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     }
     if (!applies) continue;
     const s = peer.spec;
+    kind = {
+      type: s.node !== undefined || s.nodeSelector !== undefined ? "NodePeer" : "GlobalPeer",
+      source: peer.metadata.name,
+    };
     const unapplied = UNAPPLIED_PEER_FIELDS.filter((f) => s[f] !== undefined);
     if (unapplied.length > 0)
       warnings.push(
@@ -375,5 +404,5 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     status: { socket: opts.statusSocket },
   };
   // The same validation as a bgpd file: a value out of its range is named, not half applied.
-  return { config: parseConfig(doc), warnings };
+  return { config: parseConfig(doc), warnings, peerKinds };
 }

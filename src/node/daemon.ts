@@ -23,7 +23,7 @@ import { decodeAffinity, IpamKeys } from "../ipam/records.js";
 import type { AgentCounters } from "../lib/daemon_metrics.js";
 import { type AgentOptions, agentInput } from "./agent_state.js";
 import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
-import { type BgpSnapshot, renderBgp } from "./bgp_state.js";
+import { type BgpSnapshot, type PeerKind, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
 import { registerNode } from "./registration.js";
 
@@ -96,6 +96,12 @@ export class NodeDaemon {
   private lastAgentWarnings = "";
   /** Convergence passes done (for tests and logs). */
   passes = 0;
+  /** Where each peer of the running config comes from (mesh, BGPPeer), by address. */
+  peerKinds: Record<string, PeerKind> = {};
+  /** Commands the status socket answers besides status/routes (the CLI adds log-level). */
+  readonly statusCommands: Record<string, (args: unknown) => unknown> = {
+    node: () => this.nodeInfo(),
+  };
   /** Counters for /metrics (src/lib/daemon_metrics.ts). */
   readonly stats: AgentCounters = {
     convergences: { agent: 0, bgp: 0 },
@@ -371,8 +377,13 @@ export class NodeDaemon {
     // The passwords' files read into the config (as bgpd's reload): a changed key (seen on the
     // periodic resync) resets its session; a file gone since the render fails this pass whole.
     const config = resolvePasswordFiles(r.config);
+    this.peerKinds = r.peerKinds;
     if (!this.bgp) {
-      this.bgp = await startBgp(config, { log: this.log, netns: this.opts.netns });
+      this.bgp = await startBgp(config, {
+        log: this.log,
+        netns: this.opts.netns,
+        extraStatus: this.statusCommands,
+      });
       this.log.info(summary(config), "BGP: speaker started");
       return;
     }
@@ -390,6 +401,16 @@ export class NodeDaemon {
     if (this.opts.bgp !== false && c.bgp === 0)
       return { ok: false, reason: "BGP has not converged yet" };
     return { ok: true };
+  }
+
+  /** What the status socket's "node" command answers: the node, its peers' kinds, its agent. */
+  nodeInfo() {
+    return {
+      nodename: this.opts.nodename,
+      peerKinds: this.peerKinds,
+      ready: this.readiness(),
+      agent: { ...this.stats, fib: this.agentFibStatus() ?? null },
+    };
   }
 
   /** The speaker's status and its FIB's counters (undefined when it does not run). */

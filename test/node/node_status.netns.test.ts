@@ -1,0 +1,236 @@
+// `ocelot node status` against real daemons: two `ocelot node run` (a node-to-node mesh) and
+// BIRD 2 as a global BGPPeer on one bridge, on the embedded store. Run inside node1's namespace
+// without flags, it finds node1's daemon (its namespace's well-known socket); its --json
+// validates against config/node-status.schema.json (ajv); its numbers equal what BIRD reports in
+// `birdc show protocols all` (BIRD's exported = our received; one prefix rejected by a BGPFilter
+// is explained as such), what the other node received, and what the kernel holds (installed is
+// read from the kernel). A session BIRD shuts down counts one flap and shows the NOTIFICATION
+// with its RFC reason.
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Ajv } from "ajv";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ResourceClient } from "../../src/api/client.js";
+import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import type { NodeStatusReport, PeerReport } from "../../src/node/node_status.js";
+import { runSync } from "../helpers/limits.js";
+import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
+import { BIN, daemonTestsUnavailable, type NodeProcess, routes, startNode } from "./harness.js";
+
+const skip = skipWithReason(
+  "ocelot node status with BIRD",
+  daemonTestsUnavailable() ?? peersUnavailableReason(["bird"]),
+);
+
+const BIRD_IP = "10.93.0.3";
+const BIRD_AS = 65020;
+const N1 = "10.93.0.1";
+const N2 = "10.93.0.2";
+const KEPT = ["10.94.1.0/24", "10.94.2.0/24"];
+const FILTERED = "10.94.9.0/24";
+
+const birdConf = `
+log "@DIR@/bird.log" all;
+router id ${BIRD_IP};
+protocol device { }
+protocol static s4 { ipv4; ${[...KEPT, FILTERED].map((p) => `route ${p} blackhole;`).join(" ")} }
+protocol bgp node1 {
+  local ${BIRD_IP} as ${BIRD_AS};
+  neighbor ${N1} as 64512;
+  hold time 9;
+  connect delay time 1;
+  error wait time 1, 2;
+  ipv4 { import all; export where source = RTS_STATIC; };
+}
+`;
+
+const V3 = "projectcalico.org/v3";
+const schema = JSON.parse(
+  readFileSync(new URL("../../config/node-status.schema.json", import.meta.url), "utf8"),
+) as object;
+
+describe.skipIf(skip)("ocelot node status: a mesh node and BIRD as a global peer", () => {
+  let dir: string;
+  let store: SqliteDatastore;
+  let lab: PeerLab;
+  let bird: BirdPeer;
+  let birdNs: Netns;
+  const ns: Netns[] = [];
+  const daemons: NodeProcess[] = [];
+
+  /** `ocelot node status [--json]` run inside ns, with no flag naming the daemon. */
+  const nodeStatus = (n: Netns, json = true) => {
+    const r = runSync("ip", [
+      ...["netns", "exec", n.name, join(BIN, "ocelot"), "node", "status"],
+      ...(json ? ["--json"] : []),
+    ]);
+    if (r.status !== 0) throw new Error(`ocelot node status failed: ${r.stderr}`);
+    return r.stdout;
+  };
+  const report = (n: Netns) => JSON.parse(nodeStatus(n)) as NodeStatusReport;
+  const peer = (r: NodeStatusReport, address: string) =>
+    r.peersV4.find((p) => p.peerAddress === address) as PeerReport;
+  /** BIRD's own counts for its session to node1: [imported, filtered, exported]. */
+  const birdCounts = (): number[] => {
+    const m = /Routes:\s+(\d+) imported, (?:(\d+) filtered, )?(\d+) exported/.exec(
+      bird.cmd("show", "protocols", "all", "node1"),
+    );
+    return m ? [Number(m[1]), Number(m[2] ?? 0), Number(m[3])] : [];
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "ocelot-nodestatus-"));
+    store = new SqliteDatastore(join(dir, "store.db"));
+    const client = new ResourceClient(store);
+    await client.write("apply", {
+      apiVersion: V3,
+      kind: "BGPFilter",
+      metadata: { name: "bird-in" },
+      spec: { importV4: [{ action: "Reject", cidr: FILTERED, matchOperator: "Equal" }] },
+    });
+    await client.write("apply", {
+      apiVersion: V3,
+      kind: "BGPPeer",
+      metadata: { name: "bird" },
+      spec: { peerIP: BIRD_IP, asNumber: BIRD_AS, filters: ["bird-in"], keepaliveTime: "3s" },
+    });
+    lab = new PeerLab();
+    birdNs = Netns.create("nsb");
+    birdNs.ip("link", "add", "fabric", "type", "bridge");
+    birdNs.ip("addr", "add", `${BIRD_IP}/24`, "dev", "fabric");
+    birdNs.ip("link", "set", "fabric", "up");
+    for (const [i, ip] of [N1, N2].entries()) {
+      const n = Netns.create(`ns${i + 1}`);
+      link(n, "eth0", `${ip}/24`, birdNs, `p${i + 1}`, undefined);
+      birdNs.ip("link", "set", `p${i + 1}`, "master", "fabric");
+      ns.push(n);
+    }
+    bird = lab.startBird(birdNs, "bird", birdConf);
+    const url = `file:${join(dir, "store.db")}`;
+    for (const [i, ip] of [N1, N2].entries()) {
+      // No --status-socket: each daemon listens on its namespace's well-known path.
+      daemons.push(
+        await startNode(ns[i] as Netns, [
+          ...["--nodename", `node${i + 1}`, "--ip", `${ip}/24`, "--datastore", url],
+        ]),
+      );
+    }
+  });
+
+  afterAll(async () => {
+    for (const d of daemons) await d.stop();
+    lab?.cleanup();
+    for (const n of [...ns, birdNs]) n?.destroy();
+    await store?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("shows the mesh peer and BIRD with calicoctl's peer types, and counts equal BIRD's, the other node's and the kernel's", async () => {
+    const n1 = ns[0] as Netns;
+    const n2 = ns[1] as Netns;
+    await waitFor(
+      "node1's sessions Established and BIRD's routes in node1's and node2's kernels",
+      () => {
+        const r = report(n1);
+        const learned2 = routes(n2, "201").map((x) => x.dst);
+        return (
+          r.peersV4.length === 2 &&
+          r.peersV4.every((p) => p.state === "up") &&
+          peer(r, BIRD_IP).families[0]?.installed === KEPT.length &&
+          KEPT.every((p) => learned2.includes(p))
+        );
+      },
+      60_000,
+      250,
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}\n${daemons[0]?.log}\n${bird.log()}`);
+    });
+    const r = report(n1);
+    const validate = new Ajv({ allErrors: true, strict: true }).compile(schema);
+    expect(validate(r), JSON.stringify(validate.errors)).toBe(true);
+    expect(r.node).toBe("node1");
+    expect(r.routerId).toBe(N1);
+    expect(r.peersV6).toEqual([]);
+
+    const mesh = peer(r, N2);
+    expect(mesh).toMatchObject({
+      peerType: "node-to-node mesh",
+      calicoType: "NodeMesh",
+      source: "node2",
+      state: "up",
+      bgpState: "Established",
+      info: "Established",
+      flaps: 0,
+      lastNotification: null,
+    });
+    const b = peer(r, BIRD_IP);
+    expect(b).toMatchObject({
+      peerType: "global",
+      calicoType: "GlobalPeer",
+      source: "bird",
+      asn: BIRD_AS,
+      state: "up",
+    });
+    // BIRD: 3 exported to us, nothing imported from us (eBGP export is our blocks only).
+    const [imported, , exported] = birdCounts();
+    const f = b.families[0];
+    expect(f?.family).toBe("ipv4-unicast");
+    expect(f?.received).toBe(exported);
+    expect(f?.received).toBe(KEPT.length + 1);
+    expect(f?.rejectedByFilter).toBe(1);
+    expect(f?.rejectedByReason).toEqual({ FilterReject: 1 });
+    expect(f?.accepted).toBe(KEPT.length);
+    expect(f?.advertised).toBe(imported);
+    // Installed is read from the kernel: BIRD's accepted routes are there under protocol 201.
+    const kernel = routes(n1, "201").map((x) => x.dst);
+    expect(kernel.sort()).toEqual([...KEPT].sort());
+    expect(f?.installed).toBe(kernel.length);
+    expect(r.kernel).toEqual({ checked: true, installed: KEPT.length });
+    // What node1 advertises to node2 is what node2 received from node1.
+    const r2 = report(n2);
+    expect(peer(r2, N1).families[0]?.received).toBe(mesh.families[0]?.advertised);
+    expect(mesh.families[0]?.advertised).toBe(KEPT.length);
+
+    const text = nodeStatus(n1, false);
+    expect(text).toContain("| PEER ADDRESS |     PEER TYPE     | STATE |");
+    expect(text).toMatch(
+      new RegExp(`\\| ${N2.replaceAll(".", "\\.")} +\\| node-to-node mesh \\| up `),
+    );
+    expect(text).toMatch(new RegExp(`\\| ${BIRD_IP.replaceAll(".", "\\.")} +\\| global +\\| up `));
+    expect(text).toContain("No IPv6 peers found.");
+  });
+
+  it("a session BIRD shuts down and brings back counts one flap and shows the NOTIFICATION it sent with the RFC reason", async () => {
+    const n1 = ns[0] as Netns;
+    bird.cmd("disable", "node1");
+    await waitFor(
+      "node1 to see BIRD's session down",
+      () => peer(report(n1), BIRD_IP).state === "start",
+      60_000,
+      250,
+    );
+    const down = peer(report(n1), BIRD_IP);
+    expect(down.lastNotification).toMatchObject({
+      direction: "received",
+      code: 6,
+      subcode: 2,
+      reason: "Cease / AdministrativeShutdown",
+    });
+    expect(down.info).toContain("Cease / AdministrativeShutdown");
+    bird.cmd("enable", "node1");
+    await waitFor(
+      "the session back up",
+      () => peer(report(n1), BIRD_IP).state === "up",
+      60_000,
+      250,
+    );
+    const up = peer(report(n1), BIRD_IP);
+    expect(up.flaps).toBe(1);
+    expect(up.establishedTransitions).toBe(2);
+    expect(bird.state("node1")).toBe("Established");
+    const validate = new Ajv({ strict: true }).compile(schema);
+    expect(validate(report(n1)), JSON.stringify(validate.errors)).toBe(true);
+  });
+});
