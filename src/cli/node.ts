@@ -44,6 +44,7 @@ type RunOpts = DatastoreCliOptions & {
   bgp: boolean;
   clusterCidr?: string[];
   metricsAddress?: string;
+  nodeStatusInterval: string;
 };
 
 /** /metrics of the node daemon: its agent loop, its speaker (when it runs) and both FIBs. */
@@ -97,6 +98,8 @@ async function runNode(o: RunOpts): Promise<void> {
   if (o.ip6 !== undefined && !isIpv6WithLength(o.ip6))
     throw new CliError(`--ip6: "${o.ip6}" is not an IPv6 address with its prefix length`, 2);
   const resyncIntervalMs = seconds(o.resyncInterval, "--resync-interval");
+  const nodeStatusPeriodMs =
+    o.nodeStatusInterval === "0" ? 0 : seconds(o.nodeStatusInterval, "--node-status-interval");
   let metricsAddr: ListenAddress | undefined;
   try {
     metricsAddr = o.metricsAddress ? parseListenAddress(o.metricsAddress) : undefined;
@@ -121,6 +124,7 @@ async function runNode(o: RunOpts): Promise<void> {
     statusSocket: o.statusSocket,
     secretsDir: o.secretsDir,
     resyncIntervalMs,
+    nodeStatusPeriodMs,
     agent: { clusterCidrs: o.clusterCidr ?? [] },
     log,
   });
@@ -240,6 +244,11 @@ export function register(program: Command): void {
       DEFAULT_SECRETS_DIR,
     )
     .option("--resync-interval <duration>", "full resync period", "60s")
+    .option(
+      "--node-status-interval <duration>",
+      "write this node's CalicoNodeStatus this often and on change (a CalicoNodeStatus for the node with updatePeriodSeconds overrides it; 0: never)",
+      "10s",
+    )
     .option("--cluster-cidr <cidr...>", "cluster network CIDRs never masqueraded to")
     .option("--no-bgp", "do not run the BGP speaker")
     .option(

@@ -8,7 +8,7 @@ import { realClock } from "../bgp/io/clock.js";
 import type { Log } from "../bgp/io/session.js";
 import { Speaker } from "../bgp/speaker.js";
 import { makeWireBridge, type WireAttrs } from "../bgp/speaker_attrs.js";
-import { type StatusSnapshot, serveStatus } from "../bgp/status.js";
+import { type RoutesSnapshot, type StatusSnapshot, serveStatus } from "../bgp/status.js";
 import { ttlHook } from "../cli/bgpd.js";
 import type { KernelFib } from "../fib/kernel_fib.js";
 
@@ -20,6 +20,8 @@ export interface BgpHost {
   stop(): Promise<void>;
   /** The speaker's status snapshot and its kernel FIB's counters (for /metrics). */
   status(): { speaker: StatusSnapshot; fib: FibStatus };
+  /** The speaker's Loc-RIB (as the status socket's "routes"). */
+  routes(): RoutesSnapshot;
 }
 
 export type FibStatus = ReturnType<KernelFib["status"]>;
@@ -82,6 +84,7 @@ export async function startBgp(
       return chain;
     },
     status: () => ({ speaker: speaker.status(), fib: fib.status() }),
+    routes: () => speaker.routes(),
     async stop() {
       await chain.catch(() => {});
       await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Speaker stop"));

@@ -25,6 +25,7 @@ import { type AgentOptions, agentInput } from "./agent_state.js";
 import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
 import { type BgpSnapshot, type PeerKind, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
+import { NodeStatusWriter } from "./calico_node_status.js";
 import { registerNode } from "./registration.js";
 
 export const DEFAULT_STATUS_SOCKET = "/run/ocelot/bgpd.sock";
@@ -50,6 +51,11 @@ export interface DaemonOptions {
   /** Delay before retrying a failed convergence (default 1 s). */
   retryMs?: number;
   agent?: AgentOptions;
+  /**
+   * The period of the node's CalicoNodeStatus when no such resource names one; it is also
+   * written at once on a change (at most every 2 s). 0 or absent: not written.
+   */
+  nodeStatusPeriodMs?: number;
   log: Log;
   /** Opens the agent's FIB (tests may pass a MemoryFib); default KernelFib for the namespace. */
   openAgentFib?: (
@@ -88,6 +94,9 @@ export class NodeDaemon {
   private dirty = new Set<Area>();
   private timer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
+  private statusWriter: NodeStatusWriter | undefined;
+  private readonly bootTime = new Date().toISOString();
+  private lastReconfiguration: string | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
   private lastAgentInput = "";
@@ -188,6 +197,30 @@ export class NodeDaemon {
       this.resyncTimer.unref?.();
     };
     tick();
+    if ((o.nodeStatusPeriodMs ?? 0) > 0) {
+      this.statusWriter = new NodeStatusWriter(this.store, {
+        nodename: o.nodename,
+        periodMs: o.nodeStatusPeriodMs ?? 0,
+        log: this.log,
+        input: () => {
+          const b = this.bgp?.status();
+          return {
+            status: b?.speaker,
+            routes: this.bgp?.routes(),
+            peerKinds: this.peerKinds,
+            ready: this.readiness().ok,
+            bootTime: this.bootTime,
+            ...(this.lastReconfiguration ? { lastReconfiguration: this.lastReconfiguration } : {}),
+          };
+        },
+      });
+      this.statusWriter.start();
+    }
+  }
+
+  /** Writes of the node's CalicoNodeStatus so far (0 when not written). */
+  get nodeStatusWrites(): number {
+    return this.statusWriter?.writes ?? 0;
   }
 
   /** Lists everything again and converges both areas (the periodic resync). */
@@ -205,6 +238,7 @@ export class NodeDaemon {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.statusWriter?.stop();
     if (this.timer) clearTimeout(this.timer);
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     await this.cache?.close();
@@ -384,12 +418,14 @@ export class NodeDaemon {
         netns: this.opts.netns,
         extraStatus: this.statusCommands,
       });
+      this.lastReconfiguration = new Date().toISOString();
       this.log.info(summary(config), "BGP: speaker started");
       return;
     }
     const before = this.bgp.config;
     if (JSON.stringify(before) === JSON.stringify(config)) return;
     await this.bgp.apply(config);
+    this.lastReconfiguration = new Date().toISOString();
     this.log.info({ ...summary(config), ...diffSummary(before, config) }, "BGP: reconfigured");
   }
 

@@ -114,6 +114,7 @@ describe.skipIf(skip)("ocelot node status: a mesh node and BIRD as a global peer
       daemons.push(
         await startNode(ns[i] as Netns, [
           ...["--nodename", `node${i + 1}`, "--ip", `${ip}/24`, "--datastore", url],
+          ...["--node-status-interval", "1s"],
         ]),
       );
     }
@@ -232,5 +233,98 @@ describe.skipIf(skip)("ocelot node status: a mesh node and BIRD as a global peer
     expect(bird.state("node1")).toBe("Established");
     const validate = new Ajv({ strict: true }).compile(schema);
     expect(validate(report(n1)), JSON.stringify(validate.errors)).toBe(true);
+  });
+
+  it("every node writes its CalicoNodeStatus: `ocelot get caliconodestatus -o wide` shows both nodes' sessions, and a stopped node as stale with the time it last wrote", async () => {
+    const url = `file:${join(dir, "store.db")}`;
+    const get = (...args: string[]) => {
+      const r = runSync(join(BIN, "ocelot"), [
+        "get",
+        "caliconodestatus",
+        ...args,
+        "--datastore",
+        url,
+      ]);
+      if (r.status !== 0) throw new Error(`ocelot get caliconodestatus failed: ${r.stderr}`);
+      return r.stdout;
+    };
+    type Cns = {
+      metadata: { name: string };
+      spec: { node: string; updatePeriodSeconds: number };
+      status: {
+        lastUpdated: string;
+        agent: { birdV4: { state: string; routerID: string } };
+        bgp: {
+          numberEstablishedV4: number;
+          peersV4: { peerIP: string; type: string; state: string }[];
+        };
+        routes: {
+          routesV4: { destination: string; learnedFrom: { sourceType: string; peerIP?: string } }[];
+        };
+      };
+    };
+    const items = () => (JSON.parse(get("-o", "json")) as { items: Cns[] }).items;
+    await waitFor(
+      "both nodes' CalicoNodeStatus: node1's sessions Established, node2's to node1",
+      () => {
+        const all = items();
+        const of = (n: string) => all.find((c) => c.metadata.name === n)?.status.bgp;
+        return (
+          of("node1")?.numberEstablishedV4 === 2 &&
+          of("node2")?.peersV4.find((p) => p.peerIP === N1)?.state === "Established"
+        );
+      },
+      60_000,
+      250,
+    ).catch((e) => {
+      throw new Error(
+        `${(e as Error).message}\n${get("-o", "wide")}\n${daemons.map((d) => d.log).join("\n")}`,
+      );
+    });
+    const n1 = items().find((c) => c.metadata.name === "node1") as Cns;
+    expect(n1.spec).toEqual({
+      node: "node1",
+      classes: ["Agent", "BGP", "Routes"],
+      updatePeriodSeconds: 1,
+    });
+    expect(n1.status.agent.birdV4).toMatchObject({ state: "Ready", routerID: N1 });
+    expect(n1.status.bgp.peersV4.map((p) => [p.peerIP, p.type, p.state]).sort()).toEqual(
+      [
+        [N2, "NodeMesh", "Established"],
+        [BIRD_IP, "GlobalPeer", "Established"],
+      ].sort(),
+    );
+    // BIRD's accepted routes, learned from a BGPPeer; node2 learned them from node1 (the mesh).
+    expect(
+      n1.status.routes.routesV4.map((r) => [r.destination, r.learnedFrom.sourceType]).sort(),
+    ).toEqual(KEPT.map((p) => [p, "BGPPeer"]).sort());
+    const n2 = items().find((c) => c.metadata.name === "node2") as Cns;
+    // BIRD has no session configured for node2: the global BGPPeer's session stays down there.
+    expect(n2.status.bgp.peersV4.find((p) => p.peerIP === BIRD_IP)?.state).not.toBe("Established");
+    expect(n2.status.routes.routesV4.map((r) => r.learnedFrom).sort()).toEqual(
+      KEPT.map(() => ({ sourceType: "NodeMesh", peerIP: N1 })),
+    );
+    const wide = get("-o", "wide");
+    expect(wide).toMatch(
+      /NAME\s+NODE\s+V4 UP\/DOWN\s+V6 UP\/DOWN\s+ROUTES\s+AGENT\s+PEERS\s+STATUS/,
+    );
+    expect(wide).toMatch(
+      new RegExp(
+        `node1\\s+node1\\s+2/0\\s+0/0\\s+2\\s+Ready\\s+\\S*${N2.replaceAll(".", "\\.")}:Established\\S*\\s+ok`,
+      ),
+    );
+
+    // node2 stops: its status stays, shown as stale with the time it last wrote; node1's is ok.
+    await daemons[1]?.stop();
+    const lastWrote = (items().find((c) => c.metadata.name === "node2") as Cns).status.lastUpdated;
+    await waitFor(
+      "node2 shown as stale",
+      () => /node2.*STALE/.test(get("-o", "wide")),
+      60_000,
+      500,
+    );
+    const stale = get("-o", "wide");
+    expect(stale).toContain(`STALE: last wrote ${lastWrote}`);
+    expect(stale).toMatch(/node1\s+node1\s.*\sok \(\d+s ago\)/);
   });
 });
