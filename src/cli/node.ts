@@ -17,12 +17,12 @@ import {
   addAgentMetrics,
   addBgpMetrics,
   addFibMetrics,
-  addProcessMetrics,
   type FibCounters,
   kernelFibCounters,
 } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
-import { MetricsRegistry } from "../lib/metrics.js";
+import { type MetricFamily, MetricsRegistry } from "../lib/metrics.js";
+import { PromMetrics } from "../lib/prom.js";
 import { defaultStatusSocket, findStatusSocket } from "../lib/status_socket_path.js";
 import { DEFAULT_SECRETS_DIR } from "../node/bgp_state.js";
 import { NodeDaemon } from "../node/daemon.js";
@@ -47,8 +47,11 @@ type RunOpts = DatastoreCliOptions & {
   nodeStatusInterval: string;
 };
 
-/** /metrics of the node daemon: its agent loop, its speaker (when it runs) and both FIBs. */
-function nodeMetrics(daemon: NodeDaemon, startedAtMs: number): string {
+/**
+ * The node daemon's snapshot families: its agent loop, its speaker (when it runs) and both FIBs
+ * (the process_* ones come from prom-client's default metrics).
+ */
+function nodeMetrics(daemon: NodeDaemon): MetricFamily[] {
   const reg = new MetricsRegistry();
   const bgp = daemon.bgpStatus();
   const peers = daemon.bgpConfig?.peers ?? [];
@@ -63,8 +66,7 @@ function nodeMetrics(daemon: NodeDaemon, startedAtMs: number): string {
   const agent = daemon.agentFibStatus();
   if (agent) fibs.push(["agent", kernelFibCounters(agent)]);
   addFibMetrics(reg, fibs);
-  addProcessMetrics(reg, { rssBytes: process.memoryUsage.rss(), startedAtMs });
-  return reg.render();
+  return reg.families;
 }
 
 function seconds(text: string, flag: string): number {
@@ -108,6 +110,11 @@ async function runNode(o: RunOpts): Promise<void> {
   }
   const { pino } = await import("pino");
   const log = pino({ level: o.logLevel, base: { daemon: "node", node: o.nodename } });
+  // Metrics are kept from the start (histograms, counters of log events) when served.
+  let daemonRef: NodeDaemon | undefined;
+  const prom = metricsAddr
+    ? new PromMetrics(() => (daemonRef ? nodeMetrics(daemonRef) : []))
+    : undefined;
   let store: Datastore;
   try {
     store = await openDatastoreFromCli(o);
@@ -126,15 +133,24 @@ async function runNode(o: RunOpts): Promise<void> {
     resyncIntervalMs,
     nodeStatusPeriodMs,
     agent: { clusterCidrs: o.clusterCidr ?? [] },
-    log,
+    ...(prom
+      ? {
+          observe: {
+            convergence: (area, s) => prom.convergence.observe({ area }, s),
+            iptables: (s) => prom.iptablesApply.observe(s),
+            fibBatch: (fib, s) => prom.fibBatch.observe({ fib }, s),
+          },
+        }
+      : {}),
+    log: prom ? prom.countingLog(log) : log,
   });
+  daemonRef = daemon;
   // Served from before the start: /readyz answers 503 until the first convergence.
-  const startedAt = Date.now();
   let health: Awaited<ReturnType<typeof serveHealth>> | undefined;
   try {
     if (metricsAddr)
       health = await serveHealth(metricsAddr, {
-        metrics: () => nodeMetrics(daemon, startedAt),
+        metrics: () => (prom as PromMetrics).render(),
         ready: () => daemon.readiness(),
       });
   } catch (err) {
@@ -164,6 +180,7 @@ async function runNode(o: RunOpts): Promise<void> {
       void (async () => {
         await daemon.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
         await health?.close();
+        prom?.close();
         await store.close().catch(() => {});
         log.info({}, "Stopped");
         resolve();

@@ -45,6 +45,8 @@ export interface ApplyReport {
   changes: string[];
   /** Workload interfaces that do not exist (yet): their routes and sysctls wait. */
   missingIfaces: string[];
+  /** Seconds spent on iptables (read back, restore) and on the routes (FIB batch) this pass. */
+  timings?: { iptablesSeconds: number; routesSeconds: number };
   /** The iptables-restore payloads written, per family and table. */
   iptables: (TablePlan & { family: 4 | 6 })[];
   ipsets: string | null;
@@ -279,11 +281,15 @@ export async function applyDataplane(
     changes,
   );
   const ipsets = await convergeIpsets(ctx, state, changes);
+  const t0 = performance.now();
   const iptables = await convergeIptables(ctx, state, opts.iptables ?? "nft", changes);
+  const iptablesSeconds = (performance.now() - t0) / 1000;
   await removeStaleIpsets(ctx, state, changes);
   const routes = state.workloads.routes.filter((r) =>
     r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
   );
+  const t1 = performance.now();
   await convergeRoutes(opts.fib, routes, changes);
-  return { changes, missingIfaces, iptables, ipsets };
+  const routesSeconds = (performance.now() - t1) / 1000;
+  return { changes, missingIfaces, iptables, ipsets, timings: { iptablesSeconds, routesSeconds } };
 }

@@ -56,6 +56,12 @@ export interface DaemonOptions {
    * written at once on a change (at most every 2 s). 0 or absent: not written.
    */
   nodeStatusPeriodMs?: number;
+  /** Observations for histograms (src/lib/prom.ts): each pass, each apply. */
+  observe?: {
+    convergence?(area: Area, seconds: number): void;
+    iptables?(seconds: number): void;
+    fibBatch?(fib: "agent", seconds: number): void;
+  };
   log: Log;
   /** Opens the agent's FIB (tests may pass a MemoryFib); default KernelFib for the namespace. */
   openAgentFib?: (
@@ -64,7 +70,7 @@ export interface DaemonOptions {
   ) => Promise<Fib & { close?: () => Promise<void> }>;
 }
 
-type Area = "agent" | "bgp";
+export type Area = "agent" | "bgp";
 
 const kindInfo = (kind: string, apiVersion = "projectcalico.org/v3"): KindInfo => {
   const info = kindOf(apiVersion, kind);
@@ -280,8 +286,10 @@ export class NodeDaemon {
       const st = this.stats;
       try {
         if (areas.has("agent")) {
+          const a0 = performance.now();
           await this.convergeAgent(snap);
           st.convergences.agent++;
+          this.opts.observe?.convergence?.("agent", (performance.now() - a0) / 1000);
         }
       } catch (err) {
         st.failures.agent++;
@@ -290,8 +298,10 @@ export class NodeDaemon {
       }
       try {
         if (areas.has("bgp") && this.opts.bgp !== false) {
+          const b0 = performance.now();
           await this.convergeBgp(snap);
           st.convergences.bgp++;
+          this.opts.observe?.convergence?.("bgp", (performance.now() - b0) / 1000);
         }
       } catch (err) {
         st.failures.bgp++;
@@ -374,6 +384,10 @@ export class NodeDaemon {
       fib: this.agentFib as Fib,
     });
     this.lastAgentInput = text;
+    if (report.timings) {
+      this.opts.observe?.iptables?.(report.timings.iptablesSeconds);
+      this.opts.observe?.fibBatch?.("agent", report.timings.routesSeconds);
+    }
     if (report.changes.length > 0)
       this.log.info(
         {

@@ -24,9 +24,11 @@ export interface FamilyPrefixes {
   family: string;
   received: number;
   accepted: number;
-  /** Paths refused by import: by a BGPFilter (FilterReject) and in all (every reason). */
-  rejectedByFilter: number;
+  /** Paths held now that import refused (received - accepted). */
   rejected: number;
+  /** Paths a BGPFilter refused since the peer was configured (each refusal counted). */
+  rejectedByFilter: number;
+  /** Refusals since the peer was configured, by reason (FilterReject, AsPathLoop, ...). */
   rejectedByReason: Record<string, number>;
   advertised: number;
   /** Routes whose best path is this peer's and that are in the kernel's table now. */
@@ -148,7 +150,7 @@ export function nodeStatusReport(
     const kind = info?.peerKinds[p.address];
     const fams = p.negotiated?.families ?? [familyOfAddress(p.address)];
     const rejectedByReason = p.prefixes.rejected ?? {};
-    const rejected = Object.values(rejectedByReason).reduce((a, n) => a + n, 0);
+    const rejected = Math.max(0, p.prefixes.received - p.prefixes.accepted);
     const flaps = p.establishedTransitions - (p.state === "Established" ? 1 : 0);
     return {
       peerAddress: p.address,

@@ -10,11 +10,13 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ajv } from "ajv";
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResourceClient } from "../../src/api/client.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import type { NodeStatusReport, PeerReport } from "../../src/node/node_status.js";
 import { runSync } from "../helpers/limits.js";
+import { httpGetIn, metricSample } from "../helpers/metrics.js";
 import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
 import { BIN, daemonTestsUnavailable, type NodeProcess, routes, startNode } from "./harness.js";
@@ -47,6 +49,7 @@ protocol bgp node1 {
 `;
 
 const V3 = "projectcalico.org/v3";
+const METRICS_PORT = 9093;
 const schema = JSON.parse(
   readFileSync(new URL("../../config/node-status.schema.json", import.meta.url), "utf8"),
 ) as object;
@@ -115,6 +118,7 @@ describe.skipIf(skip)("ocelot node status: a mesh node and BIRD as a global peer
         await startNode(ns[i] as Netns, [
           ...["--nodename", `node${i + 1}`, "--ip", `${ip}/24`, "--datastore", url],
           ...["--node-status-interval", "1s"],
+          ...(i === 0 ? ["--metrics-address", `127.0.0.1:${METRICS_PORT}`] : []),
         ]),
       );
     }
@@ -181,6 +185,7 @@ describe.skipIf(skip)("ocelot node status: a mesh node and BIRD as a global peer
     expect(f?.received).toBe(exported);
     expect(f?.received).toBe(KEPT.length + 1);
     expect(f?.rejectedByFilter).toBe(1);
+    expect(f?.rejected).toBe(1);
     expect(f?.rejectedByReason).toEqual({ FilterReject: 1 });
     expect(f?.accepted).toBe(KEPT.length);
     expect(f?.advertised).toBe(imported);
@@ -233,6 +238,78 @@ describe.skipIf(skip)("ocelot node status: a mesh node and BIRD as a global peer
     expect(bird.state("node1")).toBe("Established");
     const validate = new Ajv({ strict: true }).compile(schema);
     expect(validate(report(n1)), JSON.stringify(validate.errors)).toBe(true);
+  });
+
+  it("a scrape of node1 (prom-client) parses as Prometheus text and agrees with BIRD: prefixes, the rejected one by reason, the NOTIFICATION and session changes of the flap, histograms; every query of the Grafana dashboard names a metric it has", () => {
+    const n1 = ns[0] as Netns;
+    const [code, text] = httpGetIn(n1, METRICS_PORT, "/metrics");
+    expect(code).toBe(200);
+    const families = parsePrometheusTextFormat(text);
+    const byName = new Map(families.map((f) => [f.name, f]));
+    // Default process metrics, and the names the hand-written registry had are kept.
+    for (const name of [
+      "process_cpu_seconds_total",
+      "process_resident_memory_bytes",
+      "nodejs_heap_size_used_bytes",
+      "ocelot_bgp_peer_state",
+      "ocelot_bgp_peer_prefixes_received",
+      "ocelot_fib_routes_installed",
+      "ocelot_agent_convergences_total",
+    ])
+      expect(byName.has(name), name).toBe(true);
+    expect(byName.get("ocelot_bgp_peer_prefixes_received")?.type).toBe("GAUGE");
+    expect(byName.get("ocelot_bgp_notifications_total")?.type).toBe("COUNTER");
+    for (const h of [
+      "ocelot_event_loop_delay_seconds",
+      "ocelot_convergence_seconds",
+      "ocelot_iptables_apply_seconds",
+      "ocelot_fib_batch_seconds",
+    ])
+      expect(byName.get(h)?.type, h).toBe("HISTOGRAM");
+    const [imported, , exported] = birdCounts();
+    const peerLabels = `peer="${BIRD_IP}",asn="${BIRD_AS}",afi="ipv4-unicast"`;
+    expect(metricSample(text, `ocelot_bgp_peer_prefixes_received{${peerLabels}}`)).toBe(exported);
+    expect(metricSample(text, `ocelot_bgp_peer_prefixes_advertised{${peerLabels}}`)).toBe(imported);
+    // The filtered prefix was refused once per session: before and after the flap.
+    expect(
+      metricSample(text, `ocelot_bgp_routes_rejected_total{${peerLabels},reason="FilterReject"}`),
+    ).toBe(2);
+    // The flap of the test before: BIRD's Cease/AdministrativeShutdown received once, and the
+    // session to BIRD came up twice and went down once.
+    expect(
+      metricSample(
+        text,
+        'ocelot_bgp_notifications_total{direction="received",code="6",subcode="2"}',
+      ),
+    ).toBe(1);
+    expect(
+      metricSample(
+        text,
+        `ocelot_bgp_session_changes_total{peer="${BIRD_IP}",change="established"}`,
+      ),
+    ).toBe(2);
+    expect(
+      metricSample(text, `ocelot_bgp_session_changes_total{peer="${BIRD_IP}",change="down"}`),
+    ).toBe(1);
+    expect(metricSample(text, 'ocelot_convergence_seconds_count{area="agent"}')).toBeGreaterThan(0);
+    expect(metricSample(text, "ocelot_iptables_apply_seconds_count")).toBeGreaterThan(0);
+    expect(metricSample(text, "ocelot_event_loop_delay_seconds_count")).toBeGreaterThan(0);
+
+    // Every metric a dashboard query names is in the scrape (histograms by their _bucket series).
+    const dashboard = JSON.parse(
+      readFileSync(new URL("../../config/grafana-dashboard.json", import.meta.url), "utf8"),
+    ) as { panels: { targets: { expr: string }[] }[] };
+    const series = new Set(
+      text
+        .split("\n")
+        .filter((l) => l !== "" && !l.startsWith("#"))
+        .map((l) => l.split(/[{ ]/)[0]),
+    );
+    const named = dashboard.panels
+      .flatMap((p) => p.targets.map((t) => t.expr))
+      .flatMap((e) => e.match(/\b(?:ocelot|process|nodejs)_[a-zA-Z0-9_]+/g) ?? []);
+    expect(named.length).toBeGreaterThan(15);
+    expect(named.filter((m) => !series.has(m))).toEqual([]);
   });
 
   it("every node writes its CalicoNodeStatus: `ocelot get caliconodestatus -o wide` shows both nodes' sessions, and a stopped node as stale with the time it last wrote", async () => {
