@@ -44,6 +44,7 @@ const commands: Record<string, Loader> = {
   ipam,
   datastore,
   node,
+  "log-level": node,
 };
 
 /** The loaders needed for argv: the named command's, or all of them. */

@@ -21,6 +21,7 @@ import {
   kernelFibCounters,
 } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
+import { parseLevelArgs, SubsystemLogs, stdoutSink } from "../lib/log_levels.js";
 import { type MetricFamily, MetricsRegistry } from "../lib/metrics.js";
 import { PromMetrics } from "../lib/prom.js";
 import { defaultStatusSocket, findStatusSocket } from "../lib/status_socket_path.js";
@@ -30,6 +31,8 @@ import { formatNodeStatus, type NodeInfo, nodeStatusReport } from "../node/node_
 import { CliError } from "./main.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
+/** The node daemon's log subsystems: its loop and agent, and its BGP speaker. */
+const SUBSYSTEMS = ["node", "bgp"] as const;
 
 type RunOpts = DatastoreCliOptions & {
   nodename: string;
@@ -109,7 +112,12 @@ async function runNode(o: RunOpts): Promise<void> {
     throw new CliError((err as Error).message, 2);
   }
   const { pino } = await import("pino");
-  const log = pino({ level: o.logLevel, base: { daemon: "node", node: o.nodename } });
+  // Lines go straight to stdout; a closed stdout (EPIPE) drops them, never the daemon.
+  const out = stdoutSink();
+  const root = pino({ level: o.logLevel, base: { daemon: "node", node: o.nodename } }, out.sink);
+  const logs = new SubsystemLogs(root, SUBSYSTEMS);
+  const log = logs.loggers.node as typeof root;
+  const bgpLog = logs.loggers.bgp as typeof root;
   // Metrics are kept from the start (histograms, counters of log events) when served.
   let daemonRef: NodeDaemon | undefined;
   const prom = metricsAddr
@@ -142,9 +150,17 @@ async function runNode(o: RunOpts): Promise<void> {
           },
         }
       : {}),
-    log: prom ? prom.countingLog(log) : log,
+    log,
+    bgpLog: prom ? prom.countingLog(bgpLog) : bgpLog,
   });
   daemonRef = daemon;
+  daemon.statusCommands["log-level"] = (args) => {
+    const wanted = (args as { levels?: string[] } | undefined)?.levels ?? [];
+    if (wanted.length === 0) return { levels: logs.levels() };
+    return { levels: logs.set(parseLevelArgs(wanted, SUBSYSTEMS), "ocelot log-level") };
+  };
+  process.on("SIGUSR1", () => logs.step(1, "SIGUSR1"));
+  process.on("SIGUSR2", () => logs.step(-1, "SIGUSR2"));
   // Served from before the start: /readyz answers 503 until the first convergence.
   let health: Awaited<ReturnType<typeof serveHealth>> | undefined;
   try {
@@ -231,6 +247,27 @@ async function nodeStatus(o: { json: boolean; socket?: string }): Promise<void> 
 }
 
 export function register(program: Command): void {
+  program
+    .command("log-level")
+    .description(
+      `show or change the local node daemon's log level per subsystem (${SUBSYSTEMS.join(", ")}, all), e.g. bgp=debug`,
+    )
+    .argument("[subsystem=level...]", "levels to set; none: show them")
+    .option("--socket <path>", "status socket (default: this netns's daemon's)")
+    .action(async (levels: string[], o: { socket?: string }) => {
+      try {
+        parseLevelArgs(levels, SUBSYSTEMS);
+      } catch (err) {
+        throw new CliError((err as Error).message, 2);
+      }
+      const socket = o.socket ?? findStatusSocket();
+      const r = await queryStatus<{ levels: Record<string, string> }>(socket, "log-level", 5000, {
+        levels,
+      }).catch((err: Error) => {
+        throw new CliError(err.message);
+      });
+      for (const [s, l] of Object.entries(r.levels)) console.log(`${s}=${l}`);
+    });
   const node = program.command("node").description("the per-node daemon");
   node
     .command("status")

@@ -63,6 +63,8 @@ export interface DaemonOptions {
     fibBatch?(fib: "agent", seconds: number): void;
   };
   log: Log;
+  /** The BGP speaker's log (its own subsystem's level); default: log. */
+  bgpLog?: Log;
   /** Opens the agent's FIB (tests may pass a MemoryFib); default KernelFib for the namespace. */
   openAgentFib?: (
     netns: string | undefined,
@@ -428,7 +430,7 @@ export class NodeDaemon {
     this.peerKinds = r.peerKinds;
     if (!this.bgp) {
       this.bgp = await startBgp(config, {
-        log: this.log,
+        log: this.opts.bgpLog ?? this.log,
         netns: this.opts.netns,
         extraStatus: this.statusCommands,
       });
