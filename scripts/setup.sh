@@ -3,8 +3,8 @@
 # Safe to run again: it installs only what is missing and rebuilds dist/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(iproute2 iputils-ping iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark openssl)
-BINS=(ip ping iptables ipset sysctl etcd etcdctl bird vtysh gobgpd exabgp tshark openssl)
+PKGS=(iproute2 iputils-ping iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark openssl bgpdump)
+BINS=(ip ping iptables ipset sysctl etcd etcdctl bird vtysh gobgpd exabgp tshark openssl bgpdump)
 missing=0
 for b in "${BINS[@]}"; do command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || [ -x "/usr/lib/frr/$b" ] || missing=1; done
 [ -x /usr/lib/frr/bgpd ] || missing=1

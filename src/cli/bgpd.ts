@@ -1,7 +1,7 @@
 // `ocelot bgpd --config FILE`: the BGP speaker alone from a YAML file (pino logs, status socket,
 // SIGHUP re-reads the file and applies it by diff), and `ocelot status` / `ocelot routes`, which
 // read that socket. Owns: process wiring only. Not: BGP logic (src/bgp/).
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import {
   type BgpdConfig,
@@ -13,6 +13,8 @@ import {
 import { realClock } from "../bgp/io/clock.js";
 import type { Log } from "../bgp/io/session.js";
 import type { Connection } from "../bgp/io/transport.js";
+import { ribToMrt } from "../bgp/mrt/from_rib.js";
+import { tableDumpV2 } from "../bgp/mrt/table_dump_v2.js";
 import { Speaker } from "../bgp/speaker.js";
 import { makeWireBridge } from "../bgp/speaker_attrs.js";
 import {
@@ -262,8 +264,22 @@ export function register(program: Command): void {
     .description("show the Loc-RIB of the local bgpd with the best-path reason")
     .option("--json", "print JSON", false)
     .option("--socket <path>", "status socket (default: this netns's daemon's)")
-    .action(async (o: { json: boolean; socket?: string }) => {
-      const r = await read<RoutesSnapshot>(o.socket ?? findStatusSocket(), "routes");
+    .option("--mrt <file>", "write the Loc-RIB as an MRT TABLE_DUMP_V2 file (RFC 6396)")
+    .action(async (o: { json: boolean; socket?: string; mrt?: string }) => {
+      const socket = o.socket ?? findStatusSocket();
+      const r = await read<RoutesSnapshot>(socket, "routes");
+      if (o.mrt !== undefined) {
+        const s = await read<StatusSnapshot>(socket, "status");
+        const now = Math.floor(Date.now() / 1000);
+        const m = ribToMrt(s, r, now);
+        writeFileSync(o.mrt, tableDumpV2(now, s.routerId, "ocelot", m.peers, m.routes));
+        process.stdout.write(
+          o.json
+            ? `${JSON.stringify({ file: o.mrt, peers: m.peers.length, routes: m.routes.length })}\n`
+            : `Wrote ${m.routes.length} routes of ${m.peers.length} peers to ${o.mrt} (MRT TABLE_DUMP_V2)\n`,
+        );
+        return;
+      }
       process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : formatRoutes(r));
     });
 }

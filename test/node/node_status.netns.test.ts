@@ -23,7 +23,11 @@ import { BIN, daemonTestsUnavailable, type NodeProcess, routes, startNode } from
 
 const skip = skipWithReason(
   "ocelot node status with BIRD",
-  daemonTestsUnavailable() ?? peersUnavailableReason(["bird"]),
+  daemonTestsUnavailable() ??
+    peersUnavailableReason(["bird"]) ??
+    (runSync("sh", ["-c", "command -v bgpdump"]).status === 0
+      ? undefined
+      : "bgpdump not installed (scripts/setup.sh installs it)"),
 );
 
 const BIRD_IP = "10.93.0.3";
@@ -44,7 +48,14 @@ protocol bgp node1 {
   hold time 9;
   connect delay time 1;
   error wait time 1, 2;
-  ipv4 { import all; export where source = RTS_STATIC; };
+  ipv4 {
+    import all;
+    export filter {
+      if source != RTS_STATIC then reject;
+      if net = ${KEPT[0]} then { bgp_community.add((${BIRD_AS}, 7)); bgp_med = 20; }
+      accept;
+    };
+  };
 }
 `;
 
@@ -310,6 +321,66 @@ describe.skipIf(skip)("ocelot node status: a mesh node and BIRD as a global peer
       .flatMap((e) => e.match(/\b(?:ocelot|process|nodejs)_[a-zA-Z0-9_]+/g) ?? []);
     expect(named.length).toBeGreaterThan(15);
     expect(named.filter((m) => !series.has(m))).toEqual([]);
+  });
+
+  it("ocelot routes --mrt writes the RIB as MRT TABLE_DUMP_V2 that bgpdump -m reads back as ocelot routes shows it", () => {
+    const n1 = ns[0] as Netns;
+    const ocelot = (...args: string[]) => {
+      const r = runSync("ip", ["netns", "exec", n1.name, join(BIN, "ocelot"), ...args]);
+      if (r.status !== 0) throw new Error(`ocelot ${args.join(" ")} failed: ${r.stderr}`);
+      return r.stdout;
+    };
+    const file = join(dir, "rib.mrt");
+    expect(ocelot("routes", "--mrt", file)).toMatch(/^Wrote 2 routes of 3 peers to /);
+    const dump = runSync("bgpdump", ["-m", file]);
+    expect(dump.status).toBe(0);
+    const ours = (
+      JSON.parse(ocelot("routes", "--json")) as {
+        routes: {
+          prefix: string;
+          best: {
+            peer: string;
+            nextHop: string;
+            asPath: string;
+            origin: string;
+            localPref: number | null;
+            med: number | null;
+            communities: string[];
+          };
+        }[];
+      }
+    ).routes;
+    expect(ours.map((r) => r.prefix).sort()).toEqual([...KEPT].sort());
+    // prefix -> [peer, peer AS, AS path, origin, next hop, local pref, MED, communities]
+    const fromDump = dump.stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.split("|"))
+      .map((f) => [f[5], [f[3], f[4], f[6], f[7], f[8], f[9], f[10], f[11]]]);
+    expect(Object.fromEntries(fromDump)).toEqual(
+      Object.fromEntries(
+        ours.map((r) => [
+          r.prefix,
+          [
+            r.best.peer,
+            String(BIRD_AS),
+            r.best.asPath,
+            r.best.origin.toUpperCase(),
+            r.best.nextHop,
+            String(r.best.localPref ?? 0),
+            String(r.best.med ?? 0),
+            r.best.communities.join(" "),
+          ],
+        ]),
+      ),
+    );
+    // What BIRD sent: its AS, its community and MED on the first prefix.
+    const first = ours.find((r) => r.prefix === KEPT[0]);
+    expect(first?.best).toMatchObject({
+      asPath: String(BIRD_AS),
+      communities: [`${BIRD_AS}:7`],
+      med: 20,
+    });
   });
 
   it("every node writes its CalicoNodeStatus: `ocelot get caliconodestatus -o wide` shows both nodes' sessions, and a stopped node as stale with the time it last wrote", async () => {
