@@ -114,7 +114,8 @@ export function register(program: Command): void {
             log(`demo: left running. Look around with e.g.:`);
             const n1 = state.nodes[0];
             log(`  ip -n ${n1.ns} route`);
-            log(`  ip netns exec ${n1.ns} ocelot status      # finds ${n1.statusSocket}`);
+            log(`  ip netns exec ${n1.ns} ocelot node status # finds ${n1.statusSocket}`);
+            log(`  ocelot get caliconodestatus -o wide --datastore ${state.datastore}`);
             log(`  ip netns exec ${n1.ns} curl -s http://${n1.metricsAddress}/metrics`);
             log(`  ocelot ipam check --datastore ${state.datastore}`);
             log(
