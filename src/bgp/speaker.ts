@@ -62,6 +62,8 @@ export interface SpeakerDeps<A> {
   connector?: Connector;
   /** Optional socket hook for each connection (eBGP TTL); errors are logged, not fatal. */
   onSocket?: (conn: Connection, peer: PeerConfig, ebgp: boolean) => void;
+  /** Each UPDATE received, as framed (header included), before decoding (MRT BGP4MP dumps). */
+  onUpdateReceived?: (peer: PeerConfig, msg: Uint8Array, fourOctetAs: boolean) => void;
 }
 
 type SpeakerEvent =
@@ -552,6 +554,7 @@ export class Speaker<A> {
   private onUpdate(e: PeerEntry, msg: Uint8Array): void {
     const opts = e.session.options;
     if (!opts) return;
+    this.deps.onUpdateReceived?.(e.cfg, msg, opts.fourOctetAs);
     let u: UpdateMessage;
     try {
       u = decodeUpdate(msg, opts);

@@ -48,6 +48,9 @@ type RunOpts = DatastoreCliOptions & {
   clusterCidr?: string[];
   metricsAddress?: string;
   nodeStatusInterval: string;
+  mrtUpdates?: string;
+  mrtRotateSize: string;
+  mrtRotateInterval: string;
 };
 
 /**
@@ -103,6 +106,12 @@ async function runNode(o: RunOpts): Promise<void> {
   if (o.ip6 !== undefined && !isIpv6WithLength(o.ip6))
     throw new CliError(`--ip6: "${o.ip6}" is not an IPv6 address with its prefix length`, 2);
   const resyncIntervalMs = seconds(o.resyncInterval, "--resync-interval");
+  const mrtRotateBytes = Number(o.mrtRotateSize);
+  if (!Number.isInteger(mrtRotateBytes) || mrtRotateBytes < 4096)
+    throw new CliError(
+      `--mrt-rotate-size: "${o.mrtRotateSize}" is not a byte count of at least 4096`,
+      2,
+    );
   const nodeStatusPeriodMs =
     o.nodeStatusInterval === "0" ? 0 : seconds(o.nodeStatusInterval, "--node-status-interval");
   let metricsAddr: ListenAddress | undefined;
@@ -140,6 +149,18 @@ async function runNode(o: RunOpts): Promise<void> {
     secretsDir: o.secretsDir,
     resyncIntervalMs,
     nodeStatusPeriodMs,
+    ...(o.mrtUpdates
+      ? {
+          mrtUpdates: {
+            dir: o.mrtUpdates,
+            rotateBytes: mrtRotateBytes,
+            rotateMs:
+              o.mrtRotateInterval === "0"
+                ? 0
+                : seconds(o.mrtRotateInterval, "--mrt-rotate-interval"),
+          },
+        }
+      : {}),
     agent: { clusterCidrs: o.clusterCidr ?? [] },
     ...(prom
       ? {
@@ -305,6 +326,9 @@ export function register(program: Command): void {
     )
     .option("--cluster-cidr <cidr...>", "cluster network CIDRs never masqueraded to")
     .option("--no-bgp", "do not run the BGP speaker")
+    .option("--mrt-updates <dir>", "append every UPDATE received to MRT BGP4MP files in dir")
+    .option("--mrt-rotate-size <bytes>", "start a new MRT file after this many bytes", "67108864")
+    .option("--mrt-rotate-interval <duration>", "start a new MRT file this often (0: never)", "15m")
     .option(
       "--metrics-address <host:port>",
       "serve /metrics, /livez and /readyz over HTTP there (default: off)",

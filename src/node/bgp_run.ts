@@ -6,6 +6,7 @@
 import type { BgpdConfig } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
 import type { Log } from "../bgp/io/session.js";
+import { UpdateDump, type UpdateDumpOptions } from "../bgp/mrt/update_dump.js";
 import { Speaker } from "../bgp/speaker.js";
 import { makeWireBridge, type WireAttrs } from "../bgp/speaker_attrs.js";
 import { type RoutesSnapshot, type StatusSnapshot, serveStatus } from "../bgp/status.js";
@@ -28,7 +29,13 @@ export type FibStatus = ReturnType<KernelFib["status"]>;
 
 export async function startBgp(
   first: BgpdConfig,
-  deps: { log: Log; netns?: string; extraStatus?: Record<string, (args: unknown) => unknown> },
+  deps: {
+    log: Log;
+    netns?: string;
+    extraStatus?: Record<string, (args: unknown) => unknown>;
+    /** Append every UPDATE received to MRT BGP4MP files there (rotated). */
+    mrtUpdates?: UpdateDumpOptions;
+  },
 ): Promise<BgpHost> {
   const { KernelFib } = await import("../fib/kernel_fib.js");
   const log = deps.log;
@@ -39,6 +46,7 @@ export async function startBgp(
     onEvent: (e) => log.debug({ fib: e }, "BGP FIB event"),
   });
   const onSocket = await ttlHook(log);
+  const dump = deps.mrtUpdates ? new UpdateDump(deps.mrtUpdates) : undefined;
   const make = (cfg: BgpdConfig) =>
     new Speaker<WireAttrs>(cfg, {
       clock: realClock,
@@ -46,6 +54,21 @@ export async function startBgp(
       fib,
       bridge: makeWireBridge(),
       ...(onSocket ? { onSocket } : {}),
+      ...(dump
+        ? {
+            onUpdateReceived: (peer, msg, as4) =>
+              dump.write(
+                {
+                  peerAs: peer.asn,
+                  localAs: cfg.asn,
+                  peerAddress: peer.address,
+                  localAddress: peer.sourceAddress ?? cfg.routerId,
+                },
+                msg,
+                as4,
+              ),
+          }
+        : {}),
     });
   let speaker = make(first);
   // The status socket answers from whichever speaker runs now.

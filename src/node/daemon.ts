@@ -63,6 +63,8 @@ export interface DaemonOptions {
     fibBatch?(fib: "agent", seconds: number): void;
   };
   log: Log;
+  /** Append every UPDATE received to MRT BGP4MP files (src/bgp/mrt/update_dump.ts). */
+  mrtUpdates?: { dir: string; rotateBytes?: number; rotateMs?: number };
   /** The BGP speaker's log (its own subsystem's level); default: log. */
   bgpLog?: Log;
   /** Opens the agent's FIB (tests may pass a MemoryFib); default KernelFib for the namespace. */
@@ -433,6 +435,7 @@ export class NodeDaemon {
         log: this.opts.bgpLog ?? this.log,
         netns: this.opts.netns,
         extraStatus: this.statusCommands,
+        ...(this.opts.mrtUpdates ? { mrtUpdates: this.opts.mrtUpdates } : {}),
       });
       this.lastReconfiguration = new Date().toISOString();
       this.log.info(summary(config), "BGP: speaker started");

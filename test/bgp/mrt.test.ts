@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { asPathSegments, ribToMrt } from "../../src/bgp/mrt/from_rib.js";
 import { mrtRecord, peerIndexTable, tableDumpV2 } from "../../src/bgp/mrt/table_dump_v2.js";
+import { UpdateDump } from "../../src/bgp/mrt/update_dump.js";
 import type { RoutesSnapshot, StatusSnapshot } from "../../src/bgp/status.js";
 import { runSync } from "../helpers/limits.js";
 import { skipWithReason } from "../helpers/netns.js";
@@ -106,6 +107,55 @@ describe.skipIf(skip)("MRT TABLE_DUMP_V2 read by bgpdump -m", () => {
       ]);
       // The verbose form shows the large community too.
       expect(runSync("bgpdump", [file]).stdout).toMatch(/LARGE_COMMUNITY: 65001:1:2/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.skipIf(skip)("MRT BGP4MP dumps of received UPDATEs, rotated", () => {
+  it("rotates by size and by time, and bgpdump reads every file's records", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ocelot-mrt-"));
+    try {
+      let now = 1_700_000_000_000;
+      const dump = new UpdateDump({ dir, rotateBytes: 200, rotateMs: 60_000, now: () => now });
+      // An UPDATE announcing 10.1.0.0/16 with ORIGIN IGP, AS_PATH 65001 (4-octet), NEXT_HOP.
+      const attrs = Buffer.from([
+        ...[0x40, 1, 1, 0],
+        ...[0x40, 2, 6, 2, 1, 0, 0, 0xfd, 0xe9],
+        ...[0x40, 3, 4, 10, 0, 0, 2],
+      ]);
+      const body = Buffer.concat([
+        Buffer.from([0, 0, 0, attrs.length]),
+        attrs,
+        Buffer.from([16, 10, 1]),
+      ]);
+      const head = Buffer.alloc(19, 0xff);
+      head.writeUInt16BE(19 + body.length, 16);
+      head[18] = 2;
+      const update = Buffer.concat([head, body]);
+      const peer = {
+        peerAs: 65001,
+        localAs: 64512,
+        peerAddress: "10.0.0.2",
+        localAddress: "10.0.0.1",
+      };
+      for (let i = 0; i < 4; i++) dump.write(peer, update, true); // 4 x 95 B: a new file after 2
+      now += 61_000;
+      dump.write(peer, update, true); // the time is up: a new file
+      expect(dump.files).toHaveLength(3);
+      expect(dump.records).toBe(5);
+      // bgpdump reads one file at a time.
+      const lines = dump.files.flatMap((f) => {
+        const r = runSync("bgpdump", ["-m", f]);
+        expect(r.status).toBe(0);
+        return r.stdout.trim().split("\n");
+      });
+      expect(lines).toHaveLength(5);
+      expect(lines[0]).toBe(
+        "BGP4MP|1700000000|A|10.0.0.2|65001|10.1.0.0/16|65001|IGP|10.0.0.2|0|0||NAG||",
+      );
+      expect(lines[4]).toMatch(/^BGP4MP\|1700000061\|A\|10\.0\.0\.2\|65001\|10\.1\.0\.0\/16\|/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -5,8 +5,11 @@
 // `birdc show protocols all` (BIRD's exported = our received; one prefix rejected by a BGPFilter
 // is explained as such), what the other node received, and what the kernel holds (installed is
 // read from the kernel). A session BIRD shuts down counts one flap and shows the NOTIFICATION
-// with its RFC reason.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+// with its RFC reason. The same cluster proves the operator's other views: node1's /metrics
+// (prom-client) parsed by parse-prometheus-text-format and checked against BIRD and the Grafana
+// dashboard's queries; `ocelot routes --mrt` (TABLE_DUMP_V2) and `--mrt-updates` (BGP4MP of every
+// UPDATE received) read by Debian's bgpdump; each node's CalicoNodeStatus, stale once stopped.
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ajv } from "ajv";
@@ -129,7 +132,12 @@ describe.skipIf(skip)("ocelot node status: a mesh node and BIRD as a global peer
         await startNode(ns[i] as Netns, [
           ...["--nodename", `node${i + 1}`, "--ip", `${ip}/24`, "--datastore", url],
           ...["--node-status-interval", "1s"],
-          ...(i === 0 ? ["--metrics-address", `127.0.0.1:${METRICS_PORT}`] : []),
+          ...(i === 0
+            ? [
+                ...["--metrics-address", `127.0.0.1:${METRICS_PORT}`],
+                ...["--mrt-updates", join(dir, "updates")],
+              ]
+            : []),
         ]),
       );
     }
@@ -374,6 +382,32 @@ describe.skipIf(skip)("ocelot node status: a mesh node and BIRD as a global peer
         ]),
       ),
     );
+    // Every UPDATE node1 received went to BGP4MP_MESSAGE_AS4 files: bgpdump reads an
+    // announcement of each of BIRD's prefixes (before import policy: the filtered one too) in
+    // each of the two sessions (before and after the flap), with what ocelot routes shows.
+    const files = readdirSync(join(dir, "updates")).map((f) => join(dir, "updates", f));
+    expect(files.length).toBeGreaterThan(0);
+    const announced = files
+      .flatMap((f) => {
+        const r = runSync("bgpdump", ["-m", f]);
+        expect(r.status).toBe(0);
+        return r.stdout.trim().split("\n");
+      })
+      .map((l) => l.split("|"))
+      .filter((f) => f[0] === "BGP4MP" && f[2] === "A" && f[3] === BIRD_IP);
+    for (const p of [...KEPT, FILTERED])
+      expect(announced.filter((f) => f[5] === p).length, p).toBe(2);
+    for (const r of ours) {
+      const f = announced.find((x) => x[5] === r.prefix) ?? [];
+      expect([f[4], f[6], f[7], f[8], f[10], f[11]]).toEqual([
+        String(BIRD_AS),
+        r.best.asPath,
+        r.best.origin.toUpperCase(),
+        r.best.nextHop,
+        String(r.best.med ?? 0),
+        r.best.communities.join(" "),
+      ]);
+    }
     // What BIRD sent: its AS, its community and MED on the first prefix.
     const first = ours.find((r) => r.prefix === KEPT[0]);
     expect(first?.best).toMatchObject({
