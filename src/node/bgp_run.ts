@@ -9,7 +9,12 @@ import type { Log } from "../bgp/io/session.js";
 import { UpdateDump, type UpdateDumpOptions } from "../bgp/mrt/update_dump.js";
 import { Speaker } from "../bgp/speaker.js";
 import { makeWireBridge, type WireAttrs } from "../bgp/speaker_attrs.js";
-import { type RoutesSnapshot, type StatusSnapshot, serveStatus } from "../bgp/status.js";
+import {
+  type NodeStatus,
+  type RoutesSnapshot,
+  type StatusSnapshot,
+  serveStatus,
+} from "../bgp/status.js";
 import { ttlHook } from "../cli/bgpd.js";
 import type { KernelFib } from "../fib/kernel_fib.js";
 
@@ -32,6 +37,7 @@ export async function startBgp(
   deps: {
     log: Log;
     netns?: string;
+    nodeStatus?: () => NodeStatus;
     extraStatus?: Record<string, (args: unknown) => unknown>;
     /** Append every UPDATE received to MRT BGP4MP files there (rotated). */
     mrtUpdates?: UpdateDumpOptions;
@@ -71,8 +77,14 @@ export async function startBgp(
         : {}),
     });
   let speaker = make(first);
-  // The status socket answers from whichever speaker runs now.
-  const provider = { status: () => speaker.status(), routes: () => speaker.routes() };
+  // The status socket answers from whichever speaker runs now, with the node's addresses.
+  const provider = {
+    status: () => ({
+      ...speaker.status(),
+      ...(deps.nodeStatus ? { node: deps.nodeStatus() } : {}),
+    }),
+    routes: () => speaker.routes(),
+  };
   let status: { close(): Promise<void> };
   try {
     await speaker.start();

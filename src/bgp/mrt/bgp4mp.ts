@@ -2,7 +2,7 @@
 // AS numbers, for a session that negotiated them) or BGP4MP_MESSAGE (2-octet), the whole BGP
 // message (marker and header included) as the body. Values in, bytes out. Not: files.
 import { isIPv4 } from "node:net";
-import { MrtType, mrtRecord } from "./table_dump_v2.js";
+import { ipBytes as ip, MrtType, mrtRecord } from "./table_dump_v2.js";
 
 export const Bgp4mpSubtype = { Message: 1, MessageAs4: 4 } as const;
 
@@ -13,17 +13,6 @@ export interface Bgp4mpPeer {
   localAddress: string;
   /** Interface index (0 when unknown). */
   ifIndex?: number;
-}
-
-function ip(address: string): Buffer {
-  if (isIPv4(address)) return Buffer.from(address.split(".").map(Number));
-  const [head, tail = ""] = address.split("::") as [string, string?];
-  const h = head ? head.split(":") : [];
-  const t = tail ? tail.split(":") : [];
-  const g = address.includes("::") ? [...h, ...Array(8 - h.length - t.length).fill("0"), ...t] : h;
-  const b = Buffer.alloc(16);
-  g.forEach((x, i) => b.writeUInt16BE(Number.parseInt(x, 16), i * 2));
-  return b;
 }
 
 /** One BGP4MP_MESSAGE(_AS4) record of `message` received from the peer at `timestamp`. */

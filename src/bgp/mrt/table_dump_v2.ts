@@ -81,7 +81,8 @@ class Writer {
   }
 }
 
-function ipBytes(address: string): Buffer {
+/** An IPv4 or IPv6 address as its 4 or 16 bytes. */
+export function ipBytes(address: string): Buffer {
   if (isIPv4(address)) return Buffer.from(address.split(".").map(Number));
   const [head, tail = ""] = address.split("::") as [string, string?];
   const part = (s: string | undefined) => (s ? s.split(":") : []);
@@ -92,7 +93,7 @@ function ipBytes(address: string): Buffer {
     : h;
   if (groups.length !== 8) throw new Error(`"${address}" is not an IPv6 address`);
   const b = Buffer.alloc(16);
-  groups.forEach((g, i) => b.writeUInt16BE(Number.parseInt(g, 16), i * 2));
+  for (const [i, g] of groups.entries()) b.writeUInt16BE(Number.parseInt(g, 16), i * 2);
   return b;
 }
 
