@@ -32,6 +32,9 @@ describe("resolveNodeSettings()", () => {
       clusterCidr: [],
       logLevel: "info",
       resyncIntervalMs: 60_000,
+      nodeStatusIntervalMs: 10_000,
+      mrtRotateBytes: 64 * 1024 * 1024,
+      mrtRotateMs: 15 * 60_000,
     });
     expect(sources).toEqual({});
   });
