@@ -3,6 +3,8 @@
 // Speaker.reconfigure (what SIGHUP does for bgpd), with bgpd's eBGP TTL hook. A change of AS,
 // router ID or cluster ID, which the RIB is built with, restarts the speaker on the same FIB. Not: where the config
 // comes from (bgp_state.ts, daemon.ts).
+import { rmSync } from "node:fs";
+import { dirname } from "node:path";
 import type { BgpdConfig } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
 import type { Log } from "../bgp/io/session.js";
@@ -17,6 +19,7 @@ import {
 } from "../bgp/status.js";
 import { ttlHook } from "../cli/bgpd.js";
 import type { KernelFib } from "../fib/kernel_fib.js";
+import { NETNS_STATUS_DIR } from "../lib/status_socket_path.js";
 
 export interface BgpHost {
   readonly config: BgpdConfig;
@@ -124,6 +127,9 @@ export async function startBgp(
       await chain.catch(() => {});
       await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Speaker stop"));
       await status.close();
+      // A namespace's well-known socket directory goes with its daemon.
+      const dir = dirname(first.status.socket);
+      if (dirname(dir) === NETNS_STATUS_DIR) rmSync(dir, { recursive: true, force: true });
       await fib.close();
     },
   };
