@@ -8,6 +8,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Command } from "commander";
+import { addBgpMetrics } from "../bgp/metrics.js";
 import { queryStatus, type RoutesSnapshot, type StatusSnapshot } from "../bgp/status.js";
 import {
   addDatastoreOptions,
@@ -19,7 +20,6 @@ import type { Datastore } from "../datastore/types.js";
 import { RTPROT_OCELOT_BGP } from "../fib/types.js";
 import {
   addAgentMetrics,
-  addBgpMetrics,
   addFibMetrics,
   type FibCounters,
   kernelFibCounters,

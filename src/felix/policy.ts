@@ -15,7 +15,7 @@
 import { createHash } from "node:crypto";
 import type { K8sNetworkPolicy, LabelSelector, Rule } from "../api/policy.js";
 import { formatSelector, matchSelector, parseSelector, type Selector } from "../api/selector.js";
-import { formatAddress, parseCidr } from "../ipam/cidr.js";
+import { formatAddress, parseCidr } from "../lib/ip.js";
 import {
   CHAIN_FROM_WL_DISPATCH,
   CHAIN_TO_WL_DISPATCH,

@@ -7,7 +7,7 @@
 // registry and the observations. Not: where the numbers come from, or serving them.
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import client from "prom-client";
-import type { Log } from "../bgp/io/session.js";
+import type { Log } from "../lib/log.js";
 import type { MetricFamily } from "./metrics.js";
 
 const SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

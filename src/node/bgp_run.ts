@@ -7,18 +7,18 @@ import { rmSync } from "node:fs";
 import { dirname } from "node:path";
 import type { BgpdConfig } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
-import type { Log } from "../bgp/io/session.js";
+import { ttlHook } from "../bgp/io/ttl.js";
 import { UpdateDump, type UpdateDumpOptions } from "../bgp/mrt/update_dump.js";
-import { Speaker } from "../bgp/speaker.js";
-import { makeWireBridge, type WireAttrs } from "../bgp/speaker_attrs.js";
+import { makeWireBridge, type WireAttrs } from "../bgp/speaker/attrs.js";
+import { Speaker } from "../bgp/speaker/runtime.js";
 import {
   type NodeStatus,
   type RoutesSnapshot,
   type StatusSnapshot,
   serveStatus,
 } from "../bgp/status.js";
-import { ttlHook } from "../cli/bgpd.js";
 import type { KernelFib } from "../fib/kernel_fib.js";
+import type { Log } from "../lib/log.js";
 import { NETNS_STATUS_DIR } from "../lib/status_socket_path.js";
 
 export interface BgpHost {

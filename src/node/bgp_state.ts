@@ -29,7 +29,7 @@ import type { Node } from "../api/node.js";
 import { matchSelector, parseSelector } from "../api/selector.js";
 import type { BgpdConfig, Family, Filter, FilterRule, PeerConfig } from "../bgp/config.js";
 import { MAX_PASSWORD_BYTES, parseConfig, passwordFromFile } from "../bgp/config.js";
-import { cidrOverlaps, parseCidr } from "../ipam/cidr.js";
+import { cidrOverlaps, parseCidr } from "../lib/ip.js";
 import { type NodeSnapshot, nodeBlocks } from "./agent_state.js";
 
 export interface BgpSnapshot extends NodeSnapshot {

@@ -14,9 +14,9 @@ import type {
 import { ResourceClient } from "../api/client.js";
 import { API_VERSION } from "../api/ippool.js";
 import { kindOf } from "../api/registry.js";
-import type { Log } from "../bgp/io/session.js";
 import type { RoutesSnapshot, StatusSnapshot } from "../bgp/status.js";
 import type { Datastore } from "../datastore/types.js";
+import type { Log } from "../lib/log.js";
 import type { PeerKind } from "./bgp_state.js";
 
 /** Routes listed per family at most (a full table would make the record huge). */

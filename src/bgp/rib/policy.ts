@@ -1,6 +1,6 @@
-// The policy contract the RIB calls per prefix: a compiled prefix policy returning 0 (accept) or
-// a typed reject reason code, and the names of those reasons. Owns: the codes and the
-// interface. Not: filter compilation (filter.ts) or the defaults (defaults.ts).
+// The policy contract the RIB calls per prefix: a compiled prefix policy returning 0 (accept)
+// or a typed reject reason code, and the names of those reasons. Owns: the codes and the
+// interface. Not: filter compilation or the defaults (../policy/, which implements it).
 
 /** Where a route came from, as export policy sees it. */
 export const RouteSource = {

@@ -10,10 +10,18 @@ import {
   type AttrView,
   type LargeCommunity,
   prependAsPath,
-} from "./rib/attrs.js";
-import type { AttrBridge } from "./speaker.js";
-import { ipv4ToText, ipv6BytesToText, parseIpv4, parseIpv6 } from "./wire/nlri.js";
-import { emptyAttributes, type PathAttributes, type UpdateMessage } from "./wire/types.js";
+} from "../rib/attrs.js";
+import { ipv4ToText, ipv6BytesToText, parseIpv4, parseIpv6 } from "../wire/nlri.js";
+import { emptyAttributes, type PathAttributes, type UpdateMessage } from "../wire/types.js";
+
+/** The bridge between the codec's attributes and the RIB's attribute type A. */
+export interface AttrBridge<A> {
+  adapter: AttrAdapter<A>;
+  /** The attribute set of a received UPDATE for one family (IPv6: the MP_REACH next hop). */
+  fromUpdate(u: UpdateMessage, family: 4 | 6): A;
+  /** What to encode for a set on export: codec attributes (no MP parts) and the MP next hop. */
+  toWire(a: A, family: 4 | 6): { attributes: PathAttributes; mpNextHop: Uint8Array | null };
+}
 
 /** An interned attribute set: what the RIB reads, and the attributes to encode. */
 export interface WireAttrs extends AttrView {

@@ -1,10 +1,10 @@
-// Hands the RIB's FIB changes to a Fib: IPv4 through the numeric batch path (one call per
-// next-hop set, typed arrays, no per-route objects), IPv6 as Route values; counts work in flight
-// so the speaker can stop reading while the kernel is behind. Not: which routes are best (rib/),
-// netlink (fib/).
-import type { BatchFib, Fib, Route } from "../fib/types.js";
-import type { Log } from "./io/session.js";
-import type { FibBatch } from "./rib/rib.js";
+// Hands the RIB's FIB changes to a Fib (the runtime's side of the core's fib action): IPv4
+// through the numeric batch path (one call per next-hop set, typed arrays, no per-route
+// objects), IPv6 as Route values; counts jobs in flight and errors for status. Not: which
+// routes are best (rib/), when to stop reading (the core), netlink (fib/).
+import type { BatchFib, Fib, Route } from "../../fib/types.js";
+import type { Log } from "../../lib/log.js";
+import type { FibBatch } from "../rib/rib.js";
 
 export function isBatchFib(f: Fib | null): f is BatchFib {
   return f !== null && typeof (f as BatchFib).setV4Batch === "function";
@@ -51,8 +51,6 @@ export class FibPump {
   constructor(
     readonly fib: Fib,
     private readonly log: Log,
-    /** Called whenever a job settles (the speaker resumes reading, checks idleness). */
-    private readonly onSettled: () => void,
   ) {}
 
   /** Routes the FIB holds for us (its own count when it has one). */
@@ -61,8 +59,9 @@ export class FibPump {
     return s ? s.call(this.fib).desired : this.fib.desired().length;
   }
 
-  push(batch: FibBatch, protocol: number, table: number): void {
-    if (batch.size === 0) return;
+  /** Starts the batch's jobs; the promise settles (never rejects) once all of them have. */
+  push(batch: FibBatch, protocol: number, table: number): Promise<void> {
+    if (batch.size === 0) return Promise.resolve();
     const fib = this.fib;
     const jobs: Promise<void>[] = [];
     if (isBatchFib(fib) && batch.v4.count > 0) {
@@ -81,19 +80,21 @@ export class FibPump {
     } else {
       jobs.push(...this.routeJobs(batch, protocol, table, 0));
     }
-    for (const j of jobs) {
+    const settled = jobs.map((j) => {
       this.inFlight++;
-      j.then(
-        () => {},
-        (err: Error) => {
-          this.errors++;
-          this.log.error({ error: err.message }, "FIB update failed");
-        },
-      ).finally(() => {
-        this.inFlight--;
-        this.onSettled();
-      });
-    }
+      return j
+        .then(
+          () => {},
+          (err: Error) => {
+            this.errors++;
+            this.log.error({ error: err.message }, "FIB update failed");
+          },
+        )
+        .finally(() => {
+          this.inFlight--;
+        });
+    });
+    return Promise.all(settled).then(() => {});
   }
 
   private routeJobs(

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import ipaddr from "ipaddr.js";
 import { describe, expect, it } from "vitest";
-import { formatAddress, parseAddress } from "../../src/ipam/cidr.js";
+import { formatAddress, parseAddress } from "../../src/lib/ip.js";
 
 /** What ipaddr.js alone says (the reference for the IPv4 fast paths). */
 function viaIpaddr(text: string): bigint | undefined {

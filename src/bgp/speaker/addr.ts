@@ -2,10 +2,10 @@
 // membership, and conversions between the RIB's PrefixList, text prefixes and the codec's
 // PrefixArray. Not: routing decisions.
 import { networkInterfaces } from "node:os";
-import { ipv4Number } from "./fsm/fsm.js";
-import type { PrefixList } from "./rib/prefix.js";
-import { Afi } from "./wire/constants.js";
-import type { PrefixArray } from "./wire/types.js";
+import { ipv4Number } from "../fsm/fsm.js";
+import type { PrefixList } from "../rib/prefix.js";
+import { Afi } from "../wire/constants.js";
+import type { PrefixArray } from "../wire/types.js";
 
 export function toPrefixArray(list: PrefixList, afi: number): PrefixArray {
   return { afi, count: list.count, addrs: list.words, lens: list.lens, pathIds: null };

@@ -1,18 +1,21 @@
-// One configured peer's sessions: runs the pure FSM over real connections (framing, OPEN,
-// KEEPALIVE, NOTIFICATION, timers on an injected clock) and resolves connection collisions
-// (RFC 4271 §6.8) with a second FSM while two connections race. Not: routes (the speaker
-// receives UPDATEs and ROUTE-REFRESHes through callbacks), sockets' setup (transport.ts).
+// One configured peer's sessions, without I/O: runs the pure FSM over numbered connections
+// (framing, OPEN, KEEPALIVE, NOTIFICATION, timers as actions) and resolves connection collisions
+// (RFC 4271 §6.8) with a second FSM while two connections race. Every side effect is a
+// SpeakerAction handed to `emit`. Owns: the links (connection + FSM), what was negotiated, the
+// message counters. Not: routes (the core receives UPDATEs and ROUTE-REFRESHes through
+// SessionCallbacks), sockets and clocks (the runtime).
+
+import type { Log } from "../../lib/log.js";
+import { localCapabilities, openInfo } from "../fsm/capabilities.js";
 import { collisionLoser, initialState, step } from "../fsm/fsm.js";
 import {
   CeaseSubcode,
   type DownReason,
   ErrorCode,
-  type Family,
   type FsmAction,
   type FsmEvent,
   type FsmState,
   type Negotiated,
-  type OpenInfo,
   type PeerSettings,
   type SessionState,
   type TimerName,
@@ -25,30 +28,14 @@ import {
   encodeKeepalive,
   encodeNotification,
 } from "../wire/message.js";
-import { decodeOpen, encodeOpen, myAsField, negotiateSessionOptions } from "../wire/open.js";
+import { decodeOpen, encodeOpen, myAsField } from "../wire/open.js";
 import {
   type Capability,
-  familyKey,
   NotificationError,
   type RouteRefreshMessage,
   type SessionOptions,
 } from "../wire/types.js";
-import { type Clock, SessionTimers } from "./clock.js";
-import {
-  type ConnectAttempt,
-  type Connection,
-  type ConnectOptions,
-  connect as tcpConnect,
-} from "./transport.js";
-
-export interface Log {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
-export const silentLog: Log = { debug() {}, info() {}, warn() {}, error() {} };
+import type { ConnId, SpeakerAction } from "./events.js";
 
 export interface SessionConfig {
   address: string;
@@ -57,26 +44,23 @@ export interface SessionConfig {
   settings: PeerSettings;
 }
 
+/** What a session tells its owner, synchronously, while it handles an event. */
 export interface SessionCallbacks {
   onEstablished(s: PeerSession): void;
   /** A framed UPDATE on the Established connection; consume it before returning. */
   onUpdate(s: PeerSession, msg: Uint8Array): void;
   onRouteRefresh(s: PeerSession, rr: RouteRefreshMessage): void;
   onDown(s: PeerSession, reason: DownReason, wasEstablished: boolean): void;
-  /** The Established connection can take more bytes again. */
-  onDrain(s: PeerSession): void;
 }
 
-export type Connector = (
-  opts: ConnectOptions,
-  ok: (c: Connection) => void,
-  fail: (e: string) => void,
-) => ConnectAttempt;
-
-const FAMILY_AFI: Record<Family, [number, number]> = {
-  "ipv4-unicast": [1, 1],
-  "ipv6-unicast": [2, 1],
-};
+/** How a session reaches the world: actions out, connection numbers, the time. */
+export interface SessionIo {
+  emit(a: SpeakerAction): void;
+  /** A fresh number for an outgoing connection (> 0). */
+  newConn(): ConnId;
+  now(): number;
+  log: Log;
+}
 
 const RANK: Record<SessionState, number> = {
   Idle: 0,
@@ -87,101 +71,44 @@ const RANK: Record<SessionState, number> = {
   Established: 4,
 };
 
-/** Our capabilities for a peer (RFC 5492): MP per family, route refresh, 4-octet AS. */
-export function localCapabilities(settings: PeerSettings): Capability[] {
-  const caps: Capability[] = settings.families.map((f) => {
-    const [afi, safi] = FAMILY_AFI[f];
-    return { kind: "Multiprotocol", afi, safi } as Capability;
-  });
-  caps.push(
-    { kind: "RouteRefresh" },
-    { kind: "EnhancedRouteRefresh" },
-    { kind: "FourOctetAs", asn: settings.localAs },
-  );
-  // RFC 4724 §3: the capability without <AFI,SAFI> says we send End-of-RIB after the initial
-  // update (and peers such as BIRD only send theirs to speakers that say so). We do not ask
-  // peers to keep our routes when the session drops.
-  caps.push({
-    kind: "GracefulRestart",
-    restartState: false,
-    notification: false,
-    restartTime: 120,
-    families: [],
-  });
-  return caps;
-}
-
-/** The FSM's view of a decoded OPEN. */
-export function openInfo(open: ReturnType<typeof decodeOpen>): OpenInfo {
-  const families: Family[] = [];
-  let sawMp = false;
-  let as4: number | undefined;
-  const has = (k: Capability["kind"]) => open.capabilities.some((c) => c.kind === k);
-  for (const c of open.capabilities) {
-    if (c.kind === "Multiprotocol") {
-      sawMp = true;
-      const k = familyKey(c.afi, c.safi);
-      if (k === 0x0101 && !families.includes("ipv4-unicast")) families.push("ipv4-unicast");
-      if (k === 0x0201 && !families.includes("ipv6-unicast")) families.push("ipv6-unicast");
-    } else if (c.kind === "FourOctetAs") as4 = c.asn;
-  }
-  const info: OpenInfo = {
-    version: open.version,
-    myAs: open.myAs,
-    holdTime: open.holdTime,
-    bgpId: open.bgpIdentifier >>> 0,
-    routeRefresh: has("RouteRefresh"),
-    enhancedRouteRefresh: has("EnhancedRouteRefresh"),
-    extendedMessage: has("ExtendedMessage"),
-    gracefulRestart: has("GracefulRestart"),
-  };
-  if (sawMp) info.families = families;
-  if (as4 !== undefined) info.as4 = as4;
-  return info;
-}
-
-/** One TCP connection and the FSM that runs on it. */
-class Link {
+/** One TCP connection (or connect attempt) and the FSM that runs on it. */
+interface Link {
+  /** Names the link's timers. */
+  id: number;
   fsm: FsmState;
-  conn: Connection | undefined;
-  attempt: ConnectAttempt | undefined;
-  framer = new MessageFramer(MaxMessageLength);
-  timers: SessionTimers<TimerName>;
-  remoteCaps: Capability[] = [];
-  dead = false;
-
-  constructor(settings: PeerSettings, clock: Clock, onTimer: (l: Link, t: TimerName) => void) {
-    this.fsm = initialState(settings);
-    this.timers = new SessionTimers<TimerName>(clock, (t) => onTimer(this, t));
-  }
+  /** The connection bound to this FSM. */
+  conn: ConnId | undefined;
+  /** Our connect in flight. */
+  attempt: ConnId | undefined;
+  framer: MessageFramer;
+  timers: Set<TimerName>;
+  remoteCaps: Capability[];
+  dead: boolean;
 }
 
 /** The sessions of one configured peer. */
 export class PeerSession {
   private links: Link[] = [];
+  private linkSeq = 0;
   private stopped = true;
-  /** Session parameters while Established. */
+  /** Session parameters while Established (negotiated once, FSM and codec alike). */
   negotiated: Negotiated | undefined;
   options: SessionOptions | undefined;
   establishedAt: number | undefined;
   lastDown: DownReason | undefined;
   /** The peer's capabilities from its last accepted OPEN (kept after a drop, for GR). */
   peerCapabilities: Capability[] | undefined;
-  /** Counters for status. */
   readonly counters = {
     messagesIn: 0,
     messagesOut: 0,
     updatesIn: 0,
-    updatesOut: 0,
     establishedTransitions: 0,
   };
 
   constructor(
     public config: SessionConfig,
-    private readonly clock: Clock,
+    private readonly io: SessionIo,
     private readonly cb: SessionCallbacks,
-    private readonly log: Log = silentLog,
-    private readonly connector: Connector = tcpConnect,
   ) {}
 
   get address(): string {
@@ -199,15 +126,15 @@ export class PeerSession {
     return this.links.some((l) => l.fsm.state === "Established");
   }
 
-  private get main(): Link | undefined {
-    return this.links.find((l) => l.fsm.state === "Established") ?? this.links[0];
+  /** The Established connection, if any. */
+  get establishedConn(): ConnId | undefined {
+    return this.links.find((l) => l.fsm.state === "Established")?.conn;
   }
 
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    const l = this.newLink();
-    this.event(l, { type: "ManualStart" });
+    this.event(this.newLink(), { type: "ManualStart" });
   }
 
   /** ManualStop: Cease 6/2 to an open session, close everything, stay down. */
@@ -220,9 +147,9 @@ export class PeerSession {
   }
 
   /** An incoming connection from this peer's address. */
-  accept(conn: Connection): void {
+  accept(conn: ConnId): void {
     if (this.stopped) {
-      conn.destroy();
+      this.close(conn, "destroy");
       return;
     }
     // A link with an open connection or a connect in flight keeps it; the incoming connection
@@ -232,19 +159,18 @@ export class PeerSession {
       this.links.find((l) => RANK[l.fsm.state] >= 2 || l.attempt !== undefined);
     if (busy?.fsm.state === "Established") {
       // §6.8: a connection collides with an Established session: the new one is closed.
-      conn.write(
-        encodeNotification({
-          code: ErrorCode.Cease,
-          subcode: CeaseSubcode.ConnectionCollisionResolution,
-        }),
-      );
-      conn.end();
+      const bytes = encodeNotification({
+        code: ErrorCode.Cease,
+        subcode: CeaseSubcode.ConnectionCollisionResolution,
+      });
+      this.io.emit({ kind: "send", peer: this.address, conn, bytes });
+      this.close(conn, "end");
       return;
     }
     if (busy) {
       // Race: run a second FSM on the incoming connection until one OPEN decides (§6.8).
       if (this.links.length >= 2) {
-        conn.destroy();
+        this.close(conn, "destroy");
         return;
       }
       const l = this.newLink();
@@ -254,49 +180,98 @@ export class PeerSession {
       return;
     }
     const l = this.links[0] ?? this.newLink();
-    if (l.fsm.state === "Idle") {
-      // Waiting out IdleHold: take the connection now (the peer is clearly back).
-      this.event(l, { type: "IdleHoldTimer_Expires" });
-    }
-    l.attempt?.cancel();
-    l.attempt = undefined;
-    if (l.conn) {
-      l.conn.destroy();
+    // Waiting out IdleHold: take the connection now (the peer is clearly back).
+    if (l.fsm.state === "Idle") this.event(l, { type: "IdleHoldTimer_Expires" });
+    this.cancelAttempt(l);
+    if (l.conn !== undefined) {
+      this.close(l.conn, "destroy");
       l.conn = undefined;
     }
     this.bind(l, conn);
     this.event(l, { type: "TcpConnectionConfirmed" });
   }
 
+  /** Our connect `conn` succeeded. */
+  connected(conn: ConnId): void {
+    const l = this.links.find((x) => x.attempt === conn);
+    if (!l) {
+      this.close(conn, "destroy");
+      return;
+    }
+    l.attempt = undefined;
+    if (l.dead || l.conn !== undefined || (l.fsm.state !== "Connect" && l.fsm.state !== "Active")) {
+      this.close(conn, "destroy");
+      return;
+    }
+    this.bind(l, conn);
+    this.event(l, { type: "Tcp_CR_Acked" });
+  }
+
+  connectFailed(conn: ConnId, message: string): void {
+    const l = this.links.find((x) => x.attempt === conn);
+    if (!l) return;
+    l.attempt = undefined;
+    if (l.dead || l.conn !== undefined) return;
+    this.io.log.debug({ peer: this.address, error: message }, "Connect failed");
+    this.event(l, { type: "TcpConnectionFails", message });
+  }
+
+  /** Bytes read from `conn`: framed and handled message by message. */
+  received(conn: ConnId, bytes: Uint8Array): void {
+    const l = this.links.find((x) => x.conn === conn);
+    if (!l || l.dead) return;
+    let msgs: Uint8Array[];
+    try {
+      msgs = l.framer.push(bytes);
+    } catch (e) {
+      if (!(e instanceof NotificationError)) throw e;
+      this.event(l, {
+        type: "BGPHeaderErr",
+        notification: { code: e.code, subcode: e.subcode, data: e.data },
+      });
+      return;
+    }
+    for (const m of msgs) {
+      if (l.conn !== conn || l.dead) return;
+      this.counters.messagesIn++;
+      this.onMessage(l, m);
+    }
+  }
+
+  /** `conn` closed under us. */
+  closed(conn: ConnId, message: string): void {
+    const l = this.links.find((x) => x.conn === conn);
+    if (!l || l.dead) return;
+    l.conn = undefined;
+    this.event(l, { type: "TcpConnectionFails", message });
+  }
+
+  /** A timer of FSM link `link` fired. */
+  timerExpired(link: number, t: TimerName): void {
+    const l = this.links.find((x) => x.id === link);
+    if (!l || l.dead || !l.timers.has(t)) return;
+    l.timers.delete(t);
+    this.event(l, { type: `${t}_Expires` } as FsmEvent);
+  }
+
   /** Sends bytes on the Established connection. */
   send(bytes: Uint8Array): void {
     const l = this.links.find((x) => x.fsm.state === "Established");
-    if (!l?.conn) return;
-    l.conn.write(bytes);
+    if (l?.conn === undefined) return;
+    this.io.emit({ kind: "send", peer: this.address, conn: l.conn, bytes });
     this.counters.messagesOut++;
-  }
-
-  /** True when the Established connection's send buffer is over its high-water mark. */
-  get congested(): boolean {
-    const l = this.links.find((x) => x.fsm.state === "Established");
-    return l?.conn?.congested ?? false;
-  }
-
-  /** Bytes queued for the peer and not yet taken by the kernel. */
-  get sendQueueBytes(): number {
-    return this.links.find((x) => x.fsm.state === "Established")?.conn?.buffered ?? 0;
   }
 
   /** Pauses/resumes reading from the Established connection (receive back-pressure). */
   pauseReading(paused: boolean): void {
-    const c = this.links.find((x) => x.fsm.state === "Established")?.conn;
-    if (paused) c?.pause();
-    else c?.resume();
+    const conn = this.establishedConn;
+    if (conn !== undefined)
+      this.io.emit({ kind: "pauseReading", peer: this.address, conn, paused });
   }
 
   /** Resets the session with a NOTIFICATION (e.g. RFC 7606 session reset, config change). */
   reset(code: number, subcode: number, data?: Uint8Array): void {
-    const l = this.links.find((x) => x.fsm.state === "Established") ?? this.main;
+    const l = this.links.find((x) => x.fsm.state === "Established") ?? this.links[0];
     if (!l) return;
     this.event(l, {
       type: "UpdateMsgErr",
@@ -304,64 +279,61 @@ export class PeerSession {
     });
   }
 
+  /** Drops the connection as if TCP failed (an outside signal such as BFD says so). */
+  fail(message: string): void {
+    const l = this.links.find((x) => x.fsm.state === "Established") ?? this.links[0];
+    if (!l) return;
+    if (l.conn !== undefined) {
+      this.close(l.conn, "destroy");
+      l.conn = undefined;
+    }
+    this.event(l, { type: "TcpConnectionFails", message });
+  }
+
   // ---- internals -----------------------------------------------------------------------------
 
   private newLink(): Link {
-    const l = new Link(this.config.settings, this.clock, (link, t) => this.onTimer(link, t));
+    const l: Link = {
+      id: ++this.linkSeq,
+      fsm: initialState(this.config.settings),
+      conn: undefined,
+      attempt: undefined,
+      framer: new MessageFramer(MaxMessageLength),
+      timers: new Set(),
+      remoteCaps: [],
+      dead: false,
+    };
     this.links.push(l);
     return l;
   }
 
+  private close(conn: ConnId, how: "end" | "destroy"): void {
+    this.io.emit({ kind: "close", peer: this.address, conn, how });
+  }
+
+  private cancelAttempt(l: Link): void {
+    if (l.attempt === undefined) return;
+    this.close(l.attempt, "destroy");
+    l.attempt = undefined;
+  }
+
   private dropLink(l: Link): void {
     l.dead = true;
-    l.timers.stopAll();
-    l.attempt?.cancel();
-    l.attempt = undefined;
-    if (l.conn && !l.conn.isClosed) l.conn.end();
+    for (const t of l.timers) this.io.emit({ kind: "stopTimer", timer: this.timer(l, t) });
+    l.timers.clear();
+    this.cancelAttempt(l);
+    if (l.conn !== undefined) this.close(l.conn, "end");
     l.conn = undefined;
     this.links = this.links.filter((x) => x !== l);
   }
 
-  private onTimer(l: Link, t: TimerName): void {
-    if (l.dead) return;
-    this.event(l, { type: `${t}_Expires` } as FsmEvent);
+  private timer(l: Link, name: TimerName) {
+    return { peer: this.address, link: l.id, name };
   }
 
-  private bind(l: Link, conn: Connection): void {
+  private bind(l: Link, conn: ConnId): void {
     l.conn = conn;
     l.framer = new MessageFramer(MaxMessageLength);
-    conn.attach({
-      onData: (chunk) => this.onData(l, conn, chunk),
-      onClose: (err) => {
-        if (l.conn !== conn || l.dead) return;
-        l.conn = undefined;
-        this.event(l, { type: "TcpConnectionFails", message: err ?? "Connection closed by peer" });
-      },
-      onDrain: () => {
-        if (l.conn === conn && l.fsm.state === "Established") this.cb.onDrain(this);
-      },
-    });
-  }
-
-  private onData(l: Link, conn: Connection, chunk: Uint8Array): void {
-    let msgs: Uint8Array[];
-    try {
-      msgs = l.framer.push(chunk);
-    } catch (e) {
-      if (e instanceof NotificationError) {
-        this.event(l, {
-          type: "BGPHeaderErr",
-          notification: { code: e.code, subcode: e.subcode, data: e.data },
-        });
-        return;
-      }
-      throw e;
-    }
-    for (const m of msgs) {
-      if (l.conn !== conn || l.dead) return;
-      this.counters.messagesIn++;
-      this.onMessage(l, m);
-    }
   }
 
   private onMessage(l: Link, m: Uint8Array): void {
@@ -371,7 +343,7 @@ export class PeerSession {
         case MessageType.Open: {
           const open = decodeOpen(m);
           l.remoteCaps = open.capabilities;
-          const info = openInfo(open);
+          const info = openInfo(open, this.config.settings);
           if (this.resolveCollision(l, info.bgpId)) return;
           this.event(l, { type: "BGPOpen", open: info });
           return;
@@ -381,7 +353,7 @@ export class PeerSession {
           return;
         case MessageType.Notification: {
           const n = decodeNotification(m);
-          this.log.warn(
+          this.io.log.warn(
             {
               peer: this.address,
               code: n.code,
@@ -408,7 +380,7 @@ export class PeerSession {
     } catch (e) {
       if (!(e instanceof NotificationError)) throw e;
       const n = { code: e.code, subcode: e.subcode, data: e.data };
-      this.log.warn({ peer: this.address, error: e.message }, "Message error");
+      this.io.log.warn({ peer: this.address, error: e.message }, "Message error");
       if (type === MessageType.Open) this.event(l, { type: "BGPOpenMsgErr", notification: n });
       else if (type === MessageType.Update)
         this.event(l, { type: "UpdateMsgErr", notification: n });
@@ -427,11 +399,11 @@ export class PeerSession {
     if (!other) return false;
     const loserDir =
       other.fsm.state === "Established"
-        ? l.conn?.direction
+        ? direction(l.conn)
         : collisionLoser(this.config.settings.routerId, remoteId);
-    const loser = l.conn?.direction === loserDir ? l : other;
-    this.log.info(
-      { peer: this.address, closing: loser.conn?.direction },
+    const loser = direction(l.conn) === loserDir ? l : other;
+    this.io.log.info(
+      { peer: this.address, closing: direction(loser.conn) },
       "Connection collision resolved",
     );
     this.event(loser, { type: "OpenCollisionDump" });
@@ -444,7 +416,7 @@ export class PeerSession {
     const r = step(l.fsm, ev);
     l.fsm = r.state;
     if (before !== r.state.state) {
-      this.log.debug(
+      this.io.log.debug(
         { peer: this.address, from: before, to: r.state.state, event: ev.type },
         "FSM transition",
       );
@@ -460,12 +432,11 @@ export class PeerSession {
         this.connect(l);
         return;
       case "disconnect":
-        l.attempt?.cancel();
-        l.attempt = undefined;
-        if (l.conn) {
+        this.cancelAttempt(l);
+        if (l.conn !== undefined) {
           const c = l.conn;
           l.conn = undefined;
-          c.end();
+          this.close(c, "end");
         }
         return;
       case "sendOpen": {
@@ -486,32 +457,29 @@ export class PeerSession {
         this.write(l, encodeKeepalive());
         return;
       case "sendNotification":
-        this.log.warn(
+        this.io.log.warn(
           { peer: this.address, code: a.notification.code, subcode: a.notification.subcode },
           "NOTIFICATION sent",
         );
         this.write(l, encodeNotification(a.notification));
         return;
       case "startTimer":
-        l.timers.start(a.timer, a.ms);
+        l.timers.add(a.timer);
+        this.io.emit({ kind: "startTimer", timer: this.timer(l, a.timer), ms: a.ms });
         return;
       case "stopTimer":
-        l.timers.stop(a.timer);
+        if (!l.timers.delete(a.timer)) return;
+        this.io.emit({ kind: "stopTimer", timer: this.timer(l, a.timer) });
         return;
       case "established": {
         // Close any other connection still racing (its OPEN never came).
         for (const o of this.links) if (o !== l) this.dropLink(o);
-        const external = this.config.settings.peerAs !== this.config.settings.localAs;
         this.negotiated = a.negotiated;
         this.peerCapabilities = l.remoteCaps;
-        this.options = negotiateSessionOptions(
-          localCapabilities(this.config.settings),
-          l.remoteCaps,
-          external,
-        );
-        this.establishedAt = this.clock.now();
+        this.options = a.negotiated.options;
+        this.establishedAt = this.io.now();
         this.counters.establishedTransitions++;
-        this.log.info(
+        this.io.log.info(
           { peer: this.address, holdTime: a.negotiated.holdTime, families: a.negotiated.families },
           "Session Established",
         );
@@ -519,17 +487,15 @@ export class PeerSession {
         return;
       }
       case "sessionDown":
-        if (this.links.length > 1 && !a.wasEstablished) {
-          // One of two racing connections failed; the other carries on.
-          return;
-        }
+        // One of two racing connections failed; the other carries on.
+        if (this.links.length > 1 && !a.wasEstablished) return;
         this.lastDown = a.reason;
         if (a.wasEstablished) {
           this.negotiated = undefined;
           this.options = undefined;
           this.establishedAt = undefined;
         }
-        this.log.info(
+        this.io.log.info(
           { peer: this.address, reason: a.reason, wasEstablished: a.wasEstablished },
           "Session down",
         );
@@ -543,37 +509,29 @@ export class PeerSession {
   }
 
   private write(l: Link, bytes: Uint8Array): void {
-    if (!l.conn) return;
-    l.conn.write(bytes);
+    if (l.conn === undefined) return;
+    this.io.emit({ kind: "send", peer: this.address, conn: l.conn, bytes });
     this.counters.messagesOut++;
   }
 
   private connect(l: Link): void {
-    l.attempt?.cancel();
+    this.cancelAttempt(l);
     const c = this.config;
-    const opts: ConnectOptions = {
+    const conn = this.io.newConn();
+    l.attempt = conn;
+    this.io.emit({
+      kind: "connect",
+      peer: this.address,
+      conn,
       address: c.address,
       port: c.port,
+      ...(c.sourceAddress ? { localAddress: c.sourceAddress } : {}),
       timeoutMs: Math.max(1000, c.settings.connectRetryTime * 1000),
-    };
-    if (c.sourceAddress) opts.localAddress = c.sourceAddress;
-    l.attempt = this.connector(
-      opts,
-      (conn) => {
-        l.attempt = undefined;
-        if (l.dead || l.conn || (l.fsm.state !== "Connect" && l.fsm.state !== "Active")) {
-          conn.destroy();
-          return;
-        }
-        this.bind(l, conn);
-        this.event(l, { type: "Tcp_CR_Acked" });
-      },
-      (err) => {
-        l.attempt = undefined;
-        if (l.dead || l.conn) return;
-        this.log.debug({ peer: this.address, error: err }, "Connect failed");
-        this.event(l, { type: "TcpConnectionFails", message: err });
-      },
-    );
+    });
   }
+}
+
+function direction(conn: ConnId | undefined): "outgoing" | "incoming" | undefined {
+  if (conn === undefined) return undefined;
+  return conn > 0 ? "outgoing" : "incoming";
 }
