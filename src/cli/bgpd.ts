@@ -185,11 +185,11 @@ async function runBgpd(opts: {
     ...(onSocket ? { onSocket } : {}),
   });
   let started = false;
-  // BFD Down should drop the BGP session at once (RFC 9384). The speaker takes it as
-  // `speaker.signal({ kind: "peerDown", peer: address, reason: "BFD down" })` (the session drops
-  // as on a TCP failure, graceful-restart help applies); not wired yet: it changes what the BFD
-  // tests expect, and whether to send Cease/BFD Down first is still open.
-  const bfd = new BgpdBfd(log, () => {});
+  // BFD Down drops the BGP session at once (RFC 5882 §4.3): it fails as on a TCP failure, so its
+  // routes leave the RIB and the kernel now, not when the hold timer expires.
+  const bfd = new BgpdBfd(log, (address) =>
+    speaker.signal({ kind: "peerDown", peer: address, reason: "BFD session down" }),
+  );
   let health: Awaited<ReturnType<typeof serveBgpdHealth>>;
   try {
     health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started, bfd);

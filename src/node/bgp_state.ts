@@ -361,7 +361,12 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       continue;
     }
     const ip = s.peerIP === undefined ? undefined : parseIpPort(s.peerIP);
-    if (!ip || s.asNumber === undefined) continue; // the schema requires both; defensive
+    if (!ip) continue; // a peer with neither peerIP nor peerSelector peers with nothing (Calico too)
+    if (s.asNumber === undefined) {
+      // Calico accepts it and renders AS 0, which its BIRD refuses: no session either way.
+      warnings.push(`BGPPeer "${peer.metadata.name}": peerIP ${s.peerIP} has no asNumber; skipped`);
+      continue;
+    }
     const src = mine[ip.family];
     if (src === undefined) {
       warnings.push(
