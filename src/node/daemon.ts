@@ -88,27 +88,53 @@ const kindInfo = (kind: string, apiVersion = "projectcalico.org/v3"): KindInfo =
   return info;
 };
 
+export type WatchArea =
+  | "weps"
+  | "pools"
+  | "nodes"
+  | "bgpconfigs"
+  | "bgppeers"
+  | "bgpfilters"
+  | "affinities"
+  | "netpols"
+  | "gnps"
+  | "knps"
+  | "tiers"
+  | "gnsets"
+  | "nsets"
+  | "heps"
+  | "profiles"
+  | "felixconfigs";
+
+/**
+ * The prefixes a node daemon lists and watches: all but one shared by every node (a watch proxy
+ * serves each to all nodes from one upstream watch) and the node's own block affinities.
+ */
+export function nodeWatchPrefixes(nodename: string): Record<WatchArea, string> {
+  const keys = new IpamKeys();
+  return {
+    weps: kindPrefix(kindInfo("WorkloadEndpoint")),
+    pools: kindPrefix(kindInfo("IPPool")),
+    nodes: kindPrefix(kindInfo("Node")),
+    bgpconfigs: kindPrefix(kindInfo("BGPConfiguration")),
+    bgppeers: kindPrefix(kindInfo("BGPPeer")),
+    bgpfilters: kindPrefix(kindInfo("BGPFilter")),
+    affinities: `${keys.hostPrefix()}${nodename}/`,
+    netpols: kindPrefix(kindInfo("NetworkPolicy")),
+    gnps: kindPrefix(kindInfo("GlobalNetworkPolicy")),
+    knps: kindPrefix(kindInfo("NetworkPolicy", "networking.k8s.io/v1")),
+    tiers: kindPrefix(kindInfo("Tier")),
+    gnsets: kindPrefix(kindInfo("GlobalNetworkSet")),
+    nsets: kindPrefix(kindInfo("NetworkSet")),
+    heps: kindPrefix(kindInfo("HostEndpoint")),
+    profiles: kindPrefix(kindInfo("Profile")),
+    felixconfigs: kindPrefix(kindInfo("FelixConfiguration")),
+  };
+}
+
 /** The running daemon; start() resolves after the first convergence. */
 export class NodeDaemon {
-  private readonly prefixes: Record<
-    | "weps"
-    | "pools"
-    | "nodes"
-    | "bgpconfigs"
-    | "bgppeers"
-    | "bgpfilters"
-    | "affinities"
-    | "netpols"
-    | "gnps"
-    | "knps"
-    | "tiers"
-    | "gnsets"
-    | "nsets"
-    | "heps"
-    | "profiles"
-    | "felixconfigs",
-    string
-  >;
+  private readonly prefixes: Record<WatchArea, string>;
   private readonly areasOf: Map<string, Area[]>;
   private cache: PrefixCache | undefined;
   private registered: Node | undefined;
@@ -150,25 +176,7 @@ export class NodeDaemon {
     readonly store: Datastore,
     readonly opts: DaemonOptions,
   ) {
-    const keys = new IpamKeys();
-    this.prefixes = {
-      weps: kindPrefix(kindInfo("WorkloadEndpoint")),
-      pools: kindPrefix(kindInfo("IPPool")),
-      nodes: kindPrefix(kindInfo("Node")),
-      bgpconfigs: kindPrefix(kindInfo("BGPConfiguration")),
-      bgppeers: kindPrefix(kindInfo("BGPPeer")),
-      bgpfilters: kindPrefix(kindInfo("BGPFilter")),
-      affinities: `${keys.hostPrefix()}${opts.nodename}/`,
-      netpols: kindPrefix(kindInfo("NetworkPolicy")),
-      gnps: kindPrefix(kindInfo("GlobalNetworkPolicy")),
-      knps: kindPrefix(kindInfo("NetworkPolicy", "networking.k8s.io/v1")),
-      tiers: kindPrefix(kindInfo("Tier")),
-      gnsets: kindPrefix(kindInfo("GlobalNetworkSet")),
-      nsets: kindPrefix(kindInfo("NetworkSet")),
-      heps: kindPrefix(kindInfo("HostEndpoint")),
-      profiles: kindPrefix(kindInfo("Profile")),
-      felixconfigs: kindPrefix(kindInfo("FelixConfiguration")),
-    };
+    this.prefixes = nodeWatchPrefixes(opts.nodename);
     const p = this.prefixes;
     this.areasOf = new Map<string, Area[]>([
       [p.weps, ["agent"]],
