@@ -51,6 +51,8 @@ export interface ApplyReport {
   changes: string[];
   /** Workload interfaces that do not exist (yet): their routes and sysctls wait. */
   missingIfaces: string[];
+  /** Seconds spent on iptables (read back, restore) and on the routes (FIB batch) this pass. */
+  timings?: { iptablesSeconds: number; routesSeconds: number };
   /** The iptables-restore payloads written, per family and table. */
   iptables: (TablePlan & { family: 4 | 6 })[];
   ipsets: string | null;
@@ -287,7 +289,9 @@ export async function applyDataplane(
     changes,
   );
   const ipsets = await convergeIpsets(ctx, state, changes);
+  const t0 = performance.now();
   const iptables = await convergeIptables(ctx, state, opts.iptables ?? "nft", changes);
+  const iptablesSeconds = (performance.now() - t0) / 1000;
   await removeStaleIpsets(ctx, state, changes);
   // The overlay's devices, addresses, neighbours and FDB entries before the routes through them.
   const overlay = await applyOverlay(ctx, state.overlay);
@@ -297,7 +301,16 @@ export async function applyDataplane(
     r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
   );
   await opts.beforeRoutes?.();
+  const t1 = performance.now();
   await convergeRoutes(opts.fib, routes, changes);
+  const routesSeconds = (performance.now() - t1) / 1000;
   await removeStale(ctx, overlay);
-  return { changes, missingIfaces, iptables, ipsets, overlayFailures: overlay.failed };
+  return {
+    changes,
+    missingIfaces,
+    iptables,
+    ipsets,
+    overlayFailures: overlay.failed,
+    timings: { iptablesSeconds, routesSeconds },
+  };
 }

@@ -13,8 +13,8 @@ export interface Check {
 }
 
 export interface HealthSource {
-  /** The rendered exposition text. */
-  metrics(): string;
+  /** The rendered exposition text (prom-client renders asynchronously). */
+  metrics(): string | Promise<string>;
   ready(): Check;
   /** Optional: the daemon's own liveness (e.g. its loop is not stuck). */
   live?(): Check;
@@ -90,8 +90,14 @@ export async function serveHealth(
       return;
     }
     try {
-      if (path === "/metrics") reply(res, 200, CONTENT_TYPE, source.metrics());
-      else if (path === "/livez" || path === "/readyz") {
+      if (path === "/metrics") {
+        Promise.resolve()
+          .then(() => source.metrics())
+          .then(
+            (body) => reply(res, 200, CONTENT_TYPE, body),
+            (err: Error) => reply(res, 500, text, `${err.message}\n`),
+          );
+      } else if (path === "/livez" || path === "/readyz") {
         const c = path === "/livez" ? live() : source.ready();
         reply(
           res,

@@ -61,6 +61,12 @@ export interface NodeSettings {
   secretsDir?: string;
   statusSocket?: string;
   netns?: string;
+  /** 0: the node's CalicoNodeStatus is not written. */
+  nodeStatusIntervalMs: number;
+  mrtUpdates?: string;
+  mrtRotateBytes: number;
+  /** 0: MRT files are not rotated by time. */
+  mrtRotateMs: number;
 }
 
 /** Where a value came from, for errors and the start-up log. */
@@ -212,8 +218,32 @@ export const NODE_SETTINGS: readonly Def[] = [
     ["OCELOT_SECRETS_DIR"],
     "BGP passwords: a secretKeyRef {name, key} is the file <dir>/<name>/<key>",
   ),
-  def("--status-socket <path>", ["OCELOT_STATUS_SOCKET"], "the BGP status socket"),
+  def(
+    "--status-socket <path>",
+    ["OCELOT_STATUS_SOCKET"],
+    "the status socket (default: /run/ocelot/netns/<netns>/bgpd.sock in a named netns, else /run/ocelot/bgpd.sock)",
+  ),
   def("--netns <name>", [], "program this network namespace (agent and FIB; tests)"),
+  def(
+    "--node-status-interval <duration>",
+    ["OCELOT_NODE_STATUS_INTERVAL"],
+    "write this node's CalicoNodeStatus this often and on change; a CalicoNodeStatus for the node with updatePeriodSeconds overrides it; 0: never (default 10s)",
+  ),
+  def(
+    "--mrt-updates <dir>",
+    ["OCELOT_MRT_UPDATES"],
+    "append every UPDATE received to MRT BGP4MP files in dir (default: off)",
+  ),
+  def(
+    "--mrt-rotate-size <bytes>",
+    ["OCELOT_MRT_ROTATE_SIZE"],
+    "start a new MRT file after this many bytes (default 67108864)",
+  ),
+  def(
+    "--mrt-rotate-interval <duration>",
+    ["OCELOT_MRT_ROTATE_INTERVAL"],
+    "start a new MRT file this often; 0: never (default 15m)",
+  ),
 ];
 
 function def(
@@ -551,6 +581,17 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
     ...optional("secretsDir", opt("secretsDir", str)),
     ...optional("statusSocket", opt("statusSocket", str)),
     ...optional("netns", opt("netns", str)),
+    nodeStatusIntervalMs:
+      opt("nodeStatusInterval", (r) => (str(r) === "0" ? 0 : durationMs(r))) ?? 10_000,
+    ...optional("mrtUpdates", opt("mrtUpdates", str)),
+    mrtRotateBytes:
+      opt("mrtRotateSize", (r) => {
+        const n = Number(str(r));
+        if (!Number.isInteger(n) || n < 4096) throw err(r, "is not a byte count of at least 4096");
+        return n;
+      }) ?? 64 * 1024 * 1024,
+    mrtRotateMs:
+      opt("mrtRotateInterval", (r) => (str(r) === "0" ? 0 : durationMs(r))) ?? 15 * 60_000,
   };
   return { settings, sources };
 }

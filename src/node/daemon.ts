@@ -33,8 +33,9 @@ import type { AgentCounters } from "../lib/daemon_metrics.js";
 import type { Log } from "../lib/log.js";
 import { type AgentOptions, agentInput, storedOnlyWarnings } from "./agent_state.js";
 import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
-import { type BgpSnapshot, isEncapsulatingPool, renderBgp } from "./bgp_state.js";
+import { type BgpSnapshot, isEncapsulatingPool, type PeerKind, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
+import { NodeStatusWriter } from "./calico_node_status.js";
 import { registerNode } from "./registration.js";
 import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
 
@@ -65,7 +66,22 @@ export interface DaemonOptions {
   /** Delay before retrying a failed convergence (default 1 s). */
   retryMs?: number;
   agent?: AgentOptions;
+  /**
+   * The period of the node's CalicoNodeStatus when no such resource names one; it is also
+   * written at once on a change (at most every 2 s). 0 or absent: not written.
+   */
+  nodeStatusPeriodMs?: number;
+  /** Observations for histograms (src/lib/prom.ts): each pass, each apply. */
+  observe?: {
+    convergence?(area: Area, seconds: number): void;
+    iptables?(seconds: number): void;
+    fibBatch?(fib: "agent", seconds: number): void;
+  };
   log: Log;
+  /** Append every UPDATE received to MRT BGP4MP files (src/bgp/mrt/update_dump.ts). */
+  mrtUpdates?: { dir: string; rotateBytes?: number; rotateMs?: number };
+  /** The BGP speaker's log (its own subsystem's level); default: log. */
+  bgpLog?: Log;
   /** Opens the agent's FIB (tests may pass a MemoryFib); default KernelFib for the namespace. */
   openAgentFib?: (
     netns: string | undefined,
@@ -73,7 +89,7 @@ export interface DaemonOptions {
   ) => Promise<Fib & { close?: () => Promise<void> }>;
 }
 
-type Area = "agent" | "bgp";
+export type Area = "agent" | "bgp";
 
 const kindInfo = (kind: string, apiVersion = "projectcalico.org/v3"): KindInfo => {
   const info = kindOf(apiVersion, kind);
@@ -137,6 +153,9 @@ export class NodeDaemon {
   private dirty = new Set<Area>();
   private timer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
+  private statusWriter: NodeStatusWriter | undefined;
+  private readonly bootTime = new Date().toISOString();
+  private lastReconfiguration: string | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
   private lastAgentInput = "";
@@ -149,6 +168,12 @@ export class NodeDaemon {
   private lastEncap = new Set<string>();
   /** Convergence passes done (for tests and logs). */
   passes = 0;
+  /** Where each peer of the running config comes from (mesh, BGPPeer), by address. */
+  peerKinds: Record<string, PeerKind> = {};
+  /** Commands the status socket answers besides status/routes (the CLI adds log-level). */
+  readonly statusCommands: Record<string, (args: unknown) => unknown> = {
+    node: () => this.nodeInfo(),
+  };
   /** Counters for /metrics (src/lib/daemon_metrics.ts). */
   readonly stats: AgentCounters = {
     convergences: { agent: 0, bgp: 0 },
@@ -230,6 +255,30 @@ export class NodeDaemon {
       this.resyncTimer.unref?.();
     };
     tick();
+    if ((o.nodeStatusPeriodMs ?? 0) > 0) {
+      this.statusWriter = new NodeStatusWriter(this.store, {
+        nodename: o.nodename,
+        periodMs: o.nodeStatusPeriodMs ?? 0,
+        log: this.log,
+        input: () => {
+          const b = this.bgp?.status();
+          return {
+            status: b?.speaker,
+            routes: this.bgp?.routes(),
+            peerKinds: this.peerKinds,
+            ready: this.readiness().ok,
+            bootTime: this.bootTime,
+            ...(this.lastReconfiguration ? { lastReconfiguration: this.lastReconfiguration } : {}),
+          };
+        },
+      });
+      this.statusWriter.start();
+    }
+  }
+
+  /** Writes of the node's CalicoNodeStatus so far (0 when not written). */
+  get nodeStatusWrites(): number {
+    return this.statusWriter?.writes ?? 0;
   }
 
   /** Lists everything again and converges both areas (the periodic resync). */
@@ -247,6 +296,7 @@ export class NodeDaemon {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.statusWriter?.stop();
     if (this.timer) clearTimeout(this.timer);
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     await this.cache?.close();
@@ -292,8 +342,10 @@ export class NodeDaemon {
         bgpDone = true;
         try {
           if (areas.has("bgp") && this.opts.bgp !== false) {
+            const b0 = performance.now();
             await this.convergeBgp(snap);
             st.convergences.bgp++;
+            this.opts.observe?.convergence?.("bgp", (performance.now() - b0) / 1000);
           }
         } catch (err) {
           st.failures.bgp++;
@@ -309,8 +361,10 @@ export class NodeDaemon {
       this.lastEncap = new Set(encap);
       try {
         if (areas.has("agent")) {
+          const a0 = performance.now();
           await this.convergeAgent(snap, gained ? bgp : undefined);
           st.convergences.agent++;
+          this.opts.observe?.convergence?.("agent", (performance.now() - a0) / 1000);
         }
       } catch (err) {
         st.failures.agent++;
@@ -460,6 +514,10 @@ export class NodeDaemon {
         this.log.warn(f, "Agent: overlay device not created (routes through it wait)");
     this.lastOverlayFailures = failures;
     this.lastAgentInput = text;
+    if (report.timings) {
+      this.opts.observe?.iptables?.(report.timings.iptablesSeconds);
+      this.opts.observe?.fibBatch?.("agent", report.timings.routesSeconds);
+    }
     if (report.changes.length > 0)
       this.log.info(
         {
@@ -497,18 +555,23 @@ export class NodeDaemon {
     // The passwords' files read into the config (as bgpd's reload): a changed key (seen on the
     // periodic resync) resets its session; a file gone since the render fails this pass whole.
     const config = resolvePasswordFiles(r.config);
+    this.peerKinds = r.peerKinds;
     if (!this.bgp) {
       this.bgp = await startBgp(config, {
-        log: this.log,
+        log: this.opts.bgpLog ?? this.log,
         netns: this.opts.netns,
         nodeStatus: () => this.nodeStatus(),
+        extraStatus: this.statusCommands,
+        ...(this.opts.mrtUpdates ? { mrtUpdates: this.opts.mrtUpdates } : {}),
       });
+      this.lastReconfiguration = new Date().toISOString();
       this.log.info(summary(config), "BGP: speaker started");
       return;
     }
     const before = this.bgp.config;
     if (JSON.stringify(before) === JSON.stringify(config)) return;
     await this.bgp.apply(config);
+    this.lastReconfiguration = new Date().toISOString();
     this.log.info({ ...summary(config), ...diffSummary(before, config) }, "BGP: reconfigured");
   }
 
@@ -520,6 +583,16 @@ export class NodeDaemon {
     if (this.opts.bgp !== false && c.bgp === 0)
       return { ok: false, reason: "BGP has not converged yet" };
     return { ok: true };
+  }
+
+  /** What the status socket's "node" command answers: the node, its peers' kinds, its agent. */
+  nodeInfo() {
+    return {
+      nodename: this.opts.nodename,
+      peerKinds: this.peerKinds,
+      ready: this.readiness(),
+      agent: { ...this.stats, fib: this.agentFibStatus() ?? null },
+    };
   }
 
   /** The node's name and addresses as registered, and how each was chosen (`ocelot status`). */

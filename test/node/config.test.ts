@@ -33,6 +33,9 @@ describe("resolveNodeSettings()", () => {
       mtuFile: "/var/lib/ocelot/mtu",
       logLevel: "info",
       resyncIntervalMs: 60_000,
+      nodeStatusIntervalMs: 10_000,
+      mrtRotateBytes: 64 * 1024 * 1024,
+      mrtRotateMs: 15 * 60_000,
     });
     expect(sources).toEqual({});
   });
