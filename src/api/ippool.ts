@@ -123,6 +123,12 @@ const ipPoolSpec = z
           path: ["ipipMode"],
           message: own("a LoadBalancer IP pool cannot have IP-in-IP enabled"),
         });
+      if (spec.vxlanMode !== undefined && spec.vxlanMode !== "Never")
+        ctx.addIssue({
+          code: "custom",
+          path: ["vxlanMode"],
+          message: own("a LoadBalancer IP pool cannot have VXLAN enabled"),
+        });
     }
     if (spec.allowedUses !== undefined) {
       if (spec.allowedUses.includes("LoadBalancer") && spec.allowedUses.length > 1) {
