@@ -3,11 +3,16 @@
 # Safe to run again: it installs only what is missing and rebuilds dist/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(iproute2 iputils-ping iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark openssl)
-BINS=(ip ping iptables ipset sysctl etcd etcdctl bird vtysh gobgpd exabgp tshark openssl)
+# podman runc debootstrap docker-compose uidmap containernetworking-plugins: the container tests
+# (test/containers: images, docker-compose against podman's API, podman as a CNI runtime).
+PKGS=(iproute2 iputils-ping iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark openssl
+  podman runc debootstrap docker-compose uidmap containernetworking-plugins util-linux)
+BINS=(ip ping iptables ipset sysctl etcd etcdctl bird vtysh gobgpd exabgp tshark openssl
+  podman runc debootstrap docker-compose newuidmap nsenter)
 missing=0
 for b in "${BINS[@]}"; do command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || [ -x "/usr/lib/frr/$b" ] || missing=1; done
 [ -x /usr/lib/frr/bgpd ] || missing=1
+[ -x /usr/lib/cni/portmap ] || missing=1
 if [ "$missing" = 1 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing Debian packages: ${PKGS[*]}"
