@@ -87,9 +87,14 @@ RUN apt-get update -q \
       /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/yarn* /usr/local/bin/corepack
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=build /out /opt/ocelot
+# Not loaded at run time: type declarations, source maps and docs of dependencies, glibc's
+# character-set converters (iconv; nothing here converts).
 RUN ln -s /opt/ocelot/bin/ocelot /opt/ocelot/bin/ocelot-cni /opt/ocelot/bin/ocelot-ipam /usr/local/bin/ \
+ && find /opt/ocelot/node_modules -type f \( -name '*.d.ts' -o -name '*.d.cts' -o -name '*.d.mts' \
+      -o -name '*.map' -o -name '*.md' -o -name '*.markdown' \) -delete \
+ && rm -rf /opt/ocelot/node_modules/@types /usr/lib/x86_64-linux-gnu/gconv \
  && mkdir -p /var/lib/ocelot /run/ocelot /etc/ocelot \
- && ocelot --version
+ && ocelot --version && ocelot get --help >/dev/null
 
 # ---- runtime: the same files as one layer, so what was removed above takes no space ----------
 FROM scratch

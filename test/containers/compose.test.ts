@@ -27,6 +27,9 @@ const NODES = ["node1", "node2", "node3"] as const;
 const NODE_AS = 64512;
 const TOR_AS = 65000;
 const POOL = "10.244.0.0/16";
+/** Hang limits: a build with nothing cached compiles SQLite and Node's addon (18 min seen at load 45). */
+const BUILD_MS = 60 * 60_000;
+const CLUSTER_MS = 20 * 60_000;
 
 interface Pod {
   node: string;
@@ -82,7 +85,7 @@ describe.skipIf(skip)("docker-compose.yml (podman)", () => {
       OCELOT_FABRIC: fabric,
       OCELOT_EXTRA_CA_CERTS: hostExtraCaCerts(),
     });
-  });
+  }, 30 * 60_000);
 
   afterAll(async () => {
     for (const s of servers) if (s.exitCode === null && s.pid) s.kill("SIGKILL");
@@ -133,201 +136,216 @@ describe.skipIf(skip)("docker-compose.yml (podman)", () => {
     return r.stdout;
   };
 
-  it("docker-compose build builds every image from the project's files", () => {
-    const started = Date.now();
-    compose.ok(["build"], 60 * 60_000);
-    console.log(
-      `docker-compose build: ${((Date.now() - started) / 1000).toFixed(0)} s (cached layers count)`,
-    );
-    for (const image of Object.values(IMAGES)) expect(podman.imageExists(image), image).toBe(true);
-    console.log(
-      Object.entries(IMAGES)
-        .map(([k, ref]) => `${k} ${(podman.imageSize(ref) / 1e6).toFixed(1)} MB`)
-        .join(", "),
-    );
-  });
+  it(
+    "docker-compose build builds every image from the project's files",
+    () => {
+      const started = Date.now();
+      compose.ok(["build"], 60 * 60_000);
+      console.log(
+        `docker-compose build: ${((Date.now() - started) / 1000).toFixed(0)} s (cached layers count)`,
+      );
+      for (const image of Object.values(IMAGES))
+        expect(podman.imageExists(image), image).toBe(true);
+      console.log(
+        Object.entries(IMAGES)
+          .map(([k, ref]) => `${k} ${(podman.imageSize(ref) / 1e6).toFixed(1)} MB`)
+          .join(", "),
+      );
+    },
+    BUILD_MS,
+  );
 
-  it("up: Nodes in etcd, every mesh and ToR session Established, pods ping across nodes and see each other's own addresses", async () => {
-    const t0 = Date.now();
-    const up = compose.run(["up", "-d"], HANG_MS * 3);
-    if (up.status !== 0) {
-      // Seen once in a few runs on a loaded machine: one of the parallel starts fails in podman
-      // and that container stays "Created". `up` again starts what is not running.
-      console.warn(`docker-compose up -d failed once, running it again: ${up.stderr}`);
-      compose.ok(["up", "-d"], HANG_MS * 3);
-    }
-    const upReturned = (Date.now() - t0) / 1000;
-    for (const s of ["etcd", "tor", ...NODES]) {
-      const id = podman.ok(["inspect", "--format", "{{.Id}}", compose.container(s)]).trim();
-      containerIds.push(id);
-      const pid = podman.ok(["inspect", "--format", "{{.State.Pid}}", compose.container(s)]).trim();
-      netnsInodes.add(readlinkSync(`/proc/${pid}/ns/net`).replace(/\D/g, ""));
-    }
-    bridge = JSON.parse(podman.ok(["network", "inspect", `${project}_fabric`]))[0]?.plugins?.find(
-      (p: { type: string }) => p.type === "bridge",
-    )?.bridge;
+  it(
+    "up: Nodes in etcd, every mesh and ToR session Established, pods ping across nodes and see each other's own addresses",
+    async () => {
+      const t0 = Date.now();
+      const up = compose.run(["up", "-d"], HANG_MS * 3);
+      if (up.status !== 0) {
+        // Seen once in a few runs on a loaded machine: one of the parallel starts fails in podman
+        // and that container stays "Created". `up` again starts what is not running.
+        console.warn(`docker-compose up -d failed once, running it again: ${up.stderr}`);
+        compose.ok(["up", "-d"], HANG_MS * 3);
+      }
+      const upReturned = (Date.now() - t0) / 1000;
+      for (const s of ["etcd", "tor", ...NODES]) {
+        const id = podman.ok(["inspect", "--format", "{{.Id}}", compose.container(s)]).trim();
+        containerIds.push(id);
+        const pid = podman
+          .ok(["inspect", "--format", "{{.State.Pid}}", compose.container(s)])
+          .trim();
+        netnsInodes.add(readlinkSync(`/proc/${pid}/ns/net`).replace(/\D/g, ""));
+      }
+      bridge = JSON.parse(podman.ok(["network", "inspect", `${project}_fabric`]))[0]?.plugins?.find(
+        (p: { type: string }) => p.type === "bridge",
+      )?.bridge;
 
-    // The one-shot applied the pool and the ToR's BGPPeer.
-    await waitFor(
-      "ocelot-init to apply config/compose/cluster.yaml",
-      () => {
-        const s = podman.ok([
-          "inspect",
-          "--format",
-          "{{.State.Status}} {{.State.ExitCode}}",
-          compose.container("ocelot-init"),
-        ]);
-        if (/^exited [1-9]/.test(s)) throw new Error(`ocelot-init failed: ${s}`);
-        return s.trim() === "exited 0";
-      },
-      120_000,
-      500,
-    );
+      // The one-shot applied the pool and the ToR's BGPPeer.
+      await waitFor(
+        "ocelot-init to apply config/compose/cluster.yaml",
+        () => {
+          const s = podman.ok([
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            compose.container("ocelot-init"),
+          ]);
+          if (/^exited [1-9]/.test(s)) throw new Error(`ocelot-init failed: ${s}`);
+          return s.trim() === "exited 0";
+        },
+        120_000,
+        500,
+      );
 
-    // Every node registered its Node (read from etcd with no datastore flag: the environment).
-    const nodes = await waitFor(
-      "three Nodes in etcd",
-      () => {
-        const r = exec("node1", ["ocelot", "get", "nodes", "-o", "json"]);
-        if (r.status !== 0) return undefined;
-        const items = (JSON.parse(r.stdout).items ?? []) as {
-          metadata: { name: string };
-          spec: { bgp?: { ipv4Address?: string; asNumber?: number } };
-        }[];
-        return items.length === 3 ? items : undefined;
-      },
-      120_000,
-      500,
-    );
-    expect(nodes.map((n) => n.metadata.name).sort()).toEqual([...NODES]);
-    for (const [i, n] of NODES.entries()) {
-      const node = nodes.find((x) => x.metadata.name === n);
-      expect(node?.spec.bgp?.ipv4Address).toBe(`${fabric}.${11 + i}/24`);
-    }
-    const keys = execOk("etcd", [
-      "etcdctl",
-      "get",
-      "--prefix",
-      "/ocelot/resources/v3/nodes/",
-      "--keys-only",
-    ]);
-    expect(keys.split("\n").filter(Boolean).sort()).toEqual(
-      NODES.map((n) => `/ocelot/resources/v3/nodes/${n}`),
-    );
-
-    // Sessions: each node has the two others (iBGP) and the ToR (eBGP) Established...
-    const tor = `${fabric}.3`;
-    await waitFor(
-      "every node's mesh and ToR sessions Established",
-      () =>
-        NODES.every((n, i) => {
-          const r = exec(n, ["ocelot", "status", "--json"]);
-          if (r.status !== 0) return false;
-          const peers = JSON.parse(r.stdout).peers as {
-            address: string;
-            asn: number;
-            state: string;
+      // Every node registered its Node (read from etcd with no datastore flag: the environment).
+      const nodes = await waitFor(
+        "three Nodes in etcd",
+        () => {
+          const r = exec("node1", ["ocelot", "get", "nodes", "-o", "json"]);
+          if (r.status !== 0) return undefined;
+          const items = (JSON.parse(r.stdout).items ?? []) as {
+            metadata: { name: string };
+            spec: { bgp?: { ipv4Address?: string; asNumber?: number } };
           }[];
-          const want = new Map<string, number>([[tor, TOR_AS]]);
-          for (const j of NODES.keys()) if (j !== i) want.set(`${fabric}.${11 + j}`, NODE_AS);
-          return (
-            peers.length === want.size &&
-            peers.every((p) => want.get(p.address) === p.asn && p.state === "Established")
-          );
-        }),
-      180_000,
-      250,
-    );
-    // ...and the ToR has all three nodes Established, with their pod blocks once pods exist.
-    const torEstablished = () => {
-      const r = exec("tor", ["vtysh", "-c", "show bgp summary json"]);
-      if (r.status !== 0) return false;
-      const peers = JSON.parse(r.stdout).ipv4Unicast?.peers ?? {};
-      return NODES.every((_, i) => peers[`${fabric}.${11 + i}`]?.state === "Established");
-    };
-    await waitFor("the ToR's three sessions Established", torEstablished, 120_000, 250);
-    const established = (Date.now() - t0) / 1000;
-
-    // Pods: a network namespace in each node container, wired by the real ocelot-cni. The runtime
-    // (here the test, as kubelet and containerd on a node) runs the plugin with its own
-    // privileges: a writable /proc/sys (a private mount) and setns into the pod's namespace.
-    const conf = (node: string) =>
-      JSON.stringify({
-        cniVersion: "1.0.0",
-        name: "k8s-pod-network",
-        type: "ocelot-cni",
-        datastore: `etcd://${fabric}.2:2379`,
-        nodename: node,
-        ipam: { type: "ocelot-ipam", ipv4_pools: [POOL] },
-      });
-    const cni = (command: "ADD" | "DEL", node: string, pod: string) =>
-      execOk(
-        node,
-        [
-          "unshare",
-          "-m",
-          "sh",
-          "-c",
-          `mount -o remount,rw,bind /proc/sys && exec env CNI_COMMAND=${command} CNI_CONTAINERID=${pod} CNI_NETNS=/run/netns/${pod} CNI_IFNAME=eth0 CNI_PATH=/usr/local/bin 'CNI_ARGS=K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod}' ocelot-cni`,
-        ],
-        { privileged: true, input: conf(node) },
+          return items.length === 3 ? items : undefined;
+        },
+        120_000,
+        500,
       );
-    for (const node of NODES) {
-      const name = `${RUN_PREFIX}-${node}-pod`;
-      execOk(node, ["ip", "netns", "add", name], { privileged: true });
-      const result = JSON.parse(cni("ADD", node, name)) as { ips: { address: string }[] };
-      const ip = (result.ips[0]?.address ?? "").split("/")[0] as string;
-      expect(ip, `${node}'s pod address`).toMatch(/^10\.244\./);
-      pods.push({ node, name, ip });
-      netnsInodes.add(
-        execOk(node, ["stat", "-L", "-c", "%i", `/run/netns/${name}`], { privileged: true }).trim(),
+      expect(nodes.map((n) => n.metadata.name).sort()).toEqual([...NODES]);
+      for (const [i, n] of NODES.entries()) {
+        const node = nodes.find((x) => x.metadata.name === n);
+        expect(node?.spec.bgp?.ipv4Address).toBe(`${fabric}.${11 + i}/24`);
+      }
+      const keys = execOk("etcd", [
+        "etcdctl",
+        "get",
+        "--prefix",
+        "/ocelot/resources/v3/nodes/",
+        "--keys-only",
+      ]);
+      expect(keys.split("\n").filter(Boolean).sort()).toEqual(
+        NODES.map((n) => `/ocelot/resources/v3/nodes/${n}`),
       );
-    }
-    const ping = (from: Pod, to: Pod) =>
-      exec(from.node, ["ip", "netns", "exec", from.name, "ping", "-c", "1", "-W", "2", to.ip], {
-        privileged: true,
-      }).status === 0;
-    const [a, b] = pods as [Pod, Pod];
-    await waitFor(`first pod ping ${a.node} -> ${b.node}`, () => ping(a, b), 120_000, 100);
-    const firstPing = (Date.now() - t0) / 1000;
 
-    // Every pod reaches every pod on the other nodes.
-    for (const from of pods)
-      for (const to of pods.filter((p) => p !== from))
-        await waitFor(
-          `ping ${from.node} -> ${to.node} (${to.ip})`,
-          () => ping(from, to),
-          60_000,
-          200,
+      // Sessions: each node has the two others (iBGP) and the ToR (eBGP) Established...
+      const tor = `${fabric}.3`;
+      await waitFor(
+        "every node's mesh and ToR sessions Established",
+        () =>
+          NODES.every((n, i) => {
+            const r = exec(n, ["ocelot", "status", "--json"]);
+            if (r.status !== 0) return false;
+            const peers = JSON.parse(r.stdout).peers as {
+              address: string;
+              asn: number;
+              state: string;
+            }[];
+            const want = new Map<string, number>([[tor, TOR_AS]]);
+            for (const j of NODES.keys()) if (j !== i) want.set(`${fabric}.${11 + j}`, NODE_AS);
+            return (
+              peers.length === want.size &&
+              peers.every((p) => want.get(p.address) === p.asn && p.state === "Established")
+            );
+          }),
+        180_000,
+        250,
+      );
+      // ...and the ToR has all three nodes Established, with their pod blocks once pods exist.
+      const torEstablished = () => {
+        const r = exec("tor", ["vtysh", "-c", "show bgp summary json"]);
+        if (r.status !== 0) return false;
+        const peers = JSON.parse(r.stdout).ipv4Unicast?.peers ?? {};
+        return NODES.every((_, i) => peers[`${fabric}.${11 + i}`]?.state === "Established");
+      };
+      await waitFor("the ToR's three sessions Established", torEstablished, 120_000, 250);
+      const established = (Date.now() - t0) / 1000;
+
+      // Pods: a network namespace in each node container, wired by the real ocelot-cni. The runtime
+      // (here the test, as kubelet and containerd on a node) runs the plugin with its own
+      // privileges: a writable /proc/sys (a private mount) and setns into the pod's namespace.
+      const conf = (node: string) =>
+        JSON.stringify({
+          cniVersion: "1.0.0",
+          name: "k8s-pod-network",
+          type: "ocelot-cni",
+          datastore: `etcd://${fabric}.2:2379`,
+          nodename: node,
+          ipam: { type: "ocelot-ipam", ipv4_pools: [POOL] },
+        });
+      const cni = (command: "ADD" | "DEL", node: string, pod: string) =>
+        execOk(
+          node,
+          [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            `mount -o remount,rw,bind /proc/sys && exec env CNI_COMMAND=${command} CNI_CONTAINERID=${pod} CNI_NETNS=/run/netns/${pod} CNI_IFNAME=eth0 CNI_PATH=/usr/local/bin 'CNI_ARGS=K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod}' ocelot-cni`,
+          ],
+          { privileged: true, input: conf(node) },
         );
+      for (const node of NODES) {
+        const name = `${RUN_PREFIX}-${node}-pod`;
+        execOk(node, ["ip", "netns", "add", name], { privileged: true });
+        const result = JSON.parse(cni("ADD", node, name)) as { ips: { address: string }[] };
+        const ip = (result.ips[0]?.address ?? "").split("/")[0] as string;
+        expect(ip, `${node}'s pod address`).toMatch(/^10\.244\./);
+        pods.push({ node, name, ip });
+        netnsInodes.add(
+          execOk(node, ["stat", "-L", "-c", "%i", `/run/netns/${name}`], {
+            privileged: true,
+          }).trim(),
+        );
+      }
+      const ping = (from: Pod, to: Pod) =>
+        exec(from.node, ["ip", "netns", "exec", from.name, "ping", "-c", "1", "-W", "2", to.ip], {
+          privileged: true,
+        }).status === 0;
+      const [a, b] = pods as [Pod, Pod];
+      await waitFor(`first pod ping ${a.node} -> ${b.node}`, () => ping(a, b), 120_000, 100);
+      const firstPing = (Date.now() - t0) / 1000;
 
-    // The ToR learned each node's block over eBGP.
-    const torRoutes = JSON.parse(
-      execOk("tor", ["vtysh", "-c", "show bgp ipv4 unicast json"]),
-    ).routes;
-    for (const p of pods)
-      expect(
-        Object.keys(torRoutes).some((prefix) => prefix.endsWith("/26") && inPrefix(p.ip, prefix)),
-        `the ToR has a /26 holding ${p.ip}`,
-      ).toBe(true);
+      // Every pod reaches every pod on the other nodes.
+      for (const from of pods)
+        for (const to of pods.filter((p) => p !== from))
+          await waitFor(
+            `ping ${from.node} -> ${to.node} (${to.ip})`,
+            () => ping(from, to),
+            60_000,
+            200,
+          );
 
-    // Receivers see the sender's own address (no NAT inside the cluster): a TCP listener in each
-    // pod reports the peer address of one connection from the previous node's pod.
-    for (const [i, to] of pods.entries()) {
-      const from = pods[(i + pods.length - 1) % pods.length] as Pod;
-      const seen = await sourceSeen(from, to);
-      expect(seen, `${to.node}'s pod sees ${from.node}'s pod as`).toBe(from.ip);
-    }
+      // The ToR learned each node's block over eBGP.
+      const torRoutes = JSON.parse(
+        execOk("tor", ["vtysh", "-c", "show bgp ipv4 unicast json"]),
+      ).routes;
+      for (const p of pods)
+        expect(
+          Object.keys(torRoutes).some((prefix) => prefix.endsWith("/26") && inPrefix(p.ip, prefix)),
+          `the ToR has a /26 holding ${p.ip}`,
+        ).toBe(true);
 
-    console.log(
-      `compose cluster (${NODES.length} nodes + ToR + etcd, fabric ${fabric}.0/24): up -d returned after ${upReturned.toFixed(1)} s; all BGP sessions Established ${established.toFixed(1)} s after up; first pod ping ${firstPing.toFixed(1)} s after up (pods wired after the sessions)`,
-    );
+      // Receivers see the sender's own address (no NAT inside the cluster): a TCP listener in each
+      // pod reports the peer address of one connection from the previous node's pod.
+      for (const [i, to] of pods.entries()) {
+        const from = pods[(i + pods.length - 1) % pods.length] as Pod;
+        const seen = await sourceSeen(from, to);
+        expect(seen, `${to.node}'s pod sees ${from.node}'s pod as`).toBe(from.ip);
+      }
 
-    // DEL gives the addresses back.
-    for (const p of pods) cni("DEL", p.node, p.name);
-    const weps = JSON.parse(execOk("node1", ["ocelot", "get", "workloadendpoints", "-o", "json"]));
-    expect(weps.items ?? []).toEqual([]);
-  });
+      console.log(
+        `compose cluster (${NODES.length} nodes + ToR + etcd, fabric ${fabric}.0/24): up -d returned after ${upReturned.toFixed(1)} s; all BGP sessions Established ${established.toFixed(1)} s after up; first pod ping ${firstPing.toFixed(1)} s after up (pods wired after the sessions)`,
+      );
+
+      // DEL gives the addresses back.
+      for (const p of pods) cni("DEL", p.node, p.name);
+      const weps = JSON.parse(
+        execOk("node1", ["ocelot", "get", "workloadendpoints", "-o", "json"]),
+      );
+      expect(weps.items ?? []).toEqual([]);
+    },
+    CLUSTER_MS,
+  );
 
   /** Runs a one-connection TCP listener in `to`'s pod and connects from `from`'s pod. */
   async function sourceSeen(from: Pod, to: Pod): Promise<string> {
