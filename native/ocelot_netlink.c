@@ -415,6 +415,34 @@ static napi_value sock_setsockopt_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// attachFilterFd(fd, program: Buffer of struct sock_filter[]): SO_ATTACH_FILTER on a socket owned
+// by Node (the BFD receive sockets drop packets whose TTL is not 255, RFC 5881 §5).
+static napi_value sock_attach_filter_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd;
+  bool is_buf = false;
+  void *data;
+  size_t len;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_is_buffer(env, argv[1], &is_buf));
+  if (!is_buf) {
+    napi_throw_type_error(env, NULL, "Expected a Buffer of struct sock_filter");
+    return NULL;
+  }
+  CHECK(napi_get_buffer_info(env, argv[1], &data, &len));
+  size_t n = len / sizeof(struct sock_filter);
+  if (n == 0 || n > BPF_MAXINSNS || len % sizeof(struct sock_filter) != 0) {
+    napi_throw_range_error(env, NULL, "A filter is 1..4096 instructions of 8 bytes");
+    return NULL;
+  }
+  struct sock_fprog prog = {.len = (unsigned short)n, .filter = (struct sock_filter *)data};
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
+    return throw_errno(env, "setsockopt(SO_ATTACH_FILTER)", errno);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, nl_open, NULL, NULL, NULL, napi_default, NULL},
@@ -424,6 +452,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"info", NULL, nl_info, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, nl_close, NULL, NULL, NULL, napi_default, NULL},
       {"setsockoptFd", NULL, sock_setsockopt_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"attachFilterFd", NULL, sock_attach_filter_fd, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # (test/containers: images, docker-compose against podman's API, podman as a CNI runtime).
 PKGS=(iproute2 iputils-ping iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark openssl
   podman runc debootstrap docker-compose uidmap containernetworking-plugins util-linux)
-BINS=(ip ping iptables ipset sysctl etcd etcdctl bird vtysh gobgpd exabgp tshark openssl
+BINS=(ip ping iptables ipset sysctl etcd etcdctl bird vtysh bfdd gobgpd exabgp tshark openssl
   podman runc debootstrap docker-compose newuidmap nsenter)
 missing=0
 for b in "${BINS[@]}"; do command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || [ -x "/usr/lib/frr/$b" ] || missing=1; done

@@ -47,6 +47,20 @@ export interface PeerConfig {
   password?: string;
   /** A file holding the password (trailing newline stripped), read at start and on reload. */
   passwordFile?: string;
+  /** BFD (RFC 5880/5881/5883) towards this peer; turning it on or off never resets the session. */
+  bfd?: PeerBfd;
+}
+
+/** A peer's BFD session: intervals in ms, as FRR's `bfd` profile gives them. */
+export interface PeerBfd {
+  /** bfd.DesiredMinTxInterval once Up (default 300). */
+  minTx: number;
+  /** bfd.RequiredMinRxInterval (default 300). */
+  minRx: number;
+  /** bfd.DetectMult (default 3): Down after this many intervals without a packet. */
+  multiplier: number;
+  /** RFC 5883 multihop (UDP 4784, no TTL check) instead of single hop (3784, TTL 255). */
+  multihop: boolean;
 }
 
 export interface Origination {
@@ -304,6 +318,15 @@ const password: Field<string> = (v, path, issues) => {
 
 const nonEmpty = text([(s) => s.length >= 1, "Too small: expected string to have >=1 characters"]);
 
+const bfdInterval = int({ min: 10, max: 60_000 });
+
+const peerBfd = object<PeerBfd>({
+  minTx: dflt(bfdInterval, () => 300),
+  minRx: dflt(bfdInterval, () => 300),
+  multiplier: dflt(int({ min: 1, max: 255 }), () => 3),
+  multihop: dflt(bool, () => false),
+});
+
 const peer = object<PeerConfig>(
   {
     address: req(canonicalAddress),
@@ -327,6 +350,7 @@ const peer = object<PeerConfig>(
     exportFilter: opt(filter),
     password: opt(password),
     passwordFile: opt(nonEmpty),
+    bfd: opt(peerBfd),
   },
   (p, path, issues) => {
     if (p.password !== undefined && p.passwordFile !== undefined)

@@ -4,6 +4,7 @@
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import * as net from "node:net";
 import { dirname } from "node:path";
+import type { BfdSessionStatus } from "./bfd/runtime.js";
 
 export interface PeerStatus {
   address: string;
@@ -32,7 +33,19 @@ export interface PeerStatus {
   md5?: true;
 }
 
+/** The node daemon's own identity (ocelot node run): its addresses and how each was chosen. */
+export interface NodeStatus {
+  name: string;
+  ipv4Address?: string;
+  /** "configured", "stored in the Node resource", "autodetected by can-reach=...: ...". */
+  ipv4Source?: string;
+  ipv6Address?: string;
+  ipv6Source?: string;
+}
+
 export interface StatusSnapshot {
+  /** Present when the speaker runs inside `ocelot node run`. */
+  node?: NodeStatus;
   routerId: string;
   asn: number;
   listen: { address: string; port: number } | null;
@@ -47,6 +60,8 @@ export interface StatusSnapshot {
   tcpMd5?: { failure: number; unexpected: number; notFound: number };
   /** Process memory in MiB, and the RIB's typed arrays. */
   memory: { rssMiB: number; heapUsedMiB: number; arrayBuffersMiB: number; ribTypedMiB: number };
+  /** BFD sessions (bgpd, when a peer has `bfd`). */
+  bfd?: BfdSessionStatus[];
 }
 
 export interface RouteStatus {
@@ -207,10 +222,30 @@ export function formatStatus(s: StatusSnapshot): string {
     p.md5 ? "md5" : "",
     p.lastError ? errorText(p.lastError) : "",
   ]);
+  const n = s.node;
+  const addr = (a: string | undefined, how: string | undefined) =>
+    a ? `${a}${how ? ` (${how})` : ""}` : how && how !== "none" ? `none (${how})` : "none";
+  const node = n
+    ? `Node ${n.name}: IPv4 ${addr(n.ipv4Address, n.ipv4Source)}; IPv6 ${addr(n.ipv6Address, n.ipv6Source)}\n`
+    : "";
   const md5 = s.tcpMd5
     ? `TCP MD5 drops in this namespace: ${s.tcpMd5.failure} bad signature, ${s.tcpMd5.unexpected} unexpected signature, ${s.tcpMd5.notFound} missing signature\n`
     : "";
-  return `${head}\n${table(["PEER", "AS", "TYPE", "STATE", "UPTIME", "RCVD/ACPT/ADV", "AUTH", "LAST ERROR"], rows)}\n${md5}`;
+  const bfd = s.bfd?.length
+    ? `BFD\n${table(
+        ["PEER", "STATE", "REMOTE", "DIAG", "TX MS", "DETECT MS", "MODE"],
+        s.bfd.map((b) => [
+          b.peer,
+          b.state,
+          b.remoteState,
+          b.diag,
+          String(b.txIntervalMs),
+          String(b.detectionTimeMs),
+          b.multihop ? "multihop" : "single hop",
+        ]),
+      )}\n`
+    : "";
+  return `${node}${head}\n${table(["PEER", "AS", "TYPE", "STATE", "UPTIME", "RCVD/ACPT/ADV", "AUTH", "LAST ERROR"], rows)}\n${md5}${bfd}`;
 }
 
 export function errorText(e: NonNullable<PeerStatus["lastError"]>): string {

@@ -3,6 +3,8 @@
 // read that socket. Owns: process wiring only. Not: BGP logic (src/bgp/).
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
+import type { BfdPeers } from "../bgp/bfd/bgp_peers.js";
+import type { BfdRuntime } from "../bgp/bfd/runtime.js";
 import {
   type BgpdConfig,
   ConfigError,
@@ -24,7 +26,12 @@ import {
   serveStatus,
 } from "../bgp/status.js";
 import type { Fib } from "../fib/types.js";
-import { addBgpMetrics, addFibMetrics, addProcessMetrics } from "../lib/daemon_metrics.js";
+import {
+  addBfdMetrics,
+  addBgpMetrics,
+  addFibMetrics,
+  addProcessMetrics,
+} from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
 import { MetricsRegistry } from "../lib/metrics.js";
 import { CliError } from "./main.js";
@@ -81,6 +88,44 @@ async function openFib(cfg: BgpdConfig, log: Log): Promise<Fib | null> {
   });
 }
 
+/**
+ * BFD for the peers that ask for it (`peers[].bfd`), opened on the first such peer (at start or
+ * on SIGHUP). A session leaving Up is logged and handed to onDown.
+ */
+class BgpdBfd {
+  private runtime?: BfdRuntime;
+  private peers?: BfdPeers;
+
+  constructor(
+    private readonly log: Log,
+    private readonly onDown: (address: string) => void,
+  ) {}
+
+  async apply(cfg: BgpdConfig): Promise<void> {
+    if (!this.peers && !cfg.peers.some((p) => p.bfd)) return;
+    if (!this.peers) {
+      const { BfdRuntime } = await import("../bgp/bfd/runtime.js");
+      const { BfdPeers } = await import("../bgp/bfd/bgp_peers.js");
+      this.runtime = new BfdRuntime({ log: this.log });
+      this.peers = new BfdPeers(this.runtime, this.onDown, this.log);
+    }
+    await this.peers.apply(cfg.peers);
+  }
+
+  status(): StatusSnapshot["bfd"] {
+    return this.runtime?.status();
+  }
+
+  counters() {
+    return this.runtime?.counters;
+  }
+
+  close(): void {
+    this.peers?.close();
+    this.runtime?.close();
+  }
+}
+
 /** What the health endpoint reads of a speaker. */
 type SpeakerView = { status(): StatusSnapshot; readonly config: BgpdConfig };
 
@@ -102,6 +147,7 @@ async function serveBgpdHealth(
   speaker: SpeakerView,
   fib: Fib | null,
   isStarted: () => boolean,
+  bfd: BgpdBfd,
 ) {
   if (!addr) return undefined;
   const startedAt = Date.now();
@@ -123,6 +169,8 @@ async function serveBgpdHealth(
           ? [["bgp", { ...s.fib, resyncs: k?.resyncs ?? 0, overflows: k?.overflows ?? 0 }]]
           : [],
       );
+      const bfdCounters = bfd.counters();
+      if (bfdCounters) addBfdMetrics(reg, bfd.status() ?? [], bfdCounters);
       addProcessMetrics(reg, { rssBytes: process.memoryUsage.rss(), startedAtMs: startedAt });
       return reg.render();
     },
@@ -163,16 +211,37 @@ async function runBgpd(opts: {
     ...(onSocket ? { onSocket } : {}),
   });
   let started = false;
+  // BFD Down should drop the BGP session at once (Cease, CeaseSubcode.BfdDown, RFC 9384). The
+  // speaker has no drop-this-peer entry yet (it is being split into a core and a runtime): once
+  // it has, this is `(address) => speaker.dropPeer(address, CeaseSubcode.BfdDown)`.
+  const bfd = new BgpdBfd(log, () => {});
   let health: Awaited<ReturnType<typeof serveBgpdHealth>>;
   try {
-    health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started);
+    health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started, bfd);
   } catch (e) {
     await fib?.close();
     throw new CliError((e as Error).message);
   }
   await speaker.start();
+  try {
+    await bfd.apply(cfg);
+  } catch (e) {
+    bfd.close();
+    await speaker.stop();
+    await health?.close();
+    await fib?.close();
+    throw new CliError(`Cannot start BFD: ${(e as Error).message}`);
+  }
   started = true;
-  let statusServer = await serveStatus(cfg.status.socket, speaker);
+  const statusView = {
+    status: () => {
+      const s = speaker.status();
+      const b = bfd.status();
+      return b ? { ...s, bfd: b } : s;
+    },
+    routes: () => speaker.routes(),
+  };
+  let statusServer = await serveStatus(cfg.status.socket, statusView);
   log.info(
     {
       asn: cfg.asn,
@@ -191,9 +260,10 @@ async function runBgpd(opts: {
         const next = loadConfig(opts.config);
         const socketChanged = next.status.socket !== speaker.config.status.socket;
         await speaker.reconfigure(next);
+        await bfd.apply(next);
         if (socketChanged) {
           await statusServer.close();
-          statusServer = await serveStatus(next.status.socket, speaker);
+          statusServer = await serveStatus(next.status.socket, statusView);
         }
         log.info({ config: opts.config }, "Configuration reloaded");
       } catch (e) {
@@ -214,6 +284,7 @@ async function runBgpd(opts: {
       hard.unref();
       void (async () => {
         await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
+        bfd.close();
         await statusServer.close();
         await health?.close();
         await fib?.close();

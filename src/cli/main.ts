@@ -2,6 +2,7 @@
 // module under src/cli/ and registers itself here. Owns: argument parsing, exit codes
 // (0 ok, 1 error, 2 usage). Not: any business logic.
 import { Command, CommanderError } from "commander";
+import { addDatastoreOptions, DATASTORE_OPTION_NAMES } from "../datastore/cli_options.js";
 
 /** An error whose message is for the user as-is (no stack trace); exit code 1. */
 export class CliError extends Error {
@@ -24,6 +25,7 @@ const bgpd: Loader = () => import("./bgpd.js");
 const ipam: Loader = () => import("./ipam.js");
 const datastore: Loader = () => import("./datastore.js");
 const node: Loader = () => import("./node.js");
+const installCni: Loader = () => import("./install_cni.js");
 
 /**
  * Command modules by the top-level command they register. Only the invoked command's module is
@@ -44,11 +46,28 @@ const commands: Record<string, Loader> = {
   ipam,
   datastore,
   node,
+  "install-cni": installCni,
 };
+
+/** The program-level flags that take a value (their value is not the command's name). */
+const GLOBAL_VALUE_FLAGS = new Set(
+  DATASTORE_OPTION_NAMES.map((n) => `--${n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`),
+);
+
+/** The command named in argv: the first word that is neither a flag nor a global flag's value. */
+export function commandName(argv: string[]): string | undefined {
+  const args = argv.slice(2);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (!a.startsWith("-")) return a;
+    if (GLOBAL_VALUE_FLAGS.has(a)) i++;
+  }
+  return undefined;
+}
 
 /** The loaders needed for argv: the named command's, or all of them. */
 export function loadersFor(argv: string[]): Loader[] {
-  const name = argv.slice(2).find((a) => !a.startsWith("-"));
+  const name = commandName(argv);
   const one = name !== undefined ? commands[name] : undefined;
   return one ? [one] : [...new Set(Object.values(commands))];
 }
@@ -59,9 +78,29 @@ export function buildProgram(registrations: Register[]): Command {
     .version("0.1.0")
     .exitOverride()
     .configureOutput({ outputError: (s, write) => write(s) })
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Program flags only before the command, so that a command's own --datastore after it is
+    // the command's (`ocelot apply --datastore URL` as before).
+    .enablePositionalOptions();
+  // Global flags first (`ocelot --datastore URL apply ...`): given to the command that runs,
+  // unless it was given its own.
+  addDatastoreOptions(program);
+  program.hook("preAction", (_program, action) => inheritGlobalOptions(program, action));
   for (const register of registrations) register(program);
   return program;
+}
+
+/** Copies the program's datastore flags to the running command where it has none of its own. */
+function inheritGlobalOptions(program: Command, action: Command): void {
+  if (action === program) return;
+  for (const name of DATASTORE_OPTION_NAMES) {
+    const value = program.getOptionValue(name);
+    if (value === undefined) continue;
+    const known = action.options.some((o) => o.attributeName() === name);
+    if (!known) continue;
+    if (action.getOptionValue(name) === undefined)
+      action.setOptionValueWithSource(name, value, "cli");
+  }
 }
 
 export async function main(argv: string[]): Promise<void> {

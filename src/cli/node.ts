@@ -1,11 +1,14 @@
-// `ocelot node run`: the per-node daemon (src/node/daemon.ts) as a process: option parsing,
-// pino logs, SIGTERM/SIGINT stop it cleanly (watches, speaker, FIBs, datastore), exit codes.
-// Owns: process wiring only. Not: what the daemon does.
-import { isIPv6 } from "node:net";
+// `ocelot node run`: the per-node daemon (src/node/daemon.ts) as a process: flags (their
+// table, with the environment variables and config file keys, is src/node/config.ts), pino
+// logs, the start-up as calico-node's (wait for the datastore, first pools, node addresses:
+// src/node/startup.ts), SIGTERM/SIGINT stop it cleanly (watches, speaker, FIBs, datastore),
+// exit codes. Owns: process wiring only. Not: what the daemon does.
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import type { Command } from "commander";
-import { parseAsNumber } from "../api/fields.js";
 import {
   addDatastoreOptions,
+  DATASTORE_OPTION_NAMES,
   type DatastoreCliOptions,
   openDatastoreFromCli,
 } from "../datastore/open.js";
@@ -20,26 +23,35 @@ import {
 } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
 import { MetricsRegistry } from "../lib/metrics.js";
+import { detectAddress } from "../node/autodetect_kernel.js";
 import { DEFAULT_SECRETS_DIR } from "../node/bgp_state.js";
+import {
+  NODE_SETTINGS,
+  NodeConfigError,
+  type NodeSettings,
+  parseNodeConfigFile,
+  resolveNodeSettings,
+} from "../node/config.js";
 import { DEFAULT_STATUS_SOCKET, NodeDaemon } from "../node/daemon.js";
+import {
+  chooseNodeAddress,
+  ensureDefaultPools,
+  openDatastoreWaiting,
+  storedNode,
+} from "../node/startup.js";
 import { CliError } from "./main.js";
 
-const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
-
-type RunOpts = DatastoreCliOptions & {
-  nodename: string;
-  ip?: string;
-  ip6?: string;
-  as?: string;
-  netns?: string;
-  logLevel: string;
-  statusSocket: string;
-  secretsDir: string;
-  resyncInterval: string;
-  bgp: boolean;
-  clusterCidr?: string[];
-  metricsAddress?: string;
-};
+/** The flags given on the command line (not commander's defaults), by attribute. */
+function givenFlags(cmd: Command): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const opt of cmd.options) {
+    const name = opt.attributeName();
+    if (cmd.getOptionValueSource(name) === "cli") out[name] = cmd.getOptionValue(name);
+  }
+  // The older --no-bgp is --networking-backend none.
+  if (out.bgp === false && out.networkingBackend === undefined) out.networkingBackend = "none";
+  return out;
+}
 
 /** /metrics of the node daemon: its agent loop, its speaker (when it runs) and both FIBs. */
 function nodeMetrics(daemon: NodeDaemon, startedAtMs: number): string {
@@ -61,64 +73,149 @@ function nodeMetrics(daemon: NodeDaemon, startedAtMs: number): string {
   return reg.render();
 }
 
-function seconds(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
-  if (!m) throw new CliError(`${flag}: "${text}" is not a duration such as 60s, 500ms or 5m`, 2);
-  const n = Number(m[1]);
-  const ms = m[2] === "ms" ? n : m[2] === "m" ? n * 60_000 : n * 1000;
-  if (ms < 100) throw new CliError(`${flag}: "${text}" is shorter than 100ms`, 2);
-  return ms;
-}
-
-function isIpv6WithLength(text: string): boolean {
-  const [addr, len, ...rest] = text.split("/");
-  if (rest.length > 0 || !addr || !isIPv6(addr)) return false;
-  return len === undefined || (/^\d{1,3}$/.test(len) && Number(len) <= 128);
-}
-
-async function runNode(o: RunOpts): Promise<void> {
-  if (!LEVELS.includes(o.logLevel))
-    throw new CliError(`--log-level: "${o.logLevel}" is not one of ${LEVELS.join(", ")}`, 2);
-  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(o.nodename))
-    throw new CliError(`--nodename: "${o.nodename}" is not a node name (DNS subdomain)`, 2);
-  let asNumber: number | undefined;
-  if (o.as !== undefined) {
-    asNumber = parseAsNumber(o.as);
-    if (asNumber === undefined || asNumber === 23456)
-      throw new CliError(`--as: "${o.as}" is not an AS number (1..4294967295, not 23456)`, 2);
-  }
-  if (o.ip !== undefined && !/^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/.test(o.ip))
-    throw new CliError(`--ip: "${o.ip}" is not an IPv4 address with its prefix length`, 2);
-  if (o.ip6 !== undefined && !isIpv6WithLength(o.ip6))
-    throw new CliError(`--ip6: "${o.ip6}" is not an IPv6 address with its prefix length`, 2);
-  const resyncIntervalMs = seconds(o.resyncInterval, "--resync-interval");
-  let metricsAddr: ListenAddress | undefined;
+function readConfigFile(path: string | undefined): Record<string, unknown> {
+  if (path === undefined) return {};
+  let text: string;
   try {
-    metricsAddr = o.metricsAddress ? parseListenAddress(o.metricsAddress) : undefined;
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new CliError(
+      `--config: cannot read "${path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      2,
+    );
+  }
+  try {
+    return parseNodeConfigFile(text, path);
   } catch (err) {
     throw new CliError((err as Error).message, 2);
   }
-  const { pino } = await import("pino");
-  const log = pino({ level: o.logLevel, base: { daemon: "node", node: o.nodename } });
-  let store: Datastore;
+}
+
+/** The settings from flags, environment and config file; an error names the bad one (exit 2). */
+function settingsOf(cmd: Command): { settings: NodeSettings; sources: Record<string, string> } {
+  const flags = givenFlags(cmd);
+  const configPath =
+    (flags.config as string | undefined) ?? (process.env.OCELOT_NODE_CONFIG || undefined);
   try {
-    store = await openDatastoreFromCli(o);
+    return resolveNodeSettings({
+      flags,
+      env: process.env,
+      file: readConfigFile(configPath),
+      hostname,
+    });
+  } catch (err) {
+    if (err instanceof NodeConfigError) throw new CliError(err.message, 2);
+    throw err;
+  }
+}
+
+async function runNode(cmd: Command): Promise<void> {
+  const { settings: s, sources } = settingsOf(cmd);
+  const o = cmd.opts() as DatastoreCliOptions;
+  let metricsAddr: ListenAddress | undefined;
+  try {
+    metricsAddr = s.metricsAddress ? parseListenAddress(s.metricsAddress) : undefined;
+  } catch (err) {
+    throw new CliError(
+      `${sources.metricsAddress ?? "--metrics-address"}: ${(err as Error).message}`,
+      2,
+    );
+  }
+  const { pino } = await import("pino");
+  const log = pino({ level: s.logLevel, base: { daemon: "node", node: s.nodename } });
+  log.info({ sources }, "Configuration read");
+
+  // A signal while waiting for the datastore ends the wait; later ones stop the daemon.
+  let stopRequested: string | undefined;
+  const early = (signal: string) => {
+    stopRequested = signal;
+  };
+  process.on("SIGTERM", early);
+  process.on("SIGINT", early);
+
+  const open = () =>
+    openDatastoreFromCli({
+      ...o,
+      datastore: s.datastore,
+      etcdCa: s.etcdCa,
+      etcdCert: s.etcdCert,
+      etcdKey: s.etcdKey,
+    });
+  let store: Datastore | undefined;
+  try {
+    store = await openDatastoreWaiting(open, log, { stopped: () => stopRequested !== undefined });
   } catch (err) {
     throw new CliError((err as Error).message);
   }
+  if (!store) {
+    log.info({ signal: stopRequested }, "Stopped while waiting for the datastore");
+    return;
+  }
+  let addressSources: { ipv4?: string; ipv6?: string };
+  let ipv4: string | null | undefined;
+  let ipv6: string | null | undefined;
+  try {
+    if (!s.noDefaultPools) await ensureDefaultPools(store, { v4: s.ipv4Pool, v6: s.ipv6Pool }, log);
+    const stored = (await storedNode(store, s.nodename))?.spec.bgp;
+    const v4 = await chooseNodeAddress(
+      4,
+      s.ip,
+      stored?.ipv4Address,
+      () =>
+        detectAddress(
+          4,
+          s.ipAutodetectionMethod,
+          sources.ipAutodetectionMethod ?? "IP_AUTODETECTION_METHOD",
+          s.netns,
+        ),
+      log,
+    );
+    const v6 = await chooseNodeAddress(
+      6,
+      s.ip6,
+      stored?.ipv6Address,
+      () =>
+        detectAddress(
+          6,
+          s.ip6AutodetectionMethod,
+          sources.ip6AutodetectionMethod ?? "IP6_AUTODETECTION_METHOD",
+          s.netns,
+        ),
+      log,
+    );
+    ipv4 = v4.cidr;
+    ipv6 = v6.cidr;
+    addressSources = { ipv4: v4.how, ipv6: v6.how };
+    log.info(
+      {
+        ipv4: v4.cidr === undefined ? (stored?.ipv4Address ?? null) : v4.cidr,
+        ipv4Source: v4.how,
+        ...(v4.iface ? { ipv4Interface: v4.iface } : {}),
+        ipv6: v6.cidr === undefined ? (stored?.ipv6Address ?? null) : v6.cidr,
+        ipv6Source: v6.how,
+        ...(v6.iface ? { ipv6Interface: v6.iface } : {}),
+      },
+      "Node addresses chosen",
+    );
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw new CliError(`Node ${s.nodename} could not start: ${(err as Error).message}`);
+  }
   const daemon = new NodeDaemon(store, {
-    nodename: o.nodename,
-    ipv4Address: o.ip,
-    ipv6Address: o.ip6,
-    asNumber,
-    netns: o.netns,
-    bgp: o.bgp,
-    statusSocket: o.statusSocket,
-    secretsDir: o.secretsDir,
-    resyncIntervalMs,
-    agent: { clusterCidrs: o.clusterCidr ?? [] },
+    nodename: s.nodename,
+    ipv4Address: ipv4,
+    ipv6Address: ipv6,
+    addressSources,
+    asNumber: s.as,
+    netns: s.netns,
+    bgp: s.networkingBackend === "bgp",
+    statusSocket: s.statusSocket ?? DEFAULT_STATUS_SOCKET,
+    secretsDir: s.secretsDir ?? DEFAULT_SECRETS_DIR,
+    resyncIntervalMs: s.resyncIntervalMs,
+    agent: { clusterCidrs: s.clusterCidr },
     log,
   });
+  const resyncIntervalMs = s.resyncIntervalMs;
   // Served from before the start: /readyz answers 503 until the first convergence.
   const startedAt = Date.now();
   let health: Awaited<ReturnType<typeof serveHealth>> | undefined;
@@ -138,7 +235,7 @@ async function runNode(o: RunOpts): Promise<void> {
     await daemon.stop().catch(() => {});
     await health?.close();
     await store.close();
-    throw new CliError(`Node ${o.nodename} could not start: ${(err as Error).message}`);
+    throw new CliError(`Node ${s.nodename} could not start: ${(err as Error).message}`);
   }
   log.info(
     { datastore: store.url, resyncIntervalMs, ...(health ? { metrics: health.address } : {}) },
@@ -161,8 +258,11 @@ async function runNode(o: RunOpts): Promise<void> {
         setImmediate(() => process.exit(process.exitCode ?? 0));
       })();
     };
+    process.off("SIGTERM", early);
+    process.off("SIGINT", early);
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
+    if (stopRequested) stop(stopRequested);
   });
 }
 
@@ -171,26 +271,18 @@ export function register(program: Command): void {
   const run = node
     .command("run")
     .description(
-      "register this node, program its pods' data plane and run its BGP speaker, from the datastore",
+      "register this node, program its pods' data plane and run its BGP speaker, from the datastore; each setting from its flag, else its environment variable, else --config, else its default (README: Configuring the node)",
     )
-    .requiredOption("--nodename <name>", "this node's name (its Node resource)")
-    .option("--ip <address/len>", "this node's IPv4 address for BGP (spec.bgp.ipv4Address)")
-    .option("--ip6 <address/len>", "this node's IPv6 address for BGP (spec.bgp.ipv6Address)")
-    .option("--as <number>", "this node's AS number (spec.bgp.asNumber)")
-    .option("--netns <name>", "program this network namespace (agent and FIB; tests)")
-    .option("--status-socket <path>", "the BGP status socket", DEFAULT_STATUS_SOCKET)
     .option(
-      "--secrets-dir <dir>",
-      "BGP passwords: a secretKeyRef {name, key} is the file <dir>/<name>/<key>",
-      DEFAULT_SECRETS_DIR,
-    )
-    .option("--resync-interval <duration>", "full resync period", "60s")
-    .option("--cluster-cidr <cidr...>", "cluster network CIDRs never masqueraded to")
-    .option("--no-bgp", "do not run the BGP speaker")
-    .option(
-      "--metrics-address <host:port>",
-      "serve /metrics, /livez and /readyz over HTTP there (default: off)",
-    )
-    .option("--log-level <level>", `log level (${LEVELS.join(", ")})`, "info");
-  addDatastoreOptions(run).action(async (o: RunOpts) => runNode(o));
+      "--config <file>",
+      "settings file (YAML, keys as the flags in camelCase; $OCELOT_NODE_CONFIG)",
+    );
+  const datastoreFlags = new Set<string>(DATASTORE_OPTION_NAMES);
+  for (const d of NODE_SETTINGS) {
+    if (d.flag === "" || datastoreFlags.has(d.attr)) continue;
+    const vars = d.envs.length > 0 ? ` ($${d.envs.join(", $")})` : "";
+    run.option(d.flag, `${d.help}${vars}`);
+  }
+  run.option("--no-bgp", "do not run the BGP speaker (= --networking-backend none)");
+  addDatastoreOptions(run).action(async (_o: unknown, cmd: Command) => runNode(cmd));
 }

@@ -6,7 +6,10 @@ import { runIpamPlugin } from "./ipam_plugin.js";
 import { runPluginProcess } from "./process.js";
 
 export async function main(): Promise<void> {
-  await runPluginProcess((stdin) =>
-    runIpamPlugin(process.env, stdin, { openStore: (url) => openDatastore(url), hostname }),
+  await runPluginProcess("ocelot-ipam", (stdin) =>
+    runIpamPlugin(process.env, stdin, {
+      openStore: (url, etcd) => openDatastore(url, etcd ? { etcd } : {}),
+      hostname,
+    }),
   );
 }

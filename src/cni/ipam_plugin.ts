@@ -3,6 +3,7 @@
 // in the spec's JSON. Owns: config parsing, the handle id, result/error shapes and error codes,
 // refusing ADD while the datastore is locked (`ocelot datastore lock`).
 // Not: the allocation itself (src/ipam/store.ts) nor opening the datastore (injected).
+import type { EtcdOptions } from "../datastore/etcd.js";
 import { type Datastore, UnavailableError } from "../datastore/types.js";
 import { PoolSelectionError } from "../ipam/allocator.js";
 import { IpamDataError } from "../ipam/block.js";
@@ -15,6 +16,8 @@ import {
   PoolExhaustedError,
   RetriesExhaustedError,
 } from "../ipam/store.js";
+import { readDatastoreFile } from "./datastore_file.js";
+import { type CniLogFailure, cniLogProblem, oneLine } from "./log.js";
 
 /** CNI spec "Error" section: well-known codes 1-99; 100+ are ours. */
 export const CniErrorCode = {
@@ -38,6 +41,9 @@ export const SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0"] as const;
 const DEFAULT_GRACE_SECONDS = 300;
 
 export class CniError extends Error {
+  /** What lies behind the message, for the plugin's log file only (a stack, a child's stderr). */
+  trace?: string;
+
   constructor(
     readonly code: number,
     message: string,
@@ -52,6 +58,8 @@ export interface IpamNetConf {
   cniVersion: string;
   name: string;
   datastore: string;
+  /** `datastore_file`: the datastore setting install-cni wrote (datastore_file.ts). */
+  datastoreFile?: string;
   nodename: string;
   ipv4Pools: string[];
   ipv6Pools: string[];
@@ -65,10 +73,12 @@ export interface IpamNetConf {
 export interface CniOutcome {
   stdout: string;
   exitCode: number;
+  /** The failure, with its stack, for the plugin's log file (cni_log.ts). */
+  failure?: CniLogFailure;
 }
 
 export interface PluginDeps {
-  openStore(url: string): Promise<Datastore>;
+  openStore(url: string, etcd?: Partial<EtcdOptions>): Promise<Datastore>;
   hostname(): string;
   storeOptions?: IpamStoreOptions;
 }
@@ -152,10 +162,16 @@ export function refuseCheckBefore040(command: string, cniVersion: string): void 
 
 /** Opens the configured datastore: unreachable is UnavailableError (try again), a bad URL error 7. */
 export async function openPluginStore(
-  deps: { openStore(url: string): Promise<Datastore> },
+  deps: { openStore(url: string, etcd?: Partial<EtcdOptions>): Promise<Datastore> },
   url: string,
+  datastoreFile?: string,
 ): Promise<Datastore> {
   try {
+    if (datastoreFile !== undefined) {
+      // The setting ocelot install-cni wrote beside the conflist (URL, etcd TLS, credentials).
+      const f = readDatastoreFile(datastoreFile);
+      return await deps.openStore(f.url, f.etcd);
+    }
     return await deps.openStore(url);
   } catch (err) {
     if (err instanceof UnavailableError) throw err;
@@ -209,13 +225,9 @@ export function parseNetConf(
       `Field "ipam.type" must be "ocelot-ipam", got ${JSON.stringify(i.type)}`,
     );
   }
-  const datastore = c.datastore ?? env.OCELOT_DATASTORE;
-  if (!str(datastore) || datastore === "") {
-    throw new CniError(
-      CniErrorCode.InvalidNetworkConfig,
-      'Field "datastore" is missing (e.g. "etcd://127.0.0.1:2379" or "file:/var/lib/ocelot/store.db")',
-    );
-  }
+  const logProblem = cniLogProblem(c);
+  if (logProblem) throw new CniError(CniErrorCode.InvalidNetworkConfig, logProblem);
+  const { datastore, datastoreFile } = datastoreSetting(c, env);
   const nodename = c.nodename ?? hostname();
   if (!str(nodename) || nodename === "") {
     throw new CniError(
@@ -241,6 +253,7 @@ export function parseNetConf(
     cniVersion: version,
     name: str(c.name) ? c.name : "k8s-pod-network",
     datastore,
+    ...(datastoreFile !== undefined ? { datastoreFile } : {}),
     nodename,
     ipv4Pools,
     ipv6Pools,
@@ -249,6 +262,32 @@ export function parseNetConf(
     graceSeconds: grace,
     prevResult: (c.prevResult as IpamNetConf["prevResult"]) ?? undefined,
   };
+}
+
+/**
+ * The network configuration's datastore: `datastore` (a URL), else `datastore_file` (the file
+ * install-cni writes), else OCELOT_DATASTORE; error 7 when there is none.
+ */
+export function datastoreSetting(
+  c: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+): { datastore: string; datastoreFile?: string } {
+  const file = c.datastore_file;
+  if (file !== undefined && (!str(file) || !file.startsWith("/")))
+    throw new CniError(
+      CniErrorCode.InvalidNetworkConfig,
+      `Field "datastore_file" must be an absolute path, got ${JSON.stringify(file)}`,
+    );
+  const datastore = c.datastore ?? (file === undefined ? env.OCELOT_DATASTORE : "");
+  if (!str(datastore) || (datastore === "" && file === undefined)) {
+    throw new CniError(
+      CniErrorCode.InvalidNetworkConfig,
+      'Field "datastore" is missing (e.g. "etcd://127.0.0.1:2379" or "file:/var/lib/ocelot/store.db")',
+    );
+  }
+  return c.datastore === undefined && str(file)
+    ? { datastore: "", datastoreFile: file }
+    : { datastore };
 }
 
 /** CNI_ARGS: "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=pod". */
@@ -289,13 +328,25 @@ export function formatResult(
   };
 }
 
+/** The spec's error JSON: code, a one-line msg and, when there are some, details. */
 export function formatError(cniVersion: string, err: CniError): string {
   return JSON.stringify({
     cniVersion,
     code: err.code,
-    msg: err.message,
+    msg: oneLine(err.message),
     ...(err.details ? { details: err.details } : {}),
   });
+}
+
+/** A failed invocation's outcome: the error JSON for the runtime, the stack for the log. */
+export function failureOutcome(cniVersion: string, err: unknown): CniOutcome {
+  const cni = toCniError(err);
+  const trace = cni.trace ?? (err instanceof Error && err !== cni ? err.stack : cni.stack);
+  return {
+    stdout: formatError(cniVersion, cni),
+    exitCode: 1,
+    failure: { code: cni.code, msg: oneLine(cni.message), ...(trace ? { stack: trace } : {}) },
+  };
 }
 
 /** Maps any failure to the CNI error code the runtime acts on. */
@@ -312,8 +363,11 @@ export function toCniError(err: unknown): CniError {
     return new CniError(CniErrorCode.InvalidNetworkConfig, err.message);
   if (err instanceof IpamDataError)
     return new CniError(CniErrorCode.InvalidStoredData, err.message);
+  // Anything else: its message for the runtime, its stack for the log file only.
   const e = err as Error;
-  return new CniError(CniErrorCode.Internal, e?.message ?? String(err), e?.stack ?? "");
+  const cni = new CniError(CniErrorCode.Internal, oneLine(e?.message ?? String(err)));
+  if (e?.stack) cni.trace = e.stack;
+  return cni;
 }
 
 function requireEnv(env: NodeJS.ProcessEnv, names: readonly string[]): void {
@@ -349,7 +403,7 @@ export async function runIpamPlugin(
     refuseCheckBefore040(command, conf.cniVersion);
     const args = parseCniArgs(env.CNI_ARGS);
     const handleId = handleIdOf(conf.name, env.CNI_CONTAINERID as string);
-    store = await openPluginStore(deps, conf.datastore);
+    store = await openPluginStore(deps, conf.datastore, conf.datastoreFile);
     const ipam = new IpamStore(store, {
       emptyBlockGraceMs: conf.graceSeconds * 1000,
       ...deps.storeOptions,
@@ -378,7 +432,7 @@ export async function runIpamPlugin(
     await check(ipam, conf, handleId);
     return { stdout: "", exitCode: 0 };
   } catch (err) {
-    return { stdout: formatError(version, toCniError(err)), exitCode: 1 };
+    return failureOutcome(version, err);
   } finally {
     await store?.close().catch(() => undefined);
   }

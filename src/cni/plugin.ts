@@ -3,10 +3,21 @@
 // interface and WorkloadEndpoint names and resource (Calico's forms), the ADD result in the
 // requested version, and what CHECK compares. Not: the veth, IPAM delegation or the datastore
 // (plugin_main.ts), nor error codes and versions (shared with the IPAM plugin, ipam_plugin.ts).
+import { isDns1123Label } from "../api/fields.js";
 import type { WorkloadEndpoint } from "../api/node.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC, workloadIfaceName } from "../felix/workload.js";
 import { formatAddress, parseAddress } from "../ipam/cidr.js";
-import { CniError, CniErrorCode, parseCniArgs, parseNetConfObject } from "./ipam_plugin.js";
+import {
+  CniError,
+  CniErrorCode,
+  datastoreSetting,
+  parseCniArgs,
+  parseNetConfObject,
+} from "./ipam_plugin.js";
+import { cniLogProblem } from "./log.js";
+import { buildWorkloadEndpointName } from "./wep_name.js";
+
+export { escapeDashes } from "./wep_name.js";
 
 export const PLUGIN_TYPE = "ocelot-cni";
 export const DEFAULT_MTU = 1500;
@@ -24,9 +35,12 @@ const NETCONF_KEYS = new Set([
   "name",
   "type",
   "datastore",
+  "datastore_file",
   "nodename",
   "mtu",
   "ipam",
+  "log_file_path",
+  "log_level",
   "prevResult",
   "dns",
   "args",
@@ -47,6 +61,8 @@ export interface CniNetConf {
   cniVersion: string;
   name: string;
   datastore: string;
+  /** `datastore_file`: the datastore setting install-cni wrote (datastore_file.ts). */
+  datastoreFile?: string;
   nodename: string;
   mtu: number;
   /** The IPAM plugin's type: the name of its executable in CNI_PATH. */
@@ -102,18 +118,15 @@ export function parseNetConf(
   for (const key of Object.keys(raw)) {
     if (!NETCONF_KEYS.has(key)) throw bad(`Field "${key}" is not supported by ${PLUGIN_TYPE}`);
   }
+  const logProblem = cniLogProblem(raw);
+  if (logProblem) throw bad(logProblem);
   if (raw.type !== PLUGIN_TYPE) {
     throw bad(`Field "type" must be "${PLUGIN_TYPE}", got ${JSON.stringify(raw.type)}`);
   }
   if (typeof raw.name !== "string" || raw.name === "") {
     throw bad(`Field "name" must be a non-empty string, got ${JSON.stringify(raw.name)}`);
   }
-  const datastore = raw.datastore ?? env.OCELOT_DATASTORE;
-  if (typeof datastore !== "string" || datastore === "") {
-    throw bad(
-      'Field "datastore" is missing (e.g. "etcd://127.0.0.1:2379" or "file:/var/lib/ocelot/store.db")',
-    );
-  }
+  const { datastore, datastoreFile } = datastoreSetting(raw, env);
   const nodename = raw.nodename ?? hostname();
   if (typeof nodename !== "string" || nodename === "") {
     throw bad(`Field "nodename" must be a non-empty string, got ${JSON.stringify(raw.nodename)}`);
@@ -140,6 +153,7 @@ export function parseNetConf(
     cniVersion: version,
     name: raw.name,
     datastore,
+    ...(datastoreFile !== undefined ? { datastoreFile } : {}),
     nodename,
     mtu,
     ipamType: ipam.type,
@@ -159,6 +173,13 @@ export function podIdentity(env: NodeJS.ProcessEnv): PodIdentity {
     );
   }
   const pod = args.K8S_POD_NAME;
+  const ns = args.K8S_POD_NAMESPACE;
+  if (pod && ns && !isDns1123Label(ns)) {
+    throw new CniError(
+      CniErrorCode.InvalidEnvironmentVariables,
+      `K8S_POD_NAMESPACE "${ns}" is not a namespace name (DNS-1123 label: lowercase letters, digits and '-')`,
+    );
+  }
   if (pod) {
     return {
       orchestrator: "k8s",
@@ -176,18 +197,13 @@ export function hostIfaceName(id: PodIdentity): string {
   return workloadIfaceName(id.pod ? `${id.namespace}/${id.pod}` : id.containerId);
 }
 
-/** Calico's escaping in WorkloadEndpoint names: each '-' of a part becomes "--". */
-export function escapeDashes(part: string): string {
-  return part.replaceAll("-", "--");
-}
-
 /**
  * Calico's WorkloadEndpoint name: `<node>-k8s-<pod>-<endpoint>` for Kubernetes pods,
- * `<node>-cni-<containerID>-<endpoint>` otherwise, each part with '-' escaped as "--".
+ * `<node>-cni-<containerID>-<endpoint>` otherwise, each part with '-' escaped as "--"; a part no
+ * resource name can hold (a runtime's `pensive_beaver`) is escaped as wep_name.ts says.
  */
 export function workloadEndpointName(node: string, id: PodIdentity): string {
-  const workload = id.pod ?? id.containerId;
-  return [node, id.orchestrator, workload, id.endpoint].map(escapeDashes).join("-");
+  return buildWorkloadEndpointName(node, id.orchestrator, id.pod ?? id.containerId, id.endpoint);
 }
 
 /** "10.0.0.1" -> "10.0.0.1/32", "fd00::1" -> "fd00::1/128". */

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { ResourceClient } from "../api/client.js";
 import type { WorkloadEndpoint } from "../api/node.js";
 import { kindOf } from "../api/registry.js";
+import type { EtcdOptions } from "../datastore/etcd.js";
 import { openDatastore } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../felix/workload.js";
@@ -21,7 +22,7 @@ import {
   CniErrorCode,
   type CniOutcome,
   cniCommand,
-  formatError,
+  failureOutcome,
   openPluginStore,
   refuseCheckBefore040,
   requestedVersion,
@@ -51,7 +52,7 @@ const DELEGATE_TIMEOUT_MS = 60_000;
 const LINK_LOCAL_WAIT_MS = 2_000;
 
 export interface CniPluginDeps {
-  openStore(url: string): Promise<Datastore>;
+  openStore(url: string, etcd?: Partial<EtcdOptions>): Promise<Datastore>;
   hostname(): string;
 }
 
@@ -166,10 +167,15 @@ function delegateIpam(
   if (e && typeof e.code === "number" && typeof e.msg === "string") {
     throw new CniError(e.code, e.msg, typeof e.details === "string" ? e.details : "");
   }
-  throw new CniError(
+  // No error JSON (a crash): its first line for the runtime, all of its output for the log.
+  const said = [(r.stderr ?? "").trim(), (r.stdout ?? "").trim()].filter(Boolean).join("\n");
+  const first = said.split("\n")[0] ?? "";
+  const err = new CniError(
     CniErrorCode.Internal,
-    `IPAM plugin "${conf.ipamType}" ${command} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? "").trim() || r.stdout}`,
+    `IPAM plugin "${conf.ipamType}" ${command} failed (${r.error?.message ?? `exit ${r.status}`})${first ? `: ${first}` : ""}`,
   );
+  if (said) err.trace = said;
+  throw err;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -414,11 +420,13 @@ async function add(
     }
     const cni = toCniError(err);
     if (failed.length === 0) throw cni;
-    throw new CniError(
+    const both = new CniError(
       cni.code,
       cni.message,
       [cni.details, `undo left behind: ${failed.join("; ")}`].filter(Boolean).join("\n"),
     );
+    both.trace = cni.trace ?? (err instanceof Error ? err.stack : undefined);
+    throw both;
   }
 }
 
@@ -521,7 +529,7 @@ export async function runCniPlugin(
     );
     refuseCheckBefore040(command, conf.cniVersion);
     const id = podIdentity(env);
-    store = await openPluginStore(deps, conf.datastore);
+    store = await openPluginStore(deps, conf.datastore, conf.datastoreFile);
     if (command === "ADD") {
       const result = await add(conf, id, env, stdin, store);
       return { stdout: JSON.stringify(result), exitCode: 0 };
@@ -530,14 +538,17 @@ export async function runCniPlugin(
     else await check(conf, id, env, stdin, store);
     return { stdout: "", exitCode: 0 };
   } catch (err) {
-    return { stdout: formatError(version, toCniError(err)), exitCode: 1 };
+    return failureOutcome(version, err);
   } finally {
     await store?.close().catch(() => undefined);
   }
 }
 
 export async function main(): Promise<void> {
-  await runPluginProcess((stdin) =>
-    runCniPlugin(process.env, stdin, { openStore: (url) => openDatastore(url), hostname }),
+  await runPluginProcess("ocelot-cni", (stdin) =>
+    runCniPlugin(process.env, stdin, {
+      openStore: (url, etcd) => openDatastore(url, etcd ? { etcd } : {}),
+      hostname,
+    }),
   );
 }

@@ -1,6 +1,9 @@
 // The process edge both CNI plugins share: stdin in, the result or error JSON out on stdout,
-// the exit code. Owns nothing else (each plugin's run function never throws).
+// the exit code, and the invocation's line in the plugin log file (log.ts: a failure with its
+// stack). Owns nothing else (each plugin's run function never throws).
+
 import type { CniOutcome } from "./ipam_plugin.js";
+import { appendCniLog, cniLogEntry, cniLogSettings } from "./log.js";
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) return "";
@@ -9,9 +12,18 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-/** Reads the network configuration, runs one invocation, writes its outcome. */
-export async function runPluginProcess(run: (stdin: string) => Promise<CniOutcome>): Promise<void> {
-  const out = await run(await readStdin());
+/** Reads the network configuration, runs one invocation, writes its outcome and its log line. */
+export async function runPluginProcess(
+  plugin: string,
+  run: (stdin: string) => Promise<CniOutcome>,
+): Promise<void> {
+  const stdin = await readStdin();
+  const out = await run(stdin);
+  if (process.env.CNI_COMMAND !== "VERSION") {
+    const settings = cniLogSettings(stdin);
+    const line = cniLogEntry(settings, new Date(), plugin, process.env, out.failure);
+    if (line) appendCniLog(settings.file, line);
+  }
   if (out.stdout) process.stdout.write(`${out.stdout}\n`);
   process.exitCode = out.exitCode;
 }

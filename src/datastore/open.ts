@@ -3,13 +3,19 @@
 // Not: the backends themselves (memory.ts, sqlite.ts, etcd.ts; etcd is loaded only when used).
 import { isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Command, Option } from "commander";
+import { type DatastoreCliOptions, DEFAULT_DATASTORE_URL } from "./cli_options.js";
 import type { EtcdOptions } from "./etcd.js";
 import { MemoryDatastore, type MemoryOptions } from "./memory.js";
 import { SqliteDatastore, type SqliteOptions } from "./sqlite.js";
 import type { Datastore } from "./types.js";
 
-export const DEFAULT_DATASTORE_URL = "file:/var/lib/ocelot/store.db";
+export {
+  addDatastoreOptions,
+  DATASTORE_OPTION_NAMES,
+  type DatastoreCliOptions,
+  DEFAULT_DATASTORE_URL,
+} from "./cli_options.js";
+
 const ETCD_DEFAULT_PORT = 2379;
 
 export interface OpenOptions {
@@ -31,7 +37,7 @@ export type DatastoreTarget =
 export function parseDatastoreUrl(url: string): DatastoreTarget {
   const bad = (why: string) =>
     new RangeError(
-      `Bad datastore URL "${url}": ${why} (expected etcd://host:port[,host:port], etcds://..., file:/path/to/store.db or memory:)`,
+      `Bad datastore URL "${redactUrl(url)}": ${why} (expected etcd://host:port[,host:port], etcds://..., file:/path/to/store.db or memory:)`,
     );
   const m = /^([a-z][a-z0-9+.-]*):(.*)$/i.exec(url.trim());
   if (!m) throw bad("no scheme");
@@ -74,6 +80,16 @@ export function parseDatastoreUrl(url: string): DatastoreTarget {
     default:
       throw bad(`unknown scheme "${scheme}:"`);
   }
+}
+
+/**
+ * The URL as it may be shown: a user-info part (`user:password@`), which etcd URLs must not
+ * carry but users write anyway, is replaced by `***@`, so no error or log line repeats it.
+ */
+export function redactUrl(url: string): string {
+  return url
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/?#]*@)/i, "$1***@")
+    .replace(/,([^,@/?#]*@)/g, ",***@");
 }
 
 /** The URL to use: the given one, else OCELOT_DATASTORE, else the embedded default. */
@@ -132,41 +148,6 @@ export async function openDatastore(url?: string, opts: OpenOptions = {}): Promi
       );
     }
   }
-}
-
-/** The option values addDatastoreOptions() adds, as commander parses them. */
-export interface DatastoreCliOptions {
-  datastore?: string;
-  etcdCa?: string;
-  etcdCert?: string;
-  etcdKey?: string;
-  etcdUsername?: string;
-  etcdPasswordFile?: string;
-}
-
-/** Adds --datastore and the etcd TLS/auth flags to a command (shared by every CLI group). */
-export function addDatastoreOptions(cmd: Command): Command {
-  return cmd
-    .addOption(
-      new Option(
-        "--datastore <url>",
-        `etcd://host:port[,host:port], etcds://..., or file:/path/to/store.db (default: $OCELOT_DATASTORE or ${DEFAULT_DATASTORE_URL})`,
-      ),
-    )
-    .addOption(
-      new Option("--etcd-ca <file>", "CA certificate (PEM) for etcd TLS ($OCELOT_ETCD_CA)"),
-    )
-    .addOption(
-      new Option("--etcd-cert <file>", "client certificate (PEM) for etcd ($OCELOT_ETCD_CERT)"),
-    )
-    .addOption(new Option("--etcd-key <file>", "client key (PEM) for etcd ($OCELOT_ETCD_KEY)"))
-    .addOption(new Option("--etcd-username <name>", "etcd user ($OCELOT_ETCD_USERNAME)"))
-    .addOption(
-      new Option(
-        "--etcd-password-file <file>",
-        "file holding the etcd password ($OCELOT_ETCD_PASSWORD holds it directly)",
-      ),
-    );
 }
 
 /** Opens the datastore that a command's parsed options (from addDatastoreOptions) name. */

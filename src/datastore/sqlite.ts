@@ -577,7 +577,7 @@ export class SqliteDatastore implements Datastore {
     try {
       result = fn();
     } catch (err) {
-      throw mapError(err, what);
+      throw mapError(err, `${what} on "${this.url.slice("file:".length)}"`);
     }
     if (what !== "get" && what !== "list" && what !== "revision") this.kick();
     return result;
@@ -617,6 +617,14 @@ export function prefixRange(prefix: string): [Buffer, Buffer | undefined] {
   return [lo, undefined];
 }
 
+/** What an operator can do about an SQLite failure, where there is something to say. */
+function hint(code: string): string {
+  if (code === "SQLITE_FULL") return " (free space on its file system; nothing was written)";
+  if (code === "SQLITE_BUSY") return " (another process held the write lock too long)";
+  if (code === "SQLITE_READONLY") return " (the file or its directory is not writable)";
+  return "";
+}
+
 function toKv(r: KvRow): KeyValue {
   return {
     key: r.key.toString("utf8"),
@@ -640,8 +648,11 @@ function mapError(err: unknown, what: string): Error {
     return err;
   const e = err as Error & { code?: string };
   if (typeof e?.code === "string" && e.code.startsWith("SQLITE_"))
-    return new UnavailableError(`Datastore ${what} failed: ${e.code}: ${e.message}`, {
-      cause: err,
-    });
+    return new UnavailableError(
+      `Datastore ${what} failed: ${e.code}: ${e.message}${hint(e.code)}`,
+      {
+        cause: err,
+      },
+    );
   return e instanceof Error ? e : new Error(String(err));
 }

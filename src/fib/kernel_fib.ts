@@ -93,7 +93,8 @@ export interface KernelFibOptions {
   /**
    * A route of our protocols that we did not set (another writer of our protocol: the CNI
    * plugin adds a new pod's route before the agent has seen the pod) is removed by a resync
-   * only after it has been there, unwanted, this long (ms). Default 0: at the next resync.
+   * only after it has been there, unwanted, this long (ms). Default 0: at once when its
+   * notification arrives (outside a graceful hold), else at the next resync.
    * The start-up sweep and the end of a graceful hold are not affected.
    */
   unwantedGraceMs?: number;
@@ -238,6 +239,8 @@ export class KernelFib implements BatchFib {
   private resyncAgain = false;
   private repairKeys = new Set<Key>();
   private repairScheduled = false;
+  private strayKeys = new Set<Key>();
+  private strayScheduled = false;
   private closed = false;
   readonly stats = { sent: 0, batches: 0, failures: 0, overflows: 0, resyncs: 0, restored: 0 };
 
@@ -1130,6 +1133,26 @@ export class KernelFib implements BatchFib {
     const g = this.kernelGroup(k);
     this.setInstalled(key, g);
     if (want !== undefined && !this.matches(want, g)) this.repair(key);
+    // Nobody wants it: without a grace for other writers it goes now, not at some later resync
+    // (during a graceful hold, the hold's end sweeps it).
+    else if (want === undefined && !this.holding && this.opts.unwantedGraceMs === 0)
+      this.removeStray(key);
+  }
+
+  /** Removes (batched, 10 ms later) routes of our protocols that nobody set, if still unwanted. */
+  private removeStray(key: Key): void {
+    this.strayKeys.add(key);
+    if (this.strayScheduled) return;
+    this.strayScheduled = true;
+    setTimeout(() => {
+      this.strayScheduled = false;
+      const keys = [...this.strayKeys].filter(
+        (k) => this.getDesired(k) === undefined && this.getInstalled(k) !== undefined,
+      );
+      this.strayKeys.clear();
+      if (this.closed || this.holding || keys.length === 0) return;
+      void this.enqueue(OP_DEL, keys.length, (i) => keys[i]).catch(() => {});
+    }, 10);
   }
 
   private repair(key: Key): void {

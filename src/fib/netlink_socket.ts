@@ -20,6 +20,7 @@ interface Addon {
   info(h: unknown): { portId: number; rcvbuf: number; sndbuf: number };
   close(h: unknown): void;
   setsockoptFd(fd: number, level: number, name: number, value: number | Buffer): void;
+  attachFilterFd(fd: number, program: Buffer): void;
 }
 
 const EV_DATA = 0;
@@ -132,6 +133,45 @@ export function setsockoptFd(
   value: number | Buffer,
 ): void {
   loadAddon().setsockoptFd(fd, level, name, value);
+}
+
+/**
+ * SO_ATTACH_FILTER on any socket fd: `program` holds classic BPF instructions (struct
+ * sock_filter, 8 bytes each, host byte order), e.g. from ttlFilter().
+ */
+export function attachFilterFd(fd: number, program: Buffer): void {
+  loadAddon().attachFilterFd(fd, program);
+}
+
+/** SKF_NET_OFF: classic BPF loads relative to the network header (linux/filter.h). */
+const SKF_NET_OFF = -0x100000;
+
+/**
+ * A classic BPF program for a UDP socket that keeps only packets whose IPv4 TTL (family 4) or
+ * IPv6 Hop Limit (family 6) is exactly `ttl`, e.g. 255 for RFC 5881 §5 / RFC 5082 GTSM.
+ */
+export function ttlFilter(family: 4 | 6, ttl: number): Buffer {
+  const ins = [
+    // ldb [SKF_NET_OFF + 8 (IPv4 TTL) | 7 (IPv6 Hop Limit)]
+    [0x30, 0, 0, (SKF_NET_OFF + (family === 4 ? 8 : 7)) >>> 0],
+    [0x15, 0, 1, ttl], // jeq #ttl, accept, drop
+    [0x06, 0, 0, 0xffffffff], // ret: the whole packet
+    [0x06, 0, 0, 0], // ret 0: drop
+  ];
+  const b = Buffer.alloc(ins.length * 8);
+  const le = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+  ins.forEach(([code, jt, jf, k], i) => {
+    if (le) {
+      b.writeUInt16LE(code, i * 8);
+      b.writeUInt32LE(k, i * 8 + 4);
+    } else {
+      b.writeUInt16BE(code, i * 8);
+      b.writeUInt32BE(k, i * 8 + 4);
+    }
+    b[i * 8 + 2] = jt;
+    b[i * 8 + 3] = jf;
+  });
+  return b;
 }
 
 /** Socket option constants for setsockoptFd (Linux values). */

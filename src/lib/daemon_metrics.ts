@@ -1,6 +1,7 @@
 // The daemons' metric families, pure: a BGP status snapshot, FIB counters and the node agent's
 // counters in, `ocelot_*` families out (named after calico-node/Felix and the BGP exporters
 // where a counterpart exists). Not: the text format (metrics.ts) or serving (health_server.ts).
+import type { BfdCounters, BfdSessionStatus } from "../bgp/bfd/runtime.js";
 import type { PeerStatus, StatusSnapshot } from "../bgp/status.js";
 import type { MetricsRegistry, Sample } from "./metrics.js";
 
@@ -226,5 +227,53 @@ export function addProcessMetrics(
     "process_start_time_seconds",
     "Start time of the process since unix epoch in seconds.",
     Math.floor(p.startedAtMs / 1000),
+  );
+}
+
+const BFD_STATES = ["AdminDown", "Down", "Init", "Up"] as const;
+
+/** BFD sessions (RFC 5880 states, one 0/1 series each) and the runtime's packet counters. */
+export function addBfdMetrics(
+  reg: MetricsRegistry,
+  sessions: readonly BfdSessionStatus[],
+  counters: BfdCounters,
+): void {
+  const labels = (b: BfdSessionStatus) => ({
+    peer: b.peer,
+    mode: b.multihop ? "multihop" : "single-hop",
+  });
+  reg.gauge(
+    "ocelot_bfd_session_state",
+    "BFD session state (RFC 5880): 1 for the state the session is in, 0 for the others.",
+    sessions.flatMap((b) =>
+      BFD_STATES.map((state) => ({
+        labels: { ...labels(b), state },
+        value: b.state === state ? 1 : 0,
+      })),
+    ),
+  );
+  reg.gauge(
+    "ocelot_bfd_session_up",
+    "1 when the BFD session is Up, else 0.",
+    sessions.map((b) => ({ labels: labels(b), value: b.state === "Up" ? 1 : 0 })),
+  );
+  reg.gauge(
+    "ocelot_bfd_session_detection_time_seconds",
+    "The detection time in force (0 before the first packet).",
+    sessions.map((b) => ({ labels: labels(b), value: b.detectionTimeMs / 1000 })),
+  );
+  reg.counter(
+    "ocelot_bfd_packets_received_total",
+    "BFD Control packets accepted.",
+    counters.received,
+  );
+  reg.counter("ocelot_bfd_packets_sent_total", "BFD Control packets sent.", counters.sent);
+  reg.counter(
+    "ocelot_bfd_packets_discarded_total",
+    "BFD packets discarded, by reason (RFC 5880 6.8.6; TTL failures are dropped in the kernel, uncounted).",
+    Object.entries(counters.discarded).map(([reason, n]) => ({
+      labels: { reason },
+      value: n ?? 0,
+    })),
   );
 }

@@ -31,19 +31,20 @@ export function frrRunDir(ns: Netns): string {
 }
 
 /**
- * Starts zebra then bgpd in ns from `dir`/zebra.conf and `dir`/bgpd.conf, with pid files and
- * logs in dir (chowned to frr, which the daemons run as). Returns their PIDs.
+ * Starts zebra then bgpd (or the daemons given, zebra first) in ns from `dir`/<daemon>.conf,
+ * with pid files and logs in dir (chowned to frr, which the daemons run as). Returns their PIDs.
  */
 export function startFrrDaemons(
   ns: Netns,
   dir: string,
   zebraRcvbuf = 16 * 1024 * 1024,
-): { zebra: number; bgpd: number } {
+  daemons: readonly ("zebra" | "bgpd" | "bfdd")[] = ["zebra", "bgpd"],
+): Record<string, number> & { zebra: number; bgpd: number } {
   const runDir = frrRunDir(ns);
   mkdirSync(runDir, { recursive: true });
   sh("chown", ["-R", "frr:frr", runDir, dir]);
-  const pids = { zebra: 0, bgpd: 0 };
-  for (const daemon of ["zebra", "bgpd"] as const) {
+  const pids: Record<string, number> & { zebra: number; bgpd: number } = { zebra: 0, bgpd: 0 };
+  for (const daemon of daemons) {
     const pidFile = join(dir, `${daemon}.pid`);
     const extra = daemon === "zebra" ? ["-s", String(zebraRcvbuf)] : [];
     ns.exec(

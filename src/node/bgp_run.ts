@@ -8,7 +8,7 @@ import { realClock } from "../bgp/io/clock.js";
 import type { Log } from "../bgp/io/session.js";
 import { Speaker } from "../bgp/speaker.js";
 import { makeWireBridge, type WireAttrs } from "../bgp/speaker_attrs.js";
-import { type StatusSnapshot, serveStatus } from "../bgp/status.js";
+import { type NodeStatus, type StatusSnapshot, serveStatus } from "../bgp/status.js";
 import { ttlHook } from "../cli/bgpd.js";
 import type { KernelFib } from "../fib/kernel_fib.js";
 
@@ -26,7 +26,7 @@ export type FibStatus = ReturnType<KernelFib["status"]>;
 
 export async function startBgp(
   first: BgpdConfig,
-  deps: { log: Log; netns?: string },
+  deps: { log: Log; netns?: string; nodeStatus?: () => NodeStatus },
 ): Promise<BgpHost> {
   const { KernelFib } = await import("../fib/kernel_fib.js");
   const log = deps.log;
@@ -46,8 +46,14 @@ export async function startBgp(
       ...(onSocket ? { onSocket } : {}),
     });
   let speaker = make(first);
-  // The status socket answers from whichever speaker runs now.
-  const provider = { status: () => speaker.status(), routes: () => speaker.routes() };
+  // The status socket answers from whichever speaker runs now, with the node's addresses.
+  const provider = {
+    status: () => ({
+      ...speaker.status(),
+      ...(deps.nodeStatus ? { node: deps.nodeStatus() } : {}),
+    }),
+    routes: () => speaker.routes(),
+  };
   let status: { close(): Promise<void> };
   try {
     await speaker.start();

@@ -14,6 +14,7 @@ import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../ap
 import { type KindInfo, kindOf, kindPrefix } from "../api/registry.js";
 import { type BgpdConfig, resolvePasswordFiles } from "../bgp/config.js";
 import type { Log } from "../bgp/io/session.js";
+import type { NodeStatus } from "../bgp/status.js";
 import type { Datastore, KeyValue } from "../datastore/types.js";
 import { applyDataplane } from "../felix/apply.js";
 import { renderDataplane } from "../felix/dataplane.js";
@@ -31,10 +32,12 @@ export const DEFAULT_STATUS_SOCKET = "/run/ocelot/bgpd.sock";
 
 export interface DaemonOptions {
   nodename: string;
-  /** The node's fabric address "A.B.C.D/len" for spec.bgp.ipv4Address; absent keeps the stored. */
-  ipv4Address?: string;
-  /** "IPv6/len" for spec.bgp.ipv6Address (dual stack); absent keeps the stored. */
-  ipv6Address?: string;
+  /** The node's fabric address "A.B.C.D/len" for spec.bgp.ipv4Address; absent keeps the stored, null removes it. */
+  ipv4Address?: string | null;
+  /** "IPv6/len" for spec.bgp.ipv6Address (dual stack); absent keeps the stored, null removes it. */
+  ipv6Address?: string | null;
+  /** How each address was chosen (configured, stored, autodetected by which method): shown by `ocelot status`. */
+  addressSources?: { ipv4?: string; ipv6?: string };
   asNumber?: number;
   /** Network namespace (name under /run/netns) the agent programs; default: the process's own. */
   netns?: string;
@@ -83,6 +86,7 @@ export class NodeDaemon {
   >;
   private readonly areasOf: Map<string, Area[]>;
   private cache: PrefixCache | undefined;
+  private registered: Node | undefined;
   private agentFib: (Fib & { close?: () => Promise<void> }) | undefined;
   private bgp: BgpHost | undefined;
   private dirty = new Set<Area>();
@@ -153,6 +157,7 @@ export class NodeDaemon {
       ipv6Address: o.ipv6Address,
       asNumber: o.asNumber,
     });
+    this.registered = reg.node;
     this.log.info(
       { bgp: reg.node.spec.bgp ?? {}, changed: reg.changed },
       reg.changed ? "Node registered" : "Node already registered",
@@ -372,7 +377,11 @@ export class NodeDaemon {
     // periodic resync) resets its session; a file gone since the render fails this pass whole.
     const config = resolvePasswordFiles(r.config);
     if (!this.bgp) {
-      this.bgp = await startBgp(config, { log: this.log, netns: this.opts.netns });
+      this.bgp = await startBgp(config, {
+        log: this.log,
+        netns: this.opts.netns,
+        nodeStatus: () => this.nodeStatus(),
+      });
       this.log.info(summary(config), "BGP: speaker started");
       return;
     }
@@ -390,6 +399,19 @@ export class NodeDaemon {
     if (this.opts.bgp !== false && c.bgp === 0)
       return { ok: false, reason: "BGP has not converged yet" };
     return { ok: true };
+  }
+
+  /** The node's name and addresses as registered, and how each was chosen (`ocelot status`). */
+  nodeStatus(): NodeStatus {
+    const bgp = this.registered?.spec.bgp;
+    const src = this.opts.addressSources ?? {};
+    return {
+      name: this.opts.nodename,
+      ...(bgp?.ipv4Address ? { ipv4Address: bgp.ipv4Address } : {}),
+      ...(src.ipv4 ? { ipv4Source: src.ipv4 } : {}),
+      ...(bgp?.ipv6Address ? { ipv6Address: bgp.ipv6Address } : {}),
+      ...(src.ipv6 ? { ipv6Source: src.ipv6 } : {}),
+    };
   }
 
   /** The speaker's status and its FIB's counters (undefined when it does not run). */

@@ -9,10 +9,10 @@ import type { Datastore } from "../datastore/types.js";
 
 export interface NodeIdentity {
   name: string;
-  /** "A.B.C.D/len" (or a bare address); absent keeps the stored one. */
-  ipv4Address?: string;
-  /** "IPv6/len" (or a bare address) for spec.bgp.ipv6Address; absent keeps the stored one. */
-  ipv6Address?: string;
+  /** "A.B.C.D/len" (or a bare address); absent keeps the stored one, null removes it. */
+  ipv4Address?: string | null;
+  /** "IPv6/len" (or a bare address) for spec.bgp.ipv6Address; absent keeps, null removes. */
+  ipv6Address?: string | null;
   /** Absent keeps the stored one (or none: the BGPConfiguration's AS applies). */
   asNumber?: number;
 }
@@ -22,11 +22,14 @@ const MAX_ATTEMPTS = 10;
 /** The Node to write for identity over what is stored (undefined: nothing to change). */
 export function mergeNode(current: Node | undefined, id: NodeIdentity): Node | undefined {
   const bgp = { ...(current?.spec.bgp ?? {}) };
-  if (id.ipv4Address !== undefined) bgp.ipv4Address = id.ipv4Address;
-  if (id.ipv6Address !== undefined) bgp.ipv6Address = id.ipv6Address;
+  if (id.ipv4Address === null) delete bgp.ipv4Address;
+  else if (id.ipv4Address !== undefined) bgp.ipv4Address = id.ipv4Address;
+  if (id.ipv6Address === null) delete bgp.ipv6Address;
+  else if (id.ipv6Address !== undefined) bgp.ipv6Address = id.ipv6Address;
   if (id.asNumber !== undefined) bgp.asNumber = id.asNumber;
   const spec = { ...(current?.spec ?? {}) };
   if (Object.keys(bgp).length > 0) spec.bgp = bgp;
+  else delete spec.bgp;
   if (current && JSON.stringify(current.spec) === JSON.stringify(spec)) return undefined;
   const { resourceVersion: _rv, ...metadata } = current?.metadata ?? { name: id.name };
   return {

@@ -208,7 +208,8 @@ describe("ResourceClient", () => {
     });
     await client.write("create", pool("w", "10.9.0.0/16"));
     await client.delete(ippools, "w");
-    for (let i = 0; i < 50 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    // Bounded by a hang-sized limit (60 s); it ends as soon as both arrive.
+    for (let i = 0; i < 6000 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
     await w.cancel();
     expect(seen).toEqual(["put:w", "delete:w"]);
   });

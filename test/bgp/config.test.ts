@@ -188,3 +188,40 @@ describe("impact()", () => {
     expect(d.reexport).toBe(true);
   });
 });
+
+describe("peers[].bfd", () => {
+  const withBfd = (bfd: string) =>
+    parseConfigText(base.replace("    holdTime: 9\n", `    holdTime: 9\n    bfd: ${bfd}\n`));
+
+  it("parses with FRR's defaults (300 ms, 300 ms, 3, single hop)", () => {
+    expect(withBfd("{}").peers[0]?.bfd).toEqual({
+      minTx: 300,
+      minRx: 300,
+      multiplier: 3,
+      multihop: false,
+    });
+    expect(withBfd("{minTx: 50, minRx: 100, multiplier: 5, multihop: true}").peers[0]?.bfd).toEqual(
+      { minTx: 50, minRx: 100, multiplier: 5, multihop: true },
+    );
+    expect(parseConfigText(base).peers[0]?.bfd).toBeUndefined();
+  });
+
+  it("refuses bad values and unknown fields, naming the field", () => {
+    expect(err(() => withBfd("{multiplier: 0}"))).toContain("peers[0].bfd.multiplier");
+    expect(err(() => withBfd("{minTx: 5}"))).toContain("peers[0].bfd.minTx");
+    expect(err(() => withBfd("{minRx: 1.5}"))).toContain("peers[0].bfd.minRx");
+    expect(err(() => withBfd("{echo: true}"))).toContain("echo");
+  });
+
+  it("turning BFD on, off or changing its timers is not a session reset (impact none)", () => {
+    const off = parseConfigText(base);
+    const on = withBfd("{}");
+    const faster = withBfd("{minTx: 100, minRx: 100}");
+    for (const [a, b] of [
+      [off, on],
+      [on, off],
+      [on, faster],
+    ])
+      expect(impact(a, b).changed).toEqual([{ address: "10.255.9.1", impact: "none" }]);
+  });
+});

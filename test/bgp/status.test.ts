@@ -106,6 +106,23 @@ describe("formatStatus() / formatRoutes()", () => {
     );
   });
 
+  it("heads the table with the node's addresses and how each was chosen (ocelot node run)", () => {
+    expect(formatStatus(snapshot)).not.toContain("Node ");
+    const text = formatStatus({
+      ...snapshot,
+      node: {
+        name: "n1",
+        ipv4Address: "10.0.0.11/24",
+        ipv4Source:
+          "autodetected by can-reach=10.0.0.1: the source address of the route to 10.0.0.1, on eth1",
+        ipv6Source: "none",
+      },
+    });
+    expect(text.split("\n")[0]).toBe(
+      "Node n1: IPv4 10.0.0.11/24 (autodetected by can-reach=10.0.0.1: the source address of the route to 10.0.0.1, on eth1); IPv6 none",
+    );
+  });
+
   it("prints the Loc-RIB with the best-path reason", () => {
     expect(formatRoutes(routes)).toMatch(
       /10\.99\.0\.0\/24\s+10\.0\.0\.2\s+10\.0\.0\.2\s+4200000001\s+OnlyPath/,

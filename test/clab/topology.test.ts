@@ -66,9 +66,14 @@ describe("config/clab/ocelot.clab.yml", () => {
     for (const n of ["node1", "node2", "node3"]) {
       const node = nodes[n];
       expect(node["mgmt-ipv4"].startsWith(subnet)).toBe(true);
-      expect(node.cmd).toContain(`--nodename ${n}`);
-      expect(node.cmd).toContain(`--ip ${node["mgmt-ipv4"]}/24`);
+      expect(node.cmd).toBe("ocelot node run");
+      expect(node.env.IP).toBe(`${node["mgmt-ipv4"]}/24`);
       expect(node.env.NODENAME).toBe(n);
+      expect(node.env.ETCD_ENDPOINTS).toBe(`http://${nodes.etcd["mgmt-ipv4"]}:2379`);
+      // The compose nodes' settings, but for the node's own name and address.
+      const { NODENAME: _n, IP: _i, ...env } = compose.services[n].environment;
+      const { NODENAME: _cn, IP: _ci, ...clabEnv } = node.env;
+      expect(Object.keys(clabEnv).sort()).toEqual(Object.keys(env).sort());
       expect(node.env.OCELOT_DATASTORE).toBe(`etcd://${nodes.etcd["mgmt-ipv4"]}:2379`);
       expect(node["cap-add"].sort()).toEqual(["NET_ADMIN", "NET_RAW"]);
     }

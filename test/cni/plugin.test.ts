@@ -60,7 +60,9 @@ describe("parseNetConf()", () => {
   });
 
   it.each([
-    [{ ...base, log_level: "debug" }, 7, '"log_level" is not supported'],
+    [{ ...base, log_level: "verbose" }, 7, 'Field "log_level" must be one of none, error'],
+    [{ ...base, log_file_path: "cni.log" }, 7, 'Field "log_file_path" must be an absolute path'],
+    [{ ...base, log_format: "json" }, 7, '"log_format" is not supported'],
     [{ ...base, ipam: { type: "ocelot-ipam", subnet: "10.0.0.0/8" } }, 7, '"ipam.subnet"'],
     [{ ...base, type: "calico" }, 7, 'Field "type" must be "ocelot-cni"'],
     [{ ...base, mtu: 10 }, 7, 'Field "mtu" must be an integer'],

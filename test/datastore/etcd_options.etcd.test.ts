@@ -124,10 +124,17 @@ describe.skipIf(skip || skipWithReason("etcd auth", noEtcdctl))(
       await s.close();
 
       const bad = await openDatastore(server.url, {
-        etcd: { username: "ocelot", password: "wrong", dialTimeoutMs: 2000, maxAttempts: 1 },
+        etcd: {
+          username: "ocelot",
+          password: "wr0ng-Pa55-q7",
+          dialTimeoutMs: 2000,
+          maxAttempts: 1,
+        },
       }).catch((e: unknown) => e);
       expect(bad).toBeInstanceOf(UnavailableError);
       expect((bad as Error).message).toMatch(/auth/i);
+      // The password is never part of what is said about it.
+      expect(String((bad as Error).stack)).not.toContain("wr0ng-Pa55-q7");
     });
   },
 );

@@ -62,9 +62,32 @@ describe("parseDatastoreUrl()", () => {
     ["etcd://a:1/prefix", /path or query/],
     ["file:", /no file path/],
     ["file:/var/lib/ocelot/", /names a directory/],
-  ])("refuses %j with an error quoting it", (url, why) => {
+  ])("refuses %j with an error quoting it (credentials as ***@)", (url, why) => {
     expect(() => parseDatastoreUrl(url)).toThrow(why);
-    expect(() => parseDatastoreUrl(url)).toThrow(`Bad datastore URL "${url}"`);
+    expect(() => parseDatastoreUrl(url)).toThrow(
+      `Bad datastore URL "${url.replace("user:pw@", "***@")}"`,
+    );
+  });
+});
+
+describe("credentials in a datastore URL", () => {
+  it("are refused without being repeated: the error shows ***@ in their place", () => {
+    for (const url of [
+      "etcd://ocelot:s3cr3t-pw@10.0.0.1:2379",
+      "etcds://10.0.0.1:2379,ocelot:s3cr3t-pw@10.0.0.2:2379",
+      "etcd://s3cr3t-pw@10.0.0.1",
+    ]) {
+      const err = (() => {
+        try {
+          parseDatastoreUrl(url);
+        } catch (e) {
+          return e as Error;
+        }
+      })();
+      expect(err?.message).toContain("credentials go in OCELOT_ETCD_USERNAME/PASSWORD");
+      expect(err?.message).toContain("***@");
+      expect(err?.message).not.toContain("s3cr3t-pw");
+    }
   });
 });
 

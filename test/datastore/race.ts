@@ -8,7 +8,7 @@ import { expect } from "vitest";
 import { openDatastore } from "../../src/datastore/open.js";
 import { hangLimit } from "../helpers/limits.js";
 
-const WORKER = join(dirname(fileURLToPath(import.meta.url)), "race_worker.ts");
+const WORKER = join(dirname(fileURLToPath(import.meta.url)), "race_worker.mjs");
 
 export interface RaceResult {
   final: number;
@@ -21,7 +21,7 @@ export async function runCasRace(
   url: string,
   processes = 8,
   n = 200,
-  timeoutMs = 120_000,
+  timeoutMs = 280_000,
 ): Promise<RaceResult> {
   const key = `/ocelot/test/race/${process.pid}-${Date.now()}`;
   const store = await openDatastore(url);
@@ -46,7 +46,7 @@ export async function runCasRace(
       }
     });
     const children = Array.from({ length: processes }, () =>
-      spawn(process.execPath, ["--import", "tsx", WORKER, url, key, String(n)], {
+      spawn(process.execPath, [WORKER, url, key, String(n)], {
         stdio: ["pipe", "pipe", "pipe"],
       }),
     );

@@ -359,6 +359,101 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
     expect(kernel("proto", "kernel").length).toBeGreaterThanOrEqual(3); // connected routes untouched
   });
 
+  it("sweeps every route of its protocol that nobody set again after the hold, whatever its metric, table or family (issue 17)", async () => {
+    // bgpd's FIB (protocol 201 only) restarted over routes an earlier run or a person left.
+    const sw = Netns.create("fibsweep");
+    let own: KernelFib | undefined;
+    try {
+      sw.ip("link", "add", "s0", "type", "veth", "peer", "name", "s1");
+      sw.ip("addr", "add", "10.255.11.0/31", "dev", "s0");
+      sw.ip("-6", "addr", "add", "fd00:11::1/64", "dev", "s0", "nodad");
+      sw.ip("link", "set", "s0", "up");
+      sw.ip("link", "set", "s1", "up");
+      const left4 = [
+        ["10.70.0.0/24"], // the default metric (0), main table
+        ["10.70.1.0/24", "metric", "20"],
+        ["10.70.2.0/24", "metric", "4000000000"],
+        ["10.70.3.0/24", "table", "100"],
+        ["10.70.4.0/24", "table", "100", "metric", "7"],
+        ["10.70.5.0/24", "table", "3000000"],
+        ["10.70.9.0/24"], // set again during the hold: kept
+      ];
+      for (const a of left4) sw.ip("route", "add", ...a, "via", "10.255.11.1", "proto", "201");
+      sw.ip("route", "add", "blackhole", "10.70.6.0/24", "proto", "201");
+      sw.ip("route", "add", "default", "via", "10.255.11.1", "proto", "201", "metric", "300");
+      const left6 = [
+        ["fd70::/64"], // the default metric (1024)
+        ["fd70:1::/64", "metric", "20"],
+        ["fd70:2::/64", "table", "100"],
+        ["fd70:3::/64", "table", "3000000", "metric", "5"],
+      ];
+      for (const a of left6) sw.ip("-6", "route", "add", ...a, "via", "fd00:11::2", "proto", "201");
+      // Foreign routes, some on the very same prefixes and metrics: never touched.
+      sw.ip("route", "add", "10.70.0.0/24", "via", "10.255.11.1", "proto", "static", "metric", "1");
+      sw.ip("route", "add", "10.71.0.0/24", "via", "10.255.11.1", "proto", "202");
+      sw.ip("route", "add", "10.71.1.0/24", "via", "10.255.11.1", "proto", "bird", "table", "100");
+      sw.ip(
+        "-6",
+        "route",
+        "add",
+        "fd70::/64",
+        "via",
+        "fd00:11::2",
+        "proto",
+        "static",
+        "metric",
+        "1",
+      );
+      sw.ip("-6", "route", "add", "fd71::/64", "via", "fd00:11::2", "proto", "202");
+      const ours4 = () =>
+        sw.ipJson<IpRoute[]>("-4", "route", "show", "table", "all", "proto", "201");
+      const ours6 = () =>
+        sw.ipJson<IpRoute[]>("-6", "route", "show", "table", "all", "proto", "201");
+      const foreign = () =>
+        [
+          ...sw.ipJson<IpRoute[]>("-4", "route", "show", "table", "all"),
+          ...sw.ipJson<IpRoute[]>("-6", "route", "show", "table", "all"),
+        ]
+          .filter((r) => /^(static|202|bird)$/.test(r.protocol ?? ""))
+          .map((r) => `${r.dst} ${r.protocol}`)
+          .sort();
+      const foreignBefore = foreign();
+      expect(foreignBefore).toHaveLength(5);
+      expect(ours4()).toHaveLength(9);
+      expect(ours6()).toHaveLength(4);
+      own = await KernelFib.open({ netns: sw.name, protocols: [201], gracefulHoldMs: 60_000 });
+      // During the hold nothing is removed.
+      expect(ours4()).toHaveLength(9);
+      expect(ours6()).toHaveLength(4);
+      await own.set([
+        { family: 4, dst: "10.70.9.0/24", protocol: 201, nexthops: [{ gateway: "10.255.11.1" }] },
+      ]);
+      await own.endGracefulHold();
+      expect(ours4().map((r) => r.dst)).toEqual(["10.70.9.0/24"]);
+      expect(ours6()).toEqual([]);
+      expect(foreign()).toEqual(foreignBefore);
+      // The same without a hold: everything of ours not desired goes at start.
+      await own.close();
+      for (const a of left4.slice(0, 3))
+        sw.ip("route", "add", ...a, "via", "10.255.11.1", "proto", "201");
+      sw.ip("-6", "route", "add", "fd70::/64", "via", "fd00:11::2", "proto", "201");
+      own = await KernelFib.open({ netns: sw.name, protocols: [201] });
+      expect(ours4()).toEqual([]);
+      expect(ours6()).toEqual([]);
+      expect(foreign()).toEqual(foreignBefore);
+      // Added by hand while it runs: removed as soon as the kernel says so, no resync needed.
+      sw.ip("route", "add", "10.70.8.0/24", "via", "10.255.11.1", "proto", "201", "metric", "9");
+      sw.ip("-6", "route", "add", "fd70:8::/64", "via", "fd00:11::2", "proto", "201");
+      const resyncs = own.status().resyncs;
+      await waitFor("hand-added routes removed", () => ours4().length + ours6().length === 0);
+      expect(own.status().resyncs).toBe(resyncs);
+      expect(foreign()).toEqual(foreignBefore);
+    } finally {
+      await own?.close();
+      sw.destroy();
+    }
+  });
+
   it("with unwantedGraceMs, a route of our protocol someone else added outlives resyncs for the grace", async () => {
     // The CNI plugin adds a pod's route under the agent's protocol before the agent knows it
     // (203 here: the suite's other instance owns 201 and 202).

@@ -1,14 +1,15 @@
 // Reading a daemon's HTTP endpoints from inside its network namespace, with the real curl, and
 // one series out of the Prometheus text it serves. Shared by the bgpd and node run metrics tests.
+import { HANG_MS } from "./limits.js";
 import type { Netns } from "./netns.js";
 
-/** GET http://127.0.0.1:port/path inside ns (5 s at most): [HTTP status, body]. */
+/** GET http://127.0.0.1:port/path inside ns (a hang-sized limit): [HTTP status, body]. */
 export function httpGetIn(ns: Netns, port: number, path: string): [number, string] {
   const out = ns.exec(
     "curl",
     "-s",
     "--max-time",
-    "5",
+    String(HANG_MS / 1000),
     "-w",
     "\n%{http_code}",
     `http://127.0.0.1:${port}${path}`,

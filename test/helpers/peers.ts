@@ -143,6 +143,18 @@ export class PeerLab {
     return new FrrPeer(ns, pids.zebra, pids.bgpd, d);
   }
 
+  /** FRR's zebra and bfdd (BFD, RFC 5880) in ns with `bfddConf`; query with vtysh -N ns. */
+  startFrrBfd(ns: Netns, name: string, bfddConf: string): FrrPeer {
+    const d = this.subdir(name);
+    writeFileSync(join(d, "zebra.conf"), "hostname frr\n");
+    writeFileSync(join(d, "bfdd.conf"), bfddConf);
+    this.frrRunDirs.push(frrRunDir(ns));
+    const pids = startFrrDaemons(ns, d, 16 * 1024 * 1024, ["zebra", "bfdd"]);
+    this.track(pids.zebra, "zebra", `zebra@${ns.name}`);
+    this.track(pids.bfdd, "bfdd", `bfdd@${ns.name}`);
+    return new FrrPeer(ns, pids.zebra, pids.bfdd, d);
+  }
+
   // ---- GoBGP -------------------------------------------------------------------------------
 
   startGobgp(ns: Netns, name: string, toml: string): GobgpPeer {
@@ -356,6 +368,11 @@ export class OcelotPeer {
       this.socket,
     ]);
     return JSON.parse(out);
+  }
+
+  /** `ocelot status` as a person reads it (the table). */
+  statusText(): string {
+    return sh(process.execPath, [join(REPO_ROOT, "bin/ocelot"), "status", "--socket", this.socket]);
   }
 
   status(): { peers: OcelotPeerStatus[]; [k: string]: unknown } {

@@ -1,4 +1,4 @@
-// The real `bin/ocelot-ipam` processes on the embedded store: 4 simulated nodes x 50 ADDs, all
+// The real `bin/ocelot-ipam` processes on the embedded store: 4 simulated nodes x 20 ADDs, all
 // DELs, the grace period, pool exhaustion, and plugin processes killed mid-assign. Processes in
 // flight are bounded (MAX_IN_FLIGHT in cni_run.ts).
 import { mkdtempSync, rmSync } from "node:fs";
@@ -40,7 +40,7 @@ describe("ocelot-ipam processes on the embedded store", () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("4 nodes x 50 ADDs: 200 distinct addresses in each node's own blocks; DELs free all; blocks go after the grace period", async () => {
+  it("4 nodes x 20 ADDs: 80 distinct addresses in each node's own blocks; DELs free all; blocks go after the grace period", async () => {
     await fourNodesScenario(build.ocelotIpam, url, store);
   });
 

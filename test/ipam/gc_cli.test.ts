@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import { HANG_MS, hangLimit } from "../helpers/limits.js";
 import { type PrivateBuild, privateBuild } from "./build.js";
 import { gcScenario, lockScenario } from "./gc_scenarios.js";
 
@@ -55,10 +56,10 @@ describe("ipam gc and the datastore lock on SQLite", () => {
     p.stdout.on("data", (d) => (out += d));
     p.stderr.on("data", (d) => (err += d));
     const exited = new Promise<number | null>((resolve) => p.on("close", (code) => resolve(code)));
-    const kill = setTimeout(() => p.kill("SIGKILL"), 30_000);
+    const kill = setTimeout(() => p.kill("SIGKILL"), HANG_MS);
     try {
-      // Two passes (bounded: 20 s), then SIGTERM.
-      const deadline = Date.now() + 20_000;
+      // Two passes (bounded), then SIGTERM.
+      const deadline = Date.now() + hangLimit();
       while (out.split("\n").filter(Boolean).length < 2 && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 100));
       const passes = out

@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import type { PeerStatus, StatusSnapshot } from "../../src/bgp/status.js";
 import {
   addAgentMetrics,
+  addBfdMetrics,
   addBgpMetrics,
   addFibMetrics,
   kernelFibCounters,
@@ -156,6 +157,42 @@ function value(text: string, series: string): number | undefined {
   const line = text.split("\n").find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
+
+describe("addBfdMetrics()", () => {
+  it("one state series per RFC 5880 state, up, detection time and packet counters by reason", () => {
+    const reg = new MetricsRegistry();
+    const session = {
+      peer: "10.0.0.2",
+      multihop: false,
+      state: "Up" as const,
+      remoteState: "Up" as const,
+      diag: "None",
+      localDiscr: 1,
+      remoteDiscr: 2,
+      txIntervalMs: 300,
+      detectionTimeMs: 900,
+      received: 10,
+      sent: 11,
+    };
+    addBfdMetrics(reg, [session, { ...session, peer: "10.0.0.3", multihop: true, state: "Down" }], {
+      received: 10,
+      sent: 11,
+      discarded: { BadVersion: 2, NoSession: 1 },
+    });
+    const t = reg.render();
+    const a = 'peer="10.0.0.2",mode="single-hop"';
+    const b = 'peer="10.0.0.3",mode="multihop"';
+    expect(value(t, `ocelot_bfd_session_state{${a},state="Up"}`)).toBe(1);
+    expect(value(t, `ocelot_bfd_session_state{${a},state="Down"}`)).toBe(0);
+    expect(value(t, `ocelot_bfd_session_state{${b},state="Down"}`)).toBe(1);
+    expect(value(t, `ocelot_bfd_session_up{${a}}`)).toBe(1);
+    expect(value(t, `ocelot_bfd_session_up{${b}}`)).toBe(0);
+    expect(value(t, `ocelot_bfd_session_detection_time_seconds{${a}}`)).toBe(0.9);
+    expect(value(t, "ocelot_bfd_packets_sent_total")).toBe(11);
+    expect(value(t, 'ocelot_bfd_packets_discarded_total{reason="BadVersion"}')).toBe(2);
+    expect(value(t, 'ocelot_bfd_packets_discarded_total{reason="NoSession"}')).toBe(1);
+  });
+});
 
 describe("addBgpMetrics()", () => {
   const reg = new MetricsRegistry();

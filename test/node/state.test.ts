@@ -265,11 +265,14 @@ describe("PrefixCache", () => {
     await cache.start();
     expect(cache.values("/a/").map((kv) => kv.value)).toEqual(["one"]);
     const until = async (what: string, ok: () => boolean) => {
-      // Bounded (5 s): a loaded CI machine can take far longer than the usual few ms.
-      for (let i = 0; i < 500 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+      // Bounded (60 s, a hang): a loaded CI machine can take far longer than the usual few ms.
+      for (let i = 0; i < 6000 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
       if (!ok()) throw new Error(`timed out waiting for ${what}`);
     };
     await until("the resync", () => resyncs === 1);
+    // The list after the resync reports a change of its own; the writes come after it, so that
+    // they arrive as watch events rather than inside that list.
+    await until("the list after the resync", () => changes.length >= 2);
     await store.update("/a/2", "two");
     await store.delete("/a/1");
     await until(

@@ -1,12 +1,14 @@
 // One process of the multi-process CAS race: after "go" on stdin, increments the counter at KEY
 // N times by compare-and-swap, retrying on conflict, then prints {"done":N,"conflicts":C}.
-// Usage: node --import tsx race_worker.ts URL KEY N
-import { openDatastore } from "../../src/datastore/open.js";
-import { ConflictError } from "../../src/datastore/types.js";
+// Usage: node race_worker.mjs URL KEY N
+// Plain JavaScript on the compiled dist/ (built by npm ci): eight of these start at once, and a
+// TypeScript transform per process would cost more CPU than the race itself on a loaded machine.
+import { openDatastore } from "../../dist/datastore/open.js";
+import { ConflictError } from "../../dist/datastore/types.js";
 
 const [url, key, nArg] = process.argv.slice(2);
 if (!url || !key || !nArg) {
-  process.stderr.write("usage: race_worker.ts URL KEY N\n");
+  process.stderr.write("usage: race_worker.mjs URL KEY N\n");
   process.exit(2);
 }
 const n = Number(nArg);

@@ -1,0 +1,161 @@
+// `ocelot install-cni [--uninstall]`: the CNI plugins, conflist and datastore setting into a
+// node's CNI directories (src/cni/install.ts), configured by flags and Calico's install-cni
+// variables (CNI_NET_DIR, CNI_CONF_NAME, CNI_MTU, NODENAME, the datastore's). Owns: reading
+// the settings and the TLS files, the output. Not: what is written (src/cni/install.ts).
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { Command } from "commander";
+import { applyInstall, DEFAULT_CONF_NAME, pluginFiles, uninstall } from "../cni/install.js";
+import {
+  addDatastoreOptions,
+  type DatastoreCliOptions,
+  DEFAULT_DATASTORE_URL,
+} from "../datastore/cli_options.js";
+import { NodeConfigError, resolveDatastoreSettings } from "../node/config.js";
+import { CliError } from "./main.js";
+
+const USAGE = 2;
+
+type Opts = DatastoreCliOptions & {
+  binDir?: string;
+  confDir?: string;
+  hostConfDir?: string;
+  confName?: string;
+  networkName?: string;
+  nodename?: string;
+  mtu?: string;
+  logFilePath?: string;
+  uninstall?: boolean;
+  json?: boolean;
+};
+
+/** The package this command runs from (dist/cli/install_cni.js -> the package root). */
+function packageRoot(): string {
+  return fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
+}
+
+const pick = (flag: string | undefined, env: string | undefined, dflt: string) =>
+  flag ?? (env?.trim() ? env.trim() : dflt);
+
+function readTls(path: string | undefined, what: string): Buffer | undefined {
+  if (!path) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new CliError(
+      `Cannot read the etcd ${what} "${path}": ${(err as NodeJS.ErrnoException).code}`,
+    );
+  }
+}
+
+function run(o: Opts): void {
+  const env = process.env;
+  const binDir = pick(o.binDir, env.CNI_BIN_DIR, "/opt/cni/bin");
+  const confDir = pick(o.confDir, env.CNI_NET_DIR, "/etc/cni/net.d");
+  const print = (v: unknown, text: string) =>
+    process.stdout.write(o.json ? `${JSON.stringify(v, null, 2)}\n` : text);
+  if (o.uninstall) {
+    const r = uninstall(confDir);
+    const kept = r.kept.length ? `; left (changed since): ${r.kept.join(", ")}` : "";
+    print(
+      r,
+      `Removed ${r.removed.length} file(s)${r.removed.length ? `: ${r.removed.join(", ")}` : ""}${kept}\n`,
+    );
+    return;
+  }
+  // The conflist names paths as the host sees them: CNI_NET_DIR, else conf-dir without /host.
+  const hostConfDir = pick(o.hostConfDir, env.CNI_NET_DIR, confDir.replace(/^\/host(?=\/)/, ""));
+  const mtuText = pick(o.mtu, env.CNI_MTU, "1500");
+  const mtu = Number(mtuText);
+  if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535)
+    throw new CliError(
+      `${o.mtu ? "--mtu" : "CNI_MTU"}: "${mtuText}" is not an MTU (68..65535)`,
+      USAGE,
+    );
+  const confName = pick(o.confName, env.CNI_CONF_NAME, DEFAULT_CONF_NAME);
+  if (!/^[A-Za-z0-9._-]+\.conflist$/.test(confName))
+    throw new CliError(
+      `${o.confName ? "--conf-name" : "CNI_CONF_NAME"}: "${confName}" is not a file name ending in .conflist`,
+      USAGE,
+    );
+  let ds: ReturnType<typeof resolveDatastoreSettings>;
+  try {
+    const flags: Record<string, unknown> = {};
+    for (const k of ["datastore", "etcdCa", "etcdCert", "etcdKey"] as const)
+      if (o[k] !== undefined) flags[k] = o[k];
+    ds = resolveDatastoreSettings({ flags, env, file: {} });
+  } catch (err) {
+    if (err instanceof NodeConfigError) throw new CliError(err.message, USAGE);
+    throw err;
+  }
+  let password = env.OCELOT_ETCD_PASSWORD || undefined;
+  if (o.etcdPasswordFile) {
+    try {
+      password = readFileSync(o.etcdPasswordFile, "utf8").replace(/\r?\n$/, "");
+    } catch (err) {
+      throw new CliError(
+        `Cannot read the etcd password file "${o.etcdPasswordFile}": ${(err as NodeJS.ErrnoException).code}`,
+      );
+    }
+  }
+  const username = o.etcdUsername ?? (env.OCELOT_ETCD_USERNAME || undefined);
+  const nodename = o.nodename ?? (env.NODENAME?.trim() || undefined);
+  const report = applyInstall({
+    binDir,
+    confDir,
+    hostConfDir,
+    confName,
+    networkName: o.networkName ?? "k8s-pod-network",
+    ...(nodename ? { nodename } : {}),
+    mtu,
+    ...(o.logFilePath ? { logFilePath: o.logFilePath } : {}),
+    datastore: {
+      datastore: ds.datastore ?? DEFAULT_DATASTORE_URL,
+      ...(username ? { etcd_username: username } : {}),
+      ...(password ? { etcd_password: password } : {}),
+    },
+    tls: {
+      ca: readTls(ds.etcdCa, "CA certificate"),
+      cert: readTls(ds.etcdCert, "client certificate"),
+      key: readTls(ds.etcdKey, "client key"),
+    },
+    plugins: pluginFiles(packageRoot(), process.execPath),
+  });
+  const lines = [
+    ...report.written.map((p) => `written   ${p}`),
+    ...report.unchanged.map((p) => `unchanged ${p}`),
+    ...report.removed.map((p) => `removed   ${p}`),
+  ];
+  print(report, `${lines.join("\n")}\n`);
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command("install-cni")
+    .description(
+      "install the CNI plugins, the conflist (portmap chained) and the datastore setting into a node's CNI directories; --uninstall removes what it wrote",
+    )
+    .option("--bin-dir <dir>", "CNI bin directory ($CNI_BIN_DIR, default /opt/cni/bin)")
+    .option(
+      "--conf-dir <dir>",
+      "CNI conf directory written to ($CNI_NET_DIR, default /etc/cni/net.d)",
+    )
+    .option(
+      "--host-conf-dir <dir>",
+      "the conf directory as the host's runtime sees it, named in the conflist ($CNI_NET_DIR; default --conf-dir without a leading /host)",
+    )
+    .option(
+      "--conf-name <name>",
+      `the conflist's file name ($CNI_CONF_NAME, default ${DEFAULT_CONF_NAME})`,
+    )
+    .option("--network-name <name>", "the network's name (default k8s-pod-network)")
+    .option(
+      "--nodename <name>",
+      "the node name the plugins use ($NODENAME; default: the host's name)",
+    )
+    .option("--mtu <mtu>", "pod interface MTU ($CNI_MTU, default 1500)")
+    .option("--log-file-path <path>", "the plugins' log file (default /var/log/ocelot/cni/cni.log)")
+    .option("--uninstall", "remove the files an earlier install wrote (those unchanged since)")
+    .option("--json", "print what was done as JSON");
+  addDatastoreOptions(cmd).action((o: Opts) => run(o));
+}

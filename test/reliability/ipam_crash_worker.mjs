@@ -1,0 +1,34 @@
+// One process of the IPAM crash test: assigns (and now and then releases) addresses in a loop
+// until it is killed, printing a line before and after each datastore operation so the test
+// knows which operations were cut off. Usage:
+//   node ipam_crash_worker.mjs URL NODE FIRST_INDEX
+// Plain JavaScript on the compiled dist/ (built by npm ci), so a start costs no TypeScript
+// transform: the test starts it dozens of times.
+// Lines: "ready", "begin I", "done I ADDRESS", "rel I", "reldone I".
+import { openDatastore } from "../../dist/datastore/open.js";
+import { IpamStore } from "../../dist/ipam/store.js";
+
+const [url, node, firstArg] = process.argv.slice(2);
+if (!url || !node || !firstArg) {
+  process.stderr.write("usage: ipam_crash_worker.mjs URL NODE FIRST_INDEX\n");
+  process.exit(2);
+}
+const store = await openDatastore(url);
+const ipam = new IpamStore(store, { emptyBlockGraceMs: 0 });
+const out = (line) => process.stdout.write(`${line}\n`);
+out("ready");
+const held = [];
+// Bounded: the test kills this process long before the loop ends.
+for (let i = Number(firstArg); i < Number(firstArg) + 100_000; i++) {
+  out(`begin ${i}`);
+  const [a] = await ipam.autoAssign({ handleId: `crash-${i}`, node, num4: 1, num6: 0 });
+  out(`done ${i} ${a?.address}`);
+  held.push(i);
+  // Release one in three, the oldest first, so freed addresses are reused under the kills.
+  if (i % 3 === 0) {
+    const r = held.shift();
+    out(`rel ${r}`);
+    await ipam.releaseByHandle(`crash-${r}`, node);
+    out(`reldone ${r}`);
+  }
+}
