@@ -191,6 +191,18 @@ describe("config/k8s", () => {
     }
   });
 
+  it("every environment variable the pods get is one src/ reads", () => {
+    const walk = (d: string): string[] =>
+      readdirSync(d, { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith(".ts") ? [join(d, e.name)] : [],
+      );
+    const source = walk(join(root, "src"))
+      .map((f) => readFileSync(f, "utf8"))
+      .join("\n");
+    for (const c of [main(), init()])
+      for (const e of c.env) expect(source, `${c.name}: ${e.name}`).toContain(`"${e.name}"`);
+  });
+
   it("every ConfigMap key the pods read exists", () => {
     const cm = one("ConfigMap");
     for (const c of [main(), init()])
