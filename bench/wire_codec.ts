@@ -216,7 +216,6 @@ function run(afi: number, total: number, sets: number): void {
 
   let sum = 0;
   let count = 0;
-  const keys = new Map<string, number>();
   const cb4 = (a: number, len: number) => {
     sum = (sum + a + len) | 0;
     count++;
@@ -229,7 +228,6 @@ function run(afi: number, total: number, sets: number): void {
     count = 0;
     for (const m of msgs) {
       const u = decodeUpdate(m, opts);
-      if (!keys.has(u.internKey)) keys.set(u.internKey, keys.size);
       if (afi === Afi.Ipv4) forEachIpv4Prefix(u.nlri, cb4);
       else if (u.attributes?.mpReach) forEachIpv6Prefix(u.attributes.mpReach.nlri, cb6);
     }
@@ -237,7 +235,6 @@ function run(afi: number, total: number, sets: number): void {
   const dec = measure(decodeWalk, ROUNDS);
   if (count !== total) throw new Error(`Decoded ${count} prefixes, expected ${total}`);
   report(`${label} decode (decodeUpdate+forEach)`, total, dec, 20e6);
-  console.log(`${label}: ${keys.size} distinct interning keys for ${groups.length} attribute sets`);
 
   const into = newPrefixArray(afi, total);
   const decodeInto = () => {

@@ -1,17 +1,24 @@
 #!/usr/bin/env node
 // Build step run by `npm ci` (prepare) and by the test/demo scripts: compiles the TypeScript
-// sources to dist/ and our native addon in native/. Nothing is downloaded: node-gyp builds
-// against the headers of the Node.js that runs this script.
+// sources to dist/ and our native addon in native/, then bundles each command's entry point
+// into one file, dist/bundle/<command>.cjs (esbuild), with V8's code cache beside it
+// (<command>.cjs.cache) made by this Node.js; bin/* run those (bin/run_bundle.js). Nothing is
+// downloaded: node-gyp builds against the headers of the Node.js that runs this script.
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
+// `--bundles-into DIR` makes only the bundles, into DIR (test/ipam/build.ts: a private copy).
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const at = process.argv.indexOf("--bundles-into");
+const bundlesOnly = at > 0;
 const run = (cmd, args, cwd = root) => execFileSync(cmd, args, { cwd, stdio: "inherit" });
-run(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", root]);
+if (!bundlesOnly)
+  run(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", root]);
 
-if (existsSync(join(root, "native/binding.gyp"))) {
+if (!bundlesOnly && existsSync(join(root, "native/binding.gyp"))) {
   const prefix = dirname(dirname(process.execPath)); // /usr for /usr/bin/node
   const nodeGyp =
     process.env.npm_config_node_gyp ??
@@ -22,4 +29,72 @@ if (existsSync(join(root, "native/binding.gyp"))) {
   const nodedir = process.env.npm_config_nodedir ?? prefix;
   if (existsSync(join(nodedir, "include/node/node_api.h"))) args.push(`--nodedir=${nodedir}`);
   run(process.execPath, args, join(root, "native"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bundles. Each command loads one file instead of ~130 modules (resolving and reading each is
+// most of a short command's start-up). Left outside, loaded from node_modules at run time:
+// native addons (better-sqlite3) and pino (its transports run in worker threads by module
+// name). etcd3 and its gRPC stack are inside (a CNI call on etcd loads ~200 modules of them
+// otherwise), only evaluated when an etcd datastore is opened; the .proto files it reads stay
+// in node_modules/etcd3/proto.
+const ENTRIES = {
+  "ocelot-cni": "src/cni/plugin_main.ts",
+  "ocelot-ipam": "src/cni/ipam_main.ts",
+  ocelot: "src/cli/main.ts",
+};
+const EXTERNAL = ["better-sqlite3", "pino", "pino-pretty", "etcd3/proto/*"];
+// biome-ignore lint/suspicious/noTemplateCurlyInString: etcd3's source text, matched as it is.
+const ETCD3_PROTO = "`${__dirname}/../proto/rpc.proto`";
+/** etcd3 finds rpc.proto from its own directory: from the bundle, through require.resolve. */
+const etcd3ProtoPath = {
+  name: "etcd3-proto-path",
+  setup(build) {
+    build.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
+      const source = readFileSync(args.path, "utf8");
+      if (!source.includes(ETCD3_PROTO))
+        throw new Error(`${args.path} no longer loads ${ETCD3_PROTO}: update scripts/build.mjs`);
+      const contents = source.replace(ETCD3_PROTO, 'require.resolve("etcd3/proto/rpc.proto")');
+      return { contents, loader: "js" };
+    });
+  },
+};
+const bundleDir = bundlesOnly ? resolve(process.argv[at + 1] ?? "") : join(root, "dist/bundle");
+rmSync(bundleDir, { recursive: true, force: true });
+mkdirSync(bundleDir, { recursive: true });
+
+const esbuild = await import("esbuild");
+await esbuild.build({
+  absWorkingDir: root,
+  entryPoints: ENTRIES,
+  outdir: bundleDir,
+  outExtension: { ".js": ".cjs" },
+  bundle: true,
+  platform: "node",
+  format: "cjs",
+  target: "node20",
+  external: EXTERNAL,
+  plugins: [etcd3ProtoPath],
+  // import() of an external module becomes require(): a vm.Script has no ES module loader.
+  supported: { "dynamic-import": false },
+  // The bundle sits in dist/bundle/, two levels down as dist/<dir>/<module>.js is, so paths
+  // made relative to import.meta.url (the native addon, the checkout root) stay right.
+  define: { "import.meta.url": "__ocelotBundleUrl" },
+  banner: { js: 'var __ocelotBundleUrl = require("node:url").pathToFileURL(__filename).href;' },
+  legalComments: "none",
+  minifyWhitespace: true,
+  minifySyntax: true,
+  logLevel: "warning",
+});
+
+// The code cache: compile each bundle as bin/run_bundle.js does, run its top level (every
+// module's definitions: schemas, tables) and, for the CLI, load every command module, so the
+// functions compiled on the way are in the cache too. No command is run.
+const { compileBundle, evaluateBundle } = createRequire(import.meta.url)("../bin/run_bundle.js");
+for (const name of Object.keys(ENTRIES)) {
+  const file = join(bundleDir, `${name}.cjs`);
+  const script = compileBundle(file);
+  const exports = evaluateBundle(script, file);
+  if (name === "ocelot") await Promise.all(exports.loadersFor(["node", "ocelot"]).map((l) => l()));
+  writeFileSync(`${file}.cache`, script.createCachedData());
 }

@@ -14,17 +14,22 @@ import {
   duration,
   type IpFamily,
   intRange,
+  ipAddress,
   ipPort,
   type Metadata,
   metadataSchema,
   parseCidr,
   selector,
+  stored,
   subdomainName,
   unsupported,
 } from "./fields.js";
 import { API_VERSION } from "./ippool.js";
 
 export const DEFAULT_AS_NUMBER = 64512;
+
+const SERVICE_ADS =
+  "Service IP advertisement is not implemented: stored (ocelot apply warns), the CIDRs are not announced";
 export const DEFAULT_LISTEN_PORT = 179;
 
 /** `aa:nn` (standard, 16-bit parts) or `aa:nn:mm` (large, 32-bit parts). */
@@ -51,7 +56,16 @@ const secretKeyRef = z
 
 const bgpConfigurationSpec = z
   .object({
-    logSeverityScreen: z.enum(["Debug", "Info", "Warning", "Error", "Fatal"]).optional(),
+    // The CRD's pattern: ^(?i)(Trace|Debug|Info|Warning|Error|Fatal)?$ (any case).
+    logSeverityScreen: z
+      .string()
+      .regex(/^(trace|debug|info|warning|error|fatal)?$/i, {
+        error: (iss) =>
+          own(
+            `${quote(iss.input)} is not a log level (Trace, Debug, Info, Warning, Error or Fatal, any case)`,
+          ),
+      })
+      .optional(),
     nodeToNodeMeshEnabled: z.boolean().optional(),
     asNumber: asNumber.optional(),
     listenPort: intRange(1, 65535).optional(),
@@ -64,19 +78,53 @@ const bgpConfigurationSpec = z
       .optional(),
     nodeMeshPassword: secretKeyRef.optional(),
     nodeMeshMaxRestartTime: duration.optional(),
-    serviceClusterIPs: unsupported("Service IP advertisement"),
-    serviceExternalIPs: unsupported("Service IP advertisement"),
-    serviceLoadBalancerIPs: unsupported("Service IP advertisement"),
-    serviceLoadBalancerAggregation: unsupported("Service IP advertisement"),
-    ignoredInterfaces: unsupported(),
-    localWorkloadPeeringIPV4: unsupported("local workload peering"),
-    localWorkloadPeeringIPV6: unsupported("local workload peering"),
-    programClusterRoutes: unsupported(),
-    ipv4NormalRoutePriority: unsupported(),
-    ipv6NormalRoutePriority: unsupported(),
+    serviceClusterIPs: stored(
+      z
+        .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
+        .optional(),
+      SERVICE_ADS,
+    ),
+    serviceExternalIPs: stored(
+      z
+        .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
+        .optional(),
+      SERVICE_ADS,
+    ),
+    serviceLoadBalancerIPs: stored(
+      z
+        .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
+        .optional(),
+      SERVICE_ADS,
+    ),
+    serviceLoadBalancerAggregation: stored(z.enum(["Enabled", "Disabled"]).optional(), SERVICE_ADS),
+    ignoredInterfaces: stored(
+      z.array(z.string().min(1)).optional(),
+      "Ocelot exports no interface routes, so there is nothing to ignore",
+    ),
+    localWorkloadPeeringIPV4: unsupported("local workload peering", ipAddress({ family: 4 })),
+    localWorkloadPeeringIPV6: unsupported("local workload peering", ipAddress({ family: 6 })),
+    programClusterRoutes: unsupported(undefined, z.enum(["Enabled", "Disabled"])),
+    ipv4NormalRoutePriority: unsupported("route priorities", intRange(1, 2147483646)),
+    ipv6NormalRoutePriority: unsupported("route priorities", intRange(1, 2147483646)),
   })
   .strict()
   .superRefine((spec, ctx) => {
+    // CEL on BGPConfigurationSpec: mesh settings only while the mesh is not switched off.
+    if (spec.nodeToNodeMeshEnabled === false) {
+      for (const f of ["nodeMeshPassword", "nodeMeshMaxRestartTime"] as const)
+        if (spec[f] !== undefined)
+          ctx.addIssue({
+            code: "custom",
+            path: [f],
+            message: own("cannot be set when nodeToNodeMeshEnabled is false"),
+          });
+    }
+    if ((spec.communities ?? []).length > 0 && (spec.prefixAdvertisements ?? []).length === 0)
+      ctx.addIssue({
+        code: "custom",
+        path: ["communities"],
+        message: own("are defined but not used in prefixAdvertisements"),
+      });
     const named = new Set((spec.communities ?? []).map((c) => c.name));
     for (const [i, adv] of (spec.prefixAdvertisements ?? []).entries()) {
       for (const [j, c] of adv.communities.entries()) {
@@ -185,11 +233,13 @@ const bgpPeerSpec = z
     numAllowedLocalASNumbers: intRange(1, 10).optional(),
     ttlSecurity: intRange(1, 255).optional(),
     filters: z.array(subdomainName).optional(),
-    reachableBy: unsupported(),
-    localWorkloadSelector: unsupported("local workload peering"),
+    reachableBy: unsupported(undefined, ipAddress()),
+    localWorkloadSelector: unsupported("local workload peering", selector),
   })
   .strict()
   .superRefine((spec, ctx) => {
+    // Calico's CEL rules on BGPPeerSpec. A peer without peerIP and peerSelector is valid (it
+    // peers with nothing); one with peerIP and no asNumber is valid too (the node skips it).
     const issue = (path: string, message: string) =>
       ctx.addIssue({ code: "custom", path: [path], message: own(message) });
     if (spec.node !== undefined && spec.nodeSelector !== undefined) {
@@ -203,18 +253,14 @@ const bgpPeerSpec = z
         issue("peerIP", `${quote(spec.peerIP)} cannot be combined with spec.peerSelector`);
       if (spec.asNumber !== undefined)
         issue("asNumber", `${quote(spec.asNumber)} cannot be combined with spec.peerSelector`);
-    } else if (spec.peerIP === undefined) {
-      issue("peerIP", "is required (or spec.peerSelector)");
-    } else if (spec.asNumber === undefined) {
-      issue("asNumber", `is required with spec.peerIP ${quote(spec.peerIP)}`);
     }
-    if (
-      spec.keepOriginalNextHop === true &&
-      spec.nextHopMode !== undefined &&
-      spec.nextHopMode !== "Keep"
-    ) {
-      issue("nextHopMode", `${quote(spec.nextHopMode)} contradicts spec.keepOriginalNextHop: true`);
-    }
+    if (spec.reachableBy !== undefined && spec.peerIP === undefined)
+      issue("reachableBy", "needs spec.peerIP");
+    if (spec.keepOriginalNextHop === true && spec.nextHopMode !== undefined)
+      issue(
+        "nextHopMode",
+        `${quote(spec.nextHopMode)} cannot be set together with keepOriginalNextHop`,
+      );
   });
 
 export const bgpPeerSchema = z
@@ -245,7 +291,12 @@ function filterRule(family: IpFamily) {
         .strict()
         .optional(),
       source: z.enum(["RemotePeers"]).optional(),
-      interface: z.string().min(1).optional(),
+      interface: z
+        .string()
+        .regex(/^[a-zA-Z0-9_.*-]{1,15}$/, {
+          error: (iss) => own(`${quote(iss.input)} is not an interface name or pattern`),
+        })
+        .optional(),
       peerType: z.enum(["eBGP", "iBGP"]).optional(),
       communities: z
         .object({ values: z.array(communityValue).length(1) })
@@ -262,14 +313,23 @@ function filterRule(family: IpFamily) {
                 .object({ prefix: z.array(asNumber).min(1) })
                 .strict()
                 .optional(),
-              setPriority: unsupported("route priorities"),
+              setPriority: stored(
+                z
+                  .object({ value: intRange(1, 2147483646) })
+                  .strict()
+                  .optional(),
+                "route priorities are not implemented: the route keeps its priority",
+              ),
             })
             .strict(),
         )
         .min(1)
         .max(10)
         .optional(),
-      priority: unsupported("route priorities"),
+      priority: stored(
+        intRange(1, 2147483646).optional(),
+        "route priorities are not implemented: the rule matches regardless of the route's priority",
+      ),
     })
     .strict()
     .superRefine((rule, ctx) => {
@@ -296,7 +356,8 @@ function filterRule(family: IpFamily) {
         if (rule.action !== "Accept")
           issue("operations", `may only be used with action Accept, not ${quote(rule.action)}`);
         for (const [i, op] of rule.operations.entries()) {
-          const n = (op.addCommunity ? 1 : 0) + (op.prependASPath ? 1 : 0);
+          const n =
+            (op.addCommunity ? 1 : 0) + (op.prependASPath ? 1 : 0) + (op.setPriority ? 1 : 0);
           if (n !== 1) {
             ctx.addIssue({
               code: "custom",

@@ -25,7 +25,11 @@ export function formatIssue(issue: FieldIssue): string {
 /** Renders a value for an error message: strings in double quotes, others as compact JSON. */
 export function quote(value: unknown): string {
   if (value === undefined) return "undefined";
-  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "string") {
+    // A long value is cut, not echoed whole (a 254-character name would drown the message).
+    if (value.length <= 64) return JSON.stringify(value);
+    return `${JSON.stringify(value.slice(0, 40))}... (${value.length} characters)`;
+  }
   const text = JSON.stringify(value);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
@@ -36,6 +40,14 @@ export function pathString(path: ReadonlyArray<PropertyKey>): string {
     if (typeof part === "number") out += `[${part}]`;
     else out += out === "" ? String(part) : `.${String(part)}`;
   }
+  return out;
+}
+
+/** The parts of a dotted path with [i] indexes: `a.b[2].c` -> ["a", "b", 2, "c"]. */
+export function pathParts(path: string): PropertyKey[] {
+  const out: PropertyKey[] = [];
+  for (const m of path.matchAll(/([^.[\]]+)|\[(\d+)\]/g))
+    out.push(m[2] !== undefined ? Number(m[2]) : (m[1] as string));
   return out;
 }
 
@@ -80,6 +92,13 @@ export function toFieldIssues(issues: ReadonlyArray<z.core.$ZodIssue>): FieldIss
         else out.push({ path, message: `${quote(input)} is not ${article(issue.expected)}` });
         break;
       case "invalid_value":
+        if (input === undefined) {
+          out.push({
+            path,
+            message: `is required (one of ${issue.values.map((v) => String(v)).join(", ")})`,
+          });
+          break;
+        }
         out.push({
           path,
           message: `${quote(input)} is not one of ${issue.values.map((v) => String(v)).join(", ")}`,

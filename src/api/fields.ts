@@ -3,7 +3,7 @@
 // Owns field-level validation and its messages. Not: per-kind cross-field rules or defaults.
 import ipaddr from "ipaddr.js";
 import * as z from "zod";
-import { own, quote } from "./errors.js";
+import { own, pathParts, quote, toFieldIssues } from "./errors.js";
 import { parseSelector, SelectorSyntaxError } from "./selector.js";
 
 export type IpFamily = 4 | 6;
@@ -279,6 +279,22 @@ export const labels = z.record(z.string(), z.string()).superRefine((map, ctx) =>
   }
 });
 
+/** Annotations: keys are Kubernetes qualified names; keys and values at most 256 KiB in all. */
+export const annotations = z.record(z.string(), z.string()).superRefine((map, ctx) => {
+  let size = 0;
+  for (const [k, v] of Object.entries(map)) {
+    size += k.length + v.length;
+    if (!isLabelKey(k.toLowerCase()))
+      ctx.addIssue({
+        code: "custom",
+        path: [k],
+        message: own(`${quote(k)} is not a valid annotation key`),
+      });
+  }
+  if (size > 256 * 1024)
+    ctx.addIssue({ code: "custom", message: own(`total size ${size} is above 262144 bytes`) });
+});
+
 /** Go duration (`metav1.Duration`): `120s`, `1m30s`, `500ms`; stored as given. */
 export const duration = z
   .string({ error: (iss) => own(`${quote(iss.input)} is not a duration such as "120s"`) })
@@ -327,39 +343,85 @@ export function intRange(min: number, max: number) {
   });
 }
 
-/** A port number or a named port (Calico numorstring.Port also allows "80:90" ranges). */
+/** True when a port (number, "80", "80:90") is numeric, false for a named port. */
+export function isNumericPort(p: number | string): boolean {
+  return typeof p === "number" || /^\d+(:\d+)?$/.test(p);
+}
+
+/**
+ * A port number, range or named port (Calico numorstring.Port): numbers and both ends of a range
+ * in 1..65535 (validatePort: "port number must be between 1 and 65535"), a range ascending, a
+ * name as Kubernetes' IANA_SVC_NAME.
+ */
 export const port = z.union([z.number(), z.string()]).superRefine((v, ctx) => {
+  const inRange = (n: number) => Number.isInteger(n) && n >= 1 && n <= 65535;
   const ok =
     typeof v === "number"
-      ? Number.isInteger(v) && v >= 0 && v <= 65535
+      ? inRange(v)
       : /^\d+:\d+$/.test(v)
         ? (() => {
             const [a, b] = v.split(":").map(Number) as [number, number];
-            return a <= b && b <= 65535;
+            return inRange(a) && inRange(b) && a <= b;
           })()
         : /^\d+$/.test(v)
-          ? Number(v) <= 65535
-          : /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) && v.length <= 15;
+          ? inRange(Number(v))
+          : /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) && v.length <= 15 && /[a-z]/.test(v);
   if (!ok)
     ctx.addIssue({
       code: "custom",
-      message: own(`${quote(v)} is not a port, port range or port name`),
+      message: own(
+        `${quote(v)} is not a port (1..65535), an ascending port range "min:max" or a port name`,
+      ),
     });
 });
 
+/** What Ocelot does with a Calico field, for the inventory (config/calico-api-inventory.json). */
+export type FieldStatus =
+  | { status: "refused"; reason: string }
+  | { status: "stored"; reason: string };
+
+/** Schemas marked as refused or stored-not-acted-on; unmarked fields are supported. */
+export const FIELD_STATUS = new WeakMap<z.ZodType, FieldStatus>();
+
+/**
+ * A Calico field Ocelot accepts, validates and stores but does not act on yet: `ocelot apply`
+ * names it in a warning. Only for fields whose absence of effect cannot weaken security.
+ */
+export function stored<T extends z.ZodType>(schema: T, reason: string): T {
+  FIELD_STATUS.set(schema, { status: "stored", reason });
+  return schema;
+}
+
 /**
  * A Calico field that Ocelot does not implement yet: absent is fine, present is refused with a
- * message naming it (never silently dropped).
+ * message naming it (never silently dropped). With `inner` (the field's own schema) the value is
+ * validated first, so a bad value inside it is reported too, not hidden by the refusal.
  */
-export function unsupported(what?: string) {
-  return z
-    .never({
-      error: (iss) =>
-        own(
-          `is a Calico field that Ocelot does not support yet${what === undefined ? "" : ` (${what})`}; got ${quote(iss.input)}`,
+export function unsupported(what?: string, inner?: z.ZodType) {
+  const schema = z
+    .unknown()
+    .superRefine((value, ctx) => {
+      if (value === undefined) return;
+      if (inner !== undefined) {
+        const r = inner.safeParse(value, { reportInput: true });
+        if (!r.success)
+          for (const iss of toFieldIssues(r.error.issues))
+            ctx.addIssue({
+              code: "custom",
+              path: iss.path === "" ? [] : pathParts(iss.path),
+              message: own(iss.message),
+            });
+      }
+      ctx.addIssue({
+        code: "custom",
+        message: own(
+          `is a Calico field that Ocelot does not support yet${what === undefined ? "" : ` (${what})`}; got ${quote(value)}`,
         ),
+      });
     })
     .optional();
+  FIELD_STATUS.set(schema, { status: "refused", reason: what ?? "not supported yet" });
+  return schema;
 }
 
 /** Object metadata, Kubernetes ObjectMeta as calicoctl accepts it. */
@@ -371,7 +433,7 @@ export function metadataSchema(opts: { namespaced: boolean; name?: z.ZodType<str
         ? labelName.optional()
         : z.never({ error: own("must not be set: this kind is not namespaced") }).optional(),
       labels: labels.optional(),
-      annotations: z.record(z.string(), z.string()).optional(),
+      annotations: annotations.optional(),
       resourceVersion: z
         .union([z.string(), z.number()])
         .transform((v, ctx) => {

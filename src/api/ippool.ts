@@ -33,7 +33,12 @@ const ipPoolSpec = z
     natOutgoing: z.boolean().optional(),
     disabled: z.boolean().optional(),
     disableBGPExport: z.boolean().optional(),
-    nodeSelector: selector.optional(),
+    nodeSelector: selector
+      .refine((t) => !/\bglobal\s*\(/.test(t), {
+        error: (iss) =>
+          own(`${quote(iss.input)}: global() is not valid in an IPPool's nodeSelector`),
+      })
+      .optional(),
     namespaceSelector: unsupported("pools are chosen by nodeSelector only"),
     allowedUses: z.array(AllowedUse).optional(),
     assignmentMode: z.enum(["Automatic", "Manual"]).optional(),
@@ -58,7 +63,7 @@ const ipPoolSpec = z
           `${quote(spec.blockSize)} is out of range for an IPv${p.family} pool (${min}..${max})`,
         ),
       });
-    } else if (p.prefixLength > block) {
+    } else if (p.prefixLength > block && spec.disabled !== true) {
       ctx.addIssue({
         code: "custom",
         path: ["cidr"],
@@ -92,6 +97,26 @@ const ipPoolSpec = z
         path: ["cidr"],
         message: own(`${quote(spec.cidr)} overlaps the ${special[1]} range ${quote(special[0])}`),
       });
+    }
+    if (spec.allowedUses?.includes("LoadBalancer")) {
+      if (spec.disableBGPExport === true)
+        ctx.addIssue({
+          code: "custom",
+          path: ["disableBGPExport"],
+          message: own("LoadBalancer IP pools cannot disable BGP export"),
+        });
+      if (spec.nodeSelector !== undefined && spec.nodeSelector.trim() !== "all()")
+        ctx.addIssue({
+          code: "custom",
+          path: ["nodeSelector"],
+          message: own("must be all() (or unset) on a LoadBalancer IP pool"),
+        });
+      if (spec.ipipMode !== undefined && spec.ipipMode !== "Never")
+        ctx.addIssue({
+          code: "custom",
+          path: ["ipipMode"],
+          message: own("a LoadBalancer IP pool cannot have IP-in-IP enabled"),
+        });
     }
     if (spec.allowedUses !== undefined) {
       if (spec.allowedUses.includes("LoadBalancer") && spec.allowedUses.length > 1) {

@@ -30,7 +30,11 @@ const nodeBgpSpec = z
 
 const nodeSpec = z
   .object({
-    bgp: nodeBgpSpec.optional(),
+    bgp: nodeBgpSpec
+      .refine((b) => Object.keys(b).length > 0, {
+        error: own("must not be empty when given (validateNodeSpec)"),
+      })
+      .optional(),
     addresses: z
       .array(
         z
@@ -85,33 +89,61 @@ const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 
 const endpointPort = z
   .object({
-    name: labelName,
+    name: z.union([labelName, z.literal("")]).optional(),
     protocol: z.enum(["TCP", "UDP", "SCTP"]),
     port: z.number().int().min(1).max(65535),
     hostPort: z.number().int().min(0).max(65535).optional(),
     hostIP: ipAddress().optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((p, ctx) => {
+    // validateWorkloadEndpointPort: a name unless a hostPort is given.
+    if ((p.name === undefined || p.name === "") && (p.hostPort ?? 0) === 0)
+      ctx.addIssue({
+        code: "custom",
+        path: ["name"],
+        message: own("is required when no hostPort is given"),
+      });
+  });
 
 const workloadEndpointSpec = z
   .object({
     orchestrator: z.string().optional(),
     workload: z.string().optional(),
     node: subdomainName.optional(),
-    containerID: z.string().optional(),
+    containerID: z
+      .string()
+      .regex(/^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$/, {
+        error: (iss) =>
+          own(`${quote(iss.input)} is not a container ID (letters, digits and inner '-')`),
+      })
+      .optional(),
     pod: z.string().optional(),
     endpoint: z.string().optional(),
     serviceAccountName: z.string().optional(),
-    ipNetworks: z.array(cidr({ allowHostBits: false })).optional(),
+    // validateWorkloadEndpointSpec: only /32 (IPv4) and /128 (IPv6) networks.
+    ipNetworks: z
+      .array(
+        cidr({ allowHostBits: false, allowBareIp: true }).refine(
+          (c) => c.endsWith(c.includes(":") ? "/128" : "/32"),
+          {
+            error: (iss) =>
+              own(
+                `${quote(iss.input)} holds more than one address (a workload's ipNetworks are /32 or /128)`,
+              ),
+          },
+        ),
+      )
+      .optional(),
     ipv4Gateway: ipAddress({ family: 4 }).optional(),
     ipv6Gateway: ipAddress({ family: 6 }).optional(),
     profiles: z.array(z.string().min(1)).optional(),
     interfaceName: z
       .string()
-      .refine((s) => s.length >= 1 && s.length <= 15 && !/[\s/]/.test(s), {
+      .refine((s) => /^[a-zA-Z0-9_.-]{1,15}$/.test(s), {
         error: (iss) =>
           own(
-            `${quote(iss.input)} is not a Linux interface name (1..15 characters, no '/' or spaces)`,
+            `${quote(iss.input)} is not an interface name (1..15 of letters, digits, '_', '.', '-')`,
           ),
       })
       .optional(),
@@ -134,7 +166,10 @@ export const workloadEndpointSchema = z
     apiVersion: z.literal(API_VERSION),
     kind: z.literal("WorkloadEndpoint"),
     metadata: metadataSchema({ namespaced: true }),
-    spec: workloadEndpointSpec,
+    // Calico requires an interface name (the validator's "no config" case).
+    spec: workloadEndpointSpec.refine((s) => s.interfaceName !== undefined, {
+      error: own("needs spec.interfaceName"),
+    }),
   })
   .strict();
 

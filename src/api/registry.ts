@@ -9,16 +9,28 @@ import {
   effectiveBgpConfiguration,
 } from "./bgp.js";
 import { CLUSTER_INFORMATION_WRITERS, clusterInformationSchema } from "./clusterinfo.js";
+import {
+  felixConfigurationSchema,
+  ipamConfigurationSchema,
+  kubeControllersConfigurationSchema,
+} from "./config.js";
 import { type FieldIssue, quote, toFieldIssues, ValidationError } from "./errors.js";
 import type { Metadata } from "./fields.js";
+import { hostEndpointSchema } from "./hostendpoint.js";
 import { API_VERSION, ipPoolSchema, ipReservationSchema } from "./ippool.js";
+import { globalNetworkSetSchema, networkSetSchema } from "./networkset.js";
 import { nodeSchema, workloadEndpointSchema } from "./node.js";
 import {
   globalNetworkPolicySchema,
   K8S_NETWORKING_API_VERSION,
   k8sNetworkPolicySchema,
   networkPolicySchema,
+  profileSchema,
+  stagedGlobalNetworkPolicySchema,
+  stagedK8sNetworkPolicySchema,
+  stagedNetworkPolicySchema,
 } from "./policy.js";
+import { tierSchema } from "./tier.js";
 
 /** Root of every resource key; the datastore stores keys as given. */
 export const RESOURCE_PREFIX = "/ocelot/resources/v3/";
@@ -225,6 +237,7 @@ export const KINDS: readonly KindInfo[] = [
     wideColumns: [
       NAMESPACE,
       NAME,
+      col("TIER", (r) => spec(r).tier),
       col("ORDER", (r) => spec(r).order),
       col("SELECTOR", (r) => spec(r).selector),
     ],
@@ -240,6 +253,7 @@ export const KINDS: readonly KindInfo[] = [
     columns: [NAME],
     wideColumns: [
       NAME,
+      col("TIER", (r) => spec(r).tier),
       col("ORDER", (r) => spec(r).order),
       col("SELECTOR", (r) => spec(r).selector),
     ],
@@ -253,6 +267,162 @@ export const KINDS: readonly KindInfo[] = [
     namespaced: true,
     schema: k8sNetworkPolicySchema,
     columns: [NAMESPACE, NAME, col("POD-SELECTOR", (r) => labelSelectorText(spec(r).podSelector))],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "StagedNetworkPolicy",
+    plural: "stagednetworkpolicies",
+    singular: "stagednetworkpolicy",
+    aliases: ["snp", "snps"],
+    namespaced: true,
+    schema: stagedNetworkPolicySchema,
+    columns: [NAMESPACE, NAME],
+    wideColumns: [
+      NAMESPACE,
+      NAME,
+      col("TIER", (r) => spec(r).tier),
+      col("ORDER", (r) => spec(r).order),
+      col("SELECTOR", (r) => spec(r).selector),
+      col("STAGEDACTION", (r) => spec(r).stagedAction),
+    ],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "StagedGlobalNetworkPolicy",
+    plural: "stagedglobalnetworkpolicies",
+    singular: "stagedglobalnetworkpolicy",
+    aliases: ["sgnp", "sgnps"],
+    namespaced: false,
+    schema: stagedGlobalNetworkPolicySchema,
+    columns: [NAME],
+    wideColumns: [
+      NAME,
+      col("TIER", (r) => spec(r).tier),
+      col("ORDER", (r) => spec(r).order),
+      col("SELECTOR", (r) => spec(r).selector),
+      col("STAGEDACTION", (r) => spec(r).stagedAction),
+    ],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "StagedKubernetesNetworkPolicy",
+    plural: "stagedkubernetesnetworkpolicies",
+    singular: "stagedkubernetesnetworkpolicy",
+    aliases: ["sknp", "sknps"],
+    namespaced: true,
+    schema: stagedK8sNetworkPolicySchema,
+    columns: [NAMESPACE, NAME],
+    wideColumns: [
+      NAMESPACE,
+      NAME,
+      col("POD-SELECTOR", (r) => labelSelectorText(spec(r).podSelector)),
+      col("STAGEDACTION", (r) => spec(r).stagedAction),
+    ],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "Tier",
+    plural: "tiers",
+    singular: "tier",
+    aliases: [],
+    namespaced: false,
+    schema: tierSchema,
+    columns: [
+      NAME,
+      col("ORDER", (r) => spec(r).order),
+      col("DEFAULTACTION", (r) => spec(r).defaultAction),
+    ],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "Profile",
+    plural: "profiles",
+    singular: "profile",
+    aliases: ["pro", "pros"],
+    namespaced: false,
+    schema: profileSchema,
+    columns: [NAME],
+    wideColumns: [
+      NAME,
+      col("LABELS", (r) =>
+        Object.entries((spec(r).labelsToApply ?? {}) as Record<string, string>).map(
+          ([k, v]) => `${k}=${v}`,
+        ),
+      ),
+    ],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "HostEndpoint",
+    plural: "hostendpoints",
+    singular: "hostendpoint",
+    aliases: ["hep", "heps"],
+    namespaced: false,
+    schema: hostEndpointSchema,
+    columns: [NAME, col("NODE", (r) => spec(r).node)],
+    wideColumns: [
+      NAME,
+      col("NODE", (r) => spec(r).node),
+      col("INTERFACE", (r) => spec(r).interfaceName),
+      col("IPS", (r) => spec(r).expectedIPs),
+      col("PROFILES", (r) => spec(r).profiles),
+    ],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "GlobalNetworkSet",
+    plural: "globalnetworksets",
+    singular: "globalnetworkset",
+    aliases: ["gns", "gnss"],
+    namespaced: false,
+    schema: globalNetworkSetSchema,
+    columns: [NAME],
+    wideColumns: [NAME, col("NETS", (r) => spec(r).nets)],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "NetworkSet",
+    plural: "networksets",
+    singular: "networkset",
+    aliases: ["netset", "netsets"],
+    namespaced: true,
+    schema: networkSetSchema,
+    columns: [NAMESPACE, NAME],
+    wideColumns: [NAMESPACE, NAME, col("NETS", (r) => spec(r).nets)],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "FelixConfiguration",
+    plural: "felixconfigurations",
+    singular: "felixconfiguration",
+    aliases: ["felixconfig", "felixconfigs"],
+    namespaced: false,
+    schema: felixConfigurationSchema,
+    columns: [NAME],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "IPAMConfiguration",
+    plural: "ipamconfigurations",
+    singular: "ipamconfiguration",
+    aliases: ["ipamconfig", "ipamconfigs"],
+    namespaced: false,
+    schema: ipamConfigurationSchema,
+    columns: [
+      NAME,
+      col("STRICTAFFINITY", (r) => spec(r).strictAffinity),
+      col("MAXBLOCKSPERHOST", (r) => spec(r).maxBlocksPerHost),
+    ],
+  }),
+  kindInfo({
+    apiVersion: API_VERSION,
+    kind: "KubeControllersConfiguration",
+    plural: "kubecontrollersconfigurations",
+    singular: "kubecontrollersconfiguration",
+    aliases: ["kcc", "kccs"],
+    namespaced: false,
+    schema: kubeControllersConfigurationSchema,
+    columns: [NAME],
   }),
   kindInfo({
     apiVersion: API_VERSION,

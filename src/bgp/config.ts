@@ -1,7 +1,7 @@
 // The `ocelot bgpd --config FILE` YAML: schema (hand-written, strict: the daemon does not load a
 // schema library), parsing with errors that name the field path and value, defaults, and
 // impact(old, new) per peer for reconfiguration by diff, and reading peers' TCP-MD5 password
-// files. Not: applying the change (src/bgp/speaker.ts) or the filter semantics (src/bgp/policy/).
+// files. Not: applying the change (src/bgp/speaker/core.ts) or the filter semantics (src/bgp/policy/).
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";

@@ -8,15 +8,14 @@ import type { BfdRuntime } from "../bgp/bfd/runtime.js";
 import {
   type BgpdConfig,
   ConfigError,
-  type PeerConfig,
   parseConfigText,
   resolvePasswordFiles,
 } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
-import type { Log } from "../bgp/io/session.js";
-import type { Connection } from "../bgp/io/transport.js";
-import { Speaker } from "../bgp/speaker.js";
-import { makeWireBridge } from "../bgp/speaker_attrs.js";
+import { ttlHook } from "../bgp/io/ttl.js";
+import { addBfdMetrics, addBgpMetrics } from "../bgp/metrics.js";
+import { makeWireBridge } from "../bgp/speaker/attrs.js";
+import { Speaker } from "../bgp/speaker/runtime.js";
 import {
   formatRoutes,
   formatStatus,
@@ -26,13 +25,9 @@ import {
   serveStatus,
 } from "../bgp/status.js";
 import type { Fib } from "../fib/types.js";
-import {
-  addBfdMetrics,
-  addBgpMetrics,
-  addFibMetrics,
-  addProcessMetrics,
-} from "../lib/daemon_metrics.js";
+import { addFibMetrics, addProcessMetrics } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
+import type { Log } from "../lib/log.js";
 import { MetricsRegistry } from "../lib/metrics.js";
 import { CliError } from "./main.js";
 
@@ -52,29 +47,6 @@ function loadConfig(path: string): BgpdConfig {
     if (e instanceof ConfigError) throw new CliError(e.message);
     throw e;
   }
-}
-
-/** eBGP sessions get TTL 1 unless multihop is set (RFC 4271 §5.1.3 directly connected). */
-export async function ttlHook(
-  log: Log,
-): Promise<((c: Connection, p: PeerConfig, ebgp: boolean) => void) | undefined> {
-  let mod: typeof import("../fib/netlink_socket.js");
-  try {
-    mod = await import("../fib/netlink_socket.js");
-    const why = mod.addonUnavailableReason();
-    if (why) throw new Error(why);
-  } catch (e) {
-    log.warn({ error: (e as Error).message }, "Native addon unavailable: eBGP TTL not set");
-    return undefined;
-  }
-  const { setsockoptFd, SockOpt } = mod;
-  return (c, p, ebgp) => {
-    if (!ebgp && p.multihop === undefined) return;
-    const ttl = p.multihop ?? 1;
-    if (c.fd < 0) return;
-    if (c.family === 4) setsockoptFd(c.fd, SockOpt.IPPROTO_IP, SockOpt.IP_TTL, ttl);
-    else setsockoptFd(c.fd, SockOpt.IPPROTO_IPV6, SockOpt.IPV6_UNICAST_HOPS, ttl);
-  };
 }
 
 async function openFib(cfg: BgpdConfig, log: Log): Promise<Fib | null> {
@@ -211,10 +183,11 @@ async function runBgpd(opts: {
     ...(onSocket ? { onSocket } : {}),
   });
   let started = false;
-  // BFD Down should drop the BGP session at once (Cease, CeaseSubcode.BfdDown, RFC 9384). The
-  // speaker has no drop-this-peer entry yet (it is being split into a core and a runtime): once
-  // it has, this is `(address) => speaker.dropPeer(address, CeaseSubcode.BfdDown)`.
-  const bfd = new BgpdBfd(log, () => {});
+  // BFD Down drops the BGP session at once (RFC 5882 §4.3): it fails as on a TCP failure, so its
+  // routes leave the RIB and the kernel now, not when the hold timer expires.
+  const bfd = new BgpdBfd(log, (address) =>
+    speaker.signal({ kind: "peerDown", peer: address, reason: "BFD session down" }),
+  );
   let health: Awaited<ReturnType<typeof serveBgpdHealth>>;
   try {
     health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started, bfd);

@@ -14,7 +14,6 @@ import {
 import { type Datastore, UnavailableError } from "../datastore/types.js";
 import { IpamDataError, inUseCount } from "../ipam/block.js";
 import { type CheckReport, checkIpam, REPORT_VERSION } from "../ipam/check.js";
-import { cidrContains, cidrSize, formatCidr, parseAddress } from "../ipam/cidr.js";
 import { ensureClusterInformation, readClusterInformation } from "../ipam/cluster.js";
 import { DEFAULT_EMPTY_BLOCK_GRACE_MS, DEFAULT_LEAK_GRACE_MS } from "../ipam/gc.js";
 import {
@@ -25,6 +24,7 @@ import {
   runGcPass,
 } from "../ipam/gc_run.js";
 import { BadSequenceError, IpamStore } from "../ipam/store.js";
+import { cidrContains, cidrSize, formatCidr, parseAddress } from "../lib/ip.js";
 import { CliError } from "./main.js";
 
 type Opts = DatastoreCliOptions & { json?: boolean };

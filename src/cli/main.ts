@@ -65,11 +65,15 @@ export function commandName(argv: string[]): string | undefined {
   return undefined;
 }
 
-/** The loaders needed for argv: the named command's, or all of them. */
+/** The loaders needed for argv: the named command's, none for --version alone, or all. */
 export function loadersFor(argv: string[]): Loader[] {
+  const args = argv.slice(2);
   const name = commandName(argv);
   const one = name !== undefined ? commands[name] : undefined;
-  return one ? [one] : [...new Set(Object.values(commands))];
+  if (one) return [one];
+  if (name === undefined && args.length === 1 && (args[0] === "--version" || args[0] === "-V"))
+    return [];
+  return [...new Set(Object.values(commands))];
 }
 
 export function buildProgram(registrations: Register[]): Command {

@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Command } from "commander";
+import { addBgpMetrics } from "../bgp/metrics.js";
 import {
   addDatastoreOptions,
   DATASTORE_OPTION_NAMES,
@@ -15,7 +16,6 @@ import {
 import type { Datastore } from "../datastore/types.js";
 import {
   addAgentMetrics,
-  addBgpMetrics,
   addFibMetrics,
   addProcessMetrics,
   type FibCounters,

@@ -14,6 +14,7 @@ import {
 } from "../api/client.js";
 import { DocumentSyntaxError, parseDocuments } from "../api/documents.js";
 import { ValidationError } from "../api/errors.js";
+import { storedFields } from "../api/inventory.js";
 import {
   type Column,
   DEFAULT_NAMESPACE,
@@ -114,6 +115,9 @@ function readInput(files: string[]): InputDoc[] {
     else seen.set(id, d.where);
   }
   if (errors.length > 0) refuse(errors);
+  for (const d of docs)
+    for (const w of storedFields(d.info, d.resource))
+      process.stderr.write(`warning: ${d.where}: ${w}\n`);
   return docs;
 }
 

@@ -7,7 +7,6 @@ import type { EtcdOptions } from "../datastore/etcd.js";
 import { type Datastore, UnavailableError } from "../datastore/types.js";
 import { PoolSelectionError } from "../ipam/allocator.js";
 import { IpamDataError } from "../ipam/block.js";
-import { formatAddress, parseAddress } from "../ipam/cidr.js";
 import { isDatastoreLocked } from "../ipam/cluster.js";
 import {
   type AssignedAddress,
@@ -16,6 +15,7 @@ import {
   PoolExhaustedError,
   RetriesExhaustedError,
 } from "../ipam/store.js";
+import { formatAddress, parseAddress } from "../lib/ip.js";
 import { readDatastoreFile } from "./datastore_file.js";
 import { type CniLogFailure, cniLogProblem, oneLine } from "./log.js";
 

@@ -5,8 +5,8 @@
 // (plugin_main.ts), nor error codes and versions (shared with the IPAM plugin, ipam_plugin.ts).
 import { isDns1123Label } from "../api/fields.js";
 import type { WorkloadEndpoint } from "../api/node.js";
-import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC, workloadIfaceName } from "../felix/workload.js";
-import { formatAddress, parseAddress } from "../ipam/cidr.js";
+import { formatAddress, parseAddress } from "../lib/ip.js";
+import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC, workloadIfaceName } from "../lib/pod_wiring.js";
 import {
   CniError,
   CniErrorCode,

@@ -1,6 +1,7 @@
 // Process edge of the `ocelot-cni` main CNI plugin: runs one command (ADD, DEL, CHECK, VERSION)
-// from the environment and stdin. ADD delegates IPAM to the `ipam.type` executable in CNI_PATH,
-// creates the veth (host side in our network namespace, pod side moved into CNI_NETNS), sets up
+// from the environment and stdin. ADD delegates IPAM to the `ipam.type` executable in CNI_PATH
+// (`ocelot-ipam` runs in this process, on the datastore connection already open: the same
+// stdin, environment and result, without starting a second Node.js), creates the veth (host side in our network namespace, pod side moved into CNI_NETNS), sets up
 // both sides and the host's /32 (/128) route under protocol 202, writes the WorkloadEndpoint,
 // and undoes every step in reverse when a later one fails. Link work is `ip` (iproute2) and, in
 // the pod, `nsenter --net=<CNI_NETNS> ip ...`, run with arguments, never a shell. The pure parts
@@ -9,14 +10,15 @@ import { spawnSync } from "node:child_process";
 import { accessSync, constants, existsSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { config as zodConfig } from "zod";
 import { ResourceClient } from "../api/client.js";
 import type { WorkloadEndpoint } from "../api/node.js";
 import { kindOf } from "../api/registry.js";
 import type { EtcdOptions } from "../datastore/etcd.js";
 import { openDatastore } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
-import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../felix/workload.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
+import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../lib/pod_wiring.js";
 import {
   CniError,
   CniErrorCode,
@@ -26,6 +28,7 @@ import {
   openPluginStore,
   refuseCheckBefore040,
   requestedVersion,
+  runIpamPlugin,
   toCniError,
 } from "./ipam_plugin.js";
 import {
@@ -144,25 +147,32 @@ function findPlugin(type: string, cniPath: string | undefined): string {
   );
 }
 
+/** Where IPAM runs: `ocelot-ipam` in this process (its datastore is ours), others exec'd. */
+export interface IpamDelegate {
+  conf: CniNetConf;
+  env: NodeJS.ProcessEnv;
+  stdin: string;
+  /** The datastore this process opened (conf.datastore), lent to an in-process `ocelot-ipam`. */
+  store: Datastore;
+  deps: CniPluginDeps;
+}
+
+/**
+ * Runs `ocelot-ipam` in this process unless OCELOT_CNI_IPAM_EXEC=1 asks for the executable (a
+ * way to compare the two; both print the same result, test/cni/ipam_in_process.netns.test.ts).
+ */
+function ipamInProcess(d: IpamDelegate): boolean {
+  return d.conf.ipamType === "ocelot-ipam" && d.env.OCELOT_CNI_IPAM_EXEC !== "1";
+}
+
 /** Runs the IPAM plugin; its error JSON becomes a CniError with the same code and message. */
-function delegateIpam(
-  conf: CniNetConf,
-  command: "ADD" | "DEL" | "CHECK",
-  env: NodeJS.ProcessEnv,
-  stdin: string,
-): unknown {
-  const plugin = findPlugin(conf.ipamType, env.CNI_PATH);
-  const r = spawnSync(plugin, [], {
-    input: stdin,
-    encoding: "utf8",
-    env: { ...env, CNI_COMMAND: command },
-    timeout: DELEGATE_TIMEOUT_MS,
-  });
+async function delegateIpam(d: IpamDelegate, command: "ADD" | "DEL" | "CHECK"): Promise<unknown> {
+  const r = ipamInProcess(d) ? await ipamHere(d, command) : ipamExec(d, command);
   let out: unknown;
   try {
-    out = r.stdout?.trim() ? JSON.parse(r.stdout) : undefined;
+    out = r.stdout.trim() ? JSON.parse(r.stdout) : undefined;
   } catch {}
-  if (r.status === 0 && !r.error) return out;
+  if (r.ok) return out;
   const e = out as { code?: unknown; msg?: unknown; details?: unknown } | undefined;
   if (e && typeof e.code === "number" && typeof e.msg === "string") {
     throw new CniError(e.code, e.msg, typeof e.details === "string" ? e.details : "");
@@ -172,10 +182,59 @@ function delegateIpam(
   const first = said.split("\n")[0] ?? "";
   const err = new CniError(
     CniErrorCode.Internal,
-    `IPAM plugin "${conf.ipamType}" ${command} failed (${r.error?.message ?? `exit ${r.status}`})${first ? `: ${first}` : ""}`,
+    `IPAM plugin "${d.conf.ipamType}" ${command} failed (${r.failure})${first ? `: ${first}` : ""}`,
   );
   if (said) err.trace = said;
   throw err;
+}
+
+interface IpamRan {
+  ok: boolean;
+  stdout: string;
+  stderr: string;
+  /** Why it failed, when it did ("exit 1", a spawn error). */
+  failure: string;
+}
+
+/** The CNI spec's delegation: the plugin executable, our stdin and environment, CNI_COMMAND. */
+function ipamExec(d: IpamDelegate, command: "ADD" | "DEL" | "CHECK"): IpamRan {
+  const plugin = findPlugin(d.conf.ipamType, d.env.CNI_PATH);
+  const r = spawnSync(plugin, [], {
+    input: d.stdin,
+    encoding: "utf8",
+    env: { ...d.env, CNI_COMMAND: command },
+    timeout: DELEGATE_TIMEOUT_MS,
+  });
+  return {
+    ok: r.status === 0 && !r.error,
+    stdout: r.stdout ?? "",
+    stderr: (r.stderr ?? "").trim(),
+    failure: r.error?.message ?? `exit ${r.status}`,
+  };
+}
+
+/**
+ * `ocelot-ipam` as its executable runs it (runIpamPlugin: same stdin, environment, output and
+ * exit code), on our open datastore when it names the same one; the IPAM run's close of it is
+ * left to us.
+ */
+async function ipamHere(d: IpamDelegate, command: "ADD" | "DEL" | "CHECK"): Promise<IpamRan> {
+  // Our store with a close() that does nothing (the datastore classes keep no #private state).
+  const lent: Datastore = Object.create(d.store, { close: { value: async () => undefined } });
+  const out = await runIpamPlugin({ ...d.env, CNI_COMMAND: command }, d.stdin, {
+    // The same stdin names the same datastore (its URL, or the datastore file beside the conflist).
+    openStore: (url, etcd) =>
+      url === d.conf.datastore || d.conf.datastoreFile !== undefined
+        ? Promise.resolve(lent)
+        : d.deps.openStore(url, etcd),
+    hostname: d.deps.hostname,
+  });
+  return {
+    ok: out.exitCode === 0,
+    stdout: out.stdout,
+    stderr: "",
+    failure: `exit ${out.exitCode}`,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -382,13 +441,8 @@ function requireEnv(env: NodeJS.ProcessEnv, names: readonly string[]): void {
   }
 }
 
-async function add(
-  conf: CniNetConf,
-  id: PodIdentity,
-  env: NodeJS.ProcessEnv,
-  stdin: string,
-  store: Datastore,
-): Promise<Record<string, unknown>> {
+async function add(ipam: IpamDelegate, id: PodIdentity): Promise<Record<string, unknown>> {
+  const { conf, env, store } = ipam;
   const sandbox = env.CNI_NETNS as string;
   const hostIface = hostIfaceName(id);
   // Checked before IPAM so that a missing namespace allocates nothing.
@@ -398,9 +452,9 @@ async function add(
       `CNI_NETNS "${sandbox}" does not exist`,
     );
   }
-  const ipamResult = delegateIpam(conf, "ADD", env, stdin);
+  const ipamResult = await delegateIpam(ipam, "ADD");
   const undo: Array<() => void | Promise<void>> = [
-    () => void delegateIpam(conf, "DEL", env, stdin),
+    async () => void (await delegateIpam(ipam, "DEL")),
   ];
   try {
     const addresses = resultAddresses(ipamResult, `IPAM plugin "${conf.ipamType}" result`);
@@ -430,13 +484,8 @@ async function add(
   }
 }
 
-async function del(
-  conf: CniNetConf,
-  id: PodIdentity,
-  env: NodeJS.ProcessEnv,
-  stdin: string,
-  store: Datastore,
-): Promise<void> {
+async function del(ipam: IpamDelegate, id: PodIdentity): Promise<void> {
+  const { conf, env, store } = ipam;
   const hostIface = hostIfaceName(id);
   const sandbox = env.CNI_NETNS;
   // The pod side, when its namespace is still there: the pair goes with it.
@@ -453,16 +502,11 @@ async function del(
       throw new CniError(CniErrorCode.Internal, `Deleting ${hostIface} failed: ${r.stderr}`);
   }
   await deleteWep(store, conf, id);
-  delegateIpam(conf, "DEL", env, stdin);
+  await delegateIpam(ipam, "DEL");
 }
 
-async function check(
-  conf: CniNetConf,
-  id: PodIdentity,
-  env: NodeJS.ProcessEnv,
-  stdin: string,
-  store: Datastore,
-): Promise<void> {
+async function check(ipam: IpamDelegate, id: PodIdentity): Promise<void> {
+  const { conf, env, store } = ipam;
   if (conf.prevResult === undefined)
     throw new CniError(
       CniErrorCode.InvalidNetworkConfig,
@@ -504,7 +548,7 @@ async function check(
   if (problems.length > 0) {
     throw new CniError(CniErrorCode.CheckMismatch, `CHECK failed: ${problems.join("; ")}`);
   }
-  delegateIpam(conf, "CHECK", env, stdin);
+  await delegateIpam(ipam, "CHECK");
 }
 
 /** Runs one plugin invocation; never throws: failures become the spec's error JSON. */
@@ -530,12 +574,13 @@ export async function runCniPlugin(
     refuseCheckBefore040(command, conf.cniVersion);
     const id = podIdentity(env);
     store = await openPluginStore(deps, conf.datastore, conf.datastoreFile);
+    const ipam: IpamDelegate = { conf, env, stdin, store, deps };
     if (command === "ADD") {
-      const result = await add(conf, id, env, stdin, store);
+      const result = await add(ipam, id);
       return { stdout: JSON.stringify(result), exitCode: 0 };
     }
-    if (command === "DEL") await del(conf, id, env, stdin, store);
-    else await check(conf, id, env, stdin, store);
+    if (command === "DEL") await del(ipam, id);
+    else await check(ipam, id);
     return { stdout: "", exitCode: 0 };
   } catch (err) {
     return failureOutcome(version, err);
@@ -545,6 +590,9 @@ export async function runCniPlugin(
 }
 
 export async function main(): Promise<void> {
+  // One process writes one WorkloadEndpoint: zod's compiled parsers (a new Function per
+  // schema, built on first use) cost more here than they save.
+  zodConfig({ jitless: true });
   await runPluginProcess("ocelot-cni", (stdin) =>
     runCniPlugin(process.env, stdin, {
       openStore: (url, etcd) => openDatastore(url, etcd ? { etcd } : {}),

@@ -3,6 +3,7 @@
 // Owns: connection options (endpoints, TLS, auth, timeouts, retry backoff) and error mapping.
 // Not: key layout (keys are stored exactly as given) or the choice of backend (open.ts).
 import { readFileSync } from "node:fs";
+import { isIPv4, isIPv6 } from "node:net";
 import {
   Etcd3,
   type IDuplexStream,
@@ -88,8 +89,9 @@ export class EtcdDatastore implements Datastore {
     if (opts.endpoints.length === 0) throw new RangeError("etcd needs at least one endpoint");
     this.probeKey = Buffer.from(opts.probeKey ?? "/ocelot/");
     const tls = opts.tls || opts.caFile !== undefined || opts.certFile !== undefined;
-    const hosts = opts.endpoints.map((e) => normaliseEndpoint(e, tls));
-    this.url = `${tls ? "etcds" : "etcd"}://${hosts.map((h) => h.replace(/^https?:\/\//, "")).join(",")}`;
+    const given = opts.endpoints.map((e) => normaliseEndpoint(e, tls));
+    this.url = `${tls ? "etcds" : "etcd"}://${given.map((h) => h.replace(/^https?:\/\//, "")).join(",")}`;
+    const hosts = given.map(grpcTarget);
     this.o = {
       dialTimeoutMs: opts.dialTimeoutMs ?? 5000,
       requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
@@ -196,15 +198,17 @@ export class EtcdDatastore implements Datastore {
   async create(key: string, value: string): Promise<KeyValue> {
     this.check(key, value);
     const k = Buffer.from(key);
-    const res = await this.rpc("create", key, () =>
+    const v = Buffer.from(value);
+    const { res, ambiguous } = await this.writeRpc("create", key, () =>
       this.client.kv.txn({
         compare: [{ key: k, target: "Create", result: "Equal", create_revision: 0 }],
-        success: [{ request_put: { key: k, value: Buffer.from(value) } }],
+        success: [{ request_put: { key: k, value: v } }],
         failure: [{ request_range: { key: k } }],
       }),
     );
     if (!res.succeeded) {
       const cur = res.responses[0]?.response_range?.kvs[0];
+      if (ambiguous && cur && Number(cur.version) === 1 && v.equals(cur.value)) return toKv(cur);
       throw new ConflictError(key, cur ? toKv(cur) : undefined, `Key "${key}" already exists`);
     }
     const rev = Number(res.header.revision);
@@ -216,12 +220,12 @@ export class EtcdDatastore implements Datastore {
     const k = Buffer.from(key);
     const v = Buffer.from(value);
     if (expectedModRevision === undefined) {
-      const res = await this.rpc("update", key, () =>
+      const { res } = await this.writeRpc("update", key, () =>
         this.client.kv.put({ key: k, value: v, prev_kv: true }),
       );
       return afterPut(key, value, Number(res.header.revision), res.prev_kv);
     }
-    const res = await this.rpc("update", key, () =>
+    const { res, ambiguous } = await this.writeRpc("update", key, () =>
       this.client.kv.txn({
         compare: [{ key: k, target: "Mod", result: "Equal", mod_revision: expectedModRevision }],
         success: [{ request_put: { key: k, value: v, prev_kv: true } }],
@@ -232,6 +236,7 @@ export class EtcdDatastore implements Datastore {
       const cur = res.responses[0]?.response_range?.kvs[0];
       if (!cur) throw new NotFoundError(key);
       const kv = toKv(cur);
+      if (ambiguous && v.equals(cur.value)) return kv;
       throw staleRevision(key, kv, expectedModRevision);
     }
     return afterPut(
@@ -252,7 +257,8 @@ export class EtcdDatastore implements Datastore {
     for (const a of absentKeys) this.check(a);
     const k = Buffer.from(key);
     const absent = absentKeys.map((a) => Buffer.from(a));
-    const res = await this.rpc("update", key, () =>
+    const v = Buffer.from(value);
+    const { res, ambiguous } = await this.writeRpc("update", key, () =>
       this.client.kv.txn({
         compare: [
           { key: k, target: "Mod", result: "Equal", mod_revision: expectedModRevision },
@@ -263,7 +269,7 @@ export class EtcdDatastore implements Datastore {
             create_revision: 0,
           })),
         ],
-        success: [{ request_put: { key: k, value: Buffer.from(value), prev_kv: true } }],
+        success: [{ request_put: { key: k, value: v, prev_kv: true } }],
         // Which compare failed: the key itself first (as update() reports it), then each absent key.
         failure: [
           { request_range: { key: k } },
@@ -275,6 +281,7 @@ export class EtcdDatastore implements Datastore {
       const cur = res.responses[0]?.response_range?.kvs[0];
       if (!cur) throw new NotFoundError(key);
       const kv = toKv(cur);
+      if (ambiguous && v.equals(cur.value)) return kv;
       if (kv.modRevision !== expectedModRevision) throw staleRevision(key, kv, expectedModRevision);
       const present = absentKeys.findIndex(
         (_, i) => (res.responses[i + 1]?.response_range?.kvs.length ?? 0) > 0,
@@ -296,10 +303,12 @@ export class EtcdDatastore implements Datastore {
     this.check(key);
     const k = Buffer.from(key);
     if (expectedModRevision === undefined) {
-      const res = await this.rpc("delete", key, () => this.client.kv.deleteRange({ key: k }));
+      const { res } = await this.writeRpc("delete", key, () =>
+        this.client.kv.deleteRange({ key: k }),
+      );
       return Number(res.deleted) > 0;
     }
-    const res = await this.rpc("delete", key, () =>
+    const { res, ambiguous } = await this.writeRpc("delete", key, () =>
       this.client.kv.txn({
         compare: [{ key: k, target: "Mod", result: "Equal", mod_revision: expectedModRevision }],
         success: [{ request_delete_range: { key: k } }],
@@ -308,7 +317,8 @@ export class EtcdDatastore implements Datastore {
     );
     if (res.succeeded) return Number(res.responses[0]?.response_delete_range?.deleted ?? 0) > 0;
     const cur = res.responses[0]?.response_range?.kvs[0];
-    if (!cur) return false;
+    // Gone after an attempt that may have landed: ours, most likely; either way it is deleted.
+    if (!cur) return ambiguous;
     const kv = toKv(cur);
     throw staleRevision(key, kv, expectedModRevision);
   }
@@ -362,17 +372,44 @@ export class EtcdDatastore implements Datastore {
    * its retry would report a false conflict (the rule of etcd's Go client).
    */
   private async rpc<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
-    const idempotent = what === "get" || what === "list" || what === "revision";
+    return (await this.call(what, key, fn, false)).res;
+  }
+
+  /**
+   * A write that is safe to send again: a compare-and-swap (a second landing is impossible: its
+   * compare fails) or an unconditional put/delete of the same value (landing twice is landing
+   * once). When a sent attempt failed without an answer (the member died, a deadline passed),
+   * it is sent again, to any live member; `ambiguous` then says that an earlier attempt may have
+   * landed, so a failed compare whose current value is exactly ours is our own write.
+   */
+  private writeRpc<T>(
+    what: string,
+    key: string,
+    fn: () => Promise<T>,
+  ): Promise<{ res: T; ambiguous: boolean }> {
+    return this.call(what, key, fn, true);
+  }
+
+  private async call<T>(
+    what: string,
+    key: string,
+    fn: () => Promise<T>,
+    resendable: boolean,
+  ): Promise<{ res: T; ambiguous: boolean }> {
+    const idempotent = resendable || what === "get" || what === "list" || what === "revision";
+    let ambiguous = false;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await fn();
+        return { res: await fn(), ambiguous };
       } catch (err) {
         if (this.closed) throw new ClosedError(this.url);
         const e = err instanceof Error ? err : new Error(String(err));
+        const unsent = neverSent(e);
         const retry =
           attempt + 1 < this.o.maxAttempts &&
-          (idempotent ? isRecoverableError(e) || neverSent(e) : neverSent(e));
+          (idempotent ? isRecoverableError(e) || unsent : unsent);
         if (!retry) throw mapError(err, what, key, this.url);
+        if (!unsent) ambiguous = true;
         await new Promise((r) =>
           setTimeout(r, backoffDelay(attempt, this.o.backoffInitialMs, this.o.backoffMaxMs)),
         );
@@ -564,6 +601,24 @@ function neverSent(e: Error): boolean {
     e.message ?? "",
   );
 }
+/**
+ * The gRPC target of an endpoint: an IP literal as `ipv4:`/`ipv6:` (grpc-js's IP resolver),
+ * a name as it is (its DNS resolver). grpc-js's DNS resolver also hands an IP literal straight
+ * back, but builds a c-ares resolver and a backoff for it first; a process that makes one call
+ * (a CNI plugin) need not. The "name resolution" seconds seen under load were not DNS: that
+ * span, from the call's start to the resolver's answer being used, runs grpc-js's first-use
+ * set-up (the channel, the pick-first balancer, node:net's IPv6 pattern compiled on first use)
+ * and stretches with the CPU a starved process gets (see the README's etcd note).
+ */
+export function grpcTarget(endpoint: string): string {
+  const m = /^(https?:\/\/)(.*):(\d+)$/.exec(endpoint);
+  if (!m) return endpoint;
+  const [, scheme, host, port] = m as unknown as [string, string, string, string];
+  if (isIPv4(host)) return `${scheme}ipv4:${host}:${port}`;
+  if (host.startsWith("[") && isIPv6(host.slice(1, -1))) return `${scheme}ipv6:${host}:${port}`;
+  return endpoint;
+}
+
 function normaliseEndpoint(e: string, tls: boolean): string {
   const scheme = tls ? "https://" : "http://";
   const bare = e.replace(/^https?:\/\//, "");

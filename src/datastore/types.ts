@@ -100,6 +100,12 @@ export interface Datastore {
    * Compare-and-swap: writes value only if the key's modRevision equals expectedModRevision.
    * Throws ConflictError (with the current value) otherwise, NotFoundError if the key is absent.
    * Without expectedModRevision it writes unconditionally (create or overwrite).
+   *
+   * A distributed backend may lose the answer to a write that landed (the member died). It
+   * sends such a write again; the compare then fails, and if the key holds exactly the bytes we
+   * wrote, the write is reported done (returning the stored KeyValue). So a success means "this
+   * value is in place, written after expectedModRevision"; writers whose values could be equal
+   * byte for byte while meaning different operations (a bare counter) must make them distinct.
    */
   update(key: string, value: string, expectedModRevision?: number): Promise<KeyValue>;
   /**

@@ -4,7 +4,7 @@
 // that converge what the kernel holds; with network policy, the hooks that send workload traffic
 // to the dispatch chains. Not: running any command (apply.ts), the policy chains (policy.ts).
 import { createHash } from "node:crypto";
-import { formatAddress, parseAddress, parseCidr } from "../ipam/cidr.js";
+import { formatAddress, parseAddress, parseCidr } from "../lib/ip.js";
 
 /** Prefix of every chain we own (DESIGN.md §5); chains without it are never touched. */
 export const CHAIN_PREFIX = "ocl-";

@@ -15,7 +15,8 @@
 import { createHash } from "node:crypto";
 import type { K8sNetworkPolicy, LabelSelector, Rule } from "../api/policy.js";
 import { formatSelector, matchSelector, parseSelector, type Selector } from "../api/selector.js";
-import { formatAddress, parseCidr } from "../ipam/cidr.js";
+import { DEFAULT_TIER, DEFAULT_TIER_ORDER } from "../api/tier.js";
+import { formatAddress, parseCidr } from "../lib/ip.js";
 import {
   CHAIN_FROM_WL_DISPATCH,
   CHAIN_TO_WL_DISPATCH,
@@ -65,6 +66,10 @@ export interface Policy {
   namespace?: string;
   /** Lower first; absent is last. */
   order?: number;
+  /** The policy's tier (Calico's "default" when absent). */
+  tier?: string;
+  /** Calico applies doNotTrack and preDNAT policies to host endpoints only. */
+  hostOnly?: boolean;
   selector: string;
   /** GlobalNetworkPolicy: the namespaces (by their labels) whose endpoints it selects. */
   namespaceSelector?: string;
@@ -73,9 +78,25 @@ export interface Policy {
   egress: Rule[];
 }
 
+/** A Tier: policies of lower order tiers apply first; at a tier's end its default action. */
+export interface PolicyTier {
+  name: string;
+  order?: number;
+  defaultAction: "Deny" | "Pass";
+}
+
+/** A GlobalNetworkSet (no namespace) or NetworkSet: rule selectors match it by its labels. */
+export interface PolicyNetworkSet {
+  namespace?: string;
+  labels: Readonly<Record<string, string>>;
+  nets: string[];
+}
+
 export interface PolicyInput {
   endpoints: PolicyEndpoint[];
   policies: Policy[];
+  tiers?: PolicyTier[];
+  networkSets?: PolicyNetworkSet[];
   /** Labels of namespaces by name, when known (each has projectcalico.org/name anyway). */
   namespaceLabels?: Readonly<Record<string, Readonly<Record<string, string>>>>;
 }
@@ -215,6 +236,9 @@ export function fromK8sNetworkPolicy(knp: K8sNetworkPolicy): Policy {
 
 interface CalicoSpec {
   order?: number;
+  tier?: string;
+  doNotTrack?: boolean;
+  preDNAT?: boolean;
   selector?: string;
   namespaceSelector?: string;
   types?: Direction[];
@@ -239,6 +263,7 @@ export function fromNetworkPolicy(np: {
     id: `${ns}/${np.metadata.name}`,
     namespace: ns,
     ...(s.order !== undefined ? { order: s.order } : {}),
+    ...(s.tier !== undefined && s.tier !== DEFAULT_TIER ? { tier: s.tier } : {}),
     selector: s.selector ?? "all()",
     types: calicoTypes(s),
     ingress: s.ingress ?? [],
@@ -255,6 +280,8 @@ export function fromGlobalNetworkPolicy(gnp: {
   return {
     id: gnp.metadata.name,
     ...(s.order !== undefined ? { order: s.order } : {}),
+    ...(s.tier !== undefined && s.tier !== DEFAULT_TIER ? { tier: s.tier } : {}),
+    ...(s.doNotTrack === true || s.preDNAT === true ? { hostOnly: true } : {}),
     selector: s.selector ?? "all()",
     ...(s.namespaceSelector !== undefined ? { namespaceSelector: s.namespaceSelector } : {}),
     types: calicoTypes(s),
@@ -331,6 +358,31 @@ function keyMatches(k: SelectorKey, ep: PolicyEndpoint, sels: Selectors): boolea
   )
     return false;
   return matchSelector(sels.get(k.selector), sels.endpointLabels(ep));
+}
+
+/**
+ * Whether a rule selector picks a network set, as Calico scopes them: a namespaced policy's
+ * selector sees its namespace's NetworkSets; a namespaceSelector sees the NetworkSets of the
+ * namespaces it selects, and global() the GlobalNetworkSets; a global policy's plain selector
+ * sees every set.
+ */
+function setMatches(k: SelectorKey, set: PolicyNetworkSet, sels: Selectors): boolean {
+  if (k.namespace !== undefined && set.namespace !== k.namespace) return false;
+  if (k.namespaceSelector !== undefined) {
+    const nsSel = sels.get(k.namespaceSelector);
+    if (nsSel.op === "global") {
+      if (set.namespace !== undefined) return false;
+    } else if (
+      set.namespace === undefined ||
+      !matchSelector(nsSel, sels.namespaceLabels(set.namespace))
+    )
+      return false;
+  }
+  const labels =
+    set.namespace === undefined
+      ? { ...set.labels }
+      : { ...set.labels, [LABEL_NAMESPACE]: set.namespace };
+  return matchSelector(sels.get(k.selector), labels);
 }
 
 // ---- Rendering -------------------------------------------------------------------------------
@@ -434,6 +486,13 @@ class Renderer {
         if (n.family === this.family) members.push(n.cidr);
       }
     }
+    for (const set of this.input.networkSets ?? []) {
+      if (!setMatches(k, set, this.sels)) continue;
+      for (const net of set.nets) {
+        const n = canonicalNet(net);
+        if (n.family === this.family) members.push(n.cidr);
+      }
+    }
     return this.ipset(name, members);
   }
 
@@ -453,6 +512,8 @@ class Renderer {
     const sets: string[] = [];
     let portSides: { flag: "--sports" | "--dports"; chunks: string[]; not: string[] }[] = [];
     const named: string[] = [];
+    /** Matches Ocelot cannot resolve yet (service accounts, Services, HTTP). */
+    const unresolved: string[] = [];
     for (const [side, dir, flag, ports] of [
       ["source", "src", "-s", "--sports"],
       ["destination", "dst", "-d", "--dports"],
@@ -486,15 +547,23 @@ class Renderer {
         const name = this.selectorSet({ selector: formatSelector(this.sels.get(e.notSelector)) });
         sets.push(`-m set ! --match-set ${name} ${dir}`);
       }
+      if (e.serviceAccounts !== undefined) unresolved.push("serviceAccounts");
+      if (e.services !== undefined) unresolved.push("services");
       const pos = (e.ports ?? []).map(String);
       const neg = (e.notPorts ?? []).map(String);
       named.push(...[...pos, ...neg].filter((x) => !/^\d+(:\d+)?$/.test(x)));
       if (pos.length > 0 || neg.length > 0)
         portSides.push({ flag: ports, chunks: multiportChunks(pos), not: multiportChunks(neg) });
     }
-    if (named.length > 0) {
-      // Named ports are not resolved yet: fail closed (a Deny denies any port, others match nothing).
-      const what = `${where}: named port(s) ${named.map((n) => `"${n}"`).join(", ")} not supported yet`;
+    if (rule.http !== undefined) unresolved.push("http");
+    if (named.length > 0 || unresolved.length > 0) {
+      // Named ports, service-account, Service and HTTP matches are not resolved yet: fail closed
+      // (a Deny denies any port, others match nothing).
+      const parts = [
+        ...(named.length > 0 ? [`named port(s) ${named.map((n) => `"${n}"`).join(", ")}`] : []),
+        ...unresolved.map((n) => `${n} match`),
+      ];
+      const what = `${where}: ${parts.join(", ")} not supported yet`;
       if (rule.action !== "Deny") {
         this.warnings.push(`${what}; rule not rendered`);
         return undefined;
@@ -620,7 +689,19 @@ export function sortPolicies(policies: readonly Policy[]): Policy[] {
  */
 export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
   const r = new Renderer(input, family);
+  const tiers = new Map((input.tiers ?? []).map((t) => [t.name, t]));
+  const tierOf = (p: Policy): PolicyTier =>
+    tiers.get(p.tier ?? DEFAULT_TIER) ??
+    (p.tier === undefined || p.tier === DEFAULT_TIER
+      ? { name: DEFAULT_TIER, order: DEFAULT_TIER_ORDER, defaultAction: "Deny" }
+      : { name: p.tier, defaultAction: "Deny" });
   const policies = sortPolicies(input.policies).filter((p) => {
+    if (p.hostOnly === true) {
+      r.warnings.push(
+        `Policy "${p.id}": doNotTrack/preDNAT policies apply to host endpoints only, which Ocelot does not police yet; not applied`,
+      );
+      return false;
+    }
     for (const t of [p.selector, p.namespaceSelector]) {
       if (t === undefined) continue;
       try {
@@ -650,13 +731,34 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
         "-m conntrack --ctstate INVALID -j DROP",
         `-j MARK --set-xmark ${CLEAR}`,
       ];
+      // Tiers in order (absent order last, then name); in each, its policies in their order;
+      // at its end its default action: Deny drops what no policy accepted or passed, Pass goes
+      // on. A Pass verdict skips the rest of its tier; the mark is cleared for the next tier.
+      const byTier = new Map<string, { tier: PolicyTier; policies: Policy[] }>();
       for (const p of mine) {
-        const chain = policyChainName(p.id, dir);
-        used.set(chain, { p, dir });
-        rules.push(`-m mark --mark ${NOT_PASS} -j ${chain}`, `-m mark --mark ${ACCEPT} -j RETURN`);
+        const t = tierOf(p);
+        const group = byTier.get(t.name) ?? { tier: t, policies: [] };
+        group.policies.push(p);
+        byTier.set(t.name, group);
       }
-      // End of the (one, default) tier: drop what no policy accepted or passed.
-      rules.push(`-m mark --mark ${NOT_PASS} -j DROP`);
+      const groups = [...byTier.values()].sort((a, b) => {
+        const oa = a.tier.order ?? Number.POSITIVE_INFINITY;
+        const ob = b.tier.order ?? Number.POSITIVE_INFINITY;
+        if (oa !== ob) return oa < ob ? -1 : 1;
+        return a.tier.name < b.tier.name ? -1 : a.tier.name > b.tier.name ? 1 : 0;
+      });
+      for (const [gi, g] of groups.entries()) {
+        if (gi > 0) rules.push(`-j MARK --set-xmark ${CLEAR}`);
+        for (const p of g.policies) {
+          const chain = policyChainName(p.id, dir);
+          used.set(chain, { p, dir });
+          rules.push(
+            `-m mark --mark ${NOT_PASS} -j ${chain}`,
+            `-m mark --mark ${ACCEPT} -j RETURN`,
+          );
+        }
+        if (g.tier.defaultAction === "Deny") rules.push(`-m mark --mark ${NOT_PASS} -j DROP`);
+      }
       endpointChains.push({ name, rules });
       dispatch[dir].push(`${dir === "Ingress" ? "-o" : "-i"} ${iface} -g ${name}`);
     }

@@ -1,19 +1,9 @@
 // The agent's per-pod and node-wide kernel state, rendered from values (pure): host-side
 // interface names and settings, per-pod /32 and /128 device routes and block blackholes under
 // protocol 202, and the sysctls Calico's Felix sets. Not: applying anything (apply.ts), iptables.
-import { createHash } from "node:crypto";
 import { type Route, RTPROT_OCELOT_AGENT } from "../fib/types.js";
-import { formatAddress, parseAddress, parseCidr } from "../ipam/cidr.js";
-
-/** Prefix of host-side workload interfaces (Calico's `cali`, DESIGN.md §5). */
-export const WORKLOAD_IFACE_PREFIX = "ocl";
-/** Hex characters of the hash after the prefix: 3 + 11 = 15 = IFNAMSIZ - 1. */
-const IFACE_HASH_CHARS = 11;
-/** The MAC of every host-side veth, so a pod's neighbour entry survives a veth re-creation. */
-export const WORKLOAD_HOST_MAC = "ee:ee:ee:ee:ee:ee";
-/** The pods' default gateway, answered by proxy ARP on the host side. */
-export const WORKLOAD_GATEWAY_V4 = "169.254.1.1";
-const IFNAMSIZ = 16;
+import { formatAddress, parseAddress, parseCidr } from "../lib/ip.js";
+import { IFNAMSIZ, WORKLOAD_HOST_MAC, workloadIfaceName } from "../lib/pod_wiring.js";
 
 export interface Workload {
   /** Stable workload id, e.g. "node1/default/pod1" (names the host interface). */
@@ -53,13 +43,6 @@ export interface WorkloadState {
   routes: Route[];
   /** Node-wide sysctls (forwarding). */
   sysctls: Sysctl[];
-}
-
-/** `ocl` + 11 hex chars of SHA-1 of the workload id (Calico's VethNameForWorkload shape). */
-export function workloadIfaceName(id: string): string {
-  if (id === "") throw new Error("Workload id is empty");
-  const hex = createHash("sha1").update(id).digest("hex").slice(0, IFACE_HASH_CHARS);
-  return `${WORKLOAD_IFACE_PREFIX}${hex}`;
 }
 
 function checkIfaceName(name: string, id: string): void {

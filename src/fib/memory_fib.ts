@@ -1,7 +1,8 @@
 // An in-memory Fib with the same interface and validation as KernelFib, for the pure tests of
 // the speaker and the agent. Owns: a map of desired routes and a log of applied operations.
 // Not: any kernel access; errors can be injected per destination to exercise failure paths.
-import { formatIPv4, parseCidr } from "./rtnetlink.js";
+import { formatIPv4 } from "../lib/ip.js";
+import { parseCidr } from "./rtnetlink.js";
 import {
   type BatchFib,
   FibError,

@@ -3,8 +3,11 @@
 // Owns: byte layouts and kernel constants. Not: the socket (netlink_socket.ts) or FIB policy.
 
 import { isIPv4 } from "node:net";
-import { formatIPv6Groups } from "../lib/ipv6_text.js";
+import { addressBytes, formatIPv6 } from "../lib/ip.js";
 import type { NextHop, Route, RouteScope, RouteType } from "./types.js";
+
+/** Address bytes for route attributes (the parser itself lives in lib/ip.ts). */
+export { addressBytes };
 
 // <linux/netlink.h>
 export const NETLINK_ROUTE = 0;
@@ -100,69 +103,6 @@ export function routeTypeName(code: number): RouteType | undefined {
 export function scopeName(code: number): RouteScope | undefined {
   for (const [name, c] of Object.entries(SCOPES)) if (c === code) return name as RouteScope;
   return undefined;
-}
-
-/** Parses an IPv4 dotted quad into a number (host order); throws on a bad value. */
-export function parseIPv4(text: string): number {
-  if (!isIPv4(text)) throw new Error(`Invalid IPv4 address "${text}"`);
-  const p = text.split(".");
-  return ((+p[0] << 24) | (+p[1] << 16) | (+p[2] << 8) | +p[3]) >>> 0;
-}
-
-export function formatIPv4(n: number): string {
-  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-}
-
-/** Parses an IPv6 address into 16 bytes; throws on a bad value. */
-export function parseIPv6(text: string): Uint8Array {
-  const out = new Uint8Array(16);
-  let s = text;
-  let tail: number[] = [];
-  const v4 = s.match(/^(.*:)(\d+\.\d+\.\d+\.\d+)$/);
-  if (v4) {
-    const n = parseIPv4(v4[2]);
-    tail = [n >>> 16, n & 0xffff];
-    s = `${v4[1]}0`; // placeholder group, replaced by the two tail groups
-  }
-  const halves = s.split("::");
-  const bad = () => new Error(`Invalid IPv6 address "${text}"`);
-  if (halves.length > 2) throw bad();
-  const parse = (h: string): number[] =>
-    h === ""
-      ? []
-      : h.split(":").map((g) => {
-          if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw bad();
-          return Number.parseInt(g, 16);
-        });
-  let head = parse(halves[0]);
-  let rest = halves.length === 2 ? parse(halves[1]) : [];
-  if (tail.length) {
-    if (rest.length || halves.length === 2) rest = [...rest.slice(0, -1), ...tail];
-    else head = [...head.slice(0, -1), ...tail];
-  }
-  const total = head.length + rest.length;
-  if ((halves.length === 1 && total !== 8) || (halves.length === 2 && total > 7)) throw bad();
-  const groups = [...head, ...new Array(8 - total).fill(0), ...rest];
-  for (let i = 0; i < 8; i++) {
-    out[2 * i] = groups[i] >> 8;
-    out[2 * i + 1] = groups[i] & 255;
-  }
-  return out;
-}
-
-/** Formats 16 bytes as RFC 5952 text (longest zero run compressed). */
-export function formatIPv6(b: Uint8Array): string {
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push((b[2 * i] << 8) | b[2 * i + 1]);
-  return formatIPv6Groups(g);
-}
-
-export function addressBytes(family: 4 | 6, text: string): Uint8Array {
-  if (family === 4) {
-    const n = parseIPv4(text);
-    return new Uint8Array([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
-  }
-  return parseIPv6(text);
 }
 
 export function formatAddress(bytes: Uint8Array): string {

@@ -4,7 +4,6 @@
 // block.ts) nor compare-and-swap (store.ts).
 import { createHash } from "node:crypto";
 import { matchSelector, parseSelector } from "../api/selector.js";
-import { type Block, freeCount, hostAffinity, NOTHING_RESERVED } from "./block.js";
 import {
   blockCount,
   type Cidr,
@@ -15,7 +14,8 @@ import {
   nthBlock,
   parseAddress,
   parseCidr,
-} from "./cidr.js";
+} from "../lib/ip.js";
+import { type Block, freeCount, hostAffinity, NOTHING_RESERVED } from "./block.js";
 
 export type AllowedUse = "Workload" | "Tunnel" | "LoadBalancer";
 

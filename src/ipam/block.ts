@@ -2,7 +2,7 @@
 // ordinals (oldest free reused first), per-address sequence numbers, and its stored JSON form
 // (validated on decode). Pure: no datastore, no clock (times are passed in). Not: affinity
 // claims or pool selection (allocator.ts) nor compare-and-swap (store.ts).
-import { type Cidr, cidrSize, formatAddress, formatCidr, parseCidr } from "./cidr.js";
+import { type Cidr, cidrSize, formatAddress, formatCidr, parseCidr } from "../lib/ip.js";
 import * as v from "./validate.js";
 import { ShapeError } from "./validate.js";
 

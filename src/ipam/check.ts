@@ -3,8 +3,9 @@
 // handles that hold nothing; the report names the cluster (GUID) and whether the datastore was
 // locked, which `release --from-report` checks. Not: reading the datastore (gc_run.ts) or
 // printing (cli/ipam.ts).
+
+import { formatCidr } from "../lib/ip.js";
 import { addressOf, type Block } from "./block.js";
-import { formatCidr } from "./cidr.js";
 import type { Handle } from "./records.js";
 
 /** 2: the report names its cluster and the lock state it was made under. */

@@ -7,9 +7,10 @@
 // same way, after two observations; its pods' addresses stay until their pods are gone. Empty
 // blocks go after their own grace (emptySince, the CNI plugin's rule). Also owns the stored form
 // of the state (one key). Not: reading or writing the datastore (gc_run.ts).
+
+import { formatCidr } from "../lib/ip.js";
 import { type Block, isEmpty } from "./block.js";
 import { findLeaks } from "./check.js";
-import { formatCidr } from "./cidr.js";
 import type { Affinity } from "./records.js";
 import * as v from "./validate.js";
 

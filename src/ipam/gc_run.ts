@@ -5,6 +5,7 @@
 // (IpamStore.releaseAddress, releaseEmptyBlocks); only taking a node's affinity off a block that
 // still holds addresses, and deleting an empty block no node owns, are written here.
 import { ConflictError, type Datastore, type KeyValue, NotFoundError } from "../datastore/types.js";
+import { formatAddress, parseAddress, parseCidr } from "../lib/ip.js";
 import {
   type Block,
   decodeBlock,
@@ -15,7 +16,6 @@ import {
   withAffinity,
 } from "./block.js";
 import { TUNNEL_HANDLE } from "./check.js";
-import { formatAddress, parseAddress, parseCidr } from "./cidr.js";
 import {
   DEFAULT_EMPTY_BLOCK_GRACE_MS,
   DEFAULT_LEAK_GRACE_MS,

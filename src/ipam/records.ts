@@ -3,10 +3,10 @@
 // decoder validates and throws IpamDataError naming the key. Not: block contents (block.ts).
 
 import { ConflictError, type Datastore, type KeyValue, NotFoundError } from "../datastore/types.js";
+import { type Cidr, type Family, formatCidr, parseCidr } from "../lib/ip.js";
 import type { AllowedUse, IpamConfig, Pool } from "./allocator.js";
 import { DEFAULT_IPAM_CONFIG } from "./allocator.js";
 import { IpamDataError } from "./block.js";
-import { type Cidr, type Family, formatCidr, parseCidr } from "./cidr.js";
 import * as v from "./validate.js";
 
 export const DEFAULT_PREFIX = "/ocelot/";

@@ -11,6 +11,7 @@ import {
   NotFoundError,
   PresentError,
 } from "../datastore/types.js";
+import { type Cidr, type Family, formatCidr, parseAddress, parseCidr } from "../lib/ip.js";
 import {
   type AllowedUse,
   describePools,
@@ -40,7 +41,6 @@ import {
   releaseFromBlock,
   releaseHandleFromBlock,
 } from "./block.js";
-import { type Cidr, type Family, formatCidr, parseAddress, parseCidr } from "./cidr.js";
 import {
   type Affinity,
   cidrFromKey,

@@ -4,9 +4,13 @@
 // NetworkPolicies, GlobalNetworkPolicies and Kubernetes NetworkPolicies become the policy input
 // (every WorkloadEndpoint is a possible rule peer; this node's are policed).
 // Not: reading the datastore (daemon.ts, cache.ts) or the kernel (src/felix/apply.ts).
+
+import type { HostEndpoint } from "../api/hostendpoint.js";
 import type { IPPool } from "../api/ippool.js";
+import type { NetworkSetResource } from "../api/networkset.js";
 import type { Node, WorkloadEndpoint } from "../api/node.js";
 import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../api/policy.js";
+import type { Tier } from "../api/tier.js";
 import type { DataplaneInput } from "../felix/dataplane.js";
 import type { NatPool } from "../felix/iptables.js";
 import {
@@ -30,6 +34,16 @@ export interface NodeSnapshot {
   networkPolicies?: NetworkPolicy[];
   globalNetworkPolicies?: GlobalNetworkPolicy[];
   k8sNetworkPolicies?: K8sNetworkPolicy[];
+  tiers?: Tier[];
+  /** GlobalNetworkSets and NetworkSets: rule selectors match their nets by their labels. */
+  networkSets?: NetworkSetResource[];
+  /** Stored, not enforced: named in the agent's warnings. */
+  hostEndpoints?: HostEndpoint[];
+  profiles?: {
+    metadata: { name: string };
+    spec: { ingress?: unknown[]; egress?: unknown[]; labelsToApply?: unknown };
+  }[];
+  felixConfigurations?: { metadata: { name: string }; spec: Record<string, unknown> }[];
 }
 
 export interface AgentOptions {
@@ -92,18 +106,26 @@ export function nodeAddressesOf(nodes: readonly Node[]): string[] {
   return [...out].sort();
 }
 
-/** Every WorkloadEndpoint as policy sees it; node's own carry their host interface. */
+/**
+ * Every WorkloadEndpoint as policy sees it; node's own carry their host interface. Its labels
+ * are its own over those its profiles apply (labelsToApply; the first profile listed wins), as
+ * Felix inherits them.
+ */
 export function policyEndpointsOf(
   weps: readonly WorkloadEndpoint[],
   node: string,
+  profileLabels: ReadonlyMap<string, Readonly<Record<string, string>>> = new Map(),
 ): PolicyEndpoint[] {
   return weps.map((w) => {
     const namespace = w.metadata.namespace ?? "default";
     const local = w.spec.node === node && w.spec.interfaceName !== undefined;
+    const inherited: Record<string, string> = {};
+    for (const p of [...(w.spec.profiles ?? [])].reverse())
+      Object.assign(inherited, profileLabels.get(p) ?? {});
     return {
       id: `${namespace}/${w.metadata.name}`,
       namespace,
-      labels: { ...(w.metadata.labels ?? {}), [LABEL_NAMESPACE]: namespace },
+      labels: { ...inherited, ...(w.metadata.labels ?? {}), [LABEL_NAMESPACE]: namespace },
       addresses: (w.spec.ipNetworks ?? []).map(addressOf),
       ...(local ? { iface: w.spec.interfaceName } : {}),
     };
@@ -118,7 +140,50 @@ export function policyInputOf(snap: NodeSnapshot, node: string): PolicyInput | u
     ...(snap.k8sNetworkPolicies ?? []).map(fromK8sNetworkPolicy),
   ];
   if (policies.length === 0) return undefined;
-  return { endpoints: policyEndpointsOf(snap.workloadEndpoints, node), policies };
+  const profileLabels = new Map(
+    (snap.profiles ?? []).map((p) => [
+      p.metadata.name,
+      (p.spec.labelsToApply ?? {}) as Record<string, string>,
+    ]),
+  );
+  return {
+    endpoints: policyEndpointsOf(snap.workloadEndpoints, node, profileLabels),
+    policies,
+    tiers: (snap.tiers ?? []).map((t) => ({
+      name: t.metadata.name,
+      ...(t.spec.order !== undefined ? { order: t.spec.order } : {}),
+      defaultAction: t.spec.defaultAction,
+    })),
+    networkSets: (snap.networkSets ?? []).map((s) => ({
+      ...(s.kind === "NetworkSet" ? { namespace: s.metadata.namespace ?? "default" } : {}),
+      labels: s.metadata.labels ?? {},
+      nets: s.spec.nets ?? [],
+    })),
+  };
+}
+
+/**
+ * What the node stores but does not enforce, one warning each: host endpoints (their policy
+ * is not applied: the host's own traffic is not policed), profiles with rules, and
+ * Felix configurations (none of their fields is acted on yet). Staged policies are never read.
+ */
+export function storedOnlyWarnings(snap: NodeSnapshot, node: string): string[] {
+  const out: string[] = [];
+  for (const h of snap.hostEndpoints ?? [])
+    if (h.spec.node === node)
+      out.push(
+        `HostEndpoint "${h.metadata.name}" (${h.spec.interfaceName ?? h.spec.expectedIPs?.join(",")}): host endpoint policy is not enforced; the host's traffic is not policed`,
+      );
+  for (const p of snap.profiles ?? [])
+    if ((p.spec.ingress?.length ?? 0) > 0 || (p.spec.egress?.length ?? 0) > 0)
+      out.push(`Profile "${p.metadata.name}": its rules are not applied yet`);
+  for (const f of snap.felixConfigurations ?? [])
+    if (f.metadata.name === "default" || f.metadata.name === `node.${node}`) {
+      const fields = Object.keys(f.spec);
+      if (fields.length > 0)
+        out.push(`FelixConfiguration "${f.metadata.name}": ${fields.join(", ")} not acted on yet`);
+    }
+  return out;
 }
 
 /** The felix input for node: what renderDataplane() turns into the desired kernel state. */

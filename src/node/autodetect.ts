@@ -13,7 +13,7 @@
 // or unspecified); can-reach takes the kernel's source address for a route to DEST and the
 // prefix length of the interface holding it.
 import { isIP } from "node:net";
-import { cidrContains, formatAddress, parseAddress, parseCidr } from "../ipam/cidr.js";
+import { cidrContains, formatAddress, parseAddress, parseCidr } from "../lib/ip.js";
 
 /** calico-node's default exclusions for first-found and skip-interface, and Ocelot's own. */
 export const DEFAULT_INTERFACES_TO_EXCLUDE: readonly string[] = [

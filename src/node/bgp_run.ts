@@ -5,12 +5,12 @@
 // comes from (bgp_state.ts, daemon.ts).
 import type { BgpdConfig } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
-import type { Log } from "../bgp/io/session.js";
-import { Speaker } from "../bgp/speaker.js";
-import { makeWireBridge, type WireAttrs } from "../bgp/speaker_attrs.js";
+import { ttlHook } from "../bgp/io/ttl.js";
+import { makeWireBridge, type WireAttrs } from "../bgp/speaker/attrs.js";
+import { Speaker } from "../bgp/speaker/runtime.js";
 import { type NodeStatus, type StatusSnapshot, serveStatus } from "../bgp/status.js";
-import { ttlHook } from "../cli/bgpd.js";
 import type { KernelFib } from "../fib/kernel_fib.js";
+import type { Log } from "../lib/log.js";
 
 export interface BgpHost {
   readonly config: BgpdConfig;

@@ -29,7 +29,7 @@ import type { Node } from "../api/node.js";
 import { matchSelector, parseSelector } from "../api/selector.js";
 import type { BgpdConfig, Family, Filter, FilterRule, PeerConfig } from "../bgp/config.js";
 import { MAX_PASSWORD_BYTES, parseConfig, passwordFromFile } from "../bgp/config.js";
-import { cidrOverlaps, parseCidr } from "../ipam/cidr.js";
+import { cidrOverlaps, parseCidr } from "../lib/ip.js";
 import { type NodeSnapshot, nodeBlocks } from "./agent_state.js";
 
 export interface BgpSnapshot extends NodeSnapshot {
@@ -332,7 +332,12 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       continue;
     }
     const ip = s.peerIP === undefined ? undefined : parseIpPort(s.peerIP);
-    if (!ip || s.asNumber === undefined) continue; // the schema requires both; defensive
+    if (!ip) continue; // a peer with neither peerIP nor peerSelector peers with nothing (Calico too)
+    if (s.asNumber === undefined) {
+      // Calico accepts it and renders AS 0, which its BIRD refuses: no session either way.
+      warnings.push(`BGPPeer "${peer.metadata.name}": peerIP ${s.peerIP} has no asNumber; skipped`);
+      continue;
+    }
     const src = mine[ip.family];
     if (src === undefined) {
       warnings.push(

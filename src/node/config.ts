@@ -8,7 +8,7 @@
 import { parse as parseYaml } from "yaml";
 import { isDns1123Subdomain, parseAsNumber } from "../api/fields.js";
 import { parseDatastoreUrl } from "../datastore/open.js";
-import { parseCidr } from "../ipam/cidr.js";
+import { parseCidr } from "../lib/ip.js";
 import { parseAutodetectMethod } from "./autodetect.js";
 
 export class NodeConfigError extends Error {

@@ -9,11 +9,13 @@
 import { readFileSync } from "node:fs";
 import type { BGPFilter } from "../api/bgp.js";
 import { decodeResource } from "../api/client.js";
+import type { HostEndpoint } from "../api/hostendpoint.js";
+import type { NetworkSetResource } from "../api/networkset.js";
 import type { Node, WorkloadEndpoint } from "../api/node.js";
 import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../api/policy.js";
 import { type KindInfo, kindOf, kindPrefix } from "../api/registry.js";
+import type { Tier } from "../api/tier.js";
 import { type BgpdConfig, resolvePasswordFiles } from "../bgp/config.js";
-import type { Log } from "../bgp/io/session.js";
 import type { NodeStatus } from "../bgp/status.js";
 import type { Datastore, KeyValue } from "../datastore/types.js";
 import { applyDataplane } from "../felix/apply.js";
@@ -22,7 +24,8 @@ import type { Fib } from "../fib/types.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { decodeAffinity, IpamKeys } from "../ipam/records.js";
 import type { AgentCounters } from "../lib/daemon_metrics.js";
-import { type AgentOptions, agentInput } from "./agent_state.js";
+import type { Log } from "../lib/log.js";
+import { type AgentOptions, agentInput, storedOnlyWarnings } from "./agent_state.js";
 import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
 import { type BgpSnapshot, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
@@ -81,7 +84,13 @@ export class NodeDaemon {
     | "affinities"
     | "netpols"
     | "gnps"
-    | "knps",
+    | "knps"
+    | "tiers"
+    | "gnsets"
+    | "nsets"
+    | "heps"
+    | "profiles"
+    | "felixconfigs",
     string
   >;
   private readonly areasOf: Map<string, Area[]>;
@@ -128,6 +137,12 @@ export class NodeDaemon {
       netpols: kindPrefix(kindInfo("NetworkPolicy")),
       gnps: kindPrefix(kindInfo("GlobalNetworkPolicy")),
       knps: kindPrefix(kindInfo("NetworkPolicy", "networking.k8s.io/v1")),
+      tiers: kindPrefix(kindInfo("Tier")),
+      gnsets: kindPrefix(kindInfo("GlobalNetworkSet")),
+      nsets: kindPrefix(kindInfo("NetworkSet")),
+      heps: kindPrefix(kindInfo("HostEndpoint")),
+      profiles: kindPrefix(kindInfo("Profile")),
+      felixconfigs: kindPrefix(kindInfo("FelixConfiguration")),
     };
     const p = this.prefixes;
     this.areasOf = new Map<string, Area[]>([
@@ -141,6 +156,12 @@ export class NodeDaemon {
       [p.netpols, ["agent"]],
       [p.gnps, ["agent"]],
       [p.knps, ["agent"]],
+      [p.tiers, ["agent"]],
+      [p.gnsets, ["agent"]],
+      [p.nsets, ["agent"]],
+      [p.heps, ["agent"]],
+      [p.profiles, ["agent"]],
+      [p.felixconfigs, ["agent"]],
     ]);
   }
 
@@ -315,6 +336,11 @@ export class NodeDaemon {
       networkPolicies: res<NetworkPolicy>(p.netpols),
       globalNetworkPolicies: res<GlobalNetworkPolicy>(p.gnps),
       k8sNetworkPolicies: res<K8sNetworkPolicy>(p.knps),
+      tiers: res<Tier>(p.tiers),
+      networkSets: [...res<NetworkSetResource>(p.gnsets), ...res<NetworkSetResource>(p.nsets)],
+      hostEndpoints: res<HostEndpoint>(p.heps),
+      profiles: res(p.profiles),
+      felixConfigurations: res(p.felixconfigs),
     };
   }
 
@@ -322,6 +348,7 @@ export class NodeDaemon {
     const input = agentInput(snap, this.opts.nodename, this.opts.agent);
     // Rendering throws on conflicting input (an address claimed twice): nothing is applied then.
     const desired = renderDataplane(input);
+    desired.warnings.push(...storedOnlyWarnings(snap, this.opts.nodename));
     const text = JSON.stringify(input);
     const same = text === this.lastAgentInput;
     const warnings = desired.warnings.join("; ");

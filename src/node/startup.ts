@@ -7,9 +7,9 @@
 import { ResourceClient, ResourceError } from "../api/client.js";
 import type { Node } from "../api/node.js";
 import { kindOf } from "../api/registry.js";
-import type { Log } from "../bgp/io/session.js";
 import { type Datastore, UnavailableError } from "../datastore/types.js";
-import { parseCidr } from "../ipam/cidr.js";
+import { parseCidr } from "../lib/ip.js";
+import type { Log } from "../lib/log.js";
 import type { Detected } from "./autodetect.js";
 import type { AddressSetting, PoolSetting } from "./config.js";
 

@@ -3,6 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { type BGPConfiguration, effectiveBgpConfiguration } from "../../src/api/bgp.js";
 import { formatIssue, ValidationError } from "../../src/api/errors.js";
+import { storedFields } from "../../src/api/inventory.js";
 import { resolveKindName, resourceKey, validateResource } from "../../src/api/registry.js";
 
 const V3 = "projectcalico.org/v3";
@@ -285,14 +286,45 @@ describe("BGPConfiguration", () => {
       logSeverityScreen: "Info",
     });
   });
-  it("refuses Service advertisement as not supported yet", () => {
-    expect(issuesOf(cfg("default", { serviceClusterIPs: [{ cidr: "10.96.0.0/12" }] }))[0]).toMatch(
-      /^spec\.serviceClusterIPs: is a Calico field that Ocelot does not support yet/,
+  it("stores Service advertisement CIDRs (not announced yet: storedFields names them)", () => {
+    const { info, resource } = validateResource(
+      cfg("default", { serviceClusterIPs: [{ cidr: "10.96.0.0/12" }] }),
     );
+    expect(resource.spec).toEqual({ serviceClusterIPs: [{ cidr: "10.96.0.0/12" }] });
+    expect(storedFields(info, resource)).toEqual([
+      expect.stringMatching(
+        /^spec\.serviceClusterIPs: Service IP advertisement is not implemented/,
+      ),
+    ]);
+    expect(issuesOf(cfg("default", { serviceExternalIPs: [{ cidr: "10.0.0.300/24" }] }))).toEqual([
+      'spec.serviceExternalIPs[0].cidr: "10.0.0.300/24" is not a valid CIDR',
+    ]);
+  });
+  it("refuses mesh settings while the mesh is off (CEL: nodeMeshPassword cannot be set when nodeToNodeMeshEnabled is false)", () => {
+    expect(
+      issuesOf(
+        cfg("default", {
+          nodeToNodeMeshEnabled: false,
+          nodeMeshPassword: { secretKeyRef: { name: "s", key: "k" } },
+          nodeMeshMaxRestartTime: "120s",
+        }),
+      ),
+    ).toEqual([
+      "spec.nodeMeshPassword: cannot be set when nodeToNodeMeshEnabled is false",
+      "spec.nodeMeshMaxRestartTime: cannot be set when nodeToNodeMeshEnabled is false",
+    ]);
+  });
+  it("accepts log levels in any case (CRD pattern (?i)Trace|Debug|Info|Warning|Error|Fatal)", () => {
+    expect(() => validateResource(cfg("default", { logSeverityScreen: "debug" }))).not.toThrow();
+    expect(issuesOf(cfg("default", { logSeverityScreen: "verbose" }))).toEqual([
+      'spec.logSeverityScreen: "verbose" is not a log level (Trace, Debug, Info, Warning, Error or Fatal, any case)',
+    ]);
   });
   it("checks community values and names", () => {
     expect(issuesOf(cfg("default", { communities: [{ name: "c", value: "70000:1" }] }))).toEqual([
       'spec.communities[0].value: "70000:1" is not a community value (aa:nn or aa:nn:mm)',
+      // CEL: "communities are defined but not used in prefixAdvertisements".
+      "spec.communities: are defined but not used in prefixAdvertisements",
     ]);
     const ok = cfg("default", {
       communities: [{ name: "big", value: "4200000000:1:2" }],
@@ -324,13 +356,32 @@ describe("BGPPeer", () => {
       'spec.peerIP: "192.0.2.1:99999" is not a valid IP, IPv4:port or [IPv6]:port',
     ]);
   });
-  it("applies Calico's cross-field rules", () => {
-    expect(issuesOf(peer({ peerIP: "192.0.2.1" }))).toEqual([
-      'spec.asNumber: is required with spec.peerIP "192.0.2.1"',
+  it("applies Calico's cross-field rules (CEL on BGPPeerSpec)", () => {
+    // Calico accepts a peer without asNumber or without peerIP (the node skips it, warned).
+    expect(() => validateResource(peer({ peerIP: "192.0.2.1" }))).not.toThrow();
+    expect(() => validateResource(peer({ asNumber: 1 }))).not.toThrow();
+    expect(issuesOf(peer({ peerSelector: "all()", asNumber: 1 }))).toEqual([
+      "spec.asNumber: 1 cannot be combined with spec.peerSelector",
     ]);
-    expect(issuesOf(peer({ asNumber: 1 }))).toEqual([
-      "spec.peerIP: is required (or spec.peerSelector)",
+    expect(issuesOf(peer({ reachableBy: "10.0.0.1" }))).toEqual([
+      'spec.reachableBy: is a Calico field that Ocelot does not support yet; got "10.0.0.1"',
+      "spec.reachableBy: needs spec.peerIP",
     ]);
+  });
+  it("reports a bad value inside an unsupported field as well as the refusal", () => {
+    expect(issuesOf(peer({ peerIP: "192.0.2.1", asNumber: 1, reachableBy: "10.0.0.300" }))).toEqual(
+      [
+        'spec.reachableBy: "10.0.0.300" is not a valid IP address',
+        'spec.reachableBy: is a Calico field that Ocelot does not support yet; got "10.0.0.300"',
+      ],
+    );
+  });
+  it("cuts a long value in messages instead of echoing it whole", () => {
+    const long = "a".repeat(254);
+    const [msg] = issuesOf(peer({ peerIP: "192.0.2.1", asNumber: 1, node: long }));
+    expect(msg).toMatch(/^spec\.node: "a{40}"\.\.\. \(254 characters\) is not a valid name/);
+  });
+  it("keeps Calico's mutually exclusive fields apart", () => {
     expect(issuesOf(peer({ peerSelector: "rr == 'true'", peerIP: "192.0.2.1" }))).toEqual([
       'spec.peerIP: "192.0.2.1" cannot be combined with spec.peerSelector',
     ]);
@@ -470,7 +521,7 @@ describe("policies", () => {
       },
     };
     expect(issuesOf(doc)).toEqual([
-      'spec.ingress[0].destination.ports: needs protocol TCP, UDP, SCTP or UDPLite, not "unset"',
+      "spec.ingress[0].destination.ports: numeric ports need protocol TCP, UDP, SCTP or UDPLite (no protocol is set; only named ports may go without one)",
       'spec.ingress[1].icmp: needs protocol ICMP or ICMPv6, not "TCP"',
     ]);
   });
@@ -487,20 +538,21 @@ describe("policies", () => {
       },
     };
     expect(issuesOf(doc)).toEqual([
-      'spec.ingress[0].protocol: "ICMPv6" does not match ipVersion 4',
+      'spec.ingress[0].protocol: "ICMPv6" requires ipVersion 6, not 4',
     ]);
   });
 
-  it("refuses an unknown action and an unsupported tier", () => {
+  it("refuses an unknown action and a tier name that is not a DNS-1123 label", () => {
     const doc = {
       apiVersion: V3,
       kind: "GlobalNetworkPolicy",
       metadata: { name: "g" },
-      spec: { tier: "security", ingress: [{ action: "Accept" }] },
+      spec: { tier: "Sec.urity", ingress: [{ action: "Accept" }, {}] },
     };
     expect(issuesOf(doc)).toEqual([
-      'spec.tier: "security": tiers other than "default" are not supported by Ocelot yet',
+      "spec.tier: \"Sec.urity\" is not a valid DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)",
       'spec.ingress[0].action: "Accept" is not one of Allow, Deny, Log, Pass',
+      "spec.ingress[1].action: is required (one of Allow, Deny, Log, Pass)",
     ]);
   });
   it("accepts a Kubernetes NetworkPolicy and defaults policyTypes", () => {

@@ -5,7 +5,7 @@ import { createSocket, type Socket } from "node:dgram";
 import { afterEach, describe, expect, it } from "vitest";
 import { type BfdControl, BfdState, encodeControl } from "../../src/bgp/bfd/packet.js";
 import { BfdRuntime, type BfdStateChange } from "../../src/bgp/bfd/runtime.js";
-import { addonUnavailableReason } from "../../src/fib/netlink_socket.js";
+import { addonUnavailableReason } from "../../src/lib/native.js";
 import { skipWithReason, waitFor } from "../helpers/netns.js";
 
 const skip = skipWithReason("BFD runtime on loopback", addonUnavailableReason());

@@ -16,7 +16,7 @@ import {
 } from "../../src/bgp/config.js";
 import { md5KeyAddress, parseTcpMd5Counters } from "../../src/bgp/io/transport.js";
 import { formatStatus, type StatusSnapshot } from "../../src/bgp/status.js";
-import { tcpMd5SigOption } from "../../src/fib/netlink_socket.js";
+import { tcpMd5SigOption } from "../../src/lib/native.js";
 
 const SECRET = "s3cr3t-Passw0rd";
 

@@ -3,8 +3,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { type BgpdConfig, parseConfig } from "../../src/bgp/config.js";
 import { realClock } from "../../src/bgp/io/clock.js";
-import { Speaker } from "../../src/bgp/speaker.js";
-import { makeWireBridge, type WireAttrs } from "../../src/bgp/speaker_attrs.js";
+import { makeWireBridge, type WireAttrs } from "../../src/bgp/speaker/attrs.js";
+import { Speaker } from "../../src/bgp/speaker/runtime.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
 import { waitFor } from "../helpers/netns.js";
 

@@ -1,11 +1,11 @@
-// The speaker's small parts: subnet matching and prefix conversions (speaker_addr.ts), and the
-// FIB pump grouping IPv4 changes by next-hop set into typed-array batches (speaker_fib.ts).
+// The speaker's small parts: subnet matching and prefix conversions (speaker/addr.ts), and the
+// FIB pump grouping IPv4 changes by next-hop set into typed-array batches (speaker/fib_pump.ts).
 import { describe, expect, it } from "vitest";
-import { silentLog } from "../../src/bgp/io/session.js";
 import { FibBatch } from "../../src/bgp/rib/rib.js";
-import { expand6, sameSubnet, textPrefixArray } from "../../src/bgp/speaker_addr.js";
-import { FibPump, groupV4BySet } from "../../src/bgp/speaker_fib.js";
+import { expand6, sameSubnet, textPrefixArray } from "../../src/bgp/speaker/addr.js";
+import { FibPump, groupV4BySet } from "../../src/bgp/speaker/fib_pump.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
+import { silentLog } from "../../src/lib/log.js";
 
 describe("sameSubnet() / expand6()", () => {
   it("matches IPv4 and IPv6 addresses against an interface CIDR", () => {
@@ -61,8 +61,8 @@ describe("FibPump", () => {
   it("installs ECMP and single next hops, removes, and counts what is in flight", async () => {
     const fib = new MemoryFib();
     let settled = 0;
-    const pump = new FibPump(fib, silentLog, () => settled++);
-    pump.push(
+    const pump = new FibPump(fib, silentLog);
+    const done = pump.push(
       batch(
         [
           [0x0a000001, 0],
@@ -73,9 +73,11 @@ describe("FibPump", () => {
       201,
       254,
     );
+    void done.then(() => settled++);
     expect(pump.inFlight).toBe(2);
+    await done;
     await new Promise((r) => setTimeout(r, 10));
-    expect([pump.inFlight, settled]).toEqual([0, 2]);
+    expect([pump.inFlight, settled]).toEqual([0, 1]);
     const routes = fib.desired().sort((a, b) => a.dst.localeCompare(b.dst));
     expect(routes.map((r) => [r.dst, r.nexthops.length])).toEqual([
       ["10.0.0.1/32", 1],

@@ -4,8 +4,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/bgp/config.js";
 import { realClock } from "../../src/bgp/io/clock.js";
-import { Speaker } from "../../src/bgp/speaker.js";
-import { makeWireBridge } from "../../src/bgp/speaker_attrs.js";
+import { makeWireBridge } from "../../src/bgp/speaker/attrs.js";
+import { Speaker } from "../../src/bgp/speaker/runtime.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
 import { waitFor } from "../helpers/netns.js";
 

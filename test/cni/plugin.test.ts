@@ -16,7 +16,7 @@ import {
   workloadEndpoint,
   workloadEndpointName,
 } from "../../src/cni/plugin.js";
-import { workloadIfaceName } from "../../src/felix/workload.js";
+import { workloadIfaceName } from "../../src/lib/pod_wiring.js";
 
 const base = {
   cniVersion: "1.0.0",

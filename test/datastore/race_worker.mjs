@@ -14,7 +14,7 @@ if (!url || !key || !nArg) {
 const n = Number(nArg);
 const store = await openDatastore(url);
 process.stdout.write("ready\n");
-await new Promise<void>((resolve) => process.stdin.once("data", () => resolve()));
+await new Promise((resolve) => process.stdin.once("data", () => resolve()));
 
 let done = 0;
 let conflicts = 0;

@@ -5,9 +5,9 @@ import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyDataplane } from "../../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
-import { workloadIfaceName } from "../../src/felix/workload.js";
 import { KernelFib } from "../../src/fib/kernel_fib.js";
-import { addonUnavailableReason } from "../../src/fib/netlink_socket.js";
+import { addonUnavailableReason } from "../../src/lib/native.js";
+import { workloadIfaceName } from "../../src/lib/pod_wiring.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { link, Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
 

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyDataplane } from "../../src/felix/apply.js";
 import { renderDataplane } from "../../src/felix/dataplane.js";
 import { KernelFib } from "../../src/fib/kernel_fib.js";
-import { addonUnavailableReason } from "../../src/fib/netlink_socket.js";
+import { addonUnavailableReason } from "../../src/lib/native.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();

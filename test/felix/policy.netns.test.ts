@@ -8,7 +8,7 @@ import { applyDataplane } from "../../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
 import { fromNetworkPolicy, type PolicyInput } from "../../src/felix/policy.js";
 import { KernelFib } from "../../src/fib/kernel_fib.js";
-import { addonUnavailableReason } from "../../src/fib/netlink_socket.js";
+import { addonUnavailableReason } from "../../src/lib/native.js";
 import { addUplink } from "../helpers/cni.js";
 import { runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";

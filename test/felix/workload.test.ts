@@ -1,12 +1,8 @@
 // Pure tests of the agent's workload renderer: interface names, per-pod routes, sysctls.
 import { describe, expect, it } from "vitest";
-import {
-  nodeSysctls,
-  renderWorkloads,
-  WORKLOAD_HOST_MAC,
-  workloadIfaceName,
-} from "../../src/felix/workload.js";
+import { nodeSysctls, renderWorkloads } from "../../src/felix/workload.js";
 import { RTPROT_OCELOT_AGENT } from "../../src/fib/types.js";
+import { WORKLOAD_HOST_MAC, workloadIfaceName } from "../../src/lib/pod_wiring.js";
 
 describe("workloadIfaceName()", () => {
   it("is ocl + 11 hex chars of SHA-1 of the id, 14 chars, stable", () => {

@@ -8,8 +8,8 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FibEvent, KernelFib } from "../../src/fib/kernel_fib.js";
-import { addonUnavailableReason } from "../../src/fib/netlink_socket.js";
 import { FibError, type Route } from "../../src/fib/types.js";
+import { addonUnavailableReason } from "../../src/lib/native.js";
 import {
   Netns,
   netnsUnavailableReason,

@@ -3,13 +3,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
-import {
-  addonUnavailableReason,
-  NetlinkSocket,
-  SockOpt,
-  setsockoptFd,
-  tcpMd5SigOption,
-} from "../../src/fib/netlink_socket.js";
+import { NetlinkSocket } from "../../src/fib/netlink_socket.js";
 import {
   decodeLink,
   forEachMessage,
@@ -19,6 +13,12 @@ import {
   RTM_NEWLINK,
   writeLinkDump,
 } from "../../src/fib/rtnetlink.js";
+import {
+  addonUnavailableReason,
+  SockOpt,
+  setsockoptFd,
+  tcpMd5SigOption,
+} from "../../src/lib/native.js";
 import { skipWithReason } from "../helpers/netns.js";
 
 const skip = skipWithReason("netlink addon socket options", addonUnavailableReason());

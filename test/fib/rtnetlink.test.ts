@@ -7,7 +7,6 @@ import {
   decodeLink,
   decodeRoute,
   forEachMessage,
-  formatIPv6,
   MessageWriter,
   NLM_F_ACK,
   NLM_F_CREATE,
@@ -15,7 +14,6 @@ import {
   NLMSG_ERROR,
   type NlMessage,
   parseCidr,
-  parseIPv6,
   RTM_DELROUTE,
   RTM_NEWLINK,
   RTM_NEWROUTE,
@@ -25,6 +23,7 @@ import {
   writeRouteDump,
 } from "../../src/fib/rtnetlink.js";
 import { FibError } from "../../src/fib/types.js";
+import { formatIPv6, parseIPv6 } from "../../src/lib/ip.js";
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+|#[^\n]*/g, ""), "hex");
 

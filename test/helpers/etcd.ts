@@ -342,3 +342,130 @@ export function makeTestPki(dir: string): EtcdTls | string {
     clientKey: join(dir, "client.key"),
   };
 }
+
+/** A private etcd cluster of several members on loopback, each its own process and data dir. */
+export interface EtcdCluster {
+  /** `etcd://127.0.0.1:A,127.0.0.1:B,127.0.0.1:C`, for openDatastore(). */
+  url: string;
+  members: Array<{ name: string; endpoint: string; pid: number; alive: boolean }>;
+  /** The index of the member that is leader now (asked of a live member), or -1. */
+  leader(): number;
+  /** SIGKILLs member i (by its PID). */
+  kill(i: number): Promise<void>;
+  /** Starts member i again on its ports and data (it rejoins the cluster). */
+  restart(i: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts an n-member etcd cluster (default 3) on loopback and waits until every member is healthy. */
+export async function startEtcdCluster(n = 3): Promise<EtcdCluster> {
+  const reason = etcdUnavailableReason();
+  if (reason) throw new Error(reason);
+  const base = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "ocelot-etcdc-"));
+  const ports: Array<{ client: number; peer: number }> = [];
+  const taken = new Set<number>();
+  const fresh = async () => {
+    let p = await freePort();
+    while (taken.has(p)) p = await freePort();
+    taken.add(p);
+    return p;
+  };
+  for (let i = 0; i < n; i++) ports.push({ client: await fresh(), peer: await fresh() });
+  const names = ports.map((_, i) => `m${i}`);
+  const initial = ports.map((p, i) => `${names[i]}=http://127.0.0.1:${p.peer}`).join(",");
+  const argsOf = (i: number) => {
+    const p = ports[i] as { client: number; peer: number };
+    const client = `http://127.0.0.1:${p.client}`;
+    const peer = `http://127.0.0.1:${p.peer}`;
+    return [
+      "--name",
+      names[i] as string,
+      "--data-dir",
+      join(base, names[i] as string),
+      "--listen-client-urls",
+      client,
+      "--advertise-client-urls",
+      client,
+      "--listen-peer-urls",
+      peer,
+      "--initial-advertise-peer-urls",
+      peer,
+      "--initial-cluster",
+      initial,
+      "--initial-cluster-state",
+      "new",
+      "--initial-cluster-token",
+      base,
+      "--log-level",
+      "warn",
+    ];
+  };
+  const children: ChildProcess[] = [];
+  const logOf = (i: number) => join(base, `${names[i]}.log`);
+  const cluster: EtcdCluster = {
+    url: `etcd://${ports.map((p) => `127.0.0.1:${p.client}`).join(",")}`,
+    members: ports.map((p, i) => ({
+      name: names[i] as string,
+      endpoint: `127.0.0.1:${p.client}`,
+      pid: 0,
+      alive: false,
+    })),
+    leader: () => {
+      const live = cluster.members.filter((m) => m.alive).map((m) => m.endpoint);
+      if (live.length === 0) return -1;
+      const r = runSync("etcdctl", [
+        "--endpoints",
+        live.join(","),
+        "endpoint",
+        "status",
+        "-w",
+        "json",
+      ]);
+      if (r.status !== 0) return -1;
+      const st = JSON.parse(r.stdout) as Array<{
+        Endpoint: string;
+        Status: { header: { member_id: number | string }; leader: number | string };
+      }>;
+      const lead = st.find((s) => String(s.Status.leader) === String(s.Status.header.member_id));
+      return lead ? cluster.members.findIndex((m) => lead.Endpoint.endsWith(m.endpoint)) : -1;
+    },
+    kill: async (i) => {
+      const c = children[i];
+      if (c && c.exitCode === null && c.signalCode === null) {
+        const exited = new Promise((r) => c.once("exit", r));
+        c.kill("SIGKILL");
+        await exited;
+      }
+      (cluster.members[i] as { alive: boolean }).alive = false;
+    },
+    restart: async (i) => {
+      const c = launch(argsOf(i), base, logOf(i));
+      children[i] = c;
+      Object.assign(cluster.members[i] as object, { pid: c.pid, alive: true });
+      await waitHealthy(c, `http://${cluster.members[i]?.endpoint}`, undefined, logOf(i));
+    },
+    stop: async () => {
+      for (const c of children) if (c) await killChild(c);
+      rmSync(base, { recursive: true, force: true });
+    },
+  };
+  try {
+    for (let i = 0; i < n; i++) {
+      const c = launch(argsOf(i), base, logOf(i));
+      children[i] = c;
+      Object.assign(cluster.members[i] as object, { pid: c.pid, alive: true });
+    }
+    // Members become healthy only once a quorum has formed, so all are started first.
+    for (let i = 0; i < n; i++)
+      await waitHealthy(
+        children[i] as ChildProcess,
+        `http://${cluster.members[i]?.endpoint}`,
+        undefined,
+        logOf(i),
+      );
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+  return cluster;
+}

@@ -4,8 +4,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { MemoryDatastore } from "../../src/datastore/memory.js";
 import { inUseCount } from "../../src/ipam/block.js";
-import { cidrContains, parseAddress, parseCidr } from "../../src/ipam/cidr.js";
 import { IpamStore, PoolExhaustedError } from "../../src/ipam/store.js";
+import { cidrContains, parseAddress, parseCidr } from "../../src/lib/ip.js";
 import { putPool, putReservation } from "./helpers.js";
 
 type Cmd =

@@ -10,7 +10,7 @@ import {
   selectPools,
 } from "../../src/ipam/allocator.js";
 import { assignFromBlock, newBlock } from "../../src/ipam/block.js";
-import { formatCidr, parseCidr } from "../../src/ipam/cidr.js";
+import { formatCidr, parseCidr } from "../../src/lib/ip.js";
 
 const pool = (name: string, cidr: string, extra: Partial<Pool> = {}): Pool => ({
   name,

@@ -13,7 +13,7 @@ import {
   releaseFromBlock,
   releaseHandleFromBlock,
 } from "../../src/ipam/block.js";
-import { parseCidr } from "../../src/ipam/cidr.js";
+import { parseCidr } from "../../src/lib/ip.js";
 
 const KEY = "/ocelot/ipam/v2/assignment/ipv4/block/10.0.0.0-28";
 const attrs = (h: string) => ({ handleId: h, secondary: { pod: h } });

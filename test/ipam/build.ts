@@ -1,6 +1,6 @@
 // A private build of the tree for process tests of `bin/ocelot-ipam` and `bin/ocelot`: compiled
 // into node_modules/.cache/ocelot-ipam-test/<pid>/ (bare imports still resolve to the project's
-// node_modules) with copies of the bin shims, so that other engineers rebuilding dist/ while
+// node_modules) and bundled there (scripts/build.mjs --bundles-into), with copies of the bin shims, so that other engineers rebuilding dist/ while
 // these tests run cannot swap modules under the running plugin processes.
 import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -38,8 +38,18 @@ export function privateBuild(): PrivateBuild {
     remove();
     throw new Error(`Build did not produce the plugin: ${r.stdout}${r.stderr}`);
   }
-  for (const b of ["ocelot-ipam", "ocelot"])
-    copyFileSync(join(ROOT, "bin", b), join(dir, "bin", b));
+  // The bundles the bin shims run (scripts/build.mjs), made from the same sources.
+  const b = runSync(
+    process.execPath,
+    [join(ROOT, "scripts/build.mjs"), "--bundles-into", join(dir, "dist", "bundle")],
+    { encoding: "utf8", timeout: 180_000 },
+  );
+  if (!existsSync(join(dir, "dist", "bundle", "ocelot-ipam.cjs.cache")) || b.status !== 0) {
+    remove();
+    throw new Error(`Bundling failed: ${b.stdout}${b.stderr}`);
+  }
+  for (const f of ["ocelot-ipam", "ocelot", "run_bundle.js", "package.json"])
+    copyFileSync(join(ROOT, "bin", f), join(dir, "bin", f));
   return {
     ocelotIpam: join(dir, "bin", "ocelot-ipam"),
     ocelot: join(dir, "bin", "ocelot"),

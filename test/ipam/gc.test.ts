@@ -11,7 +11,6 @@ import {
   newBlock,
   releaseFromBlock,
 } from "../../src/ipam/block.js";
-import { parseCidr } from "../../src/ipam/cidr.js";
 import {
   decodeGcState,
   EMPTY_GC_STATE,
@@ -21,6 +20,7 @@ import {
   type GcState,
   planGc,
 } from "../../src/ipam/gc.js";
+import { parseCidr } from "../../src/lib/ip.js";
 
 const MIN = 60_000;
 const OPTS = { leakGraceMs: 15 * MIN, emptyBlockGraceMs: 5 * MIN };

@@ -1,16 +1,11 @@
 // The Prometheus text format (0.0.4) of src/lib/metrics.ts, the daemons' metric families of
-// src/lib/daemon_metrics.ts from a status snapshot, and the --metrics-address parser and HTTP
+// src/lib/daemon_metrics.ts and src/bgp/metrics.ts from a status snapshot, and the --metrics-address parser and HTTP
 // endpoint of src/lib/health_server.ts on the loopback (a port found free just before).
 import * as net from "node:net";
 import { describe, expect, it } from "vitest";
+import { addBfdMetrics, addBgpMetrics } from "../../src/bgp/metrics.js";
 import type { PeerStatus, StatusSnapshot } from "../../src/bgp/status.js";
-import {
-  addAgentMetrics,
-  addBfdMetrics,
-  addBgpMetrics,
-  addFibMetrics,
-  kernelFibCounters,
-} from "../../src/lib/daemon_metrics.js";
+import { addAgentMetrics, addFibMetrics, kernelFibCounters } from "../../src/lib/daemon_metrics.js";
 import { parseListenAddress, serveHealth } from "../../src/lib/health_server.js";
 import {
   escapeHelp,

@@ -5,7 +5,8 @@
 // app=a on TCP 8080: A connects, C is refused, ICMP to B and the node's own traffic to B are
 // dropped, B's egress is untouched, and A's egress allowed by a GlobalNetworkPolicy does not
 // skip B's ingress; the Kubernetes NetworkPolicy of the same meaning does the
-// same; deleting the policies restores everything and removes our chains, hooks and sets.
+// same; deleting the policies restores everything and removes our chains, hooks and sets. A
+// staged deny-all changes nothing; a HostEndpoint is stored and named in the agent's warning.
 // Rules and sets are read back with iptables-save and ipset save inside the node namespace.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -298,5 +299,31 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
     await new ResourceClient(store).delete(KNP as NonNullable<typeof KNP>, "b-from-a", "default");
     await waitForChain(false);
     expectOpen();
+  });
+
+  it("a staged deny-all is never enforced; a HostEndpoint is stored and named in the agent's warning", async () => {
+    await applyResource(store, {
+      apiVersion: "projectcalico.org/v3",
+      kind: "StagedGlobalNetworkPolicy",
+      metadata: { name: "deny-all" },
+      spec: { selector: "all()", types: ["Ingress", "Egress"] },
+    });
+    await applyResource(store, {
+      apiVersion: "projectcalico.org/v3",
+      kind: "HostEndpoint",
+      metadata: { name: `${NODE}-eth0` },
+      spec: { node: NODE, interfaceName: "eth0" },
+    });
+    await waitFor(
+      "the agent's warning naming the HostEndpoint",
+      () =>
+        (daemon?.lines ?? []).some((l) =>
+          JSON.stringify(l).includes(`HostEndpoint \\"${NODE}-eth0\\"`),
+        ),
+      10_000,
+      100,
+    );
+    expectOpen();
+    expect(save("iptables-save", "-t", "filter")).not.toContain("wl-dispatch");
   });
 });

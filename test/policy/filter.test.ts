@@ -12,8 +12,8 @@ import {
   rejectOwnPools,
 } from "../../src/bgp/policy/defaults.js";
 import { type BgpFilterRule, filterPolicy } from "../../src/bgp/policy/filter.js";
-import { RejectReason, RouteSource, rejectReasonName } from "../../src/bgp/policy/types.js";
 import { NO_ADVERTISE, NO_EXPORT } from "../../src/bgp/rib/attrs.js";
+import { RejectReason, RouteSource, rejectReasonName } from "../../src/bgp/rib/policy.js";
 import { parsePrefix } from "../../src/bgp/rib/prefix.js";
 import { LOCAL_AS, makeRib, peer } from "../rib/fixtures.js";
 

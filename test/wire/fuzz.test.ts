@@ -141,7 +141,6 @@ function check(msg: Uint8Array, opts: SessionOptions): "ok" | "notification" {
           (u.attributes?.mpReach?.nlri.count ?? 0) +
           (u.attributes?.mpUnreach?.withdrawn.count ?? 0),
       );
-      expect(typeof u.internKey).toBe("string");
       encodeUpdateMessage(u, opts);
     } else if (d.type === MessageType.Open) {
       encodeOpen(d.open);

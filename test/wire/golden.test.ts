@@ -3,6 +3,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { negotiateOptions } from "../../src/bgp/fsm/capabilities.js";
 import {
   Afi,
   CeaseSubcode,
@@ -18,7 +19,7 @@ import {
   encodeRouteRefresh,
 } from "../../src/bgp/wire/message.js";
 import { ipv6BytesToText, nlriToText, prefixArrayFromText } from "../../src/bgp/wire/nlri.js";
-import { decodeOpen, encodeOpen, negotiateSessionOptions } from "../../src/bgp/wire/open.js";
+import { decodeOpen, encodeOpen } from "../../src/bgp/wire/open.js";
 import {
   type BgpMessage,
   familyKey,
@@ -59,8 +60,8 @@ function load(name: string): Fixture {
     name,
     messages,
     opts: {
-      ">": negotiateSessionOptions(cb, ca, true),
-      "<": negotiateSessionOptions(ca, cb, true),
+      ">": negotiateOptions(cb, ca, true),
+      "<": negotiateOptions(ca, cb, true),
     },
   };
 }
@@ -237,17 +238,6 @@ describe("golden fixtures carry what the peers sent", () => {
     expect(rr).toContain(RouteRefreshSubtype.BeginningOfRouteRefresh);
     expect(rr).toContain(RouteRefreshSubtype.EndOfRouteRefresh);
     expect(rr).toContain(RouteRefreshSubtype.Normal);
-  });
-
-  it("gives equal interning keys to the same attributes in different UPDATEs", () => {
-    const u = updates(
-      (x) => x.f.name === "bird-frr-ipv4.hex" && x.dir === "<" && x.decoded.type === 2,
-    );
-    const agg = u.filter((x) => x.attributes?.aggregator && x.attributes.origin === 0);
-    expect(agg.length).toBeGreaterThan(1);
-    expect(new Set(agg.map((x) => x.internKey)).size).toBe(1);
-    const other = u.find((x) => x.attributes?.communities);
-    expect(other?.internKey).not.toBe(agg[0].internKey);
   });
 
   it("keeps FRR's per-capability optional parameters and GoBGP's single one", () => {

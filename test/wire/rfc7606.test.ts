@@ -438,20 +438,3 @@ describe("RFC 7313 §5 and RFC 9003", () => {
   });
   it("familyKey of IPv6 unicast", () => expect(familyKey(2, 1)).toBe(Ipv6Unicast));
 });
-
-describe("interning key", () => {
-  it("differs for the same bytes on 2- and 4-octet sessions, and ignores NLRI and discarded attributes", () => {
-    const p2 = attr(T, 2, [2, 2, 0xfd, 0xe9, 0xfd, 0xea]);
-    const u2 = dec(update({ attrs: [origin, p2, nextHop], nlri: nlri16 }), as2);
-    const u4 = decodeUpdate(
-      update({ attrs: [origin, p2, nextHop], nlri: nlri16 }),
-      sessionOptions({ fourOctetAs: true, external: true }),
-    );
-    expect(u2.internKey).not.toBe(u4.internKey);
-    const a = dec(update({ attrs: base, nlri: nlri16 }));
-    const b = dec(update({ attrs: base, nlri: [8, 11, 24, 10, 2, 3] }));
-    const c = dec(update({ attrs: [...base, attr(T, 6, [1])], nlri: nlri16 }));
-    expect(b.internKey).toBe(a.internKey);
-    expect(c.internKey).toBe(a.internKey);
-  });
-});

@@ -8,7 +8,7 @@
 import { randomInt } from "node:crypto";
 import { createSocket, type Socket } from "node:dgram";
 import { isIPv4, isIPv6 } from "node:net";
-import { attachFilterFd, ttlFilter } from "../../fib/netlink_socket.js";
+import { attachFilterFd, ttlFilter } from "../../lib/native.js";
 import {
   BFD_DIAG_NAMES,
   BFD_PORT_MULTIHOP,

@@ -1,7 +1,8 @@
 // The BGP session FSM of RFC 4271 §8 as a pure function: step(state, event) -> {state, actions}.
 // One FsmState per TCP connection attempt; timers are actions out and events in. Owns: state
-// transitions, OPEN checks, hold-time and capability negotiation, IdleHold backoff, the §6.8
-// collision rule. Not: sockets, clocks, message encoding, routes.
+// transitions, OPEN checks, hold-time and family negotiation, IdleHold backoff, the §6.8
+// collision rule. Not: capability negotiation (capabilities.ts), sockets, clocks, encoding.
+import { sessionOptions } from "../wire/types.js";
 import {
   AS_TRANS,
   BGP_VERSION,
@@ -211,6 +212,9 @@ export function checkOpen(settings: PeerSettings, open: OpenInfo): OpenCheck {
       enhancedRouteRefresh: open.enhancedRouteRefresh,
       extendedMessage: open.extendedMessage,
       gracefulRestart: open.gracefulRestart,
+      // Negotiated with the OPEN (capabilities.ts); an OpenInfo made by hand gets the defaults.
+      options:
+        open.options ?? sessionOptions({ fourOctetAs: open.as4 !== undefined, external: !ibgp }),
     },
   };
 }

@@ -10,6 +10,7 @@ import {
   NotificationCode,
   OpenMessageErrorSubcode,
 } from "../wire/constants.js";
+import type { SessionOptions } from "../wire/types.js";
 
 export type SessionState =
   | "Idle"
@@ -49,6 +50,8 @@ export interface OpenInfo {
   extendedMessage: boolean;
   /** Graceful-restart capability seen (RFC 4724). */
   gracefulRestart: boolean;
+  /** The codec's options negotiated from both capability lists (capabilities.ts). */
+  options?: SessionOptions;
 }
 
 export interface PeerSettings {
@@ -81,6 +84,8 @@ export interface Negotiated {
   enhancedRouteRefresh: boolean;
   extendedMessage: boolean;
   gracefulRestart: boolean;
+  /** What the codec needs for this session (4-octet AS, ADD-PATH, ...), negotiated once. */
+  options: SessionOptions;
 }
 
 /** Why a session went down: typed, for logs, status and metrics. */

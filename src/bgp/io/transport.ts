@@ -13,7 +13,7 @@
 import { readFileSync } from "node:fs";
 import * as net from "node:net";
 import { isIPv4 } from "node:net";
-import { SockOpt, setsockoptFd, tcpMd5SigOption } from "../../fib/netlink_socket.js";
+import { SockOpt, setsockoptFd, tcpMd5SigOption } from "../../lib/native.js";
 
 /** The address a socket reports, without the IPv4-mapped IPv6 prefix. */
 export function plainAddress(a: string | undefined): string {

@@ -1,9 +1,10 @@
 // The default policies of DESIGN.md §7 as composable fallbacks, and the per-peer policy pair
 // they make with the peer's BGPFilters. Owns: "external peers may not announce our pools" and
 // "external peers get only our originations". Not: rule matching (filter.ts).
+
+import { type PrefixPolicy, RejectReason, RouteSource } from "../rib/policy.js";
 import { maskV4, parsePrefix } from "../rib/prefix.js";
 import { acceptAll, type DefaultPolicy, filterPolicy, type NamedFilter } from "./filter.js";
-import { type PrefixPolicy, RejectReason, RouteSource } from "./types.js";
 
 interface Pool {
   family: 4 | 6;

@@ -2,8 +2,9 @@
 // with a default policy into one PrefixPolicy the RIB calls per prefix. Owns: rule validation,
 // Equal/NotEqual/In/NotIn and prefix length range semantics, first-match-wins. Not: the DESIGN §7
 // defaults (defaults.ts), attribute changes (communities.ts).
+
+import { type PrefixPolicy, RejectReason, RouteSource } from "../rib/policy.js";
 import { maskV4, parsePrefix } from "../rib/prefix.js";
-import { type PrefixPolicy, RejectReason, RouteSource } from "./types.js";
 
 export type MatchOperator = "Equal" | "NotEqual" | "In" | "NotIn";
 export type FilterAction = "Accept" | "Reject";

@@ -2,21 +2,24 @@
 // and export need), an adapter over the codec's attribute type, and the interning table that
 // turns attribute sets into small integer ids. Not: attribute encoding (src/bgp/wire/).
 
+import { AsPathSegmentType, Origin, WellKnownCommunity } from "../wire/constants.js";
+
+// The codec's IANA codes (wire/constants.ts, their one definition) under the RIB's names.
 /** RFC 4271 §4.3 ORIGIN values. */
-export const ORIGIN_IGP = 0;
-export const ORIGIN_EGP = 1;
-export const ORIGIN_INCOMPLETE = 2;
+export const ORIGIN_IGP = Origin.Igp;
+export const ORIGIN_EGP = Origin.Egp;
+export const ORIGIN_INCOMPLETE = Origin.Incomplete;
 
 /** RFC 4271 §4.3 / RFC 5065 AS_PATH segment types. */
-export const AS_SET = 1;
-export const AS_SEQUENCE = 2;
-export const AS_CONFED_SEQUENCE = 3;
-export const AS_CONFED_SET = 4;
+export const AS_SET = AsPathSegmentType.AsSet;
+export const AS_SEQUENCE = AsPathSegmentType.AsSequence;
+export const AS_CONFED_SEQUENCE = AsPathSegmentType.AsConfedSequence;
+export const AS_CONFED_SET = AsPathSegmentType.AsConfedSet;
 
 /** RFC 1997 well-known communities. */
-export const NO_EXPORT = 0xffffff01;
-export const NO_ADVERTISE = 0xffffff02;
-export const NO_EXPORT_SUBCONFED = 0xffffff03;
+export const NO_EXPORT = WellKnownCommunity.NoExport;
+export const NO_ADVERTISE = WellKnownCommunity.NoAdvertise;
+export const NO_EXPORT_SUBCONFED = WellKnownCommunity.NoExportSubconfed;
 
 export interface AsPathSegmentView {
   readonly type: number;

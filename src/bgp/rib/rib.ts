@@ -25,13 +25,6 @@
 // Locally originated routes win and never go to the FIB (the agent owns their blackholes).
 import type { NextHop, Route } from "../../fib/types.js";
 import { RTPROT_OCELOT_BGP } from "../../fib/types.js";
-import {
-  type PrefixPolicy,
-  RejectReason,
-  type RejectReasonName,
-  RouteSource,
-  rejectReasonName,
-} from "../policy/types.js";
 import { ACT_ANN, ACT_NONE, ACT_WD, GroupBuilder, specialAct } from "./adj_rib_out.js";
 import {
   type AttrAdapter,
@@ -45,6 +38,13 @@ import {
   FLAG_NO_EXPORT_SUBCONFED,
   ORIGIN_IGP,
 } from "./attrs.js";
+import {
+  type PrefixPolicy,
+  RejectReason,
+  type RejectReasonName,
+  RouteSource,
+  rejectReasonName,
+} from "./policy.js";
 import {
   addressSortKey,
   formatV4,

@@ -1,16 +1,8 @@
 // Path attributes (RFC 4271 §4.3/§5, RFC 4760, 1997, 4360, 4456, 6793, 8092): decoding one
 // UPDATE's attribute section into a PathAttributes object with the RFC 7606 outcome, encoding it
-// back, and the interning key. Not the UPDATE layout or NLRI walking (update.ts, nlri.ts).
-//
-// How the RIB should intern attribute sets: use `UpdateMessage.internKey` (a latin1 string) as a
-// Map key, e.g. `Map<string, AttrSetId>`; one lookup per UPDATE, not per prefix. The key is the
-// raw bytes of the accepted attributes in received order, minus MP_UNREACH_NLRI and minus the
-// NLRI inside MP_REACH_NLRI (its AFI, SAFI and next hop stay in), prefixed by one octet for the
-// session options that change meaning (4-octet AS, eBGP). Equal keys mean equal decoded
-// attributes; equal attributes sent with different encodings (order, flags) get different keys,
-// which only costs a duplicate entry. Attribute sets built locally use internKeyOf().
+// back. Not the UPDATE layout or NLRI walking (update.ts, nlri.ts), nor interning (the speaker's
+// attribute bridge keys the sets it gives the RIB).
 
-import { Buffer } from "node:buffer";
 import { u16, u32 } from "./bytes.js";
 import {
   Afi,
@@ -109,7 +101,6 @@ export interface DecodedAttributes {
   action: Rfc7606ActionCode;
   errors: AttributeError[];
   disabledFamily: FamilyKey | null;
-  internKey: string;
 }
 
 /** Scratch "seen" table for duplicate detection (RFC 7606 §3 (g)); decoding is synchronous. */
@@ -247,11 +238,6 @@ function supportedFamily(afi: number, safi: number): boolean {
   );
 }
 
-/** The first octet of every interning key: the session options that change what bytes mean. */
-function keyPrefix(opts: SessionOptions): string {
-  return String.fromCharCode((opts.fourOctetAs ? 1 : 0) | (opts.external ? 2 : 0));
-}
-
 /**
  * Decodes buf[start, end) (the Path Attributes field of an UPDATE). `hasNlri`: the UPDATE carries
  * classic NLRI (so NEXT_HOP is mandatory). Returns the attributes and the RFC 7606 outcome, or
@@ -268,10 +254,6 @@ export function decodeAttributes(
   const layout: number[] = [];
   const out = new Outcome();
   const four = opts.fourOctetAs;
-  // Byte ranges [s0, e0, s1, e1, ...] that make up the interning key.
-  const keyRanges: number[] = [];
-  let mpKeyStart = 0;
-  let mpKeyEnd = 0;
   seen.fill(0);
   let o = start;
   while (o < end) {
@@ -329,7 +311,7 @@ export function decodeAttributes(
     layout.push(type | (flags << 8));
     const expected = ExpectedAttrFlags[type];
     if (expected === undefined) {
-      decodeUnknown(buf, attrStart, flags, type, vs, ve, attrs, keyRanges);
+      decodeUnknown(buf, attrStart, flags, type, vs, ve, attrs);
       continue;
     }
     if ((flags & (AttrFlag.Optional | AttrFlag.Transitive)) !== expected) {
@@ -341,15 +323,7 @@ export function decodeAttributes(
       continue;
     }
     out.attrStart = attrStart;
-    if (decodeKnown(buf, type, vs, ve, len, opts, four, attrs, out)) {
-      if (type === AttrType.MpReachNlri) {
-        // Key keeps AFI, SAFI, next hop length and next hop; the NLRI is left out.
-        mpKeyStart = vs;
-        mpKeyEnd = vs + 4 + b8(buf, vs + 3);
-      } else if (type !== AttrType.MpUnreachNlri) {
-        keyRanges.push(attrStart, ve);
-      }
-    }
+    decodeKnown(buf, type, vs, ve, len, opts, four, attrs, out);
   }
   if (!four) applyAs4(attrs, out.as4Path, out.as4Agg, out);
   checkMandatory(attrs, hasNlri, out);
@@ -359,52 +333,7 @@ export function decodeAttributes(
     action: out.action,
     errors: out.errors,
     disabledFamily: out.disabledFamily,
-    internKey: buildKey(buf, keyRanges, mpKeyStart, mpKeyEnd, opts),
   };
-}
-
-/** Key layout: options octet, MP_REACH key part length, that part, then the accepted TLVs. */
-function buildKey(
-  buf: Uint8Array,
-  ranges: number[],
-  mpStart: number,
-  mpEnd: number,
-  opts: SessionOptions,
-): string {
-  const b = bufferOf(buf);
-  const base = buf.byteOffset - b.byteOffset;
-  mpStart += base;
-  mpEnd += base;
-  let key = keyPrefix(opts) + String.fromCharCode(mpEnd - mpStart);
-  if (mpEnd > mpStart) key += b.toString("latin1", mpStart, mpEnd);
-  // Merge adjacent ranges so the common case is a single latin1 slice.
-  let i = 0;
-  while (i < ranges.length) {
-    const s = ranges[i];
-    let e = ranges[i + 1];
-    i += 2;
-    while (i < ranges.length && ranges[i] === e) {
-      e = ranges[i + 1];
-      i += 2;
-    }
-    key += b.toString("latin1", s + base, e + base);
-  }
-  return key;
-}
-
-/** A Buffer over the whole ArrayBuffer of `buf`, cached for the last one (messages of one chunk share it). */
-let lastArrayBuffer: ArrayBufferLike | null = null;
-let lastBuffer: Buffer = Buffer.alloc(0);
-function bufferOf(buf: Uint8Array): Buffer {
-  if (buf.buffer !== lastArrayBuffer) {
-    lastArrayBuffer = buf.buffer;
-    lastBuffer = Buffer.from(buf.buffer, 0, buf.buffer.byteLength);
-  }
-  return lastBuffer;
-}
-
-function b8(b: Uint8Array, o: number): number {
-  return b[o];
 }
 
 function decodeUnknown(
@@ -415,7 +344,6 @@ function decodeUnknown(
   vs: number,
   ve: number,
   attrs: PathAttributes,
-  keyRanges: number[],
 ): void {
   if (!(flags & AttrFlag.Optional)) {
     // RFC 4271 §6.3: unrecognized well-known attribute -> Unrecognized Well-known Attribute.
@@ -430,7 +358,6 @@ function decodeUnknown(
   // optional transitive ones are kept and passed on with the Partial bit (RFC 4271 §9.1.3... §5).
   if (!(flags & AttrFlag.Transitive)) return;
   attrs.unknown.push({ flags: flags & ~AttrFlag.ExtendedLength, type, data: buf.slice(vs, ve) });
-  keyRanges.push(attrStart, ve);
 }
 
 /** Decodes one recognized attribute into attrs; returns false when it was discarded/malformed. */
@@ -1066,21 +993,4 @@ export function encodeAttributes(attrs: PathAttributes, opts: SessionOptions): E
   for (const u of attrs.unknown) one(u.type, -1);
   if (mpAt < 0) mpAt = 0;
   return { bytes: w.done(), mpAt, mpFlags };
-}
-
-/** The interning key of a constructed attribute set (same contract as UpdateMessage.internKey). */
-export function internKeyOf(attrs: PathAttributes, opts: SessionOptions): string {
-  const noMp: PathAttributes = { ...attrs, mpReach: null, mpUnreach: null };
-  const enc = encodeAttributes(noMp, opts);
-  let mp = "";
-  if (attrs.mpReach) {
-    const r = attrs.mpReach;
-    mp =
-      String.fromCharCode(r.afi >> 8, r.afi & 0xff, r.safi, r.nextHop.length) +
-      Buffer.from(r.nextHop).toString("latin1");
-  }
-  const tlvs = Buffer.from(enc.bytes.buffer, enc.bytes.byteOffset, enc.bytes.length).toString(
-    "latin1",
-  );
-  return keyPrefix(opts) + String.fromCharCode(mp.length) + mp + tlvs;
 }

@@ -2,7 +2,7 @@
 // walking it with numeric callbacks or into caller-owned typed arrays (no per-prefix objects),
 // writing prefixes, and text conversions for tests and the CLI. Not the UPDATE layout (update.ts).
 
-import { formatIPv6Groups } from "../../lib/ipv6_text.js";
+import { formatIPv6Groups } from "../../lib/ip.js";
 import { putU32 } from "./bytes.js";
 import { Afi } from "./constants.js";
 import type { NlriView, PrefixArray, TextPrefix } from "./types.js";

@@ -4,8 +4,6 @@
 
 import { u16, u32 } from "./bytes.js";
 import {
-  AddPathMode,
-  Afi,
   AsTrans,
   BgpVersion,
   CapabilityCode,
@@ -17,17 +15,9 @@ import {
   NotificationCode,
   OpenMessageErrorSubcode,
   OptionalParameterType,
-  Safi,
 } from "./constants.js";
 import { writeHeader } from "./header.js";
-import {
-  type Capability,
-  type FamilyKey,
-  familyKey,
-  NotificationError,
-  type OpenMessage,
-  type SessionOptions,
-} from "./types.js";
+import { type Capability, NotificationError, type OpenMessage } from "./types.js";
 
 const utf8 = new TextDecoder("utf-8");
 const utf8Enc = new TextEncoder();
@@ -414,61 +404,4 @@ export function peerAs(open: OpenMessage): number {
 /** The 2-octet My AS field for a local AS (AS_TRANS for 4-octet ASNs, RFC 6793 §3). */
 export function myAsField(asn: number): number {
   return asn > 0xffff ? AsTrans : asn;
-}
-
-function addPathModes(caps: Capability[]): Map<FamilyKey, number> {
-  const m = new Map<FamilyKey, number>();
-  for (const c of caps) {
-    if (c.kind !== "AddPath") continue;
-    for (const f of c.families) m.set(familyKey(f.afi, f.safi), f.mode);
-  }
-  return m;
-}
-
-/** Families both sides announced with the Multiprotocol capability (RFC 4760 §8). */
-export function commonFamilies(local: Capability[], remote: Capability[]): FamilyKey[] {
-  const mine = new Set<FamilyKey>();
-  for (const c of local) if (c.kind === "Multiprotocol") mine.add(familyKey(c.afi, c.safi));
-  const out: FamilyKey[] = [];
-  for (const c of remote) {
-    if (c.kind !== "Multiprotocol") continue;
-    const k = familyKey(c.afi, c.safi);
-    if (mine.has(k) && !out.includes(k)) out.push(k);
-  }
-  return out;
-}
-
-/** SessionOptions from what we sent and what the peer sent (RFC 6793, 7911, 8654, 8950). */
-export function negotiateSessionOptions(
-  local: Capability[],
-  remote: Capability[],
-  external?: boolean,
-): SessionOptions {
-  const has = (caps: Capability[], kind: Capability["kind"]) => caps.some((c) => c.kind === kind);
-  const mine = addPathModes(local);
-  const theirs = addPathModes(remote);
-  const receive = new Set<FamilyKey>();
-  const send = new Set<FamilyKey>();
-  for (const [k, m] of mine) {
-    const t = theirs.get(k) ?? 0;
-    // RFC 7911 §4: receive if we said Receive and the peer said Send; send in the mirror case.
-    if (m & AddPathMode.Receive && t & AddPathMode.Send) receive.add(k);
-    if (m & AddPathMode.Send && t & AddPathMode.Receive) send.add(k);
-  }
-  const enh = (caps: Capability[]) =>
-    caps.some(
-      (c) =>
-        c.kind === "ExtendedNextHop" &&
-        c.entries.some(
-          (e) => e.nlriAfi === Afi.Ipv4 && e.nlriSafi === Safi.Unicast && e.nextHopAfi === Afi.Ipv6,
-        ),
-    );
-  const opts: SessionOptions = {
-    fourOctetAs: has(local, "FourOctetAs") && has(remote, "FourOctetAs"),
-    addPath: { receive, send },
-    extendedMessage: has(local, "ExtendedMessage") && has(remote, "ExtendedMessage"),
-    extendedNextHop: enh(local) && enh(remote),
-  };
-  if (external !== undefined) opts.external = external;
-  return opts;
 }

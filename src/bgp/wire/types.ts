@@ -299,11 +299,6 @@ export interface UpdateMessage {
   disabledFamily: FamilyKey | null;
   /** RFC 4724 §2: the family whose End-of-RIB this UPDATE is, else null. */
   endOfRib: FamilyKey | null;
-  /**
-   * Interning key for the attribute set: see attributes.ts `internKey` for the contract.
-   * Empty string when there are no attributes.
-   */
-  internKey: string;
 }
 
 /** Input for UPDATE packing: many prefixes of one family sharing one attribute set. */

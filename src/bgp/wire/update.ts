@@ -102,7 +102,6 @@ export function decodeUpdate(msg: Uint8Array, opts: SessionOptions): UpdateMessa
     errors: [],
     disabledFamily: null,
     endOfRib: null,
-    internKey: "",
   };
   if (attrLen === 0) {
     if (nlCount > 0) {
@@ -123,7 +122,6 @@ export function decodeUpdate(msg: Uint8Array, opts: SessionOptions): UpdateMessa
   update.action = d.action;
   update.errors = d.errors;
   update.disabledFamily = d.disabledFamily;
-  update.internKey = d.internKey;
   const a = d.attributes;
   if (
     wdCount === 0 &&

@@ -1,0 +1,138 @@
+// Generates Ocelot's inventory of Calico's API from Calico's CRD schemas (projectcalico/calico
+// api/config/crd/*.yaml, fetched by the user; never committed): every field path of every kind
+// with its type, and Ocelot's status for it, read from our own schemas (src/api):
+//   supported  parsed, validated and stored (and read back); `acted` says whether the data plane
+//              or the daemons use it,
+//   stored     accepted and stored, not acted on: the node daemon names it in a warning,
+//   refused    refused by name with the reason.
+// Writes config/calico-api-inventory.json, src/api/config_fields.ts (the field types of the two
+// configuration kinds whose dozens of tuning fields we accept as typed values) and the README's
+// compatibility section between its markers. test/api/inventory.test.ts keeps them true.
+//
+// Usage: npx tsx scripts/calico_inventory.ts <crd-dir>
+//        npx tsx scripts/calico_inventory.ts --refresh   (after a schema change: reclassify the
+//        committed paths without the CRDs; the inventory test says when this is needed)
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "yaml";
+
+import type { FieldType } from "../src/api/crd_type.js";
+
+// biome-ignore lint/suspicious/noExplicitAny: CRD YAML is untyped.
+type Json = any;
+
+function fieldType(s: Json): FieldType {
+  if (s === undefined || s === null) return { t: "any" };
+  if (s["x-kubernetes-int-or-string"] === true || Array.isArray(s.anyOf))
+    return { t: "int-or-string" };
+  const enums: string[] | undefined =
+    s.enum ?? (Array.isArray(s.allOf) ? s.allOf.at(-1)?.enum : undefined);
+  const out: FieldType = { t: (s.type as FieldType["t"]) ?? "any" };
+  if (enums !== undefined) out.enum = enums.map(String);
+  if (typeof s.pattern === "string") out.pattern = s.pattern;
+  if (typeof s.minimum === "number") out.min = s.minimum;
+  if (typeof s.maximum === "number") out.max = s.maximum;
+  if (out.t === "array") out.items = fieldType(s.items);
+  if (out.t === "object" && s.properties !== undefined) {
+    out.props = {};
+    for (const [k, v] of Object.entries(s.properties)) out.props[k] = fieldType(v);
+  }
+  return out;
+}
+
+/** Every path below `prefix` (`spec.ingress[].source.nets`), objects and leaves alike. */
+export function paths(t: FieldType, prefix: string, out: Map<string, FieldType>): void {
+  out.set(prefix, t);
+  if (t.t === "array" && t.items !== undefined) paths(t.items, `${prefix}[]`, out);
+  if (t.props !== undefined)
+    for (const [k, v] of Object.entries(t.props)) paths(v, `${prefix}.${k}`, out);
+}
+
+export interface CrdKind {
+  kind: string;
+  plural: string;
+  types: Record<string, FieldType>;
+}
+
+export function readCrds(dir: string): CrdKind[] {
+  const kinds: CrdKind[] = [];
+  for (const f of readdirSync(dir)
+    .filter((n) => n.endsWith(".yaml"))
+    .sort()) {
+    const crd = parse(readFileSync(join(dir, f), "utf8"));
+    const v = crd.spec.versions.find((x: Json) => x.name === "v3") ?? crd.spec.versions[0];
+    const root = v.schema.openAPIV3Schema.properties;
+    const types: Record<string, FieldType> = {};
+    for (const top of ["spec", "status"])
+      if (root[top] !== undefined) types[top] = fieldType(root[top]);
+    kinds.push({ kind: crd.spec.names.kind, plural: crd.spec.names.plural, types });
+  }
+  return kinds;
+}
+
+/** Re-classifies the committed inventory's paths against the schemas now (no CRDs needed). */
+async function refresh() {
+  const { inventory, renderReadme } = await import("../src/api/inventory.js");
+  const old = JSON.parse(readFileSync("config/calico-api-inventory.json", "utf8"));
+  const inv = inventory(old.kinds);
+  writeFileSync("config/calico-api-inventory.json", `${JSON.stringify(inv, null, 1)}\n`);
+  writeReadme(renderReadme(inv));
+}
+
+function writeReadme(section: string) {
+  const readme = readFileSync("README.md", "utf8");
+  const [a, b] = ["<!-- compatibility:begin -->", "<!-- compatibility:end -->"];
+  const i = readme.indexOf(a);
+  const j = readme.indexOf(b);
+  if (i >= 0 && j > i)
+    writeFileSync("README.md", `${readme.slice(0, i + a.length)}\n${section}${readme.slice(j)}`);
+}
+
+async function main() {
+  const dir = process.argv[2];
+  if (dir === "--refresh") return refresh();
+  if (dir === undefined) {
+    process.stderr.write(
+      "usage: calico_inventory.ts <calico api/config/crd dir> | --refresh (reclassify the committed paths)\n",
+    );
+    process.exit(2);
+  }
+  const crds = readCrds(dir);
+  // The configuration kinds' field types, for their schemas (src/api/config.ts).
+  const cfg: Record<string, FieldType | undefined> = {};
+  for (const k of ["FelixConfiguration", "KubeControllersConfiguration"])
+    cfg[k] = crds.find((c) => c.kind === k)?.types.spec;
+  writeFileSync(
+    "src/api/config_fields.ts",
+    `// Generated by scripts/calico_inventory.ts from Calico's CRD schemas: the field types of the
+// FelixConfiguration and KubeControllersConfiguration specs (names, types, enums and ranges
+// only). Do not edit by hand; regenerate when Calico adds fields.
+import type { FieldType } from "./crd_type.js";
+
+export const FELIX_CONFIGURATION_SPEC: FieldType = ${JSON.stringify(cfg.FelixConfiguration)};
+
+export const KUBE_CONTROLLERS_CONFIGURATION_SPEC: FieldType = ${JSON.stringify(cfg.KubeControllersConfiguration)};
+`,
+  );
+  // The generated module in the project's format (a bounded local tool run).
+  execFileSync("npx", ["biome", "format", "--write", "src/api/config_fields.ts"], {
+    stdio: "ignore",
+    timeout: 120_000,
+  });
+  const { inventory, renderReadme } = await import("../src/api/inventory.js");
+  const inv = inventory(
+    crds.map((c) => {
+      const m = new Map<string, FieldType>();
+      for (const [top, t] of Object.entries(c.types)) paths(t, top, m);
+      return { kind: c.kind, paths: [...m].map(([path, t]) => ({ path, type: t.t })) };
+    }),
+  );
+  writeFileSync("config/calico-api-inventory.json", `${JSON.stringify(inv, null, 1)}\n`);
+  writeReadme(renderReadme(inv));
+  process.stdout.write(
+    `${inv.kinds.length} kinds, ${inv.kinds.reduce((n, k) => n + k.paths.length, 0)} paths\n`,
+  );
+}
+
+if (process.argv[1]?.endsWith("calico_inventory.ts")) await main();

@@ -1,0 +1,684 @@
+// The speaker's core: one owner of BGP state that turns events into actions and never sees a
+// socket, a timer or the FIB (RFC 4271 §9 route processing, RFC 4724 §4.2 helper mode). It owns
+// the RIB, each peer's sessions and protocol state, graceful-restart handling, UPDATE decoding
+// into the RIB, export encoding to update groups, the drain into FIB batches with its
+// back-pressure, and the peer diff of a reconfiguration. Not: carrying actions out, the
+// listener and its TCP-MD5 keys (runtime.ts), status views (status.ts).
+import { RT_TABLE_MAIN } from "../../fib/types.js";
+import { type Log, silentLog } from "../../lib/log.js";
+import { type BgpdConfig, impact, type PeerConfig, peerFamilies } from "../config.js";
+import { ipv4Number } from "../fsm/fsm.js";
+import {
+  CeaseSubcode,
+  type DownReason,
+  ErrorCode,
+  type Family,
+  type PeerSettings,
+} from "../fsm/types.js";
+import { parseCommunityList } from "../policy/communities.js";
+import { peerPolicies } from "../policy/defaults.js";
+import type { BgpFilterRule, NamedFilter } from "../policy/filter.js";
+import type { PrefixList } from "../rib/prefix.js";
+import { type AdjOutAnnounce, type AdjOutBatch, type FibBatch, Rib } from "../rib/rib.js";
+import { Afi, RouteRefreshSubtype, Safi } from "../wire/constants.js";
+import { encodeRouteRefresh } from "../wire/message.js";
+import { forEachIpv4Prefix, forEachIpv6Prefix } from "../wire/nlri.js";
+import {
+  type Capability,
+  type FamilyKey,
+  Ipv4Unicast,
+  Ipv6Unicast,
+  NotificationError,
+  Rfc7606Action,
+  type RouteRefreshMessage,
+  type SessionOptions,
+  type UpdateMessage,
+} from "../wire/types.js";
+import { decodeUpdate, encodeEndOfRib } from "../wire/update.js";
+import type { AttrBridge } from "./attrs.js";
+import type { SpeakerAction, SpeakerEvent } from "./events.js";
+import { encodeBatch, encodeTextWithdrawals, optionsKey } from "./export.js";
+import { PeerSession } from "./session.js";
+
+/** What the core is given: no I/O, only values and pure functions. */
+export interface CoreDeps<A> {
+  bridge: AttrBridge<A>;
+  /** Wall time in ms (status uptimes); a fake clock in replay tests. */
+  now(): number;
+  /** Whether a FIB is attached (fib actions are emitted only then). */
+  fib: boolean;
+  /** Our addresses on the interface that reaches a peer (next hop self), when it is direct. */
+  localAddressesToward(peer: string): { v4?: string; v6?: string };
+  log?: Log;
+}
+
+/** One configured peer as the core keeps it. */
+export interface PeerEntry {
+  cfg: PeerConfig;
+  session: PeerSession;
+  ribId: string;
+  /** The initial Adj-RIB-Out dump was sent: later group batches go to it. */
+  synced: boolean;
+  eorReceived: Set<FamilyKey>;
+  lastError: { kind: string; code?: number; subcode?: number; message?: string } | null;
+  /** RFC 4724 receiving speaker: the peer is restarting and its paths are stale. */
+  stale: boolean;
+  staleTimer: boolean;
+  /** Families of the last Established session. */
+  lastFamilies: Family[];
+  /** Removed from the configuration: its session's last callbacks are ignored. */
+  removed: boolean;
+}
+
+/** Changes drained from the RIB per step (FIB batch and Adj-RIB-Out encodings). */
+export const FIB_BATCH = 50_000;
+/** FIB batches in flight before the core stops reading from peers. */
+export const MAX_FIB_IN_FLIGHT = 4;
+
+function splitRules(rules: readonly BgpFilterRule[] | undefined): {
+  v4: BgpFilterRule[];
+  v6: BgpFilterRule[];
+} {
+  const v4: BgpFilterRule[] = [];
+  const v6: BgpFilterRule[] = [];
+  for (const r of rules ?? []) {
+    if (r.cidr === undefined || !r.cidr.includes(":")) v4.push(r);
+    if (r.cidr === undefined || r.cidr.includes(":")) v6.push(r);
+  }
+  return { v4, v6 };
+}
+
+/** The peer's import/export policies: its filters, then the DESIGN §7 defaults. */
+export function policiesFor(p: PeerConfig, localAs: number) {
+  const imp = splitRules(p.importFilter?.rules as BgpFilterRule[] | undefined);
+  const exp = splitRules(p.exportFilter?.rules as BgpFilterRule[] | undefined);
+  const filters: NamedFilter[] = [
+    {
+      name: `peer ${p.address}`,
+      spec: { importV4: imp.v4, importV6: imp.v6, exportV4: exp.v4, exportV6: exp.v6 },
+    },
+  ];
+  return peerPolicies({ external: p.asn !== localAs, pools: [], filters });
+}
+
+export class SpeakerCore<A> {
+  config: BgpdConfig;
+  readonly rib: Rib<A>;
+  readonly peers = new Map<string, PeerEntry>();
+  private readonly log: Log;
+  private out: SpeakerAction[] = [];
+  private connSeq = 0;
+  private stopped = false;
+  private flushRequested = false;
+  private fibInFlight = 0;
+  private readingPaused = false;
+  private converged = false;
+
+  constructor(
+    config: BgpdConfig,
+    private readonly deps: CoreDeps<A>,
+  ) {
+    this.config = config;
+    this.log = deps.log ?? silentLog;
+    this.rib = new Rib<A>({
+      localAs: config.asn,
+      routerId: config.routerId,
+      ...(config.clusterId || config.peers.some((p) => p.routeReflectorClient)
+        ? { clusterId: config.clusterId ?? config.routerId }
+        : {}),
+      adapter: deps.bridge.adapter,
+    });
+  }
+
+  /** One event in, the actions it causes out (in the order they must be carried out). */
+  handle(ev: SpeakerEvent): SpeakerAction[] {
+    const out: SpeakerAction[] = [];
+    this.out = out;
+    this.dispatch(ev);
+    if (this.rib.pending > 0) this.requestFlush();
+    this.checkConverged();
+    this.out = [];
+    return out;
+  }
+
+  /** No RIB change waits to be drained and the FIB acknowledged every batch. */
+  get idle(): boolean {
+    return this.rib.pending === 0 && this.fibInFlight === 0 && !this.flushRequested;
+  }
+
+  get fibBatchesInFlight(): number {
+    return this.fibInFlight;
+  }
+
+  private dispatch(ev: SpeakerEvent): void {
+    switch (ev.kind) {
+      case "start":
+        this.originateAll(this.config);
+        for (const p of this.config.peers) this.addPeer(p);
+        return;
+      case "stop":
+        // Sessions down first: their routes leave the RIB, and the FIB gets batch removals.
+        for (const e of this.peers.values()) e.session.stop();
+        for (const o of this.config.originate) this.rib.withdrawOrigin(o.prefix);
+        this.drainAll();
+        this.stopped = true;
+        return;
+      case "reconfigure":
+        this.reconfigure(ev.config);
+        return;
+      case "flush":
+        this.flushRequested = false;
+        this.flush();
+        return;
+      case "fibDone":
+        this.fibInFlight--;
+        // Resume reading once the FIB is under its limit again.
+        if (this.fibInFlight < MAX_FIB_IN_FLIGHT) this.setReading(true);
+        return;
+      case "timerExpired": {
+        const e = this.peers.get(ev.timer.peer);
+        if (!e) return;
+        if (ev.timer.name === "RestartTimer") {
+          e.staleTimer = false;
+          if (e.stale) this.endStale(e, "restart timer expired");
+        } else e.session.timerExpired(ev.timer.link, ev.timer.name);
+        return;
+      }
+      case "connected":
+        this.peerOr(ev.peer, ev.conn)?.session.connected(ev.conn);
+        return;
+      case "connectFailed":
+        this.peers.get(ev.peer)?.session.connectFailed(ev.conn, ev.message);
+        return;
+      case "accepted":
+        this.peerOr(ev.peer, ev.conn)?.session.accept(ev.conn);
+        return;
+      case "received":
+        this.peers.get(ev.peer)?.session.received(ev.conn, ev.bytes);
+        return;
+      case "closed":
+        this.peers.get(ev.peer)?.session.closed(ev.conn, ev.message);
+        return;
+      case "peerDown": {
+        const e = this.peers.get(ev.peer);
+        if (!e) return;
+        this.log.info({ peer: ev.peer, reason: ev.reason }, "Peer down by an outside signal");
+        e.session.fail(ev.reason);
+        return;
+      }
+    }
+  }
+
+  /** The peer, or (when it is not configured) a destroy of the connection. */
+  private peerOr(peer: string, conn: number): PeerEntry | undefined {
+    const e = this.peers.get(peer);
+    if (!e) this.out.push({ kind: "close", peer, conn, how: "destroy" });
+    return e;
+  }
+
+  // ---- peers ---------------------------------------------------------------------------------
+
+  private settingsFor(p: PeerConfig): PeerSettings {
+    return {
+      localAs: this.config.asn,
+      peerAs: p.asn,
+      routerId: ipv4Number(this.config.routerId),
+      holdTime: p.holdTime,
+      connectRetryTime: p.connectRetryTime,
+      passive: p.passive,
+      families: peerFamilies(p),
+      requiredFamilies: p.requiredFamilies,
+      idleHoldMs: 1000,
+      maxIdleHoldMs: 60_000,
+    };
+  }
+
+  private addPeer(p: PeerConfig): void {
+    const near = this.deps.localAddressesToward(p.address);
+    const src = p.sourceAddress;
+    const listen = this.config.listen.address;
+    const pick4 = [src, near.v4, listen, this.config.routerId].find(
+      (a) => a && !a.includes(":") && a !== "0.0.0.0",
+    );
+    const pick6 = [src, near.v6, listen].find((a) => a?.includes(":") && a !== "::");
+    const pol = policiesFor(p, this.config.asn);
+    this.rib.addPeer({
+      id: p.address,
+      address: p.address,
+      asn: p.asn,
+      routeReflectorClient: p.routeReflectorClient,
+      allowOwnAs: p.allowOwnAs,
+      families: peerFamilies(p),
+      importPolicy: pol.importPolicy,
+      exportPolicy: pol.exportPolicy,
+      ...(pick4 ? { nextHopSelfV4: pick4 } : {}),
+      ...(pick6 ? { nextHopSelfV6: pick6 } : {}),
+    });
+    const entry: PeerEntry = {
+      cfg: p,
+      session: undefined as unknown as PeerSession,
+      ribId: p.address,
+      synced: false,
+      eorReceived: new Set(),
+      lastError: null,
+      stale: false,
+      staleTimer: false,
+      lastFamilies: [],
+      removed: false,
+    };
+    entry.session = new PeerSession(
+      {
+        address: p.address,
+        port: p.port,
+        ...(p.sourceAddress ? { sourceAddress: p.sourceAddress } : {}),
+        settings: this.settingsFor(p),
+      },
+      {
+        emit: (a) => this.out.push(a),
+        newConn: () => ++this.connSeq,
+        now: () => this.deps.now(),
+        log: this.log,
+      },
+      {
+        onEstablished: () => this.onEstablished(entry),
+        onUpdate: (_s, msg) => this.onUpdate(entry, msg),
+        onRouteRefresh: (_s, rr) => this.onRouteRefresh(entry, rr),
+        onDown: (_s, reason, wasEstablished) => this.onDown(entry, reason, wasEstablished),
+      },
+    );
+    this.peers.set(p.address, entry);
+    entry.session.start();
+  }
+
+  private removePeer(address: string, cease: number): void {
+    const e = this.peers.get(address);
+    if (!e) return;
+    e.removed = true;
+    this.stopStaleTimer(e);
+    if (e.session.established) e.session.reset(ErrorCode.Cease, cease);
+    e.session.stop();
+    this.rib.removePeer(e.ribId);
+    this.peers.delete(address);
+  }
+
+  /** The diff part of SIGHUP: only sessions that must reset are reset. */
+  private reconfigure(next: BgpdConfig): void {
+    const d = impact(this.config, next);
+    const old = this.config;
+    this.config = next;
+    for (const p of d.removed) this.removePeer(p.address, CeaseSubcode.PeerDeconfigured);
+    for (const c of d.changed) {
+      const cfg = next.peers.find((p) => p.address === c.address) as PeerConfig;
+      if (c.impact === "reset") {
+        this.log.info({ peer: c.address, field: c.field }, "Config change resets the session");
+        this.removePeer(c.address, CeaseSubcode.OtherConfigurationChange);
+        this.addPeer(cfg);
+      } else if (c.impact === "refresh") {
+        this.log.info({ peer: c.address, field: c.field }, "Config change applied by refresh");
+        this.refreshPeer(cfg);
+      } else {
+        const e = this.peers.get(c.address);
+        if (e) e.cfg = cfg;
+      }
+    }
+    for (const p of d.added) this.addPeer(p);
+    if (d.reexport) {
+      for (const o of old.originate) this.rib.withdrawOrigin(o.prefix);
+      this.originateAll(next);
+    }
+  }
+
+  /** Applies filter / RR / allow-own-AS changes without a reset. */
+  private refreshPeer(cfg: PeerConfig): void {
+    const e = this.peers.get(cfg.address);
+    if (!e) return;
+    const old = e.cfg;
+    e.cfg = cfg;
+    const pol = policiesFor(cfg, this.config.asn);
+    const importChanged =
+      JSON.stringify(old.importFilter) !== JSON.stringify(cfg.importFilter) ||
+      old.allowOwnAs !== cfg.allowOwnAs;
+    const exportChanged =
+      JSON.stringify(old.exportFilter) !== JSON.stringify(cfg.exportFilter) ||
+      old.routeReflectorClient !== cfg.routeReflectorClient ||
+      old.nextHopSelf !== cfg.nextHopSelf;
+    const before = exportChanged ? this.advertisedSet(e) : undefined;
+    // The Adj-RIB-In is kept (soft reconfiguration inbound): imports are re-evaluated in place,
+    // and a changed export input moves the peer to its new update group.
+    this.rib.updatePeer(e.ribId, {
+      allowOwnAs: cfg.allowOwnAs,
+      routeReflectorClient: cfg.routeReflectorClient,
+      ...(importChanged ? { importPolicy: pol.importPolicy } : {}),
+      ...(exportChanged ? { exportPolicy: pol.exportPolicy } : {}),
+    });
+    if (before && e.session.established && e.synced) {
+      // Settle the change, then send the peer what it gains and withdraw what it loses.
+      this.drainAll();
+      this.resync(e, before);
+    }
+  }
+
+  private advertisedSet(e: PeerEntry): Set<string> {
+    const s = new Set<string>();
+    try {
+      for (const a of this.rib.adjRibOut(e.ribId)) {
+        for (const x of a.v4.toStrings()) s.add(x);
+        for (const x of a.v6.toStrings()) s.add(x);
+      }
+    } catch {}
+    return s;
+  }
+
+  /** Sends the peer's whole Adj-RIB-Out, withdrawing prefixes it had before but not now. */
+  private resync(e: PeerEntry, before: Set<string>): void {
+    const now = this.rib.adjRibOut(e.ribId);
+    const after = new Set<string>();
+    for (const a of now) {
+      for (const x of a.v4.toStrings()) after.add(x);
+      for (const x of a.v6.toStrings()) after.add(x);
+    }
+    const gone = [...before].filter((x) => !after.has(x));
+    const opts = e.session.options;
+    if (gone.length > 0 && opts)
+      for (const m of encodeTextWithdrawals(gone, opts)) e.session.send(m);
+    this.sendAnnounces(e, now);
+  }
+
+  // ---- session callbacks ---------------------------------------------------------------------
+
+  private onDown(e: PeerEntry, reason: DownReason, wasEstablished: boolean): void {
+    e.lastError = downText(reason);
+    if (!wasEstablished) return;
+    e.synced = false;
+    e.eorReceived.clear();
+    if (!this.helpRestart(e, reason)) this.endStale(e, "down");
+  }
+
+  /**
+   * RFC 4724 §4.2: a peer that announced graceful restart for all our families lost its TCP
+   * session without a NOTIFICATION: keep its paths (marked stale) for its Restart Time.
+   */
+  private helpRestart(e: PeerEntry, reason: DownReason): boolean {
+    if (this.stopped || reason.kind !== "TcpConnectionFails") return false;
+    const gr = grCapability(e.session.peerCapabilities);
+    const fams = e.lastFamilies;
+    if (!gr || gr.restartTime === 0 || !fams.every((f) => grCovers(gr, f))) return false;
+    const marked = this.rib.markStale(e.ribId);
+    e.stale = true;
+    e.staleTimer = true;
+    this.out.push({
+      kind: "startTimer",
+      timer: { peer: e.cfg.address, link: 0, name: "RestartTimer" },
+      ms: gr.restartTime * 1000,
+    });
+    this.log.info(
+      { peer: e.cfg.address, stalePaths: marked, restartTime: gr.restartTime },
+      "Peer restarting (graceful restart): keeping its routes as stale",
+    );
+    return true;
+  }
+
+  private stopStaleTimer(e: PeerEntry): void {
+    if (!e.staleTimer) return;
+    e.staleTimer = false;
+    this.out.push({
+      kind: "stopTimer",
+      timer: { peer: e.cfg.address, link: 0, name: "RestartTimer" },
+    });
+  }
+
+  /** Ends helper mode: stale paths go (all of the peer's paths when `why` is a plain drop). */
+  private endStale(e: PeerEntry, why: string): void {
+    this.stopStaleTimer(e);
+    if (why === "down") {
+      e.stale = false;
+      this.rib.peerDown(e.ribId);
+      return;
+    }
+    if (!e.stale) return;
+    e.stale = false;
+    const n = this.rib.sweepStale(e.ribId);
+    this.log.info(
+      { peer: e.cfg.address, removed: n, why },
+      "Stale routes of a restarted peer removed",
+    );
+  }
+
+  private onEstablished(e: PeerEntry): void {
+    const n = e.session.negotiated;
+    if (!n || e.removed) return;
+    this.rib.peerUp(e.ribId, n.peerId);
+    e.lastFamilies = n.families;
+    if (e.stale) {
+      // RFC 4724 §4.2: without the Forwarding State bit for a family, its stale routes go now.
+      const gr = grCapability(e.session.peerCapabilities);
+      const kept = gr !== undefined && n.families.every((f) => grCovers(gr, f, true));
+      if (!kept) this.endStale(e, "no forwarding state after restart");
+    }
+    // Settle pending changes first, so the dump plus later batches are exactly the table.
+    this.drainAll();
+    this.sendAnnounces(e, this.rib.adjRibOut(e.ribId));
+    for (const f of n.families) e.session.send(encodeEndOfRib(familyCode(f)));
+    e.synced = true;
+  }
+
+  private onUpdate(e: PeerEntry, msg: Uint8Array): void {
+    const opts = e.session.options;
+    if (!opts || e.removed) return;
+    let u: UpdateMessage;
+    try {
+      u = decodeUpdate(msg, opts);
+    } catch (err) {
+      if (!(err instanceof NotificationError)) throw err;
+      this.log.warn({ peer: e.cfg.address, error: err.message }, "UPDATE error resets the session");
+      e.session.reset(err.code, err.subcode, err.data);
+      return;
+    }
+    if (u.errors.length > 0) {
+      this.log.warn(
+        { peer: e.cfg.address, action: u.action, errors: u.errors.map((x) => x.reason) },
+        "Malformed attributes handled per RFC 7606",
+      );
+    }
+    if (u.endOfRib !== null) {
+      e.eorReceived.add(u.endOfRib);
+      const n = e.session.negotiated;
+      if (e.stale && n?.families.every((f) => e.eorReceived.has(familyCode(f))))
+        this.endStale(e, "End-of-RIB");
+      return;
+    }
+    this.applyUpdate(e, u);
+  }
+
+  /** RFC 4271 §9.1: withdrawals, then announcements (RFC 7606: treat-as-withdraw). */
+  private applyUpdate(e: PeerEntry, u: UpdateMessage): void {
+    const rib = this.rib;
+    const idx = rib.peerIndex(e.ribId);
+    forEachIpv4Prefix(u.withdrawn, (a, l, pid) => rib.withdrawV4(idx, a, l, pid));
+    const un = u.attributes?.mpUnreach;
+    if (un) this.withdrawView(idx, un.withdrawn);
+    const withdrawAll = u.action >= Rfc7606Action.TreatAsWithdraw || u.attributes === null;
+    if (u.nlri.count > 0) {
+      if (withdrawAll) forEachIpv4Prefix(u.nlri, (a, l, pid) => rib.withdrawV4(idx, a, l, pid));
+      else {
+        const id = rib.intern(this.deps.bridge.fromUpdate(u, 4));
+        forEachIpv4Prefix(u.nlri, (a, l, pid) => rib.announceV4(idx, id, a, l, pid));
+      }
+    }
+    const reach = u.attributes?.mpReach;
+    if (reach && reach.nlri.count > 0) {
+      if (withdrawAll) this.withdrawView(idx, reach.nlri);
+      else if (reach.afi === Afi.Ipv4) {
+        const id = rib.intern(this.deps.bridge.fromUpdate(u, 4));
+        forEachIpv4Prefix(reach.nlri, (a, l, pid) => rib.announceV4(idx, id, a, l, pid));
+      } else if (reach.afi === Afi.Ipv6) {
+        const id = rib.intern(this.deps.bridge.fromUpdate(u, 6));
+        forEachIpv6Prefix(reach.nlri, (w, l, pid) => rib.announceV6(idx, id, w, 0, l, pid));
+      }
+    }
+  }
+
+  private withdrawView(idx: number, view: UpdateMessage["nlri"]): void {
+    const rib = this.rib;
+    if (view.afi === Afi.Ipv4)
+      forEachIpv4Prefix(view, (a, l, pid) => rib.withdrawV4(idx, a, l, pid));
+    else if (view.afi === Afi.Ipv6)
+      forEachIpv6Prefix(view, (w, l, pid) => rib.withdrawV6(idx, w, 0, l, pid));
+  }
+
+  /** RFC 2918 / RFC 7313: the family's Adj-RIB-Out again, framed by BoRR/EoRR when enhanced. */
+  private onRouteRefresh(e: PeerEntry, rr: RouteRefreshMessage): void {
+    if (rr.subtype !== RouteRefreshSubtype.Normal || e.removed) return;
+    const fam = rr.afi === Afi.Ipv4 ? 4 : rr.afi === Afi.Ipv6 ? 6 : 0;
+    if (fam === 0 || !e.session.options) return;
+    this.drainAll();
+    const enhanced = e.session.negotiated?.enhancedRouteRefresh ?? false;
+    const mark = (subtype: number) =>
+      e.session.send(encodeRouteRefresh({ afi: rr.afi, safi: rr.safi, subtype }));
+    if (enhanced) mark(RouteRefreshSubtype.BeginningOfRouteRefresh);
+    const only = this.rib
+      .adjRibOut(e.ribId)
+      .map((a) => (fam === 4 ? { ...a, v6: emptyList(a.v6) } : { ...a, v4: emptyList(a.v4) }));
+    this.sendAnnounces(e, only);
+    if (enhanced) mark(RouteRefreshSubtype.EndOfRouteRefresh);
+  }
+
+  // ---- RIB -> peers and FIB ------------------------------------------------------------------
+
+  private requestFlush(): void {
+    if (this.flushRequested || this.stopped) return;
+    this.flushRequested = true;
+    this.out.push({ kind: "flushSoon" });
+  }
+
+  /** Drains the RIB one bounded step; stops reading while the FIB is behind. */
+  private flush(): void {
+    if (this.rib.pending === 0) return;
+    if (this.fibInFlight >= MAX_FIB_IN_FLIGHT) {
+      this.setReading(false);
+      return; // fibDone resumes
+    }
+    const ch = this.rib.drain(FIB_BATCH);
+    this.sendBatches(ch.adjOut);
+    this.toFib(ch.fib);
+  }
+
+  /** Everything pending, at once (before dumps and refreshes). */
+  private drainAll(): void {
+    for (let i = 0; i < 10_000 && this.rib.pending > 0; i++) {
+      const ch = this.rib.drain(FIB_BATCH);
+      this.sendBatches(ch.adjOut);
+      this.toFib(ch.fib);
+    }
+  }
+
+  private setReading(on: boolean): void {
+    if (this.readingPaused === !on) return;
+    this.readingPaused = !on;
+    for (const e of this.peers.values()) e.session.pauseReading(!on);
+  }
+
+  /**
+   * Graceful restart of the FIB: once every peer is Established, sent End-of-RIB for each
+   * negotiated family and the FIB has everything, routes left from before the restart can go.
+   */
+  private checkConverged(): void {
+    if (this.converged || !this.idle || !this.deps.fib) return;
+    for (const e of this.peers.values()) {
+      // A peer refused at OPEN (wrong AS, ...) brings no routes: it does not hold the sweep.
+      if (!e.session.established && e.lastError?.code === ErrorCode.OpenMessageError) continue;
+      const n = e.session.negotiated;
+      if (!e.session.established || !n || !e.synced) return;
+      for (const f of n.families) if (!e.eorReceived.has(familyCode(f))) return;
+    }
+    this.converged = true;
+    this.out.push({ kind: "fibEndGracefulHold" });
+  }
+
+  private sendBatches(batches: AdjOutBatch<A>[]): void {
+    for (const b of batches) {
+      const targets: PeerEntry[] = [];
+      for (const id of b.peers) {
+        const e = this.peers.get(id);
+        if (e?.synced && e.session.established) targets.push(e);
+      }
+      if (targets.length === 0) continue;
+      // One encoding per distinct session option set (usually one for the whole group).
+      const byOpts = new Map<string, { opts: SessionOptions; peers: PeerEntry[] }>();
+      for (const t of targets) {
+        const opts = t.session.options as SessionOptions;
+        const k = optionsKey(opts);
+        const hit = byOpts.get(k);
+        if (hit) hit.peers.push(t);
+        else byOpts.set(k, { opts, peers: [t] });
+      }
+      for (const { opts, peers } of byOpts.values()) {
+        const msgs = encodeBatch(this.deps.bridge, b.announce, b.withdraw, opts);
+        for (const p of peers) for (const m of msgs) p.session.send(m);
+      }
+    }
+  }
+
+  private sendAnnounces(e: PeerEntry, announce: AdjOutAnnounce<A>[]): void {
+    const opts = e.session.options;
+    if (!opts) return;
+    for (const m of encodeBatch(this.deps.bridge, announce, null, opts)) e.session.send(m);
+  }
+
+  private toFib(batch: FibBatch): void {
+    if (!this.deps.fib || this.stopped || batch.size === 0) return;
+    const t = this.config.fib.table;
+    this.fibInFlight++;
+    this.out.push({
+      kind: "fib",
+      batch,
+      protocol: this.config.fib.protocol,
+      table: t === "main" ? RT_TABLE_MAIN : t,
+    });
+  }
+
+  private originateAll(cfg: BgpdConfig): void {
+    for (const o of cfg.originate) {
+      const { communities, largeCommunities } = parseCommunityList([
+        ...o.communities,
+        ...o.largeCommunities,
+      ]);
+      this.rib.originate(o.prefix, { communities, largeCommunities });
+    }
+  }
+}
+
+function emptyList(l: PrefixList): PrefixList {
+  return Object.assign(Object.create(Object.getPrototypeOf(l)), { ...l, count: 0 }) as PrefixList;
+}
+
+function downText(r: DownReason): PeerEntry["lastError"] {
+  switch (r.kind) {
+    case "NotificationSent":
+      return { kind: r.kind, code: r.code, subcode: r.subcode, message: r.message };
+    case "NotificationReceived":
+      return { kind: r.kind, code: r.code, subcode: r.subcode };
+    case "TcpConnectionFails":
+      return { kind: r.kind, message: r.message };
+    default:
+      return { kind: r.kind };
+  }
+}
+
+type GrCapability = Extract<Capability, { kind: "GracefulRestart" }>;
+
+function grCapability(caps: Capability[] | undefined): GrCapability | undefined {
+  return caps?.find((c): c is GrCapability => c.kind === "GracefulRestart");
+}
+
+function familyCode(f: Family): FamilyKey {
+  return f === "ipv4-unicast" ? Ipv4Unicast : Ipv6Unicast;
+}
+
+/** The GR capability lists the family (and, when asked, with its Forwarding State bit). */
+function grCovers(gr: GrCapability, f: Family, forwarding = false): boolean {
+  const [afi, safi] = f === "ipv4-unicast" ? [Afi.Ipv4, Safi.Unicast] : [Afi.Ipv6, Safi.Unicast];
+  return gr.families.some(
+    (x) => x.afi === afi && x.safi === safi && (!forwarding || x.forwardingState),
+  );
+}

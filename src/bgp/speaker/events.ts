@@ -1,0 +1,84 @@
+// What goes into the speaker's core and what comes out: the events the runtime feeds it (bytes
+// read, connections made and lost, timers fired, FIB work done, configuration) and the actions
+// it asks the runtime to carry out (connect, send, close, timers, FIB batches, read pausing).
+// Owns: these shapes and the naming of connections and timers. Not: what the core does with an
+// event (core.ts), how an action is carried out (runtime.ts).
+//
+// Adding a kind of event (e.g. BFD reporting a peer down) or action touches this file, the
+// core's dispatch and the runtime's carrier; both switches are exhaustive, so tsc names the
+// place that misses one.
+import type { BgpdConfig } from "../config.js";
+import type { TimerName } from "../fsm/types.js";
+import type { FibBatch } from "../rib/rib.js";
+
+/**
+ * One TCP connection of a peer, by number: > 0 for connections we open (numbered by the core
+ * in its `connect` action), < 0 for connections the listener accepted (numbered by the runtime).
+ */
+export type ConnId = number;
+
+/**
+ * A timer: one of the RFC 4271 timers of a peer's FSM `link` (a peer runs one FSM, two while
+ * connections collide; links are numbered from 1 per peer), or the peer's RFC 4724 restart
+ * timer (link 0).
+ */
+export interface TimerKey {
+  peer: string;
+  link: number;
+  name: TimerName | "RestartTimer";
+}
+
+/** The text form of a timer key (for maps and replay files). */
+export function timerId(t: TimerKey): string {
+  return `${t.peer}/${t.link}/${t.name}`;
+}
+
+export type SpeakerEvent =
+  /** Originate, start every peer's session. */
+  | { kind: "start" }
+  /** Stop every session (Cease), withdraw originations, drain the RIB. */
+  | { kind: "stop" }
+  /** A new configuration (SIGHUP): peers are added, removed, reset or refreshed by diff. */
+  | { kind: "reconfigure"; config: BgpdConfig }
+  /** Our outgoing connection `conn` (from a connect action) is up. */
+  | { kind: "connected"; peer: string; conn: ConnId }
+  | { kind: "connectFailed"; peer: string; conn: ConnId; message: string }
+  /** The listener accepted a connection from the peer's address. */
+  | { kind: "accepted"; peer: string; conn: ConnId }
+  /** Bytes read from a connection (any framing: the core reassembles messages). */
+  | { kind: "received"; peer: string; conn: ConnId; bytes: Uint8Array }
+  /** The connection closed or failed under us. */
+  | { kind: "closed"; peer: string; conn: ConnId; message: string }
+  | { kind: "timerExpired"; timer: TimerKey }
+  /** The runtime's answer to flushSoon: drain one bounded step of RIB changes. */
+  | { kind: "flush" }
+  /** One FIB batch (an earlier fib action) settled, applied or failed. */
+  | { kind: "fibDone" }
+  /**
+   * Something outside BGP says the peer is unreachable (e.g. a BFD session went down): the
+   * session drops as on a TCP failure (graceful-restart help applies), then starts again.
+   */
+  | { kind: "peerDown"; peer: string; reason: string };
+
+export type SpeakerAction =
+  | {
+      kind: "connect";
+      peer: string;
+      conn: ConnId;
+      address: string;
+      port: number;
+      localAddress?: string;
+      timeoutMs: number;
+    }
+  | { kind: "send"; peer: string; conn: ConnId; bytes: Uint8Array }
+  /** Close a connection (end: after what is queued; destroy: at once) or abandon a connect. */
+  | { kind: "close"; peer: string; conn: ConnId; how: "end" | "destroy" }
+  | { kind: "pauseReading"; peer: string; conn: ConnId; paused: boolean }
+  | { kind: "startTimer"; timer: TimerKey; ms: number }
+  | { kind: "stopTimer"; timer: TimerKey }
+  /** Ask for a flush event soon (after pending I/O, so reading and draining interleave). */
+  | { kind: "flushSoon" }
+  /** Hand a batch of Loc-RIB changes to the FIB; answer with fibDone when it settles. */
+  | { kind: "fib"; batch: FibBatch; protocol: number; table: number }
+  /** Every peer re-sent its table after our restart: the FIB may drop what is left from before. */
+  | { kind: "fibEndGracefulHold" };

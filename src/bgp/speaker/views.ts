@@ -1,0 +1,123 @@
+// The speaker's status and routes views: what `ocelot status` / `ocelot routes`, /metrics and
+// /readyz read, built from the core's state plus the few facts only the runtime knows (listener,
+// send queues, FIB counters, the namespace's TCP-MD5 counters, process memory). Pure. Owns:
+// these two views. Not: the JSON shapes and the socket that serves them (../status.ts).
+import type { Rib } from "../rib/rib.js";
+import type { PeerStatus, RoutesSnapshot, StatusSnapshot } from "../status.js";
+import type { SpeakerCore } from "./core.js";
+
+const MAX_ROUTES_SHOWN = 100_000;
+
+/** What the runtime adds to the core's state. */
+export interface RuntimeFacts {
+  now: number;
+  startedAt: number;
+  listen: { address: string; port: number } | null;
+  sendQueueBytes(peer: string): number;
+  fib: StatusSnapshot["fib"];
+  /** The namespace's TCP-MD5 drop counters (asked only when a peer has a password). */
+  tcpMd5(): StatusSnapshot["tcpMd5"];
+  memory: NodeJS.MemoryUsage;
+}
+
+export function statusView<A>(core: SpeakerCore<A>, io: RuntimeFacts): StatusSnapshot {
+  const cfg = core.config;
+  const peers: PeerStatus[] = [...core.peers.values()].map((e) => {
+    const s = e.session;
+    const n = s.negotiated;
+    const c = safeCounts(core.rib, e.ribId);
+    return {
+      address: e.cfg.address,
+      asn: e.cfg.asn,
+      localAsn: cfg.asn,
+      type: e.cfg.asn === cfg.asn ? "internal" : "external",
+      state: s.state,
+      uptimeSeconds:
+        s.establishedAt !== undefined ? Math.floor((io.now - s.establishedAt) / 1000) : null,
+      negotiated: n
+        ? {
+            holdTime: n.holdTime,
+            keepaliveTime: n.keepaliveTime,
+            families: n.families,
+            fourOctetAs: n.as4,
+            routeRefresh: n.routeRefresh,
+            enhancedRouteRefresh: n.enhancedRouteRefresh,
+            gracefulRestart: n.gracefulRestart,
+          }
+        : null,
+      // The group's Adj-RIB-Out is only sent to the peer once it is Established and synced.
+      prefixes: { ...c, advertised: e.synced && s.established ? c.advertised : 0 },
+      messages: {
+        in: s.counters.messagesIn,
+        out: s.counters.messagesOut,
+        updatesIn: s.counters.updatesIn,
+      },
+      sendQueueBytes: io.sendQueueBytes(e.cfg.address),
+      establishedTransitions: s.counters.establishedTransitions,
+      lastError: e.lastError,
+      ...(e.cfg.password !== undefined ? { md5: true as const } : {}),
+    };
+  });
+  // Drops of wrongly signed segments are only counted per namespace, not per peer.
+  const tcpMd5 = peers.some((p) => p.md5) ? io.tcpMd5() : undefined;
+  const size = core.rib.size;
+  return {
+    routerId: cfg.routerId,
+    asn: cfg.asn,
+    listen: io.listen,
+    uptimeSeconds: Math.floor((io.now - io.startedAt) / 1000),
+    peers,
+    locRib: { ipv4: size.v4, ipv6: size.v6 },
+    memory: memoryMiB(io.memory, core.rib.typedBytes()),
+    fib: io.fib,
+    ...(tcpMd5 ? { tcpMd5 } : {}),
+  };
+}
+
+export function routesView<A>(rib: Rib<A>): RoutesSnapshot {
+  const routes: RoutesSnapshot["routes"] = [];
+  for (const r of rib.locRib()) {
+    const v = r.attrs;
+    const large =
+      (v as unknown as { largeCommunities?: readonly (readonly number[])[] }).largeCommunities ??
+      [];
+    routes.push({
+      prefix: r.prefix,
+      best: {
+        peer: r.peer === "" || r.peer === "local" ? "local" : r.peer,
+        nextHop: r.nexthops.join(",") || v.nextHop || "-",
+        asPath: v.asPath
+          .map((s) => (s.type === 1 ? `{${s.asns.join(",")}}` : s.asns.join(" ")))
+          .join(" "),
+        origin: ["IGP", "EGP", "incomplete"][v.origin] ?? String(v.origin),
+        localPref: v.localPref ?? null,
+        med: v.med ?? null,
+        communities: v.communities.map((c) => `${c >>> 16}:${c & 0xffff}`),
+        largeCommunities: large.map((l) => l.join(":")),
+      },
+      reason: r.reason,
+      multipath: r.nexthops,
+    });
+    if (routes.length >= MAX_ROUTES_SHOWN) return { routes, truncated: true };
+  }
+  return { routes };
+}
+
+function memoryMiB(m: NodeJS.MemoryUsage, ribBytes: number): StatusSnapshot["memory"] {
+  const mib = (b: number) => Math.round((b / 1048576) * 10) / 10;
+  return {
+    rssMiB: mib(m.rss),
+    heapUsedMiB: mib(m.heapUsed),
+    arrayBuffersMiB: mib(m.arrayBuffers),
+    ribTypedMiB: mib(ribBytes),
+  };
+}
+
+function safeCounts(rib: Rib<unknown>, id: string): PeerStatus["prefixes"] {
+  try {
+    const c = rib.peerCounts(id);
+    return { received: c.received, accepted: c.accepted, advertised: c.advertised };
+  } catch {
+    return { received: 0, accepted: 0, advertised: 0 };
+  }
+}

@@ -1,0 +1,215 @@
+// Tiers and network sets with real traffic, applied by the agent (applyDataplane) in a node
+// namespace with three pods a, b, c (IPv4):
+// - tier "security" (order 100) before the default tier: c's pings to b are denied there even
+//   though the default tier allows ICMP; a's are passed on and allowed; the node's own pings
+//   meet the end of the security tier (Deny) until its defaultAction becomes Pass;
+// - a GlobalNetworkSet labelled role=blocked that a Deny rule selects: changing its nets moves
+//   the block from c to a by rewriting the ipset only (no iptables-restore at all);
+// - a doNotTrack policy (host endpoints only) is not applied to pods.
+// Pings are counted on both sides: the receiver's interface counters rise only when it answers.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { applyDataplane } from "../../src/felix/apply.js";
+import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
+import {
+  fromGlobalNetworkPolicy,
+  type PolicyInput,
+  type PolicyNetworkSet,
+  type PolicyTier,
+} from "../../src/felix/policy.js";
+import { KernelFib } from "../../src/fib/kernel_fib.js";
+import { addonUnavailableReason } from "../../src/lib/native.js";
+import { addUplink } from "../helpers/cni.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
+import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+
+const reason = netnsUnavailableReason() ?? addonUnavailableReason();
+const skip = skipWithReason("felix tiers and network sets (netns)", reason);
+
+const PODS = {
+  a: { iface: "ocltiaaaaaaaaa", v4: "10.244.6.1" },
+  b: { iface: "ocltibbbbbbbbb", v4: "10.244.6.2" },
+  c: { iface: "ocltiddddddddd", v4: "10.244.6.3" },
+} as const;
+type Pod = keyof typeof PODS;
+
+/** One ping, or up to 5 with 5 s waits when it is expected to pass (a loaded machine is slow). */
+function ping(from: Netns, to: string, expected: boolean): boolean {
+  for (let i = 0; i < (expected ? 5 : 1); i++) {
+    const wait = expected ? "5" : "1";
+    const r = runSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", wait, to], {
+      timeout: HANG_MS,
+    });
+    if (r.status === 0) return true;
+  }
+  return false;
+}
+
+/** ICMP echo replies a pod has sent (OutEchoReps of its /proc/net/snmp). */
+function echoRepliesSent(pod: Netns): number {
+  const text = pod.exec("cat", "/proc/net/snmp");
+  const lines = text.split("\n").filter((l) => l.startsWith("Icmp:"));
+  const [head, values] = lines.map((l) => l.trim().split(/\s+/));
+  const i = head?.indexOf("OutEchoReps") ?? -1;
+  return Number(values?.[i]);
+}
+
+const gnp = (name: string, spec: Record<string, unknown>) =>
+  fromGlobalNetworkPolicy({ metadata: { name }, spec: spec as never });
+
+describe.skipIf(skip)("tiers and network sets applied in a namespace", () => {
+  let node: Netns;
+  const pods = {} as Record<Pod, Netns>;
+  let fib: KernelFib;
+
+  const endpoints = (Object.keys(PODS) as Pod[]).map((app) => ({
+    id: `default/${app}`,
+    namespace: "default",
+    labels: { app },
+    addresses: [PODS[app].v4],
+    iface: PODS[app].iface,
+  }));
+  const input = (p: Omit<PolicyInput, "endpoints">): DataplaneInput => ({
+    workloads: (Object.keys(PODS) as Pod[]).map((app) => ({
+      id: `default/${app}`,
+      hostIface: PODS[app].iface,
+      ipv4: [PODS[app].v4],
+      ipv6: [],
+    })),
+    pools: [{ cidr: "10.244.0.0/16", natOutgoing: false }],
+    policy: { endpoints, ...p },
+  });
+  const apply = (p: Omit<PolicyInput, "endpoints">) =>
+    applyDataplane(renderDataplane(input(p)), { netns: node.name, fib });
+
+  beforeAll(async () => {
+    node = Netns.create("ftn");
+    addUplink(node, "192.0.2.31/24");
+    for (const app of Object.keys(PODS) as Pod[]) {
+      const pod = Netns.create(`ft${app}`);
+      pods[app] = pod;
+      node.ip(
+        "link",
+        "add",
+        PODS[app].iface,
+        "address",
+        "ee:ee:ee:ee:ee:ee",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        pod.name,
+      );
+      node.ip("link", "set", PODS[app].iface, "up");
+      pod.ip("link", "set", "eth0", "up");
+      pod.ip("addr", "add", `${PODS[app].v4}/32`, "dev", "eth0");
+      pod.ip("route", "add", "169.254.1.1", "dev", "eth0");
+      pod.ip("route", "add", "default", "via", "169.254.1.1");
+    }
+    fib = await KernelFib.open({ netns: node.name, protocols: [202], watch: false });
+    await apply({ policies: [] });
+    await waitFor(
+      "a to reach b before any policy",
+      () => ping(pods.a, PODS.b.v4, true),
+      60_000,
+      200,
+    );
+  });
+
+  afterAll(async () => {
+    await fib?.close();
+    for (const p of Object.values(pods)) p?.destroy();
+    node?.destroy();
+  });
+
+  const tiered = (security: PolicyTier["defaultAction"]) => ({
+    tiers: [{ name: "security", order: 100, defaultAction: security }] as PolicyTier[],
+    policies: [
+      gnp("security.b", {
+        tier: "security",
+        selector: "app == 'b'",
+        ingress: [
+          { action: "Deny", protocol: "ICMP", source: { selector: "app == 'c'" } },
+          { action: "Pass", source: { selector: "app == 'a'" } },
+        ],
+      }),
+      gnp("allow-icmp-to-b", {
+        selector: "app == 'b'",
+        ingress: [{ action: "Allow", protocol: "ICMP" }],
+      }),
+    ],
+  });
+
+  it("orders tiers: security denies c before the default tier allows, passes a, ends in Deny", async () => {
+    await apply(tiered("Deny"));
+    const before = echoRepliesSent(pods.b);
+    expect(ping(pods.c, PODS.b.v4, false)).toBe(false);
+    expect(ping(node, PODS.b.v4, false)).toBe(false);
+    // The denied pings never reached b: it answered none of them.
+    expect(echoRepliesSent(pods.b) - before).toBe(0);
+    expect(ping(pods.a, PODS.b.v4, true)).toBe(true);
+    expect(echoRepliesSent(pods.b) - before).toBeGreaterThanOrEqual(1);
+    const save = node.exec("iptables-nft-save", "-t", "filter");
+    expect(save).toContain(`-A ocl-tw-${PODS.b.iface} -j MARK --set-xmark 0x0/0x30000`);
+  });
+
+  it("a tier whose defaultAction is Pass lets what it does not decide reach the next tier", async () => {
+    await apply(tiered("Pass"));
+    const before = echoRepliesSent(pods.b);
+    expect(ping(pods.c, PODS.b.v4, false)).toBe(false);
+    expect(echoRepliesSent(pods.b) - before).toBe(0);
+    expect(ping(node, PODS.b.v4, true)).toBe(true);
+  });
+
+  const blocked = (ip: string): Omit<PolicyInput, "endpoints"> => ({
+    networkSets: [{ labels: { role: "blocked" }, nets: [`${ip}/32`] }] as PolicyNetworkSet[],
+    policies: [
+      gnp("block-listed", {
+        selector: "app == 'b'",
+        ingress: [
+          { action: "Deny", source: { selector: "role == 'blocked'" } },
+          { action: "Allow", protocol: "ICMP" },
+        ],
+      }),
+    ],
+  });
+
+  it("a GlobalNetworkSet's nets are denied through the rule selector that matches its labels", async () => {
+    await apply(blocked(PODS.c.v4));
+    expect(ping(pods.a, PODS.b.v4, true)).toBe(true);
+    expect(ping(pods.c, PODS.b.v4, false)).toBe(false);
+  });
+
+  it("changing the set rewrites only its ipset: no iptables-restore, and the block moves", async () => {
+    const chainsBefore = node.exec("iptables-nft-save", "-t", "filter").replace(/^[#:].*$/gm, "");
+    const r = await apply(blocked(PODS.a.v4));
+    expect(r.iptables).toEqual([]);
+    expect(r.ipsets).toContain(`${PODS.a.v4}`);
+    expect(node.exec("iptables-nft-save", "-t", "filter").replace(/^[#:].*$/gm, "")).toBe(
+      chainsBefore,
+    );
+    const before = echoRepliesSent(pods.b);
+    expect(ping(pods.a, PODS.b.v4, false)).toBe(false);
+    expect(echoRepliesSent(pods.b) - before).toBe(0);
+    expect(ping(pods.c, PODS.b.v4, true)).toBe(true);
+  });
+
+  it("a doNotTrack policy (host endpoints only) is not applied to pods", async () => {
+    const r = renderDataplane(
+      input({
+        policies: [
+          gnp("raw-deny", {
+            selector: "all()",
+            doNotTrack: true,
+            applyOnForward: true,
+            ingress: [{ action: "Deny" }],
+          }),
+        ],
+      }),
+    );
+    expect(r.warnings.some((w) => w.includes("host endpoints only"))).toBe(true);
+    await applyDataplane(r, { netns: node.name, fib });
+    expect(ping(pods.a, PODS.b.v4, true)).toBe(true);
+  });
+});
