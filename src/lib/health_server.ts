@@ -25,6 +25,9 @@ export interface ListenAddress {
   port: number;
 }
 
+/** The paths served: Kubernetes probes (config/k8s/daemonset.yaml) name these. */
+export const HEALTH_PATHS = { metrics: "/metrics", live: "/livez", ready: "/readyz" } as const;
+
 /** The event loop counts as stalled when its heartbeat is older than this. */
 const STALL_MS = 10_000;
 const BEAT_MS = 1000;
@@ -90,15 +93,15 @@ export async function serveHealth(
       return;
     }
     try {
-      if (path === "/metrics") {
+      if (path === HEALTH_PATHS.metrics) {
         Promise.resolve()
           .then(() => source.metrics())
           .then(
             (body) => reply(res, 200, CONTENT_TYPE, body),
             (err: Error) => reply(res, 500, text, `${err.message}\n`),
           );
-      } else if (path === "/livez" || path === "/readyz") {
-        const c = path === "/livez" ? live() : source.ready();
+      } else if (path === HEALTH_PATHS.live || path === HEALTH_PATHS.ready) {
+        const c = path === HEALTH_PATHS.live ? live() : source.ready();
         reply(
           res,
           c.ok ? 200 : 503,
