@@ -43,7 +43,15 @@ const ENTRIES = {
   "ocelot-ipam": "src/cni/ipam_main.ts",
   ocelot: "src/cli/main.ts",
 };
-const EXTERNAL = ["better-sqlite3", "pino", "pino-pretty", "etcd3/proto/*"];
+const EXTERNAL = [
+  "better-sqlite3",
+  "pino",
+  "pino-pretty",
+  "etcd3/proto/*",
+  // Loaded only when ocelot-cni is given a kubeconfig (src/k8s/pod_reader.ts): kept out of the
+  // bundle every CNI call reads; require() of this ES module needs Node.js >= 20.19.
+  "@kubernetes/client-node",
+];
 // biome-ignore lint/suspicious/noTemplateCurlyInString: etcd3's source text, matched as it is.
 const ETCD3_PROTO = "`${__dirname}/../proto/rpc.proto`";
 /** etcd3 finds rpc.proto from its own directory: from the bundle, through require.resolve. */

@@ -5,6 +5,7 @@
 // (plugin_main.ts), nor error codes and versions (shared with the IPAM plugin, ipam_plugin.ts).
 import { isDns1123Label } from "../api/fields.js";
 import type { WorkloadEndpoint } from "../api/node.js";
+import { endpointLabels, type PodFacts } from "../k8s/pod_labels.js";
 import { formatAddress, parseAddress } from "../lib/ip.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC, workloadIfaceName } from "../lib/pod_wiring.js";
 import {
@@ -49,6 +50,7 @@ const NETCONF_KEYS = new Set([
   "args",
   "runtimeConfig",
   "capabilities",
+  "kubernetes",
 ]);
 /** Keys of `ipam` when its type is ocelot-ipam (what ipam_plugin.ts reads). */
 const OCELOT_IPAM_KEYS = new Set([
@@ -74,6 +76,8 @@ export interface CniNetConf {
   ipamType: string;
   /** The result of an earlier ADD (CHECK and DEL). */
   prevResult?: unknown;
+  /** `kubernetes.kubeconfig` (Calico's key) or KUBECONFIG: ADD reads the pod from the API. */
+  kubeconfig?: string;
 }
 
 /** Who the pod is: from CNI_ARGS (Kubernetes) or the container id alone. */
@@ -157,6 +161,7 @@ export function parseNetConf(
       if (!OCELOT_IPAM_KEYS.has(key)) throw bad(`Field "ipam.${key}" is not supported`);
     }
   }
+  const kubeconfig = kubeconfigSetting(raw.kubernetes, env);
   return {
     cniVersion: version,
     name: raw.name,
@@ -167,6 +172,7 @@ export function parseNetConf(
     ...(raw.mtu === undefined ? { mtuFile } : {}),
     ipamType: ipam.type,
     prevResult: raw.prevResult,
+    ...(kubeconfig !== undefined ? { kubeconfig } : {}),
   };
 }
 
@@ -181,6 +187,25 @@ export function podMtu(
   if (conf.mtuFile === undefined || fileText === undefined) return conf.mtu;
   const n = Number(fileText.trim());
   return Number.isInteger(n) && n >= MIN_MTU && n <= MAX_MTU ? n : conf.mtu;
+}
+
+/** `"kubernetes": {"kubeconfig": "/path"}` (Calico's netconf key), else KUBECONFIG, else none. */
+function kubeconfigSetting(k: unknown, env: NodeJS.ProcessEnv): string | undefined {
+  if (k !== undefined) {
+    if (!isObject(k)) throw bad(`Field "kubernetes" must be an object, got ${JSON.stringify(k)}`);
+    for (const key of Object.keys(k)) {
+      if (key !== "kubeconfig") throw bad(`Field "kubernetes.${key}" is not supported`);
+    }
+    if (k.kubeconfig !== undefined) {
+      if (typeof k.kubeconfig !== "string" || !k.kubeconfig.startsWith("/"))
+        throw bad(
+          `Field "kubernetes.kubeconfig" must be an absolute path, got ${JSON.stringify(k.kubeconfig)}`,
+        );
+      return k.kubeconfig;
+    }
+  }
+  const fromEnv = env.KUBECONFIG;
+  return fromEnv ? fromEnv : undefined;
 }
 
 /** The pod's identity from CNI_ARGS (K8S_POD_NAMESPACE, K8S_POD_NAME) and the CNI variables. */
@@ -238,6 +263,7 @@ export function workloadEndpoint(
   conf: Pick<CniNetConf, "nodename" | "name">,
   id: PodIdentity,
   wiring: Pick<Wiring, "hostIface" | "podMac" | "addresses">,
+  facts?: PodFacts,
 ): WorkloadEndpoint {
   return {
     apiVersion: "projectcalico.org/v3",
@@ -245,10 +271,7 @@ export function workloadEndpoint(
     metadata: {
       name: workloadEndpointName(conf.nodename, id),
       namespace: id.namespace,
-      labels: {
-        "projectcalico.org/namespace": id.namespace,
-        "projectcalico.org/orchestrator": id.orchestrator,
-      },
+      labels: endpointLabels(id.namespace, id.orchestrator, facts),
     },
     spec: {
       orchestrator: id.orchestrator,

@@ -18,6 +18,8 @@ import type { EtcdOptions } from "../datastore/etcd.js";
 import { openDatastore } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
+import type { PodFacts } from "../k8s/pod_labels.js";
+import { KubeError, readPodFacts } from "../k8s/pod_reader.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../lib/pod_wiring.js";
 import {
   CniError,
@@ -62,6 +64,8 @@ function readMtuFile(path: string | undefined): string | undefined {
 
 const IP_TIMEOUT_MS = 10_000;
 const DELEGATE_TIMEOUT_MS = 60_000;
+/** The pod and its namespace from the API server: longer is a try-again (code 11). */
+const KUBE_TIMEOUT_MS = 10_000;
 /** The host side's IPv6 link-local address appears once both ends are up: poll this long. */
 const LINK_LOCAL_WAIT_MS = 2_000;
 
@@ -463,6 +467,7 @@ async function add(ipam: IpamDelegate, id: PodIdentity): Promise<Record<string, 
       `CNI_NETNS "${sandbox}" does not exist`,
     );
   }
+  const facts = await kubeFacts(conf, id);
   const ipamResult = await delegateIpam(ipam, "ADD");
   const undo: Array<() => void | Promise<void>> = [
     async () => void (await delegateIpam(ipam, "DEL")),
@@ -470,7 +475,7 @@ async function add(ipam: IpamDelegate, id: PodIdentity): Promise<Record<string, 
   try {
     const addresses = resultAddresses(ipamResult, `IPAM plugin "${conf.ipamType}" result`);
     const wiring = wirePod(conf, id, hostIface, sandbox, addresses, undo as Array<() => void>);
-    const wep = workloadEndpoint(conf, id, wiring);
+    const wep = workloadEndpoint(conf, id, wiring, facts);
     await new ResourceClient(store).write("apply", wep);
     undo.push(async () => void (await deleteWep(store, conf, id)));
     return formatAddResult(conf.cniVersion, wiring);
@@ -492,6 +497,25 @@ async function add(ipam: IpamDelegate, id: PodIdentity): Promise<Record<string, 
     );
     both.trace = cni.trace ?? (err instanceof Error ? err.stack : undefined);
     throw both;
+  }
+}
+
+/** The pod's Kubernetes facts when a kubeconfig is configured and the pod is a Kubernetes one. */
+async function kubeFacts(conf: CniNetConf, id: PodIdentity): Promise<PodFacts | undefined> {
+  if (conf.kubeconfig === undefined || id.pod === undefined) return undefined;
+  try {
+    return await readPodFacts(
+      conf.kubeconfig,
+      { namespace: id.namespace, name: id.pod },
+      KUBE_TIMEOUT_MS,
+    );
+  } catch (err) {
+    if (err instanceof KubeError)
+      throw new CniError(
+        err.retryable ? CniErrorCode.TryAgainLater : CniErrorCode.Internal,
+        err.message,
+      );
+    throw err;
   }
 }
 

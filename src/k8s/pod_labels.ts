@@ -1,0 +1,56 @@
+// Kubernetes facts about one pod, as they become a WorkloadEndpoint's labels: the pod's own
+// labels, its namespace's labels prefixed `pcns.` (Calico's namespace-label prefix; Calico
+// applies them through the `kns.<ns>` Profile, which Ocelot has not yet, so they are written on
+// the endpoint itself), and Calico's own `projectcalico.org/namespace`, `…/orchestrator` and
+// `…/serviceaccount`, which win over a pod label of the same key. Pure: no client, no I/O (the
+// API server is read by pod_reader.ts).
+
+export const NAMESPACE_LABEL_PREFIX = "pcns.";
+export const LABEL_NAMESPACE = "projectcalico.org/namespace";
+export const LABEL_ORCHESTRATOR = "projectcalico.org/orchestrator";
+export const LABEL_SERVICE_ACCOUNT = "projectcalico.org/serviceaccount";
+
+/** What the API server says about one pod and its namespace. */
+export interface PodFacts {
+  labels: Record<string, string>;
+  namespaceLabels: Record<string, string>;
+  /** spec.serviceAccountName ("" or absent: none). */
+  serviceAccount?: string;
+}
+
+/** The labels of the pod's WorkloadEndpoint, Calico's keys last so that they win. */
+export function endpointLabels(
+  namespace: string,
+  orchestrator: string,
+  facts?: PodFacts,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (facts) {
+    Object.assign(out, facts.labels);
+    for (const [k, v] of Object.entries(facts.namespaceLabels))
+      out[`${NAMESPACE_LABEL_PREFIX}${k}`] = v;
+  }
+  out[LABEL_NAMESPACE] = namespace;
+  out[LABEL_ORCHESTRATOR] = orchestrator;
+  if (facts?.serviceAccount) out[LABEL_SERVICE_ACCOUNT] = facts.serviceAccount;
+  return out;
+}
+
+/** The facts from a pod and a namespace object as the API returns them (unknown shapes: {}). */
+export function podFacts(pod: unknown, namespace: unknown): PodFacts {
+  const p = pod as { metadata?: { labels?: unknown }; spec?: { serviceAccountName?: unknown } };
+  const n = namespace as { metadata?: { labels?: unknown } };
+  const sa = p?.spec?.serviceAccountName;
+  return {
+    labels: stringMap(p?.metadata?.labels),
+    namespaceLabels: stringMap(n?.metadata?.labels),
+    ...(typeof sa === "string" && sa !== "" ? { serviceAccount: sa } : {}),
+  };
+}
+
+function stringMap(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (typeof v !== "object" || v === null) return out;
+  for (const [k, x] of Object.entries(v)) if (typeof x === "string") out[k] = x;
+  return out;
+}

@@ -1,0 +1,234 @@
+// The real `bin/ocelot-cni` with a kubeconfig (Calico's `kubernetes.kubeconfig` netconf key),
+// run inside a "node" network namespace against the small API server of
+// test/helpers/kube_api.ts (TLS, bearer token), read through the real @kubernetes/client-node:
+// ADD writes the pod's labels, its namespace's labels (pcns.*) and its service account into the
+// WorkloadEndpoint; a Kubernetes NetworkPolicy applied with `ocelot apply` then selects the pod
+// by podSelector and namespaceSelector in the agent's rendered policy (its endpoint chain), while
+// the same pod added without a kubeconfig is not selected (today's behaviour, unchanged).
+// A missing pod is a one-line error and an unreachable server code 11, with nothing allocated.
+// The node namespace reaches the server through a unix socket (a forwarder in the namespace on
+// the server's own port, so the certificate's 127.0.0.1 stays right).
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { listWorkloadEndpoints, ResourceClient } from "../../src/api/client.js";
+import type { K8sNetworkPolicy } from "../../src/api/policy.js";
+import { kindOf } from "../../src/api/registry.js";
+import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import {
+  endpointChainName,
+  fromK8sNetworkPolicy,
+  policySelects,
+  renderPolicy,
+} from "../../src/felix/policy.js";
+import { IpamStore } from "../../src/ipam/store.js";
+import { policyEndpointsOf } from "../../src/node/agent_state.js";
+import { addUplink, runOcelotCni } from "../helpers/cni.js";
+import { KubeApi } from "../helpers/kube_api.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
+import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { putPool } from "../ipam/helpers.js";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const BIN = join(ROOT, "bin");
+const reason =
+  netnsUnavailableReason() ??
+  (existsSync(join(ROOT, "dist/k8s/pod_reader.js"))
+    ? undefined
+    : "dist/ not built (npm run build)");
+const skip = skipWithReason("ocelot-cni with Kubernetes", reason);
+
+const POLICY = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: web-from-frontend
+  namespace: team-a
+spec:
+  podSelector:
+    matchLabels: {app: web}
+  policyTypes: [Ingress]
+  ingress:
+  - from:
+    - namespaceSelector:
+        matchLabels: {team: frontend}
+      podSelector:
+        matchLabels: {role: client}
+`;
+
+describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => {
+  let dir: string;
+  let url: string;
+  let store: SqliteDatastore;
+  let api: KubeApi;
+  let kubeconfig: string;
+  let node: Netns;
+  let sock: Server;
+  let forwarder: ChildProcess | undefined;
+  const pods: Netns[] = [];
+  /** The forwarder's connections, destroyed in afterAll so that closing never waits on them. */
+  const open = new Set<Socket>();
+
+  const conf = (extra: Record<string, unknown> = {}) => ({
+    cniVersion: "1.0.0",
+    name: "k8s-pod-network",
+    type: "ocelot-cni",
+    datastore: url,
+    nodename: "node-a",
+    ipam: { type: "ocelot-ipam", ipv4_pools: ["pool"], assign_ipv6: false },
+    ...extra,
+  });
+  const env = (pod: Netns, ns: string, name: string) => ({
+    CNI_CONTAINERID: `ctr-${name}`,
+    CNI_NETNS: `/run/netns/${pod.name}`,
+    CNI_IFNAME: "eth0",
+    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=${name}`,
+    CNI_PATH: BIN,
+  });
+  const weps = async () => listWorkloadEndpoints(store);
+  const allocated = (ctr: string) =>
+    new IpamStore(store).addressesOfHandle(`k8s-pod-network.${ctr}`, "node-a");
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "ocelot-cni-kube-"));
+    url = `file:${join(dir, "store.db")}`;
+    store = new SqliteDatastore(join(dir, "store.db"));
+    await putPool(store, "pool", "10.68.0.0/16", { blockSize: 26 });
+    api = await KubeApi.start();
+    kubeconfig = api.writeKubeconfig(join(dir, "kubeconfig"));
+    api.putNamespace("team-a", { team: "a", env: "prod" });
+    api.putPod("team-a", "web-1", { app: "web", version: "v1" }, "web-sa");
+    node = Netns.create("kcninode");
+    addUplink(node, "192.0.2.10/24");
+    for (const short of ["kcnip1", "kcnip2", "kcnip3"]) pods.push(Netns.create(short));
+    // root namespace: unix socket -> the API server's TCP port
+    const port = Number(new URL(api.url).port);
+    const path = join(dir, "api.sock");
+    sock = createServer((c) => {
+      const u = createConnection(port, "127.0.0.1");
+      open.add(c).add(u);
+      c.on("close", () => open.delete(c));
+      u.on("close", () => open.delete(u));
+      c.pipe(u).pipe(c);
+      u.on("error", () => c.destroy());
+      c.on("error", () => u.destroy());
+    });
+    await new Promise<void>((r) => sock.listen(path, r));
+    // node namespace: 127.0.0.1:<port> -> the unix socket
+    const code = `const net=require("node:net");net.createServer(c=>{const u=net.connect(process.argv[1]);c.pipe(u).pipe(c);u.on("error",()=>c.destroy());c.on("error",()=>u.destroy())}).listen(+process.argv[2],"127.0.0.1",()=>console.log("ready"))`;
+    const fw = spawn(
+      "ip",
+      ["netns", "exec", node.name, process.execPath, "-e", code, path, String(port)],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
+    forwarder = fw;
+    let out = "";
+    fw.stdout?.on("data", (d) => (out += d));
+    await waitFor("the forwarder in the node namespace", () => out.includes("ready"));
+  });
+
+  afterAll(async () => {
+    if (forwarder?.pid !== undefined && forwarder.exitCode === null) forwarder.kill("SIGKILL");
+    for (const c of open) c.destroy();
+    await new Promise<void>((r) => (sock ? sock.close(() => r()) : r()));
+    for (const ns of [...pods, node]) ns?.destroy();
+    await api?.close();
+    await store?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("ADD with a kubeconfig writes the pod's labels, pcns.* namespace labels and service account", async () => {
+    const r = await runOcelotCni(
+      node,
+      "ADD",
+      env(pods[0] as Netns, "team-a", "web-1"),
+      conf({ kubernetes: { kubeconfig } }),
+    );
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const wep = (await weps()).find((w) => w.spec.pod === "web-1");
+    expect(wep?.metadata.labels).toEqual({
+      app: "web",
+      version: "v1",
+      "pcns.team": "a",
+      "pcns.env": "prod",
+      "pcns.kubernetes.io/metadata.name": "team-a",
+      "projectcalico.org/namespace": "team-a",
+      "projectcalico.org/orchestrator": "k8s",
+      "projectcalico.org/serviceaccount": "web-sa",
+    });
+    expect(api.requests).toContain("GET /api/v1/namespaces/team-a/pods/web-1");
+    expect(api.requests).toContain("GET /api/v1/namespaces/team-a");
+  });
+
+  it("without a kubeconfig ADD writes only Calico's two labels, as before", async () => {
+    const before = api.requests.length;
+    const r = await runOcelotCni(node, "ADD", env(pods[1] as Netns, "team-a", "web-2"), conf());
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const wep = (await weps()).find((w) => w.spec.pod === "web-2");
+    expect(wep?.metadata.labels).toEqual({
+      "projectcalico.org/namespace": "team-a",
+      "projectcalico.org/orchestrator": "k8s",
+    });
+    expect(api.requests.length).toBe(before);
+  });
+
+  it("a NetworkPolicy applied with `ocelot apply` selects the labelled pod (its endpoint chain is rendered), not the unlabelled one", async () => {
+    const applied = runSync(join(BIN, "ocelot"), ["apply", "-f", "-", "--datastore", url], {
+      input: POLICY,
+      timeout: HANG_MS,
+    });
+    expect(applied.status, applied.stderr).toBe(0);
+    const info = kindOf("networking.k8s.io/v1", "NetworkPolicy");
+    if (!info) throw new Error("NetworkPolicy kind is not registered");
+    const knp = (await new ResourceClient(store).get(
+      info,
+      "web-from-frontend",
+      "team-a",
+    )) as K8sNetworkPolicy;
+    const policy = fromK8sNetworkPolicy(knp);
+    const endpoints = policyEndpointsOf(await weps(), "node-a");
+    const labelled = endpoints.find((e) => e.id.includes("web--1"));
+    const plain = endpoints.find((e) => e.id.includes("web--2"));
+    expect(labelled && policySelects(policy, labelled)).toBe(true);
+    expect(plain && policySelects(policy, plain)).toBe(false);
+    const rendered = renderPolicy({ endpoints, policies: [policy] }, 4);
+    const chains = rendered.chains.map((c) => c.name);
+    console.log(`rendered chains: ${chains.join(" ")}`);
+    expect(chains).toContain(endpointChainName(labelled?.iface ?? "?", "Ingress"));
+    expect(chains).not.toContain(endpointChainName(plain?.iface ?? "?", "Ingress"));
+  });
+
+  it("pod not found: a one-line error naming it; API server down: code 11; nothing allocated", async () => {
+    const missing = await runOcelotCni(
+      node,
+      "ADD",
+      env(pods[2] as Netns, "team-a", "ghost"),
+      conf({ kubernetes: { kubeconfig } }),
+    );
+    expect(missing.code).not.toBe(0);
+    const e1 = JSON.parse(missing.stdout);
+    expect(e1.msg).toBe(`Pod team-a/ghost not found on ${api.url}: pods "ghost" not found`);
+    expect(e1.code).toBe(102);
+    api.failWith = 503;
+    try {
+      const down = await runOcelotCni(
+        node,
+        "ADD",
+        { ...env(pods[2] as Netns, "team-a", "web-1"), CNI_CONTAINERID: "ctr-down" },
+        conf({ kubernetes: { kubeconfig } }),
+      );
+      const e2 = JSON.parse(down.stdout);
+      expect(e2.code).toBe(11);
+      expect(e2.msg).toContain("answered HTTP 503");
+      expect(e2.msg).not.toContain("\n");
+    } finally {
+      api.failWith = undefined;
+    }
+    expect(await allocated("ctr-ghost")).toEqual([]);
+    expect(await allocated("ctr-down")).toEqual([]);
+  });
+});

@@ -1,0 +1,377 @@
+// A small Kubernetes API server for tests (no real kube-apiserver can run here): node:https with
+// a throw-away self-signed certificate (openssl) and a bearer token, as a kubeconfig has them
+// (the client refuses plain http unless TLS checks are off), serving core/v1 Pods and Namespaces with the API's documented read semantics, for the real
+// `@kubernetes/client-node` to drive:
+// - GET /api/v1/namespaces/{ns}/pods/{name}, /api/v1/namespaces/{name}: the object or a 404
+//   Status;
+// - lists (/api/v1/pods, /api/v1/namespaces/{ns}/pods, /api/v1/namespaces) with
+//   metadata.resourceVersion, `limit` and `continue` (every page from the snapshot of the first,
+//   replayed from the event history; a token older than the compaction floor: 410 Expired);
+// - `?watch=true&resourceVersion=N`: JSON lines of {type, object} for every change after N
+//   (none or "0": ADDED for the current objects first), `allowWatchBookmarks=true`: BOOKMARK
+//   events, `timeoutSeconds`; N older than the compaction floor: one ERROR event carrying a 410
+//   Expired Status, then the stream ends (what kube-apiserver does).
+// Test controls: put/delete objects, compact(), breakWatches() (destroys open streams),
+// bookmark(), failWith (answers every request with that HTTP status).
+// Not served: label/field selectors, writes through HTTP, other kinds, authentication.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runSync } from "./limits.js";
+
+export const KUBE_TOKEN = "ocelot-test-token";
+
+/** A self-signed certificate for 127.0.0.1 (openssl, a temporary directory removed after). */
+function selfSigned(): { key: string; cert: string } {
+  const dir = mkdtempSync(join(tmpdir(), "ocelot-kube-tls-"));
+  try {
+    const r = runSync("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      join(dir, "key.pem"),
+      "-out",
+      join(dir, "cert.pem"),
+    ]);
+    if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
+    return {
+      key: readFileSync(join(dir, "key.pem"), "utf8"),
+      cert: readFileSync(join(dir, "cert.pem"), "utf8"),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+type Kind = "Pod" | "Namespace";
+type Obj = {
+  apiVersion: "v1";
+  kind: Kind;
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid: string;
+    resourceVersion: string;
+    labels?: Record<string, string>;
+  };
+  spec?: Record<string, unknown>;
+};
+interface Event {
+  rv: number;
+  type: "ADDED" | "MODIFIED" | "DELETED";
+  object: Obj;
+}
+interface Watcher {
+  kind: Kind;
+  namespace?: string;
+  res: ServerResponse;
+  bookmarks: boolean;
+}
+
+const key = (o: Obj) => `${o.kind}/${o.metadata.namespace ?? ""}/${o.metadata.name}`;
+
+export class KubeApi {
+  private rv = 100;
+  private floor = 0;
+  private readonly objects = new Map<string, Obj>();
+  private readonly history: Event[] = [];
+  private readonly watchers = new Set<Watcher>();
+  private uid = 0;
+  /** Every request's method and URL, in order. */
+  readonly requests: string[] = [];
+  /** When set, every request is answered with this HTTP status (a failing server). */
+  failWith: number | undefined;
+
+  private constructor(
+    private readonly server: Server,
+    readonly url: string,
+    readonly caPem: string,
+  ) {}
+
+  /** Listens on 127.0.0.1 (an ephemeral port), or on `port`. */
+  static async start(port = 0): Promise<KubeApi> {
+    let api: KubeApi | undefined;
+    const tls = selfSigned();
+    const server = createServer(tls, (req, res) => api?.handle(req, res));
+    await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+    const bound = (server.address() as AddressInfo).port;
+    api = new KubeApi(server, `https://127.0.0.1:${bound}`, tls.cert);
+    return api;
+  }
+
+  /** Writes a kubeconfig for `server` (default: this server's URL) to `path`. */
+  writeKubeconfig(path: string, server = this.url): string {
+    writeFileSync(
+      path,
+      [
+        "apiVersion: v1",
+        "kind: Config",
+        "clusters:",
+        "- name: test",
+        "  cluster:",
+        `    server: "${server}"`,
+        `    certificate-authority-data: ${Buffer.from(this.caPem).toString("base64")}`,
+        "users:",
+        "- name: test",
+        `  user: {token: ${KUBE_TOKEN}}`,
+        "contexts:",
+        "- name: test",
+        "  context: {cluster: test, user: test}",
+        "current-context: test",
+        "",
+      ].join("\n"),
+    );
+    return path;
+  }
+
+  get resourceVersion(): string {
+    return String(this.rv);
+  }
+
+  putNamespace(name: string, labels: Record<string, string> = {}): Obj {
+    return this.put({
+      apiVersion: "v1",
+      kind: "Namespace",
+      metadata: {
+        name,
+        uid: "",
+        resourceVersion: "",
+        labels: { "kubernetes.io/metadata.name": name, ...labels },
+      },
+    });
+  }
+
+  putPod(
+    namespace: string,
+    name: string,
+    labels: Record<string, string> = {},
+    serviceAccountName = "default",
+  ): Obj {
+    return this.put({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name, namespace, uid: "", resourceVersion: "", labels },
+      spec: { serviceAccountName, containers: [{ name: "c", image: "none" }] },
+    });
+  }
+
+  deletePod(namespace: string, name: string): void {
+    this.remove(`Pod/${namespace}/${name}`);
+  }
+
+  deleteNamespace(name: string): void {
+    this.remove(`Namespace//${name}`);
+  }
+
+  /** Forgets history up to now: watches and continue tokens from before get 410 Expired. */
+  compact(): void {
+    this.floor = this.rv;
+  }
+
+  /** Destroys every open watch stream mid-way (a dropped connection). */
+  breakWatches(): number {
+    const n = this.watchers.size;
+    for (const w of this.watchers) w.res.destroy();
+    this.watchers.clear();
+    return n;
+  }
+
+  /** Sends a BOOKMARK at the current resourceVersion to every watch that allows them. */
+  bookmark(): void {
+    for (const w of this.watchers) if (w.bookmarks) this.send(w, "BOOKMARK", this.bookmarkObj(w));
+  }
+
+  openWatches(): number {
+    return this.watchers.size;
+  }
+
+  async close(): Promise<void> {
+    this.breakWatches();
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private put(o: Obj): Obj {
+    const k = key(o);
+    const old = this.objects.get(k);
+    this.rv += 1;
+    const obj: Obj = structuredClone(o);
+    obj.metadata.uid = old?.metadata.uid ?? `uid-${++this.uid}`;
+    obj.metadata.resourceVersion = String(this.rv);
+    this.objects.set(k, obj);
+    this.record({ rv: this.rv, type: old ? "MODIFIED" : "ADDED", object: obj });
+    return obj;
+  }
+
+  private remove(k: string): void {
+    const old = this.objects.get(k);
+    if (!old) throw new Error(`${k} does not exist`);
+    this.objects.delete(k);
+    this.rv += 1;
+    const obj = structuredClone(old);
+    obj.metadata.resourceVersion = String(this.rv);
+    this.record({ rv: this.rv, type: "DELETED", object: obj });
+  }
+
+  private record(e: Event): void {
+    this.history.push(e);
+    for (const w of this.watchers) if (matches(w, e.object)) this.send(w, e.type, e.object);
+  }
+
+  private send(w: Watcher, type: string, object: unknown): void {
+    w.res.write(`${JSON.stringify({ type, object })}\n`);
+  }
+
+  private bookmarkObj(w: Watcher) {
+    return { kind: w.kind, apiVersion: "v1", metadata: { resourceVersion: this.resourceVersion } };
+  }
+
+  /** The objects of `kind` as they were at resourceVersion `at`, from the history. */
+  private snapshot(kind: Kind, namespace: string | undefined, at: number): Obj[] {
+    const state = new Map<string, Obj>();
+    for (const e of this.history) {
+      if (e.rv > at) break;
+      if (e.type === "DELETED") state.delete(key(e.object));
+      else state.set(key(e.object), e.object);
+    }
+    return [...state.values()]
+      .filter(
+        (o) => o.kind === kind && (namespace === undefined || o.metadata.namespace === namespace),
+      )
+      .sort((a, b) => key(a).localeCompare(key(b)));
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): undefined {
+    this.requests.push(`${req.method} ${req.url}`);
+    if (req.headers.authorization !== `Bearer ${KUBE_TOKEN}`)
+      return status(res, 401, "Unauthorized", "Unauthorized");
+    if (this.failWith !== undefined)
+      return status(res, this.failWith, "InternalError", "the test server was told to fail");
+    const u = new URL(req.url ?? "/", "http://x");
+    const parts = u.pathname.split("/").filter(Boolean);
+    if (req.method !== "GET" || parts[0] !== "api" || parts[1] !== "v1")
+      return status(res, 405, "MethodNotAllowed", `${req.method} ${u.pathname} is not served`);
+    const p = parts.slice(2);
+    // /pods
+    if (p.length === 1 && p[0] === "pods") return this.collection(res, u, "Pod", undefined);
+    if (p[0] === "namespaces") {
+      if (p.length === 1) return this.collection(res, u, "Namespace", undefined);
+      const ns = p[1] as string;
+      if (p.length === 2) return this.one(res, `Namespace//${ns}`, "namespaces", ns);
+      if (p[2] === "pods" && p.length === 3) return this.collection(res, u, "Pod", ns);
+      if (p[2] === "pods" && p.length === 4)
+        return this.one(res, `Pod/${ns}/${p[3]}`, "pods", p[3] as string);
+    }
+    status(res, 404, "NotFound", `the server could not find the requested resource`);
+  }
+
+  private one(res: ServerResponse, k: string, plural: string, name: string): undefined {
+    const o = this.objects.get(k);
+    if (!o) return status(res, 404, "NotFound", `${plural} "${name}" not found`);
+    json(res, 200, o);
+  }
+
+  private collection(res: ServerResponse, u: URL, kind: Kind, namespace?: string): undefined {
+    const q = u.searchParams;
+    if (q.get("watch") === "true" || q.get("watch") === "1")
+      return this.watch(res, q, kind, namespace);
+    let at = this.rv;
+    let offset = 0;
+    const cont = q.get("continue");
+    if (cont) {
+      const t = JSON.parse(Buffer.from(cont, "base64url").toString()) as {
+        rv: number;
+        offset: number;
+      };
+      if (t.rv < this.floor)
+        return status(res, 410, "Expired", "The provided continue parameter is too old");
+      at = t.rv;
+      offset = t.offset;
+    }
+    const all = this.snapshot(kind, namespace, at);
+    const limit = Number(q.get("limit") ?? 0);
+    const items = limit > 0 ? all.slice(offset, offset + limit) : all.slice(offset);
+    const next = offset + items.length;
+    const metadata: Record<string, unknown> = { resourceVersion: String(at) };
+    if (next < all.length) {
+      metadata.continue = Buffer.from(JSON.stringify({ rv: at, offset: next })).toString(
+        "base64url",
+      );
+      metadata.remainingItemCount = all.length - next;
+    }
+    json(res, 200, { kind: `${kind}List`, apiVersion: "v1", metadata, items });
+  }
+
+  private watch(
+    res: ServerResponse,
+    q: URLSearchParams,
+    kind: Kind,
+    namespace?: string,
+  ): undefined {
+    const w: Watcher = { kind, namespace, res, bookmarks: q.get("allowWatchBookmarks") === "true" };
+    res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
+    res.flushHeaders(); // the client's watch() resolves on the headers, before any event
+    const from = q.get("resourceVersion");
+    if (from && from !== "0" && Number(from) < this.floor) {
+      this.send(w, "ERROR", {
+        kind: "Status",
+        apiVersion: "v1",
+        status: "Failure",
+        message: `too old resource version: ${from} (${this.floor})`,
+        reason: "Expired",
+        code: 410,
+      });
+      res.end();
+      return;
+    }
+    if (!from || from === "0") {
+      for (const o of this.snapshot(kind, namespace, this.rv)) this.send(w, "ADDED", o);
+    } else {
+      for (const e of this.history)
+        if (e.rv > Number(from) && matches(w, e.object)) this.send(w, e.type, e.object);
+    }
+    this.watchers.add(w);
+    const timeout = Number(q.get("timeoutSeconds") ?? 0);
+    const timer = timeout > 0 ? setTimeout(() => res.end(), timeout * 1000) : undefined;
+    res.on("close", () => {
+      clearTimeout(timer);
+      this.watchers.delete(w);
+    });
+  }
+}
+
+function matches(w: Watcher, o: Obj): boolean {
+  return o.kind === w.kind && (w.namespace === undefined || o.metadata.namespace === w.namespace);
+}
+
+function json(res: ServerResponse, code: number, body: unknown): undefined {
+  res.writeHead(code, { "content-type": "application/json" });
+  res.end(JSON.stringify(body));
+}
+
+function status(res: ServerResponse, code: number, reason: string, message: string): undefined {
+  return json(res, code, {
+    kind: "Status",
+    apiVersion: "v1",
+    status: "Failure",
+    message,
+    reason,
+    code,
+  });
+}
