@@ -3,25 +3,20 @@
 # Safe to run again: it installs only what is missing and rebuilds dist/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-<<<<<<< HEAD
 # podman runc debootstrap docker-compose uidmap containernetworking-plugins: the container tests
-# (test/containers: images, docker-compose against podman's API, podman as a CNI runtime).
-PKGS=(iproute2 iputils-ping iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark openssl
-  podman runc debootstrap docker-compose uidmap containernetworking-plugins util-linux)
-BINS=(ip ping iptables ipset sysctl etcd etcdctl bird vtysh bfdd gobgpd exabgp tshark openssl
-  podman runc debootstrap docker-compose newuidmap nsenter)
+# (test/containers: images, docker-compose against podman's API, podman as a CNI runtime);
+# containernetworking-plugins also for the CNI tests and bench/cni_latency.ts; bgpdump reads the
+# MRT dumps in test/bgp/mrt.test.ts and test/node/node_status.netns.test.ts; iperf3 for
+# bench/overlay.ts.
+PKGS=(iproute2 iputils-ping iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark openssl iperf3
+  podman runc debootstrap docker-compose uidmap containernetworking-plugins util-linux bgpdump)
+BINS=(ip bridge ping iptables ipset sysctl etcd etcdctl bird vtysh bfdd gobgpd exabgp tshark openssl iperf3
+  podman runc debootstrap docker-compose newuidmap nsenter bgpdump)
 missing=0
 for b in "${BINS[@]}"; do command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || [ -x "/usr/lib/frr/$b" ] || missing=1; done
 [ -x /usr/lib/frr/bgpd ] || missing=1
 [ -x /usr/lib/cni/portmap ] || missing=1
-=======
-PKGS=(iproute2 iputils-ping iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark openssl containernetworking-plugins)
-BINS=(ip ping iptables ipset sysctl etcd etcdctl bird vtysh bfdd gobgpd exabgp tshark openssl)
-missing=0
-for b in "${BINS[@]}"; do command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || [ -x "/usr/lib/frr/$b" ] || missing=1; done
-[ -x /usr/lib/frr/bgpd ] || missing=1
-[ -x /usr/lib/cni/host-local ] || missing=1  # containernetworking-plugins: CNI tests, bench/cni_latency.ts
->>>>>>> cni-fast
+[ -x /usr/lib/cni/host-local ] || missing=1
 if [ "$missing" = 1 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing Debian packages: ${PKGS[*]}"

@@ -36,7 +36,6 @@ export const KINDS_NOT_STORED: Record<string, string> = {
   IPAMBlock:
     "IPAM's own records (blocks are kept by ocelot's IPAM, shown by `ocelot ipam show --show-blocks`)",
   IPAMHandle: "IPAM's own records (handles are kept by ocelot's IPAM)",
-  CalicoNodeStatus: "not implemented in this branch (the operations work adds it)",
 };
 
 // biome-ignore lint/suspicious/noExplicitAny: walking zod's internal definitions.

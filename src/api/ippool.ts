@@ -81,12 +81,18 @@ const ipPoolSpec = z
         ),
       });
     }
-    if (spec.vxlanMode !== undefined && spec.vxlanMode !== "Never") {
+    if (
+      spec.vxlanMode !== undefined &&
+      spec.vxlanMode !== "Never" &&
+      spec.ipipMode !== undefined &&
+      spec.ipipMode !== "Never"
+    ) {
+      // Calico's validator: one encapsulation per pool.
       ctx.addIssue({
         code: "custom",
         path: ["vxlanMode"],
         message: own(
-          `${quote(spec.vxlanMode)} is not supported by Ocelot yet (VXLAN; use ipipMode or Never)`,
+          `${quote(spec.vxlanMode)} cannot be combined with ipipMode ${quote(spec.ipipMode)}: a pool uses one encapsulation`,
         ),
       });
     }
@@ -116,6 +122,12 @@ const ipPoolSpec = z
           code: "custom",
           path: ["ipipMode"],
           message: own("a LoadBalancer IP pool cannot have IP-in-IP enabled"),
+        });
+      if (spec.vxlanMode !== undefined && spec.vxlanMode !== "Never")
+        ctx.addIssue({
+          code: "custom",
+          path: ["vxlanMode"],
+          message: own("a LoadBalancer IP pool cannot have VXLAN enabled"),
         });
     }
     if (spec.allowedUses !== undefined) {

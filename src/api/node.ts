@@ -2,8 +2,9 @@
 // BGP identity of a host (AS, addresses, route-reflector cluster ID); a WorkloadEndpoint is one
 // pod interface. Not: writing them (the node daemon and the CNI plugin do) or storage.
 //
-// Refused as not supported yet: VXLAN tunnel addresses, WireGuard, IP NAT, spoofed-source
-// prefixes, QoS controls.
+// The node's tunnel addresses (IP-in-IP under spec.bgp, VXLAN per family with its VTEP MAC) are
+// Calico's fields, written by the node daemon. Refused as not supported yet: WireGuard, IP NAT,
+// spoofed-source prefixes, QoS controls.
 import * as z from "zod";
 import { own, quote } from "./errors.js";
 import {
@@ -17,6 +18,16 @@ import {
   unsupported,
 } from "./fields.js";
 import { API_VERSION } from "./ippool.js";
+
+const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
+/** A MAC address "aa:bb:cc:dd:ee:ff", stored lower case. */
+const macAddress = z
+  .string()
+  .refine((s) => MAC_RE.test(s), {
+    error: (iss) => own(`${quote(iss.input)} is not a MAC address`),
+  })
+  .transform((s) => s.toLowerCase());
 
 const nodeBgpSpec = z
   .object({
@@ -51,10 +62,10 @@ const nodeSpec = z
       )
       .optional(),
     interfaceName: unsupported(),
-    ipv4VXLANTunnelAddr: unsupported("VXLAN"),
-    vxlanTunnelMACAddr: unsupported("VXLAN"),
-    ipv6VXLANTunnelAddr: unsupported("VXLAN"),
-    vxlanTunnelMACAddrV6: unsupported("VXLAN"),
+    ipv4VXLANTunnelAddr: ipAddress({ family: 4 }).optional(),
+    vxlanTunnelMACAddr: macAddress.optional(),
+    ipv6VXLANTunnelAddr: ipAddress({ family: 6 }).optional(),
+    vxlanTunnelMACAddrV6: macAddress.optional(),
     wireguard: unsupported("WireGuard"),
   })
   .strict();
@@ -84,8 +95,6 @@ export interface Node {
   metadata: Metadata;
   spec: NodeSpec;
 }
-
-const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 
 const endpointPort = z
   .object({

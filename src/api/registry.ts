@@ -8,6 +8,12 @@ import {
   bgpPeerSchema,
   effectiveBgpConfiguration,
 } from "./bgp.js";
+import {
+  type CalicoNodeStatus,
+  calicoNodeStatusSchema,
+  freshnessText,
+  peersText,
+} from "./caliconodestatus.js";
 import { CLUSTER_INFORMATION_WRITERS, clusterInformationSchema } from "./clusterinfo.js";
 import {
   felixConfigurationSchema,
@@ -441,7 +447,51 @@ export const KINDS: readonly KindInfo[] = [
     ],
     readOnly: CLUSTER_INFORMATION_WRITERS,
   }),
+  calicoNodeStatusKind(),
 ];
+
+/** CalicoNodeStatus: each node daemon writes its own (src/node/calico_node_status.ts). */
+function calicoNodeStatusKind(): KindInfo {
+  const cns = (r: Resource) => r as unknown as CalicoNodeStatus;
+  const bgp = (r: Resource) => cns(r).status?.bgp;
+  return kindInfo({
+    apiVersion: API_VERSION,
+    kind: "CalicoNodeStatus",
+    plural: "caliconodestatuses",
+    singular: "caliconodestatus",
+    aliases: ["cns", "caliconodestatuss"],
+    namespaced: false,
+    schema: calicoNodeStatusSchema,
+    columns: [
+      NAME,
+      col("NODE", (r) => spec(r).node),
+      col("ESTABLISHED", (r) => {
+        const b = bgp(r);
+        return b ? b.numberEstablishedV4 + b.numberEstablishedV6 : "";
+      }),
+      col("STATUS", (r) => freshnessText(cns(r), Date.now())),
+    ],
+    wideColumns: [
+      NAME,
+      col("NODE", (r) => spec(r).node),
+      col("V4 UP/DOWN", (r) => {
+        const b = bgp(r);
+        return b ? `${b.numberEstablishedV4}/${b.numberNotEstablishedV4}` : "";
+      }),
+      col("V6 UP/DOWN", (r) => {
+        const b = bgp(r);
+        return b ? `${b.numberEstablishedV6}/${b.numberNotEstablishedV6}` : "";
+      }),
+      col("ROUTES", (r) => {
+        const rt = cns(r).status?.routes;
+        return rt ? (rt.routesV4?.length ?? 0) + (rt.routesV6?.length ?? 0) : "";
+      }),
+      col("AGENT", (r) => cns(r).status?.agent?.birdV4?.state),
+      col("PEERS", (r) => peersText(cns(r))),
+      col("STATUS", (r) => freshnessText(cns(r), Date.now())),
+    ],
+  });
+}
 
 function labelSelectorText(sel: AnySpec | undefined): string {
   if (sel === undefined) return "";

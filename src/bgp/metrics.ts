@@ -88,6 +88,16 @@ export function addBgpMetrics(
     "Prefixes advertised to the peer.",
     per((p) => p.prefixes.advertised),
   );
+  reg.counter(
+    "ocelot_bgp_routes_rejected_total",
+    "Paths from the peer that import refused since the peer was configured, by reason (FilterReject: a BGPFilter rule).",
+    peers.flatMap((p) =>
+      Object.entries(p.prefixes.rejected ?? {}).map(([reason, value]) => ({
+        labels: { ...labels(p), reason },
+        value,
+      })),
+    ),
+  );
   reg.gauge(
     "ocelot_bgp_loc_rib_routes",
     "Routes in the Loc-RIB per address family.",

@@ -23,7 +23,13 @@ export interface PeerStatus {
     enhancedRouteRefresh: boolean;
     gracefulRestart: boolean;
   } | null;
-  prefixes: { received: number; accepted: number; advertised: number };
+  prefixes: {
+    received: number;
+    accepted: number;
+    advertised: number;
+    /** Paths import refused, by reason (a filter, an AS-path loop, ...); absent reasons are 0. */
+    rejected?: Record<string, number>;
+  };
   messages: { in: number; out: number; updatesIn: number };
   /** Bytes of UPDATEs queued for the peer (a peer that does not read makes this grow). */
   sendQueueBytes: number;
@@ -93,10 +99,15 @@ export interface StatusProvider {
   routes(): RoutesSnapshot;
 }
 
-/** Serves `{"cmd":"status"}` / `{"cmd":"routes"}` lines on a unix socket, mode 0600. */
+/**
+ * Serves `{"cmd":"status"}` / `{"cmd":"routes"}` lines on a unix socket, mode 0600, and the
+ * host's own commands (`extra`, e.g. the node daemon's "node" and "log-level"), each given the
+ * request's `args`.
+ */
 export async function serveStatus(
   path: string,
   provider: StatusProvider,
+  extra: Record<string, (args: unknown) => unknown> = {},
 ): Promise<{ close(): Promise<void> }> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
   if (existsSync(path)) {
@@ -122,9 +133,11 @@ export async function serveStatus(
       if (nl < 0) return;
       let reply: unknown;
       try {
-        const req = JSON.parse(buf.slice(0, nl)) as { cmd?: string };
+        const req = JSON.parse(buf.slice(0, nl)) as { cmd?: string; args?: unknown };
+        const own = typeof req.cmd === "string" ? Object.hasOwn(extra, req.cmd) : false;
         if (req.cmd === "status") reply = provider.status();
         else if (req.cmd === "routes") reply = provider.routes();
+        else if (own) reply = (extra[req.cmd as string] as (a: unknown) => unknown)(req.args);
         else reply = { error: `Unknown command ${JSON.stringify(req.cmd)}` };
       } catch (e) {
         reply = { error: `Bad request: ${(e as Error).message}` };
@@ -159,8 +172,9 @@ export async function serveStatus(
 /** Sends one request to the status socket and returns the parsed reply. */
 export function queryStatus<T>(
   path: string,
-  cmd: "status" | "routes",
+  cmd: string,
   timeoutMs = 5000,
+  args?: unknown,
 ): Promise<T> {
   return new Promise((resolve, reject) => {
     const sock = net.connect(path);
@@ -170,7 +184,9 @@ export function queryStatus<T>(
       reject(new Error(`No answer from status socket ${path} within ${timeoutMs} ms`));
     }, timeoutMs);
     sock.setEncoding("utf8");
-    sock.on("connect", () => sock.write(`${JSON.stringify({ cmd })}\n`));
+    sock.on("connect", () =>
+      sock.write(`${JSON.stringify(args === undefined ? { cmd } : { cmd, args })}\n`),
+    );
     sock.on("data", (d: string) => {
       buf += d;
     });

@@ -1,7 +1,7 @@
 // `ocelot bgpd --config FILE`: the BGP speaker alone from a YAML file (pino logs, status socket,
 // SIGHUP re-reads the file and applies it by diff), and `ocelot status` / `ocelot routes`, which
 // read that socket. Owns: process wiring only. Not: BGP logic (src/bgp/).
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { BfdPeers } from "../bgp/bfd/bgp_peers.js";
 import type { BfdRuntime } from "../bgp/bfd/runtime.js";
@@ -14,6 +14,8 @@ import {
 import { realClock } from "../bgp/io/clock.js";
 import { ttlHook } from "../bgp/io/ttl.js";
 import { addBfdMetrics, addBgpMetrics } from "../bgp/metrics.js";
+import { ribToMrt } from "../bgp/mrt/from_rib.js";
+import { tableDumpV2 } from "../bgp/mrt/table_dump_v2.js";
 import { makeWireBridge } from "../bgp/speaker/attrs.js";
 import { Speaker } from "../bgp/speaker/runtime.js";
 import {
@@ -29,9 +31,9 @@ import { addFibMetrics, addProcessMetrics } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
 import type { Log } from "../lib/log.js";
 import { MetricsRegistry } from "../lib/metrics.js";
+import { findStatusSocket } from "../lib/status_socket_path.js";
 import { CliError } from "./main.js";
 
-const DEFAULT_SOCKET = "/run/ocelot/bgpd.sock";
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
 
 function loadConfig(path: string): BgpdConfig {
@@ -295,9 +297,9 @@ export function register(program: Command): void {
     .command("status")
     .description("show BGP peers of the local bgpd")
     .option("--json", "print JSON", false)
-    .option("--socket <path>", "bgpd status socket", DEFAULT_SOCKET)
-    .action(async (o: { json: boolean; socket: string }) => {
-      const s = await read<StatusSnapshot>(o.socket, "status");
+    .option("--socket <path>", "status socket (default: this netns's daemon's)")
+    .action(async (o: { json: boolean; socket?: string }) => {
+      const s = await read<StatusSnapshot>(o.socket ?? findStatusSocket(), "status");
       process.stdout.write(o.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
     });
 
@@ -305,9 +307,23 @@ export function register(program: Command): void {
     .command("routes")
     .description("show the Loc-RIB of the local bgpd with the best-path reason")
     .option("--json", "print JSON", false)
-    .option("--socket <path>", "bgpd status socket", DEFAULT_SOCKET)
-    .action(async (o: { json: boolean; socket: string }) => {
-      const r = await read<RoutesSnapshot>(o.socket, "routes");
+    .option("--socket <path>", "status socket (default: this netns's daemon's)")
+    .option("--mrt <file>", "write the Loc-RIB as an MRT TABLE_DUMP_V2 file (RFC 6396)")
+    .action(async (o: { json: boolean; socket?: string; mrt?: string }) => {
+      const socket = o.socket ?? findStatusSocket();
+      const r = await read<RoutesSnapshot>(socket, "routes");
+      if (o.mrt !== undefined) {
+        const s = await read<StatusSnapshot>(socket, "status");
+        const now = Math.floor(Date.now() / 1000);
+        const m = ribToMrt(s, r, now);
+        writeFileSync(o.mrt, tableDumpV2(now, s.routerId, "ocelot", m.peers, m.routes));
+        process.stdout.write(
+          o.json
+            ? `${JSON.stringify({ file: o.mrt, peers: m.peers.length, routes: m.routes.length })}\n`
+            : `Wrote ${m.routes.length} routes of ${m.peers.length} peers to ${o.mrt} (MRT TABLE_DUMP_V2)\n`,
+        );
+        return;
+      }
       process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : formatRoutes(r));
     });
 }

@@ -3,13 +3,16 @@
 import type { Command } from "commander";
 import { netnsUnavailableReason } from "../lib/netns.js";
 import {
+  BGP_PHASES,
   checkConnectivity,
   checkIpamClean,
   checkSourceAddresses,
   demoDown,
   demoUp,
+  firstPing,
   loadState,
 } from "../node/demo.js";
+import { type Phase, PhaseClock } from "../node/demo_wait.js";
 import { CliError } from "./main.js";
 
 const DEFAULT_STATE_DIR = "/run/ocelot-demo";
@@ -42,18 +45,26 @@ export function register(program: Command): void {
       const why = netnsUnavailableReason();
       if (why) throw new CliError(`The demo needs network namespaces: ${why}`);
       const log = opts.json ? () => {} : (line: string) => console.log(line);
-      const started = Date.now();
+      const clock = new PhaseClock((p: Phase) =>
+        log(`demo: ${p.name} in ${p.seconds.toFixed(2)} s (at ${p.atSeconds.toFixed(2)} s)`),
+      );
       const state = await demoUp({
         nodes: opts.nodes,
         podsPerNode: opts.pods,
         prefix: opts.prefix,
         stateDir: opts.stateDir,
         log,
+        clock,
       }).catch((err: Error) => {
         throw new CliError(err.message);
       });
-      const converged = (Date.now() - started) / 1000;
       try {
+        const first = await firstPing(state).catch((err: Error) => {
+          throw new CliError(err.message);
+        });
+        clock.end("first ping");
+        const converged = clock.phases.at(-1)?.atSeconds ?? 0;
+        const bgpSeconds = clock.sum(BGP_PHASES);
         const pings = checkConnectivity(state);
         const sources = await checkSourceAddresses(state);
         const ipam = checkIpamClean(state);
@@ -63,6 +74,9 @@ export function register(program: Command): void {
             JSON.stringify(
               {
                 convergedSeconds: converged,
+                bgpSeconds,
+                phases: clock.phases,
+                firstPing: first,
                 nodes: state.nodes,
                 pods: state.pods,
                 pings,
@@ -74,7 +88,9 @@ export function register(program: Command): void {
             ),
           );
         } else {
-          log(`demo: converged in ${converged.toFixed(1)} s`);
+          log(
+            `demo: converged in ${converged.toFixed(2)} s; BGP (${BGP_PHASES.join(" + ")}) ${bgpSeconds.toFixed(2)} s`,
+          );
           for (const p of pings) log(`  ${p.ok ? "ok  " : "FAIL"} ${p.from} -> ${p.to}`);
           log(`demo: ${pings.filter((p) => p.ok).length} of ${pings.length} pings answered`);
           for (const c of sources) {
@@ -96,8 +112,11 @@ export function register(program: Command): void {
           );
           if (opts.keep) {
             log(`demo: left running. Look around with e.g.:`);
-            log(`  ip -n ${state.nodes[0].ns} route`);
-            log(`  ocelot status --socket ${state.stateDir}/${state.nodes[0].name}.sock`);
+            const n1 = state.nodes[0];
+            log(`  ip -n ${n1.ns} route`);
+            log(`  ip netns exec ${n1.ns} ocelot node status # finds ${n1.statusSocket}`);
+            log(`  ocelot get caliconodestatus -o wide --datastore ${state.datastore}`);
+            log(`  ip netns exec ${n1.ns} curl -s http://${n1.metricsAddress}/metrics`);
             log(`  ocelot ipam check --datastore ${state.datastore}`);
             log(
               `  ip netns exec ${state.tor.ns} vtysh -N ${state.tor.ns} -c 'show bgp ipv4 unicast'`,

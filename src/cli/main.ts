@@ -46,6 +46,7 @@ const commands: Record<string, Loader> = {
   ipam,
   datastore,
   node,
+  "log-level": node,
   "install-cni": installCni,
 };
 

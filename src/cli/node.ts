@@ -3,10 +3,13 @@
 // logs, the start-up as calico-node's (wait for the datastore, first pools, node addresses:
 // src/node/startup.ts), SIGTERM/SIGINT stop it cleanly (watches, speaker, FIBs, datastore),
 // exit codes. Owns: process wiring only. Not: what the daemon does.
+
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Command } from "commander";
 import { addBgpMetrics } from "../bgp/metrics.js";
+import { queryStatus, type RoutesSnapshot, type StatusSnapshot } from "../bgp/status.js";
 import {
   addDatastoreOptions,
   DATASTORE_OPTION_NAMES,
@@ -14,15 +17,18 @@ import {
   openDatastoreFromCli,
 } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
+import { RTPROT_OCELOT_BGP } from "../fib/types.js";
 import {
   addAgentMetrics,
   addFibMetrics,
-  addProcessMetrics,
   type FibCounters,
   kernelFibCounters,
 } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
-import { MetricsRegistry } from "../lib/metrics.js";
+import { parseLevelArgs, SubsystemLogs, stdoutSink } from "../lib/log_levels.js";
+import { type MetricFamily, MetricsRegistry } from "../lib/metrics.js";
+import { PromMetrics } from "../lib/prom.js";
+import { defaultStatusSocket, findStatusSocket } from "../lib/status_socket_path.js";
 import { detectAddress } from "../node/autodetect_kernel.js";
 import { DEFAULT_SECRETS_DIR } from "../node/bgp_state.js";
 import {
@@ -32,7 +38,8 @@ import {
   parseNodeConfigFile,
   resolveNodeSettings,
 } from "../node/config.js";
-import { DEFAULT_STATUS_SOCKET, NodeDaemon } from "../node/daemon.js";
+import { NodeDaemon } from "../node/daemon.js";
+import { formatNodeStatus, type NodeInfo, nodeStatusReport } from "../node/node_status.js";
 import {
   chooseNodeAddress,
   ensureDefaultPools,
@@ -53,8 +60,14 @@ function givenFlags(cmd: Command): Record<string, unknown> {
   return out;
 }
 
-/** /metrics of the node daemon: its agent loop, its speaker (when it runs) and both FIBs. */
-function nodeMetrics(daemon: NodeDaemon, startedAtMs: number): string {
+/** The node daemon's log subsystems: its loop and agent, and its BGP speaker. */
+const SUBSYSTEMS = ["node", "bgp"] as const;
+
+/**
+ * The node daemon's snapshot families: its agent loop, its speaker (when it runs) and both FIBs
+ * (the process_* ones come from prom-client's default metrics).
+ */
+function nodeMetrics(daemon: NodeDaemon): MetricFamily[] {
   const reg = new MetricsRegistry();
   const bgp = daemon.bgpStatus();
   const peers = daemon.bgpConfig?.peers ?? [];
@@ -69,8 +82,7 @@ function nodeMetrics(daemon: NodeDaemon, startedAtMs: number): string {
   const agent = daemon.agentFibStatus();
   if (agent) fibs.push(["agent", kernelFibCounters(agent)]);
   addFibMetrics(reg, fibs);
-  addProcessMetrics(reg, { rssBytes: process.memoryUsage.rss(), startedAtMs });
-  return reg.render();
+  return reg.families;
 }
 
 function readConfigFile(path: string | undefined): Record<string, unknown> {
@@ -122,7 +134,17 @@ async function runNode(cmd: Command): Promise<void> {
     );
   }
   const { pino } = await import("pino");
-  const log = pino({ level: s.logLevel, base: { daemon: "node", node: s.nodename } });
+  // Lines go straight to stdout; a closed stdout (EPIPE) drops them, never the daemon.
+  const out = stdoutSink();
+  const root = pino({ level: s.logLevel, base: { daemon: "node", node: s.nodename } }, out.sink);
+  const logs = new SubsystemLogs(root, SUBSYSTEMS);
+  const log = logs.loggers.node as typeof root;
+  const bgpLog = logs.loggers.bgp as typeof root;
+  // Metrics are kept from the start (histograms, counters of log events) when served.
+  let daemonRef: NodeDaemon | undefined;
+  const prom = metricsAddr
+    ? new PromMetrics(() => (daemonRef ? nodeMetrics(daemonRef) : []))
+    : undefined;
   log.info({ sources }, "Configuration read");
 
   // A signal while waiting for the datastore ends the wait; later ones stop the daemon.
@@ -209,20 +231,44 @@ async function runNode(cmd: Command): Promise<void> {
     asNumber: s.as,
     netns: s.netns,
     bgp: s.networkingBackend === "bgp",
-    statusSocket: s.statusSocket ?? DEFAULT_STATUS_SOCKET,
+    mtuFile: s.mtuFile,
+    statusSocket: s.statusSocket ?? defaultStatusSocket(),
     secretsDir: s.secretsDir ?? DEFAULT_SECRETS_DIR,
     resyncIntervalMs: s.resyncIntervalMs,
-    agent: { clusterCidrs: s.clusterCidr },
+    nodeStatusPeriodMs: s.nodeStatusIntervalMs,
+    ...(s.mrtUpdates
+      ? {
+          mrtUpdates: { dir: s.mrtUpdates, rotateBytes: s.mrtRotateBytes, rotateMs: s.mrtRotateMs },
+        }
+      : {}),
+    agent: { clusterCidrs: s.clusterCidr, ...(s.mtu !== undefined ? { mtu: s.mtu } : {}) },
+    ...(prom
+      ? {
+          observe: {
+            convergence: (area, sec) => prom.convergence.observe({ area }, sec),
+            iptables: (sec) => prom.iptablesApply.observe(sec),
+            fibBatch: (fib, sec) => prom.fibBatch.observe({ fib }, sec),
+          },
+        }
+      : {}),
     log,
+    bgpLog: prom ? prom.countingLog(bgpLog) : bgpLog,
   });
+  daemonRef = daemon;
+  daemon.statusCommands["log-level"] = (args) => {
+    const wanted = (args as { levels?: string[] } | undefined)?.levels ?? [];
+    if (wanted.length === 0) return { levels: logs.levels() };
+    return { levels: logs.set(parseLevelArgs(wanted, SUBSYSTEMS), "ocelot log-level") };
+  };
+  process.on("SIGUSR1", () => logs.step(1, "SIGUSR1"));
+  process.on("SIGUSR2", () => logs.step(-1, "SIGUSR2"));
   const resyncIntervalMs = s.resyncIntervalMs;
   // Served from before the start: /readyz answers 503 until the first convergence.
-  const startedAt = Date.now();
   let health: Awaited<ReturnType<typeof serveHealth>> | undefined;
   try {
     if (metricsAddr)
       health = await serveHealth(metricsAddr, {
-        metrics: () => nodeMetrics(daemon, startedAt),
+        metrics: () => (prom as PromMetrics).render(),
         ready: () => daemon.readiness(),
       });
   } catch (err) {
@@ -252,6 +298,7 @@ async function runNode(cmd: Command): Promise<void> {
       void (async () => {
         await daemon.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
         await health?.close();
+        prom?.close();
         await store.close().catch(() => {});
         log.info({}, "Stopped");
         resolve();
@@ -266,8 +313,75 @@ async function runNode(cmd: Command): Promise<void> {
   });
 }
 
+/** Prefixes in this namespace's kernel under protocol 201 (both families); undefined if unread. */
+function kernelPrefixes(protocol: number): Set<string> | undefined {
+  const out = new Set<string>();
+  for (const fam of ["-4", "-6"]) {
+    const r = spawnSync("ip", ["-j", fam, "route", "show", "proto", String(protocol)], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    if (r.status !== 0) return undefined;
+    for (const route of JSON.parse(r.stdout || "[]") as { dst: string }[]) {
+      if (route.dst === "default") out.add(fam === "-4" ? "0.0.0.0/0" : "::/0");
+      else out.add(route.dst.includes("/") ? route.dst : `${route.dst}/${fam === "-4" ? 32 : 128}`);
+    }
+  }
+  return out;
+}
+
+async function nodeStatus(o: { json: boolean; socket?: string }): Promise<void> {
+  const socket = o.socket ?? findStatusSocket();
+  let status: StatusSnapshot;
+  let routes: RoutesSnapshot;
+  try {
+    status = await queryStatus<StatusSnapshot>(socket, "status");
+    routes = await queryStatus<RoutesSnapshot>(socket, "routes");
+  } catch (err) {
+    throw new CliError(
+      `No Ocelot node daemon answers here (${(err as Error).message}); run inside the node's network namespace or pass --socket`,
+    );
+  }
+  // A bgpd (not a node daemon) does not know the "node" command: peer types stay unknown.
+  const info = await queryStatus<NodeInfo>(socket, "node").catch(() => undefined);
+  const now = Date.now();
+  const report = nodeStatusReport(status, routes, info, kernelPrefixes(RTPROT_OCELOT_BGP), now);
+  process.stdout.write(
+    o.json ? `${JSON.stringify(report, null, 2)}\n` : formatNodeStatus(report, now),
+  );
+}
+
 export function register(program: Command): void {
+  program
+    .command("log-level")
+    .description(
+      `show or change the local node daemon's log level per subsystem (${SUBSYSTEMS.join(", ")}, all), e.g. bgp=debug`,
+    )
+    .argument("[subsystem=level...]", "levels to set; none: show them")
+    .option("--socket <path>", "status socket (default: this netns's daemon's)")
+    .action(async (levels: string[], o: { socket?: string }) => {
+      try {
+        parseLevelArgs(levels, SUBSYSTEMS);
+      } catch (err) {
+        throw new CliError((err as Error).message, 2);
+      }
+      const socket = o.socket ?? findStatusSocket();
+      const r = await queryStatus<{ levels: Record<string, string> }>(socket, "log-level", 5000, {
+        levels,
+      }).catch((err: Error) => {
+        throw new CliError(err.message);
+      });
+      for (const [sub, l] of Object.entries(r.levels)) console.log(`${sub}=${l}`);
+    });
   const node = program.command("node").description("the per-node daemon");
+  node
+    .command("status")
+    .description(
+      "this node's BGP peers as calicoctl node status shows them, with prefix counters per family",
+    )
+    .option("--json", "print JSON (config/node-status.schema.json)", false)
+    .option("--socket <path>", "status socket (default: this netns's daemon's)")
+    .action(async (o: { json: boolean; socket?: string }) => nodeStatus(o));
   const run = node
     .command("run")
     .description(

@@ -22,6 +22,8 @@ export { escapeDashes } from "./wep_name.js";
 
 export const PLUGIN_TYPE = "ocelot-cni";
 export const DEFAULT_MTU = 1500;
+/** Where `ocelot node run` writes the pods' MTU (Calico's /var/lib/calico/mtu). */
+export const DEFAULT_MTU_FILE = "/var/lib/ocelot/mtu";
 /** Linux accepts 68 (IPv4's minimum) up to 65535 on a veth; IPv6 needs 1280. */
 const MIN_MTU = 68;
 const MAX_MTU = 65535;
@@ -39,6 +41,7 @@ const NETCONF_KEYS = new Set([
   "datastore_file",
   "nodename",
   "mtu",
+  "mtu_file",
   "ipam",
   "log_file_path",
   "log_level",
@@ -67,6 +70,8 @@ export interface CniNetConf {
   datastoreFile?: string;
   nodename: string;
   mtu: number;
+  /** With no `mtu` in the config: the node daemon's MTU file, read at ADD (`mtu` if missing). */
+  mtuFile?: string;
   /** The IPAM plugin's type: the name of its executable in CNI_PATH. */
   ipamType: string;
   /** The result of an earlier ADD (CHECK and DEL). */
@@ -141,6 +146,9 @@ export function parseNetConf(
       `Field "mtu" must be an integer from ${MIN_MTU} to ${MAX_MTU}, got ${JSON.stringify(raw.mtu)}`,
     );
   }
+  const mtuFile = raw.mtu_file ?? DEFAULT_MTU_FILE;
+  if (typeof mtuFile !== "string" || !mtuFile.startsWith("/"))
+    throw bad(`Field "mtu_file" must be an absolute path, got ${JSON.stringify(raw.mtu_file)}`);
   const ipam = raw.ipam;
   if (!isObject(ipam)) throw bad('Field "ipam" is missing (e.g. {"type": "ocelot-ipam"})');
   if (typeof ipam.type !== "string" || !/^[A-Za-z0-9._-]+$/.test(ipam.type)) {
@@ -161,10 +169,24 @@ export function parseNetConf(
     ...(datastoreFile !== undefined ? { datastoreFile } : {}),
     nodename,
     mtu,
+    ...(raw.mtu === undefined ? { mtuFile } : {}),
     ipamType: ipam.type,
     prevResult: raw.prevResult,
     ...(kubeconfig !== undefined ? { kubeconfig } : {}),
   };
+}
+
+/**
+ * The pod's MTU: the config's `mtu`; without one, the MTU the node daemon wrote (computed from
+ * the fabric and the encapsulation in use), or 1500 when it wrote none or garbage.
+ */
+export function podMtu(
+  conf: Pick<CniNetConf, "mtu" | "mtuFile">,
+  fileText: string | undefined,
+): number {
+  if (conf.mtuFile === undefined || fileText === undefined) return conf.mtu;
+  const n = Number(fileText.trim());
+  return Number.isInteger(n) && n >= MIN_MTU && n <= MAX_MTU ? n : conf.mtu;
 }
 
 /** `"kubernetes": {"kubeconfig": "/path"}` (Calico's netconf key), else KUBECONFIG, else none. */

@@ -7,7 +7,7 @@
 // the pod, `nsenter --net=<CNI_NETNS> ip ...`, run with arguments, never a shell. The pure parts
 // (config, names, resource, result, CHECK's comparison) are in plugin.ts.
 import { spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { config as zodConfig } from "zod";
@@ -44,12 +44,23 @@ import {
   type PodIdentity,
   parseNetConf,
   podIdentity,
+  podMtu,
   resultAddresses,
   type Wiring,
   workloadEndpoint,
   workloadEndpointName,
 } from "./plugin.js";
 import { runPluginProcess } from "./process.js";
+
+/** The node daemon's MTU file's text, or undefined when there is none (or no file to read). */
+function readMtuFile(path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+}
 
 const IP_TIMEOUT_MS = 10_000;
 const DELEGATE_TIMEOUT_MS = 60_000;
@@ -259,7 +270,7 @@ function wirePod(
   // A host side left by an earlier container of the same pod goes first (as Calico does).
   if (linkOf(undefined, hostIface))
     ipOrThrow(undefined, ["link", "del", hostIface], `Deleting the old ${hostIface}`);
-  const mtu = String(conf.mtu);
+  const mtu = String(podMtu(conf, readMtuFile(conf.mtuFile)));
   ipOrThrow(
     undefined,
     [

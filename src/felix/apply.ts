@@ -14,6 +14,7 @@ import {
   staleIpsets,
   type TablePlan,
 } from "./iptables.js";
+import { applyOverlay, removeStale } from "./overlay_apply.js";
 import type { Sysctl } from "./workload.js";
 
 const COMMAND_TIMEOUT_MS = 15_000;
@@ -31,6 +32,11 @@ export interface ApplyOptions {
   iptables?: "nft" | "legacy";
   /** Runs one command (inside netns when given); default spawns it. Tests pass a fake kernel. */
   run?: Runner;
+  /**
+   * Runs just before the routes are set (the node daemon lets the BGP speaker give up blocks the
+   * overlay takes over here, so the hand-over is as short as the route writes).
+   */
+  beforeRoutes?: () => Promise<void>;
 }
 
 export type Runner = (
@@ -45,9 +51,13 @@ export interface ApplyReport {
   changes: string[];
   /** Workload interfaces that do not exist (yet): their routes and sysctls wait. */
   missingIfaces: string[];
+  /** Seconds spent on iptables (read back, restore) and on the routes (FIB batch) this pass. */
+  timings?: { iptablesSeconds: number; routesSeconds: number };
   /** The iptables-restore payloads written, per family and table. */
   iptables: (TablePlan & { family: 4 | 6 })[];
   ipsets: string | null;
+  /** Overlay devices the kernel refused to create (e.g. tunl0 without the ipip module). */
+  overlayFailures: { device: string; reason: string }[];
 }
 
 export interface RunResult {
@@ -279,11 +289,28 @@ export async function applyDataplane(
     changes,
   );
   const ipsets = await convergeIpsets(ctx, state, changes);
+  const t0 = performance.now();
   const iptables = await convergeIptables(ctx, state, opts.iptables ?? "nft", changes);
+  const iptablesSeconds = (performance.now() - t0) / 1000;
   await removeStaleIpsets(ctx, state, changes);
-  const routes = state.workloads.routes.filter((r) =>
+  // The overlay's devices, addresses, neighbours and FDB entries before the routes through them.
+  const overlay = await applyOverlay(ctx, state.overlay);
+  changes.push(...overlay.plan.changes);
+  for (const d of overlay.present) present.add(d);
+  const routes = [...state.workloads.routes, ...state.overlay.routes].filter((r) =>
     r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
   );
+  await opts.beforeRoutes?.();
+  const t1 = performance.now();
   await convergeRoutes(opts.fib, routes, changes);
-  return { changes, missingIfaces, iptables, ipsets };
+  const routesSeconds = (performance.now() - t1) / 1000;
+  await removeStale(ctx, overlay);
+  return {
+    changes,
+    missingIfaces,
+    iptables,
+    ipsets,
+    overlayFailures: overlay.failed,
+    timings: { iptablesSeconds, routesSeconds },
+  };
 }

@@ -1,6 +1,7 @@
 // The whole desired data plane of one node, rendered from values (pure): workload interfaces,
 // routes and sysctls (workload.ts) plus ipsets and iptables tables per family (iptables.ts),
-// network policy chains and ipsets included (policy.ts).
+// network policy chains and ipsets included (policy.ts), and the overlay: tunnel devices, their
+// neighbours, FDB entries and routes to remote blocks of encapsulating pools (overlay.ts).
 // Not: reading or writing the kernel (apply.ts), where the inputs come from (datastore, CNI).
 import {
   type IpsetSpec,
@@ -9,6 +10,7 @@ import {
   renderTables,
   type TableSpec,
 } from "./iptables.js";
+import { type OverlayInput, type OverlayState, renderOverlay } from "./overlay.js";
 import { type PolicyInput, renderPolicy } from "./policy.js";
 import {
   renderWorkloads,
@@ -29,6 +31,8 @@ export interface DataplaneInput {
   options?: WorkloadOptions;
   /** Network policies and the endpoints they select (absent: no policy, nothing policed). */
   policy?: PolicyInput;
+  /** The overlay (absent: none; our tunnel devices, if any are left, are removed). */
+  overlay?: OverlayInput;
 }
 
 export interface FamilyTables {
@@ -41,9 +45,12 @@ export interface DataplaneState {
   workloads: WorkloadState;
   /** IPv4 always; IPv6 only when some pool is IPv6 (ip6tables left alone otherwise). */
   families: FamilyTables[];
+  overlay: OverlayState;
   /** Parts of the input rendered differently than written (policy, encapsulation). */
   warnings: string[];
 }
+
+const NO_OVERLAY: OverlayInput = { node: "", nodes: [], pools: [], blocks: [], fabric: {} };
 
 const isV6 = (cidr: string) => cidr.includes(":");
 
@@ -69,11 +76,7 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
       tables: renderTables(nat, policy),
     });
   }
-  for (const p of input.pools) {
-    if (p.ipipMode !== undefined && p.ipipMode !== "Never")
-      warnings.add(
-        `IPPool "${p.name ?? p.cidr}": ipipMode ${p.ipipMode} is not implemented by Ocelot yet; its pods are routed without encapsulation`,
-      );
-  }
-  return { workloads, families, warnings: [...warnings] };
+  const overlay = renderOverlay(input.overlay ?? NO_OVERLAY);
+  for (const w of overlay.warnings) warnings.add(w);
+  return { workloads, families, overlay, warnings: [...warnings] };
 }

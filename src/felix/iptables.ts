@@ -32,9 +32,8 @@ export type TableName = "filter" | "nat" | "mangle" | "raw";
 export interface NatPool {
   cidr: string;
   natOutgoing: boolean;
-  /** The pool's name and ipipMode, for the warning that encapsulation is not implemented. */
+  /** The pool's name, for messages. */
   name?: string;
-  ipipMode?: string;
 }
 
 export interface NatInput {

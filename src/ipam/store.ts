@@ -11,7 +11,7 @@ import {
   NotFoundError,
   PresentError,
 } from "../datastore/types.js";
-import { type Cidr, type Family, formatCidr, parseAddress, parseCidr } from "../lib/ip.js";
+import { blockOf, type Cidr, type Family, formatCidr, parseAddress, parseCidr } from "../lib/ip.js";
 import {
   type AllowedUse,
   describePools,
@@ -946,7 +946,7 @@ export class IpamStore {
    */
   async releaseAddress(address: string, sequence?: number): Promise<string | undefined> {
     const a = parseAddress(address);
-    const found = (await this.listBlocks(a.family)).find((e) => ordinalOf(e.block, a.value) >= 0);
+    const found = await this.blockHolding(a.family, a.value);
     if (!found) return undefined;
     const ordinal = ordinalOf(found.block, a.value);
     const idx = found.block.owner[ordinal];
@@ -1093,10 +1093,33 @@ export class IpamStore {
     return list.items.map((kv) => decodeHandle(kv.key, kv.value));
   }
 
+  /**
+   * The block whose range holds the address: read by key for each block size the family's pools
+   * use (blocks are aligned to their size), so a release or lookup costs a get or two, not a
+   * listing of every block (`ipam gc` releasing a gone node's leaks was O(leaks x blocks)).
+   * Only when no such block exists (a block of a pool since deleted) is every block listed.
+   */
+  private async blockHolding(family: Family, value: bigint): Promise<BlockEntry | undefined> {
+    const sizes = new Set(
+      // A pool record that does not decode: the listing below still finds the block.
+      (await this.loadPools().catch(() => []))
+        .filter((p) => p.cidr.family === family)
+        .map((p) => p.blockSize),
+    );
+    for (const size of sizes) {
+      const key = this.keys.block(blockOf(family, value, size));
+      const kv = await this.store.get(key);
+      if (!kv) continue;
+      const block = decodeBlock(key, kv.value);
+      if (ordinalOf(block, value) >= 0) return { key, rev: kv.modRevision, block };
+    }
+    return (await this.listBlocks(family)).find((e) => ordinalOf(e.block, value) >= 0);
+  }
+
   /** Who holds address, or undefined when it is free or outside every block. */
   async getAllocation(address: string): Promise<AllocationInfo | undefined> {
     const a = parseAddress(address);
-    const e = (await this.listBlocks(a.family)).find((x) => ordinalOf(x.block, a.value) >= 0);
+    const e = await this.blockHolding(a.family, a.value);
     if (!e) return undefined;
     const o = ordinalOf(e.block, a.value);
     const idx = e.block.owner[o];

@@ -13,8 +13,8 @@ export interface Check {
 }
 
 export interface HealthSource {
-  /** The rendered exposition text. */
-  metrics(): string;
+  /** The rendered exposition text (prom-client renders asynchronously). */
+  metrics(): string | Promise<string>;
   ready(): Check;
   /** Optional: the daemon's own liveness (e.g. its loop is not stuck). */
   live?(): Check;
@@ -24,6 +24,9 @@ export interface ListenAddress {
   host: string;
   port: number;
 }
+
+/** The paths served: Kubernetes probes (config/k8s/daemonset.yaml) name these. */
+export const HEALTH_PATHS = { metrics: "/metrics", live: "/livez", ready: "/readyz" } as const;
 
 /** The event loop counts as stalled when its heartbeat is older than this. */
 const STALL_MS = 10_000;
@@ -90,9 +93,15 @@ export async function serveHealth(
       return;
     }
     try {
-      if (path === "/metrics") reply(res, 200, CONTENT_TYPE, source.metrics());
-      else if (path === "/livez" || path === "/readyz") {
-        const c = path === "/livez" ? live() : source.ready();
+      if (path === HEALTH_PATHS.metrics) {
+        Promise.resolve()
+          .then(() => source.metrics())
+          .then(
+            (body) => reply(res, 200, CONTENT_TYPE, body),
+            (err: Error) => reply(res, 500, text, `${err.message}\n`),
+          );
+      } else if (path === HEALTH_PATHS.live || path === HEALTH_PATHS.ready) {
+        const c = path === HEALTH_PATHS.live ? live() : source.ready();
         reply(
           res,
           c.ok ? 200 : 503,

@@ -2,7 +2,9 @@
 // WorkloadEndpoints become felix Workloads, its confirmed block affinities become blackholed
 // blocks, IPPools become NAT-outgoing pools, Node addresses are never masqueraded to, and
 // NetworkPolicies, GlobalNetworkPolicies and Kubernetes NetworkPolicies become the policy input
-// (every WorkloadEndpoint is a possible rule peer; this node's are policed).
+// (every WorkloadEndpoint is a possible rule peer; this node's are policed), and the overlay's
+// input: every Node's fabric and tunnel addresses, every node's confirmed blocks, the pools'
+// encapsulation modes.
 // Not: reading the datastore (daemon.ts, cache.ts) or the kernel (src/felix/apply.ts).
 
 import type { HostEndpoint } from "../api/hostendpoint.js";
@@ -13,6 +15,7 @@ import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../ap
 import type { Tier } from "../api/tier.js";
 import type { DataplaneInput } from "../felix/dataplane.js";
 import type { NatPool } from "../felix/iptables.js";
+import type { FabricIface, OverlayInput, OverlayNode } from "../felix/overlay.js";
 import {
   fromGlobalNetworkPolicy,
   fromK8sNetworkPolicy,
@@ -51,6 +54,10 @@ export interface AgentOptions {
   clusterCidrs?: string[];
   /** Node-wide IPv6 forwarding (default: on when some pool is IPv6). */
   ipv6?: boolean;
+  /** The interfaces holding this node's fabric addresses (read from the kernel by the caller). */
+  fabric?: { 4?: FabricIface; 6?: FabricIface };
+  /** MTU override for pods and tunnel devices (absent: the fabric's minus the overhead). */
+  mtu?: number;
 }
 
 const addressOf = (cidr: string) => cidr.split("/")[0] as string;
@@ -89,7 +96,6 @@ export function natPoolsOf(pools: readonly IPPool[]): NatPool[] {
       cidr: p.spec.cidr,
       natOutgoing: p.spec.natOutgoing === true,
       name: p.metadata.name,
-      ...(p.spec.ipipMode !== undefined ? { ipipMode: p.spec.ipipMode } : {}),
     }))
     .sort((a, b) => (a.cidr < b.cidr ? -1 : a.cidr > b.cidr ? 1 : 0));
 }
@@ -104,6 +110,46 @@ export function nodeAddressesOf(nodes: readonly Node[]): string[] {
     for (const a of n.spec.addresses ?? []) out.add(addressOf(a.address));
   }
   return [...out].sort();
+}
+
+/** A Node as the overlay sees it: fabric addresses, tunnel addresses and VTEP MACs. */
+export function overlayNodeOf(n: Node): OverlayNode {
+  const s = n.spec;
+  const vxlan = (address: string | undefined, mac: string | undefined) =>
+    address && mac ? { address, mac } : undefined;
+  const v4 = vxlan(s.ipv4VXLANTunnelAddr, s.vxlanTunnelMACAddr);
+  const v6 = vxlan(s.ipv6VXLANTunnelAddr, s.vxlanTunnelMACAddrV6);
+  return {
+    name: n.metadata.name,
+    ...(s.bgp?.ipv4Address ? { ipv4Address: s.bgp.ipv4Address } : {}),
+    ...(s.bgp?.ipv6Address ? { ipv6Address: s.bgp.ipv6Address } : {}),
+    ...(v4 ? { vxlanV4: v4 } : {}),
+    ...(v6 ? { vxlanV6: v6 } : {}),
+    ...(s.bgp?.ipv4IPIPTunnelAddr ? { ipipAddress: s.bgp.ipv4IPIPTunnelAddr } : {}),
+  };
+}
+
+/** The overlay's input for node (every node's confirmed blocks; pools' modes). */
+export function overlayInputOf(
+  snap: NodeSnapshot,
+  node: string,
+  opts: AgentOptions = {},
+): OverlayInput {
+  return {
+    node,
+    nodes: snap.nodes.map(overlayNodeOf),
+    pools: snap.pools.map((p) => ({
+      name: p.metadata.name,
+      cidr: p.spec.cidr,
+      vxlanMode: p.spec.vxlanMode ?? "Never",
+      ipipMode: p.spec.ipipMode ?? "Never",
+    })),
+    blocks: snap.affinities
+      .filter((a) => a.state === "confirmed")
+      .map((a) => ({ cidr: a.cidr, node: a.node })),
+    fabric: opts.fabric ?? {},
+    ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}),
+  };
 }
 
 /**
@@ -202,5 +248,6 @@ export function agentInput(
     clusterCidrs: opts.clusterCidrs ?? [],
     nodeAddresses: nodeAddressesOf(snap.nodes),
     options: { ipv6: opts.ipv6 ?? pools.some((p) => p.cidr.includes(":")) },
+    overlay: overlayInputOf(snap, node, opts),
   };
 }

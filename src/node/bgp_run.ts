@@ -3,14 +3,23 @@
 // Speaker.reconfigure (what SIGHUP does for bgpd), with bgpd's eBGP TTL hook. A change of AS,
 // router ID or cluster ID, which the RIB is built with, restarts the speaker on the same FIB. Not: where the config
 // comes from (bgp_state.ts, daemon.ts).
+import { rmSync } from "node:fs";
+import { dirname } from "node:path";
 import type { BgpdConfig } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
 import { ttlHook } from "../bgp/io/ttl.js";
+import { UpdateDump, type UpdateDumpOptions } from "../bgp/mrt/update_dump.js";
 import { makeWireBridge, type WireAttrs } from "../bgp/speaker/attrs.js";
 import { Speaker } from "../bgp/speaker/runtime.js";
-import { type NodeStatus, type StatusSnapshot, serveStatus } from "../bgp/status.js";
+import {
+  type NodeStatus,
+  type RoutesSnapshot,
+  type StatusSnapshot,
+  serveStatus,
+} from "../bgp/status.js";
 import type { KernelFib } from "../fib/kernel_fib.js";
 import type { Log } from "../lib/log.js";
+import { NETNS_STATUS_DIR } from "../lib/status_socket_path.js";
 
 export interface BgpHost {
   readonly config: BgpdConfig;
@@ -20,13 +29,22 @@ export interface BgpHost {
   stop(): Promise<void>;
   /** The speaker's status snapshot and its kernel FIB's counters (for /metrics). */
   status(): { speaker: StatusSnapshot; fib: FibStatus };
+  /** The speaker's Loc-RIB (as the status socket's "routes"). */
+  routes(): RoutesSnapshot;
 }
 
 export type FibStatus = ReturnType<KernelFib["status"]>;
 
 export async function startBgp(
   first: BgpdConfig,
-  deps: { log: Log; netns?: string; nodeStatus?: () => NodeStatus },
+  deps: {
+    log: Log;
+    netns?: string;
+    nodeStatus?: () => NodeStatus;
+    extraStatus?: Record<string, (args: unknown) => unknown>;
+    /** Append every UPDATE received to MRT BGP4MP files there (rotated). */
+    mrtUpdates?: UpdateDumpOptions;
+  },
 ): Promise<BgpHost> {
   const { KernelFib } = await import("../fib/kernel_fib.js");
   const log = deps.log;
@@ -37,6 +55,7 @@ export async function startBgp(
     onEvent: (e) => log.debug({ fib: e }, "BGP FIB event"),
   });
   const onSocket = await ttlHook(log);
+  const dump = deps.mrtUpdates ? new UpdateDump(deps.mrtUpdates) : undefined;
   const make = (cfg: BgpdConfig) =>
     new Speaker<WireAttrs>(cfg, {
       clock: realClock,
@@ -44,6 +63,21 @@ export async function startBgp(
       fib,
       bridge: makeWireBridge(),
       ...(onSocket ? { onSocket } : {}),
+      ...(dump
+        ? {
+            onUpdateReceived: (peer, msg, as4) =>
+              dump.write(
+                {
+                  peerAs: peer.asn,
+                  localAs: cfg.asn,
+                  peerAddress: peer.address,
+                  localAddress: peer.sourceAddress ?? cfg.routerId,
+                },
+                msg,
+                as4,
+              ),
+          }
+        : {}),
     });
   let speaker = make(first);
   // The status socket answers from whichever speaker runs now, with the node's addresses.
@@ -57,7 +91,7 @@ export async function startBgp(
   let status: { close(): Promise<void> };
   try {
     await speaker.start();
-    status = await serveStatus(first.status.socket, provider);
+    status = await serveStatus(first.status.socket, provider, deps.extraStatus);
   } catch (err) {
     await speaker.stop().catch(() => {});
     await fib.close();
@@ -88,10 +122,14 @@ export async function startBgp(
       return chain;
     },
     status: () => ({ speaker: speaker.status(), fib: fib.status() }),
+    routes: () => speaker.routes(),
     async stop() {
       await chain.catch(() => {});
       await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Speaker stop"));
       await status.close();
+      // A namespace's well-known socket directory goes with its daemon.
+      const dir = dirname(first.status.socket);
+      if (dirname(dir) === NETNS_STATUS_DIR) rmSync(dir, { recursive: true, force: true });
       await fib.close();
     },
   };

@@ -3,7 +3,10 @@
 // Node resources (a full iBGP mesh to every other node's ipv4Address, and to its ipv6Address when
 // this node has one too), the BGPPeers that pick this node (global, `node`, or `nodeSelector`; a
 // peer by `peerIP` or by `peerSelector` over Nodes), and this node's confirmed blocks as
-// originations (not those of pools with disableBGPExport). Dual stack as Calico's bird/bird6:
+// originations (not those of pools with disableBGPExport). Blocks of pools that encapsulate
+// (vxlanMode or ipipMode Always/CrossSubnet) are still announced, but never imported: the
+// agent's overlay routes them (through the tunnel, or natively inside the subnet), as Calico's
+// BIRD leaves VXLAN routes to Felix. Dual stack as Calico's bird/bird6:
 // an IPv4 session carries IPv4 unicast only, an IPv6 session IPv6 unicast only, sourced from
 // this node's address of that family (so its next hop is that address); the router ID stays
 // the IPv4 address. Per peer: its BGPFilters (`spec.filters`, in order, first matching rule wins)
@@ -59,14 +62,34 @@ export interface BgpOptions {
 }
 
 /** Either the speaker's config, or why this node runs no BGP; plus what was not applied. */
+/**
+ * Where a peer of the rendered config comes from, as Calico's CalicoNodeStatus BGPPeerType names
+ * it (NodeMesh, NodePeer: a BGPPeer naming this node or selecting it, GlobalPeer), the resource
+ * behind it, and its route-reflection role seen from this node.
+ */
+export interface PeerKind {
+  type: "NodeMesh" | "NodePeer" | "GlobalPeer";
+  /** The BGPPeer's name, or the peer Node's name for the mesh. */
+  source: string;
+  /** "reflector": the peer reflects routes to us; "client": we reflect to it. */
+  role?: "reflector" | "client";
+}
+
 export type BgpRender =
-  | { config: BgpdConfig; warnings: string[] }
+  | { config: BgpdConfig; warnings: string[]; peerKinds: Record<string, PeerKind> }
   | { config: undefined; reason: string; warnings: string[] };
 
 const addressOf = (cidr: string) => cidr.split("/")[0] as string;
 
 /** An IPv6 address as the speaker's config keys peers (RFC 5952 text). */
 const canonical6 = (address: string) => ipaddr.parse(address).toString();
+
+const encapsulates = (m: string | undefined) => m === "Always" || m === "CrossSubnet";
+
+/** A pool whose blocks the agent's overlay routes (VXLAN or IP-in-IP, Always or CrossSubnet). */
+export function isEncapsulatingPool(p: IPPool): boolean {
+  return encapsulates(p.spec.vxlanMode) || encapsulates(p.spec.ipipMode);
+}
 
 /** The one family a session of an address's family carries (Calico: bird v4, bird6 v6). */
 const familyOf = (address: string): Family =>
@@ -186,8 +209,18 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
   };
   const myCluster = me.spec.bgp?.routeReflectorClusterID;
   const peers = new Map<string, PeerConfig>();
+  /** Per family, the import rules that leave encapsulating pools' blocks to the overlay. */
+  const overlayOwned = (fam: Family): FilterRule[] =>
+    snap.pools
+      .filter((p) => isEncapsulatingPool(p) && familyOf(addressOf(p.spec.cidr)) === fam)
+      .map((p) => ({ action: "Reject" as const, cidr: p.spec.cidr, matchOperator: "In" as const }));
+  const peerKinds: Record<string, PeerKind> = {};
+  let kind: PeerKind = { type: "NodeMesh", source: "" };
   const add = (p: Partial<PeerConfig> & { address: string; asn: number }) => {
     if (p.address === mine[4] || p.address === mine[6]) return; // never peer with ourselves
+    peerKinds[p.address] = { ...kind };
+    const own = overlayOwned(familyOf(p.address));
+    if (own.length > 0) p.importFilter = { rules: [...own, ...(p.importFilter?.rules ?? [])] };
     peers.set(p.address, {
       port: 179,
       passive: false,
@@ -212,6 +245,14 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
   ) => {
     if (n.metadata.name === name) return;
     const theirCluster = n.spec.bgp?.routeReflectorClusterID;
+    const client = myCluster !== undefined && theirCluster !== myCluster;
+    const reflector = theirCluster !== undefined && theirCluster !== myCluster;
+    const before = kind;
+    kind = {
+      ...kind,
+      ...(kind.type === "NodeMesh" ? { source: n.metadata.name } : {}),
+      ...(client ? { role: "client" as const } : reflector ? { role: "reflector" as const } : {}),
+    };
     for (const fam of [4, 6] as const) {
       const addr = fam === 4 ? n.spec.bgp?.ipv4Address : n.spec.bgp?.ipv6Address;
       const src = mine[fam];
@@ -225,6 +266,7 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
         ...extra(fam),
       });
     }
+    kind = before;
   };
 
   const secretsDir = opts.secretsDir ?? DEFAULT_SECRETS_DIR;
@@ -270,6 +312,10 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     }
     if (!applies) continue;
     const s = peer.spec;
+    kind = {
+      type: s.node !== undefined || s.nodeSelector !== undefined ? "NodePeer" : "GlobalPeer",
+      source: peer.metadata.name,
+    };
     const unapplied = UNAPPLIED_PEER_FIELDS.filter((f) => s[f] !== undefined);
     if (unapplied.length > 0)
       warnings.push(
@@ -380,5 +426,5 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     status: { socket: opts.statusSocket },
   };
   // The same validation as a bgpd file: a value out of its range is named, not half applied.
-  return { config: parseConfig(doc), warnings };
+  return { config: parseConfig(doc), warnings, peerKinds };
 }

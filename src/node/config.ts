@@ -33,7 +33,7 @@ export interface PoolSetting {
 }
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
-export const NETWORKING_BACKENDS = ["bgp", "none"] as const;
+export const NETWORKING_BACKENDS = ["bgp", "vxlan", "none"] as const;
 
 export interface NodeSettings {
   nodename: string;
@@ -52,12 +52,21 @@ export interface NodeSettings {
   ipv6Pool?: PoolSetting;
   noDefaultPools: boolean;
   clusterCidr: string[];
+  /** The MTU override (pods and tunnel devices). */
+  mtu?: number;
+  mtuFile: string;
   metricsAddress?: string;
   logLevel: (typeof LOG_LEVELS)[number];
   resyncIntervalMs: number;
   secretsDir?: string;
   statusSocket?: string;
   netns?: string;
+  /** 0: the node's CalicoNodeStatus is not written. */
+  nodeStatusIntervalMs: number;
+  mrtUpdates?: string;
+  mrtRotateBytes: number;
+  /** 0: MRT files are not rotated by time. */
+  mrtRotateMs: number;
 }
 
 /** Where a value came from, for errors and the start-up log. */
@@ -134,9 +143,19 @@ export const NODE_SETTINGS: readonly Def[] = [
     "etcdKeyFile",
   ),
   def(
-    "--networking-backend <bgp|none>",
+    "--networking-backend <bgp|vxlan|none>",
     ["CALICO_NETWORKING_BACKEND"],
-    "bgp (bird is taken as bgp) or none (no BGP speaker); default bgp",
+    "bgp (bird is taken as bgp), vxlan or none (no BGP speaker; the overlay routes from the datastore); default bgp",
+  ),
+  def(
+    "--mtu <bytes>",
+    ["CNI_MTU"],
+    "pods' and tunnel devices' MTU (default: the fabric interface's minus the encapsulation's overhead)",
+  ),
+  def(
+    "--mtu-file <path>",
+    ["OCELOT_MTU_FILE"],
+    "where the pods' MTU is written for ocelot-cni (default /var/lib/ocelot/mtu)",
   ),
   def(
     "--ipv4-pool-cidr <cidr>",
@@ -199,8 +218,32 @@ export const NODE_SETTINGS: readonly Def[] = [
     ["OCELOT_SECRETS_DIR"],
     "BGP passwords: a secretKeyRef {name, key} is the file <dir>/<name>/<key>",
   ),
-  def("--status-socket <path>", ["OCELOT_STATUS_SOCKET"], "the BGP status socket"),
+  def(
+    "--status-socket <path>",
+    ["OCELOT_STATUS_SOCKET"],
+    "the status socket (default: /run/ocelot/netns/<netns>/bgpd.sock in a named netns, else /run/ocelot/bgpd.sock)",
+  ),
   def("--netns <name>", [], "program this network namespace (agent and FIB; tests)"),
+  def(
+    "--node-status-interval <duration>",
+    ["OCELOT_NODE_STATUS_INTERVAL"],
+    "write this node's CalicoNodeStatus this often and on change; a CalicoNodeStatus for the node with updatePeriodSeconds overrides it; 0: never (default 10s)",
+  ),
+  def(
+    "--mrt-updates <dir>",
+    ["OCELOT_MRT_UPDATES"],
+    "append every UPDATE received to MRT BGP4MP files in dir (default: off)",
+  ),
+  def(
+    "--mrt-rotate-size <bytes>",
+    ["OCELOT_MRT_ROTATE_SIZE"],
+    "start a new MRT file after this many bytes (default 67108864)",
+  ),
+  def(
+    "--mrt-rotate-interval <duration>",
+    ["OCELOT_MRT_ROTATE_INTERVAL"],
+    "start a new MRT file this often; 0: never (default 15m)",
+  ),
 ];
 
 function def(
@@ -467,6 +510,7 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
     const b = str(backendRaw);
     if (b === "bgp" || b === "bird") networkingBackend = "bgp";
     else if (b === "none") networkingBackend = "none";
+    else if (b === "vxlan") networkingBackend = "vxlan";
     else throw err(backendRaw, `is not a networking backend (${NETWORKING_BACKENDS.join(", ")})`);
   }
 
@@ -526,12 +570,28 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
     ...optional("ipv6Pool", poolOf(6)),
     noDefaultPools: opt("noDefaultPools", bool) ?? false,
     clusterCidr,
+    ...optional(
+      "mtu",
+      opt("mtu", (r) => intIn(r, 1280, 65535)),
+    ),
+    mtuFile: opt("mtuFile", str) ?? "/var/lib/ocelot/mtu",
     ...optional("metricsAddress", opt("metricsAddress", str)),
     logLevel,
     resyncIntervalMs: opt("resyncInterval", durationMs) ?? 60_000,
     ...optional("secretsDir", opt("secretsDir", str)),
     ...optional("statusSocket", opt("statusSocket", str)),
     ...optional("netns", opt("netns", str)),
+    nodeStatusIntervalMs:
+      opt("nodeStatusInterval", (r) => (str(r) === "0" ? 0 : durationMs(r))) ?? 10_000,
+    ...optional("mrtUpdates", opt("mrtUpdates", str)),
+    mrtRotateBytes:
+      opt("mrtRotateSize", (r) => {
+        const n = Number(str(r));
+        if (!Number.isInteger(n) || n < 4096) throw err(r, "is not a byte count of at least 4096");
+        return n;
+      }) ?? 64 * 1024 * 1024,
+    mrtRotateMs:
+      opt("mrtRotateInterval", (r) => (str(r) === "0" ? 0 : durationMs(r))) ?? 15 * 60_000,
   };
   return { settings, sources };
 }

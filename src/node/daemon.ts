@@ -3,10 +3,15 @@
 // BGPPeers, BGPFilters, this node's block affinities, network policies of the three kinds), and after each change (debounced) and on a periodic
 // full resync converges two things: the agent's data plane (src/felix render + apply, routes
 // under protocol 202) and the BGP speaker, run in-process and reconfigured by diff as SIGHUP
-// does for `ocelot bgpd` (learned routes under protocol 201). Owns: the loop, its ordering and
-// logging. Not: what the state is (agent_state.ts, bgp_state.ts) or how it is applied.
+// does for `ocelot bgpd` (learned routes under protocol 201). Before the agent renders, the
+// node's tunnel addresses are brought to what its pools' encapsulation needs (tunnel_addrs.ts)
+// and its fabric interfaces are read (MTU); the pods' MTU is written to a file for the CNI
+// plugin. Every node's block affinities are watched: the overlay routes remote blocks.
+// Owns: the loop, its ordering and logging. Not: what the state is (agent_state.ts,
+// bgp_state.ts) or how it is applied.
 
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import type { BGPFilter } from "../api/bgp.js";
 import { decodeResource } from "../api/client.js";
 import type { HostEndpoint } from "../api/hostendpoint.js";
@@ -18,8 +23,9 @@ import type { Tier } from "../api/tier.js";
 import { type BgpdConfig, resolvePasswordFiles } from "../bgp/config.js";
 import type { NodeStatus } from "../bgp/status.js";
 import type { Datastore, KeyValue } from "../datastore/types.js";
-import { applyDataplane } from "../felix/apply.js";
+import { applyDataplane, spawnRunner } from "../felix/apply.js";
 import { renderDataplane } from "../felix/dataplane.js";
+import { readFabric } from "../felix/overlay_apply.js";
 import type { Fib } from "../fib/types.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { decodeAffinity, IpamKeys } from "../ipam/records.js";
@@ -27,9 +33,11 @@ import type { AgentCounters } from "../lib/daemon_metrics.js";
 import type { Log } from "../lib/log.js";
 import { type AgentOptions, agentInput, storedOnlyWarnings } from "./agent_state.js";
 import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
-import { type BgpSnapshot, renderBgp } from "./bgp_state.js";
+import { type BgpSnapshot, isEncapsulatingPool, type PeerKind, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
+import { NodeStatusWriter } from "./calico_node_status.js";
 import { registerNode } from "./registration.js";
+import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
 
 export const DEFAULT_STATUS_SOCKET = "/run/ocelot/bgpd.sock";
 
@@ -44,8 +52,10 @@ export interface DaemonOptions {
   asNumber?: number;
   /** Network namespace (name under /run/netns) the agent programs; default: the process's own. */
   netns?: string;
-  /** Run the BGP speaker (default true). */
+  /** Run the BGP speaker (default true; `--networking-backend vxlan|none` turns it off). */
   bgp?: boolean;
+  /** Where the pods' MTU is written for the CNI plugin (absent: not written). */
+  mtuFile?: string;
   statusSocket?: string;
   /** Where BGP passwords' secretKeyRefs are files `<dir>/<name>/<key>` (default /etc/ocelot/secrets). */
   secretsDir?: string;
@@ -56,7 +66,22 @@ export interface DaemonOptions {
   /** Delay before retrying a failed convergence (default 1 s). */
   retryMs?: number;
   agent?: AgentOptions;
+  /**
+   * The period of the node's CalicoNodeStatus when no such resource names one; it is also
+   * written at once on a change (at most every 2 s). 0 or absent: not written.
+   */
+  nodeStatusPeriodMs?: number;
+  /** Observations for histograms (src/lib/prom.ts): each pass, each apply. */
+  observe?: {
+    convergence?(area: Area, seconds: number): void;
+    iptables?(seconds: number): void;
+    fibBatch?(fib: "agent", seconds: number): void;
+  };
   log: Log;
+  /** Append every UPDATE received to MRT BGP4MP files (src/bgp/mrt/update_dump.ts). */
+  mrtUpdates?: { dir: string; rotateBytes?: number; rotateMs?: number };
+  /** The BGP speaker's log (its own subsystem's level); default: log. */
+  bgpLog?: Log;
   /** Opens the agent's FIB (tests may pass a MemoryFib); default KernelFib for the namespace. */
   openAgentFib?: (
     netns: string | undefined,
@@ -64,7 +89,7 @@ export interface DaemonOptions {
   ) => Promise<Fib & { close?: () => Promise<void> }>;
 }
 
-type Area = "agent" | "bgp";
+export type Area = "agent" | "bgp";
 
 const kindInfo = (kind: string, apiVersion = "projectcalico.org/v3"): KindInfo => {
   const info = kindOf(apiVersion, kind);
@@ -72,27 +97,54 @@ const kindInfo = (kind: string, apiVersion = "projectcalico.org/v3"): KindInfo =
   return info;
 };
 
+export type WatchArea =
+  | "weps"
+  | "pools"
+  | "nodes"
+  | "bgpconfigs"
+  | "bgppeers"
+  | "bgpfilters"
+  | "affinities"
+  | "netpols"
+  | "gnps"
+  | "knps"
+  | "tiers"
+  | "gnsets"
+  | "nsets"
+  | "heps"
+  | "profiles"
+  | "felixconfigs";
+
+/**
+ * The prefixes a node daemon lists and watches: all but one shared by every node (a watch proxy
+ * serves each to all nodes from one upstream watch) and the node's own block affinities.
+ */
+export function nodeWatchPrefixes(nodename: string): Record<WatchArea, string> {
+  const keys = new IpamKeys();
+  return {
+    weps: kindPrefix(kindInfo("WorkloadEndpoint")),
+    pools: kindPrefix(kindInfo("IPPool")),
+    nodes: kindPrefix(kindInfo("Node")),
+    bgpconfigs: kindPrefix(kindInfo("BGPConfiguration")),
+    bgppeers: kindPrefix(kindInfo("BGPPeer")),
+    bgpfilters: kindPrefix(kindInfo("BGPFilter")),
+    // Every node's: the overlay routes remote blocks (BGP and the agent's blackholes use ours).
+    affinities: keys.hostPrefix(),
+    netpols: kindPrefix(kindInfo("NetworkPolicy")),
+    gnps: kindPrefix(kindInfo("GlobalNetworkPolicy")),
+    knps: kindPrefix(kindInfo("NetworkPolicy", "networking.k8s.io/v1")),
+    tiers: kindPrefix(kindInfo("Tier")),
+    gnsets: kindPrefix(kindInfo("GlobalNetworkSet")),
+    nsets: kindPrefix(kindInfo("NetworkSet")),
+    heps: kindPrefix(kindInfo("HostEndpoint")),
+    profiles: kindPrefix(kindInfo("Profile")),
+    felixconfigs: kindPrefix(kindInfo("FelixConfiguration")),
+  };
+}
+
 /** The running daemon; start() resolves after the first convergence. */
 export class NodeDaemon {
-  private readonly prefixes: Record<
-    | "weps"
-    | "pools"
-    | "nodes"
-    | "bgpconfigs"
-    | "bgppeers"
-    | "bgpfilters"
-    | "affinities"
-    | "netpols"
-    | "gnps"
-    | "knps"
-    | "tiers"
-    | "gnsets"
-    | "nsets"
-    | "heps"
-    | "profiles"
-    | "felixconfigs",
-    string
-  >;
+  private readonly prefixes: Record<WatchArea, string>;
   private readonly areasOf: Map<string, Area[]>;
   private cache: PrefixCache | undefined;
   private registered: Node | undefined;
@@ -101,14 +153,27 @@ export class NodeDaemon {
   private dirty = new Set<Area>();
   private timer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
+  private statusWriter: NodeStatusWriter | undefined;
+  private readonly bootTime = new Date().toISOString();
+  private lastReconfiguration: string | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
   private lastAgentInput = "";
   private lastBgpReason = "";
   private lastWarnings = "";
   private lastAgentWarnings = "";
+  private lastMtu: number | undefined;
+  private lastOverlayFailures = "[]";
+  /** CIDRs of the pools that encapsulated at the last pass (orders the two FIBs' hand-over). */
+  private lastEncap = new Set<string>();
   /** Convergence passes done (for tests and logs). */
   passes = 0;
+  /** Where each peer of the running config comes from (mesh, BGPPeer), by address. */
+  peerKinds: Record<string, PeerKind> = {};
+  /** Commands the status socket answers besides status/routes (the CLI adds log-level). */
+  readonly statusCommands: Record<string, (args: unknown) => unknown> = {
+    node: () => this.nodeInfo(),
+  };
   /** Counters for /metrics (src/lib/daemon_metrics.ts). */
   readonly stats: AgentCounters = {
     convergences: { agent: 0, bgp: 0 },
@@ -125,25 +190,7 @@ export class NodeDaemon {
     readonly store: Datastore,
     readonly opts: DaemonOptions,
   ) {
-    const keys = new IpamKeys();
-    this.prefixes = {
-      weps: kindPrefix(kindInfo("WorkloadEndpoint")),
-      pools: kindPrefix(kindInfo("IPPool")),
-      nodes: kindPrefix(kindInfo("Node")),
-      bgpconfigs: kindPrefix(kindInfo("BGPConfiguration")),
-      bgppeers: kindPrefix(kindInfo("BGPPeer")),
-      bgpfilters: kindPrefix(kindInfo("BGPFilter")),
-      affinities: `${keys.hostPrefix()}${opts.nodename}/`,
-      netpols: kindPrefix(kindInfo("NetworkPolicy")),
-      gnps: kindPrefix(kindInfo("GlobalNetworkPolicy")),
-      knps: kindPrefix(kindInfo("NetworkPolicy", "networking.k8s.io/v1")),
-      tiers: kindPrefix(kindInfo("Tier")),
-      gnsets: kindPrefix(kindInfo("GlobalNetworkSet")),
-      nsets: kindPrefix(kindInfo("NetworkSet")),
-      heps: kindPrefix(kindInfo("HostEndpoint")),
-      profiles: kindPrefix(kindInfo("Profile")),
-      felixconfigs: kindPrefix(kindInfo("FelixConfiguration")),
-    };
+    this.prefixes = nodeWatchPrefixes(opts.nodename);
     const p = this.prefixes;
     this.areasOf = new Map<string, Area[]>([
       [p.weps, ["agent"]],
@@ -208,6 +255,30 @@ export class NodeDaemon {
       this.resyncTimer.unref?.();
     };
     tick();
+    if ((o.nodeStatusPeriodMs ?? 0) > 0) {
+      this.statusWriter = new NodeStatusWriter(this.store, {
+        nodename: o.nodename,
+        periodMs: o.nodeStatusPeriodMs ?? 0,
+        log: this.log,
+        input: () => {
+          const b = this.bgp?.status();
+          return {
+            status: b?.speaker,
+            routes: this.bgp?.routes(),
+            peerKinds: this.peerKinds,
+            ready: this.readiness().ok,
+            bootTime: this.bootTime,
+            ...(this.lastReconfiguration ? { lastReconfiguration: this.lastReconfiguration } : {}),
+          };
+        },
+      });
+      this.statusWriter.start();
+    }
+  }
+
+  /** Writes of the node's CalicoNodeStatus so far (0 when not written). */
+  get nodeStatusWrites(): number {
+    return this.statusWriter?.writes ?? 0;
   }
 
   /** Lists everything again and converges both areas (the periodic resync). */
@@ -225,6 +296,7 @@ export class NodeDaemon {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.statusWriter?.stop();
     if (this.timer) clearTimeout(this.timer);
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     await this.cache?.close();
@@ -264,26 +336,42 @@ export class NodeDaemon {
       const snap = this.snapshot();
       const t0 = performance.now();
       const st = this.stats;
+      let bgpDone = false;
+      const bgp = async () => {
+        if (bgpDone) return;
+        bgpDone = true;
+        try {
+          if (areas.has("bgp") && this.opts.bgp !== false) {
+            const b0 = performance.now();
+            await this.convergeBgp(snap);
+            st.convergences.bgp++;
+            this.opts.observe?.convergence?.("bgp", (performance.now() - b0) / 1000);
+          }
+        } catch (err) {
+          st.failures.bgp++;
+          this.log.error({ error: (err as Error).message }, "BGP: convergence failed");
+          this.retryLater("bgp");
+        }
+      };
+      // Neither FIB overwrites the other's route: when a pool starts encapsulating, the speaker
+      // lets go of its blocks just before the agent writes its routes (the overlay takes them);
+      // otherwise (a pool back to Never) the agent lets go first and the speaker takes them back.
+      const encap = snap.pools.filter(isEncapsulatingPool).map((p) => p.spec.cidr);
+      const gained = encap.some((c) => !this.lastEncap.has(c));
+      this.lastEncap = new Set(encap);
       try {
         if (areas.has("agent")) {
-          await this.convergeAgent(snap);
+          const a0 = performance.now();
+          await this.convergeAgent(snap, gained ? bgp : undefined);
           st.convergences.agent++;
+          this.opts.observe?.convergence?.("agent", (performance.now() - a0) / 1000);
         }
       } catch (err) {
         st.failures.agent++;
         this.log.error({ error: (err as Error).message }, "Agent: convergence failed");
         this.retryLater("agent");
       }
-      try {
-        if (areas.has("bgp") && this.opts.bgp !== false) {
-          await this.convergeBgp(snap);
-          st.convergences.bgp++;
-        }
-      } catch (err) {
-        st.failures.bgp++;
-        this.log.error({ error: (err as Error).message }, "BGP: convergence failed");
-        this.retryLater("bgp");
-      }
+      await bgp();
       st.lastDurationMs = performance.now() - t0;
       st.lastAt = Date.now();
       this.passes++;
@@ -344,8 +432,61 @@ export class NodeDaemon {
     };
   }
 
-  private async convergeAgent(snap: BgpSnapshot): Promise<void> {
-    const input = agentInput(snap, this.opts.nodename, this.opts.agent);
+  /**
+   * Brings this node's tunnel addresses to what the pools need (IPAM and the Node, only when
+   * the plan from the cached Node says something must change); the snapshot gets the new Node.
+   * A failure (a pool with no free address) is logged and retried, the rest converges.
+   */
+  private async convergeTunnels(snap: BgpSnapshot): Promise<void> {
+    const name = this.opts.nodename;
+    const me = snap.nodes.find((n) => n.metadata.name === name);
+    if (!me || planTunnels(snap.pools, me).every((s) => s.op === "keep")) return;
+    try {
+      const updated = await ensureTunnelAddresses(this.store, name, snap.pools);
+      if (!updated) return;
+      snap.nodes = snap.nodes.map((n) => (n.metadata.name === name ? updated : n));
+      const s = updated.spec;
+      this.log.info(
+        {
+          ipv4IPIPTunnelAddr: s.bgp?.ipv4IPIPTunnelAddr,
+          ipv4VXLANTunnelAddr: s.ipv4VXLANTunnelAddr,
+          vxlanTunnelMACAddr: s.vxlanTunnelMACAddr,
+          ipv6VXLANTunnelAddr: s.ipv6VXLANTunnelAddr,
+          vxlanTunnelMACAddrV6: s.vxlanTunnelMACAddrV6,
+        },
+        "Tunnel addresses updated",
+      );
+    } catch (err) {
+      this.log.warn({ error: (err as Error).message }, "Tunnel addresses: not assigned; retrying");
+      this.retryLater("agent");
+    }
+  }
+
+  /** The pods' MTU to the file the CNI plugin reads (when it changed). */
+  private writeMtu(mtu: number): void {
+    const file = this.opts.mtuFile;
+    if (!file || mtu === this.lastMtu) return;
+    try {
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, `${mtu}\n`);
+      this.lastMtu = mtu;
+      this.log.info({ mtu, file }, "Pod MTU written");
+    } catch (err) {
+      this.log.warn({ file, error: (err as Error).message }, "Pod MTU: cannot write the file");
+    }
+  }
+
+  private async convergeAgent(
+    snap: BgpSnapshot,
+    beforeRoutes?: () => Promise<void>,
+  ): Promise<void> {
+    await this.convergeTunnels(snap);
+    const me = snap.nodes.find((n) => n.metadata.name === this.opts.nodename);
+    const fabric = await readFabric(
+      { netns: this.opts.netns, run: spawnRunner },
+      { 4: me?.spec.bgp?.ipv4Address, 6: me?.spec.bgp?.ipv6Address },
+    );
+    const input = agentInput(snap, this.opts.nodename, { ...this.opts.agent, fabric });
     // Rendering throws on conflicting input (an address claimed twice): nothing is applied then.
     const desired = renderDataplane(input);
     desired.warnings.push(...storedOnlyWarnings(snap, this.opts.nodename));
@@ -364,8 +505,19 @@ export class NodeDaemon {
     const report = await applyDataplane(desired, {
       netns: this.opts.netns,
       fib: this.agentFib as Fib,
+      ...(beforeRoutes ? { beforeRoutes } : {}),
     });
+    this.writeMtu(desired.overlay.podMtu);
+    const failures = JSON.stringify(report.overlayFailures);
+    if (failures !== this.lastOverlayFailures && report.overlayFailures.length > 0)
+      for (const f of report.overlayFailures)
+        this.log.warn(f, "Agent: overlay device not created (routes through it wait)");
+    this.lastOverlayFailures = failures;
     this.lastAgentInput = text;
+    if (report.timings) {
+      this.opts.observe?.iptables?.(report.timings.iptablesSeconds);
+      this.opts.observe?.fibBatch?.("agent", report.timings.routesSeconds);
+    }
     if (report.changes.length > 0)
       this.log.info(
         {
@@ -403,18 +555,23 @@ export class NodeDaemon {
     // The passwords' files read into the config (as bgpd's reload): a changed key (seen on the
     // periodic resync) resets its session; a file gone since the render fails this pass whole.
     const config = resolvePasswordFiles(r.config);
+    this.peerKinds = r.peerKinds;
     if (!this.bgp) {
       this.bgp = await startBgp(config, {
-        log: this.log,
+        log: this.opts.bgpLog ?? this.log,
         netns: this.opts.netns,
         nodeStatus: () => this.nodeStatus(),
+        extraStatus: this.statusCommands,
+        ...(this.opts.mrtUpdates ? { mrtUpdates: this.opts.mrtUpdates } : {}),
       });
+      this.lastReconfiguration = new Date().toISOString();
       this.log.info(summary(config), "BGP: speaker started");
       return;
     }
     const before = this.bgp.config;
     if (JSON.stringify(before) === JSON.stringify(config)) return;
     await this.bgp.apply(config);
+    this.lastReconfiguration = new Date().toISOString();
     this.log.info({ ...summary(config), ...diffSummary(before, config) }, "BGP: reconfigured");
   }
 
@@ -426,6 +583,16 @@ export class NodeDaemon {
     if (this.opts.bgp !== false && c.bgp === 0)
       return { ok: false, reason: "BGP has not converged yet" };
     return { ok: true };
+  }
+
+  /** What the status socket's "node" command answers: the node, its peers' kinds, its agent. */
+  nodeInfo() {
+    return {
+      nodename: this.opts.nodename,
+      peerKinds: this.peerKinds,
+      ready: this.readiness(),
+      agent: { ...this.stats, fib: this.agentFibStatus() ?? null },
+    };
   }
 
   /** The node's name and addresses as registered, and how each was chosen (`ocelot status`). */

@@ -19,8 +19,13 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { kindOf, kindPrefix } from "../api/registry.js";
+import { queryStatus, type StatusSnapshot } from "../bgp/status.js";
+import { openDatastore } from "../datastore/open.js";
 import { frrInstalled, frrRunDir, startFrrDaemons } from "../lib/frr.js";
 import { link, Netns, waitFor } from "../lib/netns.js";
+import { NETNS_STATUS_DIR, statusSocketFor } from "../lib/status_socket_path.js";
+import { commandWaker, fileWaker, PhaseClock, waitUntil } from "./demo_wait.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const OCELOT = join(ROOT, "bin", "ocelot");
@@ -32,6 +37,20 @@ export const TOR_AS = 65000;
 export const POOL_CIDR = "10.244.0.0/16";
 const FABRIC = "10.255.0"; // .1 ToR, .10+i node i
 const FABRIC_PREFIX_LENGTH = 24;
+/** Each node daemon serves /metrics on its fabric address at this port. */
+const METRICS_PORT = 9091;
+/** A wait's limit: only a hang reaches it (a loaded machine can be slow). */
+const DEMO_WAIT_MS = 120_000;
+const COMMAND_LIMIT_MS = 120_000;
+/** The phases that are BGP's: sessions coming up, and routes reaching every kernel. */
+export const BGP_PHASES = ["sessions Established", "routes in every kernel"] as const;
+
+function nodeKind() {
+  const info = kindOf("projectcalico.org/v3", "Node");
+  if (!info) throw new Error("Kind Node is not registered");
+  return info;
+}
+
 /** The "internet" behind the ToR (TEST-NET-2): .1 the ToR, .10 a host out there. */
 const INTERNET = "198.51.100";
 
@@ -42,6 +61,8 @@ export interface DemoOptions {
   prefix: string;
   stateDir: string;
   log: (line: string) => void;
+  /** Times each phase of the set-up (see build()). */
+  clock?: PhaseClock;
 }
 
 export interface DemoPod {
@@ -58,6 +79,10 @@ export interface DemoNode {
   address: string;
   blocks: string[];
   pid?: number;
+  /** The daemon's status socket: its namespace's well-known path (`ocelot status` finds it). */
+  statusSocket?: string;
+  /** Where the daemon serves /metrics, /livez and /readyz ("address:port"). */
+  metricsAddress?: string;
 }
 
 export interface DemoState {
@@ -213,7 +238,7 @@ export async function demoUp(opts: DemoOptions): Promise<DemoState> {
     pods: [],
   };
   try {
-    await build(state, opts);
+    await build(state, opts, opts.clock ?? new PhaseClock());
     saveState(state);
     return state;
   } catch (err) {
@@ -223,7 +248,7 @@ export async function demoUp(opts: DemoOptions): Promise<DemoState> {
   }
 }
 
-async function build(state: DemoState, opts: DemoOptions): Promise<void> {
+async function build(state: DemoState, opts: DemoOptions, clock: PhaseClock): Promise<void> {
   const log = opts.log;
   const addNs = (name: string): Netns => {
     const ns = Netns.add(name);
@@ -256,9 +281,17 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
     // The ToR is the node's default gateway (as on a real rack); proxy ARP for the pods'
     // gateway 169.254.1.1 also needs the node to have a route to it.
     ns.ip("route", "add", "default", "via", state.tor.address);
-    state.nodes.push({ name, ns: ns.name, address, blocks: [] });
+    state.nodes.push({
+      name,
+      ns: ns.name,
+      address,
+      blocks: [],
+      statusSocket: statusSocketFor(ns.name),
+      metricsAddress: `${address}:${METRICS_PORT}`,
+    });
     nodeNs.push(ns);
   }
+  clock.end("namespaces");
 
   // 2. The pool, and the ToR as a global BGPPeer (when there is one), by the real CLI.
   log(`demo: IPPool ${POOL_CIDR} in ${state.datastore}`);
@@ -281,15 +314,86 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
   const applied = spawnSync(OCELOT, ["apply", "-f", "-", "--datastore", state.datastore], {
     input: docs.map((d) => d.join("\n")).join("\n---\n"),
     encoding: "utf8",
+    timeout: COMMAND_LIMIT_MS,
   });
   if (applied.status !== 0)
     throw new Error(`ocelot apply of the IPPool and BGPPeer failed: ${applied.stderr}`);
+  clock.end("resources applied");
 
-  // 3. The node daemons. Each registers its Node before pods are wired (calico-node does):
-  // IPAM's check and GC take blocks of a node with no Node resource for a gone node's.
-  for (const [i, node] of state.nodes.entries()) await startNodeDaemon(state, node, nodeNs[i]);
+  // 3. FRR on the ToR (when installed) and every node daemon, all at once: each session is
+  // opened by whichever end comes up second, to the other end that already listens, so no one
+  // waits out a connect retry. Each daemon registers its Node before pods are wired (as
+  // calico-node does): IPAM's check and GC take blocks of a node with no Node resource for a
+  // gone node's.
+  if (state.tor.router === "frr") {
+    log(`demo: FRR top-of-rack router AS ${TOR_AS} at ${state.tor.address}`);
+    startFrr(tor, torFrrConfig(state.nodes, state.tor.address), state);
+  } else {
+    log("demo: FRR is not installed: no top-of-rack router, nodes peer in a full mesh only");
+  }
+  const logs = await Promise.all(
+    state.nodes.map((node, i) => startNodeDaemon(state, node, nodeNs[i] as Netns)),
+  );
+  clock.end("daemons started");
 
-  // 4. Pods through the real CNI plugin (veth, IPAM, WorkloadEndpoint); the daemons take them in.
+  // 4. Every Node registered: read from the datastore, woken by its watch.
+  const store = await openDatastore(state.datastore);
+  try {
+    const prefix = kindPrefix(nodeKind());
+    const names = state.nodes.map((n) => `${prefix}${n.name}`);
+    await waitUntil(
+      "every node daemon to register its Node",
+      async () => {
+        const keys = new Set((await store.list(prefix)).items.map((kv) => kv.key));
+        return names.every((k) => keys.has(k));
+      },
+      [
+        (wake) => {
+          const w = store.watch(prefix, 0, () => wake());
+          return { close: () => void w.cancel() };
+        },
+      ],
+      DEMO_WAIT_MS,
+    );
+  } finally {
+    await store.close();
+  }
+  clock.end("Node registration");
+
+  // 5. Each daemon converged once (its agent programmed the node, its speaker runs).
+  await waitUntil(
+    "every node daemon's first convergence",
+    () =>
+      state.nodes.every((node, i) => {
+        const text = readFileSync(logs[i] as string, "utf8");
+        if (node.pid !== undefined && commOf(node.pid) !== "node")
+          throw new Error(`ocelot node run on ${node.name} exited: ${text}`);
+        return text.includes('"msg":"Node daemon running"');
+      }),
+    logs.map((l) => fileWaker(l)),
+    DEMO_WAIT_MS,
+  );
+  clock.end("first convergence");
+
+  // 6. Every session Established (mesh and ToR), as each node's status socket reports it;
+  // checked again whenever a daemon writes its log (each session change is logged).
+  const peersPerNode = state.nodes.length - 1 + (state.tor.router === "frr" ? 1 : 0);
+  await waitUntil(
+    "every BGP session to be Established",
+    async () => {
+      const all = await Promise.all(
+        state.nodes.map((n) => queryStatus<StatusSnapshot>(n.statusSocket as string, "status")),
+      );
+      return all.every(
+        (s) => s.peers.length === peersPerNode && s.peers.every((p) => p.state === "Established"),
+      );
+    },
+    logs.map((l) => fileWaker(l)),
+    DEMO_WAIT_MS,
+  );
+  clock.end("sessions Established");
+
+  // 7. Pods through the real CNI plugin (veth, IPAM, WorkloadEndpoint); the daemons take them in.
   for (const [i, node] of state.nodes.entries()) {
     for (let p = 1; p <= opts.podsPerNode; p++) {
       const podName = `${node.name}-pod${p}`;
@@ -313,73 +417,53 @@ async function build(state: DemoState, opts: DemoOptions): Promise<void> {
     );
   }
   saveState(state);
+  clock.end("pods wired");
 
-  // 5. FRR on the ToR (when installed).
-  if (state.tor.router === "frr") {
-    log(`demo: FRR top-of-rack router AS ${TOR_AS} at ${state.tor.address}`);
-    startFrr(tor, torFrrConfig(state.nodes, state.tor.address), state);
-  } else {
-    log("demo: FRR is not installed: no top-of-rack router, nodes peer in a full mesh only");
-  }
-
-  // 6. Each agent programmed its node: its blocks are blackholed (protocol 202).
-  log("demo: waiting for each node's agent");
-  await waitFor(
-    "every node's agent to blackhole its blocks",
-    () =>
-      state.nodes.every((node, i) => {
-        const holes = nodeNs[i]
+  // 8. Converged when each node blackholes its own blocks (the agent, protocol 202), has a
+  // route (protocol 201) to every other node's blocks, and the ToR to every block; checked
+  // again on every route change in any of those namespaces (`ip monitor route`).
+  log("demo: waiting for BGP to converge");
+  const kernels = [...nodeNs, ...(state.tor.router === "frr" ? [tor] : [])];
+  await waitUntil(
+    "every node's blocks in every kernel",
+    () => {
+      const nodesOk = state.nodes.every((node, i) => {
+        const ns = nodeNs[i] as Netns;
+        const holes = ns
           .ipJson<{ dst: string }[]>("route", "show", "proto", "202", "type", "blackhole")
           .map((r) => r.dst);
-        return node.blocks.every((b) => holes.includes(b));
-      }),
-    30_000,
-    100,
-  );
-
-  // 7. Converged when every node has a route (proto 201) to every other node's blocks, and the
-  // ToR to every block.
-  log("demo: waiting for BGP to converge");
-  await waitFor(
-    "every node to learn every other node's blocks",
-    () =>
-      state.nodes.every((node, i) => {
-        const learned = nodeNs[i]
+        if (!node.blocks.every((b) => holes.includes(b))) return false;
+        const learned = ns
           .ipJson<{ dst: string }[]>("route", "show", "proto", "201")
           .map((r) => r.dst);
         return state.nodes
           .filter((o) => o !== node)
           .every((o) => o.blocks.every((b) => learned.includes(b)));
-      }),
-    60_000,
-    250,
+      });
+      if (!nodesOk || state.tor.router !== "frr") return nodesOk;
+      const learned = tor.ipJson<{ dst: string }[]>("route", "show").map((r) => r.dst);
+      return state.nodes.every((n) => n.blocks.every((b) => learned.includes(b)));
+    },
+    kernels.map((ns) => commandWaker("ip", ["-n", ns.name, "monitor", "route"])),
+    DEMO_WAIT_MS,
   );
-  // The nodes' sessions to the ToR start on their connect retry (FRR came up after them).
-  if (state.tor.router === "frr") {
-    await waitFor(
-      "the ToR to learn every node's blocks",
-      () => {
-        const learned = tor.ipJson<{ dst: string }[]>("route", "show").map((r) => r.dst);
-        return state.nodes.every((n) => n.blocks.every((b) => learned.includes(b)));
-      },
-      60_000,
-      250,
-    );
-  }
+  clock.end("routes in every kernel");
 }
 
 /**
- * Starts `ocelot node run` for node inside its namespace (logs in the state directory) and waits
- * until it runs: its Node is registered, its agent and speaker started.
+ * Starts `ocelot node run` for node inside its namespace (logs in the state directory, status
+ * socket on its namespace's well-known path, metrics on its fabric address) and waits until the
+ * process runs. Returns its log's path.
  */
-async function startNodeDaemon(state: DemoState, node: DemoNode, ns: Netns): Promise<void> {
+async function startNodeDaemon(state: DemoState, node: DemoNode, ns: Netns): Promise<string> {
   const logPath = join(state.stateDir, `${node.name}.node.log`);
+  writeFileSync(logPath, "");
   const out = openSync(logPath, "a");
   const args = [
     ...["node", "run", "--nodename", node.name, "--as", String(NODE_AS)],
     ...["--ip", `${node.address}/${FABRIC_PREFIX_LENGTH}`, "--datastore", state.datastore],
-    ...["--status-socket", join(state.stateDir, `${node.name}.sock`)],
     ...["--cluster-cidr", `${FABRIC}.0/${FABRIC_PREFIX_LENGTH}`],
+    ...(node.metricsAddress ? ["--metrics-address", node.metricsAddress] : []),
   ];
   const child: ChildProcess = spawn("ip", ["netns", "exec", ns.name, OCELOT, ...args], {
     stdio: ["ignore", out, out],
@@ -393,15 +477,25 @@ async function startNodeDaemon(state: DemoState, node: DemoNode, ns: Netns): Pro
   await waitFor(`ocelot node run on ${node.name} to start`, () => commOf(pid) === "node", 5000, 20);
   state.pids.push({ pid, comm: "node", what: `ocelot node run@${node.name}` });
   saveState(state);
-  await waitFor(
-    `ocelot node run on ${node.name} to be running (log: ${logPath})`,
-    () => {
-      if (commOf(pid) !== "node") throw new Error(`it exited: ${readFileSync(logPath, "utf8")}`);
-      return readFileSync(logPath, "utf8").includes('"msg":"Node daemon running"');
-    },
-    30_000,
-    50,
+  return logPath;
+}
+
+/** Seconds until one pod on the first node reaches one pod on another node (1 ping, 1 s each). */
+export async function firstPing(state: DemoState): Promise<PingResult> {
+  const src = state.pods.find((p) => p.node === state.nodes[0]?.name);
+  const dst = state.pods.find((p) => p.node !== src?.node) ?? state.pods[1];
+  if (!src || !dst) throw new Error("No two pods to ping between");
+  const ok = await waitUntil(
+    `${src.name} to answer a ping from ${dst.name}`,
+    () =>
+      spawnSync("ip", ["netns", "exec", src.ns, "ping", "-c1", "-W1", "-q", dst.ip], {
+        timeout: COMMAND_LIMIT_MS,
+      }).status === 0,
+    [],
+    DEMO_WAIT_MS,
+    10,
   );
+  return { from: `${src.name} ${src.ip}`, to: `${dst.name} ${dst.ip}`, ok };
 }
 
 /** Pings every pod from one pod on each node (and the ToR), bounded: one packet, 2 s each. */
@@ -587,6 +681,8 @@ export function demoDown(state: DemoState, log: (line: string) => void): void {
   }
   for (const name of [...state.namespaces].reverse()) new Netns(name).destroy();
   rmSync(`/var/run/frr/${state.tor.ns}`, { recursive: true, force: true });
+  for (const n of state.nodes)
+    rmSync(join(NETNS_STATUS_DIR, n.ns), { recursive: true, force: true });
   rmSync(statePath(state.stateDir), { force: true });
   log(`demo: removed ${state.namespaces.length} namespaces`);
 }

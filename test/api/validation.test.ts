@@ -124,13 +124,23 @@ describe("IPPool", () => {
     ]);
   });
 
-  it("refuses IP-in-IP on an IPv6 pool and VXLAN (not supported)", () => {
+  it("refuses IP-in-IP on an IPv6 pool and both encapsulations on one pool; accepts VXLAN in both families", () => {
     expect(issuesOf(pool({ cidr: "fd00::/48", ipipMode: "Always" }))).toEqual([
       'spec.ipipMode: "Always" is not allowed on an IPv6 pool (IP-in-IP is IPv4 only)',
     ]);
-    expect(issuesOf(pool({ cidr: "10.0.0.0/16", vxlanMode: "Always" }))[0]).toMatch(
-      /^spec\.vxlanMode: "Always" is not supported by Ocelot yet/,
-    );
+    expect(
+      issuesOf(pool({ cidr: "10.0.0.0/16", vxlanMode: "Always", ipipMode: "CrossSubnet" })),
+    ).toEqual([
+      'spec.vxlanMode: "Always" cannot be combined with ipipMode "CrossSubnet": a pool uses one encapsulation',
+    ]);
+    for (const [cidr, vxlanMode] of [
+      ["10.0.0.0/16", "CrossSubnet"],
+      ["fd00::/48", "Always"],
+    ])
+      expect(validateResource(pool({ cidr, vxlanMode })).resource.spec).toMatchObject({
+        vxlanMode,
+        ipipMode: "Never",
+      });
   });
 
   it("refuses an unknown field, naming its path", () => {
@@ -448,7 +458,7 @@ describe("BGPFilter", () => {
 });
 
 describe("Node", () => {
-  it("accepts a calicoctl-exported Node and refuses VXLAN/WireGuard fields", () => {
+  it("accepts a calicoctl-exported Node with its tunnel addresses and VTEP MACs; refuses WireGuard fields and a bad MAC", () => {
     const node = {
       apiVersion: V3,
       kind: "Node",
@@ -470,8 +480,24 @@ describe("Node", () => {
     expect(validateResource(node).resource.spec).toMatchObject({
       bgp: { ipv4Address: "192.0.2.11/24" },
     });
-    expect(issuesOf({ ...node, spec: { ipv4VXLANTunnelAddr: "10.244.1.2" } })[0]).toMatch(
-      /^spec\.ipv4VXLANTunnelAddr: is a Calico field that Ocelot does not support yet \(VXLAN\)/,
+    const vxlan = {
+      ipv4VXLANTunnelAddr: "10.244.1.2",
+      vxlanTunnelMACAddr: "66:0A:0B:0C:0D:0E",
+      ipv6VXLANTunnelAddr: "fd00::2",
+      vxlanTunnelMACAddrV6: "66:0a:0b:0c:0d:0f",
+    };
+    expect(validateResource({ ...node, spec: vxlan }).resource.spec).toEqual({
+      ...vxlan,
+      vxlanTunnelMACAddr: "66:0a:0b:0c:0d:0e",
+    });
+    expect(issuesOf({ ...node, spec: { vxlanTunnelMACAddr: "66:0a" } })).toEqual([
+      'spec.vxlanTunnelMACAddr: "66:0a" is not a MAC address',
+    ]);
+    expect(issuesOf({ ...node, spec: { ipv4VXLANTunnelAddr: "fd00::1" } })[0]).toMatch(
+      /^spec\.ipv4VXLANTunnelAddr: "fd00::1" is not a valid IPv4 address/,
+    );
+    expect(issuesOf({ ...node, spec: { wireguard: {} } })[0]).toMatch(
+      /^spec\.wireguard: is a Calico field that Ocelot does not support yet \(WireGuard\)/,
     );
     const bare = {
       ...node,

@@ -12,6 +12,7 @@ import {
   type Observed,
   parseNetConf,
   podIdentity,
+  podMtu,
   resultAddresses,
   workloadEndpoint,
   workloadEndpointName,
@@ -48,10 +49,24 @@ describe("parseNetConf()", () => {
       datastore: "file:/tmp/x.db",
       nodename: "host-a",
       mtu: 1500,
+      mtuFile: "/var/lib/ocelot/mtu",
       ipamType: "ocelot-ipam",
       prevResult: undefined,
     });
     expect(parse({ ...base, mtu: 9000 }).mtu).toBe(9000);
+    expect(parse({ ...base, mtu: 9000 }).mtuFile).toBeUndefined();
+  });
+
+  it("podMtu(): the config's mtu wins; without one, the node daemon's MTU file, else 1500", () => {
+    const auto = parse({ ...base, mtu_file: "/run/x/mtu" });
+    expect(auto.mtuFile).toBe("/run/x/mtu");
+    expect(podMtu(auto, "1430\n")).toBe(1430);
+    expect(podMtu(auto, undefined)).toBe(1500);
+    expect(podMtu(auto, "garbage")).toBe(1500);
+    expect(podMtu(parse({ ...base, mtu: 9000 }), "1430")).toBe(9000);
+    expect(() => parse({ ...base, mtu_file: "relative" })).toThrow(
+      /"mtu_file" must be an absolute path/,
+    );
   });
 
   it("takes the datastore from OCELOT_DATASTORE when the configuration has none", () => {

@@ -171,10 +171,10 @@ describe.skipIf(skip)("podman (CNI backend) on the conflist ocelot install-cni w
       [b, ipA],
       [a, hostAddress()],
     ] as const) {
-      const ping = inCtr(from, "ping", "-c1", "-W2", to);
+      const ping = inCtr(from, "ping", "-c3", "-W5", to);
       expect(ping.status, `${from} -> ${to}: ${ping.stdout}${ping.stderr}`).toBe(0);
     }
-    const fromHost = runSync("ping", ["-c1", "-W2", ipB]);
+    const fromHost = runSync("ping", ["-c3", "-W5", ipB]);
     expect(fromHost.status, fromHost.stdout).toBe(0);
 
     // A server in the named container's network namespace; the host port reaches it through portmap.
@@ -184,7 +184,7 @@ describe.skipIf(skip)("podman (CNI backend) on the conflist ocelot install-cni w
     const status = () =>
       new Promise<number>((resolve) => {
         const req = get(
-          { host: hostAddress(), port: hostPort, path: "/", timeout: 5000 },
+          { host: hostAddress(), port: hostPort, path: "/", timeout: 30_000 },
           (res) => {
             res.resume();
             resolve(res.statusCode ?? 0);

@@ -87,6 +87,10 @@ export class FakeKernel {
       }));
       return ok(JSON.stringify(list));
     }
+    if (cmd === "ip" && args.join(" ") === "-d -j addr show") {
+      // The overlay's read-back: these workload links are no tunnel devices of ours.
+      return ok(JSON.stringify([...this.links.keys()].map((ifname) => ({ ifname }))));
+    }
     if (cmd === "ip" && args[0] === "link" && args[1] === "set") {
       this.writes.push(line);
       const l = this.links.get(args[3]);

@@ -299,3 +299,38 @@ class FlakyStore implements Datastore {
     return this.inner.close();
   }
 }
+
+describe("IpamStore address lookups at scale", () => {
+  it("getAllocation() and releaseAddress() read the block by key, listing no blocks", async () => {
+    const ds = new MemoryDatastore();
+    await putPool(ds, "a", "10.8.0.0/16", { blockSize: 28 });
+    await putPool(ds, "b", "10.9.0.0/16", { blockSize: 26 });
+    const ipam = new IpamStore(ds, noSleep);
+    const got: string[] = [];
+    for (const [i, pool] of ["a", "b", "a", "b"].entries()) {
+      const r = await ipam.autoAssign({
+        handleId: `h${i}`,
+        node: `n${i}`,
+        num4: 1,
+        num6: 0,
+        pools4: [pool],
+      });
+      got.push(r[0]?.address as string);
+    }
+    const lists: string[] = [];
+    const counting = Object.create(ds) as Datastore;
+    counting.list = (prefix) => {
+      lists.push(prefix);
+      return ds.list(prefix);
+    };
+    const viewer = new IpamStore(counting, noSleep);
+    expect((await viewer.getAllocation(got[1] as string))?.handleId).toBe("h1");
+    expect((await viewer.getAllocation(got[2] as string))?.handleId).toBe("h2");
+    expect(await viewer.releaseAddress(got[3] as string)).toBe(got[3]);
+    expect(await viewer.getAllocation(got[3] as string)).toBeUndefined();
+    expect(lists.filter((p) => p.includes("/block/"))).toEqual([]);
+    // An address in no block of a current pool: every block is looked at, as before.
+    expect(await viewer.getAllocation("10.10.0.1")).toBeUndefined();
+    expect(lists.filter((p) => p.includes("/block/")).length).toBeGreaterThan(0);
+  });
+});

@@ -30,8 +30,12 @@ describe("resolveNodeSettings()", () => {
       networkingBackend: "bgp",
       noDefaultPools: false,
       clusterCidr: [],
+      mtuFile: "/var/lib/ocelot/mtu",
       logLevel: "info",
       resyncIntervalMs: 60_000,
+      nodeStatusIntervalMs: 10_000,
+      mrtRotateBytes: 64 * 1024 * 1024,
+      mrtRotateMs: 15 * 60_000,
     });
     expect(sources).toEqual({});
   });
@@ -126,6 +130,13 @@ describe("resolveNodeSettings()", () => {
     );
   });
 
+  it("takes vxlan (no speaker) and the MTU override and file from the environment", () => {
+    const { settings } = resolve({
+      env: { CALICO_NETWORKING_BACKEND: "vxlan", CNI_MTU: "1400", OCELOT_MTU_FILE: "/run/m" },
+    });
+    expect(settings).toMatchObject({ networkingBackend: "vxlan", mtu: 1400, mtuFile: "/run/m" });
+  });
+
   it.each([
     [{ IP: "10.0.0.300/24" }, 'IP: "10.0.0.300/24" is not an IPv4 address'],
     [{ IP: "fd00::1/64" }, 'IP: "fd00::1/64" is not an IPv4 address'],
@@ -150,8 +161,8 @@ describe("resolveNodeSettings()", () => {
     ],
     [{ IP_AUTODETECTION_METHOD: "kubernetes-internal-ip" }, "IP_AUTODETECTION_METHOD:"],
     [
-      { CALICO_NETWORKING_BACKEND: "vxlan" },
-      'CALICO_NETWORKING_BACKEND: "vxlan" is not a networking backend',
+      { CALICO_NETWORKING_BACKEND: "ipip" },
+      'CALICO_NETWORKING_BACKEND: "ipip" is not a networking backend (bgp, vxlan, none)',
     ],
     [
       { CALICO_IPV4POOL_CIDR: "fd00::/48" },

@@ -63,7 +63,7 @@ describe("agent state", () => {
     ]);
   });
 
-  it("an IPPool with ipipMode other than Never is rendered natively, with a warning naming it", () => {
+  it("an IPPool with ipipMode CrossSubnet: the overlay waits for this node's tunnel address (no warning about routing natively)", () => {
     const s = snap({
       pools: [
         pool("tunnelled", "10.245.0.0/16", { ipipMode: "CrossSubnet" }),
@@ -71,9 +71,8 @@ describe("agent state", () => {
       ],
     });
     const desired = renderDataplane(agentInput(s, "n1"));
-    expect(desired.warnings).toEqual([
-      'IPPool "tunnelled": ipipMode CrossSubnet is not implemented by Ocelot yet; its pods are routed without encapsulation',
-    ]);
+    expect(desired.warnings).toEqual(["IP-in-IP: waiting for this node's tunnel address"]);
+    expect(desired.overlay.devices).toEqual([]);
   });
 
   it("blackholes only confirmed blocks of the node; NAT pools and node addresses from resources", () => {
@@ -181,6 +180,31 @@ describe("BGP state", () => {
     expect(client?.peers.map((p) => [p.address, p.routeReflectorClient])).toEqual([
       ["10.0.0.1", false],
     ]);
+    // Each peer's kind, for `ocelot node status`: the BGPPeer it comes from (NodePeer: it picks
+    // nodes by nodeSelector) and its role in reflection.
+    const kinds = (n: string) => (renderBgp(s, n, opts) as { peerKinds: unknown }).peerKinds;
+    expect(kinds("rr1")).toEqual({
+      "10.0.0.2": { type: "NodePeer", source: "rr-to-all", role: "client" },
+      "10.0.0.3": { type: "NodePeer", source: "rr-to-all", role: "client" },
+    });
+    expect(kinds("n2")).toEqual({
+      "10.0.0.1": { type: "NodePeer", source: "to-rr", role: "reflector" },
+    });
+  });
+
+  it("peer kinds: the mesh by Node, a global BGPPeer, one naming this node", () => {
+    const s = snap({
+      bgpPeers: [
+        peer("tor", { peerIP: "192.0.2.1", asNumber: 65000 }),
+        peer("mine", { node: "n1", peerIP: "192.0.2.2", asNumber: 65001 }),
+      ],
+    });
+    expect((renderBgp(s, "n1", opts) as { peerKinds: unknown }).peerKinds).toEqual({
+      "10.0.0.2": { type: "NodeMesh", source: "n2" },
+      "10.0.0.3": { type: "NodeMesh", source: "n3" },
+      "192.0.2.1": { type: "GlobalPeer", source: "tor" },
+      "192.0.2.2": { type: "NodePeer", source: "mine" },
+    });
   });
 
   it("blocks of a pool with disableBGPExport are not originated", () => {

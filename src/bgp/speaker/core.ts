@@ -50,6 +50,8 @@ export interface CoreDeps<A> {
   /** Our addresses on the interface that reaches a peer (next hop self), when it is direct. */
   localAddressesToward(peer: string): { v4?: string; v6?: string };
   log?: Log;
+  /** Sees each UPDATE received, as framed (header included), before decoding (MRT dumps). */
+  onUpdateReceived?: (peer: PeerConfig, msg: Uint8Array, fourOctetAs: boolean) => void;
 }
 
 /** One configured peer as the core keeps it. */
@@ -465,6 +467,7 @@ export class SpeakerCore<A> {
   private onUpdate(e: PeerEntry, msg: Uint8Array): void {
     const opts = e.session.options;
     if (!opts || e.removed) return;
+    this.deps.onUpdateReceived?.(e.cfg, msg, opts.fourOctetAs);
     let u: UpdateMessage;
     try {
       u = decodeUpdate(msg, opts);

@@ -40,6 +40,8 @@ export interface SpeakerDeps<A> {
   connector?: Connector;
   /** Optional socket hook for each connection (eBGP TTL); errors are logged, not fatal. */
   onSocket?: (conn: Connection, peer: PeerConfig, ebgp: boolean) => void;
+  /** Each UPDATE received, as framed (header included), before decoding (MRT BGP4MP dumps). */
+  onUpdateReceived?: (peer: PeerConfig, msg: Uint8Array, fourOctetAs: boolean) => void;
 }
 
 interface Attempt {
@@ -78,6 +80,7 @@ export class Speaker<A> {
       fib: deps.fib !== null,
       localAddressesToward,
       log: this.log,
+      ...(deps.onUpdateReceived ? { onUpdateReceived: deps.onUpdateReceived } : {}),
     });
   }
 

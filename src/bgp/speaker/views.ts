@@ -116,8 +116,9 @@ function memoryMiB(m: NodeJS.MemoryUsage, ribBytes: number): StatusSnapshot["mem
 function safeCounts(rib: Rib<unknown>, id: string): PeerStatus["prefixes"] {
   try {
     const c = rib.peerCounts(id);
-    return { received: c.received, accepted: c.accepted, advertised: c.advertised };
+    const { received, accepted, advertised, rejected } = c;
+    return { received, accepted, advertised, rejected: rejected as Record<string, number> };
   } catch {
-    return { received: 0, accepted: 0, advertised: 0 };
+    return { received: 0, accepted: 0, advertised: 0, rejected: {} };
   }
 }

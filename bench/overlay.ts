@@ -1,0 +1,243 @@
+// Benchmark of the overlay, on the overlay lab of the tests (test/node/overlay_lab.ts: node
+// namespaces behind a router namespace, the real `ocelot node run` and `ocelot-cni`). Needs root,
+// iperf3 and tshark. Usage: npx tsx bench/overlay.ts [--runs 2] [--seconds 5] [--blocks 200]
+// 1. Pod-to-pod TCP throughput (iperf3) between two nodes of one subnet, natively (vxlanMode
+//    CrossSubnet routes same-subnet traffic without encapsulation) and through VXLAN (Always),
+//    the same pods and namespaces, alternating; prints both and the ratio (goal >= 0.8x).
+// 2. A new node's block: for each of N new Nodes (fabric address, VXLAN tunnel address and MAC
+//    written first), the time from writing its block affinity to the datastore to the route,
+//    the neighbour and the FDB entry on both running nodes (seen by `ip monitor`/`bridge
+//    monitor` as the kernel reports them); prints p50/p99/max (goal p99 <= 50 ms).
+import { type ChildProcess, spawn } from "node:child_process";
+import { parseArgs } from "node:util";
+import { encodeAffinity, IpamKeys } from "../src/ipam/records.js";
+import { parseCidr } from "../src/lib/ip.js";
+import { tunnelMac } from "../src/node/tunnel_addrs.js";
+import { runSync } from "../test/helpers/limits.js";
+import type { Netns } from "../test/helpers/netns.js";
+import { waitFor } from "../test/helpers/netns.js";
+import { buildLab, destroyLab, type Lab, setPools } from "../test/node/overlay_lab.js";
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: "string", default: "2" },
+    seconds: { type: "string", default: "5" },
+    blocks: { type: "string", default: "200" },
+  },
+});
+const RUNS = Number(values.runs);
+const SECONDS = Number(values.seconds);
+const BLOCKS = Number(values.blocks);
+
+function iperf(client: Netns, server: Netns, address: string): number {
+  const srv = spawn("ip", ["netns", "exec", server.name, "iperf3", "-s", "-1", "-B", address], {
+    stdio: "ignore",
+  });
+  try {
+    for (let i = 0; i < 50; i++) {
+      const r = runSync("ip", [
+        "netns",
+        "exec",
+        client.name,
+        "iperf3",
+        "-c",
+        address,
+        "-t",
+        String(SECONDS),
+        "-J",
+      ]);
+      const j = (r.stdout.trim() ? JSON.parse(r.stdout) : {}) as {
+        error?: string;
+        end?: { sum_received?: { bits_per_second: number } };
+      };
+      const bps = j.end?.sum_received?.bits_per_second;
+      if (r.status === 0 && bps !== undefined) return bps / 1e9;
+      // The server not listening yet: try again (bounded).
+      runSync("sleep", ["0.2"]);
+    }
+    throw new Error("iperf3 never connected");
+  } finally {
+    srv.kill();
+  }
+}
+
+async function throughput(lab: Lab): Promise<void> {
+  const [a, b] = lab.nodes as [Lab["nodes"][0], Lab["nodes"][0]];
+  const route = () =>
+    lab.nodes[0]?.ns.ipJson<{ dst: string; dev?: string }[]>("route", "show", "proto", "202") ?? [];
+  const mode = async (m: string) => {
+    await setPools(lab.store, { vxlanMode: m }, [4]);
+    await waitFor(`the ${m} route`, () =>
+      route().some((r) => r.dev === (m === "Always" ? "vxlan.ocelot" : "eth0")),
+    );
+    await waitFor(
+      "the pod ping",
+      () =>
+        runSync("ip", [
+          "netns",
+          "exec",
+          (a.pod as Netns).name,
+          "ping",
+          "-c1",
+          "-W1",
+          b.pod4 as string,
+        ]).status === 0,
+    );
+  };
+  const native: number[] = [];
+  const vxlan: number[] = [];
+  for (let r = 0; r < RUNS; r++) {
+    await mode("CrossSubnet");
+    native.push(iperf(a.pod as Netns, b.pod as Netns, b.pod4 as string));
+    await mode("Always");
+    vxlan.push(iperf(a.pod as Netns, b.pod as Netns, b.pod4 as string));
+  }
+  const f = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(", ");
+  const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+  console.log(
+    `pod-to-pod TCP, ${SECONDS} s per run, pod MTU ${runSync("cat", [`${lab.dir}/${a.name}.mtu`]).stdout.trim()}`,
+  );
+  console.log(`  native (same subnet, no encapsulation): ${f(native)} Gbit/s`);
+  console.log(`  VXLAN (vxlan.ocelot):                   ${f(vxlan)} Gbit/s`);
+  console.log(
+    `  ratio VXLAN/native: ${(mean(vxlan) / mean(native)).toFixed(2)} (per run: ${vxlan.map((v, i) => (v / (native[i] as number)).toFixed(2)).join(", ")}; goal >= 0.8)`,
+  );
+}
+
+/** Lines of a monitor process, each with the time it arrived. */
+class Monitor {
+  private readonly proc: ChildProcess;
+  readonly seen: { at: number; line: string }[] = [];
+  constructor(cmd: string, args: string[]) {
+    this.proc = spawn(cmd, args, { stdio: ["ignore", "pipe", "ignore"] });
+    let buf = "";
+    this.proc.stdout?.on("data", (d) => {
+      const at = performance.now();
+      buf += d;
+      let nl = buf.indexOf("\n");
+      while (nl >= 0) {
+        this.seen.push({ at, line: buf.slice(0, nl) });
+        buf = buf.slice(nl + 1);
+        nl = buf.indexOf("\n");
+      }
+    });
+  }
+  firstAfter(t0: number, re: RegExp): number | undefined {
+    return this.seen.find((s) => s.at >= t0 && re.test(s.line))?.at;
+  }
+  stop(): void {
+    this.proc.kill();
+  }
+}
+
+async function blockLatency(lab: Lab): Promise<void> {
+  await setPools(lab.store, { vxlanMode: "Always" }, [4]);
+  const observers = lab.nodes;
+  for (const n of observers)
+    await waitFor(
+      `${n.name}'s VXLAN device`,
+      () => n.ns.ipJson<unknown[]>("link", "show", "type", "vxlan").length > 0,
+    );
+  const mons = observers.map((n) => ({
+    ip: new Monitor("ip", ["-n", n.ns.name, "monitor", "route", "neigh"]),
+    fdb: new Monitor("bridge", ["-n", n.ns.name, "monitor", "fdb"]),
+  }));
+  const keys = new IpamKeys();
+  const times: number[] = [];
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    for (let i = 0; i < BLOCKS; i++) {
+      const name = `bench-n${i}`;
+      const third = 100 + Math.floor(i / 4);
+      const fourth = (i % 4) * 64;
+      const block = `10.232.${third}.${fourth}/26`;
+      const tunnel = `10.232.${third}.${fourth + 1}`;
+      const fabric = `10.31.1.${(i % 200) + 40}`;
+      const mac = tunnelMac(name, 4);
+      await lab.store.update(
+        `/ocelot/resources/v3/nodes/${name}`,
+        JSON.stringify({
+          apiVersion: "projectcalico.org/v3",
+          kind: "Node",
+          metadata: { name },
+          spec: {
+            bgp: { ipv4Address: `${fabric}/24` },
+            ipv4VXLANTunnelAddr: tunnel,
+            vxlanTunnelMACAddr: mac,
+          },
+        }),
+      );
+      // Let the Node settle on both nodes (its own convergence is not what is measured).
+      await new Promise((r) => setTimeout(r, 150));
+      const t0 = performance.now();
+      await lab.store.update(
+        keys.affinity(name, parseCidr(block)),
+        encodeAffinity({ state: "confirmed", node: name, cidr: block }),
+      );
+      const esc = (s: string) => s.replace(/\./g, "\\.");
+      const done = await waitFor(
+        `${block} on every node`,
+        () => {
+          const at: number[] = [];
+          for (const m of mons) {
+            const r = m.ip.firstAfter(
+              t0,
+              new RegExp(`^${esc(block)} via ${esc(tunnel)} dev vxlan\\.ocelot`),
+            );
+            const n = m.ip.firstAfter(
+              0,
+              new RegExp(`^${esc(tunnel)} dev vxlan\\.ocelot lladdr ${mac}`),
+            );
+            const f = m.fdb.firstAfter(
+              0,
+              new RegExp(`^${mac} dev vxlan\\.ocelot dst ${esc(fabric)}`),
+            );
+            if (r === undefined || n === undefined || f === undefined) return undefined;
+            at.push(Math.max(r, n, f));
+          }
+          return Math.max(...at);
+        },
+        60_000,
+        2,
+      );
+      times.push(done - t0);
+    }
+  } finally {
+    for (const m of mons) {
+      m.ip.stop();
+      m.fdb.stop();
+    }
+  }
+  const sorted = [...times].sort((x, y) => x - y);
+  const q = (p: number) =>
+    sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+  console.log(
+    `a new node's block, affinity written -> route + neighbour + FDB on both other nodes (${times.length} blocks): p50 ${q(50).toFixed(1)} ms, p99 ${q(99).toFixed(1)} ms, max ${sorted[sorted.length - 1]?.toFixed(1)} ms (goal p99 <= 50 ms; the daemon's debounce is 50 ms)`,
+  );
+}
+
+async function main(): Promise<void> {
+  let lab: Lab | undefined;
+  const stop = () => {
+    void destroyLab(lab).finally(() => process.exit(130));
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  try {
+    lab = await buildLab(
+      "bov",
+      [["bov-a", "bov-b"]],
+      () => ["--networking-backend", "vxlan"],
+      [4],
+      {
+        vxlanMode: "CrossSubnet",
+      },
+    );
+    await throughput(lab);
+    await blockLatency(lab);
+  } finally {
+    await destroyLab(lab);
+  }
+}
+
+await main();

@@ -1,0 +1,64 @@
+// bench/watch_fanout.ts in a small form: 50 simulated nodes (the node daemon's datastore client
+// and watch set) against a real etcd 3.4, first directly, then through `etcd grpc-proxy`: every
+// node sees each new IPPool, and through the proxy the server holds fewer watch streams and
+// watchers (the proxy coalesces the prefixes all nodes share). Limits are for hangs only.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type EtcdProxy,
+  runFanout,
+  startGrpcProxy,
+  watchGauges,
+} from "../../bench/watch_fanout.js";
+import { type EtcdServer, etcdUnavailableReason, startEtcd } from "../helpers/etcd.js";
+import { HANG_MS } from "../helpers/limits.js";
+import { skipWithReason } from "../helpers/netns.js";
+
+const N = 50;
+const skip = skipWithReason("watch fan-out through etcd grpc-proxy", etcdUnavailableReason());
+
+describe.skipIf(skip)(
+  "watch fan-out: 50 simulated nodes, direct and through etcd grpc-proxy",
+  () => {
+    let server: EtcdServer;
+    let proxy: EtcdProxy | undefined;
+    beforeAll(async () => {
+      server = await startEtcd();
+    }, HANG_MS);
+    afterAll(async () => {
+      await proxy?.stop();
+      await server?.stop();
+    }, HANG_MS);
+
+    it(
+      "all converge both ways; the proxy leaves the server fewer streams and watchers",
+      async () => {
+        const direct = await runFanout(server, server.endpoint, "direct", N, 3, HANG_MS);
+        // Each node watches at least ten prefixes, each a watch on the server.
+        expect(direct.watchers).toBeGreaterThanOrEqual(10 * N);
+        expect(direct.streams).toBeGreaterThanOrEqual(N);
+        // The nodes are gone again before the proxy row (nothing left behind on the server).
+        const idle = await waitIdle(server);
+        expect(idle.watchers).toBeLessThan(N);
+
+        proxy = await startGrpcProxy(server.endpoint, server.dataDir);
+        const via = await runFanout(server, proxy.endpoint, "proxy", N, 3, HANG_MS);
+        expect(via.n).toBe(N);
+        // One upstream watcher per shared prefix plus each node's own affinity prefix.
+        expect(via.watchers).toBeLessThan(direct.watchers / 4);
+        expect(via.streams).toBeLessThan(direct.streams / 4);
+        expect(via.watchers).toBeGreaterThanOrEqual(N);
+      },
+      6 * HANG_MS,
+    );
+  },
+);
+
+/** The server's gauges once the last row's watches are cancelled (bounded wait). */
+async function waitIdle(server: EtcdServer): Promise<{ streams: number; watchers: number }> {
+  let g = await watchGauges(server);
+  for (let i = 0; i < 120 && g.watchers >= N; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    g = await watchGauges(server);
+  }
+  return g;
+}
