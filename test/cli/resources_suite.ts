@@ -268,14 +268,14 @@ export function resourcesSuite(
           ["create", "-f", "-"],
           JSON.stringify({
             apiVersion: "projectcalico.org/v3",
-            kind: "BGPConfiguration",
+            kind: "FelixConfiguration",
             metadata: { name: "default" },
-            spec: { serviceClusterIPs: [{ cidr: "10.96.0.0/12" }] },
+            spec: { wireguardEnabled: true },
           }),
         );
         expect(unsupported.status).toBe(1);
         expect(unsupported.stderr).toContain(
-          "<stdin>: document 1: spec.serviceClusterIPs: is a Calico field that Ocelot does not support yet",
+          "<stdin>: document 1: spec.wireguardEnabled: is a Calico field that Ocelot does not support yet",
         );
         expect(revision()).toBe(rev);
       });
