@@ -144,16 +144,28 @@ describe.skipIf(skip)("BFD interop with FRR bfdd", () => {
       await waitFor(`BFD with ${mine} Up on our side`, () => ours(mine)?.state === "Up");
       await waitFor(`BFD with ${theirs} up on FRR`, () => frrPeer(theirs)?.status === "up");
     }
-    // After the Poll sequences both sides run the configured rate.
+    // After the Poll sequences both sides run the configured rate (each side's view settles on
+    // its own schedule, so each is waited for rather than read once).
     await waitFor("300 ms in force", () => ours(FR4)?.txIntervalMs === 300);
-    expect(ours(FR4)).toMatchObject({ remoteState: "Up", detectionTimeMs: 900 });
-    expect(frrPeer(OC4)).toMatchObject({ "remote-transmit-interval": 300 });
-    expect(ocelot.statusText()).toMatch(/BFD[\s\S]*10\.255\.14\.2\s+Up\s+Up/);
+    await waitFor("our remote Up, 900 ms detection", () => {
+      const o = ours(FR4);
+      return o?.remoteState === "Up" && o.detectionTimeMs === 900;
+    });
+    await waitFor("FRR sees our 300 ms", () => frrPeer(OC4)?.["remote-transmit-interval"] === 300);
+    await waitFor("status shows both Up", () =>
+      /BFD[\s\S]*10\.255\.14\.2\s+Up\s+Up/.test(ocelot.statusText()),
+    );
     expect(ocelot.statusText()).toMatch(/10\.255\.14\.10\s+Up\s+Up.*multihop/);
-    const [code, text] = httpGetIn(oc, 9179, "/metrics");
-    expect(code).toBe(200);
-    expect(metricSample(text, `ocelot_bfd_session_up{peer="${FR4}",mode="single-hop"}`)).toBe(1);
-    expect(metricSample(text, `ocelot_bfd_session_up{peer="${FRM}",mode="multihop"}`)).toBe(1);
+    let text = "";
+    await waitFor("the BFD metrics", () => {
+      const [code, body] = httpGetIn(oc, 9179, "/metrics");
+      text = body;
+      return (
+        code === 200 &&
+        metricSample(text, `ocelot_bfd_session_up{peer="${FR4}",mode="single-hop"}`) === 1 &&
+        metricSample(text, `ocelot_bfd_session_up{peer="${FRM}",mode="multihop"}`) === 1
+      );
+    });
     expect(metricSample(text, "ocelot_bfd_packets_received_total")).toBeGreaterThan(0);
   });
 
