@@ -109,6 +109,8 @@ describe.skipIf(skip)("Dockerfile", () => {
         "command -v nsenter sysctl",
         "for x in gcc g++ cc make python3 npm; do command -v $x && echo HAS-$x; done",
         "ls /opt/ocelot/node_modules",
+        // Scoped packages by their full name (@scope/name).
+        "(cd /opt/ocelot/node_modules && ls -d @*/* 2>/dev/null); true",
         "test -e /opt/ocelot/native/build/Release/ocelot_netlink.node && echo ADDON",
         "test -e /opt/ocelot/src && echo HAS-SRC; true",
       ].join("; "),
