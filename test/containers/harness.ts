@@ -99,7 +99,7 @@ export class Podman {
       [join(sharedContainers as string, "make-base-image.sh"), BASE_IMAGE],
       {
         env: this.env,
-        timeout: 20 * 60_000,
+        timeout: 1_200_000, // 20 min: a cold build
       },
     );
     if (r.status !== 0) throw new Error(`make-base-image.sh failed: ${r.stdout}\n${r.stderr}`);
