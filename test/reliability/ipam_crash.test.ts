@@ -86,7 +86,8 @@ function scenario(name: string, open: () => Promise<{ url: string; close: () => 
     beforeAll(async () => {
       ({ url, close } = await open());
       store = await openDatastore(url);
-      await putPool(store, "crash-pool", "10.71.0.0/24", { blockSize: 28 });
+      // 4,096 addresses: a worker holds at most 25 (see the worker), 100 kills at most 2,500.
+      await putPool(store, "crash-pool", "10.71.0.0/20", { blockSize: 26 });
     });
     afterAll(async () => {
       await store?.close();
