@@ -49,6 +49,17 @@ export interface PeerConfig {
   passwordFile?: string;
   /** BFD (RFC 5880/5881/5883) towards this peer; turning it on or off never resets the session. */
   bfd?: PeerBfd;
+  /** RFC 7911 ADD-PATH for each of the peer's families (absent: not advertised). */
+  addPath?: PeerAddPath;
+  /** RFC 8654 extended messages advertised (absent: true). */
+  extendedMessage?: boolean;
+}
+
+/** A peer's ADD-PATH: receive several paths per prefix, send up to `send` (0: do not send). */
+export interface PeerAddPath {
+  receive: boolean;
+  /** Paths sent per prefix: the best and the paths equal to it (multipath), best first. */
+  send: number;
 }
 
 /** A peer's BFD session: intervals in ms, as FRR's `bfd` profile gives them. */
@@ -351,6 +362,13 @@ const peer = object<PeerConfig>(
     password: opt(password),
     passwordFile: opt(nonEmpty),
     bfd: opt(peerBfd),
+    addPath: opt(
+      object<PeerAddPath>({
+        receive: dflt(bool, () => true),
+        send: dflt(int({ min: 0, max: 255 }), () => 0),
+      }),
+    ),
+    extendedMessage: opt(bool),
   },
   (p, path, issues) => {
     if (p.password !== undefined && p.passwordFile !== undefined)
@@ -536,6 +554,9 @@ const RESET_FIELDS: (keyof PeerConfig)[] = [
   "requiredFamilies",
   "sourceAddress",
   "multihop",
+  // Capabilities: they are negotiated in the OPEN.
+  "addPath",
+  "extendedMessage",
   // A new key needs a new connection (FRR resets the session too); the file's path alone does not.
   "password",
 ];

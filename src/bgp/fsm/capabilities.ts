@@ -121,7 +121,7 @@ export const CAPABILITIES: readonly CapabilityRow<Kind>[] = [
   row({
     kind: "ExtendedMessage",
     rfc: "RFC 8654",
-    advertise: () => [], // in the codec, not negotiated by the speaker yet
+    advertise: (s) => (s.extendedMessage === false ? [] : [{ kind: "ExtendedMessage" }]),
     seen: (theirs, info) => {
       info.extendedMessage = theirs.length > 0;
     },
@@ -132,7 +132,18 @@ export const CAPABILITIES: readonly CapabilityRow<Kind>[] = [
   row({
     kind: "AddPath",
     rfc: "RFC 7911",
-    advertise: () => [], // in the codec, not negotiated by the speaker yet
+    // §4: one entry per family we run; the mode from the peer's settings.
+    advertise: (s) => {
+      const mode =
+        (s.addPath?.receive ? AddPathMode.Receive : 0) | (s.addPath?.send ? AddPathMode.Send : 0);
+      if (mode === 0) return [];
+      return [
+        {
+          kind: "AddPath",
+          families: s.families.map((f) => ({ afi: FAMILY[f].afi, safi: FAMILY[f].safi, mode })),
+        },
+      ];
+    },
     negotiate: (mine, theirs, o) => {
       const t = addPathModes(theirs);
       const receive = new Set<FamilyKey>();

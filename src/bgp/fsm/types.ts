@@ -71,6 +71,10 @@ export interface PeerSettings {
   /** First IdleHold delay after an error (ms); doubles with each consecutive error. */
   idleHoldMs: number;
   maxIdleHoldMs: number;
+  /** RFC 7911 ADD-PATH for each of `families`: receive and/or send (absent: not advertised). */
+  addPath?: { receive: boolean; send: boolean };
+  /** RFC 8654: advertise extended messages (absent: true). */
+  extendedMessage?: boolean;
 }
 
 export interface Negotiated {

@@ -13,7 +13,8 @@ export const ACT_WD = 2;
 export interface GroupBuilderHost<A> {
   memberIds(group: number, except: number[], only?: number): string[];
   attrsOf(id: number): A;
-  pushPrefix(pfx: number, v4: PrefixListT, v6: PrefixListT): void;
+  /** Appends the prefix (and its ADD-PATH id when `pid` >= 0) to the list of its family. */
+  pushPrefix(pfx: number, v4: PrefixListT, v6: PrefixListT, pid?: number): void;
 }
 
 /** The Adj-RIB-Out action for member s, given the old and new (attribute, excluded member). */
@@ -50,6 +51,7 @@ export class GroupBuilder<A> {
     except0: number,
     except1: number,
     pfx: number,
+    pid = -1,
   ): void {
     let t: { b: AdjOutBatch<A>; byAttr: Map<number, AdjOutAnnounce<A>> };
     if (only === 0 && except0 === 0) {
@@ -66,7 +68,7 @@ export class GroupBuilder<A> {
       t = hit;
     }
     if (act === ACT_WD) {
-      this.rib.pushPrefix(pfx, t.b.withdraw.v4, t.b.withdraw.v6);
+      this.rib.pushPrefix(pfx, t.b.withdraw.v4, t.b.withdraw.v6, pid);
       return;
     }
     let a = t.byAttr.get(attr);
@@ -80,7 +82,7 @@ export class GroupBuilder<A> {
       t.byAttr.set(attr, a);
       t.b.announce.push(a);
     }
-    this.rib.pushPrefix(pfx, a.v4, a.v6);
+    this.rib.pushPrefix(pfx, a.v4, a.v6, pid);
   }
 
   private target(except: number[], only: number) {

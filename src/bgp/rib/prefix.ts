@@ -10,6 +10,8 @@ export class PrefixList {
   /** 1 word per prefix for IPv4, 4 for IPv6. */
   words: Uint32Array;
   lens: Uint8Array;
+  /** RFC 7911 path identifiers, one per entry, when the list is for an ADD-PATH session. */
+  pathIds: number[] | null = null;
   constructor(
     readonly family: Family,
     capacity = 16,
@@ -32,6 +34,12 @@ export class PrefixList {
     this.words[o + 2] = w[off + 2] as number;
     this.words[o + 3] = w[off + 3] as number;
     this.lens[this.count++] = len;
+  }
+
+  /** Sets the path identifier of the entry just pushed (every entry of the list gets one). */
+  pushPathId(pid: number): void {
+    if (this.pathIds === null) this.pathIds = [];
+    this.pathIds.push(pid);
   }
 
   /** Text form of entry i ("10.0.0.0/24", "fd00::/64"). */

@@ -122,6 +122,12 @@ export interface RibPeerInfo {
   nextHopSelfV6?: string;
   /** Extra discriminator for update grouping (peers with equal export inputs share a group). */
   exportGroupKey?: string;
+  /**
+   * RFC 7911 ADD-PATH send negotiated with the peer: paths per prefix for each family (0: not
+   * negotiated, one path without an id). Such a peer gets an update group of its own, sent the
+   * best path and the paths equal to it (the multipath set), best first, each with its id.
+   */
+  addPathSend?: { v4: number; v6: number };
 }
 
 /** Loc-RIB changes for the FIB: per prefix the new next-hop set, or -1 for removed. */
@@ -313,6 +319,18 @@ interface Group {
   advCount: number;
   cache: Map<number, number>;
   cacheEpoch: number;
+  /** ADD-PATH send limits per family (one member then), or null. */
+  ap: { v4: number; v6: number } | null;
+  /** ADD-PATH groups: per prefix, the paths sent as [pathId, attr, pathId, attr, ...]. */
+  apOut: Map<number, number[]>;
+  /** ADD-PATH groups: the member (its own paths are not sent back to it). */
+  apMember: number;
+}
+
+/** The ADD-PATH send limits of a peer, or null when it sends one path per prefix. */
+function apOf(i: RibPeerInfo): { v4: number; v6: number } | null {
+  const a = i.addPathSend;
+  return a !== undefined && (a.v4 > 0 || a.v6 > 0) ? { v4: a.v4, v6: a.v6 } : null;
 }
 
 function growI32(a: Int32Array<ArrayBuffer>, n: number, fill = 0): Int32Array<ArrayBuffer> {
@@ -723,6 +741,28 @@ export class Rib<A> {
     const rec = this.peerRec(peer);
     const g = this.groups[rec.group] as Group;
     const byAttr = new Map<number, AdjOutAnnounce<A>>();
+    const slot = (out: number) => {
+      let a = byAttr.get(out);
+      if (a === undefined) {
+        a = {
+          attrId: out,
+          attrs: this.attrs.get(out),
+          v4: new PrefixList(4),
+          v6: new PrefixList(6),
+        };
+        byAttr.set(out, a);
+      }
+      return a;
+    };
+    if (g.ap !== null) {
+      for (const [pfx, list] of g.apOut) {
+        for (let i = 0; i < list.length; i += 2) {
+          const a = slot(list[i + 1] as number);
+          this.pushPrefix(pfx, a.v4, a.v6, list[i] as number);
+        }
+      }
+      return [...byAttr.values()];
+    }
     for (let pfx = 0; pfx < this.t.top; pfx++) {
       const out = g.adv[pfx] as number;
       if (out === NONE || g.exc[pfx] === rec.idx) continue;
@@ -1281,6 +1321,10 @@ export class Rib<A> {
   }
 
   private exportPrefix(g: Group, pfx: number, builders: Map<number, GroupBuilder<A>>): void {
+    if (g.ap !== null) {
+      this.exportPaths(g, pfx, builders);
+      return;
+    }
     const newOut = this.exportOf(g, pfx);
     const newExc = this.outExc;
     const oldOut = g.adv[pfx] as number;
@@ -1333,6 +1377,84 @@ export class Rib<A> {
     g.exc[pfx] = newExc;
   }
 
+  /**
+   * The paths ADD-PATH group g sends for pfx, as [pathId, attr, ...] (call right after
+   * decide(pfx): the multipath set is read). Path ids are the RIB's path slots + 1: stable for
+   * as long as the path lives, reused only after it was withdrawn.
+   */
+  private exportPathsOf(g: Group, pfx: number, out: number[]): void {
+    out.length = 0;
+    const best = this.bestOf(pfx);
+    if (best === NONE) return;
+    const fam = this.t.fam[pfx] as number;
+    if (fam === FAM_V4 ? !g.v4 : !g.v6) return;
+    const ap = g.ap as { v4: number; v6: number };
+    const limit = fam === FAM_V4 ? ap.v4 : ap.v6;
+    if (limit === 0) {
+      // Not negotiated for this family: the best path alone, without an id.
+      if (this.pathPeer[best] === g.apMember || this.exportVerdict(g, pfx, best) !== 0) return;
+      out.push(0, this.outAttr(g, best, fam));
+      return;
+    }
+    for (let i = -1; i < this.mpCount && out.length < limit * 2; i++) {
+      const p = i < 0 ? best : (this.mpCand[i] as number);
+      if (i >= 0 && p === best) continue;
+      if (this.pathPeer[p] === g.apMember || this.exportVerdict(g, pfx, p) !== 0) continue;
+      out.push(p + 1, this.outAttr(g, p, fam));
+    }
+  }
+
+  /** Adj-RIB-Out of an ADD-PATH group: each path announced or withdrawn by its own id. */
+  private exportPaths(g: Group, pfx: number, builders: Map<number, GroupBuilder<A>>): void {
+    const old = g.apOut.get(pfx);
+    const neu: number[] = [];
+    this.exportPathsOf(g, pfx, neu);
+    if (old === undefined && neu.length === 0) return;
+    if (old !== undefined && old.length === neu.length && old.every((x, i) => x === neu[i])) return;
+    let b = builders.get(g.idx);
+    if (b === undefined) {
+      b = new GroupBuilder(g.idx, this);
+      builders.set(g.idx, b);
+    }
+    const prev = old ?? [];
+    for (let i = 0; i < prev.length; i += 2) {
+      const pid = prev[i] as number;
+      let kept = false;
+      for (let j = 0; j < neu.length && !kept; j += 2) kept = neu[j] === pid;
+      if (!kept) b.add(ACT_WD, prev[i + 1] as number, 0, 0, 0, pfx, pid);
+    }
+    for (let j = 0; j < neu.length; j += 2) {
+      const pid = neu[j] as number;
+      const attr = neu[j + 1] as number;
+      let same = false;
+      for (let i = 0; i < prev.length && !same; i += 2)
+        same = prev[i] === pid && prev[i + 1] === attr;
+      if (!same) b.add(ACT_ANN, attr, 0, 0, 0, pfx, pid);
+    }
+    this.setApOut(g, pfx, neu);
+  }
+
+  /** Records what ADD-PATH group g sends for pfx (references and counts kept). */
+  private setApOut(g: Group, pfx: number, list: number[]): void {
+    const old = g.apOut.get(pfx);
+    if (old !== undefined) {
+      g.advCount--;
+      for (let i = 1; i < old.length; i += 2)
+        this.attrs.refs[old[i] as number] = (this.attrs.refs[old[i] as number] as number) - 1;
+    }
+    if (list.length === 0) {
+      g.apOut.delete(pfx);
+      g.adv[pfx] = NONE;
+      return;
+    }
+    g.advCount++;
+    for (let i = 1; i < list.length; i += 2)
+      this.attrs.refs[list[i] as number] = (this.attrs.refs[list[i] as number] as number) + 1;
+    g.apOut.set(pfx, list);
+    // adv mirrors "something is sent" (a prefix is not freed while its withdrawal is due).
+    g.adv[pfx] = list[1] as number;
+  }
+
   /** @internal for GroupBuilder */
   memberIds(g: Group | number, except: number[], only = 0): string[] {
     const grp = typeof g === "number" ? (this.groups[g] as Group) : g;
@@ -1349,8 +1471,9 @@ export class Rib<A> {
   }
 
   /** @internal for GroupBuilder */
-  pushPrefix(pfx: number, v4: PrefixList, v6: PrefixList): void {
+  pushPrefix(pfx: number, v4: PrefixList, v6: PrefixList, pid = -1): void {
     this.t.pushTo(pfx, v4, v6);
+    if (pid >= 0) (this.t.fam[pfx] === FAM_V4 ? v4 : v6).pushPathId(pid);
   }
 
   private groupKeyOf(rec: PeerRec): string {
@@ -1365,6 +1488,7 @@ export class Rib<A> {
       i.nextHopSelfV6 ?? "",
       i.exportPolicy?.key ?? "",
       i.exportGroupKey ?? "",
+      apOf(i) === null ? "" : [i.id, i.addPathSend?.v4, i.addPathSend?.v6],
     ]);
   }
 
@@ -1390,11 +1514,25 @@ export class Rib<A> {
         advCount: 0,
         cache: new Map(),
         cacheEpoch: this.attrs.epoch,
+        ap: apOf(rec.info),
+        apOut: new Map(),
+        apMember: rec.idx,
       };
       this.groups.push(g);
       this.groupByKey.set(key, gi);
       g.members.add(rec.idx);
       rec.group = gi;
+      if (g.ap !== null) {
+        for (let pfx = 0; pfx < this.t.top; pfx++) {
+          if (this.t.fam[pfx] === 0 || this.bestOf(pfx) === NONE || this.pDirty[pfx] !== 0)
+            continue;
+          this.decide(pfx); // settled: same result, and the multipath set to read
+          const list: number[] = [];
+          this.exportPathsOf(g, pfx, list);
+          if (list.length > 0) this.setApOut(g, pfx, list);
+        }
+        return;
+      }
       // A new group starts from the current Loc-RIB (its peers get it as their initial dump).
       for (let pfx = 0; pfx < this.t.top; pfx++) {
         // Pending prefixes are settled by the next drain (their best may be out of date).
@@ -1434,6 +1572,12 @@ export class Rib<A> {
       rec.excluded = 0;
     }
     if (g.members.size > 0) return;
+    if (g.ap !== null) {
+      for (const pfx of [...g.apOut.keys()]) this.setApOut(g, pfx, []);
+      this.groups[g.idx] = undefined;
+      this.groupByKey.delete(g.key);
+      return;
+    }
     for (let pfx = 0; pfx < this.t.top; pfx++) {
       const out = g.adv[pfx] as number;
       if (out !== NONE) this.attrs.refs[out] = (this.attrs.refs[out] as number) - 1;

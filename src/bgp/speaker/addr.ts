@@ -8,7 +8,8 @@ import { Afi } from "../wire/constants.js";
 import type { PrefixArray } from "../wire/types.js";
 
 export function toPrefixArray(list: PrefixList, afi: number): PrefixArray {
-  return { afi, count: list.count, addrs: list.words, lens: list.lens, pathIds: null };
+  const pathIds = list.pathIds === null ? null : Uint32Array.from(list.pathIds);
+  return { afi, count: list.count, addrs: list.words, lens: list.lens, pathIds };
 }
 
 /** Local addresses on the interface that reaches `peer` directly (same subnet), if any. */

@@ -232,6 +232,8 @@ export class SpeakerCore<A> {
       requiredFamilies: p.requiredFamilies,
       idleHoldMs: 1000,
       maxIdleHoldMs: 60_000,
+      ...(p.addPath ? { addPath: { receive: p.addPath.receive, send: p.addPath.send > 0 } } : {}),
+      ...(p.extendedMessage === false ? { extendedMessage: false } : {}),
     };
   }
 
@@ -451,6 +453,15 @@ export class SpeakerCore<A> {
     if (!n || e.removed) return;
     this.rib.peerUp(e.ribId, n.peerId);
     e.lastFamilies = n.families;
+    // RFC 7911: where ADD-PATH send was negotiated, the peer gets up to its limit of paths.
+    const limit = e.cfg.addPath?.send ?? 0;
+    const send = n.options.addPath.send;
+    this.rib.updatePeer(e.ribId, {
+      addPathSend: {
+        v4: send.has(Ipv4Unicast) ? limit : 0,
+        v6: send.has(Ipv6Unicast) ? limit : 0,
+      },
+    });
     if (e.stale) {
       // RFC 4724 §4.2: without the Forwarding State bit for a family, its stale routes go now.
       const gr = grCapability(e.session.peerCapabilities);

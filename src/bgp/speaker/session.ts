@@ -20,7 +20,7 @@ import {
   type SessionState,
   type TimerName,
 } from "../fsm/types.js";
-import { MaxMessageLength, MessageType } from "../wire/constants.js";
+import { ExtendedMaxMessageLength, MaxMessageLength, MessageType } from "../wire/constants.js";
 import { MessageFramer } from "../wire/framer.js";
 import {
   decodeNotification,
@@ -345,6 +345,9 @@ export class PeerSession {
           l.remoteCaps = open.capabilities;
           const info = openInfo(open, this.config.settings);
           if (this.resolveCollision(l, info.bgpId)) return;
+          // RFC 8654 §4: once both sides said so, the peer may send up to 65535 octets (it can
+          // send no UPDATE before our KEEPALIVE, which follows this OPEN).
+          if (info.options?.extendedMessage) l.framer.setMaxLength(ExtendedMaxMessageLength);
           this.event(l, { type: "BGPOpen", open: info });
           return;
         }

@@ -1,0 +1,77 @@
+// Capability negotiation of ADD-PATH (RFC 7911 §4, per family) and extended messages (RFC 8654)
+// from peer settings: what we advertise and what both sides' OPENs give the codec.
+import { describe, expect, it } from "vitest";
+import { localCapabilities, negotiateOptions } from "../../src/bgp/fsm/capabilities.js";
+import type { PeerSettings } from "../../src/bgp/fsm/types.js";
+import { AddPathMode, Afi, Safi } from "../../src/bgp/wire/constants.js";
+import { type Capability, Ipv4Unicast, Ipv6Unicast } from "../../src/bgp/wire/types.js";
+
+const base: PeerSettings = {
+  localAs: 64512,
+  peerAs: 64512,
+  routerId: 1,
+  holdTime: 90,
+  connectRetryTime: 5,
+  passive: false,
+  families: ["ipv4-unicast", "ipv6-unicast"],
+  requiredFamilies: [],
+  idleHoldMs: 1000,
+  maxIdleHoldMs: 60_000,
+};
+
+const addPath = (entries: [number, number][]): Capability => ({
+  kind: "AddPath",
+  families: entries.map(([afi, mode]) => ({ afi, safi: Safi.Unicast, mode })),
+});
+
+describe("ADD-PATH capability", () => {
+  it("is not advertised unless configured, then once per family with the configured mode", () => {
+    expect(localCapabilities(base).some((c) => c.kind === "AddPath")).toBe(false);
+    const both = localCapabilities({ ...base, addPath: { receive: true, send: true } });
+    expect(both.filter((c) => c.kind === "AddPath")).toEqual([
+      addPath([
+        [Afi.Ipv4, AddPathMode.Both],
+        [Afi.Ipv6, AddPathMode.Both],
+      ]),
+    ]);
+    const rx = localCapabilities({
+      ...base,
+      families: ["ipv4-unicast"],
+      addPath: { receive: true, send: false },
+    });
+    expect(rx.filter((c) => c.kind === "AddPath")).toEqual([
+      addPath([[Afi.Ipv4, AddPathMode.Receive]]),
+    ]);
+  });
+
+  it("negotiates each family on its own: we send where the peer receives, and the mirror", () => {
+    const mine = localCapabilities({ ...base, addPath: { receive: true, send: true } });
+    const o = negotiateOptions(mine, [
+      addPath([
+        [Afi.Ipv4, AddPathMode.Receive],
+        [Afi.Ipv6, AddPathMode.Send],
+      ]),
+    ]);
+    expect([...o.addPath.send]).toEqual([Ipv4Unicast]);
+    expect([...o.addPath.receive]).toEqual([Ipv6Unicast]);
+    // A peer without the capability: neither.
+    const none = negotiateOptions(mine, []);
+    expect(none.addPath.send.size + none.addPath.receive.size).toBe(0);
+    // We only receive: a peer that only receives gives nothing.
+    const rxOnly = localCapabilities({ ...base, addPath: { receive: true, send: false } });
+    const o2 = negotiateOptions(rxOnly, [addPath([[Afi.Ipv4, AddPathMode.Receive]])]);
+    expect(o2.addPath.send.size + o2.addPath.receive.size).toBe(0);
+  });
+});
+
+describe("extended messages capability", () => {
+  it("is advertised by default and used only when both sides have it", () => {
+    const mine = localCapabilities(base);
+    expect(mine.some((c) => c.kind === "ExtendedMessage")).toBe(true);
+    expect(negotiateOptions(mine, [{ kind: "ExtendedMessage" }]).extendedMessage).toBe(true);
+    expect(negotiateOptions(mine, []).extendedMessage).toBe(false);
+    const off = localCapabilities({ ...base, extendedMessage: false });
+    expect(off.some((c) => c.kind === "ExtendedMessage")).toBe(false);
+    expect(negotiateOptions(off, [{ kind: "ExtendedMessage" }]).extendedMessage).toBe(false);
+  });
+});
