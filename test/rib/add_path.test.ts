@@ -25,7 +25,9 @@ function applyPaths(
     }
     for (const a of b.announce)
       for (const l of [a.v4, a.v6])
-        l.toStrings().forEach((p, i) => t.set(`${p}#${l.pathIds?.[i]}`, a.attrs.nextHop));
+        l.toStrings().forEach((p, i) => {
+          t.set(`${p}#${l.pathIds?.[i]}`, a.attrs.nextHop);
+        });
   }
 }
 
@@ -33,7 +35,9 @@ function dump(rib: ReturnType<typeof makeRib>, peerId: string): Map<string, stri
   const t = new Map<string, string>();
   for (const a of rib.adjRibOut(peerId))
     for (const l of [a.v4, a.v6])
-      l.toStrings().forEach((p, i) => t.set(`${p}#${l.pathIds?.[i]}`, a.attrs.nextHop));
+      l.toStrings().forEach((p, i) => {
+        t.set(`${p}#${l.pathIds?.[i]}`, a.attrs.nextHop);
+      });
   return t;
 }
 
