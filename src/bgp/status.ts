@@ -22,6 +22,10 @@ export interface PeerStatus {
     routeRefresh: boolean;
     enhancedRouteRefresh: boolean;
     gracefulRestart: boolean;
+    /** RFC 8654: both sides may send messages up to 65535 octets. */
+    extendedMessage?: boolean;
+    /** RFC 7911: the families whose paths carry ids, each way. */
+    addPath?: { send: string[]; receive: string[] };
   } | null;
   prefixes: {
     received: number;

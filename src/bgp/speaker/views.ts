@@ -4,6 +4,7 @@
 // these two views. Not: the JSON shapes and the socket that serves them (../status.ts).
 import type { Rib } from "../rib/rib.js";
 import type { PeerStatus, RoutesSnapshot, StatusSnapshot } from "../status.js";
+import { type FamilyKey, Ipv4Unicast, Ipv6Unicast } from "../wire/types.js";
 import type { SpeakerCore } from "./core.js";
 
 const MAX_ROUTES_SHOWN = 100_000;
@@ -43,6 +44,11 @@ export function statusView<A>(core: SpeakerCore<A>, io: RuntimeFacts): StatusSna
             routeRefresh: n.routeRefresh,
             enhancedRouteRefresh: n.enhancedRouteRefresh,
             gracefulRestart: n.gracefulRestart,
+            extendedMessage: n.options.extendedMessage,
+            addPath: {
+              send: n.families.filter((f) => n.options.addPath.send.has(familyKeyOf(f))),
+              receive: n.families.filter((f) => n.options.addPath.receive.has(familyKeyOf(f))),
+            },
           }
         : null,
       // The group's Adj-RIB-Out is only sent to the peer once it is Established and synced.
@@ -121,4 +127,8 @@ function safeCounts(rib: Rib<unknown>, id: string): PeerStatus["prefixes"] {
   } catch {
     return { received: 0, accepted: 0, advertised: 0, rejected: {} };
   }
+}
+
+function familyKeyOf(f: string): FamilyKey {
+  return f === "ipv4-unicast" ? Ipv4Unicast : Ipv6Unicast;
 }
