@@ -1,6 +1,7 @@
 // Capability negotiation of ADD-PATH (RFC 7911 §4, per family) and extended messages (RFC 8654)
 // from peer settings: what we advertise and what both sides' OPENs give the codec.
 import { describe, expect, it } from "vitest";
+import { impact, parseConfig } from "../../src/bgp/config.js";
 import { localCapabilities, negotiateOptions } from "../../src/bgp/fsm/capabilities.js";
 import type { PeerSettings } from "../../src/bgp/fsm/types.js";
 import { AddPathMode, Afi, Safi } from "../../src/bgp/wire/constants.js";
@@ -73,5 +74,41 @@ describe("extended messages capability", () => {
     const off = localCapabilities({ ...base, extendedMessage: false });
     expect(off.some((c) => c.kind === "ExtendedMessage")).toBe(false);
     expect(negotiateOptions(off, [{ kind: "ExtendedMessage" }]).extendedMessage).toBe(false);
+  });
+});
+
+describe("bgpd config of both", () => {
+  const doc = (peer: object) => ({
+    asn: 64512,
+    routerId: "10.0.0.1",
+    peers: [{ address: "10.0.0.2", asn: 64512, ...peer }],
+  });
+
+  it("takes addPath (receive defaults to true, send to 0) and extendedMessage", () => {
+    const p = parseConfig(doc({ addPath: { send: 4 }, extendedMessage: false })).peers[0];
+    expect(p?.addPath).toEqual({ receive: true, send: 4 });
+    expect(p?.extendedMessage).toBe(false);
+    expect(parseConfig(doc({})).peers[0]?.addPath).toBeUndefined();
+  });
+
+  it("names a bad field", () => {
+    expect(() => parseConfig(doc({ addPath: { send: 300 } }))).toThrow(
+      /peers\[0\]\.addPath\.send: Too big: expected number to be <=255/,
+    );
+    expect(() => parseConfig(doc({ addPath: { sendMax: 2 } }))).toThrow(
+      /peers\[0\]\.addPath: unknown field "sendMax"/,
+    );
+  });
+
+  it("a change of either resets the session (capabilities are in the OPEN)", () => {
+    const a = parseConfig(doc({}));
+    const b = parseConfig(doc({ addPath: { send: 2 } }));
+    const c = parseConfig(doc({ extendedMessage: false }));
+    expect(impact(a, b).changed[0]).toEqual({
+      address: "10.0.0.2",
+      impact: "reset",
+      field: "addPath",
+    });
+    expect(impact(a, c).changed[0]).toMatchObject({ impact: "reset", field: "extendedMessage" });
   });
 });
