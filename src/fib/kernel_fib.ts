@@ -567,7 +567,10 @@ export class KernelFib implements BatchFib {
         if (h.weight !== undefined && (h.weight < 1 || h.weight > 256))
           throw new Error(`Next-hop weight out of range 1..256: ${h.weight}`);
         nexthops.push({
-          gateway: h.gateway ? addressBytes(family, h.gateway) : undefined,
+          // RFC 8950: an IPv4 route may have an IPv6 gateway (sent as RTA_VIA).
+          gateway: h.gateway
+            ? addressBytes(h.gateway.includes(":") ? 6 : family, h.gateway)
+            : undefined,
           ifindex,
           onlink: h.onlink === true,
           weight: h.weight ?? 1,

@@ -53,6 +53,8 @@ export const RTA_PRIORITY = 6;
 export const RTA_PREFSRC = 7;
 export const RTA_MULTIPATH = 9;
 export const RTA_TABLE = 15;
+/** struct rtvia: a gateway of another family (RFC 8950: an IPv4 route via an IPv6 next hop). */
+export const RTA_VIA = 18;
 export const RTN_UNICAST = 1;
 export const RTN_BLACKHOLE = 6;
 export const RTN_UNREACHABLE = 7;
@@ -258,7 +260,7 @@ export function writeRoute(
   if (r.prefsrc) w.attrBytes(RTA_PREFSRC, r.prefsrc);
   if (msgType === RTM_NEWROUTE) {
     if (single) {
-      if (single.gateway) w.attrBytes(RTA_GATEWAY, single.gateway);
+      if (single.gateway) writeGateway(w, r.family, single.gateway);
       if (single.ifindex) w.attrU32(RTA_OIF, single.ifindex);
     } else if (r.nexthops.length > 1) {
       const mp = w.beginNest(RTA_MULTIPATH);
@@ -269,13 +271,35 @@ export function writeRoute(
         w.buf[o + 3] = Math.max(0, Math.min(255, nh.weight - 1));
         w.buf.writeInt32LE(nh.ifindex, o + 4);
         w.len += RTNEXTHOP_LEN;
-        if (nh.gateway) w.attrBytes(RTA_GATEWAY, nh.gateway);
+        if (nh.gateway) writeGateway(w, r.family, nh.gateway);
         w.buf.writeUInt16LE(w.len - o, o);
       }
       w.endNest(mp);
     }
   }
   w.finish(at);
+}
+
+/** RTA_GATEWAY, or RTA_VIA (family + address) for an IPv6 gateway of an IPv4 route. */
+function writeGateway(w: MessageWriter, family: 4 | 6, gw: Uint8Array): void {
+  if (family === 6 || gw.length === 4) {
+    w.attrBytes(RTA_GATEWAY, gw);
+    return;
+  }
+  const via = new Uint8Array(2 + gw.length);
+  via[0] = AF_INET6 & 0xff; // __kernel_sa_family_t, host order (little-endian here)
+  via[1] = AF_INET6 >> 8;
+  via.set(gw, 2);
+  w.attrBytes(RTA_VIA, via);
+}
+
+/** The address of an RTA_VIA value (family u16, then the address). */
+function viaAddress(b: Buffer, v: number, end: number): Uint8Array | undefined {
+  if (end - v < 2) return undefined;
+  const fam = b.readUInt16LE(v);
+  const len = fam === AF_INET6 ? 16 : fam === AF_INET ? 4 : 0;
+  if (len === 0 || end - v - 2 < len) return undefined;
+  return Uint8Array.from(b.subarray(v + 2, v + 2 + len));
 }
 
 /** Appends an RTM_GETROUTE dump request, filtered by protocol (0 = any) with strict checking. */
@@ -399,8 +423,9 @@ function decodeNextHops(b: Buffer, o: number, end: number): EncodedNextHop[] {
     while (a + 4 <= o + len) {
       const al = b.readUInt16LE(a);
       if (al < 4) break;
-      if (b.readUInt16LE(a + 2) === RTA_GATEWAY)
-        nh.gateway = Uint8Array.from(b.subarray(a + 4, a + al));
+      const at = b.readUInt16LE(a + 2);
+      if (at === RTA_GATEWAY) nh.gateway = Uint8Array.from(b.subarray(a + 4, a + al));
+      else if (at === RTA_VIA) nh.gateway = viaAddress(b, a + 4, a + al);
       a += align4(al);
     }
     out.push(nh);
@@ -453,6 +478,9 @@ export function decodeRoute(m: NlMessage): KernelRoute | undefined {
         break;
       case RTA_GATEWAY:
         gateway = Uint8Array.from(b.subarray(v, a + al));
+        break;
+      case RTA_VIA:
+        gateway = viaAddress(b, v, a + al);
         break;
       case RTA_PREFSRC:
         r.prefsrc = Uint8Array.from(b.subarray(v, a + al));

@@ -131,6 +131,36 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
     ]);
   });
 
+  it("installs an IPv4 route via an IPv6 next hop (RFC 8950, RTA_VIA), alone and in ECMP", async () => {
+    type ViaRoute = IpRoute & {
+      via?: { family: string; host: string };
+      nexthops?: { via?: { family: string; host: string }; gateway?: string; dev: string }[];
+    };
+    const findVia = (dst: string) => (kernel() as ViaRoute[]).filter((r) => r.dst === dst);
+    await fib.set([v4("10.5.0.0/24", "fd00:ff::2")]);
+    expect(findVia("10.5.0.0/24")).toMatchObject([
+      { via: { family: "inet6", host: "fd00:ff::2" }, dev: "d0", protocol: "201" },
+    ]);
+    await fib.set([
+      {
+        family: 4,
+        dst: "10.5.0.0/24",
+        protocol: 201,
+        nexthops: [{ gateway: "fd00:ff::2" }, { gateway: "10.255.9.1" }],
+      },
+    ]);
+    const mp = findVia("10.5.0.0/24")[0];
+    expect(mp?.nexthops?.map((n) => n.via?.host ?? n.gateway)).toEqual([
+      "fd00:ff::2",
+      "10.255.9.1",
+    ]);
+    // Read back by our own dump as what we want: a resync leaves it alone.
+    const desired = fib.desired().find((r) => r.dst === "10.5.0.0/24");
+    expect(desired?.nexthops.map((n) => n.gateway)).toEqual(["fd00:ff::2", "10.255.9.1"]);
+    await fib.remove([{ family: 4, dst: "10.5.0.0/24", protocol: 201 }]);
+    expect(findVia("10.5.0.0/24")).toEqual([]);
+  });
+
   it("installs blackhole, unreachable and prohibit routes, onlink, another table and IPv6", async () => {
     await fib.set([
       { family: 4, dst: "10.5.0.0/26", protocol: 202, type: "blackhole", nexthops: [] },
