@@ -53,6 +53,11 @@ export interface PeerConfig {
   addPath?: PeerAddPath;
   /** RFC 8654 extended messages advertised (absent: true). */
   extendedMessage?: boolean;
+  /**
+   * RFC 8950: IPv4 routes with an IPv6 next hop on this (IPv6) session, advertised when true;
+   * once negotiated, our IPv4 routes go to the peer with our IPv6 address as next hop.
+   */
+  extendedNextHop?: boolean;
 }
 
 /** A peer's ADD-PATH: receive several paths per prefix, send up to `send` (0: do not send). */
@@ -369,6 +374,7 @@ const peer = object<PeerConfig>(
       }),
     ),
     extendedMessage: opt(bool),
+    extendedNextHop: opt(bool),
   },
   (p, path, issues) => {
     if (p.password !== undefined && p.passwordFile !== undefined)
@@ -557,6 +563,7 @@ const RESET_FIELDS: (keyof PeerConfig)[] = [
   // Capabilities: they are negotiated in the OPEN.
   "addPath",
   "extendedMessage",
+  "extendedNextHop",
   // A new key needs a new connection (FRR resets the session too); the file's path alone does not.
   "password",
 ];

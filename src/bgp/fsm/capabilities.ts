@@ -160,7 +160,15 @@ export const CAPABILITIES: readonly CapabilityRow<Kind>[] = [
   row({
     kind: "ExtendedNextHop",
     rfc: "RFC 8950",
-    advertise: () => [], // in the codec, not negotiated by the speaker yet
+    advertise: (s) =>
+      s.extendedNextHop && s.families.includes("ipv4-unicast")
+        ? [
+            {
+              kind: "ExtendedNextHop",
+              entries: [{ nlriAfi: Afi.Ipv4, nlriSafi: Safi.Unicast, nextHopAfi: Afi.Ipv6 }],
+            },
+          ]
+        : [],
     negotiate: (mine, theirs, o) => {
       o.extendedNextHop = v4OverV6(mine) && v4OverV6(theirs);
     },

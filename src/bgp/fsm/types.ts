@@ -75,6 +75,8 @@ export interface PeerSettings {
   addPath?: { receive: boolean; send: boolean };
   /** RFC 8654: advertise extended messages (absent: true). */
   extendedMessage?: boolean;
+  /** RFC 8950: advertise IPv4 unicast with an IPv6 next hop (absent: false). */
+  extendedNextHop?: boolean;
 }
 
 export interface Negotiated {

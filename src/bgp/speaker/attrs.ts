@@ -151,10 +151,11 @@ export function makeWireBridge(): AttrBridge<WireAttrs> {
       return wireAttrs(u.attributes as PathAttributes, updateNextHop(u, family));
     },
     toWire(a, family) {
-      if (family === 4) {
-        const nh = a.nextHop.includes(":") ? null : parseIpv4(a.nextHop || "0.0.0.0");
+      if (family === 4 && !a.nextHop.includes(":")) {
+        const nh = parseIpv4(a.nextHop || "0.0.0.0");
         return { attributes: { ...a.wire, nextHop: nh }, mpNextHop: null };
       }
+      // IPv6, or IPv4 with an IPv6 next hop (RFC 8950: in MP_REACH_NLRI, AFI 1).
       const words = parseIpv6(
         a.nextHop.includes(":") ? a.nextHop : `::ffff:${a.nextHop || "0.0.0.0"}`,
       );

@@ -70,6 +70,9 @@ export interface PeerEntry {
   lastFamilies: Family[];
   /** Removed from the configuration: its session's last callbacks are ignored. */
   removed: boolean;
+  /** Our addresses toward the peer (next hop self), as chosen when it was added. */
+  nextHopSelfV4?: string;
+  nextHopSelfV6?: string;
 }
 
 /** Changes drained from the RIB per step (FIB batch and Adj-RIB-Out encodings). */
@@ -234,6 +237,7 @@ export class SpeakerCore<A> {
       maxIdleHoldMs: 60_000,
       ...(p.addPath ? { addPath: { receive: p.addPath.receive, send: p.addPath.send > 0 } } : {}),
       ...(p.extendedMessage === false ? { extendedMessage: false } : {}),
+      ...(p.extendedNextHop ? { extendedNextHop: true } : {}),
     };
   }
 
@@ -269,6 +273,8 @@ export class SpeakerCore<A> {
       staleTimer: false,
       lastFamilies: [],
       removed: false,
+      ...(pick4 ? { nextHopSelfV4: pick4 } : {}),
+      ...(pick6 ? { nextHopSelfV6: pick6 } : {}),
     };
     entry.session = new PeerSession(
       {
@@ -461,6 +467,10 @@ export class SpeakerCore<A> {
         v4: send.has(Ipv4Unicast) ? limit : 0,
         v6: send.has(Ipv6Unicast) ? limit : 0,
       },
+      // RFC 8950: IPv4 routes go with our IPv6 address as next hop where both said so.
+      ...(n.options.extendedNextHop && e.nextHopSelfV6
+        ? { nextHopSelfV4: e.nextHopSelfV6 }
+        : { nextHopSelfV4: e.nextHopSelfV4 }),
     });
     if (e.stale) {
       // RFC 4724 §4.2: without the Forwarding State bit for a family, its stale routes go now.
