@@ -24,6 +24,8 @@ export interface PeerStatus {
     gracefulRestart: boolean;
     /** RFC 8654: both sides may send messages up to 65535 octets. */
     extendedMessage?: boolean;
+    /** RFC 8950: IPv4 routes may carry IPv6 next hops on this session. */
+    extendedNextHop?: boolean;
     /** RFC 7911: the families whose paths carry ids, each way. */
     addPath?: { send: string[]; receive: string[] };
   } | null;

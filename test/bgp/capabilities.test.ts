@@ -112,3 +112,24 @@ describe("bgpd config of both", () => {
     expect(impact(a, c).changed[0]).toMatchObject({ impact: "reset", field: "extendedMessage" });
   });
 });
+
+describe("extended next hop capability (RFC 8950)", () => {
+  const enh: Capability = {
+    kind: "ExtendedNextHop",
+    entries: [{ nlriAfi: Afi.Ipv4, nlriSafi: Safi.Unicast, nextHopAfi: Afi.Ipv6 }],
+  };
+
+  it("is advertised when configured for a peer with IPv4 unicast, used when both have it", () => {
+    expect(localCapabilities(base).some((c) => c.kind === "ExtendedNextHop")).toBe(false);
+    const mine = localCapabilities({ ...base, extendedNextHop: true });
+    expect(mine.filter((c) => c.kind === "ExtendedNextHop")).toEqual([enh]);
+    expect(negotiateOptions(mine, [enh]).extendedNextHop).toBe(true);
+    expect(negotiateOptions(mine, []).extendedNextHop).toBe(false);
+    const v6only = localCapabilities({
+      ...base,
+      families: ["ipv6-unicast"],
+      extendedNextHop: true,
+    });
+    expect(v6only.some((c) => c.kind === "ExtendedNextHop")).toBe(false);
+  });
+});

@@ -45,6 +45,7 @@ export function statusView<A>(core: SpeakerCore<A>, io: RuntimeFacts): StatusSna
             enhancedRouteRefresh: n.enhancedRouteRefresh,
             gracefulRestart: n.gracefulRestart,
             extendedMessage: n.options.extendedMessage,
+            extendedNextHop: n.options.extendedNextHop,
             addPath: {
               send: n.families.filter((f) => n.options.addPath.send.has(familyKeyOf(f))),
               receive: n.families.filter((f) => n.options.addPath.receive.has(familyKeyOf(f))),
