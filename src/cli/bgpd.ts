@@ -1,14 +1,18 @@
 // `ocelot bgpd --config FILE`: the BGP speaker alone from a YAML file (pino logs, status socket,
 // SIGHUP re-reads the file and applies it by diff), and `ocelot status` / `ocelot routes`, which
 // read that socket. Owns: process wiring only. Not: BGP logic (src/bgp/).
+import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { networkInterfaces } from "node:os";
 import type { Command } from "commander";
 import type { BfdPeers } from "../bgp/bfd/bgp_peers.js";
 import type { BfdRuntime } from "../bgp/bfd/runtime.js";
 import {
   type BgpdConfig,
   ConfigError,
+  type NeighbourEntry,
   parseConfigText,
+  resolveInterfacePeers,
   resolvePasswordFiles,
 } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
@@ -36,6 +40,19 @@ import { CliError } from "./main.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
 
+/** The kernel's IPv6 neighbours on an interface (`ip -j -6 neigh`), for unnumbered peers. */
+function ipv6Neighbours(iface: string): NeighbourEntry[] {
+  const out = execFileSync("ip", ["-j", "-6", "neigh", "show", "dev", iface], {
+    encoding: "utf8",
+    timeout: 10_000,
+  });
+  // Our own link-local address can be listed too (seen on veths): never peer with ourselves.
+  const own = new Set(
+    (networkInterfaces()[iface] ?? []).map((a) => a.address.split("%")[0]?.toLowerCase()),
+  );
+  return (JSON.parse(out || "[]") as NeighbourEntry[]).filter((n) => !own.has(n.dst.toLowerCase()));
+}
+
 function loadConfig(path: string): BgpdConfig {
   let text: string;
   try {
@@ -44,7 +61,7 @@ function loadConfig(path: string): BgpdConfig {
     throw new CliError(`Cannot read config file "${path}": ${(e as Error).message}`);
   }
   try {
-    return resolvePasswordFiles(parseConfigText(text, path));
+    return resolveInterfacePeers(resolvePasswordFiles(parseConfigText(text, path)), ipv6Neighbours);
   } catch (e) {
     if (e instanceof ConfigError) throw new CliError(e.message);
     throw e;

@@ -149,7 +149,8 @@ export function formatRouterId(id: number): string {
 
 /** A sortable key for a peer address (RFC 4271 §9.1.2.2 (g): lowest address wins). */
 export function addressSortKey(address: string): string {
-  const a = ipaddr.parse(address);
+  // A link-local peer's zone ("fe80::1%eth0") is not part of the address.
+  const a = ipaddr.parse(address.split("%")[0] as string);
   const bytes =
     a.kind() === "ipv4" ? (a as ipaddr.IPv4).toIPv4MappedAddress().toByteArray() : a.toByteArray();
   return bytes.map((b) => b.toString(16).padStart(2, "0")).join("");

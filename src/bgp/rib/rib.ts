@@ -169,10 +169,16 @@ export class FibBatch {
   }
 
   private hopsOf(cache: (NextHop[] | undefined)[], s: number): NextHop[] {
-    const h = (this.nexthopSets[s] as readonly string[]).map((gateway) => ({ gateway }));
+    const h = (this.nexthopSets[s] as readonly string[]).map(nextHopOf);
     cache[s] = h;
     return h;
   }
+}
+
+/** A next hop's text as the FIB takes it: "fe80::1%eth0" (an unnumbered peer's) with its dev. */
+export function nextHopOf(text: string): NextHop {
+  const z = text.indexOf("%");
+  return z < 0 ? { gateway: text } : { gateway: text.slice(0, z), dev: text.slice(z + 1) };
 }
 
 /** Prefixes announced with one attribute set. */

@@ -14,6 +14,19 @@ export function toPrefixArray(list: PrefixList, afi: number): PrefixArray {
 
 /** Local addresses on the interface that reaches `peer` directly (same subnet), if any. */
 export function localAddressesToward(peer: string): { v4?: string; v6?: string } {
+  const zone = peer.indexOf("%");
+  if (zone >= 0) {
+    // Unnumbered (a link-local peer on an interface): the interface's own addresses, a global
+    // IPv6 one before our link-local (which gets the zone too).
+    const iface = peer.slice(zone + 1);
+    const addrs = networkInterfaces()[iface] ?? [];
+    const v4 = addrs.find((a) => a.family === "IPv4")?.address;
+    const ll = (a: { address: string }) => a.address.toLowerCase().startsWith("fe80");
+    const g6 = addrs.find((a) => a.family === "IPv6" && !ll(a))?.address;
+    const l6 = addrs.find((a) => a.family === "IPv6" && ll(a))?.address;
+    const v6 = g6 ?? (l6 ? `${l6.split("%")[0]}%${iface}` : undefined);
+    return { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
+  }
   const want4 = !peer.includes(":");
   for (const addrs of Object.values(networkInterfaces())) {
     if (!addrs) continue;

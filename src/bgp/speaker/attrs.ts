@@ -132,6 +132,13 @@ export function updateNextHop(u: UpdateMessage, family: 4 | 6): string {
   const mp = a.mpReach;
   if (family === 6 || (mp && mp.afi === 1 && mp.nextHop.length >= 16)) {
     if (!mp) return "";
+    if (mp.nextHop.length >= 32) {
+      // RFC 2545 §3: global then link-local; an unnumbered peer's global may be :: or its
+      // link-local again: the link-local is the one to use then.
+      const g = ipv6BytesToText(mp.nextHop, 0);
+      if (g === "::" || g.toLowerCase().startsWith("fe80:")) return ipv6BytesToText(mp.nextHop, 16);
+      return g;
+    }
     if (mp.nextHop.length >= 16) return ipv6BytesToText(mp.nextHop, 0);
     if (mp.nextHop.length === 4)
       return ipv4ToText(new DataView(mp.nextHop.buffer, mp.nextHop.byteOffset).getUint32(0));
@@ -156,9 +163,9 @@ export function makeWireBridge(): AttrBridge<WireAttrs> {
         return { attributes: { ...a.wire, nextHop: nh }, mpNextHop: null };
       }
       // IPv6, or IPv4 with an IPv6 next hop (RFC 8950: in MP_REACH_NLRI, AFI 1).
-      const words = parseIpv6(
-        a.nextHop.includes(":") ? a.nextHop : `::ffff:${a.nextHop || "0.0.0.0"}`,
-      );
+      // A link-local next hop's zone ("%eth0") is ours, not on the wire.
+      const text = a.nextHop.split("%")[0] as string;
+      const words = parseIpv6(text.includes(":") ? text : `::ffff:${text || "0.0.0.0"}`);
       const nh = new Uint8Array(16);
       const dv = new DataView(nh.buffer);
       for (let i = 0; i < 4; i++) dv.setUint32(i * 4, words[i] as number);

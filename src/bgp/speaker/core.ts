@@ -237,7 +237,8 @@ export class SpeakerCore<A> {
       maxIdleHoldMs: 60_000,
       ...(p.addPath ? { addPath: { receive: p.addPath.receive, send: p.addPath.send > 0 } } : {}),
       ...(p.extendedMessage === false ? { extendedMessage: false } : {}),
-      ...(p.extendedNextHop ? { extendedNextHop: true } : {}),
+      // Unnumbered peers carry IPv4 with IPv6 next hops unless told not to (RFC 8950).
+      ...((p.extendedNextHop ?? p.interface !== undefined) ? { extendedNextHop: true } : {}),
     };
   }
 
@@ -525,7 +526,7 @@ export class SpeakerCore<A> {
     if (u.nlri.count > 0) {
       if (withdrawAll) forEachIpv4Prefix(u.nlri, (a, l, pid) => rib.withdrawV4(idx, a, l, pid));
       else {
-        const id = rib.intern(this.deps.bridge.fromUpdate(u, 4));
+        const id = rib.intern(this.attrsFrom(e, u, 4));
         forEachIpv4Prefix(u.nlri, (a, l, pid) => rib.announceV4(idx, id, a, l, pid));
       }
     }
@@ -533,13 +534,26 @@ export class SpeakerCore<A> {
     if (reach && reach.nlri.count > 0) {
       if (withdrawAll) this.withdrawView(idx, reach.nlri);
       else if (reach.afi === Afi.Ipv4) {
-        const id = rib.intern(this.deps.bridge.fromUpdate(u, 4));
+        const id = rib.intern(this.attrsFrom(e, u, 4));
         forEachIpv4Prefix(reach.nlri, (a, l, pid) => rib.announceV4(idx, id, a, l, pid));
       } else if (reach.afi === Afi.Ipv6) {
-        const id = rib.intern(this.deps.bridge.fromUpdate(u, 6));
+        const id = rib.intern(this.attrsFrom(e, u, 6));
         forEachIpv6Prefix(reach.nlri, (w, l, pid) => rib.announceV6(idx, id, w, 0, l, pid));
       }
     }
+  }
+
+  /**
+   * The attributes of a received UPDATE; a link-local next hop from an unnumbered peer gets the
+   * interface as its zone ("fe80::1%eth0"), which the FIB needs to install it.
+   */
+  private attrsFrom(e: PeerEntry, u: UpdateMessage, fam: 4 | 6): A {
+    const a = this.deps.bridge.fromUpdate(u, fam);
+    const iface = e.cfg.interface;
+    if (iface === undefined) return a;
+    const nh = this.deps.bridge.adapter.view(a).nextHop;
+    if (!nh.toLowerCase().startsWith("fe80:") || nh.includes("%")) return a;
+    return this.deps.bridge.adapter.edit(a, { nextHop: `${nh}%${iface}` });
   }
 
   private withdrawView(idx: number, view: UpdateMessage["nlri"]): void {

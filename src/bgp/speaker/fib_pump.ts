@@ -4,7 +4,7 @@
 // routes are best (rib/), when to stop reading (the core), netlink (fib/).
 import type { BatchFib, Fib, Route } from "../../fib/types.js";
 import type { Log } from "../../lib/log.js";
-import type { FibBatch } from "../rib/rib.js";
+import { type FibBatch, nextHopOf } from "../rib/rib.js";
 
 export function isBatchFib(f: Fib | null): f is BatchFib {
   return f !== null && typeof (f as BatchFib).setV4Batch === "function";
@@ -70,9 +70,7 @@ export class FibPump {
         if (set < 0) {
           jobs.push(fib.removeV4Batch({ addrs, lens, protocol, table }));
         } else {
-          const nexthops = (batch.nexthopSets[set] as readonly string[]).map((gateway) => ({
-            gateway,
-          }));
+          const nexthops = (batch.nexthopSets[set] as readonly string[]).map(nextHopOf);
           jobs.push(fib.setV4Batch({ addrs, lens, protocol, table, nexthops }));
         }
       }

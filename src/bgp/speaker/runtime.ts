@@ -283,6 +283,18 @@ export class Speaker<A> {
     }
   }
 
+  /**
+   * The configured peer a remote address is: itself, or for a link-local address (which the
+   * socket reports without its zone) the unnumbered peer "fe80::1%eth0" with that address.
+   */
+  private peerKey(remote: string): string | undefined {
+    if (this.core.peers.has(remote)) return remote;
+    if (!remote.toLowerCase().startsWith("fe80:")) return undefined;
+    const bare = remote.split("%")[0] as string;
+    for (const k of this.core.peers.keys()) if (k.startsWith(`${bare}%`)) return k;
+    return undefined;
+  }
+
   private connect(a: Extract<SpeakerAction, { kind: "connect" }>): void {
     const cfg = this.core.peers.get(a.peer)?.cfg;
     const opts: ConnectOptions = { address: a.address, port: a.port, timeoutMs: a.timeoutMs };
@@ -358,9 +370,9 @@ export class Speaker<A> {
       address: l.address,
       port: l.port,
       md5Keys: md5Keys(cfg),
-      isPeer: (a) => this.core.peers.has(a),
+      isPeer: (a) => this.peerKey(a) !== undefined,
       onConnection: (c) => {
-        const peer = c.remoteAddress;
+        const peer = this.peerKey(c.remoteAddress) ?? c.remoteAddress;
         const e = this.core.peers.get(peer);
         if (!e) {
           c.destroy();

@@ -1,0 +1,180 @@
+// Unnumbered peering with FRR (`neighbor IFACE interface`): a veth with no address but the
+// kernel's IPv6 link-local ones. Ocelot is given only the interface; it takes FRR's link-local
+// address from the neighbour table (filled by FRR's router advertisements) and peers over it;
+// FRR learns ours from radvd's advertisements (Ocelot sends none itself). IPv4 routes travel
+// with IPv6 link-local next hops (RFC 8950) and land in each kernel `via inet6 fe80::… dev`.
+import { spawn } from "node:child_process";
+import { existsSync, openSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import {
+  type FrrPeer,
+  type OcelotPeer,
+  PeerLab,
+  peersUnavailableReason,
+} from "../helpers/peers.js";
+
+const reason =
+  netnsUnavailableReason() ??
+  peersUnavailableReason(["frr"]) ??
+  (existsSync("/usr/sbin/radvd") ? undefined : "/usr/sbin/radvd not installed");
+const skip = skipWithReason("unnumbered peering with FRR", reason);
+
+const OC_AS = 64512;
+const FRR_AS = 65000;
+
+const zebraConf = `hostname tor
+interface tor-oc
+ ipv6 nd ra-interval 3
+ no ipv6 nd suppress-ra
+exit
+!
+`;
+
+const bgpdConf = `frr defaults traditional
+hostname tor
+!
+router bgp ${FRR_AS}
+ bgp router-id 10.255.90.2
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor tor-oc interface remote-as ${OC_AS}
+ neighbor tor-oc timers 3 9
+ neighbor tor-oc timers connect 1
+ neighbor tor-oc advertisement-interval 0
+ address-family ipv4 unicast
+  network 10.90.2.0/24
+ exit-address-family
+exit
+!
+`;
+
+const radvdConf = `interface oc-tor {
+  AdvSendAdvert on;
+  MinRtrAdvInterval 3;
+  MaxRtrAdvInterval 4;
+  AdvDefaultLifetime 0;
+};
+`;
+
+interface Neigh {
+  dst: string;
+  router?: unknown;
+}
+interface ViaRoute {
+  dst: string;
+  protocol?: string;
+  via?: { family: string; host: string };
+  dev?: string;
+}
+
+describe.skipIf(skip)("unnumbered peering with FRR", () => {
+  let lab: PeerLab;
+  let oc: Netns;
+  let tor: Netns;
+  let frr: FrrPeer;
+  let node: OcelotPeer;
+  let frrLl = "";
+  let ourLl = "";
+
+  beforeAll(async () => {
+    lab = new PeerLab();
+    oc = Netns.create("un-oc");
+    tor = Netns.create("un-tor");
+    link(oc, "oc-tor", undefined, tor, "tor-oc", undefined);
+    // Forwarding is on in our namespaces: RAs are processed with accept_ra=2 (no default route).
+    oc.exec("sysctl", "-qw", "net.ipv6.conf.oc-tor.accept_ra=2");
+    oc.exec("sysctl", "-qw", "net.ipv6.conf.oc-tor.accept_ra_defrtr=0");
+    const d = lab.subdir("radvd");
+    writeFileSync(join(d, "radvd.conf"), radvdConf);
+    const out = openSync(join(d, "radvd.log"), "a");
+    const [cmd, args] = oc.wrap(
+      "/usr/sbin/radvd",
+      "-n",
+      "-C",
+      join(d, "radvd.conf"),
+      "-p",
+      join(d, "radvd.pid"),
+      "-m",
+      "stderr",
+    );
+    const child = spawn(cmd, args, { stdio: ["ignore", out, out], detached: true });
+    child.unref();
+    await waitFor("radvd running", () => existsSync(join(d, "radvd.pid")), 30_000);
+    lab.track(child.pid as number, "radvd", `radvd@${oc.name}`);
+    frr = lab.startFrr(tor, "frr", bgpdConf, zebraConf);
+    const ll = (ns: Netns, dev: string) =>
+      ns
+        .ipJson<{ addr_info: { local: string; scope: string; tentative?: boolean }[] }[]>(
+          "-6",
+          "addr",
+          "show",
+          "dev",
+          dev,
+        )[0]
+        ?.addr_info.find((a) => a.scope === "link" && !a.tentative)?.local;
+    frrLl = await waitFor("FRR's link-local address", () => ll(tor, "tor-oc"), 30_000);
+    ourLl = await waitFor("our link-local address", () => ll(oc, "oc-tor"), 30_000);
+    // FRR's router advertisements put it in our neighbour table.
+    await waitFor(
+      "FRR in our neighbour table",
+      () => oc.ipJson<Neigh[]>("-6", "neigh", "show", "dev", "oc-tor").some((n) => n.dst === frrLl),
+      60_000,
+    );
+    node = lab.startOcelot(oc, "oc", {
+      asn: OC_AS,
+      routerId: "10.255.90.1",
+      listen: { address: "::", port: 179 },
+      peers: [
+        {
+          interface: "oc-tor",
+          asn: FRR_AS,
+          families: ["ipv4-unicast"],
+          holdTime: 9,
+          connectRetryTime: 1,
+        },
+      ],
+      originate: [{ prefix: "10.90.1.0/24" }],
+      fib: { enabled: true, table: "main", protocol: 201 },
+    });
+  });
+
+  afterAll(() => {
+    if (process.env.KEEP_PEERS) console.warn(`peer files kept in ${lab?.dir}`);
+    lab?.cleanup();
+    for (const n of [oc, tor]) n?.destroy();
+  });
+
+  const routes = (ns: Netns) => ns.ipJson<ViaRoute[]>("-4", "route", "show");
+
+  it("peers with FRR's link-local address found on the interface, with extended next hop", async () => {
+    const addr = `${frrLl}%oc-tor`;
+    await node.established(addr, 60_000);
+    expect(node.peer(addr)?.negotiated).toMatchObject({
+      families: ["ipv4-unicast"],
+      extendedNextHop: true,
+    });
+    await waitFor("FRR Established", () => frr.state("tor-oc") === "Established", 30_000);
+  });
+
+  it("installs FRR's IPv4 route via FRR's link-local address on the interface", async () => {
+    const r = await waitFor(
+      "10.90.2.0/24 via inet6 on the node",
+      () => routes(oc).find((x) => x.dst === "10.90.2.0/24" && x.protocol === "201"),
+      30_000,
+    );
+    expect(r.via).toEqual({ family: "inet6", host: frrLl });
+    expect(r.dev).toBe("oc-tor");
+  });
+
+  it("sends our IPv4 route with our link-local next hop; FRR installs it via inet6", async () => {
+    const r = await waitFor(
+      "10.90.1.0/24 in FRR's kernel",
+      () => routes(tor).find((x) => x.dst === "10.90.1.0/24"),
+      30_000,
+    );
+    expect(r.via).toEqual({ family: "inet6", host: ourLl });
+    expect(r.dev).toBe("tor-oc");
+  });
+});
