@@ -68,6 +68,8 @@ export interface StatusSnapshot {
   memory: { rssMiB: number; heapUsedMiB: number; arrayBuffersMiB: number; ribTypedMiB: number };
   /** BFD sessions (bgpd, when a peer has `bfd`). */
   bfd?: BfdSessionStatus[];
+  /** TCP connections closed at accept, before any byte was sent: not from a peer's address. */
+  connectionsRefused?: number;
 }
 
 export interface RouteStatus {
@@ -296,7 +298,10 @@ export function formatStatus(s: StatusSnapshot): string {
         ]),
       )}\n`
     : "";
-  return `${node}${head}\n${table(["PEER", "AS", "TYPE", "STATE", "UPTIME", "RCVD/ACPT/ADV", "AUTH", "LAST ERROR"], rows)}\n${md5}${bfd}`;
+  const refused = s.connectionsRefused
+    ? `Connections refused (not from a peer's address): ${s.connectionsRefused}\n`
+    : "";
+  return `${node}${head}\n${table(["PEER", "AS", "TYPE", "STATE", "UPTIME", "RCVD/ACPT/ADV", "AUTH", "LAST ERROR"], rows)}\n${md5}${refused}${bfd}`;
 }
 
 export function errorText(e: NonNullable<PeerStatus["lastError"]>): string {
