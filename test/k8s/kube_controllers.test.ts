@@ -5,9 +5,11 @@
 // goes; a watch broken mid-stream and a 410 Gone after compaction lose no change; a deleted
 // Kubernetes Node takes its Calico Node, endpoints and IPAM affinity with it. Each latency from
 // the API change to the datastore is printed.
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyResource, ResourceClient } from "../../src/api/client.js";
 import { kindOf, type Resource } from "../../src/api/registry.js";
@@ -17,9 +19,10 @@ import { IpamStore } from "../../src/ipam/store.js";
 import { type KubeControllers, startKubeControllers } from "../../src/k8s/controllers.js";
 import { endpointLabels } from "../../src/k8s/pod_labels.js";
 import { KubeApi } from "../helpers/kube_api.js";
-import { HANG_MS } from "../helpers/limits.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
 import { waitFor } from "../helpers/netns.js";
 
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const WEP = kindOf("projectcalico.org/v3", "WorkloadEndpoint")!;
 const PROFILE = kindOf("projectcalico.org/v3", "Profile")!;
 const NODE = kindOf("projectcalico.org/v3", "Node")!;
@@ -265,5 +268,57 @@ describe("ocelot kube-controllers against the small API server and the embedded 
       (await client.get(PROFILE, "ksa.team-a.web-sa")) === undefined ? true : undefined,
     );
     expect(await client.get(PROFILE, "kns.team-a")).toBeDefined();
+  });
+});
+
+describe("bin/ocelot kube-controllers", () => {
+  it("runs against a kubeconfig and a file datastore, writes the Profiles, says when in sync, stops on SIGTERM", async () => {
+    const api = await KubeApi.start();
+    const dir = mkdtempSync(join(tmpdir(), "ocelot-kubectl-bin-"));
+    const child = spawn(
+      join(ROOT, "bin/ocelot"),
+      [
+        "kube-controllers",
+        "--kubeconfig",
+        api.writeKubeconfig(join(dir, "kubeconfig")),
+        "--datastore",
+        `file:${join(dir, "store.db")}`,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    const kill = setTimeout(() => child.kill("SIGKILL"), HANG_MS);
+    try {
+      api.putNamespace("ns1", { a: "b" });
+      await waitFor("in sync", () =>
+        stderr.includes("kube-controllers: in sync") ? true : undefined,
+      );
+      expect(stderr).toMatch(/created profile "kns\.ns1" \(new\)/);
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      const store = await openDatastore(`file:${join(dir, "store.db")}`);
+      try {
+        expect(await new ResourceClient(store).get(PROFILE, "kns.ns1")).toBeDefined();
+      } finally {
+        await store.close();
+      }
+    } finally {
+      clearTimeout(kill);
+      if (child.exitCode === null) child.kill("SIGKILL");
+      await api.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("without a kubeconfig: a usage error naming the flag", () => {
+    const r = runSync(join(ROOT, "bin/ocelot"), ["kube-controllers"], {
+      env: { ...process.env, KUBECONFIG: "" },
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("--kubeconfig (or $KUBECONFIG) is required");
   });
 });
