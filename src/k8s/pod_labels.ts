@@ -16,6 +16,8 @@ export interface PodFacts {
   namespaceLabels: Record<string, string>;
   /** spec.serviceAccountName ("" or absent: none). */
   serviceAccount?: string;
+  /** The pod's annotations (Calico's IPAM ones are read from them: pod_ipam.ts). */
+  annotations?: Record<string, string>;
 }
 
 /** The labels of the pod's WorkloadEndpoint, Calico's keys last so that they win. */
@@ -38,12 +40,17 @@ export function endpointLabels(
 
 /** The facts from a pod and a namespace object as the API returns them (unknown shapes: {}). */
 export function podFacts(pod: unknown, namespace: unknown): PodFacts {
-  const p = pod as { metadata?: { labels?: unknown }; spec?: { serviceAccountName?: unknown } };
+  const p = pod as {
+    metadata?: { labels?: unknown; annotations?: unknown };
+    spec?: { serviceAccountName?: unknown };
+  };
   const n = namespace as { metadata?: { labels?: unknown } };
   const sa = p?.spec?.serviceAccountName;
+  const annotations = stringMap(p?.metadata?.annotations);
   return {
     labels: stringMap(p?.metadata?.labels),
     namespaceLabels: stringMap(n?.metadata?.labels),
+    ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
     ...(typeof sa === "string" && sa !== "" ? { serviceAccount: sa } : {}),
   };
 }

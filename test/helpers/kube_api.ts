@@ -84,6 +84,7 @@ type Obj = {
     uid: string;
     resourceVersion: string;
     labels?: Record<string, string>;
+    annotations?: Record<string, string>;
   };
   spec?: Record<string, unknown>;
 };
@@ -183,11 +184,19 @@ export class KubeApi {
     name: string,
     labels: Record<string, string> = {},
     serviceAccountName = "default",
+    annotations?: Record<string, string>,
   ): Obj {
     return this.put({
       apiVersion: "v1",
       kind: "Pod",
-      metadata: { name, namespace, uid: "", resourceVersion: "", labels },
+      metadata: {
+        name,
+        namespace,
+        uid: "",
+        resourceVersion: "",
+        labels,
+        ...(annotations ? { annotations } : {}),
+      },
       spec: { serviceAccountName, containers: [{ name: "c", image: "none" }] },
     });
   }

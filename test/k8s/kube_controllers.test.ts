@@ -22,11 +22,16 @@ import { KubeApi } from "../helpers/kube_api.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { waitFor } from "../helpers/netns.js";
 
+function kindInfo(apiVersion: string, kind: string) {
+  const i = kindOf(apiVersion, kind);
+  if (!i) throw new Error(`${kind} is not registered`);
+  return i;
+}
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const WEP = kindOf("projectcalico.org/v3", "WorkloadEndpoint")!;
-const PROFILE = kindOf("projectcalico.org/v3", "Profile")!;
-const NODE = kindOf("projectcalico.org/v3", "Node")!;
-const KNP = kindOf("networking.k8s.io/v1", "NetworkPolicy")!;
+const WEP = kindInfo("projectcalico.org/v3", "WorkloadEndpoint");
+const PROFILE = kindInfo("projectcalico.org/v3", "Profile");
+const NODE = kindInfo("projectcalico.org/v3", "Node");
+const KNP = kindInfo("networking.k8s.io/v1", "NetworkPolicy");
 
 describe("ocelot kube-controllers against the small API server and the embedded datastore", () => {
   let api: KubeApi;
@@ -131,13 +136,13 @@ describe("ocelot kube-controllers against the small API server and the embedded 
 
   it("first pass: Profiles kns/ksa with Calico's labelsToApply, endpoint labels and profiles, stale policy removed", async () => {
     const kns = await client.get(PROFILE, "kns.team-a");
-    expect((kns?.spec as { labelsToApply: unknown }).labelsToApply).toEqual({
+    expect((kns?.spec as { labelsToApply?: unknown } | undefined)?.labelsToApply).toEqual({
       "pcns.team": "a",
       "pcns.kubernetes.io/metadata.name": "team-a",
       "pcns.projectcalico.org/name": "team-a",
     });
     const ksa = await client.get(PROFILE, "ksa.team-a.web-sa");
-    expect((ksa?.spec as { labelsToApply: unknown }).labelsToApply).toEqual({
+    expect((ksa?.spec as { labelsToApply?: unknown } | undefined)?.labelsToApply).toEqual({
       "pcsa.role": "frontend",
       "pcsa.projectcalico.org/name": "web-sa",
     });

@@ -96,9 +96,11 @@ describe("kube-controllers sync plan", () => {
     );
     const [p] = puts(relabelled.actions);
     expect(p?.metadata.resourceVersion).toBe("40");
-    expect((p?.spec as { labelsToApply: Record<string, string> }).labelsToApply["pcns.x"]).toBe(
-      "2",
-    );
+    expect(
+      (p?.spec as { labelsToApply?: Record<string, string> } | undefined)?.labelsToApply?.[
+        "pcns.x"
+      ],
+    ).toBe("2");
   });
 
   it("resync: kns./ksa. Profiles Kubernetes no longer has are deleted; the user's own Profiles are kept", () => {
