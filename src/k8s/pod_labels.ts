@@ -1,7 +1,8 @@
 // Kubernetes facts about one pod, as they become a WorkloadEndpoint's labels: the pod's own
 // labels, its namespace's labels prefixed `pcns.` (Calico's namespace-label prefix; Calico
-// applies them through the `kns.<ns>` Profile, which Ocelot has not yet, so they are written on
-// the endpoint itself), and Calico's own `projectcalico.org/namespace`, `…/orchestrator` and
+// applies them through the `kns.<ns>` Profile only, which `ocelot kube-controllers` keeps too; they
+// are also written on the endpoint itself so that a node without kube-controllers sees them), and
+// Calico's own `projectcalico.org/namespace`, `…/orchestrator` and
 // `…/serviceaccount`, which win over a pod label of the same key. Pure: no client, no I/O (the
 // API server is read by pod_reader.ts).
 

@@ -2,7 +2,7 @@
 // `@kubernetes/client-node` informers against the small API server (test/helpers/kube_api.ts)
 // and the real embedded datastore (SQLite file): a pod and a namespace relabelled reach the
 // WorkloadEndpoint and the kns Profile; a NetworkPolicy created and deleted in the API lands and
-// goes; a watch broken mid-stream and a 410 Gone after compaction lose no change; a deleted
+// goes; the agent's rendered policy follows a service account's relabelling (ksa Profile); a watch broken mid-stream and a 410 Gone after compaction lose no change; a deleted
 // Kubernetes Node takes its Calico Node, endpoints and IPAM affinity with it. Each latency from
 // the API change to the datastore is printed.
 import { spawn } from "node:child_process";
@@ -12,12 +12,15 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyResource, ResourceClient } from "../../src/api/client.js";
+import type { WorkloadEndpoint } from "../../src/api/node.js";
 import { kindOf, type Resource } from "../../src/api/registry.js";
 import { openDatastore } from "../../src/datastore/open.js";
 import type { Datastore } from "../../src/datastore/types.js";
+import { fromGlobalNetworkPolicy, renderPolicy } from "../../src/felix/policy.js";
 import { IpamStore } from "../../src/ipam/store.js";
 import { type KubeControllers, startKubeControllers } from "../../src/k8s/controllers.js";
 import { endpointLabels } from "../../src/k8s/pod_labels.js";
+import { policyEndpointsOf } from "../../src/node/agent_state.js";
 import { KubeApi } from "../helpers/kube_api.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { waitFor } from "../helpers/netns.js";
@@ -184,6 +187,43 @@ describe("ocelot kube-controllers against the small API server and the embedded 
           (await labelsOf("node1", "team-a", "web-1"))["pcns.env"] === "prod"
         );
       },
+    );
+  });
+
+  it("the agent's policy view follows: a rule on service-account and namespace labels picks the pod until its service account is relabelled", async () => {
+    const policy = fromGlobalNetworkPolicy({
+      metadata: { name: "from-frontends" },
+      spec: {
+        selector: "app == 'web'",
+        ingress: [
+          {
+            action: "Allow",
+            source: {
+              selector: "pcns.env == 'prod'",
+              serviceAccounts: { selector: "role == 'frontend'" },
+            },
+          },
+        ],
+      } as never,
+    });
+    /** The rule's ipset members as the agent renders them from what the datastore holds now. */
+    const members = async () => {
+      const profiles = (await client.list(PROFILE)).items as Resource[];
+      const labels = new Map(
+        profiles.map((p) => [
+          p.metadata.name,
+          (p.spec as { labelsToApply?: Record<string, string> }).labelsToApply ?? {},
+        ]),
+      );
+      const weps = (await client.list(WEP)).items as unknown as WorkloadEndpoint[];
+      const endpoints = policyEndpointsOf(weps, "node1", labels);
+      return renderPolicy({ endpoints, policies: [policy] }, 4).ipsets.flatMap((i) => i.members);
+    };
+    expect(await members()).toEqual(["10.77.0.1/32"]);
+    await timed(
+      "service account relabelled (ksa Profile)",
+      () => api.putServiceAccount("team-a", "web-sa", { role: "backend" }),
+      async () => (await members()).length === 0,
     );
   });
 
