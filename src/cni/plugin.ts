@@ -294,8 +294,14 @@ export function workloadEndpoint(
       interfaceName: wiring.hostIface,
       mac: wiring.podMac,
       ipNetworks: wiring.addresses.map(hostPrefix),
-      // Calico: the namespace's profile for pods, the network's name for plain CNI containers.
-      profiles: [id.pod ? `kns.${id.namespace}` : conf.name],
+      // Calico: the namespace's and the service account's profiles for pods, the network's name
+      // for plain CNI containers.
+      profiles: id.pod
+        ? [
+            `kns.${id.namespace}`,
+            ...(facts?.serviceAccount ? [`ksa.${id.namespace}.${facts.serviceAccount}`] : []),
+          ]
+        : [conf.name],
     },
   };
 }

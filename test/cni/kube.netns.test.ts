@@ -161,6 +161,7 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
       "projectcalico.org/orchestrator": "k8s",
       "projectcalico.org/serviceaccount": "web-sa",
     });
+    expect(wep?.spec.profiles).toEqual(["kns.team-a", "ksa.team-a.web-sa"]);
     expect(api.requests).toContain("GET /api/v1/namespaces/team-a/pods/web-1");
     expect(api.requests).toContain("GET /api/v1/namespaces/team-a");
   });
