@@ -229,19 +229,23 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
         k8sNetworkPolicies: k8sNetworkPolicies as Resource[],
       });
       result.refused = plan.refused;
+      const retry = new Set<string>();
       for (const a of plan.actions) {
         try {
           result.done.push(await apply(a));
         } catch (err) {
-          // A conflict means someone wrote meanwhile: the next pass sees it and plans again.
+          // A conflict means someone wrote meanwhile: the next pass (after the retry wait, so
+          // that a store refusing every write is not hammered) sees it and plans again.
           result.failed.push(
             `${a.op} ${a.op === "put" ? qualified(a.resource) : a.name}: ${(err as Error).message}`,
           );
-          again = true;
+          if (a.op === "deleteNode") retry.add(a.name);
         }
       }
-      // Deletions seen but matching no Calico Node are forgotten.
-      for (const n of kube.deletedNodes ?? []) deletedNodes.delete(n);
+      if (result.failed.length > 0) setTimeout(schedule, retryMs);
+      // Deletions seen are forgotten once acted on or matching no Calico Node; a failed one is
+      // kept for the next pass.
+      for (const n of kube.deletedNodes ?? []) if (!retry.has(n)) deletedNodes.delete(n);
     } catch (err) {
       result.failed.push(`pass: ${(err as Error).message}`);
       setTimeout(schedule, retryMs);
