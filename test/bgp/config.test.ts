@@ -271,7 +271,7 @@ describe("peers[].maxPrefixes", () => {
 
   it("refuses a bad limit, percentage or family, naming the field", () => {
     expect(err(() => withLimits('{"ipv4-unicast": {limit: 0}}'))).toContain(
-      'peers[0].maxPrefixes.ipv4-unicast.limit',
+      "peers[0].maxPrefixes.ipv4-unicast.limit",
     );
     expect(err(() => withLimits('{"ipv6-unicast": {limit: 5, warningPercent: 101}}'))).toContain(
       "warningPercent",

@@ -47,8 +47,7 @@ async function rawPeer(port: number, caps: Capability[] = []) {
   sock.on("data", (d: Buffer) => {
     for (const m of framer.push(d)) {
       const type = m[18] as number;
-      if (type === 3)
-        got.push({ type, code: m[19], subcode: m[20], data: [...m.subarray(21)] });
+      if (type === 3) got.push({ type, code: m[19], subcode: m[20], data: [...m.subarray(21)] });
       else if (type === 5)
         got.push({ type, afi: ((m[19] as number) << 8) | (m[20] as number), rrSubtype: m[21] });
       else got.push({ type });
@@ -114,7 +113,11 @@ async function speaker(cfg: BgpdConfig) {
 }
 
 const established = (s: Speaker<unknown>) => s.status().peers[0]?.state === "Established";
-const dsts = (fib: MemoryFib) => fib.desired().map((r) => r.dst).sort();
+const dsts = (fib: MemoryFib) =>
+  fib
+    .desired()
+    .map((r) => r.dst)
+    .sort();
 const RR = [{ kind: "RouteRefresh" }, { kind: "EnhancedRouteRefresh" }] as Capability[];
 
 describe("route refresh on a filter change (RFC 2918, RFC 7313)", () => {
@@ -128,7 +131,9 @@ describe("route refresh on a filter change (RFC 2918, RFC 7313)", () => {
 
     await s.reconfigure(
       config({
-        importFilter: { rules: [{ action: "Reject", cidr: "10.2.0.0/24", matchOperator: "Equal" }] },
+        importFilter: {
+          rules: [{ action: "Reject", cidr: "10.2.0.0/24", matchOperator: "Equal" }],
+        },
       }),
     );
     await waitFor(
