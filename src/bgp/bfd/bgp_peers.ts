@@ -59,7 +59,9 @@ export class BfdPeers {
 
   private onChange(c: BfdStateChange): void {
     const line = { peer: c.peer, from: c.from, state: c.state, diag: c.diagName, at: c.at };
-    if (c.from === "Up") {
+    // Our own AdminDown (BFD removed from the peer, or stopped) says nothing of the path: the
+    // BGP session stays (RFC 5882 §3.2).
+    if (c.from === "Up" && c.state !== "AdminDown") {
       this.log?.warn(line, "BFD session down");
       this.onDown(c.peer, c);
     } else {
