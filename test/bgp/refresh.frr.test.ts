@@ -172,7 +172,6 @@ describe.skipIf(skip)("route refresh and dual-stack listen with FRR", () => {
   });
 
   it("resets the session for a hold time change and names the field in `ocelot status`", async () => {
-    const before = ocelot.peer(FRR4)?.establishedTransitions as number;
     writeFileSync(
       ocelot.configPath,
       JSON.stringify({ status: { socket: ocelot.socket }, ...ocelotConfig({ holdTime: 12 }) }),
@@ -180,10 +179,10 @@ describe.skipIf(skip)("route refresh and dual-stack listen with FRR", () => {
     lab.signal(ocelot.pid, "SIGHUP");
     await waitFor(
       "session re-established after the reset",
-      () =>
-        (ocelot.peer(FRR4)?.establishedTransitions ?? 0) >= 1 &&
-        ocelot.peer(FRR4)?.state === "Established" &&
-        ocelot.peer(FRR4)?.lastConfigReset !== undefined,
+      () => {
+        const p = ocelot.peer(FRR4);
+        return p?.state === "Established" && p.lastConfigReset !== undefined;
+      },
       60_000,
     );
     expect(ocelot.peer(FRR4)?.lastConfigReset).toMatchObject({ field: "holdTime" });
@@ -193,6 +192,5 @@ describe.skipIf(skip)("route refresh and dual-stack listen with FRR", () => {
     expect(ocelot.log()).toMatch(/"field":"holdTime"[^\n]*Config change resets the session/);
     // The filter is gone with that config: both routes back. The IPv6 session was not touched.
     await waitFor("10.97.2.0/24 back", () => proto201(4).length === 2, 30_000);
-    expect(before).toBeGreaterThanOrEqual(1);
   });
 });

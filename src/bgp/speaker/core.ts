@@ -432,7 +432,8 @@ export class SpeakerCore<A> {
     const n = e.session.negotiated;
     if (!n || !e.session.established || !n.routeRefresh) return;
     for (const f of n.families) {
-      const [afi, safi] = f === "ipv4-unicast" ? [Afi.Ipv4, Safi.Unicast] : [Afi.Ipv6, Safi.Unicast];
+      const [afi, safi] =
+        f === "ipv4-unicast" ? [Afi.Ipv4, Safi.Unicast] : [Afi.Ipv6, Safi.Unicast];
       e.session.send(encodeRouteRefresh({ afi, safi, subtype: RouteRefreshSubtype.Normal }));
     }
     this.log.info(
@@ -591,7 +592,13 @@ export class SpeakerCore<A> {
       const n = this.rib.receivedOf(e.ribId, f === "ipv4-unicast" ? 4 : 6);
       if (n > m.limit) {
         this.log.warn(
-          { peer: e.cfg.address, family: f, received: n, limit: m.limit, restartTime: m.restartTime },
+          {
+            peer: e.cfg.address,
+            family: f,
+            received: n,
+            limit: m.limit,
+            restartTime: m.restartTime,
+          },
           "Peer sent more prefixes than its limit: session closed (Cease/1)",
         );
         const data = new Uint8Array(7);
@@ -613,7 +620,13 @@ export class SpeakerCore<A> {
       if (!e.maxPrefixWarned.has(f) && n * 100 >= m.limit * m.warningPercent) {
         e.maxPrefixWarned.add(f);
         this.log.warn(
-          { peer: e.cfg.address, family: f, received: n, limit: m.limit, warningPercent: m.warningPercent },
+          {
+            peer: e.cfg.address,
+            family: f,
+            received: n,
+            limit: m.limit,
+            warningPercent: m.warningPercent,
+          },
           "Peer is near its prefix limit",
         );
       }
@@ -686,7 +699,10 @@ export class SpeakerCore<A> {
     if (subtype === RouteRefreshSubtype.BeginningOfRouteRefresh) {
       const n = this.rib.markStale(e.ribId, fam);
       e.refreshing.add(fam);
-      this.log.info({ peer: e.cfg.address, family: fam, stalePaths: n }, "Peer began a route refresh");
+      this.log.info(
+        { peer: e.cfg.address, family: fam, stalePaths: n },
+        "Peer began a route refresh",
+      );
     } else if (subtype === RouteRefreshSubtype.EndOfRouteRefresh && e.refreshing.delete(fam)) {
       const n = this.rib.sweepStale(e.ribId, fam);
       this.log.info({ peer: e.cfg.address, family: fam, removed: n }, "Peer ended a route refresh");

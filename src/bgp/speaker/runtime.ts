@@ -153,9 +153,7 @@ export class Speaker<A> {
     return statusView(this.core, {
       now: this.deps.clock.now(),
       startedAt: this.startedAt,
-      listen: this.listener
-        ? { address: this.listenAddress, port: this.listener.port }
-        : null,
+      listen: this.listener ? { address: this.listenAddress, port: this.listener.port } : null,
       sendQueueBytes: (peer) => {
         const c = this.core.peers.get(peer)?.session.establishedConn;
         return c === undefined ? 0 : (this.conns.get(c)?.conn.buffered ?? 0);
