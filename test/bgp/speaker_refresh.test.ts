@@ -234,6 +234,22 @@ describe("max-prefix (RFC 4486)", () => {
     await waitFor("a route under the limit installed", () => fib.desired().length === 1, 5000, 20);
   });
 
+  it("with restartTime 0 stays down until the limits change, then takes the peer back", async () => {
+    const { s } = await speaker(
+      config({ maxPrefixes: { "ipv4-unicast": { limit: 5, restartTime: 0 } } }),
+    );
+    const peer = await rawPeer(s.listenPort as number);
+    await waitFor("Established", () => established(s), 5000, 20);
+    for (const m of updates(Array.from({ length: 6 }, (_, i) => 0x14000000 + i * 256)))
+      peer.sock.write(m);
+    await peer.closed;
+    expect(s.status().peers[0]?.heldDown).toEqual(["maxPrefix"]);
+    await s.reconfigure(config({ maxPrefixes: { "ipv4-unicast": { limit: 50, restartTime: 0 } } }));
+    expect(s.status().peers[0]?.heldDown).toBeUndefined();
+    await rawPeer(s.listenPort as number);
+    await waitFor("Established again", () => established(s), 5000, 20);
+  });
+
   it("warns at the threshold without closing", async () => {
     const { s, fib } = await speaker(
       config({ maxPrefixes: { "ipv4-unicast": { limit: 10, warningPercent: 50 } } }),

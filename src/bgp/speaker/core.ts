@@ -377,6 +377,14 @@ export class SpeakerCore<A> {
         }
         const e = this.peers.get(c.address);
         if (!e) continue;
+        if (
+          e.held.maxPrefix &&
+          JSON.stringify(e.cfg.maxPrefixes) !== JSON.stringify(cfg.maxPrefixes)
+        ) {
+          // New limits: the peer may try again now rather than at the end of its restart time.
+          this.out.push({ kind: "stopTimer", timer: maxPrefixTimer(c.address) });
+          this.release(e, "maxPrefix", "prefix limits changed");
+        }
         e.cfg = cfg;
         // Local timers and passive mode apply from the next connection on.
         e.session.config.settings = this.settingsFor(cfg);
