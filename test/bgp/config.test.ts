@@ -1,6 +1,12 @@
 // The bgpd YAML config: validation messages name the field path and value; impact() per peer.
 import { describe, expect, it } from "vitest";
-import { type BgpdConfig, impact, parseConfig, parseConfigText } from "../../src/bgp/config.js";
+import {
+  type BgpdConfig,
+  impact,
+  type PeerConfig,
+  parseConfig,
+  parseConfigText,
+} from "../../src/bgp/config.js";
 
 const base = `
 asn: 64512
@@ -165,11 +171,12 @@ describe("impact()", () => {
   });
 
   it("resets for identity, transport and OPEN fields only; local timers, passive, BFD and limits are none", () => {
+    const p0 = (c: BgpdConfig) => c.peers[0] as PeerConfig;
     const resets: [string, (c: BgpdConfig) => void][] = [
-      ["port", (c) => (c.peers[0]!.port = 1179)],
-      ["password", (c) => (c.peers[0]!.password = "s3cret")],
-      ["families", (c) => (c.peers[0]!.families = ["ipv4-unicast"])],
-      ["sourceAddress", (c) => (c.peers[0]!.sourceAddress = "10.255.9.0")],
+      ["port", (c) => (p0(c).port = 1179)],
+      ["password", (c) => (p0(c).password = "s3cret")],
+      ["families", (c) => (p0(c).families = ["ipv4-unicast"])],
+      ["sourceAddress", (c) => (p0(c).sourceAddress = "10.255.9.0")],
     ];
     for (const [field, f] of resets)
       expect(impact(c0(), edit(f)).changed[0]).toEqual({
@@ -178,11 +185,11 @@ describe("impact()", () => {
         field,
       });
     const nones: ((c: BgpdConfig) => void)[] = [
-      (c) => (c.peers[0]!.connectRetryTime = 30),
-      (c) => (c.peers[0]!.passive = !c.peers[0]!.passive),
-      (c) => (c.peers[0]!.bfd = { minTx: 300, minRx: 300, multiplier: 3, multihop: false }),
+      (c) => (p0(c).connectRetryTime = 30),
+      (c) => (p0(c).passive = !p0(c).passive),
+      (c) => (p0(c).bfd = { minTx: 300, minRx: 300, multiplier: 3, multihop: false }),
       (c) =>
-        (c.peers[0]!.maxPrefixes = {
+        (p0(c).maxPrefixes = {
           "ipv4-unicast": { limit: 10, warningPercent: 75, restartTime: 60 },
         }),
     ];
@@ -191,7 +198,7 @@ describe("impact()", () => {
     expect(
       impact(
         c0(),
-        edit((c) => (c.peers[0]!.importFilter = { rules: [{ action: "Reject" }] })),
+        edit((c) => (p0(c).importFilter = { rules: [{ action: "Reject" }] })),
       ).changed[0],
     ).toEqual({ address: "10.255.9.1", impact: "refresh", field: "importFilter" });
   });
