@@ -38,7 +38,7 @@ const ENODEV = 19;
 /** A netlink answer takes microseconds; this bounds only a hang. */
 const NETLINK_TIMEOUT_MS = 10_000;
 
-/** Throws a CniError (code 999) naming the step, with the kernel's reason. */
+/** A CniError (internal, code 102) naming the step, with the kernel's reason. */
 function failed(what: string, err: unknown): CniError {
   return new CniError(CniErrorCode.Internal, `${what} failed: ${(err as Error).message}`);
 }
