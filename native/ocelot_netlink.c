@@ -1,7 +1,9 @@
 // ocelot_netlink: a raw AF_NETLINK socket for Node (node-api only, C). Owns: the socket fd,
 // socket options, non-blocking sendto, and receive driven by a libuv poll that hands batches
 // of datagrams (and ENOBUFS as an "overflow" event) to one JS callback. Not: any message
-// encoding or decoding (TypeScript, src/fib/rtnetlink.ts). Also a tiny setsockopt-by-fd helper.
+// encoding or decoding (TypeScript, src/fib/rtnetlink.ts). Also a tiny setsockopt-by-fd helper,
+// blocking request sockets (one request, its whole answer) for short-lived callers, and file
+// writes made from inside a network namespace (a pod's sysctls).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
