@@ -26,7 +26,7 @@ import { kindOf } from "../api/registry.js";
 import type { EtcdOptions } from "../datastore/etcd.js";
 import { openDatastore } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
-import { RT_SCOPE_LINK, RTPROT_BOOT } from "../fib/rtnetlink.js";
+import { type KernelLinkDetail, RT_SCOPE_LINK, RTPROT_BOOT } from "../fib/rtnetlink.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import type { PodFacts } from "../k8s/pod_labels.js";
 import { KubeError, readPodFacts } from "../k8s/pod_reader.js";
@@ -394,12 +394,12 @@ function addHostRoute(host: Rtnl, a: PodAddress, hostIface: string, ifindex: num
   } catch (err) {
     const existing = host.mainRoutes(a.family).filter((r) => r.dst === dst);
     if (existing.some((r) => r.oifs.includes(ifindex))) return;
-    const other = existing.flatMap((r) => r.oifs).join(", ");
+    const other = existing
+      .flatMap((r) => r.oifs)
+      .map((i) => host.linkName(i))
+      .join(", ");
     if (!other || !(err instanceof CniError)) throw err;
-    throw new CniError(
-      err.code,
-      `${err.message} (the route goes through interface index ${other})`,
-    );
+    throw new CniError(err.code, `${err.message} (the route goes through ${other})`);
   }
 }
 
@@ -569,16 +569,20 @@ async function check(ipam: IpamDelegate, id: PodIdentity): Promise<void> {
       : [];
     return { link, routes };
   });
-  const pod = withRtnl(sandbox, (nl) => {
-    const link = nl.link(id.endpoint);
-    const addrs = link
-      ? nl
-          .addresses(link.ifindex)
-          .filter((a) => a.scope !== RT_SCOPE_LINK)
-          .map((a) => `${a.address}/${a.prefixLen}`)
-      : [];
-    return { link, addrs };
-  });
+  // A CNI_NETNS that cannot be entered holds no pod interface: a difference, not a failure.
+  let pod: { link?: KernelLinkDetail; addrs: string[] } = { addrs: [] };
+  try {
+    pod = withRtnl(sandbox, (nl) => {
+      const link = nl.link(id.endpoint);
+      const addrs = link
+        ? nl
+            .addresses(link.ifindex)
+            .filter((a) => a.scope !== RT_SCOPE_LINK)
+            .map((a) => `${a.address}/${a.prefixLen}`)
+        : [];
+      return { link, addrs };
+    });
+  } catch {}
   const seen: Observed = {
     hostLink: host.link && { kind: host.link.kind, mac: host.link.mac, up: host.link.up },
     podLink: pod.link && { kind: pod.link.kind },

@@ -24,6 +24,7 @@ import {
   writeAddrDump,
   writeDelLink,
   writeGetLink,
+  writeGetLinkByIndex,
   writeNewAddr,
   writeNewVeth,
   writeRoute,
@@ -77,6 +78,17 @@ export class Rtnl {
     } catch (err) {
       if (err instanceof NetlinkError && err.errno === ENODEV) return undefined;
       throw failed(`Reading interface ${name}`, err);
+    }
+  }
+
+  /** The name of interface `ifindex`, or `if<index>` when it cannot be read. */
+  linkName(ifindex: number): string {
+    try {
+      const msgs = this.sock.request((w, seq) => writeGetLinkByIndex(w, seq, ifindex));
+      const m = msgs.find((x) => x.type === RTM_NEWLINK);
+      return (m && decodeLinkDetail(m)?.name) || `if${ifindex}`;
+    } catch {
+      return `if${ifindex}`;
     }
   }
 

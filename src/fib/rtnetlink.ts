@@ -433,6 +433,13 @@ export function writeGetLink(w: MessageWriter, seq: number, name: string): void 
   w.finish(at);
 }
 
+/** Appends RTM_GETLINK of one interface by index (answer: RTM_NEWLINK, or ENODEV). */
+export function writeGetLinkByIndex(w: MessageWriter, seq: number, ifindex: number): void {
+  const at = w.begin(RTM_GETLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
+  ifinfomsg(w, ifindex);
+  w.finish(at);
+}
+
 /** An address as RTM_NEWADDR adds it (`ip addr add A/len dev IF [nodad]`). */
 export interface AddrRequest {
   family: 4 | 6;
