@@ -1,18 +1,26 @@
 // The speaker's core: one owner of BGP state that turns events into actions and never sees a
 // socket, a timer or the FIB (RFC 4271 §9 route processing, RFC 4724 §4.2 helper mode). It owns
-// the RIB, each peer's sessions and protocol state, graceful-restart handling, UPDATE decoding
+// the RIB, each peer's sessions and protocol state, graceful restart (RFC 4724 helper and
+// restarting speaker with its selection deferral, RFC 8538 N bit and Hard Reset), UPDATE decoding
 // into the RIB, export encoding to update groups, the drain into FIB batches with its
 // back-pressure, and the peer diff of a reconfiguration. Not: carrying actions out, the
 // listener and its TCP-MD5 keys (runtime.ts), status views (status.ts).
 import { RT_TABLE_MAIN } from "../../fib/types.js";
 import { type Log, silentLog } from "../../lib/log.js";
-import { type BgpdConfig, impact, type PeerConfig, peerFamilies } from "../config.js";
+import {
+  type BgpdConfig,
+  GRACEFUL_RESTART_DEFAULTS,
+  impact,
+  type PeerConfig,
+  peerFamilies,
+} from "../config.js";
 import { ipv4Number } from "../fsm/fsm.js";
 import {
   CeaseSubcode,
   type DownReason,
   ErrorCode,
   type Family,
+  type NotificationInfo,
   type PeerSettings,
 } from "../fsm/types.js";
 import { parseCommunityList } from "../policy/communities.js";
@@ -65,7 +73,8 @@ export interface PeerEntry {
   lastError: { kind: string; code?: number; subcode?: number; message?: string } | null;
   /** RFC 4724 receiving speaker: the peer is restarting and its paths are stale. */
   stale: boolean;
-  staleTimer: boolean;
+  /** The helper timer running for it (restart timer while down, stale timer once back). */
+  staleTimer: "RestartTimer" | "StaleTimer" | null;
   /** Families of the last Established session. */
   lastFamilies: Family[];
   /** Removed from the configuration: its session's last callbacks are ignored. */
@@ -115,6 +124,11 @@ export class SpeakerCore<A> {
   private fibInFlight = 0;
   private readingPaused = false;
   private converged = false;
+  /**
+   * RFC 4724 §4.1: we restarted (our routes were in the kernel at start). Our OPENs carry the R
+   * bit and the first updates to peers wait for their End-of-RIB (or the deferral timer).
+   */
+  private restarting = false;
 
   constructor(
     config: BgpdConfig,
@@ -155,12 +169,26 @@ export class SpeakerCore<A> {
   private dispatch(ev: SpeakerEvent): void {
     switch (ev.kind) {
       case "start":
+        this.restarting = (ev.restarting ?? false) && this.grConfig().enabled;
+        if (this.restarting) {
+          this.out.push({
+            kind: "startTimer",
+            timer: DEFERRAL_TIMER,
+            ms: this.grConfig().restartTime * 1000,
+          });
+          this.log.info(
+            { deferralSeconds: this.grConfig().restartTime },
+            "Restarted (graceful restart): updates to peers wait for their End-of-RIB",
+          );
+        }
         this.originateAll(this.config);
         for (const p of this.config.peers) this.addPeer(p);
         return;
       case "stop":
-        // Sessions down first: their routes leave the RIB, and the FIB gets batch removals.
-        for (const e of this.peers.values()) e.session.stop();
+        // Sessions down first: their routes leave the RIB, and the FIB gets batch removals. With
+        // the N bit, a plain Cease would have the peers keep our routes: Hard Reset instead.
+        for (const e of this.peers.values())
+          e.session.stop(this.ceaseFor(e, CeaseSubcode.AdministrativeShutdown));
         for (const o of this.config.originate) this.rib.withdrawOrigin(o.prefix);
         this.drainAll();
         this.stopped = true;
@@ -178,11 +206,15 @@ export class SpeakerCore<A> {
         if (this.fibInFlight < MAX_FIB_IN_FLIGHT) this.setReading(true);
         return;
       case "timerExpired": {
+        if (ev.timer.name === "SelectionDeferralTimer") {
+          if (this.restarting) this.endDeferral("deferral timer expired");
+          return;
+        }
         const e = this.peers.get(ev.timer.peer);
         if (!e) return;
-        if (ev.timer.name === "RestartTimer") {
-          e.staleTimer = false;
-          if (e.stale) this.endStale(e, "restart timer expired");
+        if (ev.timer.name === "RestartTimer" || ev.timer.name === "StaleTimer") {
+          e.staleTimer = null;
+          if (e.stale) this.endStale(e, `${ev.timer.name} expired`);
         } else e.session.timerExpired(ev.timer.link, ev.timer.name);
         return;
       }
@@ -220,8 +252,23 @@ export class SpeakerCore<A> {
 
   // ---- peers ---------------------------------------------------------------------------------
 
+  private grConfig() {
+    return this.config.gracefulRestart ?? GRACEFUL_RESTART_DEFAULTS;
+  }
+
   private settingsFor(p: PeerConfig): PeerSettings {
+    const gr = this.grConfig();
     return {
+      ...(gr.enabled
+        ? {
+            gracefulRestart: {
+              restartTime: gr.restartTime,
+              restarting: this.restarting,
+              // Routes we installed outlive us: the kernel keeps them (the FIB's hold).
+              forwarding: true,
+            },
+          }
+        : {}),
       localAs: this.config.asn,
       peerAs: p.asn,
       routerId: ipv4Number(this.config.routerId),
@@ -264,7 +311,7 @@ export class SpeakerCore<A> {
       eorReceived: new Set(),
       lastError: null,
       stale: false,
-      staleTimer: false,
+      staleTimer: null,
       lastFamilies: [],
       removed: false,
     };
@@ -297,8 +344,7 @@ export class SpeakerCore<A> {
     if (!e) return;
     e.removed = true;
     this.stopStaleTimer(e);
-    if (e.session.established) e.session.reset(ErrorCode.Cease, cease);
-    e.session.stop();
+    e.session.stop(this.ceaseFor(e, cease));
     this.rib.removePeer(e.ribId);
     this.peers.delete(address);
   }
@@ -390,10 +436,47 @@ export class SpeakerCore<A> {
 
   private onDown(e: PeerEntry, reason: DownReason, wasEstablished: boolean): void {
     e.lastError = downText(reason);
-    if (!wasEstablished) return;
+    if (!wasEstablished) {
+      if (this.restarting) this.maybeEndDeferral();
+      return;
+    }
     e.synced = false;
     e.eorReceived.clear();
     if (!this.helpRestart(e, reason)) this.endStale(e, "down");
+    if (this.restarting) this.maybeEndDeferral();
+  }
+
+  /** RFC 8538 §2: both sides announced the N bit on the last session. */
+  private nBit(e: PeerEntry): boolean {
+    return (
+      this.grConfig().enabled && grCapability(e.session.peerCapabilities)?.notification === true
+    );
+  }
+
+  /**
+   * The Cease to end a session for good: with the N bit, RFC 8538 §3's Hard Reset (the Cease
+   * subcode it stands for inside), else the Cease itself.
+   */
+  private ceaseFor(e: PeerEntry, subcode: number): NotificationInfo {
+    if (!e.session.established || !this.nBit(e)) return { code: ErrorCode.Cease, subcode };
+    return {
+      code: ErrorCode.Cease,
+      subcode: CeaseSubcode.HardReset,
+      data: Uint8Array.of(ErrorCode.Cease, subcode),
+    };
+  }
+
+  /**
+   * Whether a session's end lets the peer restart gracefully: a TCP failure (RFC 4724 §4.2), or
+   * with the N bit any NOTIFICATION or hold timer expiry but a Hard Reset (RFC 8538 §4).
+   */
+  private graceful(e: PeerEntry, reason: DownReason): boolean {
+    if (reason.kind === "TcpConnectionFails") return true;
+    if (!this.nBit(e)) return false;
+    if (reason.kind === "HoldTimerExpired") return true;
+    if (reason.kind === "NotificationSent" || reason.kind === "NotificationReceived")
+      return !(reason.code === ErrorCode.Cease && reason.subcode === CeaseSubcode.HardReset);
+    return false;
   }
 
   /**
@@ -401,13 +484,13 @@ export class SpeakerCore<A> {
    * session without a NOTIFICATION: keep its paths (marked stale) for its Restart Time.
    */
   private helpRestart(e: PeerEntry, reason: DownReason): boolean {
-    if (this.stopped || reason.kind !== "TcpConnectionFails") return false;
+    if (this.stopped || e.removed || !this.graceful(e, reason)) return false;
     const gr = grCapability(e.session.peerCapabilities);
     const fams = e.lastFamilies;
     if (!gr || gr.restartTime === 0 || !fams.every((f) => grCovers(gr, f))) return false;
     const marked = this.rib.markStale(e.ribId);
     e.stale = true;
-    e.staleTimer = true;
+    e.staleTimer = "RestartTimer";
     this.out.push({
       kind: "startTimer",
       timer: { peer: e.cfg.address, link: 0, name: "RestartTimer" },
@@ -422,11 +505,38 @@ export class SpeakerCore<A> {
 
   private stopStaleTimer(e: PeerEntry): void {
     if (!e.staleTimer) return;
-    e.staleTimer = false;
-    this.out.push({
-      kind: "stopTimer",
-      timer: { peer: e.cfg.address, link: 0, name: "RestartTimer" },
-    });
+    const name = e.staleTimer;
+    e.staleTimer = null;
+    this.out.push({ kind: "stopTimer", timer: { peer: e.cfg.address, link: 0, name } });
+  }
+
+  /**
+   * RFC 4724 §4.1 selection deferral after our restart: over once every peer that can come up
+   * is Established and sent End-of-RIB for each family (a peer refused or unreachable since our
+   * start does not hold it), or at the deferral timer.
+   */
+  private maybeEndDeferral(): void {
+    for (const e of this.peers.values()) {
+      const n = e.session.negotiated;
+      if (!e.session.established || !n) {
+        if (e.lastError === null) return; // still connecting for the first time
+        continue;
+      }
+      for (const f of n.families) if (!e.eorReceived.has(familyCode(f))) return;
+    }
+    this.endDeferral("every peer sent End-of-RIB");
+  }
+
+  private endDeferral(why: string): void {
+    this.restarting = false;
+    this.out.push({ kind: "stopTimer", timer: DEFERRAL_TIMER });
+    this.log.info({ why }, "Graceful restart: sending our routes to the peers");
+    for (const e of this.peers.values()) {
+      // Later OPENs no longer say we are restarting.
+      const gr = e.session.config.settings.gracefulRestart;
+      if (gr) gr.restarting = false;
+      if (e.session.established && !e.synced) this.sync(e);
+    }
   }
 
   /** Ends helper mode: stale paths go (all of the peer's paths when `why` is a plain drop). */
@@ -452,11 +562,33 @@ export class SpeakerCore<A> {
     this.rib.peerUp(e.ribId, n.peerId);
     e.lastFamilies = n.families;
     if (e.stale) {
-      // RFC 4724 §4.2: without the Forwarding State bit for a family, its stale routes go now.
+      // RFC 4724 §4.2: without the Forwarding State bit for a family, its stale routes go now;
+      // else the restart timer gives way to the stale timer, until the peer's End-of-RIB.
       const gr = grCapability(e.session.peerCapabilities);
       const kept = gr !== undefined && n.families.every((f) => grCovers(gr, f, true));
       if (!kept) this.endStale(e, "no forwarding state after restart");
+      else {
+        this.stopStaleTimer(e);
+        e.staleTimer = "StaleTimer";
+        this.out.push({
+          kind: "startTimer",
+          timer: { peer: e.cfg.address, link: 0, name: "StaleTimer" },
+          ms: this.grConfig().staleRoutesTime * 1000,
+        });
+      }
     }
+    if (this.restarting) {
+      // §4.1: our first updates wait until every peer has sent its table.
+      this.maybeEndDeferral();
+      return;
+    }
+    this.sync(e);
+  }
+
+  /** The peer's whole Adj-RIB-Out, then End-of-RIB per family; later batches follow. */
+  private sync(e: PeerEntry): void {
+    const n = e.session.negotiated;
+    if (!n) return;
     // Settle pending changes first, so the dump plus later batches are exactly the table.
     this.drainAll();
     this.sendAnnounces(e, this.rib.adjRibOut(e.ribId));
@@ -488,6 +620,7 @@ export class SpeakerCore<A> {
       const n = e.session.negotiated;
       if (e.stale && n?.families.every((f) => e.eorReceived.has(familyCode(f))))
         this.endStale(e, "End-of-RIB");
+      if (this.restarting) this.maybeEndDeferral();
       return;
     }
     this.applyUpdate(e, u);
@@ -667,6 +800,8 @@ function downText(r: DownReason): PeerEntry["lastError"] {
       return { kind: r.kind };
   }
 }
+
+const DEFERRAL_TIMER = { peer: "", link: 0, name: "SelectionDeferralTimer" } as const;
 
 type GrCapability = Extract<Capability, { kind: "GracefulRestart" }>;
 
