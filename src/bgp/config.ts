@@ -427,10 +427,7 @@ const bgpdConfig = object<BgpdConfig>(
     gracefulRestart: dflt(
       object<GracefulRestartConfig>({
         enabled: dflt(bool, () => GRACEFUL_RESTART_DEFAULTS.enabled),
-        restartTime: dflt(
-          int({ min: 1, max: 4095 }),
-          () => GRACEFUL_RESTART_DEFAULTS.restartTime,
-        ),
+        restartTime: dflt(int({ min: 1, max: 4095 }), () => GRACEFUL_RESTART_DEFAULTS.restartTime),
         staleRoutesTime: dflt(
           int({ min: 1, max: 3600 }),
           () => GRACEFUL_RESTART_DEFAULTS.staleRoutesTime,
