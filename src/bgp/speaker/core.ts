@@ -79,6 +79,8 @@ export interface PeerEntry {
   lastFamilies: Family[];
   /** Removed from the configuration: its session's last callbacks are ignored. */
   removed: boolean;
+  /** Dropped by an outside signal (BFD Down): its routes go at once, no graceful restart. */
+  dropping: boolean;
 }
 
 /** Changes drained from the RIB per step (FIB batch and Adj-RIB-Out encodings). */
@@ -237,7 +239,10 @@ export class SpeakerCore<A> {
         const e = this.peers.get(ev.peer);
         if (!e) return;
         this.log.info({ peer: ev.peer, reason: ev.reason }, "Peer down by an outside signal");
+        // The forwarding path is gone (RFC 5882 §3.2): no graceful-restart help.
+        e.dropping = true;
         e.session.fail(ev.reason);
+        e.dropping = false;
         return;
       }
     }
@@ -314,6 +319,7 @@ export class SpeakerCore<A> {
       staleTimer: null,
       lastFamilies: [],
       removed: false,
+      dropping: false,
     };
     entry.session = new PeerSession(
       {
@@ -484,7 +490,7 @@ export class SpeakerCore<A> {
    * session without a NOTIFICATION: keep its paths (marked stale) for its Restart Time.
    */
   private helpRestart(e: PeerEntry, reason: DownReason): boolean {
-    if (this.stopped || e.removed || !this.graceful(e, reason)) return false;
+    if (this.stopped || e.removed || e.dropping || !this.graceful(e, reason)) return false;
     const gr = grCapability(e.session.peerCapabilities);
     const fams = e.lastFamilies;
     if (!gr || gr.restartTime === 0 || !fams.every((f) => grCovers(gr, f))) return false;

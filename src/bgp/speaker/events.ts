@@ -61,7 +61,8 @@ export type SpeakerEvent =
   | { kind: "fibDone" }
   /**
    * Something outside BGP says the peer is unreachable (e.g. a BFD session went down): the
-   * session drops as on a TCP failure (graceful-restart help applies), then starts again.
+   * session drops as on a TCP failure, its routes at once (no graceful-restart help: the
+   * forwarding path is what failed), then starts again.
    */
   | { kind: "peerDown"; peer: string; reason: string };
 
