@@ -81,6 +81,8 @@ export interface PeerEntry {
   removed: boolean;
   /** Dropped by an outside signal (BFD Down): its routes go at once, no graceful restart. */
   dropping: boolean;
+  /** A connect attempt to it failed: it does not hold our selection deferral (RFC 4724 §4.1). */
+  connectFailed: boolean;
 }
 
 /** Changes drained from the RIB per step (FIB batch and Adj-RIB-Out encodings). */
@@ -223,9 +225,14 @@ export class SpeakerCore<A> {
       case "connected":
         this.peerOr(ev.peer, ev.conn)?.session.connected(ev.conn);
         return;
-      case "connectFailed":
-        this.peers.get(ev.peer)?.session.connectFailed(ev.conn, ev.message);
+      case "connectFailed": {
+        const e = this.peers.get(ev.peer);
+        if (!e) return;
+        e.connectFailed = true;
+        e.session.connectFailed(ev.conn, ev.message);
+        if (this.restarting) this.maybeEndDeferral();
         return;
+      }
       case "accepted":
         this.peerOr(ev.peer, ev.conn)?.session.accept(ev.conn);
         return;
@@ -320,6 +327,7 @@ export class SpeakerCore<A> {
       lastFamilies: [],
       removed: false,
       dropping: false,
+      connectFailed: false,
     };
     entry.session = new PeerSession(
       {
@@ -518,16 +526,18 @@ export class SpeakerCore<A> {
 
   /**
    * RFC 4724 §4.1 selection deferral after our restart: over once every peer that can come up
-   * is Established and sent End-of-RIB for each family (a peer refused or unreachable since our
-   * start does not hold it), or at the deferral timer.
+   * is Established and, when it announced graceful restart, sent End-of-RIB for each family (a
+   * peer refused or unreachable since our start does not hold it), or at the deferral timer.
    */
   private maybeEndDeferral(): void {
     for (const e of this.peers.values()) {
       const n = e.session.negotiated;
       if (!e.session.established || !n) {
-        if (e.lastError === null) return; // still connecting for the first time
+        if (e.lastError === null && !e.connectFailed) return; // still connecting, first time
         continue;
       }
+      // Only peers that announced graceful restart promise an End-of-RIB (RFC 4724 §4.1).
+      if (!grCapability(e.session.peerCapabilities)) continue;
       for (const f of n.families) if (!e.eorReceived.has(familyCode(f))) return;
     }
     this.endDeferral("every peer sent End-of-RIB");
