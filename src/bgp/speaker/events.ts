@@ -20,16 +20,16 @@ export type ConnId = number;
 /**
  * A timer: one of the RFC 4271 timers of a peer's FSM `link` (a peer runs one FSM, two while
  * connections collide; links are numbered from 1 per peer), or the peer's RFC 4724 restart
- * timer (link 0).
+ * timer or the end of its max-prefix hold-down (link 0).
  */
 export interface TimerKey {
   peer: string;
   link: number;
   /**
    * RestartTimer, StaleTimer: RFC 4724 §4.2 helper timers of a peer (link 0);
-   * SelectionDeferralTimer: §4.1, ours after a restart (peer "", link 0).
+   * SelectionDeferralTimer: §4.1, ours after a restart (peer "", link 0); MaxPrefixRestart.
    */
-  name: TimerName | "RestartTimer" | "StaleTimer" | "SelectionDeferralTimer";
+  name: TimerName | "RestartTimer" | "StaleTimer" | "SelectionDeferralTimer" | "MaxPrefixRestart";
 }
 
 /** The text form of a timer key (for maps and replay files). */
@@ -64,7 +64,12 @@ export type SpeakerEvent =
    * session drops as on a TCP failure, its routes at once (no graceful-restart help: the
    * forwarding path is what failed), then starts again.
    */
-  | { kind: "peerDown"; peer: string; reason: string };
+  | { kind: "peerDown"; peer: string; reason: string }
+  /**
+   * Hold the peer's session down (held: a BFD session to it went down: drop it and do not
+   * connect or accept until released) or let it come up again (its BFD session is Up).
+   */
+  | { kind: "peerHold"; peer: string; held: boolean; reason: string };
 
 export type SpeakerAction =
   | {
