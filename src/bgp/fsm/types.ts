@@ -77,6 +77,18 @@ export interface PeerSettings {
   extendedMessage?: boolean;
   /** RFC 8950: advertise IPv4 unicast with an IPv6 next hop (absent: false). */
   extendedNextHop?: boolean;
+  /**
+   * RFC 4724 / RFC 8538 graceful restart as we announce it: absent, the capability only says we
+   * send End-of-RIB (restart time 0, no families: peers do not keep our routes).
+   */
+  gracefulRestart?: {
+    /** Seconds a peer keeps our routes after our session drops. */
+    restartTime: number;
+    /** The R bit: we restarted and are resynchronising (the first sessions after a restart). */
+    restarting: boolean;
+    /** The F bit of each family: our forwarding state (the kernel's routes) survived. */
+    forwarding: boolean;
+  };
 }
 
 export interface Negotiated {
@@ -111,7 +123,8 @@ export interface NotificationInfo {
 
 export type FsmEvent =
   | { type: "ManualStart" }
-  | { type: "ManualStop" }
+  /** The NOTIFICATION sent to an open session: Cease 6/2 unless given (RFC 8538 Hard Reset). */
+  | { type: "ManualStop"; notification?: NotificationInfo }
   | { type: "ConnectRetryTimer_Expires" }
   | { type: "HoldTimer_Expires" }
   | { type: "KeepaliveTimer_Expires" }
