@@ -1,6 +1,7 @@
 // Benchmark of the overlay, on the overlay lab of the tests (test/node/overlay_lab.ts: node
 // namespaces behind a router namespace, the real `ocelot node run` and `ocelot-cni`). Needs root,
 // iperf3 and tshark. Usage: npx tsx bench/overlay.ts [--runs 2] [--seconds 5] [--blocks 200]
+// [--only throughput|blocks]
 // 1. Pod-to-pod TCP throughput (iperf3) between two nodes of one subnet, natively (vxlanMode
 //    CrossSubnet routes same-subnet traffic without encapsulation) and through VXLAN (Always),
 //    the same pods and namespaces, alternating; prints both and the ratio (goal >= 0.8x).
@@ -23,6 +24,7 @@ const { values } = parseArgs({
     runs: { type: "string", default: "2" },
     seconds: { type: "string", default: "5" },
     blocks: { type: "string", default: "200" },
+    only: { type: "string" },
   },
 });
 const RUNS = Number(values.runs);
@@ -233,8 +235,8 @@ async function main(): Promise<void> {
         vxlanMode: "CrossSubnet",
       },
     );
-    await throughput(lab);
-    await blockLatency(lab);
+    if (values.only !== "blocks") await throughput(lab);
+    if (values.only !== "throughput") await blockLatency(lab);
   } finally {
     await destroyLab(lab);
   }

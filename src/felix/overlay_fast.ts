@@ -54,15 +54,19 @@ export function deltaNeighOps(d: OverlayDelta): { before: NeighOp[]; after: Neig
   };
 }
 
-/** Applies the delta; resolves with what failed (the full pass repairs it). */
+/** Applies the delta; resolves with what failed (the full pass repairs it) and the time spent. */
 export async function applyOverlayDelta(
   d: OverlayDelta,
   io: { fib: Fib; neigh: NeighbourSocket },
-): Promise<NeighFailure[]> {
+): Promise<{ failures: NeighFailure[]; entriesMs: number; routesMs: number }> {
   const ops = deltaNeighOps(d);
+  const t0 = performance.now();
   const failures = await io.neigh.run(ops.before);
+  const t1 = performance.now();
   if (d.setRoutes.length > 0) await io.fib.set(d.setRoutes);
   if (d.removeRoutes.length > 0) await io.fib.remove(d.removeRoutes);
+  const t2 = performance.now();
   failures.push(...(await io.neigh.run(ops.after)));
-  return failures;
+  const ms = (x: number) => Math.round(x * 10) / 10;
+  return { failures, entriesMs: ms(t1 - t0 + performance.now() - t2), routesMs: ms(t2 - t1) };
 }

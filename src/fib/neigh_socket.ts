@@ -24,6 +24,7 @@ import {
 } from "./rtnetlink.js";
 
 const ENOENT = 2;
+const ENODEV = 19;
 
 /** One request: set (create or replace) or delete an entry; `what` names it in failures. */
 export interface NeighOp {
@@ -55,6 +56,7 @@ export class NeighbourSocket {
   private readonly sock: NetlinkSocket;
   private seq = 1;
   private readonly waiting = new Map<number, Waiter>();
+  private ifindexes: Map<string, number> | undefined;
 
   private constructor(netns: string | undefined) {
     this.sock = new NetlinkSocket(
@@ -123,18 +125,40 @@ export class NeighbourSocket {
     return out;
   }
 
-  /** Sends ops in order in one sendmsg; resolves with the failures (a missing entry's delete is not one). */
+  /**
+   * Sends ops in order in one sendmsg; resolves with the failures (a missing entry's delete is
+   * not one).
+   */
   async run(ops: readonly NeighOp[]): Promise<NeighFailure[]> {
     if (ops.length === 0) return [];
+    // Interface indexes from the last dump while they name every device asked for; a device
+    // made again gets a new index, so a request that fails with ENODEV is retried once after a
+    // fresh dump.
+    const names = new Set(ops.map((o) => o.dev));
+    if (!this.ifindexes || [...names].some((n) => !this.ifindexes?.has(n)))
+      this.ifindexes = await this.links();
+    const first = await this.send1(ops, this.ifindexes);
+    if (!first.some((f) => f.errno === ENODEV)) return first;
+    this.ifindexes = await this.links();
+    const again = ops.filter((o) => first.some((f) => f.what === o.what && f.errno === ENODEV));
+    return [
+      ...first.filter((f) => f.errno !== ENODEV),
+      ...(await this.send1(again, this.ifindexes)),
+    ];
+  }
+
+  private async send1(
+    ops: readonly NeighOp[],
+    links: ReadonlyMap<string, number>,
+  ): Promise<NeighFailure[]> {
     const failures: NeighFailure[] = [];
-    const links = await this.links();
     const w = new MessageWriter(256 * ops.length);
     const pending: Promise<void>[] = [];
     const sent: { op: NeighOp; waiter: Waiter }[] = [];
     for (const op of ops) {
       const ifindex = links.get(op.dev);
       if (ifindex === undefined) {
-        failures.push({ what: op.what, errno: 19, code: "ENODEV", message: `no ${op.dev}` });
+        failures.push({ what: op.what, errno: ENODEV, code: "ENODEV", message: `no ${op.dev}` });
         continue;
       }
       const seq = this.seq++;

@@ -7,9 +7,11 @@
 // node's tunnel addresses are brought to what its pools' encapsulation needs (tunnel_addrs.ts)
 // and its fabric interfaces are read (MTU); the pods' MTU is written to a file for the CNI
 // plugin. Every node's block affinities are watched: the overlay routes remote blocks. A change
-// of block affinities or Nodes also takes the overlay's fast path at once: only the routes,
+// of block affinities or Nodes takes the overlay's fast path at once: only the routes,
 // neighbours and FDB entries it changes, over netlink (src/felix/overlay_delta.ts,
-// overlay_fast.ts); the debounced full pass still follows and reconciles.
+// overlay_fast.ts). A Node change still runs the debounced full pass after it; an affinity
+// change only when the fast path could not apply it or this node's own blocks changed (nothing
+// else depends on other nodes' blocks), else the periodic resync reconciles.
 // Owns: the loop, its ordering and logging. Not: what the state is (agent_state.ts,
 // bgp_state.ts) or how it is applied.
 
@@ -188,6 +190,9 @@ export class NodeDaemon {
   private fastRunning: Promise<void> | undefined;
   private fastAgain = false;
   private fastScheduled = false;
+  /** Areas a change waiting for the fast path marks dirty unless the fast path handles it. */
+  private fastFallback = new Set<Area>();
+  private lastOwnAffinities = "";
   /** Fast-path runs that changed the kernel (for tests and logs). */
   fastPasses = 0;
   /** CIDRs of the pools that encapsulated at the last pass (orders the two FIBs' hand-over). */
@@ -258,11 +263,17 @@ export class NodeDaemon {
     );
     this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(o.netns, this.log);
     if (!o.openAgentFib) this.neigh = NeighbourSocket.open(o.netns);
-    const fast = new Set([this.prefixes.affinities, this.prefixes.nodes]);
     this.cache = new PrefixCache(this.store, Object.values(this.prefixes), {
       onChange: (prefix) => {
-        if (fast.has(prefix)) this.scheduleOverlayFast();
-        this.changed(this.areasOf.get(prefix) ?? ["agent", "bgp"]);
+        const areas = this.areasOf.get(prefix) ?? ["agent", "bgp"];
+        if (this.neigh && prefix === this.prefixes.affinities) {
+          // The fast path decides whether the full pass must follow (see the module comment).
+          for (const a of areas) this.fastFallback.add(a);
+          this.scheduleOverlayFast();
+          return;
+        }
+        if (this.neigh && prefix === this.prefixes.nodes) this.scheduleOverlayFast();
+        this.changed(areas);
       },
       onResync: (prefix, why) => {
         this.stats.watchResyncs++;
@@ -359,14 +370,18 @@ export class NodeDaemon {
   private async overlayFastLoop(): Promise<void> {
     do {
       this.fastAgain = false;
+      const fallback = [...this.fastFallback];
+      this.fastFallback.clear();
+      let handled = false;
       try {
-        await this.overlayFast();
+        handled = await this.overlayFast();
       } catch (err) {
         this.log.warn(
           { error: (err as Error).message },
           "Overlay fast path failed (the pass repairs)",
         );
       }
+      if (!handled && fallback.length > 0) this.changed(fallback);
     } while (this.fastAgain && !this.stopped);
   }
 
@@ -375,28 +390,39 @@ export class NodeDaemon {
    * neighbours and FDB entries that changed since it was last applied, written over netlink. A
    * change of the devices themselves is the full pass's (it follows anyway).
    */
-  private async overlayFast(): Promise<void> {
+  private async overlayFast(): Promise<boolean> {
     const applied = this.overlayApplied;
-    if (!applied || !this.neigh || this.stopped) return;
+    if (!applied || !this.neigh || this.stopped) return false;
     const t0 = performance.now();
-    const input = overlayInputOf(this.snapshot(), this.opts.nodename, {
-      ...this.opts.agent,
-      fabric: this.fabric,
-    });
+    const snap = this.snapshot();
+    const me = this.opts.nodename;
+    const own = JSON.stringify(
+      snap.affinities
+        .filter((a) => a.node === me)
+        .map((a) => `${a.cidr} ${a.state}`)
+        .sort(),
+    );
+    const ownChanged = own !== this.lastOwnAffinities;
+    this.lastOwnAffinities = own;
+    const input = overlayInputOf(snap, me, { ...this.opts.agent, fabric: this.fabric });
     const next = renderOverlay(input);
     const delta = planOverlayDelta(applied.state, next, applied.present);
-    if (delta.devicesChanged) return;
+    if (delta.devicesChanged) return false;
     const gen = ++this.overlayGen;
     this.overlayWanted = { state: next, gen };
     this.overlayApplied = { state: next, gen, present: applied.present };
-    if (isEmptyDelta(delta)) return;
-    const failures = await applyOverlayDelta(delta, {
+    if (isEmptyDelta(delta)) return !ownChanged;
+    const t1 = performance.now();
+    const { failures, entriesMs, routesMs } = await applyOverlayDelta(delta, {
       fib: this.agentFib as Fib,
       neigh: this.neigh,
     });
     this.fastPasses++;
     const ms = Math.round((performance.now() - t0) * 10) / 10;
     const counts = {
+      renderMs: Math.round((t1 - t0) * 10) / 10,
+      entriesMs,
+      routesMs,
       routes: `+${delta.setRoutes.length} -${delta.removeRoutes.length}`,
       neighbours: `+${delta.setNeighbours.length} -${delta.removeNeighbours.length}`,
       fdb: `+${delta.setFdb.length} -${delta.removeFdb.length}`,
@@ -408,6 +434,7 @@ export class NodeDaemon {
         "Overlay fast path: some entries failed (the pass repairs)",
       );
     else this.log.debug(counts, "Overlay fast path applied");
+    return failures.length === 0 && !ownChanged;
   }
 
   private changed(areas: Area[]): void {

@@ -8,6 +8,7 @@ import { planOverlayDelta } from "../../src/felix/overlay_delta.js";
 import { applyOverlayDelta, deltaNeighOps } from "../../src/felix/overlay_fast.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
 import { NeighbourSocket } from "../../src/fib/neigh_socket.js";
+import type { Route } from "../../src/fib/types.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
 
@@ -31,11 +32,15 @@ interface Fdb {
   flags?: string[];
 }
 
-const state = (neighbours: Neighbour[], fdb: { mac: string; dst: string }[]) => ({
+const state = (
+  neighbours: Neighbour[],
+  fdb: { mac: string; dst: string }[],
+  routes: Route[] = [],
+) => ({
   devices: [],
   neighbours,
   fdb: fdb.map((f) => ({ dev: DEV, ...f })),
-  routes: [],
+  routes,
   podMtu: 1450,
   warnings: [],
 });
@@ -79,15 +84,24 @@ describe.skipIf(skip)("NeighbourSocket in a network namespace", () => {
 
   it("sets a permanent neighbour (protocol 202) and an FDB entry, then replaces and deletes them", async () => {
     const fib = new MemoryFib();
+    const route: Route = {
+      family: 4,
+      dst: "10.244.9.0/26",
+      protocol: 202,
+      nexthops: [{ gateway: "10.244.9.1", dev: DEV, onlink: true }],
+    };
     const a = state(
       [{ dev: DEV, dst: "10.244.9.1", lladdr: MAC1 }],
       [{ mac: MAC1, dst: "10.255.7.9" }],
+      [route],
     );
     const empty = state([], []);
     const present = new Set([DEV]);
     expect(
-      await applyOverlayDelta(planOverlayDelta(empty, a, present), { fib, neigh: sock }),
+      (await applyOverlayDelta(planOverlayDelta(empty, a, present), { fib, neigh: sock })).failures,
     ).toEqual([]);
+    // The route went to the FIB, after the entries it needs.
+    expect(fib.desired().map((r) => r.dst)).toEqual(["10.244.9.0/26"]);
     const n = neigh().find((x) => x.dst === "10.244.9.1");
     expect(n?.lladdr).toBe(MAC1);
     expect(n?.state).toContain("PERMANENT");
@@ -101,9 +115,9 @@ describe.skipIf(skip)("NeighbourSocket in a network namespace", () => {
       [{ dev: DEV, dst: "10.244.9.1", lladdr: MAC2 }],
       [{ mac: MAC2, dst: "10.255.7.10" }],
     );
-    expect(await applyOverlayDelta(planOverlayDelta(a, b, present), { fib, neigh: sock })).toEqual(
-      [],
-    );
+    expect(
+      (await applyOverlayDelta(planOverlayDelta(a, b, present), { fib, neigh: sock })).failures,
+    ).toEqual([]);
     expect(neigh().find((x) => x.dst === "10.244.9.1")?.lladdr).toBe(MAC2);
     expect(
       fdb()
@@ -113,10 +127,41 @@ describe.skipIf(skip)("NeighbourSocket in a network namespace", () => {
 
     // Gone: both removed; deleting again is not a failure.
     const gone = planOverlayDelta(b, empty, present);
-    expect(await applyOverlayDelta(gone, { fib, neigh: sock })).toEqual([]);
+    expect((await applyOverlayDelta(gone, { fib, neigh: sock })).failures).toEqual([]);
     expect(neigh().filter((x) => x.dst === "10.244.9.1")).toEqual([]);
     expect(fdb().filter((x) => x.mac === MAC2)).toEqual([]);
     expect(await sock.run(deltaNeighOps(gone).after)).toEqual([]);
+  });
+
+  it("a device made again (a new ifindex) is found again: the request is retried after a fresh dump", async () => {
+    // The socket has the device's old index from the test before.
+    ns.ip("link", "del", DEV);
+    ns.ip(
+      "link",
+      "add",
+      DEV,
+      "type",
+      "vxlan",
+      "id",
+      "4096",
+      "local",
+      "10.255.7.1",
+      "dstport",
+      "4789",
+      "nolearning",
+      "dev",
+      "v0",
+    );
+    ns.ip("link", "set", DEV, "up");
+    const ops = deltaNeighOps(
+      planOverlayDelta(
+        state([], []),
+        state([{ dev: DEV, dst: "10.244.9.4", lladdr: MAC2 }], []),
+        new Set([DEV]),
+      ),
+    ).before;
+    expect(await sock.run(ops)).toEqual([]);
+    expect(neigh().find((x) => x.dst === "10.244.9.4")?.lladdr).toBe(MAC2);
   });
 
   it("an entry on a device that does not exist fails by name, the others are applied", async () => {
