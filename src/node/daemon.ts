@@ -43,6 +43,7 @@ import type { Log } from "../lib/log.js";
 import {
   type AgentOptions,
   agentInput,
+  type NodeSnapshot,
   overlayInputOf,
   storedOnlyWarnings,
 } from "./agent_state.js";
@@ -272,7 +273,9 @@ export class NodeDaemon {
           this.scheduleOverlayFast();
           return;
         }
-        if (this.neigh && prefix === this.prefixes.nodes) this.scheduleOverlayFast();
+        // Nodes (tunnel addresses, VTEP MACs) and workloads (borrowed addresses) too.
+        if (this.neigh && (prefix === this.prefixes.nodes || prefix === this.prefixes.weps))
+          this.scheduleOverlayFast();
         this.changed(areas);
       },
       onResync: (prefix, why) => {
@@ -394,7 +397,7 @@ export class NodeDaemon {
     const applied = this.overlayApplied;
     if (!applied || !this.neigh || this.stopped) return false;
     const t0 = performance.now();
-    const snap = this.snapshot();
+    const snap = this.overlaySnapshot();
     const me = this.opts.nodename;
     const own = JSON.stringify(
       snap.affinities
@@ -538,6 +541,18 @@ export class NodeDaemon {
       }
     }
     return out;
+  }
+
+  /** What the overlay is rendered from, as last seen, decoded (the fast path's part). */
+  private overlaySnapshot(): NodeSnapshot {
+    const p = this.prefixes;
+    const res = <T>(prefix: string) => this.decodeAll(prefix, (kv) => decodeResource(kv) as T);
+    return {
+      nodes: res<Node>(p.nodes),
+      workloadEndpoints: res<WorkloadEndpoint>(p.weps),
+      pools: res(p.pools),
+      affinities: this.decodeAll(p.affinities, (kv) => decodeAffinity(kv.key, kv.value)),
+    };
   }
 
   /** The resources as last seen, decoded. */

@@ -2,7 +2,7 @@
 // now (a new block, a block gone, a node's VTEP MAC or fabric address changed, a pool's mode),
 // and the neighbour / FDB netlink requests it makes, byte for byte.
 import { describe, expect, it } from "vitest";
-import { type OverlayInput, renderOverlay } from "../../src/felix/overlay.js";
+import { borrowedAddresses, type OverlayInput, renderOverlay } from "../../src/felix/overlay.js";
 import { isEmptyDelta, planOverlayDelta } from "../../src/felix/overlay_delta.js";
 import { deltaNeighOps } from "../../src/felix/overlay_fast.js";
 import {
@@ -135,6 +135,58 @@ describe("planOverlayDelta()", () => {
     const blocks = [...input().blocks, { cidr: "10.244.2.0/26", node: "c" }];
     const d = planOverlayDelta(renderOverlay(input()), renderOverlay(input({ blocks })), new Set());
     expect(isEmptyDelta(d)).toBe(true);
+  });
+});
+
+describe("borrowed addresses", () => {
+  const blocks = [
+    { cidr: "10.244.0.0/26", node: "a" },
+    { cidr: "10.244.1.0/26", node: "b" },
+    { cidr: "10.244.2.0/26", node: "c" },
+  ];
+  it("borrowedAddresses(): a workload outside its own node's blocks, as a host prefix with its node", () => {
+    expect(
+      borrowedAddresses(
+        [
+          { address: "10.244.1.5", node: "b" }, // b's own block
+          { address: "10.244.1.9", node: "c" }, // borrowed by c from b
+          { address: "10.244.0.7", node: "b" }, // borrowed by b from a (this node)
+          { address: "fd32::1:5", node: "c" }, // no IPv6 block on c
+        ],
+        blocks,
+      ),
+    ).toEqual([
+      { cidr: "10.244.0.7/32", node: "b" },
+      { cidr: "10.244.1.9/32", node: "c" },
+      { cidr: "fd32::1:5/128", node: "c" },
+    ]);
+  });
+
+  it("renderOverlay(): a /32 through the borrowing node's tunnel (here too for this node's own block, more specific than its blackhole); CrossSubnet natively inside the subnet; this node's own workloads none", () => {
+    const workloads = [
+      { address: "10.244.1.9", node: "c" },
+      { address: "10.244.0.7", node: "b" },
+      { address: "10.244.1.10", node: "a" },
+    ];
+    const o = renderOverlay(input({ blocks, workloads }));
+    const routes = o.routes.map(
+      (r) => `${r.dst} via ${r.nexthops[0]?.gateway} ${r.nexthops[0]?.dev ?? "-"}`,
+    );
+    expect(routes).toEqual([
+      "10.244.1.0/26 via 10.244.1.1 vxlan.ocelot",
+      "10.244.2.0/26 via 10.244.2.1 vxlan.ocelot",
+      "10.244.0.7/32 via 10.244.1.1 vxlan.ocelot",
+      "10.244.1.9/32 via 10.244.2.1 vxlan.ocelot",
+    ]);
+    const cross = renderOverlay(input({ blocks, workloads }, "CrossSubnet"));
+    expect(cross.routes.find((r) => r.dst === "10.244.0.7/32")?.nexthops).toEqual([
+      { gateway: "10.0.1.12" },
+    ]);
+    // A pod that moved its borrowed address: the fast path's delta is the /32 alone.
+    const moved = workloads.map((w) => (w.address === "10.244.1.9" ? { ...w, node: "b" } : w));
+    const d = planOverlayDelta(o, renderOverlay(input({ blocks, workloads: moved })), PRESENT);
+    expect(d.setRoutes.map((r) => `${r.dst} via ${r.nexthops[0]?.gateway}`)).toEqual([]);
+    expect(d.removeRoutes.map((r) => r.dst)).toEqual(["10.244.1.9/32"]);
   });
 });
 
