@@ -182,6 +182,18 @@ describe("borrowed addresses", () => {
     expect(cross.routes.find((r) => r.dst === "10.244.0.7/32")?.nexthops).toEqual([
       { gateway: "10.0.1.12" },
     ]);
+    // IP-in-IP: the /32 via the borrowing node's own address dev tunl0 onlink.
+    const ipip = renderOverlay(
+      input({
+        blocks,
+        workloads,
+        nodes: input().nodes.map((n, i) => ({ ...n, ipipAddress: `10.244.${i}.2` })),
+        pools: [{ cidr: "10.244.0.0/16", vxlanMode: "Never", ipipMode: "Always" }],
+      }),
+    );
+    expect(ipip.routes.find((r) => r.dst === "10.244.1.9/32")?.nexthops).toEqual([
+      { gateway: "10.0.2.13", dev: "tunl0", onlink: true },
+    ]);
     // A pod that moved its borrowed address: the fast path's delta is the /32 alone.
     const moved = workloads.map((w) => (w.address === "10.244.1.9" ? { ...w, node: "b" } : w));
     const d = planOverlayDelta(o, renderOverlay(input({ blocks, workloads: moved })), PRESENT);
