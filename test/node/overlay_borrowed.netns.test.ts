@@ -6,8 +6,9 @@
 // blackhole), read back from the kernel, and pods ping it from both a and c. With vxlanMode
 // Never, b's speaker announces the /32 and a learns it over BGP (protocol 201) and pings it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IpamKeys } from "../../src/ipam/records.js";
+import { encodeAffinity, IpamKeys } from "../../src/ipam/records.js";
 import { parseCidr } from "../../src/lib/ip.js";
+import { tunnelMac } from "../../src/node/tunnel_addrs.js";
 import { HANG_MS } from "../helpers/limits.js";
 import { Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
@@ -15,10 +16,12 @@ import { cni, daemonTestsUnavailable, podEnv } from "./harness.js";
 import {
   buildLab,
   destroyLab,
+  fdbOf,
   HOOK_MS,
   type Lab,
   type LabNode,
   labToolsMissing,
+  neighOf,
   ping,
   routesOf,
   waitPing,
@@ -128,6 +131,54 @@ describe.skipIf(skip)("borrowed addresses: reached through the node that has the
     await waitPing(pods[0] as Netns, onB, `a's pod -> ${onB}`, log);
     await waitPing(c.pod as Netns, onB, `c's pod -> ${onB}`, log);
     expect(ping(pods[1] as Netns, onA).ok).toBe(true);
+  });
+
+  it("a new node's block takes the fast path: route, neighbour and FDB entry on a, b and c without the full pass adding them", async () => {
+    const store = lab?.store as Lab["store"];
+    const name = "obw-x";
+    const mac = tunnelMac(name, 4);
+    await store.update(
+      `/ocelot/resources/v3/nodes/${name}`,
+      JSON.stringify({
+        apiVersion: "projectcalico.org/v3",
+        kind: "Node",
+        metadata: { name },
+        spec: {
+          bgp: { ipv4Address: "10.31.1.99/24" },
+          ipv4VXLANTunnelAddr: "10.232.250.1",
+          vxlanTunnelMACAddr: mac,
+        },
+      }),
+    );
+    const block = "10.232.250.0/26";
+    const logsBefore = (lab?.nodes ?? []).map((n) => n.daemon?.log.length ?? 0);
+    await store.update(
+      new IpamKeys().affinity(name, parseCidr(block)),
+      encodeAffinity({ state: "confirmed", node: name, cidr: block }),
+    );
+    for (const n of [a, b, c])
+      await waitFor(
+        `${n.name}: ${block}, its neighbour and FDB entry`,
+        () =>
+          routesOf(n.ns, "202").some((r) => r.dst === block && r.gateway === "10.232.250.1") &&
+          neighOf(n.ns, "vxlan.ocelot").some((x) => x.dst === "10.232.250.1" && x.lladdr === mac) &&
+          fdbOf(n.ns, "vxlan.ocelot").some((f) => f.mac === mac && f.dst === "10.31.1.99"),
+      );
+    // Not the full pass's doing: none logged adding them.
+    for (const [i, n] of (lab?.nodes ?? []).entries()) {
+      const after = (n.daemon?.log ?? "").slice(logsBefore[i]);
+      expect(after).not.toContain(`route ${block}`);
+      expect(after).not.toContain("neighbour 10.232.250.1");
+    }
+    await store.delete(new IpamKeys().affinity(name, parseCidr(block)));
+    for (const n of [a, b, c])
+      await waitFor(
+        `${n.name}: ${block} and its entries gone`,
+        () =>
+          routesOf(n.ns, "202").every((r) => r.dst !== block) &&
+          neighOf(n.ns, "vxlan.ocelot").every((x) => x.dst !== "10.232.250.1") &&
+          fdbOf(n.ns, "vxlan.ocelot").every((f) => f.mac !== mac),
+      );
   });
 
   it("vxlanMode Never (BGP): b announces the /32, a learns it (protocol 201, via b) and its pod pings it", async () => {
