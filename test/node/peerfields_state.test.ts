@@ -5,7 +5,8 @@
 import { describe, expect, it } from "vitest";
 import type { BGPConfiguration, BGPPeer } from "../../src/api/bgp.js";
 import type { Node } from "../../src/api/node.js";
-import { type BgpSnapshot, renderBgp } from "../../src/node/bgp_state.js";
+import type { PeerConfig } from "../../src/bgp/config.js";
+import { type BgpSnapshot, importGuardRules, renderBgp } from "../../src/node/bgp_state.js";
 import { filter, peer, V3 } from "./resources.js";
 
 const node = (name: string, ip: string, ip6?: string) =>
@@ -51,12 +52,25 @@ const tor = (spec: Partial<BGPPeer["spec"]> = {}) =>
   peer("tor", { peerIP: "10.0.0.254", asNumber: 65000, ...spec });
 
 function render(over: Partial<BgpSnapshot>) {
-  const r = renderBgp(snap(over), "n1", opts);
+  const s = snap(over);
+  const r = renderBgp(s, "n1", opts);
   if (!r.config) throw new Error(r.reason);
-  return r;
+  return { ...r, snap: s };
 }
-const peerOf = (r: ReturnType<typeof render>, address: string) =>
-  r.config.peers.find((p) => p.address === address);
+/**
+ * A rendered peer with the import guard (test/node/import_guard.test.ts) taken off the front of
+ * its import filter, so these tests see the BGPFilters' part (no filter when that is empty).
+ */
+const peerOf = (r: ReturnType<typeof render>, address: string): PeerConfig | undefined => {
+  const p = r.config.peers.find((x) => x.address === address);
+  if (!p?.importFilter) return p;
+  const fam = address.includes(":") ? "ipv6-unicast" : "ipv4-unicast";
+  const guard = importGuardRules(r.snap, address, fam, p.importFilter.rules);
+  expect(p.importFilter.rules.slice(0, guard.length), "the import guard first").toEqual(guard);
+  const rest = p.importFilter.rules.slice(guard.length);
+  const { importFilter: _, ...others } = p;
+  return rest.length > 0 ? { ...p, importFilter: { rules: rest } } : others;
+};
 
 describe("spec.filters", () => {
   const f1 = filter("f1", {
@@ -241,5 +255,37 @@ describe("other peer fields", () => {
     expect(r.warnings).toEqual([
       'BGPPeer "tor": spec.maxRestartTime, spec.keepOriginalNextHop, spec.localASNumber not applied yet',
     ]);
+  });
+});
+
+describe("spec.bfd (Ocelot extension)", () => {
+  it("becomes the peer's BFD session, durations in ms, FRR's defaults for what is not given", () => {
+    const r = render({
+      bgpPeers: [tor({ bfd: { minTxInterval: "100ms", multiplier: 5, multihop: true } })],
+    });
+    expect(peerOf(r, "10.0.0.254")?.bfd).toEqual({
+      minTx: 100,
+      minRx: 300,
+      multiplier: 5,
+      multihop: true,
+    });
+    expect(peerOf(render({ bgpPeers: [tor()] }), "10.0.0.254")?.bfd).toBeUndefined();
+  });
+
+  it("refuses an interval out of 10 ms to 60 s and unknown fields, naming them", async () => {
+    const { bgpPeerSchema } = await import("../../src/api/bgp.js");
+    const bad = (bfd: object) =>
+      bgpPeerSchema.safeParse({
+        apiVersion: V3,
+        kind: "BGPPeer",
+        metadata: { name: "tor" },
+        spec: { peerIP: "10.0.0.254", asNumber: 65000, bfd },
+      });
+    expect(bad({ minTxInterval: "300ms" }).success).toBe(true);
+    const short = bad({ minRxInterval: "5ms" });
+    expect(short.success).toBe(false);
+    expect(JSON.stringify(short.error?.issues)).toContain("not a BFD interval of 10ms to 60s");
+    expect(bad({ multiplier: 0 }).success).toBe(false);
+    expect(JSON.stringify(bad({ echo: true }).error?.issues)).toContain("echo");
   });
 });
