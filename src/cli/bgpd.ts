@@ -5,6 +5,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { BfdPeers } from "../bgp/bfd/bgp_peers.js";
 import type { BfdRuntime } from "../bgp/bfd/runtime.js";
+import { BmpClient, parseStation } from "../bgp/bmp/client.js";
+import type { PeerConfig } from "../bgp/config.js";
 import {
   type BgpdConfig,
   ConfigError,
@@ -16,6 +18,7 @@ import { ttlHook } from "../bgp/io/ttl.js";
 import { addBfdMetrics, addBgpMetrics } from "../bgp/metrics.js";
 import { ribToMrt } from "../bgp/mrt/from_rib.js";
 import { tableDumpV2 } from "../bgp/mrt/table_dump_v2.js";
+import { UpdateDump } from "../bgp/mrt/update_dump.js";
 import { makeWireBridge } from "../bgp/speaker/attrs.js";
 import { Speaker } from "../bgp/speaker/runtime.js";
 import {
@@ -151,11 +154,27 @@ async function serveBgpdHealth(
   });
 }
 
-async function runBgpd(opts: {
+interface BgpdOptions {
   config: string;
   logLevel: string;
   metricsAddress?: string;
-}): Promise<void> {
+  bmpStation?: string;
+  bmpStatsInterval: string;
+  bmpAdjRibOut?: boolean;
+  mrtUpdates?: string;
+  mrtRotateSize: string;
+  mrtRotateInterval: string;
+}
+
+/** A whole number flag value of at least `min`, or a usage error naming the flag. */
+function intFlag(name: string, v: string, min: number): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < min)
+    throw new CliError(`${name}: "${v}" is not a whole number >= ${min}`, 2);
+  return n;
+}
+
+async function runBgpd(opts: BgpdOptions): Promise<void> {
   if (!LEVELS.includes(opts.logLevel)) {
     throw new CliError(`--log-level: "${opts.logLevel}" is not one of ${LEVELS.join(", ")}`, 2);
   }
@@ -165,9 +184,31 @@ async function runBgpd(opts: {
   } catch (e) {
     throw new CliError((e as Error).message, 2);
   }
+  if (opts.bmpStation !== undefined) {
+    try {
+      parseStation(opts.bmpStation);
+    } catch (e) {
+      throw new CliError(`--bmp-station: ${(e as Error).message}`, 2);
+    }
+  }
+  const bmpStatsMs = intFlag("--bmp-stats-interval", opts.bmpStatsInterval, 0) * 1000;
+  const mrtRotateBytes = intFlag("--mrt-rotate-size", opts.mrtRotateSize, 1);
+  const mrtRotateMs = intFlag("--mrt-rotate-interval", opts.mrtRotateInterval, 0) * 1000;
   const cfg = loadConfig(opts.config);
   const { pino } = await import("pino");
   const log = pino({ level: opts.logLevel, base: { daemon: "bgpd" } });
+  const bmp = opts.bmpStation
+    ? new BmpClient({
+        station: opts.bmpStation,
+        statsIntervalMs: bmpStatsMs,
+        ...(opts.bmpAdjRibOut ? { adjRibOut: true } : {}),
+        sysDescr: `Ocelot bgpd AS ${cfg.asn} router ID ${cfg.routerId}`,
+        log,
+      })
+    : undefined;
+  const dump = opts.mrtUpdates
+    ? new UpdateDump({ dir: opts.mrtUpdates, rotateBytes: mrtRotateBytes, rotateMs: mrtRotateMs })
+    : undefined;
   let fib: Fib | null;
   try {
     fib = await openFib(cfg, log);
@@ -183,6 +224,22 @@ async function runBgpd(opts: {
     fib,
     bridge: makeWireBridge(),
     ...(onSocket ? { onSocket } : {}),
+    ...(bmp ? { tap: bmp.monitor } : {}),
+    ...(dump
+      ? {
+          onUpdateReceived: (peer: PeerConfig, msg: Uint8Array, as4: boolean) =>
+            dump.write(
+              {
+                peerAs: peer.asn,
+                localAs: cfg.asn,
+                peerAddress: peer.address,
+                localAddress: peer.sourceAddress ?? cfg.routerId,
+              },
+              msg,
+              as4,
+            ),
+        }
+      : {}),
   });
   let started = false;
   // BFD Down drops the BGP session at once (RFC 5882 §4.3): it fails as on a TCP failure, so its
@@ -198,6 +255,7 @@ async function runBgpd(opts: {
     throw new CliError((e as Error).message);
   }
   await speaker.start();
+  bmp?.start();
   try {
     await bfd.apply(cfg);
   } catch (e) {
@@ -259,6 +317,7 @@ async function runBgpd(opts: {
       hard.unref();
       void (async () => {
         await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
+        await bmp?.stop();
         bfd.close();
         await statusServer.close();
         await health?.close();
@@ -291,7 +350,19 @@ export function register(program: Command): void {
       "--metrics-address <host:port>",
       "serve /metrics, /livez and /readyz over HTTP there (default: off)",
     )
-    .action(async (o: { config: string; logLevel: string; metricsAddress?: string }) => runBgpd(o));
+    .option(
+      "--bmp-station <host:port>",
+      "export to a BMP station (RFC 7854): Peer Up/Down, Route Monitoring, statistics",
+    )
+    .option("--bmp-stats-interval <seconds>", "BMP Statistics Report interval (0: none)", "60")
+    .option("--bmp-adj-rib-out", "also mirror UPDATEs sent (RFC 8671 Adj-RIB-Out)", false)
+    .option(
+      "--mrt-updates <dir>",
+      "append every UPDATE received to MRT BGP4MP_MESSAGE_AS4 files there (RFC 6396)",
+    )
+    .option("--mrt-rotate-size <bytes>", "start a new MRT file past this size", "67108864")
+    .option("--mrt-rotate-interval <seconds>", "start a new MRT file this often (0: never)", "900")
+    .action(async (o: BgpdOptions) => runBgpd(o));
 
   program
     .command("status")

@@ -16,7 +16,7 @@ import {
   readTcpMd5Counters,
   connect as tcpConnect,
 } from "../io/transport.js";
-import type { Rib } from "../rib/rib.js";
+import type { PeerCounts, Rib } from "../rib/rib.js";
 import type { RoutesSnapshot, StatusSnapshot } from "../status.js";
 import { localAddressesToward } from "./addr.js";
 import type { AttrBridge } from "./attrs.js";
@@ -42,6 +42,44 @@ export interface SpeakerDeps<A> {
   onSocket?: (conn: Connection, peer: PeerConfig, ebgp: boolean) => void;
   /** Each UPDATE received, as framed (header included), before decoding (MRT BGP4MP dumps). */
   onUpdateReceived?: (peer: PeerConfig, msg: Uint8Array, fourOctetAs: boolean) => void;
+  /** Watches every connection's bytes and each peer's session (BMP). */
+  tap?: SpeakerTap;
+}
+
+/** A peer's session as a tap may read it. */
+export interface TapPeerView {
+  /** The Established connection, if any. */
+  establishedConn: ConnId | undefined;
+  asn: number;
+  /** The peer's BGP Identifier (dotted quad) of the Established session, else 0.0.0.0. */
+  peerId: string;
+  fourOctetAs: boolean;
+  counts(): PeerCounts;
+}
+
+export interface TapHost {
+  /** The configured peer's session, undefined when the peer is not configured (any more). */
+  view(peer: string): TapPeerView | undefined;
+}
+
+/**
+ * Sees what crosses the speaker's edge, synchronously: connections made, bytes sent (whole
+ * messages) and read (any framing), closes, each UPDATE accepted for processing, and after
+ * every event about a peer `settled(peer)` (its session may have changed). A tap only watches.
+ */
+export interface SpeakerTap {
+  attach(host: TapHost): void;
+  connected(
+    peer: string,
+    conn: ConnId,
+    c: { localAddress: string; localPort: number; remotePort: number },
+  ): void;
+  sent(peer: string, conn: ConnId, bytes: Uint8Array): void;
+  received(peer: string, conn: ConnId, bytes: Uint8Array): void;
+  closed(peer: string, conn: ConnId, by: "local" | "remote"): void;
+  updateReceived(peer: string, msg: Uint8Array): void;
+  /** After an event about `peer`, or (no peer) one that may change any session. */
+  settled(peer?: string): void;
 }
 
 interface Attempt {
@@ -74,14 +112,39 @@ export class Speaker<A> {
     this.log = deps.log ?? silentLog;
     this.startedAt = deps.clock.now();
     this.pump = deps.fib ? new FibPump(deps.fib, this.log) : undefined;
+    const tap = deps.tap;
+    const onUpdate = deps.onUpdateReceived;
+    const onUpdateReceived = tap
+      ? (peer: PeerConfig, msg: Uint8Array, as4: boolean) => {
+          tap.updateReceived(peer.address, msg);
+          onUpdate?.(peer, msg, as4);
+        }
+      : onUpdate;
     this.core = new SpeakerCore(config, {
       bridge: deps.bridge,
       now: () => deps.clock.now(),
       fib: deps.fib !== null,
       localAddressesToward,
       log: this.log,
-      ...(deps.onUpdateReceived ? { onUpdateReceived: deps.onUpdateReceived } : {}),
+      ...(onUpdateReceived ? { onUpdateReceived } : {}),
     });
+    tap?.attach({ view: (peer) => this.tapView(peer) });
+  }
+
+  private tapView(peer: string): TapPeerView | undefined {
+    const e = this.core.peers.get(peer);
+    if (!e) return undefined;
+    const s = e.session;
+    const n = s.negotiated;
+    const conn = s.establishedConn;
+    const id = conn !== undefined && n ? n.peerId >>> 0 : 0;
+    return {
+      establishedConn: conn,
+      asn: e.cfg.asn,
+      peerId: [id >>> 24, (id >>> 16) & 255, (id >>> 8) & 255, id & 255].join("."),
+      fourOctetAs: s.options?.fourOctetAs ?? true,
+      counts: () => this.core.rib.peerCounts(e.ribId),
+    };
   }
 
   get config(): BgpdConfig {
@@ -181,13 +244,23 @@ export class Speaker<A> {
     this.running = true;
     try {
       for (let i = 0; i < this.queue.length; i++) {
-        for (const a of this.core.handle(this.queue[i] as SpeakerEvent)) this.carry(a);
+        const ev = this.queue[i] as SpeakerEvent;
+        for (const a of this.core.handle(ev)) this.carry(a);
+        if (this.deps.tap) this.settleTap(ev);
       }
     } finally {
       this.queue.length = 0;
       this.running = false;
     }
     this.checkIdle();
+  }
+
+  /** Tells the tap which peers an event may have changed. */
+  private settleTap(ev: SpeakerEvent): void {
+    const tap = this.deps.tap as SpeakerTap;
+    if ("peer" in ev) tap.settled(ev.peer);
+    else if ("timer" in ev) tap.settled(ev.timer.peer);
+    else if (ev.kind !== "flush" && ev.kind !== "fibDone") tap.settled();
   }
 
   private isIdle(): boolean {
@@ -214,6 +287,7 @@ export class Speaker<A> {
       case "send": {
         const c = this.conns.get(a.conn)?.conn;
         if (!c) return;
+        this.deps.tap?.sent(a.peer, a.conn, a.bytes);
         c.write(a.bytes);
         this.noteSlow(a.peer, c);
         return;
@@ -227,6 +301,7 @@ export class Speaker<A> {
         }
         const c = this.conns.get(a.conn)?.conn;
         this.conns.delete(a.conn);
+        if (c) this.deps.tap?.closed(a.peer, a.conn, "local");
         if (a.how === "end") c?.end();
         else c?.destroy();
         return;
@@ -315,13 +390,22 @@ export class Speaker<A> {
   private adopt(peer: string, id: ConnId, c: Connection): void {
     const rec = { peer, conn: c };
     this.conns.set(id, rec);
+    const tap = this.deps.tap;
+    tap?.connected(peer, id, {
+      localAddress: c.localAddress,
+      localPort: c.localPort,
+      remotePort: c.remotePort,
+    });
     c.attach({
       onData: (bytes) => {
-        if (this.conns.get(id) === rec) this.run({ kind: "received", peer, conn: id, bytes });
+        if (this.conns.get(id) !== rec) return;
+        tap?.received(peer, id, bytes);
+        this.run({ kind: "received", peer, conn: id, bytes });
       },
       onClose: (err) => {
         if (this.conns.get(id) !== rec) return;
         this.conns.delete(id);
+        tap?.closed(peer, id, "remote");
         this.run({ kind: "closed", peer, conn: id, message: err ?? "Connection closed by peer" });
       },
       onDrain: () => {
