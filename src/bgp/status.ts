@@ -88,6 +88,37 @@ export interface RouteStatus {
   multipath: string[];
 }
 
+/** One path of a prefix as `ocelot routes PREFIX` shows it (attributes as text). */
+export interface PathStatus {
+  peer: string;
+  ibgp: boolean;
+  pathId: number;
+  nextHop: string;
+  asPath: string;
+  origin: string;
+  /** LOCAL_PREF the decision used (defaults applied). */
+  localPref: number;
+  med: number | null;
+  communities: string[];
+  largeCommunities: string[];
+  accepted: boolean;
+  /** Why import refused it (a filter, an AS-path loop, ...), and the rule when one decided. */
+  rejectReason?: string;
+  rejectDetail?: string;
+  stale: boolean;
+  best: boolean;
+  multipath: boolean;
+}
+
+/** Every path of one prefix and why the best won (the status socket's "route" command). */
+export interface RouteExplanation {
+  prefix: string;
+  paths: PathStatus[];
+  bestReason: string;
+  /** The next hops the FIB is asked to install (none: nothing to install). */
+  nexthops: string[];
+}
+
 export interface RoutesSnapshot {
   routes: RouteStatus[];
   /** True when the Loc-RIB holds more routes than one answer carries (100,000). */

@@ -1,6 +1,7 @@
 // `ocelot bgpd --config FILE`: the BGP speaker alone from a YAML file (pino logs, status socket,
 // SIGHUP re-reads the file and applies it by diff), and `ocelot status` / `ocelot routes`, which
 // read that socket. Owns: process wiring only. Not: BGP logic (src/bgp/).
+import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { BfdPeers } from "../bgp/bfd/bgp_peers.js";
@@ -25,10 +26,12 @@ import {
   formatRoutes,
   formatStatus,
   queryStatus,
+  type RouteExplanation,
   type RoutesSnapshot,
   type StatusSnapshot,
   serveStatus,
 } from "../bgp/status.js";
+import { checkKernelRoute, type IpJsonRoute, type KernelCheck } from "../fib/route_check.js";
 import type { Fib } from "../fib/types.js";
 import { addFibMetrics, addProcessMetrics } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
@@ -118,6 +121,36 @@ function speakerReady(speaker: SpeakerView, started: boolean) {
   return { ok: true };
 }
 
+/** The BMP station connection's series (`--bmp-station`). */
+function addBmpMetrics(reg: MetricsRegistry, bmp: BmpClient): void {
+  const c = bmp.counters;
+  const m = bmp.monitor.counters;
+  reg
+    .gauge(
+      "ocelot_bmp_station_connected",
+      "1 while the BMP station is connected",
+      bmp.connected ? 1 : 0,
+    )
+    .counter("ocelot_bmp_connects_total", "Connections made to the BMP station", c.connects)
+    .counter(
+      "ocelot_bmp_messages_sent_total",
+      "BMP messages written to the station",
+      c.messagesSent,
+    )
+    .counter(
+      "ocelot_bmp_messages_dropped_total",
+      "BMP messages dropped because the station did not read fast enough",
+      c.dropped,
+    )
+    .counter("ocelot_bmp_peer_up_total", "Peer Up notifications produced", m.peerUp)
+    .counter("ocelot_bmp_peer_down_total", "Peer Down notifications produced", m.peerDown)
+    .counter(
+      "ocelot_bmp_route_monitoring_total",
+      "Route Monitoring messages produced",
+      m.routeMonitoring,
+    );
+}
+
 /** `--metrics-address`: /metrics, /livez, /readyz for bgpd (nothing when the flag is absent). */
 async function serveBgpdHealth(
   addr: ListenAddress | undefined,
@@ -125,6 +158,7 @@ async function serveBgpdHealth(
   fib: Fib | null,
   isStarted: () => boolean,
   bfd: BgpdBfd,
+  bmp: BmpClient | undefined,
 ) {
   if (!addr) return undefined;
   const startedAt = Date.now();
@@ -148,6 +182,7 @@ async function serveBgpdHealth(
       );
       const bfdCounters = bfd.counters();
       if (bfdCounters) addBfdMetrics(reg, bfd.status() ?? [], bfdCounters);
+      if (bmp) addBmpMetrics(reg, bmp);
       addProcessMetrics(reg, { rssBytes: process.memoryUsage.rss(), startedAtMs: startedAt });
       return reg.render();
     },
@@ -249,7 +284,7 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   );
   let health: Awaited<ReturnType<typeof serveBgpdHealth>>;
   try {
-    health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started, bfd);
+    health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started, bfd, bmp);
   } catch (e) {
     await fib?.close();
     throw new CliError((e as Error).message);
@@ -274,7 +309,10 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
     },
     routes: () => speaker.routes(),
   };
-  let statusServer = await serveStatus(cfg.status.socket, statusView);
+  const statusExtra = {
+    route: (args: unknown) => speaker.route(String((args as { prefix?: unknown })?.prefix ?? "")),
+  };
+  let statusServer = await serveStatus(cfg.status.socket, statusView, statusExtra);
   log.info(
     {
       asn: cfg.asn,
@@ -296,7 +334,7 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
         await bfd.apply(next);
         if (socketChanged) {
           await statusServer.close();
-          statusServer = await serveStatus(next.status.socket, statusView);
+          statusServer = await serveStatus(next.status.socket, statusView, statusExtra);
         }
         log.info({ config: opts.config }, "Configuration reloaded");
       } catch (e) {
@@ -330,6 +368,89 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
   });
+}
+
+/** `ocelot routes PREFIX`: the RIB's paths and the kernel's verdict (exit 1 when they differ). */
+async function showRoute(socket: string, prefix: string, json: boolean, protocol: number) {
+  let r: RouteExplanation | null;
+  try {
+    r = await queryStatus<RouteExplanation | null>(socket, "route", 5000, { prefix });
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+  const shown = r?.prefix ?? prefix;
+  const ip = spawnSync(
+    "ip",
+    ["-j", shown.includes(":") ? "-6" : "-4", "route", "show", "table", "all", "exact", shown],
+    { encoding: "utf8", timeout: 30_000 },
+  );
+  const kernel =
+    ip.status === 0
+      ? checkKernelRoute(
+          r?.nexthops ?? [],
+          JSON.parse(ip.stdout || "[]") as IpJsonRoute[],
+          protocol,
+        )
+      : undefined;
+  const ok = kernel !== undefined && (kernel.state === "installed" || kernel.state === "absent");
+  if (!ok) process.exitCode = 1;
+  if (json) {
+    const out = {
+      prefix: shown,
+      route: r,
+      kernel: kernel ?? { error: (ip.stderr || ip.error?.message || "ip failed").trim() },
+    };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(formatRoute(shown, r, kernel, ip.stderr));
+}
+
+function formatRoute(
+  prefix: string,
+  r: RouteExplanation | null,
+  k: KernelCheck | undefined,
+  ipError: string,
+): string {
+  const lines: string[] = [];
+  if (!r) lines.push(`${prefix}: not in the RIB (no path from any peer, not originated)`);
+  else {
+    lines.push(`${r.prefix}: ${r.paths.length} path(s), best by ${r.bestReason}`);
+    for (const p of r.paths) {
+      const mark = p.best ? "*" : p.multipath ? "=" : p.accepted ? " " : "x";
+      const attrs = [
+        `via ${p.nextHop}`,
+        `AS path ${p.asPath || "(empty)"}`,
+        `origin ${p.origin}`,
+        `local pref ${p.localPref}`,
+        ...(p.med !== null ? [`MED ${p.med}`] : []),
+        ...(p.communities.length ? [`communities ${p.communities.join(" ")}`] : []),
+        ...(p.largeCommunities.length ? [`large ${p.largeCommunities.join(" ")}`] : []),
+        ...(p.stale ? ["stale"] : []),
+      ];
+      lines.push(
+        `  ${mark} ${p.peer} (${p.ibgp ? "iBGP" : p.peer === "local" ? "local" : "eBGP"})  ${attrs.join("  ")}`,
+      );
+      if (!p.accepted)
+        lines.push(
+          `      rejected: ${p.rejectReason ?? "?"}${p.rejectDetail ? ` (${p.rejectDetail})` : ""}`,
+        );
+    }
+  }
+  if (!k) lines.push(`Kernel: not read (${ipError.trim() || "ip failed"})`);
+  else {
+    const want = k.expected.join(", ");
+    const text: Record<KernelCheck["state"], string> = {
+      installed: `installed via ${k.found.join(", ")}, as expected`,
+      missing: `MISSING: expected via ${want}, the kernel has no route of ours`,
+      different: `DIFFERENT: expected via ${want}, the kernel has ${k.found.join(", ")}`,
+      unexpected: `UNEXPECTED: the kernel has a route of ours via ${k.found.join(", ")}, the RIB installs none`,
+      absent: "nothing to install, none there",
+    };
+    lines.push(`Kernel: ${text[k.state]}`);
+    for (const o of k.others) lines.push(`  also in the kernel: ${o}`);
+  }
+  return `${lines.join("\n")}\n`;
 }
 
 async function read<T>(socket: string, cmd: "status" | "routes"): Promise<T> {
@@ -375,26 +496,38 @@ export function register(program: Command): void {
     });
 
   program
-    .command("routes")
-    .description("show the Loc-RIB of the local bgpd with the best-path reason")
+    .command("routes [prefix]")
+    .description(
+      "show the Loc-RIB of the local BGP speaker with the best-path reason; with PREFIX every path of it and whether the kernel holds it as expected",
+    )
     .option("--json", "print JSON", false)
     .option("--socket <path>", "status socket (default: this netns's daemon's)")
     .option("--mrt <file>", "write the Loc-RIB as an MRT TABLE_DUMP_V2 file (RFC 6396)")
-    .action(async (o: { json: boolean; socket?: string; mrt?: string }) => {
-      const socket = o.socket ?? findStatusSocket();
-      const r = await read<RoutesSnapshot>(socket, "routes");
-      if (o.mrt !== undefined) {
-        const s = await read<StatusSnapshot>(socket, "status");
-        const now = Math.floor(Date.now() / 1000);
-        const m = ribToMrt(s, r, now);
-        writeFileSync(o.mrt, tableDumpV2(now, s.routerId, "ocelot", m.peers, m.routes));
-        process.stdout.write(
-          o.json
-            ? `${JSON.stringify({ file: o.mrt, peers: m.peers.length, routes: m.routes.length })}\n`
-            : `Wrote ${m.routes.length} routes of ${m.peers.length} peers to ${o.mrt} (MRT TABLE_DUMP_V2)\n`,
-        );
-        return;
-      }
-      process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : formatRoutes(r));
-    });
+    .option("--protocol <n>", "the speaker's kernel route protocol (with PREFIX)", "201")
+    .action(
+      async (
+        prefix: string | undefined,
+        o: { json: boolean; socket?: string; mrt?: string; protocol: string },
+      ) => {
+        const socket = o.socket ?? findStatusSocket();
+        if (prefix !== undefined) {
+          await showRoute(socket, prefix, o.json, intFlag("--protocol", o.protocol, 0));
+          return;
+        }
+        const r = await read<RoutesSnapshot>(socket, "routes");
+        if (o.mrt !== undefined) {
+          const s = await read<StatusSnapshot>(socket, "status");
+          const now = Math.floor(Date.now() / 1000);
+          const m = ribToMrt(s, r, now);
+          writeFileSync(o.mrt, tableDumpV2(now, s.routerId, "ocelot", m.peers, m.routes));
+          process.stdout.write(
+            o.json
+              ? `${JSON.stringify({ file: o.mrt, peers: m.peers.length, routes: m.routes.length })}\n`
+              : `Wrote ${m.routes.length} routes of ${m.peers.length} peers to ${o.mrt} (MRT TABLE_DUMP_V2)\n`,
+          );
+          return;
+        }
+        process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : formatRoutes(r));
+      },
+    );
 }

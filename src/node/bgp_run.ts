@@ -91,7 +91,10 @@ export async function startBgp(
   let status: { close(): Promise<void> };
   try {
     await speaker.start();
-    status = await serveStatus(first.status.socket, provider, deps.extraStatus);
+    status = await serveStatus(first.status.socket, provider, {
+      route: (args) => speaker.route(String((args as { prefix?: unknown })?.prefix ?? "")),
+      ...deps.extraStatus,
+    });
   } catch (err) {
     await speaker.stop().catch(() => {});
     await fib.close();

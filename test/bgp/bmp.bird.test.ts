@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BmpMessage, decodeStream } from "../../src/bgp/bmp/codec.js";
 import { runSync } from "../helpers/limits.js";
+import { httpGetIn, metricSample } from "../helpers/metrics.js";
 import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
   type BirdPeer,
@@ -32,6 +33,7 @@ const skip = skipWithReason("BMP to pmbmpd with BIRD", reason);
 const BIRD_AS = 65020;
 const OC_AS = 64512;
 const PORT = 11019;
+const METRICS = 9093;
 const SENT = ["10.98.1.0/24", "10.98.2.0/24", "10.98.3.0/24"];
 const OURS = "10.244.8.0/26";
 
@@ -150,6 +152,8 @@ describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => 
         "--bmp-adj-rib-out",
         "--mrt-updates",
         mrtDir,
+        "--metrics-address",
+        `127.0.0.1:${METRICS}`,
       ],
     );
     bird = lab.startBird(br, "bird", birdConf);
@@ -210,7 +214,7 @@ describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => 
     // --mrt-updates: the same UPDATEs as BGP4MP records, read by bgpdump where installed.
     if (have("bgpdump")) {
       const files = readdirSync(mrtDir).map((f) => join(mrtDir, f));
-      expect(files.length).toBe(1);
+      expect(files.length, files.join(" ")).toBe(1);
       const r = runSync("bgpdump", ["-m", ...files]);
       expect(r.status, r.stderr).toBe(0);
       const announced = r.stdout
@@ -232,11 +236,21 @@ describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => 
     expect(ofType("peer_down")[0]).toMatchObject({ peer_ip: "10.255.8.2", reason_type: 3 });
     bird.cmd("enable", "oc");
     await waitFor("a second peer_up", () => ofType("peer_up").length === 2, 20_000, 200);
+    const text = httpGetIn(oc, METRICS, "/metrics")[1];
+    expect(metricSample(text, "ocelot_bmp_station_connected")).toBe(1);
+    expect(metricSample(text, "ocelot_bmp_peer_up_total")).toBe(2);
+    expect(metricSample(text, "ocelot_bmp_peer_down_total"), text).toBe(1);
+    expect(metricSample(text, "ocelot_bmp_messages_dropped_total")).toBe(0);
+    expect(metricSample(text, "ocelot_bmp_route_monitoring_total")).toBeGreaterThanOrEqual(
+      2 * SENT.length,
+    );
   });
 
   it("a restarted station gets Initiation and the Peer Up of the session already up", async () => {
     const before = ofType("route_monitor").length;
     expect(before).toBeGreaterThan(0);
+    const m3 = httpGetIn(oc, METRICS, "/metrics")[1];
+    expect(metricSample(m3, "ocelot_bmp_connects_total"), m3).toBe(1);
     stopStation();
     await startStation("station2");
     // The client retries with backoff (1 s doubling): the new station is found again.
@@ -246,6 +260,8 @@ describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => 
       30_000,
       200,
     );
+    const m4 = httpGetIn(oc, METRICS, "/metrics")[1];
+    expect(metricSample(m4, "ocelot_bmp_connects_total"), m4).toBe(2);
     expect(ofType("peer_up")[0]).toMatchObject({ peer_ip: "10.255.8.2", bgp_id: "10.255.8.2" });
     await waitFor("a stats report", () => ofType("stats").length > 0, 20_000, 200);
   });

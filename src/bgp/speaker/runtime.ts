@@ -17,13 +17,13 @@ import {
   connect as tcpConnect,
 } from "../io/transport.js";
 import type { PeerCounts, Rib } from "../rib/rib.js";
-import type { RoutesSnapshot, StatusSnapshot } from "../status.js";
+import type { RouteExplanation, RoutesSnapshot, StatusSnapshot } from "../status.js";
 import { localAddressesToward } from "./addr.js";
 import type { AttrBridge } from "./attrs.js";
 import { SpeakerCore } from "./core.js";
 import { type ConnId, type SpeakerAction, type SpeakerEvent, timerId } from "./events.js";
 import { FibPump } from "./fib_pump.js";
-import { routesView, statusView } from "./views.js";
+import { routesView, routeView, statusView } from "./views.js";
 
 export type Connector = (
   opts: ConnectOptions,
@@ -233,6 +233,11 @@ export class Speaker<A> {
 
   routes(): RoutesSnapshot {
     return routesView(this.core.rib);
+  }
+
+  /** Every path of one prefix and why the best won (throws on a malformed prefix). */
+  route(prefix: string): RouteExplanation | null {
+    return routeView(this.core.rib, prefix);
   }
 
   // ---- events in -----------------------------------------------------------------------------
