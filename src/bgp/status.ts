@@ -37,6 +37,8 @@ export interface PeerStatus {
   lastError: { kind: string; code?: number; subcode?: number; message?: string } | null;
   /** The session is TCP-MD5 signed (RFC 2385); the password itself is never shown. */
   md5?: true;
+  /** The peer's BGP Identifier from its OPEN, while Established. */
+  bgpId?: string;
 }
 
 /** The node daemon's own identity (ocelot node run): its addresses and how each was chosen. */

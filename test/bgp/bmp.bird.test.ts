@@ -20,6 +20,7 @@ import {
   type OcelotPeer,
   PeerLab,
   peersUnavailableReason,
+  REPO_ROOT,
 } from "../helpers/peers.js";
 
 const have = (b: string) => runSync("sh", ["-c", `command -v ${b}`]).status === 0;
@@ -228,6 +229,73 @@ describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => 
         expect(f[11]).toBe("65020:7");
       }
     } else console.warn("bgpdump not installed: the MRT update file is not read back here");
+  });
+
+  it("ocelot routes PREFIX: BIRD's path with its reason, checked against the real kernel", async () => {
+    const routeOf = (prefix: string) => {
+      const [cmd, args] = oc.wrap(
+        process.execPath,
+        join(REPO_ROOT, "bin/ocelot"),
+        "routes",
+        prefix,
+        "--json",
+        "--socket",
+        ocelot.socket,
+      );
+      const r = runSync(cmd, args);
+      return { status: r.status, out: JSON.parse(r.stdout || "null"), stderr: r.stderr };
+    };
+    await waitFor(
+      "10.98.1.0/24 installed",
+      () => routeOf(SENT[0] as string).out?.kernel?.state === "installed",
+      20_000,
+      200,
+    );
+    const r = routeOf(SENT[0] as string);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.out.route.paths).toHaveLength(1);
+    expect(r.out.route.paths[0]).toMatchObject({
+      peer: "10.255.8.2",
+      asPath: String(BIRD_AS),
+      communities: ["65020:7"],
+      accepted: true,
+      best: true,
+    });
+    expect(r.out.kernel).toMatchObject({ expected: ["10.255.8.2"], found: ["10.255.8.2"] });
+    // Compared with the kernel's own view.
+    const ipRoute = JSON.parse(oc.exec("ip", "-j", "route", "show", SENT[0] as string)) as {
+      gateway?: string;
+      protocol?: string;
+    }[];
+    expect(ipRoute.map((x) => [x.gateway, String(x.protocol)])).toEqual([["10.255.8.2", "201"]]);
+    const [tcmd, targs] = oc.wrap(
+      process.execPath,
+      join(REPO_ROOT, "bin/ocelot"),
+      "routes",
+      SENT[0] as string,
+      "--socket",
+      ocelot.socket,
+    );
+    const text = runSync(tcmd, targs);
+    expect(text.stdout).toContain(`${SENT[0]}: 1 path(s), best by`);
+    expect(text.stdout).toContain("* 10.255.8.2 (eBGP)  via 10.255.8.2  AS path 65020");
+    expect(text.stdout).toContain("Kernel: installed via 10.255.8.2, as expected");
+    // Our origination: nothing to install (the RIB's next hop is ours), nothing there.
+    const own = routeOf(OURS);
+    expect(own.status, own.stderr).toBe(0);
+    expect(own.out.route.paths[0]).toMatchObject({ peer: "local", best: true });
+    expect(own.out.kernel.state).toBe("absent");
+    // A prefix no one sent: not in the RIB, not in the kernel.
+    const none = routeOf("10.97.0.0/24");
+    expect([none.status, none.out.route, none.out.kernel.state]).toEqual([0, null, "absent"]);
+    // Deleted by hand: the FIB puts it back (its netlink watch), and routes says so again.
+    oc.exec("ip", "route", "del", SENT[0] as string, "proto", "201");
+    await waitFor(
+      "10.98.1.0/24 back in the kernel",
+      () => routeOf(SENT[0] as string).out?.kernel?.state === "installed",
+      20_000,
+      200,
+    );
   });
 
   it("BIRD shuts the session: Peer Down reason 3 (NOTIFICATION from the peer), then up again", async () => {

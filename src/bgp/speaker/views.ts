@@ -57,6 +57,7 @@ export function statusView<A>(core: SpeakerCore<A>, io: RuntimeFacts): StatusSna
       sendQueueBytes: io.sendQueueBytes(e.cfg.address),
       establishedTransitions: s.counters.establishedTransitions,
       lastError: e.lastError,
+      ...(n && s.established ? { bgpId: dottedQuad(n.peerId) } : {}),
       ...(e.cfg.password !== undefined ? { md5: true as const } : {}),
     };
   });
@@ -142,6 +143,11 @@ function attrText(v: AttrView) {
     communities: v.communities.map((c) => `${c >>> 16}:${c & 0xffff}`),
     largeCommunities: large.map((l) => l.join(":")),
   };
+}
+
+function dottedQuad(id: number): string {
+  const u = id >>> 0;
+  return [u >>> 24, (u >>> 16) & 255, (u >>> 8) & 255, u & 255].join(".");
 }
 
 function memoryMiB(m: NodeJS.MemoryUsage, ribBytes: number): StatusSnapshot["memory"] {
