@@ -241,6 +241,9 @@ async function runNode(cmd: Command): Promise<void> {
           mrtUpdates: { dir: s.mrtUpdates, rotateBytes: s.mrtRotateBytes, rotateMs: s.mrtRotateMs },
         }
       : {}),
+    ...(s.bmpStation
+      ? { bmp: { station: s.bmpStation, statsIntervalMs: s.bmpStatsIntervalMs } }
+      : {}),
     agent: { clusterCidrs: s.clusterCidr, ...(s.mtu !== undefined ? { mtu: s.mtu } : {}) },
     ...(prom
       ? {

@@ -5,6 +5,7 @@
 // comes from (bgp_state.ts, daemon.ts).
 import { rmSync } from "node:fs";
 import { dirname } from "node:path";
+import { BmpClient } from "../bgp/bmp/client.js";
 import type { BgpdConfig } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
 import { ttlHook } from "../bgp/io/ttl.js";
@@ -44,6 +45,8 @@ export async function startBgp(
     extraStatus?: Record<string, (args: unknown) => unknown>;
     /** Append every UPDATE received to MRT BGP4MP files there (rotated). */
     mrtUpdates?: UpdateDumpOptions;
+    /** Export to a BMP station (RFC 7854). */
+    bmp?: { station: string; statsIntervalMs: number };
   },
 ): Promise<BgpHost> {
   const { KernelFib } = await import("../fib/kernel_fib.js");
@@ -56,6 +59,14 @@ export async function startBgp(
   });
   const onSocket = await ttlHook(log);
   const dump = deps.mrtUpdates ? new UpdateDump(deps.mrtUpdates) : undefined;
+  // One station connection for the node; a restarted speaker re-attaches the same monitor.
+  const bmp = deps.bmp
+    ? new BmpClient({
+        ...deps.bmp,
+        sysDescr: `Ocelot node AS ${first.asn} router ID ${first.routerId}`,
+        log,
+      })
+    : undefined;
   const make = (cfg: BgpdConfig) =>
     new Speaker<WireAttrs>(cfg, {
       clock: realClock,
@@ -63,6 +74,7 @@ export async function startBgp(
       fib,
       bridge: makeWireBridge(),
       ...(onSocket ? { onSocket } : {}),
+      ...(bmp ? { tap: bmp.monitor } : {}),
       ...(dump
         ? {
             onUpdateReceived: (peer, msg, as4) =>
@@ -91,6 +103,7 @@ export async function startBgp(
   let status: { close(): Promise<void> };
   try {
     await speaker.start();
+    bmp?.start();
     status = await serveStatus(first.status.socket, provider, {
       route: (args) => speaker.route(String((args as { prefix?: unknown })?.prefix ?? "")),
       ...deps.extraStatus,
@@ -129,6 +142,7 @@ export async function startBgp(
     async stop() {
       await chain.catch(() => {});
       await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Speaker stop"));
+      await bmp?.stop();
       await status.close();
       // A namespace's well-known socket directory goes with its daemon.
       const dir = dirname(first.status.socket);

@@ -80,6 +80,8 @@ export interface DaemonOptions {
   log: Log;
   /** Append every UPDATE received to MRT BGP4MP files (src/bgp/mrt/update_dump.ts). */
   mrtUpdates?: { dir: string; rotateBytes?: number; rotateMs?: number };
+  /** Export to a BMP station (src/bgp/bmp/). */
+  bmp?: { station: string; statsIntervalMs: number };
   /** The BGP speaker's log (its own subsystem's level); default: log. */
   bgpLog?: Log;
   /** Opens the agent's FIB (tests may pass a MemoryFib); default KernelFib for the namespace. */
@@ -563,6 +565,7 @@ export class NodeDaemon {
         nodeStatus: () => this.nodeStatus(),
         extraStatus: this.statusCommands,
         ...(this.opts.mrtUpdates ? { mrtUpdates: this.opts.mrtUpdates } : {}),
+        ...(this.opts.bmp ? { bmp: this.opts.bmp } : {}),
       });
       this.lastReconfiguration = new Date().toISOString();
       this.log.info(summary(config), "BGP: speaker started");
