@@ -33,10 +33,11 @@ import {
 } from "../bgp/status.js";
 import { checkKernelRoute, type IpJsonRoute, type KernelCheck } from "../fib/route_check.js";
 import type { Fib } from "../fib/types.js";
-import { addFibMetrics, addProcessMetrics } from "../lib/daemon_metrics.js";
+import { addFibMetrics } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
 import type { Log } from "../lib/log.js";
-import { MetricsRegistry } from "../lib/metrics.js";
+import { type MetricFamily, MetricsRegistry } from "../lib/metrics.js";
+import { PromMetrics } from "../lib/prom.js";
 import { findStatusSocket } from "../lib/status_socket_path.js";
 import { CliError } from "./main.js";
 
@@ -151,41 +152,48 @@ function addBmpMetrics(reg: MetricsRegistry, bmp: BmpClient): void {
     );
 }
 
+/**
+ * bgpd's snapshot families at scrape time (the process_* ones come from prom-client's default
+ * metrics, the histograms and NOTIFICATION counters from PromMetrics): the same registry shape
+ * as `ocelot node run`'s.
+ */
+function bgpdFamilies(
+  speaker: SpeakerView,
+  fib: Fib | null,
+  bfd: BgpdBfd,
+  bmp: BmpClient | undefined,
+): MetricFamily[] {
+  const reg = new MetricsRegistry();
+  const s = speaker.status();
+  const families = new Map(speaker.config.peers.map((p) => [p.address, p.families ?? []]));
+  addBgpMetrics(reg, s, { configuredFamilies: (a) => families.get(a) ?? [] });
+  const k =
+    fib && "status" in fib
+      ? (fib as unknown as { status(): { resyncs: number; overflows: number } }).status()
+      : undefined;
+  addFibMetrics(
+    reg,
+    s.fib.enabled
+      ? [["bgp", { ...s.fib, resyncs: k?.resyncs ?? 0, overflows: k?.overflows ?? 0 }]]
+      : [],
+  );
+  const bfdCounters = bfd.counters();
+  if (bfdCounters) addBfdMetrics(reg, bfd.status() ?? [], bfdCounters);
+  if (bmp) addBmpMetrics(reg, bmp);
+  return reg.families;
+}
+
 /** `--metrics-address`: /metrics, /livez, /readyz for bgpd (nothing when the flag is absent). */
 async function serveBgpdHealth(
   addr: ListenAddress | undefined,
   speaker: SpeakerView,
-  fib: Fib | null,
   isStarted: () => boolean,
-  bfd: BgpdBfd,
-  bmp: BmpClient | undefined,
+  prom: PromMetrics | undefined,
 ) {
-  if (!addr) return undefined;
-  const startedAt = Date.now();
-  const fibStats = () =>
-    fib && "status" in fib
-      ? (fib as unknown as { status(): { resyncs: number; overflows: number } }).status()
-      : undefined;
+  if (!addr || !prom) return undefined;
   return serveHealth(addr, {
     ready: () => speakerReady(speaker, isStarted()),
-    metrics: () => {
-      const reg = new MetricsRegistry();
-      const s = speaker.status();
-      const families = new Map(speaker.config.peers.map((p) => [p.address, p.families ?? []]));
-      addBgpMetrics(reg, s, { configuredFamilies: (a) => families.get(a) ?? [] });
-      const k = fibStats();
-      addFibMetrics(
-        reg,
-        s.fib.enabled
-          ? [["bgp", { ...s.fib, resyncs: k?.resyncs ?? 0, overflows: k?.overflows ?? 0 }]]
-          : [],
-      );
-      const bfdCounters = bfd.counters();
-      if (bfdCounters) addBfdMetrics(reg, bfd.status() ?? [], bfdCounters);
-      if (bmp) addBmpMetrics(reg, bmp);
-      addProcessMetrics(reg, { rssBytes: process.memoryUsage.rss(), startedAtMs: startedAt });
-      return reg.render();
-    },
+    metrics: () => prom.render(),
   });
 }
 
@@ -253,10 +261,14 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
     );
   }
   const onSocket = await ttlHook(log);
+  // Histograms and counters of log events are kept from the start when metrics are served.
+  let families: () => MetricFamily[] = () => [];
+  const prom = metricsAddr ? new PromMetrics(() => families()) : undefined;
   const speaker = new Speaker(cfg, {
     clock: realClock,
-    log,
+    log: prom ? prom.countingLog(log) : log,
     fib,
+    ...(prom ? { onFibBatch: (sec: number) => prom.fibBatch.observe({ fib: "bgp" }, sec) } : {}),
     bridge: makeWireBridge(),
     ...(onSocket ? { onSocket } : {}),
     ...(bmp ? { tap: bmp.monitor } : {}),
@@ -284,7 +296,8 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   );
   let health: Awaited<ReturnType<typeof serveBgpdHealth>>;
   try {
-    health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started, bfd, bmp);
+    families = () => bgpdFamilies(speaker, fib, bfd, bmp);
+    health = await serveBgpdHealth(metricsAddr, speaker, () => started, prom);
   } catch (e) {
     await fib?.close();
     throw new CliError((e as Error).message);
@@ -359,6 +372,7 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
         bfd.close();
         await statusServer.close();
         await health?.close();
+        prom?.close();
         await fib?.close();
         resolve();
         // Sockets and timers are closed; exit now rather than wait on stray handles.

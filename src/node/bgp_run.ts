@@ -47,6 +47,8 @@ export async function startBgp(
     mrtUpdates?: UpdateDumpOptions;
     /** Export to a BMP station (RFC 7854). */
     bmp?: { station: string; statsIntervalMs: number };
+    /** Each BGP FIB batch's time to the kernel's acknowledgement. */
+    onFibBatch?: (seconds: number) => void;
   },
 ): Promise<BgpHost> {
   const { KernelFib } = await import("../fib/kernel_fib.js");
@@ -75,6 +77,7 @@ export async function startBgp(
       bridge: makeWireBridge(),
       ...(onSocket ? { onSocket } : {}),
       ...(bmp ? { tap: bmp.monitor } : {}),
+      ...(deps.onFibBatch ? { onFibBatch: deps.onFibBatch } : {}),
       ...(dump
         ? {
             onUpdateReceived: (peer, msg, as4) =>

@@ -75,7 +75,7 @@ export interface DaemonOptions {
   observe?: {
     convergence?(area: Area, seconds: number): void;
     iptables?(seconds: number): void;
-    fibBatch?(fib: "agent", seconds: number): void;
+    fibBatch?(fib: "agent" | "bgp", seconds: number): void;
   };
   log: Log;
   /** Append every UPDATE received to MRT BGP4MP files (src/bgp/mrt/update_dump.ts). */
@@ -566,6 +566,7 @@ export class NodeDaemon {
         extraStatus: this.statusCommands,
         ...(this.opts.mrtUpdates ? { mrtUpdates: this.opts.mrtUpdates } : {}),
         ...(this.opts.bmp ? { bmp: this.opts.bmp } : {}),
+        onFibBatch: (sec) => this.opts.observe?.fibBatch?.("bgp", sec),
       });
       this.lastReconfiguration = new Date().toISOString();
       this.log.info(summary(config), "BGP: speaker started");

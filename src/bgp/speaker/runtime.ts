@@ -44,6 +44,8 @@ export interface SpeakerDeps<A> {
   onUpdateReceived?: (peer: PeerConfig, msg: Uint8Array, fourOctetAs: boolean) => void;
   /** Watches every connection's bytes and each peer's session (BMP). */
   tap?: SpeakerTap;
+  /** Each FIB batch's time from hand-over to the kernel's acknowledgement (a histogram). */
+  onFibBatch?: (seconds: number) => void;
 }
 
 /** A peer's session as a tap may read it. */
@@ -345,9 +347,14 @@ export class Speaker<A> {
           this.run({ kind: "flush" });
         });
         return;
-      case "fib":
-        this.pump?.push(a.batch, a.protocol, a.table).then(() => this.run({ kind: "fibDone" }));
+      case "fib": {
+        const t0 = performance.now();
+        this.pump?.push(a.batch, a.protocol, a.table).then(() => {
+          this.deps.onFibBatch?.((performance.now() - t0) / 1000);
+          this.run({ kind: "fibDone" });
+        });
         return;
+      }
       case "fibEndGracefulHold": {
         const fib = this.deps.fib as (Fib & { endGracefulHold?: () => Promise<void> }) | null;
         if (!fib?.endGracefulHold) return;
