@@ -268,7 +268,12 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
     clock: realClock,
     log: prom ? prom.countingLog(log) : log,
     fib,
-    ...(prom ? { onFibBatch: (sec: number) => prom.fibBatch.observe({ fib: "bgp" }, sec) } : {}),
+    ...(prom
+      ? {
+          onFibBatch: (sec: number) => prom.fibBatch.observe({ fib: "bgp" }, sec),
+          onUpdateToKernel: (sec: number) => prom.updateToKernel.observe(sec),
+        }
+      : {}),
     bridge: makeWireBridge(),
     ...(onSocket ? { onSocket } : {}),
     ...(bmp ? { tap: bmp.monitor } : {}),

@@ -49,6 +49,7 @@ export async function startBgp(
     bmp?: { station: string; statsIntervalMs: number };
     /** Each BGP FIB batch's time to the kernel's acknowledgement. */
     onFibBatch?: (seconds: number) => void;
+    onUpdateToKernel?: (seconds: number) => void;
   },
 ): Promise<BgpHost> {
   const { KernelFib } = await import("../fib/kernel_fib.js");
@@ -78,6 +79,7 @@ export async function startBgp(
       ...(onSocket ? { onSocket } : {}),
       ...(bmp ? { tap: bmp.monitor } : {}),
       ...(deps.onFibBatch ? { onFibBatch: deps.onFibBatch } : {}),
+      ...(deps.onUpdateToKernel ? { onUpdateToKernel: deps.onUpdateToKernel } : {}),
       ...(dump
         ? {
             onUpdateReceived: (peer, msg, as4) =>

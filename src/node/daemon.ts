@@ -76,6 +76,7 @@ export interface DaemonOptions {
     convergence?(area: Area, seconds: number): void;
     iptables?(seconds: number): void;
     fibBatch?(fib: "agent" | "bgp", seconds: number): void;
+    updateToKernel?(seconds: number): void;
     /** Kernel drift the agent repaired (its input unchanged), one kind per change. */
     driftRepaired?(kinds: string[]): void;
   };
@@ -575,6 +576,7 @@ export class NodeDaemon {
         ...(this.opts.mrtUpdates ? { mrtUpdates: this.opts.mrtUpdates } : {}),
         ...(this.opts.bmp ? { bmp: this.opts.bmp } : {}),
         onFibBatch: (sec) => this.opts.observe?.fibBatch?.("bgp", sec),
+        onUpdateToKernel: (sec) => this.opts.observe?.updateToKernel?.(sec),
       });
       this.lastReconfiguration = new Date().toISOString();
       this.log.info(summary(config), "BGP: speaker started");

@@ -46,6 +46,11 @@ export interface SpeakerDeps<A> {
   tap?: SpeakerTap;
   /** Each FIB batch's time from hand-over to the kernel's acknowledgement (a histogram). */
   onFibBatch?: (seconds: number) => void;
+  /**
+   * Per FIB batch, the time from the oldest UPDATE received not yet in a batch to the kernel's
+   * acknowledgement of that batch (UPDATE-received-to-kernel latency, its worst case per batch).
+   */
+  onUpdateToKernel?: (seconds: number) => void;
 }
 
 /** A peer's session as a tap may read it. */
@@ -110,6 +115,8 @@ export class Speaker<A> {
   private flushScheduled = false;
   private stopped = false;
   private readonly idleWaiters: (() => void)[] = [];
+  /** When the oldest UPDATE not yet handed to the FIB in a batch was received. */
+  private updateMark: number | undefined;
 
   constructor(
     config: BgpdConfig,
@@ -120,12 +127,15 @@ export class Speaker<A> {
     this.pump = deps.fib ? new FibPump(deps.fib, this.log) : undefined;
     const tap = deps.tap;
     const onUpdate = deps.onUpdateReceived;
-    const onUpdateReceived = tap
-      ? (peer: PeerConfig, msg: Uint8Array, as4: boolean) => {
-          tap.updateReceived(peer.address, msg);
-          onUpdate?.(peer, msg, as4);
-        }
-      : onUpdate;
+    const timed = deps.onUpdateToKernel !== undefined;
+    const onUpdateReceived =
+      tap || timed
+        ? (peer: PeerConfig, msg: Uint8Array, as4: boolean) => {
+            if (timed) this.updateMark ??= performance.now();
+            tap?.updateReceived(peer.address, msg);
+            onUpdate?.(peer, msg, as4);
+          }
+        : onUpdate;
     this.core = new SpeakerCore(config, {
       bridge: deps.bridge,
       now: () => deps.clock.now(),
@@ -286,6 +296,8 @@ export class Speaker<A> {
 
   private checkIdle(): void {
     if (!this.isIdle()) return;
+    // UPDATEs that changed nothing the FIB holds (rejected, or no new best) end here.
+    this.updateMark = undefined;
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
@@ -354,8 +366,12 @@ export class Speaker<A> {
         return;
       case "fib": {
         const t0 = performance.now();
+        const mark = this.updateMark;
+        this.updateMark = undefined;
         this.pump?.push(a.batch, a.protocol, a.table).then(() => {
-          this.deps.onFibBatch?.((performance.now() - t0) / 1000);
+          const t1 = performance.now();
+          this.deps.onFibBatch?.((t1 - t0) / 1000);
+          if (mark !== undefined) this.deps.onUpdateToKernel?.((t1 - mark) / 1000);
           this.run({ kind: "fibDone" });
         });
         return;
