@@ -49,6 +49,18 @@ export interface PeerConfig {
   passwordFile?: string;
   /** BFD (RFC 5880/5881/5883) towards this peer; turning it on or off never resets the session. */
   bfd?: PeerBfd;
+  /** Per family: how many prefixes the peer may send (RFC 4486 Cease/1 beyond). */
+  maxPrefixes?: Partial<Record<Family, MaxPrefix>>;
+}
+
+/** A peer's prefix limit for one family. */
+export interface MaxPrefix {
+  /** Prefixes received (accepted or not) beyond which the session is closed with Cease/1. */
+  limit: number;
+  /** A warning is logged once per session at this percentage of the limit (default 75). */
+  warningPercent: number;
+  /** Seconds the session stays down after the limit closed it (default 60; 0: until SIGHUP). */
+  restartTime: number;
 }
 
 /** A peer's BFD session: intervals in ms, as FRR's `bfd` profile gives them. */
@@ -327,6 +339,17 @@ const peerBfd = object<PeerBfd>({
   multihop: dflt(bool, () => false),
 });
 
+const maxPrefix = object<MaxPrefix>({
+  limit: req(int({ min: 1, max: 4294967295 })),
+  warningPercent: dflt(int({ min: 1, max: 100 }), () => 75),
+  restartTime: dflt(int({ min: 0, max: 86400 }), () => 60),
+});
+
+const maxPrefixes = object<Partial<Record<Family, MaxPrefix>>>({
+  "ipv4-unicast": opt(maxPrefix),
+  "ipv6-unicast": opt(maxPrefix),
+});
+
 const peer = object<PeerConfig>(
   {
     address: req(canonicalAddress),
@@ -351,6 +374,7 @@ const peer = object<PeerConfig>(
     password: opt(password),
     passwordFile: opt(nonEmpty),
     bfd: opt(peerBfd),
+    maxPrefixes: opt(maxPrefixes),
   },
   (p, path, issues) => {
     if (p.password !== undefined && p.passwordFile !== undefined)
@@ -373,17 +397,20 @@ const fibTable: Field<"main" | number> = (v, path, issues) => {
 };
 
 const DEFAULT_SOCKET = "/run/ocelot/bgpd.sock";
+/** The default listen address: both families on one socket (see transport.ts for no IPv6). */
+export const DEFAULT_LISTEN = "::";
 
 const bgpdConfig = object<BgpdConfig>(
   {
     asn: req(asn),
     routerId: req(ipv4Address),
+    // "::" is one dual-stack socket (IPv4 peers arrive IPv4-mapped), as BIRD and FRR listen.
     listen: dflt(
       object<BgpdConfig["listen"]>({
-        address: dflt(ipAddress, () => "0.0.0.0"),
+        address: dflt(ipAddress, () => DEFAULT_LISTEN),
         port: dflt(port(0), () => 179),
       }),
-      () => ({ address: "0.0.0.0", port: 179 }),
+      () => ({ address: DEFAULT_LISTEN, port: 179 }),
     ),
     clusterId: opt(ipv4Address),
     peers: dflt(list(peer), () => []),
@@ -525,13 +552,17 @@ export interface ConfigDiff {
   statusChanged: boolean;
 }
 
-/** Peer fields whose change needs a new session (capabilities, transport, identity). */
+/**
+ * Peer fields whose change needs a new session: identity (AS; the address is the peer's key, a
+ * new one is a new peer), transport (port, key, source address, TTL) and what the OPEN carries
+ * (hold time, capabilities: families). Every other field is none or refresh: passive and
+ * connectRetryTime apply from the next connection, bfd on or off starts or stops the BFD session
+ * beside the BGP one, maxPrefixes applies to the counts at once.
+ */
 const RESET_FIELDS: (keyof PeerConfig)[] = [
   "asn",
   "port",
-  "passive",
   "holdTime",
-  "connectRetryTime",
   "families",
   "requiredFamilies",
   "sourceAddress",

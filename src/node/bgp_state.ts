@@ -13,7 +13,7 @@
 // as the speaker's import/export filter of the session's family; TCP-MD5 passwords
 // (`spec.password`, BGPConfiguration `nodeMeshPassword`) as a passwordFile
 // `<secretsDir>/<secret name>/<key>`, a peer whose file is unusable skipped (never unsigned);
-// `ttlSecurity` as TTL 255 out. What cannot be evaluated fails safe: a missing filter or a rule
+// `ttlSecurity` as TTL 255 out; the Ocelot extension `spec.bfd` as the peer's BFD session. What cannot be evaluated fails safe: a missing filter or a rule
 // the speaker cannot express rejects every route from its place in the list on. Not: running
 // the speaker (daemon.ts), reading the files (the caller's readSecret) or the config schema
 // (src/bgp/config.ts).
@@ -416,6 +416,15 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       warnings.push(
         `BGPPeer "${peer.metadata.name}": spec.ttlSecurity ${s.ttlSecurity}: sending with TTL 255, but the peer's TTL is not checked (the speaker has no minimum TTL)`,
       );
+    }
+    if (s.bfd !== undefined) {
+      const ms = (d: string | undefined) => (d === undefined ? 300 : (parseDurationMs(d) ?? 300));
+      common.bfd = {
+        minTx: ms(s.bfd.minTxInterval),
+        minRx: ms(s.bfd.minRxInterval),
+        multiplier: s.bfd.multiplier ?? 3,
+        multihop: s.bfd.multihop ?? false,
+      };
     }
     const problems = new Set<string>();
     const extra = (fam: 4 | 6): Partial<PeerConfig> => {

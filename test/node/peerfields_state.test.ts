@@ -257,3 +257,35 @@ describe("other peer fields", () => {
     ]);
   });
 });
+
+describe("spec.bfd (Ocelot extension)", () => {
+  it("becomes the peer's BFD session, durations in ms, FRR's defaults for what is not given", () => {
+    const r = render({
+      bgpPeers: [tor({ bfd: { minTxInterval: "100ms", multiplier: 5, multihop: true } })],
+    });
+    expect(peerOf(r, "10.0.0.254")?.bfd).toEqual({
+      minTx: 100,
+      minRx: 300,
+      multiplier: 5,
+      multihop: true,
+    });
+    expect(peerOf(render({ bgpPeers: [tor()] }), "10.0.0.254")?.bfd).toBeUndefined();
+  });
+
+  it("refuses an interval out of 10 ms to 60 s and unknown fields, naming them", async () => {
+    const { bgpPeerSchema } = await import("../../src/api/bgp.js");
+    const bad = (bfd: object) =>
+      bgpPeerSchema.safeParse({
+        apiVersion: V3,
+        kind: "BGPPeer",
+        metadata: { name: "tor" },
+        spec: { peerIP: "10.0.0.254", asNumber: 65000, bfd },
+      });
+    expect(bad({ minTxInterval: "300ms" }).success).toBe(true);
+    const short = bad({ minRxInterval: "5ms" });
+    expect(short.success).toBe(false);
+    expect(JSON.stringify(short.error?.issues)).toContain("not a BFD interval of 10ms to 60s");
+    expect(bad({ multiplier: 0 }).success).toBe(false);
+    expect(JSON.stringify(bad({ echo: true }).error?.issues)).toContain("echo");
+  });
+});

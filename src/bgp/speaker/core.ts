@@ -6,7 +6,13 @@
 // listener and its TCP-MD5 keys (runtime.ts), status views (status.ts).
 import { RT_TABLE_MAIN } from "../../fib/types.js";
 import { type Log, silentLog } from "../../lib/log.js";
-import { type BgpdConfig, impact, type PeerConfig, peerFamilies } from "../config.js";
+import {
+  type BgpdConfig,
+  type Family as ConfigFamily,
+  impact,
+  type PeerConfig,
+  peerFamilies,
+} from "../config.js";
 import { ipv4Number } from "../fsm/fsm.js";
 import {
   CeaseSubcode,
@@ -70,6 +76,14 @@ export interface PeerEntry {
   lastFamilies: Family[];
   /** Removed from the configuration: its session's last callbacks are ignored. */
   removed: boolean;
+  /** The last configuration change that reset this peer's session, and when (ms). */
+  lastReset?: { field: string; at: number };
+  /** Why the session is held down (not connecting, refusing the peer): by BFD, by max-prefix. */
+  held: { bfd: boolean; maxPrefix: boolean };
+  /** Families whose max-prefix warning was logged in this session. */
+  maxPrefixWarned: Set<ConfigFamily>;
+  /** RFC 7313: families between the peer's BoRR and EoRR (their old paths are stale). */
+  refreshing: Set<4 | 6>;
 }
 
 /** Changes drained from the RIB per step (FIB batch and Adj-RIB-Out encodings). */
@@ -183,6 +197,8 @@ export class SpeakerCore<A> {
         if (ev.timer.name === "RestartTimer") {
           e.staleTimer = false;
           if (e.stale) this.endStale(e, "restart timer expired");
+        } else if (ev.timer.name === "MaxPrefixRestart") {
+          this.release(e, "maxPrefix", "max-prefix restart timer expired");
         } else e.session.timerExpired(ev.timer.link, ev.timer.name);
         return;
       }
@@ -208,7 +224,37 @@ export class SpeakerCore<A> {
         e.session.fail(ev.reason);
         return;
       }
+      case "peerHold": {
+        const e = this.peers.get(ev.peer);
+        if (!e) return;
+        if (ev.held) this.hold(e, "bfd", ev.reason);
+        else this.release(e, "bfd", ev.reason);
+        return;
+      }
     }
+  }
+
+  /**
+   * Holds a peer's session down: dropped now (as on a TCP failure, so graceful-restart help
+   * applies) and stopped, so it neither connects nor accepts until every hold is released.
+   */
+  private hold(e: PeerEntry, why: keyof PeerEntry["held"], reason: string): void {
+    if (e.held[why]) return;
+    const was = e.held.bfd || e.held.maxPrefix;
+    e.held[why] = true;
+    if (was) return;
+    this.log.warn({ peer: e.cfg.address, reason }, "BGP session held down");
+    // Cease/10 (RFC 9384): a NOTIFICATION, so no graceful-restart help keeps its routes.
+    if (e.session.established) e.session.reset(ErrorCode.Cease, CeaseSubcode.BfdDown);
+    e.session.stop();
+  }
+
+  private release(e: PeerEntry, why: keyof PeerEntry["held"], reason: string): void {
+    if (!e.held[why]) return;
+    e.held[why] = false;
+    if (e.held.bfd || e.held.maxPrefix || e.removed) return;
+    this.log.info({ peer: e.cfg.address, reason }, "BGP session no longer held down");
+    e.session.start();
   }
 
   /** The peer, or (when it is not configured) a destroy of the connection. */
@@ -235,7 +281,7 @@ export class SpeakerCore<A> {
     };
   }
 
-  private addPeer(p: PeerConfig): void {
+  private addPeer(p: PeerConfig, lastReset?: PeerEntry["lastReset"]): void {
     const near = this.deps.localAddressesToward(p.address);
     const src = p.sourceAddress;
     const listen = this.config.listen.address;
@@ -267,6 +313,10 @@ export class SpeakerCore<A> {
       staleTimer: false,
       lastFamilies: [],
       removed: false,
+      ...(lastReset ? { lastReset } : {}),
+      held: { bfd: false, maxPrefix: false },
+      maxPrefixWarned: new Set(),
+      refreshing: new Set(),
     };
     entry.session = new PeerSession(
       {
@@ -297,6 +347,7 @@ export class SpeakerCore<A> {
     if (!e) return;
     e.removed = true;
     this.stopStaleTimer(e);
+    if (e.held.maxPrefix) this.out.push({ kind: "stopTimer", timer: maxPrefixTimer(address) });
     if (e.session.established) e.session.reset(ErrorCode.Cease, cease);
     e.session.stop();
     this.rib.removePeer(e.ribId);
@@ -313,14 +364,32 @@ export class SpeakerCore<A> {
       const cfg = next.peers.find((p) => p.address === c.address) as PeerConfig;
       if (c.impact === "reset") {
         this.log.info({ peer: c.address, field: c.field }, "Config change resets the session");
+        const held = this.peers.get(c.address)?.held;
         this.removePeer(c.address, CeaseSubcode.OtherConfigurationChange);
-        this.addPeer(cfg);
-      } else if (c.impact === "refresh") {
-        this.log.info({ peer: c.address, field: c.field }, "Config change applied by refresh");
-        this.refreshPeer(cfg);
-      } else {
+        this.addPeer(cfg, { field: c.field ?? "unknown", at: this.deps.now() });
+        // A BFD hold outlives the reset (the BFD session is the same); a max-prefix one does not.
         const e = this.peers.get(c.address);
-        if (e) e.cfg = cfg;
+        if (e && held?.bfd && cfg.bfd) this.hold(e, "bfd", "BFD session down");
+      } else {
+        if (c.impact === "refresh") {
+          this.log.info({ peer: c.address, field: c.field }, "Config change applied by refresh");
+          this.refreshPeer(cfg);
+        }
+        const e = this.peers.get(c.address);
+        if (!e) continue;
+        if (
+          e.held.maxPrefix &&
+          JSON.stringify(e.cfg.maxPrefixes) !== JSON.stringify(cfg.maxPrefixes)
+        ) {
+          // New limits: the peer may try again now rather than at the end of its restart time.
+          this.out.push({ kind: "stopTimer", timer: maxPrefixTimer(c.address) });
+          this.release(e, "maxPrefix", "prefix limits changed");
+        }
+        e.cfg = cfg;
+        // Local timers and passive mode apply from the next connection on.
+        e.session.config.settings = this.settingsFor(cfg);
+        if (!cfg.bfd) this.release(e, "bfd", "BFD removed from the peer");
+        if (e.session.established) this.checkMaxPrefix(e);
       }
     }
     for (const p of d.added) this.addPeer(p);
@@ -358,6 +427,27 @@ export class SpeakerCore<A> {
       this.drainAll();
       this.resync(e, before);
     }
+    if (importChanged) this.requestRefresh(e);
+  }
+
+  /**
+   * RFC 2918: asks the peer to send its routes again for each negotiated family. The new import
+   * policy is already applied to the paths we hold (the Adj-RIB-In is kept whole); the refresh
+   * replaces them with the peer's current ones, and with enhanced route refresh (RFC 7313) its
+   * BoRR/EoRR let paths it no longer has be swept.
+   */
+  private requestRefresh(e: PeerEntry): void {
+    const n = e.session.negotiated;
+    if (!n || !e.session.established || !n.routeRefresh) return;
+    for (const f of n.families) {
+      const [afi, safi] =
+        f === "ipv4-unicast" ? [Afi.Ipv4, Safi.Unicast] : [Afi.Ipv6, Safi.Unicast];
+      e.session.send(encodeRouteRefresh({ afi, safi, subtype: RouteRefreshSubtype.Normal }));
+    }
+    this.log.info(
+      { peer: e.cfg.address, families: n.families, enhanced: n.enhancedRouteRefresh },
+      "Route refresh requested from the peer",
+    );
   }
 
   private advertisedSet(e: PeerEntry): Set<string> {
@@ -393,6 +483,8 @@ export class SpeakerCore<A> {
     if (!wasEstablished) return;
     e.synced = false;
     e.eorReceived.clear();
+    e.maxPrefixWarned.clear();
+    e.refreshing.clear();
     if (!this.helpRestart(e, reason)) this.endStale(e, "down");
   }
 
@@ -491,6 +583,62 @@ export class SpeakerCore<A> {
       return;
     }
     this.applyUpdate(e, u);
+    if (e.cfg.maxPrefixes) this.checkMaxPrefix(e);
+  }
+
+  /**
+   * Max-prefix (RFC 4486): past a family's limit the session is closed with Cease/1 (data:
+   * AFI, SAFI, the limit) and held down for the restart time; the peer's paths go with it. At
+   * most one UPDATE's prefixes get past the limit, so a flooding peer cannot grow the RIB.
+   */
+  private checkMaxPrefix(e: PeerEntry): void {
+    const limits = e.cfg.maxPrefixes;
+    if (!limits || e.held.maxPrefix) return;
+    for (const f of ["ipv4-unicast", "ipv6-unicast"] as const) {
+      const m = limits[f];
+      if (!m) continue;
+      const n = this.rib.receivedOf(e.ribId, f === "ipv4-unicast" ? 4 : 6);
+      if (n > m.limit) {
+        this.log.warn(
+          {
+            peer: e.cfg.address,
+            family: f,
+            received: n,
+            limit: m.limit,
+            restartTime: m.restartTime,
+          },
+          "Peer sent more prefixes than its limit: session closed (Cease/1)",
+        );
+        const data = new Uint8Array(7);
+        const dv = new DataView(data.buffer);
+        dv.setUint16(0, f === "ipv4-unicast" ? Afi.Ipv4 : Afi.Ipv6);
+        dv.setUint8(2, Safi.Unicast);
+        dv.setUint32(3, m.limit);
+        e.session.reset(ErrorCode.Cease, CeaseSubcode.MaximumNumberOfPrefixesReached, data);
+        e.held.maxPrefix = true;
+        e.session.stop();
+        if (m.restartTime > 0)
+          this.out.push({
+            kind: "startTimer",
+            timer: maxPrefixTimer(e.cfg.address),
+            ms: m.restartTime * 1000,
+          });
+        return;
+      }
+      if (!e.maxPrefixWarned.has(f) && n * 100 >= m.limit * m.warningPercent) {
+        e.maxPrefixWarned.add(f);
+        this.log.warn(
+          {
+            peer: e.cfg.address,
+            family: f,
+            received: n,
+            limit: m.limit,
+            warningPercent: m.warningPercent,
+          },
+          "Peer is near its prefix limit",
+        );
+      }
+    }
   }
 
   /** RFC 4271 §9.1: withdrawals, then announcements (RFC 7606: treat-as-withdraw). */
@@ -531,9 +679,12 @@ export class SpeakerCore<A> {
 
   /** RFC 2918 / RFC 7313: the family's Adj-RIB-Out again, framed by BoRR/EoRR when enhanced. */
   private onRouteRefresh(e: PeerEntry, rr: RouteRefreshMessage): void {
-    if (rr.subtype !== RouteRefreshSubtype.Normal || e.removed) return;
     const fam = rr.afi === Afi.Ipv4 ? 4 : rr.afi === Afi.Ipv6 ? 6 : 0;
-    if (fam === 0 || !e.session.options) return;
+    if (e.removed || fam === 0 || rr.safi !== Safi.Unicast || !e.session.options) return;
+    if (rr.subtype !== RouteRefreshSubtype.Normal) {
+      this.onRefreshMark(e, fam, rr.subtype);
+      return;
+    }
     this.drainAll();
     const enhanced = e.session.negotiated?.enhancedRouteRefresh ?? false;
     const mark = (subtype: number) =>
@@ -544,6 +695,26 @@ export class SpeakerCore<A> {
       .map((a) => (fam === 4 ? { ...a, v6: emptyList(a.v6) } : { ...a, v4: emptyList(a.v4) }));
     this.sendAnnounces(e, only);
     if (enhanced) mark(RouteRefreshSubtype.EndOfRouteRefresh);
+  }
+
+  /**
+   * RFC 7313 §4: at the peer's BoRR its paths of the family become stale, what it re-sends is
+   * fresh, and at EoRR the paths still stale are swept. (A peer restarting under graceful restart
+   * already has its paths stale: its refresh marks are left to End-of-RIB.)
+   */
+  private onRefreshMark(e: PeerEntry, fam: 4 | 6, subtype: number): void {
+    if (!e.session.negotiated?.enhancedRouteRefresh || e.stale) return;
+    if (subtype === RouteRefreshSubtype.BeginningOfRouteRefresh) {
+      const n = this.rib.markStale(e.ribId, fam);
+      e.refreshing.add(fam);
+      this.log.info(
+        { peer: e.cfg.address, family: fam, stalePaths: n },
+        "Peer began a route refresh",
+      );
+    } else if (subtype === RouteRefreshSubtype.EndOfRouteRefresh && e.refreshing.delete(fam)) {
+      const n = this.rib.sweepStale(e.ribId, fam);
+      this.log.info({ peer: e.cfg.address, family: fam, removed: n }, "Peer ended a route refresh");
+    }
   }
 
   // ---- RIB -> peers and FIB ------------------------------------------------------------------
@@ -649,6 +820,10 @@ export class SpeakerCore<A> {
       this.rib.originate(o.prefix, { communities, largeCommunities });
     }
   }
+}
+
+function maxPrefixTimer(peer: string) {
+  return { peer, link: 0, name: "MaxPrefixRestart" as const };
 }
 
 function emptyList(l: PrefixList): PrefixList {

@@ -20,12 +20,12 @@ export type ConnId = number;
 /**
  * A timer: one of the RFC 4271 timers of a peer's FSM `link` (a peer runs one FSM, two while
  * connections collide; links are numbered from 1 per peer), or the peer's RFC 4724 restart
- * timer (link 0).
+ * timer or the end of its max-prefix hold-down (link 0).
  */
 export interface TimerKey {
   peer: string;
   link: number;
-  name: TimerName | "RestartTimer";
+  name: TimerName | "RestartTimer" | "MaxPrefixRestart";
 }
 
 /** The text form of a timer key (for maps and replay files). */
@@ -58,7 +58,12 @@ export type SpeakerEvent =
    * Something outside BGP says the peer is unreachable (e.g. a BFD session went down): the
    * session drops as on a TCP failure (graceful-restart help applies), then starts again.
    */
-  | { kind: "peerDown"; peer: string; reason: string };
+  | { kind: "peerDown"; peer: string; reason: string }
+  /**
+   * Hold the peer's session down (held: a BFD session to it went down: drop it and do not
+   * connect or accept until released) or let it come up again (its BFD session is Up).
+   */
+  | { kind: "peerHold"; peer: string; held: boolean; reason: string };
 
 export type SpeakerAction =
   | {
