@@ -83,6 +83,16 @@ const bgpConfigurationSpec = z
       .optional(),
     nodeMeshPassword: secretKeyRef.optional(),
     nodeMeshMaxRestartTime: duration.optional(),
+    // Ocelot extension (not in Calico): graceful restart of the node's speaker (RFC 4724/8538);
+    // restartTime defaults to nodeMeshMaxRestartTime, then 120 s.
+    gracefulRestart: z
+      .object({
+        enabled: z.boolean().optional(),
+        restartTime: duration.optional(),
+        staleRoutesTime: duration.optional(),
+      })
+      .strict()
+      .optional(),
     serviceClusterIPs: stored(
       z
         .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
@@ -152,6 +162,7 @@ const GLOBAL_ONLY_FIELDS = [
   "asNumber",
   "nodeMeshPassword",
   "nodeMeshMaxRestartTime",
+  "gracefulRestart",
   "bindMode",
 ] as const;
 
@@ -217,6 +228,7 @@ export function effectiveBgpConfiguration(
     prefixAdvertisements: n.prefixAdvertisements ?? s.prefixAdvertisements ?? [],
     nodeMeshPassword: s.nodeMeshPassword,
     nodeMeshMaxRestartTime: s.nodeMeshMaxRestartTime,
+    gracefulRestart: s.gracefulRestart,
   };
 }
 

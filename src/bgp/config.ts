@@ -96,8 +96,35 @@ export interface BgpdConfig {
     /** Seconds to keep routes found in the kernel at start (a restart) before sweeping them. */
     gracefulRestartTime: number;
   };
+  /**
+   * RFC 4724 graceful restart with RFC 8538's N bit, towards every peer (the parser always sets
+   * it; absent in a config built in code means the defaults).
+   */
+  gracefulRestart?: GracefulRestartConfig;
   status: { socket: string };
 }
+
+export interface GracefulRestartConfig {
+  /**
+   * Announce graceful restart for our families (peers keep our routes while we restart) and
+   * defer our first updates after a restart until the peers' End-of-RIB (default true, as FRR
+   * and BIRD operators expect). Helper mode (keeping a restarting peer's routes) is always on.
+   */
+  enabled: boolean;
+  /** Seconds a peer keeps our routes once our session dropped (1..4095, default 120). */
+  restartTime: number;
+  /**
+   * Seconds we keep a restarted peer's stale routes once its session is back, waiting for its
+   * End-of-RIB (default 360, FRR's stalepath-time).
+   */
+  staleRoutesTime: number;
+}
+
+export const GRACEFUL_RESTART_DEFAULTS: GracefulRestartConfig = {
+  enabled: true,
+  restartTime: 120,
+  staleRoutesTime: 360,
+};
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -424,6 +451,17 @@ const bgpdConfig = object<BgpdConfig>(
       }),
       () => ({ enabled: true, table: "main", protocol: 201, gracefulRestartTime: 120 }),
     ),
+    gracefulRestart: dflt(
+      object<GracefulRestartConfig>({
+        enabled: dflt(bool, () => GRACEFUL_RESTART_DEFAULTS.enabled),
+        restartTime: dflt(int({ min: 1, max: 4095 }), () => GRACEFUL_RESTART_DEFAULTS.restartTime),
+        staleRoutesTime: dflt(
+          int({ min: 1, max: 3600 }),
+          () => GRACEFUL_RESTART_DEFAULTS.staleRoutesTime,
+        ),
+      }),
+      () => ({ ...GRACEFUL_RESTART_DEFAULTS }),
+    ),
     status: dflt(
       object<BgpdConfig["status"]>({
         socket: dflt(nonEmpty, () => DEFAULT_SOCKET),
@@ -595,7 +633,14 @@ export function impact(old: BgpdConfig, next: BgpdConfig): ConfigDiff {
   const before = new Map(old.peers.map((p) => [p.address, p]));
   const after = new Map(next.peers.map((p) => [p.address, p]));
   const globalReset =
-    old.asn !== next.asn ? "asn" : old.routerId !== next.routerId ? "routerId" : undefined;
+    old.asn !== next.asn
+      ? "asn"
+      : old.routerId !== next.routerId
+        ? "routerId"
+        : // A capability we announce: only a new OPEN carries it.
+          !same(old.gracefulRestart, next.gracefulRestart)
+          ? "gracefulRestart"
+          : undefined;
   const changed: PeerImpact[] = [];
   for (const [addr, b] of after) {
     const a = before.get(addr);

@@ -504,8 +504,28 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       protocol: 201,
       gracefulRestartTime: opts.gracefulRestartTime ?? 120,
     },
+    gracefulRestart: gracefulRestartOf(global),
     status: { socket: opts.statusSocket },
   };
   // The same validation as a bgpd file: a value out of its range is named, not half applied.
   return { config: parseConfig(doc), warnings, peerKinds };
+}
+
+/**
+ * The speaker's graceful restart from BGPConfiguration: the Ocelot extension
+ * `spec.gracefulRestart`, its restart time defaulting to Calico's nodeMeshMaxRestartTime.
+ */
+function gracefulRestartOf(g: ReturnType<typeof effectiveBgpConfiguration>) {
+  const gr = g.gracefulRestart ?? {};
+  const seconds = (d: string | undefined) => {
+    const ms = d === undefined ? undefined : parseDurationMs(d);
+    return ms === undefined ? undefined : Math.round(ms / 1000);
+  };
+  const restartTime = seconds(gr.restartTime ?? g.nodeMeshMaxRestartTime);
+  const staleRoutesTime = seconds(gr.staleRoutesTime);
+  return {
+    ...(gr.enabled !== undefined ? { enabled: gr.enabled } : {}),
+    ...(restartTime !== undefined ? { restartTime } : {}),
+    ...(staleRoutesTime !== undefined ? { staleRoutesTime } : {}),
+  };
 }

@@ -287,3 +287,31 @@ describe("peers[].maxPrefixes", () => {
     expect(err(() => withLimits('{"ipv4-unicast": {}}'))).toContain("limit");
   });
 });
+
+describe("gracefulRestart", () => {
+  const withGr = (gr: string) => parseConfigText(`${base}gracefulRestart: ${gr}\n`);
+
+  it("is on by default (120 s restart time, 360 s stale time) and takes each field", () => {
+    expect(parseConfigText(base).gracefulRestart).toEqual({
+      enabled: true,
+      restartTime: 120,
+      staleRoutesTime: 360,
+    });
+    expect(
+      withGr("{enabled: false, restartTime: 30, staleRoutesTime: 90}").gracefulRestart,
+    ).toEqual({ enabled: false, restartTime: 30, staleRoutesTime: 90 });
+  });
+
+  it("refuses values out of range and unknown fields, naming the field", () => {
+    expect(err(() => withGr("{restartTime: 4096}"))).toContain("gracefulRestart.restartTime");
+    expect(err(() => withGr("{restartTime: 0}"))).toContain("gracefulRestart.restartTime");
+    expect(err(() => withGr("{staleRoutesTime: 0}"))).toContain("gracefulRestart.staleRoutesTime");
+    expect(err(() => withGr("{longLived: 10}"))).toContain("longLived");
+  });
+
+  it("a change resets every session (a capability in the OPEN), naming gracefulRestart", () => {
+    expect(impact(parseConfigText(base), withGr("{restartTime: 60}")).changed).toEqual([
+      { address: "10.255.9.1", impact: "reset", field: "gracefulRestart" },
+    ]);
+  });
+});

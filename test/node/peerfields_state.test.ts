@@ -289,3 +289,34 @@ describe("spec.bfd (Ocelot extension)", () => {
     expect(JSON.stringify(bad({ echo: true }).error?.issues)).toContain("echo");
   });
 });
+
+describe("graceful restart (BGPConfiguration)", () => {
+  const cfg = (spec: BGPConfiguration["spec"]) =>
+    ({ ...meshOff, spec: { ...meshOff.spec, ...spec } }) as BGPConfiguration;
+
+  it("is on by default with a 120 s restart time and a 360 s stale time", () => {
+    expect(render({}).config.gracefulRestart).toEqual({
+      enabled: true,
+      restartTime: 120,
+      staleRoutesTime: 360,
+    });
+  });
+
+  it("takes Calico's nodeMeshMaxRestartTime, and the Ocelot extension over it", () => {
+    const mesh = { ...meshOff, spec: { nodeMeshMaxRestartTime: "45s" } } as BGPConfiguration;
+    expect(render({ bgpConfigurations: [mesh] }).config.gracefulRestart?.restartTime).toBe(45);
+    const ext = cfg({
+      gracefulRestart: { enabled: false, restartTime: "2m", staleRoutesTime: "10m" },
+    });
+    expect(render({ bgpConfigurations: [ext] }).config.gracefulRestart).toEqual({
+      enabled: false,
+      restartTime: 120,
+      staleRoutesTime: 600,
+    });
+  });
+
+  it("an out-of-range restart time is refused by name", () => {
+    const s = snap({ bgpConfigurations: [cfg({ gracefulRestart: { restartTime: "2h" } })] });
+    expect(() => renderBgp(s, "n1", opts)).toThrow(/gracefulRestart\.restartTime: Too big/);
+  });
+});

@@ -1,6 +1,7 @@
 // The speaker's core: one owner of BGP state that turns events into actions and never sees a
 // socket, a timer or the FIB (RFC 4271 §9 route processing, RFC 4724 §4.2 helper mode). It owns
-// the RIB, each peer's sessions and protocol state, graceful-restart handling, UPDATE decoding
+// the RIB, each peer's sessions and protocol state, graceful restart (RFC 4724 helper and
+// restarting speaker with its selection deferral, RFC 8538 N bit and Hard Reset), UPDATE decoding
 // into the RIB, export encoding to update groups, the drain into FIB batches with its
 // back-pressure, and the peer diff of a reconfiguration. Not: carrying actions out, the
 // listener and its TCP-MD5 keys (runtime.ts), status views (status.ts).
@@ -9,6 +10,7 @@ import { type Log, silentLog } from "../../lib/log.js";
 import {
   type BgpdConfig,
   type Family as ConfigFamily,
+  GRACEFUL_RESTART_DEFAULTS,
   impact,
   type PeerConfig,
   peerFamilies,
@@ -19,6 +21,7 @@ import {
   type DownReason,
   ErrorCode,
   type Family,
+  type NotificationInfo,
   type PeerSettings,
 } from "../fsm/types.js";
 import { parseCommunityList } from "../policy/communities.js";
@@ -71,11 +74,16 @@ export interface PeerEntry {
   lastError: { kind: string; code?: number; subcode?: number; message?: string } | null;
   /** RFC 4724 receiving speaker: the peer is restarting and its paths are stale. */
   stale: boolean;
-  staleTimer: boolean;
+  /** The helper timer running for it (restart timer while down, stale timer once back). */
+  staleTimer: "RestartTimer" | "StaleTimer" | null;
   /** Families of the last Established session. */
   lastFamilies: Family[];
   /** Removed from the configuration: its session's last callbacks are ignored. */
   removed: boolean;
+  /** Dropped by an outside signal (BFD Down): its routes go at once, no graceful restart. */
+  dropping: boolean;
+  /** A connect attempt to it failed: it does not hold our selection deferral (RFC 4724 §4.1). */
+  connectFailed: boolean;
   /** The last configuration change that reset this peer's session, and when (ms). */
   lastReset?: { field: string; at: number };
   /** Why the session is held down (not connecting, refusing the peer): by BFD, by max-prefix. */
@@ -129,6 +137,11 @@ export class SpeakerCore<A> {
   private fibInFlight = 0;
   private readingPaused = false;
   private converged = false;
+  /**
+   * RFC 4724 §4.1: we restarted (our routes were in the kernel at start). Our OPENs carry the R
+   * bit and the first updates to peers wait for their End-of-RIB (or the deferral timer).
+   */
+  private restarting = false;
 
   constructor(
     config: BgpdConfig,
@@ -169,12 +182,26 @@ export class SpeakerCore<A> {
   private dispatch(ev: SpeakerEvent): void {
     switch (ev.kind) {
       case "start":
+        this.restarting = (ev.restarting ?? false) && this.grConfig().enabled;
+        if (this.restarting) {
+          this.out.push({
+            kind: "startTimer",
+            timer: DEFERRAL_TIMER,
+            ms: this.grConfig().restartTime * 1000,
+          });
+          this.log.info(
+            { deferralSeconds: this.grConfig().restartTime },
+            "Restarted (graceful restart): updates to peers wait for their End-of-RIB",
+          );
+        }
         this.originateAll(this.config);
         for (const p of this.config.peers) this.addPeer(p);
         return;
       case "stop":
-        // Sessions down first: their routes leave the RIB, and the FIB gets batch removals.
-        for (const e of this.peers.values()) e.session.stop();
+        // Sessions down first: their routes leave the RIB, and the FIB gets batch removals. With
+        // the N bit, a plain Cease would have the peers keep our routes: Hard Reset instead.
+        for (const e of this.peers.values())
+          e.session.stop(this.ceaseFor(e, CeaseSubcode.AdministrativeShutdown));
         for (const o of this.config.originate) this.rib.withdrawOrigin(o.prefix);
         this.drainAll();
         this.stopped = true;
@@ -192,11 +219,15 @@ export class SpeakerCore<A> {
         if (this.fibInFlight < MAX_FIB_IN_FLIGHT) this.setReading(true);
         return;
       case "timerExpired": {
+        if (ev.timer.name === "SelectionDeferralTimer") {
+          if (this.restarting) this.endDeferral("deferral timer expired");
+          return;
+        }
         const e = this.peers.get(ev.timer.peer);
         if (!e) return;
-        if (ev.timer.name === "RestartTimer") {
-          e.staleTimer = false;
-          if (e.stale) this.endStale(e, "restart timer expired");
+        if (ev.timer.name === "RestartTimer" || ev.timer.name === "StaleTimer") {
+          e.staleTimer = null;
+          if (e.stale) this.endStale(e, `${ev.timer.name} expired`);
         } else if (ev.timer.name === "MaxPrefixRestart") {
           this.release(e, "maxPrefix", "max-prefix restart timer expired");
         } else e.session.timerExpired(ev.timer.link, ev.timer.name);
@@ -205,9 +236,14 @@ export class SpeakerCore<A> {
       case "connected":
         this.peerOr(ev.peer, ev.conn)?.session.connected(ev.conn);
         return;
-      case "connectFailed":
-        this.peers.get(ev.peer)?.session.connectFailed(ev.conn, ev.message);
+      case "connectFailed": {
+        const e = this.peers.get(ev.peer);
+        if (!e) return;
+        e.connectFailed = true;
+        e.session.connectFailed(ev.conn, ev.message);
+        if (this.restarting) this.maybeEndDeferral();
         return;
+      }
       case "accepted":
         this.peerOr(ev.peer, ev.conn)?.session.accept(ev.conn);
         return;
@@ -221,7 +257,10 @@ export class SpeakerCore<A> {
         const e = this.peers.get(ev.peer);
         if (!e) return;
         this.log.info({ peer: ev.peer, reason: ev.reason }, "Peer down by an outside signal");
+        // The forwarding path is gone (RFC 5882 §3.2): no graceful-restart help.
+        e.dropping = true;
         e.session.fail(ev.reason);
+        e.dropping = false;
         return;
       }
       case "peerHold": {
@@ -235,8 +274,8 @@ export class SpeakerCore<A> {
   }
 
   /**
-   * Holds a peer's session down: dropped now (as on a TCP failure, so graceful-restart help
-   * applies) and stopped, so it neither connects nor accepts until every hold is released.
+   * Holds a peer's session down: dropped now (its routes at once, no graceful-restart help) and
+   * stopped, so it neither connects nor accepts until every hold is released.
    */
   private hold(e: PeerEntry, why: keyof PeerEntry["held"], reason: string): void {
     if (e.held[why]) return;
@@ -244,8 +283,8 @@ export class SpeakerCore<A> {
     e.held[why] = true;
     if (was) return;
     this.log.warn({ peer: e.cfg.address, reason }, "BGP session held down");
-    // Cease/10 (RFC 9384): a NOTIFICATION, so no graceful-restart help keeps its routes.
-    if (e.session.established) e.session.reset(ErrorCode.Cease, CeaseSubcode.BfdDown);
+    // Cease/10 (RFC 9384), as a Hard Reset with the N bit: no graceful-restart help on either side.
+    this.ceaseNow(e, CeaseSubcode.BfdDown);
     e.session.stop();
   }
 
@@ -266,8 +305,23 @@ export class SpeakerCore<A> {
 
   // ---- peers ---------------------------------------------------------------------------------
 
+  private grConfig() {
+    return this.config.gracefulRestart ?? GRACEFUL_RESTART_DEFAULTS;
+  }
+
   private settingsFor(p: PeerConfig): PeerSettings {
+    const gr = this.grConfig();
     return {
+      ...(gr.enabled
+        ? {
+            gracefulRestart: {
+              restartTime: gr.restartTime,
+              restarting: this.restarting,
+              // Routes we installed outlive us: the kernel keeps them (the FIB's hold).
+              forwarding: true,
+            },
+          }
+        : {}),
       localAs: this.config.asn,
       peerAs: p.asn,
       routerId: ipv4Number(this.config.routerId),
@@ -310,9 +364,11 @@ export class SpeakerCore<A> {
       eorReceived: new Set(),
       lastError: null,
       stale: false,
-      staleTimer: false,
+      staleTimer: null,
       lastFamilies: [],
       removed: false,
+      dropping: false,
+      connectFailed: false,
       ...(lastReset ? { lastReset } : {}),
       held: { bfd: false, maxPrefix: false },
       maxPrefixWarned: new Set(),
@@ -348,8 +404,7 @@ export class SpeakerCore<A> {
     e.removed = true;
     this.stopStaleTimer(e);
     if (e.held.maxPrefix) this.out.push({ kind: "stopTimer", timer: maxPrefixTimer(address) });
-    if (e.session.established) e.session.reset(ErrorCode.Cease, cease);
-    e.session.stop();
+    e.session.stop(this.ceaseFor(e, cease));
     this.rib.removePeer(e.ribId);
     this.peers.delete(address);
   }
@@ -480,12 +535,61 @@ export class SpeakerCore<A> {
 
   private onDown(e: PeerEntry, reason: DownReason, wasEstablished: boolean): void {
     e.lastError = downText(reason);
-    if (!wasEstablished) return;
+    if (!wasEstablished) {
+      if (this.restarting) this.maybeEndDeferral();
+      return;
+    }
     e.synced = false;
     e.eorReceived.clear();
     e.maxPrefixWarned.clear();
     e.refreshing.clear();
     if (!this.helpRestart(e, reason)) this.endStale(e, "down");
+    if (this.restarting) this.maybeEndDeferral();
+  }
+
+  /** RFC 8538 §2: both sides announced the N bit on the last session. */
+  private nBit(e: PeerEntry): boolean {
+    return (
+      this.grConfig().enabled && grCapability(e.session.peerCapabilities)?.notification === true
+    );
+  }
+
+  /**
+   * The Cease to end a session for good: with the N bit, RFC 8538 §3's Hard Reset (the Cease
+   * subcode it stands for inside), else the Cease itself.
+   */
+  private ceaseFor(e: PeerEntry, subcode: number, data?: Uint8Array): NotificationInfo {
+    if (!e.session.established || !this.nBit(e))
+      return data ? { code: ErrorCode.Cease, subcode, data } : { code: ErrorCode.Cease, subcode };
+    return {
+      code: ErrorCode.Cease,
+      subcode: CeaseSubcode.HardReset,
+      data: Uint8Array.from([ErrorCode.Cease, subcode, ...(data ?? [])]),
+    };
+  }
+
+  /** Resets an Established session with a Cease (a Hard Reset with the N bit), routes gone now. */
+  private ceaseNow(e: PeerEntry, subcode: number, data?: Uint8Array): void {
+    if (!e.session.established) return;
+    const n = this.ceaseFor(e, subcode, data);
+    e.dropping = true;
+    e.session.reset(n.code, n.subcode, n.data);
+    e.dropping = false;
+  }
+
+  /**
+   * Whether a session's end lets the peer restart gracefully: a TCP failure (RFC 4724 §4.2), or
+   * with the N bit any NOTIFICATION or hold timer expiry but a Hard Reset (RFC 8538 §4).
+   */
+  private graceful(e: PeerEntry, reason: DownReason): boolean {
+    if (reason.kind === "TcpConnectionFails") return true;
+    if (!this.nBit(e)) return false;
+    if (reason.kind === "HoldTimerExpired") return true;
+    // A Cease we send is a decision to end the session (our Hard Reset covers it on the peer).
+    if (reason.kind === "NotificationSent") return reason.code !== ErrorCode.Cease;
+    if (reason.kind === "NotificationReceived")
+      return !(reason.code === ErrorCode.Cease && reason.subcode === CeaseSubcode.HardReset);
+    return false;
   }
 
   /**
@@ -493,13 +597,13 @@ export class SpeakerCore<A> {
    * session without a NOTIFICATION: keep its paths (marked stale) for its Restart Time.
    */
   private helpRestart(e: PeerEntry, reason: DownReason): boolean {
-    if (this.stopped || reason.kind !== "TcpConnectionFails") return false;
+    if (this.stopped || e.removed || e.dropping || !this.graceful(e, reason)) return false;
     const gr = grCapability(e.session.peerCapabilities);
     const fams = e.lastFamilies;
     if (!gr || gr.restartTime === 0 || !fams.every((f) => grCovers(gr, f))) return false;
     const marked = this.rib.markStale(e.ribId);
     e.stale = true;
-    e.staleTimer = true;
+    e.staleTimer = "RestartTimer";
     this.out.push({
       kind: "startTimer",
       timer: { peer: e.cfg.address, link: 0, name: "RestartTimer" },
@@ -514,11 +618,40 @@ export class SpeakerCore<A> {
 
   private stopStaleTimer(e: PeerEntry): void {
     if (!e.staleTimer) return;
-    e.staleTimer = false;
-    this.out.push({
-      kind: "stopTimer",
-      timer: { peer: e.cfg.address, link: 0, name: "RestartTimer" },
-    });
+    const name = e.staleTimer;
+    e.staleTimer = null;
+    this.out.push({ kind: "stopTimer", timer: { peer: e.cfg.address, link: 0, name } });
+  }
+
+  /**
+   * RFC 4724 §4.1 selection deferral after our restart: over once every peer that can come up
+   * is Established and, when it announced graceful restart, sent End-of-RIB for each family (a
+   * peer refused or unreachable since our start does not hold it), or at the deferral timer.
+   */
+  private maybeEndDeferral(): void {
+    for (const e of this.peers.values()) {
+      const n = e.session.negotiated;
+      if (!e.session.established || !n) {
+        if (e.lastError === null && !e.connectFailed) return; // still connecting, first time
+        continue;
+      }
+      // Only peers that announced graceful restart promise an End-of-RIB (RFC 4724 §4.1).
+      if (!grCapability(e.session.peerCapabilities)) continue;
+      for (const f of n.families) if (!e.eorReceived.has(familyCode(f))) return;
+    }
+    this.endDeferral("every peer sent End-of-RIB");
+  }
+
+  private endDeferral(why: string): void {
+    this.restarting = false;
+    this.out.push({ kind: "stopTimer", timer: DEFERRAL_TIMER });
+    this.log.info({ why }, "Graceful restart: sending our routes to the peers");
+    for (const e of this.peers.values()) {
+      // Later OPENs no longer say we are restarting.
+      const gr = e.session.config.settings.gracefulRestart;
+      if (gr) gr.restarting = false;
+      if (e.session.established && !e.synced) this.sync(e);
+    }
   }
 
   /** Ends helper mode: stale paths go (all of the peer's paths when `why` is a plain drop). */
@@ -544,11 +677,33 @@ export class SpeakerCore<A> {
     this.rib.peerUp(e.ribId, n.peerId);
     e.lastFamilies = n.families;
     if (e.stale) {
-      // RFC 4724 §4.2: without the Forwarding State bit for a family, its stale routes go now.
+      // RFC 4724 §4.2: without the Forwarding State bit for a family, its stale routes go now;
+      // else the restart timer gives way to the stale timer, until the peer's End-of-RIB.
       const gr = grCapability(e.session.peerCapabilities);
       const kept = gr !== undefined && n.families.every((f) => grCovers(gr, f, true));
       if (!kept) this.endStale(e, "no forwarding state after restart");
+      else {
+        this.stopStaleTimer(e);
+        e.staleTimer = "StaleTimer";
+        this.out.push({
+          kind: "startTimer",
+          timer: { peer: e.cfg.address, link: 0, name: "StaleTimer" },
+          ms: this.grConfig().staleRoutesTime * 1000,
+        });
+      }
     }
+    if (this.restarting) {
+      // §4.1: our first updates wait until every peer has sent its table.
+      this.maybeEndDeferral();
+      return;
+    }
+    this.sync(e);
+  }
+
+  /** The peer's whole Adj-RIB-Out, then End-of-RIB per family; later batches follow. */
+  private sync(e: PeerEntry): void {
+    const n = e.session.negotiated;
+    if (!n) return;
     // Settle pending changes first, so the dump plus later batches are exactly the table.
     this.drainAll();
     this.sendAnnounces(e, this.rib.adjRibOut(e.ribId));
@@ -580,6 +735,7 @@ export class SpeakerCore<A> {
       const n = e.session.negotiated;
       if (e.stale && n?.families.every((f) => e.eorReceived.has(familyCode(f))))
         this.endStale(e, "End-of-RIB");
+      if (this.restarting) this.maybeEndDeferral();
       return;
     }
     this.applyUpdate(e, u);
@@ -614,7 +770,7 @@ export class SpeakerCore<A> {
         dv.setUint16(0, f === "ipv4-unicast" ? Afi.Ipv4 : Afi.Ipv6);
         dv.setUint8(2, Safi.Unicast);
         dv.setUint32(3, m.limit);
-        e.session.reset(ErrorCode.Cease, CeaseSubcode.MaximumNumberOfPrefixesReached, data);
+        this.ceaseNow(e, CeaseSubcode.MaximumNumberOfPrefixesReached, data);
         e.held.maxPrefix = true;
         e.session.stop();
         if (m.restartTime > 0)
@@ -842,6 +998,8 @@ function downText(r: DownReason): PeerEntry["lastError"] {
       return { kind: r.kind };
   }
 }
+
+const DEFERRAL_TIMER = { peer: "", link: 0, name: "SelectionDeferralTimer" } as const;
 
 type GrCapability = Extract<Capability, { kind: "GracefulRestart" }>;
 

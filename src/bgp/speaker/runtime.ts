@@ -181,7 +181,9 @@ export class Speaker<A> {
   /** Opens the listener, originates, and starts every peer's session. */
   async start(): Promise<void> {
     await this.openListener(this.config);
-    this.run({ kind: "start" });
+    // A FIB that found our routes in the kernel means a restart (RFC 4724 §4.1).
+    const found = (this.deps.fib as (Fib & { foundAtStart?: number }) | null)?.foundAtStart ?? 0;
+    this.run({ kind: "start", restarting: found > 0 });
   }
 
   /** Stops sessions (Cease), removes our routes from the FIB, closes the listener. */
