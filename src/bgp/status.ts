@@ -47,6 +47,8 @@ export interface PeerStatus {
   heldDown?: ("bfd" | "maxPrefix")[];
   /** The last configuration change that reset the session: the field, seconds ago. */
   lastConfigReset?: { field: string; secondsAgo: number };
+  /** The peer's BGP Identifier from its OPEN, while Established. */
+  bgpId?: string;
 }
 
 /** The node daemon's own identity (ocelot node run): its addresses and how each was chosen. */
@@ -98,6 +100,37 @@ export interface RouteStatus {
   reason: string;
   /** Next hops installed for the prefix (more than one: ECMP over equal paths). */
   multipath: string[];
+}
+
+/** One path of a prefix as `ocelot routes PREFIX` shows it (attributes as text). */
+export interface PathStatus {
+  peer: string;
+  ibgp: boolean;
+  pathId: number;
+  nextHop: string;
+  asPath: string;
+  origin: string;
+  /** LOCAL_PREF the decision used (defaults applied). */
+  localPref: number;
+  med: number | null;
+  communities: string[];
+  largeCommunities: string[];
+  accepted: boolean;
+  /** Why import refused it (a filter, an AS-path loop, ...), and the rule when one decided. */
+  rejectReason?: string;
+  rejectDetail?: string;
+  stale: boolean;
+  best: boolean;
+  multipath: boolean;
+}
+
+/** Every path of one prefix and why the best won (the status socket's "route" command). */
+export interface RouteExplanation {
+  prefix: string;
+  paths: PathStatus[];
+  bestReason: string;
+  /** The next hops the FIB is asked to install (none: nothing to install). */
+  nexthops: string[];
 }
 
 export interface RoutesSnapshot {

@@ -1,11 +1,13 @@
 // `ocelot bgpd --config FILE`: the BGP speaker alone from a YAML file (pino logs, status socket,
 // SIGHUP re-reads the file and applies it by diff), and `ocelot status` / `ocelot routes`, which
 // read that socket. Owns: process wiring only. Not: BGP logic (src/bgp/).
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import type { Command } from "commander";
 import { SpeakerBfd } from "../bgp/bfd/speaker_bfd.js";
+import { BmpClient, parseStation } from "../bgp/bmp/client.js";
+import type { PeerConfig } from "../bgp/config.js";
 import {
   type BgpdConfig,
   ConfigError,
@@ -19,21 +21,25 @@ import { ttlHook } from "../bgp/io/ttl.js";
 import { addBfdMetrics, addBgpMetrics } from "../bgp/metrics.js";
 import { ribToMrt } from "../bgp/mrt/from_rib.js";
 import { tableDumpV2 } from "../bgp/mrt/table_dump_v2.js";
+import { UpdateDump } from "../bgp/mrt/update_dump.js";
 import { makeWireBridge } from "../bgp/speaker/attrs.js";
 import { Speaker } from "../bgp/speaker/runtime.js";
 import {
   formatRoutes,
   formatStatus,
   queryStatus,
+  type RouteExplanation,
   type RoutesSnapshot,
   type StatusSnapshot,
   serveStatus,
 } from "../bgp/status.js";
+import { checkKernelRoute, type IpJsonRoute, type KernelCheck } from "../fib/route_check.js";
 import type { Fib } from "../fib/types.js";
-import { addFibMetrics, addProcessMetrics } from "../lib/daemon_metrics.js";
+import { addFibMetrics } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
 import type { Log } from "../lib/log.js";
-import { MetricsRegistry } from "../lib/metrics.js";
+import { type MetricFamily, MetricsRegistry } from "../lib/metrics.js";
+import { PromMetrics } from "../lib/prom.js";
 import { findStatusSocket } from "../lib/status_socket_path.js";
 import { CliError } from "./main.js";
 
@@ -93,47 +99,102 @@ function speakerReady(speaker: SpeakerView, started: boolean) {
   return { ok: true };
 }
 
+/** The BMP station connection's series (`--bmp-station`). */
+function addBmpMetrics(reg: MetricsRegistry, bmp: BmpClient): void {
+  const c = bmp.counters;
+  const m = bmp.monitor.counters;
+  reg
+    .gauge(
+      "ocelot_bmp_station_connected",
+      "1 while the BMP station is connected",
+      bmp.connected ? 1 : 0,
+    )
+    .counter("ocelot_bmp_connects_total", "Connections made to the BMP station", c.connects)
+    .counter(
+      "ocelot_bmp_messages_sent_total",
+      "BMP messages written to the station",
+      c.messagesSent,
+    )
+    .counter(
+      "ocelot_bmp_messages_dropped_total",
+      "BMP messages dropped because the station did not read fast enough",
+      c.dropped,
+    )
+    .counter("ocelot_bmp_peer_up_total", "Peer Up notifications produced", m.peerUp)
+    .counter("ocelot_bmp_peer_down_total", "Peer Down notifications produced", m.peerDown)
+    .counter(
+      "ocelot_bmp_route_monitoring_total",
+      "Route Monitoring messages produced",
+      m.routeMonitoring,
+    );
+}
+
+/**
+ * bgpd's snapshot families at scrape time (the process_* ones come from prom-client's default
+ * metrics, the histograms and NOTIFICATION counters from PromMetrics): the same registry shape
+ * as `ocelot node run`'s.
+ */
+function bgpdFamilies(
+  speaker: SpeakerView,
+  fib: Fib | null,
+  bfd: SpeakerBfd,
+  bmp: BmpClient | undefined,
+): MetricFamily[] {
+  const reg = new MetricsRegistry();
+  const s = speaker.status();
+  const families = new Map(speaker.config.peers.map((p) => [p.address, p.families ?? []]));
+  addBgpMetrics(reg, s, { configuredFamilies: (a) => families.get(a) ?? [] });
+  const k =
+    fib && "status" in fib
+      ? (fib as unknown as { status(): { resyncs: number; overflows: number } }).status()
+      : undefined;
+  addFibMetrics(
+    reg,
+    s.fib.enabled
+      ? [["bgp", { ...s.fib, resyncs: k?.resyncs ?? 0, overflows: k?.overflows ?? 0 }]]
+      : [],
+  );
+  const bfdCounters = bfd.counters();
+  if (bfdCounters) addBfdMetrics(reg, bfd.status() ?? [], bfdCounters);
+  if (bmp) addBmpMetrics(reg, bmp);
+  return reg.families;
+}
+
 /** `--metrics-address`: /metrics, /livez, /readyz for bgpd (nothing when the flag is absent). */
 async function serveBgpdHealth(
   addr: ListenAddress | undefined,
   speaker: SpeakerView,
-  fib: Fib | null,
   isStarted: () => boolean,
-  bfd: SpeakerBfd,
+  prom: PromMetrics | undefined,
 ) {
-  if (!addr) return undefined;
-  const startedAt = Date.now();
-  const fibStats = () =>
-    fib && "status" in fib
-      ? (fib as unknown as { status(): { resyncs: number; overflows: number } }).status()
-      : undefined;
+  if (!addr || !prom) return undefined;
   return serveHealth(addr, {
     ready: () => speakerReady(speaker, isStarted()),
-    metrics: () => {
-      const reg = new MetricsRegistry();
-      const s = speaker.status();
-      const families = new Map(speaker.config.peers.map((p) => [p.address, p.families ?? []]));
-      addBgpMetrics(reg, s, { configuredFamilies: (a) => families.get(a) ?? [] });
-      const k = fibStats();
-      addFibMetrics(
-        reg,
-        s.fib.enabled
-          ? [["bgp", { ...s.fib, resyncs: k?.resyncs ?? 0, overflows: k?.overflows ?? 0 }]]
-          : [],
-      );
-      const bfdCounters = bfd.counters();
-      if (bfdCounters) addBfdMetrics(reg, bfd.status() ?? [], bfdCounters);
-      addProcessMetrics(reg, { rssBytes: process.memoryUsage.rss(), startedAtMs: startedAt });
-      return reg.render();
-    },
+    metrics: () => prom.render(),
   });
 }
 
-async function runBgpd(opts: {
+interface BgpdOptions {
   config: string;
   logLevel: string;
   metricsAddress?: string;
-}): Promise<void> {
+  bmpStation?: string;
+  bmpStatsInterval: string;
+  bmpAdjRibOut?: boolean;
+  mrtUpdates?: string;
+  mrtRotateSize: string;
+  mrtRotateInterval: string;
+}
+
+/** A whole number flag value of at least `min`, or a usage error naming the flag. */
+function intFlag(name: string, v: string, min: number): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < min)
+    throw new CliError(`${name}: "${v}" is not a whole number >= ${min}`, 2);
+  return n;
+}
+
+async function runBgpd(opts: BgpdOptions): Promise<void> {
   if (!LEVELS.includes(opts.logLevel)) {
     throw new CliError(`--log-level: "${opts.logLevel}" is not one of ${LEVELS.join(", ")}`, 2);
   }
@@ -143,9 +204,31 @@ async function runBgpd(opts: {
   } catch (e) {
     throw new CliError((e as Error).message, 2);
   }
+  if (opts.bmpStation !== undefined) {
+    try {
+      parseStation(opts.bmpStation);
+    } catch (e) {
+      throw new CliError(`--bmp-station: ${(e as Error).message}`, 2);
+    }
+  }
+  const bmpStatsMs = intFlag("--bmp-stats-interval", opts.bmpStatsInterval, 0) * 1000;
+  const mrtRotateBytes = intFlag("--mrt-rotate-size", opts.mrtRotateSize, 1);
+  const mrtRotateMs = intFlag("--mrt-rotate-interval", opts.mrtRotateInterval, 0) * 1000;
   const cfg = loadConfig(opts.config);
   const { pino } = await import("pino");
   const log = pino({ level: opts.logLevel, base: { daemon: "bgpd" } });
+  const bmp = opts.bmpStation
+    ? new BmpClient({
+        station: opts.bmpStation,
+        statsIntervalMs: bmpStatsMs,
+        ...(opts.bmpAdjRibOut ? { adjRibOut: true } : {}),
+        sysDescr: `Ocelot bgpd AS ${cfg.asn} router ID ${cfg.routerId}`,
+        log,
+      })
+    : undefined;
+  const dump = opts.mrtUpdates
+    ? new UpdateDump({ dir: opts.mrtUpdates, rotateBytes: mrtRotateBytes, rotateMs: mrtRotateMs })
+    : undefined;
   let fib: Fib | null;
   try {
     fib = await openFib(cfg, log);
@@ -155,12 +238,37 @@ async function runBgpd(opts: {
     );
   }
   const onSocket = await ttlHook(log);
+  // Histograms and counters of log events are kept from the start when metrics are served.
+  let families: () => MetricFamily[] = () => [];
+  const prom = metricsAddr ? new PromMetrics(() => families()) : undefined;
   const speaker = new Speaker(cfg, {
     clock: realClock,
-    log,
+    log: prom ? prom.countingLog(log) : log,
     fib,
+    ...(prom
+      ? {
+          onFibBatch: (sec: number) => prom.fibBatch.observe({ fib: "bgp" }, sec),
+          onUpdateToKernel: (sec: number) => prom.updateToKernel.observe(sec),
+        }
+      : {}),
     bridge: makeWireBridge(),
     ...(onSocket ? { onSocket } : {}),
+    ...(bmp ? { tap: bmp.monitor } : {}),
+    ...(dump
+      ? {
+          onUpdateReceived: (peer: PeerConfig, msg: Uint8Array, as4: boolean) =>
+            dump.write(
+              {
+                peerAs: peer.asn,
+                localAs: cfg.asn,
+                peerAddress: peer.address,
+                localAddress: peer.sourceAddress ?? cfg.routerId,
+              },
+              msg,
+              as4,
+            ),
+        }
+      : {}),
   });
   let started = false;
   // BFD Down drops the BGP session at once (RFC 5882 §4.3), so its routes leave the RIB and the
@@ -175,12 +283,14 @@ async function runBgpd(opts: {
   );
   let health: Awaited<ReturnType<typeof serveBgpdHealth>>;
   try {
-    health = await serveBgpdHealth(metricsAddr, speaker, fib, () => started, bfd);
+    families = () => bgpdFamilies(speaker, fib, bfd, bmp);
+    health = await serveBgpdHealth(metricsAddr, speaker, () => started, prom);
   } catch (e) {
     await fib?.close();
     throw new CliError((e as Error).message);
   }
   await speaker.start();
+  bmp?.start();
   try {
     await bfd.apply(cfg);
   } catch (e) {
@@ -199,7 +309,10 @@ async function runBgpd(opts: {
     },
     routes: () => speaker.routes(),
   };
-  let statusServer = await serveStatus(cfg.status.socket, statusView);
+  const statusExtra = {
+    route: (args: unknown) => speaker.route(String((args as { prefix?: unknown })?.prefix ?? "")),
+  };
+  let statusServer = await serveStatus(cfg.status.socket, statusView, statusExtra);
   log.info(
     {
       asn: cfg.asn,
@@ -221,7 +334,7 @@ async function runBgpd(opts: {
         await bfd.apply(next);
         if (socketChanged) {
           await statusServer.close();
-          statusServer = await serveStatus(next.status.socket, statusView);
+          statusServer = await serveStatus(next.status.socket, statusView, statusExtra);
         }
         log.info({ config: opts.config }, "Configuration reloaded");
       } catch (e) {
@@ -242,9 +355,11 @@ async function runBgpd(opts: {
       hard.unref();
       void (async () => {
         await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
+        await bmp?.stop();
         bfd.close();
         await statusServer.close();
         await health?.close();
+        prom?.close();
         await fib?.close();
         resolve();
         // Sockets and timers are closed; exit now rather than wait on stray handles.
@@ -254,6 +369,89 @@ async function runBgpd(opts: {
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
   });
+}
+
+/** `ocelot routes PREFIX`: the RIB's paths and the kernel's verdict (exit 1 when they differ). */
+async function showRoute(socket: string, prefix: string, json: boolean, protocol: number) {
+  let r: RouteExplanation | null;
+  try {
+    r = await queryStatus<RouteExplanation | null>(socket, "route", 5000, { prefix });
+  } catch (e) {
+    throw new CliError((e as Error).message);
+  }
+  const shown = r?.prefix ?? prefix;
+  const ip = spawnSync(
+    "ip",
+    ["-j", shown.includes(":") ? "-6" : "-4", "route", "show", "table", "all", "exact", shown],
+    { encoding: "utf8", timeout: 30_000 },
+  );
+  const kernel =
+    ip.status === 0
+      ? checkKernelRoute(
+          r?.nexthops ?? [],
+          JSON.parse(ip.stdout || "[]") as IpJsonRoute[],
+          protocol,
+        )
+      : undefined;
+  const ok = kernel !== undefined && (kernel.state === "installed" || kernel.state === "absent");
+  if (!ok) process.exitCode = 1;
+  if (json) {
+    const out = {
+      prefix: shown,
+      route: r,
+      kernel: kernel ?? { error: (ip.stderr || ip.error?.message || "ip failed").trim() },
+    };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(formatRoute(shown, r, kernel, ip.stderr));
+}
+
+function formatRoute(
+  prefix: string,
+  r: RouteExplanation | null,
+  k: KernelCheck | undefined,
+  ipError: string,
+): string {
+  const lines: string[] = [];
+  if (!r) lines.push(`${prefix}: not in the RIB (no path from any peer, not originated)`);
+  else {
+    lines.push(`${r.prefix}: ${r.paths.length} path(s), best by ${r.bestReason}`);
+    for (const p of r.paths) {
+      const mark = p.best ? "*" : p.multipath ? "=" : p.accepted ? " " : "x";
+      const attrs = [
+        `via ${p.nextHop}`,
+        `AS path ${p.asPath || "(empty)"}`,
+        `origin ${p.origin}`,
+        `local pref ${p.localPref}`,
+        ...(p.med !== null ? [`MED ${p.med}`] : []),
+        ...(p.communities.length ? [`communities ${p.communities.join(" ")}`] : []),
+        ...(p.largeCommunities.length ? [`large ${p.largeCommunities.join(" ")}`] : []),
+        ...(p.stale ? ["stale"] : []),
+      ];
+      lines.push(
+        `  ${mark} ${p.peer} (${p.ibgp ? "iBGP" : p.peer === "local" ? "local" : "eBGP"})  ${attrs.join("  ")}`,
+      );
+      if (!p.accepted)
+        lines.push(
+          `      rejected: ${p.rejectReason ?? "?"}${p.rejectDetail ? ` (${p.rejectDetail})` : ""}`,
+        );
+    }
+  }
+  if (!k) lines.push(`Kernel: not read (${ipError.trim() || "ip failed"})`);
+  else {
+    const want = k.expected.join(", ");
+    const text: Record<KernelCheck["state"], string> = {
+      installed: `installed via ${k.found.join(", ")}, as expected`,
+      missing: `MISSING: expected via ${want}, the kernel has no route of ours`,
+      different: `DIFFERENT: expected via ${want}, the kernel has ${k.found.join(", ")}`,
+      unexpected: `UNEXPECTED: the kernel has a route of ours via ${k.found.join(", ")}, the RIB installs none`,
+      absent: "nothing to install, none there",
+    };
+    lines.push(`Kernel: ${text[k.state]}`);
+    for (const o of k.others) lines.push(`  also in the kernel: ${o}`);
+  }
+  return `${lines.join("\n")}\n`;
 }
 
 async function read<T>(socket: string, cmd: "status" | "routes"): Promise<T> {
@@ -274,7 +472,19 @@ export function register(program: Command): void {
       "--metrics-address <host:port>",
       "serve /metrics, /livez and /readyz over HTTP there (default: off)",
     )
-    .action(async (o: { config: string; logLevel: string; metricsAddress?: string }) => runBgpd(o));
+    .option(
+      "--bmp-station <host:port>",
+      "export to a BMP station (RFC 7854): Peer Up/Down, Route Monitoring, statistics",
+    )
+    .option("--bmp-stats-interval <seconds>", "BMP Statistics Report interval (0: none)", "60")
+    .option("--bmp-adj-rib-out", "also mirror UPDATEs sent (RFC 8671 Adj-RIB-Out)", false)
+    .option(
+      "--mrt-updates <dir>",
+      "append every UPDATE received to MRT BGP4MP_MESSAGE_AS4 files there (RFC 6396)",
+    )
+    .option("--mrt-rotate-size <bytes>", "start a new MRT file past this size", "67108864")
+    .option("--mrt-rotate-interval <seconds>", "start a new MRT file this often (0: never)", "900")
+    .action(async (o: BgpdOptions) => runBgpd(o));
 
   program
     .command("status")
@@ -287,26 +497,38 @@ export function register(program: Command): void {
     });
 
   program
-    .command("routes")
-    .description("show the Loc-RIB of the local bgpd with the best-path reason")
+    .command("routes [prefix]")
+    .description(
+      "show the Loc-RIB of the local BGP speaker with the best-path reason; with PREFIX every path of it and whether the kernel holds it as expected",
+    )
     .option("--json", "print JSON", false)
     .option("--socket <path>", "status socket (default: this netns's daemon's)")
     .option("--mrt <file>", "write the Loc-RIB as an MRT TABLE_DUMP_V2 file (RFC 6396)")
-    .action(async (o: { json: boolean; socket?: string; mrt?: string }) => {
-      const socket = o.socket ?? findStatusSocket();
-      const r = await read<RoutesSnapshot>(socket, "routes");
-      if (o.mrt !== undefined) {
-        const s = await read<StatusSnapshot>(socket, "status");
-        const now = Math.floor(Date.now() / 1000);
-        const m = ribToMrt(s, r, now);
-        writeFileSync(o.mrt, tableDumpV2(now, s.routerId, "ocelot", m.peers, m.routes));
-        process.stdout.write(
-          o.json
-            ? `${JSON.stringify({ file: o.mrt, peers: m.peers.length, routes: m.routes.length })}\n`
-            : `Wrote ${m.routes.length} routes of ${m.peers.length} peers to ${o.mrt} (MRT TABLE_DUMP_V2)\n`,
-        );
-        return;
-      }
-      process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : formatRoutes(r));
-    });
+    .option("--protocol <n>", "the speaker's kernel route protocol (with PREFIX)", "201")
+    .action(
+      async (
+        prefix: string | undefined,
+        o: { json: boolean; socket?: string; mrt?: string; protocol: string },
+      ) => {
+        const socket = o.socket ?? findStatusSocket();
+        if (prefix !== undefined) {
+          await showRoute(socket, prefix, o.json, intFlag("--protocol", o.protocol, 0));
+          return;
+        }
+        const r = await read<RoutesSnapshot>(socket, "routes");
+        if (o.mrt !== undefined) {
+          const s = await read<StatusSnapshot>(socket, "status");
+          const now = Math.floor(Date.now() / 1000);
+          const m = ribToMrt(s, r, now);
+          writeFileSync(o.mrt, tableDumpV2(now, s.routerId, "ocelot", m.peers, m.routes));
+          process.stdout.write(
+            o.json
+              ? `${JSON.stringify({ file: o.mrt, peers: m.peers.length, routes: m.routes.length })}\n`
+              : `Wrote ${m.routes.length} routes of ${m.peers.length} peers to ${o.mrt} (MRT TABLE_DUMP_V2)\n`,
+          );
+          return;
+        }
+        process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : formatRoutes(r));
+      },
+    );
 }

@@ -241,6 +241,9 @@ async function runNode(cmd: Command): Promise<void> {
           mrtUpdates: { dir: s.mrtUpdates, rotateBytes: s.mrtRotateBytes, rotateMs: s.mrtRotateMs },
         }
       : {}),
+    ...(s.bmpStation
+      ? { bmp: { station: s.bmpStation, statsIntervalMs: s.bmpStatsIntervalMs } }
+      : {}),
     agent: { clusterCidrs: s.clusterCidr, ...(s.mtu !== undefined ? { mtu: s.mtu } : {}) },
     ...(prom
       ? {
@@ -248,6 +251,7 @@ async function runNode(cmd: Command): Promise<void> {
             convergence: (area, sec) => prom.convergence.observe({ area }, sec),
             iptables: (sec) => prom.iptablesApply.observe(sec),
             fibBatch: (fib, sec) => prom.fibBatch.observe({ fib }, sec),
+            updateToKernel: (sec) => prom.updateToKernel.observe(sec),
             driftRepaired: (kinds) => {
               for (const kind of kinds) prom.driftRepairs.inc({ kind });
             },

@@ -30,6 +30,7 @@ import {
   openDatastoreFromCli,
 } from "../datastore/open.js";
 import { type Datastore, UnavailableError } from "../datastore/types.js";
+import { Progress } from "../lib/progress.js";
 import { CliError } from "./main.js";
 
 const USAGE = 2;
@@ -133,11 +134,12 @@ const PAST: Record<WriteMode, string> = { create: "created", update: "replaced",
 
 async function writeCommand(
   mode: WriteMode,
-  opts: StoreOptions & { filename: string[] },
+  opts: StoreOptions & { filename: string[]; progress?: boolean },
 ): Promise<void> {
   const docs = readInput(opts.filename);
   await withClient(opts, async (client) => {
     const errors: string[] = [];
+    const checking = new Progress("checking", docs.length, { flag: opts.progress });
     for (const d of docs) {
       try {
         await client.check(mode, d, docs);
@@ -145,14 +147,18 @@ async function writeCommand(
         if (!(err instanceof ResourceError)) throw err;
         errors.push(`${d.where}: ${err.message}`);
       }
+      checking.tick();
     }
+    checking.finish();
     if (errors.length > 0) refuse(errors);
+    const writing = new Progress("writing", docs.length, { flag: opts.progress });
     for (const d of docs) {
       try {
         const r = await client.writeValidated(mode, d);
         process.stdout.write(
           `${PAST[mode]} ${describeOf(d)} (resourceVersion ${r.metadata.resourceVersion})\n`,
         );
+        writing.tick();
       } catch (err) {
         if (!(err instanceof ResourceError)) throw err;
         // Another writer changed the store between the check and this write.
@@ -161,6 +167,7 @@ async function writeCommand(
         );
       }
     }
+    writing.finish();
   });
 }
 
@@ -350,8 +357,11 @@ export function register(program: Command): void {
           "-f, --filename <file>",
           "file to read, or - for stdin (repeatable)",
           collect,
-        ),
-    ).action((opts: StoreOptions & { filename: string[] }) => writeCommand(mode, opts));
+        )
+        .option("--progress", "progress lines on stderr also when it is not a terminal", false),
+    ).action((opts: StoreOptions & { filename: string[]; progress?: boolean }) =>
+      writeCommand(mode, opts),
+    );
   }
 
   program

@@ -20,6 +20,7 @@ export class PromMetrics {
   readonly convergence: client.Histogram<"area">;
   readonly iptablesApply: client.Histogram<string>;
   readonly fibBatch: client.Histogram<"fib">;
+  readonly updateToKernel: client.Histogram<string>;
   readonly notifications: client.Counter<"direction" | "code" | "subcode">;
   readonly sessionChanges: client.Counter<"peer" | "change">;
   readonly driftRepairs: client.Counter<"kind">;
@@ -54,6 +55,12 @@ export class PromMetrics {
       name: "ocelot_fib_batch_seconds",
       help: "Time for one batch of route changes to be acknowledged by the kernel, by FIB.",
       labelNames: ["fib"],
+      buckets: SECONDS_BUCKETS,
+      registers: r,
+    });
+    this.updateToKernel = new client.Histogram({
+      name: "ocelot_bgp_update_to_kernel_seconds",
+      help: "Per BGP FIB batch, from the oldest UPDATE received in it to the kernel's acknowledgement.",
       buckets: SECONDS_BUCKETS,
       registers: r,
     });

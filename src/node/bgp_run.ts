@@ -7,6 +7,7 @@
 import { rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { SpeakerBfd } from "../bgp/bfd/speaker_bfd.js";
+import { BmpClient } from "../bgp/bmp/client.js";
 import type { BgpdConfig } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
 import { ttlHook } from "../bgp/io/ttl.js";
@@ -46,6 +47,11 @@ export async function startBgp(
     extraStatus?: Record<string, (args: unknown) => unknown>;
     /** Append every UPDATE received to MRT BGP4MP files there (rotated). */
     mrtUpdates?: UpdateDumpOptions;
+    /** Export to a BMP station (RFC 7854). */
+    bmp?: { station: string; statsIntervalMs: number };
+    /** Each BGP FIB batch's time to the kernel's acknowledgement. */
+    onFibBatch?: (seconds: number) => void;
+    onUpdateToKernel?: (seconds: number) => void;
   },
 ): Promise<BgpHost> {
   const { KernelFib } = await import("../fib/kernel_fib.js");
@@ -58,6 +64,14 @@ export async function startBgp(
   });
   const onSocket = await ttlHook(log);
   const dump = deps.mrtUpdates ? new UpdateDump(deps.mrtUpdates) : undefined;
+  // One station connection for the node; a restarted speaker re-attaches the same monitor.
+  const bmp = deps.bmp
+    ? new BmpClient({
+        ...deps.bmp,
+        sysDescr: `Ocelot node AS ${first.asn} router ID ${first.routerId}`,
+        log,
+      })
+    : undefined;
   const make = (cfg: BgpdConfig) =>
     new Speaker<WireAttrs>(cfg, {
       clock: realClock,
@@ -65,6 +79,9 @@ export async function startBgp(
       fib,
       bridge: makeWireBridge(),
       ...(onSocket ? { onSocket } : {}),
+      ...(bmp ? { tap: bmp.monitor } : {}),
+      ...(deps.onFibBatch ? { onFibBatch: deps.onFibBatch } : {}),
+      ...(deps.onUpdateToKernel ? { onUpdateToKernel: deps.onUpdateToKernel } : {}),
       ...(dump
         ? {
             onUpdateReceived: (peer, msg, as4) =>
@@ -107,7 +124,11 @@ export async function startBgp(
   try {
     await speaker.start();
     await bfd.apply(first);
-    status = await serveStatus(first.status.socket, provider, deps.extraStatus);
+    bmp?.start();
+    status = await serveStatus(first.status.socket, provider, {
+      route: (args) => speaker.route(String((args as { prefix?: unknown })?.prefix ?? "")),
+      ...deps.extraStatus,
+    });
   } catch (err) {
     bfd.close();
     await speaker.stop().catch(() => {});
@@ -146,6 +167,7 @@ export async function startBgp(
     async stop() {
       await chain.catch(() => {});
       await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Speaker stop"));
+      await bmp?.stop();
       bfd.close();
       await status.close();
       // A namespace's well-known socket directory goes with its daemon.

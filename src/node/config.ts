@@ -7,6 +7,7 @@
 // flag, variable or key out. Not: autodetection, the datastore, the daemon.
 import { parse as parseYaml } from "yaml";
 import { isDns1123Subdomain, parseAsNumber } from "../api/fields.js";
+import { parseStation } from "../bgp/bmp/client.js";
 import { parseDatastoreUrl } from "../datastore/open.js";
 import { parseCidr } from "../lib/ip.js";
 import { parseAutodetectMethod } from "./autodetect.js";
@@ -67,6 +68,10 @@ export interface NodeSettings {
   mrtRotateBytes: number;
   /** 0: MRT files are not rotated by time. */
   mrtRotateMs: number;
+  /** BMP station host:port (RFC 7854 export; off when absent). */
+  bmpStation?: string;
+  /** 0: no Statistics Reports. */
+  bmpStatsIntervalMs: number;
 }
 
 /** Where a value came from, for errors and the start-up log. */
@@ -243,6 +248,16 @@ export const NODE_SETTINGS: readonly Def[] = [
     "--mrt-rotate-interval <duration>",
     ["OCELOT_MRT_ROTATE_INTERVAL"],
     "start a new MRT file this often; 0: never (default 15m)",
+  ),
+  def(
+    "--bmp-station <host:port>",
+    ["OCELOT_BMP_STATION"],
+    "export to this BMP station (RFC 7854): Peer Up/Down, Route Monitoring, statistics (default: off)",
+  ),
+  def(
+    "--bmp-stats-interval <duration>",
+    ["OCELOT_BMP_STATS_INTERVAL"],
+    "BMP Statistics Report interval; 0: none (default 60s)",
   ),
 ];
 
@@ -592,6 +607,19 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
       }) ?? 64 * 1024 * 1024,
     mrtRotateMs:
       opt("mrtRotateInterval", (r) => (str(r) === "0" ? 0 : durationMs(r))) ?? 15 * 60_000,
+    ...optional(
+      "bmpStation",
+      opt("bmpStation", (r) => {
+        try {
+          parseStation(str(r));
+        } catch {
+          throw err(r, "is not host:port");
+        }
+        return str(r);
+      }),
+    ),
+    bmpStatsIntervalMs:
+      opt("bmpStatsInterval", (r) => (str(r) === "0" ? 0 : durationMs(r))) ?? 60_000,
   };
   return { settings, sources };
 }

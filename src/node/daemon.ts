@@ -96,13 +96,16 @@ export interface DaemonOptions {
   observe?: {
     convergence?(area: Area, seconds: number): void;
     iptables?(seconds: number): void;
-    fibBatch?(fib: "agent", seconds: number): void;
+    fibBatch?(fib: "agent" | "bgp", seconds: number): void;
+    updateToKernel?(seconds: number): void;
     /** Kernel drift the agent repaired (its input unchanged), one kind per change. */
     driftRepaired?(kinds: string[]): void;
   };
   log: Log;
   /** Append every UPDATE received to MRT BGP4MP files (src/bgp/mrt/update_dump.ts). */
   mrtUpdates?: { dir: string; rotateBytes?: number; rotateMs?: number };
+  /** Export to a BMP station (src/bgp/bmp/). */
+  bmp?: { station: string; statsIntervalMs: number };
   /** The BGP speaker's log (its own subsystem's level); default: log. */
   bgpLog?: Log;
   /**
@@ -789,6 +792,9 @@ export class NodeDaemon {
         nodeStatus: () => this.nodeStatus(),
         extraStatus: this.statusCommands,
         ...(this.opts.mrtUpdates ? { mrtUpdates: this.opts.mrtUpdates } : {}),
+        ...(this.opts.bmp ? { bmp: this.opts.bmp } : {}),
+        onFibBatch: (sec) => this.opts.observe?.fibBatch?.("bgp", sec),
+        onUpdateToKernel: (sec) => this.opts.observe?.updateToKernel?.(sec),
       });
       this.lastReconfiguration = new Date().toISOString();
       this.log.info(summary(config), "BGP: speaker started");

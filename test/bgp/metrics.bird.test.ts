@@ -145,6 +145,12 @@ describe.skipIf(skip)("ocelot bgpd --metrics-address with BIRD 2", () => {
     const [code, body] = get("/readyz");
     expect(code, body).toBe(200);
     expect(text).toContain("# TYPE ocelot_bgp_peer_messages_received_total counter\n");
+    // prom-client's registry, as node run's: default process metrics, histograms.
+    expect(metricSample(text, "process_resident_memory_bytes")).toBeGreaterThan(0);
+    expect(text).toContain("# TYPE ocelot_event_loop_delay_seconds histogram\n");
+    expect(metricSample(text, 'ocelot_fib_batch_seconds_count{fib="bgp"}')).toBeGreaterThan(0);
+    // BIRD's 3 routes reached the kernel: at least one batch timed from its UPDATE.
+    expect(metricSample(text, "ocelot_bgp_update_to_kernel_seconds_count")).toBeGreaterThan(0);
   });
 
   it("a bad --metrics-address is refused by name (exit 2), a port in use by name", () => {

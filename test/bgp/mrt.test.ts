@@ -23,7 +23,7 @@ const status = {
   routerId: "10.0.0.1",
   asn: 64512,
   peers: [
-    { address: "10.0.0.2", asn: 64512 },
+    { address: "10.0.0.2", asn: 64512, bgpId: "10.0.0.2" },
     { address: "fd00::3", asn: 65001 },
   ],
 } as unknown as StatusSnapshot;
@@ -96,6 +96,8 @@ describe.skipIf(skip)("MRT TABLE_DUMP_V2 read by bgpdump -m", () => {
     try {
       const file = join(dir, "rib.mrt");
       const m = ribToMrt(status, routes, 1700000000);
+      // The peer's BGP ID from its OPEN (Established), 0.0.0.0 for one that is not.
+      expect(m.peers.map((p) => p.bgpId)).toEqual(["10.0.0.1", "10.0.0.2", "0.0.0.0"]);
       writeFileSync(file, tableDumpV2(1700000000, "10.0.0.1", "ocelot", m.peers, m.routes));
       const r = runSync("bgpdump", ["-m", file]);
       expect(r.status).toBe(0);

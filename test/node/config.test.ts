@@ -36,6 +36,7 @@ describe("resolveNodeSettings()", () => {
       nodeStatusIntervalMs: 10_000,
       mrtRotateBytes: 64 * 1024 * 1024,
       mrtRotateMs: 15 * 60_000,
+      bmpStatsIntervalMs: 60_000,
     });
     expect(sources).toEqual({});
   });
@@ -179,6 +180,7 @@ describe("resolveNodeSettings()", () => {
     [{ NODENAME: "Bad_Name" }, 'NODENAME: "Bad_Name" is not a node name'],
     [{ OCELOT_LOG_LEVEL: "loud" }, 'OCELOT_LOG_LEVEL: "loud" is not one of'],
     [{ OCELOT_RESYNC_INTERVAL: "soon" }, 'OCELOT_RESYNC_INTERVAL: "soon" is not a duration'],
+    [{ OCELOT_BMP_STATION: "10.0.0.9" }, 'OCELOT_BMP_STATION: "10.0.0.9" is not host:port'],
     [
       { OCELOT_CLUSTER_CIDRS: "10.0.0.0/8,nope" },
       'OCELOT_CLUSTER_CIDRS: "10.0.0.0/8,nope" has "nope"',

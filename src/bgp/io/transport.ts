@@ -47,6 +47,7 @@ export class Connection {
   readonly localAddress: string;
   readonly remoteAddress: string;
   readonly remotePort: number;
+  readonly localPort: number;
 
   constructor(
     private readonly socket: net.Socket,
@@ -56,6 +57,7 @@ export class Connection {
     this.localAddress = plainAddress(socket.localAddress);
     this.remoteAddress = plainAddress(socket.remoteAddress);
     this.remotePort = socket.remotePort ?? 0;
+    this.localPort = socket.localPort ?? 0;
     socket.setNoDelay(true);
     socket.on("data", (d: Buffer) => {
       if (this.events) this.events.onData(d);

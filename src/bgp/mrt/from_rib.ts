@@ -1,5 +1,6 @@
 // The Loc-RIB as the status API shows it (best path per prefix, attributes as text) turned into
-// MRT TABLE_DUMP_V2 values: the peer table (index 0 is this speaker, for its own originations)
+// MRT TABLE_DUMP_V2 values: the peer table (index 0 is this speaker, for its own originations;
+// each peer's BGP ID from its OPEN while Established)
 // and one entry per prefix. Pure. Not: the byte encoding (table_dump_v2.ts).
 import type { RoutesSnapshot, StatusSnapshot } from "../status.js";
 import type { MrtPath, MrtPeer, MrtRoute } from "./table_dump_v2.js";
@@ -30,7 +31,8 @@ export function ribToMrt(
   const index = new Map<string, number>();
   for (const p of status.peers) {
     index.set(p.address, peers.length);
-    peers.push({ bgpId: "0.0.0.0", address: p.address, asn: p.asn });
+    // A peer not Established now has no BGP ID to show: 0.0.0.0 as RFC 6396 allows.
+    peers.push({ bgpId: p.bgpId ?? "0.0.0.0", address: p.address, asn: p.asn });
   }
   const out: MrtRoute[] = routes.routes.map((r) => {
     const b = r.best;

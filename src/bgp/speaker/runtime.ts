@@ -17,14 +17,14 @@ import {
   readTcpMd5Counters,
   connect as tcpConnect,
 } from "../io/transport.js";
-import type { Rib } from "../rib/rib.js";
-import type { RoutesSnapshot, StatusSnapshot } from "../status.js";
+import type { PeerCounts, Rib } from "../rib/rib.js";
+import type { RouteExplanation, RoutesSnapshot, StatusSnapshot } from "../status.js";
 import { localAddressesToward } from "./addr.js";
 import type { AttrBridge } from "./attrs.js";
 import { SpeakerCore } from "./core.js";
 import { type ConnId, type SpeakerAction, type SpeakerEvent, timerId } from "./events.js";
 import { FibPump } from "./fib_pump.js";
-import { routesView, statusView } from "./views.js";
+import { routesView, routeView, statusView } from "./views.js";
 
 export type Connector = (
   opts: ConnectOptions,
@@ -43,6 +43,51 @@ export interface SpeakerDeps<A> {
   onSocket?: (conn: Connection, peer: PeerConfig, ebgp: boolean) => void;
   /** Each UPDATE received, as framed (header included), before decoding (MRT BGP4MP dumps). */
   onUpdateReceived?: (peer: PeerConfig, msg: Uint8Array, fourOctetAs: boolean) => void;
+  /** Watches every connection's bytes and each peer's session (BMP). */
+  tap?: SpeakerTap;
+  /** Each FIB batch's time from hand-over to the kernel's acknowledgement (a histogram). */
+  onFibBatch?: (seconds: number) => void;
+  /**
+   * Per FIB batch, the time from the oldest UPDATE received not yet in a batch to the kernel's
+   * acknowledgement of that batch (UPDATE-received-to-kernel latency, its worst case per batch).
+   */
+  onUpdateToKernel?: (seconds: number) => void;
+}
+
+/** A peer's session as a tap may read it. */
+export interface TapPeerView {
+  /** The Established connection, if any. */
+  establishedConn: ConnId | undefined;
+  asn: number;
+  /** The peer's BGP Identifier (dotted quad) of the Established session, else 0.0.0.0. */
+  peerId: string;
+  fourOctetAs: boolean;
+  counts(): PeerCounts;
+}
+
+export interface TapHost {
+  /** The configured peer's session, undefined when the peer is not configured (any more). */
+  view(peer: string): TapPeerView | undefined;
+}
+
+/**
+ * Sees what crosses the speaker's edge, synchronously: connections made, bytes sent (whole
+ * messages) and read (any framing), closes, each UPDATE accepted for processing, and after
+ * every event about a peer `settled(peer)` (its session may have changed). A tap only watches.
+ */
+export interface SpeakerTap {
+  attach(host: TapHost): void;
+  connected(
+    peer: string,
+    conn: ConnId,
+    c: { localAddress: string; localPort: number; remotePort: number },
+  ): void;
+  sent(peer: string, conn: ConnId, bytes: Uint8Array): void;
+  received(peer: string, conn: ConnId, bytes: Uint8Array): void;
+  closed(peer: string, conn: ConnId, by: "local" | "remote"): void;
+  updateReceived(peer: string, msg: Uint8Array): void;
+  /** After an event about `peer`, or (no peer) one that may change any session. */
+  settled(peer?: string): void;
 }
 
 interface Attempt {
@@ -73,6 +118,8 @@ export class Speaker<A> {
   private flushScheduled = false;
   private stopped = false;
   private readonly idleWaiters: (() => void)[] = [];
+  /** When the oldest UPDATE not yet handed to the FIB in a batch was received. */
+  private updateMark: number | undefined;
 
   constructor(
     config: BgpdConfig,
@@ -81,14 +128,42 @@ export class Speaker<A> {
     this.log = deps.log ?? silentLog;
     this.startedAt = deps.clock.now();
     this.pump = deps.fib ? new FibPump(deps.fib, this.log) : undefined;
+    const tap = deps.tap;
+    const onUpdate = deps.onUpdateReceived;
+    const timed = deps.onUpdateToKernel !== undefined;
+    const onUpdateReceived =
+      tap || timed
+        ? (peer: PeerConfig, msg: Uint8Array, as4: boolean) => {
+            if (timed) this.updateMark ??= performance.now();
+            tap?.updateReceived(peer.address, msg);
+            onUpdate?.(peer, msg, as4);
+          }
+        : onUpdate;
     this.core = new SpeakerCore(config, {
       bridge: deps.bridge,
       now: () => deps.clock.now(),
       fib: deps.fib !== null,
       localAddressesToward,
       log: this.log,
-      ...(deps.onUpdateReceived ? { onUpdateReceived: deps.onUpdateReceived } : {}),
+      ...(onUpdateReceived ? { onUpdateReceived } : {}),
     });
+    tap?.attach({ view: (peer) => this.tapView(peer) });
+  }
+
+  private tapView(peer: string): TapPeerView | undefined {
+    const e = this.core.peers.get(peer);
+    if (!e) return undefined;
+    const s = e.session;
+    const n = s.negotiated;
+    const conn = s.establishedConn;
+    const id = conn !== undefined && n ? n.peerId >>> 0 : 0;
+    return {
+      establishedConn: conn,
+      asn: e.cfg.asn,
+      peerId: [id >>> 24, (id >>> 16) & 255, (id >>> 8) & 255, id & 255].join("."),
+      fourOctetAs: s.options?.fourOctetAs ?? true,
+      counts: () => this.core.rib.peerCounts(e.ribId),
+    };
   }
 
   get config(): BgpdConfig {
@@ -180,6 +255,11 @@ export class Speaker<A> {
     return routesView(this.core.rib);
   }
 
+  /** Every path of one prefix and why the best won (throws on a malformed prefix). */
+  route(prefix: string): RouteExplanation | null {
+    return routeView(this.core.rib, prefix);
+  }
+
   // ---- events in -----------------------------------------------------------------------------
 
   /** One event at a time: an event raised while actions are carried out waits its turn. */
@@ -189,13 +269,23 @@ export class Speaker<A> {
     this.running = true;
     try {
       for (let i = 0; i < this.queue.length; i++) {
-        for (const a of this.core.handle(this.queue[i] as SpeakerEvent)) this.carry(a);
+        const ev = this.queue[i] as SpeakerEvent;
+        for (const a of this.core.handle(ev)) this.carry(a);
+        if (this.deps.tap) this.settleTap(ev);
       }
     } finally {
       this.queue.length = 0;
       this.running = false;
     }
     this.checkIdle();
+  }
+
+  /** Tells the tap which peers an event may have changed. */
+  private settleTap(ev: SpeakerEvent): void {
+    const tap = this.deps.tap as SpeakerTap;
+    if ("peer" in ev) tap.settled(ev.peer);
+    else if ("timer" in ev) tap.settled(ev.timer.peer);
+    else if (ev.kind !== "flush" && ev.kind !== "fibDone") tap.settled();
   }
 
   private isIdle(): boolean {
@@ -209,6 +299,8 @@ export class Speaker<A> {
 
   private checkIdle(): void {
     if (!this.isIdle()) return;
+    // UPDATEs that changed nothing the FIB holds (rejected, or no new best) end here.
+    this.updateMark = undefined;
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
@@ -222,6 +314,7 @@ export class Speaker<A> {
       case "send": {
         const c = this.conns.get(a.conn)?.conn;
         if (!c) return;
+        this.deps.tap?.sent(a.peer, a.conn, a.bytes);
         c.write(a.bytes);
         this.noteSlow(a.peer, c);
         return;
@@ -235,6 +328,7 @@ export class Speaker<A> {
         }
         const c = this.conns.get(a.conn)?.conn;
         this.conns.delete(a.conn);
+        if (c) this.deps.tap?.closed(a.peer, a.conn, "local");
         if (a.how === "end") c?.end();
         else c?.destroy();
         return;
@@ -273,9 +367,18 @@ export class Speaker<A> {
           this.run({ kind: "flush" });
         });
         return;
-      case "fib":
-        this.pump?.push(a.batch, a.protocol, a.table).then(() => this.run({ kind: "fibDone" }));
+      case "fib": {
+        const t0 = performance.now();
+        const mark = this.updateMark;
+        this.updateMark = undefined;
+        this.pump?.push(a.batch, a.protocol, a.table).then(() => {
+          const t1 = performance.now();
+          this.deps.onFibBatch?.((t1 - t0) / 1000);
+          if (mark !== undefined) this.deps.onUpdateToKernel?.((t1 - mark) / 1000);
+          this.run({ kind: "fibDone" });
+        });
         return;
+      }
       case "fibEndGracefulHold": {
         const fib = this.deps.fib as (Fib & { endGracefulHold?: () => Promise<void> }) | null;
         if (!fib?.endGracefulHold) return;
@@ -335,13 +438,22 @@ export class Speaker<A> {
   private adopt(peer: string, id: ConnId, c: Connection): void {
     const rec = { peer, conn: c };
     this.conns.set(id, rec);
+    const tap = this.deps.tap;
+    tap?.connected(peer, id, {
+      localAddress: c.localAddress,
+      localPort: c.localPort,
+      remotePort: c.remotePort,
+    });
     c.attach({
       onData: (bytes) => {
-        if (this.conns.get(id) === rec) this.run({ kind: "received", peer, conn: id, bytes });
+        if (this.conns.get(id) !== rec) return;
+        tap?.received(peer, id, bytes);
+        this.run({ kind: "received", peer, conn: id, bytes });
       },
       onClose: (err) => {
         if (this.conns.get(id) !== rec) return;
         this.conns.delete(id);
+        tap?.closed(peer, id, "remote");
         this.run({ kind: "closed", peer, conn: id, message: err ?? "Connection closed by peer" });
       },
       onDrain: () => {

@@ -2,8 +2,10 @@
 // /readyz read, built from the core's state plus the few facts only the runtime knows (listener,
 // send queues, FIB counters, the namespace's TCP-MD5 counters, process memory). Pure. Owns:
 // these two views. Not: the JSON shapes and the socket that serves them (../status.ts).
+
+import type { AttrView } from "../rib/attrs.js";
 import type { Rib } from "../rib/rib.js";
-import type { PeerStatus, RoutesSnapshot, StatusSnapshot } from "../status.js";
+import type { PeerStatus, RouteExplanation, RoutesSnapshot, StatusSnapshot } from "../status.js";
 import { type FamilyKey, Ipv4Unicast, Ipv6Unicast } from "../wire/types.js";
 import type { SpeakerCore } from "./core.js";
 
@@ -62,6 +64,7 @@ export function statusView<A>(core: SpeakerCore<A>, io: RuntimeFacts): StatusSna
       sendQueueBytes: io.sendQueueBytes(e.cfg.address),
       establishedTransitions: s.counters.establishedTransitions,
       lastError: e.lastError,
+      ...(n && s.established ? { bgpId: dottedQuad(n.peerId) } : {}),
       ...(e.cfg.password !== undefined ? { md5: true as const } : {}),
       ...(e.held.bfd || e.held.maxPrefix
         ? {
@@ -124,6 +127,50 @@ export function routesView<A>(rib: Rib<A>): RoutesSnapshot {
     if (routes.length >= MAX_ROUTES_SHOWN) return { routes, truncated: true };
   }
   return { routes };
+}
+
+/** Every path of one prefix (accepted or not) and the decision, as text; null when unknown. */
+export function routeView<A>(rib: Rib<A>, prefix: string): RouteExplanation | null {
+  const e = rib.explain(prefix);
+  if (!e) return null;
+  return {
+    prefix: e.prefix,
+    bestReason: e.bestReason,
+    nexthops: e.nexthops,
+    paths: e.paths.map((p) => ({
+      peer: p.peerAddress,
+      ibgp: p.ibgp,
+      pathId: p.pathId,
+      ...attrText(p.attrs),
+      localPref: p.localPref,
+      accepted: p.accepted,
+      ...(p.rejectReason ? { rejectReason: p.rejectReason } : {}),
+      ...(p.rejectDetail ? { rejectDetail: p.rejectDetail } : {}),
+      stale: p.stale,
+      best: p.best,
+      multipath: p.multipath,
+    })),
+  };
+}
+
+function attrText(v: AttrView) {
+  const large =
+    (v as unknown as { largeCommunities?: readonly (readonly number[])[] }).largeCommunities ?? [];
+  return {
+    nextHop: v.nextHop || "-",
+    asPath: v.asPath
+      .map((s) => (s.type === 1 ? `{${s.asns.join(",")}}` : s.asns.join(" ")))
+      .join(" "),
+    origin: ["IGP", "EGP", "incomplete"][v.origin] ?? String(v.origin),
+    med: v.med ?? null,
+    communities: v.communities.map((c) => `${c >>> 16}:${c & 0xffff}`),
+    largeCommunities: large.map((l) => l.join(":")),
+  };
+}
+
+function dottedQuad(id: number): string {
+  const u = id >>> 0;
+  return [u >>> 24, (u >>> 16) & 255, (u >>> 8) & 255, u & 255].join(".");
 }
 
 function memoryMiB(m: NodeJS.MemoryUsage, ribBytes: number): StatusSnapshot["memory"] {
