@@ -10,8 +10,8 @@ import { EXTERNAL_FILES, EXTERNAL_MODULES } from "../../scripts/externals.mjs";
 import { skipWithReason } from "../helpers/netns.js";
 import {
   BASE_IMAGE,
+  buildOcelotImage,
   containersUnavailableReason,
-  hostExtraCaCerts,
   IMAGES,
   Podman,
   root,
@@ -33,21 +33,7 @@ describe.skipIf(skip)("Dockerfile", () => {
   it(
     "builds with podman from the shared base (BASE build argument)",
     () => {
-      const started = Date.now();
-      podman.ok(
-        [
-          "build",
-          "--build-arg",
-          `BASE=${BASE_IMAGE}`,
-          "--build-arg",
-          `EXTRA_CA_CERTS=${hostExtraCaCerts()}`,
-          "-t",
-          IMAGES.ocelot,
-          root,
-        ],
-        { timeout: 2_400_000 }, // 40 min: a cold image build on a loaded machine
-      );
-      const seconds = (Date.now() - started) / 1000;
+      const seconds = buildOcelotImage(podman);
       const size = podman.imageSize(IMAGES.ocelot);
       console.log(
         `image ${IMAGES.ocelot}: ${(size / 1e6).toFixed(1)} MB (${(size / 2 ** 20).toFixed(1)} MiB), built in ${seconds.toFixed(0)} s (cached layers count); base ${BASE_IMAGE}: ${(podman.imageSize(BASE_IMAGE) / 1e6).toFixed(1)} MB`,
