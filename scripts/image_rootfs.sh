@@ -12,7 +12,7 @@ mkdir -p "$out"
 # What Ocelot runs (the agent, the CNI plugin, `ocelot demo`), what its scripts run
 # (config/compose/apply.sh) and what the container tests run inside the image.
 PROGRAMS="sh dash env ls cat dirname basename timeout sleep stat mkdir rm cp mv ln chmod echo
-  true false id uname head tail tr wc sort readlink date printf sed grep mount umount
+  true false id uname head tail tr wc sort readlink date printf sed grep mount umount unshare
   ip bridge tc ipset sysctl nsenter ping"
 
 # A path with every link on the way to the file it names, each as it is (links stay links).

@@ -94,7 +94,7 @@ describe.skipIf(skip)("Dockerfile", () => {
         "iptables-nft --version",
         "iptables-legacy --version",
         "ipset --version",
-        "command -v nsenter sysctl",
+        "command -v nsenter sysctl unshare mount",
         "for x in gcc g++ cc make python3 npm apt-get dpkg perl; do command -v $x && echo HAS-$x; done",
         "ls /opt/ocelot/node_modules",
         // Scoped packages by their full name (@scope/name).
