@@ -43,6 +43,11 @@ export function addBgpMetrics(
       })),
     ),
   );
+  reg.counter(
+    "ocelot_bgp_connections_refused_total",
+    "TCP connections to the BGP port closed at accept, before any byte was sent, because they came from no configured peer's address.",
+    s?.connectionsRefused ?? 0,
+  );
   reg.gauge(
     "ocelot_bgp_peer_up",
     "1 when the session is Established, else 0.",

@@ -1,7 +1,7 @@
 // The bgpd status API: JSON shapes of `status` and `routes`, a unix-socket server (mode 0600)
 // that answers one JSON request line per connection, the client the CLI uses, and the human
 // tables. Not: where the numbers come from (the speaker fills the snapshots).
-import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from "node:fs";
 import * as net from "node:net";
 import { dirname } from "node:path";
 import type { BfdSessionStatus } from "./bfd/runtime.js";
@@ -68,6 +68,8 @@ export interface StatusSnapshot {
   memory: { rssMiB: number; heapUsedMiB: number; arrayBuffersMiB: number; ribTypedMiB: number };
   /** BFD sessions (bgpd, when a peer has `bfd`). */
   bfd?: BfdSessionStatus[];
+  /** TCP connections closed at accept, before any byte was sent: not from a peer's address. */
+  connectionsRefused?: number;
 }
 
 export interface RouteStatus {
@@ -99,6 +101,35 @@ export interface StatusProvider {
   routes(): RoutesSnapshot;
 }
 
+function isSymlink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The socket is root-only (0600), which protects nothing if another user can replace it: its
+ * directory must belong to us or root and must not be writable by group or others (unless
+ * sticky, as /tmp is). Checked at every start, also when someone else made the directory.
+ */
+export function checkSocketDir(dir: string): void {
+  const st = lstatSync(dir);
+  const me = process.getuid?.() ?? 0;
+  if (!st.isDirectory())
+    throw new Error(`Status socket directory ${dir} is not a directory (a symbolic link?)`);
+  if (st.uid !== me && st.uid !== 0)
+    throw new Error(
+      `Status socket directory ${dir} belongs to uid ${st.uid}, not to this process (uid ${me}) or root: another user could replace the socket`,
+    );
+  const sticky = (st.mode & 0o1000) !== 0;
+  if ((st.mode & 0o022) !== 0 && !sticky)
+    throw new Error(
+      `Status socket directory ${dir} is writable by ${st.mode & 0o020 ? "its group" : "others"} (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")}): another user could replace the socket; make it 0755`,
+    );
+}
+
 /**
  * Serves `{"cmd":"status"}` / `{"cmd":"routes"}` lines on a unix socket, mode 0600, and the
  * host's own commands (`extra`, e.g. the node daemon's "node" and "log-level"), each given the
@@ -110,7 +141,13 @@ export async function serveStatus(
   extra: Record<string, (args: unknown) => unknown> = {},
 ): Promise<{ close(): Promise<void> }> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  if (existsSync(path)) {
+  checkSocketDir(dirname(path));
+  if (existsSync(path) || isSymlink(path)) {
+    const st = lstatSync(path);
+    if (!st.isSocket() && !st.isFile())
+      throw new Error(
+        `Status socket ${path} exists and is not a socket (a ${st.isSymbolicLink() ? "symbolic link" : "directory or device"}): remove it or choose another path`,
+      );
     // A stale socket from a previous run; refuse if something still answers on it.
     const alive = await new Promise<boolean>((r) => {
       const c = net.connect(path);
@@ -261,7 +298,10 @@ export function formatStatus(s: StatusSnapshot): string {
         ]),
       )}\n`
     : "";
-  return `${node}${head}\n${table(["PEER", "AS", "TYPE", "STATE", "UPTIME", "RCVD/ACPT/ADV", "AUTH", "LAST ERROR"], rows)}\n${md5}${bfd}`;
+  const refused = s.connectionsRefused
+    ? `Connections refused (not from a peer's address): ${s.connectionsRefused}\n`
+    : "";
+  return `${node}${head}\n${table(["PEER", "AS", "TYPE", "STATE", "UPTIME", "RCVD/ACPT/ADV", "AUTH", "LAST ERROR"], rows)}\n${md5}${refused}${bfd}`;
 }
 
 export function errorText(e: NonNullable<PeerStatus["lastError"]>): string {

@@ -26,6 +26,7 @@ const ipam: Loader = () => import("./ipam.js");
 const datastore: Loader = () => import("./datastore.js");
 const node: Loader = () => import("./node.js");
 const installCni: Loader = () => import("./install_cni.js");
+const kubeControllers: Loader = () => import("./kube_controllers.js");
 
 /**
  * Command modules by the top-level command they register. Only the invoked command's module is
@@ -48,6 +49,7 @@ const commands: Record<string, Loader> = {
   node,
   "log-level": node,
   "install-cni": installCni,
+  "kube-controllers": kubeControllers,
 };
 
 /** The program-level flags that take a value (their value is not the command's name). */

@@ -248,6 +248,9 @@ async function runNode(cmd: Command): Promise<void> {
             convergence: (area, sec) => prom.convergence.observe({ area }, sec),
             iptables: (sec) => prom.iptablesApply.observe(sec),
             fibBatch: (fib, sec) => prom.fibBatch.observe({ fib }, sec),
+            driftRepaired: (kinds) => {
+              for (const kind of kinds) prom.driftRepairs.inc({ kind });
+            },
           },
         }
       : {}),

@@ -51,6 +51,7 @@ const NETCONF_KEYS = new Set([
   "runtimeConfig",
   "capabilities",
   "kubernetes",
+  "feature_control",
 ]);
 /** Keys of `ipam` when its type is ocelot-ipam (what ipam_plugin.ts reads). */
 const OCELOT_IPAM_KEYS = new Set([
@@ -78,6 +79,8 @@ export interface CniNetConf {
   prevResult?: unknown;
   /** `kubernetes.kubeconfig` (Calico's key) or KUBECONFIG: ADD reads the pod from the API. */
   kubeconfig?: string;
+  /** `feature_control.ip_addrs_no_ipam` (Calico's): the ipAddrsNoIpam pod annotation is honoured. */
+  ipAddrsNoIpam?: boolean;
 }
 
 /** Who the pod is: from CNI_ARGS (Kubernetes) or the container id alone. */
@@ -162,6 +165,14 @@ export function parseNetConf(
     }
   }
   const kubeconfig = kubeconfigSetting(raw.kubernetes, env);
+  const features = raw.feature_control ?? {};
+  if (!isObject(features))
+    throw bad(`Field "feature_control" must be an object, got ${JSON.stringify(features)}`);
+  for (const [key, v] of Object.entries(features)) {
+    if (key !== "ip_addrs_no_ipam") throw bad(`Field "feature_control.${key}" is not supported`);
+    if (typeof v !== "boolean")
+      throw bad(`Field "feature_control.${key}" must be true or false, got ${JSON.stringify(v)}`);
+  }
   return {
     cniVersion: version,
     name: raw.name,
@@ -173,6 +184,7 @@ export function parseNetConf(
     ipamType: ipam.type,
     prevResult: raw.prevResult,
     ...(kubeconfig !== undefined ? { kubeconfig } : {}),
+    ...(features.ip_addrs_no_ipam === true ? { ipAddrsNoIpam: true } : {}),
   };
 }
 
@@ -282,8 +294,14 @@ export function workloadEndpoint(
       interfaceName: wiring.hostIface,
       mac: wiring.podMac,
       ipNetworks: wiring.addresses.map(hostPrefix),
-      // Calico: the namespace's profile for pods, the network's name for plain CNI containers.
-      profiles: [id.pod ? `kns.${id.namespace}` : conf.name],
+      // Calico: the namespace's and the service account's profiles for pods, the network's name
+      // for plain CNI containers.
+      profiles: id.pod
+        ? [
+            `kns.${id.namespace}`,
+            ...(facts?.serviceAccount ? [`ksa.${id.namespace}.${facts.serviceAccount}`] : []),
+          ]
+        : [conf.name],
     },
   };
 }

@@ -18,6 +18,13 @@ import type { EtcdOptions } from "../datastore/etcd.js";
 import { openDatastore } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
+import {
+  ANNOTATION_IP_ADDRS,
+  ANNOTATION_IP_ADDRS_NO_IPAM,
+  PodAnnotationError,
+  type PodIpam,
+  podIpam,
+} from "../k8s/pod_ipam.js";
 import type { PodFacts } from "../k8s/pod_labels.js";
 import { KubeError, readPodFacts } from "../k8s/pod_reader.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../lib/pod_wiring.js";
@@ -456,8 +463,8 @@ function requireEnv(env: NodeJS.ProcessEnv, names: readonly string[]): void {
   }
 }
 
-async function add(ipam: IpamDelegate, id: PodIdentity): Promise<Record<string, unknown>> {
-  const { conf, env, store } = ipam;
+async function add(delegate: IpamDelegate, id: PodIdentity): Promise<Record<string, unknown>> {
+  const { conf, env, store } = delegate;
   const sandbox = env.CNI_NETNS as string;
   const hostIface = hostIfaceName(id);
   // Checked before IPAM so that a missing namespace allocates nothing.
@@ -468,12 +475,20 @@ async function add(ipam: IpamDelegate, id: PodIdentity): Promise<Record<string, 
     );
   }
   const facts = await kubeFacts(conf, id);
-  const ipamResult = await delegateIpam(ipam, "ADD");
-  const undo: Array<() => void | Promise<void>> = [
-    async () => void (await delegateIpam(ipam, "DEL")),
-  ];
+  // Calico's IPAM pod annotations: pools in place of the network's, or addresses without IPAM.
+  const want = annotatedIpam(conf, facts);
+  const ipam =
+    want.ipv4Pools || want.ipv6Pools
+      ? { ...delegate, stdin: withPools(delegate.stdin, want) }
+      : delegate;
+  const noIpam = want.ipAddrsNoIpam;
+  const ipamResult = noIpam ? undefined : await delegateIpam(ipam, "ADD");
+  const undo: Array<() => void | Promise<void>> = noIpam
+    ? []
+    : [async () => void (await delegateIpam(ipam, "DEL"))];
   try {
-    const addresses = resultAddresses(ipamResult, `IPAM plugin "${conf.ipamType}" result`);
+    const addresses =
+      noIpam ?? resultAddresses(ipamResult, `IPAM plugin "${conf.ipamType}" result`);
     const wiring = wirePod(conf, id, hostIface, sandbox, addresses, undo as Array<() => void>);
     const wep = workloadEndpoint(conf, id, wiring, facts);
     await new ResourceClient(store).write("apply", wep);
@@ -498,6 +513,32 @@ async function add(ipam: IpamDelegate, id: PodIdentity): Promise<Record<string, 
     both.trace = cni.trace ?? (err instanceof Error ? err.stack : undefined);
     throw both;
   }
+}
+
+/** The pod's IPAM annotations, checked (a CniError naming the annotation otherwise). */
+function annotatedIpam(conf: CniNetConf, facts: PodFacts | undefined): PodIpam {
+  try {
+    const want = podIpam(facts?.annotations ?? {}, {
+      ipAddrsNoIpamEnabled: conf.ipAddrsNoIpam === true,
+    });
+    if (want.ipAddrs)
+      throw new PodAnnotationError(
+        `Pod annotation ${ANNOTATION_IP_ADDRS} is not supported yet (ocelot-ipam cannot assign a given address); use ${ANNOTATION_IP_ADDRS_NO_IPAM} or a pool annotation`,
+      );
+    return want;
+  } catch (err) {
+    if (err instanceof PodAnnotationError)
+      throw new CniError(CniErrorCode.InvalidNetworkConfig, err.message);
+    throw err;
+  }
+}
+
+/** The IPAM stdin with the annotation's pools in place of `ipam.ipv4_pools` / `ipv6_pools`. */
+function withPools(stdin: string, want: PodIpam): string {
+  const conf = JSON.parse(stdin) as { ipam: Record<string, unknown> };
+  if (want.ipv4Pools) conf.ipam.ipv4_pools = want.ipv4Pools;
+  if (want.ipv6Pools) conf.ipam.ipv6_pools = want.ipv6Pools;
+  return JSON.stringify(conf);
 }
 
 /** The pod's Kubernetes facts when a kubeconfig is configured and the pod is a Kubernetes one. */

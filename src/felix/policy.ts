@@ -40,6 +40,50 @@ export const LOG_PREFIX = "ocelot-packet";
 /** Calico's endpoint labels for the namespace and orchestrator. */
 export const LABEL_NAMESPACE = "projectcalico.org/namespace";
 export const LABEL_ORCHESTRATOR = "projectcalico.org/orchestrator";
+/** The endpoint's service account (written by the CNI plugin and kube-controllers). */
+export const LABEL_SERVICE_ACCOUNT = "projectcalico.org/serviceaccount";
+/** Calico's prefix of service-account labels (ksa Profiles' labelsToApply) and its name label. */
+export const SERVICE_ACCOUNT_PREFIX = "pcsa.";
+const SA_NAME_LABEL = `${SERVICE_ACCOUNT_PREFIX}projectcalico.org/name`;
+
+/** The selector with every label key prefixed (Calico's service-account selectors). */
+function prefixKeys(sel: Selector, prefix: string): Selector {
+  switch (sel.op) {
+    case "all":
+    case "global":
+      return sel;
+    case "not":
+      return { op: "not", arg: prefixKeys(sel.arg, prefix) };
+    case "and":
+    case "or":
+      return { op: sel.op, args: sel.args.map((a) => prefixKeys(a, prefix)) };
+    default:
+      return { ...sel, key: `${prefix}${sel.key}` };
+  }
+}
+
+/**
+ * Calico's endpoint selector for a service-account match (a rule's `serviceAccounts`, a policy's
+ * `serviceAccountSelector`): names as `pcsa.projectcalico.org/name in {…}`, a selector over the
+ * service account's labels with its keys prefixed `pcsa.`; both when both are given.
+ */
+export function serviceAccountSelector(m: { names?: string[]; selector?: string }): Selector {
+  const args: Selector[] = [];
+  if (m.names !== undefined && m.names.length > 0)
+    args.push({ op: "in", key: SA_NAME_LABEL, values: [...m.names] });
+  if (m.selector !== undefined)
+    args.push(prefixKeys(parseSelector(m.selector), SERVICE_ACCOUNT_PREFIX));
+  if (args.length === 0) return { op: "all" };
+  return args.length === 1 ? (args[0] as Selector) : { op: "and", args };
+}
+
+/** `selector && sa` as text (a policy's or a rule side's selector narrowed to service accounts). */
+function withServiceAccounts(selector: string | undefined, sa: Selector): string {
+  const base = parseSelector(selector ?? "all()");
+  if (sa.op === "all") return formatSelector(base);
+  if (base.op === "all") return formatSelector(sa);
+  return formatSelector({ op: "and", args: [base, sa] });
+}
 /** multiport takes at most 15 ports, a range counting two. */
 const MULTIPORT_SLOTS = 15;
 const SET_HASH_CHARS = 20;
@@ -241,9 +285,20 @@ interface CalicoSpec {
   preDNAT?: boolean;
   selector?: string;
   namespaceSelector?: string;
+  /** Narrows `selector` to endpoints whose service account's labels match (pcsa.*). */
+  serviceAccountSelector?: string;
   types?: Direction[];
   ingress?: Rule[];
   egress?: Rule[];
+}
+
+/** The policy's endpoint selector: its selector, narrowed by serviceAccountSelector (Calico). */
+function policySelector(s: CalicoSpec): string {
+  if (s.serviceAccountSelector === undefined) return s.selector ?? "all()";
+  return withServiceAccounts(
+    s.selector,
+    serviceAccountSelector({ selector: s.serviceAccountSelector }),
+  );
 }
 
 /** Calico's default types: Ingress, plus Egress when egress rules are present. */
@@ -264,7 +319,7 @@ export function fromNetworkPolicy(np: {
     namespace: ns,
     ...(s.order !== undefined ? { order: s.order } : {}),
     ...(s.tier !== undefined && s.tier !== DEFAULT_TIER ? { tier: s.tier } : {}),
-    selector: s.selector ?? "all()",
+    selector: policySelector(s),
     types: calicoTypes(s),
     ingress: s.ingress ?? [],
     egress: s.egress ?? [],
@@ -282,7 +337,7 @@ export function fromGlobalNetworkPolicy(gnp: {
     ...(s.order !== undefined ? { order: s.order } : {}),
     ...(s.tier !== undefined && s.tier !== DEFAULT_TIER ? { tier: s.tier } : {}),
     ...(s.doNotTrack === true || s.preDNAT === true ? { hostOnly: true } : {}),
-    selector: s.selector ?? "all()",
+    selector: policySelector(s),
     ...(s.namespaceSelector !== undefined ? { namespaceSelector: s.namespaceSelector } : {}),
     types: calicoTypes(s),
     ingress: s.ingress ?? [],
@@ -307,7 +362,12 @@ class Selectors {
 
   /** The endpoint's labels as selectors see them (its namespace label always present). */
   endpointLabels(ep: PolicyEndpoint): Record<string, string> {
-    return { ...ep.labels, [LABEL_NAMESPACE]: ep.namespace };
+    const sa = ep.labels[LABEL_SERVICE_ACCOUNT];
+    // The service account's name as its ksa Profile applies it, from the endpoint's own label
+    // when no Profile (kube-controllers) has given it.
+    const own: Record<string, string> =
+      sa !== undefined && !(SA_NAME_LABEL in ep.labels) ? { [SA_NAME_LABEL]: sa } : {};
+    return { ...own, ...ep.labels, [LABEL_NAMESPACE]: ep.namespace };
   }
 
   namespaceLabels(ns: string): Record<string, string> {
@@ -512,7 +572,7 @@ class Renderer {
     const sets: string[] = [];
     let portSides: { flag: "--sports" | "--dports"; chunks: string[]; not: string[] }[] = [];
     const named: string[] = [];
-    /** Matches Ocelot cannot resolve yet (service accounts, Services, HTTP). */
+    /** Matches Ocelot cannot resolve yet (Services, HTTP). */
     const unresolved: string[] = [];
     for (const [side, dir, flag, ports] of [
       ["source", "src", "-s", "--sports"],
@@ -541,13 +601,21 @@ class Renderer {
           sets.push(`-m set ! --match-set ${name} ${dir}`);
         }
       }
-      const key = selectorKey(e, p, this.sels);
+      const key = selectorKey(
+        e.serviceAccounts === undefined
+          ? e
+          : {
+              ...e,
+              selector: withServiceAccounts(e.selector, serviceAccountSelector(e.serviceAccounts)),
+            },
+        p,
+        this.sels,
+      );
       if (key !== undefined) sets.push(`-m set --match-set ${this.selectorSet(key)} ${dir}`);
       if (e.notSelector !== undefined) {
         const name = this.selectorSet({ selector: formatSelector(this.sels.get(e.notSelector)) });
         sets.push(`-m set ! --match-set ${name} ${dir}`);
       }
-      if (e.serviceAccounts !== undefined) unresolved.push("serviceAccounts");
       if (e.services !== undefined) unresolved.push("services");
       const pos = (e.ports ?? []).map(String);
       const neg = (e.notPorts ?? []).map(String);
@@ -557,7 +625,7 @@ class Renderer {
     }
     if (rule.http !== undefined) unresolved.push("http");
     if (named.length > 0 || unresolved.length > 0) {
-      // Named ports, service-account, Service and HTTP matches are not resolved yet: fail closed
+      // Named ports, Service and HTTP matches are not resolved yet: fail closed
       // (a Deny denies any port, others match nothing).
       const parts = [
         ...(named.length > 0 ? [`named port(s) ${named.map((n) => `"${n}"`).join(", ")}`] : []),

@@ -1,7 +1,8 @@
 // Kubernetes facts about one pod, as they become a WorkloadEndpoint's labels: the pod's own
 // labels, its namespace's labels prefixed `pcns.` (Calico's namespace-label prefix; Calico
-// applies them through the `kns.<ns>` Profile, which Ocelot has not yet, so they are written on
-// the endpoint itself), and Calico's own `projectcalico.org/namespace`, `…/orchestrator` and
+// applies them through the `kns.<ns>` Profile only, which `ocelot kube-controllers` keeps too; they
+// are also written on the endpoint itself so that a node without kube-controllers sees them), and
+// Calico's own `projectcalico.org/namespace`, `…/orchestrator` and
 // `…/serviceaccount`, which win over a pod label of the same key. Pure: no client, no I/O (the
 // API server is read by pod_reader.ts).
 
@@ -16,6 +17,8 @@ export interface PodFacts {
   namespaceLabels: Record<string, string>;
   /** spec.serviceAccountName ("" or absent: none). */
   serviceAccount?: string;
+  /** The pod's annotations (Calico's IPAM ones are read from them: pod_ipam.ts). */
+  annotations?: Record<string, string>;
 }
 
 /** The labels of the pod's WorkloadEndpoint, Calico's keys last so that they win. */
@@ -38,12 +41,17 @@ export function endpointLabels(
 
 /** The facts from a pod and a namespace object as the API returns them (unknown shapes: {}). */
 export function podFacts(pod: unknown, namespace: unknown): PodFacts {
-  const p = pod as { metadata?: { labels?: unknown }; spec?: { serviceAccountName?: unknown } };
+  const p = pod as {
+    metadata?: { labels?: unknown; annotations?: unknown };
+    spec?: { serviceAccountName?: unknown };
+  };
   const n = namespace as { metadata?: { labels?: unknown } };
   const sa = p?.spec?.serviceAccountName;
+  const annotations = stringMap(p?.metadata?.annotations);
   return {
     labels: stringMap(p?.metadata?.labels),
     namespaceLabels: stringMap(n?.metadata?.labels),
+    ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
     ...(typeof sa === "string" && sa !== "" ? { serviceAccount: sa } : {}),
   };
 }

@@ -23,7 +23,8 @@ export interface PodRef {
 
 /** The client's exception for an HTTP status, duck-typed (ApiException from the library). */
 function httpStatus(err: unknown): number | undefined {
-  const code = (err as { code?: unknown })?.code;
+  const e = err as { code?: unknown; statusCode?: unknown };
+  const code = typeof e?.code === "number" ? e.code : e?.statusCode; // statusCode: the Watch's
   return typeof code === "number" ? code : undefined;
 }
 

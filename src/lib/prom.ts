@@ -22,6 +22,7 @@ export class PromMetrics {
   readonly fibBatch: client.Histogram<"fib">;
   readonly notifications: client.Counter<"direction" | "code" | "subcode">;
   readonly sessionChanges: client.Counter<"peer" | "change">;
+  readonly driftRepairs: client.Counter<"kind">;
   private readonly mirrored = new Map<string, { metric: Mirrored; labels: string[] }>();
   private readonly eld = monitorEventLoopDelay({ resolution: 10 });
   private readonly eldTimer: NodeJS.Timeout;
@@ -66,6 +67,12 @@ export class PromMetrics {
       name: "ocelot_bgp_session_changes_total",
       help: "BGP sessions that came up (established) or went down, by peer.",
       labelNames: ["peer", "change"],
+      registers: r,
+    });
+    this.driftRepairs = new client.Counter({
+      name: "ocelot_agent_drift_repairs_total",
+      help: "Kernel state the agent found changed under it and put back, with its own input unchanged, by kind (route, sysctl, link, iptables, chain, ipset, neighbour, fdb, address).",
+      labelNames: ["kind"],
       registers: r,
     });
     this.eld.enable();

@@ -95,6 +95,75 @@ export function isEncapsulatingPool(p: IPPool): boolean {
 const familyOf = (address: string): Family =>
   address.includes(":") ? "ipv6-unicast" : "ipv4-unicast";
 
+/** Each Node by its BGP addresses (IPv6 in RFC 5952 text). */
+function nodesByAddress(nodes: readonly Node[]): Map<string, Node> {
+  const out = new Map<string, Node>();
+  for (const n of nodes) {
+    const b = n.spec.bgp;
+    if (b?.ipv4Address) out.set(addressOf(b.ipv4Address), n);
+    if (b?.ipv6Address) out.set(canonical6(addressOf(b.ipv6Address)), n);
+  }
+  return out;
+}
+
+const isDefault = (cidr: string | undefined) => {
+  const [a, len] = (cidr ?? "").split("/");
+  return (
+    len === "0" &&
+    (a === "0.0.0.0" || (ipaddr.isValid(a ?? "") && ipaddr.parse(a as string).toString() === "::"))
+  );
+};
+
+/**
+ * Import safety, ahead of a peer's own filters (which cannot override it; they still decide
+ * about what passes). Inside one of our pools only prefixes of the pool's block size pass
+ * (blocks: from the node that holds one, a reflector or a ToR passing the racks' blocks on); a
+ * longer or shorter prefix there (a hijack of pod addresses, or of a whole pool) is rejected,
+ * except host routes from a Node (Calico's routes for addresses borrowed from another node's
+ * block). From a peer that is no Node, a host route to a Node's address and a default route are
+ * rejected too, the default unless the peer's BGPFilters accept it explicitly. Rejections count
+ * as the filter's (status, metrics). Only pools and Nodes change these rules, never a block
+ * claimed: a filter change is a session change. Not checked: whether the announcing node holds
+ * that block's affinity or borrowed that address (a Node is trusted with its blocks, as in
+ * Calico).
+ */
+export function importGuardRules(
+  snap: { pools: readonly IPPool[]; nodes: readonly Node[] },
+  address: string,
+  fam: Family,
+  userRules: readonly FilterRule[],
+): FilterRule[] {
+  const v6 = fam === "ipv6-unicast";
+  const nodes = nodesByAddress(snap.nodes);
+  const pools = snap.pools.filter((p) => p.spec.cidr.includes(":") === v6);
+  const rules: FilterRule[] = [];
+  const max = v6 ? 128 : 32;
+  const fromNode = nodes.has(address);
+  for (const p of pools) {
+    const size = p.spec.blockSize ?? (v6 ? 122 : 26);
+    const len = Number(p.spec.cidr.split("/")[1]);
+    // Reject-only, so the peer's own filters still decide about the blocks themselves.
+    for (const [lo, hi] of [
+      [len, size - 1],
+      [size + 1, fromNode ? max - 1 : max],
+    ] as const)
+      if (lo <= hi)
+        rules.push({
+          action: "Reject",
+          cidr: p.spec.cidr,
+          matchOperator: "In",
+          prefixLength: { min: lo, max: hi },
+        });
+  }
+  if (fromNode) return rules;
+  for (const a of [...nodes.keys()].sort())
+    if (a.includes(":") === v6)
+      rules.push({ action: "Reject", cidr: `${a}/${max}`, matchOperator: "Equal" });
+  if (!userRules.some((r) => r.action === "Accept" && isDefault(r.cidr)))
+    rules.push({ action: "Reject", cidr: v6 ? "::/0" : "0.0.0.0/0", matchOperator: "Equal" });
+  return rules;
+}
+
 /**
  * BGPPeer fields the daemon does not turn into session settings yet: the speaker has no
  * per-peer restart time nor local AS, and its config's nextHopSelf is not acted on.
@@ -219,8 +288,11 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
   const add = (p: Partial<PeerConfig> & { address: string; asn: number }) => {
     if (p.address === mine[4] || p.address === mine[6]) return; // never peer with ourselves
     peerKinds[p.address] = { ...kind };
-    const own = overlayOwned(familyOf(p.address));
-    if (own.length > 0) p.importFilter = { rules: [...own, ...(p.importFilter?.rules ?? [])] };
+    const fam = familyOf(p.address);
+    const user = p.importFilter?.rules ?? [];
+    p.importFilter = {
+      rules: [...overlayOwned(fam), ...importGuardRules(snap, p.address, fam, user), ...user],
+    };
     peers.set(p.address, {
       port: 179,
       passive: false,

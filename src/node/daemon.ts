@@ -76,6 +76,8 @@ export interface DaemonOptions {
     convergence?(area: Area, seconds: number): void;
     iptables?(seconds: number): void;
     fibBatch?(fib: "agent", seconds: number): void;
+    /** Kernel drift the agent repaired (its input unchanged), one kind per change. */
+    driftRepaired?(kinds: string[]): void;
   };
   log: Log;
   /** Append every UPDATE received to MRT BGP4MP files (src/bgp/mrt/update_dump.ts). */
@@ -86,6 +88,8 @@ export interface DaemonOptions {
   openAgentFib?: (
     netns: string | undefined,
     log: Log,
+    /** Routes of ours someone else removed and the FIB put back (kernel drift). */
+    onRestored?: (count: number) => void,
   ) => Promise<Fib & { close?: () => Promise<void> }>;
 }
 
@@ -230,7 +234,9 @@ export class NodeDaemon {
       { bgp: reg.node.spec.bgp ?? {}, changed: reg.changed },
       reg.changed ? "Node registered" : "Node already registered",
     );
-    this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(o.netns, this.log);
+    this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(o.netns, this.log, (count) =>
+      o.observe?.driftRepaired?.(new Array<string>(count).fill("route")),
+    );
     this.cache = new PrefixCache(this.store, Object.values(this.prefixes), {
       onChange: (prefix) => this.changed(this.areasOf.get(prefix) ?? ["agent", "bgp"]),
       onResync: (prefix, why) => {
@@ -518,6 +524,8 @@ export class NodeDaemon {
       this.opts.observe?.iptables?.(report.timings.iptablesSeconds);
       this.opts.observe?.fibBatch?.("agent", report.timings.routesSeconds);
     }
+    if (report.changes.length > 0 && same)
+      this.opts.observe?.driftRepaired?.(report.changes.map(driftKind));
     if (report.changes.length > 0)
       this.log.info(
         {
@@ -648,7 +656,11 @@ function diffSummary(a: BgpdConfig, b: BgpdConfig) {
 }
 
 /** The agent's KernelFib: protocol 202, watching (puts back what others delete), with a hold. */
-async function openKernelAgentFib(netns: string | undefined, log: Log) {
+async function openKernelAgentFib(
+  netns: string | undefined,
+  log: Log,
+  onRestored?: (count: number) => void,
+) {
   const { KernelFib } = await import("../fib/kernel_fib.js");
   return KernelFib.open({
     ...(netns ? { netns } : {}),
@@ -659,9 +671,20 @@ async function openKernelAgentFib(netns: string | undefined, log: Log) {
     // between must not take it away.
     unwantedGraceMs: 30_000,
     onEvent: (e) => {
-      if (e.kind === "restored") log.info({ count: e.count }, "Agent: routes put back");
-      else if (e.kind === "failure") log.error({ failure: e.failure }, "Agent: route failed");
+      if (e.kind === "restored") {
+        log.info({ count: e.count }, "Agent: routes put back");
+        onRestored?.(e.count);
+      } else if (e.kind === "failure") log.error({ failure: e.failure }, "Agent: route failed");
       else log.debug({ fib: e }, "Agent FIB event");
     },
   });
+}
+
+/**
+ * The kind of one agent change line ("route 10.0.0.1/32 unicast added" -> "route",
+ * "ip6tables-nft filter: chain ocl-fw-x missing" -> "iptables"), for the drift counter.
+ */
+export function driftKind(change: string): string {
+  const word = change.split(" ")[0] ?? "";
+  return /^ip6?tables/.test(word) ? "iptables" : word;
 }

@@ -102,7 +102,8 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
     api.putPod("team-a", "web-1", { app: "web", version: "v1" }, "web-sa");
     node = Netns.create("kcninode");
     addUplink(node, "192.0.2.10/24");
-    for (const short of ["kcnip1", "kcnip2", "kcnip3"]) pods.push(Netns.create(short));
+    for (const short of ["kcnip1", "kcnip2", "kcnip3", "kcnip4", "kcnip5"])
+      pods.push(Netns.create(short));
     // root namespace: unix socket -> the API server's TCP port
     const port = Number(new URL(api.url).port);
     const path = join(dir, "api.sock");
@@ -160,6 +161,7 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
       "projectcalico.org/orchestrator": "k8s",
       "projectcalico.org/serviceaccount": "web-sa",
     });
+    expect(wep?.spec.profiles).toEqual(["kns.team-a", "ksa.team-a.web-sa"]);
     expect(api.requests).toContain("GET /api/v1/namespaces/team-a/pods/web-1");
     expect(api.requests).toContain("GET /api/v1/namespaces/team-a");
   });
@@ -230,5 +232,68 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
     }
     expect(await allocated("ctr-ghost")).toEqual([]);
     expect(await allocated("ctr-down")).toEqual([]);
+  });
+
+  it("Calico's IPAM annotations: ipv4pools picks the pool, ipAddrsNoIpam gives the address without IPAM; bad ones are code 7 naming the annotation, nothing allocated", async () => {
+    await putPool(store, "pool2", "10.69.0.0/16", { blockSize: 26 });
+    const A = "cni.projectcalico.org/";
+    api.putPod("team-a", "in-pool2", { app: "x" }, "default", { [`${A}ipv4pools`]: '["pool2"]' });
+    api.putPod("team-a", "fixed", { app: "x" }, "default", {
+      [`${A}ipAddrsNoIpam`]: '["10.70.0.9"]',
+    });
+    api.putPod("team-a", "wants-ip", {}, "default", { [`${A}ipAddrs`]: '["10.68.0.77"]' });
+    api.putPod("team-a", "bad-json", {}, "default", { [`${A}ipv6pools`]: "pool6" });
+    const withKube = (extra: Record<string, unknown> = {}) =>
+      conf({ kubernetes: { kubeconfig }, ...extra });
+
+    const r1 = await runOcelotCni(
+      node,
+      "ADD",
+      env(pods[3] as Netns, "team-a", "in-pool2"),
+      withKube(),
+    );
+    expect(r1.code, r1.stdout + r1.stderr).toBe(0);
+    expect(JSON.parse(r1.stdout).ips[0].address).toMatch(/^10\.69\./);
+    expect((await allocated("ctr-in-pool2")).map((a) => a.address)).toEqual([
+      JSON.parse(r1.stdout).ips[0].address.split("/")[0],
+    ]);
+
+    // Without Calico's feature switch: refused, nothing allocated.
+    const off = await runOcelotCni(
+      node,
+      "ADD",
+      env(pods[4] as Netns, "team-a", "fixed"),
+      withKube(),
+    );
+    expect(JSON.parse(off.stdout)).toMatchObject({ code: 7 });
+    expect(JSON.parse(off.stdout).msg).toContain(`${A}ipAddrsNoIpam needs "feature_control"`);
+    const r2 = await runOcelotCni(
+      node,
+      "ADD",
+      env(pods[4] as Netns, "team-a", "fixed"),
+      withKube({ feature_control: { ip_addrs_no_ipam: true } }),
+    );
+    expect(r2.code, r2.stdout + r2.stderr).toBe(0);
+    expect(JSON.parse(r2.stdout).ips[0].address).toBe("10.70.0.9/32");
+    expect(await allocated("ctr-fixed")).toEqual([]);
+    expect((await weps()).find((w) => w.spec.pod === "fixed")?.spec.ipNetworks).toEqual([
+      "10.70.0.9/32",
+    ]);
+
+    for (const [pod, text] of [
+      ["wants-ip", `${A}ipAddrs is not supported yet`],
+      ["bad-json", `${A}ipv6pools: "pool6" is not JSON`],
+    ] as const) {
+      const r = await runOcelotCni(
+        node,
+        "ADD",
+        { ...env(pods[2] as Netns, "team-a", pod), CNI_CONTAINERID: `ctr-${pod}` },
+        withKube(),
+      );
+      const e = JSON.parse(r.stdout);
+      expect(e.code).toBe(7);
+      expect(e.msg).toContain(text);
+      expect(await allocated(`ctr-${pod}`)).toEqual([]);
+    }
   });
 });

@@ -89,6 +89,13 @@ describe("parseNetConf()", () => {
     [{ ...base, datastore: undefined }, 7, 'Field "datastore" is missing'],
     [{ ...base, cniVersion: "0.2.0" }, 1, 'CNI version "0.2.0" is not supported'],
     [{ ...base, cniVersion: undefined }, 7, 'Field "cniVersion" is missing'],
+    [{ ...base, feature_control: [] }, 7, 'Field "feature_control" must be an object'],
+    [{ ...base, feature_control: { ip_addrs_no_ipam: "yes" } }, 7, "must be true or false"],
+    [
+      { ...base, feature_control: { floating_ips: true } },
+      7,
+      '"feature_control.floating_ips" is not supported',
+    ],
     ["{not json", 6, "not JSON"],
     ["[1]", 6, "not a JSON object"],
   ])("refuses %j with code %i naming the problem", (conf, code, text) => {
@@ -107,6 +114,16 @@ describe("parseNetConf()", () => {
       ipam: { type: "host-local", subnet: "10.0.0.0/24" },
     });
     expect(conf.ipamType).toBe("host-local");
+  });
+
+  it("feature_control.ip_addrs_no_ipam (Calico's switch for the ipAddrsNoIpam annotation)", () => {
+    expect(parse({ ...base, feature_control: { ip_addrs_no_ipam: true } }).ipAddrsNoIpam).toBe(
+      true,
+    );
+    expect(
+      parse({ ...base, feature_control: { ip_addrs_no_ipam: false } }).ipAddrsNoIpam,
+    ).toBeUndefined();
+    expect(parse(base).ipAddrsNoIpam).toBeUndefined();
   });
 });
 
@@ -186,6 +203,14 @@ describe("podIdentity() and names", () => {
       profiles: ["kns.kube-system"],
     });
     expect(workloadEndpointSchema.safeParse(wep).success).toBe(true);
+    // With the pod's service account (read from Kubernetes): its ksa Profile too.
+    const withSa = workloadEndpoint(
+      { nodename: "node-1", name: "k8s-pod-network" },
+      id,
+      { hostIface: hostIfaceName(id), podMac: "0a:58:0a:f4:01:02", addresses: [] },
+      { labels: {}, namespaceLabels: {}, serviceAccount: "coredns" },
+    );
+    expect(withSa.spec.profiles).toEqual(["kns.kube-system", "ksa.kube-system.coredns"]);
     const plain = workloadEndpoint(
       { nodename: "n1", name: "net" },
       podIdentity({ CNI_CONTAINERID: "c1", CNI_IFNAME: "eth0" }),

@@ -1,8 +1,9 @@
 // Pure tests of the Calico features added to policy rendering (src/felix/policy.ts): tiers in
 // Calico's order with their default action and Pass, GlobalNetworkSet/NetworkSet nets in the
 // ipsets of the rule selectors that match their labels (as Calico scopes them), doNotTrack and
-// preDNAT policies left out (host endpoints only), service-account, Service and HTTP matches
-// rendered fail-closed.
+// preDNAT policies left out (host endpoints only), service-account matches (rules'
+// serviceAccounts, policies' serviceAccountSelector) through the pcsa labels, Service and HTTP
+// matches rendered fail-closed.
 import { describe, expect, it } from "vitest";
 import {
   endpointChainName,
@@ -191,11 +192,11 @@ describe("renderPolicy(): what Ocelot cannot enforce yet", () => {
     );
   });
 
-  it("renders serviceAccounts, services and http matches fail-closed: an Allow matches nothing, a Deny denies", () => {
+  it("renders services and http matches fail-closed: an Allow matches nothing, a Deny denies", () => {
     const p = gnp("sa", {
       selector: "app == 'b'",
       ingress: [
-        { action: "Allow", source: { serviceAccounts: { names: ["api"] } } },
+        { action: "Allow", source: { protocol: "TCP", services: { name: "s", namespace: "n" } } },
         {
           action: "Deny",
           protocol: "TCP",
@@ -207,9 +208,84 @@ describe("renderPolicy(): what Ocelot cannot enforce yet", () => {
     const s = renderPolicy({ endpoints: [A, B], policies: [p] }, 4);
     expect(chain(s, policyChainName("sa", "Ingress"))).toEqual(["-p tcp -j DROP"]);
     expect(s.warnings).toEqual([
-      'policy "sa" ingress rule 1: serviceAccounts match not supported yet; rule not rendered',
+      'policy "sa" ingress rule 1: services match not supported yet; rule not rendered',
       'policy "sa" ingress rule 2: services match not supported yet; rule denies every port',
       'policy "sa" ingress rule 3: http match not supported yet; rule not rendered',
     ]);
+  });
+});
+
+describe("renderPolicy(): service accounts (Calico's pcsa.* labels)", () => {
+  // api-1 runs as service account "api" (the CNI plugin's label only); web-1 as "web" with its
+  // ksa Profile's labels (what kube-controllers writes, applied by the agent as labelsToApply).
+  const API = ep("api-1", "10.244.0.3", { app: "x", "projectcalico.org/serviceaccount": "api" });
+  const WEB = ep("web-1", "10.244.0.4", {
+    app: "x",
+    "projectcalico.org/serviceaccount": "web",
+    "pcsa.projectcalico.org/name": "web",
+    "pcsa.role": "frontend",
+  });
+  const members = (s: ReturnType<typeof renderPolicy>) => s.ipsets.map((i) => i.members);
+
+  it("a rule's serviceAccounts names match the endpoints running as them", () => {
+    const p = gnp("sa", {
+      selector: "app == 'b'",
+      ingress: [{ action: "Allow", source: { serviceAccounts: { names: ["api"] } } }],
+    });
+    const s = renderPolicy({ endpoints: [A, B, API, WEB], policies: [p] }, 4);
+    expect(s.warnings).toEqual([]);
+    expect(members(s)).toEqual([["10.244.0.3/32"]]);
+    expect(chain(s, policyChainName("sa", "Ingress"))?.[0]).toMatch(
+      /^-m set --match-set ocl-s-\S+ src -j MARK/,
+    );
+  });
+
+  it("a serviceAccounts selector matches the service account's labels, with the rule's own selector", () => {
+    const p = gnp("sa", {
+      selector: "app == 'b'",
+      ingress: [
+        {
+          action: "Allow",
+          source: { selector: "app == 'x'", serviceAccounts: { selector: "role == 'frontend'" } },
+        },
+      ],
+    });
+    expect(members(renderPolicy({ endpoints: [A, B, API, WEB], policies: [p] }, 4))).toEqual([
+      ["10.244.0.4/32"],
+    ]);
+  });
+
+  it("names and selector together: both must hold", () => {
+    const p = gnp("sa", {
+      selector: "app == 'b'",
+      ingress: [
+        {
+          action: "Allow",
+          source: { serviceAccounts: { names: ["api"], selector: "role == 'frontend'" } },
+        },
+      ],
+    });
+    const s = renderPolicy({ endpoints: [A, B, API, WEB], policies: [p] }, 4);
+    expect(members(s)).toEqual([[]]);
+  });
+
+  it("a policy's serviceAccountSelector narrows the endpoints it applies to", () => {
+    const p = fromNetworkPolicy({
+      metadata: { name: "fe", namespace: "default" },
+      spec: {
+        selector: "app == 'x'",
+        serviceAccountSelector: "role == 'frontend'",
+        ingress: [{ action: "Deny" }],
+      } as never,
+    });
+    expect(p.selector).toBe('app == "x" && pcsa.role == "frontend"');
+    const local = (e: PolicyEndpoint, iface: string) => ({ ...e, iface });
+    const s = renderPolicy(
+      { endpoints: [local(API, "oclapiiiiiiiii"), local(WEB, "oclwebbbbbbbbb")], policies: [p] },
+      4,
+    );
+    const names = s.chains.map((c) => c.name);
+    expect(names).toContain(endpointChainName("oclwebbbbbbbbb", "Ingress"));
+    expect(names).not.toContain(endpointChainName("oclapiiiiiiiii", "Ingress"));
   });
 });

@@ -1,10 +1,13 @@
 // A small Kubernetes API server for tests (no real kube-apiserver can run here): node:https with
 // a throw-away self-signed certificate (openssl) and a bearer token, as a kubeconfig has them
-// (the client refuses plain http unless TLS checks are off), serving core/v1 Pods and Namespaces with the API's documented read semantics, for the real
-// `@kubernetes/client-node` to drive:
-// - GET /api/v1/namespaces/{ns}/pods/{name}, /api/v1/namespaces/{name}: the object or a 404
-//   Status;
-// - lists (/api/v1/pods, /api/v1/namespaces/{ns}/pods, /api/v1/namespaces) with
+// (the client refuses plain http unless TLS checks are off), serving core/v1 Pods, Namespaces,
+// ServiceAccounts and Nodes and networking.k8s.io/v1 NetworkPolicies with the API's documented
+// read semantics, for the real `@kubernetes/client-node` to drive:
+// - GET of one object (/api/v1/namespaces/{ns}/pods/{name}, /api/v1/namespaces/{name},
+//   /api/v1/nodes/{name}, /apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}, …):
+//   the object or a 404 Status;
+// - lists (/api/v1/pods, /api/v1/namespaces/{ns}/pods, /api/v1/namespaces, and the same for the
+//   other kinds) with
 //   metadata.resourceVersion, `limit` and `continue` (every page from the snapshot of the first,
 //   replayed from the event history; a token older than the compaction floor: 410 Expired);
 // - `?watch=true&resourceVersion=N`: JSON lines of {type, object} for every change after N
@@ -57,9 +60,23 @@ function selfSigned(): { key: string; cert: string } {
   }
 }
 
-type Kind = "Pod" | "Namespace";
+export type Kind = "Pod" | "Namespace" | "ServiceAccount" | "Node" | "NetworkPolicy";
+/** Per kind: its API group path, plural and scope. */
+const KINDS: Record<Kind, { group: string; plural: string; namespaced: boolean }> = {
+  Pod: { group: "api/v1", plural: "pods", namespaced: true },
+  Namespace: { group: "api/v1", plural: "namespaces", namespaced: false },
+  ServiceAccount: { group: "api/v1", plural: "serviceaccounts", namespaced: true },
+  Node: { group: "api/v1", plural: "nodes", namespaced: false },
+  NetworkPolicy: {
+    group: "apis/networking.k8s.io/v1",
+    plural: "networkpolicies",
+    namespaced: true,
+  },
+};
+const apiVersionOf = (k: Kind) =>
+  KINDS[k].group === "api/v1" ? "v1" : KINDS[k].group.slice("apis/".length);
 type Obj = {
-  apiVersion: "v1";
+  apiVersion: string;
   kind: Kind;
   metadata: {
     name: string;
@@ -67,6 +84,7 @@ type Obj = {
     uid: string;
     resourceVersion: string;
     labels?: Record<string, string>;
+    annotations?: Record<string, string>;
   };
   spec?: Record<string, unknown>;
 };
@@ -166,13 +184,53 @@ export class KubeApi {
     name: string,
     labels: Record<string, string> = {},
     serviceAccountName = "default",
+    annotations?: Record<string, string>,
   ): Obj {
     return this.put({
       apiVersion: "v1",
       kind: "Pod",
-      metadata: { name, namespace, uid: "", resourceVersion: "", labels },
+      metadata: {
+        name,
+        namespace,
+        uid: "",
+        resourceVersion: "",
+        labels,
+        ...(annotations ? { annotations } : {}),
+      },
       spec: { serviceAccountName, containers: [{ name: "c", image: "none" }] },
     });
+  }
+
+  putServiceAccount(namespace: string, name: string, labels: Record<string, string> = {}): Obj {
+    return this.putObject("ServiceAccount", { name, namespace, labels });
+  }
+
+  putNode(name: string, labels: Record<string, string> = {}): Obj {
+    return this.putObject("Node", { name, labels });
+  }
+
+  /** A networking.k8s.io/v1 NetworkPolicy; `spec` as the API has it (`from`, `to`, …). */
+  putNetworkPolicy(namespace: string, name: string, spec: Record<string, unknown>): Obj {
+    return this.putObject("NetworkPolicy", { name, namespace }, spec);
+  }
+
+  /** Creates or replaces an object of any served kind. */
+  putObject(
+    kind: Kind,
+    meta: { name: string; namespace?: string; labels?: Record<string, string> },
+    spec?: Record<string, unknown>,
+  ): Obj {
+    return this.put({
+      apiVersion: apiVersionOf(kind),
+      kind,
+      metadata: { ...meta, uid: "", resourceVersion: "" },
+      ...(spec ? { spec } : {}),
+    });
+  }
+
+  /** Deletes an object of any served kind (namespace undefined for cluster-scoped kinds). */
+  deleteObject(kind: Kind, namespace: string | undefined, name: string): void {
+    this.remove(`${kind}/${namespace ?? ""}/${name}`);
   }
 
   deletePod(namespace: string, name: string): void {
@@ -248,7 +306,11 @@ export class KubeApi {
   }
 
   private bookmarkObj(w: Watcher) {
-    return { kind: w.kind, apiVersion: "v1", metadata: { resourceVersion: this.resourceVersion } };
+    return {
+      kind: w.kind,
+      apiVersion: apiVersionOf(w.kind),
+      metadata: { resourceVersion: this.resourceVersion },
+    };
   }
 
   /** The objects of `kind` as they were at resourceVersion `at`, from the history. */
@@ -274,18 +336,27 @@ export class KubeApi {
       return status(res, this.failWith, "InternalError", "the test server was told to fail");
     const u = new URL(req.url ?? "/", "http://x");
     const parts = u.pathname.split("/").filter(Boolean);
-    if (req.method !== "GET" || parts[0] !== "api" || parts[1] !== "v1")
+    const group = parts[0] === "api" ? parts.slice(0, 2) : parts.slice(0, 3);
+    const g = group.join("/");
+    if (req.method !== "GET" || !Object.values(KINDS).some((k) => k.group === g))
       return status(res, 405, "MethodNotAllowed", `${req.method} ${u.pathname} is not served`);
-    const p = parts.slice(2);
-    // /pods
-    if (p.length === 1 && p[0] === "pods") return this.collection(res, u, "Pod", undefined);
-    if (p[0] === "namespaces") {
-      if (p.length === 1) return this.collection(res, u, "Namespace", undefined);
-      const ns = p[1] as string;
-      if (p.length === 2) return this.one(res, `Namespace//${ns}`, "namespaces", ns);
-      if (p[2] === "pods" && p.length === 3) return this.collection(res, u, "Pod", ns);
-      if (p[2] === "pods" && p.length === 4)
-        return this.one(res, `Pod/${ns}/${p[3]}`, "pods", p[3] as string);
+    const p = parts.slice(group.length);
+    const kindOf = (plural: string | undefined) =>
+      (Object.keys(KINDS) as Kind[]).find(
+        (k) => KINDS[k].group === g && KINDS[k].plural === plural,
+      );
+    const found = p[0] === "namespaces" && p.length >= 3 ? kindOf(p[2]) : kindOf(p[0]);
+    if (found !== undefined) {
+      const { plural, namespaced } = KINDS[found];
+      // /{plural}: every namespace (or a cluster-scoped kind); /{plural}/{name}: cluster-scoped one
+      if (p[0] === plural && p.length === 1) return this.collection(res, u, found, undefined);
+      if (p[0] === plural && p.length === 2 && !namespaced)
+        return this.one(res, `${found}//${p[1]}`, plural, p[1] as string);
+      // /namespaces/{ns}/{plural}[/{name}]
+      if (p[0] === "namespaces" && namespaced && p.length === 3)
+        return this.collection(res, u, found, p[1]);
+      if (p[0] === "namespaces" && namespaced && p.length === 4)
+        return this.one(res, `${found}/${p[1]}/${p[3]}`, plural, p[3] as string);
     }
     status(res, 404, "NotFound", `the server could not find the requested resource`);
   }
@@ -324,7 +395,7 @@ export class KubeApi {
       );
       metadata.remainingItemCount = all.length - next;
     }
-    json(res, 200, { kind: `${kind}List`, apiVersion: "v1", metadata, items });
+    json(res, 200, { kind: `${kind}List`, apiVersion: apiVersionOf(kind), metadata, items });
   }
 
   private watch(

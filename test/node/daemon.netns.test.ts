@@ -59,6 +59,8 @@ describe.skipIf(skip)("ocelot node run: the agent from the datastore", () => {
       join(dir, "bgp.sock"),
       "--resync-interval",
       "1s",
+      "--metrics-address",
+      "127.0.0.1:9099",
       "--log-level",
       process.env.NODED_LEVEL ?? "info",
     ]);
@@ -132,6 +134,31 @@ describe.skipIf(skip)("ocelot node run: the agent from the datastore", () => {
       () => daemon?.has("Agent: kernel drift repaired") === true,
       5000,
       50,
+    );
+    // The agent pass's repair counted by kind (inside the node's namespace, where the daemon
+    // listens). The route above comes back before any pass sees it missing, so only the
+    // sysctl is counted here.
+    const repairs = (kind: string) => {
+      const text = node.exec("curl", "-s", "--max-time", "60", "http://127.0.0.1:9099/metrics");
+      const m = new RegExp(
+        `^ocelot_agent_drift_repairs_total\\{kind="${kind}"\\} (\\d+)$`,
+        "m",
+      ).exec(text);
+      return Number(m?.[1] ?? 0);
+    };
+    await waitFor("the sysctl repair counted", () => repairs("sysctl") >= 1, 5000, 100).catch(
+      (e) => {
+        const text = node.exec("curl", "-s", "--max-time", "60", "http://127.0.0.1:9099/metrics");
+        throw new Error(
+          `${(e as Error).message}\n${text
+            .split("\n")
+            .filter((l) => l.includes("drift"))
+            .join("\n")}\n${daemon?.log
+            .split("\n")
+            .filter((l) => l.includes("drift"))
+            .join("\n")}`,
+        );
+      },
     );
   });
 

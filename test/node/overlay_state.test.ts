@@ -10,7 +10,7 @@ import type { Node } from "../../src/api/node.js";
 import { validateResource } from "../../src/api/registry.js";
 import { MemoryDatastore } from "../../src/datastore/memory.js";
 import { IpamStore } from "../../src/ipam/store.js";
-import { renderBgp } from "../../src/node/bgp_state.js";
+import { importGuardRules, renderBgp } from "../../src/node/bgp_state.js";
 import { registerNode } from "../../src/node/registration.js";
 import {
   ensureTunnelAddresses,
@@ -135,15 +135,19 @@ describe("BGP beside the overlay", () => {
   };
 
   it("an encapsulating pool's blocks are announced but not imported (the overlay routes them); a Never pool's are both", () => {
-    const c = render([
+    const pools = [
       pool("vx", "10.244.0.0/16", { vxlanMode: "CrossSubnet" }),
       pool("plain", "10.250.0.0/16"),
-    ]);
+    ];
+    const c = render(pools);
     expect(c.originate.map((o) => o.prefix)).toEqual(["10.244.0.0/26", "10.250.0.0/26"]);
+    // The overlay's pool first, then the import guard (test/node/import_guard.test.ts).
+    const guard = (p: IPPool[]) => importGuardRules(snap(p), "10.0.1.12", "ipv4-unicast", []);
     expect(c.peers[0]?.importFilter).toEqual({
-      rules: [{ action: "Reject", cidr: "10.244.0.0/16", matchOperator: "In" }],
+      rules: [{ action: "Reject", cidr: "10.244.0.0/16", matchOperator: "In" }, ...guard(pools)],
     });
-    expect(render([pool("plain", "10.244.0.0/16")]).peers[0]?.importFilter).toBeUndefined();
+    const plain = [pool("plain", "10.244.0.0/16")];
+    expect(render(plain).peers[0]?.importFilter).toEqual({ rules: guard(plain) });
   });
 
   it("a pool with disableBGPExport is never announced, whatever its encapsulation", () => {

@@ -5,7 +5,8 @@
 import { describe, expect, it } from "vitest";
 import type { BGPConfiguration, BGPPeer } from "../../src/api/bgp.js";
 import type { Node } from "../../src/api/node.js";
-import { type BgpSnapshot, renderBgp } from "../../src/node/bgp_state.js";
+import type { PeerConfig } from "../../src/bgp/config.js";
+import { type BgpSnapshot, importGuardRules, renderBgp } from "../../src/node/bgp_state.js";
 import { filter, peer, V3 } from "./resources.js";
 
 const node = (name: string, ip: string, ip6?: string) =>
@@ -51,12 +52,25 @@ const tor = (spec: Partial<BGPPeer["spec"]> = {}) =>
   peer("tor", { peerIP: "10.0.0.254", asNumber: 65000, ...spec });
 
 function render(over: Partial<BgpSnapshot>) {
-  const r = renderBgp(snap(over), "n1", opts);
+  const s = snap(over);
+  const r = renderBgp(s, "n1", opts);
   if (!r.config) throw new Error(r.reason);
-  return r;
+  return { ...r, snap: s };
 }
-const peerOf = (r: ReturnType<typeof render>, address: string) =>
-  r.config.peers.find((p) => p.address === address);
+/**
+ * A rendered peer with the import guard (test/node/import_guard.test.ts) taken off the front of
+ * its import filter, so these tests see the BGPFilters' part (no filter when that is empty).
+ */
+const peerOf = (r: ReturnType<typeof render>, address: string): PeerConfig | undefined => {
+  const p = r.config.peers.find((x) => x.address === address);
+  if (!p?.importFilter) return p;
+  const fam = address.includes(":") ? "ipv6-unicast" : "ipv4-unicast";
+  const guard = importGuardRules(r.snap, address, fam, p.importFilter.rules);
+  expect(p.importFilter.rules.slice(0, guard.length), "the import guard first").toEqual(guard);
+  const rest = p.importFilter.rules.slice(guard.length);
+  const { importFilter: _, ...others } = p;
+  return rest.length > 0 ? { ...p, importFilter: { rules: rest } } : others;
+};
 
 describe("spec.filters", () => {
   const f1 = filter("f1", {

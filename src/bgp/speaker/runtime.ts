@@ -61,6 +61,10 @@ export class Speaker<A> {
   /** Peers whose send queue went over the high-water mark (warned once until it drains). */
   private readonly slow = new Set<string>();
   private acceptSeq = 0;
+  /** Connections closed at accept because they came from no configured peer's address. */
+  private refused = 0;
+  /** Addresses already logged as refused (bounded): a flood logs each source once. */
+  private readonly refusedLogged = new Set<string>();
   private readonly queue: SpeakerEvent[] = [];
   private running = false;
   private flushScheduled = false;
@@ -147,7 +151,7 @@ export class Speaker<A> {
 
   status(): StatusSnapshot {
     const fib = this.pump;
-    return statusView(this.core, {
+    const view = statusView(this.core, {
       now: this.deps.clock.now(),
       startedAt: this.startedAt,
       listen: this.listener
@@ -166,6 +170,7 @@ export class Speaker<A> {
       tcpMd5: readTcpMd5Counters,
       memory: process.memoryUsage(),
     });
+    return { ...view, connectionsRefused: this.refused };
   }
 
   routes(): RoutesSnapshot {
@@ -371,8 +376,15 @@ export class Speaker<A> {
         this.adopt(peer, id, c);
         this.run({ kind: "accepted", peer, conn: id });
       },
-      onRefused: (a) =>
-        this.log.warn({ address: a }, "Connection from an address that is not a peer closed"),
+      onRefused: (a) => {
+        this.refused++;
+        if (this.refusedLogged.has(a) || this.refusedLogged.size >= 1024) return;
+        this.refusedLogged.add(a);
+        this.log.warn(
+          { address: a },
+          "Connection from an address that is not a peer closed (further ones from it are only counted: connectionsRefused in status)",
+        );
+      },
     });
     this.log.info({ address: l.address, port: this.listener.port }, "Listening");
   }

@@ -1,0 +1,308 @@
+// `ocelot kube-controllers`' engine: the thin adapter between the Kubernetes API (list-and-watch
+// through `@kubernetes/client-node`'s informers, loaded lazily) and the datastore (the resource
+// client). It keeps one informer per kind (Pods, Namespaces, ServiceAccounts, Nodes,
+// NetworkPolicies), listing in pages and restarting a failed watch from its last resourceVersion
+// (the client relists by itself on 410 Gone), and runs passes: after any change (debounced), on a
+// new WorkloadEndpoint in the datastore (a pod relabelled before its CNI ADD finished), and every
+// resync period, it reads the datastore, asks sync.ts for the writes (pure) and makes them, each a
+// compare-and-swap. Owns: scheduling, the first-list gate (no pass, so no deletion, before every
+// kind is listed), logging. Not: what is written (sync.ts).
+import { ResourceClient, ResourceError } from "../api/client.js";
+import { kindOf, kindPrefix, type Resource } from "../api/registry.js";
+import type { Datastore, Watch } from "../datastore/types.js";
+import { releaseNodeAffinities } from "../ipam/gc_run.js";
+import { IpamStore } from "../ipam/store.js";
+import { KubeError, kubeError } from "./pod_reader.js";
+import { type KubeState, planSync, type SyncAction } from "./sync.js";
+
+export interface KubeControllersOptions {
+  /** Path of the kubeconfig (its current context's cluster and credentials). */
+  kubeconfig: string;
+  store: Datastore;
+  /** Wait after a change before a pass, gathering others (default 20 ms). */
+  debounceMs?: number;
+  /** A full pass at least this often (default 5 min). */
+  resyncMs?: number;
+  /** Wait before restarting a failed list or watch (default 1 s). */
+  retryMs?: number;
+  /** Items per list page (default 500). */
+  pageSize?: number;
+  log?: (line: string) => void;
+  /** Called after each pass with what it did. */
+  onPass?: (r: PassResult) => void;
+}
+
+export interface PassResult {
+  /** Actions made, one line each (`put profile "kns.a" (new)`). */
+  done: string[];
+  failed: string[];
+  refused: string[];
+  /** When the pass started and ended (Date.now()). */
+  startedAt: number;
+  endedAt: number;
+}
+
+export interface KubeControllers {
+  /** Settles when every kind has been listed once and the first pass is done. */
+  readonly synced: Promise<void>;
+  stop(): Promise<void>;
+}
+
+type KindName = "pods" | "namespaces" | "serviceAccounts" | "nodes" | "networkPolicies";
+
+const info = (apiVersion: string, kind: string) => {
+  const i = kindOf(apiVersion, kind);
+  if (!i) throw new Error(`Kind ${kind} is not registered`);
+  return i;
+};
+
+export async function startKubeControllers(o: KubeControllersOptions): Promise<KubeControllers> {
+  const k8s = await import("@kubernetes/client-node");
+  const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const debounceMs = o.debounceMs ?? 20;
+  const retryMs = o.retryMs ?? 1000;
+  const pageSize = o.pageSize ?? 500;
+  const kc = new k8s.KubeConfig();
+  try {
+    kc.loadFromFile(o.kubeconfig);
+  } catch (err) {
+    throw new KubeError(
+      `Kubeconfig ${o.kubeconfig} cannot be read: ${(err as Error).message.split("\n")[0]}`,
+      false,
+    );
+  }
+  const server = kc.getCurrentCluster()?.server;
+  if (!server) throw new KubeError(`Kubeconfig ${o.kubeconfig} names no current cluster`, false);
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const net = kc.makeApiClient(k8s.NetworkingV1Api);
+  const client = new ResourceClient(o.store);
+  const WEP = info("projectcalico.org/v3", "WorkloadEndpoint");
+  const PROFILE = info("projectcalico.org/v3", "Profile");
+  const NODE = info("projectcalico.org/v3", "Node");
+  const KNP = info("networking.k8s.io/v1", "NetworkPolicy");
+
+  type List = { metadata?: { resourceVersion?: string; _continue?: string }; items: unknown[] };
+  /** Every page of a list (limit/continue), as one list at the first page's resourceVersion. */
+  const paged =
+    (what: string, fn: (p: { limit: number; _continue?: string }) => Promise<List>) => async () => {
+      const items: unknown[] = [];
+      let cont: string | undefined;
+      let rv: string | undefined;
+      do {
+        const page = await fn({ limit: pageSize, ...(cont ? { _continue: cont } : {}) });
+        items.push(...page.items);
+        rv ??= page.metadata?.resourceVersion;
+        cont = page.metadata?._continue || undefined;
+      } while (cont);
+      listed.add(what as KindName);
+      return { metadata: { resourceVersion: rv ?? "" }, items };
+    };
+
+  const listed = new Set<KindName>();
+  const deletedNodes = new Set<string>();
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  let again = false;
+  let resolveSynced: () => void = () => {};
+  const synced = new Promise<void>((r) => {
+    resolveSynced = r;
+  });
+  let firstPassDone = false;
+
+  // biome-ignore lint/suspicious/noExplicitAny: the informers hold the client's typed objects.
+  const informers: Record<KindName, any> = {
+    pods: k8s.makeInformer(
+      kc,
+      "/api/v1/pods",
+      paged("pods", (p) => core.listPodForAllNamespaces(p) as Promise<List>) as never,
+    ),
+    namespaces: k8s.makeInformer(
+      kc,
+      "/api/v1/namespaces",
+      paged("namespaces", (p) => core.listNamespace(p) as Promise<List>) as never,
+    ),
+    serviceAccounts: k8s.makeInformer(
+      kc,
+      "/api/v1/serviceaccounts",
+      paged(
+        "serviceAccounts",
+        (p) => core.listServiceAccountForAllNamespaces(p) as Promise<List>,
+      ) as never,
+    ),
+    nodes: k8s.makeInformer(
+      kc,
+      "/api/v1/nodes",
+      paged("nodes", (p) => core.listNode(p) as Promise<List>) as never,
+    ),
+    networkPolicies: k8s.makeInformer(
+      kc,
+      "/apis/networking.k8s.io/v1/networkpolicies",
+      paged(
+        "networkPolicies",
+        (p) => net.listNetworkPolicyForAllNamespaces(p) as Promise<List>,
+      ) as never,
+    ),
+  };
+
+  const schedule = () => {
+    if (stopped) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      running = pass().finally(() => {
+        running = undefined;
+        if (again) {
+          again = false;
+          schedule();
+        }
+      });
+    }, debounceMs);
+  };
+
+  for (const [name, inf] of Object.entries(informers) as [KindName, typeof informers.pods][]) {
+    inf.on("add", schedule);
+    inf.on("update", schedule);
+    inf.on("delete", (obj: { metadata?: { name?: string } }) => {
+      if (name === "nodes" && obj?.metadata?.name) deletedNodes.add(obj.metadata.name);
+      schedule();
+    });
+    inf.on("error", (err: unknown) => {
+      if (stopped) return;
+      const e = kubeError(err, `List or watch of ${name}`, server);
+      log(`kube-controllers: ${e.message}; again in ${retryMs} ms`);
+      setTimeout(() => {
+        if (!stopped) inf.start().then(schedule, () => {});
+      }, retryMs);
+    });
+  }
+
+  async function apply(a: SyncAction): Promise<string> {
+    if (a.op === "put") {
+      const i = info(a.resource.apiVersion, a.resource.kind);
+      const mode = a.resource.metadata.resourceVersion ? "update" : "create";
+      await client.writeValidated(mode, { info: i, resource: a.resource });
+      return `${mode === "create" ? "created" : "updated"} ${i.singular} "${qualified(a.resource)}" (${a.why})`;
+    }
+    if (a.op === "delete") {
+      const i = info(a.apiVersion, a.kind);
+      await client.delete(i, a.name, a.namespace, a.resourceVersion);
+      return `deleted ${i.singular} "${a.namespace ? `${a.namespace}/` : ""}${a.name}" (${a.why})`;
+    }
+    const weps = (await client.list(WEP)).items.filter(
+      (w) => (w.spec as { node?: string }).node === a.name,
+    );
+    for (const w of weps)
+      await client
+        .delete(WEP, w.metadata.name, w.metadata.namespace, w.metadata.resourceVersion)
+        .catch(ignoreNotFound);
+    await client.delete(NODE, a.name, undefined, a.resourceVersion).catch(ignoreNotFound);
+    const r = await releaseNodeAffinities(new IpamStore(o.store), a.name);
+    deletedNodes.delete(a.name);
+    return `deleted node "${a.name}" (${a.why}): ${weps.length} endpoint(s), blocks released ${[...r.blocksDeleted, ...r.blocksUnaffined].join(", ") || "none"}`;
+  }
+
+  async function pass(): Promise<void> {
+    if (listed.size < Object.keys(informers).length) return; // not every kind listed yet
+    const startedAt = Date.now();
+    const kube: KubeState = {
+      pods: informers.pods.list(),
+      namespaces: informers.namespaces.list(),
+      serviceAccounts: informers.serviceAccounts.list(),
+      nodes: informers.nodes.list(),
+      networkPolicies: informers.networkPolicies.list(),
+      deletedNodes: [...deletedNodes],
+    };
+    const result: PassResult = { done: [], failed: [], refused: [], startedAt, endedAt: 0 };
+    try {
+      const [workloadEndpoints, profiles, nodes, k8sNetworkPolicies] = await Promise.all(
+        [WEP, PROFILE, NODE, KNP].map(async (i) => (await client.list(i)).items),
+      );
+      const plan = planSync(kube, {
+        workloadEndpoints: workloadEndpoints as Resource[],
+        profiles: profiles as Resource[],
+        nodes: nodes as Resource[],
+        k8sNetworkPolicies: k8sNetworkPolicies as Resource[],
+      });
+      result.refused = plan.refused;
+      const retry = new Set<string>();
+      for (const a of plan.actions) {
+        try {
+          result.done.push(await apply(a));
+        } catch (err) {
+          // A conflict means someone wrote meanwhile: the next pass (after the retry wait, so
+          // that a store refusing every write is not hammered) sees it and plans again.
+          result.failed.push(
+            `${a.op} ${a.op === "put" ? qualified(a.resource) : a.name}: ${(err as Error).message}`,
+          );
+          if (a.op === "deleteNode") retry.add(a.name);
+        }
+      }
+      if (result.failed.length > 0) setTimeout(schedule, retryMs);
+      // Deletions seen are forgotten once acted on or matching no Calico Node; a failed one is
+      // kept for the next pass.
+      for (const n of kube.deletedNodes ?? []) if (!retry.has(n)) deletedNodes.delete(n);
+    } catch (err) {
+      result.failed.push(`pass: ${(err as Error).message}`);
+      setTimeout(schedule, retryMs);
+    }
+    result.endedAt = Date.now();
+    for (const l of result.done) log(`kube-controllers: ${l}`);
+    for (const l of result.failed) log(`kube-controllers: failed: ${l}`);
+    for (const l of result.refused) log(`kube-controllers: not written: ${l}`);
+    o.onPass?.(result);
+    if (!firstPassDone && result.failed.length === 0) {
+      firstPassDone = true;
+      resolveSynced();
+    }
+  }
+
+  // A new or changed WorkloadEndpoint in the datastore starts a pass (a pod relabelled while its
+  // ADD was under way is caught here).
+  let wepWatch: Watch | undefined;
+  const watchEndpoints = async (): Promise<void> => {
+    if (stopped) return;
+    try {
+      const { revision } = await o.store.list(kindPrefix(WEP));
+      wepWatch = await client.watch(WEP, revision, (m) => {
+        if ("kind" in m && m.kind !== "events") {
+          void wepWatch?.cancel();
+          setTimeout(() => void watchEndpoints(), m.kind === "error" ? retryMs : 0);
+        }
+        schedule();
+      });
+    } catch (err) {
+      log(`kube-controllers: datastore watch: ${(err as Error).message}; again in ${retryMs} ms`);
+      setTimeout(() => void watchEndpoints(), retryMs);
+    }
+  };
+  await watchEndpoints();
+
+  for (const inf of Object.values(informers)) void inf.start().then(schedule, () => {});
+  const resync = setInterval(schedule, o.resyncMs ?? 300_000);
+
+  return {
+    synced,
+    async stop() {
+      stopped = true;
+      clearInterval(resync);
+      clearTimeout(timer);
+      await Promise.all(Object.values(informers).map((i) => i.stop()));
+      await wepWatch?.cancel();
+      await running;
+    },
+  };
+}
+
+function qualified(r: Resource): string {
+  return r.metadata.namespace ? `${r.metadata.namespace}/${r.metadata.name}` : r.metadata.name;
+}
+
+function ignoreNotFound(err: unknown): void {
+  if (err instanceof ResourceError && err.code === "NotFound") return;
+  throw err;
+}

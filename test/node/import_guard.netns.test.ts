@@ -1,0 +1,153 @@
+// Import safety by default (issue 17), by the real `ocelot node run` against BIRD 2 as a ToR in
+// its own namespace: BIRD announces a prefix outside our pools, a block-sized prefix inside our
+// pool (a ToR passing another rack's block on), and four that must never be imported from an
+// external peer: a pod's host route inside the pool, the whole pool, the node's own address
+// and a default route. Only the first two reach the kernel (protocol 201, read back with
+// `ip -j route`); the four are counted as rejected in `ocelot status --json`; a BGPFilter that
+// accepts 0.0.0.0/0 explicitly lets the default route in, and nothing lets the others in.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ResourceClient } from "../../src/api/client.js";
+import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
+import {
+  daemonTestsUnavailable,
+  type MeshNode,
+  peerStatus,
+  routes,
+  startMeshNodes,
+  stopMeshNodes,
+} from "./harness.js";
+
+const skip = skipWithReason(
+  "ocelot node run import safety with BIRD",
+  daemonTestsUnavailable() ?? peersUnavailableReason(["bird"]),
+);
+
+const NODE_IP = "10.96.0.1";
+const BIRD_IP = "10.96.0.2";
+const BIRD_AS = 65010;
+const OUTSIDE = "10.98.1.0/24";
+const BLOCK = "10.244.8.0/26";
+const HOSTILE = ["10.244.7.5/32", "10.244.0.0/16", `${NODE_IP}/32`, "0.0.0.0/0"];
+
+const birdConf = `
+log "@DIR@/bird.log" all;
+router id ${BIRD_IP};
+protocol device { }
+protocol static s4 {
+  ipv4;
+${[OUTSIDE, BLOCK, ...HOSTILE].map((p) => `  route ${p} blackhole;`).join("\n")}
+}
+protocol bgp node {
+  local ${BIRD_IP} as ${BIRD_AS};
+  neighbor ${NODE_IP} as 64512;
+  passive on;
+  hold time 9;
+  error wait time 1, 2;
+  ipv4 { import all; export where source = RTS_STATIC; };
+}
+`;
+
+interface Peer {
+  address: string;
+  state: string;
+  prefixes: { received: number; accepted: number; rejected?: Record<string, number> };
+}
+
+const V3 = "projectcalico.org/v3";
+
+describe.skipIf(skip)("ocelot node run: import safety against a ToR (BIRD)", () => {
+  let dir: string;
+  let store: SqliteDatastore;
+  let client: ResourceClient;
+  let lab: PeerLab;
+  let bird: BirdPeer;
+  let birdNs: Netns;
+  const nodes: MeshNode[] = [];
+  const socket = () => join(dir, "ig-node.sock");
+  const tor = () => peerStatus<Peer>(socket()).find((p) => p.address === BIRD_IP);
+  const learned = () =>
+    routes(nodes[0]?.ns as Netns, "201")
+      .map((r) => (r.dst === "default" ? "0.0.0.0/0" : r.dst.includes("/") ? r.dst : `${r.dst}/32`))
+      .sort();
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "ocelot-importguard-"));
+    store = new SqliteDatastore(join(dir, "store.db"));
+    client = new ResourceClient(store);
+    await client.write("apply", {
+      apiVersion: V3,
+      kind: "IPPool",
+      metadata: { name: "pods" },
+      spec: { cidr: "10.244.0.0/16", blockSize: 26, natOutgoing: false },
+    });
+    await client.write("apply", {
+      apiVersion: V3,
+      kind: "BGPPeer",
+      metadata: { name: "tor" },
+      spec: { peerIP: BIRD_IP, asNumber: BIRD_AS, keepaliveTime: "3s" },
+    });
+    lab = new PeerLab();
+    const ns = Netns.create("ign");
+    birdNs = Netns.create("igb");
+    nodes.push({ name: "ig-node", ns, ip: NODE_IP });
+    link(ns, "eth0", `${NODE_IP}/24`, birdNs, "eth0", `${BIRD_IP}/24`);
+    bird = lab.startBird(birdNs, "bird", birdConf);
+    await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir);
+  });
+
+  afterAll(async () => {
+    await stopMeshNodes(nodes);
+    lab?.cleanup();
+    birdNs?.destroy();
+    await store?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("imports the outside prefix and the block; rejects and counts the pod route, the pool, the node's address and the default", async () => {
+    await waitFor(
+      "the ToR's six prefixes received and handled",
+      () => tor()?.prefixes.received === 6 && learned().includes(OUTSIDE),
+      60_000,
+      200,
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}: ${JSON.stringify(tor())}\n${bird.log()}`);
+    });
+    expect(learned()).toEqual([OUTSIDE, BLOCK].sort());
+    const p = tor();
+    expect(p?.state).toBe("Established");
+    expect(p?.prefixes.accepted).toBe(2);
+    expect(p?.prefixes.rejected?.FilterReject).toBe(4);
+  });
+
+  it("a BGPFilter that accepts 0.0.0.0/0 lets the default in; the others stay out", async () => {
+    await client.write("apply", {
+      apiVersion: V3,
+      kind: "BGPFilter",
+      metadata: { name: "default-in" },
+      spec: {
+        importV4: [
+          { action: "Accept", cidr: "0.0.0.0/0", matchOperator: "Equal" },
+          // Tries to let everything else in too: the guard comes first and still refuses.
+          { action: "Accept", cidr: "0.0.0.0/0", matchOperator: "In" },
+        ],
+      },
+    });
+    await client.write("apply", {
+      apiVersion: V3,
+      kind: "BGPPeer",
+      metadata: { name: "tor" },
+      spec: { peerIP: BIRD_IP, asNumber: BIRD_AS, keepaliveTime: "3s", filters: ["default-in"] },
+    });
+    await waitFor("the default route in", () => learned().includes("0.0.0.0/0"), 60_000, 200).catch(
+      (e) => {
+        throw new Error(`${(e as Error).message}: ${learned()}\n${nodes[0]?.daemon?.log}`);
+      },
+    );
+    expect(learned()).toEqual(["0.0.0.0/0", OUTSIDE, BLOCK].sort());
+  });
+});

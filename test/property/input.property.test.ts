@@ -1,0 +1,185 @@
+// Property tests of bad input (issue 17): a valid bgpd config and a valid CNI network
+// configuration, each mutated at a random place (a field deleted, its value replaced by a
+// value of any JSON type, an unknown field added). Whatever the mutation, the parser either
+// accepts the document or refuses it with its own error type (ConfigError; CniError with a code
+// of the CNI spec) whose message is one line and names the field that was changed; it never
+// throws anything else, and a password never appears in a message. Pure: nothing to undo.
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { ConfigError, parseConfig } from "../../src/bgp/config.js";
+import { CniError, parseNetConf as parseIpamNetConf } from "../../src/cni/ipam_plugin.js";
+import { parseNetConf } from "../../src/cni/plugin.js";
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+type Path = (string | number)[];
+
+/** Every path to a value inside doc (objects' keys and arrays' indexes), the root excluded. */
+function paths(doc: Json, at: Path = []): Path[] {
+  if (doc === null || typeof doc !== "object") return [];
+  const entries: [string | number, Json][] = Array.isArray(doc)
+    ? doc.map((v, i) => [i, v])
+    : Object.entries(doc);
+  return entries.flatMap(([k, v]) => [[...at, k], ...paths(v, [...at, k])]);
+}
+
+/** Paths to objects (where an unknown key can be added), the root included. */
+function objectPaths(doc: Json, at: Path = []): Path[] {
+  if (doc === null || typeof doc !== "object") return [];
+  const entries: [string | number, Json][] = Array.isArray(doc)
+    ? doc.map((v, i) => [i, v])
+    : Object.entries(doc);
+  return [
+    ...(Array.isArray(doc) ? [] : [at]),
+    ...entries.flatMap(([k, v]) => objectPaths(v, [...at, k])),
+  ];
+}
+
+const anyJson: fc.Arbitrary<Json> = fc.oneof(
+  fc.string({ maxLength: 12 }),
+  fc.integer({ min: -100_000, max: 100_000 }),
+  fc.double({ noNaN: true }),
+  fc.boolean(),
+  fc.constant(null),
+  fc.array(fc.integer({ min: -5, max: 300 }), { maxLength: 3 }),
+  fc.dictionary(fc.string({ maxLength: 5 }), fc.integer(), { maxKeys: 2 }),
+);
+
+type Mutation =
+  | { op: "delete"; path: Path }
+  | { op: "replace"; path: Path; value: Json }
+  | { op: "add"; path: Path; key: string; value: Json };
+
+function mutations(doc: Json): fc.Arbitrary<Mutation> {
+  const ps = paths(doc);
+  const os = objectPaths(doc);
+  return fc.oneof(
+    fc.constantFrom(...ps).map((path): Mutation => ({ op: "delete", path })),
+    fc.tuple(fc.constantFrom(...ps), anyJson).map(
+      ([path, value]): Mutation => ({
+        op: "replace",
+        path,
+        value,
+      }),
+    ),
+    fc
+      .tuple(fc.constantFrom(...os), fc.constantFrom("bogus", "Asn", "holdtime", "x_y"), anyJson)
+      .map(([path, key, value]): Mutation => ({ op: "add", path, key, value })),
+  );
+}
+
+function apply(doc: Json, m: Mutation): Json {
+  const copy = structuredClone(doc);
+  const parentPath = m.op === "add" ? m.path : m.path.slice(0, -1);
+  let parent = copy as Record<string | number, Json>;
+  for (const k of parentPath) parent = parent[k] as Record<string | number, Json>;
+  if (m.op === "add") parent[m.key] = m.value;
+  else {
+    const last = m.path.at(-1) as string | number;
+    if (m.op === "replace") parent[last] = m.value;
+    else if (Array.isArray(parent)) parent.splice(last as number, 1);
+    else delete parent[last];
+  }
+  return copy;
+}
+
+/** The field name a message must name for a mutation: the last key (not an array index). */
+function fieldOf(m: Mutation): string | undefined {
+  if (m.op === "add") return m.key;
+  return [...m.path].reverse().find((k): k is string => typeof k === "string");
+}
+
+const PASSWORD = "pw-Secret-7391";
+
+const BGPD: Json = {
+  asn: 64512,
+  routerId: "10.0.0.1",
+  listen: { address: "127.0.0.1", port: 1179 },
+  peers: [
+    { address: "10.0.0.2", asn: 65000, holdTime: 9, password: PASSWORD },
+    { address: "fd00::2", asn: 64512, passive: true, routeReflectorClient: true },
+  ],
+  originate: [{ prefix: "10.1.0.0/24" }, { prefix: "fd00:1::/64" }],
+};
+
+describe("bgpd config: any one mutation is accepted or refused naming the field", () => {
+  it("holds for 1,000 mutations", () => {
+    expect(() => parseConfig(BGPD)).not.toThrow();
+    fc.assert(
+      fc.property(mutations(BGPD), (m) => {
+        const doc = apply(BGPD, m);
+        let err: unknown;
+        try {
+          parseConfig(doc);
+          return;
+        } catch (e) {
+          err = e;
+        }
+        expect(err, "the error type").toBeInstanceOf(ConfigError);
+        const msg = (err as Error).message;
+        expect(msg).not.toContain("\n");
+        expect(msg, "a password in the message").not.toContain(PASSWORD);
+        const field = fieldOf(m);
+        if (field !== undefined) expect(msg, `names ${field}`).toContain(field);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+const CNI: Json = {
+  cniVersion: "1.0.0",
+  name: "k8s-pod-network",
+  type: "ocelot-cni",
+  datastore: "file:/var/lib/ocelot/store.db",
+  nodename: "node-1",
+  mtu: 1450,
+  log_level: "info",
+  ipam: {
+    type: "ocelot-ipam",
+    ipv4_pools: ["10.244.0.0/16"],
+    assign_ipv4: "true",
+    assign_ipv6: "false",
+    empty_block_grace_seconds: 300,
+  },
+};
+
+/** The CNI spec's well-known error codes a configuration problem may carry. */
+const CONFIG_CODES = [1, 6, 7];
+
+function checkCni(parse: (text: string) => unknown, doc: Json, m: Mutation) {
+  let err: unknown;
+  try {
+    parse(JSON.stringify(doc));
+    return;
+  } catch (e) {
+    err = e;
+  }
+  expect(err, "the error type").toBeInstanceOf(CniError);
+  const e = err as CniError;
+  expect(CONFIG_CODES, `code ${e.code}`).toContain(e.code);
+  expect(e.message).not.toContain("\n");
+  const field = fieldOf(m);
+  // A bad cniVersion is named by its value ("CNI version "x" is not supported"), as the spec's code 1.
+  if (field !== undefined && !(field === "cniVersion" && e.code === 1))
+    expect(e.message, `names ${field}`).toContain(field);
+}
+
+describe("CNI network configuration: any one mutation is accepted or refused naming the field", () => {
+  it("ocelot-cni: holds for 1,000 mutations", () => {
+    const parse = (t: string) => parseNetConf(t, {}, () => "host");
+    expect(() => parse(JSON.stringify(CNI))).not.toThrow();
+    fc.assert(
+      fc.property(mutations(CNI), (m) => checkCni(parse, apply(CNI, m), m)),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("ocelot-ipam: holds for 1,000 mutations", () => {
+    const parse = (t: string) => parseIpamNetConf(t, {}, () => "host");
+    expect(() => parse(JSON.stringify(CNI))).not.toThrow();
+    fc.assert(
+      fc.property(mutations(CNI), (m) => checkCni(parse, apply(CNI, m), m)),
+      { numRuns: 1000 },
+    );
+  });
+});
