@@ -1,11 +1,14 @@
 // ocelot_netlink: a raw AF_NETLINK socket for Node (node-api only, C). Owns: the socket fd,
 // socket options, non-blocking sendto, and receive driven by a libuv poll that hands batches
 // of datagrams (and ENOBUFS as an "overflow" event) to one JS callback. Not: any message
-// encoding or decoding (TypeScript, src/fib/rtnetlink.ts). Also a tiny setsockopt-by-fd helper.
+// encoding or decoding (TypeScript, src/fib/rtnetlink.ts). Also a tiny setsockopt-by-fd helper,
+// blocking request sockets (one request, its whole answer) for short-lived callers, and file
+// writes made from inside a network namespace (a pod's sysctls).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <arpa/inet.h>
 #include <linux/filter.h>
 #include <linux/netlink.h>
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -200,8 +204,7 @@ static nl_sock *get_sock(napi_env env, napi_value v) {
 
 // Creates the socket inside the network namespace at ns_path (a /run/netns/NAME file), by
 // switching this thread there for the socket() call only; "" means the current namespace.
-static int socket_in_netns(const char *ns_path, int protocol, int *err) {
-  int flags = SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK;
+static int socket_in_netns(const char *ns_path, int protocol, int flags, int *err) {
   if (ns_path[0] == 0) {
     int fd = socket(AF_NETLINK, flags, protocol);
     *err = errno;
@@ -243,7 +246,7 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
     CHECK(napi_get_value_string_utf8(env, argv[4], ns_path, sizeof ns_path, &n));
   }
   int err;
-  int fd = socket_in_netns(ns_path, protocol, &err);
+  int fd = socket_in_netns(ns_path, protocol, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, &err);
   if (fd < 0) return throw_errno(env, ns_path[0] ? "socket(AF_NETLINK) in netns" : "socket(AF_NETLINK)", err);
   if (rcvbuf > 0 && set_int_opt(fd, SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf) < 0)
     set_int_opt(fd, SOL_SOCKET, SO_RCVBUF, rcvbuf);  // unprivileged: capped by rmem_max
@@ -443,6 +446,223 @@ static napi_value sock_attach_filter_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Blocking request sockets: one request, its whole answer, for short-lived callers (the CNI
+// plugin) that have no use for an event loop round trip per message. Encoding stays in TS.
+
+// Reads a JS string argument into buf (at most size - 1 bytes); false after throwing.
+static bool get_path(napi_env env, napi_value v, char *buf, size_t size) {
+  size_t n;
+  if (napi_get_value_string_utf8(env, v, buf, size, &n) != napi_ok) {
+    napi_throw_type_error(env, NULL, "Expected a path string");
+    return false;
+  }
+  if (n >= size - 1) {
+    napi_throw_range_error(env, NULL, "Path is too long");
+    return false;
+  }
+  return true;
+}
+
+// requestOpen(protocol, netnsPath, timeoutMs) -> fd: a blocking socket (created inside the
+// network namespace at netnsPath, "" for ours) whose send and receive give up after timeoutMs.
+static napi_value nl_request_open(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], out;
+  char ns_path[256];
+  int32_t protocol, timeout_ms;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, "Expected requestOpen(protocol, netnsPath, timeoutMs)");
+    return NULL;
+  }
+  CHECK(napi_get_value_int32(env, argv[0], &protocol));
+  if (!get_path(env, argv[1], ns_path, sizeof ns_path)) return NULL;
+  CHECK(napi_get_value_int32(env, argv[2], &timeout_ms));
+  int err;
+  int fd = socket_in_netns(ns_path, protocol, SOCK_RAW | SOCK_CLOEXEC, &err);
+  if (fd < 0) return throw_errno(env, ns_path[0] ? "socket(AF_NETLINK) in netns" : "socket(AF_NETLINK)", err);
+  struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  set_int_opt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1);
+  set_int_opt(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1);
+  set_int_opt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1);
+  struct sockaddr_nl sa;
+  memset(&sa, 0, sizeof sa);
+  sa.nl_family = AF_NETLINK;
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    err = errno;
+    close(fd);
+    return throw_errno(env, "bind(AF_NETLINK)", err);
+  }
+  CHECK(napi_create_int32(env, fd, &out));
+  return out;
+}
+
+#define REQ_RX_ROOM (64u << 10)     // one netlink datagram fits (dumps use <= 32 KiB)
+#define REQ_MAX_ANSWER (64u << 20)  // a bound on one answer (a dump of a very large table)
+
+// request(fd, buffer) -> Buffer: sends one request message and receives until the error/ACK or
+// the DONE that carries its sequence number; returns every datagram received on the way.
+static napi_value nl_request(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  void *data;
+  size_t len;
+  int32_t fd;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_buffer_info(env, argv[1], &data, &len));
+  if (len < sizeof(struct nlmsghdr)) {
+    napi_throw_range_error(env, NULL, "A request is at least one netlink header");
+    return NULL;
+  }
+  uint32_t seq = ((struct nlmsghdr *)data)->nlmsg_seq;
+  struct sockaddr_nl to;
+  memset(&to, 0, sizeof to);
+  to.nl_family = AF_NETLINK;
+  ssize_t r;
+  do r = sendto(fd, data, len, 0, (struct sockaddr *)&to, sizeof to);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return throw_errno(env, "sendto(AF_NETLINK)", errno);
+  size_t cap = 2 * REQ_RX_ROOM, used = 0;
+  unsigned char *rx = malloc(cap);
+  if (rx == NULL) return throw_errno(env, "malloc", ENOMEM);
+  int done = 0, err = 0;
+  while (!done) {
+    if (cap - used < REQ_RX_ROOM) {
+      if (cap >= REQ_MAX_ANSWER) {
+        err = EMSGSIZE;
+        break;
+      }
+      unsigned char *bigger = realloc(rx, cap * 2);
+      if (bigger == NULL) {
+        err = ENOMEM;
+        break;
+      }
+      rx = bigger;
+      cap *= 2;
+    }
+    ssize_t n = recv(fd, rx + used, cap - used, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno == EAGAIN || errno == EWOULDBLOCK ? ETIMEDOUT : errno;
+      break;
+    }
+    size_t o = used;
+    used += (size_t)((n + 3) & ~3);
+    while (o + sizeof(struct nlmsghdr) <= used) {
+      struct nlmsghdr *h = (struct nlmsghdr *)(rx + o);
+      if (h->nlmsg_len < sizeof *h || o + h->nlmsg_len > used) break;
+      if (h->nlmsg_seq == seq && (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE))
+        done = 1;
+      o += NLMSG_ALIGN(h->nlmsg_len);
+    }
+  }
+  if (err) {
+    free(rx);
+    return throw_errno(env, "recv(AF_NETLINK)", err);
+  }
+  void *copy;
+  napi_status st = napi_create_buffer_copy(env, used, rx, &copy, &out);
+  free(rx);
+  CHECK(st);
+  return out;
+}
+
+// requestClose(fd)
+static napi_value nl_request_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  if (fd >= 0) close(fd);
+  return NULL;
+}
+
+// writeFilesInNetns(netnsPath, paths: string[], values: string[]) -> number[]: writes each
+// value to its file (e.g. /proc/sys/net/... of that namespace) with this thread inside the
+// network namespace, then switches back; one errno per file (0 = written). Sysctls of a
+// network namespace are those of the namespace the writer is in, hence the switch.
+static napi_value write_files_in_netns(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], out, v;
+  char ns_path[256];
+  uint32_t n, nv;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) {
+    napi_throw_type_error(env, NULL, "Expected writeFilesInNetns(netnsPath, paths, values)");
+    return NULL;
+  }
+  if (!get_path(env, argv[0], ns_path, sizeof ns_path)) return NULL;
+  CHECK(napi_get_array_length(env, argv[1], &n));
+  CHECK(napi_get_array_length(env, argv[2], &nv));
+  if (n != nv || n > 64) {
+    napi_throw_range_error(env, NULL, "Expected as many values as paths (at most 64)");
+    return NULL;
+  }
+  // Everything read from JS before the switch: no JS runs while in the other namespace.
+  char (*paths)[512] = calloc(n ? n : 1, sizeof *paths);
+  char (*values)[64] = calloc(n ? n : 1, sizeof *values);
+  int *errs = calloc(n ? n : 1, sizeof *errs);
+  if (paths == NULL || values == NULL || errs == NULL) {
+    free(paths);
+    free(values);
+    free(errs);
+    return throw_errno(env, "malloc", ENOMEM);
+  }
+  bool ok = true;
+  for (uint32_t i = 0; i < n && ok; i++) {
+    ok = napi_get_element(env, argv[1], i, &v) == napi_ok && get_path(env, v, paths[i], sizeof paths[i]);
+    ok = ok && napi_get_element(env, argv[2], i, &v) == napi_ok &&
+         get_path(env, v, values[i], sizeof values[i]);
+  }
+  int self = -1, target = -1, err = 0;
+  if (ok) {
+    self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    target = open(ns_path, O_RDONLY | O_CLOEXEC);
+    if (self < 0 || target < 0) err = errno;
+    else if (setns(target, CLONE_NEWNET) < 0) err = errno;
+    else {
+      for (uint32_t i = 0; i < n; i++) {
+        int fd = open(paths[i], O_WRONLY | O_CLOEXEC);
+        if (fd < 0) {
+          errs[i] = errno;
+          continue;
+        }
+        size_t l = strlen(values[i]);
+        ssize_t w = write(fd, values[i], l);
+        if (w < 0) errs[i] = errno;
+        else if ((size_t)w != l) errs[i] = EIO;
+        close(fd);
+      }
+      if (setns(self, CLONE_NEWNET) < 0) abort();  // cannot continue in the wrong namespace
+    }
+  }
+  if (self >= 0) close(self);
+  if (target >= 0) close(target);
+  free(paths);
+  free(values);
+  if (!ok) {
+    free(errs);
+    return NULL;  // an exception is pending
+  }
+  if (err) {
+    free(errs);
+    return throw_errno(env, "setns(CLONE_NEWNET)", err);
+  }
+  napi_status st = napi_create_array_with_length(env, n, &out);
+  for (uint32_t i = 0; st == napi_ok && i < n; i++) {
+    st = napi_create_int32(env, errs[i], &v);
+    if (st == napi_ok) st = napi_set_element(env, out, i, v);
+  }
+  free(errs);
+  CHECK(st);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, nl_open, NULL, NULL, NULL, napi_default, NULL},
@@ -453,6 +673,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"close", NULL, nl_close, NULL, NULL, NULL, napi_default, NULL},
       {"setsockoptFd", NULL, sock_setsockopt_fd, NULL, NULL, NULL, napi_default, NULL},
       {"attachFilterFd", NULL, sock_attach_filter_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"requestOpen", NULL, nl_request_open, NULL, NULL, NULL, napi_default, NULL},
+      {"request", NULL, nl_request, NULL, NULL, NULL, napi_default, NULL},
+      {"requestClose", NULL, nl_request_close, NULL, NULL, NULL, napi_default, NULL},
+      {"writeFilesInNetns", NULL, write_files_in_netns, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

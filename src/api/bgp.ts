@@ -6,6 +6,10 @@
 // serviceLoadBalancerIPs, serviceLoadBalancerAggregation), ignoredInterfaces, local-workload
 // peering, programClusterRoutes and route priorities, BGPPeer reachableBy and
 // localWorkloadSelector, BGPFilter priority and setPriority.
+//
+// Ocelot extension (not in Calico's API): BGPPeer `spec.bfd` turns on BFD (RFC 5880/5881/5883)
+// towards the peer: `{minTxInterval, minRxInterval, multiplier, multihop}` (durations of 10 ms
+// to 60 s, default 300ms; multiplier 1-255, default 3; multihop default false).
 import * as z from "zod";
 import { own, quote } from "./errors.js";
 import {
@@ -19,6 +23,7 @@ import {
   type Metadata,
   metadataSchema,
   parseCidr,
+  parseDurationMs,
   selector,
   stored,
   subdomainName,
@@ -78,6 +83,16 @@ const bgpConfigurationSpec = z
       .optional(),
     nodeMeshPassword: secretKeyRef.optional(),
     nodeMeshMaxRestartTime: duration.optional(),
+    // Ocelot extension (not in Calico): graceful restart of the node's speaker (RFC 4724/8538);
+    // restartTime defaults to nodeMeshMaxRestartTime, then 120 s.
+    gracefulRestart: z
+      .object({
+        enabled: z.boolean().optional(),
+        restartTime: duration.optional(),
+        staleRoutesTime: duration.optional(),
+      })
+      .strict()
+      .optional(),
     serviceClusterIPs: stored(
       z
         .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
@@ -147,6 +162,7 @@ const GLOBAL_ONLY_FIELDS = [
   "asNumber",
   "nodeMeshPassword",
   "nodeMeshMaxRestartTime",
+  "gracefulRestart",
   "bindMode",
 ] as const;
 
@@ -212,8 +228,18 @@ export function effectiveBgpConfiguration(
     prefixAdvertisements: n.prefixAdvertisements ?? s.prefixAdvertisements ?? [],
     nodeMeshPassword: s.nodeMeshPassword,
     nodeMeshMaxRestartTime: s.nodeMeshMaxRestartTime,
+    gracefulRestart: s.gracefulRestart,
   };
 }
+
+/** A BFD interval: a duration of 10 ms to 60 s (whole milliseconds). */
+const bfdInterval = duration.refine(
+  (d) => {
+    const ms = parseDurationMs(d) as number;
+    return Number.isInteger(ms) && ms >= 10 && ms <= 60_000;
+  },
+  { error: (iss) => own(`${quote(iss.input)} is not a BFD interval of 10ms to 60s`) },
+);
 
 const bgpPeerSpec = z
   .object({
@@ -233,6 +259,15 @@ const bgpPeerSpec = z
     numAllowedLocalASNumbers: intRange(1, 10).optional(),
     ttlSecurity: intRange(1, 255).optional(),
     filters: z.array(subdomainName).optional(),
+    bfd: z
+      .object({
+        minTxInterval: bfdInterval.optional(),
+        minRxInterval: bfdInterval.optional(),
+        multiplier: intRange(1, 255).optional(),
+        multihop: z.boolean().optional(),
+      })
+      .strict()
+      .optional(),
     reachableBy: unsupported(undefined, ipAddress()),
     localWorkloadSelector: unsupported("local workload peering", selector),
   })

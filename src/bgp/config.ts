@@ -49,6 +49,18 @@ export interface PeerConfig {
   passwordFile?: string;
   /** BFD (RFC 5880/5881/5883) towards this peer; turning it on or off never resets the session. */
   bfd?: PeerBfd;
+  /** Per family: how many prefixes the peer may send (RFC 4486 Cease/1 beyond). */
+  maxPrefixes?: Partial<Record<Family, MaxPrefix>>;
+}
+
+/** A peer's prefix limit for one family. */
+export interface MaxPrefix {
+  /** Prefixes received (accepted or not) beyond which the session is closed with Cease/1. */
+  limit: number;
+  /** A warning is logged once per session at this percentage of the limit (default 75). */
+  warningPercent: number;
+  /** Seconds the session stays down after the limit closed it (default 60; 0: until SIGHUP). */
+  restartTime: number;
 }
 
 /** A peer's BFD session: intervals in ms, as FRR's `bfd` profile gives them. */
@@ -84,8 +96,35 @@ export interface BgpdConfig {
     /** Seconds to keep routes found in the kernel at start (a restart) before sweeping them. */
     gracefulRestartTime: number;
   };
+  /**
+   * RFC 4724 graceful restart with RFC 8538's N bit, towards every peer (the parser always sets
+   * it; absent in a config built in code means the defaults).
+   */
+  gracefulRestart?: GracefulRestartConfig;
   status: { socket: string };
 }
+
+export interface GracefulRestartConfig {
+  /**
+   * Announce graceful restart for our families (peers keep our routes while we restart) and
+   * defer our first updates after a restart until the peers' End-of-RIB (default true, as FRR
+   * and BIRD operators expect). Helper mode (keeping a restarting peer's routes) is always on.
+   */
+  enabled: boolean;
+  /** Seconds a peer keeps our routes once our session dropped (1..4095, default 120). */
+  restartTime: number;
+  /**
+   * Seconds we keep a restarted peer's stale routes once its session is back, waiting for its
+   * End-of-RIB (default 360, FRR's stalepath-time).
+   */
+  staleRoutesTime: number;
+}
+
+export const GRACEFUL_RESTART_DEFAULTS: GracefulRestartConfig = {
+  enabled: true,
+  restartTime: 120,
+  staleRoutesTime: 360,
+};
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -327,6 +366,17 @@ const peerBfd = object<PeerBfd>({
   multihop: dflt(bool, () => false),
 });
 
+const maxPrefix = object<MaxPrefix>({
+  limit: req(int({ min: 1, max: 4294967295 })),
+  warningPercent: dflt(int({ min: 1, max: 100 }), () => 75),
+  restartTime: dflt(int({ min: 0, max: 86400 }), () => 60),
+});
+
+const maxPrefixes = object<Partial<Record<Family, MaxPrefix>>>({
+  "ipv4-unicast": opt(maxPrefix),
+  "ipv6-unicast": opt(maxPrefix),
+});
+
 const peer = object<PeerConfig>(
   {
     address: req(canonicalAddress),
@@ -351,6 +401,7 @@ const peer = object<PeerConfig>(
     password: opt(password),
     passwordFile: opt(nonEmpty),
     bfd: opt(peerBfd),
+    maxPrefixes: opt(maxPrefixes),
   },
   (p, path, issues) => {
     if (p.password !== undefined && p.passwordFile !== undefined)
@@ -373,17 +424,20 @@ const fibTable: Field<"main" | number> = (v, path, issues) => {
 };
 
 const DEFAULT_SOCKET = "/run/ocelot/bgpd.sock";
+/** The default listen address: both families on one socket (see transport.ts for no IPv6). */
+export const DEFAULT_LISTEN = "::";
 
 const bgpdConfig = object<BgpdConfig>(
   {
     asn: req(asn),
     routerId: req(ipv4Address),
+    // "::" is one dual-stack socket (IPv4 peers arrive IPv4-mapped), as BIRD and FRR listen.
     listen: dflt(
       object<BgpdConfig["listen"]>({
-        address: dflt(ipAddress, () => "0.0.0.0"),
+        address: dflt(ipAddress, () => DEFAULT_LISTEN),
         port: dflt(port(0), () => 179),
       }),
-      () => ({ address: "0.0.0.0", port: 179 }),
+      () => ({ address: DEFAULT_LISTEN, port: 179 }),
     ),
     clusterId: opt(ipv4Address),
     peers: dflt(list(peer), () => []),
@@ -396,6 +450,17 @@ const bgpdConfig = object<BgpdConfig>(
         gracefulRestartTime: dflt(int({ min: 0, max: 3600 }), () => 120),
       }),
       () => ({ enabled: true, table: "main", protocol: 201, gracefulRestartTime: 120 }),
+    ),
+    gracefulRestart: dflt(
+      object<GracefulRestartConfig>({
+        enabled: dflt(bool, () => GRACEFUL_RESTART_DEFAULTS.enabled),
+        restartTime: dflt(int({ min: 1, max: 4095 }), () => GRACEFUL_RESTART_DEFAULTS.restartTime),
+        staleRoutesTime: dflt(
+          int({ min: 1, max: 3600 }),
+          () => GRACEFUL_RESTART_DEFAULTS.staleRoutesTime,
+        ),
+      }),
+      () => ({ ...GRACEFUL_RESTART_DEFAULTS }),
     ),
     status: dflt(
       object<BgpdConfig["status"]>({
@@ -525,13 +590,17 @@ export interface ConfigDiff {
   statusChanged: boolean;
 }
 
-/** Peer fields whose change needs a new session (capabilities, transport, identity). */
+/**
+ * Peer fields whose change needs a new session: identity (AS; the address is the peer's key, a
+ * new one is a new peer), transport (port, key, source address, TTL) and what the OPEN carries
+ * (hold time, capabilities: families). Every other field is none or refresh: passive and
+ * connectRetryTime apply from the next connection, bfd on or off starts or stops the BFD session
+ * beside the BGP one, maxPrefixes applies to the counts at once.
+ */
 const RESET_FIELDS: (keyof PeerConfig)[] = [
   "asn",
   "port",
-  "passive",
   "holdTime",
-  "connectRetryTime",
   "families",
   "requiredFamilies",
   "sourceAddress",
@@ -564,7 +633,14 @@ export function impact(old: BgpdConfig, next: BgpdConfig): ConfigDiff {
   const before = new Map(old.peers.map((p) => [p.address, p]));
   const after = new Map(next.peers.map((p) => [p.address, p]));
   const globalReset =
-    old.asn !== next.asn ? "asn" : old.routerId !== next.routerId ? "routerId" : undefined;
+    old.asn !== next.asn
+      ? "asn"
+      : old.routerId !== next.routerId
+        ? "routerId"
+        : // A capability we announce: only a new OPEN carries it.
+          !same(old.gracefulRestart, next.gracefulRestart)
+          ? "gracefulRestart"
+          : undefined;
   const changed: PeerImpact[] = [];
   for (const [addr, b] of after) {
     const a = before.get(addr);

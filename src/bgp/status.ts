@@ -37,6 +37,10 @@ export interface PeerStatus {
   lastError: { kind: string; code?: number; subcode?: number; message?: string } | null;
   /** The session is TCP-MD5 signed (RFC 2385); the password itself is never shown. */
   md5?: true;
+  /** Why the session is held down (not connecting nor accepting): BFD Down, the prefix limit. */
+  heldDown?: ("bfd" | "maxPrefix")[];
+  /** The last configuration change that reset the session: the field, seconds ago. */
+  lastConfigReset?: { field: string; secondsAgo: number };
 }
 
 /** The node daemon's own identity (ocelot node run): its addresses and how each was chosen. */
@@ -281,6 +285,15 @@ export function formatStatus(s: StatusSnapshot): string {
   const node = n
     ? `Node ${n.name}: IPv4 ${addr(n.ipv4Address, n.ipv4Source)}; IPv6 ${addr(n.ipv6Address, n.ipv6Source)}\n`
     : "";
+  const notes = s.peers.flatMap((p) => [
+    ...(p.heldDown?.length ? [`${p.address}: held down (${p.heldDown.join(", ")})`] : []),
+    ...(p.lastConfigReset
+      ? [
+          `${p.address}: session reset by a change of ${p.lastConfigReset.field} ${duration(p.lastConfigReset.secondsAgo)} ago`,
+        ]
+      : []),
+  ]);
+  const noteText = notes.length > 0 ? `${notes.join("\n")}\n` : "";
   const md5 = s.tcpMd5
     ? `TCP MD5 drops in this namespace: ${s.tcpMd5.failure} bad signature, ${s.tcpMd5.unexpected} unexpected signature, ${s.tcpMd5.notFound} missing signature\n`
     : "";
@@ -301,7 +314,7 @@ export function formatStatus(s: StatusSnapshot): string {
   const refused = s.connectionsRefused
     ? `Connections refused (not from a peer's address): ${s.connectionsRefused}\n`
     : "";
-  return `${node}${head}\n${table(["PEER", "AS", "TYPE", "STATE", "UPTIME", "RCVD/ACPT/ADV", "AUTH", "LAST ERROR"], rows)}\n${md5}${refused}${bfd}`;
+  return `${node}${head}\n${table(["PEER", "AS", "TYPE", "STATE", "UPTIME", "RCVD/ACPT/ADV", "AUTH", "LAST ERROR"], rows)}\n${noteText}${md5}${refused}${bfd}`;
 }
 
 export function errorText(e: NonNullable<PeerStatus["lastError"]>): string {

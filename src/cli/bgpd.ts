@@ -3,8 +3,7 @@
 // read that socket. Owns: process wiring only. Not: BGP logic (src/bgp/).
 import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
-import type { BfdPeers } from "../bgp/bfd/bgp_peers.js";
-import type { BfdRuntime } from "../bgp/bfd/runtime.js";
+import { SpeakerBfd } from "../bgp/bfd/speaker_bfd.js";
 import {
   type BgpdConfig,
   ConfigError,
@@ -62,44 +61,6 @@ async function openFib(cfg: BgpdConfig, log: Log): Promise<Fib | null> {
   });
 }
 
-/**
- * BFD for the peers that ask for it (`peers[].bfd`), opened on the first such peer (at start or
- * on SIGHUP). A session leaving Up is logged and handed to onDown.
- */
-class BgpdBfd {
-  private runtime?: BfdRuntime;
-  private peers?: BfdPeers;
-
-  constructor(
-    private readonly log: Log,
-    private readonly onDown: (address: string) => void,
-  ) {}
-
-  async apply(cfg: BgpdConfig): Promise<void> {
-    if (!this.peers && !cfg.peers.some((p) => p.bfd)) return;
-    if (!this.peers) {
-      const { BfdRuntime } = await import("../bgp/bfd/runtime.js");
-      const { BfdPeers } = await import("../bgp/bfd/bgp_peers.js");
-      this.runtime = new BfdRuntime({ log: this.log });
-      this.peers = new BfdPeers(this.runtime, this.onDown, this.log);
-    }
-    await this.peers.apply(cfg.peers);
-  }
-
-  status(): StatusSnapshot["bfd"] {
-    return this.runtime?.status();
-  }
-
-  counters() {
-    return this.runtime?.counters;
-  }
-
-  close(): void {
-    this.peers?.close();
-    this.runtime?.close();
-  }
-}
-
 /** What the health endpoint reads of a speaker. */
 type SpeakerView = { status(): StatusSnapshot; readonly config: BgpdConfig };
 
@@ -121,7 +82,7 @@ async function serveBgpdHealth(
   speaker: SpeakerView,
   fib: Fib | null,
   isStarted: () => boolean,
-  bfd: BgpdBfd,
+  bfd: SpeakerBfd,
 ) {
   if (!addr) return undefined;
   const startedAt = Date.now();
@@ -185,10 +146,15 @@ async function runBgpd(opts: {
     ...(onSocket ? { onSocket } : {}),
   });
   let started = false;
-  // BFD Down drops the BGP session at once (RFC 5882 §4.3): it fails as on a TCP failure, so its
-  // routes leave the RIB and the kernel now, not when the hold timer expires.
-  const bfd = new BgpdBfd(log, (address) =>
-    speaker.signal({ kind: "peerDown", peer: address, reason: "BFD session down" }),
+  // BFD Down drops the BGP session at once (RFC 5882 §4.3), so its routes leave the RIB and the
+  // kernel now, not when the hold timer expires, and holds it down until BFD is Up again.
+  const bfd = new SpeakerBfd(log, (address, held) =>
+    speaker.signal({
+      kind: "peerHold",
+      peer: address,
+      held,
+      reason: held ? "BFD session down" : "BFD session up",
+    }),
   );
   let health: Awaited<ReturnType<typeof serveBgpdHealth>>;
   try {

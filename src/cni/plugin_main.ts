@@ -3,11 +3,20 @@
 // (`ocelot-ipam` runs in this process, on the datastore connection already open: the same
 // stdin, environment and result, without starting a second Node.js), creates the veth (host side in our network namespace, pod side moved into CNI_NETNS), sets up
 // both sides and the host's /32 (/128) route under protocol 202, writes the WorkloadEndpoint,
-// and undoes every step in reverse when a later one fails. Link work is `ip` (iproute2) and, in
-// the pod, `nsenter --net=<CNI_NETNS> ip ...`, run with arguments, never a shell. The pure parts
+// and undoes every step in reverse when a later one fails. Link work is rtnetlink from this
+// process (pod_netlink.ts: a socket opened inside CNI_NETNS for the pod side), no `ip` or
+// `nsenter` processes. The pure parts
 // (config, names, resource, result, CHECK's comparison) are in plugin.ts.
 import { spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { config as zodConfig } from "zod";
@@ -17,6 +26,7 @@ import { kindOf } from "../api/registry.js";
 import type { EtcdOptions } from "../datastore/etcd.js";
 import { openDatastore } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
+import { type KernelLinkDetail, RT_SCOPE_LINK, RTPROT_BOOT } from "../fib/rtnetlink.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import {
   ANNOTATION_IP_ADDRS,
@@ -57,6 +67,7 @@ import {
   workloadEndpoint,
   workloadEndpointName,
 } from "./plugin.js";
+import { podSysctls, Rtnl, withRtnl } from "./pod_netlink.js";
 import { runPluginProcess } from "./process.js";
 
 /** The node daemon's MTU file's text, or undefined when there is none (or no file to read). */
@@ -69,7 +80,6 @@ function readMtuFile(path: string | undefined): string | undefined {
   }
 }
 
-const IP_TIMEOUT_MS = 10_000;
 const DELEGATE_TIMEOUT_MS = 60_000;
 /** The pod and its namespace from the API server: longer is a try-again (code 11). */
 const KUBE_TIMEOUT_MS = 10_000;
@@ -81,70 +91,16 @@ export interface CniPluginDeps {
   hostname(): string;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Commands run in our namespace (`ip`) or in the pod's (`nsenter --net=<path> ip`).
-
-interface Ran {
-  ok: boolean;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], input?: string, timeout = IP_TIMEOUT_MS): Ran {
-  const r = spawnSync(cmd, args, { input, encoding: "utf8", timeout });
-  if (r.error) return { ok: false, stdout: "", stderr: r.error.message };
-  return { ok: r.status === 0, stdout: r.stdout ?? "", stderr: (r.stderr ?? "").trim() };
-}
-
-/** `ip` in our namespace (sandbox undefined) or in the pod's network namespace. */
-function ipIn(sandbox: string | undefined, args: string[]): Ran {
-  return sandbox === undefined
-    ? run("ip", args)
-    : run("nsenter", [`--net=${sandbox}`, "ip", ...args]);
-}
-
-function ipOrThrow(sandbox: string | undefined, args: string[], what: string): string {
-  const r = ipIn(sandbox, args);
-  if (!r.ok) throw new CniError(CniErrorCode.Internal, `${what} failed: ${r.stderr}`);
-  return r.stdout;
-}
-
-function ipJson<T>(sandbox: string | undefined, args: string[]): T | undefined {
-  const r = ipIn(sandbox, ["-j", ...args]);
-  if (!r.ok || r.stdout.trim() === "") return undefined;
-  return JSON.parse(r.stdout) as T;
-}
-
-interface IpLink {
-  ifname: string;
-  address?: string;
-  flags?: string[];
-  linkinfo?: { info_kind?: string };
-}
-
-function linkOf(sandbox: string | undefined, name: string): IpLink | undefined {
-  return ipJson<IpLink[]>(sandbox, ["-d", "link", "show", "dev", name])?.[0];
-}
-
-/** Writes one sysctl of our namespace (in the pod: through `sysctl` under nsenter). */
-function sysctl(sandbox: string | undefined, key: string, value: string): void {
-  if (sandbox === undefined) {
-    try {
-      writeFileSync(`/proc/sys/${key.replaceAll(".", "/")}`, value);
-    } catch (err) {
-      throw new CniError(
-        CniErrorCode.Internal,
-        `Setting ${key}=${value} failed: ${(err as Error).message}`,
-      );
-    }
-    return;
-  }
-  const r = run("nsenter", [`--net=${sandbox}`, "sysctl", "-qw", `${key}=${value}`]);
-  if (!r.ok)
+/** Writes one sysctl of our network namespace (the host side's). */
+function sysctl(key: string, value: string): void {
+  try {
+    writeFileSync(`/proc/sys/${key.replaceAll(".", "/")}`, value);
+  } catch (err) {
     throw new CniError(
       CniErrorCode.Internal,
-      `Setting ${key}=${value} in the pod failed: ${r.stderr}`,
+      `Setting ${key}=${value} failed: ${(err as Error).message}`,
     );
+  }
 }
 
 function sleepSync(ms: number): void {
@@ -271,115 +227,150 @@ function wirePod(
   addresses: PodAddress[],
   undo: Array<() => void>,
 ): Wiring {
-  const has4 = addresses.some((a) => a.family === 4);
-  const has6 = addresses.some((a) => a.family === 6);
-  const pod = id.endpoint;
-  // A host side left by an earlier container of the same pod goes first (as Calico does).
-  if (linkOf(undefined, hostIface))
-    ipOrThrow(undefined, ["link", "del", hostIface], `Deleting the old ${hostIface}`);
-  const mtu = String(podMtu(conf, readMtuFile(conf.mtuFile)));
-  ipOrThrow(
-    undefined,
-    [
-      "link",
-      "add",
-      hostIface,
-      "mtu",
-      mtu,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      pod,
-      "mtu",
-      mtu,
-      "netns",
-      sandbox,
-    ],
-    `Creating veth ${hostIface} with ${pod} in ${sandbox}`,
-  );
-  undo.push(() => void ipIn(undefined, ["link", "del", hostIface]));
+  const host = new Rtnl();
+  let nl: Rtnl | undefined;
+  try {
+    const has4 = addresses.some((a) => a.family === 4);
+    const has6 = addresses.some((a) => a.family === 6);
+    const pod = id.endpoint;
+    // A host side left by an earlier container of the same pod goes first (as Calico does).
+    const old = host.link(hostIface);
+    if (old) host.deleteLink(old.ifindex, `Deleting the old ${hostIface}`);
+    const mtu = podMtu(conf, readMtuFile(conf.mtuFile));
+    // Host side with the fixed MAC, the pod side created inside the pod's namespace.
+    const nsFd = openNetns(sandbox);
+    try {
+      host.addVeth(
+        { name: hostIface, mtu, mac: WORKLOAD_HOST_MAC },
+        { name: pod, mtu, netnsFd: nsFd },
+        `Creating veth ${hostIface} with ${pod} in ${sandbox}`,
+      );
+    } finally {
+      closeSync(nsFd);
+    }
+    undo.push(() => deleteLinkQuietly(hostIface));
+    const hostLink = host.requireLink(hostIface);
 
-  // Host side: the fixed MAC, Calico's sysctls, up.
-  ipOrThrow(
-    undefined,
-    ["link", "set", hostIface, "address", WORKLOAD_HOST_MAC],
-    `Setting the MAC of ${hostIface}`,
-  );
-  if (has4) {
-    sysctl(undefined, `net.ipv4.conf.${hostIface}.route_localnet`, "1");
-    sysctl(undefined, `net.ipv4.neigh.${hostIface}.proxy_delay`, "0");
-    sysctl(undefined, `net.ipv4.conf.${hostIface}.proxy_arp`, "1");
-    sysctl(undefined, `net.ipv4.conf.${hostIface}.forwarding`, "1");
-  }
-  if (has6) {
-    // DAD would hold the link-local gateway back for a second on a point-to-point link.
-    sysctl(undefined, `net.ipv6.conf.${hostIface}.accept_dad`, "0");
-    sysctl(undefined, `net.ipv6.conf.${hostIface}.disable_ipv6`, "0");
-    sysctl(undefined, `net.ipv6.conf.${hostIface}.proxy_ndp`, "1");
-    sysctl(undefined, `net.ipv6.conf.${hostIface}.forwarding`, "1");
-    sysctl(undefined, `net.ipv6.conf.${hostIface}.accept_ra`, "0");
-  }
-  ipOrThrow(undefined, ["link", "set", hostIface, "up"], `Setting ${hostIface} up`);
+    // Host side: Calico's sysctls, up.
+    if (has4) {
+      sysctl(`net.ipv4.conf.${hostIface}.route_localnet`, "1");
+      sysctl(`net.ipv4.neigh.${hostIface}.proxy_delay`, "0");
+      sysctl(`net.ipv4.conf.${hostIface}.proxy_arp`, "1");
+      sysctl(`net.ipv4.conf.${hostIface}.forwarding`, "1");
+    }
+    if (has6) {
+      // DAD would hold the link-local gateway back for a second on a point-to-point link.
+      sysctl(`net.ipv6.conf.${hostIface}.accept_dad`, "0");
+      sysctl(`net.ipv6.conf.${hostIface}.disable_ipv6`, "0");
+      sysctl(`net.ipv6.conf.${hostIface}.proxy_ndp`, "1");
+      sysctl(`net.ipv6.conf.${hostIface}.forwarding`, "1");
+      sysctl(`net.ipv6.conf.${hostIface}.accept_ra`, "0");
+    }
+    host.setUp(hostLink, `Setting ${hostIface} up`);
 
-  // Pod side: addresses as /32 (/128), the gateway routes.
-  if (has6) {
-    for (const c of ["all", "default", "lo"])
-      sysctl(sandbox, `net.ipv6.conf.${c}.disable_ipv6`, "0");
-    sysctl(sandbox, `net.ipv6.conf.${pod}.accept_dad`, "0");
-  }
-  ipOrThrow(sandbox, ["link", "set", pod, "up"], `Setting ${pod} up in the pod`);
-  for (const a of addresses) {
-    const extra = a.family === 6 ? ["nodad"] : [];
-    ipOrThrow(
-      sandbox,
-      ["addr", "add", hostPrefix(a), "dev", pod, ...extra],
-      `Adding ${hostPrefix(a)} to ${pod}`,
-    );
-  }
-  if (has4) {
-    ipOrThrow(
-      sandbox,
-      ["route", "add", `${WORKLOAD_GATEWAY_V4}/32`, "dev", pod, "scope", "link"],
-      "Adding the gateway route in the pod",
-    );
-    ipOrThrow(
-      sandbox,
-      ["route", "add", "default", "via", WORKLOAD_GATEWAY_V4, "dev", pod],
-      "Adding the default route in the pod",
-    );
-  }
-  let gateway6: string | undefined;
-  if (has6) {
-    gateway6 = hostLinkLocal(hostIface);
-    ipOrThrow(
-      sandbox,
-      ["-6", "route", "add", "default", "via", gateway6, "dev", pod],
-      "Adding the IPv6 default route in the pod",
-    );
-  }
-  const podMac = linkOf(sandbox, pod)?.address;
-  if (!podMac) throw new CniError(CniErrorCode.Internal, `Pod interface ${pod} has no MAC address`);
+    // Pod side: addresses as /32 (/128), the gateway routes.
+    if (has6) {
+      podSysctls(sandbox, [
+        ...["all", "default", "lo"].map((c): [string, string] => [
+          `net.ipv6.conf.${c}.disable_ipv6`,
+          "0",
+        ]),
+        [`net.ipv6.conf.${pod}.accept_dad`, "0"],
+      ]);
+    }
+    nl = new Rtnl(sandbox);
+    const podLink = nl.requireLink(pod);
+    nl.setUp(podLink, `Setting ${pod} up in the pod`);
+    for (const a of addresses) {
+      nl.addAddress(
+        podLink.ifindex,
+        a.family,
+        a.address,
+        a.family === 4 ? 32 : 128,
+        `Adding ${hostPrefix(a)} to ${pod}`,
+      );
+    }
+    if (has4) {
+      nl.addRoute(
+        {
+          family: 4,
+          dst: WORKLOAD_GATEWAY_V4,
+          dstLen: 32,
+          ifindex: podLink.ifindex,
+          protocol: RTPROT_BOOT,
+          scope: "link",
+        },
+        "Adding the gateway route in the pod",
+      );
+      nl.addRoute(
+        {
+          family: 4,
+          dst: "0.0.0.0",
+          dstLen: 0,
+          gateway: WORKLOAD_GATEWAY_V4,
+          ifindex: podLink.ifindex,
+          protocol: RTPROT_BOOT,
+          scope: "universe",
+        },
+        "Adding the default route in the pod",
+      );
+    }
+    let gateway6: string | undefined;
+    if (has6) {
+      gateway6 = hostLinkLocal(host, hostLink.ifindex, hostIface);
+      nl.addRoute(
+        {
+          family: 6,
+          dst: "::",
+          dstLen: 0,
+          gateway: gateway6,
+          ifindex: podLink.ifindex,
+          protocol: RTPROT_BOOT,
+          scope: "universe",
+        },
+        "Adding the IPv6 default route in the pod",
+      );
+    }
+    const podMac = podLink.mac;
+    if (!podMac)
+      throw new CniError(CniErrorCode.Internal, `Pod interface ${pod} has no MAC address`);
 
-  // The host's route to each pod address, under the agent's protocol so the agent owns it.
-  for (const a of addresses) addHostRoute(a, hostIface);
-  return { hostIface, podIface: pod, podMac, sandbox, addresses, gateway6 };
+    // The host's route to each pod address, under the agent's protocol so the agent owns it.
+    for (const a of addresses) addHostRoute(host, a, hostIface, hostLink.ifindex);
+    return { hostIface, podIface: pod, podMac, sandbox, addresses, gateway6 };
+  } finally {
+    host.close();
+    nl?.close();
+  }
+}
+
+/** An fd of the network namespace file at `path` (IFLA_NET_NS_FD), for the veth's pod side. */
+function openNetns(path: string): number {
+  try {
+    return openSync(path, "r");
+  } catch (err) {
+    throw new CniError(
+      CniErrorCode.Internal,
+      `Opening CNI_NETNS "${path}" failed: ${(err as Error).message}`,
+    );
+  }
+}
+
+/** Deletes an interface of our namespace if it is there; never throws (undo steps). */
+function deleteLinkQuietly(name: string): void {
+  try {
+    withRtnl(undefined, (nl) => {
+      const l = nl.link(name);
+      if (l) nl.deleteLink(l.ifindex, `Deleting ${name}`);
+    });
+  } catch {}
 }
 
 /** The host side's IPv6 link-local address (the pod's IPv6 gateway), as Calico reads it. */
-function hostLinkLocal(hostIface: string): string {
+function hostLinkLocal(host: Rtnl, ifindex: number, hostIface: string): string {
   const deadline = Date.now() + LINK_LOCAL_WAIT_MS;
   for (;;) {
-    const addrs = ipJson<{ addr_info?: { local?: string; scope?: string }[] }[]>(undefined, [
-      "-6",
-      "addr",
-      "show",
-      "dev",
-      hostIface,
-      "scope",
-      "link",
-    ]);
-    const ll = addrs?.[0]?.addr_info?.find((i) => i.scope === "link")?.local;
+    const ll = host.addresses(ifindex, 6).find((a) => a.scope === RT_SCOPE_LINK)?.address;
     if (ll) return ll;
     if (Date.now() > deadline) {
       throw new CniError(
@@ -392,30 +383,31 @@ function hostLinkLocal(hostIface: string): string {
 }
 
 /** `<ip>/32 dev <hostIface> proto 202 scope link`; one already there through hostIface is fine. */
-function addHostRoute(a: PodAddress, hostIface: string): void {
+function addHostRoute(host: Rtnl, a: PodAddress, hostIface: string, ifindex: number): void {
   const dst = hostPrefix(a);
-  const fam = a.family === 4 ? "-4" : "-6";
-  const r = ipIn(undefined, [
-    fam,
-    "route",
-    "add",
-    dst,
-    "dev",
-    hostIface,
-    "proto",
-    String(RTPROT_OCELOT_AGENT),
-    "scope",
-    "link",
-  ]);
-  if (r.ok) return;
-  const existing =
-    ipJson<{ dev?: string }[]>(undefined, [fam, "route", "show", "exact", dst]) ?? [];
-  if (existing.some((e) => e.dev === hostIface)) return;
-  const other = existing.map((e) => e.dev ?? "?").join(", ");
-  throw new CniError(
-    CniErrorCode.Internal,
-    `Adding host route ${dst} dev ${hostIface} failed: ${r.stderr}${other ? ` (the route goes through ${other})` : ""}`,
-  );
+  try {
+    host.addRoute(
+      {
+        family: a.family,
+        dst: a.address,
+        dstLen: a.family === 4 ? 32 : 128,
+        ifindex,
+        protocol: RTPROT_OCELOT_AGENT,
+        scope: "link",
+      },
+      `Adding host route ${dst} dev ${hostIface}`,
+    );
+    return;
+  } catch (err) {
+    const existing = host.mainRoutes(a.family).filter((r) => r.dst === dst);
+    if (existing.some((r) => r.oifs.includes(ifindex))) return;
+    const other = existing
+      .flatMap((r) => r.oifs)
+      .map((i) => host.linkName(i))
+      .join(", ");
+    if (!other || !(err instanceof CniError)) throw err;
+    throw new CniError(err.code, `${err.message} (the route goes through ${other})`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -564,18 +556,30 @@ async function del(ipam: IpamDelegate, id: PodIdentity): Promise<void> {
   const { conf, env, store } = ipam;
   const hostIface = hostIfaceName(id);
   const sandbox = env.CNI_NETNS;
-  // The pod side, when its namespace is still there: the pair goes with it.
-  if (sandbox && existsSync(sandbox) && linkOf(sandbox, id.endpoint)) {
-    ipIn(sandbox, ["link", "del", id.endpoint]);
+  // The pod side, when its namespace is still there: the pair goes with it. Best effort: a
+  // namespace on its way out (or no namespace file at all) leaves the host side to the step below.
+  if (sandbox && existsSync(sandbox)) {
+    try {
+      withRtnl(sandbox, (nl) => {
+        const l = nl.link(id.endpoint);
+        if (l) nl.deleteLink(l.ifindex, `Deleting ${id.endpoint} in the pod`);
+      });
+    } catch {}
   }
   // The host side by name, unless the pod's WorkloadEndpoint is another container's (then the
   // interface is that container's too: a newer sandbox of the same pod).
   const wep = await getWep(store, conf, id);
   const mine = !wep || wep.spec.containerID === id.containerId;
-  if (mine && linkOf(undefined, hostIface)) {
-    const r = ipIn(undefined, ["link", "del", hostIface]);
-    if (!r.ok && linkOf(undefined, hostIface))
-      throw new CniError(CniErrorCode.Internal, `Deleting ${hostIface} failed: ${r.stderr}`);
+  if (mine) {
+    withRtnl(undefined, (nl) => {
+      const l = nl.link(hostIface);
+      if (!l) return;
+      try {
+        nl.deleteLink(l.ifindex, `Deleting ${hostIface}`);
+      } catch (err) {
+        if (nl.link(hostIface)) throw err;
+      }
+    });
   }
   await deleteWep(store, conf, id);
   await delegateIpam(ipam, "DEL");
@@ -594,30 +598,37 @@ async function check(ipam: IpamDelegate, id: PodIdentity): Promise<void> {
     throw new CniError(CniErrorCode.CheckMismatch, `CNI_NETNS "${sandbox}" does not exist`);
   }
   const hostIface = hostIfaceName(id);
-  const host = linkOf(undefined, hostIface);
-  const pod = linkOf(sandbox, id.endpoint);
-  type AddrJson = { addr_info?: { local?: string; prefixlen?: number; scope?: string }[] }[];
-  const podAddrs = (ipJson<AddrJson>(sandbox, ["addr", "show", "dev", id.endpoint]) ?? [])
-    .flatMap((l) => l.addr_info ?? [])
-    .filter((i) => i.scope !== "link" && i.local)
-    .map((i) => `${i.local}/${i.prefixlen}`);
-  const routes = host
-    ? ["-4", "-6"].flatMap((f) =>
-        (ipJson<{ dst?: string }[]>(undefined, [f, "route", "show", "dev", hostIface]) ?? []).map(
-          (r) =>
-            r.dst && !r.dst.includes("/") ? `${r.dst}/${f === "-4" ? 32 : 128}` : (r.dst ?? ""),
-        ),
-      )
-    : [];
+  const host = withRtnl(undefined, (nl) => {
+    const link = nl.link(hostIface);
+    const routes = link
+      ? ([4, 6] as const).flatMap((f) =>
+          nl
+            .mainRoutes(f)
+            .filter((r) => r.oifs.includes(link.ifindex))
+            .map((r) => r.dst),
+        )
+      : [];
+    return { link, routes };
+  });
+  // A CNI_NETNS that cannot be entered holds no pod interface: a difference, not a failure.
+  let pod: { link?: KernelLinkDetail; addrs: string[] } = { addrs: [] };
+  try {
+    pod = withRtnl(sandbox, (nl) => {
+      const link = nl.link(id.endpoint);
+      const addrs = link
+        ? nl
+            .addresses(link.ifindex)
+            .filter((a) => a.scope !== RT_SCOPE_LINK)
+            .map((a) => `${a.address}/${a.prefixLen}`)
+        : [];
+      return { link, addrs };
+    });
+  } catch {}
   const seen: Observed = {
-    hostLink: host && {
-      kind: host.linkinfo?.info_kind,
-      mac: host.address,
-      up: host.flags?.includes("UP") ?? false,
-    },
-    podLink: pod && { kind: pod.linkinfo?.info_kind },
-    podAddresses: podAddrs,
-    hostRoutes: routes,
+    hostLink: host.link && { kind: host.link.kind, mac: host.link.mac, up: host.link.up },
+    podLink: pod.link && { kind: pod.link.kind },
+    podAddresses: pod.addrs,
+    hostRoutes: host.routes,
     wep: await getWep(store, conf, id),
   };
   const problems = checkProblems(conf, id, hostIface, expected, seen);

@@ -233,6 +233,11 @@ export class KernelFib implements BatchFib {
   private holdTimer?: NodeJS.Timeout;
   private resyncTimer?: NodeJS.Timeout;
   private holding = false;
+  /**
+   * Our routes the kernel held when we opened: more than 0 after a restart (the graceful-restart
+   * signal the BGP speaker announces with the R bit).
+   */
+  foundAtStart = 0;
   /** Routes of ours found in the kernel unwanted, by key: when a resync first saw them. */
   private unwantedSince = new Map<Key, number>();
   private resyncRunning?: Promise<void>;
@@ -308,6 +313,7 @@ export class KernelFib implements BatchFib {
     }
     this.holding = this.opts.gracefulHoldMs > 0;
     await this.resync();
+    this.foundAtStart = this.v4.installedCount + this.installed6.size;
     if (this.holding) {
       this.holdTimer = setTimeout(() => void this.endGracefulHold(), this.opts.gracefulHoldMs);
       this.holdTimer.unref?.();

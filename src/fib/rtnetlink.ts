@@ -1,5 +1,5 @@
-// rtnetlink message codec, pure: encodes RTM_NEWROUTE / DELROUTE / GETROUTE / GETLINK requests
-// into Buffers and decodes route, link, error and done messages from received bytes.
+// rtnetlink message codec, pure: encodes route, link (veth pairs too) and address requests into
+// Buffers and decodes route, link, address, error and done messages from received bytes.
 // Owns: byte layouts and kernel constants. Not: the socket (netlink_socket.ts) or FIB policy.
 
 import { isIPv4 } from "node:net";
@@ -67,8 +67,21 @@ export const RTNH_F_ONLINK = 4;
 export const RTNH_F_LINKDOWN = 16;
 export const AF_INET = 2;
 export const AF_INET6 = 10;
-// <linux/if_link.h>, <linux/if.h>
+export const RTPROT_BOOT = 3;
+// <linux/if_link.h>, <linux/if.h>, <linux/veth.h>
+export const IFLA_ADDRESS = 1;
 export const IFLA_IFNAME = 3;
+export const IFLA_MTU = 4;
+export const IFLA_LINKINFO = 18;
+export const IFLA_NET_NS_FD = 28;
+export const IFLA_INFO_KIND = 1;
+export const IFLA_INFO_DATA = 2;
+export const VETH_INFO_PEER = 1;
+// <linux/if_addr.h>
+export const IFA_ADDRESS = 1;
+export const IFA_LOCAL = 2;
+export const IFA_FLAGS = 8;
+export const IFA_F_NODAD = 0x02;
 export const IFF_UP = 0x1;
 export const IFF_LOWER_UP = 0x10000;
 
@@ -300,12 +313,152 @@ export function writeLinkDump(w: MessageWriter, seq: number): void {
   w.finish(at);
 }
 
-/** Appends an RTM_GETADDR dump request (all families). */
-export function writeAddrDump(w: MessageWriter, seq: number): void {
+/**
+ * Appends an RTM_GETADDR dump request: all families, or one family and (with strict checking,
+ * NETLINK_GET_STRICT_CHK) one interface.
+ */
+export function writeAddrDump(w: MessageWriter, seq: number, family?: 4 | 6, ifindex = 0): void {
   const at = w.begin(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq);
+  ifaddrmsg(w, family === undefined ? 0 : family === 4 ? AF_INET : AF_INET6, 0, 0, 0, ifindex);
+  w.finish(at);
+}
+
+function ifaddrmsg(
+  w: MessageWriter,
+  family: number,
+  prefixLen: number,
+  flags: number,
+  scope: number,
+  ifindex: number,
+): void {
   w.reserve(IFADDRMSG_LEN);
-  w.buf.fill(0, w.len, w.len + IFADDRMSG_LEN);
+  const o = w.len;
+  w.buf[o] = family;
+  w.buf[o + 1] = prefixLen;
+  w.buf[o + 2] = flags & 0xff;
+  w.buf[o + 3] = scope;
+  w.buf.writeUInt32LE(ifindex >>> 0, o + 4);
   w.len += IFADDRMSG_LEN;
+}
+
+/** struct ifinfomsg: family AF_UNSPEC, the interface, flags and which of them to change. */
+function ifinfomsg(w: MessageWriter, ifindex: number, flags = 0, change = 0): void {
+  w.reserve(IFINFOMSG_LEN);
+  const o = w.len;
+  w.buf.fill(0, o, o + 4);
+  w.buf.writeInt32LE(ifindex, o + 4);
+  w.buf.writeUInt32LE(flags >>> 0, o + 8);
+  w.buf.writeUInt32LE(change >>> 0, o + 12);
+  w.len += IFINFOMSG_LEN;
+}
+
+function attrString(w: MessageWriter, type: number, text: string): void {
+  w.attrBytes(type, Buffer.from(`${text}\0`, "utf8"));
+}
+
+/** "ee:ee:ee:ee:ee:ee" -> 6 bytes; throws on anything else. */
+export function macBytes(mac: string): Uint8Array {
+  const parts = mac.split(":");
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p)))
+    throw new Error(`Invalid MAC address "${mac}"`);
+  return Uint8Array.from(parts.map((p) => Number.parseInt(p, 16)));
+}
+
+export function formatMac(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(":");
+}
+
+/** One end of a veth pair as RTM_NEWLINK creates it. */
+export interface VethEnd {
+  name: string;
+  mtu: number;
+  mac?: string;
+  /** An open fd of the network namespace this end is created in (IFLA_NET_NS_FD). */
+  netnsFd?: number;
+}
+
+/**
+ * Appends RTM_NEWLINK creating a veth pair (`ip link add A mtu M type veth peer name B mtu M
+ * netns NS`), exclusive: an existing name fails with EEXIST. ACK requested.
+ */
+export function writeNewVeth(w: MessageWriter, seq: number, end: VethEnd, peer: VethEnd): void {
+  const at = w.begin(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq);
+  ifinfomsg(w, 0);
+  vethEndAttrs(w, end);
+  const info = w.beginNest(IFLA_LINKINFO);
+  attrString(w, IFLA_INFO_KIND, "veth");
+  const data = w.beginNest(IFLA_INFO_DATA);
+  const p = w.beginNest(VETH_INFO_PEER);
+  ifinfomsg(w, 0);
+  vethEndAttrs(w, peer);
+  w.endNest(p);
+  w.endNest(data);
+  w.endNest(info);
+  w.finish(at);
+}
+
+function vethEndAttrs(w: MessageWriter, e: VethEnd): void {
+  attrString(w, IFLA_IFNAME, e.name);
+  w.attrU32(IFLA_MTU, e.mtu);
+  if (e.mac !== undefined) w.attrBytes(IFLA_ADDRESS, macBytes(e.mac));
+  if (e.netnsFd !== undefined) w.attrU32(IFLA_NET_NS_FD, e.netnsFd);
+}
+
+/** Appends RTM_NEWLINK changing an existing interface: up or down, and/or its MAC. ACK requested. */
+export function writeSetLink(
+  w: MessageWriter,
+  seq: number,
+  ifindex: number,
+  change: { up?: boolean; mac?: string },
+): void {
+  const at = w.begin(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
+  if (change.up === undefined) ifinfomsg(w, ifindex);
+  else ifinfomsg(w, ifindex, change.up ? IFF_UP : 0, IFF_UP);
+  if (change.mac !== undefined) w.attrBytes(IFLA_ADDRESS, macBytes(change.mac));
+  w.finish(at);
+}
+
+/** Appends RTM_DELLINK of one interface, by index. ACK requested. */
+export function writeDelLink(w: MessageWriter, seq: number, ifindex: number): void {
+  const at = w.begin(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
+  ifinfomsg(w, ifindex);
+  w.finish(at);
+}
+
+/** Appends RTM_GETLINK of one interface by name (answer: RTM_NEWLINK, or ENODEV). */
+export function writeGetLink(w: MessageWriter, seq: number, name: string): void {
+  const at = w.begin(RTM_GETLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
+  ifinfomsg(w, 0);
+  attrString(w, IFLA_IFNAME, name);
+  w.finish(at);
+}
+
+/** Appends RTM_GETLINK of one interface by index (answer: RTM_NEWLINK, or ENODEV). */
+export function writeGetLinkByIndex(w: MessageWriter, seq: number, ifindex: number): void {
+  const at = w.begin(RTM_GETLINK, NLM_F_REQUEST | NLM_F_ACK, seq);
+  ifinfomsg(w, ifindex);
+  w.finish(at);
+}
+
+/** An address as RTM_NEWADDR adds it (`ip addr add A/len dev IF [nodad]`). */
+export interface AddrRequest {
+  family: 4 | 6;
+  ifindex: number;
+  address: Uint8Array;
+  prefixLen: number;
+  /** IFA_F_* flags, e.g. IFA_F_NODAD. */
+  flags?: number;
+  scope?: number;
+}
+
+/** Appends RTM_NEWADDR, exclusive (an address already there fails with EEXIST). ACK requested. */
+export function writeNewAddr(w: MessageWriter, seq: number, a: AddrRequest): void {
+  const at = w.begin(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq);
+  const flags = a.flags ?? 0;
+  ifaddrmsg(w, a.family === 4 ? AF_INET : AF_INET6, a.prefixLen, flags, a.scope ?? 0, a.ifindex);
+  w.attrBytes(IFA_LOCAL, a.address);
+  w.attrBytes(IFA_ADDRESS, a.address);
+  if (flags !== 0) w.attrU32(IFA_FLAGS, flags);
   w.finish(at);
 }
 
@@ -492,6 +645,37 @@ export function decodeLink(m: NlMessage): KernelLink | undefined {
   return { ifindex, name, flags, up: (flags & IFF_UP) !== 0 };
 }
 
+/** A link with what `ip -d link show` says of it: its MAC and its kind (veth, bridge...). */
+export interface KernelLinkDetail extends KernelLink {
+  mac?: string;
+  kind?: string;
+}
+
+export function decodeLinkDetail(m: NlMessage): KernelLinkDetail | undefined {
+  const link: KernelLinkDetail | undefined = decodeLink(m);
+  if (!link) return undefined;
+  const b = m.buf;
+  let a = m.off + IFINFOMSG_LEN;
+  while (a + 4 <= m.end) {
+    const al = b.readUInt16LE(a);
+    if (al < 4 || a + al > m.end) break;
+    const t = b.readUInt16LE(a + 2) & 0x3fff;
+    if (t === IFLA_ADDRESS) link.mac = formatMac(b.subarray(a + 4, a + al));
+    else if (t === IFLA_LINKINFO) {
+      let n = a + 4;
+      while (n + 4 <= a + al) {
+        const nl = b.readUInt16LE(n);
+        if (nl < 4 || n + nl > a + al) break;
+        if ((b.readUInt16LE(n + 2) & 0x3fff) === IFLA_INFO_KIND)
+          link.kind = b.toString("utf8", n + 4, n + nl).replace(/\0+$/, "");
+        n += align4(nl);
+      }
+    }
+    a += align4(al);
+  }
+  return link;
+}
+
 export interface KernelAddr {
   family: 4 | 6;
   prefixLen: number;
@@ -509,6 +693,27 @@ export function decodeAddr(m: NlMessage): KernelAddr | undefined {
     scope: b[m.off + 3],
     ifindex: b.readUInt32LE(m.off + 4),
   };
+}
+
+/** An address with its bytes (IFA_ADDRESS, else IFA_LOCAL). */
+export interface KernelAddrDetail extends KernelAddr {
+  address?: Uint8Array;
+}
+
+export function decodeAddrDetail(m: NlMessage): KernelAddrDetail | undefined {
+  const addr: KernelAddrDetail | undefined = decodeAddr(m);
+  if (!addr) return undefined;
+  const b = m.buf;
+  let a = m.off + IFADDRMSG_LEN;
+  while (a + 4 <= m.end) {
+    const al = b.readUInt16LE(a);
+    if (al < 4 || a + al > m.end) break;
+    const t = b.readUInt16LE(a + 2) & 0x3fff;
+    if (t === IFA_ADDRESS || (t === IFA_LOCAL && addr.address === undefined))
+      addr.address = Uint8Array.from(b.subarray(a + 4, a + al));
+    a += align4(al);
+  }
+  return addr;
 }
 
 /** Converts a decoded kernel route to the contract's Route (interface names via ifname). */

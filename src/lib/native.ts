@@ -22,6 +22,13 @@ export interface Addon {
   close(h: unknown): void;
   setsockoptFd(fd: number, level: number, name: number, value: number | Buffer): void;
   attachFilterFd(fd: number, program: Buffer): void;
+  /** A blocking netlink socket (in the namespace at netnsPath, "" = ours): its fd. */
+  requestOpen(protocol: number, netnsPath: string, timeoutMs: number): number;
+  /** Sends one request; returns every datagram up to its error/ACK or DONE. */
+  request(fd: number, message: Buffer): Buffer;
+  requestClose(fd: number): void;
+  /** Writes each value to its path with the thread inside the network namespace: errno each. */
+  writeFilesInNetns(netnsPath: string, paths: string[], values: string[]): number[];
 }
 
 /** Same relative path from src/lib/ (tsx, vitest) and dist/lib/ (compiled). */

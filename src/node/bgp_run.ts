@@ -1,10 +1,12 @@
 // The node's BGP speaker, in-process: the same Speaker, kernel FIB (protocol 201, graceful hold)
 // and status socket that `ocelot bgpd` runs, started from a rendered config and changed by
-// Speaker.reconfigure (what SIGHUP does for bgpd), with bgpd's eBGP TTL hook. A change of AS,
+// Speaker.reconfigure (what SIGHUP does for bgpd), with bgpd's eBGP TTL hook and BFD for the
+// peers that ask for it (BGPPeer spec.bfd; Down holds the BGP session down). A change of AS,
 // router ID or cluster ID, which the RIB is built with, restarts the speaker on the same FIB. Not: where the config
 // comes from (bgp_state.ts, daemon.ts).
 import { rmSync } from "node:fs";
 import { dirname } from "node:path";
+import { SpeakerBfd } from "../bgp/bfd/speaker_bfd.js";
 import type { BgpdConfig } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
 import { ttlHook } from "../bgp/io/ttl.js";
@@ -80,10 +82,23 @@ export async function startBgp(
         : {}),
     });
   let speaker = make(first);
+  // BFD Down drops the peer's BGP session at once and holds it down until BFD is Up again.
+  const bfd = new SpeakerBfd(log, (address, held) =>
+    speaker.signal({
+      kind: "peerHold",
+      peer: address,
+      held,
+      reason: held ? "BFD session down" : "BFD session up",
+    }),
+  );
+  const withBfd = (s: StatusSnapshot): StatusSnapshot => {
+    const b = bfd.status();
+    return b ? { ...s, bfd: b } : s;
+  };
   // The status socket answers from whichever speaker runs now, with the node's addresses.
   const provider = {
     status: () => ({
-      ...speaker.status(),
+      ...withBfd(speaker.status()),
       ...(deps.nodeStatus ? { node: deps.nodeStatus() } : {}),
     }),
     routes: () => speaker.routes(),
@@ -91,8 +106,10 @@ export async function startBgp(
   let status: { close(): Promise<void> };
   try {
     await speaker.start();
+    await bfd.apply(first);
     status = await serveStatus(first.status.socket, provider, deps.extraStatus);
   } catch (err) {
+    bfd.close();
     await speaker.stop().catch(() => {});
     await fib.close();
     throw err;
@@ -118,14 +135,18 @@ export async function startBgp(
           speaker = make(next);
           await speaker.start();
         } else await speaker.reconfigure(next);
+        await bfd
+          .apply(next)
+          .catch((e: Error) => log.error({ error: e.message }, "BFD not reconfigured"));
       });
       return chain;
     },
-    status: () => ({ speaker: speaker.status(), fib: fib.status() }),
+    status: () => ({ speaker: withBfd(speaker.status()), fib: fib.status() }),
     routes: () => speaker.routes(),
     async stop() {
       await chain.catch(() => {});
       await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Speaker stop"));
+      bfd.close();
       await status.close();
       // A namespace's well-known socket directory goes with its daemon.
       const dir = dirname(first.status.socket);

@@ -13,7 +13,7 @@
 // as the speaker's import/export filter of the session's family; TCP-MD5 passwords
 // (`spec.password`, BGPConfiguration `nodeMeshPassword`) as a passwordFile
 // `<secretsDir>/<secret name>/<key>`, a peer whose file is unusable skipped (never unsigned);
-// `ttlSecurity` as TTL 255 out. What cannot be evaluated fails safe: a missing filter or a rule
+// `ttlSecurity` as TTL 255 out; the Ocelot extension `spec.bfd` as the peer's BFD session. What cannot be evaluated fails safe: a missing filter or a rule
 // the speaker cannot express rejects every route from its place in the list on. Not: running
 // the speaker (daemon.ts), reading the files (the caller's readSecret) or the config schema
 // (src/bgp/config.ts).
@@ -417,6 +417,15 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
         `BGPPeer "${peer.metadata.name}": spec.ttlSecurity ${s.ttlSecurity}: sending with TTL 255, but the peer's TTL is not checked (the speaker has no minimum TTL)`,
       );
     }
+    if (s.bfd !== undefined) {
+      const ms = (d: string | undefined) => (d === undefined ? 300 : (parseDurationMs(d) ?? 300));
+      common.bfd = {
+        minTx: ms(s.bfd.minTxInterval),
+        minRx: ms(s.bfd.minRxInterval),
+        multiplier: s.bfd.multiplier ?? 3,
+        multihop: s.bfd.multihop ?? false,
+      };
+    }
     const problems = new Set<string>();
     const extra = (fam: 4 | 6): Partial<PeerConfig> => {
       const out = { ...common };
@@ -495,8 +504,28 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       protocol: 201,
       gracefulRestartTime: opts.gracefulRestartTime ?? 120,
     },
+    gracefulRestart: gracefulRestartOf(global),
     status: { socket: opts.statusSocket },
   };
   // The same validation as a bgpd file: a value out of its range is named, not half applied.
   return { config: parseConfig(doc), warnings, peerKinds };
+}
+
+/**
+ * The speaker's graceful restart from BGPConfiguration: the Ocelot extension
+ * `spec.gracefulRestart`, its restart time defaulting to Calico's nodeMeshMaxRestartTime.
+ */
+function gracefulRestartOf(g: ReturnType<typeof effectiveBgpConfiguration>) {
+  const gr = g.gracefulRestart ?? {};
+  const seconds = (d: string | undefined) => {
+    const ms = d === undefined ? undefined : parseDurationMs(d);
+    return ms === undefined ? undefined : Math.round(ms / 1000);
+  };
+  const restartTime = seconds(gr.restartTime ?? g.nodeMeshMaxRestartTime);
+  const staleRoutesTime = seconds(gr.staleRoutesTime);
+  return {
+    ...(gr.enabled !== undefined ? { enabled: gr.enabled } : {}),
+    ...(restartTime !== undefined ? { restartTime } : {}),
+    ...(staleRoutesTime !== undefined ? { staleRoutesTime } : {}),
+  };
 }

@@ -63,6 +63,12 @@ export interface DaemonOptions {
   debounceMs?: number;
   /** Full resync period: list everything again and converge (default 60 s). */
   resyncIntervalMs?: number;
+  /**
+   * How often the datastore is probed (one read, bounded by the same time): while it does not
+   * answer, /readyz says so and the node keeps forwarding on its last known state; when it
+   * answers again, everything is listed again. Default 5 s; 0: no probe.
+   */
+  datastoreProbeMs?: number;
   /** Delay before retrying a failed convergence (default 1 s). */
   retryMs?: number;
   agent?: AgentOptions;
@@ -157,6 +163,9 @@ export class NodeDaemon {
   private dirty = new Set<Area>();
   private timer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
+  /** Set while the datastore does not answer the probe: since when, and its error. */
+  private datastoreDown: { since: number; error: string } | undefined;
   private statusWriter: NodeStatusWriter | undefined;
   private readonly bootTime = new Date().toISOString();
   private lastReconfiguration: string | undefined;
@@ -251,6 +260,7 @@ export class NodeDaemon {
     this.timer = undefined;
     this.dirty = new Set<Area>(["agent", "bgp"]);
     await this.converge();
+    this.startProbe();
     const every = o.resyncIntervalMs ?? 60_000;
     const tick = () => {
       this.resyncTimer = setTimeout(() => {
@@ -287,6 +297,54 @@ export class NodeDaemon {
     return this.statusWriter?.writes ?? 0;
   }
 
+  /**
+   * Reads one key every datastoreProbeMs, bounded by that time. A failure marks the datastore
+   * down (readiness says why; the kernel keeps the last known state); the first success after
+   * that lists everything again, since watches may have missed changes meanwhile.
+   */
+  private startProbe(): void {
+    const every = this.opts.datastoreProbeMs ?? 5000;
+    if (every <= 0) return;
+    const key = `${this.prefixes.nodes}${this.opts.nodename}`;
+    const probe = async () => {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          this.store.get(key),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no answer within ${every} ms`)), every);
+          }),
+        ]);
+        if (this.datastoreDown) {
+          const s = Math.round((Date.now() - this.datastoreDown.since) / 1000);
+          this.datastoreDown = undefined;
+          this.log.info({ downSeconds: s }, "Datastore reachable again: listing everything again");
+          await this.fullResync();
+        }
+      } catch (err) {
+        const error = (err as Error).message;
+        if (!this.datastoreDown) {
+          this.datastoreDown = { since: Date.now(), error };
+          this.log.error(
+            { error },
+            "Datastore unreachable: keeping the last known state, retrying",
+          );
+        } else this.datastoreDown.error = error;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    const tick = () => {
+      this.probeTimer = setTimeout(() => {
+        void probe().finally(() => {
+          if (!this.stopped) tick();
+        });
+      }, every);
+      this.probeTimer.unref?.();
+    };
+    tick();
+  }
+
   /** Lists everything again and converges both areas (the periodic resync). */
   async fullResync(): Promise<void> {
     this.log.debug({}, "Full resync");
@@ -305,6 +363,7 @@ export class NodeDaemon {
     this.statusWriter?.stop();
     if (this.timer) clearTimeout(this.timer);
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
+    if (this.probeTimer) clearTimeout(this.probeTimer);
     await this.cache?.close();
     await this.running?.catch(() => {});
     await this.bgp?.stop().catch((e: Error) => this.log.error({ error: e.message }, "BGP stop"));
@@ -586,6 +645,12 @@ export class NodeDaemon {
   /** Ready (/readyz) once the first convergence of each area it runs succeeded. */
   readiness(): { ok: boolean; reason?: string } {
     if (this.stopped) return { ok: false, reason: "stopping" };
+    const down = this.datastoreDown;
+    if (down)
+      return {
+        ok: false,
+        reason: `datastore unreachable for ${Math.round((Date.now() - down.since) / 1000)} s (${down.error}); forwarding on the last known state`,
+      };
     const c = this.stats.convergences;
     if (c.agent === 0) return { ok: false, reason: "the agent has not converged yet" };
     if (this.opts.bgp !== false && c.bgp === 0)

@@ -455,8 +455,13 @@ async function build(state: DemoState, opts: DemoOptions, clock: PhaseClock): Pr
  * socket on its namespace's well-known path, metrics on its fabric address) and waits until the
  * process runs. Returns its log's path.
  */
-async function startNodeDaemon(state: DemoState, node: DemoNode, ns: Netns): Promise<string> {
-  const logPath = join(state.stateDir, `${node.name}.node.log`);
+async function startNodeDaemon(
+  state: DemoState,
+  node: DemoNode,
+  ns: Netns,
+  logName = `${node.name}.node.log`,
+): Promise<string> {
+  const logPath = join(state.stateDir, logName);
   writeFileSync(logPath, "");
   const out = openSync(logPath, "a");
   const args = [
@@ -478,6 +483,42 @@ async function startNodeDaemon(state: DemoState, node: DemoNode, ns: Netns): Pro
   state.pids.push({ pid, comm: "node", what: `ocelot node run@${node.name}` });
   saveState(state);
   return logPath;
+}
+
+/**
+ * Ends one node's daemon with `signal` (SIGKILL: a crash; SIGTERM: a clean shutdown) and waits
+ * (bounded) for it to be gone. Only the PID the demo started and recorded is signalled.
+ */
+export async function stopNodeDaemon(
+  state: DemoState,
+  nodeName: string,
+  signal: "SIGKILL" | "SIGTERM",
+): Promise<DemoNode> {
+  const node = state.nodes.find((n) => n.name === nodeName);
+  if (!node) throw new Error(`No demo node "${nodeName}"`);
+  const pid = node.pid;
+  if (pid !== undefined && commOf(pid) === "node") {
+    process.kill(pid, signal);
+    await waitFor(
+      `ocelot node run on ${node.name} to exit`,
+      () => commOf(pid) !== "node",
+      60_000,
+      5,
+    );
+  }
+  state.pids = state.pids.filter((p) => p.pid !== pid);
+  node.pid = undefined;
+  saveState(state);
+  return node;
+}
+
+/** Starts a stopped node's daemon again; its log is `<node>.node.<n>.log`, whose path it returns. */
+export async function startNodeDaemonAgain(state: DemoState, nodeName: string): Promise<string> {
+  const node = state.nodes.find((n) => n.name === nodeName);
+  if (!node) throw new Error(`No demo node "${nodeName}"`);
+  if (node.pid !== undefined) throw new Error(`${nodeName}'s daemon still runs (pid ${node.pid})`);
+  const logName = `${node.name}.node.${state.pids.length}.log`;
+  return startNodeDaemon(state, node, new Netns(node.ns), logName);
 }
 
 /** Seconds until one pod on the first node reaches one pod on another node (1 ping, 1 s each). */

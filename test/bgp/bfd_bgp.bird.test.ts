@@ -3,7 +3,8 @@
 // BFD with FRR's bfdd on the same address in BIRD's namespace. When the BFD packets toward us
 // are dropped (iptables, UDP 3784 only: TCP and BGP keepalives still flow, so only BFD can
 // notice), our BFD session goes Down, the BGP session is dropped and BIRD's route leaves our
-// kernel long before the 90 s hold timer would have expired; once BFD packets flow again BFD
+// kernel long before the 90 s hold timer would have expired, and the session is held down (not
+// re-established over TCP, which still flows) while BFD is Down; once BFD packets flow again BFD
 // comes Up, BGP re-establishes and the route is back.
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -101,6 +102,16 @@ describe.skipIf(skip)("BFD Down drops the BGP session", () => {
       console.log(`BFD cut to BIRD's route gone from the kernel: ${ms} ms (hold time 90 s)`);
       // Hang-sized: the BGP hold timer alone would take 90 s, so this still tells them apart.
       expect(ms).toBeLessThan(60_000);
+      // Held down while BFD is Down: BIRD retries every second over TCP, which still flows,
+      // yet no session comes up (it would within a few seconds without the hold).
+      expect(ocelot.statusText()).toMatch(/10\.255\.15\.2: held down \(bfd\)/);
+      const heldUntil = Date.now() + 6000;
+      while (Date.now() < heldUntil) {
+        expect(ocelot.peer(PEER)?.state).not.toBe("Established");
+        expect(bfdState()).not.toBe("Up");
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      expect(ocelot.peer(PEER)?.lastError).toMatchObject({ code: 6, subcode: 10 });
     } finally {
       pe.exec("iptables", "-D", ...rule);
     }

@@ -62,4 +62,21 @@ describe("BfdPeers", () => {
     rt.emit("10.0.0.1", "Up", "Down");
     expect(dropped).toEqual(["10.0.0.1"]);
   });
+
+  it("holds on Up to Down, releases on Up, and never holds for our own AdminDown", () => {
+    const rt = new FakeRuntime();
+    const seen: string[] = [];
+    new BfdPeers(
+      rt as unknown as BfdRuntime,
+      (a) => seen.push(`down ${a}`),
+      undefined,
+      (a) => seen.push(`up ${a}`),
+    );
+    rt.emit("10.0.0.1", "Init", "Up");
+    rt.emit("10.0.0.1", "Up", "Down");
+    rt.emit("10.0.0.1", "Down", "Init");
+    rt.emit("10.0.0.1", "Init", "Up");
+    rt.emit("10.0.0.1", "Up", "AdminDown");
+    expect(seen).toEqual(["up 10.0.0.1", "down 10.0.0.1", "up 10.0.0.1"]);
+  });
 });

@@ -1,6 +1,12 @@
 // The bgpd YAML config: validation messages name the field path and value; impact() per peer.
 import { describe, expect, it } from "vitest";
-import { type BgpdConfig, impact, parseConfig, parseConfigText } from "../../src/bgp/config.js";
+import {
+  type BgpdConfig,
+  impact,
+  type PeerConfig,
+  parseConfig,
+  parseConfigText,
+} from "../../src/bgp/config.js";
 
 const base = `
 asn: 64512
@@ -40,7 +46,8 @@ describe("parseConfigText()", () => {
     expect(c.peers[0]?.allowOwnAs).toBe(0);
     expect(c.originate[0]?.largeCommunities).toEqual(["4200000001:1:2"]);
     const min = parseConfig({ asn: 1, routerId: "1.1.1.1" });
-    expect(min.listen).toEqual({ address: "0.0.0.0", port: 179 });
+    // Dual-stack by default, as BIRD and FRR listen: IPv6 peers can connect too.
+    expect(min.listen).toEqual({ address: "::", port: 179 });
     expect(min.status.socket).toBe("/run/ocelot/bgpd.sock");
   });
 
@@ -163,6 +170,39 @@ describe("impact()", () => {
     });
   });
 
+  it("resets for identity, transport and OPEN fields only; local timers, passive, BFD and limits are none", () => {
+    const p0 = (c: BgpdConfig) => c.peers[0] as PeerConfig;
+    const resets: [string, (c: BgpdConfig) => void][] = [
+      ["port", (c) => (p0(c).port = 1179)],
+      ["password", (c) => (p0(c).password = "s3cret")],
+      ["families", (c) => (p0(c).families = ["ipv4-unicast"])],
+      ["sourceAddress", (c) => (p0(c).sourceAddress = "10.255.9.0")],
+    ];
+    for (const [field, f] of resets)
+      expect(impact(c0(), edit(f)).changed[0]).toEqual({
+        address: "10.255.9.1",
+        impact: "reset",
+        field,
+      });
+    const nones: ((c: BgpdConfig) => void)[] = [
+      (c) => (p0(c).connectRetryTime = 30),
+      (c) => (p0(c).passive = !p0(c).passive),
+      (c) => (p0(c).bfd = { minTx: 300, minRx: 300, multiplier: 3, multihop: false }),
+      (c) =>
+        (p0(c).maxPrefixes = {
+          "ipv4-unicast": { limit: 10, warningPercent: 75, restartTime: 60 },
+        }),
+    ];
+    for (const f of nones)
+      expect(impact(c0(), edit(f)).changed).toEqual([{ address: "10.255.9.1", impact: "none" }]);
+    expect(
+      impact(
+        c0(),
+        edit((c) => (p0(c).importFilter = { rules: [{ action: "Reject" }] })),
+      ).changed[0],
+    ).toEqual({ address: "10.255.9.1", impact: "refresh", field: "importFilter" });
+  });
+
   it("refreshes a peer when only a filter changes", () => {
     const d = impact(
       c0(),
@@ -223,5 +263,55 @@ describe("peers[].bfd", () => {
       [on, faster],
     ])
       expect(impact(a, b).changed).toEqual([{ address: "10.255.9.1", impact: "none" }]);
+  });
+});
+
+describe("peers[].maxPrefixes", () => {
+  const withLimits = (v: string) =>
+    parseConfigText(base.replace("    holdTime: 9\n", `    holdTime: 9\n    maxPrefixes: ${v}\n`));
+
+  it("parses per family with defaults (warn at 75 %, restart after 60 s)", () => {
+    expect(withLimits('{"ipv4-unicast": {limit: 100000}}').peers[0]?.maxPrefixes).toEqual({
+      "ipv4-unicast": { limit: 100000, warningPercent: 75, restartTime: 60 },
+    });
+  });
+
+  it("refuses a bad limit, percentage or family, naming the field", () => {
+    expect(err(() => withLimits('{"ipv4-unicast": {limit: 0}}'))).toContain(
+      "peers[0].maxPrefixes.ipv4-unicast.limit",
+    );
+    expect(err(() => withLimits('{"ipv6-unicast": {limit: 5, warningPercent: 101}}'))).toContain(
+      "warningPercent",
+    );
+    expect(err(() => withLimits('{"l2vpn-evpn": {limit: 5}}'))).toContain("l2vpn-evpn");
+    expect(err(() => withLimits('{"ipv4-unicast": {}}'))).toContain("limit");
+  });
+});
+
+describe("gracefulRestart", () => {
+  const withGr = (gr: string) => parseConfigText(`${base}gracefulRestart: ${gr}\n`);
+
+  it("is on by default (120 s restart time, 360 s stale time) and takes each field", () => {
+    expect(parseConfigText(base).gracefulRestart).toEqual({
+      enabled: true,
+      restartTime: 120,
+      staleRoutesTime: 360,
+    });
+    expect(
+      withGr("{enabled: false, restartTime: 30, staleRoutesTime: 90}").gracefulRestart,
+    ).toEqual({ enabled: false, restartTime: 30, staleRoutesTime: 90 });
+  });
+
+  it("refuses values out of range and unknown fields, naming the field", () => {
+    expect(err(() => withGr("{restartTime: 4096}"))).toContain("gracefulRestart.restartTime");
+    expect(err(() => withGr("{restartTime: 0}"))).toContain("gracefulRestart.restartTime");
+    expect(err(() => withGr("{staleRoutesTime: 0}"))).toContain("gracefulRestart.staleRoutesTime");
+    expect(err(() => withGr("{longLived: 10}"))).toContain("longLived");
+  });
+
+  it("a change resets every session (a capability in the OPEN), naming gracefulRestart", () => {
+    expect(impact(parseConfigText(base), withGr("{restartTime: 60}")).changed).toEqual([
+      { address: "10.255.9.1", impact: "reset", field: "gracefulRestart" },
+    ]);
   });
 });

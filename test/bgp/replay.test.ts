@@ -3,7 +3,7 @@
 // timer and a fake clock (an `advance` step moves it and fires the timers the core started, in
 // time order). Bytes come from hex, from the golden captures of real BIRD/FRR/GoBGP sessions in
 // test/fixtures/wire ("file.hex > 3": the third message sent by the '>' side), or from an
-// `open`, `keepalive` or `update` written as fields and encoded by the codec. Actions are compared as one line each.
+// `open`, `keepalive`, `eor` (IPv4 End-of-RIB) or `update` written as fields and encoded by the codec. Actions are compared as one line each.
 // REPLAY_UPDATE=1 writes the actual actions into the files (review the diff before committing).
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -24,8 +24,13 @@ import { describeBytes } from "../../src/bgp/wire/describe.js";
 import { encodeKeepalive } from "../../src/bgp/wire/message.js";
 import { parseIpv4, parseIpv6 } from "../../src/bgp/wire/nlri.js";
 import { encodeOpen, myAsField } from "../../src/bgp/wire/open.js";
-import { emptyAttributes, type PrefixArray, sessionOptions } from "../../src/bgp/wire/types.js";
-import { encodeUpdates } from "../../src/bgp/wire/update.js";
+import {
+  emptyAttributes,
+  Ipv4Unicast,
+  type PrefixArray,
+  sessionOptions,
+} from "../../src/bgp/wire/types.js";
+import { encodeEndOfRib, encodeUpdates } from "../../src/bgp/wire/update.js";
 
 const DIR = join(__dirname, "scenarios");
 const FIXTURES = join(__dirname, "../fixtures/wire");
@@ -109,8 +114,20 @@ function updateBytes(u: UpdateFields): Uint8Array {
   return msgs[0] as Uint8Array;
 }
 
-/** An OPEN from fields: IPv4 unicast, route refresh, 4-octet AS (what a plain peer sends). */
-function openBytes(o: { asn: number; id: string; holdTime?: number }): Uint8Array {
+/** A peer's graceful-restart capability in an `open` step (RFC 4724, RFC 8538's N bit). */
+interface OpenGr {
+  time: number;
+  restarting?: boolean;
+  n?: boolean;
+  /** The Forwarding State bit for IPv4 unicast (default true). */
+  f?: boolean;
+}
+
+/**
+ * An OPEN from fields: IPv4 unicast, route refresh, 4-octet AS (what a plain peer sends), and
+ * graceful restart for IPv4 unicast when `gr` is given.
+ */
+function openBytes(o: { asn: number; id: string; holdTime?: number; gr?: OpenGr }): Uint8Array {
   return encodeOpen({
     version: 4,
     myAs: myAsField(o.asn),
@@ -120,6 +137,17 @@ function openBytes(o: { asn: number; id: string; holdTime?: number }): Uint8Arra
       { kind: "Multiprotocol", afi: Afi.Ipv4, safi: Safi.Unicast },
       { kind: "RouteRefresh" },
       { kind: "FourOctetAs", asn: o.asn },
+      ...(o.gr
+        ? [
+            {
+              kind: "GracefulRestart" as const,
+              restartState: o.gr.restarting ?? false,
+              notification: o.gr.n ?? false,
+              restartTime: o.gr.time,
+              families: [{ afi: Afi.Ipv4, safi: Safi.Unicast, forwardingState: o.gr.f ?? true }],
+            },
+          ]
+        : []),
     ],
   });
 }
@@ -130,9 +158,10 @@ function toEvent(raw: Record<string, unknown>): SpeakerEvent {
     if (typeof ev.hex === "string") ev.bytes = Uint8Array.from(Buffer.from(ev.hex, "hex"));
     else if (typeof ev.fixture === "string") ev.bytes = fixtureBytes(ev.fixture);
     else if (ev.update) ev.bytes = updateBytes(ev.update as UpdateFields);
-    else if (ev.open) ev.bytes = openBytes(ev.open as { asn: number; id: string });
+    else if (ev.open) ev.bytes = openBytes(ev.open as Parameters<typeof openBytes>[0]);
     else if (ev.keepalive) ev.bytes = encodeKeepalive();
-    for (const k of ["hex", "fixture", "update", "open", "keepalive"]) delete ev[k];
+    else if (ev.eor) ev.bytes = encodeEndOfRib(Ipv4Unicast);
+    for (const k of ["hex", "fixture", "update", "open", "keepalive", "eor"]) delete ev[k];
   }
   if (ev.kind === "reconfigure") ev.config = parseConfig(ev.config);
   return ev as unknown as SpeakerEvent;

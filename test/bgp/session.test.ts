@@ -27,7 +27,7 @@ async function speaker(
   addr: string,
   peer: string,
   port: number,
-  over: { routerId: string; passive?: boolean; peerAs?: number },
+  over: { routerId: string; passive?: boolean; peerAs?: number; gracefulRestart?: boolean },
 ) {
   const cfg = parseConfig({
     asn: 64512,
@@ -45,6 +45,7 @@ async function speaker(
       },
     ],
     fib: { enabled: false },
+    gracefulRestart: { enabled: over.gracefulRestart ?? true },
     status: { socket: "/nonexistent" },
   });
   const s = new Speaker(cfg, { clock: realClock, fib: null, bridge: makeWireBridge() });
@@ -104,15 +105,27 @@ describe("sessions over loopback", () => {
     expect(peerOf(b)?.lastError).toEqual({ kind: "NotificationReceived", code: 2, subcode: 2 });
   });
 
-  it("send Cease 6/2 to the peer on stop", async () => {
-    const port = await freePort();
-    const a = await speaker("127.0.0.1", "127.0.0.2", port, { routerId: "1.1.1.1" });
-    const b = await speaker("127.0.0.2", "127.0.0.1", port, { routerId: "2.2.2.2", passive: true });
-    await b.start();
-    await a.start();
-    await waitFor("both Established", () => up(a) && up(b), 5000, 20);
-    await a.stop();
-    await waitFor("b down", () => !up(b), 5000, 20);
-    expect(peerOf(b)?.lastError).toEqual({ kind: "NotificationReceived", code: 6, subcode: 2 });
-  });
+  for (const gr of [false, true])
+    it(`send Cease on stop: ${gr ? "a Hard Reset 6/9 with the N bit (RFC 8538)" : "6/2 without graceful restart"}`, async () => {
+      const port = await freePort();
+      const a = await speaker("127.0.0.1", "127.0.0.2", port, {
+        routerId: "1.1.1.1",
+        gracefulRestart: gr,
+      });
+      const b = await speaker("127.0.0.2", "127.0.0.1", port, {
+        routerId: "2.2.2.2",
+        passive: true,
+        gracefulRestart: gr,
+      });
+      await b.start();
+      await a.start();
+      await waitFor("both Established", () => up(a) && up(b), 5000, 20);
+      await a.stop();
+      await waitFor("b down", () => !up(b), 5000, 20);
+      expect(peerOf(b)?.lastError).toEqual({
+        kind: "NotificationReceived",
+        code: 6,
+        subcode: gr ? 9 : 2,
+      });
+    });
 });

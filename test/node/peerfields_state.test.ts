@@ -257,3 +257,66 @@ describe("other peer fields", () => {
     ]);
   });
 });
+
+describe("spec.bfd (Ocelot extension)", () => {
+  it("becomes the peer's BFD session, durations in ms, FRR's defaults for what is not given", () => {
+    const r = render({
+      bgpPeers: [tor({ bfd: { minTxInterval: "100ms", multiplier: 5, multihop: true } })],
+    });
+    expect(peerOf(r, "10.0.0.254")?.bfd).toEqual({
+      minTx: 100,
+      minRx: 300,
+      multiplier: 5,
+      multihop: true,
+    });
+    expect(peerOf(render({ bgpPeers: [tor()] }), "10.0.0.254")?.bfd).toBeUndefined();
+  });
+
+  it("refuses an interval out of 10 ms to 60 s and unknown fields, naming them", async () => {
+    const { bgpPeerSchema } = await import("../../src/api/bgp.js");
+    const bad = (bfd: object) =>
+      bgpPeerSchema.safeParse({
+        apiVersion: V3,
+        kind: "BGPPeer",
+        metadata: { name: "tor" },
+        spec: { peerIP: "10.0.0.254", asNumber: 65000, bfd },
+      });
+    expect(bad({ minTxInterval: "300ms" }).success).toBe(true);
+    const short = bad({ minRxInterval: "5ms" });
+    expect(short.success).toBe(false);
+    expect(JSON.stringify(short.error?.issues)).toContain("not a BFD interval of 10ms to 60s");
+    expect(bad({ multiplier: 0 }).success).toBe(false);
+    expect(JSON.stringify(bad({ echo: true }).error?.issues)).toContain("echo");
+  });
+});
+
+describe("graceful restart (BGPConfiguration)", () => {
+  const cfg = (spec: BGPConfiguration["spec"]) =>
+    ({ ...meshOff, spec: { ...meshOff.spec, ...spec } }) as BGPConfiguration;
+
+  it("is on by default with a 120 s restart time and a 360 s stale time", () => {
+    expect(render({}).config.gracefulRestart).toEqual({
+      enabled: true,
+      restartTime: 120,
+      staleRoutesTime: 360,
+    });
+  });
+
+  it("takes Calico's nodeMeshMaxRestartTime, and the Ocelot extension over it", () => {
+    const mesh = { ...meshOff, spec: { nodeMeshMaxRestartTime: "45s" } } as BGPConfiguration;
+    expect(render({ bgpConfigurations: [mesh] }).config.gracefulRestart?.restartTime).toBe(45);
+    const ext = cfg({
+      gracefulRestart: { enabled: false, restartTime: "2m", staleRoutesTime: "10m" },
+    });
+    expect(render({ bgpConfigurations: [ext] }).config.gracefulRestart).toEqual({
+      enabled: false,
+      restartTime: 120,
+      staleRoutesTime: 600,
+    });
+  });
+
+  it("an out-of-range restart time is refused by name", () => {
+    const s = snap({ bgpConfigurations: [cfg({ gracefulRestart: { restartTime: "2h" } })] });
+    expect(() => renderBgp(s, "n1", opts)).toThrow(/gracefulRestart\.restartTime: Too big/);
+  });
+});

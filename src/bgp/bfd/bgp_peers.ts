@@ -1,6 +1,6 @@
 // BFD for BGP peers: keeps one BFD session per configured peer that asks for one (bgpd's
 // `peers[].bfd`), reconciled on every config (start, SIGHUP), and reports a session that leaves
-// Up so the speaker can drop the BGP session at once. Owns only that mapping. Not: the protocol
+// Up so the speaker can drop the BGP session at once, and one that comes Up so it may return. Owns only that mapping. Not: the protocol
 // (session.ts), sockets (runtime.ts), or how the speaker drops a peer (the caller's onDown).
 import type { BfdRuntime, BfdStateChange } from "./runtime.js";
 
@@ -25,6 +25,8 @@ export class BfdPeers {
     /** Called when a peer's BFD session goes from Up to Down: drop the BGP session now. */
     private readonly onDown: (address: string, change: BfdStateChange) => void,
     private readonly log?: BfdPeersLog,
+    /** Called when a peer's BFD session comes Up (a held BGP session may come up again). */
+    private readonly onUp?: (address: string, change: BfdStateChange) => void,
   ) {
     this.unsubscribe = runtime.onStateChange((c) => this.onChange(c));
   }
@@ -57,9 +59,14 @@ export class BfdPeers {
 
   private onChange(c: BfdStateChange): void {
     const line = { peer: c.peer, from: c.from, state: c.state, diag: c.diagName, at: c.at };
-    if (c.from === "Up") {
+    // Our own AdminDown (BFD removed from the peer, or stopped) says nothing of the path: the
+    // BGP session stays (RFC 5882 §3.2).
+    if (c.from === "Up" && c.state !== "AdminDown") {
       this.log?.warn(line, "BFD session down");
       this.onDown(c.peer, c);
-    } else this.log?.info(line, "BFD session state changed");
+    } else {
+      this.log?.info(line, "BFD session state changed");
+      if (c.state === "Up") this.onUp?.(c.peer, c);
+    }
   }
 }

@@ -103,17 +103,27 @@ export const CAPABILITIES: readonly CapabilityRow<Kind>[] = [
   row({
     kind: "GracefulRestart",
     rfc: "RFC 4724",
-    // §3: without <AFI,SAFI> it says we send End-of-RIB after the initial update (peers such as
-    // BIRD only send theirs to speakers that say so); we do not ask peers to keep our routes.
-    advertise: () => [
-      {
-        kind: "GracefulRestart",
-        restartState: false,
-        notification: false,
-        restartTime: 120,
-        families: [],
-      },
-    ],
+    // §3: with the families, peers keep our routes for the restart time when our session drops
+    // (RFC 8538's N bit: also on a NOTIFICATION other than Hard Reset). Disabled, the capability
+    // without <AFI,SAFI> still says we send End-of-RIB (BIRD sends its own only to such peers).
+    advertise: (s) => {
+      const gr = s.gracefulRestart;
+      return [
+        {
+          kind: "GracefulRestart",
+          restartState: gr?.restarting ?? false,
+          notification: gr !== undefined,
+          restartTime: gr?.restartTime ?? 0,
+          families: gr
+            ? s.families.map((f) => ({
+                afi: FAMILY[f].afi,
+                safi: FAMILY[f].safi,
+                forwardingState: gr.forwarding,
+              }))
+            : [],
+        },
+      ];
+    },
     seen: (theirs, info) => {
       info.gracefulRestart = theirs.length > 0;
     },

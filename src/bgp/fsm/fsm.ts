@@ -269,7 +269,11 @@ export function step(s: FsmState, ev: FsmEvent): StepResult {
     if (ev.type === "ManualStop") {
       const pre =
         s.state === "OpenSent" || s.state === "OpenConfirm" || s.state === "Established"
-          ? [notify(ErrorCode.Cease, CeaseSubcode.AdministrativeShutdown)]
+          ? [
+              ev.notification
+                ? { type: "sendNotification" as const, notification: ev.notification }
+                : notify(ErrorCode.Cease, CeaseSubcode.AdministrativeShutdown),
+            ]
           : [];
       const r = toIdle(s, { kind: "ManualStop" }, pre, { error: false });
       return { state: { ...r.state, connectRetryCounter: 0, errorCount: 0 }, actions: r.actions };

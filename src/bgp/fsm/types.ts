@@ -71,6 +71,18 @@ export interface PeerSettings {
   /** First IdleHold delay after an error (ms); doubles with each consecutive error. */
   idleHoldMs: number;
   maxIdleHoldMs: number;
+  /**
+   * RFC 4724 / RFC 8538 graceful restart as we announce it: absent, the capability only says we
+   * send End-of-RIB (restart time 0, no families: peers do not keep our routes).
+   */
+  gracefulRestart?: {
+    /** Seconds a peer keeps our routes after our session drops. */
+    restartTime: number;
+    /** The R bit: we restarted and are resynchronising (the first sessions after a restart). */
+    restarting: boolean;
+    /** The F bit of each family: our forwarding state (the kernel's routes) survived. */
+    forwarding: boolean;
+  };
 }
 
 export interface Negotiated {
@@ -105,7 +117,8 @@ export interface NotificationInfo {
 
 export type FsmEvent =
   | { type: "ManualStart" }
-  | { type: "ManualStop" }
+  /** The NOTIFICATION sent to an open session: Cease 6/2 unless given (RFC 8538 Hard Reset). */
+  | { type: "ManualStop"; notification?: NotificationInfo }
   | { type: "ConnectRetryTimer_Expires" }
   | { type: "HoldTimer_Expires" }
   | { type: "KeepaliveTimer_Expires" }

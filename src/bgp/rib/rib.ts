@@ -287,6 +287,8 @@ interface PeerRec {
   addrKey: string;
   group: number;
   received: number;
+  /** Of `received`, the IPv6 paths (max-prefix counts per family). */
+  receivedV6: number;
   accepted: number;
   excluded: number;
   stale: number;
@@ -399,6 +401,7 @@ export class Rib<A> {
       addrKey: "",
       group: NONE,
       received: 0,
+      receivedV6: 0,
       accepted: 0,
       excluded: 0,
       stale: 0,
@@ -429,6 +432,7 @@ export class Rib<A> {
       addrKey: addressSortKey(info.address),
       group: NONE,
       received: 0,
+      receivedV6: 0,
       accepted: 0,
       excluded: 0,
       stale: 0,
@@ -481,11 +485,11 @@ export class Rib<A> {
    * RFC 4724 §4.2 (receiving speaker): the session of a peer that can restart went down. Its
    * paths stay in use but are marked stale; paths it sends again are fresh.
    */
-  markStale(peer: number | string): number {
+  markStale(peer: number | string, fam?: 4 | 6): number {
     const rec = this.peerRec(peer);
     if (rec.received === 0) return 0;
     for (let pfx = 0; pfx < this.t.top; pfx++) {
-      if (this.t.fam[pfx] === 0) continue;
+      if (this.t.fam[pfx] === 0 || (fam !== undefined && this.t.fam[pfx] !== fam)) continue;
       for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
         if (this.pathPeer[p] !== rec.idx || (this.pathFlag[p] as number) & FLAG_STALE) continue;
         this.pathFlag[p] = (this.pathFlag[p] as number) | FLAG_STALE;
@@ -497,14 +501,14 @@ export class Rib<A> {
 
   /**
    * End-of-RIB received (or the restart/stale timer fired): withdraws the peer's paths still
-   * stale. Returns how many were removed.
+   * stale (of one family when given: RFC 7313 EoRR). Returns how many were removed.
    */
-  sweepStale(peer: number | string): number {
+  sweepStale(peer: number | string, fam?: 4 | 6): number {
     const rec = this.peerRec(peer);
     if (rec.stale === 0) return 0;
     let n = 0;
     for (let pfx = 0; pfx < this.t.top && rec.stale > 0; pfx++) {
-      if (this.t.fam[pfx] === 0) continue;
+      if (this.t.fam[pfx] === 0 || (fam !== undefined && this.t.fam[pfx] !== fam)) continue;
       let prev = NONE;
       let p = this.pHead[pfx] as number;
       while (p !== NONE) {
@@ -594,6 +598,12 @@ export class Rib<A> {
       stale: rec.stale,
       rejected,
     };
+  }
+
+  /** Paths received from the peer (accepted or not) of one family: cheap, for max-prefix. */
+  receivedOf(peer: number | string, fam: 4 | 6): number {
+    const rec = this.peerRec(peer);
+    return fam === 6 ? rec.receivedV6 : rec.received - rec.receivedV6;
   }
 
   /** Update group of a peer and its members (peers sharing one encoding). */
@@ -938,6 +948,7 @@ export class Rib<A> {
     this.pHead[pfx] = p;
     this.attrs.refs[attrId] = (this.attrs.refs[attrId] as number) + 1;
     rec.received++;
+    if (this.t.fam[pfx] === FAM_V6) rec.receivedV6++;
     if (v === 0) rec.accepted++;
     else rec.rejected[v] = (rec.rejected[v] as number) + 1;
     this.markDirty(pfx);
@@ -962,6 +973,7 @@ export class Rib<A> {
     const a = this.pathAttr[p] as number;
     this.attrs.refs[a] = (this.attrs.refs[a] as number) - 1;
     rec.received--;
+    if (this.t.fam[pfx] === FAM_V6) rec.receivedV6--;
     const flag = this.pathFlag[p] as number;
     if ((flag & VERDICT_MASK) === 0) rec.accepted--;
     if (flag & FLAG_STALE) rec.stale--;

@@ -1,18 +1,27 @@
 // The speaker's core: one owner of BGP state that turns events into actions and never sees a
 // socket, a timer or the FIB (RFC 4271 §9 route processing, RFC 4724 §4.2 helper mode). It owns
-// the RIB, each peer's sessions and protocol state, graceful-restart handling, UPDATE decoding
+// the RIB, each peer's sessions and protocol state, graceful restart (RFC 4724 helper and
+// restarting speaker with its selection deferral, RFC 8538 N bit and Hard Reset), UPDATE decoding
 // into the RIB, export encoding to update groups, the drain into FIB batches with its
 // back-pressure, and the peer diff of a reconfiguration. Not: carrying actions out, the
 // listener and its TCP-MD5 keys (runtime.ts), status views (status.ts).
 import { RT_TABLE_MAIN } from "../../fib/types.js";
 import { type Log, silentLog } from "../../lib/log.js";
-import { type BgpdConfig, impact, type PeerConfig, peerFamilies } from "../config.js";
+import {
+  type BgpdConfig,
+  type Family as ConfigFamily,
+  GRACEFUL_RESTART_DEFAULTS,
+  impact,
+  type PeerConfig,
+  peerFamilies,
+} from "../config.js";
 import { ipv4Number } from "../fsm/fsm.js";
 import {
   CeaseSubcode,
   type DownReason,
   ErrorCode,
   type Family,
+  type NotificationInfo,
   type PeerSettings,
 } from "../fsm/types.js";
 import { parseCommunityList } from "../policy/communities.js";
@@ -65,11 +74,24 @@ export interface PeerEntry {
   lastError: { kind: string; code?: number; subcode?: number; message?: string } | null;
   /** RFC 4724 receiving speaker: the peer is restarting and its paths are stale. */
   stale: boolean;
-  staleTimer: boolean;
+  /** The helper timer running for it (restart timer while down, stale timer once back). */
+  staleTimer: "RestartTimer" | "StaleTimer" | null;
   /** Families of the last Established session. */
   lastFamilies: Family[];
   /** Removed from the configuration: its session's last callbacks are ignored. */
   removed: boolean;
+  /** Dropped by an outside signal (BFD Down): its routes go at once, no graceful restart. */
+  dropping: boolean;
+  /** A connect attempt to it failed: it does not hold our selection deferral (RFC 4724 §4.1). */
+  connectFailed: boolean;
+  /** The last configuration change that reset this peer's session, and when (ms). */
+  lastReset?: { field: string; at: number };
+  /** Why the session is held down (not connecting, refusing the peer): by BFD, by max-prefix. */
+  held: { bfd: boolean; maxPrefix: boolean };
+  /** Families whose max-prefix warning was logged in this session. */
+  maxPrefixWarned: Set<ConfigFamily>;
+  /** RFC 7313: families between the peer's BoRR and EoRR (their old paths are stale). */
+  refreshing: Set<4 | 6>;
 }
 
 /** Changes drained from the RIB per step (FIB batch and Adj-RIB-Out encodings). */
@@ -115,6 +137,11 @@ export class SpeakerCore<A> {
   private fibInFlight = 0;
   private readingPaused = false;
   private converged = false;
+  /**
+   * RFC 4724 §4.1: we restarted (our routes were in the kernel at start). Our OPENs carry the R
+   * bit and the first updates to peers wait for their End-of-RIB (or the deferral timer).
+   */
+  private restarting = false;
 
   constructor(
     config: BgpdConfig,
@@ -155,12 +182,26 @@ export class SpeakerCore<A> {
   private dispatch(ev: SpeakerEvent): void {
     switch (ev.kind) {
       case "start":
+        this.restarting = (ev.restarting ?? false) && this.grConfig().enabled;
+        if (this.restarting) {
+          this.out.push({
+            kind: "startTimer",
+            timer: DEFERRAL_TIMER,
+            ms: this.grConfig().restartTime * 1000,
+          });
+          this.log.info(
+            { deferralSeconds: this.grConfig().restartTime },
+            "Restarted (graceful restart): updates to peers wait for their End-of-RIB",
+          );
+        }
         this.originateAll(this.config);
         for (const p of this.config.peers) this.addPeer(p);
         return;
       case "stop":
-        // Sessions down first: their routes leave the RIB, and the FIB gets batch removals.
-        for (const e of this.peers.values()) e.session.stop();
+        // Sessions down first: their routes leave the RIB, and the FIB gets batch removals. With
+        // the N bit, a plain Cease would have the peers keep our routes: Hard Reset instead.
+        for (const e of this.peers.values())
+          e.session.stop(this.ceaseFor(e, CeaseSubcode.AdministrativeShutdown));
         for (const o of this.config.originate) this.rib.withdrawOrigin(o.prefix);
         this.drainAll();
         this.stopped = true;
@@ -178,20 +219,31 @@ export class SpeakerCore<A> {
         if (this.fibInFlight < MAX_FIB_IN_FLIGHT) this.setReading(true);
         return;
       case "timerExpired": {
+        if (ev.timer.name === "SelectionDeferralTimer") {
+          if (this.restarting) this.endDeferral("deferral timer expired");
+          return;
+        }
         const e = this.peers.get(ev.timer.peer);
         if (!e) return;
-        if (ev.timer.name === "RestartTimer") {
-          e.staleTimer = false;
-          if (e.stale) this.endStale(e, "restart timer expired");
+        if (ev.timer.name === "RestartTimer" || ev.timer.name === "StaleTimer") {
+          e.staleTimer = null;
+          if (e.stale) this.endStale(e, `${ev.timer.name} expired`);
+        } else if (ev.timer.name === "MaxPrefixRestart") {
+          this.release(e, "maxPrefix", "max-prefix restart timer expired");
         } else e.session.timerExpired(ev.timer.link, ev.timer.name);
         return;
       }
       case "connected":
         this.peerOr(ev.peer, ev.conn)?.session.connected(ev.conn);
         return;
-      case "connectFailed":
-        this.peers.get(ev.peer)?.session.connectFailed(ev.conn, ev.message);
+      case "connectFailed": {
+        const e = this.peers.get(ev.peer);
+        if (!e) return;
+        e.connectFailed = true;
+        e.session.connectFailed(ev.conn, ev.message);
+        if (this.restarting) this.maybeEndDeferral();
         return;
+      }
       case "accepted":
         this.peerOr(ev.peer, ev.conn)?.session.accept(ev.conn);
         return;
@@ -205,10 +257,43 @@ export class SpeakerCore<A> {
         const e = this.peers.get(ev.peer);
         if (!e) return;
         this.log.info({ peer: ev.peer, reason: ev.reason }, "Peer down by an outside signal");
+        // The forwarding path is gone (RFC 5882 §3.2): no graceful-restart help.
+        e.dropping = true;
         e.session.fail(ev.reason);
+        e.dropping = false;
+        return;
+      }
+      case "peerHold": {
+        const e = this.peers.get(ev.peer);
+        if (!e) return;
+        if (ev.held) this.hold(e, "bfd", ev.reason);
+        else this.release(e, "bfd", ev.reason);
         return;
       }
     }
+  }
+
+  /**
+   * Holds a peer's session down: dropped now (its routes at once, no graceful-restart help) and
+   * stopped, so it neither connects nor accepts until every hold is released.
+   */
+  private hold(e: PeerEntry, why: keyof PeerEntry["held"], reason: string): void {
+    if (e.held[why]) return;
+    const was = e.held.bfd || e.held.maxPrefix;
+    e.held[why] = true;
+    if (was) return;
+    this.log.warn({ peer: e.cfg.address, reason }, "BGP session held down");
+    // Cease/10 (RFC 9384), as a Hard Reset with the N bit: no graceful-restart help on either side.
+    this.ceaseNow(e, CeaseSubcode.BfdDown);
+    e.session.stop();
+  }
+
+  private release(e: PeerEntry, why: keyof PeerEntry["held"], reason: string): void {
+    if (!e.held[why]) return;
+    e.held[why] = false;
+    if (e.held.bfd || e.held.maxPrefix || e.removed) return;
+    this.log.info({ peer: e.cfg.address, reason }, "BGP session no longer held down");
+    e.session.start();
   }
 
   /** The peer, or (when it is not configured) a destroy of the connection. */
@@ -220,8 +305,23 @@ export class SpeakerCore<A> {
 
   // ---- peers ---------------------------------------------------------------------------------
 
+  private grConfig() {
+    return this.config.gracefulRestart ?? GRACEFUL_RESTART_DEFAULTS;
+  }
+
   private settingsFor(p: PeerConfig): PeerSettings {
+    const gr = this.grConfig();
     return {
+      ...(gr.enabled
+        ? {
+            gracefulRestart: {
+              restartTime: gr.restartTime,
+              restarting: this.restarting,
+              // Routes we installed outlive us: the kernel keeps them (the FIB's hold).
+              forwarding: true,
+            },
+          }
+        : {}),
       localAs: this.config.asn,
       peerAs: p.asn,
       routerId: ipv4Number(this.config.routerId),
@@ -235,7 +335,7 @@ export class SpeakerCore<A> {
     };
   }
 
-  private addPeer(p: PeerConfig): void {
+  private addPeer(p: PeerConfig, lastReset?: PeerEntry["lastReset"]): void {
     const near = this.deps.localAddressesToward(p.address);
     const src = p.sourceAddress;
     const listen = this.config.listen.address;
@@ -264,9 +364,15 @@ export class SpeakerCore<A> {
       eorReceived: new Set(),
       lastError: null,
       stale: false,
-      staleTimer: false,
+      staleTimer: null,
       lastFamilies: [],
       removed: false,
+      dropping: false,
+      connectFailed: false,
+      ...(lastReset ? { lastReset } : {}),
+      held: { bfd: false, maxPrefix: false },
+      maxPrefixWarned: new Set(),
+      refreshing: new Set(),
     };
     entry.session = new PeerSession(
       {
@@ -297,8 +403,8 @@ export class SpeakerCore<A> {
     if (!e) return;
     e.removed = true;
     this.stopStaleTimer(e);
-    if (e.session.established) e.session.reset(ErrorCode.Cease, cease);
-    e.session.stop();
+    if (e.held.maxPrefix) this.out.push({ kind: "stopTimer", timer: maxPrefixTimer(address) });
+    e.session.stop(this.ceaseFor(e, cease));
     this.rib.removePeer(e.ribId);
     this.peers.delete(address);
   }
@@ -313,14 +419,32 @@ export class SpeakerCore<A> {
       const cfg = next.peers.find((p) => p.address === c.address) as PeerConfig;
       if (c.impact === "reset") {
         this.log.info({ peer: c.address, field: c.field }, "Config change resets the session");
+        const held = this.peers.get(c.address)?.held;
         this.removePeer(c.address, CeaseSubcode.OtherConfigurationChange);
-        this.addPeer(cfg);
-      } else if (c.impact === "refresh") {
-        this.log.info({ peer: c.address, field: c.field }, "Config change applied by refresh");
-        this.refreshPeer(cfg);
-      } else {
+        this.addPeer(cfg, { field: c.field ?? "unknown", at: this.deps.now() });
+        // A BFD hold outlives the reset (the BFD session is the same); a max-prefix one does not.
         const e = this.peers.get(c.address);
-        if (e) e.cfg = cfg;
+        if (e && held?.bfd && cfg.bfd) this.hold(e, "bfd", "BFD session down");
+      } else {
+        if (c.impact === "refresh") {
+          this.log.info({ peer: c.address, field: c.field }, "Config change applied by refresh");
+          this.refreshPeer(cfg);
+        }
+        const e = this.peers.get(c.address);
+        if (!e) continue;
+        if (
+          e.held.maxPrefix &&
+          JSON.stringify(e.cfg.maxPrefixes) !== JSON.stringify(cfg.maxPrefixes)
+        ) {
+          // New limits: the peer may try again now rather than at the end of its restart time.
+          this.out.push({ kind: "stopTimer", timer: maxPrefixTimer(c.address) });
+          this.release(e, "maxPrefix", "prefix limits changed");
+        }
+        e.cfg = cfg;
+        // Local timers and passive mode apply from the next connection on.
+        e.session.config.settings = this.settingsFor(cfg);
+        if (!cfg.bfd) this.release(e, "bfd", "BFD removed from the peer");
+        if (e.session.established) this.checkMaxPrefix(e);
       }
     }
     for (const p of d.added) this.addPeer(p);
@@ -358,6 +482,27 @@ export class SpeakerCore<A> {
       this.drainAll();
       this.resync(e, before);
     }
+    if (importChanged) this.requestRefresh(e);
+  }
+
+  /**
+   * RFC 2918: asks the peer to send its routes again for each negotiated family. The new import
+   * policy is already applied to the paths we hold (the Adj-RIB-In is kept whole); the refresh
+   * replaces them with the peer's current ones, and with enhanced route refresh (RFC 7313) its
+   * BoRR/EoRR let paths it no longer has be swept.
+   */
+  private requestRefresh(e: PeerEntry): void {
+    const n = e.session.negotiated;
+    if (!n || !e.session.established || !n.routeRefresh) return;
+    for (const f of n.families) {
+      const [afi, safi] =
+        f === "ipv4-unicast" ? [Afi.Ipv4, Safi.Unicast] : [Afi.Ipv6, Safi.Unicast];
+      e.session.send(encodeRouteRefresh({ afi, safi, subtype: RouteRefreshSubtype.Normal }));
+    }
+    this.log.info(
+      { peer: e.cfg.address, families: n.families, enhanced: n.enhancedRouteRefresh },
+      "Route refresh requested from the peer",
+    );
   }
 
   private advertisedSet(e: PeerEntry): Set<string> {
@@ -390,10 +535,61 @@ export class SpeakerCore<A> {
 
   private onDown(e: PeerEntry, reason: DownReason, wasEstablished: boolean): void {
     e.lastError = downText(reason);
-    if (!wasEstablished) return;
+    if (!wasEstablished) {
+      if (this.restarting) this.maybeEndDeferral();
+      return;
+    }
     e.synced = false;
     e.eorReceived.clear();
+    e.maxPrefixWarned.clear();
+    e.refreshing.clear();
     if (!this.helpRestart(e, reason)) this.endStale(e, "down");
+    if (this.restarting) this.maybeEndDeferral();
+  }
+
+  /** RFC 8538 §2: both sides announced the N bit on the last session. */
+  private nBit(e: PeerEntry): boolean {
+    return (
+      this.grConfig().enabled && grCapability(e.session.peerCapabilities)?.notification === true
+    );
+  }
+
+  /**
+   * The Cease to end a session for good: with the N bit, RFC 8538 §3's Hard Reset (the Cease
+   * subcode it stands for inside), else the Cease itself.
+   */
+  private ceaseFor(e: PeerEntry, subcode: number, data?: Uint8Array): NotificationInfo {
+    if (!e.session.established || !this.nBit(e))
+      return data ? { code: ErrorCode.Cease, subcode, data } : { code: ErrorCode.Cease, subcode };
+    return {
+      code: ErrorCode.Cease,
+      subcode: CeaseSubcode.HardReset,
+      data: Uint8Array.from([ErrorCode.Cease, subcode, ...(data ?? [])]),
+    };
+  }
+
+  /** Resets an Established session with a Cease (a Hard Reset with the N bit), routes gone now. */
+  private ceaseNow(e: PeerEntry, subcode: number, data?: Uint8Array): void {
+    if (!e.session.established) return;
+    const n = this.ceaseFor(e, subcode, data);
+    e.dropping = true;
+    e.session.reset(n.code, n.subcode, n.data);
+    e.dropping = false;
+  }
+
+  /**
+   * Whether a session's end lets the peer restart gracefully: a TCP failure (RFC 4724 §4.2), or
+   * with the N bit any NOTIFICATION or hold timer expiry but a Hard Reset (RFC 8538 §4).
+   */
+  private graceful(e: PeerEntry, reason: DownReason): boolean {
+    if (reason.kind === "TcpConnectionFails") return true;
+    if (!this.nBit(e)) return false;
+    if (reason.kind === "HoldTimerExpired") return true;
+    // A Cease we send is a decision to end the session (our Hard Reset covers it on the peer).
+    if (reason.kind === "NotificationSent") return reason.code !== ErrorCode.Cease;
+    if (reason.kind === "NotificationReceived")
+      return !(reason.code === ErrorCode.Cease && reason.subcode === CeaseSubcode.HardReset);
+    return false;
   }
 
   /**
@@ -401,13 +597,13 @@ export class SpeakerCore<A> {
    * session without a NOTIFICATION: keep its paths (marked stale) for its Restart Time.
    */
   private helpRestart(e: PeerEntry, reason: DownReason): boolean {
-    if (this.stopped || reason.kind !== "TcpConnectionFails") return false;
+    if (this.stopped || e.removed || e.dropping || !this.graceful(e, reason)) return false;
     const gr = grCapability(e.session.peerCapabilities);
     const fams = e.lastFamilies;
     if (!gr || gr.restartTime === 0 || !fams.every((f) => grCovers(gr, f))) return false;
     const marked = this.rib.markStale(e.ribId);
     e.stale = true;
-    e.staleTimer = true;
+    e.staleTimer = "RestartTimer";
     this.out.push({
       kind: "startTimer",
       timer: { peer: e.cfg.address, link: 0, name: "RestartTimer" },
@@ -422,11 +618,40 @@ export class SpeakerCore<A> {
 
   private stopStaleTimer(e: PeerEntry): void {
     if (!e.staleTimer) return;
-    e.staleTimer = false;
-    this.out.push({
-      kind: "stopTimer",
-      timer: { peer: e.cfg.address, link: 0, name: "RestartTimer" },
-    });
+    const name = e.staleTimer;
+    e.staleTimer = null;
+    this.out.push({ kind: "stopTimer", timer: { peer: e.cfg.address, link: 0, name } });
+  }
+
+  /**
+   * RFC 4724 §4.1 selection deferral after our restart: over once every peer that can come up
+   * is Established and, when it announced graceful restart, sent End-of-RIB for each family (a
+   * peer refused or unreachable since our start does not hold it), or at the deferral timer.
+   */
+  private maybeEndDeferral(): void {
+    for (const e of this.peers.values()) {
+      const n = e.session.negotiated;
+      if (!e.session.established || !n) {
+        if (e.lastError === null && !e.connectFailed) return; // still connecting, first time
+        continue;
+      }
+      // Only peers that announced graceful restart promise an End-of-RIB (RFC 4724 §4.1).
+      if (!grCapability(e.session.peerCapabilities)) continue;
+      for (const f of n.families) if (!e.eorReceived.has(familyCode(f))) return;
+    }
+    this.endDeferral("every peer sent End-of-RIB");
+  }
+
+  private endDeferral(why: string): void {
+    this.restarting = false;
+    this.out.push({ kind: "stopTimer", timer: DEFERRAL_TIMER });
+    this.log.info({ why }, "Graceful restart: sending our routes to the peers");
+    for (const e of this.peers.values()) {
+      // Later OPENs no longer say we are restarting.
+      const gr = e.session.config.settings.gracefulRestart;
+      if (gr) gr.restarting = false;
+      if (e.session.established && !e.synced) this.sync(e);
+    }
   }
 
   /** Ends helper mode: stale paths go (all of the peer's paths when `why` is a plain drop). */
@@ -452,11 +677,33 @@ export class SpeakerCore<A> {
     this.rib.peerUp(e.ribId, n.peerId);
     e.lastFamilies = n.families;
     if (e.stale) {
-      // RFC 4724 §4.2: without the Forwarding State bit for a family, its stale routes go now.
+      // RFC 4724 §4.2: without the Forwarding State bit for a family, its stale routes go now;
+      // else the restart timer gives way to the stale timer, until the peer's End-of-RIB.
       const gr = grCapability(e.session.peerCapabilities);
       const kept = gr !== undefined && n.families.every((f) => grCovers(gr, f, true));
       if (!kept) this.endStale(e, "no forwarding state after restart");
+      else {
+        this.stopStaleTimer(e);
+        e.staleTimer = "StaleTimer";
+        this.out.push({
+          kind: "startTimer",
+          timer: { peer: e.cfg.address, link: 0, name: "StaleTimer" },
+          ms: this.grConfig().staleRoutesTime * 1000,
+        });
+      }
     }
+    if (this.restarting) {
+      // §4.1: our first updates wait until every peer has sent its table.
+      this.maybeEndDeferral();
+      return;
+    }
+    this.sync(e);
+  }
+
+  /** The peer's whole Adj-RIB-Out, then End-of-RIB per family; later batches follow. */
+  private sync(e: PeerEntry): void {
+    const n = e.session.negotiated;
+    if (!n) return;
     // Settle pending changes first, so the dump plus later batches are exactly the table.
     this.drainAll();
     this.sendAnnounces(e, this.rib.adjRibOut(e.ribId));
@@ -488,9 +735,66 @@ export class SpeakerCore<A> {
       const n = e.session.negotiated;
       if (e.stale && n?.families.every((f) => e.eorReceived.has(familyCode(f))))
         this.endStale(e, "End-of-RIB");
+      if (this.restarting) this.maybeEndDeferral();
       return;
     }
     this.applyUpdate(e, u);
+    if (e.cfg.maxPrefixes) this.checkMaxPrefix(e);
+  }
+
+  /**
+   * Max-prefix (RFC 4486): past a family's limit the session is closed with Cease/1 (data:
+   * AFI, SAFI, the limit) and held down for the restart time; the peer's paths go with it. At
+   * most one UPDATE's prefixes get past the limit, so a flooding peer cannot grow the RIB.
+   */
+  private checkMaxPrefix(e: PeerEntry): void {
+    const limits = e.cfg.maxPrefixes;
+    if (!limits || e.held.maxPrefix) return;
+    for (const f of ["ipv4-unicast", "ipv6-unicast"] as const) {
+      const m = limits[f];
+      if (!m) continue;
+      const n = this.rib.receivedOf(e.ribId, f === "ipv4-unicast" ? 4 : 6);
+      if (n > m.limit) {
+        this.log.warn(
+          {
+            peer: e.cfg.address,
+            family: f,
+            received: n,
+            limit: m.limit,
+            restartTime: m.restartTime,
+          },
+          "Peer sent more prefixes than its limit: session closed (Cease/1)",
+        );
+        const data = new Uint8Array(7);
+        const dv = new DataView(data.buffer);
+        dv.setUint16(0, f === "ipv4-unicast" ? Afi.Ipv4 : Afi.Ipv6);
+        dv.setUint8(2, Safi.Unicast);
+        dv.setUint32(3, m.limit);
+        this.ceaseNow(e, CeaseSubcode.MaximumNumberOfPrefixesReached, data);
+        e.held.maxPrefix = true;
+        e.session.stop();
+        if (m.restartTime > 0)
+          this.out.push({
+            kind: "startTimer",
+            timer: maxPrefixTimer(e.cfg.address),
+            ms: m.restartTime * 1000,
+          });
+        return;
+      }
+      if (!e.maxPrefixWarned.has(f) && n * 100 >= m.limit * m.warningPercent) {
+        e.maxPrefixWarned.add(f);
+        this.log.warn(
+          {
+            peer: e.cfg.address,
+            family: f,
+            received: n,
+            limit: m.limit,
+            warningPercent: m.warningPercent,
+          },
+          "Peer is near its prefix limit",
+        );
+      }
+    }
   }
 
   /** RFC 4271 §9.1: withdrawals, then announcements (RFC 7606: treat-as-withdraw). */
@@ -531,9 +835,12 @@ export class SpeakerCore<A> {
 
   /** RFC 2918 / RFC 7313: the family's Adj-RIB-Out again, framed by BoRR/EoRR when enhanced. */
   private onRouteRefresh(e: PeerEntry, rr: RouteRefreshMessage): void {
-    if (rr.subtype !== RouteRefreshSubtype.Normal || e.removed) return;
     const fam = rr.afi === Afi.Ipv4 ? 4 : rr.afi === Afi.Ipv6 ? 6 : 0;
-    if (fam === 0 || !e.session.options) return;
+    if (e.removed || fam === 0 || rr.safi !== Safi.Unicast || !e.session.options) return;
+    if (rr.subtype !== RouteRefreshSubtype.Normal) {
+      this.onRefreshMark(e, fam, rr.subtype);
+      return;
+    }
     this.drainAll();
     const enhanced = e.session.negotiated?.enhancedRouteRefresh ?? false;
     const mark = (subtype: number) =>
@@ -544,6 +851,26 @@ export class SpeakerCore<A> {
       .map((a) => (fam === 4 ? { ...a, v6: emptyList(a.v6) } : { ...a, v4: emptyList(a.v4) }));
     this.sendAnnounces(e, only);
     if (enhanced) mark(RouteRefreshSubtype.EndOfRouteRefresh);
+  }
+
+  /**
+   * RFC 7313 §4: at the peer's BoRR its paths of the family become stale, what it re-sends is
+   * fresh, and at EoRR the paths still stale are swept. (A peer restarting under graceful restart
+   * already has its paths stale: its refresh marks are left to End-of-RIB.)
+   */
+  private onRefreshMark(e: PeerEntry, fam: 4 | 6, subtype: number): void {
+    if (!e.session.negotiated?.enhancedRouteRefresh || e.stale) return;
+    if (subtype === RouteRefreshSubtype.BeginningOfRouteRefresh) {
+      const n = this.rib.markStale(e.ribId, fam);
+      e.refreshing.add(fam);
+      this.log.info(
+        { peer: e.cfg.address, family: fam, stalePaths: n },
+        "Peer began a route refresh",
+      );
+    } else if (subtype === RouteRefreshSubtype.EndOfRouteRefresh && e.refreshing.delete(fam)) {
+      const n = this.rib.sweepStale(e.ribId, fam);
+      this.log.info({ peer: e.cfg.address, family: fam, removed: n }, "Peer ended a route refresh");
+    }
   }
 
   // ---- RIB -> peers and FIB ------------------------------------------------------------------
@@ -651,6 +978,10 @@ export class SpeakerCore<A> {
   }
 }
 
+function maxPrefixTimer(peer: string) {
+  return { peer, link: 0, name: "MaxPrefixRestart" as const };
+}
+
 function emptyList(l: PrefixList): PrefixList {
   return Object.assign(Object.create(Object.getPrototypeOf(l)), { ...l, count: 0 }) as PrefixList;
 }
@@ -667,6 +998,8 @@ function downText(r: DownReason): PeerEntry["lastError"] {
       return { kind: r.kind };
   }
 }
+
+const DEFERRAL_TIMER = { peer: "", link: 0, name: "SelectionDeferralTimer" } as const;
 
 type GrCapability = Extract<Capability, { kind: "GracefulRestart" }>;
 

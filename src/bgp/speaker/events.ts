@@ -20,12 +20,16 @@ export type ConnId = number;
 /**
  * A timer: one of the RFC 4271 timers of a peer's FSM `link` (a peer runs one FSM, two while
  * connections collide; links are numbered from 1 per peer), or the peer's RFC 4724 restart
- * timer (link 0).
+ * timer or the end of its max-prefix hold-down (link 0).
  */
 export interface TimerKey {
   peer: string;
   link: number;
-  name: TimerName | "RestartTimer";
+  /**
+   * RestartTimer, StaleTimer: RFC 4724 §4.2 helper timers of a peer (link 0);
+   * SelectionDeferralTimer: §4.1, ours after a restart (peer "", link 0); MaxPrefixRestart.
+   */
+  name: TimerName | "RestartTimer" | "StaleTimer" | "SelectionDeferralTimer" | "MaxPrefixRestart";
 }
 
 /** The text form of a timer key (for maps and replay files). */
@@ -35,7 +39,8 @@ export function timerId(t: TimerKey): string {
 
 export type SpeakerEvent =
   /** Originate, start every peer's session. */
-  | { kind: "start" }
+  /** `restarting`: our routes were found in the kernel (RFC 4724 §4.1 restarting speaker). */
+  | { kind: "start"; restarting?: boolean }
   /** Stop every session (Cease), withdraw originations, drain the RIB. */
   | { kind: "stop" }
   /** A new configuration (SIGHUP): peers are added, removed, reset or refreshed by diff. */
@@ -56,9 +61,15 @@ export type SpeakerEvent =
   | { kind: "fibDone" }
   /**
    * Something outside BGP says the peer is unreachable (e.g. a BFD session went down): the
-   * session drops as on a TCP failure (graceful-restart help applies), then starts again.
+   * session drops as on a TCP failure, its routes at once (no graceful-restart help: the
+   * forwarding path is what failed), then starts again.
    */
-  | { kind: "peerDown"; peer: string; reason: string };
+  | { kind: "peerDown"; peer: string; reason: string }
+  /**
+   * Hold the peer's session down (held: a BFD session to it went down: drop it and do not
+   * connect or accept until released) or let it come up again (its BFD session is Up).
+   */
+  | { kind: "peerHold"; peer: string; held: boolean; reason: string };
 
 export type SpeakerAction =
   | {

@@ -12,6 +12,7 @@ import {
   type Connection,
   type ConnectOptions,
   type Listener,
+  type ListenOptions,
   listen,
   readTcpMd5Counters,
   connect as tcpConnect,
@@ -53,6 +54,8 @@ export class Speaker<A> {
   private readonly core: SpeakerCore<A>;
   private readonly log: Log;
   private listener: Listener | undefined;
+  /** The address the listener is bound to (the config's, or 0.0.0.0 when IPv6 is missing). */
+  private listenAddress = "";
   private readonly pump: FibPump | undefined;
   private readonly startedAt: number;
   private readonly conns = new Map<ConnId, { peer: string; conn: Connection }>();
@@ -103,7 +106,9 @@ export class Speaker<A> {
   /** Opens the listener, originates, and starts every peer's session. */
   async start(): Promise<void> {
     await this.openListener(this.config);
-    this.run({ kind: "start" });
+    // A FIB that found our routes in the kernel means a restart (RFC 4724 §4.1).
+    const found = (this.deps.fib as (Fib & { foundAtStart?: number }) | null)?.foundAtStart ?? 0;
+    this.run({ kind: "start", restarting: found > 0 });
   }
 
   /** Stops sessions (Cease), removes our routes from the FIB, closes the listener. */
@@ -154,9 +159,7 @@ export class Speaker<A> {
     const view = statusView(this.core, {
       now: this.deps.clock.now(),
       startedAt: this.startedAt,
-      listen: this.listener
-        ? { address: this.config.listen.address, port: this.listener.port }
-        : null,
+      listen: this.listener ? { address: this.listenAddress, port: this.listener.port } : null,
       sendQueueBytes: (peer) => {
         const c = this.core.peers.get(peer)?.session.establishedConn;
         return c === undefined ? 0 : (this.conns.get(c)?.conn.buffered ?? 0);
@@ -359,10 +362,10 @@ export class Speaker<A> {
   private async openListener(cfg: BgpdConfig): Promise<void> {
     const l = cfg.listen;
     if (l.port === 0 && cfg.peers.every((p) => !p.passive) && process.env.OCELOT_NO_LISTEN) return;
-    this.listener = await listen({
-      address: l.address,
+    const opts = (address: string): ListenOptions => ({
+      address,
       port: l.port,
-      md5Keys: md5Keys(cfg),
+      md5Keys: md5Keys(cfg, address.includes(":")),
       isPeer: (a) => this.core.peers.has(a),
       onConnection: (c) => {
         const peer = c.remoteAddress;
@@ -386,7 +389,19 @@ export class Speaker<A> {
         );
       },
     });
-    this.log.info({ address: l.address, port: this.listener.port }, "Listening");
+    let address = l.address;
+    try {
+      this.listener = await listen(opts(address));
+    } catch (e) {
+      // "::" (the default) on a host without IPv6: listen on IPv4 only, as BIRD does.
+      const code = (e as NodeJS.ErrnoException).code;
+      if (address !== "::" || (code !== "EAFNOSUPPORT" && code !== "EADDRNOTAVAIL")) throw e;
+      this.log.warn({ error: (e as Error).message }, "No IPv6 here: listening on IPv4 only");
+      address = "0.0.0.0";
+      this.listener = await listen(opts(address));
+    }
+    this.listenAddress = address;
+    this.log.info({ address, port: this.listener.port }, "Listening");
   }
 
   /**
@@ -397,8 +412,9 @@ export class Speaker<A> {
   private updateListenerKeys(old: BgpdConfig, next: BgpdConfig): void {
     const l = this.listener;
     if (!l) return;
-    const before = md5Keys(old);
-    const after = md5Keys(next);
+    const v6 = this.listenAddress.includes(":");
+    const before = md5Keys(old, v6);
+    const after = md5Keys(next, v6);
     const changes: [string, string | undefined][] = [];
     for (const a of before.keys()) if (!after.has(a)) changes.push([a, undefined]);
     for (const [a, k] of after) if (before.get(a) !== k) changes.push([a, k]);
@@ -413,9 +429,11 @@ export class Speaker<A> {
   }
 }
 
-/** The TCP-MD5 keys of a config's peers, by address. */
-function md5Keys(cfg: BgpdConfig): Map<string, string> {
+/** The TCP-MD5 keys of a config's peers, by address (IPv6 peers only on an IPv6 socket). */
+function md5Keys(cfg: BgpdConfig, ipv6 = true): Map<string, string> {
   const m = new Map<string, string>();
-  for (const p of cfg.peers) if (p.password !== undefined) m.set(p.address, p.password);
+  for (const p of cfg.peers)
+    if (p.password !== undefined && (ipv6 || !p.address.includes(":")))
+      m.set(p.address, p.password);
   return m;
 }

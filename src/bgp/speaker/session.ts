@@ -16,6 +16,7 @@ import {
   type FsmEvent,
   type FsmState,
   type Negotiated,
+  type NotificationInfo,
   type PeerSettings,
   type SessionState,
   type TimerName,
@@ -137,11 +138,11 @@ export class PeerSession {
     this.event(this.newLink(), { type: "ManualStart" });
   }
 
-  /** ManualStop: Cease 6/2 to an open session, close everything, stay down. */
-  stop(): void {
+  /** ManualStop: Cease 6/2 (or the given NOTIFICATION) to an open session, close everything, stay down. */
+  stop(notification?: NotificationInfo): void {
     this.stopped = true;
     for (const l of [...this.links]) {
-      this.event(l, { type: "ManualStop" });
+      this.event(l, notification ? { type: "ManualStop", notification } : { type: "ManualStop" });
       this.dropLink(l);
     }
   }

@@ -56,6 +56,22 @@ export function statusView<A>(core: SpeakerCore<A>, io: RuntimeFacts): StatusSna
       establishedTransitions: s.counters.establishedTransitions,
       lastError: e.lastError,
       ...(e.cfg.password !== undefined ? { md5: true as const } : {}),
+      ...(e.held.bfd || e.held.maxPrefix
+        ? {
+            heldDown: [
+              ...(e.held.bfd ? ["bfd" as const] : []),
+              ...(e.held.maxPrefix ? ["maxPrefix" as const] : []),
+            ],
+          }
+        : {}),
+      ...(e.lastReset
+        ? {
+            lastConfigReset: {
+              field: e.lastReset.field,
+              secondsAgo: Math.max(0, Math.floor((io.now - e.lastReset.at) / 1000)),
+            },
+          }
+        : {}),
     };
   });
   // Drops of wrongly signed segments are only counted per namespace, not per peer.

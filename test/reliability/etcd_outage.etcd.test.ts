@@ -1,0 +1,162 @@
+// Datastore loss under a running node daemon (issue 17): the real `ocelot node run` (no BGP,
+// programming a network namespace with --netns) on a real etcd; etcd is frozen (SIGSTOP: its
+// connections hang, the hardest case for timeouts) for 20 s (60 s in `npm run test:soak`).
+// Meanwhile /readyz answers 503 naming the datastore, /livez stays 200, and the kernel keeps
+// the last known state (the block's route stays). When etcd answers again, /readyz is 200 and a
+// block claimed after the outage reaches the kernel: the daemon converged to the store again.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openDatastore } from "../../src/datastore/open.js";
+import type { Datastore } from "../../src/datastore/types.js";
+import { IpamStore } from "../../src/ipam/store.js";
+import { type EtcdServer, etcdUnavailableReason, startEtcd } from "../helpers/etcd.js";
+import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { putPool } from "../ipam/helpers.js";
+import { BIN, NodeProcess, routes } from "../node/harness.js";
+
+const OUTAGE_MS = process.env.OCELOT_SOAK ? 60_000 : 20_000;
+const NODE = "outage-node";
+const skip = skipWithReason(
+  "node daemon under an etcd outage",
+  netnsUnavailableReason() ?? etcdUnavailableReason(),
+);
+
+describe.skipIf(skip)("ocelot node run while etcd is frozen", () => {
+  let etcd: EtcdServer;
+  let store: Datastore;
+  let ns: Netns;
+  let dir: string;
+  let daemon: NodeProcess;
+  let frozen = false;
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const get = async (path: string) => {
+    const r = await fetch(`http://127.0.0.1:${port}${path}`, {
+      signal: AbortSignal.timeout(60_000),
+    });
+    return { status: r.status, text: await r.text() };
+  };
+  const blackholes = () =>
+    routes(ns, "202")
+      .filter((r) => r.type === "blackhole")
+      .map((r) => r.dst);
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "ocelot-outage-"));
+    etcd = await startEtcd();
+    store = await openDatastore(etcd.url);
+    await putPool(store, "before", "10.72.0.0/24", { blockSize: 26 });
+    const ipam = new IpamStore(store);
+    await ipam.autoAssign({ handleId: "pod-before", node: NODE, num4: 1, num6: 0 });
+    ns = Netns.create("eo");
+    const proc = spawn(
+      join(BIN, "ocelot"),
+      [
+        "node",
+        "run",
+        "--nodename",
+        NODE,
+        "--ip",
+        "192.0.2.50/24",
+        "--networking-backend",
+        "none",
+        "--netns",
+        ns.name,
+        "--datastore",
+        etcd.url,
+        "--metrics-address",
+        `127.0.0.1:${port}`,
+        "--status-socket",
+        join(dir, "node.sock"),
+        "--mtu-file",
+        join(dir, "mtu"),
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    daemon = new NodeProcess(ns, proc);
+    await waitFor(
+      "the daemon ready",
+      async () => {
+        if (proc.exitCode !== null) throw new Error(`exited ${proc.exitCode}: ${daemon.log}`);
+        return (await get("/readyz").catch(() => ({ status: 0 }))).status === 200;
+      },
+      60_000,
+      200,
+    );
+  });
+
+  afterAll(async () => {
+    if (frozen) process.kill(etcd.pid, "SIGCONT");
+    await daemon?.stop();
+    ns?.destroy();
+    await store?.close();
+    await etcd?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(`not ready while etcd does not answer (${OUTAGE_MS / 1000} s), forwarding on the last state; ready and converged after`, async () => {
+    await waitFor(
+      "the first block's route",
+      () => blackholes().includes("10.72.0.0/26"),
+      60_000,
+      100,
+    );
+    process.kill(etcd.pid, "SIGSTOP");
+    frozen = true;
+    const t0 = Date.now();
+    await waitFor(
+      "/readyz 503 naming the datastore",
+      async () => {
+        const r = await get("/readyz");
+        return r.status === 503 && r.text.includes("datastore unreachable");
+      },
+      60_000,
+      200,
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}\n${daemon.log}`);
+    });
+    const noticed = Date.now() - t0;
+    while (Date.now() - t0 < OUTAGE_MS) {
+      expect((await get("/livez")).status, "/livez during the outage").toBe(200);
+      expect(blackholes(), "the kernel keeps the last known state").toContain("10.72.0.0/26");
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const ready = await get("/readyz");
+    expect(ready.status).toBe(503);
+    expect(ready.text).toMatch(
+      /datastore unreachable for \d+ s .*forwarding on the last known state/,
+    );
+    process.kill(etcd.pid, "SIGCONT");
+    frozen = false;
+    const t1 = Date.now();
+    await waitFor(
+      "/readyz 200 again",
+      async () => (await get("/readyz")).status === 200,
+      60_000,
+      200,
+    );
+    const back = Date.now() - t1;
+    // A change after the outage: a second pool's block for this node reaches the kernel.
+    await putPool(store, "after", "10.73.0.0/24", { blockSize: 26 });
+    await new IpamStore(store).autoAssign({
+      handleId: "pod-after",
+      node: NODE,
+      num4: 1,
+      num6: 0,
+      pools4: ["10.73.0.0/24"],
+    });
+    await waitFor(
+      "the new block's route",
+      () => blackholes().includes("10.73.0.0/26"),
+      60_000,
+      100,
+    );
+    expect(daemon.has("Datastore unreachable: keeping the last known state, retrying")).toBe(true);
+    expect(daemon.has("Datastore reachable again: listing everything again")).toBe(true);
+    console.log(
+      `etcd outage ${OUTAGE_MS / 1000} s: not ready after ${noticed} ms, ready again ${back} ms after etcd answered`,
+    );
+  });
+});

@@ -1,0 +1,218 @@
+// Peer flaps (issue 17, reliability): one session of the running speaker is reset 200 times,
+// cycling through the ways a session dies (the peer's NOTIFICATION Cease, a TCP RST, a FIN, and
+// a framing error that makes us send NOTIFICATION 1/1); after each, the peer's route is gone
+// from the FIB, and it is back after the next OPEN. A second session beside it is never reset
+// and keeps its route; open file descriptors return to their baseline and RSS stays near it
+// (both printed). Then the damping of RFC 4271 §8.1.1: a configured peer whose listener accepts
+// and closes at once is tried with a doubling IdleHold, never in a tight loop (attempts counted).
+import { readdirSync } from "node:fs";
+import * as net from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/bgp/config.js";
+import { realClock } from "../../src/bgp/io/clock.js";
+import { makeWireBridge } from "../../src/bgp/speaker/attrs.js";
+import { Speaker } from "../../src/bgp/speaker/runtime.js";
+import { MessageFramer } from "../../src/bgp/wire/framer.js";
+import { encodeKeepalive } from "../../src/bgp/wire/message.js";
+import { encodeOpen } from "../../src/bgp/wire/open.js";
+import { MemoryFib } from "../../src/fib/memory_fib.js";
+import { ANNOUNCE_P, attr, ORIGIN, update } from "../bgp/corpus/malformed.js";
+import { waitFor } from "../helpers/netns.js";
+
+const FLAPS = 200;
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const fds = () => readdirSync("/proc/self/fd").length;
+const rssMiB = () => process.memoryUsage().rss / 2 ** 20;
+
+function open(asn: number, id: number) {
+  return encodeOpen({
+    version: 4,
+    myAs: asn,
+    holdTime: 90,
+    bgpIdentifier: id,
+    capabilities: [
+      { kind: "Multiprotocol", afi: 1, safi: 1 },
+      { kind: "FourOctetAs", asn },
+    ],
+  });
+}
+
+async function rawPeer(port: number, address: string, first: Uint8Array) {
+  const sock = net.connect({ host: "127.0.0.1", port, localAddress: address });
+  await new Promise<void>((r, j) => {
+    sock.once("connect", () => r());
+    sock.once("error", j);
+  });
+  const got: number[] = [];
+  const framer = new MessageFramer();
+  sock.on("error", () => {});
+  sock.on("data", (d: Buffer) => {
+    for (const m of framer.push(d)) {
+      got.push(m[18] as number);
+      if (m[18] === 1) sock.write(encodeKeepalive());
+    }
+  });
+  sock.write(first);
+  return { sock, got };
+}
+
+describe("peer flaps", () => {
+  it(`${FLAPS} resets of one session: routes follow each, the other session and fds/RSS hold`, async () => {
+    const cfg = parseConfig({
+      asn: 64512,
+      routerId: "10.0.0.1",
+      listen: { address: "127.0.0.1", port: 0 },
+      peers: [
+        { address: "127.0.0.5", asn: 65010, passive: true },
+        { address: "127.0.0.6", asn: 65011, passive: true },
+      ],
+      status: { socket: "/nonexistent" },
+    });
+    const fib = new MemoryFib();
+    const s = new Speaker(cfg, { clock: realClock, fib, bridge: makeWireBridge() });
+    await s.start();
+    cleanups.push(() => s.stop());
+    const port = s.listenPort as number;
+    const has = (dst: string) => fib.desired().some((r) => r.dst === dst);
+    const state = (a: string) => s.status().peers.find((p) => p.address === a);
+    const steady = await rawPeer(port, "127.0.0.6", open(65011, 0x7f000006));
+    cleanups.push(() => steady.sock.destroy());
+    await waitFor("steady up", () => state("127.0.0.6")?.state === "Established", 60_000, 5);
+    steady.sock.write(
+      Uint8Array.from(
+        update({
+          attrs: [
+            ...ORIGIN,
+            ...attr(0x40, 2, [2, 1, 0, 0, 0xfd, 0xf3]),
+            ...attr(0x40, 3, [127, 0, 0, 6]),
+          ],
+          nlri: [24, 10, 98, 0],
+        }),
+      ),
+    );
+    await waitFor("steady route", () => has("10.98.0.0/24"), 60_000, 5);
+
+    const modes = ["cease", "rst", "fin", "framing"] as const;
+    let fdBase = 0;
+    let rssBase = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < FLAPS; i++) {
+      const peer = await rawPeer(port, "127.0.0.5", open(65010, 0x7f000005));
+      await waitFor("up", () => state("127.0.0.5")?.state === "Established", 60_000, 1);
+      peer.sock.write(Uint8Array.from(ANNOUNCE_P));
+      await waitFor("P installed", () => has("10.99.1.0/24"), 60_000, 1);
+      if (i === 10) {
+        // The baseline once the first sessions have warmed everything up.
+        fdBase = fds();
+        rssBase = rssMiB();
+      }
+      const mode = modes[i % modes.length];
+      const closed = new Promise<void>((r) => peer.sock.once("close", () => r()));
+      if (mode === "cease") {
+        // NOTIFICATION 6/2 (Administrative Shutdown), then close.
+        peer.sock.end(Uint8Array.from([...new Array(16).fill(0xff), 0, 21, 3, 6, 2]));
+      } else if (mode === "rst") peer.sock.resetAndDestroy();
+      else if (mode === "fin") peer.sock.end();
+      else {
+        const broken = encodeKeepalive();
+        broken[0] = 0;
+        peer.sock.write(broken);
+      }
+      await closed;
+      await waitFor(`P removed after ${mode}`, () => !has("10.99.1.0/24"), 60_000, 1);
+      await waitFor(
+        "the session left Established",
+        () => state("127.0.0.5")?.state !== "Established",
+        60_000,
+        1,
+      );
+      if (mode === "framing") expect(peer.got.includes(3), "our NOTIFICATION 1/1").toBe(true);
+      peer.sock.destroy();
+    }
+    const ms = performance.now() - t0;
+    // Let the last closes finish, then compare.
+    await waitFor("fds back to the baseline", () => fds() <= fdBase, 60_000, 20).catch(() => {});
+    const fdEnd = fds();
+    const rssEnd = rssMiB();
+    console.log(
+      `peer flaps: ${FLAPS} resets in ${Math.round(ms)} ms; fds ${fdBase} -> ${fdEnd}; RSS ${rssBase.toFixed(1)} -> ${rssEnd.toFixed(1)} MiB`,
+    );
+    expect(fdEnd, "open file descriptors").toBeLessThanOrEqual(fdBase);
+    expect(rssEnd - rssBase, "RSS growth in MiB").toBeLessThan(64);
+    expect(state("127.0.0.5")?.establishedTransitions).toBe(FLAPS);
+    expect(state("127.0.0.6")?.state).toBe("Established");
+    expect(state("127.0.0.6")?.establishedTransitions).toBe(1);
+    expect(has("10.98.0.0/24")).toBe(true);
+    expect(
+      steady.got.filter((t) => t === 3),
+      "NOTIFICATIONs to the other session",
+    ).toEqual([]);
+  });
+
+  it("a peer that keeps failing is retried at the connect-retry interval (a TCP reset) or with a doubling IdleHold (a NOTIFICATION), never in a loop", async () => {
+    /** A listener that answers every connection its way; the times of the connections. */
+    const flaky = async (address: string, answer: (c: net.Socket) => void) => {
+      const times: number[] = [];
+      const conns = new Set<net.Socket>();
+      const server = net.createServer((c) => {
+        times.push(performance.now());
+        conns.add(c);
+        c.on("close", () => conns.delete(c));
+        c.on("error", () => {});
+        answer(c);
+      });
+      await new Promise<void>((r) => server.listen(0, address, () => r()));
+      cleanups.push(
+        () =>
+          new Promise<void>((r) => {
+            for (const c of conns) c.destroy();
+            server.close(() => r());
+          }),
+      );
+      return { times, port: (server.address() as net.AddressInfo).port };
+    };
+    const rst = await flaky("127.0.0.7", (c) => c.resetAndDestroy());
+    // NOTIFICATION 6/2 (Administrative Shutdown), then close.
+    const notify = await flaky("127.0.0.8", (c) =>
+      c.end(Uint8Array.from([...new Array(16).fill(0xff), 0, 21, 3, 6, 2])),
+    );
+    const cfg = parseConfig({
+      asn: 64512,
+      routerId: "10.0.0.1",
+      listen: { address: "127.0.0.1", port: 0 },
+      peers: [
+        { address: "127.0.0.7", asn: 65012, port: rst.port, connectRetryTime: 1 },
+        { address: "127.0.0.8", asn: 65013, port: notify.port, connectRetryTime: 1 },
+      ],
+      status: { socket: "/nonexistent" },
+    });
+    const s = new Speaker(cfg, {
+      clock: realClock,
+      fib: new MemoryFib(),
+      bridge: makeWireBridge(),
+    });
+    await s.start();
+    cleanups.push(() => s.stop());
+    await new Promise((r) => setTimeout(r, 8000));
+    const gaps = (t: number[]) => t.slice(1).map((x, i) => Math.round(x - (t[i] as number)));
+    console.log(
+      `retries in 8 s: after a reset ${rst.times.length} (gaps ${gaps(rst.times).join(", ")} ms); after a NOTIFICATION ${notify.times.length} (gaps ${gaps(notify.times).join(", ")} ms)`,
+    );
+    // RFC 4271 §8.2.2: a connection that fails in OpenSent goes back to Active and waits the
+    // ConnectRetryTimer (1 s here): about 8 in 8 s, each gap at least the timer.
+    expect(rst.times.length).toBeGreaterThanOrEqual(2);
+    expect(rst.times.length).toBeLessThanOrEqual(9);
+    for (const g of gaps(rst.times)) expect(g).toBeGreaterThanOrEqual(900);
+    // §8.1.1 DampPeerOscillations: each error doubles the IdleHold (1, 2, 4 s): at most 4 in 8 s.
+    expect(notify.times.length).toBeGreaterThanOrEqual(2);
+    expect(notify.times.length).toBeLessThanOrEqual(4);
+    const ng = gaps(notify.times);
+    for (let i = 1; i < ng.length; i++)
+      expect(ng[i], `gap ${i} grows`).toBeGreaterThanOrEqual((ng[i - 1] as number) * 1.5);
+  });
+});
