@@ -62,11 +62,11 @@ export interface PlannedFile {
 
 /**
  * What goes into the bin directory: the self-contained plugin (payload.ts): Node.js, its C
- * library, the plugins' bundles and the tools they run under ocelot.d/<id>/, and a launcher per
+ * library, the plugins' bundles and the netlink addon under ocelot.d/<id>/, and a launcher per
  * plugin that runs them; nothing of the host but /bin/sh is used.
  */
 export function pluginFiles(packageRoot: string, nodeBinary: string): PluginFile[] {
-  return payloadFiles({ packageRoot, nodeBinary, path: process.env.PATH });
+  return payloadFiles({ packageRoot, nodeBinary });
 }
 
 /** The conflist: ocelot-cni, then portmap chained for host ports. */

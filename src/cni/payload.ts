@@ -1,9 +1,9 @@
 // The self-contained CNI plugin `ocelot install-cni` puts on a host that has neither Node.js nor
 // the Ocelot package (a Kubernetes node, from the DaemonSet's init container): the Node.js
-// binary that runs the install, the plugins' bundles with their code cache and the few modules
-// they load at run time, the `ip` and `nsenter` they run, and every shared library of these
-// (glibc's dynamic loader included), found by asking that loader (`ld.so --list`, what ldd
-// does). The installed launchers run each binary through the copied loader with the copied
+// binary that runs the install, the plugins' bundles with their code cache, the native netlink
+// addon and the few modules they load at run time, and every shared library of these (glibc's
+// dynamic loader included), found by asking that loader (`ld.so --list`, what ldd does). The
+// plugins spawn no program of the host (rtnetlink from their own process, pod_netlink.ts). The installed launchers run each binary through the copied loader with the copied
 // libraries (`ld.so --library-path`), so the host's C library, its version and its libstdc++
 // do not matter; the host needs /bin/sh and a Linux kernel of the same architecture. Owns: the
 // list of files (relative path, content, mode) and the launcher scripts. Not: writing them
@@ -11,14 +11,12 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { basename, delimiter, join } from "node:path";
+import { basename, join } from "node:path";
 
 /** The directory beside the launchers that holds every version of the payload. */
 export const PAYLOAD_DIR = "ocelot.d";
 /** The plugins a launcher is written for. */
 export const PAYLOAD_PLUGINS = ["ocelot-cni", "ocelot-ipam"] as const;
-/** What the plugins spawn by name (src/cni/plugin_main.ts): shipped, first on their PATH. */
-export const PAYLOAD_TOOLS = ["ip", "nsenter"] as const;
 
 /**
  * The modules the plugin bundles load from node_modules at run time (scripts/build.mjs keeps
@@ -91,20 +89,6 @@ function librariesOf(loader: string, file: string): Map<string, string> {
   return parseLoaderList(r.stdout);
 }
 
-/** A program on PATH (or the usual system directories), as the plugins would find it. */
-function onPath(cmd: string, path: string | undefined): string {
-  const dirs = [...(path ?? "").split(delimiter), "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
-  for (const d of dirs.filter(Boolean)) {
-    const p = join(d, cmd);
-    try {
-      if (statSync(p).isFile()) return p;
-    } catch {
-      // not here
-    }
-  }
-  throw new PayloadError(`"${cmd}" is not on PATH: the plugins run it (iproute2, util-linux)`);
-}
-
 /** The launcher: one binary of the payload run through the payload's loader and libraries. */
 function loaderExec(dirExpr: string, loaderName: string, target: string): string {
   return `exec "${dirExpr}/lib/${loaderName}" --library-path "${dirExpr}/lib" ${target} "$@"`;
@@ -115,8 +99,6 @@ export interface PayloadInputs {
   packageRoot: string;
   /** The Node.js binary to copy (the one running the install). */
   nodeBinary: string;
-  /** Where to look for ip and nsenter (the install's PATH). */
-  path?: string;
   /** The dynamic loader (default: this process's). */
   loader?: string;
 }
@@ -158,7 +140,11 @@ export function payloadFiles(inp: PayloadInputs): PayloadFile[] {
   // `@kubernetes/client-node`, bundled alone (scripts/build.mjs): read when a kubeconfig is given.
   const kube = join(root, "dist/bundle/kubernetes-client-node.cjs");
   if (existsSync(kube)) add("app/dist/bundle/kubernetes-client-node.cjs", kube, 0o644);
-  const elf = [inp.nodeBinary];
+  // The netlink addon, where the bundles find it (../../native/ from dist/bundle/).
+  const addon = join(root, "native/build/Release/ocelot_netlink.node");
+  if (!existsSync(addon)) throw new PayloadError(`${addon} is missing (npm run build)`);
+  add("app/native/build/Release/ocelot_netlink.node", addon, 0o644);
+  const elf = [inp.nodeBinary, addon];
   for (const m of PAYLOAD_MODULES) {
     const dir = join(root, "node_modules", m.name);
     for (const rel of m.paths) {
@@ -173,31 +159,13 @@ export function payloadFiles(inp: PayloadInputs): PayloadFile[] {
       }
     }
   }
-  // Node.js, the tools and every library of these, by soname; the loader itself.
+  // Node.js and every library of it and the addons, by soname; the loader itself.
   add("node", inp.nodeBinary, 0o755);
-  for (const t of PAYLOAD_TOOLS) {
-    const p = onPath(t, inp.path);
-    add(`libexec/${t}`, p, 0o755);
-    elf.push(p);
-  }
   const libs = new Map<string, string>();
   for (const f of elf) for (const [so, path] of librariesOf(loader, f)) libs.set(so, path);
   libs.delete(loaderName);
   for (const [so, path] of [...libs].sort()) add(`lib/${so}`, path, 0o755);
   add(`lib/${loaderName}`, loader, 0o755);
-  // The tools as the plugins call them: first on their PATH, each through the loader.
-  for (const t of PAYLOAD_TOOLS)
-    files.push({
-      name: `bin/${t}`,
-      content: [
-        "#!/bin/sh",
-        `# ${t} of the host that ran \`ocelot install-cni\`, with its libraries.`,
-        `D="\${0%/bin/*}"`,
-        loaderExec("$D", loaderName, `"$D/libexec/${t}"`),
-        "",
-      ].join("\n"),
-      mode: 0o755,
-    });
 
   const digest = createHash("sha256");
   for (const f of files) digest.update(`${f.name}\0${f.mode}\0`).update(f.content);
@@ -214,8 +182,6 @@ export function payloadFiles(inp: PayloadInputs): PayloadFile[] {
         "# needs only /bin/sh.",
         `case "$0" in */*) B="\${0%/*}" ;; *) B="$(dirname "$(command -v "$0")")" ;; esac`,
         `D="$B/${PAYLOAD_DIR}/${id}"`,
-        `PATH="$D/bin:\${PATH:-/usr/sbin:/usr/bin:/sbin:/bin}"`,
-        "export PATH",
         loaderExec("$D", loaderName, `"$D/node" "$D/app/bin/${p}"`),
         "",
       ].join("\n"),

@@ -102,7 +102,7 @@ describe.skipIf(skip)("install-cni from the image; the plugin on a host without 
     const versions = readdirSync(join(binDir, "ocelot.d"));
     expect(versions).toHaveLength(1);
     const payload = join(binDir, "ocelot.d", versions[0] as string);
-    expect(readdirSync(payload).sort()).toEqual(["app", "bin", "lib", "libexec", "node"]);
+    expect(readdirSync(payload).sort()).toEqual(["app", "lib", "node"]);
     const launcher = readFileSync(join(binDir, "ocelot-cni"), "utf8");
     expect(launcher).not.toContain("/opt/ocelot");
     expect(launcher).not.toContain("/host/");
