@@ -14,6 +14,7 @@ import {
   staleIpsets,
   type TablePlan,
 } from "./iptables.js";
+import type { OverlayState } from "./overlay.js";
 import { applyOverlay, removeStale } from "./overlay_apply.js";
 import type { Sysctl } from "./workload.js";
 
@@ -37,6 +38,12 @@ export interface ApplyOptions {
    * overlay takes over here, so the hand-over is as short as the route writes).
    */
   beforeRoutes?: () => Promise<void>;
+  /**
+   * The overlay as wanted now, asked for after the kernel's overlay is read back and again for
+   * the routes (the node daemon's fast path may have moved on since the pass was rendered: what
+   * it installed meanwhile is then kept, not removed as stale); default: state.overlay.
+   */
+  overlayNow?: () => OverlayState;
 }
 
 export type Runner = (
@@ -58,6 +65,8 @@ export interface ApplyReport {
   ipsets: string | null;
   /** Overlay devices the kernel refused to create (e.g. tunl0 without the ipip module). */
   overlayFailures: { device: string; reason: string }[];
+  /** The overlay whose routes were set, and our overlay devices that exist. */
+  overlay: { state: OverlayState; present: Set<string> };
 }
 
 export interface RunResult {
@@ -294,13 +303,15 @@ export async function applyDataplane(
   const iptablesSeconds = (performance.now() - t0) / 1000;
   await removeStaleIpsets(ctx, state, changes);
   // The overlay's devices, addresses, neighbours and FDB entries before the routes through them.
-  const overlay = await applyOverlay(ctx, state.overlay);
+  const overlayNow = opts.overlayNow ?? (() => state.overlay);
+  const overlay = await applyOverlay(ctx, overlayNow);
   changes.push(...overlay.plan.changes);
   for (const d of overlay.present) present.add(d);
-  const routes = [...state.workloads.routes, ...state.overlay.routes].filter((r) =>
+  await opts.beforeRoutes?.();
+  const overlayState = overlayNow();
+  const routes = [...state.workloads.routes, ...overlayState.routes].filter((r) =>
     r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
   );
-  await opts.beforeRoutes?.();
   const t1 = performance.now();
   await convergeRoutes(opts.fib, routes, changes);
   const routesSeconds = (performance.now() - t1) / 1000;
@@ -311,6 +322,7 @@ export async function applyDataplane(
     iptables,
     ipsets,
     overlayFailures: overlay.failed,
+    overlay: { state: overlayState, present: overlay.present },
     timings: { iptablesSeconds, routesSeconds },
   };
 }

@@ -4,7 +4,8 @@
 // the fabric interface's; and for every remote block of an encapsulating pool, the route that
 // carries it (through a tunnel, or natively to a same-subnet node in CrossSubnet) with, for
 // VXLAN, the permanent neighbour (remote tunnel address -> remote VTEP MAC) and FDB entry (remote
-// MAC -> remote fabric address) it needs. Also the plan: the `ip`/`bridge` requests that turn
+// MAC -> remote fabric address) it needs; and, as Felix does, a /32 (/128) the same way to the
+// node of every remote workload whose address is borrowed (outside its node's own blocks). Also the plan: the `ip`/`bridge` requests that turn
 // the kernel's state (read back as `ip -j` / `bridge -j` give it) into this one.
 // Not: reading or writing the kernel (overlay_apply.ts), tunnel address allocation
 // (src/node/tunnel_addrs.ts), the routes of pools that do not encapsulate (BGP's).
@@ -47,6 +48,36 @@ export interface VxlanEndpoint {
   mac: string;
 }
 
+export interface WorkloadAddress {
+  address: string;
+  node: string;
+}
+
+/**
+ * Borrowed addresses: workload addresses outside every block affine to their own node (IPAM
+ * gave them from another node's block), as host prefixes ("A.B.C.D/32", "X::/128") with the
+ * node that has them, sorted.
+ */
+export function borrowedAddresses(
+  workloads: readonly WorkloadAddress[],
+  blocks: readonly { cidr: string; node: string }[],
+): { cidr: string; node: string }[] {
+  const byNode = new Map<string, Cidr[]>();
+  for (const b of blocks) {
+    const list = byNode.get(b.node) ?? [];
+    list.push(parseCidr(b.cidr, false));
+    byNode.set(b.node, list);
+  }
+  const out = new Map<string, { cidr: string; node: string }>();
+  for (const w of workloads) {
+    const a = parseAddress(w.address);
+    if ((byNode.get(w.node) ?? []).some((c) => cidrContains(c, a.family, a.value))) continue;
+    const cidr = `${formatAddress(a.family, a.value)}/${a.family === 4 ? 32 : 128}`;
+    out.set(cidr, { cidr, node: w.node });
+  }
+  return [...out.values()].sort((x, y) => (x.cidr < y.cidr ? -1 : x.cidr > y.cidr ? 1 : 0));
+}
+
 export interface OverlayNode {
   name: string;
   /** Fabric addresses with their prefix length (Node spec.bgp.ipv4Address / ipv6Address). */
@@ -71,6 +102,8 @@ export interface OverlayInput {
   pools: readonly OverlayPool[];
   /** Confirmed block affinities of every node (this node's are skipped). */
   blocks: readonly { cidr: string; node: string }[];
+  /** Every node's workload addresses (no prefix length): the borrowed ones get a host route. */
+  workloads?: readonly WorkloadAddress[];
   fabric: { 4?: FabricIface; 6?: FabricIface };
   /** The MTU override (pods and tunnel devices); absent: fabric MTU minus overhead. */
   mtu?: number;
@@ -231,10 +264,14 @@ export function renderOverlay(input: OverlayInput): OverlayState {
   };
   const seenNeigh = new Set<string>();
   const blocks = [...input.blocks].sort((a, b) => (a.cidr < b.cidr ? -1 : a.cidr > b.cidr ? 1 : 0));
+  // Borrowed addresses after the blocks: reached through their own node, as its blocks are.
+  const borrowed = borrowedAddresses(input.workloads ?? [], input.blocks);
   const seenBlock = new Set<string>();
-  for (const b of blocks) {
+  const isBorrowed = new Set(borrowed.map((b) => b.cidr));
+  for (const b of [...blocks, ...borrowed]) {
     if (b.node === me.name || seenBlock.has(b.cidr)) continue;
     seenBlock.add(b.cidr);
+    const what = isBorrowed.has(b.cidr) ? "Borrowed address" : "Block";
     const block = parseCidr(b.cidr, false);
     const family = block.family;
     const owner = (family === 4 ? v4 : v6).find((p) => cidrOverlaps(p.cidr, block))?.pool;
@@ -242,7 +279,7 @@ export function renderOverlay(input: OverlayInput): OverlayState {
     const remote = byName.get(b.node);
     const remoteFabric = family === 4 ? remote?.ipv4Address : remote?.ipv6Address;
     if (!remote || !remoteFabric) {
-      warnings.push(`Block ${b.cidr}: Node "${b.node}" has no IPv${family} address; not routed`);
+      warnings.push(`${what} ${b.cidr}: Node "${b.node}" has no IPv${family} address; not routed`);
       continue;
     }
     const remoteAddr = canonicalAddress(addressOf(remoteFabric));
@@ -262,7 +299,7 @@ export function renderOverlay(input: OverlayInput): OverlayState {
       const ep = family === 4 ? remote.vxlanV4 : remote.vxlanV6;
       if (!dev) continue; // warned above
       if (!ep) {
-        warnings.push(`Block ${b.cidr}: waiting for Node "${b.node}"'s VXLAN tunnel address`);
+        warnings.push(`${what} ${b.cidr}: waiting for Node "${b.node}"'s VXLAN tunnel address`);
         continue;
       }
       const via = canonicalAddress(ep.address);

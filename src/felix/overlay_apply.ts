@@ -106,9 +106,13 @@ export interface OverlayApplied {
  * First phase: creates and sets devices, addresses, neighbours and FDB entries. The second
  * phase (removeStale) runs after the routes moved away from what it removes.
  */
-export async function applyOverlay(ctx: Ctx, desired: OverlayState): Promise<OverlayApplied> {
+export async function applyOverlay(
+  ctx: Ctx,
+  desired: OverlayState | (() => OverlayState),
+): Promise<OverlayApplied> {
   const kernel = await readOverlayKernel(ctx);
-  const plan = planOverlay(desired, kernel);
+  // Asked for after the read-back: what a faster writer installed before it is then wanted.
+  const plan = planOverlay(typeof desired === "function" ? desired() : desired, kernel);
   const present = new Set(kernel.links.map((l) => l.ifname.split("@")[0] as string));
   const failed: OverlayApplied["failed"] = [];
   for (const c of plan.create) {

@@ -1,5 +1,6 @@
-// rtnetlink message codec, pure: encodes route, link (veth pairs too) and address requests into
-// Buffers and decodes route, link, address, error and done messages from received bytes.
+// rtnetlink message codec, pure: encodes route, link (veth pairs too), address and neighbour
+// requests (RTM_NEWNEIGH / DELNEIGH: neighbours, and VXLAN FDB entries as AF_BRIDGE neighbours)
+// into Buffers and decodes route, link, address, error and done messages from received bytes.
 // Owns: byte layouts and kernel constants. Not: the socket (netlink_socket.ts) or FIB policy.
 
 import { isIPv4 } from "node:net";
@@ -41,6 +42,8 @@ export const RTM_GETADDR = 22;
 export const RTM_NEWROUTE = 24;
 export const RTM_DELROUTE = 25;
 export const RTM_GETROUTE = 26;
+export const RTM_NEWNEIGH = 28;
+export const RTM_DELNEIGH = 29;
 export const RTNLGRP_LINK = 1;
 export const RTNLGRP_IPV4_IFADDR = 5;
 export const RTNLGRP_IPV4_ROUTE = 7;
@@ -68,6 +71,14 @@ export const RTNH_F_LINKDOWN = 16;
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 export const RTPROT_BOOT = 3;
+export const AF_BRIDGE = 7;
+// <linux/neighbour.h>
+export const NDA_DST = 1;
+export const NDA_LLADDR = 2;
+export const NDA_PROTOCOL = 12;
+export const NUD_PERMANENT = 0x80;
+export const NTF_SELF = 0x02;
+export const NDMSG_LEN = 12;
 // <linux/if_link.h>, <linux/if.h>, <linux/veth.h>
 export const IFLA_ADDRESS = 1;
 export const IFLA_IFNAME = 3;
@@ -291,6 +302,54 @@ export function writeRoute(
   w.finish(at);
 }
 
+/**
+ * A neighbour request: an ARP/NDP entry (family 4/6: dst is the IP, lladdr the MAC) or a VXLAN
+ * FDB entry ("bridge": lladdr is the remote VTEP's MAC, dst its fabric address, flags NTF_SELF).
+ */
+export interface NeighRequest {
+  family: 4 | 6 | "bridge";
+  ifindex: number;
+  /** NUD_* (e.g. NUD_PERMANENT). */
+  state: number;
+  /** NTF_* (e.g. NTF_SELF for a device's own FDB). */
+  flags: number;
+  dst?: Uint8Array;
+  lladdr?: Uint8Array;
+  /** NDA_PROTOCOL (who installed it); absent: not sent. */
+  protocol?: number;
+}
+
+/** "aa:bb:cc:dd:ee:ff" -> 6 bytes; throws naming the text when it is not a MAC. */
+export function macBytes(text: string): Uint8Array {
+  if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(text))
+    throw new Error(`Invalid MAC address: "${text}"`);
+  return Uint8Array.from(text.split(":").map((x) => Number.parseInt(x, 16)));
+}
+
+/** Appends one RTM_NEWNEIGH (flags e.g. CREATE|REPLACE) or RTM_DELNEIGH (struct ndmsg + NDA_*). */
+export function writeNeigh(
+  w: MessageWriter,
+  msgType: number,
+  flags: number,
+  seq: number,
+  n: NeighRequest,
+): void {
+  const at = w.begin(msgType, NLM_F_REQUEST | flags, seq);
+  w.reserve(NDMSG_LEN);
+  const b = w.buf;
+  const o = w.len;
+  b.fill(0, o, o + NDMSG_LEN);
+  b[o] = n.family === "bridge" ? AF_BRIDGE : n.family === 4 ? AF_INET : AF_INET6;
+  b.writeInt32LE(n.ifindex, o + 4);
+  b.writeUInt16LE(n.state, o + 8);
+  b[o + 10] = n.flags;
+  w.len += NDMSG_LEN;
+  if (n.dst) w.attrBytes(NDA_DST, n.dst);
+  if (n.lladdr) w.attrBytes(NDA_LLADDR, n.lladdr);
+  if (n.protocol !== undefined) w.attrBytes(NDA_PROTOCOL, Uint8Array.of(n.protocol));
+  w.finish(at);
+}
+
 /** Appends an RTM_GETROUTE dump request, filtered by protocol (0 = any) with strict checking. */
 export function writeRouteDump(
   w: MessageWriter,
@@ -354,14 +413,6 @@ function ifinfomsg(w: MessageWriter, ifindex: number, flags = 0, change = 0): vo
 
 function attrString(w: MessageWriter, type: number, text: string): void {
   w.attrBytes(type, Buffer.from(`${text}\0`, "utf8"));
-}
-
-/** "ee:ee:ee:ee:ee:ee" -> 6 bytes; throws on anything else. */
-export function macBytes(mac: string): Uint8Array {
-  const parts = mac.split(":");
-  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p)))
-    throw new Error(`Invalid MAC address "${mac}"`);
-  return Uint8Array.from(parts.map((p) => Number.parseInt(p, 16)));
 }
 
 export function formatMac(bytes: Uint8Array): string {

@@ -15,7 +15,7 @@ import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../ap
 import type { Tier } from "../api/tier.js";
 import type { DataplaneInput } from "../felix/dataplane.js";
 import type { NatPool } from "../felix/iptables.js";
-import type { FabricIface, OverlayInput, OverlayNode } from "../felix/overlay.js";
+import type { FabricIface, OverlayInput, OverlayNode, WorkloadAddress } from "../felix/overlay.js";
 import {
   fromGlobalNetworkPolicy,
   fromK8sNetworkPolicy,
@@ -112,6 +112,15 @@ export function nodeAddressesOf(nodes: readonly Node[]): string[] {
   return [...out].sort();
 }
 
+/** Every WorkloadEndpoint's addresses with its node (for borrowed-address routes). */
+export function workloadAddressesOf(weps: readonly WorkloadEndpoint[]): WorkloadAddress[] {
+  return weps.flatMap((w) => {
+    const node = w.spec.node;
+    if (!node) return [];
+    return (w.spec.ipNetworks ?? []).map((n) => ({ address: n.split("/")[0] as string, node }));
+  });
+}
+
 /** A Node as the overlay sees it: fabric addresses, tunnel addresses and VTEP MACs. */
 export function overlayNodeOf(n: Node): OverlayNode {
   const s = n.spec;
@@ -147,6 +156,7 @@ export function overlayInputOf(
     blocks: snap.affinities
       .filter((a) => a.state === "confirmed")
       .map((a) => ({ cidr: a.cidr, node: a.node })),
+    workloads: workloadAddressesOf(snap.workloadEndpoints),
     fabric: opts.fabric ?? {},
     ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}),
   };

@@ -32,8 +32,9 @@ import type { Node } from "../api/node.js";
 import { matchSelector, parseSelector } from "../api/selector.js";
 import type { BgpdConfig, Family, Filter, FilterRule, PeerConfig } from "../bgp/config.js";
 import { MAX_PASSWORD_BYTES, parseConfig, passwordFromFile } from "../bgp/config.js";
+import { borrowedAddresses } from "../felix/overlay.js";
 import { cidrOverlaps, parseCidr } from "../lib/ip.js";
-import { type NodeSnapshot, nodeBlocks } from "./agent_state.js";
+import { type NodeSnapshot, nodeBlocks, workloadAddressesOf } from "./agent_state.js";
 
 export interface BgpSnapshot extends NodeSnapshot {
   bgpConfigurations: BGPConfiguration[];
@@ -483,10 +484,20 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     warnFilters();
   }
 
+  const pools = snap.pools.map((p) => parseCidr(p.spec.cidr, false));
   const noExport = snap.pools
     .filter((p: IPPool) => p.spec.disableBGPExport === true)
     .map((p) => parseCidr(p.spec.cidr, false));
-  const blocks = nodeBlocks(snap.affinities, name).filter(
+  // This node's blocks, and its workloads' borrowed addresses (from other nodes' blocks) as
+  // host prefixes, as Calico announces them: the other nodes reach those through this one.
+  const own = nodeBlocks(snap.affinities, name);
+  const borrowed = borrowedAddresses(
+    workloadAddressesOf(snap.workloadEndpoints).filter((w) => w.node === name),
+    own.map((cidr) => ({ cidr, node: name })),
+  )
+    .map((b) => b.cidr)
+    .filter((c) => pools.some((p) => cidrOverlaps(p, parseCidr(c, false))));
+  const blocks = [...own, ...borrowed].filter(
     (b) => !noExport.some((p) => cidrOverlaps(p, parseCidr(b, false))),
   );
 

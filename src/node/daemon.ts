@@ -6,7 +6,12 @@
 // does for `ocelot bgpd` (learned routes under protocol 201). Before the agent renders, the
 // node's tunnel addresses are brought to what its pools' encapsulation needs (tunnel_addrs.ts)
 // and its fabric interfaces are read (MTU); the pods' MTU is written to a file for the CNI
-// plugin. Every node's block affinities are watched: the overlay routes remote blocks.
+// plugin. Every node's block affinities are watched: the overlay routes remote blocks. A change
+// of block affinities or Nodes takes the overlay's fast path at once: only the routes,
+// neighbours and FDB entries it changes, over netlink (src/felix/overlay_delta.ts,
+// overlay_fast.ts). A Node change still runs the debounced full pass after it; an affinity
+// change only when the fast path could not apply it or this node's own blocks changed (nothing
+// else depends on other nodes' blocks), else the periodic resync reconciles.
 // Owns: the loop, its ordering and logging. Not: what the state is (agent_state.ts,
 // bgp_state.ts) or how it is applied.
 
@@ -25,13 +30,23 @@ import type { NodeStatus } from "../bgp/status.js";
 import type { Datastore, KeyValue } from "../datastore/types.js";
 import { applyDataplane, spawnRunner } from "../felix/apply.js";
 import { renderDataplane } from "../felix/dataplane.js";
+import { type FabricIface, type OverlayState, renderOverlay } from "../felix/overlay.js";
 import { readFabric } from "../felix/overlay_apply.js";
+import { isEmptyDelta, planOverlayDelta } from "../felix/overlay_delta.js";
+import { applyOverlayDelta } from "../felix/overlay_fast.js";
+import { NeighbourSocket } from "../fib/neigh_socket.js";
 import type { Fib } from "../fib/types.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { decodeAffinity, IpamKeys } from "../ipam/records.js";
 import type { AgentCounters } from "../lib/daemon_metrics.js";
 import type { Log } from "../lib/log.js";
-import { type AgentOptions, agentInput, storedOnlyWarnings } from "./agent_state.js";
+import {
+  type AgentOptions,
+  agentInput,
+  type NodeSnapshot,
+  overlayInputOf,
+  storedOnlyWarnings,
+} from "./agent_state.js";
 import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
 import { type BgpSnapshot, isEncapsulatingPool, type PeerKind, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
@@ -90,7 +105,10 @@ export interface DaemonOptions {
   mrtUpdates?: { dir: string; rotateBytes?: number; rotateMs?: number };
   /** The BGP speaker's log (its own subsystem's level); default: log. */
   bgpLog?: Log;
-  /** Opens the agent's FIB (tests may pass a MemoryFib); default KernelFib for the namespace. */
+  /**
+   * Opens the agent's FIB (tests may pass a MemoryFib); default KernelFib for the namespace.
+   * Given, the overlay's fast path (which writes neighbours over netlink) is off.
+   */
   openAgentFib?: (
     netns: string | undefined,
     log: Log,
@@ -177,6 +195,20 @@ export class NodeDaemon {
   private lastAgentWarnings = "";
   private lastMtu: number | undefined;
   private lastOverlayFailures = "[]";
+  /** The overlay's fast path: its netlink socket, inputs and what it last applied. */
+  private neigh: NeighbourSocket | undefined;
+  private fabric: { 4?: FabricIface; 6?: FabricIface } = {};
+  private overlayGen = 0;
+  private overlayWanted: { state: OverlayState; gen: number } | undefined;
+  private overlayApplied: { state: OverlayState; gen: number; present: Set<string> } | undefined;
+  private fastRunning: Promise<void> | undefined;
+  private fastAgain = false;
+  private fastScheduled = false;
+  /** Areas a change waiting for the fast path marks dirty unless the fast path handles it. */
+  private fastFallback = new Set<Area>();
+  private lastOwnAffinities = "";
+  /** Fast-path runs that changed the kernel (for tests and logs). */
+  fastPasses = 0;
   /** CIDRs of the pools that encapsulated at the last pass (orders the two FIBs' hand-over). */
   private lastEncap = new Set<string>();
   /** Convergence passes done (for tests and logs). */
@@ -246,8 +278,21 @@ export class NodeDaemon {
     this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(o.netns, this.log, (count) =>
       o.observe?.driftRepaired?.(new Array<string>(count).fill("route")),
     );
+    if (!o.openAgentFib) this.neigh = NeighbourSocket.open(o.netns);
     this.cache = new PrefixCache(this.store, Object.values(this.prefixes), {
-      onChange: (prefix) => this.changed(this.areasOf.get(prefix) ?? ["agent", "bgp"]),
+      onChange: (prefix) => {
+        const areas = this.areasOf.get(prefix) ?? ["agent", "bgp"];
+        if (this.neigh && prefix === this.prefixes.affinities) {
+          // The fast path decides whether the full pass must follow (see the module comment).
+          for (const a of areas) this.fastFallback.add(a);
+          this.scheduleOverlayFast();
+          return;
+        }
+        // Nodes (tunnel addresses, VTEP MACs) and workloads (borrowed addresses) too.
+        if (this.neigh && (prefix === this.prefixes.nodes || prefix === this.prefixes.weps))
+          this.scheduleOverlayFast();
+        this.changed(areas);
+      },
       onResync: (prefix, why) => {
         this.stats.watchResyncs++;
         this.log.warn({ prefix, why }, "Watch resync: listing again");
@@ -368,7 +413,96 @@ export class NodeDaemon {
     await this.running?.catch(() => {});
     await this.bgp?.stop().catch((e: Error) => this.log.error({ error: e.message }, "BGP stop"));
     this.bgp = undefined;
+    await this.fastRunning?.catch(() => {});
+    this.neigh?.close();
+    this.neigh = undefined;
     await this.agentFib?.close?.();
+  }
+
+  /** Runs the overlay's fast path soon (once for all changes of this turn of the event loop). */
+  private scheduleOverlayFast(): void {
+    if (!this.neigh || this.stopped || this.fastScheduled) return;
+    this.fastScheduled = true;
+    setImmediate(() => {
+      this.fastScheduled = false;
+      if (this.fastRunning) {
+        this.fastAgain = true;
+        return;
+      }
+      this.fastRunning = this.overlayFastLoop().finally(() => {
+        this.fastRunning = undefined;
+      });
+    });
+  }
+
+  private async overlayFastLoop(): Promise<void> {
+    do {
+      this.fastAgain = false;
+      const fallback = [...this.fastFallback];
+      this.fastFallback.clear();
+      let handled = false;
+      try {
+        handled = await this.overlayFast();
+      } catch (err) {
+        this.log.warn(
+          { error: (err as Error).message },
+          "Overlay fast path failed (the pass repairs)",
+        );
+      }
+      if (!handled && fallback.length > 0) this.changed(fallback);
+    } while (this.fastAgain && !this.stopped);
+  }
+
+  /**
+   * The overlay rendered from the cache now (with the fabric the last pass read), and the routes,
+   * neighbours and FDB entries that changed since it was last applied, written over netlink. A
+   * change of the devices themselves is the full pass's (it follows anyway).
+   */
+  private async overlayFast(): Promise<boolean> {
+    const applied = this.overlayApplied;
+    if (!applied || !this.neigh || this.stopped) return false;
+    const t0 = performance.now();
+    const snap = this.overlaySnapshot();
+    const me = this.opts.nodename;
+    const own = JSON.stringify(
+      snap.affinities
+        .filter((a) => a.node === me)
+        .map((a) => `${a.cidr} ${a.state}`)
+        .sort(),
+    );
+    const ownChanged = own !== this.lastOwnAffinities;
+    this.lastOwnAffinities = own;
+    const input = overlayInputOf(snap, me, { ...this.opts.agent, fabric: this.fabric });
+    const next = renderOverlay(input);
+    const delta = planOverlayDelta(applied.state, next, applied.present);
+    if (delta.devicesChanged) return false;
+    const gen = ++this.overlayGen;
+    this.overlayWanted = { state: next, gen };
+    this.overlayApplied = { state: next, gen, present: applied.present };
+    if (isEmptyDelta(delta)) return !ownChanged;
+    const t1 = performance.now();
+    const { failures, entriesMs, routesMs } = await applyOverlayDelta(delta, {
+      fib: this.agentFib as Fib,
+      neigh: this.neigh,
+    });
+    this.fastPasses++;
+    const ms = Math.round((performance.now() - t0) * 10) / 10;
+    const counts = {
+      renderMs: Math.round((t1 - t0) * 10) / 10,
+      entriesMs,
+      routesMs,
+      routes: `+${delta.setRoutes.length} -${delta.removeRoutes.length}`,
+      neighbours: `+${delta.setNeighbours.length} -${delta.removeNeighbours.length}`,
+      fdb: `+${delta.setFdb.length} -${delta.removeFdb.length}`,
+      ms,
+    };
+    if (failures.length > 0)
+      this.log.warn(
+        { ...counts, failures },
+        "Overlay fast path: some entries failed (the pass repairs)",
+      );
+    else this.log.debug(counts, "Overlay fast path applied");
+    return failures.length === 0 && !ownChanged;
   }
 
   private changed(areas: Area[]): void {
@@ -474,6 +608,18 @@ export class NodeDaemon {
     return out;
   }
 
+  /** What the overlay is rendered from, as last seen, decoded (the fast path's part). */
+  private overlaySnapshot(): NodeSnapshot {
+    const p = this.prefixes;
+    const res = <T>(prefix: string) => this.decodeAll(prefix, (kv) => decodeResource(kv) as T);
+    return {
+      nodes: res<Node>(p.nodes),
+      workloadEndpoints: res<WorkloadEndpoint>(p.weps),
+      pools: res(p.pools),
+      affinities: this.decodeAll(p.affinities, (kv) => decodeAffinity(kv.key, kv.value)),
+    };
+  }
+
   /** The resources as last seen, decoded. */
   snapshot(): BgpSnapshot {
     const p = this.prefixes;
@@ -551,9 +697,17 @@ export class NodeDaemon {
       { netns: this.opts.netns, run: spawnRunner },
       { 4: me?.spec.bgp?.ipv4Address, 6: me?.spec.bgp?.ipv6Address },
     );
+    this.fabric = fabric;
     const input = agentInput(snap, this.opts.nodename, { ...this.opts.agent, fabric });
     // Rendering throws on conflicting input (an address claimed twice): nothing is applied then.
     const desired = renderDataplane(input);
+    this.overlayWanted = { state: desired.overlay, gen: ++this.overlayGen };
+    let usedGen = 0;
+    const overlayNow = () => {
+      const w = this.overlayWanted as { state: OverlayState; gen: number };
+      usedGen = w.gen;
+      return w.state;
+    };
     desired.warnings.push(...storedOnlyWarnings(snap, this.opts.nodename));
     const text = JSON.stringify(input);
     const same = text === this.lastAgentInput;
@@ -571,7 +725,12 @@ export class NodeDaemon {
       netns: this.opts.netns,
       fib: this.agentFib as Fib,
       ...(beforeRoutes ? { beforeRoutes } : {}),
+      overlayNow,
     });
+    // What the fast path goes on from: this pass's overlay, unless the fast path moved on since.
+    const prev = this.overlayApplied;
+    if (!prev || usedGen >= prev.gen) this.overlayApplied = { ...report.overlay, gen: usedGen };
+    else prev.present = report.overlay.present;
     this.writeMtu(desired.overlay.podMtu);
     const failures = JSON.stringify(report.overlayFailures);
     if (failures !== this.lastOverlayFailures && report.overlayFailures.length > 0)

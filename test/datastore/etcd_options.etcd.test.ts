@@ -1,6 +1,6 @@
 // etcd connection options against real etcd 3.4 servers: TLS with client certificates,
 // username/password authentication, and a watch that survives an etcd restart.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -62,6 +62,28 @@ describe.skipIf(skip)("etcd over TLS with client certificates", () => {
       maxAttempts: 1,
     }).catch((e: unknown) => e);
     expect(plain).toBeInstanceOf(UnavailableError);
+  });
+
+  it("refuses a server whose certificate another CA signed, with an error that says so", async (ctx) => {
+    if (typeof pki === "string" || !server) return ctx.skip(`no PKI: ${pki}`);
+    // A second, unrelated CA (with its own client certificate): the server's is not its.
+    mkdirSync(join(dir, "other"), { recursive: true });
+    const other = makeTestPki(join(dir, "other"));
+    if (typeof other === "string") return ctx.skip(`no PKI: ${other}`);
+    const err = await EtcdDatastore.connect({
+      endpoints: [server.endpoint],
+      tls: true,
+      caFile: other.ca,
+      certFile: other.clientCert,
+      keyFile: other.clientKey,
+      dialTimeoutMs: 1500,
+      maxAttempts: 1,
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    const msg = (err as Error).message;
+    expect(msg).toContain(server.endpoint);
+    expect(msg).toMatch(/certificate|self[- ]signed|verify/i);
+    expect(msg).not.toContain("\n");
   });
 
   it("takes TLS files from OCELOT_ETCD_* with an etcds:// URL", async (ctx) => {

@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { getNode } from "../../src/api/client.js";
 import type { IPPool } from "../../src/api/ippool.js";
-import type { Node } from "../../src/api/node.js";
+import type { Node, WorkloadEndpoint } from "../../src/api/node.js";
 import { validateResource } from "../../src/api/registry.js";
 import { MemoryDatastore } from "../../src/datastore/memory.js";
 import { IpamStore } from "../../src/ipam/store.js";
@@ -115,10 +115,18 @@ describe("tunnel addresses", () => {
   });
 });
 
+const wep = (name: string, nodeName: string, ip: string) =>
+  ({
+    apiVersion: V3,
+    kind: "WorkloadEndpoint",
+    metadata: { name, namespace: "default" },
+    spec: { node: nodeName, ipNetworks: [ip], interfaceName: `cali${name}` },
+  }) as unknown as WorkloadEndpoint;
+
 describe("BGP beside the overlay", () => {
-  const snap = (pools: IPPool[]) => ({
+  const snap = (pools: IPPool[], workloadEndpoints: WorkloadEndpoint[] = []) => ({
     nodes: [n1, node("n2", { bgp: { ipv4Address: "10.0.1.12/24" } })],
-    workloadEndpoints: [],
+    workloadEndpoints,
     pools,
     affinities: [
       aff("n1", "10.244.0.0/26"),
@@ -128,8 +136,8 @@ describe("BGP beside the overlay", () => {
     bgpConfigurations: [],
     bgpPeers: [],
   });
-  const render = (pools: IPPool[]) => {
-    const r = renderBgp(snap(pools), "n1", { statusSocket: "/tmp/x.sock" });
+  const render = (pools: IPPool[], weps: WorkloadEndpoint[] = []) => {
+    const r = renderBgp(snap(pools, weps), "n1", { statusSocket: "/tmp/x.sock" });
     if (!r.config) throw new Error("no config");
     return r.config;
   };
@@ -156,5 +164,28 @@ describe("BGP beside the overlay", () => {
       pool("plain", "10.250.0.0/16"),
     ]);
     expect(c.originate.map((o) => o.prefix)).toEqual(["10.250.0.0/26"]);
+  });
+
+  it("a workload's borrowed address (in another node's block) is announced as a /32 by its own node, as Calico does; its own-block and other nodes' workloads are not", () => {
+    const c = render(
+      [pool("plain", "10.250.0.0/16"), pool("vx", "10.244.0.0/16", { vxlanMode: "Always" })],
+      [
+        wep("a", "n1", "10.250.0.5/32"), // in n1's own block
+        wep("b", "n1", "10.244.0.70/32"), // borrowed from n2's block 10.244.0.64/26
+        wep("c", "n2", "10.250.0.9/32"), // n2's borrowed one: n2 announces it, not n1
+        wep("d", "n1", "192.0.2.7/32"), // in no pool: never announced
+      ],
+    );
+    expect(c.originate.map((o) => o.prefix)).toEqual([
+      "10.244.0.0/26",
+      "10.250.0.0/26",
+      "10.244.0.70/32",
+    ]);
+    const noExport = render(
+      [pool("vx", "10.244.0.0/16", { vxlanMode: "Always", disableBGPExport: true })],
+      [wep("b", "n1", "10.244.0.70/32")],
+    );
+    expect(noExport.originate.map((o) => o.prefix)).not.toContain("10.244.0.70/32");
+    expect(noExport.originate.map((o) => o.prefix)).not.toContain("10.244.0.0/26");
   });
 });
