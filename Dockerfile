@@ -1,6 +1,7 @@
 # Ocelot's image: the node daemon (`ocelot node run`), the CLI and the CNI plugins (`ocelot-cni`,
 # `ocelot-ipam`) with what they run: iproute2, iptables (nft and legacy; the agent picks the one
-# the node uses), ipset, sysctl and nsenter.
+# the node uses), ipset, sysctl and nsenter. The runtime image is distroless-style: the files of
+# these Debian packages that run, with their libraries, and a few shell tools; no apt, no dpkg.
 #
 #   docker build -t ocelot .                                           # FROM a public Node 20 image
 #   podman build --build-arg BASE=localhost/debian:bookworm -t ocelot .  # a Debian 12 base without Node
@@ -61,44 +62,41 @@ COPY package.json package-lock.json ./
 # native build runs next, from source (its prebuilt binaries live on GitHub, not reachable).
 RUN npm ci --ignore-scripts && npm rebuild better-sqlite3
 COPY tsconfig.json ./
-COPY scripts/build.mjs scripts/
+COPY scripts/build.mjs scripts/externals.mjs scripts/runtime_modules.mjs scripts/
 COPY native/binding.gyp native/ocelot_netlink.c native/
 COPY src src
 COPY bin bin
+# What runs: package.json, bin/, the bundles with their code cache, the addon, and of
+# node_modules only what the bundles load (scripts/runtime_modules.mjs); Node.js without its
+# debug symbols (strip: 99 -> 86 MB; the code cache made above stays valid, same V8).
 RUN npm_config_node_gyp=/usr/local/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js \
     node scripts/build.mjs \
- && npm prune --omit=dev \
- && mkdir -p /out/native/build/Release \
+ && mkdir -p /out/dist /out/native/build/Release \
+ && cp -r package.json bin /out/ \
+ && cp -r dist/bundle /out/dist/ \
  && cp native/build/Release/ocelot_netlink.node /out/native/build/Release/ \
- && rm -rf node_modules/better-sqlite3/build/Release/obj* node_modules/better-sqlite3/build/Release/.deps \
-      node_modules/better-sqlite3/deps node_modules/better-sqlite3/src \
- && cp -r package.json bin dist node_modules /out/
+ && node scripts/runtime_modules.mjs /out/node_modules \
+ && strip -o /node /usr/local/bin/node
 
-# ---- rootfs: BASE with Node.js, the tools the daemon and the plugins run, and the app --------
+# ---- rootfs: BASE with the tools the daemon and the plugins run, and the app; then only the
+# files that run copied out of it (scripts/image_rootfs.sh: programs, their libraries by ldd) ---
 FROM ${BASE} AS rootfs
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       iproute2 iptables ipset procps iputils-ping \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
- # What nothing here runs: the package manager's caches, documentation, manuals, locales, and
- # (from a public Node image) npm, yarn, corepack and Node's headers.
- && rm -rf /usr/share/doc/* /usr/share/man/* /usr/share/info/* /usr/share/locale/* \
-      /usr/local/lib/node_modules /usr/local/include /opt/yarn* \
-      /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/yarn* /usr/local/bin/corepack
-COPY --from=node /usr/local/bin/node /usr/local/bin/node
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /node /usr/local/bin/node
 COPY --from=build /out /opt/ocelot
-# Not loaded at run time: type declarations, source maps and docs of dependencies, glibc's
-# character-set converters (iconv; nothing here converts).
-RUN ln -s /opt/ocelot/bin/ocelot /opt/ocelot/bin/ocelot-cni /opt/ocelot/bin/ocelot-ipam /usr/local/bin/ \
- && find /opt/ocelot/node_modules -type f \( -name '*.d.ts' -o -name '*.d.cts' -o -name '*.d.mts' \
-      -o -name '*.map' -o -name '*.md' -o -name '*.markdown' \) -delete \
- && rm -rf /opt/ocelot/node_modules/@types /usr/lib/x86_64-linux-gnu/gconv \
- && mkdir -p /var/lib/ocelot /run/ocelot /etc/ocelot \
- && ocelot --version && ocelot get --help >/dev/null
+COPY scripts/image_rootfs.sh /usr/local/share/
+RUN rm -f /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/yarn* /usr/local/bin/corepack \
+ && ln -s /opt/ocelot/bin/ocelot /opt/ocelot/bin/ocelot-cni /opt/ocelot/bin/ocelot-ipam /usr/local/bin/ \
+ && ocelot --version && ocelot get --help >/dev/null \
+ && sh /usr/local/share/image_rootfs.sh /rootfs
 
-# ---- runtime: the same files as one layer, so what was removed above takes no space ----------
+# ---- runtime: distroless-style, from Debian's packages: no package manager, shell tools only
+# as the scripts need them ------------------------------------------------------------------
 FROM scratch
-COPY --from=rootfs / /
+COPY --from=rootfs /rootfs /
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin NODE_ENV=production
 LABEL org.opencontainers.image.title="ocelot" \
       org.opencontainers.image.description="Calico-style node networking: IPAM, BGP, FIB programming and policy" \

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { EXTERNAL_MODULES, SEPARATE_BUNDLES } from "./externals.mjs";
 
 // `--bundles-into DIR` makes only the bundles, into DIR (test/ipam/build.ts: a private copy).
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -33,25 +34,29 @@ if (!bundlesOnly && existsSync(join(root, "native/binding.gyp"))) {
 
 // ---------------------------------------------------------------------------------------------
 // Bundles. Each command loads one file instead of ~130 modules (resolving and reading each is
-// most of a short command's start-up). Left outside, loaded from node_modules at run time:
-// native addons (better-sqlite3) and pino (its transports run in worker threads by module
-// name). etcd3 and its gRPC stack are inside (a CNI call on etcd loads ~200 modules of them
-// otherwise), only evaluated when an etcd datastore is opened; the .proto files it reads stay
-// in node_modules/etcd3/proto.
+// most of a short command's start-up). Left outside, loaded from node_modules at run time: what
+// scripts/externals.mjs names (native addons, pino, etcd3's .proto files). etcd3 and its gRPC
+// stack are inside (a CNI call on etcd loads ~200 modules of them otherwise), only evaluated
+// when an etcd datastore is opened. `@kubernetes/client-node` is a bundle of its own beside the
+// others, required only when ocelot-cni is given a kubeconfig (require() of that ES module from
+// node_modules would need Node.js >= 20.19; as a bundle it is CommonJS).
 const ENTRIES = {
   "ocelot-cni": "src/cni/plugin_main.ts",
   "ocelot-ipam": "src/cni/ipam_main.ts",
   ocelot: "src/cli/main.ts",
 };
-const EXTERNAL = [
-  "better-sqlite3",
-  "pino",
-  "pino-pretty",
-  "etcd3/proto/*",
-  // Loaded only when ocelot-cni is given a kubeconfig (src/k8s/pod_reader.ts): kept out of the
-  // bundle every CNI call reads; require() of this ES module needs Node.js >= 20.19.
-  "@kubernetes/client-node",
-];
+// etcd3's rpc.proto is found through require.resolve (etcd3ProtoPath below).
+const EXTERNAL = [...EXTERNAL_MODULES, "etcd3/proto/*"];
+/** A separately bundled package is required from the bundle beside the one requiring it. */
+const separateBundles = {
+  name: "separate-bundles",
+  setup(build) {
+    for (const [pkg, file] of Object.entries(SEPARATE_BUNDLES)) {
+      const filter = new RegExp(`^${pkg.replace(/[/.]/g, "\\$&")}$`);
+      build.onResolve({ filter }, () => ({ path: `./${file}.cjs`, external: true }));
+    }
+  },
+};
 // biome-ignore lint/suspicious/noTemplateCurlyInString: etcd3's source text, matched as it is.
 const ETCD3_PROTO = "`${__dirname}/../proto/rpc.proto`";
 /** etcd3 finds rpc.proto from its own directory: from the bundle, through require.resolve. */
@@ -72,27 +77,34 @@ rmSync(bundleDir, { recursive: true, force: true });
 mkdirSync(bundleDir, { recursive: true });
 
 const esbuild = await import("esbuild");
-await esbuild.build({
+const common = {
   absWorkingDir: root,
-  entryPoints: ENTRIES,
   outdir: bundleDir,
   outExtension: { ".js": ".cjs" },
   bundle: true,
   platform: "node",
   format: "cjs",
   target: "node20",
+  legalComments: "none",
+  minifyWhitespace: true,
+  minifySyntax: true,
+  logLevel: "warning",
+};
+await esbuild.build({
+  ...common,
+  entryPoints: Object.fromEntries(Object.entries(SEPARATE_BUNDLES).map(([p, f]) => [f, p])),
+});
+await esbuild.build({
+  ...common,
+  entryPoints: ENTRIES,
   external: EXTERNAL,
-  plugins: [etcd3ProtoPath],
+  plugins: [etcd3ProtoPath, separateBundles],
   // import() of an external module becomes require(): a vm.Script has no ES module loader.
   supported: { "dynamic-import": false },
   // The bundle sits in dist/bundle/, two levels down as dist/<dir>/<module>.js is, so paths
   // made relative to import.meta.url (the native addon, the checkout root) stay right.
   define: { "import.meta.url": "__ocelotBundleUrl" },
   banner: { js: 'var __ocelotBundleUrl = require("node:url").pathToFileURL(__filename).href;' },
-  legalComments: "none",
-  minifyWhitespace: true,
-  minifySyntax: true,
-  logLevel: "warning",
 });
 
 // The code cache: compile each bundle as bin/run_bundle.js does, run its top level (every

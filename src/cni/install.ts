@@ -19,10 +19,10 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, dirname, join, sep } from "node:path";
 import { type DatastoreFile, renderDatastoreFile } from "./datastore_file.js";
+import { PAYLOAD_DIR, payloadFiles } from "./payload.js";
 
-export const PLUGIN_NAMES = ["ocelot-cni", "ocelot-ipam"] as const;
 export const DEFAULT_CONF_NAME = "10-ocelot.conflist";
 export const DATASTORE_FILE_NAME = "ocelot-datastore";
 export const TLS_DIR_NAME = "ocelot-tls";
@@ -47,8 +47,11 @@ export interface InstallSettings {
 }
 
 export interface PluginFile {
+  /** Relative to the bin directory. */
   name: string;
   content: string | Buffer;
+  /** Default 0755. */
+  mode?: number;
 }
 
 export interface PlannedFile {
@@ -58,22 +61,12 @@ export interface PlannedFile {
 }
 
 /**
- * What goes into the bin directory for each plugin. Today: a small launcher that execs the
- * Node.js binary that ran the install with the package's own bin/<plugin> (both absolute paths,
- * recorded at install); a self-contained bundle would be copied here instead.
+ * What goes into the bin directory: the self-contained plugin (payload.ts): Node.js, its C
+ * library, the plugins' bundles and the netlink addon under ocelot.d/<id>/, and a launcher per
+ * plugin that runs them; nothing of the host but /bin/sh is used.
  */
 export function pluginFiles(packageRoot: string, nodeBinary: string): PluginFile[] {
-  const q = (s: string) => `'${s.replaceAll("'", `'"'"'`)}'`;
-  return PLUGIN_NAMES.map((name) => ({
-    name,
-    content: [
-      "#!/bin/sh",
-      `# ${name}, installed by \`ocelot install-cni\`: runs the plugin of the Ocelot package at`,
-      `# ${packageRoot} with ${nodeBinary}.`,
-      `exec ${q(nodeBinary)} ${q(join(packageRoot, "bin", name))} "$@"`,
-      "",
-    ].join("\n"),
-  }));
+  return payloadFiles({ packageRoot, nodeBinary });
 }
 
 /** The conflist: ocelot-cni, then portmap chained for host ports. */
@@ -99,7 +92,7 @@ export function planInstall(s: InstallSettings): PlannedFile[] {
   const files: PlannedFile[] = s.plugins.map((p) => ({
     path: join(s.binDir, p.name),
     content: p.content,
-    mode: 0o755,
+    mode: p.mode ?? 0o755,
   }));
   const ds: DatastoreFile = { ...s.datastore };
   const tls = s.tls ?? {};
@@ -176,7 +169,23 @@ function removeIfOurs(path: string, sum: string): boolean {
   if (!existsSync(path)) return true;
   if (sha256(readFileSync(path)) !== sum) return false;
   rmSync(path, { force: true });
+  removeEmptyPayloadDirs(path);
   return true;
+}
+
+/** After a payload file is removed: its directories up to ocelot.d itself, those now empty. */
+function removeEmptyPayloadDirs(path: string): void {
+  const mark = `${sep}${PAYLOAD_DIR}${sep}`;
+  const at = path.lastIndexOf(mark);
+  if (at < 0) return;
+  const top = path.slice(0, at + mark.length - 1);
+  for (let d = dirname(path); d.length >= top.length; d = dirname(d)) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return; // not empty (or gone)
+    }
+  }
 }
 
 /** Writes the plan: changed files only, each atomically, then the manifest. */

@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { parseDatastoreFile } from "../../src/cni/datastore_file.js";
+import { applyInstall, type InstallSettings, uninstall } from "../../src/cni/install.js";
 import { runSync } from "../helpers/limits.js";
 
 const BIN = new URL("../../bin", import.meta.url).pathname;
@@ -54,17 +55,44 @@ describe("ocelot install-cni (real bin/ocelot, temporary directories)", () => {
       "--mtu",
       "1450",
     ]);
-    expect(r.written.sort()).toEqual(
-      [
-        join(binDir, "ocelot-cni"),
-        join(binDir, "ocelot-ipam"),
-        join(confDir, "ocelot-datastore"),
-        conflistPath(),
-      ].sort(),
+    // The launchers, written after the payload they run, then the conf files.
+    const payload = r.written.filter((p) => p.startsWith(join(binDir, "ocelot.d/")));
+    expect(r.written.slice(payload.length)).toEqual([
+      join(binDir, "ocelot-cni"),
+      join(binDir, "ocelot-ipam"),
+      join(confDir, "ocelot-datastore"),
+      conflistPath(),
+    ]);
+    const version = /^ocelot\.d\/([0-9a-f]{12})\//.exec(
+      payload[0]?.slice(binDir.length + 1) ?? "",
+    )?.[1];
+    expect(version).toBeDefined();
+    const payloadDir = join(binDir, "ocelot.d", version as string);
+    for (const p of payload) expect(p.startsWith(`${payloadDir}/`), p).toBe(true);
+    // Node.js as it ran the install, its C library and loader, the bundles, the netlink addon.
+    expect(readFileSync(join(payloadDir, "node")).equals(readFileSync(process.execPath))).toBe(
+      true,
     );
+    const names = new Set(payload.map((p) => p.slice(payloadDir.length + 1)));
+    for (const f of [
+      "lib/libc.so.6",
+      "lib/libstdc++.so.6",
+      "app/native/build/Release/ocelot_netlink.node",
+      "app/dist/bundle/ocelot-cni.cjs",
+      "app/dist/bundle/ocelot-cni.cjs.cache",
+      "app/dist/bundle/ocelot-ipam.cjs",
+      "app/node_modules/better-sqlite3/build/Release/better_sqlite3.node",
+      "app/node_modules/etcd3/proto/rpc.proto",
+    ])
+      expect(names.has(f), f).toBe(true);
+    expect([...names].some((n) => /^lib\/ld-linux[^/]*\.so/.test(n))).toBe(true);
+    expect(mode(join(payloadDir, "node"))).toBe(0o755);
+    expect(mode(join(payloadDir, "app/dist/bundle/ocelot-cni.cjs"))).toBe(0o644);
     for (const p of ["ocelot-cni", "ocelot-ipam"]) {
       expect(mode(join(binDir, p))).toBe(0o755);
-      expect(readFileSync(join(binDir, p), "utf8")).toContain(`'${ROOT}/bin/${p}'`);
+      const text = readFileSync(join(binDir, p), "utf8");
+      expect(text).toContain(`ocelot.d/${version}`);
+      expect(text).not.toContain(ROOT);
     }
     expect(mode(conflistPath())).toBe(0o644);
     expect(mode(join(confDir, "ocelot-datastore"))).toBe(0o600);
@@ -87,12 +115,17 @@ describe("ocelot install-cni (real bin/ocelot, temporary directories)", () => {
       url: "etcd://10.0.0.5:2379",
       etcd: {},
     });
-    // The installed launcher runs the plugin.
-    const v = runSync(join(binDir, "ocelot-cni"), [], {
-      env: { CNI_COMMAND: "VERSION", PATH: process.env.PATH },
-      input: '{"cniVersion":"0.4.0"}',
-    });
-    expect(JSON.parse(v.stdout)).toMatchObject({ cniVersion: "0.4.0" });
+    // The installed launchers run the plugins with no Node.js on PATH (and the code cache made
+    // by the same Node.js is taken).
+    for (const p of ["ocelot-cni", "ocelot-ipam"]) {
+      const v = runSync(join(binDir, p), [], {
+        env: { CNI_COMMAND: "VERSION", PATH: "/nonexistent", OCELOT_BUNDLE_REPORT: "1" },
+        input: '{"cniVersion":"0.4.0"}',
+      });
+      expect(v.status, v.stderr).toBe(0);
+      expect(JSON.parse(v.stdout)).toMatchObject({ cniVersion: "0.4.0" });
+      expect(v.stderr).toContain("code cache accepted");
+    }
   });
 
   it("is idempotent, and replaces a changed file by rename, leaving no temporary file", () => {
@@ -102,7 +135,7 @@ describe("ocelot install-cni (real bin/ocelot, temporary directories)", () => {
     );
     const again = install(["--datastore", "file:/var/lib/ocelot/store.db"]);
     expect(again.written).toEqual([]);
-    expect(again.unchanged).toHaveLength(4);
+    expect(again.unchanged.length).toBeGreaterThan(30);
     for (const [p, ino] of inodes) expect(statSync(p).ino).toBe(ino);
     const changed = install(["--datastore", "file:/var/lib/ocelot/store.db"], { CNI_MTU: "1400" });
     expect(changed.written).toEqual([conflistPath()]);
@@ -177,7 +210,9 @@ describe("ocelot install-cni (real bin/ocelot, temporary directories)", () => {
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.kept).toEqual([join(binDir, "ocelot-ipam")]);
-    expect(out.removed).toHaveLength(3);
+    expect(out.removed).toContain(join(binDir, "ocelot-cni"));
+    expect(out.removed).toContain(conflistPath());
+    // The payload went with its directories (ocelot.d/ included).
     expect(readdirSync(binDir).sort()).toEqual(["ocelot-ipam", "portmap"]);
     expect(readdirSync(confDir)).toEqual(["99-other.conflist"]);
     // Again: nothing recorded, nothing removed.
@@ -189,6 +224,38 @@ describe("ocelot install-cni (real bin/ocelot, temporary directories)", () => {
       "--json",
     ]);
     expect(JSON.parse(again.stdout)).toEqual({ removed: [], kept: [] });
+  });
+
+  it("a new payload version goes into a new directory; the old one is removed once the launchers name the new one", () => {
+    const settings = (v: string, body: string): InstallSettings => ({
+      binDir,
+      confDir,
+      hostConfDir: confDir,
+      confName: "10-ocelot.conflist",
+      networkName: "n",
+      mtu: 1500,
+      datastore: { datastore: "file:/x.db" },
+      plugins: [
+        { name: `ocelot.d/${v}/app/x.cjs`, content: body, mode: 0o644 },
+        { name: `ocelot.d/${v}/lib/libc.so.6`, content: body },
+        { name: "ocelot-cni", content: `#!/bin/sh\n# ${v}\n` },
+      ],
+    });
+    applyInstall(settings("aaaaaaaaaaaa", "one"));
+    const r = applyInstall(settings("bbbbbbbbbbbb", "two"));
+    expect(r.written.map((p) => p.slice(binDir.length + 1))).toEqual([
+      "ocelot.d/bbbbbbbbbbbb/app/x.cjs",
+      "ocelot.d/bbbbbbbbbbbb/lib/libc.so.6",
+      "ocelot-cni",
+    ]);
+    expect(r.removed.map((p) => p.slice(binDir.length + 1)).sort()).toEqual([
+      "ocelot.d/aaaaaaaaaaaa/app/x.cjs",
+      "ocelot.d/aaaaaaaaaaaa/lib/libc.so.6",
+    ]);
+    expect(readdirSync(join(binDir, "ocelot.d"))).toEqual(["bbbbbbbbbbbb"]);
+    expect(mode(join(binDir, "ocelot.d/bbbbbbbbbbbb/app/x.cjs"))).toBe(0o644);
+    expect(uninstall(confDir).kept).toEqual([]);
+    expect(readdirSync(binDir)).toEqual([]);
   });
 
   it("refuses a bad CNI_MTU or ETCD_ENDPOINTS naming it, writing nothing", () => {

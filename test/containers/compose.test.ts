@@ -8,6 +8,7 @@
 // all sessions Established and to the first pod ping. Everything is removed also on failure.
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readlinkSync } from "node:fs";
+import { loadavg } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HANG_MS } from "../helpers/limits.js";
 import { RUN_PREFIX, sh, skipWithReason, waitFor } from "../helpers/netns.js";
@@ -278,10 +279,19 @@ describe.skipIf(skip)("docker-compose.yml (podman)", () => {
           ],
           { privileged: true, input: conf(node) },
         );
+      /** Where the time after the sessions goes: each pod's namespace, its ADD, the first ping. */
+      const steps: string[] = [];
+      let mark = Date.now();
+      const step = (what: string) => {
+        steps.push(`${what} ${((Date.now() - mark) / 1000).toFixed(1)} s`);
+        mark = Date.now();
+      };
       for (const node of NODES) {
         const name = `${RUN_PREFIX}-${node}-pod`;
         execOk(node, ["ip", "netns", "add", name], { privileged: true });
+        step(`${node} netns`);
         const result = JSON.parse(cni("ADD", node, name)) as { ips: { address: string }[] };
+        step(`${node} ADD`);
         const ip = (result.ips[0]?.address ?? "").split("/")[0] as string;
         expect(ip, `${node}'s pod address`).toMatch(/^10\.244\./);
         pods.push({ node, name, ip });
@@ -296,8 +306,10 @@ describe.skipIf(skip)("docker-compose.yml (podman)", () => {
           privileged: true,
         }).status === 0;
       const [a, b] = pods as [Pod, Pod];
+      step("stat of the namespaces");
       await waitFor(`first pod ping ${a.node} -> ${b.node}`, () => ping(a, b), 120_000, 100);
       const firstPing = (Date.now() - t0) / 1000;
+      step("first ping");
 
       // Every pod reaches every pod on the other nodes.
       for (const from of pods)
@@ -328,7 +340,9 @@ describe.skipIf(skip)("docker-compose.yml (podman)", () => {
       }
 
       console.log(
-        `compose cluster (${NODES.length} nodes + ToR + etcd, fabric ${fabric}.0/24): up -d returned after ${upReturned.toFixed(1)} s; all BGP sessions Established ${established.toFixed(1)} s after up; first pod ping ${firstPing.toFixed(1)} s after up (pods wired after the sessions)`,
+        `compose cluster (${NODES.length} nodes + ToR + etcd, fabric ${fabric}.0/24): up -d returned after ${upReturned.toFixed(1)} s; all BGP sessions Established ${established.toFixed(1)} s after up; first pod ping ${firstPing.toFixed(1)} s after up (pods wired after the sessions, each step through podman exec: ${steps.join(", ")}); load average ${loadavg()
+          .map((l) => l.toFixed(1))
+          .join(" ")}`,
       );
 
       // DEL gives the addresses back.

@@ -1,0 +1,13 @@
+// What the bundles (scripts/build.mjs) leave outside, loaded at run time: shared by the build
+// and by scripts/runtime_modules.mjs, which copies only these (and what they require) into an
+// image. Native addons (better-sqlite3) and pino (its transports run in worker threads by
+// module name) stay in node_modules; of etcd3 only the .proto files it reads at run time.
+// `@kubernetes/client-node` (loaded only when ocelot-cni is given a kubeconfig) is bundled on
+// its own, dist/bundle/kubernetes-client-node.cjs, required by the other bundles when needed.
+export const EXTERNAL_MODULES = ["better-sqlite3", "pino", "pino-pretty"];
+/** Packages of which only these files are read at run time (their code is in the bundles). */
+export const EXTERNAL_FILES = { etcd3: ["package.json", "proto"] };
+/** Bundled alone and required by the other bundles from beside them. */
+export const SEPARATE_BUNDLES = { "@kubernetes/client-node": "kubernetes-client-node" };
+/** Dependencies only their install scripts use (better-sqlite3's prebuilt download). */
+export const INSTALL_ONLY = ["prebuild-install"];
