@@ -126,6 +126,26 @@ describe.skipIf(skip)("docker-compose.yml (podman)", () => {
       ],
       { input: opts.input },
     );
+  /** execOk without blocking: the pods of the nodes are wired at the same time. */
+  const execOkAsync = async (
+    service: string,
+    cmd: string[],
+    opts: { privileged?: boolean; input?: string } = {},
+  ) => {
+    const r = await podman.runAsync(
+      [
+        "exec",
+        ...(opts.input !== undefined ? ["-i"] : []),
+        ...(opts.privileged ? ["--privileged"] : []),
+        compose.container(service),
+        ...cmd,
+      ],
+      { ...(opts.input !== undefined ? { input: opts.input } : {}) },
+    );
+    if (r.status !== 0)
+      throw new Error(`${service}: ${cmd.join(" ")}: exit ${r.status}: ${r.stdout}${r.stderr}`);
+    return r.stdout;
+  };
   const execOk = (
     service: string,
     cmd: string[],
@@ -267,18 +287,15 @@ describe.skipIf(skip)("docker-compose.yml (podman)", () => {
           nodename: node,
           ipam: { type: "ocelot-ipam", ipv4_pools: [POOL] },
         });
+      const cniArgs = (command: "ADD" | "DEL", pod: string) => [
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        `mount -o remount,rw,bind /proc/sys && exec env CNI_COMMAND=${command} CNI_CONTAINERID=${pod} CNI_NETNS=/run/netns/${pod} CNI_IFNAME=eth0 CNI_PATH=/usr/local/bin 'CNI_ARGS=K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod}' ocelot-cni`,
+      ];
       const cni = (command: "ADD" | "DEL", node: string, pod: string) =>
-        execOk(
-          node,
-          [
-            "unshare",
-            "-m",
-            "sh",
-            "-c",
-            `mount -o remount,rw,bind /proc/sys && exec env CNI_COMMAND=${command} CNI_CONTAINERID=${pod} CNI_NETNS=/run/netns/${pod} CNI_IFNAME=eth0 CNI_PATH=/usr/local/bin 'CNI_ARGS=K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod}' ocelot-cni`,
-          ],
-          { privileged: true, input: conf(node) },
-        );
+        execOk(node, cniArgs(command, pod), { privileged: true, input: conf(node) });
       /** Where the time after the sessions goes: each pod's namespace, its ADD, the first ping. */
       const steps: string[] = [];
       let mark = Date.now();
@@ -286,13 +303,30 @@ describe.skipIf(skip)("docker-compose.yml (podman)", () => {
         steps.push(`${what} ${((Date.now() - mark) / 1000).toFixed(1)} s`);
         mark = Date.now();
       };
-      for (const node of NODES) {
-        const name = `${RUN_PREFIX}-${node}-pod`;
-        execOk(node, ["ip", "netns", "add", name], { privileged: true });
-        step(`${node} netns`);
-        const result = JSON.parse(cni("ADD", node, name)) as { ips: { address: string }[] };
-        step(`${node} ADD`);
-        const ip = (result.ips[0]?.address ?? "").split("/")[0] as string;
+      // The nodes' pods at the same time, as kubelets on three nodes would start them.
+      const wired = await Promise.all(
+        NODES.map(async (node) => {
+          const name = `${RUN_PREFIX}-${node}-pod`;
+          const p0 = Date.now();
+          await execOkAsync(node, ["ip", "netns", "add", name], { privileged: true });
+          const p1 = Date.now();
+          const out = await execOkAsync(node, cniArgs("ADD", name), {
+            privileged: true,
+            input: conf(node),
+          });
+          const p2 = Date.now();
+          const result = JSON.parse(out) as { ips: { address: string }[] };
+          const ip = (result.ips[0]?.address ?? "").split("/")[0] as string;
+          return {
+            node,
+            name,
+            ip,
+            took: `${node} netns ${((p1 - p0) / 1000).toFixed(1)} s + ADD ${((p2 - p1) / 1000).toFixed(1)} s`,
+          };
+        }),
+      );
+      step(`pods wired at once (${wired.map((w) => w.took).join(", ")})`);
+      for (const { node, name, ip } of wired) {
         expect(ip, `${node}'s pod address`).toMatch(/^10\.244\./);
         pods.push({ node, name, ip });
         netnsInodes.add(
@@ -340,7 +374,7 @@ describe.skipIf(skip)("docker-compose.yml (podman)", () => {
       }
 
       console.log(
-        `compose cluster (${NODES.length} nodes + ToR + etcd, fabric ${fabric}.0/24): up -d returned after ${upReturned.toFixed(1)} s; all BGP sessions Established ${established.toFixed(1)} s after up; first pod ping ${firstPing.toFixed(1)} s after up (pods wired after the sessions, each step through podman exec: ${steps.join(", ")}); load average ${loadavg()
+        `compose cluster (${NODES.length} nodes + ToR + etcd, fabric ${fabric}.0/24): up -d returned after ${upReturned.toFixed(1)} s; all BGP sessions Established ${established.toFixed(1)} s after up; first pod ping ${firstPing.toFixed(1)} s after up (pods wired after the sessions, the three at once, each step through podman exec: ${steps.join(", ")}); load average ${loadavg()
           .map((l) => l.toFixed(1))
           .join(" ")}`,
       );

@@ -7,7 +7,7 @@ import { type ChildProcess, type SpawnSyncReturns, spawn } from "node:child_proc
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { runSync } from "../helpers/limits.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
 import { waitFor } from "../helpers/netns.js";
 
 export const root = new URL("../../", import.meta.url).pathname;
@@ -70,6 +70,27 @@ export class Podman {
 
   run(args: string[], opts: { timeout?: number; input?: string } = {}): SpawnSyncReturns<string> {
     return runSync("podman", args, { env: this.env, ...opts });
+  }
+
+  /** run() without blocking the test's event loop (steps in parallel), SIGKILLed at HANG_MS. */
+  runAsync(
+    args: string[],
+    opts: { input?: string } = {},
+  ): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      const p = spawn("podman", args, { env: this.env, stdio: ["pipe", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      p.stdout.on("data", (d) => (stdout += d));
+      p.stderr.on("data", (d) => (stderr += d));
+      const timer = setTimeout(() => p.kill("SIGKILL"), HANG_MS);
+      p.on("error", reject);
+      p.on("close", (status) => {
+        clearTimeout(timer);
+        resolve({ status, stdout, stderr });
+      });
+      p.stdin.end(opts.input ?? "");
+    });
   }
 
   /** Runs podman; throws with its stderr unless it exits 0. Returns stdout. */
