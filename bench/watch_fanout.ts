@@ -143,7 +143,7 @@ export async function runFanout(
   limitMs = 120_000,
 ): Promise<FanoutResult> {
   const tag = `${via}-${n}-${process.pid}`;
-  const poolsPrefix = nodeWatchPrefixes("x").pools;
+  const poolsPrefix = nodeWatchPrefixes().pools;
   const writer = await EtcdDatastore.connect({ endpoints: [server.endpoint] });
   const caches: PrefixCache[] = [];
   const stores: EtcdDatastore[] = [];
@@ -159,22 +159,18 @@ export async function runFanout(
           const store = await EtcdDatastore.connect({ endpoints: [endpoint] });
           stores.push(store);
           const seenHere = new Set<string>();
-          const cache: PrefixCache = new PrefixCache(
-            store,
-            Object.values(nodeWatchPrefixes(`sim-${tag}-${i}`)),
-            {
-              onChange(prefix) {
-                if (prefix !== poolsPrefix || waiting.size === 0) return;
-                for (const [key, w] of waiting) {
-                  if (seenHere.has(key)) continue;
-                  if (!cache.values(poolsPrefix).some((kv) => kv.key === key)) continue;
-                  seenHere.add(key);
-                  w.seen.push(performance.now() - w.t0);
-                  if (--w.left === 0) w.done();
-                }
-              },
+          const cache: PrefixCache = new PrefixCache(store, Object.values(nodeWatchPrefixes()), {
+            onChange(prefix) {
+              if (prefix !== poolsPrefix || waiting.size === 0) return;
+              for (const [key, w] of waiting) {
+                if (seenHere.has(key)) continue;
+                if (!cache.values(poolsPrefix).some((kv) => kv.key === key)) continue;
+                seenHere.add(key);
+                w.seen.push(performance.now() - w.t0);
+                if (--w.left === 0) w.done();
+              }
             },
-          );
+          });
           caches.push(cache);
           await cache.start();
         }

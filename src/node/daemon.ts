@@ -147,10 +147,10 @@ export type WatchArea =
   | "felixconfigs";
 
 /**
- * The prefixes a node daemon lists and watches: all but one shared by every node (a watch proxy
- * serves each to all nodes from one upstream watch) and the node's own block affinities.
+ * The prefixes a node daemon lists and watches, the same for every node (a watch proxy serves
+ * each to all nodes from one upstream watch): every node's block affinities too, for the overlay.
  */
-export function nodeWatchPrefixes(nodename: string): Record<WatchArea, string> {
+export function nodeWatchPrefixes(): Record<WatchArea, string> {
   const keys = new IpamKeys();
   return {
     weps: kindPrefix(kindInfo("WorkloadEndpoint")),
@@ -238,7 +238,7 @@ export class NodeDaemon {
     readonly store: Datastore,
     readonly opts: DaemonOptions,
   ) {
-    this.prefixes = nodeWatchPrefixes(opts.nodename);
+    this.prefixes = nodeWatchPrefixes();
     const p = this.prefixes;
     this.areasOf = new Map<string, Area[]>([
       [p.weps, ["agent"]],

@@ -145,7 +145,7 @@ describe("impact()", () => {
     expect(
       impact(
         c0(),
-        edit((c) => (c.peers[0]!.asn = 65000)),
+        edit((c) => Object.assign(c.peers[0] ?? {}, { asn: 65000 })),
       ).changed[0],
     ).toEqual({
       address: "10.255.9.1",
@@ -155,7 +155,7 @@ describe("impact()", () => {
     expect(
       impact(
         c0(),
-        edit((c) => (c.peers[0]!.holdTime = 30)),
+        edit((c) => Object.assign(c.peers[0] ?? {}, { holdTime: 30 })),
       ).changed[0]?.field,
     ).toBe("holdTime");
     expect(
@@ -206,7 +206,9 @@ describe("impact()", () => {
   it("refreshes a peer when only a filter changes", () => {
     const d = impact(
       c0(),
-      edit((c) => (c.peers[0]!.exportFilter = { rules: [{ action: "Accept" }] })),
+      edit((c) =>
+        Object.assign(c.peers[0] ?? {}, { exportFilter: { rules: [{ action: "Accept" }] } }),
+      ),
     );
     expect(d.changed[0]).toEqual({
       address: "10.255.9.1",
@@ -219,7 +221,7 @@ describe("impact()", () => {
     const d = impact(
       c0(),
       edit((c) => {
-        c.peers = [{ ...c.peers[0]!, address: "10.255.9.3" }];
+        c.peers = [{ ...(c.peers[0] as (typeof c.peers)[number]), address: "10.255.9.3" }];
         c.originate = [];
       }),
     );
