@@ -155,7 +155,7 @@ export async function runFanout(
     await Promise.all(
       Array.from({ length: Math.min(25, n) }, async () => {
         while (next < n) {
-          const i = next++;
+          next++;
           const store = await EtcdDatastore.connect({ endpoints: [endpoint] });
           stores.push(store);
           const seenHere = new Set<string>();
