@@ -87,7 +87,9 @@ describe.skipIf(skip)("ocelot node run: log levels at run time, session changes,
     // One line per session change, with its reason.
     const downs = after.filter((l) => l.msg === "Session down" && l.peer === IPS[1]);
     expect(downs).toHaveLength(1);
-    expect(downs[0]?.reason).toEqual({ kind: "NotificationReceived", code: 6, subcode: 2 });
+    // n2's clean stop: Cease, as a Hard Reset (6/9, RFC 8538) since both have graceful restart
+    // with the N bit, so n1 does not keep n2's routes as stale.
+    expect(downs[0]?.reason).toEqual({ kind: "NotificationReceived", code: 6, subcode: 9 });
     expect(after.filter((l) => l.msg === "Session Established" && l.peer === IPS[1])).toHaveLength(
       1,
     );

@@ -150,6 +150,30 @@ describe.skipIf(skip)("borrowed addresses: reached through the node that has the
         },
       }),
     );
+    // A node registers before its first block: let every daemon's pass for the new Node finish
+    // (a pass logged since the write, then a quiet log for 500 ms), as bench/overlay.ts does,
+    // so that pass cannot be the one that adds the block.
+    const PASS = /Agent: (data plane converged|kernel drift repaired)/g;
+    const passes = () =>
+      (lab?.nodes ?? []).map((n) => (n.daemon?.log ?? "").match(PASS)?.length ?? 0);
+    const before = passes();
+    let prev = "";
+    let quietSince = Date.now();
+    await waitFor(
+      "every daemon's pass for the new Node",
+      () => {
+        const key = (lab?.nodes ?? []).map((n) => n.daemon?.log.length ?? 0).join();
+        if (key !== prev) {
+          prev = key;
+          quietSince = Date.now();
+        }
+        return (
+          passes().every((c, i) => c > (before[i] as number)) && Date.now() - quietSince >= 500
+        );
+      },
+      HANG_MS,
+      50,
+    );
     const block = "10.232.250.0/26";
     const logsBefore = (lab?.nodes ?? []).map((n) => n.daemon?.log.length ?? 0);
     await store.update(
