@@ -137,11 +137,12 @@ export function register(program: Command): void {
   demo
     .command("down")
     .description("remove a demo left running with --keep")
-    .action((_opts, cmd: Command) => {
-      // --state-dir belongs to `demo` and is shared with this subcommand.
-      const opts = cmd.optsWithGlobals();
-      const state = loadState(opts.stateDir);
-      if (!state) throw new CliError(`No demo is running (no state in ${opts.stateDir})`);
+    .option("--state-dir <dir>", "the demo's state directory (default: demo's --state-dir)")
+    .action((opts: { stateDir?: string }, cmd: Command) => {
+      // Given before `down` (`demo --state-dir X down`) or after it (`demo down --state-dir X`).
+      const stateDir = opts.stateDir ?? (cmd.optsWithGlobals().stateDir as string);
+      const state = loadState(stateDir);
+      if (!state) throw new CliError(`No demo is running (no state in ${stateDir})`);
       demoDown(state, (line) => console.log(line));
     });
 }

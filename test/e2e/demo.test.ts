@@ -48,6 +48,7 @@ interface DemoJson {
 describe.skipIf(skip)("ocelot demo", () => {
   it("runs 3 nodes with 2 pods each: all pods reach each other and the ToR reaches all, without NAT; the internet sees pods as their node; IPAM is clean", () => {
     const stateDir = mkdtempSync(join(tmpdir(), "ocelot-demo-"));
+    let down: ReturnType<typeof runSync> | undefined;
     const quietBefore = loadavg()[0] < cpus().length * 0.5;
     try {
       const r = runSync(
@@ -183,8 +184,11 @@ describe.skipIf(skip)("ocelot demo", () => {
       expect(after.problems.join("\n")).toMatch(/blocks of nodes that no longer exist/);
     } finally {
       // --keep: the demo is removed here (also after a failure mid-way).
-      runSync(bin, ["demo", "down", "--state-dir", stateDir], { encoding: "utf8" });
+      down = runSync(bin, ["demo", "down", "--state-dir", stateDir], { encoding: "utf8" });
       rmSync(stateDir, { recursive: true, force: true });
     }
+    // The clean-up itself worked: its processes ended and its namespaces are gone.
+    expect(down?.status, `demo down: ${down?.stderr}`).toBe(0);
+    expect(down?.stdout).toMatch(/demo: removed \d+ namespaces/);
   });
 });

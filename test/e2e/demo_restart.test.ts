@@ -83,8 +83,10 @@ describe.skipIf(skip)("ocelot node run graceful restart (demo cluster)", () => {
 
   afterAll(() => {
     pinger?.kill("SIGKILL");
-    runSync(bin, ["demo", "down", "--state-dir", stateDir], { encoding: "utf8" });
+    const down = runSync(bin, ["demo", "down", "--state-dir", stateDir], { encoding: "utf8" });
     rmSync(stateDir, { recursive: true, force: true });
+    // The clean-up itself worked (its processes ended, its namespaces are gone).
+    expect(down.status, `demo down: ${down.stderr}`).toBe(0);
   });
 
   const node2Log = (path: string) => () => `--- node2's new log\n${readFileSync(path, "utf8")}`;
