@@ -4,17 +4,14 @@
 // was handled). Each case's outcome is the RFC's: treat-as-withdraw, attribute discard, ignore,
 // or the right NOTIFICATION; the speaker stays up and a second, well-behaved session beside it
 // is never reset and keeps its route. Also bad OPENs: each gets its OPEN Message Error subcode.
-import * as net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/bgp/config.js";
 import { realClock } from "../../src/bgp/io/clock.js";
 import { makeWireBridge } from "../../src/bgp/speaker/attrs.js";
 import { Speaker } from "../../src/bgp/speaker/runtime.js";
-import { MessageFramer } from "../../src/bgp/wire/framer.js";
-import { encodeKeepalive } from "../../src/bgp/wire/message.js";
-import { encodeOpen } from "../../src/bgp/wire/open.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
 import { waitFor } from "../helpers/netns.js";
+import { rawPeer as connectRawPeer, openMessage } from "../helpers/raw_peer.js";
 import { ANNOUNCE_P, AS_PATH, attr, CASES, message, ORIGIN, update } from "./corpus/malformed.js";
 
 const cleanups: (() => unknown)[] = [];
@@ -22,52 +19,14 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-interface Got {
-  type: number;
-  code?: number;
-  subcode?: number;
-  data?: number[];
-}
-
-function open(asn: number, id: number, o: { version?: number; hold?: number } = {}) {
-  const m = encodeOpen({
-    version: 4,
-    myAs: asn,
-    holdTime: o.hold ?? 90,
-    bgpIdentifier: id,
-    capabilities: [
-      { kind: "Multiprotocol", afi: 1, safi: 1 },
-      { kind: "FourOctetAs", asn },
-    ],
-  });
-  if (o.version !== undefined) m[19] = o.version;
-  return m;
-}
-
-/** A raw peer from address; answers OPEN and KEEPALIVE with KEEPALIVE; records what it gets. */
+/** The raw peer, destroyed after the test. */
 async function rawPeer(port: number, address: string, first: Uint8Array) {
-  const sock = net.connect({ host: "127.0.0.1", port, localAddress: address });
-  await new Promise<void>((r, j) => {
-    sock.once("connect", () => r());
-    sock.once("error", j);
-  });
-  cleanups.push(() => sock.destroy());
-  const got: Got[] = [];
-  const framer = new MessageFramer(65535);
-  sock.on("error", () => {});
-  sock.on("data", (d: Buffer) => {
-    for (const m of framer.push(d)) {
-      got.push(
-        m[18] === 3
-          ? { type: 3, code: m[19], subcode: m[20], data: [...m.subarray(21)] }
-          : { type: m[18] as number },
-      );
-      if (m[18] === 1) sock.write(encodeKeepalive());
-    }
-  });
-  sock.write(first);
-  return { sock, got, notes: () => got.filter((g) => g.type === 3) };
+  const p = await connectRawPeer(port, address, first);
+  cleanups.push(() => p.sock.destroy());
+  return p;
 }
+
+const open = openMessage;
 
 async function speaker() {
   const cfg = parseConfig({
