@@ -187,10 +187,10 @@ export const felixConfigurationSchema = z
   })
   .strict();
 
-const IPAM_NOT_READ =
-  "Ocelot's IPAM reads its own configuration record: set it with `ocelot ipam configure` (the resource is stored, not read yet)";
-
-/** IPAMConfiguration "default": the settings `ocelot ipam configure` writes (not wired yet). */
+/**
+ * IPAMConfiguration "default": the settings Ocelot's IPAM obeys (src/ipam/records.ts reads the
+ * stored resource by hand, with these defaults); `ocelot ipam configure` writes it too.
+ */
 export const ipamConfigurationSchema = z
   .object({
     apiVersion: z.literal(API_VERSION),
@@ -205,17 +205,14 @@ export const ipamConfigurationSchema = z
     }),
     spec: z
       .object({
-        strictAffinity: stored(z.boolean().optional(), IPAM_NOT_READ),
-        autoAllocateBlocks: stored(z.boolean().optional(), IPAM_NOT_READ),
-        maxBlocksPerHost: stored(
-          z
-            .number()
-            .int()
-            .min(0, { error: own("must be greater than or equal to 0") })
-            .max(2147483647)
-            .optional(),
-          IPAM_NOT_READ,
-        ),
+        strictAffinity: z.boolean().optional(),
+        autoAllocateBlocks: z.boolean().optional(),
+        maxBlocksPerHost: z
+          .number()
+          .int()
+          .min(0, { error: own("must be greater than or equal to 0") })
+          .max(2147483647)
+          .optional(),
         ipCooldownSeconds: stored(z.number().int().min(0).optional(), STORED_REASON),
         kubeVirtVMAddressPersistence: stored(
           z.enum(["Enabled", "Disabled"]).optional(),

@@ -38,8 +38,13 @@ export class IpamKeys {
   handle(id: string): string {
     return `${this.handlePrefix()}${id}`;
   }
+  /** The record `ocelot ipam configure` wrote before the IPAMConfiguration resource was read. */
   config(): string {
     return `${this.prefix}ipam/v2/config`;
+  }
+  /** The IPAMConfiguration resource "default", where the settings live (as in Calico). */
+  configResource(): string {
+    return `${this.resources("ipamconfigurations")}default`;
   }
   resources(plural: string): string {
     return `${this.prefix}resources/v3/${plural}/`;
@@ -141,10 +146,6 @@ export function decodeHandle(key: string, value: string): Handle {
 }
 
 // ---- IPAM configuration --------------------------------------------------------------------
-export function encodeConfig(c: IpamConfig): string {
-  return JSON.stringify(c);
-}
-
 export function decodeConfig(key: string, value: string | undefined): IpamConfig {
   if (value === undefined) return { ...DEFAULT_IPAM_CONFIG };
   return read(key, value, "IPAM configuration", (o) => {
@@ -154,6 +155,42 @@ export function decodeConfig(key: string, value: string | undefined): IpamConfig
       maxBlocksPerHost: v.nonNegInt(o.maxBlocksPerHost, "maxBlocksPerHost"),
       autoAllocateBlocks: v.boolean(o, "autoAllocateBlocks"),
     };
+  });
+}
+
+/**
+ * The IPAMConfiguration resource "default" as `ocelot apply` stores it (validated there by the
+ * API schema; read here by hand, with Calico's defaults, so the CNI plugin loads no schema).
+ */
+export function decodeConfigResource(key: string, value: string): IpamConfig {
+  return read(key, value, "IPAMConfiguration", (o) => {
+    const { spec } = resource(o, "IPAMConfiguration");
+    return {
+      strictAffinity: v.optionalBoolean(spec, "strictAffinity") ?? false,
+      maxBlocksPerHost:
+        spec.maxBlocksPerHost === undefined
+          ? 0
+          : v.nonNegInt(spec.maxBlocksPerHost, "spec.maxBlocksPerHost"),
+      autoAllocateBlocks: v.optionalBoolean(spec, "autoAllocateBlocks") ?? true,
+    };
+  });
+}
+
+/**
+ * The IPAMConfiguration resource with `c`'s settings: `previous` (the stored resource, if any)
+ * keeps its metadata and its other spec fields; a new one gets `uid` and `creationTimestamp`.
+ */
+export function encodeConfigResource(
+  c: IpamConfig,
+  previous: string | undefined,
+  fresh: { uid: string; creationTimestamp: string },
+): string {
+  const prev = previous === undefined ? undefined : (JSON.parse(previous) as v.Json);
+  return JSON.stringify({
+    apiVersion: "projectcalico.org/v3",
+    kind: "IPAMConfiguration",
+    metadata: prev?.metadata ?? { name: "default", ...fresh },
+    spec: { ...(prev?.spec ?? {}), ...c },
   });
 }
 

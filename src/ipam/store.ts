@@ -4,6 +4,7 @@
 // pending → block created → affinity confirmed; pendingDeletion → deleted when released), the
 // handle written before the block so a retried ADD is idempotent. Not: the decisions themselves
 // (allocator.ts, block.ts).
+import { randomUUID } from "node:crypto";
 import {
   ConflictError,
   type Datastore,
@@ -46,11 +47,12 @@ import {
   cidrFromKey,
   decodeAffinity,
   decodeConfig,
+  decodeConfigResource,
   decodeHandle,
   decodePool,
   decodeReservation,
   encodeAffinity,
-  encodeConfig,
+  encodeConfigResource,
   encodeHandle,
   type Handle,
   IpamKeys,
@@ -1145,19 +1147,37 @@ export class IpamStore {
     return list.items.flatMap((kv) => decodeReservation(kv.key, kv.value));
   }
 
+  /**
+   * The settings: the IPAMConfiguration resource "default" when it exists (`ocelot apply` or
+   * `ocelot ipam configure` wrote it), else the record an older `ipam configure` wrote, else
+   * Calico's defaults.
+   */
   async getConfig(): Promise<IpamConfig> {
-    const key = this.keys.config();
-    return decodeConfig(key, (await this.store.get(key))?.value);
+    const [res, legacy] = await Promise.all([
+      this.store.get(this.keys.configResource()),
+      this.store.get(this.keys.config()),
+    ]);
+    if (res) return decodeConfigResource(res.key, res.value);
+    return decodeConfig(this.keys.config(), legacy?.value);
   }
 
+  /** Changes settings in the IPAMConfiguration resource (compare-and-swap; created if absent). */
   async setConfig(change: Partial<IpamConfig>): Promise<IpamConfig> {
-    const key = this.keys.config();
+    const key = this.keys.configResource();
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
       const kv = await this.store.get(key);
-      const next = { ...decodeConfig(key, kv?.value), ...change };
+      const next = {
+        ...(kv ? decodeConfigResource(key, kv.value) : await this.getConfig()),
+        ...change,
+      };
+      const fresh = {
+        uid: randomUUID(),
+        creationTimestamp: new Date(this.now()).toISOString().replace(/\.\d+Z$/, "Z"),
+      };
+      const value = encodeConfigResource(next, kv?.value, fresh);
       try {
-        if (kv) await this.store.update(key, encodeConfig(next), kv.modRevision);
-        else await this.store.create(key, encodeConfig(next));
+        if (kv) await this.store.update(key, value, kv.modRevision);
+        else await this.store.create(key, value);
         this.context.clear();
         return next;
       } catch (err) {
