@@ -27,6 +27,7 @@ const datastore: Loader = () => import("./datastore.js");
 const node: Loader = () => import("./node.js");
 const installCni: Loader = () => import("./install_cni.js");
 const kubeControllers: Loader = () => import("./kube_controllers.js");
+const policy: Loader = () => import("./policy.js");
 
 /**
  * Command modules by the top-level command they register. Only the invoked command's module is
@@ -50,6 +51,7 @@ const commands: Record<string, Loader> = {
   "log-level": node,
   "install-cni": installCni,
   "kube-controllers": kubeControllers,
+  policy,
 };
 
 /** The program-level flags that take a value (their value is not the command's name). */
