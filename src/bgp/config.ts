@@ -40,6 +40,12 @@ export interface PeerConfig {
   sourceAddress?: string;
   /** eBGP multihop TTL; absent means TTL 1 towards eBGP peers (directly connected). */
   multihop?: number;
+  /**
+   * GTSM (RFC 5082): the peer is at most this many hops away (1..255). We send with TTL 255 and
+   * the kernel drops the peer's packets arriving with a TTL (IPv6: hop limit) below 256 - hops.
+   * Exclusive with multihop.
+   */
+  ttlSecurity?: number;
   allowOwnAs: number;
   routeReflectorClient: boolean;
   /** Refused by the validation for now (see the peer shape): always absent. */
@@ -417,6 +423,7 @@ const peer = object<PeerConfig>(
     requiredFamilies: dflt(list(oneOf(FAMILIES)), () => []),
     sourceAddress: opt(canonicalAddress),
     multihop: opt(int({ min: 1, max: 255 })),
+    ttlSecurity: opt(int({ min: 1, max: 255 })),
     allowOwnAs: dflt(int({ min: 0, max: 10 }), () => 0),
     routeReflectorClient: dflt(bool, () => false),
     nextHopSelf: opt(
@@ -444,6 +451,12 @@ const peer = object<PeerConfig>(
       custom(path, "give the peer's address or its interface (unnumbered), one of them", issues);
     if (p.password !== undefined && p.passwordFile !== undefined)
       custom(path, "password and passwordFile are exclusive: set one", issues);
+    if (p.ttlSecurity !== undefined && p.multihop !== undefined)
+      custom(
+        path,
+        "ttlSecurity and multihop are exclusive: ttlSecurity sends with TTL 255 and checks the peer's",
+        issues,
+      );
   },
 );
 
@@ -667,6 +680,41 @@ export function peerFamilies(p: PeerConfig): ("ipv4-unicast" | "ipv6-unicast")[]
   return p.families ?? ["ipv4-unicast", "ipv6-unicast"];
 }
 
+/**
+ * The TTL options of a peer's sockets: `ttl` sent (IP_TTL / IPV6_UNICAST_HOPS), `minTtl` the
+ * least TTL (hop limit) the kernel accepts from the peer (IP_MINTTL / IPV6_MINHOPCOUNT).
+ */
+export interface SocketTtl {
+  ttl?: number;
+  minTtl?: number;
+}
+
+/**
+ * A peer's TTLs: GTSM (RFC 5082 §3) sends 255 and accepts 256 - ttlSecurity and above;
+ * otherwise eBGP sends 1 (directly connected, RFC 4271 §5.1.3) or the multihop TTL, and iBGP
+ * the system default unless multihop is set.
+ */
+export function peerTtl(p: PeerConfig, ebgp: boolean): SocketTtl {
+  if (p.ttlSecurity !== undefined) return { ttl: 255, minTtl: 256 - p.ttlSecurity };
+  if (p.multihop !== undefined) return { ttl: p.multihop };
+  return ebgp ? { ttl: 1 } : {};
+}
+
+/**
+ * The least TTL a listener can demand of one family's connections: the lowest of its peers'
+ * (0 when a peer of that family has no GTSM, so its SYN is not dropped). Accepted sockets get
+ * their own peer's minimum at accept.
+ */
+export function listenerMinTtl(cfg: BgpdConfig, family: 4 | 6): number {
+  let min: number | undefined;
+  for (const p of cfg.peers) {
+    if ((p.address.includes(":") ? 6 : 4) !== family) continue;
+    const m = peerTtl(p, p.asn !== cfg.asn).minTtl ?? 0;
+    min = min === undefined ? m : Math.min(min, m);
+  }
+  return min ?? 0;
+}
+
 export type Impact = "none" | "refresh" | "reset";
 
 export interface PeerImpact {
@@ -703,6 +751,7 @@ const RESET_FIELDS: (keyof PeerConfig)[] = [
   "requiredFamilies",
   "sourceAddress",
   "multihop",
+  "ttlSecurity",
   // Capabilities: they are negotiated in the OPEN.
   "addPath",
   "extendedMessage",

@@ -13,7 +13,7 @@
 // as the speaker's import/export filter of the session's family; TCP-MD5 passwords
 // (`spec.password`, BGPConfiguration `nodeMeshPassword`) as a passwordFile
 // `<secretsDir>/<secret name>/<key>`, a peer whose file is unusable skipped (never unsigned);
-// `ttlSecurity` as TTL 255 out; the Ocelot extension `spec.bfd` as the peer's BFD session. What cannot be evaluated fails safe: a missing filter or a rule
+// `ttlSecurity` as GTSM (TTL 255 out, the peer's checked); the Ocelot extension `spec.bfd` as the peer's BFD session. What cannot be evaluated fails safe: a missing filter or a rule
 // the speaker cannot express rejects every route from its place in the list on. Not: running
 // the speaker (daemon.ts), reading the files (the caller's readSecret) or the config schema
 // (src/bgp/config.ts).
@@ -410,14 +410,9 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       }
       common.passwordFile = pw.file;
     }
-    if (s.ttlSecurity !== undefined) {
-      // GTSM (RFC 5082) as BIRD's `ttl security on; multihop N`, which Calico renders: we send
-      // with TTL 255 so the peer's check (TTL >= 256 - N) passes up to N hops away.
-      common.multihop = 255;
-      warnings.push(
-        `BGPPeer "${peer.metadata.name}": spec.ttlSecurity ${s.ttlSecurity}: sending with TTL 255, but the peer's TTL is not checked (the speaker has no minimum TTL)`,
-      );
-    }
+    // GTSM (RFC 5082) as BIRD's `ttl security on; multihop N`, which Calico renders: we send
+    // with TTL 255 and the kernel drops the peer's packets below 256 - N.
+    if (s.ttlSecurity !== undefined) common.ttlSecurity = s.ttlSecurity;
     if (s.bfd !== undefined) {
       const ms = (d: string | undefined) => (d === undefined ? 300 : (parseDurationMs(d) ?? 300));
       common.bfd = {

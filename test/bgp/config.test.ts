@@ -3,9 +3,11 @@ import { describe, expect, it } from "vitest";
 import {
   type BgpdConfig,
   impact,
+  listenerMinTtl,
   type PeerConfig,
   parseConfig,
   parseConfigText,
+  peerTtl,
 } from "../../src/bgp/config.js";
 
 const base = `
@@ -314,6 +316,52 @@ describe("gracefulRestart", () => {
   it("a change resets every session (a capability in the OPEN), naming gracefulRestart", () => {
     expect(impact(parseConfigText(base), withGr("{restartTime: 60}")).changed).toEqual([
       { address: "10.255.9.1", impact: "reset", field: "gracefulRestart" },
+    ]);
+  });
+});
+
+describe("peers[].ttlSecurity (GTSM, RFC 5082)", () => {
+  const withPeer = (v: string) =>
+    parseConfigText(base.replace("    holdTime: 9\n", `    holdTime: 9\n${v}`));
+
+  it("sends TTL 255 and demands 256 - hops; eBGP without it sends 1, multihop its TTL", () => {
+    const p = withPeer("    ttlSecurity: 2\n").peers[0] as PeerConfig;
+    expect(peerTtl(p, true)).toEqual({ ttl: 255, minTtl: 254 });
+    expect(peerTtl(p, false)).toEqual({ ttl: 255, minTtl: 254 });
+    const plain = parseConfigText(base).peers[0] as PeerConfig;
+    expect(peerTtl(plain, true)).toEqual({ ttl: 1 });
+    expect(peerTtl(plain, false)).toEqual({});
+    expect(peerTtl({ ...plain, multihop: 3 }, true)).toEqual({ ttl: 3 });
+  });
+
+  it("refuses it with multihop, and out of range, naming the field", () => {
+    expect(err(() => withPeer("    ttlSecurity: 2\n    multihop: 3\n"))).toContain(
+      "ttlSecurity and multihop are exclusive",
+    );
+    expect(err(() => withPeer("    ttlSecurity: 0\n"))).toContain("peers[0].ttlSecurity");
+    expect(err(() => withPeer("    ttlSecurity: 256\n"))).toContain("peers[0].ttlSecurity");
+  });
+
+  it("the listener demands the lowest minimum of a family's peers (0 when one has no GTSM)", () => {
+    const c = withPeer("    ttlSecurity: 1\n");
+    expect(listenerMinTtl(c, 4)).toBe(255);
+    expect(listenerMinTtl(c, 6)).toBe(0);
+    const two = {
+      ...c,
+      peers: [...c.peers, { ...(c.peers[0] as PeerConfig), address: "10.255.9.7", ttlSecurity: 3 }],
+    };
+    expect(listenerMinTtl(two, 4)).toBe(253);
+    const mixed = {
+      ...c,
+      peers: [...c.peers, { ...(c.peers[0] as PeerConfig), address: "10.255.9.7" }],
+    };
+    delete (mixed.peers[1] as PeerConfig).ttlSecurity;
+    expect(listenerMinTtl(mixed, 4)).toBe(0);
+  });
+
+  it("a change resets the session, naming ttlSecurity", () => {
+    expect(impact(parseConfigText(base), withPeer("    ttlSecurity: 1\n")).changed).toEqual([
+      { address: "10.255.9.1", impact: "reset", field: "ttlSecurity" },
     ]);
   });
 });

@@ -1,7 +1,7 @@
 // BGPPeer fields rendered into the node's speaker config (pure): spec.filters (BGPFilters in
 // order, first match wins, per session family; a missing filter or a rule the speaker cannot
 // express rejects from its place on), spec.password and nodeMeshPassword as passwordFiles under
-// the secrets directory (an unusable file skips the peer, never unsigned), ttlSecurity as TTL 255.
+// the secrets directory (an unusable file skips the peer, never unsigned), ttlSecurity as GTSM.
 import { describe, expect, it } from "vitest";
 import type { BGPConfiguration, BGPPeer } from "../../src/api/bgp.js";
 import type { Node } from "../../src/api/node.js";
@@ -240,12 +240,11 @@ describe("spec.password and nodeMeshPassword", () => {
 });
 
 describe("other peer fields", () => {
-  it("ttlSecurity sends with TTL 255 (multihop 255) and says the check is not made", () => {
+  it("ttlSecurity is the peer's GTSM hop count (TTL 255 out, 256 - hops checked), no multihop", () => {
     const r = render({ bgpPeers: [tor({ ttlSecurity: 2 })] });
-    expect(peerOf(r, "10.0.0.254")?.multihop).toBe(255);
-    expect(r.warnings).toEqual([
-      'BGPPeer "tor": spec.ttlSecurity 2: sending with TTL 255, but the peer\'s TTL is not checked (the speaker has no minimum TTL)',
-    ]);
+    expect(peerOf(r, "10.0.0.254")?.ttlSecurity).toBe(2);
+    expect(peerOf(r, "10.0.0.254")?.multihop).toBeUndefined();
+    expect(r.warnings).toEqual([]);
   });
 
   it("fields the speaker cannot express stay warned about", () => {
