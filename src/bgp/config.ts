@@ -65,6 +65,11 @@ export interface PeerConfig {
   maxPrefixes?: Partial<Record<Family, MaxPrefix>>;
   /** RFC 7911 ADD-PATH for each of the peer's families (absent: not advertised). */
   addPath?: PeerAddPath;
+  /**
+   * Seconds this peer keeps our routes when our session drops (the restart time of the graceful
+   * restart capability we send it, 1..4095; absent: gracefulRestart.restartTime).
+   */
+  gracefulRestartTime?: number;
   /** RFC 8654 extended messages advertised (absent: true). */
   extendedMessage?: boolean;
   /**
@@ -445,6 +450,7 @@ const peer = object<PeerConfig>(
     extendedMessage: opt(bool),
     extendedNextHop: opt(bool),
     maxPrefixes: opt(maxPrefixes),
+    gracefulRestartTime: opt(int({ min: 1, max: 4095 })),
   },
   (p, path, issues) => {
     if ((p.address === undefined) === (p.interface === undefined))
@@ -756,6 +762,7 @@ const RESET_FIELDS: (keyof PeerConfig)[] = [
   "addPath",
   "extendedMessage",
   "extendedNextHop",
+  "gracefulRestartTime",
   // A new key needs a new connection (FRR resets the session too); the file's path alone does not.
   "password",
 ];

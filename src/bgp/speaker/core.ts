@@ -318,7 +318,7 @@ export class SpeakerCore<A> {
       ...(gr.enabled
         ? {
             gracefulRestart: {
-              restartTime: gr.restartTime,
+              restartTime: p.gracefulRestartTime ?? gr.restartTime,
               restarting: this.restarting,
               // Routes we installed outlive us: the kernel keeps them (the FIB's hold).
               forwarding: true,
