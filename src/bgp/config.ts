@@ -84,6 +84,8 @@ export interface PeerAddPath {
   receive: boolean;
   /** Paths sent per prefix: the best and the paths equal to it (multipath), best first. */
   send: number;
+  /** The families ADD-PATH is advertised for (absent: all of the peer's). */
+  families?: Family[];
 }
 
 /** A peer's prefix limit for one family. */
@@ -445,6 +447,7 @@ const peer = object<PeerConfig>(
       object<PeerAddPath>({
         receive: dflt(bool, () => true),
         send: dflt(int({ min: 0, max: 255 }), () => 0),
+        families: opt(list(oneOf(FAMILIES), 1)),
       }),
     ),
     extendedMessage: opt(bool),

@@ -365,3 +365,20 @@ describe("peers[].ttlSecurity (GTSM, RFC 5082)", () => {
     ]);
   });
 });
+
+describe("peers[].addPath.families", () => {
+  const withAddPath = (v: string) =>
+    parseConfigText(base.replace("    holdTime: 9\n", `    holdTime: 9\n    addPath: ${v}\n`));
+
+  it("takes the families ADD-PATH is advertised for; a change resets, naming addPath", () => {
+    const c = withAddPath("{send: 2, families: [ipv6-unicast]}");
+    expect(c.peers[0]?.addPath).toEqual({ receive: true, send: 2, families: ["ipv6-unicast"] });
+    expect(withAddPath("{send: 2}").peers[0]?.addPath).toEqual({ receive: true, send: 2 });
+    expect(err(() => withAddPath("{families: [l2vpn-evpn]}"))).toContain(
+      "peers[0].addPath.families",
+    );
+    expect(impact(withAddPath("{send: 2}"), c).changed).toEqual([
+      { address: "10.255.9.1", impact: "reset", field: "addPath" },
+    ]);
+  });
+});
