@@ -710,18 +710,21 @@ export function peerTtl(p: PeerConfig, ebgp: boolean): SocketTtl {
 }
 
 /**
- * The least TTL a listener can demand of one family's connections: the lowest of its peers'
- * (0 when a peer of that family has no GTSM, so its SYN is not dropped). Accepted sockets get
- * their own peer's minimum at accept.
+ * A listener's TTLs for one family's connections. `minTtl`: the least its peers demand, the
+ * lowest of theirs (0 when a peer of that family has no GTSM, so its SYN is not dropped);
+ * accepted sockets get their own peer's at accept. `ttl`: 255 when a peer of that family has
+ * GTSM, so our SYN-ACK passes its check; else -1 (the system default).
  */
-export function listenerMinTtl(cfg: BgpdConfig, family: 4 | 6): number {
+export function listenerTtl(cfg: BgpdConfig, family: 4 | 6): { ttl: number; minTtl: number } {
   let min: number | undefined;
+  let gtsm = false;
   for (const p of cfg.peers) {
     if ((p.address.includes(":") ? 6 : 4) !== family) continue;
-    const m = peerTtl(p, p.asn !== cfg.asn).minTtl ?? 0;
-    min = min === undefined ? m : Math.min(min, m);
+    const m = peerTtl(p, p.asn !== cfg.asn).minTtl;
+    if (m !== undefined) gtsm = true;
+    min = min === undefined ? (m ?? 0) : Math.min(min, m ?? 0);
   }
-  return min ?? 0;
+  return { ttl: gtsm ? 255 : -1, minTtl: min ?? 0 };
 }
 
 export type Impact = "none" | "refresh" | "reset";

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   type BgpdConfig,
   impact,
-  listenerMinTtl,
+  listenerTtl,
   type PeerConfig,
   parseConfig,
   parseConfigText,
@@ -342,21 +342,22 @@ describe("peers[].ttlSecurity (GTSM, RFC 5082)", () => {
     expect(err(() => withPeer("    ttlSecurity: 256\n"))).toContain("peers[0].ttlSecurity");
   });
 
-  it("the listener demands the lowest minimum of a family's peers (0 when one has no GTSM)", () => {
+  it("the listener demands the lowest minimum of a family's peers (0 when one has no GTSM), sends 255 when one has", () => {
     const c = withPeer("    ttlSecurity: 1\n");
-    expect(listenerMinTtl(c, 4)).toBe(255);
-    expect(listenerMinTtl(c, 6)).toBe(0);
+    expect(listenerTtl(c, 4)).toEqual({ ttl: 255, minTtl: 255 });
+    expect(listenerTtl(c, 6)).toEqual({ ttl: -1, minTtl: 0 });
     const two = {
       ...c,
       peers: [...c.peers, { ...(c.peers[0] as PeerConfig), address: "10.255.9.7", ttlSecurity: 3 }],
     };
-    expect(listenerMinTtl(two, 4)).toBe(253);
+    expect(listenerTtl(two, 4)).toEqual({ ttl: 255, minTtl: 253 });
     const mixed = {
       ...c,
       peers: [...c.peers, { ...(c.peers[0] as PeerConfig), address: "10.255.9.7" }],
     };
     delete (mixed.peers[1] as PeerConfig).ttlSecurity;
-    expect(listenerMinTtl(mixed, 4)).toBe(0);
+    // Mixed: no minimum, but TTL 255 for the GTSM peer's SYN-ACK.
+    expect(listenerTtl(mixed, 4)).toEqual({ ttl: 255, minTtl: 0 });
   });
 
   it("a change resets the session, naming ttlSecurity", () => {

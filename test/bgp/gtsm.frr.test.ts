@@ -1,11 +1,14 @@
 // GTSM (RFC 5082) between `ocelot bgpd` and FRR (`neighbor X ttl-security hops N`) in network
-// namespaces, IPv4 and IPv6. Node 1 is directly connected to FRR "near" (both hops 1): the
-// session comes up, so our packets leave with TTL 255. Node 2 reaches FRR "far" through a
+// namespaces, IPv4 and IPv6. Node 1 is directly connected to FRR "near" (both hops 1): both
+// sessions come up, so our packets leave with TTL 255 — on IPv4 we connect, on IPv6 (passive)
+// FRR does, so our listener's SYN-ACK does too. Node 2 reaches FRR "far" through a
 // router namespace (one hop between): FRR far allows 2 hops and sends with TTL 255, so its
 // segments reach node 2 with TTL (hop limit) 254. With ttlSecurity 1 node 2 demands 255: its
 // kernel drops FRR's SYNs (on our listener) and SYN-ACKs (on our connects) — TCPMinTTLDrop
 // counts them — and neither session comes up although both sides keep trying; after a SIGHUP
-// to ttlSecurity 2 (FRR unchanged) both come up: the refusal was our check.
+// to ttlSecurity 2 (FRR unchanged) both come up: the refusal was our check. Node 2 also has an
+// IPv4 peer without GTSM, so its listener checks IPv6 only: FRR's IPv4 connections are closed
+// at accept and our own (whose SYN-ACK the kernel checks) carries the IPv4 session.
 import { readFileSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
@@ -97,6 +100,10 @@ const node2Config = (hops: number) => ({
       sourceAddress: "fd00:255:9::2",
       ttlSecurity: hops,
     },
+    // A passive IPv4 peer without GTSM (never there): the listener cannot demand a TTL of IPv4
+    // connections, so FRR's IPv4 connections are closed at accept and ours (checked from the
+    // SYN-ACK on) carries the session; IPv6 stays checked by the listener itself.
+    { address: "10.255.9.77", asn: FRR_AS, passive: true, families: ["ipv4-unicast"] },
   ],
   originate: [{ prefix: "10.244.9.0/26" }, { prefix: "fd00:244:9::/122" }],
   fib: { enabled: true, table: "main", protocol: 201 },
@@ -181,6 +188,8 @@ describe.skipIf(skip)("GTSM with FRR: the peer's TTL checked, IPv4 and IPv6", ()
           holdTime: 9,
           connectRetryTime: 1,
           families: ["ipv6-unicast"],
+          // FRR connects: our listener's SYN-ACK must leave with 255 to pass FRR's check.
+          passive: true,
           ttlSecurity: 1,
         },
       ],
@@ -207,8 +216,8 @@ describe.skipIf(skip)("GTSM with FRR: the peer's TTL checked, IPv4 and IPv6", ()
       15_000,
     );
     // Our listener carries the minimum for both families (every peer has GTSM).
-    expect(oc1.log()).toMatch(/"family":4,"minTtl":255.*Listener GTSM minimum TTL set/);
-    expect(oc1.log()).toMatch(/"family":6,"minTtl":255.*Listener GTSM minimum TTL set/);
+    expect(oc1.log()).toMatch(/"family":4,"ttl":255,"minTtl":255.*Listener GTSM minimum TTL set/);
+    expect(oc1.log()).toMatch(/"family":6,"ttl":255,"minTtl":255.*Listener GTSM minimum TTL set/);
   });
 
   it("a peer one hop further is refused with ttlSecurity 1: its segments dropped by our kernel", async () => {
@@ -242,7 +251,9 @@ describe.skipIf(skip)("GTSM with FRR: the peer's TTL checked, IPv4 and IPv6", ()
       15_000,
     );
     const log = readFileSync(`${oc2.dir}/bgpd.log`, "utf8");
-    expect(log).toMatch(/"family":4,"minTtl":254.*Listener GTSM minimum TTL set/);
+    expect(log).toMatch(/"family":6,"ttl":255,"minTtl":254.*Listener GTSM minimum TTL set/);
+    expect(log).not.toMatch(/"family":4,"ttl":255,"minTtl":25\d.*Listener GTSM minimum TTL set/);
+    expect(log).toMatch(/"peer":"10\.255\.10\.2".*Connection from a GTSM peer closed at accept/);
     // Routes both ways in the BGP tables (a next hop one router away is not installed: the
     // kernel takes on-link gateways only).
     await waitFor(

@@ -5,7 +5,7 @@
 // run a Speaker. Not: any BGP decision (core.ts), status shapes (views.ts).
 import type { Fib } from "../../fib/types.js";
 import { type Log, silentLog } from "../../lib/log.js";
-import { type BgpdConfig, impact, listenerMinTtl, type PeerConfig, peerTtl } from "../config.js";
+import { type BgpdConfig, impact, listenerTtl, type PeerConfig, peerTtl } from "../config.js";
 import type { Clock, TimerHandle } from "../io/clock.js";
 import {
   type ConnectAttempt,
@@ -105,8 +105,10 @@ export class Speaker<A> {
   private listener: Listener | undefined;
   /** The address the listener is bound to (the config's, or 0.0.0.0 when IPv6 is missing). */
   private listenAddress = "";
-  /** The GTSM minimum TTL set on the listener per traffic family (0: none). */
-  private listenerTtl = { 4: 0, 6: 0 };
+  /** The GTSM TTLs set on the listener per traffic family (-1 and 0: the defaults). */
+  private listenerTtl = { 4: { ttl: -1, minTtl: 0 }, 6: { ttl: -1, minTtl: 0 } };
+  /** GTSM peers whose connections were closed at accept (logged once each). */
+  private readonly gtsmWarned = new Set<string>();
   private readonly pump: FibPump | undefined;
   private readonly startedAt: number;
   private readonly conns = new Map<ConnId, { peer: string; conn: Connection }>();
@@ -501,8 +503,29 @@ export class Speaker<A> {
   }
 
   /**
-   * The listener's GTSM minimum TTL per family: the lowest its peers of that family demand, so
-   * the kernel drops a SYN from too far away when every such peer has ttlSecurity.
+   * Whether an accepted connection from a GTSM peer got through a listener that demands less
+   * (another peer of its family has no ttlSecurity): the segments queued before our accept were
+   * not checked, so it is closed and our own connection, checked from its SYN-ACK on, carries
+   * the session. A passive peer has no connection of ours: it is kept, checked from accept on.
+   */
+  private gtsmUnchecked(c: Connection, p: PeerConfig): boolean {
+    if (!this.deps.onSocket || p.passive) return false;
+    const need = peerTtl(p, p.asn !== this.config.asn).minTtl;
+    if (need === undefined || need <= this.listenerTtl[c.family].minTtl) return false;
+    if (!this.gtsmWarned.has(p.address)) {
+      this.gtsmWarned.add(p.address);
+      this.log.info(
+        { peer: p.address, minTtl: need, listenerMinTtl: this.listenerTtl[c.family].minTtl },
+        "Connection from a GTSM peer closed at accept (the listener cannot check its TTL: another peer has no ttlSecurity); our connection to it carries the session",
+      );
+    }
+    return true;
+  }
+
+  /**
+   * The listener's GTSM TTLs per family: the lowest minimum its peers of that family demand, so
+   * the kernel drops a SYN from too far away when every such peer has ttlSecurity, and TTL 255
+   * when one has, so our SYN-ACK passes the peer's own check.
    */
   private updateListenerTtl(cfg: BgpdConfig): void {
     const l = this.listener;
@@ -511,15 +534,16 @@ export class Speaker<A> {
     const families: (4 | 6)[] =
       this.listenAddress === "::" ? [4, 6] : this.listenAddress.includes(":") ? [6] : [4];
     for (const f of families) {
-      const minTtl = listenerMinTtl(cfg, f);
-      if (minTtl === this.listenerTtl[f]) continue;
+      const want = listenerTtl(cfg, f);
+      const had = this.listenerTtl[f];
+      if (want.ttl === had.ttl && want.minTtl === had.minTtl) continue;
       try {
-        set(l.fd, f, { minTtl });
-        this.listenerTtl[f] = minTtl;
-        this.log.info({ family: f, minTtl }, "Listener GTSM minimum TTL set");
+        set(l.fd, f, want);
+        this.listenerTtl[f] = want;
+        this.log.info({ family: f, ...want }, "Listener GTSM minimum TTL set");
       } catch (e) {
         this.log.error(
-          { family: f, minTtl, error: (e as Error).message },
+          { family: f, ...want, error: (e as Error).message },
           "Listener GTSM minimum TTL not set",
         );
       }
@@ -539,7 +563,7 @@ export class Speaker<A> {
       onConnection: (c) => {
         const peer = this.peerKey(c.remoteAddress) ?? c.remoteAddress;
         const e = this.core.peers.get(peer);
-        if (!e) {
+        if (!e || this.gtsmUnchecked(c, e.cfg)) {
           c.destroy();
           return;
         }
@@ -570,7 +594,7 @@ export class Speaker<A> {
       this.listener = await listen(opts(address));
     }
     this.listenAddress = address;
-    this.listenerTtl = { 4: 0, 6: 0 };
+    this.listenerTtl = { 4: { ttl: -1, minTtl: 0 }, 6: { ttl: -1, minTtl: 0 } };
     this.log.info({ address, port: this.listener.port }, "Listening");
     this.updateListenerTtl(cfg);
   }
