@@ -13,8 +13,12 @@
 // as the speaker's import/export filter of the session's family; TCP-MD5 passwords
 // (`spec.password`, BGPConfiguration `nodeMeshPassword`) as a passwordFile
 // `<secretsDir>/<secret name>/<key>`, a peer whose file is unusable skipped (never unsigned);
-// `ttlSecurity` as GTSM (TTL 255 out, the peer's checked); the Ocelot extension `spec.bfd` as the peer's BFD session. What cannot be evaluated fails safe: a missing filter or a rule
-// the speaker cannot express rejects every route from its place in the list on. Not: running
+// `ttlSecurity` as GTSM (TTL 255 out, the peer's checked); `maxRestartTime` as the graceful
+// restart time announced to the peer; `failureDetectionMode: BFDIfDirectlyConnected` as BFD with
+// the defaults toward a peer in this node's subnet; the Ocelot extensions `spec.bfd` (the peer's
+// BFD session), `spec.maxPrefixes` (for the session's family) and `spec.addPath`. What cannot
+// be evaluated fails safe: a missing filter or a rule the speaker cannot express rejects every
+// route from its place in the list on. Not: running
 // the speaker (daemon.ts), reading the files (the caller's readSecret) or the config schema
 // (src/bgp/config.ts).
 import ipaddr from "ipaddr.js";
