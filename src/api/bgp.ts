@@ -7,9 +7,14 @@
 // peering, programClusterRoutes and route priorities, BGPPeer reachableBy and
 // localWorkloadSelector, BGPFilter priority and setPriority.
 //
-// Ocelot extension (not in Calico's API): BGPPeer `spec.bfd` turns on BFD (RFC 5880/5881/5883)
-// towards the peer: `{minTxInterval, minRxInterval, multiplier, multihop}` (durations of 10 ms
-// to 60 s, default 300ms; multiplier 1-255, default 3; multihop default false).
+// Ocelot extensions (not in Calico's API) on BGPPeer: `spec.bfd` turns on BFD (RFC
+// 5880/5881/5883) towards the peer: `{minTxInterval, minRxInterval, multiplier, multihop}`
+// (durations of 10 ms to 60 s, default 300ms; multiplier 1-255, default 3; multihop default
+// false). `spec.maxPrefixes: {limit, warningPercent, restartTime}` closes the session (Cease/1)
+// when the peer sends more than `limit` prefixes of the session's family (warning at
+// warningPercent, default 75; down for restartTime, default 60s, "0s" until the BGPPeer
+// changes). `spec.addPath: {receive, send}` negotiates RFC 7911 ADD-PATH (receive default true;
+// send: paths per prefix, 0-255, default 0).
 import * as z from "zod";
 import { own, quote } from "./errors.js";
 import {
@@ -259,6 +264,20 @@ const bgpPeerSpec = z
     numAllowedLocalASNumbers: intRange(1, 10).optional(),
     ttlSecurity: intRange(1, 255).optional(),
     filters: z.array(subdomainName).optional(),
+    failureDetectionMode: z.enum(["None", "BFDIfDirectlyConnected"]).optional(),
+    restartMode: z.enum(["GracefulRestart", "LongLivedGracefulRestart"]).optional(),
+    maxPrefixes: z
+      .object({
+        limit: intRange(1, 4294967295),
+        warningPercent: intRange(1, 100).optional(),
+        restartTime: duration.optional(),
+      })
+      .strict()
+      .optional(),
+    addPath: z
+      .object({ receive: z.boolean().optional(), send: intRange(0, 255).optional() })
+      .strict()
+      .optional(),
     bfd: z
       .object({
         minTxInterval: bfdInterval.optional(),

@@ -40,6 +40,12 @@ export interface PeerConfig {
   sourceAddress?: string;
   /** eBGP multihop TTL; absent means TTL 1 towards eBGP peers (directly connected). */
   multihop?: number;
+  /**
+   * GTSM (RFC 5082): the peer is at most this many hops away (1..255). We send with TTL 255 and
+   * the kernel drops the peer's packets arriving with a TTL (IPv6: hop limit) below 256 - hops.
+   * Exclusive with multihop.
+   */
+  ttlSecurity?: number;
   allowOwnAs: number;
   routeReflectorClient: boolean;
   /** Refused by the validation for now (see the peer shape): always absent. */
@@ -59,6 +65,11 @@ export interface PeerConfig {
   maxPrefixes?: Partial<Record<Family, MaxPrefix>>;
   /** RFC 7911 ADD-PATH for each of the peer's families (absent: not advertised). */
   addPath?: PeerAddPath;
+  /**
+   * Seconds this peer keeps our routes when our session drops (the restart time of the graceful
+   * restart capability we send it, 1..4095; absent: gracefulRestart.restartTime).
+   */
+  gracefulRestartTime?: number;
   /** RFC 8654 extended messages advertised (absent: true). */
   extendedMessage?: boolean;
   /**
@@ -73,6 +84,8 @@ export interface PeerAddPath {
   receive: boolean;
   /** Paths sent per prefix: the best and the paths equal to it (multipath), best first. */
   send: number;
+  /** The families ADD-PATH is advertised for (absent: all of the peer's). */
+  families?: Family[];
 }
 
 /** A peer's prefix limit for one family. */
@@ -417,6 +430,7 @@ const peer = object<PeerConfig>(
     requiredFamilies: dflt(list(oneOf(FAMILIES)), () => []),
     sourceAddress: opt(canonicalAddress),
     multihop: opt(int({ min: 1, max: 255 })),
+    ttlSecurity: opt(int({ min: 1, max: 255 })),
     allowOwnAs: dflt(int({ min: 0, max: 10 }), () => 0),
     routeReflectorClient: dflt(bool, () => false),
     nextHopSelf: opt(
@@ -433,17 +447,25 @@ const peer = object<PeerConfig>(
       object<PeerAddPath>({
         receive: dflt(bool, () => true),
         send: dflt(int({ min: 0, max: 255 }), () => 0),
+        families: opt(list(oneOf(FAMILIES), 1)),
       }),
     ),
     extendedMessage: opt(bool),
     extendedNextHop: opt(bool),
     maxPrefixes: opt(maxPrefixes),
+    gracefulRestartTime: opt(int({ min: 1, max: 4095 })),
   },
   (p, path, issues) => {
     if ((p.address === undefined) === (p.interface === undefined))
       custom(path, "give the peer's address or its interface (unnumbered), one of them", issues);
     if (p.password !== undefined && p.passwordFile !== undefined)
       custom(path, "password and passwordFile are exclusive: set one", issues);
+    if (p.ttlSecurity !== undefined && p.multihop !== undefined)
+      custom(
+        path,
+        "ttlSecurity and multihop are exclusive: ttlSecurity sends with TTL 255 and checks the peer's",
+        issues,
+      );
   },
 );
 
@@ -667,6 +689,44 @@ export function peerFamilies(p: PeerConfig): ("ipv4-unicast" | "ipv6-unicast")[]
   return p.families ?? ["ipv4-unicast", "ipv6-unicast"];
 }
 
+/**
+ * The TTL options of a peer's sockets: `ttl` sent (IP_TTL / IPV6_UNICAST_HOPS), `minTtl` the
+ * least TTL (hop limit) the kernel accepts from the peer (IP_MINTTL / IPV6_MINHOPCOUNT).
+ */
+export interface SocketTtl {
+  ttl?: number;
+  minTtl?: number;
+}
+
+/**
+ * A peer's TTLs: GTSM (RFC 5082 §3) sends 255 and accepts 256 - ttlSecurity and above;
+ * otherwise eBGP sends 1 (directly connected, RFC 4271 §5.1.3) or the multihop TTL, and iBGP
+ * the system default unless multihop is set.
+ */
+export function peerTtl(p: PeerConfig, ebgp: boolean): SocketTtl {
+  if (p.ttlSecurity !== undefined) return { ttl: 255, minTtl: 256 - p.ttlSecurity };
+  if (p.multihop !== undefined) return { ttl: p.multihop };
+  return ebgp ? { ttl: 1 } : {};
+}
+
+/**
+ * A listener's TTLs for one family's connections. `minTtl`: the least its peers demand, the
+ * lowest of theirs (0 when a peer of that family has no GTSM, so its SYN is not dropped);
+ * accepted sockets get their own peer's at accept. `ttl`: 255 when a peer of that family has
+ * GTSM, so our SYN-ACK passes its check; else -1 (the system default).
+ */
+export function listenerTtl(cfg: BgpdConfig, family: 4 | 6): { ttl: number; minTtl: number } {
+  let min: number | undefined;
+  let gtsm = false;
+  for (const p of cfg.peers) {
+    if ((p.address.includes(":") ? 6 : 4) !== family) continue;
+    const m = peerTtl(p, p.asn !== cfg.asn).minTtl;
+    if (m !== undefined) gtsm = true;
+    min = min === undefined ? (m ?? 0) : Math.min(min, m ?? 0);
+  }
+  return { ttl: gtsm ? 255 : -1, minTtl: min ?? 0 };
+}
+
 export type Impact = "none" | "refresh" | "reset";
 
 export interface PeerImpact {
@@ -703,10 +763,12 @@ const RESET_FIELDS: (keyof PeerConfig)[] = [
   "requiredFamilies",
   "sourceAddress",
   "multihop",
+  "ttlSecurity",
   // Capabilities: they are negotiated in the OPEN.
   "addPath",
   "extendedMessage",
   "extendedNextHop",
+  "gracefulRestartTime",
   // A new key needs a new connection (FRR resets the session too); the file's path alone does not.
   "password",
 ];

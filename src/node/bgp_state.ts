@@ -13,8 +13,12 @@
 // as the speaker's import/export filter of the session's family; TCP-MD5 passwords
 // (`spec.password`, BGPConfiguration `nodeMeshPassword`) as a passwordFile
 // `<secretsDir>/<secret name>/<key>`, a peer whose file is unusable skipped (never unsigned);
-// `ttlSecurity` as TTL 255 out; the Ocelot extension `spec.bfd` as the peer's BFD session. What cannot be evaluated fails safe: a missing filter or a rule
-// the speaker cannot express rejects every route from its place in the list on. Not: running
+// `ttlSecurity` as GTSM (TTL 255 out, the peer's checked); `maxRestartTime` as the graceful
+// restart time announced to the peer; `failureDetectionMode: BFDIfDirectlyConnected` as BFD with
+// the defaults toward a peer in this node's subnet; the Ocelot extensions `spec.bfd` (the peer's
+// BFD session), `spec.maxPrefixes` (for the session's family) and `spec.addPath`. What cannot
+// be evaluated fails safe: a missing filter or a rule the speaker cannot express rejects every
+// route from its place in the list on. Not: running
 // the speaker (daemon.ts), reading the files (the caller's readSecret) or the config schema
 // (src/bgp/config.ts).
 import ipaddr from "ipaddr.js";
@@ -170,12 +174,23 @@ export function importGuardRules(
  * per-peer restart time nor local AS, and its config's nextHopSelf is not acted on.
  */
 const UNAPPLIED_PEER_FIELDS = [
-  "maxRestartTime",
   "reversePeering",
   "nextHopMode",
   "keepOriginalNextHop",
   "localASNumber",
 ] as const;
+
+/** Whether peer is inside the subnet of this node's address "10.0.0.1/24" (no length: no). */
+function directlyConnected(mine: string | undefined, peer: string): boolean {
+  if (!mine?.includes("/")) return false;
+  try {
+    const [net, len] = ipaddr.parseCIDR(mine);
+    const p = ipaddr.parse(peer);
+    return p.kind() === net.kind() && p.match(net, len);
+  } catch {
+    return false;
+  }
+}
 
 function selects(selector: string | undefined, labels: Record<string, string>): boolean {
   return selector === undefined || matchSelector(parseSelector(selector), labels);
@@ -313,7 +328,7 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
    */
   const nodePeer = (
     n: Node,
-    extra: (fam: 4 | 6) => Partial<PeerConfig> = () => ({}),
+    extra: (fam: 4 | 6, address: string) => Partial<PeerConfig> = () => ({}),
     source = false,
   ) => {
     if (n.metadata.name === name) return;
@@ -336,7 +351,7 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
         port: global.listenPort,
         routeReflectorClient: myCluster !== undefined && theirCluster !== myCluster,
         ...(fam === 6 || source ? { sourceAddress: src } : {}),
-        ...extra(fam),
+        ...extra(fam, addressOf(addr)),
       });
     }
     kind = before;
@@ -410,14 +425,25 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       }
       common.passwordFile = pw.file;
     }
-    if (s.ttlSecurity !== undefined) {
-      // GTSM (RFC 5082) as BIRD's `ttl security on; multihop N`, which Calico renders: we send
-      // with TTL 255 so the peer's check (TTL >= 256 - N) passes up to N hops away.
-      common.multihop = 255;
+    // GTSM (RFC 5082) as BIRD's `ttl security on; multihop N`, which Calico renders: we send
+    // with TTL 255 and the kernel drops the peer's packets below 256 - N.
+    if (s.ttlSecurity !== undefined) common.ttlSecurity = s.ttlSecurity;
+    if (s.restartMode === "LongLivedGracefulRestart")
       warnings.push(
-        `BGPPeer "${peer.metadata.name}": spec.ttlSecurity ${s.ttlSecurity}: sending with TTL 255, but the peer's TTL is not checked (the speaker has no minimum TTL)`,
+        `BGPPeer "${peer.metadata.name}": spec.restartMode LongLivedGracefulRestart not applied yet (graceful restart only)${s.maxRestartTime !== undefined ? "; spec.maxRestartTime (the long-lived stale time in that mode) not applied" : ""}`,
       );
+    else if (s.maxRestartTime !== undefined) {
+      // As Calico's BIRD `graceful restart time`: how long the peer keeps our routes.
+      const sec = Math.round((parseDurationMs(s.maxRestartTime) ?? 120_000) / 1000);
+      const t = Math.min(4095, Math.max(1, sec));
+      if (t !== sec)
+        warnings.push(
+          `BGPPeer "${peer.metadata.name}": spec.maxRestartTime ${s.maxRestartTime} is outside 1s..4095s (the graceful restart capability's range): ${t}s used`,
+        );
+      common.gracefulRestartTime = t;
     }
+    if (s.addPath !== undefined)
+      common.addPath = { receive: s.addPath.receive ?? true, send: s.addPath.send ?? 0 };
     if (s.bfd !== undefined) {
       const ms = (d: string | undefined) => (d === undefined ? 300 : (parseDurationMs(d) ?? 300));
       common.bfd = {
@@ -428,8 +454,28 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       };
     }
     const problems = new Set<string>();
-    const extra = (fam: 4 | 6): Partial<PeerConfig> => {
+    const extra = (fam: 4 | 6, peerAddress?: string): Partial<PeerConfig> => {
       const out = { ...common };
+      if (s.maxPrefixes !== undefined) {
+        const m = s.maxPrefixes;
+        const restartMs = m.restartTime === undefined ? 60_000 : parseDurationMs(m.restartTime);
+        out.maxPrefixes = {
+          [fam === 4 ? "ipv4-unicast" : "ipv6-unicast"]: {
+            limit: m.limit,
+            warningPercent: m.warningPercent ?? 75,
+            restartTime: Math.min(86400, Math.round((restartMs ?? 60_000) / 1000)),
+          },
+        };
+      }
+      // Calico's BFDIfDirectlyConnected: single-hop BFD with the defaults when the peer is in
+      // this node's subnet of that family (spec.bfd, when given, says how).
+      if (
+        s.failureDetectionMode === "BFDIfDirectlyConnected" &&
+        out.bfd === undefined &&
+        peerAddress !== undefined &&
+        directlyConnected(fam === 4 ? myAddr : me.spec.bgp?.ipv6Address, peerAddress)
+      )
+        out.bfd = { minTx: 300, minRx: 300, multiplier: 3, multihop: false };
       if (s.filters !== undefined && s.filters.length > 0) {
         const imp = filterRules(s.filters, filtersByName, "import", fam, problems);
         const exp = filterRules(s.filters, filtersByName, "export", fam, problems);
@@ -479,7 +525,7 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       asn: s.asNumber,
       port: ip.port ?? 179,
       ...(useNodeIp ? { sourceAddress: src } : {}),
-      ...extra(ip.family),
+      ...extra(ip.family, address),
     });
     warnFilters();
   }

@@ -50,6 +50,31 @@ describe("ADD-PATH capability", () => {
     ]);
   });
 
+  it("per family: only the session's families listed in addPath.families", () => {
+    const v6 = localCapabilities({
+      ...base,
+      addPath: { receive: true, send: true, families: ["ipv6-unicast"] },
+    });
+    expect(v6.filter((c) => c.kind === "AddPath")).toEqual([
+      addPath([[Afi.Ipv6, AddPathMode.Both]]),
+    ]);
+    const o = negotiateOptions(v6, [
+      addPath([
+        [Afi.Ipv4, AddPathMode.Both],
+        [Afi.Ipv6, AddPathMode.Both],
+      ]),
+    ]);
+    expect([...o.addPath.send]).toEqual([Ipv6Unicast]);
+    expect([...o.addPath.receive]).toEqual([Ipv6Unicast]);
+    // None of the session's families listed: no capability at all.
+    const none = localCapabilities({
+      ...base,
+      families: ["ipv4-unicast"],
+      addPath: { receive: true, send: true, families: ["ipv6-unicast"] },
+    });
+    expect(none.some((c) => c.kind === "AddPath")).toBe(false);
+  });
+
   it("negotiates each family on its own: we send where the peer receives, and the mirror", () => {
     const mine = localCapabilities({ ...base, addPath: { receive: true, send: true } });
     const o = negotiateOptions(mine, [

@@ -3,9 +3,11 @@ import { describe, expect, it } from "vitest";
 import {
   type BgpdConfig,
   impact,
+  listenerTtl,
   type PeerConfig,
   parseConfig,
   parseConfigText,
+  peerTtl,
 } from "../../src/bgp/config.js";
 
 const base = `
@@ -314,6 +316,70 @@ describe("gracefulRestart", () => {
   it("a change resets every session (a capability in the OPEN), naming gracefulRestart", () => {
     expect(impact(parseConfigText(base), withGr("{restartTime: 60}")).changed).toEqual([
       { address: "10.255.9.1", impact: "reset", field: "gracefulRestart" },
+    ]);
+  });
+});
+
+describe("peers[].ttlSecurity (GTSM, RFC 5082)", () => {
+  const withPeer = (v: string) =>
+    parseConfigText(base.replace("    holdTime: 9\n", `    holdTime: 9\n${v}`));
+
+  it("sends TTL 255 and demands 256 - hops; eBGP without it sends 1, multihop its TTL", () => {
+    const p = withPeer("    ttlSecurity: 2\n").peers[0] as PeerConfig;
+    expect(peerTtl(p, true)).toEqual({ ttl: 255, minTtl: 254 });
+    expect(peerTtl(p, false)).toEqual({ ttl: 255, minTtl: 254 });
+    const plain = parseConfigText(base).peers[0] as PeerConfig;
+    expect(peerTtl(plain, true)).toEqual({ ttl: 1 });
+    expect(peerTtl(plain, false)).toEqual({});
+    expect(peerTtl({ ...plain, multihop: 3 }, true)).toEqual({ ttl: 3 });
+  });
+
+  it("refuses it with multihop, and out of range, naming the field", () => {
+    expect(err(() => withPeer("    ttlSecurity: 2\n    multihop: 3\n"))).toContain(
+      "ttlSecurity and multihop are exclusive",
+    );
+    expect(err(() => withPeer("    ttlSecurity: 0\n"))).toContain("peers[0].ttlSecurity");
+    expect(err(() => withPeer("    ttlSecurity: 256\n"))).toContain("peers[0].ttlSecurity");
+  });
+
+  it("the listener demands the lowest minimum of a family's peers (0 when one has no GTSM), sends 255 when one has", () => {
+    const c = withPeer("    ttlSecurity: 1\n");
+    expect(listenerTtl(c, 4)).toEqual({ ttl: 255, minTtl: 255 });
+    expect(listenerTtl(c, 6)).toEqual({ ttl: -1, minTtl: 0 });
+    const two = {
+      ...c,
+      peers: [...c.peers, { ...(c.peers[0] as PeerConfig), address: "10.255.9.7", ttlSecurity: 3 }],
+    };
+    expect(listenerTtl(two, 4)).toEqual({ ttl: 255, minTtl: 253 });
+    const mixed = {
+      ...c,
+      peers: [...c.peers, { ...(c.peers[0] as PeerConfig), address: "10.255.9.7" }],
+    };
+    delete (mixed.peers[1] as PeerConfig).ttlSecurity;
+    // Mixed: no minimum, but TTL 255 for the GTSM peer's SYN-ACK.
+    expect(listenerTtl(mixed, 4)).toEqual({ ttl: 255, minTtl: 0 });
+  });
+
+  it("a change resets the session, naming ttlSecurity", () => {
+    expect(impact(parseConfigText(base), withPeer("    ttlSecurity: 1\n")).changed).toEqual([
+      { address: "10.255.9.1", impact: "reset", field: "ttlSecurity" },
+    ]);
+  });
+});
+
+describe("peers[].addPath.families", () => {
+  const withAddPath = (v: string) =>
+    parseConfigText(base.replace("    holdTime: 9\n", `    holdTime: 9\n    addPath: ${v}\n`));
+
+  it("takes the families ADD-PATH is advertised for; a change resets, naming addPath", () => {
+    const c = withAddPath("{send: 2, families: [ipv6-unicast]}");
+    expect(c.peers[0]?.addPath).toEqual({ receive: true, send: 2, families: ["ipv6-unicast"] });
+    expect(withAddPath("{send: 2}").peers[0]?.addPath).toEqual({ receive: true, send: 2 });
+    expect(err(() => withAddPath("{families: [l2vpn-evpn]}"))).toContain(
+      "peers[0].addPath.families",
+    );
+    expect(impact(withAddPath("{send: 2}"), c).changed).toEqual([
+      { address: "10.255.9.1", impact: "reset", field: "addPath" },
     ]);
   });
 });

@@ -1,7 +1,7 @@
 // BGPPeer fields rendered into the node's speaker config (pure): spec.filters (BGPFilters in
 // order, first match wins, per session family; a missing filter or a rule the speaker cannot
 // express rejects from its place on), spec.password and nodeMeshPassword as passwordFiles under
-// the secrets directory (an unusable file skips the peer, never unsigned), ttlSecurity as TTL 255.
+// the secrets directory (an unusable file skips the peer, never unsigned), ttlSecurity as GTSM.
 import { describe, expect, it } from "vitest";
 import type { BGPConfiguration, BGPPeer } from "../../src/api/bgp.js";
 import type { Node } from "../../src/api/node.js";
@@ -240,21 +240,95 @@ describe("spec.password and nodeMeshPassword", () => {
 });
 
 describe("other peer fields", () => {
-  it("ttlSecurity sends with TTL 255 (multihop 255) and says the check is not made", () => {
+  it("ttlSecurity is the peer's GTSM hop count (TTL 255 out, 256 - hops checked), no multihop", () => {
     const r = render({ bgpPeers: [tor({ ttlSecurity: 2 })] });
-    expect(peerOf(r, "10.0.0.254")?.multihop).toBe(255);
-    expect(r.warnings).toEqual([
-      'BGPPeer "tor": spec.ttlSecurity 2: sending with TTL 255, but the peer\'s TTL is not checked (the speaker has no minimum TTL)',
-    ]);
+    expect(peerOf(r, "10.0.0.254")?.ttlSecurity).toBe(2);
+    expect(peerOf(r, "10.0.0.254")?.multihop).toBeUndefined();
+    expect(r.warnings).toEqual([]);
   });
 
   it("fields the speaker cannot express stay warned about", () => {
     const r = render({
-      bgpPeers: [tor({ keepOriginalNextHop: true, localASNumber: 65100, maxRestartTime: "2m" })],
+      bgpPeers: [tor({ keepOriginalNextHop: true, localASNumber: 65100 })],
     });
     expect(r.warnings).toEqual([
-      'BGPPeer "tor": spec.maxRestartTime, spec.keepOriginalNextHop, spec.localASNumber not applied yet',
+      'BGPPeer "tor": spec.keepOriginalNextHop, spec.localASNumber not applied yet',
     ]);
+  });
+
+  it("maxRestartTime is the restart time we announce to that peer (1s..4095s)", () => {
+    expect(
+      peerOf(render({ bgpPeers: [tor({ maxRestartTime: "2m" })] }), "10.0.0.254"),
+    ).toMatchObject({ gracefulRestartTime: 120 });
+    const r = render({ bgpPeers: [tor({ maxRestartTime: "2h" })] });
+    expect(peerOf(r, "10.0.0.254")?.gracefulRestartTime).toBe(4095);
+    expect(r.warnings).toEqual([
+      'BGPPeer "tor": spec.maxRestartTime 2h is outside 1s..4095s (the graceful restart capability\'s range): 4095s used',
+    ]);
+    expect(
+      peerOf(render({ bgpPeers: [tor()] }), "10.0.0.254")?.gracefulRestartTime,
+    ).toBeUndefined();
+  });
+
+  it("restartMode LongLivedGracefulRestart is warned about, with maxRestartTime (its stale time)", () => {
+    const r = render({
+      bgpPeers: [tor({ restartMode: "LongLivedGracefulRestart", maxRestartTime: "1h" })],
+    });
+    expect(peerOf(r, "10.0.0.254")?.gracefulRestartTime).toBeUndefined();
+    expect(r.warnings[0]).toMatch(/restartMode LongLivedGracefulRestart not applied yet/);
+    expect(r.warnings[0]).toMatch(/spec.maxRestartTime .* not applied/);
+  });
+
+  it("the Ocelot extensions maxPrefixes and addPath go to the session's family", () => {
+    const r = render({
+      bgpPeers: [
+        tor({ maxPrefixes: { limit: 1000, restartTime: "2m" }, addPath: { send: 4 } }),
+        peer("tor6", {
+          peerIP: "fd00::fe",
+          asNumber: 65000,
+          maxPrefixes: { limit: 50, warningPercent: 90, restartTime: "0s" },
+        }),
+      ],
+    });
+    expect(peerOf(r, "10.0.0.254")).toMatchObject({
+      maxPrefixes: { "ipv4-unicast": { limit: 1000, warningPercent: 75, restartTime: 120 } },
+      addPath: { receive: true, send: 4 },
+    });
+    expect(peerOf(r, "fd00::fe")).toMatchObject({
+      maxPrefixes: { "ipv6-unicast": { limit: 50, warningPercent: 90, restartTime: 0 } },
+    });
+    expect(peerOf(r, "fd00::fe")?.addPath).toBeUndefined();
+    expect(r.warnings).toEqual([]);
+  });
+
+  it("failureDetectionMode BFDIfDirectlyConnected: BFD with the defaults to a peer in our subnet only", () => {
+    const r = render({
+      bgpPeers: [
+        tor({ failureDetectionMode: "BFDIfDirectlyConnected" }),
+        peer("far", {
+          peerIP: "10.9.0.1",
+          asNumber: 65001,
+          failureDetectionMode: "BFDIfDirectlyConnected",
+        }),
+        peer("tuned", {
+          peerIP: "10.0.0.253",
+          asNumber: 65001,
+          failureDetectionMode: "BFDIfDirectlyConnected",
+          bfd: { minTxInterval: "100ms" },
+        }),
+      ],
+    });
+    expect(peerOf(r, "10.0.0.254")?.bfd).toEqual({
+      minTx: 300,
+      minRx: 300,
+      multiplier: 3,
+      multihop: false,
+    });
+    expect(peerOf(r, "10.9.0.1")?.bfd).toBeUndefined();
+    expect(peerOf(r, "10.0.0.253")?.bfd?.minTx).toBe(100);
+    expect(
+      peerOf(render({ bgpPeers: [tor({ failureDetectionMode: "None" })] }), "10.0.0.254")?.bfd,
+    ).toBeUndefined();
   });
 });
 

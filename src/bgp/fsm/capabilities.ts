@@ -146,11 +146,13 @@ export const CAPABILITIES: readonly CapabilityRow<Kind>[] = [
     advertise: (s) => {
       const mode =
         (s.addPath?.receive ? AddPathMode.Receive : 0) | (s.addPath?.send ? AddPathMode.Send : 0);
-      if (mode === 0) return [];
+      const only = s.addPath?.families;
+      const fams = only ? s.families.filter((f) => only.includes(f)) : s.families;
+      if (mode === 0 || fams.length === 0) return [];
       return [
         {
           kind: "AddPath",
-          families: s.families.map((f) => ({ afi: FAMILY[f].afi, safi: FAMILY[f].safi, mode })),
+          families: fams.map((f) => ({ afi: FAMILY[f].afi, safi: FAMILY[f].safi, mode })),
         },
       ];
     },

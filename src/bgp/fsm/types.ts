@@ -71,8 +71,11 @@ export interface PeerSettings {
   /** First IdleHold delay after an error (ms); doubles with each consecutive error. */
   idleHoldMs: number;
   maxIdleHoldMs: number;
-  /** RFC 7911 ADD-PATH for each of `families`: receive and/or send (absent: not advertised). */
-  addPath?: { receive: boolean; send: boolean };
+  /**
+   * RFC 7911 ADD-PATH: receive and/or send, for each of `families` or (when given) those of
+   * them in its own `families` (absent: not advertised).
+   */
+  addPath?: { receive: boolean; send: boolean; families?: Family[] };
   /** RFC 8654: advertise extended messages (absent: true). */
   extendedMessage?: boolean;
   /** RFC 8950: advertise IPv4 unicast with an IPv6 next hop (absent: false). */

@@ -229,6 +229,8 @@ export interface ListenOptions {
 
 export interface Listener {
   port: number;
+  /** The listening socket's fd (socket options: GTSM's minimum TTL), -1 once closed. */
+  readonly fd: number;
   /** Sets (key) or removes (undefined) the TCP-MD5 key for one peer address. */
   setMd5Key(peer: string, key: string | undefined): void;
   close(): Promise<void>;
@@ -265,7 +267,14 @@ export function listen(opts: ListenOptions): Promise<Listener> {
         reject(e);
         return;
       }
-      resolve({ port, setMd5Key: setKey, close });
+      resolve({
+        port,
+        get fd() {
+          return handleFd(server);
+        },
+        setMd5Key: setKey,
+        close,
+      });
     });
   });
 }
@@ -277,6 +286,11 @@ export interface ConnectOptions {
   timeoutMs: number;
   /** TCP-MD5 key for this peer, set on the socket before connect() sends the SYN. */
   md5Key?: string;
+  /**
+   * Called with the socket's fd before connect() sends the SYN (TTL, GTSM's minimum TTL); a
+   * throw fails the attempt.
+   */
+  beforeConnect?: (fd: number) => void;
 }
 
 /** An outgoing connection attempt that can be abandoned. */
@@ -292,16 +306,18 @@ export function connect(
 ): ConnectAttempt {
   let done = false;
   const key = opts.md5Key;
+  const before = opts.beforeConnect;
   let keyed = false;
   const socket = new net.Socket();
-  if (key !== undefined) {
+  if (key !== undefined || before !== undefined) {
     socket.once("connectionAttempt", () => {
       // Node calls connect() right after this event: failing here would pull the handle from
       // under it, so a key that cannot be set fails the attempt on the next tick instead.
       try {
         const fd = handleFd(socket);
         if (fd < 0) throw new Error("the socket has no file descriptor before connect");
-        setMd5Key(fd, net.isIPv4(opts.address) ? 4 : 6, opts.address, key);
+        if (key !== undefined) setMd5Key(fd, net.isIPv4(opts.address) ? 4 : 6, opts.address, key);
+        before?.(fd);
         keyed = true;
       } catch (e) {
         const msg = (e as Error).message;
@@ -316,7 +332,11 @@ export function connect(
     // A keyed socket needs its fd before connect(): binding creates it.
     localAddress:
       opts.localAddress ??
-      (key === undefined ? undefined : net.isIPv4(opts.address) ? "0.0.0.0" : "::"),
+      (key === undefined && before === undefined
+        ? undefined
+        : net.isIPv4(opts.address)
+          ? "0.0.0.0"
+          : "::"),
   });
   const timer = setTimeout(
     () =>
@@ -340,8 +360,10 @@ export function connect(
   socket.once("error", (e) => fail(e.message));
   socket.once("connect", () => {
     if (done) return;
-    if (key !== undefined && !keyed) {
-      fail(`Connected to ${opts.address} without the TCP MD5 key set before connect; closed`);
+    if ((key !== undefined || before !== undefined) && !keyed) {
+      fail(
+        `Connected to ${opts.address} without the ${key !== undefined ? "TCP MD5 key" : "socket options"} set before connect; closed`,
+      );
       return;
     }
     done = true;

@@ -318,7 +318,7 @@ export class SpeakerCore<A> {
       ...(gr.enabled
         ? {
             gracefulRestart: {
-              restartTime: gr.restartTime,
+              restartTime: p.gracefulRestartTime ?? gr.restartTime,
               restarting: this.restarting,
               // Routes we installed outlive us: the kernel keeps them (the FIB's hold).
               forwarding: true,
@@ -335,7 +335,15 @@ export class SpeakerCore<A> {
       requiredFamilies: p.requiredFamilies,
       idleHoldMs: 1000,
       maxIdleHoldMs: 60_000,
-      ...(p.addPath ? { addPath: { receive: p.addPath.receive, send: p.addPath.send > 0 } } : {}),
+      ...(p.addPath
+        ? {
+            addPath: {
+              receive: p.addPath.receive,
+              send: p.addPath.send > 0,
+              ...(p.addPath.families ? { families: p.addPath.families } : {}),
+            },
+          }
+        : {}),
       ...(p.extendedMessage === false ? { extendedMessage: false } : {}),
       // Unnumbered peers carry IPv4 with IPv6 next hops unless told not to (RFC 8950).
       ...((p.extendedNextHop ?? p.interface !== undefined) ? { extendedNextHop: true } : {}),

@@ -5,7 +5,7 @@
 // run a Speaker. Not: any BGP decision (core.ts), status shapes (views.ts).
 import type { Fib } from "../../fib/types.js";
 import { type Log, silentLog } from "../../lib/log.js";
-import { type BgpdConfig, impact, type PeerConfig } from "../config.js";
+import { type BgpdConfig, impact, listenerTtl, type PeerConfig, peerTtl } from "../config.js";
 import type { Clock, TimerHandle } from "../io/clock.js";
 import {
   type ConnectAttempt,
@@ -17,6 +17,7 @@ import {
   readTcpMd5Counters,
   connect as tcpConnect,
 } from "../io/transport.js";
+import type { TtlSetter } from "../io/ttl.js";
 import type { PeerCounts, Rib } from "../rib/rib.js";
 import type { RouteExplanation, RoutesSnapshot, StatusSnapshot } from "../status.js";
 import { localAddressesToward } from "./addr.js";
@@ -39,8 +40,11 @@ export interface SpeakerDeps<A> {
   fib: Fib | null;
   bridge: AttrBridge<A>;
   connector?: Connector;
-  /** Optional socket hook for each connection (eBGP TTL); errors are logged, not fatal. */
-  onSocket?: (conn: Connection, peer: PeerConfig, ebgp: boolean) => void;
+  /**
+   * Sets TTL options (eBGP TTL, GTSM's minimum TTL) on the listener, before each connect() and
+   * at each accept; without it no TTL is set and GTSM is not checked.
+   */
+  onSocket?: TtlSetter;
   /** Each UPDATE received, as framed (header included), before decoding (MRT BGP4MP dumps). */
   onUpdateReceived?: (peer: PeerConfig, msg: Uint8Array, fourOctetAs: boolean) => void;
   /** Watches every connection's bytes and each peer's session (BMP). */
@@ -101,6 +105,10 @@ export class Speaker<A> {
   private listener: Listener | undefined;
   /** The address the listener is bound to (the config's, or 0.0.0.0 when IPv6 is missing). */
   private listenAddress = "";
+  /** The GTSM TTLs set on the listener per traffic family (-1 and 0: the defaults). */
+  private listenerTtl = { 4: { ttl: -1, minTtl: 0 }, 6: { ttl: -1, minTtl: 0 } };
+  /** GTSM peers whose connections were closed at accept (logged once each). */
+  private readonly gtsmWarned = new Set<string>();
   private readonly pump: FibPump | undefined;
   private readonly startedAt: number;
   private readonly conns = new Map<ConnId, { peer: string; conn: Connection }>();
@@ -211,7 +219,10 @@ export class Speaker<A> {
       await this.listener?.close();
       this.listener = undefined;
       await this.openListener(next);
-    } else this.updateListenerKeys(old, next);
+    } else {
+      this.updateListenerKeys(old, next);
+      this.updateListenerTtl(next);
+    }
     this.run({ kind: "reconfigure", config: next });
   }
 
@@ -411,6 +422,13 @@ export class Speaker<A> {
     const opts: ConnectOptions = { address: a.address, port: a.port, timeoutMs: a.timeoutMs };
     if (a.localAddress) opts.localAddress = a.localAddress;
     if (cfg?.password !== undefined) opts.md5Key = cfg.password;
+    const set = this.deps.onSocket;
+    if (set && cfg) {
+      const ttl = peerTtl(cfg, cfg.asn !== this.config.asn);
+      const family = a.address.includes(":") ? 6 : 4;
+      if (ttl.ttl !== undefined || ttl.minTtl !== undefined)
+        opts.beforeConnect = (fd) => set(fd, family, ttl);
+    }
     const rec: Attempt = { peer: a.peer, handle: undefined };
     this.attempts.set(a.conn, rec);
     const connector = this.deps.connector ?? tcpConnect;
@@ -422,7 +440,6 @@ export class Speaker<A> {
           return;
         }
         this.attempts.delete(a.conn);
-        if (cfg) this.socketHook(c, cfg);
         this.adopt(a.peer, a.conn, c);
         this.run({ kind: "connected", peer: a.peer, conn: a.conn });
       },
@@ -473,11 +490,63 @@ export class Speaker<A> {
     this.log.warn({ peer, queuedBytes: c.buffered }, "Peer is slow to read: UPDATEs queued");
   }
 
+  /**
+   * An accepted connection's TTLs, set before its first read: the TTL we send, and the peer's
+   * GTSM minimum for the segments after the listener's (lower) one let the handshake through.
+   */
   private socketHook(c: Connection, p: PeerConfig): void {
     try {
-      this.deps.onSocket?.(c, p, p.asn !== this.config.asn);
+      this.deps.onSocket?.(c.fd, c.family, peerTtl(p, p.asn !== this.config.asn));
     } catch (e) {
       this.log.warn({ peer: p.address, error: (e as Error).message }, "Socket option failed");
+    }
+  }
+
+  /**
+   * Whether an accepted connection from a GTSM peer got through a listener that demands less
+   * (another peer of its family has no ttlSecurity): the segments queued before our accept were
+   * not checked, so it is closed and our own connection, checked from its SYN-ACK on, carries
+   * the session. A passive peer has no connection of ours: it is kept, checked from accept on.
+   */
+  private gtsmUnchecked(c: Connection, p: PeerConfig): boolean {
+    if (!this.deps.onSocket || p.passive) return false;
+    const need = peerTtl(p, p.asn !== this.config.asn).minTtl;
+    if (need === undefined || need <= this.listenerTtl[c.family].minTtl) return false;
+    if (!this.gtsmWarned.has(p.address)) {
+      this.gtsmWarned.add(p.address);
+      this.log.info(
+        { peer: p.address, minTtl: need, listenerMinTtl: this.listenerTtl[c.family].minTtl },
+        "Connection from a GTSM peer closed at accept (the listener cannot check its TTL: another peer has no ttlSecurity); our connection to it carries the session",
+      );
+    }
+    return true;
+  }
+
+  /**
+   * The listener's GTSM TTLs per family: the lowest minimum its peers of that family demand, so
+   * the kernel drops a SYN from too far away when every such peer has ttlSecurity, and TTL 255
+   * when one has, so our SYN-ACK passes the peer's own check.
+   */
+  private updateListenerTtl(cfg: BgpdConfig): void {
+    const l = this.listener;
+    const set = this.deps.onSocket;
+    if (!l || !set) return;
+    const families: (4 | 6)[] =
+      this.listenAddress === "::" ? [4, 6] : this.listenAddress.includes(":") ? [6] : [4];
+    for (const f of families) {
+      const want = listenerTtl(cfg, f);
+      const had = this.listenerTtl[f];
+      if (want.ttl === had.ttl && want.minTtl === had.minTtl) continue;
+      try {
+        set(l.fd, f, want);
+        this.listenerTtl[f] = want;
+        this.log.info({ family: f, ...want }, "Listener GTSM minimum TTL set");
+      } catch (e) {
+        this.log.error(
+          { family: f, ...want, error: (e as Error).message },
+          "Listener GTSM minimum TTL not set",
+        );
+      }
     }
   }
 
@@ -494,7 +563,7 @@ export class Speaker<A> {
       onConnection: (c) => {
         const peer = this.peerKey(c.remoteAddress) ?? c.remoteAddress;
         const e = this.core.peers.get(peer);
-        if (!e) {
+        if (!e || this.gtsmUnchecked(c, e.cfg)) {
           c.destroy();
           return;
         }
@@ -525,7 +594,9 @@ export class Speaker<A> {
       this.listener = await listen(opts(address));
     }
     this.listenAddress = address;
+    this.listenerTtl = { 4: { ttl: -1, minTtl: 0 }, 6: { ttl: -1, minTtl: 0 } };
     this.log.info({ address, port: this.listener.port }, "Listening");
+    this.updateListenerTtl(cfg);
   }
 
   /**
