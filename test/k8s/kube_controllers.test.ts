@@ -261,16 +261,16 @@ describe("ocelot kube-controllers against the small API server and the embedded 
   });
 
   it("a watch broken mid-stream, then a 410 Gone after compaction: no change is lost", async () => {
-    expect(api.openWatches()).toBe(5);
+    expect(api.openWatches()).toBe(7); // one per kind
     await timed(
       "pod relabelled after the watches broke",
       () => {
-        expect(api.breakWatches()).toBe(5);
+        expect(api.breakWatches()).toBe(7);
         api.putPod("team-a", "web-1", { app: "web", version: "v3" }, "web-sa");
       },
       async () => (await labelsOf("node1", "team-a", "web-1")).version === "v3",
     );
-    await waitFor("the watches back", () => (api.openWatches() === 5 ? true : undefined));
+    await waitFor("the watches back", () => (api.openWatches() === 7 ? true : undefined));
     const before = api.requests.filter(
       (r) => r.startsWith("GET /api/v1/pods?") && !r.includes("watch="),
     ).length;
