@@ -28,8 +28,8 @@ import { runSync } from "./limits.js";
 
 export const KUBE_TOKEN = "ocelot-test-token";
 
-/** A self-signed certificate for 127.0.0.1 (openssl, a temporary directory removed after). */
-function selfSigned(): { key: string; cert: string } {
+/** A self-signed certificate for 127.0.0.1 and `ips` (openssl, a temporary directory removed after). */
+function selfSigned(ips: readonly string[] = []): { key: string; cert: string } {
   const dir = mkdtempSync(join(tmpdir(), "ocelot-kube-tls-"));
   try {
     const r = runSync("openssl", [
@@ -45,7 +45,7 @@ function selfSigned(): { key: string; cert: string } {
       "-subj",
       "/CN=127.0.0.1",
       "-addext",
-      "subjectAltName=IP:127.0.0.1",
+      `subjectAltName=${["127.0.0.1", ...ips].map((ip) => `IP:${ip}`).join(",")}`,
       "-keyout",
       join(dir, "key.pem"),
       "-out",
@@ -136,10 +136,13 @@ export class KubeApi {
     readonly caPem: string,
   ) {}
 
-  /** Listens on 127.0.0.1 (an ephemeral port), or on `port`. */
-  static async start(port = 0): Promise<KubeApi> {
+  /**
+   * Listens on 127.0.0.1 (an ephemeral port), or on `port`; with `ips`, on the first of them, its
+   * certificate valid for them all (for clients in other network namespaces, over a veth).
+   */
+  static async start(port = 0, ips: readonly string[] = []): Promise<KubeApi> {
     let api: KubeApi | undefined;
-    const tls = selfSigned();
+    const tls = selfSigned(ips);
     const server = createServer(tls, (req, res) => api?.handle(req, res));
     const sockets = new Set<{ destroy(): void; on(e: "close", f: () => void): unknown }>();
     server.on("connection", (c) => {
@@ -147,9 +150,9 @@ export class KubeApi {
       c.on("close", () => sockets.delete(c));
     });
     (server as Server & { sockets?: typeof sockets }).sockets = sockets;
-    await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+    await new Promise<void>((r) => server.listen(port, ips[0] ?? "127.0.0.1", r));
     const bound = (server.address() as AddressInfo).port;
-    api = new KubeApi(server, `https://127.0.0.1:${bound}`, tls.cert);
+    api = new KubeApi(server, `https://${ips[0] ?? "127.0.0.1"}:${bound}`, tls.cert);
     return api;
   }
 
