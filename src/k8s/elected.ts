@@ -1,7 +1,8 @@
 // kube-controllers inside `ocelot node run`: every node given a kubeconfig campaigns for the
 // datastore lease `kube-controllers` (src/datastore/lease.ts); the one holding it runs the
 // controllers (controllers.ts), and stops them as soon as it loses the lease, so one runs in the
-// cluster. Starts and stops are serialised (a lost lease during a start stops what started).
+// cluster. Starts and stops are serialised (a lost lease during a start stops what started); a
+// failed start is tried again while the lease is held.
 // Not: the election itself (lease.ts) or the controllers' work.
 import { LeaderLease } from "../datastore/lease.js";
 import type { Datastore } from "../datastore/types.js";
@@ -16,6 +17,8 @@ export interface ElectedOptions {
   identity: string;
   ttlMs: number;
   resyncMs?: number;
+  /** Wait before starting the controllers again after a failed start (default 5 s). */
+  retryMs?: number;
   log: (line: string) => void;
 }
 
@@ -28,7 +31,10 @@ export function runElectedKubeControllers(o: ElectedOptions): ElectedKubeControl
   let ctl: KubeControllers | undefined;
   let chain: Promise<void> = Promise.resolve();
   let wanted = false;
+  let retry: NodeJS.Timeout | undefined;
+  const retryMs = o.retryMs ?? 5000;
   const converge = () => {
+    clearTimeout(retry);
     chain = chain.then(async () => {
       if (wanted && !ctl) {
         try {
@@ -40,7 +46,9 @@ export function runElectedKubeControllers(o: ElectedOptions): ElectedKubeControl
           });
           o.log(`kube-controllers: started on ${o.identity} (lease held)`);
         } catch (err) {
-          o.log(`kube-controllers: not started: ${(err as Error).message}`);
+          // Still the leader: try again after a while (a kubeconfig not written yet, say).
+          o.log(`kube-controllers: not started: ${(err as Error).message}; again in ${retryMs} ms`);
+          retry = setTimeout(converge, retryMs);
         }
       } else if (!wanted && ctl) {
         const c = ctl;
@@ -71,6 +79,7 @@ export function runElectedKubeControllers(o: ElectedOptions): ElectedKubeControl
     async stop() {
       await lease.stop();
       wanted = false;
+      clearTimeout(retry);
       converge();
       await chain;
     },
