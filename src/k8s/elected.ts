@@ -20,6 +20,8 @@ export interface ElectedOptions {
   /** Wait before starting the controllers again after a failed start (default 5 s). */
   retryMs?: number;
   log: (line: string) => void;
+  /** Called each time this candidate has started the controllers (it leads). */
+  onStarted?: (ctl: KubeControllers) => void;
 }
 
 export interface ElectedKubeControllers {
@@ -45,6 +47,7 @@ export function runElectedKubeControllers(o: ElectedOptions): ElectedKubeControl
             ...(o.resyncMs !== undefined ? { resyncMs: o.resyncMs } : {}),
           });
           o.log(`kube-controllers: started on ${o.identity} (lease held)`);
+          o.onStarted?.(ctl);
         } catch (err) {
           // Still the leader: try again after a while (a kubeconfig not written yet, say).
           o.log(`kube-controllers: not started: ${(err as Error).message}; again in ${retryMs} ms`);

@@ -359,6 +359,56 @@ describe("bin/ocelot kube-controllers", () => {
     }
   });
 
+  it("takes the datastore lease node daemons use: waits out a holder that stopped renewing", async () => {
+    const api = await KubeApi.start();
+    const dir = mkdtempSync(join(tmpdir(), "ocelot-kubectl-lease-"));
+    const url = `file:${join(dir, "store.db")}`;
+    const pre = await openDatastore(url);
+    // A node that held the lease and died (it never renews again).
+    await pre.create(
+      "/ocelot/leases/kube-controllers",
+      JSON.stringify({ holder: "node-gone", ttlMs: 1000, renewals: 0 }),
+    );
+    await pre.close();
+    const t0 = performance.now();
+    const child = spawn(
+      join(ROOT, "bin/ocelot"),
+      [
+        ...["kube-controllers", "--kubeconfig", api.writeKubeconfig(join(dir, "kubeconfig"))],
+        ...["--datastore", url, "--lease-ttl", "1"],
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    const kill = setTimeout(() => child.kill("SIGKILL"), HANG_MS);
+    try {
+      await waitFor("in sync", () =>
+        stderr.includes("kube-controllers: in sync") ? true : undefined,
+      );
+      const ms = performance.now() - t0;
+      expect(stderr).toMatch(/lease kube-controllers: leader \(takeover\)/);
+      expect(ms).toBeGreaterThanOrEqual(1000);
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      const store = await openDatastore(url);
+      try {
+        // Released on the clean stop.
+        expect(await store.get("/ocelot/leases/kube-controllers")).toBeUndefined();
+      } finally {
+        await store.close();
+      }
+    } finally {
+      clearTimeout(kill);
+      if (child.exitCode === null) child.kill("SIGKILL");
+      await api.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("without a kubeconfig: a usage error naming the flag", () => {
     const r = runSync(join(ROOT, "bin/ocelot"), ["kube-controllers"], {
       env: { ...process.env, KUBECONFIG: "" },
