@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import type { BGPConfiguration } from "../../src/api/bgp.js";
 import type { K8sEndpointSlice, K8sService } from "../../src/api/k8s_service.js";
 import type { Node } from "../../src/api/node.js";
+import { renderBgp } from "../../src/node/bgp_state.js";
 import { serviceAdvertisements } from "../../src/node/service_routes.js";
 
 const config = (name: string, spec: Record<string, unknown>) =>
@@ -94,5 +95,38 @@ describe("serviceAdvertisements()", () => {
         "n1",
       ),
     ).toEqual([]);
+  });
+});
+
+describe("renderBgp(): Service advertisements join the node's originations", () => {
+  it("the ranges and a Local Service's /32s are originated", () => {
+    const n1 = {
+      apiVersion: "projectcalico.org/v3",
+      kind: "Node",
+      metadata: { name: "n1" },
+      spec: { bgp: { ipv4Address: "10.0.0.1/24" } },
+    } as unknown as Node;
+    const r = renderBgp(
+      {
+        nodes: [n1],
+        workloadEndpoints: [],
+        pools: [],
+        affinities: [],
+        bgpConfigurations: [ranges],
+        bgpPeers: [],
+        services: [svc],
+        endpointSlices: [slice("n1")],
+      },
+      "n1",
+      { statusSocket: "/tmp/x.sock" },
+    );
+    expect(r.config?.originate.map((o) => o.prefix)).toEqual([
+      "10.96.0.0/16",
+      "10.96.0.10/32",
+      "198.51.100.0/24",
+      "198.51.100.10/32",
+      "203.0.113.0/24",
+      "203.0.113.10/32",
+    ]);
   });
 });
