@@ -2,8 +2,9 @@
 // effective defaults Calico applies when it renders the speaker's config (AS 64512, mesh on,
 // port 179). Not: turning them into sessions (src/node, src/bgp) or storage (client.ts).
 //
-// Refused as not supported yet: Service IP advertisement (serviceClusterIPs, serviceExternalIPs,
-// serviceLoadBalancerIPs, serviceLoadBalancerAggregation), ignoredInterfaces, local-workload
+// Service IP advertisement (serviceClusterIPs, serviceExternalIPs, serviceLoadBalancerIPs) is
+// announced (src/node/service_routes.ts); serviceLoadBalancerAggregation is stored only.
+// Refused as not supported yet: ignoredInterfaces, local-workload
 // peering, programClusterRoutes and route priorities, BGPPeer reachableBy and
 // localWorkloadSelector, BGPFilter priority and setPriority.
 //
@@ -39,7 +40,7 @@ import { API_VERSION } from "./ippool.js";
 export const DEFAULT_AS_NUMBER = 64512;
 
 const SERVICE_ADS =
-  "Service IP advertisement is not implemented: stored (ocelot apply warns), the CIDRs are not announced";
+  "Service IP aggregation is not implemented: load-balancer IPs are announced as their configured CIDRs, and as host routes only for externalTrafficPolicy Local";
 export const DEFAULT_LISTEN_PORT = 179;
 
 /** `aa:nn` (standard, 16-bit parts) or `aa:nn:mm` (large, 32-bit parts). */
@@ -98,24 +99,15 @@ const bgpConfigurationSpec = z
       })
       .strict()
       .optional(),
-    serviceClusterIPs: stored(
-      z
-        .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
-        .optional(),
-      SERVICE_ADS,
-    ),
-    serviceExternalIPs: stored(
-      z
-        .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
-        .optional(),
-      SERVICE_ADS,
-    ),
-    serviceLoadBalancerIPs: stored(
-      z
-        .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
-        .optional(),
-      SERVICE_ADS,
-    ),
+    serviceClusterIPs: z
+      .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
+      .optional(),
+    serviceExternalIPs: z
+      .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
+      .optional(),
+    serviceLoadBalancerIPs: z
+      .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
+      .optional(),
     serviceLoadBalancerAggregation: stored(z.enum(["Enabled", "Disabled"]).optional(), SERVICE_ADS),
     ignoredInterfaces: stored(
       z.array(z.string().min(1)).optional(),

@@ -247,7 +247,7 @@ export const kubeControllersConfigurationSchema = z
     }),
     spec: stored(
       schemaOf(KUBE_CONTROLLERS_CONFIGURATION_SPEC),
-      "Ocelot has no kube-controllers yet (ocelot ipam gc does the IPAM part)",
+      "ocelot kube-controllers does not read it yet (its settings are flags; ocelot ipam gc does the IPAM part)",
     ),
     status: z.unknown().optional(),
   })

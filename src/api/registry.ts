@@ -24,6 +24,13 @@ import { type FieldIssue, quote, toFieldIssues, ValidationError } from "./errors
 import type { Metadata } from "./fields.js";
 import { hostEndpointSchema } from "./hostendpoint.js";
 import { API_VERSION, ipPoolSchema, ipReservationSchema } from "./ippool.js";
+import {
+  K8S_CORE_API_VERSION,
+  K8S_DISCOVERY_API_VERSION,
+  k8sEndpointSliceSchema,
+  k8sServiceSchema,
+  SERVICE_NAME_LABEL,
+} from "./k8s_service.js";
 import { globalNetworkSetSchema, networkSetSchema } from "./networkset.js";
 import { nodeSchema, workloadEndpointSchema } from "./node.js";
 import {
@@ -273,6 +280,42 @@ export const KINDS: readonly KindInfo[] = [
     namespaced: true,
     schema: k8sNetworkPolicySchema,
     columns: [NAMESPACE, NAME, col("POD-SELECTOR", (r) => labelSelectorText(spec(r).podSelector))],
+  }),
+  // Kubernetes Services and EndpointSlices (src/api/k8s_service.ts): kube-controllers' copies.
+  kindInfo({
+    apiVersion: K8S_CORE_API_VERSION,
+    kind: "Service",
+    plural: "kubernetesservices",
+    singular: "kubernetesservice",
+    aliases: ["svc", "service", "services", "k8sservice", "k8sservices"],
+    namespaced: true,
+    schema: k8sServiceSchema,
+    columns: [
+      NAMESPACE,
+      NAME,
+      col("TYPE", (r) => spec(r).type ?? "ClusterIP"),
+      col("CLUSTER-IP", (r) => spec(r).clusterIP),
+      col("EXTERNAL-TRAFFIC-POLICY", (r) => spec(r).externalTrafficPolicy),
+    ],
+  }),
+  kindInfo({
+    apiVersion: K8S_DISCOVERY_API_VERSION,
+    kind: "EndpointSlice",
+    plural: "kubernetesendpointslices",
+    singular: "kubernetesendpointslice",
+    aliases: ["endpointslice", "endpointslices", "k8sendpointslice", "k8sendpointslices"],
+    namespaced: true,
+    schema: k8sEndpointSliceSchema,
+    columns: [
+      NAMESPACE,
+      NAME,
+      col("SERVICE", (r) => r.metadata.labels?.[SERVICE_NAME_LABEL]),
+      col("ENDPOINTS", (r) =>
+        ((r as unknown as { endpoints?: { addresses: string[] }[] }).endpoints ?? []).flatMap(
+          (e) => e.addresses,
+        ),
+      ),
+    ],
   }),
   kindInfo({
     apiVersion: API_VERSION,

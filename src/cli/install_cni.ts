@@ -1,11 +1,19 @@
 // `ocelot install-cni [--uninstall]`: the CNI plugins, conflist and datastore setting into a
 // node's CNI directories (src/cni/install.ts), configured by flags and Calico's install-cni
-// variables (CNI_NET_DIR, CNI_CONF_NAME, CNI_MTU, NODENAME, the datastore's). Owns: reading
+// variables (CNI_NET_DIR, CNI_CONF_NAME, CNI_MTU, NODENAME, the datastore's, and
+// KUBERNETES_SERVICE_HOST/PORT with the mounted service account for the plugins' kubeconfig). Owns: reading
 // the settings and the TLS files, the output. Not: what is written (src/cni/install.ts).
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
-import { applyInstall, DEFAULT_CONF_NAME, pluginFiles, uninstall } from "../cni/install.js";
+import {
+  applyInstall,
+  DEFAULT_CONF_NAME,
+  pluginFiles,
+  renderKubeconfig,
+  uninstall,
+} from "../cni/install.js";
 import {
   addDatastoreOptions,
   type DatastoreCliOptions,
@@ -27,7 +35,37 @@ type Opts = DatastoreCliOptions & {
   logFilePath?: string;
   uninstall?: boolean;
   json?: boolean;
+  kubeApiServer?: string;
+  serviceAccountDir?: string;
 };
+
+const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/**
+ * The plugins' kubeconfig, as Calico's install-cni writes it: the API server from the flag or
+ * the pod's KUBERNETES_SERVICE_HOST/PORT, the token and CA of its mounted service account. None
+ * when no API server is known (the plugins then read no pods, as before).
+ */
+function kubeconfigOf(o: Opts, env: NodeJS.ProcessEnv): string | undefined {
+  const host = env.KUBERNETES_SERVICE_HOST?.trim();
+  const server =
+    o.kubeApiServer ??
+    (host
+      ? `${env.KUBERNETES_SERVICE_PROTOCOL?.trim() || "https"}://${host.includes(":") ? `[${host}]` : host}:${env.KUBERNETES_SERVICE_PORT?.trim() || "443"}`
+      : undefined);
+  if (!server) return undefined;
+  const dir = o.serviceAccountDir ?? SERVICE_ACCOUNT_DIR;
+  const read = (name: string) => {
+    try {
+      return readFileSync(join(dir, name), "utf8");
+    } catch (err) {
+      throw new CliError(
+        `Cannot read the service account's ${name} "${join(dir, name)}" for the API server ${server}: ${(err as NodeJS.ErrnoException).code}`,
+      );
+    }
+  };
+  return renderKubeconfig({ server, token: read("token"), caPem: read("ca.crt") });
+}
 
 /** The package this command runs from (dist/cli/install_cni.js -> the package root). */
 function packageRoot(): string {
@@ -100,7 +138,9 @@ function run(o: Opts): void {
   }
   const username = o.etcdUsername ?? (env.OCELOT_ETCD_USERNAME || undefined);
   const nodename = o.nodename ?? (env.NODENAME?.trim() || undefined);
+  const kubeconfig = kubeconfigOf(o, env);
   const report = applyInstall({
+    ...(kubeconfig !== undefined ? { kubeconfig } : {}),
     binDir,
     confDir,
     hostConfDir,
@@ -155,6 +195,14 @@ export function register(program: Command): void {
     )
     .option("--mtu <mtu>", "pod interface MTU ($CNI_MTU, default 1500)")
     .option("--log-file-path <path>", "the plugins' log file (default /var/log/ocelot/cni/cni.log)")
+    .option(
+      "--kube-api-server <url>",
+      "write the plugins' kubeconfig for this API server (default: from $KUBERNETES_SERVICE_HOST/PORT when set; none otherwise)",
+    )
+    .option(
+      "--service-account-dir <dir>",
+      `the service account's token and ca.crt for the kubeconfig (default ${SERVICE_ACCOUNT_DIR})`,
+    )
     .option("--uninstall", "remove the files an earlier install wrote (those unchanged since)")
     .option("--json", "print what was done as JSON");
   addDatastoreOptions(cmd).action((o: Opts) => run(o));

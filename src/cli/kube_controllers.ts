@@ -1,17 +1,19 @@
 // `ocelot kube-controllers`: Calico's kube-controllers for an etcd-mode cluster (Namespaces and
 // ServiceAccounts as Profiles, pod labels onto WorkloadEndpoints, Kubernetes NetworkPolicies into
-// the datastore, deleted Nodes cleaned up), run until SIGTERM/SIGINT. Owns the flags and the
-// output; the work is src/k8s/controllers.ts's.
+// the datastore, deleted Nodes cleaned up), run until SIGTERM/SIGINT, while it holds the datastore
+// lease `kube-controllers` (src/k8s/elected.ts: the same one `ocelot node run --kubeconfig`
+// campaigns for, so one runs in the cluster). Owns the flags and the output; the work is
+// src/k8s/controllers.ts's.
+import { hostname } from "node:os";
 import type { Command } from "commander";
 import {
   addDatastoreOptions,
   type DatastoreCliOptions,
   openDatastoreFromCli,
 } from "../datastore/open.js";
-import { KubeError } from "../k8s/pod_reader.js";
 import { CliError } from "./main.js";
 
-type Opts = DatastoreCliOptions & { kubeconfig?: string; resyncPeriod?: string };
+type Opts = DatastoreCliOptions & { kubeconfig?: string; resyncPeriod?: string; leaseTtl?: string };
 
 async function run(o: Opts): Promise<void> {
   const kubeconfig = o.kubeconfig ?? process.env.KUBECONFIG;
@@ -19,25 +21,32 @@ async function run(o: Opts): Promise<void> {
   const resyncS = Number(o.resyncPeriod ?? "300");
   if (!Number.isFinite(resyncS) || resyncS < 1)
     throw new CliError(`--resync-period: "${o.resyncPeriod}" is not a number of seconds ≥ 1`, 2);
+  const ttlMs = Number(o.leaseTtl ?? "15") * 1000;
+  if (!Number.isFinite(ttlMs) || ttlMs < 1000)
+    throw new CliError(`--lease-ttl: "${o.leaseTtl}" is not a number of seconds ≥ 1`, 2);
   let store: Awaited<ReturnType<typeof openDatastoreFromCli>>;
   try {
     store = await openDatastoreFromCli(o);
   } catch (err) {
     throw new CliError((err as Error).message, err instanceof RangeError ? 2 : 1);
   }
-  const { startKubeControllers } = await import("../k8s/controllers.js");
+  const { runElectedKubeControllers } = await import("../k8s/elected.js");
   const started = Date.now();
-  let ctl: Awaited<ReturnType<typeof startKubeControllers>>;
-  try {
-    ctl = await startKubeControllers({ kubeconfig, store, resyncMs: resyncS * 1000 });
-  } catch (err) {
-    await store.close();
-    if (err instanceof KubeError) throw new CliError(err.message);
-    throw err;
-  }
-  void ctl.synced.then(() =>
-    process.stderr.write(`kube-controllers: in sync (${Date.now() - started} ms after start)\n`),
-  );
+  // The same datastore lease as `ocelot node run --kubeconfig`: one runs, here or on a node.
+  const ctl = runElectedKubeControllers({
+    store,
+    kubeconfig,
+    identity: `${hostname()}/kube-controllers-${process.pid}`,
+    ttlMs,
+    resyncMs: resyncS * 1000,
+    log: (l) => process.stderr.write(`${l}\n`),
+    onStarted: (c) =>
+      void c.synced.then(() =>
+        process.stderr.write(
+          `kube-controllers: in sync (${Date.now() - started} ms after start)\n`,
+        ),
+      ),
+  });
   await new Promise<void>((resolve) => {
     const stop = () => {
       const hard = setTimeout(() => process.exit(1), 10_000);
@@ -63,6 +72,11 @@ export function register(program: Command): void {
         "keep the datastore in step with Kubernetes: namespace and service-account Profiles, pod labels on endpoints, NetworkPolicies, deleted Nodes",
       )
       .option("--kubeconfig <file>", "kubeconfig of the API server ($KUBECONFIG)")
-      .option("--resync-period <seconds>", "a full pass at least this often", "300"),
+      .option("--resync-period <seconds>", "a full pass at least this often", "300")
+      .option(
+        "--lease-ttl <seconds>",
+        "the datastore lease shared with `ocelot node run --kubeconfig`: another takes over this long after this one stops renewing",
+        "15",
+      ),
   ).action((o: Opts) => run(o));
 }

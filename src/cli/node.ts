@@ -290,6 +290,15 @@ async function runNode(cmd: Command): Promise<void> {
     await store.close();
     throw new CliError(`Node ${s.nodename} could not start: ${(err as Error).message}`);
   }
+  const kube = s.kubeconfig
+    ? (await import("../k8s/elected.js")).runElectedKubeControllers({
+        store,
+        kubeconfig: s.kubeconfig,
+        identity: s.nodename,
+        ttlMs: s.kubeControllersLeaseTtlMs,
+        log: (line) => log.info({ subsystem: "kube-controllers" }, line),
+      })
+    : undefined;
   log.info(
     { datastore: store.url, resyncIntervalMs, ...(health ? { metrics: health.address } : {}) },
     "Node daemon running",
@@ -303,6 +312,7 @@ async function runNode(cmd: Command): Promise<void> {
       const hard = setTimeout(() => process.exit(1), 10_000);
       hard.unref();
       void (async () => {
+        await kube?.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
         await daemon.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
         await health?.close();
         prom?.close();

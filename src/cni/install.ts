@@ -1,7 +1,8 @@
 // `ocelot install-cni`, the DaemonSet's init container as Calico's install-cni: puts the
 // `ocelot-cni` and `ocelot-ipam` plugins into a CNI bin directory and writes the network's
 // conflist (ocelot-cni with portmap chained) and its datastore setting (datastore_file.ts, with
-// copies of the etcd TLS files, as Calico's calico-tls/) into a CNI conf directory. Every file
+// copies of the etcd TLS files, as Calico's calico-tls/) into a CNI conf directory, and, when the
+// API server is known, the plugins' kubeconfig (Calico's calico-kubeconfig) named in the conflist. Every file
 // is written to a temporary name and renamed (a runtime never reads half a file), only when its
 // bytes or mode differ (an unchanged install touches nothing), and recorded in a manifest that
 // `--uninstall` reads to remove exactly what was written. Owns: the plan (pure), what to copy
@@ -26,6 +27,8 @@ import { PAYLOAD_DIR, payloadFiles } from "./payload.js";
 export const DEFAULT_CONF_NAME = "10-ocelot.conflist";
 export const DATASTORE_FILE_NAME = "ocelot-datastore";
 export const TLS_DIR_NAME = "ocelot-tls";
+/** The plugins' kubeconfig (Calico's calico-kubeconfig), when the API server is known. */
+export const KUBECONFIG_NAME = "ocelot-kubeconfig";
 /** The manifest of what was written (no .conf/.conflist/.json suffix: runtimes skip it). */
 export const MANIFEST_NAME = ".ocelot-install";
 
@@ -44,6 +47,8 @@ export interface InstallSettings {
   /** The etcd TLS files to copy next to the setting (their contents). */
   tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
   plugins: PluginFile[];
+  /** The kubeconfig text the plugins read pods with (renderKubeconfig); none: not written. */
+  kubeconfig?: string;
 }
 
 export interface PluginFile {
@@ -77,6 +82,9 @@ export function renderConflist(s: InstallSettings): string {
     ...(s.nodename ? { nodename: s.nodename } : {}),
     mtu: s.mtu,
     ...(s.logFilePath ? { log_file_path: s.logFilePath } : {}),
+    ...(s.kubeconfig !== undefined
+      ? { kubernetes: { kubeconfig: join(s.hostConfDir, KUBECONFIG_NAME) } }
+      : {}),
     ipam: { type: "ocelot-ipam" },
   };
   const conf = {
@@ -113,9 +121,40 @@ export function planInstall(s: InstallSettings): PlannedFile[] {
     content: renderDatastoreFile(ds),
     mode: 0o600,
   });
+  // 0600: the kubeconfig holds the service account's token.
+  if (s.kubeconfig !== undefined)
+    files.push({ path: join(s.confDir, KUBECONFIG_NAME), content: s.kubeconfig, mode: 0o600 });
   // Last: a runtime that sees the conflist finds everything it names already there.
   files.push({ path: join(s.confDir, s.confName), content: renderConflist(s), mode: 0o644 });
   return files;
+}
+
+/**
+ * A kubeconfig for the API server at `server` with the service account's token and CA, as
+ * Calico's install-cni writes calico-kubeconfig from the pod's mounted service account.
+ */
+export function renderKubeconfig(k: { server: string; caPem: string; token: string }): string {
+  const q = (v: string) => JSON.stringify(v);
+  return [
+    "apiVersion: v1",
+    "kind: Config",
+    "clusters:",
+    "- name: local",
+    "  cluster:",
+    `    server: ${q(k.server)}`,
+    `    certificate-authority-data: ${q(Buffer.from(k.caPem).toString("base64"))}`,
+    "users:",
+    "- name: ocelot",
+    "  user:",
+    `    token: ${q(k.token.trim())}`,
+    "contexts:",
+    "- name: ocelot-context",
+    "  context:",
+    "    cluster: local",
+    "    user: ocelot",
+    "current-context: ocelot-context",
+    "",
+  ].join("\n");
 }
 
 const sha256 = (b: string | Buffer) => createHash("sha256").update(b).digest("hex");

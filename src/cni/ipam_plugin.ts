@@ -9,6 +9,7 @@ import { PoolSelectionError } from "../ipam/allocator.js";
 import { IpamDataError } from "../ipam/block.js";
 import { isDatastoreLocked } from "../ipam/cluster.js";
 import {
+  AddressUnavailableError,
   type AssignedAddress,
   IpamStore,
   type IpamStoreOptions,
@@ -359,7 +360,7 @@ export function toCniError(err: unknown): CniError {
   ) {
     return new CniError(CniErrorCode.TryAgainLater, err.message);
   }
-  if (err instanceof PoolSelectionError)
+  if (err instanceof PoolSelectionError || err instanceof AddressUnavailableError)
     return new CniError(CniErrorCode.InvalidNetworkConfig, err.message);
   if (err instanceof IpamDataError)
     return new CniError(CniErrorCode.InvalidStoredData, err.message);
@@ -420,7 +421,11 @@ export async function runIpamPlugin(
       const attrs: Record<string, string> = {};
       if (args.K8S_POD_NAMESPACE) attrs.namespace = args.K8S_POD_NAMESPACE;
       if (args.K8S_POD_NAME) attrs.pod = args.K8S_POD_NAME;
-      const addrs = await assign(ipam, conf, handleId, attrs);
+      // CNI_ARGS IP= (as Calico's IPAM: the pod's ipAddrs annotation, passed by ocelot-cni):
+      // exactly those addresses, comma-separated, at most one per family.
+      const addrs = args.IP
+        ? await assignGiven(ipam, conf, handleId, attrs, args.IP)
+        : await assign(ipam, conf, handleId, attrs);
       return { stdout: JSON.stringify(formatResult(conf.cniVersion, addrs)), exitCode: 0 };
     }
     if (command === "DEL") {
@@ -467,6 +472,44 @@ async function assign(
     pools4: conf.ipv4Pools,
     pools6: conf.ipv6Pools,
   });
+}
+
+/** The addresses of CNI_ARGS IP=, each assigned as given; on a failure the others are released. */
+async function assignGiven(
+  ipam: IpamStore,
+  conf: IpamNetConf,
+  handleId: string,
+  attrs: Record<string, string>,
+  list: string,
+): Promise<AssignedAddress[]> {
+  const wanted = list.split(",").map((x) => x.trim());
+  const families = new Set<number>();
+  for (const a of wanted) {
+    let family: number;
+    try {
+      family = parseAddress(a).family;
+    } catch {
+      throw new CniError(
+        CniErrorCode.InvalidEnvironmentVariables,
+        `CNI_ARGS IP: "${a}" is not an IP address`,
+      );
+    }
+    if (families.has(family))
+      throw new CniError(
+        CniErrorCode.InvalidEnvironmentVariables,
+        `CNI_ARGS IP: more than one IPv${family} address`,
+      );
+    families.add(family);
+  }
+  const out: AssignedAddress[] = [];
+  try {
+    for (const address of wanted)
+      out.push(await ipam.assignIP({ handleId, node: conf.nodename, address, attrs }));
+  } catch (err) {
+    if (out.length > 0) await ipam.releaseByHandle(handleId, conf.nodename).catch(() => undefined);
+    throw err;
+  }
+  return out;
 }
 
 async function check(ipam: IpamStore, conf: IpamNetConf, handleId: string): Promise<void> {

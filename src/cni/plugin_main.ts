@@ -28,13 +28,7 @@ import { openDatastore } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
 import { type KernelLinkDetail, RT_SCOPE_LINK, RTPROT_BOOT } from "../fib/rtnetlink.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
-import {
-  ANNOTATION_IP_ADDRS,
-  ANNOTATION_IP_ADDRS_NO_IPAM,
-  PodAnnotationError,
-  type PodIpam,
-  podIpam,
-} from "../k8s/pod_ipam.js";
+import { ANNOTATION_IP_ADDRS, PodAnnotationError, type PodIpam, podIpam } from "../k8s/pod_ipam.js";
 import type { PodFacts } from "../k8s/pod_labels.js";
 import { KubeError, readPodFacts } from "../k8s/pod_reader.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../lib/pod_wiring.js";
@@ -469,10 +463,22 @@ async function add(delegate: IpamDelegate, id: PodIdentity): Promise<Record<stri
   const facts = await kubeFacts(conf, id);
   // Calico's IPAM pod annotations: pools in place of the network's, or addresses without IPAM.
   const want = annotatedIpam(conf, facts);
-  const ipam =
+  const pooled =
     want.ipv4Pools || want.ipv6Pools
       ? { ...delegate, stdin: withPools(delegate.stdin, want) }
       : delegate;
+  // ipAddrs: the IPAM plugin assigns exactly those (CNI_ARGS IP=, as Calico's IPAM takes it).
+  const ipam = want.ipAddrs
+    ? {
+        ...pooled,
+        env: {
+          ...pooled.env,
+          CNI_ARGS: [pooled.env.CNI_ARGS, `IP=${want.ipAddrs.map((a) => a.address).join(",")}`]
+            .filter(Boolean)
+            .join(";"),
+        },
+      }
+    : pooled;
   const noIpam = want.ipAddrsNoIpam;
   const ipamResult = noIpam ? undefined : await delegateIpam(ipam, "ADD");
   const undo: Array<() => void | Promise<void>> = noIpam
@@ -513,9 +519,9 @@ function annotatedIpam(conf: CniNetConf, facts: PodFacts | undefined): PodIpam {
     const want = podIpam(facts?.annotations ?? {}, {
       ipAddrsNoIpamEnabled: conf.ipAddrsNoIpam === true,
     });
-    if (want.ipAddrs)
+    if (want.ipAddrs && conf.ipamType !== "ocelot-ipam")
       throw new PodAnnotationError(
-        `Pod annotation ${ANNOTATION_IP_ADDRS} is not supported yet (ocelot-ipam cannot assign a given address); use ${ANNOTATION_IP_ADDRS_NO_IPAM} or a pool annotation`,
+        `Pod annotation ${ANNOTATION_IP_ADDRS} needs the ocelot-ipam IPAM plugin (it assigns the given address), not "${conf.ipamType}"`,
       );
     return want;
   } catch (err) {

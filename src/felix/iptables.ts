@@ -65,9 +65,10 @@ export interface TableSpec {
 
 export interface IpsetSpec {
   name: string;
-  type: "hash:net";
+  /** hash:ip,port only for Service matches (src/felix/service_match.ts). */
+  type: "hash:net" | "hash:ip,port";
   family: "inet" | "inet6";
-  /** Canonical CIDRs ("10.244.0.0/16", "10.255.0.11/32"), sorted. */
+  /** Canonical CIDRs ("10.244.0.0/16", "10.255.0.11/32"), or "10.0.0.1,tcp:80"; sorted. */
   members: string[];
 }
 

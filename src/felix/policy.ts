@@ -25,6 +25,7 @@ import {
   type Family,
   type IpsetSpec,
 } from "./iptables.js";
+import { type PolicyServiceSlice, serviceIpset, serviceSetMatch } from "./service_match.js";
 
 export type Direction = "Ingress" | "Egress";
 
@@ -138,6 +139,8 @@ export interface PolicyNetworkSet {
 
 export interface PolicyInput {
   endpoints: PolicyEndpoint[];
+  /** The Services' endpoints (EndpointSlices), for rule `services` matches. */
+  services?: PolicyServiceSlice[];
   policies: Policy[];
   tiers?: PolicyTier[];
   networkSets?: PolicyNetworkSet[];
@@ -535,6 +538,18 @@ class Renderer {
     return name;
   }
 
+  /** A rule side's `services` match: the Service's endpoints as an ipset (service_match.ts). */
+  private serviceSet(
+    m: { name: string; namespace?: string },
+    p: Policy,
+    side: "source" | "destination",
+  ): string {
+    const ns = m.namespace ?? p.namespace ?? "default";
+    const set = serviceIpset(this.input.services ?? [], this.family, ns, m.name, side);
+    if (!this.ipsets.has(set.name)) this.ipsets.set(set.name, set);
+    return serviceSetMatch(set, side);
+  }
+
   private selectorSet(k: SelectorKey): string {
     const name = policyIpsetName("s", this.family, JSON.stringify(k));
     if (this.ipsets.has(name)) return name;
@@ -572,7 +587,7 @@ class Renderer {
     const sets: string[] = [];
     let portSides: { flag: "--sports" | "--dports"; chunks: string[]; not: string[] }[] = [];
     const named: string[] = [];
-    /** Matches Ocelot cannot resolve yet (Services, HTTP). */
+    /** Matches Ocelot cannot resolve yet (HTTP). */
     const unresolved: string[] = [];
     for (const [side, dir, flag, ports] of [
       ["source", "src", "-s", "--sports"],
@@ -616,7 +631,7 @@ class Renderer {
         const name = this.selectorSet({ selector: formatSelector(this.sels.get(e.notSelector)) });
         sets.push(`-m set ! --match-set ${name} ${dir}`);
       }
-      if (e.services !== undefined) unresolved.push("services");
+      if (e.services !== undefined) sets.push(this.serviceSet(e.services, p, side));
       const pos = (e.ports ?? []).map(String);
       const neg = (e.notPorts ?? []).map(String);
       named.push(...[...pos, ...neg].filter((x) => !/^\d+(:\d+)?$/.test(x)));
@@ -625,7 +640,7 @@ class Renderer {
     }
     if (rule.http !== undefined) unresolved.push("http");
     if (named.length > 0 || unresolved.length > 0) {
-      // Named ports, Service and HTTP matches are not resolved yet: fail closed
+      // Named ports and HTTP matches are not resolved yet: fail closed
       // (a Deny denies any port, others match nothing).
       const parts = [
         ...(named.length > 0 ? [`named port(s) ${named.map((n) => `"${n}"`).join(", ")}`] : []),

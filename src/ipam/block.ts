@@ -641,3 +641,38 @@ function fromRuns(runs: ReadonlyArray<readonly [number, number]>): number[] {
   }
   return out;
 }
+
+/**
+ * Assigns one given free ordinal to attrs (Calico's AssignIP of a chosen address). Returns the
+ * new block and the allocation's sequence number; throws when the ordinal is taken.
+ */
+export function assignOrdinal(
+  b: Block,
+  ordinal: number,
+  attrs: AllocationAttributes,
+): { block: Block; sequence: number } {
+  if (ordinal < 0 || ordinal >= b.owner.length || (b.owner[ordinal] as number) >= 0)
+    throw new Error(`Address ${addressOf(b, ordinal)} is not free in block ${formatCidr(b.cidr)}`);
+  const owner = b.owner.slice();
+  const attributes = [...b.attributes];
+  let idx = attributes.findIndex((a) => sameAttributes(a, attrs));
+  if (idx < 0) {
+    idx = attributes.length;
+    attributes.push({ handleId: attrs.handleId, secondary: { ...attrs.secondary } });
+  }
+  owner[ordinal] = idx;
+  const seqs = copyMap(b.seqForAllocation);
+  seqs.set(ordinal, b.sequenceNumber);
+  return {
+    block: {
+      ...b,
+      owner,
+      unallocated: b.unallocated.filter((o) => o !== ordinal),
+      attributes,
+      sequenceNumber: b.sequenceNumber + 1,
+      seqForAllocation: seqs,
+      emptySince: null,
+    },
+    sequence: b.sequenceNumber,
+  };
+}

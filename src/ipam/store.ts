@@ -12,7 +12,16 @@ import {
   NotFoundError,
   PresentError,
 } from "../datastore/types.js";
-import { blockOf, type Cidr, type Family, formatCidr, parseAddress, parseCidr } from "../lib/ip.js";
+import {
+  blockOf,
+  type Cidr,
+  cidrContains,
+  type Family,
+  formatAddress,
+  formatCidr,
+  parseAddress,
+  parseCidr,
+} from "../lib/ip.js";
 import {
   type AllowedUse,
   describePools,
@@ -28,6 +37,7 @@ import {
 import {
   type AllocationAttributes,
   addressOf,
+  assignOrdinal,
   type Block,
   BlockDraft,
   decodeBlock,
@@ -107,6 +117,14 @@ export class PoolExhaustedError extends Error {
   ) {
     super(message);
     this.name = "PoolExhaustedError";
+  }
+}
+
+/** A given address cannot be assigned (outside every pool, reserved, or held by another). */
+export class AddressUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "AddressUnavailableError";
   }
 }
 
@@ -245,6 +263,76 @@ export class IpamStore {
     } finally {
       this.assigning--;
     }
+  }
+
+  /**
+   * Assigns one given address to handleId on node (Calico's AssignIP, for the
+   * `cni.projectcalico.org/ipAddrs` annotation and CNI_ARGS `IP=`): it must lie in an IP pool and
+   * outside every reservation. Its block is claimed for node when nobody has it; a block of
+   * another node lends it (the handle record names the block first, as for any borrowed
+   * address). Idempotent per handle; an address held by another handle is refused by name.
+   */
+  async assignIP(req: {
+    handleId: string;
+    node: string;
+    address: string;
+    attrs?: Record<string, string>;
+  }): Promise<AssignedAddress> {
+    const { family, value } = parseAddress(req.address);
+    const pool = (await this.loadPools()).find(
+      (p) => p.cidr.family === family && cidrContains(p.cidr, family, value),
+    );
+    if (!pool) throw new AddressUnavailableError(`Address ${req.address} is in no IP pool`);
+    const text = formatAddress(family, value);
+    if (
+      (await this.loadReservations()).some(
+        (r) => r.family === family && cidrContains(r, family, value),
+      )
+    )
+      throw new AddressUnavailableError(`Address ${text} is reserved (IPReservation)`);
+    const cidr = blockOf(family, value, pool.blockSize);
+    const key = this.keys.block(cidr);
+    const attrs: AllocationAttributes = {
+      handleId: req.handleId,
+      secondary: { ...(req.attrs ?? {}), node: req.node },
+    };
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      let kv = await this.store.get(key);
+      if (!kv) {
+        await this.claimBlock(req.node, cidr);
+        kv = await this.store.get(key);
+        if (!kv) continue;
+      }
+      const block = decodeBlock(key, kv.value);
+      const ordinal = ordinalOf(block, value);
+      const held = block.owner[ordinal] as number;
+      const result = (sequence: number): AssignedAddress => ({
+        address: text,
+        family,
+        block: formatCidr(cidr),
+        pool: pool.name,
+        sequence,
+        borrowed: block.affinity !== hostAffinity(req.node),
+      });
+      if (held >= 0) {
+        if (block.attributes[held]?.handleId === req.handleId)
+          return result(block.seqForAllocation.get(ordinal) ?? 0);
+        throw new AddressUnavailableError(
+          `Address ${text} is in use (handle "${block.attributes[held]?.handleId ?? "none"}")`,
+        );
+      }
+      if (block.affinity !== hostAffinity(req.node))
+        await this.ensureHandleHas(req.handleId, formatCidr(cidr));
+      const next = assignOrdinal(block, ordinal, attrs);
+      try {
+        await this.store.update(key, encodeBlock(next.block), kv.modRevision);
+        return result(next.sequence);
+      } catch (err) {
+        if (!(err instanceof ConflictError || err instanceof NotFoundError)) throw err;
+        await this.backoff(attempt);
+      }
+    }
+    throw new RetriesExhaustedError(`assigning ${text} to "${req.handleId}"`, this.maxAttempts);
   }
 
   private async assignRequest(req: AssignRequest, firstTry: boolean): Promise<AssignedAddress[]> {

@@ -1,7 +1,7 @@
 // `ocelot kube-controllers`' engine: the thin adapter between the Kubernetes API (list-and-watch
 // through `@kubernetes/client-node`'s informers, loaded lazily) and the datastore (the resource
 // client). It keeps one informer per kind (Pods, Namespaces, ServiceAccounts, Nodes,
-// NetworkPolicies), listing in pages and restarting a failed watch from its last resourceVersion
+// NetworkPolicies, Services, EndpointSlices), listing in pages and restarting a failed watch from its last resourceVersion
 // (the client relists by itself on 410 Gone), and runs passes: after any change (debounced), on a
 // new WorkloadEndpoint in the datastore (a pod relabelled before its CNI ADD finished), and every
 // resync period, it reads the datastore, asks sync.ts for the writes (pure) and makes them, each a
@@ -48,7 +48,14 @@ export interface KubeControllers {
   stop(): Promise<void>;
 }
 
-type KindName = "pods" | "namespaces" | "serviceAccounts" | "nodes" | "networkPolicies";
+type KindName =
+  | "pods"
+  | "namespaces"
+  | "serviceAccounts"
+  | "nodes"
+  | "networkPolicies"
+  | "services"
+  | "endpointSlices";
 
 const info = (apiVersion: string, kind: string) => {
   const i = kindOf(apiVersion, kind);
@@ -75,11 +82,14 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
   if (!server) throw new KubeError(`Kubeconfig ${o.kubeconfig} names no current cluster`, false);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const net = kc.makeApiClient(k8s.NetworkingV1Api);
+  const discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
   const client = new ResourceClient(o.store);
   const WEP = info("projectcalico.org/v3", "WorkloadEndpoint");
   const PROFILE = info("projectcalico.org/v3", "Profile");
   const NODE = info("projectcalico.org/v3", "Node");
   const KNP = info("networking.k8s.io/v1", "NetworkPolicy");
+  const SVC = info("v1", "Service");
+  const EPS = info("discovery.k8s.io/v1", "EndpointSlice");
 
   type List = { metadata?: { resourceVersion?: string; _continue?: string }; items: unknown[] };
   /** Every page of a list (limit/continue), as one list at the first page's resourceVersion. */
@@ -141,6 +151,19 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
       paged(
         "networkPolicies",
         (p) => net.listNetworkPolicyForAllNamespaces(p) as Promise<List>,
+      ) as never,
+    ),
+    services: k8s.makeInformer(
+      kc,
+      "/api/v1/services",
+      paged("services", (p) => core.listServiceForAllNamespaces(p) as Promise<List>) as never,
+    ),
+    endpointSlices: k8s.makeInformer(
+      kc,
+      "/apis/discovery.k8s.io/v1/endpointslices",
+      paged(
+        "endpointSlices",
+        (p) => discovery.listEndpointSliceForAllNamespaces(p) as Promise<List>,
       ) as never,
     ),
   };
@@ -215,18 +238,23 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
       serviceAccounts: informers.serviceAccounts.list(),
       nodes: informers.nodes.list(),
       networkPolicies: informers.networkPolicies.list(),
+      services: informers.services.list(),
+      endpointSlices: informers.endpointSlices.list(),
       deletedNodes: [...deletedNodes],
     };
     const result: PassResult = { done: [], failed: [], refused: [], startedAt, endedAt: 0 };
     try {
-      const [workloadEndpoints, profiles, nodes, k8sNetworkPolicies] = await Promise.all(
-        [WEP, PROFILE, NODE, KNP].map(async (i) => (await client.list(i)).items),
-      );
+      const [workloadEndpoints, profiles, nodes, k8sNetworkPolicies, services, endpointSlices] =
+        await Promise.all(
+          [WEP, PROFILE, NODE, KNP, SVC, EPS].map(async (i) => (await client.list(i)).items),
+        );
       const plan = planSync(kube, {
         workloadEndpoints: workloadEndpoints as Resource[],
         profiles: profiles as Resource[],
         nodes: nodes as Resource[],
         k8sNetworkPolicies: k8sNetworkPolicies as Resource[],
+        services: services as Resource[],
+        endpointSlices: endpointSlices as Resource[],
       });
       result.refused = plan.refused;
       const retry = new Set<string>();

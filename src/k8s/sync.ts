@@ -11,6 +11,10 @@
 // - NetworkPolicies (networking.k8s.io/v1) -> stored Kubernetes NetworkPolicies, as `ocelot
 //   apply` stores them (validated the same way: one Kubernetes would accept but Ocelot refuses is
 //   reported, and the stored one, if any, left as it was);
+// - Services (v1) and EndpointSlices (discovery.k8s.io/v1) -> stored copies in the Kubernetes
+//   shape, trimmed to what policy (`services` matches) and Service IP advertisement read
+//   (src/api/k8s_service.ts); Calico's Felix reads them from the API itself, Ocelot's agents
+//   from the datastore;
 // - Nodes: a Calico Node whose Kubernetes Node is gone is deleted with its endpoints and its IPAM
 //   affinities released (Calico's node controller). Which Calico Node belongs to which Kubernetes
 //   Node: `spec.orchRefs` of orchestrator `k8s`; a Calico Node without one is deleted only on an
@@ -37,6 +41,8 @@ export interface KubeState {
   serviceAccounts: unknown[];
   nodes: unknown[];
   networkPolicies: unknown[];
+  services?: unknown[];
+  endpointSlices?: unknown[];
   /** Kubernetes Nodes whose deletion was observed since the last pass. */
   deletedNodes?: readonly string[];
 }
@@ -47,6 +53,8 @@ export interface StoreState {
   profiles: Resource[];
   nodes: Resource[];
   k8sNetworkPolicies: Resource[];
+  services?: Resource[];
+  endpointSlices?: Resource[];
 }
 
 export type SyncAction =
@@ -314,6 +322,19 @@ export function planSync(kube: KubeState, store: StoreState): SyncPlan {
   for (const [key, have] of storedPolicies)
     if (!wantedPolicies.has(key)) actions.push(del(have, "gone from Kubernetes"));
 
+  // Services and EndpointSlices: stored copies (a kind the sync was not given is left alone).
+  if (kube.services !== undefined)
+    mirror(kube.services, store.services ?? [], serviceResource, "service", actions, refused);
+  if (kube.endpointSlices !== undefined)
+    mirror(
+      kube.endpointSlices,
+      store.endpointSlices ?? [],
+      endpointSliceResource,
+      "endpointslice",
+      actions,
+      refused,
+    );
+
   // Nodes.
   const k8sNodes = new Set(kube.nodes.flatMap((n) => meta(n)?.name ?? []));
   const deleted = new Set(kube.deletedNodes ?? []);
@@ -351,4 +372,132 @@ function del(have: Resource, why: string): SyncAction {
     ...(have.metadata.resourceVersion ? { resourceVersion: have.metadata.resourceVersion } : {}),
     why,
   };
+}
+
+/** Every stored field but the envelope's bookkeeping (resourceVersion, uid, timestamps). */
+function content(r: Resource): string {
+  const { metadata, ...rest } = r as Resource & Record<string, unknown>;
+  return canonical({
+    ...rest,
+    labels: metadata.labels ?? {},
+    annotations: metadata.annotations ?? {},
+  });
+}
+
+/** Puts and deletes making `stored` a copy of `kube` (as `to` turns each object into a record). */
+function mirror(
+  kube: unknown[],
+  stored: Resource[],
+  to: (o: unknown) => Resource | undefined,
+  what: string,
+  actions: SyncAction[],
+  refused: string[],
+): void {
+  const have = new Map(stored.map((r) => [`${r.metadata.namespace}/${r.metadata.name}`, r]));
+  const wanted = new Set<string>();
+  for (const o of kube) {
+    const r = to(o);
+    if (!r) continue;
+    const key = `${r.metadata.namespace}/${r.metadata.name}`;
+    wanted.add(key);
+    const v = validated(r);
+    const old = have.get(key);
+    if (!v.resource) {
+      refused.push(
+        `${what} "${key}": ${v.error}${old ? " (the stored one is left as it was)" : ""}`,
+      );
+      continue;
+    }
+    if (old && content(old) === content(v.resource)) continue;
+    actions.push(put(v.resource, old, old ? "changed" : "new"));
+  }
+  for (const [key, old] of have)
+    if (!wanted.has(key)) actions.push(del(old, "gone from Kubernetes"));
+}
+
+/** The fields of a list of objects kept (each object reduced to `keys`, empty ones dropped). */
+function pick(v: unknown, keys: readonly string[]): Record<string, unknown> | undefined {
+  if (typeof v !== "object" || v === null) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const k of keys) {
+    const x = (v as Record<string, unknown>)[k];
+    if (x !== undefined && x !== null) out[k] = x;
+  }
+  return out;
+}
+const list = (v: unknown, keys: readonly string[]) =>
+  Array.isArray(v) ? v.flatMap((x) => pick(x, keys) ?? []) : undefined;
+
+function kubeMeta(m: Meta) {
+  return {
+    name: m.name,
+    namespace: m.namespace,
+    ...(Object.keys(m.labels).length > 0 ? { labels: m.labels } : {}),
+  };
+}
+
+/** A Service as Ocelot stores it: type, cluster/external/load-balancer IPs, traffic policy, ports. */
+export function serviceResource(o: unknown): Resource | undefined {
+  const m = meta(o);
+  if (!m?.namespace) return undefined;
+  const raw = renameFrom((o as { spec?: unknown }).spec ?? {});
+  const spec = pick(raw, [
+    "type",
+    "clusterIP",
+    "clusterIPs",
+    "externalIPs",
+    "loadBalancerIP",
+    "externalTrafficPolicy",
+    "internalTrafficPolicy",
+    "selector",
+    "externalName",
+  ]) as Record<string, unknown>;
+  const ports = list((raw as { ports?: unknown }).ports, [
+    "name",
+    "protocol",
+    "port",
+    "targetPort",
+    "nodePort",
+  ]);
+  if (ports) spec.ports = ports;
+  const ingress = list(
+    (
+      renameFrom((o as { status?: unknown }).status ?? {}) as {
+        loadBalancer?: { ingress?: unknown };
+      }
+    ).loadBalancer?.ingress,
+    ["ip", "hostname"],
+  );
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: kubeMeta(m),
+    spec,
+    ...(ingress && ingress.length > 0 ? { status: { loadBalancer: { ingress } } } : {}),
+  } as Resource;
+}
+
+/** An EndpointSlice as Ocelot stores it: address type, endpoints (addresses, ready, node), ports. */
+export function endpointSliceResource(o: unknown): Resource | undefined {
+  const m = meta(o);
+  if (!m?.namespace) return undefined;
+  const raw = renameFrom(o) as Record<string, unknown>;
+  if (raw.addressType === "FQDN") return undefined; // no addresses to match or advertise
+  const endpoints = (Array.isArray(raw.endpoints) ? raw.endpoints : []).map((e) => {
+    const x = pick(e, ["addresses", "nodeName"]) as Record<string, unknown>;
+    const c = pick((e as { conditions?: unknown }).conditions, ["ready", "serving", "terminating"]);
+    if (c && Object.keys(c).length > 0) x.conditions = c;
+    const t = pick((e as { targetRef?: unknown }).targetRef, ["kind", "name", "namespace"]);
+    if (t?.name !== undefined) x.targetRef = t;
+    return x;
+  });
+  const ports = list(raw.ports, ["name", "protocol", "port"]);
+  return {
+    apiVersion: "discovery.k8s.io/v1",
+    kind: "EndpointSlice",
+    metadata: kubeMeta(m),
+    addressType: raw.addressType,
+    ...(endpoints.length > 0 ? { endpoints } : {}),
+    ...(ports ? { ports } : {}),
+  } as unknown as Resource;
 }

@@ -9,6 +9,7 @@
 
 import type { HostEndpoint } from "../api/hostendpoint.js";
 import type { IPPool } from "../api/ippool.js";
+import { type K8sEndpointSlice, type K8sService, SERVICE_NAME_LABEL } from "../api/k8s_service.js";
 import type { NetworkSetResource } from "../api/networkset.js";
 import type { Node, WorkloadEndpoint } from "../api/node.js";
 import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../api/policy.js";
@@ -24,6 +25,7 @@ import {
   type PolicyEndpoint,
   type PolicyInput,
 } from "../felix/policy.js";
+import type { PolicyServiceSlice } from "../felix/service_match.js";
 import type { Workload } from "../felix/workload.js";
 import type { Affinity } from "../ipam/records.js";
 
@@ -47,6 +49,9 @@ export interface NodeSnapshot {
     spec: { ingress?: unknown[]; egress?: unknown[]; labelsToApply?: unknown };
   }[];
   felixConfigurations?: { metadata: { name: string }; spec: Record<string, unknown> }[];
+  /** Kubernetes Services and their EndpointSlices (kube-controllers' copies). */
+  services?: K8sService[];
+  endpointSlices?: K8sEndpointSlice[];
 }
 
 export interface AgentOptions {
@@ -188,6 +193,25 @@ export function policyEndpointsOf(
   });
 }
 
+/** EndpointSlices as `services` matches see them: every endpoint address, the slice's ports. */
+export function serviceSlicesOf(slices: readonly K8sEndpointSlice[]): PolicyServiceSlice[] {
+  return slices.flatMap((s) => {
+    const service = s.metadata.labels?.[SERVICE_NAME_LABEL];
+    if (!service) return [];
+    return [
+      {
+        namespace: s.metadata.namespace ?? "default",
+        service,
+        addresses: (s.endpoints ?? []).flatMap((e) => e.addresses),
+        ports: (s.ports ?? []).map((p) => ({
+          ...(p.protocol ? { protocol: p.protocol } : {}),
+          ...(p.port !== undefined ? { port: p.port } : {}),
+        })),
+      },
+    ];
+  });
+}
+
 /** The policy input, or undefined when there is no policy at all (nothing is policed). */
 export function policyInputOf(snap: NodeSnapshot, node: string): PolicyInput | undefined {
   const policies = [
@@ -210,6 +234,7 @@ export function policyInputOf(snap: NodeSnapshot, node: string): PolicyInput | u
       ...(t.spec.order !== undefined ? { order: t.spec.order } : {}),
       defaultAction: t.spec.defaultAction,
     })),
+    services: serviceSlicesOf(snap.endpointSlices ?? []),
     networkSets: (snap.networkSets ?? []).map((s) => ({
       ...(s.kind === "NetworkSet" ? { namespace: s.metadata.namespace ?? "default" } : {}),
       labels: s.metadata.labels ?? {},

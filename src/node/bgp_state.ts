@@ -3,7 +3,8 @@
 // Node resources (a full iBGP mesh to every other node's ipv4Address, and to its ipv6Address when
 // this node has one too), the BGPPeers that pick this node (global, `node`, or `nodeSelector`; a
 // peer by `peerIP` or by `peerSelector` over Nodes), and this node's confirmed blocks as
-// originations (not those of pools with disableBGPExport). Blocks of pools that encapsulate
+// originations (not those of pools with disableBGPExport), and the Service IPs the `default`
+// BGPConfiguration asks for (service_routes.ts). Blocks of pools that encapsulate
 // (vxlanMode or ipipMode Always/CrossSubnet) are still announced, but never imported: the
 // agent's overlay routes them (through the tunnel, or natively inside the subnet), as Calico's
 // BIRD leaves VXLAN routes to Felix. Dual stack as Calico's bird/bird6:
@@ -39,6 +40,7 @@ import { MAX_PASSWORD_BYTES, parseConfig, passwordFromFile } from "../bgp/config
 import { borrowedAddresses } from "../felix/overlay.js";
 import { cidrOverlaps, parseCidr } from "../lib/ip.js";
 import { type NodeSnapshot, nodeBlocks, workloadAddressesOf } from "./agent_state.js";
+import { serviceAdvertisements } from "./service_routes.js";
 
 export interface BgpSnapshot extends NodeSnapshot {
   bgpConfigurations: BGPConfiguration[];
@@ -554,7 +556,9 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     listen: { address: mine[6] ? "::" : "0.0.0.0", port: global.listenPort },
     ...(myCluster ? { clusterId: myCluster } : {}),
     peers: [...peers.values()].sort((a, b) => (a.address < b.address ? -1 : 1)),
-    originate: blocks.map((prefix) => ({ prefix })),
+    originate: [...new Set([...blocks, ...serviceAdvertisements(snap, name)])].map((prefix) => ({
+      prefix,
+    })),
     fib: {
       enabled: true,
       table: "main",

@@ -72,6 +72,9 @@ export interface NodeSettings {
   bmpStation?: string;
   /** 0: no Statistics Reports. */
   bmpStatsIntervalMs: number;
+  /** Set: this node campaigns to run kube-controllers against this kubeconfig's API server. */
+  kubeconfig?: string;
+  kubeControllersLeaseTtlMs: number;
 }
 
 /** Where a value came from, for errors and the start-up log. */
@@ -258,6 +261,16 @@ export const NODE_SETTINGS: readonly Def[] = [
     "--bmp-stats-interval <duration>",
     ["OCELOT_BMP_STATS_INTERVAL"],
     "BMP Statistics Report interval; 0: none (default 60s)",
+  ),
+  def(
+    "--kubeconfig <file>",
+    ["KUBECONFIG"],
+    "run kube-controllers against this API server on one node elected by a datastore lease (default: not run)",
+  ),
+  def(
+    "--kube-controllers-lease-ttl <duration>",
+    ["OCELOT_KUBE_CONTROLLERS_LEASE_TTL"],
+    "the kube-controllers lease's TTL: another node takes over this long after the leader stops renewing (default 15s)",
   ),
 ];
 
@@ -620,6 +633,8 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
     ),
     bmpStatsIntervalMs:
       opt("bmpStatsInterval", (r) => (str(r) === "0" ? 0 : durationMs(r))) ?? 60_000,
+    ...optional("kubeconfig", opt("kubeconfig", str)),
+    kubeControllersLeaseTtlMs: opt("kubeControllersLeaseTtl", durationMs) ?? 15_000,
   };
   return { settings, sources };
 }

@@ -20,6 +20,7 @@ import { dirname } from "node:path";
 import type { BGPFilter } from "../api/bgp.js";
 import { decodeResource } from "../api/client.js";
 import type { HostEndpoint } from "../api/hostendpoint.js";
+import type { K8sEndpointSlice, K8sService } from "../api/k8s_service.js";
 import type { NetworkSetResource } from "../api/networkset.js";
 import type { Node, WorkloadEndpoint } from "../api/node.js";
 import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../api/policy.js";
@@ -144,7 +145,9 @@ export type WatchArea =
   | "nsets"
   | "heps"
   | "profiles"
-  | "felixconfigs";
+  | "felixconfigs"
+  | "services"
+  | "epslices";
 
 /**
  * The prefixes a node daemon lists and watches, the same for every node (a watch proxy serves
@@ -170,6 +173,9 @@ export function nodeWatchPrefixes(): Record<WatchArea, string> {
     heps: kindPrefix(kindInfo("HostEndpoint")),
     profiles: kindPrefix(kindInfo("Profile")),
     felixconfigs: kindPrefix(kindInfo("FelixConfiguration")),
+    // Kubernetes Services and EndpointSlices: `services` matches, Service IP advertisement.
+    services: kindPrefix(kindInfo("Service", "v1")),
+    epslices: kindPrefix(kindInfo("EndpointSlice", "discovery.k8s.io/v1")),
   };
 }
 
@@ -257,6 +263,8 @@ export class NodeDaemon {
       [p.heps, ["agent"]],
       [p.profiles, ["agent"]],
       [p.felixconfigs, ["agent"]],
+      [p.services, ["bgp"]],
+      [p.epslices, ["agent", "bgp"]],
     ]);
   }
 
@@ -643,6 +651,8 @@ export class NodeDaemon {
       hostEndpoints: res<HostEndpoint>(p.heps),
       profiles: res(p.profiles),
       felixConfigurations: res(p.felixconfigs),
+      services: res<K8sService>(p.services),
+      endpointSlices: res<K8sEndpointSlice>(p.epslices),
     };
   }
 

@@ -296,15 +296,15 @@ describe("BGPConfiguration", () => {
       logSeverityScreen: "Info",
     });
   });
-  it("stores Service advertisement CIDRs (not announced yet: storedFields names them)", () => {
+  it("takes Service advertisement CIDRs as acted on (announced); the aggregation flag is stored only", () => {
     const { info, resource } = validateResource(
       cfg("default", { serviceClusterIPs: [{ cidr: "10.96.0.0/12" }] }),
     );
     expect(resource.spec).toEqual({ serviceClusterIPs: [{ cidr: "10.96.0.0/12" }] });
-    expect(storedFields(info, resource)).toEqual([
-      expect.stringMatching(
-        /^spec\.serviceClusterIPs: Service IP advertisement is not implemented/,
-      ),
+    expect(storedFields(info, resource)).toEqual([]);
+    const agg = validateResource(cfg("default", { serviceLoadBalancerAggregation: "Disabled" }));
+    expect(storedFields(agg.info, agg.resource)).toEqual([
+      expect.stringMatching(/^spec\.serviceLoadBalancerAggregation: Service IP aggregation/),
     ]);
     expect(issuesOf(cfg("default", { serviceExternalIPs: [{ cidr: "10.0.0.300/24" }] }))).toEqual([
       'spec.serviceExternalIPs[0].cidr: "10.0.0.300/24" is not a valid CIDR',

@@ -242,6 +242,8 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
       [`${A}ipAddrsNoIpam`]: '["10.70.0.9"]',
     });
     api.putPod("team-a", "wants-ip", {}, "default", { [`${A}ipAddrs`]: '["10.68.0.77"]' });
+    api.putPod("team-a", "wants-it-too", {}, "default", { [`${A}ipAddrs`]: '["10.68.0.77"]' });
+    api.putPod("team-a", "wants-outside", {}, "default", { [`${A}ipAddrs`]: '["10.99.0.1"]' });
     api.putPod("team-a", "bad-json", {}, "default", { [`${A}ipv6pools`]: "pool6" });
     const withKube = (extra: Record<string, unknown> = {}) =>
       conf({ kubernetes: { kubeconfig }, ...extra });
@@ -280,8 +282,36 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
       "10.70.0.9/32",
     ]);
 
+    // ipAddrs: that address through IPAM (its block claimed for the node), then refused to a
+    // second pod while held, and released by DEL.
+    const r3 = await runOcelotCni(
+      node,
+      "ADD",
+      { ...env(pods[2] as Netns, "team-a", "wants-ip"), CNI_CONTAINERID: "ctr-wants-ip" },
+      withKube(),
+    );
+    expect(r3.code, r3.stdout + r3.stderr).toBe(0);
+    expect(JSON.parse(r3.stdout).ips[0].address).toBe("10.68.0.77/32");
+    expect((await allocated("ctr-wants-ip")).map((a) => a.address)).toEqual(["10.68.0.77"]);
+    const r4 = await runOcelotCni(
+      node,
+      "ADD",
+      { ...env(pods[2] as Netns, "team-a", "wants-it-too"), CNI_CONTAINERID: "ctr-wants-it-too" },
+      withKube(),
+    );
+    expect(JSON.parse(r4.stdout)).toMatchObject({ code: 7 });
+    expect(JSON.parse(r4.stdout).msg).toContain("Address 10.68.0.77 is in use");
+    const d3 = await runOcelotCni(
+      node,
+      "DEL",
+      { ...env(pods[2] as Netns, "team-a", "wants-ip"), CNI_CONTAINERID: "ctr-wants-ip" },
+      withKube(),
+    );
+    expect(d3.code, d3.stdout + d3.stderr).toBe(0);
+    expect(await allocated("ctr-wants-ip")).toEqual([]);
+
     for (const [pod, text] of [
-      ["wants-ip", `${A}ipAddrs is not supported yet`],
+      ["wants-outside", "Address 10.99.0.1 is in no IP pool"],
       ["bad-json", `${A}ipv6pools: "pool6" is not JSON`],
     ] as const) {
       const r = await runOcelotCni(

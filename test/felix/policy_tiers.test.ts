@@ -2,8 +2,8 @@
 // Calico's order with their default action and Pass, GlobalNetworkSet/NetworkSet nets in the
 // ipsets of the rule selectors that match their labels (as Calico scopes them), doNotTrack and
 // preDNAT policies left out (host endpoints only), service-account matches (rules'
-// serviceAccounts, policies' serviceAccountSelector) through the pcsa labels, Service and HTTP
-// matches rendered fail-closed.
+// serviceAccounts, policies' serviceAccountSelector) through the pcsa labels, HTTP matches rendered
+// fail-closed (Service matches: test/felix/service_match.test.ts).
 import { describe, expect, it } from "vitest";
 import {
   endpointChainName,
@@ -192,25 +192,19 @@ describe("renderPolicy(): what Ocelot cannot enforce yet", () => {
     );
   });
 
-  it("renders services and http matches fail-closed: an Allow matches nothing, a Deny denies", () => {
+  it("renders http matches fail-closed: an Allow matches nothing, a Deny denies", () => {
     const p = gnp("sa", {
       selector: "app == 'b'",
       ingress: [
-        { action: "Allow", source: { protocol: "TCP", services: { name: "s", namespace: "n" } } },
-        {
-          action: "Deny",
-          protocol: "TCP",
-          destination: { services: { name: "s", namespace: "n" } },
-        },
         { action: "Allow", http: { methods: ["GET"] } },
+        { action: "Deny", protocol: "TCP", http: { methods: ["GET"] } },
       ],
     });
     const s = renderPolicy({ endpoints: [A, B], policies: [p] }, 4);
     expect(chain(s, policyChainName("sa", "Ingress"))).toEqual(["-p tcp -j DROP"]);
     expect(s.warnings).toEqual([
-      'policy "sa" ingress rule 1: services match not supported yet; rule not rendered',
-      'policy "sa" ingress rule 2: services match not supported yet; rule denies every port',
-      'policy "sa" ingress rule 3: http match not supported yet; rule not rendered',
+      'policy "sa" ingress rule 1: http match not supported yet; rule not rendered',
+      'policy "sa" ingress rule 2: http match not supported yet; rule denies every port',
     ]);
   });
 });

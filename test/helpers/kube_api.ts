@@ -1,7 +1,8 @@
 // A small Kubernetes API server for tests (no real kube-apiserver can run here): node:https with
 // a throw-away self-signed certificate (openssl) and a bearer token, as a kubeconfig has them
 // (the client refuses plain http unless TLS checks are off), serving core/v1 Pods, Namespaces,
-// ServiceAccounts and Nodes and networking.k8s.io/v1 NetworkPolicies with the API's documented
+// ServiceAccounts, Nodes and Services, networking.k8s.io/v1 NetworkPolicies and
+// discovery.k8s.io/v1 EndpointSlices with the API's documented
 // read semantics, for the real `@kubernetes/client-node` to drive:
 // - GET of one object (/api/v1/namespaces/{ns}/pods/{name}, /api/v1/namespaces/{name},
 //   /api/v1/nodes/{name}, /apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}, …):
@@ -27,8 +28,8 @@ import { runSync } from "./limits.js";
 
 export const KUBE_TOKEN = "ocelot-test-token";
 
-/** A self-signed certificate for 127.0.0.1 (openssl, a temporary directory removed after). */
-function selfSigned(): { key: string; cert: string } {
+/** A self-signed certificate for 127.0.0.1 and `ips` (openssl, a temporary directory removed after). */
+function selfSigned(ips: readonly string[] = []): { key: string; cert: string } {
   const dir = mkdtempSync(join(tmpdir(), "ocelot-kube-tls-"));
   try {
     const r = runSync("openssl", [
@@ -44,7 +45,7 @@ function selfSigned(): { key: string; cert: string } {
       "-subj",
       "/CN=127.0.0.1",
       "-addext",
-      "subjectAltName=IP:127.0.0.1",
+      `subjectAltName=${["127.0.0.1", ...ips].map((ip) => `IP:${ip}`).join(",")}`,
       "-keyout",
       join(dir, "key.pem"),
       "-out",
@@ -60,7 +61,14 @@ function selfSigned(): { key: string; cert: string } {
   }
 }
 
-export type Kind = "Pod" | "Namespace" | "ServiceAccount" | "Node" | "NetworkPolicy";
+export type Kind =
+  | "Pod"
+  | "Namespace"
+  | "ServiceAccount"
+  | "Node"
+  | "NetworkPolicy"
+  | "Service"
+  | "EndpointSlice";
 /** Per kind: its API group path, plural and scope. */
 const KINDS: Record<Kind, { group: string; plural: string; namespaced: boolean }> = {
   Pod: { group: "api/v1", plural: "pods", namespaced: true },
@@ -70,6 +78,12 @@ const KINDS: Record<Kind, { group: string; plural: string; namespaced: boolean }
   NetworkPolicy: {
     group: "apis/networking.k8s.io/v1",
     plural: "networkpolicies",
+    namespaced: true,
+  },
+  Service: { group: "api/v1", plural: "services", namespaced: true },
+  EndpointSlice: {
+    group: "apis/discovery.k8s.io/v1",
+    plural: "endpointslices",
     namespaced: true,
   },
 };
@@ -87,6 +101,8 @@ type Obj = {
     annotations?: Record<string, string>;
   };
   spec?: Record<string, unknown>;
+  /** Top-level fields of kinds without a spec (EndpointSlice) and status. */
+  [field: string]: unknown;
 };
 interface Event {
   rv: number;
@@ -120,10 +136,13 @@ export class KubeApi {
     readonly caPem: string,
   ) {}
 
-  /** Listens on 127.0.0.1 (an ephemeral port), or on `port`. */
-  static async start(port = 0): Promise<KubeApi> {
+  /**
+   * Listens on 127.0.0.1 (an ephemeral port), or on `port`; with `ips`, on the first of them, its
+   * certificate valid for them all (for clients in other network namespaces, over a veth).
+   */
+  static async start(port = 0, ips: readonly string[] = []): Promise<KubeApi> {
     let api: KubeApi | undefined;
-    const tls = selfSigned();
+    const tls = selfSigned(ips);
     const server = createServer(tls, (req, res) => api?.handle(req, res));
     const sockets = new Set<{ destroy(): void; on(e: "close", f: () => void): unknown }>();
     server.on("connection", (c) => {
@@ -131,9 +150,9 @@ export class KubeApi {
       c.on("close", () => sockets.delete(c));
     });
     (server as Server & { sockets?: typeof sockets }).sockets = sockets;
-    await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+    await new Promise<void>((r) => server.listen(port, ips[0] ?? "127.0.0.1", r));
     const bound = (server.address() as AddressInfo).port;
-    api = new KubeApi(server, `https://127.0.0.1:${bound}`, tls.cert);
+    api = new KubeApi(server, `https://${ips[0] ?? "127.0.0.1"}:${bound}`, tls.cert);
     return api;
   }
 
@@ -212,6 +231,47 @@ export class KubeApi {
   /** A networking.k8s.io/v1 NetworkPolicy; `spec` as the API has it (`from`, `to`, …). */
   putNetworkPolicy(namespace: string, name: string, spec: Record<string, unknown>): Obj {
     return this.putObject("NetworkPolicy", { name, namespace }, spec);
+  }
+
+  /** A Service (`spec` as the API has it: type, clusterIP, ports, externalTrafficPolicy, …). */
+  putService(
+    namespace: string,
+    name: string,
+    spec: Record<string, unknown>,
+    status?: Record<string, unknown>,
+  ): Obj {
+    return this.put({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name, namespace, uid: "", resourceVersion: "" },
+      spec,
+      ...(status ? { status } : {}),
+    });
+  }
+
+  /** An EndpointSlice of `service` (label kubernetes.io/service-name), IPv4 unless told. */
+  putEndpointSlice(
+    namespace: string,
+    name: string,
+    service: string,
+    endpoints: { addresses: string[]; nodeName?: string; conditions?: { ready?: boolean } }[],
+    ports: { name?: string; protocol?: string; port?: number }[],
+    addressType = "IPv4",
+  ): Obj {
+    return this.put({
+      apiVersion: "discovery.k8s.io/v1",
+      kind: "EndpointSlice",
+      metadata: {
+        name,
+        namespace,
+        uid: "",
+        resourceVersion: "",
+        labels: { "kubernetes.io/service-name": service },
+      },
+      addressType,
+      endpoints,
+      ports,
+    });
   }
 
   /** Creates or replaces an object of any served kind. */

@@ -261,16 +261,16 @@ describe("ocelot kube-controllers against the small API server and the embedded 
   });
 
   it("a watch broken mid-stream, then a 410 Gone after compaction: no change is lost", async () => {
-    expect(api.openWatches()).toBe(5);
+    expect(api.openWatches()).toBe(7); // one per kind
     await timed(
       "pod relabelled after the watches broke",
       () => {
-        expect(api.breakWatches()).toBe(5);
+        expect(api.breakWatches()).toBe(7);
         api.putPod("team-a", "web-1", { app: "web", version: "v3" }, "web-sa");
       },
       async () => (await labelsOf("node1", "team-a", "web-1")).version === "v3",
     );
-    await waitFor("the watches back", () => (api.openWatches() === 5 ? true : undefined));
+    await waitFor("the watches back", () => (api.openWatches() === 7 ? true : undefined));
     const before = api.requests.filter(
       (r) => r.startsWith("GET /api/v1/pods?") && !r.includes("watch="),
     ).length;
@@ -348,6 +348,56 @@ describe("bin/ocelot kube-controllers", () => {
       const store = await openDatastore(`file:${join(dir, "store.db")}`);
       try {
         expect(await new ResourceClient(store).get(PROFILE, "kns.ns1")).toBeDefined();
+      } finally {
+        await store.close();
+      }
+    } finally {
+      clearTimeout(kill);
+      if (child.exitCode === null) child.kill("SIGKILL");
+      await api.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("takes the datastore lease node daemons use: waits out a holder that stopped renewing", async () => {
+    const api = await KubeApi.start();
+    const dir = mkdtempSync(join(tmpdir(), "ocelot-kubectl-lease-"));
+    const url = `file:${join(dir, "store.db")}`;
+    const pre = await openDatastore(url);
+    // A node that held the lease and died (it never renews again).
+    await pre.create(
+      "/ocelot/leases/kube-controllers",
+      JSON.stringify({ holder: "node-gone", ttlMs: 1000, renewals: 0 }),
+    );
+    await pre.close();
+    const t0 = performance.now();
+    const child = spawn(
+      join(ROOT, "bin/ocelot"),
+      [
+        ...["kube-controllers", "--kubeconfig", api.writeKubeconfig(join(dir, "kubeconfig"))],
+        ...["--datastore", url, "--lease-ttl", "1"],
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    const kill = setTimeout(() => child.kill("SIGKILL"), HANG_MS);
+    try {
+      await waitFor("in sync", () =>
+        stderr.includes("kube-controllers: in sync") ? true : undefined,
+      );
+      const ms = performance.now() - t0;
+      expect(stderr).toMatch(/lease kube-controllers: leader \(takeover\)/);
+      expect(ms).toBeGreaterThanOrEqual(1000);
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      const store = await openDatastore(url);
+      try {
+        // Released on the clean stop.
+        expect(await store.get("/ocelot/leases/kube-controllers")).toBeUndefined();
       } finally {
         await store.close();
       }

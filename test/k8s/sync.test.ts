@@ -304,3 +304,121 @@ describe("kube-controllers sync plan", () => {
     ).toEqual([]);
   });
 });
+
+describe("kube-controllers sync plan: Services and EndpointSlices", () => {
+  // As the client's informer gives them: extra fields (uid, managedFields, status conditions).
+  const svc = (clusterIP: string) => ({
+    metadata: {
+      name: "web",
+      namespace: "shop",
+      uid: "u1",
+      resourceVersion: "9",
+      managedFields: [],
+    },
+    spec: {
+      type: "LoadBalancer",
+      clusterIP,
+      clusterIPs: [clusterIP],
+      ipFamilies: ["IPv4"],
+      sessionAffinity: "None",
+      externalTrafficPolicy: "Local",
+      ports: [{ name: "http", protocol: "TCP", port: 80, targetPort: 8080, nodePort: 30080 }],
+      selector: { app: "web" },
+    },
+    status: { loadBalancer: { ingress: [{ ip: "203.0.113.10", ipMode: "VIP" }] } },
+  });
+  const slice = (name: string, addressType: string, addresses: string[]) => ({
+    metadata: {
+      name,
+      namespace: "shop",
+      labels: {
+        "kubernetes.io/service-name": "web",
+        "endpointslice.kubernetes.io/managed-by": "x",
+      },
+    },
+    addressType,
+    endpoints: addresses.map((a) => ({
+      addresses: [a],
+      conditions: { ready: true, serving: true, terminating: false },
+      nodeName: "node1",
+      targetRef: { kind: "Pod", name: "web-1", namespace: "shop", uid: "u2" },
+      zone: "a",
+    })),
+    ports: [{ name: "http", protocol: "TCP", port: 8080, appProtocol: null }],
+  });
+
+  it("stores trimmed copies; an unchanged one is not written again, a changed one is, a gone one deleted", () => {
+    const first = planSync(
+      kube({
+        services: [svc("10.96.0.10")],
+        endpointSlices: [slice("web-a", "IPv4", ["10.244.0.5"])],
+      }),
+      store({ services: [], endpointSlices: [] }),
+    );
+    expect(first.refused).toEqual([]);
+    const [s, e] = puts(first.actions);
+    expect(s).toEqual({
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: "web", namespace: "shop" },
+      spec: {
+        type: "LoadBalancer",
+        clusterIP: "10.96.0.10",
+        clusterIPs: ["10.96.0.10"],
+        externalTrafficPolicy: "Local",
+        selector: { app: "web" },
+        ports: [{ name: "http", protocol: "TCP", port: 80, targetPort: 8080, nodePort: 30080 }],
+      },
+      status: { loadBalancer: { ingress: [{ ip: "203.0.113.10" }] } },
+    });
+    expect(e).toMatchObject({
+      kind: "EndpointSlice",
+      addressType: "IPv4",
+      endpoints: [
+        {
+          addresses: ["10.244.0.5"],
+          nodeName: "node1",
+          conditions: { ready: true, serving: true, terminating: false },
+          targetRef: { kind: "Pod", name: "web-1", namespace: "shop" },
+        },
+      ],
+      ports: [{ name: "http", protocol: "TCP", port: 8080 }],
+    });
+    const have = store({ services: [stored(s)], endpointSlices: [stored(e)] });
+    expect(
+      planSync(
+        kube({
+          services: [svc("10.96.0.10")],
+          endpointSlices: [slice("web-a", "IPv4", ["10.244.0.5"])],
+        }),
+        have,
+      ).actions,
+    ).toEqual([]);
+    const moved = planSync(
+      kube({
+        services: [svc("10.96.0.10")],
+        endpointSlices: [slice("web-a", "IPv4", ["10.244.0.6"])],
+      }),
+      have,
+    ).actions;
+    expect(moved).toHaveLength(1);
+    expect(moved[0]).toMatchObject({ op: "put", resource: { metadata: { resourceVersion: "7" } } });
+    expect(
+      planSync(kube({ services: [], endpointSlices: [] }), have).actions.map((a) => a.op),
+    ).toEqual(["delete", "delete"]);
+  });
+
+  it("an FQDN slice is not stored; a kind the sync was not given is left alone", () => {
+    const p = planSync(
+      kube({ services: [], endpointSlices: [slice("web-f", "FQDN", ["example.com"])] }),
+      store({ services: [], endpointSlices: [] }),
+    );
+    expect(p.actions).toEqual([]);
+    const have = store({
+      services: [
+        stored(puts(planSync(kube({ services: [svc("10.96.0.1")] }), store({})).actions)[0]),
+      ],
+    });
+    expect(planSync(kube({}), have).actions).toEqual([]);
+  });
+});

@@ -37,6 +37,7 @@ describe("resolveNodeSettings()", () => {
       mrtRotateBytes: 64 * 1024 * 1024,
       mrtRotateMs: 15 * 60_000,
       bmpStatsIntervalMs: 60_000,
+      kubeControllersLeaseTtlMs: 15_000,
     });
     expect(sources).toEqual({});
   });
