@@ -8,6 +8,8 @@
 // SYNs while the peer is unreachable are counted by the peer's iptables (never a tight loop),
 // and the session comes up exactly once per fault. The other session is never
 // reset, keeps its route, and bgpd's open fds and RSS come back to their baseline (printed).
+// Then a link blip shorter than the hold time: the kernel drops our route with the link, and it
+// is back once the link is up (the FIB repairs what the kernel removed; the session may stay).
 // 10 faults of each kind per suite run (about 4 min); 200 under OCELOT_SOAK=1 (`npm run test:soak`);
 // OCELOT_FLAPS=n sets the count.
 import { readdirSync, readFileSync } from "node:fs";
@@ -227,5 +229,24 @@ describe.skipIf(skip)("peer flaps in the network", () => {
     expect(fdEnd, "bgpd's open file descriptors").toBeLessThanOrEqual(fdBase);
     expect(rssEnd - rssBase, "bgpd's RSS growth in MiB").toBeLessThan(64);
     expect(bird1.state("oc")).toBe("Established");
+  });
+
+  it("a link blip shorter than the hold time: the route the kernel dropped with the link comes back", async () => {
+    await ocelot.established(B1, 60_000);
+    await waitFor("route in", () => inKernel("10.77.1.0/24"), 60_000, 50);
+    const before = ocelot.peer(B1)?.establishedTransitions;
+    oc.ip("link", "set", "oc-b1", "down");
+    // The kernel removes routes through a link that goes down (ours included).
+    const gone = !inKernel("10.77.1.0/24");
+    await new Promise((r) => setTimeout(r, 1000));
+    oc.ip("link", "set", "oc-b1", "up");
+    const t0 = performance.now();
+    await waitFor("the route back in the kernel", () => inKernel("10.77.1.0/24"), 60_000, 50);
+    const ms = performance.now() - t0;
+    const same = ocelot.peer(B1)?.establishedTransitions === before;
+    console.log(
+      `link blip of 1 s: route removed by the kernel: ${gone}; back ${Math.round(ms)} ms after link up; session ${same ? "kept" : "reset"}`,
+    );
+    expect(gone).toBe(true);
   });
 });
