@@ -701,9 +701,9 @@ export interface ConfigDiff {
 /**
  * Peer fields whose change needs a new session: identity (AS; the address is the peer's key, a
  * new one is a new peer), transport (port, key, source address, TTL) and what the OPEN carries
- * (hold time, capabilities: families). Every other field is none or refresh: passive and
- * connectRetryTime and startupHoldTime apply from the next connection, bfd on or off starts or stops the BFD session
- * beside the BGP one, maxPrefixes applies to the counts at once.
+ * (hold time, capabilities: families). Every other field is none or refresh: passive,
+ * connectRetryTime and startupHoldTime apply from the next connection, bfd on or off starts or
+ * stops the BFD session beside the BGP one, maxPrefixes applies to the counts at once.
  */
 const RESET_FIELDS: (keyof PeerConfig)[] = [
   "asn",
