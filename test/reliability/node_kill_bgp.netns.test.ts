@@ -6,7 +6,8 @@
 // routes are flushed, the daemon started and SIGKILLed at a random point 0-1.5 s after it
 // registered (while it programs the kernel and the session comes up), and started once more;
 // that start must converge to exactly the reference kernel state, and BIRD's routes from the
-// node must equal those before (nothing stale kept, nothing missing). 20 kills per suite run.
+// node must equal those before (nothing stale kept, nothing missing). 20 kills per suite run
+// (OCELOT_KILLS=n sets the count).
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
