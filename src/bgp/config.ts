@@ -34,6 +34,12 @@ export interface PeerConfig {
   port: number;
   passive: boolean;
   holdTime: number;
+  /**
+   * Seconds to wait for the peer's OPEN once TCP is up (the HoldTimer of OpenSent, RFC 4271
+   * §8.2.2's "large value"; BIRD's `startup hold time`): a connection that sends nothing, or a
+   * byte now and then, is dropped after this. Default 240, as the RFC suggests.
+   */
+  startupHoldTime: number;
   connectRetryTime: number;
   families?: Family[];
   requiredFamilies: Family[];
@@ -372,6 +378,9 @@ const holdTime = int({
   rule: (n) => (n === 0 || n >= 3 ? undefined : "hold time must be 0 or at least 3 seconds"),
 });
 
+/** Seconds to wait for a peer's OPEN: RFC 4271 §8.2.2's suggested "large value", 4 minutes. */
+export const DEFAULT_STARTUP_HOLD_TIME = 240;
+
 /** RFC 2385 keys as Linux takes them: TCP_MD5SIG_MAXKEYLEN is 80 bytes. */
 export const MAX_PASSWORD_BYTES = 80;
 
@@ -425,6 +434,7 @@ const peer = object<PeerConfig>(
     port: dflt(port(1), () => 179),
     passive: dflt(bool, () => false),
     holdTime: dflt(holdTime, () => 90),
+    startupHoldTime: dflt(int({ min: 3, max: 65535 }), () => DEFAULT_STARTUP_HOLD_TIME),
     connectRetryTime: dflt(port(1), () => 5),
     families: opt(list(oneOf(FAMILIES), 1)),
     requiredFamilies: dflt(list(oneOf(FAMILIES)), () => []),
@@ -751,9 +761,9 @@ export interface ConfigDiff {
 /**
  * Peer fields whose change needs a new session: identity (AS; the address is the peer's key, a
  * new one is a new peer), transport (port, key, source address, TTL) and what the OPEN carries
- * (hold time, capabilities: families). Every other field is none or refresh: passive and
- * connectRetryTime apply from the next connection, bfd on or off starts or stops the BFD session
- * beside the BGP one, maxPrefixes applies to the counts at once.
+ * (hold time, capabilities: families). Every other field is none or refresh: passive,
+ * connectRetryTime and startupHoldTime apply from the next connection, bfd on or off starts or
+ * stops the BFD session beside the BGP one, maxPrefixes applies to the counts at once.
  */
 const RESET_FIELDS: (keyof PeerConfig)[] = [
   "asn",

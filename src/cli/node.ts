@@ -60,6 +60,9 @@ function givenFlags(cmd: Command): Record<string, unknown> {
   return out;
 }
 
+/** How long the daemon waits for the embedded store's write lock held by another process (ms). */
+const NODE_SQLITE_BUSY_MS = 2000;
+
 /** The node daemon's log subsystems: its loop and agent, and its BGP speaker. */
 const SUBSYSTEMS = ["node", "bgp"] as const;
 
@@ -156,13 +159,19 @@ async function runNode(cmd: Command): Promise<void> {
   process.on("SIGINT", early);
 
   const open = () =>
-    openDatastoreFromCli({
-      ...o,
-      datastore: s.datastore,
-      etcdCa: s.etcdCa,
-      etcdCert: s.etcdCert,
-      etcdKey: s.etcdKey,
-    });
+    openDatastoreFromCli(
+      {
+        ...o,
+        datastore: s.datastore,
+        etcdCa: s.etcdCa,
+        etcdCert: s.etcdCert,
+        etcdKey: s.etcdKey,
+      },
+      // The embedded store waits for another process's write lock synchronously, holding up
+      // the event loop (keepalives, BFD, /livez): the daemon's own writes are retried anyway,
+      // so it waits 2 s, not the 10 s the CNI plugins wait.
+      { sqlite: { busyTimeoutMs: NODE_SQLITE_BUSY_MS } },
+    );
   let store: Datastore | undefined;
   try {
     store = await openDatastoreWaiting(open, log, { stopped: () => stopRequested !== undefined });

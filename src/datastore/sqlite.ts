@@ -314,6 +314,34 @@ export class SqliteDatastore implements Datastore {
     return this.call("revision", () => (this.stmt.meta.get() as MetaRow).revision);
   }
 
+  async probeWrite(withinMs: number): Promise<void> {
+    this.open();
+    const deadline = Date.now() + withinMs;
+    // Short tries with the event loop free between them: better-sqlite3 waits for a lock
+    // synchronously, so one long busy wait would stall the whole process.
+    const tryMs = 20;
+    let last: unknown;
+    for (let attempt = 0; attempt === 0 || Date.now() < deadline; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 100));
+      if (this.closed) throw new ClosedError(this.url);
+      this.db.pragma(`busy_timeout = ${tryMs}`);
+      try {
+        this.db.exec("BEGIN IMMEDIATE");
+        this.db.exec("ROLLBACK");
+        return;
+      } catch (err) {
+        last = err;
+      } finally {
+        this.db.pragma(`busy_timeout = ${this.opts.busyTimeoutMs}`);
+      }
+    }
+    const code = (last as { code?: string }).code ?? "";
+    throw new UnavailableError(
+      `Datastore file "${this.path}" is locked: no write lock within ${withinMs} ms (${code}: ${(last as Error).message}${hint(code)})`,
+      { cause: last },
+    );
+  }
+
   async compact(revision: number): Promise<void> {
     this.open();
     if (!Number.isInteger(revision) || revision < 0)

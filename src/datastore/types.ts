@@ -132,6 +132,12 @@ export interface Datastore {
    * backend implements it; optional so that test doubles need not.
    */
   compact?(revision: number): Promise<void>;
+  /**
+   * The embedded store only: resolves once the file's write lock could be taken (and released at
+   * once) within withinMs; otherwise rejects with UnavailableError saying the file is locked. A
+   * read answers even while another process holds the write lock, so readiness asks this too.
+   */
+  probeWrite?(withinMs: number): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -36,7 +36,12 @@ import type { IPPool } from "../api/ippool.js";
 import type { Node } from "../api/node.js";
 import { matchSelector, parseSelector } from "../api/selector.js";
 import type { BgpdConfig, Family, Filter, FilterRule, PeerConfig } from "../bgp/config.js";
-import { MAX_PASSWORD_BYTES, parseConfig, passwordFromFile } from "../bgp/config.js";
+import {
+  DEFAULT_STARTUP_HOLD_TIME,
+  MAX_PASSWORD_BYTES,
+  parseConfig,
+  passwordFromFile,
+} from "../bgp/config.js";
 import { borrowedAddresses } from "../felix/overlay.js";
 import { cidrOverlaps, parseCidr } from "../lib/ip.js";
 import { type NodeSnapshot, nodeBlocks, workloadAddressesOf } from "./agent_state.js";
@@ -315,6 +320,7 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       port: 179,
       passive: false,
       holdTime: opts.meshHoldTime ?? 90,
+      startupHoldTime: DEFAULT_STARTUP_HOLD_TIME,
       connectRetryTime: 5,
       families: [familyOf(p.address)],
       requiredFamilies: [],

@@ -80,7 +80,8 @@ export interface DaemonOptions {
   /** Full resync period: list everything again and converge (default 60 s). */
   resyncIntervalMs?: number;
   /**
-   * How often the datastore is probed (one read, bounded by the same time): while it does not
+   * How often the datastore is probed (one read, and the embedded store's write lock, bounded
+   * by the same time): while it does not
    * answer, /readyz says so and the node keeps forwarding on its last known state; when it
    * answers again, everything is listed again. Default 5 s; 0: no probe.
    */
@@ -366,7 +367,11 @@ export class NodeDaemon {
       let timer: NodeJS.Timeout | undefined;
       try {
         await Promise.race([
-          this.store.get(key),
+          (async () => {
+            await this.store.get(key);
+            // The embedded store reads while another process holds its write lock: ask for it.
+            await this.store.probeWrite?.(Math.max(100, every - 500));
+          })(),
           new Promise((_, reject) => {
             timer = setTimeout(() => reject(new Error(`no answer within ${every} ms`)), every);
           }),

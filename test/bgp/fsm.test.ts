@@ -93,6 +93,20 @@ function established(h: Harness, o = open()): void {
 }
 
 describe("step() session establishment", () => {
+  it("waits startupHoldMs for the OPEN when set (BIRD's startup hold time), then 4/0", () => {
+    const h = new Harness(initialState(settings({ startupHoldMs: 5000, passive: true })));
+    h.send({ type: "ManualStart" });
+    h.send({ type: "TcpConnectionConfirmed" });
+    expect(h.s.state).toBe("OpenSent");
+    expect(h.timers.get("HoldTimer")).toBe(5000);
+    const a = h.send({ type: "HoldTimer_Expires" });
+    expect(h.s.state).toBe("Idle");
+    expect(a).toContainEqual({
+      type: "sendNotification",
+      notification: { code: 4, subcode: 0 },
+    });
+  });
+
   it("goes Idle -> Connect -> OpenSent -> OpenConfirm -> Established when we connect", () => {
     const h = new Harness(initialState(settings()));
     expect(types(h.send({ type: "ManualStart" }))).toContain("connect");

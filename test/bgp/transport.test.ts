@@ -1,9 +1,11 @@
 // The TCP transport on loopback: unknown sources are closed at once, source addresses per peer,
 // and a peer that stops reading is noticed (congested) and dropped past the hard limit.
 import * as net from "node:net";
+import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { ManualClock, SessionTimers } from "../../src/bgp/io/clock.js";
 import { type Connection, connect, listen, plainAddress } from "../../src/bgp/io/transport.js";
+import { runSync } from "../helpers/limits.js";
 
 const closers: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -115,4 +117,32 @@ describe("SessionTimers on a ManualClock", () => {
     expect(fired).toEqual(["Keepalive@1000", "Hold@5000"]);
     expect(t.isRunning("Hold")).toBe(false);
   });
+});
+
+describe("listen() on a port below 1024 without CAP_NET_BIND_SERVICE", () => {
+  const why =
+    process.getuid?.() !== 0
+      ? "needs root (to drop the capability with setpriv)"
+      : runSync("setpriv", ["--version"]).status !== 0
+        ? "setpriv not installed"
+        : undefined;
+  it.skipIf(why !== undefined)(
+    "says what would let it bind (as in a container with only NET_ADMIN and NET_RAW)",
+    () => {
+      const transport = fileURLToPath(new URL("../../src/bgp/io/transport.ts", import.meta.url));
+      const code = `import(${JSON.stringify(transport)}).then((t) => t.listen({ address: "127.0.0.1", port: 179, isPeer: () => false, onConnection() {} })).then(() => { console.log("listening"); process.exit(0); }, (e) => { console.log(e.message); process.exit(0); });`;
+      const r = runSync("setpriv", [
+        "--bounding-set",
+        "-net_bind_service",
+        process.execPath,
+        "--import",
+        "tsx",
+        "-e",
+        code,
+      ]);
+      expect(r.stdout.trim()).toBe(
+        "listen EACCES: permission denied 127.0.0.1:179 (port 179 needs CAP_NET_BIND_SERVICE, or the sysctl net.ipv4.ip_unprivileged_port_start=179 in this network namespace)",
+      );
+    },
+  );
 });

@@ -109,9 +109,10 @@ function startSession(s: FsmState): StepResult {
 
 /** TCP is up (either direction): send OPEN and wait for the peer's with a large HoldTimer. */
 function tcpUp(s: FsmState): StepResult {
+  const hold = s.settings.startupHoldMs ?? LARGE_HOLD_MS;
   return {
     state: { ...s, state: "OpenSent" },
-    actions: [stop("ConnectRetryTimer"), { type: "sendOpen" }, start("HoldTimer", LARGE_HOLD_MS)],
+    actions: [stop("ConnectRetryTimer"), { type: "sendOpen" }, start("HoldTimer", hold)],
   };
 }
 

@@ -63,6 +63,8 @@ export interface PeerSettings {
   holdTime: number;
   /** Seconds between connection attempts. */
   connectRetryTime: number;
+  /** Milliseconds to wait for the peer's OPEN in OpenSent (absent: LARGE_HOLD_MS, 240 s). */
+  startupHoldMs?: number;
   /** Passive peers never connect; they wait for the peer (RFC 4271 §8.1.1 PassiveTcpEstablishment). */
   passive: boolean;
   families: Family[];

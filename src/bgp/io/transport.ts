@@ -251,9 +251,16 @@ export function listen(opts: ListenOptions): Promise<Listener> {
     opts.onConnection(new Connection(socket, "incoming"));
   });
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
+    const failed = (err: NodeJS.ErrnoException) => {
+      // A port below 1024 without CAP_NET_BIND_SERVICE (a container with only NET_ADMIN and
+      // NET_RAW): say what would let it bind.
+      if (err.code === "EACCES" && opts.port > 0 && opts.port < 1024)
+        err.message += ` (port ${opts.port} needs CAP_NET_BIND_SERVICE, or the sysctl net.ipv4.ip_unprivileged_port_start=${opts.port} in this network namespace)`;
+      reject(err);
+    };
+    server.once("error", failed);
     server.listen({ host: opts.address, port: opts.port, exclusive: true }, () => {
-      server.off("error", reject);
+      server.off("error", failed);
       const addr = server.address();
       const port = typeof addr === "object" && addr ? addr.port : opts.port;
       const family: 4 | 6 = typeof addr === "object" && addr?.family === "IPv4" ? 4 : 6;

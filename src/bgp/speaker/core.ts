@@ -329,6 +329,7 @@ export class SpeakerCore<A> {
       peerAs: p.asn,
       routerId: ipv4Number(this.config.routerId),
       holdTime: p.holdTime,
+      startupHoldMs: p.startupHoldTime * 1000,
       connectRetryTime: p.connectRetryTime,
       passive: p.passive,
       families: peerFamilies(p),
