@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { type Fib, type Route, RTPROT_OCELOT_AGENT, routeKey } from "../fib/types.js";
 import type { DataplaneState } from "./dataplane.js";
+import type { HostIface } from "./host_endpoint.js";
 import {
   parseIpsetSave,
   parseIptablesSave,
@@ -198,6 +199,21 @@ async function convergeLinks(
     }
   }
   return present;
+}
+
+/** The namespace's interfaces and their addresses (what HostEndpoints' expectedIPs match). */
+export async function readHostInterfaces(
+  opts: { netns?: string; run?: Runner } = {},
+): Promise<HostIface[]> {
+  const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
+  const links = JSON.parse((await runOk(ctx, "ip", ["-j", "addr", "show"])).trim() || "[]") as {
+    ifname: string;
+    addr_info?: { local?: string }[];
+  }[];
+  return links.map((l) => ({
+    name: l.ifname.split("@")[0] as string,
+    addresses: (l.addr_info ?? []).flatMap((a) => (a.local ? [a.local] : [])),
+  }));
 }
 
 // ---- ipsets and iptables ---------------------------------------------------------------------

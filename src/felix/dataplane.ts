@@ -1,8 +1,10 @@
 // The whole desired data plane of one node, rendered from values (pure): workload interfaces,
 // routes and sysctls (workload.ts) plus ipsets and iptables tables per family (iptables.ts),
-// network policy chains and ipsets included (policy.ts), and the overlay: tunnel devices, their
+// network policy chains and ipsets included (policy.ts), host endpoint policy in the filter,
+// mangle and raw tables (host_endpoint.ts), and the overlay: tunnel devices, their
 // neighbours, FDB entries and routes to remote blocks of encapsulating pools (overlay.ts).
 // Not: reading or writing the kernel (apply.ts), where the inputs come from (datastore, CNI).
+import { type HostPolicyInput, renderHostPolicy } from "./host_endpoint.js";
 import {
   type IpsetSpec,
   type NatPool,
@@ -31,6 +33,11 @@ export interface DataplaneInput {
   options?: WorkloadOptions;
   /** Network policies and the endpoints they select (absent: no policy, nothing policed). */
   policy?: PolicyInput;
+  /**
+   * This node's host endpoints, failsafe ports and workload-to-host action (absent: none; the
+   * mangle and raw tables are then left alone). Their policies come from `policy`.
+   */
+  host?: HostPolicyInput;
   /** The overlay (absent: none; our tunnel devices, if any are left, are removed). */
   overlay?: OverlayInput;
 }
@@ -70,10 +77,18 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
     };
     const policy = input.policy ? renderPolicy(input.policy, family) : undefined;
     for (const w of policy?.warnings ?? []) warnings.add(w);
+    const host = input.host
+      ? renderHostPolicy(input.host, input.policy ?? { endpoints: [], policies: [] }, family)
+      : undefined;
+    for (const w of host?.warnings ?? []) warnings.add(w);
+    // Workload and host rules share selector ipsets (same name, same members).
+    const ipsets = new Map<string, IpsetSpec>();
+    for (const s of [...renderIpsets(nat), ...(policy?.ipsets ?? []), ...(host?.ipsets ?? [])])
+      if (!ipsets.has(s.name)) ipsets.set(s.name, s);
     families.push({
       family,
-      ipsets: [...renderIpsets(nat), ...(policy?.ipsets ?? [])],
-      tables: renderTables(nat, policy),
+      ipsets: [...ipsets.values()],
+      tables: renderTables(nat, policy, host),
     });
   }
   const overlay = renderOverlay(input.overlay ?? NO_OVERLAY);
