@@ -1,7 +1,7 @@
 // FelixConfiguration, IPAMConfiguration and KubeControllersConfiguration (projectcalico.org/v3):
 // schemas with Calico's field types (from its CRDs, src/api/config_fields.ts) and validator rules
 // (validateFelixConfigSpec, validateIPAMConfigSpec, the CEL rules), and what Ocelot does with each
-// field: the few it honours, the many it stores and names in a warning (they tune parts Ocelot
+// field: the few it honours (failsafe ports, defaultEndpointToHostAction, logSeverityScreen), the many it stores and names in a warning (they tune parts Ocelot
 // does not have), and the ones it refuses because ignoring them would weaken security.
 // Not: applying them (the node daemon, `ocelot ipam`).
 import * as z from "zod";
@@ -26,13 +26,16 @@ const FELIX_REFUSED: Record<string, string> = {
     "WireGuard encryption is not implemented: pod traffic would cross the network in clear",
   wireguardEnabledV6:
     "WireGuard encryption is not implemented: pod traffic would cross the network in clear",
-  defaultEndpointToHostAction:
-    "pod-to-host traffic is not policed by Ocelot yet: Drop or Return would not be enforced",
   policySyncPathPrefix: "the policy sync API (application-layer policy) is not implemented",
 };
 
-/** The fields Ocelot acts on (none of FelixConfiguration's yet: see README). */
-const FELIX_HONOURED = new Set<string>();
+/** The fields Ocelot's agent acts on (src/felix/felix_config.ts; `node.<name>` over `default`). */
+const FELIX_HONOURED = new Set<string>([
+  "failsafeInboundHostPorts",
+  "failsafeOutboundHostPorts",
+  "defaultEndpointToHostAction",
+  "logSeverityScreen",
+]);
 
 const STORED_REASON = "stored; Ocelot's agent does not use it yet (ocelot apply warns)";
 
@@ -74,18 +77,15 @@ const intIn = (min: number, max: number) =>
     .optional();
 
 const felixOverrides: Record<string, z.ZodType> = {
-  logSeverityScreen: stored(
-    z
-      .string()
-      .regex(/^(trace|debug|info|warning|error|fatal)?$/i, {
-        error: (iss) =>
-          own(
-            `${quote(iss.input)} is not a log level (Trace, Debug, Info, Warning, Error, Fatal; any case)`,
-          ),
-      })
-      .optional(),
-    STORED_REASON,
-  ),
+  logSeverityScreen: z
+    .string()
+    .regex(/^(trace|debug|info|warning|error|fatal)?$/i, {
+      error: (iss) =>
+        own(
+          `${quote(iss.input)} is not a log level (Trace, Debug, Info, Warning, Error, Fatal; any case)`,
+        ),
+    })
+    .optional(),
   natOutgoingAddress: stored(ipOf(4).optional(), STORED_REASON),
   deviceRouteSourceAddress: stored(ipOf(4).optional(), STORED_REASON),
   deviceRouteSourceAddressIPv6: stored(ipOf(6).optional(), STORED_REASON),

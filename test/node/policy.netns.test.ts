@@ -6,7 +6,8 @@
 // dropped, B's egress is untouched, and A's egress allowed by a GlobalNetworkPolicy does not
 // skip B's ingress; the Kubernetes NetworkPolicy of the same meaning does the
 // same; deleting the policies restores everything and removes our chains, hooks and sets. A
-// staged deny-all changes nothing; a HostEndpoint is stored and named in the agent's warning.
+// staged deny-all changes nothing; a HostEndpoint reaches the agent: its chains and failsafe
+// rules appear (its interface does not exist here, so traffic is unchanged).
 // Rules and sets are read back with iptables-save and ipset save inside the node namespace.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -301,7 +302,7 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
     expectOpen();
   });
 
-  it("a staged deny-all is never enforced; a HostEndpoint is stored and named in the agent's warning", async () => {
+  it("a staged deny-all is never enforced; a HostEndpoint reaches the agent's chains", async () => {
     await applyResource(store, {
       apiVersion: "projectcalico.org/v3",
       kind: "StagedGlobalNetworkPolicy",
@@ -315,13 +316,16 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
       spec: { node: NODE, interfaceName: "eth0" },
     });
     await waitFor(
-      "the agent's warning naming the HostEndpoint",
+      "the HostEndpoint's chains",
       () =>
-        (daemon?.lines ?? []).some((l) =>
-          JSON.stringify(l).includes(`HostEndpoint \\"${NODE}-eth0\\"`),
+        save("iptables-save", "-t", "filter").includes(
+          "-A ocl-from-host-endpoint -i eth0 -g ocl-fh-eth0",
         ),
       10_000,
       100,
+    );
+    expect(save("iptables-save", "-t", "filter")).toContain(
+      "-A ocl-failsafe-in -p tcp -m tcp --dport 22 -j ACCEPT",
     );
     expectOpen();
     expect(save("iptables-save", "-t", "filter")).not.toContain("wl-dispatch");
