@@ -100,8 +100,11 @@ export interface HostPolicyInput {
 /** Where the host's rules go in the filter table's ocl-INPUT/OUTPUT/FORWARD (iptables.ts). */
 export interface HostFilter {
   chains: ChainSpec[];
-  /** The target pod-to-host traffic goes to (ocl-wl-to-host), when it is set apart. */
-  workloadToHost?: string;
+  /**
+   * The end of ocl-wl-to-host, where pod-to-host traffic goes (after the pod's egress policy)
+   * when it is set apart: defaultEndpointToHostAction.
+   */
+  workloadToHost?: string[];
   /** After the workload rules of ocl-INPUT. */
   inputTail: string[];
   /** First in ocl-OUTPUT, and after its workload rule. */
@@ -365,7 +368,13 @@ export function renderHostPolicy(
   const wlToHost =
     action === undefined && names.length === 0
       ? undefined
-      : { Drop: "-j DROP", Accept: "-j ACCEPT", Return: "-j RETURN" }[action ?? "Return"];
+      : {
+          // Replies to the host's own connections to a pod are not pod-to-host traffic (a pod
+          // with policy has them accepted by its chain's conntrack rule; one without, here).
+          Drop: ["-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-j DROP"],
+          Accept: ["-j ACCEPT"],
+          Return: ["-j RETURN"],
+        }[action ?? "Return"];
   const filter: HostFilter = {
     chains: [
       {

@@ -199,7 +199,7 @@ export function renderFilterTable(policy?: PolicyChains, host?: HostFilter): Tab
       ? [
           {
             name: CHAIN_WL_TO_HOST,
-            rules: [...(wl ? [`-j ${CHAIN_FROM_WL_DISPATCH}`] : []), h.workloadToHost],
+            rules: [...(wl ? [`-j ${CHAIN_FROM_WL_DISPATCH}`] : []), ...h.workloadToHost],
           },
         ]
       : [];

@@ -187,8 +187,10 @@ describe.skipIf(skip)("profiles and the workload-to-host action applied in a nam
     expect(node.exec("iptables-nft-save", "-t", "filter")).toContain(
       "-A ocl-INPUT -i ocl+ -g ocl-wl-to-host",
     );
-    // Pod to pod is forwarded, not to the host: untouched.
+    // Pod to pod is forwarded, not to the host: untouched; the node's own pings to a pod get
+    // their replies.
     expect(ping(pods.a, PODS.c.v4, true)).toBe(true);
+    expect(ping(node, PODS.a.v4, true)).toBe(true);
     for (const action of ["Accept", "Return"] as const) {
       await apply([], [], action);
       const b = echoRepliesSent(node);

@@ -7,7 +7,8 @@
 // skip B's ingress; the Kubernetes NetworkPolicy of the same meaning does the
 // same; deleting the policies restores everything and removes our chains, hooks and sets. A
 // staged deny-all changes nothing; a HostEndpoint reaches the agent: its chains and failsafe
-// rules appear (its interface does not exist here, so traffic is unchanged).
+// rules appear (its interface does not exist here, so traffic is unchanged), and
+// FelixConfiguration's failsafe ports replace Felix's defaults, node.<name> over default.
 // Rules and sets are read back with iptables-save and ipset save inside the node namespace.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -326,6 +327,32 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
     );
     expect(save("iptables-save", "-t", "filter")).toContain(
       "-A ocl-failsafe-in -p tcp -m tcp --dport 22 -j ACCEPT",
+    );
+    // FelixConfiguration's failsafe ports replace the defaults; node.<name> wins over default.
+    const failsafe = (name: string, port: number) =>
+      applyResource(store, {
+        apiVersion: "projectcalico.org/v3",
+        kind: "FelixConfiguration",
+        metadata: { name },
+        spec: { failsafeInboundHostPorts: [{ protocol: "TCP", port }] },
+      });
+    const failsafeIn = () =>
+      save("iptables-save", "-t", "filter")
+        .split("\n")
+        .filter((l) => l.startsWith("-A ocl-failsafe-in "));
+    await failsafe("default", 2222);
+    await waitFor(
+      "failsafe port 2222 from FelixConfiguration default",
+      () => failsafeIn().join("\n") === "-A ocl-failsafe-in -p tcp -m tcp --dport 2222 -j ACCEPT",
+      10_000,
+      100,
+    );
+    await failsafe(`node.${NODE}`, 2223);
+    await waitFor(
+      "failsafe port 2223 from FelixConfiguration node.<name>",
+      () => failsafeIn().join("\n") === "-A ocl-failsafe-in -p tcp -m tcp --dport 2223 -j ACCEPT",
+      10_000,
+      100,
     );
     expectOpen();
     expect(save("iptables-save", "-t", "filter")).not.toContain("wl-dispatch");
