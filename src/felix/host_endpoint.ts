@@ -251,9 +251,10 @@ export function renderHostPolicy(
 ): HostPolicyState {
   const r = new Renderer(policy, family);
   const tierOf = tierResolver(policy.tiers);
-  const profiles = profilesWithRules(policy);
-  const policies = usablePolicies(policy.policies, r);
   const { ifaces, warnings } = resolveHostEndpoints(host);
+  // Without host endpoints no policy is looked at (the usual node: nothing to pay for).
+  const profiles = ifaces.size > 0 ? profilesWithRules(policy) : new Map<string, PolicyProfile>();
+  const policies = ifaces.size > 0 ? usablePolicies(policy.policies, r) : [];
   const inbound = host.failsafeInbound ?? DEFAULT_FAILSAFE_INBOUND;
   const outbound = host.failsafeOutbound ?? DEFAULT_FAILSAFE_OUTBOUND;
   const action = host.defaultEndpointToHostAction;
