@@ -27,6 +27,16 @@ const FELIX_REFUSED: Record<string, string> = {
   wireguardEnabledV6:
     "WireGuard encryption is not implemented: pod traffic would cross the network in clear",
   policySyncPathPrefix: "the policy sync API (application-layer policy) is not implemented",
+  iptablesFilterAllowAction:
+    "Ocelot accepts what policy allows: Return (leaving it to the host's later rules) would not be kept",
+  iptablesMangleAllowAction:
+    "Ocelot accepts what preDNAT policy allows: Return (leaving it to later mangle rules) would not be kept",
+};
+
+/** The value of a refused field that asks for nothing (Ocelot's behaviour): accepted. */
+const FELIX_HARMLESS: Record<string, string | boolean> = {
+  iptablesFilterAllowAction: "Accept",
+  iptablesMangleAllowAction: "Accept",
 };
 
 /** The fields Ocelot's agent acts on (src/felix/felix_config.ts; `node.<name>` over `default`). */
@@ -43,12 +53,26 @@ function felixField(name: string, t: FieldType): z.ZodType {
   const base = schemaOf(t);
   const refused = FELIX_REFUSED[name];
   if (refused !== undefined) {
-    // A value that asks for nothing (false, Accept) is the default and harmless: accepted.
-    const harmless = t.t === "boolean" ? z.literal(false) : z.literal("Accept");
-    const schema = z.union([harmless, unsupported(refused, base)]).optional();
+    // A value that asks for nothing (false, Accept) is the default and harmless:
+    // accepted, in any case as Calico's patterns allow.
+    const value = FELIX_HARMLESS[name] ?? (t.t === "boolean" ? false : "Accept");
+    const harmless = (v: unknown) =>
+      typeof value === "string"
+        ? typeof v === "string" && v.toLowerCase() === value.toLowerCase()
+        : v === value;
+    const refuse = unsupported(refused, base);
+    const schema = z
+      .unknown()
+      .superRefine((v, ctx) => {
+        if (v === undefined || harmless(v)) return;
+        const r = refuse.safeParse(v, { reportInput: true });
+        for (const iss of r.success ? [] : r.error.issues)
+          ctx.addIssue({ code: "custom", path: iss.path, message: iss.message });
+      })
+      .optional();
     FIELD_STATUS.set(schema, {
       status: "refused",
-      reason: `${refused} (${t.t === "boolean" ? "false" : "Accept"} is accepted)`,
+      reason: `${refused} (${String(value)} is accepted)`,
     });
     return schema;
   }
