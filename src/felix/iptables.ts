@@ -2,7 +2,8 @@
 // one hook rule each gets in a built-in chain, NAT-outgoing per pool (Calico's cali-nat-outgoing),
 // the pool ipsets; parsers of `iptables-save` and `ipset save`, and the plans (restore payloads)
 // that converge what the kernel holds; with network policy, the hooks that send workload traffic
-// to the dispatch chains. Not: running any command (apply.ts), the policy chains (policy.ts).
+// to the dispatch chains, and where host endpoint rules (host_endpoint.ts) sit among them.
+// Not: running any command (apply.ts), the policy chains (policy.ts).
 import { createHash } from "node:crypto";
 import { formatAddress, parseAddress, parseCidr } from "../lib/ip.js";
 import type { HostFilter } from "./host_endpoint.js";

@@ -3,7 +3,9 @@
 // order 1000), become: a chain per policed local endpoint and direction (ocl-tw-<iface> for
 // ingress, ocl-fw-<iface> for egress), a chain per policy and direction (ocl-pi-/ocl-po-<hash>),
 // the two dispatch chains that pick endpoint chains by interface, and ipsets of the addresses a
-// rule's selector matches (ocl-s-<hash>) or of its nets (ocl-n-<hash>).
+// rule's selector matches (ocl-s-<hash>) or of its nets (ocl-n-<hash>); a Profile's rules
+// (ocl-pri-/ocl-pro-<hash>) after an endpoint's policies, as Felix orders them. The endpoint
+// chain layout (endpointChainRules) is shared with host endpoints (host_endpoint.ts).
 // Not: the hooks from the built-in chains (iptables.ts), where resources come from (src/node).
 //
 // Verdicts travel in two mark bits, as in Felix: a policy chain sets ACCEPT (Allow) or PASS
