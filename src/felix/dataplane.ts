@@ -50,7 +50,10 @@ export interface FamilyTables {
 
 export interface DataplaneState {
   workloads: WorkloadState;
-  /** IPv4 always; IPv6 only when some pool is IPv6 (ip6tables left alone otherwise). */
+  /**
+   * IPv4 always; IPv6 when some pool is IPv6 or the node has host endpoints (ip6tables left
+   * alone otherwise).
+   */
   families: FamilyTables[];
   overlay: OverlayState;
   /** Parts of the input rendered differently than written (policy, encapsulation). */
@@ -68,7 +71,9 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
   for (const family of [4, 6] as const) {
     const pick = (xs: string[]) => xs.filter((x) => isV6(x) === (family === 6));
     const pools = input.pools.filter((p) => isV6(p.cidr) === (family === 6));
-    if (family === 6 && pools.length === 0) continue;
+    // IPv6 needs a pool, or a host endpoint (host policy polices the host's IPv6 too).
+    if (family === 6 && pools.length === 0 && (input.host?.hostEndpoints.length ?? 0) === 0)
+      continue;
     const nat = {
       family,
       pools,

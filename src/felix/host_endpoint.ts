@@ -41,6 +41,8 @@ export interface ProtoPort {
 }
 
 const pp = (protocol: string, port: number): ProtoPort => ({ protocol, port });
+/** ICMPv6 router solicitation/advertisement, neighbour solicitation/advertisement. */
+const NDP_TYPES = [133, 134, 135, 136];
 /** Felix's default failsafeInboundHostPorts: SSH, DHCP, BGP, etcd, Typha, kube-apiserver. */
 export const DEFAULT_FAILSAFE_INBOUND: readonly ProtoPort[] = [
   pp("tcp", 22),
@@ -162,8 +164,12 @@ export function failsafeRules(
     return `${net}-p ${proto} -m ${proto} ${portFlag} ${p.port} -j ACCEPT`;
   };
   const [mine, theirs] = dir === "in" ? [inbound, outbound] : [outbound, inbound];
+  // IPv6 neighbour discovery (router/neighbour solicitation and advertisement): without it no
+  // failsafe port can be reached over IPv6.
+  const ndp =
+    family === 6 ? NDP_TYPES.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`) : [];
   // Traffic to a failsafe port: from a source in net (inbound) or to a destination in it.
-  const out = mine.map((p) => rule(p, "--dport", dir === "in" ? "-s" : "-d"));
+  const out = [...ndp, ...mine.map((p) => rule(p, "--dport", dir === "in" ? "-s" : "-d"))];
   // The raw table sees packets before conntrack: the replies of the other direction's
   // failsafe connections must not fall into a doNotTrack policy either.
   if (table === "raw")

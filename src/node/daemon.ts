@@ -199,6 +199,7 @@ export class NodeDaemon {
   private lastWarnings = "";
   private lastAgentWarnings = "";
   private lastFelixLogLevel: string | undefined;
+  private lastFamilies: (4 | 6)[] | undefined;
   private lastMtu: number | undefined;
   private lastOverlayFailures = "[]";
   /** The overlay's fast path: its netlink socket, inputs and what it last applied. */
@@ -750,9 +751,14 @@ export class NodeDaemon {
     this.stats.workloadEndpoints = input.workloads.length;
     this.stats.policies = input.policy?.policies.length ?? 0;
     this.stats.warnings = desired.warnings.length;
+    // A family rendered last pass and not now (IPv6 after the last host endpoint without an
+    // IPv6 pool) is cleaned up; on the first pass, any our chains left there from before.
+    const families = desired.families.map((f) => f.family);
+    const cleanupFamilies = (this.lastFamilies ?? [4, 6]).filter((f) => !families.includes(f));
     const report = await applyDataplane(desired, {
       netns: this.opts.netns,
       fib: this.agentFib as Fib,
+      cleanupFamilies,
       ...(beforeRoutes ? { beforeRoutes } : {}),
       overlayNow,
     });
@@ -767,6 +773,7 @@ export class NodeDaemon {
         this.log.warn(f, "Agent: overlay device not created (routes through it wait)");
     this.lastOverlayFailures = failures;
     this.lastAgentInput = text;
+    this.lastFamilies = families;
     if (report.timings) {
       this.opts.observe?.iptables?.(report.timings.iptablesSeconds);
       this.opts.observe?.fibBatch?.("agent", report.timings.routesSeconds);

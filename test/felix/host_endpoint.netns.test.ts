@@ -5,8 +5,8 @@
 // they accept, so every connect is counted on both sides (the client's success, the server's
 // accept count):
 // - a deny-all host policy on hep0 cuts TCP 7000 both ways and pings, but Felix's failsafe
-//   ports keep SSH (22) and BGP (179: the session comes back up after a restart); with empty
-//   failsafe lists the same policy cuts SSH and BGP too;
+//   ports keep SSH (22) and BGP (179: the session comes back up after a restart), over IPv6
+//   too; with empty failsafe lists the same policy cuts SSH and BGP too;
 // - a HostEndpoint by expectedIPs finds hep0; `interfaceName: "*"` polices hep1 too but not lo;
 // - applyOnForward policy applies to traffic forwarded through hep0, other policy does not;
 // - preDNAT policy (mangle) matches the port before a DNAT rule rewrites it;
@@ -42,6 +42,8 @@ const HOST = "192.0.2.1";
 const PEER = "192.0.2.2";
 const HOST_FAR = "198.51.100.1";
 const FAR = "198.51.100.2";
+const HOST6 = "2001:db8:5::1";
+const PEER6 = "2001:db8:5::2";
 
 const SERVER = `
 const net = require("node:net");
@@ -54,7 +56,7 @@ for (const p of ports) {
     counts[p]++;
     fs.writeFileSync(file, JSON.stringify(counts));
     s.end();
-  }).listen(Number(p), "0.0.0.0");
+  }).listen(Number(p), "::");
 }
 fs.writeFileSync(file, JSON.stringify(counts));
 `;
@@ -204,6 +206,8 @@ describe.skipIf(skip)("host endpoints applied in a namespace", () => {
     peer = Netns.create("hp");
     far = Netns.create("hf");
     link(host, "hep0", `${HOST}/24`, peer, "eth0", `${PEER}/24`);
+    host.ip("addr", "add", `${HOST6}/64`, "dev", "hep0", "nodad");
+    peer.ip("addr", "add", `${PEER6}/64`, "dev", "eth0", "nodad");
     link(host, "hep1", `${HOST_FAR}/24`, far, "eth0", `${FAR}/24`);
     peer.ip("route", "add", "default", "via", HOST);
     far.ip("route", "add", "default", "via", HOST_FAR);
@@ -257,6 +261,13 @@ describe.skipIf(skip)("host endpoints applied in a namespace", () => {
     expect(save).toContain("-A ocl-failsafe-in -p tcp -m tcp --dport 179 -j ACCEPT");
     expect(save).toContain("-A ocl-failsafe-out -p tcp -m tcp --dport 179 -j ACCEPT");
     expect(save).toContain("-A ocl-from-host-endpoint -i hep0 -g ocl-fh-hep0");
+    // The same over IPv6 (ip6tables; neighbour discovery is failsafe too).
+    const H6 = { ns: "host", ip: HOST6 };
+    expect(tcp(peer, H6, 22, true)).toBe(true);
+    expect(tcp(peer, H6, 7000, false)).toBe(false);
+    expect(host.exec("ip6tables-nft-save", "-t", "filter")).toContain(
+      "-A ocl-failsafe-in -p ipv6-icmp -m icmp6 --icmpv6-type 135 -j ACCEPT",
+    );
     // hep1 has no host endpoint: untouched.
     expect(tcp(far, { ns: "host", ip: HOST_FAR }, 7000, true)).toBe(true);
   });
@@ -401,11 +412,15 @@ describe.skipIf(skip)("host endpoints applied in a namespace", () => {
     expect(await sessionUpAfterRestart(true)).toBe(true);
   });
 
-  it("removing the host endpoints removes their chains in every table", async () => {
-    const r = await apply({ hostEndpoints: [] }, []);
+  it("removing the host endpoints removes their chains in every table, IPv6 included", async () => {
+    expect(host.exec("ip6tables-nft-save")).toContain("ocl-fh-hep0");
+    const state = renderDataplane({ workloads: [], pools: [], host: { hostEndpoints: [] } });
+    expect(state.families.map((f) => f.family)).toEqual([4]);
+    const r = await applyDataplane(state, { netns: host.name, fib, cleanupFamilies: [6] });
     expect(r.changes.length).toBeGreaterThan(0);
     for (const t of ["mangle", "raw"])
       expect(host.exec("iptables-nft-save", "-t", t)).not.toContain("ocl-");
+    expect(host.exec("ip6tables-nft-save")).not.toContain("ocl-");
     expect(host.exec("iptables-nft-save", "-t", "filter")).not.toContain("ocl-fh-");
     expect(tcp(peer, H, 8080, true)).toBe(true);
   });

@@ -112,8 +112,21 @@ describe("failsafeRules()", () => {
     ]);
     expect(failsafeRules("filter", "out", inb, outb, 4)).toEqual([]);
     expect(failsafeRules("filter", "out", inb, outb, 6)).toEqual([
+      "-p ipv6-icmp -m icmp6 --icmpv6-type 133 -j ACCEPT",
+      "-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j ACCEPT",
+      "-p ipv6-icmp -m icmp6 --icmpv6-type 135 -j ACCEPT",
+      "-p ipv6-icmp -m icmp6 --icmpv6-type 136 -j ACCEPT",
       "-d fd00::/64 -p tcp -m tcp --dport 179 -j ACCEPT",
     ]);
+  });
+
+  it("host endpoints bring IPv6 tables even without an IPv6 pool", () => {
+    const d = renderDataplane({ workloads: [], pools: [], host: { hostEndpoints: [node] } });
+    expect(d.families.map((f) => f.family)).toEqual([4, 6]);
+    const f6 = d.families[1]?.tables.find((t) => t.table === "filter");
+    expect(chain(f6?.chains, "ocl-fh-eth0")).toContain("-j ocl-failsafe-in");
+    const none = renderDataplane({ workloads: [], pools: [], host: { hostEndpoints: [] } });
+    expect(none.families.map((f) => f.family)).toEqual([4]);
   });
 });
 
