@@ -8,7 +8,8 @@
 // same; deleting the policies restores everything and removes our chains, hooks and sets. A
 // staged deny-all changes nothing; a HostEndpoint reaches the agent: its chains and failsafe
 // rules appear (its interface does not exist here, so traffic is unchanged), and
-// FelixConfiguration's failsafe ports replace Felix's defaults, node.<name> over default.
+// FelixConfiguration's failsafe ports replace Felix's defaults, node.<name> over default, and
+// its logSeverityScreen sets the daemon's log level.
 // Rules and sets are read back with iptables-save and ipset save inside the node namespace.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -351,6 +352,27 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
     await waitFor(
       "failsafe port 2223 from FelixConfiguration node.<name>",
       () => failsafeIn().join("\n") === "-A ocl-failsafe-in -p tcp -m tcp --dport 2223 -j ACCEPT",
+      10_000,
+      100,
+    );
+    // logSeverityScreen sets the daemon's log level.
+    await applyResource(store, {
+      apiVersion: "projectcalico.org/v3",
+      kind: "FelixConfiguration",
+      metadata: { name: `node.${NODE}` },
+      spec: {
+        failsafeInboundHostPorts: [{ protocol: "TCP", port: 2223 }],
+        logSeverityScreen: "Debug",
+      },
+    });
+    await waitFor(
+      "the log level from logSeverityScreen",
+      () =>
+        (daemon?.lines ?? []).some(
+          (l) =>
+            l.msg === "Log level set by FelixConfiguration logSeverityScreen" &&
+            (l as { after?: string }).after === "debug",
+        ),
       10_000,
       100,
     );
