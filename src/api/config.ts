@@ -1,8 +1,9 @@
 // FelixConfiguration, IPAMConfiguration and KubeControllersConfiguration (projectcalico.org/v3):
 // schemas with Calico's field types (from its CRDs, src/api/config_fields.ts) and validator rules
 // (validateFelixConfigSpec, validateIPAMConfigSpec, the CEL rules), and what Ocelot does with each
-// field: the few it honours (failsafe ports, defaultEndpointToHostAction, logSeverityScreen), the many it stores and names in a warning (they tune parts Ocelot
-// does not have), and the ones it refuses because ignoring them would weaken security.
+// field: the few it honours (failsafe ports, defaultEndpointToHostAction, logSeverityScreen),
+// the many it stores and names in a warning (they tune parts Ocelot does not have), and the ones
+// it refuses because ignoring them would weaken security.
 // Not: applying them (the node daemon, `ocelot ipam`).
 import * as z from "zod";
 import { FELIX_CONFIGURATION_SPEC, KUBE_CONTROLLERS_CONFIGURATION_SPEC } from "./config_fields.js";
