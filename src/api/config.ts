@@ -1,8 +1,9 @@
 // FelixConfiguration, IPAMConfiguration and KubeControllersConfiguration (projectcalico.org/v3):
 // schemas with Calico's field types (from its CRDs, src/api/config_fields.ts) and validator rules
 // (validateFelixConfigSpec, validateIPAMConfigSpec, the CEL rules), and what Ocelot does with each
-// field: the few it honours, the many it stores and names in a warning (they tune parts Ocelot
-// does not have), and the ones it refuses because ignoring them would weaken security.
+// field: the few it honours (failsafe ports, defaultEndpointToHostAction, logSeverityScreen),
+// the many it stores and names in a warning (they tune parts Ocelot does not have), and the ones
+// it refuses because ignoring them would weaken security.
 // Not: applying them (the node daemon, `ocelot ipam`).
 import * as z from "zod";
 import { FELIX_CONFIGURATION_SPEC, KUBE_CONTROLLERS_CONFIGURATION_SPEC } from "./config_fields.js";
@@ -26,13 +27,26 @@ const FELIX_REFUSED: Record<string, string> = {
     "WireGuard encryption is not implemented: pod traffic would cross the network in clear",
   wireguardEnabledV6:
     "WireGuard encryption is not implemented: pod traffic would cross the network in clear",
-  defaultEndpointToHostAction:
-    "pod-to-host traffic is not policed by Ocelot yet: Drop or Return would not be enforced",
   policySyncPathPrefix: "the policy sync API (application-layer policy) is not implemented",
+  iptablesFilterAllowAction:
+    "Ocelot accepts what policy allows: Return (leaving it to the host's later rules) would not be kept",
+  iptablesMangleAllowAction:
+    "Ocelot accepts what preDNAT policy allows: Return (leaving it to later mangle rules) would not be kept",
 };
 
-/** The fields Ocelot acts on (none of FelixConfiguration's yet: see README). */
-const FELIX_HONOURED = new Set<string>();
+/** The value of a refused field that asks for nothing (Ocelot's behaviour): accepted. */
+const FELIX_HARMLESS: Record<string, string | boolean> = {
+  iptablesFilterAllowAction: "Accept",
+  iptablesMangleAllowAction: "Accept",
+};
+
+/** The fields Ocelot's agent acts on (src/felix/felix_config.ts; `node.<name>` over `default`). */
+const FELIX_HONOURED = new Set<string>([
+  "failsafeInboundHostPorts",
+  "failsafeOutboundHostPorts",
+  "defaultEndpointToHostAction",
+  "logSeverityScreen",
+]);
 
 const STORED_REASON = "stored; Ocelot's agent does not use it yet (ocelot apply warns)";
 
@@ -40,12 +54,26 @@ function felixField(name: string, t: FieldType): z.ZodType {
   const base = schemaOf(t);
   const refused = FELIX_REFUSED[name];
   if (refused !== undefined) {
-    // A value that asks for nothing (false, Accept) is the default and harmless: accepted.
-    const harmless = t.t === "boolean" ? z.literal(false) : z.literal("Accept");
-    const schema = z.union([harmless, unsupported(refused, base)]).optional();
+    // A value that asks for nothing (false, Accept) is the default and harmless:
+    // accepted, in any case as Calico's patterns allow.
+    const value = FELIX_HARMLESS[name] ?? (t.t === "boolean" ? false : "Accept");
+    const harmless = (v: unknown) =>
+      typeof value === "string"
+        ? typeof v === "string" && v.toLowerCase() === value.toLowerCase()
+        : v === value;
+    const refuse = unsupported(refused, base);
+    const schema = z
+      .unknown()
+      .superRefine((v, ctx) => {
+        if (v === undefined || harmless(v)) return;
+        const r = refuse.safeParse(v, { reportInput: true });
+        for (const iss of r.success ? [] : r.error.issues)
+          ctx.addIssue({ code: "custom", path: iss.path, message: iss.message });
+      })
+      .optional();
     FIELD_STATUS.set(schema, {
       status: "refused",
-      reason: `${refused} (${t.t === "boolean" ? "false" : "Accept"} is accepted)`,
+      reason: `${refused} (${String(value)} is accepted)`,
     });
     return schema;
   }
@@ -74,18 +102,15 @@ const intIn = (min: number, max: number) =>
     .optional();
 
 const felixOverrides: Record<string, z.ZodType> = {
-  logSeverityScreen: stored(
-    z
-      .string()
-      .regex(/^(trace|debug|info|warning|error|fatal)?$/i, {
-        error: (iss) =>
-          own(
-            `${quote(iss.input)} is not a log level (Trace, Debug, Info, Warning, Error, Fatal; any case)`,
-          ),
-      })
-      .optional(),
-    STORED_REASON,
-  ),
+  logSeverityScreen: z
+    .string()
+    .regex(/^(trace|debug|info|warning|error|fatal)?$/i, {
+      error: (iss) =>
+        own(
+          `${quote(iss.input)} is not a log level (Trace, Debug, Info, Warning, Error, Fatal; any case)`,
+        ),
+    })
+    .optional(),
   natOutgoingAddress: stored(ipOf(4).optional(), STORED_REASON),
   deviceRouteSourceAddress: stored(ipOf(4).optional(), STORED_REASON),
   deviceRouteSourceAddressIPv6: stored(ipOf(6).optional(), STORED_REASON),

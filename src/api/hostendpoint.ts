@@ -1,17 +1,10 @@
 // HostEndpoint (projectcalico.org/v3): one host interface (or every one, `interfaceName: "*"`)
 // or its expected IPs, with labels that host policy selects. Schema and Calico's rules
 // (interfaceName or expectedIPs required, node required, named ports with a port protocol).
-// Not: enforcing host policy — Ocelot stores HostEndpoints and says so (see README).
+// Not: enforcing host policy (src/felix/host_endpoint.ts renders it, src/node feeds it).
 import * as z from "zod";
 import { own, quote } from "./errors.js";
-import {
-  ipAddress,
-  labelName,
-  type Metadata,
-  metadataSchema,
-  stored,
-  subdomainName,
-} from "./fields.js";
+import { ipAddress, labelName, type Metadata, metadataSchema, subdomainName } from "./fields.js";
 import { API_VERSION } from "./ippool.js";
 
 const PORT_PROTOCOLS = new Set(["TCP", "UDP", "SCTP", "6", "17", "132"]);
@@ -62,10 +55,7 @@ export const hostEndpointSchema = z
     apiVersion: z.literal(API_VERSION),
     kind: z.literal("HostEndpoint"),
     metadata: metadataSchema({ namespaced: false }),
-    spec: stored(
-      hostEndpointSpec,
-      "host endpoint policy is not enforced yet: the host's own traffic is not policed (ocelot apply warns)",
-    ),
+    spec: hostEndpointSpec,
   })
   .strict();
 

@@ -4,8 +4,7 @@
 // Not: rendering to iptables (src/felix) or selecting endpoints.
 //
 // Refused as not supported yet: tiers other than "default", application-layer (http),
-// service-account and Service matches, host-endpoint features (doNotTrack, preDNAT,
-// applyOnForward), performanceHints.
+// service-account and Service matches, performanceHints.
 import * as z from "zod";
 import { own, quote } from "./errors.js";
 import {
@@ -26,12 +25,6 @@ import {
 import { API_VERSION } from "./ippool.js";
 
 export const K8S_NETWORKING_API_VERSION = "networking.k8s.io/v1";
-
-const HOST_ONLY =
-  "host endpoint policy is not enforced yet: a doNotTrack or preDNAT policy is not applied (warned), false is the default";
-
-const PROFILE_RULES =
-  "profile rules are not rendered yet: an endpoint no policy selects is allowed (ocelot apply warns)";
 
 const PROTOCOL_NAMES = ["TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite"] as const;
 const PORT_PROTOCOLS = new Set(["TCP", "UDP", "SCTP", "UDPLITE", "6", "17", "132", "136"]);
@@ -413,9 +406,9 @@ const globalNetworkPolicyFields = z
   .object({
     ...commonPolicyFields,
     namespaceSelector: localSelector.optional(),
-    doNotTrack: stored(z.boolean().optional(), HOST_ONLY),
-    preDNAT: stored(z.boolean().optional(), HOST_ONLY),
-    applyOnForward: stored(z.boolean().optional(), HOST_ONLY),
+    doNotTrack: z.boolean().optional(),
+    preDNAT: z.boolean().optional(),
+    applyOnForward: z.boolean().optional(),
   })
   .strict()
   .superRefine((s, ctx) => {
@@ -542,7 +535,7 @@ export const stagedGlobalNetworkPolicySchema = z
 /**
  * A Profile (Calico's namespace and service-account labels, `kns.<ns>` / `ksa.<ns>.<sa>`):
  * labelsToApply reach the endpoints that list it (rule and policy selectors see them); its rules
- * are stored, not rendered yet.
+ * apply after policy to the endpoints that list it (src/felix/policy.ts).
  */
 export const profileSchema = z
   .object({
@@ -551,8 +544,8 @@ export const profileSchema = z
     metadata: metadataSchema({ namespaced: false }),
     spec: z
       .object({
-        ingress: stored(z.array(rule).optional(), PROFILE_RULES),
-        egress: stored(z.array(rule).optional(), PROFILE_RULES),
+        ingress: z.array(rule).optional(),
+        egress: z.array(rule).optional(),
         labelsToApply: labels.optional(),
       })
       .strict()

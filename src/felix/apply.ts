@@ -6,12 +6,15 @@ import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { type Fib, type Route, RTPROT_OCELOT_AGENT, routeKey } from "../fib/types.js";
 import type { DataplaneState } from "./dataplane.js";
+import type { HostIface } from "./host_endpoint.js";
 import {
+  CHAIN_PREFIX,
   parseIpsetSave,
   parseIptablesSave,
   planIpsets,
   planTable,
   staleIpsets,
+  type TableName,
   type TablePlan,
 } from "./iptables.js";
 import type { OverlayState } from "./overlay.js";
@@ -44,6 +47,12 @@ export interface ApplyOptions {
    * it installed meanwhile is then kept, not removed as stale); default: state.overlay.
    */
   overlayNow?: () => OverlayState;
+  /**
+   * Families the state leaves out whose `ocl-` chains and hooks are removed where present (IPv6
+   * after the last host endpoint of a node without IPv6 pools is gone); the caller says which,
+   * so a node that never had them does not pay for reading them.
+   */
+  cleanupFamilies?: (4 | 6)[];
 }
 
 export type Runner = (
@@ -200,6 +209,21 @@ async function convergeLinks(
   return present;
 }
 
+/** The namespace's interfaces and their addresses (what HostEndpoints' expectedIPs match). */
+export async function readHostInterfaces(
+  opts: { netns?: string; run?: Runner } = {},
+): Promise<HostIface[]> {
+  const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
+  const links = JSON.parse((await runOk(ctx, "ip", ["-j", "addr", "show"])).trim() || "[]") as {
+    ifname: string;
+    addr_info?: { local?: string }[];
+  }[];
+  return links.map((l) => ({
+    name: l.ifname.split("@")[0] as string,
+    addresses: (l.addr_info ?? []).flatMap((a) => (a.local ? [a.local] : [])),
+  }));
+}
+
 // ---- ipsets and iptables ---------------------------------------------------------------------
 
 async function convergeIpsets(
@@ -229,13 +253,37 @@ async function removeStaleIpsets(ctx: Ctx, state: DataplaneState, changes: strin
   }
 }
 
+/** Removes our chains and hooks from every table of a family the state no longer has. */
+async function cleanupFamily(
+  ctx: Ctx,
+  family: 4 | 6,
+  flavour: "nft" | "legacy",
+  changes: string[],
+): Promise<void> {
+  const bin = `${family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
+  // A host without this family's tools has nothing of ours there.
+  const saved = await ctx.run(ctx.netns, `${bin}-save`, []).catch(() => undefined);
+  if (saved === undefined || saved.code !== 0 || !saved.stdout.includes(CHAIN_PREFIX)) return;
+  for (const [table, current] of parseIptablesSave(saved.stdout)) {
+    if (!["filter", "nat", "mangle", "raw"].includes(table)) continue;
+    const plan = planTable({ table: table as TableName, chains: [], hooks: [] }, current);
+    if (!plan.payload) continue;
+    await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], plan.payload);
+    changes.push(...plan.changes.map((c) => `${bin} ${table}: ${c}`));
+  }
+}
+
 async function convergeIptables(
   ctx: Ctx,
   state: DataplaneState,
   flavour: "nft" | "legacy",
   changes: string[],
+  cleanup: (4 | 6)[] = [],
 ): Promise<ApplyReport["iptables"]> {
   const written: ApplyReport["iptables"] = [];
+  for (const family of cleanup)
+    if (!state.families.some((f) => f.family === family))
+      await cleanupFamily(ctx, family, flavour, changes);
   for (const fam of state.families) {
     const bin = `${fam.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
     const current = parseIptablesSave(await runOk(ctx, `${bin}-save`, []));
@@ -299,7 +347,13 @@ export async function applyDataplane(
   );
   const ipsets = await convergeIpsets(ctx, state, changes);
   const t0 = performance.now();
-  const iptables = await convergeIptables(ctx, state, opts.iptables ?? "nft", changes);
+  const iptables = await convergeIptables(
+    ctx,
+    state,
+    opts.iptables ?? "nft",
+    changes,
+    opts.cleanupFamilies,
+  );
   const iptablesSeconds = (performance.now() - t0) / 1000;
   await removeStaleIpsets(ctx, state, changes);
   // The overlay's devices, addresses, neighbours and FDB entries before the routes through them.

@@ -1,8 +1,10 @@
 // The whole desired data plane of one node, rendered from values (pure): workload interfaces,
 // routes and sysctls (workload.ts) plus ipsets and iptables tables per family (iptables.ts),
-// network policy chains and ipsets included (policy.ts), and the overlay: tunnel devices, their
+// network policy chains and ipsets included (policy.ts), host endpoint policy in the filter,
+// mangle and raw tables (host_endpoint.ts), and the overlay: tunnel devices, their
 // neighbours, FDB entries and routes to remote blocks of encapsulating pools (overlay.ts).
 // Not: reading or writing the kernel (apply.ts), where the inputs come from (datastore, CNI).
+import { type HostPolicyInput, renderHostPolicy } from "./host_endpoint.js";
 import {
   type IpsetSpec,
   type NatPool,
@@ -31,6 +33,11 @@ export interface DataplaneInput {
   options?: WorkloadOptions;
   /** Network policies and the endpoints they select (absent: no policy, nothing policed). */
   policy?: PolicyInput;
+  /**
+   * This node's host endpoints, failsafe ports and workload-to-host action (absent: none; the
+   * mangle and raw tables are then left alone). Their policies come from `policy`.
+   */
+  host?: HostPolicyInput;
   /** The overlay (absent: none; our tunnel devices, if any are left, are removed). */
   overlay?: OverlayInput;
 }
@@ -43,7 +50,10 @@ export interface FamilyTables {
 
 export interface DataplaneState {
   workloads: WorkloadState;
-  /** IPv4 always; IPv6 only when some pool is IPv6 (ip6tables left alone otherwise). */
+  /**
+   * IPv4 always; IPv6 when some pool is IPv6 or the node has host endpoints (ip6tables left
+   * alone otherwise).
+   */
   families: FamilyTables[];
   overlay: OverlayState;
   /** Parts of the input rendered differently than written (policy, encapsulation). */
@@ -61,7 +71,9 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
   for (const family of [4, 6] as const) {
     const pick = (xs: string[]) => xs.filter((x) => isV6(x) === (family === 6));
     const pools = input.pools.filter((p) => isV6(p.cidr) === (family === 6));
-    if (family === 6 && pools.length === 0) continue;
+    // IPv6 needs a pool, or a host endpoint (host policy polices the host's IPv6 too).
+    if (family === 6 && pools.length === 0 && (input.host?.hostEndpoints.length ?? 0) === 0)
+      continue;
     const nat = {
       family,
       pools,
@@ -70,10 +82,18 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
     };
     const policy = input.policy ? renderPolicy(input.policy, family) : undefined;
     for (const w of policy?.warnings ?? []) warnings.add(w);
+    const host = input.host
+      ? renderHostPolicy(input.host, input.policy ?? { endpoints: [], policies: [] }, family)
+      : undefined;
+    for (const w of host?.warnings ?? []) warnings.add(w);
+    // Workload and host rules share selector ipsets (same name, same members).
+    const ipsets = new Map<string, IpsetSpec>();
+    for (const s of [...renderIpsets(nat), ...(policy?.ipsets ?? []), ...(host?.ipsets ?? [])])
+      if (!ipsets.has(s.name)) ipsets.set(s.name, s);
     families.push({
       family,
-      ipsets: [...renderIpsets(nat), ...(policy?.ipsets ?? [])],
-      tables: renderTables(nat, policy),
+      ipsets: [...ipsets.values()],
+      tables: renderTables(nat, policy, host),
     });
   }
   const overlay = renderOverlay(input.overlay ?? NO_OVERLAY);

@@ -2,9 +2,11 @@
 // one hook rule each gets in a built-in chain, NAT-outgoing per pool (Calico's cali-nat-outgoing),
 // the pool ipsets; parsers of `iptables-save` and `ipset save`, and the plans (restore payloads)
 // that converge what the kernel holds; with network policy, the hooks that send workload traffic
-// to the dispatch chains. Not: running any command (apply.ts), the policy chains (policy.ts).
+// to the dispatch chains, and where host endpoint rules (host_endpoint.ts) sit among them.
+// Not: running any command (apply.ts), the policy chains (policy.ts).
 import { createHash } from "node:crypto";
 import { formatAddress, parseAddress, parseCidr } from "../lib/ip.js";
+import type { HostFilter } from "./host_endpoint.js";
 
 /** Prefix of every chain we own (DESIGN.md §5); chains without it are never touched. */
 export const CHAIN_PREFIX = "ocl-";
@@ -22,6 +24,8 @@ export const CHAIN_FROM_WL_DISPATCH = "ocl-from-wl-dispatch";
 /** Ingress policy: picks the ocl-tw-<iface> chain of the receiving workload interface. */
 export const CHAIN_TO_WL_DISPATCH = "ocl-to-wl-dispatch";
 export const CHAIN_NAT_OUTGOING = "ocl-nat-outgoing";
+/** Pod-to-host traffic with a defaultEndpointToHostAction or host endpoints (Felix's). */
+export const CHAIN_WL_TO_HOST = "ocl-wl-to-host";
 /** Interface wildcard matching every host-side workload veth (iptables `+` suffix). */
 export const WORKLOAD_IFACE_MATCH = "ocl+";
 
@@ -176,11 +180,13 @@ export interface PolicyChains {
  * The filter table: forwarded traffic to and from workload interfaces is accepted. With policy
  * chains, it first passes the sender's egress (from-wl dispatch) and then the receiver's
  * ingress (to-wl dispatch), which drop or return; the host's own traffic to a workload passes
- * its ingress (OUTPUT), a workload's traffic to the host its egress (INPUT).
+ * its ingress (OUTPUT), a workload's traffic to the host its egress (INPUT). With host endpoints
+ * (host_endpoint.ts), their rules take their places around these, as in Felix.
  */
-export function renderFilterTable(policy?: PolicyChains): TableSpec {
+export function renderFilterTable(policy?: PolicyChains, host?: HostFilter): TableSpec {
   const accept = [`-i ${WORKLOAD_IFACE_MATCH} -j ACCEPT`, `-o ${WORKLOAD_IFACE_MATCH} -j ACCEPT`];
-  if (policy === undefined || policy.chains.length === 0) {
+  const wl = policy !== undefined && policy.chains.length > 0;
+  if (!wl && host === undefined) {
     return {
       table: "filter",
       chains: [{ name: CHAIN_FORWARD, rules: accept }],
@@ -189,13 +195,45 @@ export function renderFilterTable(policy?: PolicyChains): TableSpec {
   }
   const fromWl = `-i ${WORKLOAD_IFACE_MATCH} -j ${CHAIN_FROM_WL_DISPATCH}`;
   const toWl = `-o ${WORKLOAD_IFACE_MATCH} -j ${CHAIN_TO_WL_DISPATCH}`;
+  const h = host;
+  const wlToHost: ChainSpec[] =
+    h?.workloadToHost !== undefined
+      ? [
+          {
+            name: CHAIN_WL_TO_HOST,
+            rules: [...(wl ? [`-j ${CHAIN_FROM_WL_DISPATCH}`] : []), ...h.workloadToHost],
+          },
+        ]
+      : [];
+  const input = [
+    ...(wlToHost.length > 0
+      ? [`-i ${WORKLOAD_IFACE_MATCH} -g ${CHAIN_WL_TO_HOST}`]
+      : wl
+        ? [fromWl]
+        : []),
+    ...(h?.inputTail ?? []),
+  ];
   return {
     table: "filter",
     chains: [
-      { name: CHAIN_FORWARD, rules: [fromWl, toWl, ...accept] },
-      { name: CHAIN_INPUT, rules: [fromWl] },
-      { name: CHAIN_OUTPUT, rules: [toWl] },
-      ...policy.chains,
+      {
+        name: CHAIN_FORWARD,
+        rules: [
+          ...(h?.forwardHead ?? []),
+          ...(wl ? [fromWl, toWl] : []),
+          ...(h?.forwardMiddle ?? []),
+          ...accept,
+          ...(h?.forwardTail ?? []),
+        ],
+      },
+      { name: CHAIN_INPUT, rules: input },
+      {
+        name: CHAIN_OUTPUT,
+        rules: [...(h?.outputHead ?? []), ...(wl ? [toWl] : []), ...(h?.outputTail ?? [])],
+      },
+      ...wlToHost,
+      // A policy for both pods and host endpoints renders one chain (the same rules).
+      ...uniqueChains([...(policy?.chains ?? []), ...(h?.chains ?? [])]),
     ],
     hooks: [
       { builtin: "INPUT", rule: `-j ${CHAIN_INPUT}` },
@@ -205,9 +243,18 @@ export function renderFilterTable(policy?: PolicyChains): TableSpec {
   };
 }
 
-/** Every table we own for one family. */
-export function renderTables(input: NatInput, policy?: PolicyChains): TableSpec[] {
-  return [renderFilterTable(policy), renderNatTable(input)];
+function uniqueChains(chains: ChainSpec[]): ChainSpec[] {
+  const seen = new Set<string>();
+  return chains.filter((c) => !seen.has(c.name) && seen.add(c.name) !== undefined);
+}
+
+/** Every table we own for one family (mangle and raw: host endpoint policy, when known). */
+export function renderTables(
+  input: NatInput,
+  policy?: PolicyChains,
+  host?: { filter?: HostFilter; tables: TableSpec[] },
+): TableSpec[] {
+  return [renderFilterTable(policy, host?.filter), renderNatTable(input), ...(host?.tables ?? [])];
 }
 
 // ---- iptables-save ---------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 // order 1000), become: a chain per policed local endpoint and direction (ocl-tw-<iface> for
 // ingress, ocl-fw-<iface> for egress), a chain per policy and direction (ocl-pi-/ocl-po-<hash>),
 // the two dispatch chains that pick endpoint chains by interface, and ipsets of the addresses a
-// rule's selector matches (ocl-s-<hash>) or of its nets (ocl-n-<hash>).
+// rule's selector matches (ocl-s-<hash>) or of its nets (ocl-n-<hash>); a Profile's rules
+// (ocl-pri-/ocl-pro-<hash>) after an endpoint's policies, as Felix orders them. The endpoint
+// chain layout (endpointChainRules) is shared with host endpoints (host_endpoint.ts).
 // Not: the hooks from the built-in chains (iptables.ts), where resources come from (src/node).
 //
 // Verdicts travel in two mark bits, as in Felix: a policy chain sets ACCEPT (Allow) or PASS
@@ -101,6 +103,15 @@ export interface PolicyEndpoint {
   addresses: string[];
   /** The host-side interface when the endpoint is on this node: only these are policed here. */
   iface?: string;
+  /** Its profiles in order (Calico's `kns.<ns>`, `ksa.<ns>.<sa>`): their rules follow policy. */
+  profiles?: string[];
+}
+
+/** A Profile's rules: applied after an endpoint's policies, in the endpoint's profile order. */
+export interface PolicyProfile {
+  name: string;
+  ingress: Rule[];
+  egress: Rule[];
 }
 
 /** A policy in Calico's model, whatever resource it came from. */
@@ -115,6 +126,12 @@ export interface Policy {
   tier?: string;
   /** Calico applies doNotTrack and preDNAT policies to host endpoints only. */
   hostOnly?: boolean;
+  /** Host endpoints: also applied to traffic forwarded through the interface. */
+  applyOnForward?: boolean;
+  /** Host endpoints: applied before DNAT (mangle PREROUTING), ingress only. */
+  preDNAT?: boolean;
+  /** Host endpoints: applied untracked (raw table), both directions. */
+  doNotTrack?: boolean;
   selector: string;
   /** GlobalNetworkPolicy: the namespaces (by their labels) whose endpoints it selects. */
   namespaceSelector?: string;
@@ -146,6 +163,8 @@ export interface PolicyInput {
   networkSets?: PolicyNetworkSet[];
   /** Labels of namespaces by name, when known (each has projectcalico.org/name anyway). */
   namespaceLabels?: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** Profiles with rules; an endpoint listing one is policed in both directions. */
+  profiles?: PolicyProfile[];
 }
 
 export interface PolicyState {
@@ -286,6 +305,7 @@ interface CalicoSpec {
   tier?: string;
   doNotTrack?: boolean;
   preDNAT?: boolean;
+  applyOnForward?: boolean;
   selector?: string;
   namespaceSelector?: string;
   /** Narrows `selector` to endpoints whose service account's labels match (pcsa.*). */
@@ -340,6 +360,9 @@ export function fromGlobalNetworkPolicy(gnp: {
     ...(s.order !== undefined ? { order: s.order } : {}),
     ...(s.tier !== undefined && s.tier !== DEFAULT_TIER ? { tier: s.tier } : {}),
     ...(s.doNotTrack === true || s.preDNAT === true ? { hostOnly: true } : {}),
+    ...(s.applyOnForward === true ? { applyOnForward: true } : {}),
+    ...(s.preDNAT === true ? { preDNAT: true } : {}),
+    ...(s.doNotTrack === true ? { doNotTrack: true } : {}),
     selector: policySelector(s),
     ...(s.namespaceSelector !== undefined ? { namespaceSelector: s.namespaceSelector } : {}),
     types: calicoTypes(s),
@@ -514,7 +537,7 @@ function canonicalNet(text: string): { family: Family; cidr: string; len: number
   };
 }
 
-class Renderer {
+export class Renderer {
   readonly sels: Selectors;
   readonly ipsets = new Map<string, IpsetSpec>();
   readonly warnings: string[] = [];
@@ -764,27 +787,125 @@ export function sortPolicies(policies: readonly Policy[]): Policy[] {
   });
 }
 
-/**
- * The filter-table chains and ipsets of policy for one family. Never throws on bad stored data:
- * a policy whose own selector does not parse selects no endpoint (it is left out; a node must
- * not stop programming its other pods for it), a rule that cannot be rendered as written is
- * rendered fail-closed; both are reported in warnings.
- */
-export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
-  const r = new Renderer(input, family);
-  const tiers = new Map((input.tiers ?? []).map((t) => [t.name, t]));
-  const tierOf = (p: Policy): PolicyTier =>
+/** Felix's endpoint chain types: what a chain starts with and how it ends. */
+export type EndpointChainType = "normal" | "forward" | "untracked" | "preDNAT";
+
+export interface EndpointChainSpec {
+  type: EndpointChainType;
+  /** The policies that select the endpoint in this direction (any order). */
+  policies: Policy[];
+  /** The endpoint's profiles with rules, in its order (normal chains only). */
+  profiles?: PolicyProfile[];
+  /** A failsafe chain jumped to first (host endpoints). */
+  failsafe?: string;
+  /** Drop what no policy or profile accepted (normal chains: host endpoints, profiles). */
+  dropAtEnd?: boolean;
+}
+
+/** The tier of a policy: its Tier resource, or Calico's default tier; unknown ones come last. */
+export function tierResolver(list: readonly PolicyTier[] | undefined): (p: Policy) => PolicyTier {
+  const tiers = new Map((list ?? []).map((t) => [t.name, t]));
+  return (p) =>
     tiers.get(p.tier ?? DEFAULT_TIER) ??
     (p.tier === undefined || p.tier === DEFAULT_TIER
       ? { name: DEFAULT_TIER, order: DEFAULT_TIER_ORDER, defaultAction: "Deny" }
       : { name: p.tier, defaultAction: "Deny" });
-  const policies = sortPolicies(input.policies).filter((p) => {
-    if (p.hostOnly === true) {
-      r.warnings.push(
-        `Policy "${p.id}": doNotTrack/preDNAT policies apply to host endpoints only, which Ocelot does not police yet; not applied`,
-      );
-      return false;
+}
+
+/** Chain of one profile's rules: `ocl-pri-<hash>` (ingress), `ocl-pro-<hash>` (egress). */
+export function profileChainName(name: string, dir: Direction): string {
+  return chainName(`ocl-${dir === "Ingress" ? "pri" : "pro"}-${shortHash(name).slice(0, 16)}`);
+}
+
+/** A profile as a policy whose rules render like any other (global scope, both directions). */
+export function profileAsPolicy(p: PolicyProfile): Policy {
+  return {
+    id: `profile:${p.name}`,
+    selector: "all()",
+    types: ["Ingress", "Egress"],
+    ingress: p.ingress,
+    egress: p.egress,
+  };
+}
+
+/**
+ * The rules of one endpoint chain, as Felix lays them out: conntrack (tracked chains), the
+ * failsafe chain, then tiers in order (absent order last, then name), each tier's policies in
+ * their order and its default action at its end (normal and forward chains only: untracked and
+ * preDNAT chains fall through to the filter table), then the profiles, then the final drop. An
+ * untracked Allow also sets NOTRACK. A forward chain no policy selects accepts. The policy and
+ * profile chains it jumps to are added to `used`.
+ */
+export function endpointChainRules(
+  spec: EndpointChainSpec,
+  dir: Direction,
+  tierOf: (p: Policy) => PolicyTier,
+  used: Map<string, { p: Policy; dir: Direction }>,
+): string[] {
+  const rules: string[] = [];
+  if (spec.type !== "untracked")
+    rules.push(
+      "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "-m conntrack --ctstate INVALID -j DROP",
+    );
+  if (spec.failsafe !== undefined) rules.push(`-j ${spec.failsafe}`);
+  rules.push(`-j MARK --set-xmark ${CLEAR}`);
+  // A Pass verdict skips the rest of its tier; the mark is cleared for the next tier.
+  const byTier = new Map<string, { tier: PolicyTier; policies: Policy[] }>();
+  for (const p of sortPolicies(spec.policies)) {
+    const t = tierOf(p);
+    const group = byTier.get(t.name) ?? { tier: t, policies: [] };
+    group.policies.push(p);
+    byTier.set(t.name, group);
+  }
+  const groups = [...byTier.values()].sort((a, b) => {
+    const oa = a.tier.order ?? Number.POSITIVE_INFINITY;
+    const ob = b.tier.order ?? Number.POSITIVE_INFINITY;
+    if (oa !== ob) return oa < ob ? -1 : 1;
+    return a.tier.name < b.tier.name ? -1 : a.tier.name > b.tier.name ? 1 : 0;
+  });
+  const enforcing = spec.type === "normal" || spec.type === "forward";
+  for (const [gi, g] of groups.entries()) {
+    if (gi > 0) rules.push(`-j MARK --set-xmark ${CLEAR}`);
+    for (const p of g.policies) {
+      const chain = policyChainName(p.id, dir);
+      used.set(chain, { p, dir });
+      rules.push(`-m mark --mark ${NOT_PASS} -j ${chain}`);
+      if (spec.type === "untracked") rules.push(`-m mark --mark ${ACCEPT} -j CT --notrack`);
+      rules.push(`-m mark --mark ${ACCEPT} -j RETURN`);
     }
+    if (enforcing && g.tier.defaultAction === "Deny")
+      rules.push(`-m mark --mark ${NOT_PASS} -j DROP`);
+  }
+  if (groups.length === 0 && spec.type === "forward")
+    rules.push(`-j MARK --set-xmark ${ACCEPT}`, "-j RETURN");
+  if (spec.type !== "normal") return rules;
+  for (const prof of spec.profiles ?? []) {
+    const chain = profileChainName(prof.name, dir);
+    used.set(chain, { p: profileAsPolicy(prof), dir });
+    rules.push(`-j ${chain}`, `-m mark --mark ${ACCEPT} -j RETURN`);
+  }
+  if (spec.dropAtEnd === true) rules.push("-j DROP");
+  return rules;
+}
+
+/** Policies that apply to workloads: doNotTrack and preDNAT ones are for host endpoints only. */
+export function workloadPolicies(policies: readonly Policy[]): Policy[] {
+  return policies.filter((p) => p.hostOnly !== true);
+}
+
+/** The profiles by name that have rules (an endpoint listing one is policed by them). */
+export function profilesWithRules(input: PolicyInput): Map<string, PolicyProfile> {
+  return new Map(
+    (input.profiles ?? [])
+      .filter((p) => p.ingress.length > 0 || p.egress.length > 0)
+      .map((p) => [p.name, p]),
+  );
+}
+
+/** The policies in order, without those whose own selectors do not parse (warned). */
+export function usablePolicies(policies: readonly Policy[], r: Renderer): Policy[] {
+  return sortPolicies(policies).filter((p) => {
     for (const t of [p.selector, p.namespaceSelector]) {
       if (t === undefined) continue;
       try {
@@ -796,6 +917,20 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
     }
     return true;
   });
+}
+
+/**
+ * The filter-table chains and ipsets of policy for one family. Never throws on bad stored data:
+ * a policy whose own selector does not parse selects no endpoint (it is left out; a node must
+ * not stop programming its other pods for it), a rule that cannot be rendered as written is
+ * rendered fail-closed; both are reported in warnings. An endpoint whose profiles have rules is
+ * policed in both directions: its profiles after its policies, then a drop (Calico's order).
+ */
+export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
+  const r = new Renderer(input, family);
+  const tierOf = tierResolver(input.tiers);
+  const profiles = profilesWithRules(input);
+  const policies = usablePolicies(workloadPolicies(input.policies), r);
   const local = input.endpoints
     .filter((e) => e.iface !== undefined)
     .sort((a, b) => ((a.iface as string) < (b.iface as string) ? -1 : 1));
@@ -805,43 +940,17 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
   for (const ep of local) {
     const iface = ep.iface as string;
     const selecting = policies.filter((p) => policySelects(p, ep, r.sels));
+    const profs = (ep.profiles ?? []).flatMap((n) => profiles.get(n) ?? []);
     for (const dir of ["Ingress", "Egress"] as const) {
       const mine = selecting.filter((p) => p.types.includes(dir));
-      if (mine.length === 0) continue;
+      if (mine.length === 0 && profs.length === 0) continue;
       const name = endpointChainName(iface, dir);
-      const rules = [
-        "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-        "-m conntrack --ctstate INVALID -j DROP",
-        `-j MARK --set-xmark ${CLEAR}`,
-      ];
-      // Tiers in order (absent order last, then name); in each, its policies in their order;
-      // at its end its default action: Deny drops what no policy accepted or passed, Pass goes
-      // on. A Pass verdict skips the rest of its tier; the mark is cleared for the next tier.
-      const byTier = new Map<string, { tier: PolicyTier; policies: Policy[] }>();
-      for (const p of mine) {
-        const t = tierOf(p);
-        const group = byTier.get(t.name) ?? { tier: t, policies: [] };
-        group.policies.push(p);
-        byTier.set(t.name, group);
-      }
-      const groups = [...byTier.values()].sort((a, b) => {
-        const oa = a.tier.order ?? Number.POSITIVE_INFINITY;
-        const ob = b.tier.order ?? Number.POSITIVE_INFINITY;
-        if (oa !== ob) return oa < ob ? -1 : 1;
-        return a.tier.name < b.tier.name ? -1 : a.tier.name > b.tier.name ? 1 : 0;
-      });
-      for (const [gi, g] of groups.entries()) {
-        if (gi > 0) rules.push(`-j MARK --set-xmark ${CLEAR}`);
-        for (const p of g.policies) {
-          const chain = policyChainName(p.id, dir);
-          used.set(chain, { p, dir });
-          rules.push(
-            `-m mark --mark ${NOT_PASS} -j ${chain}`,
-            `-m mark --mark ${ACCEPT} -j RETURN`,
-          );
-        }
-        if (g.tier.defaultAction === "Deny") rules.push(`-m mark --mark ${NOT_PASS} -j DROP`);
-      }
+      const rules = endpointChainRules(
+        { type: "normal", policies: mine, profiles: profs, dropAtEnd: profs.length > 0 },
+        dir,
+        tierOf,
+        used,
+      );
       endpointChains.push({ name, rules });
       dispatch[dir].push(`${dir === "Ingress" ? "-o" : "-i"} ${iface} -g ${name}`);
     }

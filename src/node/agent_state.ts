@@ -2,7 +2,9 @@
 // WorkloadEndpoints become felix Workloads, its confirmed block affinities become blackholed
 // blocks, IPPools become NAT-outgoing pools, Node addresses are never masqueraded to, and
 // NetworkPolicies, GlobalNetworkPolicies and Kubernetes NetworkPolicies become the policy input
-// (every WorkloadEndpoint is a possible rule peer; this node's are policed), and the overlay's
+// (every WorkloadEndpoint is a possible rule peer; this node's are policed; Profiles' rules
+// follow), this node's HostEndpoints with the FelixConfiguration it acts on (failsafe ports,
+// defaultEndpointToHostAction, logSeverityScreen; `node.<name>` over `default`), and the overlay's
 // input: every Node's fabric and tunnel addresses, every node's confirmed blocks, the pools'
 // encapsulation modes.
 // Not: reading the datastore (daemon.ts, cache.ts) or the kernel (src/felix/apply.ts).
@@ -15,6 +17,13 @@ import type { Node, WorkloadEndpoint } from "../api/node.js";
 import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../api/policy.js";
 import type { Tier } from "../api/tier.js";
 import type { DataplaneInput } from "../felix/dataplane.js";
+import {
+  effectiveFelixSpec,
+  FELIX_FIELDS_ACTED_ON,
+  type FelixSettings,
+  felixSettings,
+} from "../felix/felix_config.js";
+import type { HostIface, HostPolicyInput } from "../felix/host_endpoint.js";
 import type { NatPool } from "../felix/iptables.js";
 import type { FabricIface, OverlayInput, OverlayNode, WorkloadAddress } from "../felix/overlay.js";
 import {
@@ -24,6 +33,7 @@ import {
   LABEL_NAMESPACE,
   type PolicyEndpoint,
   type PolicyInput,
+  type PolicyProfile,
 } from "../felix/policy.js";
 import type { PolicyServiceSlice } from "../felix/service_match.js";
 import type { Workload } from "../felix/workload.js";
@@ -42,7 +52,7 @@ export interface NodeSnapshot {
   tiers?: Tier[];
   /** GlobalNetworkSets and NetworkSets: rule selectors match their nets by their labels. */
   networkSets?: NetworkSetResource[];
-  /** Stored, not enforced: named in the agent's warnings. */
+  /** This node's are policed; every one's expectedIPs are rule peers. */
   hostEndpoints?: HostEndpoint[];
   profiles?: {
     metadata: { name: string };
@@ -63,6 +73,8 @@ export interface AgentOptions {
   fabric?: { 4?: FabricIface; 6?: FabricIface };
   /** MTU override for pods and tunnel devices (absent: the fabric's minus the overhead). */
   mtu?: number;
+  /** The host's interfaces and addresses (HostEndpoints by expectedIPs; read by the caller). */
+  hostInterfaces?: HostIface[];
 }
 
 const addressOf = (cidr: string) => cidr.split("/")[0] as string;
@@ -189,6 +201,7 @@ export function policyEndpointsOf(
       labels: { ...inherited, ...(w.metadata.labels ?? {}), [LABEL_NAMESPACE]: namespace },
       addresses: (w.spec.ipNetworks ?? []).map(addressOf),
       ...(local ? { iface: w.spec.interfaceName } : {}),
+      ...(w.spec.profiles?.length ? { profiles: [...w.spec.profiles] } : {}),
     };
   });
 }
@@ -212,6 +225,91 @@ export function serviceSlicesOf(slices: readonly K8sEndpointSlice[]): PolicyServ
   });
 }
 
+/** Profiles' labelsToApply by profile name. */
+function profileLabelsOf(snap: NodeSnapshot): Map<string, Record<string, string>> {
+  return new Map(
+    (snap.profiles ?? []).map((p) => [
+      p.metadata.name,
+      (p.spec.labelsToApply ?? {}) as Record<string, string>,
+    ]),
+  );
+}
+
+/** A HostEndpoint's labels: its own over its profiles' labelsToApply (first profile wins). */
+function hostLabels(
+  h: HostEndpoint,
+  profileLabels: ReadonlyMap<string, Readonly<Record<string, string>>>,
+): Record<string, string> {
+  const inherited: Record<string, string> = {};
+  for (const p of [...(h.spec.profiles ?? [])].reverse())
+    Object.assign(inherited, profileLabels.get(p) ?? {});
+  return { ...inherited, ...(h.metadata.labels ?? {}) };
+}
+
+/** Every HostEndpoint with expectedIPs as a rule peer (rule selectors match them, as Calico). */
+function hostPeersOf(snap: NodeSnapshot, profileLabels: Map<string, Record<string, string>>) {
+  return (snap.hostEndpoints ?? [])
+    .filter((h) => (h.spec.expectedIPs ?? []).length > 0)
+    .map(
+      (h): PolicyEndpoint => ({
+        id: `hostendpoint/${h.metadata.name}`,
+        namespace: "",
+        labels: hostLabels(h, profileLabels),
+        addresses: [...(h.spec.expectedIPs ?? [])],
+      }),
+    );
+}
+
+/** The Profiles with rules, as policy renders them. */
+function policyProfilesOf(snap: NodeSnapshot): PolicyProfile[] {
+  return (snap.profiles ?? [])
+    .filter((p) => (p.spec.ingress?.length ?? 0) > 0 || (p.spec.egress?.length ?? 0) > 0)
+    .map((p) => ({
+      name: p.metadata.name,
+      ingress: (p.spec.ingress ?? []) as PolicyProfile["ingress"],
+      egress: (p.spec.egress ?? []) as PolicyProfile["egress"],
+    }));
+}
+
+/** This node's FelixConfiguration settings (`node.<name>` over `default`). */
+export function felixSettingsOf(snap: NodeSnapshot, node: string): FelixSettings {
+  return felixSettings(effectiveFelixSpec(snap.felixConfigurations ?? [], node));
+}
+
+/** This node's HostEndpoints with the failsafe ports and workload-to-host action. */
+export function hostInputOf(
+  snap: NodeSnapshot,
+  node: string,
+  opts: AgentOptions = {},
+): HostPolicyInput {
+  const profileLabels = profileLabelsOf(snap);
+  const f = felixSettingsOf(snap, node);
+  return {
+    hostEndpoints: (snap.hostEndpoints ?? [])
+      .filter((h) => h.spec.node === node)
+      .map((h) => ({
+        name: h.metadata.name,
+        ...(h.spec.interfaceName !== undefined ? { interfaceName: h.spec.interfaceName } : {}),
+        ...(h.spec.expectedIPs ? { expectedIPs: [...h.spec.expectedIPs] } : {}),
+        labels: hostLabels(h, profileLabels),
+        ...(h.spec.profiles ? { profiles: [...h.spec.profiles] } : {}),
+      })),
+    ...(opts.hostInterfaces ? { interfaces: opts.hostInterfaces } : {}),
+    ...(f.failsafeInbound ? { failsafeInbound: f.failsafeInbound } : {}),
+    ...(f.failsafeOutbound ? { failsafeOutbound: f.failsafeOutbound } : {}),
+    ...(f.defaultEndpointToHostAction
+      ? { defaultEndpointToHostAction: f.defaultEndpointToHostAction }
+      : {}),
+  };
+}
+
+/** Whether some HostEndpoint of this node names no interface (its expectedIPs find one). */
+export function needsHostInterfaces(snap: NodeSnapshot, node: string): boolean {
+  return (snap.hostEndpoints ?? []).some(
+    (h) => h.spec.node === node && h.spec.interfaceName === undefined,
+  );
+}
+
 /** The policy input, or undefined when there is no policy at all (nothing is policed). */
 export function policyInputOf(snap: NodeSnapshot, node: string): PolicyInput | undefined {
   const policies = [
@@ -219,16 +317,17 @@ export function policyInputOf(snap: NodeSnapshot, node: string): PolicyInput | u
     ...(snap.globalNetworkPolicies ?? []).map(fromGlobalNetworkPolicy),
     ...(snap.k8sNetworkPolicies ?? []).map(fromK8sNetworkPolicy),
   ];
-  if (policies.length === 0) return undefined;
-  const profileLabels = new Map(
-    (snap.profiles ?? []).map((p) => [
-      p.metadata.name,
-      (p.spec.labelsToApply ?? {}) as Record<string, string>,
-    ]),
-  );
+  const profiles = policyProfilesOf(snap);
+  const hosts = (snap.hostEndpoints ?? []).some((h) => h.spec.node === node);
+  if (policies.length === 0 && profiles.length === 0 && !hosts) return undefined;
+  const profileLabels = profileLabelsOf(snap);
   return {
-    endpoints: policyEndpointsOf(snap.workloadEndpoints, node, profileLabels),
+    endpoints: [
+      ...policyEndpointsOf(snap.workloadEndpoints, node, profileLabels),
+      ...hostPeersOf(snap, profileLabels),
+    ],
     policies,
+    ...(profiles.length > 0 ? { profiles } : {}),
     tiers: (snap.tiers ?? []).map((t) => ({
       name: t.metadata.name,
       ...(t.spec.order !== undefined ? { order: t.spec.order } : {}),
@@ -244,26 +343,19 @@ export function policyInputOf(snap: NodeSnapshot, node: string): PolicyInput | u
 }
 
 /**
- * What the node stores but does not enforce, one warning each: host endpoints (their policy
- * is not applied: the host's own traffic is not policed), profiles with rules, and
- * Felix configurations (none of their fields is acted on yet). Staged policies are never read.
+ * What the node stores but does not act on, one warning each: the fields of this node's
+ * Felix configurations other than those the agent uses, and settings it could not use.
+ * Staged policies are never read.
  */
 export function storedOnlyWarnings(snap: NodeSnapshot, node: string): string[] {
   const out: string[] = [];
-  for (const h of snap.hostEndpoints ?? [])
-    if (h.spec.node === node)
-      out.push(
-        `HostEndpoint "${h.metadata.name}" (${h.spec.interfaceName ?? h.spec.expectedIPs?.join(",")}): host endpoint policy is not enforced; the host's traffic is not policed`,
-      );
-  for (const p of snap.profiles ?? [])
-    if ((p.spec.ingress?.length ?? 0) > 0 || (p.spec.egress?.length ?? 0) > 0)
-      out.push(`Profile "${p.metadata.name}": its rules are not applied yet`);
   for (const f of snap.felixConfigurations ?? [])
     if (f.metadata.name === "default" || f.metadata.name === `node.${node}`) {
-      const fields = Object.keys(f.spec);
+      const fields = Object.keys(f.spec).filter((k) => !FELIX_FIELDS_ACTED_ON.includes(k));
       if (fields.length > 0)
         out.push(`FelixConfiguration "${f.metadata.name}": ${fields.join(", ")} not acted on yet`);
     }
+  out.push(...felixSettingsOf(snap, node).warnings);
   return out;
 }
 
@@ -277,6 +369,7 @@ export function agentInput(
   const policy = policyInputOf(snap, node);
   return {
     ...(policy !== undefined ? { policy } : {}),
+    host: hostInputOf(snap, node, opts),
     workloads: workloadsOf(snap.workloadEndpoints, node),
     blocks: nodeBlocks(snap.affinities, node),
     pools,

@@ -29,7 +29,7 @@ import type { Tier } from "../api/tier.js";
 import { type BgpdConfig, resolvePasswordFiles } from "../bgp/config.js";
 import type { NodeStatus } from "../bgp/status.js";
 import type { Datastore, KeyValue } from "../datastore/types.js";
-import { applyDataplane, spawnRunner } from "../felix/apply.js";
+import { applyDataplane, readHostInterfaces, spawnRunner } from "../felix/apply.js";
 import { renderDataplane } from "../felix/dataplane.js";
 import { type FabricIface, type OverlayState, renderOverlay } from "../felix/overlay.js";
 import { readFabric } from "../felix/overlay_apply.js";
@@ -44,7 +44,9 @@ import type { Log } from "../lib/log.js";
 import {
   type AgentOptions,
   agentInput,
+  felixSettingsOf,
   type NodeSnapshot,
+  needsHostInterfaces,
   overlayInputOf,
   storedOnlyWarnings,
 } from "./agent_state.js";
@@ -203,6 +205,8 @@ export class NodeDaemon {
   private lastBgpReason = "";
   private lastWarnings = "";
   private lastAgentWarnings = "";
+  private lastFelixLogLevel: string | undefined;
+  private lastFamilies: (4 | 6)[] | undefined;
   private lastMtu: number | undefined;
   private lastOverlayFailures = "[]";
   /** The overlay's fast path: its netlink socket, inputs and what it last applied. */
@@ -705,6 +709,20 @@ export class NodeDaemon {
     }
   }
 
+  /** FelixConfiguration logSeverityScreen: the daemon's log level, set when the value changes. */
+  private applyFelixLogLevel(snap: BgpSnapshot): void {
+    const level = felixSettingsOf(snap, this.opts.nodename).logLevel;
+    if (level === undefined || level === this.lastFelixLogLevel) return;
+    this.lastFelixLogLevel = level;
+    const log = this.log as Log & { level?: string };
+    if (typeof log.level !== "string") return;
+    log.warn(
+      { before: log.level, after: level },
+      "Log level set by FelixConfiguration logSeverityScreen",
+    );
+    log.level = level;
+  }
+
   private async convergeAgent(
     snap: BgpSnapshot,
     beforeRoutes?: () => Promise<void>,
@@ -716,7 +734,16 @@ export class NodeDaemon {
       { 4: me?.spec.bgp?.ipv4Address, 6: me?.spec.bgp?.ipv6Address },
     );
     this.fabric = fabric;
-    const input = agentInput(snap, this.opts.nodename, { ...this.opts.agent, fabric });
+    // HostEndpoints by expectedIPs: the interface holding one (read only when some needs it).
+    const hostInterfaces = needsHostInterfaces(snap, this.opts.nodename)
+      ? await readHostInterfaces({ netns: this.opts.netns, run: spawnRunner })
+      : undefined;
+    this.applyFelixLogLevel(snap);
+    const input = agentInput(snap, this.opts.nodename, {
+      ...this.opts.agent,
+      fabric,
+      ...(hostInterfaces ? { hostInterfaces } : {}),
+    });
     // Rendering throws on conflicting input (an address claimed twice): nothing is applied then.
     const desired = renderDataplane(input);
     this.overlayWanted = { state: desired.overlay, gen: ++this.overlayGen };
@@ -739,9 +766,14 @@ export class NodeDaemon {
     this.stats.workloadEndpoints = input.workloads.length;
     this.stats.policies = input.policy?.policies.length ?? 0;
     this.stats.warnings = desired.warnings.length;
+    // A family rendered last pass and not now (IPv6 after the last host endpoint without an
+    // IPv6 pool) is cleaned up; on the first pass, any our chains left there from before.
+    const families = desired.families.map((f) => f.family);
+    const cleanupFamilies = (this.lastFamilies ?? [4, 6]).filter((f) => !families.includes(f));
     const report = await applyDataplane(desired, {
       netns: this.opts.netns,
       fib: this.agentFib as Fib,
+      cleanupFamilies,
       ...(beforeRoutes ? { beforeRoutes } : {}),
       overlayNow,
     });
@@ -756,6 +788,7 @@ export class NodeDaemon {
         this.log.warn(f, "Agent: overlay device not created (routes through it wait)");
     this.lastOverlayFailures = failures;
     this.lastAgentInput = text;
+    this.lastFamilies = families;
     if (report.timings) {
       this.opts.observe?.iptables?.(report.timings.iptablesSeconds);
       this.opts.observe?.fibBatch?.("agent", report.timings.routesSeconds);

@@ -208,7 +208,7 @@ describe.skipIf(skip)("tiers and network sets applied in a namespace", () => {
         ],
       }),
     );
-    expect(r.warnings.some((w) => w.includes("host endpoints only"))).toBe(true);
+    expect(r.families[0]?.tables.find((t) => t.table === "filter")?.chains.length).toBe(1);
     await applyDataplane(r, { netns: node.name, fib });
     expect(ping(pods.a, PODS.b.v4, true)).toBe(true);
   });

@@ -1,11 +1,12 @@
 // The agent's input from the kinds added for Calico users (pure): Tiers and network sets reach
-// the policy input, staged policies never do (they are not read), and what is stored but not
-// enforced (host endpoints, profiles with rules, Felix configuration) is named in a warning.
+// the policy input, staged policies never do (they are not read), profiles' rules and this
+// node's host endpoints reach the agent, FelixConfiguration's `node.<name>` wins over `default`
+// field by field, and the Felix fields the agent does not act on are named in a warning.
 import { describe, expect, it } from "vitest";
 import type { WorkloadEndpoint } from "../../src/api/node.js";
 import { validateResource } from "../../src/api/registry.js";
 import type { NodeSnapshot } from "../../src/node/agent_state.js";
-import { policyInputOf, storedOnlyWarnings } from "../../src/node/agent_state.js";
+import { hostInputOf, policyInputOf, storedOnlyWarnings } from "../../src/node/agent_state.js";
 
 const res = <T>(doc: Record<string, unknown>) =>
   validateResource({ apiVersion: "projectcalico.org/v3", ...doc }).resource as T;
@@ -107,7 +108,7 @@ describe("policyInputOf() with Calico's other kinds", () => {
     });
   });
 
-  it("names host endpoints, profiles with rules and Felix configuration fields it does not act on", () => {
+  it("names the Felix configuration fields it does not act on, and only those", () => {
     const w = storedOnlyWarnings(
       snap({
         hostEndpoints: [
@@ -116,11 +117,6 @@ describe("policyInputOf() with Calico's other kinds", () => {
             metadata: { name: "n1-eth0" },
             spec: { node: "n1", interfaceName: "eth0" },
           }),
-          res({
-            kind: "HostEndpoint",
-            metadata: { name: "n2-eth0" },
-            spec: { node: "n2", interfaceName: "eth0" },
-          }),
         ],
         profiles: [
           res({
@@ -128,27 +124,101 @@ describe("policyInputOf() with Calico's other kinds", () => {
             metadata: { name: "kns.default" },
             spec: { ingress: [{ action: "Allow" }] },
           }),
-          res({ kind: "Profile", metadata: { name: "empty" } }),
         ],
         felixConfigurations: [
           res({
             kind: "FelixConfiguration",
             metadata: { name: "default" },
-            spec: { bpfEnabled: false, reportingInterval: "0s" },
+            spec: { bpfEnabled: false, reportingInterval: "0s", logSeverityScreen: "Info" },
           }),
           res({
             kind: "FelixConfiguration",
             metadata: { name: "node.n2" },
-            spec: { logSeverityScreen: "Debug" },
+            spec: { reportingInterval: "1s" },
           }),
         ],
       }),
       "n1",
     );
     expect(w).toEqual([
-      `HostEndpoint "n1-eth0" (eth0): host endpoint policy is not enforced; the host's traffic is not policed`,
-      `Profile "kns.default": its rules are not applied yet`,
       `FelixConfiguration "default": bpfEnabled, reportingInterval not acted on yet`,
     ]);
+  });
+
+  it("gives the agent this node's host endpoints, with node.<name> Felix settings over default", () => {
+    const s = snap({
+      hostEndpoints: [
+        res({
+          kind: "HostEndpoint",
+          metadata: { name: "n1-eth0", labels: { role: "node" } },
+          spec: { node: "n1", interfaceName: "eth0", profiles: ["p"] },
+        }),
+        res({
+          kind: "HostEndpoint",
+          metadata: { name: "n2-eth0" },
+          spec: { node: "n2", expectedIPs: ["192.0.2.9"] },
+        }),
+      ],
+      profiles: [
+        res({ kind: "Profile", metadata: { name: "p" }, spec: { labelsToApply: { zone: "a" } } }),
+      ],
+      felixConfigurations: [
+        res({
+          kind: "FelixConfiguration",
+          metadata: { name: "default" },
+          spec: {
+            defaultEndpointToHostAction: "Drop",
+            failsafeInboundHostPorts: [{ protocol: "TCP", port: 22 }],
+          },
+        }),
+        res({
+          kind: "FelixConfiguration",
+          metadata: { name: "node.n1" },
+          spec: { defaultEndpointToHostAction: "Accept" },
+        }),
+      ],
+    });
+    const h = hostInputOf(s, "n1");
+    expect(h.hostEndpoints).toEqual([
+      {
+        name: "n1-eth0",
+        interfaceName: "eth0",
+        labels: { zone: "a", role: "node" },
+        profiles: ["p"],
+      },
+    ]);
+    expect(h.defaultEndpointToHostAction).toBe("Accept");
+    expect(h.failsafeInbound).toEqual([{ protocol: "tcp", port: 22 }]);
+    expect(h.failsafeOutbound).toBeUndefined();
+    expect(hostInputOf(s, "n2").defaultEndpointToHostAction).toBe("Drop");
+    // n2's host endpoint is a rule peer on n1 (its expectedIPs), policed only on n2.
+    const p = policyInputOf(s, "n1");
+    expect(p?.endpoints.find((e) => e.id === "hostendpoint/n2-eth0")?.addresses).toEqual([
+      "192.0.2.9",
+    ]);
+  });
+
+  it("carries profiles with rules and each endpoint's profile list", () => {
+    const s = snap({
+      workloadEndpoints: [
+        res<WorkloadEndpoint>({
+          kind: "WorkloadEndpoint",
+          metadata: { name: "b", namespace: "default" },
+          spec: { node: "n1", interfaceName: "ocl0000000002", profiles: ["kns.default", "none"] },
+        }),
+      ],
+      profiles: [
+        res({
+          kind: "Profile",
+          metadata: { name: "kns.default" },
+          spec: { ingress: [{ action: "Allow" }] },
+        }),
+        res({ kind: "Profile", metadata: { name: "empty" } }),
+      ],
+    });
+    const p = policyInputOf(s, "n1");
+    expect(p?.policies).toEqual([]);
+    expect(p?.profiles?.map((x) => x.name)).toEqual(["kns.default"]);
+    expect(p?.endpoints[0]?.profiles).toEqual(["kns.default", "none"]);
   });
 });

@@ -6,7 +6,10 @@
 // dropped, B's egress is untouched, and A's egress allowed by a GlobalNetworkPolicy does not
 // skip B's ingress; the Kubernetes NetworkPolicy of the same meaning does the
 // same; deleting the policies restores everything and removes our chains, hooks and sets. A
-// staged deny-all changes nothing; a HostEndpoint is stored and named in the agent's warning.
+// staged deny-all changes nothing; a HostEndpoint reaches the agent: its chains and failsafe
+// rules appear (its interface does not exist here, so traffic is unchanged), and
+// FelixConfiguration's failsafe ports replace Felix's defaults, node.<name> over default, and
+// its logSeverityScreen sets the daemon's log level.
 // Rules and sets are read back with iptables-save and ipset save inside the node namespace.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -301,7 +304,7 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
     expectOpen();
   });
 
-  it("a staged deny-all is never enforced; a HostEndpoint is stored and named in the agent's warning", async () => {
+  it("a staged deny-all is never enforced; a HostEndpoint reaches the agent's chains", async () => {
     await applyResource(store, {
       apiVersion: "projectcalico.org/v3",
       kind: "StagedGlobalNetworkPolicy",
@@ -315,10 +318,60 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
       spec: { node: NODE, interfaceName: "eth0" },
     });
     await waitFor(
-      "the agent's warning naming the HostEndpoint",
+      "the HostEndpoint's chains",
       () =>
-        (daemon?.lines ?? []).some((l) =>
-          JSON.stringify(l).includes(`HostEndpoint \\"${NODE}-eth0\\"`),
+        save("iptables-save", "-t", "filter").includes(
+          "-A ocl-from-host-endpoint -i eth0 -g ocl-fh-eth0",
+        ),
+      10_000,
+      100,
+    );
+    expect(save("iptables-save", "-t", "filter")).toContain(
+      "-A ocl-failsafe-in -p tcp -m tcp --dport 22 -j ACCEPT",
+    );
+    // FelixConfiguration's failsafe ports replace the defaults; node.<name> wins over default.
+    const failsafe = (name: string, port: number) =>
+      applyResource(store, {
+        apiVersion: "projectcalico.org/v3",
+        kind: "FelixConfiguration",
+        metadata: { name },
+        spec: { failsafeInboundHostPorts: [{ protocol: "TCP", port }] },
+      });
+    const failsafeIn = () =>
+      save("iptables-save", "-t", "filter")
+        .split("\n")
+        .filter((l) => l.startsWith("-A ocl-failsafe-in "));
+    await failsafe("default", 2222);
+    await waitFor(
+      "failsafe port 2222 from FelixConfiguration default",
+      () => failsafeIn().join("\n") === "-A ocl-failsafe-in -p tcp -m tcp --dport 2222 -j ACCEPT",
+      10_000,
+      100,
+    );
+    await failsafe(`node.${NODE}`, 2223);
+    await waitFor(
+      "failsafe port 2223 from FelixConfiguration node.<name>",
+      () => failsafeIn().join("\n") === "-A ocl-failsafe-in -p tcp -m tcp --dport 2223 -j ACCEPT",
+      10_000,
+      100,
+    );
+    // logSeverityScreen sets the daemon's log level.
+    await applyResource(store, {
+      apiVersion: "projectcalico.org/v3",
+      kind: "FelixConfiguration",
+      metadata: { name: `node.${NODE}` },
+      spec: {
+        failsafeInboundHostPorts: [{ protocol: "TCP", port: 2223 }],
+        logSeverityScreen: "Debug",
+      },
+    });
+    await waitFor(
+      "the log level from logSeverityScreen",
+      () =>
+        (daemon?.lines ?? []).some(
+          (l) =>
+            l.msg === "Log level set by FelixConfiguration logSeverityScreen" &&
+            (l as { after?: string }).after === "debug",
         ),
       10_000,
       100,

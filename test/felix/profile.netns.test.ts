@@ -1,0 +1,201 @@
+// Profiles and the workload-to-host action with real traffic, applied by the agent
+// (applyDataplane) in a node namespace with three pods a, b, c (IPv4), as Calico orders them:
+// - a Profile listed by b (its ingress allows ICMP from app=a only) polices b with no policy:
+//   a's pings reach b, c's are dropped before b sees them;
+// - profiles come after policies: a policy allowing c lets c in, and then a (which no policy
+//   allows) meets the end of the default tier; a Pass for a hands it on to the profile, which
+//   allows it;
+// - defaultEndpointToHostAction: Drop cuts a pod's pings to its node, Accept and Return let them
+//   through.
+// Pings are counted on both sides: the receiver's ICMP counters rise only when it answers.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { applyDataplane } from "../../src/felix/apply.js";
+import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
+import type { EndpointToHostAction } from "../../src/felix/host_endpoint.js";
+import {
+  fromGlobalNetworkPolicy,
+  type Policy,
+  type PolicyProfile,
+} from "../../src/felix/policy.js";
+import { KernelFib } from "../../src/fib/kernel_fib.js";
+import { addonUnavailableReason } from "../../src/lib/native.js";
+import { addUplink } from "../helpers/cni.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
+import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+
+const reason = netnsUnavailableReason() ?? addonUnavailableReason();
+const skip = skipWithReason("felix profiles (netns)", reason);
+
+const NODE = "192.0.2.32";
+const PODS = {
+  a: { iface: "oclpraaaaaaaaa", v4: "10.244.7.1" },
+  b: { iface: "oclprbbbbbbbbb", v4: "10.244.7.2" },
+  c: { iface: "oclprddddddddd", v4: "10.244.7.3" },
+} as const;
+type Pod = keyof typeof PODS;
+
+/** One ping, or up to 5 with 5 s waits when it is expected to pass (a loaded machine is slow). */
+function ping(from: Netns, to: string, expected: boolean): boolean {
+  for (let i = 0; i < (expected ? 5 : 1); i++) {
+    const wait = expected ? "5" : "1";
+    const r = runSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", wait, to], {
+      timeout: HANG_MS,
+    });
+    if (r.status === 0) return true;
+  }
+  return false;
+}
+
+/** ICMP echo replies a namespace has sent (OutEchoReps of its /proc/net/snmp). */
+function echoRepliesSent(pod: Netns): number {
+  const text = pod.exec("cat", "/proc/net/snmp");
+  const lines = text.split("\n").filter((l) => l.startsWith("Icmp:"));
+  const [head, values] = lines.map((l) => l.trim().split(/\s+/));
+  const i = head?.indexOf("OutEchoReps") ?? -1;
+  return Number(values?.[i]);
+}
+
+const gnp = (name: string, spec: Record<string, unknown>): Policy =>
+  fromGlobalNetworkPolicy({ metadata: { name }, spec: spec as never });
+
+describe.skipIf(skip)("profiles and the workload-to-host action applied in a namespace", () => {
+  let node: Netns;
+  const pods = {} as Record<Pod, Netns>;
+  let fib: KernelFib;
+
+  const endpoints = (Object.keys(PODS) as Pod[]).map((app) => ({
+    id: `default/${app}`,
+    namespace: "default",
+    labels: { app },
+    addresses: [PODS[app].v4],
+    iface: PODS[app].iface,
+    ...(app === "b" ? { profiles: ["only-a"] } : {}),
+  }));
+  const input = (
+    policies: Policy[],
+    profiles: PolicyProfile[],
+    action?: EndpointToHostAction,
+  ): DataplaneInput => ({
+    workloads: (Object.keys(PODS) as Pod[]).map((app) => ({
+      id: `default/${app}`,
+      hostIface: PODS[app].iface,
+      ipv4: [PODS[app].v4],
+      ipv6: [],
+    })),
+    pools: [{ cidr: "10.244.0.0/16", natOutgoing: false }],
+    policy: { endpoints, policies, profiles },
+    host: {
+      hostEndpoints: [],
+      ...(action !== undefined ? { defaultEndpointToHostAction: action } : {}),
+    },
+  });
+  const apply = (policies: Policy[], profiles: PolicyProfile[], action?: EndpointToHostAction) =>
+    applyDataplane(renderDataplane(input(policies, profiles, action)), { netns: node.name, fib });
+
+  beforeAll(async () => {
+    node = Netns.create("fpn");
+    addUplink(node, `${NODE}/24`);
+    for (const app of Object.keys(PODS) as Pod[]) {
+      const pod = Netns.create(`fp${app}`);
+      pods[app] = pod;
+      node.ip(
+        "link",
+        "add",
+        PODS[app].iface,
+        "address",
+        "ee:ee:ee:ee:ee:ee",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        pod.name,
+      );
+      node.ip("link", "set", PODS[app].iface, "up");
+      pod.ip("link", "set", "eth0", "up");
+      pod.ip("addr", "add", `${PODS[app].v4}/32`, "dev", "eth0");
+      pod.ip("route", "add", "169.254.1.1", "dev", "eth0");
+      pod.ip("route", "add", "default", "via", "169.254.1.1");
+    }
+    fib = await KernelFib.open({ netns: node.name, protocols: [202], watch: false });
+    await apply([], []);
+    await waitFor(
+      "a to reach b before any policy",
+      () => ping(pods.a, PODS.b.v4, true),
+      60_000,
+      200,
+    );
+  });
+
+  afterAll(async () => {
+    await fib?.close();
+    for (const p of Object.values(pods)) p?.destroy();
+    node?.destroy();
+  });
+
+  const ONLY_A: PolicyProfile = {
+    name: "only-a",
+    ingress: [{ action: "Allow", protocol: "ICMP", source: { selector: "app == 'a'" } }],
+    egress: [{ action: "Allow" }],
+  };
+
+  it("a profile with rules polices its endpoint with no policy: a in, c dropped", async () => {
+    await apply([], [ONLY_A]);
+    const before = echoRepliesSent(pods.b);
+    expect(ping(pods.c, PODS.b.v4, false)).toBe(false);
+    expect(echoRepliesSent(pods.b) - before).toBe(0);
+    expect(ping(pods.a, PODS.b.v4, true)).toBe(true);
+    expect(echoRepliesSent(pods.b) - before).toBeGreaterThanOrEqual(1);
+    // b's egress is its profile's too (Allow): b reaches c; c is not policed.
+    expect(ping(pods.b, PODS.c.v4, true)).toBe(true);
+    const save = node.exec("iptables-nft-save", "-t", "filter");
+    expect(save).toMatch(new RegExp(`-A ocl-tw-${PODS.b.iface} -j ocl-pri-\\S+`));
+    expect(save).toContain(`-A ocl-tw-${PODS.b.iface} -j DROP`);
+    expect(save).not.toContain(`ocl-tw-${PODS.c.iface}`);
+  });
+
+  it("profiles come after policies: end of tier drops before them, a Pass reaches them", async () => {
+    const allowC = gnp("allow-c", {
+      selector: "app == 'b'",
+      ingress: [{ action: "Allow", protocol: "ICMP", source: { selector: "app == 'c'" } }],
+    });
+    await apply([allowC], [ONLY_A]);
+    const before = echoRepliesSent(pods.b);
+    expect(ping(pods.a, PODS.b.v4, false)).toBe(false);
+    expect(echoRepliesSent(pods.b) - before).toBe(0);
+    expect(ping(pods.c, PODS.b.v4, true)).toBe(true);
+    const passA = gnp("allow-c", {
+      selector: "app == 'b'",
+      ingress: [
+        { action: "Allow", protocol: "ICMP", source: { selector: "app == 'c'" } },
+        { action: "Pass", source: { selector: "app == 'a'" } },
+      ],
+    });
+    await apply([passA], [ONLY_A]);
+    const mid = echoRepliesSent(pods.b);
+    expect(ping(pods.a, PODS.b.v4, true)).toBe(true);
+    expect(echoRepliesSent(pods.b) - mid).toBeGreaterThanOrEqual(1);
+    expect(ping(pods.c, PODS.b.v4, true)).toBe(true);
+  });
+
+  it("defaultEndpointToHostAction: Drop cuts pod-to-node traffic, Accept and Return do not", async () => {
+    await apply([], [], "Drop");
+    const before = echoRepliesSent(node);
+    expect(ping(pods.a, NODE, false)).toBe(false);
+    expect(echoRepliesSent(node) - before).toBe(0);
+    expect(node.exec("iptables-nft-save", "-t", "filter")).toContain(
+      "-A ocl-INPUT -i ocl+ -g ocl-wl-to-host",
+    );
+    // Pod to pod is forwarded, not to the host: untouched; the node's own pings to a pod get
+    // their replies.
+    expect(ping(pods.a, PODS.c.v4, true)).toBe(true);
+    expect(ping(node, PODS.a.v4, true)).toBe(true);
+    for (const action of ["Accept", "Return"] as const) {
+      await apply([], [], action);
+      const b = echoRepliesSent(node);
+      expect(ping(pods.a, NODE, true)).toBe(true);
+      expect(echoRepliesSent(node) - b).toBeGreaterThanOrEqual(1);
+    }
+  });
+});
