@@ -13,6 +13,7 @@ import {
   type PolicyEndpoint,
   type PolicyInput,
   policyChainName,
+  profileChainName,
   renderPolicy,
 } from "./policy.js";
 
@@ -26,8 +27,11 @@ export interface StagedPolicy {
   policy: Policy;
 }
 
-/** One step of an endpoint's chain: a policy by id, or a tier's default action. */
-export type Step = { policy: string } | { tierEnd: "Deny" };
+/**
+ * One step of an endpoint's chain: a policy by id, a tier's default action, a profile by name
+ * (its rules follow the policies), or the drop after the profiles.
+ */
+export type Step = { policy: string } | { tierEnd: "Deny" } | { profile: string } | { drop: true };
 
 export interface EndpointChange {
   endpoint: string;
@@ -56,8 +60,12 @@ function allLocal(endpoints: readonly PolicyEndpoint[]): PolicyEndpoint[] {
 
 /** The endpoint chains of a render, as steps, by "iface/direction". */
 function chainsOf(input: PolicyInput, ids: readonly string[]): Map<string, Step[]> {
-  const byChain = new Map<string, string>();
-  for (const id of ids) for (const dir of DIRECTIONS) byChain.set(policyChainName(id, dir), id);
+  const byChain = new Map<string, Step>();
+  for (const dir of DIRECTIONS) {
+    for (const id of ids) byChain.set(policyChainName(id, dir), { policy: id });
+    for (const prof of input.profiles ?? [])
+      byChain.set(profileChainName(prof.name, dir), { profile: prof.name });
+  }
   const chains = new Map(renderPolicy(input, 4).chains.map((c) => [c.name, c.rules]));
   const out = new Map<string, Step[]>();
   for (const ep of input.endpoints)
@@ -66,9 +74,10 @@ function chainsOf(input: PolicyInput, ids: readonly string[]): Map<string, Step[
       if (rules === undefined) continue;
       const steps: Step[] = [];
       for (const r of rules) {
-        const jump = / -j (\S+)$/.exec(r)?.[1];
-        const id = jump === undefined ? undefined : byChain.get(jump);
-        if (id !== undefined) steps.push({ policy: id });
+        const jump = /(?:^| )-j (\S+)$/.exec(r)?.[1];
+        const step = jump === undefined ? undefined : byChain.get(jump);
+        if (step !== undefined) steps.push(step);
+        else if (r === "-j DROP") steps.push({ drop: true });
         else if (r.endsWith(" -j DROP") && r.startsWith("-m mark")) steps.push({ tierEnd: "Deny" });
       }
       out.set(`${ep.iface}/${dir}`, steps);
@@ -122,5 +131,15 @@ export function previewStaged(input: PolicyInput, staged: StagedPolicy): StagedP
 /** A chain's steps as one line: "a, b, <tier Deny>" or "(not policed: allowed)". */
 export function formatSteps(steps: Step[] | undefined): string {
   if (steps === undefined) return "(not policed: allowed)";
-  return steps.map((s) => ("policy" in s ? s.policy : "<end of tier: Deny>")).join(", ");
+  return steps
+    .map((s) =>
+      "policy" in s
+        ? s.policy
+        : "profile" in s
+          ? `profile ${s.profile}`
+          : "tierEnd" in s
+            ? "<end of tier: Deny>"
+            : "<drop>",
+    )
+    .join(", ");
 }

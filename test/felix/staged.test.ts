@@ -94,3 +94,24 @@ describe("previewStaged()", () => {
     expect(p.changes).toEqual([]);
   });
 });
+
+describe("previewStaged() with profiles", () => {
+  it("profiles with rules follow the policies; a staged policy is shown before them", () => {
+    const withProfile: PolicyInput = {
+      endpoints: endpoints.map((e) => ({ ...e, profiles: ["kns.prod"] })),
+      policies: [],
+      profiles: [
+        { name: "kns.prod", ingress: [{ action: "Allow" }] as Policy["ingress"], egress: [] },
+      ],
+    };
+    const p = previewStaged(withProfile, {
+      kind: "StagedGlobalNetworkPolicy",
+      name: "deny-db",
+      action: "Set",
+      policy: pol("deny-db", "app == 'db'", { ingress: [{ action: "Deny" }] as Policy["ingress"] }),
+    });
+    const db = p.changes.find((c) => c.endpoint === "prod/db" && c.direction === "Ingress");
+    expect(formatSteps(db?.before)).toBe("profile kns.prod, <drop>");
+    expect(formatSteps(db?.after)).toBe("deny-db, <end of tier: Deny>, profile kns.prod, <drop>");
+  });
+});
