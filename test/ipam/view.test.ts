@@ -31,9 +31,7 @@ describe("loadEndpointAddresses", () => {
     // An annotation named ipNetworks holds a string, never an array: it does not count.
     await store.update(
       wepKey("c"),
-      JSON.stringify(
-        wep("c", ["10.1.0.3/32"], { annotations: { ipNetworks: "[10.9.9.9/32]" } }),
-      ),
+      JSON.stringify(wep("c", ["10.1.0.3/32"], { annotations: { ipNetworks: "[10.9.9.9/32]" } })),
     );
     await store.update(wepKey("d"), JSON.stringify(wep("d", [])));
     await store.update(wepKey("e"), JSON.stringify({ kind: "WorkloadEndpoint", spec: {} }));
