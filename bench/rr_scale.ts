@@ -83,6 +83,7 @@ function runGenerator(o: GenOpts): void {
     notificationsRx: {} as Record<string, number>,
     holdExpiredHere: 0,
     unexpectedCloses: 0,
+    refusedConnections: 0,
     maxGapMs: 0,
     connectErrors: 0,
   };
@@ -214,7 +215,11 @@ function runGenerator(o: GenOpts): void {
       c.sock = null;
       c.up = false;
       c.received.clear();
-      if (c.epoch === epoch && !c.resetting) stats.unexpectedCloses++;
+      // Closed by the DUT: an established session dropped, or a connection refused before it.
+      if (c.epoch === epoch && !c.resetting) {
+        if (c.up) stats.unexpectedCloses++;
+        else stats.refusedConnections++;
+      }
       c.resetting = false;
       opened(c);
       // Reconnect: at once after our own reset, else after a second (as a restarting peer).
@@ -325,7 +330,10 @@ export interface ScenarioResult {
   resetCount: number;
   notificationsRx: Record<string, number>;
   holdExpiredHere: number;
+  /** Established sessions the DUT closed. */
   unexpectedCloses: number;
+  /** Connections the DUT closed before Established (e.g. BIRD before its protocol is ready). */
+  refusedConnections: number;
   maxGapMs: number;
   /** DUT routes (mesh: in its kernel) from the peers at the end. */
   dutRoutes: number;
@@ -581,6 +589,7 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
       notificationsRx: (stats.notificationsRx ?? {}) as Record<string, number>,
       holdExpiredHere: Number(stats.holdExpiredHere ?? -1),
       unexpectedCloses: Number(stats.unexpectedCloses ?? -1),
+      refusedConnections: Number(stats.refusedConnections ?? -1),
       maxGapMs: Number(stats.maxGapMs ?? -1),
       dutRoutes: dutRoutes(),
       listenOverflows: nstat(dutNs, "TcpExtListenOverflows"),
@@ -628,7 +637,7 @@ function line(r: ScenarioResult): string {
     `(RSS ${r.atConverged.rssMiB.toFixed(1)} MiB, CPU ${r.atConverged.cpuS.toFixed(2)} s)` +
     (r.mode === "rr" ? ` | ${r.resetCount} reset: back in ${s(r.resetMs)}` : "") +
     ` | end RSS ${r.atEnd.rssMiB.toFixed(1)} MiB, peak ${r.atEnd.hwmMiB.toFixed(1)} MiB, CPU ${r.atEnd.cpuS.toFixed(2)} s` +
-    ` | closed by the DUT ${r.unexpectedCloses}, NOTIFICATIONs ${JSON.stringify(r.notificationsRx)}, ` +
+    ` | sessions dropped by the DUT ${r.unexpectedCloses} (connections refused ${r.refusedConnections}), NOTIFICATIONs ${JSON.stringify(r.notificationsRx)}, ` +
     `hold expired here ${r.holdExpiredHere}, longest silence ${(r.maxGapMs / 1000).toFixed(1)} s | DUT routes ${r.dutRoutes}, listen overflows ${r.listenOverflows}, TCP segments out ${r.outSegs}`
   );
 }
