@@ -25,9 +25,32 @@ import {
 } from "../ipam/gc_run.js";
 import { BadSequenceError, IpamStore } from "../ipam/store.js";
 import { cidrContains, cidrSize, formatCidr, parseAddress } from "../lib/ip.js";
+import { Progress } from "../lib/progress.js";
 import { CliError } from "./main.js";
 
-type Opts = DatastoreCliOptions & { json?: boolean };
+type Opts = DatastoreCliOptions & { json?: boolean; progress?: boolean };
+
+/**
+ * Progress lines (stderr) for reading the IPAM state and for releasing, as `ocelot apply` draws
+ * them: on a terminal, or with --progress; never with --json.
+ */
+function ipamProgress(opts: Opts) {
+  const o = { flag: opts.progress, json: opts.json };
+  let reading: Progress | undefined;
+  let releasing: Progress | undefined;
+  return {
+    onProgress: (done: number, total: number) => {
+      reading ??= new Progress("reading IPAM state (listings)", total, o);
+      reading.tick();
+      if (done === total) reading.finish();
+    },
+    onRelease: (done: number, total: number) => {
+      releasing ??= new Progress("releasing leaked addresses", total, o);
+      releasing.tick(done === 0 ? 0 : 1);
+      if (done === total) releasing.finish();
+    },
+  };
+}
 
 async function withIpam<T>(
   opts: Opts,
@@ -161,7 +184,7 @@ async function check(opts: Opts & { output?: string }): Promise<void> {
   await withIpam(opts, async (ipam, store) => {
     // The cluster record first: a lock taken after it makes this report stale.
     const cluster = await ensureClusterInformation(store, ipam.keys);
-    const view = await loadIpamView(ipam);
+    const view = await loadIpamView(ipam, ipamProgress(opts).onProgress);
     const report = checkIpam({
       ...view,
       datastore: store.url,
@@ -396,7 +419,12 @@ async function gc(
     throw new CliError(`--interval must be at least 1s, got "${opts.interval}"`, 2);
   await withIpam(opts, async (ipam) => {
     const pass = async () => {
-      const r = await runGcPass(ipam, { leakGraceMs, emptyBlockGraceMs, dryRun: opts.dryRun });
+      const r = await runGcPass(ipam, {
+        leakGraceMs,
+        emptyBlockGraceMs,
+        dryRun: opts.dryRun,
+        ...ipamProgress(opts),
+      });
       if (opts.json) print(opts.once ? JSON.stringify(r, null, 2) : JSON.stringify(r));
       else printPass(r);
     };
@@ -492,6 +520,7 @@ export function register(program: Command): void {
       .command("check")
       .description("find leaked addresses, blocks of missing nodes and empty handles")
       .option("-o, --output <file>", "write the report (JSON) to this file")
+      .option("--progress", "progress lines on stderr also when it is not a terminal", false)
       .addOption(json()),
   ).action((o) => check(o));
   addDatastoreOptions(
@@ -526,6 +555,7 @@ export function register(program: Command): void {
         minutes(DEFAULT_EMPTY_BLOCK_GRACE_MS),
       )
       .option("--dry-run", "print what would be released; change nothing")
+      .option("--progress", "progress lines on stderr also when it is not a terminal", false)
       .addOption(json()),
   ).action((o) => gc(o));
   addDatastoreOptions(

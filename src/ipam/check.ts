@@ -57,6 +57,10 @@ export interface CheckInput {
 /** Handles of node tunnel addresses (Calico's names): held while their node exists. */
 export const TUNNEL_HANDLE = /^(ipip|vxlan|vxlan-v6|wireguard)-tunnel-addr-(.+)$/;
 
+function ipv4Text(n: number): string {
+  return `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
+}
+
 /** Allocated addresses that nothing holds: no WorkloadEndpoint; a tunnel address of a gone node. */
 export function findLeaks(
   blocks: readonly Block[],
@@ -67,6 +71,8 @@ export function findLeaks(
   const holding = new Set<string>();
   let allocated = 0;
   for (const b of blocks) {
+    // IPv4 addresses formatted from a number, not a BigInt (100,000 of them in a large cluster).
+    const v4 = b.cidr.family === 4 ? Number(b.cidr.base) : -1;
     for (let o = 0; o < b.owner.length; o++) {
       const idx = b.owner[o] as number;
       if (idx < 0) continue;
@@ -74,7 +80,7 @@ export function findLeaks(
       const attr = b.attributes[idx];
       const handleId = attr?.handleId ?? null;
       if (handleId) holding.add(handleId);
-      const address = addressOf(b, o);
+      const address = v4 >= 0 ? ipv4Text(v4 + o) : addressOf(b, o);
       const tunnel = handleId ? TUNNEL_HANDLE.exec(handleId) : null;
       let reason: string | undefined;
       if (tunnel) {

@@ -44,6 +44,28 @@ const MAX_ATTEMPTS = 20;
 
 export const gcStateKey = (keys: IpamKeys): string => `${keys.prefix}ipam/v2/gc-state`;
 
+/**
+ * The WorkloadEndpoint's ipNetworks array as written by every writer we know (compact or
+ * pretty-printed JSON): only spec.ipNetworks is an array of that name in a WorkloadEndpoint
+ * (labels and annotations hold strings). Matching it saves parsing 100,000 whole resources on a
+ * large cluster; a value it does not match is parsed whole.
+ */
+const IP_NETWORKS = /"ipNetworks"\s*:\s*(\[[^\]]*\])/;
+
+function endpointNetworks(kv: KeyValue): unknown {
+  const m = IP_NETWORKS.exec(kv.value);
+  if (m) {
+    try {
+      return JSON.parse(m[1] as string);
+    } catch {}
+  }
+  try {
+    return (JSON.parse(kv.value) as { spec?: { ipNetworks?: unknown } }).spec?.ipNetworks;
+  } catch (err) {
+    throw new IpamDataError(kv.key, `WorkloadEndpoint is not JSON (${(err as Error).message})`);
+  }
+}
+
 /** Addresses (no prefix length) that WorkloadEndpoints hold. */
 export async function loadEndpointAddresses(
   store: Datastore,
@@ -52,16 +74,13 @@ export async function loadEndpointAddresses(
   const weps = await store.list(keys.resources("workloadendpoints"));
   const out = new Set<string>();
   for (const kv of weps.items) {
-    let nets: unknown;
-    try {
-      nets = (JSON.parse(kv.value) as { spec?: { ipNetworks?: unknown } }).spec?.ipNetworks;
-    } catch (err) {
-      throw new IpamDataError(kv.key, `WorkloadEndpoint is not JSON (${(err as Error).message})`);
-    }
+    const nets = endpointNetworks(kv);
     for (const n of Array.isArray(nets) ? nets : []) {
       if (typeof n !== "string") continue;
+      const slash = n.indexOf("/");
+      const text = slash < 0 ? n : n.slice(0, slash);
       try {
-        const a = parseAddress(n.split("/")[0] ?? "");
+        const a = parseAddress(text);
         out.add(formatAddress(a.family, a.value));
       } catch {}
     }
@@ -75,18 +94,34 @@ export async function loadNodeNames(store: Datastore, keys: IpamKeys): Promise<S
   return new Set(nodes.items.map((kv) => kv.key.slice(kv.key.lastIndexOf("/") + 1)));
 }
 
-/** What `ipam check` and the GC look at, read from the datastore. */
+/** Called as each of loadIpamView's listings arrives: how many of how many, and which. */
+export type ViewProgress = (done: number, total: number, what: string) => void;
+
+/**
+ * What `ipam check` and the GC look at, read from the datastore: one listing of each prefix
+ * (blocks of each family, affinities, handles, WorkloadEndpoints, Nodes), all at once.
+ */
 export async function loadIpamView(
   ipam: IpamStore,
+  onProgress?: ViewProgress,
 ): Promise<GcObservation & { blocks: Block[]; handles: Handle[]; affinities: Affinity[] }> {
-  const [blocks, handles, affinities, endpointAddresses, nodes] = await Promise.all([
-    ipam.listAllBlocks(),
-    ipam.listHandles(),
-    ipam.listAffinities(),
-    loadEndpointAddresses(ipam.store, ipam.keys),
-    loadNodeNames(ipam.store, ipam.keys),
+  let done = 0;
+  const total = 6;
+  const step = <T>(what: string, p: Promise<T>): Promise<T> =>
+    p.then((v) => {
+      onProgress?.(++done, total, what);
+      return v;
+    });
+  const [blocks4, blocks6, handles, affinities, endpointAddresses, nodes] = await Promise.all([
+    step("IPv4 blocks", ipam.listBlocks(4)),
+    step("IPv6 blocks", ipam.listBlocks(6)),
+    step("handles", ipam.listHandles()),
+    step("block affinities", ipam.listAffinities()),
+    step("WorkloadEndpoints", loadEndpointAddresses(ipam.store, ipam.keys)),
+    step("Nodes", loadNodeNames(ipam.store, ipam.keys)),
   ]);
-  return { blocks: blocks.map((b) => b.block), handles, affinities, endpointAddresses, nodes };
+  const blocks = [...blocks4, ...blocks6].map((b) => b.block);
+  return { blocks, handles, affinities, endpointAddresses, nodes };
 }
 
 // ---- Releasing leaked addresses, with a second look -----------------------------------------
@@ -111,6 +146,7 @@ export interface ReleaseOutcome {
 export async function releaseLeaks(
   ipam: IpamStore,
   items: readonly LeakToRelease[],
+  onProgress?: (done: number, total: number) => void,
 ): Promise<ReleaseOutcome> {
   const out: ReleaseOutcome = { released: [], skipped: [] };
   if (items.length === 0) return out;
@@ -118,7 +154,8 @@ export async function releaseLeaks(
     loadEndpointAddresses(ipam.store, ipam.keys),
     loadNodeNames(ipam.store, ipam.keys),
   ]);
-  for (const l of items) {
+  for (const [i, l] of items.entries()) {
+    if (i > 0) onProgress?.(i, items.length);
     const skip = (reason: string) => out.skipped.push({ address: l.address, reason });
     const tunnel = l.handleId ? TUNNEL_HANDLE.exec(l.handleId) : null;
     if (tunnel && nodes.has(tunnel[2] as string)) {
@@ -151,6 +188,7 @@ export async function releaseLeaks(
       skip("assigned again since it was seen leaked");
     }
   }
+  onProgress?.(items.length, items.length);
   return out;
 }
 
@@ -274,6 +312,10 @@ export interface GcRunOptions {
   /** Plan only: release nothing, store no state. */
   dryRun?: boolean;
   now?: () => number;
+  /** Reading progress (see loadIpamView). */
+  onProgress?: ViewProgress;
+  /** Releasing progress: called after each leaked address was looked at again. */
+  onRelease?: (done: number, total: number) => void;
 }
 
 /** Another pass wrote the GC state between our read and our write: this pass did nothing. */
@@ -327,8 +369,10 @@ export async function runGcPass(ipam: IpamStore, opts: GcRunOptions = {}): Promi
   const emptyBlockGraceMs = opts.emptyBlockGraceMs ?? DEFAULT_EMPTY_BLOCK_GRACE_MS;
   const { store, keys } = ipam;
   const key = gcStateKey(keys);
-  const { state, kv } = await readState(store, key);
-  const view = await loadIpamView(ipam);
+  const [{ state, kv }, view] = await Promise.all([
+    readState(store, key),
+    loadIpamView(ipam, opts.onProgress),
+  ]);
   const now = (opts.now ?? Date.now)();
   const plan = planGc(state, view, now, { leakGraceMs, emptyBlockGraceMs });
   const iso = (ms: number) => new Date(ms).toISOString();
@@ -378,7 +422,7 @@ export async function runGcPass(ipam: IpamStore, opts: GcRunOptions = {}): Promi
     throw err;
   }
   const leaks = plan.actions.flatMap((a) => (a.kind === "releaseAddress" ? [a] : []));
-  const r = await releaseLeaks(ipam, leaks);
+  const r = await releaseLeaks(ipam, leaks, opts.onRelease);
   result.released = r.released;
   result.skipped = r.skipped;
   const sweeper = new IpamStore(store, { keys, emptyBlockGraceMs, now: () => now });

@@ -111,6 +111,23 @@ describe("ocelot ipam", () => {
     expect(datastore("unlock").status).toBe(0);
   });
 
+  it("check and gc draw progress lines on stderr with --progress only, never with --json", () => {
+    const piped = run("check");
+    expect(piped.status, piped.stderr).toBe(0);
+    expect(piped.stderr).not.toContain("reading IPAM state");
+    const check = run("check", "--progress");
+    expect(check.status, check.stderr).toBe(0);
+    expect(check.stderr).toMatch(/^reading IPAM state \(listings\): 6\/6 \(100%\)/m);
+    expect(check.stdout).toContain("Checked 1 blocks");
+    const json = run("check", "--progress", "--json");
+    expect(json.stderr).toBe("");
+    expect(JSON.parse(json.stdout).summary.blocks).toBe(1);
+    const gc = run("gc", "--once", "--dry-run", "--progress");
+    expect(gc.status, gc.stderr).toBe(0);
+    expect(gc.stderr).toMatch(/^reading IPAM state \(listings\): 6\/6 \(100%\)/m);
+    expect(run("gc", "--once", "--dry-run", "--progress", "--json").stderr).toBe("");
+  });
+
   it("release --ip of a free address fails; bad flags are usage errors", () => {
     const r = run("release", "--ip", "10.40.0.250");
     expect(r.status).toBe(1);

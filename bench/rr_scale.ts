@@ -1,0 +1,678 @@
+// BGP at cluster scale (as root): one DUT (`ocelot bgpd` or BIRD 2) in its own namespace with N
+// iBGP peers played by a load generator of our own built on our codec (src/bgp/wire): one Node
+// process in a second namespace, one socket per peer, each from its own address on one veth
+// (10.210.x.y/16) with its own router ID, each announcing its /26 (10.128.0.0/16 + 64·i).
+//  - mode "rr": the DUT is a route reflector, every peer its client. Timed from a cold start
+//    until every client holds every other client's /26 (the generator counts received prefixes
+//    per client); then 10 % of the clients reset at once (Cease/Administrative Reset, reconnect):
+//    until every client holds all again. The DUT's RSS and CPU seconds at each point.
+//  - mode "mesh": the DUT is one node of a full mesh (peers not clients, no reflection), it
+//    originates its own /26 and installs the peers' N in its kernel: timed until its kernel
+//    holds all N and every peer holds its /26.
+// In both: sessions closed by anything but us (a NOTIFICATION received, a hold timer run out on
+// either side) are counted; the goal is none. The generator runs as this file with --generator
+// (inside the namespace), commands on stdin, events as JSON lines on stdout.
+// The Ocelot DUT is `ocelot bgpd` with the peers as routeReflectorClient (what `ocelot node run`
+// configures from routeReflectorClusterID, without 1,000 Node resources in etcd).
+// test/bgp/rr_scale.bird.test.ts runs runScenario() at 50 peers.
+// Run: npx tsx bench/rr_scale.ts [--n 1000] [--modes rr,mesh] [--targets bird,ocelot] [--hold 30]
+//      [--window 50]
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import * as net from "node:net";
+import { loadavg } from "node:os";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { CeaseSubcode, NotificationCode } from "../src/bgp/wire/constants.js";
+import { MessageFramer } from "../src/bgp/wire/framer.js";
+import { encodeKeepalive, encodeNotification } from "../src/bgp/wire/message.js";
+import { forEachIpv4Prefix, newPrefixArray } from "../src/bgp/wire/nlri.js";
+import { encodeOpen } from "../src/bgp/wire/open.js";
+import {
+  emptyAttributes,
+  Ipv4Unicast,
+  Rfc7606Action,
+  sessionOptions,
+} from "../src/bgp/wire/types.js";
+import { decodeUpdate, encodeEndOfRib, encodeUpdates } from "../src/bgp/wire/update.js";
+
+export const ASN = 64512;
+export const DUT_ADDR = "10.210.0.1";
+const GEN_ADDR = "10.210.0.2";
+/** The DUT's own /26 in mesh mode. */
+export const DUT_PREFIX = "10.129.0.0/26";
+const PREFIX_BASE = (10 << 24) | (128 << 16);
+
+const ipNum = (t: string) => t.split(".").reduce((a, o) => a * 256 + Number(o), 0) >>> 0;
+/** Peer i's address: 10.210.(1 + i / 250).(1 + i % 250). */
+export const peerAddr = (i: number) => `10.210.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
+export const peerPrefix = (i: number) => (PREFIX_BASE + i * 64) >>> 0;
+
+// ---- the generator (runs inside the peers' namespace) -----------------------------------------
+
+interface GenOpts {
+  n: number;
+  hold: number;
+  /** Prefixes each peer must hold: "others" (every other peer's /26) or the DUT's one. */
+  expect: "others" | "dut";
+  /** At most this many sessions between connect and Established at once. */
+  window: number;
+}
+
+interface Client {
+  i: number;
+  addr: string;
+  prefix: number;
+  sock: net.Socket | null;
+  up: boolean;
+  /** Bumped on every reset: a session of an older epoch closing is expected. */
+  epoch: number;
+  resetting: boolean;
+  received: Set<number>;
+  lastRx: number;
+  lastTx: number;
+  hold: number;
+}
+
+function runGenerator(o: GenOpts): void {
+  const opts = sessionOptions({ fourOctetAs: true });
+  const dutPrefix = ipNum(DUT_PREFIX.split("/")[0] as string);
+  const want = o.expect === "others" ? o.n - 1 : 1;
+  const out = (ev: object) => process.stdout.write(`${JSON.stringify(ev)}\n`);
+  const stats = {
+    notificationsRx: {} as Record<string, number>,
+    holdExpiredHere: 0,
+    unexpectedCloses: 0,
+    refusedConnections: 0,
+    maxGapMs: 0,
+    connectErrors: 0,
+  };
+  const clients: Client[] = Array.from({ length: o.n }, (_, i) => ({
+    i,
+    addr: peerAddr(i),
+    prefix: peerPrefix(i),
+    sock: null,
+    up: false,
+    epoch: 0,
+    resetting: false,
+    received: new Set(),
+    lastRx: 0,
+    lastTx: 0,
+    hold: o.hold,
+  }));
+
+  const countOf = (c: Client) => c.received.size;
+  const full = (c: Client) => c.up && countOf(c) >= want;
+
+  function announce(c: Client): Uint8Array[] {
+    const pa = newPrefixArray(1, 1);
+    pa.addrs[0] = c.prefix;
+    pa.lens[0] = 26;
+    pa.count = 1;
+    const attributes = {
+      ...emptyAttributes(),
+      origin: 0,
+      asPath: [],
+      nextHop: ipNum(c.addr),
+      localPref: 100,
+    };
+    return [
+      ...encodeUpdates({ afi: 1, safi: 1, attributes, announce: pa }, opts),
+      encodeEndOfRib(Ipv4Unicast),
+    ];
+  }
+
+  function send(c: Client, m: Uint8Array): void {
+    if (!c.sock || c.sock.destroyed) return;
+    c.sock.write(m);
+    c.lastTx = Date.now();
+  }
+
+  function onMessage(c: Client, m: Uint8Array): void {
+    const type = m[18];
+    if (type === 1) {
+      const hold = (m[22] << 8) | m[23];
+      c.hold = Math.min(o.hold, hold);
+      send(c, encodeKeepalive());
+    } else if (type === 4) {
+      if (!c.up) {
+        c.up = true;
+        opened(c);
+        for (const u of announce(c)) send(c, u);
+      }
+    } else if (type === 2) {
+      const u = decodeUpdate(m, opts);
+      forEachIpv4Prefix(u.withdrawn, (a) => c.received.delete(a));
+      const ok = u.attributes !== null && u.action !== Rfc7606Action.TreatAsWithdraw;
+      forEachIpv4Prefix(u.nlri, (a) => {
+        if (a === c.prefix) return;
+        if (o.expect === "dut" && a !== dutPrefix) return;
+        if (ok) c.received.add(a);
+        else c.received.delete(a);
+      });
+    } else if (type === 3) {
+      const key = `${m[19]}/${m[20]}`;
+      stats.notificationsRx[key] = (stats.notificationsRx[key] ?? 0) + 1;
+    }
+  }
+
+  // Connections are opened through a window, as peers' connect-retry timers spread them: all
+  // N SYNs at once overflow the DUT's listen backlog and the kernel's SYN back-off then
+  // dominates what is measured.
+  const queue: Client[] = [];
+  const opening = new Set<Client>();
+  function pump(): void {
+    while (opening.size < o.window && queue.length > 0) {
+      const c = queue.shift() as Client;
+      opening.add(c);
+      connect(c);
+    }
+  }
+  function enqueue(c: Client): void {
+    queue.push(c);
+    pump();
+  }
+  function opened(c: Client): void {
+    if (opening.delete(c)) pump();
+  }
+
+  function connect(c: Client): void {
+    const epoch = c.epoch;
+    const sock = net.connect({ host: DUT_ADDR, port: 179, localAddress: c.addr });
+    c.sock = sock;
+    c.up = false;
+    c.received.clear();
+    const framer = new MessageFramer(4096);
+    sock.setNoDelay(true);
+    sock.on("connect", () => {
+      c.lastRx = Date.now();
+      send(
+        c,
+        encodeOpen({
+          version: 4,
+          myAs: ASN,
+          holdTime: o.hold,
+          bgpIdentifier: ipNum(c.addr),
+          capabilities: [
+            { kind: "Multiprotocol", afi: 1, safi: 1 },
+            { kind: "RouteRefresh" },
+            { kind: "FourOctetAs", asn: ASN },
+          ],
+        }),
+      );
+    });
+    sock.on("data", (d: Buffer) => {
+      const now = Date.now();
+      if (c.up) stats.maxGapMs = Math.max(stats.maxGapMs, now - c.lastRx);
+      c.lastRx = now;
+      for (const m of framer.push(d)) onMessage(c, m);
+    });
+    sock.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "ECONNREFUSED" || e.code === "ECONNRESET") stats.connectErrors++;
+    });
+    sock.on("close", () => {
+      if (c.sock !== sock) return;
+      c.sock = null;
+      c.up = false;
+      c.received.clear();
+      // Closed by the DUT: an established session dropped, or a connection refused before it.
+      if (c.epoch === epoch && !c.resetting) {
+        if (c.up) stats.unexpectedCloses++;
+        else stats.refusedConnections++;
+      }
+      c.resetting = false;
+      opened(c);
+      // Reconnect: at once after our own reset, else after a second (as a restarting peer).
+      setTimeout(() => enqueue(c), c.epoch === epoch ? 1000 : 20);
+    });
+  }
+
+  // Keepalives at a third of the hold time; our own hold timer.
+  setInterval(() => {
+    const now = Date.now();
+    for (const c of clients) {
+      if (!c.sock || c.sock.destroyed || c.lastRx === 0) continue;
+      if (now - c.lastTx >= (c.hold * 1000) / 3) send(c, encodeKeepalive());
+      if (c.up && now - c.lastRx > c.hold * 1000) {
+        stats.holdExpiredHere++;
+        send(c, encodeNotification({ code: NotificationCode.HoldTimerExpired, subcode: 0 }));
+        c.sock.destroy();
+      }
+    }
+  }, 250).unref();
+
+  let waiting: { what: string; t0: number; reset: Client[] } | null = null;
+  setInterval(() => {
+    const up = clients.filter((c) => c.up).length;
+    const done = clients.filter(full).length;
+    if (waiting) {
+      const resetBack = waiting.reset.every((c) => c.epoch > 0 && full(c));
+      if (done === o.n && resetBack) {
+        out({ ev: waiting.what, at: Date.now(), ms: Date.now() - waiting.t0 });
+        waiting = null;
+      }
+    }
+    out({ ev: "progress", up, full: done, at: Date.now() });
+  }, 100).unref();
+
+  const rl = createInterface({ input: process.stdin });
+  rl.on("line", (line) => {
+    const cmd = JSON.parse(line) as { cmd: string; k?: number };
+    if (cmd.cmd === "start") {
+      waiting = { what: "full", t0: Date.now(), reset: [] };
+      for (const c of clients) enqueue(c);
+    } else if (cmd.cmd === "reset") {
+      const k = cmd.k ?? Math.ceil(o.n / 10);
+      const step = o.n / k;
+      const chosen = Array.from({ length: k }, (_, j) => clients[Math.floor(j * step)] as Client);
+      waiting = { what: "back", t0: Date.now(), reset: chosen };
+      for (const c of chosen) {
+        c.epoch++;
+        c.resetting = true;
+        send(
+          c,
+          encodeNotification({
+            code: NotificationCode.Cease,
+            subcode: CeaseSubcode.AdministrativeReset,
+          }),
+        );
+        c.sock?.end();
+        c.up = false;
+        c.received.clear();
+      }
+    } else if (cmd.cmd === "stats") {
+      out({ ev: "stats", ...stats });
+    } else if (cmd.cmd === "quit") {
+      for (const c of clients) c.sock?.destroy();
+      process.exit(0);
+    }
+  });
+  rl.on("close", () => process.exit(0));
+  out({ ev: "ready" });
+}
+
+// ---- the scenario (parent side) ----------------------------------------------------------------
+
+export type Target = "ocelot" | "bird";
+export type Mode = "rr" | "mesh";
+
+export interface ScenarioOpts {
+  target: Target;
+  mode: Mode;
+  n: number;
+  /** Hold time the peers offer, s (the DUT is configured with the same). */
+  hold?: number;
+  /** Sessions opening at once (default 50). */
+  window?: number;
+  /** Reset 10 % of the peers after convergence (rr mode). */
+  reset?: boolean;
+  /** Limit on each phase, ms. */
+  limitMs?: number;
+  log?: (s: string) => void;
+}
+
+export interface ProcCost {
+  rssMiB: number;
+  hwmMiB: number;
+  cpuS: number;
+}
+
+export interface ScenarioResult {
+  target: Target;
+  mode: Mode;
+  n: number;
+  /** Cold start until converged, ms (null: not within the limit). */
+  convergeMs: number | null;
+  atConverged: ProcCost;
+  /** 10 % reset until all back, ms. */
+  resetMs: number | null;
+  atEnd: ProcCost;
+  resetCount: number;
+  notificationsRx: Record<string, number>;
+  holdExpiredHere: number;
+  /** Established sessions the DUT closed. */
+  unexpectedCloses: number;
+  /** Connections the DUT closed before Established (e.g. BIRD before its protocol is ready). */
+  refusedConnections: number;
+  maxGapMs: number;
+  /** DUT routes (mesh: in its kernel) from the peers at the end. */
+  dutRoutes: number;
+  /** SYNs the DUT's kernel dropped for a full listen queue (TcpExtListenOverflows). */
+  listenOverflows: number;
+  /** TCP segments the DUT's namespace sent over the whole run. */
+  outSegs: number;
+}
+
+/** A counter of `nstat -az` in a namespace (-1 when nstat fails). */
+function nstat(ns: { exec(cmd: string, ...args: string[]): string }, name: string): number {
+  try {
+    const t = ns.exec("nstat", "-az", name);
+    return Number(new RegExp(`${name}\\s+(\\d+)`).exec(t)?.[1] ?? -1);
+  } catch {
+    return -1;
+  }
+}
+
+function procCost(pid: number): ProcCost {
+  const st = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(st)?.[1] ?? Number.NaN);
+  // utime and stime are fields 14 and 15; the comm (field 2) may hold spaces, so cut after ')'.
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(f[11]) + Number(f[12]);
+  return { rssMiB: kb("VmRSS") / 1024, hwmMiB: kb("VmHWM") / 1024, cpuS: ticks / 100 };
+}
+
+export function birdConf(mode: Mode, n: number, hold: number): string {
+  const peers = Array.from(
+    { length: n },
+    (_, i) => `protocol bgp p${i} from peers { neighbor ${peerAddr(i)} as ${ASN}; }`,
+  );
+  return `log "@DIR@/bird.log" { info, warning, error, fatal };
+router id ${DUT_ADDR};
+protocol device { }
+protocol direct { ipv4; }
+${
+  mode === "mesh"
+    ? `protocol static own { ipv4; route ${DUT_PREFIX} blackhole; }
+protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; merge paths on; }`
+    : ""
+}
+template bgp peers {
+  local ${DUT_ADDR} as ${ASN};
+  ${mode === "rr" ? `rr client; rr cluster id ${DUT_ADDR};` : ""}
+  passive on;
+  hold time ${hold};
+  error wait time 1, 10;
+  ipv4 { import all; export ${mode === "mesh" ? "where source = RTS_STATIC" : "all"}; };
+}
+${peers.join("\n")}
+`;
+}
+
+export function ocelotConf(mode: Mode, n: number, hold: number): object {
+  return {
+    asn: ASN,
+    routerId: DUT_ADDR,
+    listen: { address: DUT_ADDR, port: 179 },
+    ...(mode === "rr" ? { clusterId: DUT_ADDR } : {}),
+    peers: Array.from({ length: n }, (_, i) => ({
+      address: peerAddr(i),
+      asn: ASN,
+      passive: true,
+      holdTime: hold,
+      routeReflectorClient: mode === "rr",
+    })),
+    originate: mode === "mesh" ? [{ prefix: DUT_PREFIX }] : [],
+    fib: { enabled: mode === "mesh" },
+  };
+}
+
+class Generator {
+  private readonly events: Array<{ ev: string; [k: string]: unknown }> = [];
+  private waiters: Array<() => void> = [];
+  last: { up: number; full: number } = { up: 0, full: 0 };
+
+  constructor(readonly child: ChildProcess) {
+    const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    rl.on("line", (line) => {
+      let ev: { ev: string; [k: string]: unknown };
+      try {
+        ev = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (ev.ev === "progress") this.last = ev as unknown as { up: number; full: number };
+      else this.events.push(ev);
+      for (const w of this.waiters.splice(0)) w();
+    });
+    child.on("exit", () => {
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  send(cmd: object): void {
+    this.child.stdin?.write(`${JSON.stringify(cmd)}\n`);
+  }
+
+  /** The next event named ev (or null once limitMs passed or the generator exited). */
+  async next(ev: string, limitMs: number): Promise<{ [k: string]: unknown } | null> {
+    const deadline = Date.now() + limitMs;
+    for (;;) {
+      const i = this.events.findIndex((e) => e.ev === ev);
+      if (i >= 0) return this.events.splice(i, 1)[0] ?? null;
+      if (Date.now() > deadline || this.child.exitCode !== null) return null;
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 250);
+      });
+    }
+  }
+}
+
+const BENCH_FILE = fileURLToPath(import.meta.url);
+
+/** One DUT and its N peers, brought up, measured and taken down. Needs root and `npm run build`. */
+export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
+  const { link, Netns } = await import("../test/helpers/netns.js");
+  const { PeerLab, REPO_ROOT } = await import("../test/helpers/peers.js");
+  const { sh } = await import("../test/helpers/netns.js");
+  const hold = o.hold ?? 30;
+  const limitMs = o.limitMs ?? 600_000;
+  const log = o.log ?? ((s: string) => console.error(s));
+  const tag = `[${o.target} ${o.mode} N=${o.n}]`;
+  const lab = new PeerLab();
+  const dutNs = Netns.create(`${o.mode}d`);
+  const genNs = Netns.create(`${o.mode}g`);
+  let gen: Generator | null = null;
+  try {
+    link(genNs, "gen-dut", `${GEN_ADDR}/16`, dutNs, "dut-gen", `${DUT_ADDR}/16`);
+    // The DUT has N neighbours on one link: room for them in its ARP table.
+    for (const [k, v] of [
+      ["gc_thresh1", 4096],
+      ["gc_thresh2", 8192],
+      ["gc_thresh3", 16384],
+    ] as const) {
+      try {
+        dutNs.exec("sysctl", "-qw", `net.ipv4.neigh.default.${k}=${v}`);
+      } catch {}
+    }
+    const batch = Array.from(
+      { length: o.n },
+      (_, i) => `addr add ${peerAddr(i)}/16 dev gen-dut`,
+    ).join("\n");
+    sh("ip", ["-n", genNs.name, "-batch", "-"], `${batch}\n`);
+    let pid: number;
+    let dutRoutes: () => number;
+    const kernelCount = () => {
+      const routes = dutNs.ipJson<{ dst: string }[]>("-4", "route", "show");
+      return routes.filter((r) => r.dst.startsWith("10.128.")).length;
+    };
+    if (o.target === "bird") {
+      const bird = lab.startBird(dutNs, "bird", birdConf(o.mode, o.n, hold));
+      pid = bird.pid;
+      dutRoutes =
+        o.mode === "mesh"
+          ? kernelCount
+          : () => {
+              const out = bird.cmd(
+                "show",
+                "route",
+                "where",
+                "net",
+                "~",
+                "[10.128.0.0/16+]",
+                "count",
+              );
+              const m = /(\d+) of \d+ routes/.exec(out);
+              return Number(m?.[1] ?? 0);
+            };
+    } else {
+      const oc = lab.startOcelot(dutNs, "ocelot", ocelotConf(o.mode, o.n, hold), [
+        "--log-level",
+        "info",
+      ]);
+      pid = oc.pid;
+      dutRoutes =
+        o.mode === "mesh"
+          ? kernelCount
+          : () => oc.routes().routes.filter((r) => r.prefix.startsWith("10.128.")).length;
+    }
+    const [cmd, args] = genNs.wrap(
+      process.execPath,
+      "--import",
+      "tsx",
+      BENCH_FILE,
+      "--generator",
+      JSON.stringify({
+        n: o.n,
+        hold,
+        expect: o.mode === "rr" ? "others" : "dut",
+        window: o.window ?? 50,
+      }),
+    );
+    const child = spawn(cmd, args, { cwd: REPO_ROOT, stdio: ["pipe", "pipe", "inherit"] });
+    gen = new Generator(child);
+    if (!(await gen.next("ready", 60_000))) throw new Error(`${tag} generator did not start`);
+    const before = procCost(pid);
+    const t0 = Date.now();
+    gen.send({ cmd: "start" });
+    let convergeMs: number | null = null;
+    const progress = setInterval(
+      () => log(`${tag} ${gen?.last.up} up, ${gen?.last.full} full`),
+      2000,
+    );
+    try {
+      const full = await gen.next("full", limitMs);
+      if (full) {
+        convergeMs = Number(full.at) - t0;
+        if (o.mode === "mesh") {
+          // The DUT's kernel must hold every peer's /26 too.
+          const deadline = Date.now() + limitMs;
+          let have = dutRoutes();
+          while (have < o.n && Date.now() < deadline) {
+            await new Promise((r) => setTimeout(r, 100));
+            have = dutRoutes();
+          }
+          convergeMs = have >= o.n ? Math.max(convergeMs, Date.now() - t0) : null;
+        }
+      }
+    } finally {
+      clearInterval(progress);
+    }
+    const atConverged = procCost(pid);
+    atConverged.cpuS -= before.cpuS;
+    log(`${tag} converged in ${convergeMs} ms, DUT RSS ${atConverged.rssMiB.toFixed(1)} MiB`);
+    let resetMs: number | null = null;
+    const resetCount = Math.ceil(o.n / 10);
+    if (o.reset && convergeMs !== null) {
+      gen.send({ cmd: "reset", k: resetCount });
+      const back = await gen.next("back", limitMs);
+      resetMs = back ? Number(back.ms) : null;
+      log(`${tag} ${resetCount} reset, all back in ${resetMs} ms`);
+    }
+    // A while more, so a late keepalive would show.
+    await new Promise((r) => setTimeout(r, Math.min(5000, hold * 500)));
+    gen.send({ cmd: "stats" });
+    const stats = (await gen.next("stats", 30_000)) ?? {};
+    const atEnd = procCost(pid);
+    atEnd.cpuS -= before.cpuS;
+    return {
+      target: o.target,
+      mode: o.mode,
+      n: o.n,
+      convergeMs,
+      atConverged,
+      resetMs,
+      atEnd,
+      resetCount,
+      notificationsRx: (stats.notificationsRx ?? {}) as Record<string, number>,
+      holdExpiredHere: Number(stats.holdExpiredHere ?? -1),
+      unexpectedCloses: Number(stats.unexpectedCloses ?? -1),
+      refusedConnections: Number(stats.refusedConnections ?? -1),
+      maxGapMs: Number(stats.maxGapMs ?? -1),
+      dutRoutes: dutRoutes(),
+      listenOverflows: nstat(dutNs, "TcpExtListenOverflows"),
+      outSegs: nstat(dutNs, "TcpOutSegs"),
+    };
+  } finally {
+    if (gen?.child.pid && gen.child.exitCode === null) {
+      gen.send({ cmd: "quit" });
+      const p = gen.child;
+      await new Promise((r) => {
+        const t = setTimeout(r, 5000);
+        p.once("exit", () => {
+          clearTimeout(t);
+          r(null);
+        });
+      });
+      if (p.exitCode === null && p.pid) {
+        try {
+          process.kill(p.pid, "SIGKILL");
+        } catch {}
+      }
+    }
+    lab.cleanup();
+    genNs.destroy();
+    dutNs.destroy();
+  }
+}
+
+// ---- the benchmark ------------------------------------------------------------------------------
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? (process.argv[i + 1] as string) : dflt;
+}
+
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(" ");
+
+function line(r: ScenarioResult): string {
+  const s = (ms: number | null) => (ms === null ? "NOT reached" : `${(ms / 1000).toFixed(2)} s`);
+  return (
+    `${r.target.padEnd(6)} ${r.mode.padEnd(4)} N=${r.n}: converged ${s(r.convergeMs)} ` +
+    `(RSS ${r.atConverged.rssMiB.toFixed(1)} MiB, CPU ${r.atConverged.cpuS.toFixed(2)} s)` +
+    (r.mode === "rr" ? ` | ${r.resetCount} reset: back in ${s(r.resetMs)}` : "") +
+    ` | end RSS ${r.atEnd.rssMiB.toFixed(1)} MiB, peak ${r.atEnd.hwmMiB.toFixed(1)} MiB, CPU ${r.atEnd.cpuS.toFixed(2)} s` +
+    ` | sessions dropped by the DUT ${r.unexpectedCloses} (connections refused ${r.refusedConnections}), NOTIFICATIONs ${JSON.stringify(r.notificationsRx)}, ` +
+    `hold expired here ${r.holdExpiredHere}, longest silence ${(r.maxGapMs / 1000).toFixed(1)} s | DUT routes ${r.dutRoutes}, listen overflows ${r.listenOverflows}, TCP segments out ${r.outSegs}`
+  );
+}
+
+async function main(): Promise<void> {
+  const n = Number(arg("n", "1000"));
+  const modes = arg("modes", "rr,mesh").split(",") as Mode[];
+  const targets = arg("targets", "bird,ocelot").split(",") as Target[];
+  const hold = Number(arg("hold", "30"));
+  const window = Number(arg("window", "50"));
+  console.log(`N=${n} hold=${hold}s window=${window}; load average ${load()}`);
+  for (const mode of modes) {
+    const res: ScenarioResult[] = [];
+    for (const target of targets) {
+      const r = await runScenario({ target, mode, n, hold, window, reset: mode === "rr" });
+      res.push(r);
+      console.log(`${line(r)}; load ${load()}`);
+    }
+    const oc = res.find((r) => r.target === "ocelot");
+    const bird = res.find((r) => r.target === "bird");
+    if (oc && bird && oc.convergeMs && bird.convergeMs) {
+      const t = oc.convergeMs / bird.convergeMs;
+      const rss = oc.atEnd.hwmMiB / bird.atEnd.hwmMiB;
+      const cpu = oc.atEnd.cpuS / bird.atEnd.cpuS;
+      const rs = oc.resetMs && bird.resetMs ? (oc.resetMs / bird.resetMs).toFixed(2) : "-";
+      console.log(
+        `${mode}: Ocelot/BIRD converge ${t.toFixed(2)}x (goal <= 0.8x: ${t <= 0.8 ? "met" : "NOT met"}), ` +
+          `reset ${rs}x, peak RSS ${rss.toFixed(2)}x (goal <= 1.0x: ${rss <= 1 ? "met" : "NOT met"}), CPU ${cpu.toFixed(2)}x`,
+      );
+    }
+  }
+}
+
+if (process.argv.includes("--generator")) {
+  runGenerator(JSON.parse(process.argv[process.argv.indexOf("--generator") + 1] as string));
+} else if (import.meta.url === `file://${process.argv[1]}`) {
+  await main();
+}

@@ -1,0 +1,39 @@
+// BGP at scale, small: bench/rr_scale.ts's scenario with 50 iBGP route-reflector clients (our
+// codec-built load generator, one socket per client from its own address, in a second network
+// namespace: test/helpers/netns.ts Netns) against `ocelot bgpd` as the reflector and against
+// BIRD 2 as the same reflector. Each must bring every client every other client's /26 from a
+// cold start, bring all back after 10 % of the clients reset at once, and close no session
+// itself (no NOTIFICATION, no hold timer run out on either side). Speed is the bench's.
+import { describe, expect, it } from "vitest";
+import { runScenario, type Target } from "../../bench/rr_scale.js";
+import { hangLimit } from "../helpers/limits.js";
+import { netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
+import { peersUnavailableReason } from "../helpers/peers.js";
+
+const N = 50;
+const reason = netnsUnavailableReason() ?? peersUnavailableReason(["bird"]);
+const skip = skipWithReason("route reflector with 50 clients", reason);
+
+describe.skipIf(skip)("route reflector with 50 clients", () => {
+  for (const target of ["ocelot", "bird"] as Target[]) {
+    it(`${target}: converges, comes back after 10 % reset, drops no session`, async () => {
+      const r = await runScenario({
+        target,
+        mode: "rr",
+        n: N,
+        hold: 30,
+        reset: true,
+        limitMs: hangLimit(120_000),
+        log: () => {},
+      });
+      expect(r.convergeMs, "cold start: every client has every other's /26").not.toBeNull();
+      expect(r.resetCount).toBe(5);
+      expect(r.resetMs, "after 5 clients reset: all back").not.toBeNull();
+      expect(r.dutRoutes, "the reflector holds every client's /26").toBe(N);
+      expect(r.notificationsRx, "NOTIFICATIONs from the reflector").toEqual({});
+      expect(r.holdExpiredHere, "hold timers run out at the clients").toBe(0);
+      expect(r.unexpectedCloses, "established sessions the reflector closed").toBe(0);
+      expect(r.atEnd.rssMiB).toBeGreaterThan(0);
+    }, 600_000);
+  }
+});
