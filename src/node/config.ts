@@ -72,6 +72,8 @@ export interface NodeSettings {
   bmpStation?: string;
   /** 0: no Statistics Reports. */
   bmpStatsIntervalMs: number;
+  /** Mirror UPDATEs sent too (RFC 8671 post-policy Adj-RIB-Out). */
+  bmpAdjRibOut: boolean;
 }
 
 /** Where a value came from, for errors and the start-up log. */
@@ -258,6 +260,11 @@ export const NODE_SETTINGS: readonly Def[] = [
     "--bmp-stats-interval <duration>",
     ["OCELOT_BMP_STATS_INTERVAL"],
     "BMP Statistics Report interval; 0: none (default 60s)",
+  ),
+  def(
+    "--bmp-adj-rib-out <bool>",
+    ["OCELOT_BMP_ADJ_RIB_OUT"],
+    "also mirror the UPDATEs sent to peers to the BMP station (RFC 8671 Adj-RIB-Out; default false)",
   ),
 ];
 
@@ -620,6 +627,7 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
     ),
     bmpStatsIntervalMs:
       opt("bmpStatsInterval", (r) => (str(r) === "0" ? 0 : durationMs(r))) ?? 60_000,
+    bmpAdjRibOut: opt("bmpAdjRibOut", bool) ?? false,
   };
   return { settings, sources };
 }
