@@ -52,8 +52,8 @@ import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
 import { type BgpSnapshot, isEncapsulatingPool, type PeerKind, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
 import { NodeStatusWriter } from "./calico_node_status.js";
-import { registerNode } from "./registration.js";
 import { CountedIpamStore } from "./ipam_counted.js";
+import { registerNode } from "./registration.js";
 import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
 
 export const DEFAULT_STATUS_SOCKET = "/run/ocelot/bgpd.sock";

@@ -5,14 +5,9 @@
 // refused (ConflictError, PresentError) by record kind, and every block created (a claim's
 // second phase), and from the two operations the daemon asks for (assign, release) with their
 // outcome. Owns: the counters and the wrapper. Not: IPAM itself (src/ipam), the text (daemon_metrics.ts).
-import {
-  ConflictError,
-  type Datastore,
-  type KeyValue,
-  PresentError,
-} from "../datastore/types.js";
-import { type AssignRequest, type AssignedAddress, IpamStore } from "../ipam/store.js";
+import { ConflictError, type Datastore, type KeyValue, PresentError } from "../datastore/types.js";
 import { IpamKeys } from "../ipam/records.js";
+import { type AssignedAddress, type AssignRequest, IpamStore } from "../ipam/store.js";
 
 export type IpamRecord = "block" | "affinity" | "handle" | "other";
 export const IPAM_RECORDS: readonly IpamRecord[] = ["block", "affinity", "handle", "other"];
