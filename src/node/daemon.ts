@@ -513,7 +513,7 @@ export class NodeDaemon {
     this.overlayApplied = { state: next, gen, present: applied.present };
     if (isEmptyDelta(delta)) return !ownChanged;
     const t1 = performance.now();
-    const { failures, entriesMs, routesMs } = await applyOverlayDelta(delta, {
+    const { failures, entriesMs, routesMs, removedMs } = await applyOverlayDelta(delta, {
       fib: this.agentFib as Fib,
       neigh: this.neigh,
     });
@@ -527,8 +527,10 @@ export class NodeDaemon {
       arrivedAt: r1(performance.timeOrigin + arrived),
       waitMs: r1(t0 - arrived),
       renderMs: r1(t1 - t0),
+      // From the netlink writes' start: entries and routes acknowledged (they overlap), stale entries removed.
       entriesMs,
       routesMs,
+      removedMs,
       routes: `+${delta.setRoutes.length} -${delta.removeRoutes.length}`,
       neighbours: `+${delta.setNeighbours.length} -${delta.removeNeighbours.length}`,
       fdb: `+${delta.setFdb.length} -${delta.removeFdb.length}`,
