@@ -302,7 +302,10 @@ async function blockLatency(lab: Lab): Promise<void> {
       );
       times.push(done - t0);
       if (values.breakdown) {
-        const wall = performance.timeOrigin + t0;
+        // Wall clock as Date.now() reads it (the daemons' arrivedAt is on the same clock;
+        // performance.timeOrigin differs between processes by milliseconds).
+        const toWall = (t: number) => Date.now() - (performance.now() - t);
+        const wall = toWall(t0);
         // The fast path's line of this write on each node (its fields: daemon.ts overlayFast).
         await new Promise((r) => setTimeout(r, 20));
         const parts: string[] = [];
@@ -327,7 +330,7 @@ async function blockLatency(lab: Lab): Promise<void> {
             phases.unmatched?.push(1);
             continue;
           }
-          const kernelAt = performance.timeOrigin + (perNode[k] as number);
+          const kernelAt = toWall(perNode[k] as number);
           phases["write -> watch delivered"]?.push(line.arrivedAt - wall);
           phases["delivered -> fast path starts"]?.push(line.waitMs);
           phases["render + plan"]?.push(line.renderMs);

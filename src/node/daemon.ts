@@ -523,8 +523,9 @@ export class NodeDaemon {
     const r1 = (x: number) => Math.round(x * 10) / 10;
     const ms = r1(t2 - t0);
     const counts = {
-      // The watch event's delivery (wall clock, ms) and its wait for the fast path to start.
-      arrivedAt: r1(performance.timeOrigin + arrived),
+      // The watch event's delivery (wall clock, Date.now()'s ms: comparable across processes)
+      // and its wait for the fast path to start.
+      arrivedAt: r1(Date.now() - (performance.now() - arrived)),
       waitMs: r1(t0 - arrived),
       renderMs: r1(t1 - t0),
       // From the netlink writes' start: entries and routes acknowledged (they overlap), stale entries removed.
