@@ -205,6 +205,9 @@ async function blockLatency(lab: Lab): Promise<void> {
     "render + plan": [],
     "netlink writes start -> ip monitor line": [],
     "netlink writes start -> all acknowledged": [],
+    "netlink writes start -> neighbour line": [],
+    "netlink writes start -> FDB line": [],
+    "netlink writes start -> route line": [],
     unmatched: [],
   };
   const slow: { block: string; total: number; nodes: string[] }[] = [];
@@ -274,10 +277,12 @@ async function blockLatency(lab: Lab): Promise<void> {
       );
       const esc = (s: string) => s.replace(/\./g, "\\.");
       let perNode: number[] = [];
+      let perEntry: { r: number; n: number; f: number }[] = [];
       const done = await waitFor(
         `${block} on every node`,
         () => {
           const at: number[] = [];
+          const entries: { r: number; n: number; f: number }[] = [];
           for (const m of mons) {
             const r = m.ip.firstAfter(
               t0,
@@ -293,8 +298,10 @@ async function blockLatency(lab: Lab): Promise<void> {
             );
             if (r === undefined || n === undefined || f === undefined) return undefined;
             at.push(Math.max(r, n, f));
+            entries.push({ r, n, f });
           }
           perNode = at;
+          perEntry = entries;
           return Math.max(...at);
         },
         60_000,
@@ -337,6 +344,14 @@ async function blockLatency(lab: Lab): Promise<void> {
           phases["netlink writes start -> ip monitor line"]?.push(
             kernelAt - (line.arrivedAt + line.waitMs + line.renderMs),
           );
+          const start = line.arrivedAt + line.waitMs + line.renderMs;
+          const e = perEntry[k] as { r: number; n: number; f: number };
+          // The neighbour and FDB entries may predate the write (a Node's earlier block): only
+          // those seen after it count.
+          if (e.n >= t0)
+            phases["netlink writes start -> neighbour line"]?.push(toWall(e.n) - start);
+          if (e.f >= t0) phases["netlink writes start -> FDB line"]?.push(toWall(e.f) - start);
+          phases["netlink writes start -> route line"]?.push(toWall(e.r) - start);
           phases["netlink writes start -> all acknowledged"]?.push(
             Math.max(line.entriesMs, line.routesMs) + line.removedMs,
           );
