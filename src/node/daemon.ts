@@ -11,7 +11,10 @@
 // neighbours and FDB entries it changes, over netlink (src/felix/overlay_delta.ts,
 // overlay_fast.ts). A Node change still runs the debounced full pass after it; an affinity
 // change only when the fast path could not apply it or this node's own blocks changed (nothing
-// else depends on other nodes' blocks), else the periodic resync reconciles.
+// else depends on other nodes' blocks), else the periodic resync reconciles. Each watch event's
+// delivery is timed to the end of the work it caused (the fast path's netlink writes, or the
+// pass) for the watch-lag histogram. While the speaker does not run, the daemon serves the status
+// socket itself (the node's commands, log-level), so it answers with BGP off too.
 // Owns: the loop, its ordering and logging. Not: what the state is (agent_state.ts,
 // bgp_state.ts) or how it is applied.
 
