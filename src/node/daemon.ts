@@ -620,6 +620,8 @@ export class NodeDaemon {
         this.retryLater("agent");
       }
       await bgp();
+      // No speaker (off, not configured, or it failed to start): the daemon serves the socket.
+      if (!this.bgp) await this.statusWithoutSpeaker();
       if (arrived !== undefined)
         this.opts.observe?.watchToApplied?.("pass", (performance.now() - arrived) / 1000);
       st.lastDurationMs = performance.now() - t0;
