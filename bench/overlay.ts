@@ -33,8 +33,11 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "5" },
     blocks: { type: "string", default: "200" },
     only: { type: "string" },
+    // Where each block's time goes on each node, from the daemons' fast-path lines (at debug).
+    breakdown: { type: "boolean", default: false },
   },
 });
+if (values.breakdown) process.env.NODED_LEVEL = "debug";
 const RUNS = Number(values.runs);
 const SECONDS = Number(values.seconds);
 const BLOCKS = Number(values.blocks);
@@ -133,16 +136,28 @@ class Monitor {
     });
   }
   firstAfter(t0: number, re: RegExp): number | undefined {
-    return this.seen.find((s) => s.at >= t0 && re.test(s.line))?.at;
+    // Lines arrive in time order: start at the first at or after t0 (binary search).
+    let lo = 0;
+    let hi = this.seen.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((this.seen[mid] as { at: number }).at < t0) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < this.seen.length; i++) {
+      const s = this.seen[i] as { at: number; line: string };
+      if (re.test(s.line)) return s.at;
+    }
+    return undefined;
   }
   stop(): void {
     this.proc.kill();
   }
 }
 
-const PASS = /Agent: (data plane converged|kernel drift repaired)/g;
+const PASS = /^Agent: (data plane converged|kernel drift repaired)$/;
 const passLines = (lab: Lab) =>
-  lab.nodes.map((n) => (n.daemon?.log ?? "").match(PASS)?.length ?? 0);
+  lab.nodes.map((n) => (n.daemon?.lines ?? []).filter((l) => PASS.test(l.msg)).length);
 
 /**
  * Waits until each daemon logged a pass that changed its kernel since `before` (the new Node's:
@@ -153,7 +168,7 @@ async function settled(lab: Lab, before: number[]): Promise<void> {
   await waitFor(
     "both daemons' passes for the new Node",
     () => {
-      const key = lab.nodes.map((n) => n.daemon?.log.length ?? 0).join();
+      const key = lab.nodes.map((n) => n.daemon?.lines.length ?? 0).join();
       const done = passLines(lab).every((c, i) => c > (before[i] as number)) && key === prev;
       prev = key;
       return done;
@@ -184,6 +199,18 @@ async function blockLatency(lab: Lab): Promise<void> {
   }));
   const keys = new IpamKeys();
   const times: number[] = [];
+  const phases: Record<string, number[]> = {
+    "write -> watch delivered": [],
+    "delivered -> fast path starts": [],
+    "render + plan": [],
+    "netlink writes start -> ip monitor line": [],
+    "netlink writes start -> all acknowledged": [],
+    "netlink writes start -> neighbour line": [],
+    "netlink writes start -> FDB line": [],
+    "netlink writes start -> route line": [],
+    unmatched: [],
+  };
+  const slow: { block: string; total: number; nodes: string[] }[] = [];
   const reference: number[] = [];
   // The reference namespace: a VXLAN device as the daemons make it, written to by this process.
   const ref = Netns.create("bovk");
@@ -249,10 +276,13 @@ async function blockLatency(lab: Lab): Promise<void> {
         encodeAffinity({ state: "confirmed", node: name, cidr: block }),
       );
       const esc = (s: string) => s.replace(/\./g, "\\.");
+      let perNode: number[] = [];
+      let perEntry: { r: number; n: number; f: number }[] = [];
       const done = await waitFor(
         `${block} on every node`,
         () => {
           const at: number[] = [];
+          const entries: { r: number; n: number; f: number }[] = [];
           for (const m of mons) {
             const r = m.ip.firstAfter(
               t0,
@@ -268,13 +298,72 @@ async function blockLatency(lab: Lab): Promise<void> {
             );
             if (r === undefined || n === undefined || f === undefined) return undefined;
             at.push(Math.max(r, n, f));
+            entries.push({ r, n, f });
           }
+          perNode = at;
+          perEntry = entries;
           return Math.max(...at);
         },
         60_000,
         2,
       );
       times.push(done - t0);
+      if (values.breakdown) {
+        // Wall clock as Date.now() reads it (the daemons' arrivedAt is on the same clock;
+        // performance.timeOrigin differs between processes by milliseconds).
+        const toWall = (t: number) => Date.now() - (performance.now() - t);
+        const wall = toWall(t0);
+        // The fast path's line of this write on each node (its fields: daemon.ts overlayFast).
+        await new Promise((r) => setTimeout(r, 20));
+        const parts: string[] = [];
+        for (const [k, node] of observers.entries()) {
+          const line = node.daemon?.lines.find(
+            (l) =>
+              l.msg === "Overlay fast path applied" &&
+              typeof l.arrivedAt === "number" &&
+              l.arrivedAt >= wall - 1,
+          ) as
+            | {
+                arrivedAt: number;
+                waitMs: number;
+                renderMs: number;
+                entriesMs: number;
+                routesMs: number;
+                removedMs: number;
+                ms: number;
+              }
+            | undefined;
+          if (!line) {
+            phases.unmatched?.push(1);
+            continue;
+          }
+          const kernelAt = toWall(perNode[k] as number);
+          phases["write -> watch delivered"]?.push(line.arrivedAt - wall);
+          phases["delivered -> fast path starts"]?.push(line.waitMs);
+          phases["render + plan"]?.push(line.renderMs);
+          phases["netlink writes start -> ip monitor line"]?.push(
+            kernelAt - (line.arrivedAt + line.waitMs + line.renderMs),
+          );
+          const start = line.arrivedAt + line.waitMs + line.renderMs;
+          const e = perEntry[k] as { r: number; n: number; f: number };
+          // The neighbour and FDB entries may predate the write (a Node's earlier block): only
+          // those seen after it count.
+          if (e.n >= t0)
+            phases["netlink writes start -> neighbour line"]?.push(toWall(e.n) - start);
+          if (e.f >= t0) phases["netlink writes start -> FDB line"]?.push(toWall(e.f) - start);
+          phases["netlink writes start -> route line"]?.push(toWall(e.r) - start);
+          phases["netlink writes start -> all acknowledged"]?.push(
+            Math.max(line.entriesMs, line.routesMs) + line.removedMs,
+          );
+          const f = (x: number) => x.toFixed(1);
+          parts.push(
+            `${node.name}: delivered ${f(line.arrivedAt - wall)}, started +${f(line.waitMs)}, rendered +${f(line.renderMs)}, kernel +${f(kernelAt - (line.arrivedAt + line.waitMs + line.renderMs))}`,
+          );
+          // Lines of this block are not needed again.
+          node.daemon?.lines.splice(0, node.daemon.lines.indexOf(line as never) + 1);
+        }
+        slow.push({ block, total: done - t0, nodes: parts });
+      }
       // The kernel's own time for the same three entries, written over netlink by this process.
       const want = {
         ...none,
@@ -330,6 +419,16 @@ async function blockLatency(lab: Lab): Promise<void> {
   console.log(
     `  the kernel's own time, the same entries written over netlink by this process into a namespace: ${figures(reference)}`,
   );
+  if (values.breakdown) {
+    console.log("  where a block's time goes, per node (from the daemons' fast-path lines):");
+    for (const [name, xs] of Object.entries(phases))
+      if (name === "unmatched")
+        console.log(`    writes with no fast-path line on a node: ${xs.length}`);
+      else if (xs.length > 0) console.log(`    ${name}: ${figures(xs)}`);
+    console.log("  the 5 slowest blocks (ms):");
+    for (const b of slow.sort((x, y) => y.total - x.total).slice(0, 5))
+      console.log(`    ${b.block} ${b.total.toFixed(1)}: ${b.nodes.join("; ")}`);
+  }
   const [l1, l5] = readFileSync("/proc/loadavg", "utf8").split(" ");
   console.log(`  load average at the end: ${l1} (1 min), ${l5} (5 min)`);
 }

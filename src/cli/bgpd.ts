@@ -7,6 +7,7 @@ import { networkInterfaces } from "node:os";
 import type { Command } from "commander";
 import { SpeakerBfd } from "../bgp/bfd/speaker_bfd.js";
 import { BmpClient, parseStation } from "../bgp/bmp/client.js";
+import { addBmpMetrics } from "../bgp/bmp/metrics.js";
 import type { PeerConfig } from "../bgp/config.js";
 import {
   type BgpdConfig,
@@ -97,36 +98,6 @@ function speakerReady(speaker: SpeakerView, started: boolean) {
       reason: `BGP not established with ${down.map((p) => `${p.address} (${p.state})`).join(", ")}`,
     };
   return { ok: true };
-}
-
-/** The BMP station connection's series (`--bmp-station`). */
-function addBmpMetrics(reg: MetricsRegistry, bmp: BmpClient): void {
-  const c = bmp.counters;
-  const m = bmp.monitor.counters;
-  reg
-    .gauge(
-      "ocelot_bmp_station_connected",
-      "1 while the BMP station is connected",
-      bmp.connected ? 1 : 0,
-    )
-    .counter("ocelot_bmp_connects_total", "Connections made to the BMP station", c.connects)
-    .counter(
-      "ocelot_bmp_messages_sent_total",
-      "BMP messages written to the station",
-      c.messagesSent,
-    )
-    .counter(
-      "ocelot_bmp_messages_dropped_total",
-      "BMP messages dropped because the station did not read fast enough",
-      c.dropped,
-    )
-    .counter("ocelot_bmp_peer_up_total", "Peer Up notifications produced", m.peerUp)
-    .counter("ocelot_bmp_peer_down_total", "Peer Down notifications produced", m.peerDown)
-    .counter(
-      "ocelot_bmp_route_monitoring_total",
-      "Route Monitoring messages produced",
-      m.routeMonitoring,
-    );
 }
 
 /**

@@ -2,6 +2,7 @@
 // connectivity check between all pods. Owns: option parsing and the printed report.
 import type { Command } from "commander";
 import { netnsUnavailableReason } from "../lib/netns.js";
+import { StepProgress } from "../lib/step_progress.js";
 import {
   BGP_PHASES,
   checkConnectivity,
@@ -11,11 +12,21 @@ import {
   demoUp,
   firstPing,
   loadState,
+  SETUP_PHASES,
 } from "../node/demo.js";
 import { type Phase, PhaseClock } from "../node/demo_wait.js";
 import { CliError } from "./main.js";
 
 const DEFAULT_STATE_DIR = "/run/ocelot-demo";
+
+/** What the progress line names, in order: the set-up's phases, then the checks. */
+const STEPS = [
+  ...SETUP_PHASES,
+  "first ping",
+  "pings between all pods",
+  "source address checks",
+  "ocelot ipam check",
+];
 
 function positiveInt(name: string, max: number) {
   return (v: string): number => {
@@ -35,6 +46,11 @@ export function register(program: Command): void {
     .option("--pods <n>", "pods per node", positiveInt("pods", 20), 2)
     .option("--keep", "leave the cluster running (remove it with `ocelot demo down`)", false)
     .option("--json", "print the result as JSON", false)
+    .option(
+      "--progress",
+      "progress lines on stderr even when it is not a terminal (never with --json)",
+      false,
+    )
     .option("--prefix <name>", "namespace name prefix", "ocdemo")
     .option(
       "--state-dir <dir>",
@@ -44,10 +60,21 @@ export function register(program: Command): void {
     .action(async (opts) => {
       const why = netnsUnavailableReason();
       if (why) throw new CliError(`The demo needs network namespaces: ${why}`);
-      const log = opts.json ? () => {} : (line: string) => console.log(line);
-      const clock = new PhaseClock((p: Phase) =>
-        log(`demo: ${p.name} in ${p.seconds.toFixed(2)} s (at ${p.atSeconds.toFixed(2)} s)`),
-      );
+      const progress = new StepProgress("demo", STEPS.length, {
+        flag: opts.progress,
+        json: opts.json,
+      });
+      const log = opts.json ? () => {} : (line: string) => progress.around(() => console.log(line));
+      const next = (name: string) => {
+        const at = STEPS.indexOf(name);
+        const step = STEPS[at + 1];
+        if (at >= 0 && step) progress.step(step);
+      };
+      const clock = new PhaseClock((p: Phase) => {
+        log(`demo: ${p.name} in ${p.seconds.toFixed(2)} s (at ${p.atSeconds.toFixed(2)} s)`);
+        next(p.name);
+      });
+      progress.step(STEPS[0] as string);
       const state = await demoUp({
         nodes: opts.nodes,
         podsPerNode: opts.pods,
@@ -56,6 +83,7 @@ export function register(program: Command): void {
         log,
         clock,
       }).catch((err: Error) => {
+        progress.finish();
         throw new CliError(err.message);
       });
       try {
@@ -65,9 +93,12 @@ export function register(program: Command): void {
         clock.end("first ping");
         const converged = clock.phases.at(-1)?.atSeconds ?? 0;
         const bgpSeconds = clock.sum(BGP_PHASES);
-        const pings = checkConnectivity(state);
+        const pings = checkConnectivity(state, (done, total) => progress.count(done, total));
+        next("pings between all pods");
         const sources = await checkSourceAddresses(state);
+        next("source address checks");
         const ipam = checkIpamClean(state);
+        progress.finish();
         const failed = [...pings, ...sources].filter((p) => !p.ok);
         if (opts.json) {
           console.log(
@@ -130,6 +161,7 @@ export function register(program: Command): void {
             `IPAM is not clean on the demo's datastore: ${ipam.problems.join("; ")}`,
           );
       } finally {
+        progress.finish();
         if (!opts.keep) demoDown(state, log);
       }
     });

@@ -8,6 +8,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import type { Command } from "commander";
+import { addBmpMetrics } from "../bgp/bmp/metrics.js";
 import { addBgpMetrics } from "../bgp/metrics.js";
 import { queryStatus, type RoutesSnapshot, type StatusSnapshot } from "../bgp/status.js";
 import {
@@ -21,6 +22,7 @@ import { RTPROT_OCELOT_BGP } from "../fib/types.js";
 import {
   addAgentMetrics,
   addFibMetrics,
+  addIpamMetrics,
   type FibCounters,
   kernelFibCounters,
 } from "../lib/daemon_metrics.js";
@@ -76,6 +78,7 @@ function nodeMetrics(daemon: NodeDaemon): MetricFamily[] {
   const peers = daemon.bgpConfig?.peers ?? [];
   const families = new Map(peers.map((p) => [p.address, p.families ?? []]));
   addAgentMetrics(reg, daemon.stats);
+  addIpamMetrics(reg, daemon.ipam.counters);
   addBgpMetrics(reg, bgp?.speaker, { configuredFamilies: (a) => families.get(a) ?? [] });
   const fibs: [string, FibCounters][] = [];
   if (bgp) {
@@ -85,6 +88,8 @@ function nodeMetrics(daemon: NodeDaemon): MetricFamily[] {
   const agent = daemon.agentFibStatus();
   if (agent) fibs.push(["agent", kernelFibCounters(agent)]);
   addFibMetrics(reg, fibs);
+  const bmp = daemon.bmpClient;
+  if (bmp) addBmpMetrics(reg, bmp);
   return reg.families;
 }
 
@@ -251,7 +256,13 @@ async function runNode(cmd: Command): Promise<void> {
         }
       : {}),
     ...(s.bmpStation
-      ? { bmp: { station: s.bmpStation, statsIntervalMs: s.bmpStatsIntervalMs } }
+      ? {
+          bmp: {
+            station: s.bmpStation,
+            statsIntervalMs: s.bmpStatsIntervalMs,
+            ...(s.bmpAdjRibOut ? { adjRibOut: true } : {}),
+          },
+        }
       : {}),
     agent: { clusterCidrs: s.clusterCidr, ...(s.mtu !== undefined ? { mtu: s.mtu } : {}) },
     ...(prom
@@ -261,6 +272,7 @@ async function runNode(cmd: Command): Promise<void> {
             iptables: (sec) => prom.iptablesApply.observe(sec),
             fibBatch: (fib, sec) => prom.fibBatch.observe({ fib }, sec),
             updateToKernel: (sec) => prom.updateToKernel.observe(sec),
+            watchToApplied: (path, sec) => prom.watchToApplied.observe({ path }, sec),
             driftRepaired: (kinds) => {
               for (const kind of kinds) prom.driftRepairs.inc({ kind });
             },

@@ -14,10 +14,35 @@ import {
   type Cidr,
   cidrContains,
   cidrOverlaps,
+  type Family,
   formatAddress,
-  parseAddress,
-  parseCidr,
+  parseAddress as parseAddressText,
+  parseCidr as parseCidrText,
 } from "../lib/ip.js";
+
+// Every render (the fast path's, at each change of any node's blocks) parses the same cluster's
+// CIDRs and addresses again: each text is parsed once (bounded memo; the values are read-only).
+const MEMO_MAX = 200_000;
+const cidrMemo = new Map<string, Cidr>();
+const addressMemo = new Map<string, { family: Family; value: bigint }>();
+function parseCidr(text: string, strict: false): Cidr {
+  let c = cidrMemo.get(text);
+  if (c === undefined) {
+    c = parseCidrText(text, strict);
+    if (cidrMemo.size >= MEMO_MAX) cidrMemo.clear();
+    cidrMemo.set(text, c);
+  }
+  return c;
+}
+function parseAddress(text: string): { family: Family; value: bigint } {
+  let a = addressMemo.get(text);
+  if (a === undefined) {
+    a = parseAddressText(text);
+    if (addressMemo.size >= MEMO_MAX) addressMemo.clear();
+    addressMemo.set(text, a);
+  }
+  return a;
+}
 
 export const VXLAN_DEVICE_V4 = "vxlan.ocelot";
 export const VXLAN_DEVICE_V6 = "vxlan-v6.ocelot";

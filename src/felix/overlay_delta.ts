@@ -23,18 +23,44 @@ const neighKey = (n: Neighbour) => `${n.dev}|${n.dst}`;
 const fdbKey = (f: FdbEntry) => `${f.dev}|${f.mac}`;
 const routeId = (r: Route) => routeKey(r);
 
-/** The changes between two lists keyed by key: new or different ones set, vanished ones removed. */
+/** Plain data (what render produces: strings, numbers, booleans, arrays, objects) compared deeply. */
+export function sameData(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameData(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka)
+    if (!sameData((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
+      return false;
+  return true;
+}
+
+/**
+ * The changes between two lists keyed by key: new or different ones set, vanished ones removed.
+ * Each key computed once, entries compared structurally (no JSON text per entry: this runs for
+ * every block of the cluster at each change).
+ */
 function diff<T>(
   before: readonly T[],
   after: readonly T[],
   key: (x: T) => string,
 ): { set: T[]; remove: T[] } {
-  const old = new Map(before.map((x) => [key(x), JSON.stringify(x)]));
-  const next = new Set(after.map(key));
-  return {
-    set: after.filter((x) => old.get(key(x)) !== JSON.stringify(x)),
-    remove: before.filter((x) => !next.has(key(x))),
-  };
+  const old = new Map<string, T>();
+  for (const x of before) old.set(key(x), x);
+  const set: T[] = [];
+  for (const x of after) {
+    const k = key(x);
+    const was = old.get(k);
+    if (was === undefined || !sameData(was, x)) set.push(x);
+    old.delete(k);
+  }
+  return { set, remove: [...old.values()] };
 }
 
 /**

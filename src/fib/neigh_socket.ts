@@ -127,17 +127,22 @@ export class NeighbourSocket {
 
   /**
    * Sends ops in order in one sendmsg; resolves with the failures (a missing entry's delete is
-   * not one).
+   * not one). `onSent` is called once the requests are in the kernel, before their answers are
+   * read: rtnetlink applies a request within the sendmsg that carries it, so what the caller
+   * sends after onSent (on any socket) is applied after these (a retry after ENODEV excepted).
    */
-  async run(ops: readonly NeighOp[]): Promise<NeighFailure[]> {
-    if (ops.length === 0) return [];
+  async run(ops: readonly NeighOp[], onSent?: () => void): Promise<NeighFailure[]> {
+    if (ops.length === 0) {
+      onSent?.();
+      return [];
+    }
     // Interface indexes from the last dump while they name every device asked for; a device
     // made again gets a new index, so a request that fails with ENODEV is retried once after a
     // fresh dump.
     const names = new Set(ops.map((o) => o.dev));
     if (!this.ifindexes || [...names].some((n) => !this.ifindexes?.has(n)))
       this.ifindexes = await this.links();
-    const first = await this.send1(ops, this.ifindexes);
+    const first = await this.send1(ops, this.ifindexes, onSent);
     if (!first.some((f) => f.errno === ENODEV)) return first;
     this.ifindexes = await this.links();
     const again = ops.filter((o) => first.some((f) => f.what === o.what && f.errno === ENODEV));
@@ -150,6 +155,7 @@ export class NeighbourSocket {
   private async send1(
     ops: readonly NeighOp[],
     links: ReadonlyMap<string, number>,
+    onSent?: () => void,
   ): Promise<NeighFailure[]> {
     const failures: NeighFailure[] = [];
     const w = new MessageWriter(256 * ops.length);
@@ -176,6 +182,7 @@ export class NeighbourSocket {
       );
     }
     if (sent.length > 0) this.send(w);
+    onSent?.();
     await Promise.all(pending);
     for (const { op, waiter } of sent) {
       const errno = waiter.errno ?? 0;

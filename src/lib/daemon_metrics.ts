@@ -120,6 +120,35 @@ export function addAgentMetrics(reg: MetricsRegistry, a: AgentCounters): void {
   );
 }
 
+/** IPAM in the node daemon (its tunnel addresses; the CNI plugin's IPAM is not counted here). */
+export function addIpamMetrics(
+  reg: MetricsRegistry,
+  c: {
+    operations: Record<string, { ok: number; error: number }>;
+    blockClaims: number;
+    casConflicts: Record<string, number>;
+  },
+): void {
+  reg.counter(
+    "ocelot_ipam_operations_total",
+    "IPAM operations of the node daemon (its tunnel addresses; pods' IPAM runs in the CNI plugin, not counted here), by operation and result.",
+    Object.entries(c.operations).flatMap(([op, r]) => [
+      { labels: { op, result: "ok" }, value: r.ok },
+      { labels: { op, result: "error" }, value: r.error },
+    ]),
+  );
+  reg.counter(
+    "ocelot_ipam_block_claims_total",
+    "IPAM blocks the node daemon created for this node (a block claim's second phase).",
+    c.blockClaims,
+  );
+  reg.counter(
+    "ocelot_ipam_cas_conflicts_total",
+    "Compare-and-swap writes of the node daemon's IPAM the datastore refused (another writer was first; each is read again and retried), by record.",
+    Object.entries(c.casConflicts).map(([record, value]) => ({ labels: { record }, value })),
+  );
+}
+
 /** Resident memory and start time, under the standard process_* names. */
 export function addProcessMetrics(
   reg: MetricsRegistry,

@@ -2,7 +2,8 @@
 // metrics (process_*, nodejs_*), the snapshot families of daemon_metrics.ts mirrored into
 // prom-client gauges and counters under their names at each scrape, and what an operator graphs
 // over time: histograms of event-loop delay (perf_hooks.monitorEventLoopDelay, the worst delay
-// of each second), convergence passes, the agent's iptables apply and its FIB batch, and
+// of each second), convergence passes, the agent's iptables apply and its FIB batch, the node
+// daemon's watch-event-to-applied lag, and
 // counters of NOTIFICATIONs and session changes taken from the speaker's log lines. Owns: the
 // registry and the observations. Not: where the numbers come from, or serving them.
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -21,6 +22,7 @@ export class PromMetrics {
   readonly iptablesApply: client.Histogram<string>;
   readonly fibBatch: client.Histogram<"fib">;
   readonly updateToKernel: client.Histogram<string>;
+  readonly watchToApplied: client.Histogram<"path">;
   readonly notifications: client.Counter<"direction" | "code" | "subcode">;
   readonly sessionChanges: client.Counter<"peer" | "change">;
   readonly driftRepairs: client.Counter<"kind">;
@@ -61,6 +63,13 @@ export class PromMetrics {
     this.updateToKernel = new client.Histogram({
       name: "ocelot_bgp_update_to_kernel_seconds",
       help: "Per BGP FIB batch, from the oldest UPDATE received in it to the kernel's acknowledgement.",
+      buckets: SECONDS_BUCKETS,
+      registers: r,
+    });
+    this.watchToApplied = new client.Histogram({
+      name: "ocelot_datastore_watch_to_applied_seconds",
+      help: "Node daemon: from a datastore watch event's delivery (its cache updated at once) to the end of the work it caused: the overlay fast path's netlink writes acknowledged (path overlay_fast, only when it changed the kernel) or the convergence pass that took it (path pass). The store's own delay before delivery is not in it (neither etcd nor SQLite records a write's time).",
+      labelNames: ["path"],
       buckets: SECONDS_BUCKETS,
       registers: r,
     });

@@ -34,6 +34,8 @@ export interface BgpHost {
   status(): { speaker: StatusSnapshot; fib: FibStatus };
   /** The speaker's Loc-RIB (as the status socket's "routes"). */
   routes(): RoutesSnapshot;
+  /** The BMP station connection (for /metrics), when one is configured. */
+  readonly bmp?: BmpClient;
 }
 
 export type FibStatus = ReturnType<KernelFib["status"]>;
@@ -48,7 +50,7 @@ export async function startBgp(
     /** Append every UPDATE received to MRT BGP4MP files there (rotated). */
     mrtUpdates?: UpdateDumpOptions;
     /** Export to a BMP station (RFC 7854). */
-    bmp?: { station: string; statsIntervalMs: number };
+    bmp?: { station: string; statsIntervalMs: number; adjRibOut?: boolean };
     /** Each BGP FIB batch's time to the kernel's acknowledgement. */
     onFibBatch?: (seconds: number) => void;
     onUpdateToKernel?: (seconds: number) => void;
@@ -164,6 +166,7 @@ export async function startBgp(
     },
     status: () => ({ speaker: withBfd(speaker.status()), fib: fib.status() }),
     routes: () => speaker.routes(),
+    ...(bmp ? { bmp } : {}),
     async stop() {
       await chain.catch(() => {});
       await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Speaker stop"));

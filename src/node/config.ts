@@ -75,6 +75,8 @@ export interface NodeSettings {
   /** Set: this node campaigns to run kube-controllers against this kubeconfig's API server. */
   kubeconfig?: string;
   kubeControllersLeaseTtlMs: number;
+  /** Mirror UPDATEs sent too (RFC 8671 post-policy Adj-RIB-Out). */
+  bmpAdjRibOut: boolean;
 }
 
 /** Where a value came from, for errors and the start-up log. */
@@ -271,6 +273,11 @@ export const NODE_SETTINGS: readonly Def[] = [
     "--kube-controllers-lease-ttl <duration>",
     ["OCELOT_KUBE_CONTROLLERS_LEASE_TTL"],
     "the kube-controllers lease's TTL: another node takes over this long after the leader stops renewing (default 15s)",
+  ),
+  def(
+    "--bmp-adj-rib-out <bool>",
+    ["OCELOT_BMP_ADJ_RIB_OUT"],
+    "also mirror the UPDATEs sent to peers to the BMP station (RFC 8671 Adj-RIB-Out; default false)",
   ),
 ];
 
@@ -635,6 +642,7 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
       opt("bmpStatsInterval", (r) => (str(r) === "0" ? 0 : durationMs(r))) ?? 60_000,
     ...optional("kubeconfig", opt("kubeconfig", str)),
     kubeControllersLeaseTtlMs: opt("kubeControllersLeaseTtl", durationMs) ?? 15_000,
+    bmpAdjRibOut: opt("bmpAdjRibOut", bool) ?? false,
   };
   return { settings, sources };
 }

@@ -11,11 +11,14 @@
 // neighbours and FDB entries it changes, over netlink (src/felix/overlay_delta.ts,
 // overlay_fast.ts). A Node change still runs the debounced full pass after it; an affinity
 // change only when the fast path could not apply it or this node's own blocks changed (nothing
-// else depends on other nodes' blocks), else the periodic resync reconciles.
+// else depends on other nodes' blocks), else the periodic resync reconciles. Each watch event's
+// delivery is timed to the end of the work it caused (the fast path's netlink writes, or the
+// pass) for the watch-lag histogram. While the speaker does not run, the daemon serves the status
+// socket itself (the node's commands, log-level), so it answers with BGP off too.
 // Owns: the loop, its ordering and logging. Not: what the state is (agent_state.ts,
 // bgp_state.ts) or how it is applied.
 
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { BGPFilter } from "../api/bgp.js";
 import { decodeResource } from "../api/client.js";
@@ -27,7 +30,7 @@ import type { GlobalNetworkPolicy, K8sNetworkPolicy, NetworkPolicy } from "../ap
 import { type KindInfo, kindOf, kindPrefix } from "../api/registry.js";
 import type { Tier } from "../api/tier.js";
 import { type BgpdConfig, resolvePasswordFiles } from "../bgp/config.js";
-import type { NodeStatus } from "../bgp/status.js";
+import { type NodeStatus, serveStatus } from "../bgp/status.js";
 import type { Datastore, KeyValue } from "../datastore/types.js";
 import { applyDataplane, readHostInterfaces, spawnRunner } from "../felix/apply.js";
 import { renderDataplane } from "../felix/dataplane.js";
@@ -41,6 +44,7 @@ import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { decodeAffinity, IpamKeys } from "../ipam/records.js";
 import type { AgentCounters } from "../lib/daemon_metrics.js";
 import type { Log } from "../lib/log.js";
+import { NETNS_STATUS_DIR } from "../lib/status_socket_path.js";
 import {
   type AgentOptions,
   agentInput,
@@ -54,6 +58,7 @@ import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
 import { type BgpSnapshot, isEncapsulatingPool, type PeerKind, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
 import { NodeStatusWriter } from "./calico_node_status.js";
+import { CountedIpamStore } from "./ipam_counted.js";
 import { registerNode } from "./registration.js";
 import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
 
@@ -104,12 +109,17 @@ export interface DaemonOptions {
     updateToKernel?(seconds: number): void;
     /** Kernel drift the agent repaired (its input unchanged), one kind per change. */
     driftRepaired?(kinds: string[]): void;
+    /**
+     * From a watch event's delivery to this daemon (the cache takes it at once) to the end of the
+     * work it caused: the overlay fast path's netlink writes acknowledged, or the pass that took it.
+     */
+    watchToApplied?(path: "overlay_fast" | "pass", seconds: number): void;
   };
   log: Log;
   /** Append every UPDATE received to MRT BGP4MP files (src/bgp/mrt/update_dump.ts). */
   mrtUpdates?: { dir: string; rotateBytes?: number; rotateMs?: number };
   /** Export to a BMP station (src/bgp/bmp/). */
-  bmp?: { station: string; statsIntervalMs: number };
+  bmp?: { station: string; statsIntervalMs: number; adjRibOut?: boolean };
   /** The BGP speaker's log (its own subsystem's level); default: log. */
   bgpLog?: Log;
   /**
@@ -197,6 +207,8 @@ export class NodeDaemon {
   /** Set while the datastore does not answer the probe: since when, and its error. */
   private datastoreDown: { since: number; error: string } | undefined;
   private statusWriter: NodeStatusWriter | undefined;
+  /** The status socket served by the daemon itself while the speaker (which serves it otherwise) does not run. */
+  private ownStatus: { close(): Promise<void> } | undefined;
   private readonly bootTime = new Date().toISOString();
   private lastReconfiguration: string | undefined;
   private running: Promise<void> | undefined;
@@ -220,6 +232,9 @@ export class NodeDaemon {
   private fastScheduled = false;
   /** Areas a change waiting for the fast path marks dirty unless the fast path handles it. */
   private fastFallback = new Set<Area>();
+  /** When the oldest watch event not yet taken by a pass / by the fast path arrived (performance.now()). */
+  private passPendingSince: number | undefined;
+  private fastPendingSince: number | undefined;
   private lastOwnAffinities = "";
   /** Fast-path runs that changed the kernel (for tests and logs). */
   fastPasses = 0;
@@ -233,6 +248,8 @@ export class NodeDaemon {
   readonly statusCommands: Record<string, (args: unknown) => unknown> = {
     node: () => this.nodeInfo(),
   };
+  /** The node's IPAM (tunnel addresses), counted for /metrics. */
+  readonly ipam: CountedIpamStore;
   /** Counters for /metrics (src/lib/daemon_metrics.ts). */
   readonly stats: AgentCounters = {
     convergences: { agent: 0, bgp: 0 },
@@ -250,6 +267,7 @@ export class NodeDaemon {
     readonly opts: DaemonOptions,
   ) {
     this.prefixes = nodeWatchPrefixes();
+    this.ipam = new CountedIpamStore(store);
     const p = this.prefixes;
     this.areasOf = new Map<string, Area[]>([
       [p.weps, ["agent"]],
@@ -297,17 +315,19 @@ export class NodeDaemon {
     if (!o.openAgentFib) this.neigh = NeighbourSocket.open(o.netns);
     this.cache = new PrefixCache(this.store, Object.values(this.prefixes), {
       onChange: (prefix) => {
+        // Called as the watch message is delivered (the cache applied it synchronously).
+        const now = performance.now();
         const areas = this.areasOf.get(prefix) ?? ["agent", "bgp"];
         if (this.neigh && prefix === this.prefixes.affinities) {
           // The fast path decides whether the full pass must follow (see the module comment).
           for (const a of areas) this.fastFallback.add(a);
-          this.scheduleOverlayFast();
+          this.scheduleOverlayFast(now);
           return;
         }
         // Nodes (tunnel addresses, VTEP MACs) and workloads (borrowed addresses) too.
         if (this.neigh && (prefix === this.prefixes.nodes || prefix === this.prefixes.weps))
-          this.scheduleOverlayFast();
-        this.changed(areas);
+          this.scheduleOverlayFast(now);
+        this.changed(areas, now);
       },
       onResync: (prefix, why) => {
         this.stats.watchResyncs++;
@@ -321,6 +341,7 @@ export class NodeDaemon {
     this.timer = undefined;
     this.dirty = new Set<Area>(["agent", "bgp"]);
     await this.converge();
+    await this.statusWithoutSpeaker();
     this.startProbe();
     const every = o.resyncIntervalMs ?? 60_000;
     const tick = () => {
@@ -433,6 +454,13 @@ export class NodeDaemon {
     await this.running?.catch(() => {});
     await this.bgp?.stop().catch((e: Error) => this.log.error({ error: e.message }, "BGP stop"));
     this.bgp = undefined;
+    if (this.ownStatus) {
+      await this.ownStatus.close();
+      this.ownStatus = undefined;
+      // A namespace's well-known socket directory goes with its daemon (as bgp_run.ts does).
+      const dir = dirname(this.opts.statusSocket ?? DEFAULT_STATUS_SOCKET);
+      if (dirname(dir) === NETNS_STATUS_DIR) rmSync(dir, { recursive: true, force: true });
+    }
     await this.fastRunning?.catch(() => {});
     this.neigh?.close();
     this.neigh = undefined;
@@ -440,8 +468,10 @@ export class NodeDaemon {
   }
 
   /** Runs the overlay's fast path soon (once for all changes of this turn of the event loop). */
-  private scheduleOverlayFast(): void {
-    if (!this.neigh || this.stopped || this.fastScheduled) return;
+  private scheduleOverlayFast(arrived: number): void {
+    if (!this.neigh || this.stopped) return;
+    this.fastPendingSince = Math.min(this.fastPendingSince ?? arrived, arrived);
+    if (this.fastScheduled) return;
     this.fastScheduled = true;
     setImmediate(() => {
       this.fastScheduled = false;
@@ -460,16 +490,18 @@ export class NodeDaemon {
       this.fastAgain = false;
       const fallback = [...this.fastFallback];
       this.fastFallback.clear();
+      const since = this.fastPendingSince ?? performance.now();
+      this.fastPendingSince = undefined;
       let handled = false;
       try {
-        handled = await this.overlayFast();
+        handled = await this.overlayFast(since);
       } catch (err) {
         this.log.warn(
           { error: (err as Error).message },
           "Overlay fast path failed (the pass repairs)",
         );
       }
-      if (!handled && fallback.length > 0) this.changed(fallback);
+      if (!handled && fallback.length > 0) this.changed(fallback, since);
     } while (this.fastAgain && !this.stopped);
   }
 
@@ -478,7 +510,7 @@ export class NodeDaemon {
    * neighbours and FDB entries that changed since it was last applied, written over netlink. A
    * change of the devices themselves is the full pass's (it follows anyway).
    */
-  private async overlayFast(): Promise<boolean> {
+  private async overlayFast(arrived: number): Promise<boolean> {
     const applied = this.overlayApplied;
     if (!applied || !this.neigh || this.stopped) return false;
     const t0 = performance.now();
@@ -501,16 +533,25 @@ export class NodeDaemon {
     this.overlayApplied = { state: next, gen, present: applied.present };
     if (isEmptyDelta(delta)) return !ownChanged;
     const t1 = performance.now();
-    const { failures, entriesMs, routesMs } = await applyOverlayDelta(delta, {
+    const { failures, entriesMs, routesMs, removedMs } = await applyOverlayDelta(delta, {
       fib: this.agentFib as Fib,
       neigh: this.neigh,
     });
     this.fastPasses++;
-    const ms = Math.round((performance.now() - t0) * 10) / 10;
+    const t2 = performance.now();
+    this.opts.observe?.watchToApplied?.("overlay_fast", (t2 - arrived) / 1000);
+    const r1 = (x: number) => Math.round(x * 10) / 10;
+    const ms = r1(t2 - t0);
     const counts = {
-      renderMs: Math.round((t1 - t0) * 10) / 10,
+      // The watch event's delivery (wall clock, Date.now()'s ms: comparable across processes)
+      // and its wait for the fast path to start.
+      arrivedAt: r1(Date.now() - (performance.now() - arrived)),
+      waitMs: r1(t0 - arrived),
+      renderMs: r1(t1 - t0),
+      // From the netlink writes' start: entries and routes acknowledged (they overlap), stale entries removed.
       entriesMs,
       routesMs,
+      removedMs,
       routes: `+${delta.setRoutes.length} -${delta.removeRoutes.length}`,
       neighbours: `+${delta.setNeighbours.length} -${delta.removeNeighbours.length}`,
       fdb: `+${delta.setFdb.length} -${delta.removeFdb.length}`,
@@ -525,7 +566,10 @@ export class NodeDaemon {
     return failures.length === 0 && !ownChanged;
   }
 
-  private changed(areas: Area[]): void {
+  /** Marks areas dirty; `arrived`: when the watch event that caused it was delivered. */
+  private changed(areas: Area[], arrived?: number): void {
+    if (arrived !== undefined)
+      this.passPendingSince = Math.min(this.passPendingSince ?? arrived, arrived);
     for (const a of areas) this.dirty.add(a);
     this.schedule(this.opts.debounceMs ?? 50);
   }
@@ -551,6 +595,8 @@ export class NodeDaemon {
     while (this.dirty.size > 0 && !this.stopped) {
       const areas = new Set(this.dirty);
       this.dirty.clear();
+      const arrived = this.passPendingSince;
+      this.passPendingSince = undefined;
       this.log.debug({ areas: [...areas] }, "Converging");
       const snap = this.snapshot();
       const t0 = performance.now();
@@ -591,6 +637,10 @@ export class NodeDaemon {
         this.retryLater("agent");
       }
       await bgp();
+      // No speaker (off, not configured, or it failed to start): the daemon serves the socket.
+      if (!this.bgp) await this.statusWithoutSpeaker();
+      if (arrived !== undefined)
+        this.opts.observe?.watchToApplied?.("pass", (performance.now() - arrived) / 1000);
       st.lastDurationMs = performance.now() - t0;
       st.lastAt = Date.now();
       this.passes++;
@@ -675,7 +725,7 @@ export class NodeDaemon {
     const me = snap.nodes.find((n) => n.metadata.name === name);
     if (!me || planTunnels(snap.pools, me).every((s) => s.op === "keep")) return;
     try {
-      const updated = await ensureTunnelAddresses(this.store, name, snap.pools);
+      const updated = await ensureTunnelAddresses(this.store, name, snap.pools, this.ipam);
       if (!updated) return;
       snap.nodes = snap.nodes.map((n) => (n.metadata.name === name ? updated : n));
       const s = updated.spec;
@@ -825,6 +875,7 @@ export class NodeDaemon {
       if (this.bgp) {
         await this.bgp.stop();
         this.bgp = undefined;
+        await this.statusWithoutSpeaker();
       }
       return;
     }
@@ -834,6 +885,9 @@ export class NodeDaemon {
     const config = resolvePasswordFiles(r.config);
     this.peerKinds = r.peerKinds;
     if (!this.bgp) {
+      // The speaker serves the status socket from now on.
+      await this.ownStatus?.close();
+      this.ownStatus = undefined;
       this.bgp = await startBgp(config, {
         log: this.opts.bgpLog ?? this.log,
         netns: this.opts.netns,
@@ -853,6 +907,30 @@ export class NodeDaemon {
     await this.bgp.apply(config);
     this.lastReconfiguration = new Date().toISOString();
     this.log.info({ ...summary(config), ...diffSummary(before, config) }, "BGP: reconfigured");
+  }
+
+  /**
+   * Serves the status socket while the speaker does not run (networking backend vxlan or none, or
+   * no BGP configuration yet): the node's own commands (node, log-level) answer; status and
+   * routes answer with why there is no speaker. A failure is logged, not fatal.
+   */
+  private async statusWithoutSpeaker(): Promise<void> {
+    if (this.bgp || this.ownStatus || this.stopped) return;
+    const path = this.opts.statusSocket ?? DEFAULT_STATUS_SOCKET;
+    const why = () =>
+      this.opts.bgp === false
+        ? "the BGP speaker does not run on this node (networking backend without BGP)"
+        : `the BGP speaker does not run on this node (${this.lastBgpReason || "not started"})`;
+    try {
+      this.ownStatus = await serveStatus(
+        path,
+        { status: () => ({ error: why() }) as never, routes: () => ({ error: why() }) as never },
+        this.statusCommands,
+      );
+      this.log.info({ socket: path }, "Status socket served without the BGP speaker");
+    } catch (err) {
+      this.log.warn({ socket: path, error: (err as Error).message }, "Status socket not served");
+    }
   }
 
   /** Ready (/readyz) once the first convergence of each area it runs succeeded. */
@@ -903,6 +981,11 @@ export class NodeDaemon {
   agentFibStatus(): FibStatus | undefined {
     const f = this.agentFib as unknown as { status?: () => FibStatus } | undefined;
     return typeof f?.status === "function" ? f.status() : undefined;
+  }
+
+  /** The speaker's BMP station connection (undefined when the speaker or BMP is off). */
+  get bmpClient(): BgpHost["bmp"] {
+    return this.bgp?.bmp;
   }
 
   /** The speaker's current config (undefined when it does not run). */

@@ -42,6 +42,18 @@ const METRICS_PORT = 9091;
 /** A wait's limit: only a hang reaches it (a loaded machine can be slow). */
 const DEMO_WAIT_MS = 120_000;
 const COMMAND_LIMIT_MS = 120_000;
+/** The set-up's phases in order, as build() ends them on its PhaseClock (progress lines). */
+export const SETUP_PHASES = [
+  "namespaces",
+  "resources applied",
+  "daemons started",
+  "Node registration",
+  "first convergence",
+  "sessions Established",
+  "pods wired",
+  "routes in every kernel",
+] as const;
+
 /** The phases that are BGP's: sessions coming up, and routes reaching every kernel. */
 export const BGP_PHASES = ["sessions Established", "routes in every kernel"] as const;
 
@@ -540,7 +552,10 @@ export async function firstPing(state: DemoState): Promise<PingResult> {
 }
 
 /** Pings every pod from one pod on each node (and the ToR), bounded: one packet, 2 s each. */
-export function checkConnectivity(state: DemoState): PingResult[] {
+export function checkConnectivity(
+  state: DemoState,
+  onEach?: (done: number, total: number) => void,
+): PingResult[] {
   const results: PingResult[] = [];
   const sources = state.nodes
     .map((n) => state.pods.find((p) => p.node === n.name))
@@ -550,7 +565,9 @@ export function checkConnectivity(state: DemoState): PingResult[] {
       encoding: "utf8",
     });
     results.push({ from, to: `${to.name} ${to.ip}`, ok: r.status === 0 });
+    onEach?.(results.length, total);
   };
+  const total = sources.length * (state.pods.length - 1) + state.pods.length;
   for (const src of sources)
     for (const dst of state.pods) if (dst !== src) ping(src.ns, `${src.name} ${src.ip}`, dst);
   for (const dst of state.pods) ping(state.tor.ns, `tor ${state.tor.address}`, dst);

@@ -191,4 +191,40 @@ describe.skipIf(skip)("ocelot demo", () => {
     expect(down?.status, `demo down: ${down?.stderr}`).toBe(0);
     expect(down?.stdout).toMatch(/demo: removed \d+ namespaces/);
   });
+
+  it("--progress with stderr piped: one progress line per step on stderr, in order, none on stdout (with --json the test above finds stderr empty)", () => {
+    const stateDir = mkdtempSync(join(tmpdir(), "ocelot-demo-"));
+    try {
+      const r = runSync(
+        bin,
+        [
+          ...["demo", "--nodes", "2", "--pods", "1", "--progress"],
+          ...["--prefix", `${RUN_PREFIX}p`, "--state-dir", stateDir],
+        ],
+        { encoding: "utf8", timeout: 150_000 },
+      );
+      expect(r.status, r.stderr).toBe(0);
+      const steps = r.stderr
+        .split("\n")
+        .filter((l) => l !== "")
+        .map((l) => /^demo: \[(\d+)\/12\] (.+?)(?: \d+\/\d+)?\.\.\. \d+\.\d s$/.exec(l));
+      expect(
+        steps.every((m) => m !== null),
+        r.stderr,
+      ).toBe(true);
+      const names = [...new Set(steps.map((m) => m?.[2]))];
+      expect(names).toEqual([
+        ...["namespaces", "resources applied", "daemons started", "Node registration"],
+        ...["first convergence", "sessions Established", "pods wired", "routes in every kernel"],
+        ...["first ping", "pings between all pods", "source address checks", "ocelot ipam check"],
+      ]);
+      // The pings' count: 2 source pods x 1 other + the ToR to 2 pods.
+      expect(r.stderr).toMatch(/pings between all pods 4\/4\.\.\./);
+      expect(r.stdout).not.toMatch(/\[\d+\/12\]/);
+      expect(r.stdout).toMatch(/demo: 4 of 4 pings answered/);
+    } finally {
+      runSync(bin, ["demo", "down", "--state-dir", stateDir], { encoding: "utf8" });
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
 });

@@ -38,6 +38,7 @@ describe("resolveNodeSettings()", () => {
       mrtRotateMs: 15 * 60_000,
       bmpStatsIntervalMs: 60_000,
       kubeControllersLeaseTtlMs: 15_000,
+      bmpAdjRibOut: false,
     });
     expect(sources).toEqual({});
   });
@@ -182,6 +183,7 @@ describe("resolveNodeSettings()", () => {
     [{ OCELOT_LOG_LEVEL: "loud" }, 'OCELOT_LOG_LEVEL: "loud" is not one of'],
     [{ OCELOT_RESYNC_INTERVAL: "soon" }, 'OCELOT_RESYNC_INTERVAL: "soon" is not a duration'],
     [{ OCELOT_BMP_STATION: "10.0.0.9" }, 'OCELOT_BMP_STATION: "10.0.0.9" is not host:port'],
+    [{ OCELOT_BMP_ADJ_RIB_OUT: "yes" }, 'OCELOT_BMP_ADJ_RIB_OUT: "yes" is not true or false'],
     [
       { OCELOT_CLUSTER_CIDRS: "10.0.0.0/8,nope" },
       'OCELOT_CLUSTER_CIDRS: "10.0.0.0/8,nope" has "nope"',
