@@ -2,8 +2,17 @@
 // a DUT (Ocelot, BIRD, FRR) in its own namespace; time from Established (the injector's
 // "Since", ms precision) until all N are in the DUT's kernel FIB (fib_triestat Main "Prefixes:"
 // minus a baseline), and the DUT's peak RSS (VmHWM). Prints figures and ratios to BIRD.
+//
+// The injector's stall: BIRD 2.0.12 sometimes holds its last UPDATE (the final step of its
+// export feed, N mod 256 routes: 160 of 100k) until its main loop wakes up for another reason,
+// up to its 3 s poll timeout (an event queued by a work-list event does not shorten that
+// poll), whichever DUT receives. Seen with strace on the injector: the last UPDATE written
+// 0.85 s and 3.007 s after the one before it, while the DUT had read everything else. A waker
+// asks the injector's control socket `show status` every 10 ms, so its loop never sleeps long
+// (the same for every target); `--wake 0` turns it off. The waker's pokes are counted.
 // Usage: npx tsx bench/bgp_inject.ts [--n 100000,1000000] [--targets ocelot,bird,frr] [--runs 1]
-import { spawnSync } from "node:child_process";
+//   [--wake 10]
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { link, Netns, RUN_PREFIX, sh, sleepSync } from "../test/helpers/netns.js";
@@ -20,6 +29,35 @@ const SIZES = arg("n", "100000").split(",").map(Number);
 const TARGETS = arg("targets", "ocelot,bird,frr").split(",") as Target[];
 const RUNS = Number(arg("runs", "1"));
 const TIMEOUT_S = Number(arg("timeout", "150"));
+const WAKE_MS = Number(arg("wake", "10"));
+
+/**
+ * A child that sends `show status` to a BIRD control socket each `ms` after the previous reply
+ * (so BIRD's main loop runs at least that often); prints its count on SIGTERM.
+ */
+function startWaker(socket: string, ms: number, countFile: string): ChildProcess {
+  const script = `
+const net = require("node:net");
+let n = 0, buf = "";
+const c = net.createConnection(${JSON.stringify(socket)});
+c.setEncoding("utf8");
+c.on("data", (d) => {
+  buf += d;
+  // A reply ends with a line "NNNN text" (a space after the code); the greeting is one.
+  if (/(^|\\n)\\d{4} [^\\n]*\\n$/.test(buf)) { buf = ""; setTimeout(() => { n++; c.write("show status\\n"); }, ${ms}); }
+});
+c.on("error", () => process.exit(0));
+process.on("SIGTERM", () => { require("node:fs").writeFileSync(${JSON.stringify(countFile)}, String(n)); process.exit(0); });
+`;
+  return spawn(process.execPath, ["-e", script], { stdio: ["ignore", "ignore", "inherit"] });
+}
+
+/** Stops the waker (by its pid) and returns how many times it asked. */
+function stopWaker(w: ChildProcess, countFile: string): number {
+  if (w.pid !== undefined && w.exitCode === null) w.kill("SIGTERM");
+  for (let i = 0; i < 50 && !existsSync(countFile); i++) sleepSync(20);
+  return existsSync(countFile) ? Number(readFileSync(countFile, "utf8")) : Number.NaN;
+}
 
 function routesConf(n: number): string {
   if (n > 1 << 20) throw new Error(`N ${n} does not fit in 10.0.0.0/12`);
@@ -96,10 +134,13 @@ interface Result {
   hwm: number;
   hwmDetail: string;
   count: number;
+  /** `show status` requests the waker sent the injector. */
+  wakes: number;
 }
 
 function runOne(target: Target, n: number): Result {
   const lab = new PeerLab();
+  let waker: ChildProcess | undefined;
   const gen = Netns.create("gen");
   const dut = Netns.create("dut");
   try {
@@ -117,6 +158,8 @@ function runOne(target: Target, n: number): Result {
     console.error(
       `[${target} N=${n}] injector loaded in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
     );
+    const wakeFile = join(gd, "wakes");
+    waker = WAKE_MS > 0 ? startWaker(injector.socket, WAKE_MS, wakeFile) : undefined;
     const base = fibCount(dut);
     let pids: number[] = [];
     let ocelot: OcelotPeer | undefined;
@@ -162,6 +205,8 @@ function runOne(target: Target, n: number): Result {
       }
       sleepSync(100);
     }
+    const wakes = waker ? stopWaker(waker, join(gd, "wakes")) : 0;
+    waker = undefined;
     // Established time from the injector (ms precision).
     const line = injector
       .cmd("show", "protocols", "dut")
@@ -180,6 +225,7 @@ function runOne(target: Target, n: number): Result {
       hwm: hwms.reduce((s, [, m]) => s + m, 0),
       hwmDetail: hwms.map(([c, m]) => `${c}=${m.toFixed(1)}MiB`).join(" "),
       count,
+      wakes,
     };
     if (ocelot && process.env.OCELOT_SNAPSHOT_WAIT) {
       // With OCELOT_NODE_ARGS="--heapsnapshot-signal=SIGUSR2": a heap snapshot after convergence.
@@ -199,6 +245,7 @@ function runOne(target: Target, n: number): Result {
     }
     return r;
   } finally {
+    if (waker?.pid !== undefined && waker.exitCode === null) waker.kill("SIGKILL");
     lab.cleanup();
     gen.destroy();
     dut.destroy();
@@ -220,7 +267,7 @@ function main(): void {
         results.push(r);
         const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
         console.log(
-          `inject target=${r.target} N=${r.n} fib_s=${r.fibS?.toFixed(3) ?? "TIMEOUT"} fib99_s=${r.fib99S?.toFixed(3) ?? "-"} fib_count=${r.count} peak_rss: ${r.hwmDetail} load=${load}`,
+          `inject target=${r.target} N=${r.n} fib_s=${r.fibS?.toFixed(3) ?? "TIMEOUT"} fib99_s=${r.fib99S?.toFixed(3) ?? "-"} fib_count=${r.count} peak_rss: ${r.hwmDetail} injector_wakes=${r.wakes} load=${load}`,
         );
       }
     }
