@@ -1,7 +1,9 @@
 // The headline benchmark (as root): a BIRD 2 injector sends N IPv4 /32s over one eBGP session to
 // a DUT (Ocelot, BIRD, FRR) in its own namespace; time from Established (the injector's
 // "Since", ms precision) until all N are in the DUT's kernel FIB (fib_triestat Main "Prefixes:"
-// minus a baseline), and the DUT's peak RSS (VmHWM). Prints figures and ratios to BIRD.
+// minus a baseline), and the DUT's peak RSS (VmHWM) and peak RssAnon (sampled every 100 ms: its
+// own memory, without the ~40 MiB of Node's binary that VmHWM counts and every Node.js process
+// on the host shares). Prints figures and ratios to BIRD.
 //
 // The injector's stall: BIRD 2.0.12 sometimes holds its last UPDATE (the final step of its
 // export feed, N mod 256 routes: 160 of 100k) until its main loop wakes up for another reason,
@@ -117,6 +119,16 @@ function fibCount(ns: Netns): number {
   return m ? Number(m[1]) : 0;
 }
 
+/** RssAnon (MiB): the process's own memory, without the file pages (Node's binary) it shares. */
+function anonMiB(pid: number): number {
+  try {
+    const m = /RssAnon:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
 function hwmMiB(pid: number): number {
   try {
     const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -133,6 +145,8 @@ interface Result {
   fib99S: number | null;
   hwm: number;
   hwmDetail: string;
+  /** Peak of the DUT's summed RssAnon, sampled at every poll (100 ms). */
+  anonPeak: number;
   count: number;
   /** `show status` requests the waker sent the injector. */
   wakes: number;
@@ -188,9 +202,14 @@ function runOne(target: Target, n: number): Result {
     let fibAt: number | null = null;
     let fib99At: number | null = null;
     let count = 0;
+    let anonPeak = 0;
     const deadline = Date.now() + TIMEOUT_S * 1000;
     while (Date.now() < deadline) {
       count = fibCount(dut) - base;
+      anonPeak = Math.max(
+        anonPeak,
+        pids.reduce((s, p) => s + anonMiB(p), 0),
+      );
       const now = Date.now();
       if (fib99At === null && count >= n99) fib99At = now;
       if (process.env.OCELOT_RSS_TRACE && pids.length === 1) {
@@ -223,6 +242,7 @@ function runOne(target: Target, n: number): Result {
       fibS: fibAt === null ? null : (fibAt - est) / 1000,
       fib99S: fib99At === null ? null : (fib99At - est) / 1000,
       hwm: hwms.reduce((s, [, m]) => s + m, 0),
+      anonPeak,
       hwmDetail: hwms.map(([c, m]) => `${c}=${m.toFixed(1)}MiB`).join(" "),
       count,
       wakes,
@@ -267,7 +287,7 @@ function main(): void {
         results.push(r);
         const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
         console.log(
-          `inject target=${r.target} N=${r.n} fib_s=${r.fibS?.toFixed(3) ?? "TIMEOUT"} fib99_s=${r.fib99S?.toFixed(3) ?? "-"} fib_count=${r.count} peak_rss: ${r.hwmDetail} injector_wakes=${r.wakes} load=${load}`,
+          `inject target=${r.target} N=${r.n} fib_s=${r.fibS?.toFixed(3) ?? "TIMEOUT"} fib99_s=${r.fib99S?.toFixed(3) ?? "-"} fib_count=${r.count} peak_rss: ${r.hwmDetail} peak_rss_anon=${r.anonPeak.toFixed(1)}MiB injector_wakes=${r.wakes} load=${load}`,
         );
       }
     }
@@ -283,7 +303,7 @@ function main(): void {
     const frr = best("frr");
     if (bird && oc) {
       console.log(
-        `ratio N=${n} ocelot/bird time=${((oc.fibS as number) / (bird.fibS as number)).toFixed(2)} rss=${(oc.hwm / bird.hwm).toFixed(2)}`,
+        `ratio N=${n} ocelot/bird time=${((oc.fibS as number) / (bird.fibS as number)).toFixed(2)} rss=${(oc.hwm / bird.hwm).toFixed(2)} rss_anon=${(oc.anonPeak / bird.anonPeak).toFixed(2)}`,
       );
     }
     if (bird && frr) {
