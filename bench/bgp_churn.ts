@@ -9,7 +9,7 @@
 // fresh Node.js process runs its hot paths unoptimised at first (V8 tiers them up within ~2 s
 // of churn: p99 200-320 ms in those seconds, 10-100 ms after, on a loaded machine).
 // Usage: npx tsx bench/bgp_churn.ts [--seconds 10] [--warmup 3] [--rate 10000]
-//   [--targets ocelot,bird] [--hold 9] [--life 1000] [--per-second]
+//   [--targets ocelot,bird] [--hold 9] [--life 1000] [--cycle 10000] [--per-second]
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -38,8 +38,12 @@ const TARGETS = arg("targets", "ocelot,bird").split(",");
 const TICK_MS = 10;
 const PER_TICK = Math.max(1, Math.round((RATE * TICK_MS) / 1000));
 const LIFE_TICKS = Math.max(1, Math.round(LIFE_MS / TICK_MS));
-/** Prefixes cycle through a ring twice the live set: 10.64.0.0 + (i mod RING). */
-const RING = 2 * PER_TICK * LIFE_TICKS;
+/**
+ * Prefixes cycle through a ring of 10.64.0.0 + (i mod RING), one cycle --cycle ms (default 10 s)
+ * and at least twice the live set: a kernel event is told from the next cycle's by time.
+ */
+const CYCLE_MS = Math.max(Number(arg("cycle", "10000")), 2 * LIFE_TICKS * TICK_MS);
+const RING = PER_TICK * Math.round(CYCLE_MS / TICK_MS);
 const BASE = (10 << 24) | (64 << 16);
 const PEER_AS = 65050;
 const DUT_AS = 64530;
@@ -218,31 +222,37 @@ interface Latencies {
 function pair(log: ChurnLog, w: KernelWatch): Latencies {
   const events: number[][] = Array.from({ length: RING }, () => []);
   for (let k = 0; k < w.idx.length; k++) events[w.idx[k] as number]?.push(k);
-  const cursor = new Int32Array(RING);
+  // Per prefix, its changes in send order: [kind (1 announce, 0 withdraw), send time].
+  const actions: number[][] = Array.from({ length: RING }, () => []);
+  for (const [s, a, wd] of log.ticks) {
+    for (let k = 0; k < PER_TICK; k++) actions[(a + k) % RING]?.push(1, s);
+    if (wd >= 0) for (let k = 0; k < PER_TICK; k++) actions[(wd + k) % RING]?.push(0, s);
+  }
   const out: number[] = [];
   const warm: number[] = [];
   const secs: number[][] = [];
   const t0 = log.ticks[0]?.[0] ?? 0;
   let missing = 0;
-  const match = (i: number, kind: number, s: number) => {
+  for (let i = 0; i < RING; i++) {
     const ev = events[i] as number[];
-    for (let c = cursor[i] as number; c < ev.length; c++) {
-      const k = ev[c] as number;
-      if ((w.kind[k] as number) === kind && (w.at[k] as number) >= s - 1) {
+    const act = actions[i] as number[];
+    let c = 0;
+    for (let j = 0; j < act.length; j += 2) {
+      const kind = act[j] as number;
+      const s = act[j + 1] as number;
+      // The next change of the same kind to this prefix: an event after it is that one's.
+      const bound = (act[j + 5] as number | undefined) ?? Number.POSITIVE_INFINITY;
+      while (c < ev.length && (w.at[ev[c] as number] as number) < s - 1) c++;
+      const k = ev[c];
+      if (k !== undefined && w.kind[k] === kind && (w.at[k] as number) < bound) {
+        const lat = (w.at[k] as number) - s;
         const sec = Math.floor((s - t0) / 1000);
-        (sec < WARMUP ? warm : out).push((w.at[k] as number) - s);
+        (sec < WARMUP ? warm : out).push(lat);
         if (secs[sec] === undefined) secs[sec] = [];
-        secs[sec]?.push((w.at[k] as number) - s);
-        cursor[i] = c + 1;
-        return;
-      }
+        secs[sec]?.push(lat);
+        c++;
+      } else missing++; // never reached the kernel (coalesced with the next change) or lost
     }
-    missing++;
-  };
-  // Changes in send order: per tick, the announces, then the withdrawals.
-  for (const [s, a, wd] of log.ticks) {
-    for (let k = 0; k < PER_TICK; k++) match((a + k) % RING, 1, s);
-    if (wd >= 0) for (let k = 0; k < PER_TICK; k++) match((wd + k) % RING, 0, s);
   }
   const ms = Float64Array.from(out).sort();
   const perSecond = secs.map((v): [number, number] => {
