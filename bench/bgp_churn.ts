@@ -383,14 +383,9 @@ protocol bgp churn {
     let ocelotU2k = "n/a";
     if (target === "ocelot") {
       try {
-        const text = sh("ip", [
-          "netns",
-          "exec",
-          dut.name,
-          "curl",
-          "-s",
-          `http://127.0.0.1:${METRICS_PORT}/metrics`,
-        ]);
+        // Node's fetch inside the DUT's namespace (no curl needed).
+        const get = `fetch("http://127.0.0.1:${METRICS_PORT}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`;
+        const text = sh("ip", ["netns", "exec", dut.name, process.execPath, "-e", get]);
         const h = histogram(text, "ocelot_event_loop_delay_seconds");
         loop = `${h.count} s: p99 ${h.p99}, max ${h.max}`;
         const u = histogram(text, "ocelot_bgp_update_to_kernel_seconds");
