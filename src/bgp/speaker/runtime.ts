@@ -99,6 +99,16 @@ interface Attempt {
   handle: ConnectAttempt | undefined;
 }
 
+/**
+ * OCELOT_TRACE=1: one stderr line per chunk read, flush, FIB batch handed over and acknowledged,
+ * and reading paused/resumed, stamped with the process's clock (ms): where the last routes of a
+ * table wait (bench/bgp_inject.ts found them still in the injector this way).
+ */
+const TR = process.env.OCELOT_TRACE
+  ? (m: string) =>
+      process.stderr.write(`TRACE ${process.pid} ${performance.now().toFixed(1)} ${m}\n`)
+  : undefined;
+
 export class Speaker<A> {
   private readonly core: SpeakerCore<A>;
   private readonly log: Log;
@@ -345,6 +355,7 @@ export class Speaker<A> {
         return;
       }
       case "pauseReading": {
+        TR?.(`pause ${a.paused}`);
         const c = this.conns.get(a.conn)?.conn;
         if (a.paused) c?.pause();
         else c?.resume();
@@ -370,6 +381,7 @@ export class Speaker<A> {
         return;
       }
       case "flushSoon":
+        TR?.("flushSoon");
         if (this.flushScheduled || this.stopped) return;
         this.flushScheduled = true;
         // After pending I/O callbacks: reading and draining interleave.
@@ -380,10 +392,12 @@ export class Speaker<A> {
         return;
       case "fib": {
         const t0 = performance.now();
+        TR?.(`fib push ${a.batch.size}`);
         const mark = this.updateMark;
         this.updateMark = undefined;
         this.pump?.push(a.batch, a.protocol, a.table).then(() => {
           const t1 = performance.now();
+          TR?.(`fib done ${a.batch.size}`);
           this.deps.onFibBatch?.((t1 - t0) / 1000);
           if (mark !== undefined) this.deps.onUpdateToKernel?.((t1 - mark) / 1000);
           this.run({ kind: "fibDone" });
@@ -465,6 +479,7 @@ export class Speaker<A> {
       onData: (bytes) => {
         if (this.conns.get(id) !== rec) return;
         tap?.received(peer, id, bytes);
+        TR?.(`recv ${bytes.length}`);
         this.run({ kind: "received", peer, conn: id, bytes });
       },
       onClose: (err) => {
