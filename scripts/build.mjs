@@ -108,7 +108,8 @@ await esbuild.build({
 });
 
 // The code cache: compile each bundle as bin/run_bundle.js does, run its top level (every
-// module's definitions: schemas, tables) and, for the CLI, load every command module, so the
+// module's definitions), for the CLI load every command module, and build and run once every
+// resource schema (warmCodeCache: they are built on first use, src/api/lazy.ts), so the
 // functions compiled on the way are in the cache too. No command is run.
 const { compileBundle, evaluateBundle } = createRequire(import.meta.url)("../bin/run_bundle.js");
 for (const name of Object.keys(ENTRIES)) {
@@ -116,5 +117,6 @@ for (const name of Object.keys(ENTRIES)) {
   const script = compileBundle(file);
   const exports = evaluateBundle(script, file);
   if (name === "ocelot") await Promise.all(exports.loadersFor(["node", "ocelot"]).map((l) => l()));
+  await exports.warmCodeCache?.();
   writeFileSync(`${file}.cache`, script.createCachedData());
 }
