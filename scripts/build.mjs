@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { EXTERNAL_MODULES, SEPARATE_BUNDLES } from "./externals.mjs";
+import { BUNDLED_JS_OF, EXTERNAL_MODULES, SEPARATE_BUNDLES } from "./externals.mjs";
 
 // `--bundles-into DIR` makes only the bundles, into DIR (test/ipam/build.ts: a private copy).
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -46,7 +46,11 @@ const ENTRIES = {
   ocelot: "src/cli/main.ts",
 };
 // etcd3's rpc.proto is found through require.resolve (etcd3ProtoPath below).
-const EXTERNAL = [...EXTERNAL_MODULES, "etcd3/proto/*"];
+const EXTERNAL = [
+  ...EXTERNAL_MODULES.filter((m) => !BUNDLED_JS_OF.includes(m)),
+  "bindings",
+  "etcd3/proto/*",
+];
 /** A separately bundled package is required from the bundle beside the one requiring it. */
 const separateBundles = {
   name: "separate-bundles",
