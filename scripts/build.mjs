@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { EXTERNAL_MODULES, SEPARATE_BUNDLES } from "./externals.mjs";
+import { BUNDLED_JS_OF, EXTERNAL_MODULES, SEPARATE_BUNDLES } from "./externals.mjs";
 
 // `--bundles-into DIR` makes only the bundles, into DIR (test/ipam/build.ts: a private copy).
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -46,7 +46,11 @@ const ENTRIES = {
   ocelot: "src/cli/main.ts",
 };
 // etcd3's rpc.proto is found through require.resolve (etcd3ProtoPath below).
-const EXTERNAL = [...EXTERNAL_MODULES, "etcd3/proto/*"];
+const EXTERNAL = [
+  ...EXTERNAL_MODULES.filter((m) => !BUNDLED_JS_OF.includes(m)),
+  "bindings",
+  "etcd3/proto/*",
+];
 /** A separately bundled package is required from the bundle beside the one requiring it. */
 const separateBundles = {
   name: "separate-bundles",
@@ -108,7 +112,8 @@ await esbuild.build({
 });
 
 // The code cache: compile each bundle as bin/run_bundle.js does, run its top level (every
-// module's definitions: schemas, tables) and, for the CLI, load every command module, so the
+// module's definitions), for the CLI load every command module, and build and run once every
+// resource schema (warmCodeCache: they are built on first use, src/api/lazy.ts), so the
 // functions compiled on the way are in the cache too. No command is run.
 const { compileBundle, evaluateBundle } = createRequire(import.meta.url)("../bin/run_bundle.js");
 for (const name of Object.keys(ENTRIES)) {
@@ -116,5 +121,6 @@ for (const name of Object.keys(ENTRIES)) {
   const script = compileBundle(file);
   const exports = evaluateBundle(script, file);
   if (name === "ocelot") await Promise.all(exports.loadersFor(["node", "ocelot"]).map((l) => l()));
+  await exports.warmCodeCache?.();
   writeFileSync(`${file}.cache`, script.createCachedData());
 }

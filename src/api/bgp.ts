@@ -36,6 +36,7 @@ import {
   unsupported,
 } from "./fields.js";
 import { API_VERSION } from "./ippool.js";
+import { lazy } from "./lazy.js";
 
 export const DEFAULT_AS_NUMBER = 64512;
 
@@ -53,105 +54,114 @@ export function isCommunityValue(text: string): boolean {
   return false;
 }
 
-const communityValue = z.string().refine(isCommunityValue, {
-  error: (iss) => own(`${quote(iss.input)} is not a community value (aa:nn or aa:nn:mm)`),
-});
+const communityValue = lazy(() =>
+  z.string().refine(isCommunityValue, {
+    error: (iss) => own(`${quote(iss.input)} is not a community value (aa:nn or aa:nn:mm)`),
+  }),
+);
 
-const secretKeyRef = z
-  .object({
-    secretKeyRef: z
-      .object({ name: subdomainName, key: z.string().min(1), optional: z.boolean().optional() })
-      .strict(),
-  })
-  .strict();
+const secretKeyRef = lazy(() =>
+  z
+    .object({
+      secretKeyRef: z
+        .object({ name: subdomainName, key: z.string().min(1), optional: z.boolean().optional() })
+        .strict(),
+    })
+    .strict(),
+);
 
-const bgpConfigurationSpec = z
-  .object({
-    // The CRD's pattern: ^(?i)(Trace|Debug|Info|Warning|Error|Fatal)?$ (any case).
-    logSeverityScreen: z
-      .string()
-      .regex(/^(trace|debug|info|warning|error|fatal)?$/i, {
-        error: (iss) =>
-          own(
-            `${quote(iss.input)} is not a log level (Trace, Debug, Info, Warning, Error or Fatal, any case)`,
-          ),
-      })
-      .optional(),
-    nodeToNodeMeshEnabled: z.boolean().optional(),
-    asNumber: asNumber.optional(),
-    listenPort: intRange(1, 65535).optional(),
-    bindMode: z.enum(["None", "NodeIP"]).optional(),
-    communities: z
-      .array(z.object({ name: subdomainName, value: communityValue }).strict())
-      .optional(),
-    prefixAdvertisements: z
-      .array(z.object({ cidr: cidr(), communities: z.array(z.string()).min(1) }).strict())
-      .optional(),
-    nodeMeshPassword: secretKeyRef.optional(),
-    nodeMeshMaxRestartTime: duration.optional(),
-    // Ocelot extension (not in Calico): graceful restart of the node's speaker (RFC 4724/8538);
-    // restartTime defaults to nodeMeshMaxRestartTime, then 120 s.
-    gracefulRestart: z
-      .object({
-        enabled: z.boolean().optional(),
-        restartTime: duration.optional(),
-        staleRoutesTime: duration.optional(),
-      })
-      .strict()
-      .optional(),
-    serviceClusterIPs: z
-      .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
-      .optional(),
-    serviceExternalIPs: z
-      .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
-      .optional(),
-    serviceLoadBalancerIPs: z
-      .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
-      .optional(),
-    serviceLoadBalancerAggregation: stored(z.enum(["Enabled", "Disabled"]).optional(), SERVICE_ADS),
-    ignoredInterfaces: stored(
-      z.array(z.string().min(1)).optional(),
-      "Ocelot exports no interface routes, so there is nothing to ignore",
-    ),
-    localWorkloadPeeringIPV4: unsupported("local workload peering", ipAddress({ family: 4 })),
-    localWorkloadPeeringIPV6: unsupported("local workload peering", ipAddress({ family: 6 })),
-    programClusterRoutes: unsupported(undefined, z.enum(["Enabled", "Disabled"])),
-    ipv4NormalRoutePriority: unsupported("route priorities", intRange(1, 2147483646)),
-    ipv6NormalRoutePriority: unsupported("route priorities", intRange(1, 2147483646)),
-  })
-  .strict()
-  .superRefine((spec, ctx) => {
-    // CEL on BGPConfigurationSpec: mesh settings only while the mesh is not switched off.
-    if (spec.nodeToNodeMeshEnabled === false) {
-      for (const f of ["nodeMeshPassword", "nodeMeshMaxRestartTime"] as const)
-        if (spec[f] !== undefined)
-          ctx.addIssue({
-            code: "custom",
-            path: [f],
-            message: own("cannot be set when nodeToNodeMeshEnabled is false"),
-          });
-    }
-    if ((spec.communities ?? []).length > 0 && (spec.prefixAdvertisements ?? []).length === 0)
-      ctx.addIssue({
-        code: "custom",
-        path: ["communities"],
-        message: own("are defined but not used in prefixAdvertisements"),
-      });
-    const named = new Set((spec.communities ?? []).map((c) => c.name));
-    for (const [i, adv] of (spec.prefixAdvertisements ?? []).entries()) {
-      for (const [j, c] of adv.communities.entries()) {
-        if (!named.has(c) && !isCommunityValue(c)) {
-          ctx.addIssue({
-            code: "custom",
-            path: ["prefixAdvertisements", i, "communities", j],
-            message: own(
-              `${quote(c)} is neither a community value nor a name from spec.communities`,
+const bgpConfigurationSpec = lazy(() =>
+  z
+    .object({
+      // The CRD's pattern: ^(?i)(Trace|Debug|Info|Warning|Error|Fatal)?$ (any case).
+      logSeverityScreen: z
+        .string()
+        .regex(/^(trace|debug|info|warning|error|fatal)?$/i, {
+          error: (iss) =>
+            own(
+              `${quote(iss.input)} is not a log level (Trace, Debug, Info, Warning, Error or Fatal, any case)`,
             ),
-          });
+        })
+        .optional(),
+      nodeToNodeMeshEnabled: z.boolean().optional(),
+      asNumber: asNumber.optional(),
+      listenPort: intRange(1, 65535).optional(),
+      bindMode: z.enum(["None", "NodeIP"]).optional(),
+      communities: z
+        .array(z.object({ name: subdomainName, value: communityValue }).strict())
+        .optional(),
+      prefixAdvertisements: z
+        .array(z.object({ cidr: cidr(), communities: z.array(z.string()).min(1) }).strict())
+        .optional(),
+      nodeMeshPassword: secretKeyRef.optional(),
+      nodeMeshMaxRestartTime: duration.optional(),
+      // Ocelot extension (not in Calico): graceful restart of the node's speaker (RFC 4724/8538);
+      // restartTime defaults to nodeMeshMaxRestartTime, then 120 s.
+      gracefulRestart: z
+        .object({
+          enabled: z.boolean().optional(),
+          restartTime: duration.optional(),
+          staleRoutesTime: duration.optional(),
+        })
+        .strict()
+        .optional(),
+      serviceClusterIPs: z
+        .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
+        .optional(),
+      serviceExternalIPs: z
+        .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
+        .optional(),
+      serviceLoadBalancerIPs: z
+        .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
+        .optional(),
+      serviceLoadBalancerAggregation: stored(
+        z.enum(["Enabled", "Disabled"]).optional(),
+        SERVICE_ADS,
+      ),
+      ignoredInterfaces: stored(
+        z.array(z.string().min(1)).optional(),
+        "Ocelot exports no interface routes, so there is nothing to ignore",
+      ),
+      localWorkloadPeeringIPV4: unsupported("local workload peering", ipAddress({ family: 4 })),
+      localWorkloadPeeringIPV6: unsupported("local workload peering", ipAddress({ family: 6 })),
+      programClusterRoutes: unsupported(undefined, z.enum(["Enabled", "Disabled"])),
+      ipv4NormalRoutePriority: unsupported("route priorities", intRange(1, 2147483646)),
+      ipv6NormalRoutePriority: unsupported("route priorities", intRange(1, 2147483646)),
+    })
+    .strict()
+    .superRefine((spec, ctx) => {
+      // CEL on BGPConfigurationSpec: mesh settings only while the mesh is not switched off.
+      if (spec.nodeToNodeMeshEnabled === false) {
+        for (const f of ["nodeMeshPassword", "nodeMeshMaxRestartTime"] as const)
+          if (spec[f] !== undefined)
+            ctx.addIssue({
+              code: "custom",
+              path: [f],
+              message: own("cannot be set when nodeToNodeMeshEnabled is false"),
+            });
+      }
+      if ((spec.communities ?? []).length > 0 && (spec.prefixAdvertisements ?? []).length === 0)
+        ctx.addIssue({
+          code: "custom",
+          path: ["communities"],
+          message: own("are defined but not used in prefixAdvertisements"),
+        });
+      const named = new Set((spec.communities ?? []).map((c) => c.name));
+      for (const [i, adv] of (spec.prefixAdvertisements ?? []).entries()) {
+        for (const [j, c] of adv.communities.entries()) {
+          if (!named.has(c) && !isCommunityValue(c)) {
+            ctx.addIssue({
+              code: "custom",
+              path: ["prefixAdvertisements", i, "communities", j],
+              message: own(
+                `${quote(c)} is neither a community value nor a name from spec.communities`,
+              ),
+            });
+          }
         }
       }
-    }
-  });
+    }),
+);
 
 /** Fields only the `default` BGPConfiguration may set (Calico's rule). */
 const GLOBAL_ONLY_FIELDS = [
@@ -163,38 +173,40 @@ const GLOBAL_ONLY_FIELDS = [
   "bindMode",
 ] as const;
 
-export const bgpConfigurationSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("BGPConfiguration"),
-    metadata: metadataSchema({ namespaced: false }),
-    spec: bgpConfigurationSpec.optional().transform((s) => s ?? {}),
-  })
-  .strict()
-  .superRefine((res, ctx) => {
-    if (res.metadata.name === "default") return;
-    if (!res.metadata.name.startsWith("node.")) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["metadata", "name"],
-        message: own(
-          `${quote(res.metadata.name)} is not a BGPConfiguration name (use "default" or "node.<node name>")`,
-        ),
-      });
-      return;
-    }
-    for (const f of GLOBAL_ONLY_FIELDS) {
-      if (res.spec[f] !== undefined) {
+export const bgpConfigurationSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("BGPConfiguration"),
+      metadata: metadataSchema({ namespaced: false }),
+      spec: bgpConfigurationSpec.optional().transform((s) => s ?? {}),
+    })
+    .strict()
+    .superRefine((res, ctx) => {
+      if (res.metadata.name === "default") return;
+      if (!res.metadata.name.startsWith("node.")) {
         ctx.addIssue({
           code: "custom",
-          path: ["spec", f],
+          path: ["metadata", "name"],
           message: own(
-            `can only be set on the BGPConfiguration named "default", not ${quote(res.metadata.name)}`,
+            `${quote(res.metadata.name)} is not a BGPConfiguration name (use "default" or "node.<node name>")`,
           ),
         });
+        return;
       }
-    }
-  });
+      for (const f of GLOBAL_ONLY_FIELDS) {
+        if (res.spec[f] !== undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["spec", f],
+            message: own(
+              `can only be set on the BGPConfiguration named "default", not ${quote(res.metadata.name)}`,
+            ),
+          });
+        }
+      }
+    }),
+);
 
 export type BGPConfigurationSpec = z.output<typeof bgpConfigurationSpec>;
 export interface BGPConfiguration {
@@ -230,93 +242,99 @@ export function effectiveBgpConfiguration(
 }
 
 /** A BFD interval: a duration of 10 ms to 60 s (whole milliseconds). */
-const bfdInterval = duration.refine(
-  (d) => {
-    const ms = parseDurationMs(d) as number;
-    return Number.isInteger(ms) && ms >= 10 && ms <= 60_000;
-  },
-  { error: (iss) => own(`${quote(iss.input)} is not a BFD interval of 10ms to 60s`) },
+const bfdInterval = lazy(() =>
+  duration.refine(
+    (d) => {
+      const ms = parseDurationMs(d) as number;
+      return Number.isInteger(ms) && ms >= 10 && ms <= 60_000;
+    },
+    { error: (iss) => own(`${quote(iss.input)} is not a BFD interval of 10ms to 60s`) },
+  ),
 );
 
-const bgpPeerSpec = z
-  .object({
-    node: subdomainName.optional(),
-    nodeSelector: selector.optional(),
-    peerIP: ipPort.optional(),
-    asNumber: asNumber.optional(),
-    localASNumber: asNumber.optional(),
-    peerSelector: selector.optional(),
-    reversePeering: z.enum(["Auto", "Manual"]).optional(),
-    keepOriginalNextHop: z.boolean().optional(),
-    nextHopMode: z.enum(["Auto", "Self", "Keep"]).optional(),
-    password: secretKeyRef.optional(),
-    sourceAddress: z.enum(["UseNodeIP", "None"]).optional(),
-    maxRestartTime: duration.optional(),
-    keepaliveTime: duration.optional(),
-    numAllowedLocalASNumbers: intRange(1, 10).optional(),
-    ttlSecurity: intRange(1, 255).optional(),
-    filters: z.array(subdomainName).optional(),
-    failureDetectionMode: z.enum(["None", "BFDIfDirectlyConnected"]).optional(),
-    restartMode: z.enum(["GracefulRestart", "LongLivedGracefulRestart"]).optional(),
-    maxPrefixes: z
-      .object({
-        limit: intRange(1, 4294967295),
-        warningPercent: intRange(1, 100).optional(),
-        restartTime: duration.optional(),
-      })
-      .strict()
-      .optional(),
-    addPath: z
-      .object({ receive: z.boolean().optional(), send: intRange(0, 255).optional() })
-      .strict()
-      .optional(),
-    bfd: z
-      .object({
-        minTxInterval: bfdInterval.optional(),
-        minRxInterval: bfdInterval.optional(),
-        multiplier: intRange(1, 255).optional(),
-        multihop: z.boolean().optional(),
-      })
-      .strict()
-      .optional(),
-    reachableBy: unsupported(undefined, ipAddress()),
-    localWorkloadSelector: unsupported("local workload peering", selector),
-  })
-  .strict()
-  .superRefine((spec, ctx) => {
-    // Calico's CEL rules on BGPPeerSpec. A peer without peerIP and peerSelector is valid (it
-    // peers with nothing); one with peerIP and no asNumber is valid too (the node skips it).
-    const issue = (path: string, message: string) =>
-      ctx.addIssue({ code: "custom", path: [path], message: own(message) });
-    if (spec.node !== undefined && spec.nodeSelector !== undefined) {
-      issue(
-        "nodeSelector",
-        `${quote(spec.nodeSelector)} cannot be combined with spec.node ${quote(spec.node)}`,
-      );
-    }
-    if (spec.peerSelector !== undefined) {
-      if (spec.peerIP !== undefined)
-        issue("peerIP", `${quote(spec.peerIP)} cannot be combined with spec.peerSelector`);
-      if (spec.asNumber !== undefined)
-        issue("asNumber", `${quote(spec.asNumber)} cannot be combined with spec.peerSelector`);
-    }
-    if (spec.reachableBy !== undefined && spec.peerIP === undefined)
-      issue("reachableBy", "needs spec.peerIP");
-    if (spec.keepOriginalNextHop === true && spec.nextHopMode !== undefined)
-      issue(
-        "nextHopMode",
-        `${quote(spec.nextHopMode)} cannot be set together with keepOriginalNextHop`,
-      );
-  });
+const bgpPeerSpec = lazy(() =>
+  z
+    .object({
+      node: subdomainName.optional(),
+      nodeSelector: selector.optional(),
+      peerIP: ipPort.optional(),
+      asNumber: asNumber.optional(),
+      localASNumber: asNumber.optional(),
+      peerSelector: selector.optional(),
+      reversePeering: z.enum(["Auto", "Manual"]).optional(),
+      keepOriginalNextHop: z.boolean().optional(),
+      nextHopMode: z.enum(["Auto", "Self", "Keep"]).optional(),
+      password: secretKeyRef.optional(),
+      sourceAddress: z.enum(["UseNodeIP", "None"]).optional(),
+      maxRestartTime: duration.optional(),
+      keepaliveTime: duration.optional(),
+      numAllowedLocalASNumbers: intRange(1, 10).optional(),
+      ttlSecurity: intRange(1, 255).optional(),
+      filters: z.array(subdomainName).optional(),
+      failureDetectionMode: z.enum(["None", "BFDIfDirectlyConnected"]).optional(),
+      restartMode: z.enum(["GracefulRestart", "LongLivedGracefulRestart"]).optional(),
+      maxPrefixes: z
+        .object({
+          limit: intRange(1, 4294967295),
+          warningPercent: intRange(1, 100).optional(),
+          restartTime: duration.optional(),
+        })
+        .strict()
+        .optional(),
+      addPath: z
+        .object({ receive: z.boolean().optional(), send: intRange(0, 255).optional() })
+        .strict()
+        .optional(),
+      bfd: z
+        .object({
+          minTxInterval: bfdInterval.optional(),
+          minRxInterval: bfdInterval.optional(),
+          multiplier: intRange(1, 255).optional(),
+          multihop: z.boolean().optional(),
+        })
+        .strict()
+        .optional(),
+      reachableBy: unsupported(undefined, ipAddress()),
+      localWorkloadSelector: unsupported("local workload peering", selector),
+    })
+    .strict()
+    .superRefine((spec, ctx) => {
+      // Calico's CEL rules on BGPPeerSpec. A peer without peerIP and peerSelector is valid (it
+      // peers with nothing); one with peerIP and no asNumber is valid too (the node skips it).
+      const issue = (path: string, message: string) =>
+        ctx.addIssue({ code: "custom", path: [path], message: own(message) });
+      if (spec.node !== undefined && spec.nodeSelector !== undefined) {
+        issue(
+          "nodeSelector",
+          `${quote(spec.nodeSelector)} cannot be combined with spec.node ${quote(spec.node)}`,
+        );
+      }
+      if (spec.peerSelector !== undefined) {
+        if (spec.peerIP !== undefined)
+          issue("peerIP", `${quote(spec.peerIP)} cannot be combined with spec.peerSelector`);
+        if (spec.asNumber !== undefined)
+          issue("asNumber", `${quote(spec.asNumber)} cannot be combined with spec.peerSelector`);
+      }
+      if (spec.reachableBy !== undefined && spec.peerIP === undefined)
+        issue("reachableBy", "needs spec.peerIP");
+      if (spec.keepOriginalNextHop === true && spec.nextHopMode !== undefined)
+        issue(
+          "nextHopMode",
+          `${quote(spec.nextHopMode)} cannot be set together with keepOriginalNextHop`,
+        );
+    }),
+);
 
-export const bgpPeerSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("BGPPeer"),
-    metadata: metadataSchema({ namespaced: false }),
-    spec: bgpPeerSpec,
-  })
-  .strict();
+export const bgpPeerSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("BGPPeer"),
+      metadata: metadataSchema({ namespaced: false }),
+      spec: bgpPeerSpec,
+    })
+    .strict(),
+);
 
 export type BGPPeerSpec = z.output<typeof bgpPeerSpec>;
 export interface BGPPeer {
@@ -416,23 +434,27 @@ function filterRule(family: IpFamily) {
     });
 }
 
-const bgpFilterSpec = z
-  .object({
-    exportV4: z.array(filterRule(4)).optional(),
-    importV4: z.array(filterRule(4)).optional(),
-    exportV6: z.array(filterRule(6)).optional(),
-    importV6: z.array(filterRule(6)).optional(),
-  })
-  .strict();
+const bgpFilterSpec = lazy(() =>
+  z
+    .object({
+      exportV4: z.array(filterRule(4)).optional(),
+      importV4: z.array(filterRule(4)).optional(),
+      exportV6: z.array(filterRule(6)).optional(),
+      importV6: z.array(filterRule(6)).optional(),
+    })
+    .strict(),
+);
 
-export const bgpFilterSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("BGPFilter"),
-    metadata: metadataSchema({ namespaced: false }),
-    spec: bgpFilterSpec.optional().transform((s) => s ?? {}),
-  })
-  .strict();
+export const bgpFilterSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("BGPFilter"),
+      metadata: metadataSchema({ namespaced: false }),
+      spec: bgpFilterSpec.optional().transform((s) => s ?? {}),
+    })
+    .strict(),
+);
 
 export type BGPFilterSpec = z.output<typeof bgpFilterSpec>;
 export type BGPFilterRule = NonNullable<BGPFilterSpec["exportV4"]>[number];

@@ -6,6 +6,7 @@
 import * as z from "zod";
 import { type Metadata, metadataSchema } from "./fields.js";
 import { API_VERSION } from "./ippool.js";
+import { lazy } from "./lazy.js";
 
 export const NODE_STATUS_CLASSES = ["Agent", "BGP", "Routes"] as const;
 export const BGP_SESSION_STATES = [
@@ -18,84 +19,98 @@ export const BGP_SESSION_STATES = [
   "Close",
 ] as const;
 
-const calicoNodeStatusSpec = z
-  .object({
-    node: z.string().min(1),
-    classes: z
-      .array(z.enum(NODE_STATUS_CLASSES))
-      .refine((c) => new Set(c).size === c.length, { message: "classes must be unique" })
-      .optional(),
-    /** 0 disables the refresh; at most one day (Calico). */
-    updatePeriodSeconds: z.number().int().min(0).max(86_400).optional(),
-  })
-  .strict();
+const calicoNodeStatusSpec = lazy(() =>
+  z
+    .object({
+      node: z.string().min(1),
+      classes: z
+        .array(z.enum(NODE_STATUS_CLASSES))
+        .refine((c) => new Set(c).size === c.length, { message: "classes must be unique" })
+        .optional(),
+      /** 0 disables the refresh; at most one day (Calico). */
+      updatePeriodSeconds: z.number().int().min(0).max(86_400).optional(),
+    })
+    .strict(),
+);
 
-const daemonStatus = z
-  .object({
-    state: z.enum(["Ready", "NotReady"]).optional(),
-    version: z.string().optional(),
-    routerID: z.string().optional(),
-    lastBootTime: z.string().optional(),
-    lastReconfigurationTime: z.string().optional(),
-  })
-  .strict();
+const daemonStatus = lazy(() =>
+  z
+    .object({
+      state: z.enum(["Ready", "NotReady"]).optional(),
+      version: z.string().optional(),
+      routerID: z.string().optional(),
+      lastBootTime: z.string().optional(),
+      lastReconfigurationTime: z.string().optional(),
+    })
+    .strict(),
+);
 
-const peer = z
-  .object({
-    peerIP: z.string().optional(),
-    type: z.enum(["NodeMesh", "NodePeer", "GlobalPeer"]).optional(),
-    state: z.enum(BGP_SESSION_STATES).optional(),
-    since: z.string().optional(),
-  })
-  .strict();
+const peer = lazy(() =>
+  z
+    .object({
+      peerIP: z.string().optional(),
+      type: z.enum(["NodeMesh", "NodePeer", "GlobalPeer"]).optional(),
+      state: z.enum(BGP_SESSION_STATES).optional(),
+      since: z.string().optional(),
+    })
+    .strict(),
+);
 
-const route = z
-  .object({
-    type: z.enum(["FIB", "RIB"]).optional(),
-    destination: z.string().optional(),
-    gateway: z.string().optional(),
-    interface: z.string().optional(),
-    learnedFrom: z
-      .object({
-        sourceType: z.enum(["Kernel", "Static", "Direct", "NodeMesh", "BGPPeer"]).optional(),
-        peerIP: z.string().optional(),
-      })
-      .strict()
-      .optional(),
-  })
-  .strict();
+const route = lazy(() =>
+  z
+    .object({
+      type: z.enum(["FIB", "RIB"]).optional(),
+      destination: z.string().optional(),
+      gateway: z.string().optional(),
+      interface: z.string().optional(),
+      learnedFrom: z
+        .object({
+          sourceType: z.enum(["Kernel", "Static", "Direct", "NodeMesh", "BGPPeer"]).optional(),
+          peerIP: z.string().optional(),
+        })
+        .strict()
+        .optional(),
+    })
+    .strict(),
+);
 
-const calicoNodeStatusStatus = z
-  .object({
-    /** RFC 3339, UTC: when the node last wrote its status. */
-    lastUpdated: z.string().nullable().optional(),
-    agent: z.object({ birdV4: daemonStatus.optional(), birdV6: daemonStatus.optional() }).strict(),
-    bgp: z
-      .object({
-        numberEstablishedV4: z.number().int().min(0),
-        numberNotEstablishedV4: z.number().int().min(0),
-        numberEstablishedV6: z.number().int().min(0),
-        numberNotEstablishedV6: z.number().int().min(0),
-        peersV4: z.array(peer).optional(),
-        peersV6: z.array(peer).optional(),
-      })
-      .strict(),
-    routes: z
-      .object({ routesV4: z.array(route).optional(), routesV6: z.array(route).optional() })
-      .strict(),
-  })
-  .partial()
-  .strict();
+const calicoNodeStatusStatus = lazy(() =>
+  z
+    .object({
+      /** RFC 3339, UTC: when the node last wrote its status. */
+      lastUpdated: z.string().nullable().optional(),
+      agent: z
+        .object({ birdV4: daemonStatus.optional(), birdV6: daemonStatus.optional() })
+        .strict(),
+      bgp: z
+        .object({
+          numberEstablishedV4: z.number().int().min(0),
+          numberNotEstablishedV4: z.number().int().min(0),
+          numberEstablishedV6: z.number().int().min(0),
+          numberNotEstablishedV6: z.number().int().min(0),
+          peersV4: z.array(peer).optional(),
+          peersV6: z.array(peer).optional(),
+        })
+        .strict(),
+      routes: z
+        .object({ routesV4: z.array(route).optional(), routesV6: z.array(route).optional() })
+        .strict(),
+    })
+    .partial()
+    .strict(),
+);
 
-export const calicoNodeStatusSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("CalicoNodeStatus"),
-    metadata: metadataSchema({ namespaced: false }),
-    spec: calicoNodeStatusSpec,
-    status: calicoNodeStatusStatus.optional(),
-  })
-  .strict();
+export const calicoNodeStatusSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("CalicoNodeStatus"),
+      metadata: metadataSchema({ namespaced: false }),
+      spec: calicoNodeStatusSpec,
+      status: calicoNodeStatusStatus.optional(),
+    })
+    .strict(),
+);
 
 export type CalicoNodeStatusSpec = z.output<typeof calicoNodeStatusSpec>;
 export type CalicoNodeStatusStatus = z.output<typeof calicoNodeStatusStatus>;

@@ -20,6 +20,7 @@ import {
   unsupported,
 } from "./fields.js";
 import { API_VERSION } from "./ippool.js";
+import { lazy } from "./lazy.js";
 
 /** FelixConfiguration fields refused: ignoring them would leave traffic less protected. */
 const FELIX_REFUSED: Record<string, string> = {
@@ -101,7 +102,7 @@ const intIn = (min: number, max: number) =>
     })
     .optional();
 
-const felixOverrides: Record<string, z.ZodType> = {
+const felixOverrides: Record<string, z.ZodType> = lazy(() => ({
   logSeverityScreen: z
     .string()
     .regex(/^(trace|debug|info|warning|error|fatal)?$/i, {
@@ -154,129 +155,143 @@ const felixOverrides: Record<string, z.ZodType> = {
       .optional(),
     STORED_REASON,
   ),
-};
+}));
 
-const felixSpec = z
-  .object(
-    Object.fromEntries(
-      Object.entries(FELIX_CONFIGURATION_SPEC.props ?? {}).map(([k, t]) => [
-        k,
-        felixOverrides[k] ?? felixField(k, t),
-      ]),
-    ),
-  )
-  .strict()
-  .superRefine((s, ctx) => {
-    const issue = (path: string, message: string) =>
-      ctx.addIssue({ code: "custom", path: [path], message: own(message) });
-    const ranges = s.kubeNodePortRanges as unknown[] | undefined;
-    if (ranges !== undefined) {
-      if (ranges.length > 7)
-        issue("kubeNodePortRanges", "lists more than 7 ranges (iptables multiport takes 15 ports)");
-      if (ranges.some((p) => typeof p === "string" && !/^\d+(:\d+)?$/.test(p)))
-        issue("kubeNodePortRanges", "must not contain named ports");
-    }
-    if (s.routeTableRange !== undefined && s.routeTableRanges !== undefined)
-      issue("routeTableRanges", "cannot be set together with routeTableRange");
-    const r = s.routeTableRange as { min?: number; max?: number } | undefined;
-    if (
-      r !== undefined &&
-      !((r.min ?? 0) >= 1 && (r.max ?? 0) >= (r.min ?? 0) && (r.max ?? 0) <= 250)
+const felixSpec = lazy(() =>
+  z
+    .object(
+      Object.fromEntries(
+        Object.entries(FELIX_CONFIGURATION_SPEC.props ?? {}).map(([k, t]) => [
+          k,
+          felixOverrides[k] ?? felixField(k, t),
+        ]),
+      ),
     )
-      issue("routeTableRange", `${quote(r)} must be a range of route table indices within 1..250`);
-    for (const [i, rr] of (
-      (s.routeTableRanges as { min?: number; max?: number }[] | undefined) ?? []
-    ).entries()) {
-      if ((rr.min ?? 0) < 1)
-        ctx.addIssue({
-          code: "custom",
-          path: ["routeTableRanges", i, "min"],
-          message: own("must be >= 1"),
-        });
-      if ((rr.min ?? 0) > (rr.max ?? 0))
-        ctx.addIssue({
-          code: "custom",
-          path: ["routeTableRanges", i],
-          message: own("min must not be greater than max"),
-        });
-    }
-  });
+    .strict()
+    .superRefine((s, ctx) => {
+      const issue = (path: string, message: string) =>
+        ctx.addIssue({ code: "custom", path: [path], message: own(message) });
+      const ranges = s.kubeNodePortRanges as unknown[] | undefined;
+      if (ranges !== undefined) {
+        if (ranges.length > 7)
+          issue(
+            "kubeNodePortRanges",
+            "lists more than 7 ranges (iptables multiport takes 15 ports)",
+          );
+        if (ranges.some((p) => typeof p === "string" && !/^\d+(:\d+)?$/.test(p)))
+          issue("kubeNodePortRanges", "must not contain named ports");
+      }
+      if (s.routeTableRange !== undefined && s.routeTableRanges !== undefined)
+        issue("routeTableRanges", "cannot be set together with routeTableRange");
+      const r = s.routeTableRange as { min?: number; max?: number } | undefined;
+      if (
+        r !== undefined &&
+        !((r.min ?? 0) >= 1 && (r.max ?? 0) >= (r.min ?? 0) && (r.max ?? 0) <= 250)
+      )
+        issue(
+          "routeTableRange",
+          `${quote(r)} must be a range of route table indices within 1..250`,
+        );
+      for (const [i, rr] of (
+        (s.routeTableRanges as { min?: number; max?: number }[] | undefined) ?? []
+      ).entries()) {
+        if ((rr.min ?? 0) < 1)
+          ctx.addIssue({
+            code: "custom",
+            path: ["routeTableRanges", i, "min"],
+            message: own("must be >= 1"),
+          });
+        if ((rr.min ?? 0) > (rr.max ?? 0))
+          ctx.addIssue({
+            code: "custom",
+            path: ["routeTableRanges", i],
+            message: own("min must not be greater than max"),
+          });
+      }
+    }),
+);
 
-export const felixConfigurationSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("FelixConfiguration"),
-    // Any name: Felix reads "default" and "node.<node name>" (Calico's precedence: node first).
-    metadata: metadataSchema({ namespaced: false }),
-    spec: felixSpec.optional().transform((s) => s ?? {}),
-  })
-  .strict();
+export const felixConfigurationSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("FelixConfiguration"),
+      // Any name: Felix reads "default" and "node.<node name>" (Calico's precedence: node first).
+      metadata: metadataSchema({ namespaced: false }),
+      spec: felixSpec.optional().transform((s) => s ?? {}),
+    })
+    .strict(),
+);
 
 /**
  * IPAMConfiguration "default": the settings Ocelot's IPAM obeys (src/ipam/records.ts reads the
  * stored resource by hand, with these defaults); `ocelot ipam configure` writes it too.
  */
-export const ipamConfigurationSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("IPAMConfiguration"),
-    metadata: metadataSchema({ namespaced: false }).superRefine((m, ctx) => {
-      if (m.name !== "default")
-        ctx.addIssue({
-          code: "custom",
-          path: ["name"],
-          message: own(`${quote(m.name)}: the IPAMConfiguration must be named "default"`),
-        });
-    }),
-    spec: z
-      .object({
-        strictAffinity: z.boolean().optional(),
-        autoAllocateBlocks: z.boolean().optional(),
-        maxBlocksPerHost: z
-          .number()
-          .int()
-          .min(0, { error: own("must be greater than or equal to 0") })
-          .max(2147483647)
-          .optional(),
-        ipCooldownSeconds: stored(z.number().int().min(0).optional(), STORED_REASON),
-        kubeVirtVMAddressPersistence: stored(
-          z.enum(["Enabled", "Disabled"]).optional(),
-          "KubeVirt is not integrated",
-        ),
-      })
-      .strict()
-      .optional()
-      .transform((s) => ({
-        strictAffinity: false,
-        autoAllocateBlocks: true,
-        maxBlocksPerHost: 0,
-        ...(s ?? {}),
-      })),
-  })
-  .strict();
+export const ipamConfigurationSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("IPAMConfiguration"),
+      metadata: metadataSchema({ namespaced: false }).superRefine((m, ctx) => {
+        if (m.name !== "default")
+          ctx.addIssue({
+            code: "custom",
+            path: ["name"],
+            message: own(`${quote(m.name)}: the IPAMConfiguration must be named "default"`),
+          });
+      }),
+      spec: z
+        .object({
+          strictAffinity: z.boolean().optional(),
+          autoAllocateBlocks: z.boolean().optional(),
+          maxBlocksPerHost: z
+            .number()
+            .int()
+            .min(0, { error: own("must be greater than or equal to 0") })
+            .max(2147483647)
+            .optional(),
+          ipCooldownSeconds: stored(z.number().int().min(0).optional(), STORED_REASON),
+          kubeVirtVMAddressPersistence: stored(
+            z.enum(["Enabled", "Disabled"]).optional(),
+            "KubeVirt is not integrated",
+          ),
+        })
+        .strict()
+        .optional()
+        .transform((s) => ({
+          strictAffinity: false,
+          autoAllocateBlocks: true,
+          maxBlocksPerHost: 0,
+          ...(s ?? {}),
+        })),
+    })
+    .strict(),
+);
 
 /** KubeControllersConfiguration "default" (calico-kube-controllers' settings), stored. */
-export const kubeControllersConfigurationSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("KubeControllersConfiguration"),
-    metadata: metadataSchema({ namespaced: false }).superRefine((m, ctx) => {
-      if (m.name !== "default")
-        ctx.addIssue({
-          code: "custom",
-          path: ["name"],
-          message: own(
-            `${quote(m.name)}: the KubeControllersConfiguration must be named "default"`,
-          ),
-        });
-    }),
-    spec: stored(
-      schemaOf(KUBE_CONTROLLERS_CONFIGURATION_SPEC),
-      "ocelot kube-controllers does not read it yet (its settings are flags; ocelot ipam gc does the IPAM part)",
-    ),
-    status: z.unknown().optional(),
-  })
-  .strict();
+export const kubeControllersConfigurationSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("KubeControllersConfiguration"),
+      metadata: metadataSchema({ namespaced: false }).superRefine((m, ctx) => {
+        if (m.name !== "default")
+          ctx.addIssue({
+            code: "custom",
+            path: ["name"],
+            message: own(
+              `${quote(m.name)}: the KubeControllersConfiguration must be named "default"`,
+            ),
+          });
+      }),
+      spec: stored(
+        schemaOf(KUBE_CONTROLLERS_CONFIGURATION_SPEC),
+        "ocelot kube-controllers does not read it yet (its settings are flags; ocelot ipam gc does the IPAM part)",
+      ),
+      status: z.unknown().optional(),
+    })
+    .strict(),
+);
 
 export interface ConfigResource {
   apiVersion: typeof API_VERSION;

@@ -4,6 +4,7 @@
 import ipaddr from "ipaddr.js";
 import * as z from "zod";
 import { own, pathParts, quote, toFieldIssues } from "./errors.js";
+import { lazy } from "./lazy.js";
 import { parseSelector, SelectorSyntaxError } from "./selector.js";
 
 export type IpFamily = 4 | 6;
@@ -169,11 +170,13 @@ function withPort(ip: { family: IpFamily; address: string }, port: string | unde
   return { ...ip, port: n };
 }
 
-export const ipPort = z
-  .string({ error: (iss) => own(`${quote(iss.input)} is not a valid IP or IP:port`) })
-  .refine((s) => parseIpPort(s) !== undefined, {
-    error: (iss) => own(`${quote(iss.input)} is not a valid IP, IPv4:port or [IPv6]:port`),
-  });
+export const ipPort = lazy(() =>
+  z
+    .string({ error: (iss) => own(`${quote(iss.input)} is not a valid IP or IP:port`) })
+    .refine((s) => parseIpPort(s) !== undefined, {
+      error: (iss) => own(`${quote(iss.input)} is not a valid IP, IPv4:port or [IPv6]:port`),
+    }),
+);
 
 export const AS_NUMBER_MAX = 4294967295;
 
@@ -191,34 +194,38 @@ export function parseAsNumber(value: unknown): number | undefined {
 }
 
 /** An AS number 1..4294967295 (number, numeric string or asdot), stored as a number. */
-export const asNumber = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  const n = parseAsNumber(v);
-  if (n === undefined) {
-    ctx.addIssue({
-      code: "custom",
-      message: own(`${quote(v)} is not a valid AS number (1..${AS_NUMBER_MAX})`),
-    });
-    return z.NEVER;
-  }
-  return n;
-});
-
-/** A Calico label selector, checked by parsing it. */
-export const selector = z
-  .string({ error: (iss) => own(`${quote(iss.input)} is not a selector string`) })
-  .superRefine((text, ctx) => {
-    try {
-      parseSelector(text);
-    } catch (err) {
-      if (!(err instanceof SelectorSyntaxError)) throw err;
+export const asNumber = lazy(() =>
+  z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const n = parseAsNumber(v);
+    if (n === undefined) {
       ctx.addIssue({
         code: "custom",
-        message: own(
-          `${quote(text)} is not a valid selector (at offset ${err.offset}: ${err.reason})`,
-        ),
+        message: own(`${quote(v)} is not a valid AS number (1..${AS_NUMBER_MAX})`),
       });
+      return z.NEVER;
     }
-  });
+    return n;
+  }),
+);
+
+/** A Calico label selector, checked by parsing it. */
+export const selector = lazy(() =>
+  z
+    .string({ error: (iss) => own(`${quote(iss.input)} is not a selector string`) })
+    .superRefine((text, ctx) => {
+      try {
+        parseSelector(text);
+      } catch (err) {
+        if (!(err instanceof SelectorSyntaxError)) throw err;
+        ctx.addIssue({
+          code: "custom",
+          message: own(
+            `${quote(text)} is not a valid selector (at offset ${err.offset}: ${err.reason})`,
+          ),
+        });
+      }
+    }),
+);
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
@@ -231,23 +238,27 @@ export function isDns1123Label(name: string): boolean {
   return name.length <= 63 && DNS1123_LABEL.test(name);
 }
 
-export const subdomainName = z
-  .string({ error: (iss) => own(`${quote(iss.input)} is not a valid name`) })
-  .refine(isDns1123Subdomain, {
-    error: (iss) =>
-      own(
-        `${quote(iss.input)} is not a valid name (DNS-1123: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters)`,
-      ),
-  });
+export const subdomainName = lazy(() =>
+  z
+    .string({ error: (iss) => own(`${quote(iss.input)} is not a valid name`) })
+    .refine(isDns1123Subdomain, {
+      error: (iss) =>
+        own(
+          `${quote(iss.input)} is not a valid name (DNS-1123: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters)`,
+        ),
+    }),
+);
 
-export const labelName = z
-  .string({ error: (iss) => own(`${quote(iss.input)} is not a valid name`) })
-  .refine(isDns1123Label, {
-    error: (iss) =>
-      own(
-        `${quote(iss.input)} is not a valid DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)`,
-      ),
-  });
+export const labelName = lazy(() =>
+  z
+    .string({ error: (iss) => own(`${quote(iss.input)} is not a valid name`) })
+    .refine(isDns1123Label, {
+      error: (iss) =>
+        own(
+          `${quote(iss.input)} is not a valid DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)`,
+        ),
+    }),
+);
 
 /** Kubernetes label key: optional DNS prefix + '/' + name of at most 63 chars. */
 function isLabelKey(key: string): boolean {
@@ -262,45 +273,51 @@ function isLabelValue(v: string): boolean {
   return v.length <= 63 && /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/.test(v);
 }
 
-export const labels = z.record(z.string(), z.string()).superRefine((map, ctx) => {
-  for (const [k, v] of Object.entries(map)) {
-    if (!isLabelKey(k))
-      ctx.addIssue({
-        code: "custom",
-        path: [k],
-        message: own(`${quote(k)} is not a valid label key`),
-      });
-    else if (!isLabelValue(v))
-      ctx.addIssue({
-        code: "custom",
-        path: [k],
-        message: own(`${quote(v)} is not a valid label value`),
-      });
-  }
-});
+export const labels = lazy(() =>
+  z.record(z.string(), z.string()).superRefine((map, ctx) => {
+    for (const [k, v] of Object.entries(map)) {
+      if (!isLabelKey(k))
+        ctx.addIssue({
+          code: "custom",
+          path: [k],
+          message: own(`${quote(k)} is not a valid label key`),
+        });
+      else if (!isLabelValue(v))
+        ctx.addIssue({
+          code: "custom",
+          path: [k],
+          message: own(`${quote(v)} is not a valid label value`),
+        });
+    }
+  }),
+);
 
 /** Annotations: keys are Kubernetes qualified names; keys and values at most 256 KiB in all. */
-export const annotations = z.record(z.string(), z.string()).superRefine((map, ctx) => {
-  let size = 0;
-  for (const [k, v] of Object.entries(map)) {
-    size += k.length + v.length;
-    if (!isLabelKey(k.toLowerCase()))
-      ctx.addIssue({
-        code: "custom",
-        path: [k],
-        message: own(`${quote(k)} is not a valid annotation key`),
-      });
-  }
-  if (size > 256 * 1024)
-    ctx.addIssue({ code: "custom", message: own(`total size ${size} is above 262144 bytes`) });
-});
+export const annotations = lazy(() =>
+  z.record(z.string(), z.string()).superRefine((map, ctx) => {
+    let size = 0;
+    for (const [k, v] of Object.entries(map)) {
+      size += k.length + v.length;
+      if (!isLabelKey(k.toLowerCase()))
+        ctx.addIssue({
+          code: "custom",
+          path: [k],
+          message: own(`${quote(k)} is not a valid annotation key`),
+        });
+    }
+    if (size > 256 * 1024)
+      ctx.addIssue({ code: "custom", message: own(`total size ${size} is above 262144 bytes`) });
+  }),
+);
 
 /** Go duration (`metav1.Duration`): `120s`, `1m30s`, `500ms`; stored as given. */
-export const duration = z
-  .string({ error: (iss) => own(`${quote(iss.input)} is not a duration such as "120s"`) })
-  .refine((s) => parseDurationMs(s) !== undefined, {
-    error: (iss) => own(`${quote(iss.input)} is not a duration such as "120s" or "1m30s"`),
-  });
+export const duration = lazy(() =>
+  z
+    .string({ error: (iss) => own(`${quote(iss.input)} is not a duration such as "120s"`) })
+    .refine((s) => parseDurationMs(s) !== undefined, {
+      error: (iss) => own(`${quote(iss.input)} is not a duration such as "120s" or "1m30s"`),
+    }),
+);
 
 const UNIT_MS: Record<string, number> = {
   ns: 1e-6,
@@ -353,27 +370,29 @@ export function isNumericPort(p: number | string): boolean {
  * in 1..65535 (validatePort: "port number must be between 1 and 65535"), a range ascending, a
  * name as Kubernetes' IANA_SVC_NAME.
  */
-export const port = z.union([z.number(), z.string()]).superRefine((v, ctx) => {
-  const inRange = (n: number) => Number.isInteger(n) && n >= 1 && n <= 65535;
-  const ok =
-    typeof v === "number"
-      ? inRange(v)
-      : /^\d+:\d+$/.test(v)
-        ? (() => {
-            const [a, b] = v.split(":").map(Number) as [number, number];
-            return inRange(a) && inRange(b) && a <= b;
-          })()
-        : /^\d+$/.test(v)
-          ? inRange(Number(v))
-          : /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) && v.length <= 15 && /[a-z]/.test(v);
-  if (!ok)
-    ctx.addIssue({
-      code: "custom",
-      message: own(
-        `${quote(v)} is not a port (1..65535), an ascending port range "min:max" or a port name`,
-      ),
-    });
-});
+export const port = lazy(() =>
+  z.union([z.number(), z.string()]).superRefine((v, ctx) => {
+    const inRange = (n: number) => Number.isInteger(n) && n >= 1 && n <= 65535;
+    const ok =
+      typeof v === "number"
+        ? inRange(v)
+        : /^\d+:\d+$/.test(v)
+          ? (() => {
+              const [a, b] = v.split(":").map(Number) as [number, number];
+              return inRange(a) && inRange(b) && a <= b;
+            })()
+          : /^\d+$/.test(v)
+            ? inRange(Number(v))
+            : /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) && v.length <= 15 && /[a-z]/.test(v);
+    if (!ok)
+      ctx.addIssue({
+        code: "custom",
+        message: own(
+          `${quote(v)} is not a port (1..65535), an ascending port range "min:max" or a port name`,
+        ),
+      });
+  }),
+);
 
 /** What Ocelot does with a Calico field, for the inventory (config/calico-api-inventory.json). */
 export type FieldStatus =

@@ -6,6 +6,7 @@
 // Not: the schemas (one module per kind) or the CRD reading (the script).
 import type * as z from "zod";
 import { FIELD_STATUS, type FieldStatus } from "./fields.js";
+import { built } from "./lazy.js";
 import { KINDS, type KindInfo } from "./registry.js";
 
 export type PathStatus = "supported" | "stored" | "refused";
@@ -42,6 +43,10 @@ export const KINDS_NOT_STORED: Record<string, string> = {
 type Def = any;
 const defOf = (s: z.ZodType): Def => (s as unknown as { _zod: { def: Def } })._zod.def;
 
+/** The mark on a schema, or on the schema behind a lazy() stand-in (either may carry it). */
+const statusOf = (s: z.ZodType): FieldStatus | undefined =>
+  FIELD_STATUS.get(s) ?? FIELD_STATUS.get(built(s));
+
 interface Found {
   found: boolean;
   status?: FieldStatus;
@@ -54,7 +59,7 @@ function step(
 ): { next?: z.ZodType; status?: FieldStatus; open?: boolean } {
   let s: z.ZodType | undefined = schema;
   for (let guard = 0; s !== undefined && guard < 20; guard++) {
-    const st = FIELD_STATUS.get(s);
+    const st = statusOf(s);
     if (st !== undefined) return { status: st };
     const d = defOf(s);
     switch (d.type) {
@@ -105,7 +110,7 @@ export function lookup(info: KindInfo, path: string): Found {
     if (r.next === undefined) return { found: false };
     s = r.next;
   }
-  const st = FIELD_STATUS.get(s);
+  const st = statusOf(s);
   return st === undefined ? { found: true } : { found: true, status: st };
 }
 

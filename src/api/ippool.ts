@@ -12,6 +12,7 @@ import {
   selector,
   unsupported,
 } from "./fields.js";
+import { lazy } from "./lazy.js";
 
 export const API_VERSION = "projectcalico.org/v3";
 
@@ -19,145 +20,147 @@ export const DEFAULT_BLOCK_SIZE_V4 = 26;
 export const DEFAULT_BLOCK_SIZE_V6 = 122;
 export const BLOCK_SIZE_RANGE = { 4: [20, 32], 6: [116, 128] } as const;
 
-export const EncapMode = z.enum(["Never", "Always", "CrossSubnet"]);
+export const EncapMode = lazy(() => z.enum(["Never", "Always", "CrossSubnet"]));
 export type EncapMode = z.infer<typeof EncapMode>;
-export const AllowedUse = z.enum(["Workload", "Tunnel", "LoadBalancer"]);
+export const AllowedUse = lazy(() => z.enum(["Workload", "Tunnel", "LoadBalancer"]));
 export type AllowedUse = z.infer<typeof AllowedUse>;
 
-const ipPoolSpec = z
-  .object({
-    cidr: cidr(),
-    blockSize: z.number().int().optional(),
-    ipipMode: EncapMode.optional(),
-    vxlanMode: EncapMode.optional(),
-    natOutgoing: z.boolean().optional(),
-    disabled: z.boolean().optional(),
-    disableBGPExport: z.boolean().optional(),
-    nodeSelector: selector
-      .refine((t) => !/\bglobal\s*\(/.test(t), {
-        error: (iss) =>
-          own(`${quote(iss.input)}: global() is not valid in an IPPool's nodeSelector`),
-      })
-      .optional(),
-    namespaceSelector: unsupported("pools are chosen by nodeSelector only"),
-    allowedUses: z.array(AllowedUse).optional(),
-    assignmentMode: z.enum(["Automatic", "Manual"]).optional(),
-    // APIv1 leftovers: Calico itself refuses them in v3 ("mustBeNil"/"mustBeFalse").
-    ipip: z.never({ error: own("is the Calico APIv1 field; use spec.ipipMode") }).optional(),
-    "nat-outgoing": z
-      .never({ error: own("is the Calico APIv1 field; use spec.natOutgoing") })
-      .optional(),
-  })
-  .strict()
-  .superRefine((spec, ctx) => {
-    const p = parseCidr(spec.cidr);
-    if (p === undefined) return;
-    const [min, max] = BLOCK_SIZE_RANGE[p.family];
-    const block =
-      spec.blockSize ?? (p.family === 4 ? DEFAULT_BLOCK_SIZE_V4 : DEFAULT_BLOCK_SIZE_V6);
-    if (spec.blockSize !== undefined && (block < min || block > max)) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["blockSize"],
-        message: own(
-          `${quote(spec.blockSize)} is out of range for an IPv${p.family} pool (${min}..${max})`,
-        ),
-      });
-    } else if (p.prefixLength > block && spec.disabled !== true) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["cidr"],
-        message: own(
-          `${quote(spec.cidr)} is smaller than one block (/${block}); use a prefix of /${block} or shorter`,
-        ),
-      });
-    }
-    if (p.family === 6 && spec.ipipMode !== undefined && spec.ipipMode !== "Never") {
-      ctx.addIssue({
-        code: "custom",
-        path: ["ipipMode"],
-        message: own(
-          `${quote(spec.ipipMode)} is not allowed on an IPv6 pool (IP-in-IP is IPv4 only)`,
-        ),
-      });
-    }
-    if (
-      spec.vxlanMode !== undefined &&
-      spec.vxlanMode !== "Never" &&
-      spec.ipipMode !== undefined &&
-      spec.ipipMode !== "Never"
-    ) {
-      // Calico's validator: one encapsulation per pool.
-      ctx.addIssue({
-        code: "custom",
-        path: ["vxlanMode"],
-        message: own(
-          `${quote(spec.vxlanMode)} cannot be combined with ipipMode ${quote(spec.ipipMode)}: a pool uses one encapsulation`,
-        ),
-      });
-    }
-    const special = SPECIAL_RANGES[p.family].find(([range]) => overlaps(p.network, range));
-    if (special !== undefined) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["cidr"],
-        message: own(`${quote(spec.cidr)} overlaps the ${special[1]} range ${quote(special[0])}`),
-      });
-    }
-    if (spec.allowedUses?.includes("LoadBalancer")) {
-      if (spec.disableBGPExport === true)
+const ipPoolSpec = lazy(() =>
+  z
+    .object({
+      cidr: cidr(),
+      blockSize: z.number().int().optional(),
+      ipipMode: EncapMode.optional(),
+      vxlanMode: EncapMode.optional(),
+      natOutgoing: z.boolean().optional(),
+      disabled: z.boolean().optional(),
+      disableBGPExport: z.boolean().optional(),
+      nodeSelector: selector
+        .refine((t) => !/\bglobal\s*\(/.test(t), {
+          error: (iss) =>
+            own(`${quote(iss.input)}: global() is not valid in an IPPool's nodeSelector`),
+        })
+        .optional(),
+      namespaceSelector: unsupported("pools are chosen by nodeSelector only"),
+      allowedUses: z.array(AllowedUse).optional(),
+      assignmentMode: z.enum(["Automatic", "Manual"]).optional(),
+      // APIv1 leftovers: Calico itself refuses them in v3 ("mustBeNil"/"mustBeFalse").
+      ipip: z.never({ error: own("is the Calico APIv1 field; use spec.ipipMode") }).optional(),
+      "nat-outgoing": z
+        .never({ error: own("is the Calico APIv1 field; use spec.natOutgoing") })
+        .optional(),
+    })
+    .strict()
+    .superRefine((spec, ctx) => {
+      const p = parseCidr(spec.cidr);
+      if (p === undefined) return;
+      const [min, max] = BLOCK_SIZE_RANGE[p.family];
+      const block =
+        spec.blockSize ?? (p.family === 4 ? DEFAULT_BLOCK_SIZE_V4 : DEFAULT_BLOCK_SIZE_V6);
+      if (spec.blockSize !== undefined && (block < min || block > max)) {
         ctx.addIssue({
           code: "custom",
-          path: ["disableBGPExport"],
-          message: own("LoadBalancer IP pools cannot disable BGP export"),
-        });
-      if (spec.nodeSelector !== undefined && spec.nodeSelector.trim() !== "all()")
-        ctx.addIssue({
-          code: "custom",
-          path: ["nodeSelector"],
-          message: own("must be all() (or unset) on a LoadBalancer IP pool"),
-        });
-      if (spec.ipipMode !== undefined && spec.ipipMode !== "Never")
-        ctx.addIssue({
-          code: "custom",
-          path: ["ipipMode"],
-          message: own("a LoadBalancer IP pool cannot have IP-in-IP enabled"),
-        });
-      if (spec.vxlanMode !== undefined && spec.vxlanMode !== "Never")
-        ctx.addIssue({
-          code: "custom",
-          path: ["vxlanMode"],
-          message: own("a LoadBalancer IP pool cannot have VXLAN enabled"),
-        });
-    }
-    if (spec.allowedUses !== undefined) {
-      if (spec.allowedUses.includes("LoadBalancer") && spec.allowedUses.length > 1) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["allowedUses"],
+          path: ["blockSize"],
           message: own(
-            `${quote(spec.allowedUses)}: LoadBalancer cannot be combined with other uses`,
+            `${quote(spec.blockSize)} is out of range for an IPv${p.family} pool (${min}..${max})`,
+          ),
+        });
+      } else if (p.prefixLength > block && spec.disabled !== true) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["cidr"],
+          message: own(
+            `${quote(spec.cidr)} is smaller than one block (/${block}); use a prefix of /${block} or shorter`,
           ),
         });
       }
-    }
-  })
-  .transform((spec) => {
-    const family = parseCidr(spec.cidr)?.family ?? 4;
-    return {
-      ...spec,
-      blockSize: spec.blockSize ?? (family === 4 ? DEFAULT_BLOCK_SIZE_V4 : DEFAULT_BLOCK_SIZE_V6),
-      ipipMode: spec.ipipMode ?? "Never",
-      vxlanMode: spec.vxlanMode ?? "Never",
-      natOutgoing: spec.natOutgoing ?? false,
-      nodeSelector: spec.nodeSelector ?? "all()",
-      allowedUses:
-        spec.allowedUses === undefined || spec.allowedUses.length === 0
-          ? (["Workload", "Tunnel"] as AllowedUse[])
-          : spec.allowedUses,
-      assignmentMode: spec.assignmentMode ?? "Automatic",
-    };
-  });
+      if (p.family === 6 && spec.ipipMode !== undefined && spec.ipipMode !== "Never") {
+        ctx.addIssue({
+          code: "custom",
+          path: ["ipipMode"],
+          message: own(
+            `${quote(spec.ipipMode)} is not allowed on an IPv6 pool (IP-in-IP is IPv4 only)`,
+          ),
+        });
+      }
+      if (
+        spec.vxlanMode !== undefined &&
+        spec.vxlanMode !== "Never" &&
+        spec.ipipMode !== undefined &&
+        spec.ipipMode !== "Never"
+      ) {
+        // Calico's validator: one encapsulation per pool.
+        ctx.addIssue({
+          code: "custom",
+          path: ["vxlanMode"],
+          message: own(
+            `${quote(spec.vxlanMode)} cannot be combined with ipipMode ${quote(spec.ipipMode)}: a pool uses one encapsulation`,
+          ),
+        });
+      }
+      const special = SPECIAL_RANGES[p.family].find(([range]) => overlaps(p.network, range));
+      if (special !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["cidr"],
+          message: own(`${quote(spec.cidr)} overlaps the ${special[1]} range ${quote(special[0])}`),
+        });
+      }
+      if (spec.allowedUses?.includes("LoadBalancer")) {
+        if (spec.disableBGPExport === true)
+          ctx.addIssue({
+            code: "custom",
+            path: ["disableBGPExport"],
+            message: own("LoadBalancer IP pools cannot disable BGP export"),
+          });
+        if (spec.nodeSelector !== undefined && spec.nodeSelector.trim() !== "all()")
+          ctx.addIssue({
+            code: "custom",
+            path: ["nodeSelector"],
+            message: own("must be all() (or unset) on a LoadBalancer IP pool"),
+          });
+        if (spec.ipipMode !== undefined && spec.ipipMode !== "Never")
+          ctx.addIssue({
+            code: "custom",
+            path: ["ipipMode"],
+            message: own("a LoadBalancer IP pool cannot have IP-in-IP enabled"),
+          });
+        if (spec.vxlanMode !== undefined && spec.vxlanMode !== "Never")
+          ctx.addIssue({
+            code: "custom",
+            path: ["vxlanMode"],
+            message: own("a LoadBalancer IP pool cannot have VXLAN enabled"),
+          });
+      }
+      if (spec.allowedUses !== undefined) {
+        if (spec.allowedUses.includes("LoadBalancer") && spec.allowedUses.length > 1) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["allowedUses"],
+            message: own(
+              `${quote(spec.allowedUses)}: LoadBalancer cannot be combined with other uses`,
+            ),
+          });
+        }
+      }
+    })
+    .transform((spec) => {
+      const family = parseCidr(spec.cidr)?.family ?? 4;
+      return {
+        ...spec,
+        blockSize: spec.blockSize ?? (family === 4 ? DEFAULT_BLOCK_SIZE_V4 : DEFAULT_BLOCK_SIZE_V6),
+        ipipMode: spec.ipipMode ?? "Never",
+        vxlanMode: spec.vxlanMode ?? "Never",
+        natOutgoing: spec.natOutgoing ?? false,
+        nodeSelector: spec.nodeSelector ?? "all()",
+        allowedUses:
+          spec.allowedUses === undefined || spec.allowedUses.length === 0
+            ? (["Workload", "Tunnel"] as AllowedUse[])
+            : spec.allowedUses,
+        assignmentMode: spec.assignmentMode ?? "Automatic",
+      };
+    }),
+);
 
 /** Ranges no pool may overlap: pod addresses there would never be routed. */
 const SPECIAL_RANGES: Record<4 | 6, Array<[string, string]>> = {
@@ -184,14 +187,16 @@ export function overlaps(a: string, b: string): boolean {
   return na === nb;
 }
 
-export const ipPoolSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("IPPool"),
-    metadata: metadataSchema({ namespaced: false }),
-    spec: ipPoolSpec,
-  })
-  .strict();
+export const ipPoolSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("IPPool"),
+      metadata: metadataSchema({ namespaced: false }),
+      spec: ipPoolSpec,
+    })
+    .strict(),
+);
 
 export type IPPoolSpec = z.output<typeof ipPoolSpec>;
 export interface IPPool {
@@ -201,20 +206,24 @@ export interface IPPool {
   spec: IPPoolSpec;
 }
 
-const ipReservationSpec = z
-  .object({
-    reservedCIDRs: z.array(cidrOrIp()).min(1),
-  })
-  .strict();
+const ipReservationSpec = lazy(() =>
+  z
+    .object({
+      reservedCIDRs: z.array(cidrOrIp()).min(1),
+    })
+    .strict(),
+);
 
-export const ipReservationSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("IPReservation"),
-    metadata: metadataSchema({ namespaced: false }),
-    spec: ipReservationSpec,
-  })
-  .strict();
+export const ipReservationSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("IPReservation"),
+      metadata: metadataSchema({ namespaced: false }),
+      spec: ipReservationSpec,
+    })
+    .strict(),
+);
 
 export type IPReservationSpec = z.output<typeof ipReservationSpec>;
 export interface IPReservation {

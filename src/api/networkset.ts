@@ -6,11 +6,12 @@ import * as z from "zod";
 import { own } from "./errors.js";
 import { cidr, type Metadata, metadataSchema } from "./fields.js";
 import { API_VERSION } from "./ippool.js";
+import { lazy } from "./lazy.js";
 
 const RESERVED_LABEL = "projectcalico.org/namespace";
 
 /** A set's nets: Calico's "net" tag takes a CIDR (host bits allowed) or a bare IP. */
-const setNets = z.array(cidr({ allowHostBits: true, allowBareIp: true }));
+const setNets = lazy(() => z.array(cidr({ allowHostBits: true, allowBareIp: true })));
 
 function metadata(namespaced: boolean) {
   return metadataSchema({ namespaced }).superRefine((m, ctx) => {
@@ -23,29 +24,35 @@ function metadata(namespaced: boolean) {
   });
 }
 
-const spec = z
-  .object({ nets: setNets.optional() })
-  .strict()
-  .optional()
-  .transform((s) => s ?? {});
+const spec = lazy(() =>
+  z
+    .object({ nets: setNets.optional() })
+    .strict()
+    .optional()
+    .transform((s) => s ?? {}),
+);
 
-export const globalNetworkSetSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("GlobalNetworkSet"),
-    metadata: metadata(false),
-    spec,
-  })
-  .strict();
+export const globalNetworkSetSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("GlobalNetworkSet"),
+      metadata: metadata(false),
+      spec,
+    })
+    .strict(),
+);
 
-export const networkSetSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("NetworkSet"),
-    metadata: metadata(true),
-    spec,
-  })
-  .strict();
+export const networkSetSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("NetworkSet"),
+      metadata: metadata(true),
+      spec,
+    })
+    .strict(),
+);
 
 export interface NetworkSetResource {
   apiVersion: typeof API_VERSION;

@@ -18,75 +18,84 @@ import {
   unsupported,
 } from "./fields.js";
 import { API_VERSION } from "./ippool.js";
+import { lazy } from "./lazy.js";
 
 const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 
 /** A MAC address "aa:bb:cc:dd:ee:ff", stored lower case. */
-const macAddress = z
-  .string()
-  .refine((s) => MAC_RE.test(s), {
-    error: (iss) => own(`${quote(iss.input)} is not a MAC address`),
-  })
-  .transform((s) => s.toLowerCase());
+const macAddress = lazy(() =>
+  z
+    .string()
+    .refine((s) => MAC_RE.test(s), {
+      error: (iss) => own(`${quote(iss.input)} is not a MAC address`),
+    })
+    .transform((s) => s.toLowerCase()),
+);
 
-const nodeBgpSpec = z
-  .object({
-    asNumber: asNumber.optional(),
-    ipv4Address: cidr({ family: 4, allowHostBits: true, allowBareIp: true }).optional(),
-    ipv6Address: cidr({ family: 6, allowHostBits: true, allowBareIp: true }).optional(),
-    ipv4IPIPTunnelAddr: ipAddress({ family: 4 }).optional(),
-    routeReflectorClusterID: ipAddress({ family: 4 }).optional(),
-  })
-  .strict();
+const nodeBgpSpec = lazy(() =>
+  z
+    .object({
+      asNumber: asNumber.optional(),
+      ipv4Address: cidr({ family: 4, allowHostBits: true, allowBareIp: true }).optional(),
+      ipv6Address: cidr({ family: 6, allowHostBits: true, allowBareIp: true }).optional(),
+      ipv4IPIPTunnelAddr: ipAddress({ family: 4 }).optional(),
+      routeReflectorClusterID: ipAddress({ family: 4 }).optional(),
+    })
+    .strict(),
+);
 
-const nodeSpec = z
-  .object({
-    bgp: nodeBgpSpec
-      .refine((b) => Object.keys(b).length > 0, {
-        error: own("must not be empty when given (validateNodeSpec)"),
-      })
-      .optional(),
-    addresses: z
-      .array(
-        z
-          .object({
-            address: z.string().min(1),
-            type: z.enum(["InternalIP", "ExternalIP", "CalicoNodeIP"]).optional(),
-          })
-          .strict(),
-      )
-      .optional(),
-    orchRefs: z
-      .array(
-        z.object({ nodeName: z.string().optional(), orchestrator: z.string().min(1) }).strict(),
-      )
-      .optional(),
-    interfaceName: unsupported(),
-    ipv4VXLANTunnelAddr: ipAddress({ family: 4 }).optional(),
-    vxlanTunnelMACAddr: macAddress.optional(),
-    ipv6VXLANTunnelAddr: ipAddress({ family: 6 }).optional(),
-    vxlanTunnelMACAddrV6: macAddress.optional(),
-    wireguard: unsupported("WireGuard"),
-  })
-  .strict();
+const nodeSpec = lazy(() =>
+  z
+    .object({
+      bgp: nodeBgpSpec
+        .refine((b) => Object.keys(b).length > 0, {
+          error: own("must not be empty when given (validateNodeSpec)"),
+        })
+        .optional(),
+      addresses: z
+        .array(
+          z
+            .object({
+              address: z.string().min(1),
+              type: z.enum(["InternalIP", "ExternalIP", "CalicoNodeIP"]).optional(),
+            })
+            .strict(),
+        )
+        .optional(),
+      orchRefs: z
+        .array(
+          z.object({ nodeName: z.string().optional(), orchestrator: z.string().min(1) }).strict(),
+        )
+        .optional(),
+      interfaceName: unsupported(),
+      ipv4VXLANTunnelAddr: ipAddress({ family: 4 }).optional(),
+      vxlanTunnelMACAddr: macAddress.optional(),
+      ipv6VXLANTunnelAddr: ipAddress({ family: 6 }).optional(),
+      vxlanTunnelMACAddrV6: macAddress.optional(),
+      wireguard: unsupported("WireGuard"),
+    })
+    .strict(),
+);
 
-export const nodeSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("Node"),
-    metadata: metadataSchema({ namespaced: false }),
-    spec: nodeSpec.optional().transform((s) => s ?? {}),
-    // calicoctl prints status; it is kept as given (Calico's daemon writes it, Ocelot's does not).
-    status: z
-      .object({
-        podCIDRs: z.array(cidr()).optional(),
-        wireguardPublicKey: unsupported("WireGuard"),
-        wireguardPublicKeyV6: unsupported("WireGuard"),
-      })
-      .strict()
-      .optional(),
-  })
-  .strict();
+export const nodeSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("Node"),
+      metadata: metadataSchema({ namespaced: false }),
+      spec: nodeSpec.optional().transform((s) => s ?? {}),
+      // calicoctl prints status; it is kept as given (Calico's daemon writes it, Ocelot's does not).
+      status: z
+        .object({
+          podCIDRs: z.array(cidr()).optional(),
+          wireguardPublicKey: unsupported("WireGuard"),
+          wireguardPublicKeyV6: unsupported("WireGuard"),
+        })
+        .strict()
+        .optional(),
+    })
+    .strict(),
+);
 
 export type NodeSpec = z.output<typeof nodeSpec>;
 export interface Node {
@@ -96,91 +105,97 @@ export interface Node {
   spec: NodeSpec;
 }
 
-const endpointPort = z
-  .object({
-    name: z.union([labelName, z.literal("")]).optional(),
-    protocol: z.enum(["TCP", "UDP", "SCTP"]),
-    port: z.number().int().min(1).max(65535),
-    hostPort: z.number().int().min(0).max(65535).optional(),
-    hostIP: ipAddress().optional(),
-  })
-  .strict()
-  .superRefine((p, ctx) => {
-    // validateWorkloadEndpointPort: a name unless a hostPort is given.
-    if ((p.name === undefined || p.name === "") && (p.hostPort ?? 0) === 0)
-      ctx.addIssue({
-        code: "custom",
-        path: ["name"],
-        message: own("is required when no hostPort is given"),
-      });
-  });
-
-const workloadEndpointSpec = z
-  .object({
-    orchestrator: z.string().optional(),
-    workload: z.string().optional(),
-    node: subdomainName.optional(),
-    containerID: z
-      .string()
-      .regex(/^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$/, {
-        error: (iss) =>
-          own(`${quote(iss.input)} is not a container ID (letters, digits and inner '-')`),
-      })
-      .optional(),
-    pod: z.string().optional(),
-    endpoint: z.string().optional(),
-    serviceAccountName: z.string().optional(),
-    // validateWorkloadEndpointSpec: only /32 (IPv4) and /128 (IPv6) networks.
-    ipNetworks: z
-      .array(
-        cidr({ allowHostBits: false, allowBareIp: true }).refine(
-          (c) => c.endsWith(c.includes(":") ? "/128" : "/32"),
-          {
-            error: (iss) =>
-              own(
-                `${quote(iss.input)} holds more than one address (a workload's ipNetworks are /32 or /128)`,
-              ),
-          },
-        ),
-      )
-      .optional(),
-    ipv4Gateway: ipAddress({ family: 4 }).optional(),
-    ipv6Gateway: ipAddress({ family: 6 }).optional(),
-    profiles: z.array(z.string().min(1)).optional(),
-    interfaceName: z
-      .string()
-      .refine((s) => /^[a-zA-Z0-9_.-]{1,15}$/.test(s), {
-        error: (iss) =>
-          own(
-            `${quote(iss.input)} is not an interface name (1..15 of letters, digits, '_', '.', '-')`,
-          ),
-      })
-      .optional(),
-    mac: z
-      .string()
-      .refine((s) => MAC_RE.test(s), {
-        error: (iss) => own(`${quote(iss.input)} is not a MAC address`),
-      })
-      .optional(),
-    ports: z.array(endpointPort).optional(),
-    ipNATs: unsupported("1:1 NAT"),
-    allowSpoofedSourcePrefixes: unsupported(),
-    qosControls: unsupported("QoS controls"),
-    awsElasticIPs: unsupported(),
-  })
-  .strict();
-
-export const workloadEndpointSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("WorkloadEndpoint"),
-    metadata: metadataSchema({ namespaced: true }),
-    // Calico requires an interface name (the validator's "no config" case).
-    spec: workloadEndpointSpec.refine((s) => s.interfaceName !== undefined, {
-      error: own("needs spec.interfaceName"),
+const endpointPort = lazy(() =>
+  z
+    .object({
+      name: z.union([labelName, z.literal("")]).optional(),
+      protocol: z.enum(["TCP", "UDP", "SCTP"]),
+      port: z.number().int().min(1).max(65535),
+      hostPort: z.number().int().min(0).max(65535).optional(),
+      hostIP: ipAddress().optional(),
+    })
+    .strict()
+    .superRefine((p, ctx) => {
+      // validateWorkloadEndpointPort: a name unless a hostPort is given.
+      if ((p.name === undefined || p.name === "") && (p.hostPort ?? 0) === 0)
+        ctx.addIssue({
+          code: "custom",
+          path: ["name"],
+          message: own("is required when no hostPort is given"),
+        });
     }),
-  })
-  .strict();
+);
+
+const workloadEndpointSpec = lazy(() =>
+  z
+    .object({
+      orchestrator: z.string().optional(),
+      workload: z.string().optional(),
+      node: subdomainName.optional(),
+      containerID: z
+        .string()
+        .regex(/^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$/, {
+          error: (iss) =>
+            own(`${quote(iss.input)} is not a container ID (letters, digits and inner '-')`),
+        })
+        .optional(),
+      pod: z.string().optional(),
+      endpoint: z.string().optional(),
+      serviceAccountName: z.string().optional(),
+      // validateWorkloadEndpointSpec: only /32 (IPv4) and /128 (IPv6) networks.
+      ipNetworks: z
+        .array(
+          cidr({ allowHostBits: false, allowBareIp: true }).refine(
+            (c) => c.endsWith(c.includes(":") ? "/128" : "/32"),
+            {
+              error: (iss) =>
+                own(
+                  `${quote(iss.input)} holds more than one address (a workload's ipNetworks are /32 or /128)`,
+                ),
+            },
+          ),
+        )
+        .optional(),
+      ipv4Gateway: ipAddress({ family: 4 }).optional(),
+      ipv6Gateway: ipAddress({ family: 6 }).optional(),
+      profiles: z.array(z.string().min(1)).optional(),
+      interfaceName: z
+        .string()
+        .refine((s) => /^[a-zA-Z0-9_.-]{1,15}$/.test(s), {
+          error: (iss) =>
+            own(
+              `${quote(iss.input)} is not an interface name (1..15 of letters, digits, '_', '.', '-')`,
+            ),
+        })
+        .optional(),
+      mac: z
+        .string()
+        .refine((s) => MAC_RE.test(s), {
+          error: (iss) => own(`${quote(iss.input)} is not a MAC address`),
+        })
+        .optional(),
+      ports: z.array(endpointPort).optional(),
+      ipNATs: unsupported("1:1 NAT"),
+      allowSpoofedSourcePrefixes: unsupported(),
+      qosControls: unsupported("QoS controls"),
+      awsElasticIPs: unsupported(),
+    })
+    .strict(),
+);
+
+export const workloadEndpointSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("WorkloadEndpoint"),
+      metadata: metadataSchema({ namespaced: true }),
+      // Calico requires an interface name (the validator's "no config" case).
+      spec: workloadEndpointSpec.refine((s) => s.interfaceName !== undefined, {
+        error: own("needs spec.interfaceName"),
+      }),
+    })
+    .strict(),
+);
 
 export type WorkloadEndpointSpec = z.output<typeof workloadEndpointSpec>;
 export interface WorkloadEndpoint {

@@ -6,6 +6,7 @@ import * as z from "zod";
 import { own, quote } from "./errors.js";
 import { labelName, type Metadata, metadataSchema } from "./fields.js";
 import { API_VERSION } from "./ippool.js";
+import { lazy } from "./lazy.js";
 
 export const DEFAULT_TIER = "default";
 export const DEFAULT_TIER_ORDER = 1_000_000;
@@ -16,41 +17,45 @@ const WELL_KNOWN: Record<string, { order: number; action: "Deny" | "Pass" }> = {
   "kube-baseline": { order: 10_000_000, action: "Pass" },
 };
 
-export const tierSchema = z
-  .object({
-    apiVersion: z.literal(API_VERSION),
-    kind: z.literal("Tier"),
-    metadata: metadataSchema({ namespaced: false, name: labelName }),
-    spec: z
-      .object({
-        order: z.number({ error: (iss) => own(`${quote(iss.input)} is not a number`) }).optional(),
-        defaultAction: z.enum(["Deny", "Pass"]).optional(),
-      })
-      .strict()
-      .optional()
-      .transform((s) => s ?? {}),
-  })
-  .strict()
-  .superRefine((t, ctx) => {
-    const known = WELL_KNOWN[t.metadata.name];
-    if (known === undefined) return;
-    if (t.spec.order !== undefined && t.spec.order !== known.order)
-      ctx.addIssue({
-        code: "custom",
-        path: ["spec", "order"],
-        message: own(`must be ${known.order} for the ${quote(t.metadata.name)} tier`),
-      });
-    if (t.spec.defaultAction !== undefined && t.spec.defaultAction !== known.action)
-      ctx.addIssue({
-        code: "custom",
-        path: ["spec", "defaultAction"],
-        message: own(`must be ${known.action} for the ${quote(t.metadata.name)} tier`),
-      });
-  })
-  .transform((t) => ({
-    ...t,
-    spec: { ...t.spec, defaultAction: t.spec.defaultAction ?? "Deny" },
-  }));
+export const tierSchema = lazy(() =>
+  z
+    .object({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal("Tier"),
+      metadata: metadataSchema({ namespaced: false, name: labelName }),
+      spec: z
+        .object({
+          order: z
+            .number({ error: (iss) => own(`${quote(iss.input)} is not a number`) })
+            .optional(),
+          defaultAction: z.enum(["Deny", "Pass"]).optional(),
+        })
+        .strict()
+        .optional()
+        .transform((s) => s ?? {}),
+    })
+    .strict()
+    .superRefine((t, ctx) => {
+      const known = WELL_KNOWN[t.metadata.name];
+      if (known === undefined) return;
+      if (t.spec.order !== undefined && t.spec.order !== known.order)
+        ctx.addIssue({
+          code: "custom",
+          path: ["spec", "order"],
+          message: own(`must be ${known.order} for the ${quote(t.metadata.name)} tier`),
+        });
+      if (t.spec.defaultAction !== undefined && t.spec.defaultAction !== known.action)
+        ctx.addIssue({
+          code: "custom",
+          path: ["spec", "defaultAction"],
+          message: own(`must be ${known.action} for the ${quote(t.metadata.name)} tier`),
+        });
+    })
+    .transform((t) => ({
+      ...t,
+      spec: { ...t.spec, defaultAction: t.spec.defaultAction ?? "Deny" },
+    })),
+);
 
 export interface Tier {
   apiVersion: typeof API_VERSION;

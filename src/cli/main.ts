@@ -112,6 +112,11 @@ function inheritGlobalOptions(program: Command, action: Command): void {
   }
 }
 
+/** For the bundle's V8 code cache (scripts/build.mjs): every kind's schema built and run once. */
+export async function warmCodeCache(): Promise<void> {
+  (await import("../api/registry.js")).warmSchemas();
+}
+
 export async function main(argv: string[]): Promise<void> {
   const registrations = await Promise.all(
     loadersFor(argv).map(async (load) => (await load()).register),

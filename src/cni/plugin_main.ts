@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { config as zodConfig } from "zod";
 import { ResourceClient } from "../api/client.js";
 import type { WorkloadEndpoint } from "../api/node.js";
-import { kindOf } from "../api/registry.js";
+import { kindOf, warmSchemas } from "../api/registry.js";
 import type { EtcdOptions } from "../datastore/etcd.js";
 import { openDatastore } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
@@ -680,6 +680,12 @@ export async function runCniPlugin(
   } finally {
     await store?.close().catch(() => undefined);
   }
+}
+
+/** For the bundle's V8 code cache (scripts/build.mjs): the schema work main() does, done once. */
+export function warmCodeCache(): void {
+  zodConfig({ jitless: true });
+  warmSchemas();
 }
 
 export async function main(): Promise<void> {

@@ -15,8 +15,9 @@
 // with etcd. Alternatives: LevelDB and RocksDB lock a database to one process; LMDB would work
 // across processes but is another native addon and has no notification either; a JSON file
 // with locks would reimplement a database, badly.
-import { type FSWatcher, watch as fsWatch, mkdirSync } from "node:fs";
-import { basename, dirname } from "node:path";
+import { existsSync, type FSWatcher, watch as fsWatch, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { basename, dirname, join } from "node:path";
 import Database from "better-sqlite3";
 import { validateKeyValue } from "./memory.js";
 import {
@@ -69,6 +70,23 @@ const EVENT_PUT = 0;
 const EVENT_DELETE = 1;
 /** Automatic compaction is checked every this many revisions. */
 const AUTO_COMPACT_EVERY = 256;
+
+/**
+ * better-sqlite3's addon by path: the command bundles carry the package's JavaScript
+ * (scripts/build.mjs) and load only the addon from node_modules, and a path skips `bindings`'
+ * search of a dozen candidates at every open. Undefined (better-sqlite3 looks for it itself)
+ * where the package is not found.
+ */
+function sqliteAddon(): string | undefined {
+  try {
+    const pkg = createRequire(import.meta.url).resolve("better-sqlite3/package.json");
+    const addon = join(dirname(pkg), "build", "Release", "better_sqlite3.node");
+    return existsSync(addon) ? addon : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Events read per query while catching a watcher up, bounding memory with large values. */
 const EVENT_BATCH = 512;
 
@@ -186,7 +204,10 @@ export class SqliteDatastore implements Datastore {
       );
     try {
       if (opts.createDirectory ?? true) mkdirSync(dirname(path), { recursive: true });
-      this.db = new Database(path, { timeout: this.opts.busyTimeoutMs });
+      this.db = new Database(path, {
+        timeout: this.opts.busyTimeoutMs,
+        nativeBinding: sqliteAddon(),
+      });
     } catch (err) {
       throw new UnavailableError(
         `Cannot open datastore file "${path}": ${(err as Error).message}`,
