@@ -80,8 +80,6 @@ export interface PeerEntry {
    * when LLGR was negotiated; stale timer once back).
    */
   staleTimer: "RestartTimer" | "StaleTimer" | "LongLivedStaleTimer" | null;
-  /** RFC 9494: its stale paths are long-lived stale (LLGR_STALE, least preferred). */
-  llgrStale: boolean;
   /** Families of the last Established session. */
   lastFamilies: Family[];
   /** Removed from the configuration: its session's last callbacks are ignored. */
@@ -392,7 +390,6 @@ export class SpeakerCore<A> {
       lastError: null,
       stale: false,
       staleTimer: null,
-      llgrStale: false,
       lastFamilies: [],
       removed: false,
       ...(pick4 ? { nextHopSelfV4: pick4 } : {}),
@@ -684,7 +681,6 @@ export class SpeakerCore<A> {
     if (t === 0) return false;
     this.stopStaleTimer(e);
     const { kept, removed } = this.rib.markLongLivedStale(e.ribId);
-    e.llgrStale = true;
     e.staleTimer = "LongLivedStaleTimer";
     this.out.push({
       kind: "startTimer",
@@ -739,7 +735,6 @@ export class SpeakerCore<A> {
   /** Ends helper mode: stale paths go (all of the peer's paths when `why` is a plain drop). */
   private endStale(e: PeerEntry, why: string): void {
     this.stopStaleTimer(e);
-    e.llgrStale = false;
     if (why === "down") {
       e.stale = false;
       this.rib.peerDown(e.ribId);
