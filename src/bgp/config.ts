@@ -76,6 +76,14 @@ export interface PeerConfig {
    * restart capability we send it, 1..4095; absent: gracefulRestart.restartTime).
    */
   gracefulRestartTime?: number;
+  /**
+   * RFC 9494 long-lived graceful restart with this peer: the long-lived stale time (seconds,
+   * 1..16777215) we announce in the LLGR capability (the peer keeps our routes as LLGR_STALE
+   * that long after its restart timer), and the switch for the helper side: when the peer
+   * announced LLGR too, its routes are kept as LLGR_STALE for the stale time *it* announced
+   * once its restart time is over. Absent: LLGR not announced (plain graceful restart).
+   */
+  longLivedStaleTime?: number;
   /** RFC 8654 extended messages advertised (absent: true). */
   extendedMessage?: boolean;
   /**
@@ -464,6 +472,7 @@ const peer = object<PeerConfig>(
     extendedNextHop: opt(bool),
     maxPrefixes: opt(maxPrefixes),
     gracefulRestartTime: opt(int({ min: 1, max: 4095 })),
+    longLivedStaleTime: opt(int({ min: 1, max: 0xffffff })),
   },
   (p, path, issues) => {
     if ((p.address === undefined) === (p.interface === undefined))
@@ -779,6 +788,7 @@ const RESET_FIELDS: (keyof PeerConfig)[] = [
   "extendedMessage",
   "extendedNextHop",
   "gracefulRestartTime",
+  "longLivedStaleTime",
   // A new key needs a new connection (FRR resets the session too); the file's path alone does not.
   "password",
 ];

@@ -180,6 +180,9 @@ export function importGuardRules(
  * BGPPeer fields the daemon does not turn into session settings yet: the speaker has no
  * per-peer restart time nor local AS, and its config's nextHopSelf is not acted on.
  */
+/** BIRD's `long lived stale time` default, for restartMode LongLivedGracefulRestart. */
+export const LLGR_STALE_TIME_DEFAULT = 3600;
+
 const UNAPPLIED_PEER_FIELDS = [
   "reversePeering",
   "nextHopMode",
@@ -436,11 +439,20 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     // GTSM (RFC 5082) as BIRD's `ttl security on; multihop N`, which Calico renders: we send
     // with TTL 255 and the kernel drops the peer's packets below 256 - N.
     if (s.ttlSecurity !== undefined) common.ttlSecurity = s.ttlSecurity;
-    if (s.restartMode === "LongLivedGracefulRestart")
-      warnings.push(
-        `BGPPeer "${peer.metadata.name}": spec.restartMode LongLivedGracefulRestart not applied yet (graceful restart only)${s.maxRestartTime !== undefined ? "; spec.maxRestartTime (the long-lived stale time in that mode) not applied" : ""}`,
-      );
-    else if (s.maxRestartTime !== undefined) {
+    if (s.restartMode === "LongLivedGracefulRestart") {
+      // RFC 9494, as Calico's BIRD `long lived graceful restart yes; long lived stale time`:
+      // maxRestartTime is the long-lived stale time in this mode (absent: BIRD's 3600 s).
+      const sec =
+        s.maxRestartTime === undefined
+          ? LLGR_STALE_TIME_DEFAULT
+          : Math.round((parseDurationMs(s.maxRestartTime) ?? 3_600_000) / 1000);
+      const t = Math.min(0xffffff, Math.max(1, sec));
+      if (t !== sec)
+        warnings.push(
+          `BGPPeer "${peer.metadata.name}": spec.maxRestartTime ${s.maxRestartTime} is outside 1s..16777215s (the long-lived stale time's range): ${t}s used`,
+        );
+      common.longLivedStaleTime = t;
+    } else if (s.maxRestartTime !== undefined) {
       // As Calico's BIRD `graceful restart time`: how long the peer keeps our routes.
       const sec = Math.round((parseDurationMs(s.maxRestartTime) ?? 120_000) / 1000);
       const t = Math.min(4095, Math.max(1, sec));

@@ -57,6 +57,15 @@ describe("parseConfigText()", () => {
     expect(err(() => parseConfigText(base.replace("holdTime: 9", "holdTime: 2")))).toContain(
       "peers[0].holdTime: hold time must be 0 or at least 3 seconds (got 2)",
     );
+    expect(
+      err(() =>
+        parseConfigText(base.replace("holdTime: 9", "holdTime: 9\n    longLivedStaleTime: 0")),
+      ),
+    ).toContain("peers[0].longLivedStaleTime");
+    expect(
+      parseConfigText(base.replace("holdTime: 9", "holdTime: 9\n    longLivedStaleTime: 16777215"))
+        .peers[0]?.longLivedStaleTime,
+    ).toBe(16777215);
     expect(err(() => parseConfigText(base.replace("10.244.1.0/26", "10.244.1.0/33")))).toContain(
       'originate[0].prefix: not a CIDR (address/length) (got "10.244.1.0/33")',
     );
@@ -179,6 +188,8 @@ describe("impact()", () => {
       ["password", (c) => (p0(c).password = "s3cret")],
       ["families", (c) => (p0(c).families = ["ipv4-unicast"])],
       ["sourceAddress", (c) => (p0(c).sourceAddress = "10.255.9.0")],
+      // RFC 9494: the LLGR capability is in the OPEN.
+      ["longLivedStaleTime", (c) => (p0(c).longLivedStaleTime = 3600)],
     ];
     for (const [field, f] of resets)
       expect(impact(c0(), edit(f)).changed[0]).toEqual({

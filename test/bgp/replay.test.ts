@@ -41,6 +41,8 @@ interface UpdateFields {
   origin?: number;
   med?: number;
   localPref?: number;
+  /** RFC 1997 communities as "65535:7". */
+  communities?: string[];
   announce?: string[];
   withdraw?: string[];
 }
@@ -100,6 +102,13 @@ function updateBytes(u: UpdateFields): Uint8Array {
   a.nextHop = u.nextHop ? parseIpv4(u.nextHop) : null;
   if (u.med !== undefined) a.med = u.med;
   if (u.localPref !== undefined) a.localPref = u.localPref;
+  if (u.communities?.length)
+    a.communities = Uint32Array.from(
+      u.communities.map((c) => {
+        const [hi, lo] = c.split(":").map(Number);
+        return ((hi as number) * 65536 + (lo as number)) >>> 0;
+      }),
+    );
   const base = { afi: Afi.Ipv4, safi: Safi.Unicast };
   const msgs: Uint8Array[] = [];
   if (u.withdraw?.length)
@@ -125,9 +134,16 @@ interface OpenGr {
 
 /**
  * An OPEN from fields: IPv4 unicast, route refresh, 4-octet AS (what a plain peer sends), and
- * graceful restart for IPv4 unicast when `gr` is given.
+ * graceful restart for IPv4 unicast when `gr` is given; long-lived GR (RFC 9494) for IPv4
+ * unicast with that stale time (seconds) when `llgr` is.
  */
-function openBytes(o: { asn: number; id: string; holdTime?: number; gr?: OpenGr }): Uint8Array {
+function openBytes(o: {
+  asn: number;
+  id: string;
+  holdTime?: number;
+  gr?: OpenGr;
+  llgr?: number;
+}): Uint8Array {
   return encodeOpen({
     version: 4,
     myAs: myAsField(o.asn),
@@ -145,6 +161,16 @@ function openBytes(o: { asn: number; id: string; holdTime?: number; gr?: OpenGr 
               notification: o.gr.n ?? false,
               restartTime: o.gr.time,
               families: [{ afi: Afi.Ipv4, safi: Safi.Unicast, forwardingState: o.gr.f ?? true }],
+            },
+          ]
+        : []),
+      ...(o.llgr !== undefined
+        ? [
+            {
+              kind: "LongLivedGracefulRestart" as const,
+              families: [
+                { afi: Afi.Ipv4, safi: Safi.Unicast, forwardingState: true, staleTime: o.llgr },
+              ],
             },
           ]
         : []),

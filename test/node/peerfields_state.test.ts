@@ -270,13 +270,16 @@ describe("other peer fields", () => {
     ).toBeUndefined();
   });
 
-  it("restartMode LongLivedGracefulRestart is warned about, with maxRestartTime (its stale time)", () => {
+  it("restartMode LongLivedGracefulRestart: maxRestartTime is the long-lived stale time", () => {
     const r = render({
-      bgpPeers: [tor({ restartMode: "LongLivedGracefulRestart", maxRestartTime: "1h" })],
+      bgpPeers: [tor({ restartMode: "LongLivedGracefulRestart", maxRestartTime: "1h30m" })],
     });
     expect(peerOf(r, "10.0.0.254")?.gracefulRestartTime).toBeUndefined();
-    expect(r.warnings[0]).toMatch(/restartMode LongLivedGracefulRestart not applied yet/);
-    expect(r.warnings[0]).toMatch(/spec.maxRestartTime .* not applied/);
+    expect(peerOf(r, "10.0.0.254")?.longLivedStaleTime).toBe(5400);
+    expect(r.warnings).toEqual([]);
+    const d = render({ bgpPeers: [tor({ restartMode: "LongLivedGracefulRestart" })] });
+    expect(peerOf(d, "10.0.0.254")?.longLivedStaleTime).toBe(3600);
+    expect(peerOf(render({ bgpPeers: [tor()] }), "10.0.0.254")?.longLivedStaleTime).toBeUndefined();
   });
 
   it("the Ocelot extensions maxPrefixes and addPath go to the session's family", () => {

@@ -129,6 +129,27 @@ export const CAPABILITIES: readonly CapabilityRow<Kind>[] = [
     },
   }),
   row({
+    kind: "LongLivedGracefulRestart",
+    rfc: "RFC 9494",
+    // §3: one entry per family we run, with our long-lived stale time (the helper uses the
+    // peer's); sent beside the graceful restart capability, which always goes.
+    advertise: (s) => {
+      const ll = s.longLivedGracefulRestart;
+      if (!ll || s.families.length === 0) return [];
+      return [
+        {
+          kind: "LongLivedGracefulRestart",
+          families: s.families.map((f) => ({
+            afi: FAMILY[f].afi,
+            safi: FAMILY[f].safi,
+            forwardingState: ll.forwarding,
+            staleTime: ll.staleTime,
+          })),
+        },
+      ];
+    },
+  }),
+  row({
     kind: "ExtendedMessage",
     rfc: "RFC 8654",
     advertise: (s) => (s.extendedMessage === false ? [] : [{ kind: "ExtendedMessage" }]),

@@ -94,6 +94,16 @@ export interface PeerSettings {
     /** The F bit of each family: our forwarding state (the kernel's routes) survived. */
     forwarding: boolean;
   };
+  /**
+   * RFC 9494 long-lived graceful restart as we announce it (absent: not announced): peers keep
+   * our routes as LLGR_STALE for `staleTime` seconds after the restart time, and we do the same
+   * for a peer that announced it too.
+   */
+  longLivedGracefulRestart?: {
+    /** Long-lived stale time in seconds, 1..16777215. */
+    staleTime: number;
+    forwarding: boolean;
+  };
 }
 
 export interface Negotiated {

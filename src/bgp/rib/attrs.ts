@@ -20,6 +20,9 @@ export const AS_CONFED_SET = AsPathSegmentType.AsConfedSet;
 export const NO_EXPORT = WellKnownCommunity.NoExport;
 export const NO_ADVERTISE = WellKnownCommunity.NoAdvertise;
 export const NO_EXPORT_SUBCONFED = WellKnownCommunity.NoExportSubconfed;
+/** RFC 9494 §2: the path is kept across a long-lived graceful restart / must not be. */
+export const LLGR_STALE = WellKnownCommunity.LlgrStale;
+export const NO_LLGR = WellKnownCommunity.NoLlgr;
 
 export interface AsPathSegmentView {
   readonly type: number;
@@ -61,6 +64,8 @@ export interface AttrEdit {
   prependClusterId?: number;
   /** Remove ORIGINATOR_ID and CLUSTER_LIST (never sent to eBGP peers). */
   stripReflection?: boolean;
+  /** Add this community when absent (RFC 9494 §4.2: LLGR_STALE on a path kept long-lived). */
+  addCommunity?: number;
 }
 
 /** What a locally originated route carries. */
@@ -86,6 +91,9 @@ export interface AttrAdapter<A> {
 export const FLAG_NO_EXPORT = 1;
 export const FLAG_NO_ADVERTISE = 2;
 export const FLAG_NO_EXPORT_SUBCONFED = 4;
+/** RFC 9494: LLGR_STALE (least preferred, not sent to peers without LLGR) and NO_LLGR. */
+export const FLAG_LLGR_STALE = 8;
+export const FLAG_NO_LLGR = 16;
 
 function grow<T extends Int32Array | Uint8Array | Float64Array>(a: T, n: number): T {
   if (n <= a.length) return a;
@@ -193,6 +201,8 @@ export class AttrTable<A> {
       if (c === NO_EXPORT) f |= FLAG_NO_EXPORT;
       else if (c === NO_ADVERTISE) f |= FLAG_NO_ADVERTISE;
       else if (c === NO_EXPORT_SUBCONFED) f |= FLAG_NO_EXPORT_SUBCONFED;
+      else if (c === LLGR_STALE) f |= FLAG_LLGR_STALE;
+      else if (c === NO_LLGR) f |= FLAG_NO_LLGR;
     }
     this.flags[id] = f;
     return id;

@@ -40,6 +40,8 @@ export const RejectReason = {
   FamilyNotEnabled: 11,
   /** No accepted path: nothing to advertise. */
   NoBestPath: 12,
+  /** RFC 9494 §4.5: an LLGR_STALE path is not sent to a peer without long-lived GR. */
+  LlgrStale: 13,
 } as const;
 export type RejectReasonName = keyof typeof RejectReason;
 export type RejectReasonCode = (typeof RejectReason)[RejectReasonName];

@@ -18,6 +18,7 @@
 //   const ch = rib.drain(50_000);   // FIB changes + Adj-RIB-Out batches; repeat while ch.pending
 //   rib.peerDown(p);                                        // session lost: withdraw its paths
 //   rib.markStale(p) ... rib.sweepStale(p);                 // graceful restart (RFC 4724)
+//   rib.markLongLivedStale(p);        // RFC 9494: restart time over, kept as LLGR_STALE
 //   rib.adjRibOut(p);                                       // full table at Established/refresh
 //   rib.updatePeer(p, { exportPolicy });                    // reconfigure without a flap
 //   rib.explain("10.0.0.0/24"); rib.explainExport(prefix, p); rib.peerCounts(p); rib.locRib();
@@ -33,9 +34,12 @@ import {
   AttrTable,
   type AttrView,
   asPathCount,
+  FLAG_LLGR_STALE,
   FLAG_NO_ADVERTISE,
   FLAG_NO_EXPORT,
   FLAG_NO_EXPORT_SUBCONFED,
+  FLAG_NO_LLGR,
+  LLGR_STALE,
   ORIGIN_IGP,
 } from "./attrs.js";
 import {
@@ -78,6 +82,8 @@ export const BestReason = {
   ClusterListLength: 10,
   PeerAddress: 11,
   PathId: 12,
+  /** RFC 9494 §4.3: the others were LLGR_STALE (least preferred, before any other step). */
+  LlgrStale: 13,
 } as const;
 export type BestReasonName = keyof typeof BestReason;
 const bestReasonNames = Object.keys(BestReason) as BestReasonName[];
@@ -128,6 +134,11 @@ export interface RibPeerInfo {
    * best path and the paths equal to it (the multipath set), best first, each with its id.
    */
   addPathSend?: { v4: number; v6: number };
+  /**
+   * RFC 9494 long-lived graceful restart negotiated with the peer: LLGR_STALE paths may go to
+   * it (default false: they are withheld, withdrawn when a best path becomes one).
+   */
+  llgr?: boolean;
 }
 
 /** Loc-RIB changes for the FIB: per prefix the new next-hop set, or -1 for removed. */
@@ -333,6 +344,8 @@ interface Group {
   apOut: Map<number, number[]>;
   /** ADD-PATH groups: the member (its own paths are not sent back to it). */
   apMember: number;
+  /** The members negotiated long-lived GR (RFC 9494): LLGR_STALE paths go to them. */
+  llgr: boolean;
 }
 
 /** The ADD-PATH send limits of a peer, or null when it sends one path per prefix. */
@@ -546,6 +559,58 @@ export class Rib<A> {
       }
     }
     return n;
+  }
+
+  /**
+   * RFC 9494 §4.2 (helper): the peer's restart time is over and it negotiated long-lived GR.
+   * Its stale paths (markStale) of the family, or all, stay stale for the long-lived stale time
+   * with LLGR_STALE added (least preferred in decide(), withheld from groups without `llgr`);
+   * those carrying NO_LLGR are removed. The peer's re-announcements replace them as usual and
+   * sweepStale removes the rest.
+   */
+  markLongLivedStale(peer: number | string, fam?: 4 | 6): { kept: number; removed: number } {
+    const rec = this.peerRec(peer);
+    const A = this.attrs;
+    let kept = 0;
+    let removed = 0;
+    const tagged = new Map<number, number>();
+    for (let pfx = 0; pfx < this.t.top && rec.stale > 0; pfx++) {
+      if (this.t.fam[pfx] === 0 || (fam !== undefined && this.t.fam[pfx] !== fam)) continue;
+      let prev = NONE;
+      let p = this.pHead[pfx] as number;
+      while (p !== NONE) {
+        const next = this.pathNext[p] as number;
+        if (this.pathPeer[p] !== rec.idx || !((this.pathFlag[p] as number) & FLAG_STALE)) {
+          prev = p;
+          p = next;
+          continue;
+        }
+        const a = this.pathAttr[p] as number;
+        const f = A.flags[a] as number;
+        if (f & FLAG_NO_LLGR) {
+          this.unlinkPath(pfx, prev, p, rec);
+          this.markDirty(pfx);
+          removed++;
+          p = next;
+          continue;
+        }
+        kept++;
+        if (!(f & FLAG_LLGR_STALE)) {
+          let b = tagged.get(a);
+          if (b === undefined) {
+            b = A.intern(A.adapter.edit(A.get(a), { addCommunity: LLGR_STALE }));
+            tagged.set(a, b);
+          }
+          A.refs[a] = (A.refs[a] as number) - 1;
+          A.refs[b] = (A.refs[b] as number) + 1;
+          this.pathAttr[p] = b;
+          this.markDirty(pfx);
+        }
+        prev = p;
+        p = next;
+      }
+    }
+    return { kept, removed };
   }
 
   /** Replaces a peer's import policy and re-evaluates its paths (soft reconfiguration). */
@@ -1082,10 +1147,22 @@ export class Rib<A> {
       this.pReason[pfx] = BestReason.None;
       return;
     }
+    let llgrOnly = false;
+    if (n > 1) {
+      // RFC 9494 §4.3: LLGR_STALE paths are least preferred, before every other step.
+      const m = this.keepNotLlgrStale(n);
+      llgrOnly = m === 1 && n > 1;
+      n = m;
+    }
     if (n === 1) {
       const p = this.cand[0] as number;
       this.toHead(pfx, p);
-      this.pReason[pfx] = this.pathPeer[p] === LOCAL ? BestReason.Local : BestReason.OnlyPath;
+      this.pReason[pfx] =
+        this.pathPeer[p] === LOCAL
+          ? BestReason.Local
+          : llgrOnly
+            ? BestReason.LlgrStale
+            : BestReason.OnlyPath;
       this.mpCand[0] = p;
       this.mpCount = 1;
       return;
@@ -1201,6 +1278,20 @@ export class Rib<A> {
     return m;
   }
 
+  /** Drops the LLGR_STALE candidates unless all are (RFC 9494 §4.3); returns how many remain. */
+  private keepNotLlgrStale(n: number): number {
+    const c = this.cand;
+    const flags = this.attrs.flags;
+    let m = 0;
+    for (let i = 0; i < n; i++) {
+      const p = c[i] as number;
+      if (!((flags[this.pathAttr[p] as number] as number) & FLAG_LLGR_STALE)) c[m++] = p;
+    }
+    if (m > 0) return m;
+    // All stale: the candidates were overwritten only where kept (none), so [0, n) is intact.
+    return n;
+  }
+
   /** RFC 4271 §9.1.2.2 (c): drop a path when one from the same neighbour AS has a lower MED. */
   private keepMed(n: number): number {
     const c = this.cand;
@@ -1274,6 +1365,8 @@ export class Rib<A> {
     const f = this.attrs.flags[this.pathAttr[best] as number] as number;
     // RFC 1997: NO_ADVERTISE to no peer; NO_EXPORT(_SUBCONFED) not outside the AS.
     if (f & FLAG_NO_ADVERTISE) return RejectReason.NoAdvertise;
+    // RFC 9494 §4.5: LLGR_STALE paths only to peers that negotiated long-lived GR.
+    if (f & FLAG_LLGR_STALE && !g.llgr) return RejectReason.LlgrStale;
     if (g.ebgp && f & (FLAG_NO_EXPORT | FLAG_NO_EXPORT_SUBCONFED)) return RejectReason.NoExport;
     if (!g.ebgp && src !== LOCAL && srcRec.ibgp) {
       // RFC 4271 §9.2 split horizon; RFC 4456 §6 reflection: a client's route to everyone,
@@ -1507,6 +1600,7 @@ export class Rib<A> {
       i.exportPolicy?.key ?? "",
       i.exportGroupKey ?? "",
       apOf(i) === null ? "" : [i.id, i.addPathSend?.v4, i.addPathSend?.v6],
+      i.llgr ?? false,
     ]);
   }
 
@@ -1535,6 +1629,7 @@ export class Rib<A> {
         ap: apOf(rec.info),
         apOut: new Map(),
         apMember: rec.idx,
+        llgr: rec.info.llgr ?? false,
       };
       this.groups.push(g);
       this.groupByKey.set(key, gi);

@@ -72,7 +72,10 @@ export const simpleAdapter: AttrAdapter<SimpleAttrs> = {
       ...(localPref !== undefined ? { localPref } : {}),
       ...(originatorId !== undefined ? { originatorId } : {}),
       clusterList,
-      communities: a.communities,
+      communities:
+        e.addCommunity !== undefined && !a.communities.includes(e.addCommunity)
+          ? [...a.communities, e.addCommunity]
+          : a.communities,
       largeCommunities: a.largeCommunities,
     });
   },

@@ -105,6 +105,10 @@ export const wireAdapter: AttrAdapter<WireAttrs> = {
       const old = w.clusterList ? [...w.clusterList] : [];
       w.clusterList = Uint32Array.from([e.prependClusterId >>> 0, ...old]);
     }
+    if (e.addCommunity !== undefined && !a.communities.includes(e.addCommunity >>> 0)) {
+      const old = w.communities ? [...w.communities] : [];
+      w.communities = Uint32Array.from([...old, e.addCommunity >>> 0]);
+    }
     const nh = e.nextHop ?? a.nextHop;
     w.nextHop = nh.includes(":") ? null : parseIpv4(nh);
     return wireAttrs(w, nh);

@@ -1,7 +1,8 @@
 // The speaker's core: one owner of BGP state that turns events into actions and never sees a
 // socket, a timer or the FIB (RFC 4271 §9 route processing, RFC 4724 §4.2 helper mode). It owns
 // the RIB, each peer's sessions and protocol state, graceful restart (RFC 4724 helper and
-// restarting speaker with its selection deferral, RFC 8538 N bit and Hard Reset), UPDATE decoding
+// restarting speaker with its selection deferral, RFC 8538 N bit and Hard Reset; RFC 9494
+// long-lived graceful restart as helper), UPDATE decoding
 // into the RIB, export encoding to update groups, the drain into FIB batches with its
 // back-pressure, and the peer diff of a reconfiguration. Not: carrying actions out, the
 // listener and its TCP-MD5 keys (runtime.ts), status views (status.ts).
@@ -74,8 +75,11 @@ export interface PeerEntry {
   lastError: { kind: string; code?: number; subcode?: number; message?: string } | null;
   /** RFC 4724 receiving speaker: the peer is restarting and its paths are stale. */
   stale: boolean;
-  /** The helper timer running for it (restart timer while down, stale timer once back). */
-  staleTimer: "RestartTimer" | "StaleTimer" | null;
+  /**
+   * The helper timer running for it (restart timer while down, then the long-lived stale timer
+   * when LLGR was negotiated; stale timer once back).
+   */
+  staleTimer: "RestartTimer" | "StaleTimer" | "LongLivedStaleTimer" | null;
   /** Families of the last Established session. */
   lastFamilies: Family[];
   /** Removed from the configuration: its session's last callbacks are ignored. */
@@ -228,7 +232,10 @@ export class SpeakerCore<A> {
         }
         const e = this.peers.get(ev.timer.peer);
         if (!e) return;
-        if (ev.timer.name === "RestartTimer" || ev.timer.name === "StaleTimer") {
+        if (ev.timer.name === "RestartTimer") {
+          e.staleTimer = null;
+          if (e.stale && !this.longLived(e)) this.endStale(e, "RestartTimer expired");
+        } else if (ev.timer.name === "StaleTimer" || ev.timer.name === "LongLivedStaleTimer") {
           e.staleTimer = null;
           if (e.stale) this.endStale(e, `${ev.timer.name} expired`);
         } else if (ev.timer.name === "MaxPrefixRestart") {
@@ -324,6 +331,9 @@ export class SpeakerCore<A> {
               forwarding: true,
             },
           }
+        : {}),
+      ...(p.longLivedStaleTime !== undefined
+        ? { longLivedGracefulRestart: { staleTime: p.longLivedStaleTime, forwarding: true } }
         : {}),
       localAs: this.config.asn,
       peerAs: p.asn,
@@ -618,7 +628,14 @@ export class SpeakerCore<A> {
     if (this.stopped || e.removed || e.dropping || !this.graceful(e, reason)) return false;
     const gr = grCapability(e.session.peerCapabilities);
     const fams = e.lastFamilies;
-    if (!gr || gr.restartTime === 0 || !fams.every((f) => grCovers(gr, f))) return false;
+    if (!gr || gr.restartTime === 0 || !fams.every((f) => grCovers(gr, f))) {
+      // RFC 9494 §4.2: with LLGR, a restart time of 0 (or families GR leaves out) goes straight
+      // to the long-lived phase.
+      if (this.llgrTime(e) === 0) return false;
+      this.rib.markStale(e.ribId);
+      e.stale = true;
+      return this.longLived(e);
+    }
     const marked = this.rib.markStale(e.ribId);
     e.stale = true;
     e.staleTimer = "RestartTimer";
@@ -630,6 +647,50 @@ export class SpeakerCore<A> {
     this.log.info(
       { peer: e.cfg.address, stalePaths: marked, restartTime: gr.restartTime },
       "Peer restarting (graceful restart): keeping its routes as stale",
+    );
+    return true;
+  }
+
+  /**
+   * RFC 9494 §4.2: the long-lived stale time of a peer whose session we help, in seconds (0: no
+   * LLGR). Both sides announced the capability on the last session (we do when configured), for
+   * every family of it; the shortest of the peer's per-family times is used.
+   */
+  private llgrTime(e: PeerEntry): number {
+    if (e.cfg.longLivedStaleTime === undefined) return 0;
+    const ll = e.session.peerCapabilities?.find(
+      (c): c is LlgrCapability => c.kind === "LongLivedGracefulRestart",
+    );
+    if (!ll) return 0;
+    let t = Number.POSITIVE_INFINITY;
+    for (const f of e.lastFamilies) {
+      const [afi, safi] =
+        f === "ipv4-unicast" ? [Afi.Ipv4, Safi.Unicast] : [Afi.Ipv6, Safi.Unicast];
+      const x = ll.families.find((y) => y.afi === afi && y.safi === safi);
+      if (!x) return 0;
+      t = Math.min(t, x.staleTime);
+    }
+    return Number.isFinite(t) ? t : 0;
+  }
+
+  /**
+   * The restart time of a helped peer is over: when LLGR was negotiated its stale paths stay as
+   * LLGR_STALE (NO_LLGR ones go) for the long-lived stale time. Returns false without LLGR.
+   */
+  private longLived(e: PeerEntry): boolean {
+    const t = this.llgrTime(e);
+    if (t === 0) return false;
+    this.stopStaleTimer(e);
+    const { kept, removed } = this.rib.markLongLivedStale(e.ribId);
+    e.staleTimer = "LongLivedStaleTimer";
+    this.out.push({
+      kind: "startTimer",
+      timer: { peer: e.cfg.address, link: 0, name: "LongLivedStaleTimer" },
+      ms: t * 1000,
+    });
+    this.log.info(
+      { peer: e.cfg.address, kept, removedNoLlgr: removed, longLivedStaleTime: t },
+      "Peer restarting (long-lived graceful restart): keeping its routes as LLGR_STALE",
     );
     return true;
   }
@@ -702,6 +763,11 @@ export class SpeakerCore<A> {
         v4: send.has(Ipv4Unicast) ? limit : 0,
         v6: send.has(Ipv6Unicast) ? limit : 0,
       },
+      // RFC 9494 §4.5: LLGR_STALE paths go only to peers where both announced LLGR.
+      llgr:
+        e.cfg.longLivedStaleTime !== undefined &&
+        n.families.length > 0 &&
+        (e.session.peerCapabilities ?? []).some((c) => c.kind === "LongLivedGracefulRestart"),
       // RFC 8950: IPv4 routes go with our IPv6 address as next hop where both said so.
       ...(n.options.extendedNextHop && e.nextHopSelfV6
         ? { nextHopSelfV4: e.nextHopSelfV6 }
@@ -1046,6 +1112,8 @@ function downText(r: DownReason): PeerEntry["lastError"] {
 const DEFERRAL_TIMER = { peer: "", link: 0, name: "SelectionDeferralTimer" } as const;
 
 type GrCapability = Extract<Capability, { kind: "GracefulRestart" }>;
+
+type LlgrCapability = Extract<Capability, { kind: "LongLivedGracefulRestart" }>;
 
 function grCapability(caps: Capability[] | undefined): GrCapability | undefined {
   return caps?.find((c): c is GrCapability => c.kind === "GracefulRestart");

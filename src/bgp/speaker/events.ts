@@ -27,9 +27,16 @@ export interface TimerKey {
   link: number;
   /**
    * RestartTimer, StaleTimer: RFC 4724 §4.2 helper timers of a peer (link 0);
+   * LongLivedStaleTimer: RFC 9494 §4.2, the helper's after the restart time (link 0);
    * SelectionDeferralTimer: §4.1, ours after a restart (peer "", link 0); MaxPrefixRestart.
    */
-  name: TimerName | "RestartTimer" | "StaleTimer" | "SelectionDeferralTimer" | "MaxPrefixRestart";
+  name:
+    | TimerName
+    | "RestartTimer"
+    | "StaleTimer"
+    | "LongLivedStaleTimer"
+    | "SelectionDeferralTimer"
+    | "MaxPrefixRestart";
 }
 
 /** The text form of a timer key (for maps and replay files). */
