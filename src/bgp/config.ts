@@ -67,6 +67,11 @@ export interface PeerConfig {
   passwordFile?: string;
   /** BFD (RFC 5880/5881/5883) towards this peer; turning it on or off never resets the session. */
   bfd?: PeerBfd;
+  /**
+   * Drop the session at once when the link to this directly connected peer goes down (BIRD's
+   * `check link`); default: the config's `checkLink`. Never for multihop peers.
+   */
+  checkLink?: boolean;
   /** Per family: how many prefixes the peer may send (RFC 4486 Cease/1 beyond). */
   maxPrefixes?: Partial<Record<Family, MaxPrefix>>;
   /** RFC 7911 ADD-PATH for each of the peer's families (absent: not advertised). */
@@ -151,6 +156,12 @@ export interface BgpdConfig {
    */
   gracefulRestart?: GracefulRestartConfig;
   status: { socket: string };
+  /**
+   * Watch the links of directly connected peers (single-hop eBGP, iBGP on a connected subnet,
+   * unnumbered) and drop a session at once when its link goes down, as FRR's fast external
+   * failover (default true; absent in a config built in code means true).
+   */
+  checkLink?: boolean;
 }
 
 export interface GracefulRestartConfig {
@@ -461,6 +472,7 @@ const peer = object<PeerConfig>(
     password: opt(password),
     passwordFile: opt(nonEmpty),
     bfd: opt(peerBfd),
+    checkLink: opt(bool),
     addPath: opt(
       object<PeerAddPath>({
         receive: dflt(bool, () => true),
@@ -541,6 +553,7 @@ const bgpdConfig = object<BgpdConfig>(
       }),
       () => ({ ...GRACEFUL_RESTART_DEFAULTS }),
     ),
+    checkLink: dflt(bool, () => true),
     status: dflt(
       object<BgpdConfig["status"]>({
         socket: dflt(nonEmpty, () => DEFAULT_SOCKET),

@@ -43,8 +43,11 @@ export interface PeerStatus {
   lastError: { kind: string; code?: number; subcode?: number; message?: string } | null;
   /** The session is TCP-MD5 signed (RFC 2385); the password itself is never shown. */
   md5?: true;
-  /** Why the session is held down (not connecting nor accepting): BFD Down, the prefix limit. */
-  heldDown?: ("bfd" | "maxPrefix")[];
+  /**
+   * Why the session is held down (not connecting nor accepting): BFD Down, the prefix limit, the
+   * link to a directly connected peer down.
+   */
+  heldDown?: ("bfd" | "maxPrefix" | "link")[];
   /** The last configuration change that reset the session: the field, seconds ago. */
   lastConfigReset?: { field: string; secondsAgo: number };
   /** The peer's BGP Identifier from its OPEN, while Established. */

@@ -20,6 +20,7 @@ import {
 } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
 import { ttlHook } from "../bgp/io/ttl.js";
+import { SpeakerLinkWatch } from "../bgp/link/link_watch.js";
 import { addBfdMetrics, addBgpMetrics } from "../bgp/metrics.js";
 import { ribToMrt } from "../bgp/mrt/from_rib.js";
 import { tableDumpV2 } from "../bgp/mrt/table_dump_v2.js";
@@ -267,6 +268,11 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
       reason: held ? "BFD session down" : "BFD session up",
     }),
   );
+  // A directly connected peer's link going down drops its session at once (no NOTIFICATION can
+  // cross), its routes with it, and holds it down until the link is up again.
+  const links = new SpeakerLinkWatch(log, (h) =>
+    speaker.signal({ kind: "peerHold", by: "link", peer: h.peer, held: h.held, reason: h.reason }),
+  );
   let health: Awaited<ReturnType<typeof serveBgpdHealth>>;
   try {
     families = () => bgpdFamilies(speaker, fib, bfd, bmp);
@@ -277,10 +283,12 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   }
   await speaker.start();
   bmp?.start();
+  links.apply(cfg);
   try {
     await bfd.apply(cfg);
   } catch (e) {
     bfd.close();
+    links.close();
     await speaker.stop();
     await health?.close();
     await fib?.close();
@@ -317,6 +325,7 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
         const next = loadConfig(opts.config);
         const socketChanged = next.status.socket !== speaker.config.status.socket;
         await speaker.reconfigure(next);
+        links.apply(next);
         await bfd.apply(next);
         if (socketChanged) {
           await statusServer.close();
@@ -343,6 +352,7 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
         await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
         await bmp?.stop();
         bfd.close();
+        links.close();
         await statusServer.close();
         await health?.close();
         prom?.close();

@@ -248,6 +248,7 @@ async function runNode(cmd: Command): Promise<void> {
     mtuFile: s.mtuFile,
     statusSocket: s.statusSocket ?? defaultStatusSocket(),
     secretsDir: s.secretsDir ?? DEFAULT_SECRETS_DIR,
+    ...(s.bgpCheckLink ? {} : { bgpCheckLink: false }),
     resyncIntervalMs: s.resyncIntervalMs,
     nodeStatusPeriodMs: s.nodeStatusIntervalMs,
     ...(s.mrtUpdates

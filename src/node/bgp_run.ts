@@ -1,7 +1,8 @@
 // The node's BGP speaker, in-process: the same Speaker, kernel FIB (protocol 201, graceful hold)
 // and status socket that `ocelot bgpd` runs, started from a rendered config and changed by
 // Speaker.reconfigure (what SIGHUP does for bgpd), with bgpd's eBGP TTL hook and BFD for the
-// peers that ask for it (BGPPeer spec.bfd; Down holds the BGP session down). A change of AS,
+// peers that ask for it (BGPPeer spec.bfd; Down holds the BGP session down), and the link watch
+// (a directly connected peer's link down holds its session down). A change of AS,
 // router ID or cluster ID, which the RIB is built with, restarts the speaker on the same FIB. Not: where the config
 // comes from (bgp_state.ts, daemon.ts).
 import { rmSync } from "node:fs";
@@ -11,6 +12,7 @@ import { BmpClient } from "../bgp/bmp/client.js";
 import type { BgpdConfig } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
 import { ttlHook } from "../bgp/io/ttl.js";
+import { SpeakerLinkWatch } from "../bgp/link/link_watch.js";
 import { UpdateDump, type UpdateDumpOptions } from "../bgp/mrt/update_dump.js";
 import { makeWireBridge, type WireAttrs } from "../bgp/speaker/attrs.js";
 import { Speaker } from "../bgp/speaker/runtime.js";
@@ -110,6 +112,20 @@ export async function startBgp(
       reason: held ? "BFD session down" : "BFD session up",
     }),
   );
+  // A directly connected peer's link going down drops its session at once and holds it down
+  // until the link is up again (config checkLink; the node's --bgp-check-link).
+  const links = new SpeakerLinkWatch(
+    log,
+    (h) =>
+      speaker.signal({
+        kind: "peerHold",
+        by: "link",
+        peer: h.peer,
+        held: h.held,
+        reason: h.reason,
+      }),
+    deps.netns ?? "",
+  );
   const withBfd = (s: StatusSnapshot): StatusSnapshot => {
     const b = bfd.status();
     return b ? { ...s, bfd: b } : s;
@@ -125,6 +141,7 @@ export async function startBgp(
   let status: { close(): Promise<void> };
   try {
     await speaker.start();
+    links.apply(first);
     await bfd.apply(first);
     bmp?.start();
     status = await serveStatus(first.status.socket, provider, {
@@ -133,6 +150,7 @@ export async function startBgp(
     });
   } catch (err) {
     bfd.close();
+    links.close();
     await speaker.stop().catch(() => {});
     await fib.close();
     throw err;
@@ -157,7 +175,9 @@ export async function startBgp(
           await speaker.stop();
           speaker = make(next);
           await speaker.start();
+          links.replay();
         } else await speaker.reconfigure(next);
+        links.apply(next);
         await bfd
           .apply(next)
           .catch((e: Error) => log.error({ error: e.message }, "BFD not reconfigured"));
@@ -172,6 +192,7 @@ export async function startBgp(
       await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Speaker stop"));
       await bmp?.stop();
       bfd.close();
+      links.close();
       await status.close();
       // A namespace's well-known socket directory goes with its daemon.
       const dir = dirname(first.status.socket);

@@ -62,6 +62,8 @@ export interface BgpOptions {
   statusSocket: string;
   /** Seconds the FIB keeps learned routes over a restart (default 120). */
   gracefulRestartTime?: number;
+  /** false: no link watch (BGP sessions of directly connected peers wait for the hold timer). */
+  checkLink?: boolean;
   /** Hold time of mesh sessions (default 90 s). */
   meshHoldTime?: number;
   /** Directory of the secrets passwords name: `<secretsDir>/<name>/<key>` (default above). */
@@ -585,6 +587,7 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     },
     gracefulRestart: gracefulRestartOf(global),
     status: { socket: opts.statusSocket },
+    ...(opts.checkLink === false ? { checkLink: false } : {}),
   };
   // The same validation as a bgpd file: a value out of its range is named, not half applied.
   return { config: parseConfig(doc), warnings, peerKinds };

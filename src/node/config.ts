@@ -77,6 +77,8 @@ export interface NodeSettings {
   kubeControllersLeaseTtlMs: number;
   /** Mirror UPDATEs sent too (RFC 8671 post-policy Adj-RIB-Out). */
   bmpAdjRibOut: boolean;
+  /** Drop a directly connected peer's session at once when its link goes down (default true). */
+  bgpCheckLink: boolean;
 }
 
 /** Where a value came from, for errors and the start-up log. */
@@ -278,6 +280,11 @@ export const NODE_SETTINGS: readonly Def[] = [
     "--bmp-adj-rib-out <bool>",
     ["OCELOT_BMP_ADJ_RIB_OUT"],
     "also mirror the UPDATEs sent to peers to the BMP station (RFC 8671 Adj-RIB-Out; default false)",
+  ),
+  def(
+    "--bgp-check-link <bool>",
+    ["OCELOT_BGP_CHECK_LINK"],
+    "drop a directly connected peer's BGP session at once when its link goes down, as FRR's fast external failover (default true)",
   ),
 ];
 
@@ -643,6 +650,7 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
     ...optional("kubeconfig", opt("kubeconfig", str)),
     kubeControllersLeaseTtlMs: opt("kubeControllersLeaseTtl", durationMs) ?? 15_000,
     bmpAdjRibOut: opt("bmpAdjRibOut", bool) ?? false,
+    bgpCheckLink: opt("bgpCheckLink", bool) ?? true,
   };
   return { settings, sources };
 }

@@ -82,6 +82,8 @@ export interface DaemonOptions {
   statusSocket?: string;
   /** Where BGP passwords' secretKeyRefs are files `<dir>/<name>/<key>` (default /etc/ocelot/secrets). */
   secretsDir?: string;
+  /** false: a link going down is left to the hold timer (BGP checkLink off). Default true. */
+  bgpCheckLink?: boolean;
   /** Quiet time after a change before converging (default 50 ms). */
   debounceMs?: number;
   /** Full resync period: list everything again and converge (default 60 s). */
@@ -862,6 +864,7 @@ export class NodeDaemon {
     const r = renderBgp(snap, this.opts.nodename, {
       statusSocket: this.opts.statusSocket ?? DEFAULT_STATUS_SOCKET,
       ...(this.opts.secretsDir !== undefined ? { secretsDir: this.opts.secretsDir } : {}),
+      ...(this.opts.bgpCheckLink === false ? { checkLink: false } : {}),
       readSecret: (path) => readFileSync(path, "utf8"),
     });
     const warnings = r.warnings.join("; ");

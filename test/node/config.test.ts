@@ -39,6 +39,7 @@ describe("resolveNodeSettings()", () => {
       bmpStatsIntervalMs: 60_000,
       kubeControllersLeaseTtlMs: 15_000,
       bmpAdjRibOut: false,
+      bgpCheckLink: true,
     });
     expect(sources).toEqual({});
   });

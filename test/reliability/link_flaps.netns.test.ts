@@ -1,15 +1,15 @@
 // Peer flaps in the network (issue 17, reliability): the real `ocelot bgpd` in a namespace peers
 // with two BIRDs, each in its own namespace behind its own veth. One session is broken again and
-// again, in turn by its link going down (our veth set down until the hold timer drops the
-// session), by TCP resets (the peer's kernel answers our segments with RST: iptables REJECT
+// again, in turn by its link going down (our veth set down: the link watch drops the session at
+// once and holds it down until the link is up; before it, the hold timer did), by TCP resets (the peer's kernel answers our segments with RST: iptables REJECT
 // --reject-with tcp-reset) and by a peer that falls silent (every packet dropped both ways until
 // our 3 s hold timer fires). After each: the peer's route has left our kernel; once the fault is
 // lifted the session comes back by itself and the route is in the kernel again. Damping: our
 // SYNs while the peer is unreachable are counted by the peer's iptables (never a tight loop),
 // and the session comes up exactly once per fault. The other session is never
 // reset, keeps its route, and bgpd's open fds and RSS come back to their baseline (printed).
-// Then a link blip shorter than the hold time: the kernel drops our route with the link, and it
-// is back once the link is up (the FIB repairs what the kernel removed; the session may stay).
+// Then a link blip shorter than the hold time: the kernel drops our route with the link, the link
+// watch resets the session, and session and route are back once the link is up.
 // 10 faults of each kind per suite run (about 4 min); 200 under OCELOT_SOAK=1 (`npm run test:soak`);
 // OCELOT_FLAPS=n sets the count.
 import { readdirSync, readFileSync } from "node:fs";
@@ -180,6 +180,9 @@ describe.skipIf(skip)("peer flaps in the network", () => {
           50,
         );
         st.down.push(performance.now() - tFault);
+        // A link down is the link watch's (held down by "link"), not the hold timer's.
+        if (mode === "link")
+          expect(ocelot.peer(B1)?.heldDown, `held after link ${i}`).toEqual(["link"]);
         // Right after the session is down, our route through it is gone.
         await waitFor(
           `route removed after ${mode} ${i}`,
@@ -231,7 +234,7 @@ describe.skipIf(skip)("peer flaps in the network", () => {
     expect(bird1.state("oc")).toBe("Established");
   });
 
-  it("a link blip shorter than the hold time: the route the kernel dropped with the link comes back", async () => {
+  it("a link blip shorter than the hold time: the session is reset with the link, session and route come back", async () => {
     await ocelot.established(B1, 60_000);
     await waitFor("route in", () => inKernel("10.77.1.0/24"), 60_000, 50);
     const before = ocelot.peer(B1)?.establishedTransitions;
@@ -248,5 +251,9 @@ describe.skipIf(skip)("peer flaps in the network", () => {
       `link blip of 1 s: route removed by the kernel: ${gone}; back ${Math.round(ms)} ms after link up; session ${same ? "kept" : "reset"}`,
     );
     expect(gone).toBe(true);
+    // The link watch dropped the session with the link (before it, the session was kept).
+    expect(same).toBe(false);
+    await ocelot.established(B1, 60_000);
+    expect(ocelot.peer(B1)?.establishedTransitions).toBe((before as number) + 1);
   });
 });

@@ -93,12 +93,20 @@ export interface PeerEntry {
   connectFailed: boolean;
   /** The last configuration change that reset this peer's session, and when (ms). */
   lastReset?: { field: string; at: number };
-  /** Why the session is held down (not connecting, refusing the peer): by BFD, by max-prefix. */
-  held: { bfd: boolean; maxPrefix: boolean };
+  /**
+   * Why the session is held down (not connecting, refusing the peer): by BFD, by max-prefix, by
+   * the link to a directly connected peer being down (link_watch.ts).
+   */
+  held: { bfd: boolean; maxPrefix: boolean; link: boolean };
   /** Families whose max-prefix warning was logged in this session. */
   maxPrefixWarned: Set<ConfigFamily>;
   /** RFC 7313: families between the peer's BoRR and EoRR (their old paths are stale). */
   refreshing: Set<4 | 6>;
+}
+
+/** Whether any hold keeps the peer's session down. */
+function isHeld(e: PeerEntry): boolean {
+  return e.held.bfd || e.held.maxPrefix || e.held.link;
 }
 
 /** Changes drained from the RIB per step (FIB batch and Adj-RIB-Out encodings). */
@@ -276,8 +284,9 @@ export class SpeakerCore<A> {
       case "peerHold": {
         const e = this.peers.get(ev.peer);
         if (!e) return;
-        if (ev.held) this.hold(e, "bfd", ev.reason);
-        else this.release(e, "bfd", ev.reason);
+        const by = ev.by ?? "bfd";
+        if (ev.held) this.hold(e, by, ev.reason);
+        else this.release(e, by, ev.reason);
         return;
       }
     }
@@ -289,10 +298,19 @@ export class SpeakerCore<A> {
    */
   private hold(e: PeerEntry, why: keyof PeerEntry["held"], reason: string): void {
     if (e.held[why]) return;
-    const was = e.held.bfd || e.held.maxPrefix;
+    const was = isHeld(e);
     e.held[why] = true;
     if (was) return;
     this.log.warn({ peer: e.cfg.address, reason }, "BGP session held down");
+    if (why === "link") {
+      // The link is gone: no NOTIFICATION can cross it. Close, Idle, routes withdrawn at once (no
+      // graceful-restart help: the forwarding path failed), as BIRD's `check link` and FRR's
+      // fast external failover do.
+      e.dropping = true;
+      e.session.drop(reason);
+      e.dropping = false;
+      return;
+    }
     // Cease/10 (RFC 9384), as a Hard Reset with the N bit: no graceful-restart help on either side.
     this.ceaseNow(e, CeaseSubcode.BfdDown);
     e.session.stop();
@@ -301,7 +319,7 @@ export class SpeakerCore<A> {
   private release(e: PeerEntry, why: keyof PeerEntry["held"], reason: string): void {
     if (!e.held[why]) return;
     e.held[why] = false;
-    if (e.held.bfd || e.held.maxPrefix || e.removed) return;
+    if (isHeld(e) || e.removed) return;
     this.log.info({ peer: e.cfg.address, reason }, "BGP session no longer held down");
     e.session.start();
   }
@@ -398,7 +416,7 @@ export class SpeakerCore<A> {
       dropping: false,
       connectFailed: false,
       ...(lastReset ? { lastReset } : {}),
-      held: { bfd: false, maxPrefix: false },
+      held: { bfd: false, maxPrefix: false, link: false },
       maxPrefixWarned: new Set(),
       refreshing: new Set(),
     };
@@ -453,6 +471,8 @@ export class SpeakerCore<A> {
         // A BFD hold outlives the reset (the BFD session is the same); a max-prefix one does not.
         const e = this.peers.get(c.address);
         if (e && held?.bfd && cfg.bfd) this.hold(e, "bfd", "BFD session down");
+        // So does a link hold (the link is still down).
+        if (e && held?.link) this.hold(e, "link", "link still down");
       } else {
         if (c.impact === "refresh") {
           this.log.info({ peer: c.address, field: c.field }, "Config change applied by refresh");

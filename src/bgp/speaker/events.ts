@@ -73,10 +73,12 @@ export type SpeakerEvent =
    */
   | { kind: "peerDown"; peer: string; reason: string }
   /**
-   * Hold the peer's session down (held: a BFD session to it went down: drop it and do not
-   * connect or accept until released) or let it come up again (its BFD session is Up).
+   * Hold the peer's session down (held: a BFD session to it went down, or (by "link") the link
+   * to a directly connected peer went down: drop it and do not connect or accept until
+   * released) or let it come up again (its BFD session is Up, its link is up). Holds by
+   * different sources add up; `by` defaults to "bfd". A link hold sends no NOTIFICATION.
    */
-  | { kind: "peerHold"; peer: string; held: boolean; reason: string };
+  | { kind: "peerHold"; peer: string; held: boolean; reason: string; by?: "bfd" | "link" };
 
 export type SpeakerAction =
   | {

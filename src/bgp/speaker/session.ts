@@ -291,6 +291,24 @@ export class PeerSession {
     this.event(l, { type: "TcpConnectionFails", message });
   }
 
+  /**
+   * The path to the peer is gone (its link is down): every connection is destroyed without a
+   * word (no NOTIFICATION can cross a dead link), the FSMs see a TCP failure (the session goes
+   * down, Idle) and the session stays stopped until start().
+   */
+  drop(message: string): void {
+    for (const l of [...this.links]) {
+      if (l.conn !== undefined) {
+        this.close(l.conn, "destroy");
+        l.conn = undefined;
+      }
+      this.cancelAttempt(l);
+      this.event(l, { type: "TcpConnectionFails", message });
+    }
+    this.stopped = true;
+    for (const l of [...this.links]) this.dropLink(l);
+  }
+
   // ---- internals -----------------------------------------------------------------------------
 
   private newLink(): Link {

@@ -66,11 +66,12 @@ export function statusView<A>(core: SpeakerCore<A>, io: RuntimeFacts): StatusSna
       lastError: e.lastError,
       ...(n && s.established ? { bgpId: dottedQuad(n.peerId) } : {}),
       ...(e.cfg.password !== undefined ? { md5: true as const } : {}),
-      ...(e.held.bfd || e.held.maxPrefix
+      ...(e.held.bfd || e.held.maxPrefix || e.held.link
         ? {
             heldDown: [
               ...(e.held.bfd ? ["bfd" as const] : []),
               ...(e.held.maxPrefix ? ["maxPrefix" as const] : []),
+              ...(e.held.link ? ["link" as const] : []),
             ],
           }
         : {}),
