@@ -54,6 +54,8 @@ export interface CoreDeps<A> {
   bridge: AttrBridge<A>;
   /** Wall time in ms (status uptimes); a fake clock in replay tests. */
   now(): number;
+  /** Uniform in [0, 1): the connect-retry jitter (session.ts); absent: none (replay tests). */
+  random?: () => number;
   /** Whether a FIB is attached (fib actions are emitted only then). */
   fib: boolean;
   /** Our addresses on the interface that reaches a peer (next hop self), when it is direct. */
@@ -403,6 +405,7 @@ export class SpeakerCore<A> {
         emit: (a) => this.out.push(a),
         newConn: () => ++this.connSeq,
         now: () => this.deps.now(),
+        ...(this.deps.random ? { random: this.deps.random } : {}),
         log: this.log,
       },
       {

@@ -2,7 +2,7 @@
 // (framing, OPEN, KEEPALIVE, NOTIFICATION, timers as actions) and resolves connection collisions
 // (RFC 4271 §6.8) with a second FSM while two connections race. Every side effect is a
 // SpeakerAction handed to `emit`. Owns: the links (connection + FSM), what was negotiated, the
-// message counters. Not: routes (the core receives UPDATEs and ROUTE-REFRESHes through
+// message counters, the connect-retry jitter (RFC 4271 §10). Not: routes (the core receives UPDATEs and ROUTE-REFRESHes through
 // SessionCallbacks), sockets and clocks (the runtime).
 
 import type { Log } from "../../lib/log.js";
@@ -60,6 +60,11 @@ export interface SessionIo {
   /** A fresh number for an outgoing connection (> 0). */
   newConn(): ConnId;
   now(): number;
+  /**
+   * Uniform in [0, 1): jitters the ConnectRetryTimer to 0.75-1.0 of its value (RFC 4271 §10), so
+   * peers that started together do not retry in lockstep. Absent: no jitter (replay tests).
+   */
+  random?(): number;
   log: Log;
 }
 
@@ -467,10 +472,13 @@ export class PeerSession {
         );
         this.write(l, encodeNotification(a.notification));
         return;
-      case "startTimer":
+      case "startTimer": {
         l.timers.add(a.timer);
-        this.io.emit({ kind: "startTimer", timer: this.timer(l, a.timer), ms: a.ms });
+        const r = a.timer === "ConnectRetryTimer" ? this.io.random?.() : undefined;
+        const ms = r === undefined ? a.ms : Math.round(a.ms * (0.75 + 0.25 * r));
+        this.io.emit({ kind: "startTimer", timer: this.timer(l, a.timer), ms });
         return;
+      }
       case "stopTimer":
         if (!l.timers.delete(a.timer)) return;
         this.io.emit({ kind: "stopTimer", timer: this.timer(l, a.timer) });
