@@ -132,7 +132,10 @@ function notificationReceived(s: FsmState, code: number, subcode: number): StepR
     subcode === CeaseSubcode.ConnectionCollisionResolution
   ) {
     const r = toIdle(s, reason, [], { error: false });
-    return { state: r.state, actions: [...r.actions, start("IdleHoldTimer", s.settings.idleHoldMs)] };
+    return {
+      state: r.state,
+      actions: [...r.actions, start("IdleHoldTimer", s.settings.idleHoldMs)],
+    };
   }
   return toIdle(s, reason, [], { error: true });
 }
