@@ -117,9 +117,15 @@ function splitRules(rules: readonly BgpFilterRule[] | undefined): {
   return { v4, v6 };
 }
 
-/** The peer's import/export policies: its filters, then the DESIGN §7 defaults. */
+/**
+ * The peer's import/export policies: its filters (on import the guard first), then the DESIGN §7
+ * defaults.
+ */
 export function policiesFor(p: PeerConfig, localAs: number) {
-  const imp = splitRules(p.importFilter?.rules as BgpFilterRule[] | undefined);
+  const imp = splitRules([
+    ...((p.importGuard?.rules ?? []) as BgpFilterRule[]),
+    ...((p.importFilter?.rules ?? []) as BgpFilterRule[]),
+  ]);
   const exp = splitRules(p.exportFilter?.rules as BgpFilterRule[] | undefined);
   const filters: NamedFilter[] = [
     {
@@ -485,6 +491,7 @@ export class SpeakerCore<A> {
     const importChanged =
       JSON.stringify(old.importFilter) !== JSON.stringify(cfg.importFilter) ||
       old.allowOwnAs !== cfg.allowOwnAs;
+    const guardChanged = JSON.stringify(old.importGuard) !== JSON.stringify(cfg.importGuard);
     const exportChanged =
       JSON.stringify(old.exportFilter) !== JSON.stringify(cfg.exportFilter) ||
       old.routeReflectorClient !== cfg.routeReflectorClient ||
@@ -495,7 +502,7 @@ export class SpeakerCore<A> {
     this.rib.updatePeer(e.ribId, {
       allowOwnAs: cfg.allowOwnAs,
       routeReflectorClient: cfg.routeReflectorClient,
-      ...(importChanged ? { importPolicy: pol.importPolicy } : {}),
+      ...(importChanged || guardChanged ? { importPolicy: pol.importPolicy } : {}),
       ...(exportChanged ? { exportPolicy: pol.exportPolicy } : {}),
     });
     if (before && e.session.established && e.synced) {
@@ -503,6 +510,7 @@ export class SpeakerCore<A> {
       this.drainAll();
       this.resync(e, before);
     }
+    // The guard alone never asks the peer: re-evaluating the kept Adj-RIB-In is exact.
     if (importChanged) this.requestRefresh(e);
   }
 
