@@ -178,7 +178,7 @@ describe("step() session establishment", () => {
     expect(connectRetryDelay(settings({ connectRetryTime: 120 }), 1)).toBe(1000);
   });
 
-  it("a collision NOTIFICATION (Cease/7) before Established neither counts as an error nor doubles IdleHold", () => {
+  it("a collision NOTIFICATION (Cease/7) neither counts as an error nor doubles IdleHold, and its restart is jittered", () => {
     const h = new Harness(initialState(settings({ idleHoldMs: 1000, maxIdleHoldMs: 60_000 })));
     h.send({ type: "ManualStart" });
     for (let i = 0; i < 5; i++) {
@@ -202,11 +202,29 @@ describe("step() session establishment", () => {
     h.send({ type: "Tcp_CR_Acked" });
     h.send({ type: "NotifMsg", code: 2, subcode: 2 });
     expect((h.timers.get("IdleHoldTimer") as number) - h.now).toBe(2000);
-    // On an Established session Cease/7 is an error like any other.
+    // Also on a session that was Established (the peer picked the other connection of a race
+    // that this end had already taken): the restart waits the base IdleHold, jittered.
     const e = new Harness(initialState(settings()));
     established(e);
-    e.send({ type: "NotifMsg", code: 6, subcode: 7 });
-    expect(e.s.errorCount).toBe(1);
+    const a = e.send({ type: "NotifMsg", code: 6, subcode: 7 });
+    expect(e.s.errorCount).toBe(0);
+    expect(a).toContainEqual({
+      type: "startTimer",
+      timer: "IdleHoldTimer",
+      ms: 1000,
+      jitter: true,
+    });
+    // Every ConnectRetryTimer is marked for jitter (RFC 4271 §10); other IdleHolds are not.
+    const retries = e.log.filter((x) => x.type === "startTimer" && x.timer === "ConnectRetryTimer");
+    expect(retries.length).toBeGreaterThan(0);
+    for (const x of retries) expect(x).toMatchObject({ jitter: true });
+    expect(
+      h.log.filter((x) => x.type === "startTimer" && x.timer === "IdleHoldTimer"),
+    ).toContainEqual({
+      type: "startTimer",
+      timer: "IdleHoldTimer",
+      ms: 2000,
+    });
   });
 
   it("accepts an incoming connection while in Active or Connect", () => {

@@ -43,7 +43,11 @@ const ALL_TIMERS: TimerName[] = [
   "IdleHoldTimer",
 ];
 
-const start = (timer: TimerName, ms: number): FsmAction => ({ type: "startTimer", timer, ms });
+const start = (timer: TimerName, ms: number): FsmAction =>
+  // The ConnectRetryTimer is always jittered (RFC 4271 §10).
+  timer === "ConnectRetryTimer"
+    ? { type: "startTimer", timer, ms, jitter: true }
+    : { type: "startTimer", timer, ms };
 const stop = (timer: TimerName): FsmAction => ({ type: "stopTimer", timer });
 const notify = (code: number, subcode: number, data?: Uint8Array): FsmAction => ({
   type: "sendNotification",
@@ -118,23 +122,22 @@ function toIdle(
 
 /**
  * A NOTIFICATION received (Event 24/25): Idle, and the IdleHold restart damped as for any error,
- * except Cease/7 before Established: the peer closed this connection only because it keeps the
- * other one of a collision (§6.8), which says nothing about the peer's health, so it neither
- * counts as an error nor doubles the IdleHold (a lost race at start would otherwise cost the next
- * one 2 s, 4 s ...); should the other connection be gone, the session restarts after the base
- * IdleHold.
+ * except Cease/7: the peer closed this connection only because it keeps the other one of a
+ * collision (§6.8), which says nothing about the peer's health. When both ends connect at once,
+ * one may reach Established on a connection the other has just picked to close, and each closes
+ * the one the other kept; counted as errors, such lost races doubled the IdleHold of both ends,
+ * which restarted in lockstep and could collide again (1 + 2 + 4 s: a mesh session up after 8 s).
+ * So Cease/7 neither counts nor doubles: the restart waits the IdleHold of the errors so far (the
+ * base one after none), jittered so the two ends do not connect at the same moment again.
  */
 function notificationReceived(s: FsmState, code: number, subcode: number): StepResult {
   const reason: DownReason = { kind: "NotificationReceived", code, subcode };
-  if (
-    s.state !== "Established" &&
-    code === ErrorCode.Cease &&
-    subcode === CeaseSubcode.ConnectionCollisionResolution
-  ) {
+  if (code === ErrorCode.Cease && subcode === CeaseSubcode.ConnectionCollisionResolution) {
     const r = toIdle(s, reason, [], { error: false });
+    const ms = idleHoldDelay(s.settings, Math.max(1, s.errorCount));
     return {
-      state: r.state,
-      actions: [...r.actions, start("IdleHoldTimer", s.settings.idleHoldMs)],
+      state: { ...r.state, connectRetryCounter: s.connectRetryCounter },
+      actions: [...r.actions, { type: "startTimer", timer: "IdleHoldTimer", ms, jitter: true }],
     };
   }
   return toIdle(s, reason, [], { error: true });

@@ -61,8 +61,9 @@ export interface SessionIo {
   newConn(): ConnId;
   now(): number;
   /**
-   * Uniform in [0, 1): jitters the ConnectRetryTimer to 0.75-1.0 of its value (RFC 4271 §10), so
-   * peers that started together do not retry in lockstep. Absent: no jitter (replay tests).
+   * Uniform in [0, 1): jitters the timers the FSM marks (the ConnectRetryTimer, the restart after
+   * a collision) to 0.75-1.0 of their value (RFC 4271 §10), so peers that started or collided
+   * together do not retry in lockstep. Absent: no jitter (replay tests).
    */
   random?(): number;
   log: Log;
@@ -474,7 +475,7 @@ export class PeerSession {
         return;
       case "startTimer": {
         l.timers.add(a.timer);
-        const r = a.timer === "ConnectRetryTimer" ? this.io.random?.() : undefined;
+        const r = a.jitter ? this.io.random?.() : undefined;
         const ms = r === undefined ? a.ms : Math.round(a.ms * (0.75 + 0.25 * r));
         this.io.emit({ kind: "startTimer", timer: this.timer(l, a.timer), ms });
         return;
@@ -484,8 +485,15 @@ export class PeerSession {
         this.io.emit({ kind: "stopTimer", timer: this.timer(l, a.timer) });
         return;
       case "established": {
-        // Close any other connection still racing (its OPEN never came).
-        for (const o of this.links) if (o !== l) this.dropLink(o);
+        // Close any other connection still racing (its OPEN never came here). With Cease/7 when
+        // it is open (§6.8): the peer may just have picked that one and closed this one, and the
+        // NOTIFICATION tells it a collision did it, which its IdleHold does not count as an error.
+        for (const o of [...this.links]) {
+          if (o === l) continue;
+          if (o.conn !== undefined && (o.fsm.state === "OpenSent" || o.fsm.state === "OpenConfirm"))
+            this.event(o, { type: "OpenCollisionDump" });
+          if (this.links.includes(o)) this.dropLink(o);
+        }
         this.negotiated = a.negotiated;
         this.peerCapabilities = l.remoteCaps;
         this.options = a.negotiated.options;
