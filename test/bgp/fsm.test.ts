@@ -187,8 +187,11 @@ describe("step() session establishment", () => {
       h.send({ type: "NotifMsg", code: 6, subcode: 7 });
       expect(h.s.state).toBe("Idle");
       expect(h.s.errorCount).toBe(0);
-      expect((h.timers.get("IdleHoldTimer") as number) - h.now).toBe(1000);
-      expect(types(h.advance(1000))).toContain("connect");
+      // After the peer's OPEN (BGP ID 10.0.0.2, above ours): twice, so the peer, whose
+      // connection wins collisions, reconnects first.
+      const wait = i % 2 ? 2000 : 1000;
+      expect((h.timers.get("IdleHoldTimer") as number) - h.now).toBe(wait);
+      expect(types(h.advance(wait))).toContain("connect");
     }
     // Any other NOTIFICATION is an error: damped as before (1 s, then 2 s).
     h.send({ type: "Tcp_CR_Acked" });
@@ -203,17 +206,22 @@ describe("step() session establishment", () => {
     h.send({ type: "NotifMsg", code: 2, subcode: 2 });
     expect((h.timers.get("IdleHoldTimer") as number) - h.now).toBe(2000);
     // Also on a session that was Established (the peer picked the other connection of a race
-    // that this end had already taken): the restart waits the base IdleHold, jittered.
+    // that this end had already taken): the restart waits the base IdleHold, jittered (twice
+    // that at the end with the lower BGP Identifier).
     const e = new Harness(initialState(settings()));
     established(e);
     const a = e.send({ type: "NotifMsg", code: 6, subcode: 7 });
     expect(e.s.errorCount).toBe(0);
-    expect(a).toContainEqual({
+    const idleHold = (ms: number) => ({
       type: "startTimer",
       timer: "IdleHoldTimer",
-      ms: 1000,
+      ms,
       jitter: true,
     });
+    expect(a).toContainEqual(idleHold(2000));
+    const w = new Harness(initialState(settings({ routerId: ipv4Number("10.0.0.9") })));
+    established(w);
+    expect(w.send({ type: "NotifMsg", code: 6, subcode: 7 })).toContainEqual(idleHold(1000));
     // Every ConnectRetryTimer is marked for jitter (RFC 4271 §10); other IdleHolds are not.
     const retries = e.log.filter((x) => x.type === "startTimer" && x.timer === "ConnectRetryTimer");
     expect(retries.length).toBeGreaterThan(0);

@@ -4,6 +4,7 @@
 // machine, so each interleaving of the race happens), one end connects before the other listens,
 // and the other end starts seconds later. Thousands of seeded runs take well under a second of
 // real time; each must end in one Established connection on both ends within the bounds below.
+// SIM_DELAY=150 (ms per message, default 30) runs the collision case as on a heavier load.
 import { describe, expect, it } from "vitest";
 import { ipv4Number } from "../../src/bgp/fsm/fsm.js";
 import type { PeerSettings } from "../../src/bgp/fsm/types.js";
@@ -239,7 +240,8 @@ function race(
   const a = sim.add("A", "10.0.0.1", "10.0.0.2", 0, 0);
   const b = sim.add("B", "10.0.0.2", "10.0.0.1", o.bListensAt ?? 0, o.bListensAt ?? 0, o.bPassive);
   sim.run(o.until ?? 20_000);
-  if (process.env.SIMDEBUG) console.log(sim.now, a.session.state, b.session.state, a.downs, b.downs);
+  if (process.env.SIMDEBUG)
+    console.log(sim.now, a.session.state, b.session.state, a.downs, b.downs);
   const both =
     a.session.state === "Established" && b.session.state === "Established"
       ? Math.max(a.establishedAt as number, b.establishedAt as number)
@@ -253,14 +255,16 @@ describe("a session's start when both ends connect at once (RFC 4271 §6.8)", ()
     for (let seed = 1; seed <= (process.env.SIMDEBUG ? 1 : 2000); seed++) {
       // Messages take 0-30 ms (a loaded machine), so OPENs, KEEPALIVEs and closes of the two
       // connections interleave in every order.
-      const r = race(seed, { maxDelay: 30 });
+      const r = race(seed, { maxDelay: Number(process.env.SIM_DELAY ?? 30) });
       expect(r.both, `seed ${seed}`).toBeLessThan(Number.POSITIVE_INFINITY);
       times.push(r.both);
     }
     times.sort((x, y) => x - y);
     const p50 = times[Math.floor(times.length / 2)] as number;
     const max = times.at(-1) as number;
-    console.log(`collision at start: p50 ${p50.toFixed(0)} ms, max ${max.toFixed(0)} ms (fake clock)`);
+    console.log(
+      `collision at start: p50 ${p50.toFixed(0)} ms, max ${max.toFixed(0)} ms (fake clock)`,
+    );
     // A lost double race costs one jittered base IdleHold (0.75-1 s), never a doubled one.
     expect(max).toBeLessThan(1500);
     expect(p50).toBeLessThan(200);

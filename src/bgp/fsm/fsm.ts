@@ -128,13 +128,18 @@ function toIdle(
  * the one the other kept; counted as errors, such lost races doubled the IdleHold of both ends,
  * which restarted in lockstep and could collide again (1 + 2 + 4 s: a mesh session up after 8 s).
  * So Cease/7 neither counts nor doubles: the restart waits the IdleHold of the errors so far (the
- * base one after none), jittered so the two ends do not connect at the same moment again.
+ * base one after none), twice that at the end with the lower BGP Identifier, jittered, so the two
+ * ends do not connect at the same moment again.
  */
 function notificationReceived(s: FsmState, code: number, subcode: number): StepResult {
   const reason: DownReason = { kind: "NotificationReceived", code, subcode };
   if (code === ErrorCode.Cease && subcode === CeaseSubcode.ConnectionCollisionResolution) {
     const r = toIdle(s, reason, [], { error: false });
-    const ms = idleHoldDelay(s.settings, Math.max(1, s.errorCount));
+    // The end whose connections lose collisions (the lower BGP Identifier, §6.8) waits twice as
+    // long, so the other one reconnects first and this end takes its connection (Idle accepts).
+    const peerId = s.negotiated?.peerId;
+    const loses = peerId !== undefined && s.settings.routerId >>> 0 < peerId >>> 0;
+    const ms = idleHoldDelay(s.settings, Math.max(1, s.errorCount)) * (loses ? 2 : 1);
     return {
       state: { ...r.state, connectRetryCounter: s.connectRetryCounter },
       actions: [...r.actions, { type: "startTimer", timer: "IdleHoldTimer", ms, jitter: true }],
