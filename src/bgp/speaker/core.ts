@@ -454,7 +454,12 @@ export class SpeakerCore<A> {
         if (e && held?.bfd && cfg.bfd) this.hold(e, "bfd", "BFD session down");
       } else {
         if (c.impact === "refresh") {
-          this.log.info({ peer: c.address, field: c.field }, "Config change applied by refresh");
+          this.log.info(
+            { peer: c.address, field: c.field },
+            c.field === "importGuard"
+              ? "Config change applied in place (import guard: no ROUTE-REFRESH)"
+              : "Config change applied by refresh",
+          );
           this.refreshPeer(cfg);
         }
         const e = this.peers.get(c.address);
