@@ -57,6 +57,14 @@ export interface PeerConfig {
   /** Refused by the validation for now (see the peer shape): always absent. */
   nextHopSelf?: boolean;
   importFilter?: Filter;
+  /**
+   * Import rules evaluated ahead of importFilter whose changes need nothing from the peer: the
+   * Adj-RIB-In is kept whole (rejected paths too), so a change is applied by re-evaluating it in
+   * place and never asks the peer for a ROUTE-REFRESH. `ocelot node run` puts here the rules
+   * that follow cluster membership (a host route to a Node's address rejected from a non-Node
+   * peer), so a Node joining costs no refresh from every peer.
+   */
+  importGuard?: Filter;
   exportFilter?: Filter;
   /**
    * TCP-MD5 key (RFC 2385), 1..80 bytes; set from passwordFile by resolvePasswordFiles().
@@ -468,6 +476,7 @@ const peer = object<PeerConfig>(
       ),
     ),
     importFilter: opt(filter),
+    importGuard: opt(filter),
     exportFilter: opt(filter),
     password: opt(password),
     passwordFile: opt(nonEmpty),
@@ -808,6 +817,8 @@ const RESET_FIELDS: (keyof PeerConfig)[] = [
 /** Peer fields a route refresh or re-export can apply. */
 const REFRESH_FIELDS: (keyof PeerConfig)[] = [
   "importFilter",
+  // Re-evaluated in place, without a ROUTE-REFRESH (the speaker's refreshPeer).
+  "importGuard",
   "exportFilter",
   "allowOwnAs",
   "routeReflectorClient",

@@ -134,10 +134,11 @@ const isDefault = (cidr: string | undefined) => {
  * (blocks: from the node that holds one, a reflector or a ToR passing the racks' blocks on); a
  * longer or shorter prefix there (a hijack of pod addresses, or of a whole pool) is rejected,
  * except host routes from a Node (Calico's routes for addresses borrowed from another node's
- * block). From a peer that is no Node, a host route to a Node's address and a default route are
- * rejected too, the default unless the peer's BGPFilters accept it explicitly. Rejections count
- * as the filter's (status, metrics). Only pools and Nodes change these rules, never a block
- * claimed: a filter change is a session change. Not checked: whether the announcing node holds
+ * block). From a peer that is no Node, a default route is rejected too, unless the peer's
+ * BGPFilters accept it explicitly, and so is a host route to a Node's address (those rules are
+ * nodeAddressGuardRules, the peer's importGuard). Rejections count as the filter's (status,
+ * metrics). Only pools and Nodes change these rules, never a block claimed: a change of these
+ * is applied by refresh, one of the Node rules in place (no ROUTE-REFRESH). Not checked: whether the announcing node holds
  * that block's affinity or borrowed that address (a Node is trusted with its blocks, as in
  * Calico).
  */
@@ -170,12 +171,36 @@ export function importGuardRules(
         });
   }
   if (fromNode) return rules;
-  for (const a of [...nodes.keys()].sort())
-    if (a.includes(":") === v6)
-      rules.push({ action: "Reject", cidr: `${a}/${max}`, matchOperator: "Equal" });
   if (!userRules.some((r) => r.action === "Accept" && isDefault(r.cidr)))
     rules.push({ action: "Reject", cidr: v6 ? "::/0" : "0.0.0.0/0", matchOperator: "Equal" });
   return rules;
+}
+
+/**
+ * The part of the import safety that follows cluster membership: from a peer that is no Node, a
+ * host route to a Node's address is rejected. It goes to the peer's `importGuard`, not its
+ * importFilter: a Node joining or leaving changes it, and the speaker applies that by
+ * re-evaluating the paths it holds (it keeps every received path, rejected ones too), where a
+ * changed importFilter would also ask every such peer for a ROUTE-REFRESH (1,000 nodes joining:
+ * 1,000 refreshes from each ToR). Empty toward a Node.
+ */
+export function nodeAddressGuardRules(
+  snap: { nodes: readonly Node[] },
+  address: string,
+  fam: Family,
+): FilterRule[] {
+  const nodes = nodesByAddress(snap.nodes);
+  if (nodes.has(address)) return [];
+  const v6 = fam === "ipv6-unicast";
+  const max = v6 ? 128 : 32;
+  return [...nodes.keys()]
+    .sort()
+    .filter((a) => a.includes(":") === v6)
+    .map((a) => ({
+      action: "Reject" as const,
+      cidr: `${a}/${max}`,
+      matchOperator: "Equal" as const,
+    }));
 }
 
 /**
@@ -321,6 +346,8 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     p.importFilter = {
       rules: [...overlayOwned(fam), ...importGuardRules(snap, p.address, fam, user), ...user],
     };
+    const guard = nodeAddressGuardRules(snap, p.address, fam);
+    if (guard.length > 0) p.importGuard = { rules: guard };
     peers.set(p.address, {
       port: 179,
       passive: false,

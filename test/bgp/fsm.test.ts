@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import {
   checkOpen,
   collisionLoser,
+  connectRetryDelay,
   idleHoldDelay,
   initialState,
   ipv4Number,
@@ -147,6 +148,91 @@ describe("step() session establishment", () => {
     const a = h.advance(60_000);
     expect(types(a).filter((t) => t === "connect")).toHaveLength(12);
     expect(h.s.state).toBe("Connect");
+  });
+
+  it("retries a refused connection after 1 s first, then doubling up to ConnectRetryTime", () => {
+    // Both ends of a session start at once: the one whose connect came before the other
+    // listened must not wait a whole ConnectRetryTime (the demo's 5 s).
+    const h = new Harness(initialState(settings({ connectRetryTime: 5 })));
+    h.send({ type: "ManualStart" });
+    const delays: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      h.send({ type: "TcpConnectionFails", message: "ECONNREFUSED" });
+      expect(h.s.state).toBe("Active");
+      const at = h.timers.get("ConnectRetryTimer") as number;
+      delays.push(at - h.now);
+      expect(types(h.advance(at - h.now))).toContain("connect");
+    }
+    expect(delays).toEqual([1000, 2000, 4000, 5000, 5000, 5000]);
+    // A connection closed before the peer's OPEN (the peer does not know us yet) counts too.
+    h.send({ type: "Tcp_CR_Acked" });
+    h.send({ type: "TcpConnectionFails", message: "closed" });
+    expect(h.s.state).toBe("Active");
+    expect((h.timers.get("ConnectRetryTimer") as number) - h.now).toBe(5000);
+    // A short ConnectRetryTime caps the first retry too.
+    const g = new Harness(initialState(settings({ connectRetryTime: 1 })));
+    g.send({ type: "ManualStart" });
+    g.send({ type: "TcpConnectionFails", message: "ECONNREFUSED" });
+    expect((g.timers.get("ConnectRetryTimer") as number) - g.now).toBe(1000);
+    expect(connectRetryDelay(settings({ connectRetryTime: 120 }), 8)).toBe(120_000);
+    expect(connectRetryDelay(settings({ connectRetryTime: 120 }), 1)).toBe(1000);
+  });
+
+  it("a collision NOTIFICATION (Cease/7) neither counts as an error nor doubles IdleHold, and its restart is jittered", () => {
+    const h = new Harness(initialState(settings({ idleHoldMs: 1000, maxIdleHoldMs: 60_000 })));
+    h.send({ type: "ManualStart" });
+    for (let i = 0; i < 5; i++) {
+      h.send({ type: "Tcp_CR_Acked" });
+      if (i % 2) h.send({ type: "BGPOpen", open: open() });
+      h.send({ type: "NotifMsg", code: 6, subcode: 7 });
+      expect(h.s.state).toBe("Idle");
+      expect(h.s.errorCount).toBe(0);
+      // After the peer's OPEN (BGP ID 10.0.0.2, above ours): twice, so the peer, whose
+      // connection wins collisions, reconnects first.
+      const wait = i % 2 ? 2000 : 1000;
+      expect((h.timers.get("IdleHoldTimer") as number) - h.now).toBe(wait);
+      expect(types(h.advance(wait))).toContain("connect");
+    }
+    // Any other NOTIFICATION is an error: damped as before (1 s, then 2 s).
+    h.send({ type: "Tcp_CR_Acked" });
+    h.send({ type: "NotifMsg", code: 6, subcode: 2 });
+    expect((h.timers.get("IdleHoldTimer") as number) - h.now).toBe(1000);
+    h.advance(1000);
+    h.send({ type: "Tcp_CR_Acked" });
+    h.send({ type: "NotifMsg", code: 6, subcode: 7 });
+    expect(h.s.errorCount).toBe(1);
+    h.advance(1000);
+    h.send({ type: "Tcp_CR_Acked" });
+    h.send({ type: "NotifMsg", code: 2, subcode: 2 });
+    expect((h.timers.get("IdleHoldTimer") as number) - h.now).toBe(2000);
+    // Also on a session that was Established (the peer picked the other connection of a race
+    // that this end had already taken): the restart waits the base IdleHold, jittered (twice
+    // that at the end with the lower BGP Identifier).
+    const e = new Harness(initialState(settings()));
+    established(e);
+    const a = e.send({ type: "NotifMsg", code: 6, subcode: 7 });
+    expect(e.s.errorCount).toBe(0);
+    const idleHold = (ms: number) => ({
+      type: "startTimer",
+      timer: "IdleHoldTimer",
+      ms,
+      jitter: true,
+    });
+    expect(a).toContainEqual(idleHold(2000));
+    const w = new Harness(initialState(settings({ routerId: ipv4Number("10.0.0.9") })));
+    established(w);
+    expect(w.send({ type: "NotifMsg", code: 6, subcode: 7 })).toContainEqual(idleHold(1000));
+    // Every ConnectRetryTimer is marked for jitter (RFC 4271 §10); other IdleHolds are not.
+    const retries = e.log.filter((x) => x.type === "startTimer" && x.timer === "ConnectRetryTimer");
+    expect(retries.length).toBeGreaterThan(0);
+    for (const x of retries) expect(x).toMatchObject({ jitter: true });
+    expect(
+      h.log.filter((x) => x.type === "startTimer" && x.timer === "IdleHoldTimer"),
+    ).toContainEqual({
+      type: "startTimer",
+      timer: "IdleHoldTimer",
+      ms: 2000,
+    });
   });
 
   it("accepts an incoming connection while in Active or Connect", () => {

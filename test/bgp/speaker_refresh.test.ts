@@ -1,6 +1,7 @@
 // The speaker against scripted raw peers over loopback, for what a configuration change and a
 // misbehaving peer do to a session: a changed import filter is applied without a reset and the
-// peer is asked for a ROUTE-REFRESH (RFC 2918); the peer's BoRR/EoRR (RFC 7313) sweep the paths
+// peer is asked for a ROUTE-REFRESH (RFC 2918), a changed import guard is applied in place with
+// none; the peer's BoRR/EoRR (RFC 7313) sweep the paths
 // it did not send again; a peer past its prefix limit gets Cease/1 with AFI/SAFI/limit (RFC
 // 4486), is refused until the restart time has passed and the RIB never holds more than one
 // UPDATE past the limit; a hold (what BFD Down asks for) drops the session with Cease/10 and
@@ -156,6 +157,54 @@ describe("route refresh on a filter change (RFC 2918, RFC 7313)", () => {
     expect(dsts(fib)).toEqual(["10.1.0.0/24"]);
     expect(s.status().peers[0]?.prefixes).toMatchObject({ received: 2, accepted: 1 });
     expect(s.status().peers[0]?.establishedTransitions).toBe(1);
+  });
+
+  it("applies an importGuard change in place from the kept Adj-RIB-In, never asking for a ROUTE-REFRESH", async () => {
+    const { s, fib } = await speaker(config());
+    const peer = await rawPeer(s.listenPort as number, RR);
+    await waitFor("Established", () => established(s), 5000, 20);
+    for (const m of updates([0x0a010000, 0x0a020000, 0x0a030000])) peer.sock.write(m);
+    await waitFor("3 routes", () => fib.desired().length === 3, 5000, 20);
+    const guard = (cidr: string) => ({
+      importGuard: { rules: [{ action: "Reject", cidr, matchOperator: "Equal" }] },
+    });
+    // What `ocelot node run` does when a Node joins: one more guard rule.
+    await s.reconfigure(config(guard("10.2.0.0/24")));
+    await waitFor("10.2.0.0/24 rejected", () => fib.desired().length === 2, 5000, 20);
+    expect(dsts(fib)).toEqual(["10.1.0.0/24", "10.3.0.0/24"]);
+    expect(s.status().peers[0]?.prefixes).toMatchObject({ received: 3, accepted: 2 });
+    // A rule moved to another prefix: the rejected path comes back from the Adj-RIB-In.
+    await s.reconfigure(config(guard("10.3.0.0/24")));
+    await waitFor(
+      "10.2.0.0/24 back, 10.3.0.0/24 rejected",
+      () => {
+        const d = dsts(fib);
+        return d.length === 2 && d.includes("10.2.0.0/24");
+      },
+      5000,
+      20,
+    );
+    // Then an importFilter change, which does ask: its ROUTE-REFRESH is the first and only one
+    // the peer gets (TCP keeps the order, so one asked for by the guard changes came before).
+    await s.reconfigure(
+      config({
+        ...guard("10.3.0.0/24"),
+        importFilter: {
+          rules: [{ action: "Reject", cidr: "10.1.0.0/24", matchOperator: "Equal" }],
+        },
+      }),
+    );
+    await waitFor(
+      "the importFilter's ROUTE-REFRESH",
+      () => peer.got.some((m) => m.type === 5),
+      5000,
+      20,
+    );
+    expect(peer.got.filter((m) => m.type === 5)).toHaveLength(1);
+    await waitFor("10.1.0.0/24 filtered", () => fib.desired().length === 1, 5000, 20);
+    expect(dsts(fib)).toEqual(["10.2.0.0/24"]);
+    expect(s.status().peers[0]?.establishedTransitions).toBe(1);
+    expect(peer.got.some((m) => m.type === 3)).toBe(false);
   });
 
   it("resets only for a reset field, and names it in the status", async () => {

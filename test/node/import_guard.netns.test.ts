@@ -4,7 +4,10 @@
 // external peer: a pod's host route inside the pool, the whole pool, the node's own address
 // and a default route. Only the first two reach the kernel (protocol 201, read back with
 // `ip -j route`); the four are counted as rejected in `ocelot status --json`; a BGPFilter that
-// accepts 0.0.0.0/0 explicitly lets the default route in, and nothing lets the others in.
+// accepts 0.0.0.0/0 explicitly lets the default route in, and nothing lets the others in. A Node
+// that joins later makes BIRD's host route to its address rejected too, without the ROUTE-REFRESH
+// a changed import filter asks for (BIRD's packet log counts them): the speaker re-evaluates the
+// paths it holds, where a refresh from every peer per Node join would not scale.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,6 +36,8 @@ const BIRD_AS = 65010;
 const OUTSIDE = "10.98.1.0/24";
 const BLOCK = "10.244.8.0/26";
 const HOSTILE = ["10.244.7.5/32", "10.244.0.0/16", `${NODE_IP}/32`, "0.0.0.0/0"];
+/** The address of a Node that joins later: its host route is accepted until then. */
+const JOINER = "10.96.0.9/32";
 
 const birdConf = `
 log "@DIR@/bird.log" all;
@@ -40,7 +45,7 @@ router id ${BIRD_IP};
 protocol device { }
 protocol static s4 {
   ipv4;
-${[OUTSIDE, BLOCK, ...HOSTILE].map((p) => `  route ${p} blackhole;`).join("\n")}
+${[OUTSIDE, BLOCK, JOINER, ...HOSTILE].map((p) => `  route ${p} blackhole;`).join("\n")}
 }
 protocol bgp node {
   local ${BIRD_IP} as ${BIRD_AS};
@@ -48,6 +53,7 @@ protocol bgp node {
   passive on;
   hold time 9;
   error wait time 1, 2;
+  debug { states, packets };
   ipv4 { import all; export where source = RTS_STATIC; };
 }
 `;
@@ -70,6 +76,8 @@ describe.skipIf(skip)("ocelot node run: import safety against a ToR (BIRD)", () 
   const nodes: MeshNode[] = [];
   const socket = () => join(dir, "ig-node.sock");
   const tor = () => peerStatus<Peer>(socket()).find((p) => p.address === BIRD_IP);
+  /** ROUTE-REFRESH messages BIRD got (its packet log). */
+  const refreshes = () => (bird.log().match(/Got ROUTE-REFRESH/g) ?? []).length;
   const learned = () =>
     routes(nodes[0]?.ns as Netns, "201")
       .map((r) => (r.dst === "default" ? "0.0.0.0/0" : r.dst.includes("/") ? r.dst : `${r.dst}/32`))
@@ -110,21 +118,50 @@ describe.skipIf(skip)("ocelot node run: import safety against a ToR (BIRD)", () 
 
   it("imports the outside prefix and the block; rejects and counts the pod route, the pool, the node's address and the default", async () => {
     await waitFor(
-      "the ToR's six prefixes received and handled",
-      () => tor()?.prefixes.received === 6 && learned().includes(OUTSIDE),
+      "the ToR's seven prefixes received and handled",
+      () => tor()?.prefixes.received === 7 && learned().includes(OUTSIDE),
       60_000,
       200,
     ).catch((e) => {
       throw new Error(`${(e as Error).message}: ${JSON.stringify(tor())}\n${bird.log()}`);
     });
-    expect(learned()).toEqual([OUTSIDE, BLOCK].sort());
+    expect(learned()).toEqual([OUTSIDE, BLOCK, JOINER].sort());
     const p = tor();
     expect(p?.state).toBe("Established");
-    expect(p?.prefixes.accepted).toBe(2);
+    expect(p?.prefixes.accepted).toBe(3);
     expect(p?.prefixes.rejected?.FilterReject).toBe(4);
   });
 
+  it("a Node that joins: the ToR's route to its address is rejected, and BIRD is asked for no ROUTE-REFRESH", async () => {
+    const before = refreshes();
+    await client.write("apply", {
+      apiVersion: V3,
+      kind: "Node",
+      metadata: { name: "ig-joiner" },
+      spec: { bgp: { ipv4Address: `${JOINER.split("/")[0]}/24` } },
+    });
+    await waitFor(
+      "the joiner's host route rejected",
+      () => !learned().includes(JOINER) && tor()?.prefixes.rejected?.FilterReject === 5,
+      60_000,
+      200,
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}: ${learned()} ${JSON.stringify(tor())}`);
+    });
+    expect(learned()).toEqual([OUTSIDE, BLOCK].sort());
+    const p = tor();
+    expect(p?.state).toBe("Established");
+    expect(p?.prefixes).toMatchObject({ received: 7, accepted: 2 });
+    // The daemon logs the ToR's change as the guard's, applied from the paths it holds.
+    expect(nodes[0]?.daemon?.log).toMatch(/"field":"importGuard"[^\n]*no ROUTE-REFRESH/);
+    // BIRD logs a packet within milliseconds; the next test's filter change is the positive
+    // control (its ROUTE-REFRESH is counted by the same means).
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(refreshes()).toBe(before);
+  });
+
   it("a BGPFilter that accepts 0.0.0.0/0 lets the default in; the others stay out", async () => {
+    const refreshed = refreshes();
     await client.write("apply", {
       apiVersion: V3,
       kind: "BGPFilter",
@@ -149,5 +186,8 @@ describe.skipIf(skip)("ocelot node run: import safety against a ToR (BIRD)", () 
       },
     );
     expect(learned()).toEqual(["0.0.0.0/0", OUTSIDE, BLOCK].sort());
+    // A changed BGPFilter is the peer's import filter: BIRD is asked to refresh (the count the
+    // previous test found unchanged works).
+    await waitFor("BIRD got a ROUTE-REFRESH", () => refreshes() > refreshed, 10_000, 100);
   });
 });

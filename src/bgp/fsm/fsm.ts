@@ -1,7 +1,8 @@
 // The BGP session FSM of RFC 4271 §8 as a pure function: step(state, event) -> {state, actions}.
 // One FsmState per TCP connection attempt; timers are actions out and events in. Owns: state
-// transitions, OPEN checks, hold-time and family negotiation, IdleHold backoff, the §6.8
-// collision rule. Not: capability negotiation (capabilities.ts), sockets, clocks, encoding.
+// transitions, OPEN checks, hold-time and family negotiation, IdleHold backoff, the backoff of
+// retries after failed connections, the §6.8 collision rule. Not: the connect-retry jitter
+// (speaker/session.ts applies it to the ConnectRetryTimer), capability negotiation (capabilities.ts), sockets, clocks, encoding.
 import { sessionOptions } from "../wire/types.js";
 import {
   AS_TRANS,
@@ -42,12 +43,45 @@ const ALL_TIMERS: TimerName[] = [
   "IdleHoldTimer",
 ];
 
-const start = (timer: TimerName, ms: number): FsmAction => ({ type: "startTimer", timer, ms });
+const start = (timer: TimerName, ms: number): FsmAction =>
+  // The ConnectRetryTimer is always jittered (RFC 4271 §10).
+  timer === "ConnectRetryTimer"
+    ? { type: "startTimer", timer, ms, jitter: true }
+    : { type: "startTimer", timer, ms };
 const stop = (timer: TimerName): FsmAction => ({ type: "stopTimer", timer });
 const notify = (code: number, subcode: number, data?: Uint8Array): FsmAction => ({
   type: "sendNotification",
   notification: data ? { code, subcode, data } : { code, subcode },
 });
+
+/**
+ * The first retry after a failed connection (refused, reset, or closed before the OPEN): short,
+ * so a peer that was not listening yet when we started (both ends start at once) is reached
+ * within a second rather than a whole ConnectRetryTime. Each next consecutive failure doubles
+ * the delay up to ConnectRetryTime (the RFC's value, the retry interval of a peer that stays
+ * unreachable).
+ */
+export const FIRST_CONNECT_RETRY_MS = 1000;
+
+/** ConnectRetryTimer after the `failures`-th consecutive failed connection (1: the first). */
+export function connectRetryDelay(settings: PeerSettings, failures: number): number {
+  const full = settings.connectRetryTime * 1000;
+  const ms = FIRST_CONNECT_RETRY_MS * 2 ** Math.min(Math.max(failures, 1) - 1, 20);
+  return Math.min(ms, full);
+}
+
+/** A failed connection: back to Active, the retry after the backoff (counted in the state). */
+function connectionFailed(s: FsmState, extra: FsmAction[] = []): StepResult {
+  const connectRetryCounter = s.connectRetryCounter + 1;
+  return {
+    state: { ...s, state: "Active", connectRetryCounter },
+    actions: [
+      { type: "disconnect" },
+      ...extra,
+      start("ConnectRetryTimer", connectRetryDelay(s.settings, connectRetryCounter)),
+    ],
+  };
+}
 
 /** IdleHold delay after `errorCount` consecutive errors: base doubled each time, capped. */
 export function idleHoldDelay(settings: PeerSettings, errorCount: number): number {
@@ -84,6 +118,34 @@ function toIdle(
     },
     actions,
   };
+}
+
+/**
+ * A NOTIFICATION received (Event 24/25): Idle, and the IdleHold restart damped as for any error,
+ * except Cease/7: the peer closed this connection only because it keeps the other one of a
+ * collision (§6.8), which says nothing about the peer's health. When both ends connect at once,
+ * one may reach Established on a connection the other has just picked to close, and each closes
+ * the one the other kept; counted as errors, such lost races doubled the IdleHold of both ends,
+ * which restarted in lockstep and could collide again (1 + 2 + 4 s: a mesh session up after 8 s).
+ * So Cease/7 neither counts nor doubles: the restart waits the IdleHold of the errors so far (the
+ * base one after none), twice that at the end with the lower BGP Identifier, jittered, so the two
+ * ends do not connect at the same moment again.
+ */
+function notificationReceived(s: FsmState, code: number, subcode: number): StepResult {
+  const reason: DownReason = { kind: "NotificationReceived", code, subcode };
+  if (code === ErrorCode.Cease && subcode === CeaseSubcode.ConnectionCollisionResolution) {
+    const r = toIdle(s, reason, [], { error: false });
+    // The end whose connections lose collisions (the lower BGP Identifier, §6.8) waits twice as
+    // long, so the other one reconnects first and this end takes its connection (Idle accepts).
+    const peerId = s.negotiated?.peerId;
+    const loses = peerId !== undefined && s.settings.routerId >>> 0 < peerId >>> 0;
+    const ms = idleHoldDelay(s.settings, Math.max(1, s.errorCount)) * (loses ? 2 : 1);
+    return {
+      state: { ...r.state, connectRetryCounter: s.connectRetryCounter },
+      actions: [...r.actions, { type: "startTimer", timer: "IdleHoldTimer", ms, jitter: true }],
+    };
+  }
+  return toIdle(s, reason, [], { error: true });
 }
 
 function sendAndIdle(s: FsmState, n: NotificationInfo, message: string): StepResult {
@@ -316,13 +378,7 @@ export function step(s: FsmState, ev: FsmEvent): StepResult {
         case "TcpConnectionConfirmed": // Event 17
           return tcpUp(s);
         case "TcpConnectionFails": // Event 18: keep listening, retry when the timer fires
-          return {
-            state: { ...s, state: "Active", connectRetryCounter: s.connectRetryCounter + 1 },
-            actions: [
-              { type: "disconnect" },
-              start("ConnectRetryTimer", s.settings.connectRetryTime * 1000),
-            ],
-          };
+          return connectionFailed(s);
         case "IdleHoldTimer_Expires":
         case "KeepaliveTimer_Expires":
         case "HoldTimer_Expires":
@@ -353,14 +409,7 @@ export function step(s: FsmState, ev: FsmEvent): StepResult {
             "Hold timer expired",
           );
         case "TcpConnectionFails": // Event 18: back to Active, retry later
-          return {
-            state: { ...s, state: "Active" },
-            actions: [
-              { type: "disconnect" },
-              stop("HoldTimer"),
-              start("ConnectRetryTimer", s.settings.connectRetryTime * 1000),
-            ],
-          };
+          return connectionFailed(s, [stop("HoldTimer")]);
         case "BGPOpen": {
           // Event 19
           const check = checkOpen(s.settings, ev.open);
@@ -383,14 +432,7 @@ export function step(s: FsmState, ev: FsmEvent): StepResult {
             `Message error ${ev.notification.code}/${ev.notification.subcode}`,
           );
         case "NotifMsg":
-          return toIdle(
-            s,
-            { kind: "NotificationReceived", code: ev.code, subcode: ev.subcode },
-            [],
-            {
-              error: true,
-            },
-          );
+          return notificationReceived(s, ev.code, ev.subcode);
         case "OpenCollisionDump":
           return toIdle(
             s,
@@ -429,14 +471,7 @@ export function step(s: FsmState, ev: FsmEvent): StepResult {
             error: true,
           });
         case "NotifMsg":
-          return toIdle(
-            s,
-            { kind: "NotificationReceived", code: ev.code, subcode: ev.subcode },
-            [],
-            {
-              error: true,
-            },
-          );
+          return notificationReceived(s, ev.code, ev.subcode);
         case "BGPHeaderErr":
         case "BGPOpenMsgErr":
         case "UpdateMsgErr":

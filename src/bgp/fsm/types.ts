@@ -169,7 +169,11 @@ export type FsmAction =
   | { type: "sendOpen" }
   | { type: "sendKeepalive" }
   | { type: "sendNotification"; notification: NotificationInfo }
-  | { type: "startTimer"; timer: TimerName; ms: number }
+  /**
+   * `jitter`: the owner shortens ms by a random 0-25 % (RFC 4271 §10), so that two ends that
+   * started or collided together do not retry in lockstep.
+   */
+  | { type: "startTimer"; timer: TimerName; ms: number; jitter?: boolean }
   | { type: "stopTimer"; timer: TimerName }
   | { type: "established"; negotiated: Negotiated }
   | { type: "sessionDown"; reason: DownReason; wasEstablished: boolean }

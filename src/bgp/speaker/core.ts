@@ -55,6 +55,8 @@ export interface CoreDeps<A> {
   bridge: AttrBridge<A>;
   /** Wall time in ms (status uptimes); a fake clock in replay tests. */
   now(): number;
+  /** Uniform in [0, 1): the connect-retry jitter (session.ts); absent: none (replay tests). */
+  random?: () => number;
   /** Whether a FIB is attached (fib actions are emitted only then). */
   fib: boolean;
   /** Our addresses on the interface that reaches a peer (next hop self), when it is direct. */
@@ -127,9 +129,15 @@ function splitRules(rules: readonly BgpFilterRule[] | undefined): {
   return { v4, v6 };
 }
 
-/** The peer's import/export policies: its filters, then the DESIGN §7 defaults. */
+/**
+ * The peer's import/export policies: its filters (on import the guard first), then the DESIGN §7
+ * defaults.
+ */
 export function policiesFor(p: PeerConfig, localAs: number) {
-  const imp = splitRules(p.importFilter?.rules as BgpFilterRule[] | undefined);
+  const imp = splitRules([
+    ...((p.importGuard?.rules ?? []) as BgpFilterRule[]),
+    ...((p.importFilter?.rules ?? []) as BgpFilterRule[]),
+  ]);
   const exp = splitRules(p.exportFilter?.rules as BgpFilterRule[] | undefined);
   const filters: NamedFilter[] = [
     {
@@ -431,6 +439,7 @@ export class SpeakerCore<A> {
         emit: (a) => this.out.push(a),
         newConn: () => ++this.connSeq,
         now: () => this.deps.now(),
+        ...(this.deps.random ? { random: this.deps.random } : {}),
         log: this.log,
       },
       {
@@ -475,7 +484,12 @@ export class SpeakerCore<A> {
         if (e && held?.link) this.hold(e, "link", "link still down");
       } else {
         if (c.impact === "refresh") {
-          this.log.info({ peer: c.address, field: c.field }, "Config change applied by refresh");
+          this.log.info(
+            { peer: c.address, field: c.field },
+            c.field === "importGuard"
+              ? "Config change applied in place (import guard: no ROUTE-REFRESH)"
+              : "Config change applied by refresh",
+          );
           this.refreshPeer(cfg);
         }
         const e = this.peers.get(c.address);
@@ -512,6 +526,7 @@ export class SpeakerCore<A> {
     const importChanged =
       JSON.stringify(old.importFilter) !== JSON.stringify(cfg.importFilter) ||
       old.allowOwnAs !== cfg.allowOwnAs;
+    const guardChanged = JSON.stringify(old.importGuard) !== JSON.stringify(cfg.importGuard);
     const exportChanged =
       JSON.stringify(old.exportFilter) !== JSON.stringify(cfg.exportFilter) ||
       old.routeReflectorClient !== cfg.routeReflectorClient ||
@@ -522,7 +537,7 @@ export class SpeakerCore<A> {
     this.rib.updatePeer(e.ribId, {
       allowOwnAs: cfg.allowOwnAs,
       routeReflectorClient: cfg.routeReflectorClient,
-      ...(importChanged ? { importPolicy: pol.importPolicy } : {}),
+      ...(importChanged || guardChanged ? { importPolicy: pol.importPolicy } : {}),
       ...(exportChanged ? { exportPolicy: pol.exportPolicy } : {}),
     });
     if (before && e.session.established && e.synced) {
@@ -530,6 +545,7 @@ export class SpeakerCore<A> {
       this.drainAll();
       this.resync(e, before);
     }
+    // The guard alone never asks the peer: re-evaluating the kept Adj-RIB-In is exact.
     if (importChanged) this.requestRefresh(e);
   }
 

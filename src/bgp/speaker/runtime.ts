@@ -160,6 +160,7 @@ export class Speaker<A> {
     this.core = new SpeakerCore(config, {
       bridge: deps.bridge,
       now: () => deps.clock.now(),
+      random: Math.random,
       fib: deps.fib !== null,
       localAddressesToward,
       log: this.log,

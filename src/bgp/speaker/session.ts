@@ -2,7 +2,7 @@
 // (framing, OPEN, KEEPALIVE, NOTIFICATION, timers as actions) and resolves connection collisions
 // (RFC 4271 §6.8) with a second FSM while two connections race. Every side effect is a
 // SpeakerAction handed to `emit`. Owns: the links (connection + FSM), what was negotiated, the
-// message counters. Not: routes (the core receives UPDATEs and ROUTE-REFRESHes through
+// message counters, the connect-retry jitter (RFC 4271 §10). Not: routes (the core receives UPDATEs and ROUTE-REFRESHes through
 // SessionCallbacks), sockets and clocks (the runtime).
 
 import type { Log } from "../../lib/log.js";
@@ -60,6 +60,12 @@ export interface SessionIo {
   /** A fresh number for an outgoing connection (> 0). */
   newConn(): ConnId;
   now(): number;
+  /**
+   * Uniform in [0, 1): jitters the timers the FSM marks (the ConnectRetryTimer, the restart after
+   * a collision) to 0.75-1.0 of their value (RFC 4271 §10), so peers that started or collided
+   * together do not retry in lockstep. Absent: no jitter (replay tests).
+   */
+  random?(): number;
   log: Log;
 }
 
@@ -485,17 +491,27 @@ export class PeerSession {
         );
         this.write(l, encodeNotification(a.notification));
         return;
-      case "startTimer":
+      case "startTimer": {
         l.timers.add(a.timer);
-        this.io.emit({ kind: "startTimer", timer: this.timer(l, a.timer), ms: a.ms });
+        const r = a.jitter ? this.io.random?.() : undefined;
+        const ms = r === undefined ? a.ms : Math.round(a.ms * (0.75 + 0.25 * r));
+        this.io.emit({ kind: "startTimer", timer: this.timer(l, a.timer), ms });
         return;
+      }
       case "stopTimer":
         if (!l.timers.delete(a.timer)) return;
         this.io.emit({ kind: "stopTimer", timer: this.timer(l, a.timer) });
         return;
       case "established": {
-        // Close any other connection still racing (its OPEN never came).
-        for (const o of this.links) if (o !== l) this.dropLink(o);
+        // Close any other connection still racing (its OPEN never came here). With Cease/7 when
+        // it is open (§6.8): the peer may just have picked that one and closed this one, and the
+        // NOTIFICATION tells it a collision did it, which its IdleHold does not count as an error.
+        for (const o of [...this.links]) {
+          if (o === l) continue;
+          if (o.conn !== undefined && (o.fsm.state === "OpenSent" || o.fsm.state === "OpenConfirm"))
+            this.event(o, { type: "OpenCollisionDump" });
+          if (this.links.includes(o)) this.dropLink(o);
+        }
         this.negotiated = a.negotiated;
         this.peerCapabilities = l.remoteCaps;
         this.options = a.negotiated.options;
