@@ -18,8 +18,11 @@ export interface Block {
   /** "host:<node>" or null when no node owns the block. */
   readonly affinity: string | null;
   readonly affinityClaimTime: string | null;
-  /** Per ordinal: index into attributes, or -1 when free. */
-  readonly owner: Int32Array;
+  /**
+   * Per ordinal: index into attributes, or -1 when free. A plain array (in the JS heap: copied
+   * once per assignment, where a typed array this size needs a backing store outside it).
+   */
+  readonly owner: readonly number[];
   /** Free ordinals in reuse order: allocation takes the head, release appends to the tail. */
   readonly unallocated: readonly number[];
   readonly attributes: readonly AllocationAttributes[];
@@ -32,17 +35,19 @@ export interface Block {
 
 /**
  * The sequence number of each allocated ordinal, as a ReadonlyMap (iterated in ordinal order)
- * over one Float64Array (NaN: not allocated): a block version's copy is one array copy, not a
- * Map of every allocation rebuilt per pod. Mutated only while building a new block value.
+ * over one array (-1: not allocated; sequence numbers are never negative): a block version's
+ * copy is one array copy, not a Map of every allocation rebuilt per pod. A plain array, not a
+ * typed one: V8 keeps it in the JS heap, where a typed array of this size needs a backing store
+ * allocated outside it. Mutated only while building a new block value.
  */
 export class SequenceMap implements ReadonlyMap<number, number> {
   private constructor(
-    private readonly seq: Float64Array,
+    private readonly seq: number[],
     private count: number,
   ) {}
 
   static empty(size: number): SequenceMap {
-    return new SequenceMap(new Float64Array(size).fill(Number.NaN), 0);
+    return new SequenceMap(new Array<number>(size).fill(-1), 0);
   }
 
   /** A mutable copy of m for a block of size ordinals. */
@@ -62,7 +67,7 @@ export class SequenceMap implements ReadonlyMap<number, number> {
 
   get(ordinal: number): number | undefined {
     const v = this.seq[ordinal];
-    return v === undefined || Number.isNaN(v) ? undefined : v;
+    return v === undefined || v < 0 ? undefined : v;
   }
 
   has(ordinal: number): boolean {
@@ -72,14 +77,16 @@ export class SequenceMap implements ReadonlyMap<number, number> {
   set(ordinal: number, sequence: number): this {
     if (!Number.isInteger(ordinal) || ordinal < 0 || ordinal >= this.seq.length)
       throw new RangeError(`Ordinal ${ordinal} is outside the block (${this.seq.length})`);
-    if (Number.isNaN(this.seq[ordinal] as number)) this.count++;
+    if (!Number.isInteger(sequence) || sequence < 0)
+      throw new RangeError(`Sequence number must be a non-negative integer, got ${sequence}`);
+    if ((this.seq[ordinal] as number) < 0) this.count++;
     this.seq[ordinal] = sequence;
     return this;
   }
 
   delete(ordinal: number): boolean {
     if (!this.has(ordinal)) return false;
-    this.seq[ordinal] = Number.NaN;
+    this.seq[ordinal] = -1;
     this.count--;
     return true;
   }
@@ -87,14 +94,14 @@ export class SequenceMap implements ReadonlyMap<number, number> {
   forEach(cb: (value: number, key: number, map: ReadonlyMap<number, number>) => void): void {
     for (let o = 0; o < this.seq.length; o++) {
       const v = this.seq[o] as number;
-      if (!Number.isNaN(v)) cb(v, o, this);
+      if (v >= 0) cb(v, o, this);
     }
   }
 
   *entries(): MapIterator<[number, number]> {
     for (let o = 0; o < this.seq.length; o++) {
       const v = this.seq[o] as number;
-      if (!Number.isNaN(v)) yield [o, v];
+      if (v >= 0) yield [o, v];
     }
   }
 
@@ -138,7 +145,7 @@ export function newBlock(cidr: Cidr, affinity: string | null, claimTime: string 
     cidr,
     affinity,
     affinityClaimTime: claimTime,
-    owner: new Int32Array(size).fill(-1),
+    owner: new Array<number>(size).fill(-1),
     unallocated: Array.from({ length: size }, (_, i) => i),
     attributes: [],
     sequenceNumber: 0,
@@ -208,7 +215,7 @@ export function assignFromBlock(
  * block, or the same one when nothing was assigned.
  */
 export class BlockDraft {
-  private owner: Int32Array | undefined;
+  private owner: number[] | undefined;
   private seqs: SequenceMap | undefined;
   private attributes: AllocationAttributes[] | undefined;
   private unallocated: readonly number[];
@@ -282,8 +289,11 @@ export class BlockDraft {
 
   finish(): Block {
     if (this.owner === undefined) return this.base;
+    // Every field named (no spread): one object shape for every block version.
     const block: Block = {
-      ...this.base,
+      cidr: this.base.cidr,
+      affinity: this.base.affinity,
+      affinityClaimTime: this.base.affinityClaimTime,
       owner: this.owner,
       unallocated: this.unallocated,
       attributes: this.attributes ?? this.base.attributes,
@@ -401,7 +411,7 @@ function sameAttributes(a: AllocationAttributes, b: AllocationAttributes): boole
 
 /** Drops attributes no ordinal refers to and renumbers owner in place. */
 function compactAttributes(
-  owner: Int32Array,
+  owner: number[],
   attributes: readonly AllocationAttributes[],
 ): AllocationAttributes[] {
   const used = new Set<number>();
@@ -587,7 +597,7 @@ export function decodeBlock(key: string, value: string): Block {
   }
   if (s.sequences !== undefined && s.sequences.length !== s.owners.length)
     bad(`"sequences" has ${s.sequences.length} entries, "owners" ${s.owners.length}`);
-  const owner = new Int32Array(size).fill(-1);
+  const owner = new Array<number>(size).fill(-1);
   const seqForAllocation = SequenceMap.empty(size);
   let k = 0;
   for (let o = 0; o < size; o++) {
