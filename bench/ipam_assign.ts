@@ -3,8 +3,9 @@
 // goal ratio (IPAM >= 0.5x raw CAS) printed per row. Each simulated node is a long-lived
 // IpamStore (as a node agent holds one); each assignment has its own handle, as one pod.
 // With each row, for context, the CAS rate with values as large as the row's mean block write
-// (--no-sized leaves it out). A warm-up of 1000 of each, not reported, precedes the rows. Run: npx tsx bench/ipam_assign.ts [--n 2000] [--no-etcd]
-// [--only sqlite|etcd] [--no-sized]
+// (--no-sized leaves it out). A warm-up of 1000 of each (--warmup N), not reported, precedes the
+// rows. Run: npx tsx bench/ipam_assign.ts [--n 2000] [--no-etcd] [--only sqlite|etcd]
+// [--no-sized] [--warmup 1000]
 import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -119,13 +120,19 @@ async function report(
   stores: Datastore[],
   n: number,
   withSized: boolean,
+  warmup: number,
 ): Promise<boolean> {
   let ok = true;
   // Warm-up, not reported: a node agent is a long-lived process, so the rows compare the
   // allocator and the store's CAS with both compiled by the JIT, not the first thousand calls
   // of each (the first row would otherwise measure compilation).
-  await measureCasRate(stores[0] as Datastore, { inFlight: 1, n: 1000 });
-  await measureIpam(stores, { nodes: 1, inFlight: 1, n: 1000 });
+  // (Measured: the allocator's CPU per assignment keeps falling for the first ~6000 of them, so
+  // the first row after the default 1000 still pays for some of that; --warmup shows how much.)
+  for (let done = 0; done < warmup; done += 2000) {
+    const k = Math.min(2000, warmup - done);
+    await measureCasRate(stores[0] as Datastore, { inFlight: 1, n: k });
+    await measureIpam(stores, { nodes: 1, inFlight: 1, n: k });
+  }
   for (const s of SCENARIOS) {
     const cas = await measureCasRate(stores[0] as Datastore, { inFlight: s.cas, n });
     const ipam = await measureIpam(stores, { nodes: s.nodes, inFlight: s.inFlight, n });
@@ -159,11 +166,14 @@ async function main(): Promise<void> {
   const n = Number(arg("--n") ?? 2000);
   const only = arg("--only");
   const withSized = !process.argv.includes("--no-sized");
+  const warmup = Number(arg("--warmup") ?? 1000);
+  if (!Number.isInteger(warmup) || warmup < 1)
+    throw new RangeError(`--warmup must be >= 1, got ${warmup}`);
   const dir = mkdtempSync(join(tmpdir(), "ocelot-bench-ipam-"));
   let ok = true;
   // Shared machines make every figure noisy: say how busy this one was.
   console.log(
-    `n=${n} assignments per row; load average ${loadavg()
+    `n=${n} assignments per row, warm-up ${warmup}; load average ${loadavg()
       .map((l) => l.toFixed(1))
       .join(" ")}`,
   );
@@ -171,7 +181,7 @@ async function main(): Promise<void> {
     if (only === undefined || only === "sqlite") {
       // One handle per simulated node, as separate processes on a host would each open the file.
       const stores = Array.from({ length: 4 }, () => new SqliteDatastore(join(dir, "store.db")));
-      ok = (await report("embedded (sqlite)", stores, n, withSized)) && ok;
+      ok = (await report("embedded (sqlite)", stores, n, withSized, warmup)) && ok;
       for (const s of stores) await s.close();
     }
     if (only === undefined || only === "etcd") {
@@ -187,7 +197,7 @@ async function main(): Promise<void> {
               EtcdDatastore.connect({ endpoints: [server.endpoint] }),
             ),
           );
-          ok = (await report("etcd 3.4 (disk)", stores, n, withSized)) && ok;
+          ok = (await report("etcd 3.4 (disk)", stores, n, withSized, warmup)) && ok;
           for (const s of stores) await s.close();
         } finally {
           await server.stop();

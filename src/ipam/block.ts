@@ -18,8 +18,11 @@ export interface Block {
   /** "host:<node>" or null when no node owns the block. */
   readonly affinity: string | null;
   readonly affinityClaimTime: string | null;
-  /** Per ordinal: index into attributes, or -1 when free. */
-  readonly owner: Int32Array;
+  /**
+   * Per ordinal: index into attributes, or -1 when free. A plain array (in the JS heap: copied
+   * once per assignment, where a typed array this size needs a backing store outside it).
+   */
+  readonly owner: readonly number[];
   /** Free ordinals in reuse order: allocation takes the head, release appends to the tail. */
   readonly unallocated: readonly number[];
   readonly attributes: readonly AllocationAttributes[];
@@ -28,6 +31,91 @@ export interface Block {
   readonly seqForAllocation: ReadonlyMap<number, number>;
   /** Epoch ms when the block last became empty (null while in use or never used). */
   readonly emptySince: number | null;
+}
+
+/**
+ * The sequence number of each allocated ordinal, as a ReadonlyMap (iterated in ordinal order)
+ * over one array (-1: not allocated; sequence numbers are never negative): a block version's
+ * copy is one array copy, not a Map of every allocation rebuilt per pod. A plain array, not a
+ * typed one: V8 keeps it in the JS heap, where a typed array of this size needs a backing store
+ * allocated outside it. Mutated only while building a new block value.
+ */
+export class SequenceMap implements ReadonlyMap<number, number> {
+  private constructor(
+    private readonly seq: number[],
+    private count: number,
+  ) {}
+
+  static empty(size: number): SequenceMap {
+    return new SequenceMap(new Array<number>(size).fill(-1), 0);
+  }
+
+  /** A mutable copy of m for a block of size ordinals. */
+  static copyOf(m: ReadonlyMap<number, number>, size: number): SequenceMap {
+    if (m instanceof SequenceMap && m.seq.length === size)
+      return new SequenceMap(m.seq.slice(), m.count);
+    const out = SequenceMap.empty(size);
+    m.forEach((v, k) => {
+      out.set(k, v);
+    });
+    return out;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  get(ordinal: number): number | undefined {
+    const v = this.seq[ordinal];
+    return v === undefined || v < 0 ? undefined : v;
+  }
+
+  has(ordinal: number): boolean {
+    return this.get(ordinal) !== undefined;
+  }
+
+  set(ordinal: number, sequence: number): this {
+    if (!Number.isInteger(ordinal) || ordinal < 0 || ordinal >= this.seq.length)
+      throw new RangeError(`Ordinal ${ordinal} is outside the block (${this.seq.length})`);
+    if (!Number.isInteger(sequence) || sequence < 0)
+      throw new RangeError(`Sequence number must be a non-negative integer, got ${sequence}`);
+    if ((this.seq[ordinal] as number) < 0) this.count++;
+    this.seq[ordinal] = sequence;
+    return this;
+  }
+
+  delete(ordinal: number): boolean {
+    if (!this.has(ordinal)) return false;
+    this.seq[ordinal] = -1;
+    this.count--;
+    return true;
+  }
+
+  forEach(cb: (value: number, key: number, map: ReadonlyMap<number, number>) => void): void {
+    for (let o = 0; o < this.seq.length; o++) {
+      const v = this.seq[o] as number;
+      if (v >= 0) cb(v, o, this);
+    }
+  }
+
+  *entries(): MapIterator<[number, number]> {
+    for (let o = 0; o < this.seq.length; o++) {
+      const v = this.seq[o] as number;
+      if (v >= 0) yield [o, v];
+    }
+  }
+
+  *keys(): MapIterator<number> {
+    for (const [k] of this.entries()) yield k;
+  }
+
+  *values(): MapIterator<number> {
+    for (const [, v] of this.entries()) yield v;
+  }
+
+  [Symbol.iterator](): MapIterator<[number, number]> {
+    return this.entries();
+  }
 }
 
 /** Stored values that do not decode: names the key and what is wrong. */
@@ -57,11 +145,11 @@ export function newBlock(cidr: Cidr, affinity: string | null, claimTime: string 
     cidr,
     affinity,
     affinityClaimTime: claimTime,
-    owner: new Int32Array(size).fill(-1),
+    owner: new Array<number>(size).fill(-1),
     unallocated: Array.from({ length: size }, (_, i) => i),
     attributes: [],
     sequenceNumber: 0,
-    seqForAllocation: new Map(),
+    seqForAllocation: SequenceMap.empty(size),
     emptySince: null,
   };
 }
@@ -127,11 +215,13 @@ export function assignFromBlock(
  * block, or the same one when nothing was assigned.
  */
 export class BlockDraft {
-  private owner: Int32Array | undefined;
-  private seqs: Map<number, number> | undefined;
+  private owner: number[] | undefined;
+  private seqs: SequenceMap | undefined;
   private attributes: AllocationAttributes[] | undefined;
   private unallocated: readonly number[];
   private sequenceNumber: number;
+  /** Ordinals assigned by this draft, in assignment order. */
+  private readonly added: number[] = [];
 
   constructor(private readonly base: Block) {
     this.unallocated = base.unallocated;
@@ -178,7 +268,7 @@ export class BlockDraft {
       this.unallocated = rest;
     }
     this.owner ??= this.base.owner.slice();
-    this.seqs ??= copyMap(this.base.seqForAllocation);
+    this.seqs ??= SequenceMap.copyOf(this.base.seqForAllocation, this.base.owner.length);
     this.attributes ??= [...this.base.attributes];
     const attributes = this.attributes;
     let idx = attributes.findIndex((a) => sameAttributes(a, attrs));
@@ -188,6 +278,7 @@ export class BlockDraft {
     }
     const assigned: Assigned[] = [];
     for (const o of taken) {
+      this.added.push(o);
       this.owner[o] = idx;
       this.seqs.set(o, this.sequenceNumber);
       assigned.push({ ordinal: o, sequence: this.sequenceNumber });
@@ -198,8 +289,11 @@ export class BlockDraft {
 
   finish(): Block {
     if (this.owner === undefined) return this.base;
-    return {
-      ...this.base,
+    // Every field named (no spread): one object shape for every block version.
+    const block: Block = {
+      cidr: this.base.cidr,
+      affinity: this.base.affinity,
+      affinityClaimTime: this.base.affinityClaimTime,
       owner: this.owner,
       unallocated: this.unallocated,
       attributes: this.attributes ?? this.base.attributes,
@@ -207,6 +301,10 @@ export class BlockDraft {
       seqForAllocation: this.seqs ?? this.base.seqForAllocation,
       emptySince: null,
     };
+    // The base's attributes are kept as they were (only appended to): encodeBlock may extend
+    // the base's stored form instead of writing the whole block again.
+    drafted.set(block, { base: this.base, added: this.added });
+    return block;
   }
 }
 
@@ -228,7 +326,7 @@ export function releaseFromBlock(
   nowMs: number,
 ): ReleaseOutcome {
   const owner = b.owner.slice();
-  const seqs = new Map(b.seqForAllocation);
+  const seqs = SequenceMap.copyOf(b.seqForAllocation, owner.length);
   const unallocated = [...b.unallocated];
   const released: number[] = [];
   const badSequence: number[] = [];
@@ -304,15 +402,6 @@ export function withAffinity(b: Block, affinity: string | null, claimTime: strin
   return { ...b, affinity, affinityClaimTime: claimTime };
 }
 
-/** new Map(m) without an iterator result and entry array per entry (runs per assignment). */
-function copyMap<K, V>(m: ReadonlyMap<K, V>): Map<K, V> {
-  const out = new Map<K, V>();
-  m.forEach((v, k) => {
-    out.set(k, v);
-  });
-  return out;
-}
-
 function sameAttributes(a: AllocationAttributes, b: AllocationAttributes): boolean {
   if (a.handleId !== b.handleId) return false;
   const ka = Object.keys(a.secondary);
@@ -322,7 +411,7 @@ function sameAttributes(a: AllocationAttributes, b: AllocationAttributes): boole
 
 /** Drops attributes no ordinal refers to and renumbers owner in place. */
 function compactAttributes(
-  owner: Int32Array,
+  owner: number[],
   attributes: readonly AllocationAttributes[],
 ): AllocationAttributes[] {
   const used = new Set<number>();
@@ -353,33 +442,114 @@ function compactAttributes(
 // bytes for a block of one-address pods. Older readers reject the new form by its unknown
 // "sequences" key rather than misread it.
 
+/**
+ * A block's stored form in pieces, kept per block value: the next version drafted from it by
+ * assignments at higher ordinals (a block filling up: the free queue's head is its lowest free
+ * ordinal) extends these strings instead of writing every allocation again.
+ */
+interface EncodedParts {
+  /** `{"cidr":...,"affinityClaimTime":...,` up to "allocated". */
+  head: string;
+  affinity: string | null;
+  /** The contents of the "owners", "sequences" and "attributes" arrays, without brackets. */
+  owners: string;
+  sequences: string;
+  attributes: string;
+  /** Attributes encoded in `attributes`. */
+  attributeCount: number;
+  /** Highest allocated ordinal (-1 when none). */
+  lastOrdinal: number;
+}
+
+const encodedParts = new WeakMap<Block, EncodedParts>();
+/** Blocks made by BlockDraft.finish: their base and the ordinals the draft assigned. */
+const drafted = new WeakMap<Block, { base: Block; added: readonly number[] }>();
+
 export function encodeBlock(b: Block): string {
   // Written by hand rather than JSON.stringify of a fresh object: this runs once per pod, and
   // each attribute's JSON is kept between block versions (attributes are shared). The output
   // is exactly what JSON.stringify gives for the same object (test/ipam/block.test.ts).
+  const parts = encodedParts.get(b) ?? extendedParts(b) ?? fullParts(b);
+  encodedParts.set(b, parts);
+  return (
+    `${parts.head}"allocated":"${base64(bitmapOf(b))}",` +
+    `"owners":[${parts.owners}],"sequences":[${parts.sequences}],"unallocated":${runsJson(b.unallocated)},` +
+    `"attributes":[${parts.attributes}],"sequenceNumber":${JSON.stringify(b.sequenceNumber)},` +
+    `"emptySince":${JSON.stringify(b.emptySince)}}`
+  );
+}
+
+function fullParts(b: Block): EncodedParts {
   const size = b.owner.length;
-  const bitmap = new Uint8Array((size + 7) >> 3);
-  let owners = "";
-  let sequences = "";
+  const owners: number[] = [];
+  const sequences: number[] = [];
+  let lastOrdinal = -1;
   for (let o = 0; o < size; o++) {
     const idx = b.owner[o] as number;
     if (idx < 0) continue;
-    bitmap[o >> 3] |= 1 << (o & 7);
+    owners.push(idx);
+    sequences.push(b.seqForAllocation.get(o) ?? 0);
+    lastOrdinal = o;
+  }
+  const attributes: string[] = [];
+  for (const a of b.attributes) attributes.push(storedAttributeJson(b, a));
+  return {
+    head:
+      `{"cidr":${JSON.stringify(formatCidr(b.cidr))},"affinity":${JSON.stringify(b.affinity)},` +
+      `"affinityClaimTime":${JSON.stringify(b.affinityClaimTime)},`,
+    affinity: b.affinity,
+    owners: owners.join(","),
+    sequences: sequences.join(","),
+    attributes: attributes.join(","),
+    attributeCount: b.attributes.length,
+    lastOrdinal,
+  };
+}
+
+/** The parts of a drafted block from its base's, when the draft only appended (see EncodedParts). */
+function extendedParts(b: Block): EncodedParts | undefined {
+  const d = drafted.get(b);
+  if (d === undefined) return undefined;
+  const base = encodedParts.get(d.base);
+  if (
+    base === undefined ||
+    base.affinity !== b.affinity ||
+    d.base.cidr !== b.cidr ||
+    d.base.affinityClaimTime !== b.affinityClaimTime ||
+    base.attributeCount > b.attributes.length
+  )
+    return undefined;
+  let last = base.lastOrdinal;
+  for (const o of d.added) {
+    if (o <= last) return undefined;
+    last = o;
+  }
+  let owners = base.owners;
+  let sequences = base.sequences;
+  for (const o of d.added) {
     const sep = owners.length > 0 ? "," : "";
-    owners += `${sep}${idx}`;
+    owners += `${sep}${b.owner[o] as number}`;
     sequences += `${sep}${b.seqForAllocation.get(o) ?? 0}`;
   }
-  let attributes = "";
-  for (const a of b.attributes) {
-    attributes += `${attributes.length > 0 ? "," : ""}${storedAttributeJson(b, a)}`;
-  }
-  return (
-    `{"cidr":${JSON.stringify(formatCidr(b.cidr))},"affinity":${JSON.stringify(b.affinity)},` +
-    `"affinityClaimTime":${JSON.stringify(b.affinityClaimTime)},"allocated":"${base64(bitmap)}",` +
-    `"owners":[${owners}],"sequences":[${sequences}],"unallocated":${runsJson(b.unallocated)},` +
-    `"attributes":[${attributes}],"sequenceNumber":${JSON.stringify(b.sequenceNumber)},` +
-    `"emptySince":${JSON.stringify(b.emptySince)}}`
-  );
+  let attributes = base.attributes;
+  for (let i = base.attributeCount; i < b.attributes.length; i++)
+    attributes += `${attributes.length > 0 ? "," : ""}${storedAttributeJson(b, b.attributes[i] as AllocationAttributes)}`;
+  return {
+    head: base.head,
+    affinity: b.affinity,
+    owners,
+    sequences,
+    attributes,
+    attributeCount: b.attributes.length,
+    lastOrdinal: last,
+  };
+}
+
+function bitmapOf(b: Block): Uint8Array {
+  const size = b.owner.length;
+  const bitmap = new Uint8Array((size + 7) >> 3);
+  for (let o = 0; o < size; o++) if ((b.owner[o] as number) >= 0) bitmap[o >> 3] |= 1 << (o & 7);
+  return bitmap;
 }
 
 /** JSON of the free queue as runs [first, last] (toRuns), without the arrays. */
@@ -427,8 +597,8 @@ export function decodeBlock(key: string, value: string): Block {
   }
   if (s.sequences !== undefined && s.sequences.length !== s.owners.length)
     bad(`"sequences" has ${s.sequences.length} entries, "owners" ${s.owners.length}`);
-  const owner = new Int32Array(size).fill(-1);
-  const seqForAllocation = new Map<number, number>();
+  const owner = new Array<number>(size).fill(-1);
+  const seqForAllocation = SequenceMap.empty(size);
   let k = 0;
   for (let o = 0; o < size; o++) {
     if (((bitmap[o >> 3] as number) & (1 << (o & 7))) === 0) continue;
@@ -661,7 +831,7 @@ export function assignOrdinal(
     attributes.push({ handleId: attrs.handleId, secondary: { ...attrs.secondary } });
   }
   owner[ordinal] = idx;
-  const seqs = copyMap(b.seqForAllocation);
+  const seqs = SequenceMap.copyOf(b.seqForAllocation, owner.length);
   seqs.set(ordinal, b.sequenceNumber);
   return {
     block: {

@@ -347,7 +347,9 @@ export class IpamStore {
           (error: unknown) => ({ error }),
         );
     // What a previous attempt of this request got in the node's own blocks (idempotent retry).
-    const own = await this.heldInOwnBlocks(req.handleId, req.node, req.num4 > 0, req.num6 > 0);
+    const own = this.heldInNoCachedBlock(req.handleId, req.node, req.num4 > 0, req.num6 > 0)
+      ? []
+      : await this.heldInOwnBlocks(req.handleId, req.node, req.num4 > 0, req.num6 > 0);
     const out: AssignedAddress[] = [];
     const fresh: AssignedAddress[] = [];
     try {
@@ -405,6 +407,20 @@ export class IpamStore {
         releaseFromBlock(b, [{ ordinal: ordinalOf(b, value), sequence: a.sequence }], this.now()),
       );
     }
+  }
+
+  /**
+   * True when the node's blocks are cached for every family asked for and none holds handleId
+   * (the usual first try of a pod): heldInOwnBlocks would find nothing, so it is not awaited.
+   */
+  private heldInNoCachedBlock(handleId: string, node: string, v4: boolean, v6: boolean): boolean {
+    for (const family of FAMILIES) {
+      if (!(family === 4 ? v4 : v6)) continue;
+      const cached = this.affineCache.get(`${node}|${family}`);
+      if (cached === undefined) return false;
+      for (const e of cached.values()) if (holdsHandle(e.block, handleId)) return false;
+    }
+    return true;
   }
 
   /**
@@ -482,7 +498,8 @@ export class IpamStore {
     firstTry: boolean,
   ): Promise<AssignedAddress[]> {
     const out: AssignedAddress[] = [];
-    let ctx = await this.loadContext(req.node);
+    // The cached context without an await (one fewer promise and turn per pod).
+    let ctx = this.freshContext(req.node) ?? (await this.loadContext(req.node));
     const use = req.use ?? "Workload";
     let pools = this.selectedPools(ctx, family, requested, use);
     const started = this.now();
@@ -495,7 +512,9 @@ export class IpamStore {
           attempt,
         );
       }
-      const target = await this.findTarget(req.node, family, pools, ctx);
+      const target =
+        this.cachedTarget(req.node, family, pools, ctx) ??
+        (await this.findTarget(req.node, family, pools, ctx));
       if (target === undefined) {
         if (!reloaded) {
           // Pools, reservations or configuration may have changed since they were cached.
@@ -720,17 +739,8 @@ export class IpamStore {
     // Fast path: a cached block of the node with room. While another request of this process
     // claims a block for the node, wait for it rather than claim a second one.
     for (let i = 0; i < 3; i++) {
-      const cached = this.affineCache.get(k);
-      if (cached) {
-        // pickAffineBlock over the cache's entries (full blocks, most of them, skipped first).
-        let entry: BlockEntry | undefined;
-        for (const e of cached.values()) {
-          if (e.block.unallocated.length === 0) continue;
-          if (entry !== undefined && e.block.cidr.base >= entry.block.cidr.base) continue;
-          if (pickAffineBlock([e.block], pools, ctx.reservations) !== undefined) entry = e;
-        }
-        if (entry) return { entry, borrowed: false };
-      }
+      const hit = this.cachedTarget(node, family, pools, ctx);
+      if (hit) return hit;
       const inflight = this.claiming.get(k);
       if (!inflight) break;
       await inflight.catch(() => undefined);
@@ -742,6 +752,28 @@ export class IpamStore {
     } finally {
       if (this.claiming.get(k) === slow) this.claiming.delete(k);
     }
+  }
+
+  /**
+   * A cached block of the node with room (pickAffineBlock over the cache's entries, full blocks,
+   * most of them, skipped first); undefined when there is none or a claim is in flight.
+   */
+  private cachedTarget(
+    node: string,
+    family: Family,
+    pools: Pool[],
+    ctx: Context,
+  ): { entry: BlockEntry; borrowed: boolean } | undefined {
+    if (pools.length === 0) return undefined;
+    const cached = this.affineCache.get(`${node}|${family}`);
+    if (!cached) return undefined;
+    let entry: BlockEntry | undefined;
+    for (const e of cached.values()) {
+      if (e.block.unallocated.length === 0) continue;
+      if (entry !== undefined && e.block.cidr.base >= entry.block.cidr.base) continue;
+      if (pickAffineBlock([e.block], pools, ctx.reservations) !== undefined) entry = e;
+    }
+    return entry ? { entry, borrowed: false } : undefined;
   }
 
   /** Reads the node's blocks afresh, then claims a new block or borrows. */
@@ -1276,9 +1308,15 @@ export class IpamStore {
     throw new RetriesExhaustedError("updating the IPAM configuration", this.maxAttempts);
   }
 
-  private async loadContext(node: string): Promise<Context> {
+  /** The node's cached context while it is fresh. */
+  private freshContext(node: string): Context | undefined {
     const c = this.context.get(node);
-    if (c && this.now() - c.loadedAt < this.contextTtlMs) return c;
+    return c && this.now() - c.loadedAt < this.contextTtlMs ? c : undefined;
+  }
+
+  private async loadContext(node: string): Promise<Context> {
+    const c = this.freshContext(node);
+    if (c) return c;
     const [pools, reservations, config, nodeLabels] = await Promise.all([
       this.loadPools(),
       this.loadReservations(),
