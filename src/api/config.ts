@@ -255,7 +255,7 @@ export const ipamConfigurationSchema = z
   })
   .strict();
 
-/** KubeControllersConfiguration "default" (calico-kube-controllers' settings), stored. */
+/** KubeControllersConfiguration "default" (calico-kube-controllers' settings), read by src/k8s/kcc.ts. */
 export const kubeControllersConfigurationSchema = z
   .object({
     apiVersion: z.literal(API_VERSION),
@@ -272,7 +272,7 @@ export const kubeControllersConfigurationSchema = z
     }),
     spec: stored(
       schemaOf(KUBE_CONTROLLERS_CONFIGURATION_SPEC),
-      "ocelot kube-controllers does not read it yet (its settings are flags; ocelot ipam gc does the IPAM part)",
+      "read by ocelot kube-controllers (src/k8s/kcc.ts): a controller section enables its part of the sync, reconcilerPeriod sets the full-pass period, node.leakGracePeriod is ocelot ipam gc's leak grace; node.syncLabels and hostEndpoint.autoCreate Enabled, loadBalancer, migration and the process settings are not applied and named in a warning",
     ),
     status: z.unknown().optional(),
   })
