@@ -15,6 +15,7 @@ import type { Datastore, Watch } from "../datastore/types.js";
 import { releaseNodeAffinities } from "../ipam/gc_run.js";
 import { IpamStore } from "../ipam/store.js";
 import { type KubeControllersSettings, kubeControllersSettings, partOf } from "./kcc.js";
+import { planNodeLabels } from "./node_labels.js";
 import { KubeError, kubeError } from "./pod_reader.js";
 import { type KubeState, planSync, type SyncAction } from "./sync.js";
 
@@ -286,6 +287,8 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
         endpointSlices: endpointSlices as Resource[],
       });
       result.refused = plan.refused;
+      if (settings.syncLabels)
+        plan.actions.push(...planNodeLabels(kube.nodes, nodes as Resource[]));
       const retry = new Set<string>();
       for (const a of plan.actions) {
         const part = partOf(a);

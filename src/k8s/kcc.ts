@@ -9,9 +9,10 @@
 //   policy           -> Kubernetes NetworkPolicies into the datastore
 //   node             -> a deleted Kubernetes Node's Calico Node, endpoints and IPAM affinities
 // and the shortest reconcilerPeriod of the running ones is the full-pass period (Calico runs one
-// per controller). node.leakGracePeriod is `ipam gc`'s --leak-grace when that flag is not given.
-// Not applied, each named in a warning: node.syncLabels Enabled (Kubernetes Node labels are not
-// copied onto Calico Nodes), node.hostEndpoint.autoCreate Enabled (no HostEndpoints are made:
+// per controller). node.leakGracePeriod is `ipam gc`'s --leak-grace when that flag is not given;
+// node.syncLabels (Calico's default Enabled) copies Kubernetes Node labels onto Calico Nodes
+// (node_labels.ts; without the resource they are not copied, as before it was read).
+// Not applied, each named in a warning: node.hostEndpoint.autoCreate Enabled (no HostEndpoints are made:
 // host policy selecting them matches nothing), loadBalancer (no LoadBalancer IPAM), migration,
 // etcdV3CompactionPeriod, healthChecks, debugProfilePort, prometheusMetricsPort,
 // logSeverityScreen. Services and EndpointSlices are copied whatever the settings (Calico's
@@ -33,6 +34,8 @@ export interface KubeControllersSettings {
   enabled: ReadonlySet<SyncPart>;
   /** The full-pass period from reconcilerPeriod (absent: the caller's default). */
   resyncMs?: number;
+  /** controllers.node.syncLabels: Kubernetes Node labels onto Calico Nodes. */
+  syncLabels: boolean;
   /** controllers.node.leakGracePeriod (absent: the caller's default). */
   leakGraceMs?: number;
   /** Settings present but not applied, one line each. */
@@ -43,7 +46,8 @@ type Section = { reconcilerPeriod?: string } & Record<string, unknown>;
 
 /** The settings of a KubeControllersConfiguration spec; undefined (no resource): all parts. */
 export function kubeControllersSettings(spec: unknown): KubeControllersSettings {
-  if (spec === undefined || spec === null) return { enabled: new Set(SYNC_PARTS), warnings: [] };
+  if (spec === undefined || spec === null)
+    return { enabled: new Set(SYNC_PARTS), syncLabels: false, warnings: [] };
   const s = spec as Record<string, unknown> & { controllers?: Record<string, Section> };
   const controllers = s.controllers ?? {};
   const enabled = new Set(SYNC_PARTS.filter((p) => controllers[p] !== undefined));
@@ -73,10 +77,6 @@ export function kubeControllersSettings(spec: unknown): KubeControllersSettings 
       );
     else leakGraceMs = ms;
   }
-  if (node?.syncLabels === "Enabled")
-    warnings.push(
-      "controllers.node.syncLabels Enabled is not applied: Kubernetes Node labels are not copied onto Calico Nodes (set them with ocelot apply)",
-    );
   if (node?.hostEndpoint?.autoCreate === "Enabled")
     warnings.push(
       "controllers.node.hostEndpoint.autoCreate Enabled is not applied: no HostEndpoints are created, so host policy meant for them selects nothing (create HostEndpoints with ocelot apply)",
@@ -95,6 +95,7 @@ export function kubeControllersSettings(spec: unknown): KubeControllersSettings 
     if (s[f] !== undefined) warnings.push(`${f} is not applied by ocelot kube-controllers`);
   return {
     enabled,
+    syncLabels: node !== undefined && node.syncLabels !== "Disabled",
     ...(periods.length > 0 ? { resyncMs: Math.min(...periods) } : {}),
     ...(leakGraceMs !== undefined ? { leakGraceMs } : {}),
     warnings,
@@ -112,6 +113,7 @@ export function partOf(a: {
   const kind = a.resource?.kind ?? a.kind;
   const name = a.resource?.metadata.name ?? a.name ?? "";
   if (kind === "WorkloadEndpoint") return "workloadEndpoint";
+  if (kind === "Node") return "node";
   if (kind === "NetworkPolicy") return "policy";
   if (kind === "Profile")
     return name.startsWith("kns.")

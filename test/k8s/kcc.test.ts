@@ -1,7 +1,8 @@
 // KubeControllersConfiguration read by `ocelot kube-controllers` and `ocelot ipam gc`:
 // the pure settings (kcc.ts: Calico's "a controller runs when its section is present", the
-// shortest reconcilerPeriod, leakGracePeriod, warnings naming what is not applied); the engine
-// against the small API server and the embedded datastore (a disabled `policy` controller leaves
+// shortest reconcilerPeriod, leakGracePeriod, syncLabels, warnings naming what is not applied);
+// the engine against the small API server and the embedded datastore (a Kubernetes Node's labels
+// synced onto its Calico Node beside hand-set ones; a disabled `policy` controller leaves
 // Kubernetes NetworkPolicies unwritten while the Profiles are kept; re-enabled, the policy lands;
 // the warnings are logged); and `bin/ocelot ipam gc` taking node.leakGracePeriod when
 // --leak-grace is not given.
@@ -70,13 +71,19 @@ describe("kubeControllersSettings()", () => {
     });
     expect(s.warnings).toEqual([
       'controllers.policy.reconcilerPeriod "soon" is not a period above 0: ignored',
-      expect.stringMatching(/^controllers\.node\.syncLabels Enabled is not applied/),
       expect.stringMatching(/^controllers\.node\.hostEndpoint\.autoCreate Enabled is not applied/),
       expect.stringMatching(/^controllers\.loadBalancer is not applied/),
       "healthChecks is not applied by ocelot kube-controllers",
       "prometheusMetricsPort is not applied by ocelot kube-controllers",
     ]);
     expect(s.resyncMs).toBeUndefined();
+    // syncLabels: Calico's default Enabled with the node section; off without the resource.
+    expect(s.syncLabels).toBe(true);
+    expect(kubeControllersSettings({ controllers: { node: {} } }).syncLabels).toBe(true);
+    const off = { controllers: { node: { syncLabels: "Disabled" } } };
+    expect(kubeControllersSettings(off).syncLabels).toBe(false);
+    expect(kubeControllersSettings({ controllers: {} }).syncLabels).toBe(false);
+    expect(kubeControllersSettings(undefined).syncLabels).toBe(false);
   });
 
   it("maps sync actions to their parts (Services and EndpointSlices always written)", () => {
@@ -110,7 +117,7 @@ describe("kube-controllers and ipam gc read the KubeControllersConfiguration", (
     dir = mkdtempSync(join(tmpdir(), "ocelot-kcc-"));
     store = await openDatastore(`file:${join(dir, "store.db")}`);
     client = new ResourceClient(store);
-    // Every controller but policy; a warning for syncLabels.
+    // Every controller but policy.
     await applyResource(
       store,
       kcc({
@@ -123,6 +130,13 @@ describe("kube-controllers and ipam gc read the KubeControllersConfiguration", (
       }),
     );
     api.putNamespace("team-k", { team: "k" });
+    api.putNode("kn1", { rack: "r1" });
+    await applyResource(store, {
+      apiVersion: V3,
+      kind: "Node",
+      metadata: { name: "calico-kn1", labels: { own: "x" } },
+      spec: { orchRefs: [{ orchestrator: "k8s", nodeName: "kn1" }] },
+    });
     ctl = await startKubeControllers({
       kubeconfig: api.writeKubeconfig(join(dir, "kubeconfig")),
       store,
@@ -144,7 +158,23 @@ describe("kube-controllers and ipam gc read the KubeControllersConfiguration", (
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("policy controller absent: the NetworkPolicy is not written; the Profile is; syncLabels named", async () => {
+  it("syncLabels: the Kubernetes Node's labels onto its Calico Node; hand-set labels stay; a removed one goes", async () => {
+    const NODE = kindOf(V3, "Node");
+    if (!NODE) throw new Error("Node not registered");
+    const labels = async () => (await client.get(NODE, "calico-kn1"))?.metadata.labels ?? {};
+    await waitFor("the first sync of node labels", async () =>
+      (await labels()).rack === "r1" ? true : undefined,
+    );
+    expect(await labels()).toEqual({ own: "x", rack: "r1" });
+    expect((await client.get(NODE, "calico-kn1"))?.metadata.annotations).toEqual({
+      "projectcalico.org/kube-labels": '{"rack":"r1"}',
+    });
+    api.putNode("kn1", { zone: "z1" });
+    await waitFor("the relabel", async () => ((await labels()).zone === "z1" ? true : undefined));
+    expect(await labels()).toEqual({ own: "x", zone: "z1" });
+  });
+
+  it("policy controller absent: the NetworkPolicy is not written; the Profile is", async () => {
     if (!KNP || !PROFILE) throw new Error("kinds not registered");
     expect(await client.get(PROFILE, "kns.team-k")).toBeDefined();
     api.putNetworkPolicy("team-k", "deny-all", { podSelector: {}, policyTypes: ["Ingress"] });
@@ -158,7 +188,6 @@ describe("kube-controllers and ipam gc read the KubeControllersConfiguration", (
         : undefined;
     });
     expect(await client.get(KNP, "deny-all", "team-k")).toBeUndefined();
-    expect(logs.filter((l) => l.includes("controllers.node.syncLabels Enabled"))).toHaveLength(1);
   });
 
   it("policy controller added: the NetworkPolicy lands", async () => {
