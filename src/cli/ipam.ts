@@ -424,9 +424,15 @@ async function gc(
   await withIpam(opts, async (ipam, store) => {
     const pass = async () => {
       // --leak-grace, else the KubeControllersConfiguration's node.leakGracePeriod (read on
-      // each pass), else the default.
-      const leakGraceMs =
-        flagGraceMs ?? (await configuredLeakGraceMs(store)) ?? DEFAULT_LEAK_GRACE_MS;
+      // each pass; 0 turns IPAM garbage collection off, as in Calico), else the default.
+      const configured = flagGraceMs === undefined ? await configuredLeakGraceMs(store) : undefined;
+      if (configured === 0) {
+        process.stderr.write(
+          "ocelot: ipam gc: off: the KubeControllersConfiguration's controllers.node.leakGracePeriod is 0 (--leak-grace overrides it)\n",
+        );
+        return;
+      }
+      const leakGraceMs = flagGraceMs ?? configured ?? DEFAULT_LEAK_GRACE_MS;
       const r = await runGcPass(ipam, {
         leakGraceMs,
         emptyBlockGraceMs,

@@ -9,7 +9,8 @@
 //   policy           -> Kubernetes NetworkPolicies into the datastore
 //   node             -> a deleted Kubernetes Node's Calico Node, endpoints and IPAM affinities
 // and the shortest reconcilerPeriod of the running ones is the full-pass period (Calico runs one
-// per controller). node.leakGracePeriod is `ipam gc`'s --leak-grace when that flag is not given;
+// per controller). node.leakGracePeriod is `ipam gc`'s --leak-grace when that flag is not given
+// (0: no IPAM garbage collection, as Calico documents it);
 // node.syncLabels (Calico's default Enabled) copies Kubernetes Node labels onto Calico Nodes
 // (node_labels.ts; without the resource they are not copied, as before it was read).
 // Not applied, each named in a warning: node.hostEndpoint.autoCreate Enabled (no HostEndpoints are made:
@@ -36,7 +37,7 @@ export interface KubeControllersSettings {
   resyncMs?: number;
   /** controllers.node.syncLabels: Kubernetes Node labels onto Calico Nodes. */
   syncLabels: boolean;
-  /** controllers.node.leakGracePeriod (absent: the caller's default). */
+  /** controllers.node.leakGracePeriod (absent: the caller's default; 0: IPAM gc off, as Calico). */
   leakGraceMs?: number;
   /** Settings present but not applied, one line each. */
   warnings: string[];

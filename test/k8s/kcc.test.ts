@@ -251,5 +251,16 @@ describe("kube-controllers and ipam gc read the KubeControllersConfiguration", (
     };
     expect(gc()).toBe(2 * 3600_000);
     expect(gc("--leak-grace", "1m")).toBe(60_000);
+    // 0: IPAM garbage collection off (Calico's meaning), unless the flag says otherwise.
+    await applyResource(store, kcc({ controllers: { node: { leakGracePeriod: "0s" } } }));
+    const off = runSync(
+      join(ROOT, "bin/ocelot"),
+      ["ipam", "gc", "--once", "--json", "--datastore", `file:${join(dir, "store.db")}`],
+      { encoding: "utf8", timeout: HANG_MS },
+    );
+    expect(off.status, off.stderr).toBe(0);
+    expect(off.stdout).toBe("");
+    expect(off.stderr).toMatch(/ipam gc: off: .*leakGracePeriod is 0/);
+    expect(gc("--leak-grace", "1m")).toBe(60_000);
   });
 });
