@@ -2,8 +2,8 @@
 // effective defaults Calico applies when it renders the speaker's config (AS 64512, mesh on,
 // port 179). Not: turning them into sessions (src/node, src/bgp) or storage (client.ts).
 //
-// Service IP advertisement (serviceClusterIPs, serviceExternalIPs, serviceLoadBalancerIPs) is
-// announced (src/node/service_routes.ts); serviceLoadBalancerAggregation is stored only.
+// Service IP advertisement (serviceClusterIPs, serviceExternalIPs, serviceLoadBalancerIPs,
+// serviceLoadBalancerAggregation) is announced (src/node/service_routes.ts).
 // Refused as not supported yet: ignoredInterfaces, local-workload
 // peering, programClusterRoutes and route priorities, BGPPeer reachableBy and
 // localWorkloadSelector, BGPFilter priority and setPriority.
@@ -40,8 +40,6 @@ import { lazy } from "./lazy.js";
 
 export const DEFAULT_AS_NUMBER = 64512;
 
-const SERVICE_ADS =
-  "Service IP aggregation is not implemented: load-balancer IPs are announced as their configured CIDRs, and as host routes only for externalTrafficPolicy Local";
 export const DEFAULT_LISTEN_PORT = 179;
 
 /** `aa:nn` (standard, 16-bit parts) or `aa:nn:mm` (large, 32-bit parts). */
@@ -114,10 +112,7 @@ const bgpConfigurationSpec = lazy(() =>
       serviceLoadBalancerIPs: z
         .array(z.object({ cidr: cidr({ allowHostBits: true, allowBareIp: true }) }).strict())
         .optional(),
-      serviceLoadBalancerAggregation: stored(
-        z.enum(["Enabled", "Disabled"]).optional(),
-        SERVICE_ADS,
-      ),
+      serviceLoadBalancerAggregation: z.enum(["Enabled", "Disabled"]).optional(),
       ignoredInterfaces: stored(
         z.array(z.string().min(1)).optional(),
         "Ocelot exports no interface routes, so there is nothing to ignore",

@@ -268,7 +268,7 @@ export const ipamConfigurationSchema = lazy(() =>
     .strict(),
 );
 
-/** KubeControllersConfiguration "default" (calico-kube-controllers' settings), stored. */
+/** KubeControllersConfiguration "default" (calico-kube-controllers' settings), read by src/k8s/kcc.ts. */
 export const kubeControllersConfigurationSchema = lazy(() =>
   z
     .object({
@@ -286,7 +286,7 @@ export const kubeControllersConfigurationSchema = lazy(() =>
       }),
       spec: stored(
         schemaOf(KUBE_CONTROLLERS_CONFIGURATION_SPEC),
-        "ocelot kube-controllers does not read it yet (its settings are flags; ocelot ipam gc does the IPAM part)",
+        "read by ocelot kube-controllers (src/k8s/kcc.ts): a controller section enables its part of the sync, reconcilerPeriod sets the full-pass period, node.syncLabels copies Kubernetes Node labels, node.leakGracePeriod is ocelot ipam gc's leak grace; hostEndpoint.autoCreate Enabled, loadBalancer, migration and the process settings are not applied and named in a warning",
       ),
       status: z.unknown().optional(),
     })

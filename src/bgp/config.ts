@@ -157,6 +157,11 @@ export interface BgpdConfig {
     protocol: number;
     /** Seconds to keep routes found in the kernel at start (a restart) before sweeping them. */
     gracefulRestartTime: number;
+    /**
+     * Routes inside these prefixes are kept and advertised but never installed in the kernel
+     * (Calico's kernel filter for the Service IP ranges). Absent in a config built in code: none.
+     */
+    exclude?: string[];
   };
   /**
    * RFC 4724 graceful restart with RFC 8538's N bit, towards every peer (the parser always sets
@@ -548,8 +553,15 @@ const bgpdConfig = object<BgpdConfig>(
         table: dflt(fibTable, () => "main" as const),
         protocol: dflt(int({ min: 1, max: 255 }), () => 201),
         gracefulRestartTime: dflt(int({ min: 0, max: 3600 }), () => 120),
+        exclude: dflt(list(cidr), () => []),
       }),
-      () => ({ enabled: true, table: "main", protocol: 201, gracefulRestartTime: 120 }),
+      () => ({
+        enabled: true,
+        table: "main",
+        protocol: 201,
+        gracefulRestartTime: 120,
+        exclude: [],
+      }),
     ),
     gracefulRestart: dflt(
       object<GracefulRestartConfig>({

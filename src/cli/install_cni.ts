@@ -1,8 +1,12 @@
 // `ocelot install-cni [--uninstall]`: the CNI plugins, conflist and datastore setting into a
 // node's CNI directories (src/cni/install.ts), configured by flags and Calico's install-cni
 // variables (CNI_NET_DIR, CNI_CONF_NAME, CNI_MTU, NODENAME, the datastore's, and
-// KUBERNETES_SERVICE_HOST/PORT with the mounted service account for the plugins' kubeconfig). Owns: reading
-// the settings and the TLS files, the output. Not: what is written (src/cni/install.ts).
+// KUBERNETES_SERVICE_HOST/PORT with the mounted service account for the plugins' kubeconfig).
+// With --watch it stays running (Calico's install-cni with SLEEP=true, and calico-node's token
+// refresher): every interval it reads the service account's token and CA and the TLS files again
+// and rewrites what changed, so the plugins' kubeconfig follows the kubelet's rotation of the
+// projected token; SIGTERM/SIGINT end it. Owns: reading the settings and the TLS files, the
+// output. Not: what is written (src/cni/install.ts).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,6 +39,8 @@ type Opts = DatastoreCliOptions & {
   logFilePath?: string;
   uninstall?: boolean;
   json?: boolean;
+  watch?: boolean;
+  watchInterval?: string;
   kubeApiServer?: string;
   serviceAccountDir?: string;
 };
@@ -86,7 +92,37 @@ function readTls(path: string | undefined, what: string): Buffer | undefined {
   }
 }
 
-function run(o: Opts): void {
+async function run(o: Opts): Promise<void> {
+  if (!o.watch) return installOnce(o);
+  const seconds = Number(o.watchInterval ?? "60");
+  if (o.uninstall || !Number.isFinite(seconds) || seconds < 1)
+    throw new CliError(
+      o.uninstall
+        ? "--watch and --uninstall cannot be used together"
+        : `--watch-interval: "${o.watchInterval}" is not a number of seconds ≥ 1`,
+      USAGE,
+    );
+  installOnce(o);
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      try {
+        installOnce(o, true);
+      } catch (err) {
+        // A token being rotated may be missing for a moment: said, and tried again.
+        process.stderr.write(`ocelot: install-cni: ${(err as Error).message}\n`);
+      }
+    }, seconds * 1000);
+    const stop = () => {
+      clearInterval(timer);
+      resolve();
+    };
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+}
+
+/** One install; `quiet`: print only when something was written or removed (a --watch pass). */
+function installOnce(o: Opts, quiet = false): void {
   const env = process.env;
   const binDir = pick(o.binDir, env.CNI_BIN_DIR, "/opt/cni/bin");
   const confDir = pick(o.confDir, env.CNI_NET_DIR, "/etc/cni/net.d");
@@ -161,9 +197,10 @@ function run(o: Opts): void {
     },
     plugins: pluginFiles(packageRoot(), process.execPath),
   });
+  if (quiet && report.written.length === 0 && report.removed.length === 0) return;
   const lines = [
     ...report.written.map((p) => `written   ${p}`),
-    ...report.unchanged.map((p) => `unchanged ${p}`),
+    ...(quiet ? [] : report.unchanged.map((p) => `unchanged ${p}`)),
     ...report.removed.map((p) => `removed   ${p}`),
   ];
   print(report, `${lines.join("\n")}\n`);
@@ -204,6 +241,11 @@ export function register(program: Command): void {
       `the service account's token and ca.crt for the kubeconfig (default ${SERVICE_ACCOUNT_DIR})`,
     )
     .option("--uninstall", "remove the files an earlier install wrote (those unchanged since)")
+    .option(
+      "--watch",
+      "stay running: rewrite what changes (the service account's rotated token into the kubeconfig, the TLS files) every --watch-interval, until SIGTERM",
+    )
+    .option("--watch-interval <seconds>", "how often --watch looks (default 60)")
     .option("--json", "print what was done as JSON");
   addDatastoreOptions(cmd).action((o: Opts) => run(o));
 }

@@ -6,6 +6,8 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { type Command, Option } from "commander";
 import { z } from "zod";
+import { ResourceClient } from "../api/client.js";
+import { kindOf } from "../api/registry.js";
 import {
   addDatastoreOptions,
   type DatastoreCliOptions,
@@ -24,6 +26,7 @@ import {
   runGcPass,
 } from "../ipam/gc_run.js";
 import { BadSequenceError, IpamStore } from "../ipam/store.js";
+import { kubeControllersSettings } from "../k8s/kcc.js";
 import { cidrContains, cidrSize, formatCidr, parseAddress } from "../lib/ip.js";
 import { Progress } from "../lib/progress.js";
 import { CliError } from "./main.js";
@@ -407,18 +410,29 @@ async function gc(
   opts: Opts & {
     once?: boolean;
     interval: string;
-    leakGrace: string;
+    leakGrace?: string;
     emptyBlockGrace: string;
     dryRun?: boolean;
   },
 ): Promise<void> {
   const intervalMs = parseDuration(opts.interval, "--interval");
-  const leakGraceMs = parseDuration(opts.leakGrace, "--leak-grace");
+  const flagGraceMs =
+    opts.leakGrace === undefined ? undefined : parseDuration(opts.leakGrace, "--leak-grace");
   const emptyBlockGraceMs = parseDuration(opts.emptyBlockGrace, "--empty-block-grace");
   if (!opts.once && intervalMs < 1000)
     throw new CliError(`--interval must be at least 1s, got "${opts.interval}"`, 2);
-  await withIpam(opts, async (ipam) => {
+  await withIpam(opts, async (ipam, store) => {
     const pass = async () => {
+      // --leak-grace, else the KubeControllersConfiguration's node.leakGracePeriod (read on
+      // each pass; 0 turns IPAM garbage collection off, as in Calico), else the default.
+      const configured = flagGraceMs === undefined ? await configuredLeakGraceMs(store) : undefined;
+      if (configured === 0) {
+        process.stderr.write(
+          "ocelot: ipam gc: off: the KubeControllersConfiguration's controllers.node.leakGracePeriod is 0 (--leak-grace overrides it)\n",
+        );
+        return;
+      }
+      const leakGraceMs = flagGraceMs ?? configured ?? DEFAULT_LEAK_GRACE_MS;
       const r = await runGcPass(ipam, {
         leakGraceMs,
         emptyBlockGraceMs,
@@ -469,6 +483,14 @@ async function gc(
       process.off("SIGINT", onSignal);
     }
   });
+}
+
+/** controllers.node.leakGracePeriod of the KubeControllersConfiguration `default`, if set. */
+async function configuredLeakGraceMs(store: Datastore): Promise<number | undefined> {
+  const info = kindOf("projectcalico.org/v3", "KubeControllersConfiguration");
+  if (!info) return undefined;
+  const kcc = await new ResourceClient(store).get(info, "default");
+  return kcc ? kubeControllersSettings(kcc.spec).leakGraceMs : undefined;
 }
 
 function parseBool(v: string): boolean {
@@ -546,8 +568,7 @@ export function register(program: Command): void {
       .option("--interval <duration>", "time between passes", "60s")
       .option(
         "--leak-grace <duration>",
-        "an address leaked this long (a node gone this long), seen on two passes, is released",
-        minutes(DEFAULT_LEAK_GRACE_MS),
+        `an address leaked this long (a node gone this long), seen on two passes, is released (default: the KubeControllersConfiguration's controllers.node.leakGracePeriod, else ${minutes(DEFAULT_LEAK_GRACE_MS)})`,
       )
       .option(
         "--empty-block-grace <duration>",

@@ -5,13 +5,17 @@
 // (the client relists by itself on 410 Gone), and runs passes: after any change (debounced), on a
 // new WorkloadEndpoint in the datastore (a pod relabelled before its CNI ADD finished), and every
 // resync period, it reads the datastore, asks sync.ts for the writes (pure) and makes them, each a
-// compare-and-swap. Owns: scheduling, the first-list gate (no pass, so no deletion, before every
-// kind is listed), logging. Not: what is written (sync.ts).
+// compare-and-swap. Each pass reads the KubeControllersConfiguration `default` (kcc.ts): the
+// parts it disables are not written, its reconcilerPeriod replaces the resync period, what it
+// sets that is not applied is logged once per change. Owns: scheduling, the first-list gate (no
+// pass, so no deletion, before every kind is listed), logging. Not: what is written (sync.ts).
 import { ResourceClient, ResourceError } from "../api/client.js";
 import { kindOf, kindPrefix, type Resource } from "../api/registry.js";
 import type { Datastore, Watch } from "../datastore/types.js";
 import { releaseNodeAffinities } from "../ipam/gc_run.js";
 import { IpamStore } from "../ipam/store.js";
+import { type KubeControllersSettings, kubeControllersSettings, partOf } from "./kcc.js";
+import { planNodeLabels } from "./node_labels.js";
 import { KubeError, kubeError } from "./pod_reader.js";
 import { type KubeState, planSync, type SyncAction } from "./sync.js";
 
@@ -90,6 +94,11 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
   const KNP = info("networking.k8s.io/v1", "NetworkPolicy");
   const SVC = info("v1", "Service");
   const EPS = info("discovery.k8s.io/v1", "EndpointSlice");
+  const KCC = info("projectcalico.org/v3", "KubeControllersConfiguration");
+  const defaultResyncMs = o.resyncMs ?? 300_000;
+  let resyncMs = defaultResyncMs;
+  let lastWarnings = "";
+  let resync: NodeJS.Timeout | undefined;
 
   type List = { metadata?: { resourceVersion?: string; _continue?: string }; items: unknown[] };
   /** Every page of a list (limit/continue), as one list at the first page's resourceVersion. */
@@ -229,6 +238,26 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
     return `deleted node "${a.name}" (${a.why}): ${weps.length} endpoint(s), blocks released ${[...r.blocksDeleted, ...r.blocksUnaffined].join(", ") || "none"}`;
   }
 
+  /** The KubeControllersConfiguration's settings; a changed period re-arms the resync timer. */
+  async function readSettings(): Promise<KubeControllersSettings> {
+    const kcc = await client.get(KCC, "default");
+    const settings = kubeControllersSettings(kcc?.spec);
+    const w = settings.warnings.join("\n");
+    if (w !== lastWarnings) {
+      for (const l of settings.warnings)
+        log(`kube-controllers: KubeControllersConfiguration: ${l}`);
+      lastWarnings = w;
+    }
+    const period = settings.resyncMs ?? defaultResyncMs;
+    if (period !== resyncMs) {
+      resyncMs = period;
+      clearInterval(resync);
+      resync = setInterval(schedule, resyncMs);
+      log(`kube-controllers: full pass every ${resyncMs} ms (KubeControllersConfiguration)`);
+    }
+    return settings;
+  }
+
   async function pass(): Promise<void> {
     if (listed.size < Object.keys(informers).length) return; // not every kind listed yet
     const startedAt = Date.now();
@@ -244,6 +273,7 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
     };
     const result: PassResult = { done: [], failed: [], refused: [], startedAt, endedAt: 0 };
     try {
+      const settings = await readSettings();
       const [workloadEndpoints, profiles, nodes, k8sNetworkPolicies, services, endpointSlices] =
         await Promise.all(
           [WEP, PROFILE, NODE, KNP, SVC, EPS].map(async (i) => (await client.list(i)).items),
@@ -257,8 +287,12 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
         endpointSlices: endpointSlices as Resource[],
       });
       result.refused = plan.refused;
+      if (settings.syncLabels)
+        plan.actions.push(...planNodeLabels(kube.nodes, nodes as Resource[]));
       const retry = new Set<string>();
       for (const a of plan.actions) {
+        const part = partOf(a);
+        if (part !== undefined && !settings.enabled.has(part)) continue;
         try {
           result.done.push(await apply(a));
         } catch (err) {
@@ -311,7 +345,7 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
   await watchEndpoints();
 
   for (const inf of Object.values(informers)) void inf.start().then(schedule, () => {});
-  const resync = setInterval(schedule, o.resyncMs ?? 300_000);
+  resync = setInterval(schedule, resyncMs);
 
   return {
     synced,

@@ -4,7 +4,8 @@
 // this node has one too), the BGPPeers that pick this node (global, `node`, or `nodeSelector`; a
 // peer by `peerIP` or by `peerSelector` over Nodes), and this node's confirmed blocks as
 // originations (not those of pools with disableBGPExport), and the Service IPs the `default`
-// BGPConfiguration asks for (service_routes.ts). Blocks of pools that encapsulate
+// BGPConfiguration asks for (service_routes.ts), whose ranges are kept out of the kernel
+// (`fib.exclude`, Calico's rejectcidrs). Blocks of pools that encapsulate
 // (vxlanMode or ipipMode Always/CrossSubnet) are still announced, but never imported: the
 // agent's overlay routes them (through the tunnel, or natively inside the subnet), as Calico's
 // BIRD leaves VXLAN routes to Felix. Dual stack as Calico's bird/bird6:
@@ -45,7 +46,7 @@ import {
 import { borrowedAddresses } from "../felix/overlay.js";
 import { cidrOverlaps, parseCidr } from "../lib/ip.js";
 import { type NodeSnapshot, nodeBlocks, workloadAddressesOf } from "./agent_state.js";
-import { serviceAdvertisements } from "./service_routes.js";
+import { serviceAdvertisements, serviceFibExclusions } from "./service_routes.js";
 
 export interface BgpSnapshot extends NodeSnapshot {
   bgpConfigurations: BGPConfiguration[];
@@ -611,6 +612,8 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       table: "main",
       protocol: 201,
       gracefulRestartTime: opts.gracefulRestartTime ?? 120,
+      // Calico's rejectcidrs: Service routes learned from anyone stay out of the kernel.
+      exclude: serviceFibExclusions(snap),
     },
     gracefulRestart: gracefulRestartOf(global),
     status: { socket: opts.statusSocket },

@@ -296,16 +296,14 @@ describe("BGPConfiguration", () => {
       logSeverityScreen: "Info",
     });
   });
-  it("takes Service advertisement CIDRs as acted on (announced); the aggregation flag is stored only", () => {
+  it("takes Service advertisement CIDRs and the aggregation flag as acted on (announced)", () => {
     const { info, resource } = validateResource(
       cfg("default", { serviceClusterIPs: [{ cidr: "10.96.0.0/12" }] }),
     );
     expect(resource.spec).toEqual({ serviceClusterIPs: [{ cidr: "10.96.0.0/12" }] });
     expect(storedFields(info, resource)).toEqual([]);
     const agg = validateResource(cfg("default", { serviceLoadBalancerAggregation: "Disabled" }));
-    expect(storedFields(agg.info, agg.resource)).toEqual([
-      expect.stringMatching(/^spec\.serviceLoadBalancerAggregation: Service IP aggregation/),
-    ]);
+    expect(storedFields(agg.info, agg.resource)).toEqual([]);
     expect(issuesOf(cfg("default", { serviceExternalIPs: [{ cidr: "10.0.0.300/24" }] }))).toEqual([
       'spec.serviceExternalIPs[0].cidr: "10.0.0.300/24" is not a valid CIDR',
     ]);

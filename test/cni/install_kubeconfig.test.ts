@@ -5,7 +5,11 @@
 // host's path); the real client reads a pod through it (src/k8s/pod_reader.ts, what ocelot-cni
 // does at ADD); --kube-api-server overrides the variables; a missing token is refused by name,
 // writing nothing; without an API server nothing is written for Kubernetes; --uninstall
-// removes it.
+// removes it. With --watch it stays running and rewrites the kubeconfig when the service
+// account's token is rotated (an old token the API server refuses, then the new one it takes),
+// and exits 0 on SIGTERM.
+
+import { spawn } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -20,7 +24,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPodFacts } from "../../src/k8s/pod_reader.js";
 import { KUBE_TOKEN, KubeApi } from "../helpers/kube_api.js";
-import { runSync } from "../helpers/limits.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
+import { waitFor } from "../helpers/netns.js";
 
 const BIN = new URL("../../bin", import.meta.url).pathname;
 
@@ -105,5 +110,61 @@ describe("ocelot install-cni: the plugins' kubeconfig from the service account",
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/service account's token ".*nowhere\/token".*ENOENT/);
     expect(existsSync(confDir)).toBe(false);
+  });
+
+  it("--watch: a rotated token reaches the kubeconfig, the client is let in with it; SIGTERM ends it", async () => {
+    const dir = join(top, "watch");
+    const confDir = join(dir, "host/etc/cni/net.d");
+    const rotating = join(dir, "sa");
+    mkdirSync(rotating, { recursive: true });
+    writeFileSync(join(rotating, "token"), "an-expired-token\n");
+    writeFileSync(join(rotating, "ca.crt"), api.caPem);
+    const child = spawn(
+      join(BIN, "ocelot"),
+      [
+        ...["install-cni", "--bin-dir", join(dir, "bin"), "--conf-dir", confDir],
+        ...["--host-conf-dir", "/etc/cni/net.d", "--service-account-dir", rotating],
+        ...["--watch", "--watch-interval", "1"],
+      ],
+      {
+        env: {
+          PATH: process.env.PATH,
+          KUBERNETES_SERVICE_HOST: "127.0.0.1",
+          KUBERNETES_SERVICE_PORT: port(),
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (err += d));
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    const kill = setTimeout(() => child.kill("SIGKILL"), HANG_MS);
+    const path = join(confDir, "ocelot-kubeconfig");
+    const ref = { namespace: "team-a", name: "web-1" };
+    try {
+      await waitFor("the first install", () =>
+        out.includes("10-ocelot.conflist") ? true : undefined,
+      );
+      await expect(readPodFacts(path, ref, 10_000)).rejects.toThrow(/401|Unauthorized/);
+      const before = out;
+      writeFileSync(join(rotating, "token"), `${KUBE_TOKEN}\n`);
+      await waitFor("the rotated token in the kubeconfig", () =>
+        readFileSync(path, "utf8").includes(KUBE_TOKEN) ? true : undefined,
+      );
+      expect((await readPodFacts(path, ref, 10_000)).labels).toEqual({ app: "web" });
+      await waitFor("the pass's report", () =>
+        /written {3}.*ocelot-kubeconfig/.test(out.slice(before.length)) ? true : undefined,
+      );
+      // Only the kubeconfig changed: nothing else was rewritten, and a pass names only changes.
+      expect(out.slice(before.length)).not.toMatch(/conflist|unchanged/);
+      expect(statSync(path).mode & 0o777).toBe(0o600);
+      child.kill("SIGTERM");
+      expect(await exited, err).toBe(0);
+    } finally {
+      clearTimeout(kill);
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
   });
 });

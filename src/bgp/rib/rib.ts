@@ -53,6 +53,7 @@ import {
   addressSortKey,
   formatV4,
   formatV6,
+  type ParsedPrefix,
   PrefixList,
   parsePrefix,
   parseRouterId,
@@ -400,6 +401,7 @@ export class Rib<A> {
   private pathNext = growable(Int32Array, this.pathCap);
   private pathFlag = growable(Uint8Array, this.pathCap);
 
+  private fibExcluded: ParsedPrefix[] = [];
   private dirtyQ = growable(Int32Array, 1024);
   private dirtyHead = 0;
   private dirtyTail = 0;
@@ -756,6 +758,46 @@ export class Rib<A> {
     );
     if (p.family === 4) this.announceV4(LOCAL, a, p.words[0] as number, p.len, 0);
     else this.announceV6(LOCAL, a, p.words, 0, p.len, 0);
+  }
+
+  /**
+   * Prefixes inside these CIDRs ("10.96.0.0/12") stay in the Loc-RIB and are advertised as
+   * before, but never go to the FIB: what Calico's BIRD kernel filter does with the Service IP
+   * ranges (`calico_kernel_programming` rejects `net ~ <rejectcidr>`), so that a node does not
+   * route Service IPs to the node it learned them from. A change re-decides every prefix: the
+   * FIB gains or loses the routes inside what was added or removed.
+   */
+  setFibExclude(cidrs: readonly string[]): void {
+    // Host bits are ignored (the match masks both sides), so "10.96.0.1/12" is 10.96.0.0/12.
+    const next = cidrs.map((c) => {
+      const [a = "", l = ""] = c.split("/");
+      const p = parsePrefix(`${a}/${a.includes(":") ? 128 : 32}`);
+      return { ...p, len: Number(l) };
+    });
+    const key = (l: typeof next) =>
+      l.map((p) => `${p.family}:${p.words.join(".")}/${p.len}`).join();
+    if (key(next) === key(this.fibExcluded)) return;
+    this.fibExcluded = next;
+    for (let pfx = 0; pfx < this.t.top; pfx++)
+      if (this.t.fam[pfx] !== 0 && this.pHead[pfx] !== NONE) this.markDirty(pfx);
+  }
+
+  /** Whether the prefix lies inside one of setFibExclude()'s CIDRs. */
+  private fibExcludes(pfx: number): boolean {
+    const v4 = this.t.fam[pfx] === FAM_V4;
+    const len = this.t.len[pfx] as number;
+    const k = this.t.key[pfx] as number;
+    for (const e of this.fibExcluded) {
+      if ((e.family === 4) !== v4 || len < e.len) continue;
+      let inside = true;
+      for (let i = 0, left = e.len; left > 0 && inside; i++, left -= 32) {
+        const w = v4 ? k : (this.t.v6Words[k * 4 + i] as number);
+        const mask = left >= 32 ? 0xffffffff : ~(0xffffffff >>> left);
+        inside = ((w ^ (e.words[i] as number)) & mask) === 0;
+      }
+      if (inside) return true;
+    }
+    return false;
   }
 
   withdrawOrigin(prefix: string): void {
@@ -1317,6 +1359,7 @@ export class Rib<A> {
   private fibSetOf(pfx: number): number {
     const best = this.bestOf(pfx);
     if (best === NONE || this.pathPeer[best] === LOCAL) return NONE;
+    if (this.fibExcluded.length > 0 && this.fibExcludes(pfx)) return NONE;
     const A = this.attrs;
     if (!this.multipath || this.mpCount <= 1) {
       const nh = A.nextHopId[this.pathAttr[best] as number] as number;

@@ -180,6 +180,7 @@ export class SpeakerCore<A> {
         : {}),
       adapter: deps.bridge.adapter,
     });
+    this.rib.setFibExclude(config.fib.exclude ?? []);
   }
 
   /** One event in, the actions it causes out (in the order they must be carried out). */
@@ -510,6 +511,7 @@ export class SpeakerCore<A> {
       }
     }
     for (const p of d.added) this.addPeer(p);
+    this.rib.setFibExclude(next.fib.exclude ?? []);
     if (d.reexport) {
       for (const o of old.originate) this.rib.withdrawOrigin(o.prefix);
       this.originateAll(next);

@@ -1,0 +1,126 @@
+// KubeControllersConfiguration `default` as `ocelot kube-controllers` reads it (pure): which
+// parts of the sync run, how often a full pass runs, and the IPAM leak grace `ocelot ipam gc`
+// uses. As in Calico, a controller runs when its section under spec.controllers is present, and
+// none runs that is absent; without the resource, everything runs with the flags' settings
+// (Ocelot's behaviour before it was read). Ocelot's sync is one pass over all kinds, so:
+//   namespace        -> Profiles kns.<ns>
+//   serviceAccount   -> Profiles ksa.<ns>.<sa>
+//   workloadEndpoint -> pod labels, profiles and service account onto WorkloadEndpoints
+//   policy           -> Kubernetes NetworkPolicies into the datastore
+//   node             -> a deleted Kubernetes Node's Calico Node, endpoints and IPAM affinities
+// and the shortest reconcilerPeriod of the running ones is the full-pass period (Calico runs one
+// per controller). node.leakGracePeriod is `ipam gc`'s --leak-grace when that flag is not given
+// (0: no IPAM garbage collection, as Calico documents it);
+// node.syncLabels (Calico's default Enabled) copies Kubernetes Node labels onto Calico Nodes
+// (node_labels.ts; without the resource they are not copied, as before it was read).
+// Not applied, each named in a warning: node.hostEndpoint.autoCreate Enabled (no HostEndpoints are made:
+// host policy selecting them matches nothing), loadBalancer (no LoadBalancer IPAM), migration,
+// etcdV3CompactionPeriod, healthChecks, debugProfilePort, prometheusMetricsPort,
+// logSeverityScreen. Services and EndpointSlices are copied whatever the settings (Calico's
+// Felix reads them from the API; Ocelot's agents need the copies). Not: reading the store or
+// acting (controllers.ts, src/cli/ipam.ts).
+import { parseDurationMs } from "../api/fields.js";
+
+export type SyncPart = "namespace" | "serviceAccount" | "workloadEndpoint" | "policy" | "node";
+export const SYNC_PARTS: readonly SyncPart[] = [
+  "namespace",
+  "serviceAccount",
+  "workloadEndpoint",
+  "policy",
+  "node",
+];
+
+export interface KubeControllersSettings {
+  /** The parts of the sync that run. */
+  enabled: ReadonlySet<SyncPart>;
+  /** The full-pass period from reconcilerPeriod (absent: the caller's default). */
+  resyncMs?: number;
+  /** controllers.node.syncLabels: Kubernetes Node labels onto Calico Nodes. */
+  syncLabels: boolean;
+  /** controllers.node.leakGracePeriod (absent: the caller's default; 0: IPAM gc off, as Calico). */
+  leakGraceMs?: number;
+  /** Settings present but not applied, one line each. */
+  warnings: string[];
+}
+
+type Section = { reconcilerPeriod?: string } & Record<string, unknown>;
+
+/** The settings of a KubeControllersConfiguration spec; undefined (no resource): all parts. */
+export function kubeControllersSettings(spec: unknown): KubeControllersSettings {
+  if (spec === undefined || spec === null)
+    return { enabled: new Set(SYNC_PARTS), syncLabels: false, warnings: [] };
+  const s = spec as Record<string, unknown> & { controllers?: Record<string, Section> };
+  const controllers = s.controllers ?? {};
+  const enabled = new Set(SYNC_PARTS.filter((p) => controllers[p] !== undefined));
+  const warnings: string[] = [];
+  const periods: number[] = [];
+  for (const p of enabled) {
+    const text = controllers[p]?.reconcilerPeriod;
+    if (text === undefined) continue;
+    const ms = parseDurationMs(text);
+    if (ms === undefined || ms <= 0)
+      warnings.push(`controllers.${p}.reconcilerPeriod "${text}" is not a period above 0: ignored`);
+    else periods.push(ms);
+  }
+  const node = controllers.node as
+    | {
+        syncLabels?: string;
+        leakGracePeriod?: string;
+        hostEndpoint?: { autoCreate?: string };
+      }
+    | undefined;
+  let leakGraceMs: number | undefined;
+  if (node?.leakGracePeriod !== undefined) {
+    const ms = parseDurationMs(node.leakGracePeriod);
+    if (ms === undefined || ms < 0)
+      warnings.push(
+        `controllers.node.leakGracePeriod "${node.leakGracePeriod}" is not a duration: ignored`,
+      );
+    else leakGraceMs = ms;
+  }
+  if (node?.hostEndpoint?.autoCreate === "Enabled")
+    warnings.push(
+      "controllers.node.hostEndpoint.autoCreate Enabled is not applied: no HostEndpoints are created, so host policy meant for them selects nothing (create HostEndpoints with ocelot apply)",
+    );
+  if (controllers.loadBalancer !== undefined)
+    warnings.push("controllers.loadBalancer is not applied: Ocelot has no LoadBalancer IPAM");
+  if (controllers.migration !== undefined)
+    warnings.push("controllers.migration is not applied: there is nothing to migrate");
+  for (const f of [
+    "etcdV3CompactionPeriod",
+    "healthChecks",
+    "debugProfilePort",
+    "prometheusMetricsPort",
+    "logSeverityScreen",
+  ])
+    if (s[f] !== undefined) warnings.push(`${f} is not applied by ocelot kube-controllers`);
+  return {
+    enabled,
+    syncLabels: node !== undefined && node.syncLabels !== "Disabled",
+    ...(periods.length > 0 ? { resyncMs: Math.min(...periods) } : {}),
+    ...(leakGraceMs !== undefined ? { leakGraceMs } : {}),
+    warnings,
+  };
+}
+
+/** The sync part an action of sync.ts belongs to (undefined: always done). */
+export function partOf(a: {
+  op: string;
+  kind?: string;
+  name?: string;
+  resource?: { kind: string; metadata: { name: string } };
+}): SyncPart | undefined {
+  if (a.op === "deleteNode") return "node";
+  const kind = a.resource?.kind ?? a.kind;
+  const name = a.resource?.metadata.name ?? a.name ?? "";
+  if (kind === "WorkloadEndpoint") return "workloadEndpoint";
+  if (kind === "Node") return "node";
+  if (kind === "NetworkPolicy") return "policy";
+  if (kind === "Profile")
+    return name.startsWith("kns.")
+      ? "namespace"
+      : name.startsWith("ksa.")
+        ? "serviceAccount"
+        : undefined;
+  return undefined;
+}
