@@ -230,16 +230,18 @@ describe("DESIGN §7 defaults", () => {
     const of = (address: string) =>
       peerPolicies({
         external: false,
+        pools: [],
         filters: [{ name: `peer ${address}`, spec: {} }],
       });
     const a = of("10.0.0.1");
     const b = of("10.0.0.2");
     expect(a.exportPolicy.key).toBe(b.exportPolicy.key);
     expect(a.importPolicy.key).toBe(b.importPolicy.key);
-    expect(a.exportPolicy.key).toBe(peerPolicies({ external: false }).exportPolicy.key);
+    expect(a.exportPolicy.key).toBe(peerPolicies({ external: false, pools: [] }).exportPolicy.key);
     // Rules in the filter make it count, under its name.
     const ruled = peerPolicies({
       external: false,
+      pools: [],
       filters: [
         {
           name: "peer 10.0.0.1",
