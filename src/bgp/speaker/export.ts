@@ -39,7 +39,21 @@ interface SmallEncoding {
 }
 const SMALL_MAX = 4;
 const SMALL_PER_SET = 4;
-const small = new WeakMap<object, SmallEncoding[]>();
+type Wired = ReturnType<AttrBridge<unknown>["toWire"]>;
+/** Per bridge (its toWire decides the bytes): encodings and toWire results per attribute set. */
+const memos = new WeakMap<
+  object,
+  { small: WeakMap<object, SmallEncoding[]>; wired: WeakMap<object, Wired[]> }
+>();
+
+function memoOf(bridge: object) {
+  let m = memos.get(bridge);
+  if (m === undefined) {
+    m = { small: new WeakMap(), wired: new WeakMap() };
+    memos.set(bridge, m);
+  }
+  return m;
+}
 
 function sameList(e: SmallEncoding, list: PrefixList): boolean {
   if (e.count !== list.count) return false;
@@ -50,10 +64,9 @@ function sameList(e: SmallEncoding, list: PrefixList): boolean {
 }
 
 /** toWire's result per attribute set and family (the next hop parsed once, not per encoding). */
-const wired = new WeakMap<object, ReturnType<AttrBridge<unknown>["toWire"]>[]>();
-
 function toWireOnce<A>(bridge: AttrBridge<A>, attrs: A, fam: 4 | 6) {
   if (typeof attrs !== "object" || attrs === null) return bridge.toWire(attrs, fam);
+  const wired = memoOf(bridge).wired;
   let w = wired.get(attrs);
   if (w === undefined) {
     w = [];
@@ -87,7 +100,7 @@ function announcements<A>(
   const ok = memo ? optionsKey(opts) : "";
   let seen: SmallEncoding[] | undefined;
   if (memo) {
-    seen = small.get(attrs);
+    seen = memoOf(bridge).small.get(attrs);
     if (seen !== undefined)
       for (const e of seen) if (e.fam === fam && e.opts === ok && sameList(e, list)) return e.msgs;
   }
@@ -113,7 +126,7 @@ function announcements<A>(
       lens: list.lens.slice(0, list.count),
       msgs,
     };
-    if (seen === undefined) small.set(attrs as object, [e]);
+    if (seen === undefined) memoOf(bridge).small.set(attrs as object, [e]);
     else {
       if (seen.length >= SMALL_PER_SET) seen.shift();
       seen.push(e);
