@@ -210,7 +210,47 @@ describe("DESIGN §7 defaults", () => {
     expect(run(allowed.importPolicy, "10.244.8.0/26")).toBe("OwnPoolPrefix");
     // Keys identify behaviour (update groups share equal export policies).
     expect(peerPolicies({ external: true, pools }).exportPolicy.key).toBe(ext.exportPolicy.key);
-    expect(allowed.exportPolicy.key).not.toBe(ext.exportPolicy.key);
+    expect(allowed.importPolicy.key).not.toBe(ext.importPolicy.key);
+    // A filter with import rules only does not change what is exported: same export key.
+    expect(allowed.exportPolicy.key).toBe(ext.exportPolicy.key);
+    const exporting = peerPolicies({
+      external: true,
+      pools,
+      filters: [
+        {
+          name: "ok",
+          spec: { exportV4: [{ cidr: "10.244.9.0/24", matchOperator: "In", action: "Reject" }] },
+        },
+      ],
+    });
+    expect(exporting.exportPolicy.key).not.toBe(ext.exportPolicy.key);
+  });
+
+  it("a peer's own filter without rules leaves its policies' keys (one update group for all)", () => {
+    const of = (address: string) =>
+      peerPolicies({
+        external: false,
+        pools: [],
+        filters: [{ name: `peer ${address}`, spec: {} }],
+      });
+    const a = of("10.0.0.1");
+    const b = of("10.0.0.2");
+    expect(a.exportPolicy.key).toBe(b.exportPolicy.key);
+    expect(a.importPolicy.key).toBe(b.importPolicy.key);
+    expect(a.exportPolicy.key).toBe(peerPolicies({ external: false, pools: [] }).exportPolicy.key);
+    // Rules in the filter make it count, under its name.
+    const ruled = peerPolicies({
+      external: false,
+      pools: [],
+      filters: [
+        {
+          name: "peer 10.0.0.1",
+          spec: { exportV4: [{ cidr: "10.9.0.0/16", matchOperator: "In", action: "Reject" }] },
+        },
+      ],
+    });
+    expect(ruled.exportPolicy.key).not.toBe(a.exportPolicy.key);
+    expect(ruled.exportPolicy.key).toContain("peer 10.0.0.1");
   });
 });
 

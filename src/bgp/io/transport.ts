@@ -44,6 +44,12 @@ export class Connection {
   private closed = false;
   private backlog: Uint8Array[] = [];
   private wasCongested = false;
+  /** Writes of this turn are corked; one writev hands them to the kernel at the turn's end. */
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
   readonly localAddress: string;
   readonly remoteAddress: string;
   readonly remotePort: number;
@@ -105,9 +111,19 @@ export class Connection {
     return this.closed;
   }
 
-  /** Queues bytes; closes the connection if the peer let more than maxBuffered pile up. */
+  /**
+   * Queues bytes; closes the connection if the peer let more than maxBuffered pile up. The
+   * messages written in one turn of the event loop go to the kernel together (one writev on
+   * the next tick), not one system call each: a reflector sends each client many small
+   * UPDATEs per turn.
+   */
   write(bytes: Uint8Array): void {
     if (this.closed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
     this.socket.write(bytes);
     if (this.socket.writableLength >= this.limits.highWater) this.wasCongested = true;
     if (this.socket.writableLength > this.limits.maxBuffered) {
@@ -132,6 +148,8 @@ export class Connection {
   }
 
   destroy(error?: string): void {
+    // What this turn queued (a NOTIFICATION) goes out before the socket does.
+    if (this.corked) this.uncork();
     this.socket.destroy();
     this.finish(error);
   }

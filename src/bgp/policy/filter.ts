@@ -231,7 +231,15 @@ export function filterPolicy(
     if (r4 && r4.length > 0) v4.push(new RuleList(r4, 4, `filter "${f.name}" ${direction}V4`));
     if (r6 && r6.length > 0) v6.push(new RuleList(r6, 6, `filter "${f.name}" ${direction}V6`));
   }
-  const key = JSON.stringify([direction, filters.map((f) => [f.name, f.spec]), fallback.key]);
+  // Identity for update groups: only the filters with rules in this direction decide (a peer's
+  // own filter named after it but empty here must not put every peer in a group of its own).
+  const used: [string, unknown, unknown][] = [];
+  for (const f of filters) {
+    const r4 = direction === "import" ? f.spec.importV4 : f.spec.exportV4;
+    const r6 = direction === "import" ? f.spec.importV6 : f.spec.exportV6;
+    if ((r4 && r4.length > 0) || (r6 && r6.length > 0)) used.push([f.name, r4 ?? [], r6 ?? []]);
+  }
+  const key = JSON.stringify([direction, used, fallback.key]);
   const one = new Uint32Array(1);
   const decide = (m: number): number => (m === MATCH_ACCEPT ? 0 : RejectReason.FilterReject);
   return {

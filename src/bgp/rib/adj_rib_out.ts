@@ -76,8 +76,8 @@ export class GroupBuilder<A> {
       a = {
         attrId: attr,
         attrs: this.rib.attrsOf(attr),
-        v4: new PrefixList(4),
-        v6: new PrefixList(6),
+        v4: new PrefixList(4, 0),
+        v6: new PrefixList(6, 0),
       };
       t.byAttr.set(attr, a);
       t.b.announce.push(a);
@@ -90,7 +90,7 @@ export class GroupBuilder<A> {
       group: this.group,
       peers: this.rib.memberIds(this.group, except, only),
       announce: [],
-      withdraw: { v4: new PrefixList(4), v6: new PrefixList(6) },
+      withdraw: { v4: new PrefixList(4, 0), v6: new PrefixList(6, 0) },
     };
     return { b, byAttr: new Map<number, AdjOutAnnounce<A>>() };
   }

@@ -4,7 +4,14 @@ import ipaddr from "ipaddr.js";
 
 export type Family = 4 | 6;
 
-/** A growable packed list of prefixes of one family (no object per prefix). */
+const NO_WORDS = new Uint32Array(0);
+const NO_LENS = new Uint8Array(0);
+
+/**
+ * A growable packed list of prefixes of one family (no object per prefix). Capacity 0 allocates
+ * no arrays until the first push (the Adj-RIB-Out builds many lists that stay empty or carry one
+ * prefix).
+ */
 export class PrefixList {
   count = 0;
   /** 1 word per prefix for IPv4, 4 for IPv6. */
@@ -16,8 +23,8 @@ export class PrefixList {
     readonly family: Family,
     capacity = 16,
   ) {
-    this.words = new Uint32Array(capacity * (family === 4 ? 1 : 4));
-    this.lens = new Uint8Array(capacity);
+    this.words = capacity === 0 ? NO_WORDS : new Uint32Array(capacity * (family === 4 ? 1 : 4));
+    this.lens = capacity === 0 ? NO_LENS : new Uint8Array(capacity);
   }
 
   pushV4(addr: number, len: number): void {
@@ -61,7 +68,7 @@ export class PrefixList {
   }
 
   private grow(): void {
-    const cap = this.lens.length * 2;
+    const cap = Math.max(4, this.lens.length * 2);
     const w = new Uint32Array(cap * (this.family === 4 ? 1 : 4));
     w.set(this.words);
     this.words = w;

@@ -870,8 +870,8 @@ export class Rib<A> {
         a = {
           attrId: out,
           attrs: this.attrs.get(out),
-          v4: new PrefixList(4),
-          v6: new PrefixList(6),
+          v4: new PrefixList(4, 0),
+          v6: new PrefixList(6, 0),
         };
         byAttr.set(out, a);
       }
@@ -894,8 +894,8 @@ export class Rib<A> {
         a = {
           attrId: out,
           attrs: this.attrs.get(out),
-          v4: new PrefixList(4),
-          v6: new PrefixList(6),
+          v4: new PrefixList(4, 0),
+          v6: new PrefixList(6, 0),
         };
         byAttr.set(out, a);
       }

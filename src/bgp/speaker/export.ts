@@ -10,9 +10,73 @@ import { encodeUpdates } from "../wire/update.js";
 import { textPrefixArray, toPrefixArray } from "./addr.js";
 import type { AttrBridge } from "./attrs.js";
 
+/** A session's options are fixed once it is Established: their key is computed once. */
+const keys = new WeakMap<SessionOptions, string>();
+
 /** Peers whose options give the same key get the same bytes. */
 export function optionsKey(o: SessionOptions): string {
-  return `${o.fourOctetAs ? 1 : 0}${o.extendedMessage ? 1 : 0}${o.extendedNextHop ? 1 : 0}${[...o.addPath.send].join(",")}`;
+  let k = keys.get(o);
+  if (k === undefined) {
+    k = `${o.fourOctetAs ? 1 : 0}${o.extendedMessage ? 1 : 0}${o.extendedNextHop ? 1 : 0}${[...o.addPath.send].join(",")}`;
+    keys.set(o, k);
+  }
+  return k;
+}
+
+/**
+ * UPDATEs already encoded for an attribute set and a few prefixes, per options key. Interned
+ * attribute sets do not change while they live, so the same set with the same prefixes gives
+ * the same bytes: a reflector's route (its own set, one prefix) is encoded once and its bytes
+ * reused for every client's table dump, instead of once per client.
+ */
+interface SmallEncoding {
+  fam: 4 | 6;
+  opts: string;
+  count: number;
+  words: Uint32Array;
+  lens: Uint8Array;
+  msgs: Uint8Array[];
+}
+const SMALL_MAX = 4;
+const SMALL_PER_SET = 4;
+type Wired = ReturnType<AttrBridge<unknown>["toWire"]>;
+/** Per bridge (its toWire decides the bytes): encodings and toWire results per attribute set. */
+const memos = new WeakMap<
+  object,
+  { small: WeakMap<object, SmallEncoding[]>; wired: WeakMap<object, Wired[]> }
+>();
+
+function memoOf(bridge: object) {
+  let m = memos.get(bridge);
+  if (m === undefined) {
+    m = { small: new WeakMap(), wired: new WeakMap() };
+    memos.set(bridge, m);
+  }
+  return m;
+}
+
+function sameList(e: SmallEncoding, list: PrefixList): boolean {
+  if (e.count !== list.count) return false;
+  const n = list.count * (list.family === 4 ? 1 : 4);
+  for (let i = 0; i < n; i++) if (e.words[i] !== list.words[i]) return false;
+  for (let i = 0; i < list.count; i++) if (e.lens[i] !== list.lens[i]) return false;
+  return true;
+}
+
+/** toWire's result per attribute set and family (the next hop parsed once, not per encoding). */
+function toWireOnce<A>(bridge: AttrBridge<A>, attrs: A, fam: 4 | 6) {
+  if (typeof attrs !== "object" || attrs === null) return bridge.toWire(attrs, fam);
+  const wired = memoOf(bridge).wired;
+  let w = wired.get(attrs);
+  if (w === undefined) {
+    w = [];
+    wired.set(attrs, w);
+  }
+  const hit = w[fam];
+  if (hit !== undefined) return hit;
+  const made = bridge.toWire(attrs, fam);
+  w[fam] = made;
+  return made;
 }
 
 function withdrawals(list: PrefixList, afi: number, opts: SessionOptions): Uint8Array[] {
@@ -31,9 +95,18 @@ function announcements<A>(
   opts: SessionOptions,
 ): Uint8Array[] {
   if (list.count === 0) return [];
+  const memo =
+    list.count <= SMALL_MAX && list.pathIds === null && typeof attrs === "object" && attrs !== null;
+  const ok = memo ? optionsKey(opts) : "";
+  let seen: SmallEncoding[] | undefined;
+  if (memo) {
+    seen = memoOf(bridge).small.get(attrs);
+    if (seen !== undefined)
+      for (const e of seen) if (e.fam === fam && e.opts === ok && sameList(e, list)) return e.msgs;
+  }
   const afi = fam === 4 ? Afi.Ipv4 : Afi.Ipv6;
-  const w = bridge.toWire(attrs, fam);
-  return encodeUpdates(
+  const w = toWireOnce(bridge, attrs, fam);
+  const msgs = encodeUpdates(
     {
       afi,
       safi: Safi.Unicast,
@@ -43,6 +116,23 @@ function announcements<A>(
     },
     opts,
   );
+  if (memo) {
+    const n = list.count * (fam === 4 ? 1 : 4);
+    const e: SmallEncoding = {
+      fam,
+      opts: ok,
+      count: list.count,
+      words: list.words.slice(0, n),
+      lens: list.lens.slice(0, list.count),
+      msgs,
+    };
+    if (seen === undefined) memoOf(bridge).small.set(attrs as object, [e]);
+    else {
+      if (seen.length >= SMALL_PER_SET) seen.shift();
+      seen.push(e);
+    }
+  }
+  return msgs;
 }
 
 /** UPDATEs for withdrawals (first) and announcements, IPv4 then IPv6 per attribute set. */
