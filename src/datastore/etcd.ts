@@ -672,8 +672,10 @@ function mapError(err: unknown, what: string, key: string, url: string): Error {
     return err;
   const e = err instanceof Error ? err : new Error(String(err));
   const name = e.constructor?.name ?? "";
+  // HostSkipped: every endpoint was in its breaker's pause after failures (a member down).
   const transient =
     isRecoverableError(e) ||
+    e instanceof HostSkipped ||
     /Unavailable|DeadlineExceeded|Cancelled|Authentication|Unauthenticated|PermissionDenied|InvalidAuthToken|ClientClosed|BrokenCircuit/.test(
       name,
     );
