@@ -109,6 +109,80 @@ export async function startNode(ns: Netns, args: string[]): Promise<NodeProcess>
   return p;
 }
 
+/** A node daemon started by startReadyNode, and a fetch of its HTTP endpoints. */
+export interface ReadyNode {
+  daemon: NodeProcess;
+  get(path: string): Promise<{ status: number; text: string }>;
+}
+
+/**
+ * `ocelot node run --netns` with no BGP (`--networking-backend none`), its metrics and health on
+ * a random loopback port, status socket and MTU file in dir; waits (bounded) until /readyz
+ * answers 200.
+ */
+export async function startReadyNode(
+  ns: Netns,
+  o: { nodename: string; ip: string; datastore: string; dir: string; extra?: string[] },
+): Promise<ReadyNode> {
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const get = async (path: string) => {
+    const r = await fetch(`http://127.0.0.1:${port}${path}`, {
+      signal: AbortSignal.timeout(60_000),
+    });
+    return { status: r.status, text: await r.text() };
+  };
+  const proc = spawn(
+    process.execPath,
+    [
+      join(BIN, "ocelot"),
+      "node",
+      "run",
+      "--nodename",
+      o.nodename,
+      "--ip",
+      o.ip,
+      "--networking-backend",
+      "none",
+      "--netns",
+      ns.name,
+      "--datastore",
+      o.datastore,
+      "--metrics-address",
+      `127.0.0.1:${port}`,
+      "--status-socket",
+      join(o.dir, "node.sock"),
+      "--mtu-file",
+      join(o.dir, "mtu"),
+      ...(o.extra ?? []),
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const daemon = new NodeProcess(ns, proc);
+  try {
+    await waitFor(
+      "the daemon ready",
+      async () => {
+        if (proc.exitCode !== null) throw new Error(`exited ${proc.exitCode}: ${daemon.log}`);
+        return (await get("/readyz").catch(() => ({ status: 0 }))).status === 200;
+      },
+      60_000,
+      200,
+    );
+  } catch (err) {
+    await daemon.stop();
+    throw err;
+  }
+  return { daemon, get };
+}
+
+/** The blackhole routes (its blocks) of protocol 202 in ns, sorted. */
+export function blackholes(ns: Netns): string[] {
+  return routes(ns, "202")
+    .filter((r) => r.type === "blackhole")
+    .map((r) => r.dst)
+    .sort();
+}
+
 export type { CniRun } from "../helpers/cni.js";
 /** Runs bin/ocelot-cni inside the node namespace (test/helpers/cni.ts). */
 export { runOcelotCni as cni } from "../helpers/cni.js";

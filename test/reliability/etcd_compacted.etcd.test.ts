@@ -6,7 +6,6 @@
 // cannot resume from the revision they last saw (etcd answers "compacted"), so it lists
 // everything again: the released block's route leaves the kernel, the new one's arrives,
 // /readyz is 200, and the log says the watch resynced because the revision was compacted.
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +16,12 @@ import { IpamStore } from "../../src/ipam/store.js";
 import { type EtcdServer, etcdUnavailableReason, startEtcd } from "../helpers/etcd.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
-import { BIN, NodeProcess, routes } from "../node/harness.js";
+import {
+  blackholes as blackholesOf,
+  type NodeProcess,
+  type ReadyNode,
+  startReadyNode,
+} from "../node/harness.js";
 
 const NODE = "compacted-node";
 const skip = skipWithReason(
@@ -32,18 +36,8 @@ describe.skipIf(skip)("ocelot node run over an etcd restarted with a compacted h
   let dir: string;
   let daemon: NodeProcess;
   let frozen = false;
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const get = async (path: string) => {
-    const r = await fetch(`http://127.0.0.1:${port}${path}`, {
-      signal: AbortSignal.timeout(60_000),
-    });
-    return { status: r.status, text: await r.text() };
-  };
-  const blackholes = () =>
-    routes(ns, "202")
-      .filter((r) => r.type === "blackhole")
-      .map((r) => r.dst)
-      .sort();
+  let get: ReadyNode["get"];
+  const blackholes = () => blackholesOf(ns);
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "ocelot-compacted-"));
@@ -57,43 +51,13 @@ describe.skipIf(skip)("ocelot node run over an etcd restarted with a compacted h
       num6: 0,
     });
     ns = Netns.create("ec");
-    const proc = spawn(
-      process.execPath,
-      [
-        join(BIN, "ocelot"),
-        "node",
-        "run",
-        "--nodename",
-        NODE,
-        "--ip",
-        "192.0.2.51/24",
-        "--networking-backend",
-        "none",
-        "--netns",
-        ns.name,
-        "--datastore",
-        etcd.url,
-        "--metrics-address",
-        `127.0.0.1:${port}`,
-        "--status-socket",
-        join(dir, "node.sock"),
-        "--mtu-file",
-        join(dir, "mtu"),
-        "--log-level",
-        "debug",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    daemon = new NodeProcess(ns, proc);
-    await waitFor(
-      "the daemon ready",
-      async () => {
-        if (proc.exitCode !== null) throw new Error(`exited ${proc.exitCode}: ${daemon.log}`);
-        return (await get("/readyz").catch(() => ({ status: 0 }))).status === 200;
-      },
-      60_000,
-      200,
-    );
+    ({ daemon, get } = await startReadyNode(ns, {
+      nodename: NODE,
+      ip: "192.0.2.51/24",
+      datastore: etcd.url,
+      dir,
+      extra: ["--log-level", "debug"],
+    }));
   });
 
   afterAll(async () => {

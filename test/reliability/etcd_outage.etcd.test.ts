@@ -4,7 +4,6 @@
 // Meanwhile /readyz answers 503 naming the datastore, /livez stays 200, and the kernel keeps
 // the last known state (the block's route stays). When etcd answers again, /readyz is 200 and a
 // block claimed after the outage reaches the kernel: the daemon converged to the store again.
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +14,12 @@ import { IpamStore } from "../../src/ipam/store.js";
 import { type EtcdServer, etcdUnavailableReason, startEtcd } from "../helpers/etcd.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
-import { BIN, NodeProcess, routes } from "../node/harness.js";
+import {
+  blackholes as blackholesOf,
+  type NodeProcess,
+  type ReadyNode,
+  startReadyNode,
+} from "../node/harness.js";
 
 const OUTAGE_MS = process.env.OCELOT_SOAK ? 60_000 : 20_000;
 const NODE = "outage-node";
@@ -31,17 +35,8 @@ describe.skipIf(skip)("ocelot node run while etcd is frozen", () => {
   let dir: string;
   let daemon: NodeProcess;
   let frozen = false;
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const get = async (path: string) => {
-    const r = await fetch(`http://127.0.0.1:${port}${path}`, {
-      signal: AbortSignal.timeout(60_000),
-    });
-    return { status: r.status, text: await r.text() };
-  };
-  const blackholes = () =>
-    routes(ns, "202")
-      .filter((r) => r.type === "blackhole")
-      .map((r) => r.dst);
+  let get: ReadyNode["get"];
+  const blackholes = () => blackholesOf(ns);
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "ocelot-outage-"));
@@ -51,40 +46,12 @@ describe.skipIf(skip)("ocelot node run while etcd is frozen", () => {
     const ipam = new IpamStore(store);
     await ipam.autoAssign({ handleId: "pod-before", node: NODE, num4: 1, num6: 0 });
     ns = Netns.create("eo");
-    const proc = spawn(
-      join(BIN, "ocelot"),
-      [
-        "node",
-        "run",
-        "--nodename",
-        NODE,
-        "--ip",
-        "192.0.2.50/24",
-        "--networking-backend",
-        "none",
-        "--netns",
-        ns.name,
-        "--datastore",
-        etcd.url,
-        "--metrics-address",
-        `127.0.0.1:${port}`,
-        "--status-socket",
-        join(dir, "node.sock"),
-        "--mtu-file",
-        join(dir, "mtu"),
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    daemon = new NodeProcess(ns, proc);
-    await waitFor(
-      "the daemon ready",
-      async () => {
-        if (proc.exitCode !== null) throw new Error(`exited ${proc.exitCode}: ${daemon.log}`);
-        return (await get("/readyz").catch(() => ({ status: 0 }))).status === 200;
-      },
-      60_000,
-      200,
-    );
+    ({ daemon, get } = await startReadyNode(ns, {
+      nodename: NODE,
+      ip: "192.0.2.50/24",
+      datastore: etcd.url,
+      dir,
+    }));
   });
 
   afterAll(async () => {

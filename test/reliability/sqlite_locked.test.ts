@@ -17,7 +17,13 @@ import { HANG_MS, WAIT_MS } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import { netConf, runCni } from "../ipam/cni_run.js";
 import { putPool } from "../ipam/helpers.js";
-import { BIN, NodeProcess, routes } from "../node/harness.js";
+import {
+  BIN,
+  blackholes as blackholesOf,
+  type NodeProcess,
+  type ReadyNode,
+  startReadyNode,
+} from "../node/harness.js";
 
 const NODE = "locked-node";
 const skip = skipWithReason("embedded store locked by another process", netnsUnavailableReason());
@@ -29,16 +35,8 @@ describe.skipIf(skip)("the embedded store's file locked by another process", () 
   let ns: Netns;
   let daemon: NodeProcess;
   let locker: ChildProcess | undefined;
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const get = async (p: string) => {
-    const r = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(60_000) });
-    return { status: r.status, text: await r.text() };
-  };
-  const blackholes = () =>
-    routes(ns, "202")
-      .filter((r) => r.type === "blackhole")
-      .map((r) => r.dst)
-      .sort();
+  let get: ReadyNode["get"];
+  const blackholes = () => blackholesOf(ns);
   const release = async () => {
     const l = locker;
     locker = undefined;
@@ -57,41 +55,12 @@ describe.skipIf(skip)("the embedded store's file locked by another process", () 
     await putPool(store, "locked", "10.76.0.0/24", { blockSize: 26 });
     await new IpamStore(store).autoAssign({ handleId: "pod-first", node: NODE, num4: 1, num6: 0 });
     ns = Netns.create("sl");
-    const proc = spawn(
-      process.execPath,
-      [
-        join(BIN, "ocelot"),
-        "node",
-        "run",
-        "--nodename",
-        NODE,
-        "--ip",
-        "192.0.2.52/24",
-        "--networking-backend",
-        "none",
-        "--netns",
-        ns.name,
-        "--datastore",
-        `file:${path}`,
-        "--metrics-address",
-        `127.0.0.1:${port}`,
-        "--status-socket",
-        join(dir, "node.sock"),
-        "--mtu-file",
-        join(dir, "mtu"),
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    daemon = new NodeProcess(ns, proc);
-    await waitFor(
-      "the daemon ready",
-      async () => {
-        if (proc.exitCode !== null) throw new Error(`exited ${proc.exitCode}: ${daemon.log}`);
-        return (await get("/readyz").catch(() => ({ status: 0 }))).status === 200;
-      },
-      60_000,
-      200,
-    );
+    ({ daemon, get } = await startReadyNode(ns, {
+      nodename: NODE,
+      ip: "192.0.2.52/24",
+      datastore: `file:${path}`,
+      dir,
+    }));
   });
 
   afterAll(async () => {
