@@ -4,6 +4,7 @@
 import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from "node:fs";
 import * as net from "node:net";
 import { dirname } from "node:path";
+import type { FibRouteError } from "../fib/types.js";
 import type { BfdSessionStatus } from "./bfd/runtime.js";
 
 export interface PeerStatus {
@@ -134,6 +135,8 @@ export interface RouteExplanation {
   bestReason: string;
   /** The next hops the FIB is asked to install (none: nothing to install). */
   nexthops: string[];
+  /** The kernel's last error installing it (absent: none kept, e.g. installed or never tried). */
+  fibError?: FibRouteError;
 }
 
 export interface RoutesSnapshot {

@@ -36,9 +36,14 @@ import {
   type StatusSnapshot,
   serveStatus,
 } from "../bgp/status.js";
-import { checkKernelRoute, type IpJsonRoute, type KernelCheck } from "../fib/route_check.js";
+import {
+  checkKernelRoute,
+  type IpJsonRoute,
+  type KernelCheck,
+  kernelCheckText,
+} from "../fib/route_check.js";
 import type { Fib } from "../fib/types.js";
-import { addFibMetrics } from "../lib/daemon_metrics.js";
+import { addFibMetrics, type FibCounters } from "../lib/daemon_metrics.js";
 import { type ListenAddress, parseListenAddress, serveHealth } from "../lib/health_server.js";
 import type { Log } from "../lib/log.js";
 import { type MetricFamily, MetricsRegistry } from "../lib/metrics.js";
@@ -132,12 +137,26 @@ function bgpdFamilies(
   addBgpMetrics(reg, s, { configuredFamilies: (a) => families.get(a) ?? [] });
   const k =
     fib && "status" in fib
-      ? (fib as unknown as { status(): { resyncs: number; overflows: number } }).status()
+      ? (
+          fib as unknown as {
+            status(): Pick<FibCounters, "resyncs" | "overflows" | "errorsByErrno">;
+          }
+        ).status()
       : undefined;
   addFibMetrics(
     reg,
     s.fib.enabled
-      ? [["bgp", { ...s.fib, resyncs: k?.resyncs ?? 0, overflows: k?.overflows ?? 0 }]]
+      ? [
+          [
+            "bgp",
+            {
+              ...s.fib,
+              resyncs: k?.resyncs ?? 0,
+              overflows: k?.overflows ?? 0,
+              ...(k?.errorsByErrno ? { errorsByErrno: k.errorsByErrno } : {}),
+            },
+          ],
+        ]
       : [],
   );
   const bfdCounters = bfd.counters();
@@ -387,6 +406,7 @@ async function showRoute(socket: string, prefix: string, json: boolean, protocol
           r?.nexthops ?? [],
           JSON.parse(ip.stdout || "[]") as IpJsonRoute[],
           protocol,
+          r?.fibError,
         )
       : undefined;
   const ok = kernel !== undefined && (kernel.state === "installed" || kernel.state === "absent");
@@ -436,15 +456,7 @@ function formatRoute(
   }
   if (!k) lines.push(`Kernel: not read (${ipError.trim() || "ip failed"})`);
   else {
-    const want = k.expected.join(", ");
-    const text: Record<KernelCheck["state"], string> = {
-      installed: `installed via ${k.found.join(", ")}, as expected`,
-      missing: `MISSING: expected via ${want}, the kernel has no route of ours`,
-      different: `DIFFERENT: expected via ${want}, the kernel has ${k.found.join(", ")}`,
-      unexpected: `UNEXPECTED: the kernel has a route of ours via ${k.found.join(", ")}, the RIB installs none`,
-      absent: "nothing to install, none there",
-    };
-    lines.push(`Kernel: ${text[k.state]}`);
+    lines.push(`Kernel: ${kernelCheckText(k)}`);
     for (const o of k.others) lines.push(`  also in the kernel: ${o}`);
   }
   return `${lines.join("\n")}\n`;

@@ -83,7 +83,15 @@ function nodeMetrics(daemon: NodeDaemon): MetricFamily[] {
   const fibs: [string, FibCounters][] = [];
   if (bgp) {
     const s = bgp.speaker.fib;
-    fibs.push(["bgp", { ...s, resyncs: bgp.fib.resyncs, overflows: bgp.fib.overflows }]);
+    fibs.push([
+      "bgp",
+      {
+        ...s,
+        resyncs: bgp.fib.resyncs,
+        overflows: bgp.fib.overflows,
+        errorsByErrno: bgp.fib.errorsByErrno,
+      },
+    ]);
   }
   const agent = daemon.agentFibStatus();
   if (agent) fibs.push(["agent", kernelFibCounters(agent)]);

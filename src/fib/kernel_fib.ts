@@ -1,9 +1,12 @@
 // The kernel FIB programmer: desired state in, the kernel converges to it over rtnetlink.
 // Owns: batching many requests per sendmsg, matching errors to requests by sequence number,
 // start-up mark and sweep, restoring our routes removed by others, link down/up, resync after
-// ENOBUFS. Only ever changes routes carrying its own protocol numbers. Not: byte layouts
-// (rtnetlink.ts), the socket (netlink_socket.ts), which routes are best (BGP, agent).
+// ENOBUFS, the kernel's last error per refused route (a small Map beside the typed-array table,
+// only for routes that failed, bounded; `ocelot routes PREFIX` shows it). Only ever changes
+// routes carrying its own protocol numbers. Not: byte layouts (rtnetlink.ts), the socket
+// (netlink_socket.ts), which routes are best (BGP, agent).
 import { constants as osConstants } from "node:os";
+import { getSystemErrorMap } from "node:util";
 import { NetlinkSocket } from "./netlink_socket.js";
 import {
   addressBytes,
@@ -54,6 +57,7 @@ import {
   type BatchFib,
   FibError,
   type FibFailure,
+  type FibRouteError,
   type NextHop,
   type Route,
   type RouteScope,
@@ -72,6 +76,8 @@ const V4_SLOT_MUL = 2 ** 38;
 /** Receive-buffer cost of one ACK or error message (skb truesize, rounded up). */
 const ANSWER_TRUESIZE = 1024;
 const MAX_BATCH_REQUESTS = 8192;
+/** Routes whose last error is kept; beyond, errors are only counted (errorsNotKept). */
+const MAX_KEPT_ERRORS = 4096;
 
 export interface KernelFibOptions {
   /** Protocol numbers this instance owns and sweeps; two instances must not share one. */
@@ -196,6 +202,12 @@ function errnoName(errno: number): string {
   return `errno ${errno}`;
 }
 
+/** The errno's text as strerror words it ("Network is unreachable"), from libuv's table. */
+export function errnoReason(errno: number): string {
+  const text = getSystemErrorMap().get(-errno)?.[1];
+  return text ? text[0].toUpperCase() + text.slice(1) : `errno ${errno}`;
+}
+
 export class KernelFib implements BatchFib {
   readonly protocols: Set<number>;
   private readonly netns: string;
@@ -247,7 +259,22 @@ export class KernelFib implements BatchFib {
   private strayKeys = new Set<Key>();
   private strayScheduled = false;
   private closed = false;
-  readonly stats = { sent: 0, batches: 0, failures: 0, overflows: 0, resyncs: 0, restored: 0 };
+  /** The kernel's last error per route key, only for routes it refused (few, bounded). */
+  private readonly routeErrors = new Map<Key, FibRouteError>();
+  /** Refusals counted by "op errno-name" ("set ENETUNREACH"), for metrics. */
+  private readonly errorCounts = new Map<string, number>();
+  readonly stats = {
+    sent: 0,
+    batches: 0,
+    failures: 0,
+    overflows: 0,
+    resyncs: 0,
+    restored: 0,
+    /** Routes whose last error is kept now. */
+    errorsKept: 0,
+    /** Errors not kept per route because MAX_KEPT_ERRORS routes already had one. */
+    errorsNotKept: 0,
+  };
 
   private constructor(opts: KernelFibOptions) {
     this.protocols = new Set(opts.protocols ?? [RTPROT_OCELOT_BGP, RTPROT_OCELOT_AGENT]);
@@ -429,13 +456,43 @@ export class KernelFib implements BatchFib {
     for (const [key, s] of this.installed6) if (!this.desired6.has(key)) fn(key, undefined, s);
   }
 
+  /**
+   * The kernel's last error for a route to `dst` (any table and metric of ours), kept until
+   * the route is sent again, withdrawn or installed; undefined when it has none.
+   */
+  routeError(dst: string): FibRouteError | undefined {
+    if (this.routeErrors.size === 0) return undefined;
+    const family = dst.includes(":") ? 6 : 4;
+    const { addr, len } = parseCidr(family, dst);
+    for (let slot = 0; slot < this.slots.length; slot++) {
+      if (this.slots[slot].family !== family) continue;
+      const e = this.routeErrors.get(this.keyOf(slot, addr, len));
+      if (e) return e;
+    }
+    return undefined;
+  }
+
+  /** Route requests the kernel refused, by operation and errno name (for metrics). */
+  errorsByErrno(): { op: "set" | "remove"; errno: string; count: number }[] {
+    return [...this.errorCounts].map(([k, count]) => {
+      const [op, errno] = k.split(" ");
+      return { op: op as "set" | "remove", errno, count };
+    });
+  }
+
   /** Counts for status: desired, installed (ours, as we believe the kernel holds them). */
-  status(): { desired: number; installed: number; holding: boolean } & KernelFib["stats"] {
+  status(): {
+    desired: number;
+    installed: number;
+    holding: boolean;
+    errorsByErrno: ReturnType<KernelFib["errorsByErrno"]>;
+  } & KernelFib["stats"] {
     return {
       desired: this.v4.desiredCount + this.desired6.size,
       installed: this.v4.installedCount + this.installed6.size,
       holding: this.holding,
       ...this.stats,
+      errorsByErrno: this.errorsByErrno(),
     };
   }
 
@@ -784,6 +841,9 @@ export class KernelFib implements BatchFib {
 
   /** Encodes one request into the writer (or nothing when it is no longer needed). */
   private encode(op: number, key: Key, batch: Batch): boolean {
+    // Sent again, withdrawn or found installed: an old error no longer says anything.
+    if (this.routeErrors.size > 0 && this.routeErrors.delete(key))
+      this.stats.errorsKept = this.routeErrors.size;
     const want = this.getDesired(key);
     const have = this.getInstalled(key);
     const i = batch.keys.length;
@@ -898,10 +958,23 @@ export class KernelFib implements BatchFib {
         };
         batch.jobs[i].failures.push(failure);
         this.stats.failures++;
+        this.keepError(key, failure);
         this.onEvent({ kind: "failure", failure });
       }
     }
     if (e.seq === batch.lastSeq) this.finishBatch(batch);
+  }
+
+  /** Keeps the route's last error (bounded) and counts it by operation and errno. */
+  private keepError(key: Key, f: FibFailure): void {
+    const what = `${f.op} ${f.code}`;
+    this.errorCounts.set(what, (this.errorCounts.get(what) ?? 0) + 1);
+    if (this.routeErrors.size >= MAX_KEPT_ERRORS && !this.routeErrors.has(key)) {
+      this.stats.errorsNotKept++;
+      return;
+    }
+    this.routeErrors.set(key, { ...f, reason: errnoReason(f.errno), at: Date.now() });
+    this.stats.errorsKept = this.routeErrors.size;
   }
 
   private restoreInstalled(batch: Batch, i: number): void {
@@ -932,13 +1005,15 @@ export class KernelFib implements BatchFib {
   private failBatch(batch: Batch, errno: number, what: string): void {
     for (let i = 0; i < batch.keys.length; i++) {
       this.restoreInstalled(batch, i);
-      batch.jobs[i].failures.push({
+      const failure: FibFailure = {
         route: this.describe(batch.keys[i]),
         op: batch.ops[i] === OP_SET ? "set" : "remove",
         errno,
         code: errnoName(errno),
         message: `${what} failed`,
-      });
+      };
+      batch.jobs[i].failures.push(failure);
+      this.keepError(batch.keys[i], failure);
     }
     this.finishBatch(batch);
   }

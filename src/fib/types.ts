@@ -54,6 +54,8 @@ export interface Fib {
   /** Routes currently desired (what we own), for status and tests. */
   desired(): Route[];
   close(): Promise<void>;
+  /** The kernel's last error for a route to `dst` ("10.0.0.0/24"), when it has one. */
+  routeError?(dst: string): FibRouteError | undefined;
 }
 
 // ---- Compatible extensions (FIB engineer): the numeric IPv4 fast path and per-route errors.
@@ -84,6 +86,17 @@ export interface FibFailure {
   errno: number;
   code: string;
   message?: string;
+}
+
+/**
+ * The kernel's last refusal of one route (a FibFailure with the errno's text and when it
+ * happened), kept by the FIB until the route is sent again, installed or withdrawn.
+ */
+export interface FibRouteError extends FibFailure {
+  /** strerror-style text of the errno: "Network is unreachable". */
+  reason: string;
+  /** Unix time in ms the kernel answered. */
+  at: number;
 }
 
 /** Rejection of set()/remove() when some routes failed; the others were applied. */

@@ -9,6 +9,8 @@ export interface FibCounters {
   errors: number;
   resyncs: number;
   overflows: number;
+  /** Refusals by operation and errno name (a KernelFib's; absent for others). */
+  errorsByErrno?: { op: string; errno: string; count: number }[];
 }
 
 /** A KernelFib's status() as FibCounters (pending: desired, not yet confirmed installed). */
@@ -18,6 +20,7 @@ export function kernelFibCounters(s: {
   failures: number;
   resyncs: number;
   overflows: number;
+  errorsByErrno?: FibCounters["errorsByErrno"];
 }): FibCounters {
   return {
     installed: s.installed,
@@ -25,6 +28,7 @@ export function kernelFibCounters(s: {
     errors: s.failures,
     resyncs: s.resyncs,
     overflows: s.overflows,
+    ...(s.errorsByErrno ? { errorsByErrno: s.errorsByErrno } : {}),
   };
 }
 
@@ -59,6 +63,16 @@ export function addFibMetrics(reg: MetricsRegistry, fibs: [string, FibCounters][
     "ocelot_fib_route_errors_total",
     "Route requests the kernel refused.",
     per((c) => c.errors),
+  );
+  reg.counter(
+    "ocelot_fib_route_errors_by_errno_total",
+    'Route requests the kernel refused, by operation ("set", "remove") and errno name (ENETUNREACH: a gateway on no connected subnet).',
+    fibs.flatMap(([fib, c]) =>
+      (c.errorsByErrno ?? []).map((e) => ({
+        labels: { fib, op: e.op, errno: e.errno },
+        value: e.count,
+      })),
+    ),
   );
   reg.counter(
     "ocelot_fib_resyncs_total",

@@ -257,6 +257,34 @@ describe("addFibMetrics() and addAgentMetrics()", () => {
     expect(value(t, 'ocelot_fib_routes_installed{fib="bgp"}')).toBe(1);
   });
 
+  it("a KernelFib's refusals by operation and errno name", () => {
+    const k = kernelFibCounters({
+      desired: 3,
+      installed: 1,
+      failures: 3,
+      resyncs: 0,
+      overflows: 0,
+      errorsByErrno: [
+        { op: "set", errno: "ENETUNREACH", count: 2 },
+        { op: "remove", errno: "EPERM", count: 1 },
+      ],
+    });
+    const reg = new MetricsRegistry();
+    addFibMetrics(reg, [
+      ["bgp", k],
+      ["agent", { installed: 0, pending: 0, errors: 0, resyncs: 0, overflows: 0 }],
+    ]);
+    const t = reg.render();
+    expect(t).toContain("# TYPE ocelot_fib_route_errors_by_errno_total counter\n");
+    expect(
+      value(t, 'ocelot_fib_route_errors_by_errno_total{fib="bgp",op="set",errno="ENETUNREACH"}'),
+    ).toBe(2);
+    expect(
+      value(t, 'ocelot_fib_route_errors_by_errno_total{fib="bgp",op="remove",errno="EPERM"}'),
+    ).toBe(1);
+    expect(t).not.toMatch(/ocelot_fib_route_errors_by_errno_total\{fib="agent"/);
+  });
+
   it("agent counters per area, durations in seconds", () => {
     const reg = new MetricsRegistry();
     addAgentMetrics(reg, {

@@ -279,7 +279,11 @@ export class Speaker<A> {
 
   /** Every path of one prefix and why the best won (throws on a malformed prefix). */
   route(prefix: string): RouteExplanation | null {
-    return routeView(this.core.rib, prefix);
+    const r = routeView(this.core.rib, prefix);
+    // The kernel's last refusal of it, as the FIB kept it (only for a route it failed).
+    if (!r || r.nexthops.length === 0) return r;
+    const fibError = this.deps.fib?.routeError?.(r.prefix);
+    return fibError ? { ...r, fibError } : r;
   }
 
   // ---- events in -----------------------------------------------------------------------------
