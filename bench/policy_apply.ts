@@ -42,6 +42,11 @@ export interface BenchOptions {
   /** Per-run prefix of namespace names (default: random). */
   prefix?: string;
   log?: (line: string) => void;
+  /**
+   * Called with the last namespace after the check, before it is removed (the test breaks the
+   * rules in force there and expects `recheck` to say so).
+   */
+  afterCheck?: (ns: string, recheck: () => string[]) => void | Promise<void>;
 }
 
 export interface BenchResult {
@@ -416,6 +421,7 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
       res.change.push(await pass());
     }
     res.problems = checkInForce(ns, model);
+    await o.afterCheck?.(ns, () => checkInForce(ns, model));
     res.loadavg = loadavg();
     return res;
   } finally {
