@@ -62,6 +62,9 @@ export interface BenchResult {
   /** ms per +1 pod and per label change (render + apply). */
   add: number[];
   change: number[];
+  /** Of the (b) and (c) passes: render ms each, ms per command name spawned (summed). */
+  passRender: number[];
+  passCommands: Record<string, { n: number; ms: number }>;
   /** What the rules in force got wrong against the model (empty: right). */
   problems: string[];
   loadavg: number[];
@@ -73,7 +76,7 @@ interface Ep extends PolicyEndpoint {
 }
 
 /** The benchmark's cluster: endpoints, policies, network sets, from counts only. */
-class Model {
+export class Model {
   readonly endpoints: Ep[] = [];
   readonly policies: Policy[] = [];
   readonly sets: PolicyNetworkSet[] = [];
@@ -338,6 +341,8 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
     iptablesRules: 0,
     add: [],
     change: [],
+    passRender: [],
+    passCommands: {},
     problems: [],
     loadavg: [],
   };
@@ -403,9 +408,12 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
     }
     files = [];
     const ns = keep as string;
+    const runner = timedRunner(res.passCommands);
     const pass = async () => {
       const t = performance.now();
-      await applyDataplane(renderDataplane(model.input()), { netns: ns, fib: fib as KernelFib });
+      const state = renderDataplane(model.input());
+      res.passRender.push(ms(t));
+      await applyDataplane(state, { netns: ns, fib: fib as KernelFib, run: runner });
       return ms(t);
     };
     // (b) +1 pod: its host interface exists first (the CNI plugin's part), then one pass.
@@ -487,6 +495,10 @@ async function main(): Promise<void> {
     );
   line("(b) +1 pod to in force", r.add);
   line("(c) one label change to in force", r.change);
+  const passes = r.passRender.length;
+  console.log(`    of which render: ${summary(r.passRender)}; commands per pass (mean):`);
+  for (const [k, v] of Object.entries(r.passCommands).sort((a, b) => b[1].ms - a[1].ms))
+    console.log(`      ${k}: ${(v.n / passes).toFixed(1)} x, ${(v.ms / passes).toFixed(1)} ms`);
   console.log(
     `rules in force checked: ${r.problems.length === 0 ? "right" : `${r.problems.length} problems`}`,
   );
