@@ -213,33 +213,37 @@ export function parseSelector(text: string): Selector {
 }
 
 /** Evaluates a parsed selector against a label map. `global()` matches only global resources. */
+/** Whether labels has key k (no closure per match: the agent matches ~10^5 pairs a render). */
+function hasKey(labels: Readonly<Record<string, string>>, k: string): boolean {
+  return Object.hasOwn(labels, k);
+}
+
 export function matchSelector(
   sel: Selector,
   labels: Readonly<Record<string, string>>,
   opts: { global?: boolean } = {},
 ): boolean {
-  const has = (k: string) => Object.hasOwn(labels, k);
   switch (sel.op) {
     case "all":
       return true;
     case "global":
       return opts.global === true;
     case "has":
-      return has(sel.key);
+      return hasKey(labels, sel.key);
     case "eq":
-      return has(sel.key) && labels[sel.key] === sel.value;
+      return hasKey(labels, sel.key) && labels[sel.key] === sel.value;
     case "ne":
-      return !has(sel.key) || labels[sel.key] !== sel.value;
+      return !hasKey(labels, sel.key) || labels[sel.key] !== sel.value;
     case "contains":
-      return has(sel.key) && (labels[sel.key] as string).includes(sel.value);
+      return hasKey(labels, sel.key) && (labels[sel.key] as string).includes(sel.value);
     case "startsWith":
-      return has(sel.key) && (labels[sel.key] as string).startsWith(sel.value);
+      return hasKey(labels, sel.key) && (labels[sel.key] as string).startsWith(sel.value);
     case "endsWith":
-      return has(sel.key) && (labels[sel.key] as string).endsWith(sel.value);
+      return hasKey(labels, sel.key) && (labels[sel.key] as string).endsWith(sel.value);
     case "in":
-      return has(sel.key) && sel.values.includes(labels[sel.key] as string);
+      return hasKey(labels, sel.key) && sel.values.includes(labels[sel.key] as string);
     case "notIn":
-      return !has(sel.key) || !sel.values.includes(labels[sel.key] as string);
+      return !hasKey(labels, sel.key) || !sel.values.includes(labels[sel.key] as string);
     case "not":
       return !matchSelector(sel.arg, labels, opts);
     case "and":

@@ -13,6 +13,7 @@ import {
   parseIptablesSave,
   planIpsets,
   planTable,
+  type SavedIpset,
   staleIpsets,
   type TableName,
   type TablePlan,
@@ -230,22 +231,31 @@ async function convergeIpsets(
   ctx: Ctx,
   state: DataplaneState,
   changes: string[],
-): Promise<string | null> {
+): Promise<{ payload: string | null; current?: Map<string, SavedIpset> }> {
   const desired = state.families.flatMap((f) => f.ipsets);
-  if (desired.length === 0) return null;
+  if (desired.length === 0) return { payload: null };
   const current = parseIpsetSave(await runOk(ctx, "ipset", ["save"]));
   const plan = planIpsets(desired, current);
   if (plan.payload) {
     await runOk(ctx, "ipset", ["restore", "-exist"], plan.payload);
     changes.push(...plan.changes);
   }
-  return plan.payload;
+  return { payload: plan.payload, current };
 }
 
-/** Destroys our sets nothing wants any more (after iptables stopped referring to them). */
-async function removeStaleIpsets(ctx: Ctx, state: DataplaneState, changes: string[]) {
+/**
+ * Destroys our sets nothing wants any more (after iptables stopped referring to them). The sets
+ * read before the restore are enough to know them (the restore adds only wanted sets and
+ * destroys its temporary ones): a second `ipset save` of every member is not needed.
+ */
+async function removeStaleIpsets(
+  ctx: Ctx,
+  state: DataplaneState,
+  changes: string[],
+  read?: Map<string, SavedIpset>,
+) {
   const desired = state.families.flatMap((f) => f.ipsets);
-  const current = parseIpsetSave(await runOk(ctx, "ipset", ["save"]));
+  const current = read ?? parseIpsetSave(await runOk(ctx, "ipset", ["save"]));
   for (const name of staleIpsets(desired, current)) {
     const r = await ctx.run(ctx.netns, "ipset", ["destroy", name]);
     // A set still in use (a rule of someone else refers to it) is left; retried next apply.
@@ -345,7 +355,7 @@ export async function applyDataplane(
     state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
     changes,
   );
-  const ipsets = await convergeIpsets(ctx, state, changes);
+  const sets = await convergeIpsets(ctx, state, changes);
   const t0 = performance.now();
   const iptables = await convergeIptables(
     ctx,
@@ -355,7 +365,7 @@ export async function applyDataplane(
     opts.cleanupFamilies,
   );
   const iptablesSeconds = (performance.now() - t0) / 1000;
-  await removeStaleIpsets(ctx, state, changes);
+  await removeStaleIpsets(ctx, state, changes, sets.current);
   // The overlay's devices, addresses, neighbours and FDB entries before the routes through them.
   const overlayNow = opts.overlayNow ?? (() => state.overlay);
   const overlay = await applyOverlay(ctx, overlayNow);
@@ -374,7 +384,7 @@ export async function applyDataplane(
     changes,
     missingIfaces,
     iptables,
-    ipsets,
+    ipsets: sets.payload,
     overlayFailures: overlay.failed,
     overlay: { state: overlayState, present: overlay.present },
     timings: { iptablesSeconds, routesSeconds },

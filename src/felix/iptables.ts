@@ -389,6 +389,10 @@ export interface SavedIpset {
   members: string[];
 }
 
+/** An IPv4 address or CIDR as ipset prints it (octets without leading zeros). */
+const IPV4_MEMBER =
+  /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\/(?:3[0-2]|[12]?\d))?$/;
+
 /** Parses `ipset save` output (create/add lines); members canonical, sorted. */
 export function parseIpsetSave(text: string): Map<string, SavedIpset> {
   const sets = new Map<string, SavedIpset>();
@@ -403,11 +407,17 @@ export function parseIpsetSave(text: string): Map<string, SavedIpset> {
     } else if (parts[0] === "add" && parts.length >= 3 && sets.has(parts[1])) {
       const set = sets.get(parts[1]) as SavedIpset;
       const fam: Family = set.family === "inet6" ? 6 : 4;
-      let member = parts[2];
-      try {
-        member = canonicalCidr(member, fam, "ipset member");
-      } catch {
-        // Not an address (another set type): kept as printed.
+      let member = parts[2] as string;
+      if (fam === 4 && IPV4_MEMBER.test(member)) {
+        // ipset prints IPv4 nets canonical (masked, no leading zeros), a /32 without its length:
+        // the fast path for sets of thousands of CIDRs.
+        if (!member.includes("/")) member = `${member}/32`;
+      } else {
+        try {
+          member = canonicalCidr(member, fam, "ipset member");
+        } catch {
+          // Not an address (another set type): kept as printed.
+        }
       }
       set.members.push(member);
     } else {

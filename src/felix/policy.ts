@@ -386,8 +386,20 @@ class Selectors {
     return s;
   }
 
+  /** Per endpoint, built once per render (every policy and rule selector matches them all). */
+  private readonly labelsOf = new WeakMap<PolicyEndpoint, Record<string, string>>();
+
   /** The endpoint's labels as selectors see them (its namespace label always present). */
   endpointLabels(ep: PolicyEndpoint): Record<string, string> {
+    let labels = this.labelsOf.get(ep);
+    if (labels === undefined) {
+      labels = this.buildEndpointLabels(ep);
+      this.labelsOf.set(ep, labels);
+    }
+    return labels;
+  }
+
+  private buildEndpointLabels(ep: PolicyEndpoint): Record<string, string> {
     const sa = ep.labels[LABEL_SERVICE_ACCOUNT];
     // The service account's name as its ksa Profile applies it, from the endpoint's own label
     // when no Profile (kube-controllers) has given it.

@@ -277,6 +277,24 @@ add someone-else 192.0.2.1
     );
   });
 
+  it("reads members as the kernel prints them: IPv4 as is (/32 added), others canonical", () => {
+    const sets = parseIpsetSave(
+      [
+        "create ocl-n hash:net family inet hashsize 1024 maxelem 65536",
+        "add ocl-n 11.0.0.64/26",
+        "add ocl-n 10.0.0.1",
+        "add ocl-n 0.0.0.0/0",
+        "create ocl6-n hash:net family inet6 hashsize 1024 maxelem 65536",
+        "add ocl6-n fd00:0:0:0::1",
+        "create ocl-svc hash:ip,port family inet hashsize 1024 maxelem 65536",
+        "add ocl-svc 10.0.0.1,tcp:80",
+      ].join("\n"),
+    );
+    expect(sets.get("ocl-n")?.members).toEqual(["0.0.0.0/0", "10.0.0.1/32", "11.0.0.64/26"]);
+    expect(sets.get("ocl6-n")?.members).toEqual(["fd00::1/128"]);
+    expect(sets.get("ocl-svc")?.members).toEqual(["10.0.0.1,tcp:80"]);
+  });
+
   it("plans nothing when members match", () => {
     expect(planIpsets(renderIpsets(input), parseIpsetSave(SAVE))).toEqual({
       payload: null,

@@ -1,0 +1,515 @@
+// Benchmark: network policy render and apply at scale, the agent's own code path
+// (renderDataplane + applyDataplane, as the node daemon's convergeAgent calls them) in fresh
+// network namespaces, beside a raw `ipset restore` + `iptables-nft-restore` of exactly the sets
+// and rules our apply wrote (saved to files, replayed into an empty namespace), in the same run.
+// Measures (a) the full pass, min/median/max over --runs fresh namespaces; (b) +1 pod (a veth
+// host interface created first, as the CNI plugin would, then one agent pass) until in force;
+// (c) one label change on one pod until in force; p50/p99 over --adds / --changes. At the end
+// the rules in force (iptables-save, ipset save) are checked against the benchmark's own model.
+// Needs root and the native addon (KernelFib). The test runs it tiny (test/felix/policy_bench).
+// Usage: npx tsx bench/policy_apply.ts [--endpoints 1000] [--policies 200] [--sets 50]
+//        [--cidrs 1000] [--runs 3] [--adds 50] [--changes 50]
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { applyDataplane, type Runner, type RunResult, spawnRunner } from "../src/felix/apply.js";
+import { type DataplaneInput, renderDataplane } from "../src/felix/dataplane.js";
+import {
+  endpointChainName,
+  fromGlobalNetworkPolicy,
+  type Policy,
+  type PolicyEndpoint,
+  type PolicyNetworkSet,
+  policyChainName,
+} from "../src/felix/policy.js";
+import { KernelFib } from "../src/fib/kernel_fib.js";
+import { RTPROT_OCELOT_AGENT } from "../src/fib/types.js";
+import { WORKLOAD_HOST_MAC, workloadIfaceName } from "../src/lib/pod_wiring.js";
+
+/** Spawned tools are killed after this long (a hang, not a speed limit). */
+const TOOL_LIMIT_MS = 120_000;
+
+export interface BenchOptions {
+  endpoints: number;
+  policies: number;
+  sets: number;
+  cidrs: number;
+  runs: number;
+  adds: number;
+  changes: number;
+  /** Per-run prefix of namespace names (default: random). */
+  prefix?: string;
+  log?: (line: string) => void;
+  /**
+   * Called with the last namespace after the check, before it is removed (the test breaks the
+   * rules in force there and expects `recheck` to say so).
+   */
+  afterCheck?: (ns: string, recheck: () => string[]) => void | Promise<void>;
+}
+
+export interface BenchResult {
+  /** Per run, ms: our render, our apply (render + apply = ours), the raw tools. */
+  render: number[];
+  apply: number[];
+  ours: number[];
+  raw: number[];
+  /** ms per command name spawned by our apply in the first run (where the apply's time goes). */
+  commands: Record<string, { n: number; ms: number }>;
+  ipsetMembers: number;
+  iptablesRules: number;
+  /** ms per +1 pod and per label change (render + apply). */
+  add: number[];
+  change: number[];
+  /** Of the (b) and (c) passes: render ms each, ms per command name spawned (summed). */
+  passRender: number[];
+  passCommands: Record<string, { n: number; ms: number }>;
+  /** What the rules in force got wrong against the model (empty: right). */
+  problems: string[];
+  loadavg: number[];
+}
+
+interface Ep extends PolicyEndpoint {
+  iface: string;
+  ipv4: string;
+}
+
+/** The benchmark's cluster: endpoints, policies, network sets, from counts only. */
+export class Model {
+  readonly endpoints: Ep[] = [];
+  readonly policies: Policy[] = [];
+  readonly sets: PolicyNetworkSet[] = [];
+  /** Apps (each selected by policies/apps policies) and roles (rule selectors). */
+  readonly apps: number;
+  readonly roles: number;
+
+  constructor(readonly o: BenchOptions) {
+    this.apps = Math.max(1, Math.ceil(o.policies / 4));
+    this.roles = Math.max(2, Math.min(20, Math.ceil(o.endpoints / 10)));
+    for (let k = 0; k < o.sets; k++) {
+      const nets: string[] = [];
+      // 11.k.x.y/26: 4 a /24, distinct.
+      for (let j = 0; j < o.cidrs; j++)
+        nets.push(`11.${k % 256}.${(j >> 2) % 256}.${(j & 3) * 64}/26`);
+      this.sets.push({ labels: { netset: `s${k}` }, nets });
+    }
+    for (let i = 0; i < o.policies; i++) {
+      const S = Math.max(1, o.sets);
+      this.policies.push(
+        fromGlobalNetworkPolicy({
+          metadata: { name: `bench-${i}` },
+          spec: {
+            order: i,
+            selector: `app == "app-${i % this.apps}"`,
+            types: ["Ingress", "Egress"],
+            ingress: [
+              {
+                action: "Allow",
+                protocol: "TCP",
+                source: { selector: `role == "r${i % this.roles}"` },
+                destination: { ports: [80, 443] },
+              },
+              { action: "Allow", source: { selector: `netset == "s${i % S}"` } },
+            ],
+            egress: [{ action: "Allow", destination: { selector: `netset == "s${(i + 1) % S}"` } }],
+          },
+        }),
+      );
+    }
+    for (let i = 0; i < o.endpoints; i++) this.addEndpoint();
+  }
+
+  addEndpoint(): Ep {
+    const i = this.endpoints.length;
+    const id = `ns-${i % 10}/pod-${i}`;
+    const ep: Ep = {
+      id,
+      namespace: `ns-${i % 10}`,
+      labels: {
+        app: `app-${i % this.apps}`,
+        role: `r${i % this.roles}`,
+        "projectcalico.org/orchestrator": "k8s",
+      },
+      addresses: [`10.244.${i >> 8}.${i & 255}/32`],
+      ipv4: `10.244.${i >> 8}.${i & 255}`,
+      iface: workloadIfaceName(id),
+    };
+    this.endpoints.push(ep);
+    return ep;
+  }
+
+  /** Moves endpoint n to the next role. */
+  relabel(n: number): void {
+    const ep = this.endpoints[n] as Ep;
+    const r = Number(ep.labels.role?.slice(1) ?? 0);
+    ep.labels = { ...ep.labels, role: `r${(r + 1) % this.roles}` };
+  }
+
+  input(): DataplaneInput {
+    return {
+      workloads: this.endpoints.map((e) => ({
+        id: e.id,
+        hostIface: e.iface,
+        ipv4: [e.ipv4],
+        ipv6: [],
+      })),
+      pools: [{ cidr: "10.244.0.0/16", natOutgoing: true }],
+      policy: {
+        endpoints: this.endpoints,
+        policies: this.policies,
+        networkSets: this.sets,
+      },
+    };
+  }
+
+  selects(p: Policy, ep: Ep): boolean {
+    return p.selector === `app == "${ep.labels.app}"`;
+  }
+}
+
+// ---- namespaces and tools ----------------------------------------------------------------------
+
+function run(cmd: string, args: string[], input?: string): string {
+  const r = spawnSync(cmd, args, {
+    encoding: "utf8",
+    input,
+    maxBuffer: 1 << 30,
+    timeout: TOOL_LIMIT_MS,
+    killSignal: "SIGKILL",
+  });
+  if (r.status !== 0)
+    throw new Error(`"${cmd} ${args.slice(0, 6).join(" ")}" failed: ${r.stderr || r.error}`);
+  return r.stdout;
+}
+
+const live = new Set<string>();
+
+function addNs(name: string): string {
+  run("ip", ["netns", "add", name]);
+  live.add(name);
+  run("ip", ["-n", name, "link", "set", "lo", "up"]);
+  run("ip", ["netns", "exec", name, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+  return name;
+}
+
+function delNs(name: string): void {
+  spawnSync("ip", ["netns", "del", name], { timeout: TOOL_LIMIT_MS });
+  live.delete(name);
+}
+
+/** Host-side interfaces as the CNI plugin leaves them (named, our MAC, up). */
+function addIfaces(ns: string, eps: Ep[]): void {
+  if (eps.length === 0) return;
+  // No dummy module on every kernel: a veth pair, its peer left in the node namespace too.
+  const lines = eps.flatMap((e) => [
+    `link add ${e.iface} address ${WORKLOAD_HOST_MAC} type veth peer name p${e.iface.slice(3)}`,
+    `link set ${e.iface} up`,
+  ]);
+  run("ip", ["-n", ns, "-batch", "-"], `${lines.join("\n")}\n`);
+}
+
+/** spawnRunner, timing each command by name. */
+function timedRunner(acc: Record<string, { n: number; ms: number }>): Runner {
+  return async (netns, cmd, args, input): Promise<RunResult> => {
+    const t = performance.now();
+    const r = await spawnRunner(netns, cmd, args, input);
+    const key = `${cmd} ${args[0] ?? ""}`.trim();
+    const a = acc[key] ?? { n: 0, ms: 0 };
+    a.n++;
+    a.ms += performance.now() - t;
+    acc[key] = a;
+    return r;
+  };
+}
+
+// ---- the check of what is in force --------------------------------------------------------------
+
+function parseRules(save: string): Map<string, string[]> {
+  const chains = new Map<string, string[]>();
+  for (const line of save.split("\n")) {
+    const m = /^-A (\S+) (.*)$/.exec(line);
+    if (!m) continue;
+    const list = chains.get(m[1] as string) ?? [];
+    list.push(m[2] as string);
+    chains.set(m[1] as string, list);
+  }
+  return chains;
+}
+
+function parseSets(save: string): Map<string, Set<string>> {
+  const sets = new Map<string, Set<string>>();
+  for (const line of save.split("\n")) {
+    const p = line.trim().split(/\s+/);
+    if (p[0] === "create") sets.set(p[1] as string, new Set());
+    else if (p[0] === "add") {
+      const m = p[2] as string;
+      sets.get(p[1] as string)?.add(m.includes("/") ? m : `${m}/32`);
+    }
+  }
+  return sets;
+}
+
+const sameSet = (a: Set<string> | undefined, b: string[]) =>
+  a !== undefined && a.size === new Set(b).size && b.every((x) => a.has(x));
+
+/** The sets a chain's rules match, in order. */
+const setsOf = (rules: string[]) =>
+  rules.flatMap((r) =>
+    [...r.matchAll(/--match-set (\S+) (?:src|dst)/g)].map((m) => m[1] as string),
+  );
+
+/** Every local endpoint dispatched to its chains, jumping to exactly its policies in order; each
+ * policy's rule sets holding exactly the model's members. */
+export function checkInForce(ns: string, model: Model): string[] {
+  const problems: string[] = [];
+  const rules = parseRules(run("ip", ["netns", "exec", ns, "iptables-nft-save", "-t", "filter"]));
+  const sets = parseSets(run("ip", ["netns", "exec", ns, "ipset", "save"]));
+  const toWl = new Set(rules.get("ocl-to-wl-dispatch") ?? []);
+  const fromWl = new Set(rules.get("ocl-from-wl-dispatch") ?? []);
+  for (const ep of model.endpoints) {
+    const mine = model.policies.filter((p) => model.selects(p, ep));
+    for (const dir of ["Ingress", "Egress"] as const) {
+      const chain = endpointChainName(ep.iface, dir);
+      const hook = dir === "Ingress" ? `-o ${ep.iface} -g ${chain}` : `-i ${ep.iface} -g ${chain}`;
+      if (!(dir === "Ingress" ? toWl : fromWl).has(hook))
+        problems.push(`${ep.id}: no dispatch "${hook}"`);
+      const jumps = (rules.get(chain) ?? []).flatMap((r) => {
+        const m = / -j (ocl-p[io]-\S+)$/.exec(r);
+        return m ? [m[1] as string] : [];
+      });
+      const want = mine.map((p) => policyChainName(p.id, dir));
+      if (jumps.join(",") !== want.join(","))
+        problems.push(`${ep.id} ${dir}: jumps ${jumps.join(",")} want ${want.join(",")}`);
+    }
+  }
+  const used = new Set(
+    model.endpoints.flatMap((ep) => model.policies.filter((p) => model.selects(p, ep))),
+  );
+  for (const [i, p] of model.policies.entries()) {
+    if (!used.has(p)) continue;
+    const S = Math.max(1, model.o.sets);
+    const role = `r${i % model.roles}`;
+    const roleAddrs = model.endpoints
+      .filter((e) => e.labels.role === role)
+      .map((e) => `${e.ipv4}/32`);
+    const netsOf = (k: number) => model.sets[k]?.nets ?? [];
+    const inSets = setsOf(rules.get(policyChainName(p.id, "Ingress")) ?? []);
+    const outSets = setsOf(rules.get(policyChainName(p.id, "Egress")) ?? []);
+    const checks: [string, string | undefined, string[]][] = [
+      ["ingress role", inSets[0], roleAddrs],
+      ["ingress netset", inSets[1], netsOf(i % S)],
+      ["egress netset", outSets[0], netsOf((i + 1) % S)],
+    ];
+    for (const [what, name, want] of checks)
+      if (name === undefined || !sameSet(sets.get(name), want))
+        problems.push(
+          `${p.id} ${what}: set ${name} has ${sets.get(name ?? "")?.size ?? "none"}, want ${want.length}`,
+        );
+  }
+  return problems;
+}
+
+// ---- the benchmark ----------------------------------------------------------------------------
+
+const ms = (t0: number) => performance.now() - t0;
+
+/**
+ * Waits (bounded) until the FIB's link watch has seen iface: in a cluster the CNI plugin creates
+ * it well before the WorkloadEndpoint reaches the agent, so this wait is not the agent's cost.
+ */
+async function linkKnown(fib: KernelFib, iface: string): Promise<void> {
+  const links = (fib as unknown as { links: Map<number, { name: string }> }).links;
+  const deadline = Date.now() + TOOL_LIMIT_MS;
+  while (![...links.values()].some((l) => l.name === iface)) {
+    if (Date.now() > deadline) throw new Error(`Link ${iface} never seen by the FIB`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
+  const log = o.log ?? (() => {});
+  const prefix = o.prefix ?? `pb${randomBytes(3).toString("hex")}`;
+  const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+  const res: BenchResult = {
+    render: [],
+    apply: [],
+    ours: [],
+    raw: [],
+    commands: {},
+    ipsetMembers: 0,
+    iptablesRules: 0,
+    add: [],
+    change: [],
+    passRender: [],
+    passCommands: {},
+    problems: [],
+    loadavg: [],
+  };
+  let fib: KernelFib | undefined;
+  const model = new Model(o);
+  try {
+    let files: { cmd: string; args: string[]; file: string }[] = [];
+    let keep: string | undefined;
+    for (let r = 0; r < o.runs; r++) {
+      // Ours: a fresh namespace with the pods' host interfaces, one agent pass.
+      const ns = addNs(`${prefix}-a${r}`);
+      addIfaces(ns, model.endpoints);
+      // As the daemon opens it (openKernelAgentFib): watching links, so new pods' are known.
+      fib = await KernelFib.open({
+        netns: ns,
+        protocols: [RTPROT_OCELOT_AGENT],
+        unwantedGraceMs: 30_000,
+      });
+      const t0 = performance.now();
+      const state = renderDataplane(model.input());
+      const tr = ms(t0);
+      const t1 = performance.now();
+      const report = await applyDataplane(state, {
+        netns: ns,
+        fib,
+        ...(r === 0 ? { run: timedRunner(res.commands) } : {}),
+      });
+      const ta = ms(t1);
+      res.render.push(tr);
+      res.apply.push(ta);
+      res.ours.push(tr + ta);
+      if (r === 0) {
+        // The raw reference: exactly what our apply wrote, as files.
+        if (report.ipsets !== null) {
+          writeFileSync(join(dir, "ipsets"), report.ipsets);
+          files.push({ cmd: "ipset", args: ["restore", "-exist"], file: join(dir, "ipsets") });
+          res.ipsetMembers = report.ipsets.split("\n").filter((l) => l.startsWith("add ")).length;
+        }
+        for (const t of report.iptables) {
+          if (t.payload === null) continue;
+          const f = join(dir, `iptables-${t.family}-${t.table}`);
+          writeFileSync(f, t.payload);
+          files.push({ cmd: "iptables-nft-restore", args: ["--noflush", "-w", "5"], file: f });
+          res.iptablesRules += t.payload.split("\n").filter((l) => l.startsWith("-A ")).length;
+        }
+      }
+      if (r < o.runs - 1) {
+        await fib.close();
+        fib = undefined;
+        delNs(ns);
+      } else keep = ns;
+      // Raw: the same sets and rules, restored by the tools into an empty namespace.
+      const raw = addNs(`${prefix}-r${r}`);
+      const inputs = files.map((f) => ({ ...f, text: readFileSync(f.file, "utf8") }));
+      const t2 = performance.now();
+      for (const f of inputs) run("ip", ["netns", "exec", raw, f.cmd, ...f.args], f.text);
+      const tw = ms(t2);
+      res.raw.push(tw);
+      delNs(raw);
+      log(
+        `run ${r + 1}: ours ${(tr + ta).toFixed(0)} ms (render ${tr.toFixed(0)}, apply ${ta.toFixed(0)}), raw ${tw.toFixed(0)} ms`,
+      );
+    }
+    files = [];
+    const ns = keep as string;
+    const runner = timedRunner(res.passCommands);
+    const pass = async () => {
+      const t = performance.now();
+      const state = renderDataplane(model.input());
+      res.passRender.push(ms(t));
+      await applyDataplane(state, { netns: ns, fib: fib as KernelFib, run: runner });
+      return ms(t);
+    };
+    // (b) +1 pod: its host interface exists first (the CNI plugin's part), then one pass.
+    for (let k = 0; k < o.adds; k++) {
+      const ep = model.addEndpoint();
+      addIfaces(ns, [ep]);
+      await linkKnown(fib as KernelFib, ep.iface);
+      res.add.push(await pass());
+    }
+    // (c) one label change on one pod (its role: two rule ipsets change members).
+    for (let k = 0; k < o.changes; k++) {
+      model.relabel((k * 7919) % model.endpoints.length);
+      res.change.push(await pass());
+    }
+    res.problems = checkInForce(ns, model);
+    await o.afterCheck?.(ns, () => checkInForce(ns, model));
+    res.loadavg = loadavg();
+    return res;
+  } finally {
+    await fib?.close().catch(() => {});
+    for (const ns of [...live]) delNs(ns);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---- command line -----------------------------------------------------------------------------
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? Number.NaN : (s[Math.max(0, Math.ceil(p * s.length) - 1)] as number);
+};
+const f0 = (x: number) => x.toFixed(0);
+
+function summary(xs: number[]): string {
+  return `min ${f0(Math.min(...xs))} / median ${f0(pct(xs, 0.5))} / max ${f0(Math.max(...xs))} ms`;
+}
+
+async function main(): Promise<void> {
+  const arg = (name: string, dflt: number) => {
+    const i = process.argv.indexOf(`--${name}`);
+    return i > 0 ? Number(process.argv[i + 1]) : dflt;
+  };
+  const o: BenchOptions = {
+    endpoints: arg("endpoints", 1000),
+    policies: arg("policies", 200),
+    sets: arg("sets", 50),
+    cidrs: arg("cidrs", 1000),
+    runs: arg("runs", 3),
+    adds: arg("adds", 50),
+    changes: arg("changes", 50),
+    log: (l) => console.log(l),
+  };
+  for (const sig of ["SIGINT", "SIGTERM"] as const)
+    process.on(sig, () => {
+      for (const ns of live) spawnSync("ip", ["netns", "del", ns]);
+      process.exit(130);
+    });
+  console.log(
+    `policy apply: ${o.endpoints} endpoints, ${o.policies} policies, ${o.sets} sets x ${o.cidrs} CIDRs; load ${loadavg()
+      .map((x) => x.toFixed(1))
+      .join(" ")}`,
+  );
+  const r = await runPolicyBench(o);
+  const medOurs = pct(r.ours, 0.5);
+  const medRaw = pct(r.raw, 0.5);
+  console.log(`rendered: ${r.iptablesRules} iptables rules, ${r.ipsetMembers} ipset members`);
+  console.log(`(a) full pass, ours (render + apply): ${summary(r.ours)}`);
+  console.log(`    render ${summary(r.render)}; apply ${summary(r.apply)}`);
+  console.log(`    raw ipset restore + iptables-nft-restore of the same: ${summary(r.raw)}`);
+  console.log(
+    `    ratio median ${(medOurs / medRaw).toFixed(2)}x, best ${(Math.min(...r.ours) / Math.min(...r.raw)).toFixed(2)}x (goal <= 1.5x)`,
+  );
+  console.log("    our apply's commands (first run):");
+  for (const [k, v] of Object.entries(r.commands).sort((a, b) => b[1].ms - a[1].ms))
+    console.log(`      ${k}: ${v.n} x, ${f0(v.ms)} ms`);
+  const line = (what: string, xs: number[]) =>
+    console.log(
+      `${what}: p50 ${f0(pct(xs, 0.5))} ms, p99 ${f0(pct(xs, 0.99))} ms, max ${f0(Math.max(...xs))} ms over ${xs.length} (goal p99 <= 50 ms); p50 ${(pct(xs, 0.5) / medRaw).toFixed(2)}x the raw full restore`,
+    );
+  line("(b) +1 pod to in force", r.add);
+  line("(c) one label change to in force", r.change);
+  const passes = r.passRender.length;
+  console.log(`    of which render: ${summary(r.passRender)}; commands per pass (mean):`);
+  for (const [k, v] of Object.entries(r.passCommands).sort((a, b) => b[1].ms - a[1].ms))
+    console.log(`      ${k}: ${(v.n / passes).toFixed(1)} x, ${(v.ms / passes).toFixed(1)} ms`);
+  console.log(
+    `rules in force checked: ${r.problems.length === 0 ? "right" : `${r.problems.length} problems`}`,
+  );
+  for (const p of r.problems.slice(0, 20)) console.log(`  ${p}`);
+  console.log(`load at end ${r.loadavg.map((x) => x.toFixed(1)).join(" ")}`);
+  if (r.problems.length > 0) process.exitCode = 1;
+}
+
+if (process.argv[1]?.endsWith("policy_apply.ts")) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
