@@ -155,7 +155,9 @@ describe.skipIf(skip)("BFD interop with FRR bfdd", () => {
     await waitFor("status shows both Up", () =>
       /BFD[\s\S]*10\.255\.14\.2\s+Up\s+Up/.test(ocelot.statusText()),
     );
-    expect(ocelot.statusText()).toMatch(/10\.255\.14\.10\s+Up\s+Up.*multihop/);
+    await waitFor("status shows the multihop session Up", () =>
+      /10\.255\.14\.10\s+Up\s+Up.*multihop/.test(ocelot.statusText()),
+    );
     let text = "";
     await waitFor("the BFD metrics", () => {
       const [code, body] = httpGetIn(oc, 9179, "/metrics");

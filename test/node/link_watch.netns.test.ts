@@ -4,7 +4,7 @@
 // by "link", the ToR's route gone from the kernel) and gets it back once eth0 is up; node B runs
 // with `--bgp-check-link false` and keeps its session Established through the same link down
 // (the hold timer would end it).
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -69,6 +69,14 @@ describe.skipIf(skip)("ocelot node run: the link watch against a ToR (BIRD)", ()
   const tor = (s: Side) => peerStatus<Peer>(socket(s)).find((p) => p.address === s.tor);
   const nsOf = (s: Side) => nodes.find((n) => n.name === s.node)?.ns as Netns;
   const learned = (s: Side) => routes(nsOf(s), "201").some((r) => r.dst === s.prefix);
+  /** The end of the ToR BIRD's log, for assertion messages. */
+  const birdLog = (s: Side) => {
+    try {
+      return readFileSync(join(lab.dir, `bird-${s.node}`, "bird.log"), "utf8").slice(-3000);
+    } catch (err) {
+      return String(err);
+    }
+  };
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "ocelot-linkwatch-"));
@@ -156,6 +164,9 @@ describe.skipIf(skip)("ocelot node run: the link watch against a ToR (BIRD)", ()
       nsOf(B).ip("link", "set", "eth0", "up");
     }
     await waitFor("B's route back", () => learned(B), 60_000, 200);
-    expect(tor(B)?.establishedTransitions).toBe(before);
+    expect(
+      tor(B)?.establishedTransitions,
+      `B's session was reset after eth0 came back: ${JSON.stringify(tor(B))}\nBIRD: ${birdLog(B)}`,
+    ).toBe(before);
   });
 });
