@@ -37,7 +37,10 @@ export interface BmpCounters {
   dumps: number;
 }
 
-/** While dumping, the dump is written up to this much waiting in the socket, then on 'drain'. */
+/**
+ * While dumping, the dump is written up to this much waiting in the socket (at most half the
+ * bound, leaving room for what is emitted behind it), then again on 'drain'.
+ */
 const DUMP_CHUNK = 256 * 1024;
 
 /** host:port (or [v6]:port) into its parts; a clear error names what is wrong. */
@@ -194,7 +197,8 @@ export class BmpClient {
   private pump(): void {
     const s = this.socket;
     if (this.dump === undefined || !s || !this.ready) return;
-    while (s.writableLength < DUMP_CHUNK) {
+    const chunk = Math.min(DUMP_CHUNK, (this.o.maxQueueBytes ?? 16 << 20) / 2);
+    while (s.writableLength < chunk) {
       const n = this.dump.next();
       if (n.done) {
         this.dump = undefined;
