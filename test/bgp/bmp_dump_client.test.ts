@@ -205,7 +205,9 @@ describe("BmpClient dump to a station", () => {
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
     cleanup.push(() => new Promise<void>((r) => server.close(() => r())));
-    cleanup.push(() => station?.destroy());
+    cleanup.push(() => {
+      station?.destroy();
+    });
     const client = new BmpClient({
       station: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
       statsIntervalMs: 0,
