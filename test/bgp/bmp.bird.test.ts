@@ -66,6 +66,8 @@ describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => 
   let logFile = "";
   let pcap = "";
   let mrtDir = "";
+  /** Route Monitoring messages of dumps, as the metrics counted them. */
+  let dumpMessages = 0;
 
   /** pmbmpd in the speaker's namespace on loopback, logging every message as JSON lines. */
   const startStation = (name: string) => {
@@ -315,11 +317,19 @@ describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => 
     );
   });
 
-  it("a restarted station gets Initiation and the Peer Up of the session already up", async () => {
+  it("a restarted station gets Initiation, the Peer Up of the session already up and its routes (dump, End-of-RIB)", async () => {
     const before = ofType("route_monitor").length;
     expect(before).toBeGreaterThan(0);
     const m3 = httpGetIn(oc, METRICS, "/metrics")[1];
     expect(metricSample(m3, "ocelot_bmp_connects_total"), m3).toBe(1);
+    // The session (up again since the last test) holds BIRD's routes before the station goes.
+    await waitFor(
+      "BIRD's 3 routes received again",
+      () => ocelot.peer("10.255.8.2")?.prefixes.received === SENT.length,
+      20_000,
+      200,
+    );
+    const dumpedBefore = metricSample(m3, "ocelot_bmp_dump_route_monitoring_total") as number;
     stopStation();
     await startStation("station2");
     // The client retries with backoff (1 s doubling): the new station is found again.
@@ -360,9 +370,10 @@ describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => 
       20_000,
       200,
     );
-    // The first station's dump was empty (no session yet); this one: 1 UPDATE and End-of-RIB.
+    // This station's dump: 1 UPDATE (the 3 prefixes share their attributes) and End-of-RIB.
     const m5 = httpGetIn(oc, METRICS, "/metrics")[1];
-    expect(metricSample(m5, "ocelot_bmp_dump_route_monitoring_total"), m5).toBe(2);
+    expect(metricSample(m5, "ocelot_bmp_dump_route_monitoring_total"), m5).toBe(dumpedBefore + 2);
+    dumpMessages = dumpedBefore + 2;
     await waitFor("a stats report", () => ofType("stats").length > 0, 20_000, 200);
   });
 
@@ -426,10 +437,10 @@ describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => 
       "Termination",
     ];
     expect(mine.map((m) => names.indexOf(m.type))).toEqual(seen);
-    // The dump to the second station: the UPDATE (time 0: unavailable), then End-of-RIB.
+    // The dumps (time 0: unavailable), the second station's last: the UPDATE, then End-of-RIB.
     const dump = mine.filter((m) => m.type === "RouteMonitoring" && m.peer.timeSeconds === 0);
     expect(dump.map((m) => (m.type === "RouteMonitoring" ? m.update.length : 0)).at(-1)).toBe(23);
-    expect(dump).toHaveLength(2);
+    expect(dump.length).toBe(dumpMessages);
     const down = mine.find((m) => m.type === "PeerDown");
     // BIRD's Cease (6) as the NOTIFICATION PDU of reason 3.
     expect(down?.type === "PeerDown" && down.data[18]).toBe(3);
