@@ -6,23 +6,13 @@
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { BmpClient } from "../../src/bgp/bmp/client.js";
-import { type BmpMessage, decodeMessage, decodeStream, PeerFlag } from "../../src/bgp/bmp/codec.js";
-import { BmpMonitor } from "../../src/bgp/bmp/monitor.js";
-import { RejectReason } from "../../src/bgp/rib/policy.js";
+import { type BmpMessage, decodeStream } from "../../src/bgp/bmp/codec.js";
 import { PrefixList, parsePrefix } from "../../src/bgp/rib/prefix.js";
-import { Rib } from "../../src/bgp/rib/rib.js";
 import { toPrefixArray } from "../../src/bgp/speaker/addr.js";
-import { makeWireBridge, type WireAttrs, wireAdapter } from "../../src/bgp/speaker/attrs.js";
-import { encodeReceived } from "../../src/bgp/speaker/export.js";
+import { makeWireBridge, wireAdapter } from "../../src/bgp/speaker/attrs.js";
 import type { TapPeerView } from "../../src/bgp/speaker/runtime.js";
 import { Afi, Safi } from "../../src/bgp/wire/constants.js";
-import { forEachIpv4Prefix, forEachIpv6Prefix, ipv4ToText } from "../../src/bgp/wire/nlri.js";
-import {
-  Ipv4Unicast,
-  Ipv6Unicast,
-  type SessionOptions,
-  sessionOptions,
-} from "../../src/bgp/wire/types.js";
+import { Ipv4Unicast, type SessionOptions, sessionOptions } from "../../src/bgp/wire/types.js";
 import { decodeUpdate, encodeUpdates } from "../../src/bgp/wire/update.js";
 import { waitFor } from "../helpers/netns.js";
 
@@ -36,10 +26,6 @@ const OPEN_A = bgp(1, [4, 0xfc, 0x00, 0, 90, 10, 0, 0, 1, 0]);
 const OPEN_B = bgp(1, [4, 0xfd, 0xfc, 0, 90, 10, 0, 0, 2, 0]);
 const PEER = "10.0.0.2";
 const COMMUNITY = ((65020 << 16) | 7) >>> 0;
-const REJECTED = "10.98.7.0/24";
-const _STALE = "10.96.9.0/24";
-const _V4 = Array.from({ length: 1200 }, (_, i) => `10.${98 + (i >> 8)}.${i & 255}.0/24`);
-const _V6 = Array.from({ length: 40 }, (_, i) => `fd00:98:${(i + 1).toString(16)}::/48`);
 
 /** What a peer would send: one UPDATE per family for these prefixes (AS path 65020, community). */
 function updatesFor(prefixes: string[], fam: 4 | 6, opts: SessionOptions, ids?: number[]) {
@@ -74,104 +60,6 @@ function updatesFor(prefixes: string[], fam: 4 | 6, opts: SessionOptions, ids?: 
     },
     send,
   );
-}
-
-/** The speaker's part (core.applyUpdate): each UPDATE decoded, interned, announced. */
-function _receive(rib: Rib<WireAttrs>, peer: number, msgs: Uint8Array[], opts: SessionOptions) {
-  const bridge = makeWireBridge();
-  for (const m of msgs) {
-    const u = decodeUpdate(m, opts);
-    if (u.nlri.count > 0) {
-      const id = rib.intern(bridge.fromUpdate(u, 4));
-      forEachIpv4Prefix(u.nlri, (a, l, pid) => rib.announceV4(peer, id, a, l, pid));
-    }
-    const reach = u.attributes?.mpReach;
-    if (reach && reach.nlri.count > 0) {
-      const id = rib.intern(bridge.fromUpdate(u, 6));
-      forEachIpv6Prefix(reach.nlri, (w, l, pid) => rib.announceV6(peer, id, w, 0, l, pid));
-    }
-  }
-}
-
-/** Prefixes (with path ids), AS path, communities of each Route Monitoring UPDATE. */
-function _read(msgs: BmpMessage[], opts: SessionOptions) {
-  const v4: string[] = [];
-  const v6: string[] = [];
-  const ids: number[] = [];
-  const eor: number[] = [];
-  let updates = 0;
-  for (const m of msgs) {
-    expect(m.type).toBe("RouteMonitoring");
-    if (m.type !== "RouteMonitoring") continue;
-    // Pre-policy Adj-RIB-In (L and O clear), 4-octet AS (A clear), time unavailable (0).
-    expect(m.peer.flags & (PeerFlag.L | PeerFlag.O | PeerFlag.A | PeerFlag.V)).toBe(0);
-    expect([m.peer.address, m.peer.asn, m.peer.bgpId]).toEqual([PEER, 65020, "10.0.0.2"]);
-    expect([m.peer.timeSeconds, m.peer.timeMicros]).toEqual([0, 0]);
-    const u = decodeUpdate(m.update, opts);
-    expect(u.errors).toEqual([]);
-    if (u.endOfRib !== null) {
-      eor.push(u.endOfRib);
-      continue;
-    }
-    expect(eor).toEqual([]); // End-of-RIB comes last
-    updates++;
-    const a = u.attributes;
-    expect(a?.asPath).toEqual([{ type: 2, asns: [65020] }]);
-    expect([...(a?.communities ?? [])]).toEqual([COMMUNITY]);
-    forEachIpv4Prefix(u.nlri, (x, l, pid) => {
-      v4.push(`${ipv4ToText(x)}/${l}`);
-      ids.push(pid);
-    });
-    const reach = a?.mpReach;
-    if (reach?.afi === Afi.Ipv6) {
-      expect(makeWireBridge().fromUpdate(u, 6).nextHop).toBe("fd00::2");
-      forEachIpv6Prefix(reach.nlri, (w, l) => {
-        const list = new PrefixList(6, 1);
-        list.pushV6(w, 0, l);
-        v6.push(list.toString(0));
-      });
-    }
-  }
-  return { v4, v6, ids, eor, updates };
-}
-
-function _setup(opts: SessionOptions) {
-  const rib = new Rib<WireAttrs>({ localAs: 64512, routerId: "10.0.0.1", adapter: wireAdapter });
-  const reject = parsePrefix(REJECTED);
-  const p = rib.addPeer({
-    id: PEER,
-    address: PEER,
-    asn: 65020,
-    importPolicy: {
-      key: "reject-10.98.7",
-      v4: (a, l) =>
-        a === reject.words[0] && l === reject.len
-          ? RejectReason.FilterReject
-          : RejectReason.Accepted,
-      v6: () => RejectReason.Accepted,
-    },
-  });
-  rib.peerUp(p, PEER);
-  const out: Buffer[] = [];
-  const m = new BmpMonitor({ emit: (b) => out.push(b), now: () => 1_700_000_000_000 });
-  const view: TapPeerView = {
-    establishedConn: 1,
-    asn: 65020,
-    peerId: PEER,
-    fourOctetAs: true,
-    counts: () => rib.peerCounts(p),
-    adjRibIn: () => ({
-      families: [Ipv4Unicast, Ipv6Unicast],
-      updates: encodeReceived(makeWireBridge(), rib.adjRibIn(p), opts),
-    }),
-  };
-  m.attach({ view: () => view });
-  m.connected(PEER, 1, { localAddress: "10.0.0.1", localPort: 179, remotePort: 40_001 });
-  m.sent(PEER, 1, OPEN_A);
-  m.received(PEER, 1, OPEN_B);
-  m.settled(PEER);
-  expect(out.map((b) => decodeMessage(b).type)).toEqual(["PeerUp"]);
-  return { rib, p, m, out };
 }
 
 describe("BmpClient dump to a station", () => {
