@@ -4,9 +4,10 @@
 // exactly the prefixes BIRD exports (AS path and communities as BIRD sent them, pre-policy
 // Adj-RIB-In) and of our origination (Adj-RIB-Out), Statistics Reports whose Adj-RIB-In count is
 // BIRD's export count, Peer Down with reason 3 (BIRD's Cease), a new Peer Up after a reconnect
-// to a restarted station, and Termination when bgpd stops. The same session captured on the
-// namespace's loopback is decoded by tshark's BMP dissector without a malformed frame and by
-// Ocelot's own decoder, message for message.
+// to a restarted station that connects after the session came up, with the dump of the routes
+// BIRD sent before (RFC 7854 §5: one UPDATE, then End-of-RIB), and Termination when bgpd stops.
+// The same session captured on the namespace's loopback is decoded by tshark's BMP dissector
+// without a malformed frame and by Ocelot's own decoder, message for message.
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -65,6 +66,8 @@ describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => 
   let logFile = "";
   let pcap = "";
   let mrtDir = "";
+  /** Route Monitoring messages of dumps, as the metrics counted them. */
+  let dumpMessages = 0;
 
   /** pmbmpd in the speaker's namespace on loopback, logging every message as JSON lines. */
   const startStation = (name: string) => {
@@ -314,11 +317,19 @@ describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => 
     );
   });
 
-  it("a restarted station gets Initiation and the Peer Up of the session already up", async () => {
+  it("a restarted station gets Initiation, the Peer Up of the session already up and its routes (dump, End-of-RIB)", async () => {
     const before = ofType("route_monitor").length;
     expect(before).toBeGreaterThan(0);
     const m3 = httpGetIn(oc, METRICS, "/metrics")[1];
     expect(metricSample(m3, "ocelot_bmp_connects_total"), m3).toBe(1);
+    // The session (up again since the last test) holds BIRD's routes before the station goes.
+    await waitFor(
+      "BIRD's 3 routes received again",
+      () => ocelot.peer("10.255.8.2")?.prefixes.received === SENT.length,
+      20_000,
+      200,
+    );
+    const dumpedBefore = metricSample(m3, "ocelot_bmp_dump_route_monitoring_total") as number;
     stopStation();
     await startStation("station2");
     // The client retries with backoff (1 s doubling): the new station is found again.
@@ -331,6 +342,38 @@ describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => 
     const m4 = httpGetIn(oc, METRICS, "/metrics")[1];
     expect(metricSample(m4, "ocelot_bmp_connects_total"), m4).toBe(2);
     expect(ofType("peer_up")[0]).toMatchObject({ peer_ip: "10.255.8.2", bgp_id: "10.255.8.2" });
+    // RFC 7854 §5: the routes BIRD sent before this station connected, from the Adj-RIB-In
+    // (BIRD sends nothing new meanwhile): pre-policy, as BIRD sent them, in one UPDATE, then
+    // End-of-RIB (read back from the capture in the last test).
+    await waitFor(
+      "the new pmbmpd logs the 3 prefixes BIRD sent before it connected",
+      () => {
+        const rm = ofType("route_monitor").filter((e) => e.is_in === 1);
+        return SENT.every((p) => rm.some((e) => e.ip_prefix === p));
+      },
+      30_000,
+      200,
+    );
+    const dumped = ofType("route_monitor").filter((e) => e.is_in === 1 && e.log_type === "update");
+    expect(new Set(dumped.map((e) => e.ip_prefix))).toEqual(new Set(SENT));
+    for (const e of dumped)
+      expect(e).toMatchObject({
+        peer_ip: "10.255.8.2",
+        as_path: String(BIRD_AS),
+        comms: "65020:7",
+        bgp_nexthop: "10.255.8.2",
+        is_post: 0,
+      });
+    await waitFor(
+      "the dump written",
+      () => metricSample(httpGetIn(oc, METRICS, "/metrics")[1], "ocelot_bmp_dumps_total") === 2,
+      20_000,
+      200,
+    );
+    // This station's dump: 1 UPDATE (the 3 prefixes share their attributes) and End-of-RIB.
+    const m5 = httpGetIn(oc, METRICS, "/metrics")[1];
+    expect(metricSample(m5, "ocelot_bmp_dump_route_monitoring_total"), m5).toBe(dumpedBefore + 2);
+    dumpMessages = dumpedBefore + 2;
     await waitFor("a stats report", () => ofType("stats").length > 0, 20_000, 200);
   });
 
@@ -394,6 +437,10 @@ describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => 
       "Termination",
     ];
     expect(mine.map((m) => names.indexOf(m.type))).toEqual(seen);
+    // The dumps (time 0: unavailable), the second station's last: the UPDATE, then End-of-RIB.
+    const dump = mine.filter((m) => m.type === "RouteMonitoring" && m.peer.timeSeconds === 0);
+    expect(dump.map((m) => (m.type === "RouteMonitoring" ? m.update.length : 0)).at(-1)).toBe(23);
+    expect(dump.length).toBe(dumpMessages);
     const down = mine.find((m) => m.type === "PeerDown");
     // BIRD's Cease (6) as the NOTIFICATION PDU of reason 3.
     expect(down?.type === "PeerDown" && down.data[18]).toBe(3);

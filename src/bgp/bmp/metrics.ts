@@ -1,6 +1,7 @@
 // The BMP station connection's metric families (`--bmp-station`), the same for `ocelot bgpd`
-// and `ocelot node run`: connected, connects, messages sent and dropped, and what the monitor
-// produced. Pure: a client's counters in, families out. Not: the text format (lib/metrics.ts).
+// and `ocelot node run`: connected, connects, messages sent and dropped, dumps, and what the
+// monitor produced. Pure: a client's counters in, families out. Not: the text format
+// (lib/metrics.ts).
 import type { MetricsRegistry } from "../../lib/metrics.js";
 import type { BmpClient } from "./client.js";
 
@@ -30,5 +31,11 @@ export function addBmpMetrics(reg: MetricsRegistry, bmp: BmpClient): void {
       "ocelot_bmp_route_monitoring_total",
       "Route Monitoring messages produced",
       m.routeMonitoring,
-    );
+    )
+    .counter(
+      "ocelot_bmp_dump_route_monitoring_total",
+      "Route Monitoring messages of Adj-RIB-In dumps to a station that connected late (End-of-RIB included)",
+      m.dumpRouteMonitoring,
+    )
+    .counter("ocelot_bmp_dumps_total", "Adj-RIB-In dumps written whole to a station", c.dumps);
 }

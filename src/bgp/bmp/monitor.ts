@@ -2,13 +2,15 @@
 // (the SpeakerTap it is handed): per connection the OPENs and NOTIFICATIONs that crossed it and
 // who closed it, per peer whether BMP shows it up. It turns that into Peer Up (both OPENs),
 // Route Monitoring (UPDATEs received: pre-policy Adj-RIB-In; with adjRibOut also those sent:
-// RFC 8671 post-policy Adj-RIB-Out), Peer Down with its RFC 7854 reason, and Statistics Reports.
+// RFC 8671 post-policy Adj-RIB-Out), Peer Down with its RFC 7854 reason, Statistics Reports, and
+// for a station that connects late the dump of each peer's Adj-RIB-In with End-of-RIB (§5).
 // No sockets and no timers: messages go to `emit`, the time comes from `now`. Not: the BGP
 // session itself (the core decides Established, this only follows it), the station connection
 // (client.ts), the bytes of each message (codec.ts).
 import type { SpeakerTap, TapHost, TapPeerView } from "../speaker/runtime.js";
 import { MessageType } from "../wire/constants.js";
 import { MessageFramer } from "../wire/framer.js";
+import { encodeEndOfRib } from "../wire/update.js";
 import {
   type BmpPeer,
   encodePeerDown,
@@ -54,6 +56,8 @@ export interface BmpMonitorCounters {
   peerDown: number;
   routeMonitoring: number;
   statsReports: number;
+  /** Of routeMonitoring, those of dumps to a station that connected late (End-of-RIB too). */
+  dumpRouteMonitoring: number;
 }
 
 export class BmpMonitor implements SpeakerTap {
@@ -65,6 +69,7 @@ export class BmpMonitor implements SpeakerTap {
     peerDown: 0,
     routeMonitoring: 0,
     statsReports: 0,
+    dumpRouteMonitoring: 0,
   };
 
   constructor(private readonly o: BmpMonitorOptions) {}
@@ -140,6 +145,45 @@ export class BmpMonitor implements SpeakerTap {
   peerUps(): Buffer[] {
     const now = this.o.now();
     return [...this.up.values()].map((u) => encodePeerUp({ ...u.base, timeMs: now }, u.info));
+  }
+
+  /**
+   * RFC 7854 §5: the current Adj-RIB-In of every peer BMP shows up, for a station that just
+   * connected (after its Peer Ups): Route Monitoring of the routes as received (pre-policy, L
+   * flag clear; rejected ones included), then per family of the session an End-of-RIB marker.
+   * What each peer holds is taken now (a snapshot); the messages are encoded as they are pulled,
+   * so a station that reads slowly holds back the encoding, not memory. The per-peer header's
+   * timestamp is 0 (§4.2: unavailable): the RIB does not keep when each route arrived.
+   */
+  dump(): Iterable<Buffer> {
+    const parts: {
+      base: Omit<BmpPeer, "timeMs">;
+      families: number[];
+      updates: Iterable<Uint8Array>;
+    }[] = [];
+    for (const [peer, u] of this.up) {
+      const d = this.host?.view(peer)?.adjRibIn?.();
+      if (d) parts.push({ base: u.base, families: d.families, updates: d.updates });
+    }
+    return this.dumpOf(parts);
+  }
+
+  private *dumpOf(
+    parts: { base: Omit<BmpPeer, "timeMs">; families: number[]; updates: Iterable<Uint8Array> }[],
+  ): Generator<Buffer> {
+    for (const part of parts) {
+      const p: BmpPeer = { ...part.base, timeMs: 0 };
+      for (const update of part.updates) {
+        this.counters.routeMonitoring++;
+        this.counters.dumpRouteMonitoring++;
+        yield encodeRouteMonitoring(p, update);
+      }
+      for (const f of part.families) {
+        this.counters.routeMonitoring++;
+        this.counters.dumpRouteMonitoring++;
+        yield encodeRouteMonitoring(p, encodeEndOfRib(f));
+      }
+    }
   }
 
   /** One Statistics Report per peer that is up. */

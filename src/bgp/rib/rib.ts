@@ -20,6 +20,7 @@
 //   rib.markStale(p) ... rib.sweepStale(p);                 // graceful restart (RFC 4724)
 //   rib.markLongLivedStale(p);        // RFC 9494: restart time over, kept as LLGR_STALE
 //   rib.adjRibOut(p);                                       // full table at Established/refresh
+//   rib.adjRibIn(p);                                        // what the peer sent (BMP dump)
 //   rib.updatePeer(p, { exportPolicy });                    // reconfigure without a flap
 //   rib.explain("10.0.0.0/24"); rib.explainExport(prefix, p); rib.peerCounts(p); rib.locRib();
 // Interned attribute ids are valid until the next drain() unless a path references them.
@@ -900,6 +901,40 @@ export class Rib<A> {
         byAttr.set(out, a);
       }
       this.pushPrefix(pfx, a.v4, a.v6);
+    }
+    return [...byAttr.values()];
+  }
+
+  /**
+   * The peer's Adj-RIB-In as received, grouped by attribute set (BMP's dump for a station that
+   * connects after the session came up): every path of the current session whatever its import
+   * verdict (rejected ones included), with its ADD-PATH id when the RIB holds any. Paths kept
+   * stale from an earlier session (graceful restart) are left out: the peer either sends them
+   * again or they are swept. A snapshot: later changes do not reach the lists returned.
+   */
+  adjRibIn(peer: number | string): AdjOutAnnounce<A>[] {
+    const rec = this.peerRec(peer);
+    const byAttr = new Map<number, AdjOutAnnounce<A>>();
+    if (rec.received === 0) return [];
+    const ids = this.pathPid !== null;
+    for (let pfx = 0; pfx < this.t.top; pfx++) {
+      if (this.t.fam[pfx] === 0) continue;
+      for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
+        if (this.pathPeer[p] !== rec.idx || (this.pathFlag[p] as number) & FLAG_STALE) continue;
+        const id = this.pathAttr[p] as number;
+        let a = byAttr.get(id);
+        if (a === undefined) {
+          a = {
+            attrId: id,
+            attrs: this.attrs.get(id),
+            v4: new PrefixList(4, 0),
+            v6: new PrefixList(6, 0),
+          };
+          byAttr.set(id, a);
+        }
+        if (ids) this.pushPrefix(pfx, a.v4, a.v6, this.pidOf(p));
+        else this.pushPrefix(pfx, a.v4, a.v6);
+      }
     }
     return [...byAttr.values()];
   }

@@ -177,3 +177,38 @@ export function encodeTextWithdrawals(
   }
   return out;
 }
+
+/**
+ * A peer's Adj-RIB-In (Rib.adjRibIn) as the UPDATEs it could have sent them in, encoded one
+ * attribute set at a time as the caller pulls (BMP's dump to a station that connects late): the
+ * session's receive-side options (its ADD-PATH receive families carry path ids, 2-octet AS
+ * sessions get AS_PATH with AS_TRANS and AS4_PATH), many prefixes per UPDATE. A set that cannot
+ * be encoded (longer than a message) is skipped and counted in `skipped`.
+ */
+export function* encodeReceived<A>(
+  bridge: AttrBridge<A>,
+  announce: readonly AdjOutAnnounce<A>[],
+  session: SessionOptions,
+  skipped: { count: number } = { count: 0 },
+): Generator<Uint8Array> {
+  const opts: SessionOptions = {
+    fourOctetAs: session.fourOctetAs,
+    addPath: { receive: new Set(), send: session.addPath.receive },
+    extendedMessage: session.extendedMessage,
+    extendedNextHop: session.extendedNextHop,
+  };
+  for (const a of announce) {
+    let msgs: Uint8Array[];
+    try {
+      msgs = [
+        ...announcements(bridge, a.attrs, a.v4, 4, opts),
+        ...announcements(bridge, a.attrs, a.v6, 6, opts),
+      ];
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      skipped.count++;
+      continue;
+    }
+    yield* msgs;
+  }
+}

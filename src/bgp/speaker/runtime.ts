@@ -20,10 +20,12 @@ import {
 import type { TtlSetter } from "../io/ttl.js";
 import type { PeerCounts, Rib } from "../rib/rib.js";
 import type { RouteExplanation, RoutesSnapshot, StatusSnapshot } from "../status.js";
+import { type FamilyKey, Ipv4Unicast, Ipv6Unicast } from "../wire/types.js";
 import { localAddressesToward } from "./addr.js";
 import type { AttrBridge } from "./attrs.js";
 import { SpeakerCore } from "./core.js";
 import { type ConnId, type SpeakerAction, type SpeakerEvent, timerId } from "./events.js";
+import { encodeReceived } from "./export.js";
 import { FibPump } from "./fib_pump.js";
 import { routesView, routeView, statusView } from "./views.js";
 
@@ -67,6 +69,12 @@ export interface TapPeerView {
   peerId: string;
   fourOctetAs: boolean;
   counts(): PeerCounts;
+  /**
+   * The Established session's Adj-RIB-In as UPDATEs (a snapshot taken at the call, encoded as
+   * they are pulled; rejected paths included) and the session's families, for a BMP station
+   * that connects after the session came up. Undefined while not Established.
+   */
+  adjRibIn?(): { families: FamilyKey[]; updates: Iterable<Uint8Array> } | undefined;
 }
 
 export interface TapHost {
@@ -182,6 +190,16 @@ export class Speaker<A> {
       peerId: [id >>> 24, (id >>> 16) & 255, (id >>> 8) & 255, id & 255].join("."),
       fourOctetAs: s.options?.fourOctetAs ?? true,
       counts: () => this.core.rib.peerCounts(e.ribId),
+      adjRibIn: () => {
+        const opts = s.options;
+        if (s.establishedConn === undefined || !s.negotiated || !opts) return undefined;
+        return {
+          families: s.negotiated.families.map((f) =>
+            f === "ipv4-unicast" ? Ipv4Unicast : Ipv6Unicast,
+          ),
+          updates: encodeReceived(this.deps.bridge, this.core.rib.adjRibIn(e.ribId), opts),
+        };
+      },
     };
   }
 
