@@ -7,60 +7,11 @@ import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { BmpClient } from "../../src/bgp/bmp/client.js";
 import { type BmpMessage, decodeStream } from "../../src/bgp/bmp/codec.js";
-import { PrefixList, parsePrefix } from "../../src/bgp/rib/prefix.js";
-import { toPrefixArray } from "../../src/bgp/speaker/addr.js";
-import { makeWireBridge, wireAdapter } from "../../src/bgp/speaker/attrs.js";
 import type { TapPeerView } from "../../src/bgp/speaker/runtime.js";
-import { Afi, Safi } from "../../src/bgp/wire/constants.js";
-import { Ipv4Unicast, type SessionOptions, sessionOptions } from "../../src/bgp/wire/types.js";
-import { decodeUpdate, encodeUpdates } from "../../src/bgp/wire/update.js";
+import { Ipv4Unicast, sessionOptions } from "../../src/bgp/wire/types.js";
+import { decodeUpdate } from "../../src/bgp/wire/update.js";
 import { waitFor } from "../helpers/netns.js";
-
-const bgp = (type: number, body: number[]) => {
-  const h = Buffer.alloc(19, 0xff);
-  h.writeUInt16BE(19 + body.length, 16);
-  h[18] = type;
-  return Buffer.concat([h, Buffer.from(body)]);
-};
-const OPEN_A = bgp(1, [4, 0xfc, 0x00, 0, 90, 10, 0, 0, 1, 0]);
-const OPEN_B = bgp(1, [4, 0xfd, 0xfc, 0, 90, 10, 0, 0, 2, 0]);
-const PEER = "10.0.0.2";
-const COMMUNITY = ((65020 << 16) | 7) >>> 0;
-
-/** What a peer would send: one UPDATE per family for these prefixes (AS path 65020, community). */
-function updatesFor(prefixes: string[], fam: 4 | 6, opts: SessionOptions, ids?: number[]) {
-  const bridge = makeWireBridge();
-  const nh = fam === 4 ? PEER : "fd00::2";
-  const a = wireAdapter.edit(
-    wireAdapter.make({ origin: 0, nextHop: nh, communities: [COMMUNITY] }),
-    {
-      prependAs: 65020,
-    },
-  );
-  const list = new PrefixList(fam, 0);
-  prefixes.forEach((p, i) => {
-    const x = parsePrefix(p);
-    if (fam === 4) list.pushV4(x.words[0] as number, x.len);
-    else list.pushV6(Uint32Array.from(x.words), 0, x.len);
-    if (ids) list.pushPathId(ids[i] as number);
-  });
-  const w = bridge.toWire(a, fam);
-  const afi = fam === 4 ? Afi.Ipv4 : Afi.Ipv6;
-  const send: SessionOptions = {
-    ...opts,
-    addPath: { receive: new Set(), send: opts.addPath.receive },
-  };
-  return encodeUpdates(
-    {
-      afi,
-      safi: Safi.Unicast,
-      attributes: w.attributes,
-      mpNextHop: w.mpNextHop,
-      announce: toPrefixArray(list, afi),
-    },
-    send,
-  );
-}
+import { OPEN_A, OPEN_B, PEER, updatesFor } from "./bmp_fixtures.js";
 
 describe("BmpClient dump to a station", () => {
   const cleanup: (() => Promise<void> | void)[] = [];
