@@ -455,7 +455,10 @@ describe.skipIf(skip)("ocelot node status: a mesh node and BIRD as a global peer
         const of = (n: string) => all.find((c) => c.metadata.name === n)?.status.bgp;
         return (
           of("node1")?.numberEstablishedV4 === 2 &&
-          of("node2")?.peersV4.find((p) => p.peerIP === N1)?.state === "Established"
+          of("node2")?.peersV4.find((p) => p.peerIP === N1)?.state === "Established" &&
+          // Written at most once a second: the write after node2 learned every route.
+          all.find((c) => c.metadata.name === "node2")?.status.routes.routesV4.length ===
+            KEPT.length
         );
       },
       60_000,
