@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { HANG_MS, runSync } from "../helpers/limits.js";
-import { type Netns, netnsUnavailableReason, waitFor } from "../helpers/netns.js";
+import { link, Netns, netnsUnavailableReason, waitFor } from "../helpers/netns.js";
 
 export const ROOT = new URL("../..", import.meta.url).pathname;
 export const BIN = join(ROOT, "bin");
@@ -241,6 +241,29 @@ export interface MeshNode {
  * Starts the real `ocelot node run` in each node's namespace (its status socket in dir, named
  * after the node), with `extraArgs(node)` after the common ones.
  */
+/**
+ * A ToR namespace (`<prefix>t`) whose bridge "fabric" holds torIp/24 and one port per node, and
+ * one namespace per node (`<prefix>1`, ...) with eth0 at its address/24 on that bridge.
+ */
+export function bridgedFabric(
+  prefix: string,
+  torIp: string,
+  nodeIps: readonly string[],
+): { tor: Netns; nodes: MeshNode[] } {
+  const tor = Netns.create(`${prefix}t`);
+  tor.ip("link", "add", "fabric", "type", "bridge");
+  tor.ip("addr", "add", `${torIp}/24`, "dev", "fabric");
+  tor.ip("link", "set", "fabric", "up");
+  const nodes: MeshNode[] = [];
+  for (const [i, ip] of nodeIps.entries()) {
+    const ns = Netns.create(`${prefix}${i + 1}`);
+    link(ns, "eth0", `${ip}/24`, tor, `p${i + 1}`, undefined);
+    tor.ip("link", "set", `p${i + 1}`, "master", "fabric");
+    nodes.push({ name: `node${i + 1}`, ns, ip });
+  }
+  return { tor, nodes };
+}
+
 export async function startMeshNodes<N extends MeshNode>(
   nodes: N[],
   url: string,

@@ -16,9 +16,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResourceClient } from "../../src/api/client.js";
 import { queryStatus, type RoutesSnapshot } from "../../src/bgp/status.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { type FrrPeer, kernelRoutes, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import { daemonTestsUnavailable, type MeshNode, startMeshNodes, stopMeshNodes } from "./harness.js";
+import {
+  bridgedFabric,
+  daemonTestsUnavailable,
+  type MeshNode,
+  startMeshNodes,
+  stopMeshNodes,
+} from "./harness.js";
 
 const skip = skipWithReason(
   "Service IP advertisement with the mesh on and FRR",
@@ -171,16 +177,9 @@ describe.skipIf(skip)(
         });
       }
       lab = new PeerLab();
-      tor = Netns.create("smt");
-      tor.ip("link", "add", "fabric", "type", "bridge");
-      tor.ip("addr", "add", `${TOR}/24`, "dev", "fabric");
-      tor.ip("link", "set", "fabric", "up");
-      for (const [i, ip] of NODES.entries()) {
-        const ns = Netns.create(`sm${i + 1}`);
-        link(ns, "eth0", `${ip}/24`, tor, `p${i + 1}`, undefined);
-        tor.ip("link", "set", `p${i + 1}`, "master", "fabric");
-        nodes.push({ name: `node${i + 1}`, ns, ip });
-      }
+      const fabric = bridgedFabric("sm", TOR, NODES);
+      tor = fabric.tor;
+      nodes.push(...fabric.nodes);
       frr = lab.startFrr(tor, "frr", frrConf);
       await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir);
     });
