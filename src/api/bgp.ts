@@ -4,9 +4,12 @@
 //
 // Service IP advertisement (serviceClusterIPs, serviceExternalIPs, serviceLoadBalancerIPs,
 // serviceLoadBalancerAggregation) is announced (src/node/service_routes.ts).
-// Refused as not supported yet: ignoredInterfaces, local-workload
-// peering, programClusterRoutes and route priorities, BGPPeer reachableBy and
-// localWorkloadSelector, BGPFilter priority and setPriority.
+// ipv4/ipv6NormalRoutePriority are the kernel metric of routes learned over BGP (bgp_state.ts),
+// BGPPeer reachableBy a host route to the peer via that gateway (bgp/speaker/peer_routes.ts);
+// programClusterRoutes takes Calico's default, EnabledNoEncapOnly, which is what Ocelot does.
+// Refused as not supported yet: local-workload peering (BGPPeer localWorkloadSelector) and the
+// other programClusterRoutes values. Stored, not acted on: ignoredInterfaces, BGPFilter priority
+// and setPriority.
 //
 // Ocelot extensions (not in Calico's API) on BGPPeer: `spec.bfd` turns on BFD (RFC
 // 5880/5881/5883) towards the peer: `{minTxInterval, minRxInterval, multiplier, multihop}`
@@ -30,6 +33,8 @@ import {
   metadataSchema,
   parseCidr,
   parseDurationMs,
+  parseIp,
+  parseIpPort,
   selector,
   stored,
   subdomainName,
@@ -41,6 +46,9 @@ import { lazy } from "./lazy.js";
 export const DEFAULT_AS_NUMBER = 64512;
 
 export const DEFAULT_LISTEN_PORT = 179;
+
+/** Calico's normal route priority (kernel metric) of workload and BGP-learned routes. */
+export const DEFAULT_NORMAL_ROUTE_PRIORITY = 1024;
 
 /** `aa:nn` (standard, 16-bit parts) or `aa:nn:mm` (large, 32-bit parts). */
 export function isCommunityValue(text: string): boolean {
@@ -119,12 +127,29 @@ const bgpConfigurationSpec = lazy(() =>
       ),
       localWorkloadPeeringIPV4: unsupported("local workload peering", ipAddress({ family: 4 })),
       localWorkloadPeeringIPV6: unsupported("local workload peering", ipAddress({ family: 6 })),
-      programClusterRoutes: unsupported(undefined, z.enum(["Enabled", "Disabled"])),
-      ipv4NormalRoutePriority: unsupported("route priorities", intRange(1, 2147483646)),
-      ipv6NormalRoutePriority: unsupported("route priorities", intRange(1, 2147483646)),
+      // Who programs cluster routes: Ocelot's speaker those of unencapsulated pools, its agent
+      // those of IPIP and VXLAN pools: Calico's default EnabledNoEncapOnly, the one value taken.
+      programClusterRoutes: z
+        .enum(["Enabled", "Disabled", "EnabledIPIPOnly", "EnabledNoEncapOnly"])
+        .optional(),
+      // The kernel metric of the routes the speaker installs from peers (read from the
+      // `default` instance only, as confd does); Calico's default 1024.
+      ipv4NormalRoutePriority: intRange(1, 2147483646).optional(),
+      ipv6NormalRoutePriority: intRange(1, 2147483646).optional(),
     })
     .strict()
     .superRefine((spec, ctx) => {
+      const p = spec.programClusterRoutes;
+      if (p !== undefined && p !== "EnabledNoEncapOnly")
+        ctx.addIssue({
+          code: "custom",
+          path: ["programClusterRoutes"],
+          message: own(
+            p === "Disabled"
+              ? `${quote(p)} is not supported: Ocelot's agent never programs the routes of unencapsulated pools (FelixConfiguration programClusterRoutes), so no one would; only EnabledNoEncapOnly (the default) is`
+              : `${quote(p)} is not supported: Ocelot's agent programs the routes of IPIP pools (as Felix does by default) and the speaker never does (BIRD-programmed IPIP routes are deprecated since Calico v3.33); only EnabledNoEncapOnly (the default) is`,
+          ),
+        });
       // CEL on BGPConfigurationSpec: mesh settings only while the mesh is not switched off.
       if (spec.nodeToNodeMeshEnabled === false) {
         for (const f of ["nodeMeshPassword", "nodeMeshMaxRestartTime"] as const)
@@ -233,6 +258,9 @@ export function effectiveBgpConfiguration(
     nodeMeshPassword: s.nodeMeshPassword,
     nodeMeshMaxRestartTime: s.nodeMeshMaxRestartTime,
     gracefulRestart: s.gracefulRestart,
+    // confd reads the route priorities from the global BGPConfiguration only.
+    ipv4NormalRoutePriority: s.ipv4NormalRoutePriority ?? DEFAULT_NORMAL_ROUTE_PRIORITY,
+    ipv6NormalRoutePriority: s.ipv6NormalRoutePriority ?? DEFAULT_NORMAL_ROUTE_PRIORITY,
   };
 }
 
@@ -289,7 +317,8 @@ const bgpPeerSpec = lazy(() =>
         })
         .strict()
         .optional(),
-      reachableBy: unsupported(undefined, ipAddress()),
+      // Kept as a host route to peerIP via this gateway (the speaker's peer_routes.ts).
+      reachableBy: z.string().max(64).pipe(ipAddress()).optional(),
       localWorkloadSelector: unsupported("local workload peering", selector),
     })
     .strict()
@@ -312,6 +341,14 @@ const bgpPeerSpec = lazy(() =>
       }
       if (spec.reachableBy !== undefined && spec.peerIP === undefined)
         issue("reachableBy", "needs spec.peerIP");
+      // libcalico-go's validateBGPPeerSpec: the gateway and the peer of one family.
+      const peer = spec.peerIP === undefined ? undefined : parseIpPort(spec.peerIP);
+      const gw = spec.reachableBy === undefined ? undefined : parseIp(spec.reachableBy);
+      if (peer !== undefined && gw !== undefined && peer.family !== gw.family)
+        issue(
+          "reachableBy",
+          `${quote(spec.reachableBy)} is an IPv${gw.family} address but spec.peerIP ${quote(spec.peerIP)} is IPv${peer.family}`,
+        );
       if (spec.keepOriginalNextHop === true && spec.nextHopMode !== undefined)
         issue(
           "nextHopMode",

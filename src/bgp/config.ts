@@ -52,6 +52,12 @@ export interface PeerConfig {
    * Exclusive with multihop.
    */
   ttlSecurity?: number;
+  /**
+   * The gateway the peer is reached through (Calico's BGPPeer reachableBy): a host route to the
+   * peer's address via it is kept in the kernel (our protocol, the FIB's table) while the peer
+   * is configured, as confd's BIRD static `route <peer>/32 via <gateway>`.
+   */
+  reachableBy?: string;
   allowOwnAs: number;
   routeReflectorClient: boolean;
   /** Refused by the validation for now (see the peer shape): always absent. */
@@ -162,6 +168,13 @@ export interface BgpdConfig {
      * (Calico's kernel filter for the Service IP ranges). Absent in a config built in code: none.
      */
     exclude?: string[];
+    /**
+     * The kernel metric (route priority) of the routes learned from peers, per family: Calico's
+     * BGPConfiguration ipv4NormalRoutePriority / ipv6NormalRoutePriority. 0: the kernel's
+     * default (0 for IPv4, 1024 for IPv6). Absent in a config built in code: 0.
+     */
+    metricV4?: number;
+    metricV6?: number;
   };
   /**
    * RFC 4724 graceful restart with RFC 8538's N bit, towards every peer (the parser always sets
@@ -473,6 +486,7 @@ const peer = object<PeerConfig>(
     sourceAddress: opt(canonicalAddress),
     multihop: opt(int({ min: 1, max: 255 })),
     ttlSecurity: opt(int({ min: 1, max: 255 })),
+    reachableBy: opt(canonicalAddress),
     allowOwnAs: dflt(int({ min: 0, max: 10 }), () => 0),
     routeReflectorClient: dflt(bool, () => false),
     nextHopSelf: opt(
@@ -511,6 +525,11 @@ const peer = object<PeerConfig>(
         "ttlSecurity and multihop are exclusive: ttlSecurity sends with TTL 255 and checks the peer's",
         issues,
       );
+    if (
+      p.reachableBy !== undefined &&
+      (p.address === undefined || p.address.includes(":") !== p.reachableBy.includes(":"))
+    )
+      custom(path, "reachableBy needs an address of the peer's family", issues);
   },
 );
 
@@ -554,6 +573,8 @@ const bgpdConfig = object<BgpdConfig>(
         protocol: dflt(int({ min: 1, max: 255 }), () => 201),
         gracefulRestartTime: dflt(int({ min: 0, max: 3600 }), () => 120),
         exclude: dflt(list(cidr), () => []),
+        metricV4: dflt(int({ min: 0, max: 2147483646 }), () => 0),
+        metricV6: dflt(int({ min: 0, max: 2147483646 }), () => 0),
       }),
       () => ({
         enabled: true,
@@ -561,6 +582,8 @@ const bgpdConfig = object<BgpdConfig>(
         protocol: 201,
         gracefulRestartTime: 120,
         exclude: [],
+        metricV4: 0,
+        metricV6: 0,
       }),
     ),
     gracefulRestart: dflt(

@@ -211,6 +211,9 @@ export function nodeAddressGuardRules(
 /** BIRD's `long lived stale time` default, for restartMode LongLivedGracefulRestart. */
 export const LLGR_STALE_TIME_DEFAULT = 3600;
 
+/** BIRD's TTL for `multihop` without a number, which Calico's template uses. */
+const CALICO_MULTIHOP_TTL = 64;
+
 const UNAPPLIED_PEER_FIELDS = [
   "reversePeering",
   "nextHopMode",
@@ -570,12 +573,22 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       continue;
     }
     const address = ip.family === 6 ? canonical6(ip.address) : ip.address;
+    // reachableBy: confd's BIRD static `route <peer>/32 via <gateway>`; the peer is then at
+    // least two hops away, reached as by Calico's `multihop` (BIRD's TTL 64) unless GTSM is set.
+    const viaGateway =
+      s.reachableBy === undefined
+        ? {}
+        : {
+            reachableBy: s.reachableBy,
+            ...(s.ttlSecurity === undefined ? { multihop: CALICO_MULTIHOP_TTL } : {}),
+          };
     add({
       address,
       asn: s.asNumber,
       port: ip.port ?? 179,
       ...(useNodeIp ? { sourceAddress: src } : {}),
       ...extra(ip.family, address),
+      ...viaGateway,
     });
     warnFilters();
   }
@@ -614,6 +627,9 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       gracefulRestartTime: opts.gracefulRestartTime ?? 120,
       // Calico's rejectcidrs: Service routes learned from anyone stay out of the kernel.
       exclude: serviceFibExclusions(snap),
+      // Calico's krt_metric for routes learned over BGP: the normal route priority.
+      metricV4: global.ipv4NormalRoutePriority,
+      metricV6: global.ipv6NormalRoutePriority,
     },
     gracefulRestart: gracefulRestartOf(global),
     status: { socket: opts.statusSocket },

@@ -253,6 +253,36 @@ describe("BGPConfiguration", () => {
       nodeToNodeMeshEnabled: false,
     });
   });
+  it("takes ipv4/ipv6NormalRoutePriority in Calico's 1..2147483646 (default 1024, from the default instance only)", () => {
+    const spec = { ipv4NormalRoutePriority: 2000, ipv6NormalRoutePriority: 2147483646 };
+    const { resource } = validateResource(cfg("default", spec));
+    expect(resource.spec).toMatchObject(spec);
+    for (const v of [0, 2147483647, 1.5])
+      expect(issuesOf(cfg("default", { ipv4NormalRoutePriority: v }))[0]).toMatch(
+        /^spec\.ipv4NormalRoutePriority: /,
+      );
+    const eff = effectiveBgpConfiguration(
+      resource as BGPConfiguration,
+      validateResource(cfg("node.n1", { ipv4NormalRoutePriority: 7 })).resource as BGPConfiguration,
+    );
+    expect([eff.ipv4NormalRoutePriority, eff.ipv6NormalRoutePriority]).toEqual([2000, 2147483646]);
+    expect(effectiveBgpConfiguration(undefined).ipv4NormalRoutePriority).toBe(1024);
+  });
+  it("takes programClusterRoutes EnabledNoEncapOnly (what Ocelot does) and refuses Calico's other values with the reason", () => {
+    expect(
+      validateResource(cfg("default", { programClusterRoutes: "EnabledNoEncapOnly" })).resource.spec,
+    ).toMatchObject({ programClusterRoutes: "EnabledNoEncapOnly" });
+    expect(issuesOf(cfg("default", { programClusterRoutes: "Disabled" }))[0]).toMatch(
+      /^spec\.programClusterRoutes: "Disabled" is not supported: Ocelot's agent never programs the routes of unencapsulated pools/,
+    );
+    for (const v of ["Enabled", "EnabledIPIPOnly"])
+      expect(issuesOf(cfg("default", { programClusterRoutes: v }))[0]).toMatch(
+        /is not supported: Ocelot's agent programs the routes of IPIP pools/,
+      );
+    expect(issuesOf(cfg("default", { programClusterRoutes: "Sometimes" }))[0]).toMatch(
+      /^spec\.programClusterRoutes: "Sometimes" is not one of Enabled, Disabled, EnabledIPIPOnly, EnabledNoEncapOnly/,
+    );
+  });
   it("checks AS number range 1..4294967295", () => {
     expect(issuesOf(cfg("default", { asNumber: 0 }))).toEqual([
       "spec.asNumber: 0 is not a valid AS number (1..4294967295)",
@@ -372,16 +402,33 @@ describe("BGPPeer", () => {
       "spec.asNumber: 1 cannot be combined with spec.peerSelector",
     ]);
     expect(issuesOf(peer({ reachableBy: "10.0.0.1" }))).toEqual([
-      'spec.reachableBy: is a Calico field that Ocelot does not support yet; got "10.0.0.1"',
       "spec.reachableBy: needs spec.peerIP",
     ]);
+    // libcalico-go's validateBGPPeerSpec: "ReachableBy and PeerIP address family mismatched".
+    expect(issuesOf(peer({ peerIP: "192.0.2.1", asNumber: 1, reachableBy: "fd00::1" }))).toEqual([
+      'spec.reachableBy: "fd00::1" is an IPv6 address but spec.peerIP "192.0.2.1" is IPv4',
+    ]);
+    const { resource } = validateResource(
+      peer({ peerIP: "[fd00::2]:1790", asNumber: 1, reachableBy: "FD00:0::1" }),
+    );
+    expect((resource.spec as { reachableBy?: string }).reachableBy).toBe("fd00::1");
+  });
+  it("refuses a reachableBy that is no address, and one longer than the CRD's 64", () => {
+    expect(issuesOf(peer({ peerIP: "192.0.2.1", asNumber: 1, reachableBy: "10.0.0.300" }))).toEqual(
+      ['spec.reachableBy: "10.0.0.300" is not a valid IP address'],
+    );
+    expect(
+      issuesOf(peer({ peerIP: "192.0.2.1", asNumber: 1, reachableBy: "1".repeat(65) }))[0],
+    ).toMatch(/^spec\.reachableBy: /);
   });
   it("reports a bad value inside an unsupported field as well as the refusal", () => {
-    expect(issuesOf(peer({ peerIP: "192.0.2.1", asNumber: 1, reachableBy: "10.0.0.300" }))).toEqual(
-      [
-        'spec.reachableBy: "10.0.0.300" is not a valid IP address',
-        'spec.reachableBy: is a Calico field that Ocelot does not support yet; got "10.0.0.300"',
-      ],
+    const got = issuesOf(
+      peer({ peerIP: "192.0.2.1", asNumber: 1, localWorkloadSelector: "a ==" }),
+    );
+    expect(got).toHaveLength(2);
+    expect(got[0]).toMatch(/^spec\.localWorkloadSelector: .*selector/i);
+    expect(got[1]).toBe(
+      'spec.localWorkloadSelector: is a Calico field that Ocelot does not support yet (local workload peering); got "a =="',
     );
   });
   it("cuts a long value in messages instead of echoing it whole", () => {

@@ -1112,6 +1112,7 @@ export class SpeakerCore<A> {
       batch,
       protocol: this.config.fib.protocol,
       table: t === "main" ? RT_TABLE_MAIN : t,
+      metric: { v4: this.config.fib.metricV4 ?? 0, v6: this.config.fib.metricV6 ?? 0 },
     });
   }
 

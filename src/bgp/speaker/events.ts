@@ -99,6 +99,13 @@ export type SpeakerAction =
   /** Ask for a flush event soon (after pending I/O, so reading and draining interleave). */
   | { kind: "flushSoon" }
   /** Hand a batch of Loc-RIB changes to the FIB; answer with fibDone when it settles. */
-  | { kind: "fib"; batch: FibBatch; protocol: number; table: number }
+  | {
+      kind: "fib";
+      batch: FibBatch;
+      protocol: number;
+      table: number;
+      /** The kernel metric per family (config fib.metricV4 / metricV6; 0: the kernel's). */
+      metric: { v4: number; v6: number };
+    }
   /** Every peer re-sent its table after our restart: the FIB may drop what is left from before. */
   | { kind: "fibEndGracefulHold" };

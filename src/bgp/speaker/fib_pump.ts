@@ -60,7 +60,12 @@ export class FibPump {
   }
 
   /** Starts the batch's jobs; the promise settles (never rejects) once all of them have. */
-  push(batch: FibBatch, protocol: number, table: number): Promise<void> {
+  push(
+    batch: FibBatch,
+    protocol: number,
+    table: number,
+    metric: { v4: number; v6: number } = { v4: 0, v6: 0 },
+  ): Promise<void> {
     if (batch.size === 0) return Promise.resolve();
     const fib = this.fib;
     const jobs: Promise<void>[] = [];
@@ -68,15 +73,15 @@ export class FibPump {
       for (const [set, g] of groupV4BySet(batch)) {
         const { addrs, lens } = g;
         if (set < 0) {
-          jobs.push(fib.removeV4Batch({ addrs, lens, protocol, table }));
+          jobs.push(fib.removeV4Batch({ addrs, lens, protocol, table, metric: metric.v4 }));
         } else {
           const nexthops = (batch.nexthopSets[set] as readonly string[]).map(nextHopOf);
-          jobs.push(fib.setV4Batch({ addrs, lens, protocol, table, nexthops }));
+          jobs.push(fib.setV4Batch({ addrs, lens, protocol, table, nexthops, metric: metric.v4 }));
         }
       }
-      if (batch.v6.count > 0) jobs.push(...this.routeJobs(batch, protocol, table, 6));
+      if (batch.v6.count > 0) jobs.push(...this.routeJobs(batch, protocol, table, 6, metric));
     } else {
-      jobs.push(...this.routeJobs(batch, protocol, table, 0));
+      jobs.push(...this.routeJobs(batch, protocol, table, 0, metric));
     }
     const settled = jobs.map((j) => {
       this.inFlight++;
@@ -100,12 +105,15 @@ export class FibPump {
     protocol: number,
     table: number,
     only: 0 | 6,
+    metric: { v4: number; v6: number },
   ): Promise<void>[] {
     const { set, remove } = batch.routes(protocol);
     const s: Route[] = [];
     const rm: Route[] = [];
-    for (const r of set) if (only === 0 || r.family === only) s.push({ ...r, table });
-    for (const r of remove) if (only === 0 || r.family === only) rm.push({ ...r, table });
+    const m = (r: Route) => (r.family === 4 ? metric.v4 : metric.v6);
+    for (const r of set) if (only === 0 || r.family === only) s.push({ ...r, table, metric: m(r) });
+    for (const r of remove)
+      if (only === 0 || r.family === only) rm.push({ ...r, table, metric: m(r) });
     const jobs: Promise<void>[] = [];
     if (s.length > 0) jobs.push(this.fib.set(s));
     if (rm.length > 0) jobs.push(this.fib.remove(rm));

@@ -3,7 +3,7 @@
 // pump and the scheduling of flushes; it feeds what happens there to the core as events and
 // carries out the core's actions, one event at a time. `ocelot bgpd` and `ocelot node run` both
 // run a Speaker. Not: any BGP decision (core.ts), status shapes (views.ts).
-import type { Fib } from "../../fib/types.js";
+import { type Fib, type Route, RT_TABLE_MAIN } from "../../fib/types.js";
 import { type Log, silentLog } from "../../lib/log.js";
 import { type BgpdConfig, impact, listenerTtl, type PeerConfig, peerTtl } from "../config.js";
 import type { Clock, TimerHandle } from "../io/clock.js";
@@ -27,6 +27,7 @@ import { SpeakerCore } from "./core.js";
 import { type ConnId, type SpeakerAction, type SpeakerEvent, timerId } from "./events.js";
 import { encodeReceived } from "./export.js";
 import { FibPump } from "./fib_pump.js";
+import { peerRoutes, peerRoutesDiff } from "./peer_routes.js";
 import { routesView, routeView, statusView } from "./views.js";
 
 export type Connector = (
@@ -128,6 +129,8 @@ export class Speaker<A> {
   /** GTSM peers whose connections were closed at accept (logged once each). */
   private readonly gtsmWarned = new Set<string>();
   private readonly pump: FibPump | undefined;
+  /** The host routes to peers with reachableBy now in the FIB, by route key. */
+  private peerRoutes = new Map<string, Route>();
   private readonly startedAt: number;
   private readonly conns = new Map<ConnId, { peer: string; conn: Connection }>();
   private readonly attempts = new Map<ConnId, Attempt>();
@@ -217,6 +220,8 @@ export class Speaker<A> {
 
   /** Opens the listener, originates, and starts every peer's session. */
   async start(): Promise<void> {
+    // Peers behind a gateway need their host route before the first connection.
+    this.syncPeerRoutes(this.config);
     await this.openListener(this.config);
     // A FIB that found our routes in the kernel means a restart (RFC 4724 §4.1).
     const found = (this.deps.fib as (Fib & { foundAtStart?: number }) | null)?.foundAtStart ?? 0;
@@ -252,7 +257,66 @@ export class Speaker<A> {
       this.updateListenerKeys(old, next);
       this.updateListenerTtl(next);
     }
+    this.moveFibMetric(old, next);
+    this.syncPeerRoutes(next);
     this.run({ kind: "reconfigure", config: next });
+  }
+
+  /** Sets and removes the host routes to peers with reachableBy (peer_routes.ts). */
+  private syncPeerRoutes(cfg: BgpdConfig): void {
+    const fib = this.deps.fib;
+    if (!fib) return;
+    const want = peerRoutes(cfg);
+    const { set, remove } = peerRoutesDiff(this.peerRoutes, want);
+    this.peerRoutes = want;
+    const report = (err: Error) =>
+      this.log.error({ error: err.message }, "Host route to a peer (reachableBy) not applied");
+    if (remove.length > 0) fib.remove(remove).catch(report);
+    if (set.length > 0) {
+      this.log.info(
+        { routes: set.map((r) => `${r.dst} via ${r.nexthops[0]?.gateway}`) },
+        "Host routes to peers reached through a gateway (reachableBy)",
+      );
+      fib.set(set).catch(report);
+    }
+  }
+
+  /**
+   * A new route metric (fib.metricV4/V6): our routes in the kernel move to it, each set at the
+   * new metric before its old one is removed (no gap). Done in the same tick as the core takes
+   * the new config, so no batch of the old metric can follow (the FIB's desired state is
+   * updated synchronously by set/remove).
+   */
+  private moveFibMetric(old: BgpdConfig, next: BgpdConfig): void {
+    const fib = this.deps.fib;
+    if (!fib || old.fib.table !== next.fib.table || old.fib.protocol !== next.fib.protocol) return;
+    const norm = (fam: 4 | 6, m: number) => (fam === 6 && m === 0 ? 1024 : m);
+    const from = { 4: old.fib.metricV4 ?? 0, 6: old.fib.metricV6 ?? 0 } as const;
+    const to = { 4: next.fib.metricV4 ?? 0, 6: next.fib.metricV6 ?? 0 } as const;
+    const moved = ([4, 6] as const).filter((f) => norm(f, from[f]) !== norm(f, to[f]));
+    if (moved.length === 0) return;
+    const t = next.fib.table;
+    const table = t === "main" ? RT_TABLE_MAIN : t;
+    // The host routes to peers (metric 0) stay where they are.
+    const statics = new Set([...this.peerRoutes.values()].map((r) => `${r.family}|${r.dst}`));
+    const routes = fib
+      .desired()
+      .filter(
+        (r) =>
+          moved.includes(r.family) &&
+          r.protocol === next.fib.protocol &&
+          (r.table ?? RT_TABLE_MAIN) === table &&
+          !statics.has(`${r.family}|${r.dst}`) &&
+          norm(r.family, r.metric ?? 0) === norm(r.family, from[r.family]),
+      );
+    if (routes.length === 0) return;
+    this.log.info(
+      { routes: routes.length, metricV4: to[4], metricV6: to[6] },
+      "Route metric changed: moving our kernel routes",
+    );
+    const report = (err: Error) => this.log.error({ error: err.message }, "FIB metric move");
+    fib.set(routes.map((r) => ({ ...r, metric: to[r.family] }))).catch(report);
+    fib.remove(routes).catch(report);
   }
 
   /**
@@ -418,7 +482,7 @@ export class Speaker<A> {
         TR?.(`fib push ${a.batch.size}`);
         const mark = this.updateMark;
         this.updateMark = undefined;
-        this.pump?.push(a.batch, a.protocol, a.table).then(() => {
+        this.pump?.push(a.batch, a.protocol, a.table, a.metric).then(() => {
           const t1 = performance.now();
           TR?.(`fib done ${a.batch.size}`);
           this.deps.onFibBatch?.((t1 - t0) / 1000);
