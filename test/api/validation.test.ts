@@ -270,7 +270,8 @@ describe("BGPConfiguration", () => {
   });
   it("takes programClusterRoutes EnabledNoEncapOnly (what Ocelot does) and refuses Calico's other values with the reason", () => {
     expect(
-      validateResource(cfg("default", { programClusterRoutes: "EnabledNoEncapOnly" })).resource.spec,
+      validateResource(cfg("default", { programClusterRoutes: "EnabledNoEncapOnly" })).resource
+        .spec,
     ).toMatchObject({ programClusterRoutes: "EnabledNoEncapOnly" });
     expect(issuesOf(cfg("default", { programClusterRoutes: "Disabled" }))[0]).toMatch(
       /^spec\.programClusterRoutes: "Disabled" is not supported: Ocelot's agent never programs the routes of unencapsulated pools/,
@@ -422,9 +423,7 @@ describe("BGPPeer", () => {
     ).toMatch(/^spec\.reachableBy: /);
   });
   it("reports a bad value inside an unsupported field as well as the refusal", () => {
-    const got = issuesOf(
-      peer({ peerIP: "192.0.2.1", asNumber: 1, localWorkloadSelector: "a ==" }),
-    );
+    const got = issuesOf(peer({ peerIP: "192.0.2.1", asNumber: 1, localWorkloadSelector: "a ==" }));
     expect(got).toHaveLength(2);
     expect(got[0]).toMatch(/^spec\.localWorkloadSelector: .*selector/i);
     expect(got[1]).toBe(
