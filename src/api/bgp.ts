@@ -414,7 +414,7 @@ function filterRule(family: IpFamily) {
                   .object({ value: intRange(1, 2147483646) })
                   .strict()
                   .optional(),
-                "route priorities are not implemented: the route keeps its priority",
+                "route priorities are not implemented (Calico carries them in LOCAL_PREF as 2^31-1 - priority; Ocelot's speaker does not): a rule with it cannot be evaluated, so the peer's filter rejects every route from that rule on (fail-safe, with a warning)",
               ),
             })
             .strict(),
@@ -424,7 +424,7 @@ function filterRule(family: IpFamily) {
         .optional(),
       priority: stored(
         intRange(1, 2147483646).optional(),
-        "route priorities are not implemented: the rule matches regardless of the route's priority",
+        "route priorities are not implemented (Calico carries them in LOCAL_PREF as 2^31-1 - priority; Ocelot's speaker does not): a rule with it cannot be evaluated, so the peer's filter rejects every route from that rule on (fail-safe, with a warning)",
       ),
     })
     .strict()

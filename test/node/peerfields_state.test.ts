@@ -397,3 +397,53 @@ describe("graceful restart (BGPConfiguration)", () => {
     expect(() => renderBgp(s, "n1", opts)).toThrow(/gracefulRestart\.restartTime: Too big/);
   });
 });
+
+describe("route priorities and reachableBy", () => {
+  const withDefault = (spec: BGPConfiguration["spec"]) =>
+    ({ ...meshOff, spec: { ...meshOff.spec, ...spec } }) as BGPConfiguration;
+
+  it("the kernel metric of learned routes: Calico's normal route priority, 1024 unless the default BGPConfiguration says otherwise (a node's own instance does not)", () => {
+    expect(render({}).config?.fib).toMatchObject({ metricV4: 1024, metricV6: 1024 });
+    const nodeCfg = {
+      ...meshOff,
+      metadata: { name: "node.n1" },
+      spec: { ipv4NormalRoutePriority: 7 },
+    } as BGPConfiguration;
+    const r = render({
+      bgpConfigurations: [
+        withDefault({ ipv4NormalRoutePriority: 2000, ipv6NormalRoutePriority: 3000 }),
+        nodeCfg,
+      ],
+    });
+    expect(r.config?.fib).toMatchObject({ metricV4: 2000, metricV6: 3000 });
+  });
+
+  it("reachableBy: the peer gets the gateway for its host route and Calico's multihop (TTL 64), unless GTSM is set", () => {
+    const r = render({ bgpPeers: [tor({ reachableBy: "10.0.0.9" })] });
+    expect(peerOf(r, "10.0.0.254")).toMatchObject({ reachableBy: "10.0.0.9", multihop: 64 });
+    const g = render({ bgpPeers: [tor({ reachableBy: "10.0.0.9", ttlSecurity: 2 })] });
+    const p = peerOf(g, "10.0.0.254");
+    expect(p).toMatchObject({ reachableBy: "10.0.0.9", ttlSecurity: 2 });
+    expect(p?.multihop).toBeUndefined();
+    expect(peerOf(render({ bgpPeers: [tor()] }), "10.0.0.254")?.reachableBy).toBeUndefined();
+  });
+
+  it("a BGPFilter rule with priority or setPriority cannot be evaluated: reject-all from its place, named (the inventory's reason)", () => {
+    const fp = filter("fp", {
+      importV4: [
+        { action: "Accept", cidr: "10.1.0.0/16", matchOperator: "In" },
+        { action: "Accept", priority: 512 },
+      ],
+      exportV4: [{ action: "Accept", operations: [{ setPriority: { value: 512 } }] }],
+    });
+    const r = render({ bgpPeers: [tor({ filters: ["fp"] })], bgpFilters: [fp] });
+    const p = peerOf(r, "10.0.0.254");
+    expect(p?.importFilter?.rules.slice(-2)).toEqual([
+      { action: "Accept", cidr: "10.1.0.0/16", matchOperator: "In" },
+      { action: "Reject" },
+    ]);
+    expect(p?.exportFilter?.rules).toEqual([{ action: "Reject" }]);
+    expect(r.warnings.join()).toContain('BGPFilter "fp" importV4[1]: priority not supported');
+    expect(r.warnings.join()).toContain('BGPFilter "fp" exportV4[0]: operations not supported');
+  });
+});
