@@ -123,7 +123,7 @@ const bgpConfigurationSpec = lazy(() =>
       serviceLoadBalancerAggregation: z.enum(["Enabled", "Disabled"]).optional(),
       ignoredInterfaces: stored(
         z.array(z.string().min(1)).optional(),
-        "Ocelot exports no interface routes, so there is nothing to ignore",
+        "Ocelot's speaker reads no device routes (confd excludes these interfaces from BIRD's protocol direct), so there is nothing to ignore",
       ),
       localWorkloadPeeringIPV4: unsupported("local workload peering", ipAddress({ family: 4 })),
       localWorkloadPeeringIPV6: unsupported("local workload peering", ipAddress({ family: 6 })),
