@@ -15,7 +15,9 @@
 // as the speaker's import/export filter of the session's family; TCP-MD5 passwords
 // (`spec.password`, BGPConfiguration `nodeMeshPassword`) as a passwordFile
 // `<secretsDir>/<secret name>/<key>`, a peer whose file is unusable skipped (never unsigned);
-// `ttlSecurity` as GTSM (TTL 255 out, the peer's checked); `maxRestartTime` as the graceful
+// `ttlSecurity` as GTSM (TTL 255 out, the peer's checked); `reachableBy` as a host route to the
+// peer via the gateway, the session multihop (TTL 64, Calico's); the `default` BGPConfiguration's
+// ipv4/ipv6NormalRoutePriority as the kernel metric of learned routes; `maxRestartTime` as the graceful
 // restart time announced to the peer; `failureDetectionMode: BFDIfDirectlyConnected` as BFD with
 // the defaults toward a peer in this node's subnet; the Ocelot extensions `spec.bfd` (the peer's
 // BFD session), `spec.maxPrefixes` (for the session's family) and `spec.addPath`. What cannot

@@ -1,6 +1,7 @@
 // The speaker's runtime: the thin, effectful side of the speaker. It owns the TCP listener and
 // its TCP-MD5 keys, the peers' connections and connect attempts, the clock's timers, the FIB
-// pump and the scheduling of flushes; it feeds what happens there to the core as events and
+// pump (and moving our routes when the configured metric changes; the host routes to peers
+// with reachableBy, peer_routes.ts) and the scheduling of flushes; it feeds what happens there to the core as events and
 // carries out the core's actions, one event at a time. `ocelot bgpd` and `ocelot node run` both
 // run a Speaker. Not: any BGP decision (core.ts), status shapes (views.ts).
 import { type Fib, type Route, RT_TABLE_MAIN } from "../../fib/types.js";
