@@ -12,6 +12,7 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
+import { SUPPORTED_VERSIONS } from "./ipam_plugin.js";
 
 /** The directory beside the launchers that holds every version of the payload. */
 export const PAYLOAD_DIR = "ocelot.d";
@@ -92,6 +93,37 @@ function librariesOf(loader: string, file: string): Map<string, string> {
 /** The launcher: one binary of the payload run through the payload's loader and libraries. */
 function loaderExec(dirExpr: string, loaderName: string, target: string): string {
   return `exec "${dirExpr}/lib/${loaderName}" --library-path "${dirExpr}/lib" ${target} "$@"`;
+}
+
+/**
+ * VERSION answered by the launcher itself, without Node.js: a CNI runtime built on libcni
+ * (podman, CRI-O; containerd's go-cni) asks every plugin of a network for VERSION before each
+ * ADD and DEL, with stdin exactly `{"cniVersion":"<its version>"}`, and a Node.js start costs
+ * ~0.1–0.4 s where a Go plugin answers in milliseconds. The reply is the one the plugin's own
+ * VERSION gives (`cniCommand` in ipam_plugin.ts: the requested version when supported, else
+ * 1.0.0, and the supported list), byte for byte; any other stdin, or OCELOT_BUNDLE_REPORT set
+ * (it asks the bundle loader to report), goes to the plugin as read. Needs only /bin/sh.
+ */
+function versionFastPath(pluginExec: string): string[] {
+  const list = SUPPORTED_VERSIONS.map((v) => `"${v}"`).join(",");
+  return [
+    `if [ "$CNI_COMMAND" = VERSION ] && [ -z "\${OCELOT_BUNDLE_REPORT:-}" ]; then`,
+    "  s=",
+    `  while IFS= read -r l || [ -n "$l" ]; do s="$s$l`,
+    `"; done`,
+    // The version asked for: only when stdin is that one key (its value digits and dots).
+    `  v=\${s#'{"cniVersion":"'}; v=\${v%'"}`,
+    `'}`,
+    `  case "$s" in '{"cniVersion":"'*) ;; *) v= ;; esac`,
+    `  case "$v" in ''|*[!0-9.]*) ;; *)`,
+    `    case "$v" in ${SUPPORTED_VERSIONS.join("|")}) ;; *) v=1.0.0 ;; esac`,
+    `    printf '{"cniVersion":"%s","supportedVersions":[${list}]}\\n' "$v"`,
+    "    exit 0 ;;",
+    "  esac",
+    `  printf '%s' "$s" | ${pluginExec.replace(/^exec /, "")}`,
+    "  exit $?",
+    "fi",
+  ];
 }
 
 export interface PayloadInputs {
@@ -182,6 +214,7 @@ export function payloadFiles(inp: PayloadInputs): PayloadFile[] {
         "# needs only /bin/sh.",
         `case "$0" in */*) B="\${0%/*}" ;; *) B="$(dirname "$(command -v "$0")")" ;; esac`,
         `D="$B/${PAYLOAD_DIR}/${id}"`,
+        ...versionFastPath(loaderExec("$D", loaderName, `"$D/node" "$D/app/bin/${p}"`)),
         loaderExec("$D", loaderName, `"$D/node" "$D/app/bin/${p}"`),
         "",
       ].join("\n"),
