@@ -16,6 +16,8 @@ import { SUPPORTED_VERSIONS } from "./ipam_plugin.js";
 
 /** The directory beside the launchers that holds every version of the payload. */
 export const PAYLOAD_DIR = "ocelot.d";
+/** The hand-off shim inside a payload version's directory. */
+const SHIM = "app/native/build/Release/ocelot-cni-shim";
 /** The plugins a launcher is written for. */
 export const PAYLOAD_PLUGINS = ["ocelot-cni", "ocelot-ipam"] as const;
 
@@ -176,7 +178,11 @@ export function payloadFiles(inp: PayloadInputs): PayloadFile[] {
   const addon = join(root, "native/build/Release/ocelot_netlink.node");
   if (!existsSync(addon)) throw new PayloadError(`${addon} is missing (npm run build)`);
   add("app/native/build/Release/ocelot_netlink.node", addon, 0o644);
-  const elf = [inp.nodeBinary, addon];
+  // The plugins' first process: hands the call to the node daemon (native/cni_shim.c).
+  const shim = join(root, "native/build/Release/ocelot-cni-shim");
+  if (!existsSync(shim)) throw new PayloadError(`${shim} is missing (npm run build)`);
+  add(SHIM, shim, 0o755);
+  const elf = [inp.nodeBinary, addon, shim];
   for (const m of PAYLOAD_MODULES) {
     const dir = join(root, "node_modules", m.name);
     for (const rel of m.paths) {
@@ -215,7 +221,8 @@ export function payloadFiles(inp: PayloadInputs): PayloadFile[] {
         `case "$0" in */*) B="\${0%/*}" ;; *) B="$(dirname "$(command -v "$0")")" ;; esac`,
         `D="$B/${PAYLOAD_DIR}/${id}"`,
         ...versionFastPath(loaderExec("$D", loaderName, `"$D/node" "$D/app/bin/${p}"`)),
-        loaderExec("$D", loaderName, `"$D/node" "$D/app/bin/${p}"`),
+        // Other commands: the shim hands the call to this node's daemon, or runs the plugin.
+        loaderExec("$D", loaderName, `"$D/${SHIM}" "$D" "${loaderName}" "${p}"`),
         "",
       ].join("\n"),
       mode: 0o755,
