@@ -4,10 +4,10 @@
 // (runCniPlugin, runIpamPlugin) instead of a fresh Node.js process per call. One invocation at
 // a time (as many plugin processes would serialise on the datastore anyway). Declines, so that
 // the caller runs the plugin itself, when the call names another datastore than the daemon's
-// or a CNI_NETNS this process cannot see (a daemon in a container without the host's
-// /run/netns), or comes from another network namespace than the daemon's own (the plugin's host
+// or a CNI_NETNS that is no network namespace where this process looks (a daemon in a container
+// without the host's /run/netns, or in another mount namespace than the runtime's), or comes from another network namespace than the daemon's own (the plugin's host
 // side is the namespace it runs in). Owns: the socket and that decision; the framing is src/cni/handoff.ts.
-import { existsSync, statSync } from "node:fs";
+import { statfsSync, statSync } from "node:fs";
 import * as net from "node:net";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
@@ -45,6 +45,22 @@ class Decline extends Error {}
 
 /** Set by the shim: the caller's /proc/self/ns/net as "dev:ino". */
 const CALLER_NETNS = "OCELOT_CNI_CALLER_NETNS";
+
+/** statfs(2)'s f_type of the nsfs file system (linux/magic.h). */
+const NSFS_MAGIC = 0x6e736673;
+
+/**
+ * Whether path is a network namespace as this process sees it: a runtime in another mount
+ * namespace (podman under `ip netns exec`) bind-mounts its pods' namespaces where this process
+ * sees only the empty file under the mount point.
+ */
+function isNetns(path: string): boolean {
+  try {
+    return statfsSync(path).type === NSFS_MAGIC;
+  } catch {
+    return false;
+  }
+}
 
 function netnsId(): string | undefined {
   try {
@@ -84,7 +100,7 @@ export async function serveCni(o: CniServerOptions): Promise<{ close(): Promise<
     // daemon's own namespace (not a daemon that programs another one with --netns).
     const caller = req.env[CALLER_NETNS];
     delete req.env[CALLER_NETNS];
-    if (caller !== ownNetns || (netns && !existsSync(netns))) {
+    if (caller !== ownNetns || (netns && !isNetns(netns))) {
       o.observe?.(req.plugin, command, "declined", seconds());
       return encodeDeclined();
     }
