@@ -63,7 +63,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts && npm rebuild better-sqlite3
 COPY tsconfig.json ./
 COPY scripts/build.mjs scripts/externals.mjs scripts/runtime_modules.mjs scripts/
-COPY native/binding.gyp native/ocelot_netlink.c native/
+COPY native/binding.gyp native/ocelot_netlink.c native/cni_shim.c native/
 COPY src src
 COPY bin bin
 # What runs: package.json, bin/, the bundles with their code cache, the addon, and of
@@ -74,7 +74,8 @@ RUN npm_config_node_gyp=/usr/local/lib/node_modules/npm/node_modules/node-gyp/bi
  && mkdir -p /out/dist /out/native/build/Release \
  && cp -r package.json bin /out/ \
  && cp -r dist/bundle /out/dist/ \
- && cp native/build/Release/ocelot_netlink.node /out/native/build/Release/ \
+ && cp native/build/Release/ocelot_netlink.node native/build/Release/ocelot-cni-shim \
+      /out/native/build/Release/ \
  && node scripts/runtime_modules.mjs /out/node_modules \
  && strip -o /node /usr/local/bin/node
 

@@ -1,10 +1,9 @@
 // The bgpd status API: JSON shapes of `status` and `routes`, a unix-socket server (mode 0600)
 // that answers one JSON request line per connection, the client the CLI uses, and the human
 // tables. Not: where the numbers come from (the speaker fills the snapshots).
-import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from "node:fs";
 import * as net from "node:net";
-import { dirname } from "node:path";
 import type { FibRouteError } from "../fib/types.js";
+import { listenRootOnly, prepareSocketPath } from "../lib/unix_socket.js";
 import type { BfdSessionStatus } from "./bfd/runtime.js";
 
 export interface PeerStatus {
@@ -150,35 +149,6 @@ export interface StatusProvider {
   routes(): RoutesSnapshot;
 }
 
-function isSymlink(path: string): boolean {
-  try {
-    return lstatSync(path).isSymbolicLink();
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The socket is root-only (0600), which protects nothing if another user can replace it: its
- * directory must belong to us or root and must not be writable by group or others (unless
- * sticky, as /tmp is). Checked at every start, also when someone else made the directory.
- */
-export function checkSocketDir(dir: string): void {
-  const st = lstatSync(dir);
-  const me = process.getuid?.() ?? 0;
-  if (!st.isDirectory())
-    throw new Error(`Status socket directory ${dir} is not a directory (a symbolic link?)`);
-  if (st.uid !== me && st.uid !== 0)
-    throw new Error(
-      `Status socket directory ${dir} belongs to uid ${st.uid}, not to this process (uid ${me}) or root: another user could replace the socket`,
-    );
-  const sticky = (st.mode & 0o1000) !== 0;
-  if ((st.mode & 0o022) !== 0 && !sticky)
-    throw new Error(
-      `Status socket directory ${dir} is writable by ${st.mode & 0o020 ? "its group" : "others"} (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")}): another user could replace the socket; make it 0755`,
-    );
-}
-
 /**
  * Serves `{"cmd":"status"}` / `{"cmd":"routes"}` lines on a unix socket, mode 0600, and the
  * host's own commands (`extra`, e.g. the node daemon's "node" and "log-level"), each given the
@@ -189,26 +159,7 @@ export async function serveStatus(
   provider: StatusProvider,
   extra: Record<string, (args: unknown) => unknown> = {},
 ): Promise<{ close(): Promise<void> }> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  checkSocketDir(dirname(path));
-  if (existsSync(path) || isSymlink(path)) {
-    const st = lstatSync(path);
-    if (!st.isSocket() && !st.isFile())
-      throw new Error(
-        `Status socket ${path} exists and is not a socket (a ${st.isSymbolicLink() ? "symbolic link" : "directory or device"}): remove it or choose another path`,
-      );
-    // A stale socket from a previous run; refuse if something still answers on it.
-    const alive = await new Promise<boolean>((r) => {
-      const c = net.connect(path);
-      c.once("connect", () => {
-        c.destroy();
-        r(true);
-      });
-      c.once("error", () => r(false));
-    });
-    if (alive) throw new Error(`Status socket ${path} is in use by another bgpd`);
-    unlinkSync(path);
-  }
+  await prepareSocketPath(path, "Status socket");
   const server = net.createServer((sock) => {
     let buf = "";
     sock.setEncoding("utf8");
@@ -232,27 +183,7 @@ export async function serveStatus(
     });
     sock.on("error", () => {});
   });
-  const old = process.umask(0o177);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(path, () => resolve());
-    });
-  } finally {
-    process.umask(old);
-  }
-  chmodSync(path, 0o600);
-  return {
-    close: () =>
-      new Promise<void>((r) =>
-        server.close(() => {
-          try {
-            unlinkSync(path);
-          } catch {}
-          r();
-        }),
-      ),
-  };
+  return listenRootOnly(server, path);
 }
 
 /** Sends one request to the status socket and returns the parsed reply. */

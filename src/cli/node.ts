@@ -33,6 +33,7 @@ import { PromMetrics } from "../lib/prom.js";
 import { defaultStatusSocket, findStatusSocket } from "../lib/status_socket_path.js";
 import { detectAddress } from "../node/autodetect_kernel.js";
 import { DEFAULT_SECRETS_DIR } from "../node/bgp_state.js";
+import { cniSocketBeside, serveCni } from "../node/cni_server.js";
 import {
   NODE_SETTINGS,
   NodeConfigError,
@@ -320,6 +321,29 @@ async function runNode(cmd: Command): Promise<void> {
     await store.close();
     throw new CliError(`Node ${s.nodename} could not start: ${(err as Error).message}`);
   }
+  // The installed CNI plugins hand their calls to this daemon (src/node/cni_server.ts); a socket
+  // that cannot be served leaves them running on their own, as without a daemon.
+  const statusSocket = s.statusSocket ?? defaultStatusSocket();
+  let cni: { close(): Promise<void> } | undefined;
+  if (s.cniHandoff) {
+    const path = cniSocketBeside(statusSocket);
+    try {
+      cni = await serveCni({
+        path,
+        store,
+        log,
+        ...(prom
+          ? {
+              observe: (plugin, command, outcome, sec) =>
+                prom.cniHandoff.observe({ plugin, command, outcome }, sec),
+            }
+          : {}),
+      });
+      log.info({ socket: path }, "CNI hand-off socket served");
+    } catch (err) {
+      log.warn({ socket: path, error: (err as Error).message }, "CNI hand-off socket not served");
+    }
+  }
   const kube = s.kubeconfig
     ? (await import("../k8s/elected.js")).runElectedKubeControllers({
         store,
@@ -342,6 +366,7 @@ async function runNode(cmd: Command): Promise<void> {
       const hard = setTimeout(() => process.exit(1), 10_000);
       hard.unref();
       void (async () => {
+        await cni?.close();
         await kube?.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
         await daemon.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
         await health?.close();

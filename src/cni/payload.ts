@@ -12,9 +12,12 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
+import { SUPPORTED_VERSIONS } from "./ipam_plugin.js";
 
 /** The directory beside the launchers that holds every version of the payload. */
 export const PAYLOAD_DIR = "ocelot.d";
+/** The hand-off shim inside a payload version's directory. */
+const SHIM = "app/native/build/Release/ocelot-cni-shim";
 /** The plugins a launcher is written for. */
 export const PAYLOAD_PLUGINS = ["ocelot-cni", "ocelot-ipam"] as const;
 
@@ -94,6 +97,37 @@ function loaderExec(dirExpr: string, loaderName: string, target: string): string
   return `exec "${dirExpr}/lib/${loaderName}" --library-path "${dirExpr}/lib" ${target} "$@"`;
 }
 
+/**
+ * VERSION answered by the launcher itself, without Node.js: a CNI runtime built on libcni
+ * (podman, CRI-O; containerd's go-cni) asks every plugin of a network for VERSION before each
+ * ADD and DEL, with stdin exactly `{"cniVersion":"<its version>"}`, and a Node.js start costs
+ * ~0.1–0.4 s where a Go plugin answers in milliseconds. The reply is the one the plugin's own
+ * VERSION gives (`cniCommand` in ipam_plugin.ts: the requested version when supported, else
+ * 1.0.0, and the supported list), byte for byte; any other stdin, or OCELOT_BUNDLE_REPORT set
+ * (it asks the bundle loader to report), goes to the plugin as read. Needs only /bin/sh.
+ */
+function versionFastPath(pluginExec: string): string[] {
+  const list = SUPPORTED_VERSIONS.map((v) => `"${v}"`).join(",");
+  return [
+    `if [ "$CNI_COMMAND" = VERSION ] && [ -z "\${OCELOT_BUNDLE_REPORT:-}" ]; then`,
+    "  s=",
+    `  while IFS= read -r l || [ -n "$l" ]; do s="$s$l`,
+    `"; done`,
+    // The version asked for: only when stdin is that one key (its value digits and dots).
+    `  v=\${s#'{"cniVersion":"'}; v=\${v%'"}`,
+    `'}`,
+    `  case "$s" in '{"cniVersion":"'*) ;; *) v= ;; esac`,
+    `  case "$v" in ''|*[!0-9.]*) ;; *)`,
+    `    case "$v" in ${SUPPORTED_VERSIONS.join("|")}) ;; *) v=1.0.0 ;; esac`,
+    `    printf '{"cniVersion":"%s","supportedVersions":[${list}]}\\n' "$v"`,
+    "    exit 0 ;;",
+    "  esac",
+    `  printf '%s' "$s" | ${pluginExec.replace(/^exec /, "")}`,
+    "  exit $?",
+    "fi",
+  ];
+}
+
 export interface PayloadInputs {
   /** The Ocelot package root (bin/, dist/bundle/, node_modules/). */
   packageRoot: string;
@@ -144,7 +178,11 @@ export function payloadFiles(inp: PayloadInputs): PayloadFile[] {
   const addon = join(root, "native/build/Release/ocelot_netlink.node");
   if (!existsSync(addon)) throw new PayloadError(`${addon} is missing (npm run build)`);
   add("app/native/build/Release/ocelot_netlink.node", addon, 0o644);
-  const elf = [inp.nodeBinary, addon];
+  // The plugins' first process: hands the call to the node daemon (native/cni_shim.c).
+  const shim = join(root, "native/build/Release/ocelot-cni-shim");
+  if (!existsSync(shim)) throw new PayloadError(`${shim} is missing (npm run build)`);
+  add(SHIM, shim, 0o755);
+  const elf = [inp.nodeBinary, addon, shim];
   for (const m of PAYLOAD_MODULES) {
     const dir = join(root, "node_modules", m.name);
     for (const rel of m.paths) {
@@ -182,7 +220,9 @@ export function payloadFiles(inp: PayloadInputs): PayloadFile[] {
         "# needs only /bin/sh.",
         `case "$0" in */*) B="\${0%/*}" ;; *) B="$(dirname "$(command -v "$0")")" ;; esac`,
         `D="$B/${PAYLOAD_DIR}/${id}"`,
-        loaderExec("$D", loaderName, `"$D/node" "$D/app/bin/${p}"`),
+        ...versionFastPath(loaderExec("$D", loaderName, `"$D/node" "$D/app/bin/${p}"`)),
+        // Other commands: the shim hands the call to this node's daemon, or runs the plugin.
+        loaderExec("$D", loaderName, `"$D/${SHIM}" "$D" "${loaderName}" "${p}"`),
         "",
       ].join("\n"),
       mode: 0o755,

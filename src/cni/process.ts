@@ -19,11 +19,25 @@ export async function runPluginProcess(
 ): Promise<void> {
   const stdin = await readStdin();
   const out = await run(stdin);
-  if (process.env.CNI_COMMAND !== "VERSION") {
-    const settings = cniLogSettings(stdin);
-    const line = cniLogEntry(settings, new Date(), plugin, process.env, out.failure);
-    if (line) appendCniLog(settings.file, line);
-  }
-  if (out.stdout) process.stdout.write(`${out.stdout}\n`);
+  logInvocation(plugin, process.env, stdin, out);
+  process.stdout.write(stdoutOf(out));
   process.exitCode = out.exitCode;
+}
+
+/** The invocation's line in the plugin log file (none for VERSION). */
+export function logInvocation(
+  plugin: string,
+  env: NodeJS.ProcessEnv,
+  stdin: string,
+  out: CniOutcome,
+): void {
+  if (env.CNI_COMMAND === "VERSION") return;
+  const settings = cniLogSettings(stdin);
+  const line = cniLogEntry(settings, new Date(), plugin, env, out.failure);
+  if (line) appendCniLog(settings.file, line);
+}
+
+/** What the plugin prints: its outcome's JSON and a newline, or nothing. */
+export function stdoutOf(out: CniOutcome): string {
+  return out.stdout ? `${out.stdout}\n` : "";
 }

@@ -23,6 +23,7 @@ export class PromMetrics {
   readonly fibBatch: client.Histogram<"fib">;
   readonly updateToKernel: client.Histogram<string>;
   readonly watchToApplied: client.Histogram<"path">;
+  readonly cniHandoff: client.Histogram<"plugin" | "command" | "outcome">;
   readonly notifications: client.Counter<"direction" | "code" | "subcode">;
   readonly sessionChanges: client.Counter<"peer" | "change">;
   readonly driftRepairs: client.Counter<"kind">;
@@ -70,6 +71,13 @@ export class PromMetrics {
       name: "ocelot_datastore_watch_to_applied_seconds",
       help: "Node daemon: from a datastore watch event's delivery (its cache updated at once) to the end of the work it caused: the overlay fast path's netlink writes acknowledged (path overlay_fast, only when it changed the kernel) or the convergence pass that took it (path pass). The store's own delay before delivery is not in it (neither etcd nor SQLite records a write's time).",
       labelNames: ["path"],
+      buckets: SECONDS_BUCKETS,
+      registers: r,
+    });
+    this.cniHandoff = new client.Histogram({
+      name: "ocelot_cni_handoff_seconds",
+      help: "Node daemon: CNI calls the installed plugins handed to it (cni.sock), by plugin, CNI command and outcome (done: run here; declined: another datastore or a CNI_NETNS not visible here, so the plugin ran itself), from the request read to the answer ready.",
+      labelNames: ["plugin", "command", "outcome"],
       buckets: SECONDS_BUCKETS,
       registers: r,
     });

@@ -79,6 +79,8 @@ export interface NodeSettings {
   bmpAdjRibOut: boolean;
   /** Drop a directly connected peer's session at once when its link goes down (default true). */
   bgpCheckLink: boolean;
+  /** Serve the CNI hand-off socket (default true). */
+  cniHandoff: boolean;
 }
 
 /** Where a value came from, for errors and the start-up log. */
@@ -285,6 +287,11 @@ export const NODE_SETTINGS: readonly Def[] = [
     "--bgp-check-link <bool>",
     ["OCELOT_BGP_CHECK_LINK"],
     "drop a directly connected peer's BGP session at once when its link goes down, as FRR's fast external failover (default true)",
+  ),
+  def(
+    "--cni-handoff <bool>",
+    ["OCELOT_CNI_HANDOFF"],
+    "serve the CNI hand-off socket (cni.sock beside the status socket): the installed plugins run their ADD/DEL/CHECK in this daemon, on its open datastore, instead of starting Node.js (default true)",
   ),
 ];
 
@@ -651,6 +658,7 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
     kubeControllersLeaseTtlMs: opt("kubeControllersLeaseTtl", durationMs) ?? 15_000,
     bmpAdjRibOut: opt("bmpAdjRibOut", bool) ?? false,
     bgpCheckLink: opt("bgpCheckLink", bool) ?? true,
+    cniHandoff: opt("cniHandoff", bool) ?? true,
   };
   return { settings, sources };
 }

@@ -84,7 +84,7 @@ describe("serveStatus() / queryStatus()", () => {
     try {
       await expect(
         serveStatus(path, { status: () => snapshot, routes: () => routes }),
-      ).rejects.toThrow(`Status socket ${path} is in use by another bgpd`);
+      ).rejects.toThrow(`Status socket ${path} is in use by another daemon`);
     } finally {
       await srv.close();
     }

@@ -128,6 +128,57 @@ describe("ocelot install-cni (real bin/ocelot, temporary directories)", () => {
     }
   });
 
+  it("the launchers answer VERSION as the plugins do, byte for byte, and alone for libcni's stdin", () => {
+    install(["--datastore", "file:/var/lib/ocelot/store.db"]);
+    const inputs = [
+      '{"cniVersion":"0.4.0"}', // what libcni sends: answered by the launcher
+      '{"cniVersion":"1.0.0"}\n',
+      '{"cniVersion":"0.3.1"}',
+      '{"cniVersion":"0.2.0"}', // not supported: 1.0.0, as the plugin answers
+      '{"cniVersion":"9.9.9"}',
+      '{"cniVersion": "0.3.0"}', // any other shape: passed to the plugin as read
+      '{\n  "cniVersion": "0.4.0",\n  "name": "k8s-pod-network"\n}\n',
+      '{"cniVersion":"1.0.0","cniVersion":"0.4.0"}',
+      '{"cniVersion":"x"}',
+      "{}",
+      "",
+    ];
+    for (const p of ["ocelot-cni", "ocelot-ipam"])
+      for (const input of inputs) {
+        const run = (env: Record<string, string>) =>
+          runSync(join(binDir, p), [], {
+            env: { CNI_COMMAND: "VERSION", PATH: "/nonexistent", ...env },
+            input,
+          });
+        const fast = run({});
+        const plugin = run({ OCELOT_BUNDLE_REPORT: "1" }); // always the plugin itself
+        expect(plugin.stderr).toContain("code cache accepted");
+        expect([fast.status, fast.stdout], `${p} ${JSON.stringify(input)}`).toEqual([
+          plugin.status,
+          plugin.stdout,
+        ]);
+      }
+    // With the payload gone, only the launcher's own answer can come: libcni's stdin gets it,
+    // anything else needs the plugin (and fails here).
+    const alone = join(dir, "alone");
+    mkdirSync(alone, { recursive: true });
+    writeFileSync(join(alone, "ocelot-cni"), readFileSync(join(binDir, "ocelot-cni")), {
+      mode: 0o755,
+    });
+    const bare = (input: string) =>
+      runSync(join(alone, "ocelot-cni"), [], {
+        env: { CNI_COMMAND: "VERSION", PATH: "/nonexistent" },
+        input,
+      });
+    const simple = bare('{"cniVersion":"0.4.0"}');
+    expect(simple.status, simple.stderr).toBe(0);
+    expect(JSON.parse(simple.stdout)).toEqual({
+      cniVersion: "0.4.0",
+      supportedVersions: ["0.3.0", "0.3.1", "0.4.0", "1.0.0"],
+    });
+    expect(bare('{"cniVersion": "0.4.0"}').status).not.toBe(0);
+  });
+
   it("is idempotent, and replaces a changed file by rename, leaving no temporary file", () => {
     install(["--datastore", "file:/var/lib/ocelot/store.db"]);
     const inodes = new Map(

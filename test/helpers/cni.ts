@@ -18,9 +18,11 @@ export function runOcelotCni(
   command: string,
   env: Record<string, string>,
   conf: unknown,
+  /** The plugin executable (an installed launcher); default bin/ocelot-cni. */
+  plugin = join(BIN, "ocelot-cni"),
 ): Promise<CniRun> {
   return new Promise((resolve, reject) => {
-    const p = spawn("ip", ["netns", "exec", node.name, join(BIN, "ocelot-cni")], {
+    const p = spawn("ip", ["netns", "exec", node.name, plugin], {
       env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_PATH: BIN, ...env },
       stdio: ["pipe", "pipe", "pipe"],
     });

@@ -40,6 +40,7 @@ describe("resolveNodeSettings()", () => {
       kubeControllersLeaseTtlMs: 15_000,
       bmpAdjRibOut: false,
       bgpCheckLink: true,
+      cniHandoff: true,
     });
     expect(sources).toEqual({});
   });

@@ -1,0 +1,166 @@
+// The node daemon's end of the CNI hand-off: a root-only unix socket beside the status socket
+// (`cni.sock`) where the installed plugins' first process (native/cni_shim.c) hands over an
+// invocation, run here on the daemon's open datastore with the plugins' own code
+// (runCniPlugin, runIpamPlugin) instead of a fresh Node.js process per call. One invocation at
+// a time (as many plugin processes would serialise on the datastore anyway). Declines, so that
+// the caller runs the plugin itself, when the call names another datastore than the daemon's
+// or a CNI_NETNS that is no network namespace where this process looks (a daemon in a container
+// without the host's /run/netns, or in another mount namespace than the runtime's), or comes from another network namespace than the daemon's own (the plugin's host
+// side is the namespace it runs in). Owns: the socket and that decision; the framing is src/cni/handoff.ts.
+import { statfsSync, statSync } from "node:fs";
+import * as net from "node:net";
+import { hostname } from "node:os";
+import { dirname, join } from "node:path";
+import {
+  decodeRequest,
+  encodeDeclined,
+  encodeDone,
+  type HandoffFrameError,
+  type HandoffRequest,
+} from "../cni/handoff.js";
+import { runIpamPlugin } from "../cni/ipam_plugin.js";
+import { runCniPlugin } from "../cni/plugin_main.js";
+import { logInvocation, stdoutOf } from "../cni/process.js";
+import type { Datastore } from "../datastore/types.js";
+import type { Log } from "../lib/log.js";
+import { listenRootOnly, prepareSocketPath } from "../lib/unix_socket.js";
+
+/** The hand-off socket beside a status socket (`/run/ocelot/cni.sock`, `…/netns/<ns>/cni.sock`). */
+export function cniSocketBeside(statusSocket: string): string {
+  return join(dirname(statusSocket), "cni.sock");
+}
+
+export type HandoffOutcome = "done" | "declined";
+
+export interface CniServerOptions {
+  path: string;
+  /** The daemon's datastore, lent to each call that names the same URL (never closed here). */
+  store: Datastore;
+  log: Log;
+  /** Each call: the plugin, its CNI command, what became of it, its seconds in this daemon. */
+  observe?(plugin: string, command: string, outcome: HandoffOutcome, seconds: number): void;
+}
+
+class Decline extends Error {}
+
+/** Set by the shim: the caller's /proc/self/ns/net as "dev:ino". */
+const CALLER_NETNS = "OCELOT_CNI_CALLER_NETNS";
+
+/** statfs(2)'s f_type of the nsfs file system (linux/magic.h). */
+const NSFS_MAGIC = 0x6e736673;
+
+/**
+ * Whether path is a network namespace as this process sees it: a runtime in another mount
+ * namespace (podman under `ip netns exec`) bind-mounts its pods' namespaces where this process
+ * sees only the empty file under the mount point.
+ */
+function isNetns(path: string): boolean {
+  try {
+    return statfsSync(path).type === NSFS_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+function netnsId(): string | undefined {
+  try {
+    const s = statSync("/proc/self/ns/net");
+    return `${s.dev}:${s.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Serves the hand-off socket until close(). */
+export async function serveCni(o: CniServerOptions): Promise<{ close(): Promise<void> }> {
+  await prepareSocketPath(o.path, "CNI socket");
+  const ownNetns = netnsId();
+  // The store lent to a call: the same object, whose close() the plugin's finally must not reach.
+  const lent: Datastore = new Proxy(o.store, {
+    get(target, prop, receiver) {
+      if (prop === "close") return async () => {};
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  const deps = {
+    hostname,
+    openStore: async (url: string) => {
+      if (url !== o.store.url) throw new Decline(`datastore ${url} is not the daemon's`);
+      return lent;
+    },
+  };
+  let queue: Promise<void> = Promise.resolve();
+  const run = async (req: HandoffRequest): Promise<Buffer> => {
+    const start = process.hrtime.bigint();
+    const command = req.env.CNI_COMMAND ?? "";
+    const seconds = () => Number(process.hrtime.bigint() - start) / 1e9;
+    const netns = req.env.CNI_NETNS;
+    // The plugin's host side is the network namespace it runs in: only calls from the
+    // daemon's own namespace (not a daemon that programs another one with --netns).
+    const caller = req.env[CALLER_NETNS];
+    delete req.env[CALLER_NETNS];
+    if (caller !== ownNetns || (netns && !isNetns(netns))) {
+      o.observe?.(req.plugin, command, "declined", seconds());
+      return encodeDeclined();
+    }
+    // A Decline thrown by openStore comes back inside the plugin's error outcome; the flag says so.
+    let declined = false;
+    const callDeps = {
+      ...deps,
+      openStore: async (url: string) => {
+        try {
+          return await deps.openStore(url);
+        } catch (e) {
+          declined = e instanceof Decline;
+          throw e;
+        }
+      },
+    };
+    const out =
+      req.plugin === "ocelot-cni"
+        ? await runCniPlugin(req.env, req.stdin, callDeps)
+        : await runIpamPlugin(req.env, req.stdin, callDeps);
+    if (declined) {
+      o.observe?.(req.plugin, command, "declined", seconds());
+      return encodeDeclined();
+    }
+    logInvocation(req.plugin, req.env, req.stdin, out);
+    o.observe?.(req.plugin, command, "done", seconds());
+    return encodeDone(out.exitCode, stdoutOf(out));
+  };
+  const server = net.createServer((sock) => {
+    let buf = Buffer.alloc(0);
+    let taken = false;
+    sock.on("data", (d: Buffer) => {
+      if (taken) return;
+      buf = Buffer.concat([buf, d]);
+      let req: HandoffRequest | undefined;
+      try {
+        req = decodeRequest(buf);
+      } catch (e) {
+        o.log.warn(
+          { error: (e as HandoffFrameError).message },
+          "CNI hand-off: malformed request dropped",
+        );
+        sock.destroy();
+        return;
+      }
+      if (!req) return;
+      taken = true;
+      const call = req;
+      queue = queue.then(async () => {
+        let answer: Buffer;
+        try {
+          answer = await run(call);
+        } catch (e) {
+          o.log.error({ error: (e as Error).message }, "CNI hand-off failed");
+          answer = encodeDeclined();
+        }
+        if (!sock.destroyed) sock.end(answer);
+      });
+    });
+    sock.on("error", () => {});
+  });
+  return listenRootOnly(server, o.path);
+}
