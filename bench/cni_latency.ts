@@ -8,13 +8,15 @@
 // The plugins run as a runtime runs them: exec'd directly, already inside the node's network
 // namespace (this file re-runs itself there with --inner), pods in namespaces of their own.
 // Run (root): npx tsx bench/cni_latency.ts [--pods 200] [--parallel 20] [--stores file,etcd]
+//   [--handoff: also the installed plugins through `ocelot node run`'s CNI hand-off, and alone]
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { openDatastore } from "../src/datastore/open.js";
 import { SqliteDatastore } from "../src/datastore/sqlite.js";
 import type { Datastore } from "../src/datastore/types.js";
+import { defaultStatusSocket } from "../src/lib/status_socket_path.js";
 import { type EtcdServer, etcdUnavailableReason, startEtcd } from "../test/helpers/etcd.js";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -30,6 +32,11 @@ function arg(name: string, def: string): string {
 const PODS = Number(arg("--pods", "200"));
 const PARALLEL = Number(arg("--parallel", "20"));
 const STORES = arg("--stores", "file,etcd").split(",");
+/**
+ * Also the plugins as `ocelot install-cni` installs them, with `ocelot node run` in the node
+ * namespace serving the CNI hand-off ("handoff") and with OCELOT_CNI_HANDOFF=0 ("alone").
+ */
+const HANDOFF = process.argv.includes("--handoff");
 const PREFIX = arg("--prefix", `clb${process.pid.toString(36)}`);
 
 /** One plugin as the benchmark runs it: its executable, its network configuration. */
@@ -41,6 +48,10 @@ interface Target {
   conf: Record<string, unknown>;
   /** The row this one's ratio is taken against. */
   reference?: string;
+  /** More environment for the plugin. */
+  env?: Record<string, string>;
+  /** CNI_PATH (default bin/ and the reference plugins). */
+  cniPath?: string;
 }
 
 interface Ran {
@@ -60,7 +71,8 @@ function runPlugin(t: Target, command: string, pod: number, netns: string): Prom
         CNI_NETNS: netns,
         CNI_IFNAME: "eth0",
         CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-${pod}`,
-        CNI_PATH: `${BIN}:${REF}`,
+        CNI_PATH: t.cniPath ?? `${BIN}:${REF}`,
+        ...t.env,
       },
       stdio: ["pipe", "pipe", "pipe"],
     });
@@ -219,6 +231,74 @@ function targetsFor(datastore: string, dir: string, withReference: boolean): Tar
 }
 
 /** Inside the node's namespace: stores, the runs, the results as JSON on stdout. */
+/**
+ * The installed plugins (`ocelot install-cni` into binDir's parent) and `ocelot node run` in this
+ * (the node's) namespace on the same store, until its cni.sock is there.
+ */
+async function startHandoffDaemon(
+  url: string,
+  dir: string,
+): Promise<{ binDir: string; stop(): Promise<void> }> {
+  const binDir = join(dir, "bin");
+  const inst = spawnSync(
+    join(BIN, "ocelot"),
+    ["install-cni", "--bin-dir", binDir, "--conf-dir", join(dir, "net.d"), "--datastore", url],
+    { encoding: "utf8", timeout: 120_000 },
+  );
+  if (inst.status !== 0) throw new Error(`ocelot install-cni: ${inst.stderr}`);
+  const daemon = spawn(
+    join(BIN, "ocelot"),
+    [
+      ...["node", "run", "--nodename", "bench-node", "--ip", "192.0.2.10/24"],
+      ...["--networking-backend", "none", "--datastore", url, "--log-level", "warn"],
+    ],
+    { stdio: "ignore" },
+  );
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      if (daemon.exitCode !== null || daemon.signalCode !== null) return resolve();
+      const t = setTimeout(() => daemon.kill("SIGKILL"), 15_000);
+      daemon.once("exit", () => {
+        clearTimeout(t);
+        resolve();
+      });
+      daemon.kill("SIGTERM");
+    });
+  const socket = join(dirname(defaultStatusSocket()), "cni.sock");
+  const until = Date.now() + 120_000;
+  while (!existsSync(socket)) {
+    if (daemon.exitCode !== null || Date.now() > until) {
+      await stop();
+      throw new Error(`ocelot node run: no ${socket} (exit ${daemon.exitCode})`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { binDir, stop };
+}
+
+/** The installed ocelot-cni launcher: through the daemon, and alone (hand-off off). */
+function installedTargets(datastore: string, binDir: string): Target[] {
+  const conf = {
+    cniVersion: "1.0.0",
+    name: "k8s-pod-network",
+    type: "ocelot-cni",
+    datastore,
+    nodename: "bench-node",
+    mtu: 1450,
+    ipam: { type: "ocelot-ipam", ipv4_pools: ["bench-pool"], assign_ipv6: false },
+  };
+  const t = (name: string, env?: Record<string, string>): Target => ({
+    name,
+    plugin: join(binDir, "ocelot-cni"),
+    wires: true,
+    reference: "bridge+host-local",
+    conf,
+    cniPath: binDir,
+    ...(env ? { env } : {}),
+  });
+  return [t("handoff"), t("alone", { OCELOT_CNI_HANDOFF: "0" })];
+}
+
 async function inner(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "ocelot-cni-bench-"));
   let etcd: EtcdServer | undefined;
@@ -232,11 +312,18 @@ async function inner(): Promise<void> {
       const store = kind === "etcd" ? await openDatastore(url) : new SqliteDatastore(url.slice(5));
       await putPool(store, "bench-pool", "10.250.0.0/16");
       await store.close();
-      // The reference plugins once, beside the first store; their figures hold for both.
-      // Each store's rows as soon as they are measured (a run cut short keeps what it has).
-      process.stdout.write(
-        `${JSON.stringify(await measure(kind, targetsFor(url, dir, n === 0)))}\n`,
-      );
+      const daemon = HANDOFF ? await startHandoffDaemon(url, join(dir, `cni-${kind}`)) : undefined;
+      try {
+        // The reference plugins once, beside the first store; their figures hold for both.
+        // Each store's rows as soon as they are measured (a run cut short keeps what it has).
+        const targets = [
+          ...targetsFor(url, dir, n === 0),
+          ...(daemon ? installedTargets(url, daemon.binDir) : []),
+        ];
+        process.stdout.write(`${JSON.stringify(await measure(kind, targets))}\n`);
+      } finally {
+        await daemon?.stop();
+      }
       await etcd?.stop();
       etcd = undefined;
     }
@@ -275,10 +362,10 @@ function report(rows: Row[]): void {
     );
     for (const f of r.failures) console.log(`  FAILED ${f}`);
   }
-  const goalRows = rows.filter((r) => r.target === "ocelot-cni");
+  const goalRows = rows.filter((r) => r.target === "ocelot-cni" || r.target === "handoff");
   for (const r of goalRows) {
     console.log(
-      `goal (${r.store}, quiet machine): ADD p50 ${fmt(pct(r.add, 50))} <= ${GOAL.addP50}, p99 ${fmt(pct(r.add, 99))} <= ${GOAL.addP99}, DEL p50 ${fmt(pct(r.del, 50))} <= ${GOAL.delP50}, ${PARALLEL} parallel ADDs ${fmt(r.parAddAll)} <= ${GOAL.parallelAll}`,
+      `goal (${r.store}, ${r.target}, quiet machine): ADD p50 ${fmt(pct(r.add, 50))} <= ${GOAL.addP50}, p99 ${fmt(pct(r.add, 99))} <= ${GOAL.addP99}, DEL p50 ${fmt(pct(r.del, 50))} <= ${GOAL.delP50}, ${PARALLEL} parallel ADDs ${fmt(r.parAddAll)} <= ${GOAL.parallelAll}`,
     );
   }
 }
@@ -298,7 +385,7 @@ async function outer(): Promise<void> {
     ip("-n", node, "link", "set", "uplink", "up");
     ip("-n", node, "link", "set", "uplink-peer", "up");
     ip("-n", node, "route", "add", "default", "via", "192.0.2.1");
-    for (const letter of ["o", "b"]) {
+    for (const letter of HANDOFF ? ["o", "b", "h", "a"] : ["o", "b"]) {
       for (let i = 0; i < PODS; i++) {
         const name = `${PREFIX}-${letter}${i}`;
         ip("netns", "add", name);

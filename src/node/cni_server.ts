@@ -129,7 +129,8 @@ export async function serveCni(o: CniServerOptions): Promise<{ close(): Promise<
     o.observe?.(req.plugin, command, "done", seconds());
     return encodeDone(out.exitCode, stdoutOf(out));
   };
-  const server = net.createServer((sock) => {
+  // Half-open: the shim shuts its side down after the request, and the answer follows later.
+  const server = net.createServer({ allowHalfOpen: true }, (sock) => {
     let buf = Buffer.alloc(0);
     let taken = false;
     sock.on("data", (d: Buffer) => {
