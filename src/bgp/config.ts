@@ -199,6 +199,29 @@ export const GRACEFUL_RESTART_DEFAULTS: GracefulRestartConfig = {
   staleRoutesTime: 360,
 };
 
+/** The longest FIB hold a timer can run (setTimeout's limit, 24.8 days), in seconds. */
+export const MAX_FIB_HOLD_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+/**
+ * How long, in seconds, the FIB keeps the routes it finds in the kernel at start (our restart)
+ * before sweeping those nobody set again (the sweep comes earlier, once every peer re-sent its
+ * table). `fib.gracefulRestartTime`, or longer toward a peer with long-lived graceful restart
+ * (RFC 9494): such a peer keeps our routes for our restart time plus the long-lived stale
+ * time, so our kernel keeps its routes as long, as a helper would (0 stays 0: no hold).
+ */
+export function fibGracefulHoldSeconds(cfg: BgpdConfig): number {
+  const base = cfg.fib.gracefulRestartTime;
+  if (base === 0) return 0;
+  const gr = cfg.gracefulRestart ?? GRACEFUL_RESTART_DEFAULTS;
+  let hold = base;
+  for (const p of cfg.peers) {
+    if (p.longLivedStaleTime === undefined) continue;
+    const restart = gr.enabled ? (p.gracefulRestartTime ?? gr.restartTime) : 0;
+    hold = Math.max(hold, restart + p.longLivedStaleTime);
+  }
+  return Math.min(hold, MAX_FIB_HOLD_SECONDS);
+}
+
 export class ConfigError extends Error {
   constructor(message: string) {
     super(message);
