@@ -97,6 +97,12 @@ export interface PeerConfig {
    * once its restart time is over. Absent: LLGR not announced (plain graceful restart).
    */
   longLivedStaleTime?: number;
+  /**
+   * RFC 9494 §4.6, the optional partial deployment procedure, for an internal (iBGP) peer: when
+   * it did not negotiate LLGR, LLGR_STALE routes are sent to it all the same, with NO_EXPORT
+   * added and LOCAL_PREF 0, instead of being withdrawn (default false).
+   */
+  llgrPartialDeployment?: boolean;
   /** RFC 8654 extended messages advertised (absent: true). */
   extendedMessage?: boolean;
   /**
@@ -522,6 +528,7 @@ const peer = object<PeerConfig>(
     maxPrefixes: opt(maxPrefixes),
     gracefulRestartTime: opt(int({ min: 1, max: 4095 })),
     longLivedStaleTime: opt(int({ min: 1, max: 0xffffff })),
+    llgrPartialDeployment: opt(bool),
   },
   (p, path, issues) => {
     if ((p.address === undefined) === (p.interface === undefined))
@@ -612,6 +619,13 @@ const bgpdConfig = object<BgpdConfig>(
       if (seen.has(p.address))
         custom(["peers", i, "address"], `duplicate peer ${p.address}`, issues);
       seen.add(p.address);
+      // RFC 9494 §4.6: "the neighbors MUST be internal".
+      if (p.llgrPartialDeployment && c.asn !== undefined && p.asn !== c.asn)
+        custom(
+          ["peers", i, "llgrPartialDeployment"],
+          `only for an internal (iBGP) peer: ${p.address} is AS ${p.asn}, we are AS ${c.asn}`,
+          issues,
+        );
     });
   },
 );
@@ -858,6 +872,7 @@ const REFRESH_FIELDS: (keyof PeerConfig)[] = [
   "allowOwnAs",
   "routeReflectorClient",
   "nextHopSelf",
+  "llgrPartialDeployment",
 ];
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);

@@ -430,3 +430,26 @@ describe("fibGracefulHoldSeconds()", () => {
     expect(fibGracefulHoldSeconds(c)).toBe(2_147_483);
   });
 });
+
+describe("llgrPartialDeployment (RFC 9494 §4.6)", () => {
+  const doc = (asn: number) => ({
+    asn: 64512,
+    routerId: "10.0.0.1",
+    peers: [{ address: "10.0.0.2", asn, llgrPartialDeployment: true }],
+    status: { socket: "/tmp/x.sock" },
+  });
+
+  it("is taken for an internal peer and refused, naming the field, for an external one", () => {
+    expect(parseConfig(doc(64512)).peers[0]?.llgrPartialDeployment).toBe(true);
+    expect(() => parseConfig(doc(65002))).toThrow(
+      /peers\[0\]\.llgrPartialDeployment.*only for an internal \(iBGP\) peer/,
+    );
+  });
+
+  it("is applied by re-export, without a reset", () => {
+    const a = parseConfig({ ...doc(64512), peers: [{ address: "10.0.0.2", asn: 64512 }] });
+    expect(impact(a, parseConfig(doc(64512))).changed).toEqual([
+      { address: "10.0.0.2", impact: "refresh", field: "llgrPartialDeployment" },
+    ]);
+  });
+});

@@ -411,6 +411,7 @@ export class SpeakerCore<A> {
       families: peerFamilies(p),
       importPolicy: pol.importPolicy,
       exportPolicy: pol.exportPolicy,
+      llgrStaleToNonLlgr: p.llgrPartialDeployment ?? false,
       ...(pick4 ? { nextHopSelfV4: pick4 } : {}),
       ...(pick6 ? { nextHopSelfV6: pick6 } : {}),
     });
@@ -536,7 +537,8 @@ export class SpeakerCore<A> {
     const exportChanged =
       JSON.stringify(old.exportFilter) !== JSON.stringify(cfg.exportFilter) ||
       old.routeReflectorClient !== cfg.routeReflectorClient ||
-      old.nextHopSelf !== cfg.nextHopSelf;
+      old.nextHopSelf !== cfg.nextHopSelf ||
+      old.llgrPartialDeployment !== cfg.llgrPartialDeployment;
     const before = exportChanged ? this.advertisedSet(e) : undefined;
     // The Adj-RIB-In is kept (soft reconfiguration inbound): imports are re-evaluated in place,
     // and a changed export input moves the peer to its new update group.
@@ -545,6 +547,7 @@ export class SpeakerCore<A> {
       routeReflectorClient: cfg.routeReflectorClient,
       ...(importChanged || guardChanged ? { importPolicy: pol.importPolicy } : {}),
       ...(exportChanged ? { exportPolicy: pol.exportPolicy } : {}),
+      llgrStaleToNonLlgr: cfg.llgrPartialDeployment ?? false,
     });
     if (before && e.session.established && e.synced) {
       // Settle the change, then send the peer what it gains and withdraw what it loses.
