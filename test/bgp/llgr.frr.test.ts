@@ -205,6 +205,9 @@ describe.skipIf(skip)("long-lived graceful restart with FRR and BIRD", () => {
       .split("\n")
       .find((l) => l.includes("keeping its routes as LLGR_STALE"));
     expect(ll).toMatch(/"kept":2\b.*"removedNoLlgr":1\b.*"longLivedStaleTime":600\b/);
+    expect(ocelot.peer("10.255.17.2")?.staleFamilies).toEqual([
+      { family: "ipv4-unicast", timer: "LongLivedStaleTimer" },
+    ]);
     // BIRD (no LLGR) has them withdrawn.
     await waitFor(
       "BIRD to lose the LLGR_STALE routes",
