@@ -103,6 +103,12 @@ export interface PeerConfig {
    * once its restart time is over. Absent: LLGR not announced (plain graceful restart).
    */
   longLivedStaleTime?: number;
+  /**
+   * RFC 9494 §4.6, the optional partial deployment procedure, for an internal (iBGP) peer: when
+   * it did not negotiate LLGR, LLGR_STALE routes are sent to it all the same, with NO_EXPORT
+   * added and LOCAL_PREF 0, instead of being withdrawn (default false).
+   */
+  llgrPartialDeployment?: boolean;
   /** RFC 8654 extended messages advertised (absent: true). */
   extendedMessage?: boolean;
   /**
@@ -211,6 +217,29 @@ export const GRACEFUL_RESTART_DEFAULTS: GracefulRestartConfig = {
   restartTime: 120,
   staleRoutesTime: 360,
 };
+
+/** The longest FIB hold a timer can run (setTimeout's limit, 24.8 days), in seconds. */
+export const MAX_FIB_HOLD_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+/**
+ * How long, in seconds, the FIB keeps the routes it finds in the kernel at start (our restart)
+ * before sweeping those nobody set again (the sweep comes earlier, once every peer re-sent its
+ * table). `fib.gracefulRestartTime`, or longer toward a peer with long-lived graceful restart
+ * (RFC 9494): such a peer keeps our routes for our restart time plus the long-lived stale
+ * time, so our kernel keeps its routes as long, as a helper would (0 stays 0: no hold).
+ */
+export function fibGracefulHoldSeconds(cfg: BgpdConfig): number {
+  const base = cfg.fib.gracefulRestartTime;
+  if (base === 0) return 0;
+  const gr = cfg.gracefulRestart ?? GRACEFUL_RESTART_DEFAULTS;
+  let hold = base;
+  for (const p of cfg.peers) {
+    if (p.longLivedStaleTime === undefined) continue;
+    const restart = gr.enabled ? (p.gracefulRestartTime ?? gr.restartTime) : 0;
+    hold = Math.max(hold, restart + p.longLivedStaleTime);
+  }
+  return Math.min(hold, MAX_FIB_HOLD_SECONDS);
+}
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -513,6 +542,7 @@ const peer = object<PeerConfig>(
     maxPrefixes: opt(maxPrefixes),
     gracefulRestartTime: opt(int({ min: 1, max: 4095 })),
     longLivedStaleTime: opt(int({ min: 1, max: 0xffffff })),
+    llgrPartialDeployment: opt(bool),
   },
   (p, path, issues) => {
     if ((p.address === undefined) === (p.interface === undefined))
@@ -612,6 +642,13 @@ const bgpdConfig = object<BgpdConfig>(
       if (seen.has(p.address))
         custom(["peers", i, "address"], `duplicate peer ${p.address}`, issues);
       seen.add(p.address);
+      // RFC 9494 §4.6: "the neighbors MUST be internal".
+      if (p.llgrPartialDeployment && c.asn !== undefined && p.asn !== c.asn)
+        custom(
+          ["peers", i, "llgrPartialDeployment"],
+          `only for an internal (iBGP) peer: ${p.address} is AS ${p.asn}, we are AS ${c.asn}`,
+          issues,
+        );
     });
   },
 );
@@ -858,6 +895,7 @@ const REFRESH_FIELDS: (keyof PeerConfig)[] = [
   "allowOwnAs",
   "routeReflectorClient",
   "nextHopSelf",
+  "llgrPartialDeployment",
 ];
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);

@@ -50,6 +50,12 @@ export interface PeerStatus {
   heldDown?: ("bfd" | "maxPrefix" | "link")[];
   /** The last configuration change that reset the session: the field, seconds ago. */
   lastConfigReset?: { field: string; secondsAgo: number };
+  /**
+   * RFC 4724 / RFC 9494 helper: the families whose routes are kept stale while the peer
+   * restarts, each with the timer bounding it (RestartTimer, LongLivedStaleTimer: LLGR_STALE,
+   * StaleTimer: back, waiting for its End-of-RIB).
+   */
+  staleFamilies?: { family: string; timer: string }[];
   /** The peer's BGP Identifier from its OPEN, while Established. */
   bgpId?: string;
 }
@@ -263,6 +269,11 @@ export function formatStatus(s: StatusSnapshot): string {
     : "";
   const notes = s.peers.flatMap((p) => [
     ...(p.heldDown?.length ? [`${p.address}: held down (${p.heldDown.join(", ")})`] : []),
+    ...(p.staleFamilies?.length
+      ? [
+          `${p.address}: routes kept stale while it restarts (${p.staleFamilies.map((f) => `${f.family} ${f.timer}`).join(", ")})`,
+        ]
+      : []),
     ...(p.lastConfigReset
       ? [
           `${p.address}: session reset by a change of ${p.lastConfigReset.field} ${duration(p.lastConfigReset.secondsAgo)} ago`,

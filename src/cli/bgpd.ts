@@ -13,6 +13,7 @@ import type { PeerConfig } from "../bgp/config.js";
 import {
   type BgpdConfig,
   ConfigError,
+  fibGracefulHoldSeconds,
   type NeighbourEntry,
   parseConfigText,
   resolveInterfacePeers,
@@ -99,8 +100,9 @@ async function openFib(cfg: BgpdConfig, log: Log): Promise<Fib | null> {
   const { KernelFib } = await import("../fib/kernel_fib.js");
   return KernelFib.open({
     protocols: [cfg.fib.protocol],
-    // A restart keeps our kernel routes until the peers re-sent their tables (End-of-RIB).
-    gracefulHoldMs: cfg.fib.gracefulRestartTime * 1000,
+    // A restart keeps our kernel routes until the peers re-sent their tables (End-of-RIB), at
+    // most fib.gracefulRestartTime (longer toward peers with long-lived graceful restart).
+    gracefulHoldMs: fibGracefulHoldSeconds(cfg) * 1000,
     onEvent: (e) => log.debug({ fib: e }, "FIB event"),
   });
 }

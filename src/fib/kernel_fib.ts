@@ -342,7 +342,9 @@ export class KernelFib implements BatchFib {
     await this.resync();
     this.foundAtStart = this.v4.installedCount + this.installed6.size;
     if (this.holding) {
-      this.holdTimer = setTimeout(() => void this.endGracefulHold(), this.opts.gracefulHoldMs);
+      // setTimeout fires at once past 2^31-1 ms: a longer hold is cut to that (24.8 days).
+      const ms = Math.min(this.opts.gracefulHoldMs, 2 ** 31 - 1);
+      this.holdTimer = setTimeout(() => void this.endGracefulHold(), ms);
       this.holdTimer.unref?.();
     }
   }

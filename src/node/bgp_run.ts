@@ -9,7 +9,7 @@ import { rmSync } from "node:fs";
 import { dirname } from "node:path";
 import { SpeakerBfd } from "../bgp/bfd/speaker_bfd.js";
 import { BmpClient } from "../bgp/bmp/client.js";
-import type { BgpdConfig } from "../bgp/config.js";
+import { type BgpdConfig, fibGracefulHoldSeconds } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
 import { ttlHook } from "../bgp/io/ttl.js";
 import { SpeakerLinkWatch } from "../bgp/link/link_watch.js";
@@ -63,7 +63,8 @@ export async function startBgp(
   const fib: KernelFib = await KernelFib.open({
     ...(deps.netns ? { netns: deps.netns } : {}),
     protocols: [first.fib.protocol],
-    gracefulHoldMs: first.fib.gracefulRestartTime * 1000,
+    // As bgpd's: longer toward peers with long-lived graceful restart (RFC 9494).
+    gracefulHoldMs: fibGracefulHoldSeconds(first) * 1000,
     onEvent: (e) => log.debug({ fib: e }, "BGP FIB event"),
   });
   const onSocket = await ttlHook(log);

@@ -1,7 +1,9 @@
-// The bgpd YAML config: validation messages name the field path and value; impact() per peer.
+// The bgpd YAML config: validation messages name the field path and value; impact() per peer;
+// the FIB's graceful hold after a restart.
 import { describe, expect, it } from "vitest";
 import {
   type BgpdConfig,
+  fibGracefulHoldSeconds,
   impact,
   listenerTtl,
   type PeerConfig,
@@ -391,6 +393,63 @@ describe("peers[].addPath.families", () => {
     );
     expect(impact(withAddPath("{send: 2}"), c).changed).toEqual([
       { address: "10.255.9.1", impact: "reset", field: "addPath" },
+    ]);
+  });
+});
+
+describe("fibGracefulHoldSeconds()", () => {
+  const cfg = (extra: string) =>
+    parseConfig({
+      asn: 64512,
+      routerId: "10.0.0.1",
+      peers: [
+        { address: "10.0.0.2", asn: 65002 },
+        { address: "10.0.0.3", asn: 65003, longLivedStaleTime: 600 },
+        { address: "10.0.0.4", asn: 65004, longLivedStaleTime: 900, gracefulRestartTime: 30 },
+      ].slice(0, extra === "plain" ? 1 : 3),
+      fib: { gracefulRestartTime: extra === "nohold" ? 0 : 120 },
+      gracefulRestart: { restartTime: 60, enabled: extra !== "nogr" },
+      status: { socket: "/tmp/x.sock" },
+    });
+
+  it("is fib.gracefulRestartTime without long-lived graceful restart", () => {
+    expect(fibGracefulHoldSeconds(cfg("plain"))).toBe(120);
+  });
+
+  it("covers a peer's restart time plus its long-lived stale time (RFC 9494)", () => {
+    // 10.0.0.3: 60 + 600; 10.0.0.4: its own restart time 30 + 900.
+    expect(fibGracefulHoldSeconds(cfg("llgr"))).toBe(930);
+    // Without graceful restart the peers go long-lived at once.
+    expect(fibGracefulHoldSeconds(cfg("nogr"))).toBe(900);
+  });
+
+  it("keeps 0 (no hold) and stays under setTimeout's limit", () => {
+    expect(fibGracefulHoldSeconds(cfg("nohold"))).toBe(0);
+    const c = cfg("llgr");
+    c.peers[1] = { ...(c.peers[1] as PeerConfig), longLivedStaleTime: 0xffffff };
+    expect(fibGracefulHoldSeconds(c)).toBe(2_147_483);
+  });
+});
+
+describe("llgrPartialDeployment (RFC 9494 §4.6)", () => {
+  const doc = (asn: number) => ({
+    asn: 64512,
+    routerId: "10.0.0.1",
+    peers: [{ address: "10.0.0.2", asn, llgrPartialDeployment: true }],
+    status: { socket: "/tmp/x.sock" },
+  });
+
+  it("is taken for an internal peer and refused, naming the field, for an external one", () => {
+    expect(parseConfig(doc(64512)).peers[0]?.llgrPartialDeployment).toBe(true);
+    expect(() => parseConfig(doc(65002))).toThrow(
+      /peers\[0\]\.llgrPartialDeployment.*only for an internal \(iBGP\) peer/,
+    );
+  });
+
+  it("is applied by re-export, without a reset", () => {
+    const a = parseConfig({ ...doc(64512), peers: [{ address: "10.0.0.2", asn: 64512 }] });
+    expect(impact(a, parseConfig(doc(64512))).changed).toEqual([
+      { address: "10.0.0.2", impact: "refresh", field: "llgrPartialDeployment" },
     ]);
   });
 });

@@ -4,7 +4,9 @@
 // 1. FRR's bgpd is SIGKILLed (no NOTIFICATION). After its restart time its routes stay in our
 //    RIB and kernel tagged LLGR_STALE; the one FRR sent with NO_LLGR is gone; a prefix BIRD also
 //    announces moves to BIRD's path (LLGR_STALE least preferred, though eBGP beats iBGP
-//    otherwise); BIRD has the LLGR_STALE routes withdrawn.
+//    otherwise); BIRD has the LLGR_STALE routes withdrawn. A SIGHUP turns on RFC 9494 §4.6's
+//    partial deployment for BIRD (`llgrPartialDeployment`): BIRD gets the LLGR_STALE route back
+//    with NO_EXPORT and LOCAL_PREF 0, its session not reset.
 // 2. bgpd starts again announcing one prefix less: after its End-of-RIB the LLGR-stale path it
 //    did not re-send is swept; what it re-sent is fresh again (BIRD has it back).
 // 3. bgpd is SIGKILLed again (its new stale time 20 s): at restart time + long-lived stale time
@@ -85,7 +87,7 @@ const ocelotConfig = {
       longLivedStaleTime: 600,
     },
     { address: "10.255.18.2", asn: 64512, connectRetryTime: 1, families: ["ipv4-unicast"] },
-  ],
+  ] as Record<string, unknown>[],
   fib: { enabled: true, table: "main", protocol: 201, gracefulRestartTime: 120 },
 };
 
@@ -205,11 +207,38 @@ describe.skipIf(skip)("long-lived graceful restart with FRR and BIRD", () => {
       .split("\n")
       .find((l) => l.includes("keeping its routes as LLGR_STALE"));
     expect(ll).toMatch(/"kept":2\b.*"removedNoLlgr":1\b.*"longLivedStaleTime":600\b/);
+    expect(ocelot.peer("10.255.17.2")?.staleFamilies).toEqual([
+      { family: "ipv4-unicast", timer: "LongLivedStaleTimer" },
+    ]);
     // BIRD (no LLGR) has them withdrawn.
     await waitFor(
       "BIRD to lose the LLGR_STALE routes",
       () => !birdHas(ONLY_FRR) && !birdHas(NO_LLGR),
     );
+
+    // §4.6: BIRD (iBGP, no LLGR) may get them with NO_EXPORT and LOCAL_PREF 0.
+    const transitions = ocelot.peer("10.255.18.2")?.establishedTransitions;
+    const partial = {
+      ...ocelotConfig,
+      peers: ocelotConfig.peers.map((p) =>
+        p.address === "10.255.18.2" ? { ...p, llgrPartialDeployment: true } : p,
+      ),
+    };
+    writeFileSync(
+      ocelot.configPath,
+      `${JSON.stringify({ status: { socket: ocelot.socket }, ...partial }, null, 2)}\n`,
+    );
+    lab.signal(ocelot.pid, "SIGHUP");
+    await waitFor("BIRD to get the LLGR_STALE route with NO_EXPORT and LOCAL_PREF 0", () => {
+      const r = birdHas(ONLY_FRR) ? bird.route(ONLY_FRR) : "";
+      return (
+        /BGP\.community:.*\(65535,6\)/.test(r) &&
+        /BGP\.community:.*\(65535,65281\)/.test(r) &&
+        /BGP\.local_pref: 0\b/.test(r)
+      );
+    });
+    expect(birdHas(NO_LLGR)).toBe(false);
+    expect(ocelot.peer("10.255.18.2")?.establishedTransitions).toBe(transitions);
   });
 
   it("FRR comes back without the shared prefix: swept after its End-of-RIB, the rest fresh again", async () => {
@@ -231,7 +260,10 @@ describe.skipIf(skip)("long-lived graceful restart with FRR and BIRD", () => {
       .split("\n")
       .filter((l) => l.includes("Stale routes of a restarted peer removed"));
     expect(swept.at(-1)).toMatch(/"removed":1\b.*"why":"End-of-RIB"/);
-    await waitFor("BIRD to have the fresh route again", () => birdHas(ONLY_FRR));
+    await waitFor(
+      "BIRD to have the fresh route again",
+      () => birdHas(ONLY_FRR) && !/\(65535,6\)/.test(bird.route(ONLY_FRR)),
+    );
     await ocelot.established("10.255.17.2", 60_000);
   });
 

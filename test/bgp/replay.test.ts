@@ -3,7 +3,8 @@
 // timer and a fake clock (an `advance` step moves it and fires the timers the core started, in
 // time order). Bytes come from hex, from the golden captures of real BIRD/FRR/GoBGP sessions in
 // test/fixtures/wire ("file.hex > 3": the third message sent by the '>' side), or from an
-// `open`, `keepalive`, `eor` (IPv4 End-of-RIB) or `update` written as fields and encoded by the codec. Actions are compared as one line each.
+// `open`, `keepalive`, `eor` (IPv4 End-of-RIB, `eor: 6` IPv6's) or `update` (IPv6 when its
+// prefixes are) written as fields and encoded by the codec. Actions are compared as one line each.
 // REPLAY_UPDATE=1 writes the actual actions into the files (review the diff before committing).
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -27,6 +28,7 @@ import { encodeOpen, myAsField } from "../../src/bgp/wire/open.js";
 import {
   emptyAttributes,
   Ipv4Unicast,
+  Ipv6Unicast,
   type PrefixArray,
   sessionOptions,
 } from "../../src/bgp/wire/types.js";
@@ -93,13 +95,14 @@ function prefixArray(list: string[], fam: 4 | 6): PrefixArray {
   return { afi: fam === 4 ? Afi.Ipv4 : Afi.Ipv6, count: list.length, addrs, lens, pathIds: null };
 }
 
-/** An IPv4 UPDATE from fields, encoded by the codec (4-octet AS). */
+/** An UPDATE from fields, encoded by the codec (4-octet AS); IPv6 (MP_REACH) for IPv6 prefixes. */
 function updateBytes(u: UpdateFields): Uint8Array {
+  const fam = [...(u.announce ?? []), ...(u.withdraw ?? [])].some((x) => x.includes(":")) ? 6 : 4;
   const opts = sessionOptions();
   const a = emptyAttributes();
   a.origin = u.origin ?? 0;
   a.asPath = u.asPath ? [{ type: 2, asns: u.asPath }] : [];
-  a.nextHop = u.nextHop ? parseIpv4(u.nextHop) : null;
+  a.nextHop = u.nextHop && fam === 4 ? parseIpv4(u.nextHop) : null;
   if (u.med !== undefined) a.med = u.med;
   if (u.localPref !== undefined) a.localPref = u.localPref;
   if (u.communities?.length)
@@ -109,18 +112,30 @@ function updateBytes(u: UpdateFields): Uint8Array {
         return ((hi as number) * 65536 + (lo as number)) >>> 0;
       }),
     );
-  const base = { afi: Afi.Ipv4, safi: Safi.Unicast };
+  const base = {
+    afi: fam === 4 ? Afi.Ipv4 : Afi.Ipv6,
+    safi: Safi.Unicast,
+    ...(fam === 6 && u.nextHop ? { mpNextHop: ipv6Bytes(u.nextHop) } : {}),
+  };
   const msgs: Uint8Array[] = [];
   if (u.withdraw?.length)
     msgs.push(
-      ...encodeUpdates({ ...base, attributes: null, withdraw: prefixArray(u.withdraw, 4) }, opts),
+      ...encodeUpdates({ ...base, attributes: null, withdraw: prefixArray(u.withdraw, fam) }, opts),
     );
   if (u.announce?.length)
     msgs.push(
-      ...encodeUpdates({ ...base, attributes: a, announce: prefixArray(u.announce, 4) }, opts),
+      ...encodeUpdates({ ...base, attributes: a, announce: prefixArray(u.announce, fam) }, opts),
     );
   if (msgs.length !== 1) throw new Error("An update step must encode to exactly one UPDATE");
   return msgs[0] as Uint8Array;
+}
+
+function ipv6Bytes(text: string): Uint8Array {
+  const w = parseIpv6(text);
+  const b = new Uint8Array(16);
+  const dv = new DataView(b.buffer);
+  for (let i = 0; i < 4; i++) dv.setUint32(i * 4, w[i] as number);
+  return b;
 }
 
 /** A peer's graceful-restart capability in an `open` step (RFC 4724, RFC 8538's N bit). */
@@ -130,27 +145,44 @@ interface OpenGr {
   n?: boolean;
   /** The Forwarding State bit for IPv4 unicast (default true). */
   f?: boolean;
+  /** The Forwarding State bit for IPv6 unicast (default true). */
+  f6?: boolean;
 }
 
+/** A family's entry of a long-lived GR capability: its stale time, or that and its F bit. */
+type OpenLlgrFamily = number | { stale: number; f?: boolean };
+
 /**
- * An OPEN from fields: IPv4 unicast, route refresh, 4-octet AS (what a plain peer sends), and
- * graceful restart for IPv4 unicast when `gr` is given; long-lived GR (RFC 9494) for IPv4
- * unicast with that stale time (seconds) when `llgr` is.
+ * An OPEN from fields: route refresh, 4-octet AS (what a plain peer sends), multiprotocol for
+ * `families` (default [4]: IPv4 unicast), graceful restart for those families when `gr` is
+ * given; long-lived GR (RFC 9494) with that stale time (seconds) for each family when `llgr` is
+ * a number, or per family (`{v4: 30, v6: {stale: 60, f: false}}`; the F bit defaults to set).
  */
 function openBytes(o: {
   asn: number;
   id: string;
   holdTime?: number;
+  families?: (4 | 6)[];
   gr?: OpenGr;
-  llgr?: number;
+  llgr?: number | { v4?: OpenLlgrFamily; v6?: OpenLlgrFamily };
 }): Uint8Array {
+  const fams = o.families ?? [4];
+  const afi = (f: 4 | 6) => (f === 4 ? Afi.Ipv4 : Afi.Ipv6);
+  const llgrOf = (f: 4 | 6): OpenLlgrFamily | undefined =>
+    typeof o.llgr === "number" ? o.llgr : f === 4 ? o.llgr?.v4 : o.llgr?.v6;
+  const llgrFams = fams.flatMap((f) => {
+    const x = llgrOf(f);
+    if (x === undefined) return [];
+    const e = typeof x === "number" ? { stale: x } : x;
+    return [{ afi: afi(f), safi: Safi.Unicast, forwardingState: e.f ?? true, staleTime: e.stale }];
+  });
   return encodeOpen({
     version: 4,
     myAs: myAsField(o.asn),
     holdTime: o.holdTime ?? 90,
     bgpIdentifier: parseIpv4(o.id),
     capabilities: [
-      { kind: "Multiprotocol", afi: Afi.Ipv4, safi: Safi.Unicast },
+      ...fams.map((f) => ({ kind: "Multiprotocol" as const, afi: afi(f), safi: Safi.Unicast })),
       { kind: "RouteRefresh" },
       { kind: "FourOctetAs", asn: o.asn },
       ...(o.gr
@@ -160,19 +192,16 @@ function openBytes(o: {
               restartState: o.gr.restarting ?? false,
               notification: o.gr.n ?? false,
               restartTime: o.gr.time,
-              families: [{ afi: Afi.Ipv4, safi: Safi.Unicast, forwardingState: o.gr.f ?? true }],
+              families: fams.map((f) => ({
+                afi: afi(f),
+                safi: Safi.Unicast,
+                forwardingState: (f === 4 ? o.gr?.f : o.gr?.f6) ?? true,
+              })),
             },
           ]
         : []),
       ...(o.llgr !== undefined
-        ? [
-            {
-              kind: "LongLivedGracefulRestart" as const,
-              families: [
-                { afi: Afi.Ipv4, safi: Safi.Unicast, forwardingState: true, staleTime: o.llgr },
-              ],
-            },
-          ]
+        ? [{ kind: "LongLivedGracefulRestart" as const, families: llgrFams }]
         : []),
     ],
   });
@@ -186,7 +215,7 @@ function toEvent(raw: Record<string, unknown>): SpeakerEvent {
     else if (ev.update) ev.bytes = updateBytes(ev.update as UpdateFields);
     else if (ev.open) ev.bytes = openBytes(ev.open as Parameters<typeof openBytes>[0]);
     else if (ev.keepalive) ev.bytes = encodeKeepalive();
-    else if (ev.eor) ev.bytes = encodeEndOfRib(Ipv4Unicast);
+    else if (ev.eor) ev.bytes = encodeEndOfRib(ev.eor === 6 ? Ipv6Unicast : Ipv4Unicast);
     for (const k of ["hex", "fixture", "update", "open", "keepalive", "eor"]) delete ev[k];
   }
   if (ev.kind === "reconfigure") ev.config = parseConfig(ev.config);

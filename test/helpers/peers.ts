@@ -347,6 +347,8 @@ export interface OcelotPeerStatus {
   state: string;
   lastError?: { kind: string; code?: number; subcode?: number; message?: string } | null;
   prefixes: { received: number; accepted: number; advertised: number };
+  /** Families kept stale while the peer restarts, with the helper timer of each. */
+  staleFamilies?: { family: string; timer: string }[];
   [k: string]: unknown;
 }
 

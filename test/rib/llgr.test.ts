@@ -1,7 +1,8 @@
 // RFC 9494 long-lived graceful restart in the RIB: LLGR_STALE paths least preferred, NO_LLGR
-// paths dropped, LLGR_STALE paths withheld from peers without LLGR, swept like GR stale paths.
+// paths dropped, LLGR_STALE paths withheld from peers without LLGR (or, RFC 9494 §4.6, sent to
+// internal ones with NO_EXPORT and LOCAL_PREF 0), swept like GR stale paths.
 import { describe, expect, it } from "vitest";
-import { LLGR_STALE, NO_LLGR } from "../../src/bgp/rib/attrs.js";
+import { LLGR_STALE, NO_EXPORT, NO_LLGR } from "../../src/bgp/rib/attrs.js";
 import { seq } from "../../src/bgp/rib/simple_attrs.js";
 import {
   announce,
@@ -118,5 +119,34 @@ describe("long-lived graceful restart (RFC 9494) in the RIB", () => {
     announce(rib, b, P, { nextHop: "192.0.2.2", asPath: seq(65002, 65009, 65010) });
     rib.drain();
     expect(rib.explain(P)).toMatchObject({ bestReason: "LlgrStale", nexthops: ["192.0.2.2"] });
+  });
+
+  it("§4.6 partial deployment: internal peers without LLGR get them with NO_EXPORT and LOCAL_PREF 0", () => {
+    const rib = makeRib();
+    const a = peer(rib, { address: "192.0.2.1", asn: 65001 });
+    // 10.0.0.5 internal, asked for §4.6; 10.0.0.6 internal with LLGR (asked, not applied);
+    // 192.0.2.7 external (asked, not applied: the neighbours MUST be internal).
+    peer(rib, { address: "10.0.0.5", asn: LOCAL_AS, llgrStaleToNonLlgr: true });
+    peer(rib, { address: "10.0.0.6", asn: LOCAL_AS, llgr: true, llgrStaleToNonLlgr: true });
+    peer(rib, { address: "192.0.2.7", asn: 65007, llgrStaleToNonLlgr: true });
+    const sent = (id: string) => rib.adjRibOut(id).find((x) => x.v4.toStrings().includes(P))?.attrs;
+    announce(rib, a, P, { nextHop: "192.0.2.1", asPath: seq(65001), localPref: 200 });
+    rib.drain();
+    // Fresh: as to any internal peer.
+    expect(sent("10.0.0.5")).toMatchObject({ localPref: 100, communities: [] });
+
+    rib.markStale(a);
+    rib.markLongLivedStale(a);
+    rib.drain();
+    expect(sent("10.0.0.5")).toMatchObject({ localPref: 0, communities: [LLGR_STALE, NO_EXPORT] });
+    expect(sent("10.0.0.6")).toMatchObject({ localPref: 100, communities: [LLGR_STALE] });
+    expect(sent("192.0.2.7")).toBeUndefined();
+    expect(rib.explainExport(P, "192.0.2.7")).toMatchObject({ reason: "LlgrStale" });
+
+    // Fresh again: the tag, NO_EXPORT and LOCAL_PREF 0 go.
+    announce(rib, a, P, { nextHop: "192.0.2.1", asPath: seq(65001) });
+    rib.drain();
+    expect(sent("10.0.0.5")).toMatchObject({ localPref: 100, communities: [] });
+    expect(sent("192.0.2.7")).toBeDefined();
   });
 });

@@ -12,11 +12,27 @@ export interface Clock {
   setTimer(ms: number, fire: () => void): TimerHandle;
 }
 
+/** The longest delay setTimeout takes (a longer one fires at once, with a warning). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 export const realClock: Clock = {
   now: () => Date.now(),
   setTimer(ms, fire) {
-    const t = setTimeout(fire, ms);
-    t.unref?.();
+    // Long timers (RFC 9494's stale time goes up to 194 days) are chained in steps.
+    const end = Date.now() + ms;
+    let t: ReturnType<typeof setTimeout>;
+    const arm = (left: number) => {
+      t = setTimeout(
+        () => {
+          const rest = end - Date.now();
+          if (left > MAX_TIMEOUT_MS && rest > 0) arm(rest);
+          else fire();
+        },
+        Math.min(left, MAX_TIMEOUT_MS),
+      );
+      t.unref?.();
+    };
+    arm(ms);
     return { cancel: () => clearTimeout(t) };
   },
 };

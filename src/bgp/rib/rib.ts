@@ -41,6 +41,7 @@ import {
   FLAG_NO_EXPORT_SUBCONFED,
   FLAG_NO_LLGR,
   LLGR_STALE,
+  NO_EXPORT,
   ORIGIN_IGP,
 } from "./attrs.js";
 import {
@@ -141,6 +142,12 @@ export interface RibPeerInfo {
    * it (default false: they are withheld, withdrawn when a best path becomes one).
    */
   llgr?: boolean;
+  /**
+   * RFC 9494 §4.6 (optional partial deployment): an internal peer without LLGR gets LLGR_STALE
+   * paths too, with NO_EXPORT added and LOCAL_PREF 0 (ignored for external peers and where
+   * `llgr` is set).
+   */
+  llgrStaleToNonLlgr?: boolean;
 }
 
 /** Loc-RIB changes for the FIB: per prefix the new next-hop set, or -1 for removed. */
@@ -348,6 +355,16 @@ interface Group {
   apMember: number;
   /** The members negotiated long-lived GR (RFC 9494): LLGR_STALE paths go to them. */
   llgr: boolean;
+  /**
+   * RFC 9494 §4.6: internal members without LLGR that get LLGR_STALE paths all the same, with
+   * NO_EXPORT and LOCAL_PREF 0.
+   */
+  llgrPartial: boolean;
+}
+
+/** RFC 9494 §4.6 applies to the peer: internal, no LLGR negotiated, and asked for. */
+function llgrPartialOf(rec: { ibgp: boolean; info: RibPeerInfo }): boolean {
+  return rec.ibgp && !(rec.info.llgr ?? false) && (rec.info.llgrStaleToNonLlgr ?? false);
 }
 
 /** The ADD-PATH send limits of a peer, or null when it sends one path per prefix. */
@@ -1443,8 +1460,9 @@ export class Rib<A> {
     const f = this.attrs.flags[this.pathAttr[best] as number] as number;
     // RFC 1997: NO_ADVERTISE to no peer; NO_EXPORT(_SUBCONFED) not outside the AS.
     if (f & FLAG_NO_ADVERTISE) return RejectReason.NoAdvertise;
-    // RFC 9494 §4.5: LLGR_STALE paths only to peers that negotiated long-lived GR.
-    if (f & FLAG_LLGR_STALE && !g.llgr) return RejectReason.LlgrStale;
+    // RFC 9494 §4.5: LLGR_STALE paths only to peers that negotiated long-lived GR (§4.6: or
+    // to internal ones asked for, tagged NO_EXPORT with LOCAL_PREF 0 by outAttr).
+    if (f & FLAG_LLGR_STALE && !g.llgr && !g.llgrPartial) return RejectReason.LlgrStale;
     if (g.ebgp && f & (FLAG_NO_EXPORT | FLAG_NO_EXPORT_SUBCONFED)) return RejectReason.NoExport;
     if (!g.ebgp && src !== LOCAL && srcRec.ibgp) {
       // RFC 4271 §9.2 split horizon; RFC 4456 §6 reflection: a client's route to everyone,
@@ -1503,6 +1521,12 @@ export class Rib<A> {
       // To iBGP: next hop self (DESIGN §7), LOCAL_PREF as used by our decision.
       if (nhSelf !== undefined) e.nextHop = nhSelf;
       e.localPref = this.effLocalPref(best);
+    }
+    if (g.llgrPartial && (this.attrs.flags[a] as number) & FLAG_LLGR_STALE) {
+      // RFC 9494 §4.6: a stale path to a peer that cannot tell it is one stays in the AS and
+      // loses to any other path.
+      e.addCommunity = NO_EXPORT;
+      e.localPref = 0;
     }
     const out = this.attrs.intern(this.attrs.adapter.edit(this.attrs.get(a), e));
     g.cache.set(key, out);
@@ -1679,6 +1703,7 @@ export class Rib<A> {
       i.exportGroupKey ?? "",
       apOf(i) === null ? "" : [i.id, i.addPathSend?.v4, i.addPathSend?.v6],
       i.llgr ?? false,
+      llgrPartialOf(rec),
     ]);
   }
 
@@ -1708,6 +1733,7 @@ export class Rib<A> {
         apOut: new Map(),
         apMember: rec.idx,
         llgr: rec.info.llgr ?? false,
+        llgrPartial: llgrPartialOf(rec),
       };
       this.groups.push(g);
       this.groupByKey.set(key, gi);

@@ -2,7 +2,7 @@
 // socket, a timer or the FIB (RFC 4271 §9 route processing, RFC 4724 §4.2 helper mode). It owns
 // the RIB, each peer's sessions and protocol state, graceful restart (RFC 4724 helper and
 // restarting speaker with its selection deferral, RFC 8538 N bit and Hard Reset; RFC 9494
-// long-lived graceful restart as helper), UPDATE decoding
+// long-lived graceful restart as helper, per family), UPDATE decoding
 // into the RIB, export encoding to update groups, the drain into FIB batches with its
 // back-pressure, and the peer diff of a reconfiguration. Not: carrying actions out, the
 // listener and its TCP-MD5 keys (runtime.ts), status views (status.ts).
@@ -75,13 +75,13 @@ export interface PeerEntry {
   synced: boolean;
   eorReceived: Set<FamilyKey>;
   lastError: { kind: string; code?: number; subcode?: number; message?: string } | null;
-  /** RFC 4724 receiving speaker: the peer is restarting and its paths are stale. */
-  stale: boolean;
   /**
-   * The helper timer running for it (restart timer while down, then the long-lived stale timer
-   * when LLGR was negotiated; stale timer once back).
+   * RFC 4724 / RFC 9494 receiving speaker: the families whose paths are stale (the peer is
+   * restarting), each with the timer that bounds it: the peer's RestartTimer while it is down,
+   * then the family's own LongLivedStaleTimer where LLGR was negotiated for it; the peer's
+   * StaleTimer once it is back, until the family's End-of-RIB.
    */
-  staleTimer: "RestartTimer" | "StaleTimer" | "LongLivedStaleTimer" | null;
+  staleFams: Map<Family, StalePhase>;
   /** Families of the last Established session. */
   lastFamilies: Family[];
   /** Removed from the configuration: its session's last callbacks are ignored. */
@@ -105,6 +105,9 @@ export interface PeerEntry {
   /** RFC 7313: families between the peer's BoRR and EoRR (their old paths are stale). */
   refreshing: Set<4 | 6>;
 }
+
+/** The helper timer a stale family of a peer is bounded by (see PeerEntry.staleFams). */
+type StalePhase = "RestartTimer" | "StaleTimer" | "LongLivedStaleTimer";
 
 /** Whether any hold keeps the peer's session down. */
 function isHeld(e: PeerEntry): boolean {
@@ -249,12 +252,14 @@ export class SpeakerCore<A> {
         }
         const e = this.peers.get(ev.timer.peer);
         if (!e) return;
-        if (ev.timer.name === "RestartTimer") {
-          e.staleTimer = null;
-          if (e.stale && !this.longLived(e)) this.endStale(e, "RestartTimer expired");
-        } else if (ev.timer.name === "StaleTimer" || ev.timer.name === "LongLivedStaleTimer") {
-          e.staleTimer = null;
-          if (e.stale) this.endStale(e, `${ev.timer.name} expired`);
+        if (ev.timer.name === "RestartTimer") this.restartTimeOver(e);
+        else if (ev.timer.name === "StaleTimer") {
+          for (const [f, phase] of [...e.staleFams])
+            if (phase === "StaleTimer") this.endFamily(e, f, "StaleTimer expired", true);
+        } else if (ev.timer.name === "LongLivedStaleTimer") {
+          const f = ev.timer.family;
+          if (f && e.staleFams.get(f) === "LongLivedStaleTimer")
+            this.endFamily(e, f, "LongLivedStaleTimer expired", true);
         } else if (ev.timer.name === "MaxPrefixRestart") {
           this.release(e, "maxPrefix", "max-prefix restart timer expired");
         } else e.session.timerExpired(ev.timer.link, ev.timer.name);
@@ -406,6 +411,7 @@ export class SpeakerCore<A> {
       families: peerFamilies(p),
       importPolicy: pol.importPolicy,
       exportPolicy: pol.exportPolicy,
+      llgrStaleToNonLlgr: p.llgrPartialDeployment ?? false,
       ...(pick4 ? { nextHopSelfV4: pick4 } : {}),
       ...(pick6 ? { nextHopSelfV6: pick6 } : {}),
     });
@@ -416,8 +422,7 @@ export class SpeakerCore<A> {
       synced: false,
       eorReceived: new Set(),
       lastError: null,
-      stale: false,
-      staleTimer: null,
+      staleFams: new Map(),
       lastFamilies: [],
       removed: false,
       ...(pick4 ? { nextHopSelfV4: pick4 } : {}),
@@ -458,7 +463,7 @@ export class SpeakerCore<A> {
     const e = this.peers.get(address);
     if (!e) return;
     e.removed = true;
-    this.stopStaleTimer(e);
+    this.stopHelperTimers(e);
     if (e.held.maxPrefix) this.out.push({ kind: "stopTimer", timer: maxPrefixTimer(address) });
     e.session.stop(this.ceaseFor(e, cease));
     this.rib.removePeer(e.ribId);
@@ -532,7 +537,8 @@ export class SpeakerCore<A> {
     const exportChanged =
       JSON.stringify(old.exportFilter) !== JSON.stringify(cfg.exportFilter) ||
       old.routeReflectorClient !== cfg.routeReflectorClient ||
-      old.nextHopSelf !== cfg.nextHopSelf;
+      old.nextHopSelf !== cfg.nextHopSelf ||
+      old.llgrPartialDeployment !== cfg.llgrPartialDeployment;
     const before = exportChanged ? this.advertisedSet(e) : undefined;
     // The Adj-RIB-In is kept (soft reconfiguration inbound): imports are re-evaluated in place,
     // and a changed export input moves the peer to its new update group.
@@ -541,6 +547,7 @@ export class SpeakerCore<A> {
       routeReflectorClient: cfg.routeReflectorClient,
       ...(importChanged || guardChanged ? { importPolicy: pol.importPolicy } : {}),
       ...(exportChanged ? { exportPolicy: pol.exportPolicy } : {}),
+      llgrStaleToNonLlgr: cfg.llgrPartialDeployment ?? false,
     });
     if (before && e.session.established && e.synced) {
       // Settle the change, then send the peer what it gains and withdraw what it loses.
@@ -609,7 +616,7 @@ export class SpeakerCore<A> {
     e.eorReceived.clear();
     e.maxPrefixWarned.clear();
     e.refreshing.clear();
-    if (!this.helpRestart(e, reason)) this.endStale(e, "down");
+    if (!this.helpRestart(e, reason)) this.dropPaths(e);
     if (this.restarting) this.maybeEndDeferral();
   }
 
@@ -659,85 +666,133 @@ export class SpeakerCore<A> {
   }
 
   /**
-   * RFC 4724 §4.2: a peer that announced graceful restart for all our families lost its TCP
-   * session without a NOTIFICATION: keep its paths (marked stale) for its Restart Time.
+   * RFC 4724 §4.2 and RFC 9494 §4.2, per family of the last session: the peer lost its session
+   * gracefully. A family its graceful restart capability lists (restart time > 0) keeps its
+   * paths, marked stale, for the peer's Restart Time; one only its LLGR capability lists (with a
+   * stale time > 0) goes to the long-lived phase at once; the others' paths go now. False when
+   * no family is kept (the caller drops the peer's paths).
    */
   private helpRestart(e: PeerEntry, reason: DownReason): boolean {
     if (this.stopped || e.removed || e.dropping || !this.graceful(e, reason)) return false;
     const gr = grCapability(e.session.peerCapabilities);
-    const fams = e.lastFamilies;
-    if (!gr || gr.restartTime === 0 || !fams.every((f) => grCovers(gr, f))) {
-      // RFC 9494 §4.2: with LLGR, a restart time of 0 (or families GR leaves out) goes straight
-      // to the long-lived phase.
-      if (this.llgrTime(e) === 0) return false;
-      this.rib.markStale(e.ribId);
-      e.stale = true;
-      return this.longLived(e);
+    const restartTime = gr?.restartTime ?? 0;
+    const restart: Family[] = [];
+    const longLived: Family[] = [];
+    const dropped: Family[] = [];
+    for (const f of e.lastFamilies) {
+      if (gr && restartTime > 0 && grCovers(gr, f)) restart.push(f);
+      else if (this.llgrTime(e, f) > 0) longLived.push(f);
+      else dropped.push(f);
     }
-    const marked = this.rib.markStale(e.ribId);
-    e.stale = true;
-    e.staleTimer = "RestartTimer";
-    this.out.push({
-      kind: "startTimer",
-      timer: { peer: e.cfg.address, link: 0, name: "RestartTimer" },
-      ms: gr.restartTime * 1000,
-    });
-    this.log.info(
-      { peer: e.cfg.address, stalePaths: marked, restartTime: gr.restartTime },
-      "Peer restarting (graceful restart): keeping its routes as stale",
-    );
+    if (restart.length === 0 && longLived.length === 0) return false;
+    // A session that drops again before its End-of-RIB starts over: its timers are replaced.
+    this.stopHelperTimers(e);
+    for (const f of dropped) {
+      this.rib.markStale(e.ribId, famNumber(f));
+      this.rib.sweepStale(e.ribId, famNumber(f));
+    }
+    for (const f of restart) {
+      this.rib.markStale(e.ribId, famNumber(f));
+      e.staleFams.set(f, "RestartTimer");
+    }
+    if (restart.length > 0) {
+      this.out.push({
+        kind: "startTimer",
+        timer: helperTimer(e, "RestartTimer"),
+        ms: restartTime * 1000,
+      });
+      this.log.info(
+        {
+          peer: e.cfg.address,
+          families: restart,
+          stalePaths: this.rib.peerCounts(e.ribId).stale,
+          restartTime,
+          ...(dropped.length > 0 ? { removedFamilies: dropped } : {}),
+        },
+        "Peer restarting (graceful restart): keeping its routes as stale",
+      );
+    }
+    // RFC 9494 §4.2: a restart time of 0 (or a family GR leaves out) goes straight to the
+    // long-lived phase.
+    for (const f of longLived) {
+      this.rib.markStale(e.ribId, famNumber(f));
+      this.enterLongLived(e, f);
+    }
     return true;
   }
 
   /**
-   * RFC 9494 §4.2: the long-lived stale time of a peer whose session we help, in seconds (0: no
-   * LLGR). Both sides announced the capability on the last session (we do when configured), for
-   * every family of it; the shortest of the peer's per-family times is used.
+   * RFC 9494 §4.2: the long-lived stale time the peer announced for the family, in seconds (0:
+   * no LLGR for it). Both sides announced the capability on the last session (we do when
+   * configured) and the peer's lists the family.
    */
-  private llgrTime(e: PeerEntry): number {
+  private llgrTime(e: PeerEntry, f: Family): number {
     if (e.cfg.longLivedStaleTime === undefined) return 0;
-    const ll = e.session.peerCapabilities?.find(
-      (c): c is LlgrCapability => c.kind === "LongLivedGracefulRestart",
-    );
-    if (!ll) return 0;
-    let t = Number.POSITIVE_INFINITY;
-    for (const f of e.lastFamilies) {
-      const [afi, safi] =
-        f === "ipv4-unicast" ? [Afi.Ipv4, Safi.Unicast] : [Afi.Ipv6, Safi.Unicast];
-      const x = ll.families.find((y) => y.afi === afi && y.safi === safi);
-      if (!x) return 0;
-      t = Math.min(t, x.staleTime);
+    const ll = llgrCapability(e.session.peerCapabilities);
+    const [afi, safi] = afiSafi(f);
+    return ll?.families.find((y) => y.afi === afi && y.safi === safi)?.staleTime ?? 0;
+  }
+
+  /** The peer's restart time is over: each of its families goes long-lived or its paths go. */
+  private restartTimeOver(e: PeerEntry): void {
+    for (const [f, phase] of [...e.staleFams]) {
+      if (phase !== "RestartTimer") continue;
+      if (this.llgrTime(e, f) > 0) this.enterLongLived(e, f);
+      else this.endFamily(e, f, "RestartTimer expired", true);
     }
-    return Number.isFinite(t) ? t : 0;
   }
 
   /**
-   * The restart time of a helped peer is over: when LLGR was negotiated its stale paths stay as
-   * LLGR_STALE (NO_LLGR ones go) for the long-lived stale time. Returns false without LLGR.
+   * RFC 9494 §4.2: the family's stale paths stay as LLGR_STALE (NO_LLGR ones go) for the
+   * long-lived stale time the peer announced for it, on a timer of the family's own.
    */
-  private longLived(e: PeerEntry): boolean {
-    const t = this.llgrTime(e);
-    if (t === 0) return false;
-    this.stopStaleTimer(e);
-    const { kept, removed } = this.rib.markLongLivedStale(e.ribId);
-    e.staleTimer = "LongLivedStaleTimer";
+  private enterLongLived(e: PeerEntry, f: Family): void {
+    const t = this.llgrTime(e, f);
+    const { kept, removed } = this.rib.markLongLivedStale(e.ribId, famNumber(f));
+    e.staleFams.set(f, "LongLivedStaleTimer");
     this.out.push({
       kind: "startTimer",
-      timer: { peer: e.cfg.address, link: 0, name: "LongLivedStaleTimer" },
+      timer: helperTimer(e, "LongLivedStaleTimer", f),
       ms: t * 1000,
     });
     this.log.info(
-      { peer: e.cfg.address, kept, removedNoLlgr: removed, longLivedStaleTime: t },
+      { peer: e.cfg.address, family: f, kept, removedNoLlgr: removed, longLivedStaleTime: t },
       "Peer restarting (long-lived graceful restart): keeping its routes as LLGR_STALE",
     );
-    return true;
   }
 
-  private stopStaleTimer(e: PeerEntry): void {
-    if (!e.staleTimer) return;
-    const name = e.staleTimer;
-    e.staleTimer = null;
-    this.out.push({ kind: "stopTimer", timer: { peer: e.cfg.address, link: 0, name } });
+  /** Stops every helper timer of the peer and forgets its stale families (paths untouched). */
+  private stopHelperTimers(e: PeerEntry): void {
+    const peerWide = new Set<StalePhase>();
+    for (const [f, phase] of e.staleFams) {
+      if (phase === "LongLivedStaleTimer")
+        this.out.push({ kind: "stopTimer", timer: helperTimer(e, phase, f) });
+      else peerWide.add(phase);
+    }
+    for (const phase of peerWide)
+      this.out.push({ kind: "stopTimer", timer: helperTimer(e, phase) });
+    e.staleFams.clear();
+  }
+
+  /**
+   * Ends helper mode for one family: its stale paths go, and the timer it alone held stops
+   * (unless that timer is the one that just expired).
+   */
+  private endFamily(e: PeerEntry, f: Family, why: string, expired = false): void {
+    const phase = e.staleFams.get(f);
+    if (phase === undefined) return;
+    e.staleFams.delete(f);
+    if (!expired) {
+      if (phase === "LongLivedStaleTimer")
+        this.out.push({ kind: "stopTimer", timer: helperTimer(e, phase, f) });
+      else if (![...e.staleFams.values()].includes(phase))
+        this.out.push({ kind: "stopTimer", timer: helperTimer(e, phase) });
+    }
+    const n = this.rib.sweepStale(e.ribId, famNumber(f));
+    this.log.info(
+      { peer: e.cfg.address, family: f, removed: n, why },
+      "Stale routes of a restarted peer removed",
+    );
   }
 
   /**
@@ -771,21 +826,10 @@ export class SpeakerCore<A> {
     }
   }
 
-  /** Ends helper mode: stale paths go (all of the peer's paths when `why` is a plain drop). */
-  private endStale(e: PeerEntry, why: string): void {
-    this.stopStaleTimer(e);
-    if (why === "down") {
-      e.stale = false;
-      this.rib.peerDown(e.ribId);
-      return;
-    }
-    if (!e.stale) return;
-    e.stale = false;
-    const n = this.rib.sweepStale(e.ribId);
-    this.log.info(
-      { peer: e.cfg.address, removed: n, why },
-      "Stale routes of a restarted peer removed",
-    );
+  /** A plain drop (no graceful restart): helper mode ends and every path of the peer goes. */
+  private dropPaths(e: PeerEntry): void {
+    this.stopHelperTimers(e);
+    this.rib.peerDown(e.ribId);
   }
 
   private onEstablished(e: PeerEntry): void {
@@ -811,28 +855,46 @@ export class SpeakerCore<A> {
         ? { nextHopSelfV4: e.nextHopSelfV6 }
         : { nextHopSelfV4: e.nextHopSelfV4 }),
     });
-    if (e.stale) {
-      // RFC 4724 §4.2: without the Forwarding State bit for a family, its stale routes go now;
-      // else the restart timer gives way to the stale timer, until the peer's End-of-RIB.
-      const gr = grCapability(e.session.peerCapabilities);
-      const kept = gr !== undefined && n.families.every((f) => grCovers(gr, f, true));
-      if (!kept) this.endStale(e, "no forwarding state after restart");
-      else {
-        this.stopStaleTimer(e);
-        e.staleTimer = "StaleTimer";
-        this.out.push({
-          kind: "startTimer",
-          timer: { peer: e.cfg.address, link: 0, name: "StaleTimer" },
-          ms: this.grConfig().staleRoutesTime * 1000,
-        });
-      }
-    }
+    if (e.staleFams.size > 0) this.backFromRestart(e, n.families);
     if (this.restarting) {
       // §4.1: our first updates wait until every peer has sent its table.
       this.maybeEndDeferral();
       return;
     }
     this.sync(e);
+  }
+
+  /**
+   * RFC 4724 §4.2 and RFC 9494 §4.2: the restarting peer is back. A stale family whose
+   * forwarding state it kept (the F bit of its new GR capability for a family still in the
+   * restart time, of its new LLGR capability for one in the long-lived phase) waits for its
+   * End-of-RIB under the stale timer; any other stale family's paths go now.
+   */
+  private backFromRestart(e: PeerEntry, families: Family[]): void {
+    const gr = grCapability(e.session.peerCapabilities);
+    const ll =
+      e.cfg.longLivedStaleTime !== undefined
+        ? llgrCapability(e.session.peerCapabilities)
+        : undefined;
+    const phases = [...e.staleFams];
+    let kept = false;
+    this.stopHelperTimers(e);
+    for (const [f, phase] of phases) {
+      const forwarding =
+        families.includes(f) &&
+        (phase === "LongLivedStaleTimer"
+          ? ll !== undefined && llgrCovers(ll, f, true)
+          : gr !== undefined && grCovers(gr, f, true));
+      e.staleFams.set(f, "StaleTimer");
+      if (forwarding) kept = true;
+      else this.endFamily(e, f, "no forwarding state after restart", true);
+    }
+    if (kept)
+      this.out.push({
+        kind: "startTimer",
+        timer: helperTimer(e, "StaleTimer"),
+        ms: this.grConfig().staleRoutesTime * 1000,
+      });
   }
 
   /** The peer's whole Adj-RIB-Out, then End-of-RIB per family; later batches follow. */
@@ -867,9 +929,9 @@ export class SpeakerCore<A> {
     }
     if (u.endOfRib !== null) {
       e.eorReceived.add(u.endOfRib);
-      const n = e.session.negotiated;
-      if (e.stale && n?.families.every((f) => e.eorReceived.has(familyCode(f))))
-        this.endStale(e, "End-of-RIB");
+      // RFC 4724 §4.2: the family's End-of-RIB ends its stale paths (the others wait theirs).
+      const f = familyOf(u.endOfRib);
+      if (f) this.endFamily(e, f, "End-of-RIB");
       if (this.restarting) this.maybeEndDeferral();
       return;
     }
@@ -1007,7 +1069,7 @@ export class SpeakerCore<A> {
    * already has its paths stale: its refresh marks are left to End-of-RIB.)
    */
   private onRefreshMark(e: PeerEntry, fam: 4 | 6, subtype: number): void {
-    if (!e.session.negotiated?.enhancedRouteRefresh || e.stale) return;
+    if (!e.session.negotiated?.enhancedRouteRefresh || e.staleFams.size > 0) return;
     if (subtype === RouteRefreshSubtype.BeginningOfRouteRefresh) {
       const n = this.rib.markStale(e.ribId, fam);
       e.refreshing.add(fam);
@@ -1158,14 +1220,44 @@ function grCapability(caps: Capability[] | undefined): GrCapability | undefined 
   return caps?.find((c): c is GrCapability => c.kind === "GracefulRestart");
 }
 
+function llgrCapability(caps: Capability[] | undefined): LlgrCapability | undefined {
+  return caps?.find((c): c is LlgrCapability => c.kind === "LongLivedGracefulRestart");
+}
+
 function familyCode(f: Family): FamilyKey {
   return f === "ipv4-unicast" ? Ipv4Unicast : Ipv6Unicast;
 }
 
+/** The family of an End-of-RIB's AFI/SAFI key (undefined: one we do not run). */
+function familyOf(k: FamilyKey): Family | undefined {
+  return k === Ipv4Unicast ? "ipv4-unicast" : k === Ipv6Unicast ? "ipv6-unicast" : undefined;
+}
+
+function famNumber(f: Family): 4 | 6 {
+  return f === "ipv4-unicast" ? 4 : 6;
+}
+
+function afiSafi(f: Family): [number, number] {
+  return f === "ipv4-unicast" ? [Afi.Ipv4, Safi.Unicast] : [Afi.Ipv6, Safi.Unicast];
+}
+
+/** A helper timer of the peer (link 0), per family for the long-lived stale timer. */
+function helperTimer(e: PeerEntry, name: StalePhase, family?: Family) {
+  return { peer: e.cfg.address, link: 0, name, ...(family ? { family } : {}) };
+}
+
 /** The GR capability lists the family (and, when asked, with its Forwarding State bit). */
 function grCovers(gr: GrCapability, f: Family, forwarding = false): boolean {
-  const [afi, safi] = f === "ipv4-unicast" ? [Afi.Ipv4, Safi.Unicast] : [Afi.Ipv6, Safi.Unicast];
+  const [afi, safi] = afiSafi(f);
   return gr.families.some(
+    (x) => x.afi === afi && x.safi === safi && (!forwarding || x.forwardingState),
+  );
+}
+
+/** RFC 9494 §4.2: the LLGR capability lists the family (and, when asked, with its F bit). */
+function llgrCovers(ll: LlgrCapability, f: Family, forwarding = false): boolean {
+  const [afi, safi] = afiSafi(f);
+  return ll.families.some(
     (x) => x.afi === afi && x.safi === safi && (!forwarding || x.forwardingState),
   );
 }

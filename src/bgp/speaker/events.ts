@@ -8,7 +8,7 @@
 // core's dispatch and the runtime's carrier; both switches are exhaustive, so tsc names the
 // place that misses one.
 import type { BgpdConfig } from "../config.js";
-import type { TimerName } from "../fsm/types.js";
+import type { Family, TimerName } from "../fsm/types.js";
 import type { FibBatch } from "../rib/rib.js";
 
 /**
@@ -20,14 +20,15 @@ export type ConnId = number;
 /**
  * A timer: one of the RFC 4271 timers of a peer's FSM `link` (a peer runs one FSM, two while
  * connections collide; links are numbered from 1 per peer), or the peer's RFC 4724 restart
- * timer or the end of its max-prefix hold-down (link 0).
+ * timer or the end of its max-prefix hold-down (link 0), or a peer's timer of one family.
  */
 export interface TimerKey {
   peer: string;
   link: number;
   /**
    * RestartTimer, StaleTimer: RFC 4724 §4.2 helper timers of a peer (link 0);
-   * LongLivedStaleTimer: RFC 9494 §4.2, the helper's after the restart time (link 0);
+   * LongLivedStaleTimer: RFC 9494 §4.2, the helper's after the restart time, one per family
+   * (link 0, `family`);
    * SelectionDeferralTimer: §4.1, ours after a restart (peer "", link 0); MaxPrefixRestart.
    */
   name:
@@ -37,11 +38,13 @@ export interface TimerKey {
     | "LongLivedStaleTimer"
     | "SelectionDeferralTimer"
     | "MaxPrefixRestart";
+  /** The address family a per-family timer (LongLivedStaleTimer) runs for. */
+  family?: Family;
 }
 
 /** The text form of a timer key (for maps and replay files). */
 export function timerId(t: TimerKey): string {
-  return `${t.peer}/${t.link}/${t.name}`;
+  return t.family ? `${t.peer}/${t.link}/${t.name}/${t.family}` : `${t.peer}/${t.link}/${t.name}`;
 }
 
 export type SpeakerEvent =

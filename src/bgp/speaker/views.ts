@@ -75,6 +75,11 @@ export function statusView<A>(core: SpeakerCore<A>, io: RuntimeFacts): StatusSna
             ],
           }
         : {}),
+      ...(e.staleFams.size > 0
+        ? {
+            staleFamilies: [...e.staleFams].map(([family, timer]) => ({ family, timer })),
+          }
+        : {}),
       ...(e.lastReset
         ? {
             lastConfigReset: {
