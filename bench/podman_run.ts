@@ -13,26 +13,23 @@
 //
 // Run (root): npx tsx bench/podman_run.ts [--runs 10] [--strace DIR: where the time of one run goes]
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import {
-  copyFileSync,
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { SqliteDatastore } from "../src/datastore/sqlite.js";
+import {
+  BASE_IMAGE,
+  cniPodmanEnv,
+  REFERENCE_CNI_PLUGINS,
+  sharedContainers,
+} from "../test/containers/harness.js";
 import { putPool } from "../test/ipam/helpers.js";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const OCELOT = join(ROOT, "bin/ocelot");
-const REFERENCE_PLUGINS = "/usr/lib/cni";
-const IMAGE = process.env.OCELOT_BASE_IMAGE ?? "localhost/debian:bookworm";
-const LAB = ["../shared", "../../shared"]
-  .map((d) => join(ROOT, d, "lab/containers"))
-  .find((d) => existsSync(join(d, "containers.conf")));
+const REFERENCE_PLUGINS = REFERENCE_CNI_PLUGINS;
+const IMAGE = process.env.OCELOT_BASE_IMAGE ?? BASE_IMAGE;
+const LAB = sharedContainers;
 /** Bounds a hung podman (a run takes seconds). */
 const RUN_LIMIT_MS = 120_000;
 const GOAL_RATIO = 1.2;
@@ -79,13 +76,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "ocelot-podman-bench-"));
   const binDir = join(dir, "bin");
   const confDir = join(dir, "net.d");
-  const conf = join(dir, "containers.conf");
-  copyFileSync(join(LAB, "containers.conf"), conf);
-  writeFileSync(
-    conf,
-    `${readFileSync(conf, "utf8")}\n[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = ["${binDir}", "${REFERENCE_PLUGINS}"]\nnetwork_config_dir = "${confDir}"\n`,
-  );
-  const env = { ...process.env, CONTAINERS_CONF: conf };
+  const env = cniPodmanEnv(dir, [binDir, REFERENCE_PLUGINS], confDir);
   const ours = `${PREFIX}-ocelot`;
   const ref = `${PREFIX}-ref`;
   const bridge = `${PREFIX}br0`;

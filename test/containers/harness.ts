@@ -4,7 +4,15 @@
 // private socket for docker-compose 1.29, ended by its PID. Owns only what it creates: images
 // it tags, the API process, compose projects named with the run's prefix.
 import { type ChildProcess, type SpawnSyncReturns, spawn } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { HANG_MS, runSync } from "../helpers/limits.js";
@@ -26,6 +34,27 @@ export const IMAGES = {
 export const sharedContainers = ["../shared", "../../shared"]
   .map((d) => resolve(root, d, "lab/containers"))
   .find((d) => existsSync(join(d, "containers.conf")));
+
+/** Debian's reference CNI plugins (package containernetworking-plugins). */
+export const REFERENCE_CNI_PLUGINS = "/usr/lib/cni";
+
+/**
+ * A containers.conf in dir: the shared one, with podman's CNI backend (libcni) taking plugins
+ * from pluginDirs and network configurations from confDir. Returns podman's environment for it.
+ */
+export function cniPodmanEnv(
+  dir: string,
+  pluginDirs: string[],
+  confDir: string,
+): NodeJS.ProcessEnv {
+  const conf = join(dir, "containers.conf");
+  copyFileSync(join(sharedContainers as string, "containers.conf"), conf);
+  writeFileSync(
+    conf,
+    `${readFileSync(conf, "utf8")}\n[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = [${pluginDirs.map((d) => `"${d}"`).join(", ")}]\nnetwork_config_dir = "${confDir}"\n`,
+  );
+  return { ...process.env, CONTAINERS_CONF: conf };
+}
 
 function onPath(cmd: string): boolean {
   return ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin"].some((d) =>

@@ -6,14 +6,7 @@
 // host port answers through the chained portmap, and `podman rm -f` leaves no address, route,
 // interface or WorkloadEndpoint. Builds the base image (../shared/lab/containers) when missing.
 import { type ChildProcess, spawn } from "node:child_process";
-import {
-  copyFileSync,
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { get } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,15 +18,13 @@ import { freePort } from "../helpers/etcd.js";
 import { runSync } from "../helpers/limits.js";
 import { RUN_PREFIX, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
+import { BASE_IMAGE, cniPodmanEnv, REFERENCE_CNI_PLUGINS, sharedContainers } from "./harness.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const OCELOT = join(ROOT, "bin/ocelot");
-/** The shared lab folder: beside the checkout in CI, two levels up from a worktree. */
-const LAB = ["../shared", "../../shared"]
-  .map((d) => join(ROOT, d, "lab/containers"))
-  .find((d) => existsSync(join(d, "containers.conf")));
-const IMAGE = process.env.OCELOT_BASE_IMAGE ?? "localhost/debian:bookworm";
-const REFERENCE_PLUGINS = "/usr/lib/cni";
+const LAB = sharedContainers;
+const IMAGE = process.env.OCELOT_BASE_IMAGE ?? BASE_IMAGE;
+const REFERENCE_PLUGINS = REFERENCE_CNI_PLUGINS;
 /** Building the base image takes ~2.5 min here; this bounds a hang. */
 const IMAGE_BUILD_MS = 15 * 60_000;
 
@@ -92,13 +83,7 @@ describe.skipIf(skip)("podman (CNI backend) on the conflist ocelot install-cni w
     dir = mkdtempSync(join(tmpdir(), "ocelot-podman-cni-"));
     binDir = join(dir, "bin");
     confDir = join(dir, "net.d");
-    const conf = join(dir, "containers.conf");
-    copyFileSync(join(LAB as string, "containers.conf"), conf);
-    writeFileSync(
-      conf,
-      `${readFileSync(conf, "utf8")}\n[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = ["${binDir}", "${REFERENCE_PLUGINS}"]\nnetwork_config_dir = "${confDir}"\n`,
-    );
-    env = { ...process.env, CONTAINERS_CONF: conf };
+    env = cniPodmanEnv(dir, [binDir, REFERENCE_PLUGINS], confDir);
     // The base image, built once and kept in podman's storage (the script does nothing when it exists).
     const image = runSync("bash", [join(LAB as string, "make-base-image.sh"), IMAGE], {
       env,
