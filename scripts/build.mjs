@@ -64,7 +64,13 @@ const separateBundles = {
 const ETCD3_LOAD =
   /\(0, proto_loader_1\.loadSync\)\(`\$\{__dirname\}\/\.\.\/proto\/rpc\.proto`, (\{[^}]*\})\)/;
 const ETCD3_REQUIRE_LOADER = 'const proto_loader_1 = require("@grpc/proto-loader");';
-const ETCD3_OPTIONS = ["keepCase: true", "longs: String", "enums: String", "defaults: true", "oneofs: true"];
+const ETCD3_OPTIONS = [
+  "keepCase: true",
+  "longs: String",
+  "enums: String",
+  "defaults: true",
+  "oneofs: true",
+];
 const ETCD3_RPC_JSON = "ocelot-build:etcd3-rpc.json";
 function etcd3RpcJson() {
   const protobuf = createRequire(import.meta.url)("protobufjs");
@@ -90,7 +96,11 @@ const etcd3Descriptor = {
       const source = readFileSync(args.path, "utf8");
       const m = ETCD3_LOAD.exec(source);
       const options = m?.[1].replace(/\s+/g, " ") ?? "";
-      if (!m || !source.includes(ETCD3_REQUIRE_LOADER) || ETCD3_OPTIONS.some((o) => !options.includes(o)))
+      if (
+        !m ||
+        !source.includes(ETCD3_REQUIRE_LOADER) ||
+        ETCD3_OPTIONS.some((o) => !options.includes(o))
+      )
         throw new Error(
           `${args.path} no longer loads rpc.proto as scripts/build.mjs expects (loadSync with ${ETCD3_OPTIONS.join(", ")}): update the build`,
         );

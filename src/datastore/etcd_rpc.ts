@@ -85,8 +85,7 @@ export function etcdPackageDefinition(
         };
       }
       def[name] = methods;
-    } else if (obj instanceof Namespace)
-      for (const child of obj.nestedArray) walk(child, name);
+    } else if (obj instanceof Namespace) for (const child of obj.nestedArray) walk(child, name);
   };
   walk(root, "");
   return def;
