@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { etcd3RpcCodecSource, etcd3RpcJson } from "./etcd3_rpc.mjs";
 import { BUNDLED_JS_OF, EXTERNAL_MODULES, SEPARATE_BUNDLES } from "./externals.mjs";
 
 // `--bundles-into DIR` makes only the bundles, into DIR (test/ipam/build.ts: a private copy).
@@ -59,8 +60,10 @@ const separateBundles = {
 // etcd3 parses its rpc.proto (@grpc/proto-loader's loadSync) when its connection-pool module is
 // first required and builds a descriptor of every message, most of a CNI call's CPU on etcd.
 // Here the .proto is parsed once, as proto-loader parses it for etcd3 (keepCase), into
-// protobufjs JSON that the bundle carries; the bundled etcd3 makes its services from that JSON
-// (src/datastore/etcd_rpc.ts), so neither the .proto files nor proto-loader are read at run time.
+// protobufjs JSON that the bundle carries, with each message type's codec as source text
+// (scripts/etcd3_rpc.mjs: what protobufjs would generate with `new Function` at run time); the
+// bundled etcd3 makes its services from them (src/datastore/etcd_rpc.ts), so neither the .proto
+// files nor proto-loader are read at run time, and no codec is generated there.
 const ETCD3_LOAD =
   /\(0, proto_loader_1\.loadSync\)\(`\$\{__dirname\}\/\.\.\/proto\/rpc\.proto`, (\{[^}]*\})\)/;
 const ETCD3_REQUIRE_LOADER = 'const proto_loader_1 = require("@grpc/proto-loader");';
@@ -72,26 +75,19 @@ const ETCD3_OPTIONS = [
   "oneofs: true",
 ];
 const ETCD3_RPC_JSON = "ocelot-build:etcd3-rpc.json";
-function etcd3RpcJson() {
-  const protobuf = createRequire(import.meta.url)("protobufjs");
-  const proto = new protobuf.Root();
-  proto.loadSync(createRequire(import.meta.url).resolve("etcd3/proto/rpc.proto"), {
-    keepCase: true,
-  });
-  proto.resolveAll();
-  return JSON.stringify(proto.toJSON());
-}
+const ETCD3_RPC_CODECS = "ocelot-build:etcd3-rpc-codecs.cjs";
 const etcd3Descriptor = {
   name: "etcd3-descriptor",
   setup(build) {
-    build.onResolve({ filter: /^ocelot-build:etcd3-rpc\.json$/ }, (args) => ({
+    build.onResolve({ filter: /^ocelot-build:etcd3-rpc/ }, (args) => ({
       path: args.path,
       namespace: "ocelot-build",
     }));
-    build.onLoad({ filter: /.*/, namespace: "ocelot-build" }, () => ({
-      contents: etcd3RpcJson(),
-      loader: "json",
-    }));
+    build.onLoad({ filter: /.*/, namespace: "ocelot-build" }, (args) =>
+      args.path === ETCD3_RPC_JSON
+        ? { contents: JSON.stringify(etcd3RpcJson()), loader: "json" }
+        : { contents: etcd3RpcCodecSource(), loader: "js" },
+    );
     build.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
       const source = readFileSync(args.path, "utf8");
       const m = ETCD3_LOAD.exec(source);
@@ -109,7 +105,7 @@ const etcd3Descriptor = {
         .replace(ETCD3_REQUIRE_LOADER, "")
         .replace(
           ETCD3_LOAD,
-          `require(${rpc}).etcdPackageDefinition(require(${JSON.stringify(ETCD3_RPC_JSON)}))`,
+          `require(${rpc}).etcdPackageDefinition(require(${JSON.stringify(ETCD3_RPC_JSON)}), require(${JSON.stringify(ETCD3_RPC_CODECS)}))`,
         );
       return { contents, loader: "js" };
     });

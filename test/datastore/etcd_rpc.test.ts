@@ -1,22 +1,44 @@
-// The etcd services made from build-time JSON (src/datastore/etcd_rpc.ts) against the ones etcd3
-// makes itself (@grpc/proto-loader's loadSync of rpc.proto, with etcd3's options): the same
-// services, method paths and stream flags, and byte-identical encoding and equal decoding of
-// the messages the datastore sends and reads.
+// The etcd services made from build-time JSON and codecs (src/datastore/etcd_rpc.ts, made by
+// scripts/etcd3_rpc.mjs as scripts/build.mjs makes them) against the ones etcd3 makes itself
+// (@grpc/proto-loader's loadSync of rpc.proto, with etcd3's options): the same services, method
+// paths and stream flags, and byte-identical encoding and equal decoding of the messages the
+// datastore sends and reads, with the written-out codecs and with protobufjs's own.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { describe, expect, it } from "vitest";
-import { ETCD3_CONVERSION, etcdPackageDefinition } from "../../src/datastore/etcd_rpc.js";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+// @ts-expect-error: a plain ES module of the build scripts, without types
+import { etcd3RpcCodecSource, etcd3RpcJson } from "../../scripts/etcd3_rpc.mjs";
+import {
+  ETCD3_CONVERSION,
+  type EtcdCodecs,
+  etcdPackageDefinition,
+} from "../../src/datastore/etcd_rpc.js";
 
 const require = createRequire(import.meta.url);
-const protobuf = require("protobufjs");
 const { loadSync } = require("@grpc/proto-loader");
 const PROTO = require.resolve("etcd3/proto/rpc.proto");
 
-/** What scripts/build.mjs embeds in the bundles. */
-function buildJson() {
-  const root = new protobuf.Root();
-  root.loadSync(PROTO, { keepCase: true });
-  root.resolveAll();
-  return JSON.parse(JSON.stringify(root.toJSON()));
+/** What scripts/build.mjs embeds in the bundles (through JSON text, as there). */
+const buildJson = () => JSON.parse(JSON.stringify(etcd3RpcJson()));
+const dir = mkdtempSync(join(tmpdir(), "ocelot-etcd-rpc-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+/** The codec module the build bundles, loaded as a module; `used` names the types set up. */
+const used = new Set<string>();
+function buildCodecs(): EtcdCodecs {
+  const file = join(dir, "codecs.cjs");
+  writeFileSync(file, etcd3RpcCodecSource());
+  const loaded = require(file) as EtcdCodecs;
+  return Object.fromEntries(
+    Object.entries(loaded).map(([name, make]) => [
+      name,
+      (...args: Parameters<typeof make>) => {
+        used.add(name);
+        return make(...args);
+      },
+    ]),
+  );
 }
 
 // etcd3's own call (lib/connection-pool.js).
@@ -27,7 +49,9 @@ const reference = loadSync(PROTO, {
   defaults: true,
   oneofs: true,
 });
-const ours = etcdPackageDefinition(buildJson());
+const codecs = buildCodecs();
+const ours = etcdPackageDefinition(buildJson(), codecs);
+const generated = etcdPackageDefinition(buildJson());
 
 type Method = {
   path: string;
@@ -118,19 +142,24 @@ describe("etcd services from build-time JSON", () => {
         },
       ],
     ];
-    for (const [service, method, request, response] of cases) {
-      const ref = refService(service)[method] as Method;
-      const o = ours[service]?.[method] as Method;
-      const reqBytes = ref.requestSerialize(request);
-      expect(o.requestSerialize(request).equals(reqBytes)).toBe(true);
-      expect(o.requestDeserialize(reqBytes)).toEqual(ref.requestDeserialize(reqBytes));
-      const resBytes = ref.responseSerialize(response);
-      expect(resBytes.length).toBeGreaterThan(10);
-      expect(o.responseSerialize(response).equals(resBytes)).toBe(true);
-      const decoded = o.responseDeserialize(resBytes);
-      expect(decoded).toEqual(ref.responseDeserialize(resBytes));
-      expect(JSON.stringify(decoded)).toContain("9007199254740993");
-    }
+    expect(Object.keys(codecs)).toContain(".etcdserverpb.RangeResponse");
+    for (const [service, method, request, response] of cases)
+      for (const def of [ours, generated]) {
+        const ref = refService(service)[method] as Method;
+        const o = def[service]?.[method] as Method;
+        const reqBytes = ref.requestSerialize(request);
+        expect(o.requestSerialize(request).equals(reqBytes)).toBe(true);
+        expect(o.requestDeserialize(reqBytes)).toEqual(ref.requestDeserialize(reqBytes));
+        const resBytes = ref.responseSerialize(response);
+        expect(resBytes.length).toBeGreaterThan(10);
+        expect(o.responseSerialize(response).equals(resBytes)).toBe(true);
+        const decoded = o.responseDeserialize(resBytes);
+        expect(decoded).toEqual(ref.responseDeserialize(resBytes));
+        expect(JSON.stringify(decoded)).toContain("9007199254740993");
+      }
+    // The written-out codecs were the ones in use (not ones generated on first call).
+    for (const t of [".etcdserverpb.RangeRequest", ".etcdserverpb.TxnResponse", ".mvccpb.KeyValue"])
+      expect(used.has(t), t).toBe(true);
   });
 
   it("converts as etcd3 asks: int64 as decimal strings, enums by name, defaults filled in", () => {
