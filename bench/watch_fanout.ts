@@ -4,9 +4,9 @@
 // nodes, block affinities included; no data plane, no speaker), run directly against one etcd
 // 3.4, through one `etcd grpc-proxy` and through two (node i uses proxy i mod 2). For each N it
 // prints, side by side: the watch streams and watchers the etcd server holds (its /metrics),
-// etcd's RSS and CPU seconds over the row, and the time from a change written to etcd until each
-// node has it in its cache, p50/p99 over nodes and changes, and until all N have it (median
-// over changes). The changes rotate through the kinds of issue 20: a new IPPool, a BGPPeer, a
+// etcd's RSS and CPU seconds over the row (and the proxies'), and the time from a change written
+// to etcd until each node has it in its cache, p50/p99 over nodes and changes, and until all N
+// have it (median over changes). The changes rotate through the kinds of issue 20: a new IPPool, a BGPPeer, a
 // node joining (its Node resource), a block claimed (a block affinity of a new node). Every row
 // is bounded in time: a row whose N nodes have not all started within --start-limit seconds
 // is reported as such (how many started, what the server held then) and measures no change.
@@ -130,6 +130,9 @@ export interface FanoutResult {
   watchers: number;
   etcdRssMb: number;
   etcdCpuSec: number;
+  /** The proxies' RSS (largest) and CPU seconds (all together) over the row; 0 directly. */
+  proxyRssMb: number;
+  proxyCpuSec: number;
   /** Per node and change, ms from the write to the node's cache holding it. */
   p50: number;
   p99: number;
@@ -207,12 +210,14 @@ export async function runFanout(
   changes: number,
   limitMs = 120_000,
   startLimitMs = 3_600_000,
+  proxyPids: number[] = [],
 ): Promise<FanoutResult> {
   const tag = `${via}-${n}-${process.pid}`;
   const writer = await EtcdDatastore.connect({ endpoints: [server.endpoint] });
   const caches: PrefixCache[] = [];
   const stores: EtcdDatastore[] = [];
   const usage0 = procUsage(server.pid);
+  const proxy0 = proxyPids.map(procUsage);
   const waiting = new Map<
     string,
     { prefix: string; t0: number; left: number; seen: number[]; done(): void }
@@ -285,6 +290,7 @@ export async function runFanout(
     // call returns before its stream is set up).
     const gauges = await steadyGauges(server);
     const usage1 = procUsage(server.pid);
+    const proxy1 = proxyPids.map(procUsage);
     lat.sort((a, b) => a - b);
     alls.sort((a, b) => a - b);
     return {
@@ -294,6 +300,8 @@ export async function runFanout(
       ...gauges,
       etcdRssMb: usage1.rss / 2 ** 20,
       etcdCpuSec: usage1.cpuSec - usage0.cpuSec,
+      proxyRssMb: Math.max(0, ...proxy1.map((u) => u.rss / 2 ** 20)),
+      proxyCpuSec: proxy1.reduce((a, u, i) => a + u.cpuSec - (proxy0[i]?.cpuSec ?? 0), 0),
       p50: quantile(lat, 0.5),
       p99: quantile(lat, 0.99),
       allMedian: quantile(alls, 0.5),
@@ -316,7 +324,10 @@ function arg(name: string): string | undefined {
 function row(r: FanoutResult): string {
   const server =
     `N=${String(r.n).padStart(5)} ${r.via.padEnd(6)} server: ${String(r.streams).padStart(6)} watch streams, ` +
-    `${String(r.watchers).padStart(6)} watchers, RSS ${r.etcdRssMb.toFixed(0)} MB, CPU ${r.etcdCpuSec.toFixed(1)} s | `;
+    `${String(r.watchers).padStart(6)} watchers, RSS ${r.etcdRssMb.toFixed(0)} MB, CPU ${r.etcdCpuSec.toFixed(1)} s | ` +
+    (r.proxyRssMb > 0
+      ? `proxies: RSS ${r.proxyRssMb.toFixed(0)} MB (largest), CPU ${r.proxyCpuSec.toFixed(1)} s | `
+      : "");
   if (r.started < r.n)
     return `${server}only ${r.started} of ${r.n} nodes started within ${r.startSec.toFixed(0)} s: no change measured`;
   return (
@@ -361,6 +372,7 @@ async function main(): Promise<void> {
           changesAt.get(n) ?? changes,
           600_000,
           startLimitMs,
+          proxies.map((p) => p.pid),
         );
         console.log(row(r));
       } finally {
