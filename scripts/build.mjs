@@ -91,11 +91,16 @@ const etcd3Descriptor = {
     build.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
       const source = readFileSync(args.path, "utf8");
       const m = ETCD3_LOAD.exec(source);
-      const options = m?.[1].replace(/\s+/g, " ") ?? "";
+      // Exactly these options: any other would change what etcd3 gets (etcd_rpc.ts's conversion).
+      const options = (m?.[1] ?? "")
+        .replace(/[{}]/g, "")
+        .split(",")
+        .map((o) => o.trim().replace(/\s+/g, " "))
+        .filter(Boolean);
       if (
         !m ||
         !source.includes(ETCD3_REQUIRE_LOADER) ||
-        ETCD3_OPTIONS.some((o) => !options.includes(o))
+        options.sort().join() !== [...ETCD3_OPTIONS].sort().join()
       )
         throw new Error(
           `${args.path} no longer loads rpc.proto as scripts/build.mjs expects (loadSync with ${ETCD3_OPTIONS.join(", ")}): update the build`,
