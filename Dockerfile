@@ -62,7 +62,7 @@ COPY package.json package-lock.json ./
 # native build runs next, from source (its prebuilt binaries live on GitHub, not reachable).
 RUN npm ci --ignore-scripts && npm rebuild better-sqlite3
 COPY tsconfig.json ./
-COPY scripts/build.mjs scripts/externals.mjs scripts/runtime_modules.mjs scripts/
+COPY scripts/build.mjs scripts/etcd3_rpc.mjs scripts/externals.mjs scripts/runtime_modules.mjs scripts/
 COPY native/binding.gyp native/ocelot_netlink.c native/cni_shim.c native/
 COPY src src
 COPY bin bin

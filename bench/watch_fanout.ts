@@ -1,18 +1,25 @@
 // Watch fan-out through etcd's gRPC proxy (the role Typha plays for Calico): N simulated nodes,
 // each the node daemon's datastore client (EtcdDatastore) and watch set (PrefixCache over
-// nodeWatchPrefixes, as `ocelot node run` lists and watches; no data plane, no speaker), run
-// directly against one etcd 3.4 and through one `etcd grpc-proxy`. For each N it prints, side by
-// side: the watch streams and watchers the etcd server holds (its /metrics), etcd's RSS and CPU
-// seconds over the run, and the time from a change (a new IPPool written to etcd) until each node
-// has it in its cache, p50/p99 over nodes and changes, and until all N have it (median over
-// changes). The test in test/datastore/watch_fanout.etcd.test.ts runs it with 50 nodes.
-// Run: npx tsx bench/watch_fanout.ts [--n 100,1000] [--changes 10]
+// nodeWatchPrefixes, as `ocelot node run` lists and watches: every prefix the same for all
+// nodes, block affinities included; no data plane, no speaker), run directly against one etcd
+// 3.4, through one `etcd grpc-proxy` and through two (node i uses proxy i mod 2). For each N it
+// prints, side by side: the watch streams and watchers the etcd server holds (its /metrics),
+// etcd's RSS and CPU seconds over the row (and the proxies'), and the time from a change written
+// to etcd until each node has it in its cache, p50/p99 over nodes and changes, and until all N
+// have it (median over changes). The changes rotate through the kinds of issue 20: a new IPPool, a BGPPeer, a
+// node joining (its Node resource), a block claimed (a block affinity of a new node). Every row
+// is bounded in time: a row whose N nodes have not all started within --start-limit seconds
+// is reported as such (how many started, what the server held then) and measures no change.
+// The test in test/datastore/watch_fanout.etcd.test.ts runs it with 50 nodes.
+// Run: npx tsx bench/watch_fanout.ts [--n 100,1000,5000] [--changes 12] [--via direct,proxy,proxy2]
+//      [--start-limit 600] [--changes-at 5000=4]
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { get as httpGet } from "node:http";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { EtcdDatastore } from "../src/datastore/etcd.js";
+import { IpamKeys } from "../src/ipam/records.js";
 import { PrefixCache } from "../src/node/cache.js";
 import { nodeWatchPrefixes } from "../src/node/daemon.js";
 import { ETCD_BIN, type EtcdServer, freePort, startEtcd } from "../test/helpers/etcd.js";
@@ -111,60 +118,131 @@ export function procUsage(pid: number): { rss: number; cpuSec: number } {
   return { rss: rssKb * 1024, cpuSec: ticks / 100 };
 }
 
+/** How the nodes reach etcd: the server itself, one proxy, two proxies. */
+export type Via = "direct" | "proxy" | "proxy2";
+
 export interface FanoutResult {
   n: number;
-  via: "direct" | "proxy";
+  via: Via;
+  /** Nodes started (n unless the start limit cut the row short). */
+  started: number;
   streams: number;
   watchers: number;
   etcdRssMb: number;
   etcdCpuSec: number;
+  /** The proxies' RSS (largest) and CPU seconds (all together) over the row; 0 directly. */
+  proxyRssMb: number;
+  proxyCpuSec: number;
   /** Per node and change, ms from the write to the node's cache holding it. */
   p50: number;
   p99: number;
   /** Median over changes of the time until all N had the change. */
   allMedian: number;
+  /** The slowest change's time until all N had it. */
+  allMax: number;
+  changes: number;
   startSec: number;
 }
 
 const quantile = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
 
+/** The kinds of change of issue 20, in turn: a key under one of the watched prefixes, a value. */
+export const CHANGE_KINDS = ["pool", "peer", "node", "block"] as const;
+export type ChangeKind = (typeof CHANGE_KINDS)[number];
+
+function changeOf(
+  kind: ChangeKind,
+  name: string,
+  c: number,
+): { prefix: string; key: string; value: string } {
+  const p = nodeWatchPrefixes();
+  const resource = (kindName: string, spec: object) =>
+    JSON.stringify({
+      apiVersion: "projectcalico.org/v3",
+      kind: kindName,
+      metadata: { name },
+      spec,
+    });
+  switch (kind) {
+    case "pool":
+      return {
+        prefix: p.pools,
+        key: `${p.pools}${name}`,
+        value: resource("IPPool", { cidr: `10.${100 + (c % 100)}.0.0/16`, disabled: true }),
+      };
+    case "peer":
+      return {
+        prefix: p.bgppeers,
+        key: `${p.bgppeers}${name}`,
+        value: resource("BGPPeer", { peerIP: `192.0.2.${1 + (c % 250)}`, asNumber: 64512 }),
+      };
+    case "node":
+      return {
+        prefix: p.nodes,
+        key: `${p.nodes}${name}`,
+        value: resource("Node", { bgp: { ipv4Address: `198.51.100.${1 + (c % 250)}/24` } }),
+      };
+    case "block": {
+      // A new node's first block: its affinity, under the prefix every node watches (overlay).
+      const cidr = { family: 4 as const, text: `10.96.${c % 256}.0-26` };
+      return {
+        prefix: p.affinities,
+        key: `${new IpamKeys().affinityPrefix(name, cidr.family)}${cidr.text}`,
+        value: JSON.stringify({ state: "confirmed", deleted: false }),
+      };
+    }
+  }
+}
+
 /**
- * Starts n simulated nodes against `endpoint` (the server or a proxy in front of it), then writes
- * `changes` IPPools to the server, one after the other, each waited for until all n caches hold
- * it (at most limitMs each). Everything started here is closed before it returns.
+ * Starts n simulated nodes, node i against endpoints[i mod length] (the server, or proxies in
+ * front of it), then writes `changes` changes to the server (the kinds in turn), one after the
+ * other, each waited for until all n caches hold it (at most limitMs each). When the n nodes
+ * have not all started within startLimitMs, no change is written and the row says how many
+ * did. Everything started here is closed before it returns.
  */
 export async function runFanout(
   server: EtcdServer,
-  endpoint: string,
-  via: "direct" | "proxy",
+  endpoints: string[],
+  via: Via,
   n: number,
   changes: number,
   limitMs = 120_000,
+  startLimitMs = 3_600_000,
+  proxyPids: number[] = [],
 ): Promise<FanoutResult> {
   const tag = `${via}-${n}-${process.pid}`;
-  const poolsPrefix = nodeWatchPrefixes().pools;
   const writer = await EtcdDatastore.connect({ endpoints: [server.endpoint] });
   const caches: PrefixCache[] = [];
   const stores: EtcdDatastore[] = [];
   const usage0 = procUsage(server.pid);
-  const waiting = new Map<string, { t0: number; left: number; seen: number[]; done(): void }>();
+  const proxy0 = proxyPids.map(procUsage);
+  const waiting = new Map<
+    string,
+    { prefix: string; t0: number; left: number; seen: number[]; done(): void }
+  >();
   try {
     const t0 = performance.now();
+    const startBy = t0 + startLimitMs;
     let next = 0;
+    let started = 0;
     await Promise.all(
       Array.from({ length: Math.min(25, n) }, async () => {
-        while (next < n) {
-          next++;
-          const store = await EtcdDatastore.connect({ endpoints: [endpoint] });
+        while (next < n && performance.now() < startBy) {
+          const i = next++;
+          const store = await EtcdDatastore.connect({
+            endpoints: [endpoints[i % endpoints.length] as string],
+            dialTimeoutMs: 60_000,
+          });
           stores.push(store);
           const seenHere = new Set<string>();
           const cache: PrefixCache = new PrefixCache(store, Object.values(nodeWatchPrefixes()), {
             onChange(prefix) {
-              if (prefix !== poolsPrefix || waiting.size === 0) return;
+              if (waiting.size === 0) return;
               for (const [key, w] of waiting) {
-                if (seenHere.has(key)) continue;
-                if (!cache.values(poolsPrefix).some((kv) => kv.key === key)) continue;
+                if (w.prefix !== prefix || seenHere.has(key)) continue;
+                if (!cache.values(prefix).some((kv) => kv.key === key)) continue;
                 seenHere.add(key);
                 w.seen.push(performance.now() - w.t0);
                 if (--w.left === 0) w.done();
@@ -173,24 +251,26 @@ export async function runFanout(
           });
           caches.push(cache);
           await cache.start();
+          started++;
         }
       }),
     );
     const startSec = (performance.now() - t0) / 1000;
     const lat: number[] = [];
     const alls: number[] = [];
-    for (let c = 0; c < changes; c++) {
-      const key = `${poolsPrefix}fanout-${tag}-${c}`;
-      const w = {
-        t0: 0,
-        left: n,
-        seen: [] as number[],
-        done: () => {},
-      };
+    const toWrite = started === n ? changes : 0;
+    for (let c = 0; c < toWrite; c++) {
+      const kind = CHANGE_KINDS[c % CHANGE_KINDS.length] as ChangeKind;
+      const change = changeOf(kind, `fanout-${tag}-${c}`, c);
+      const w = { prefix: change.prefix, t0: 0, left: n, seen: [] as number[], done: () => {} };
       const all = new Promise<void>((resolve, reject) => {
         const t = setTimeout(
           () =>
-            reject(new Error(`${n - w.left} of ${n} nodes saw change ${c} within ${limitMs} ms`)),
+            reject(
+              new Error(
+                `${n - w.left} of ${n} nodes saw change ${c} (${kind}) within ${limitMs} ms`,
+              ),
+            ),
           limitMs,
         );
         w.done = () => {
@@ -198,19 +278,11 @@ export async function runFanout(
           resolve();
         };
       });
-      waiting.set(key, w);
+      waiting.set(change.key, w);
       w.t0 = performance.now();
-      await writer.update(
-        key,
-        JSON.stringify({
-          apiVersion: "projectcalico.org/v3",
-          kind: "IPPool",
-          metadata: { name: `fanout-${c}` },
-          spec: { cidr: `10.${100 + (c % 100)}.0.0/16`, disabled: true },
-        }),
-      );
+      await writer.update(change.key, change.value);
       await all;
-      waiting.delete(key);
+      waiting.delete(change.key);
       lat.push(...w.seen);
       alls.push(Math.max(...w.seen));
     }
@@ -218,17 +290,23 @@ export async function runFanout(
     // call returns before its stream is set up).
     const gauges = await steadyGauges(server);
     const usage1 = procUsage(server.pid);
+    const proxy1 = proxyPids.map(procUsage);
     lat.sort((a, b) => a - b);
     alls.sort((a, b) => a - b);
     return {
       n,
       via,
+      started,
       ...gauges,
       etcdRssMb: usage1.rss / 2 ** 20,
       etcdCpuSec: usage1.cpuSec - usage0.cpuSec,
+      proxyRssMb: Math.max(0, ...proxy1.map((u) => u.rss / 2 ** 20)),
+      proxyCpuSec: proxy1.reduce((a, u, i) => a + u.cpuSec - (proxy0[i]?.cpuSec ?? 0), 0),
       p50: quantile(lat, 0.5),
       p99: quantile(lat, 0.99),
       allMedian: quantile(alls, 0.5),
+      allMax: alls.at(-1) ?? 0,
+      changes: toWrite,
       startSec,
     };
   } finally {
@@ -244,39 +322,61 @@ function arg(name: string): string | undefined {
 }
 
 function row(r: FanoutResult): string {
-  return (
+  const server =
     `N=${String(r.n).padStart(5)} ${r.via.padEnd(6)} server: ${String(r.streams).padStart(6)} watch streams, ` +
     `${String(r.watchers).padStart(6)} watchers, RSS ${r.etcdRssMb.toFixed(0)} MB, CPU ${r.etcdCpuSec.toFixed(1)} s | ` +
-    `change seen p50 ${r.p50.toFixed(1)} ms p99 ${r.p99.toFixed(1)} ms, all N ${r.allMedian.toFixed(1)} ms | start ${r.startSec.toFixed(1)} s`
+    (r.proxyRssMb > 0
+      ? `proxies: RSS ${r.proxyRssMb.toFixed(0)} MB (largest), CPU ${r.proxyCpuSec.toFixed(1)} s | `
+      : "");
+  if (r.started < r.n)
+    return `${server}only ${r.started} of ${r.n} nodes started within ${r.startSec.toFixed(0)} s: no change measured`;
+  return (
+    server +
+    `${r.changes} changes seen p50 ${r.p50.toFixed(1)} ms p99 ${r.p99.toFixed(1)} ms, all N ${r.allMedian.toFixed(1)} ms (max ${r.allMax.toFixed(1)}) | ` +
+    `start ${r.startSec.toFixed(1)} s | load ${loadavg()[0]?.toFixed(1)}`
   );
 }
 
 async function main(): Promise<void> {
   const sizes = (arg("--n") ?? "100,1000").split(",").map(Number);
-  const changes = Number(arg("--changes") ?? 10);
+  const changes = Number(arg("--changes") ?? 12);
+  // Fewer changes for the large sizes: "--changes-at 5000=4,1000=8".
+  const changesAt = new Map(
+    (arg("--changes-at") ?? "")
+      .split(",")
+      .filter(Boolean)
+      .map((kv) => kv.split("=").map(Number) as [number, number]),
+  );
+  const vias = (arg("--via") ?? "direct,proxy,proxy2").split(",") as Via[];
+  const startLimitMs = Number(arg("--start-limit") ?? 600) * 1000;
   console.log(
-    `sizes ${sizes.join(", ")}; ${changes} changes each; load average ${loadavg()
-      .map((l) => l.toFixed(1))
-      .join(" ")}`,
+    `sizes ${sizes.join(", ")}; ${changes} changes each (${CHANGE_KINDS.join(", ")} in turn); ` +
+      `${Object.values(nodeWatchPrefixes()).length} watched prefixes per node; start limit ` +
+      `${startLimitMs / 1000} s; load average ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(" ")}`,
   );
   for (const n of sizes) {
     // A fresh etcd per row, so RSS and CPU are this row's.
-    for (const via of ["direct", "proxy"] as const) {
+    for (const via of vias) {
       const server = await startEtcd();
-      let proxy: EtcdProxy | undefined;
+      const proxies: EtcdProxy[] = [];
       try {
-        if (via === "proxy") proxy = await startGrpcProxy(server.endpoint, server.dataDir);
+        for (let k = via === "proxy2" ? 2 : via === "proxy" ? 1 : 0; k > 0; k--)
+          proxies.push(await startGrpcProxy(server.endpoint, server.dataDir));
         const r = await runFanout(
           server,
-          proxy?.endpoint ?? server.endpoint,
+          proxies.length ? proxies.map((p) => p.endpoint) : [server.endpoint],
           via,
           n,
-          changes,
+          changesAt.get(n) ?? changes,
           600_000,
+          startLimitMs,
+          proxies.map((p) => p.pid),
         );
         console.log(row(r));
       } finally {
-        await proxy?.stop();
+        for (const p of proxies) await p.stop();
         await server.stop();
       }
     }

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { etcd3RpcCodecSource, etcd3RpcJson } from "./etcd3_rpc.mjs";
 import { BUNDLED_JS_OF, EXTERNAL_MODULES, SEPARATE_BUNDLES } from "./externals.mjs";
 
 // `--bundles-into DIR` makes only the bundles, into DIR (test/ipam/build.ts: a private copy).
@@ -35,7 +36,7 @@ if (!bundlesOnly && existsSync(join(root, "native/binding.gyp"))) {
 // ---------------------------------------------------------------------------------------------
 // Bundles. Each command loads one file instead of ~130 modules (resolving and reading each is
 // most of a short command's start-up). Left outside, loaded from node_modules at run time: what
-// scripts/externals.mjs names (native addons, pino, etcd3's .proto files). etcd3 and its gRPC
+// scripts/externals.mjs names (native addons, pino). etcd3 and its gRPC
 // stack are inside (a CNI call on etcd loads ~200 modules of them otherwise), only evaluated
 // when an etcd datastore is opened. `@kubernetes/client-node` is a bundle of its own beside the
 // others, required only when ocelot-cni is given a kubeconfig (require() of that ES module from
@@ -45,12 +46,7 @@ const ENTRIES = {
   "ocelot-ipam": "src/cni/ipam_main.ts",
   ocelot: "src/cli/main.ts",
 };
-// etcd3's rpc.proto is found through require.resolve (etcd3ProtoPath below).
-const EXTERNAL = [
-  ...EXTERNAL_MODULES.filter((m) => !BUNDLED_JS_OF.includes(m)),
-  "bindings",
-  "etcd3/proto/*",
-];
+const EXTERNAL = [...EXTERNAL_MODULES.filter((m) => !BUNDLED_JS_OF.includes(m)), "bindings"];
 /** A separately bundled package is required from the bundle beside the one requiring it. */
 const separateBundles = {
   name: "separate-bundles",
@@ -61,17 +57,61 @@ const separateBundles = {
     }
   },
 };
-// biome-ignore lint/suspicious/noTemplateCurlyInString: etcd3's source text, matched as it is.
-const ETCD3_PROTO = "`${__dirname}/../proto/rpc.proto`";
-/** etcd3 finds rpc.proto from its own directory: from the bundle, through require.resolve. */
-const etcd3ProtoPath = {
-  name: "etcd3-proto-path",
+// etcd3 parses its rpc.proto (@grpc/proto-loader's loadSync) when its connection-pool module is
+// first required and builds a descriptor of every message, most of a CNI call's CPU on etcd.
+// Here the .proto is parsed once, as proto-loader parses it for etcd3 (keepCase), into
+// protobufjs JSON that the bundle carries, with each message type's codec as source text
+// (scripts/etcd3_rpc.mjs: what protobufjs would generate with `new Function` at run time); the
+// bundled etcd3 makes its services from them (src/datastore/etcd_rpc.ts), so neither the .proto
+// files nor proto-loader are read at run time, and no codec is generated there.
+const ETCD3_LOAD =
+  /\(0, proto_loader_1\.loadSync\)\(`\$\{__dirname\}\/\.\.\/proto\/rpc\.proto`, (\{[^}]*\})\)/;
+const ETCD3_REQUIRE_LOADER = 'const proto_loader_1 = require("@grpc/proto-loader");';
+const ETCD3_OPTIONS = [
+  "keepCase: true",
+  "longs: String",
+  "enums: String",
+  "defaults: true",
+  "oneofs: true",
+];
+const ETCD3_RPC_JSON = "ocelot-build:etcd3-rpc.json";
+const ETCD3_RPC_CODECS = "ocelot-build:etcd3-rpc-codecs.cjs";
+const etcd3Descriptor = {
+  name: "etcd3-descriptor",
   setup(build) {
+    build.onResolve({ filter: /^ocelot-build:etcd3-rpc/ }, (args) => ({
+      path: args.path,
+      namespace: "ocelot-build",
+    }));
+    build.onLoad({ filter: /.*/, namespace: "ocelot-build" }, (args) =>
+      args.path === ETCD3_RPC_JSON
+        ? { contents: JSON.stringify(etcd3RpcJson()), loader: "json" }
+        : { contents: etcd3RpcCodecSource(), loader: "js" },
+    );
     build.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
       const source = readFileSync(args.path, "utf8");
-      if (!source.includes(ETCD3_PROTO))
-        throw new Error(`${args.path} no longer loads ${ETCD3_PROTO}: update scripts/build.mjs`);
-      const contents = source.replace(ETCD3_PROTO, 'require.resolve("etcd3/proto/rpc.proto")');
+      const m = ETCD3_LOAD.exec(source);
+      // Exactly these options: any other would change what etcd3 gets (etcd_rpc.ts's conversion).
+      const options = (m?.[1] ?? "")
+        .replace(/[{}]/g, "")
+        .split(",")
+        .map((o) => o.trim().replace(/\s+/g, " "))
+        .filter(Boolean);
+      if (
+        !m ||
+        !source.includes(ETCD3_REQUIRE_LOADER) ||
+        options.sort().join() !== [...ETCD3_OPTIONS].sort().join()
+      )
+        throw new Error(
+          `${args.path} no longer loads rpc.proto as scripts/build.mjs expects (loadSync with ${ETCD3_OPTIONS.join(", ")}): update the build`,
+        );
+      const rpc = JSON.stringify(join(root, "src/datastore/etcd_rpc.ts"));
+      const contents = source
+        .replace(ETCD3_REQUIRE_LOADER, "")
+        .replace(
+          ETCD3_LOAD,
+          `require(${rpc}).etcdPackageDefinition(require(${JSON.stringify(ETCD3_RPC_JSON)}), require(${JSON.stringify(ETCD3_RPC_CODECS)}))`,
+        );
       return { contents, loader: "js" };
     });
   },
@@ -102,7 +142,7 @@ await esbuild.build({
   ...common,
   entryPoints: ENTRIES,
   external: EXTERNAL,
-  plugins: [etcd3ProtoPath, separateBundles],
+  plugins: [etcd3Descriptor, separateBundles],
   // import() of an external module becomes require(): a vm.Script has no ES module loader.
   supported: { "dynamic-import": false },
   // The bundle sits in dist/bundle/, two levels down as dist/<dir>/<module>.js is, so paths

@@ -24,8 +24,8 @@ export const PAYLOAD_PLUGINS = ["ocelot-cni", "ocelot-ipam"] as const;
 /**
  * The modules the plugin bundles load from node_modules at run time (scripts/build.mjs keeps
  * them external), only the files that run: better-sqlite3 (the embedded store) with the
- * packages it requires, and etcd3's .proto files (its code is in the bundles); the same as
- * scripts/externals.mjs names for the plugins.
+ * packages it requires (etcd3 is all in the bundles, its rpc.proto compiled in by
+ * scripts/build.mjs); the same as scripts/externals.mjs names for the plugins.
  */
 const PAYLOAD_MODULES: Array<{ name: string; paths: string[] }> = [
   {
@@ -34,7 +34,6 @@ const PAYLOAD_MODULES: Array<{ name: string; paths: string[] }> = [
   },
   { name: "bindings", paths: ["package.json", "bindings.js"] },
   { name: "file-uri-to-path", paths: ["package.json", "index.js"] },
-  { name: "etcd3", paths: ["package.json", "proto"] },
 ];
 
 export interface PayloadFile {

@@ -682,10 +682,14 @@ export async function runCniPlugin(
   }
 }
 
-/** For the bundle's V8 code cache (scripts/build.mjs): the schema work main() does, done once. */
-export function warmCodeCache(): void {
+/**
+ * For the bundle's V8 code cache (scripts/build.mjs): the schema work main() does, done once,
+ * and the etcd client's calls (loaded only then, as openDatastore loads it).
+ */
+export async function warmCodeCache(): Promise<void> {
   zodConfig({ jitless: true });
   warmSchemas();
+  await (await import("../datastore/etcd.js")).warmEtcdClient();
 }
 
 export async function main(): Promise<void> {
