@@ -8,8 +8,8 @@
 // and its fabric interfaces are read (MTU); the pods' MTU is written to a file for the CNI
 // plugin. Every node's block affinities are watched: the overlay routes remote blocks. A change
 // of block affinities or Nodes takes the overlay's fast path at once: only the routes,
-// neighbours and FDB entries it changes, over netlink (src/felix/overlay_delta.ts,
-// overlay_fast.ts). A Node change still runs the debounced full pass after it; an affinity
+// neighbours and FDB entries it changes, over netlink, a new block's three in one sendmsg
+// (src/felix/overlay_delta.ts, overlay_fast.ts, overlay_socket.ts). A Node change still runs the debounced full pass after it; an affinity
 // change only when the fast path could not apply it or this node's own blocks changed (nothing
 // else depends on other nodes' blocks), else the periodic resync reconciles. Each watch event's
 // delivery is timed to the end of the work it caused (the fast path's netlink writes, or the
@@ -38,7 +38,7 @@ import { type FabricIface, type OverlayState, renderOverlay } from "../felix/ove
 import { readFabric } from "../felix/overlay_apply.js";
 import { isEmptyDelta, planOverlayDelta } from "../felix/overlay_delta.js";
 import { applyOverlayDelta } from "../felix/overlay_fast.js";
-import { NeighbourSocket } from "../fib/neigh_socket.js";
+import { OverlaySocket } from "../felix/overlay_socket.js";
 import type { Fib } from "../fib/types.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { decodeAffinity, IpamKeys } from "../ipam/records.js";
@@ -224,7 +224,7 @@ export class NodeDaemon {
   private lastMtu: number | undefined;
   private lastOverlayFailures = "[]";
   /** The overlay's fast path: its netlink socket, inputs and what it last applied. */
-  private neigh: NeighbourSocket | undefined;
+  private neigh: OverlaySocket | undefined;
   private fabric: { 4?: FabricIface; 6?: FabricIface } = {};
   private overlayGen = 0;
   private overlayWanted: { state: OverlayState; gen: number } | undefined;
@@ -314,7 +314,7 @@ export class NodeDaemon {
     this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(o.netns, this.log, (count) =>
       o.observe?.driftRepaired?.(new Array<string>(count).fill("route")),
     );
-    if (!o.openAgentFib) this.neigh = NeighbourSocket.open(o.netns);
+    if (!o.openAgentFib) this.neigh = OverlaySocket.open(o.netns);
     this.cache = new PrefixCache(this.store, Object.values(this.prefixes), {
       onChange: (prefix) => {
         // Called as the watch message is delivered (the cache applied it synchronously).
