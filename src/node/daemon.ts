@@ -36,7 +36,12 @@ import { applyDataplane, readHostInterfaces, spawnRunner } from "../felix/apply.
 import { renderDataplane } from "../felix/dataplane.js";
 import { type FabricIface, type OverlayState, renderOverlay } from "../felix/overlay.js";
 import { readFabric } from "../felix/overlay_apply.js";
-import { isEmptyDelta, planOverlayDelta } from "../felix/overlay_delta.js";
+import {
+  addBlocks,
+  isEmptyDelta,
+  type OverlayDelta,
+  planOverlayDelta,
+} from "../felix/overlay_delta.js";
 import { applyOverlayDelta } from "../felix/overlay_fast.js";
 import { OverlaySocket } from "../felix/overlay_socket.js";
 import type { Fib } from "../fib/types.js";
@@ -229,6 +234,11 @@ export class NodeDaemon {
   private overlayGen = 0;
   private overlayWanted: { state: OverlayState; gen: number } | undefined;
   private overlayApplied: { state: OverlayState; gen: number; present: Set<string> } | undefined;
+  /**
+   * The affinity records the fast path's state was last rendered from; undefined when anything
+   * else the overlay is rendered from may have changed since (then it renders in full).
+   */
+  private overlaySeen: Set<KeyValue> | undefined;
   private fastRunning: Promise<void> | undefined;
   private fastAgain = false;
   private fastScheduled = false;
@@ -319,6 +329,8 @@ export class NodeDaemon {
       onChange: (prefix) => {
         // Called as the watch message is delivered (the cache applied it synchronously).
         const now = performance.now();
+        // Anything but block affinities: the fast path's next render is a full one.
+        if (prefix !== this.prefixes.affinities) this.overlaySeen = undefined;
         const areas = this.areasOf.get(prefix) ?? ["agent", "bgp"];
         if (this.neigh && prefix === this.prefixes.affinities) {
           // The fast path decides whether the full pass must follow (see the module comment).
@@ -516,20 +528,28 @@ export class NodeDaemon {
     const applied = this.overlayApplied;
     if (!applied || !this.neigh || this.stopped) return false;
     const t0 = performance.now();
-    const snap = this.overlaySnapshot();
     const me = this.opts.nodename;
-    const own = JSON.stringify(
-      snap.affinities
-        .filter((a) => a.node === me)
-        .map((a) => `${a.cidr} ${a.state}`)
-        .sort(),
-    );
-    const ownChanged = own !== this.lastOwnAffinities;
-    this.lastOwnAffinities = own;
-    const input = overlayInputOf(snap, me, { ...this.opts.agent, fabric: this.fabric });
-    const next = renderOverlay(input);
-    const delta = planOverlayDelta(applied.state, next, applied.present);
-    if (delta.devicesChanged) return false;
+    let ownChanged = false;
+    let incremental = true;
+    let { state: next, delta } = this.overlayAdded(applied) ?? {};
+    if (next === undefined || delta === undefined) {
+      incremental = false;
+      const seen = new Set(this.cache?.values(this.prefixes.affinities) ?? []);
+      const snap = this.overlaySnapshot();
+      const own = JSON.stringify(
+        snap.affinities
+          .filter((a) => a.node === me)
+          .map((a) => `${a.cidr} ${a.state}`)
+          .sort(),
+      );
+      ownChanged = own !== this.lastOwnAffinities;
+      this.lastOwnAffinities = own;
+      const input = overlayInputOf(snap, me, { ...this.opts.agent, fabric: this.fabric });
+      next = renderOverlay(input);
+      delta = planOverlayDelta(applied.state, next, applied.present);
+      if (delta.devicesChanged) return false;
+      this.overlaySeen = seen;
+    }
     const gen = ++this.overlayGen;
     this.overlayWanted = { state: next, gen };
     this.overlayApplied = { state: next, gen, present: applied.present };
@@ -550,6 +570,7 @@ export class NodeDaemon {
       arrivedAt: r1(Date.now() - (performance.now() - arrived)),
       waitMs: r1(t0 - arrived),
       renderMs: r1(t1 - t0),
+      incremental,
       // From the netlink writes' start: entries and routes acknowledged (they overlap), stale entries removed.
       entriesMs,
       routesMs,
@@ -566,6 +587,47 @@ export class NodeDaemon {
       );
     else this.log.debug(counts, "Overlay fast path applied");
     return failures.length === 0 && !ownChanged;
+  }
+
+  /**
+   * The fast path's incremental render: when the only change since its last render is block
+   * affinities of other nodes added, only those blocks are rendered (overlay_delta.ts addBlocks),
+   * from this node's and their owners' Nodes. Undefined: a full render must decide (a record
+   * removed or changed, this node's own blocks, anything else changed, or addBlocks refusing).
+   */
+  private overlayAdded(applied: {
+    state: OverlayState;
+    present: Set<string>;
+  }): { state: OverlayState; delta: OverlayDelta } | undefined {
+    const seen = this.overlaySeen;
+    if (!seen || !this.cache) return undefined;
+    const me = this.opts.nodename;
+    const kvs = this.cache.values(this.prefixes.affinities);
+    const added = kvs.filter((kv) => !seen.has(kv));
+    if (kvs.length - added.length !== seen.size) return undefined;
+    const affinities: NodeSnapshot["affinities"] = [];
+    for (const kv of added) {
+      let a: NodeSnapshot["affinities"][number];
+      try {
+        a = decodeAffinity(kv.key, kv.value);
+      } catch {
+        return undefined; // the full render logs it
+      }
+      if (a.node === me) return undefined;
+      affinities.push(a);
+    }
+    const owners = new Set([me, ...affinities.map((a) => a.node)]);
+    const res = <T>(prefix: string) => this.decodeAll(prefix, (kv) => decodeResource(kv) as T);
+    const snap: NodeSnapshot = {
+      nodes: res<Node>(this.prefixes.nodes).filter((n) => owners.has(n.metadata.name)),
+      workloadEndpoints: [],
+      pools: res(this.prefixes.pools),
+      affinities,
+    };
+    const input = overlayInputOf(snap, me, { ...this.opts.agent, fabric: this.fabric });
+    const r = addBlocks(applied.state, input, applied.present);
+    if (r) for (const kv of added) seen.add(kv);
+    return r;
   }
 
   /** Marks areas dirty; `arrived`: when the watch event that caused it was delivered. */
