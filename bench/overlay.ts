@@ -199,6 +199,8 @@ interface Subject {
   times: number[];
   phases: Record<string, number[]>;
   slow: { block: string; total: number; nodes: string[] }[];
+  /** Fast-path lines that rendered only the new block (a build that says so). */
+  incremental: number;
 }
 
 const esc = (s: string) => s.replace(/\./g, "\\.");
@@ -230,6 +232,7 @@ async function subjectOf(label: string, lab: Lab): Promise<Subject> {
       unmatched: [],
     },
     slow: [],
+    incremental: 0,
   };
 }
 
@@ -318,6 +321,7 @@ async function measureBlock(s: Subject, i: number): Promise<void> {
       phases.unmatched?.push(1);
       continue;
     }
+    if ((line as { incremental?: boolean }).incremental === true) s.incremental++;
     const kernelAt = toWall(perNode[k] as number);
     phases["write -> watch delivered"]?.push(line.arrivedAt - wall);
     phases["delivered -> fast path starts"]?.push(line.waitMs);
@@ -468,7 +472,9 @@ async function blockLatency(subjects: Subject[]): Promise<void> {
       console.log("  where a block's time goes, per node (from the daemons' fast-path lines):");
       for (const [name, xs] of Object.entries(s.phases))
         if (name === "unmatched")
-          console.log(`    writes with no fast-path line on a node: ${xs.length}`);
+          console.log(
+            `    writes with no fast-path line on a node: ${xs.length}; lines that rendered the new block alone: ${s.incremental}`,
+          );
         else if (xs.length > 0) console.log(`    ${name}: ${figures(xs)}`);
       console.log("  the 5 slowest blocks (ms):");
       for (const b of s.slow.sort((x, y) => y.total - x.total).slice(0, 5))
