@@ -591,9 +591,10 @@ export class NodeDaemon {
 
   /**
    * The fast path's incremental render: when the only change since its last render is block
-   * affinities of other nodes added, only those blocks are rendered (overlay_delta.ts addBlocks),
-   * from this node's and their owners' Nodes. Undefined: a full render must decide (a record
-   * removed or changed, this node's own blocks, anything else changed, or addBlocks refusing).
+   * affinities of other nodes added (or a pending one confirmed, as IPAM claims a block), only
+   * those blocks are rendered (overlay_delta.ts addBlocks), from this node's and their owners'
+   * Nodes. Undefined: a full render must decide (a confirmed record removed or changed, this
+   * node's own blocks, anything else changed, or addBlocks refusing).
    */
   private overlayAdded(applied: {
     state: OverlayState;
@@ -604,16 +605,27 @@ export class NodeDaemon {
     const me = this.opts.nodename;
     const kvs = this.cache.values(this.prefixes.affinities);
     const added = kvs.filter((kv) => !seen.has(kv));
-    if (kvs.length - added.length !== seen.size) return undefined;
-    const affinities: NodeSnapshot["affinities"] = [];
-    for (const kv of added) {
-      let a: NodeSnapshot["affinities"][number];
+    const decode = (kv: KeyValue) => {
       try {
-        a = decodeAffinity(kv.key, kv.value);
+        return decodeAffinity(kv.key, kv.value);
       } catch {
         return undefined; // the full render logs it
       }
-      if (a.node === me) return undefined;
+    };
+    if (kvs.length - added.length !== seen.size) {
+      // Records gone or replaced: only another node's that routed nothing (a claim still
+      // pending, now confirmed or given up) leave the rest as it was.
+      const current = new Set(kvs);
+      for (const kv of seen) {
+        if (current.has(kv)) continue;
+        const a = decode(kv);
+        if (a === undefined || a.node === me || a.state === "confirmed") return undefined;
+      }
+    }
+    const affinities: NodeSnapshot["affinities"] = [];
+    for (const kv of added) {
+      const a = decode(kv);
+      if (a === undefined || a.node === me) return undefined;
       affinities.push(a);
     }
     const owners = new Set([me, ...affinities.map((a) => a.node)]);
@@ -626,7 +638,7 @@ export class NodeDaemon {
     };
     const input = overlayInputOf(snap, me, { ...this.opts.agent, fabric: this.fabric });
     const r = addBlocks(applied.state, input, applied.present);
-    if (r) for (const kv of added) seen.add(kv);
+    if (r) this.overlaySeen = new Set(kvs);
     return r;
   }
 
