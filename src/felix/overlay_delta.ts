@@ -119,7 +119,8 @@ export function isEmptyDelta(d: OverlayDelta): boolean {
  * `input` holds only the added blocks and the nodes they need (this node and their owners), with
  * every pool and this node's fabric and MTU, as a full render would get them. Returns the new
  * state and its delta, or undefined where the addition is not that simple and a full render must
- * decide: the devices or the pods' MTU would differ, a block already routed otherwise, its VTEP's
+ * decide: a block's CIDR already claimed, the devices or the pods' MTU would differ, a block
+ * already routed otherwise, its VTEP's
  * neighbour or FDB entry different, or a route already applied inside a new block (a borrowed
  * address its block now covers: the full render drops that route). Workload addresses are not
  * looked at (no borrowed address can be new here: a route inside the block is the refusal).
@@ -128,7 +129,11 @@ export function addBlocks(
   applied: OverlayState,
   input: OverlayInput,
   present: ReadonlySet<string>,
+  /** CIDRs of the confirmed blocks known before these (any node's): a second claim is refused. */
+  claimed: ReadonlySet<string>,
 ): { state: OverlayState; delta: OverlayDelta } | undefined {
+  // A CIDR claimed twice: the full render decides which claim routes it (or none).
+  if (input.blocks.some((b) => claimed.has(b.cidr))) return undefined;
   const part = renderOverlay({ ...input, workloads: [] });
   if (!sameData(part.devices, applied.devices) || part.podMtu !== applied.podMtu) return undefined;
   const routes = new Map<string, Route>();

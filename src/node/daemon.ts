@@ -628,6 +628,19 @@ export class NodeDaemon {
       if (a === undefined || a.node === me) return undefined;
       affinities.push(a);
     }
+    // The blocks claimed before these (decoded once per record, as the full render's are).
+    const isNew = new Set(added);
+    const claimed = new Set<string>();
+    for (const kv of kvs) {
+      if (isNew.has(kv)) continue;
+      let a = this.decoded.get(kv) as NodeSnapshot["affinities"][number] | undefined;
+      if (a === undefined) {
+        a = decode(kv);
+        if (a === undefined) return undefined;
+        this.decoded.set(kv, a);
+      }
+      if (a.state === "confirmed") claimed.add(a.cidr);
+    }
     const owners = new Set([me, ...affinities.map((a) => a.node)]);
     const res = <T>(prefix: string) => this.decodeAll(prefix, (kv) => decodeResource(kv) as T);
     const snap: NodeSnapshot = {
@@ -637,7 +650,7 @@ export class NodeDaemon {
       affinities,
     };
     const input = overlayInputOf(snap, me, { ...this.opts.agent, fabric: this.fabric });
-    const r = addBlocks(applied.state, input, applied.present);
+    const r = addBlocks(applied.state, input, applied.present, claimed);
     if (r) this.overlaySeen = new Set(kvs);
     return r;
   }

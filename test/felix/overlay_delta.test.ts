@@ -298,6 +298,8 @@ describe("writeNeigh() and the fast path's requests", () => {
 });
 
 describe("addBlocks() (the incremental render)", () => {
+  /** The CIDRs of input()'s blocks: claimed before any addition. */
+  const CLAIMED = new Set(input().blocks.map((b) => b.cidr));
   /** The same blocks added by a full render and the delta planOverlayDelta makes. */
   const full = (base: OverlayInput, added: OverlayInput["blocks"]) => {
     const before = renderOverlay(base);
@@ -315,7 +317,7 @@ describe("addBlocks() (the incremental render)", () => {
   it("a new node's block: the same state and delta as the full render, from the block alone", () => {
     const added = [{ cidr: "10.244.2.0/26", node: "c" }];
     const f = full(input(), added);
-    const r = addBlocks(f.before, only(input(), added), PRESENT);
+    const r = addBlocks(f.before, only(input(), added), PRESENT, CLAIMED);
     expect(r).toBeDefined();
     expect(sorted(r?.state.routes ?? [])).toEqual(sorted(f.after.routes));
     expect(sorted(r?.state.neighbours ?? [])).toEqual(sorted(f.after.neighbours));
@@ -326,7 +328,7 @@ describe("addBlocks() (the incremental render)", () => {
   it("a second block of a known node: its route only (the VTEP's entries are there)", () => {
     const added = [{ cidr: "10.244.1.64/26", node: "b" }];
     const f = full(input(), added);
-    const r = addBlocks(f.before, only(input(), added), PRESENT);
+    const r = addBlocks(f.before, only(input(), added), PRESENT, CLAIMED);
     expect(dsts(r?.delta.setRoutes ?? [])).toEqual(["10.244.1.64/26"]);
     expect(r?.delta.setNeighbours).toEqual([]);
     expect(r?.delta.setFdb).toEqual([]);
@@ -335,7 +337,12 @@ describe("addBlocks() (the incremental render)", () => {
 
   it("a block already applied as the same route: nothing to do", () => {
     const before = renderOverlay(input());
-    const r = addBlocks(before, only(input(), [{ cidr: "10.244.1.0/26", node: "b" }]), PRESENT);
+    const r = addBlocks(
+      before,
+      only(input(), [{ cidr: "10.244.1.0/26", node: "b" }]),
+      PRESENT,
+      new Set(["10.244.0.0/26"]),
+    );
     expect(r && isEmptyDelta(r.delta)).toBe(true);
   });
 
@@ -343,14 +350,34 @@ describe("addBlocks() (the incremental render)", () => {
     const before = renderOverlay(input());
     // The same block routed to another node.
     expect(
-      addBlocks(before, only(input(), [{ cidr: "10.244.1.0/26", node: "c" }]), PRESENT),
+      addBlocks(before, only(input(), [{ cidr: "10.244.1.0/26", node: "c" }]), PRESENT, new Set()),
+    ).toBeUndefined();
+    // A CIDR claimed before, even by a node it could not route (no fabric address): the full
+    // render lets the first claim win, so no route at all.
+    const d = { name: "d" };
+    const claimedByD = renderOverlay(
+      input({ nodes: [...input().nodes, d], blocks: [{ cidr: "10.244.3.0/26", node: "d" }] }),
+    );
+    expect(claimedByD.routes).toEqual([]);
+    expect(
+      addBlocks(
+        claimedByD,
+        only(input(), [{ cidr: "10.244.3.0/26", node: "b" }]),
+        PRESENT,
+        new Set(["10.244.3.0/26"]),
+      ),
     ).toBeUndefined();
     // A VTEP whose MAC differs from the applied entries.
     const nodes = input().nodes.map((n) =>
       n.name === "b" ? { ...n, vxlanV4: { address: "10.244.1.1", mac: MAC.c } } : n,
     );
     expect(
-      addBlocks(before, only(input({ nodes }), [{ cidr: "10.244.1.64/26", node: "b" }]), PRESENT),
+      addBlocks(
+        before,
+        only(input({ nodes }), [{ cidr: "10.244.1.64/26", node: "b" }]),
+        PRESENT,
+        CLAIMED,
+      ),
     ).toBeUndefined();
     // The devices differ (another MTU).
     expect(
@@ -358,6 +385,7 @@ describe("addBlocks() (the incremental render)", () => {
         before,
         only(input({ mtu: 1400 }), [{ cidr: "10.244.2.0/26", node: "c" }]),
         PRESENT,
+        CLAIMED,
       ),
     ).toBeUndefined();
     // A borrowed address's /32 route applied inside the new block: the full render drops it.
@@ -369,6 +397,7 @@ describe("addBlocks() (the incremental render)", () => {
         withBorrowed,
         only(input({ workloads }), [{ cidr: "10.244.2.0/26", node: "c" }]),
         PRESENT,
+        CLAIMED,
       ),
     ).toBeUndefined();
   });
