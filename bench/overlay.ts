@@ -201,7 +201,13 @@ interface Subject {
   slow: { block: string; total: number; nodes: string[] }[];
   /** Fast-path lines that rendered only the new block (a build that says so). */
   incremental: number;
+  /** The fast path's warnings (a refused write, ...): each left to the full pass. */
+  failures: number;
 }
+
+const FAST_FAILED = /^Overlay fast path.*fail/;
+const failuresIn = (lines: { msg: string }[]) =>
+  lines.filter((l) => FAST_FAILED.test(l.msg)).length;
 
 const esc = (s: string) => s.replace(/\./g, "\\.");
 
@@ -233,6 +239,7 @@ async function subjectOf(label: string, lab: Lab): Promise<Subject> {
     },
     slow: [],
     incremental: 0,
+    failures: 0,
   };
 }
 
@@ -344,7 +351,8 @@ async function measureBlock(s: Subject, i: number): Promise<void> {
       `${node.name}: delivered ${f(line.arrivedAt - wall)}, started +${f(line.waitMs)}, rendered +${f(line.renderMs)}, kernel +${f(kernelAt - (line.arrivedAt + line.waitMs + line.renderMs))}`,
     );
     // Lines of this block are not needed again.
-    node.daemon?.lines.splice(0, node.daemon.lines.indexOf(line as never) + 1);
+    const gone = node.daemon?.lines.splice(0, node.daemon.lines.indexOf(line as never) + 1);
+    s.failures += failuresIn(gone ?? []);
   }
   s.slow.push({ block, total: done - t0, nodes: parts });
 }
@@ -453,6 +461,8 @@ async function blockLatency(subjects: Subject[]): Promise<void> {
         m.fdb.stop();
       }
   }
+  for (const s of subjects)
+    for (const node of s.lab.nodes) s.failures += failuresIn(node.daemon?.lines ?? []);
   const p = (xs: number[], pct: number) =>
     q(
       [...xs].sort((x, y) => x - y),
@@ -466,7 +476,7 @@ async function blockLatency(subjects: Subject[]): Promise<void> {
   for (const s of subjects) {
     console.log(
       `${s.label}: a new node's block, affinity written -> route + neighbour + FDB on both other nodes (${s.times.length} blocks): ${figures(s.times)} (goal p99 <= 50 ms); ` +
-        `${(p(s.times, 50) / refP50).toFixed(1)}x the kernel's own time at p50, ${(p(s.times, 99) / refP99).toFixed(1)}x at p99`,
+        `${(p(s.times, 50) / refP50).toFixed(1)}x the kernel's own time at p50, ${(p(s.times, 99) / refP99).toFixed(1)}x at p99; fast-path failures logged: ${s.failures}`,
     );
     if (values.breakdown) {
       console.log("  where a block's time goes, per node (from the daemons' fast-path lines):");
