@@ -1,14 +1,18 @@
 // The overlay fast path's thin edge: runs a delta of overlay_delta.ts over netlink, neighbours
-// and FDB entries (neigh_socket.ts) before the routes through them (the agent's FIB), stale
-// routes before the entries they used. The routes are handed to the FIB as soon as the entries'
-// requests are in the kernel (rtnetlink applies a request within its sendmsg), not after their
-// answers are read: one wake-up of the process less on the way to the kernel. Not: deciding
-// anything (overlay_delta.ts), devices.
-import type { NeighbourSocket, NeighFailure, NeighOp } from "../fib/neigh_socket.js";
+// and FDB entries before the routes through them, stale routes before the entries they used.
+// With an OverlaySocket (overlay_socket.ts) a new tunnel route goes in the same sendmsg as the
+// entries, after them (rtnetlink applies a datagram's requests in order within the sendmsg), and
+// is handed to the agent's FIB once the FIB has read the kernel's event of it (one event-loop
+// turn after the entries' answers: the event was queued on the FIB's socket during the sendmsg),
+// so the FIB finds it installed and writes nothing; any other route (and with a plain
+// NeighbourSocket every route) goes to the FIB as soon as the entries' requests are in the
+// kernel, not after their answers. Not: deciding anything (overlay_delta.ts), devices.
+import type { NeighFailure, NeighOp } from "../fib/neigh_socket.js";
 import { addressBytes, macBytes, NTF_SELF, NUD_PERMANENT } from "../fib/rtnetlink.js";
-import { type Fib, RTPROT_OCELOT_AGENT } from "../fib/types.js";
+import { type Fib, type Route, RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import type { FdbEntry, Neighbour } from "./overlay.js";
 import type { OverlayDelta } from "./overlay_delta.js";
+import { sendsItself } from "./overlay_socket.js";
 
 const familyOf = (address: string): 4 | 6 => (address.includes(":") ? 6 : 4);
 
@@ -43,6 +47,20 @@ function fdbOp(op: "set" | "del", f: FdbEntry): NeighOp {
   };
 }
 
+/**
+ * What sends the entries: a NeighbourSocket (entries only) or an OverlaySocket (the routes too,
+ * in the same sendmsg). `onSent` runs once the requests are in the kernel, before any answer.
+ */
+export interface EntrySocket {
+  /** True: run() sends the routes sendsItself allows in the entries' sendmsg. */
+  readonly sendsRoutes?: boolean;
+  run(
+    ops: readonly NeighOp[],
+    onSent?: () => void,
+    routes?: readonly Route[],
+  ): Promise<NeighFailure[]>;
+}
+
 /** The requests the delta makes, in order: set entries, set routes, remove routes, remove entries. */
 export function deltaNeighOps(d: OverlayDelta): { before: NeighOp[]; after: NeighOp[] } {
   return {
@@ -64,18 +82,25 @@ export function deltaNeighOps(d: OverlayDelta): { before: NeighOp[]; after: Neig
  */
 export async function applyOverlayDelta(
   d: OverlayDelta,
-  io: { fib: Fib; neigh: NeighbourSocket },
+  io: { fib: Fib; neigh: EntrySocket },
 ): Promise<{ failures: NeighFailure[]; entriesMs: number; routesMs: number; removedMs: number }> {
   const ops = deltaNeighOps(d);
   const t0 = performance.now();
+  // The routes the socket writes itself, and the rest (the FIB's from the start).
+  const own = io.neigh.sendsRoutes ? d.setRoutes.filter(sendsItself) : [];
+  const fibSets = own.length > 0 ? d.setRoutes.filter((r) => !own.includes(r)) : d.setRoutes;
   let routes: Promise<unknown> | undefined;
-  let routesAt = t0;
+  // When the socket's own routes were sent, and when the FIB acknowledged the rest.
+  let sentAt = t0;
+  let fibAt = t0;
   const startRoutes = () => {
-    routes ??= Promise.all([
-      d.setRoutes.length > 0 ? io.fib.set(d.setRoutes) : undefined,
+    if (routes) return;
+    sentAt = performance.now();
+    routes = Promise.all([
+      fibSets.length > 0 ? io.fib.set(fibSets) : undefined,
       d.removeRoutes.length > 0 ? io.fib.remove(d.removeRoutes) : undefined,
     ]).then(() => {
-      routesAt = performance.now();
+      fibAt = performance.now();
     });
     // Handled here (it is awaited below): a refusal while the entries' answers are awaited
     // must not count as an unhandled rejection.
@@ -83,7 +108,7 @@ export async function applyOverlayDelta(
   };
   let failures: NeighFailure[];
   try {
-    failures = await io.neigh.run(ops.before, startRoutes);
+    failures = await io.neigh.run(ops.before, startRoutes, own);
   } catch (err) {
     // The routes' requests, once started, are waited for before the failure is reported.
     await routes?.catch(() => {});
@@ -91,7 +116,16 @@ export async function applyOverlayDelta(
   }
   const t1 = performance.now();
   startRoutes();
-  await routes;
+  let handed: Promise<unknown> | undefined;
+  if (own.length > 0) {
+    // In the kernel since the entries' sendmsg; its event is read by the FIB in the poll phase
+    // that brought the entries' answers, so after this turn the FIB finds it there (a route the
+    // socket could not write is written by the FIB itself).
+    await new Promise<void>((r) => setImmediate(r));
+    handed = io.fib.set(own);
+  }
+  await Promise.all([routes, handed]);
+  const routesAt = Math.max(own.length > 0 ? sentAt : t0, fibAt);
   const t2 = performance.now();
   failures.push(...(await io.neigh.run(ops.after)));
   const ms = (x: number) => Math.round(x * 10) / 10;

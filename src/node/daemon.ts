@@ -8,8 +8,8 @@
 // and its fabric interfaces are read (MTU); the pods' MTU is written to a file for the CNI
 // plugin. Every node's block affinities are watched: the overlay routes remote blocks. A change
 // of block affinities or Nodes takes the overlay's fast path at once: only the routes,
-// neighbours and FDB entries it changes, over netlink (src/felix/overlay_delta.ts,
-// overlay_fast.ts). A Node change still runs the debounced full pass after it; an affinity
+// neighbours and FDB entries it changes, over netlink, a new block's three in one sendmsg
+// (src/felix/overlay_delta.ts, overlay_fast.ts, overlay_socket.ts). A Node change still runs the debounced full pass after it; an affinity
 // change only when the fast path could not apply it or this node's own blocks changed (nothing
 // else depends on other nodes' blocks), else the periodic resync reconciles. Each watch event's
 // delivery is timed to the end of the work it caused (the fast path's netlink writes, or the
@@ -36,9 +36,14 @@ import { applyDataplane, readHostInterfaces, spawnRunner } from "../felix/apply.
 import { renderDataplane } from "../felix/dataplane.js";
 import { type FabricIface, type OverlayState, renderOverlay } from "../felix/overlay.js";
 import { readFabric } from "../felix/overlay_apply.js";
-import { isEmptyDelta, planOverlayDelta } from "../felix/overlay_delta.js";
+import {
+  addBlocks,
+  isEmptyDelta,
+  type OverlayDelta,
+  planOverlayDelta,
+} from "../felix/overlay_delta.js";
 import { applyOverlayDelta } from "../felix/overlay_fast.js";
-import { NeighbourSocket } from "../fib/neigh_socket.js";
+import { OverlaySocket } from "../felix/overlay_socket.js";
 import type { Fib } from "../fib/types.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { decodeAffinity, IpamKeys } from "../ipam/records.js";
@@ -224,11 +229,16 @@ export class NodeDaemon {
   private lastMtu: number | undefined;
   private lastOverlayFailures = "[]";
   /** The overlay's fast path: its netlink socket, inputs and what it last applied. */
-  private neigh: NeighbourSocket | undefined;
+  private neigh: OverlaySocket | undefined;
   private fabric: { 4?: FabricIface; 6?: FabricIface } = {};
   private overlayGen = 0;
   private overlayWanted: { state: OverlayState; gen: number } | undefined;
   private overlayApplied: { state: OverlayState; gen: number; present: Set<string> } | undefined;
+  /**
+   * The affinity records the fast path's state was last rendered from; undefined when anything
+   * else the overlay is rendered from may have changed since (then it renders in full).
+   */
+  private overlaySeen: Set<KeyValue> | undefined;
   private fastRunning: Promise<void> | undefined;
   private fastAgain = false;
   private fastScheduled = false;
@@ -314,11 +324,13 @@ export class NodeDaemon {
     this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(o.netns, this.log, (count) =>
       o.observe?.driftRepaired?.(new Array<string>(count).fill("route")),
     );
-    if (!o.openAgentFib) this.neigh = NeighbourSocket.open(o.netns);
+    if (!o.openAgentFib) this.neigh = OverlaySocket.open(o.netns);
     this.cache = new PrefixCache(this.store, Object.values(this.prefixes), {
       onChange: (prefix) => {
         // Called as the watch message is delivered (the cache applied it synchronously).
         const now = performance.now();
+        // Anything but block affinities: the fast path's next render is a full one.
+        if (prefix !== this.prefixes.affinities) this.overlaySeen = undefined;
         const areas = this.areasOf.get(prefix) ?? ["agent", "bgp"];
         if (this.neigh && prefix === this.prefixes.affinities) {
           // The fast path decides whether the full pass must follow (see the module comment).
@@ -516,20 +528,28 @@ export class NodeDaemon {
     const applied = this.overlayApplied;
     if (!applied || !this.neigh || this.stopped) return false;
     const t0 = performance.now();
-    const snap = this.overlaySnapshot();
     const me = this.opts.nodename;
-    const own = JSON.stringify(
-      snap.affinities
-        .filter((a) => a.node === me)
-        .map((a) => `${a.cidr} ${a.state}`)
-        .sort(),
-    );
-    const ownChanged = own !== this.lastOwnAffinities;
-    this.lastOwnAffinities = own;
-    const input = overlayInputOf(snap, me, { ...this.opts.agent, fabric: this.fabric });
-    const next = renderOverlay(input);
-    const delta = planOverlayDelta(applied.state, next, applied.present);
-    if (delta.devicesChanged) return false;
+    let ownChanged = false;
+    let incremental = true;
+    let { state: next, delta } = this.overlayAdded(applied) ?? {};
+    if (next === undefined || delta === undefined) {
+      incremental = false;
+      const seen = new Set(this.cache?.values(this.prefixes.affinities) ?? []);
+      const snap = this.overlaySnapshot();
+      const own = JSON.stringify(
+        snap.affinities
+          .filter((a) => a.node === me)
+          .map((a) => `${a.cidr} ${a.state}`)
+          .sort(),
+      );
+      ownChanged = own !== this.lastOwnAffinities;
+      this.lastOwnAffinities = own;
+      const input = overlayInputOf(snap, me, { ...this.opts.agent, fabric: this.fabric });
+      next = renderOverlay(input);
+      delta = planOverlayDelta(applied.state, next, applied.present);
+      if (delta.devicesChanged) return false;
+      this.overlaySeen = seen;
+    }
     const gen = ++this.overlayGen;
     this.overlayWanted = { state: next, gen };
     this.overlayApplied = { state: next, gen, present: applied.present };
@@ -550,6 +570,7 @@ export class NodeDaemon {
       arrivedAt: r1(Date.now() - (performance.now() - arrived)),
       waitMs: r1(t0 - arrived),
       renderMs: r1(t1 - t0),
+      incremental,
       // From the netlink writes' start: entries and routes acknowledged (they overlap), stale entries removed.
       entriesMs,
       routesMs,
@@ -566,6 +587,72 @@ export class NodeDaemon {
       );
     else this.log.debug(counts, "Overlay fast path applied");
     return failures.length === 0 && !ownChanged;
+  }
+
+  /**
+   * The fast path's incremental render: when the only change since its last render is block
+   * affinities of other nodes added (or a pending one confirmed, as IPAM claims a block), only
+   * those blocks are rendered (overlay_delta.ts addBlocks), from this node's and their owners'
+   * Nodes. Undefined: a full render must decide (a confirmed record removed or changed, this
+   * node's own blocks, anything else changed, or addBlocks refusing).
+   */
+  private overlayAdded(applied: {
+    state: OverlayState;
+    present: Set<string>;
+  }): { state: OverlayState; delta: OverlayDelta } | undefined {
+    const seen = this.overlaySeen;
+    if (!seen || !this.cache) return undefined;
+    const me = this.opts.nodename;
+    const kvs = this.cache.values(this.prefixes.affinities);
+    const added = kvs.filter((kv) => !seen.has(kv));
+    const decode = (kv: KeyValue) => {
+      try {
+        return decodeAffinity(kv.key, kv.value);
+      } catch {
+        return undefined; // the full render logs it
+      }
+    };
+    if (kvs.length - added.length !== seen.size) {
+      // Records gone or replaced: only another node's that routed nothing (a claim still
+      // pending, now confirmed or given up) leave the rest as it was.
+      const current = new Set(kvs);
+      for (const kv of seen) {
+        if (current.has(kv)) continue;
+        const a = decode(kv);
+        if (a === undefined || a.node === me || a.state === "confirmed") return undefined;
+      }
+    }
+    const affinities: NodeSnapshot["affinities"] = [];
+    for (const kv of added) {
+      const a = decode(kv);
+      if (a === undefined || a.node === me) return undefined;
+      affinities.push(a);
+    }
+    // The blocks claimed before these (decoded once per record, as the full render's are).
+    const isNew = new Set(added);
+    const claimed = new Set<string>();
+    for (const kv of kvs) {
+      if (isNew.has(kv)) continue;
+      let a = this.decoded.get(kv) as NodeSnapshot["affinities"][number] | undefined;
+      if (a === undefined) {
+        a = decode(kv);
+        if (a === undefined) return undefined;
+        this.decoded.set(kv, a);
+      }
+      if (a.state === "confirmed") claimed.add(a.cidr);
+    }
+    const owners = new Set([me, ...affinities.map((a) => a.node)]);
+    const res = <T>(prefix: string) => this.decodeAll(prefix, (kv) => decodeResource(kv) as T);
+    const snap: NodeSnapshot = {
+      nodes: res<Node>(this.prefixes.nodes).filter((n) => owners.has(n.metadata.name)),
+      workloadEndpoints: [],
+      pools: res(this.prefixes.pools),
+      affinities,
+    };
+    const input = overlayInputOf(snap, me, { ...this.opts.agent, fabric: this.fabric });
+    const r = addBlocks(applied.state, input, applied.present, claimed);
+    if (r) this.overlaySeen = new Set(kvs);
+    return r;
   }
 
   /** Marks areas dirty; `arrived`: when the watch event that caused it was delivered. */

@@ -3,7 +3,7 @@
 // and the neighbour / FDB netlink requests it makes, byte for byte.
 import { describe, expect, it } from "vitest";
 import { borrowedAddresses, type OverlayInput, renderOverlay } from "../../src/felix/overlay.js";
-import { isEmptyDelta, planOverlayDelta } from "../../src/felix/overlay_delta.js";
+import { addBlocks, isEmptyDelta, planOverlayDelta } from "../../src/felix/overlay_delta.js";
 import { deltaNeighOps } from "../../src/felix/overlay_fast.js";
 import {
   AF_BRIDGE,
@@ -294,5 +294,111 @@ describe("writeNeigh() and the fast path's requests", () => {
 
   it("a malformed MAC is refused by name", () => {
     expect(() => macBytes("66:00:00:00:0c")).toThrow(/Invalid MAC address: "66:00:00:00:0c"/);
+  });
+});
+
+describe("addBlocks() (the incremental render)", () => {
+  /** The CIDRs of input()'s blocks: claimed before any addition. */
+  const CLAIMED = new Set(input().blocks.map((b) => b.cidr));
+  /** The same blocks added by a full render and the delta planOverlayDelta makes. */
+  const full = (base: OverlayInput, added: OverlayInput["blocks"]) => {
+    const before = renderOverlay(base);
+    const after = renderOverlay({ ...base, blocks: [...base.blocks, ...added] });
+    return { before, after, delta: planOverlayDelta(before, after, PRESENT) };
+  };
+  const sorted = <T>(xs: T[]) => [...xs].map((x) => JSON.stringify(x)).sort();
+  const only = (base: OverlayInput, added: OverlayInput["blocks"]) => ({
+    ...base,
+    nodes: base.nodes.filter((n) => n.name === base.node || added.some((b) => b.node === n.name)),
+    blocks: added,
+    workloads: [],
+  });
+
+  it("a new node's block: the same state and delta as the full render, from the block alone", () => {
+    const added = [{ cidr: "10.244.2.0/26", node: "c" }];
+    const f = full(input(), added);
+    const r = addBlocks(f.before, only(input(), added), PRESENT, CLAIMED);
+    expect(r).toBeDefined();
+    expect(sorted(r?.state.routes ?? [])).toEqual(sorted(f.after.routes));
+    expect(sorted(r?.state.neighbours ?? [])).toEqual(sorted(f.after.neighbours));
+    expect(sorted(r?.state.fdb ?? [])).toEqual(sorted(f.after.fdb));
+    expect(r?.delta).toEqual(f.delta);
+  });
+
+  it("a second block of a known node: its route only (the VTEP's entries are there)", () => {
+    const added = [{ cidr: "10.244.1.64/26", node: "b" }];
+    const f = full(input(), added);
+    const r = addBlocks(f.before, only(input(), added), PRESENT, CLAIMED);
+    expect(dsts(r?.delta.setRoutes ?? [])).toEqual(["10.244.1.64/26"]);
+    expect(r?.delta.setNeighbours).toEqual([]);
+    expect(r?.delta.setFdb).toEqual([]);
+    expect(r?.delta).toEqual(f.delta);
+  });
+
+  it("a block already applied as the same route: nothing to do", () => {
+    const before = renderOverlay(input());
+    const r = addBlocks(
+      before,
+      only(input(), [{ cidr: "10.244.1.0/26", node: "b" }]),
+      PRESENT,
+      new Set(["10.244.0.0/26"]),
+    );
+    expect(r && isEmptyDelta(r.delta)).toBe(true);
+  });
+
+  it("refuses (a full render decides) what it cannot add alone", () => {
+    const before = renderOverlay(input());
+    // The same block routed to another node.
+    expect(
+      addBlocks(before, only(input(), [{ cidr: "10.244.1.0/26", node: "c" }]), PRESENT, new Set()),
+    ).toBeUndefined();
+    // A CIDR claimed before, even by a node it could not route (no fabric address): the full
+    // render lets the first claim win, so no route at all.
+    const d = { name: "d" };
+    const claimedByD = renderOverlay(
+      input({ nodes: [...input().nodes, d], blocks: [{ cidr: "10.244.3.0/26", node: "d" }] }),
+    );
+    expect(claimedByD.routes).toEqual([]);
+    expect(
+      addBlocks(
+        claimedByD,
+        only(input(), [{ cidr: "10.244.3.0/26", node: "b" }]),
+        PRESENT,
+        new Set(["10.244.3.0/26"]),
+      ),
+    ).toBeUndefined();
+    // A VTEP whose MAC differs from the applied entries.
+    const nodes = input().nodes.map((n) =>
+      n.name === "b" ? { ...n, vxlanV4: { address: "10.244.1.1", mac: MAC.c } } : n,
+    );
+    expect(
+      addBlocks(
+        before,
+        only(input({ nodes }), [{ cidr: "10.244.1.64/26", node: "b" }]),
+        PRESENT,
+        CLAIMED,
+      ),
+    ).toBeUndefined();
+    // The devices differ (another MTU).
+    expect(
+      addBlocks(
+        before,
+        only(input({ mtu: 1400 }), [{ cidr: "10.244.2.0/26", node: "c" }]),
+        PRESENT,
+        CLAIMED,
+      ),
+    ).toBeUndefined();
+    // A borrowed address's /32 route applied inside the new block: the full render drops it.
+    const workloads = [{ address: "10.244.2.5", node: "b" }];
+    const withBorrowed = renderOverlay(input({ workloads }));
+    expect(dsts(withBorrowed.routes)).toContain("10.244.2.5/32");
+    expect(
+      addBlocks(
+        withBorrowed,
+        only(input({ workloads }), [{ cidr: "10.244.2.0/26", node: "c" }]),
+        PRESENT,
+        CLAIMED,
+      ),
+    ).toBeUndefined();
   });
 });

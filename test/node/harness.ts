@@ -9,6 +9,8 @@ import { link, Netns, netnsUnavailableReason, waitFor } from "../helpers/netns.j
 
 export const ROOT = new URL("../..", import.meta.url).pathname;
 export const BIN = join(ROOT, "bin");
+/** Where startNode finds `ocelot`: OCELOT_BIN_DIR (another build's bin/, a benchmark's before) or BIN. */
+const binDir = () => process.env.OCELOT_BIN_DIR ?? BIN;
 
 /** Why the daemon tests cannot run here (no root/netns, or dist/ not built), or undefined. */
 export function daemonTestsUnavailable(): string | undefined {
@@ -86,7 +88,7 @@ export async function startNode(ns: Netns, args: string[]): Promise<NodeProcess>
   // `ip netns exec` execs in place: the PID we hold is the daemon's own.
   const proc = spawn(
     "ip",
-    ["netns", "exec", ns.name, join(BIN, "ocelot"), "node", "run", ...args],
+    ["netns", "exec", ns.name, join(binDir(), "ocelot"), "node", "run", ...args],
     {
       stdio: ["ignore", "pipe", "pipe"],
     },
