@@ -353,7 +353,7 @@ function nstat(ns: { exec(cmd: string, ...args: string[]): string }, name: strin
   }
 }
 
-function procCost(pid: number): ProcCost {
+export function procCost(pid: number): ProcCost {
   const st = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(st)?.[1] ?? Number.NaN);
   // utime and stime are fields 14 and 15; the comm (field 2) may hold spaces, so cut after ')'.
@@ -408,7 +408,8 @@ export function ocelotConf(mode: Mode, n: number, hold: number): object {
   };
 }
 
-class Generator {
+/** A generator child process: commands as JSON lines to its stdin, events from its stdout. */
+export class Generator {
   private readonly events: Array<{ ev: string; [k: string]: unknown }> = [];
   private waiters: Array<() => void> = [];
   last: { up: number; full: number } = { up: 0, full: 0 };
@@ -433,6 +434,25 @@ class Generator {
 
   send(cmd: object): void {
     this.child.stdin?.write(`${JSON.stringify(cmd)}\n`);
+  }
+
+  /** Asks the child to quit; kills it (by its PID) if it has not exited within 5 s. */
+  async quit(): Promise<void> {
+    const p = this.child;
+    if (!p.pid || p.exitCode !== null) return;
+    this.send({ cmd: "quit" });
+    await new Promise((r) => {
+      const t = setTimeout(r, 5000);
+      p.once("exit", () => {
+        clearTimeout(t);
+        r(null);
+      });
+    });
+    if (p.exitCode === null && p.pid) {
+      try {
+        process.kill(p.pid, "SIGKILL");
+      } catch {}
+    }
   }
 
   /** The next event named ev (or null once limitMs passed or the generator exited). */
@@ -596,22 +616,7 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
       outSegs: nstat(dutNs, "TcpOutSegs"),
     };
   } finally {
-    if (gen?.child.pid && gen.child.exitCode === null) {
-      gen.send({ cmd: "quit" });
-      const p = gen.child;
-      await new Promise((r) => {
-        const t = setTimeout(r, 5000);
-        p.once("exit", () => {
-          clearTimeout(t);
-          r(null);
-        });
-      });
-      if (p.exitCode === null && p.pid) {
-        try {
-          process.kill(p.pid, "SIGKILL");
-        } catch {}
-      }
-    }
+    await gen?.quit();
     lab.cleanup();
     genNs.destroy();
     dutNs.destroy();
@@ -671,8 +676,9 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv.includes("--generator")) {
-  runGenerator(JSON.parse(process.argv[process.argv.indexOf("--generator") + 1] as string));
-} else if (import.meta.url === `file://${process.argv[1]}`) {
-  await main();
+// Only as the entry file (another bench imports this one's parts).
+if (import.meta.url === `file://${process.argv[1]}`) {
+  if (process.argv.includes("--generator")) {
+    runGenerator(JSON.parse(process.argv[process.argv.indexOf("--generator") + 1] as string));
+  } else await main();
 }
