@@ -7,12 +7,14 @@
 //    receiving clients (10.211.1.1 + i) are one process of our own built on our codec
 //    (src/bgp/wire), in a second namespace, run as this file with --generator (commands on
 //    stdin, events as JSON lines on stdout).
-//  - The injector's UPDATEs are encoded before the clock starts and written at once (about 800
-//    prefixes per 4096-byte UPDATE, as BIRD packs them); the clients connect and are
+//  - The injector's UPDATEs (one attribute set, about 800 prefixes per 4096-byte UPDATE) are
+//    encoded before the clock starts and written at once; the clients connect and are
 //    Established before the injector connects.
 //  - A client counts prefixes by walking each UPDATE's NLRI bytes into a bitmap (no attribute
 //    decoding), so counting costs little; the generator's CPU seconds are printed beside the
 //    DUT's so that a counting bottleneck would show (it is the same for both DUTs).
+// THREADS=1 logs the DUT's CPU ticks per thread over the run (a Node DUT's V8 compiler and GC
+// threads beside its main thread).
 // test/bgp/rr_fanout.bird.test.ts runs runFanout() with 2,000 prefixes and 3 clients.
 // Run: npx tsx bench/rr_fanout.ts [--n 100000] [--clients 10] [--targets bird,ocelot] [--runs 1]
 import { spawn } from "node:child_process";
@@ -407,10 +409,25 @@ export async function runFanout(o: FanoutOpts): Promise<FanoutResult> {
     await new Promise((r) => setTimeout(r, 500));
     const before = procCost(pid);
     const split0 = cpuSplit(pid);
+    const threads = async () => {
+      const { readdirSync } = await import("node:fs");
+      const m = new Map<string, number>();
+      for (const t of readdirSync(`/proc/${pid}/task`)) {
+        const st = readFileSync(`/proc/${pid}/task/${t}/stat`, "utf8");
+        const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+        m.set(t, Number(f[11]) + Number(f[12]));
+      }
+      return m;
+    };
+    const th0 = process.env.THREADS ? await threads() : new Map<string, number>();
     gen.send({ cmd: "inject" });
     const done = await gen.next("done", limitMs);
     const dut = procCost(pid);
     const split1 = cpuSplit(pid);
+    if (process.env.THREADS) {
+      const th1 = await threads();
+      log(`threads: ${[...th1].map(([t, v]) => `${t}:${v - (th0.get(t) ?? 0)}`).join(" ")}`);
+    }
     dut.cpuS -= before.cpuS;
     log(`${tag} ${done ? `slowest client full after ${done.ms} ms` : "NOT full in time"}`);
     // A moment more, so that anything sent after the last prefix (withdrawals) is counted.
@@ -498,6 +515,16 @@ async function main(): Promise<void> {
       `fan-out N=${n} K=${clients}: Ocelot ${list(oc)} s, BIRD ${list(bird)} s; ` +
         `median Ocelot/BIRD ${t.toFixed(2)}x (goal <= 0.8x: ${t <= 0.8 ? "met" : "NOT met"}), ` +
         `best ${((oc[0] as number) / (bird[0] as number)).toFixed(2)}x; load ${load()}`,
+    );
+    const cpu = (t: Target) =>
+      res
+        .filter((r) => r.target === t)
+        .map((r) => r.dut.cpuS)
+        .sort((a, b) => a - b);
+    const oCpu = median(cpu("ocelot")) as number;
+    const bCpu = median(cpu("bird")) as number;
+    console.log(
+      `fan-out DUT CPU seconds (median): Ocelot ${oCpu.toFixed(2)}, BIRD ${bCpu.toFixed(2)}: ${(oCpu / bCpu).toFixed(2)}x`,
     );
   }
 }

@@ -591,6 +591,12 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
       resetMs = back ? Number(back.ms) : null;
       log(`${tag} ${resetCount} reset, all back in ${resetMs} ms`);
     }
+    if (o.target === "ocelot" && process.env.OCELOT_SNAPSHOT_WAIT) {
+      // With OCELOT_NODE_ARGS="--heapsnapshot-signal=SIGUSR2": a heap snapshot at the end (in
+      // the directory the bench runs from).
+      lab.signal(pid, "SIGUSR2");
+      await new Promise((r) => setTimeout(r, Number(process.env.OCELOT_SNAPSHOT_WAIT) * 1000));
+    }
     // A while more, so a late keepalive would show.
     await new Promise((r) => setTimeout(r, Math.min(5000, hold * 500)));
     gen.send({ cmd: "stats" });
