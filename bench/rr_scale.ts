@@ -504,6 +504,8 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     sh("ip", ["-n", genNs.name, "-batch", "-"], `${batch}\n`);
     let pid: number;
     let dutRoutes: () => number;
+    /** The Ocelot DUT's memory from its status socket (OCELOT_MEM_TRACE). */
+    let dutMemory: (() => object | undefined) | null = null;
     const kernelCount = () => {
       const routes = dutNs.ipJson<{ dst: string }[]>("-4", "route", "show");
       return routes.filter((r) => r.dst.startsWith("10.128.")).length;
@@ -533,6 +535,7 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
         "info",
       ]);
       pid = oc.pid;
+      dutMemory = () => (oc.status() as unknown as { memory?: object }).memory;
       dutRoutes =
         o.mode === "mesh"
           ? kernelCount
@@ -556,6 +559,15 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     if (!(await gen.next("ready", 60_000))) throw new Error(`${tag} generator did not start`);
     const before = procCost(pid);
     const t0 = Date.now();
+    // The DUT's RSS every 100 ms: when its peak came (the phase is logged beside it).
+    let phase = "cold start";
+    const peak = { rss: 0, at: 0, phase };
+    const sampler = setInterval(() => {
+      try {
+        const rss = procCost(pid).rssMiB;
+        if (rss > peak.rss) Object.assign(peak, { rss, at: Date.now() - t0, phase });
+      } catch {}
+    }, 100).unref();
     gen.send({ cmd: "start" });
     let convergeMs: number | null = null;
     const progress = setInterval(
@@ -582,12 +594,26 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     }
     const atConverged = procCost(pid);
     atConverged.cpuS -= before.cpuS;
-    log(`${tag} converged in ${convergeMs} ms, DUT RSS ${atConverged.rssMiB.toFixed(1)} MiB`);
+    log(
+      `${tag} converged in ${convergeMs} ms, DUT RSS ${atConverged.rssMiB.toFixed(1)} MiB (peak so far ${atConverged.hwmMiB.toFixed(1)} MiB)`,
+    );
     let resetMs: number | null = null;
     const resetCount = Math.ceil(o.n / 10);
     if (o.reset && convergeMs !== null) {
+      phase = "reset";
       gen.send({ cmd: "reset", k: resetCount });
+      // OCELOT_MEM_TRACE=1: the Ocelot DUT's heap and RSS every second of the reset (a CLI
+      // process per sample: it loads the machine, for finding where a peak is, not for times).
+      const trace =
+        process.env.OCELOT_MEM_TRACE && dutMemory
+          ? setInterval(() => {
+              try {
+                log(`${tag} reset t=${Date.now() - t0}ms memory ${JSON.stringify(dutMemory?.())}`);
+              } catch {}
+            }, 1000)
+          : undefined;
       const back = await gen.next("back", limitMs);
+      clearInterval(trace);
       resetMs = back ? Number(back.ms) : null;
       log(`${tag} ${resetCount} reset, all back in ${resetMs} ms`);
     }
@@ -597,12 +623,15 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
       lab.signal(pid, "SIGUSR2");
       await new Promise((r) => setTimeout(r, Number(process.env.OCELOT_SNAPSHOT_WAIT) * 1000));
     }
+    phase = "after";
     // A while more, so a late keepalive would show.
     await new Promise((r) => setTimeout(r, Math.min(5000, hold * 500)));
     gen.send({ cmd: "stats" });
     const stats = (await gen.next("stats", 30_000)) ?? {};
     const atEnd = procCost(pid);
     atEnd.cpuS -= before.cpuS;
+    clearInterval(sampler);
+    log(`${tag} sampled RSS peak ${peak.rss.toFixed(1)} MiB at ${peak.at} ms (${peak.phase})`);
     return {
       target: o.target,
       mode: o.mode,
