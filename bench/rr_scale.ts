@@ -353,7 +353,7 @@ function nstat(ns: { exec(cmd: string, ...args: string[]): string }, name: strin
   }
 }
 
-function procCost(pid: number): ProcCost {
+export function procCost(pid: number): ProcCost {
   const st = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(st)?.[1] ?? Number.NaN);
   // utime and stime are fields 14 and 15; the comm (field 2) may hold spaces, so cut after ')'.
@@ -408,7 +408,8 @@ export function ocelotConf(mode: Mode, n: number, hold: number): object {
   };
 }
 
-class Generator {
+/** A generator child process: commands as JSON lines to its stdin, events from its stdout. */
+export class Generator {
   private readonly events: Array<{ ev: string; [k: string]: unknown }> = [];
   private waiters: Array<() => void> = [];
   last: { up: number; full: number } = { up: 0, full: 0 };
@@ -433,6 +434,25 @@ class Generator {
 
   send(cmd: object): void {
     this.child.stdin?.write(`${JSON.stringify(cmd)}\n`);
+  }
+
+  /** Asks the child to quit; kills it (by its PID) if it has not exited within 5 s. */
+  async quit(): Promise<void> {
+    const p = this.child;
+    if (!p.pid || p.exitCode !== null) return;
+    this.send({ cmd: "quit" });
+    await new Promise((r) => {
+      const t = setTimeout(r, 5000);
+      p.once("exit", () => {
+        clearTimeout(t);
+        r(null);
+      });
+    });
+    if (p.exitCode === null && p.pid) {
+      try {
+        process.kill(p.pid, "SIGKILL");
+      } catch {}
+    }
   }
 
   /** The next event named ev (or null once limitMs passed or the generator exited). */
@@ -484,6 +504,8 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     sh("ip", ["-n", genNs.name, "-batch", "-"], `${batch}\n`);
     let pid: number;
     let dutRoutes: () => number;
+    /** The Ocelot DUT's memory from its status socket (OCELOT_MEM_TRACE). */
+    let dutMemory: (() => object | undefined) | null = null;
     const kernelCount = () => {
       const routes = dutNs.ipJson<{ dst: string }[]>("-4", "route", "show");
       return routes.filter((r) => r.dst.startsWith("10.128.")).length;
@@ -513,6 +535,7 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
         "info",
       ]);
       pid = oc.pid;
+      dutMemory = () => (oc.status() as unknown as { memory?: object }).memory;
       dutRoutes =
         o.mode === "mesh"
           ? kernelCount
@@ -536,6 +559,15 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     if (!(await gen.next("ready", 60_000))) throw new Error(`${tag} generator did not start`);
     const before = procCost(pid);
     const t0 = Date.now();
+    // The DUT's RSS every 100 ms: when its peak came (the phase is logged beside it).
+    let phase = "cold start";
+    const peak = { rss: 0, at: 0, phase };
+    const sampler = setInterval(() => {
+      try {
+        const rss = procCost(pid).rssMiB;
+        if (rss > peak.rss) Object.assign(peak, { rss, at: Date.now() - t0, phase });
+      } catch {}
+    }, 100).unref();
     gen.send({ cmd: "start" });
     let convergeMs: number | null = null;
     const progress = setInterval(
@@ -562,21 +594,44 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     }
     const atConverged = procCost(pid);
     atConverged.cpuS -= before.cpuS;
-    log(`${tag} converged in ${convergeMs} ms, DUT RSS ${atConverged.rssMiB.toFixed(1)} MiB`);
+    log(
+      `${tag} converged in ${convergeMs} ms, DUT RSS ${atConverged.rssMiB.toFixed(1)} MiB (peak so far ${atConverged.hwmMiB.toFixed(1)} MiB)`,
+    );
     let resetMs: number | null = null;
     const resetCount = Math.ceil(o.n / 10);
     if (o.reset && convergeMs !== null) {
+      phase = "reset";
       gen.send({ cmd: "reset", k: resetCount });
+      // OCELOT_MEM_TRACE=1: the Ocelot DUT's heap and RSS every second of the reset (a CLI
+      // process per sample: it loads the machine, for finding where a peak is, not for times).
+      const trace =
+        process.env.OCELOT_MEM_TRACE && dutMemory
+          ? setInterval(() => {
+              try {
+                log(`${tag} reset t=${Date.now() - t0}ms memory ${JSON.stringify(dutMemory?.())}`);
+              } catch {}
+            }, 1000)
+          : undefined;
       const back = await gen.next("back", limitMs);
+      clearInterval(trace);
       resetMs = back ? Number(back.ms) : null;
       log(`${tag} ${resetCount} reset, all back in ${resetMs} ms`);
     }
+    if (o.target === "ocelot" && process.env.OCELOT_SNAPSHOT_WAIT) {
+      // With OCELOT_NODE_ARGS="--heapsnapshot-signal=SIGUSR2": a heap snapshot at the end (in
+      // the directory the bench runs from).
+      lab.signal(pid, "SIGUSR2");
+      await new Promise((r) => setTimeout(r, Number(process.env.OCELOT_SNAPSHOT_WAIT) * 1000));
+    }
+    phase = "after";
     // A while more, so a late keepalive would show.
     await new Promise((r) => setTimeout(r, Math.min(5000, hold * 500)));
     gen.send({ cmd: "stats" });
     const stats = (await gen.next("stats", 30_000)) ?? {};
     const atEnd = procCost(pid);
     atEnd.cpuS -= before.cpuS;
+    clearInterval(sampler);
+    log(`${tag} sampled RSS peak ${peak.rss.toFixed(1)} MiB at ${peak.at} ms (${peak.phase})`);
     return {
       target: o.target,
       mode: o.mode,
@@ -596,22 +651,7 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
       outSegs: nstat(dutNs, "TcpOutSegs"),
     };
   } finally {
-    if (gen?.child.pid && gen.child.exitCode === null) {
-      gen.send({ cmd: "quit" });
-      const p = gen.child;
-      await new Promise((r) => {
-        const t = setTimeout(r, 5000);
-        p.once("exit", () => {
-          clearTimeout(t);
-          r(null);
-        });
-      });
-      if (p.exitCode === null && p.pid) {
-        try {
-          process.kill(p.pid, "SIGKILL");
-        } catch {}
-      }
-    }
+    await gen?.quit();
     lab.cleanup();
     genNs.destroy();
     dutNs.destroy();
@@ -671,8 +711,9 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv.includes("--generator")) {
-  runGenerator(JSON.parse(process.argv[process.argv.indexOf("--generator") + 1] as string));
-} else if (import.meta.url === `file://${process.argv[1]}`) {
-  await main();
+// Only as the entry file (another bench imports this one's parts).
+if (import.meta.url === `file://${process.argv[1]}`) {
+  if (process.argv.includes("--generator")) {
+    runGenerator(JSON.parse(process.argv[process.argv.indexOf("--generator") + 1] as string));
+  } else await main();
 }

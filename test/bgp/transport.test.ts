@@ -96,6 +96,37 @@ describe("listen() and connect()", () => {
     expect(closedWith).toMatch(/^Peer is not reading: \d+ bytes queued$/);
   });
 
+  it("delivers small and big messages of one turn in their order, and small ones before end()", async () => {
+    const srv = net.createServer();
+    const received: Buffer[] = [];
+    const ended = new Promise<void>((r) =>
+      srv.on("connection", (s) => {
+        s.on("data", (d: Buffer) => received.push(d));
+        s.on("end", () => r());
+      }),
+    );
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    closers.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const port = (srv.address() as net.AddressInfo).port;
+    const c = await connectP(port);
+    c.attach({ onData: () => {}, onDrain: () => {}, onClose: () => {} });
+    // 300 small messages, a big one, 100 more (all corked in one turn), each 4 bytes of its
+    // index and filler; then end() in the same turn.
+    const sent: Uint8Array[] = [];
+    const msg = (i: number, len: number) => {
+      const m = new Uint8Array(len).fill(i & 255);
+      new DataView(m.buffer).setUint32(0, i);
+      sent.push(m);
+      return m;
+    };
+    for (let i = 0; i < 300; i++) c.write(msg(i, 19 + (i % 50)));
+    c.write(msg(300, 4096));
+    for (let i = 301; i < 400; i++) c.write(msg(i, 23));
+    c.end();
+    await ended;
+    expect(Buffer.concat(received).equals(Buffer.concat(sent))).toBe(true);
+  });
+
   it("plainAddress() strips the IPv4-mapped prefix only", () => {
     expect(plainAddress("::ffff:10.0.0.1")).toBe("10.0.0.1");
     expect(plainAddress("fd00::1")).toBe("fd00::1");

@@ -31,13 +31,26 @@ export function specialAct(
   return had ? ACT_WD : ACT_NONE;
 }
 
+/** One target peer set's batch; `lastA` is its announcement of attribute set `lastAttr`. */
+type Target<A> = {
+  b: AdjOutBatch<A>;
+  byAttr: Map<number, AdjOutAnnounce<A>>;
+  lastAttr: number;
+  lastA: AdjOutAnnounce<A> | undefined;
+};
+
 /** Collects one drain's Adj-RIB-Out changes of one group into batches per target peer set. */
 export class GroupBuilder<A> {
-  private readonly batches = new Map<
-    string,
-    { b: AdjOutBatch<A>; byAttr: Map<number, AdjOutAnnounce<A>> }
-  >();
-  private all: { b: AdjOutBatch<A>; byAttr: Map<number, AdjOutAnnounce<A>> } | undefined;
+  /**
+   * Targets other than "every member", by a numeric key: -only for one peer, else the
+   * excluded members (peer handles < 65536) as except0 * 65536 + except1, the smaller first.
+   */
+  private readonly batches = new Map<number, Target<A>>();
+  private all: Target<A> | undefined;
+  /** The last target other than "all" and its key: a reflector's routes from one client all
+   *  exclude that client, so consecutive prefixes mostly share it. */
+  private lastKey = 0;
+  private last: Target<A> | undefined;
 
   constructor(
     private readonly group: number,
@@ -53,25 +66,31 @@ export class GroupBuilder<A> {
     pfx: number,
     pid = -1,
   ): void {
-    let t: { b: AdjOutBatch<A>; byAttr: Map<number, AdjOutAnnounce<A>> };
+    let t: Target<A>;
     if (only === 0 && except0 === 0) {
       if (this.all === undefined) this.all = this.target([], 0);
       t = this.all;
     } else {
-      const except = except1 === 0 ? [except0] : [except0, except1].sort((x, y) => x - y);
-      const key = only !== 0 ? `o${only}` : `x${except.join(",")}`;
-      let hit = this.batches.get(key);
-      if (hit === undefined) {
-        hit = this.target(only !== 0 ? [] : except, only);
-        this.batches.set(key, hit);
+      const lo = except1 !== 0 && except1 < except0 ? except1 : except0;
+      const hi = except1 !== 0 && except1 < except0 ? except0 : except1;
+      const key = only !== 0 ? -only : lo * 65536 + hi;
+      if (this.last !== undefined && this.lastKey === key) t = this.last;
+      else {
+        let hit = this.batches.get(key);
+        if (hit === undefined) {
+          hit = this.target(only !== 0 ? [] : hi === 0 ? [lo] : [lo, hi], only);
+          this.batches.set(key, hit);
+        }
+        this.last = hit;
+        this.lastKey = key;
+        t = hit;
       }
-      t = hit;
     }
     if (act === ACT_WD) {
       this.rib.pushPrefix(pfx, t.b.withdraw.v4, t.b.withdraw.v6, pid);
       return;
     }
-    let a = t.byAttr.get(attr);
+    let a = t.lastAttr === attr ? t.lastA : t.byAttr.get(attr);
     if (a === undefined) {
       a = {
         attrId: attr,
@@ -82,17 +101,19 @@ export class GroupBuilder<A> {
       t.byAttr.set(attr, a);
       t.b.announce.push(a);
     }
+    t.lastAttr = attr;
+    t.lastA = a;
     this.rib.pushPrefix(pfx, a.v4, a.v6, pid);
   }
 
-  private target(except: number[], only: number) {
+  private target(except: number[], only: number): Target<A> {
     const b: AdjOutBatch<A> = {
       group: this.group,
       peers: this.rib.memberIds(this.group, except, only),
       announce: [],
       withdraw: { v4: new PrefixList(4, 0), v6: new PrefixList(6, 0) },
     };
-    return { b, byAttr: new Map<number, AdjOutAnnounce<A>>() };
+    return { b, byAttr: new Map<number, AdjOutAnnounce<A>>(), lastAttr: -1, lastA: undefined };
   }
 
   finish(out: AdjOutBatch<A>[]): void {
