@@ -415,6 +415,9 @@ export class Rib<A> {
   private readonly nhSetIds = new Map<string, number>();
   private readonly singleNhSet: number[] = [];
   private outExc = 0;
+  /** The export policy's edit id for the path exportVerdict() just accepted (0: none). */
+  private outEdit = 0;
+  private readonly oneWord = new Uint32Array(1);
   private liveAttrsAfterSweep = 0;
 
   constructor(opts: RibOptions<A>) {
@@ -983,7 +986,8 @@ export class Rib<A> {
         e.rejectReason = rejectReasonName(flag);
         const pol = rec.info.importPolicy;
         if (flag === RejectReason.FilterReject || flag === RejectReason.OwnPoolPrefix) {
-          const d = pol?.describe?.(p.family, p.words, 0, p.len, this.sourceOf(rec.idx));
+          const src = this.sourceOf(rec.idx);
+          const d = pol?.describe?.(p.family, p.words, 0, p.len, src, this.attrs.view(attrId));
           if (d !== undefined) e.rejectDetail = d;
         }
       }
@@ -1026,7 +1030,8 @@ export class Rib<A> {
     const v = this.exportVerdict(g, pfx, best);
     if (v !== 0) {
       const src = this.sourceOf(this.pathPeer[best] as number);
-      const d = g.policy?.describe?.(p.family, p.words, 0, p.len, src);
+      const view = this.attrs.view(this.pathAttr[best] as number);
+      const d = g.policy?.describe?.(p.family, p.words, 0, p.len, src, view);
       return no(
         v,
         v === RejectReason.FilterReject || v === RejectReason.NotOriginatedHere ? d : undefined,
@@ -1185,6 +1190,7 @@ export class Rib<A> {
     const pol = rec.info.importPolicy;
     if (pol === undefined) return 0;
     const src = rec.ibgp ? RouteSource.Internal : RouteSource.External;
+    if (pol.path !== undefined) return Math.max(0, this.pathPolicy(pol, pfx, src, attrId));
     if (this.t.fam[pfx] === FAM_V4)
       return pol.v4(this.t.key[pfx] as number, this.t.len[pfx] as number, src);
     return pol.v6(this.t.v6Words, (this.t.key[pfx] as number) * 4, this.t.len[pfx] as number, src);
@@ -1436,8 +1442,24 @@ export class Rib<A> {
     return (this.peers[peer] as PeerRec).ibgp ? RouteSource.Internal : RouteSource.External;
   }
 
-  /** 0 when the best path of pfx may go to group g, else the RejectReason. */
+  /** An attribute-reading policy's verdict on one path (see PrefixPolicy.path). */
+  private pathPolicy(pol: PrefixPolicy, pfx: number, src: RouteSource, attrId: number): number {
+    const view = this.attrs.view(attrId);
+    const call = pol.path as NonNullable<PrefixPolicy["path"]>;
+    if (this.t.fam[pfx] === FAM_V4) {
+      this.oneWord[0] = this.t.key[pfx] as number;
+      return call(4, this.oneWord, 0, this.t.len[pfx] as number, src, view);
+    }
+    const off = (this.t.key[pfx] as number) * 4;
+    return call(6, this.t.v6Words, off, this.t.len[pfx] as number, src, view);
+  }
+
+  /**
+   * 0 when the best path of pfx may go to group g, else the RejectReason; sets outEdit to the
+   * export policy's edit id (0: none) for the outAttr() that follows.
+   */
   private exportVerdict(g: Group, pfx: number, best: number): number {
+    this.outEdit = 0;
     const src = this.pathPeer[best] as number;
     const srcRec = this.peers[src] as PeerRec;
     const f = this.attrs.flags[this.pathAttr[best] as number] as number;
@@ -1455,6 +1477,12 @@ export class Rib<A> {
     const pol = g.policy;
     if (pol === undefined) return 0;
     const s = this.sourceOf(src);
+    if (pol.path !== undefined) {
+      const r = this.pathPolicy(pol, pfx, s, this.pathAttr[best] as number);
+      if (r >= 0) return r;
+      this.outEdit = -r;
+      return 0;
+    }
     if (this.t.fam[pfx] === FAM_V4)
       return pol.v4(this.t.key[pfx] as number, this.t.len[pfx] as number, s);
     return pol.v6(this.t.v6Words, (this.t.key[pfx] as number) * 4, this.t.len[pfx] as number, s);
@@ -1480,12 +1508,21 @@ export class Rib<A> {
     }
     const a = this.pathAttr[best] as number;
     const src = this.pathPeer[best] as number;
-    const key = (a * 65536 + src) * 2 + (fam === FAM_V6 ? 1 : 0);
+    const edit = this.outEdit;
+    const key = ((a * 65536 + src) * 2 + (fam === FAM_V6 ? 1 : 0)) * 4096 + edit;
     const hit = g.cache.get(key);
     if (hit !== undefined) return hit;
     const srcRec = this.peers[src] as PeerRec;
     const nhSelf = fam === FAM_V4 ? g.nhSelf4 : g.nhSelf6;
     const e: AttrEdit = {};
+    const pe = edit !== 0 ? g.policy?.edit?.(edit) : undefined;
+    if (pe !== undefined) {
+      // Calico BGPFilter operations, before the protocol's own edits (BIRD runs the export
+      // filter first, then prepends its AS towards eBGP).
+      if (pe.addCommunities.length > 0) e.addCommunities = pe.addCommunities;
+      if (pe.addLargeCommunities.length > 0) e.addLargeCommunities = pe.addLargeCommunities;
+      if (pe.prependAsns.length > 0) e.prependAsns = pe.prependAsns;
+    }
     if (g.ebgp) {
       // RFC 4271 §5.1.2 prepend, §5.1.3 next hop self, §5.1.5 no LOCAL_PREF, §5.1.4 a MED
       // received from a neighbouring AS is not passed on; RFC 4456 attributes stay inside.
@@ -1499,10 +1536,12 @@ export class Rib<A> {
       const v = this.attrs.view(a);
       e.originatorId = v.originatorId ?? srcRec.routerId;
       e.prependClusterId = this.clusterId;
+      if (pe?.localPref !== undefined) e.localPref = pe.localPref;
     } else {
-      // To iBGP: next hop self (DESIGN §7), LOCAL_PREF as used by our decision.
+      // To iBGP: next hop self (DESIGN §7), LOCAL_PREF as used by our decision (or as the
+      // export policy's setPriority says).
       if (nhSelf !== undefined) e.nextHop = nhSelf;
-      e.localPref = this.effLocalPref(best);
+      e.localPref = pe?.localPref ?? this.effLocalPref(best);
     }
     const out = this.attrs.intern(this.attrs.adapter.edit(this.attrs.get(a), e));
     g.cache.set(key, out);
