@@ -573,12 +573,14 @@ const peer = object<PeerConfig>(
       custom(path, "give the peer's address or its interface (unnumbered), one of them", issues);
     for (const f of ["importFilter", "importGuard"] as const) {
       for (const [i, r] of (p[f]?.rules ?? []).entries()) {
-        if (r.operations !== undefined)
-          custom(
-            [...path, f, "rules", i, "operations"],
-            "operations are not supported on import (the speaker changes attributes on export only)",
-            issues,
-          );
+        for (const [j, o] of (r.operations ?? []).entries()) {
+          if (o.setPriority === undefined)
+            custom(
+              [...path, f, "rules", i, "operations", j],
+              "only setPriority is supported on import (the speaker changes a received route's LOCAL_PREF, not its communities or AS path)",
+              issues,
+            );
+        }
       }
     }
     if (p.password !== undefined && p.passwordFile !== undefined)

@@ -269,8 +269,9 @@ function inexpressible(rule: BGPFilterRule, direction: "import" | "export"): str
     rule.matchOperator !== "NotIn"
   )
     return `prefixLength with matchOperator ${rule.matchOperator} not supported by the speaker`;
-  if (direction === "import" && rule.operations !== undefined && rule.operations.length > 0)
-    return "operations on import not supported by the speaker (it changes attributes on export only)";
+  const other = (rule.operations ?? []).find((o) => o.setPriority === undefined);
+  if (direction === "import" && other !== undefined)
+    return `${Object.keys(other).find((k) => other[k as keyof typeof other] !== undefined)} on import not supported by the speaker (it changes a received route's LOCAL_PREF only: setPriority)`;
   return undefined;
 }
 

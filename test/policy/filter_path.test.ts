@@ -203,7 +203,7 @@ describe("BGPFilter path matches (Calico's BIRD filter conditions)", () => {
     );
   });
 
-  it("refuses bad values naming the field; operations only on export", () => {
+  it("refuses bad values naming the field; on import only setPriority", () => {
     expect(() =>
       pol("import", [{ action: "Reject", communities: { values: ["70000:1"] } }]),
     ).toThrow('Filter rule filter "f" importV4[0]: communities: Community "70000:1"');
@@ -220,8 +220,11 @@ describe("BGPFilter path matches (Calico's BIRD filter conditions)", () => {
       'peerType "xBGP" is not eBGP or iBGP',
     );
     expect(() =>
-      pol("import", [{ action: "Accept", operations: [{ setPriority: { value: 5 } }] }]),
-    ).toThrow("operations on import are not supported");
+      pol("import", [{ action: "Accept", operations: [{ addCommunity: { value: "1:1" } }] }]),
+    ).toThrow("addCommunity on import is not supported");
+    expect(() =>
+      pol("import", [{ action: "Accept", operations: [{ prependASPath: { prefix: [1] } }] }]),
+    ).toThrow("prependASPath on import is not supported");
     expect(() =>
       pol("export", [{ action: "Reject", operations: [{ setPriority: { value: 5 } }] }]),
     ).toThrow('operations need action Accept, not "Reject"');
@@ -350,5 +353,59 @@ describe("BGPFilter export operations (Calico's BIRD export filter statements), 
     const sent = out.flatMap((a) => a.v4.toStrings());
     expect(sent).toEqual(["203.0.113.0/24"]);
     expect(out[0]?.attrs.communities).toEqual([parseCommunity("65000:1")]);
+  });
+
+  it("import setPriority: `krt_metric = 256` then `bgp_local_pref = 2^31-1 - krt_metric`: the path wins on LOCAL_PREF and carries it to iBGP", () => {
+    const rib = makeRib();
+    const rules: BgpFilterRule[] = [
+      {
+        action: "Accept",
+        communities: { values: ["65020:1"] },
+        operations: [{ setPriority: { value: 256 } }],
+      },
+    ];
+    const pols = peerPolicies({
+      external: true,
+      pools: [],
+      filters: [{ name: "f", spec: { importV4: rules } }],
+    });
+    // A: lower router id (would win the tie-break); B: tagged, gets priority 256.
+    const a = peer(rib, { address: "192.0.2.1", asn: 65010, importPolicy: pols.importPolicy });
+    const b = peer(rib, { address: "192.0.2.2", asn: 65020, importPolicy: pols.importPolicy });
+    const ib = { address: "10.0.0.2", asn: LOCAL_AS, nextHopSelfV4: "10.0.0.100" };
+    peer(rib, ib);
+    announce(rib, a, "203.0.113.0/24", { nextHop: "192.0.2.1", asPath: seq(65010) });
+    announce(rib, b, "203.0.113.0/24", {
+      nextHop: "192.0.2.2",
+      asPath: seq(65020),
+      communities: [parseCommunity("65020:1")],
+    });
+    rib.drain();
+    const x = rib.explain("203.0.113.0/24");
+    if (x === undefined) throw new Error("no 203.0.113.0/24");
+    expect(x.bestReason).toBe("LocalPref");
+    const best = x.paths.find((p) => p.best);
+    expect(best?.peer).toBe("192.0.2.2");
+    expect(best?.localPref).toBe(2147483647 - 256);
+    // The received attributes are kept as received (Adj-RIB-In, re-evaluation).
+    expect(best?.attrs.localPref).toBeUndefined();
+    expect(rib.explainExport("203.0.113.0/24", "10.0.0.2").attrs?.localPref).toBe(2147483647 - 256);
+    // The policy changed (rule gone): re-evaluated in place, the tie-break decides again.
+    const plain = peerPolicies({ external: true, pools: [], filters: [] }).importPolicy;
+    rib.setImportPolicy("192.0.2.2", plain);
+    rib.drain();
+    const y = rib.explain("203.0.113.0/24");
+    if (y === undefined) throw new Error("no 203.0.113.0/24");
+    expect(y.paths.find((p) => p.best)?.peer).toBe("192.0.2.1");
+    expect(y.paths.every((p) => p.localPref === 100)).toBe(true);
+    // Back again, and a re-announcement of the same path keeps it.
+    rib.setImportPolicy("192.0.2.2", pols.importPolicy);
+    announce(rib, b, "203.0.113.0/24", {
+      nextHop: "192.0.2.2",
+      asPath: seq(65020),
+      communities: [parseCommunity("65020:1")],
+    });
+    rib.drain();
+    expect(rib.explain("203.0.113.0/24")?.paths.find((p) => p.best)?.peer).toBe("192.0.2.2");
   });
 });

@@ -40,7 +40,7 @@ export interface BgpFilterRule {
   asPathPrefix?: number[];
   /** The route's priority (Calico: 2^31-1 - LOCAL_PREF, else the default priority). */
   priority?: number;
-  /** Export only here: changes made to an accepted route, in order. */
+  /** Changes made to an accepted route, in order (on import: setPriority only). */
   operations?: BgpFilterOperation[];
   action: FilterAction;
 }
@@ -246,9 +246,10 @@ function compileRule(
   if (rule.operations !== undefined && rule.operations.length > 0) {
     if (rule.action !== "Accept")
       throw new Error(`Filter rule ${where}: operations need action Accept, not "${rule.action}"`);
-    if (direction === "import")
+    const other = rule.operations.find((o) => o.setPriority === undefined);
+    if (direction === "import" && other !== undefined)
       throw new Error(
-        `Filter rule ${where}: operations on import are not supported (the speaker changes attributes on export only)`,
+        `Filter rule ${where}: ${Object.keys(other)[0]} on import is not supported (the speaker changes a received route's LOCAL_PREF only: setPriority)`,
       );
     const addCommunities: number[] = [];
     const addLargeCommunities: LargeCommunity[] = [];

@@ -401,6 +401,13 @@ export class Rib<A> {
   private pathPid: Uint32Array<ArrayBuffer> | null = null;
   private pathNext = growable(Int32Array, this.pathCap);
   private pathFlag = growable(Uint8Array, this.pathCap);
+  /**
+   * LOCAL_PREF set by the peer's import policy (Calico BGPFilter setPriority: 2^31-1 -
+   * priority), -1 none; allocated when a policy first sets one.
+   */
+  private pathLp: Int32Array<ArrayBuffer> | null = null;
+  /** The LOCAL_PREF the last importVerdict() asked for (-1: none). */
+  private inLp = -1;
 
   private fibExcluded: ParsedPrefix[] = [];
   private dirtyQ = growable(Int32Array, 1024);
@@ -630,6 +637,10 @@ export class Rib<A> {
         const v = this.importVerdict(rec, this.pathAttr[p] as number, pfx);
         const flag = this.pathFlag[p] as number;
         const old = flag & VERDICT_MASK;
+        if (this.lpOf(p) !== this.inLp) {
+          this.setLp(p);
+          this.markDirty(pfx);
+        }
         if (v === old) continue;
         if (old === 0) rec.accepted--;
         if (v === 0) rec.accepted++;
@@ -1107,12 +1118,13 @@ export class Rib<A> {
 
   private announce(peer: number, attrId: number, pfx: number, pid: number): void {
     const rec = this.peers[peer] as PeerRec;
+    this.inLp = -1;
     const v = peer === LOCAL ? 0 : this.importVerdict(rec, attrId, pfx);
     for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
       if (this.pathPeer[p] !== peer || this.pidOf(p) !== pid) continue;
       const old = this.pathAttr[p] as number;
       const flag = this.pathFlag[p] as number;
-      if (old === attrId && (flag & VERDICT_MASK) === v) {
+      if (old === attrId && (flag & VERDICT_MASK) === v && this.lpOf(p) === this.inLp) {
         // Same path again (e.g. re-sent after a graceful restart): no longer stale.
         if (flag & FLAG_STALE) {
           this.pathFlag[p] = v;
@@ -1128,12 +1140,14 @@ export class Rib<A> {
       else rec.rejected[v] = (rec.rejected[v] as number) + 1;
       this.pathAttr[p] = attrId;
       this.pathFlag[p] = v;
+      this.setLp(p);
       this.markDirty(pfx);
       return;
     }
     const p = this.allocPath();
     this.pathPeer[p] = peer;
     this.pathAttr[p] = attrId;
+    this.setLp(p);
     if (pid !== 0 && this.pathPid === null) this.pathPid = growable(Uint32Array, this.pathCap);
     if (this.pathPid !== null) this.pathPid[p] = pid;
     this.pathFlag[p] = v;
@@ -1176,6 +1190,7 @@ export class Rib<A> {
 
   /** RFC 4271 §9.1.2 loop check, RFC 4456 §8 reflection loop checks, then import policy. */
   private importVerdict(rec: PeerRec, attrId: number, pfx: number): number {
+    this.inLp = -1;
     if (rec.verdictEpoch !== this.attrs.epoch) {
       rec.verdict.fill(0);
       rec.verdictEpoch = this.attrs.epoch;
@@ -1190,7 +1205,12 @@ export class Rib<A> {
     const pol = rec.info.importPolicy;
     if (pol === undefined) return 0;
     const src = rec.ibgp ? RouteSource.Internal : RouteSource.External;
-    if (pol.path !== undefined) return Math.max(0, this.pathPolicy(pol, pfx, src, attrId));
+    if (pol.path !== undefined) {
+      const r = this.pathPolicy(pol, pfx, src, attrId);
+      if (r >= 0) return r;
+      this.inLp = pol.edit?.(-r).localPref ?? -1;
+      return 0;
+    }
     if (this.t.fam[pfx] === FAM_V4)
       return pol.v4(this.t.key[pfx] as number, this.t.len[pfx] as number, src);
     return pol.v6(this.t.v6Words, (this.t.key[pfx] as number) * 4, this.t.len[pfx] as number, src);
@@ -1211,7 +1231,24 @@ export class Rib<A> {
   // ---------------------------------------------------------------------------------------
   // Internals: decision process (RFC 4271 §9.1.2.2 by elimination, order independent)
 
+  /** The import policy's LOCAL_PREF for path p (-1: none). */
+  private lpOf(p: number): number {
+    return this.pathLp === null ? -1 : (this.pathLp[p] as number);
+  }
+
+  /** Records the LOCAL_PREF the last importVerdict() asked for on path p. */
+  private setLp(p: number): void {
+    if (this.pathLp === null) {
+      if (this.inLp < 0) return;
+      this.pathLp = growable(Int32Array, this.pathCap);
+      this.pathLp.fill(-1);
+    }
+    this.pathLp[p] = this.inLp;
+  }
+
   private effLocalPref(p: number): number {
+    const set = this.lpOf(p);
+    if (set >= 0) return set;
     const peer = this.pathPeer[p] as number;
     if (peer !== LOCAL && !(this.peers[peer] as PeerRec).ibgp) return this.defaultLocalPref;
     const lp = this.attrs.localPref[this.pathAttr[p] as number] as number;
@@ -1851,6 +1888,7 @@ export class Rib<A> {
       this.pathPeer = growU16(this.pathPeer, n);
       this.pathAttr = growI32(this.pathAttr, n);
       if (this.pathPid !== null) this.pathPid = growU32(this.pathPid, n);
+      if (this.pathLp !== null) this.pathLp = growI32(this.pathLp, n, -1);
       this.pathNext = growI32(this.pathNext, n);
       this.pathFlag = growU8(this.pathFlag, n);
       this.pathCap = this.pathPeer.length;
