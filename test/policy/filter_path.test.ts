@@ -140,8 +140,18 @@ describe("BGPFilter path matches (Calico's BIRD filter conditions)", () => {
     const p = pol("import", [{ action: "Reject", interface: "eth*" }]);
     expect(runPath(p, "10.1.0.0/16", { nextHop: "fe80::1%eth1" })).toBe("FilterReject");
     expect(runPath(p, "10.1.0.0/16", { nextHop: "fe80::1%ens3" })).toBe("accept");
-    // No interface known: defined(ifname) is false, no match.
-    expect(runPath(p, "10.1.0.0/16", { nextHop: "10.0.0.9" })).toBe("accept");
+    // A learned route whose interface the speaker does not know: fail-safe, a Reject rule
+    // matches and an Accept rule does not.
+    expect(runPath(p, "10.1.0.0/16", { nextHop: "10.0.0.9" })).toBe("FilterReject");
+    const acc = pol("import", [{ action: "Accept", interface: "eth*" }, { action: "Reject" }]);
+    expect(runPath(acc, "10.1.0.0/16", { nextHop: "10.0.0.9" })).toBe("FilterReject");
+    expect(runPath(acc, "10.1.0.0/16", { nextHop: "fe80::1%eth0" })).toBe("accept");
+    // Our originations (blackholes, no interface, as Calico's BIRD sees its blocks): no match.
+    const ex = pol("export", [{ action: "Reject", interface: "*" }]);
+    expect(runPath(ex, "10.244.0.0/26", { nextHop: "" }, RouteSource.Local)).toBe("accept");
+    expect(runPath(ex, "10.1.0.0/16", { nextHop: "fe80::1%eth0" }, RouteSource.Internal)).toBe(
+      "FilterReject",
+    );
     // With a resolver (next hop -> interface), as the speaker may give one.
     const r = pol("import", [{ action: "Reject", interface: "eth*" }], {
       ifaceOf: (nh) => (nh === "10.0.0.9" ? "eth0" : undefined),

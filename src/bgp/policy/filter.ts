@@ -69,7 +69,10 @@ export interface FilterContext {
   ebgp?: boolean;
   /** Priority of a route with no LOCAL_PREF to read (Calico: 1024, the normal route priority). */
   defaultPriority?: number;
-  /** The interface a next hop is reached through; default: the zone of "fe80::1%eth0". */
+  /**
+   * The interface a next hop is reached through, undefined when not known; default: the zone
+   * of "fe80::1%eth0".
+   */
   ifaceOf?: (nextHop: string) => string | undefined;
 }
 
@@ -344,9 +347,14 @@ function pathMatches(r: CompiledRule, attrs: AttrView, src: RouteSource, ctx: Pa
   if (r.priority !== undefined && routePriority(attrs, src, ctx.defaultPriority) !== r.priority)
     return false;
   if (r.iface !== undefined) {
-    // BIRD: defined(ifname) && ifname ~ pattern; no known interface, no match.
+    // BIRD: defined(ifname) && ifname ~ pattern. Our originations (blocks, service ranges) are
+    // blackholes with no interface, as in Calico's BIRD: no match. A learned route's interface
+    // is its next hop's when the speaker knows it (an unnumbered peer's "fe80::1%eth0");
+    // unknown, the rule fails safe: a Reject rule matches, an Accept rule does not.
+    if (src === RouteSource.Local) return false;
     const name = ctx.ifaceOf(attrs.nextHop);
-    if (name === undefined || !r.iface.test(name)) return false;
+    if (name === undefined) return r.result === MATCH_REJECT;
+    if (!r.iface.test(name)) return false;
   }
   return true;
 }
