@@ -21,8 +21,8 @@
 // restart time announced to the peer; `failureDetectionMode: BFDIfDirectlyConnected` as BFD with
 // the defaults toward a peer in this node's subnet; the Ocelot extensions `spec.bfd` (the peer's
 // BFD session), `spec.maxPrefixes` (for the session's family) and `spec.addPath`. What cannot
-// be evaluated fails safe: a missing filter or a rule the speaker cannot express rejects every
-// route from its place in the list on. Not: running
+// be evaluated fails safe: a missing filter or a rule the speaker cannot express (now only
+// addCommunity/prependASPath on import) rejects every route from its place in the list on. Not: running
 // the speaker (daemon.ts), reading the files (the caller's readSecret) or the config schema
 // (src/bgp/config.ts).
 import ipaddr from "ipaddr.js";
