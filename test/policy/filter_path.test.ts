@@ -131,7 +131,7 @@ describe("BGPFilter path matches (Calico's BIRD filter conditions)", () => {
     expect(run(ext, "10.1.0.0/16")).not.toBe(0);
   });
 
-  it('interface: `(defined(ifname)) && (ifname ~ "eth*")`, the next hop\'s interface', () => {
+  it('interface: `(defined(ifname)) && (ifname ~ "eth*")`, the next hop\'s interface; unknown: fail-safe', () => {
     expect(interfacePattern("*.calico").test("cali12.calico")).toBe(true);
     expect(interfacePattern("eth?").test("eth0")).toBe(true);
     expect(interfacePattern("eth?").test("eth10")).toBe(false);
