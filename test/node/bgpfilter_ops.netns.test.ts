@@ -10,6 +10,9 @@
 //   the filter, as BIRD does), BGP.community (64512,77), BGP.large_community (64512, 1, 2); the
 //   serviceExternalIPs range, matched by no rule, arrives unchanged (AS path 64512, no
 //   communities);
+// - peerType and setPriority: a second BIRD (its own link), iBGP, with the same filter: only there the
+//   serviceExternalIPs range arrives with LOCAL_PREF 2147483391 (2^31-1 - 256, Calico's encoding
+//   of setPriority 256); over eBGP it arrives unchanged;
 // - a changed filter (accept AS paths beginning 65010 65099, reject the rest: Calico's
 //   `bgp_path ~ [= 65010 65099 * =]`) is applied live: the prefixes swap in the node's kernel.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -36,6 +39,9 @@ const skip = skipWithReason(
 
 const NODE_IP = "10.93.0.1";
 const BIRD_IP = "10.93.0.2";
+/** A second BIRD on its own link: an iBGP session (AS 64512, the node's), the same filter. */
+const NODE_IBGP_IP = "10.92.0.1";
+const BIRD_IBGP_IP = "10.92.0.2";
 const BIRD_AS = 65010;
 const PLAIN = "10.98.1.0/24";
 const TAGGED = "10.98.2.0/24";
@@ -66,6 +72,21 @@ protocol bgp node {
 }
 `;
 
+const ibgpConf = `
+log "@DIR@/bird.log" all;
+router id ${BIRD_IBGP_IP};
+protocol device { }
+protocol bgp inode {
+  local ${BIRD_IBGP_IP} as 64512;
+  neighbor ${NODE_IBGP_IP} as 64512;
+  direct;
+  passive on;
+  hold time 9;
+  error wait time 1, 2;
+  ipv4 { gateway direct; import all; export none; };
+}
+`;
+
 interface Peer {
   address: string;
   state: string;
@@ -80,6 +101,8 @@ describe.skipIf(skip)(
     let lab: PeerLab;
     let bird: BirdPeer;
     let birdNs: Netns;
+    let ibgp: BirdPeer;
+    let ibgpNs: Netns;
     const nodes: MeshNode[] = [];
     const socket = () => join(dir, "bf-node.sock");
     const learned = () => routes(nodes[0]?.ns as Netns, "201").map((r) => r.dst);
@@ -101,6 +124,13 @@ describe.skipIf(skip)(
                 { addCommunity: { value: "64512:1:2" } },
                 { prependASPath: { prefix: [64600, 64601] } },
               ],
+            },
+            {
+              action: "Accept",
+              peerType: "iBGP",
+              cidr: EXTERNAL_IPS,
+              matchOperator: "Equal",
+              operations: [{ setPriority: { value: 256 } }],
             },
           ],
         },
@@ -128,12 +158,28 @@ describe.skipIf(skip)(
         metadata: { name: "tor" },
         spec: { peerIP: BIRD_IP, asNumber: BIRD_AS, filters: ["tor"], keepaliveTime: "3s" },
       });
+      await client.write("apply", {
+        apiVersion: V3,
+        kind: "BGPPeer",
+        metadata: { name: "ibgp" },
+        spec: {
+          peerIP: BIRD_IBGP_IP,
+          asNumber: 64512,
+          filters: ["tor"],
+          keepaliveTime: "3s",
+          // Sourced from the node's address on that link (its IP is on the other one).
+          sourceAddress: "None",
+        },
+      });
       lab = new PeerLab();
       const ns = Netns.create("bfn");
       birdNs = Netns.create("bfb");
       nodes.push({ name: "bf-node", ns, ip: NODE_IP });
       link(ns, "eth0", `${NODE_IP}/24`, birdNs, "eth0", `${BIRD_IP}/24`);
+      ibgpNs = Netns.create("bfi");
+      link(ns, "eth1", `${NODE_IBGP_IP}/24`, ibgpNs, "eth0", `${BIRD_IBGP_IP}/24`);
       bird = lab.startBird(birdNs, "bird", birdConf);
+      ibgp = lab.startBird(ibgpNs, "ibgp", ibgpConf);
       await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir);
     });
 
@@ -141,6 +187,7 @@ describe.skipIf(skip)(
       await stopMeshNodes(nodes);
       lab?.cleanup();
       birdNs?.destroy();
+      ibgpNs?.destroy();
       await store?.close();
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
@@ -211,6 +258,32 @@ describe.skipIf(skip)(
         throw new Error(`${(e as Error).message}: ${learned()}\n${why()}`);
       });
       expect(learned()).toEqual([TAGGED]);
+    });
+
+    it("peerType and setPriority: to the iBGP session only, the serviceExternalIPs range goes with LOCAL_PREF 2^31-1 - 256 (BIRD's `bgp_local_pref = 2147483647 - krt_metric`)", async () => {
+      const shown = await waitFor(
+        `${EXTERNAL_IPS} from the node in BIRD's iBGP session`,
+        () => {
+          const r = ibgp.cmd("show", "route", "protocol", "inode", "for", EXTERNAL_IPS, "all");
+          return r.includes("BGP.local_pref") ? r : undefined;
+        },
+        60_000,
+        200,
+      ).catch((e) => {
+        throw new Error(
+          `${(e as Error).message}\n${ibgp.cmd("show", "protocols", "all", "inode")}\n${ibgp.log()}\n${why()}`,
+        );
+      });
+      console.log(`BIRD: show route protocol inode for ${EXTERNAL_IPS} all\n${shown}`);
+      expect(shown).toMatch(/BGP\.local_pref: 2147483391\s*\n/);
+      // The cluster range over iBGP: the export operations without the node's AS in front.
+      const cluster = ibgp.cmd("show", "route", "protocol", "inode", "for", CLUSTER_IPS, "all");
+      expect(cluster).toMatch(/BGP\.as_path: 64600 64601\s*\n/);
+      expect(cluster).toMatch(/BGP\.local_pref: 100\s*\n/);
+      // Over eBGP the iBGP rule is not there: the range arrives unchanged.
+      expect(bird.cmd("show", "route", "protocol", "node", "for", EXTERNAL_IPS, "all")).toMatch(
+        /BGP\.as_path: 64512\s*\n/,
+      );
     });
   },
 );
