@@ -419,8 +419,9 @@ export class RuleList {
     rules: readonly BgpFilterRule[],
     readonly family: 4 | 6,
     readonly label: string,
-    direction: "import" | "export" = label.includes("import") ? "import" : "export",
-    ebgp = false,
+    direction: "import" | "export",
+    /** The session is eBGP: decides the rules with a peerType. */
+    ebgp: boolean,
   ) {
     // peerType is the session's (Calico: is_same_as), fixed for this list: a rule for the
     // other type is dropped here, one for this type keeps its other conditions.
