@@ -8,8 +8,10 @@
 // BGPPeer reachableBy a host route to the peer via that gateway (bgp/speaker/peer_routes.ts);
 // programClusterRoutes takes Calico's default, EnabledNoEncapOnly, which is what Ocelot does.
 // Refused as not supported yet: local-workload peering (BGPPeer localWorkloadSelector) and the
-// other programClusterRoutes values. Stored, not acted on: ignoredInterfaces, BGPFilter priority
-// and setPriority.
+// other programClusterRoutes values. Stored, not acted on: ignoredInterfaces, and BGPFilter
+// addCommunity/prependASPath on import (the speaker changes only a received route's LOCAL_PREF;
+// a rule with them fails safe). BGPFilter priority/setPriority act through LOCAL_PREF
+// (2^31-1 - priority), as Calico's BIRD carries them (src/bgp/policy/filter.ts).
 //
 // Ocelot extensions (not in Calico's API) on BGPPeer: `spec.bfd` turns on BFD (RFC
 // 5880/5881/5883) towards the peer: `{minTxInterval, minRxInterval, multiplier, multihop}`
@@ -376,8 +378,14 @@ export interface BGPPeer {
   spec: BGPPeerSpec;
 }
 
-function filterRule(family: IpFamily) {
+/** Why import addCommunity/prependASPath are stored, not acted on (the inventory's reason). */
+const IMPORT_EDIT_REASON =
+  "on import Ocelot's speaker changes only a received route's LOCAL_PREF (setPriority), not its communities or AS path: a rule with it cannot be evaluated, so the peer's filter rejects every route from that rule on (fail-safe, with a warning)";
+
+function filterRule(family: IpFamily, direction: "import" | "export") {
   const maxLen = family === 4 ? 32 : 128;
+  const importEdit = <T extends z.ZodType>(schema: T): T =>
+    direction === "import" ? stored(schema, IMPORT_EDIT_REASON) : schema;
   return z
     .object({
       cidr: cidr({ family }).optional(),
@@ -404,28 +412,24 @@ function filterRule(family: IpFamily) {
         .array(
           z
             .object({
-              addCommunity: z.object({ value: communityValue }).strict().optional(),
-              prependASPath: z
-                .object({ prefix: z.array(asNumber).min(1) })
-                .strict()
-                .optional(),
-              setPriority: stored(
+              addCommunity: importEdit(z.object({ value: communityValue }).strict().optional()),
+              prependASPath: importEdit(
                 z
-                  .object({ value: intRange(1, 2147483646) })
+                  .object({ prefix: z.array(asNumber).min(1) })
                   .strict()
                   .optional(),
-                "route priorities are not implemented (Calico carries them in LOCAL_PREF as 2^31-1 - priority; Ocelot's speaker does not): a rule with it cannot be evaluated, so the peer's filter rejects every route from that rule on (fail-safe, with a warning)",
               ),
+              setPriority: z
+                .object({ value: intRange(1, 2147483646) })
+                .strict()
+                .optional(),
             })
             .strict(),
         )
         .min(1)
         .max(10)
         .optional(),
-      priority: stored(
-        intRange(1, 2147483646).optional(),
-        "route priorities are not implemented (Calico carries them in LOCAL_PREF as 2^31-1 - priority; Ocelot's speaker does not): a rule with it cannot be evaluated, so the peer's filter rejects every route from that rule on (fail-safe, with a warning)",
-      ),
+      priority: intRange(1, 2147483646).optional(),
     })
     .strict()
     .superRefine((rule, ctx) => {
@@ -469,10 +473,10 @@ function filterRule(family: IpFamily) {
 const bgpFilterSpec = lazy(() =>
   z
     .object({
-      exportV4: z.array(filterRule(4)).optional(),
-      importV4: z.array(filterRule(4)).optional(),
-      exportV6: z.array(filterRule(6)).optional(),
-      importV6: z.array(filterRule(6)).optional(),
+      exportV4: z.array(filterRule(4, "export")).optional(),
+      importV4: z.array(filterRule(4, "import")).optional(),
+      exportV6: z.array(filterRule(6, "export")).optional(),
+      importV6: z.array(filterRule(6, "import")).optional(),
     })
     .strict(),
 );

@@ -10,12 +10,33 @@ import { parse as parseYaml } from "yaml";
 export type Family = "ipv4-unicast" | "ipv6-unicast";
 const FAMILIES: readonly Family[] = ["ipv4-unicast", "ipv6-unicast"];
 
+/** An operation of an accepting rule (Calico v3 BGPFilterOperation): exactly one field. */
+export interface FilterOperation {
+  addCommunity?: { value: string };
+  prependASPath?: { prefix: number[] };
+  setPriority?: { value: number };
+}
+
 /** A rule in the shape of Calico's BGPFilter (v3 BGPFilterRuleV4/V6). */
 export interface FilterRule {
   action: "Accept" | "Reject";
   cidr?: string;
   matchOperator?: "Equal" | "NotEqual" | "In" | "NotIn";
   prefixLength?: { min?: number; max?: number };
+  /** Only routes learned from peers. */
+  source?: "RemotePeers";
+  /** The route's next-hop interface (a BIRD pattern: * and ?). */
+  interface?: string;
+  /** Only on sessions of this type. */
+  peerType?: "eBGP" | "iBGP";
+  /** The route carries these communities ("aa:nn" or large "a:b:c"). */
+  communities?: { values: string[] };
+  /** AS_PATH begins with these ASNs. */
+  asPathPrefix?: number[];
+  /** The route's priority (2^31-1 - LOCAL_PREF, else 1024). */
+  priority?: number;
+  /** Export: changes made to an accepted route. */
+  operations?: FilterOperation[];
 }
 
 export interface Filter {
@@ -426,6 +447,28 @@ const largeCommunity = text(
   ],
 );
 
+const anyCommunity = text([
+  (s) =>
+    /^\d{1,10}(:\d{1,10}){1,2}$/.test(s) &&
+    (s.split(":").length === 3
+      ? s.split(":").every((p) => Number(p) <= 4294967295)
+      : s.split(":").every((p) => Number(p) <= 65535)),
+  "not a community (aa:nn, each at most 65535) or large community (a:b:c)",
+]);
+const priority = int({ min: 1, max: 2147483646 });
+const filterOperation = object<FilterOperation>(
+  {
+    addCommunity: opt(object<{ value: string }>({ value: req(anyCommunity) })),
+    prependASPath: opt(
+      object<{ prefix: number[] }>({ prefix: req(list(int({ min: 0, max: 4294967295 }), 1)) }),
+    ),
+    setPriority: opt(object<{ value: number }>({ value: req(priority) })),
+  },
+  (o, path, issues) => {
+    if (Object.keys(o).length !== 1) custom(path, "exactly one operation must be set", issues);
+  },
+);
+
 const filterRule = object<FilterRule>(
   {
     action: req(oneOf(["Accept", "Reject"] as const)),
@@ -437,10 +480,21 @@ const filterRule = object<FilterRule>(
         max: opt(int({ min: 0, max: 128 })),
       }),
     ),
+    source: opt(oneOf(["RemotePeers"] as const)),
+    interface: opt(
+      text([(s) => /^[a-zA-Z0-9_.*?-]{1,15}$/.test(s), "not an interface name or pattern"]),
+    ),
+    peerType: opt(oneOf(["eBGP", "iBGP"] as const)),
+    communities: opt(object<{ values: string[] }>({ values: req(list(anyCommunity, 1)) })),
+    asPathPrefix: opt(list(int({ min: 0, max: 4294967295 }))),
+    priority: opt(priority),
+    operations: opt(list(filterOperation, 1)),
   },
   (r, path, issues) => {
     if ((r.cidr === undefined) !== (r.matchOperator === undefined))
       custom(path, "cidr and matchOperator go together", issues);
+    if (r.operations !== undefined && r.action !== "Accept")
+      custom(path, "operations need action Accept", issues);
   },
 );
 
@@ -547,6 +601,18 @@ const peer = object<PeerConfig>(
   (p, path, issues) => {
     if ((p.address === undefined) === (p.interface === undefined))
       custom(path, "give the peer's address or its interface (unnumbered), one of them", issues);
+    for (const f of ["importFilter", "importGuard"] as const) {
+      for (const [i, r] of (p[f]?.rules ?? []).entries()) {
+        for (const [j, o] of (r.operations ?? []).entries()) {
+          if (o.setPriority === undefined)
+            custom(
+              [...path, f, "rules", i, "operations", j],
+              "only setPriority is supported on import (the speaker changes a received route's LOCAL_PREF, not its communities or AS path)",
+              issues,
+            );
+        }
+      }
+    }
     if (p.password !== undefined && p.passwordFile !== undefined)
       custom(path, "password and passwordFile are exclusive: set one", issues);
     if (p.ttlSecurity !== undefined && p.multihop !== undefined)

@@ -21,8 +21,8 @@
 // restart time announced to the peer; `failureDetectionMode: BFDIfDirectlyConnected` as BFD with
 // the defaults toward a peer in this node's subnet; the Ocelot extensions `spec.bfd` (the peer's
 // BFD session), `spec.maxPrefixes` (for the session's family) and `spec.addPath`. What cannot
-// be evaluated fails safe: a missing filter or a rule the speaker cannot express rejects every
-// route from its place in the list on. Not: running
+// be evaluated fails safe: a missing filter or a rule the speaker cannot express (now only
+// addCommunity/prependASPath on import) rejects every route from its place in the list on. Not: running
 // the speaker (daemon.ts), reading the files (the caller's readSecret) or the config schema
 // (src/bgp/config.ts).
 import ipaddr from "ipaddr.js";
@@ -240,13 +240,25 @@ function selects(selector: string | undefined, labels: Record<string, string>): 
 }
 
 /** The speaker's filters express these rule fields; any other makes a rule fail safe. */
-const EXPRESSIBLE_RULE_FIELDS = new Set(["action", "cidr", "matchOperator", "prefixLength"]);
+const EXPRESSIBLE_RULE_FIELDS = new Set([
+  "action",
+  "cidr",
+  "matchOperator",
+  "prefixLength",
+  "source",
+  "interface",
+  "peerType",
+  "communities",
+  "asPathPrefix",
+  "priority",
+  "operations",
+]);
 
 /** Rejects every route (what a rule or filter that cannot be evaluated becomes). */
 const REJECT_ALL: FilterRule = { action: "Reject" };
 
 /** Why the speaker cannot evaluate a BGPFilter rule, or undefined when it can. */
-function inexpressible(rule: BGPFilterRule): string | undefined {
+function inexpressible(rule: BGPFilterRule, direction: "import" | "export"): string | undefined {
   const fields = Object.keys(rule).filter(
     (k) => !EXPRESSIBLE_RULE_FIELDS.has(k) && rule[k as keyof BGPFilterRule] !== undefined,
   );
@@ -257,7 +269,33 @@ function inexpressible(rule: BGPFilterRule): string | undefined {
     rule.matchOperator !== "NotIn"
   )
     return `prefixLength with matchOperator ${rule.matchOperator} not supported by the speaker`;
+  const other = (rule.operations ?? []).find((o) => o.setPriority === undefined);
+  if (direction === "import" && other !== undefined)
+    return `${Object.keys(other).find((k) => other[k as keyof typeof other] !== undefined)} on import not supported by the speaker (it changes a received route's LOCAL_PREF only: setPriority)`;
   return undefined;
+}
+
+/** A BGPFilter rule as the speaker's FilterRule (fields copied, absent ones left out). */
+function speakerRule(rule: BGPFilterRule): FilterRule {
+  const out: FilterRule = { action: rule.action };
+  if (rule.cidr !== undefined) out.cidr = rule.cidr;
+  if (rule.matchOperator !== undefined) out.matchOperator = rule.matchOperator;
+  if (rule.prefixLength !== undefined) out.prefixLength = { ...rule.prefixLength };
+  if (rule.source !== undefined) out.source = rule.source;
+  if (rule.interface !== undefined) out.interface = rule.interface;
+  if (rule.peerType !== undefined) out.peerType = rule.peerType;
+  if (rule.communities !== undefined) out.communities = { values: [...rule.communities.values] };
+  if (rule.asPathPrefix !== undefined) out.asPathPrefix = [...rule.asPathPrefix];
+  if (rule.priority !== undefined) out.priority = rule.priority;
+  if (rule.operations !== undefined) {
+    out.operations = rule.operations.map((o) => {
+      if (o.addCommunity !== undefined) return { addCommunity: { value: o.addCommunity.value } };
+      if (o.prependASPath !== undefined)
+        return { prependASPath: { prefix: [...o.prependASPath.prefix] } };
+      return { setPriority: { value: (o.setPriority as { value: number }).value } };
+    });
+  }
+  return out;
 }
 
 /**
@@ -284,18 +322,13 @@ function filterRules(
       break;
     }
     for (const [i, rule] of (f.spec[list] ?? []).entries()) {
-      const why = inexpressible(rule);
+      const why = inexpressible(rule, direction);
       if (why !== undefined) {
         problems.add(`BGPFilter "${name}" ${list}[${i}]: ${why}`);
         rules.push(REJECT_ALL);
         return { rules };
       }
-      rules.push({
-        action: rule.action,
-        ...(rule.cidr !== undefined ? { cidr: rule.cidr } : {}),
-        ...(rule.matchOperator !== undefined ? { matchOperator: rule.matchOperator } : {}),
-        ...(rule.prefixLength !== undefined ? { prefixLength: { ...rule.prefixLength } } : {}),
-      });
+      rules.push(speakerRule(rule));
     }
   }
   return rules.length > 0 ? { rules } : undefined;

@@ -453,3 +453,65 @@ describe("llgrPartialDeployment (RFC 9494 §4.6)", () => {
     ]);
   });
 });
+
+describe("filter rules with Calico's path fields and operations", () => {
+  const rule = (r: string, where = "importFilter") =>
+    base.replace(
+      "    importFilter:\n      rules:\n        - {action: Reject, cidr: 10.244.0.0/16, matchOperator: In}",
+      `    ${where}:\n      rules:\n        - ${r}`,
+    );
+
+  it("takes communities, asPathPrefix, peerType, interface, source, priority and operations", () => {
+    const c = parseConfigText(
+      rule(
+        '{action: Accept, communities: {values: ["65000:1:2"]}, asPathPrefix: [65000], peerType: eBGP, interface: "eth*", source: RemotePeers, priority: 512, operations: [{addCommunity: {value: "65000:7"}}, {prependASPath: {prefix: [65001]}}, {setPriority: {value: 256}}]}',
+        "exportFilter",
+      ),
+    );
+    expect(c.peers[0]?.exportFilter?.rules[0]).toMatchObject({
+      communities: { values: ["65000:1:2"] },
+      asPathPrefix: [65000],
+      peerType: "eBGP",
+      priority: 512,
+      operations: [
+        { addCommunity: { value: "65000:7" } },
+        { prependASPath: { prefix: [65001] } },
+        { setPriority: { value: 256 } },
+      ],
+    });
+    // On import, setPriority only.
+    expect(
+      parseConfigText(rule("{action: Accept, operations: [{setPriority: {value: 256}}]}")).peers[0]
+        ?.importFilter?.rules[0],
+    ).toMatchObject({ operations: [{ setPriority: { value: 256 } }] });
+  });
+
+  it("refuses bad values naming the field, and addCommunity/prependASPath on import", () => {
+    expect(
+      err(() =>
+        parseConfigText(rule('{action: Accept, operations: [{addCommunity: {value: "1:1"}}]}')),
+      ),
+    ).toContain("peers[0].importFilter.rules[0].operations[0]");
+    expect(
+      err(() =>
+        parseConfigText(rule('{action: Accept, operations: [{addCommunity: {value: "1:1"}}]}')),
+      ),
+    ).toContain("only setPriority is supported on import");
+    expect(
+      err(() => parseConfigText(rule('{action: Reject, communities: {values: ["70000:1"]}}'))),
+    ).toContain("not a community");
+    expect(err(() => parseConfigText(rule("{action: Reject, priority: 0}")))).toContain(
+      "Too small",
+    );
+    expect(
+      err(() =>
+        parseConfigText(
+          rule("{action: Reject, operations: [{setPriority: {value: 5}}]}", "exportFilter"),
+        ),
+      ),
+    ).toContain("operations need action Accept");
+    expect(err(() => parseConfigText(rule("{action: Reject, peerType: xBGP}")))).toContain(
+      "peerType",
+    );
+  });
+});

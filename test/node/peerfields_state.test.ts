@@ -143,12 +143,24 @@ describe("spec.filters", () => {
     });
   });
 
-  it("a rule the speaker cannot express becomes reject-all at its place, named", () => {
+  it("every match field of Calico's BGPFilter rule reaches the speaker's rule (Calico's sample: source, interface)", () => {
     const f3 = filter("f3", {
       exportV4: [
         { action: "Accept", cidr: "10.244.0.0/16", matchOperator: "In" },
         { action: "Accept", cidr: "77.0.0.0/16", matchOperator: "In", source: "RemotePeers" },
         { action: "Reject", interface: "*.calico" },
+        {
+          action: "Accept",
+          peerType: "eBGP",
+          communities: { values: ["65000:100"] },
+          asPathPrefix: [65000, 65001],
+          priority: 512,
+          operations: [
+            { addCommunity: { value: "65000:300:400" } },
+            { prependASPath: { prefix: [64999] } },
+            { setPriority: { value: 256 } },
+          ],
+        },
       ],
       importV4: [{ action: "Accept", cidr: "10.1.0.0/16", matchOperator: "Equal" }],
     });
@@ -156,14 +168,25 @@ describe("spec.filters", () => {
     const p = peerOf(r, "10.0.0.254");
     expect(p?.exportFilter?.rules).toEqual([
       { action: "Accept", cidr: "10.244.0.0/16", matchOperator: "In" },
-      { action: "Reject" },
+      { action: "Accept", cidr: "77.0.0.0/16", matchOperator: "In", source: "RemotePeers" },
+      { action: "Reject", interface: "*.calico" },
+      {
+        action: "Accept",
+        peerType: "eBGP",
+        communities: { values: ["65000:100"] },
+        asPathPrefix: [65000, 65001],
+        priority: 512,
+        operations: [
+          { addCommunity: { value: "65000:300:400" } },
+          { prependASPath: { prefix: [64999] } },
+          { setPriority: { value: 256 } },
+        ],
+      },
     ]);
     expect(p?.importFilter?.rules).toEqual([
       { action: "Accept", cidr: "10.1.0.0/16", matchOperator: "Equal" },
     ]);
-    expect(r.warnings.join()).toContain(
-      'BGPFilter "f3" exportV4[1]: source not supported by the speaker: every route rejected',
-    );
+    expect(r.warnings.join()).not.toContain("f3");
   });
 
   it("a filter change changes the rendered filters (the daemon reconfigures by diff)", () => {
@@ -428,22 +451,31 @@ describe("route priorities and reachableBy", () => {
     expect(peerOf(render({ bgpPeers: [tor()] }), "10.0.0.254")?.reachableBy).toBeUndefined();
   });
 
-  it("a BGPFilter rule with priority or setPriority cannot be evaluated: reject-all from its place, named (the inventory's reason)", () => {
+  it("BGPFilter priority and setPriority reach the speaker; addCommunity/prependASPath on import cannot be evaluated: reject-all from their place, named (the inventory's reason)", () => {
     const fp = filter("fp", {
       importV4: [
         { action: "Accept", cidr: "10.1.0.0/16", matchOperator: "In" },
         { action: "Accept", priority: 512 },
+        { action: "Accept", operations: [{ setPriority: { value: 256 } }] },
+        { action: "Accept", operations: [{ addCommunity: { value: "65000:1" } }] },
+        { action: "Accept", cidr: "10.2.0.0/16", matchOperator: "In" },
       ],
       exportV4: [{ action: "Accept", operations: [{ setPriority: { value: 512 } }] }],
     });
     const r = render({ bgpPeers: [tor({ filters: ["fp"] })], bgpFilters: [fp] });
     const p = peerOf(r, "10.0.0.254");
-    expect(p?.importFilter?.rules.slice(-2)).toEqual([
+    expect(p?.importFilter?.rules.slice(-4)).toEqual([
       { action: "Accept", cidr: "10.1.0.0/16", matchOperator: "In" },
+      { action: "Accept", priority: 512 },
+      { action: "Accept", operations: [{ setPriority: { value: 256 } }] },
       { action: "Reject" },
     ]);
-    expect(p?.exportFilter?.rules).toEqual([{ action: "Reject" }]);
-    expect(r.warnings.join()).toContain('BGPFilter "fp" importV4[1]: priority not supported');
-    expect(r.warnings.join()).toContain('BGPFilter "fp" exportV4[0]: operations not supported');
+    expect(p?.exportFilter?.rules).toEqual([
+      { action: "Accept", operations: [{ setPriority: { value: 512 } }] },
+    ]);
+    expect(r.warnings.join()).toContain(
+      'BGPFilter "fp" importV4[3]: addCommunity on import not supported by the speaker',
+    );
+    expect(r.warnings.join()).not.toContain("exportV4");
   });
 });

@@ -166,8 +166,8 @@ describe("BGPFilter rules", () => {
     expect(() => importOnly([{ cidr: "fd00::/8", matchOperator: "In", action: "Accept" }])).toThrow(
       'cidr "fd00::/8" is not an IPv4 prefix',
     );
-    expect(() => importOnly([{ interface: "eth*", action: "Accept" } as never])).toThrow(
-      'Filter rule filter "f" importV4[0]: field "interface" is not supported',
+    expect(() => importOnly([{ color: "red", action: "Accept" } as never])).toThrow(
+      'Filter rule filter "f" importV4[0]: field "color" is not supported',
     );
     expect(() => importOnly([{ source: "Local" as never, action: "Accept" }])).toThrow(
       'source "Local" is not RemotePeers',

@@ -4,7 +4,13 @@
 
 import { type PrefixPolicy, RejectReason, RouteSource } from "../rib/policy.js";
 import { maskV4, parsePrefix } from "../rib/prefix.js";
-import { acceptAll, type DefaultPolicy, filterPolicy, type NamedFilter } from "./filter.js";
+import {
+  acceptAll,
+  type DefaultPolicy,
+  type FilterContext,
+  filterPolicy,
+  type NamedFilter,
+} from "./filter.js";
 
 interface Pool {
   family: 4 | 6;
@@ -68,6 +74,8 @@ export interface PeerPolicyInput {
   pools: readonly string[];
   /** The peer's BGPFilters, in order. */
   filters?: readonly NamedFilter[];
+  /** Priority of routes without a LOCAL_PREF to read (filter `priority`; default 1024). */
+  defaultPriority?: number;
 }
 
 /**
@@ -79,16 +87,22 @@ export function peerPolicies(input: PeerPolicyInput): {
   exportPolicy: PrefixPolicy;
 } {
   const filters = input.filters ?? [];
+  const context: FilterContext = {
+    ebgp: input.external,
+    ...(input.defaultPriority !== undefined ? { defaultPriority: input.defaultPriority } : {}),
+  };
   return {
     importPolicy: filterPolicy(
       filters,
       "import",
       input.external ? rejectOwnPools(input.pools) : acceptAll,
+      context,
     ),
     exportPolicy: filterPolicy(
       filters,
       "export",
       input.external ? onlyLocalOriginations : acceptAll,
+      context,
     ),
   };
 }

@@ -1,13 +1,26 @@
-// Calico BGPFilter rules compiled into numeric prefix matchers, and the composition of filters
-// with a default policy into one PrefixPolicy the RIB calls per prefix. Owns: rule validation,
-// Equal/NotEqual/In/NotIn and prefix length range semantics, first-match-wins. Not: the DESIGN §7
-// defaults (defaults.ts), attribute changes (communities.ts).
+// Calico BGPFilter rules compiled into numeric prefix matchers plus, where a rule reads the
+// path (communities, asPathPrefix, interface, priority) or changes it (operations), path
+// matchers and export edits; and the composition of filters with a default policy into one
+// PrefixPolicy the RIB calls per prefix (or per path). Owns: rule validation,
+// Equal/NotEqual/In/NotIn and prefix length range semantics, peerType against the session,
+// Calico's priority encoding (LOCAL_PREF = 2^31-1 - priority), first-match-wins. Not: the
+// DESIGN §7 defaults (defaults.ts), community text (communities.ts), applying edits (the RIB).
 
-import { type PrefixPolicy, RejectReason, RouteSource } from "../rib/policy.js";
+import type { AttrView, LargeCommunity } from "../rib/attrs.js";
+import { AS_SEQUENCE } from "../rib/attrs.js";
+import { type PolicyEdit, type PrefixPolicy, RejectReason, RouteSource } from "../rib/policy.js";
 import { maskV4, parsePrefix } from "../rib/prefix.js";
+import { parseCommunity, parseLargeCommunity } from "./communities.js";
 
 export type MatchOperator = "Equal" | "NotEqual" | "In" | "NotIn";
 export type FilterAction = "Accept" | "Reject";
+
+/** One operation of an accepting rule (Calico v3 BGPFilterOperation): exactly one field. */
+export interface BgpFilterOperation {
+  addCommunity?: { value: string };
+  prependASPath?: { prefix: number[] };
+  setPriority?: { value: number };
+}
 
 /** One rule of a BGPFilter list (Calico v3 shape). */
 export interface BgpFilterRule {
@@ -15,8 +28,20 @@ export interface BgpFilterRule {
   cidr?: string;
   matchOperator?: MatchOperator;
   prefixLength?: { min?: number; max?: number };
-  /** Export only: "RemotePeers" limits the rule to routes learned from peers. */
+  /** "RemotePeers" limits the rule to routes learned from peers (BIRD: source ~ [RTS_BGP]). */
   source?: "RemotePeers";
+  /** The route's next-hop interface, a BIRD pattern ("eth*", "*.calico"). */
+  interface?: string;
+  /** The rule applies only on sessions of this type (same AS: iBGP, else eBGP). */
+  peerType?: "eBGP" | "iBGP";
+  /** Communities the route must carry: "aa:nn" standard (RFC 1997) or "a:b:c" large (RFC 8092). */
+  communities?: { values: string[] };
+  /** AS_PATH must begin with these ASNs. */
+  asPathPrefix?: number[];
+  /** The route's priority (Calico: 2^31-1 - LOCAL_PREF, else the default priority). */
+  priority?: number;
+  /** Changes made to an accepted route, in order (on import: setPriority only). */
+  operations?: BgpFilterOperation[];
   action: FilterAction;
 }
 
@@ -33,6 +58,40 @@ export interface NamedFilter {
   spec: BgpFilterSpec;
 }
 
+/** Calico's highest LOCAL_PREF: a route's priority p is carried as LOCAL_PREF 2^31-1 - p. */
+export const PRIORITY_LOCAL_PREF_BASE = 2147483647;
+/** Calico's default route priority (BIRD's krt_metric when nothing set one). */
+export const DEFAULT_ROUTE_PRIORITY = 1024;
+
+/** How the rules of one peer's policy see the session and the routes. */
+export interface FilterContext {
+  /** The session is eBGP (peer AS differs from ours): decides peerType. Default false. */
+  ebgp?: boolean;
+  /** Priority of a route with no LOCAL_PREF to read (Calico: 1024, the normal route priority). */
+  defaultPriority?: number;
+  /**
+   * The interface a next hop is reached through, undefined when not known; default: the zone
+   * of "fe80::1%eth0".
+   */
+  ifaceOf?: (nextHop: string) => string | undefined;
+}
+
+/** The interface named by a next hop's zone ("fe80::1%eth0" -> "eth0"), else undefined. */
+export function zoneInterface(nextHop: string): string | undefined {
+  const z = nextHop.indexOf("%");
+  return z < 0 ? undefined : nextHop.slice(z + 1);
+}
+
+/**
+ * A route's priority as Calico's BIRD computes it: 2^31-1 - LOCAL_PREF when the route carries
+ * one that counts (not from an eBGP peer, whose LOCAL_PREF is ignored, RFC 4271 §5.1.5), else
+ * the default.
+ */
+export function routePriority(attrs: AttrView, src: RouteSource, dflt: number): number {
+  if (attrs.localPref === undefined || src === RouteSource.External) return dflt;
+  return PRIORITY_LOCAL_PREF_BASE - attrs.localPref;
+}
+
 /** Result of one rule list: no rule matched, or the first matching rule's action. */
 export const MATCH_NONE = 0;
 export const MATCH_ACCEPT = 1;
@@ -46,15 +105,68 @@ interface CompiledRule {
   min: number;
   max: number;
   remoteOnly: boolean;
+  /** Path conditions (undefined: none). */
+  iface: RegExp | undefined;
+  communities: number[];
+  largeCommunities: LargeCommunity[];
+  asPathPrefix: number[];
+  priority: number | undefined;
+  /** Reads the path's attributes (some condition above is set). */
+  readsPath: boolean;
+  /** The export edit of an accepting rule with operations. */
+  edit: PolicyEdit | undefined;
   result: number;
   text: string;
 }
 
 const OPERATORS: readonly MatchOperator[] = ["Equal", "NotEqual", "In", "NotIn"];
 
-const RULE_FIELDS = new Set(["cidr", "matchOperator", "prefixLength", "source", "action"]);
+const RULE_FIELDS = new Set([
+  "cidr",
+  "matchOperator",
+  "prefixLength",
+  "source",
+  "interface",
+  "peerType",
+  "communities",
+  "asPathPrefix",
+  "priority",
+  "operations",
+  "action",
+]);
 
-function compileRule(rule: BgpFilterRule, family: 4 | 6, where: string): CompiledRule {
+/** BIRD's pattern match (`ifname ~ "eth*"`): * any run, ? one character, the rest literal. */
+export function interfacePattern(pattern: string): RegExp {
+  const body = [...pattern]
+    .map((c) => (c === "*" ? ".*" : c === "?" ? "." : c.replace(/[\\^$.|+()[\]{}]/g, "\\$&")))
+    .join("");
+  return new RegExp(`^${body}$`);
+}
+
+function asn(v: unknown, what: string): number {
+  if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > 0xffffffff)
+    throw new Error(`${what} ${String(v)} is not an AS number (0-4294967295)`);
+  return v as number;
+}
+
+function priorityValue(v: unknown, what: string): number {
+  if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > 2147483646)
+    throw new Error(`${what} ${String(v)} is not a priority (1-2147483646)`);
+  return v as number;
+}
+
+/** Standard ("aa:nn", well-known name) or large ("a:b:c") community into the right list. */
+function addCommunityTo(text: string, std: number[], large: LargeCommunity[]): void {
+  if (text.split(":").length === 3) large.push(parseLargeCommunity(text));
+  else std.push(parseCommunity(text));
+}
+
+function compileRule(
+  rule: BgpFilterRule,
+  family: 4 | 6,
+  where: string,
+  direction: "import" | "export",
+): CompiledRule {
   const maxLen = family === 4 ? 32 : 128;
   // A field we do not implement is refused, never silently ignored (DESIGN §4).
   for (const k of Object.keys(rule)) {
@@ -66,6 +178,11 @@ function compileRule(rule: BgpFilterRule, family: 4 | 6, where: string): Compile
   if (rule.action !== "Accept" && rule.action !== "Reject") {
     throw new Error(
       `Filter rule ${where}: action "${String(rule.action)}" is not Accept or Reject`,
+    );
+  }
+  if (rule.peerType !== undefined && rule.peerType !== "eBGP" && rule.peerType !== "iBGP") {
+    throw new Error(
+      `Filter rule ${where}: peerType "${String(rule.peerType)}" is not eBGP or iBGP`,
     );
   }
   if (rule.cidr !== undefined && rule.matchOperator === undefined) {
@@ -104,6 +221,83 @@ function compileRule(rule: BgpFilterRule, family: 4 | 6, where: string): Compile
   if (rule.prefixLength !== undefined && (op === "Equal" || op === "NotEqual")) {
     throw new Error(`Filter rule ${where}: prefixLength only applies to In and NotIn, not "${op}"`);
   }
+  const communities: number[] = [];
+  const largeCommunities: LargeCommunity[] = [];
+  for (const v of rule.communities?.values ?? []) {
+    try {
+      addCommunityTo(v, communities, largeCommunities);
+    } catch (e) {
+      throw new Error(`Filter rule ${where}: communities: ${(e as Error).message}`);
+    }
+  }
+  const asPathPrefix = (rule.asPathPrefix ?? []).map((a, i) =>
+    asn(a, `Filter rule ${where}: asPathPrefix[${i}]`),
+  );
+  const priority =
+    rule.priority === undefined
+      ? undefined
+      : priorityValue(rule.priority, `Filter rule ${where}: priority`);
+  let iface: RegExp | undefined;
+  if (rule.interface !== undefined) {
+    if (!/^[a-zA-Z0-9_.*?-]{1,15}$/.test(rule.interface))
+      throw new Error(
+        `Filter rule ${where}: interface "${rule.interface}" is not an interface name or pattern`,
+      );
+    iface = interfacePattern(rule.interface);
+  }
+  let edit: PolicyEdit | undefined;
+  if (rule.operations !== undefined && rule.operations.length > 0) {
+    if (rule.action !== "Accept")
+      throw new Error(`Filter rule ${where}: operations need action Accept, not "${rule.action}"`);
+    const other = rule.operations.find((o) => o.setPriority === undefined);
+    if (direction === "import" && other !== undefined)
+      throw new Error(
+        `Filter rule ${where}: ${Object.keys(other)[0]} on import is not supported (the speaker changes a received route's LOCAL_PREF only: setPriority)`,
+      );
+    const addCommunities: number[] = [];
+    const addLargeCommunities: LargeCommunity[] = [];
+    const prependAsns: number[] = [];
+    let localPref: number | undefined;
+    for (const [i, o] of rule.operations.entries()) {
+      const at = `Filter rule ${where}: operations[${i}]`;
+      const n = Object.keys(o).length;
+      if (n !== 1) throw new Error(`${at}: exactly one operation must be set`);
+      if (o.addCommunity !== undefined) {
+        try {
+          addCommunityTo(o.addCommunity.value, addCommunities, addLargeCommunities);
+        } catch (e) {
+          throw new Error(`${at}: addCommunity: ${(e as Error).message}`);
+        }
+      } else if (o.prependASPath !== undefined) {
+        const pre = o.prependASPath.prefix.map((a, j) =>
+          asn(a, `${at}: prependASPath.prefix[${j}]`),
+        );
+        // Each operation prepends its list in front of what is there (first listed first).
+        prependAsns.unshift(...pre);
+      } else if (o.setPriority !== undefined) {
+        const p = priorityValue(o.setPriority.value, `${at}: setPriority.value`);
+        localPref = PRIORITY_LOCAL_PREF_BASE - p;
+      } else {
+        throw new Error(
+          `${at}: "${Object.keys(o)[0]}" is not addCommunity, prependASPath or setPriority`,
+        );
+      }
+    }
+    edit = {
+      addCommunities,
+      addLargeCommunities,
+      prependAsns,
+      ...(localPref !== undefined ? { localPref } : {}),
+    };
+  }
+  const conds: string[] = [];
+  if (rule.interface !== undefined) conds.push(`interface ${rule.interface}`);
+  if (rule.peerType !== undefined) conds.push(`peerType ${rule.peerType}`);
+  if (rule.communities !== undefined)
+    conds.push(`communities ${rule.communities.values.join(",")}`);
+  if (asPathPrefix.length > 0) conds.push(`asPathPrefix ${asPathPrefix.join(" ")}`);
+  if (priority !== undefined) conds.push(`priority ${priority}`);
+  if (edit !== undefined) conds.push(`operations ${JSON.stringify(rule.operations)}`);
   return {
     words,
     cidrLen,
@@ -111,9 +305,63 @@ function compileRule(rule: BgpFilterRule, family: 4 | 6, where: string): Compile
     min,
     max,
     remoteOnly: rule.source === "RemotePeers",
+    iface,
+    communities,
+    largeCommunities,
+    asPathPrefix,
+    priority,
+    readsPath:
+      iface !== undefined ||
+      communities.length + largeCommunities.length + asPathPrefix.length > 0 ||
+      priority !== undefined,
+    edit,
     result: rule.action === "Accept" ? MATCH_ACCEPT : MATCH_REJECT,
-    text: `${rule.cidr ?? "any"} ${op}${rule.prefixLength ? ` /${min}-${max}` : ""}${rule.source ? ` source ${rule.source}` : ""} ${rule.action}`,
+    text: `${rule.cidr ?? "any"} ${op}${rule.prefixLength ? ` /${min}-${max}` : ""}${rule.source ? ` source ${rule.source}` : ""}${conds.length > 0 ? ` ${conds.join(" ")}` : ""} ${rule.action}`,
   };
+}
+
+/** Does AS_PATH begin with these ASNs (BIRD: bgp_path ~ [= a b * =])? */
+export function asPathStartsWith(attrs: AttrView, prefix: readonly number[]): boolean {
+  let i = 0;
+  for (const seg of attrs.asPath) {
+    if (i === prefix.length) return true;
+    if (seg.type !== AS_SEQUENCE) return false;
+    for (const a of seg.asns) {
+      if (a !== prefix[i]) return false;
+      if (++i === prefix.length) return true;
+    }
+  }
+  return i === prefix.length;
+}
+
+/** The path conditions of a rule (all must hold). */
+function pathMatches(r: CompiledRule, attrs: AttrView, src: RouteSource, ctx: PathCtx): boolean {
+  for (const c of r.communities) if (!attrs.communities.includes(c)) return false;
+  if (r.largeCommunities.length > 0) {
+    const have = attrs.largeCommunities ?? [];
+    for (const l of r.largeCommunities) {
+      if (!have.some((x) => x[0] === l[0] && x[1] === l[1] && x[2] === l[2])) return false;
+    }
+  }
+  if (r.asPathPrefix.length > 0 && !asPathStartsWith(attrs, r.asPathPrefix)) return false;
+  if (r.priority !== undefined && routePriority(attrs, src, ctx.defaultPriority) !== r.priority)
+    return false;
+  if (r.iface !== undefined) {
+    // BIRD: defined(ifname) && ifname ~ pattern. Our originations (blocks, service ranges) are
+    // blackholes with no interface, as in Calico's BIRD: no match. A learned route's interface
+    // is its next hop's when the speaker knows it (an unnumbered peer's "fe80::1%eth0");
+    // unknown, the rule fails safe: a Reject rule matches, an Accept rule does not.
+    if (src === RouteSource.Local) return false;
+    const name = ctx.ifaceOf(attrs.nextHop);
+    if (name === undefined) return r.result === MATCH_REJECT;
+    if (!r.iface.test(name)) return false;
+  }
+  return true;
+}
+
+interface PathCtx {
+  defaultPriority: number;
+  ifaceOf: (nextHop: string) => string | undefined;
 }
 
 /** Is the prefix (w[off..], len) inside cidr (words, cidrLen)? */
@@ -165,12 +413,28 @@ function ruleMatches(
 export class RuleList {
   private readonly rules: CompiledRule[];
   private readonly one = new Uint32Array(1);
+  /** Some rule reads the path's attributes or edits it: evaluate with matchPath(). */
+  readonly readsPath: boolean;
   constructor(
     rules: readonly BgpFilterRule[],
     readonly family: 4 | 6,
     readonly label: string,
+    direction: "import" | "export",
+    /** The session is eBGP: decides the rules with a peerType. */
+    ebgp: boolean,
   ) {
-    this.rules = rules.map((r, i) => compileRule(r, family, `${label}[${i}]`));
+    // peerType is the session's (Calico: is_same_as), fixed for this list: a rule for the
+    // other type is dropped here, one for this type keeps its other conditions.
+    const want = ebgp ? "eBGP" : "iBGP";
+    this.rules = [];
+    for (const [i, r] of rules.entries()) {
+      const c = compileRule(r, family, `${label}[${i}]`, direction);
+      if (r.peerType === undefined || r.peerType === want) {
+        c.text = `[${i}] ${c.text}`;
+        this.rules.push(c);
+      }
+    }
+    this.readsPath = this.rules.some((r) => r.readsPath || r.edit !== undefined);
   }
 
   get length(): number {
@@ -183,18 +447,60 @@ export class RuleList {
     return this.match(this.one, 0, len, src);
   }
 
+  /** Prefix-only evaluation (no rule reads the path: readsPath false). */
   match(w: Uint32Array, off: number, len: number, src: RouteSource): number {
     const n = this.family === 4 ? 1 : 4;
     for (const r of this.rules) if (ruleMatches(r, w, off, len, n, src)) return r.result;
     return MATCH_NONE;
   }
 
-  /** Index and text of the first matching rule, or undefined. */
-  which(w: Uint32Array, off: number, len: number, src: RouteSource): string | undefined {
+  /** Index (into this list's kept rules) of the first rule matching the path, or -1. */
+  matchPath(
+    w: Uint32Array,
+    off: number,
+    len: number,
+    src: RouteSource,
+    attrs: AttrView,
+    ctx: PathCtx,
+  ): number {
     const n = this.family === 4 ? 1 : 4;
     for (let i = 0; i < this.rules.length; i++) {
       const r = this.rules[i] as CompiledRule;
-      if (ruleMatches(r, w, off, len, n, src)) return `${this.label}[${i}] ${r.text}`;
+      if (!ruleMatches(r, w, off, len, n, src)) continue;
+      if (r.readsPath && !pathMatches(r, attrs, src, ctx)) continue;
+      return i;
+    }
+    return -1;
+  }
+
+  resultOf(i: number): number {
+    return (this.rules[i] as CompiledRule).result;
+  }
+
+  editOf(i: number): PolicyEdit | undefined {
+    return (this.rules[i] as CompiledRule).edit;
+  }
+
+  textOf(i: number): string {
+    return `${this.label}${(this.rules[i] as CompiledRule).text}`;
+  }
+
+  /** Index and text of the first matching rule, or undefined (path rules: with attrs only). */
+  which(
+    w: Uint32Array,
+    off: number,
+    len: number,
+    src: RouteSource,
+    attrs?: AttrView,
+    ctx?: PathCtx,
+  ): string | undefined {
+    const n = this.family === 4 ? 1 : 4;
+    for (let i = 0; i < this.rules.length; i++) {
+      const r = this.rules[i] as CompiledRule;
+      if (!ruleMatches(r, w, off, len, n, src)) continue;
+      if (r.readsPath && (attrs === undefined || ctx === undefined)) continue;
+      if (r.readsPath && !pathMatches(r, attrs as AttrView, src, ctx as PathCtx)) continue;
+      return this.textOf(i);
     }
     return undefined;
   }
@@ -217,32 +523,52 @@ export const acceptAll: DefaultPolicy = {
 /**
  * Builds the per-peer policy of one direction: the peer's filters in order (Calico's
  * `filters[]`), first matching rule across them wins; when none matches, `fallback` decides.
+ * When a rule reads the path or has operations, the policy also offers `path` (the RIB then
+ * calls it with the path's attributes) and `edit` (the operations of the accepting rule).
  */
 export function filterPolicy(
   filters: readonly NamedFilter[],
   direction: "import" | "export",
   fallback: DefaultPolicy = acceptAll,
+  context: FilterContext = {},
 ): PrefixPolicy {
+  const ebgp = context.ebgp ?? false;
+  const ctx: PathCtx = {
+    defaultPriority: context.defaultPriority ?? DEFAULT_ROUTE_PRIORITY,
+    ifaceOf: context.ifaceOf ?? zoneInterface,
+  };
   const v4: RuleList[] = [];
   const v6: RuleList[] = [];
   for (const f of filters) {
     const r4 = direction === "import" ? f.spec.importV4 : f.spec.exportV4;
     const r6 = direction === "import" ? f.spec.importV6 : f.spec.exportV6;
-    if (r4 && r4.length > 0) v4.push(new RuleList(r4, 4, `filter "${f.name}" ${direction}V4`));
-    if (r6 && r6.length > 0) v6.push(new RuleList(r6, 6, `filter "${f.name}" ${direction}V6`));
+    const l4 = `filter "${f.name}" ${direction}V4`;
+    const l6 = `filter "${f.name}" ${direction}V6`;
+    if (r4 && r4.length > 0) v4.push(new RuleList(r4, 4, l4, direction, ebgp));
+    if (r6 && r6.length > 0) v6.push(new RuleList(r6, 6, l6, direction, ebgp));
   }
+  const readsPath = [...v4, ...v6].some((l) => l.readsPath);
+  const usesPeerType = filters.some((f) =>
+    [f.spec.importV4, f.spec.importV6, f.spec.exportV4, f.spec.exportV6].some((l) =>
+      (l ?? []).some((r) => r.peerType !== undefined),
+    ),
+  );
   // Identity for update groups: only the filters with rules in this direction decide (a peer's
-  // own filter named after it but empty here must not put every peer in a group of its own).
+  // own filter named after it but empty here must not put every peer in a group of its own);
+  // the session type when a rule names one, the default priority when rules read the path.
   const used: [string, unknown, unknown][] = [];
   for (const f of filters) {
     const r4 = direction === "import" ? f.spec.importV4 : f.spec.exportV4;
     const r6 = direction === "import" ? f.spec.importV6 : f.spec.exportV6;
     if ((r4 && r4.length > 0) || (r6 && r6.length > 0)) used.push([f.name, r4 ?? [], r6 ?? []]);
   }
-  const key = JSON.stringify([direction, used, fallback.key]);
+  const extra: unknown[] = [];
+  if (usesPeerType) extra.push(ebgp ? "eBGP" : "iBGP");
+  if (readsPath) extra.push(ctx.defaultPriority, context.ifaceOf ? "ifaceOf" : "zone");
+  const key = JSON.stringify([direction, used, fallback.key, ...extra]);
   const one = new Uint32Array(1);
   const decide = (m: number): number => (m === MATCH_ACCEPT ? 0 : RejectReason.FilterReject);
-  return {
+  const policy: PrefixPolicy = {
     key,
     v4(addr, len, src) {
       if (v4.length > 0) {
@@ -261,12 +587,47 @@ export function filterPolicy(
       }
       return fallback.v6(w, off, len, src);
     },
-    describe(family, w, off, len, src) {
+    describe(family, w, off, len, src, attrs) {
       for (const l of family === 4 ? v4 : v6) {
-        const d = l.which(w, off, len, src);
+        const d = l.which(w, off, len, src, attrs, ctx);
         if (d !== undefined) return d;
       }
       return fallback.describe?.(family, w, off, len, src) ?? `default ${fallback.key}`;
     },
   };
+  if (!readsPath) return policy;
+  // Edit ids: one per accepting rule with operations, 1-based (the RIB keys its cache by them).
+  const edits: PolicyEdit[] = [];
+  const editIds = new Map<RuleList, number[]>();
+  for (const l of [...v4, ...v6]) {
+    const ids: number[] = [];
+    for (let i = 0; i < l.length; i++) {
+      const e = l.editOf(i);
+      if (e === undefined) ids.push(0);
+      else {
+        edits.push(e);
+        ids.push(edits.length);
+      }
+    }
+    editIds.set(l, ids);
+  }
+  if (edits.length >= 4096)
+    throw new Error(`Filters ${direction}: more than 4095 rules with operations`);
+  policy.path = (family, w, off, len, src, attrs) => {
+    for (const l of family === 4 ? v4 : v6) {
+      const i = l.matchPath(w, off, len, src, attrs, ctx);
+      if (i < 0) continue;
+      if (l.resultOf(i) !== MATCH_ACCEPT) return RejectReason.FilterReject;
+      const id = (editIds.get(l) as number[])[i] as number;
+      return id === 0 ? 0 : -id;
+    }
+    if (family === 4) return fallback.v4(w[off] as number, len, src);
+    return fallback.v6(w, off, len, src);
+  };
+  policy.edit = (id) => {
+    const e = edits[id - 1];
+    if (e === undefined) throw new Error(`No filter edit ${id}`);
+    return e;
+  };
+  return policy;
 }

@@ -46,6 +46,8 @@ export interface AttrView {
   readonly clusterList: readonly number[];
   /** RFC 1997 communities, u32 each. */
   readonly communities: readonly number[];
+  /** RFC 8092 large communities (absent: the adapter does not carry them). */
+  readonly largeCommunities?: readonly LargeCommunity[];
 }
 
 /** An edit the RIB asks for on export; the adapter returns a new attribute set. */
@@ -66,6 +68,13 @@ export interface AttrEdit {
   stripReflection?: boolean;
   /** Add this community when absent (RFC 9494 §4.2: LLGR_STALE on a path kept long-lived). */
   addCommunity?: number;
+  /** Export policy (Calico BGPFilter operations), applied before the edits above: */
+  /** communities added when absent (RFC 1997), in order; */
+  addCommunities?: readonly number[];
+  /** large communities added when absent (RFC 8092), in order; */
+  addLargeCommunities?: readonly LargeCommunity[];
+  /** ASNs prepended to AS_PATH so that the first listed ends up first (before prependAs). */
+  prependAsns?: readonly number[];
 }
 
 /** What a locally originated route carries. */
@@ -259,4 +268,36 @@ export class AttrTable<A> {
     this.nextHopId = grow(this.nextHopId, n);
     this.flags = grow(this.flags, n);
   }
+}
+
+/**
+ * AS_PATH, communities and large communities after an edit: the policy part first
+ * (prependAsns, addCommunities, addLargeCommunities, as Calico's BGPFilter operations run in
+ * BIRD's export filter), then prependAs and addCommunity (the protocol's own edits).
+ */
+export function editedLists(
+  a: AttrView,
+  e: AttrEdit,
+): {
+  asPath: readonly AsPathSegmentView[];
+  communities: readonly number[];
+  largeCommunities: readonly LargeCommunity[];
+} {
+  let asPath: readonly AsPathSegmentView[] = a.asPath;
+  const pre = e.prependAsns ?? [];
+  for (let i = pre.length - 1; i >= 0; i--) asPath = prependAsPath(asPath, pre[i] as number);
+  if (e.prependAs !== undefined) asPath = prependAsPath(asPath, e.prependAs);
+  let communities = a.communities;
+  for (const c of [
+    ...(e.addCommunities ?? []),
+    ...(e.addCommunity !== undefined ? [e.addCommunity] : []),
+  ]) {
+    if (!communities.includes(c >>> 0)) communities = [...communities, c >>> 0];
+  }
+  let largeCommunities = a.largeCommunities ?? [];
+  for (const l of e.addLargeCommunities ?? []) {
+    if (!largeCommunities.some((x) => x[0] === l[0] && x[1] === l[1] && x[2] === l[2]))
+      largeCommunities = [...largeCommunities, l];
+  }
+  return { asPath, communities, largeCommunities };
 }

@@ -1,6 +1,9 @@
 // The policy contract the RIB calls per prefix: a compiled prefix policy returning 0 (accept)
-// or a typed reject reason code, and the names of those reasons. Owns: the codes and the
-// interface. Not: filter compilation or the defaults (../policy/, which implements it).
+// or a typed reject reason code, and the names of those reasons; a policy whose rules read
+// path attributes (Calico BGPFilter communities, asPathPrefix, interface, priority) or change
+// them on export (operations) also offers `path`. Owns: the codes and the interface. Not:
+// filter compilation or the defaults (../policy/, which implements it).
+import type { AttrView, LargeCommunity } from "./attrs.js";
 
 /** Where a route came from, as export policy sees it. */
 export const RouteSource = {
@@ -64,5 +67,36 @@ export interface PrefixPolicy {
   v4(addr: number, len: number, source: RouteSource): number;
   v6(w: Uint32Array, off: number, len: number, source: RouteSource): number;
   /** Human detail for `explain`: which rule decided, e.g. `filter "tor" importV4[2] Reject`. */
-  describe?(family: 4 | 6, w: Uint32Array, off: number, len: number, source: RouteSource): string;
+  describe?(
+    family: 4 | 6,
+    w: Uint32Array,
+    off: number,
+    len: number,
+    source: RouteSource,
+    attrs?: AttrView,
+  ): string;
+  /**
+   * Present when a rule reads the path's attributes: the RIB calls this instead of v4/v6.
+   * Returns a RejectReason code (> 0), 0 to accept unchanged, or -id to accept with the export
+   * edit `edit(id)` (export policies only).
+   */
+  path?(
+    family: 4 | 6,
+    w: Uint32Array,
+    off: number,
+    len: number,
+    source: RouteSource,
+    attrs: AttrView,
+  ): number;
+  edit?(id: number): PolicyEdit;
+}
+
+/** What an export policy's accepting rule changes (Calico BGPFilter operations). */
+export interface PolicyEdit {
+  addCommunities: readonly number[];
+  addLargeCommunities: readonly LargeCommunity[];
+  /** Prepended so that the first listed ends up first in AS_PATH. */
+  prependAsns: readonly number[];
+  /** LOCAL_PREF for iBGP peers (Calico's priority: 2^31-1 - priority); none when absent. */
+  localPref?: number;
 }

@@ -418,6 +418,13 @@ export class Rib<A> {
   private pathPid: Uint32Array<ArrayBuffer> | null = null;
   private pathNext = growable(Int32Array, this.pathCap);
   private pathFlag = growable(Uint8Array, this.pathCap);
+  /**
+   * LOCAL_PREF set by the peer's import policy (Calico BGPFilter setPriority: 2^31-1 -
+   * priority), -1 none; allocated when a policy first sets one.
+   */
+  private pathLp: Int32Array<ArrayBuffer> | null = null;
+  /** The LOCAL_PREF the last importVerdict() asked for (-1: none). */
+  private inLp = -1;
 
   private fibExcluded: ParsedPrefix[] = [];
   private dirtyQ = growable(Int32Array, 1024);
@@ -432,6 +439,9 @@ export class Rib<A> {
   private readonly nhSetIds = new Map<string, number>();
   private readonly singleNhSet: number[] = [];
   private outExc = 0;
+  /** The export policy's edit id for the path exportVerdict() just accepted (0: none). */
+  private outEdit = 0;
+  private readonly oneWord = new Uint32Array(1);
   private liveAttrsAfterSweep = 0;
 
   constructor(opts: RibOptions<A>) {
@@ -644,6 +654,10 @@ export class Rib<A> {
         const v = this.importVerdict(rec, this.pathAttr[p] as number, pfx);
         const flag = this.pathFlag[p] as number;
         const old = flag & VERDICT_MASK;
+        if (this.lpOf(p) !== this.inLp) {
+          this.setLp(p);
+          this.markDirty(pfx);
+        }
         if (v === old) continue;
         if (old === 0) rec.accepted--;
         if (v === 0) rec.accepted++;
@@ -1000,7 +1014,8 @@ export class Rib<A> {
         e.rejectReason = rejectReasonName(flag);
         const pol = rec.info.importPolicy;
         if (flag === RejectReason.FilterReject || flag === RejectReason.OwnPoolPrefix) {
-          const d = pol?.describe?.(p.family, p.words, 0, p.len, this.sourceOf(rec.idx));
+          const src = this.sourceOf(rec.idx);
+          const d = pol?.describe?.(p.family, p.words, 0, p.len, src, this.attrs.view(attrId));
           if (d !== undefined) e.rejectDetail = d;
         }
       }
@@ -1043,7 +1058,8 @@ export class Rib<A> {
     const v = this.exportVerdict(g, pfx, best);
     if (v !== 0) {
       const src = this.sourceOf(this.pathPeer[best] as number);
-      const d = g.policy?.describe?.(p.family, p.words, 0, p.len, src);
+      const view = this.attrs.view(this.pathAttr[best] as number);
+      const d = g.policy?.describe?.(p.family, p.words, 0, p.len, src, view);
       return no(
         v,
         v === RejectReason.FilterReject || v === RejectReason.NotOriginatedHere ? d : undefined,
@@ -1119,12 +1135,13 @@ export class Rib<A> {
 
   private announce(peer: number, attrId: number, pfx: number, pid: number): void {
     const rec = this.peers[peer] as PeerRec;
+    this.inLp = -1;
     const v = peer === LOCAL ? 0 : this.importVerdict(rec, attrId, pfx);
     for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
       if (this.pathPeer[p] !== peer || this.pidOf(p) !== pid) continue;
       const old = this.pathAttr[p] as number;
       const flag = this.pathFlag[p] as number;
-      if (old === attrId && (flag & VERDICT_MASK) === v) {
+      if (old === attrId && (flag & VERDICT_MASK) === v && this.lpOf(p) === this.inLp) {
         // Same path again (e.g. re-sent after a graceful restart): no longer stale.
         if (flag & FLAG_STALE) {
           this.pathFlag[p] = v;
@@ -1140,12 +1157,14 @@ export class Rib<A> {
       else rec.rejected[v] = (rec.rejected[v] as number) + 1;
       this.pathAttr[p] = attrId;
       this.pathFlag[p] = v;
+      this.setLp(p);
       this.markDirty(pfx);
       return;
     }
     const p = this.allocPath();
     this.pathPeer[p] = peer;
     this.pathAttr[p] = attrId;
+    this.setLp(p);
     if (pid !== 0 && this.pathPid === null) this.pathPid = growable(Uint32Array, this.pathCap);
     if (this.pathPid !== null) this.pathPid[p] = pid;
     this.pathFlag[p] = v;
@@ -1188,6 +1207,7 @@ export class Rib<A> {
 
   /** RFC 4271 §9.1.2 loop check, RFC 4456 §8 reflection loop checks, then import policy. */
   private importVerdict(rec: PeerRec, attrId: number, pfx: number): number {
+    this.inLp = -1;
     if (rec.verdictEpoch !== this.attrs.epoch) {
       rec.verdict.fill(0);
       rec.verdictEpoch = this.attrs.epoch;
@@ -1202,6 +1222,12 @@ export class Rib<A> {
     const pol = rec.info.importPolicy;
     if (pol === undefined) return 0;
     const src = rec.ibgp ? RouteSource.Internal : RouteSource.External;
+    if (pol.path !== undefined) {
+      const r = this.pathPolicy(pol, pfx, src, attrId);
+      if (r >= 0) return r;
+      this.inLp = pol.edit?.(-r).localPref ?? -1;
+      return 0;
+    }
     if (this.t.fam[pfx] === FAM_V4)
       return pol.v4(this.t.key[pfx] as number, this.t.len[pfx] as number, src);
     return pol.v6(this.t.v6Words, (this.t.key[pfx] as number) * 4, this.t.len[pfx] as number, src);
@@ -1222,7 +1248,24 @@ export class Rib<A> {
   // ---------------------------------------------------------------------------------------
   // Internals: decision process (RFC 4271 §9.1.2.2 by elimination, order independent)
 
+  /** The import policy's LOCAL_PREF for path p (-1: none). */
+  private lpOf(p: number): number {
+    return this.pathLp === null ? -1 : (this.pathLp[p] as number);
+  }
+
+  /** Records the LOCAL_PREF the last importVerdict() asked for on path p. */
+  private setLp(p: number): void {
+    if (this.pathLp === null) {
+      if (this.inLp < 0) return;
+      this.pathLp = growable(Int32Array, this.pathCap);
+      this.pathLp.fill(-1);
+    }
+    this.pathLp[p] = this.inLp;
+  }
+
   private effLocalPref(p: number): number {
+    const set = this.lpOf(p);
+    if (set >= 0) return set;
     const peer = this.pathPeer[p] as number;
     if (peer !== LOCAL && !(this.peers[peer] as PeerRec).ibgp) return this.defaultLocalPref;
     const lp = this.attrs.localPref[this.pathAttr[p] as number] as number;
@@ -1453,8 +1496,24 @@ export class Rib<A> {
     return (this.peers[peer] as PeerRec).ibgp ? RouteSource.Internal : RouteSource.External;
   }
 
-  /** 0 when the best path of pfx may go to group g, else the RejectReason. */
+  /** An attribute-reading policy's verdict on one path (see PrefixPolicy.path). */
+  private pathPolicy(pol: PrefixPolicy, pfx: number, src: RouteSource, attrId: number): number {
+    const view = this.attrs.view(attrId);
+    const call = pol.path as NonNullable<PrefixPolicy["path"]>;
+    if (this.t.fam[pfx] === FAM_V4) {
+      this.oneWord[0] = this.t.key[pfx] as number;
+      return call(4, this.oneWord, 0, this.t.len[pfx] as number, src, view);
+    }
+    const off = (this.t.key[pfx] as number) * 4;
+    return call(6, this.t.v6Words, off, this.t.len[pfx] as number, src, view);
+  }
+
+  /**
+   * 0 when the best path of pfx may go to group g, else the RejectReason; sets outEdit to the
+   * export policy's edit id (0: none) for the outAttr() that follows.
+   */
   private exportVerdict(g: Group, pfx: number, best: number): number {
+    this.outEdit = 0;
     const src = this.pathPeer[best] as number;
     const srcRec = this.peers[src] as PeerRec;
     const f = this.attrs.flags[this.pathAttr[best] as number] as number;
@@ -1473,6 +1532,12 @@ export class Rib<A> {
     const pol = g.policy;
     if (pol === undefined) return 0;
     const s = this.sourceOf(src);
+    if (pol.path !== undefined) {
+      const r = this.pathPolicy(pol, pfx, s, this.pathAttr[best] as number);
+      if (r >= 0) return r;
+      this.outEdit = -r;
+      return 0;
+    }
     if (this.t.fam[pfx] === FAM_V4)
       return pol.v4(this.t.key[pfx] as number, this.t.len[pfx] as number, s);
     return pol.v6(this.t.v6Words, (this.t.key[pfx] as number) * 4, this.t.len[pfx] as number, s);
@@ -1498,12 +1563,21 @@ export class Rib<A> {
     }
     const a = this.pathAttr[best] as number;
     const src = this.pathPeer[best] as number;
-    const key = (a * 65536 + src) * 2 + (fam === FAM_V6 ? 1 : 0);
+    const edit = this.outEdit;
+    const key = ((a * 65536 + src) * 2 + (fam === FAM_V6 ? 1 : 0)) * 4096 + edit;
     const hit = g.cache.get(key);
     if (hit !== undefined) return hit;
     const srcRec = this.peers[src] as PeerRec;
     const nhSelf = fam === FAM_V4 ? g.nhSelf4 : g.nhSelf6;
     const e: AttrEdit = {};
+    const pe = edit !== 0 ? g.policy?.edit?.(edit) : undefined;
+    if (pe !== undefined) {
+      // Calico BGPFilter operations, before the protocol's own edits (BIRD runs the export
+      // filter first, then prepends its AS towards eBGP).
+      if (pe.addCommunities.length > 0) e.addCommunities = pe.addCommunities;
+      if (pe.addLargeCommunities.length > 0) e.addLargeCommunities = pe.addLargeCommunities;
+      if (pe.prependAsns.length > 0) e.prependAsns = pe.prependAsns;
+    }
     if (g.ebgp) {
       // RFC 4271 §5.1.2 prepend, §5.1.3 next hop self, §5.1.5 no LOCAL_PREF, §5.1.4 a MED
       // received from a neighbouring AS is not passed on; RFC 4456 attributes stay inside.
@@ -1517,10 +1591,12 @@ export class Rib<A> {
       const v = this.attrs.view(a);
       e.originatorId = v.originatorId ?? srcRec.routerId;
       e.prependClusterId = this.clusterId;
+      if (pe?.localPref !== undefined) e.localPref = pe.localPref;
     } else {
-      // To iBGP: next hop self (DESIGN §7), LOCAL_PREF as used by our decision.
+      // To iBGP: next hop self (DESIGN §7), LOCAL_PREF as used by our decision (or as the
+      // export policy's setPriority says).
       if (nhSelf !== undefined) e.nextHop = nhSelf;
-      e.localPref = this.effLocalPref(best);
+      e.localPref = pe?.localPref ?? this.effLocalPref(best);
     }
     if (g.llgrPartial && (this.attrs.flags[a] as number) & FLAG_LLGR_STALE) {
       // RFC 9494 §4.6: a stale path to a peer that cannot tell it is one stays in the AS and
@@ -1838,6 +1914,7 @@ export class Rib<A> {
       this.pathPeer = growU16(this.pathPeer, n);
       this.pathAttr = growI32(this.pathAttr, n);
       if (this.pathPid !== null) this.pathPid = growU32(this.pathPid, n);
+      if (this.pathLp !== null) this.pathLp = growI32(this.pathLp, n, -1);
       this.pathNext = growI32(this.pathNext, n);
       this.pathFlag = growU8(this.pathFlag, n);
       this.pathCap = this.pathPeer.length;

@@ -8,8 +8,8 @@ import {
   type AttrEdit,
   type AttrInit,
   type AttrView,
+  editedLists,
   type LargeCommunity,
-  prependAsPath,
 } from "./attrs.js";
 
 export interface SimpleAttrs extends AttrView {
@@ -64,19 +64,17 @@ export const simpleAdapter: AttrAdapter<SimpleAttrs> = {
     if (e.originatorId !== undefined && originatorId === undefined) originatorId = e.originatorId;
     let clusterList = e.stripReflection ? [] : a.clusterList;
     if (e.prependClusterId !== undefined) clusterList = [e.prependClusterId, ...clusterList];
+    const lists = editedLists(a, e);
     return simpleAttrs({
       origin: a.origin,
-      asPath: e.prependAs !== undefined ? prependAsPath(a.asPath, e.prependAs) : a.asPath,
+      asPath: lists.asPath,
       nextHop: e.nextHop ?? a.nextHop,
       ...(med !== undefined ? { med } : {}),
       ...(localPref !== undefined ? { localPref } : {}),
       ...(originatorId !== undefined ? { originatorId } : {}),
       clusterList,
-      communities:
-        e.addCommunity !== undefined && !a.communities.includes(e.addCommunity)
-          ? [...a.communities, e.addCommunity]
-          : a.communities,
-      largeCommunities: a.largeCommunities,
+      communities: lists.communities,
+      largeCommunities: lists.largeCommunities,
     });
   },
   make(init: AttrInit) {

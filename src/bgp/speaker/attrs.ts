@@ -8,8 +8,8 @@ import {
   type AttrEdit,
   type AttrInit,
   type AttrView,
+  editedLists,
   type LargeCommunity,
-  prependAsPath,
 } from "../rib/attrs.js";
 import { ipv4ToText, ipv6BytesToText, parseIpv4, parseIpv6 } from "../wire/nlri.js";
 import { emptyAttributes, type PathAttributes, type UpdateMessage } from "../wire/types.js";
@@ -86,11 +86,9 @@ export const wireAdapter: AttrAdapter<WireAttrs> = {
   view: (a) => a,
   edit(a: WireAttrs, e: AttrEdit): WireAttrs {
     const w: PathAttributes = { ...a.wire };
-    if (e.prependAs !== undefined) {
-      w.asPath = prependAsPath(a.asPath, e.prependAs).map((s) => ({
-        type: s.type,
-        asns: [...s.asns],
-      }));
+    const lists = editedLists(a, e);
+    if (lists.asPath !== a.asPath) {
+      w.asPath = lists.asPath.map((s) => ({ type: s.type, asns: [...s.asns] }));
     }
     if (e.localPref === null) w.localPref = null;
     else if (e.localPref !== undefined) w.localPref = e.localPref;
@@ -105,9 +103,9 @@ export const wireAdapter: AttrAdapter<WireAttrs> = {
       const old = w.clusterList ? [...w.clusterList] : [];
       w.clusterList = Uint32Array.from([e.prependClusterId >>> 0, ...old]);
     }
-    if (e.addCommunity !== undefined && !a.communities.includes(e.addCommunity >>> 0)) {
-      const old = w.communities ? [...w.communities] : [];
-      w.communities = Uint32Array.from([...old, e.addCommunity >>> 0]);
+    if (lists.communities !== a.communities) w.communities = Uint32Array.from(lists.communities);
+    if (lists.largeCommunities !== a.largeCommunities) {
+      w.largeCommunities = Uint32Array.from(lists.largeCommunities.flat());
     }
     const nh = e.nextHop ?? a.nextHop;
     w.nextHop = nh.includes(":") ? null : parseIpv4(nh);

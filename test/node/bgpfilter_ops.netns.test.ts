@@ -1,0 +1,289 @@
+// BGPFilter rules that read and change the path, by the real `ocelot node run` against BIRD 2 in
+// its own namespace (eBGP, the embedded store), seen from both sides:
+// - import, `communities`: BIRD tags one of its two prefixes with (65010,666); the node's
+//   BGPFilter rejects routes carrying it (Calico's `(65010, 666) ~ bgp_community`): the other
+//   prefix reaches the node's kernel under protocol 201, the tagged one never does;
+// - export, `operations`: the node's serviceClusterIPs range (an origination it sends to eBGP)
+//   goes out with addCommunity (a standard and a large community) and prependASPath, as BIRD's
+//   `bgp_community.add` / `bgp_large_community.add` / `bgp_path.prepend`; read on BIRD's side
+//   with `birdc show route ... all`: BGP.as_path 64512 64600 64601 (the node's AS prepended after
+//   the filter, as BIRD does), BGP.community (64512,77), BGP.large_community (64512, 1, 2); the
+//   serviceExternalIPs range, matched by no rule, arrives unchanged (AS path 64512, no
+//   communities);
+// - peerType and setPriority: a second BIRD (its own link), iBGP, with the same filter: only there the
+//   serviceExternalIPs range arrives with LOCAL_PREF 2147483391 (2^31-1 - 256, Calico's encoding
+//   of setPriority 256); over eBGP it arrives unchanged;
+// - a changed filter (accept AS paths beginning 65010 65099, reject the rest: Calico's
+//   `bgp_path ~ [= 65010 65099 * =]`) is applied live: the prefixes swap in the node's kernel.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ResourceClient } from "../../src/api/client.js";
+import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
+import {
+  daemonTestsUnavailable,
+  type MeshNode,
+  peerStatus,
+  routes,
+  startMeshNodes,
+  stopMeshNodes,
+} from "./harness.js";
+
+const skip = skipWithReason(
+  "ocelot node run BGPFilter path rules with BIRD",
+  daemonTestsUnavailable() ?? peersUnavailableReason(["bird"]),
+);
+
+const NODE_IP = "10.93.0.1";
+const BIRD_IP = "10.93.0.2";
+/** A second BIRD on its own link: an iBGP session (AS 64512, the node's), the same filter. */
+const NODE_IBGP_IP = "10.92.0.1";
+const BIRD_IBGP_IP = "10.92.0.2";
+const BIRD_AS = 65010;
+const PLAIN = "10.98.1.0/24";
+const TAGGED = "10.98.2.0/24";
+const CLUSTER_IPS = "10.96.0.0/16";
+const EXTERNAL_IPS = "198.51.100.0/24";
+const V3 = "projectcalico.org/v3";
+
+// BIRD sends TAGGED with community (65010,666) and AS path 65010 65099, PLAIN with 65010 only.
+const birdConf = `
+log "@DIR@/bird.log" all;
+router id ${BIRD_IP};
+protocol device { }
+protocol static s4 { ipv4; route ${PLAIN} blackhole; route ${TAGGED} blackhole; }
+protocol bgp node {
+  local ${BIRD_IP} as ${BIRD_AS};
+  neighbor ${NODE_IP} as 64512;
+  passive on;
+  hold time 9;
+  error wait time 1, 2;
+  ipv4 {
+    import all;
+    export filter {
+      if source != RTS_STATIC then reject;
+      if net = ${TAGGED} then { bgp_community.add((65010, 666)); bgp_path.prepend(65099); }
+      accept;
+    };
+  };
+}
+`;
+
+const ibgpConf = `
+log "@DIR@/bird.log" all;
+router id ${BIRD_IBGP_IP};
+protocol device { }
+protocol bgp inode {
+  local ${BIRD_IBGP_IP} as 64512;
+  neighbor ${NODE_IBGP_IP} as 64512;
+  direct;
+  passive on;
+  hold time 9;
+  error wait time 1, 2;
+  ipv4 { gateway direct; import all; export none; };
+}
+`;
+
+interface Peer {
+  address: string;
+  state: string;
+}
+
+describe.skipIf(skip)(
+  "ocelot node run: BGPFilter communities, asPathPrefix and operations (BIRD)",
+  () => {
+    let dir: string;
+    let store: SqliteDatastore;
+    let client: ResourceClient;
+    let lab: PeerLab;
+    let bird: BirdPeer;
+    let birdNs: Netns;
+    let ibgp: BirdPeer;
+    let ibgpNs: Netns;
+    const nodes: MeshNode[] = [];
+    const socket = () => join(dir, "bf-node.sock");
+    const learned = () => routes(nodes[0]?.ns as Netns, "201").map((r) => r.dst);
+    const why = () => `${nodes[0]?.daemon?.log}\n${bird.log()}`;
+    const filter = (importV4: unknown[]) =>
+      client.write("apply", {
+        apiVersion: V3,
+        kind: "BGPFilter",
+        metadata: { name: "tor" },
+        spec: {
+          importV4,
+          exportV4: [
+            {
+              action: "Accept",
+              cidr: CLUSTER_IPS,
+              matchOperator: "Equal",
+              operations: [
+                { addCommunity: { value: "64512:77" } },
+                { addCommunity: { value: "64512:1:2" } },
+                { prependASPath: { prefix: [64600, 64601] } },
+              ],
+            },
+            {
+              action: "Accept",
+              peerType: "iBGP",
+              cidr: EXTERNAL_IPS,
+              matchOperator: "Equal",
+              operations: [{ setPriority: { value: 256 } }],
+            },
+          ],
+        },
+      });
+
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), "ocelot-bgpfilter-"));
+      store = new SqliteDatastore(join(dir, "store.db"));
+      client = new ResourceClient(store);
+      await client.write("apply", {
+        apiVersion: V3,
+        kind: "BGPConfiguration",
+        metadata: { name: "default" },
+        spec: {
+          nodeToNodeMeshEnabled: false,
+          asNumber: 64512,
+          serviceClusterIPs: [{ cidr: CLUSTER_IPS }],
+          serviceExternalIPs: [{ cidr: EXTERNAL_IPS }],
+        },
+      });
+      await filter([{ action: "Reject", communities: { values: ["65010:666"] } }]);
+      await client.write("apply", {
+        apiVersion: V3,
+        kind: "BGPPeer",
+        metadata: { name: "tor" },
+        spec: { peerIP: BIRD_IP, asNumber: BIRD_AS, filters: ["tor"], keepaliveTime: "3s" },
+      });
+      await client.write("apply", {
+        apiVersion: V3,
+        kind: "BGPPeer",
+        metadata: { name: "ibgp" },
+        spec: {
+          peerIP: BIRD_IBGP_IP,
+          asNumber: 64512,
+          filters: ["tor"],
+          keepaliveTime: "3s",
+          // Sourced from the node's address on that link (its IP is on the other one).
+          sourceAddress: "None",
+        },
+      });
+      lab = new PeerLab();
+      const ns = Netns.create("bfn");
+      birdNs = Netns.create("bfb");
+      nodes.push({ name: "bf-node", ns, ip: NODE_IP });
+      link(ns, "eth0", `${NODE_IP}/24`, birdNs, "eth0", `${BIRD_IP}/24`);
+      ibgpNs = Netns.create("bfi");
+      link(ns, "eth1", `${NODE_IBGP_IP}/24`, ibgpNs, "eth0", `${BIRD_IBGP_IP}/24`);
+      bird = lab.startBird(birdNs, "bird", birdConf);
+      ibgp = lab.startBird(ibgpNs, "ibgp", ibgpConf);
+      await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir);
+    });
+
+    afterAll(async () => {
+      await stopMeshNodes(nodes);
+      lab?.cleanup();
+      birdNs?.destroy();
+      ibgpNs?.destroy();
+      await store?.close();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("import: the route carrying (65010,666) is rejected by the communities rule; the other arrives", async () => {
+      await waitFor(
+        `${PLAIN} via BIRD (protocol 201)`,
+        () =>
+          peerStatus<Peer>(socket()).some(
+            (p) => p.address === BIRD_IP && p.state === "Established",
+          ) && learned().includes(PLAIN),
+        60_000,
+        200,
+      ).catch((e) => {
+        throw new Error(`${(e as Error).message}: ${learned()}\n${why()}`);
+      });
+      // BIRD sent both in one go; a short look more for the tagged one.
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(learned()).toEqual([PLAIN]);
+      // BIRD did send it, with the community (the rejection is the node's).
+      expect(bird.cmd("show", "route", "export", "node", "for", TAGGED, "all")).toContain(
+        "(65010,666)",
+      );
+    });
+
+    it("export: addCommunity (standard and large) and prependASPath seen in BIRD's `show route all`", async () => {
+      const shown = await waitFor(
+        `${CLUSTER_IPS} from the node in BIRD`,
+        () => {
+          const r = bird.route(CLUSTER_IPS);
+          return r.includes("BGP.as_path") ? r : undefined;
+        },
+        60_000,
+        200,
+      ).catch((e) => {
+        throw new Error(`${(e as Error).message}\n${bird.route(CLUSTER_IPS)}\n${why()}`);
+      });
+      console.log(`BIRD: show route for ${CLUSTER_IPS} all\n${shown}`);
+      expect(shown).toMatch(/BGP\.as_path: 64512 64600 64601\s*\n/);
+      expect(shown).toMatch(/BGP\.community: \(64512,77\)\s*\n/);
+      expect(shown).toMatch(/BGP\.large_community: \(64512, 1, 2\)\s*\n/);
+      // The other origination matched no rule: unchanged.
+      const other = await waitFor(
+        `${EXTERNAL_IPS} from the node in BIRD`,
+        () => {
+          const r = bird.route(EXTERNAL_IPS);
+          return r.includes("BGP.as_path") ? r : undefined;
+        },
+        60_000,
+        200,
+      );
+      expect(other).toMatch(/BGP\.as_path: 64512\s*\n/);
+      expect(other).not.toContain("BGP.community");
+      expect(other).not.toContain("BGP.large_community");
+    });
+
+    it("a changed filter (accept AS paths beginning 65010 65099, reject the rest) applies live: the prefixes swap", async () => {
+      await filter([{ action: "Accept", asPathPrefix: [BIRD_AS, 65099] }, { action: "Reject" }]);
+      await waitFor(
+        `${TAGGED} in (AS path 65010 65099) and ${PLAIN} out (AS path 65010)`,
+        () => {
+          const l = learned();
+          return l.includes(TAGGED) && !l.includes(PLAIN);
+        },
+        60_000,
+        200,
+      ).catch((e) => {
+        throw new Error(`${(e as Error).message}: ${learned()}\n${why()}`);
+      });
+      expect(learned()).toEqual([TAGGED]);
+    });
+
+    it("peerType and setPriority: to the iBGP session only, the serviceExternalIPs range goes with LOCAL_PREF 2^31-1 - 256 (BIRD's `bgp_local_pref = 2147483647 - krt_metric`)", async () => {
+      const shown = await waitFor(
+        `${EXTERNAL_IPS} from the node in BIRD's iBGP session`,
+        () => {
+          const r = ibgp.cmd("show", "route", "protocol", "inode", "for", EXTERNAL_IPS, "all");
+          return r.includes("BGP.local_pref") ? r : undefined;
+        },
+        60_000,
+        200,
+      ).catch((e) => {
+        throw new Error(
+          `${(e as Error).message}\n${ibgp.cmd("show", "protocols", "all", "inode")}\n${ibgp.log()}\n${why()}`,
+        );
+      });
+      console.log(`BIRD: show route protocol inode for ${EXTERNAL_IPS} all\n${shown}`);
+      expect(shown).toMatch(/BGP\.local_pref: 2147483391\s*\n/);
+      // The cluster range over iBGP: the export operations without the node's AS in front.
+      const cluster = ibgp.cmd("show", "route", "protocol", "inode", "for", CLUSTER_IPS, "all");
+      expect(cluster).toMatch(/BGP\.as_path: 64600 64601\s*\n/);
+      expect(cluster).toMatch(/BGP\.local_pref: 100\s*\n/);
+      // Over eBGP the iBGP rule is not there: the range arrives unchanged.
+      expect(bird.cmd("show", "route", "protocol", "node", "for", EXTERNAL_IPS, "all")).toMatch(
+        /BGP\.as_path: 64512\s*\n/,
+      );
+    });
+  },
+);
