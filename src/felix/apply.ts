@@ -1,7 +1,10 @@
 // The agent's thin edge: converges one network namespace (or our own) to a rendered
 // DataplaneState with sysctls, `ip link`, `ipset restore`, `iptables-restore --noflush` per
-// table, and routes through a Fib. Reads the kernel back first and writes only what differs, so
-// a second apply changes nothing. Not: deciding what the state is (dataplane.ts and friends).
+// table, and routes through a Fib. applyDataplane reads the kernel back first and writes only
+// what differs, so a second apply changes nothing; IncrementalApplier (the node daemon's) does
+// that only at start, on its refresh interval and after errors, and otherwise writes only what
+// changed since its last pass, from memory (written.ts). Not: deciding what the state is
+// (dataplane.ts and friends).
 import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { type Fib, type Route, RTPROT_OCELOT_AGENT, routeKey } from "../fib/types.js";
@@ -20,7 +23,14 @@ import {
 } from "./iptables.js";
 import type { OverlayState } from "./overlay.js";
 import { applyOverlay, removeStale } from "./overlay_apply.js";
-import type { Sysctl } from "./workload.js";
+import type { Sysctl, HostIface as WorkloadIface } from "./workload.js";
+import {
+  afterPlan,
+  type IncrementalPlan,
+  planIncremental,
+  type Written,
+  writtenOf,
+} from "./written.js";
 
 const COMMAND_TIMEOUT_MS = 15_000;
 /** Seconds iptables-restore waits for the xtables lock. */
@@ -389,4 +399,286 @@ export async function applyDataplane(
     overlay: { state: overlayState, present: overlay.present },
     timings: { iptablesSeconds, routesSeconds },
   };
+}
+
+// ---- the incremental path ------------------------------------------------------------------------
+
+export interface IncrementalOptions {
+  /**
+   * How often the kernel is read back in full (iptables-save, ipset save, every sysctl and link,
+   * the overlay) to repair what others changed (FelixConfiguration iptablesRefreshInterval;
+   * Calico's default 90 s); 0: only at start and after errors.
+   */
+  refreshMs?: number;
+  /** How often the FIB dumps the kernel's routes (routeRefreshInterval; default 90 s). */
+  routeRefreshMs?: number;
+  /** The clock (ms); tests pass their own. */
+  now?: () => number;
+}
+
+export interface IncrementalReport extends ApplyReport {
+  /** "full": read back and converged; "incremental": only the differences to memory written. */
+  mode: "full" | "incremental";
+  /** Why this pass was a full one (start, refresh, error, or what the plan could not do). */
+  why?: string;
+}
+
+/** The links a FIB watches by name (KernelFib); absent when it does not watch them. */
+interface LinkWatchingFib {
+  linkIndexes?: () => Map<string, number>;
+}
+
+/** Above this many interfaces to check, one `ip -j link show` of all is cheaper than one each. */
+const LINK_SHOW_EACH_MAX = 4;
+
+/**
+ * The agent's applier, Felix's way: keeps in memory what it last wrote (written.ts) and per
+ * pass writes only the differences, with one `iptables-restore --noflush` per changed table and
+ * one `ipset restore`; new or recreated interfaces are the only ones checked and set. The
+ * kernel is read back in full (applyDataplane) at the first pass, on the refresh interval,
+ * after any error, when asked (refresh()), and when the plan needs it; a write that fails
+ * falls back to such a full pass at once, so nothing stays half-applied.
+ */
+export class IncrementalApplier {
+  private written: Written | undefined;
+  private lastFull = Number.NEGATIVE_INFINITY;
+  private lastRouteRefresh = Number.NEGATIVE_INFINITY;
+  private wantFull: string | undefined = "start";
+  /** The overlay last applied (as text), and our overlay devices present then. */
+  private overlayText: string | undefined;
+  private overlayPresent = new Set<string>();
+  private overlayFailed: { device: string; reason: string }[] = [];
+  /** Routes last set by the incremental path (key -> text): the ones that changed are set. */
+  private routes = new Map<string, string>();
+
+  constructor(private readonly o: IncrementalOptions = {}) {}
+
+  /** Sets the refresh intervals (FelixConfiguration may change them). */
+  configure(o: Pick<IncrementalOptions, "refreshMs" | "routeRefreshMs">): void {
+    if (o.refreshMs !== undefined) this.o.refreshMs = o.refreshMs;
+    if (o.routeRefreshMs !== undefined) this.o.routeRefreshMs = o.routeRefreshMs;
+  }
+
+  /** The next pass reads the kernel back in full. */
+  refresh(why = "asked"): void {
+    this.wantFull ??= why;
+  }
+
+  private now(): number {
+    return this.o.now ? this.o.now() : performance.now();
+  }
+
+  async apply(state: DataplaneState, opts: ApplyOptions): Promise<IncrementalReport> {
+    const now = this.now();
+    const refreshMs = this.o.refreshMs ?? DEFAULT_REFRESH_MS;
+    let why = this.wantFull;
+    if (why === undefined && refreshMs > 0 && now - this.lastFull >= refreshMs) why = "refresh";
+    const plan =
+      why === undefined && this.written
+        ? planIncremental(this.written, state, linkIndexes(opts.fib))
+        : undefined;
+    if (plan === undefined || plan.full !== undefined)
+      return this.full(state, opts, why ?? plan?.full ?? "start");
+    try {
+      return await this.incremental(state, opts, plan);
+    } catch (err) {
+      // Whatever was written of the plan, the full pass reads it back and converges.
+      const report = await this.full(state, opts, `write failed: ${(err as Error).message}`);
+      report.changes.unshift(`incremental write failed (${(err as Error).message}): full pass`);
+      return report;
+    }
+  }
+
+  private async full(
+    state: DataplaneState,
+    opts: ApplyOptions,
+    why: string,
+  ): Promise<IncrementalReport> {
+    this.written = undefined;
+    this.wantFull = why;
+    const report = await applyDataplane(state, opts);
+    const missing = new Set(report.missingIfaces);
+    const known = linkIndexes(opts.fib);
+    const present = new Map<string, number | undefined>();
+    for (const i of state.workloads.ifaces)
+      if (!missing.has(i.name)) present.set(i.name, known?.get(i.name));
+    this.written = writtenOf(state, present);
+    this.overlayText = JSON.stringify(report.overlay.state);
+    this.overlayPresent = new Set(report.overlay.present);
+    for (const i of state.workloads.ifaces) this.overlayPresent.delete(i.name);
+    this.overlayFailed = report.overlayFailures;
+    // The routes the full pass set: the next incremental pass sets only what changes from them.
+    const through = new Set([...present.keys(), ...report.overlay.present]);
+    this.routes = new Map(
+      [...state.workloads.routes, ...report.overlay.state.routes]
+        .filter((r) => r.nexthops.every((nh) => nh.dev === undefined || through.has(nh.dev)))
+        .map((r) => [agentRouteKey(r), JSON.stringify(r)]),
+    );
+    this.lastFull = this.lastRouteRefresh = this.now();
+    this.wantFull = undefined;
+    return { ...report, mode: "full", why };
+  }
+
+  private async incremental(
+    state: DataplaneState,
+    opts: ApplyOptions,
+    plan: IncrementalPlan,
+  ): Promise<IncrementalReport> {
+    const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
+    const written = this.written as Written;
+    const changes: string[] = [];
+    await writeSysctls(ctx, plan.sysctls);
+    for (const s of plan.sysctls) changes.push(`sysctl ${s.key}=${s.value}`);
+    // New (or recreated, or changed) interfaces: found, set, their sysctls written.
+    const configured = await configureIfaces(ctx, plan.checkIfaces, changes);
+    const known = linkIndexes(opts.fib);
+    const indexed = new Map<string, number | undefined>();
+    for (const n of configured) indexed.set(n, known?.get(n));
+    if (plan.ipsets !== null) {
+      await runOk(ctx, "ipset", ["restore", "-exist"], plan.ipsets);
+      changes.push(...plan.ipsetChanges);
+    }
+    const t0 = performance.now();
+    const flavour = opts.iptables ?? "nft";
+    for (const t of plan.iptables) {
+      const bin = `${t.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
+      await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], t.payload);
+      changes.push(...t.changes.map((c) => `${bin} ${t.table}: ${c}`));
+    }
+    const iptablesSeconds = (performance.now() - t0) / 1000;
+    for (const name of plan.staleIpsets) {
+      const r = await ctx.run(ctx.netns, "ipset", ["destroy", name]);
+      // In use by someone else's rule: the next full pass tries again.
+      if (r.code !== 0) this.wantFull ??= `ipset ${name} in use`;
+      changes.push(r.code === 0 ? `ipset ${name} stale, destroyed` : `ipset ${name} stale, in use`);
+    }
+    // The overlay: read back and converged only when what is wanted of it changed.
+    const overlayNow = opts.overlayNow ?? (() => state.overlay);
+    let overlay: Awaited<ReturnType<typeof applyOverlay>> | undefined;
+    if (JSON.stringify(overlayNow()) !== this.overlayText) {
+      overlay = await applyOverlay(ctx, overlayNow);
+      changes.push(...overlay.plan.changes);
+      this.overlayPresent = new Set(overlay.present);
+      for (const i of state.workloads.ifaces) this.overlayPresent.delete(i.name);
+      this.overlayFailed = overlay.failed;
+    }
+    await opts.beforeRoutes?.();
+    const overlayState = overlayNow();
+    const next = afterPlan(written, state, plan, indexed);
+    const present = new Set<string>([...next.ifaces.keys(), ...this.overlayPresent]);
+    const routes = [...state.workloads.routes, ...overlayState.routes].filter((r) =>
+      r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
+    );
+    const t1 = performance.now();
+    const refreshRoutes =
+      (this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS) > 0 &&
+      this.now() - this.lastRouteRefresh >= (this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS);
+    this.routes = await setChangedRoutes(opts.fib, routes, this.routes, changes, refreshRoutes);
+    if (refreshRoutes) this.lastRouteRefresh = this.now();
+    const routesSeconds = (performance.now() - t1) / 1000;
+    if (overlay) await removeStale(ctx, overlay);
+    if (overlay) this.overlayText = JSON.stringify(overlayState);
+    this.written = next;
+    const missingIfaces = state.workloads.ifaces
+      .map((i) => i.name)
+      .filter((n) => !next.ifaces.has(n));
+    return {
+      changes,
+      missingIfaces,
+      iptables: plan.iptables.map((t) => ({
+        table: t.table,
+        family: t.family,
+        payload: t.payload,
+        changes: t.changes,
+      })),
+      ipsets: plan.ipsets,
+      overlayFailures: this.overlayFailed,
+      overlay: { state: overlayState, present: new Set(this.overlayPresent) },
+      timings: { iptablesSeconds, routesSeconds },
+      mode: "incremental",
+    };
+  }
+}
+
+/** A route's identity (IPv6 routes without a metric get 1024 from the kernel). */
+const agentRouteKey = (r: Pick<Route, "family" | "dst" | "table" | "metric">) =>
+  routeKey({ ...r, metric: r.family === 6 && !r.metric ? IP6_RT_PRIO_USER : r.metric });
+
+/** Calico's iptablesRefreshInterval and routeRefreshInterval default: 90 s. */
+export const DEFAULT_REFRESH_MS = 90_000;
+
+function linkIndexes(fib: Fib): Map<string, number> | undefined {
+  return (fib as Fib & LinkWatchingFib).linkIndexes?.();
+}
+
+/**
+ * Finds the interfaces (one `ip -j link show dev` each, or one of all when many), sets their MAC
+ * and up where needed and writes their sysctls; returns the names of those that exist.
+ */
+async function configureIfaces(ctx: Ctx, ifaces: WorkloadIface[], changes: string[]) {
+  const found = new Map<string, IpLink>();
+  if (ifaces.length > LINK_SHOW_EACH_MAX) {
+    const links = JSON.parse(
+      (await runOk(ctx, "ip", ["-j", "link", "show"])).trim() || "[]",
+    ) as IpLink[];
+    for (const l of links) found.set(l.ifname.split("@")[0] as string, l);
+  } else
+    for (const i of ifaces) {
+      const r = await ctx.run(ctx.netns, "ip", ["-j", "link", "show", "dev", i.name]);
+      // A missing device exits non-zero ("does not exist"): it waits for the next pass.
+      if (r.code !== 0) continue;
+      const l = (JSON.parse(r.stdout.trim() || "[]") as IpLink[])[0];
+      if (l) found.set(i.name, l);
+    }
+  const configured: string[] = [];
+  const sysctls: Sysctl[] = [];
+  for (const want of ifaces) {
+    const l = found.get(want.name);
+    if (!l) continue;
+    if (l.address?.toLowerCase() !== want.mac) {
+      await runOk(ctx, "ip", ["link", "set", "dev", want.name, "address", want.mac]);
+      changes.push(`link ${want.name} address ${want.mac} (was ${l.address ?? "none"})`);
+    }
+    if (!l.flags?.includes("UP")) {
+      await runOk(ctx, "ip", ["link", "set", "dev", want.name, "up"]);
+      changes.push(`link ${want.name} up`);
+    }
+    sysctls.push(...want.sysctls);
+    configured.push(want.name);
+    changes.push(`link ${want.name} configured`);
+  }
+  await writeSysctls(ctx, sysctls);
+  return configured;
+}
+
+/** Sets the routes that are new or changed since the last pass, removes the stale ones. */
+async function setChangedRoutes(
+  fib: Fib,
+  routes: Route[],
+  last: Map<string, string>,
+  changes: string[],
+  resync: boolean,
+): Promise<Map<string, string>> {
+  const key = agentRouteKey;
+  const before = new Map(
+    fib
+      .desired()
+      .filter((r) => r.protocol === RTPROT_OCELOT_AGENT)
+      .map((r) => [key(r), r]),
+  );
+  const next = new Map<string, string>();
+  const set: Route[] = [];
+  for (const r of routes) {
+    const k = key(r);
+    const text = JSON.stringify(r);
+    next.set(k, text);
+    if (!before.has(k) || last.get(k) !== text) set.push(r);
+    if (!before.has(k)) changes.push(`route ${r.dst} ${r.type ?? "unicast"} added`);
+  }
+  const stale = [...before].filter(([k]) => !next.has(k)).map(([, r]) => r);
+  if (set.length) await fib.set(set);
+  if (stale.length) await fib.remove(stale);
+  for (const r of stale) changes.push(`route ${r.dst} removed`);
+  if (resync) await (fib as Fib & KernelLikeFib).resync?.();
+  return next;
 }

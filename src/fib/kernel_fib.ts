@@ -603,6 +603,13 @@ export class KernelFib implements BatchFib {
     };
   }
 
+  /** The links this FIB watches, by name -> ifindex (a recreated link has a new index). */
+  linkIndexes(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [ifindex, l] of this.links) out.set(l.name, ifindex);
+    return out;
+  }
+
   private resolveDev(dev: string | undefined): number {
     if (!dev) return 0;
     for (const [ifindex, l] of this.links) if (l.name === dev) return ifindex;

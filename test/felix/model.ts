@@ -55,6 +55,10 @@ export class FakeKernel {
   readonly ipsets = new Map<string, { type: string; family: string; members: string[] }>();
   readonly tables = { 4: new Map<string, SavedTable>(), 6: new Map<string, SavedTable>() };
   readonly writes: string[] = [];
+  /** Every command run, reads included. */
+  readonly commands: string[] = [];
+  /** The next command matching each fails (exit 1); each is used once. */
+  readonly failNext: RegExp[] = [];
 
   addLink(name: string): void {
     this.links.set(name, { address: "02:00:00:00:00:01", up: false });
@@ -66,6 +70,12 @@ export class FakeKernel {
   run = async (_netns: string | undefined, cmd: string, args: string[], input?: string) => {
     const ok = (stdout = "") => ({ code: 0, stdout, stderr: "" });
     const line = `${cmd} ${args.join(" ")}`;
+    this.commands.push(line);
+    const fail = this.failNext.findIndex((re) => re.test(line));
+    if (fail >= 0) {
+      this.failNext.splice(fail, 1);
+      return { code: 1, stdout: "", stderr: "injected failure" };
+    }
     if (cmd === "sysctl" && args[0] === "-e") {
       const keys = args.slice(1).filter((k) => this.sysctls.has(k));
       return ok(keys.map((k) => `${k} = ${this.sysctls.get(k)}\n`).join(""));
@@ -86,6 +96,12 @@ export class FakeKernel {
         flags: l.up ? ["BROADCAST", "UP"] : ["BROADCAST"],
       }));
       return ok(JSON.stringify(list));
+    }
+    if (cmd === "ip" && args.slice(0, 4).join(" ") === "-j link show dev") {
+      const l = this.links.get(args[4] as string);
+      if (!l) return { code: 1, stdout: "", stderr: `Device "${args[4]}" does not exist.` };
+      const flags = l.up ? ["BROADCAST", "UP"] : ["BROADCAST"];
+      return ok(JSON.stringify([{ ifname: args[4], address: l.address, flags }]));
     }
     if (cmd === "ip" && args.join(" ") === "-d -j addr show") {
       // The overlay's read-back: these workload links are no tunnel devices of ours.
@@ -144,7 +160,10 @@ export class FakeKernel {
       if (op === "create") {
         if (!set) this.ipsets.set(name, { type: rest[0], family: rest[2], members: [] });
       } else if (op === "flush" && set) set.members = [];
-      else if (op === "add" && set) set.members.push(rest[0]);
+      else if (op === "add" && set) {
+        // -exist: adding a member already there is no error.
+        if (!set.members.includes(rest[0])) set.members.push(rest[0]);
+      } else if (op === "del" && set) set.members = set.members.filter((m) => m !== rest[0]);
       else if (op === "swap" && set) {
         const other = this.ipsets.get(rest[0]);
         if (!other) throw new Error(`swap with missing set ${rest[0]}`);
