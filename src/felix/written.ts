@@ -1,7 +1,8 @@
 // What the agent last wrote to the kernel, kept in memory, and the plan from it to a newly
 // rendered DataplaneState without reading the kernel back (pure): Felix's way of applying a
 // change at the pace of the change, not of the whole data plane. Per table, only the `ocl-`
-// chains whose rules differ are rewritten and the ones no longer wanted deleted, in one
+// chains whose rules differ are written (a run of rules deleted and inserted by position, or
+// the chain rewritten) and the ones no longer wanted deleted, in one
 // `iptables-restore --noflush` payload; per ipset, the members that come and go (`add` / `del`
 // in one `ipset restore -exist` payload; a set that changes more than half its members is
 // rebuilt and swapped in); node-wide sysctls whose value differs; the workload interfaces not
@@ -98,6 +99,36 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
+/**
+ * The rule edits that take a chain from `old` to `rules` when they differ in one run of rules
+ * (a pod's rule added to or removed from a dispatch chain of a thousand): the old run deleted
+ * by position, the new one inserted (appended at the end); undefined when rewriting the chain
+ * is as cheap (the run is more than a quarter of it), as Felix's rule-level updates.
+ */
+export function chainEdit(
+  chain: string,
+  old: readonly string[],
+  rules: readonly string[],
+): string[] | undefined {
+  let p = 0;
+  while (p < old.length && p < rules.length && old[p] === rules[p]) p++;
+  let s = 0;
+  while (
+    s < old.length - p &&
+    s < rules.length - p &&
+    old[old.length - 1 - s] === rules[rules.length - 1 - s]
+  )
+    s++;
+  const deleted = old.length - p - s;
+  const inserted = rules.slice(p, rules.length - s);
+  if (deleted + inserted.length > Math.max(4, rules.length / 4)) return undefined;
+  const out: string[] = [];
+  for (let i = 0; i < deleted; i++) out.push(`-D ${chain} ${p + 1}`);
+  for (const [i, r] of inserted.entries())
+    out.push(s === 0 ? `-A ${chain} ${r}` : `-I ${chain} ${p + 1 + i} ${r}`);
+  return out;
+}
+
 /** The restore lines that take set `have` (as written) to `want`; empty when they match. */
 function ipsetLines(have: IpsetSpec | undefined, want: IpsetSpec): string[] {
   const header = `${want.type} family ${want.family}`;
@@ -165,6 +196,11 @@ export function planIncremental(
         const old = have.chains.get(c.name);
         if (old !== undefined && sameList(old, c.rules)) continue;
         changes.push(`chain ${c.name} ${old === undefined ? "missing" : "differs"}`);
+        const edit = old === undefined ? undefined : chainEdit(c.name, old, c.rules);
+        if (edit !== undefined) {
+          rules.push(...edit);
+          continue;
+        }
         // In --noflush mode, declaring a chain creates it or flushes it.
         lines.push(`:${c.name} - [0:0]`);
         for (const r of c.rules) rules.push(`-A ${c.name} ${r}`);

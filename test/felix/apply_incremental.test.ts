@@ -8,9 +8,9 @@ import { describe, expect, it } from "vitest";
 import { applyDataplane, IncrementalApplier } from "../../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
 import { fromGlobalNetworkPolicy, type PolicyEndpoint } from "../../src/felix/policy.js";
-import { planIncremental, writtenOf } from "../../src/felix/written.js";
+import { chainEdit, planIncremental, writtenOf } from "../../src/felix/written.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
-import { FakeKernel } from "./model.js";
+import { FakeKernel, restoreModel } from "./model.js";
 
 const ep = (n: number, role: string): PolicyEndpoint & { iface: string } => ({
   id: `default/pod-${n}`,
@@ -146,7 +146,9 @@ describe("IncrementalApplier (fake kernel)", () => {
     const payload = r.iptables[0]?.payload ?? "";
     // The new pod's chain and the dispatch chain; not the other pods' or the policy's.
     expect(payload).toContain(":ocl-tw-ocl4 - [0:0]");
-    expect(payload).toContain(":ocl-to-wl-dispatch - [0:0]");
+    // The dispatch chain is edited in place (the pod's rule appended), not rewritten.
+    expect(payload).toContain("-A ocl-to-wl-dispatch -o ocl4 -g ocl-tw-ocl4");
+    expect(payload).not.toContain(":ocl-to-wl-dispatch");
     expect(payload).not.toContain("ocl-tw-ocl2 -");
     // The db role's set gains one member in place: no swap.
     expect(r.ipsets).toMatch(/^add ocl-s-\S+ 10\.244\.1\.4\/32\n$/);
@@ -303,5 +305,42 @@ describe("planIncremental()", () => {
     expect(same.iptables).toEqual([]);
     expect(same.ipsets).toBeNull();
     expect(same.checkIfaces).toEqual([]);
+  });
+});
+
+describe("chainEdit()", () => {
+  const apply = (old: string[], edit: string[]) =>
+    restoreModel(
+      {
+        table: "filter",
+        chains: new Map([["ocl-x", "-"]]),
+        rules: old.map((spec) => ({ chain: "ocl-x", spec })),
+      },
+      ["*filter", ...edit, "COMMIT"].join("\n"),
+    ).rules.map((r) => r.spec);
+  const base = Array.from({ length: 40 }, (_, i) => `-o ocl${100 + i} -g ocl-tw-ocl${100 + i}`);
+
+  it("inserts, deletes and replaces a run by position; the result is the new chain", () => {
+    const cases: string[][] = [
+      [...base.slice(0, 10), "-o oclnew -g x", ...base.slice(10)],
+      [...base.slice(0, 10), ...base.slice(11)],
+      [...base.slice(0, 10), "-o a -g x", "-o b -g x", ...base.slice(13)],
+      ["-o first -g x", ...base],
+      [...base, "-o last -g x"],
+      base.slice(0, 39),
+      base.slice(1),
+    ];
+    for (const want of cases) {
+      const edit = chainEdit("ocl-x", base, want);
+      expect(edit, JSON.stringify(want)).toBeDefined();
+      expect(apply(base, edit ?? [])).toEqual(want);
+    }
+    expect(
+      chainEdit("ocl-x", base, [...base.slice(0, 10), "-o c -g x", ...base.slice(10)]),
+    ).toEqual(["-I ocl-x 11 -o c -g x"]);
+  });
+
+  it("leaves a chain that changes much to be rewritten", () => {
+    expect(chainEdit("ocl-x", base, base.slice(0, 20).reverse())).toBeUndefined();
   });
 });

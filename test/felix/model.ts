@@ -19,6 +19,12 @@ export function restoreModel(table: SavedTable, payload: string): SavedTable {
     } else if (add) {
       if (!chains.has(add[1])) throw new Error(`no chain ${add[1]}`);
       rules.push({ chain: add[1], spec: add[2] });
+    } else if (del && /^\d+$/.test(del[2] as string)) {
+      // By position (1-based) in the chain.
+      const idx = rules.map((r, i) => [r, i] as const).filter(([r]) => r.chain === del[1]);
+      const at = idx[Number(del[2]) - 1];
+      if (at === undefined) throw new Error(`-D of a missing position: ${line}`);
+      rules.splice(at[1], 1);
     } else if (del) {
       const i = rules.findIndex((r) => r.chain === del[1] && r.spec === del[2]);
       if (i < 0) throw new Error(`-D of a missing rule: ${line}`);
@@ -26,6 +32,8 @@ export function restoreModel(table: SavedTable, payload: string): SavedTable {
     } else if (ins) {
       const [chain, pos, spec] = [ins[1], Number(ins[2]), ins[3]];
       const idx = rules.map((r, i) => [r, i] as const).filter(([r]) => r.chain === chain);
+      // As the kernel: at most one past the end ("Index of insertion too big").
+      if (pos < 1 || pos > idx.length + 1) throw new Error(`-I past the chain's end: ${line}`);
       const at = pos - 1 < idx.length ? idx[pos - 1][1] : rules.length;
       rules.splice(at, 0, { chain, spec });
     } else if (drop) {
