@@ -350,6 +350,14 @@ async function convergeRoutes(fib: Fib, routes: Route[], changes: string[]): Pro
   for (const r of stale) changes.push(`route ${r.dst} removed`);
 }
 
+/** Both results; when either fails, its error once both are done (none left running). */
+async function both<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  if (ra.status === "rejected") throw ra.reason;
+  if (rb.status === "rejected") throw rb.reason;
+  return [ra.value, rb.value];
+}
+
 /** Converges the namespace to state; see the module comment. */
 export async function applyDataplane(
   state: DataplaneState,
@@ -357,25 +365,39 @@ export async function applyDataplane(
 ): Promise<ApplyReport> {
   const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
   const changes: string[] = [];
-  await convergeSysctls(ctx, state.workloads.sysctls, changes);
-  const present = await convergeLinks(ctx, state, changes);
+  const filterChanges: string[] = [];
+  // The interfaces with their sysctls (node-wide ones with them: one read, one write), and
+  // the ipsets and iptables, depend on nothing of each other: both run at once.
+  const [present, { sets, iptables, iptablesSeconds }] = await both(
+    (async () => {
+      const present = await convergeLinks(ctx, state, changes);
+      await convergeSysctls(
+        ctx,
+        [
+          ...state.workloads.sysctls,
+          ...state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
+        ],
+        changes,
+      );
+      return present;
+    })(),
+    (async () => {
+      const sets = await convergeIpsets(ctx, state, filterChanges);
+      const t0 = performance.now();
+      const iptables = await convergeIptables(
+        ctx,
+        state,
+        opts.iptables ?? "nft",
+        filterChanges,
+        opts.cleanupFamilies,
+      );
+      const iptablesSeconds = (performance.now() - t0) / 1000;
+      await removeStaleIpsets(ctx, state, filterChanges, sets.current);
+      return { sets, iptables, iptablesSeconds };
+    })(),
+  );
+  changes.push(...filterChanges);
   const missingIfaces = state.workloads.ifaces.map((i) => i.name).filter((n) => !present.has(n));
-  await convergeSysctls(
-    ctx,
-    state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
-    changes,
-  );
-  const sets = await convergeIpsets(ctx, state, changes);
-  const t0 = performance.now();
-  const iptables = await convergeIptables(
-    ctx,
-    state,
-    opts.iptables ?? "nft",
-    changes,
-    opts.cleanupFamilies,
-  );
-  const iptablesSeconds = (performance.now() - t0) / 1000;
-  await removeStaleIpsets(ctx, state, changes, sets.current);
   // The overlay's devices, addresses, neighbours and FDB entries before the routes through them.
   const overlayNow = opts.overlayNow ?? (() => state.overlay);
   const overlay = await applyOverlay(ctx, overlayNow);
@@ -425,7 +447,7 @@ export interface IncrementalReport extends ApplyReport {
 
 /** The links a FIB watches by name (KernelFib); absent when it does not watch them. */
 interface LinkWatchingFib {
-  linkIndexes?: () => Map<string, number>;
+  watchedLinks?: () => Map<string, { index: number; up: boolean }>;
 }
 
 /** Above this many interfaces to check, one `ip -j link show` of all is cheaper than one each. */
@@ -475,7 +497,7 @@ export class IncrementalApplier {
     if (why === undefined && refreshMs > 0 && now - this.lastFull >= refreshMs) why = "refresh";
     const plan =
       why === undefined && this.written
-        ? planIncremental(this.written, state, linkIndexes(opts.fib))
+        ? planIncremental(this.written, state, indexesOf(linkIndexes(opts.fib)))
         : undefined;
     if (plan === undefined || plan.full !== undefined)
       return this.full(state, opts, why ?? plan?.full ?? "start");
@@ -501,7 +523,7 @@ export class IncrementalApplier {
     const known = linkIndexes(opts.fib);
     const present = new Map<string, number | undefined>();
     for (const i of state.workloads.ifaces)
-      if (!missing.has(i.name)) present.set(i.name, known?.get(i.name));
+      if (!missing.has(i.name)) present.set(i.name, known?.get(i.name)?.index);
     this.written = writtenOf(state, present);
     this.overlayText = JSON.stringify(report.overlay.state);
     this.overlayPresent = new Set(report.overlay.present);
@@ -527,31 +549,50 @@ export class IncrementalApplier {
     const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
     const written = this.written as Written;
     const changes: string[] = [];
-    await writeSysctls(ctx, plan.sysctls);
-    for (const s of plan.sysctls) changes.push(`sysctl ${s.key}=${s.value}`);
-    // New (or recreated, or changed) interfaces: found, set, their sysctls written.
-    const configured = await configureIfaces(ctx, plan.checkIfaces, changes);
+    const filterChanges: string[] = [];
     const known = linkIndexes(opts.fib);
+    // As in the full pass: the interfaces and the filter state at once.
+    const [configured, iptablesSeconds] = await both(
+      (async () => {
+        // New (or recreated, or changed) interfaces: found, set, their sysctls written with
+        // the node-wide ones that changed.
+        const configured = await configureIfaces(
+          ctx,
+          plan.checkIfaces,
+          changes,
+          plan.sysctls,
+          known,
+        );
+        for (const s of plan.sysctls) changes.push(`sysctl ${s.key}=${s.value}`);
+        return configured;
+      })(),
+      (async () => {
+        if (plan.ipsets !== null) {
+          await runOk(ctx, "ipset", ["restore", "-exist"], plan.ipsets);
+          filterChanges.push(...plan.ipsetChanges);
+        }
+        const t0 = performance.now();
+        const flavour = opts.iptables ?? "nft";
+        for (const t of plan.iptables) {
+          const bin = `${t.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
+          await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], t.payload);
+          filterChanges.push(...t.changes.map((c) => `${bin} ${t.table}: ${c}`));
+        }
+        const seconds = (performance.now() - t0) / 1000;
+        for (const name of plan.staleIpsets) {
+          const r = await ctx.run(ctx.netns, "ipset", ["destroy", name]);
+          // In use by someone else's rule: the next full pass tries again.
+          if (r.code !== 0) this.wantFull ??= `ipset ${name} in use`;
+          filterChanges.push(
+            r.code === 0 ? `ipset ${name} stale, destroyed` : `ipset ${name} stale, in use`,
+          );
+        }
+        return seconds;
+      })(),
+    );
+    changes.push(...filterChanges);
     const indexed = new Map<string, number | undefined>();
-    for (const n of configured) indexed.set(n, known?.get(n));
-    if (plan.ipsets !== null) {
-      await runOk(ctx, "ipset", ["restore", "-exist"], plan.ipsets);
-      changes.push(...plan.ipsetChanges);
-    }
-    const t0 = performance.now();
-    const flavour = opts.iptables ?? "nft";
-    for (const t of plan.iptables) {
-      const bin = `${t.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
-      await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], t.payload);
-      changes.push(...t.changes.map((c) => `${bin} ${t.table}: ${c}`));
-    }
-    const iptablesSeconds = (performance.now() - t0) / 1000;
-    for (const name of plan.staleIpsets) {
-      const r = await ctx.run(ctx.netns, "ipset", ["destroy", name]);
-      // In use by someone else's rule: the next full pass tries again.
-      if (r.code !== 0) this.wantFull ??= `ipset ${name} in use`;
-      changes.push(r.code === 0 ? `ipset ${name} stale, destroyed` : `ipset ${name} stale, in use`);
-    }
+    for (const n of configured) indexed.set(n, known?.get(n)?.index);
     // The overlay: read back and converged only when what is wanted of it changed.
     const overlayNow = opts.overlayNow ?? (() => state.overlay);
     let overlay: Awaited<ReturnType<typeof applyOverlay>> | undefined;
@@ -600,6 +641,9 @@ export class IncrementalApplier {
   }
 }
 
+const indexesOf = (links: Map<string, { index: number }> | undefined) =>
+  links && new Map([...links].map(([n, l]) => [n, l.index]));
+
 /** A route's identity (IPv6 routes without a metric get 1024 from the kernel). */
 const agentRouteKey = (r: Pick<Route, "family" | "dst" | "table" | "metric">) =>
   routeKey({ ...r, metric: r.family === 6 && !r.metric ? IP6_RT_PRIO_USER : r.metric });
@@ -607,23 +651,38 @@ const agentRouteKey = (r: Pick<Route, "family" | "dst" | "table" | "metric">) =>
 /** Calico's iptablesRefreshInterval and routeRefreshInterval default: 90 s. */
 export const DEFAULT_REFRESH_MS = 90_000;
 
-function linkIndexes(fib: Fib): Map<string, number> | undefined {
-  return (fib as Fib & LinkWatchingFib).linkIndexes?.();
+function linkIndexes(fib: Fib): Map<string, { index: number; up: boolean }> | undefined {
+  return (fib as Fib & LinkWatchingFib).watchedLinks?.();
 }
 
 /**
  * Finds the interfaces (one `ip -j link show dev` each, or one of all when many), sets their MAC
- * and up where needed and writes their sysctls; returns the names of those that exist.
+ * and up where needed and writes their sysctls (with `more`: one write); returns the names of
+ * those that exist. An interface the FIB's link watch sees up is taken as found: its MAC (the
+ * CNI plugin sets it) is checked by the next full read-back.
  */
-async function configureIfaces(ctx: Ctx, ifaces: WorkloadIface[], changes: string[]) {
+async function configureIfaces(
+  ctx: Ctx,
+  ifaces: WorkloadIface[],
+  changes: string[],
+  more: Sysctl[],
+  watched?: Map<string, { index: number; up: boolean }>,
+) {
   const found = new Map<string, IpLink>();
-  if (ifaces.length > LINK_SHOW_EACH_MAX) {
+  const unknown = ifaces.filter((i) => {
+    if (watched?.get(i.name)?.up !== true) return true;
+    found.set(i.name, { ifname: i.name, address: i.mac, flags: ["UP"] });
+    return false;
+  });
+  if (unknown.length === 0) {
+    // Nothing to ask the kernel.
+  } else if (unknown.length > LINK_SHOW_EACH_MAX) {
     const links = JSON.parse(
       (await runOk(ctx, "ip", ["-j", "link", "show"])).trim() || "[]",
     ) as IpLink[];
     for (const l of links) found.set(l.ifname.split("@")[0] as string, l);
   } else
-    for (const i of ifaces) {
+    for (const i of unknown) {
       const r = await ctx.run(ctx.netns, "ip", ["-j", "link", "show", "dev", i.name]);
       // A missing device exits non-zero ("does not exist"): it waits for the next pass.
       if (r.code !== 0) continue;
@@ -631,7 +690,7 @@ async function configureIfaces(ctx: Ctx, ifaces: WorkloadIface[], changes: strin
       if (l) found.set(i.name, l);
     }
   const configured: string[] = [];
-  const sysctls: Sysctl[] = [];
+  const sysctls: Sysctl[] = [...more];
   for (const want of ifaces) {
     const l = found.get(want.name);
     if (!l) continue;

@@ -603,10 +603,10 @@ export class KernelFib implements BatchFib {
     };
   }
 
-  /** The links this FIB watches, by name -> ifindex (a recreated link has a new index). */
-  linkIndexes(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const [ifindex, l] of this.links) out.set(l.name, ifindex);
+  /** The links this FIB watches by name: index (a recreated link has a new one) and state. */
+  watchedLinks(): Map<string, { index: number; up: boolean }> {
+    const out = new Map<string, { index: number; up: boolean }>();
+    for (const [index, l] of this.links) out.set(l.name, { index, up: l.up });
     return out;
   }
 

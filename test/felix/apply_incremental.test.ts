@@ -274,7 +274,10 @@ describe("IncrementalApplier (fake kernel)", () => {
       ["ocl2", 10],
       ["ocl3", 11],
     ]);
-    Object.assign(fib, { linkIndexes: () => new Map(indexes) });
+    // Seen down by the watch: the kernel is asked (an up link would be taken as found).
+    Object.assign(fib, {
+      watchedLinks: () => new Map([...indexes].map(([n, index]) => [n, { index, up: false }])),
+    });
     const eps = [ep(2, "web"), ep(3, "db")];
     for (const e of eps) kernel.addLink(e.iface);
     await apply(input(eps));
