@@ -295,6 +295,33 @@ describe("IncrementalApplier (fake kernel)", () => {
   });
 });
 
+describe("IncrementalApplier with a FIB that watches links", () => {
+  it("a new pod's interface the watch sees up is not asked for: one sysctl write, the filter writes", async () => {
+    const { kernel, fib, apply } = setup();
+    const up = new Map<string, { index: number; up: boolean }>();
+    Object.assign(fib, { watchedLinks: () => new Map(up) });
+    const eps = [ep(2, "web"), ep(3, "db")];
+    for (const [i, e] of eps.entries()) {
+      kernel.addLink(e.iface);
+      up.set(e.iface, { index: 20 + i, up: true });
+    }
+    await apply(input(eps));
+    const more = [...eps, ep(4, "db")];
+    kernel.addLink("ocl4");
+    // The CNI plugin left it with our MAC, up.
+    kernel.links.set("ocl4", { address: "ee:ee:ee:ee:ee:ee", up: true });
+    up.set("ocl4", { index: 30, up: true });
+    const n = kernel.commands.length;
+    await apply(input(more));
+    expect(kernel.commands.slice(n).map((c) => c.split(" ").slice(0, 2).join(" "))).toEqual([
+      "sysctl -qw",
+      "ipset restore",
+      "iptables-nft-restore --noflush",
+    ]);
+    await expectSameAsFresh(kernel, fib, input(more));
+  });
+});
+
 describe("planIncremental()", () => {
   it("asks for a full pass when hooks or tables change, never plans them", () => {
     const eps = [ep(2, "web")];
