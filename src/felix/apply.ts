@@ -567,18 +567,28 @@ export class IncrementalApplier {
         return configured;
       })(),
       (async () => {
-        if (plan.ipsets !== null) {
+        const sets = async () => {
+          if (plan.ipsets === null) return;
           await runOk(ctx, "ipset", ["restore", "-exist"], plan.ipsets);
           filterChanges.push(...plan.ipsetChanges);
-        }
-        const t0 = performance.now();
-        const flavour = opts.iptables ?? "nft";
-        for (const t of plan.iptables) {
-          const bin = `${t.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
-          await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], t.payload);
-          filterChanges.push(...t.changes.map((c) => `${bin} ${t.table}: ${c}`));
-        }
-        const seconds = (performance.now() - t0) / 1000;
+        };
+        const tables = async () => {
+          const t0 = performance.now();
+          const flavour = opts.iptables ?? "nft";
+          for (const t of plan.iptables) {
+            const bin = `${t.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
+            await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], t.payload);
+            filterChanges.push(...t.changes.map((c) => `${bin} ${t.table}: ${c}`));
+          }
+          return (performance.now() - t0) / 1000;
+        };
+        // Rules may refer to a set only once it exists: with a new set, the sets go first;
+        // else members and rules are written at once.
+        let seconds: number;
+        if (plan.ipsetChanges.some((c) => c.endsWith(" missing"))) {
+          await sets();
+          seconds = await tables();
+        } else seconds = (await both(sets(), tables()))[1];
         for (const name of plan.staleIpsets) {
           const r = await ctx.run(ctx.netns, "ipset", ["destroy", name]);
           // In use by someone else's rule: the next full pass tries again.
