@@ -64,6 +64,11 @@ export interface ApplyOptions {
    * so a node that never had them does not pay for reading them.
    */
   cleanupFamilies?: (4 | 6)[];
+  /**
+   * Sysctls are written without being read first (as Felix writes them): the caller's first
+   * pass, when nothing is known and most differ; changes then name how many were written.
+   */
+  sysctlsUnread?: boolean;
 }
 
 export type Runner = (
@@ -175,7 +180,17 @@ async function writeSysctls(ctx: Ctx, list: Sysctl[]): Promise<void> {
   await runOk(ctx, "sysctl", ["-qw", ...list.map((s) => `${s.key}=${s.value}`)]);
 }
 
-async function convergeSysctls(ctx: Ctx, want: Sysctl[], changes: string[]): Promise<void> {
+async function convergeSysctls(
+  ctx: Ctx,
+  want: Sysctl[],
+  changes: string[],
+  unread = false,
+): Promise<void> {
+  if (unread) {
+    await writeSysctls(ctx, want);
+    if (want.length > 0) changes.push(`sysctl: ${want.length} written (not read first)`);
+    return;
+  }
   const have = await readSysctls(
     ctx,
     want.map((s) => s.key),
@@ -378,6 +393,7 @@ export async function applyDataplane(
           ...state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
         ],
         changes,
+        opts.sysctlsUnread,
       );
       return present;
     })(),
@@ -518,7 +534,9 @@ export class IncrementalApplier {
   ): Promise<IncrementalReport> {
     this.written = undefined;
     this.wantFull = why;
-    const report = await applyDataplane(state, opts);
+    // At start nothing is known: the sysctls are written, not read first (later full passes
+    // read them, so that drift is found and counted).
+    const report = await applyDataplane(state, { ...opts, sysctlsUnread: why === "start" });
     const missing = new Set(report.missingIfaces);
     const known = linkIndexes(opts.fib);
     const present = new Map<string, number | undefined>();
@@ -556,13 +574,7 @@ export class IncrementalApplier {
       (async () => {
         // New (or recreated, or changed) interfaces: found, set, their sysctls written with
         // the node-wide ones that changed.
-        const configured = await configureIfaces(
-          ctx,
-          plan.checkIfaces,
-          changes,
-          plan.sysctls,
-          known,
-        );
+        const configured = await configureIfaces(ctx, plan.checkIfaces, changes, plan.sysctls);
         for (const s of plan.sysctls) changes.push(`sysctl ${s.key}=${s.value}`);
         return configured;
       })(),
@@ -668,22 +680,17 @@ function linkIndexes(fib: Fib): Map<string, { index: number; up: boolean }> | un
 /**
  * Finds the interfaces (one `ip -j link show dev` each, or one of all when many), sets their MAC
  * and up where needed and writes their sysctls (with `more`: one write); returns the names of
- * those that exist. An interface the FIB's link watch sees up is taken as found: its MAC (the
- * CNI plugin sets it) is checked by the next full read-back.
+ * those that exist.
  */
 async function configureIfaces(
   ctx: Ctx,
   ifaces: WorkloadIface[],
   changes: string[],
   more: Sysctl[],
-  watched?: Map<string, { index: number; up: boolean }>,
 ) {
   const found = new Map<string, IpLink>();
-  const unknown = ifaces.filter((i) => {
-    if (watched?.get(i.name)?.up !== true) return true;
-    found.set(i.name, { ifname: i.name, address: i.mac, flags: ["UP"] });
-    return false;
-  });
+  // Always asked (the FIB's link watch knows no MAC, and may not have seen a new link yet).
+  const unknown = ifaces;
   if (unknown.length === 0) {
     // Nothing to ask the kernel.
   } else if (unknown.length > LINK_SHOW_EACH_MAX) {

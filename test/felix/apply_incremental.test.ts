@@ -118,6 +118,9 @@ describe("IncrementalApplier (fake kernel)", () => {
     expect(first.mode).toBe("full");
     expect(first.why).toBe("start");
     expect(kernel.commands.some((c) => c.startsWith("iptables-nft-save"))).toBe(true);
+    // At start the sysctls are written, not read first (a refresh reads them: drift test).
+    expect(kernel.commands.some((c) => c.startsWith("sysctl -e"))).toBe(false);
+    expect(first.changes).toContain("sysctl: 11 written (not read first)");
     const n = kernel.commands.length;
     const second = await apply(input(eps));
     expect(second.mode).toBe("incremental");
@@ -296,7 +299,7 @@ describe("IncrementalApplier (fake kernel)", () => {
 });
 
 describe("IncrementalApplier with a FIB that watches links", () => {
-  it("a new pod's interface the watch sees up is not asked for: one sysctl write, the filter writes", async () => {
+  it("a new pod costs one link query, one sysctl write and the filter writes; nothing read back", async () => {
     const { kernel, fib, apply } = setup();
     const up = new Map<string, { index: number; up: boolean }>();
     Object.assign(fib, { watchedLinks: () => new Map(up) });
@@ -313,11 +316,13 @@ describe("IncrementalApplier with a FIB that watches links", () => {
     up.set("ocl4", { index: 30, up: true });
     const n = kernel.commands.length;
     await apply(input(more));
-    expect(kernel.commands.slice(n).map((c) => c.split(" ").slice(0, 2).join(" "))).toEqual([
-      "sysctl -qw",
-      "ipset restore",
-      "iptables-nft-restore --noflush",
-    ]);
+    // The link query and sysctl write run beside the set and rule writes (any order).
+    expect(
+      kernel.commands
+        .slice(n)
+        .map((c) => c.split(" ").slice(0, 2).join(" "))
+        .sort(),
+    ).toEqual(["ip -j", "ipset restore", "iptables-nft-restore --noflush", "sysctl -qw"]);
     await expectSameAsFresh(kernel, fib, input(more));
   });
 });
