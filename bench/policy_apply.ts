@@ -1,10 +1,11 @@
 // Benchmark: network policy render and apply at scale, the agent's own code path
-// (renderDataplane + applyDataplane, as the node daemon's convergeAgent calls them) in fresh
+// (renderDataplane + IncrementalApplier, as the node daemon's convergeAgent calls them) in fresh
 // network namespaces, beside a raw `ipset restore` + `iptables-nft-restore` of exactly the sets
 // and rules our apply wrote (saved to files, replayed into an empty namespace), in the same run.
 // Measures (a) the full pass, min/median/max over --runs fresh namespaces; (b) +1 pod (a veth
 // host interface created first, as the CNI plugin would, then one agent pass) until in force;
-// (c) one label change on one pod until in force; p50/p99 over --adds / --changes. At the end
+// (c) one label change on one pod until in force; p50/p99 over --adds / --changes (the applier's
+// incremental path: no kernel read-back, its refresh interval left at Calico's 90 s). At the end
 // the rules in force (iptables-save, ipset save) are checked against the benchmark's own model.
 // Needs root and the native addon (KernelFib). The test runs it tiny (test/felix/policy_bench).
 // Usage: npx tsx bench/policy_apply.ts [--endpoints 1000] [--policies 200] [--sets 50]
@@ -14,7 +15,12 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { applyDataplane, type Runner, type RunResult, spawnRunner } from "../src/felix/apply.js";
+import {
+  IncrementalApplier,
+  type Runner,
+  type RunResult,
+  spawnRunner,
+} from "../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../src/felix/dataplane.js";
 import {
   endpointChainName,
@@ -65,6 +71,8 @@ export interface BenchResult {
   /** Of the (b) and (c) passes: render ms each, ms per command name spawned (summed). */
   passRender: number[];
   passCommands: Record<string, { n: number; ms: number }>;
+  /** Of the (b) and (c) passes: how many were incremental and how many read back in full. */
+  passModes: { full: number; incremental: number };
   /** What the rules in force got wrong against the model (empty: right). */
   problems: string[];
   loadavg: number[];
@@ -343,10 +351,12 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
     change: [],
     passRender: [],
     passCommands: {},
+    passModes: { full: 0, incremental: 0 },
     problems: [],
     loadavg: [],
   };
   let fib: KernelFib | undefined;
+  let applier = new IncrementalApplier();
   const model = new Model(o);
   try {
     let files: { cmd: string; args: string[]; file: string }[] = [];
@@ -365,7 +375,8 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
       const state = renderDataplane(model.input());
       const tr = ms(t0);
       const t1 = performance.now();
-      const report = await applyDataplane(state, {
+      applier = new IncrementalApplier();
+      const report = await applier.apply(state, {
         netns: ns,
         fib,
         ...(r === 0 ? { run: timedRunner(res.commands) } : {}),
@@ -413,7 +424,12 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
       const t = performance.now();
       const state = renderDataplane(model.input());
       res.passRender.push(ms(t));
-      await applyDataplane(state, { netns: ns, fib: fib as KernelFib, run: runner });
+      const report = await applier.apply(state, {
+        netns: ns,
+        fib: fib as KernelFib,
+        run: runner,
+      });
+      res.passModes[report.mode]++;
       return ms(t);
     };
     // (b) +1 pod: its host interface exists first (the CNI plugin's part), then one pass.
@@ -496,6 +512,9 @@ async function main(): Promise<void> {
   line("(b) +1 pod to in force", r.add);
   line("(c) one label change to in force", r.change);
   const passes = r.passRender.length;
+  console.log(
+    `    passes: ${r.passModes.incremental} incremental, ${r.passModes.full} full (read back)`,
+  );
   console.log(`    of which render: ${summary(r.passRender)}; commands per pass (mean):`);
   for (const [k, v] of Object.entries(r.passCommands).sort((a, b) => b[1].ms - a[1].ms))
     console.log(`      ${k}: ${(v.n / passes).toFixed(1)} x, ${(v.ms / passes).toFixed(1)} ms`);

@@ -1,7 +1,10 @@
 // The agent's thin edge: converges one network namespace (or our own) to a rendered
 // DataplaneState with sysctls, `ip link`, `ipset restore`, `iptables-restore --noflush` per
-// table, and routes through a Fib. Reads the kernel back first and writes only what differs, so
-// a second apply changes nothing. Not: deciding what the state is (dataplane.ts and friends).
+// table, and routes through a Fib. applyDataplane reads the kernel back first and writes only
+// what differs, so a second apply changes nothing; IncrementalApplier (the node daemon's) does
+// that only at start, on its refresh interval and after errors, and otherwise writes only what
+// changed since its last pass, from memory (written.ts). Not: deciding what the state is
+// (dataplane.ts and friends).
 import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { type Fib, type Route, RTPROT_OCELOT_AGENT, routeKey } from "../fib/types.js";
@@ -20,7 +23,14 @@ import {
 } from "./iptables.js";
 import type { OverlayState } from "./overlay.js";
 import { applyOverlay, removeStale } from "./overlay_apply.js";
-import type { Sysctl } from "./workload.js";
+import type { Sysctl, HostIface as WorkloadIface } from "./workload.js";
+import {
+  afterPlan,
+  type IncrementalPlan,
+  planIncremental,
+  type Written,
+  writtenOf,
+} from "./written.js";
 
 const COMMAND_TIMEOUT_MS = 15_000;
 /** Seconds iptables-restore waits for the xtables lock. */
@@ -54,6 +64,11 @@ export interface ApplyOptions {
    * so a node that never had them does not pay for reading them.
    */
   cleanupFamilies?: (4 | 6)[];
+  /**
+   * Sysctls are written without being read first (as Felix writes them): the caller's first
+   * pass, when nothing is known and most differ; changes then name how many were written.
+   */
+  sysctlsUnread?: boolean;
 }
 
 export type Runner = (
@@ -165,7 +180,17 @@ async function writeSysctls(ctx: Ctx, list: Sysctl[]): Promise<void> {
   await runOk(ctx, "sysctl", ["-qw", ...list.map((s) => `${s.key}=${s.value}`)]);
 }
 
-async function convergeSysctls(ctx: Ctx, want: Sysctl[], changes: string[]): Promise<void> {
+async function convergeSysctls(
+  ctx: Ctx,
+  want: Sysctl[],
+  changes: string[],
+  unread = false,
+): Promise<void> {
+  if (unread) {
+    await writeSysctls(ctx, want);
+    if (want.length > 0) changes.push(`sysctl: ${want.length} written (not read first)`);
+    return;
+  }
   const have = await readSysctls(
     ctx,
     want.map((s) => s.key),
@@ -340,6 +365,14 @@ async function convergeRoutes(fib: Fib, routes: Route[], changes: string[]): Pro
   for (const r of stale) changes.push(`route ${r.dst} removed`);
 }
 
+/** Both results; when either fails, its error once both are done (none left running). */
+async function both<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  if (ra.status === "rejected") throw ra.reason;
+  if (rb.status === "rejected") throw rb.reason;
+  return [ra.value, rb.value];
+}
+
 /** Converges the namespace to state; see the module comment. */
 export async function applyDataplane(
   state: DataplaneState,
@@ -347,25 +380,40 @@ export async function applyDataplane(
 ): Promise<ApplyReport> {
   const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
   const changes: string[] = [];
-  await convergeSysctls(ctx, state.workloads.sysctls, changes);
-  const present = await convergeLinks(ctx, state, changes);
+  const filterChanges: string[] = [];
+  // The interfaces with their sysctls (node-wide ones with them: one read, one write), and
+  // the ipsets and iptables, depend on nothing of each other: both run at once.
+  const [present, { sets, iptables, iptablesSeconds }] = await both(
+    (async () => {
+      const present = await convergeLinks(ctx, state, changes);
+      await convergeSysctls(
+        ctx,
+        [
+          ...state.workloads.sysctls,
+          ...state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
+        ],
+        changes,
+        opts.sysctlsUnread,
+      );
+      return present;
+    })(),
+    (async () => {
+      const sets = await convergeIpsets(ctx, state, filterChanges);
+      const t0 = performance.now();
+      const iptables = await convergeIptables(
+        ctx,
+        state,
+        opts.iptables ?? "nft",
+        filterChanges,
+        opts.cleanupFamilies,
+      );
+      const iptablesSeconds = (performance.now() - t0) / 1000;
+      await removeStaleIpsets(ctx, state, filterChanges, sets.current);
+      return { sets, iptables, iptablesSeconds };
+    })(),
+  );
+  changes.push(...filterChanges);
   const missingIfaces = state.workloads.ifaces.map((i) => i.name).filter((n) => !present.has(n));
-  await convergeSysctls(
-    ctx,
-    state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
-    changes,
-  );
-  const sets = await convergeIpsets(ctx, state, changes);
-  const t0 = performance.now();
-  const iptables = await convergeIptables(
-    ctx,
-    state,
-    opts.iptables ?? "nft",
-    changes,
-    opts.cleanupFamilies,
-  );
-  const iptablesSeconds = (performance.now() - t0) / 1000;
-  await removeStaleIpsets(ctx, state, changes, sets.current);
   // The overlay's devices, addresses, neighbours and FDB entries before the routes through them.
   const overlayNow = opts.overlayNow ?? (() => state.overlay);
   const overlay = await applyOverlay(ctx, overlayNow);
@@ -389,4 +437,324 @@ export async function applyDataplane(
     overlay: { state: overlayState, present: overlay.present },
     timings: { iptablesSeconds, routesSeconds },
   };
+}
+
+// ---- the incremental path ------------------------------------------------------------------------
+
+export interface IncrementalOptions {
+  /**
+   * How often the kernel is read back in full (iptables-save, ipset save, every sysctl and link,
+   * the overlay) to repair what others changed (FelixConfiguration iptablesRefreshInterval;
+   * Calico's default 90 s); 0: only at start and after errors.
+   */
+  refreshMs?: number;
+  /** How often the FIB dumps the kernel's routes (routeRefreshInterval; default 90 s). */
+  routeRefreshMs?: number;
+  /** The clock (ms); tests pass their own. */
+  now?: () => number;
+}
+
+export interface IncrementalReport extends ApplyReport {
+  /** "full": read back and converged; "incremental": only the differences to memory written. */
+  mode: "full" | "incremental";
+  /** Why this pass was a full one (start, refresh, error, or what the plan could not do). */
+  why?: string;
+}
+
+/** The links a FIB watches by name (KernelFib); absent when it does not watch them. */
+interface LinkWatchingFib {
+  watchedLinks?: () => Map<string, { index: number; up: boolean }>;
+}
+
+/** Above this many interfaces to check, one `ip -j link show` of all is cheaper than one each. */
+const LINK_SHOW_EACH_MAX = 4;
+
+/**
+ * The agent's applier, Felix's way: keeps in memory what it last wrote (written.ts) and per
+ * pass writes only the differences, with one `iptables-restore --noflush` per changed table and
+ * one `ipset restore`; new or recreated interfaces are the only ones checked and set. The
+ * kernel is read back in full (applyDataplane) at the first pass, on the refresh interval,
+ * after any error, when asked (refresh()), and when the plan needs it; a write that fails
+ * falls back to such a full pass at once, so nothing stays half-applied.
+ */
+export class IncrementalApplier {
+  private written: Written | undefined;
+  private lastFull = Number.NEGATIVE_INFINITY;
+  private lastRouteRefresh = Number.NEGATIVE_INFINITY;
+  private wantFull: string | undefined = "start";
+  /** The overlay last applied (as text), and our overlay devices present then. */
+  private overlayText: string | undefined;
+  private overlayPresent = new Set<string>();
+  private overlayFailed: { device: string; reason: string }[] = [];
+  /** Routes last set by the incremental path (key -> text): the ones that changed are set. */
+  private routes = new Map<string, string>();
+
+  constructor(private readonly o: IncrementalOptions = {}) {}
+
+  /** Sets the refresh intervals (FelixConfiguration may change them). */
+  configure(o: Pick<IncrementalOptions, "refreshMs" | "routeRefreshMs">): void {
+    if (o.refreshMs !== undefined) this.o.refreshMs = o.refreshMs;
+    if (o.routeRefreshMs !== undefined) this.o.routeRefreshMs = o.routeRefreshMs;
+  }
+
+  /** The next pass reads the kernel back in full. */
+  refresh(why = "asked"): void {
+    this.wantFull ??= why;
+  }
+
+  private now(): number {
+    return this.o.now ? this.o.now() : performance.now();
+  }
+
+  async apply(state: DataplaneState, opts: ApplyOptions): Promise<IncrementalReport> {
+    const now = this.now();
+    const refreshMs = this.o.refreshMs ?? DEFAULT_REFRESH_MS;
+    let why = this.wantFull;
+    if (why === undefined && refreshMs > 0 && now - this.lastFull >= refreshMs) why = "refresh";
+    const plan =
+      why === undefined && this.written
+        ? planIncremental(this.written, state, indexesOf(linkIndexes(opts.fib)))
+        : undefined;
+    if (plan === undefined || plan.full !== undefined)
+      return this.full(state, opts, why ?? plan?.full ?? "start");
+    try {
+      return await this.incremental(state, opts, plan);
+    } catch (err) {
+      // Whatever was written of the plan, the full pass reads it back and converges.
+      const report = await this.full(state, opts, `write failed: ${(err as Error).message}`);
+      report.changes.unshift(`incremental write failed (${(err as Error).message}): full pass`);
+      return report;
+    }
+  }
+
+  private async full(
+    state: DataplaneState,
+    opts: ApplyOptions,
+    why: string,
+  ): Promise<IncrementalReport> {
+    this.written = undefined;
+    this.wantFull = why;
+    // At start nothing is known: the sysctls are written, not read first (later full passes
+    // read them, so that drift is found and counted).
+    const report = await applyDataplane(state, { ...opts, sysctlsUnread: why === "start" });
+    const missing = new Set(report.missingIfaces);
+    const known = linkIndexes(opts.fib);
+    const present = new Map<string, number | undefined>();
+    for (const i of state.workloads.ifaces)
+      if (!missing.has(i.name)) present.set(i.name, known?.get(i.name)?.index);
+    this.written = writtenOf(state, present);
+    this.overlayText = JSON.stringify(report.overlay.state);
+    this.overlayPresent = new Set(report.overlay.present);
+    for (const i of state.workloads.ifaces) this.overlayPresent.delete(i.name);
+    this.overlayFailed = report.overlayFailures;
+    // The routes the full pass set: the next incremental pass sets only what changes from them.
+    const through = new Set([...present.keys(), ...report.overlay.present]);
+    this.routes = new Map(
+      [...state.workloads.routes, ...report.overlay.state.routes]
+        .filter((r) => r.nexthops.every((nh) => nh.dev === undefined || through.has(nh.dev)))
+        .map((r) => [agentRouteKey(r), JSON.stringify(r)]),
+    );
+    this.lastFull = this.lastRouteRefresh = this.now();
+    this.wantFull = undefined;
+    return { ...report, mode: "full", why };
+  }
+
+  private async incremental(
+    state: DataplaneState,
+    opts: ApplyOptions,
+    plan: IncrementalPlan,
+  ): Promise<IncrementalReport> {
+    const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
+    const written = this.written as Written;
+    const changes: string[] = [];
+    const filterChanges: string[] = [];
+    const known = linkIndexes(opts.fib);
+    // As in the full pass: the interfaces and the filter state at once.
+    const [configured, iptablesSeconds] = await both(
+      (async () => {
+        // New (or recreated, or changed) interfaces: found, set, their sysctls written with
+        // the node-wide ones that changed.
+        const configured = await configureIfaces(ctx, plan.checkIfaces, changes, plan.sysctls);
+        for (const s of plan.sysctls) changes.push(`sysctl ${s.key}=${s.value}`);
+        return configured;
+      })(),
+      (async () => {
+        const sets = async () => {
+          if (plan.ipsets === null) return;
+          await runOk(ctx, "ipset", ["restore", "-exist"], plan.ipsets);
+          filterChanges.push(...plan.ipsetChanges);
+        };
+        const tables = async () => {
+          const t0 = performance.now();
+          const flavour = opts.iptables ?? "nft";
+          for (const t of plan.iptables) {
+            const bin = `${t.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
+            await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], t.payload);
+            filterChanges.push(...t.changes.map((c) => `${bin} ${t.table}: ${c}`));
+          }
+          return (performance.now() - t0) / 1000;
+        };
+        // Rules may refer to a set only once it exists: with a new set, the sets go first;
+        // else members and rules are written at once.
+        let seconds: number;
+        if (plan.ipsetChanges.some((c) => c.endsWith(" missing"))) {
+          await sets();
+          seconds = await tables();
+        } else seconds = (await both(sets(), tables()))[1];
+        for (const name of plan.staleIpsets) {
+          const r = await ctx.run(ctx.netns, "ipset", ["destroy", name]);
+          // In use by someone else's rule: the next full pass tries again.
+          if (r.code !== 0) this.wantFull ??= `ipset ${name} in use`;
+          filterChanges.push(
+            r.code === 0 ? `ipset ${name} stale, destroyed` : `ipset ${name} stale, in use`,
+          );
+        }
+        return seconds;
+      })(),
+    );
+    changes.push(...filterChanges);
+    const indexed = new Map<string, number | undefined>();
+    for (const n of configured) indexed.set(n, known?.get(n)?.index);
+    // The overlay: read back and converged only when what is wanted of it changed.
+    const overlayNow = opts.overlayNow ?? (() => state.overlay);
+    let overlay: Awaited<ReturnType<typeof applyOverlay>> | undefined;
+    if (JSON.stringify(overlayNow()) !== this.overlayText) {
+      overlay = await applyOverlay(ctx, overlayNow);
+      changes.push(...overlay.plan.changes);
+      this.overlayPresent = new Set(overlay.present);
+      for (const i of state.workloads.ifaces) this.overlayPresent.delete(i.name);
+      this.overlayFailed = overlay.failed;
+    }
+    await opts.beforeRoutes?.();
+    const overlayState = overlayNow();
+    const next = afterPlan(written, state, plan, indexed);
+    const present = new Set<string>([...next.ifaces.keys(), ...this.overlayPresent]);
+    const routes = [...state.workloads.routes, ...overlayState.routes].filter((r) =>
+      r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
+    );
+    const t1 = performance.now();
+    const refreshRoutes =
+      (this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS) > 0 &&
+      this.now() - this.lastRouteRefresh >= (this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS);
+    this.routes = await setChangedRoutes(opts.fib, routes, this.routes, changes, refreshRoutes);
+    if (refreshRoutes) this.lastRouteRefresh = this.now();
+    const routesSeconds = (performance.now() - t1) / 1000;
+    if (overlay) await removeStale(ctx, overlay);
+    if (overlay) this.overlayText = JSON.stringify(overlayState);
+    this.written = next;
+    const missingIfaces = state.workloads.ifaces
+      .map((i) => i.name)
+      .filter((n) => !next.ifaces.has(n));
+    return {
+      changes,
+      missingIfaces,
+      iptables: plan.iptables.map((t) => ({
+        table: t.table,
+        family: t.family,
+        payload: t.payload,
+        changes: t.changes,
+      })),
+      ipsets: plan.ipsets,
+      overlayFailures: this.overlayFailed,
+      overlay: { state: overlayState, present: new Set(this.overlayPresent) },
+      timings: { iptablesSeconds, routesSeconds },
+      mode: "incremental",
+    };
+  }
+}
+
+const indexesOf = (links: Map<string, { index: number }> | undefined) =>
+  links && new Map([...links].map(([n, l]) => [n, l.index]));
+
+/** A route's identity (IPv6 routes without a metric get 1024 from the kernel). */
+const agentRouteKey = (r: Pick<Route, "family" | "dst" | "table" | "metric">) =>
+  routeKey({ ...r, metric: r.family === 6 && !r.metric ? IP6_RT_PRIO_USER : r.metric });
+
+/** Calico's iptablesRefreshInterval and routeRefreshInterval default: 90 s. */
+export const DEFAULT_REFRESH_MS = 90_000;
+
+function linkIndexes(fib: Fib): Map<string, { index: number; up: boolean }> | undefined {
+  return (fib as Fib & LinkWatchingFib).watchedLinks?.();
+}
+
+/**
+ * Finds the interfaces (one `ip -j link show dev` each, or one of all when many), sets their MAC
+ * and up where needed and writes their sysctls (with `more`: one write); returns the names of
+ * those that exist.
+ */
+async function configureIfaces(
+  ctx: Ctx,
+  ifaces: WorkloadIface[],
+  changes: string[],
+  more: Sysctl[],
+) {
+  const found = new Map<string, IpLink>();
+  // Always asked (the FIB's link watch knows no MAC, and may not have seen a new link yet).
+  const unknown = ifaces;
+  if (unknown.length === 0) {
+    // Nothing to ask the kernel.
+  } else if (unknown.length > LINK_SHOW_EACH_MAX) {
+    const links = JSON.parse(
+      (await runOk(ctx, "ip", ["-j", "link", "show"])).trim() || "[]",
+    ) as IpLink[];
+    for (const l of links) found.set(l.ifname.split("@")[0] as string, l);
+  } else
+    for (const i of unknown) {
+      const r = await ctx.run(ctx.netns, "ip", ["-j", "link", "show", "dev", i.name]);
+      // A missing device exits non-zero ("does not exist"): it waits for the next pass.
+      if (r.code !== 0) continue;
+      const l = (JSON.parse(r.stdout.trim() || "[]") as IpLink[])[0];
+      if (l) found.set(i.name, l);
+    }
+  const configured: string[] = [];
+  const sysctls: Sysctl[] = [...more];
+  for (const want of ifaces) {
+    const l = found.get(want.name);
+    if (!l) continue;
+    if (l.address?.toLowerCase() !== want.mac) {
+      await runOk(ctx, "ip", ["link", "set", "dev", want.name, "address", want.mac]);
+      changes.push(`link ${want.name} address ${want.mac} (was ${l.address ?? "none"})`);
+    }
+    if (!l.flags?.includes("UP")) {
+      await runOk(ctx, "ip", ["link", "set", "dev", want.name, "up"]);
+      changes.push(`link ${want.name} up`);
+    }
+    sysctls.push(...want.sysctls);
+    configured.push(want.name);
+    changes.push(`link ${want.name} configured`);
+  }
+  await writeSysctls(ctx, sysctls);
+  return configured;
+}
+
+/** Sets the routes that are new or changed since the last pass, removes the stale ones. */
+async function setChangedRoutes(
+  fib: Fib,
+  routes: Route[],
+  last: Map<string, string>,
+  changes: string[],
+  resync: boolean,
+): Promise<Map<string, string>> {
+  const key = agentRouteKey;
+  const before = new Map(
+    fib
+      .desired()
+      .filter((r) => r.protocol === RTPROT_OCELOT_AGENT)
+      .map((r) => [key(r), r]),
+  );
+  const next = new Map<string, string>();
+  const set: Route[] = [];
+  for (const r of routes) {
+    const k = key(r);
+    const text = JSON.stringify(r);
+    next.set(k, text);
+    if (!before.has(k) || last.get(k) !== text) set.push(r);
+    if (!before.has(k)) changes.push(`route ${r.dst} ${r.type ?? "unicast"} added`);
+  }
+  const stale = [...before].filter(([k]) => !next.has(k)).map(([, r]) => r);
+  if (set.length) await fib.set(set);
+  if (stale.length) await fib.remove(stale);
+  for (const r of stale) changes.push(`route ${r.dst} removed`);
+  if (resync) await (fib as Fib & KernelLikeFib).resync?.();
+  return next;
 }

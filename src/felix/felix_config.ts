@@ -1,8 +1,10 @@
 // FelixConfiguration as the agent uses it (pure): the effective spec of one node, Calico's
 // precedence (`node.<name>` field by field over `default`), and the fields Ocelot acts on read
-// out of it: the failsafe ports, defaultEndpointToHostAction and logSeverityScreen.
+// out of it: the failsafe ports, defaultEndpointToHostAction, logSeverityScreen and the kernel
+// read-back intervals (iptablesRefreshInterval, routeRefreshInterval).
 // Not: the schema and validation (src/api/config.ts), applying them (host_endpoint.ts, the node
 // daemon's logger).
+import { parseDurationMs } from "../api/fields.js";
 import type { EndpointToHostAction, ProtoPort } from "./host_endpoint.js";
 
 export interface FelixConfigResource {
@@ -17,6 +19,13 @@ export interface FelixSettings {
   defaultEndpointToHostAction?: EndpointToHostAction;
   /** A pino level ("info", "debug", ...) from logSeverityScreen. */
   logLevel?: string;
+  /**
+   * iptablesRefreshInterval: how often the agent reads iptables, ipsets, sysctls and links back
+   * in full to repair others' changes (0: only at start, resyncs and after errors).
+   */
+  iptablesRefreshMs?: number;
+  /** routeRefreshInterval: how often the agent's FIB dumps the kernel's routes. */
+  routeRefreshMs?: number;
   /** Fields that were set and could not be used, one line each. */
   warnings: string[];
 }
@@ -27,6 +36,8 @@ export const FELIX_FIELDS_ACTED_ON: readonly string[] = [
   "failsafeOutboundHostPorts",
   "defaultEndpointToHostAction",
   "logSeverityScreen",
+  "iptablesRefreshInterval",
+  "routeRefreshInterval",
 ];
 
 /** The node's effective spec: `default`'s fields with `node.<name>`'s over them (Felix). */
@@ -94,5 +105,15 @@ export function felixSettings(spec: Record<string, unknown>): FelixSettings {
   else if (action === "return") s.defaultEndpointToHostAction = "Return";
   const level = LOG_LEVELS[String(spec.logSeverityScreen ?? "").toLowerCase()];
   if (level !== undefined) s.logLevel = level;
+  for (const [field, key] of [
+    ["iptablesRefreshInterval", "iptablesRefreshMs"],
+    ["routeRefreshInterval", "routeRefreshMs"],
+  ] as const) {
+    const v = spec[field];
+    if (v === undefined) continue;
+    const ms = typeof v === "string" ? parseDurationMs(v) : undefined;
+    if (ms === undefined) warnings.push(`FelixConfiguration ${field}: not a duration; 90s is used`);
+    else s[key] = ms;
+  }
   return s;
 }

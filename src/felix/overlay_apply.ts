@@ -43,17 +43,20 @@ async function json<T>(ctx: Ctx, cmd: string, args: string[]): Promise<T[]> {
   return text === "" ? [] : (JSON.parse(text) as T[]);
 }
 
-/** The interfaces holding each of the given fabric addresses, with their MTU. */
+/**
+ * The interfaces holding each of the given fabric addresses, with their MTU: `ip addr show to`
+ * each address (only the interfaces holding it are printed, not a node's thousand pod veths).
+ */
 export async function readFabric(
   ctx: Ctx,
   addresses: { 4?: string; 6?: string },
 ): Promise<{ 4?: FabricIface; 6?: FabricIface }> {
-  const links = await json<KernelLink>(ctx, "ip", ["-j", "addr", "show"]);
   const out: { 4?: FabricIface; 6?: FabricIface } = {};
   for (const fam of [4, 6] as const) {
     const want = addresses[fam];
     if (!want) continue;
     const addr = canonicalAddress(want.split("/")[0] as string);
+    const links = await json<KernelLink>(ctx, "ip", ["-j", "addr", "show", "to", addr]);
     const l = links.find((x) =>
       (x.addr_info ?? []).some((a) => a.local !== undefined && canonicalAddress(a.local) === addr),
     );

@@ -485,12 +485,33 @@ function setMatches(k: SelectorKey, set: PolicyNetworkSet, sels: Selectors): boo
 
 // ---- Rendering -------------------------------------------------------------------------------
 
+/**
+ * A memo of a pure function of text (hashes, canonical nets), kept across renders so that a
+ * pass re-renders at the pace of what changed; bounded: emptied when full.
+ */
+class TextMemo<V> {
+  private readonly m = new Map<string, V>();
+  constructor(private readonly max: number) {}
+  get(key: string, f: (key: string) => V): V {
+    let v = this.m.get(key);
+    if (v === undefined) {
+      v = f(key);
+      if (this.m.size >= this.max) this.m.clear();
+      this.m.set(key, v);
+    }
+    return v;
+  }
+}
+
+const HASHES = new TextMemo<string>(100_000);
 const shortHash = (text: string) =>
-  createHash("sha256")
-    .update(text)
-    .digest("base64")
-    .replace(/[^A-Za-z0-9]/g, "")
-    .slice(0, SET_HASH_CHARS);
+  HASHES.get(text, (t) =>
+    createHash("sha256")
+      .update(t)
+      .digest("base64")
+      .replace(/[^A-Za-z0-9]/g, "")
+      .slice(0, SET_HASH_CHARS),
+  );
 
 /** ipset name of a rule selector or net list: `ocl-s-<hash>` / `ocl6-n-<hash>`. */
 export function policyIpsetName(kind: "s" | "n", family: Family, key: string): string {
@@ -538,8 +559,39 @@ function protocolName(p: string | number): string {
   return PROTOCOL_NAMES[key] ?? String(p);
 }
 
+const NETS = new TextMemo<{ family: Family; cidr: string; len: number }>(200_000);
+
 /** CIDR text as iptables-save prints it: host bits masked, a bare address as /32 (/128). */
 function canonicalNet(text: string): { family: Family; cidr: string; len: number } {
+  return NETS.get(text, parseNet);
+}
+
+/**
+ * A network set's nets of one family, canonical, sorted and unique: built once per nets list
+ * (the node daemon and the benchmark keep a stored set's list until it changes).
+ */
+const SET_MEMBERS = new WeakMap<readonly string[], Partial<Record<Family, string[]>>>();
+
+function setMembers(nets: readonly string[], family: Family): string[] {
+  let byFamily = SET_MEMBERS.get(nets);
+  if (byFamily === undefined) {
+    byFamily = {};
+    SET_MEMBERS.set(nets, byFamily);
+  }
+  let members = byFamily[family];
+  if (members === undefined) {
+    const out: string[] = [];
+    for (const net of nets) {
+      const n = canonicalNet(net);
+      if (n.family === family) out.push(n.cidr);
+    }
+    members = [...new Set(out)].sort();
+    byFamily[family] = members;
+  }
+  return members;
+}
+
+function parseNet(text: string): { family: Family; cidr: string; len: number } {
   const withLen = text.includes("/") ? text : `${text}/${text.includes(":") ? 128 : 32}`;
   const c = parseCidr(withLen, false);
   return {
@@ -596,13 +648,20 @@ export class Renderer {
         if (n.family === this.family) members.push(n.cidr);
       }
     }
-    for (const set of this.input.networkSets ?? []) {
-      if (!setMatches(k, set, this.sels)) continue;
-      for (const net of set.nets) {
-        const n = canonicalNet(net);
-        if (n.family === this.family) members.push(n.cidr);
-      }
+    const sets: string[][] = [];
+    for (const set of this.input.networkSets ?? [])
+      if (setMatches(k, set, this.sels)) sets.push(setMembers(set.nets, this.family));
+    // One network set alone: its members as built once (sorted, unique), shared.
+    if (members.length === 0 && sets.length === 1) {
+      this.ipsets.set(name, {
+        name,
+        type: "hash:net",
+        family: this.family === 4 ? "inet" : "inet6",
+        members: sets[0] as string[],
+      });
+      return name;
     }
+    for (const m of sets) members.push(...m);
     return this.ipset(name, members);
   }
 
@@ -932,6 +991,50 @@ export function usablePolicies(policies: readonly Policy[], r: Renderer): Policy
 }
 
 /**
+ * What selection found in earlier renders, kept while what it depends on is the same (the
+ * policies' ids, selectors, namespaces, order, tiers and types; the tiers; the namespaces'
+ * labels; the profiles with rules): which policies select an endpoint with given labels in a
+ * namespace, and the rules of an endpoint chain for given policies and profiles. A label change
+ * on one pod then re-selects that pod alone, as Felix's label index does.
+ */
+interface SelectionMemo {
+  key: string;
+  /** Indexes into the policies (the same ids in the same order while the key holds). */
+  selecting: Map<string, number[]>;
+  chains: Map<string, string[]>;
+}
+
+/** Entries past this many empty the memo (label sets come and go). */
+const SELECTION_MEMO_MAX = 50_000;
+let SELECTION: SelectionMemo | undefined;
+
+function selectionMemo(
+  policies: readonly Policy[],
+  input: PolicyInput,
+  profiles: Map<string, PolicyProfile>,
+): SelectionMemo {
+  const key = JSON.stringify([
+    policies.map((p) => [
+      p.id,
+      p.namespace,
+      p.selector,
+      p.namespaceSelector,
+      p.order,
+      p.tier,
+      p.types,
+    ]),
+    input.tiers ?? [],
+    input.namespaceLabels ?? {},
+    [...profiles.keys()],
+  ]);
+  const m = SELECTION;
+  if (m !== undefined && m.key === key && m.selecting.size + m.chains.size < SELECTION_MEMO_MAX)
+    return m;
+  SELECTION = { key, selecting: new Map(), chains: new Map() };
+  return SELECTION;
+}
+
+/**
  * The filter-table chains and ipsets of policy for one family. Never throws on bad stored data:
  * a policy whose own selector does not parse selects no endpoint (it is left out; a node must
  * not stop programming its other pods for it), a rule that cannot be rendered as written is
@@ -949,20 +1052,38 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
   const used = new Map<string, { p: Policy; dir: Direction }>();
   const endpointChains: ChainSpec[] = [];
   const dispatch: Record<Direction, string[]> = { Ingress: [], Egress: [] };
+  const memo = selectionMemo(policies, input, profiles);
   for (const ep of local) {
     const iface = ep.iface as string;
-    const selecting = policies.filter((p) => policySelects(p, ep, r.sels));
+    const labelKey = `${ep.namespace}\n${JSON.stringify(ep.labels)}`;
+    // By index: this render's policies (their rules may have changed since).
+    let picked = memo.selecting.get(labelKey);
+    if (picked === undefined) {
+      picked = policies.flatMap((p, i) => (policySelects(p, ep, r.sels) ? [i] : []));
+      memo.selecting.set(labelKey, picked);
+    }
+    const selecting = picked.map((i) => policies[i] as Policy);
     const profs = (ep.profiles ?? []).flatMap((n) => profiles.get(n) ?? []);
     for (const dir of ["Ingress", "Egress"] as const) {
       const mine = selecting.filter((p) => p.types.includes(dir));
       if (mine.length === 0 && profs.length === 0) continue;
       const name = endpointChainName(iface, dir);
-      const rules = endpointChainRules(
-        { type: "normal", policies: mine, profiles: profs, dropAtEnd: profs.length > 0 },
-        dir,
-        tierOf,
-        used,
-      );
+      const chainKey = `${dir}\n${mine.map((p) => p.id).join("\n")}\n\n${profs.map((p) => p.name).join("\n")}`;
+      let rules = memo.chains.get(chainKey);
+      if (rules === undefined) {
+        rules = endpointChainRules(
+          { type: "normal", policies: mine, profiles: profs, dropAtEnd: profs.length > 0 },
+          dir,
+          tierOf,
+          used,
+        );
+        memo.chains.set(chainKey, rules);
+      } else {
+        // The chains it jumps to, as endpointChainRules names them.
+        for (const p of mine) used.set(policyChainName(p.id, dir), { p, dir });
+        for (const prof of profs)
+          used.set(profileChainName(prof.name, dir), { p: profileAsPolicy(prof), dir });
+      }
       endpointChains.push({ name, rules });
       dispatch[dir].push(`${dir === "Ingress" ? "-o" : "-i"} ${iface} -g ${name}`);
     }

@@ -605,6 +605,13 @@ export class KernelFib implements BatchFib {
     };
   }
 
+  /** The links this FIB watches by name: index (a recreated link has a new one) and state. */
+  watchedLinks(): Map<string, { index: number; up: boolean }> {
+    const out = new Map<string, { index: number; up: boolean }>();
+    for (const [index, l] of this.links) out.set(l.name, { index, up: l.up });
+    return out;
+  }
+
   private resolveDev(dev: string | undefined): number {
     if (!dev) return 0;
     for (const [ifindex, l] of this.links) if (l.name === dev) return ifindex;

@@ -32,7 +32,12 @@ import type { Tier } from "../api/tier.js";
 import { type BgpdConfig, resolvePasswordFiles } from "../bgp/config.js";
 import { type NodeStatus, serveStatus } from "../bgp/status.js";
 import type { Datastore, KeyValue } from "../datastore/types.js";
-import { applyDataplane, readHostInterfaces, spawnRunner } from "../felix/apply.js";
+import {
+  DEFAULT_REFRESH_MS,
+  IncrementalApplier,
+  readHostInterfaces,
+  spawnRunner,
+} from "../felix/apply.js";
 import { renderDataplane } from "../felix/dataplane.js";
 import { type FabricIface, type OverlayState, renderOverlay } from "../felix/overlay.js";
 import { readFabric } from "../felix/overlay_apply.js";
@@ -226,6 +231,11 @@ export class NodeDaemon {
   private lastAgentWarnings = "";
   private lastFelixLogLevel: string | undefined;
   private lastFamilies: (4 | 6)[] | undefined;
+  /**
+   * Writes each pass's differences from memory; reads the kernel back in full at start, at each
+   * periodic resync, on FelixConfiguration iptablesRefreshInterval and after errors.
+   */
+  private readonly applier = new IncrementalApplier();
   private lastMtu: number | undefined;
   private lastOverlayFailures = "[]";
   /** The overlay's fast path: its netlink socket, inputs and what it last applied. */
@@ -448,6 +458,8 @@ export class NodeDaemon {
   /** Lists everything again and converges both areas (the periodic resync). */
   async fullResync(): Promise<void> {
     this.log.debug({}, "Full resync");
+    // The agent's next pass reads the kernel back in full (drift made by others is repaired).
+    this.applier.refresh("resync");
     try {
       await this.cache?.resyncAll();
     } catch (err) {
@@ -909,7 +921,12 @@ export class NodeDaemon {
     // IPv6 pool) is cleaned up; on the first pass, any our chains left there from before.
     const families = desired.families.map((f) => f.family);
     const cleanupFamilies = (this.lastFamilies ?? [4, 6]).filter((f) => !families.includes(f));
-    const report = await applyDataplane(desired, {
+    const felix = felixSettingsOf(snap, this.opts.nodename);
+    this.applier.configure({
+      refreshMs: felix.iptablesRefreshMs ?? DEFAULT_REFRESH_MS,
+      routeRefreshMs: felix.routeRefreshMs ?? DEFAULT_REFRESH_MS,
+    });
+    const report = await this.applier.apply(desired, {
       netns: this.opts.netns,
       fib: this.agentFib as Fib,
       cleanupFamilies,
@@ -940,6 +957,8 @@ export class NodeDaemon {
           workloads: input.workloads.length,
           blocks: input.blocks,
           changes: report.changes,
+          pass: report.mode,
+          ...(report.why !== undefined ? { why: report.why } : {}),
         },
         same ? "Agent: kernel drift repaired" : "Agent: data plane converged",
       );

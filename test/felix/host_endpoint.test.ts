@@ -305,4 +305,15 @@ describe("FelixConfiguration", () => {
     ]);
     expect(felixSettings({})).toEqual({ warnings: [] });
   });
+
+  it("reads iptablesRefreshInterval and routeRefreshInterval as Go durations (0: off)", () => {
+    const s = felixSettings({ iptablesRefreshInterval: "1m30s", routeRefreshInterval: "0" });
+    expect(s.iptablesRefreshMs).toBe(90_000);
+    expect(s.routeRefreshMs).toBe(0);
+    const bad = felixSettings({ iptablesRefreshInterval: "soon" });
+    expect(bad.iptablesRefreshMs).toBeUndefined();
+    expect(bad.warnings).toEqual([
+      "FelixConfiguration iptablesRefreshInterval: not a duration; 90s is used",
+    ]);
+  });
 });

@@ -19,6 +19,12 @@ export function restoreModel(table: SavedTable, payload: string): SavedTable {
     } else if (add) {
       if (!chains.has(add[1])) throw new Error(`no chain ${add[1]}`);
       rules.push({ chain: add[1], spec: add[2] });
+    } else if (del && /^\d+$/.test(del[2] as string)) {
+      // By position (1-based) in the chain.
+      const idx = rules.map((r, i) => [r, i] as const).filter(([r]) => r.chain === del[1]);
+      const at = idx[Number(del[2]) - 1];
+      if (at === undefined) throw new Error(`-D of a missing position: ${line}`);
+      rules.splice(at[1], 1);
     } else if (del) {
       const i = rules.findIndex((r) => r.chain === del[1] && r.spec === del[2]);
       if (i < 0) throw new Error(`-D of a missing rule: ${line}`);
@@ -26,6 +32,8 @@ export function restoreModel(table: SavedTable, payload: string): SavedTable {
     } else if (ins) {
       const [chain, pos, spec] = [ins[1], Number(ins[2]), ins[3]];
       const idx = rules.map((r, i) => [r, i] as const).filter(([r]) => r.chain === chain);
+      // As the kernel: at most one past the end ("Index of insertion too big").
+      if (pos < 1 || pos > idx.length + 1) throw new Error(`-I past the chain's end: ${line}`);
       const at = pos - 1 < idx.length ? idx[pos - 1][1] : rules.length;
       rules.splice(at, 0, { chain, spec });
     } else if (drop) {
@@ -55,6 +63,10 @@ export class FakeKernel {
   readonly ipsets = new Map<string, { type: string; family: string; members: string[] }>();
   readonly tables = { 4: new Map<string, SavedTable>(), 6: new Map<string, SavedTable>() };
   readonly writes: string[] = [];
+  /** Every command run, reads included. */
+  readonly commands: string[] = [];
+  /** The next command matching each fails (exit 1); each is used once. */
+  readonly failNext: RegExp[] = [];
 
   addLink(name: string): void {
     this.links.set(name, { address: "02:00:00:00:00:01", up: false });
@@ -66,6 +78,12 @@ export class FakeKernel {
   run = async (_netns: string | undefined, cmd: string, args: string[], input?: string) => {
     const ok = (stdout = "") => ({ code: 0, stdout, stderr: "" });
     const line = `${cmd} ${args.join(" ")}`;
+    this.commands.push(line);
+    const fail = this.failNext.findIndex((re) => re.test(line));
+    if (fail >= 0) {
+      this.failNext.splice(fail, 1);
+      return { code: 1, stdout: "", stderr: "injected failure" };
+    }
     if (cmd === "sysctl" && args[0] === "-e") {
       const keys = args.slice(1).filter((k) => this.sysctls.has(k));
       return ok(keys.map((k) => `${k} = ${this.sysctls.get(k)}\n`).join(""));
@@ -86,6 +104,12 @@ export class FakeKernel {
         flags: l.up ? ["BROADCAST", "UP"] : ["BROADCAST"],
       }));
       return ok(JSON.stringify(list));
+    }
+    if (cmd === "ip" && args.slice(0, 4).join(" ") === "-j link show dev") {
+      const l = this.links.get(args[4] as string);
+      if (!l) return { code: 1, stdout: "", stderr: `Device "${args[4]}" does not exist.` };
+      const flags = l.up ? ["BROADCAST", "UP"] : ["BROADCAST"];
+      return ok(JSON.stringify([{ ifname: args[4], address: l.address, flags }]));
     }
     if (cmd === "ip" && args.join(" ") === "-d -j addr show") {
       // The overlay's read-back: these workload links are no tunnel devices of ours.
@@ -144,7 +168,10 @@ export class FakeKernel {
       if (op === "create") {
         if (!set) this.ipsets.set(name, { type: rest[0], family: rest[2], members: [] });
       } else if (op === "flush" && set) set.members = [];
-      else if (op === "add" && set) set.members.push(rest[0]);
+      else if (op === "add" && set) {
+        // -exist: adding a member already there is no error.
+        if (!set.members.includes(rest[0])) set.members.push(rest[0]);
+      } else if (op === "del" && set) set.members = set.members.filter((m) => m !== rest[0]);
       else if (op === "swap" && set) {
         const other = this.ipsets.get(rest[0]);
         if (!other) throw new Error(`swap with missing set ${rest[0]}`);
