@@ -724,7 +724,12 @@ export class NodeDaemon {
       // otherwise (a pool back to Never) the agent lets go first and the speaker takes them back.
       const encap = snap.pools.filter(isEncapsulatingPool).map((p) => p.spec.cidr);
       const gained = encap.some((c) => !this.lastEncap.has(c));
+      const lost = [...this.lastEncap].some((c) => !encap.includes(c));
       this.lastEncap = new Set(encap);
+      // No hand-over between the FIBs in this pass: the speaker goes first, so that a new block
+      // of this node is announced without waiting for the agent's whole pass (policy included;
+      // the pod's own route is the CNI plugin's and is in place already).
+      if (!gained && !lost) await bgp();
       try {
         if (areas.has("agent")) {
           const a0 = performance.now();
