@@ -263,6 +263,11 @@ describe("kube-controllers: default configuration and auto host endpoints", () =
       profiles: ["projectcalico-default-allow"],
     });
     expect((await getHep("mine"))?.metadata.labels).toEqual({ role: "edge" });
+    // Settled: the passes its own writes start (HostEndpoint and Node watches) write nothing.
+    const writes = () => logs.filter((l) => /: (created|updated|deleted) /.test(l)).length;
+    const before = writes();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(writes(), logs.slice(-5).join("\n")).toBe(before);
   });
 
   it("follows a new Node, a Kubernetes relabel, an address change and a deleted Node", async () => {
