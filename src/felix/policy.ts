@@ -965,13 +965,25 @@ export function workloadPolicies(policies: readonly Policy[]): Policy[] {
   return policies.filter((p) => p.hostOnly !== true);
 }
 
+/**
+ * The profile Calico provides to every Felix whatever the datastore (libcalico-go's
+ * DefaultAllowProfile): allow all ingress and egress, no labels. Auto host endpoints list it, so a
+ * node with no host policy is not cut off. It wins over a stored Profile of the same name.
+ */
+export const DEFAULT_ALLOW_PROFILE: PolicyProfile = {
+  name: "projectcalico-default-allow",
+  ingress: [{ action: "Allow" }],
+  egress: [{ action: "Allow" }],
+};
+
 /** The profiles by name that have rules (an endpoint listing one is policed by them). */
 export function profilesWithRules(input: PolicyInput): Map<string, PolicyProfile> {
-  return new Map(
-    (input.profiles ?? [])
+  return new Map([
+    ...(input.profiles ?? [])
       .filter((p) => p.ingress.length > 0 || p.egress.length > 0)
-      .map((p) => [p.name, p]),
-  );
+      .map((p): [string, PolicyProfile] => [p.name, p]),
+    [DEFAULT_ALLOW_PROFILE.name, DEFAULT_ALLOW_PROFILE],
+  ]);
 }
 
 /** The policies in order, without those whose own selectors do not parse (warned). */

@@ -7,14 +7,23 @@
 // resync period, it reads the datastore, asks sync.ts for the writes (pure) and makes them, each a
 // compare-and-swap. Each pass reads the KubeControllersConfiguration `default` (kcc.ts): the
 // parts it disables are not written, its reconcilerPeriod replaces the resync period, what it
-// sets that is not applied is logged once per change. Owns: scheduling, the first-list gate (no
+// sets that is not applied is logged once per change; when there is none, Calico's default is
+// created (as Calico's kube-controllers does, also after a deletion). With the node controller on,
+// node labels (node_labels.ts) and auto host endpoints (auto_hep.ts) follow the Calico Nodes: a
+// change to a Calico Node, a HostEndpoint or the configuration in the datastore starts a pass. Owns: scheduling, the first-list gate (no
 // pass, so no deletion, before every kind is listed), logging. Not: what is written (sync.ts).
 import { ResourceClient, ResourceError } from "../api/client.js";
 import { kindOf, kindPrefix, type Resource } from "../api/registry.js";
 import type { Datastore, Watch } from "../datastore/types.js";
 import { releaseNodeAffinities } from "../ipam/gc_run.js";
 import { IpamStore } from "../ipam/store.js";
-import { type KubeControllersSettings, kubeControllersSettings, partOf } from "./kcc.js";
+import { planAutoHostEndpoints } from "./auto_hep.js";
+import {
+  DEFAULT_KCC_SPEC,
+  type KubeControllersSettings,
+  kubeControllersSettings,
+  partOf,
+} from "./kcc.js";
 import { planNodeLabels } from "./node_labels.js";
 import { KubeError, kubeError } from "./pod_reader.js";
 import { type KubeState, planSync, type SyncAction } from "./sync.js";
@@ -95,6 +104,7 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
   const SVC = info("v1", "Service");
   const EPS = info("discovery.k8s.io/v1", "EndpointSlice");
   const KCC = info("projectcalico.org/v3", "KubeControllersConfiguration");
+  const HEP = info("projectcalico.org/v3", "HostEndpoint");
   const defaultResyncMs = o.resyncMs ?? 300_000;
   let resyncMs = defaultResyncMs;
   let lastWarnings = "";
@@ -240,7 +250,24 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
 
   /** The KubeControllersConfiguration's settings; a changed period re-arms the resync timer. */
   async function readSettings(): Promise<KubeControllersSettings> {
-    const kcc = await client.get(KCC, "default");
+    let kcc = await client.get(KCC, "default");
+    if (kcc === undefined) {
+      // Calico's getOrCreateSnapshot: no configuration, its default is written and read.
+      const resource = {
+        apiVersion: "projectcalico.org/v3",
+        kind: "KubeControllersConfiguration",
+        metadata: { name: "default" },
+        spec: structuredClone(DEFAULT_KCC_SPEC),
+      } as unknown as Resource;
+      try {
+        await client.writeValidated("create", { info: KCC, resource });
+        log(`kube-controllers: created kubecontrollersconfiguration "default" (Calico's defaults)`);
+      } catch (err) {
+        // Someone else created it meanwhile: read theirs.
+        if (!(err instanceof ResourceError && err.code === "AlreadyExists")) throw err;
+      }
+      kcc = await client.get(KCC, "default");
+    }
     const settings = kubeControllersSettings(kcc?.spec);
     const w = settings.warnings.join("\n");
     if (w !== lastWarnings) {
@@ -274,10 +301,17 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
     const result: PassResult = { done: [], failed: [], refused: [], startedAt, endedAt: 0 };
     try {
       const settings = await readSettings();
-      const [workloadEndpoints, profiles, nodes, k8sNetworkPolicies, services, endpointSlices] =
-        await Promise.all(
-          [WEP, PROFILE, NODE, KNP, SVC, EPS].map(async (i) => (await client.list(i)).items),
-        );
+      const [
+        workloadEndpoints,
+        profiles,
+        nodes,
+        k8sNetworkPolicies,
+        services,
+        endpointSlices,
+        hostEndpoints,
+      ] = await Promise.all(
+        [WEP, PROFILE, NODE, KNP, SVC, EPS, HEP].map(async (i) => (await client.list(i)).items),
+      );
       const plan = planSync(kube, {
         workloadEndpoints: workloadEndpoints as Resource[],
         profiles: profiles as Resource[],
@@ -287,8 +321,27 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
         endpointSlices: endpointSlices as Resource[],
       });
       result.refused = plan.refused;
-      if (settings.syncLabels)
-        plan.actions.push(...planNodeLabels(kube.nodes, nodes as Resource[]));
+      // The Calico Nodes as this pass leaves them (relabelled, deleted): the auto host
+      // endpoints follow them in the same pass.
+      let calicoNodes = nodes as Resource[];
+      if (settings.syncLabels) {
+        const relabelled = planNodeLabels(kube.nodes, calicoNodes);
+        plan.actions.push(...relabelled);
+        const next = new Map(
+          relabelled.flatMap((a) =>
+            a.op === "put" ? [[a.resource.metadata.name, a.resource]] : [],
+          ),
+        );
+        calicoNodes = calicoNodes.map((n) => next.get(n.metadata.name) ?? n);
+      }
+      const going = new Set(plan.actions.flatMap((a) => (a.op === "deleteNode" ? [a.name] : [])));
+      plan.actions.push(
+        ...planAutoHostEndpoints(
+          calicoNodes.filter((n) => !going.has(n.metadata.name)),
+          hostEndpoints as Resource[],
+          settings.autoHostEndpoints,
+        ),
+      );
       const retry = new Set<string>();
       for (const a of plan.actions) {
         const part = partOf(a);
@@ -324,25 +377,31 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
   }
 
   // A new or changed WorkloadEndpoint in the datastore starts a pass (a pod relabelled while its
-  // ADD was under way is caught here).
-  let wepWatch: Watch | undefined;
-  const watchEndpoints = async (): Promise<void> => {
+  // ADD was under way is caught here), and so does a changed Calico Node (its auto host
+  // endpoint's addresses and labels), HostEndpoint (one changed by hand is put back) or
+  // KubeControllersConfiguration (deleted: the default is created again).
+  const watches = new Map<string, Watch>();
+  const watchKind = async (i: typeof WEP): Promise<void> => {
     if (stopped) return;
     try {
-      const { revision } = await o.store.list(kindPrefix(WEP));
-      wepWatch = await client.watch(WEP, revision, (m) => {
+      const { revision } = await o.store.list(kindPrefix(i));
+      const w = await client.watch(i, revision, (m) => {
         if ("kind" in m && m.kind !== "events") {
-          void wepWatch?.cancel();
-          setTimeout(() => void watchEndpoints(), m.kind === "error" ? retryMs : 0);
+          void watches.get(i.kind)?.cancel();
+          setTimeout(() => void watchKind(i), m.kind === "error" ? retryMs : 0);
         }
         schedule();
       });
+      watches.set(i.kind, w);
+      if (stopped) await w.cancel();
     } catch (err) {
-      log(`kube-controllers: datastore watch: ${(err as Error).message}; again in ${retryMs} ms`);
-      setTimeout(() => void watchEndpoints(), retryMs);
+      log(
+        `kube-controllers: datastore watch of ${i.plural}: ${(err as Error).message}; again in ${retryMs} ms`,
+      );
+      setTimeout(() => void watchKind(i), retryMs);
     }
   };
-  await watchEndpoints();
+  await Promise.all([WEP, NODE, HEP, KCC].map(watchKind));
 
   for (const inf of Object.values(informers)) void inf.start().then(schedule, () => {});
   resync = setInterval(schedule, resyncMs);
@@ -354,7 +413,7 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
       clearInterval(resync);
       clearTimeout(timer);
       await Promise.all(Object.values(informers).map((i) => i.stop()));
-      await wepWatch?.cancel();
+      await Promise.all([...watches.values()].map((w) => w.cancel()));
       await running;
     },
   };

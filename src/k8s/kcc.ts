@@ -12,9 +12,12 @@
 // per controller). node.leakGracePeriod is `ipam gc`'s --leak-grace when that flag is not given
 // (0: no IPAM garbage collection, as Calico documents it);
 // node.syncLabels (Calico's default Enabled) copies Kubernetes Node labels onto Calico Nodes
-// (node_labels.ts; without the resource they are not copied, as before it was read).
-// Not applied, each named in a warning: node.hostEndpoint.autoCreate Enabled (no HostEndpoints are made:
-// host policy selecting them matches nothing), loadBalancer (no LoadBalancer IPAM), migration,
+// (node_labels.ts); node.hostEndpoint.autoCreate Enabled keeps one `<node>-auto-hep` per Calico
+// Node (auto_hep.ts) unless createDefaultHostEndpoint is Disabled. Without the resource,
+// kube-controllers creates Calico's default one (DEFAULT_KCC_SPEC, as Calico's does in either
+// datastore mode) and reads that; the settings of no resource at all (every part, no labels
+// copied, no host endpoints) are only what a reader sees before that, e.g. `ipam gc`.
+// Not applied, each named in a warning: hostEndpoint.templates, loadBalancer (no LoadBalancer IPAM), migration,
 // etcdV3CompactionPeriod, healthChecks, debugProfilePort, prometheusMetricsPort,
 // logSeverityScreen. Services and EndpointSlices are copied whatever the settings (Calico's
 // Felix reads them from the API; Ocelot's agents need the copies). Not: reading the store or
@@ -37,6 +40,8 @@ export interface KubeControllersSettings {
   resyncMs?: number;
   /** controllers.node.syncLabels: Kubernetes Node labels onto Calico Nodes. */
   syncLabels: boolean;
+  /** controllers.node.hostEndpoint.autoCreate (and createDefaultHostEndpoint): auto HEPs. */
+  autoHostEndpoints: boolean;
   /** controllers.node.leakGracePeriod (absent: the caller's default; 0: IPAM gc off, as Calico). */
   leakGraceMs?: number;
   /** Settings present but not applied, one line each. */
@@ -45,10 +50,39 @@ export interface KubeControllersSettings {
 
 type Section = { reconcilerPeriod?: string } & Record<string, unknown>;
 
+/**
+ * The spec of the KubeControllersConfiguration `default` that Calico's kube-controllers creates
+ * when there is none (its NewDefaultKubeControllersConfig): every controller at 5 min, node labels
+ * synced, no auto host endpoints, a 15 min IPAM leak grace.
+ */
+export const DEFAULT_KCC_SPEC = {
+  logSeverityScreen: "Info",
+  healthChecks: "Enabled",
+  etcdV3CompactionPeriod: "10m",
+  controllers: {
+    node: {
+      reconcilerPeriod: "5m",
+      syncLabels: "Enabled",
+      hostEndpoint: { autoCreate: "Disabled", createDefaultHostEndpoint: "Enabled" },
+      leakGracePeriod: "15m",
+    },
+    policy: { reconcilerPeriod: "5m" },
+    workloadEndpoint: { reconcilerPeriod: "5m" },
+    serviceAccount: { reconcilerPeriod: "5m" },
+    namespace: { reconcilerPeriod: "5m" },
+    loadBalancer: { assignIPs: "AllServices" },
+  },
+} as const;
+
 /** The settings of a KubeControllersConfiguration spec; undefined (no resource): all parts. */
 export function kubeControllersSettings(spec: unknown): KubeControllersSettings {
   if (spec === undefined || spec === null)
-    return { enabled: new Set(SYNC_PARTS), syncLabels: false, warnings: [] };
+    return {
+      enabled: new Set(SYNC_PARTS),
+      syncLabels: false,
+      autoHostEndpoints: false,
+      warnings: [],
+    };
   const s = spec as Record<string, unknown> & { controllers?: Record<string, Section> };
   const controllers = s.controllers ?? {};
   const enabled = new Set(SYNC_PARTS.filter((p) => controllers[p] !== undefined));
@@ -66,7 +100,11 @@ export function kubeControllersSettings(spec: unknown): KubeControllersSettings 
     | {
         syncLabels?: string;
         leakGracePeriod?: string;
-        hostEndpoint?: { autoCreate?: string };
+        hostEndpoint?: {
+          autoCreate?: string;
+          createDefaultHostEndpoint?: string;
+          templates?: unknown[];
+        };
       }
     | undefined;
   let leakGraceMs: number | undefined;
@@ -78,9 +116,11 @@ export function kubeControllersSettings(spec: unknown): KubeControllersSettings 
       );
     else leakGraceMs = ms;
   }
-  if (node?.hostEndpoint?.autoCreate === "Enabled")
+  const hep = node?.hostEndpoint;
+  const autoCreate = hep?.autoCreate === "Enabled";
+  if (autoCreate && (hep?.templates ?? []).length > 0)
     warnings.push(
-      "controllers.node.hostEndpoint.autoCreate Enabled is not applied: no HostEndpoints are created, so host policy meant for them selects nothing (create HostEndpoints with ocelot apply)",
+      "controllers.node.hostEndpoint.templates are not applied: only the default <node>-auto-hep host endpoints are created",
     );
   if (controllers.loadBalancer !== undefined)
     warnings.push("controllers.loadBalancer is not applied: Ocelot has no LoadBalancer IPAM");
@@ -97,6 +137,8 @@ export function kubeControllersSettings(spec: unknown): KubeControllersSettings 
   return {
     enabled,
     syncLabels: node !== undefined && node.syncLabels !== "Disabled",
+    // Calico: createDefaultHostEndpoint defaults to Enabled.
+    autoHostEndpoints: autoCreate && hep?.createDefaultHostEndpoint !== "Disabled",
     ...(periods.length > 0 ? { resyncMs: Math.min(...periods) } : {}),
     ...(leakGraceMs !== undefined ? { leakGraceMs } : {}),
     warnings,
@@ -114,7 +156,7 @@ export function partOf(a: {
   const kind = a.resource?.kind ?? a.kind;
   const name = a.resource?.metadata.name ?? a.name ?? "";
   if (kind === "WorkloadEndpoint") return "workloadEndpoint";
-  if (kind === "Node") return "node";
+  if (kind === "Node" || kind === "HostEndpoint") return "node";
   if (kind === "NetworkPolicy") return "policy";
   if (kind === "Profile")
     return name.startsWith("kns.")

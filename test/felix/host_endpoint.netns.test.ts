@@ -11,7 +11,9 @@
 // - applyOnForward policy applies to traffic forwarded through hep0, other policy does not;
 // - preDNAT policy (mangle) matches the port before a DNAT rule rewrites it;
 // - doNotTrack policy (raw) lets TCP 7000 through a deny-all policy untracked, when it allows
-//   both directions, and not with the ingress half only.
+//   both directions, and not with the ingress half only;
+// - kube-controllers' auto host endpoint ("*", profile projectcalico-default-allow) with no policy
+//   lets everything through (to, from and through the host, BGP); a policy selecting it takes over.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,6 +24,7 @@ import { renderDataplane } from "../../src/felix/dataplane.js";
 import type { HostPolicyInput } from "../../src/felix/host_endpoint.js";
 import { fromGlobalNetworkPolicy, type Policy } from "../../src/felix/policy.js";
 import { KernelFib } from "../../src/fib/kernel_fib.js";
+import { autoHostEndpoint } from "../../src/k8s/auto_hep.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import {
@@ -387,6 +390,53 @@ describe.skipIf(skip)("host endpoints applied in a namespace", () => {
     const mangle = host.exec("iptables-nft-save", "-t", "mangle");
     expect(mangle).toContain("-A PREROUTING -j ocl-PREROUTING");
     expect(mangle).toContain("-A ocl-fh-hep0 -j ocl-failsafe-in");
+  });
+
+  it("an auto host endpoint (kube-controllers') with no policy allows all: its projectcalico-default-allow profile", async () => {
+    // The HostEndpoint kube-controllers makes for this node's Calico Node, as the agent reads it.
+    const hep = autoHostEndpoint({
+      apiVersion: "projectcalico.org/v3",
+      kind: "Node",
+      metadata: { name: "hh", labels: { role: "node" } },
+      spec: { bgp: { ipv4Address: `${HOST}/24`, ipv6Address: `${HOST6}/64` } },
+    } as never);
+    const spec = hep.spec as { interfaceName: string; expectedIPs: string[]; profiles: string[] };
+    const auto: HostPolicyInput = {
+      hostEndpoints: [
+        {
+          name: hep.metadata.name,
+          interfaceName: spec.interfaceName,
+          expectedIPs: spec.expectedIPs,
+          labels: hep.metadata.labels ?? {},
+          profiles: spec.profiles,
+        },
+      ],
+    };
+    await apply(auto, []);
+    expect(host.exec("iptables-nft-save", "-t", "filter")).toContain(
+      "-A ocl-from-host-endpoint -g ocl-fh-any",
+    );
+    // To the host, from the host, forwarded through it, pings, and BGP.
+    expect(tcp(peer, H, 7000, true)).toBe(true);
+    expect(tcp(far, { ns: "host", ip: HOST_FAR }, 8080, true)).toBe(true);
+    expect(tcp(host, P, 8080, true)).toBe(true);
+    expect(tcp(peer, F, 7000, true)).toBe(true);
+    expect(ping(peer, HOST, true)).toBe(true);
+    expect(await sessionUpAfterRestart(true)).toBe(true);
+    // A policy selecting it takes over (Calico: profiles only when no policy applies): what it
+    // does not allow ends at the tier's default deny; failsafe still holds.
+    const allow7000 = gnp("allow-7000", {
+      selector: "has(projectcalico.org/created-by)",
+      types: ["Ingress"],
+      ingress: [{ action: "Allow", protocol: "TCP", destination: { ports: [7000] } }],
+    });
+    await apply(auto, [allow7000]);
+    expect(tcp(peer, H, 7000, true)).toBe(true);
+    expect(tcp(peer, H, 8080, false)).toBe(false);
+    expect(tcp(peer, H, 22, true)).toBe(true);
+    // Egress has no policy: the profile still allows it.
+    expect(tcp(host, P, 8080, true)).toBe(true);
+    expect(await sessionUpAfterRestart(true)).toBe(true);
   });
 
   it("doNotTrack policy allows untracked traffic through deny-all only with both directions", async () => {

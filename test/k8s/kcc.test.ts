@@ -62,7 +62,10 @@ describe("kubeControllersSettings()", () => {
   it("names what it does not apply, and a bad period", () => {
     const s = kubeControllersSettings({
       controllers: {
-        node: { syncLabels: "Enabled", hostEndpoint: { autoCreate: "Enabled" } },
+        node: {
+          syncLabels: "Enabled",
+          hostEndpoint: { autoCreate: "Enabled", templates: [{ generateName: "t" }] },
+        },
         policy: { reconcilerPeriod: "soon" },
         loadBalancer: { assignIPs: "AllServices" },
       },
@@ -71,7 +74,7 @@ describe("kubeControllersSettings()", () => {
     });
     expect(s.warnings).toEqual([
       'controllers.policy.reconcilerPeriod "soon" is not a period above 0: ignored',
-      expect.stringMatching(/^controllers\.node\.hostEndpoint\.autoCreate Enabled is not applied/),
+      expect.stringMatching(/^controllers\.node\.hostEndpoint\.templates are not applied/),
       expect.stringMatching(/^controllers\.loadBalancer is not applied/),
       "healthChecks is not applied by ocelot kube-controllers",
       "prometheusMetricsPort is not applied by ocelot kube-controllers",

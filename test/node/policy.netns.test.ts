@@ -9,7 +9,8 @@
 // staged deny-all changes nothing; a HostEndpoint reaches the agent: its chains and failsafe
 // rules appear (its interface does not exist here, so traffic is unchanged), and
 // FelixConfiguration's failsafe ports replace Felix's defaults, node.<name> over default, and
-// its logSeverityScreen sets the daemon's log level.
+// its logSeverityScreen sets the daemon's log level. kube-controllers' auto host endpoint for
+// the node ("*", projectcalico-default-allow) leaves the pods' and the node's traffic unchanged.
 // Rules and sets are read back with iptables-save and ipset save inside the node namespace.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -19,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyResource, ResourceClient } from "../../src/api/client.js";
 import { kindOf } from "../../src/api/registry.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import { autoHostEndpoint } from "../../src/k8s/auto_hep.js";
 import { addUplink } from "../helpers/cni.js";
 import { runSync } from "../helpers/limits.js";
 import { Netns, skipWithReason, waitFor } from "../helpers/netns.js";
@@ -378,5 +380,23 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
     );
     expectOpen();
     expect(save("iptables-save", "-t", "filter")).not.toContain("wl-dispatch");
+  });
+
+  it("kube-controllers' auto host endpoint for this node (\"*\", projectcalico-default-allow): pods and the node's traffic to them unchanged", async () => {
+    const nodeInfo = kindOf("projectcalico.org/v3", "Node");
+    if (!nodeInfo) throw new Error("Node not registered");
+    const calicoNode = await new ResourceClient(store).get(nodeInfo, NODE);
+    if (!calicoNode) throw new Error(`the daemon registered no Node ${NODE}`);
+    const hep = autoHostEndpoint(calicoNode);
+    await applyResource(store, hep);
+    await waitFor(
+      "the auto host endpoint's chains",
+      () =>
+        save("iptables-save", "-t", "filter").includes("-A ocl-from-host-endpoint -g ocl-fh-any"),
+      10_000,
+      100,
+    );
+    expect(save("iptables-save", "-t", "filter")).toMatch(/-A ocl-fh-any -j ocl-pr/);
+    expectOpen();
   });
 });
