@@ -112,9 +112,13 @@ function inheritGlobalOptions(program: Command, action: Command): void {
   }
 }
 
-/** For the bundle's V8 code cache (scripts/build.mjs): every kind's schema built and run once. */
+/**
+ * For the bundle's V8 code cache (scripts/build.mjs): every kind's schema built and run once,
+ * and the etcd client's calls (loaded only when a command opens etcd, as the plugins do).
+ */
 export async function warmCodeCache(): Promise<void> {
   (await import("../api/registry.js")).warmSchemas();
+  await (await import("../datastore/etcd.js")).warmEtcdClient();
 }
 
 export async function main(argv: string[]): Promise<void> {
