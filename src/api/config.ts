@@ -1,7 +1,8 @@
 // FelixConfiguration, IPAMConfiguration and KubeControllersConfiguration (projectcalico.org/v3):
 // schemas with Calico's field types (from its CRDs, src/api/config_fields.ts) and validator rules
 // (validateFelixConfigSpec, validateIPAMConfigSpec, the CEL rules), and what Ocelot does with each
-// field: the few it honours (failsafe ports, defaultEndpointToHostAction, logSeverityScreen),
+// field: the few it honours (failsafe ports, defaultEndpointToHostAction, logSeverityScreen,
+// floatingIPs, workloadSourceSpoofing),
 // the many it stores and names in a warning (they tune parts Ocelot does not have), and the ones
 // it refuses because ignoring them would weaken security.
 // Not: applying them (the node daemon, `ocelot ipam`).
@@ -47,6 +48,8 @@ const FELIX_HONOURED = new Set<string>([
   "failsafeOutboundHostPorts",
   "defaultEndpointToHostAction",
   "logSeverityScreen",
+  "floatingIPs",
+  "workloadSourceSpoofing",
 ]);
 
 const STORED_REASON = "stored; Ocelot's agent does not use it yet (ocelot apply warns)";

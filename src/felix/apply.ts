@@ -1,6 +1,6 @@
 // The agent's thin edge: converges one network namespace (or our own) to a rendered
-// DataplaneState with sysctls, `ip link`, `ipset restore`, `iptables-restore --noflush` per
-// table, and routes through a Fib. Reads the kernel back first and writes only what differs, so
+// DataplaneState with sysctls, `ip link`, `tc` (qos_apply.ts), `ipset restore`,
+// `iptables-restore --noflush` per table, and routes through a Fib. Reads the kernel back first and writes only what differs, so
 // a second apply changes nothing. Not: deciding what the state is (dataplane.ts and friends).
 import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
@@ -20,6 +20,7 @@ import {
 } from "./iptables.js";
 import type { OverlayState } from "./overlay.js";
 import { applyOverlay, removeStale } from "./overlay_apply.js";
+import { applyQos } from "./qos_apply.js";
 import type { Sysctl } from "./workload.js";
 
 const COMMAND_TIMEOUT_MS = 15_000;
@@ -355,6 +356,8 @@ export async function applyDataplane(
     state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
     changes,
   );
+  // Bandwidth limits (tc) on the workload interfaces that exist (qos_apply.ts).
+  changes.push(...(await applyQos(ctx, state.qos ?? [], present)));
   const sets = await convergeIpsets(ctx, state, changes);
   const t0 = performance.now();
   const iptables = await convergeIptables(

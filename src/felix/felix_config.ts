@@ -1,6 +1,8 @@
 // FelixConfiguration as the agent uses it (pure): the effective spec of one node, Calico's
 // precedence (`node.<name>` field by field over `default`), and the fields Ocelot acts on read
-// out of it: the failsafe ports, defaultEndpointToHostAction and logSeverityScreen.
+// out of it: the failsafe ports, defaultEndpointToHostAction, logSeverityScreen, floatingIPs
+// (whether WorkloadEndpoints' ipNATs are programmed) and workloadSourceSpoofing (whether their
+// allowSpoofedSourcePrefixes are).
 // Not: the schema and validation (src/api/config.ts), applying them (host_endpoint.ts, the node
 // daemon's logger).
 import type { EndpointToHostAction, ProtoPort } from "./host_endpoint.js";
@@ -17,6 +19,10 @@ export interface FelixSettings {
   defaultEndpointToHostAction?: EndpointToHostAction;
   /** A pino level ("info", "debug", ...) from logSeverityScreen. */
   logLevel?: string;
+  /** floatingIPs: Enabled (Calico's default: Disabled, ipNATs not programmed). */
+  floatingIps?: boolean;
+  /** workloadSourceSpoofing: Any (Calico's default: Disabled, no spoofing allowed). */
+  sourceSpoofing?: boolean;
   /** Fields that were set and could not be used, one line each. */
   warnings: string[];
 }
@@ -27,6 +33,8 @@ export const FELIX_FIELDS_ACTED_ON: readonly string[] = [
   "failsafeOutboundHostPorts",
   "defaultEndpointToHostAction",
   "logSeverityScreen",
+  "floatingIPs",
+  "workloadSourceSpoofing",
 ];
 
 /** The node's effective spec: `default`'s fields with `node.<name>`'s over them (Felix). */
@@ -94,5 +102,7 @@ export function felixSettings(spec: Record<string, unknown>): FelixSettings {
   else if (action === "return") s.defaultEndpointToHostAction = "Return";
   const level = LOG_LEVELS[String(spec.logSeverityScreen ?? "").toLowerCase()];
   if (level !== undefined) s.logLevel = level;
+  if (String(spec.floatingIPs ?? "").toLowerCase() === "enabled") s.floatingIps = true;
+  if (String(spec.workloadSourceSpoofing ?? "").toLowerCase() === "any") s.sourceSpoofing = true;
   return s;
 }

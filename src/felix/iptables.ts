@@ -1,6 +1,7 @@
 // The agent's iptables and ipset state, rendered from values (pure): our `ocl-` chains and the
 // one hook rule each gets in a built-in chain, NAT-outgoing per pool (Calico's cali-nat-outgoing),
-// the pool ipsets; parsers of `iptables-save` and `ipset save`, and the plans (restore payloads)
+// floating IPs' 1:1 NAT (Felix's fip-dnat/fip-snat), the RPF check of pods allowed to spoof some
+// sources (Felix's rpf-skip, raw table), the pool ipsets; parsers of `iptables-save` and `ipset save`, and the plans (restore payloads)
 // that converge what the kernel holds; with network policy, the hooks that send workload traffic
 // to the dispatch chains, and where host endpoint rules (host_endpoint.ts) sit among them.
 // Not: running any command (apply.ts), the policy chains (policy.ts).
@@ -24,6 +25,14 @@ export const CHAIN_FROM_WL_DISPATCH = "ocl-from-wl-dispatch";
 /** Ingress policy: picks the ocl-tw-<iface> chain of the receiving workload interface. */
 export const CHAIN_TO_WL_DISPATCH = "ocl-to-wl-dispatch";
 export const CHAIN_NAT_OUTGOING = "ocl-nat-outgoing";
+/** nat PREROUTING and OUTPUT: floating IP (external) to pod address (Felix's cali-fip-dnat). */
+export const CHAIN_FIP_DNAT = "ocl-fip-dnat";
+/** nat POSTROUTING: a pod reaching its own floating IP is seen from it (cali-fip-snat). */
+export const CHAIN_FIP_SNAT = "ocl-fip-snat";
+const CHAIN_NAT_PREROUTING = "ocl-PREROUTING";
+const CHAIN_NAT_OUTPUT = "ocl-OUTPUT";
+/** raw PREROUTING: the RPF check of interfaces whose pods may send some foreign sources. */
+export const CHAIN_RPF_CHECK = "ocl-rpf-check";
 /** Pod-to-host traffic with a defaultEndpointToHostAction or host endpoints (Felix's). */
 export const CHAIN_WL_TO_HOST = "ocl-wl-to-host";
 /** Interface wildcard matching every host-side workload veth (iptables `+` suffix). */
@@ -47,6 +56,17 @@ export interface NatInput {
   clusterCidrs: string[];
   /** Node addresses (all nodes): never masqueraded to. */
   nodeAddresses: string[];
+  /** Floating IPs (1:1 NATs) of this node's pods, this family's. */
+  floatingIps?: { internal: string; external: string }[];
+}
+
+/**
+ * A workload interface whose pod may send from these prefixes (this family's; maybe none) besides
+ * its own addresses.
+ */
+export interface RpfSkip {
+  iface: string;
+  prefixes: string[];
 }
 
 export interface ChainSpec {
@@ -161,13 +181,98 @@ export function renderNatTable(input: NatInput): TableSpec {
       `-m set --match-set ${names.masqPools} src -m set ! --match-set ${names.allPools} dst -j MASQUERADE`,
     );
   }
+  const fip = floatingIpChains(input);
+  if (fip === undefined)
+    return {
+      table: "nat",
+      chains: [
+        { name: CHAIN_POSTROUTING, rules: [`-j ${CHAIN_NAT_OUTGOING}`] },
+        { name: CHAIN_NAT_OUTGOING, rules: natOutgoing },
+      ],
+      hooks: [{ builtin: "POSTROUTING", rule: `-j ${CHAIN_POSTROUTING}` }],
+    };
+  // Felix's layout: fip-dnat from PREROUTING and OUTPUT, fip-snat before nat-outgoing.
   return {
     table: "nat",
     chains: [
-      { name: CHAIN_POSTROUTING, rules: [`-j ${CHAIN_NAT_OUTGOING}`] },
+      { name: CHAIN_NAT_PREROUTING, rules: [`-j ${CHAIN_FIP_DNAT}`] },
+      { name: CHAIN_NAT_OUTPUT, rules: [`-j ${CHAIN_FIP_DNAT}`] },
+      { name: CHAIN_POSTROUTING, rules: [`-j ${CHAIN_FIP_SNAT}`, `-j ${CHAIN_NAT_OUTGOING}`] },
       { name: CHAIN_NAT_OUTGOING, rules: natOutgoing },
+      ...fip,
     ],
-    hooks: [{ builtin: "POSTROUTING", rule: `-j ${CHAIN_POSTROUTING}` }],
+    hooks: [
+      { builtin: "PREROUTING", rule: `-j ${CHAIN_NAT_PREROUTING}` },
+      { builtin: "OUTPUT", rule: `-j ${CHAIN_NAT_OUTPUT}` },
+      { builtin: "POSTROUTING", rule: `-j ${CHAIN_POSTROUTING}` },
+    ],
+  };
+}
+
+/**
+ * Felix's floating IP chains (floatingIPManager): DNAT of each external address to its pod's
+ * (an external address claimed twice goes to the lowest internal one), and SNAT to the external
+ * address of a pod's traffic to itself (the lowest external address of each internal one). A
+ * pod's other traffic keeps its own source: Calico does not SNAT it to the floating IP.
+ */
+function floatingIpChains(input: NatInput): ChainSpec[] | undefined {
+  const nats = input.floatingIps ?? [];
+  if (nats.length === 0) return undefined;
+  const bits = input.family === 4 ? 32 : 128;
+  const canon = (a: string, what: string) =>
+    canonicalCidr(a, input.family, what).replace(/\/\d+$/, "");
+  const dnat = new Map<string, string>();
+  for (const n of nats) {
+    const ext = canon(n.external, "floating IP");
+    const int = canon(n.internal, "floating IP's internal address");
+    const prev = dnat.get(ext);
+    if (prev === undefined || int < prev) dnat.set(ext, int);
+  }
+  const snat = new Map<string, string>();
+  for (const [ext, int] of dnat) {
+    const prev = snat.get(int);
+    if (prev === undefined || ext < prev) snat.set(int, ext);
+  }
+  const sorted = (m: Map<string, string>) =>
+    [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return [
+    {
+      name: CHAIN_FIP_DNAT,
+      rules: sorted(dnat).map(([ext, int]) => `-d ${ext}/${bits} -j DNAT --to-destination ${int}`),
+    },
+    {
+      name: CHAIN_FIP_SNAT,
+      rules: sorted(snat).map(
+        ([int, ext]) => `-s ${int}/${bits} -d ${int}/${bits} -j SNAT --to-source ${ext}`,
+      ),
+    },
+  ];
+}
+
+/**
+ * The raw table's RPF check for pods allowed to spoof (Felix's rpf-skip): their interfaces have
+ * rp_filter off (workload.ts), so here a packet from one of them passes when its source is in an
+ * allowed prefix and is dropped when the strict reverse-path check fails; every other workload
+ * interface keeps the kernel's rp_filter. Merged into the host endpoints' raw table, before it.
+ */
+export function renderRpfTable(
+  skips: readonly RpfSkip[],
+  family: Family,
+  base?: TableSpec,
+): TableSpec {
+  const live = [...skips];
+  // Without any, an empty table still removes a check left from an earlier pass.
+  if (live.length === 0) return base ?? { table: "raw", chains: [], hooks: [] };
+  const rules: string[] = [];
+  for (const s of [...live].sort((a, b) => (a.iface < b.iface ? -1 : 1))) {
+    for (const p of sortedUnique(s.prefixes.map((p) => canonicalCidr(p, family, "spoof prefix"))))
+      rules.push(`-s ${p} -i ${s.iface} -j RETURN`);
+    rules.push(`-i ${s.iface} -m rpfilter --invert -j DROP`);
+  }
+  return {
+    table: "raw",
+    chains: [{ name: CHAIN_RPF_CHECK, rules }, ...(base?.chains ?? [])],
+    hooks: [{ builtin: "PREROUTING", rule: `-j ${CHAIN_RPF_CHECK}` }, ...(base?.hooks ?? [])],
   };
 }
 
@@ -253,8 +358,20 @@ export function renderTables(
   input: NatInput,
   policy?: PolicyChains,
   host?: { filter?: HostFilter; tables: TableSpec[] },
+  rpf: readonly RpfSkip[] = [],
 ): TableSpec[] {
-  return [renderFilterTable(policy, host?.filter), renderNatTable(input), ...(host?.tables ?? [])];
+  const hostTables = host?.tables ?? [];
+  const raw = renderRpfTable(
+    rpf,
+    input.family,
+    hostTables.find((t) => t.table === "raw"),
+  );
+  return [
+    renderFilterTable(policy, host?.filter),
+    renderNatTable(input),
+    ...hostTables.filter((t) => t.table !== "raw"),
+    raw,
+  ];
 }
 
 // ---- iptables-save ---------------------------------------------------------------------------
