@@ -5,7 +5,7 @@
 // The node's tunnel addresses (IP-in-IP under spec.bgp, VXLAN per family with its VTEP MAC) are
 // Calico's fields, written by the node daemon. A WorkloadEndpoint's 1:1 NATs (floating IPs),
 // spoofed-source prefixes and QoS bandwidth controls are Calico's fields too (src/felix acts on
-// them). Refused as not supported yet: WireGuard, QoS packet rates, connection limits and DSCP.
+// them). Refused as not supported yet: WireGuard, QoS DSCP marking.
 import * as z from "zod";
 import { own, quote } from "./errors.js";
 import {
@@ -145,7 +145,8 @@ const qosValue = lazy(() => intRange(0, QOS_MAX));
 
 /**
  * QoS controls. Calico's API takes any int64 here (its ranges are checked where the Kubernetes
- * annotations are converted); the bandwidth fields act through tc (src/felix/qos.ts).
+ * annotations are converted); the bandwidth fields act through tc (src/felix/qos.ts), packet
+ * rates and connection limits through iptables (src/felix/iptables.ts).
  */
 const qosControls = lazy(() =>
   z
@@ -158,12 +159,12 @@ const qosControls = lazy(() =>
       egressBurst: qosValue.optional(),
       egressPeakrate: qosValue.optional(),
       egressMinburst: qosValue.optional(),
-      ingressPacketRate: unsupported("QoS packet rate limits", qosValue),
-      ingressPacketBurst: unsupported("QoS packet rate limits", qosValue),
-      egressPacketRate: unsupported("QoS packet rate limits", qosValue),
-      egressPacketBurst: unsupported("QoS packet rate limits", qosValue),
-      ingressMaxConnections: unsupported("QoS connection limits", qosValue),
-      egressMaxConnections: unsupported("QoS connection limits", qosValue),
+      ingressPacketRate: qosValue.optional(),
+      ingressPacketBurst: qosValue.optional(),
+      egressPacketRate: qosValue.optional(),
+      egressPacketBurst: qosValue.optional(),
+      ingressMaxConnections: qosValue.optional(),
+      egressMaxConnections: qosValue.optional(),
       dscp: unsupported("DSCP marking"),
     })
     .strict(),

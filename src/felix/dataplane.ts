@@ -73,6 +73,10 @@ const isV6 = (cidr: string) => cidr.includes(":");
 export function renderDataplane(input: DataplaneInput): DataplaneState {
   const workloads = renderWorkloads(input.workloads, input.blocks ?? [], input.options);
   const families: FamilyTables[] = [];
+  // Packet rates and connection limits: iptables rules in both families (qosControls).
+  const limits = input.workloads.flatMap((w) =>
+    w.qos ? [{ ...w.qos, iface: w.hostIface ?? workloadIfaceName(w.id) }] : [],
+  );
   const warnings = new Set<string>();
   for (const family of [4, 6] as const) {
     const pick = (xs: string[]) => xs.filter((x) => isV6(x) === (family === 6));
@@ -110,7 +114,7 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
     families.push({
       family,
       ipsets: [...ipsets.values()],
-      tables: renderTables(nat, policy, host, rpf),
+      tables: renderTables(nat, policy, host, rpf, limits),
     });
   }
   const overlay = renderOverlay(input.overlay ?? NO_OVERLAY);

@@ -353,12 +353,99 @@ function uniqueChains(chains: ChainSpec[]): ChainSpec[] {
   return chains.filter((c) => !seen.has(c.name) && seen.add(c.name) !== undefined);
 }
 
+/** A workload interface's QoS packet rates and connection limits (0 or absent: none). */
+export interface WorkloadLimits {
+  iface: string;
+  ingressPacketRate?: number;
+  ingressPacketBurst?: number;
+  egressPacketRate?: number;
+  egressPacketBurst?: number;
+  ingressMaxConnections?: number;
+  egressMaxConnections?: number;
+}
+
+/** The kernel's limit match takes at most 10k packets/s and bursts of 10k (XT_LIMIT_SCALE). */
+const LIMIT_MAX = 10_000;
+/** Calico's packet burst when a rate is set without one. */
+const DEFAULT_PACKET_BURST = 5;
+const CONNLIMIT_MAX = 2 ** 32 - 1;
+
+/** The rules of one direction's limit chain, Felix's fragments (none: no chain). */
+function limitRules(rate = 0, burst = 0, maxConnections = 0): string[] {
+  const out: string[] = [];
+  if (maxConnections > 0)
+    out.push(
+      `-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m connlimit --connlimit-above ${Math.min(maxConnections, CONNLIMIT_MAX)} --connlimit-mask 0 --connlimit-saddr -j REJECT --reject-with tcp-reset`,
+    );
+  if (rate > 0) {
+    const b = Math.min(Math.max(burst || DEFAULT_PACKET_BURST, 1), LIMIT_MAX);
+    // iptables-save leaves out the kernel's default burst (5).
+    const burstArg = b === DEFAULT_PACKET_BURST ? "" : ` --limit-burst ${b}`;
+    out.push(`-m limit --limit ${Math.min(rate, LIMIT_MAX)}/sec${burstArg} -j RETURN`);
+    out.push("-j DROP");
+  }
+  return out;
+}
+
+/**
+ * Adds the workloads' packet rates and connection limits to the filter table (Felix renders them
+ * in the endpoint chains, which Ocelot has only for pods a policy selects): a chain per interface
+ * and direction, `ocl-qi-<iface>` for traffic to the pod (from ocl-FORWARD and ocl-OUTPUT) and
+ * `ocl-qo-<iface>` for traffic from it (ocl-FORWARD and ocl-INPUT), first in those chains. New
+ * TCP connections over the limit are reset; packets over the rate are dropped.
+ */
+export function withWorkloadLimits(
+  filter: TableSpec,
+  limits: readonly WorkloadLimits[],
+): TableSpec {
+  const chains: ChainSpec[] = [];
+  const fwd: string[] = [];
+  const toWl: string[] = [];
+  const fromWl: string[] = [];
+  for (const l of [...limits].sort((a, b) => (a.iface < b.iface ? -1 : 1))) {
+    const inRules = limitRules(l.ingressPacketRate, l.ingressPacketBurst, l.ingressMaxConnections);
+    const outRules = limitRules(l.egressPacketRate, l.egressPacketBurst, l.egressMaxConnections);
+    if (inRules.length > 0) {
+      const name = chainName(`ocl-qi-${l.iface}`);
+      chains.push({ name, rules: inRules });
+      fwd.push(`-o ${l.iface} -j ${name}`);
+      toWl.push(`-o ${l.iface} -j ${name}`);
+    }
+    if (outRules.length > 0) {
+      const name = chainName(`ocl-qo-${l.iface}`);
+      chains.push({ name, rules: outRules });
+      fwd.push(`-i ${l.iface} -j ${name}`);
+      fromWl.push(`-i ${l.iface} -j ${name}`);
+    }
+  }
+  if (chains.length === 0) return filter;
+  const head: Record<string, string[]> = {
+    [CHAIN_FORWARD]: fwd,
+    [CHAIN_INPUT]: fromWl,
+    [CHAIN_OUTPUT]: toWl,
+  };
+  const out = filter.chains.map((c) =>
+    head[c.name] ? { ...c, rules: [...(head[c.name] as string[]), ...c.rules] } : c,
+  );
+  const hooks = [...filter.hooks];
+  for (const [chain, builtin] of [
+    [CHAIN_INPUT, "INPUT"],
+    [CHAIN_OUTPUT, "OUTPUT"],
+  ] as const) {
+    if ((head[chain] as string[]).length === 0 || out.some((c) => c.name === chain)) continue;
+    out.push({ name: chain, rules: head[chain] as string[] });
+    hooks.push({ builtin, rule: `-j ${chain}` });
+  }
+  return { ...filter, chains: [...out, ...chains], hooks };
+}
+
 /** Every table we own for one family (mangle and raw: host endpoint policy, when known). */
 export function renderTables(
   input: NatInput,
   policy?: PolicyChains,
   host?: { filter?: HostFilter; tables: TableSpec[] },
   rpf: readonly RpfSkip[] = [],
+  limits: readonly WorkloadLimits[] = [],
 ): TableSpec[] {
   const hostTables = host?.tables ?? [];
   const raw = renderRpfTable(
@@ -367,7 +454,7 @@ export function renderTables(
     hostTables.find((t) => t.table === "raw"),
   );
   return [
-    renderFilterTable(policy, host?.filter),
+    withWorkloadLimits(renderFilterTable(policy, host?.filter), limits),
     renderNatTable(input),
     ...hostTables.filter((t) => t.table !== "raw"),
     raw,

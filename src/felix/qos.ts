@@ -3,7 +3,7 @@
 // host-side veth; traffic from a pod (egressBandwidth) is redirected by the veth's ingress qdisc
 // (a u32 match-all filter with a mirred action) to an ifb device whose root is the token bucket.
 // Also: reading `tc -j qdisc show` back and the `tc`/`ip` commands that converge it. Not: running
-// them (qos_apply.ts), packet rates and connection limits (refused in src/api/node.ts).
+// them (qos_apply.ts), packet rates and connection limits (iptables rules: iptables.ts).
 import { createHash } from "node:crypto";
 
 /** Calico's QoSControls bandwidth fields: rates in bit/s, bursts in bits, minbursts in bytes. */
@@ -16,6 +16,14 @@ export interface QosControls {
   egressBurst?: number;
   egressPeakrate?: number;
   egressMinburst?: number;
+  /** Packets per second and bursts in packets (iptables: iptables.ts withWorkloadLimits). */
+  ingressPacketRate?: number;
+  ingressPacketBurst?: number;
+  egressPacketRate?: number;
+  egressPacketBurst?: number;
+  /** TCP connections at a time (iptables connlimit). */
+  ingressMaxConnections?: number;
+  egressMaxConnections?: number;
 }
 
 /** One token bucket: what `tc qdisc replace ... tbf` is given. */

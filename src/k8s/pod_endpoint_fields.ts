@@ -3,9 +3,9 @@
 // same family; the network must enable `feature_control.floating_ips`, as Calico's CNI requires),
 // `cni.projectcalico.org/allowedSourcePrefixes` (JSON list of CIDRs: allowSpoofedSourcePrefixes)
 // and the bandwidth annotations (`kubernetes.io/ingress-bandwidth`, `…/egress-bandwidth`,
-// `qos.projectcalico.org/{ingress,egress}{Bandwidth,Burst,Peakrate,Minburst}`: Kubernetes
-// quantities, into qosControls as libcalico-go's conversion does, its ranges clamped and the
-// burst defaulted). Not: writing the endpoint (src/cni), the annotations of IPAM (pod_ipam.ts).
+// `qos.projectcalico.org/{ingress,egress}{Bandwidth,Burst,Peakrate,Minburst,PacketRate,
+// PacketBurst,MaxConnections}`: Kubernetes quantities, into qosControls as libcalico-go's
+// conversion does, its ranges clamped and the bursts defaulted; `…/dscp` is left out, named). Not: writing the endpoint (src/cni), the annotations of IPAM (pod_ipam.ts).
 import { formatAddress, formatCidr, parseAddress, parseCidr } from "../lib/ip.js";
 import { PodAnnotationError } from "./pod_ipam.js";
 
@@ -73,6 +73,9 @@ const RANGES = {
   burst: [1e3, 2 ** 32 * 8 - 8],
   peakrate: [1.01e3, 1.01e15],
   minburst: [1e3, 1e8],
+  packetRate: [1, 1e4],
+  packetBurst: [1, 1e4],
+  maxConnections: [1, 2 ** 32 - 1],
 } as const;
 /** Calico's burst when a bandwidth is set without one: 4Gi bits. */
 const DEFAULT_BURST = 4 * 2 ** 30;
@@ -88,17 +91,17 @@ const QOS_ANNOTATIONS: [string, string, keyof typeof RANGES][] = [
   ["qos.projectcalico.org/egressPeakrate", "egressPeakrate", "peakrate"],
   ["qos.projectcalico.org/ingressMinburst", "ingressMinburst", "minburst"],
   ["qos.projectcalico.org/egressMinburst", "egressMinburst", "minburst"],
+  ["qos.projectcalico.org/ingressPacketRate", "ingressPacketRate", "packetRate"],
+  ["qos.projectcalico.org/egressPacketRate", "egressPacketRate", "packetRate"],
+  ["qos.projectcalico.org/ingressPacketBurst", "ingressPacketBurst", "packetBurst"],
+  ["qos.projectcalico.org/egressPacketBurst", "egressPacketBurst", "packetBurst"],
+  ["qos.projectcalico.org/ingressMaxConnections", "ingressMaxConnections", "maxConnections"],
+  ["qos.projectcalico.org/egressMaxConnections", "egressMaxConnections", "maxConnections"],
 ];
 /** Calico's QoS annotations whose fields Ocelot refuses (src/api/node.ts): left out, named. */
-const QOS_NOT_SUPPORTED = [
-  "qos.projectcalico.org/ingressPacketRate",
-  "qos.projectcalico.org/egressPacketRate",
-  "qos.projectcalico.org/ingressPacketBurst",
-  "qos.projectcalico.org/egressPacketBurst",
-  "qos.projectcalico.org/ingressMaxConnections",
-  "qos.projectcalico.org/egressMaxConnections",
-  "qos.projectcalico.org/dscp",
-];
+const QOS_NOT_SUPPORTED = ["qos.projectcalico.org/dscp"];
+/** Calico's packet burst when a rate is set without one. */
+const DEFAULT_PACKET_BURST = 5;
 
 function qosControls(annotations: Record<string, string>, warnings: string[]) {
   const q: Record<string, number> = {};
@@ -119,9 +122,19 @@ function qosControls(annotations: Record<string, string>, warnings: string[]) {
   for (const key of QOS_NOT_SUPPORTED)
     if (annotations[key] !== undefined)
       warnings.push(`Pod annotation ${key}: not supported by Ocelot yet; ignored`);
-  for (const dir of ["ingress", "egress"])
+  for (const dir of ["ingress", "egress"]) {
     if (q[`${dir}Bandwidth`] !== undefined && q[`${dir}Burst`] === undefined)
       q[`${dir}Burst`] = DEFAULT_BURST;
+    // A packet burst without a rate is dropped, as libcalico-go does.
+    if (q[`${dir}PacketBurst`] !== undefined && q[`${dir}PacketRate`] === undefined) {
+      warnings.push(
+        `Pod annotation qos.projectcalico.org/${dir}PacketBurst: needs ${dir}PacketRate; ignored`,
+      );
+      delete q[`${dir}PacketBurst`];
+    }
+    if (q[`${dir}PacketRate`] !== undefined && q[`${dir}PacketBurst`] === undefined)
+      q[`${dir}PacketBurst`] = DEFAULT_PACKET_BURST;
+  }
   return Object.keys(q).length > 0 ? q : undefined;
 }
 

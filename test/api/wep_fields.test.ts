@@ -1,6 +1,6 @@
 // WorkloadEndpoint ipNATs, allowSpoofedSourcePrefixes and qosControls as Calico's validator takes
 // them (libcalico-go validateIPNAT, validateWorkloadEndpointSpec; QoSControls' int64 fields), and
-// the QoS subfields Ocelot refuses by name (packet rates, connection limits, DSCP).
+// the QoS subfield Ocelot refuses by name (DSCP).
 import { describe, expect, it } from "vitest";
 import { formatIssue, ValidationError } from "../../src/api/errors.js";
 import { validateResource } from "../../src/api/registry.js";
@@ -85,13 +85,15 @@ describe("WorkloadEndpoint qosControls", () => {
     ).toEqual([]);
   });
 
-  it("refuses packet rates, connection limits and DSCP by name with the reason", () => {
-    const issues = issuesOf(
-      wep({ qosControls: { ingressPacketRate: 100, egressMaxConnections: 10, dscp: "EF" } }),
-    );
-    expect(issues).toEqual([
-      expect.stringMatching(/ingressPacketRate.*not support yet \(QoS packet rate limits\)/),
-      expect.stringMatching(/egressMaxConnections.*not support yet \(QoS connection limits\)/),
+  it("accepts packet rates and connection limits; refuses DSCP by name with the reason", () => {
+    expect(
+      issuesOf(
+        wep({
+          qosControls: { ingressPacketRate: 100, ingressPacketBurst: 10, egressMaxConnections: 10 },
+        }),
+      ),
+    ).toEqual([]);
+    expect(issuesOf(wep({ qosControls: { dscp: "EF" } }))).toEqual([
       expect.stringMatching(/dscp.*not support yet \(DSCP marking\)/),
     ]);
   });

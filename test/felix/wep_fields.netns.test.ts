@@ -9,6 +9,8 @@
 // - bandwidth: iperf3 from the outside host to pod C (3 s runs) before and with
 //   ingressBandwidth 10 Mbit/s, and from C with egressBandwidth 5 Mbit/s; the buckets read back
 //   with `tc -j qdisc show`;
+// - limits: pod D with ingressMaxConnections 2 resets a third connection; its pings at 100/s
+//   with egressPacketRate 10 (burst 5) are thinned;
 // a second apply changes nothing; without the fields the chains, buckets and ifb are gone.
 import { type ChildProcess, spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -31,6 +33,7 @@ const PODS = {
   a: { iface: "oclwfaaaaaaaaa", v4: "10.65.0.2" },
   b: { iface: "oclwfbbbbbbbbb", v4: "10.65.0.3" },
   c: { iface: "oclwfccccccccc", v4: "10.65.0.4" },
+  d: { iface: "oclwfddddddddd", v4: "10.65.0.5" },
 };
 const OUTSIDE = "192.0.2.10";
 const FLOATING = "203.0.113.5";
@@ -48,6 +51,23 @@ c, a = s.accept(); print(a[0], flush=True)`;
 const CLIENT = `
 import socket, sys
 c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2); print(c.getsockname()[0])`;
+/** Listens (the kernel completes handshakes without accept()) for 60 s. */
+const HOLDER = `
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(16); print("ready", flush=True); time.sleep(60)`;
+/** Opens 3 connections and keeps them: "ok" or "reset" each. */
+const OPENER = `
+import socket, sys
+socks, out = [], []
+for _ in range(3):
+    try:
+        socks.append(socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)); out.append("ok")
+    except ConnectionRefusedError:
+        out.append("reset")
+    except OSError as e:
+        out.append(type(e).__name__)
+print(" ".join(out))`;
 /** Sends 5 UDP datagrams from a given source address. */
 const SENDER = `
 import socket, sys
@@ -57,11 +77,11 @@ for _ in range(5): s.sendto(b"x", (sys.argv[2], 9999))`;
 describe.skipIf(skip)("WorkloadEndpoint ipNATs, allowSpoofedSourcePrefixes, qosControls", () => {
   let node: Netns;
   let outside: Netns;
-  const pods: Record<"a" | "b" | "c", Netns> = {} as never;
+  const pods: Record<"a" | "b" | "c" | "d", Netns> = {} as never;
   let fib: KernelFib;
   const children: ChildProcess[] = [];
 
-  const workload = (app: "a" | "b" | "c", extra: Partial<Workload> = {}): Workload => ({
+  const workload = (app: "a" | "b" | "c" | "d", extra: Partial<Workload> = {}): Workload => ({
     id: `default/${app}`,
     hostIface: PODS[app].iface,
     ipv4: [PODS[app].v4],
@@ -83,6 +103,12 @@ describe.skipIf(skip)("WorkloadEndpoint ipNATs, allowSpoofedSourcePrefixes, qosC
                 egressBurst: 1 * MBIT,
               },
             }
+          : {},
+      ),
+      workload(
+        "d",
+        fields
+          ? { qos: { ingressMaxConnections: 2, egressPacketRate: 10, egressPacketBurst: 5 } }
           : {},
       ),
     ],
@@ -156,7 +182,7 @@ describe.skipIf(skip)("WorkloadEndpoint ipNATs, allowSpoofedSourcePrefixes, qosC
     outside.ip("route", "add", "default", "via", "192.0.2.1");
     for (const src of [SPOOF_OK, SPOOF_BAD])
       outside.exec("iptables-nft", "-A", "INPUT", "-s", src, "-p", "udp", "--dport", "9999");
-    for (const app of ["a", "b", "c"] as const) {
+    for (const app of ["a", "b", "c", "d"] as const) {
       const pod = Netns.create(`wf${app}`);
       pods[app] = pod;
       node.ip(
@@ -268,6 +294,37 @@ describe.skipIf(skip)("WorkloadEndpoint ipNATs, allowSpoofedSourcePrefixes, qosC
     expect(from).toBeGreaterThan(5 * MBIT * 0.3);
   });
 
+  it("connection limit and packet rate: a third connection to D is reset, D's pings are thinned", async () => {
+    const filter = node.exec("iptables-nft-save", "-t", "filter");
+    expect(filter).toContain(
+      `-A ocl-qi-${PODS.d.iface} -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m connlimit --connlimit-above 2 --connlimit-mask 0 --connlimit-saddr -j REJECT --reject-with tcp-reset`,
+    );
+    expect(filter).toContain(`-A ocl-qo-${PODS.d.iface} -m limit --limit 10/sec -j RETURN`);
+    const [cmd, args] = pods.d.wrap("python3", "-c", HOLDER, "8090");
+    const holder = spawn(cmd, args, { stdio: ["ignore", "pipe", "ignore"] });
+    children.push(holder);
+    let ready = "";
+    holder.stdout?.on("data", (d) => {
+      ready += d;
+    });
+    await waitFor("D's listener", () => ready.includes("ready"));
+    const opened = runSync("ip", [
+      ...["netns", "exec", outside.name, "python3", "-c", OPENER, PODS.d.v4, "8090"],
+    ]).stdout.trim();
+    holder.kill("SIGKILL");
+    // 50 pings at 100/s from D: the burst of 5 and about 10 a second pass.
+    const ping = runSync("ip", [
+      ...["netns", "exec", pods.d.name, "ping", "-q", "-i", "0.01", "-c", "50", "-W", "1", OUTSIDE],
+    ]).stdout;
+    const got = Number(/(\d+) received/.exec(ping)?.[1]);
+    console.log(
+      `connections to D (limit 2): ${opened}; pings from D at 100/s (limit 10/s, burst 5): ${got} of 50`,
+    );
+    expect(opened).toBe("ok ok reset");
+    expect(got).toBeGreaterThanOrEqual(5);
+    expect(got).toBeLessThan(25);
+  });
+
   it("a second apply changes nothing (NAT, raw, tc and sysctls read back as rendered)", async () => {
     expect((await apply(true)).changes).toEqual([]);
   });
@@ -280,6 +337,7 @@ describe.skipIf(skip)("WorkloadEndpoint ipNATs, allowSpoofedSourcePrefixes, qosC
     const qdiscs = node.exec("tc", "-j", "qdisc", "show");
     expect(qdiscs).not.toContain('"tbf"');
     expect(node.ip("link", "show", "type", "ifb")).not.toContain(ifbName(PODS.c.iface));
+    expect(node.exec("iptables-nft-save", "-t", "filter")).not.toContain("ocl-q");
     expect(node.exec("sysctl", "-n", `net.ipv4.conf.${PODS.b.iface}.rp_filter`).trim()).toBe("1");
     const before = received(SPOOF_OK);
     sendFrom(SPOOF_OK);

@@ -5,7 +5,13 @@
 import { describe, expect, it } from "vitest";
 import type { WorkloadEndpoint } from "../../src/api/node.js";
 import { renderDataplane } from "../../src/felix/dataplane.js";
-import { renderNatTable, renderRpfTable, type TableSpec } from "../../src/felix/iptables.js";
+import {
+  renderFilterTable,
+  renderNatTable,
+  renderRpfTable,
+  type TableSpec,
+  withWorkloadLimits,
+} from "../../src/felix/iptables.js";
 import {
   DEFAULT_BURST_BITS,
   ifbName,
@@ -230,6 +236,40 @@ describe("qosControls bandwidth (Felix's tbf and ifb)", () => {
       "tc qdisc del dev oclc handle ffff: ingress",
       `ip link del ${ifb}`,
     ]);
+  });
+});
+
+describe("qosControls packet rates and connection limits (Felix's endpoint-chain fragments)", () => {
+  it("a chain per interface and direction, first in FORWARD and in OUTPUT/INPUT (added when absent)", () => {
+    const t = withWorkloadLimits(renderFilterTable(), [
+      { iface: "ocld", ingressMaxConnections: 2, egressPacketRate: 10, egressPacketBurst: 7 },
+    ]);
+    expect(rules(t, "ocl-qi-ocld")).toEqual([
+      "-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m connlimit --connlimit-above 2 --connlimit-mask 0 --connlimit-saddr -j REJECT --reject-with tcp-reset",
+    ]);
+    expect(rules(t, "ocl-qo-ocld")).toEqual([
+      "-m limit --limit 10/sec --limit-burst 7 -j RETURN",
+      "-j DROP",
+    ]);
+    expect(rules(t, "ocl-FORWARD")?.slice(0, 2)).toEqual([
+      "-o ocld -j ocl-qi-ocld",
+      "-i ocld -j ocl-qo-ocld",
+    ]);
+    expect(rules(t, "ocl-OUTPUT")).toEqual(["-o ocld -j ocl-qi-ocld"]);
+    expect(rules(t, "ocl-INPUT")).toEqual(["-i ocld -j ocl-qo-ocld"]);
+    expect(t.hooks.map((h) => h.builtin)).toEqual(["FORWARD", "INPUT", "OUTPUT"]);
+  });
+
+  it("the default burst (5) is left out as iptables-save prints it; limits capped; none: unchanged", () => {
+    const t = withWorkloadLimits(renderFilterTable(), [
+      { iface: "ocld", ingressPacketRate: 50_000, egressMaxConnections: 2 ** 40 },
+    ]);
+    expect(rules(t, "ocl-qi-ocld")).toEqual(["-m limit --limit 10000/sec -j RETURN", "-j DROP"]);
+    expect(rules(t, "ocl-qo-ocld")?.[0]).toContain("--connlimit-above 4294967295 ");
+    const plain = renderFilterTable();
+    expect(withWorkloadLimits(plain, [{ iface: "ocld", ingressBandwidth: 1 } as never])).toBe(
+      plain,
+    );
   });
 });
 

@@ -1,7 +1,7 @@
 // Calico's pod annotations for WorkloadEndpoint fields (src/k8s/pod_endpoint_fields.ts): floating
 // IPs to the pod's address of their family behind Calico's feature switch, spoofing prefixes as
 // ParseCIDR reads them, bandwidth quantities with libcalico-go's ranges and default burst, the
-// unsupported QoS annotations named, bad ones refused naming the annotation.
+// packet rates and connection limits with their defaults, DSCP named, bad ones refused naming the annotation.
 import { describe, expect, it } from "vitest";
 import { parseQuantity, podEndpointFields } from "../../src/k8s/pod_endpoint_fields.js";
 
@@ -64,13 +64,15 @@ describe("pod endpoint annotations", () => {
     ).toThrow(/allowedSourcePrefixes: "8.8.8.8" is not a CIDR/);
   });
 
-  it("bandwidth: quantities, the default burst, ranges clamped and unsupported ones named", () => {
+  it("QoS: quantities, the default bursts, ranges clamped, a lone packet burst and DSCP named", () => {
     const f = podEndpointFields(
       {
         "kubernetes.io/ingress-bandwidth": "10M",
         "qos.projectcalico.org/egressBandwidth": "100",
         "qos.projectcalico.org/egressBurst": "2k",
         "qos.projectcalico.org/ingressPacketRate": "100",
+        "qos.projectcalico.org/egressPacketBurst": "7",
+        "qos.projectcalico.org/egressMaxConnections": "20",
         "qos.projectcalico.org/dscp": "EF",
       },
       POD,
@@ -81,13 +83,16 @@ describe("pod endpoint annotations", () => {
       ingressBurst: 4 * 2 ** 30,
       egressBandwidth: 1000,
       egressBurst: 2000,
+      ingressPacketRate: 100,
+      ingressPacketBurst: 5,
+      egressMaxConnections: 20,
     });
     expect(f.warnings).toEqual([
       expect.stringMatching(
         /egressBandwidth: 100 is outside 1000\.\.1000000000000000; set to 1000/,
       ),
-      expect.stringMatching(/ingressPacketRate: not supported by Ocelot yet/),
       expect.stringMatching(/dscp: not supported by Ocelot yet/),
+      expect.stringMatching(/egressPacketBurst: needs egressPacketRate; ignored/),
     ]);
   });
 
