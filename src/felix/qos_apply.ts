@@ -17,6 +17,9 @@ export type QosRunner = (
   input?: string,
 ) => Promise<QosRunResult>;
 
+/** Namespaces ("" for our own) last seen holding none of our QoS state. */
+const NOTHING_OURS = new Set<string>();
+
 interface Ctx {
   netns?: string;
   run: QosRunner;
@@ -38,7 +41,19 @@ export async function applyQos(
   want: readonly IfaceQos[],
   present: ReadonlySet<string>,
 ): Promise<string[]> {
-  const qdiscs = await json<KernelQdisc>(ctx, "tc", ["-j", "qdisc", "show"]);
+  const key = ctx.netns ?? "";
+  // A namespace seen without any of our qdiscs or ifb devices, and still wanting none, is not
+  // read again (what we did not make there is not ours to remove): no `tc` per pass.
+  if (want.length === 0 && NOTHING_OURS.has(key)) return [];
+  NOTHING_OURS.delete(key);
+  let qdiscs: KernelQdisc[];
+  try {
+    qdiscs = await json<KernelQdisc>(ctx, "tc", ["-j", "qdisc", "show"]);
+  } catch (err) {
+    // Without tc (or its JSON) nothing of ours can be there; wanted limits need it.
+    if (want.length === 0) return [];
+    throw err;
+  }
   const ifbs = new Set(qdiscs.map((q) => q.dev).filter((d) => d.startsWith(IFB_PREFIX)));
   const hasRedirect = new Set<string>();
   const egress = want.filter((w) => w.egress && present.has(w.iface));
@@ -67,6 +82,7 @@ export async function applyQos(
     }
   const mtuOf = (iface: string) => mtus.get(iface);
   const plan: QosCommand[] = planQos(want, present, qdiscs, ifbs, hasRedirect, mtuOf);
+  if (want.length === 0 && plan.length === 0 && ifbs.size === 0) NOTHING_OURS.add(key);
   const changes: string[] = [];
   for (const c of plan) {
     const r = await ctx.run(ctx.netns, c.cmd, c.args);
