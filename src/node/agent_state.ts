@@ -169,6 +169,18 @@ export function nodeAddressesOf(nodes: readonly Node[]): string[] {
   return [...out].sort();
 }
 
+/**
+ * The external addresses of node's floating IPs (ipNATs) when its FelixConfiguration enables
+ * them: Felix routes each to its pod, and Calico's BGP speaker exports such a route when it lies
+ * in an IP pool (a disabled one included), as it does a borrowed address.
+ */
+export function floatingAddressesOf(snap: NodeSnapshot, node: string): WorkloadAddress[] {
+  if (!felixSettingsOf(snap, node).floatingIps) return [];
+  return snap.workloadEndpoints
+    .filter((w) => w.spec.node === node && w.spec.interfaceName)
+    .flatMap((w) => (w.spec.ipNATs ?? []).map((n) => ({ address: n.externalIP, node })));
+}
+
 /** Every WorkloadEndpoint's addresses with its node (for borrowed-address routes). */
 export function workloadAddressesOf(weps: readonly WorkloadEndpoint[]): WorkloadAddress[] {
   return weps.flatMap((w) => {
