@@ -1,7 +1,8 @@
 // The agent's thin edge: converges one network namespace (or our own) to a rendered
 // DataplaneState with sysctls, `ip link`, `tc` (qos_apply.ts), `ipset restore`,
-// `iptables-restore --noflush` per table, and routes through a Fib. Reads the kernel back first and writes only what differs, so
-// a second apply changes nothing. Not: deciding what the state is (dataplane.ts and friends).
+// `iptables-restore --noflush` per table, and routes through a Fib. Reads the kernel back first
+// and writes only what differs, so a second apply changes nothing. Not: deciding what the state
+// is (dataplane.ts and friends).
 import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { type Fib, type Route, RTPROT_OCELOT_AGENT, routeKey } from "../fib/types.js";

@@ -5,7 +5,6 @@
 // neighbours, FDB entries and routes to remote blocks of encapsulating pools (overlay.ts); the
 // pods' floating IPs (nat table), spoofing allowances (raw table) and bandwidth limits (qos.ts).
 // Not: reading or writing the kernel (apply.ts), where the inputs come from (datastore, CNI).
-
 import { workloadIfaceName } from "../lib/pod_wiring.js";
 import { type HostPolicyInput, renderHostPolicy } from "./host_endpoint.js";
 import {
