@@ -2,7 +2,7 @@
 // schemas with Calico's field types (from its CRDs, src/api/config_fields.ts) and validator rules
 // (validateFelixConfigSpec, validateIPAMConfigSpec, the CEL rules), and what Ocelot does with each
 // field: the few it honours (failsafe ports, defaultEndpointToHostAction, logSeverityScreen,
-// iptablesRefreshInterval, routeRefreshInterval),
+// iptablesRefreshInterval, routeRefreshInterval, floatingIPs, workloadSourceSpoofing),
 // the many it stores and names in a warning (they tune parts Ocelot does not have), and the ones
 // it refuses because ignoring them would weaken security.
 // Not: applying them (the node daemon, `ocelot ipam`).
@@ -50,6 +50,8 @@ const FELIX_HONOURED = new Set<string>([
   "logSeverityScreen",
   "iptablesRefreshInterval",
   "routeRefreshInterval",
+  "floatingIPs",
+  "workloadSourceSpoofing",
 ]);
 
 const STORED_REASON = "stored; Ocelot's agent does not use it yet (ocelot apply warns)";

@@ -3,13 +3,15 @@
 // pod interface. Not: writing them (the node daemon and the CNI plugin do) or storage.
 //
 // The node's tunnel addresses (IP-in-IP under spec.bgp, VXLAN per family with its VTEP MAC) are
-// Calico's fields, written by the node daemon. Refused as not supported yet: WireGuard, IP NAT,
-// spoofed-source prefixes, QoS controls.
+// Calico's fields, written by the node daemon. A WorkloadEndpoint's 1:1 NATs (floating IPs),
+// spoofed-source prefixes and QoS bandwidth controls are Calico's fields too (src/felix acts on
+// them). Refused as not supported yet: WireGuard, QoS DSCP marking.
 import * as z from "zod";
 import { own, quote } from "./errors.js";
 import {
   asNumber,
   cidr,
+  intRange,
   ipAddress,
   labelName,
   type Metadata,
@@ -126,6 +128,48 @@ const endpointPort = lazy(() =>
     }),
 );
 
+/** One 1:1 NAT (floating IP): both addresses of one family (libcalico-go validateIPNAT). */
+const ipNat = lazy(() =>
+  z
+    .object({ internalIP: ipAddress(), externalIP: ipAddress() })
+    .strict()
+    .refine((n) => n.internalIP.includes(":") === n.externalIP.includes(":"), {
+      path: ["externalIP"],
+      error: own("is not of the internal IP's family (mismatched IP versions)"),
+    }),
+);
+
+/** Calico's largest QoS value (int64 in its API; JavaScript numbers are exact to 2^53). */
+const QOS_MAX = Number.MAX_SAFE_INTEGER;
+const qosValue = lazy(() => intRange(0, QOS_MAX));
+
+/**
+ * QoS controls. Calico's API takes any int64 here (its ranges are checked where the Kubernetes
+ * annotations are converted); the bandwidth fields act through tc (src/felix/qos.ts), packet
+ * rates and connection limits through iptables (src/felix/iptables.ts).
+ */
+const qosControls = lazy(() =>
+  z
+    .object({
+      ingressBandwidth: qosValue.optional(),
+      ingressBurst: qosValue.optional(),
+      ingressPeakrate: qosValue.optional(),
+      ingressMinburst: qosValue.optional(),
+      egressBandwidth: qosValue.optional(),
+      egressBurst: qosValue.optional(),
+      egressPeakrate: qosValue.optional(),
+      egressMinburst: qosValue.optional(),
+      ingressPacketRate: qosValue.optional(),
+      ingressPacketBurst: qosValue.optional(),
+      egressPacketRate: qosValue.optional(),
+      egressPacketBurst: qosValue.optional(),
+      ingressMaxConnections: qosValue.optional(),
+      egressMaxConnections: qosValue.optional(),
+      dscp: unsupported("DSCP marking"),
+    })
+    .strict(),
+);
+
 const workloadEndpointSpec = lazy(() =>
   z
     .object({
@@ -175,12 +219,27 @@ const workloadEndpointSpec = lazy(() =>
         })
         .optional(),
       ports: z.array(endpointPort).optional(),
-      ipNATs: unsupported("1:1 NAT"),
-      allowSpoofedSourcePrefixes: unsupported(),
-      qosControls: unsupported("QoS controls"),
+      ipNATs: z.array(ipNat).optional(),
+      allowSpoofedSourcePrefixes: z
+        .array(cidr({ allowHostBits: true, allowBareIp: true }))
+        .optional(),
+      qosControls: qosControls.optional(),
       awsElasticIPs: unsupported(),
     })
-    .strict(),
+    .strict()
+    .superRefine((s, ctx) => {
+      // validateWorkloadEndpointSpec: each NAT's internal IP is one of the endpoint's networks.
+      const nets = new Set((s.ipNetworks ?? []).map((n) => n.split("/")[0]));
+      for (const [i, n] of (s.ipNATs ?? []).entries())
+        if (!nets.has(n.internalIP))
+          ctx.addIssue({
+            code: "custom",
+            path: ["ipNATs", i, "internalIP"],
+            message: own(
+              `${quote(n.internalIP)} is not in the endpoint's ipNetworks (NAT is not in the endpoint networks)`,
+            ),
+          });
+    }),
 );
 
 export const workloadEndpointSchema = lazy(() =>

@@ -81,6 +81,8 @@ export interface CniNetConf {
   kubeconfig?: string;
   /** `feature_control.ip_addrs_no_ipam` (Calico's): the ipAddrsNoIpam pod annotation is honoured. */
   ipAddrsNoIpam?: boolean;
+  /** `feature_control.floating_ips` (Calico's): the floatingIPs pod annotation is honoured. */
+  floatingIps?: boolean;
 }
 
 /** Who the pod is: from CNI_ARGS (Kubernetes) or the container id alone. */
@@ -169,7 +171,8 @@ export function parseNetConf(
   if (!isObject(features))
     throw bad(`Field "feature_control" must be an object, got ${JSON.stringify(features)}`);
   for (const [key, v] of Object.entries(features)) {
-    if (key !== "ip_addrs_no_ipam") throw bad(`Field "feature_control.${key}" is not supported`);
+    if (key !== "ip_addrs_no_ipam" && key !== "floating_ips")
+      throw bad(`Field "feature_control.${key}" is not supported`);
     if (typeof v !== "boolean")
       throw bad(`Field "feature_control.${key}" must be true or false, got ${JSON.stringify(v)}`);
   }
@@ -185,6 +188,7 @@ export function parseNetConf(
     prevResult: raw.prevResult,
     ...(kubeconfig !== undefined ? { kubeconfig } : {}),
     ...(features.ip_addrs_no_ipam === true ? { ipAddrsNoIpam: true } : {}),
+    ...(features.floating_ips === true ? { floatingIps: true } : {}),
   };
 }
 
@@ -276,6 +280,10 @@ export function workloadEndpoint(
   id: PodIdentity,
   wiring: Pick<Wiring, "hostIface" | "podMac" | "addresses">,
   facts?: PodFacts,
+  fields: Pick<
+    WorkloadEndpoint["spec"],
+    "ipNATs" | "allowSpoofedSourcePrefixes" | "qosControls"
+  > = {},
 ): WorkloadEndpoint {
   return {
     apiVersion: "projectcalico.org/v3",
@@ -302,6 +310,8 @@ export function workloadEndpoint(
             ...(facts?.serviceAccount ? [`ksa.${id.namespace}.${facts.serviceAccount}`] : []),
           ]
         : [conf.name],
+      // From the pod's annotations (src/k8s/pod_endpoint_fields.ts).
+      ...fields,
     },
   };
 }

@@ -28,6 +28,7 @@ import { openDatastore } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
 import { type KernelLinkDetail, RT_SCOPE_LINK, RTPROT_BOOT } from "../fib/rtnetlink.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
+import { type PodEndpointFields, podEndpointFields } from "../k8s/pod_endpoint_fields.js";
 import { ANNOTATION_IP_ADDRS, PodAnnotationError, type PodIpam, podIpam } from "../k8s/pod_ipam.js";
 import type { PodFacts } from "../k8s/pod_labels.js";
 import { KubeError, readPodFacts } from "../k8s/pod_reader.js";
@@ -488,7 +489,7 @@ async function add(delegate: IpamDelegate, id: PodIdentity): Promise<Record<stri
     const addresses =
       noIpam ?? resultAddresses(ipamResult, `IPAM plugin "${conf.ipamType}" result`);
     const wiring = wirePod(conf, id, hostIface, sandbox, addresses, undo as Array<() => void>);
-    const wep = workloadEndpoint(conf, id, wiring, facts);
+    const wep = workloadEndpoint(conf, id, wiring, facts, annotatedFields(conf, facts, addresses));
     await new ResourceClient(store).write("apply", wep);
     undo.push(async () => void (await deleteWep(store, conf, id)));
     return formatAddResult(conf.cniVersion, wiring);
@@ -510,6 +511,29 @@ async function add(delegate: IpamDelegate, id: PodIdentity): Promise<Record<stri
     );
     both.trace = cni.trace ?? (err instanceof Error ? err.stack : undefined);
     throw both;
+  }
+}
+
+/**
+ * The endpoint fields of the pod's annotations (floating IPs, spoofing, bandwidth), checked (a
+ * CniError naming the annotation otherwise); annotations left out are named on stderr.
+ */
+function annotatedFields(
+  conf: CniNetConf,
+  facts: PodFacts | undefined,
+  addresses: readonly PodAddress[],
+): Omit<PodEndpointFields, "warnings"> {
+  try {
+    const { warnings, ...fields } = podEndpointFields(facts?.annotations ?? {}, addresses, {
+      floatingIpsEnabled: conf.floatingIps === true,
+    });
+    // Not errors (Calico keeps the pod too): said on stderr, which the runtime logs.
+    for (const w of warnings) process.stderr.write(`ocelot-cni: ${w}\n`);
+    return fields;
+  } catch (err) {
+    if (err instanceof PodAnnotationError)
+      throw new CniError(CniErrorCode.InvalidNetworkConfig, err.message);
+    throw err;
   }
 }
 

@@ -1,10 +1,10 @@
 // The agent's thin edge: converges one network namespace (or our own) to a rendered
-// DataplaneState with sysctls, `ip link`, `ipset restore`, `iptables-restore --noflush` per
-// table, and routes through a Fib. applyDataplane reads the kernel back first and writes only
-// what differs, so a second apply changes nothing; IncrementalApplier (the node daemon's) does
-// that only at start, on its refresh interval and after errors, and otherwise writes only what
-// changed since its last pass, from memory (written.ts). Not: deciding what the state is
-// (dataplane.ts and friends).
+// DataplaneState with sysctls, `ip link`, `tc` (qos_apply.ts), `ipset restore`,
+// `iptables-restore --noflush` per table, and routes through a Fib. applyDataplane reads the
+// kernel back first and writes only what differs, so a second apply changes nothing;
+// IncrementalApplier (the node daemon's) does that only at start, on its refresh interval and
+// after errors, and otherwise writes only what changed since its last pass, from memory
+// (written.ts). Not: deciding what the state is (dataplane.ts and friends).
 import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { type Fib, type Route, RTPROT_OCELOT_AGENT, routeKey } from "../fib/types.js";
@@ -23,6 +23,7 @@ import {
 } from "./iptables.js";
 import type { OverlayState } from "./overlay.js";
 import { applyOverlay, removeStale } from "./overlay_apply.js";
+import { applyQos } from "./qos_apply.js";
 import type { Sysctl, HostIface as WorkloadIface } from "./workload.js";
 import {
   afterPlan,
@@ -395,6 +396,8 @@ export async function applyDataplane(
         changes,
         opts.sysctlsUnread,
       );
+      // Bandwidth limits (tc) on the workload interfaces that exist (qos_apply.ts).
+      changes.push(...(await applyQos(ctx, state.qos ?? [], present)));
       return present;
     })(),
     (async () => {
@@ -484,6 +487,8 @@ export class IncrementalApplier {
   private wantFull: string | undefined = "start";
   /** The overlay last applied (as text), and our overlay devices present then. */
   private overlayText: string | undefined;
+  /** The bandwidth limits last applied (as text). */
+  private qosText: string | undefined;
   private overlayPresent = new Set<string>();
   private overlayFailed: { device: string; reason: string }[] = [];
   /** Routes last set by the incremental path (key -> text): the ones that changed are set. */
@@ -544,6 +549,7 @@ export class IncrementalApplier {
       if (!missing.has(i.name)) present.set(i.name, known?.get(i.name)?.index);
     this.written = writtenOf(state, present);
     this.overlayText = JSON.stringify(report.overlay.state);
+    this.qosText = JSON.stringify(state.qos ?? []);
     this.overlayPresent = new Set(report.overlay.present);
     for (const i of state.workloads.ifaces) this.overlayPresent.delete(i.name);
     this.overlayFailed = report.overlayFailures;
@@ -628,6 +634,14 @@ export class IncrementalApplier {
     await opts.beforeRoutes?.();
     const overlayState = overlayNow();
     const next = afterPlan(written, state, plan, indexed);
+    // Bandwidth limits: converged (tc read back) when what is wanted of them changed or an
+    // interface that has one was (re)configured; otherwise nothing runs.
+    const qos = state.qos ?? [];
+    const qosText = JSON.stringify(qos);
+    if (qosText !== this.qosText || qos.some((q) => configured.includes(q.iface))) {
+      changes.push(...(await applyQos(ctx, qos, new Set(next.ifaces.keys()))));
+      this.qosText = qosText;
+    }
     const present = new Set<string>([...next.ifaces.keys(), ...this.overlayPresent]);
     const routes = [...state.workloads.routes, ...overlayState.routes].filter((r) =>
       r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),

@@ -2,8 +2,10 @@
 // routes and sysctls (workload.ts) plus ipsets and iptables tables per family (iptables.ts),
 // network policy chains and ipsets included (policy.ts), host endpoint policy in the filter,
 // mangle and raw tables (host_endpoint.ts), and the overlay: tunnel devices, their
-// neighbours, FDB entries and routes to remote blocks of encapsulating pools (overlay.ts).
+// neighbours, FDB entries and routes to remote blocks of encapsulating pools (overlay.ts); the
+// pods' floating IPs (nat table), spoofing allowances (raw table) and bandwidth limits (qos.ts).
 // Not: reading or writing the kernel (apply.ts), where the inputs come from (datastore, CNI).
+import { workloadIfaceName } from "../lib/pod_wiring.js";
 import { type HostPolicyInput, renderHostPolicy } from "./host_endpoint.js";
 import {
   type IpsetSpec,
@@ -14,6 +16,7 @@ import {
 } from "./iptables.js";
 import { type OverlayInput, type OverlayState, renderOverlay } from "./overlay.js";
 import { type PolicyInput, renderPolicy } from "./policy.js";
+import { type IfaceQos, renderQos } from "./qos.js";
 import {
   renderWorkloads,
   type Workload,
@@ -56,6 +59,8 @@ export interface DataplaneState {
    */
   families: FamilyTables[];
   overlay: OverlayState;
+  /** Bandwidth limits of workload interfaces (tc, qos_apply.ts); only those that have some. */
+  qos: IfaceQos[];
   /** Parts of the input rendered differently than written (policy, encapsulation). */
   warnings: string[];
 }
@@ -67,6 +72,10 @@ const isV6 = (cidr: string) => cidr.includes(":");
 export function renderDataplane(input: DataplaneInput): DataplaneState {
   const workloads = renderWorkloads(input.workloads, input.blocks ?? [], input.options);
   const families: FamilyTables[] = [];
+  // Packet rates and connection limits: iptables rules in both families (qosControls).
+  const limits = input.workloads.flatMap((w) =>
+    w.qos ? [{ ...w.qos, iface: w.hostIface ?? workloadIfaceName(w.id) }] : [],
+  );
   const warnings = new Set<string>();
   for (const family of [4, 6] as const) {
     const pick = (xs: string[]) => xs.filter((x) => isV6(x) === (family === 6));
@@ -74,12 +83,23 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
     // IPv6 needs a pool, or a host endpoint (host policy polices the host's IPv6 too).
     if (family === 6 && pools.length === 0 && (input.host?.hostEndpoints.length ?? 0) === 0)
       continue;
+    const fam = (a: string) => isV6(a) === (family === 6);
     const nat = {
       family,
       pools,
       clusterCidrs: pick(input.clusterCidrs ?? []),
       nodeAddresses: pick(input.nodeAddresses ?? []),
+      floatingIps: input.workloads.flatMap((w) =>
+        (w.floatingIps ?? []).filter((n) => fam(n.external) && fam(n.internal)),
+      ),
     };
+    // rp_filter is off for a spoofing pod's whole interface: iptables checks both families.
+    const rpf = input.workloads
+      .filter((w) => (w.spoofPrefixes ?? []).length > 0)
+      .map((w) => ({
+        iface: w.hostIface ?? workloadIfaceName(w.id),
+        prefixes: (w.spoofPrefixes ?? []).filter(fam),
+      }));
     const policy = input.policy ? renderPolicy(input.policy, family) : undefined;
     for (const w of policy?.warnings ?? []) warnings.add(w);
     const host = input.host
@@ -93,10 +113,14 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
     families.push({
       family,
       ipsets: [...ipsets.values()],
-      tables: renderTables(nat, policy, host),
+      tables: renderTables(nat, policy, host, rpf, limits),
     });
   }
   const overlay = renderOverlay(input.overlay ?? NO_OVERLAY);
   for (const w of overlay.warnings) warnings.add(w);
-  return { workloads, families, overlay, warnings: [...warnings] };
+  const qos = input.workloads.flatMap((w) => {
+    const q = w.qos ? renderQos(w.hostIface ?? workloadIfaceName(w.id), w.qos) : undefined;
+    return q ? [q] : [];
+  });
+  return { workloads, families, overlay, qos, warnings: [...warnings] };
 }

@@ -1,7 +1,9 @@
 // FelixConfiguration as the agent uses it (pure): the effective spec of one node, Calico's
 // precedence (`node.<name>` field by field over `default`), and the fields Ocelot acts on read
-// out of it: the failsafe ports, defaultEndpointToHostAction, logSeverityScreen and the kernel
-// read-back intervals (iptablesRefreshInterval, routeRefreshInterval).
+// out of it: the failsafe ports, defaultEndpointToHostAction, logSeverityScreen, the kernel
+// read-back intervals (iptablesRefreshInterval, routeRefreshInterval), floatingIPs (whether
+// WorkloadEndpoints' ipNATs are programmed) and workloadSourceSpoofing (whether their
+// allowSpoofedSourcePrefixes are).
 // Not: the schema and validation (src/api/config.ts), applying them (host_endpoint.ts, the node
 // daemon's logger).
 import { parseDurationMs } from "../api/fields.js";
@@ -26,6 +28,10 @@ export interface FelixSettings {
   iptablesRefreshMs?: number;
   /** routeRefreshInterval: how often the agent's FIB dumps the kernel's routes. */
   routeRefreshMs?: number;
+  /** floatingIPs: Enabled (Calico's default: Disabled, ipNATs not programmed). */
+  floatingIps?: boolean;
+  /** workloadSourceSpoofing: Any (Calico's default: Disabled, no spoofing allowed). */
+  sourceSpoofing?: boolean;
   /** Fields that were set and could not be used, one line each. */
   warnings: string[];
 }
@@ -38,6 +44,8 @@ export const FELIX_FIELDS_ACTED_ON: readonly string[] = [
   "logSeverityScreen",
   "iptablesRefreshInterval",
   "routeRefreshInterval",
+  "floatingIPs",
+  "workloadSourceSpoofing",
 ];
 
 /** The node's effective spec: `default`'s fields with `node.<name>`'s over them (Felix). */
@@ -115,5 +123,7 @@ export function felixSettings(spec: Record<string, unknown>): FelixSettings {
     if (ms === undefined) warnings.push(`FelixConfiguration ${field}: not a duration; 90s is used`);
     else s[key] = ms;
   }
+  if (String(spec.floatingIPs ?? "").toLowerCase() === "enabled") s.floatingIps = true;
+  if (String(spec.workloadSourceSpoofing ?? "").toLowerCase() === "any") s.sourceSpoofing = true;
   return s;
 }

@@ -1,6 +1,7 @@
 // The agent's iptables and ipset state, rendered from values (pure): our `ocl-` chains and the
 // one hook rule each gets in a built-in chain, NAT-outgoing per pool (Calico's cali-nat-outgoing),
-// the pool ipsets; parsers of `iptables-save` and `ipset save`, and the plans (restore payloads)
+// floating IPs' 1:1 NAT (Felix's fip-dnat/fip-snat), the RPF check of pods allowed to spoof some
+// sources (Felix's rpf-skip, raw table), the pool ipsets; parsers of `iptables-save` and `ipset save`, and the plans (restore payloads)
 // that converge what the kernel holds; with network policy, the hooks that send workload traffic
 // to the dispatch chains, and where host endpoint rules (host_endpoint.ts) sit among them.
 // Not: running any command (apply.ts), the policy chains (policy.ts).
@@ -24,6 +25,14 @@ export const CHAIN_FROM_WL_DISPATCH = "ocl-from-wl-dispatch";
 /** Ingress policy: picks the ocl-tw-<iface> chain of the receiving workload interface. */
 export const CHAIN_TO_WL_DISPATCH = "ocl-to-wl-dispatch";
 export const CHAIN_NAT_OUTGOING = "ocl-nat-outgoing";
+/** nat PREROUTING and OUTPUT: floating IP (external) to pod address (Felix's cali-fip-dnat). */
+export const CHAIN_FIP_DNAT = "ocl-fip-dnat";
+/** nat POSTROUTING: a pod reaching its own floating IP is seen from it (cali-fip-snat). */
+export const CHAIN_FIP_SNAT = "ocl-fip-snat";
+const CHAIN_NAT_PREROUTING = "ocl-PREROUTING";
+const CHAIN_NAT_OUTPUT = "ocl-OUTPUT";
+/** raw PREROUTING: the RPF check of interfaces whose pods may send some foreign sources. */
+export const CHAIN_RPF_CHECK = "ocl-rpf-check";
 /** Pod-to-host traffic with a defaultEndpointToHostAction or host endpoints (Felix's). */
 export const CHAIN_WL_TO_HOST = "ocl-wl-to-host";
 /** Interface wildcard matching every host-side workload veth (iptables `+` suffix). */
@@ -47,6 +56,17 @@ export interface NatInput {
   clusterCidrs: string[];
   /** Node addresses (all nodes): never masqueraded to. */
   nodeAddresses: string[];
+  /** Floating IPs (1:1 NATs) of this node's pods, this family's. */
+  floatingIps?: { internal: string; external: string }[];
+}
+
+/**
+ * A workload interface whose pod may send from these prefixes (this family's; maybe none) besides
+ * its own addresses.
+ */
+export interface RpfSkip {
+  iface: string;
+  prefixes: string[];
 }
 
 export interface ChainSpec {
@@ -161,13 +181,98 @@ export function renderNatTable(input: NatInput): TableSpec {
       `-m set --match-set ${names.masqPools} src -m set ! --match-set ${names.allPools} dst -j MASQUERADE`,
     );
   }
+  const fip = floatingIpChains(input);
+  if (fip === undefined)
+    return {
+      table: "nat",
+      chains: [
+        { name: CHAIN_POSTROUTING, rules: [`-j ${CHAIN_NAT_OUTGOING}`] },
+        { name: CHAIN_NAT_OUTGOING, rules: natOutgoing },
+      ],
+      hooks: [{ builtin: "POSTROUTING", rule: `-j ${CHAIN_POSTROUTING}` }],
+    };
+  // Felix's layout: fip-dnat from PREROUTING and OUTPUT, fip-snat before nat-outgoing.
   return {
     table: "nat",
     chains: [
-      { name: CHAIN_POSTROUTING, rules: [`-j ${CHAIN_NAT_OUTGOING}`] },
+      { name: CHAIN_NAT_PREROUTING, rules: [`-j ${CHAIN_FIP_DNAT}`] },
+      { name: CHAIN_NAT_OUTPUT, rules: [`-j ${CHAIN_FIP_DNAT}`] },
+      { name: CHAIN_POSTROUTING, rules: [`-j ${CHAIN_FIP_SNAT}`, `-j ${CHAIN_NAT_OUTGOING}`] },
       { name: CHAIN_NAT_OUTGOING, rules: natOutgoing },
+      ...fip,
     ],
-    hooks: [{ builtin: "POSTROUTING", rule: `-j ${CHAIN_POSTROUTING}` }],
+    hooks: [
+      { builtin: "PREROUTING", rule: `-j ${CHAIN_NAT_PREROUTING}` },
+      { builtin: "OUTPUT", rule: `-j ${CHAIN_NAT_OUTPUT}` },
+      { builtin: "POSTROUTING", rule: `-j ${CHAIN_POSTROUTING}` },
+    ],
+  };
+}
+
+/**
+ * Felix's floating IP chains (floatingIPManager): DNAT of each external address to its pod's
+ * (an external address claimed twice goes to the lowest internal one), and SNAT to the external
+ * address of a pod's traffic to itself (the lowest external address of each internal one). A
+ * pod's other traffic keeps its own source: Calico does not SNAT it to the floating IP.
+ */
+function floatingIpChains(input: NatInput): ChainSpec[] | undefined {
+  const nats = input.floatingIps ?? [];
+  if (nats.length === 0) return undefined;
+  const bits = input.family === 4 ? 32 : 128;
+  const canon = (a: string, what: string) =>
+    canonicalCidr(a, input.family, what).replace(/\/\d+$/, "");
+  const dnat = new Map<string, string>();
+  for (const n of nats) {
+    const ext = canon(n.external, "floating IP");
+    const int = canon(n.internal, "floating IP's internal address");
+    const prev = dnat.get(ext);
+    if (prev === undefined || int < prev) dnat.set(ext, int);
+  }
+  const snat = new Map<string, string>();
+  for (const [ext, int] of dnat) {
+    const prev = snat.get(int);
+    if (prev === undefined || ext < prev) snat.set(int, ext);
+  }
+  const sorted = (m: Map<string, string>) =>
+    [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return [
+    {
+      name: CHAIN_FIP_DNAT,
+      rules: sorted(dnat).map(([ext, int]) => `-d ${ext}/${bits} -j DNAT --to-destination ${int}`),
+    },
+    {
+      name: CHAIN_FIP_SNAT,
+      rules: sorted(snat).map(
+        ([int, ext]) => `-s ${int}/${bits} -d ${int}/${bits} -j SNAT --to-source ${ext}`,
+      ),
+    },
+  ];
+}
+
+/**
+ * The raw table's RPF check for pods allowed to spoof (Felix's rpf-skip): their interfaces have
+ * rp_filter off (workload.ts), so here a packet from one of them passes when its source is in an
+ * allowed prefix and is dropped when the strict reverse-path check fails; every other workload
+ * interface keeps the kernel's rp_filter. Merged into the host endpoints' raw table, before it.
+ */
+export function renderRpfTable(
+  skips: readonly RpfSkip[],
+  family: Family,
+  base?: TableSpec,
+): TableSpec {
+  const live = [...skips];
+  // Without any, an empty table still removes a check left from an earlier pass.
+  if (live.length === 0) return base ?? { table: "raw", chains: [], hooks: [] };
+  const rules: string[] = [];
+  for (const s of [...live].sort((a, b) => (a.iface < b.iface ? -1 : 1))) {
+    for (const p of sortedUnique(s.prefixes.map((p) => canonicalCidr(p, family, "spoof prefix"))))
+      rules.push(`-s ${p} -i ${s.iface} -j RETURN`);
+    rules.push(`-i ${s.iface} -m rpfilter --invert -j DROP`);
+  }
+  return {
+    table: "raw",
+    chains: [{ name: CHAIN_RPF_CHECK, rules }, ...(base?.chains ?? [])],
+    hooks: [{ builtin: "PREROUTING", rule: `-j ${CHAIN_RPF_CHECK}` }, ...(base?.hooks ?? [])],
   };
 }
 
@@ -248,13 +353,112 @@ function uniqueChains(chains: ChainSpec[]): ChainSpec[] {
   return chains.filter((c) => !seen.has(c.name) && seen.add(c.name) !== undefined);
 }
 
+/** A workload interface's QoS packet rates and connection limits (0 or absent: none). */
+export interface WorkloadLimits {
+  iface: string;
+  ingressPacketRate?: number;
+  ingressPacketBurst?: number;
+  egressPacketRate?: number;
+  egressPacketBurst?: number;
+  ingressMaxConnections?: number;
+  egressMaxConnections?: number;
+}
+
+/** The kernel's limit match takes at most 10k packets/s and bursts of 10k (XT_LIMIT_SCALE). */
+const LIMIT_MAX = 10_000;
+/** Calico's packet burst when a rate is set without one. */
+const DEFAULT_PACKET_BURST = 5;
+const CONNLIMIT_MAX = 2 ** 32 - 1;
+
+/** The rules of one direction's limit chain, Felix's fragments (none: no chain). */
+function limitRules(rate = 0, burst = 0, maxConnections = 0): string[] {
+  const out: string[] = [];
+  if (maxConnections > 0)
+    out.push(
+      `-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m connlimit --connlimit-above ${Math.min(maxConnections, CONNLIMIT_MAX)} --connlimit-mask 0 --connlimit-saddr -j REJECT --reject-with tcp-reset`,
+    );
+  if (rate > 0) {
+    const b = Math.min(Math.max(burst || DEFAULT_PACKET_BURST, 1), LIMIT_MAX);
+    // iptables-save leaves out the kernel's default burst (5).
+    const burstArg = b === DEFAULT_PACKET_BURST ? "" : ` --limit-burst ${b}`;
+    out.push(`-m limit --limit ${Math.min(rate, LIMIT_MAX)}/sec${burstArg} -j RETURN`);
+    out.push("-j DROP");
+  }
+  return out;
+}
+
+/**
+ * Adds the workloads' packet rates and connection limits to the filter table (Felix renders them
+ * in the endpoint chains, which Ocelot has only for pods a policy selects): a chain per interface
+ * and direction, `ocl-qi-<iface>` for traffic to the pod (from ocl-FORWARD and ocl-OUTPUT) and
+ * `ocl-qo-<iface>` for traffic from it (ocl-FORWARD and ocl-INPUT), first in those chains. New
+ * TCP connections over the limit are reset; packets over the rate are dropped.
+ */
+export function withWorkloadLimits(
+  filter: TableSpec,
+  limits: readonly WorkloadLimits[],
+): TableSpec {
+  const chains: ChainSpec[] = [];
+  const fwd: string[] = [];
+  const toWl: string[] = [];
+  const fromWl: string[] = [];
+  for (const l of [...limits].sort((a, b) => (a.iface < b.iface ? -1 : 1))) {
+    const inRules = limitRules(l.ingressPacketRate, l.ingressPacketBurst, l.ingressMaxConnections);
+    const outRules = limitRules(l.egressPacketRate, l.egressPacketBurst, l.egressMaxConnections);
+    if (inRules.length > 0) {
+      const name = chainName(`ocl-qi-${l.iface}`);
+      chains.push({ name, rules: inRules });
+      fwd.push(`-o ${l.iface} -j ${name}`);
+      toWl.push(`-o ${l.iface} -j ${name}`);
+    }
+    if (outRules.length > 0) {
+      const name = chainName(`ocl-qo-${l.iface}`);
+      chains.push({ name, rules: outRules });
+      fwd.push(`-i ${l.iface} -j ${name}`);
+      fromWl.push(`-i ${l.iface} -j ${name}`);
+    }
+  }
+  if (chains.length === 0) return filter;
+  const head: Record<string, string[]> = {
+    [CHAIN_FORWARD]: fwd,
+    [CHAIN_INPUT]: fromWl,
+    [CHAIN_OUTPUT]: toWl,
+  };
+  const out = filter.chains.map((c) =>
+    head[c.name] ? { ...c, rules: [...(head[c.name] as string[]), ...c.rules] } : c,
+  );
+  const hooks = [...filter.hooks];
+  for (const [chain, builtin] of [
+    [CHAIN_INPUT, "INPUT"],
+    [CHAIN_OUTPUT, "OUTPUT"],
+  ] as const) {
+    if ((head[chain] as string[]).length === 0 || out.some((c) => c.name === chain)) continue;
+    out.push({ name: chain, rules: head[chain] as string[] });
+    hooks.push({ builtin, rule: `-j ${chain}` });
+  }
+  return { ...filter, chains: [...out, ...chains], hooks };
+}
+
 /** Every table we own for one family (mangle and raw: host endpoint policy, when known). */
 export function renderTables(
   input: NatInput,
   policy?: PolicyChains,
   host?: { filter?: HostFilter; tables: TableSpec[] },
+  rpf: readonly RpfSkip[] = [],
+  limits: readonly WorkloadLimits[] = [],
 ): TableSpec[] {
-  return [renderFilterTable(policy, host?.filter), renderNatTable(input), ...(host?.tables ?? [])];
+  const hostTables = host?.tables ?? [];
+  const raw = renderRpfTable(
+    rpf,
+    input.family,
+    hostTables.find((t) => t.table === "raw"),
+  );
+  return [
+    withWorkloadLimits(renderFilterTable(policy, host?.filter), limits),
+    renderNatTable(input),
+    ...hostTables.filter((t) => t.table !== "raw"),
+    raw,
+  ];
 }
 
 // ---- iptables-save ---------------------------------------------------------------------------

@@ -1,9 +1,18 @@
 // The agent's per-pod and node-wide kernel state, rendered from values (pure): host-side
-// interface names and settings, per-pod /32 and /128 device routes and block blackholes under
-// protocol 202, and the sysctls Calico's Felix sets. Not: applying anything (apply.ts), iptables.
+// interface names and settings, per-pod /32 and /128 device routes (floating IPs' external
+// addresses included, as Felix routes them) and block blackholes under protocol 202, and the
+// sysctls Calico's Felix sets (rp_filter off where a pod may spoof, the RPF check then done by
+// iptables). Not: applying anything (apply.ts), iptables, tc (qos.ts).
 import { type Route, RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { formatAddress, parseAddress, parseCidr } from "../lib/ip.js";
 import { IFNAMSIZ, WORKLOAD_HOST_MAC, workloadIfaceName } from "../lib/pod_wiring.js";
+import type { QosControls } from "./qos.js";
+
+/** A 1:1 NAT of a pod address (Calico's IPNAT): the floating IP `external` reaches `internal`. */
+export interface FloatingIp {
+  internal: string;
+  external: string;
+}
 
 export interface Workload {
   /** Stable workload id, e.g. "node1/default/pod1" (names the host interface). */
@@ -13,6 +22,15 @@ export interface Workload {
   /** Addresses without prefix length, or with /32 (/128). */
   ipv4: string[];
   ipv6: string[];
+  /** 1:1 NATs (ipNATs) when FelixConfiguration floatingIPs is Enabled; routed to this pod. */
+  floatingIps?: FloatingIp[];
+  /**
+   * Source prefixes the anti-spoofing check lets through (allowSpoofedSourcePrefixes with
+   * FelixConfiguration workloadSourceSpoofing Any): rp_filter off, iptables' rpfilter instead.
+   */
+  spoofPrefixes?: string[];
+  /** Bandwidth limits (qosControls), programmed with tc. */
+  qos?: QosControls;
 }
 
 export interface Sysctl {
@@ -130,6 +148,7 @@ export function renderWorkloads(
   const routes: Route[] = [];
   const owner = new Map<string, string>();
   const ifaceOwner = new Map<string, string>();
+  const floating: { family: 4 | 6; dst: string; dev: string; id: string }[] = [];
   const sorted = [...workloads].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   for (const w of sorted) {
     const name = w.hostIface ?? workloadIfaceName(w.id);
@@ -143,6 +162,10 @@ export function renderWorkloads(
       ...w.ipv4.map((a) => ({ family: 4 as const, dst: hostPrefix(a, 4, w.id) })),
       ...w.ipv6.map((a) => ({ family: 6 as const, dst: hostPrefix(a, 6, w.id) })),
     ];
+    for (const n of w.floatingIps ?? []) {
+      const family = n.external.includes(":") ? (6 as const) : (4 as const);
+      floating.push({ family, dst: hostPrefix(n.external, family, w.id), dev: name, id: w.id });
+    }
     for (const { family, dst } of dsts) {
       const prev = owner.get(dst);
       if (prev !== undefined && prev !== w.id) {
@@ -155,8 +178,19 @@ export function renderWorkloads(
       name,
       mac: WORKLOAD_HOST_MAC,
       up: true,
-      sysctls: ifaceSysctls(name, w.ipv6.length > 0, opts),
+      sysctls: ifaceSysctls(
+        name,
+        w.ipv6.length > 0,
+        (w.spoofPrefixes ?? []).length > 0 ? { ...opts, rpFilter: 0 } : opts,
+      ),
     });
+  }
+  // Felix routes a floating IP to its pod too. Pod addresses come first; an external address
+  // claimed twice goes to the first workload (by id), as the DNAT goes to one internal address.
+  for (const f of floating) {
+    if (owner.has(f.dst)) continue;
+    owner.set(f.dst, f.id);
+    routes.push(workloadRoute(f.family, f.dst, f.dev));
   }
   for (const b of [...new Set(blocks)].sort()) routes.push(blockBlackhole(b));
   return { ifaces, routes, sysctls: nodeSysctls(opts) };

@@ -81,20 +81,60 @@ const addressOf = (cidr: string) => cidr.split("/")[0] as string;
 
 /**
  * The workloads of one node as the agent sees them: its WorkloadEndpoints that name a host
- * interface, id "namespace/name", addresses without their /32 (/128).
+ * interface, id "namespace/name", addresses without their /32 (/128); their floating IPs when
+ * FelixConfiguration enables them, their spoofing allowance when it allows it (Felix's
+ * floatingIPs and workloadSourceSpoofing), their bandwidth limits.
  */
-export function workloadsOf(weps: readonly WorkloadEndpoint[], node: string): Workload[] {
+export function workloadsOf(
+  weps: readonly WorkloadEndpoint[],
+  node: string,
+  felix: { floatingIps?: boolean; sourceSpoofing?: boolean } = {},
+): Workload[] {
   return weps
     .filter((w) => w.spec.node === node && w.spec.interfaceName)
     .map((w) => {
       const nets = (w.spec.ipNetworks ?? []).map(addressOf);
+      const nats = felix.floatingIps ? (w.spec.ipNATs ?? []) : [];
+      const spoof = felix.sourceSpoofing ? (w.spec.allowSpoofedSourcePrefixes ?? []) : [];
+      const qos = w.spec.qosControls;
       return {
         id: `${w.metadata.namespace}/${w.metadata.name}`,
         hostIface: w.spec.interfaceName,
         ipv4: nets.filter((a) => !a.includes(":")),
         ipv6: nets.filter((a) => a.includes(":")),
+        ...(nats.length > 0
+          ? { floatingIps: nats.map((n) => ({ internal: n.internalIP, external: n.externalIP })) }
+          : {}),
+        ...(spoof.length > 0 ? { spoofPrefixes: [...spoof] } : {}),
+        ...(qos !== undefined ? { qos: { ...qos } } : {}),
       };
     });
+}
+
+/**
+ * This node's WorkloadEndpoint fields the FelixConfiguration leaves unprogrammed, one warning
+ * each: ipNATs without floatingIPs Enabled, allowSpoofedSourcePrefixes without
+ * workloadSourceSpoofing Any (Felix refuses such an endpoint; Ocelot keeps it, spoofing off).
+ */
+export function workloadFieldWarnings(
+  weps: readonly WorkloadEndpoint[],
+  node: string,
+  felix: { floatingIps?: boolean; sourceSpoofing?: boolean },
+): string[] {
+  const out: string[] = [];
+  for (const w of weps) {
+    if (w.spec.node !== node) continue;
+    const name = `WorkloadEndpoint "${w.metadata.namespace}/${w.metadata.name}"`;
+    if ((w.spec.ipNATs ?? []).length > 0 && !felix.floatingIps)
+      out.push(
+        `${name}: ipNATs not programmed (FelixConfiguration floatingIPs is not Enabled; Calico's default is Disabled)`,
+      );
+    if ((w.spec.allowSpoofedSourcePrefixes ?? []).length > 0 && !felix.sourceSpoofing)
+      out.push(
+        `${name}: allowSpoofedSourcePrefixes not allowed (FelixConfiguration workloadSourceSpoofing is not Any); its sources are still checked`,
+      );
+  }
+  return out;
 }
 
 /** The node's confirmed affine blocks (Calico backs and announces only confirmed ones). */
@@ -127,6 +167,18 @@ export function nodeAddressesOf(nodes: readonly Node[]): string[] {
     for (const a of n.spec.addresses ?? []) out.add(addressOf(a.address));
   }
   return [...out].sort();
+}
+
+/**
+ * The external addresses of node's floating IPs (ipNATs) when its FelixConfiguration enables
+ * them: Felix routes each to its pod, and Calico's BGP speaker exports such a route when it lies
+ * in an IP pool (a disabled one included), as it does a borrowed address.
+ */
+export function floatingAddressesOf(snap: NodeSnapshot, node: string): WorkloadAddress[] {
+  if (!felixSettingsOf(snap, node).floatingIps) return [];
+  return snap.workloadEndpoints
+    .filter((w) => w.spec.node === node && w.spec.interfaceName)
+    .flatMap((w) => (w.spec.ipNATs ?? []).map((n) => ({ address: n.externalIP, node })));
 }
 
 /** Every WorkloadEndpoint's addresses with its node (for borrowed-address routes). */
@@ -355,7 +407,9 @@ export function storedOnlyWarnings(snap: NodeSnapshot, node: string): string[] {
       if (fields.length > 0)
         out.push(`FelixConfiguration "${f.metadata.name}": ${fields.join(", ")} not acted on yet`);
     }
-  out.push(...felixSettingsOf(snap, node).warnings);
+  const felix = felixSettingsOf(snap, node);
+  out.push(...felix.warnings);
+  out.push(...workloadFieldWarnings(snap.workloadEndpoints, node, felix));
   return out;
 }
 
@@ -370,7 +424,7 @@ export function agentInput(
   return {
     ...(policy !== undefined ? { policy } : {}),
     host: hostInputOf(snap, node, opts),
-    workloads: workloadsOf(snap.workloadEndpoints, node),
+    workloads: workloadsOf(snap.workloadEndpoints, node, felixSettingsOf(snap, node)),
     blocks: nodeBlocks(snap.affinities, node),
     pools,
     clusterCidrs: opts.clusterCidrs ?? [],

@@ -47,7 +47,12 @@ import {
 } from "../bgp/config.js";
 import { borrowedAddresses } from "../felix/overlay.js";
 import { cidrOverlaps, parseCidr } from "../lib/ip.js";
-import { type NodeSnapshot, nodeBlocks, workloadAddressesOf } from "./agent_state.js";
+import {
+  floatingAddressesOf,
+  type NodeSnapshot,
+  nodeBlocks,
+  workloadAddressesOf,
+} from "./agent_state.js";
 import { serviceAdvertisements, serviceFibExclusions } from "./service_routes.js";
 
 export interface BgpSnapshot extends NodeSnapshot {
@@ -632,11 +637,16 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
   const noExport = snap.pools
     .filter((p: IPPool) => p.spec.disableBGPExport === true)
     .map((p) => parseCidr(p.spec.cidr, false));
-  // This node's blocks, and its workloads' borrowed addresses (from other nodes' blocks) as
-  // host prefixes, as Calico announces them: the other nodes reach those through this one.
+  // This node's blocks, and its workloads' borrowed addresses (from other nodes' blocks) and
+  // floating IPs as host prefixes when in a pool, as Calico announces them: the other nodes
+  // reach those through this one.
   const own = nodeBlocks(snap.affinities, name);
   const borrowed = borrowedAddresses(
-    workloadAddressesOf(snap.workloadEndpoints).filter((w) => w.node === name),
+    [
+      ...workloadAddressesOf(snap.workloadEndpoints).filter((w) => w.node === name),
+      // Floating IPs routed to this node's pods, announced on the same terms.
+      ...floatingAddressesOf(snap, name),
+    ],
     own.map((cidr) => ({ cidr, node: name })),
   )
     .map((b) => b.cidr)

@@ -102,7 +102,7 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
     api.putPod("team-a", "web-1", { app: "web", version: "v1" }, "web-sa");
     node = Netns.create("kcninode");
     addUplink(node, "192.0.2.10/24");
-    for (const short of ["kcnip1", "kcnip2", "kcnip3", "kcnip4", "kcnip5"])
+    for (const short of ["kcnip1", "kcnip2", "kcnip3", "kcnip4", "kcnip5", "kcnip6"])
       pods.push(Netns.create(short));
     // root namespace: unix socket -> the API server's TCP port
     const port = Number(new URL(api.url).port);
@@ -325,5 +325,44 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
       expect(e.msg).toContain(text);
       expect(await allocated(`ctr-${pod}`)).toEqual([]);
     }
+  });
+
+  it("Calico's endpoint annotations: floatingIPs (with feature_control.floating_ips), allowedSourcePrefixes and bandwidth become ipNATs, allowSpoofedSourcePrefixes and qosControls", async () => {
+    const A = "cni.projectcalico.org/";
+    api.putPod("team-a", "floating", { app: "f" }, "default", {
+      [`${A}floatingIPs`]: '["203.0.113.5"]',
+      [`${A}allowedSourcePrefixes`]: '["198.51.100.0/24"]',
+      "kubernetes.io/ingress-bandwidth": "10M",
+      "kubernetes.io/egress-bandwidth": "5M",
+      "qos.projectcalico.org/egressBurst": "1M",
+    });
+    const withKube = (extra: Record<string, unknown> = {}) =>
+      conf({ kubernetes: { kubeconfig }, ...extra });
+    const e = { ...env(pods[5] as Netns, "team-a", "floating"), CNI_CONTAINERID: "ctr-floating" };
+    // Without Calico's feature switch: refused as Calico's CNI refuses it, nothing allocated.
+    const off = await runOcelotCni(node, "ADD", e, withKube());
+    expect(JSON.parse(off.stdout)).toMatchObject({ code: 7 });
+    expect(JSON.parse(off.stdout).msg).toContain(
+      `${A}floatingIPs: requested feature is not enabled: floating_ips`,
+    );
+    expect(await allocated("ctr-floating")).toEqual([]);
+    const r = await runOcelotCni(
+      node,
+      "ADD",
+      e,
+      withKube({ feature_control: { floating_ips: true } }),
+    );
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const ip = JSON.parse(r.stdout).ips[0].address.split("/")[0];
+    const wep = (await weps()).find((w) => w.spec.pod === "floating");
+    expect(wep?.spec.ipNATs).toEqual([{ internalIP: ip, externalIP: "203.0.113.5" }]);
+    expect(wep?.spec.allowSpoofedSourcePrefixes).toEqual(["198.51.100.0/24"]);
+    // Calico's conversion: bandwidth from the quantities, the burst defaulted to 4Gi bits.
+    expect(wep?.spec.qosControls).toEqual({
+      ingressBandwidth: 10_000_000,
+      ingressBurst: 4 * 2 ** 30,
+      egressBandwidth: 5_000_000,
+      egressBurst: 1_000_000,
+    });
   });
 });

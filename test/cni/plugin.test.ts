@@ -92,9 +92,9 @@ describe("parseNetConf()", () => {
     [{ ...base, feature_control: [] }, 7, 'Field "feature_control" must be an object'],
     [{ ...base, feature_control: { ip_addrs_no_ipam: "yes" } }, 7, "must be true or false"],
     [
-      { ...base, feature_control: { floating_ips: true } },
+      { ...base, feature_control: { allow_ip_forwarding: true } },
       7,
-      '"feature_control.floating_ips" is not supported',
+      '"feature_control.allow_ip_forwarding" is not supported',
     ],
     ["{not json", 6, "not JSON"],
     ["[1]", 6, "not a JSON object"],

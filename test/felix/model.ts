@@ -123,6 +123,7 @@ export class FakeKernel {
       if (args[4] === "up") l.up = true;
       return ok();
     }
+    if (cmd === "tc" && args.join(" ") === "-j qdisc show") return ok("[]"); // no qdiscs of ours
     if (cmd === "ipset" && args[0] === "save") {
       const out: string[] = [];
       for (const [name, s] of this.ipsets) {

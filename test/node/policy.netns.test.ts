@@ -11,6 +11,8 @@
 // FelixConfiguration's failsafe ports replace Felix's defaults, node.<name> over default, and
 // its logSeverityScreen sets the daemon's log level. kube-controllers' auto host endpoint for
 // the node ("*", projectcalico-default-allow) leaves the pods' and the node's traffic unchanged.
+// A WorkloadEndpoint's ipNATs act once FelixConfiguration enables floating IPs (A and the node
+// reach B at its floating IP), its qosControls bandwidth at once (B's tbf).
 // Rules and sets are read back with iptables-save and ipset save inside the node namespace.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -398,5 +400,50 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
     );
     expect(save("iptables-save", "-t", "filter")).toMatch(/-A ocl-fh-any -j ocl-pr/);
     expectOpen();
+  });
+
+  it("a WorkloadEndpoint's ipNATs and qosControls through the datastore: with floatingIPs Enabled, A and the node reach B at its floating IP; B's bucket is set", async () => {
+    const FIP = "203.0.113.9";
+    const client = new ResourceClient(store);
+    const wep = (await client.list(WEP as NonNullable<typeof WEP>, "default")).items.find(
+      (w) => w.metadata.name === pods.b.wep,
+    );
+    if (!wep) throw new Error("no WorkloadEndpoint for pod B");
+    const { resourceVersion: _rv, ...metadata } = wep.metadata;
+    await applyResource(store, {
+      ...wep,
+      metadata,
+      spec: {
+        ...(wep.spec as Record<string, unknown>),
+        ipNATs: [{ internalIP: pods.b.ip, externalIP: FIP }],
+        qosControls: { ingressBandwidth: 50_000_000, ingressBurst: 4_000_000 },
+      },
+    });
+    // Calico's default (floatingIPs Disabled): the bucket is set, the NAT is not.
+    await waitFor(
+      "B's tbf",
+      () => node.exec("tc", "-j", "qdisc", "show", "dev", pods.b.iface).includes('"tbf"'),
+      10_000,
+      100,
+    );
+    expect(save("iptables-save", "-t", "nat")).not.toContain("ocl-fip-dnat");
+    await applyResource(store, {
+      apiVersion: "projectcalico.org/v3",
+      kind: "FelixConfiguration",
+      metadata: { name: "default" },
+      spec: { failsafeInboundHostPorts: [{ protocol: "TCP", port: 2222 }], floatingIPs: "Enabled" },
+    });
+    await waitFor(
+      "the floating IP's DNAT",
+      () =>
+        save("iptables-save", "-t", "nat").includes(
+          `-A ocl-fip-dnat -d ${FIP}/32 -j DNAT --to-destination ${pods.b.ip}`,
+        ),
+      10_000,
+      100,
+    );
+    expect(node.ip("route", "show", `${FIP}/32`)).toContain(`dev ${pods.b.iface}`);
+    expect(connects(pods.a.ns, { ...pods.b, ip: FIP }, true)).toBe(true);
+    expect(connects(node, { ...pods.b, ip: FIP }, true)).toBe(true);
   });
 });

@@ -211,6 +211,35 @@ describe("BGP state", () => {
     const s = snap({ pools: [pool("p", "10.244.0.0/16", { disableBGPExport: true })] });
     expect(renderBgp(s, "n1", opts).config?.originate).toEqual([]);
   });
+
+  it("a floating IP in a (disabled) pool is originated as a /32 once floatingIPs is Enabled", () => {
+    const fip = {
+      ...wep("default", "a", "n1", "ocl0000000001", ["10.244.0.1/32"]),
+    } as WorkloadEndpoint;
+    fip.spec = {
+      ...fip.spec,
+      ipNATs: [
+        { internalIP: "10.244.0.1", externalIP: "203.0.113.5" },
+        { internalIP: "10.244.0.1", externalIP: "198.51.100.9" },
+      ],
+    };
+    const base = {
+      workloadEndpoints: [fip],
+      pools: [
+        pool("p", "10.244.0.0/16", { natOutgoing: true }),
+        pool("floating", "203.0.113.0/24", { disabled: true }),
+      ],
+    };
+    const prefixes = (s: BgpSnapshot) =>
+      renderBgp(s, "n1", opts).config?.originate.map((o) => o.prefix);
+    expect(prefixes(snap(base))).toEqual(["10.244.0.0/26"]);
+    const enabled = snap({
+      ...base,
+      felixConfigurations: [{ metadata: { name: "default" }, spec: { floatingIPs: "Enabled" } }],
+    });
+    // 198.51.100.9 is in no pool: routed to the pod, not announced (as Calico's BIRD filter).
+    expect(prefixes(enabled)).toEqual(["10.244.0.0/26", "203.0.113.5/32"]);
+  });
 });
 
 describe("Node registration", () => {
