@@ -2,11 +2,12 @@
 // schemas with Calico's field types (from its CRDs, src/api/config_fields.ts) and validator rules
 // (validateFelixConfigSpec, validateIPAMConfigSpec, the CEL rules), and what Ocelot does with each
 // field: the few it honours (failsafe ports, defaultEndpointToHostAction, logSeverityScreen,
-// iptablesRefreshInterval, routeRefreshInterval, floatingIPs, workloadSourceSpoofing),
+// iptablesRefreshInterval, routeRefreshInterval, floatingIPs, workloadSourceSpoofing, the MTUs),
 // the many it stores and names in a warning (they tune parts Ocelot does not have), and the ones
 // it refuses because ignoring them would weaken security.
 // Not: applying them (the node daemon, `ocelot ipam`).
 import * as z from "zod";
+import { compileGoRegexp } from "../lib/go_regexp.js";
 import { FELIX_CONFIGURATION_SPEC, KUBE_CONTROLLERS_CONFIGURATION_SPEC } from "./config_fields.js";
 import { type FieldType, schemaOf } from "./crd_type.js";
 import { own, quote } from "./errors.js";
@@ -52,6 +53,10 @@ const FELIX_HONOURED = new Set<string>([
   "routeRefreshInterval",
   "floatingIPs",
   "workloadSourceSpoofing",
+  "vxlanMTU",
+  "vxlanMTUV6",
+  "ipipMTU",
+  "mtuIfacePattern",
 ]);
 
 const STORED_REASON = "stored; Ocelot's agent does not use it yet (ocelot apply warns)";
@@ -115,6 +120,20 @@ const felixOverrides: Record<string, z.ZodType> = lazy(() => ({
         own(
           `${quote(iss.input)} is not a log level (Trace, Debug, Info, Warning, Error, Fatal; any case)`,
         ),
+    })
+    .optional(),
+  // Calico's `regexp` validator: a pattern Go's regexp compiles.
+  mtuIfacePattern: z
+    .string()
+    .superRefine((p, ctx) => {
+      try {
+        compileGoRegexp(p);
+      } catch (err) {
+        ctx.addIssue({
+          code: "custom",
+          message: own(`${quote(p)} is not a regular expression: ${(err as Error).message}`),
+        });
+      }
     })
     .optional(),
   natOutgoingAddress: stored(ipOf(4).optional(), STORED_REASON),

@@ -18,6 +18,7 @@ import {
   openDatastoreFromCli,
 } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
+import { felixEnvironment } from "../felix/felix_config.js";
 import { RTPROT_OCELOT_BGP } from "../fib/types.js";
 import {
   addAgentMetrics,
@@ -274,7 +275,12 @@ async function runNode(cmd: Command): Promise<void> {
           },
         }
       : {}),
-    agent: { clusterCidrs: s.clusterCidr, ...(s.mtu !== undefined ? { mtu: s.mtu } : {}) },
+    agent: {
+      clusterCidrs: s.clusterCidr,
+      ...(s.mtu !== undefined ? { mtu: s.mtu } : {}),
+      // FELIX_VXLANMTU and the like: FelixConfiguration fields above the datastore (as Felix).
+      felixEnv: felixEnvironment(process.env),
+    },
     ...(prom
       ? {
           observe: {

@@ -3,10 +3,13 @@
 // out of it: the failsafe ports, defaultEndpointToHostAction, logSeverityScreen, the kernel
 // read-back intervals (iptablesRefreshInterval, routeRefreshInterval), floatingIPs (whether
 // WorkloadEndpoints' ipNATs are programmed) and workloadSourceSpoofing (whether their
-// allowSpoofedSourcePrefixes are).
+// allowSpoofedSourcePrefixes are), and the MTUs (vxlanMTU, vxlanMTUV6, ipipMTU, mtuIfacePattern;
+// also from calico-node's FELIX_VXLANMTU, FELIX_VXLANMTUV6, FELIX_IPINIPMTU, FELIX_MTUIFACEPATTERN
+// environment, which Felix puts above the datastore).
 // Not: the schema and validation (src/api/config.ts), applying them (host_endpoint.ts, the node
 // daemon's logger).
 import { parseDurationMs } from "../api/fields.js";
+import { compileGoRegexp } from "../lib/go_regexp.js";
 import type { EndpointToHostAction, ProtoPort } from "./host_endpoint.js";
 
 export interface FelixConfigResource {
@@ -32,6 +35,12 @@ export interface FelixSettings {
   floatingIps?: boolean;
   /** workloadSourceSpoofing: Any (Calico's default: Disabled, no spoofing allowed). */
   sourceSpoofing?: boolean;
+  /** vxlanMTU, vxlanMTUV6, ipipMTU as set (0: auto-detected, as in Felix). */
+  vxlanMtu?: number;
+  vxlanMtuV6?: number;
+  ipipMtu?: number;
+  /** mtuIfacePattern: the interfaces whose smallest MTU is the host's. */
+  mtuIfacePattern?: RegExp;
   /** Fields that were set and could not be used, one line each. */
   warnings: string[];
 }
@@ -46,7 +55,34 @@ export const FELIX_FIELDS_ACTED_ON: readonly string[] = [
   "routeRefreshInterval",
   "floatingIPs",
   "workloadSourceSpoofing",
+  "vxlanMTU",
+  "vxlanMTUV6",
+  "ipipMTU",
+  "mtuIfacePattern",
 ];
+
+/**
+ * The FelixConfiguration fields calico-node's environment may set for Ocelot (Felix's parameter
+ * names after FELIX_, any case; ipipMTU is Felix's IpInIpMtu). Felix's order: environment over
+ * the datastore (node.<name>, then default); an empty value is ignored, "0" is a value (auto).
+ */
+const FELIX_ENV: Record<string, string> = {
+  vxlanmtu: "vxlanMTU",
+  vxlanmtuv6: "vxlanMTUV6",
+  ipinipmtu: "ipipMTU",
+  mtuifacepattern: "mtuIfacePattern",
+};
+
+/** The FelixConfiguration fields set in the environment (FELIX_VXLANMTU=1400 -> vxlanMTU). */
+export function felixEnvironment(env: Record<string, string | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    const m = /^felix_(.+)$/i.exec(k);
+    const field = m ? FELIX_ENV[(m[1] as string).toLowerCase()] : undefined;
+    if (field !== undefined && v !== undefined && v !== "") out[field] = v;
+  }
+  return out;
+}
 
 /** The node's effective spec: `default`'s fields with `node.<name>`'s over them (Felix). */
 export function effectiveFelixSpec(
@@ -95,10 +131,60 @@ function protoPorts(field: string, value: unknown, warnings: string[]): ProtoPor
   return out;
 }
 
-/** The settings the agent acts on, from the effective spec. */
-export function felixSettings(spec: Record<string, unknown>): FelixSettings {
+/** The MTU fields: the environment's over the spec's, each checked. */
+function mtuSettings(
+  spec: Record<string, unknown>,
+  env: Record<string, string>,
+  s: FelixSettings,
+): void {
+  const { warnings } = s;
+  const value = (field: string): unknown => {
+    const e = env[field];
+    if (e === undefined) return spec[field];
+    if (spec[field] !== undefined && String(spec[field]) !== e.trim())
+      warnings.push(
+        `FelixConfiguration ${field}: ${JSON.stringify(spec[field])} is overridden by the environment (${e.trim()}), as Felix orders them`,
+      );
+    return e;
+  };
+  for (const [field, key] of [
+    ["vxlanMTU", "vxlanMtu"],
+    ["vxlanMTUV6", "vxlanMtuV6"],
+    ["ipipMTU", "ipipMtu"],
+  ] as const) {
+    const v = value(field);
+    if (v === undefined) continue;
+    const n = typeof v === "string" ? Number(v.trim()) : v;
+    if (typeof n === "number" && Number.isInteger(n)) s[key] = n;
+    // Felix replaces an unparsable value by its default (0: auto-detected).
+    else
+      warnings.push(
+        `FelixConfiguration ${field}: ${JSON.stringify(v)} is not an integer; auto-detected`,
+      );
+  }
+  const pattern = value("mtuIfacePattern");
+  if (typeof pattern === "string" && pattern !== "") {
+    try {
+      s.mtuIfacePattern = compileGoRegexp(pattern);
+    } catch (err) {
+      warnings.push(
+        `FelixConfiguration mtuIfacePattern: ${JSON.stringify(pattern)} is not a regular expression (${(err as Error).message}); the fabric interfaces' MTU is used`,
+      );
+    }
+  }
+}
+
+/**
+ * The settings the agent acts on, from the effective spec and the FelixConfiguration fields set
+ * in the environment (felixEnvironment; they win, as in Felix).
+ */
+export function felixSettings(
+  spec: Record<string, unknown>,
+  env: Record<string, string> = {},
+): FelixSettings {
   const warnings: string[] = [];
   const s: FelixSettings = { warnings };
+  mtuSettings(spec, env, s);
   const inbound = protoPorts("failsafeInboundHostPorts", spec.failsafeInboundHostPorts, warnings);
   const outbound = protoPorts(
     "failsafeOutboundHostPorts",

@@ -1,7 +1,7 @@
 // The overlay of one node, rendered from values (pure), as Calico's Felix programs VXLAN and
 // IP-in-IP: its tunnel devices (`vxlan.ocelot` VNI 4096 and `vxlan-v6.ocelot` VNI 6096 on UDP
-// 4789 with learning off, `tunl0`), each with the node's tunnel address and an MTU derived from
-// the fabric interface's; and for every remote block of an encapsulating pool, the route that
+// 4789 with learning off, `tunl0`), each with the node's tunnel address and its MTU (mtu.ts:
+// FelixConfiguration's, else the host's minus the overhead); and for every remote block of an encapsulating pool, the route that
 // carries it (through a tunnel, or natively to a same-subnet node in CrossSubnet) with, for
 // VXLAN, the permanent neighbour (remote tunnel address -> remote VTEP MAC) and FDB entry (remote
 // MAC -> remote fabric address) it needs; and, as Felix does, a /32 (/128) the same way to the
@@ -19,6 +19,9 @@ import {
   parseAddress as parseAddressText,
   parseCidr as parseCidrText,
 } from "../lib/ip.js";
+import { computeMtus, type FabricIface, type MtuSettings } from "./mtu.js";
+
+export { DEFAULT_FABRIC_MTU, type FabricIface, OVERHEAD } from "./mtu.js";
 
 // Every render (the fast path's, at each change of any node's blocks) parses the same cluster's
 // CIDRs and addresses again: each text is parsed once (bounded memo; the values are read-only).
@@ -52,9 +55,6 @@ export const VXLAN_VNI_V6 = 6096;
 export const VXLAN_PORT = 4789;
 /** The IP-in-IP fallback device the ipip module creates (Calico uses it as is). */
 export const IPIP_DEVICE = "tunl0";
-/** Encapsulation overhead in bytes (Calico's MTU auto-detection). */
-export const OVERHEAD = { vxlan4: 50, vxlan6: 70, ipip: 20 } as const;
-export const DEFAULT_FABRIC_MTU = 1500;
 /** Our own devices: the only links, neighbours and FDB entries the overlay ever changes. */
 export const OVERLAY_DEVICES = [VXLAN_DEVICE_V4, VXLAN_DEVICE_V6, IPIP_DEVICE] as const;
 
@@ -114,12 +114,6 @@ export interface OverlayNode {
   ipipAddress?: string;
 }
 
-/** The interface holding this node's fabric address of one family. */
-export interface FabricIface {
-  name: string;
-  mtu: number;
-}
-
 export interface OverlayInput {
   /** This node's name. */
   node: string;
@@ -132,6 +126,8 @@ export interface OverlayInput {
   fabric: { 4?: FabricIface; 6?: FabricIface };
   /** The MTU override (pods and tunnel devices); absent: fabric MTU minus overhead. */
   mtu?: number;
+  /** FelixConfiguration's MTUs and the host MTU from mtuIfacePattern (src/felix/mtu.ts). */
+  mtus?: Omit<MtuSettings, "override">;
 }
 
 export interface TunnelDevice {
@@ -188,18 +184,12 @@ export function overlayMtus(
   inUse: { vxlan4: boolean; vxlan6: boolean; ipip: boolean },
   override?: number,
 ): { vxlan4: number; vxlan6: number; ipip: number; pod: number } {
-  const f4 = fabric[4]?.mtu ?? fabric[6]?.mtu ?? DEFAULT_FABRIC_MTU;
-  const f6 = fabric[6]?.mtu ?? fabric[4]?.mtu ?? DEFAULT_FABRIC_MTU;
-  const vxlan4 = override ?? f4 - OVERHEAD.vxlan4;
-  const vxlan6 = override ?? f6 - OVERHEAD.vxlan6;
-  const ipip = override ?? f4 - OVERHEAD.ipip;
-  const used = [
-    ...(inUse.vxlan4 ? [vxlan4] : []),
-    ...(inUse.vxlan6 ? [vxlan6] : []),
-    ...(inUse.ipip ? [ipip] : []),
-  ];
-  const pod = override ?? (used.length > 0 ? Math.min(...used) : Math.min(f4, f6));
-  return { vxlan4, vxlan6, ipip, pod };
+  const { warnings: _, ...m } = computeMtus(
+    fabric,
+    inUse,
+    override !== undefined ? { override } : {},
+  );
+  return m;
 }
 
 const encapsulates = (m: EncapMode | undefined) => m === "Always" || m === "CrossSubnet";
@@ -216,7 +206,6 @@ interface Parsed {
 
 /** Renders the overlay of input.node; see the module comment. */
 export function renderOverlay(input: OverlayInput): OverlayState {
-  const warnings: string[] = [];
   const me = input.nodes.find((n) => n.name === input.node);
   const pools: Parsed[] = input.pools.map((pool) => ({ pool, cidr: parseCidr(pool.cidr, false) }));
   const v4 = pools.filter((p) => p.cidr.family === 4);
@@ -226,7 +215,11 @@ export function renderOverlay(input: OverlayInput): OverlayState {
     vxlan6: v6.some((p) => encapsulates(p.pool.vxlanMode)),
     ipip: v4.some((p) => encapsulates(p.pool.ipipMode)),
   };
-  const mtu = overlayMtus(input.fabric, inUse, input.mtu);
+  const mtu = computeMtus(input.fabric, inUse, {
+    ...input.mtus,
+    ...(input.mtu !== undefined ? { override: input.mtu } : {}),
+  });
+  const warnings: string[] = [...mtu.warnings];
   const devices: TunnelDevice[] = [];
   const out: OverlayState = {
     devices,

@@ -1,7 +1,10 @@
-// The overlay's thin edge: reads the fabric interfaces and our tunnel devices, neighbours and FDB
+// The overlay's thin edge: reads the fabric interfaces (and, for mtuIfacePattern, every link's
+// MTU and state) and our tunnel devices, neighbours and FDB
 // entries back (`ip -j`, `bridge -j`), runs the plan of overlay.ts (`ip -batch`, `bridge
 // -batch`; each device creation on its own, so a kernel without the ipip module loses only
 // tunl0, with a warning naming the reason). Not: deciding anything (overlay.ts), routes (the FIB).
+
+import type { HostLink } from "./mtu.js";
 import {
   canonicalAddress,
   type FabricIface,
@@ -63,6 +66,19 @@ export async function readFabric(
     if (l) out[fam] = { name: l.ifname.split("@")[0] as string, mtu: l.mtu ?? 1500 };
   }
   return out;
+}
+
+/**
+ * Every link with its MTU and whether it runs (IFF_RUNNING, which `ip` does not print: admin up
+ * and operstate UP or UNKNOWN), for mtuIfacePattern (Felix's findHostMTU reads them all too).
+ */
+export async function readHostLinks(ctx: Ctx): Promise<HostLink[]> {
+  const links = await json<KernelLink & { operstate?: string }>(ctx, "ip", ["-j", "link", "show"]);
+  return links.map((l) => ({
+    name: l.ifname.split("@")[0] as string,
+    mtu: l.mtu ?? 0,
+    running: (l.flags ?? []).includes("UP") && (l.operstate === "UP" || l.operstate === "UNKNOWN"),
+  }));
 }
 
 /** Our overlay devices (with details and addresses), their neighbours and FDB entries. */

@@ -6,7 +6,8 @@
 // follow), this node's HostEndpoints with the FelixConfiguration it acts on (failsafe ports,
 // defaultEndpointToHostAction, logSeverityScreen; `node.<name>` over `default`), and the overlay's
 // input: every Node's fabric and tunnel addresses, every node's confirmed blocks, the pools'
-// encapsulation modes.
+// encapsulation modes, and the MTUs FelixConfiguration sets (vxlanMTU, vxlanMTUV6, ipipMTU; the
+// host MTU from the links mtuIfacePattern matches).
 // Not: reading the datastore (daemon.ts, cache.ts) or the kernel (src/felix/apply.ts).
 
 import type { HostEndpoint } from "../api/hostendpoint.js";
@@ -25,6 +26,7 @@ import {
 } from "../felix/felix_config.js";
 import type { HostIface, HostPolicyInput } from "../felix/host_endpoint.js";
 import type { NatPool } from "../felix/iptables.js";
+import { type HostLink, hostMtuOf } from "../felix/mtu.js";
 import type { FabricIface, OverlayInput, OverlayNode, WorkloadAddress } from "../felix/overlay.js";
 import {
   fromGlobalNetworkPolicy,
@@ -75,6 +77,10 @@ export interface AgentOptions {
   mtu?: number;
   /** The host's interfaces and addresses (HostEndpoints by expectedIPs; read by the caller). */
   hostInterfaces?: HostIface[];
+  /** FelixConfiguration fields from calico-node's environment (felixEnvironment; above the datastore). */
+  felixEnv?: Record<string, string>;
+  /** The host's links with their MTU (read by the caller when mtuIfacePattern is set). */
+  hostLinks?: HostLink[];
 }
 
 const addressOf = (cidr: string) => cidr.split("/")[0] as string;
@@ -213,6 +219,17 @@ export function overlayInputOf(
   node: string,
   opts: AgentOptions = {},
 ): OverlayInput {
+  const felix = felixSettingsOf(snap, node, opts.felixEnv);
+  const hostMtu =
+    felix.mtuIfacePattern && opts.hostLinks
+      ? hostMtuOf(opts.hostLinks, felix.mtuIfacePattern)
+      : undefined;
+  const mtus = {
+    ...(felix.vxlanMtu ? { vxlan4: felix.vxlanMtu } : {}),
+    ...(felix.vxlanMtuV6 ? { vxlan6: felix.vxlanMtuV6 } : {}),
+    ...(felix.ipipMtu ? { ipip: felix.ipipMtu } : {}),
+    ...(hostMtu !== undefined ? { hostMtu } : {}),
+  };
   return {
     node,
     nodes: snap.nodes.map(overlayNodeOf),
@@ -228,6 +245,7 @@ export function overlayInputOf(
     workloads: workloadAddressesOf(snap.workloadEndpoints),
     fabric: opts.fabric ?? {},
     ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}),
+    ...(Object.keys(mtus).length > 0 ? { mtus } : {}),
   };
 }
 
@@ -323,9 +341,16 @@ function policyProfilesOf(snap: NodeSnapshot): PolicyProfile[] {
     }));
 }
 
-/** This node's FelixConfiguration settings (`node.<name>` over `default`). */
-export function felixSettingsOf(snap: NodeSnapshot, node: string): FelixSettings {
-  return felixSettings(effectiveFelixSpec(snap.felixConfigurations ?? [], node));
+/**
+ * This node's FelixConfiguration settings (`node.<name>` over `default`, the environment's
+ * fields over both).
+ */
+export function felixSettingsOf(
+  snap: NodeSnapshot,
+  node: string,
+  env?: Record<string, string>,
+): FelixSettings {
+  return felixSettings(effectiveFelixSpec(snap.felixConfigurations ?? [], node), env);
 }
 
 /** This node's HostEndpoints with the failsafe ports and workload-to-host action. */
@@ -399,7 +424,11 @@ export function policyInputOf(snap: NodeSnapshot, node: string): PolicyInput | u
  * Felix configurations other than those the agent uses, and settings it could not use.
  * Staged policies are never read.
  */
-export function storedOnlyWarnings(snap: NodeSnapshot, node: string): string[] {
+export function storedOnlyWarnings(
+  snap: NodeSnapshot,
+  node: string,
+  opts: AgentOptions = {},
+): string[] {
   const out: string[] = [];
   for (const f of snap.felixConfigurations ?? [])
     if (f.metadata.name === "default" || f.metadata.name === `node.${node}`) {
@@ -407,8 +436,16 @@ export function storedOnlyWarnings(snap: NodeSnapshot, node: string): string[] {
       if (fields.length > 0)
         out.push(`FelixConfiguration "${f.metadata.name}": ${fields.join(", ")} not acted on yet`);
     }
-  const felix = felixSettingsOf(snap, node);
+  const felix = felixSettingsOf(snap, node, opts.felixEnv);
   out.push(...felix.warnings);
+  if (
+    felix.mtuIfacePattern &&
+    opts.hostLinks &&
+    hostMtuOf(opts.hostLinks, felix.mtuIfacePattern) === undefined
+  )
+    out.push(
+      `FelixConfiguration mtuIfacePattern: no running interface matches ${felix.mtuIfacePattern}; the fabric interfaces' MTU is used`,
+    );
   out.push(...workloadFieldWarnings(snap.workloadEndpoints, node, felix));
   return out;
 }

@@ -39,8 +39,9 @@ import {
   spawnRunner,
 } from "../felix/apply.js";
 import { renderDataplane } from "../felix/dataplane.js";
+import type { HostLink } from "../felix/mtu.js";
 import { type FabricIface, type OverlayState, renderOverlay } from "../felix/overlay.js";
-import { readFabric } from "../felix/overlay_apply.js";
+import { readFabric, readHostLinks } from "../felix/overlay_apply.js";
 import {
   addBlocks,
   isEmptyDelta,
@@ -241,6 +242,8 @@ export class NodeDaemon {
   /** The overlay's fast path: its netlink socket, inputs and what it last applied. */
   private neigh: OverlaySocket | undefined;
   private fabric: { 4?: FabricIface; 6?: FabricIface } = {};
+  /** Every link's MTU, read at each pass while FelixConfiguration mtuIfacePattern is set. */
+  private hostLinks: HostLink[] | undefined;
   private overlayGen = 0;
   private overlayWanted: { state: OverlayState; gen: number } | undefined;
   private overlayApplied: { state: OverlayState; gen: number; present: Set<string> } | undefined;
@@ -556,7 +559,7 @@ export class NodeDaemon {
       );
       ownChanged = own !== this.lastOwnAffinities;
       this.lastOwnAffinities = own;
-      const input = overlayInputOf(snap, me, { ...this.opts.agent, fabric: this.fabric });
+      const input = overlayInputOf(snap, me, this.overlayOptions());
       next = renderOverlay(input);
       delta = planOverlayDelta(applied.state, next, applied.present);
       if (delta.devicesChanged) return false;
@@ -660,8 +663,9 @@ export class NodeDaemon {
       workloadEndpoints: [],
       pools: res(this.prefixes.pools),
       affinities,
+      felixConfigurations: res(this.prefixes.felixconfigs),
     };
-    const input = overlayInputOf(snap, me, { ...this.opts.agent, fabric: this.fabric });
+    const input = overlayInputOf(snap, me, this.overlayOptions());
     const r = addBlocks(applied.state, input, applied.present, claimed);
     if (r) this.overlaySeen = new Set(kvs);
     return r;
@@ -784,11 +788,22 @@ export class NodeDaemon {
     return out;
   }
 
+  /** The agent's options with the fabric and links the last pass read (the fast path's). */
+  private overlayOptions() {
+    return {
+      ...this.opts.agent,
+      fabric: this.fabric,
+      ...(this.hostLinks ? { hostLinks: this.hostLinks } : {}),
+    };
+  }
+
   /** What the overlay is rendered from, as last seen, decoded (the fast path's part). */
   private overlaySnapshot(): NodeSnapshot {
     const p = this.prefixes;
     const res = <T>(prefix: string) => this.decodeAll(prefix, (kv) => decodeResource(kv) as T);
     return {
+      // The MTUs (vxlanMTU, mtuIfacePattern, ...) come from FelixConfiguration.
+      felixConfigurations: res(p.felixconfigs),
       nodes: res<Node>(p.nodes),
       workloadEndpoints: res<WorkloadEndpoint>(p.weps),
       pools: res(p.pools),
@@ -890,14 +905,18 @@ export class NodeDaemon {
       { 4: me?.spec.bgp?.ipv4Address, 6: me?.spec.bgp?.ipv6Address },
     );
     this.fabric = fabric;
+    // mtuIfacePattern: the host MTU from every link matching it (Felix's findHostMTU).
+    const felixEnv = this.opts.agent?.felixEnv;
+    this.hostLinks = felixSettingsOf(snap, this.opts.nodename, felixEnv).mtuIfacePattern
+      ? await readHostLinks({ netns: this.opts.netns, run: spawnRunner })
+      : undefined;
     // HostEndpoints by expectedIPs: the interface holding one (read only when some needs it).
     const hostInterfaces = needsHostInterfaces(snap, this.opts.nodename)
       ? await readHostInterfaces({ netns: this.opts.netns, run: spawnRunner })
       : undefined;
     this.applyFelixLogLevel(snap);
     const input = agentInput(snap, this.opts.nodename, {
-      ...this.opts.agent,
-      fabric,
+      ...this.overlayOptions(),
       ...(hostInterfaces ? { hostInterfaces } : {}),
     });
     // Rendering throws on conflicting input (an address claimed twice): nothing is applied then.
@@ -909,7 +928,7 @@ export class NodeDaemon {
       usedGen = w.gen;
       return w.state;
     };
-    desired.warnings.push(...storedOnlyWarnings(snap, this.opts.nodename));
+    desired.warnings.push(...storedOnlyWarnings(snap, this.opts.nodename, this.overlayOptions()));
     const text = JSON.stringify(input);
     const same = text === this.lastAgentInput;
     const warnings = desired.warnings.join("; ");
