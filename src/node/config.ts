@@ -53,7 +53,7 @@ export interface NodeSettings {
   ipv6Pool?: PoolSetting;
   noDefaultPools: boolean;
   clusterCidr: string[];
-  /** The MTU override (pods and tunnel devices). */
+  /** The MTU override (pods and tunnel devices), above FelixConfiguration's MTU fields. */
   mtu?: number;
   mtuFile: string;
   metricsAddress?: string;
@@ -164,7 +164,7 @@ export const NODE_SETTINGS: readonly Def[] = [
   def(
     "--mtu <bytes>",
     ["CNI_MTU"],
-    "pods' and tunnel devices' MTU (default: the fabric interface's minus the encapsulation's overhead)",
+    "pods' and tunnel devices' MTU, above FelixConfiguration's (default: FelixConfiguration vxlanMTU/vxlanMTUV6/ipipMTU, else the host MTU minus the encapsulation's overhead)",
   ),
   def(
     "--mtu-file <path>",

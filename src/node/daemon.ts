@@ -5,8 +5,8 @@
 // under protocol 202) and the BGP speaker, run in-process and reconfigured by diff as SIGHUP
 // does for `ocelot bgpd` (learned routes under protocol 201). Before the agent renders, the
 // node's tunnel addresses are brought to what its pools' encapsulation needs (tunnel_addrs.ts)
-// and its fabric interfaces are read (MTU); the pods' MTU is written to a file for the CNI
-// plugin. Every node's block affinities are watched: the overlay routes remote blocks. A change
+// and its fabric interfaces are read (MTU; every link too while FelixConfiguration
+// mtuIfacePattern is set); the pods' MTU is written to a file for the CNI plugin. Every node's block affinities are watched: the overlay routes remote blocks. A change
 // of block affinities or Nodes takes the overlay's fast path at once: only the routes,
 // neighbours and FDB entries it changes, over netlink, a new block's three in one sendmsg
 // (src/felix/overlay_delta.ts, overlay_fast.ts, overlay_socket.ts). A Node change still runs the debounced full pass after it; an affinity
