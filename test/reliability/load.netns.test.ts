@@ -354,8 +354,9 @@ describe.skipIf(skip)("load: a peer sends N prefixes, another flaps, pods arrive
           throw new Error(
             `only ${fibCount} of ${N} prefixes in the kernel after ${Math.round(elapsed)} s`,
           );
-        // Pods due by now (20/s), made in one batch per namespace.
-        const due = Math.floor(elapsed * PODS_PER_S) - podWritten.length;
+        // Pods due by now (20/s for LOAD_S, then no more), made in one batch per namespace.
+        const due =
+          Math.min(LOAD_S * PODS_PER_S, Math.floor(elapsed * PODS_PER_S)) - podWritten.length;
         if (due > 0) {
           const first = podWritten.length;
           const idx = Array.from({ length: due }, (_, k) => first + k);
