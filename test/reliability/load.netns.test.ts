@@ -429,9 +429,20 @@ describe.skipIf(skip)("load: a peer sends N prefixes, another flaps, pods arrive
           landed();
           return podLanded.size === podWritten.length;
         },
-        HANG_MS,
+        // The agent takes pods in passes that grow with their number (25-41 s a pass for 200-400
+        // pods at load 19): a limit for a hang, not for speed.
+        SOAK ? 900_000 : 300_000,
         500,
-      );
+      ).catch((err) => {
+        const missing = podWritten.map((_, i) => i).filter((i) => !podLanded.has(i));
+        throw new Error(
+          `${(err as Error).message}: ${missing.length} missing (${missing.slice(0, 5).map(podIf).join(", ")}...)\n${daemon?.lines
+            .filter((l) => l.level >= 40)
+            .slice(-5)
+            .map((l) => JSON.stringify(l).slice(0, 600))
+            .join("\n")}`,
+        );
+      });
 
       const [code, text] = httpGetIn(node, port, "/metrics");
       expect(code).toBe(200);
