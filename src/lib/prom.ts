@@ -2,7 +2,7 @@
 // metrics (process_*, nodejs_*), the snapshot families of daemon_metrics.ts mirrored into
 // prom-client gauges and counters under their names at each scrape, and what an operator graphs
 // over time: histograms of event-loop delay (perf_hooks.monitorEventLoopDelay, the worst delay
-// of each second), convergence passes, the agent's iptables apply and its FIB batch, the node
+// of each second; the worst since start exactly, as a gauge), convergence passes, the agent's iptables apply and its FIB batch, the node
 // daemon's watch-event-to-applied lag, and
 // counters of NOTIFICATIONs and session changes taken from the speaker's log lines. Owns: the
 // registry and the observations. Not: where the numbers come from, or serving them.
@@ -18,6 +18,7 @@ type Mirrored = client.Gauge<string> | client.Counter<string>;
 export class PromMetrics {
   readonly registry = new client.Registry();
   readonly eventLoopDelay: client.Histogram<string>;
+  readonly eventLoopDelayMax: client.Gauge<string>;
   readonly convergence: client.Histogram<"area">;
   readonly iptablesApply: client.Histogram<string>;
   readonly fibBatch: client.Histogram<"fib">;
@@ -30,6 +31,7 @@ export class PromMetrics {
   private readonly mirrored = new Map<string, { metric: Mirrored; labels: string[] }>();
   private readonly eld = monitorEventLoopDelay({ resolution: 10 });
   private readonly eldTimer: NodeJS.Timeout;
+  private eldWorst = 0;
 
   /** snapshot: the daemon's families at scrape time (daemon_metrics.ts, no process_* ones). */
   constructor(private readonly snapshot: () => MetricFamily[]) {
@@ -41,6 +43,12 @@ export class PromMetrics {
       buckets: SECONDS_BUCKETS,
       registers: r,
     });
+    this.eventLoopDelayMax = new client.Gauge({
+      name: "ocelot_event_loop_delay_max_seconds",
+      help: "The event loop's worst delay since the daemon started (exact; the histogram has only buckets).",
+      registers: r,
+    });
+    this.eventLoopDelayMax.set(0);
     this.convergence = new client.Histogram({
       name: "ocelot_convergence_seconds",
       help: "Duration of a convergence pass of the node daemon, by area (agent, bgp).",
@@ -101,7 +109,14 @@ export class PromMetrics {
     });
     this.eld.enable();
     this.eldTimer = setInterval(() => {
-      if (this.eld.count > 0) this.eventLoopDelay.observe(this.eld.max / 1e9);
+      if (this.eld.count > 0) {
+        const worst = this.eld.max / 1e9;
+        this.eventLoopDelay.observe(worst);
+        if (worst > this.eldWorst) {
+          this.eldWorst = worst;
+          this.eventLoopDelayMax.set(worst);
+        }
+      }
       this.eld.reset();
     }, 1000);
     this.eldTimer.unref();
