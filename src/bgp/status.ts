@@ -40,6 +40,11 @@ export interface PeerStatus {
   /** Bytes of UPDATEs queued for the peer (a peer that does not read makes this grow). */
   sendQueueBytes: number;
   establishedTransitions: number;
+  /**
+   * Hold timers that fired while the speaker held reading paused (its FIB behind): started
+   * again, not expired (the peer's KEEPALIVEs were unread in our socket). Absent when none.
+   */
+  holdDeferrals?: number;
   lastError: { kind: string; code?: number; subcode?: number; message?: string } | null;
   /** The session is TCP-MD5 signed (RFC 2385); the password itself is never shown. */
   md5?: true;

@@ -98,6 +98,8 @@ export class PeerSession {
   private links: Link[] = [];
   private linkSeq = 0;
   private stopped = true;
+  /** Reading held paused by us (the FIB is behind): the hold timer then does not expire. */
+  private readingHeld = false;
   /** Session parameters while Established (negotiated once, FSM and codec alike). */
   negotiated: Negotiated | undefined;
   options: SessionOptions | undefined;
@@ -110,6 +112,8 @@ export class PeerSession {
     messagesOut: 0,
     updatesIn: 0,
     establishedTransitions: 0,
+    /** Hold timers that fired while we held reading paused, and were started again. */
+    holdDeferrals: 0,
   };
 
   constructor(
@@ -257,6 +261,22 @@ export class PeerSession {
   timerExpired(link: number, t: TimerName): void {
     const l = this.links.find((x) => x.id === link);
     if (!l || l.dead || !l.timers.has(t)) return;
+    // While we hold reading paused (the FIB is behind), the peer's KEEPALIVEs wait unread in our
+    // socket: its silence is ours, so the hold timer starts again instead of expiring (it runs
+    // normally once reading resumes; BFD, where configured, still watches the link).
+    if (
+      t === "HoldTimer" &&
+      this.readingHeld &&
+      l.conn !== undefined &&
+      l.conn === this.establishedConn
+    ) {
+      const hold = this.negotiated?.holdTime ?? 0;
+      if (hold > 0) {
+        this.counters.holdDeferrals++;
+        this.io.emit({ kind: "startTimer", timer: this.timer(l, t), ms: hold * 1000 });
+        return;
+      }
+    }
     l.timers.delete(t);
     this.event(l, { type: `${t}_Expires` } as FsmEvent);
   }
@@ -271,6 +291,7 @@ export class PeerSession {
 
   /** Pauses/resumes reading from the Established connection (receive back-pressure). */
   pauseReading(paused: boolean): void {
+    this.readingHeld = paused;
     const conn = this.establishedConn;
     if (conn !== undefined)
       this.io.emit({ kind: "pauseReading", peer: this.address, conn, paused });

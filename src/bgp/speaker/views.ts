@@ -63,6 +63,7 @@ export function statusView<A>(core: SpeakerCore<A>, io: RuntimeFacts): StatusSna
       },
       sendQueueBytes: io.sendQueueBytes(e.cfg.address),
       establishedTransitions: s.counters.establishedTransitions,
+      ...(s.counters.holdDeferrals > 0 ? { holdDeferrals: s.counters.holdDeferrals } : {}),
       lastError: e.lastError,
       ...(n && s.established ? { bgpId: dottedQuad(n.peerId) } : {}),
       ...(e.cfg.password !== undefined ? { md5: true as const } : {}),
