@@ -388,7 +388,12 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   function followNeighbours(): void {
     reloading = reloading.then(async () => {
       try {
-        await applyResolved(resolve(declared));
+        const r = resolve(declared);
+        const addrs = (c: BgpdConfig) => c.peers.map((p) => p.address).join(" ");
+        // Nothing moved (e.g. the neighbour seen while the speaker started was already used).
+        if (addrs(r.config) === addrs(speaker.config) && r.waiting.length === waiting.length)
+          return;
+        await applyResolved(r);
       } catch (e) {
         log.error(
           { error: (e as Error).message },
