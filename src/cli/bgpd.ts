@@ -20,7 +20,9 @@ import { realClock } from "../bgp/io/clock.js";
 import { ttlHook } from "../bgp/io/ttl.js";
 import { SpeakerLinkWatch } from "../bgp/link/link_watch.js";
 import { NeighbourPoll } from "../bgp/link/neighbour_poll.js";
+import { NeighbourWatch } from "../bgp/link/neighbour_watch.js";
 import {
+  type NeighbourFollower,
   type ResolvedPeers,
   resolveInterfacePeers,
   waitingPeerStatus,
@@ -226,21 +228,39 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   // Unnumbered peers: the link-local neighbour on each one's interface, read now and followed;
   // a peer with none yet waits (Idle in status) and its session starts when one appears.
   let following = false;
-  const poll = new NeighbourPoll(log, (iface) => {
+  let neighbours: NeighbourFollower | undefined;
+  const onNeighbour = (iface: string) => {
     log.info(
-      { interface: iface, neighbour: poll.table.linkLocal(iface) },
+      { interface: iface, neighbour: neighbours?.table.linkLocal(iface) },
       "Unnumbered peer: new link-local neighbour",
     );
     if (following) followNeighbours();
-  });
+  };
+  /** Follows the neighbours of a config's unnumbered interfaces (opened at the first one). */
+  const follow = async (c: BgpdConfig) => {
+    const ifaces = unnumberedInterfaces(c);
+    if (!neighbours && ifaces.length === 0) return;
+    if (!neighbours) {
+      try {
+        neighbours = new NeighbourWatch(log, onNeighbour);
+      } catch (e) {
+        log.warn(
+          { error: (e as Error).message },
+          "No rtnetlink neighbour notifications: polling the neighbour table every 2 s instead",
+        );
+        neighbours = new NeighbourPoll(log, onNeighbour);
+      }
+    }
+    await neighbours.apply(ifaces);
+  };
   const resolve = (c: BgpdConfig): ResolvedPeers => {
     try {
-      return resolveInterfacePeers(c, (i) => poll.table.linkLocal(i));
+      return resolveInterfacePeers(c, (i) => neighbours?.table.linkLocal(i));
     } catch (e) {
       throw new CliError(`Invalid bgpd config: ${(e as Error).message}`);
     }
   };
-  await poll.apply(unnumberedInterfaces(declared));
+  await follow(declared);
   const first = resolve(declared);
   const cfg = first.config;
   let waiting = first.waiting;
@@ -346,7 +366,7 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   } catch (e) {
     bfd.close();
     links.close();
-    poll.close();
+    neighbours?.close();
     await speaker.stop();
     await health?.close();
     await fib?.close();
@@ -404,14 +424,14 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   }
   following = true;
   // A neighbour that appeared while the speaker was starting.
-  if (unnumberedInterfaces(declared).some((i) => poll.table.linkLocal(i) !== undefined))
+  if (unnumberedInterfaces(declared).some((i) => neighbours?.table.linkLocal(i) !== undefined))
     followNeighbours();
   process.on("SIGHUP", () => {
     reloading = reloading.then(async () => {
       try {
         const next = loadConfig(opts.config);
         const socketChanged = next.status.socket !== speaker.config.status.socket;
-        await poll.apply(unnumberedInterfaces(next));
+        await follow(next);
         const r = resolve(next);
         await applyResolved(r);
         declared = next;
@@ -439,7 +459,7 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
       void (async () => {
         await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
         await bmp?.stop();
-        poll.close();
+        neighbours?.close();
         bfd.close();
         links.close();
         await statusServer.close();

@@ -9,6 +9,19 @@ import {
   waitingPeerStatus,
 } from "../../src/bgp/link/unnumbered.js";
 import { formatStatus, type StatusSnapshot } from "../../src/bgp/status.js";
+import {
+  addressBytes,
+  decodeNeigh,
+  forEachMessage,
+  type KernelNeigh,
+  MessageWriter,
+  macBytes,
+  NTF_ROUTER,
+  RTM_GETNEIGH,
+  RTM_NEWNEIGH,
+  writeNeigh,
+  writeNeighDump,
+} from "../../src/fib/rtnetlink.js";
 
 const doc = (...peers: object[]) => ({
   asn: 64512,
@@ -147,5 +160,46 @@ describe("resolving unnumbered peers", () => {
       memory: { rssMiB: 0, heapUsedMiB: 0, arrayBuffersMiB: 0, ribTypedMiB: 0 },
     } satisfies StatusSnapshot;
     expect(formatStatus(snap)).toMatch(/eth1: waiting: no IPv6 link-local neighbour on eth1 yet/);
+  });
+});
+
+describe("neighbour messages (rtnetlink)", () => {
+  it("decodes an RTM_NEWNEIGH's ifindex, state, router flag and address", () => {
+    const w = new MessageWriter(256);
+    writeNeigh(w, RTM_NEWNEIGH, 0, 5, {
+      family: 6,
+      ifindex: 7,
+      state: 0x04,
+      flags: NTF_ROUTER,
+      dst: addressBytes(6, "fe80::1:2"),
+      lladdr: macBytes("02:00:00:00:00:07"),
+    });
+    const got: KernelNeigh[] = [];
+    forEachMessage(w.buf.subarray(0, w.len), (m) => {
+      expect(m.type).toBe(RTM_NEWNEIGH);
+      const n = decodeNeigh(m);
+      if (n) got.push(n);
+    });
+    expect(got).toEqual([
+      {
+        family: 10,
+        ifindex: 7,
+        state: 0x04,
+        flags: NTF_ROUTER,
+        dst: addressBytes(6, "fe80::1:2"),
+        lladdr: macBytes("02:00:00:00:00:07"),
+      },
+    ]);
+  });
+
+  it("asks for a dump of one family's neighbours", () => {
+    const w = new MessageWriter(64);
+    writeNeighDump(w, 9, 6);
+    const types: number[] = [];
+    forEachMessage(w.buf.subarray(0, w.len), (m) => {
+      types.push(m.type);
+      expect(m.buf[m.off]).toBe(10);
+    });
+    expect(types).toEqual([RTM_GETNEIGH]);
   });
 });

@@ -2,12 +2,13 @@
 // show dev IFACE` for each followed interface, once at start and then every `intervalMs` (one
 // read per interface in flight at most, each bounded by a timeout), each reading handed to
 // LinkLocalNeighbours, and `onChange` called when an interface's chosen neighbour changed.
-// A poll, not rtnetlink RTM_NEWNEIGH notifications: a few `ip` runs every two seconds for the
-// handful of unnumbered interfaces a node has. Thin: no decision here (unnumbered.ts decides).
+// Stands in for the rtnetlink watch (neighbour_watch.ts) when its socket cannot be opened: a few
+// `ip` runs every two seconds for the handful of unnumbered interfaces a node has. Thin: no
+// decision here (unnumbered.ts decides).
 import { execFile } from "node:child_process";
 import { networkInterfaces } from "node:os";
 import type { Log } from "../../lib/log.js";
-import { LinkLocalNeighbours, type NeighbourEntry } from "./unnumbered.js";
+import { LinkLocalNeighbours, type NeighbourEntry, type NeighbourFollower } from "./unnumbered.js";
 
 const READ_TIMEOUT_MS = 10_000;
 
@@ -38,7 +39,7 @@ function readNeighbours(iface: string): Promise<NeighbourEntry[]> {
   });
 }
 
-export class NeighbourPoll {
+export class NeighbourPoll implements NeighbourFollower {
   readonly table = new LinkLocalNeighbours();
   private timer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Set<string>();

@@ -3,7 +3,7 @@
 // as FRR's `neighbor IFACE interface` follows the router advertisements it hears. Owns: the
 // choice (routers first, the newest of them; otherwise the one already chosen while it is still
 // listed), the config with the chosen addresses filled in, and the status of a peer still
-// waiting for one. Not: reading the table (neighbour_poll.ts), what a new address does to the
+// waiting for one. Not: reading the table (neighbour_watch.ts, neighbour_poll.ts), what a new address does to the
 // session (the speaker's diff: a new address is a new peer, so the session is reset).
 import type { BgpdConfig, PeerConfig } from "../config.js";
 import type { PeerStatus } from "../status.js";
@@ -14,6 +14,14 @@ export interface NeighbourEntry {
   state?: string[];
   /** Present (null) when the neighbour is a router (it sent a router advertisement). */
   router?: unknown;
+}
+
+/** What follows the neighbour tables for bgpd: rtnetlink notifications, or a poll. */
+export interface NeighbourFollower {
+  readonly table: LinkLocalNeighbours;
+  /** Follows these interfaces; resolves once their neighbours were read. */
+  apply(ifaces: readonly string[]): Promise<void>;
+  close(): void;
 }
 
 interface Seen {
