@@ -240,6 +240,10 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   const follow = async (c: BgpdConfig) => {
     const ifaces = unnumberedInterfaces(c);
     if (!neighbours && ifaces.length === 0) return;
+    if (!neighbours && process.env.OCELOT_NEIGHBOUR_POLL === "1") {
+      log.info("OCELOT_NEIGHBOUR_POLL=1: polling the neighbour table every 2 s");
+      neighbours = new NeighbourPoll(log, onNeighbour);
+    }
     if (!neighbours) {
       try {
         neighbours = new NeighbourWatch(log, onNeighbour);

@@ -30,7 +30,7 @@ const doc = (...peers: object[]) => ({
 });
 
 describe("the link-local neighbour of an unnumbered peer", () => {
-  it("picks a router over other neighbours, never a failed, incomplete or global one", () => {
+  it("picks a router over other neighbours, never a failed, unresolved or global one", () => {
     const t = new LinkLocalNeighbours();
     t.follow(["eth0"]);
     expect(
@@ -40,6 +40,7 @@ describe("the link-local neighbour of an unnumbered peer", () => {
         { dst: "fe80::2", state: ["STALE"] },
         { dst: "FE80::3", state: ["STALE"], router: null },
         { dst: "fe80::4", state: ["INCOMPLETE"] },
+        { dst: "fe80::5", state: ["NONE"], router: null },
       ]),
     ).toBe(true);
     expect(t.linkLocal("eth0")).toBe("fe80::3");

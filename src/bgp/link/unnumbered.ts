@@ -38,7 +38,7 @@ interface IfaceState {
 
 const usable = (e: NeighbourEntry) =>
   e.dst.toLowerCase().startsWith("fe80:") &&
-  !(e.state ?? []).some((s) => s === "FAILED" || s === "INCOMPLETE");
+  !(e.state ?? []).some((s) => s === "FAILED" || s === "INCOMPLETE" || s === "NONE");
 
 export class LinkLocalNeighbours {
   private seq = 0;
