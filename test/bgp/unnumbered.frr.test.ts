@@ -170,6 +170,14 @@ describe.skipIf(skip).each([
       /no IPv6 link-local neighbour on oc-tor yet/,
     );
     expect(node.statusText()).toMatch(/oc-tor: waiting: no IPv6 link-local neighbour on oc-tor/);
+    // A reload while it waits is applied (it is no error), and the peer still waits.
+    lab.signal(node.pid, "SIGHUP");
+    await waitFor(
+      "the reload applied",
+      () => node.log().includes("Configuration reloaded"),
+      30_000,
+    );
+    expect(node.peer("oc-tor")?.state).toBe("Idle");
     // FRR starts now; its router advertisements put it in our neighbour table.
     frr = lab.startFrr(tor, "frr", bgpdConf, zebraConf);
   });
@@ -251,5 +259,16 @@ describe.skipIf(skip).each([
       60_000,
     );
     expect(back.dev).toBe("tor-oc");
+  });
+
+  it("keeps the re-pointed session over a SIGHUP with the config unchanged", async () => {
+    const addr = `${ll(tor, "tor-oc")}%oc-tor`;
+    const before = node.peer(addr)?.establishedTransitions;
+    expect(before).toBeGreaterThan(0);
+    const reloads = () => node.log().split("Configuration reloaded").length;
+    const n = reloads();
+    lab.signal(node.pid, "SIGHUP");
+    await waitFor("the second reload applied", () => reloads() > n, 30_000);
+    expect(node.peer(addr)).toMatchObject({ state: "Established", establishedTransitions: before });
   });
 });
