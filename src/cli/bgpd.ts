@@ -65,7 +65,7 @@ const unnumberedInterfaces = (cfg: BgpdConfig) =>
 
 /**
  * The config as the file says it: an unnumbered peer's address is filled in later (from the
- * neighbour table, NeighbourPoll), and followed as it changes.
+ * neighbour table: NeighbourWatch, or NeighbourPoll) and followed as it changes.
  */
 function loadConfig(path: string): BgpdConfig {
   let text: string;
@@ -289,6 +289,7 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   try {
     fib = await openFib(cfg, log);
   } catch (e) {
+    neighbours?.close();
     throw new CliError(
       `Cannot open the kernel FIB (fib.enabled: false runs without it): ${(e as Error).message}`,
     );
@@ -359,6 +360,7 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
     families = () => bgpdFamilies(view, fib, bfd, bmp);
     health = await serveBgpdHealth(metricsAddr, view, () => started, prom);
   } catch (e) {
+    neighbours?.close();
     await fib?.close();
     throw new CliError((e as Error).message);
   }
