@@ -46,7 +46,8 @@ export interface Filter {
 export interface PeerConfig {
   /**
    * The peer's address. For an unnumbered peer (`interface`), its IPv6 link-local address with
-   * the interface as zone ("fe80::1%eth0"), filled in by resolveInterfacePeers().
+   * the interface as zone ("fe80::1%eth0"), filled in by link/unnumbered.ts's
+   * resolveInterfacePeers() (and followed as it changes).
    */
   address: string;
   /** Unnumbered peering: the peer is the IPv6 link-local neighbour on this interface. */
@@ -800,66 +801,6 @@ export function resolvePasswordFiles(
     return { ...p, password: key };
   });
   if (problems.length > 0) throw new ConfigError(`Invalid bgpd config: ${problems.join("; ")}`);
-  return { ...cfg, peers };
-}
-
-/** An IPv6 neighbour as `ip -j -6 neigh show dev IFACE` reports it. */
-export interface NeighbourEntry {
-  dst: string;
-  state?: string[];
-  router?: unknown;
-}
-
-/**
- * The link-local neighbour to peer with on an interface: routers first (they sent a router
- * advertisement), then any reachable one; undefined when there is none.
- */
-export function pickLinkLocalNeighbour(entries: readonly NeighbourEntry[]): string | undefined {
-  const ll = entries.filter(
-    (e) =>
-      e.dst.toLowerCase().startsWith("fe80:") &&
-      !(e.state ?? []).some((s) => s === "FAILED" || s === "INCOMPLETE"),
-  );
-  const best = ll.find((e) => e.router !== undefined) ?? ll[0];
-  return best?.dst.toLowerCase();
-}
-
-/**
- * Fills in the address of every unnumbered peer (`interface`) from its interface's IPv6
- * neighbours ("fe80::1%eth0"). A peer whose interface has no link-local neighbour yet is a
- * ConfigError naming it (the peer's router advertisements fill the neighbour table).
- */
-export function resolveInterfacePeers(
-  cfg: BgpdConfig,
-  neighbours: (iface: string) => NeighbourEntry[],
-): BgpdConfig {
-  const problems: string[] = [];
-  const peers = cfg.peers.map((p, i) => {
-    if (p.interface === undefined) return p;
-    let ll: string | undefined;
-    try {
-      ll = pickLinkLocalNeighbour(neighbours(p.interface));
-    } catch (e) {
-      problems.push(
-        `peers[${i}].interface: cannot read the neighbours of "${p.interface}": ${(e as Error).message}`,
-      );
-      return p;
-    }
-    if (ll === undefined) {
-      problems.push(
-        `peers[${i}].interface: no IPv6 link-local neighbour on "${p.interface}" yet (has the peer sent a router advertisement?)`,
-      );
-      return p;
-    }
-    return { ...p, address: `${ll}%${p.interface}` };
-  });
-  if (problems.length > 0) throw new ConfigError(`Invalid bgpd config: ${problems.join("; ")}`);
-  const seen = new Set<string>();
-  for (const p of peers) {
-    if (seen.has(p.address))
-      throw new ConfigError(`Invalid bgpd config: duplicate peer ${p.address}`);
-    seen.add(p.address);
-  }
   return { ...cfg, peers };
 }
 

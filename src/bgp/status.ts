@@ -8,6 +8,10 @@ import type { BfdSessionStatus } from "./bfd/runtime.js";
 
 export interface PeerStatus {
   address: string;
+  /** An unnumbered peer's interface (its address is the link-local neighbour found there). */
+  interface?: string;
+  /** An unnumbered peer with no link-local neighbour yet: why it waits (no session, Idle). */
+  waiting?: string;
   asn: number;
   localAsn: number;
   type: "internal" | "external";
@@ -273,6 +277,7 @@ export function formatStatus(s: StatusSnapshot): string {
     ? `Node ${n.name}: IPv4 ${addr(n.ipv4Address, n.ipv4Source)}; IPv6 ${addr(n.ipv6Address, n.ipv6Source)}\n`
     : "";
   const notes = s.peers.flatMap((p) => [
+    ...(p.waiting ? [`${p.address}: waiting: ${p.waiting}`] : []),
     ...(p.heldDown?.length ? [`${p.address}: held down (${p.heldDown.join(", ")})`] : []),
     ...(p.staleFamilies?.length
       ? [

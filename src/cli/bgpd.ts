@@ -1,9 +1,8 @@
 // `ocelot bgpd --config FILE`: the BGP speaker alone from a YAML file (pino logs, status socket,
 // SIGHUP re-reads the file and applies it by diff), and `ocelot status` / `ocelot routes`, which
 // read that socket. Owns: process wiring only. Not: BGP logic (src/bgp/).
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { networkInterfaces } from "node:os";
 import { setFlagsFromString } from "node:v8";
 import type { Command } from "commander";
 import { SpeakerBfd } from "../bgp/bfd/speaker_bfd.js";
@@ -14,14 +13,20 @@ import {
   type BgpdConfig,
   ConfigError,
   fibGracefulHoldSeconds,
-  type NeighbourEntry,
   parseConfigText,
-  resolveInterfacePeers,
   resolvePasswordFiles,
 } from "../bgp/config.js";
 import { realClock } from "../bgp/io/clock.js";
 import { ttlHook } from "../bgp/io/ttl.js";
 import { SpeakerLinkWatch } from "../bgp/link/link_watch.js";
+import { NeighbourPoll } from "../bgp/link/neighbour_poll.js";
+import { NeighbourWatch } from "../bgp/link/neighbour_watch.js";
+import {
+  type NeighbourFollower,
+  type ResolvedPeers,
+  resolveInterfacePeers,
+  waitingPeerStatus,
+} from "../bgp/link/unnumbered.js";
 import { addBfdMetrics, addBgpMetrics } from "../bgp/metrics.js";
 import { ribToMrt } from "../bgp/mrt/from_rib.js";
 import { tableDumpV2 } from "../bgp/mrt/table_dump_v2.js";
@@ -54,19 +59,14 @@ import { CliError } from "./main.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
 
-/** The kernel's IPv6 neighbours on an interface (`ip -j -6 neigh`), for unnumbered peers. */
-function ipv6Neighbours(iface: string): NeighbourEntry[] {
-  const out = execFileSync("ip", ["-j", "-6", "neigh", "show", "dev", iface], {
-    encoding: "utf8",
-    timeout: 10_000,
-  });
-  // Our own link-local address can be listed too (seen on veths): never peer with ourselves.
-  const own = new Set(
-    (networkInterfaces()[iface] ?? []).map((a) => a.address.split("%")[0]?.toLowerCase()),
-  );
-  return (JSON.parse(out || "[]") as NeighbourEntry[]).filter((n) => !own.has(n.dst.toLowerCase()));
-}
+/** The interfaces of a config's unnumbered peers. */
+const unnumberedInterfaces = (cfg: BgpdConfig) =>
+  cfg.peers.flatMap((p) => (p.interface !== undefined ? [p.interface] : []));
 
+/**
+ * The config as the file says it: an unnumbered peer's address is filled in later (from the
+ * neighbour table: NeighbourWatch, or NeighbourPoll) and followed as it changes.
+ */
 function loadConfig(path: string): BgpdConfig {
   let text: string;
   try {
@@ -75,7 +75,7 @@ function loadConfig(path: string): BgpdConfig {
     throw new CliError(`Cannot read config file "${path}": ${(e as Error).message}`);
   }
   try {
-    return resolveInterfacePeers(resolvePasswordFiles(parseConfigText(text, path)), ipv6Neighbours);
+    return resolvePasswordFiles(parseConfigText(text, path));
   } catch (e) {
     if (e instanceof ConfigError) throw new CliError(e.message);
     throw e;
@@ -222,9 +222,57 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   const bmpStatsMs = intFlag("--bmp-stats-interval", opts.bmpStatsInterval, 0) * 1000;
   const mrtRotateBytes = intFlag("--mrt-rotate-size", opts.mrtRotateSize, 1);
   const mrtRotateMs = intFlag("--mrt-rotate-interval", opts.mrtRotateInterval, 0) * 1000;
-  const cfg = loadConfig(opts.config);
+  let declared = loadConfig(opts.config);
   const { pino } = await import("pino");
   const log = pino({ level: opts.logLevel, base: { daemon: "bgpd" } });
+  // Unnumbered peers: the link-local neighbour on each one's interface, read now and followed;
+  // a peer with none yet waits (Idle in status) and its session starts when one appears.
+  let following = false;
+  let neighbours: NeighbourFollower | undefined;
+  const onNeighbour = (iface: string) => {
+    log.info(
+      { interface: iface, neighbour: neighbours?.table.linkLocal(iface) },
+      "Unnumbered peer: new link-local neighbour",
+    );
+    if (following) followNeighbours();
+  };
+  /** Follows the neighbours of a config's unnumbered interfaces (opened at the first one). */
+  const follow = async (c: BgpdConfig) => {
+    const ifaces = unnumberedInterfaces(c);
+    if (!neighbours && ifaces.length === 0) return;
+    if (!neighbours && process.env.OCELOT_NEIGHBOUR_POLL === "1") {
+      log.info("OCELOT_NEIGHBOUR_POLL=1: polling the neighbour table every 2 s");
+      neighbours = new NeighbourPoll(log, onNeighbour);
+    }
+    if (!neighbours) {
+      try {
+        neighbours = new NeighbourWatch(log, onNeighbour);
+      } catch (e) {
+        log.warn(
+          { error: (e as Error).message },
+          "No rtnetlink neighbour notifications: polling the neighbour table every 2 s instead",
+        );
+        neighbours = new NeighbourPoll(log, onNeighbour);
+      }
+    }
+    await neighbours.apply(ifaces);
+  };
+  const resolve = (c: BgpdConfig): ResolvedPeers => {
+    try {
+      return resolveInterfacePeers(c, (i) => neighbours?.table.linkLocal(i));
+    } catch (e) {
+      throw new CliError(`Invalid bgpd config: ${(e as Error).message}`);
+    }
+  };
+  await follow(declared);
+  const first = resolve(declared);
+  const cfg = first.config;
+  let waiting = first.waiting;
+  for (const p of waiting)
+    log.warn(
+      { interface: p.interface },
+      "Unnumbered peer: no link-local neighbour yet; its session starts when one appears",
+    );
   const bmp = opts.bmpStation
     ? new BmpClient({
         station: opts.bmpStation,
@@ -241,6 +289,7 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   try {
     fib = await openFib(cfg, log);
   } catch (e) {
+    neighbours?.close();
     throw new CliError(
       `Cannot open the kernel FIB (fib.enabled: false runs without it): ${(e as Error).message}`,
     );
@@ -279,6 +328,18 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
       : {}),
   });
   let started = false;
+  /** The speaker's status with the unnumbered peers still waiting for a neighbour. */
+  const fullStatus = (): StatusSnapshot => {
+    const s = speaker.status();
+    if (waiting.length === 0) return s;
+    return { ...s, peers: [...s.peers, ...waiting.map((p) => waitingPeerStatus(p, s.asn))] };
+  };
+  const view: SpeakerView = {
+    status: fullStatus,
+    get config() {
+      return speaker.config;
+    },
+  };
   // BFD Down drops the BGP session at once (RFC 5882 §4.3), so its routes leave the RIB and the
   // kernel now, not when the hold timer expires, and holds it down until BFD is Up again.
   const bfd = new SpeakerBfd(log, (address, held) =>
@@ -296,9 +357,10 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   );
   let health: Awaited<ReturnType<typeof serveBgpdHealth>>;
   try {
-    families = () => bgpdFamilies(speaker, fib, bfd, bmp);
-    health = await serveBgpdHealth(metricsAddr, speaker, () => started, prom);
+    families = () => bgpdFamilies(view, fib, bfd, bmp);
+    health = await serveBgpdHealth(metricsAddr, view, () => started, prom);
   } catch (e) {
+    neighbours?.close();
     await fib?.close();
     throw new CliError((e as Error).message);
   }
@@ -310,6 +372,7 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   } catch (e) {
     bfd.close();
     links.close();
+    neighbours?.close();
     await speaker.stop();
     await health?.close();
     await fib?.close();
@@ -318,7 +381,7 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   started = true;
   const statusView = {
     status: () => {
-      const s = speaker.status();
+      const s = fullStatus();
       const b = bfd.status();
       return b ? { ...s, bfd: b } : s;
     },
@@ -340,14 +403,44 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   );
 
   let reloading = Promise.resolve();
+  /** Applies a resolved config: the speaker by diff (a new neighbour address: a new session). */
+  const applyResolved = async (r: ResolvedPeers) => {
+    waiting = r.waiting;
+    await speaker.reconfigure(r.config);
+    links.apply(r.config);
+    await bfd.apply(r.config);
+  };
+  // An unnumbered peer's neighbour appeared or changed: re-point its session (a reset).
+  function followNeighbours(): void {
+    reloading = reloading.then(async () => {
+      try {
+        const r = resolve(declared);
+        const addrs = (c: BgpdConfig) => c.peers.map((p) => p.address).join(" ");
+        // Nothing moved (e.g. the neighbour seen while the speaker started was already used).
+        if (addrs(r.config) === addrs(speaker.config) && r.waiting.length === waiting.length)
+          return;
+        await applyResolved(r);
+      } catch (e) {
+        log.error(
+          { error: (e as Error).message },
+          "Following an unnumbered peer's neighbour failed",
+        );
+      }
+    });
+  }
+  following = true;
+  // A neighbour that appeared while the speaker was starting.
+  if (unnumberedInterfaces(declared).some((i) => neighbours?.table.linkLocal(i) !== undefined))
+    followNeighbours();
   process.on("SIGHUP", () => {
     reloading = reloading.then(async () => {
       try {
         const next = loadConfig(opts.config);
         const socketChanged = next.status.socket !== speaker.config.status.socket;
-        await speaker.reconfigure(next);
-        links.apply(next);
-        await bfd.apply(next);
+        await follow(next);
+        const r = resolve(next);
+        await applyResolved(r);
+        declared = next;
         if (socketChanged) {
           await statusServer.close();
           statusServer = await serveStatus(next.status.socket, statusView, statusExtra);
@@ -372,6 +465,7 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
       void (async () => {
         await speaker.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
         await bmp?.stop();
+        neighbours?.close();
         bfd.close();
         links.close();
         await statusServer.close();

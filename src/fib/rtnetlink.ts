@@ -827,3 +827,59 @@ export function kernelRouteToRoute(
 export function familyOf(text: string): 4 | 6 {
   return isIPv4(text) ? 4 : 6;
 }
+
+// ---- Neighbours (read) ------------------------------------------------------------------------
+
+export const RTM_GETNEIGH = 30;
+/** The rtnetlink multicast group of neighbour changes (RTM_NEWNEIGH / RTM_DELNEIGH). */
+export const RTNLGRP_NEIGH = 3;
+export const NUD_INCOMPLETE = 0x01;
+export const NUD_FAILED = 0x20;
+/** NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STALE | NUD_DELAY: resolved. */
+export const NUD_VALID = 0x80 | 0x40 | 0x02 | 0x10 | 0x04 | 0x08;
+/** ndm_flags: the neighbour is a router (it sent a router advertisement). */
+export const NTF_ROUTER = 0x80;
+
+/** A neighbour as RTM_NEWNEIGH / RTM_DELNEIGH describe it (struct ndmsg and NDA_DST). */
+export interface KernelNeigh {
+  family: number;
+  ifindex: number;
+  /** NUD_* bits. */
+  state: number;
+  /** NTF_* bits. */
+  flags: number;
+  dst?: Uint8Array;
+  /** NDA_LLADDR: the neighbour's MAC. */
+  lladdr?: Uint8Array;
+}
+
+/** Appends an RTM_GETNEIGH dump request of one family's neighbours. */
+export function writeNeighDump(w: MessageWriter, seq: number, family: 4 | 6): void {
+  const at = w.begin(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, seq);
+  w.reserve(NDMSG_LEN);
+  w.buf.fill(0, w.len, w.len + NDMSG_LEN);
+  w.buf[w.len] = family === 4 ? AF_INET : AF_INET6;
+  w.len += NDMSG_LEN;
+  w.finish(at);
+}
+
+export function decodeNeigh(m: NlMessage): KernelNeigh | undefined {
+  const b = m.buf;
+  if (m.end - m.off < NDMSG_LEN) return undefined;
+  const n: KernelNeigh = {
+    family: b[m.off] as number,
+    ifindex: b.readInt32LE(m.off + 4),
+    state: b.readUInt16LE(m.off + 8),
+    flags: b[m.off + 10] as number,
+  };
+  let a = m.off + NDMSG_LEN;
+  while (a + 4 <= m.end) {
+    const al = b.readUInt16LE(a);
+    if (al < 4 || a + al > m.end) break;
+    const t = b.readUInt16LE(a + 2) & 0x3fff;
+    if (t === NDA_DST) n.dst = Uint8Array.from(b.subarray(a + 4, a + al));
+    else if (t === NDA_LLADDR) n.lladdr = Uint8Array.from(b.subarray(a + 4, a + al));
+    a += align4(al);
+  }
+  return n;
+}

@@ -1,12 +1,7 @@
 // Capability negotiation of ADD-PATH (RFC 7911 §4, per family) and extended messages (RFC 8654)
 // from peer settings: what we advertise and what both sides' OPENs give the codec.
 import { describe, expect, it } from "vitest";
-import {
-  impact,
-  parseConfig,
-  pickLinkLocalNeighbour,
-  resolveInterfacePeers,
-} from "../../src/bgp/config.js";
+import { impact, parseConfig } from "../../src/bgp/config.js";
 import { localCapabilities, negotiateOptions } from "../../src/bgp/fsm/capabilities.js";
 import type { PeerSettings } from "../../src/bgp/fsm/types.js";
 import { AddPathMode, Afi, Safi } from "../../src/bgp/wire/constants.js";
@@ -180,27 +175,5 @@ describe("unnumbered peers (by interface)", () => {
       /give the peer's address or its interface/,
     );
     expect(() => parseConfig(doc({ interface: "eth 0" }))).toThrow(/peers\[0\]\.interface/);
-  });
-
-  it("picks the link-local neighbour that sent a router advertisement, never a failed one", () => {
-    expect(
-      pickLinkLocalNeighbour([
-        { dst: "fd00::2", state: ["REACHABLE"] },
-        { dst: "fe80::1", state: ["FAILED"] },
-        { dst: "fe80::2", state: ["STALE"] },
-        { dst: "FE80::3", state: ["STALE"], router: null },
-      ]),
-    ).toBe("fe80::3");
-    expect(pickLinkLocalNeighbour([{ dst: "fe80::2", state: ["DELAY"] }])).toBe("fe80::2");
-    expect(pickLinkLocalNeighbour([{ dst: "fe80::1", state: ["INCOMPLETE"] }])).toBeUndefined();
-  });
-
-  it("fills in the address with its zone, or names the interface that has no neighbour", () => {
-    const cfg = parseConfig(doc({ interface: "eth0" }));
-    const r = resolveInterfacePeers(cfg, () => [{ dst: "fe80::7", router: null }]);
-    expect(r.peers[0]?.address).toBe("fe80::7%eth0");
-    expect(() => resolveInterfacePeers(cfg, () => [])).toThrow(
-      /peers\[0\]\.interface: no IPv6 link-local neighbour on "eth0"/,
-    );
   });
 });

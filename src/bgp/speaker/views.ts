@@ -31,6 +31,7 @@ export function statusView<A>(core: SpeakerCore<A>, io: RuntimeFacts): StatusSna
     const c = safeCounts(core.rib, e.ribId);
     return {
       address: e.cfg.address,
+      ...(e.cfg.interface !== undefined ? { interface: e.cfg.interface } : {}),
       asn: e.cfg.asn,
       localAsn: cfg.asn,
       type: e.cfg.asn === cfg.asn ? "internal" : "external",
