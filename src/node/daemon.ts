@@ -13,7 +13,10 @@
 // change only when the fast path could not apply it or this node's own blocks changed (nothing
 // else depends on other nodes' blocks), else the periodic resync reconciles. Each watch event's
 // delivery is timed to the end of the work it caused (the fast path's netlink writes, or the
-// pass) for the watch-lag histogram. While the speaker does not run, the daemon serves the status
+// pass) for the watch-lag histogram. A block of this node newly confirmed (IPAM's claim inside a
+// CNI ADD) takes the BGP fast path: originated in the running speaker at once, when it is the only
+// change of this node's blocks (bgp_fast.ts decides, as the full render would list it), so the
+// debounced pass that follows changes nothing. While the speaker does not run, the daemon serves the status
 // socket itself (the node's commands, log-level), so it answers with BGP off too.
 // Owns: the loop, its ordering and logging. Not: what the state is (agent_state.ts,
 // bgp_state.ts) or how it is applied.
