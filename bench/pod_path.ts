@@ -10,6 +10,8 @@
 //    selector: an ipset of pod addresses): the pod's host interface dispatched to its endpoint
 //    chains in both directions and its address in an ipset (`iptables-save -t filter; ipset
 //    save`, polled back to back, so the figure's resolution is one such read, printed).
+// For a new block with BGP also the part after node A's speaker took the block (A's log line that
+// originated it, its time against the route's line on B): the UPDATE, B's speaker, B's FIB.
 // Pods alternate existing / new block, one at a time. The lab is the overlay tests' (test/node/
 // overlay_lab.ts: two nodes in one subnet behind a router namespace, the real `ocelot node run`
 // on a shared SQLite store). Prints p50/p99/max per backend and kind, side by side, with the
@@ -84,9 +86,18 @@ interface Sample {
   early: boolean;
   /** From ADD's start to the route's line (a route that was not there before). */
   fromStartMs?: number;
+  /**
+   * New block: from node A's announcement (its daemon's log line that originated the block,
+   * logged once the speaker took it: the BGP fast path's, or the pass's "BGP: reconfigured") to
+   * the route's line on B: the UPDATE, B's speaker and B's FIB (and `ip monitor`'s pipe).
+   */
+  announceToBMs?: number;
   policyMs: number;
   /** How long the last iptables-save took (the policy figure's resolution). */
   pollMs: number;
+  address: string;
+  /** When the route's line came (performance.now()). */
+  routeAt?: number;
 }
 
 const q = (sorted: number[], p: number) =>
@@ -108,14 +119,14 @@ async function routeOnB(
   from: number,
   addDone: number,
   address: string,
-): Promise<{ ms: number; early: boolean; fromStart?: number }> {
+): Promise<{ ms: number; early: boolean; fromStart?: number; at?: number }> {
   const line = () => mon.seen.find((s) => s.at >= from && covers(s.line, address));
   // Already in B's kernel before ADD began (an existing block's route): nothing to wait for.
   const shown = await run("ip", ["-n", b.ns.name, "-4", "route", "show", "match", address]);
   const present = shown.stdout.split("\n").some((l) => l !== "" && !l.startsWith("default"));
   if (present && line() === undefined) return { ms: 0, early: true };
   const at = await waitFor(`${address}'s route on ${b.name}`, () => line()?.at, 60_000, 1);
-  return { ms: Math.max(0, at - addDone), early: at < addDone, fromStart: at - from };
+  return { ms: Math.max(0, at - addDone), early: at < addDone, fromStart: at - from, at };
 }
 
 /**
@@ -147,6 +158,23 @@ async function policyOnA(
       return { ms: Math.max(0, (p0 + p1) / 2 - addDone), pollMs: p1 - p0 };
     if (p1 > deadline) throw new Error(`${iface} / ${address} never in force on ${a.name}`);
   }
+}
+
+/**
+ * From A's log line that originated the pod's /32 block (wall clock, pino's `time`) to the
+ * route's line on B (this process's clock, made wall clock); {} when A's log has no such line
+ * (the VXLAN backend announces nothing).
+ */
+function announceToB(a: LabNode, address: string, routeAt: number): { announceToBMs?: number } {
+  const block = `"${address}/32"`;
+  for (const line of (a.daemon?.log ?? "").split("\n")) {
+    if (!line.includes(block)) continue;
+    if (!line.includes("(fast path)") && !line.includes('"BGP: reconfigured"')) continue;
+    const time = (JSON.parse(line) as { time?: number }).time;
+    if (time === undefined) continue;
+    return { announceToBMs: performance.timeOrigin + routeAt - time };
+  }
+  return {};
 }
 
 async function backend(name: "vxlan" | "bgp", labs: Lab[], pods: Netns[]): Promise<Sample[]> {
@@ -238,8 +266,15 @@ async function backend(name: "vxlan" | "bgp", labs: Lab[], pods: Netns[]): Promi
         ...(route.fromStart !== undefined ? { fromStartMs: route.fromStart } : {}),
         policyMs: policy.ms,
         pollMs: policy.pollMs,
+        address,
+        ...(route.at !== undefined ? { routeAt: route.at } : {}),
       });
     }
+    // A's log lines of the announcements (its daemon's stdout may trail B's route).
+    await new Promise((r) => setTimeout(r, 1000));
+    for (const x of samples)
+      if (x.kind === "new" && x.routeAt !== undefined)
+        Object.assign(x, announceToB(a, x.address, x.routeAt));
   } finally {
     mon.stop();
   }
@@ -273,13 +308,13 @@ async function main(): Promise<void> {
     `the pod's path after CNI ADD returned on node A (${PODS} pods per backend, one at a time, alternating existing / new block); ms p50 / p99 / max`,
   );
   console.log(
-    "backend | block | pods | ADD itself | route on node B | route before ADD returned | route on B from ADD's start | policy in force on A | one iptables-save + ipset save",
+    "backend | block | pods | ADD itself | route on node B | route before ADD returned | route on B from ADD's start | from A's announcement to B's route | policy in force on A | one iptables-save + ipset save",
   );
   for (const { backend: name, samples } of results)
     for (const kind of ["existing", "new"] as const) {
       const s = samples.filter((x) => x.kind === kind);
       console.log(
-        `${name} | ${kind} | ${s.length} | ${fmt(s.map((x) => x.addMs))} | ${fmt(s.map((x) => x.routeMs))} | ${s.filter((x) => x.early).length} | ${fmt(s.flatMap((x) => (x.fromStartMs !== undefined ? [x.fromStartMs] : [])))} | ${fmt(s.map((x) => x.policyMs))} | ${fmt(s.map((x) => x.pollMs))}`,
+        `${name} | ${kind} | ${s.length} | ${fmt(s.map((x) => x.addMs))} | ${fmt(s.map((x) => x.routeMs))} | ${s.filter((x) => x.early).length} | ${fmt(s.flatMap((x) => (x.fromStartMs !== undefined ? [x.fromStartMs] : [])))} | ${fmt(s.flatMap((x) => (x.announceToBMs !== undefined ? [x.announceToBMs] : [])))} | ${fmt(s.map((x) => x.policyMs))} | ${fmt(s.map((x) => x.pollMs))}`,
       );
     }
   for (const { backend: name, samples } of results) {

@@ -98,7 +98,13 @@ export interface PeerKind {
 }
 
 export type BgpRender =
-  | { config: BgpdConfig; warnings: string[]; peerKinds: Record<string, PeerKind> }
+  | {
+      config: BgpdConfig;
+      warnings: string[];
+      peerKinds: Record<string, PeerKind>;
+      /** This node's blocks originated: the head of config.originate (bgp_fast.ts). */
+      ownExported: string[];
+    }
   | { config: undefined; reason: string; warnings: string[] };
 
 const addressOf = (cidr: string) => cidr.split("/")[0] as string;
@@ -681,7 +687,10 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     ...(opts.checkLink === false ? { checkLink: false } : {}),
   };
   // The same validation as a bgpd file: a value out of its range is named, not half applied.
-  return { config: parseConfig(doc), warnings, peerKinds };
+  const ownExported = own.filter(
+    (b) => !noExport.some((p) => cidrOverlaps(p, parseCidr(b, false))),
+  );
+  return { config: parseConfig(doc), warnings, peerKinds, ownExported };
 }
 
 /**

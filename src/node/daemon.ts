@@ -13,7 +13,10 @@
 // change only when the fast path could not apply it or this node's own blocks changed (nothing
 // else depends on other nodes' blocks), else the periodic resync reconciles. Each watch event's
 // delivery is timed to the end of the work it caused (the fast path's netlink writes, or the
-// pass) for the watch-lag histogram. While the speaker does not run, the daemon serves the status
+// pass) for the watch-lag histogram. A block of this node newly confirmed (IPAM's claim inside a
+// CNI ADD) takes the BGP fast path: originated in the running speaker at once, when it is the only
+// change of this node's blocks (bgp_fast.ts decides, as the full render would list it), so the
+// debounced pass that follows changes nothing. While the speaker does not run, the daemon serves the status
 // socket itself (the node's commands, log-level), so it answers with BGP off too.
 // Owns: the loop, its ordering and logging. Not: what the state is (agent_state.ts,
 // bgp_state.ts) or how it is applied.
@@ -23,6 +26,7 @@ import { dirname } from "node:path";
 import type { BGPFilter } from "../api/bgp.js";
 import { decodeResource } from "../api/client.js";
 import type { HostEndpoint } from "../api/hostendpoint.js";
+import type { IPPool } from "../api/ippool.js";
 import type { K8sEndpointSlice, K8sService } from "../api/k8s_service.js";
 import type { NetworkSetResource } from "../api/networkset.js";
 import type { Node, WorkloadEndpoint } from "../api/node.js";
@@ -62,9 +66,11 @@ import {
   felixSettingsOf,
   type NodeSnapshot,
   needsHostInterfaces,
+  nodeBlocks,
   overlayInputOf,
   storedOnlyWarnings,
 } from "./agent_state.js";
+import { ownBlocksAdded, type RenderedOwnBlocks } from "./bgp_fast.js";
 import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
 import { type BgpSnapshot, isEncapsulatingPool, type PeerKind, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
@@ -228,6 +234,15 @@ export class NodeDaemon {
   private stopped = false;
   private lastAgentInput = "";
   private lastBgpReason = "";
+  /** What the speaker's originations were last set from (a full render or the BGP fast path). */
+  private bgpOrigins: RenderedOwnBlocks | undefined;
+  private bgpFastScheduled = false;
+  /** When the oldest affinity change not yet seen by the BGP fast path arrived. */
+  private bgpFastPendingSince: number | undefined;
+  /** Changes the BGP fast path made: a pass whose snapshot is older leaves the speaker alone. */
+  private bgpFastSeq = 0;
+  /** BGP fast-path runs that originated a new block of this node (for tests and logs). */
+  bgpFastPasses = 0;
   private lastWarnings = "";
   private lastAgentWarnings = "";
   private lastFelixLogLevel: string | undefined;
@@ -345,6 +360,8 @@ export class NodeDaemon {
         // Anything but block affinities: the fast path's next render is a full one.
         if (prefix !== this.prefixes.affinities) this.overlaySeen = undefined;
         const areas = this.areasOf.get(prefix) ?? ["agent", "bgp"];
+        // A block of this node just confirmed: announced at once (the pass follows, see below).
+        if (prefix === this.prefixes.affinities) this.scheduleBgpFast(now);
         if (this.neigh && prefix === this.prefixes.affinities) {
           // The fast path decides whether the full pass must follow (see the module comment).
           for (const a of areas) this.fastFallback.add(a);
@@ -671,6 +688,73 @@ export class NodeDaemon {
     return r;
   }
 
+  /** Runs the BGP fast path soon (once for all affinity changes of this turn of the event loop). */
+  private scheduleBgpFast(arrived: number): void {
+    if (!this.bgp || this.stopped) return;
+    this.bgpFastPendingSince = Math.min(this.bgpFastPendingSince ?? arrived, arrived);
+    if (this.bgpFastScheduled) return;
+    this.bgpFastScheduled = true;
+    setImmediate(() => {
+      this.bgpFastScheduled = false;
+      const since = this.bgpFastPendingSince ?? performance.now();
+      this.bgpFastPendingSince = undefined;
+      this.bgpFast(since).catch((err: Error) => {
+        this.log.warn({ error: err.message }, "BGP fast path failed (the pass repairs)");
+        this.changed(["bgp"]);
+      });
+    });
+  }
+
+  /**
+   * The BGP fast path: when the only change of this node's confirmed blocks since the speaker's
+   * originations were set is new blocks (bgp_fast.ts decides), those are originated at once,
+   * without the debounce and the pass (the agent's part, the whole BGP render). The change also
+   * marked the pass dirty: it renders the same originations and changes nothing.
+   */
+  private async bgpFast(arrived: number): Promise<void> {
+    const bgp = this.bgp;
+    const rendered = this.bgpOrigins;
+    if (!bgp || !rendered || this.stopped) return;
+    const t0 = performance.now();
+    const p = this.prefixes;
+    const affinities = this.decodeAll(p.affinities, (kv) => decodeAffinity(kv.key, kv.value));
+    const pools = this.decodeAll(p.pools, (kv) => decodeResource(kv) as IPPool);
+    const d = ownBlocksAdded(rendered, { affinities, pools }, this.opts.nodename);
+    if (d.kind === "none") return;
+    if (d.kind === "pass") {
+      this.log.debug({ why: d.why }, "BGP fast path: left to the pass");
+      return;
+    }
+    // The speaker runs what was rendered (not a config still being applied).
+    if (JSON.stringify(bgp.config.originate) !== JSON.stringify(rendered.originate)) return;
+    const next = { ...bgp.config, originate: d.originate };
+    this.bgpOrigins = {
+      own: nodeBlocks(affinities, this.opts.nodename),
+      exported: d.exported,
+      originate: d.originate,
+    };
+    this.bgpFastSeq++;
+    try {
+      await bgp.apply(next);
+    } catch (err) {
+      this.bgpOrigins = undefined;
+      throw err;
+    } finally {
+      // The pass confirms (or repairs): its snapshot is taken after this.
+      this.changed(["bgp"]);
+    }
+    this.bgpFastPasses++;
+    const r1 = (x: number) => Math.round(x * 10) / 10;
+    this.log.info(
+      {
+        originated: d.added,
+        waitMs: r1(t0 - arrived),
+        ms: r1(performance.now() - t0),
+      },
+      "BGP: new block of this node originated (fast path)",
+    );
+  }
+
   /** Marks areas dirty; `arrived`: when the watch event that caused it was delivered. */
   private changed(areas: Area[], arrived?: number): void {
     if (arrived !== undefined)
@@ -704,6 +788,7 @@ export class NodeDaemon {
       this.passPendingSince = undefined;
       this.log.debug({ areas: [...areas] }, "Converging");
       const snap = this.snapshot();
+      const fastSeq = this.bgpFastSeq;
       const t0 = performance.now();
       const st = this.stats;
       let bgpDone = false;
@@ -713,7 +798,7 @@ export class NodeDaemon {
         try {
           if (areas.has("bgp") && this.opts.bgp !== false) {
             const b0 = performance.now();
-            await this.convergeBgp(snap);
+            await this.convergeBgp(snap, fastSeq);
             st.convergences.bgp++;
             this.opts.observe?.convergence?.("bgp", (performance.now() - b0) / 1000);
           }
@@ -990,7 +1075,14 @@ export class NodeDaemon {
       this.log.info({ missing: report.missingIfaces }, "Agent: waiting for workload interfaces");
   }
 
-  private async convergeBgp(snap: BgpSnapshot): Promise<void> {
+  private async convergeBgp(snap: BgpSnapshot, fastSeq = this.bgpFastSeq): Promise<void> {
+    if (fastSeq !== this.bgpFastSeq) {
+      // The fast path announced a block after this snapshot was taken (the agent's part of the
+      // pass ran between): rendering it would withdraw that block. The fast path asked for
+      // another pass, which renders from a snapshot that has it.
+      this.log.debug({}, "BGP: snapshot older than the fast path's announcement: the next pass");
+      return;
+    }
     const r = renderBgp(snap, this.opts.nodename, {
       statusSocket: this.opts.statusSocket ?? DEFAULT_STATUS_SOCKET,
       ...(this.opts.secretsDir !== undefined ? { secretsDir: this.opts.secretsDir } : {}),
@@ -1005,6 +1097,7 @@ export class NodeDaemon {
       if (r.reason !== this.lastBgpReason)
         this.log.warn({ reason: r.reason }, "BGP: not running the speaker");
       this.lastBgpReason = r.reason;
+      this.bgpOrigins = undefined;
       if (this.bgp) {
         await this.bgp.stop();
         this.bgp = undefined;
@@ -1017,6 +1110,11 @@ export class NodeDaemon {
     // periodic resync) resets its session; a file gone since the render fails this pass whole.
     const config = resolvePasswordFiles(r.config);
     this.peerKinds = r.peerKinds;
+    const origins: RenderedOwnBlocks = {
+      own: nodeBlocks(snap.affinities, this.opts.nodename),
+      exported: r.ownExported,
+      originate: config.originate,
+    };
     if (!this.bgp) {
       // The speaker serves the status socket from now on.
       await this.ownStatus?.close();
@@ -1031,13 +1129,19 @@ export class NodeDaemon {
         onFibBatch: (sec) => this.opts.observe?.fibBatch?.("bgp", sec),
         onUpdateToKernel: (sec) => this.opts.observe?.updateToKernel?.(sec),
       });
+      this.bgpOrigins = origins;
       this.lastReconfiguration = new Date().toISOString();
       this.log.info(summary(config), "BGP: speaker started");
       return;
     }
     const before = this.bgp.config;
-    if (JSON.stringify(before) === JSON.stringify(config)) return;
+    if (JSON.stringify(before) === JSON.stringify(config)) {
+      this.bgpOrigins = origins;
+      return;
+    }
+    this.bgpOrigins = undefined;
     await this.bgp.apply(config);
+    this.bgpOrigins = origins;
     this.lastReconfiguration = new Date().toISOString();
     this.log.info({ ...summary(config), ...diffSummary(before, config) }, "BGP: reconfigured");
   }

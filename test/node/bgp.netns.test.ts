@@ -2,7 +2,8 @@
 // SQLite store, a pod on each wired by the real `bin/ocelot-cni`: the daemons mesh over iBGP from
 // their Node resources alone, each learns the other's block (protocol 201 in the kernel, via the
 // other node), and the pods ping each other. A Node deleted: the other node drops its session
-// and its routes, and the deleted node's own speaker stops. Read back from the kernel and from
+// and its routes, and the deleted node's own speaker stops. Each node's new block is originated
+// by the BGP fast path as IPAM confirms it, and the debounced pass after it reconfigures nothing. Read back from the kernel and from
 // the speakers' status sockets.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -116,6 +117,35 @@ describe.skipIf(skip)("ocelot node run: BGP from the datastore", () => {
         10_000,
         100,
       );
+    }
+  });
+
+  it("each node announced its new block at once (the BGP fast path) and the pass after changed nothing", async () => {
+    const FAST = "BGP: new block of this node originated (fast path)";
+    for (const [i, n] of nodes.entries()) {
+      const o = (podIps[i] as string).split(".").map(Number);
+      const block = `${o[0]}.${o[1]}.${o[2]}.${Math.floor((o[3] as number) / 64) * 64}/26`;
+      type Line = { msg?: string; originated?: string[]; originate?: string[] };
+      const lines = () =>
+        (n.daemon?.log ?? "")
+          .split("\n")
+          .map((l) => JSON.parse(l) as Line & Record<string, unknown>);
+      const fast = lines().findIndex((l) => l.msg === FAST && l.originated?.includes(block));
+      expect(fast, `${n.name}: no fast path for ${block}\n${n.daemon?.log}`).toBeGreaterThanOrEqual(
+        0,
+      );
+      // The pass that followed (the pod's endpoint converged by the agent) reconfigured nothing:
+      // the fast path had set what it renders (not even in another order).
+      await waitFor(
+        `${n.name}: a pass after the fast path`,
+        () => lines().some((l, j) => j > fast && l.msg === "Agent: data plane converged"),
+        30_000,
+        100,
+      );
+      const after = lines().slice(fast + 1);
+      // Nothing else changes a node's BGP config here (a block of the other node does not).
+      const flaps = after.filter((l) => l.msg === "BGP: reconfigured");
+      expect(flaps, n.daemon?.log).toEqual([]);
     }
   });
 
