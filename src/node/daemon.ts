@@ -143,6 +143,8 @@ export interface DaemonOptions {
     log: Log,
     /** Routes of ours someone else removed and the FIB put back (kernel drift). */
     onRestored?: (count: number) => void,
+    /** Routes of our protocol nobody set (added by someone else) that a resync swept. */
+    onSwept?: (count: number) => void,
   ) => Promise<Fib & { close?: () => Promise<void> }>;
 }
 
@@ -331,8 +333,11 @@ export class NodeDaemon {
       { bgp: reg.node.spec.bgp ?? {}, changed: reg.changed },
       reg.changed ? "Node registered" : "Node already registered",
     );
-    this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(o.netns, this.log, (count) =>
-      o.observe?.driftRepaired?.(new Array<string>(count).fill("route")),
+    this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(
+      o.netns,
+      this.log,
+      (count) => o.observe?.driftRepaired?.(new Array<string>(count).fill("route")),
+      (count) => o.observe?.driftRepaired?.(new Array<string>(count).fill("route_swept")),
     );
     if (!o.openAgentFib) this.neigh = OverlaySocket.open(o.netns);
     this.cache = new PrefixCache(this.store, Object.values(this.prefixes), {
@@ -1135,6 +1140,7 @@ async function openKernelAgentFib(
   netns: string | undefined,
   log: Log,
   onRestored?: (count: number) => void,
+  onSwept?: (count: number) => void,
 ) {
   const { KernelFib } = await import("../fib/kernel_fib.js");
   return KernelFib.open({
@@ -1149,6 +1155,10 @@ async function openKernelAgentFib(
       if (e.kind === "restored") {
         log.info({ count: e.count }, "Agent: routes put back");
         onRestored?.(e.count);
+      } else if (e.kind === "resync" && e.removed > 0) {
+        // Routes of protocol 202 nobody set, unwanted past the grace: someone else's, swept.
+        log.info({ count: e.removed }, "Agent: routes of ours nobody set swept");
+        onSwept?.(e.removed);
       } else if (e.kind === "failure") log.error({ failure: e.failure }, "Agent: route failed");
       else log.debug({ fib: e }, "Agent FIB event");
     },
