@@ -218,6 +218,8 @@ export class NodeDaemon {
   private timer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
+  /** An agent pass when none ran for the shorter refresh interval (the applier reads back then). */
+  private refreshTimer: NodeJS.Timeout | undefined;
   /** Set while the datastore does not answer the probe: since when, and its error. */
   private datastoreDown: { since: number; error: string } | undefined;
   private statusWriter: NodeStatusWriter | undefined;
@@ -481,6 +483,7 @@ export class NodeDaemon {
     if (this.timer) clearTimeout(this.timer);
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     if (this.probeTimer) clearTimeout(this.probeTimer);
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
     await this.cache?.close();
     await this.running?.catch(() => {});
     await this.bgp?.stop().catch((e: Error) => this.log.error({ error: e.message }, "BGP stop"));
@@ -943,6 +946,13 @@ export class NodeDaemon {
       ...(beforeRoutes ? { beforeRoutes } : {}),
       overlayNow,
     });
+    this.armRefresh(
+      Math.min(
+        ...[felix.iptablesRefreshMs, felix.routeRefreshMs]
+          .map((ms) => ms ?? DEFAULT_REFRESH_MS)
+          .filter((ms) => ms > 0),
+      ),
+    );
     // What the fast path goes on from: this pass's overlay, unless the fast path moved on since.
     const prev = this.overlayApplied;
     if (!prev || usedGen >= prev.gen) this.overlayApplied = { ...report.overlay, gen: usedGen };
@@ -974,6 +984,23 @@ export class NodeDaemon {
       );
     if (report.missingIfaces.length > 0)
       this.log.info({ missing: report.missingIfaces }, "Agent: waiting for workload interfaces");
+  }
+
+  /**
+   * FelixConfiguration iptablesRefreshInterval / routeRefreshInterval: an agent pass when none
+   * ran for the shorter one (the applier makes it a full read-back, or a route dump), so others'
+   * changes are repaired within it, not only at the periodic resync. Infinity (both 0): none.
+   */
+  private armRefresh(everyMs: number): void {
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.refreshTimer = undefined;
+    if (!Number.isFinite(everyMs) || this.stopped) return;
+    // A little after the interval, so that the applier finds it elapsed.
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = undefined;
+      this.changed(["agent"]);
+    }, everyMs + 10);
+    this.refreshTimer.unref?.();
   }
 
   private async convergeBgp(snap: BgpSnapshot): Promise<void> {
