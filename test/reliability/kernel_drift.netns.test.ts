@@ -9,7 +9,8 @@
 // within its bound; the veth is not recreated by the daemon (the CNI owns it) and no route of
 // ours points at it while it is gone. A foreign route (protocol static), a foreign chain and a
 // foreign ipset stay as they were throughout. Each repair is read from /metrics as an increment
-// of ocelot_agent_drift_repairs_total{kind=...}. DRIFT_ROUNDS repeats the injections (default 3).
+// of ocelot_agent_drift_repairs_total{kind=...}. DRIFT_ROUNDS repeats the injections (default 3;
+// 20 under OCELOT_SOAK=1, `npm run test:soak`).
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -40,7 +41,7 @@ const skip = skipWithReason(
 const NODE = "drift-node";
 const POOL = "10.77.0.0/16";
 const WEP = kindOf("projectcalico.org/v3", "WorkloadEndpoint");
-const ROUNDS = Number(process.env.DRIFT_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.DRIFT_ROUNDS ?? (process.env.OCELOT_SOAK === "1" ? 20 : 3));
 /**
  * Each repair asserted within: the refresh intervals (2 s) plus a loaded machine's slack, well
  * under the 60 s periodic resync (which alone would miss it).
