@@ -103,7 +103,7 @@ export class PromMetrics {
     });
     this.driftRepairs = new client.Counter({
       name: "ocelot_agent_drift_repairs_total",
-      help: "Kernel state the agent found changed under it and put back, with its own input unchanged, by kind (route, sysctl, link, iptables, chain, ipset, neighbour, fdb, address).",
+      help: "Kernel state the agent found changed under it and put back, with its own input unchanged, by kind (route, route_swept (a route of our protocol nobody set, removed), sysctl, link, iptables, chain, ipset, neighbour, fdb, address).",
       labelNames: ["kind"],
       registers: r,
     });

@@ -150,6 +150,8 @@ export interface DaemonOptions {
     log: Log,
     /** Routes of ours someone else removed and the FIB put back (kernel drift). */
     onRestored?: (count: number) => void,
+    /** Routes of our protocol nobody set (added by someone else) that a resync swept. */
+    onSwept?: (count: number) => void,
   ) => Promise<Fib & { close?: () => Promise<void> }>;
 }
 
@@ -223,6 +225,8 @@ export class NodeDaemon {
   private timer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
+  /** An agent pass when none ran for the shorter refresh interval (the applier reads back then). */
+  private refreshTimer: NodeJS.Timeout | undefined;
   /** Set while the datastore does not answer the probe: since when, and its error. */
   private datastoreDown: { since: number; error: string } | undefined;
   private statusWriter: NodeStatusWriter | undefined;
@@ -349,8 +353,11 @@ export class NodeDaemon {
       { bgp: reg.node.spec.bgp ?? {}, changed: reg.changed },
       reg.changed ? "Node registered" : "Node already registered",
     );
-    this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(o.netns, this.log, (count) =>
-      o.observe?.driftRepaired?.(new Array<string>(count).fill("route")),
+    this.agentFib = await (o.openAgentFib ?? openKernelAgentFib)(
+      o.netns,
+      this.log,
+      (count) => o.observe?.driftRepaired?.(new Array<string>(count).fill("route")),
+      (count) => o.observe?.driftRepaired?.(new Array<string>(count).fill("route_swept")),
     );
     if (!o.openAgentFib) this.neigh = OverlaySocket.open(o.netns);
     this.cache = new PrefixCache(this.store, Object.values(this.prefixes), {
@@ -496,6 +503,7 @@ export class NodeDaemon {
     if (this.timer) clearTimeout(this.timer);
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     if (this.probeTimer) clearTimeout(this.probeTimer);
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
     await this.cache?.close();
     await this.running?.catch(() => {});
     await this.bgp?.stop().catch((e: Error) => this.log.error({ error: e.message }, "BGP stop"));
@@ -1042,6 +1050,13 @@ export class NodeDaemon {
       ...(beforeRoutes ? { beforeRoutes } : {}),
       overlayNow,
     });
+    this.armRefresh(
+      Math.min(
+        ...[felix.iptablesRefreshMs, felix.routeRefreshMs]
+          .map((ms) => ms ?? DEFAULT_REFRESH_MS)
+          .filter((ms) => ms > 0),
+      ),
+    );
     // What the fast path goes on from: this pass's overlay, unless the fast path moved on since.
     const prev = this.overlayApplied;
     if (!prev || usedGen >= prev.gen) this.overlayApplied = { ...report.overlay, gen: usedGen };
@@ -1073,6 +1088,23 @@ export class NodeDaemon {
       );
     if (report.missingIfaces.length > 0)
       this.log.info({ missing: report.missingIfaces }, "Agent: waiting for workload interfaces");
+  }
+
+  /**
+   * FelixConfiguration iptablesRefreshInterval / routeRefreshInterval: an agent pass when none
+   * ran for the shorter one (the applier makes it a full read-back, or a route dump), so others'
+   * changes are repaired within it, not only at the periodic resync. Infinity (both 0): none.
+   */
+  private armRefresh(everyMs: number): void {
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.refreshTimer = undefined;
+    if (!Number.isFinite(everyMs) || this.stopped) return;
+    // A little after the interval, so that the applier finds it elapsed.
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = undefined;
+      this.changed(["agent"]);
+    }, everyMs + 10);
+    this.refreshTimer.unref?.();
   }
 
   private async convergeBgp(snap: BgpSnapshot, fastSeq = this.bgpFastSeq): Promise<void> {
@@ -1258,6 +1290,7 @@ async function openKernelAgentFib(
   netns: string | undefined,
   log: Log,
   onRestored?: (count: number) => void,
+  onSwept?: (count: number) => void,
 ) {
   const { KernelFib } = await import("../fib/kernel_fib.js");
   return KernelFib.open({
@@ -1272,6 +1305,10 @@ async function openKernelAgentFib(
       if (e.kind === "restored") {
         log.info({ count: e.count }, "Agent: routes put back");
         onRestored?.(e.count);
+      } else if (e.kind === "resync" && e.removed > 0) {
+        // Routes of protocol 202 nobody set, unwanted past the grace: someone else's, swept.
+        log.info({ count: e.removed }, "Agent: routes of ours nobody set swept");
+        onSwept?.(e.removed);
       } else if (e.kind === "failure") log.error({ failure: e.failure }, "Agent: route failed");
       else log.debug({ fib: e }, "Agent FIB event");
     },
