@@ -269,12 +269,8 @@ export class SqliteDatastore implements Datastore {
       revs: db.prepare("SELECT create_rev, mod_rev, version FROM kv WHERE key = ?"),
       /** The value a put event wrote (a later put's previous value, see put()). */
       eventValue: db.prepare("SELECT value FROM events WHERE rev = ? AND type = 0"),
-      listFrom: db.prepare(
-        `SELECT ${KV_COLUMNS} FROM kv WHERE key >= ? ORDER BY key`,
-      ),
-      listRange: db.prepare(
-        `SELECT ${KV_COLUMNS} FROM kv WHERE key >= ? AND key < ? ORDER BY key`,
-      ),
+      listFrom: db.prepare(`SELECT ${KV_COLUMNS} FROM kv WHERE key >= ? ORDER BY key`),
+      listRange: db.prepare(`SELECT ${KV_COLUMNS} FROM kv WHERE key >= ? AND key < ? ORDER BY key`),
       upsert: db.prepare(
         `INSERT INTO kv (key, value, create_rev, mod_rev, version) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, mod_rev = excluded.mod_rev,
