@@ -5,6 +5,7 @@ import {
   ClosedError,
   ConflictError,
   type Datastore,
+  type KeyListResult,
   type KeyValue,
   type ListResult,
   NotFoundError,
@@ -185,6 +186,11 @@ export class MemoryDatastore implements Datastore {
     for (const kv of this.store.kv.values()) if (kv.key.startsWith(prefix)) items.push(kv);
     items.sort((a, b) => compareKeys(a.key, b.key));
     return { items, revision: this.store.revision };
+  }
+
+  async listKeys(prefix: string): Promise<KeyListResult> {
+    const { items, revision } = await this.list(prefix);
+    return { items: items.map(({ value: _, ...rest }) => rest), revision };
   }
 
   async create(key: string, value: string): Promise<KeyValue> {

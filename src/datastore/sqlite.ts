@@ -24,6 +24,7 @@ import {
   ClosedError,
   ConflictError,
   type Datastore,
+  type KeyListResult,
   type KeyValue,
   type ListResult,
   NotFoundError,
@@ -189,6 +190,7 @@ export class SqliteDatastore implements Datastore {
   private readonly txDelete: (key: string, expected: number | undefined) => boolean;
   private readonly txCompact: (revision: number) => void;
   private readonly txList: (lo: Buffer, hi: Buffer | undefined) => ListResult;
+  private readonly txListKeys: (lo: Buffer, hi: Buffer | undefined) => KeyListResult;
 
   constructor(
     readonly path: string,
@@ -256,6 +258,21 @@ export class SqliteDatastore implements Datastore {
       const meta = this.stmt.meta.get() as MetaRow;
       return { items: rows.map(toKv), revision: meta.revision };
     }) as typeof this.txList;
+    this.txListKeys = this.db.transaction((lo: Buffer, hi: Buffer | undefined): KeyListResult => {
+      const rows = (
+        hi ? this.stmt.listKeysRange.all(lo, hi) : this.stmt.listKeysFrom.all(lo)
+      ) as Array<Omit<KvRow, "value">>;
+      const meta = this.stmt.meta.get() as MetaRow;
+      return {
+        items: rows.map((r) => ({
+          key: r.key,
+          createRevision: r.create_rev,
+          modRevision: r.mod_rev,
+          version: r.version,
+        })),
+        revision: meta.revision,
+      };
+    }) as typeof this.txListKeys;
   }
 
   private prepare() {
@@ -270,6 +287,12 @@ export class SqliteDatastore implements Datastore {
       /** The value a put event wrote (a later put's previous value, see put()). */
       eventValue: db.prepare("SELECT value FROM events WHERE rev = ? AND type = 0"),
       listFrom: db.prepare(`SELECT ${KV_COLUMNS} FROM kv WHERE key >= ? ORDER BY key`),
+      listKeysFrom: db.prepare(
+        "SELECT CAST(key AS TEXT) AS key, create_rev, mod_rev, version FROM kv WHERE key >= ? ORDER BY key",
+      ),
+      listKeysRange: db.prepare(
+        "SELECT CAST(key AS TEXT) AS key, create_rev, mod_rev, version FROM kv WHERE key >= ? AND key < ? ORDER BY key",
+      ),
       listRange: db.prepare(`SELECT ${KV_COLUMNS} FROM kv WHERE key >= ? AND key < ? ORDER BY key`),
       upsert: db.prepare(
         `INSERT INTO kv (key, value, create_rev, mod_rev, version) VALUES (?, ?, ?, ?, ?)
@@ -305,6 +328,12 @@ export class SqliteDatastore implements Datastore {
     const [lo, hi] = prefixRange(prefix);
     // One read transaction: the items and the revision are from the same snapshot.
     return this.call("list", () => this.txList(lo, hi));
+  }
+
+  async listKeys(prefix: string): Promise<KeyListResult> {
+    this.open();
+    const [lo, hi] = prefixRange(prefix);
+    return this.call("list", () => this.txListKeys(lo, hi));
   }
 
   async create(key: string, value: string): Promise<KeyValue> {
