@@ -6,6 +6,7 @@ import {
   ConflictError,
   type Datastore,
   type KeyListResult,
+  type KeyRevisions,
   type KeyValue,
   type ListResult,
   NotFoundError,
@@ -189,8 +190,12 @@ export class MemoryDatastore implements Datastore {
   }
 
   async listKeys(prefix: string): Promise<KeyListResult> {
-    const { items, revision } = await this.list(prefix);
-    return { items: items.map(({ value: _, ...rest }) => rest), revision };
+    this.open();
+    const items: KeyRevisions[] = [];
+    for (const { value: _, ...rest } of this.store.kv.values())
+      if (rest.key.startsWith(prefix)) items.push(rest);
+    items.sort((a, b) => compareKeys(a.key, b.key));
+    return { items, revision: this.store.revision };
   }
 
   async create(key: string, value: string): Promise<KeyValue> {
