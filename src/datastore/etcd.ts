@@ -18,6 +18,7 @@ import {
   ClosedError,
   ConflictError,
   type Datastore,
+  type KeyListResult,
   type KeyValue,
   type ListResult,
   NotFoundError,
@@ -206,6 +207,26 @@ export class EtcdDatastore implements Datastore {
       this.client.kv.range({ key: rangeStart(prefix), range_end: rangeEnd(prefix) }),
     );
     return { items: res.kvs.map(toKv), revision: Number(res.header.revision) };
+  }
+
+  async listKeys(prefix: string): Promise<KeyListResult> {
+    this.open();
+    const res = await this.rpc("list", prefix, () =>
+      this.client.kv.range({
+        key: rangeStart(prefix),
+        range_end: rangeEnd(prefix),
+        keys_only: true,
+      }),
+    );
+    return {
+      items: res.kvs.map((kv) => ({
+        key: kv.key.toString("utf8"),
+        createRevision: Number(kv.create_revision),
+        modRevision: Number(kv.mod_revision),
+        version: Number(kv.version),
+      })),
+      revision: Number(res.header.revision),
+    };
   }
 
   async create(key: string, value: string): Promise<KeyValue> {

@@ -5,6 +5,8 @@ import {
   ClosedError,
   ConflictError,
   type Datastore,
+  type KeyListResult,
+  type KeyRevisions,
   type KeyValue,
   type ListResult,
   NotFoundError,
@@ -183,6 +185,15 @@ export class MemoryDatastore implements Datastore {
     this.open();
     const items: KeyValue[] = [];
     for (const kv of this.store.kv.values()) if (kv.key.startsWith(prefix)) items.push(kv);
+    items.sort((a, b) => compareKeys(a.key, b.key));
+    return { items, revision: this.store.revision };
+  }
+
+  async listKeys(prefix: string): Promise<KeyListResult> {
+    this.open();
+    const items: KeyRevisions[] = [];
+    for (const { value: _, ...rest } of this.store.kv.values())
+      if (rest.key.startsWith(prefix)) items.push(rest);
     items.sort((a, b) => compareKeys(a.key, b.key));
     return { items, revision: this.store.revision };
   }

@@ -21,6 +21,15 @@ export interface ListResult {
   revision: number;
 }
 
+/** A key's revisions without its value (listKeys). */
+export type KeyRevisions = Omit<KeyValue, "value">;
+
+export interface KeyListResult {
+  items: KeyRevisions[];
+  /** The store revision at which the list was read, as with list(). */
+  revision: number;
+}
+
 export type WatchEvent =
   | { type: "put"; kv: KeyValue; prev?: KeyValue }
   | { type: "delete"; key: string; modRevision: number; prev?: KeyValue };
@@ -94,6 +103,13 @@ export interface Datastore {
   get(key: string): Promise<KeyValue | undefined>;
   /** All keys beginning with prefix, in key order, with the revision of the read. */
   list(prefix: string): Promise<ListResult>;
+  /**
+   * list() without the values: the keys under prefix in key order, each with its revisions, and
+   * the revision of the read (etcd: a keys-only range). For callers that need to know which keys
+   * exist, not what they hold (an IPAM block claim's scan of the blocks). Every Ocelot backend
+   * implements it; optional so that test doubles need not (callers fall back to list()).
+   */
+  listKeys?(prefix: string): Promise<KeyListResult>;
   /** Creates key; throws ConflictError if it exists. Returns the new KeyValue. */
   create(key: string, value: string): Promise<KeyValue>;
   /**

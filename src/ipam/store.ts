@@ -225,6 +225,8 @@ export class IpamStore {
   private assigning = 0;
   /** Per node|family: the block search (claim) in flight, which other requests wait for. */
   private readonly claiming = new Map<string, Promise<unknown>>();
+  /** node|family whose last claim scan saw blocks not the node's own (blocksForClaim). */
+  private readonly foreignBlocks = new Set<string>();
 
   constructor(
     readonly store: Datastore,
@@ -794,7 +796,7 @@ export class IpamStore {
 
     const { config } = ctx;
     // Which blocks exist: from the keys alone (decoding every block is only needed to borrow).
-    const listed = await this.store.list(this.keys.blockPrefix(family));
+    const listed = await this.blocksForClaim(node, family, affine);
     const held = this.affineCount.get(`${node}|${family}`) ?? 0;
     if (
       config.autoAllocateBlocks &&
@@ -819,7 +821,7 @@ export class IpamStore {
           return { entry: sibling, borrowed: false };
         }
       }
-      const existing = new Set(listed.items.map((kv) => formatCidr(cidrFromKey(kv.key))));
+      const existing = new Set(listed.keys.map((key) => formatCidr(cidrFromKey(key))));
       for (let tries = 0; tries < 16; tries++) {
         const choice = pickBlockToClaim(pools, existing, node, ctx.reservations);
         if (!choice) break;
@@ -831,7 +833,9 @@ export class IpamStore {
         existing.add(formatCidr(choice.cidr));
       }
     }
-    const all = listed.items.map((kv) => ({
+    // Borrowing needs every block's value: a keys-only scan is read again in full.
+    const items = listed.values ? listed.items : (await this.store.list(listed.prefix)).items;
+    const all = items.map((kv) => ({
       key: kv.key,
       rev: kv.modRevision,
       block: decodeBlock(kv.key, kv.value),
@@ -846,6 +850,30 @@ export class IpamStore {
       if (b) return { entry: all.find((e) => e.block === b) as BlockEntry, borrowed: true };
     }
     return undefined;
+  }
+
+  /**
+   * The blocks of the family for a claim's scan. Keys only (Datastore.listKeys, no block values
+   * read) while every block is one of the node's known ones (`affine`): the scan then has no
+   * other block to look into (a sibling process's claim, a borrow). A block of another node (or
+   * none) seen makes it the full list, and the node's later scans start with it (clusters, where
+   * other nodes' blocks stay; one list per claim as before).
+   */
+  private async blocksForClaim(
+    node: string,
+    family: Family,
+    affine: ReadonlyMap<string, BlockEntry>,
+  ): Promise<{ prefix: string; keys: string[]; items: KeyValue[]; values: boolean }> {
+    const prefix = this.keys.blockPrefix(family);
+    const k = `${node}|${family}`;
+    if (this.store.listKeys && !this.foreignBlocks.has(k)) {
+      const keys = (await this.store.listKeys(prefix)).items.map((e) => e.key);
+      if (keys.every((key) => affine.has(key))) return { prefix, keys, items: [], values: false };
+    }
+    const { items } = await this.store.list(prefix);
+    if (items.some((kv) => !affine.has(kv.key))) this.foreignBlocks.add(k);
+    else this.foreignBlocks.delete(k);
+    return { prefix, keys: items.map((kv) => kv.key), items, values: true };
   }
 
   /**

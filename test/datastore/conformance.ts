@@ -205,6 +205,22 @@ export function runConformance(name: string, open: () => Promise<Backend>): void
       expect((await s.list(`${p}zzz`)).items).toEqual([]);
     });
 
+    it("listKeys is list without the values, at the same revision", async () => {
+      const p = pfx();
+      for (const k of ["b", "a", "c/d", "é", "~"]) await s.create(`${p}${k}`, `value of ${k}`);
+      await s.update(`${p}a`, "again");
+      // A key whose text begins like the prefix but is outside it ("…-7X" after "…-7/").
+      await s.create(`${p.slice(0, -1)}X`, "outside");
+      const l = await s.list(p);
+      const k = await (s.listKeys as NonNullable<Datastore["listKeys"]>).call(s, p);
+      expect(k.revision).toBe(l.revision);
+      expect(k.items).toEqual(l.items.map(({ value: _, ...rest }) => rest));
+      expect(k.items.map((x) => x.key.slice(p.length))).toEqual(["a", "b", "c/d", "~", "é"]);
+      expect(k.items[0]?.version).toBe(2);
+      expect(k.items.some((x) => "value" in x)).toBe(false);
+      expect((await s.listKeys?.(`${p}zzz`))?.items).toEqual([]);
+    });
+
     it("prefixes are isolated in list and watch", async () => {
       const p = pfx();
       const w = new Collector();

@@ -3,6 +3,7 @@ import { MemoryDatastore } from "../../src/datastore/memory.js";
 import { type Datastore, type KeyValue, UnavailableError } from "../../src/datastore/types.js";
 import { IpamDataError, inUseCount } from "../../src/ipam/block.js";
 import { IpamStore, PoolExhaustedError } from "../../src/ipam/store.js";
+import { formatCidr } from "../../src/lib/ip.js";
 import { putNode, putPool, putReservation } from "./helpers.js";
 
 const noSleep = { sleep: async () => {} };
@@ -108,6 +109,36 @@ describe("IpamStore", () => {
     expect(await total(ipam)).toBe(3);
   });
 
+  it("a claim scans blocks by key while all are the node's own; another node's block makes it a full list", async () => {
+    const ds = new MemoryDatastore();
+    await putPool(ds, "p", "10.7.0.0/24", { blockSize: 30 }); // 64 blocks of 4
+    const calls: string[] = [];
+    for (const m of ["list", "listKeys"] as const) {
+      const inner = (ds[m] as (p: string) => Promise<unknown>).bind(ds);
+      (ds as unknown as Record<string, unknown>)[m] = (p: string) => {
+        if (p.includes("/assignment/")) calls.push(m);
+        return inner(p);
+      };
+    }
+    const ipam = new IpamStore(ds, noSleep);
+    for (let i = 0; i < 12; i++)
+      await ipam.autoAssign({ handleId: `a${i}`, node: "n1", num4: 1, num6: 0 });
+    // Three claims, no block value read for them.
+    expect(calls).toEqual(["listKeys", "listKeys", "listKeys"]);
+    const blocks = new Set((await ipam.listBlocks(4)).map((e) => formatCidr(e.block.cidr)));
+    expect(blocks.size).toBe(3);
+    // Another node's block: the keys show it, the scan reads the values, and later scans of n1
+    // start with the full list. The blocks claimed are all distinct and every address is n1's.
+    await new IpamStore(ds, noSleep).autoAssign({ handleId: "b", node: "n2", num4: 1, num6: 0 });
+    calls.length = 0;
+    for (let i = 12; i < 20; i++)
+      await ipam.autoAssign({ handleId: `a${i}`, node: "n1", num4: 1, num6: 0 });
+    expect(calls).toEqual(["listKeys", "list", "list"]);
+    const all = await ipam.listBlocks(4);
+    expect(all).toHaveLength(6);
+    expect(all.filter((e) => e.block.affinity === "host:n1")).toHaveLength(5);
+    expect(await total(ipam)).toBe(21);
+  });
   it("maxBlocksPerHost caps the blocks a node claims", async () => {
     const ds = new MemoryDatastore();
     await putPool(ds, "p", "10.2.0.0/28", { blockSize: 30 });
