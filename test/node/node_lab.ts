@@ -53,9 +53,9 @@ export class NodeLab {
     return ns;
   }
 
-  /** The status socket of node i (harness.ts startMeshNodes names it after the node). */
-  socket(i = 0): string {
-    return join(this.dir, `${this.nodes[i]?.name}.sock`);
+  /** The status socket of a node, by index or name (startMeshNodes names it after the node). */
+  socket(node: number | string = 0): string {
+    return join(this.dir, `${typeof node === "string" ? node : this.nodes[node]?.name}.sock`);
   }
 
   /** Starts every node's daemon on the store, extraArgs(node) after the common arguments. */
