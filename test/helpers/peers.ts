@@ -300,6 +300,18 @@ export class FrrPeer {
     }
   }
 
+  /** The first next hop of each of bgpd's IPv4 paths for prefix, sorted; [] when it has none. */
+  nextHops(prefix: string): string[] {
+    try {
+      const j = this.vtyshJson<{ paths?: { nexthops?: { ip: string }[] }[] }>(
+        `show bgp ipv4 unicast ${prefix} json`,
+      );
+      return (j.paths ?? []).map((p) => p.nexthops?.[0]?.ip ?? "").sort();
+    } catch {
+      return [];
+    }
+  }
+
   log(): string {
     return readFileSync(join(this.dir, "bgpd.log"), "utf8");
   }

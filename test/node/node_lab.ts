@@ -9,7 +9,7 @@ import { ResourceClient } from "../../src/api/client.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { Netns } from "../helpers/netns.js";
 import { PeerLab } from "../helpers/peers.js";
-import { type MeshNode, startMeshNodes, stopMeshNodes } from "./harness.js";
+import { bridgedFabric, type MeshNode, startMeshNodes, stopMeshNodes } from "./harness.js";
 
 export const V3 = "projectcalico.org/v3";
 
@@ -51,6 +51,14 @@ export class NodeLab {
     const ns = Netns.create(short);
     this.others.push(ns);
     return ns;
+  }
+
+  /** harness.ts bridgedFabric: its nodes join the lab; returns its ToR namespace. */
+  fabric(prefix: string, torIp: string, nodeIps: readonly string[]): Netns {
+    const f = bridgedFabric(prefix, torIp, nodeIps);
+    this.nodes.push(...f.nodes);
+    this.others.push(f.tor);
+    return f.tor;
   }
 
   /** The status socket of a node, by index or name (startMeshNodes names it after the node). */
