@@ -11,7 +11,7 @@ import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { addUplink } from "../helpers/cni.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { addPod, ping } from "../helpers/pods.js";
+import { addPod, ping, policyEndpointsOf, workloadsOf } from "../helpers/pods.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
 const skip = skipWithReason("felix policy (netns)", reason);
@@ -27,13 +27,7 @@ describe.skipIf(skip)("network policy applied in a dual-stack namespace", () => 
   let fib: KernelFib;
 
   const policy: PolicyInput = {
-    endpoints: (["a", "b"] as const).map((app) => ({
-      id: `default/${app}`,
-      namespace: "default",
-      labels: { app },
-      addresses: [PODS[app].v4, PODS[app].v6],
-      iface: PODS[app].iface,
-    })),
+    endpoints: policyEndpointsOf(PODS),
     policies: [
       fromNetworkPolicy({
         metadata: { name: "b-icmp-from-a", namespace: "default" },
@@ -48,12 +42,7 @@ describe.skipIf(skip)("network policy applied in a dual-stack namespace", () => 
     ],
   };
   const input = (p?: PolicyInput): DataplaneInput => ({
-    workloads: (["a", "b"] as const).map((app) => ({
-      id: `default/${app}`,
-      hostIface: PODS[app].iface,
-      ipv4: [PODS[app].v4],
-      ipv6: [PODS[app].v6],
-    })),
+    workloads: workloadsOf(PODS),
     pools: [
       { cidr: "10.244.0.0/16", natOutgoing: false },
       { cidr: "fd00:244::/64", natOutgoing: false },

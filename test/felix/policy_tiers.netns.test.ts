@@ -20,7 +20,7 @@ import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { addUplink } from "../helpers/cni.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { addPod, echoRepliesSent, ping } from "../helpers/pods.js";
+import { addPod, echoRepliesSent, ping, policyEndpointsOf, workloadsOf } from "../helpers/pods.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
 const skip = skipWithReason("felix tiers and network sets (netns)", reason);
@@ -40,20 +40,9 @@ describe.skipIf(skip)("tiers and network sets applied in a namespace", () => {
   const pods = {} as Record<Pod, Netns>;
   let fib: KernelFib;
 
-  const endpoints = (Object.keys(PODS) as Pod[]).map((app) => ({
-    id: `default/${app}`,
-    namespace: "default",
-    labels: { app },
-    addresses: [PODS[app].v4],
-    iface: PODS[app].iface,
-  }));
+  const endpoints = policyEndpointsOf(PODS);
   const input = (p: Omit<PolicyInput, "endpoints">): DataplaneInput => ({
-    workloads: (Object.keys(PODS) as Pod[]).map((app) => ({
-      id: `default/${app}`,
-      hostIface: PODS[app].iface,
-      ipv4: [PODS[app].v4],
-      ipv6: [],
-    })),
+    workloads: workloadsOf(PODS),
     pools: [{ cidr: "10.244.0.0/16", natOutgoing: false }],
     policy: { endpoints, ...p },
   });

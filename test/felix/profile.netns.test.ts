@@ -21,7 +21,7 @@ import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { addUplink } from "../helpers/cni.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { addPod, echoRepliesSent, ping } from "../helpers/pods.js";
+import { addPod, echoRepliesSent, ping, policyEndpointsOf, workloadsOf } from "../helpers/pods.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
 const skip = skipWithReason("felix profiles (netns)", reason);
@@ -42,25 +42,15 @@ describe.skipIf(skip)("profiles and the workload-to-host action applied in a nam
   const pods = {} as Record<Pod, Netns>;
   let fib: KernelFib;
 
-  const endpoints = (Object.keys(PODS) as Pod[]).map((app) => ({
-    id: `default/${app}`,
-    namespace: "default",
-    labels: { app },
-    addresses: [PODS[app].v4],
-    iface: PODS[app].iface,
-    ...(app === "b" ? { profiles: ["only-a"] } : {}),
-  }));
+  const endpoints = policyEndpointsOf(PODS).map((e) =>
+    e.id === "default/b" ? { ...e, profiles: ["only-a"] } : e,
+  );
   const input = (
     policies: Policy[],
     profiles: PolicyProfile[],
     action?: EndpointToHostAction,
   ): DataplaneInput => ({
-    workloads: (Object.keys(PODS) as Pod[]).map((app) => ({
-      id: `default/${app}`,
-      hostIface: PODS[app].iface,
-      ipv4: [PODS[app].v4],
-      ipv6: [],
-    })),
+    workloads: workloadsOf(PODS),
     pools: [{ cidr: "10.244.0.0/16", natOutgoing: false }],
     policy: { endpoints, policies, profiles },
     host: {

@@ -2,6 +2,8 @@
 // a veth whose host side (MAC ee:ee:ee:ee:ee:ee) stays in the node namespace and whose eth0 in
 // the pod's own namespace holds the pod's /32 (and /128), with 169.254.1.1 (and the host side's
 // link-local address) as its gateway; and ICMP probes between namespaces, counted on both sides.
+import type { DataplaneInput } from "../../src/felix/dataplane.js";
+import type { PolicyInput } from "../../src/felix/policy.js";
 import { runSync } from "./limits.js";
 import { Netns } from "./netns.js";
 
@@ -27,6 +29,30 @@ export function addPod(node: Netns, short: string, iface: string, v4: string, v6
   pod.ip("route", "add", "default", "via", "169.254.1.1");
   if (v6) pod.ip("-6", "route", "add", "default", "via", HOST_LL, "dev", "eth0");
   return pod;
+}
+
+/** Pods by app name: their host interface and addresses. */
+export type PodSpecs = Record<string, { iface: string; v4: string; v6?: string }>;
+
+/** The agent's workloads of pods: `default/<app>`, by their host interfaces. */
+export function workloadsOf(pods: PodSpecs): DataplaneInput["workloads"] {
+  return Object.entries(pods).map(([app, p]) => ({
+    id: `default/${app}`,
+    hostIface: p.iface,
+    ipv4: [p.v4],
+    ipv6: p.v6 ? [p.v6] : [],
+  }));
+}
+
+/** The policy endpoints of pods: namespace default, labelled app=<app>. */
+export function policyEndpointsOf(pods: PodSpecs): PolicyInput["endpoints"] {
+  return Object.entries(pods).map(([app, p]) => ({
+    id: `default/${app}`,
+    namespace: "default",
+    labels: { app },
+    addresses: p.v6 ? [p.v4, p.v6] : [p.v4],
+    iface: p.iface,
+  }));
 }
 
 /**
