@@ -12,14 +12,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResourceClient } from "../../src/api/client.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { encodeAffinity, IpamKeys } from "../../src/ipam/records.js";
-import { parseCidr } from "../../src/lib/ip.js";
 import { PmbmpdStation } from "../helpers/bmp_station.js";
 import { runSync } from "../helpers/limits.js";
 import { httpGetIn, metricSample } from "../helpers/metrics.js";
 import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import { putPool } from "../ipam/helpers.js";
+import { putAffinity, putPool } from "../ipam/helpers.js";
 import { daemonTestsUnavailable, type NodeProcess, startNode } from "./harness.js";
 
 const have = (b: string) => runSync("sh", ["-c", `command -v ${b}`]).status === 0;
@@ -74,10 +72,7 @@ describe.skipIf(skip)("ocelot node run --bmp-station to pmbmpd, with BIRD 2", ()
       spec: { peerIP: BIRD_IP, asNumber: BIRD_AS },
     });
     await putPool(store, "bmpnode", "10.244.9.0/24", { blockSize: 26 });
-    await store.update(
-      new IpamKeys().affinity("bmpnode", parseCidr(BLOCK)),
-      encodeAffinity({ state: "confirmed", node: "bmpnode", cidr: BLOCK }),
-    );
+    await putAffinity(store, "bmpnode", BLOCK);
     lab = new PeerLab();
     node = Netns.create("bmn");
     br = Netns.create("bmr");

@@ -11,11 +11,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResourceClient } from "../../src/api/client.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { encodeAffinity, IpamKeys } from "../../src/ipam/records.js";
-import { parseCidr } from "../../src/lib/ip.js";
 import { holds, link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import { putPool } from "../ipam/helpers.js";
+import { putAffinity, putPool } from "../ipam/helpers.js";
 import { daemonTestsUnavailable, type NodeProcess, routes, startNode } from "./harness.js";
 
 const skip = skipWithReason(
@@ -79,10 +77,7 @@ describe.skipIf(skip)(
         },
       });
       await putPool(store, "llnode", "10.244.22.0/24", { blockSize: 26 });
-      await store.update(
-        new IpamKeys().affinity("llnode", parseCidr(BLOCK)),
-        encodeAffinity({ state: "confirmed", node: "llnode", cidr: BLOCK }),
-      );
+      await putAffinity(store, "llnode", BLOCK);
       lab = new PeerLab();
       node = Netns.create("lrn");
       br = Netns.create("lrb");
