@@ -143,7 +143,7 @@ export class PeerLab {
     return new FrrPeer(ns, pids.zebra, pids.bgpd, d);
   }
 
-  /** FRR's zebra and bfdd (BFD, RFC 5880) in ns with `bfddConf`; query with vtysh -N ns. */
+  /** FRR's zebra and bfdd (BFD, RFC 5880) in ns with `bfddConf` (frrBfdConf); vtysh -N ns. */
   startFrrBfd(ns: Netns, name: string, bfddConf: string): FrrPeer {
     const d = this.subdir(name);
     writeFileSync(join(d, "zebra.conf"), "hostname frr\n");
@@ -267,6 +267,23 @@ export class BirdPeer {
   log(): string {
     return readFileSync(join(this.dir, "bird.log"), "utf8");
   }
+}
+
+/**
+ * A bfdd.conf: one BFD session per peer (its address, our local-address, RFC 5883 multihop when
+ * asked), 300 ms both ways and a detect multiplier of 3; with `log`, debug lines to @LOG@.
+ */
+export function frrBfdConf(
+  peers: readonly { peer: string; local: string; multihop?: boolean }[],
+  o: { log?: boolean } = {},
+): string {
+  const sessions = peers.map(
+    (p) =>
+      ` peer ${p.peer}${p.multihop ? " multihop" : ""} local-address ${p.local}\n` +
+      "  receive-interval 300\n  transmit-interval 300\n  detect-multiplier 3\n exit\n",
+  );
+  const log = o.log ? "log file @LOG@ debugging\n" : "";
+  return `\nhostname frr\n${log}bfd\n${sessions.join("")}exit\n`;
 }
 
 export class FrrPeer {

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runSync } from "../helpers/limits.js";
 import { link, type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
-import { peersUnavailableReason } from "../helpers/peers.js";
+import { frrBfdConf, peersUnavailableReason } from "../helpers/peers.js";
 import { BIN, daemonTestsUnavailable, routes } from "./harness.js";
 import { NodeLab } from "./node_lab.js";
 
@@ -41,16 +41,7 @@ protocol bgp node {
 }
 `;
 
-const bfddConf = `
-hostname frr
-bfd
- peer ${NODE_IP} local-address ${BIRD_IP}
-  receive-interval 300
-  transmit-interval 300
-  detect-multiplier 3
- exit
-exit
-`;
+const bfddConf = frrBfdConf([{ peer: NODE_IP, local: BIRD_IP }]);
 
 interface Status {
   peers: { address: string; state: string; heldDown?: string[]; establishedTransitions: number }[];
