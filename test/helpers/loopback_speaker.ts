@@ -6,9 +6,11 @@ import { realClock } from "../../src/bgp/io/clock.js";
 import { makeWireBridge, type WireAttrs } from "../../src/bgp/speaker/attrs.js";
 import { Speaker } from "../../src/bgp/speaker/runtime.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
+import type { Log } from "../../src/lib/log.js";
 
 export interface LoopbackSpeaker {
   speaker: Speaker<WireAttrs>;
+  fib: MemoryFib;
   port: number;
   /** Whether the FIB wants a route to dst. */
   has(dst: string): boolean;
@@ -16,8 +18,8 @@ export interface LoopbackSpeaker {
   state(address: string): ReturnType<Speaker<WireAttrs>["status"]>["peers"][number] | undefined;
 }
 
-/** Started; the caller stops it (speaker.stop()). */
-export async function startLoopbackSpeaker(): Promise<LoopbackSpeaker> {
+/** Started, logging to log when given; the caller stops it (speaker.stop()). */
+export async function startLoopbackSpeaker(o: { log?: Log } = {}): Promise<LoopbackSpeaker> {
   const cfg = parseConfig({
     asn: 64512,
     routerId: "10.0.0.1",
@@ -29,10 +31,16 @@ export async function startLoopbackSpeaker(): Promise<LoopbackSpeaker> {
     status: { socket: "/nonexistent" },
   });
   const fib = new MemoryFib();
-  const speaker = new Speaker(cfg, { clock: realClock, fib, bridge: makeWireBridge() });
+  const speaker = new Speaker(cfg, {
+    clock: realClock,
+    fib,
+    bridge: makeWireBridge(),
+    ...(o.log ? { log: o.log } : {}),
+  });
   await speaker.start();
   return {
     speaker,
+    fib,
     port: speaker.listenPort as number,
     has: (dst) => fib.desired().some((r) => r.dst === dst),
     state: (a) => speaker.status().peers.find((p) => p.address === a),
