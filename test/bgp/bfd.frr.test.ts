@@ -10,6 +10,7 @@ import { httpGetIn, metricSample } from "../helpers/metrics.js";
 import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
   type FrrPeer,
+  frrBfdConf,
   type OcelotPeer,
   PeerLab,
   peersUnavailableReason,
@@ -29,27 +30,14 @@ const FR6 = "fd00:14::2";
 const OCM = "10.255.14.9";
 const FRM = "10.255.14.10";
 
-const bfddConf = `
-hostname frr
-log file @LOG@ debugging
-bfd
- peer ${OC4} local-address ${FR4}
-  receive-interval 300
-  transmit-interval 300
-  detect-multiplier 3
- exit
- peer ${OC6} local-address ${FR6}
-  receive-interval 300
-  transmit-interval 300
-  detect-multiplier 3
- exit
- peer ${OCM} multihop local-address ${FRM}
-  receive-interval 300
-  transmit-interval 300
-  detect-multiplier 3
- exit
-exit
-`;
+const bfddConf = frrBfdConf(
+  [
+    { peer: OC4, local: FR4 },
+    { peer: OC6, local: FR6 },
+    { peer: OCM, local: FRM, multihop: true },
+  ],
+  { log: true },
+);
 
 const bfd = { minTx: 300, minRx: 300, multiplier: 3 };
 const ocelotConfig = {

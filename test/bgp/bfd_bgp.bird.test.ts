@@ -9,7 +9,7 @@
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type OcelotPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
+import { frrBfdConf, type OcelotPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
 
 const reason =
   netnsUnavailableReason() ??
@@ -36,16 +36,7 @@ protocol bgp oc {
 }
 `;
 
-const bfddConf = `
-hostname frr
-bfd
- peer ${OC} local-address ${PEER}
-  receive-interval 300
-  transmit-interval 300
-  detect-multiplier 3
- exit
-exit
-`;
+const bfddConf = frrBfdConf([{ peer: OC, local: PEER }]);
 
 describe.skipIf(skip)("BFD Down drops the BGP session", () => {
   let lab: PeerLab;

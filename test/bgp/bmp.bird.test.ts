@@ -9,10 +9,11 @@
 // The same session captured on the namespace's loopback is decoded by tshark's BMP dissector
 // without a malformed frame and by Ocelot's own decoder, message for message.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BmpMessage, decodeStream } from "../../src/bgp/bmp/codec.js";
+import { PmbmpdStation } from "../helpers/bmp_station.js";
 import { runSync } from "../helpers/limits.js";
 import { httpGetIn, metricSample } from "../helpers/metrics.js";
 import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
@@ -53,60 +54,28 @@ protocol bgp oc {
 }
 `;
 
-type Entry = Record<string, string | number | undefined>;
-
 describe.skipIf(skip)("ocelot bgpd --bmp-station to pmbmpd, with BIRD 2", () => {
   let lab: PeerLab;
   let oc: Netns;
   let br: Netns;
   let ocelot: OcelotPeer;
   let bird: BirdPeer;
-  let station: ChildProcess | undefined;
+  let station: PmbmpdStation | undefined;
   let capture: ChildProcess | undefined;
-  let logFile = "";
   let pcap = "";
   let mrtDir = "";
   /** Route Monitoring messages of dumps, as the metrics counted them. */
   let dumpMessages = 0;
 
   /** pmbmpd in the speaker's namespace on loopback, logging every message as JSON lines. */
-  const startStation = (name: string) => {
-    const d = lab.subdir(name);
-    logFile = join(d, "bmp.json");
-    const conf = join(d, "pmbmpd.conf");
-    writeFileSync(
-      conf,
-      `daemonize: false\nbmp_daemon_ip: 127.0.0.1\nbmp_daemon_port: ${PORT}\n` +
-        `bmp_daemon_msglog_file: ${logFile}\nbmp_daemon_msglog_output: json\n`,
-    );
-    const out = openSync(join(d, "pmbmpd.out"), "a");
-    const [cmd, args] = oc.wrap("pmbmpd", "-f", conf);
-    station = spawn(cmd, args, { stdio: ["ignore", out, out], detached: true });
-    station.unref();
-    lab.track(station.pid as number, "pmbmpd", `pmbmpd@${oc.name}`);
-    return waitFor(
-      "pmbmpd listening",
-      () => readFileSync(join(d, "pmbmpd.out"), "utf8").includes("waiting for BMP data"),
-      30_000,
-    );
+  const startStation = async (name: string) => {
+    station = await PmbmpdStation.start(lab, oc, name, PORT);
   };
-  /** pmbmpd leaves on SIGKILL only (it waits on its threads otherwise). */
   const stopStation = () => {
-    const pid = station?.pid;
+    station?.stop();
     station = undefined;
-    if (pid === undefined) return;
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {}
   };
-  const entries = (): Entry[] =>
-    existsSync(logFile)
-      ? readFileSync(logFile, "utf8")
-          .split("\n")
-          .filter((l) => l.trim() !== "")
-          .map((l) => JSON.parse(l) as Entry)
-      : [];
-  const ofType = (t: string) => entries().filter((e) => e.bmp_msg_type === t);
+  const ofType = (t: string) => station?.ofType(t) ?? [];
 
   beforeAll(async () => {
     lab = new PeerLab();

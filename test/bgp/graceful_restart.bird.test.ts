@@ -8,7 +8,14 @@
 //    keeps both of BIRD's routes in the kernel while BIRD is away and sweeps the one BIRD no longer
 //    announces at BIRD's End-of-RIB.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import {
+  holds,
+  link,
+  Netns,
+  netnsUnavailableReason,
+  skipWithReason,
+  waitFor,
+} from "../helpers/netns.js";
 import {
   type BirdPeer,
   kernelRoutes,
@@ -62,16 +69,6 @@ const BIRD_KEPT = ["10.99.14.0/24", "fd99:14::/64"];
 const BIRD_DROPPED = ["10.99.15.0/24", "fd99:15::/64"];
 const OURS_KEPT = ["10.244.14.0/26", "fd00:244:14::/122"];
 const OURS_DROPPED = ["10.244.15.0/26", "fd00:244:15::/122"];
-
-/** Samples `check` every 100 ms for `ms`: true only if it held at every sample. */
-async function holds(ms: number, check: () => boolean): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (!check()) return false;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return true;
-}
 
 describe.skipIf(skip)("graceful restart with BIRD 2", () => {
   let lab: PeerLab;

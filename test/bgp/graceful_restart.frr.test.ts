@@ -12,7 +12,14 @@ import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FRR_BIN, readPidFile } from "../../src/lib/frr.js";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import {
+  holds,
+  link,
+  Netns,
+  netnsUnavailableReason,
+  skipWithReason,
+  waitFor,
+} from "../helpers/netns.js";
 import {
   type FrrPeer,
   kernelRoutes,
@@ -61,16 +68,6 @@ const ocelotConfig = (originate: string[]) => ({
   fib: { enabled: true, table: "main", protocol: 201, gracefulRestartTime: 120 },
   gracefulRestart: { restartTime: 120 },
 });
-
-/** Samples `check` every 100 ms for `ms`: true only if it held at every sample. */
-async function holds(ms: number, check: () => boolean): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (!check()) return false;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return true;
-}
 
 describe.skipIf(skip)("graceful restart with FRR", () => {
   let lab: PeerLab;

@@ -7,19 +7,15 @@
 // so no such message is ever buffered.
 import * as net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { parseConfig } from "../../src/bgp/config.js";
-import { realClock } from "../../src/bgp/io/clock.js";
 import { addBgpMetrics } from "../../src/bgp/metrics.js";
-import { makeWireBridge } from "../../src/bgp/speaker/attrs.js";
-import { Speaker } from "../../src/bgp/speaker/runtime.js";
 import { MessageFramer } from "../../src/bgp/wire/framer.js";
 import { encodeKeepalive } from "../../src/bgp/wire/message.js";
 import { encodeOpen } from "../../src/bgp/wire/open.js";
 import { emptyAttributes, sessionOptions } from "../../src/bgp/wire/types.js";
 import { encodeUpdates } from "../../src/bgp/wire/update.js";
-import { MemoryFib } from "../../src/fib/memory_fib.js";
 import type { Log } from "../../src/lib/log.js";
 import { MetricsRegistry } from "../../src/lib/metrics.js";
+import { startLoopbackSpeaker } from "../helpers/loopback_speaker.js";
 import { waitFor } from "../helpers/netns.js";
 
 const cleanups: (() => unknown)[] = [];
@@ -86,17 +82,6 @@ function update(): Uint8Array {
 }
 
 async function speaker() {
-  const cfg = parseConfig({
-    asn: 64512,
-    routerId: "10.0.0.1",
-    listen: { address: "127.0.0.1", port: 0 },
-    peers: [
-      { address: "127.0.0.5", asn: 65010, passive: true },
-      { address: "127.0.0.6", asn: 65011, passive: true },
-    ],
-    status: { socket: "/nonexistent" },
-  });
-  const fib = new MemoryFib();
   const warnings: string[] = [];
   const log: Log = {
     warn: (_o: unknown, m?: string) => warnings.push(m ?? ""),
@@ -104,15 +89,8 @@ async function speaker() {
     debug() {},
     error() {},
   };
-  const s = new Speaker(cfg, {
-    clock: realClock,
-    fib,
-    bridge: makeWireBridge(),
-    log,
-  });
-  await s.start();
+  const { speaker: s, fib, port } = await startLoopbackSpeaker({ log });
   cleanups.push(() => s.stop());
-  const port = s.status().listen?.port as number;
   return { s, fib, port, warnings };
 }
 

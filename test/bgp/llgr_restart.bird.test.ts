@@ -10,7 +10,14 @@
 //    long-lived stale time, 22 s, as long as BIRD keeps ours); BIRD continued, they are kept and
 //    the hold ends at its End-of-RIB.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import {
+  holds,
+  link,
+  Netns,
+  netnsUnavailableReason,
+  skipWithReason,
+  waitFor,
+} from "../helpers/netns.js";
 import {
   type BirdPeer,
   kernelRoutes,
@@ -61,16 +68,6 @@ const ocelotConfig = (originate: string[]) => ({
   fib: { enabled: true, table: "main", protocol: 201, gracefulRestartTime: 1 },
   gracefulRestart: { restartTime: 2 },
 });
-
-/** Samples `check` every 100 ms for `ms`: true only if it held at every sample. */
-async function holds(ms: number, check: () => boolean): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (!check()) return false;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return true;
-}
 
 describe.skipIf(skip)("long-lived graceful restart with BIRD 2 as the helper", () => {
   let lab: PeerLab;

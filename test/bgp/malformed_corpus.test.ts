@@ -5,11 +5,7 @@
 // or the right NOTIFICATION; the speaker stays up and a second, well-behaved session beside it
 // is never reset and keeps its route. Also bad OPENs: each gets its OPEN Message Error subcode.
 import { afterEach, describe, expect, it } from "vitest";
-import { parseConfig } from "../../src/bgp/config.js";
-import { realClock } from "../../src/bgp/io/clock.js";
-import { makeWireBridge } from "../../src/bgp/speaker/attrs.js";
-import { Speaker } from "../../src/bgp/speaker/runtime.js";
-import { MemoryFib } from "../../src/fib/memory_fib.js";
+import { startLoopbackSpeaker } from "../helpers/loopback_speaker.js";
 import { waitFor } from "../helpers/netns.js";
 import { rawPeer as connectRawPeer, openMessage } from "../helpers/raw_peer.js";
 import { ANNOUNCE_P, AS_PATH, attr, CASES, message, ORIGIN, update } from "./corpus/malformed.js";
@@ -29,23 +25,8 @@ async function rawPeer(port: number, address: string, first: Uint8Array) {
 const open = openMessage;
 
 async function speaker() {
-  const cfg = parseConfig({
-    asn: 64512,
-    routerId: "10.0.0.1",
-    listen: { address: "127.0.0.1", port: 0 },
-    peers: [
-      { address: "127.0.0.5", asn: 65010, passive: true },
-      { address: "127.0.0.6", asn: 65011, passive: true },
-    ],
-    status: { socket: "/nonexistent" },
-  });
-  const fib = new MemoryFib();
-  const s = new Speaker(cfg, { clock: realClock, fib, bridge: makeWireBridge() });
-  await s.start();
+  const { speaker: s, port, has, state } = await startLoopbackSpeaker();
   cleanups.push(() => s.stop());
-  const port = s.status().listen?.port as number;
-  const has = (dst: string) => fib.desired().some((r) => r.dst === dst);
-  const state = (a: string) => s.status().peers.find((p) => p.address === a);
   // The well-behaved neighbour: AS 65011, announces 10.98.0.0/24.
   const steady = await rawPeer(port, "127.0.0.6", open(65011, 0x7f000006));
   await waitFor("steady up", () => state("127.0.0.6")?.state === "Established", 60_000, 10);

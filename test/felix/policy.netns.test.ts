@@ -10,31 +10,16 @@ import { fromNetworkPolicy, type PolicyInput } from "../../src/felix/policy.js";
 import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { addUplink } from "../helpers/cni.js";
-import { runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { addPod, ping, policyEndpointsOf, workloadsOf } from "../helpers/pods.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
 const skip = skipWithReason("felix policy (netns)", reason);
-/** The host side's link-local address (MAC ee:ee:ee:ee:ee:ee, EUI-64). */
-const HOST_LL = "fe80::ecee:eeff:feee:eeee";
 
 const PODS = {
   a: { iface: "oclpolaaaaaaaa", v4: "10.244.5.1", v6: "fd00:244::5:1" },
   b: { iface: "oclpolbbbbbbbb", v4: "10.244.5.2", v6: "fd00:244::5:2" },
 };
-
-/**
- * One ICMP echo: true when answered. Where the test expects an answer it tries up to 5 times,
- * 5 s each (a loaded machine can be slow); where it expects a drop, one try of 1 s.
- */
-function ping(from: Netns, to: string, expected: boolean): boolean {
-  for (let i = 0; i < (expected ? 5 : 1); i++) {
-    const wait = expected ? "5" : "1";
-    if (runSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", wait, to]).status === 0)
-      return true;
-  }
-  return false;
-}
 
 describe.skipIf(skip)("network policy applied in a dual-stack namespace", () => {
   let node: Netns;
@@ -42,13 +27,7 @@ describe.skipIf(skip)("network policy applied in a dual-stack namespace", () => 
   let fib: KernelFib;
 
   const policy: PolicyInput = {
-    endpoints: (["a", "b"] as const).map((app) => ({
-      id: `default/${app}`,
-      namespace: "default",
-      labels: { app },
-      addresses: [PODS[app].v4, PODS[app].v6],
-      iface: PODS[app].iface,
-    })),
+    endpoints: policyEndpointsOf(PODS),
     policies: [
       fromNetworkPolicy({
         metadata: { name: "b-icmp-from-a", namespace: "default" },
@@ -63,12 +42,7 @@ describe.skipIf(skip)("network policy applied in a dual-stack namespace", () => 
     ],
   };
   const input = (p?: PolicyInput): DataplaneInput => ({
-    workloads: (["a", "b"] as const).map((app) => ({
-      id: `default/${app}`,
-      hostIface: PODS[app].iface,
-      ipv4: [PODS[app].v4],
-      ipv6: [PODS[app].v6],
-    })),
+    workloads: workloadsOf(PODS),
     pools: [
       { cidr: "10.244.0.0/16", natOutgoing: false },
       { cidr: "fd00:244::/64", natOutgoing: false },
@@ -80,30 +54,7 @@ describe.skipIf(skip)("network policy applied in a dual-stack namespace", () => 
     node = Netns.create("fpn");
     addUplink(node, "192.0.2.30/24");
     for (const app of ["a", "b"] as const) {
-      const pod = Netns.create(`fp${app}`);
-      pods[app] = pod;
-      // The host side gets its MAC before it is up, so its link-local address is HOST_LL.
-      node.ip(
-        "link",
-        "add",
-        PODS[app].iface,
-        "address",
-        "ee:ee:ee:ee:ee:ee",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        pod.name,
-      );
-      node.ip("link", "set", PODS[app].iface, "up");
-      pod.ip("link", "set", "eth0", "up");
-      pod.ip("addr", "add", `${PODS[app].v4}/32`, "dev", "eth0");
-      pod.ip("-6", "addr", "add", `${PODS[app].v6}/128`, "dev", "eth0", "nodad");
-      pod.ip("route", "add", "169.254.1.1", "dev", "eth0");
-      pod.ip("route", "add", "default", "via", "169.254.1.1");
-      pod.ip("-6", "route", "add", "default", "via", HOST_LL, "dev", "eth0");
+      pods[app] = addPod(node, `fp${app}`, PODS[app].iface, PODS[app].v4, PODS[app].v6);
     }
     fib = await KernelFib.open({ netns: node.name, protocols: [202], watch: false });
   });

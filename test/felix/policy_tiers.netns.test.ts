@@ -19,8 +19,8 @@ import {
 import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { addUplink } from "../helpers/cni.js";
-import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { addPod, echoRepliesSent, ping, policyEndpointsOf, workloadsOf } from "../helpers/pods.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
 const skip = skipWithReason("felix tiers and network sets (netns)", reason);
@@ -32,27 +32,6 @@ const PODS = {
 } as const;
 type Pod = keyof typeof PODS;
 
-/** One ping, or up to 5 with 5 s waits when it is expected to pass (a loaded machine is slow). */
-function ping(from: Netns, to: string, expected: boolean): boolean {
-  for (let i = 0; i < (expected ? 5 : 1); i++) {
-    const wait = expected ? "5" : "1";
-    const r = runSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", wait, to], {
-      timeout: HANG_MS,
-    });
-    if (r.status === 0) return true;
-  }
-  return false;
-}
-
-/** ICMP echo replies a pod has sent (OutEchoReps of its /proc/net/snmp). */
-function echoRepliesSent(pod: Netns): number {
-  const text = pod.exec("cat", "/proc/net/snmp");
-  const lines = text.split("\n").filter((l) => l.startsWith("Icmp:"));
-  const [head, values] = lines.map((l) => l.trim().split(/\s+/));
-  const i = head?.indexOf("OutEchoReps") ?? -1;
-  return Number(values?.[i]);
-}
-
 const gnp = (name: string, spec: Record<string, unknown>) =>
   fromGlobalNetworkPolicy({ metadata: { name }, spec: spec as never });
 
@@ -61,20 +40,9 @@ describe.skipIf(skip)("tiers and network sets applied in a namespace", () => {
   const pods = {} as Record<Pod, Netns>;
   let fib: KernelFib;
 
-  const endpoints = (Object.keys(PODS) as Pod[]).map((app) => ({
-    id: `default/${app}`,
-    namespace: "default",
-    labels: { app },
-    addresses: [PODS[app].v4],
-    iface: PODS[app].iface,
-  }));
+  const endpoints = policyEndpointsOf(PODS);
   const input = (p: Omit<PolicyInput, "endpoints">): DataplaneInput => ({
-    workloads: (Object.keys(PODS) as Pod[]).map((app) => ({
-      id: `default/${app}`,
-      hostIface: PODS[app].iface,
-      ipv4: [PODS[app].v4],
-      ipv6: [],
-    })),
+    workloads: workloadsOf(PODS),
     pools: [{ cidr: "10.244.0.0/16", natOutgoing: false }],
     policy: { endpoints, ...p },
   });
@@ -85,27 +53,7 @@ describe.skipIf(skip)("tiers and network sets applied in a namespace", () => {
     node = Netns.create("ftn");
     addUplink(node, "192.0.2.31/24");
     for (const app of Object.keys(PODS) as Pod[]) {
-      const pod = Netns.create(`ft${app}`);
-      pods[app] = pod;
-      node.ip(
-        "link",
-        "add",
-        PODS[app].iface,
-        "address",
-        "ee:ee:ee:ee:ee:ee",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        pod.name,
-      );
-      node.ip("link", "set", PODS[app].iface, "up");
-      pod.ip("link", "set", "eth0", "up");
-      pod.ip("addr", "add", `${PODS[app].v4}/32`, "dev", "eth0");
-      pod.ip("route", "add", "169.254.1.1", "dev", "eth0");
-      pod.ip("route", "add", "default", "via", "169.254.1.1");
+      pods[app] = addPod(node, `ft${app}`, PODS[app].iface, PODS[app].v4);
     }
     fib = await KernelFib.open({ netns: node.name, protocols: [202], watch: false });
     await apply({ policies: [] });

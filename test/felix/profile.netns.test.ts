@@ -20,8 +20,8 @@ import {
 import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { addUplink } from "../helpers/cni.js";
-import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { addPod, echoRepliesSent, ping, policyEndpointsOf, workloadsOf } from "../helpers/pods.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
 const skip = skipWithReason("felix profiles (netns)", reason);
@@ -34,27 +34,6 @@ const PODS = {
 } as const;
 type Pod = keyof typeof PODS;
 
-/** One ping, or up to 5 with 5 s waits when it is expected to pass (a loaded machine is slow). */
-function ping(from: Netns, to: string, expected: boolean): boolean {
-  for (let i = 0; i < (expected ? 5 : 1); i++) {
-    const wait = expected ? "5" : "1";
-    const r = runSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", wait, to], {
-      timeout: HANG_MS,
-    });
-    if (r.status === 0) return true;
-  }
-  return false;
-}
-
-/** ICMP echo replies a namespace has sent (OutEchoReps of its /proc/net/snmp). */
-function echoRepliesSent(pod: Netns): number {
-  const text = pod.exec("cat", "/proc/net/snmp");
-  const lines = text.split("\n").filter((l) => l.startsWith("Icmp:"));
-  const [head, values] = lines.map((l) => l.trim().split(/\s+/));
-  const i = head?.indexOf("OutEchoReps") ?? -1;
-  return Number(values?.[i]);
-}
-
 const gnp = (name: string, spec: Record<string, unknown>): Policy =>
   fromGlobalNetworkPolicy({ metadata: { name }, spec: spec as never });
 
@@ -63,25 +42,15 @@ describe.skipIf(skip)("profiles and the workload-to-host action applied in a nam
   const pods = {} as Record<Pod, Netns>;
   let fib: KernelFib;
 
-  const endpoints = (Object.keys(PODS) as Pod[]).map((app) => ({
-    id: `default/${app}`,
-    namespace: "default",
-    labels: { app },
-    addresses: [PODS[app].v4],
-    iface: PODS[app].iface,
-    ...(app === "b" ? { profiles: ["only-a"] } : {}),
-  }));
+  const endpoints = policyEndpointsOf(PODS).map((e) =>
+    e.id === "default/b" ? { ...e, profiles: ["only-a"] } : e,
+  );
   const input = (
     policies: Policy[],
     profiles: PolicyProfile[],
     action?: EndpointToHostAction,
   ): DataplaneInput => ({
-    workloads: (Object.keys(PODS) as Pod[]).map((app) => ({
-      id: `default/${app}`,
-      hostIface: PODS[app].iface,
-      ipv4: [PODS[app].v4],
-      ipv6: [],
-    })),
+    workloads: workloadsOf(PODS),
     pools: [{ cidr: "10.244.0.0/16", natOutgoing: false }],
     policy: { endpoints, policies, profiles },
     host: {
@@ -96,27 +65,7 @@ describe.skipIf(skip)("profiles and the workload-to-host action applied in a nam
     node = Netns.create("fpn");
     addUplink(node, `${NODE}/24`);
     for (const app of Object.keys(PODS) as Pod[]) {
-      const pod = Netns.create(`fp${app}`);
-      pods[app] = pod;
-      node.ip(
-        "link",
-        "add",
-        PODS[app].iface,
-        "address",
-        "ee:ee:ee:ee:ee:ee",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        pod.name,
-      );
-      node.ip("link", "set", PODS[app].iface, "up");
-      pod.ip("link", "set", "eth0", "up");
-      pod.ip("addr", "add", `${PODS[app].v4}/32`, "dev", "eth0");
-      pod.ip("route", "add", "169.254.1.1", "dev", "eth0");
-      pod.ip("route", "add", "default", "via", "169.254.1.1");
+      pods[app] = addPod(node, `fp${app}`, PODS[app].iface, PODS[app].v4);
     }
     fib = await KernelFib.open({ netns: node.name, protocols: [202], watch: false });
     await apply([], []);

@@ -22,6 +22,7 @@ import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { addPod } from "../helpers/pods.js";
 
 const reason =
   netnsUnavailableReason() ??
@@ -193,17 +194,7 @@ describe.skipIf(skip)("WorkloadEndpoint ipNATs, allowSpoofedSourcePrefixes, qosC
     for (const src of [SPOOF_OK, SPOOF_BAD])
       outside.exec("iptables-nft", "-A", "INPUT", "-s", src, "-p", "udp", "--dport", "9999");
     for (const app of ["a", "b", "c", "d"] as const) {
-      const pod = Netns.create(`wf${app}`);
-      pods[app] = pod;
-      node.ip(
-        ...["link", "add", PODS[app].iface, "address", "ee:ee:ee:ee:ee:ee", "type", "veth"],
-        ...["peer", "name", "eth0", "netns", pod.name],
-      );
-      node.ip("link", "set", PODS[app].iface, "up");
-      pod.ip("link", "set", "eth0", "up");
-      pod.ip("addr", "add", `${PODS[app].v4}/32`, "dev", "eth0");
-      pod.ip("route", "add", "169.254.1.1", "dev", "eth0");
-      pod.ip("route", "add", "default", "via", "169.254.1.1");
+      pods[app] = addPod(node, `wf${app}`, PODS[app].iface, PODS[app].v4);
     }
     // B's foreign sources, as a VM or privileged pod would hold them.
     for (const a of [SPOOF_OK, SPOOF_BAD]) pods.b.ip("addr", "add", `${a}/32`, "dev", "lo");

@@ -1,5 +1,6 @@
 // Test hosts in network namespaces: the product's namespace helper (src/lib/netns.ts) with a
-// per-run name prefix, so parallel runs and workers never collide, and skips that say why.
+// per-run name prefix, so parallel runs and workers never collide, bounded waits (waitFor, holds),
+// and skips that say why.
 import { randomBytes } from "node:crypto";
 import { Netns as BaseNetns, waitFor as waitForBounded } from "../../src/lib/netns.js";
 import { hangLimit } from "./limits.js";
@@ -18,6 +19,16 @@ export function waitFor<T>(
   intervalMs = 100,
 ): Promise<NonNullable<T>> {
   return waitForBounded(what, fn, hangLimit(timeoutMs), intervalMs);
+}
+
+/** Samples `check` every 100 ms for `ms`: true only if it held at every sample. */
+export async function holds(ms: number, check: () => boolean): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (!check()) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return true;
 }
 
 /** A prefix unique to this test process, so parallel runs and workers never collide. */

@@ -143,7 +143,7 @@ export class PeerLab {
     return new FrrPeer(ns, pids.zebra, pids.bgpd, d);
   }
 
-  /** FRR's zebra and bfdd (BFD, RFC 5880) in ns with `bfddConf`; query with vtysh -N ns. */
+  /** FRR's zebra and bfdd (BFD, RFC 5880) in ns with `bfddConf` (frrBfdConf); vtysh -N ns. */
   startFrrBfd(ns: Netns, name: string, bfddConf: string): FrrPeer {
     const d = this.subdir(name);
     writeFileSync(join(d, "zebra.conf"), "hostname frr\n");
@@ -269,6 +269,23 @@ export class BirdPeer {
   }
 }
 
+/**
+ * A bfdd.conf: one BFD session per peer (its address, our local-address, RFC 5883 multihop when
+ * asked), 300 ms both ways and a detect multiplier of 3; with `log`, debug lines to @LOG@.
+ */
+export function frrBfdConf(
+  peers: readonly { peer: string; local: string; multihop?: boolean }[],
+  o: { log?: boolean } = {},
+): string {
+  const sessions = peers.map(
+    (p) =>
+      ` peer ${p.peer}${p.multihop ? " multihop" : ""} local-address ${p.local}\n` +
+      "  receive-interval 300\n  transmit-interval 300\n  detect-multiplier 3\n exit\n",
+  );
+  const log = o.log ? "log file @LOG@ debugging\n" : "";
+  return `\nhostname frr\n${log}bfd\n${sessions.join("")}exit\n`;
+}
+
 export class FrrPeer {
   constructor(
     readonly ns: Netns,
@@ -297,6 +314,18 @@ export class FrrPeer {
       return j[addr]?.bgpState ?? "";
     } catch {
       return "";
+    }
+  }
+
+  /** The first next hop of each of bgpd's IPv4 paths for prefix, sorted; [] when it has none. */
+  nextHops(prefix: string): string[] {
+    try {
+      const j = this.vtyshJson<{ paths?: { nexthops?: { ip: string }[] }[] }>(
+        `show bgp ipv4 unicast ${prefix} json`,
+      );
+      return (j.paths ?? []).map((p) => p.nexthops?.[0]?.ip ?? "").sort();
+    } catch {
+      return [];
     }
   }
 

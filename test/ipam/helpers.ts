@@ -1,5 +1,7 @@
 // Test helpers for IPAM: pool/reservation/node resources written straight into a store.
 import type { Datastore } from "../../src/datastore/types.js";
+import { encodeAffinity, IpamKeys } from "../../src/ipam/records.js";
+import { parseCidr } from "../../src/lib/ip.js";
 
 export async function putPool(
   store: Datastore,
@@ -47,5 +49,13 @@ export async function putNode(
       metadata: { name, labels },
       spec: {},
     }),
+  );
+}
+
+/** A confirmed block affinity: block (a CIDR) belongs to node, as an IPAM claim leaves it. */
+export async function putAffinity(store: Datastore, node: string, block: string): Promise<void> {
+  await store.update(
+    new IpamKeys().affinity(node, parseCidr(block)),
+    encodeAffinity({ state: "confirmed", node, cidr: block }),
   );
 }

@@ -21,11 +21,12 @@ import {
   HEP_CREATED_BY_LABEL,
   planAutoHostEndpoints,
 } from "../../src/k8s/auto_hep.js";
-import { type KubeControllers, startKubeControllers } from "../../src/k8s/controllers.js";
+import type { KubeControllers } from "../../src/k8s/controllers.js";
 import { DEFAULT_KCC_SPEC, kubeControllersSettings, SYNC_PARTS } from "../../src/k8s/kcc.js";
 import { KubeApi } from "../helpers/kube_api.js";
 import { HANG_MS } from "../helpers/limits.js";
 import { waitFor } from "../helpers/netns.js";
+import { startSyncedControllers } from "./synced.js";
 
 const V3 = "projectcalico.org/v3";
 const CREATED = { [HEP_CREATED_BY_LABEL]: "calico-kube-controllers" };
@@ -207,18 +208,10 @@ describe("kube-controllers: default configuration and auto host endpoints", () =
       metadata: { name: "mine", labels: { role: "edge" } },
       spec: { node: "n1", interfaceName: "eth0" },
     });
-    ctl = await startKubeControllers({
-      kubeconfig: api.writeKubeconfig(join(dir, "kubeconfig")),
-      store,
-      retryMs: 300,
-      log: (l) => logs.push(l),
-    });
-    await Promise.race([
-      ctl.synced,
-      new Promise((_, rej) =>
-        setTimeout(() => rej(new Error(`not in sync: ${logs.join("\n")}`)), HANG_MS),
-      ),
-    ]);
+    ctl = await startSyncedControllers(
+      { kubeconfig: api.writeKubeconfig(join(dir, "kubeconfig")), store },
+      logs,
+    );
   }, HANG_MS * 2);
 
   afterAll(async () => {

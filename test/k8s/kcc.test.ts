@@ -16,11 +16,12 @@ import { kindOf } from "../../src/api/registry.js";
 import { openDatastore } from "../../src/datastore/open.js";
 import type { Datastore } from "../../src/datastore/types.js";
 import { IpamStore } from "../../src/ipam/store.js";
-import { type KubeControllers, startKubeControllers } from "../../src/k8s/controllers.js";
+import type { KubeControllers } from "../../src/k8s/controllers.js";
 import { kubeControllersSettings, partOf, SYNC_PARTS } from "../../src/k8s/kcc.js";
 import { KubeApi } from "../helpers/kube_api.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { waitFor } from "../helpers/netns.js";
+import { startSyncedControllers } from "./synced.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const V3 = "projectcalico.org/v3";
@@ -140,18 +141,10 @@ describe("kube-controllers and ipam gc read the KubeControllersConfiguration", (
       metadata: { name: "calico-kn1", labels: { own: "x" } },
       spec: { orchRefs: [{ orchestrator: "k8s", nodeName: "kn1" }] },
     });
-    ctl = await startKubeControllers({
-      kubeconfig: api.writeKubeconfig(join(dir, "kubeconfig")),
-      store,
-      retryMs: 300,
-      log: (l) => logs.push(l),
-    });
-    await Promise.race([
-      ctl.synced,
-      new Promise((_, rej) =>
-        setTimeout(() => rej(new Error(`not in sync: ${logs.join("\n")}`)), HANG_MS),
-      ),
-    ]);
+    ctl = await startSyncedControllers(
+      { kubeconfig: api.writeKubeconfig(join(dir, "kubeconfig")), store },
+      logs,
+    );
   }, HANG_MS * 2);
 
   afterAll(async () => {

@@ -5,23 +5,14 @@
 // route leaves the node's kernel long before the 90 s hold time, and the session is held down
 // while BFD is Down; when the packets flow again both come back. Removing spec.bfd stops the
 // node's BFD session without resetting BGP.
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ResourceClient } from "../../src/api/client.js";
-import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { runSync } from "../helpers/limits.js";
-import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
-import { PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import {
-  BIN,
-  daemonTestsUnavailable,
-  type MeshNode,
-  routes,
-  startMeshNodes,
-  stopMeshNodes,
-} from "./harness.js";
+import { link, type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { frrBfdConf, peersUnavailableReason } from "../helpers/peers.js";
+import { BIN, daemonTestsUnavailable, routes } from "./harness.js";
+import { NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
   "ocelot node run BGPPeer bfd with BIRD and FRR bfdd",
@@ -34,7 +25,6 @@ const NODE_IP = "10.97.16.1";
 const BIRD_IP = "10.97.16.2";
 const BIRD_AS = 65016;
 const ROUTE = "10.99.16.0/24";
-const V3 = "projectcalico.org/v3";
 
 const birdConf = `
 log "@DIR@/bird.log" all;
@@ -51,16 +41,7 @@ protocol bgp node {
 }
 `;
 
-const bfddConf = `
-hostname frr
-bfd
- peer ${NODE_IP} local-address ${BIRD_IP}
-  receive-interval 300
-  transmit-interval 300
-  detect-multiplier 3
- exit
-exit
-`;
+const bfddConf = frrBfdConf([{ peer: NODE_IP, local: BIRD_IP }]);
 
 interface Status {
   peers: { address: string; state: string; heldDown?: string[]; establishedTransitions: number }[];
@@ -68,13 +49,9 @@ interface Status {
 }
 
 describe.skipIf(skip)("ocelot node run: BGPPeer bfd with BIRD and FRR's bfdd", () => {
-  let dir: string;
-  let store: SqliteDatastore;
-  let client: ResourceClient;
-  let lab: PeerLab;
+  let lab: NodeLab;
   let peerNs: Netns;
-  const nodes: MeshNode[] = [];
-  const socket = () => join(dir, "bfd-node.sock");
+  const socket = () => lab.socket();
   const status = (): Status => {
     const r = runSync(join(BIN, "ocelot"), ["status", "--json", "--socket", socket()]);
     if (r.status !== 0) throw new Error(`ocelot status failed: ${r.stderr}`);
@@ -82,40 +59,27 @@ describe.skipIf(skip)("ocelot node run: BGPPeer bfd with BIRD and FRR's bfdd", (
   };
   const bgp = () => status().peers.find((p) => p.address === BIRD_IP);
   const bfdState = () => status().bfd?.find((b) => b.peer === BIRD_IP)?.state;
-  const installed = () => routes(nodes[0]?.ns as Netns, "201").some((r) => r.dst === ROUTE);
+  const installed = () => routes(lab.nodes[0]?.ns as Netns, "201").some((r) => r.dst === ROUTE);
   const applyPeer = (bfd: boolean) =>
-    client.write("apply", {
-      apiVersion: V3,
-      kind: "BGPPeer",
-      metadata: { name: "tor" },
-      spec: {
-        peerIP: BIRD_IP,
-        asNumber: BIRD_AS,
-        ...(bfd ? { bfd: { minTxInterval: "300ms", minRxInterval: "300ms", multiplier: 3 } } : {}),
-      },
+    lab.apply("BGPPeer", "tor", {
+      peerIP: BIRD_IP,
+      asNumber: BIRD_AS,
+      ...(bfd ? { bfd: { minTxInterval: "300ms", minRxInterval: "300ms", multiplier: 3 } } : {}),
     });
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ocelot-nodebfd-"));
-    store = new SqliteDatastore(join(dir, "store.db"));
-    client = new ResourceClient(store);
+    lab = new NodeLab("nodebfd");
     await applyPeer(true);
-    lab = new PeerLab();
-    const ns = Netns.create("nbn");
-    peerNs = Netns.create("nbp");
-    nodes.push({ name: "bfd-node", ns, ip: NODE_IP });
+    const ns = lab.node("nbn", "bfd-node", NODE_IP);
+    peerNs = lab.netns("nbp");
     link(ns, "eth0", `${NODE_IP}/24`, peerNs, "eth0", `${BIRD_IP}/24`);
-    lab.startFrrBfd(peerNs, "frr", bfddConf);
-    lab.startBird(peerNs, "bird", birdConf);
-    await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir);
+    lab.peers.startFrrBfd(peerNs, "frr", bfddConf);
+    lab.peers.startBird(peerNs, "bird", birdConf);
+    await lab.start();
   });
 
   afterAll(async () => {
-    await stopMeshNodes(nodes);
-    lab?.cleanup();
-    peerNs?.destroy();
-    await store?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await lab?.close();
   });
 
   it("runs BFD beside the BGP session: both Up, BIRD's route installed", async () => {

@@ -15,22 +15,11 @@
 //   of setPriority 256); over eBGP it arrives unchanged;
 // - a changed filter (accept AS paths beginning 65010 65099, reject the rest: Calico's
 //   `bgp_path ~ [= 65010 65099 * =]`) is applied live: the prefixes swap in the node's kernel.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ResourceClient } from "../../src/api/client.js";
-import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import {
-  daemonTestsUnavailable,
-  type MeshNode,
-  peerStatus,
-  routes,
-  startMeshNodes,
-  stopMeshNodes,
-} from "./harness.js";
+import { link, type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type BirdPeer, peersUnavailableReason } from "../helpers/peers.js";
+import { daemonTestsUnavailable, peerStatus, routes } from "./harness.js";
+import { NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
   "ocelot node run BGPFilter path rules with BIRD",
@@ -47,7 +36,6 @@ const PLAIN = "10.98.1.0/24";
 const TAGGED = "10.98.2.0/24";
 const CLUSTER_IPS = "10.96.0.0/16";
 const EXTERNAL_IPS = "198.51.100.0/24";
-const V3 = "projectcalico.org/v3";
 
 // BIRD sends TAGGED with community (65010,666) and AS path 65010 65099, PLAIN with 65010 only.
 const birdConf = `
@@ -95,101 +83,71 @@ interface Peer {
 describe.skipIf(skip)(
   "ocelot node run: BGPFilter communities, asPathPrefix and operations (BIRD)",
   () => {
-    let dir: string;
-    let store: SqliteDatastore;
-    let client: ResourceClient;
-    let lab: PeerLab;
+    let lab: NodeLab;
     let bird: BirdPeer;
-    let birdNs: Netns;
     let ibgp: BirdPeer;
-    let ibgpNs: Netns;
-    const nodes: MeshNode[] = [];
-    const socket = () => join(dir, "bf-node.sock");
-    const learned = () => routes(nodes[0]?.ns as Netns, "201").map((r) => r.dst);
-    const why = () => `${nodes[0]?.daemon?.log}\n${bird.log()}`;
+    const socket = () => lab.socket();
+    const learned = () => routes(lab.nodes[0]?.ns as Netns, "201").map((r) => r.dst);
+    const why = () => `${lab.nodes[0]?.daemon?.log}\n${bird.log()}`;
     const filter = (importV4: unknown[]) =>
-      client.write("apply", {
-        apiVersion: V3,
-        kind: "BGPFilter",
-        metadata: { name: "tor" },
-        spec: {
-          importV4,
-          exportV4: [
-            {
-              action: "Accept",
-              cidr: CLUSTER_IPS,
-              matchOperator: "Equal",
-              operations: [
-                { addCommunity: { value: "64512:77" } },
-                { addCommunity: { value: "64512:1:2" } },
-                { prependASPath: { prefix: [64600, 64601] } },
-              ],
-            },
-            {
-              action: "Accept",
-              peerType: "iBGP",
-              cidr: EXTERNAL_IPS,
-              matchOperator: "Equal",
-              operations: [{ setPriority: { value: 256 } }],
-            },
-          ],
-        },
+      lab.apply("BGPFilter", "tor", {
+        importV4,
+        exportV4: [
+          {
+            action: "Accept",
+            cidr: CLUSTER_IPS,
+            matchOperator: "Equal",
+            operations: [
+              { addCommunity: { value: "64512:77" } },
+              { addCommunity: { value: "64512:1:2" } },
+              { prependASPath: { prefix: [64600, 64601] } },
+            ],
+          },
+          {
+            action: "Accept",
+            peerType: "iBGP",
+            cidr: EXTERNAL_IPS,
+            matchOperator: "Equal",
+            operations: [{ setPriority: { value: 256 } }],
+          },
+        ],
       });
 
     beforeAll(async () => {
-      dir = mkdtempSync(join(tmpdir(), "ocelot-bgpfilter-"));
-      store = new SqliteDatastore(join(dir, "store.db"));
-      client = new ResourceClient(store);
-      await client.write("apply", {
-        apiVersion: V3,
-        kind: "BGPConfiguration",
-        metadata: { name: "default" },
-        spec: {
-          nodeToNodeMeshEnabled: false,
-          asNumber: 64512,
-          serviceClusterIPs: [{ cidr: CLUSTER_IPS }],
-          serviceExternalIPs: [{ cidr: EXTERNAL_IPS }],
-        },
+      lab = new NodeLab("bgpfilter");
+      await lab.apply("BGPConfiguration", "default", {
+        nodeToNodeMeshEnabled: false,
+        asNumber: 64512,
+        serviceClusterIPs: [{ cidr: CLUSTER_IPS }],
+        serviceExternalIPs: [{ cidr: EXTERNAL_IPS }],
       });
       await filter([{ action: "Reject", communities: { values: ["65010:666"] } }]);
-      await client.write("apply", {
-        apiVersion: V3,
-        kind: "BGPPeer",
-        metadata: { name: "tor" },
-        spec: { peerIP: BIRD_IP, asNumber: BIRD_AS, filters: ["tor"], keepaliveTime: "3s" },
+      await lab.apply("BGPPeer", "tor", {
+        peerIP: BIRD_IP,
+        asNumber: BIRD_AS,
+        filters: ["tor"],
+        keepaliveTime: "3s",
       });
-      await client.write("apply", {
-        apiVersion: V3,
-        kind: "BGPPeer",
-        metadata: { name: "ibgp" },
-        spec: {
-          peerIP: BIRD_IBGP_IP,
-          asNumber: 64512,
-          filters: ["tor"],
-          keepaliveTime: "3s",
-          // Sourced from the node's address on that link (its IP is on the other one).
-          sourceAddress: "None",
-        },
+      await lab.apply("BGPPeer", "ibgp", {
+        peerIP: BIRD_IBGP_IP,
+        asNumber: 64512,
+        filters: ["tor"],
+        keepaliveTime: "3s",
+        // Sourced from the node's address on that link (its IP is on the other one).
+        sourceAddress: "None",
       });
-      lab = new PeerLab();
-      const ns = Netns.create("bfn");
-      birdNs = Netns.create("bfb");
-      nodes.push({ name: "bf-node", ns, ip: NODE_IP });
+      const ns = lab.node("bfn", "bf-node", NODE_IP);
+      const birdNs = lab.netns("bfb");
       link(ns, "eth0", `${NODE_IP}/24`, birdNs, "eth0", `${BIRD_IP}/24`);
-      ibgpNs = Netns.create("bfi");
+      const ibgpNs = lab.netns("bfi");
       link(ns, "eth1", `${NODE_IBGP_IP}/24`, ibgpNs, "eth0", `${BIRD_IBGP_IP}/24`);
-      bird = lab.startBird(birdNs, "bird", birdConf);
-      ibgp = lab.startBird(ibgpNs, "ibgp", ibgpConf);
-      await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir);
+      bird = lab.peers.startBird(birdNs, "bird", birdConf);
+      ibgp = lab.peers.startBird(ibgpNs, "ibgp", ibgpConf);
+      await lab.start();
     });
 
     afterAll(async () => {
-      await stopMeshNodes(nodes);
-      lab?.cleanup();
-      birdNs?.destroy();
-      ibgpNs?.destroy();
-      await store?.close();
-      if (dir) rmSync(dir, { recursive: true, force: true });
+      await lab?.close();
     });
 
     it("import: the route carrying (65010,666) is rejected by the communities rule; the other arrives", async () => {

@@ -6,20 +6,18 @@
 // node's block as sent to BIRD (post-policy Adj-RIB-Out), Statistics Reports whose Adj-RIB-In
 // count is BIRD's export count, and Termination when the daemon stops; the node's /metrics has
 // the ocelot_bmp_* series agreeing with what pmbmpd logged.
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResourceClient } from "../../src/api/client.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { encodeAffinity, IpamKeys } from "../../src/ipam/records.js";
-import { parseCidr } from "../../src/lib/ip.js";
+import { PmbmpdStation } from "../helpers/bmp_station.js";
 import { runSync } from "../helpers/limits.js";
 import { httpGetIn, metricSample } from "../helpers/metrics.js";
 import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import { putPool } from "../ipam/helpers.js";
+import { putAffinity, putPool } from "../ipam/helpers.js";
 import { daemonTestsUnavailable, type NodeProcess, startNode } from "./harness.js";
 
 const have = (b: string) => runSync("sh", ["-c", `command -v ${b}`]).status === 0;
@@ -53,8 +51,6 @@ protocol bgp oc {
 }
 `;
 
-type Entry = Record<string, string | number | undefined>;
-
 describe.skipIf(skip)("ocelot node run --bmp-station to pmbmpd, with BIRD 2", () => {
   let dir: string;
   let store: SqliteDatastore;
@@ -63,17 +59,8 @@ describe.skipIf(skip)("ocelot node run --bmp-station to pmbmpd, with BIRD 2", ()
   let br: Netns;
   let bird: BirdPeer;
   let daemon: NodeProcess | undefined;
-  let station: ChildProcess | undefined;
-  let logFile = "";
-
-  const entries = (): Entry[] =>
-    existsSync(logFile)
-      ? readFileSync(logFile, "utf8")
-          .split("\n")
-          .filter((l) => l.trim() !== "")
-          .map((l) => JSON.parse(l) as Entry)
-      : [];
-  const ofType = (t: string) => entries().filter((e) => e.bmp_msg_type === t);
+  let station: PmbmpdStation | undefined;
+  const ofType = (t: string) => station?.ofType(t) ?? [];
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "ocelot-bmpnode-"));
@@ -85,33 +72,13 @@ describe.skipIf(skip)("ocelot node run --bmp-station to pmbmpd, with BIRD 2", ()
       spec: { peerIP: BIRD_IP, asNumber: BIRD_AS },
     });
     await putPool(store, "bmpnode", "10.244.9.0/24", { blockSize: 26 });
-    await store.update(
-      new IpamKeys().affinity("bmpnode", parseCidr(BLOCK)),
-      encodeAffinity({ state: "confirmed", node: "bmpnode", cidr: BLOCK }),
-    );
+    await putAffinity(store, "bmpnode", BLOCK);
     lab = new PeerLab();
     node = Netns.create("bmn");
     br = Netns.create("bmr");
     link(node, "eth0", `${NODE_IP}/30`, br, "br-oc", `${BIRD_IP}/30`);
     // pmbmpd on the node namespace's loopback, logging every message as a JSON line.
-    const d = lab.subdir("station");
-    logFile = join(d, "bmp.json");
-    const conf = join(d, "pmbmpd.conf");
-    writeFileSync(
-      conf,
-      `daemonize: false\nbmp_daemon_ip: 127.0.0.1\nbmp_daemon_port: ${PORT}\n` +
-        `bmp_daemon_msglog_file: ${logFile}\nbmp_daemon_msglog_output: json\n`,
-    );
-    const out = openSync(join(d, "pmbmpd.out"), "a");
-    const [cmd, args] = node.wrap("pmbmpd", "-f", conf);
-    station = spawn(cmd, args, { stdio: ["ignore", out, out], detached: true });
-    station.unref();
-    lab.track(station.pid as number, "pmbmpd", `pmbmpd@${node.name}`);
-    await waitFor(
-      "pmbmpd listening",
-      () => readFileSync(join(d, "pmbmpd.out"), "utf8").includes("waiting for BMP data"),
-      30_000,
-    );
+    station = await PmbmpdStation.start(lab, node, "station", PORT);
     bird = lab.startBird(br, "bird", birdConf);
     daemon = await startNode(node, [
       ...["--nodename", "bmpnode", "--ip", `${NODE_IP}/30`],
@@ -123,12 +90,7 @@ describe.skipIf(skip)("ocelot node run --bmp-station to pmbmpd, with BIRD 2", ()
 
   afterAll(async () => {
     await daemon?.stop();
-    // pmbmpd leaves on SIGKILL only (it waits on its threads otherwise).
-    const pid = station?.pid;
-    if (pid !== undefined)
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {}
+    station?.stop();
     lab?.cleanup();
     node?.destroy();
     br?.destroy();

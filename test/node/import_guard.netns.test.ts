@@ -8,22 +8,11 @@
 // that joins later makes BIRD's host route to its address rejected too, without the ROUTE-REFRESH
 // a changed import filter asks for (BIRD's packet log counts them): the speaker re-evaluates the
 // paths it holds, where a refresh from every peer per Node join would not scale.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ResourceClient } from "../../src/api/client.js";
-import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import {
-  daemonTestsUnavailable,
-  type MeshNode,
-  peerStatus,
-  routes,
-  startMeshNodes,
-  stopMeshNodes,
-} from "./harness.js";
+import { link, type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type BirdPeer, peersUnavailableReason } from "../helpers/peers.js";
+import { daemonTestsUnavailable, peerStatus, routes } from "./harness.js";
+import { NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
   "ocelot node run import safety with BIRD",
@@ -64,56 +53,30 @@ interface Peer {
   prefixes: { received: number; accepted: number; rejected?: Record<string, number> };
 }
 
-const V3 = "projectcalico.org/v3";
-
 describe.skipIf(skip)("ocelot node run: import safety against a ToR (BIRD)", () => {
-  let dir: string;
-  let store: SqliteDatastore;
-  let client: ResourceClient;
-  let lab: PeerLab;
+  let lab: NodeLab;
   let bird: BirdPeer;
-  let birdNs: Netns;
-  const nodes: MeshNode[] = [];
-  const socket = () => join(dir, "ig-node.sock");
-  const tor = () => peerStatus<Peer>(socket()).find((p) => p.address === BIRD_IP);
+  const tor = () => peerStatus<Peer>(lab.socket()).find((p) => p.address === BIRD_IP);
   /** ROUTE-REFRESH messages BIRD got (its packet log). */
   const refreshes = () => (bird.log().match(/Got ROUTE-REFRESH/g) ?? []).length;
   const learned = () =>
-    routes(nodes[0]?.ns as Netns, "201")
+    routes(lab.nodes[0]?.ns as Netns, "201")
       .map((r) => (r.dst === "default" ? "0.0.0.0/0" : r.dst.includes("/") ? r.dst : `${r.dst}/32`))
       .sort();
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ocelot-importguard-"));
-    store = new SqliteDatastore(join(dir, "store.db"));
-    client = new ResourceClient(store);
-    await client.write("apply", {
-      apiVersion: V3,
-      kind: "IPPool",
-      metadata: { name: "pods" },
-      spec: { cidr: "10.244.0.0/16", blockSize: 26, natOutgoing: false },
-    });
-    await client.write("apply", {
-      apiVersion: V3,
-      kind: "BGPPeer",
-      metadata: { name: "tor" },
-      spec: { peerIP: BIRD_IP, asNumber: BIRD_AS, keepaliveTime: "3s" },
-    });
-    lab = new PeerLab();
-    const ns = Netns.create("ign");
-    birdNs = Netns.create("igb");
-    nodes.push({ name: "ig-node", ns, ip: NODE_IP });
+    lab = new NodeLab("importguard");
+    await lab.apply("IPPool", "pods", { cidr: "10.244.0.0/16", blockSize: 26, natOutgoing: false });
+    await lab.apply("BGPPeer", "tor", { peerIP: BIRD_IP, asNumber: BIRD_AS, keepaliveTime: "3s" });
+    const ns = lab.node("ign", "ig-node", NODE_IP);
+    const birdNs = lab.netns("igb");
     link(ns, "eth0", `${NODE_IP}/24`, birdNs, "eth0", `${BIRD_IP}/24`);
-    bird = lab.startBird(birdNs, "bird", birdConf);
-    await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir);
+    bird = lab.peers.startBird(birdNs, "bird", birdConf);
+    await lab.start();
   });
 
   afterAll(async () => {
-    await stopMeshNodes(nodes);
-    lab?.cleanup();
-    birdNs?.destroy();
-    await store?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await lab?.close();
   });
 
   it("imports the outside prefix and the block; rejects and counts the pod route, the pool, the node's address and the default", async () => {
@@ -134,12 +97,7 @@ describe.skipIf(skip)("ocelot node run: import safety against a ToR (BIRD)", () 
 
   it("a Node that joins: the ToR's route to its address is rejected, and BIRD is asked for no ROUTE-REFRESH", async () => {
     const before = refreshes();
-    await client.write("apply", {
-      apiVersion: V3,
-      kind: "Node",
-      metadata: { name: "ig-joiner" },
-      spec: { bgp: { ipv4Address: `${JOINER.split("/")[0]}/24` } },
-    });
+    await lab.apply("Node", "ig-joiner", { bgp: { ipv4Address: `${JOINER.split("/")[0]}/24` } });
     await waitFor(
       "the joiner's host route rejected",
       () => !learned().includes(JOINER) && tor()?.prefixes.rejected?.FilterReject === 5,
@@ -153,7 +111,7 @@ describe.skipIf(skip)("ocelot node run: import safety against a ToR (BIRD)", () 
     expect(p?.state).toBe("Established");
     expect(p?.prefixes).toMatchObject({ received: 7, accepted: 2 });
     // The daemon logs the ToR's change as the guard's, applied from the paths it holds.
-    expect(nodes[0]?.daemon?.log).toMatch(/"field":"importGuard"[^\n]*no ROUTE-REFRESH/);
+    expect(lab.nodes[0]?.daemon?.log).toMatch(/"field":"importGuard"[^\n]*no ROUTE-REFRESH/);
     // BIRD logs a packet within milliseconds; the next test's filter change is the positive
     // control (its ROUTE-REFRESH is counted by the same means).
     await new Promise((r) => setTimeout(r, 1000));
@@ -162,27 +120,22 @@ describe.skipIf(skip)("ocelot node run: import safety against a ToR (BIRD)", () 
 
   it("a BGPFilter that accepts 0.0.0.0/0 lets the default in; the others stay out", async () => {
     const refreshed = refreshes();
-    await client.write("apply", {
-      apiVersion: V3,
-      kind: "BGPFilter",
-      metadata: { name: "default-in" },
-      spec: {
-        importV4: [
-          { action: "Accept", cidr: "0.0.0.0/0", matchOperator: "Equal" },
-          // Tries to let everything else in too: the guard comes first and still refuses.
-          { action: "Accept", cidr: "0.0.0.0/0", matchOperator: "In" },
-        ],
-      },
+    await lab.apply("BGPFilter", "default-in", {
+      importV4: [
+        { action: "Accept", cidr: "0.0.0.0/0", matchOperator: "Equal" },
+        // Tries to let everything else in too: the guard comes first and still refuses.
+        { action: "Accept", cidr: "0.0.0.0/0", matchOperator: "In" },
+      ],
     });
-    await client.write("apply", {
-      apiVersion: V3,
-      kind: "BGPPeer",
-      metadata: { name: "tor" },
-      spec: { peerIP: BIRD_IP, asNumber: BIRD_AS, keepaliveTime: "3s", filters: ["default-in"] },
+    await lab.apply("BGPPeer", "tor", {
+      peerIP: BIRD_IP,
+      asNumber: BIRD_AS,
+      keepaliveTime: "3s",
+      filters: ["default-in"],
     });
     await waitFor("the default route in", () => learned().includes("0.0.0.0/0"), 60_000, 200).catch(
       (e) => {
-        throw new Error(`${(e as Error).message}: ${learned()}\n${nodes[0]?.daemon?.log}`);
+        throw new Error(`${(e as Error).message}: ${learned()}\n${lab.nodes[0]?.daemon?.log}`);
       },
     );
     expect(learned()).toEqual(["0.0.0.0/0", OUTSIDE, BLOCK].sort());

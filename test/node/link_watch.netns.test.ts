@@ -10,29 +10,19 @@
 // on a retransmission after the link is back (0.3-3 s later), ending our session from the ToR's
 // side. That was the "re-established once right after the link came back, in full runs only":
 // the ToR's doing, seen only when the test looked late enough (under load).
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ResourceClient } from "../../src/api/client.js";
-import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
-import { PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import {
-  daemonTestsUnavailable,
-  type MeshNode,
-  peerStatus,
-  routes,
-  startMeshNodes,
-  stopMeshNodes,
-} from "./harness.js";
+import { link, type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { peersUnavailableReason } from "../helpers/peers.js";
+import { daemonTestsUnavailable, peerStatus, routes } from "./harness.js";
+import { NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
   "ocelot node run link watch with BIRD",
   daemonTestsUnavailable() ?? peersUnavailableReason(["bird"]),
 );
 
-const V3 = "projectcalico.org/v3";
 const TOR_AS = 65020;
 interface Side {
   node: string;
@@ -68,61 +58,40 @@ interface Peer {
 }
 
 describe.skipIf(skip)("ocelot node run: the link watch against a ToR (BIRD)", () => {
-  let dir: string;
-  let store: SqliteDatastore;
-  let lab: PeerLab;
-  const torNs: Netns[] = [];
-  const nodes: MeshNode[] = [];
-  const socket = (s: Side) => join(dir, `${s.node}.sock`);
+  let lab: NodeLab;
+  const socket = (s: Side) => lab.socket(s.node);
   const tor = (s: Side) => peerStatus<Peer>(socket(s)).find((p) => p.address === s.tor);
-  const nsOf = (s: Side) => nodes.find((n) => n.name === s.node)?.ns as Netns;
+  const nsOf = (s: Side) => lab.nodes.find((n) => n.name === s.node)?.ns as Netns;
   const learned = (s: Side) => routes(nsOf(s), "201").some((r) => r.dst === s.prefix);
   /** The end of the ToR BIRD's log, for assertion messages. */
   const birdLog = (s: Side) => {
     try {
-      return readFileSync(join(lab.dir, `bird-${s.node}`, "bird.log"), "utf8").slice(-3000);
+      return readFileSync(join(lab.peers.dir, `bird-${s.node}`, "bird.log"), "utf8").slice(-3000);
     } catch (err) {
       return String(err);
     }
   };
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ocelot-linkwatch-"));
-    store = new SqliteDatastore(join(dir, "store.db"));
-    const client = new ResourceClient(store);
-    await client.write("apply", {
-      apiVersion: V3,
-      kind: "BGPConfiguration",
-      metadata: { name: "default" },
-      spec: { nodeToNodeMeshEnabled: false },
-    });
+    lab = new NodeLab("linkwatch");
+    await lab.apply("BGPConfiguration", "default", { nodeToNodeMeshEnabled: false });
     for (const s of [A, B])
-      await client.write("apply", {
-        apiVersion: V3,
-        kind: "BGPPeer",
-        metadata: { name: `tor-${s.node}` },
-        spec: { node: s.node, peerIP: s.tor, asNumber: TOR_AS },
+      await lab.apply("BGPPeer", `tor-${s.node}`, {
+        node: s.node,
+        peerIP: s.tor,
+        asNumber: TOR_AS,
       });
-    lab = new PeerLab();
     for (const [i, s] of [A, B].entries()) {
-      const ns = Netns.create(`lwn${i}`);
-      const t = Netns.create(`lwt${i}`);
-      torNs.push(t);
-      nodes.push({ name: s.node, ns, ip: s.ip });
+      const ns = lab.node(`lwn${i}`, s.node, s.ip);
+      const t = lab.netns(`lwt${i}`);
       link(ns, "eth0", `${s.ip}/24`, t, "eth0", `${s.tor}/24`);
-      lab.startBird(t, `bird-${s.node}`, birdConf(s, s !== B));
+      lab.peers.startBird(t, `bird-${s.node}`, birdConf(s, s !== B));
     }
-    await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir, (n) =>
-      n.name === B.node ? ["--bgp-check-link", "false"] : [],
-    );
+    await lab.start((n) => (n.name === B.node ? ["--bgp-check-link", "false"] : []));
   });
 
   afterAll(async () => {
-    await stopMeshNodes(nodes);
-    lab?.cleanup();
-    for (const t of torNs) t.destroy();
-    await store?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await lab?.close();
   });
 
   it("node A: eth0 down drops the ToR session at once, held down; eth0 up brings it back", async () => {

@@ -2,22 +2,11 @@
 // (embedded store) against FRR 8 in its own namespace: FRR receives our long-lived graceful
 // restart capability (RFC 9494; `maxRestartTime` 1h is its stale time); FRR's bgpd is
 // SIGKILLed and, past its restart time (4 s), its route stays in the node's kernel as LLGR_STALE.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ResourceClient } from "../../src/api/client.js";
-import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type FrrPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import {
-  daemonTestsUnavailable,
-  type MeshNode,
-  peerStatus,
-  routes,
-  startMeshNodes,
-  stopMeshNodes,
-} from "./harness.js";
+import { link, type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type FrrPeer, peersUnavailableReason } from "../helpers/peers.js";
+import { daemonTestsUnavailable, peerStatus, routes } from "./harness.js";
+import { NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
   "ocelot node run BGPPeer restartMode LongLivedGracefulRestart with FRR",
@@ -28,7 +17,6 @@ const NODE_IP = "10.97.61.1";
 const FRR_IP = "10.97.61.2";
 const FRR_AS = 65061;
 const NET = "10.99.61.0/24";
-const V3 = "projectcalico.org/v3";
 
 const frrConf = `frr defaults traditional
 hostname tor
@@ -58,60 +46,38 @@ interface Peer {
 }
 
 describe.skipIf(skip)("ocelot node run: BGPPeer restartMode LongLivedGracefulRestart", () => {
-  let dir: string;
-  let store: SqliteDatastore;
-  let client: ResourceClient;
-  let lab: PeerLab;
+  let lab: NodeLab;
   let frr: FrrPeer;
   let frrNs: Netns;
-  const nodes: MeshNode[] = [];
-  const tor = () => peerStatus<Peer>(join(dir, "ll-node.sock")).find((p) => p.address === FRR_IP);
+  const tor = () => peerStatus<Peer>(lab.socket()).find((p) => p.address === FRR_IP);
   const installed = () =>
-    routes(nodes[0]?.ns as Netns, "201").some((r) => r.dst === NET && r.gateway === FRR_IP);
+    routes(lab.nodes[0]?.ns as Netns, "201").some((r) => r.dst === NET && r.gateway === FRR_IP);
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ocelot-llgr-node-"));
-    store = new SqliteDatastore(join(dir, "store.db"));
-    client = new ResourceClient(store);
-    await client.write("apply", {
-      apiVersion: V3,
-      kind: "BGPConfiguration",
-      metadata: { name: "default" },
-      spec: { nodeToNodeMeshEnabled: false },
+    lab = new NodeLab("llgr-node");
+    await lab.apply("BGPConfiguration", "default", { nodeToNodeMeshEnabled: false });
+    await lab.apply("BGPPeer", "tor", {
+      peerIP: FRR_IP,
+      asNumber: FRR_AS,
+      keepaliveTime: "3s",
+      restartMode: "LongLivedGracefulRestart",
+      maxRestartTime: "1h",
     });
-    await client.write("apply", {
-      apiVersion: V3,
-      kind: "BGPPeer",
-      metadata: { name: "tor" },
-      spec: {
-        peerIP: FRR_IP,
-        asNumber: FRR_AS,
-        keepaliveTime: "3s",
-        restartMode: "LongLivedGracefulRestart",
-        maxRestartTime: "1h",
-      },
-    });
-    lab = new PeerLab();
-    const ns = Netns.create("lln");
-    frrNs = Netns.create("llt");
-    nodes.push({ name: "ll-node", ns, ip: NODE_IP });
+    const ns = lab.node("lln", "ll-node", NODE_IP);
+    frrNs = lab.netns("llt");
     link(ns, "eth0", `${NODE_IP}/24`, frrNs, "eth0", `${FRR_IP}/24`);
-    frr = lab.startFrr(frrNs, "frr", frrConf);
-    await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir);
+    frr = lab.peers.startFrr(frrNs, "frr", frrConf);
+    await lab.start();
   });
 
   afterAll(async () => {
-    await stopMeshNodes(nodes);
-    lab?.cleanup();
-    frrNs?.destroy();
-    await store?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await lab?.close();
   });
 
   it("FRR gets our LLGR capability; killed, its route stays LLGR_STALE past its restart time", async () => {
     await waitFor("the session to FRR Established", () => tor()?.state === "Established").catch(
       (e) => {
-        throw new Error(`${(e as Error).message}\n${nodes[0]?.daemon?.log}`);
+        throw new Error(`${(e as Error).message}\n${lab.nodes[0]?.daemon?.log}`);
       },
     );
     await waitFor("FRR sees the node", () => frr.state(NODE_IP) === "Established");
@@ -122,9 +88,9 @@ describe.skipIf(skip)("ocelot node run: BGPPeer restartMode LongLivedGracefulRes
     // FRR 8.4 shows the capability, not the stale time it received.
     expect(caps?.longLivedGracefulRestart).toBe("advertisedAndReceived");
 
-    lab.signal(frr.bgpdPid, "SIGKILL");
+    lab.peers.signal(frr.bgpdPid, "SIGKILL");
     await waitFor("FRR's bgpd gone", () => !frrNs.pids().includes(frr.bgpdPid));
-    const daemon = nodes[0]?.daemon;
+    const daemon = lab.nodes[0]?.daemon;
     await waitFor(
       "the long-lived phase",
       () => daemon?.has(/keeping its routes as LLGR_STALE/) === true,

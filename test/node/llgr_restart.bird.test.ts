@@ -11,11 +11,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResourceClient } from "../../src/api/client.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { encodeAffinity, IpamKeys } from "../../src/ipam/records.js";
-import { parseCidr } from "../../src/lib/ip.js";
-import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { holds, link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import { putPool } from "../ipam/helpers.js";
+import { putAffinity, putPool } from "../ipam/helpers.js";
 import { daemonTestsUnavailable, type NodeProcess, routes, startNode } from "./harness.js";
 
 const skip = skipWithReason(
@@ -44,16 +42,6 @@ protocol bgp oc {
   ipv4 { import all; export where source = RTS_STATIC; };
 }
 `;
-
-/** Samples `check` every 100 ms for `ms`: true only if it held at every sample. */
-async function holds(ms: number, check: () => boolean): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (!check()) return false;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return true;
-}
 
 describe.skipIf(skip)(
   "ocelot node run restarting with long-lived graceful restart, BIRD 2 helper",
@@ -89,10 +77,7 @@ describe.skipIf(skip)(
         },
       });
       await putPool(store, "llnode", "10.244.22.0/24", { blockSize: 26 });
-      await store.update(
-        new IpamKeys().affinity("llnode", parseCidr(BLOCK)),
-        encodeAffinity({ state: "confirmed", node: "llnode", cidr: BLOCK }),
-      );
+      await putAffinity(store, "llnode", BLOCK);
       lab = new PeerLab();
       node = Netns.create("lrn");
       br = Netns.create("lrb");

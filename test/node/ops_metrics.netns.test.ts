@@ -13,13 +13,12 @@ import { join } from "node:path";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { encodeAffinity, IpamKeys } from "../../src/ipam/records.js";
-import { parseCidr } from "../../src/lib/ip.js";
+import { IpamKeys } from "../../src/ipam/records.js";
 import { tunnelMac } from "../../src/node/tunnel_addrs.js";
 import { runSync } from "../helpers/limits.js";
 import { httpGetIn, metricSample } from "../helpers/metrics.js";
 import { Netns, skipWithReason, waitFor } from "../helpers/netns.js";
-import { putPool } from "../ipam/helpers.js";
+import { putAffinity, putPool } from "../ipam/helpers.js";
 import { BIN, daemonTestsUnavailable, type NodeProcess, startNode } from "./harness.js";
 
 const skip = skipWithReason("node daemon metrics without BGP", daemonTestsUnavailable());
@@ -93,10 +92,7 @@ describe.skipIf(skip)("ocelot node run --networking-backend vxlan: metrics and l
         },
       }),
     );
-    await store.update(
-      new IpamKeys().affinity(OTHER.name, parseCidr(OTHER_BLOCK)),
-      encodeAffinity({ state: "confirmed", node: OTHER.name, cidr: OTHER_BLOCK }),
-    );
+    await putAffinity(store, OTHER.name, OTHER_BLOCK);
     await waitFor("the other node's block routed over VXLAN", () =>
       ns
         .ipJson<{ dst: string; gateway?: string }[]>("route", "show", "proto", "202")

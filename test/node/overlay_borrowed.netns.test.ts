@@ -6,12 +6,12 @@
 // blackhole), read back from the kernel, and pods ping it from both a and c. With vxlanMode
 // Never, b's speaker announces the /32 and a learns it over BGP (protocol 201) and pings it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { encodeAffinity, IpamKeys } from "../../src/ipam/records.js";
+import { IpamKeys } from "../../src/ipam/records.js";
 import { parseCidr } from "../../src/lib/ip.js";
 import { tunnelMac } from "../../src/node/tunnel_addrs.js";
 import { HANG_MS } from "../helpers/limits.js";
 import { Netns, skipWithReason, waitFor } from "../helpers/netns.js";
-import { putPool } from "../ipam/helpers.js";
+import { putAffinity, putPool } from "../ipam/helpers.js";
 import { cni, daemonTestsUnavailable, podEnv } from "./harness.js";
 import {
   buildLab,
@@ -176,10 +176,7 @@ describe.skipIf(skip)("borrowed addresses: reached through the node that has the
     );
     const block = "10.232.250.0/26";
     const logsBefore = (lab?.nodes ?? []).map((n) => n.daemon?.log.length ?? 0);
-    await store.update(
-      new IpamKeys().affinity(name, parseCidr(block)),
-      encodeAffinity({ state: "confirmed", node: name, cidr: block }),
-    );
+    await putAffinity(store, name, block);
     for (const n of [a, b, c])
       await waitFor(
         `${n.name}: ${block}, its neighbour and FDB entry`,

@@ -7,22 +7,13 @@
 // security on`: it drops segments that arrive with TTL < 255) and the BGPPeer ttlSecurity 1: the
 // session only comes up because we send with TTL 255 (without ttlSecurity an eBGP session is
 // sent with TTL 1 and never comes up).
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ResourceClient } from "../../src/api/client.js";
-import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import {
-  daemonTestsUnavailable,
-  type MeshNode,
-  peerStatus,
-  routes,
-  startMeshNodes,
-  stopMeshNodes,
-} from "./harness.js";
+import { link, type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type BirdPeer, peersUnavailableReason } from "../helpers/peers.js";
+import { daemonTestsUnavailable, peerStatus, routes } from "./harness.js";
+import { NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
   "ocelot node run BGPPeer fields with BIRD",
@@ -59,32 +50,19 @@ interface Peer {
   md5?: boolean;
 }
 
-const V3 = "projectcalico.org/v3";
-
 describe.skipIf(skip)("ocelot node run: BGPPeer filters and password with BIRD", () => {
-  let dir: string;
-  let store: SqliteDatastore;
-  let client: ResourceClient;
-  let lab: PeerLab;
+  let lab: NodeLab;
   let bird: BirdPeer;
-  let birdNs: Netns;
-  const nodes: MeshNode[] = [];
-  const socket = () => join(dir, "pf-node.sock");
-  const status = () => peerStatus<Peer>(socket());
-  const learned = () => routes(nodes[0]?.ns as Netns, "201").map((r) => r.dst);
+  const status = () => peerStatus<Peer>(lab.socket());
+  const learned = () => routes(lab.nodes[0]?.ns as Netns, "201").map((r) => r.dst);
   const filter = (rejected: string) =>
-    client.write("apply", {
-      apiVersion: V3,
-      kind: "BGPFilter",
-      metadata: { name: "tor-in" },
-      spec: { importV4: [{ action: "Reject", cidr: rejected, matchOperator: "Equal" }] },
+    lab.apply("BGPFilter", "tor-in", {
+      importV4: [{ action: "Reject", cidr: rejected, matchOperator: "Equal" }],
     });
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ocelot-peerfields-"));
-    store = new SqliteDatastore(join(dir, "store.db"));
-    client = new ResourceClient(store);
-    const secrets = join(dir, "secrets");
+    lab = new NodeLab("peerfields");
+    const secrets = join(lab.dir, "secrets");
     mkdirSync(join(secrets, "bgp"), { recursive: true });
     writeFileSync(join(secrets, "bgp", "tor"), `${KEY}\n`, { mode: 0o600 });
     await filter(FILTERED);
@@ -96,31 +74,21 @@ describe.skipIf(skip)("ocelot node run: BGPPeer filters and password with BIRD",
       ["nokey", { peerIP: "10.97.0.3", asNumber: BIRD_AS, key: "missing" }],
     ] as const) {
       const { key, ...rest } = spec;
-      await client.write("apply", {
-        apiVersion: V3,
-        kind: "BGPPeer",
-        metadata: { name },
-        spec: { ...rest, keepaliveTime: "3s", password: { secretKeyRef: { name: "bgp", key } } },
+      await lab.apply("BGPPeer", name, {
+        ...rest,
+        keepaliveTime: "3s",
+        password: { secretKeyRef: { name: "bgp", key } },
       });
     }
-    lab = new PeerLab();
-    const ns = Netns.create("pfn");
-    birdNs = Netns.create("pfb");
-    nodes.push({ name: "pf-node", ns, ip: NODE_IP });
+    const ns = lab.node("pfn", "pf-node", NODE_IP);
+    const birdNs = lab.netns("pfb");
     link(ns, "eth0", `${NODE_IP}/24`, birdNs, "eth0", `${BIRD_IP}/24`);
-    bird = lab.startBird(birdNs, "bird", birdConf(KEY));
-    await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir, () => [
-      "--secrets-dir",
-      secrets,
-    ]);
+    bird = lab.peers.startBird(birdNs, "bird", birdConf(KEY));
+    await lab.start(() => ["--secrets-dir", secrets]);
   });
 
   afterAll(async () => {
-    await stopMeshNodes(nodes);
-    lab?.cleanup();
-    birdNs?.destroy();
-    await store?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await lab?.close();
   });
 
   it("the password from the secrets dir signs the session (and ttlSecurity passes BIRD's GTSM): Established, md5 in status and on the socket", async () => {
@@ -130,19 +98,19 @@ describe.skipIf(skip)("ocelot node run: BGPPeer filters and password with BIRD",
       20_000,
       200,
     ).catch((e) => {
-      throw new Error(`${(e as Error).message}\n${nodes[0]?.daemon?.log}\n${bird.log()}`);
+      throw new Error(`${(e as Error).message}\n${lab.nodes[0]?.daemon?.log}\n${bird.log()}`);
     });
     expect(bird.state("node")).toBe("Established");
     expect(status().find((p) => p.address === BIRD_IP)?.md5).toBe(true);
-    const ss = nodes[0]?.ns.exec("ss", "-tniH", "state", "established", "dst", BIRD_IP) ?? "";
+    const ss = lab.nodes[0]?.ns.exec("ss", "-tniH", "state", "established", "dst", BIRD_IP) ?? "";
     expect(ss).toMatch(new RegExp(`md5keys:${BIRD_IP.replaceAll(".", "\\.")}/32=`));
     // The key never shows in the daemon's log.
-    expect(nodes[0]?.daemon?.log).not.toContain(KEY);
+    expect(lab.nodes[0]?.daemon?.log).not.toContain(KEY);
   });
 
   it("a BGPPeer whose secret file is missing is left out with a warning, not run unsigned", () => {
     expect(status().map((p) => p.address)).toEqual([BIRD_IP]);
-    expect(nodes[0]?.daemon?.log).toMatch(
+    expect(lab.nodes[0]?.daemon?.log).toMatch(
       /BGPPeer \\"nokey\\": spec.password: cannot read \\"[^"]*\/secrets\/bgp\/missing\\".*peer skipped \(never unsigned\)/,
     );
   });
@@ -152,7 +120,7 @@ describe.skipIf(skip)("ocelot node run: BGPPeer filters and password with BIRD",
     // Both were sent together: a short look more for the filtered one.
     await new Promise((r) => setTimeout(r, 1000));
     expect(learned()).toEqual([KEPT]);
-    expect(routes(nodes[0]?.ns as Netns, "201")[0]?.gateway).toBe(BIRD_IP);
+    expect(routes(lab.nodes[0]?.ns as Netns, "201")[0]?.gateway).toBe(BIRD_IP);
   });
 
   it("a changed BGPFilter is applied: the prefixes swap", async () => {
@@ -166,7 +134,7 @@ describe.skipIf(skip)("ocelot node run: BGPPeer filters and password with BIRD",
       15_000,
       100,
     ).catch((e) => {
-      throw new Error(`${(e as Error).message}: ${learned()}\n${nodes[0]?.daemon?.log}`);
+      throw new Error(`${(e as Error).message}: ${learned()}\n${lab.nodes[0]?.daemon?.log}`);
     });
     expect(status().find((p) => p.address === BIRD_IP)?.state).toBe("Established");
   });

@@ -5,21 +5,11 @@
 // added to the BGPPeer later closes the session with Cease/1 (Maximum Number of Prefixes
 // Reached, RFC 4486; inside a Hard Reset, RFC 8538) when FRR sends more, and the session stays
 // down for its restart time.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ResourceClient } from "../../src/api/client.js";
-import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type FrrPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import {
-  daemonTestsUnavailable,
-  type MeshNode,
-  peerStatus,
-  startMeshNodes,
-  stopMeshNodes,
-} from "./harness.js";
+import { link, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type FrrPeer, peersUnavailableReason } from "../helpers/peers.js";
+import { daemonTestsUnavailable, peerStatus } from "./harness.js";
+import { NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
   "ocelot node run BGPPeer restart, ADD-PATH and max-prefix fields with FRR",
@@ -30,7 +20,6 @@ const NODE_IP = "10.97.41.1";
 const FRR_IP = "10.97.41.2";
 const FRR_AS = 65041;
 const NETS = Array.from({ length: 12 }, (_, i) => `10.99.${41 + i}.0/24`);
-const V3 = "projectcalico.org/v3";
 
 const frrConf = `frr defaults traditional
 hostname tor
@@ -60,28 +49,18 @@ interface Peer {
 describe.skipIf(skip)(
   "ocelot node run: BGPPeer maxRestartTime, addPath, maxPrefixes with FRR",
   () => {
-    let dir: string;
-    let store: SqliteDatastore;
-    let client: ResourceClient;
-    let lab: PeerLab;
+    let lab: NodeLab;
     let frr: FrrPeer;
-    let frrNs: Netns;
-    const nodes: MeshNode[] = [];
-    const status = () => peerStatus<Peer>(join(dir, "px-node.sock"));
+    const status = () => peerStatus<Peer>(lab.socket());
     const tor = () => status().find((p) => p.address === FRR_IP);
     const apply = (extra: object) =>
-      client.write("apply", {
-        apiVersion: V3,
-        kind: "BGPPeer",
-        metadata: { name: "tor" },
-        spec: {
-          peerIP: FRR_IP,
-          asNumber: FRR_AS,
-          keepaliveTime: "3s",
-          maxRestartTime: "45s",
-          addPath: { send: 2 },
-          ...extra,
-        },
+      lab.apply("BGPPeer", "tor", {
+        peerIP: FRR_IP,
+        asNumber: FRR_AS,
+        keepaliveTime: "3s",
+        maxRestartTime: "45s",
+        addPath: { send: 2 },
+        ...extra,
       });
     const frrNeighbor = () =>
       frr.vtyshJson<Record<string, Record<string, unknown>>>(`show bgp neighbors ${NODE_IP} json`)[
@@ -89,31 +68,18 @@ describe.skipIf(skip)(
       ] ?? {};
 
     beforeAll(async () => {
-      dir = mkdtempSync(join(tmpdir(), "ocelot-peerfields-ext-"));
-      store = new SqliteDatastore(join(dir, "store.db"));
-      client = new ResourceClient(store);
-      await client.write("apply", {
-        apiVersion: V3,
-        kind: "BGPConfiguration",
-        metadata: { name: "default" },
-        spec: { nodeToNodeMeshEnabled: false },
-      });
+      lab = new NodeLab("peerfields-ext");
+      await lab.apply("BGPConfiguration", "default", { nodeToNodeMeshEnabled: false });
       await apply({});
-      lab = new PeerLab();
-      const ns = Netns.create("pxn");
-      frrNs = Netns.create("pxf");
-      nodes.push({ name: "px-node", ns, ip: NODE_IP });
+      const ns = lab.node("pxn", "px-node", NODE_IP);
+      const frrNs = lab.netns("pxf");
       link(ns, "eth0", `${NODE_IP}/24`, frrNs, "eth0", `${FRR_IP}/24`);
-      frr = lab.startFrr(frrNs, "frr", frrConf);
-      await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir);
+      frr = lab.peers.startFrr(frrNs, "frr", frrConf);
+      await lab.start();
     });
 
     afterAll(async () => {
-      await stopMeshNodes(nodes);
-      lab?.cleanup();
-      frrNs?.destroy();
-      await store?.close();
-      if (dir) rmSync(dir, { recursive: true, force: true });
+      await lab?.close();
     });
 
     it("Established; FRR got our restart time of 45 s and our ADD-PATH send capability", async () => {
@@ -123,7 +89,7 @@ describe.skipIf(skip)(
         30_000,
         200,
       ).catch((e) => {
-        throw new Error(`${(e as Error).message}\n${nodes[0]?.daemon?.log}`);
+        throw new Error(`${(e as Error).message}\n${lab.nodes[0]?.daemon?.log}`);
       });
       await waitFor("FRR sees the node", () => frr.state(NODE_IP) === "Established", 15_000);
       const n = frrNeighbor();

@@ -6,21 +6,11 @@
 // - a peer on a subnet the node has no route to (behind a router namespace) is reached once its
 //   BGPPeer names the router as reachableBy: a host route to the peer via the router, protocol
 //   201, as confd's BIRD static `route <peer>/32 via <gateway>`, and gone when reachableBy goes.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ResourceClient } from "../../src/api/client.js";
-import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import {
-  daemonTestsUnavailable,
-  type MeshNode,
-  peerStatus,
-  startMeshNodes,
-  stopMeshNodes,
-} from "./harness.js";
+import { link, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type BirdPeer, peersUnavailableReason } from "../helpers/peers.js";
+import { daemonTestsUnavailable, type MeshNode, peerStatus } from "./harness.js";
+import { NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
   "ocelot node run route priority and reachableBy with BIRD",
@@ -77,74 +67,43 @@ interface KernelRoute {
   metric?: number;
 }
 
-const V3 = "projectcalico.org/v3";
-
 describe.skipIf(skip)("ocelot node run: route priority and reachableBy (BIRD)", () => {
-  let dir: string;
-  let store: SqliteDatastore;
-  let client: ResourceClient;
-  let lab: PeerLab;
+  let lab: NodeLab;
   let bird: BirdPeer;
-  let birdNs: Netns;
-  let router: Netns;
-  const nodes: MeshNode[] = [];
-  const socket = () => join(dir, "rp-node.sock");
-  const peer = (address: string) => peerStatus<Peer>(socket()).find((p) => p.address === address);
+  const peer = (address: string) =>
+    peerStatus<Peer>(lab.socket()).find((p) => p.address === address);
   /** Every kernel route to dst in the node's main table (any protocol, any metric). */
   const kernel = (dst: string) =>
-    (nodes[0] as MeshNode).ns.ipJson<KernelRoute[]>("route", "show", "table", "main", dst);
-  const farPeer = (reachableBy?: string) => ({
-    apiVersion: V3,
-    kind: "BGPPeer",
-    metadata: { name: "far" },
-    spec: {
+    (lab.nodes[0] as MeshNode).ns.ipJson<KernelRoute[]>("route", "show", "table", "main", dst);
+  const farPeer = (reachableBy?: string) =>
+    lab.apply("BGPPeer", "far", {
       peerIP: BIRD_FAR_IP,
       asNumber: BIRD_AS,
       keepaliveTime: "3s",
       // Sourced from the address toward the gateway (the node's IP is on the other link).
       sourceAddress: "None",
       ...(reachableBy ? { reachableBy } : {}),
-    },
-  });
+    });
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ocelot-routeprio-"));
-    store = new SqliteDatastore(join(dir, "store.db"));
-    client = new ResourceClient(store);
-    await client.write("apply", {
-      apiVersion: V3,
-      kind: "IPPool",
-      metadata: { name: "pods" },
-      spec: { cidr: "10.244.0.0/16", blockSize: 26, natOutgoing: false },
-    });
-    await client.write("apply", {
-      apiVersion: V3,
-      kind: "BGPPeer",
-      metadata: { name: "tor" },
-      spec: { peerIP: BIRD_IP, asNumber: BIRD_AS, keepaliveTime: "3s" },
-    });
-    await client.write("apply", farPeer());
-    lab = new PeerLab();
-    const ns = Netns.create("rpn");
-    birdNs = Netns.create("rpb");
-    router = Netns.create("rpr");
-    nodes.push({ name: "rp-node", ns, ip: NODE_IP });
+    lab = new NodeLab("routeprio");
+    await lab.apply("IPPool", "pods", { cidr: "10.244.0.0/16", blockSize: 26, natOutgoing: false });
+    await lab.apply("BGPPeer", "tor", { peerIP: BIRD_IP, asNumber: BIRD_AS, keepaliveTime: "3s" });
+    await farPeer();
+    const ns = lab.node("rpn", "rp-node", NODE_IP);
+    const birdNs = lab.netns("rpb");
+    const router = lab.netns("rpr");
     link(ns, "eth0", `${NODE_IP}/24`, birdNs, "eth0", `${BIRD_IP}/24`);
     link(ns, "eth1", `${NODE_FAR_IP}/24`, router, "eth0", `${GATEWAY}/24`);
     link(router, "eth1", `${ROUTER_FAR}/24`, birdNs, "eth1", `${BIRD_FAR_IP}/24`);
     router.exec("sysctl", "-qw", "net.ipv4.ip_forward=1");
     birdNs.ip("route", "add", `${NODE_FAR_IP.replace(/\.1$/, ".0")}/24`, "via", ROUTER_FAR);
-    bird = lab.startBird(birdNs, "bird", birdConf);
-    await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir);
+    bird = lab.peers.startBird(birdNs, "bird", birdConf);
+    await lab.start();
   });
 
   afterAll(async () => {
-    await stopMeshNodes(nodes);
-    lab?.cleanup();
-    birdNs?.destroy();
-    router?.destroy();
-    await store?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await lab?.close();
   });
 
   it("installs the ToR's route with Calico's normal route priority, 1024, as its metric", async () => {
@@ -162,12 +121,7 @@ describe.skipIf(skip)("ocelot node run: route priority and reachableBy (BIRD)", 
   });
 
   it("moves the route to a new ipv4NormalRoutePriority, leaving none at the old metric", async () => {
-    await client.write("apply", {
-      apiVersion: V3,
-      kind: "BGPConfiguration",
-      metadata: { name: "default" },
-      spec: { ipv4NormalRoutePriority: 3000 },
-    });
+    await lab.apply("BGPConfiguration", "default", { ipv4NormalRoutePriority: 3000 });
     await waitFor(
       "the route at metric 3000 only",
       () => {
@@ -183,7 +137,7 @@ describe.skipIf(skip)("ocelot node run: route priority and reachableBy (BIRD)", 
       expect.objectContaining({ gateway: BIRD_IP, protocol: "201", metric: 3000 }),
     ]);
     // The session was not reset for it.
-    expect(nodes[0]?.daemon?.log).toMatch(/Route metric changed: moving our kernel routes/);
+    expect(lab.nodes[0]?.daemon?.log).toMatch(/Route metric changed: moving our kernel routes/);
     expect(peer(BIRD_IP)?.state).toBe("Established");
   });
 
@@ -191,7 +145,7 @@ describe.skipIf(skip)("ocelot node run: route priority and reachableBy (BIRD)", 
     // Control: the far peer has no route, so no session (the ToR's has long been up).
     expect(kernel(`${BIRD_FAR_IP}/32`)).toEqual([]);
     expect(peer(BIRD_FAR_IP)?.state).not.toBe("Established");
-    await client.write("apply", farPeer(GATEWAY));
+    await farPeer(GATEWAY);
     await waitFor(
       "the far peer Established through the gateway",
       () => peer(BIRD_FAR_IP)?.state === "Established",
@@ -208,7 +162,7 @@ describe.skipIf(skip)("ocelot node run: route priority and reachableBy (BIRD)", 
     ]);
     // confd's BIRD static route carries no krt_metric: metric 0, not the normal priority.
     expect(host[0]?.metric ?? 0).toBe(0);
-    await client.write("apply", farPeer());
+    await farPeer();
     await waitFor(
       "the host route removed",
       () => kernel(`${BIRD_FAR_IP}/32`).length === 0,

@@ -7,21 +7,11 @@
 // cluster IP, external IP and load-balancer IP from node1 and node2 only (two-way ECMP); one
 // with `Cluster` gets none; an IP outside the configured ranges none. The endpoints moving to
 // node3 move the /32s to node3; the ranges removed from the BGPConfiguration are withdrawn.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ResourceClient } from "../../src/api/client.js";
-import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type FrrPeer, kernelRoutes, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import {
-  bridgedFabric,
-  daemonTestsUnavailable,
-  type MeshNode,
-  startMeshNodes,
-  stopMeshNodes,
-} from "./harness.js";
+import { type FrrPeer, kernelRoutes, peersUnavailableReason } from "../helpers/peers.js";
+import { daemonTestsUnavailable } from "./harness.js";
+import { NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
   "Service IP advertisement with FRR",
@@ -33,7 +23,6 @@ const TOR_AS = 65030;
 const NODES = ["10.95.0.1", "10.95.0.2", "10.95.0.3"];
 const RANGES = { cluster: "10.96.0.0/16", external: "198.51.100.0/24", lb: "203.0.113.0/24" };
 const LOCAL = { cluster: "10.96.0.10/32", external: "198.51.100.10/32", lb: "203.0.113.10/32" };
-const V3 = "projectcalico.org/v3";
 
 const frrConf = `frr defaults traditional
 hostname tor
@@ -56,25 +45,12 @@ exit
 `;
 
 describe.skipIf(skip)("Service IP advertisement: three nodes and FRR as the ToR", () => {
-  let dir: string;
-  let store: SqliteDatastore;
-  let client: ResourceClient;
-  let lab: PeerLab;
+  let lab: NodeLab;
   let tor: Netns;
   let frr: FrrPeer;
-  const nodes: MeshNode[] = [];
 
   /** FRR's BGP paths for prefix: their next hops, sorted. */
-  const bgpPaths = (prefix: string): string[] => {
-    try {
-      const j = frr.vtyshJson<{ paths?: { nexthops?: { ip: string }[] }[] }>(
-        `show bgp ipv4 unicast ${prefix} json`,
-      );
-      return (j.paths ?? []).map((p) => p.nexthops?.[0]?.ip ?? "").sort();
-    } catch {
-      return [];
-    }
-  };
+  const bgpPaths = (prefix: string): string[] => frr.nextHops(prefix);
   /** The ToR kernel's next hops for prefix (zebra's FIB: ECMP), sorted. */
   const fibHops = (prefix: string): string[] => {
     const r = kernelRoutes(tor, 4).find((x) => x.dst === prefix.replace(/\/32$/, ""));
@@ -97,24 +73,19 @@ describe.skipIf(skip)("Service IP advertisement: three nodes and FRR as the ToR"
   };
 
   const bgpConfig = (withRanges: boolean) =>
-    client.write("apply", {
-      apiVersion: V3,
-      kind: "BGPConfiguration",
-      metadata: { name: "default" },
-      spec: {
-        nodeToNodeMeshEnabled: false,
-        asNumber: 64512,
-        ...(withRanges
-          ? {
-              serviceClusterIPs: [{ cidr: RANGES.cluster }],
-              serviceExternalIPs: [{ cidr: RANGES.external }],
-              serviceLoadBalancerIPs: [{ cidr: RANGES.lb }],
-            }
-          : {}),
-      },
+    lab.apply("BGPConfiguration", "default", {
+      nodeToNodeMeshEnabled: false,
+      asNumber: 64512,
+      ...(withRanges
+        ? {
+            serviceClusterIPs: [{ cidr: RANGES.cluster }],
+            serviceExternalIPs: [{ cidr: RANGES.external }],
+            serviceLoadBalancerIPs: [{ cidr: RANGES.lb }],
+          }
+        : {}),
     });
   const slice = (nodeNames: string[]) =>
-    client.write("apply", {
+    lab.client.write("apply", {
       apiVersion: "discovery.k8s.io/v1",
       kind: "EndpointSlice",
       metadata: {
@@ -132,21 +103,14 @@ describe.skipIf(skip)("Service IP advertisement: three nodes and FRR as the ToR"
     });
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ocelot-svcads-"));
-    store = new SqliteDatastore(join(dir, "store.db"));
-    client = new ResourceClient(store);
+    lab = new NodeLab("svcads");
     await bgpConfig(true);
-    await client.write("apply", {
-      apiVersion: V3,
-      kind: "BGPPeer",
-      metadata: { name: "tor" },
-      spec: { peerIP: TOR, asNumber: TOR_AS, keepaliveTime: "3s" },
-    });
+    await lab.apply("BGPPeer", "tor", { peerIP: TOR, asNumber: TOR_AS, keepaliveTime: "3s" });
     for (const [name, policy, ip] of [
       ["local-web", "Local", "10"],
       ["cluster-web", "Cluster", "20"],
     ] as const)
-      await client.write("apply", {
+      await lab.client.write("apply", {
         apiVersion: "v1",
         kind: "Service",
         metadata: { name, namespace: "shop" },
@@ -160,7 +124,7 @@ describe.skipIf(skip)("Service IP advertisement: three nodes and FRR as the ToR"
         status: { loadBalancer: { ingress: [{ ip: `203.0.113.${ip}` }] } },
       });
     await slice(["node1", "node2"]);
-    await client.write("apply", {
+    await lab.client.write("apply", {
       apiVersion: "discovery.k8s.io/v1",
       kind: "EndpointSlice",
       metadata: {
@@ -172,20 +136,13 @@ describe.skipIf(skip)("Service IP advertisement: three nodes and FRR as the ToR"
       endpoints: [{ addresses: ["10.244.9.5"], nodeName: "node1" }],
       ports: [{ protocol: "TCP", port: 8080 }],
     });
-    lab = new PeerLab();
-    const fabric = bridgedFabric("sv", TOR, NODES);
-    tor = fabric.tor;
-    nodes.push(...fabric.nodes);
-    frr = lab.startFrr(tor, "frr", frrConf);
-    await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir);
+    tor = lab.fabric("sv", TOR, NODES);
+    frr = lab.peers.startFrr(tor, "frr", frrConf);
+    await lab.start();
   });
 
   afterAll(async () => {
-    await stopMeshNodes(nodes);
-    lab?.cleanup();
-    tor?.destroy();
-    await store?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await lab?.close();
   });
 
   it("every node announces the configured CIDRs: three BGP paths and three-way ECMP at the ToR", async () => {

@@ -9,22 +9,12 @@
 // serviceLoadBalancerAggregation Disabled, the load-balancer range is withdrawn and its routes
 // are programmed again (Calico rejects only the ranges it announces), and the Cluster Service's
 // load-balancer IP comes from both nodes as a /32.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ResourceClient } from "../../src/api/client.js";
 import { queryStatus, type RoutesSnapshot } from "../../src/bgp/status.js";
-import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type FrrPeer, kernelRoutes, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import {
-  bridgedFabric,
-  daemonTestsUnavailable,
-  type MeshNode,
-  startMeshNodes,
-  stopMeshNodes,
-} from "./harness.js";
+import { type FrrPeer, kernelRoutes, peersUnavailableReason } from "../helpers/peers.js";
+import { daemonTestsUnavailable } from "./harness.js";
+import { NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
   "Service IP advertisement with the mesh on and FRR",
@@ -39,7 +29,6 @@ const LOCAL = ["10.96.0.10/32", "198.51.100.10/32", "203.0.113.10/32"];
 /** From the ToR: one prefix inside the load-balancer range, one outside every range. */
 const TOR_INSIDE = "203.0.113.128/25";
 const TOR_OUTSIDE = "192.0.2.0/24";
-const V3 = "projectcalico.org/v3";
 
 const frrConf = `frr defaults traditional
 hostname tor
@@ -77,24 +66,11 @@ function within(prefix: string, cidr: string): boolean {
 describe.skipIf(skip)(
   "Service routes are not programmed from the mesh (Calico's rejectcidrs)",
   () => {
-    let dir: string;
-    let store: SqliteDatastore;
-    let client: ResourceClient;
-    let lab: PeerLab;
+    let lab: NodeLab;
     let tor: Netns;
     let frr: FrrPeer;
-    const nodes: MeshNode[] = [];
 
-    const bgpPaths = (prefix: string): string[] => {
-      try {
-        const j = frr.vtyshJson<{ paths?: { nexthops?: { ip: string }[] }[] }>(
-          `show bgp ipv4 unicast ${prefix} json`,
-        );
-        return (j.paths ?? []).map((p) => p.nexthops?.[0]?.ip ?? "").sort();
-      } catch {
-        return [];
-      }
-    };
+    const bgpPaths = (prefix: string): string[] => frr.nextHops(prefix);
     const expectTor = async (prefix: string, hops: string[]) => {
       await waitFor(
         `${prefix} via ${hops.join(",") || "nothing"} at the ToR`,
@@ -107,48 +83,36 @@ describe.skipIf(skip)(
     };
     /** node1's kernel routes (main table, any protocol) as prefixes. */
     const kernel1 = () =>
-      kernelRoutes(nodes[0]?.ns as Netns, 4).map((r) =>
+      kernelRoutes(lab.nodes[0]?.ns as Netns, 4).map((r) =>
         r.dst.includes("/") ? r.dst : `${r.dst}/32`,
       );
     const inRanges = (ranges: string[]) =>
       kernel1().filter((p) => ranges.some((r) => within(p, r)));
     /** node1's Loc-RIB: prefix -> next hop of the best path. */
     const locRib1 = async () => {
-      const r = await queryStatus<RoutesSnapshot>(join(dir, "node1.sock"), "routes");
+      const r = await queryStatus<RoutesSnapshot>(lab.socket("node1"), "routes");
       return new Map(r.routes.map((x) => [x.prefix, x.best.nextHop]));
     };
 
     const bgpConfig = (aggregation?: "Disabled") =>
-      client.write("apply", {
-        apiVersion: V3,
-        kind: "BGPConfiguration",
-        metadata: { name: "default" },
-        spec: {
-          nodeToNodeMeshEnabled: true,
-          asNumber: 64512,
-          serviceClusterIPs: [{ cidr: RANGES.cluster }],
-          serviceExternalIPs: [{ cidr: RANGES.external }],
-          serviceLoadBalancerIPs: [{ cidr: RANGES.lb }],
-          ...(aggregation ? { serviceLoadBalancerAggregation: aggregation } : {}),
-        },
+      lab.apply("BGPConfiguration", "default", {
+        nodeToNodeMeshEnabled: true,
+        asNumber: 64512,
+        serviceClusterIPs: [{ cidr: RANGES.cluster }],
+        serviceExternalIPs: [{ cidr: RANGES.external }],
+        serviceLoadBalancerIPs: [{ cidr: RANGES.lb }],
+        ...(aggregation ? { serviceLoadBalancerAggregation: aggregation } : {}),
       });
 
     beforeAll(async () => {
-      dir = mkdtempSync(join(tmpdir(), "ocelot-svcmesh-"));
-      store = new SqliteDatastore(join(dir, "store.db"));
-      client = new ResourceClient(store);
+      lab = new NodeLab("svcmesh");
       await bgpConfig();
-      await client.write("apply", {
-        apiVersion: V3,
-        kind: "BGPPeer",
-        metadata: { name: "tor" },
-        spec: { peerIP: TOR, asNumber: TOR_AS, keepaliveTime: "3s" },
-      });
+      await lab.apply("BGPPeer", "tor", { peerIP: TOR, asNumber: TOR_AS, keepaliveTime: "3s" });
       for (const [name, policy, ip] of [
         ["local-web", "Local", "10"],
         ["cluster-web", "Cluster", "20"],
       ] as const) {
-        await client.write("apply", {
+        await lab.client.write("apply", {
           apiVersion: "v1",
           kind: "Service",
           metadata: { name, namespace: "shop" },
@@ -161,7 +125,7 @@ describe.skipIf(skip)(
           },
           status: { loadBalancer: { ingress: [{ ip: `203.0.113.${ip}` }] } },
         });
-        await client.write("apply", {
+        await lab.client.write("apply", {
           apiVersion: "discovery.k8s.io/v1",
           kind: "EndpointSlice",
           metadata: {
@@ -176,20 +140,13 @@ describe.skipIf(skip)(
           ports: [{ protocol: "TCP", port: 8080 }],
         });
       }
-      lab = new PeerLab();
-      const fabric = bridgedFabric("sm", TOR, NODES);
-      tor = fabric.tor;
-      nodes.push(...fabric.nodes);
-      frr = lab.startFrr(tor, "frr", frrConf);
-      await startMeshNodes(nodes, `file:${join(dir, "store.db")}`, dir);
+      tor = lab.fabric("sm", TOR, NODES);
+      frr = lab.peers.startFrr(tor, "frr", frrConf);
+      await lab.start();
     });
 
     afterAll(async () => {
-      await stopMeshNodes(nodes);
-      lab?.cleanup();
-      tor?.destroy();
-      await store?.close();
-      if (dir) rmSync(dir, { recursive: true, force: true });
+      await lab?.close();
     });
 
     it("the ToR gets the ranges from both nodes and the Local Service's /32s from node2", async () => {

@@ -11,83 +11,24 @@ import { ResourceClient, ResourceError } from "../../src/api/client.js";
 import { ValidationError } from "../../src/api/errors.js";
 import { kindInfoOf } from "../../src/api/inventory.js";
 import { MemoryDatastore } from "../../src/datastore/memory.js";
+import { anyJson, applyMutation, fieldOf, type Json, mutations } from "./mutations.js";
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-type Path = (string | number)[];
-
-function entriesOf(doc: Json): [string | number, Json][] {
-  if (doc === null || typeof doc !== "object") return [];
-  return Array.isArray(doc) ? doc.map((v, i) => [i, v]) : Object.entries(doc);
-}
-
-/** Every path to a value inside doc, the root excluded (apiVersion and kind kept: they pick the kind). */
-function paths(doc: Json, at: Path = []): Path[] {
-  return entriesOf(doc).flatMap(([k, v]) =>
-    at.length === 0 && (k === "apiVersion" || k === "kind")
-      ? []
-      : [[...at, k], ...paths(v, [...at, k])],
-  );
-}
-
-/** Paths to objects (where an unknown key can be added), the root included. */
-function objectPaths(doc: Json, at: Path = []): Path[] {
-  if (doc === null || typeof doc !== "object") return [];
-  return [
-    ...(Array.isArray(doc) ? [] : [at]),
-    ...entriesOf(doc).flatMap(([k, v]) => objectPaths(v, [...at, k])),
-  ];
-}
-
-const anyJson: fc.Arbitrary<Json> = fc.oneof(
-  fc.string({ maxLength: 12 }),
-  fc.integer({ min: -100_000, max: 100_000 }),
-  fc.double({ noNaN: true }),
-  fc.boolean(),
-  fc.constant(null),
-  fc.constantFrom("10.9.0.0/16", "fd00::/120", "Allow", "Deny", "TCP", "all()", "a == 'b'", "x y"),
-  fc.array(fc.integer({ min: -5, max: 300 }), { maxLength: 3 }),
-  fc.dictionary(fc.string({ maxLength: 5 }), fc.integer(), { maxKeys: 2 }),
-);
-
-type Mutation =
-  | { op: "delete"; path: Path }
-  | { op: "replace"; path: Path; value: Json }
-  | { op: "add"; path: Path; key: string; value: Json };
-
-function mutations(doc: Json): fc.Arbitrary<Mutation> {
-  const ps = paths(doc);
-  const os = objectPaths(doc);
-  return fc.oneof(
-    fc.constantFrom(...ps).map((path): Mutation => ({ op: "delete", path })),
-    fc
-      .tuple(fc.constantFrom(...ps), anyJson)
-      .map(([path, value]): Mutation => ({ op: "replace", path, value })),
-    fc
-      .tuple(fc.constantFrom(...os), fc.constantFrom("bogus", "Cidr", "x_y"), anyJson)
-      .map(([path, key, value]): Mutation => ({ op: "add", path, key, value })),
-  );
-}
-
-function apply(doc: Json, m: Mutation): Json {
-  const copy = structuredClone(doc);
-  const parentPath = m.op === "add" ? m.path : m.path.slice(0, -1);
-  let parent = copy as Record<string | number, Json>;
-  for (const k of parentPath) parent = parent[k] as Record<string | number, Json>;
-  if (m.op === "add") parent[m.key] = m.value;
-  else {
-    const last = m.path.at(-1) as string | number;
-    if (m.op === "replace") parent[last] = m.value;
-    else if (Array.isArray(parent)) parent.splice(last as number, 1);
-    else delete parent[last];
-  }
-  return copy;
-}
-
-/** The field a message must name: the last key (not an array index). */
-function fieldOf(m: Mutation): string | undefined {
-  if (m.op === "add") return m.key;
-  return [...m.path].reverse().find((k): k is string => typeof k === "string");
-}
+/** A field deleted, replaced or added; apiVersion and kind are kept (they pick the kind). */
+const mutationsOf = (doc: Json) =>
+  mutations(doc, {
+    values: anyJson([
+      "10.9.0.0/16",
+      "fd00::/120",
+      "Allow",
+      "Deny",
+      "TCP",
+      "all()",
+      "a == 'b'",
+      "x y",
+    ]),
+    unknownKeys: ["bogus", "Cidr", "x_y"],
+    kept: ["apiVersion", "kind"],
+  });
 
 const V3 = "projectcalico.org/v3";
 const DOCS: Record<string, Json> = {
@@ -178,13 +119,13 @@ describe("resources: any one mutation, applied, is accepted or refused naming th
       await client.write("apply", structuredClone(base));
       let refused = 0;
       await fc.assert(
-        fc.asyncProperty(mutations(base), async (m) => {
+        fc.asyncProperty(mutationsOf(base), async (m) => {
           // Each run starts from the valid document as stored, and nothing else.
           await client.write("apply", structuredClone(base));
           const before = await snapshot();
           let err: unknown;
           try {
-            const written = await client.write("apply", apply(base, m));
+            const written = await client.write("apply", applyMutation(base, m));
             const { name, namespace } = written.metadata;
             const own = (base as { metadata: { name: string; namespace?: string } }).metadata;
             if (name !== own.name || namespace !== own.namespace) {

@@ -6,22 +6,15 @@
 // cannot resume from the revision they last saw (etcd answers "compacted"), so it lists
 // everything again: the released block's route leaves the kernel, the new one's arrives,
 // /readyz is 200, and the log says the watch resynced because the revision was compacted.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDatastore } from "../../src/datastore/open.js";
 import type { Datastore } from "../../src/datastore/types.js";
 import { IpamStore } from "../../src/ipam/store.js";
-import { type EtcdServer, etcdUnavailableReason, startEtcd } from "../helpers/etcd.js";
-import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type EtcdServer, etcdUnavailableReason } from "../helpers/etcd.js";
+import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
-import {
-  blackholes as blackholesOf,
-  type NodeProcess,
-  type ReadyNode,
-  startReadyNode,
-} from "../node/harness.js";
+import { blackholes as blackholesOf, type NodeProcess, type ReadyNode } from "../node/harness.js";
+import { startEtcdNode, stopEtcdNode } from "./etcd_node.js";
 
 const NODE = "compacted-node";
 const skip = skipWithReason(
@@ -40,33 +33,19 @@ describe.skipIf(skip)("ocelot node run over an etcd restarted with a compacted h
   const blackholes = () => blackholesOf(ns);
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ocelot-compacted-"));
-    etcd = await startEtcd();
-    store = await openDatastore(etcd.url);
-    await putPool(store, "first", "10.74.0.0/24", { blockSize: 26 });
-    await new IpamStore(store).autoAssign({
-      handleId: "pod-first",
+    ({ etcd, store, ns, dir, daemon, get } = await startEtcdNode({
+      name: "compacted",
+      ns: "ec",
       node: NODE,
-      num4: 1,
-      num6: 0,
-    });
-    ns = Netns.create("ec");
-    ({ daemon, get } = await startReadyNode(ns, {
-      nodename: NODE,
       ip: "192.0.2.51/24",
-      datastore: etcd.url,
-      dir,
+      pool: { name: "first", cidr: "10.74.0.0/24", handleId: "pod-first" },
       extra: ["--log-level", "debug"],
     }));
   });
 
   afterAll(async () => {
     if (frozen) daemon.proc.kill("SIGCONT");
-    await daemon?.stop();
-    ns?.destroy();
-    await store?.close();
-    await etcd?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await stopEtcdNode({ etcd, store, ns, dir, daemon });
   });
 
   it("cannot resume its watches, lists everything again and converges to the store", async () => {

@@ -4,22 +4,14 @@
 // Meanwhile /readyz answers 503 naming the datastore, /livez stays 200, and the kernel keeps
 // the last known state (the block's route stays). When etcd answers again, /readyz is 200 and a
 // block claimed after the outage reaches the kernel: the daemon converged to the store again.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openDatastore } from "../../src/datastore/open.js";
 import type { Datastore } from "../../src/datastore/types.js";
 import { IpamStore } from "../../src/ipam/store.js";
-import { type EtcdServer, etcdUnavailableReason, startEtcd } from "../helpers/etcd.js";
-import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type EtcdServer, etcdUnavailableReason } from "../helpers/etcd.js";
+import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
-import {
-  blackholes as blackholesOf,
-  type NodeProcess,
-  type ReadyNode,
-  startReadyNode,
-} from "../node/harness.js";
+import { blackholes as blackholesOf, type NodeProcess, type ReadyNode } from "../node/harness.js";
+import { startEtcdNode, stopEtcdNode } from "./etcd_node.js";
 
 const OUTAGE_MS = process.env.OCELOT_SOAK ? 60_000 : 20_000;
 const NODE = "outage-node";
@@ -39,28 +31,18 @@ describe.skipIf(skip)("ocelot node run while etcd is frozen", () => {
   const blackholes = () => blackholesOf(ns);
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ocelot-outage-"));
-    etcd = await startEtcd();
-    store = await openDatastore(etcd.url);
-    await putPool(store, "before", "10.72.0.0/24", { blockSize: 26 });
-    const ipam = new IpamStore(store);
-    await ipam.autoAssign({ handleId: "pod-before", node: NODE, num4: 1, num6: 0 });
-    ns = Netns.create("eo");
-    ({ daemon, get } = await startReadyNode(ns, {
-      nodename: NODE,
+    ({ etcd, store, ns, dir, daemon, get } = await startEtcdNode({
+      name: "outage",
+      ns: "eo",
+      node: NODE,
       ip: "192.0.2.50/24",
-      datastore: etcd.url,
-      dir,
+      pool: { name: "before", cidr: "10.72.0.0/24", handleId: "pod-before" },
     }));
   });
 
   afterAll(async () => {
     if (frozen) process.kill(etcd.pid, "SIGCONT");
-    await daemon?.stop();
-    ns?.destroy();
-    await store?.close();
-    await etcd?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await stopEtcdNode({ etcd, store, ns, dir, daemon });
   });
 
   it(`not ready while etcd does not answer (${OUTAGE_MS / 1000} s), forwarding on the last state; ready and converged after`, async () => {

@@ -5,7 +5,7 @@
 // after a clean start is the reference. Then it is started and SIGKILLed at a random point of
 // its first convergence, again and again (5 times per suite run, 20 in `npm run test:soak`),
 // and after each kill one more start must converge to exactly the reference.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +16,7 @@ import { HANG_MS } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 import { BIN, routes } from "../node/harness.js";
+import { spawnLogged, stopHard } from "./kill.js";
 
 const KILLS = process.env.OCELOT_SOAK ? 20 : 5;
 const NODE = "kill-node";
@@ -29,41 +30,28 @@ describe.skipIf(skip)("ocelot node run SIGKILLed mid-convergence", () => {
   const port = 20_000 + Math.floor(Math.random() * 20_000);
 
   const start = () => {
-    const p = spawn(
-      join(BIN, "ocelot"),
-      [
-        "node",
-        "run",
-        "--nodename",
-        NODE,
-        "--ip",
-        "192.0.2.70/24",
-        "--networking-backend",
-        "none",
-        "--netns",
-        ns.name,
-        "--datastore",
-        `file:${join(dir, "store.db")}`,
-        "--metrics-address",
-        `127.0.0.1:${port}`,
-        "--status-socket",
-        join(dir, "node.sock"),
-        "--mtu-file",
-        join(dir, "mtu"),
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let log = "";
-    p.stdout?.on("data", (d) => (log += d));
-    p.stderr?.on("data", (d) => (log += d));
-    current = p;
-    return { p, log: () => log };
-  };
-  const stopHard = async (p: ChildProcess) => {
-    if (p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once("exit", r));
-    p.kill("SIGKILL");
-    await exited;
+    const s = spawnLogged(join(BIN, "ocelot"), [
+      "node",
+      "run",
+      "--nodename",
+      NODE,
+      "--ip",
+      "192.0.2.70/24",
+      "--networking-backend",
+      "none",
+      "--netns",
+      ns.name,
+      "--datastore",
+      `file:${join(dir, "store.db")}`,
+      "--metrics-address",
+      `127.0.0.1:${port}`,
+      "--status-socket",
+      join(dir, "node.sock"),
+      "--mtu-file",
+      join(dir, "mtu"),
+    ]);
+    current = s.p;
+    return s;
   };
   const ready = async () =>
     (

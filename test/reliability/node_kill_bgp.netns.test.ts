@@ -8,7 +8,7 @@
 // that start must converge to exactly the reference kernel state, and BIRD's routes from the
 // node must equal those before (nothing stale kept, nothing missing). 20 kills per suite run
 // (OCELOT_KILLS=n sets the count).
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +20,7 @@ import { HANG_MS } from "../helpers/limits.js";
 import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
 import { BIN, daemonTestsUnavailable, peerStatus, routes } from "../node/harness.js";
+import { spawnLogged, stopHard } from "./kill.js";
 
 const KILLS = Number(process.env.OCELOT_KILLS ?? 20);
 const NODE = "kill-bgp-node";
@@ -69,37 +70,24 @@ describe.skipIf(skip)("ocelot node run with BGP SIGKILLed mid-convergence", () =
 
   const start = () => {
     // `ip netns exec` execs in place: the PID is the daemon's own.
-    const p = spawn(
-      "ip",
-      [
-        "netns",
-        "exec",
-        ns.name,
-        join(BIN, "ocelot"),
-        "node",
-        "run",
-        "--nodename",
-        NODE,
-        "--ip",
-        `${NODE_IP}/24`,
-        "--datastore",
-        `file:${join(dir, "store.db")}`,
-        "--status-socket",
-        socket(),
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let log = "";
-    p.stdout?.on("data", (d) => (log += d));
-    p.stderr?.on("data", (d) => (log += d));
-    current = p;
-    return { p, log: () => log };
-  };
-  const stopHard = async (p: ChildProcess) => {
-    if (p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once("exit", r));
-    p.kill("SIGKILL");
-    await exited;
+    const s = spawnLogged("ip", [
+      "netns",
+      "exec",
+      ns.name,
+      join(BIN, "ocelot"),
+      "node",
+      "run",
+      "--nodename",
+      NODE,
+      "--ip",
+      `${NODE_IP}/24`,
+      "--datastore",
+      `file:${join(dir, "store.db")}`,
+      "--status-socket",
+      socket(),
+    ]);
+    current = s.p;
+    return s;
   };
   const kernel = () => ({
     learned: routes(ns, "201")

@@ -15,6 +15,7 @@ import { Speaker } from "../../src/bgp/speaker/runtime.js";
 import { encodeKeepalive } from "../../src/bgp/wire/message.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
 import { ANNOUNCE_P, attr, ORIGIN, update } from "../bgp/corpus/malformed.js";
+import { startLoopbackSpeaker } from "../helpers/loopback_speaker.js";
 import { waitFor } from "../helpers/netns.js";
 import { openMessage, rawPeer } from "../helpers/raw_peer.js";
 
@@ -30,23 +31,8 @@ const rssMiB = () => process.memoryUsage().rss / 2 ** 20;
 
 describe("peer flaps", () => {
   it(`${FLAPS} resets of one session: routes follow each, the other session and fds/RSS hold`, async () => {
-    const cfg = parseConfig({
-      asn: 64512,
-      routerId: "10.0.0.1",
-      listen: { address: "127.0.0.1", port: 0 },
-      peers: [
-        { address: "127.0.0.5", asn: 65010, passive: true },
-        { address: "127.0.0.6", asn: 65011, passive: true },
-      ],
-      status: { socket: "/nonexistent" },
-    });
-    const fib = new MemoryFib();
-    const s = new Speaker(cfg, { clock: realClock, fib, bridge: makeWireBridge() });
-    await s.start();
+    const { speaker: s, port, has, state } = await startLoopbackSpeaker();
     cleanups.push(() => s.stop());
-    const port = s.listenPort as number;
-    const has = (dst: string) => fib.desired().some((r) => r.dst === dst);
-    const state = (a: string) => s.status().peers.find((p) => p.address === a);
     const steady = await rawPeer(port, "127.0.0.6", openMessage(65011, 0x7f000006));
     cleanups.push(() => steady.sock.destroy());
     await waitFor("steady up", () => state("127.0.0.6")?.state === "Established", 60_000, 5);

@@ -1,0 +1,78 @@
+// Pods wired as Calico's CNI plugin wires them, for dataplane tests that run without the plugin:
+// a veth whose host side (MAC ee:ee:ee:ee:ee:ee) stays in the node namespace and whose eth0 in
+// the pod's own namespace holds the pod's /32 (and /128), with 169.254.1.1 (and the host side's
+// link-local address) as its gateway; and ICMP probes between namespaces, counted on both sides.
+import type { DataplaneInput } from "../../src/felix/dataplane.js";
+import type { PolicyInput } from "../../src/felix/policy.js";
+import { runSync } from "./limits.js";
+import { Netns } from "./netns.js";
+
+/** The host side's link-local address (MAC ee:ee:ee:ee:ee:ee, EUI-64). */
+export const HOST_LL = "fe80::ecee:eeff:feee:eeee";
+
+/**
+ * A pod namespace (`short`, per-run prefixed) on node through host interface iface, its eth0 at
+ * v4/32 and, with v6, at v6/128 (no DAD) with a default route via HOST_LL.
+ */
+export function addPod(node: Netns, short: string, iface: string, v4: string, v6?: string): Netns {
+  const pod = Netns.create(short);
+  // The host side gets its MAC before it is up, so its link-local address is HOST_LL.
+  node.ip(
+    ...["link", "add", iface, "address", "ee:ee:ee:ee:ee:ee", "type", "veth"],
+    ...["peer", "name", "eth0", "netns", pod.name],
+  );
+  node.ip("link", "set", iface, "up");
+  pod.ip("link", "set", "eth0", "up");
+  pod.ip("addr", "add", `${v4}/32`, "dev", "eth0");
+  if (v6) pod.ip("-6", "addr", "add", `${v6}/128`, "dev", "eth0", "nodad");
+  pod.ip("route", "add", "169.254.1.1", "dev", "eth0");
+  pod.ip("route", "add", "default", "via", "169.254.1.1");
+  if (v6) pod.ip("-6", "route", "add", "default", "via", HOST_LL, "dev", "eth0");
+  return pod;
+}
+
+/** Pods by app name: their host interface and addresses. */
+export type PodSpecs = Record<string, { iface: string; v4: string; v6?: string }>;
+
+/** The agent's workloads of pods: `default/<app>`, by their host interfaces. */
+export function workloadsOf(pods: PodSpecs): DataplaneInput["workloads"] {
+  return Object.entries(pods).map(([app, p]) => ({
+    id: `default/${app}`,
+    hostIface: p.iface,
+    ipv4: [p.v4],
+    ipv6: p.v6 ? [p.v6] : [],
+  }));
+}
+
+/** The policy endpoints of pods: namespace default, labelled app=<app>. */
+export function policyEndpointsOf(pods: PodSpecs): PolicyInput["endpoints"] {
+  return Object.entries(pods).map(([app, p]) => ({
+    id: `default/${app}`,
+    namespace: "default",
+    labels: { app },
+    addresses: p.v6 ? [p.v4, p.v6] : [p.v4],
+    iface: p.iface,
+  }));
+}
+
+/**
+ * One ICMP echo: true when answered. Where the test expects an answer it tries up to 5 times,
+ * 5 s each (a loaded machine can be slow); where it expects a drop, one try of 1 s.
+ */
+export function ping(from: Netns, to: string, expected: boolean): boolean {
+  for (let i = 0; i < (expected ? 5 : 1); i++) {
+    const wait = expected ? "5" : "1";
+    if (runSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", wait, to]).status === 0)
+      return true;
+  }
+  return false;
+}
+
+/** ICMP echo replies a namespace has sent (OutEchoReps of its /proc/net/snmp). */
+export function echoRepliesSent(ns: Netns): number {
+  const text = ns.exec("cat", "/proc/net/snmp");
+  const lines = text.split("\n").filter((l) => l.startsWith("Icmp:"));
+  const [head, values] = lines.map((l) => l.trim().split(/\s+/));
+  const i = head?.indexOf("OutEchoReps") ?? -1;
+  return Number(values?.[i]);
+}
