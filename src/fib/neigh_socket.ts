@@ -1,7 +1,8 @@
 // Neighbour and FDB entries over rtnetlink: a small request socket (in a network namespace when
 // given) that resolves interface names with a link dump, sends a batch of RTM_NEWNEIGH /
-// RTM_DELNEIGH requests in one sendmsg and waits for each one's ACK. Owns: the socket and the
-// matching of answers to requests. Not: byte layouts (rtnetlink.ts), what to install (felix).
+// RTM_DELNEIGH requests in one sendmsg (with a caller's extra requests after them: the overlay's
+// routes) and waits for each entry's ACK. Owns: the socket and the matching of answers to
+// requests. Not: byte layouts (rtnetlink.ts), what to install (felix).
 import { constants as osConstants } from "node:os";
 import { NetlinkSocket } from "./netlink_socket.js";
 import {
@@ -50,6 +51,18 @@ interface Waiter {
   onMessage?: (type: number, m: Parameters<Parameters<typeof forEachMessage>[1]>[0]) => void;
   errno?: number;
   message?: string;
+}
+
+/**
+ * More requests sent after the entries in the same sendmsg, unacknowledged (their answers, if
+ * any, are ignored): the overlay's tunnel routes (src/felix/overlay_socket.ts).
+ */
+export interface ExtraRequests {
+  /** The devices they name (looked up with the entries' in the same link dump). */
+  devs: readonly string[];
+  /** How many (for the buffer's first size). */
+  count: number;
+  write(w: MessageWriter, links: ReadonlyMap<string, number>, nextSeq: () => number): void;
 }
 
 export class NeighbourSocket {
@@ -131,18 +144,27 @@ export class NeighbourSocket {
    * read: rtnetlink applies a request within the sendmsg that carries it, so what the caller
    * sends after onSent (on any socket) is applied after these (a retry after ENODEV excepted).
    */
-  async run(ops: readonly NeighOp[], onSent?: () => void): Promise<NeighFailure[]> {
-    if (ops.length === 0) {
+  run(ops: readonly NeighOp[], onSent?: () => void): Promise<NeighFailure[]> {
+    return this.runWith(ops, onSent);
+  }
+
+  /** run(), with extra requests after the entries in the same sendmsg (not in a retry). */
+  async runWith(
+    ops: readonly NeighOp[],
+    onSent?: () => void,
+    extra?: ExtraRequests,
+  ): Promise<NeighFailure[]> {
+    if (ops.length === 0 && !extra) {
       onSent?.();
       return [];
     }
     // Interface indexes from the last dump while they name every device asked for; a device
     // made again gets a new index, so a request that fails with ENODEV is retried once after a
-    // fresh dump.
-    const names = new Set(ops.map((o) => o.dev));
+    // fresh dump (without the extra requests).
+    const names = new Set([...ops.map((o) => o.dev), ...(extra?.devs ?? [])]);
     if (!this.ifindexes || [...names].some((n) => !this.ifindexes?.has(n)))
       this.ifindexes = await this.links();
-    const first = await this.send1(ops, this.ifindexes, onSent);
+    const first = await this.send1(ops, this.ifindexes, onSent, extra);
     if (!first.some((f) => f.errno === ENODEV)) return first;
     this.ifindexes = await this.links();
     const again = ops.filter((o) => first.some((f) => f.what === o.what && f.errno === ENODEV));
@@ -156,9 +178,10 @@ export class NeighbourSocket {
     ops: readonly NeighOp[],
     links: ReadonlyMap<string, number>,
     onSent?: () => void,
+    extra?: ExtraRequests,
   ): Promise<NeighFailure[]> {
     const failures: NeighFailure[] = [];
-    const w = new MessageWriter(256 * ops.length);
+    const w = new MessageWriter(256 * (ops.length + (extra?.count ?? 0)));
     const pending: Promise<void>[] = [];
     const sent: { op: NeighOp; waiter: Waiter }[] = [];
     for (const op of ops) {
@@ -181,7 +204,8 @@ export class NeighbourSocket {
         { ...op.req, ifindex },
       );
     }
-    if (sent.length > 0) this.send(w);
+    extra?.write(w, links, () => this.seq++);
+    if (w.len > 0) this.send(w);
     onSent?.();
     await Promise.all(pending);
     for (const { op, waiter } of sent) {
