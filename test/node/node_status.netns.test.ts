@@ -449,14 +449,17 @@ describe.skipIf(skip)("ocelot node status: a mesh node and BIRD as a global peer
     };
     const items = () => (JSON.parse(get("-o", "json")) as { items: Cns[] }).items;
     await waitFor(
-      "both nodes' CalicoNodeStatus: node1's sessions Established, node2's to node1",
+      "both nodes' CalicoNodeStatus: node1's sessions Established, node2's to node1, both with every route",
       () => {
         const all = items();
         const of = (n: string) => all.find((c) => c.metadata.name === n)?.status.bgp;
         return (
           of("node1")?.numberEstablishedV4 === 2 &&
           of("node2")?.peersV4.find((p) => p.peerIP === N1)?.state === "Established" &&
-          // Written at most once a second: the write after node2 learned every route.
+          // Each written at most once a second: the writes after node1 and node2 learned every
+          // route (node2's can come before node1's: BGP routes reach node2 at once).
+          all.find((c) => c.metadata.name === "node1")?.status.routes.routesV4.length ===
+            KEPT.length &&
           all.find((c) => c.metadata.name === "node2")?.status.routes.routesV4.length ===
             KEPT.length
         );
