@@ -188,9 +188,13 @@ async function convergeSysctls(
   unread = false,
 ): Promise<void> {
   if (unread) {
-    await writeSysctls(ctx, want);
-    if (want.length > 0) changes.push(`sysctl: ${want.length} written (not read first)`);
-    return;
+    // Written without reading first; where that fails (a container's read-only /proc/sys whose
+    // values the runtime set already, `--sysctl`), only what differs is written, as below.
+    try {
+      await writeSysctls(ctx, want);
+      if (want.length > 0) changes.push(`sysctl: ${want.length} written (not read first)`);
+      return;
+    } catch {}
   }
   const have = await readSysctls(
     ctx,
