@@ -61,14 +61,11 @@ export function ifaceKey(i: HostIface): string {
   return `${i.mac} ${i.sysctls.map((s) => `${s.key}=${s.value}`).join(" ")}`;
 }
 
-/**
- * What is in force after a full pass converged the kernel to state (`present`: the workload
- * interfaces that exist, with their index when known).
- */
-export function writtenOf(
-  state: DataplaneState,
-  present: Map<string, number | undefined>,
-): Written {
+/** The tables and ipsets of state, as they are in force once written whole. */
+function filterStateOf(state: DataplaneState): {
+  tables: Map<string, WrittenTable>;
+  ipsets: Map<string, IpsetSpec>;
+} {
   const tables = new Map<string, WrittenTable>();
   for (const f of state.families)
     for (const t of f.tables)
@@ -78,6 +75,18 @@ export function writtenOf(
       });
   const ipsets = new Map<string, IpsetSpec>();
   for (const f of state.families) for (const s of f.ipsets) ipsets.set(s.name, s);
+  return { tables, ipsets };
+}
+
+/**
+ * What is in force after a full pass converged the kernel to state (`present`: the workload
+ * interfaces that exist, with their index when known).
+ */
+export function writtenOf(
+  state: DataplaneState,
+  present: Map<string, number | undefined>,
+): Written {
+  const { tables, ipsets } = filterStateOf(state);
   const ifaces = new Map<string, { key: string; index?: number }>();
   for (const i of state.workloads.ifaces)
     if (present.has(i.name)) {
@@ -269,15 +278,7 @@ export function afterPlan(
   plan: IncrementalPlan,
   configured: Map<string, number | undefined>,
 ): Written {
-  const tables = new Map<string, WrittenTable>();
-  for (const f of state.families)
-    for (const t of f.tables)
-      tables.set(tableKey(f.family, t.table), {
-        hooks: hooksText(t.hooks),
-        chains: new Map(t.chains.map((c) => [c.name, c.rules])),
-      });
-  const ipsets = new Map<string, IpsetSpec>();
-  for (const f of state.families) for (const s of f.ipsets) ipsets.set(s.name, s);
+  const { tables, ipsets } = filterStateOf(state);
   const ifaces = new Map(written.ifaces);
   for (const n of plan.goneIfaces) ifaces.delete(n);
   for (const i of plan.checkIfaces) {
