@@ -486,7 +486,14 @@ async function add(delegate: IpamDelegate, id: PodIdentity): Promise<Record<stri
   try {
     const addresses =
       noIpam ?? resultAddresses(ipamResult, `IPAM plugin "${conf.ipamType}" result`);
-    const wiring = await wirePod(conf, id, hostIface, sandbox, addresses, undo as Array<() => void>);
+    const wiring = await wirePod(
+      conf,
+      id,
+      hostIface,
+      sandbox,
+      addresses,
+      undo as Array<() => void>,
+    );
     const wep = workloadEndpoint(conf, id, wiring, facts, annotatedFields(conf, facts, addresses));
     await new ResourceClient(store).write("apply", wep);
     undo.push(async () => void (await deleteWep(store, conf, id)));
