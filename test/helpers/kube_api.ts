@@ -204,6 +204,8 @@ export class KubeApi {
     labels: Record<string, string> = {},
     serviceAccountName = "default",
     annotations?: Record<string, string>,
+    /** The container's `ports` (containerPort, name, protocol, hostPort). */
+    ports?: Record<string, unknown>[],
   ): Obj {
     return this.put({
       apiVersion: "v1",
@@ -216,7 +218,10 @@ export class KubeApi {
         labels,
         ...(annotations ? { annotations } : {}),
       },
-      spec: { serviceAccountName, containers: [{ name: "c", image: "none" }] },
+      spec: {
+        serviceAccountName,
+        containers: [{ name: "c", image: "none", ...(ports ? { ports } : {}) }],
+      },
     });
   }
 
