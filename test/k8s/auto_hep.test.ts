@@ -428,7 +428,9 @@ describe("kube-controllers: default configuration and auto host endpoints", () =
     });
     const h = await getHep("n1-edge-auto-hep");
     expect(h?.metadata.labels).toEqual({ rack: "r1", zone: "z1", role: "edge", ...CREATED });
-    expect((h?.metadata as { annotations?: unknown } | undefined)?.annotations).toEqual({ why: "uplink" });
+    expect((h?.metadata as { annotations?: unknown } | undefined)?.annotations).toEqual({
+      why: "uplink",
+    });
     expect(h?.spec).toEqual({
       node: "n1",
       expectedIPs: ["10.0.0.11"],
