@@ -216,6 +216,30 @@ describe("Calico's route priorities (krt_metric <-> LOCAL_PREF 2^31-1 - priority
     expect(gone.set).toEqual([]);
   });
 
+  it("an import setPriority change reaches iBGP peers as the new LOCAL_PREF (the Adj-RIB-Out is not served from a stale cache)", () => {
+    const rib = makeRib({ routePriority: { v4: N, v6: N } });
+    const rules = (v: number): BgpFilterRule[] => [
+      { action: "Accept", operations: [{ setPriority: { value: v } }] },
+    ];
+    const eb = peer(rib, {
+      address: "192.0.2.1",
+      asn: 65010,
+      importPolicy: importPolicy(rules(256)),
+    });
+    peer(rib, { address: "10.0.0.2", asn: LOCAL_AS, nextHopSelfV4: "10.0.0.100" });
+    announce(rib, eb, "203.0.113.0/24", { nextHop: "192.0.2.1", asPath: seq(65010) });
+    rib.drain();
+    const lp = () => rib.adjRibOut("10.0.0.2")[0]?.attrs.localPref;
+    expect(lp()).toBe(2147483647 - 256);
+    rib.setImportPolicy("192.0.2.1", importPolicy(rules(512)));
+    const ch = rib.drain();
+    expect(ch.adjOut.flatMap((b) => b.announce.map((a) => a.attrs.localPref))).toEqual([
+      2147483647 - 512,
+    ]);
+    expect(lp()).toBe(2147483647 - 512);
+    expect(ch.fib.routes().set.map((r) => r.metric)).toEqual([512]);
+  });
+
   it("a new normal priority (ipv4NormalRoutePriority) changes the default LOCAL_PREF and which routes carry a metric of their own", () => {
     const { rib, ib } = setup();
     rib.originate("10.244.1.0/26");

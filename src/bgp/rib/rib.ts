@@ -1813,8 +1813,11 @@ export class Rib<A> {
     const a = this.pathAttr[best] as number;
     const src = this.pathPeer[best] as number;
     const edit = this.outEdit;
-    const key = ((a * 65536 + src) * 2 + (fam === FAM_V6 ? 1 : 0)) * 4096 + edit;
-    const hit = g.cache.get(key);
+    // A path with an import policy's LOCAL_PREF (setPriority) is not cached: the key does not
+    // hold it, and a policy change keeps the attribute set.
+    const key =
+      this.lpOf(best) >= 0 ? -1 : ((a * 65536 + src) * 2 + (fam === FAM_V6 ? 1 : 0)) * 4096 + edit;
+    const hit = key < 0 ? undefined : g.cache.get(key);
     if (hit !== undefined) return hit;
     const srcRec = this.peers[src] as PeerRec;
     const nhSelf = fam === FAM_V4 ? g.nhSelf4 : g.nhSelf6;
@@ -1854,7 +1857,7 @@ export class Rib<A> {
       e.localPref = 0;
     }
     const out = this.attrs.intern(this.attrs.adapter.edit(this.attrs.get(a), e));
-    g.cache.set(key, out);
+    if (key >= 0) g.cache.set(key, out);
     return out;
   }
 
