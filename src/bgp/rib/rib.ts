@@ -1468,7 +1468,8 @@ export class Rib<A> {
       lp = this.attrs.localPref[this.pathAttr[p] as number] as number;
       if (lp < 0) return normal;
     }
-    return PRIORITY_BASE - lp;
+    // A LOCAL_PREF above 2^31-1 would be a negative priority: the best, 0.
+    return lp >= PRIORITY_BASE ? 0 : PRIORITY_BASE - lp;
   }
 
   private decide(pfx: number): void {
