@@ -3,11 +3,13 @@
 // through the RIB: the path as kept, decided on, shown and passed on; the received attributes
 // kept beside it; the kernel metric per route in the FIB batches.
 import { describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/bgp/config.js";
 import { formatCommunity, parseCommunity } from "../../src/bgp/policy/communities.js";
 import { peerPolicies } from "../../src/bgp/policy/defaults.js";
 import type { BgpFilterRule } from "../../src/bgp/policy/filter.js";
 import type { AttrView } from "../../src/bgp/rib/attrs.js";
 import { seq } from "../../src/bgp/rib/simple_attrs.js";
+import { policiesFor, routePriorityOf } from "../../src/bgp/speaker/core.js";
 import { announce, LOCAL_AS, makeRib, peer, withdraw } from "../rib/fixtures.js";
 
 const flat = (a: AttrView | undefined) => (a?.asPath ?? []).flatMap((s) => s.asns);
@@ -271,5 +273,37 @@ describe("Calico's route priorities (krt_metric <-> LOCAL_PREF 2^31-1 - priority
     announce(b, pb, "203.0.113.0/24", { nextHop: "192.0.2.1", asPath: seq(65010) });
     b.drain();
     expect(b.explain("203.0.113.0/24")?.paths[0]?.accepted).toBe(true);
+  });
+
+  it("the speaker (ocelot bgpd, node run) gives filters its normal priorities with fib.metricFromPriority (ipv4NormalRoutePriority 2000)", () => {
+    const cfg = parseConfig({
+      asn: LOCAL_AS,
+      routerId: "10.0.0.100",
+      peers: [
+        {
+          address: "192.0.2.1",
+          asn: 65010,
+          importFilter: { rules: [{ action: "Reject", priority: 2000 }] },
+        },
+      ],
+      fib: { metricV4: 2000, metricV6: 0, metricFromPriority: true },
+      status: { socket: "/nonexistent" },
+    });
+    expect(routePriorityOf(cfg)).toEqual({ v4: 2000, v6: 1024 });
+    const peerCfg = cfg.peers[0];
+    if (peerCfg === undefined) throw new Error("no peer");
+    const rib = makeRib();
+    const a = peer(rib, {
+      address: "192.0.2.1",
+      asn: 65010,
+      importPolicy: policiesFor(peerCfg, LOCAL_AS, routePriorityOf(cfg)).importPolicy,
+    });
+    announce(rib, a, "203.0.113.0/24", { nextHop: "192.0.2.1", asPath: seq(65010) });
+    rib.drain();
+    expect(rib.explain("203.0.113.0/24")?.paths[0]?.rejectReason).toBe("FilterReject");
+    // Off: the default 1024, the rule does not match.
+    expect(routePriorityOf({ ...cfg, fib: { ...cfg.fib, metricFromPriority: false } })).toBe(
+      undefined,
+    );
   });
 });
