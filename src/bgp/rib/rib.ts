@@ -7,6 +7,9 @@
 // open-addressing table of typed arrays; a prefix gets a small integer id; its paths are a
 // linked list in typed arrays (peer index, interned attribute id, ADD-PATH id, import verdict);
 // attribute sets are interned (attrs.ts). Changes are coalesced per prefix until `drain()`.
+// An import policy's edits (Calico BGPFilter operations on import) make the path's attribute
+// set, the received one kept beside it; with Calico's route priorities on, a best path whose
+// priority is not its family's normal one reaches the FIB with that metric (FibBatch).
 //
 // Usage by the speaker:
 //   const rib = new Rib({ localAs, routerId, adapter });
@@ -22,6 +25,7 @@
 //   rib.adjRibOut(p);                                       // full table at Established/refresh
 //   rib.adjRibIn(p);                                        // what the peer sent (BMP dump)
 //   rib.updatePeer(p, { exportPolicy });                    // reconfigure without a flap
+//   rib.setRoutePriority({ v4: 1024, v6: 1024 });           // Calico's normal priorities
 //   rib.explain("10.0.0.0/24"); rib.explainExport(prefix, p); rib.peerCounts(p); rib.locRib();
 // Interned attribute ids are valid until the next drain() unless a path references them.
 // Locally originated routes win and never go to the FIB (the agent owns their blackholes).
