@@ -203,6 +203,15 @@ export interface BgpdConfig {
      */
     metricV4?: number;
     metricV6?: number;
+    /**
+     * Calico's route priorities (its BIRD's krt_metric): metricV4/metricV6 are the normal
+     * priority of each family (0 for IPv6: 1024), a route learned with another priority
+     * (2^31-1 - its LOCAL_PREF from an iBGP peer or an import setPriority) is installed at that
+     * metric, a filter's `priority` compares with the normal one when a route carries none, and
+     * routes go to iBGP peers with LOCAL_PREF 2^31-1 - their priority (the normal one when they
+     * have none). Default false: every learned route at metricV4/V6, default LOCAL_PREF 100.
+     */
+    metricFromPriority?: boolean;
   };
   /**
    * RFC 4724 graceful restart with RFC 8538's N bit, towards every peer (the parser always sets
@@ -602,18 +611,6 @@ const peer = object<PeerConfig>(
   (p, path, issues) => {
     if ((p.address === undefined) === (p.interface === undefined))
       custom(path, "give the peer's address or its interface (unnumbered), one of them", issues);
-    for (const f of ["importFilter", "importGuard"] as const) {
-      for (const [i, r] of (p[f]?.rules ?? []).entries()) {
-        for (const [j, o] of (r.operations ?? []).entries()) {
-          if (o.setPriority === undefined)
-            custom(
-              [...path, f, "rules", i, "operations", j],
-              "only setPriority is supported on import (the speaker changes a received route's LOCAL_PREF, not its communities or AS path)",
-              issues,
-            );
-        }
-      }
-    }
     if (p.password !== undefined && p.passwordFile !== undefined)
       custom(path, "password and passwordFile are exclusive: set one", issues);
     if (p.ttlSecurity !== undefined && p.multihop !== undefined)
@@ -672,6 +669,7 @@ const bgpdConfig = object<BgpdConfig>(
         exclude: dflt(list(cidr), () => []),
         metricV4: dflt(int({ min: 0, max: 2147483646 }), () => 0),
         metricV6: dflt(int({ min: 0, max: 2147483646 }), () => 0),
+        metricFromPriority: dflt(bool, () => false),
       }),
       () => ({
         enabled: true,
@@ -681,6 +679,7 @@ const bgpdConfig = object<BgpdConfig>(
         exclude: [],
         metricV4: 0,
         metricV6: 0,
+        metricFromPriority: false,
       }),
     ),
     gracefulRestart: dflt(

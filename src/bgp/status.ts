@@ -118,6 +118,8 @@ export interface RouteStatus {
   reason: string;
   /** Next hops installed for the prefix (more than one: ECMP over equal paths). */
   multipath: string[];
+  /** Kernel metric from the route's priority when not the normal one (Calico's krt_metric). */
+  metric?: number;
 }
 
 /** One path of a prefix as `ocelot routes PREFIX` shows it (attributes as text). */
@@ -140,6 +142,15 @@ export interface PathStatus {
   stale: boolean;
   best: boolean;
   multipath: boolean;
+  /** As received, when the import policy changed them (BGPFilter addCommunity, prependASPath). */
+  received?: {
+    nextHop: string;
+    asPath: string;
+    origin: string;
+    med: number | null;
+    communities: string[];
+    largeCommunities: string[];
+  };
 }
 
 /** Every path of one prefix and why the best won (the status socket's "route" command). */

@@ -269,7 +269,7 @@ const EXPRESSIBLE_RULE_FIELDS = new Set([
 const REJECT_ALL: FilterRule = { action: "Reject" };
 
 /** Why the speaker cannot evaluate a BGPFilter rule, or undefined when it can. */
-function inexpressible(rule: BGPFilterRule, direction: "import" | "export"): string | undefined {
+function inexpressible(rule: BGPFilterRule): string | undefined {
   const fields = Object.keys(rule).filter(
     (k) => !EXPRESSIBLE_RULE_FIELDS.has(k) && rule[k as keyof BGPFilterRule] !== undefined,
   );
@@ -280,9 +280,6 @@ function inexpressible(rule: BGPFilterRule, direction: "import" | "export"): str
     rule.matchOperator !== "NotIn"
   )
     return `prefixLength with matchOperator ${rule.matchOperator} not supported by the speaker`;
-  const other = (rule.operations ?? []).find((o) => o.setPriority === undefined);
-  if (direction === "import" && other !== undefined)
-    return `${Object.keys(other).find((k) => other[k as keyof typeof other] !== undefined)} on import not supported by the speaker (it changes a received route's LOCAL_PREF only: setPriority)`;
   return undefined;
 }
 
@@ -333,7 +330,7 @@ function filterRules(
       break;
     }
     for (const [i, rule] of (f.spec[list] ?? []).entries()) {
-      const why = inexpressible(rule, direction);
+      const why = inexpressible(rule);
       if (why !== undefined) {
         problems.add(`BGPFilter "${name}" ${list}[${i}]: ${why}`);
         rules.push(REJECT_ALL);
@@ -678,9 +675,12 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       gracefulRestartTime: opts.gracefulRestartTime ?? 120,
       // Calico's rejectcidrs: Service routes learned from anyone stay out of the kernel.
       exclude: serviceFibExclusions(snap),
-      // Calico's krt_metric for routes learned over BGP: the normal route priority.
+      // Calico's krt_metric for routes learned over BGP: the normal route priority, or the
+      // route's own (2^31-1 - LOCAL_PREF from an iBGP peer or an import setPriority); routes
+      // go to iBGP peers with LOCAL_PREF 2^31-1 - priority, as confd's BIRD filters do.
       metricV4: global.ipv4NormalRoutePriority,
       metricV6: global.ipv6NormalRoutePriority,
+      metricFromPriority: true,
     },
     gracefulRestart: gracefulRestartOf(global),
     status: { socket: opts.statusSocket },

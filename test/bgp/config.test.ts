@@ -479,24 +479,28 @@ describe("filter rules with Calico's path fields and operations", () => {
         { setPriority: { value: 256 } },
       ],
     });
-    // On import, setPriority only.
+    // On import every operation, as Calico's BIRD import filters (the route as kept).
     expect(
       parseConfigText(rule("{action: Accept, operations: [{setPriority: {value: 256}}]}")).peers[0]
         ?.importFilter?.rules[0],
     ).toMatchObject({ operations: [{ setPriority: { value: 256 } }] });
+    expect(
+      parseConfigText(
+        rule(
+          '{action: Accept, operations: [{addCommunity: {value: "1:1"}}, {prependASPath: {prefix: [65001]}}]}',
+        ),
+      ).peers[0]?.importFilter?.rules[0],
+    ).toMatchObject({
+      operations: [{ addCommunity: { value: "1:1" } }, { prependASPath: { prefix: [65001] } }],
+    });
   });
 
-  it("refuses bad values naming the field, and addCommunity/prependASPath on import", () => {
+  it("refuses bad values naming the field", () => {
     expect(
       err(() =>
-        parseConfigText(rule('{action: Accept, operations: [{addCommunity: {value: "1:1"}}]}')),
+        parseConfigText(rule('{action: Accept, operations: [{addCommunity: {value: "1:x"}}]}')),
       ),
     ).toContain("peers[0].importFilter.rules[0].operations[0]");
-    expect(
-      err(() =>
-        parseConfigText(rule('{action: Accept, operations: [{addCommunity: {value: "1:1"}}]}')),
-      ),
-    ).toContain("only setPriority is supported on import");
     expect(
       err(() => parseConfigText(rule('{action: Reject, communities: {values: ["70000:1"]}}'))),
     ).toContain("not a community");

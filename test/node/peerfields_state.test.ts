@@ -451,31 +451,32 @@ describe("route priorities and reachableBy", () => {
     expect(peerOf(render({ bgpPeers: [tor()] }), "10.0.0.254")?.reachableBy).toBeUndefined();
   });
 
-  it("BGPFilter priority and setPriority reach the speaker; addCommunity/prependASPath on import cannot be evaluated: reject-all from their place, named (the inventory's reason)", () => {
+  it("BGPFilter priority, setPriority, addCommunity and prependASPath reach the speaker on import and export; route priorities on (Calico's krt_metric)", () => {
     const fp = filter("fp", {
       importV4: [
         { action: "Accept", cidr: "10.1.0.0/16", matchOperator: "In" },
         { action: "Accept", priority: 512 },
         { action: "Accept", operations: [{ setPriority: { value: 256 } }] },
         { action: "Accept", operations: [{ addCommunity: { value: "65000:1" } }] },
+        { action: "Accept", operations: [{ prependASPath: { prefix: [65001, 65002] } }] },
         { action: "Accept", cidr: "10.2.0.0/16", matchOperator: "In" },
       ],
       exportV4: [{ action: "Accept", operations: [{ setPriority: { value: 512 } }] }],
     });
     const r = render({ bgpPeers: [tor({ filters: ["fp"] })], bgpFilters: [fp] });
     const p = peerOf(r, "10.0.0.254");
-    expect(p?.importFilter?.rules.slice(-4)).toEqual([
+    expect(p?.importFilter?.rules.slice(-6)).toEqual([
       { action: "Accept", cidr: "10.1.0.0/16", matchOperator: "In" },
       { action: "Accept", priority: 512 },
       { action: "Accept", operations: [{ setPriority: { value: 256 } }] },
-      { action: "Reject" },
+      { action: "Accept", operations: [{ addCommunity: { value: "65000:1" } }] },
+      { action: "Accept", operations: [{ prependASPath: { prefix: [65001, 65002] } }] },
+      { action: "Accept", cidr: "10.2.0.0/16", matchOperator: "In" },
     ]);
     expect(p?.exportFilter?.rules).toEqual([
       { action: "Accept", operations: [{ setPriority: { value: 512 } }] },
     ]);
-    expect(r.warnings.join()).toContain(
-      'BGPFilter "fp" importV4[3]: addCommunity on import not supported by the speaker',
-    );
-    expect(r.warnings.join()).not.toContain("exportV4");
+    expect(r.warnings.join()).not.toContain("fp");
+    expect(r.config?.fib).toMatchObject({ metricFromPriority: true });
   });
 });

@@ -136,7 +136,16 @@ function splitRules(rules: readonly BgpFilterRule[] | undefined): {
  * The peer's import/export policies: its filters (on import the guard first), then the DESIGN §7
  * defaults.
  */
-export function policiesFor(p: PeerConfig, localAs: number) {
+/**
+ * Calico's normal route priority per family when the config asks for route priorities
+ * (fib.metricFromPriority: the family's metric; IPv6's 0 is the kernel's 1024), else undefined.
+ */
+export function routePriorityOf(cfg: BgpdConfig): { v4: number; v6: number } | undefined {
+  if (!cfg.fib.metricFromPriority) return undefined;
+  return { v4: cfg.fib.metricV4 ?? 0, v6: cfg.fib.metricV6 || 1024 };
+}
+
+export function policiesFor(p: PeerConfig, localAs: number, priority?: { v4: number; v6: number }) {
   const imp = splitRules([
     ...((p.importGuard?.rules ?? []) as BgpFilterRule[]),
     ...((p.importFilter?.rules ?? []) as BgpFilterRule[]),
@@ -148,7 +157,12 @@ export function policiesFor(p: PeerConfig, localAs: number) {
       spec: { importV4: imp.v4, importV6: imp.v6, exportV4: exp.v4, exportV6: exp.v6 },
     },
   ];
-  return peerPolicies({ external: p.asn !== localAs, pools: [], filters });
+  return peerPolicies({
+    external: p.asn !== localAs,
+    pools: [],
+    filters,
+    ...(priority ? { defaultPriority: priority.v4, defaultPriorityV6: priority.v6 } : {}),
+  });
 }
 
 export class SpeakerCore<A> {
@@ -182,6 +196,7 @@ export class SpeakerCore<A> {
         ? { clusterId: config.clusterId ?? config.routerId }
         : {}),
       adapter: deps.bridge.adapter,
+      ...(config.fib.metricFromPriority ? { routePriority: routePriorityOf(config) } : {}),
     });
     this.rib.setFibExclude(config.fib.exclude ?? []);
   }
@@ -401,7 +416,7 @@ export class SpeakerCore<A> {
       (a) => a && !a.includes(":") && a !== "0.0.0.0",
     );
     const pick6 = [src, near.v6, listen].find((a) => a?.includes(":") && a !== "::");
-    const pol = policiesFor(p, this.config.asn);
+    const pol = policiesFor(p, this.config.asn, routePriorityOf(this.config));
     this.rib.addPeer({
       id: p.address,
       address: p.address,
@@ -517,6 +532,25 @@ export class SpeakerCore<A> {
     }
     for (const p of d.added) this.addPeer(p);
     this.rib.setFibExclude(next.fib.exclude ?? []);
+    const prio = routePriorityOf(next);
+    const oldPrio = routePriorityOf(old);
+    if (prio?.v4 !== oldPrio?.v4 || prio?.v6 !== oldPrio?.v6) {
+      // New normal priorities: the default LOCAL_PREF, the kernel metrics of routes with a
+      // priority of their own and the priority filters compare with all follow, in place.
+      const synced = [...this.peers.values()].filter((e) => e.session.established && e.synced);
+      const before = new Map(synced.map((e) => [e, this.advertisedSet(e)] as const));
+      this.rib.setRoutePriority(prio);
+      for (const e of this.peers.values()) {
+        const pol = policiesFor(e.cfg, next.asn, prio);
+        this.rib.updatePeer(e.ribId, {
+          importPolicy: pol.importPolicy,
+          exportPolicy: pol.exportPolicy,
+        });
+      }
+      // As a filter change: settle, then send each peer what it gains and withdraw the rest.
+      this.drainAll();
+      for (const [e, b] of before) this.resync(e, b);
+    }
     if (d.reexport) {
       for (const o of old.originate) this.rib.withdrawOrigin(o.prefix);
       this.originateAll(next);
@@ -529,7 +563,7 @@ export class SpeakerCore<A> {
     if (!e) return;
     const old = e.cfg;
     e.cfg = cfg;
-    const pol = policiesFor(cfg, this.config.asn);
+    const pol = policiesFor(cfg, this.config.asn, routePriorityOf(this.config));
     const importChanged =
       JSON.stringify(old.importFilter) !== JSON.stringify(cfg.importFilter) ||
       old.allowOwnAs !== cfg.allowOwnAs;
