@@ -169,6 +169,18 @@ export interface PeerBfd {
   multiplier: number;
   /** RFC 5883 multihop (UDP 4784, no TTL check) instead of single hop (3784, TTL 255). */
   multihop: boolean;
+  /** RFC 5880 §6.7 authentication (absent: none). */
+  authentication?: PeerBfdAuth;
+}
+
+/** BFD authentication as BIRD's `authentication` / `password` give it. */
+export interface PeerBfdAuth {
+  type: "simple" | "keyed-md5" | "meticulous-keyed-md5" | "keyed-sha1" | "meticulous-keyed-sha1";
+  /** The Key ID sent and required (default 1). */
+  keyId: number;
+  /** The key (simple: 1-16 bytes; MD5 up to 16, SHA1 up to 20), or read from passwordFile. */
+  password?: string;
+  passwordFile?: string;
 }
 
 export interface Origination {
@@ -546,7 +558,39 @@ const peerBfd = object<PeerBfd>({
   minRx: dflt(bfdInterval, () => 300),
   multiplier: dflt(int({ min: 1, max: 255 }), () => 3),
   multihop: dflt(bool, () => false),
+  authentication: opt(
+    object<PeerBfdAuth>(
+      {
+        type: req(
+          oneOf([
+            "simple",
+            "keyed-md5",
+            "meticulous-keyed-md5",
+            "keyed-sha1",
+            "meticulous-keyed-sha1",
+          ] as const),
+        ),
+        keyId: dflt(int({ min: 0, max: 255 }), () => 1),
+        password: opt(nonEmpty),
+        passwordFile: opt(nonEmpty),
+      },
+      (a, path, issues) => {
+        if ((a.password === undefined) === (a.passwordFile === undefined))
+          custom(path, "give password or passwordFile, one of them", issues);
+        const why = a.password === undefined ? undefined : bfdKeyProblem(a.type, a.password);
+        if (why) custom([...path, "password"], why, issues);
+      },
+    ),
+  ),
 });
+
+/** Why a BFD key does not fit its type (RFC 5880 §4.2-4.4), or undefined. */
+export function bfdKeyProblem(type: PeerBfdAuth["type"], key: string): string | undefined {
+  const n = Buffer.byteLength(key, "utf8");
+  const max = type === "simple" || type.endsWith("md5") ? 16 : 20;
+  if (n < 1 || n > max) return `a ${type} key is 1 to ${max} bytes, got ${n}`;
+  return undefined;
+}
 
 const ifName = text(
   [(s) => s.length >= 1 && s.length <= 15, "an interface name is 1 to 15 characters"],
@@ -785,20 +829,36 @@ export function resolvePasswordFiles(
   read: (path: string) => string = (p) => readFileSync(p, "utf8"),
 ): BgpdConfig {
   const problems: string[] = [];
-  const peers = cfg.peers.map((p, i) => {
-    if (p.passwordFile === undefined) return p;
-    const where = `peers[${i}].passwordFile`;
-    let key: string;
-    try {
-      key = passwordFromFile(read(p.passwordFile));
-    } catch (e) {
-      problems.push(`${where}: cannot read "${p.passwordFile}": ${(e as Error).message}`);
-      return p;
-    }
-    const why = passwordProblem(key);
-    if (why) problems.push(`${where}: "${p.passwordFile}": ${why}`);
-    return { ...p, password: key };
-  });
+  const peers = cfg.peers
+    .map((p, i) => {
+      if (p.passwordFile === undefined) return p;
+      const where = `peers[${i}].passwordFile`;
+      let key: string;
+      try {
+        key = passwordFromFile(read(p.passwordFile));
+      } catch (e) {
+        problems.push(`${where}: cannot read "${p.passwordFile}": ${(e as Error).message}`);
+        return p;
+      }
+      const why = passwordProblem(key);
+      if (why) problems.push(`${where}: "${p.passwordFile}": ${why}`);
+      return { ...p, password: key };
+    })
+    .map((p, i) => {
+      const a = p.bfd?.authentication;
+      if (a?.passwordFile === undefined) return p;
+      const where = `peers[${i}].bfd.authentication.passwordFile`;
+      let key: string;
+      try {
+        key = passwordFromFile(read(a.passwordFile));
+      } catch (e) {
+        problems.push(`${where}: cannot read "${a.passwordFile}": ${(e as Error).message}`);
+        return p;
+      }
+      const why = bfdKeyProblem(a.type, key);
+      if (why) problems.push(`${where}: "${a.passwordFile}": ${why}`);
+      return { ...p, bfd: { ...(p.bfd as PeerBfd), authentication: { ...a, password: key } } };
+    });
   if (problems.length > 0) throw new ConfigError(`Invalid bgpd config: ${problems.join("; ")}`);
   return { ...cfg, peers };
 }

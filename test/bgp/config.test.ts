@@ -10,6 +10,7 @@ import {
   parseConfig,
   parseConfigText,
   peerTtl,
+  resolvePasswordFiles,
 } from "../../src/bgp/config.js";
 
 const base = `
@@ -268,6 +269,37 @@ describe("peers[].bfd", () => {
     expect(err(() => withBfd("{minTx: 5}"))).toContain("peers[0].bfd.minTx");
     expect(err(() => withBfd("{minRx: 1.5}"))).toContain("peers[0].bfd.minRx");
     expect(err(() => withBfd("{echo: true}"))).toContain("echo");
+  });
+
+  it("authentication (RFC 5880 §6.7): a type and a key of its size, from password or passwordFile, keyId 1 by default", () => {
+    expect(
+      withBfd('{authentication: {type: meticulous-keyed-sha1, password: "k"}}').peers[0]?.bfd
+        ?.authentication,
+    ).toEqual({ type: "meticulous-keyed-sha1", keyId: 1, password: "k" });
+    expect(
+      withBfd("{authentication: {type: simple, keyId: 9, passwordFile: /etc/k}}").peers[0]?.bfd
+        ?.authentication,
+    ).toEqual({ type: "simple", keyId: 9, passwordFile: "/etc/k" });
+    expect(err(() => withBfd("{authentication: {type: md5, password: k}}"))).toContain(
+      "peers[0].bfd.authentication.type",
+    );
+    expect(err(() => withBfd("{authentication: {type: simple}}"))).toContain(
+      "give password or passwordFile, one of them",
+    );
+    expect(
+      err(() => withBfd(`{authentication: {type: keyed-md5, password: "${"x".repeat(17)}"}}`)),
+    ).toContain("a keyed-md5 key is 1 to 16 bytes, got 17");
+    expect(
+      err(() => withBfd("{authentication: {type: simple, keyId: 256, password: k}}")),
+    ).toContain("peers[0].bfd.authentication.keyId");
+    // A key read from its file is checked for its type, and never printed.
+    const cfg = withBfd("{authentication: {type: keyed-sha1, passwordFile: /k}}");
+    expect(
+      resolvePasswordFiles(cfg, () => "from-file\n").peers[0]?.bfd?.authentication?.password,
+    ).toBe("from-file");
+    expect(() => resolvePasswordFiles(cfg, () => "y".repeat(21))).toThrow(
+      'peers[0].bfd.authentication.passwordFile: "/k": a keyed-sha1 key is 1 to 20 bytes, got 21',
+    );
   });
 
   it("turning BFD on, off or changing its timers is not a session reset (impact none)", () => {
