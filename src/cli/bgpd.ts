@@ -55,7 +55,7 @@ import type { Log } from "../lib/log.js";
 import { type MetricFamily, MetricsRegistry } from "../lib/metrics.js";
 import { PromMetrics } from "../lib/prom.js";
 import { findStatusSocket } from "../lib/status_socket_path.js";
-import { CliError } from "./main.js";
+import { CliError } from "./errors.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
 
