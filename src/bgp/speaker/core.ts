@@ -48,7 +48,7 @@ import { decodeUpdate, encodeEndOfRib } from "../wire/update.js";
 import type { AttrBridge } from "./attrs.js";
 import type { SpeakerAction, SpeakerEvent } from "./events.js";
 import { encodeBatch, encodeTextWithdrawals, optionsKey } from "./export.js";
-import { PeerSession } from "./session.js";
+import { PeerSession, type SessionIo } from "./session.js";
 
 /** What the core is given: no I/O, only values and pure functions. */
 export interface CoreDeps<A> {
@@ -151,10 +151,41 @@ export function policiesFor(p: PeerConfig, localAs: number) {
   return peerPolicies({ external: p.asn !== localAs, pools: [], filters });
 }
 
+/** No import guard, import filter or export filter rule: the policies are the defaults alone. */
+const hasNoRules = (p: PeerConfig) =>
+  !p.importGuard?.rules?.length && !p.importFilter?.rules?.length && !p.exportFilter?.rules?.length;
+
+export type PeerPolicies = ReturnType<typeof policiesFor>;
+
+/**
+ * A peer's policies, shared through `plain` (by session type: eBGP or not) when it has no filter
+ * rules: the same for all such peers, so one pair serves them all (a reflector's 1,000 clients
+ * built ~2 KB of closures, typed arrays and keys each). A peer with rules gets its own (its
+ * filter carries its name).
+ */
+export function sharedPolicies(
+  plain: Map<boolean, PeerPolicies>,
+  p: PeerConfig,
+  localAs: number,
+): PeerPolicies {
+  if (!hasNoRules(p)) return policiesFor(p, localAs);
+  const external = p.asn !== localAs;
+  let pol = plain.get(external);
+  if (!pol) {
+    pol = policiesFor(p, localAs);
+    plain.set(external, pol);
+  }
+  return pol;
+}
+
 export class SpeakerCore<A> {
   config: BgpdConfig;
   readonly rib: Rib<A>;
   readonly peers = new Map<string, PeerEntry>();
+  /** The policies of peers without filter rules, by session type (sharedPolicies). */
+  private readonly plainPolicies = new Map<boolean, PeerPolicies>();
+  /** How every peer's session reaches the world: one object for all of them. */
+  private readonly sessionIo: SessionIo;
   private readonly log: Log;
   private out: SpeakerAction[] = [];
   private connSeq = 0;
@@ -175,6 +206,13 @@ export class SpeakerCore<A> {
   ) {
     this.config = config;
     this.log = deps.log ?? silentLog;
+    this.sessionIo = {
+      emit: (a) => this.out.push(a),
+      newConn: () => ++this.connSeq,
+      now: () => this.deps.now(),
+      ...(deps.random ? { random: deps.random } : {}),
+      log: this.log,
+    };
     this.rib = new Rib<A>({
       localAs: config.asn,
       routerId: config.routerId,
@@ -393,6 +431,10 @@ export class SpeakerCore<A> {
     };
   }
 
+  private policiesOf(p: PeerConfig): PeerPolicies {
+    return sharedPolicies(this.plainPolicies, p, this.config.asn);
+  }
+
   private addPeer(p: PeerConfig, lastReset?: PeerEntry["lastReset"]): void {
     const near = this.deps.localAddressesToward(p.address);
     const src = p.sourceAddress;
@@ -401,7 +443,7 @@ export class SpeakerCore<A> {
       (a) => a && !a.includes(":") && a !== "0.0.0.0",
     );
     const pick6 = [src, near.v6, listen].find((a) => a?.includes(":") && a !== "::");
-    const pol = policiesFor(p, this.config.asn);
+    const pol = this.policiesOf(p);
     this.rib.addPeer({
       id: p.address,
       address: p.address,
@@ -441,13 +483,7 @@ export class SpeakerCore<A> {
         ...(p.sourceAddress ? { sourceAddress: p.sourceAddress } : {}),
         settings: this.settingsFor(p),
       },
-      {
-        emit: (a) => this.out.push(a),
-        newConn: () => ++this.connSeq,
-        now: () => this.deps.now(),
-        ...(this.deps.random ? { random: this.deps.random } : {}),
-        log: this.log,
-      },
+      this.sessionIo,
       {
         onEstablished: () => this.onEstablished(entry),
         onUpdate: (_s, msg) => this.onUpdate(entry, msg),
@@ -529,7 +565,7 @@ export class SpeakerCore<A> {
     if (!e) return;
     const old = e.cfg;
     e.cfg = cfg;
-    const pol = policiesFor(cfg, this.config.asn);
+    const pol = this.policiesOf(cfg);
     const importChanged =
       JSON.stringify(old.importFilter) !== JSON.stringify(cfg.importFilter) ||
       old.allowOwnAs !== cfg.allowOwnAs;
