@@ -659,19 +659,21 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     await new Promise((r) => setTimeout(r, Math.min(5000, hold * 500)));
     gen.send({ cmd: "stats" });
     const stats = (await gen.next("stats", 30_000)) ?? {};
+    const atEnd = withHeap(procCost(pid));
+    atEnd.cpuS -= before.cpuS;
     if (process.env.OCELOT_MALLOC_TRIM && o.target === "ocelot") {
       // Diagnostic: how much of the anonymous memory outside V8's heap is free malloc memory
-      // glibc keeps (malloc_trim(0) called in the DUT through gdb): not part of the figures.
+      // glibc keeps (malloc_trim(0) in the DUT through gdb), after the figures are taken.
       const b = procCost(pid).anonMiB;
       try {
         sh("gdb", ["-p", String(pid), "-batch", "-ex", "call (int)malloc_trim(0)"]);
-        log(`${tag} malloc_trim(0): RssAnon ${b.toFixed(1)} -> ${procCost(pid).anonMiB.toFixed(1)} MiB`);
+        log(
+          `${tag} malloc_trim(0): RssAnon ${b.toFixed(1)} -> ${procCost(pid).anonMiB.toFixed(1)} MiB`,
+        );
       } catch (e) {
         log(`${tag} malloc_trim through gdb failed: ${(e as Error).message.slice(0, 200)}`);
       }
     }
-    const atEnd = withHeap(procCost(pid));
-    atEnd.cpuS -= before.cpuS;
     clearInterval(sampler);
     log(
       `${tag} sampled RSS peak ${peak.rss.toFixed(1)} MiB at ${peak.at} ms (${peak.phase}), RssAnon peak ${peak.anon.toFixed(1)} MiB`,
