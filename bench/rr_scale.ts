@@ -308,7 +308,10 @@ export interface ScenarioOpts {
   reset?: boolean;
   /** Limit on each phase, ms. */
   limitMs?: number;
-  /** Extra node flags for the Ocelot DUT (OCELOT_NODE_ARGS of test/helpers/peers.ts). */
+  /**
+   * The Ocelot DUT's variant: node flags (OCELOT_NODE_ARGS of test/helpers/peers.ts) and
+   * NAME=VALUE environment variables, space-separated (e.g. "OCELOT_V8_HEAP_GROWING=default").
+   */
   nodeArgs?: string;
   log?: (s: string) => void;
 }
@@ -379,6 +382,30 @@ export function procCost(pid: number): ProcCost {
     shmemMiB: kb("RssShmem") / 1024,
     cpuS: ticks / 100,
   };
+}
+
+/**
+ * Runs start() with a variant's environment: its NAME=VALUE words as variables, the other words
+ * as OCELOT_NODE_ARGS (node flags); restored after.
+ */
+function withVariant<T>(variant: string | undefined, start: () => T): T {
+  if (variant === undefined) return start();
+  const words = variant.split(" ").filter(Boolean);
+  const vars: Record<string, string> = {};
+  for (const w of words.filter((w) => /^[A-Z_][A-Z0-9_]*=/.test(w)))
+    vars[w.slice(0, w.indexOf("="))] = w.slice(w.indexOf("=") + 1);
+  const flags = words.filter((w) => !/^[A-Z_][A-Z0-9_]*=/.test(w));
+  if (flags.length > 0) vars.OCELOT_NODE_ARGS = flags.join(" ");
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return start();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
 }
 
 export function birdConf(mode: Mode, n: number, hold: number): string {
@@ -548,18 +575,9 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
               return Number(m?.[1] ?? 0);
             };
     } else {
-      const saved = process.env.OCELOT_NODE_ARGS;
-      if (o.nodeArgs !== undefined) process.env.OCELOT_NODE_ARGS = o.nodeArgs;
-      let oc: ReturnType<typeof lab.startOcelot>;
-      try {
-        oc = lab.startOcelot(dutNs, "ocelot", ocelotConf(o.mode, o.n, hold), [
-          "--log-level",
-          "info",
-        ]);
-      } finally {
-        if (saved === undefined) delete process.env.OCELOT_NODE_ARGS;
-        else process.env.OCELOT_NODE_ARGS = saved;
-      }
+      const oc = withVariant(o.nodeArgs, () =>
+        lab.startOcelot(dutNs, "ocelot", ocelotConf(o.mode, o.n, hold), ["--log-level", "info"]),
+      );
       pid = oc.pid;
       dutMemory = () => (oc.status() as unknown as { memory?: object }).memory;
       dutRoutes =
@@ -734,15 +752,9 @@ export async function idleCost(target: Target, nodeArgs?: string): Promise<ProcC
       await sleep(3000);
       return procCost(bird.pid);
     }
-    const saved = process.env.OCELOT_NODE_ARGS;
-    if (nodeArgs !== undefined) process.env.OCELOT_NODE_ARGS = nodeArgs;
-    let oc: ReturnType<typeof lab.startOcelot>;
-    try {
-      oc = lab.startOcelot(ns, "ocelot", ocelotConf("rr", 0, 30), ["--log-level", "info"]);
-    } finally {
-      if (saved === undefined) delete process.env.OCELOT_NODE_ARGS;
-      else process.env.OCELOT_NODE_ARGS = saved;
-    }
+    const oc = withVariant(nodeArgs, () =>
+      lab.startOcelot(ns, "ocelot", ocelotConf("rr", 0, 30), ["--log-level", "info"]),
+    );
     await sleep(3000);
     const m = (
       oc.status() as unknown as { memory?: { heapUsedMiB?: number; heapTotalMiB?: number } }
@@ -804,7 +816,8 @@ async function main(): Promise<void> {
   const targets = arg("targets", "bird,ocelot").split(",") as Target[];
   const hold = Number(arg("hold", "30"));
   const window = Number(arg("window", "50"));
-  // --ocelot-variants "default;--optimize-for-size": the Ocelot DUT once per set of node flags.
+  // --ocelot-variants "default;--optimize-for-size;OCELOT_V8_HEAP_GROWING=default": the Ocelot
+  // DUT once per variant (node flags and NAME=VALUE environment variables).
   const variants = arg("ocelot-variants", "default").split(";");
   const duts: Dut[] = targets.flatMap((t): Dut[] =>
     t === "bird"
