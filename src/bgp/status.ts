@@ -94,8 +94,14 @@ export interface StatusSnapshot {
    * password): a rising failure count beside a session that does not come up is a wrong password.
    */
   tcpMd5?: { failure: number; unexpected: number; notFound: number };
-  /** Process memory in MiB, and the RIB's typed arrays. */
-  memory: { rssMiB: number; heapUsedMiB: number; arrayBuffersMiB: number; ribTypedMiB: number };
+  /** Process memory in MiB (V8's heap: used, and reserved for it), and the RIB's typed arrays. */
+  memory: {
+    rssMiB: number;
+    heapUsedMiB: number;
+    heapTotalMiB?: number;
+    arrayBuffersMiB: number;
+    ribTypedMiB: number;
+  };
   /** BFD sessions (bgpd, when a peer has `bfd`). */
   bfd?: BfdSessionStatus[];
   /** TCP connections closed at accept, before any byte was sent: not from a peer's address. */

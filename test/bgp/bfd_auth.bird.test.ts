@@ -110,6 +110,25 @@ describe.skipIf(skip)("BFD authentication with BIRD 2", () => {
     return metricSample(body, `ocelot_bfd_packets_discarded_total{reason="${why}"}`) ?? 0;
   };
 
+  /** What both sides saw, for a failure's message. */
+  const diagnose = (e: unknown) => {
+    const [, m] = httpGetIn(oc, METRICS_PORT, "/metrics");
+    const lines = (text: string, re: RegExp, n = 30) =>
+      text
+        .split("\n")
+        .filter((l) => re.test(l))
+        .slice(-n)
+        .join("\n");
+    return new Error(
+      [
+        (e as Error).message,
+        lines(m, /bfd_packets/),
+        bird.cmd("show", "bfd", "sessions"),
+        lines(ocelot.log(), /BFD/),
+      ].join("\n"),
+    );
+  };
+
   it("Meticulous Keyed SHA1 with the same key: BFD Up on both sides, BGP Established", async () => {
     await waitFor("our BFD session Up", () => ours() === "Up");
     await waitFor("BIRD's BFD session Up", birdUp);
@@ -141,16 +160,10 @@ describe.skipIf(skip)("BFD authentication with BIRD 2", () => {
     bird.reconfigure(birdConf("keyed md5"));
     reconfigure("keyed-md5", "s3cret-key");
     await waitFor("our BFD session Up on Keyed MD5", () => ours() === "Up").catch((e) => {
-      const [, m] = httpGetIn(oc, METRICS_PORT, "/metrics");
-      throw new Error(
-        `${(e as Error).message}\n${m.split("\n").filter((l) => l.includes("bfd_packets")).join("\n")}\n${bird.cmd("show", "bfd", "sessions")}\n${ocelot.log().split("\n").filter((l) => /BFD/.test(l)).slice(-30).join("\n")}`,
-      );
+      throw diagnose(e);
     });
     await waitFor("BIRD's BFD session Up on Keyed MD5", birdUp).catch((e) => {
-      const [, m] = httpGetIn(oc, METRICS_PORT, "/metrics");
-      throw new Error(
-        `${(e as Error).message}\n${m.split("\n").filter((l) => l.includes("bfd_packets")).join("\n")}\n${bird.cmd("show", "bfd", "sessions")}\n${ocelot.log().split("\n").filter((l) => /BFD/.test(l)).slice(-30).join("\n")}`,
-      );
+      throw diagnose(e);
     });
     const [, metrics] = httpGetIn(oc, METRICS_PORT, "/metrics");
     for (const text of [

@@ -188,6 +188,7 @@ function memoryMiB(m: NodeJS.MemoryUsage, ribBytes: number): StatusSnapshot["mem
   return {
     rssMiB: mib(m.rss),
     heapUsedMiB: mib(m.heapUsed),
+    heapTotalMiB: mib(m.heapTotal),
     arrayBuffersMiB: mib(m.arrayBuffers),
     ribTypedMiB: mib(ribBytes),
   };
