@@ -78,8 +78,11 @@ function readMtuFile(path: string | undefined): string | undefined {
 const DELEGATE_TIMEOUT_MS = 60_000;
 /** The pod and its namespace from the API server: longer is a try-again (code 11). */
 const KUBE_TIMEOUT_MS = 10_000;
-/** The host side's IPv6 link-local address appears once both ends are up: poll this long. */
-const LINK_LOCAL_WAIT_MS = 2_000;
+/**
+ * The host side's IPv6 link-local address appears once both ends are up (a few ms when quiet):
+ * poll this long, a hang limit (a loaded node took over 2 s).
+ */
+const LINK_LOCAL_WAIT_MS = 30_000;
 
 export interface CniPluginDeps {
   openStore(url: string, etcd?: Partial<EtcdOptions>): Promise<Datastore>;
