@@ -316,6 +316,22 @@ const bgpPeerSpec = lazy(() =>
           minRxInterval: bfdInterval.optional(),
           multiplier: intRange(1, 255).optional(),
           multihop: z.boolean().optional(),
+          // RFC 5880 §6.7; the key from a secret as spec.password's (its size per type is
+          // checked when the node reads it).
+          authentication: z
+            .object({
+              type: z.enum([
+                "Simple",
+                "KeyedMD5",
+                "MeticulousKeyedMD5",
+                "KeyedSHA1",
+                "MeticulousKeyedSHA1",
+              ]),
+              keyID: intRange(0, 255).optional(),
+              password: secretKeyRef,
+            })
+            .strict()
+            .optional(),
         })
         .strict()
         .optional(),
