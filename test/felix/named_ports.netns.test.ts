@@ -11,9 +11,8 @@ import { fromK8sNetworkPolicy, type PolicyInput } from "../../src/felix/policy.j
 import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { addUplink } from "../helpers/cni.js";
-import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { addPod, policyEndpointsOf, workloadsOf } from "../helpers/pods.js";
+import { addPod, policyEndpointsOf, tcpConnects, workloadsOf } from "../helpers/pods.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
 const skip = skipWithReason("named ports (netns)", reason);
@@ -23,19 +22,6 @@ const PODS = {
   b: { iface: "oclnpbbbbbbbbb", v4: "10.244.6.2" },
   c: { iface: "oclnpccccccccc", v4: "10.244.6.3" },
 };
-
-/** One TCP connect with a 2 s limit; retried when expected to pass (a loaded machine). */
-function connects(from: Netns, ip: string, port: number, expected: boolean): boolean {
-  for (let i = 0; i < (expected ? 5 : 1); i++) {
-    const r = runSync(
-      "ip",
-      ["netns", "exec", from.name, "timeout", "2", "bash", "-c", `exec 3<>/dev/tcp/${ip}/${port}`],
-      { timeout: HANG_MS },
-    );
-    if (r.status === 0) return true;
-  }
-  return false;
-}
 
 describe.skipIf(skip)("named ports: a NetworkPolicy port by name, in a namespace", () => {
   let node: Netns;
@@ -94,7 +80,8 @@ describe.skipIf(skip)("named ports: a NetworkPolicy port by name, in a namespace
     // Before any policy both ports are open (the server is up).
     await waitFor(
       "B's server on 8080 and 9090",
-      () => connects(pods.a, PODS.b.v4, 8080, true) && connects(pods.a, PODS.b.v4, 9090, true),
+      () =>
+        tcpConnects(pods.a, PODS.b.v4, 8080, true) && tcpConnects(pods.a, PODS.b.v4, 9090, true),
       30_000,
       200,
     );
@@ -113,9 +100,9 @@ describe.skipIf(skip)("named ports: a NetworkPolicy port by name, in a namespace
       fib,
     });
     expect(r.changes.length).toBeGreaterThan(0);
-    expect(connects(pods.a, PODS.b.v4, 8080, true)).toBe(true);
-    expect(connects(pods.a, PODS.b.v4, 9090, false)).toBe(false);
-    expect(connects(pods.c, PODS.b.v4, 8080, false)).toBe(false);
+    expect(tcpConnects(pods.a, PODS.b.v4, 8080, true)).toBe(true);
+    expect(tcpConnects(pods.a, PODS.b.v4, 9090, false)).toBe(false);
+    expect(tcpConnects(pods.c, PODS.b.v4, 8080, false)).toBe(false);
     const sets = node.exec("ipset", "save");
     const set = /create (ocl-p-\S+) hash:ip,port/.exec(sets)?.[1];
     expect(set, sets).toBeDefined();
@@ -128,8 +115,8 @@ describe.skipIf(skip)("named ports: a NetworkPolicy port by name, in a namespace
   it("B's http moves to 9090: 9090 opens, 8080 closes, only the set's members change", async () => {
     const before = node.exec("iptables-nft-save", "-t", "filter").replace(/^#.*$/gm, "");
     await applyDataplane(renderDataplane(input(policyWith(9090))), { netns: node.name, fib });
-    expect(connects(pods.a, PODS.b.v4, 9090, true)).toBe(true);
-    expect(connects(pods.a, PODS.b.v4, 8080, false)).toBe(false);
+    expect(tcpConnects(pods.a, PODS.b.v4, 9090, true)).toBe(true);
+    expect(tcpConnects(pods.a, PODS.b.v4, 8080, false)).toBe(false);
     expect(node.exec("iptables-nft-save", "-t", "filter").replace(/^#.*$/gm, "")).toBe(before);
     expect(node.exec("ipset", "save")).toMatch(/add ocl-p-\S+ 10\.244\.6\.2,tcp:9090/);
   });
