@@ -8,6 +8,8 @@
 import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { type Fib, type Route, RTPROT_OCELOT_AGENT, routeKey } from "../fib/types.js";
+import { addonUnavailableReason } from "../lib/native.js";
+import { DirectKernel } from "./apply_direct.js";
 import type { DataplaneState } from "./dataplane.js";
 import type { HostIface } from "./host_endpoint.js";
 import {
@@ -70,6 +72,14 @@ export interface ApplyOptions {
    * pass, when nothing is known and most differ; changes then name how many were written.
    */
   sysctlsUnread?: boolean;
+  /**
+   * The incremental path reads interfaces, writes sysctls and changes ipset members itself
+   * (netlink, /proc/sys; apply_direct.ts) instead of spawning `ip`, `sysctl` and `ipset`.
+   * Default: when `run` is not given and the native addon loads.
+   */
+  direct?: boolean;
+  /** Told how long each step of an incremental pass took (ms): plan, links, ipset, … */
+  trace?: (step: string, ms: number) => void;
 }
 
 export type Runner = (
@@ -520,10 +530,12 @@ export class IncrementalApplier {
     const refreshMs = this.o.refreshMs ?? DEFAULT_REFRESH_MS;
     let why = this.wantFull;
     if (why === undefined && refreshMs > 0 && now - this.lastFull >= refreshMs) why = "refresh";
+    const t0 = performance.now();
     const plan =
       why === undefined && this.written
         ? planIncremental(this.written, state, indexesOf(linkIndexes(opts.fib)))
         : undefined;
+    if (plan) opts.trace?.("plan", performance.now() - t0);
     if (plan === undefined || plan.full !== undefined)
       return this.full(state, opts, why ?? plan?.full ?? "start");
     try {
@@ -574,24 +586,55 @@ export class IncrementalApplier {
     opts: ApplyOptions,
     plan: IncrementalPlan,
   ): Promise<IncrementalReport> {
+    const direct =
+      (opts.direct ?? (opts.run === undefined && addonUsable()))
+        ? new DirectKernel(opts.netns)
+        : undefined;
+    try {
+      return await this.incrementalWith(state, opts, plan, direct);
+    } finally {
+      direct?.close();
+    }
+  }
+
+  private async incrementalWith(
+    state: DataplaneState,
+    opts: ApplyOptions,
+    plan: IncrementalPlan,
+    direct: DirectKernel | undefined,
+  ): Promise<IncrementalReport> {
     const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
     const written = this.written as Written;
     const changes: string[] = [];
     const filterChanges: string[] = [];
     const known = linkIndexes(opts.fib);
+    const timed = async <T>(step: string, f: () => Promise<T>): Promise<T> => {
+      if (!opts.trace) return f();
+      const t = performance.now();
+      const r = await f();
+      opts.trace(step, performance.now() - t);
+      return r;
+    };
     // As in the full pass: the interfaces and the filter state at once.
     const [configured, iptablesSeconds] = await both(
       (async () => {
         // New (or recreated, or changed) interfaces: found, set, their sysctls written with
         // the node-wide ones that changed.
-        const configured = await configureIfaces(ctx, plan.checkIfaces, changes, plan.sysctls);
+        const configured = await timed("interfaces", () =>
+          configureIfaces(ctx, plan.checkIfaces, changes, plan.sysctls, direct),
+        );
         for (const s of plan.sysctls) changes.push(`sysctl ${s.key}=${s.value}`);
         return configured;
       })(),
       (async () => {
         const sets = async () => {
           if (plan.ipsets === null) return;
-          await runOk(ctx, "ipset", ["restore", "-exist"], plan.ipsets);
+          const ops = plan.ipsetOps;
+          if (direct && ops) await timed("ipset netlink", async () => direct.ipsetMembers(ops));
+          else
+            await timed("ipset restore", () =>
+              runOk(ctx, "ipset", ["restore", "-exist"], plan.ipsets ?? ""),
+            );
           filterChanges.push(...plan.ipsetChanges);
         };
         const tables = async () => {
@@ -599,7 +642,9 @@ export class IncrementalApplier {
           const flavour = opts.iptables ?? "nft";
           for (const t of plan.iptables) {
             const bin = `${t.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
-            await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], t.payload);
+            await timed(`${bin}-restore`, () =>
+              runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], t.payload),
+            );
             filterChanges.push(...t.changes.map((c) => `${bin} ${t.table}: ${c}`));
           }
           return (performance.now() - t0) / 1000;
@@ -691,26 +736,39 @@ const agentRouteKey = (r: Pick<Route, "family" | "dst" | "table" | "metric">) =>
 /** Calico's iptablesRefreshInterval and routeRefreshInterval default: 90 s. */
 export const DEFAULT_REFRESH_MS = 90_000;
 
+let addonReason: string | undefined | null = null;
+/** Whether the native addon loads here (asked once). */
+function addonUsable(): boolean {
+  if (addonReason === null) addonReason = addonUnavailableReason();
+  return addonReason === undefined;
+}
+
 function linkIndexes(fib: Fib): Map<string, { index: number; up: boolean }> | undefined {
   return (fib as Fib & LinkWatchingFib).watchedLinks?.();
 }
 
 /**
- * Finds the interfaces (one `ip -j link show dev` each, or one of all when many), sets their MAC
- * and up where needed and writes their sysctls (with `more`: one write); returns the names of
- * those that exist.
+ * Finds the interfaces (one `ip -j link show dev` each, or one of all when many; with `direct`,
+ * one netlink request each), sets their MAC and up where needed and writes their sysctls (with
+ * `more`: one write); returns the names of those that exist.
  */
 async function configureIfaces(
   ctx: Ctx,
   ifaces: WorkloadIface[],
   changes: string[],
   more: Sysctl[],
+  direct?: DirectKernel,
 ) {
   const found = new Map<string, IpLink>();
   // Always asked (the FIB's link watch knows no MAC, and may not have seen a new link yet).
   const unknown = ifaces;
   if (unknown.length === 0) {
     // Nothing to ask the kernel.
+  } else if (direct) {
+    for (const i of unknown) {
+      const l = direct.link(i.name);
+      if (l) found.set(i.name, l);
+    }
   } else if (unknown.length > LINK_SHOW_EACH_MAX) {
     const links = JSON.parse(
       (await runOk(ctx, "ip", ["-j", "link", "show"])).trim() || "[]",
@@ -741,7 +799,8 @@ async function configureIfaces(
     configured.push(want.name);
     changes.push(`link ${want.name} configured`);
   }
-  await writeSysctls(ctx, sysctls);
+  if (direct) await direct.writeSysctls(sysctls);
+  else await writeSysctls(ctx, sysctls);
   return configured;
 }
 
