@@ -362,6 +362,7 @@ async function linkKnown(fib: KernelFib, iface: string): Promise<void> {
 
 /** What the bench needs of an applier (ours, or another build's). */
 interface ApplierLike {
+  close?(): void;
   apply(
     state: ReturnType<typeof renderDataplane>,
     opts: Parameters<IncrementalApplier["apply"]>[1],
@@ -438,6 +439,7 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
           protocols: [RTPROT_OCELOT_AGENT],
           unwantedGraceMs: 30_000,
         });
+        v.applier?.close?.();
         v.applier = v.make();
         const t1 = performance.now();
         const report = await v.applier.apply(state, {
@@ -522,7 +524,10 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
     res.loadavg = loadavg();
     return res;
   } finally {
-    for (const v of variants) await v.fib?.close().catch(() => {});
+    for (const v of variants) {
+      v.applier?.close?.();
+      await v.fib?.close().catch(() => {});
+    }
     for (const ns of [...live]) delNs(ns);
     rmSync(dir, { recursive: true, force: true });
   }

@@ -23,6 +23,7 @@ import {
   type TableName,
   type TablePlan,
 } from "./iptables.js";
+import { RestoreSession } from "./iptables_session.js";
 import type { OverlayState } from "./overlay.js";
 import { applyOverlay, removeStale } from "./overlay_apply.js";
 import { applyQos } from "./qos_apply.js";
@@ -507,6 +508,8 @@ export class IncrementalApplier {
   private overlayFailed: { device: string; reason: string }[] = [];
   /** Routes last set by the incremental path (key -> text): the ones that changed are set. */
   private routes = new Map<string, string>();
+  /** Long-lived `iptables-nft-restore` per namespace and tool (direct mode, nft only). */
+  private sessions = new Map<string, RestoreSession>();
 
   constructor(private readonly o: IncrementalOptions = {}) {}
 
@@ -514,6 +517,28 @@ export class IncrementalApplier {
   configure(o: Pick<IncrementalOptions, "refreshMs" | "routeRefreshMs">): void {
     if (o.refreshMs !== undefined) this.o.refreshMs = o.refreshMs;
     if (o.routeRefreshMs !== undefined) this.o.routeRefreshMs = o.routeRefreshMs;
+  }
+
+  /** Ends the long-lived tools (they also end on their own when this process exits). */
+  close(): void {
+    for (const s of this.sessions.values()) s.stop();
+    this.sessions.clear();
+  }
+
+  /** The long-lived restore of bin in netns (started on first use). */
+  private session(netns: string | undefined, bin: string): RestoreSession {
+    const key = `${netns ?? ""} ${bin}`;
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = new RestoreSession(netns, bin, COMMAND_TIMEOUT_MS);
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
+  /** Whether the incremental path writes directly (netlink, /proc, long-lived tools). */
+  private direct(opts: ApplyOptions): boolean {
+    return opts.direct ?? (opts.run === undefined && addonUsable());
   }
 
   /** The next pass reads the kernel back in full. */
@@ -577,6 +602,10 @@ export class IncrementalApplier {
         .map((r) => [agentRouteKey(r), JSON.stringify(r)]),
     );
     this.lastFull = this.lastRouteRefresh = this.now();
+    // The long-lived tools the next incremental passes write rules with, started now (idle).
+    if (this.direct(opts) && (opts.iptables ?? "nft") === "nft")
+      for (const f of state.families)
+        this.session(opts.netns, `${f.family === 4 ? "iptables" : "ip6tables"}-nft-restore`).warm();
     this.wantFull = undefined;
     return { ...report, mode: "full", why };
   }
@@ -642,9 +671,16 @@ export class IncrementalApplier {
           const flavour = opts.iptables ?? "nft";
           for (const t of plan.iptables) {
             const bin = `${t.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
-            await timed(`${bin}-restore`, () =>
-              runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], t.payload),
-            );
+            // nft: the long-lived tool, fed this block (a block of only chain flushes may
+            // commit nothing, so no generation would confirm it: the one-shot tool does it).
+            if (direct && flavour === "nft" && RULE_LINE.test(t.payload))
+              await timed(`${bin}-restore (long-lived)`, () =>
+                this.session(opts.netns, `${bin}-restore`).commit(t.payload),
+              );
+            else
+              await timed(`${bin}-restore`, () =>
+                runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], t.payload),
+              );
             filterChanges.push(...t.changes.map((c) => `${bin} ${t.table}: ${c}`));
           }
           return (performance.now() - t0) / 1000;
@@ -735,6 +771,9 @@ const agentRouteKey = (r: Pick<Route, "family" | "dst" | "table" | "metric">) =>
 
 /** Calico's iptablesRefreshInterval and routeRefreshInterval default: 90 s. */
 export const DEFAULT_REFRESH_MS = 90_000;
+
+/** A restore line that always makes a transaction: a rule added, inserted, deleted; a chain deleted. */
+const RULE_LINE = /^-[AIDX] /m;
 
 let addonReason: string | undefined | null = null;
 /** Whether the native addon loads here (asked once). */
