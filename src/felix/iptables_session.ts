@@ -43,6 +43,8 @@ export class RestoreSession {
   private stderr = "";
   private exited: { code: number | null; signal: string | null } | undefined;
   private onExit: (() => void) | undefined;
+  /** Lines the tool read before the block being committed (it numbers lines from its start). */
+  private lines = 0;
 
   /**
    * `netns`: a namespace name (run under `ip netns exec`) or undefined for ours; `bin`:
@@ -68,6 +70,7 @@ export class RestoreSession {
     this.child = child;
     this.stderr = "";
     this.exited = undefined;
+    this.lines = 0;
     // Events of a session already dropped (stop()) concern no one.
     const mine = () => this.child === child;
     child.stderr.on("data", (d) => {
@@ -119,10 +122,18 @@ export class RestoreSession {
           reject(err);
         } else resolve();
       };
+      const block = payload.endsWith("\n") ? payload : `${payload}\n`;
+      const before = this.lines;
+      // The tool's "line N failed" counts from its start: said of the block instead.
+      const said = () =>
+        this.stderr
+          .trim()
+          .replace(
+            /line (\d+) failed/,
+            (_, n: string) => `line ${Number(n) - before} of its block failed`,
+          );
       const failed = (why: string) =>
-        new Error(
-          `${this.bin} (long-lived) ${why}${this.stderr.trim() ? `: ${this.stderr.trim()}` : ""}`,
-        );
+        new Error(`${this.bin} (long-lived) ${why}${said() ? `: ${said()}` : ""}`);
       if (pid === undefined) {
         finish(failed("did not start"));
         return;
@@ -162,7 +173,8 @@ export class RestoreSession {
         () => finish(failed(`commit not confirmed within ${this.limitMs} ms`)),
         this.limitMs,
       );
-      child.stdin.write(payload.endsWith("\n") ? payload : `${payload}\n`);
+      this.lines += block.split("\n").length - 1;
+      child.stdin.write(block);
     });
   }
 
