@@ -445,6 +445,7 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
         const report = await v.applier.apply(state, {
           netns: ns,
           fib: v.fib,
+          direct: true,
           ...(r === 0 ? { run: timedRunner(() => v.res.commands) } : {}),
         });
         const ta = ms(t1);

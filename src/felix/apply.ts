@@ -74,9 +74,11 @@ export interface ApplyOptions {
    */
   sysctlsUnread?: boolean;
   /**
-   * The incremental path reads interfaces, writes sysctls and changes ipset members itself
-   * (netlink, /proc/sys; apply_direct.ts) instead of spawning `ip`, `sysctl` and `ipset`.
-   * Default: when `run` is not given and the native addon loads.
+   * Interfaces are read and sysctls written by the agent itself (rtnetlink, /proc/sys;
+   * apply_direct.ts) instead of spawning `ip -j link show` and `sysctl -w`, and the incremental
+   * path changes ipset members over netlink and writes rules through a long-lived
+   * `iptables-nft-restore` (iptables_session.ts). Default: when `run` is not given and the
+   * native addon loads.
    */
   direct?: boolean;
   /** Told how long each step of an incremental pass took (ms): plan, links, ipset, … */
@@ -197,12 +199,14 @@ async function convergeSysctls(
   want: Sysctl[],
   changes: string[],
   unread = false,
+  direct?: DirectKernel,
 ): Promise<void> {
   if (unread) {
     // Written without reading first; where that fails (a container's read-only /proc/sys whose
     // values the runtime set already, `--sysctl`), only what differs is written, as below.
     try {
-      await writeSysctls(ctx, want);
+      if (direct) await direct.writeSysctls(want);
+      else await writeSysctls(ctx, want);
       if (want.length > 0) changes.push(`sysctl: ${want.length} written (not read first)`);
       return;
     } catch {}
@@ -229,11 +233,15 @@ async function convergeLinks(
   ctx: Ctx,
   state: DataplaneState,
   changes: string[],
+  direct?: DirectKernel,
 ): Promise<Set<string>> {
-  const links = JSON.parse(
-    (await runOk(ctx, "ip", ["-j", "link", "show"])).trim() || "[]",
-  ) as IpLink[];
-  const byName = new Map(links.map((l) => [l.ifname.split("@")[0], l]));
+  const byName: Map<string, IpLink> = direct
+    ? direct.links()
+    : new Map(
+        (
+          JSON.parse((await runOk(ctx, "ip", ["-j", "link", "show"])).trim() || "[]") as IpLink[]
+        ).map((l) => [l.ifname.split("@")[0] as string, l]),
+      );
   const present = new Set<string>();
   for (const want of state.workloads.ifaces) {
     const l = byName.get(want.name);
@@ -394,6 +402,19 @@ export async function applyDataplane(
   state: DataplaneState,
   opts: ApplyOptions,
 ): Promise<ApplyReport> {
+  const direct = useDirect(opts) ? new DirectKernel(opts.netns) : undefined;
+  try {
+    return await applyWith(state, opts, direct);
+  } finally {
+    direct?.close();
+  }
+}
+
+async function applyWith(
+  state: DataplaneState,
+  opts: ApplyOptions,
+  direct: DirectKernel | undefined,
+): Promise<ApplyReport> {
   const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
   const changes: string[] = [];
   const filterChanges: string[] = [];
@@ -401,7 +422,7 @@ export async function applyDataplane(
   // the ipsets and iptables, depend on nothing of each other: both run at once.
   const [present, { sets, iptables, iptablesSeconds }] = await both(
     (async () => {
-      const present = await convergeLinks(ctx, state, changes);
+      const present = await convergeLinks(ctx, state, changes, direct);
       await convergeSysctls(
         ctx,
         [
@@ -410,6 +431,7 @@ export async function applyDataplane(
         ],
         changes,
         opts.sysctlsUnread,
+        direct,
       );
       // Bandwidth limits (tc) on the workload interfaces that exist (qos_apply.ts).
       changes.push(...(await applyQos(ctx, state.qos ?? [], present)));
@@ -538,7 +560,7 @@ export class IncrementalApplier {
 
   /** Whether the incremental path writes directly (netlink, /proc, long-lived tools). */
   private direct(opts: ApplyOptions): boolean {
-    return opts.direct ?? (opts.run === undefined && addonUsable());
+    return useDirect(opts);
   }
 
   /** The next pass reads the kernel back in full. */
@@ -774,6 +796,11 @@ export const DEFAULT_REFRESH_MS = 90_000;
 
 /** A restore line that always makes a transaction: a rule added, inserted, deleted; a chain deleted. */
 const RULE_LINE = /^-[AIDX] /m;
+
+/** Whether to read and write the kernel directly (ApplyOptions.direct and its default). */
+function useDirect(opts: ApplyOptions): boolean {
+  return opts.direct ?? (opts.run === undefined && addonUsable());
+}
 
 let addonReason: string | undefined | null = null;
 /** Whether the native addon loads here (asked once). */
