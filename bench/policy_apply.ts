@@ -13,7 +13,8 @@
 // dist/, e.g. /work/main/dist) that build's applier runs beside ours, alternating, on its own
 // namespaces, given the same rendered states: both printed side by side.
 // Usage: npx tsx bench/policy_apply.ts [--endpoints 1000] [--policies 200] [--sets 50]
-//        [--cidrs 1000] [--runs 3] [--adds 50] [--changes 50] [--old /work/main/dist]
+//        [--cidrs 1000] [--runs 3] [--adds 50] [--changes 50] [--old /work/main/dist] [--legacy]
+// (--legacy: iptables-legacy for both appliers and the raw reference; default nft.)
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -58,6 +59,8 @@ export interface BenchOptions {
    * alternating, on its own namespaces (the render, the FIB and the model are ours).
    */
   old?: string;
+  /** iptables backend for ours, the old build's and the raw reference (default nft). */
+  iptables?: "nft" | "legacy";
   /**
    * Called with the last namespace after the check, before it is removed (the test breaks the
    * rules in force there and expects `recheck` to say so).
@@ -294,9 +297,15 @@ const setsOf = (rules: string[]) =>
 
 /** Every local endpoint dispatched to its chains, jumping to exactly its policies in order; each
  * policy's rule sets holding exactly the model's members. */
-export function checkInForce(ns: string, model: Model): string[] {
+export function checkInForce(
+  ns: string,
+  model: Model,
+  flavour: "nft" | "legacy" = "nft",
+): string[] {
   const problems: string[] = [];
-  const rules = parseRules(run("ip", ["netns", "exec", ns, "iptables-nft-save", "-t", "filter"]));
+  const rules = parseRules(
+    run("ip", ["netns", "exec", ns, `iptables-${flavour}-save`, "-t", "filter"]),
+  );
   const sets = parseSets(run("ip", ["netns", "exec", ns, "ipset", "save"]));
   const toWl = new Set(rules.get("ocl-to-wl-dispatch") ?? []);
   const fromWl = new Set(rules.get("ocl-from-wl-dispatch") ?? []);
@@ -416,6 +425,7 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
     variants.push({ tag: "o", make: () => new mod.IncrementalApplier(), res: res.old });
   }
   const model = new Model(o);
+  const flavour = o.iptables ?? "nft";
   try {
     const files: { cmd: string; args: string[]; file: string }[] = [];
     for (let r = 0; r < o.runs; r++) {
@@ -446,6 +456,7 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
           netns: ns,
           fib: v.fib,
           direct: true,
+          iptables: flavour,
           ...(r === 0 ? { run: timedRunner(() => v.res.commands) } : {}),
         });
         const ta = ms(t1);
@@ -465,7 +476,11 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
             if (t.payload === null) continue;
             const f = join(dir, `iptables-${t.family}-${t.table}`);
             writeFileSync(f, t.payload);
-            files.push({ cmd: "iptables-nft-restore", args: ["--noflush", "-w", "5"], file: f });
+            files.push({
+              cmd: `iptables-${flavour}-restore`,
+              args: ["--noflush", "-w", "5"],
+              file: f,
+            });
             res.iptablesRules += t.payload.split("\n").filter((l) => l.startsWith("-A ")).length;
           }
         }
@@ -504,6 +519,7 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
           fib,
           run: timedRunner(() => steps),
           direct: true,
+          iptables: flavour,
           trace: (step, t) => count(steps, `step ${step}`, t),
         });
         const ta = ms(t1);
@@ -519,9 +535,9 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
       model.relabel((k * 7919) % model.endpoints.length);
       await pass(k, "change");
     }
-    for (const v of variants) v.res.problems = checkInForce(v.ns as string, model);
+    for (const v of variants) v.res.problems = checkInForce(v.ns as string, model, flavour);
     const ns = variants[0]?.ns as string;
-    await o.afterCheck?.(ns, () => checkInForce(ns, model));
+    await o.afterCheck?.(ns, () => checkInForce(ns, model, flavour));
     res.loadavg = loadavg();
     return res;
   } finally {
@@ -569,6 +585,7 @@ async function main(): Promise<void> {
     adds: arg("adds", 50),
     changes: arg("changes", 50),
     ...(oldAt > 0 ? { old: process.argv[oldAt + 1] as string } : {}),
+    ...(process.argv.includes("--legacy") ? { iptables: "legacy" as const } : {}),
     log: (l) => console.log(l),
   };
   for (const sig of ["SIGINT", "SIGTERM"] as const)
@@ -577,7 +594,7 @@ async function main(): Promise<void> {
       process.exit(130);
     });
   console.log(
-    `policy apply: ${o.endpoints} endpoints, ${o.policies} policies, ${o.sets} sets x ${o.cidrs} CIDRs${o.old ? `; old applier from ${o.old}, alternating` : ""}; load ${loadavg()
+    `policy apply (iptables ${o.iptables ?? "nft"}): ${o.endpoints} endpoints, ${o.policies} policies, ${o.sets} sets x ${o.cidrs} CIDRs${o.old ? `; old applier from ${o.old}, alternating` : ""}; load ${loadavg()
       .map((x) => x.toFixed(1))
       .join(" ")}`,
   );
@@ -587,7 +604,9 @@ async function main(): Promise<void> {
   if (r.old) variants.push(["old", r.old]);
   console.log(`rendered: ${r.iptablesRules} iptables rules, ${r.ipsetMembers} ipset members`);
   console.log(`(a) full pass: render ${summary(r.render)} (shared)`);
-  console.log(`    raw ipset restore + iptables-nft-restore of the same: ${summary(r.raw)}`);
+  console.log(
+    `    raw ipset restore + iptables-${o.iptables ?? "nft"}-restore of the same: ${summary(r.raw)}`,
+  );
   for (const [name, v] of variants) {
     console.log(
       `    ${name} (render + apply): ${summary(v.ours)}; ratio median ${(pct(v.ours, 0.5) / medRaw).toFixed(2)}x, best ${(Math.min(...v.ours) / Math.min(...r.raw)).toFixed(2)}x (goal <= 1.5x)`,
