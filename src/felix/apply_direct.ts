@@ -83,12 +83,16 @@ export class DirectKernel {
       return;
     }
     try {
-      // The addon takes at most SYSCTLS_PER_CALL files a call.
-      for (let i = 0; i < list.length; i += SYSCTLS_PER_CALL)
+      // The addon takes at most SYSCTLS_PER_CALL files a call; each call blocks this thread
+      // (the kernel's work for each file), so the event loop runs between calls: a full pass
+      // writing thousands goes on beside its iptables and ipset processes, not before them.
+      for (let i = 0; i < list.length; i += SYSCTLS_PER_CALL) {
+        if (i > 0) await new Promise((r) => setImmediate(r));
         writeSysctlsInNetns(
           this.path,
           list.slice(i, i + SYSCTLS_PER_CALL).map((s) => [s.key, s.value]),
         );
+      }
     } catch (err) {
       throw new Error(`Writing sysctls in ${this.path}: ${(err as Error).message}`);
     }
