@@ -726,6 +726,12 @@ export class IncrementalApplier {
       })(),
     );
     changes.push(...filterChanges);
+    let tStep = performance.now();
+    const lap = (step: string) => {
+      const t = performance.now();
+      opts.trace?.(step, t - tStep);
+      tStep = t;
+    };
     const indexed = new Map<string, number | undefined>();
     for (const n of configured) indexed.set(n, known?.get(n)?.index);
     // The overlay: read back and converged only when what is wanted of it changed.
@@ -738,9 +744,11 @@ export class IncrementalApplier {
       for (const i of state.workloads.ifaces) this.overlayPresent.delete(i.name);
       this.overlayFailed = overlay.failed;
     }
+    lap("overlay");
     await opts.beforeRoutes?.();
     const overlayState = overlayNow();
     const next = afterPlan(written, state, plan, indexed);
+    lap("written");
     // Bandwidth limits: converged (tc read back) when what is wanted of them changed or an
     // interface that has one was (re)configured; otherwise nothing runs.
     const qos = state.qos ?? [];
@@ -749,6 +757,7 @@ export class IncrementalApplier {
       changes.push(...(await applyQos(ctx, qos, new Set(next.ifaces.keys()))));
       this.qosText = qosText;
     }
+    lap("qos");
     const present = new Set<string>([...next.ifaces.keys(), ...this.overlayPresent]);
     const routes = [...state.workloads.routes, ...overlayState.routes].filter((r) =>
       r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
@@ -760,6 +769,7 @@ export class IncrementalApplier {
     this.routes = await setChangedRoutes(opts.fib, routes, this.routes, changes, refreshRoutes);
     if (refreshRoutes) this.lastRouteRefresh = this.now();
     const routesSeconds = (performance.now() - t1) / 1000;
+    lap("routes");
     if (overlay) await removeStale(ctx, overlay);
     if (overlay) this.overlayText = JSON.stringify(overlayState);
     this.written = next;
