@@ -4,7 +4,8 @@
 // iptables-nft-restore whose commits are confirmed by the kernel's NEWGEN event (and whose
 // failure is reported with the tool's words); and IncrementalApplier using them by default:
 // a new pod and a label change are in force with no ipset/ip/sysctl process, and a long-lived
-// commit that fails (drift the plan did not know) falls back to a full pass that repairs it.
+// commit that fails, or a member add the kernel refuses (drift the plan did not know), falls back
+// to a full pass that repairs it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IncrementalApplier } from "../../src/felix/apply.js";
 import { DirectKernel } from "../../src/felix/apply_direct.js";
@@ -202,6 +203,31 @@ describe.skipIf(skip)("direct writes in a namespace", () => {
         const repaired = ns.exec("iptables-nft-save", "-t", "filter");
         for (const n of [0, 1, 2, 4])
           expect(repaired).toContain(`-A ocl-to-wl-dispatch -o ocldir${n} -g ocl-tw-ocldir${n}`);
+        // A set destroyed by someone else: the member add over netlink is refused by name,
+        // and the full pass puts the set back with its members.
+        const dbSet = ns
+          .exec("ipset", "save")
+          .split("\n")
+          .find((l) => l.endsWith(" 10.244.1.0"))
+          ?.split(" ")[1] as string;
+        expect(dbSet).toMatch(/^ocl-s-/);
+        // (A set in use cannot go: the rules matching it go first.)
+        const users = ns
+          .exec("iptables-nft-save", "-t", "filter")
+          .split("\n")
+          .filter((l) => l.includes(`--match-set ${dbSet} `))
+          .map((l) => l.split(" ")[1] as string);
+        expect(users.length).toBeGreaterThan(0);
+        for (const c of new Set(users)) ns.exec("iptables-nft", "-t", "filter", "-F", c);
+        ns.exec("ipset", "destroy", dbSet);
+        eps[2] = ep(4, "db");
+        const again = await applier.apply(renderDataplane(input(eps)), opts);
+        expect(again.mode).toBe("full");
+        expect(again.changes[0]).toBe(
+          `incremental write failed (ipset add ${dbSet} 10.244.1.4/32 refused: The set with the given name does not exist): full pass`,
+        );
+        const sets = ns.exec("ipset", "save");
+        for (const n of [0, 2, 4]) expect(sets).toContain(`add ${dbSet} 10.244.1.${n}\n`);
       } finally {
         applier.close();
       }
