@@ -4,7 +4,10 @@
 // kernel back first and writes only what differs, so a second apply changes nothing;
 // IncrementalApplier (the node daemon's) does that only at start, on its refresh interval and
 // after errors, and otherwise writes only what changed since its last pass, from memory
-// (written.ts). Not: deciding what the state is (dataplane.ts and friends).
+// (written.ts). With the native addon (ApplyOptions.direct) interfaces are read and sysctls
+// written by the agent itself, and the incremental path changes ipset members over netlink and
+// feeds rules to a long-lived `iptables-nft-restore` (apply_direct.ts, ipset_netlink.ts,
+// iptables_session.ts). Not: deciding what the state is (dataplane.ts and friends).
 import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { type Fib, type Route, RTPROT_OCELOT_AGENT, routeKey } from "../fib/types.js";
@@ -558,11 +561,6 @@ export class IncrementalApplier {
     return s;
   }
 
-  /** Whether the incremental path writes directly (netlink, /proc, long-lived tools). */
-  private direct(opts: ApplyOptions): boolean {
-    return useDirect(opts);
-  }
-
   /** The next pass reads the kernel back in full. */
   refresh(why = "asked"): void {
     this.wantFull ??= why;
@@ -625,7 +623,7 @@ export class IncrementalApplier {
     );
     this.lastFull = this.lastRouteRefresh = this.now();
     // The long-lived tools the next incremental passes write rules with, started now (idle).
-    if (this.direct(opts) && (opts.iptables ?? "nft") === "nft")
+    if (useDirect(opts) && (opts.iptables ?? "nft") === "nft")
       for (const f of state.families)
         this.session(opts.netns, `${f.family === 4 ? "iptables" : "ip6tables"}-nft-restore`).warm();
     this.wantFull = undefined;
@@ -637,10 +635,7 @@ export class IncrementalApplier {
     opts: ApplyOptions,
     plan: IncrementalPlan,
   ): Promise<IncrementalReport> {
-    const direct =
-      (opts.direct ?? (opts.run === undefined && addonUsable()))
-        ? new DirectKernel(opts.netns)
-        : undefined;
+    const direct = useDirect(opts) ? new DirectKernel(opts.netns) : undefined;
     try {
       return await this.incrementalWith(state, opts, plan, direct);
     } finally {
