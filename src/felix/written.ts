@@ -5,8 +5,9 @@
 // the chain rewritten) and the ones no longer wanted deleted, in one
 // `iptables-restore --noflush` payload; per ipset, the members that come and go (`add` / `del`
 // in one `ipset restore -exist` payload, and the same as member operations for netlink; a set
-// that changes more than half its members is rebuilt and swapped in); node-wide sysctls whose value differs; the workload interfaces not
-// configured yet (new, recreated, or still missing), to be checked and set. What this cannot
+// that changes more than half its members is rebuilt and swapped in); node-wide sysctls whose
+// value differs; the workload interfaces not configured yet (new, recreated, or still
+// missing), to be checked and set. What this cannot
 // plan (a hook, a table or a family that comes or goes, an ipset whose type changes) asks for a
 // full pass, which reads everything back (apply.ts's applyDataplane). Drift made by others is
 // found only by a full pass: the caller runs one on its refresh interval, at start and after
