@@ -295,8 +295,8 @@ const setsOf = (rules: string[]) =>
     [...r.matchAll(/--match-set (\S+) (?:src|dst)/g)].map((m) => m[1] as string),
   );
 
-/** Every local endpoint dispatched to its chains, jumping to exactly its policies in order; each
- * policy's rule sets holding exactly the model's members. */
+/** Every local endpoint routed and dispatched to its chains, jumping to exactly its policies in
+ * order; each policy's rule sets holding exactly the model's members. */
 export function checkInForce(
   ns: string,
   model: Model,
@@ -307,6 +307,15 @@ export function checkInForce(
     run("ip", ["netns", "exec", ns, `iptables-${flavour}-save`, "-t", "filter"]),
   );
   const sets = parseSets(run("ip", ["netns", "exec", ns, "ipset", "save"]));
+  // Every endpoint's route through its interface (the agent's protocol, 202).
+  const routes = new Set(
+    run("ip", ["-n", ns, "route", "show", "proto", "202"])
+      .split("\n")
+      .map((l) => l.trim().split(/\s+/).slice(0, 3).join(" ")),
+  );
+  for (const ep of model.endpoints)
+    if (!routes.has(`${ep.ipv4} dev ${ep.iface}`))
+      problems.push(`${ep.id}: no route ${ep.ipv4} dev ${ep.iface}`);
   const toWl = new Set(rules.get("ocl-to-wl-dispatch") ?? []);
   const fromWl = new Set(rules.get("ocl-from-wl-dispatch") ?? []);
   for (const ep of model.endpoints) {
