@@ -518,6 +518,7 @@ export class NodeDaemon {
     await this.fastRunning?.catch(() => {});
     this.neigh?.close();
     this.neigh = undefined;
+    this.applier.close();
     await this.agentFib?.close?.();
   }
 
