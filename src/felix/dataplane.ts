@@ -6,6 +6,7 @@
 // pods' floating IPs (nat table), spoofing allowances (raw table) and bandwidth limits (qos.ts).
 // Not: reading or writing the kernel (apply.ts), where the inputs come from (datastore, CNI).
 import { workloadIfaceName } from "../lib/pod_wiring.js";
+import type { RuleActions } from "./actions.js";
 import { type HostPolicyInput, renderHostPolicy } from "./host_endpoint.js";
 import {
   type IpsetSpec,
@@ -43,6 +44,8 @@ export interface DataplaneInput {
   host?: HostPolicyInput;
   /** The overlay (absent: none; our tunnel devices, if any are left, are removed). */
   overlay?: OverlayInput;
+  /** FelixConfiguration's allow and deny verdicts (absent: Felix's defaults, Accept and Drop). */
+  actions?: RuleActions;
 }
 
 export interface FamilyTables {
@@ -100,10 +103,15 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
         iface: w.hostIface ?? workloadIfaceName(w.id),
         prefixes: (w.spoofPrefixes ?? []).filter(fam),
       }));
-    const policy = input.policy ? renderPolicy(input.policy, family) : undefined;
+    const actions = input.actions !== undefined ? { actions: input.actions } : {};
+    const policy = input.policy ? renderPolicy({ ...input.policy, ...actions }, family) : undefined;
     for (const w of policy?.warnings ?? []) warnings.add(w);
     const host = input.host
-      ? renderHostPolicy(input.host, input.policy ?? { endpoints: [], policies: [] }, family)
+      ? renderHostPolicy(
+          input.host,
+          { ...(input.policy ?? { endpoints: [], policies: [] }), ...actions },
+          family,
+        )
       : undefined;
     for (const w of host?.warnings ?? []) warnings.add(w);
     // Workload and host rules share selector ipsets (same name, same members).
@@ -113,7 +121,7 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
     families.push({
       family,
       ipsets: [...ipsets.values()],
-      tables: renderTables(nat, policy, host, rpf, limits),
+      tables: renderTables(nat, policy, host, rpf, limits, input.actions?.filterAllow),
     });
   }
   const overlay = renderOverlay(input.overlay ?? NO_OVERLAY);

@@ -1,6 +1,8 @@
 // FelixConfiguration as the agent uses it (pure): the effective spec of one node, Calico's
 // precedence (`node.<name>` field by field over `default`), and the fields Ocelot acts on read
-// out of it: the failsafe ports, defaultEndpointToHostAction, logSeverityScreen, the kernel
+// out of it: the failsafe ports, defaultEndpointToHostAction, the allow and deny verdicts
+// (iptablesFilterAllowAction, iptablesMangleAllowAction, iptablesFilterDenyAction),
+// logSeverityScreen, the kernel
 // read-back intervals (iptablesRefreshInterval, routeRefreshInterval), floatingIPs (whether
 // WorkloadEndpoints' ipNATs are programmed) and workloadSourceSpoofing (whether their
 // allowSpoofedSourcePrefixes are), and the MTUs (vxlanMTU, vxlanMTUV6, ipipMTU, mtuIfacePattern;
@@ -10,6 +12,7 @@
 // daemon's logger).
 import { parseDurationMs } from "../api/fields.js";
 import { compileGoRegexp } from "../lib/go_regexp.js";
+import type { RuleActions } from "./actions.js";
 import type { EndpointToHostAction, ProtoPort } from "./host_endpoint.js";
 
 export interface FelixConfigResource {
@@ -22,6 +25,11 @@ export interface FelixSettings {
   failsafeInbound?: ProtoPort[];
   failsafeOutbound?: ProtoPort[];
   defaultEndpointToHostAction?: EndpointToHostAction;
+  /**
+   * iptablesFilterAllowAction, iptablesMangleAllowAction and iptablesFilterDenyAction (Felix's
+   * defaults, Accept, Accept and Drop, for those not set); absent when none is set.
+   */
+  actions?: RuleActions;
   /** A pino level ("info", "debug", ...) from logSeverityScreen. */
   logLevel?: string;
   /**
@@ -50,6 +58,9 @@ export const FELIX_FIELDS_ACTED_ON: readonly string[] = [
   "failsafeInboundHostPorts",
   "failsafeOutboundHostPorts",
   "defaultEndpointToHostAction",
+  "iptablesFilterAllowAction",
+  "iptablesMangleAllowAction",
+  "iptablesFilterDenyAction",
   "logSeverityScreen",
   "iptablesRefreshInterval",
   "routeRefreshInterval",
@@ -197,6 +208,17 @@ export function felixSettings(
   if (action === "drop") s.defaultEndpointToHostAction = "Drop";
   else if (action === "accept") s.defaultEndpointToHostAction = "Accept";
   else if (action === "return") s.defaultEndpointToHostAction = "Return";
+  // Calico's patterns take any case (^(?i)(Accept|Return)?$); empty is the default.
+  const word = (field: string) => String(spec[field] ?? "").toLowerCase();
+  const filterAllow = word("iptablesFilterAllowAction");
+  const mangleAllow = word("iptablesMangleAllowAction");
+  const filterDeny = word("iptablesFilterDenyAction");
+  if (filterAllow === "return" || mangleAllow === "return" || filterDeny === "reject")
+    s.actions = {
+      filterAllow: filterAllow === "return" ? "Return" : "Accept",
+      mangleAllow: mangleAllow === "return" ? "Return" : "Accept",
+      filterDeny: filterDeny === "reject" ? "Reject" : "Drop",
+    };
   const level = LOG_LEVELS[String(spec.logSeverityScreen ?? "").toLowerCase()];
   if (level !== undefined) s.logLevel = level;
   for (const [field, key] of [

@@ -458,10 +458,12 @@ export function agentInput(
 ): DataplaneInput {
   const pools = natPoolsOf(snap.pools);
   const policy = policyInputOf(snap, node);
+  const felix = felixSettingsOf(snap, node);
   return {
     ...(policy !== undefined ? { policy } : {}),
+    ...(felix.actions !== undefined ? { actions: felix.actions } : {}),
     host: hostInputOf(snap, node, opts),
-    workloads: workloadsOf(snap.workloadEndpoints, node, felixSettingsOf(snap, node)),
+    workloads: workloadsOf(snap.workloadEndpoints, node, felix),
     blocks: nodeBlocks(snap.affinities, node),
     pools,
     clusterCidrs: opts.clusterCidrs ?? [],
