@@ -7,6 +7,7 @@
 // Not: reading or writing the kernel (apply.ts), where the inputs come from (datastore, CNI).
 import { workloadIfaceName } from "../lib/pod_wiring.js";
 import type { RuleActions } from "./actions.js";
+import { renderEgressDscp, withEgressDscp } from "./dscp.js";
 import { type HostPolicyInput, renderHostPolicy } from "./host_endpoint.js";
 import {
   type IpsetSpec,
@@ -114,14 +115,27 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
         )
       : undefined;
     for (const w of host?.warnings ?? []) warnings.add(w);
+    // DSCP marking of pods' traffic leaving the cluster (qosControls.dscp; mangle POSTROUTING).
+    const dscp = renderEgressDscp(
+      input.workloads.flatMap((w) =>
+        w.dscp !== undefined ? [{ addresses: [...w.ipv4, ...w.ipv6], dscp: w.dscp }] : [],
+      ),
+      family,
+    );
     // Workload and host rules share selector ipsets (same name, same members).
     const ipsets = new Map<string, IpsetSpec>();
-    for (const s of [...renderIpsets(nat), ...(policy?.ipsets ?? []), ...(host?.ipsets ?? [])])
+    for (const s of [
+      ...renderIpsets(nat),
+      ...(policy?.ipsets ?? []),
+      ...(host?.ipsets ?? []),
+      ...(dscp ? [dscp.ipset] : []),
+    ])
       if (!ipsets.has(s.name)) ipsets.set(s.name, s);
+    const tables = renderTables(nat, policy, host, rpf, limits, input.actions?.filterAllow);
     families.push({
       family,
       ipsets: [...ipsets.values()],
-      tables: renderTables(nat, policy, host, rpf, limits, input.actions?.filterAllow),
+      tables: dscp ? withEgressDscp(tables, dscp) : tables,
     });
   }
   const overlay = renderOverlay(input.overlay ?? NO_OVERLAY);

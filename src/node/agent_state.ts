@@ -10,6 +10,7 @@
 // host MTU from the links mtuIfacePattern matches).
 // Not: reading the datastore (daemon.ts, cache.ts) or the kernel (src/felix/apply.ts).
 
+import { dscpValue } from "../api/dscp.js";
 import type { HostEndpoint } from "../api/hostendpoint.js";
 import type { IPPool } from "../api/ippool.js";
 import { type K8sEndpointSlice, type K8sService, SERVICE_NAME_LABEL } from "../api/k8s_service.js";
@@ -102,7 +103,8 @@ export function workloadsOf(
       const nets = (w.spec.ipNetworks ?? []).map(addressOf);
       const nats = felix.floatingIps ? (w.spec.ipNATs ?? []) : [];
       const spoof = felix.sourceSpoofing ? (w.spec.allowSpoofedSourcePrefixes ?? []) : [];
-      const qos = w.spec.qosControls;
+      const { dscp, ...qos } = w.spec.qosControls ?? {};
+      const code = dscp !== undefined ? dscpValue(dscp) : undefined;
       return {
         id: `${w.metadata.namespace}/${w.metadata.name}`,
         hostIface: w.spec.interfaceName,
@@ -112,7 +114,8 @@ export function workloadsOf(
           ? { floatingIps: nats.map((n) => ({ internal: n.internalIP, external: n.externalIP })) }
           : {}),
         ...(spoof.length > 0 ? { spoofPrefixes: [...spoof] } : {}),
-        ...(qos !== undefined ? { qos: { ...qos } } : {}),
+        ...(Object.keys(qos).length > 0 ? { qos } : {}),
+        ...(code !== undefined ? { dscp: code } : {}),
       };
     });
 }
