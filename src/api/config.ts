@@ -54,6 +54,8 @@ const FELIX_HONOURED = new Set<string>([
   "vxlanMTUV6",
   "ipipMTU",
   "mtuIfacePattern",
+  "vxlanPort",
+  "vxlanVNI",
 ]);
 
 const STORED_REASON = "stored; Ocelot's agent does not use it yet (ocelot apply warns)";

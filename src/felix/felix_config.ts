@@ -49,6 +49,10 @@ export interface FelixSettings {
   ipipMtu?: number;
   /** mtuIfacePattern: the interfaces whose smallest MTU is the host's. */
   mtuIfacePattern?: RegExp;
+  /** vxlanPort: the VXLAN devices' UDP port (Felix's default 4789). */
+  vxlanPort?: number;
+  /** vxlanVNI: the VXLAN devices' VNI (Felix's default 4096; Felix uses it for both families). */
+  vxlanVni?: number;
   /** Fields that were set and could not be used, one line each. */
   warnings: string[];
 }
@@ -70,6 +74,8 @@ export const FELIX_FIELDS_ACTED_ON: readonly string[] = [
   "vxlanMTUV6",
   "ipipMTU",
   "mtuIfacePattern",
+  "vxlanPort",
+  "vxlanVNI",
 ];
 
 /**
@@ -82,6 +88,8 @@ const FELIX_ENV: Record<string, string> = {
   vxlanmtuv6: "vxlanMTUV6",
   ipinipmtu: "ipipMTU",
   mtuifacepattern: "mtuIfacePattern",
+  vxlanport: "vxlanPort",
+  vxlanvni: "vxlanVNI",
 };
 
 /** The FelixConfiguration fields set in the environment (FELIX_VXLANMTU=1400 -> vxlanMTU). */
@@ -171,6 +179,20 @@ function mtuSettings(
     else
       warnings.push(
         `FelixConfiguration ${field}: ${JSON.stringify(v)} is not an integer; auto-detected`,
+      );
+  }
+  // vxlanPort and vxlanVNI: a UDP port and a 24-bit VNI (RFC 7348 §5); others warned, default kept.
+  for (const [field, key, min, max] of [
+    ["vxlanPort", "vxlanPort", 1, 65535],
+    ["vxlanVNI", "vxlanVni", 1, 16777215],
+  ] as const) {
+    const v = value(field);
+    if (v === undefined) continue;
+    const n = typeof v === "string" ? Number(v.trim()) : v;
+    if (typeof n === "number" && Number.isInteger(n) && n >= min && n <= max) s[key] = n;
+    else
+      warnings.push(
+        `FelixConfiguration ${field}: ${JSON.stringify(v)} is not an integer in ${min}..${max}; Felix's default is used`,
       );
   }
   const pattern = value("mtuIfacePattern");

@@ -249,6 +249,14 @@ export function overlayInputOf(
     fabric: opts.fabric ?? {},
     ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}),
     ...(Object.keys(mtus).length > 0 ? { mtus } : {}),
+    ...(felix.vxlanPort !== undefined || felix.vxlanVni !== undefined
+      ? {
+          vxlan: {
+            ...(felix.vxlanPort !== undefined ? { port: felix.vxlanPort } : {}),
+            ...(felix.vxlanVni !== undefined ? { vni: felix.vxlanVni } : {}),
+          },
+        }
+      : {}),
   };
 }
 
