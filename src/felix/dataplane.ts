@@ -116,10 +116,18 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
       : undefined;
     for (const w of host?.warnings ?? []) warnings.add(w);
     // DSCP marking of pods' traffic leaving the cluster (qosControls.dscp; mangle POSTROUTING).
+    // Host endpoints' too (their annotation), by their expectedIPs.
     const dscp = renderEgressDscp(
-      input.workloads.flatMap((w) =>
-        w.dscp !== undefined ? [{ addresses: [...w.ipv4, ...w.ipv6], dscp: w.dscp }] : [],
-      ),
+      [
+        ...input.workloads.flatMap((w) =>
+          w.dscp !== undefined ? [{ addresses: [...w.ipv4, ...w.ipv6], dscp: w.dscp }] : [],
+        ),
+        ...(input.host?.hostEndpoints ?? []).flatMap((h) =>
+          h.dscp !== undefined && (h.expectedIPs ?? []).length > 0
+            ? [{ addresses: h.expectedIPs ?? [], dscp: h.dscp }]
+            : [],
+        ),
+      ],
       family,
     );
     // Workload and host rules share selector ipsets (same name, same members).

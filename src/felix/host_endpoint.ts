@@ -78,6 +78,11 @@ export interface HostEndpointSpec {
   /** Its labels (with its profiles' labelsToApply): what policy selectors match. */
   labels: Readonly<Record<string, string>>;
   profiles?: string[];
+  /**
+   * Its `qos.projectcalico.org/dscp` annotation's code point: traffic from its expectedIPs that
+   * leaves the cluster is marked (dscp.ts), as Felix does for a host endpoint's QoS policy.
+   */
+  dscp?: number;
 }
 
 /** A host interface and its addresses (to find the one holding a HostEndpoint's expectedIPs). */

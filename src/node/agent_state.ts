@@ -364,6 +364,16 @@ export function felixSettingsOf(
   return felixSettings(effectiveFelixSpec(snap.felixConfigurations ?? [], node), env);
 }
 
+/**
+ * A HostEndpoint's `qos.projectcalico.org/dscp` annotation (libcalico-go's host endpoint
+ * processor): its code point; an invalid one is left out, as Calico logs and drops it.
+ */
+function hostDscp(h: HostEndpoint): { dscp?: number } {
+  const text = h.metadata.annotations?.["qos.projectcalico.org/dscp"];
+  const code = text !== undefined ? dscpValue(text) : undefined;
+  return code !== undefined ? { dscp: code } : {};
+}
+
 /** This node's HostEndpoints with the failsafe ports and workload-to-host action. */
 export function hostInputOf(
   snap: NodeSnapshot,
@@ -381,6 +391,7 @@ export function hostInputOf(
         ...(h.spec.expectedIPs ? { expectedIPs: [...h.spec.expectedIPs] } : {}),
         labels: hostLabels(h, profileLabels),
         ...(h.spec.profiles ? { profiles: [...h.spec.profiles] } : {}),
+        ...hostDscp(h),
       })),
     ...(opts.hostInterfaces ? { interfaces: opts.hostInterfaces } : {}),
     ...(f.failsafeInbound ? { failsafeInbound: f.failsafeInbound } : {}),

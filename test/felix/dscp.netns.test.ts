@@ -6,11 +6,14 @@
 //   cluster: mangle POSTROUTING, `-j DSCP --set-dscp`);
 // - from A to C (an address in the pool): unmarked, 0 (Felix leaves in-cluster traffic alone);
 // the ipset and chains read back as Felix lays them out, a second apply changes nothing, and
-// without the field the marking is gone (A's datagrams leave with 0 again).
+// without the field the marking is gone (A's datagrams leave with 0 again);
+// - a HostEndpoint with the `qos.projectcalico.org/dscp` annotation (CS1): the node's own
+//   datagrams from its expectedIP leave with 8.
 import { type ChildProcess, spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyDataplane } from "../../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
+import { DEFAULT_ALLOW_PROFILE } from "../../src/felix/policy.js";
 import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
@@ -43,7 +46,7 @@ describe.skipIf(skip)("WorkloadEndpoint qosControls.dscp: egress DSCP marking", 
   let fib: KernelFib;
   const children: ChildProcess[] = [];
 
-  const input = (marked: boolean): DataplaneInput => ({
+  const input = (marked: boolean, hostDscp?: number): DataplaneInput => ({
     workloads: (["a", "b", "c"] as const).map((app) => ({
       id: `default/${app}`,
       hostIface: PODS[app].iface,
@@ -54,10 +57,24 @@ describe.skipIf(skip)("WorkloadEndpoint qosControls.dscp: egress DSCP marking", 
     })),
     pools: [{ cidr: "10.67.0.0/16", natOutgoing: false }],
     // As the node's agent always passes it: the mangle table is then ours to converge.
-    host: { hostEndpoints: [] },
+    host: {
+      hostEndpoints:
+        hostDscp === undefined
+          ? []
+          : [
+              {
+                name: "node-ext0",
+                expectedIPs: ["192.0.2.1"],
+                labels: {},
+                profiles: [DEFAULT_ALLOW_PROFILE.name],
+                dscp: hostDscp,
+              },
+            ],
+      interfaces: [{ name: "ext0", addresses: ["192.0.2.1/24"] }],
+    },
   });
-  const apply = (marked: boolean) =>
-    applyDataplane(renderDataplane(input(marked)), { netns: node.name, fib });
+  const apply = (marked: boolean, hostDscp?: number) =>
+    applyDataplane(renderDataplane(input(marked, hostDscp)), { netns: node.name, fib });
 
   /**
    * Starts tshark in `ns` on `iface` for UDP to port 9999, runs `send` (again each second: the
@@ -95,8 +112,11 @@ describe.skipIf(skip)("WorkloadEndpoint qosControls.dscp: egress DSCP marking", 
       .map((l) => l.trim().split(/\s+/).join(" "));
   }
 
-  const sendFrom = (app: "a" | "b" | "c", to: string) =>
-    runSync("ip", ["netns", "exec", pods[app].name, "python3", "-c", SENDER, to]);
+  const sendFrom = (app: "a" | "b" | "c" | "node", to: string) =>
+    runSync("ip", [
+      ...["netns", "exec", app === "node" ? node.name : pods[app].name],
+      ...["python3", "-c", SENDER, to],
+    ]);
 
   beforeAll(async () => {
     node = Netns.create("dsn");
@@ -157,5 +177,15 @@ describe.skipIf(skip)("WorkloadEndpoint qosControls.dscp: egress DSCP marking", 
     const seen = await capture(outside, "eth0", 3, () => sendFrom("a", OUTSIDE));
     console.log(`to the outside host after removal: ${JSON.stringify(seen)}`);
     expect(seen).toEqual(Array(3).fill(`${PODS.a.v4} 0`));
+  });
+
+  it("a HostEndpoint's DSCP annotation (CS1): the node's own datagrams from its expectedIP leave with 8", async () => {
+    await apply(false, 8);
+    expect(node.exec("iptables-nft-save", "-t", "mangle")).toContain(
+      "-A ocl-egress-dscp -s 192.0.2.1/32 -j DSCP --set-dscp 0x08",
+    );
+    const seen = await capture(outside, "eth0", 3, () => sendFrom("node", OUTSIDE));
+    console.log(`the node's own datagrams (source dscp): ${JSON.stringify(seen)}`);
+    expect(seen).toEqual(Array(3).fill("192.0.2.1 8"));
   });
 });

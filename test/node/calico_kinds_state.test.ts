@@ -267,4 +267,21 @@ describe("agentInput() with FelixConfiguration's verdicts, VXLAN settings and DS
     expect(storedOnlyWarnings(s, "n1").join("\n")).not.toMatch(/iptablesFilter|vxlanPort|vxlanVNI/);
     expect(agentInput(snap({}), "n1").actions).toBeUndefined();
   });
+
+  it("takes a HostEndpoint's qos.projectcalico.org/dscp annotation; an invalid one is left out", () => {
+    const hep = (name: string, dscp: string) =>
+      res({
+        kind: "HostEndpoint",
+        metadata: { name, annotations: { "qos.projectcalico.org/dscp": dscp } },
+        spec: { node: "n1", interfaceName: name, expectedIPs: ["192.0.2.1"] },
+      });
+    const h = hostInputOf(
+      snap({ hostEndpoints: [hep("eth0", "AF11"), hep("eth1", "99")] as never }),
+      "n1",
+    );
+    expect(h.hostEndpoints.map((e) => [e.name, e.dscp])).toEqual([
+      ["eth0", 10],
+      ["eth1", undefined],
+    ]);
+  });
 });
