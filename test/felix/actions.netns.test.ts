@@ -48,15 +48,20 @@ const net = require("node:net");
 const fs = require("node:fs");
 const [file, ...ports] = process.argv.slice(1);
 const counts = {};
+// Written whole, then renamed: a reader never sees half a file.
+const save = () => {
+  fs.writeFileSync(file + ".tmp", JSON.stringify(counts));
+  fs.renameSync(file + ".tmp", file);
+};
 for (const p of ports) {
   counts[p] = 0;
   net.createServer((s) => {
     counts[p]++;
-    fs.writeFileSync(file, JSON.stringify(counts));
+    save();
     s.end();
   }).listen(Number(p), "0.0.0.0");
 }
-fs.writeFileSync(file, JSON.stringify(counts));
+save();
 `;
 
 const gnp = (name: string, spec: Record<string, unknown>): Policy =>
@@ -134,12 +139,19 @@ describe.skipIf(skip)(
         { netns: node.name, fib },
       );
 
-    /** Each port's outcome from `from`, and how many connections the server accepted for it. */
-    function probe(from: Netns, ip: string, who: "b" | "node", ports: number[]) {
+    /**
+     * Each port's outcome from `from`, and how many connections the server accepted for it (the
+     * server writes its count after the client returns: waited for when the client connected).
+     */
+    async function probe(from: Netns, ip: string, who: "b" | "node", ports: number[]) {
       const out: Record<number, { client: Outcome; server: number }> = {};
       for (const port of ports) {
         const before = counts(who)[port] ?? 0;
         const client = connect(from, ip, port);
+        if (client === "ok")
+          await waitFor(`${who}'s count of port ${port}`, () =>
+            (counts(who)[port] ?? 0) > before ? true : undefined,
+          );
         out[port] = { client, server: (counts(who)[port] ?? 0) - before };
       }
       return out;
@@ -220,7 +232,7 @@ describe.skipIf(skip)(
       const filter = node.exec("iptables-nft-save", "-t", "filter");
       expect(filter).toContain(`-A ocl-FORWARD -o ocl+ -j ACCEPT`);
       expect(filter).toMatch(/-A ocl-tw-\S+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT/);
-      const r = probe(pods.a, PODS.b.v4, "b", [8080, 8081, 8082]);
+      const r = await probe(pods.a, PODS.b.v4, "b", [8080, 8081, 8082]);
       console.log(`Accept/Drop: ${JSON.stringify(r)}`);
       expect(r).toEqual({
         8080: { client: "ok", server: 1 },
@@ -245,7 +257,7 @@ describe.skipIf(skip)(
         (await apply({ filterAllow: "Return", mangleAllow: "Accept", filterDeny: "Reject" }))
           .changes,
       ).toEqual([]);
-      const r = probe(pods.a, PODS.b.v4, "b", [8080, 8081, 8082]);
+      const r = await probe(pods.a, PODS.b.v4, "b", [8080, 8081, 8082]);
       console.log(`Return/Reject: ${JSON.stringify(r)}`);
       expect(r).toEqual({
         8080: { client: "ok", server: 1 },
@@ -259,12 +271,12 @@ describe.skipIf(skip)(
       expect(node.exec("iptables-nft-save", "-t", "mangle")).toContain(
         "-A ocl-PREROUTING -m mark --mark 0x10000/0x10000 -j ACCEPT",
       );
-      const accept = probe(outside, NODE, "node", [9000]);
+      const accept = await probe(outside, NODE, "node", [9000]);
       await apply({ filterAllow: "Accept", mangleAllow: "Return", filterDeny: "Drop" });
       const mangle = node.exec("iptables-nft-save", "-t", "mangle");
       expect(mangle).toContain("-A ocl-PREROUTING -m mark --mark 0x10000/0x10000 -j RETURN");
       expect(mangle).not.toContain("-A ocl-PREROUTING -m mark --mark 0x10000/0x10000 -j ACCEPT");
-      const ret = probe(outside, NODE, "node", [9000]);
+      const ret = await probe(outside, NODE, "node", [9000]);
       console.log(
         `mangle Accept: ${JSON.stringify(accept)}; mangle Return: ${JSON.stringify(ret)}`,
       );
