@@ -2,8 +2,8 @@
 // schemas with Calico's field types (from its CRDs, src/api/config_fields.ts) and validator rules
 // (validateFelixConfigSpec, validateIPAMConfigSpec, the CEL rules), and what Ocelot does with each
 // field: the few it honours (failsafe ports, defaultEndpointToHostAction, the iptables allow and
-// deny actions, logSeverityScreen,
-// iptablesRefreshInterval, routeRefreshInterval, floatingIPs, workloadSourceSpoofing, the MTUs),
+// deny actions, logSeverityScreen, iptablesRefreshInterval, routeRefreshInterval, floatingIPs,
+// workloadSourceSpoofing, the MTUs, vxlanPort, vxlanVNI),
 // the many it stores and names in a warning (they tune parts Ocelot does not have), and the ones
 // it refuses because ignoring them would weaken security.
 // Not: applying them (the node daemon, `ocelot ipam`).

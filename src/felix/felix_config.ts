@@ -2,12 +2,13 @@
 // precedence (`node.<name>` field by field over `default`), and the fields Ocelot acts on read
 // out of it: the failsafe ports, defaultEndpointToHostAction, the allow and deny verdicts
 // (iptablesFilterAllowAction, iptablesMangleAllowAction, iptablesFilterDenyAction),
-// logSeverityScreen, the kernel
-// read-back intervals (iptablesRefreshInterval, routeRefreshInterval), floatingIPs (whether
-// WorkloadEndpoints' ipNATs are programmed) and workloadSourceSpoofing (whether their
-// allowSpoofedSourcePrefixes are), and the MTUs (vxlanMTU, vxlanMTUV6, ipipMTU, mtuIfacePattern;
-// also from calico-node's FELIX_VXLANMTU, FELIX_VXLANMTUV6, FELIX_IPINIPMTU, FELIX_MTUIFACEPATTERN
-// environment, which Felix puts above the datastore).
+// logSeverityScreen, the kernel read-back intervals (iptablesRefreshInterval,
+// routeRefreshInterval), floatingIPs (whether WorkloadEndpoints' ipNATs are programmed) and
+// workloadSourceSpoofing (whether their allowSpoofedSourcePrefixes are), the MTUs (vxlanMTU,
+// vxlanMTUV6, ipipMTU, mtuIfacePattern) and the VXLAN devices' vxlanPort and vxlanVNI; those six
+// also from calico-node's FELIX_VXLANMTU, FELIX_VXLANMTUV6, FELIX_IPINIPMTU,
+// FELIX_MTUIFACEPATTERN, FELIX_VXLANPORT, FELIX_VXLANVNI environment, which Felix puts above the
+// datastore.
 // Not: the schema and validation (src/api/config.ts), applying them (host_endpoint.ts, the node
 // daemon's logger).
 import { parseDurationMs } from "../api/fields.js";
