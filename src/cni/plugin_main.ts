@@ -465,9 +465,16 @@ async function add(delegate: IpamDelegate, id: PodIdentity): Promise<Record<stri
   const facts = await kubeFacts(conf, id);
   // Calico's IPAM pod annotations: pools in place of the network's, or addresses without IPAM.
   const want = annotatedIpam(conf, facts);
+  // The namespace's labels from the API server, for ocelot-ipam's pools with a namespaceSelector
+  // (Calico's IPAM plugin reads the Namespace itself; without an API server ocelot-ipam reads
+  // the namespace's kns.<ns> Profile).
+  const nsLabels = facts !== undefined && conf.ipamType === "ocelot-ipam";
   const pooled =
-    want.ipv4Pools || want.ipv6Pools
-      ? { ...delegate, stdin: withPools(delegate.stdin, want) }
+    want.ipv4Pools || want.ipv6Pools || nsLabels
+      ? {
+          ...delegate,
+          stdin: withPools(delegate.stdin, want, nsLabels ? facts?.namespaceLabels : undefined),
+        }
       : delegate;
   // ipAddrs: the IPAM plugin assigns exactly those (CNI_ARGS IP=, as Calico's IPAM takes it).
   const ipam = want.ipAddrs
@@ -563,11 +570,21 @@ function annotatedIpam(conf: CniNetConf, facts: PodFacts | undefined): PodIpam {
   }
 }
 
-/** The IPAM stdin with the annotation's pools in place of `ipam.ipv4_pools` / `ipv6_pools`. */
-function withPools(stdin: string, want: PodIpam): string {
-  const conf = JSON.parse(stdin) as { ipam: Record<string, unknown> };
+/**
+ * The IPAM stdin with the annotation's pools in place of `ipam.ipv4_pools` / `ipv6_pools`, and
+ * the namespace's labels as `args.ocelot.namespaceLabels` (CNI's `args` convention) when given.
+ */
+function withPools(stdin: string, want: PodIpam, namespaceLabels?: Record<string, string>): string {
+  const conf = JSON.parse(stdin) as { ipam: Record<string, unknown>; args?: unknown };
   if (want.ipv4Pools) conf.ipam.ipv4_pools = want.ipv4Pools;
   if (want.ipv6Pools) conf.ipam.ipv6_pools = want.ipv6Pools;
+  if (namespaceLabels !== undefined) {
+    const args = (typeof conf.args === "object" && conf.args !== null ? conf.args : {}) as Record<
+      string,
+      unknown
+    >;
+    conf.args = { ...args, ocelot: { ...(args.ocelot as object), namespaceLabels } };
+  }
   return JSON.stringify(conf);
 }
 

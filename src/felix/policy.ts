@@ -20,6 +20,13 @@ import { formatSelector, matchSelector, parseSelector, type Selector } from "../
 import { DEFAULT_TIER, DEFAULT_TIER_ORDER } from "../api/tier.js";
 import { formatAddress, parseCidr } from "../lib/ip.js";
 import {
+  type AllowAction,
+  conntrackAllowRules,
+  DEFAULT_RULE_ACTIONS,
+  denyTarget,
+  type RuleActions,
+} from "./actions.js";
+import {
   CHAIN_FROM_WL_DISPATCH,
   CHAIN_TO_WL_DISPATCH,
   type ChainSpec,
@@ -174,6 +181,8 @@ export interface PolicyInput {
   namespaceLabels?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** Profiles with rules; an endpoint listing one is policed in both directions. */
   profiles?: PolicyProfile[];
+  /** FelixConfiguration's allow and deny verdicts (absent: Felix's defaults, Accept and Drop). */
+  actions?: RuleActions;
 }
 
 export interface PolicyState {
@@ -852,8 +861,11 @@ export class Renderer {
     return variants.map((v) => [head.trim(), ...v, ...tail].filter((x) => x !== "").join(" "));
   }
 
-  /** The rules of one policy chain. */
-  policyChain(p: Policy, dir: Direction): string[] {
+  /**
+   * The rules of one policy chain; `deny` is the Deny rules' target (the filter table's
+   * iptablesFilterDenyAction; the mangle and raw tables have no REJECT: DROP there).
+   */
+  policyChain(p: Policy, dir: Direction, deny = "-j DROP"): string[] {
     const out: string[] = [];
     const rules = dir === "Ingress" ? p.ingress : p.egress;
     for (const [i, rule] of rules.entries()) {
@@ -868,7 +880,7 @@ export class Renderer {
         const why = `${where}: ${(err as Error).message}`;
         if (rule.action === "Deny") {
           this.warnings.push(`${why}; rule denies all traffic`);
-          out.push("-j DROP");
+          out.push(deny);
         } else this.warnings.push(`${why}; rule not rendered`);
         continue;
       }
@@ -884,7 +896,7 @@ export class Renderer {
           out.push(`-m mark --mark ${PASS} -j RETURN`);
           break;
         case "Deny":
-          for (const m of matches) out.push(withM(m, "-j DROP"));
+          for (const m of matches) out.push(withM(m, deny));
           break;
         case "Log":
           for (const m of matches) out.push(withM(m, `-j LOG --log-prefix ${LOG_PREFIX}`));
@@ -939,6 +951,13 @@ export interface EndpointChainSpec {
   failsafe?: string;
   /** Drop what no policy or profile accepted (normal chains: host endpoints, profiles). */
   dropAtEnd?: boolean;
+  /**
+   * The verdict of an established connection (the filter table's iptablesFilterAllowAction, the
+   * mangle table's iptablesMangleAllowAction for preDNAT chains); absent: Accept.
+   */
+  allow?: AllowAction;
+  /** The target that drops (the filter table's iptablesFilterDenyAction); absent: `-j DROP`. */
+  deny?: string;
 }
 
 /** The tier of a policy: its Tier resource, or Calico's default tier; unknown ones come last. */
@@ -982,10 +1001,11 @@ export function endpointChainRules(
   used: Map<string, { p: Policy; dir: Direction }>,
 ): string[] {
   const rules: string[] = [];
+  const deny = spec.deny ?? "-j DROP";
   if (spec.type !== "untracked")
     rules.push(
-      "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-      "-m conntrack --ctstate INVALID -j DROP",
+      ...conntrackAllowRules(spec.allow ?? "Accept", ACCEPT),
+      `-m conntrack --ctstate INVALID ${deny}`,
     );
   if (spec.failsafe !== undefined) rules.push(`-j ${spec.failsafe}`);
   rules.push(`-j MARK --set-xmark ${CLEAR}`);
@@ -1014,7 +1034,7 @@ export function endpointChainRules(
       rules.push(`-m mark --mark ${ACCEPT} -j RETURN`);
     }
     if (enforcing && g.tier.defaultAction === "Deny")
-      rules.push(`-m mark --mark ${NOT_PASS} -j DROP`);
+      rules.push(`-m mark --mark ${NOT_PASS} ${deny}`);
   }
   if (groups.length === 0 && spec.type === "forward")
     rules.push(`-j MARK --set-xmark ${ACCEPT}`, "-j RETURN");
@@ -1024,7 +1044,7 @@ export function endpointChainRules(
     used.set(chain, { p: profileAsPolicy(prof), dir });
     rules.push(`-j ${chain}`, `-m mark --mark ${ACCEPT} -j RETURN`);
   }
-  if (spec.dropAtEnd === true) rules.push("-j DROP");
+  if (spec.dropAtEnd === true) rules.push(deny);
   return rules;
 }
 
@@ -1133,6 +1153,8 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
   const endpointChains: ChainSpec[] = [];
   const dispatch: Record<Direction, string[]> = { Ingress: [], Egress: [] };
   const memo = selectionMemo(policies, input, profiles);
+  const actions = input.actions ?? DEFAULT_RULE_ACTIONS;
+  const deny = denyTarget(actions.filterDeny, family);
   for (const ep of local) {
     const iface = ep.iface as string;
     const labelKey = `${ep.namespace}\n${JSON.stringify(ep.labels)}`;
@@ -1148,11 +1170,18 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
       const mine = selecting.filter((p) => p.types.includes(dir));
       if (mine.length === 0 && profs.length === 0) continue;
       const name = endpointChainName(iface, dir);
-      const chainKey = `${dir}\n${mine.map((p) => p.id).join("\n")}\n\n${profs.map((p) => p.name).join("\n")}`;
+      const chainKey = `${actions.filterAllow} ${deny}\n${dir}\n${mine.map((p) => p.id).join("\n")}\n\n${profs.map((p) => p.name).join("\n")}`;
       let rules = memo.chains.get(chainKey);
       if (rules === undefined) {
         rules = endpointChainRules(
-          { type: "normal", policies: mine, profiles: profs, dropAtEnd: profs.length > 0 },
+          {
+            type: "normal",
+            policies: mine,
+            profiles: profs,
+            dropAtEnd: profs.length > 0,
+            allow: actions.filterAllow,
+            deny,
+          },
           dir,
           tierOf,
           used,
@@ -1171,7 +1200,7 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
   if (endpointChains.length === 0) return { chains: [], ipsets: [], warnings: [...r.warnings] };
   const policyChains: ChainSpec[] = [];
   for (const [name, { p, dir }] of [...used].sort(([a], [b]) => (a < b ? -1 : 1)))
-    policyChains.push({ name, rules: r.policyChain(p, dir) });
+    policyChains.push({ name, rules: r.policyChain(p, dir, deny) });
   // IPv6 neighbour discovery and MLD between a pod and its host are never policed (Calico lets
   // them through its workload-to-host chain); they are link-local, so never forwarded.
   const ndp =

@@ -10,6 +10,7 @@
 // host MTU from the links mtuIfacePattern matches).
 // Not: reading the datastore (daemon.ts, cache.ts) or the kernel (src/felix/apply.ts).
 
+import { dscpValue } from "../api/dscp.js";
 import type { HostEndpoint } from "../api/hostendpoint.js";
 import type { IPPool } from "../api/ippool.js";
 import { type K8sEndpointSlice, type K8sService, SERVICE_NAME_LABEL } from "../api/k8s_service.js";
@@ -102,7 +103,8 @@ export function workloadsOf(
       const nets = (w.spec.ipNetworks ?? []).map(addressOf);
       const nats = felix.floatingIps ? (w.spec.ipNATs ?? []) : [];
       const spoof = felix.sourceSpoofing ? (w.spec.allowSpoofedSourcePrefixes ?? []) : [];
-      const qos = w.spec.qosControls;
+      const { dscp, ...qos } = w.spec.qosControls ?? {};
+      const code = dscp !== undefined ? dscpValue(dscp) : undefined;
       return {
         id: `${w.metadata.namespace}/${w.metadata.name}`,
         hostIface: w.spec.interfaceName,
@@ -112,7 +114,8 @@ export function workloadsOf(
           ? { floatingIps: nats.map((n) => ({ internal: n.internalIP, external: n.externalIP })) }
           : {}),
         ...(spoof.length > 0 ? { spoofPrefixes: [...spoof] } : {}),
-        ...(qos !== undefined ? { qos: { ...qos } } : {}),
+        ...(Object.keys(qos).length > 0 ? { qos } : {}),
+        ...(code !== undefined ? { dscp: code } : {}),
       };
     });
 }
@@ -246,6 +249,14 @@ export function overlayInputOf(
     fabric: opts.fabric ?? {},
     ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}),
     ...(Object.keys(mtus).length > 0 ? { mtus } : {}),
+    ...(felix.vxlanPort !== undefined || felix.vxlanVni !== undefined
+      ? {
+          vxlan: {
+            ...(felix.vxlanPort !== undefined ? { port: felix.vxlanPort } : {}),
+            ...(felix.vxlanVni !== undefined ? { vni: felix.vxlanVni } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -375,6 +386,16 @@ export function felixSettingsOf(
   return felixSettings(effectiveFelixSpec(snap.felixConfigurations ?? [], node), env);
 }
 
+/**
+ * A HostEndpoint's `qos.projectcalico.org/dscp` annotation (libcalico-go's host endpoint
+ * processor): its code point; an invalid one is left out, as Calico logs and drops it.
+ */
+function hostDscp(h: HostEndpoint): { dscp?: number } {
+  const text = h.metadata.annotations?.["qos.projectcalico.org/dscp"];
+  const code = text !== undefined ? dscpValue(text) : undefined;
+  return code !== undefined ? { dscp: code } : {};
+}
+
 /** This node's HostEndpoints with the failsafe ports and workload-to-host action. */
 export function hostInputOf(
   snap: NodeSnapshot,
@@ -392,6 +413,7 @@ export function hostInputOf(
         ...(h.spec.expectedIPs ? { expectedIPs: [...h.spec.expectedIPs] } : {}),
         labels: hostLabels(h, profileLabels),
         ...(h.spec.profiles ? { profiles: [...h.spec.profiles] } : {}),
+        ...hostDscp(h),
       })),
     ...(opts.hostInterfaces ? { interfaces: opts.hostInterfaces } : {}),
     ...(f.failsafeInbound ? { failsafeInbound: f.failsafeInbound } : {}),
@@ -480,10 +502,12 @@ export function agentInput(
 ): DataplaneInput {
   const pools = natPoolsOf(snap.pools);
   const policy = policyInputOf(snap, node);
+  const felix = felixSettingsOf(snap, node);
   return {
     ...(policy !== undefined ? { policy } : {}),
+    ...(felix.actions !== undefined ? { actions: felix.actions } : {}),
     host: hostInputOf(snap, node, opts),
-    workloads: workloadsOf(snap.workloadEndpoints, node, felixSettingsOf(snap, node)),
+    workloads: workloadsOf(snap.workloadEndpoints, node, felix),
     blocks: nodeBlocks(snap.affinities, node),
     pools,
     clusterCidrs: opts.clusterCidrs ?? [],
