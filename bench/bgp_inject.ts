@@ -32,8 +32,8 @@ import {
   NLM_F_ACK,
   NLM_F_CREATE,
   NLM_F_EXCL,
-  RTM_NEWROUTE,
   RT_SCOPE_UNIVERSE,
+  RTM_NEWROUTE,
   RTN_UNICAST,
   writeRoute,
 } from "../src/fib/rtnetlink.js";

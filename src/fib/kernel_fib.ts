@@ -858,7 +858,10 @@ export class KernelFib implements BatchFib {
         lastAt = at;
         const i = batch.count++;
         if (typeof key === "number") batch.nums[i] = key;
-        else (batch.strs ??= [])[i] = key;
+        else {
+          batch.strs ??= [];
+          batch.strs[i] = key;
+        }
         const nj = batch.jobs.length;
         if (nj > 0 && batch.jobs[nj - 1] === job) batch.jobEnds[nj - 1] = i + 1;
         else {
