@@ -44,8 +44,7 @@ export class NetlinkSocket {
         else if (ev === EV_SEND_FAILED) {
           const a = arg as number[];
           for (let i = 0; i + 1 < a.length; i += 2) handlers.onSendFailed?.(a[i], a[i + 1]);
-        }
-        else handlers.onError(new Error(`Netlink receive failed with errno ${String(arg)}`));
+        } else handlers.onError(new Error(`Netlink receive failed with errno ${String(arg)}`));
       } catch (err) {
         // Never let an exception travel back into the addon's libuv callback.
         try {
