@@ -46,8 +46,13 @@ typedef struct tx_item {
   struct tx_item *next;
   uint32_t token;
   size_t len;
+  size_t cap;
   unsigned char data[];
 } tx_item;
+
+// Sent items are kept for reuse (up to this many): a fresh 128 KiB malloc is an mmap, and its
+// free an munmap whose TLB shootdown interrupts every core running one of our threads.
+#define TX_POOL_MAX 16
 
 // Failed queued sends waiting for the event loop: (token, errno) pairs.
 #define TX_FAIL_MAX 1024
@@ -75,6 +80,8 @@ typedef struct {
   pthread_mutex_t tx_mu;
   pthread_cond_t tx_cv;
   tx_item *tx_head, *tx_tail;
+  tx_item *tx_pool;  // sent items for reuse, under tx_mu
+  int tx_npool;
   uint32_t tx_fail[2 * TX_FAIL_MAX];
   int tx_nfail;
   uv_async_t tx_async;
@@ -216,6 +223,12 @@ static void close_sock(napi_env env, nl_sock *s) {
     free(it);
   }
   s->tx_tail = NULL;
+  while (s->tx_pool) {
+    tx_item *it = s->tx_pool;
+    s->tx_pool = it->next;
+    free(it);
+  }
+  s->tx_npool = 0;
   uv_close((uv_handle_t *)&s->tx_async, on_poll_closed);
   if (s->fd >= 0) close(s->fd);
   s->fd = -1;
@@ -314,17 +327,21 @@ static void *tx_main(void *arg) {
     do r = sendto(s->fd, it->data, it->len, 0, (struct sockaddr *)&to, sizeof to);
     while (r < 0 && errno == EINTR);
     int err = r < 0 ? errno : ((size_t)r != it->len ? EMSGSIZE : 0);
-    if (err) {
-      pthread_mutex_lock(&s->tx_mu);
-      if (s->tx_nfail < TX_FAIL_MAX) {
-        s->tx_fail[2 * s->tx_nfail] = it->token;
-        s->tx_fail[2 * s->tx_nfail + 1] = (uint32_t)err;
-        s->tx_nfail++;
-      }
-      pthread_mutex_unlock(&s->tx_mu);
-      uv_async_send(&s->tx_async);
+    pthread_mutex_lock(&s->tx_mu);
+    if (err && s->tx_nfail < TX_FAIL_MAX) {
+      s->tx_fail[2 * s->tx_nfail] = it->token;
+      s->tx_fail[2 * s->tx_nfail + 1] = (uint32_t)err;
+      s->tx_nfail++;
     }
+    if (s->tx_npool < TX_POOL_MAX) {
+      it->next = s->tx_pool;
+      s->tx_pool = it;
+      s->tx_npool++;
+      it = NULL;
+    }
+    pthread_mutex_unlock(&s->tx_mu);
     free(it);
+    if (err) uv_async_send(&s->tx_async);
   }
 }
 
@@ -347,8 +364,21 @@ static napi_value nl_send_queued(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "Send range is outside the buffer");
     return NULL;
   }
-  tx_item *it = malloc(sizeof *it + n);
-  if (it == NULL) return throw_errno(env, "malloc", ENOMEM);
+  tx_item *it = NULL;
+  pthread_mutex_lock(&s->tx_mu);
+  if (s->tx_pool && s->tx_pool->cap >= n) {
+    it = s->tx_pool;
+    s->tx_pool = it->next;
+    s->tx_npool--;
+  }
+  pthread_mutex_unlock(&s->tx_mu);
+  if (it == NULL) {
+    // At least 128 KiB (a FIB batch), so that one item fits the next batches too.
+    size_t cap = n < (128u << 10) + 4096 ? (128u << 10) + 4096 : n;
+    it = malloc(sizeof *it + cap);
+    if (it == NULL) return throw_errno(env, "malloc", ENOMEM);
+    it->cap = cap;
+  }
   it->next = NULL;
   it->token = token;
   it->len = n;
@@ -359,6 +389,7 @@ static napi_value nl_send_queued(napi_env env, napi_callback_info info) {
       free(it);
       return throw_errno(env, "pthread_create", e);
     }
+    pthread_setname_np(s->tx_thread, "ocelot-nl-tx");  // seen in /proc/PID/task/*/comm
     s->tx_started = 1;
   }
   pthread_mutex_lock(&s->tx_mu);
