@@ -24,7 +24,7 @@
 // Usage: npx tsx bench/bgp_inject.ts [--n 100000,1000000] [--targets kernel,ocelot,old,bird,frr]
 //   [--runs 1] [--wake 10] [--old DIR]
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   MessageWriter,
@@ -221,14 +221,30 @@ function anonMiB(pid: number): number {
 }
 
 /** CPU seconds (user, system) the process has used, from /proc/PID/stat (clock ticks of 10 ms). */
-function cpuOf(pid: number): { user: number; sys: number } {
+function cpuOf(pid: number, file = `/proc/${pid}/stat`): { user: number; sys: number } {
   try {
-    const st = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const st = readFileSync(file, "utf8");
     const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
     return { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 };
   } catch {
     return { user: Number.NaN, sys: Number.NaN };
   }
+}
+
+/** OCELOT_THREAD_CPU=1: user/system CPU seconds per thread name of a process. */
+function threadCpu(pid: number): string {
+  const by = new Map<string, { user: number; sys: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+    const c = cpuOf(Number(tid), `/proc/${pid}/task/${tid}/stat`);
+    const t = by.get(`${name}/${tid === String(pid) ? "main" : "other"}`) ?? { user: 0, sys: 0 };
+    t.user += c.user;
+    t.sys += c.sys;
+    by.set(`${name}/${tid === String(pid) ? "main" : "other"}`, t);
+  }
+  return [...by]
+    .map(([k, c]) => `${k}: user ${c.user.toFixed(2)} sys ${c.sys.toFixed(2)}`)
+    .join("; ");
 }
 
 function hwmMiB(pid: number): number {
@@ -357,7 +373,8 @@ function runOne(target: Target, n: number): Result {
       }
       if (count >= n) {
         fibAt = now;
-        cpu = pids.map(cpuOf).reduce((a, b) => ({ user: a.user + b.user, sys: a.sys + b.sys }));
+        cpu = pids.map((p) => cpuOf(p)).reduce((a, b) => ({ user: a.user + b.user, sys: a.sys + b.sys }));
+        if (process.env.OCELOT_THREAD_CPU) console.error(`[${target} N=${n}] ${threadCpu(pids[0])}`);
         break;
       }
       sleepSync(100);
