@@ -373,8 +373,11 @@ function runOne(target: Target, n: number): Result {
       }
       if (count >= n) {
         fibAt = now;
-        cpu = pids.map((p) => cpuOf(p)).reduce((a, b) => ({ user: a.user + b.user, sys: a.sys + b.sys }));
-        if (process.env.OCELOT_THREAD_CPU) console.error(`[${target} N=${n}] ${threadCpu(pids[0])}`);
+        cpu = pids
+          .map((p) => cpuOf(p))
+          .reduce((a, b) => ({ user: a.user + b.user, sys: a.sys + b.sys }));
+        if (process.env.OCELOT_THREAD_CPU)
+          console.error(`[${target} N=${n}] ${threadCpu(pids[0])}`);
         break;
       }
       sleepSync(100);
