@@ -258,6 +258,9 @@ export class KernelFib implements BatchFib {
   private readonly installed6 = new Map<string, number>();
   private readonly matchCache = new Map<number, boolean>();
   private readonly templates = new Map<number, Buffer>();
+  /** The template used last (a batch's routes mostly share one): no Map lookup per route. */
+  private lastTemplateKey = -1;
+  private lastTemplate: Buffer | undefined;
 
   private readonly links = new Map<number, { name: string; up: boolean }>();
   /** Routable (not link- or host-scope) addresses per interface: where gateways can resolve. */
@@ -908,19 +911,32 @@ export class KernelFib implements BatchFib {
     // Sent again, withdrawn or found installed: an old error no longer says anything.
     if (this.routeErrors.size > 0 && this.routeErrors.delete(key))
       this.stats.errorsKept = this.routeErrors.size;
-    const want = this.getDesired(key);
-    const have = this.getInstalled(key);
+    // IPv4: one lookup of the route's cell for the reads and the update.
+    const cell = typeof key === "number" ? this.v4.cell(v4Slot(key), v4Addr(key), v4Len(key)) : -1;
+    let want: number | undefined;
+    let have: number | undefined;
+    if (typeof key === "number") {
+      const d = cell < 0 ? NO_GROUP : this.v4.desiredAt(cell);
+      const s = cell < 0 ? NO_GROUP : this.v4.installedAt(cell);
+      want = d === NO_GROUP ? undefined : d;
+      have = s === NO_GROUP ? undefined : s;
+    } else {
+      want = this.desired6.get(key);
+      have = this.installed6.get(key);
+    }
     const i = batch.count;
     if (op === OP_SET) {
       if (want === undefined) return false; // removed since
       if (have !== undefined && this.matches(want, have)) return false; // already there
       const flags = NLM_F_CREATE | (have !== undefined ? NLM_F_REPLACE : NLM_F_EXCL);
       this.writeRequest(RTM_NEWROUTE, flags, key, want);
-      this.setInstalled(key, want);
+      if (cell >= 0) this.v4.setInstalledAt(cell, want);
+      else this.setInstalled(key, want);
     } else {
       if (want !== undefined || have === undefined) return false; // set again, or not ours
       this.writeRequest(RTM_DELROUTE, 0, key, have);
-      this.setInstalled(key, undefined);
+      if (cell >= 0) this.v4.setInstalledAt(cell, NO_GROUP);
+      else this.setInstalled(key, undefined);
     }
     batch.ops[i] = op;
     batch.prev[i] = have ?? -1;
@@ -938,13 +954,15 @@ export class KernelFib implements BatchFib {
       // No strings on this path: (slot < 2^15, group < 2^24, DEL bit, 12 flag bits) in 52 bits.
       const tk =
         ((slot * 2 ** 24 + gid) * 2 + (type === RTM_DELROUTE ? 1 : 0)) * 4096 + (flags | ack);
-      let t = this.templates.get(tk);
+      let t = tk === this.lastTemplateKey ? this.lastTemplate : this.templates.get(tk);
       if (!t) {
         const tw = new MessageWriter(256);
         writeRoute(tw, type, flags | ack, 0, this.request(type, key, gid));
         t = Buffer.from(tw.buf.subarray(0, tw.len));
         this.templates.set(tk, t);
       }
+      this.lastTemplateKey = tk;
+      this.lastTemplate = t;
       const w = this.writer;
       w.reserve(t.length);
       const o = w.len;
@@ -1373,6 +1391,8 @@ export class KernelFib implements BatchFib {
           g.nexthops[i].ifindex = ifindex;
           this.matchCache.clear();
           this.templates.clear();
+          this.lastTemplateKey = -1;
+          this.lastTemplate = undefined;
         }
       });
     }
