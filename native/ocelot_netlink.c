@@ -52,7 +52,7 @@ typedef struct tx_item {
 
 // Sent items are kept for reuse (up to this many): a fresh 128 KiB malloc is an mmap, and its
 // free an munmap whose TLB shootdown interrupts every core running one of our threads.
-#define TX_POOL_MAX 16
+#define TX_POOL_MAX 6
 
 // Failed queued sends waiting for the event loop: (token, errno) pairs.
 #define TX_FAIL_MAX 1024
