@@ -76,6 +76,8 @@ const V4_SLOT_MUL = 2 ** 38;
 /** Receive-buffer cost of one ACK or error message (skb truesize, rounded up). */
 const ANSWER_TRUESIZE = 1024;
 const MAX_BATCH_REQUESTS = 8192;
+/** No route request is shorter (header 16 + rtmsg 12 + RTA_DST 8 bytes): sizes a batch's arrays. */
+const MIN_REQUEST_BYTES = 36;
 /** Routes whose last error is kept; beyond, errors are only counted (errorsNotKept). */
 const MAX_KEPT_ERRORS = 4096;
 
@@ -833,13 +835,13 @@ export class KernelFib implements BatchFib {
     if (this.seq > 2 ** 31 && this.inflight.length === 0) this.seq = 1;
     const room = this.answerBudget - this.inflightRequests;
     if (this.queue.length === 0 || room < Math.min(64, this.answerBudget)) return;
-    const maxRequests = Math.min(MAX_BATCH_REQUESTS, room);
+    const maxRequests = Math.min(this.batchRequests(), room);
     const w = this.writer;
     w.reset();
     const arrays = this.spare.pop() ?? {
-      ops: new Uint8Array(MAX_BATCH_REQUESTS),
-      prev: new Int32Array(MAX_BATCH_REQUESTS),
-      nums: new Float64Array(MAX_BATCH_REQUESTS),
+      ops: new Uint8Array(this.batchRequests()),
+      prev: new Int32Array(this.batchRequests()),
+      nums: new Float64Array(this.batchRequests()),
     };
     const batch: Batch = {
       firstSeq: this.seq,
@@ -898,6 +900,11 @@ export class KernelFib implements BatchFib {
       if (r < 0) this.failBatch(batch, -r, "sendmsg");
     }
     if (this.queue.length) this.schedulePump();
+  }
+
+  /** Requests one batch can hold: as many as its bytes allow (its arrays are this long). */
+  private batchRequests(): number {
+    return Math.min(MAX_BATCH_REQUESTS, Math.ceil(this.batchLimit / MIN_REQUEST_BYTES) + 1);
   }
 
   /** A batch the sender thread could not send: each of its requests failed with errno. */
