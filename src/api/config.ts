@@ -310,7 +310,7 @@ export const kubeControllersConfigurationSchema = lazy(() =>
       }),
       spec: stored(
         schemaOf(KUBE_CONTROLLERS_CONFIGURATION_SPEC),
-        "read by ocelot kube-controllers (src/k8s/kcc.ts): a controller section enables its part of the sync, reconcilerPeriod sets the full-pass period, node.syncLabels copies Kubernetes Node labels, node.leakGracePeriod is ocelot ipam gc's leak grace, node.hostEndpoint.autoCreate Enabled keeps a <node>-auto-hep HostEndpoint per Calico Node (createDefaultHostEndpoint Disabled: none); created with Calico's defaults when missing; hostEndpoint.templates, loadBalancer, migration and the process settings are not applied and named in a warning",
+        "read by ocelot kube-controllers (src/k8s/kcc.ts): a controller section enables its part of the sync, reconcilerPeriod sets the full-pass period, node.syncLabels copies Kubernetes Node labels, node.leakGracePeriod is ocelot ipam gc's leak grace, node.hostEndpoint.autoCreate Enabled keeps a <node>-auto-hep HostEndpoint per Calico Node (createDefaultHostEndpoint Disabled: none) and one <node>-<generateName>-auto-hep per template whose nodeSelector picks the Node, with its addresses inside interfaceCIDRs; created with Calico's defaults when missing; a template's interfacePattern, loadBalancer, migration and the process settings are not applied and named in a warning",
       ),
       status: z.unknown().optional(),
     })

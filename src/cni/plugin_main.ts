@@ -78,8 +78,11 @@ function readMtuFile(path: string | undefined): string | undefined {
 const DELEGATE_TIMEOUT_MS = 60_000;
 /** The pod and its namespace from the API server: longer is a try-again (code 11). */
 const KUBE_TIMEOUT_MS = 10_000;
-/** The host side's IPv6 link-local address appears once both ends are up: poll this long. */
-const LINK_LOCAL_WAIT_MS = 2_000;
+/**
+ * The host side's IPv6 link-local address appears once both ends are up (a few ms when quiet):
+ * poll this long, a hang limit (a loaded node took over 2 s).
+ */
+const LINK_LOCAL_WAIT_MS = 30_000;
 
 export interface CniPluginDeps {
   openStore(url: string, etcd?: Partial<EtcdOptions>): Promise<Datastore>;
@@ -96,10 +99,6 @@ function sysctl(key: string, value: string): void {
       `Setting ${key}=${value} failed: ${(err as Error).message}`,
     );
   }
-}
-
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -214,14 +213,14 @@ async function ipamHere(d: IpamDelegate, command: "ADD" | "DEL" | "CHECK"): Prom
 // The veth and both of its sides.
 
 /** Builds the veth for one pod; every step pushes its undo onto `undo`. */
-function wirePod(
+async function wirePod(
   conf: CniNetConf,
   id: PodIdentity,
   hostIface: string,
   sandbox: string,
   addresses: PodAddress[],
   undo: Array<() => void>,
-): Wiring {
+): Promise<Wiring> {
   const host = new Rtnl();
   let nl: Rtnl | undefined;
   try {
@@ -312,7 +311,7 @@ function wirePod(
     }
     let gateway6: string | undefined;
     if (has6) {
-      gateway6 = hostLinkLocal(host, hostLink.ifindex, hostIface);
+      gateway6 = await hostLinkLocal(host, hostLink.ifindex, hostIface);
       nl.addRoute(
         {
           family: 6,
@@ -362,7 +361,7 @@ function deleteLinkQuietly(name: string): void {
 }
 
 /** The host side's IPv6 link-local address (the pod's IPv6 gateway), as Calico reads it. */
-function hostLinkLocal(host: Rtnl, ifindex: number, hostIface: string): string {
+async function hostLinkLocal(host: Rtnl, ifindex: number, hostIface: string): Promise<string> {
   const deadline = Date.now() + LINK_LOCAL_WAIT_MS;
   for (;;) {
     const ll = host.addresses(ifindex, 6).find((a) => a.scope === RT_SCOPE_LINK)?.address;
@@ -373,7 +372,9 @@ function hostLinkLocal(host: Rtnl, ifindex: number, hostIface: string): string {
         `Host interface ${hostIface} got no IPv6 link-local address within ${LINK_LOCAL_WAIT_MS} ms (is IPv6 disabled on this host?)`,
       );
     }
-    sleepSync(20);
+    // Asynchronously: in the node daemon (the CNI hand-off) this wait must not hold the event
+    // loop, which also carries BGP keepalives and BFD.
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
@@ -488,7 +489,14 @@ async function add(delegate: IpamDelegate, id: PodIdentity): Promise<Record<stri
   try {
     const addresses =
       noIpam ?? resultAddresses(ipamResult, `IPAM plugin "${conf.ipamType}" result`);
-    const wiring = wirePod(conf, id, hostIface, sandbox, addresses, undo as Array<() => void>);
+    const wiring = await wirePod(
+      conf,
+      id,
+      hostIface,
+      sandbox,
+      addresses,
+      undo as Array<() => void>,
+    );
     const wep = workloadEndpoint(conf, id, wiring, facts, annotatedFields(conf, facts, addresses));
     await new ResourceClient(store).write("apply", wep);
     undo.push(async () => void (await deleteWep(store, conf, id)));

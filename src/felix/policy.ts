@@ -105,6 +105,15 @@ export interface PolicyEndpoint {
   iface?: string;
   /** Its profiles in order (Calico's `kns.<ns>`, `ksa.<ns>.<sa>`): their rules follow policy. */
   profiles?: string[];
+  /** Its named ports (WorkloadEndpoint `ports` with a name), as rules' named ports match them. */
+  ports?: readonly EndpointNamedPort[];
+}
+
+/** One named port of an endpoint: the protocol in iptables' spelling ("tcp", "udp", "sctp"). */
+export interface EndpointNamedPort {
+  name: string;
+  protocol: string;
+  port: number;
 }
 
 /** A Profile's rules: applied after an endpoint's policies, in the endpoint's profile order. */
@@ -514,7 +523,7 @@ const shortHash = (text: string) =>
   );
 
 /** ipset name of a rule selector or net list: `ocl-s-<hash>` / `ocl6-n-<hash>`. */
-export function policyIpsetName(kind: "s" | "n", family: Family, key: string): string {
+export function policyIpsetName(kind: "s" | "n" | "p", family: Family, key: string): string {
   return `${family === 4 ? "ocl" : "ocl6"}-${kind}-${shortHash(key)}`;
 }
 
@@ -666,6 +675,40 @@ export class Renderer {
   }
 
   /**
+   * A named port as Felix renders it: a `hash:ip,port` set (`ocl-p-<hash>`) of address,proto:port
+   * for every endpoint the side's positive selector picks (every endpoint without one) that has a
+   * port of that name and of the rule's protocol (any protocol when the rule names none).
+   */
+  private namedPortSet(
+    k: SelectorKey | undefined,
+    port: string,
+    proto: string | undefined,
+  ): string {
+    const name = policyIpsetName("p", this.family, JSON.stringify({ k, port, proto }));
+    if (this.ipsets.has(name)) return name;
+    const members = new Set<string>();
+    for (const ep of this.input.endpoints) {
+      if (ep.ports === undefined || ep.ports.length === 0) continue;
+      if (k !== undefined && !keyMatches(k, ep, this.sels)) continue;
+      for (const np of ep.ports) {
+        if (np.name !== port || (proto !== undefined && np.protocol !== proto)) continue;
+        for (const a of ep.addresses) {
+          const n = canonicalNet(a.split("/")[0] as string);
+          if (n.family === this.family)
+            members.add(`${n.cidr.split("/")[0]},${np.protocol}:${np.port}`);
+        }
+      }
+    }
+    this.ipsets.set(name, {
+      name,
+      type: "hash:ip,port",
+      family: this.family === 4 ? "inet" : "inet6",
+      members: [...members].sort(),
+    });
+    return name;
+  }
+
+  /**
    * The match texts of one rule in this family (several when ports need more than one
    * multiport match), or undefined when the rule cannot match here.
    */
@@ -679,8 +722,20 @@ export class Renderer {
 
     const addr: string[] = [];
     const sets: string[] = [];
-    let portSides: { flag: "--sports" | "--dports"; chunks: string[]; not: string[] }[] = [];
-    const named: string[] = [];
+    /**
+     * One side's ports: positive alternatives (multiport chunks, named-port set matches: any may
+     * match) and negative matches (all must hold).
+     */
+    let portSides: {
+      flag: "--sports" | "--dports";
+      chunks: string[];
+      named: string[];
+      not: string[];
+    }[] = [];
+    /** Whether numeric ports are matched (they need a port protocol; named ports do not). */
+    let numeric = false;
+    /** Negated named ports' set matches (all must hold). */
+    let namedNot: string[] = [];
     /** Matches Ocelot cannot resolve yet (HTTP). */
     const unresolved: string[] = [];
     for (const [side, dir, flag, ports] of [
@@ -720,35 +775,51 @@ export class Renderer {
         p,
         this.sels,
       );
-      if (key !== undefined) sets.push(`-m set --match-set ${this.selectorSet(key)} ${dir}`);
+      const pos = (e.ports ?? []).map(String);
+      const neg = (e.notPorts ?? []).map(String);
+      const isNum = (x: string) => /^\d+(:\d+)?$/.test(x);
+      // Named ports (Felix's rule scanner): each a set filtered by the side's positive selector,
+      // which the set then stands for unless numeric ports need the selector's own match.
+      const namedProto = proto !== undefined && PORT_PROTOCOLS.has(proto) ? proto : undefined;
+      const namedPos = pos.filter((x) => !isNum(x));
+      const namedNeg = neg.filter((x) => !isNum(x));
+      const namedSets = namedPos.map(
+        (n) => `-m set --match-set ${this.namedPortSet(key, n, namedProto)} ${dir},${dir}`,
+      );
+      for (const n of namedNeg)
+        namedNot.push(
+          `-m set ! --match-set ${this.namedPortSet(key, n, namedProto)} ${dir},${dir}`,
+        );
+      if (key !== undefined && (namedPos.length === 0 || namedPos.length < pos.length))
+        sets.push(`-m set --match-set ${this.selectorSet(key)} ${dir}`);
       if (e.notSelector !== undefined) {
         const name = this.selectorSet({ selector: formatSelector(this.sels.get(e.notSelector)) });
         sets.push(`-m set ! --match-set ${name} ${dir}`);
       }
       if (e.services !== undefined) sets.push(this.serviceSet(e.services, p, side));
-      const pos = (e.ports ?? []).map(String);
-      const neg = (e.notPorts ?? []).map(String);
-      named.push(...[...pos, ...neg].filter((x) => !/^\d+(:\d+)?$/.test(x)));
+      if (pos.some(isNum) || neg.some(isNum)) numeric = true;
       if (pos.length > 0 || neg.length > 0)
-        portSides.push({ flag: ports, chunks: multiportChunks(pos), not: multiportChunks(neg) });
+        portSides.push({
+          flag: ports,
+          chunks: multiportChunks(pos),
+          named: namedSets,
+          not: multiportChunks(neg),
+        });
     }
     if (rule.http !== undefined) unresolved.push("http");
-    if (named.length > 0 || unresolved.length > 0) {
-      // Named ports and HTTP matches are not resolved yet: fail closed
-      // (a Deny denies any port, others match nothing).
-      const parts = [
-        ...(named.length > 0 ? [`named port(s) ${named.map((n) => `"${n}"`).join(", ")}`] : []),
-        ...unresolved.map((n) => `${n} match`),
-      ];
-      const what = `${where}: ${parts.join(", ")} not supported yet`;
+    if (unresolved.length > 0) {
+      // HTTP matches are not resolved: fail closed (a Deny denies any port, others match nothing).
+      const what = `${where}: ${unresolved.map((n) => `${n} match`).join(", ")} not supported yet`;
       if (rule.action !== "Deny") {
         this.warnings.push(`${what}; rule not rendered`);
         return undefined;
       }
       this.warnings.push(`${what}; rule denies every port`);
       portSides = [];
+      namedNot = [];
     }
-    if (portSides.length > 0 && (proto === undefined || !PORT_PROTOCOLS.has(proto))) {
+    sets.push(...namedNot);
+    if (numeric && (proto === undefined || !PORT_PROTOCOLS.has(proto))) {
       this.warnings.push(
         `${where}: ports need protocol TCP, UDP, SCTP or UDPLite; rule not rendered`,
       );
@@ -772,13 +843,10 @@ export class Renderer {
     let variants = [[...sets]];
     for (const ps of portSides) {
       const negs = ps.not.map((c) => `-m multiport ! ${ps.flag} ${c}`);
-      const poss = ps.chunks.length > 0 ? ps.chunks : [undefined];
+      const alts = [...ps.chunks.map((c) => `-m multiport ${ps.flag} ${c}`), ...ps.named];
+      const poss = alts.length > 0 ? alts : [undefined];
       variants = variants.flatMap((v) =>
-        poss.map((c) => [
-          ...v,
-          ...(c !== undefined ? [`-m multiport ${ps.flag} ${c}`] : []),
-          ...negs,
-        ]),
+        poss.map((c) => [...v, ...(c !== undefined ? [c] : []), ...negs]),
       );
     }
     return variants.map((v) => [head.trim(), ...v, ...tail].filter((x) => x !== "").join(" "));

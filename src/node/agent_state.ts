@@ -272,9 +272,30 @@ export function policyEndpointsOf(
       addresses: (w.spec.ipNetworks ?? []).map(addressOf),
       ...(local ? { iface: w.spec.interfaceName } : {}),
       ...(w.spec.profiles?.length ? { profiles: [...w.spec.profiles] } : {}),
+      ...namedPortsOf(w.spec.ports),
     };
   });
 }
+
+/** An endpoint's named ports as rules' named ports match them (unnamed host ports left out). */
+function namedPortsOf(
+  ports: readonly { name?: string; protocol: string | number; port: number }[] | undefined,
+): Pick<PolicyEndpoint, "ports"> {
+  const named = (ports ?? []).filter((p) => p.name !== undefined && p.name !== "");
+  if (named.length === 0) return {};
+  return {
+    ports: named.map((p) => ({
+      name: p.name as string,
+      protocol:
+        typeof p.protocol === "number"
+          ? (PORT_PROTOCOL_NUMBERS[p.protocol] ?? String(p.protocol))
+          : p.protocol.toLowerCase(),
+      port: p.port,
+    })),
+  };
+}
+
+const PORT_PROTOCOL_NUMBERS: Record<number, string> = { 6: "tcp", 17: "udp", 132: "sctp" };
 
 /** EndpointSlices as `services` matches see them: every endpoint address, the slice's ports. */
 export function serviceSlicesOf(slices: readonly K8sEndpointSlice[]): PolicyServiceSlice[] {
@@ -326,6 +347,7 @@ function hostPeersOf(snap: NodeSnapshot, profileLabels: Map<string, Record<strin
         namespace: "",
         labels: hostLabels(h, profileLabels),
         addresses: [...(h.spec.expectedIPs ?? [])],
+        ...namedPortsOf(h.spec.ports),
       }),
     );
 }
