@@ -892,10 +892,19 @@ export class KernelFib implements BatchFib {
     this.inflightRequests += batch.count;
     this.stats.batches++;
     this.stats.sent += batch.count;
+    let queued = false;
     if (this.opts.sendThread) {
       // Copied and sent on the addon's thread; the kernel's ACK or errors arrive as usual.
-      this.req.sendQueued(w.buf, 0, w.len, batch.firstSeq);
-    } else {
+      try {
+        this.req.sendQueued(w.buf, 0, w.len, batch.firstSeq);
+        queued = true;
+      } catch (err) {
+        // No thread (pthread_create or malloc failed): send on the event loop from now on.
+        this.opts.sendThread = false;
+        this.fail(new Error(`FIB sender thread unavailable: ${(err as Error).message}`));
+      }
+    }
+    if (!queued) {
       const r = this.req.send(w.buf, 0, w.len);
       if (r < 0) this.failBatch(batch, -r, "sendmsg");
     }
