@@ -12,15 +12,37 @@
 // 0.85 s and 3.007 s after the one before it, while the DUT had read everything else. A waker
 // asks the injector's control socket `show status` every 10 ms, so its loop never sleeps long
 // (the same for every target); `--wake 0` turns it off. The waker's pokes are counted.
-// Usage: npx tsx bench/bgp_inject.ts [--n 100000,1000000] [--targets ocelot,bird,frr] [--runs 1]
-//   [--wake 10]
+//
+// Two more targets for comparisons within one run: `old` is another build's `ocelot` (its bin/
+// directory by `--old DIR`, default /work/main/bin: the code before a change, alternated with
+// this one), and `kernel` is the kernel's own pace: no daemon and no BGP, the bench itself
+// writes the same N routes (RTM_NEWROUTE, via the injector's address, protocol 201) into the
+// DUT's namespace, encoded before the clock starts, 128 KiB of requests per sendmsg with an ACK
+// for the last one only, on one blocking netlink socket; its figure is the time from the first
+// sendmsg until the last ACK (and the FIB count is checked). `--kernel-batch BYTES` sets the
+// sendmsg size.
+// Usage: npx tsx bench/bgp_inject.ts [--n 100000,1000000] [--targets kernel,ocelot,old,bird,frr]
+//   [--runs 1] [--wake 10] [--old DIR]
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import {
+  MessageWriter,
+  NETLINK_ROUTE,
+  NLM_F_ACK,
+  NLM_F_CREATE,
+  NLM_F_EXCL,
+  RT_SCOPE_UNIVERSE,
+  RTM_NEWROUTE,
+  RTN_UNICAST,
+  writeRoute,
+} from "../src/fib/rtnetlink.js";
+import { RT_TABLE_MAIN, RTPROT_OCELOT_BGP } from "../src/fib/types.js";
+import { loadAddon } from "../src/lib/native.js";
 import { link, Netns, RUN_PREFIX, sh, sleepSync } from "../test/helpers/netns.js";
 import { type OcelotPeer, PeerLab, REPO_ROOT } from "../test/helpers/peers.js";
 
-type Target = "ocelot" | "bird" | "frr";
+type Target = "ocelot" | "old" | "bird" | "frr" | "kernel";
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -32,6 +54,75 @@ const TARGETS = arg("targets", "ocelot,bird,frr").split(",") as Target[];
 const RUNS = Number(arg("runs", "1"));
 const TIMEOUT_S = Number(arg("timeout", "150"));
 const WAKE_MS = Number(arg("wake", "10"));
+const OLD_BIN = arg("old", "/work/main/bin");
+const KERNEL_BATCH = Number(arg("kernel-batch", String(128 * 1024)));
+
+/**
+ * The kernel's own pace: N /32 routes via 10.255.9.1 (protocol 201, main table) written into
+ * `ns` over one blocking netlink socket, encoded first; `batchBytes` of requests per sendmsg,
+ * an ACK asked for the last of each only (errors always come back). Returns seconds from the
+ * first sendmsg to the last ACK and the requests the kernel refused.
+ */
+function kernelInsert(
+  ns: Netns,
+  n: number,
+  batchBytes: number,
+): { s: number; errors: number; cpu: { user: number; sys: number } } {
+  const chunks: Buffer[] = [];
+  let w = new MessageWriter(batchBytes + 4096);
+  let lastAt = -1;
+  const dst = new Uint8Array(4);
+  const req = {
+    family: 4 as const,
+    dst,
+    dstLen: 32,
+    table: RT_TABLE_MAIN,
+    protocol: RTPROT_OCELOT_BGP,
+    type: RTN_UNICAST,
+    scope: RT_SCOPE_UNIVERSE,
+    metric: 0,
+    nexthops: [{ gateway: new Uint8Array([10, 255, 9, 1]), ifindex: 0, onlink: false, weight: 1 }],
+  };
+  const close = () => {
+    w.buf.writeUInt16LE(w.buf.readUInt16LE(lastAt + 6) | NLM_F_ACK, lastAt + 6);
+    chunks.push(Buffer.from(w.buf.subarray(0, w.len)));
+    w = new MessageWriter(batchBytes + 4096);
+  };
+  for (let i = 0; i < n; i++) {
+    const a = (10 << 24) + i;
+    dst[0] = a >>> 24;
+    dst[1] = (a >>> 16) & 255;
+    dst[2] = (a >>> 8) & 255;
+    dst[3] = a & 255;
+    lastAt = w.len;
+    // One sequence number per sendmsg: the addon's request() waits for that number's ACK.
+    writeRoute(w, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, chunks.length + 1, req);
+    if (w.len >= batchBytes) close();
+  }
+  if (w.len > 0) close();
+  const addon = loadAddon();
+  const fd = addon.requestOpen(NETLINK_ROUTE, `/run/netns/${ns.name}`, 60_000);
+  let errors = 0;
+  try {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (const c of chunks) {
+      const answer = addon.request(fd, c);
+      // NLMSG_ERROR (2) with a non-zero errno: a refused request.
+      for (let o = 0; o + 20 <= answer.length; ) {
+        const len = answer.readUInt32LE(o);
+        if (answer.readUInt16LE(o + 4) === 2 && answer.readInt32LE(o + 16) !== 0) errors++;
+        o += (len + 3) & ~3;
+        if (len < 16) break;
+      }
+    }
+    const s = (performance.now() - t0) / 1000;
+    const c = process.cpuUsage(c0);
+    return { s, errors, cpu: { user: c.user / 1e6, sys: c.system / 1e6 } };
+  } finally {
+    addon.requestClose(fd);
+  }
+}
 
 /**
  * A child that sends `show status` to a BIRD control socket each `ms` after the previous reply
@@ -129,6 +220,33 @@ function anonMiB(pid: number): number {
   }
 }
 
+/** CPU seconds (user, system) the process has used, from /proc/PID/stat (clock ticks of 10 ms). */
+function cpuOf(pid: number, file = `/proc/${pid}/stat`): { user: number; sys: number } {
+  try {
+    const st = readFileSync(file, "utf8");
+    const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+    return { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 };
+  } catch {
+    return { user: Number.NaN, sys: Number.NaN };
+  }
+}
+
+/** OCELOT_THREAD_CPU=1: user/system CPU seconds per thread name of a process. */
+function threadCpu(pid: number): string {
+  const by = new Map<string, { user: number; sys: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+    const c = cpuOf(Number(tid), `/proc/${pid}/task/${tid}/stat`);
+    const t = by.get(`${name}/${tid === String(pid) ? "main" : "other"}`) ?? { user: 0, sys: 0 };
+    t.user += c.user;
+    t.sys += c.sys;
+    by.set(`${name}/${tid === String(pid) ? "main" : "other"}`, t);
+  }
+  return [...by]
+    .map(([k, c]) => `${k}: user ${c.user.toFixed(2)} sys ${c.sys.toFixed(2)}`)
+    .join("; ");
+}
+
 function hwmMiB(pid: number): number {
   try {
     const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -150,9 +268,39 @@ interface Result {
   count: number;
   /** `show status` requests the waker sent the injector. */
   wakes: number;
+  /** The DUT's CPU seconds (all its processes) when the FIB had all N. */
+  cpu: { user: number; sys: number };
+}
+
+function runKernel(n: number): Result {
+  const gen = Netns.create("gen");
+  const dut = Netns.create("dut");
+  try {
+    link(gen, "gen-dut", "10.255.9.1/31", dut, "dut-gen", "10.255.9.0/31");
+    const base = fibCount(dut);
+    const k = kernelInsert(dut, n, KERNEL_BATCH);
+    const count = fibCount(dut) - base;
+    if (k.errors > 0) console.error(`[kernel N=${n}] ${k.errors} requests refused`);
+    return {
+      target: "kernel",
+      n,
+      fibS: count >= n ? k.s : null,
+      fib99S: null,
+      hwm: Number.NaN,
+      hwmDetail: "-",
+      anonPeak: Number.NaN,
+      count,
+      wakes: 0,
+      cpu: k.cpu,
+    };
+  } finally {
+    gen.destroy();
+    dut.destroy();
+  }
 }
 
 function runOne(target: Target, n: number): Result {
+  if (target === "kernel") return runKernel(n);
   const lab = new PeerLab();
   let waker: ChildProcess | undefined;
   const gen = Netns.create("gen");
@@ -177,7 +325,10 @@ function runOne(target: Target, n: number): Result {
     const base = fibCount(dut);
     let pids: number[] = [];
     let ocelot: OcelotPeer | undefined;
-    if (target === "ocelot") {
+    if (target === "ocelot" || target === "old") {
+      // `old`: the other build's bin/ (test/helpers/peers.ts reads OCELOT_BIN_DIR).
+      if (target === "old") process.env.OCELOT_BIN_DIR = OLD_BIN;
+      else delete process.env.OCELOT_BIN_DIR;
       const oc = lab.startOcelot(
         dut,
         "ocelot",
@@ -190,6 +341,7 @@ function runOne(target: Target, n: number): Result {
         },
         process.env.OCELOT_PROF ? ["--log-level", "info"] : [],
       );
+      delete process.env.OCELOT_BIN_DIR;
       pids = [oc.pid];
       ocelot = oc;
     } else if (target === "bird") {
@@ -203,6 +355,7 @@ function runOne(target: Target, n: number): Result {
     let fib99At: number | null = null;
     let count = 0;
     let anonPeak = 0;
+    let cpu = { user: Number.NaN, sys: Number.NaN };
     const deadline = Date.now() + TIMEOUT_S * 1000;
     while (Date.now() < deadline) {
       count = fibCount(dut) - base;
@@ -220,6 +373,11 @@ function runOne(target: Target, n: number): Result {
       }
       if (count >= n) {
         fibAt = now;
+        cpu = pids
+          .map((p) => cpuOf(p))
+          .reduce((a, b) => ({ user: a.user + b.user, sys: a.sys + b.sys }));
+        if (process.env.OCELOT_THREAD_CPU)
+          console.error(`[${target} N=${n}] ${threadCpu(pids[0])}`);
         break;
       }
       sleepSync(100);
@@ -246,6 +404,7 @@ function runOne(target: Target, n: number): Result {
       hwmDetail: hwms.map(([c, m]) => `${c}=${m.toFixed(1)}MiB`).join(" "),
       count,
       wakes,
+      cpu,
     };
     if (ocelot && process.env.OCELOT_SNAPSHOT_WAIT) {
       // With OCELOT_NODE_ARGS="--heapsnapshot-signal=SIGUSR2": a heap snapshot after convergence.
@@ -256,10 +415,10 @@ function runOne(target: Target, n: number): Result {
       try {
         const st = ocelot.status() as unknown as { memory?: object; fib?: object };
         console.error(
-          `[ocelot N=${n}] memory ${JSON.stringify(st.memory)} fib ${JSON.stringify(st.fib)}`,
+          `[${target} N=${n}] memory ${JSON.stringify(st.memory)} fib ${JSON.stringify(st.fib)}`,
         );
       } catch (e) {
-        console.error(`[ocelot N=${n}] status failed: ${(e as Error).message}`);
+        console.error(`[${target} N=${n}] status failed: ${(e as Error).message}`);
       }
       if (process.env.KEEP_PEERS) console.error(`ocelot files in ${lab.dir}`);
     }
@@ -287,7 +446,7 @@ function main(): void {
         results.push(r);
         const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
         console.log(
-          `inject target=${r.target} N=${r.n} fib_s=${r.fibS?.toFixed(3) ?? "TIMEOUT"} fib99_s=${r.fib99S?.toFixed(3) ?? "-"} fib_count=${r.count} peak_rss: ${r.hwmDetail} peak_rss_anon=${r.anonPeak.toFixed(1)}MiB injector_wakes=${r.wakes} load=${load}`,
+          `inject target=${r.target} N=${r.n} fib_s=${r.fibS?.toFixed(3) ?? "TIMEOUT"} fib99_s=${r.fib99S?.toFixed(3) ?? "-"} fib_count=${r.count} peak_rss: ${r.hwmDetail} peak_rss_anon=${r.anonPeak.toFixed(1)}MiB cpu_user_s=${r.cpu.user.toFixed(2)} cpu_sys_s=${r.cpu.sys.toFixed(2)} injector_wakes=${r.wakes} load=${load}`,
         );
       }
     }
@@ -299,11 +458,32 @@ function main(): void {
         .filter((r) => r.target === t && r.n === n && r.fibS !== null)
         .sort((a, b) => (a.fibS as number) - (b.fibS as number))[0];
     const bird = best("bird");
-    const oc = best("ocelot");
     const frr = best("frr");
-    if (bird && oc) {
+    const kernel = best("kernel");
+    for (const t of ["ocelot", "old"] as const) {
+      const oc = best(t);
+      if (bird && oc) {
+        console.log(
+          `ratio N=${n} ${t}/bird time=${((oc.fibS as number) / (bird.fibS as number)).toFixed(2)} rss=${(oc.hwm / bird.hwm).toFixed(2)} rss_anon=${(oc.anonPeak / bird.anonPeak).toFixed(2)}`,
+        );
+      }
+    }
+    // Per run (alternated in the same invocation): ocelot against old, and against the kernel.
+    for (let run = 0; run < RUNS; run++) {
+      const of = (t: Target) => results.filter((r) => r.target === t && r.n === n)[run];
+      const oc = of("ocelot");
+      const old = of("old");
+      const k = of("kernel");
+      const b = of("bird");
+      const ratio = (a?: Result, z?: Result) =>
+        a?.fibS != null && z?.fibS != null ? (a.fibS / z.fibS).toFixed(2) : "-";
       console.log(
-        `ratio N=${n} ocelot/bird time=${((oc.fibS as number) / (bird.fibS as number)).toFixed(2)} rss=${(oc.hwm / bird.hwm).toFixed(2)} rss_anon=${(oc.anonPeak / bird.anonPeak).toFixed(2)}`,
+        `run ${run + 1} N=${n} ocelot/old=${ratio(oc, old)} ocelot/bird=${ratio(oc, b)} old/bird=${ratio(old, b)} ocelot/kernel=${ratio(oc, k)} bird/kernel=${ratio(b, k)}`,
+      );
+    }
+    if (kernel && bird) {
+      console.log(
+        `ratio N=${n} bird/kernel time=${((bird.fibS as number) / (kernel.fibS as number)).toFixed(2)}`,
       );
     }
     if (bird && frr) {

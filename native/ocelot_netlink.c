@@ -1,12 +1,16 @@
 // ocelot_netlink: a raw AF_NETLINK socket for Node (node-api only, C). Owns: the socket fd,
-// socket options, non-blocking sendto, and receive driven by a libuv poll that hands batches
-// of datagrams (and ENOBUFS as an "overflow" event) to one JS callback. Not: any message
+// socket options, non-blocking sendto, a sender thread per socket for queued sends (the
+// kernel does a request's work inside sendmsg: on that thread it runs beside the event loop;
+// a failed queued send comes back to the JS callback as a "send failed" event), and receive
+// driven by a libuv poll that hands batches of datagrams (and ENOBUFS as an "overflow" event)
+// to one JS callback. Not: any message
 // encoding or decoding (TypeScript, src/fib/rtnetlink.ts). Also a tiny setsockopt-by-fd helper,
 // blocking request sockets (one request, its whole answer) for short-lived callers, and file
 // writes made from inside a network namespace (a pod's sysctls).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <arpa/inet.h>
@@ -35,7 +39,23 @@
 #endif
 
 // Events passed to the JS callback as its first argument.
-enum { EV_DATA = 0, EV_OVERFLOW = 1, EV_ERROR = 2 };
+enum { EV_DATA = 0, EV_OVERFLOW = 1, EV_ERROR = 2, EV_SEND_FAILED = 3 };
+
+// One queued send: a copy of the bytes and the caller's token (reported back on failure).
+typedef struct tx_item {
+  struct tx_item *next;
+  uint32_t token;
+  size_t len;
+  size_t cap;
+  unsigned char data[];
+} tx_item;
+
+// Sent items are kept for reuse (up to this many): a fresh 128 KiB malloc is an mmap, and its
+// free an munmap whose TLB shootdown interrupts every core running one of our threads.
+#define TX_POOL_MAX 6
+
+// Failed queued sends waiting for the event loop: (token, errno) pairs.
+#define TX_FAIL_MAX 1024
 
 // Receive limits per readable event: the loop is bounded, libuv calls again while readable.
 #define RX_CHUNK (1u << 20)      // bytes gathered before one JS call
@@ -53,6 +73,18 @@ typedef struct {
   napi_ref callback;
   napi_async_context async_ctx;
   unsigned char *rx;
+  // Queued sends (sendQueued): the thread starts at the first one.
+  pthread_t tx_thread;
+  int tx_started;
+  int tx_stop;
+  pthread_mutex_t tx_mu;
+  pthread_cond_t tx_cv;
+  tx_item *tx_head, *tx_tail;
+  tx_item *tx_pool;  // sent items for reuse, under tx_mu
+  int tx_npool;
+  uint32_t tx_fail[2 * TX_FAIL_MAX];
+  int tx_nfail;
+  uv_async_t tx_async;
 } nl_sock;
 
 #define CHECK(call)                                                        \
@@ -155,6 +187,8 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
 // The struct lives until both the uv handle has closed and JS has dropped the handle.
 static void release(nl_sock *s) {
   if (--s->refs > 0) return;
+  pthread_mutex_destroy(&s->tx_mu);
+  pthread_cond_destroy(&s->tx_cv);
   free(s->rx);
   free(s);
 }
@@ -174,6 +208,28 @@ static void close_sock(napi_env env, nl_sock *s) {
   s->closed = 1;
   stop_poll(s);
   uv_close((uv_handle_t *)&s->poll, on_poll_closed);
+  // The sender thread finishes its current sendmsg and drops what is still queued.
+  if (s->tx_started) {
+    pthread_mutex_lock(&s->tx_mu);
+    s->tx_stop = 1;
+    pthread_cond_signal(&s->tx_cv);
+    pthread_mutex_unlock(&s->tx_mu);
+    pthread_join(s->tx_thread, NULL);
+    s->tx_started = 0;
+  }
+  while (s->tx_head) {
+    tx_item *it = s->tx_head;
+    s->tx_head = it->next;
+    free(it);
+  }
+  s->tx_tail = NULL;
+  while (s->tx_pool) {
+    tx_item *it = s->tx_pool;
+    s->tx_pool = it->next;
+    free(it);
+  }
+  s->tx_npool = 0;
+  uv_close((uv_handle_t *)&s->tx_async, on_poll_closed);
   if (s->fd >= 0) close(s->fd);
   s->fd = -1;
   if (s->callback) napi_delete_reference(env, s->callback);
@@ -226,6 +282,125 @@ static int socket_in_netns(const char *ns_path, int protocol, int flags, int *er
   return fd;
 }
 
+// Delivers the failed queued sends to JS: [token, errno, token, errno, ...].
+static void on_tx_failed(uv_async_t *handle) {
+  nl_sock *s = (nl_sock *)handle->data;
+  if (s->closed) return;
+  uint32_t fails[2 * TX_FAIL_MAX];
+  pthread_mutex_lock(&s->tx_mu);
+  int n = s->tx_nfail;
+  memcpy(fails, s->tx_fail, (size_t)n * 2 * sizeof fails[0]);
+  s->tx_nfail = 0;
+  pthread_mutex_unlock(&s->tx_mu);
+  if (n == 0) return;
+  napi_handle_scope scope;
+  napi_open_handle_scope(s->env, &scope);
+  napi_value arr, v;
+  if (napi_create_array_with_length(s->env, (size_t)n * 2, &arr) == napi_ok) {
+    for (int i = 0; i < 2 * n; i++) {
+      napi_create_uint32(s->env, fails[i], &v);
+      napi_set_element(s->env, arr, (uint32_t)i, v);
+    }
+    deliver(s, EV_SEND_FAILED, arr);
+  }
+  napi_close_handle_scope(s->env, scope);
+}
+
+// The sender thread: sends queued items in order until told to stop.
+static void *tx_main(void *arg) {
+  nl_sock *s = (nl_sock *)arg;
+  struct sockaddr_nl to;
+  memset(&to, 0, sizeof to);
+  to.nl_family = AF_NETLINK;
+  for (;;) {
+    pthread_mutex_lock(&s->tx_mu);
+    while (s->tx_head == NULL && !s->tx_stop) pthread_cond_wait(&s->tx_cv, &s->tx_mu);
+    if (s->tx_stop) {
+      pthread_mutex_unlock(&s->tx_mu);
+      return NULL;
+    }
+    tx_item *it = s->tx_head;
+    s->tx_head = it->next;
+    if (s->tx_head == NULL) s->tx_tail = NULL;
+    pthread_mutex_unlock(&s->tx_mu);
+    ssize_t r;
+    do r = sendto(s->fd, it->data, it->len, 0, (struct sockaddr *)&to, sizeof to);
+    while (r < 0 && errno == EINTR);
+    int err = r < 0 ? errno : ((size_t)r != it->len ? EMSGSIZE : 0);
+    pthread_mutex_lock(&s->tx_mu);
+    if (err && s->tx_nfail < TX_FAIL_MAX) {
+      s->tx_fail[2 * s->tx_nfail] = it->token;
+      s->tx_fail[2 * s->tx_nfail + 1] = (uint32_t)err;
+      s->tx_nfail++;
+    }
+    if (s->tx_npool < TX_POOL_MAX) {
+      it->next = s->tx_pool;
+      s->tx_pool = it;
+      s->tx_npool++;
+      it = NULL;
+    }
+    pthread_mutex_unlock(&s->tx_mu);
+    free(it);
+    if (err) uv_async_send(&s->tx_async);
+  }
+}
+
+// sendQueued(handle, buffer, offset, length, token): copies the bytes and queues them for the
+// socket's sender thread; a failure comes back as EV_SEND_FAILED with the token.
+static napi_value nl_send_queued(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  void *data;
+  size_t len;
+  uint32_t off, n, token;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  nl_sock *s = get_sock(env, argv[0]);
+  if (s == NULL) return NULL;
+  CHECK(napi_get_buffer_info(env, argv[1], &data, &len));
+  CHECK(napi_get_value_uint32(env, argv[2], &off));
+  CHECK(napi_get_value_uint32(env, argv[3], &n));
+  CHECK(napi_get_value_uint32(env, argv[4], &token));
+  if ((size_t)off + n > len) {
+    napi_throw_range_error(env, NULL, "Send range is outside the buffer");
+    return NULL;
+  }
+  tx_item *it = NULL;
+  pthread_mutex_lock(&s->tx_mu);
+  if (s->tx_pool && s->tx_pool->cap >= n) {
+    it = s->tx_pool;
+    s->tx_pool = it->next;
+    s->tx_npool--;
+  }
+  pthread_mutex_unlock(&s->tx_mu);
+  if (it == NULL) {
+    // At least 128 KiB (a FIB batch), so that one item fits the next batches too.
+    size_t cap = n < (128u << 10) + 4096 ? (128u << 10) + 4096 : n;
+    it = malloc(sizeof *it + cap);
+    if (it == NULL) return throw_errno(env, "malloc", ENOMEM);
+    it->cap = cap;
+  }
+  it->next = NULL;
+  it->token = token;
+  it->len = n;
+  memcpy(it->data, (char *)data + off, n);
+  if (!s->tx_started) {
+    int e = pthread_create(&s->tx_thread, NULL, tx_main, s);
+    if (e != 0) {
+      free(it);
+      return throw_errno(env, "pthread_create", e);
+    }
+    pthread_setname_np(s->tx_thread, "ocelot-nl-tx");  // seen in /proc/PID/task/*/comm
+    s->tx_started = 1;
+  }
+  pthread_mutex_lock(&s->tx_mu);
+  if (s->tx_tail) s->tx_tail->next = it;
+  else s->tx_head = it;
+  s->tx_tail = it;
+  pthread_cond_signal(&s->tx_cv);
+  pthread_mutex_unlock(&s->tx_mu);
+  return NULL;
+}
+
 // open(protocol, groups, rcvbufBytes, callback, netnsPath) -> handle
 static napi_value nl_open(napi_env env, napi_callback_info info) {
   size_t argc = 5;
@@ -275,7 +450,9 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
     return throw_errno(env, "malloc", ENOMEM);
   }
   s->fd = fd;
-  s->refs = 2;
+  s->refs = 3;  // the JS handle, the poll handle, the async handle
+  pthread_mutex_init(&s->tx_mu, NULL);
+  pthread_cond_init(&s->tx_cv, NULL);
   s->port_id = sa.nl_pid;
   s->env = env;
   CHECK(napi_create_reference(env, argv[3], 1, &s->callback));
@@ -285,6 +462,9 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
   s->poll.data = s;
   uv_poll_start(&s->poll, UV_READABLE, on_readable);
   s->polling = 1;
+  uv_async_init(loop, &s->tx_async, on_tx_failed);
+  s->tx_async.data = s;
+  uv_unref((uv_handle_t *)&s->tx_async);
   CHECK(napi_create_external(env, s, finalize_sock, NULL, &handle));
   return handle;
 }
@@ -667,6 +847,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, nl_open, NULL, NULL, NULL, napi_default, NULL},
       {"send", NULL, nl_send, NULL, NULL, NULL, napi_default, NULL},
+      {"sendQueued", NULL, nl_send_queued, NULL, NULL, NULL, napi_default, NULL},
       {"setOption", NULL, nl_set_option, NULL, NULL, NULL, napi_default, NULL},
       {"dropOwnEchoes", NULL, nl_drop_own_echoes, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, nl_info, NULL, NULL, NULL, napi_default, NULL},

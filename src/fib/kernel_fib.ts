@@ -76,6 +76,8 @@ const V4_SLOT_MUL = 2 ** 38;
 /** Receive-buffer cost of one ACK or error message (skb truesize, rounded up). */
 const ANSWER_TRUESIZE = 1024;
 const MAX_BATCH_REQUESTS = 8192;
+/** No route request is shorter (header 16 + rtmsg 12 + RTA_DST 8 bytes): sizes a batch's arrays. */
+const MIN_REQUEST_BYTES = 36;
 /** Routes whose last error is kept; beyond, errors are only counted (errorsNotKept). */
 const MAX_KEPT_ERRORS = 4096;
 
@@ -89,6 +91,12 @@ export interface KernelFibOptions {
   eventRcvbuf?: number;
   /** ACK every request (default: only the last of each batch; errors always come back). */
   ackEach?: boolean;
+  /**
+   * Route batches sent by the addon's sender thread (default true): the kernel inserts the
+   * routes inside sendmsg, so on that thread its work runs beside ours (decode, RIB, the next
+   * batch) instead of after it. false: sendmsg on the event loop.
+   */
+  sendThread?: boolean;
   /** Subscribe to route and link events (default true). */
   watch?: boolean;
   /**
@@ -160,6 +168,19 @@ class KeyList {
   readonly at = (i: number): Key => (i < this.n4 ? this.nums[i] : this.strs[i - this.n4]);
 }
 
+/** Request i's key in a batch. */
+function keyAt(b: Batch, i: number): Key {
+  const s = b.strs?.[i];
+  return s === undefined ? b.nums[i] : s;
+}
+
+/** Request i's job in a batch (its run's). */
+function jobAt(b: Batch, i: number): Job {
+  let j = 0;
+  while (b.jobEnds[j] <= i) j++;
+  return b.jobs[j];
+}
+
 const v4Slot = (key: number): number => Math.floor(key / V4_SLOT_MUL);
 const v4Addr = (key: number): number => Math.floor((key % V4_SLOT_MUL) / 64);
 const v4Len = (key: number): number => key % 64;
@@ -177,12 +198,22 @@ interface Job {
   done: (failures: FibFailure[]) => void;
 }
 
-/** One sendmsg worth of requests awaiting its final ACK. */
+/**
+ * One sendmsg worth of requests awaiting its final ACK. No object or boxed number per request:
+ * a batch may wait for the kernel while the next ones are built (sender thread), and what it
+ * held per request would outlive the young generation.
+ */
 interface Batch {
   firstSeq: number;
   lastSeq: number;
+  /** Requests in the batch. */
+  count: number;
+  /** The jobs of its requests in order, and where each one's run of requests ends. */
   jobs: Job[];
-  keys: Key[];
+  jobEnds: number[];
+  /** Request i's key: IPv4 keys here, an IPv6 key in strs[i] (strs only when there is one). */
+  nums: Float64Array;
+  strs?: (string | undefined)[];
   ops: Uint8Array;
   prev: Int32Array; // installed gid before the request, -1 none
   /** Its arrays went back to the spares (finished). */
@@ -229,6 +260,9 @@ export class KernelFib implements BatchFib {
   private readonly installed6 = new Map<string, number>();
   private readonly matchCache = new Map<number, boolean>();
   private readonly templates = new Map<number, Buffer>();
+  /** The template used last (a batch's routes mostly share one): no Map lookup per route. */
+  private lastTemplateKey = -1;
+  private lastTemplate: Buffer | undefined;
 
   private readonly links = new Map<number, { name: string; up: boolean }>();
   /** Routable (not link- or host-scope) addresses per interface: where gateways can resolve. */
@@ -236,7 +270,7 @@ export class KernelFib implements BatchFib {
   private readonly queue: Job[] = [];
   private readonly inflight: Batch[] = [];
   /** Typed arrays of finished batches, reused: ~40 KiB a batch would otherwise be garbage. */
-  private readonly spare: { ops: Uint8Array; prev: Int32Array }[] = [];
+  private readonly spare: { ops: Uint8Array; prev: Int32Array; nums: Float64Array }[] = [];
   private pumping = false;
   private answerBudget = 1024;
   private batchLimit = 64 * 1024;
@@ -283,6 +317,7 @@ export class KernelFib implements BatchFib {
       rcvbuf: opts.rcvbuf ?? 8 * 1024 * 1024,
       eventRcvbuf: opts.eventRcvbuf ?? 32 * 1024 * 1024,
       ackEach: opts.ackEach ?? false,
+      sendThread: opts.sendThread ?? process.env.OCELOT_FIB_SEND_THREAD !== "0",
       watch: opts.watch ?? true,
       gracefulHoldMs: opts.gracefulHoldMs ?? 0,
       unwantedGraceMs: opts.unwantedGraceMs ?? 0,
@@ -308,6 +343,7 @@ export class KernelFib implements BatchFib {
         onData: (b) => this.onReply(b),
         onOverflow: () => this.onOverflow("requests"),
         onError: (e) => this.fail(e),
+        onSendFailed: (token, errno) => this.onSendFailed(token, errno),
       },
       this.netns,
     );
@@ -799,31 +835,44 @@ export class KernelFib implements BatchFib {
     if (this.seq > 2 ** 31 && this.inflight.length === 0) this.seq = 1;
     const room = this.answerBudget - this.inflightRequests;
     if (this.queue.length === 0 || room < Math.min(64, this.answerBudget)) return;
-    const maxRequests = Math.min(MAX_BATCH_REQUESTS, room);
+    const maxRequests = Math.min(this.batchRequests(), room);
     const w = this.writer;
     w.reset();
     const arrays = this.spare.pop() ?? {
-      ops: new Uint8Array(MAX_BATCH_REQUESTS),
-      prev: new Int32Array(MAX_BATCH_REQUESTS),
+      ops: new Uint8Array(this.batchRequests()),
+      prev: new Int32Array(this.batchRequests()),
+      nums: new Float64Array(this.batchRequests()),
     };
     const batch: Batch = {
       firstSeq: this.seq,
       lastSeq: 0,
+      count: 0,
       jobs: [],
-      keys: [],
+      jobEnds: [],
+      nums: arrays.nums,
       ops: arrays.ops,
       prev: arrays.prev,
       released: false,
     };
     let lastAt = -1;
-    while (this.queue.length > 0 && w.len < this.batchLimit && batch.keys.length < maxRequests) {
+    while (this.queue.length > 0 && w.len < this.batchLimit && batch.count < maxRequests) {
       const job = this.queue[0];
       const key = job.key(job.cursor++);
       const at = w.len;
       if (this.encode(job.op, key, batch)) {
         lastAt = at;
-        batch.jobs.push(job);
-        batch.keys.push(key);
+        const i = batch.count++;
+        if (typeof key === "number") batch.nums[i] = key;
+        else {
+          batch.strs ??= [];
+          batch.strs[i] = key;
+        }
+        const nj = batch.jobs.length;
+        if (nj > 0 && batch.jobs[nj - 1] === job) batch.jobEnds[nj - 1] = i + 1;
+        else {
+          batch.jobs.push(job);
+          batch.jobEnds.push(i + 1);
+        }
       } else {
         job.outstanding--;
       }
@@ -840,12 +889,37 @@ export class KernelFib implements BatchFib {
     w.buf.writeUInt16LE(w.buf.readUInt16LE(lastAt + 6) | NLM_F_ACK, lastAt + 6);
     batch.lastSeq = this.seq - 1;
     this.inflight.push(batch);
-    this.inflightRequests += batch.keys.length;
-    const r = this.req.send(w.buf, 0, w.len);
+    this.inflightRequests += batch.count;
     this.stats.batches++;
-    this.stats.sent += batch.keys.length;
-    if (r < 0) this.failBatch(batch, -r, "sendmsg");
+    this.stats.sent += batch.count;
+    let queued = false;
+    if (this.opts.sendThread) {
+      // Copied and sent on the addon's thread; the kernel's ACK or errors arrive as usual.
+      try {
+        this.req.sendQueued(w.buf, 0, w.len, batch.firstSeq);
+        queued = true;
+      } catch (err) {
+        // No thread (pthread_create or malloc failed): send on the event loop from now on.
+        this.opts.sendThread = false;
+        this.fail(new Error(`FIB sender thread unavailable: ${(err as Error).message}`));
+      }
+    }
+    if (!queued) {
+      const r = this.req.send(w.buf, 0, w.len);
+      if (r < 0) this.failBatch(batch, -r, "sendmsg");
+    }
     if (this.queue.length) this.schedulePump();
+  }
+
+  /** Requests one batch can hold: as many as its bytes allow (its arrays are this long). */
+  private batchRequests(): number {
+    return Math.min(MAX_BATCH_REQUESTS, Math.ceil(this.batchLimit / MIN_REQUEST_BYTES) + 1);
+  }
+
+  /** A batch the sender thread could not send: each of its requests failed with errno. */
+  private onSendFailed(token: number, errno: number): void {
+    const batch = this.inflight.find((b) => b.firstSeq === token);
+    if (batch) this.failBatch(batch, errno, "sendmsg");
   }
 
   /** Encodes one request into the writer (or nothing when it is no longer needed). */
@@ -853,19 +927,32 @@ export class KernelFib implements BatchFib {
     // Sent again, withdrawn or found installed: an old error no longer says anything.
     if (this.routeErrors.size > 0 && this.routeErrors.delete(key))
       this.stats.errorsKept = this.routeErrors.size;
-    const want = this.getDesired(key);
-    const have = this.getInstalled(key);
-    const i = batch.keys.length;
+    // IPv4: one lookup of the route's cell for the reads and the update.
+    const cell = typeof key === "number" ? this.v4.cell(v4Slot(key), v4Addr(key), v4Len(key)) : -1;
+    let want: number | undefined;
+    let have: number | undefined;
+    if (typeof key === "number") {
+      const d = cell < 0 ? NO_GROUP : this.v4.desiredAt(cell);
+      const s = cell < 0 ? NO_GROUP : this.v4.installedAt(cell);
+      want = d === NO_GROUP ? undefined : d;
+      have = s === NO_GROUP ? undefined : s;
+    } else {
+      want = this.desired6.get(key);
+      have = this.installed6.get(key);
+    }
+    const i = batch.count;
     if (op === OP_SET) {
       if (want === undefined) return false; // removed since
       if (have !== undefined && this.matches(want, have)) return false; // already there
       const flags = NLM_F_CREATE | (have !== undefined ? NLM_F_REPLACE : NLM_F_EXCL);
       this.writeRequest(RTM_NEWROUTE, flags, key, want);
-      this.setInstalled(key, want);
+      if (cell >= 0) this.v4.setInstalledAt(cell, want);
+      else this.setInstalled(key, want);
     } else {
       if (want !== undefined || have === undefined) return false; // set again, or not ours
       this.writeRequest(RTM_DELROUTE, 0, key, have);
-      this.setInstalled(key, undefined);
+      if (cell >= 0) this.v4.setInstalledAt(cell, NO_GROUP);
+      else this.setInstalled(key, undefined);
     }
     batch.ops[i] = op;
     batch.prev[i] = have ?? -1;
@@ -883,13 +970,15 @@ export class KernelFib implements BatchFib {
       // No strings on this path: (slot < 2^15, group < 2^24, DEL bit, 12 flag bits) in 52 bits.
       const tk =
         ((slot * 2 ** 24 + gid) * 2 + (type === RTM_DELROUTE ? 1 : 0)) * 4096 + (flags | ack);
-      let t = this.templates.get(tk);
+      let t = tk === this.lastTemplateKey ? this.lastTemplate : this.templates.get(tk);
       if (!t) {
         const tw = new MessageWriter(256);
         writeRoute(tw, type, flags | ack, 0, this.request(type, key, gid));
         t = Buffer.from(tw.buf.subarray(0, tw.len));
         this.templates.set(tk, t);
       }
+      this.lastTemplateKey = tk;
+      this.lastTemplate = t;
       const w = this.writer;
       w.reserve(t.length);
       const o = w.len;
@@ -955,7 +1044,7 @@ export class KernelFib implements BatchFib {
     const i = e.seq - batch.firstSeq;
     if (e.errno !== 0) {
       const op = batch.ops[i];
-      const key = batch.keys[i];
+      const key = keyAt(batch, i);
       if (!(op === OP_DEL && e.errno === ESRCH)) {
         this.restoreInstalled(batch, i);
         const failure: FibFailure = {
@@ -965,7 +1054,7 @@ export class KernelFib implements BatchFib {
           code: errnoName(e.errno),
           message: e.message,
         };
-        batch.jobs[i].failures.push(failure);
+        jobAt(batch, i).failures.push(failure);
         this.stats.failures++;
         this.keepError(key, failure);
         this.onEvent({ kind: "failure", failure });
@@ -988,41 +1077,44 @@ export class KernelFib implements BatchFib {
 
   private restoreInstalled(batch: Batch, i: number): void {
     const prev = batch.prev[i];
-    this.setInstalled(batch.keys[i], prev >= 0 ? prev : undefined);
+    this.setInstalled(keyAt(batch, i), prev >= 0 ? prev : undefined);
   }
 
   private release(batch: Batch): void {
     if (batch.released) return;
     batch.released = true;
-    if (this.spare.length < 8) this.spare.push({ ops: batch.ops, prev: batch.prev });
+    if (this.spare.length < 8)
+      this.spare.push({ ops: batch.ops, prev: batch.prev, nums: batch.nums });
   }
 
   private finishBatch(batch: Batch): void {
     const at = this.inflight.indexOf(batch);
     if (at >= 0) {
       this.inflight.splice(at, 1);
-      this.inflightRequests -= batch.keys.length;
+      this.inflightRequests -= batch.count;
     }
     this.release(batch);
-    for (const job of batch.jobs) {
-      job.outstanding--;
+    for (let j = 0; j < batch.jobs.length; j++) {
+      const job = batch.jobs[j];
+      job.outstanding -= batch.jobEnds[j] - (j > 0 ? batch.jobEnds[j - 1] : 0);
       if (job.outstanding === 0 && job.cursor >= job.n) job.done(job.failures);
     }
     this.schedulePump();
   }
 
   private failBatch(batch: Batch, errno: number, what: string): void {
-    for (let i = 0; i < batch.keys.length; i++) {
+    for (let i = 0; i < batch.count; i++) {
       this.restoreInstalled(batch, i);
+      const key = keyAt(batch, i);
       const failure: FibFailure = {
-        route: this.describe(batch.keys[i]),
+        route: this.describe(key),
         op: batch.ops[i] === OP_SET ? "set" : "remove",
         errno,
         code: errnoName(errno),
         message: `${what} failed`,
       };
-      batch.jobs[i].failures.push(failure);
-      this.keepError(batch.keys[i], failure);
+      jobAt(batch, i).failures.push(failure);
+      this.keepError(key, failure);
     }
     this.finishBatch(batch);
   }
@@ -1034,11 +1126,11 @@ export class KernelFib implements BatchFib {
       // Some ACKs were lost: the batches' outcome is unknown until the resync establishes
       // it, so their callers resolve after it.
       const lost = this.inflight.splice(0);
-      for (const b of lost) this.inflightRequests -= b.keys.length;
+      for (const b of lost) this.inflightRequests -= b.count;
       const settle = () => {
         for (const b of lost) {
           this.inflight.push(b);
-          this.inflightRequests += b.keys.length;
+          this.inflightRequests += b.count;
           this.finishBatch(b);
         }
       };
@@ -1315,6 +1407,8 @@ export class KernelFib implements BatchFib {
           g.nexthops[i].ifindex = ifindex;
           this.matchCache.clear();
           this.templates.clear();
+          this.lastTemplateKey = -1;
+          this.lastTemplate = undefined;
         }
       });
     }

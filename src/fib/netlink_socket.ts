@@ -1,10 +1,13 @@
-// A raw AF_NETLINK socket over our native addon (native/ocelot_netlink.c): non-blocking send
-// and libuv-driven receive, ENOBUFS surfaced as an "overflow" callback. Owns: the socket's
+// A raw AF_NETLINK socket over our native addon (native/ocelot_netlink.c): non-blocking send,
+// queued sends done by the addon's sender thread (the kernel's work for a request runs inside
+// sendmsg: there it runs beside the event loop), and libuv-driven receive, ENOBUFS surfaced as
+// an "overflow" callback. Owns: the socket's
 // lifetime. Not: loading the addon (lib/native.ts), message encoding (rtnetlink.ts).
 import { loadAddon } from "../lib/native.js";
 
 const EV_DATA = 0;
 const EV_OVERFLOW = 1;
+const EV_SEND_FAILED = 3;
 
 export interface NetlinkSocketHandlers {
   /** A batch of whole datagrams (each 4-byte aligned), concatenated. */
@@ -13,6 +16,8 @@ export interface NetlinkSocketHandlers {
   onOverflow(): void;
   /** A receive error other than ENOBUFS, or an exception thrown by onData. */
   onError(err: Error): void;
+  /** A queued send (sendQueued) failed: its token and the errno. */
+  onSendFailed?(token: number, errno: number): void;
 }
 
 export class NetlinkSocket {
@@ -36,7 +41,10 @@ export class NetlinkSocket {
       try {
         if (ev === EV_DATA) handlers.onData(arg as Buffer);
         else if (ev === EV_OVERFLOW) handlers.onOverflow();
-        else handlers.onError(new Error(`Netlink receive failed with errno ${String(arg)}`));
+        else if (ev === EV_SEND_FAILED) {
+          const a = arg as number[];
+          for (let i = 0; i + 1 < a.length; i += 2) handlers.onSendFailed?.(a[i], a[i + 1]);
+        } else handlers.onError(new Error(`Netlink receive failed with errno ${String(arg)}`));
       } catch (err) {
         // Never let an exception travel back into the addon's libuv callback.
         try {
@@ -51,6 +59,14 @@ export class NetlinkSocket {
   /** Sends bytes (many messages); returns bytes sent or a negative errno (e.g. -11 EAGAIN). */
   send(buf: Buffer, off = 0, len = buf.length - off): number {
     return loadAddon().send(this.handle, buf, off, len);
+  }
+
+  /**
+   * Queues bytes (copied now) for the socket's sender thread, which sends them in order; a
+   * failure comes back to onSendFailed with `token`. Replies arrive through onData as usual.
+   */
+  sendQueued(buf: Buffer, off: number, len: number, token: number): void {
+    loadAddon().sendQueued(this.handle, buf, off, len, token >>> 0);
   }
 
   setOption(level: number, name: number, value: number): void {

@@ -125,6 +125,41 @@ export class V4RouteTable {
     this.write(false, slot, addr, len, gid);
   }
 
+  /**
+   * The cell of (slot, addr, len), or -1: with desiredAt / installedAt / setInstalledAt, one
+   * lookup serves a request's whole read-and-update (the FIB's encode path).
+   */
+  cell(slot: number, addr: number, len: number): number {
+    return this.find(slot, addr, len);
+  }
+
+  /** The desired group of a cell from cell() (NO_GROUP: none). */
+  desiredAt(i: number): number {
+    return this.des[i] - 1;
+  }
+
+  /** The installed group of a cell from cell() (NO_GROUP: none). */
+  installedAt(i: number): number {
+    return this.ins[i] - 1;
+  }
+
+  /**
+   * Sets the installed group of a cell from cell(), valid until the table next changes; a cell
+   * left with neither group is freed.
+   */
+  setInstalledAt(i: number, gid: number): void {
+    if (gid === NO_GROUP) {
+      if (this.ins[i] === 0) return;
+      this.ins[i] = 0;
+      this.installedCount--;
+      if (this.des[i] === 0) this.removeAt(i);
+      return;
+    }
+    if (gid + 1 > this.maxStored) this.widen();
+    if (this.ins[i] === 0) this.installedCount++;
+    this.ins[i] = gid + 1;
+  }
+
   /** Calls fn for every cell (read-only: do not change the table from fn). */
   forEach(
     fn: (slot: number, addr: number, len: number, desired: number, installed: number) => void,

@@ -16,6 +16,7 @@ export interface Addon {
     netnsPath: string,
   ): unknown;
   send(h: unknown, buf: Buffer, off: number, len: number): number;
+  sendQueued(h: unknown, buf: Buffer, off: number, len: number, token: number): void;
   setOption(h: unknown, level: number, name: number, value: number): void;
   dropOwnEchoes(h: unknown, portId: number): void;
   info(h: unknown): { portId: number; rcvbuf: number; sndbuf: number };

@@ -112,7 +112,10 @@ describe.skipIf(skip)("NetlinkSocket", () => {
     ]);
   }
 
-  function open(): { sock: NetlinkSocket; got: Promise<string[]> } {
+  function open(onSendFailed?: (token: number, errno: number) => void): {
+    sock: NetlinkSocket;
+    got: Promise<string[]>;
+  } {
     const names: string[] = [];
     let done: (v: string[]) => void = () => {};
     const got = new Promise<string[]>((r) => (done = r));
@@ -124,9 +127,44 @@ describe.skipIf(skip)("NetlinkSocket", () => {
         }),
       onOverflow: () => {},
       onError: () => {},
+      onSendFailed,
     });
     return { sock, got };
   }
+
+  it("sends queued bytes on its sender thread, and a send the kernel refuses comes back with its token", async () => {
+    const failed: [number, number][] = [];
+    let failedNow: () => void = () => {};
+    const failure = new Promise<void>((r) => (failedNow = r));
+    const { sock, got } = open((token, errno) => {
+      failed.push([token, errno]);
+      failedNow();
+    });
+    try {
+      // Larger than the send buffer: netlink_sendmsg refuses it with EMSGSIZE (90).
+      const big = Buffer.alloc(sock.info().sndbuf + 4096);
+      big.writeUInt32LE(big.length, 0);
+      sock.sendQueued(big, 0, big.length, 7);
+      const w = new MessageWriter();
+      writeLinkDump(w, 1);
+      sock.sendQueued(w.buf, 0, w.len, 8);
+      w.buf.fill(0); // the bytes were copied when queued
+      const names = await Promise.race([
+        got,
+        new Promise<string[]>((_, reject) =>
+          setTimeout(() => reject(new Error("No dump reply")), 30_000),
+        ),
+      ]);
+      expect(names).toContain("lo");
+      await failure;
+      expect(failed).toEqual([[7, 90]]);
+      // Closing with sends still queued stops the thread and drops them.
+      for (let i = 0; i < 50; i++) sock.sendQueued(big, 0, 1024, 100 + i);
+    } finally {
+      sock.close();
+    }
+    expect(() => sock.sendQueued(Buffer.alloc(16), 0, 16, 1)).toThrow();
+  });
 
   it("keeps receiving on a new socket after an old one is closed and garbage-collected", async () => {
     setFlagsFromString("--expose-gc");

@@ -37,7 +37,7 @@ describe("V4RouteTable", () => {
   it("keeps desired and installed ids like two maps under random operations", () => {
     // Few distinct keys (so deletes hit and probe runs collide), sometimes wide group ids.
     const op = fc.record({
-      kind: fc.constantFrom("des", "ins", "clear", "forget"),
+      kind: fc.constantFrom("des", "ins", "insAt", "clear", "forget"),
       slot: fc.constantFrom(0, 1, 2, 2000),
       addr: fc.oneof(fc.integer({ min: 0, max: 40 }), fc.constant(0xffffffff)),
       len: fc.constantFrom(0, 24, 32),
@@ -54,6 +54,17 @@ describe("V4RouteTable", () => {
             apply(model, k, true, o.gid);
           } else if (o.kind === "ins") {
             t.setInstalled(o.slot, o.addr, o.len, o.gid);
+            apply(model, k, false, o.gid);
+          } else if (o.kind === "insAt") {
+            // The FIB's encode path: one cell lookup, its ids read, its installed id set.
+            const i = t.cell(o.slot, o.addr, o.len);
+            const v = model.get(k);
+            expect(i >= 0).toBe(v !== undefined);
+            if (i >= 0 && v) {
+              expect(t.desiredAt(i)).toBe(v.d);
+              expect(t.installedAt(i)).toBe(v.s);
+              t.setInstalledAt(i, o.gid);
+            } else t.setInstalled(o.slot, o.addr, o.len, o.gid);
             apply(model, k, false, o.gid);
           } else if (o.kind === "clear") {
             t.clearInstalled();

@@ -191,10 +191,11 @@ export class PeerLab {
     const out = openSync(join(d, "bgpd.log"), "a");
     // OCELOT_NODE_ARGS: extra node flags for profiling (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p").
     const nodeArgs = (process.env.OCELOT_NODE_ARGS ?? "").split(" ").filter(Boolean);
+    // OCELOT_BIN_DIR: another build's bin/ (a benchmark's "before", as test/node/harness.ts).
     const [cmd, args] = ns.wrap(
       process.execPath,
       ...nodeArgs,
-      join(REPO_ROOT, "bin/ocelot"),
+      join(process.env.OCELOT_BIN_DIR ?? join(REPO_ROOT, "bin"), "ocelot"),
       "bgpd",
       "--config",
       confPath,

@@ -246,7 +246,11 @@ export class SpeakerCore<A> {
     const out: SpeakerAction[] = [];
     this.out = out;
     this.dispatch(ev);
-    if (this.rib.pending > 0) this.requestFlush();
+    // While the FIB is at its limit, reading is paused and fibDone asks for the next flush: a
+    // flush asked for after every event meanwhile would spin the event loop (setImmediate, a
+    // flush that does nothing, again) while the kernel works on the batches.
+    if (this.rib.pending > 0 && !(this.readingPaused && this.fibInFlight >= MAX_FIB_IN_FLIGHT))
+      this.requestFlush();
     this.checkConverged();
     this.out = [];
     return out;
