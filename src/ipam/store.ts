@@ -199,6 +199,13 @@ class HandleRecordPresent extends Error {
   }
 }
 
+/** An affinity record as decoded, with the stored text it was decoded from. */
+interface DecodedAffinity {
+  value: string;
+  affinity: Affinity;
+  blockKey: string;
+}
+
 interface Combiner {
   entry: BlockEntry;
   queue: BlockRequest[];
@@ -225,6 +232,8 @@ export class IpamStore {
   private assigning = 0;
   /** Per node|family: the block search (claim) in flight, which other requests wait for. */
   private readonly claiming = new Map<string, Promise<unknown>>();
+  /** Per node|family: the affinities decoded at the last loadAffine, by key. */
+  private readonly affinitiesSeen = new Map<string, Map<string, DecodedAffinity>>();
   /** node|family whose last claim scan saw blocks not the node's own (blocksForClaim). */
   private readonly foreignBlocks = new Set<string>();
 
@@ -926,12 +935,25 @@ export class IpamStore {
   private async loadAffine(node: string, family: Family): Promise<Map<string, BlockEntry>> {
     const list = await this.store.list(this.keys.affinityPrefix(node, family));
     const out = new Map<string, BlockEntry>();
+    const k = `${node}|${family}`;
+    // Each claim lists the node's affinities again: the ones seen with the same stored text last
+    // time are not decoded again (a node's claims would otherwise cost O(blocks) decodes each).
+    const seen = this.affinitiesSeen.get(k);
+    const now = new Map<string, DecodedAffinity>();
     for (const kv of list.items) {
-      const a = decodeAffinity(kv.key, kv.value);
+      let d = seen?.get(kv.key);
+      if (d === undefined || d.value !== kv.value) {
+        d = {
+          value: kv.value,
+          affinity: decodeAffinity(kv.key, kv.value),
+          blockKey: this.keys.block(cidrFromKey(kv.key)),
+        };
+      }
+      now.set(kv.key, d);
+      const a = d.affinity;
       if (a.state === "pendingDeletion") continue;
-      const cidr = cidrFromKey(kv.key);
-      const key = this.keys.block(cidr);
-      const known = this.affineCache.get(`${node}|${family}`)?.get(key);
+      const key = d.blockKey;
+      const known = this.affineCache.get(k)?.get(key);
       if (known && a.state === "confirmed") {
         // Confirmed and ours: the cached copy serves (a stale one fails its CAS and is refreshed).
         out.set(key, known);
@@ -957,8 +979,9 @@ export class IpamStore {
       }
       out.set(key, { key, rev: bkv.modRevision, block });
     }
-    this.affineCache.set(`${node}|${family}`, out);
-    this.affineCount.set(`${node}|${family}`, list.items.length);
+    this.affineCache.set(k, out);
+    this.affineCount.set(k, list.items.length);
+    this.affinitiesSeen.set(k, now);
     return out;
   }
 
