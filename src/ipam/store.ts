@@ -22,6 +22,7 @@ import {
   parseAddress,
   parseCidr,
 } from "../lib/ip.js";
+import { AffineBlocks, type BlockEntry } from "./affine_blocks.js";
 import {
   type AllowedUse,
   describePools,
@@ -158,12 +159,6 @@ const FAMILIES = [4, 6] as const;
 /** The first try's stand-in for the handle record read: no record (each write checks it). */
 const NO_RECORD: Promise<{ handle: Handle | undefined }> = Promise.resolve({ handle: undefined });
 
-interface BlockEntry {
-  key: string;
-  rev: number;
-  block: Block;
-}
-
 export interface BlockInfo extends BlockEntry {
   affinityState?: Affinity["state"];
 }
@@ -223,7 +218,7 @@ export class IpamStore {
   private readonly contextTtlMs: number;
   private context: Map<string, Context> = new Map();
   /** The node's confirmed blocks per family, as last seen: the fast path of assignment. */
-  private affineCache = new Map<string, Map<string, BlockEntry>>();
+  private affineCache = new Map<string, AffineBlocks>();
   /** Per block key: the assignments of this process waiting for one combined write. */
   private readonly combiners = new Map<string, Combiner>();
   /** Per node|family: affinities of the node (any state) at the last loadAffine. */
@@ -428,8 +423,7 @@ export class IpamStore {
     for (const family of FAMILIES) {
       if (!(family === 4 ? v4 : v6)) continue;
       const cached = this.affineCache.get(`${node}|${family}`);
-      if (cached === undefined) return false;
-      for (const e of cached.values()) if (holdsHandle(e.block, handleId)) return false;
+      if (cached === undefined || cached.holds(handleId)) return false;
     }
     return true;
   }
@@ -932,9 +926,9 @@ export class IpamStore {
   }
 
   /** The node's confirmed blocks (pending ones whose block is ours are confirmed on the way). */
-  private async loadAffine(node: string, family: Family): Promise<Map<string, BlockEntry>> {
+  private async loadAffine(node: string, family: Family): Promise<AffineBlocks> {
     const list = await this.store.list(this.keys.affinityPrefix(node, family));
-    const out = new Map<string, BlockEntry>();
+    const out = new AffineBlocks();
     const k = `${node}|${family}`;
     // Each claim lists the node's affinities again: the ones seen with the same stored text last
     // time are not decoded again (a node's claims would otherwise cost O(blocks) decodes each).
@@ -988,7 +982,7 @@ export class IpamStore {
   private rememberBlock(node: string, family: Family, entry: BlockEntry): void {
     if (entry.block.affinity !== hostAffinity(node)) return;
     const k = `${node}|${family}`;
-    const m = this.affineCache.get(k) ?? new Map<string, BlockEntry>();
+    const m = this.affineCache.get(k) ?? new AffineBlocks();
     m.set(entry.key, entry);
     this.affineCache.set(k, m);
   }
