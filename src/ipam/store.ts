@@ -928,7 +928,7 @@ export class IpamStore {
   /** The node's confirmed blocks (pending ones whose block is ours are confirmed on the way). */
   private async loadAffine(node: string, family: Family): Promise<AffineBlocks> {
     const list = await this.store.list(this.keys.affinityPrefix(node, family));
-    const out = new AffineBlocks();
+    const out = new Map<string, BlockEntry>();
     const k = `${node}|${family}`;
     // Each claim lists the node's affinities again: the ones seen with the same stored text last
     // time are not decoded again (a node's claims would otherwise cost O(blocks) decodes each).
@@ -973,10 +973,14 @@ export class IpamStore {
       }
       out.set(key, { key, rev: bkv.modRevision, block });
     }
-    this.affineCache.set(k, out);
+    // Into the cache's own map, entry by entry: its handle index follows the changes only.
+    const cache = this.affineCache.get(k) ?? new AffineBlocks();
+    for (const key of cache.keys()) if (!out.has(key)) cache.delete(key);
+    for (const [key, e] of out) cache.set(key, e);
+    this.affineCache.set(k, cache);
     this.affineCount.set(k, list.items.length);
     this.affinitiesSeen.set(k, now);
-    return out;
+    return cache;
   }
 
   private rememberBlock(node: string, family: Family, entry: BlockEntry): void {
