@@ -13,6 +13,8 @@ export interface CasRate {
   ops: number;
   ms: number;
   opsPerSec: number;
+  /** This process's CPU time (user + system) per CAS, in µs. */
+  cpuUs: number;
 }
 
 /**
@@ -42,6 +44,7 @@ export async function measureCasRate(
     Array.from({ length: inFlight }, (_, i) => store.update(`${prefix}${i}`, "0")),
   );
   const perLane = Math.floor(n / inFlight);
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
     lanes.map(async (kv0) => {
@@ -51,9 +54,10 @@ export async function measureCasRate(
     }),
   );
   const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(c0);
   const ops = perLane * inFlight;
   for (const kv of lanes) await store.delete(kv.key);
-  return { ops, ms, opsPerSec: (ops * 1000) / ms };
+  return { ops, ms, opsPerSec: (ops * 1000) / ms, cpuUs: (cpu.user + cpu.system) / ops };
 }
 
 /**

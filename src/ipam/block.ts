@@ -214,6 +214,8 @@ export function assignFromBlock(
  * each sees the ones before it. The block passed in is not changed; finish() returns the new
  * block, or the same one when nothing was assigned.
  */
+const NO_ORDINALS: readonly number[] = Object.freeze([]);
+
 export class BlockDraft {
   private owner: number[] | undefined;
   private seqs: SequenceMap | undefined;
@@ -229,9 +231,14 @@ export class BlockDraft {
   }
 
   /** Ordinals handleId holds, including those assigned in this draft. */
-  ordinalsOf(handleId: string): number[] {
+  ordinalsOf(handleId: string): readonly number[] {
     const owner = this.owner ?? this.base.owner;
     const attributes = this.attributes ?? this.base.attributes;
+    // Nearly always none (a pod's first try): answered without allocating.
+    let any = false;
+    for (let i = 0; i < attributes.length && !any; i++)
+      any = (attributes[i] as AllocationAttributes).handleId === handleId;
+    if (!any) return NO_ORDINALS;
     const idx: number[] = [];
     attributes.forEach((a, i) => {
       if (a.handleId === handleId) idx.push(i);
