@@ -3,7 +3,9 @@
 // goal ratio (IPAM >= 0.5x raw CAS) printed per row. Each simulated node is a long-lived
 // IpamStore (as a node agent holds one); each assignment has its own handle, as one pod.
 // With each row, for context, the CAS rate with values as large as the row's mean block write
-// (--no-sized leaves it out). A warm-up of 1000 of each (--warmup N), not reported, precedes the
+// (--no-sized leaves it out), and with a row of several nodes one request at a time, the raw CAS
+// with one lane per node's handle (what changes: each write on a handle finds the file written
+// by another, and SQLite drops that connection's page cache). A warm-up of 1000 of each (--warmup N), not reported, precedes the
 // rows. Beside each wall-clock ratio, the ratio of this process's CPU time per operation
 // (process.cpuUsage): on a machine shared with other work the wall clock measures the scheduler
 // as much as the code, CPU time much less so (on etcd most of a CAS's time is in the server, so
@@ -152,6 +154,19 @@ async function report(
         `${cas.opsPerSec.toFixed(0).padStart(6)}/s | ratio ${ratio.toFixed(2)} (goal >= ${GOAL}: ${ratio >= GOAL ? "met" : "NOT met"}) ` +
         `| CPU per op ${ipam.cpuUs.toFixed(1)} / ${cas.cpuUs.toFixed(1)} µs, ratio ${(cas.cpuUs / ipam.cpuUs).toFixed(2)}`,
     );
+    if (s.nodes > 1 && s.inFlight === 1) {
+      // Context only: the same CAS with one lane per node's handle, as the IPAM row writes.
+      const spread = await measureCasRate(stores[0] as Datastore, {
+        inFlight: s.cas,
+        n,
+        lanesOn: stores.slice(0, s.nodes),
+      });
+      console.log(
+        `${"".padEnd(18)} ${"  context:".padEnd(27)} raw CAS, one lane per node's handle (${s.nodes}), ` +
+          `${spread.opsPerSec.toFixed(0).padStart(6)}/s, CPU ${spread.cpuUs.toFixed(1)} µs | IPAM/that ` +
+          `${(ipam.opsPerSec / spread.opsPerSec).toFixed(2)}, CPU ${(spread.cpuUs / ipam.cpuUs).toFixed(2)}`,
+      );
+    }
     if (withSized) {
       // Context only (the goal is against the raw CAS above): CAS writing values as large as
       // the block values this row wrote on average.
