@@ -480,8 +480,8 @@ export function encodeBlock(b: Block): string {
   encodedParts.set(b, parts);
   // The link to the base stays (a chain through this WeakMap keeps a block's earlier drafted
   // versions alive while the block is cached: bounded by its size, and cut by any release).
-  // Cutting it here was measured: 12-17 µs more CPU per pod once the process is warm
-  // (bench/ipam_assign.ts --warmup 8000), 18-20 µs less in its first few thousand pods.
+  // Cutting it here was measured: 12-19 µs more CPU per pod once the process is warm
+  // (bench/ipam_assign.ts --warmup 8000), 18-21 µs less in its first few thousand pods.
   return (
     `${parts.head}"allocated":"${bitmapBase64(b)}",` +
     `"owners":[${parts.owners}],"sequences":[${parts.sequences}],"unallocated":${runsJson(b.unallocated)},` +
