@@ -1,11 +1,13 @@
 // What configured peers cost `ocelot bgpd` in memory before any connects (as root): for each N
 // given, bgpd in its own namespace with N passive iBGP route-reflector clients configured (none
-// of them there), measured 5 s after it started: VmRSS, RssAnon and the status socket's V8
-// heap figures. The difference between two N is the per-peer cost of the session objects,
-// timers and policies alone (docs/scale.md, "Peak RSS at 1,000 clients").
+// of them there), measured 5 s after it started: VmRSS as RssAnon + RssFile + RssShmem and the
+// status socket's V8 heap figures (used / total), beside a bare `node` (nothing of ours loaded)
+// measured first. The difference between two N is the per-peer cost of the session objects,
+// timers and policies alone (docs/scale.md, "RSS in parts").
 // With OCELOT_NODE_ARGS="--heapsnapshot-signal=SIGUSR2" and SNAPSHOT=1 it also writes a heap
 // snapshot per N (in the directory it runs from) to compare by constructor.
 // Run: npx tsx bench/bgpd_idle_memory.ts [--n 0,1000]
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { Netns } from "../test/helpers/netns.js";
@@ -21,9 +23,29 @@ const ADDR = "10.212.0.1";
 const peerAddr = (i: number) => `10.213.${i >> 8}.${i & 255}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** VmRSS and its parts of a process, MiB, as one line. */
+function parts(pid: number): string {
+  const st = readFileSync(`/proc/${pid}/status`, "utf8");
+  const mib = (k: string) =>
+    (Number(new RegExp(`${k}:\\s+(\\d+)`).exec(st)?.[1]) / 1024).toFixed(1);
+  return `VmRSS ${mib("VmRSS")} = RssAnon ${mib("RssAnon")} + RssFile ${mib("RssFile")} + RssShmem ${mib("RssShmem")} MiB`;
+}
+
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(" ");
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("bench/bgpd_idle_memory.ts needs root");
   const sizes = arg("n", "0,1000").split(",").map(Number);
+  const bare = spawn(process.execPath, ["-e", "setInterval(()=>{},1e9)"], { stdio: "ignore" });
+  try {
+    await sleep(3000);
+    console.log(`bare node: ${parts(bare.pid as number)}; load ${load()}`);
+  } finally {
+    bare.kill("SIGKILL");
+  }
   const ns = Netns.create("idl");
   const lab = new PeerLab();
   try {
@@ -51,13 +73,9 @@ async function main(): Promise<void> {
         ["--log-level", "info"],
       );
       await sleep(5000);
-      const st = readFileSync(`/proc/${oc.pid}/status`, "utf8");
-      const mib = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(st)?.[1]) / 1024;
       const mem = (oc.status() as unknown as { memory?: object }).memory;
       console.log(
-        `peers=${n} VmRSS ${mib("VmRSS").toFixed(1)} MiB, RssAnon ${mib("RssAnon").toFixed(1)} MiB, status memory ${JSON.stringify(mem)}; load ${loadavg()
-          .map((l) => l.toFixed(1))
-          .join(" ")}`,
+        `peers=${n} ${parts(oc.pid)}, status memory ${JSON.stringify(mem)}; load ${load()}`,
       );
       if (process.env.SNAPSHOT) {
         lab.signal(oc.pid, "SIGUSR2");

@@ -8,13 +8,19 @@
 // incremental path: no kernel read-back, its refresh interval left at Calico's 90 s). At the end
 // the rules in force (iptables-save, ipset save) are checked against the benchmark's own model.
 // Needs root and the native addon (KernelFib). The test runs it tiny (test/felix/policy_bench).
+// Each (b)/(c) pass prints where its time went: the render, the applier's steps (plan,
+// interfaces, ipset, iptables) and every process it spawned. With --old DIR (another build's
+// dist/, e.g. /work/main/dist) that build's applier runs beside ours, alternating, on its own
+// namespaces, given the same rendered states: both printed side by side.
 // Usage: npx tsx bench/policy_apply.ts [--endpoints 1000] [--policies 200] [--sets 50]
-//        [--cidrs 1000] [--runs 3] [--adds 50] [--changes 50]
+//        [--cidrs 1000] [--runs 3] [--adds 50] [--changes 50] [--old /work/main/dist] [--legacy]
+// (--legacy: iptables-legacy for both appliers and the raw reference; default nft.)
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import {
   IncrementalApplier,
   type Runner,
@@ -49,32 +55,51 @@ export interface BenchOptions {
   prefix?: string;
   log?: (line: string) => void;
   /**
+   * Another build's dist/ (e.g. /work/main/dist): its IncrementalApplier is run beside ours,
+   * alternating, on its own namespaces (the render, the FIB and the model are ours).
+   */
+  old?: string;
+  /** iptables backend for ours, the old build's and the raw reference (default nft). */
+  iptables?: "nft" | "legacy";
+  /**
    * Called with the last namespace after the check, before it is removed (the test breaks the
    * rules in force there and expects `recheck` to say so).
    */
   afterCheck?: (ns: string, recheck: () => string[]) => void | Promise<void>;
 }
 
-export interface BenchResult {
-  /** Per run, ms: our render, our apply (render + apply = ours), the raw tools. */
-  render: number[];
+/** ms and count per step name (a spawned command, a step of the applier, the render). */
+export type Steps = Record<string, { n: number; ms: number }>;
+
+/** What one applier (this build's, or --old's) did in the run. */
+export interface VariantResult {
+  /** Per run, ms: our apply (render + apply = ours). */
   apply: number[];
   ours: number[];
-  raw: number[];
-  /** ms per command name spawned by our apply in the first run (where the apply's time goes). */
-  commands: Record<string, { n: number; ms: number }>;
-  ipsetMembers: number;
-  iptablesRules: number;
+  /** ms per command name spawned by the apply in the first run (where its time goes). */
+  commands: Steps;
   /** ms per +1 pod and per label change (render + apply). */
   add: number[];
   change: number[];
-  /** Of the (b) and (c) passes: render ms each, ms per command name spawned (summed). */
-  passRender: number[];
-  passCommands: Record<string, { n: number; ms: number }>;
+  /** Of the +1 pod and the label-change passes: where each pass's time went (summed). */
+  addSteps: Steps;
+  changeSteps: Steps;
   /** Of the (b) and (c) passes: how many were incremental and how many read back in full. */
   passModes: { full: number; incremental: number };
   /** What the rules in force got wrong against the model (empty: right). */
   problems: string[];
+}
+
+export interface BenchResult extends VariantResult {
+  /** Per run, ms: the render (shared by both appliers), the raw tools. */
+  render: number[];
+  raw: number[];
+  ipsetMembers: number;
+  iptablesRules: number;
+  /** Render ms of each (b) and (c) pass. */
+  passRender: number[];
+  /** The same run with --old's applier, alternating with ours. */
+  old?: VariantResult;
   loadavg: number[];
 }
 
@@ -218,17 +243,20 @@ function addIfaces(ns: string, eps: Ep[]): void {
 }
 
 /** spawnRunner, timing each command by name. */
-function timedRunner(acc: Record<string, { n: number; ms: number }>): Runner {
+function timedRunner(acc: () => Steps): Runner {
   return async (netns, cmd, args, input): Promise<RunResult> => {
     const t = performance.now();
     const r = await spawnRunner(netns, cmd, args, input);
-    const key = `${cmd} ${args[0] ?? ""}`.trim();
-    const a = acc[key] ?? { n: 0, ms: 0 };
-    a.n++;
-    a.ms += performance.now() - t;
-    acc[key] = a;
+    count(acc(), `spawn ${cmd} ${args[0] ?? ""}`.trim(), performance.now() - t);
     return r;
   };
+}
+
+function count(steps: Steps, key: string, ms: number): void {
+  const a = steps[key] ?? { n: 0, ms: 0 };
+  a.n++;
+  a.ms += ms;
+  steps[key] = a;
 }
 
 // ---- the check of what is in force --------------------------------------------------------------
@@ -267,12 +295,27 @@ const setsOf = (rules: string[]) =>
     [...r.matchAll(/--match-set (\S+) (?:src|dst)/g)].map((m) => m[1] as string),
   );
 
-/** Every local endpoint dispatched to its chains, jumping to exactly its policies in order; each
- * policy's rule sets holding exactly the model's members. */
-export function checkInForce(ns: string, model: Model): string[] {
+/** Every local endpoint routed and dispatched to its chains, jumping to exactly its policies in
+ * order; each policy's rule sets holding exactly the model's members. */
+export function checkInForce(
+  ns: string,
+  model: Model,
+  flavour: "nft" | "legacy" = "nft",
+): string[] {
   const problems: string[] = [];
-  const rules = parseRules(run("ip", ["netns", "exec", ns, "iptables-nft-save", "-t", "filter"]));
+  const rules = parseRules(
+    run("ip", ["netns", "exec", ns, `iptables-${flavour}-save`, "-t", "filter"]),
+  );
   const sets = parseSets(run("ip", ["netns", "exec", ns, "ipset", "save"]));
+  // Every endpoint's route through its interface (the agent's protocol, 202).
+  const routes = new Set(
+    run("ip", ["-n", ns, "route", "show", "proto", "202"])
+      .split("\n")
+      .map((l) => l.trim().split(/\s+/).slice(0, 3).join(" ")),
+  );
+  for (const ep of model.endpoints)
+    if (!routes.has(`${ep.ipv4} dev ${ep.iface}`))
+      problems.push(`${ep.id}: no route ${ep.ipv4} dev ${ep.iface}`);
   const toWl = new Set(rules.get("ocl-to-wl-dispatch") ?? []);
   const fromWl = new Set(rules.get("ocl-from-wl-dispatch") ?? []);
   for (const ep of model.endpoints) {
@@ -335,76 +378,122 @@ async function linkKnown(fib: KernelFib, iface: string): Promise<void> {
   }
 }
 
+/** What the bench needs of an applier (ours, or another build's). */
+interface ApplierLike {
+  close?(): void;
+  apply(
+    state: ReturnType<typeof renderDataplane>,
+    opts: Parameters<IncrementalApplier["apply"]>[1],
+  ): Promise<{
+    mode: "full" | "incremental";
+    ipsets: string | null;
+    iptables: { family: 4 | 6; table: string; payload: string | null }[];
+  }>;
+}
+
+interface Variant {
+  tag: "a" | "o";
+  make: () => ApplierLike;
+  res: VariantResult;
+  applier?: ApplierLike;
+  ns?: string;
+  fib?: KernelFib;
+}
+
+const emptyVariant = (): VariantResult => ({
+  apply: [],
+  ours: [],
+  commands: {},
+  add: [],
+  change: [],
+  addSteps: {},
+  changeSteps: {},
+  passModes: { full: 0, incremental: 0 },
+  problems: [],
+});
+
 export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
   const log = o.log ?? (() => {});
   const prefix = o.prefix ?? `pb${randomBytes(3).toString("hex")}`;
   const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
   const res: BenchResult = {
+    ...emptyVariant(),
     render: [],
-    apply: [],
-    ours: [],
     raw: [],
-    commands: {},
     ipsetMembers: 0,
     iptablesRules: 0,
-    add: [],
-    change: [],
     passRender: [],
-    passCommands: {},
-    passModes: { full: 0, incremental: 0 },
-    problems: [],
     loadavg: [],
   };
-  let fib: KernelFib | undefined;
-  let applier = new IncrementalApplier();
+  const variants: Variant[] = [{ tag: "a", make: () => new IncrementalApplier(), res }];
+  if (o.old) {
+    const mod = (await import(pathToFileURL(join(o.old, "felix", "apply.js")).href)) as {
+      IncrementalApplier: new () => ApplierLike;
+    };
+    res.old = emptyVariant();
+    variants.push({ tag: "o", make: () => new mod.IncrementalApplier(), res: res.old });
+  }
   const model = new Model(o);
+  const flavour = o.iptables ?? "nft";
   try {
-    let files: { cmd: string; args: string[]; file: string }[] = [];
-    let keep: string | undefined;
+    const files: { cmd: string; args: string[]; file: string }[] = [];
     for (let r = 0; r < o.runs; r++) {
-      // Ours: a fresh namespace with the pods' host interfaces, one agent pass.
-      const ns = addNs(`${prefix}-a${r}`);
-      addIfaces(ns, model.endpoints);
-      // As the daemon opens it (openKernelAgentFib): watching links, so new pods' are known.
-      fib = await KernelFib.open({
-        netns: ns,
-        protocols: [RTPROT_OCELOT_AGENT],
-        unwantedGraceMs: 30_000,
-      });
+      // The render, once per run (shared: both appliers are given the same state).
       const t0 = performance.now();
       const state = renderDataplane(model.input());
       const tr = ms(t0);
-      const t1 = performance.now();
-      applier = new IncrementalApplier();
-      const report = await applier.apply(state, {
-        netns: ns,
-        fib,
-        ...(r === 0 ? { run: timedRunner(res.commands) } : {}),
-      });
-      const ta = ms(t1);
       res.render.push(tr);
-      res.apply.push(ta);
-      res.ours.push(tr + ta);
-      if (r === 0) {
-        // The raw reference: exactly what our apply wrote, as files.
-        if (report.ipsets !== null) {
-          writeFileSync(join(dir, "ipsets"), report.ipsets);
-          files.push({ cmd: "ipset", args: ["restore", "-exist"], file: join(dir, "ipsets") });
-          res.ipsetMembers = report.ipsets.split("\n").filter((l) => l.startsWith("add ")).length;
-        }
-        for (const t of report.iptables) {
-          if (t.payload === null) continue;
-          const f = join(dir, `iptables-${t.family}-${t.table}`);
-          writeFileSync(f, t.payload);
-          files.push({ cmd: "iptables-nft-restore", args: ["--noflush", "-w", "5"], file: f });
-          res.iptablesRules += t.payload.split("\n").filter((l) => l.startsWith("-A ")).length;
+      const order = r % 2 === 0 ? variants : [...variants].reverse();
+      const line: string[] = [];
+      for (const v of order) {
+        // A fresh namespace with the pods' host interfaces, one agent pass.
+        if (v.fib) await v.fib.close();
+        if (v.ns) delNs(v.ns);
+        const ns = addNs(`${prefix}-${v.tag}${r}`);
+        v.ns = ns;
+        addIfaces(ns, model.endpoints);
+        // As the daemon opens it (openKernelAgentFib): watching links, so new pods' are known.
+        v.fib = await KernelFib.open({
+          netns: ns,
+          protocols: [RTPROT_OCELOT_AGENT],
+          unwantedGraceMs: 30_000,
+        });
+        v.applier?.close?.();
+        v.applier = v.make();
+        const t1 = performance.now();
+        const report = await v.applier.apply(state, {
+          netns: ns,
+          fib: v.fib,
+          direct: true,
+          iptables: flavour,
+          ...(r === 0 ? { run: timedRunner(() => v.res.commands) } : {}),
+        });
+        const ta = ms(t1);
+        v.res.apply.push(ta);
+        v.res.ours.push(tr + ta);
+        line.push(
+          `${v.tag === "a" ? "ours" : "old"} ${(tr + ta).toFixed(0)} ms (apply ${ta.toFixed(0)})`,
+        );
+        if (r === 0 && v.tag === "a") {
+          // The raw reference: exactly what our apply wrote, as files.
+          if (report.ipsets !== null) {
+            writeFileSync(join(dir, "ipsets"), report.ipsets);
+            files.push({ cmd: "ipset", args: ["restore", "-exist"], file: join(dir, "ipsets") });
+            res.ipsetMembers = report.ipsets.split("\n").filter((l) => l.startsWith("add ")).length;
+          }
+          for (const t of report.iptables) {
+            if (t.payload === null) continue;
+            const f = join(dir, `iptables-${t.family}-${t.table}`);
+            writeFileSync(f, t.payload);
+            files.push({
+              cmd: `iptables-${flavour}-restore`,
+              args: ["--noflush", "-w", "5"],
+              file: f,
+            });
+            res.iptablesRules += t.payload.split("\n").filter((l) => l.startsWith("-A ")).length;
+          }
         }
       }
-      if (r < o.runs - 1) {
-        await fib.close();
-        fib = undefined;
-        delNs(ns);
-      } else keep = ns;
       // Raw: the same sets and rules, restored by the tools into an empty namespace.
       const raw = addNs(`${prefix}-r${r}`);
       const inputs = files.map((f) => ({ ...f, text: readFileSync(f.file, "utf8") }));
@@ -413,43 +502,58 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
       const tw = ms(t2);
       res.raw.push(tw);
       delNs(raw);
-      log(
-        `run ${r + 1}: ours ${(tr + ta).toFixed(0)} ms (render ${tr.toFixed(0)}, apply ${ta.toFixed(0)}), raw ${tw.toFixed(0)} ms`,
-      );
+      log(`run ${r + 1}: render ${tr.toFixed(0)} ms; ${line.join(", ")}; raw ${tw.toFixed(0)} ms`);
     }
-    files = [];
-    const ns = keep as string;
-    const runner = timedRunner(res.passCommands);
-    const pass = async () => {
+    // The passes: each change rendered once, then applied by each applier in turn (alternating
+    // which goes first), each on its own namespace.
+    const pass = async (k: number, phase: "add" | "change", ep?: Ep) => {
       const t = performance.now();
       const state = renderDataplane(model.input());
-      res.passRender.push(ms(t));
-      const report = await applier.apply(state, {
-        netns: ns,
-        fib: fib as KernelFib,
-        run: runner,
-      });
-      res.passModes[report.mode]++;
-      return ms(t);
+      const tr = ms(t);
+      res.passRender.push(tr);
+      const order = k % 2 === 0 ? variants : [...variants].reverse();
+      for (const v of order) {
+        const ns = v.ns as string;
+        const fib = v.fib as KernelFib;
+        if (ep) {
+          // +1 pod: its host interface exists first (the CNI plugin's part), then one pass.
+          addIfaces(ns, [ep]);
+          await linkKnown(fib, ep.iface);
+        }
+        const steps = phase === "add" ? v.res.addSteps : v.res.changeSteps;
+        count(steps, "render", tr);
+        const t1 = performance.now();
+        const report = await (v.applier as ApplierLike).apply(state, {
+          netns: ns,
+          fib,
+          run: timedRunner(() => steps),
+          direct: true,
+          iptables: flavour,
+          trace: (step, t) => count(steps, `step ${step}`, t),
+        });
+        const ta = ms(t1);
+        count(steps, "apply (wall)", ta);
+        v.res.passModes[report.mode]++;
+        (phase === "add" ? v.res.add : v.res.change).push(tr + ta);
+      }
     };
-    // (b) +1 pod: its host interface exists first (the CNI plugin's part), then one pass.
-    for (let k = 0; k < o.adds; k++) {
-      const ep = model.addEndpoint();
-      addIfaces(ns, [ep]);
-      await linkKnown(fib as KernelFib, ep.iface);
-      res.add.push(await pass());
-    }
+    // (b) +1 pod.
+    for (let k = 0; k < o.adds; k++) await pass(k, "add", model.addEndpoint());
     // (c) one label change on one pod (its role: two rule ipsets change members).
     for (let k = 0; k < o.changes; k++) {
       model.relabel((k * 7919) % model.endpoints.length);
-      res.change.push(await pass());
+      await pass(k, "change");
     }
-    res.problems = checkInForce(ns, model);
-    await o.afterCheck?.(ns, () => checkInForce(ns, model));
+    for (const v of variants) v.res.problems = checkInForce(v.ns as string, model, flavour);
+    const ns = variants[0]?.ns as string;
+    await o.afterCheck?.(ns, () => checkInForce(ns, model, flavour));
     res.loadavg = loadavg();
     return res;
   } finally {
-    await fib?.close().catch(() => {});
+    for (const v of variants) {
+      v.applier?.close?.();
+      await v.fib?.close().catch(() => {});
+    }
     for (const ns of [...live]) delNs(ns);
     rmSync(dir, { recursive: true, force: true });
   }
@@ -467,11 +571,20 @@ function summary(xs: number[]): string {
   return `min ${f0(Math.min(...xs))} / median ${f0(pct(xs, 0.5))} / max ${f0(Math.max(...xs))} ms`;
 }
 
+function printSteps(title: string, steps: Steps, passes: number): void {
+  console.log(
+    `      ${title} (ms per pass, mean; steps overlap: interfaces run beside ipset/iptables):`,
+  );
+  for (const [k, v] of Object.entries(steps).sort((a, b) => b[1].ms - a[1].ms))
+    console.log(`        ${k}: ${(v.n / passes).toFixed(1)} x, ${(v.ms / passes).toFixed(1)} ms`);
+}
+
 async function main(): Promise<void> {
   const arg = (name: string, dflt: number) => {
     const i = process.argv.indexOf(`--${name}`);
     return i > 0 ? Number(process.argv[i + 1]) : dflt;
   };
+  const oldAt = process.argv.indexOf("--old");
   const o: BenchOptions = {
     endpoints: arg("endpoints", 1000),
     policies: arg("policies", 200),
@@ -480,6 +593,8 @@ async function main(): Promise<void> {
     runs: arg("runs", 3),
     adds: arg("adds", 50),
     changes: arg("changes", 50),
+    ...(oldAt > 0 ? { old: process.argv[oldAt + 1] as string } : {}),
+    ...(process.argv.includes("--legacy") ? { iptables: "legacy" as const } : {}),
     log: (l) => console.log(l),
   };
   for (const sig of ["SIGINT", "SIGTERM"] as const)
@@ -488,42 +603,48 @@ async function main(): Promise<void> {
       process.exit(130);
     });
   console.log(
-    `policy apply: ${o.endpoints} endpoints, ${o.policies} policies, ${o.sets} sets x ${o.cidrs} CIDRs; load ${loadavg()
+    `policy apply (iptables ${o.iptables ?? "nft"}): ${o.endpoints} endpoints, ${o.policies} policies, ${o.sets} sets x ${o.cidrs} CIDRs${o.old ? `; old applier from ${o.old}, alternating` : ""}; load ${loadavg()
       .map((x) => x.toFixed(1))
       .join(" ")}`,
   );
   const r = await runPolicyBench(o);
-  const medOurs = pct(r.ours, 0.5);
   const medRaw = pct(r.raw, 0.5);
+  const variants: [string, VariantResult][] = [["ours", r]];
+  if (r.old) variants.push(["old", r.old]);
   console.log(`rendered: ${r.iptablesRules} iptables rules, ${r.ipsetMembers} ipset members`);
-  console.log(`(a) full pass, ours (render + apply): ${summary(r.ours)}`);
-  console.log(`    render ${summary(r.render)}; apply ${summary(r.apply)}`);
-  console.log(`    raw ipset restore + iptables-nft-restore of the same: ${summary(r.raw)}`);
+  console.log(`(a) full pass: render ${summary(r.render)} (shared)`);
   console.log(
-    `    ratio median ${(medOurs / medRaw).toFixed(2)}x, best ${(Math.min(...r.ours) / Math.min(...r.raw)).toFixed(2)}x (goal <= 1.5x)`,
+    `    raw ipset restore + iptables-${o.iptables ?? "nft"}-restore of the same: ${summary(r.raw)}`,
   );
-  console.log("    our apply's commands (first run):");
-  for (const [k, v] of Object.entries(r.commands).sort((a, b) => b[1].ms - a[1].ms))
-    console.log(`      ${k}: ${v.n} x, ${f0(v.ms)} ms`);
+  for (const [name, v] of variants) {
+    console.log(
+      `    ${name} (render + apply): ${summary(v.ours)}; ratio median ${(pct(v.ours, 0.5) / medRaw).toFixed(2)}x, best ${(Math.min(...v.ours) / Math.min(...r.raw)).toFixed(2)}x (goal <= 1.5x)`,
+    );
+    console.log("      commands of the first run:");
+    for (const [k, c] of Object.entries(v.commands).sort((a, b) => b[1].ms - a[1].ms))
+      console.log(`        ${k}: ${c.n} x, ${f0(c.ms)} ms`);
+  }
   const line = (what: string, xs: number[]) =>
     console.log(
-      `${what}: p50 ${f0(pct(xs, 0.5))} ms, p99 ${f0(pct(xs, 0.99))} ms, max ${f0(Math.max(...xs))} ms over ${xs.length} (goal p99 <= 50 ms); p50 ${(pct(xs, 0.5) / medRaw).toFixed(2)}x the raw full restore`,
+      `    ${what}: p50 ${f0(pct(xs, 0.5))} ms, p99 ${f0(pct(xs, 0.99))} ms, max ${f0(Math.max(...xs))} ms over ${xs.length} (goal p99 <= 50 ms)`,
     );
-  line("(b) +1 pod to in force", r.add);
-  line("(c) one label change to in force", r.change);
-  const passes = r.passRender.length;
-  console.log(
-    `    passes: ${r.passModes.incremental} incremental, ${r.passModes.full} full (read back)`,
-  );
-  console.log(`    of which render: ${summary(r.passRender)}; commands per pass (mean):`);
-  for (const [k, v] of Object.entries(r.passCommands).sort((a, b) => b[1].ms - a[1].ms))
-    console.log(`      ${k}: ${(v.n / passes).toFixed(1)} x, ${(v.ms / passes).toFixed(1)} ms`);
-  console.log(
-    `rules in force checked: ${r.problems.length === 0 ? "right" : `${r.problems.length} problems`}`,
-  );
-  for (const p of r.problems.slice(0, 20)) console.log(`  ${p}`);
+  console.log("(b) +1 pod to in force (render + apply):");
+  for (const [name, v] of variants) {
+    line(name, v.add);
+    printSteps(`${name}, where it goes`, v.addSteps, v.add.length);
+  }
+  console.log("(c) one label change to in force (render + apply):");
+  for (const [name, v] of variants) {
+    line(name, v.change);
+    printSteps(`${name}, where it goes`, v.changeSteps, v.change.length);
+  }
+  for (const [name, v] of variants)
+    console.log(
+      `${name}: passes ${v.passModes.incremental} incremental, ${v.passModes.full} full (read back); rules in force checked: ${v.problems.length === 0 ? "right" : `${v.problems.length} problems`}`,
+    );
+  for (const [, v] of variants) for (const p of v.problems.slice(0, 20)) console.log(`  ${p}`);
   console.log(`load at end ${r.loadavg.map((x) => x.toFixed(1)).join(" ")}`);
-  if (r.problems.length > 0) process.exitCode = 1;
+  if (variants.some(([, v]) => v.problems.length > 0)) process.exitCode = 1;
 }
 
 if (process.argv[1]?.endsWith("policy_apply.ts")) {

@@ -308,13 +308,25 @@ export interface ScenarioOpts {
   reset?: boolean;
   /** Limit on each phase, ms. */
   limitMs?: number;
+  /**
+   * The Ocelot DUT's variant: node flags (OCELOT_NODE_ARGS of test/helpers/peers.ts) and
+   * NAME=VALUE environment variables, space-separated (e.g. "OCELOT_V8_HEAP_GROWING=default").
+   */
+  nodeArgs?: string;
   log?: (s: string) => void;
 }
 
 export interface ProcCost {
   rssMiB: number;
   hwmMiB: number;
+  /** VmRSS in parts (/proc/PID/status): the process's own memory, mapped files, shared memory. */
+  anonMiB: number;
+  fileMiB: number;
+  shmemMiB: number;
   cpuS: number;
+  /** The Ocelot DUT's V8 heap (its status socket), MiB. */
+  heapUsedMiB?: number;
+  heapTotalMiB?: number;
 }
 
 export interface ScenarioResult {
@@ -335,6 +347,8 @@ export interface ScenarioResult {
   /** Connections the DUT closed before Established (e.g. BIRD before its protocol is ready). */
   refusedConnections: number;
   maxGapMs: number;
+  /** The largest RssAnon sampled every 100 ms, MiB. */
+  peakAnonMiB: number;
   /** DUT routes (mesh: in its kernel) from the peers at the end. */
   dutRoutes: number;
   /** SYNs the DUT's kernel dropped for a full listen queue (TcpExtListenOverflows). */
@@ -360,7 +374,38 @@ export function procCost(pid: number): ProcCost {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticks = Number(f[11]) + Number(f[12]);
-  return { rssMiB: kb("VmRSS") / 1024, hwmMiB: kb("VmHWM") / 1024, cpuS: ticks / 100 };
+  return {
+    rssMiB: kb("VmRSS") / 1024,
+    hwmMiB: kb("VmHWM") / 1024,
+    anonMiB: kb("RssAnon") / 1024,
+    fileMiB: kb("RssFile") / 1024,
+    shmemMiB: kb("RssShmem") / 1024,
+    cpuS: ticks / 100,
+  };
+}
+
+/**
+ * Runs start() with a variant's environment: its NAME=VALUE words as variables, the other words
+ * as OCELOT_NODE_ARGS (node flags); restored after.
+ */
+function withVariant<T>(variant: string | undefined, start: () => T): T {
+  if (variant === undefined) return start();
+  const words = variant.split(" ").filter(Boolean);
+  const vars: Record<string, string> = {};
+  for (const w of words.filter((w) => /^[A-Z_][A-Z0-9_]*=/.test(w)))
+    vars[w.slice(0, w.indexOf("="))] = w.slice(w.indexOf("=") + 1);
+  const flags = words.filter((w) => !/^[A-Z_][A-Z0-9_]*=/.test(w));
+  if (flags.length > 0) vars.OCELOT_NODE_ARGS = flags.join(" ");
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return start();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
 }
 
 export function birdConf(mode: Mode, n: number, hold: number): string {
@@ -480,7 +525,7 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
   const hold = o.hold ?? 30;
   const limitMs = o.limitMs ?? 600_000;
   const log = o.log ?? ((s: string) => console.error(s));
-  const tag = `[${o.target} ${o.mode} N=${o.n}]`;
+  const tag = `[${o.target}${o.nodeArgs ? ` ${o.nodeArgs}` : ""} ${o.mode} N=${o.n}]`;
   const lab = new PeerLab();
   const dutNs = Netns.create(`${o.mode}d`);
   const genNs = Netns.create(`${o.mode}g`);
@@ -530,10 +575,9 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
               return Number(m?.[1] ?? 0);
             };
     } else {
-      const oc = lab.startOcelot(dutNs, "ocelot", ocelotConf(o.mode, o.n, hold), [
-        "--log-level",
-        "info",
-      ]);
+      const oc = withVariant(o.nodeArgs, () =>
+        lab.startOcelot(dutNs, "ocelot", ocelotConf(o.mode, o.n, hold), ["--log-level", "info"]),
+      );
       pid = oc.pid;
       dutMemory = () => (oc.status() as unknown as { memory?: object }).memory;
       dutRoutes =
@@ -561,11 +605,12 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     const t0 = Date.now();
     // The DUT's RSS every 100 ms: when its peak came (the phase is logged beside it).
     let phase = "cold start";
-    const peak = { rss: 0, at: 0, phase };
+    const peak = { rss: 0, anon: 0, at: 0, phase };
     const sampler = setInterval(() => {
       try {
-        const rss = procCost(pid).rssMiB;
-        if (rss > peak.rss) Object.assign(peak, { rss, at: Date.now() - t0, phase });
+        const c = procCost(pid);
+        if (c.rssMiB > peak.rss) Object.assign(peak, { rss: c.rssMiB, at: Date.now() - t0, phase });
+        peak.anon = Math.max(peak.anon, c.anonMiB);
       } catch {}
     }, 100).unref();
     gen.send({ cmd: "start" });
@@ -592,7 +637,11 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     } finally {
       clearInterval(progress);
     }
-    const atConverged = procCost(pid);
+    const withHeap = (c: ProcCost): ProcCost => {
+      const m = dutMemory?.() as { heapUsedMiB?: number; heapTotalMiB?: number } | undefined;
+      return m ? { ...c, heapUsedMiB: m.heapUsedMiB, heapTotalMiB: m.heapTotalMiB } : c;
+    };
+    const atConverged = withHeap(procCost(pid));
     atConverged.cpuS -= before.cpuS;
     log(
       `${tag} converged in ${convergeMs} ms, DUT RSS ${atConverged.rssMiB.toFixed(1)} MiB (peak so far ${atConverged.hwmMiB.toFixed(1)} MiB)`,
@@ -628,10 +677,25 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     await new Promise((r) => setTimeout(r, Math.min(5000, hold * 500)));
     gen.send({ cmd: "stats" });
     const stats = (await gen.next("stats", 30_000)) ?? {};
-    const atEnd = procCost(pid);
+    const atEnd = withHeap(procCost(pid));
     atEnd.cpuS -= before.cpuS;
+    if (process.env.OCELOT_MALLOC_TRIM && o.target === "ocelot") {
+      // Diagnostic: how much of the anonymous memory outside V8's heap is free malloc memory
+      // glibc keeps (malloc_trim(0) in the DUT through gdb), after the figures are taken.
+      const b = procCost(pid).anonMiB;
+      try {
+        sh("gdb", ["-p", String(pid), "-batch", "-ex", "call (int)malloc_trim(0)"]);
+        log(
+          `${tag} malloc_trim(0): RssAnon ${b.toFixed(1)} -> ${procCost(pid).anonMiB.toFixed(1)} MiB`,
+        );
+      } catch (e) {
+        log(`${tag} malloc_trim through gdb failed: ${(e as Error).message.slice(0, 200)}`);
+      }
+    }
     clearInterval(sampler);
-    log(`${tag} sampled RSS peak ${peak.rss.toFixed(1)} MiB at ${peak.at} ms (${peak.phase})`);
+    log(
+      `${tag} sampled RSS peak ${peak.rss.toFixed(1)} MiB at ${peak.at} ms (${peak.phase}), RssAnon peak ${peak.anon.toFixed(1)} MiB`,
+    );
     return {
       target: o.target,
       mode: o.mode,
@@ -646,6 +710,7 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
       unexpectedCloses: Number(stats.unexpectedCloses ?? -1),
       refusedConnections: Number(stats.refusedConnections ?? -1),
       maxGapMs: Number(stats.maxGapMs ?? -1),
+      peakAnonMiB: peak.anon,
       dutRoutes: dutRoutes(),
       listenOverflows: nstat(dutNs, "TcpExtListenOverflows"),
       outSegs: nstat(dutNs, "TcpOutSegs"),
@@ -655,6 +720,49 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     lab.cleanup();
     genNs.destroy();
     dutNs.destroy();
+  }
+}
+
+// ---- the fixed cost: the runtime alone and each DUT with no session ---------------------------
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `node -e 'setInterval(()=>{},1e9)'`: this machine's Node.js with nothing of ours loaded. */
+export async function bareNodeCost(): Promise<ProcCost> {
+  const child = spawn(process.execPath, ["-e", "setInterval(()=>{},1e9)"], { stdio: "ignore" });
+  try {
+    await sleep(3000);
+    return procCost(child.pid as number);
+  } finally {
+    child.kill("SIGKILL");
+  }
+}
+
+/** A DUT configured as the reflector with no peer at all, 3 s after it started. */
+export async function idleCost(target: Target, nodeArgs?: string): Promise<ProcCost> {
+  const { Netns } = await import("../test/helpers/netns.js");
+  const { PeerLab } = await import("../test/helpers/peers.js");
+  const lab = new PeerLab();
+  const ns = Netns.create("rri");
+  try {
+    ns.exec("ip", "link", "set", "lo", "up");
+    ns.exec("ip", "addr", "add", `${DUT_ADDR}/16`, "dev", "lo");
+    if (target === "bird") {
+      const bird = lab.startBird(ns, "bird", birdConf("rr", 0, 30));
+      await sleep(3000);
+      return procCost(bird.pid);
+    }
+    const oc = withVariant(nodeArgs, () =>
+      lab.startOcelot(ns, "ocelot", ocelotConf("rr", 0, 30), ["--log-level", "info"]),
+    );
+    await sleep(3000);
+    const m = (
+      oc.status() as unknown as { memory?: { heapUsedMiB?: number; heapTotalMiB?: number } }
+    ).memory;
+    return { ...procCost(oc.pid), heapUsedMiB: m?.heapUsedMiB, heapTotalMiB: m?.heapTotalMiB };
+  } finally {
+    lab.cleanup();
+    ns.destroy();
   }
 }
 
@@ -670,42 +778,125 @@ const load = () =>
     .map((l) => l.toFixed(1))
     .join(" ");
 
+const f1 = (x: number | undefined) => (x === undefined ? "-" : x.toFixed(1));
+
+/** VmRSS = RssAnon + RssFile + RssShmem, and the V8 heap where known. */
+export function breakdown(c: ProcCost): string {
+  return (
+    `VmRSS ${f1(c.rssMiB)} = anon ${f1(c.anonMiB)} + file ${f1(c.fileMiB)} + shmem ${f1(c.shmemMiB)} MiB` +
+    (c.heapUsedMiB !== undefined
+      ? `, V8 heap used/total ${f1(c.heapUsedMiB)}/${f1(c.heapTotalMiB)} MiB`
+      : "")
+  );
+}
+
 function line(r: ScenarioResult): string {
   const s = (ms: number | null) => (ms === null ? "NOT reached" : `${(ms / 1000).toFixed(2)} s`);
   return (
     `${r.target.padEnd(6)} ${r.mode.padEnd(4)} N=${r.n}: converged ${s(r.convergeMs)} ` +
     `(RSS ${r.atConverged.rssMiB.toFixed(1)} MiB, CPU ${r.atConverged.cpuS.toFixed(2)} s)` +
     (r.mode === "rr" ? ` | ${r.resetCount} reset: back in ${s(r.resetMs)}` : "") +
-    ` | end RSS ${r.atEnd.rssMiB.toFixed(1)} MiB, peak ${r.atEnd.hwmMiB.toFixed(1)} MiB, CPU ${r.atEnd.cpuS.toFixed(2)} s` +
+    ` | end RSS ${r.atEnd.rssMiB.toFixed(1)} MiB, peak ${r.atEnd.hwmMiB.toFixed(1)} MiB, peak RssAnon ${r.peakAnonMiB.toFixed(1)} MiB, CPU ${r.atEnd.cpuS.toFixed(2)} s` +
     ` | sessions dropped by the DUT ${r.unexpectedCloses} (connections refused ${r.refusedConnections}), NOTIFICATIONs ${JSON.stringify(r.notificationsRx)}, ` +
-    `hold expired here ${r.holdExpiredHere}, longest silence ${(r.maxGapMs / 1000).toFixed(1)} s | DUT routes ${r.dutRoutes}, listen overflows ${r.listenOverflows}, TCP segments out ${r.outSegs}`
+    `hold expired here ${r.holdExpiredHere}, longest silence ${(r.maxGapMs / 1000).toFixed(1)} s | DUT routes ${r.dutRoutes}, listen overflows ${r.listenOverflows}, TCP segments out ${r.outSegs}` +
+    `\n    at convergence: ${breakdown(r.atConverged)}\n    at the end:     ${breakdown(r.atEnd)}`
   );
 }
 
+/** A DUT as run: BIRD, or Ocelot with its node flags (a variant). */
+interface Dut {
+  target: Target;
+  nodeArgs?: string;
+  label: string;
+}
+
 async function main(): Promise<void> {
-  const n = Number(arg("n", "1000"));
+  const sizes = arg("n", "1000").split(",").map(Number);
   const modes = arg("modes", "rr,mesh").split(",") as Mode[];
   const targets = arg("targets", "bird,ocelot").split(",") as Target[];
   const hold = Number(arg("hold", "30"));
   const window = Number(arg("window", "50"));
-  console.log(`N=${n} hold=${hold}s window=${window}; load average ${load()}`);
-  for (const mode of modes) {
-    const res: ScenarioResult[] = [];
-    for (const target of targets) {
-      const r = await runScenario({ target, mode, n, hold, window, reset: mode === "rr" });
-      res.push(r);
-      console.log(`${line(r)}; load ${load()}`);
+  // --ocelot-variants "default;--optimize-for-size;OCELOT_V8_HEAP_GROWING=default": the Ocelot
+  // DUT once per variant (node flags and NAME=VALUE environment variables).
+  const variants = arg("ocelot-variants", "default").split(";");
+  const duts: Dut[] = targets.flatMap((t): Dut[] =>
+    t === "bird"
+      ? [{ target: t, label: "bird" }]
+      : variants.map((v) =>
+          v === "default"
+            ? { target: t, label: "ocelot" }
+            : { target: t, nodeArgs: v, label: `ocelot ${v}` },
+        ),
+  );
+  console.log(
+    `N=${sizes.join(",")} hold=${hold}s window=${window}; load average ${load()}; node ${process.version}`,
+  );
+  // The fixed cost, before any session: the runtime alone, and each DUT with no peer.
+  const idle = new Map<string, ProcCost>();
+  if (!process.argv.includes("--no-floor")) {
+    console.log(
+      `floor: bare node (setInterval): ${breakdown(await bareNodeCost())}; load ${load()}`,
+    );
+    for (const d of duts) {
+      const c = await idleCost(d.target, d.nodeArgs);
+      idle.set(d.label, c);
+      console.log(`floor: ${d.label}, no peer: ${breakdown(c)}; load ${load()}`);
     }
-    const oc = res.find((r) => r.target === "ocelot");
-    const bird = res.find((r) => r.target === "bird");
-    if (oc && bird && oc.convergeMs && bird.convergeMs) {
-      const t = oc.convergeMs / bird.convergeMs;
-      const rss = oc.atEnd.hwmMiB / bird.atEnd.hwmMiB;
-      const cpu = oc.atEnd.cpuS / bird.atEnd.cpuS;
-      const rs = oc.resetMs && bird.resetMs ? (oc.resetMs / bird.resetMs).toFixed(2) : "-";
+  }
+  const all: Array<{ dut: Dut; r: ScenarioResult }> = [];
+  for (const mode of modes) {
+    for (const n of sizes) {
+      const res: Array<{ dut: Dut; r: ScenarioResult }> = [];
+      for (const dut of duts) {
+        const r = await runScenario({
+          target: dut.target,
+          nodeArgs: dut.nodeArgs,
+          mode,
+          n,
+          hold,
+          window,
+          reset: mode === "rr",
+        });
+        res.push({ dut, r });
+        console.log(`${dut.label}: ${line(r)}; load ${load()}`);
+      }
+      all.push(...res);
+      const bird = res.find((x) => x.dut.target === "bird")?.r;
+      for (const { dut, r: oc } of res) {
+        if (dut.target !== "ocelot" || !bird || !oc.convergeMs || !bird.convergeMs) continue;
+        const t = oc.convergeMs / bird.convergeMs;
+        const rss = oc.atEnd.hwmMiB / bird.atEnd.hwmMiB;
+        const anon = oc.peakAnonMiB / bird.peakAnonMiB;
+        const cpu = oc.atEnd.cpuS / bird.atEnd.cpuS;
+        const rs = oc.resetMs && bird.resetMs ? (oc.resetMs / bird.resetMs).toFixed(2) : "-";
+        console.log(
+          `${mode} N=${n} ${dut.label}/BIRD: converge ${t.toFixed(2)}x (goal <= 0.8x: ${t <= 0.8 ? "met" : "NOT met"}), ` +
+            `reset ${rs}x, peak RSS ${rss.toFixed(2)}x (goal <= 1.0x: ${rss <= 1 ? "met" : "NOT met"}), ` +
+            `peak RssAnon ${anon.toFixed(2)}x, CPU ${cpu.toFixed(2)}x`,
+        );
+      }
+    }
+  }
+  // Fixed and per-session cost: the no-peer DUT, and the slope between the two largest N.
+  for (const dut of duts) {
+    for (const mode of modes) {
+      const rows = all
+        .filter((x) => x.dut.label === dut.label && x.r.mode === mode)
+        .sort((a, b) => a.r.n - b.r.n);
+      const fixed = idle.get(dut.label);
+      const lo = rows.at(-2)?.r;
+      const hi = rows.at(-1)?.r;
+      const per = (k: "anonMiB" | "rssMiB" | "heapUsedMiB") =>
+        lo && hi && hi.n > lo.n && hi.atEnd[k] !== undefined && lo.atEnd[k] !== undefined
+          ? `${(((hi.atEnd[k] as number) - (lo.atEnd[k] as number)) * 1024) / (hi.n - lo.n)}`
+          : undefined;
+      const kb = (x: string | undefined) => (x === undefined ? "-" : `${Number(x).toFixed(1)} KiB`);
       console.log(
-        `${mode}: Ocelot/BIRD converge ${t.toFixed(2)}x (goal <= 0.8x: ${t <= 0.8 ? "met" : "NOT met"}), ` +
-          `reset ${rs}x, peak RSS ${rss.toFixed(2)}x (goal <= 1.0x: ${rss <= 1 ? "met" : "NOT met"}), CPU ${cpu.toFixed(2)}x`,
+        `cost ${dut.label} ${mode}: fixed (no peer) ${fixed ? breakdown(fixed) : "-"}; ` +
+          rows.map((x) => `N=${x.r.n} at the end anon ${f1(x.r.atEnd.anonMiB)} MiB`).join(", ") +
+          (lo && hi && hi.n > lo.n
+            ? `; per session (N=${lo.n}..${hi.n}): anon ${kb(per("anonMiB"))}, VmRSS ${kb(per("rssMiB"))}, V8 heap used ${kb(per("heapUsedMiB"))}`
+            : ""),
       );
     }
   }

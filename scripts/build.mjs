@@ -45,6 +45,8 @@ const ENTRIES = {
   "ocelot-cni": "src/cni/plugin_main.ts",
   "ocelot-ipam": "src/cni/ipam_main.ts",
   ocelot: "src/cli/main.ts",
+  // `ocelot bgpd`, `status`, `routes` (bin/ocelot): the daemon without the rest of the CLI.
+  "ocelot-bgpd": "src/cli/bgpd_main.ts",
 };
 const EXTERNAL = [...EXTERNAL_MODULES.filter((m) => !BUNDLED_JS_OF.includes(m)), "bindings"];
 /** A separately bundled package is required from the bundle beside the one requiring it. */

@@ -8,10 +8,10 @@
 // BGPPeer reachableBy a host route to the peer via that gateway (bgp/speaker/peer_routes.ts);
 // programClusterRoutes takes Calico's default, EnabledNoEncapOnly, which is what Ocelot does.
 // Refused as not supported yet: local-workload peering (BGPPeer localWorkloadSelector) and the
-// other programClusterRoutes values. Stored, not acted on: ignoredInterfaces, and BGPFilter
-// addCommunity/prependASPath on import (the speaker changes only a received route's LOCAL_PREF;
-// a rule with them fails safe). BGPFilter priority/setPriority act through LOCAL_PREF
-// (2^31-1 - priority), as Calico's BIRD carries them (src/bgp/policy/filter.ts).
+// other programClusterRoutes values. Stored, not acted on: ignoredInterfaces. BGPFilter
+// operations act on import as on export (the route as kept and passed on); priority and
+// setPriority act through LOCAL_PREF (2^31-1 - priority) and the route's kernel metric, as
+// Calico's BIRD carries them (src/bgp/policy/filter.ts, src/bgp/rib/rib.ts).
 //
 // Ocelot extensions (not in Calico's API) on BGPPeer: `spec.bfd` turns on BFD (RFC
 // 5880/5881/5883) towards the peer: `{minTxInterval, minRxInterval, multiplier, multihop}`
@@ -316,6 +316,22 @@ const bgpPeerSpec = lazy(() =>
           minRxInterval: bfdInterval.optional(),
           multiplier: intRange(1, 255).optional(),
           multihop: z.boolean().optional(),
+          // RFC 5880 §6.7; the key from a secret as spec.password's (its size per type is
+          // checked when the node reads it).
+          authentication: z
+            .object({
+              type: z.enum([
+                "Simple",
+                "KeyedMD5",
+                "MeticulousKeyedMD5",
+                "KeyedSHA1",
+                "MeticulousKeyedSHA1",
+              ]),
+              keyID: intRange(0, 255).optional(),
+              password: secretKeyRef,
+            })
+            .strict()
+            .optional(),
         })
         .strict()
         .optional(),
@@ -378,14 +394,8 @@ export interface BGPPeer {
   spec: BGPPeerSpec;
 }
 
-/** Why import addCommunity/prependASPath are stored, not acted on (the inventory's reason). */
-const IMPORT_EDIT_REASON =
-  "on import Ocelot's speaker changes only a received route's LOCAL_PREF (setPriority), not its communities or AS path: a rule with it cannot be evaluated, so the peer's filter rejects every route from that rule on (fail-safe, with a warning)";
-
-function filterRule(family: IpFamily, direction: "import" | "export") {
+function filterRule(family: IpFamily) {
   const maxLen = family === 4 ? 32 : 128;
-  const importEdit = <T extends z.ZodType>(schema: T): T =>
-    direction === "import" ? stored(schema, IMPORT_EDIT_REASON) : schema;
   return z
     .object({
       cidr: cidr({ family }).optional(),
@@ -412,13 +422,11 @@ function filterRule(family: IpFamily, direction: "import" | "export") {
         .array(
           z
             .object({
-              addCommunity: importEdit(z.object({ value: communityValue }).strict().optional()),
-              prependASPath: importEdit(
-                z
-                  .object({ prefix: z.array(asNumber).min(1) })
-                  .strict()
-                  .optional(),
-              ),
+              addCommunity: z.object({ value: communityValue }).strict().optional(),
+              prependASPath: z
+                .object({ prefix: z.array(asNumber).min(1) })
+                .strict()
+                .optional(),
               setPriority: z
                 .object({ value: intRange(1, 2147483646) })
                 .strict()
@@ -473,10 +481,10 @@ function filterRule(family: IpFamily, direction: "import" | "export") {
 const bgpFilterSpec = lazy(() =>
   z
     .object({
-      exportV4: z.array(filterRule(4, "export")).optional(),
-      importV4: z.array(filterRule(4, "import")).optional(),
-      exportV6: z.array(filterRule(6, "export")).optional(),
-      importV6: z.array(filterRule(6, "import")).optional(),
+      exportV4: z.array(filterRule(4)).optional(),
+      importV4: z.array(filterRule(4)).optional(),
+      exportV6: z.array(filterRule(6)).optional(),
+      importV6: z.array(filterRule(6)).optional(),
     })
     .strict(),
 );

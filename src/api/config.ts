@@ -1,8 +1,9 @@
 // FelixConfiguration, IPAMConfiguration and KubeControllersConfiguration (projectcalico.org/v3):
 // schemas with Calico's field types (from its CRDs, src/api/config_fields.ts) and validator rules
 // (validateFelixConfigSpec, validateIPAMConfigSpec, the CEL rules), and what Ocelot does with each
-// field: the few it honours (failsafe ports, defaultEndpointToHostAction, logSeverityScreen,
-// iptablesRefreshInterval, routeRefreshInterval, floatingIPs, workloadSourceSpoofing, the MTUs),
+// field: the few it honours (failsafe ports, defaultEndpointToHostAction, the iptables allow and
+// deny actions, logSeverityScreen, iptablesRefreshInterval, routeRefreshInterval, floatingIPs,
+// workloadSourceSpoofing, the MTUs, vxlanPort, vxlanVNI),
 // the many it stores and names in a warning (they tune parts Ocelot does not have), and the ones
 // it refuses because ignoring them would weaken security.
 // Not: applying them (the node daemon, `ocelot ipam`).
@@ -31,23 +32,19 @@ const FELIX_REFUSED: Record<string, string> = {
   wireguardEnabledV6:
     "WireGuard encryption is not implemented: pod traffic would cross the network in clear",
   policySyncPathPrefix: "the policy sync API (application-layer policy) is not implemented",
-  iptablesFilterAllowAction:
-    "Ocelot accepts what policy allows: Return (leaving it to the host's later rules) would not be kept",
-  iptablesMangleAllowAction:
-    "Ocelot accepts what preDNAT policy allows: Return (leaving it to later mangle rules) would not be kept",
 };
 
 /** The value of a refused field that asks for nothing (Ocelot's behaviour): accepted. */
-const FELIX_HARMLESS: Record<string, string | boolean> = {
-  iptablesFilterAllowAction: "Accept",
-  iptablesMangleAllowAction: "Accept",
-};
+const FELIX_HARMLESS: Record<string, string | boolean> = {};
 
 /** The fields Ocelot's agent acts on (src/felix/felix_config.ts; `node.<name>` over `default`). */
 const FELIX_HONOURED = new Set<string>([
   "failsafeInboundHostPorts",
   "failsafeOutboundHostPorts",
   "defaultEndpointToHostAction",
+  "iptablesFilterAllowAction",
+  "iptablesMangleAllowAction",
+  "iptablesFilterDenyAction",
   "logSeverityScreen",
   "iptablesRefreshInterval",
   "routeRefreshInterval",
@@ -57,6 +54,8 @@ const FELIX_HONOURED = new Set<string>([
   "vxlanMTUV6",
   "ipipMTU",
   "mtuIfacePattern",
+  "vxlanPort",
+  "vxlanVNI",
 ]);
 
 const STORED_REASON = "stored; Ocelot's agent does not use it yet (ocelot apply warns)";
@@ -310,7 +309,7 @@ export const kubeControllersConfigurationSchema = lazy(() =>
       }),
       spec: stored(
         schemaOf(KUBE_CONTROLLERS_CONFIGURATION_SPEC),
-        "read by ocelot kube-controllers (src/k8s/kcc.ts): a controller section enables its part of the sync, reconcilerPeriod sets the full-pass period, node.syncLabels copies Kubernetes Node labels, node.leakGracePeriod is ocelot ipam gc's leak grace, node.hostEndpoint.autoCreate Enabled keeps a <node>-auto-hep HostEndpoint per Calico Node (createDefaultHostEndpoint Disabled: none); created with Calico's defaults when missing; hostEndpoint.templates, loadBalancer, migration and the process settings are not applied and named in a warning",
+        "read by ocelot kube-controllers (src/k8s/kcc.ts): a controller section enables its part of the sync, reconcilerPeriod sets the full-pass period, node.syncLabels copies Kubernetes Node labels, node.leakGracePeriod is ocelot ipam gc's leak grace, node.hostEndpoint.autoCreate Enabled keeps a <node>-auto-hep HostEndpoint per Calico Node (createDefaultHostEndpoint Disabled: none) and one <node>-<generateName>-auto-hep per template whose nodeSelector picks the Node, with its addresses inside interfaceCIDRs; created with Calico's defaults when missing; a template's interfacePattern, loadBalancer, migration and the process settings are not applied and named in a warning",
       ),
       status: z.unknown().optional(),
     })

@@ -1,17 +1,10 @@
 // IPPool and IPReservation (projectcalico.org/v3): schemas, Calico's defaults (blockSize 26/122,
-// nodeSelector all(), allowedUses [Workload, Tunnel], ipipMode/vxlanMode Never) and validation.
+// nodeSelector all(), allowedUses [Workload, Tunnel], ipipMode/vxlanMode Never) and validation;
+// namespaceSelector (pods of matching namespaces only) acts in IPAM's pool choice.
 // Not: allocation from pools (src/ipam) or storage (client.ts).
 import * as z from "zod";
 import { own, quote } from "./errors.js";
-import {
-  cidr,
-  cidrOrIp,
-  type Metadata,
-  metadataSchema,
-  parseCidr,
-  selector,
-  unsupported,
-} from "./fields.js";
+import { cidr, cidrOrIp, type Metadata, metadataSchema, parseCidr, selector } from "./fields.js";
 import { lazy } from "./lazy.js";
 
 export const API_VERSION = "projectcalico.org/v3";
@@ -41,7 +34,16 @@ const ipPoolSpec = lazy(() =>
             own(`${quote(iss.input)}: global() is not valid in an IPPool's nodeSelector`),
         })
         .optional(),
-      namespaceSelector: unsupported("pools are chosen by nodeSelector only"),
+      // Which namespaces' pods may take addresses from the pool (both selectors must match).
+      namespaceSelector: selector
+        .refine((t) => t.length <= 1024, {
+          error: () => own("is longer than 1024 characters"),
+        })
+        .refine((t) => !/\bglobal\s*\(/.test(t), {
+          error: (iss) =>
+            own(`${quote(iss.input)}: global() is not valid in an IPPool's namespaceSelector`),
+        })
+        .optional(),
       allowedUses: z.array(AllowedUse).optional(),
       assignmentMode: z.enum(["Automatic", "Manual"]).optional(),
       // APIv1 leftovers: Calico itself refuses them in v3 ("mustBeNil"/"mustBeFalse").
@@ -132,6 +134,17 @@ const ipPoolSpec = lazy(() =>
             message: own("a LoadBalancer IP pool cannot have VXLAN enabled"),
           });
       }
+      // CEL: "IP Pool with AllowedUse Tunnel cannot have namespaceSelector".
+      if (
+        spec.allowedUses?.includes("Tunnel") &&
+        spec.namespaceSelector !== undefined &&
+        spec.namespaceSelector !== ""
+      )
+        ctx.addIssue({
+          code: "custom",
+          path: ["namespaceSelector"],
+          message: own("cannot be set on a pool whose allowedUses include Tunnel"),
+        });
       if (spec.allowedUses !== undefined) {
         if (spec.allowedUses.includes("LoadBalancer") && spec.allowedUses.length > 1) {
           ctx.addIssue({
@@ -153,9 +166,14 @@ const ipPoolSpec = lazy(() =>
         vxlanMode: spec.vxlanMode ?? "Never",
         natOutgoing: spec.natOutgoing ?? false,
         nodeSelector: spec.nodeSelector ?? "all()",
+        // Calico's client defaults to [Workload, Tunnel], which its CRD's CEL rule then refuses
+        // beside a namespaceSelector; such a pool is for workloads only (a node's tunnel address
+        // has no namespace), so that is its default here and the pool reads back re-appliable.
         allowedUses:
           spec.allowedUses === undefined || spec.allowedUses.length === 0
-            ? (["Workload", "Tunnel"] as AllowedUse[])
+            ? (((spec.namespaceSelector ?? "") !== ""
+                ? ["Workload"]
+                : ["Workload", "Tunnel"]) as AllowedUse[])
             : spec.allowedUses,
         assignmentMode: spec.assignmentMode ?? "Automatic",
       };

@@ -4,9 +4,10 @@
 //
 // The node's tunnel addresses (IP-in-IP under spec.bgp, VXLAN per family with its VTEP MAC) are
 // Calico's fields, written by the node daemon. A WorkloadEndpoint's 1:1 NATs (floating IPs),
-// spoofed-source prefixes and QoS bandwidth controls are Calico's fields too (src/felix acts on
-// them). Refused as not supported yet: WireGuard, QoS DSCP marking.
+// spoofed-source prefixes, QoS bandwidth controls and DSCP marking are Calico's fields too
+// (src/felix acts on them). Refused as not supported yet: WireGuard.
 import * as z from "zod";
+import { dscpValue } from "./dscp.js";
 import { own, quote } from "./errors.js";
 import {
   asNumber,
@@ -165,7 +166,14 @@ const qosControls = lazy(() =>
       egressPacketBurst: qosValue.optional(),
       ingressMaxConnections: qosValue.optional(),
       egressMaxConnections: qosValue.optional(),
-      dscp: unsupported("DSCP marking"),
+      // numorstring.DSCP: 0..63, or a name (EF, AF11, CS1, ...); Felix marks egress with it.
+      dscp: z
+        .union([z.number(), z.string()])
+        .refine((v) => dscpValue(v) !== undefined, {
+          error: (iss) =>
+            own(`${quote(iss.input)} is not a DSCP value (0..63, or DF, EF, AF11..AF43, CS0..CS6)`),
+        })
+        .optional(),
     })
     .strict(),
 );

@@ -169,6 +169,18 @@ export interface PeerBfd {
   multiplier: number;
   /** RFC 5883 multihop (UDP 4784, no TTL check) instead of single hop (3784, TTL 255). */
   multihop: boolean;
+  /** RFC 5880 §6.7 authentication (absent: none). */
+  authentication?: PeerBfdAuth;
+}
+
+/** BFD authentication as BIRD's `authentication` / `password` give it. */
+export interface PeerBfdAuth {
+  type: "simple" | "keyed-md5" | "meticulous-keyed-md5" | "keyed-sha1" | "meticulous-keyed-sha1";
+  /** The Key ID sent and required (default 1). */
+  keyId: number;
+  /** The key (simple: 1-16 bytes; MD5 up to 16, SHA1 up to 20), or read from passwordFile. */
+  password?: string;
+  passwordFile?: string;
 }
 
 export interface Origination {
@@ -203,6 +215,15 @@ export interface BgpdConfig {
      */
     metricV4?: number;
     metricV6?: number;
+    /**
+     * Calico's route priorities (its BIRD's krt_metric): metricV4/metricV6 are the normal
+     * priority of each family (0 for IPv6: 1024), a route learned with another priority
+     * (2^31-1 - its LOCAL_PREF from an iBGP peer or an import setPriority) is installed at that
+     * metric, a filter's `priority` compares with the normal one when a route carries none, and
+     * routes go to iBGP peers with LOCAL_PREF 2^31-1 - their priority (the normal one when they
+     * have none). Default false: every learned route at metricV4/V6, default LOCAL_PREF 100.
+     */
+    metricFromPriority?: boolean;
   };
   /**
    * RFC 4724 graceful restart with RFC 8538's N bit, towards every peer (the parser always sets
@@ -537,7 +558,39 @@ const peerBfd = object<PeerBfd>({
   minRx: dflt(bfdInterval, () => 300),
   multiplier: dflt(int({ min: 1, max: 255 }), () => 3),
   multihop: dflt(bool, () => false),
+  authentication: opt(
+    object<PeerBfdAuth>(
+      {
+        type: req(
+          oneOf([
+            "simple",
+            "keyed-md5",
+            "meticulous-keyed-md5",
+            "keyed-sha1",
+            "meticulous-keyed-sha1",
+          ] as const),
+        ),
+        keyId: dflt(int({ min: 0, max: 255 }), () => 1),
+        password: opt(nonEmpty),
+        passwordFile: opt(nonEmpty),
+      },
+      (a, path, issues) => {
+        if ((a.password === undefined) === (a.passwordFile === undefined))
+          custom(path, "give password or passwordFile, one of them", issues);
+        const why = a.password === undefined ? undefined : bfdKeyProblem(a.type, a.password);
+        if (why) custom([...path, "password"], why, issues);
+      },
+    ),
+  ),
 });
+
+/** Why a BFD key does not fit its type (RFC 5880 §4.2-4.4), or undefined. */
+export function bfdKeyProblem(type: PeerBfdAuth["type"], key: string): string | undefined {
+  const n = Buffer.byteLength(key, "utf8");
+  const max = type === "simple" || type.endsWith("md5") ? 16 : 20;
+  if (n < 1 || n > max) return `a ${type} key is 1 to ${max} bytes, got ${n}`;
+  return undefined;
+}
 
 const ifName = text(
   [(s) => s.length >= 1 && s.length <= 15, "an interface name is 1 to 15 characters"],
@@ -602,18 +655,6 @@ const peer = object<PeerConfig>(
   (p, path, issues) => {
     if ((p.address === undefined) === (p.interface === undefined))
       custom(path, "give the peer's address or its interface (unnumbered), one of them", issues);
-    for (const f of ["importFilter", "importGuard"] as const) {
-      for (const [i, r] of (p[f]?.rules ?? []).entries()) {
-        for (const [j, o] of (r.operations ?? []).entries()) {
-          if (o.setPriority === undefined)
-            custom(
-              [...path, f, "rules", i, "operations", j],
-              "only setPriority is supported on import (the speaker changes a received route's LOCAL_PREF, not its communities or AS path)",
-              issues,
-            );
-        }
-      }
-    }
     if (p.password !== undefined && p.passwordFile !== undefined)
       custom(path, "password and passwordFile are exclusive: set one", issues);
     if (p.ttlSecurity !== undefined && p.multihop !== undefined)
@@ -672,6 +713,7 @@ const bgpdConfig = object<BgpdConfig>(
         exclude: dflt(list(cidr), () => []),
         metricV4: dflt(int({ min: 0, max: 2147483646 }), () => 0),
         metricV6: dflt(int({ min: 0, max: 2147483646 }), () => 0),
+        metricFromPriority: dflt(bool, () => false),
       }),
       () => ({
         enabled: true,
@@ -681,6 +723,7 @@ const bgpdConfig = object<BgpdConfig>(
         exclude: [],
         metricV4: 0,
         metricV6: 0,
+        metricFromPriority: false,
       }),
     ),
     gracefulRestart: dflt(
@@ -786,20 +829,36 @@ export function resolvePasswordFiles(
   read: (path: string) => string = (p) => readFileSync(p, "utf8"),
 ): BgpdConfig {
   const problems: string[] = [];
-  const peers = cfg.peers.map((p, i) => {
-    if (p.passwordFile === undefined) return p;
-    const where = `peers[${i}].passwordFile`;
-    let key: string;
-    try {
-      key = passwordFromFile(read(p.passwordFile));
-    } catch (e) {
-      problems.push(`${where}: cannot read "${p.passwordFile}": ${(e as Error).message}`);
-      return p;
-    }
-    const why = passwordProblem(key);
-    if (why) problems.push(`${where}: "${p.passwordFile}": ${why}`);
-    return { ...p, password: key };
-  });
+  const peers = cfg.peers
+    .map((p, i) => {
+      if (p.passwordFile === undefined) return p;
+      const where = `peers[${i}].passwordFile`;
+      let key: string;
+      try {
+        key = passwordFromFile(read(p.passwordFile));
+      } catch (e) {
+        problems.push(`${where}: cannot read "${p.passwordFile}": ${(e as Error).message}`);
+        return p;
+      }
+      const why = passwordProblem(key);
+      if (why) problems.push(`${where}: "${p.passwordFile}": ${why}`);
+      return { ...p, password: key };
+    })
+    .map((p, i) => {
+      const a = p.bfd?.authentication;
+      if (a?.passwordFile === undefined) return p;
+      const where = `peers[${i}].bfd.authentication.passwordFile`;
+      let key: string;
+      try {
+        key = passwordFromFile(read(a.passwordFile));
+      } catch (e) {
+        problems.push(`${where}: cannot read "${a.passwordFile}": ${(e as Error).message}`);
+        return p;
+      }
+      const why = bfdKeyProblem(a.type, key);
+      if (why) problems.push(`${where}: "${a.passwordFile}": ${why}`);
+      return { ...p, bfd: { ...(p.bfd as PeerBfd), authentication: { ...a, password: key } } };
+    });
   if (problems.length > 0) throw new ConfigError(`Invalid bgpd config: ${problems.join("; ")}`);
   return { ...cfg, peers };
 }

@@ -94,8 +94,14 @@ export interface StatusSnapshot {
    * password): a rising failure count beside a session that does not come up is a wrong password.
    */
   tcpMd5?: { failure: number; unexpected: number; notFound: number };
-  /** Process memory in MiB, and the RIB's typed arrays. */
-  memory: { rssMiB: number; heapUsedMiB: number; arrayBuffersMiB: number; ribTypedMiB: number };
+  /** Process memory in MiB (V8's heap: used, and reserved for it), and the RIB's typed arrays. */
+  memory: {
+    rssMiB: number;
+    heapUsedMiB: number;
+    heapTotalMiB?: number;
+    arrayBuffersMiB: number;
+    ribTypedMiB: number;
+  };
   /** BFD sessions (bgpd, when a peer has `bfd`). */
   bfd?: BfdSessionStatus[];
   /** TCP connections closed at accept, before any byte was sent: not from a peer's address. */
@@ -118,6 +124,8 @@ export interface RouteStatus {
   reason: string;
   /** Next hops installed for the prefix (more than one: ECMP over equal paths). */
   multipath: string[];
+  /** Kernel metric from the route's priority when not the normal one (Calico's krt_metric). */
+  metric?: number;
 }
 
 /** One path of a prefix as `ocelot routes PREFIX` shows it (attributes as text). */
@@ -140,6 +148,15 @@ export interface PathStatus {
   stale: boolean;
   best: boolean;
   multipath: boolean;
+  /** As received, when the import policy changed them (BGPFilter addCommunity, prependASPath). */
+  received?: {
+    nextHop: string;
+    asPath: string;
+    origin: string;
+    med: number | null;
+    communities: string[];
+    largeCommunities: string[];
+  };
 }
 
 /** Every path of one prefix and why the best won (the status socket's "route" command). */

@@ -55,7 +55,7 @@ import type { Log } from "../lib/log.js";
 import { type MetricFamily, MetricsRegistry } from "../lib/metrics.js";
 import { PromMetrics } from "../lib/prom.js";
 import { findStatusSocket } from "../lib/status_socket_path.js";
-import { CliError } from "./main.js";
+import { CliError } from "./errors.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
 
@@ -93,6 +93,27 @@ function loadConfig(path: string): BgpdConfig {
 function capYoungGeneration(): void {
   if (process.env.OCELOT_V8_YOUNG === "default") return;
   setFlagsFromString("--semi-space-growth-factor=1");
+}
+
+/** bgpd's old-generation growth, percent past what the last full GC left live (see below). */
+export const HEAP_GROWING_PERCENT = 30;
+
+/**
+ * Grows V8's old generation by HEAP_GROWING_PERCENT past what each full GC left live, instead
+ * of V8's factor of up to 4x for a small heap: a reflector's sessions write many small UPDATEs
+ * whose pending writes outlive young-generation GCs, and the old generation V8 then grew stayed
+ * committed (docs/scale.md, "RSS in parts"). Set at start, like the young-generation cap: V8
+ * reads it each time it sets the next limit. OCELOT_V8_HEAP_GROWING=default leaves V8's
+ * factor; a number 1..400 sets another percent.
+ */
+export function capHeapGrowth(env: string | undefined): string | undefined {
+  if (env === "default") return undefined;
+  const pct = env === undefined ? HEAP_GROWING_PERCENT : Number(env);
+  if (env !== undefined && (!/^\d+$/.test(env) || pct < 1 || pct > 400))
+    throw new CliError(`OCELOT_V8_HEAP_GROWING: "${env}" is not "default" or a percent 1..400`, 2);
+  const flag = `--heap-growing-percent=${pct}`;
+  setFlagsFromString(flag);
+  return flag;
 }
 
 async function openFib(cfg: BgpdConfig, log: Log): Promise<Fib | null> {
@@ -203,6 +224,7 @@ function intFlag(name: string, v: string, min: number): number {
 
 async function runBgpd(opts: BgpdOptions): Promise<void> {
   capYoungGeneration();
+  capHeapGrowth(process.env.OCELOT_V8_HEAP_GROWING);
   if (!LEVELS.includes(opts.logLevel)) {
     throw new CliError(`--log-level: "${opts.logLevel}" is not one of ${LEVELS.join(", ")}`, 2);
   }

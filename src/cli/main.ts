@@ -1,21 +1,11 @@
-// The `ocelot` command line: one commander program; each command group lives in its own
-// module under src/cli/ and registers itself here. Owns: argument parsing, exit codes
-// (0 ok, 1 error, 2 usage). Not: any business logic.
-import { Command, CommanderError } from "commander";
-import { addDatastoreOptions, DATASTORE_OPTION_NAMES } from "../datastore/cli_options.js";
+// The `ocelot` command line: one commander program (program.ts); each command group lives in
+// its own module under src/cli/ and registers itself here. Owns: which command modules a given
+// argv loads. Not: any business logic (bgpd_main.ts is the BGP daemon's smaller entry point).
+import { DATASTORE_OPTION_NAMES } from "../datastore/cli_options.js";
+import { buildProgram, type Register, runProgram } from "./program.js";
 
-/** An error whose message is for the user as-is (no stack trace); exit code 1. */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-    this.name = "CliError";
-  }
-}
-
-type Register = (program: Command) => void;
+export { CliError } from "./errors.js";
+export { buildProgram };
 
 type Loader = () => Promise<{ register: Register }>;
 
@@ -81,37 +71,6 @@ export function loadersFor(argv: string[]): Loader[] {
   return [...new Set(Object.values(commands))];
 }
 
-export function buildProgram(registrations: Register[]): Command {
-  const program = new Command("ocelot")
-    .description("Calico-style node networking: IPAM, BGP, FIB programming and policy")
-    .version("0.1.0")
-    .exitOverride()
-    .configureOutput({ outputError: (s, write) => write(s) })
-    .showHelpAfterError()
-    // Program flags only before the command, so that a command's own --datastore after it is
-    // the command's (`ocelot apply --datastore URL` as before).
-    .enablePositionalOptions();
-  // Global flags first (`ocelot --datastore URL apply ...`): given to the command that runs,
-  // unless it was given its own.
-  addDatastoreOptions(program);
-  program.hook("preAction", (_program, action) => inheritGlobalOptions(program, action));
-  for (const register of registrations) register(program);
-  return program;
-}
-
-/** Copies the program's datastore flags to the running command where it has none of its own. */
-function inheritGlobalOptions(program: Command, action: Command): void {
-  if (action === program) return;
-  for (const name of DATASTORE_OPTION_NAMES) {
-    const value = program.getOptionValue(name);
-    if (value === undefined) continue;
-    const known = action.options.some((o) => o.attributeName() === name);
-    if (!known) continue;
-    if (action.getOptionValue(name) === undefined)
-      action.setOptionValueWithSource(name, value, "cli");
-  }
-}
-
 /**
  * For the bundle's V8 code cache (scripts/build.mjs): every kind's schema built and run once,
  * and the etcd client's calls (loaded only when a command opens etcd, as the plugins do).
@@ -125,20 +84,5 @@ export async function main(argv: string[]): Promise<void> {
   const registrations = await Promise.all(
     loadersFor(argv).map(async (load) => (await load()).register),
   );
-  const program = buildProgram(registrations);
-  try {
-    await program.parseAsync(argv);
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      // --help and --version exit 0; anything else commander rejects is a usage error.
-      process.exitCode = err.exitCode === 0 ? 0 : 2;
-      return;
-    }
-    if (err instanceof CliError) {
-      process.stderr.write(`ocelot: ${err.message}\n`);
-      process.exitCode = err.exitCode;
-      return;
-    }
-    throw err;
-  }
+  await runProgram(registrations, argv);
 }

@@ -66,6 +66,8 @@ function givenFlags(cmd: Command): Record<string, unknown> {
 
 /** How long the daemon waits for the embedded store's write lock held by another process (ms). */
 const NODE_SQLITE_BUSY_MS = 2000;
+/** How long kubernetes-internal-ip waits for the API server's answer about this node. */
+const KUBE_NODE_TIMEOUT_MS = 30_000;
 
 /** The node daemon's log subsystems: its loop and agent, and its BGP speaker. */
 const SUBSYSTEMS = ["node", "bgp"] as const;
@@ -203,6 +205,16 @@ async function runNode(cmd: Command): Promise<void> {
   try {
     if (!s.noDefaultPools) await ensureDefaultPools(store, { v4: s.ipv4Pool, v6: s.ipv6Pool }, log);
     const stored = (await storedNode(store, s.nodename))?.spec.bgp;
+    // kubernetes-internal-ip: the Kubernetes Node of this node's name, read with the kubeconfig.
+    const kubeconfig = s.kubeconfig;
+    const nodeInternalIPs = kubeconfig
+      ? async () =>
+          (await import("../k8s/pod_reader.js")).readNodeInternalIPs(
+            kubeconfig,
+            s.nodename,
+            KUBE_NODE_TIMEOUT_MS,
+          )
+      : undefined;
     const v4 = await chooseNodeAddress(
       4,
       s.ip,
@@ -213,6 +225,7 @@ async function runNode(cmd: Command): Promise<void> {
           s.ipAutodetectionMethod,
           sources.ipAutodetectionMethod ?? "IP_AUTODETECTION_METHOD",
           s.netns,
+          nodeInternalIPs,
         ),
       log,
     );
@@ -226,6 +239,7 @@ async function runNode(cmd: Command): Promise<void> {
           s.ip6AutodetectionMethod,
           sources.ip6AutodetectionMethod ?? "IP6_AUTODETECTION_METHOD",
           s.netns,
+          nodeInternalIPs,
         ),
       log,
     );

@@ -69,6 +69,11 @@ export interface IpamNetConf {
   assignIpv6: boolean | "auto";
   graceSeconds: number;
   prevResult?: { ips?: Array<{ address?: unknown }> };
+  /**
+   * `args.ocelot.namespaceLabels`: the pod's namespace's labels as ocelot-cni read them from the
+   * API server (CNI's `args` convention), for pools with a namespaceSelector.
+   */
+  namespaceLabels?: Record<string, string>;
 }
 
 export interface CniOutcome {
@@ -250,6 +255,7 @@ export function parseNetConf(
   // Pools listed for a family mean: assign from that family.
   if (assignIpv4 === "auto" && ipv4Pools.length > 0) assignIpv4 = true;
   if (assignIpv6 === "auto" && ipv6Pools.length > 0) assignIpv6 = true;
+  const namespaceLabels = argsNamespaceLabels(c.args);
   return {
     cniVersion: version,
     name: str(c.name) ? c.name : "k8s-pod-network",
@@ -262,7 +268,26 @@ export function parseNetConf(
     assignIpv6,
     graceSeconds: grace,
     prevResult: (c.prevResult as IpamNetConf["prevResult"]) ?? undefined,
+    ...(namespaceLabels !== undefined ? { namespaceLabels } : {}),
   };
+}
+
+/** `args.ocelot.namespaceLabels` (a map of strings), or undefined when absent. */
+function argsNamespaceLabels(args: unknown): Record<string, string> | undefined {
+  const o = (args as { ocelot?: { namespaceLabels?: unknown } } | undefined)?.ocelot;
+  const labels = o?.namespaceLabels;
+  if (labels === undefined) return undefined;
+  if (
+    typeof labels !== "object" ||
+    labels === null ||
+    Array.isArray(labels) ||
+    Object.values(labels).some((v) => typeof v !== "string")
+  )
+    throw new CniError(
+      CniErrorCode.InvalidNetworkConfig,
+      'Field "args.ocelot.namespaceLabels" must be a map of strings',
+    );
+  return labels as Record<string, string>;
 }
 
 /**
@@ -425,7 +450,12 @@ export async function runIpamPlugin(
       // exactly those addresses, comma-separated, at most one per family.
       const addrs = args.IP
         ? await assignGiven(ipam, conf, handleId, attrs, args.IP)
-        : await assign(ipam, conf, handleId, attrs);
+        : await assign(ipam, conf, handleId, attrs, {
+            ...(args.K8S_POD_NAMESPACE ? { namespace: args.K8S_POD_NAMESPACE } : {}),
+            ...(conf.namespaceLabels !== undefined
+              ? { namespaceLabels: conf.namespaceLabels }
+              : {}),
+          });
       return { stdout: JSON.stringify(formatResult(conf.cniVersion, addrs)), exitCode: 0 };
     }
     if (command === "DEL") {
@@ -448,10 +478,13 @@ async function assign(
   conf: IpamNetConf,
   handleId: string,
   attrs: Record<string, string>,
+  ns: { namespace?: string; namespaceLabels?: Record<string, string> },
 ): Promise<AssignedAddress[]> {
   const count = async (mode: boolean | "auto", family: 4 | 6, pools: string[]) => {
     if (mode !== "auto") return mode ? 1 : 0;
-    return (await ipam.usablePools(conf.nodename, family, pools)).length > 0 ? 1 : 0;
+    return (await ipam.usablePools(conf.nodename, family, pools, "Workload", ns)).length > 0
+      ? 1
+      : 0;
   };
   let num4 = await count(conf.assignIpv4, 4, conf.ipv4Pools);
   const num6 = await count(conf.assignIpv6, 6, conf.ipv6Pools);
@@ -471,6 +504,7 @@ async function assign(
     num6,
     pools4: conf.ipv4Pools,
     pools6: conf.ipv6Pools,
+    ...ns,
   });
 }
 

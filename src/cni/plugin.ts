@@ -310,6 +310,8 @@ export function workloadEndpoint(
             ...(facts?.serviceAccount ? [`ksa.${id.namespace}.${facts.serviceAccount}`] : []),
           ]
         : [conf.name],
+      // The containers' named ports and host ports (rules' named ports match them).
+      ...(facts?.ports?.length ? { ports: facts.ports.map((p) => ({ ...p })) } : {}),
       // From the pod's annotations (src/k8s/pod_endpoint_fields.ts).
       ...fields,
     },

@@ -78,8 +78,11 @@ function readMtuFile(path: string | undefined): string | undefined {
 const DELEGATE_TIMEOUT_MS = 60_000;
 /** The pod and its namespace from the API server: longer is a try-again (code 11). */
 const KUBE_TIMEOUT_MS = 10_000;
-/** The host side's IPv6 link-local address appears once both ends are up: poll this long. */
-const LINK_LOCAL_WAIT_MS = 2_000;
+/**
+ * The host side's IPv6 link-local address appears once both ends are up (a few ms when quiet):
+ * poll this long, a hang limit (a loaded node took over 2 s).
+ */
+const LINK_LOCAL_WAIT_MS = 30_000;
 
 export interface CniPluginDeps {
   openStore(url: string, etcd?: Partial<EtcdOptions>): Promise<Datastore>;
@@ -96,10 +99,6 @@ function sysctl(key: string, value: string): void {
       `Setting ${key}=${value} failed: ${(err as Error).message}`,
     );
   }
-}
-
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -214,14 +213,14 @@ async function ipamHere(d: IpamDelegate, command: "ADD" | "DEL" | "CHECK"): Prom
 // The veth and both of its sides.
 
 /** Builds the veth for one pod; every step pushes its undo onto `undo`. */
-function wirePod(
+async function wirePod(
   conf: CniNetConf,
   id: PodIdentity,
   hostIface: string,
   sandbox: string,
   addresses: PodAddress[],
   undo: Array<() => void>,
-): Wiring {
+): Promise<Wiring> {
   const host = new Rtnl();
   let nl: Rtnl | undefined;
   try {
@@ -312,7 +311,7 @@ function wirePod(
     }
     let gateway6: string | undefined;
     if (has6) {
-      gateway6 = hostLinkLocal(host, hostLink.ifindex, hostIface);
+      gateway6 = await hostLinkLocal(host, hostLink.ifindex, hostIface);
       nl.addRoute(
         {
           family: 6,
@@ -362,7 +361,7 @@ function deleteLinkQuietly(name: string): void {
 }
 
 /** The host side's IPv6 link-local address (the pod's IPv6 gateway), as Calico reads it. */
-function hostLinkLocal(host: Rtnl, ifindex: number, hostIface: string): string {
+async function hostLinkLocal(host: Rtnl, ifindex: number, hostIface: string): Promise<string> {
   const deadline = Date.now() + LINK_LOCAL_WAIT_MS;
   for (;;) {
     const ll = host.addresses(ifindex, 6).find((a) => a.scope === RT_SCOPE_LINK)?.address;
@@ -373,7 +372,9 @@ function hostLinkLocal(host: Rtnl, ifindex: number, hostIface: string): string {
         `Host interface ${hostIface} got no IPv6 link-local address within ${LINK_LOCAL_WAIT_MS} ms (is IPv6 disabled on this host?)`,
       );
     }
-    sleepSync(20);
+    // Asynchronously: in the node daemon (the CNI hand-off) this wait must not hold the event
+    // loop, which also carries BGP keepalives and BFD.
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
@@ -464,9 +465,16 @@ async function add(delegate: IpamDelegate, id: PodIdentity): Promise<Record<stri
   const facts = await kubeFacts(conf, id);
   // Calico's IPAM pod annotations: pools in place of the network's, or addresses without IPAM.
   const want = annotatedIpam(conf, facts);
+  // The namespace's labels from the API server, for ocelot-ipam's pools with a namespaceSelector
+  // (Calico's IPAM plugin reads the Namespace itself; without an API server ocelot-ipam reads
+  // the namespace's kns.<ns> Profile).
+  const nsLabels = facts !== undefined && conf.ipamType === "ocelot-ipam";
   const pooled =
-    want.ipv4Pools || want.ipv6Pools
-      ? { ...delegate, stdin: withPools(delegate.stdin, want) }
+    want.ipv4Pools || want.ipv6Pools || nsLabels
+      ? {
+          ...delegate,
+          stdin: withPools(delegate.stdin, want, nsLabels ? facts?.namespaceLabels : undefined),
+        }
       : delegate;
   // ipAddrs: the IPAM plugin assigns exactly those (CNI_ARGS IP=, as Calico's IPAM takes it).
   const ipam = want.ipAddrs
@@ -488,7 +496,14 @@ async function add(delegate: IpamDelegate, id: PodIdentity): Promise<Record<stri
   try {
     const addresses =
       noIpam ?? resultAddresses(ipamResult, `IPAM plugin "${conf.ipamType}" result`);
-    const wiring = wirePod(conf, id, hostIface, sandbox, addresses, undo as Array<() => void>);
+    const wiring = await wirePod(
+      conf,
+      id,
+      hostIface,
+      sandbox,
+      addresses,
+      undo as Array<() => void>,
+    );
     const wep = workloadEndpoint(conf, id, wiring, facts, annotatedFields(conf, facts, addresses));
     await new ResourceClient(store).write("apply", wep);
     undo.push(async () => void (await deleteWep(store, conf, id)));
@@ -555,11 +570,21 @@ function annotatedIpam(conf: CniNetConf, facts: PodFacts | undefined): PodIpam {
   }
 }
 
-/** The IPAM stdin with the annotation's pools in place of `ipam.ipv4_pools` / `ipv6_pools`. */
-function withPools(stdin: string, want: PodIpam): string {
-  const conf = JSON.parse(stdin) as { ipam: Record<string, unknown> };
+/**
+ * The IPAM stdin with the annotation's pools in place of `ipam.ipv4_pools` / `ipv6_pools`, and
+ * the namespace's labels as `args.ocelot.namespaceLabels` (CNI's `args` convention) when given.
+ */
+function withPools(stdin: string, want: PodIpam, namespaceLabels?: Record<string, string>): string {
+  const conf = JSON.parse(stdin) as { ipam: Record<string, unknown>; args?: unknown };
   if (want.ipv4Pools) conf.ipam.ipv4_pools = want.ipv4Pools;
   if (want.ipv6Pools) conf.ipam.ipv6_pools = want.ipv6Pools;
+  if (namespaceLabels !== undefined) {
+    const args = (typeof conf.args === "object" && conf.args !== null ? conf.args : {}) as Record<
+      string,
+      unknown
+    >;
+    conf.args = { ...args, ocelot: { ...(args.ocelot as object), namespaceLabels } };
+  }
   return JSON.stringify(conf);
 }
 

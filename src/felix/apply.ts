@@ -4,10 +4,15 @@
 // kernel back first and writes only what differs, so a second apply changes nothing;
 // IncrementalApplier (the node daemon's) does that only at start, on its refresh interval and
 // after errors, and otherwise writes only what changed since its last pass, from memory
-// (written.ts). Not: deciding what the state is (dataplane.ts and friends).
+// (written.ts). With the native addon (ApplyOptions.direct) interfaces are read and sysctls
+// written by the agent itself, and the incremental path changes ipset members over netlink and
+// feeds rules to a long-lived `iptables-nft-restore` (apply_direct.ts, ipset_netlink.ts,
+// iptables_session.ts). Not: deciding what the state is (dataplane.ts and friends).
 import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { type Fib, type Route, RTPROT_OCELOT_AGENT, routeKey } from "../fib/types.js";
+import { addonUnavailableReason } from "../lib/native.js";
+import { DirectKernel } from "./apply_direct.js";
 import type { DataplaneState } from "./dataplane.js";
 import type { HostIface } from "./host_endpoint.js";
 import {
@@ -21,6 +26,7 @@ import {
   type TableName,
   type TablePlan,
 } from "./iptables.js";
+import { RestoreSession } from "./iptables_session.js";
 import type { OverlayState } from "./overlay.js";
 import { applyOverlay, removeStale } from "./overlay_apply.js";
 import { applyQos } from "./qos_apply.js";
@@ -70,6 +76,16 @@ export interface ApplyOptions {
    * pass, when nothing is known and most differ; changes then name how many were written.
    */
   sysctlsUnread?: boolean;
+  /**
+   * Interfaces are read and sysctls written by the agent itself (rtnetlink, /proc/sys;
+   * apply_direct.ts) instead of spawning `ip -j link show` and `sysctl -w`, and the incremental
+   * path changes ipset members over netlink and writes rules through a long-lived
+   * `iptables-nft-restore` (iptables_session.ts). Default: when `run` is not given and the
+   * native addon loads.
+   */
+  direct?: boolean;
+  /** Told how long each step of an incremental pass took (ms): plan, links, ipset, … */
+  trace?: (step: string, ms: number) => void;
 }
 
 export type Runner = (
@@ -186,12 +202,14 @@ async function convergeSysctls(
   want: Sysctl[],
   changes: string[],
   unread = false,
+  direct?: DirectKernel,
 ): Promise<void> {
   if (unread) {
     // Written without reading first; where that fails (a container's read-only /proc/sys whose
     // values the runtime set already, `--sysctl`), only what differs is written, as below.
     try {
-      await writeSysctls(ctx, want);
+      if (direct) await direct.writeSysctls(want);
+      else await writeSysctls(ctx, want);
       if (want.length > 0) changes.push(`sysctl: ${want.length} written (not read first)`);
       return;
     } catch {}
@@ -218,11 +236,15 @@ async function convergeLinks(
   ctx: Ctx,
   state: DataplaneState,
   changes: string[],
+  direct?: DirectKernel,
 ): Promise<Set<string>> {
-  const links = JSON.parse(
-    (await runOk(ctx, "ip", ["-j", "link", "show"])).trim() || "[]",
-  ) as IpLink[];
-  const byName = new Map(links.map((l) => [l.ifname.split("@")[0], l]));
+  const byName: Map<string, IpLink> = direct
+    ? direct.links()
+    : new Map(
+        (
+          JSON.parse((await runOk(ctx, "ip", ["-j", "link", "show"])).trim() || "[]") as IpLink[]
+        ).map((l) => [l.ifname.split("@")[0] as string, l]),
+      );
   const present = new Set<string>();
   for (const want of state.workloads.ifaces) {
     const l = byName.get(want.name);
@@ -383,6 +405,19 @@ export async function applyDataplane(
   state: DataplaneState,
   opts: ApplyOptions,
 ): Promise<ApplyReport> {
+  const direct = useDirect(opts) ? new DirectKernel(opts.netns) : undefined;
+  try {
+    return await applyWith(state, opts, direct);
+  } finally {
+    direct?.close();
+  }
+}
+
+async function applyWith(
+  state: DataplaneState,
+  opts: ApplyOptions,
+  direct: DirectKernel | undefined,
+): Promise<ApplyReport> {
   const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
   const changes: string[] = [];
   const filterChanges: string[] = [];
@@ -390,7 +425,7 @@ export async function applyDataplane(
   // the ipsets and iptables, depend on nothing of each other: both run at once.
   const [present, { sets, iptables, iptablesSeconds }] = await both(
     (async () => {
-      const present = await convergeLinks(ctx, state, changes);
+      const present = await convergeLinks(ctx, state, changes, direct);
       await convergeSysctls(
         ctx,
         [
@@ -399,6 +434,7 @@ export async function applyDataplane(
         ],
         changes,
         opts.sysctlsUnread,
+        direct,
       );
       // Bandwidth limits (tc) on the workload interfaces that exist (qos_apply.ts).
       changes.push(...(await applyQos(ctx, state.qos ?? [], present)));
@@ -468,6 +504,11 @@ export interface IncrementalReport extends ApplyReport {
   why?: string;
 }
 
+/** How many routes a FIB holds (KernelFib); absent when it does not say. */
+interface CountingFib {
+  status?: () => { desired: number };
+}
+
 /** The links a FIB watches by name (KernelFib); absent when it does not watch them. */
 interface LinkWatchingFib {
   watchedLinks?: () => Map<string, { index: number; up: boolean }>;
@@ -497,6 +538,8 @@ export class IncrementalApplier {
   private overlayFailed: { device: string; reason: string }[] = [];
   /** Routes last set by the incremental path (key -> text): the ones that changed are set. */
   private routes = new Map<string, string>();
+  /** Long-lived `iptables-nft-restore` per namespace and tool (direct mode, nft only). */
+  private sessions = new Map<string, RestoreSession>();
 
   constructor(private readonly o: IncrementalOptions = {}) {}
 
@@ -504,6 +547,23 @@ export class IncrementalApplier {
   configure(o: Pick<IncrementalOptions, "refreshMs" | "routeRefreshMs">): void {
     if (o.refreshMs !== undefined) this.o.refreshMs = o.refreshMs;
     if (o.routeRefreshMs !== undefined) this.o.routeRefreshMs = o.routeRefreshMs;
+  }
+
+  /** Ends the long-lived tools (they also end on their own when this process exits). */
+  close(): void {
+    for (const s of this.sessions.values()) s.stop();
+    this.sessions.clear();
+  }
+
+  /** The long-lived restore of bin in netns (started on first use). */
+  private session(netns: string | undefined, bin: string): RestoreSession {
+    const key = `${netns ?? ""} ${bin}`;
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = new RestoreSession(netns, bin, COMMAND_TIMEOUT_MS);
+      this.sessions.set(key, s);
+    }
+    return s;
   }
 
   /** The next pass reads the kernel back in full. */
@@ -520,10 +580,12 @@ export class IncrementalApplier {
     const refreshMs = this.o.refreshMs ?? DEFAULT_REFRESH_MS;
     let why = this.wantFull;
     if (why === undefined && refreshMs > 0 && now - this.lastFull >= refreshMs) why = "refresh";
+    const t0 = performance.now();
     const plan =
       why === undefined && this.written
         ? planIncremental(this.written, state, indexesOf(linkIndexes(opts.fib)))
         : undefined;
+    if (plan) opts.trace?.("plan", performance.now() - t0);
     if (plan === undefined || plan.full !== undefined)
       return this.full(state, opts, why ?? plan?.full ?? "start");
     try {
@@ -565,6 +627,10 @@ export class IncrementalApplier {
         .map((r) => [agentRouteKey(r), JSON.stringify(r)]),
     );
     this.lastFull = this.lastRouteRefresh = this.now();
+    // The long-lived tools the next incremental passes write rules with, started now (idle).
+    if (useDirect(opts) && (opts.iptables ?? "nft") === "nft")
+      for (const f of state.families)
+        this.session(opts.netns, `${f.family === 4 ? "iptables" : "ip6tables"}-nft-restore`).warm();
     this.wantFull = undefined;
     return { ...report, mode: "full", why };
   }
@@ -574,24 +640,52 @@ export class IncrementalApplier {
     opts: ApplyOptions,
     plan: IncrementalPlan,
   ): Promise<IncrementalReport> {
+    const direct = useDirect(opts) ? new DirectKernel(opts.netns) : undefined;
+    try {
+      return await this.incrementalWith(state, opts, plan, direct);
+    } finally {
+      direct?.close();
+    }
+  }
+
+  private async incrementalWith(
+    state: DataplaneState,
+    opts: ApplyOptions,
+    plan: IncrementalPlan,
+    direct: DirectKernel | undefined,
+  ): Promise<IncrementalReport> {
     const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
     const written = this.written as Written;
     const changes: string[] = [];
     const filterChanges: string[] = [];
     const known = linkIndexes(opts.fib);
+    const timed = async <T>(step: string, f: () => Promise<T>): Promise<T> => {
+      if (!opts.trace) return f();
+      const t = performance.now();
+      const r = await f();
+      opts.trace(step, performance.now() - t);
+      return r;
+    };
     // As in the full pass: the interfaces and the filter state at once.
     const [configured, iptablesSeconds] = await both(
       (async () => {
         // New (or recreated, or changed) interfaces: found, set, their sysctls written with
         // the node-wide ones that changed.
-        const configured = await configureIfaces(ctx, plan.checkIfaces, changes, plan.sysctls);
+        const configured = await timed("interfaces", () =>
+          configureIfaces(ctx, plan.checkIfaces, changes, plan.sysctls, direct),
+        );
         for (const s of plan.sysctls) changes.push(`sysctl ${s.key}=${s.value}`);
         return configured;
       })(),
       (async () => {
         const sets = async () => {
           if (plan.ipsets === null) return;
-          await runOk(ctx, "ipset", ["restore", "-exist"], plan.ipsets);
+          const ops = plan.ipsetOps;
+          if (direct && ops) await timed("ipset netlink", async () => direct.ipsetMembers(ops));
+          else
+            await timed("ipset restore", () =>
+              runOk(ctx, "ipset", ["restore", "-exist"], plan.ipsets ?? ""),
+            );
           filterChanges.push(...plan.ipsetChanges);
         };
         const tables = async () => {
@@ -599,7 +693,16 @@ export class IncrementalApplier {
           const flavour = opts.iptables ?? "nft";
           for (const t of plan.iptables) {
             const bin = `${t.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
-            await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], t.payload);
+            // nft: the long-lived tool, fed this block (a block of only chain flushes may
+            // commit nothing, so no generation would confirm it: the one-shot tool does it).
+            if (direct && flavour === "nft" && RULE_LINE.test(t.payload))
+              await timed(`${bin}-restore (long-lived)`, () =>
+                this.session(opts.netns, `${bin}-restore`).commit(t.payload),
+              );
+            else
+              await timed(`${bin}-restore`, () =>
+                runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], t.payload),
+              );
             filterChanges.push(...t.changes.map((c) => `${bin} ${t.table}: ${c}`));
           }
           return (performance.now() - t0) / 1000;
@@ -623,21 +726,30 @@ export class IncrementalApplier {
       })(),
     );
     changes.push(...filterChanges);
+    let tStep = performance.now();
+    const lap = (step: string) => {
+      const t = performance.now();
+      opts.trace?.(step, t - tStep);
+      tStep = t;
+    };
     const indexed = new Map<string, number | undefined>();
     for (const n of configured) indexed.set(n, known?.get(n)?.index);
     // The overlay: read back and converged only when what is wanted of it changed.
     const overlayNow = opts.overlayNow ?? (() => state.overlay);
     let overlay: Awaited<ReturnType<typeof applyOverlay>> | undefined;
-    if (JSON.stringify(overlayNow()) !== this.overlayText) {
+    const overlayMoved = JSON.stringify(overlayNow()) !== this.overlayText;
+    if (overlayMoved) {
       overlay = await applyOverlay(ctx, overlayNow);
       changes.push(...overlay.plan.changes);
       this.overlayPresent = new Set(overlay.present);
       for (const i of state.workloads.ifaces) this.overlayPresent.delete(i.name);
       this.overlayFailed = overlay.failed;
     }
+    lap("overlay");
     await opts.beforeRoutes?.();
     const overlayState = overlayNow();
     const next = afterPlan(written, state, plan, indexed);
+    lap("written");
     // Bandwidth limits: converged (tc read back) when what is wanted of them changed or an
     // interface that has one was (re)configured; otherwise nothing runs.
     const qos = state.qos ?? [];
@@ -646,6 +758,7 @@ export class IncrementalApplier {
       changes.push(...(await applyQos(ctx, qos, new Set(next.ifaces.keys()))));
       this.qosText = qosText;
     }
+    lap("qos");
     const present = new Set<string>([...next.ifaces.keys(), ...this.overlayPresent]);
     const routes = [...state.workloads.routes, ...overlayState.routes].filter((r) =>
       r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
@@ -654,9 +767,22 @@ export class IncrementalApplier {
     const refreshRoutes =
       (this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS) > 0 &&
       this.now() - this.lastRouteRefresh >= (this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS);
-    this.routes = await setChangedRoutes(opts.fib, routes, this.routes, changes, refreshRoutes);
+    // What the FIB holds is what this applier last set when nothing else can have changed it:
+    // the overlay (whose fast path also writes this FIB) is as last applied, and the FIB holds
+    // as many routes as were set. Then its table is not walked (`desired()`) to know.
+    const held = (opts.fib as Fib & CountingFib).status?.().desired;
+    const trusted = !overlayMoved && held !== undefined && held === this.routes.size;
+    this.routes = await setChangedRoutes(
+      opts.fib,
+      routes,
+      this.routes,
+      changes,
+      refreshRoutes,
+      trusted,
+    );
     if (refreshRoutes) this.lastRouteRefresh = this.now();
     const routesSeconds = (performance.now() - t1) / 1000;
+    lap("routes");
     if (overlay) await removeStale(ctx, overlay);
     if (overlay) this.overlayText = JSON.stringify(overlayState);
     this.written = next;
@@ -691,26 +817,47 @@ const agentRouteKey = (r: Pick<Route, "family" | "dst" | "table" | "metric">) =>
 /** Calico's iptablesRefreshInterval and routeRefreshInterval default: 90 s. */
 export const DEFAULT_REFRESH_MS = 90_000;
 
+/** A restore line that always makes a transaction: a rule added, inserted, deleted; a chain deleted. */
+const RULE_LINE = /^-[AIDX] /m;
+
+/** Whether to read and write the kernel directly (ApplyOptions.direct and its default). */
+function useDirect(opts: ApplyOptions): boolean {
+  return opts.direct ?? (opts.run === undefined && addonUsable());
+}
+
+let addonReason: string | undefined | null = null;
+/** Whether the native addon loads here (asked once). */
+function addonUsable(): boolean {
+  if (addonReason === null) addonReason = addonUnavailableReason();
+  return addonReason === undefined;
+}
+
 function linkIndexes(fib: Fib): Map<string, { index: number; up: boolean }> | undefined {
   return (fib as Fib & LinkWatchingFib).watchedLinks?.();
 }
 
 /**
- * Finds the interfaces (one `ip -j link show dev` each, or one of all when many), sets their MAC
- * and up where needed and writes their sysctls (with `more`: one write); returns the names of
- * those that exist.
+ * Finds the interfaces (one `ip -j link show dev` each, or one of all when many; with `direct`,
+ * one netlink request each), sets their MAC and up where needed and writes their sysctls (with
+ * `more`: one write); returns the names of those that exist.
  */
 async function configureIfaces(
   ctx: Ctx,
   ifaces: WorkloadIface[],
   changes: string[],
   more: Sysctl[],
+  direct?: DirectKernel,
 ) {
   const found = new Map<string, IpLink>();
   // Always asked (the FIB's link watch knows no MAC, and may not have seen a new link yet).
   const unknown = ifaces;
   if (unknown.length === 0) {
     // Nothing to ask the kernel.
+  } else if (direct) {
+    for (const i of unknown) {
+      const l = direct.link(i.name);
+      if (l) found.set(i.name, l);
+    }
   } else if (unknown.length > LINK_SHOW_EACH_MAX) {
     const links = JSON.parse(
       (await runOk(ctx, "ip", ["-j", "link", "show"])).trim() || "[]",
@@ -741,25 +888,34 @@ async function configureIfaces(
     configured.push(want.name);
     changes.push(`link ${want.name} configured`);
   }
-  await writeSysctls(ctx, sysctls);
+  if (direct) await direct.writeSysctls(sysctls);
+  else await writeSysctls(ctx, sysctls);
   return configured;
 }
 
-/** Sets the routes that are new or changed since the last pass, removes the stale ones. */
+/**
+ * Sets the routes that are new or changed since the last pass, removes the stale ones. What the
+ * FIB holds is asked of it (`desired()`), or, when `trusted`, taken to be `last`.
+ */
 async function setChangedRoutes(
   fib: Fib,
   routes: Route[],
   last: Map<string, string>,
   changes: string[],
   resync: boolean,
+  trusted = false,
 ): Promise<Map<string, string>> {
   const key = agentRouteKey;
-  const before = new Map(
-    fib
-      .desired()
-      .filter((r) => r.protocol === RTPROT_OCELOT_AGENT)
-      .map((r) => [key(r), r]),
-  );
+  type Held = Pick<Route, "family" | "dst" | "table" | "metric" | "protocol">;
+  // Trusted: the routes last set, as text (a stale one is parsed back to be removed).
+  const before: Map<string, Held | string> = trusted
+    ? last
+    : new Map(
+        fib
+          .desired()
+          .filter((r) => r.protocol === RTPROT_OCELOT_AGENT)
+          .map((r) => [key(r), r]),
+      );
   const next = new Map<string, string>();
   const set: Route[] = [];
   for (const r of routes) {
@@ -769,7 +925,9 @@ async function setChangedRoutes(
     if (!before.has(k) || last.get(k) !== text) set.push(r);
     if (!before.has(k)) changes.push(`route ${r.dst} ${r.type ?? "unicast"} added`);
   }
-  const stale = [...before].filter(([k]) => !next.has(k)).map(([, r]) => r);
+  const stale = [...before]
+    .filter(([k]) => !next.has(k))
+    .map(([, r]) => (typeof r === "string" ? (JSON.parse(r) as Held) : r));
   if (set.length) await fib.set(set);
   if (stale.length) await fib.remove(stale);
   for (const r of stale) changes.push(`route ${r.dst} removed`);

@@ -6,6 +6,8 @@
 // pods' floating IPs (nat table), spoofing allowances (raw table) and bandwidth limits (qos.ts).
 // Not: reading or writing the kernel (apply.ts), where the inputs come from (datastore, CNI).
 import { workloadIfaceName } from "../lib/pod_wiring.js";
+import type { RuleActions } from "./actions.js";
+import { renderEgressDscp, withEgressDscp } from "./dscp.js";
 import { type HostPolicyInput, renderHostPolicy } from "./host_endpoint.js";
 import {
   type IpsetSpec,
@@ -43,6 +45,8 @@ export interface DataplaneInput {
   host?: HostPolicyInput;
   /** The overlay (absent: none; our tunnel devices, if any are left, are removed). */
   overlay?: OverlayInput;
+  /** FelixConfiguration's allow and deny verdicts (absent: Felix's defaults, Accept and Drop). */
+  actions?: RuleActions;
 }
 
 export interface FamilyTables {
@@ -100,20 +104,46 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
         iface: w.hostIface ?? workloadIfaceName(w.id),
         prefixes: (w.spoofPrefixes ?? []).filter(fam),
       }));
-    const policy = input.policy ? renderPolicy(input.policy, family) : undefined;
+    const actions = input.actions !== undefined ? { actions: input.actions } : {};
+    const policy = input.policy ? renderPolicy({ ...input.policy, ...actions }, family) : undefined;
     for (const w of policy?.warnings ?? []) warnings.add(w);
     const host = input.host
-      ? renderHostPolicy(input.host, input.policy ?? { endpoints: [], policies: [] }, family)
+      ? renderHostPolicy(
+          input.host,
+          { ...(input.policy ?? { endpoints: [], policies: [] }), ...actions },
+          family,
+        )
       : undefined;
     for (const w of host?.warnings ?? []) warnings.add(w);
+    // DSCP marking of pods' traffic leaving the cluster (qosControls.dscp; mangle POSTROUTING).
+    // Host endpoints' too (their annotation), by their expectedIPs.
+    const dscp = renderEgressDscp(
+      [
+        ...input.workloads.flatMap((w) =>
+          w.dscp !== undefined ? [{ addresses: [...w.ipv4, ...w.ipv6], dscp: w.dscp }] : [],
+        ),
+        ...(input.host?.hostEndpoints ?? []).flatMap((h) =>
+          h.dscp !== undefined && (h.expectedIPs ?? []).length > 0
+            ? [{ addresses: h.expectedIPs ?? [], dscp: h.dscp }]
+            : [],
+        ),
+      ],
+      family,
+    );
     // Workload and host rules share selector ipsets (same name, same members).
     const ipsets = new Map<string, IpsetSpec>();
-    for (const s of [...renderIpsets(nat), ...(policy?.ipsets ?? []), ...(host?.ipsets ?? [])])
+    for (const s of [
+      ...renderIpsets(nat),
+      ...(policy?.ipsets ?? []),
+      ...(host?.ipsets ?? []),
+      ...(dscp ? [dscp.ipset] : []),
+    ])
       if (!ipsets.has(s.name)) ipsets.set(s.name, s);
+    const tables = renderTables(nat, policy, host, rpf, limits, input.actions?.filterAllow);
     families.push({
       family,
       ipsets: [...ipsets.values()],
-      tables: renderTables(nat, policy, host, rpf, limits),
+      tables: dscp ? withEgressDscp(tables, dscp) : tables,
     });
   }
   const overlay = renderOverlay(input.overlay ?? NO_OVERLAY);

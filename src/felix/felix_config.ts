@@ -1,15 +1,19 @@
 // FelixConfiguration as the agent uses it (pure): the effective spec of one node, Calico's
 // precedence (`node.<name>` field by field over `default`), and the fields Ocelot acts on read
-// out of it: the failsafe ports, defaultEndpointToHostAction, logSeverityScreen, the kernel
-// read-back intervals (iptablesRefreshInterval, routeRefreshInterval), floatingIPs (whether
-// WorkloadEndpoints' ipNATs are programmed) and workloadSourceSpoofing (whether their
-// allowSpoofedSourcePrefixes are), and the MTUs (vxlanMTU, vxlanMTUV6, ipipMTU, mtuIfacePattern;
-// also from calico-node's FELIX_VXLANMTU, FELIX_VXLANMTUV6, FELIX_IPINIPMTU, FELIX_MTUIFACEPATTERN
-// environment, which Felix puts above the datastore).
+// out of it: the failsafe ports, defaultEndpointToHostAction, the allow and deny verdicts
+// (iptablesFilterAllowAction, iptablesMangleAllowAction, iptablesFilterDenyAction),
+// logSeverityScreen, the kernel read-back intervals (iptablesRefreshInterval,
+// routeRefreshInterval), floatingIPs (whether WorkloadEndpoints' ipNATs are programmed) and
+// workloadSourceSpoofing (whether their allowSpoofedSourcePrefixes are), the MTUs (vxlanMTU,
+// vxlanMTUV6, ipipMTU, mtuIfacePattern) and the VXLAN devices' vxlanPort and vxlanVNI; those six
+// also from calico-node's FELIX_VXLANMTU, FELIX_VXLANMTUV6, FELIX_IPINIPMTU,
+// FELIX_MTUIFACEPATTERN, FELIX_VXLANPORT, FELIX_VXLANVNI environment, which Felix puts above the
+// datastore.
 // Not: the schema and validation (src/api/config.ts), applying them (host_endpoint.ts, the node
 // daemon's logger).
 import { parseDurationMs } from "../api/fields.js";
 import { compileGoRegexp } from "../lib/go_regexp.js";
+import type { RuleActions } from "./actions.js";
 import type { EndpointToHostAction, ProtoPort } from "./host_endpoint.js";
 
 export interface FelixConfigResource {
@@ -22,6 +26,11 @@ export interface FelixSettings {
   failsafeInbound?: ProtoPort[];
   failsafeOutbound?: ProtoPort[];
   defaultEndpointToHostAction?: EndpointToHostAction;
+  /**
+   * iptablesFilterAllowAction, iptablesMangleAllowAction and iptablesFilterDenyAction (Felix's
+   * defaults, Accept, Accept and Drop, for those not set); absent when none is set.
+   */
+  actions?: RuleActions;
   /** A pino level ("info", "debug", ...) from logSeverityScreen. */
   logLevel?: string;
   /**
@@ -41,6 +50,10 @@ export interface FelixSettings {
   ipipMtu?: number;
   /** mtuIfacePattern: the interfaces whose smallest MTU is the host's. */
   mtuIfacePattern?: RegExp;
+  /** vxlanPort: the VXLAN devices' UDP port (Felix's default 4789). */
+  vxlanPort?: number;
+  /** vxlanVNI: the VXLAN devices' VNI (Felix's default 4096; Felix uses it for both families). */
+  vxlanVni?: number;
   /** Fields that were set and could not be used, one line each. */
   warnings: string[];
 }
@@ -50,6 +63,9 @@ export const FELIX_FIELDS_ACTED_ON: readonly string[] = [
   "failsafeInboundHostPorts",
   "failsafeOutboundHostPorts",
   "defaultEndpointToHostAction",
+  "iptablesFilterAllowAction",
+  "iptablesMangleAllowAction",
+  "iptablesFilterDenyAction",
   "logSeverityScreen",
   "iptablesRefreshInterval",
   "routeRefreshInterval",
@@ -59,6 +75,8 @@ export const FELIX_FIELDS_ACTED_ON: readonly string[] = [
   "vxlanMTUV6",
   "ipipMTU",
   "mtuIfacePattern",
+  "vxlanPort",
+  "vxlanVNI",
 ];
 
 /**
@@ -71,6 +89,8 @@ const FELIX_ENV: Record<string, string> = {
   vxlanmtuv6: "vxlanMTUV6",
   ipinipmtu: "ipipMTU",
   mtuifacepattern: "mtuIfacePattern",
+  vxlanport: "vxlanPort",
+  vxlanvni: "vxlanVNI",
 };
 
 /** The FelixConfiguration fields set in the environment (FELIX_VXLANMTU=1400 -> vxlanMTU). */
@@ -162,6 +182,20 @@ function mtuSettings(
         `FelixConfiguration ${field}: ${JSON.stringify(v)} is not an integer; auto-detected`,
       );
   }
+  // vxlanPort and vxlanVNI: a UDP port and a 24-bit VNI (RFC 7348 §5); others warned, default kept.
+  for (const [field, key, min, max] of [
+    ["vxlanPort", "vxlanPort", 1, 65535],
+    ["vxlanVNI", "vxlanVni", 1, 16777215],
+  ] as const) {
+    const v = value(field);
+    if (v === undefined) continue;
+    const n = typeof v === "string" ? Number(v.trim()) : v;
+    if (typeof n === "number" && Number.isInteger(n) && n >= min && n <= max) s[key] = n;
+    else
+      warnings.push(
+        `FelixConfiguration ${field}: ${JSON.stringify(v)} is not an integer in ${min}..${max}; Felix's default is used`,
+      );
+  }
   const pattern = value("mtuIfacePattern");
   if (typeof pattern === "string" && pattern !== "") {
     try {
@@ -197,6 +231,17 @@ export function felixSettings(
   if (action === "drop") s.defaultEndpointToHostAction = "Drop";
   else if (action === "accept") s.defaultEndpointToHostAction = "Accept";
   else if (action === "return") s.defaultEndpointToHostAction = "Return";
+  // Calico's patterns take any case (^(?i)(Accept|Return)?$); empty is the default.
+  const word = (field: string) => String(spec[field] ?? "").toLowerCase();
+  const filterAllow = word("iptablesFilterAllowAction");
+  const mangleAllow = word("iptablesMangleAllowAction");
+  const filterDeny = word("iptablesFilterDenyAction");
+  if (filterAllow === "return" || mangleAllow === "return" || filterDeny === "reject")
+    s.actions = {
+      filterAllow: filterAllow === "return" ? "Return" : "Accept",
+      mangleAllow: mangleAllow === "return" ? "Return" : "Accept",
+      filterDeny: filterDeny === "reject" ? "Reject" : "Drop",
+    };
   const level = LOG_LEVELS[String(spec.logSeverityScreen ?? "").toLowerCase()];
   if (level !== undefined) s.logLevel = level;
   for (const [field, key] of [

@@ -9,6 +9,7 @@
 // Not: the workload chains and rule matches (policy.ts), the built-in chains' layout
 // (iptables.ts renderFilterTable), where HostEndpoints and interfaces come from (src/node).
 import { matchSelector } from "../api/selector.js";
+import { allowTarget, DEFAULT_RULE_ACTIONS, denyTarget } from "./actions.js";
 import {
   type ChainSpec,
   canonicalCidr,
@@ -77,6 +78,11 @@ export interface HostEndpointSpec {
   /** Its labels (with its profiles' labelsToApply): what policy selectors match. */
   labels: Readonly<Record<string, string>>;
   profiles?: string[];
+  /**
+   * Its `qos.projectcalico.org/dscp` annotation's code point: traffic from its expectedIPs that
+   * leaves the cluster is marked (dscp.ts), as Felix does for a host endpoint's QoS policy.
+   */
+  dscp?: number;
 }
 
 /** A host interface and its addresses (to find the one holding a HostEndpoint's expectedIPs). */
@@ -264,6 +270,11 @@ export function renderHostPolicy(
   const inbound = host.failsafeInbound ?? DEFAULT_FAILSAFE_INBOUND;
   const outbound = host.failsafeOutbound ?? DEFAULT_FAILSAFE_OUTBOUND;
   const action = host.defaultEndpointToHostAction;
+  // FelixConfiguration's verdicts: the filter table's allow and deny, preDNAT's allow in mangle.
+  const actions = policy.actions ?? DEFAULT_RULE_ACTIONS;
+  const filterDeny = denyTarget(actions.filterDeny, family);
+  const filterAllow = allowTarget(actions.filterAllow);
+  const mangleAllow = allowTarget(actions.mangleAllow);
 
   const used = {
     filter: new Map<string, { p: Policy; dir: Direction }>(),
@@ -281,7 +292,16 @@ export function renderHostPolicy(
     const pick = (type: keyof typeof policyFilter, dir: Direction) =>
       mine.filter((p) => policyFilter[type](p) && p.types.includes(dir));
     const chain = (spec: EndpointChainSpec, dir: Direction, table: keyof typeof used) =>
-      endpointChainRules(spec, dir, tierOf, used[table]);
+      endpointChainRules(
+        table === "filter"
+          ? { ...spec, allow: actions.filterAllow, deny: filterDeny }
+          : table === "mangle"
+            ? { ...spec, allow: actions.mangleAllow }
+            : spec,
+        dir,
+        tierOf,
+        used[table],
+      );
     filterChains.push(
       {
         name: hepChain("fh", iface),
@@ -359,13 +379,24 @@ export function renderHostPolicy(
       );
     }
   }
-  const policyChains = (m: Map<string, { p: Policy; dir: Direction }>): ChainSpec[] =>
+  const policyChains = (
+    m: Map<string, { p: Policy; dir: Direction }>,
+    deny = "-j DROP",
+  ): ChainSpec[] =>
     [...m]
       .sort(([a], [b]) => (a < b ? -1 : 1))
-      .map(([name, { p, dir }]) => ({ name, rules: r.policyChain(p, dir) }));
+      .map(([name, { p, dir }]) => ({ name, rules: r.policyChain(p, dir, deny) }));
   const names = [...ifaces.keys()];
   const tables: TableSpec[] = [
-    mangleTable(preDnatIfaces, inbound, outbound, family, policyChains(used.mangle), mangleChains),
+    mangleTable(
+      preDnatIfaces,
+      inbound,
+      outbound,
+      family,
+      policyChains(used.mangle),
+      mangleChains,
+      mangleAllow,
+    ),
     rawTable(rawIfaces, inbound, outbound, family, policyChains(used.raw), rawChains),
   ];
   const ipsets = [...r.ipsets.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
@@ -406,25 +437,25 @@ export function renderHostPolicy(
         rules: failsafeRules("filter", "out", inbound, outbound, family),
       },
       ...filterChains,
-      ...policyChains(used.filter),
+      ...policyChains(used.filter, filterDeny),
     ],
     ...(wlToHost !== undefined ? { workloadToHost: wlToHost } : {}),
     inputTail: [
-      `${ACCEPTED} -j ACCEPT`,
+      `${ACCEPTED} ${filterAllow}`,
       CLEAR_ALL,
       `-j ${CHAIN_FROM_HOST_ENDPOINT}`,
-      `${ACCEPTED} -j ACCEPT`,
+      `${ACCEPTED} ${filterAllow}`,
     ],
-    outputHead: [`${ACCEPTED} -j ACCEPT`],
+    outputHead: [`${ACCEPTED} ${filterAllow}`],
     outputTail: [
       `-o ${WORKLOAD_IFACE_MATCH} -j RETURN`,
       CLEAR_ALL,
       `-j ${CHAIN_TO_HOST_ENDPOINT}`,
-      `${ACCEPTED} -j ACCEPT`,
+      `${ACCEPTED} ${filterAllow}`,
     ],
     forwardHead: [CLEAR_PASS, `${NOT_ACCEPTED} -j ${CHAIN_FROM_HEP_FORWARD}`],
     forwardMiddle: [`-j ${CHAIN_TO_HEP_FORWARD}`],
-    forwardTail: [`${ACCEPTED} -j ACCEPT`],
+    forwardTail: [`${ACCEPTED} ${filterAllow}`],
   };
   if (names.length === 0) {
     // Only the workload-to-host action: no host endpoint chains.
@@ -447,6 +478,7 @@ function mangleTable(
   family: Family,
   policyChains: ChainSpec[],
   endpointChains: ChainSpec[],
+  allow: string,
 ): TableSpec {
   if (ifaces.length === 0) return { table: "mangle", chains: [], hooks: [] };
   return {
@@ -455,10 +487,10 @@ function mangleTable(
       {
         name: CHAIN_PREROUTING,
         rules: [
-          "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-          `${ACCEPTED} -j ACCEPT`,
+          `-m conntrack --ctstate RELATED,ESTABLISHED ${allow}`,
+          `${ACCEPTED} ${allow}`,
           `-j ${CHAIN_FROM_HOST_ENDPOINT}`,
-          `${ACCEPTED} -j ACCEPT`,
+          `${ACCEPTED} ${allow}`,
         ],
       },
       {

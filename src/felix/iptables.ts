@@ -7,6 +7,7 @@
 // Not: running any command (apply.ts), the policy chains (policy.ts).
 import { createHash } from "node:crypto";
 import { formatAddress, parseAddress, parseCidr } from "../lib/ip.js";
+import { type AllowAction, allowTarget } from "./actions.js";
 import type { HostFilter } from "./host_endpoint.js";
 
 /** Prefix of every chain we own (DESIGN.md §5); chains without it are never touched. */
@@ -286,10 +287,17 @@ export interface PolicyChains {
  * chains, it first passes the sender's egress (from-wl dispatch) and then the receiver's
  * ingress (to-wl dispatch), which drop or return; the host's own traffic to a workload passes
  * its ingress (OUTPUT), a workload's traffic to the host its egress (INPUT). With host endpoints
- * (host_endpoint.ts), their rules take their places around these, as in Felix.
+ * (host_endpoint.ts), their rules take their places around these, as in Felix. `allow` is
+ * FelixConfiguration's iptablesFilterAllowAction: with Return, workload traffic that passed
+ * policy goes back to FORWARD, where the host's own later rules and the chain's policy decide.
  */
-export function renderFilterTable(policy?: PolicyChains, host?: HostFilter): TableSpec {
-  const accept = [`-i ${WORKLOAD_IFACE_MATCH} -j ACCEPT`, `-o ${WORKLOAD_IFACE_MATCH} -j ACCEPT`];
+export function renderFilterTable(
+  policy?: PolicyChains,
+  host?: HostFilter,
+  allow: AllowAction = "Accept",
+): TableSpec {
+  const target = allowTarget(allow);
+  const accept = [`-i ${WORKLOAD_IFACE_MATCH} ${target}`, `-o ${WORKLOAD_IFACE_MATCH} ${target}`];
   const wl = policy !== undefined && policy.chains.length > 0;
   if (!wl && host === undefined) {
     return {
@@ -446,6 +454,7 @@ export function renderTables(
   host?: { filter?: HostFilter; tables: TableSpec[] },
   rpf: readonly RpfSkip[] = [],
   limits: readonly WorkloadLimits[] = [],
+  allow: AllowAction = "Accept",
 ): TableSpec[] {
   const hostTables = host?.tables ?? [];
   const raw = renderRpfTable(
@@ -454,7 +463,7 @@ export function renderTables(
     hostTables.find((t) => t.table === "raw"),
   );
   return [
-    withWorkloadLimits(renderFilterTable(policy, host?.filter), limits),
+    withWorkloadLimits(renderFilterTable(policy, host?.filter, allow), limits),
     renderNatTable(input),
     ...hostTables.filter((t) => t.table !== "raw"),
     raw,

@@ -128,6 +128,11 @@ export interface OverlayInput {
   mtu?: number;
   /** FelixConfiguration's MTUs and the host MTU from mtuIfacePattern (src/felix/mtu.ts). */
   mtus?: Omit<MtuSettings, "override">;
+  /**
+   * FelixConfiguration vxlanPort and vxlanVNI (absent: 4789, and 4096 / 6096); a set VNI is
+   * both families' (Felix gives its IPv4 and IPv6 devices the one VXLANVNI).
+   */
+  vxlan?: { port?: number; vni?: number };
 }
 
 export interface TunnelDevice {
@@ -251,8 +256,8 @@ export function renderOverlay(input: OverlayInput): OverlayState {
       family,
       mtu: family === 4 ? mtu.vxlan4 : mtu.vxlan6,
       address: `${canonicalAddress(ep.address)}/${family === 4 ? 32 : 128}`,
-      vni: family === 4 ? VXLAN_VNI_V4 : VXLAN_VNI_V6,
-      port: VXLAN_PORT,
+      vni: input.vxlan?.vni ?? (family === 4 ? VXLAN_VNI_V4 : VXLAN_VNI_V6),
+      port: input.vxlan?.port ?? VXLAN_PORT,
       local: canonicalAddress(addressOf(fabricAddr)),
       ...(parent ? { parent } : {}),
       mac: ep.mac.toLowerCase(),

@@ -132,8 +132,10 @@ export function addBlocks(
   /** CIDRs of the confirmed blocks known before these (any node's): a second claim is refused. */
   claimed: ReadonlySet<string>,
 ): { state: OverlayState; delta: OverlayDelta } | undefined {
-  // A CIDR claimed twice: the full render decides which claim routes it (or none).
+  // A CIDR claimed twice (before, or twice among these): the full render decides which claim
+  // routes it (or none).
   if (input.blocks.some((b) => claimed.has(b.cidr))) return undefined;
+  if (new Set(input.blocks.map((b) => b.cidr)).size !== input.blocks.length) return undefined;
   const part = renderOverlay({ ...input, workloads: [] });
   if (!sameData(part.devices, applied.devices) || part.podMtu !== applied.podMtu) return undefined;
   const routes = new Map<string, Route>();

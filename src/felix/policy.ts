@@ -20,6 +20,13 @@ import { formatSelector, matchSelector, parseSelector, type Selector } from "../
 import { DEFAULT_TIER, DEFAULT_TIER_ORDER } from "../api/tier.js";
 import { formatAddress, parseCidr } from "../lib/ip.js";
 import {
+  type AllowAction,
+  conntrackAllowRules,
+  DEFAULT_RULE_ACTIONS,
+  denyTarget,
+  type RuleActions,
+} from "./actions.js";
+import {
   CHAIN_FROM_WL_DISPATCH,
   CHAIN_TO_WL_DISPATCH,
   type ChainSpec,
@@ -105,6 +112,15 @@ export interface PolicyEndpoint {
   iface?: string;
   /** Its profiles in order (Calico's `kns.<ns>`, `ksa.<ns>.<sa>`): their rules follow policy. */
   profiles?: string[];
+  /** Its named ports (WorkloadEndpoint `ports` with a name), as rules' named ports match them. */
+  ports?: readonly EndpointNamedPort[];
+}
+
+/** One named port of an endpoint: the protocol in iptables' spelling ("tcp", "udp", "sctp"). */
+export interface EndpointNamedPort {
+  name: string;
+  protocol: string;
+  port: number;
 }
 
 /** A Profile's rules: applied after an endpoint's policies, in the endpoint's profile order. */
@@ -165,6 +181,8 @@ export interface PolicyInput {
   namespaceLabels?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** Profiles with rules; an endpoint listing one is policed in both directions. */
   profiles?: PolicyProfile[];
+  /** FelixConfiguration's allow and deny verdicts (absent: Felix's defaults, Accept and Drop). */
+  actions?: RuleActions;
 }
 
 export interface PolicyState {
@@ -514,7 +532,7 @@ const shortHash = (text: string) =>
   );
 
 /** ipset name of a rule selector or net list: `ocl-s-<hash>` / `ocl6-n-<hash>`. */
-export function policyIpsetName(kind: "s" | "n", family: Family, key: string): string {
+export function policyIpsetName(kind: "s" | "n" | "p", family: Family, key: string): string {
   return `${family === 4 ? "ocl" : "ocl6"}-${kind}-${shortHash(key)}`;
 }
 
@@ -666,6 +684,40 @@ export class Renderer {
   }
 
   /**
+   * A named port as Felix renders it: a `hash:ip,port` set (`ocl-p-<hash>`) of address,proto:port
+   * for every endpoint the side's positive selector picks (every endpoint without one) that has a
+   * port of that name and of the rule's protocol (any protocol when the rule names none).
+   */
+  private namedPortSet(
+    k: SelectorKey | undefined,
+    port: string,
+    proto: string | undefined,
+  ): string {
+    const name = policyIpsetName("p", this.family, JSON.stringify({ k, port, proto }));
+    if (this.ipsets.has(name)) return name;
+    const members = new Set<string>();
+    for (const ep of this.input.endpoints) {
+      if (ep.ports === undefined || ep.ports.length === 0) continue;
+      if (k !== undefined && !keyMatches(k, ep, this.sels)) continue;
+      for (const np of ep.ports) {
+        if (np.name !== port || (proto !== undefined && np.protocol !== proto)) continue;
+        for (const a of ep.addresses) {
+          const n = canonicalNet(a.split("/")[0] as string);
+          if (n.family === this.family)
+            members.add(`${n.cidr.split("/")[0]},${np.protocol}:${np.port}`);
+        }
+      }
+    }
+    this.ipsets.set(name, {
+      name,
+      type: "hash:ip,port",
+      family: this.family === 4 ? "inet" : "inet6",
+      members: [...members].sort(),
+    });
+    return name;
+  }
+
+  /**
    * The match texts of one rule in this family (several when ports need more than one
    * multiport match), or undefined when the rule cannot match here.
    */
@@ -679,8 +731,20 @@ export class Renderer {
 
     const addr: string[] = [];
     const sets: string[] = [];
-    let portSides: { flag: "--sports" | "--dports"; chunks: string[]; not: string[] }[] = [];
-    const named: string[] = [];
+    /**
+     * One side's ports: positive alternatives (multiport chunks, named-port set matches: any may
+     * match) and negative matches (all must hold).
+     */
+    let portSides: {
+      flag: "--sports" | "--dports";
+      chunks: string[];
+      named: string[];
+      not: string[];
+    }[] = [];
+    /** Whether numeric ports are matched (they need a port protocol; named ports do not). */
+    let numeric = false;
+    /** Negated named ports' set matches (all must hold). */
+    let namedNot: string[] = [];
     /** Matches Ocelot cannot resolve yet (HTTP). */
     const unresolved: string[] = [];
     for (const [side, dir, flag, ports] of [
@@ -720,35 +784,51 @@ export class Renderer {
         p,
         this.sels,
       );
-      if (key !== undefined) sets.push(`-m set --match-set ${this.selectorSet(key)} ${dir}`);
+      const pos = (e.ports ?? []).map(String);
+      const neg = (e.notPorts ?? []).map(String);
+      const isNum = (x: string) => /^\d+(:\d+)?$/.test(x);
+      // Named ports (Felix's rule scanner): each a set filtered by the side's positive selector,
+      // which the set then stands for unless numeric ports need the selector's own match.
+      const namedProto = proto !== undefined && PORT_PROTOCOLS.has(proto) ? proto : undefined;
+      const namedPos = pos.filter((x) => !isNum(x));
+      const namedNeg = neg.filter((x) => !isNum(x));
+      const namedSets = namedPos.map(
+        (n) => `-m set --match-set ${this.namedPortSet(key, n, namedProto)} ${dir},${dir}`,
+      );
+      for (const n of namedNeg)
+        namedNot.push(
+          `-m set ! --match-set ${this.namedPortSet(key, n, namedProto)} ${dir},${dir}`,
+        );
+      if (key !== undefined && (namedPos.length === 0 || namedPos.length < pos.length))
+        sets.push(`-m set --match-set ${this.selectorSet(key)} ${dir}`);
       if (e.notSelector !== undefined) {
         const name = this.selectorSet({ selector: formatSelector(this.sels.get(e.notSelector)) });
         sets.push(`-m set ! --match-set ${name} ${dir}`);
       }
       if (e.services !== undefined) sets.push(this.serviceSet(e.services, p, side));
-      const pos = (e.ports ?? []).map(String);
-      const neg = (e.notPorts ?? []).map(String);
-      named.push(...[...pos, ...neg].filter((x) => !/^\d+(:\d+)?$/.test(x)));
+      if (pos.some(isNum) || neg.some(isNum)) numeric = true;
       if (pos.length > 0 || neg.length > 0)
-        portSides.push({ flag: ports, chunks: multiportChunks(pos), not: multiportChunks(neg) });
+        portSides.push({
+          flag: ports,
+          chunks: multiportChunks(pos),
+          named: namedSets,
+          not: multiportChunks(neg),
+        });
     }
     if (rule.http !== undefined) unresolved.push("http");
-    if (named.length > 0 || unresolved.length > 0) {
-      // Named ports and HTTP matches are not resolved yet: fail closed
-      // (a Deny denies any port, others match nothing).
-      const parts = [
-        ...(named.length > 0 ? [`named port(s) ${named.map((n) => `"${n}"`).join(", ")}`] : []),
-        ...unresolved.map((n) => `${n} match`),
-      ];
-      const what = `${where}: ${parts.join(", ")} not supported yet`;
+    if (unresolved.length > 0) {
+      // HTTP matches are not resolved: fail closed (a Deny denies any port, others match nothing).
+      const what = `${where}: ${unresolved.map((n) => `${n} match`).join(", ")} not supported yet`;
       if (rule.action !== "Deny") {
         this.warnings.push(`${what}; rule not rendered`);
         return undefined;
       }
       this.warnings.push(`${what}; rule denies every port`);
       portSides = [];
+      namedNot = [];
     }
-    if (portSides.length > 0 && (proto === undefined || !PORT_PROTOCOLS.has(proto))) {
+    sets.push(...namedNot);
+    if (numeric && (proto === undefined || !PORT_PROTOCOLS.has(proto))) {
       this.warnings.push(
         `${where}: ports need protocol TCP, UDP, SCTP or UDPLite; rule not rendered`,
       );
@@ -772,20 +852,20 @@ export class Renderer {
     let variants = [[...sets]];
     for (const ps of portSides) {
       const negs = ps.not.map((c) => `-m multiport ! ${ps.flag} ${c}`);
-      const poss = ps.chunks.length > 0 ? ps.chunks : [undefined];
+      const alts = [...ps.chunks.map((c) => `-m multiport ${ps.flag} ${c}`), ...ps.named];
+      const poss = alts.length > 0 ? alts : [undefined];
       variants = variants.flatMap((v) =>
-        poss.map((c) => [
-          ...v,
-          ...(c !== undefined ? [`-m multiport ${ps.flag} ${c}`] : []),
-          ...negs,
-        ]),
+        poss.map((c) => [...v, ...(c !== undefined ? [c] : []), ...negs]),
       );
     }
     return variants.map((v) => [head.trim(), ...v, ...tail].filter((x) => x !== "").join(" "));
   }
 
-  /** The rules of one policy chain. */
-  policyChain(p: Policy, dir: Direction): string[] {
+  /**
+   * The rules of one policy chain; `deny` is the Deny rules' target (the filter table's
+   * iptablesFilterDenyAction; the mangle and raw tables have no REJECT: DROP there).
+   */
+  policyChain(p: Policy, dir: Direction, deny = "-j DROP"): string[] {
     const out: string[] = [];
     const rules = dir === "Ingress" ? p.ingress : p.egress;
     for (const [i, rule] of rules.entries()) {
@@ -800,7 +880,7 @@ export class Renderer {
         const why = `${where}: ${(err as Error).message}`;
         if (rule.action === "Deny") {
           this.warnings.push(`${why}; rule denies all traffic`);
-          out.push("-j DROP");
+          out.push(deny);
         } else this.warnings.push(`${why}; rule not rendered`);
         continue;
       }
@@ -816,7 +896,7 @@ export class Renderer {
           out.push(`-m mark --mark ${PASS} -j RETURN`);
           break;
         case "Deny":
-          for (const m of matches) out.push(withM(m, "-j DROP"));
+          for (const m of matches) out.push(withM(m, deny));
           break;
         case "Log":
           for (const m of matches) out.push(withM(m, `-j LOG --log-prefix ${LOG_PREFIX}`));
@@ -871,6 +951,13 @@ export interface EndpointChainSpec {
   failsafe?: string;
   /** Drop what no policy or profile accepted (normal chains: host endpoints, profiles). */
   dropAtEnd?: boolean;
+  /**
+   * The verdict of an established connection (the filter table's iptablesFilterAllowAction, the
+   * mangle table's iptablesMangleAllowAction for preDNAT chains); absent: Accept.
+   */
+  allow?: AllowAction;
+  /** The target that drops (the filter table's iptablesFilterDenyAction); absent: `-j DROP`. */
+  deny?: string;
 }
 
 /** The tier of a policy: its Tier resource, or Calico's default tier; unknown ones come last. */
@@ -914,10 +1001,11 @@ export function endpointChainRules(
   used: Map<string, { p: Policy; dir: Direction }>,
 ): string[] {
   const rules: string[] = [];
+  const deny = spec.deny ?? "-j DROP";
   if (spec.type !== "untracked")
     rules.push(
-      "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-      "-m conntrack --ctstate INVALID -j DROP",
+      ...conntrackAllowRules(spec.allow ?? "Accept", ACCEPT),
+      `-m conntrack --ctstate INVALID ${deny}`,
     );
   if (spec.failsafe !== undefined) rules.push(`-j ${spec.failsafe}`);
   rules.push(`-j MARK --set-xmark ${CLEAR}`);
@@ -946,7 +1034,7 @@ export function endpointChainRules(
       rules.push(`-m mark --mark ${ACCEPT} -j RETURN`);
     }
     if (enforcing && g.tier.defaultAction === "Deny")
-      rules.push(`-m mark --mark ${NOT_PASS} -j DROP`);
+      rules.push(`-m mark --mark ${NOT_PASS} ${deny}`);
   }
   if (groups.length === 0 && spec.type === "forward")
     rules.push(`-j MARK --set-xmark ${ACCEPT}`, "-j RETURN");
@@ -956,7 +1044,7 @@ export function endpointChainRules(
     used.set(chain, { p: profileAsPolicy(prof), dir });
     rules.push(`-j ${chain}`, `-m mark --mark ${ACCEPT} -j RETURN`);
   }
-  if (spec.dropAtEnd === true) rules.push("-j DROP");
+  if (spec.dropAtEnd === true) rules.push(deny);
   return rules;
 }
 
@@ -1065,6 +1153,8 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
   const endpointChains: ChainSpec[] = [];
   const dispatch: Record<Direction, string[]> = { Ingress: [], Egress: [] };
   const memo = selectionMemo(policies, input, profiles);
+  const actions = input.actions ?? DEFAULT_RULE_ACTIONS;
+  const deny = denyTarget(actions.filterDeny, family);
   for (const ep of local) {
     const iface = ep.iface as string;
     const labelKey = `${ep.namespace}\n${JSON.stringify(ep.labels)}`;
@@ -1080,11 +1170,18 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
       const mine = selecting.filter((p) => p.types.includes(dir));
       if (mine.length === 0 && profs.length === 0) continue;
       const name = endpointChainName(iface, dir);
-      const chainKey = `${dir}\n${mine.map((p) => p.id).join("\n")}\n\n${profs.map((p) => p.name).join("\n")}`;
+      const chainKey = `${actions.filterAllow} ${deny}\n${dir}\n${mine.map((p) => p.id).join("\n")}\n\n${profs.map((p) => p.name).join("\n")}`;
       let rules = memo.chains.get(chainKey);
       if (rules === undefined) {
         rules = endpointChainRules(
-          { type: "normal", policies: mine, profiles: profs, dropAtEnd: profs.length > 0 },
+          {
+            type: "normal",
+            policies: mine,
+            profiles: profs,
+            dropAtEnd: profs.length > 0,
+            allow: actions.filterAllow,
+            deny,
+          },
           dir,
           tierOf,
           used,
@@ -1103,7 +1200,7 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
   if (endpointChains.length === 0) return { chains: [], ipsets: [], warnings: [...r.warnings] };
   const policyChains: ChainSpec[] = [];
   for (const [name, { p, dir }] of [...used].sort(([a], [b]) => (a < b ? -1 : 1)))
-    policyChains.push({ name, rules: r.policyChain(p, dir) });
+    policyChains.push({ name, rules: r.policyChain(p, dir, deny) });
   // IPv6 neighbour discovery and MLD between a pod and its host are never policed (Calico lets
   // them through its workload-to-host chain); they are link-local, so never forwarded.
   const ndp =

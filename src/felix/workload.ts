@@ -31,6 +31,8 @@ export interface Workload {
   spoofPrefixes?: string[];
   /** Bandwidth limits (qosControls), programmed with tc. */
   qos?: QosControls;
+  /** qosControls.dscp: the code point of its traffic leaving the cluster (mangle, dscp.ts). */
+  dscp?: number;
 }
 
 export interface Sysctl {

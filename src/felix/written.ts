@@ -4,14 +4,16 @@
 // chains whose rules differ are written (a run of rules deleted and inserted by position, or
 // the chain rewritten) and the ones no longer wanted deleted, in one
 // `iptables-restore --noflush` payload; per ipset, the members that come and go (`add` / `del`
-// in one `ipset restore -exist` payload; a set that changes more than half its members is
-// rebuilt and swapped in); node-wide sysctls whose value differs; the workload interfaces not
-// configured yet (new, recreated, or still missing), to be checked and set. What this cannot
+// in one `ipset restore -exist` payload, and the same as member operations for netlink; a set
+// that changes more than half its members is rebuilt and swapped in); node-wide sysctls whose
+// value differs; the workload interfaces not configured yet (new, recreated, or still
+// missing), to be checked and set. What this cannot
 // plan (a hook, a table or a family that comes or goes, an ipset whose type changes) asks for a
 // full pass, which reads everything back (apply.ts's applyDataplane). Drift made by others is
 // found only by a full pass: the caller runs one on its refresh interval, at start and after
 // any error. Not: running commands (apply.ts), rendering (dataplane.ts and friends).
 import type { DataplaneState } from "./dataplane.js";
+import type { IpsetMemberOp } from "./ipset_netlink.js";
 import { type IpsetSpec, type TableName, tempIpsetName } from "./iptables.js";
 import type { HostIface, Sysctl } from "./workload.js";
 
@@ -42,6 +44,13 @@ export interface IncrementalPlan {
   /** `ipset restore -exist` input, or null. */
   ipsets: string | null;
   ipsetChanges: string[];
+  /**
+   * The same change as member adds and deletes (all adds first: a member moving between two
+   * sets is never in neither), when that is all it is: every set exists, is `hash:net`, and
+   * changes by a few members. Undefined when a set is created or rebuilt (then only the
+   * restore payload does it).
+   */
+  ipsetOps?: IpsetMemberOp[];
   /** Our sets no longer wanted: destroyed after the iptables writes. */
   staleIpsets: string[];
   /** Node-wide sysctls whose value differs from the one written. */
@@ -138,31 +147,45 @@ export function chainEdit(
   return out;
 }
 
-/** The restore lines that take set `have` (as written) to `want`; empty when they match. */
-function ipsetLines(have: IpsetSpec | undefined, want: IpsetSpec): string[] {
+/**
+ * The restore lines that take set `have` (as written) to `want`, empty when they match; and,
+ * when the change is members only, the members added and removed.
+ */
+function ipsetLines(
+  have: IpsetSpec | undefined,
+  want: IpsetSpec,
+): { lines: string[]; added?: string[]; removed?: string[] } {
   const header = `${want.type} family ${want.family}`;
   if (have === undefined)
-    return [`create ${want.name} ${header}`, ...want.members.map((m) => `add ${want.name} ${m}`)];
-  if (sameList(have.members, want.members)) return [];
+    return {
+      lines: [`create ${want.name} ${header}`, ...want.members.map((m) => `add ${want.name} ${m}`)],
+    };
+  if (sameList(have.members, want.members)) return { lines: [] };
   const old = new Set(have.members);
   const now = new Set(want.members);
   const added = want.members.filter((m) => !old.has(m));
   const removed = have.members.filter((m) => !now.has(m));
   if (added.length + removed.length <= Math.max(8, want.members.length / 2))
     // Added first: a member moving between two sets is never in neither.
-    return [
-      ...added.map((m) => `add ${want.name} ${m}`),
-      ...removed.map((m) => `del ${want.name} ${m}`),
-    ];
+    return {
+      lines: [
+        ...added.map((m) => `add ${want.name} ${m}`),
+        ...removed.map((m) => `del ${want.name} ${m}`),
+      ],
+      added,
+      removed,
+    };
   // Most of it changes: rebuilt under a temporary name and swapped in at once.
   const tmp = tempIpsetName(want.name);
-  return [
-    `create ${tmp} ${header}`,
-    `flush ${tmp}`,
-    ...want.members.map((m) => `add ${tmp} ${m}`),
-    `swap ${tmp} ${want.name}`,
-    `destroy ${tmp}`,
-  ];
+  return {
+    lines: [
+      `create ${tmp} ${header}`,
+      `flush ${tmp}`,
+      ...want.members.map((m) => `add ${tmp} ${m}`),
+      `swap ${tmp} ${want.name}`,
+      `destroy ${tmp}`,
+    ],
+  };
 }
 
 /**
@@ -235,6 +258,9 @@ export function planIncremental(
 
   // ipsets: members that come and go.
   const lines: string[] = [];
+  const adds: IpsetMemberOp[] = [];
+  const dels: IpsetMemberOp[] = [];
+  let membersOnly = true;
   const wantedSets = new Set<string>();
   for (const f of state.families)
     for (const s of f.ipsets) {
@@ -243,13 +269,20 @@ export function planIncremental(
       if (have !== undefined && (have.type !== s.type || have.family !== s.family))
         return full(`ipset ${s.name} changed type`);
       const l = ipsetLines(have, s);
-      if (l.length === 0) continue;
+      if (l.lines.length === 0) continue;
       plan.ipsetChanges.push(
         `ipset ${s.name} ${have === undefined ? "missing" : "members differ"}`,
       );
-      lines.push(...l);
+      lines.push(...l.lines);
+      if (l.added === undefined || l.removed === undefined || s.type !== "hash:net")
+        membersOnly = false;
+      else {
+        for (const member of l.added) adds.push({ op: "add", set: s.name, member });
+        for (const member of l.removed) dels.push({ op: "del", set: s.name, member });
+      }
     }
   if (lines.length > 0) plan.ipsets = `${lines.join("\n")}\n`;
+  if (lines.length > 0 && membersOnly) plan.ipsetOps = [...adds, ...dels];
   plan.staleIpsets = [...written.ipsets.keys()].filter((n) => !wantedSets.has(n)).sort();
 
   plan.sysctls = state.workloads.sysctls.filter((s) => written.sysctls.get(s.key) !== s.value);

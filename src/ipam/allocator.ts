@@ -24,6 +24,8 @@ export interface Pool {
   cidr: Cidr;
   blockSize: number;
   nodeSelector: string;
+  /** The namespaces whose pods may use the pool (absent or empty: all). */
+  namespaceSelector?: string;
   disabled: boolean;
   allowedUses: readonly AllowedUse[];
 }
@@ -55,12 +57,19 @@ export interface PoolRequest {
   /** Pool names or CIDRs the caller asks for (CNI ipv4_pools / ipv6_pools); empty = any. */
   requested: readonly string[];
   nodeLabels: Readonly<Record<string, string>>;
+  /**
+   * The labels of the namespace the address is for (a pod's); absent: none known, matched as no
+   * labels (libcalico-go's SelectsNamespace with no namespace).
+   */
+  namespaceLabels?: Readonly<Record<string, string>>;
   use: AllowedUse;
 }
 
 /**
  * The pools a request may allocate from, in the order to try them. Explicitly requested pools
  * must exist (by name or CIDR) and be enabled; every pool must match the node and allow the use.
+ * A pool's namespaceSelector must match the namespace's labels, unless pools were requested
+ * (Calico's determinePools uses requested pools whatever their selectors).
  */
 export function selectPools(pools: readonly Pool[], req: PoolRequest): Pool[] {
   const ofFamily = pools.filter((p) => p.cidr.family === req.family);
@@ -76,14 +85,18 @@ export function selectPools(pools: readonly Pool[], req: PoolRequest): Pool[] {
   } else {
     candidates = ofFamily.filter((p) => !p.disabled);
   }
+  const nsLabels = req.namespaceLabels ?? {};
   return candidates.filter(
     (p) =>
       p.allowedUses.includes(req.use) &&
-      matchSelector(parsedSelector(p.nodeSelector), req.nodeLabels),
+      matchSelector(parsedSelector(p.nodeSelector), req.nodeLabels) &&
+      (req.requested.length > 0 ||
+        p.namespaceSelector === undefined ||
+        matchSelector(parsedSelector(p.namespaceSelector), nsLabels)),
   );
 }
 
-/** Parsed node selectors by text: pools are selected on every assignment, selectors rarely change. */
+/** Parsed pool selectors by text: pools are selected on every assignment, selectors rarely change. */
 const selectorCache = new Map<string, ReturnType<typeof parseSelector>>();
 const SELECTOR_CACHE_MAX = 256;
 

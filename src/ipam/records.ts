@@ -232,6 +232,7 @@ export function decodePool(key: string, value: string): Pool {
       );
     }
     const uses = spec.allowedUses === undefined ? [] : v.stringArray(spec, "allowedUses");
+    const nsSelector = v.optionalString(spec, "namespaceSelector");
     const bad = uses.find((u) => !USES.includes(u as AllowedUse));
     if (bad !== undefined)
       throw new v.ShapeError(`field "spec.allowedUses" has unknown use "${bad}"`);
@@ -240,6 +241,10 @@ export function decodePool(key: string, value: string): Pool {
       cidr,
       blockSize,
       nodeSelector: v.optionalString(spec, "nodeSelector") ?? "all()",
+      // Empty is no selector (Calico: len(NamespaceSelector) == 0 selects every namespace).
+      ...(nsSelector !== undefined && nsSelector.trim() !== ""
+        ? { namespaceSelector: nsSelector }
+        : {}),
       disabled: v.optionalBoolean(spec, "disabled") ?? false,
       allowedUses: uses.length > 0 ? (uses as AllowedUse[]) : ["Workload", "Tunnel"],
     };

@@ -96,6 +96,12 @@ export interface AssignRequest {
   pools4?: readonly string[];
   pools6?: readonly string[];
   use?: AllowedUse;
+  /**
+   * The pod's namespace, for pools with a namespaceSelector: its labels are namespaceLabels when
+   * given (read from the API server), else the labels its `kns.<namespace>` Profile applies.
+   */
+  namespace?: string;
+  namespaceLabels?: Readonly<Record<string, string>>;
 }
 
 export interface AssignedAddress {
@@ -168,7 +174,11 @@ function cidrText(c: Cidr): string {
 }
 
 /** selectedPools' keys of a workload request naming no pool, per family. */
-const WORKLOAD_KEYS = ["4|Workload|", "6|Workload|"] as const;
+const WORKLOAD_KEYS = ["4|Workload||", "6|Workload||"] as const;
+/** Kube-controllers' namespace Profiles (`kns.<ns>`) and their label prefix (src/k8s/sync.ts). */
+const NAMESPACE_PROFILE = "kns.";
+const NAMESPACE_LABEL = "pcns.";
+const NAMESPACE_NAME_LABEL = "pcns.projectcalico.org/name";
 /** The first try's stand-in for the handle record read: no record (each write checks it). */
 const NO_RECORD: Promise<{ handle: Handle | undefined }> = Promise.resolve({ handle: undefined });
 
@@ -521,7 +531,12 @@ export class IpamStore {
     // The cached context without an await (one fewer promise and turn per pod).
     let ctx = this.freshContext(req.node) ?? (await this.loadContext(req.node));
     const use = req.use ?? "Workload";
-    let pools = this.selectedPools(ctx, family, requested, use);
+    // Read (an await) only when a pool has a namespaceSelector, as namespaceLabelsFor decides.
+    const ns =
+      requested.length > 0 || !ctx.pools.some((p) => p.namespaceSelector !== undefined)
+        ? undefined
+        : await this.namespaceLabelsFor(req, ctx, requested);
+    let pools = this.selectedPools(ctx, family, requested, use, ns);
     const started = this.now();
     let reloaded = false;
     let misses = 0;
@@ -541,7 +556,7 @@ export class IpamStore {
           reloaded = true;
           this.context.delete(req.node);
           ctx = await this.loadContext(req.node);
-          pools = this.selectedPools(ctx, family, requested, use);
+          pools = this.selectedPools(ctx, family, requested, use, ns);
           attempt--;
           continue;
         }
@@ -703,29 +718,83 @@ export class IpamStore {
     family: Family,
     requested: readonly string[],
     use: AllowedUse,
+    namespaceLabels?: Readonly<Record<string, string>>,
   ): Pool[] {
-    // The usual request (no pools named, a workload) without building its key.
+    // The usual request (no pools named, a workload, no namespaceSelector) without building its key.
     const k =
-      requested.length === 0 && use === "Workload"
+      requested.length === 0 && use === "Workload" && namespaceLabels === undefined
         ? WORKLOAD_KEYS[family === 4 ? 0 : 1]
-        : `${family}|${use}|${requested.join(",")}`;
+        : `${family}|${use}|${requested.join(",")}|${namespaceLabels !== undefined ? JSON.stringify(namespaceLabels) : ""}`;
     let pools = ctx.selected.get(k);
     if (pools === undefined) {
-      pools = selectPools(ctx.pools, { family, requested, nodeLabels: ctx.nodeLabels, use });
+      pools = selectPools(ctx.pools, {
+        family,
+        requested,
+        nodeLabels: ctx.nodeLabels,
+        ...(namespaceLabels !== undefined ? { namespaceLabels } : {}),
+        use,
+      });
       ctx.selected.set(k, pools);
     }
     return pools;
   }
 
-  /** The pools a request of this family on node may use (after selectors, disabled, uses). */
+  /**
+   * The labels a pool's namespaceSelector is matched against, read only when some pool has one
+   * and no pools were requested: the request's, else those the namespace's `kns.<ns>` Profile
+   * applies (`pcns.<key>`, as kube-controllers writes them, without the prefix and without
+   * Calico's own `projectcalico.org/name`: a Kubernetes Namespace's labels); none known: {}.
+   */
+  private async namespaceLabelsFor(
+    req: AssignRequest,
+    ctx: Context,
+    requested: readonly string[],
+  ): Promise<Readonly<Record<string, string>> | undefined> {
+    if (requested.length > 0 || !ctx.pools.some((p) => p.namespaceSelector !== undefined))
+      return undefined;
+    if (req.namespaceLabels !== undefined) return req.namespaceLabels;
+    if (req.namespace === undefined) return {};
+    const key = `${this.keys.resources("profiles")}${NAMESPACE_PROFILE}${req.namespace}`;
+    const kv = await this.store.get(key);
+    if (!kv) return {};
+    let apply: unknown;
+    try {
+      apply = (JSON.parse(kv.value) as { spec?: { labelsToApply?: unknown } }).spec?.labelsToApply;
+    } catch (err) {
+      throw new IpamDataError(key, `Profile resource: ${(err as Error).message}`);
+    }
+    const out: Record<string, string> = {};
+    if (typeof apply !== "object" || apply === null) return out;
+    for (const [k, v] of Object.entries(apply))
+      if (k.startsWith(NAMESPACE_LABEL) && k !== NAMESPACE_NAME_LABEL && typeof v === "string")
+        out[k.slice(NAMESPACE_LABEL.length)] = v;
+    return out;
+  }
+
+  /**
+   * The pools a request of this family on node may use (after selectors, disabled, uses); `ns`
+   * names the pod's namespace (or gives its labels) for pools with a namespaceSelector.
+   */
   async usablePools(
     node: string,
     family: Family,
     requested: readonly string[] = [],
     use: AllowedUse = "Workload",
+    ns: Pick<AssignRequest, "namespace" | "namespaceLabels"> = {},
   ): Promise<Pool[]> {
     const ctx = await this.loadContext(node);
-    return selectPools(ctx.pools, { family, requested, nodeLabels: ctx.nodeLabels, use });
+    const namespaceLabels = await this.namespaceLabelsFor(
+      { handleId: "", node, num4: 0, num6: 0, ...ns },
+      ctx,
+      requested,
+    );
+    return selectPools(ctx.pools, {
+      family,
+      requested,
+      nodeLabels: ctx.nodeLabels,
+      ...(namespaceLabels !== undefined ? { namespaceLabels } : {}),
+      use,
+    });
   }
 
   private exhausted(

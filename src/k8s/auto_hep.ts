@@ -6,11 +6,36 @@
 // `projectcalico.org/created-by: calico-kube-controllers`, and the profile
 // `projectcalico-default-allow` (so that a node with no host policy still allows everything).
 // Updated when its labels, expectedIPs or interfaceName differ (Calico compares those three);
-// every HostEndpoint carrying the created-by label whose Node is gone, or all of them when
-// autoCreate is off, is deleted. Templates (`hostEndpoint.templates`) are not made (kcc.ts warns).
+// Templates (`hostEndpoint.templates`): for each template whose nodeSelector picks the Node, one
+// HostEndpoint `<node>-<generateName>-auto-hep` with the Node's addresses inside the template's
+// interfaceCIDRs as expectedIPs (none inside: no endpoint), no interfaceName, the Node's labels
+// under the template's, the template's annotations. A name above 253 characters is hashed as
+// Calico does. Every HostEndpoint carrying the created-by label that no Node and template wants
+// (its Node gone, a template changed or removed, autoCreate off) is deleted. A template's
+// interfacePattern needs the Node's interface list, which Ocelot's Node does not have: kcc.ts
+// warns and such a template makes nothing.
 // Not: whether this runs (kcc.ts), the writes (controllers.ts), enforcement (src/felix).
+import { createHash } from "node:crypto";
 import type { Resource } from "../api/registry.js";
+import { matchSelector, parseSelector } from "../api/selector.js";
+import { cidrContains, parseAddress, parseCidr } from "../lib/ip.js";
 import type { SyncAction } from "./sync.js";
+
+/** One `controllers.node.hostEndpoint.templates` entry, checked (kcc.ts). */
+export interface AutoHepTemplate {
+  generateName: string;
+  /** Calico selector over the Node's labels ("" or absent: every Node). */
+  nodeSelector: string;
+  interfaceCIDRs: string[];
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+/** What the auto host endpoints are: the default one per Node, and the templates'. */
+export interface AutoHepPlan {
+  defaultHostEndpoint: boolean;
+  templates: readonly AutoHepTemplate[];
+}
 
 export const AUTO_HEP_SUFFIX = "auto-hep";
 export const HEP_CREATED_BY_LABEL = "projectcalico.org/created-by";
@@ -27,8 +52,22 @@ interface NodeSpecLike {
   addresses?: { address: string; type?: string }[];
 }
 
-/** The auto HostEndpoint's name for a Calico Node. */
-export const autoHepName = (node: string) => `${node}-${AUTO_HEP_SUFFIX}`;
+/** The longest resource name (a DNS-1123 subdomain). */
+const MAX_NAME = 253;
+
+/**
+ * A name that fits: as it is up to 253 characters; else Calico's hashed form, the name's SHA-256
+ * in unpadded base64url without "-", "_" and ".", lower case, then `-auto-hep`.
+ */
+export function fitName(name: string): string {
+  if (name.length <= MAX_NAME) return name;
+  const hash = createHash("sha256").update(name).digest("base64url").replace(/[-_.]/g, "");
+  return `${hash}-${AUTO_HEP_SUFFIX}`.toLowerCase().slice(0, MAX_NAME);
+}
+
+/** The auto HostEndpoint's name for a Calico Node (a template's with its generateName). */
+export const autoHepName = (node: string, template?: string) =>
+  fitName(template ? `${node}-${template}-${AUTO_HEP_SUFFIX}` : `${node}-${AUTO_HEP_SUFFIX}`);
 
 /** Whether kube-controllers made this HostEndpoint (Calico's created-by label). */
 export function isAutoHostEndpoint(h: Resource): boolean {
@@ -56,6 +95,51 @@ export function autoHepExpectedIPs(node: Resource): string[] {
   return out;
 }
 
+/** The Node's addresses inside a template's interfaceCIDRs, in the Node's order. */
+export function templateExpectedIPs(node: Resource, cidrs: readonly string[]): string[] {
+  const nets = cidrs.map((c) => parseCidr(c, false));
+  return autoHepExpectedIPs(node).filter((ip) => {
+    const a = parseAddress(ip);
+    return nets.some((n) => cidrContains(n, a.family, a.value));
+  });
+}
+
+/** The HostEndpoint a template makes for this Node, or undefined when it makes none. */
+export function templateHostEndpoint(node: Resource, t: AutoHepTemplate): Resource | undefined {
+  if (
+    t.nodeSelector !== "" &&
+    !matchSelector(parseSelector(t.nodeSelector), node.metadata.labels ?? {})
+  )
+    return undefined;
+  const expectedIPs = templateExpectedIPs(node, t.interfaceCIDRs);
+  if (expectedIPs.length === 0) return undefined;
+  return {
+    apiVersion: V3,
+    kind: "HostEndpoint",
+    metadata: {
+      name: autoHepName(node.metadata.name, t.generateName),
+      labels: {
+        ...(node.metadata.labels ?? {}),
+        ...t.labels,
+        [HEP_CREATED_BY_LABEL]: HEP_CREATED_BY_VALUE,
+      },
+      ...(Object.keys(t.annotations).length > 0 ? { annotations: { ...t.annotations } } : {}),
+    },
+    spec: { node: node.metadata.name, expectedIPs, profiles: [DEFAULT_ALLOW_PROFILE] },
+  } as Resource;
+}
+
+/** Every auto HostEndpoint a Node should have under the plan. */
+export function wantedAutoHostEndpoints(node: Resource, plan: AutoHepPlan): Resource[] {
+  const out: Resource[] = [];
+  if (plan.defaultHostEndpoint) out.push(autoHostEndpoint(node));
+  for (const t of plan.templates) {
+    const h = templateHostEndpoint(node, t);
+    if (h) out.push(h);
+  }
+  return out;
+}
+
 /** The auto HostEndpoint Calico would make for this Node. */
 export function autoHostEndpoint(node: Resource): Resource {
   return {
@@ -80,21 +164,23 @@ const sameLabels = (a: Record<string, string> = {}, b: Record<string, string> = 
 };
 
 /**
- * The writes that bring the auto HostEndpoints in step with the Calico Nodes: with `enabled`,
- * one per Node (created, or updated when it differs); HostEndpoints made by kube-controllers
- * whose Node is gone, or every one of them when not enabled, deleted.
+ * The writes that bring the auto HostEndpoints in step with the Calico Nodes: those the plan
+ * wants for each Node (`true`: the default one only; `false`: none) created, or updated when
+ * they differ; HostEndpoints made by kube-controllers that nothing wants, deleted.
  */
 export function planAutoHostEndpoints(
   calicoNodes: readonly Resource[],
   hostEndpoints: readonly Resource[],
-  enabled: boolean,
+  plan: AutoHepPlan | boolean,
 ): SyncAction[] {
+  const p: AutoHepPlan =
+    typeof plan === "boolean" ? { defaultHostEndpoint: plan, templates: [] } : plan;
+  const enabled = p.defaultHostEndpoint || p.templates.length > 0;
   const actions: SyncAction[] = [];
   const heps = new Map(hostEndpoints.map((h) => [h.metadata.name, h]));
   const wanted = new Set<string>();
-  if (enabled)
-    for (const node of calicoNodes) {
-      const want = autoHostEndpoint(node);
+  for (const node of enabled ? calicoNodes : [])
+    for (const want of wantedAutoHostEndpoints(node, p)) {
       const name = want.metadata.name;
       wanted.add(name);
       const have = heps.get(name);
@@ -107,11 +193,14 @@ export function planAutoHostEndpoints(
         continue;
       }
       const hs = have.spec as { expectedIPs?: string[]; interfaceName?: string };
-      const ws = want.spec as { expectedIPs: string[]; interfaceName: string };
+      const ws = want.spec as { expectedIPs: string[]; interfaceName?: string };
+      const annotations = (r: Resource) =>
+        (r.metadata as { annotations?: Record<string, string> }).annotations;
       if (
         sameLabels(have.metadata.labels, want.metadata.labels) &&
+        sameLabels(annotations(have), annotations(want)) &&
         JSON.stringify(hs.expectedIPs ?? []) === JSON.stringify(ws.expectedIPs) &&
-        hs.interfaceName === ws.interfaceName
+        (hs.interfaceName ?? "") === (ws.interfaceName ?? "")
       )
         continue;
       // Calico's update writes the whole expected resource over the stored one (keeping its
@@ -140,7 +229,7 @@ export function planAutoHostEndpoints(
         name: h.metadata.name,
         ...(h.metadata.resourceVersion ? { resourceVersion: h.metadata.resourceVersion } : {}),
         why: enabled
-          ? `auto host endpoint of node ${(h.spec as { node?: string }).node ?? "?"}, which is gone`
+          ? `auto host endpoint of node ${(h.spec as { node?: string }).node ?? "?"} that nothing wants (the Node is gone, or no default or template makes it)`
           : "auto host endpoints are off (hostEndpoint.autoCreate)",
       });
   return actions;

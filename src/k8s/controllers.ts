@@ -339,7 +339,7 @@ export async function startKubeControllers(o: KubeControllersOptions): Promise<K
         ...planAutoHostEndpoints(
           calicoNodes.filter((n) => !going.has(n.metadata.name)),
           hostEndpoints as Resource[],
-          settings.autoHostEndpoints,
+          settings.autoHep,
         ),
       );
       const retry = new Set<string>();

@@ -13,16 +13,20 @@
 // (0: no IPAM garbage collection, as Calico documents it);
 // node.syncLabels (Calico's default Enabled) copies Kubernetes Node labels onto Calico Nodes
 // (node_labels.ts); node.hostEndpoint.autoCreate Enabled keeps one `<node>-auto-hep` per Calico
-// Node (auto_hep.ts) unless createDefaultHostEndpoint is Disabled. Without the resource,
+// Node (auto_hep.ts) unless createDefaultHostEndpoint is Disabled, and the host endpoints of
+// its templates (checked here; one with an interfacePattern makes nothing). Without the resource,
 // kube-controllers creates Calico's default one (DEFAULT_KCC_SPEC, as Calico's does in either
 // datastore mode) and reads that; the settings of no resource at all (every part, no labels
 // copied, no host endpoints) are only what a reader sees before that, e.g. `ipam gc`.
-// Not applied, each named in a warning: hostEndpoint.templates, loadBalancer (no LoadBalancer IPAM), migration,
+// Not applied, each named in a warning: a template's interfacePattern, loadBalancer (no LoadBalancer IPAM), migration,
 // etcdV3CompactionPeriod, healthChecks, debugProfilePort, prometheusMetricsPort,
 // logSeverityScreen. Services and EndpointSlices are copied whatever the settings (Calico's
 // Felix reads them from the API; Ocelot's agents need the copies). Not: reading the store or
 // acting (controllers.ts, src/cli/ipam.ts).
 import { parseDurationMs } from "../api/fields.js";
+import { parseSelector } from "../api/selector.js";
+import { parseCidr } from "../lib/ip.js";
+import type { AutoHepPlan, AutoHepTemplate } from "./auto_hep.js";
 
 export type SyncPart = "namespace" | "serviceAccount" | "workloadEndpoint" | "policy" | "node";
 export const SYNC_PARTS: readonly SyncPart[] = [
@@ -42,6 +46,8 @@ export interface KubeControllersSettings {
   syncLabels: boolean;
   /** controllers.node.hostEndpoint.autoCreate (and createDefaultHostEndpoint): auto HEPs. */
   autoHostEndpoints: boolean;
+  /** The auto host endpoints wanted: the default one (as above) and the templates' (checked). */
+  autoHep: AutoHepPlan;
   /** controllers.node.leakGracePeriod (absent: the caller's default; 0: IPAM gc off, as Calico). */
   leakGraceMs?: number;
   /** Settings present but not applied, one line each. */
@@ -81,6 +87,7 @@ export function kubeControllersSettings(spec: unknown): KubeControllersSettings 
       enabled: new Set(SYNC_PARTS),
       syncLabels: false,
       autoHostEndpoints: false,
+      autoHep: { defaultHostEndpoint: false, templates: [] },
       warnings: [],
     };
   const s = spec as Record<string, unknown> & { controllers?: Record<string, Section> };
@@ -118,10 +125,7 @@ export function kubeControllersSettings(spec: unknown): KubeControllersSettings 
   }
   const hep = node?.hostEndpoint;
   const autoCreate = hep?.autoCreate === "Enabled";
-  if (autoCreate && (hep?.templates ?? []).length > 0)
-    warnings.push(
-      "controllers.node.hostEndpoint.templates are not applied: only the default <node>-auto-hep host endpoints are created",
-    );
+  const templates = autoCreate ? hepTemplates(hep?.templates ?? [], warnings) : [];
   if (controllers.loadBalancer !== undefined)
     warnings.push("controllers.loadBalancer is not applied: Ocelot has no LoadBalancer IPAM");
   if (controllers.migration !== undefined)
@@ -139,10 +143,76 @@ export function kubeControllersSettings(spec: unknown): KubeControllersSettings 
     syncLabels: node !== undefined && node.syncLabels !== "Disabled",
     // Calico: createDefaultHostEndpoint defaults to Enabled.
     autoHostEndpoints: autoCreate && hep?.createDefaultHostEndpoint !== "Disabled",
+    autoHep: {
+      defaultHostEndpoint: autoCreate && hep?.createDefaultHostEndpoint !== "Disabled",
+      templates,
+    },
     ...(periods.length > 0 ? { resyncMs: Math.min(...periods) } : {}),
     ...(leakGraceMs !== undefined ? { leakGraceMs } : {}),
     warnings,
   };
+}
+
+/**
+ * The host endpoint templates that can be applied, each checked as Calico's controller reads
+ * it: a generateName, a nodeSelector that parses, interfaceCIDRs that are CIDRs. One that cannot
+ * is left out with a warning naming it (the stored resource is the user's: the controller
+ * cannot refuse it); an interfacePattern is named as not applied (it needs the Node's interface
+ * list, which Ocelot's Node does not have, so such a template makes nothing).
+ */
+function hepTemplates(raw: unknown[], warnings: string[]): AutoHepTemplate[] {
+  const out: AutoHepTemplate[] = [];
+  const strings = (v: unknown): Record<string, string> =>
+    typeof v === "object" && v !== null
+      ? Object.fromEntries(Object.entries(v).filter(([, x]) => typeof x === "string"))
+      : {};
+  for (const [i, t] of raw.entries()) {
+    const where = `controllers.node.hostEndpoint.templates[${i}]`;
+    const x = (t ?? {}) as Record<string, unknown>;
+    const generateName = typeof x.generateName === "string" ? x.generateName : "";
+    if (generateName === "") {
+      warnings.push(`${where}: generateName is missing: template not applied`);
+      continue;
+    }
+    if (typeof x.interfacePattern === "string" && x.interfacePattern !== "") {
+      warnings.push(
+        `${where} (${generateName}): interfacePattern is not applied (Ocelot's Node has no interface list): the template makes no host endpoint`,
+      );
+      continue;
+    }
+    const nodeSelector = typeof x.nodeSelector === "string" ? x.nodeSelector : "";
+    try {
+      if (nodeSelector !== "") parseSelector(nodeSelector);
+    } catch (err) {
+      warnings.push(
+        `${where} (${generateName}): nodeSelector ${JSON.stringify(nodeSelector)} does not parse (${(err as Error).message}): template not applied`,
+      );
+      continue;
+    }
+    const cidrs = Array.isArray(x.interfaceCIDRs) ? x.interfaceCIDRs : [];
+    const bad = cidrs.find((c) => {
+      try {
+        parseCidr(String(c), false);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    if (bad !== undefined) {
+      warnings.push(
+        `${where} (${generateName}): interfaceCIDRs entry ${JSON.stringify(bad)} is not a CIDR: template not applied`,
+      );
+      continue;
+    }
+    out.push({
+      generateName,
+      nodeSelector,
+      interfaceCIDRs: cidrs.map(String),
+      labels: strings(x.labels),
+      annotations: strings(x.annotations),
+    });
+  }
+  return out;
 }
 
 /** The sync part an action of sync.ts belongs to (undefined: always done). */

@@ -5,7 +5,11 @@
 // and the bandwidth annotations (`kubernetes.io/ingress-bandwidth`, `…/egress-bandwidth`,
 // `qos.projectcalico.org/{ingress,egress}{Bandwidth,Burst,Peakrate,Minburst,PacketRate,
 // PacketBurst,MaxConnections}`: Kubernetes quantities, into qosControls as libcalico-go's
-// conversion does, its ranges clamped and the bursts defaulted; `…/dscp` is left out, named). Not: writing the endpoint (src/cni), the annotations of IPAM (pod_ipam.ts).
+// conversion does, its ranges clamped and the bursts defaulted; `qos.projectcalico.org/dscp`, a
+// code point 0..63 or its name (EF, AF11, CS1, ...), into qosControls.dscp, an invalid one left
+// out with a warning as libcalico-go logs it). Not: writing the endpoint (src/cni), the
+// annotations of IPAM (pod_ipam.ts).
+import { DSCP_NAMES, dscpValue } from "../api/dscp.js";
 import { formatAddress, formatCidr, parseAddress, parseCidr } from "../lib/ip.js";
 import { PodAnnotationError } from "./pod_ipam.js";
 
@@ -16,7 +20,7 @@ export const ANNOTATION_ALLOWED_SOURCE_PREFIXES = "cni.projectcalico.org/allowed
 export interface PodEndpointFields {
   ipNATs?: { internalIP: string; externalIP: string }[];
   allowSpoofedSourcePrefixes?: string[];
-  qosControls?: Record<string, number>;
+  qosControls?: Record<string, number | string>;
   /** Annotations not taken, one line each (out of range, not supported by Ocelot). */
   warnings: string[];
 }
@@ -98,13 +102,13 @@ const QOS_ANNOTATIONS: [string, string, keyof typeof RANGES][] = [
   ["qos.projectcalico.org/ingressMaxConnections", "ingressMaxConnections", "maxConnections"],
   ["qos.projectcalico.org/egressMaxConnections", "egressMaxConnections", "maxConnections"],
 ];
-/** Calico's QoS annotations whose fields Ocelot refuses (src/api/node.ts): left out, named. */
-const QOS_NOT_SUPPORTED = ["qos.projectcalico.org/dscp"];
+/** Calico's DSCP annotation (AnnotationQoSEgressDSCP). */
+export const ANNOTATION_DSCP = "qos.projectcalico.org/dscp";
 /** Calico's packet burst when a rate is set without one. */
 const DEFAULT_PACKET_BURST = 5;
 
 function qosControls(annotations: Record<string, string>, warnings: string[]) {
-  const q: Record<string, number> = {};
+  const q: Record<string, number | string> = {};
   for (const [key, field, range] of QOS_ANNOTATIONS) {
     const text = annotations[key];
     if (text === undefined) continue;
@@ -119,9 +123,20 @@ function qosControls(annotations: Record<string, string>, warnings: string[]) {
       warnings.push(`Pod annotation ${key}: ${text} is outside ${min}..${max}; set to ${clamped}`);
     q[field] = clamped;
   }
-  for (const key of QOS_NOT_SUPPORTED)
-    if (annotations[key] !== undefined)
-      warnings.push(`Pod annotation ${key}: not supported by Ocelot yet; ignored`);
+  const dscp = annotations[ANNOTATION_DSCP];
+  if (dscp !== undefined) {
+    const code = dscpValue(dscp);
+    const t = dscp.trim();
+    if (code === undefined)
+      warnings.push(
+        `Pod annotation ${ANNOTATION_DSCP}: ${JSON.stringify(dscp)} is not a DSCP value (0..63, or DF, EF, AF11..AF43, CS0..CS6); ignored`,
+      );
+    // As numorstring.DSCPFromString: a name in its canonical case, digits as the number.
+    else
+      q.dscp = /^[0-9]+$/.test(t)
+        ? code
+        : (Object.keys(DSCP_NAMES).find((k) => k === t.toUpperCase()) as string);
+  }
   for (const dir of ["ingress", "egress"]) {
     if (q[`${dir}Bandwidth`] !== undefined && q[`${dir}Burst`] === undefined)
       q[`${dir}Burst`] = DEFAULT_BURST;

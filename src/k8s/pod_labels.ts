@@ -19,6 +19,17 @@ export interface PodFacts {
   serviceAccount?: string;
   /** The pod's annotations (Calico's IPAM ones are read from them: pod_ipam.ts). */
   annotations?: Record<string, string>;
+  /** Its containers' named ports and host ports, as the WorkloadEndpoint's `ports`. */
+  ports?: PodPort[];
+}
+
+/** One container port as Calico's conversion keeps it (named, or with a host port). */
+export interface PodPort {
+  name?: string;
+  protocol: "TCP" | "UDP" | "SCTP";
+  port: number;
+  hostPort?: number;
+  hostIP?: string;
 }
 
 /** The labels of the pod's WorkloadEndpoint, Calico's keys last so that they win. */
@@ -43,17 +54,59 @@ export function endpointLabels(
 export function podFacts(pod: unknown, namespace: unknown): PodFacts {
   const p = pod as {
     metadata?: { labels?: unknown; annotations?: unknown };
-    spec?: { serviceAccountName?: unknown };
+    spec?: { serviceAccountName?: unknown; containers?: unknown; initContainers?: unknown };
   };
   const n = namespace as { metadata?: { labels?: unknown } };
   const sa = p?.spec?.serviceAccountName;
   const annotations = stringMap(p?.metadata?.annotations);
+  const ports = [
+    ...containerPorts(p?.spec?.containers),
+    ...containerPorts(p?.spec?.initContainers),
+  ];
   return {
+    ...(ports.length > 0 ? { ports } : {}),
     labels: stringMap(p?.metadata?.labels),
     namespaceLabels: stringMap(n?.metadata?.labels),
     ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
     ...(typeof sa === "string" && sa !== "" ? { serviceAccount: sa } : {}),
   };
+}
+
+/**
+ * The ports of a container list that Calico's conversion keeps (libcalico-go
+ * appendEndpointPorts): a container port with a name or a host port; the protocol TCP when
+ * absent, a port of another protocol left out.
+ */
+function containerPorts(containers: unknown): PodPort[] {
+  const out: PodPort[] = [];
+  if (!Array.isArray(containers)) return out;
+  for (const c of containers) {
+    const ports = (c as { ports?: unknown } | null)?.ports;
+    if (!Array.isArray(ports)) continue;
+    for (const raw of ports) {
+      const cp = raw as {
+        name?: unknown;
+        containerPort?: unknown;
+        hostPort?: unknown;
+        hostIP?: unknown;
+        protocol?: unknown;
+      };
+      const port = typeof cp?.containerPort === "number" ? cp.containerPort : 0;
+      const name = typeof cp?.name === "string" ? cp.name : "";
+      const hostPort = typeof cp?.hostPort === "number" ? cp.hostPort : 0;
+      if (port < 1 || port > 65535 || (name === "" && hostPort === 0)) continue;
+      const proto = cp.protocol === undefined || cp.protocol === "" ? "TCP" : cp.protocol;
+      if (proto !== "TCP" && proto !== "UDP" && proto !== "SCTP") continue;
+      out.push({
+        ...(name !== "" ? { name } : {}),
+        protocol: proto,
+        port,
+        ...(hostPort > 0 && hostPort <= 65535 ? { hostPort } : {}),
+        ...(typeof cp.hostIP === "string" && cp.hostIP !== "" ? { hostIP: cp.hostIP } : {}),
+      });
+    }
+  }
+  return out;
 }
 
 function stringMap(v: unknown): Record<string, string> {

@@ -3,6 +3,7 @@
 // kubeconfig is given, so that a plugin run without Kubernetes does not pay for loading it.
 // Owns the mapping of the client's failures to KubeError (retryable or not, one line, no
 // stack); not what the facts mean for an endpoint (pod_labels.ts) nor CNI error codes (src/cni).
+// Also the Node's InternalIP addresses, for calico-node's kubernetes-internal-ip autodetection.
 import { type PodFacts, podFacts } from "./pod_labels.js";
 
 /** A failure talking to the API server: `retryable` when trying again later may succeed. */
@@ -58,15 +59,8 @@ export function kubeError(err: unknown, what: string, server: string): KubeError
   );
 }
 
-/**
- * The pod's labels and service account and its namespace's labels, read with the kubeconfig at
- * `kubeconfig`; bounded by `timeoutMs` (a KubeError, retryable, when the server is too slow).
- */
-export async function readPodFacts(
-  kubeconfig: string,
-  ref: PodRef,
-  timeoutMs: number,
-): Promise<PodFacts> {
+/** A CoreV1 client from the kubeconfig at `kubeconfig`, and its server's URL (for messages). */
+async function coreClient(kubeconfig: string) {
   const k8s = await import("@kubernetes/client-node");
   const kc = new k8s.KubeConfig();
   try {
@@ -79,8 +73,16 @@ export async function readPodFacts(
   }
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new KubeError(`Kubeconfig ${kubeconfig} names no current cluster`, false);
-  const api = kc.makeApiClient(k8s.CoreV1Api);
-  const what = `Pod ${ref.namespace}/${ref.name}`;
+  return { api: kc.makeApiClient(k8s.CoreV1Api), server };
+}
+
+/** `work` bounded by `timeoutMs`: a retryable KubeError naming `what` when the server is slow. */
+async function bounded<T>(
+  work: Promise<T>,
+  what: string,
+  server: string,
+  timeoutMs: number,
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
@@ -95,19 +97,57 @@ export async function readPodFacts(
     );
   });
   try {
-    const [pod, ns] = await Promise.race([
-      Promise.all([
-        api
-          .readNamespacedPod({ name: ref.name, namespace: ref.namespace })
-          .catch((e) => Promise.reject(kubeError(e, what, server))),
-        api
-          .readNamespace({ name: ref.namespace })
-          .catch((e) => Promise.reject(kubeError(e, `Namespace ${ref.namespace}`, server))),
-      ]),
-      timeout,
-    ]);
-    return podFacts(pod, ns);
+    return await Promise.race([work, timeout]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * The pod's labels and service account and its namespace's labels, read with the kubeconfig at
+ * `kubeconfig`; bounded by `timeoutMs` (a KubeError, retryable, when the server is too slow).
+ */
+export async function readPodFacts(
+  kubeconfig: string,
+  ref: PodRef,
+  timeoutMs: number,
+): Promise<PodFacts> {
+  const { api, server } = await coreClient(kubeconfig);
+  const what = `Pod ${ref.namespace}/${ref.name}`;
+  const [pod, ns] = await bounded(
+    Promise.all([
+      api
+        .readNamespacedPod({ name: ref.name, namespace: ref.namespace })
+        .catch((e) => Promise.reject(kubeError(e, what, server))),
+      api
+        .readNamespace({ name: ref.namespace })
+        .catch((e) => Promise.reject(kubeError(e, `Namespace ${ref.namespace}`, server))),
+    ]),
+    what,
+    server,
+    timeoutMs,
+  );
+  return podFacts(pod, ns);
+}
+
+/**
+ * The InternalIP addresses of the Kubernetes Node `name` (status.addresses, in its order), for
+ * IP_AUTODETECTION_METHOD=kubernetes-internal-ip; bounded by `timeoutMs`.
+ */
+export async function readNodeInternalIPs(
+  kubeconfig: string,
+  name: string,
+  timeoutMs: number,
+): Promise<string[]> {
+  const { api, server } = await coreClient(kubeconfig);
+  const what = `Kubernetes Node ${name}`;
+  const node = await bounded(
+    api.readNode({ name }).catch((e) => Promise.reject(kubeError(e, what, server))),
+    what,
+    server,
+    timeoutMs,
+  );
+  return (node.status?.addresses ?? [])
+    .filter((a) => a.type === "InternalIP" && typeof a.address === "string")
+    .map((a) => a.address);
 }

@@ -10,6 +10,7 @@
 // host MTU from the links mtuIfacePattern matches).
 // Not: reading the datastore (daemon.ts, cache.ts) or the kernel (src/felix/apply.ts).
 
+import { dscpValue } from "../api/dscp.js";
 import type { HostEndpoint } from "../api/hostendpoint.js";
 import type { IPPool } from "../api/ippool.js";
 import { type K8sEndpointSlice, type K8sService, SERVICE_NAME_LABEL } from "../api/k8s_service.js";
@@ -102,7 +103,8 @@ export function workloadsOf(
       const nets = (w.spec.ipNetworks ?? []).map(addressOf);
       const nats = felix.floatingIps ? (w.spec.ipNATs ?? []) : [];
       const spoof = felix.sourceSpoofing ? (w.spec.allowSpoofedSourcePrefixes ?? []) : [];
-      const qos = w.spec.qosControls;
+      const { dscp, ...qos } = w.spec.qosControls ?? {};
+      const code = dscp !== undefined ? dscpValue(dscp) : undefined;
       return {
         id: `${w.metadata.namespace}/${w.metadata.name}`,
         hostIface: w.spec.interfaceName,
@@ -112,7 +114,8 @@ export function workloadsOf(
           ? { floatingIps: nats.map((n) => ({ internal: n.internalIP, external: n.externalIP })) }
           : {}),
         ...(spoof.length > 0 ? { spoofPrefixes: [...spoof] } : {}),
-        ...(qos !== undefined ? { qos: { ...qos } } : {}),
+        ...(Object.keys(qos).length > 0 ? { qos } : {}),
+        ...(code !== undefined ? { dscp: code } : {}),
       };
     });
 }
@@ -246,6 +249,14 @@ export function overlayInputOf(
     fabric: opts.fabric ?? {},
     ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}),
     ...(Object.keys(mtus).length > 0 ? { mtus } : {}),
+    ...(felix.vxlanPort !== undefined || felix.vxlanVni !== undefined
+      ? {
+          vxlan: {
+            ...(felix.vxlanPort !== undefined ? { port: felix.vxlanPort } : {}),
+            ...(felix.vxlanVni !== undefined ? { vni: felix.vxlanVni } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -272,9 +283,30 @@ export function policyEndpointsOf(
       addresses: (w.spec.ipNetworks ?? []).map(addressOf),
       ...(local ? { iface: w.spec.interfaceName } : {}),
       ...(w.spec.profiles?.length ? { profiles: [...w.spec.profiles] } : {}),
+      ...namedPortsOf(w.spec.ports),
     };
   });
 }
+
+/** An endpoint's named ports as rules' named ports match them (unnamed host ports left out). */
+function namedPortsOf(
+  ports: readonly { name?: string; protocol: string | number; port: number }[] | undefined,
+): Pick<PolicyEndpoint, "ports"> {
+  const named = (ports ?? []).filter((p) => p.name !== undefined && p.name !== "");
+  if (named.length === 0) return {};
+  return {
+    ports: named.map((p) => ({
+      name: p.name as string,
+      protocol:
+        typeof p.protocol === "number"
+          ? (PORT_PROTOCOL_NUMBERS[p.protocol] ?? String(p.protocol))
+          : p.protocol.toLowerCase(),
+      port: p.port,
+    })),
+  };
+}
+
+const PORT_PROTOCOL_NUMBERS: Record<number, string> = { 6: "tcp", 17: "udp", 132: "sctp" };
 
 /** EndpointSlices as `services` matches see them: every endpoint address, the slice's ports. */
 export function serviceSlicesOf(slices: readonly K8sEndpointSlice[]): PolicyServiceSlice[] {
@@ -326,6 +358,7 @@ function hostPeersOf(snap: NodeSnapshot, profileLabels: Map<string, Record<strin
         namespace: "",
         labels: hostLabels(h, profileLabels),
         addresses: [...(h.spec.expectedIPs ?? [])],
+        ...namedPortsOf(h.spec.ports),
       }),
     );
 }
@@ -353,6 +386,16 @@ export function felixSettingsOf(
   return felixSettings(effectiveFelixSpec(snap.felixConfigurations ?? [], node), env);
 }
 
+/**
+ * A HostEndpoint's `qos.projectcalico.org/dscp` annotation (libcalico-go's host endpoint
+ * processor): its code point; an invalid one is left out, as Calico logs and drops it.
+ */
+function hostDscp(h: HostEndpoint): { dscp?: number } {
+  const text = h.metadata.annotations?.["qos.projectcalico.org/dscp"];
+  const code = text !== undefined ? dscpValue(text) : undefined;
+  return code !== undefined ? { dscp: code } : {};
+}
+
 /** This node's HostEndpoints with the failsafe ports and workload-to-host action. */
 export function hostInputOf(
   snap: NodeSnapshot,
@@ -370,6 +413,7 @@ export function hostInputOf(
         ...(h.spec.expectedIPs ? { expectedIPs: [...h.spec.expectedIPs] } : {}),
         labels: hostLabels(h, profileLabels),
         ...(h.spec.profiles ? { profiles: [...h.spec.profiles] } : {}),
+        ...hostDscp(h),
       })),
     ...(opts.hostInterfaces ? { interfaces: opts.hostInterfaces } : {}),
     ...(f.failsafeInbound ? { failsafeInbound: f.failsafeInbound } : {}),
@@ -458,10 +502,12 @@ export function agentInput(
 ): DataplaneInput {
   const pools = natPoolsOf(snap.pools);
   const policy = policyInputOf(snap, node);
+  const felix = felixSettingsOf(snap, node);
   return {
     ...(policy !== undefined ? { policy } : {}),
+    ...(felix.actions !== undefined ? { actions: felix.actions } : {}),
     host: hostInputOf(snap, node, opts),
-    workloads: workloadsOf(snap.workloadEndpoints, node, felixSettingsOf(snap, node)),
+    workloads: workloadsOf(snap.workloadEndpoints, node, felix),
     blocks: nodeBlocks(snap.affinities, node),
     pools,
     clusterCidrs: opts.clusterCidrs ?? [],

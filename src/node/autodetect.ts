@@ -1,9 +1,10 @@
 // Node address autodetection as calico-node does it (IP_AUTODETECTION_METHOD and
 // IP6_AUTODETECTION_METHOD): `first-found`, `interface=REGEX[,REGEX]`,
-// `skip-interface=REGEX[,REGEX]`, `can-reach=DEST`, `cidr=CIDR[,CIDR]`. Pure: the host's
-// interfaces and addresses (and, for can-reach, the source address the kernel picked) in, the
-// chosen "address/len", its interface and the reason out. Not: reading the kernel
-// (autodetect_kernel.ts).
+// `skip-interface=REGEX[,REGEX]`, `can-reach=DEST`, `cidr=CIDR[,CIDR]`,
+// `kubernetes-internal-ip`. Pure: the host's interfaces and addresses (and, for can-reach, the
+// source address the kernel picked; for kubernetes-internal-ip, the Kubernetes Node's InternalIP
+// addresses) in, the chosen "address/len", its interface and the reason out. Not: reading the
+// kernel (autodetect_kernel.ts) or the API server (src/k8s/pod_reader.ts).
 //
 // Calico's rules kept here: interfaces are tried in reverse of the kernel's order (its
 // GetInterfaces loops backwards "to maintain behavior with older versions"); an interface
@@ -11,7 +12,9 @@
 // first-found and skip-interface leave out the default exclusions, interface= and cidr= do
 // not; an address qualifies when it is global unicast (not loopback, link-local, multicast
 // or unspecified); can-reach takes the kernel's source address for a route to DEST and the
-// prefix length of the interface holding it.
+// prefix length of the interface holding it; kubernetes-internal-ip takes the Node's first
+// InternalIP of the family and the prefix length of the interface holding it (on none: no
+// address, as calico-node fails then).
 import { isIP } from "node:net";
 import { cidrContains, formatAddress, parseAddress, parseCidr } from "../lib/ip.js";
 
@@ -46,7 +49,8 @@ export type AutodetectMethod =
   | { kind: "interface"; regexes: RegExp[] }
   | { kind: "skip-interface"; regexes: RegExp[] }
   | { kind: "can-reach"; destination: string }
-  | { kind: "cidr"; cidrs: string[] };
+  | { kind: "cidr"; cidrs: string[] }
+  | { kind: "kubernetes-internal-ip" };
 
 /** One interface as the kernel lists it (in its order), with its addresses "addr/len". */
 export interface HostInterface {
@@ -78,9 +82,11 @@ export function parseAutodetectMethod(text: string, variable: string): Autodetec
   const t = text.trim();
   const bad = (why: string) =>
     new AutodetectError(
-      `${variable}: "${text}" ${why} (first-found, interface=REGEX, skip-interface=REGEX, can-reach=ADDRESS, cidr=CIDR)`,
+      `${variable}: "${text}" ${why} (first-found, interface=REGEX, skip-interface=REGEX, can-reach=ADDRESS, cidr=CIDR, kubernetes-internal-ip)`,
     );
   if (t === "" || t === "first-found") return { kind: "first-found" };
+  // calico-node takes any method text starting with it.
+  if (t.startsWith("kubernetes-internal-ip")) return { kind: "kubernetes-internal-ip" };
   const eq = t.indexOf("=");
   if (eq < 0) throw bad("is not an autodetection method");
   const name = t.slice(0, eq);
@@ -115,8 +121,6 @@ export function parseAutodetectMethod(text: string, variable: string): Autodetec
       });
       return { kind: "cidr", cidrs };
     }
-    case "kubernetes-internal-ip":
-      throw bad("needs a Kubernetes Node; Ocelot runs without the Kubernetes API");
     default:
       throw bad(`is not an autodetection method`);
   }
@@ -195,6 +199,8 @@ export function chooseAddress(
   method: AutodetectMethod,
   ifaces: readonly HostInterface[],
   reachSource?: string,
+  /** The Kubernetes Node's InternalIP addresses, in its order (kubernetes-internal-ip). */
+  internalIPs?: readonly string[],
 ): Detected {
   const none = (why: string) =>
     new AutodetectError(`No IPv${family} address found by ${methodText || "first-found"}: ${why}`);
@@ -249,6 +255,26 @@ export function chooseAddress(
         }
       }
       throw none(`the source address ${src} for ${method.destination} is on no host interface`);
+    }
+    case "kubernetes-internal-ip": {
+      const ip = (internalIPs ?? []).find((a) => isIP(a) === family);
+      if (ip === undefined)
+        throw none(
+          `the Kubernetes Node has no IPv${family} InternalIP (its InternalIPs: ${(internalIPs ?? []).join(", ") || "none"})`,
+        );
+      const want = formatAddress(family, parseAddress(ip).value);
+      for (const i of filtered(ifaces, [], []))
+        for (const c of i.addresses) {
+          const a = c.split("/")[0] as string;
+          if (familyOf(c) === family && formatAddress(family, parseAddress(a).value) === want)
+            return {
+              cidr: c,
+              iface: i.name,
+              method: methodText,
+              reason: `kubernetes-internal-ip: the Kubernetes Node's InternalIP ${want}, on ${i.name}`,
+            };
+        }
+      throw none(`the Kubernetes Node's InternalIP ${want} is on no host interface`);
     }
   }
 }

@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import {
+  AutodetectError,
   type AutodetectMethod,
   chooseAddress,
   type Detected,
@@ -58,17 +59,37 @@ export async function routeSource(
   }
 }
 
-/** Detects the node's address of one family by the method written in `variable`. */
+/**
+ * Detects the node's address of one family by the method written in `variable`.
+ * `internalIPs` reads the Kubernetes Node's InternalIP addresses (kubernetes-internal-ip only;
+ * absent: that method fails, naming what it needs).
+ */
 export async function detectAddress(
   family: 4 | 6,
   methodText: string,
   variable: string,
   netns?: string,
+  internalIPs?: () => Promise<string[]>,
 ): Promise<Detected> {
   const method: AutodetectMethod = parseAutodetectMethod(methodText, variable);
   const source =
     method.kind === "can-reach"
       ? await routeSource(family, method.destination, netns).catch(() => undefined)
       : undefined;
-  return chooseAddress(family, methodText || "first-found", method, readInterfaces(netns), source);
+  let k8s: string[] | undefined;
+  if (method.kind === "kubernetes-internal-ip") {
+    if (internalIPs === undefined)
+      throw new AutodetectError(
+        `${variable}: "${methodText}" reads the Kubernetes Node's InternalIP: give ocelot node run a kubeconfig (--kubeconfig or KUBECONFIG)`,
+      );
+    k8s = await internalIPs();
+  }
+  return chooseAddress(
+    family,
+    methodText || "first-found",
+    method,
+    readInterfaces(netns),
+    source,
+    k8s,
+  );
 }

@@ -38,14 +38,23 @@ import { parseDurationMs, parseIpPort } from "../api/fields.js";
 import type { IPPool } from "../api/ippool.js";
 import type { Node } from "../api/node.js";
 import { matchSelector, parseSelector } from "../api/selector.js";
-import type { BgpdConfig, Family, Filter, FilterRule, PeerConfig } from "../bgp/config.js";
+import type {
+  BgpdConfig,
+  Family,
+  Filter,
+  FilterRule,
+  PeerBfdAuth,
+  PeerConfig,
+} from "../bgp/config.js";
 import {
+  bfdKeyProblem,
   DEFAULT_STARTUP_HOLD_TIME,
   MAX_PASSWORD_BYTES,
   parseConfig,
   passwordFromFile,
 } from "../bgp/config.js";
 import { borrowedAddresses } from "../felix/overlay.js";
+
 import { cidrOverlaps, parseCidr } from "../lib/ip.js";
 import {
   floatingAddressesOf,
@@ -54,6 +63,15 @@ import {
   workloadAddressesOf,
 } from "./agent_state.js";
 import { serviceAdvertisements, serviceFibExclusions } from "./service_routes.js";
+
+/** BGPPeer's BFD authentication types as bgpd's config names them. */
+const BFD_AUTH_TYPE = {
+  Simple: "simple",
+  KeyedMD5: "keyed-md5",
+  MeticulousKeyedMD5: "meticulous-keyed-md5",
+  KeyedSHA1: "keyed-sha1",
+  MeticulousKeyedSHA1: "meticulous-keyed-sha1",
+} as const satisfies Record<string, PeerBfdAuth["type"]>;
 
 export interface BgpSnapshot extends NodeSnapshot {
   bgpConfigurations: BGPConfiguration[];
@@ -269,7 +287,7 @@ const EXPRESSIBLE_RULE_FIELDS = new Set([
 const REJECT_ALL: FilterRule = { action: "Reject" };
 
 /** Why the speaker cannot evaluate a BGPFilter rule, or undefined when it can. */
-function inexpressible(rule: BGPFilterRule, direction: "import" | "export"): string | undefined {
+function inexpressible(rule: BGPFilterRule): string | undefined {
   const fields = Object.keys(rule).filter(
     (k) => !EXPRESSIBLE_RULE_FIELDS.has(k) && rule[k as keyof BGPFilterRule] !== undefined,
   );
@@ -280,9 +298,6 @@ function inexpressible(rule: BGPFilterRule, direction: "import" | "export"): str
     rule.matchOperator !== "NotIn"
   )
     return `prefixLength with matchOperator ${rule.matchOperator} not supported by the speaker`;
-  const other = (rule.operations ?? []).find((o) => o.setPriority === undefined);
-  if (direction === "import" && other !== undefined)
-    return `${Object.keys(other).find((k) => other[k as keyof typeof other] !== undefined)} on import not supported by the speaker (it changes a received route's LOCAL_PREF only: setPriority)`;
   return undefined;
 }
 
@@ -333,7 +348,7 @@ function filterRules(
       break;
     }
     for (const [i, rule] of (f.spec[list] ?? []).entries()) {
-      const why = inexpressible(rule, direction);
+      const why = inexpressible(rule);
       if (why !== undefined) {
         problems.add(`BGPFilter "${name}" ${list}[${i}]: ${why}`);
         rules.push(REJECT_ALL);
@@ -545,11 +560,29 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       common.addPath = { receive: s.addPath.receive ?? true, send: s.addPath.send ?? 0 };
     if (s.bfd !== undefined) {
       const ms = (d: string | undefined) => (d === undefined ? 300 : (parseDurationMs(d) ?? 300));
+      let authentication: PeerBfdAuth | undefined;
+      const a = s.bfd.authentication;
+      if (a !== undefined) {
+        const type = BFD_AUTH_TYPE[a.type];
+        const pw = secret(a.password.secretKeyRef);
+        const why =
+          "problem" in pw
+            ? pw.problem
+            : bfdKeyProblem(type, passwordFromFile(opts.readSecret?.(pw.file) ?? ""));
+        if (why !== undefined) {
+          warnings.push(
+            `BGPPeer "${peer.metadata.name}": spec.bfd.authentication.password: ${why}; peer skipped (BFD never unauthenticated)`,
+          );
+          continue;
+        }
+        authentication = { type, keyId: a.keyID ?? 1, passwordFile: (pw as { file: string }).file };
+      }
       common.bfd = {
         minTx: ms(s.bfd.minTxInterval),
         minRx: ms(s.bfd.minRxInterval),
         multiplier: s.bfd.multiplier ?? 3,
         multihop: s.bfd.multihop ?? false,
+        ...(authentication ? { authentication } : {}),
       };
     }
     const problems = new Set<string>();
@@ -678,9 +711,12 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
       gracefulRestartTime: opts.gracefulRestartTime ?? 120,
       // Calico's rejectcidrs: Service routes learned from anyone stay out of the kernel.
       exclude: serviceFibExclusions(snap),
-      // Calico's krt_metric for routes learned over BGP: the normal route priority.
+      // Calico's krt_metric for routes learned over BGP: the normal route priority, or the
+      // route's own (2^31-1 - LOCAL_PREF from an iBGP peer or an import setPriority); routes
+      // go to iBGP peers with LOCAL_PREF 2^31-1 - priority, as confd's BIRD filters do.
       metricV4: global.ipv4NormalRoutePriority,
       metricV6: global.ipv6NormalRoutePriority,
+      metricFromPriority: true,
     },
     gracefulRestart: gracefulRestartOf(global),
     status: { socket: opts.statusSocket },

@@ -271,7 +271,7 @@ export const NODE_SETTINGS: readonly Def[] = [
   def(
     "--kubeconfig <file>",
     ["KUBECONFIG"],
-    "run kube-controllers against this API server on one node elected by a datastore lease (default: not run)",
+    "run kube-controllers against this API server on one node elected by a datastore lease (default: not run); also where IP_AUTODETECTION_METHOD=kubernetes-internal-ip reads the Kubernetes Node",
   ),
   def(
     "--kube-controllers-lease-ttl <duration>",
@@ -538,11 +538,17 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
     const r = get(attr);
     if (!r) return "first-found";
     const text = str(r);
+    let kind: string;
     try {
-      parseAutodetectMethod(text, r.name);
+      kind = parseAutodetectMethod(text, r.name).kind;
     } catch (e) {
       throw new NodeConfigError((e as Error).message);
     }
+    if (kind === "kubernetes-internal-ip" && !get("kubeconfig"))
+      throw err(
+        r,
+        "reads the Kubernetes Node's InternalIP: give a kubeconfig (--kubeconfig or KUBECONFIG)",
+      );
     return text;
   };
 

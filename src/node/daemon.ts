@@ -518,6 +518,7 @@ export class NodeDaemon {
     await this.fastRunning?.catch(() => {});
     this.neigh?.close();
     this.neigh = undefined;
+    this.applier.close();
     await this.agentFib?.close?.();
   }
 
@@ -722,7 +723,12 @@ export class NodeDaemon {
   private async bgpFast(arrived: number): Promise<void> {
     const bgp = this.bgp;
     const rendered = this.bgpOrigins;
-    if (!bgp || !rendered || this.stopped) return;
+    if (!bgp || this.stopped) return;
+    if (!rendered) {
+      // A pass is applying the speaker's config (or none rendered yet): it announces the block.
+      this.log.debug({}, "BGP fast path: a pass is applying the speaker's config; left to it");
+      return;
+    }
     const t0 = performance.now();
     const p = this.prefixes;
     const affinities = this.decodeAll(p.affinities, (kv) => decodeAffinity(kv.key, kv.value));
@@ -734,7 +740,10 @@ export class NodeDaemon {
       return;
     }
     // The speaker runs what was rendered (not a config still being applied).
-    if (JSON.stringify(bgp.config.originate) !== JSON.stringify(rendered.originate)) return;
+    if (JSON.stringify(bgp.config.originate) !== JSON.stringify(rendered.originate)) {
+      this.log.debug({}, "BGP fast path: the speaker runs another config; left to the pass");
+      return;
+    }
     const next = { ...bgp.config, originate: d.originate };
     this.bgpOrigins = {
       own: nodeBlocks(affinities, this.opts.nodename),

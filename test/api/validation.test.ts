@@ -155,11 +155,38 @@ describe("IPPool", () => {
     ]);
   });
 
-  it("refuses a Calico field Ocelot does not support yet, naming it", () => {
-    const [msg] = issuesOf(pool({ cidr: "10.0.0.0/16", namespaceSelector: "all()" }));
-    expect(msg).toMatch(
-      /^spec\.namespaceSelector: is a Calico field that Ocelot does not support yet .*got "all\(\)"$/,
+  it("namespaceSelector: a selector without global(), not on a Tunnel pool (Calico's CEL rules)", () => {
+    // Accepted; without allowedUses such a pool is for workloads only (re-appliable as read back).
+    const { resource } = validateResource(
+      pool({ cidr: "10.0.0.0/16", namespaceSelector: "team == 'a'" }),
     );
+    expect(resource.spec).toMatchObject({
+      namespaceSelector: "team == 'a'",
+      allowedUses: ["Workload"],
+    });
+    expect(() => validateResource({ ...pool({}), spec: resource.spec })).not.toThrow();
+    expect(
+      validateResource(pool({ cidr: "10.0.0.0/16", namespaceSelector: "" })).resource.spec,
+    ).toMatchObject({ allowedUses: ["Workload", "Tunnel"] });
+    expect(issuesOf(pool({ cidr: "10.0.0.0/16", namespaceSelector: "global()" }))).toEqual([
+      expect.stringMatching(/^spec\.namespaceSelector: .*global\(\) is not valid/),
+    ]);
+    expect(issuesOf(pool({ cidr: "10.0.0.0/16", namespaceSelector: "a ==" }))).toEqual([
+      expect.stringMatching(/^spec\.namespaceSelector: .*is not a valid selector/),
+    ]);
+    expect(
+      issuesOf(
+        pool({
+          cidr: "10.0.0.0/16",
+          allowedUses: ["Workload", "Tunnel"],
+          namespaceSelector: "a == 'b'",
+        }),
+      ),
+    ).toEqual([
+      expect.stringMatching(
+        /^spec\.namespaceSelector: cannot be set on a pool whose allowedUses include Tunnel/,
+      ),
+    ]);
   });
 
   it("reports every bad field of a document", () => {

@@ -85,7 +85,7 @@ describe("WorkloadEndpoint qosControls", () => {
     ).toEqual([]);
   });
 
-  it("accepts packet rates and connection limits; refuses DSCP by name with the reason", () => {
+  it("accepts packet rates, connection limits and DSCP (numorstring.DSCP); refuses a bad code point", () => {
     expect(
       issuesOf(
         wep({
@@ -93,9 +93,12 @@ describe("WorkloadEndpoint qosControls", () => {
         }),
       ),
     ).toEqual([]);
-    expect(issuesOf(wep({ qosControls: { dscp: "EF" } }))).toEqual([
-      expect.stringMatching(/dscp.*not support yet \(DSCP marking\)/),
-    ]);
+    for (const dscp of ["EF", "af11", "cs6", 0, 63, "46", " DF "])
+      expect(issuesOf(wep({ qosControls: { dscp } }))).toEqual([]);
+    for (const dscp of [64, -1, 1.5, "AF14", "64", ""])
+      expect(issuesOf(wep({ qosControls: { dscp } }))).toEqual([
+        expect.stringMatching(/qosControls\.dscp.*is not a DSCP value/),
+      ]);
   });
 
   it("refuses a negative or fractional value and an unknown field", () => {

@@ -103,13 +103,21 @@ describe("BFD Control packet", () => {
       expect(decodeControl(encodeControl({ ...base, state })).ok).toBe(true);
   });
 
-  it("decodeControl() discards an authenticated packet (authentication is not implemented)", () => {
+  it("decodeControl() decodes an authenticated packet (the session checks its section); a short one is discarded", () => {
     const b = new Uint8Array(BFD_CONTROL_LEN + 4);
     b.set(encodeControl(base));
     b[1] |= 0x04;
     b[3] = BFD_CONTROL_LEN + 4;
     b.set([1, 4, 1, 0x61], BFD_CONTROL_LEN); // Simple Password, key id 1, "a"
-    expect(decodeControl(b)).toEqual({ ok: false, reason: "AuthenticationNotSupported" });
+    expect(decodeControl(b)).toEqual({ ok: true, packet: { ...base, auth: true } });
+    // encodeControl() lays the same header out, with the section zeroed for auth.ts.
+    expect(encodeControl({ ...base, auth: true }, 4).subarray(0, BFD_CONTROL_LEN)).toEqual(
+      b.subarray(0, BFD_CONTROL_LEN),
+    );
+    // §6.8.6: with the A bit the Length must leave room for a section (at least 26).
+    const short = Uint8Array.from(b.subarray(0, BFD_CONTROL_LEN + 1));
+    short[3] = BFD_CONTROL_LEN + 1;
+    expect(decodeControl(short)).toEqual({ ok: false, reason: "BadLength" });
   });
 
   it("decodeControl() never throws on random bytes", () => {
@@ -126,7 +134,7 @@ describe("BFD Control packet", () => {
         b[3] = Math.min(b.length, 24);
       }
       const r = decodeControl(b);
-      if (r.ok) expect(decodeControl(encodeControl(r.packet))).toEqual(r);
+      if (r.ok && !r.packet.auth) expect(decodeControl(encodeControl(r.packet))).toEqual(r);
     }
   });
 
@@ -135,6 +143,7 @@ describe("BFD Control packet", () => {
     expect(() => encodeControl({ ...base, diag: 32 })).toThrow(/diag/);
     expect(() => encodeControl({ ...base, myDiscr: -1 })).toThrow(/myDiscr/);
     expect(() => encodeControl({ ...base, poll: true, final: true })).toThrow(/Poll and Final/);
-    expect(() => encodeControl({ ...base, auth: true })).toThrow(/authentication/);
+    expect(() => encodeControl({ ...base, auth: true })).toThrow(/auth bit and section length/);
+    expect(() => encodeControl(base, 4)).toThrow(/auth bit and section length/);
   });
 });

@@ -10,6 +10,7 @@ import {
   parseConfig,
   parseConfigText,
   peerTtl,
+  resolvePasswordFiles,
 } from "../../src/bgp/config.js";
 
 const base = `
@@ -270,6 +271,37 @@ describe("peers[].bfd", () => {
     expect(err(() => withBfd("{echo: true}"))).toContain("echo");
   });
 
+  it("authentication (RFC 5880 §6.7): a type and a key of its size, from password or passwordFile, keyId 1 by default", () => {
+    expect(
+      withBfd('{authentication: {type: meticulous-keyed-sha1, password: "k"}}').peers[0]?.bfd
+        ?.authentication,
+    ).toEqual({ type: "meticulous-keyed-sha1", keyId: 1, password: "k" });
+    expect(
+      withBfd("{authentication: {type: simple, keyId: 9, passwordFile: /etc/k}}").peers[0]?.bfd
+        ?.authentication,
+    ).toEqual({ type: "simple", keyId: 9, passwordFile: "/etc/k" });
+    expect(err(() => withBfd("{authentication: {type: md5, password: k}}"))).toContain(
+      "peers[0].bfd.authentication.type",
+    );
+    expect(err(() => withBfd("{authentication: {type: simple}}"))).toContain(
+      "give password or passwordFile, one of them",
+    );
+    expect(
+      err(() => withBfd(`{authentication: {type: keyed-md5, password: "${"x".repeat(17)}"}}`)),
+    ).toContain("a keyed-md5 key is 1 to 16 bytes, got 17");
+    expect(
+      err(() => withBfd("{authentication: {type: simple, keyId: 256, password: k}}")),
+    ).toContain("peers[0].bfd.authentication.keyId");
+    // A key read from its file is checked for its type, and never printed.
+    const cfg = withBfd("{authentication: {type: keyed-sha1, passwordFile: /k}}");
+    expect(
+      resolvePasswordFiles(cfg, () => "from-file\n").peers[0]?.bfd?.authentication?.password,
+    ).toBe("from-file");
+    expect(() => resolvePasswordFiles(cfg, () => "y".repeat(21))).toThrow(
+      'peers[0].bfd.authentication.passwordFile: "/k": a keyed-sha1 key is 1 to 20 bytes, got 21',
+    );
+  });
+
   it("turning BFD on, off or changing its timers is not a session reset (impact none)", () => {
     const off = parseConfigText(base);
     const on = withBfd("{}");
@@ -479,24 +511,28 @@ describe("filter rules with Calico's path fields and operations", () => {
         { setPriority: { value: 256 } },
       ],
     });
-    // On import, setPriority only.
+    // On import every operation, as Calico's BIRD import filters (the route as kept).
     expect(
       parseConfigText(rule("{action: Accept, operations: [{setPriority: {value: 256}}]}")).peers[0]
         ?.importFilter?.rules[0],
     ).toMatchObject({ operations: [{ setPriority: { value: 256 } }] });
+    expect(
+      parseConfigText(
+        rule(
+          '{action: Accept, operations: [{addCommunity: {value: "1:1"}}, {prependASPath: {prefix: [65001]}}]}',
+        ),
+      ).peers[0]?.importFilter?.rules[0],
+    ).toMatchObject({
+      operations: [{ addCommunity: { value: "1:1" } }, { prependASPath: { prefix: [65001] } }],
+    });
   });
 
-  it("refuses bad values naming the field, and addCommunity/prependASPath on import", () => {
+  it("refuses bad values naming the field", () => {
     expect(
       err(() =>
-        parseConfigText(rule('{action: Accept, operations: [{addCommunity: {value: "1:1"}}]}')),
+        parseConfigText(rule('{action: Accept, operations: [{addCommunity: {value: "1:x"}}]}')),
       ),
     ).toContain("peers[0].importFilter.rules[0].operations[0]");
-    expect(
-      err(() =>
-        parseConfigText(rule('{action: Accept, operations: [{addCommunity: {value: "1:1"}}]}')),
-      ),
-    ).toContain("only setPriority is supported on import");
     expect(
       err(() => parseConfigText(rule('{action: Reject, communities: {values: ["70000:1"]}}'))),
     ).toContain("not a community");

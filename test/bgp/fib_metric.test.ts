@@ -2,7 +2,8 @@
 // loopback with in-memory FIBs: learned routes carry the config's metric per family
 // (fib.metricV4/V6, BGPConfiguration ipv4/ipv6NormalRoutePriority), a new metric moves them
 // (set at the new one, removed at the old, no session reset) while host routes to peers stay at
-// metric 0; reachableBy keeps a host route to the peer via the gateway (peer_routes.ts).
+// metric 0; reachableBy keeps a host route to the peer via the gateway (peer_routes.ts); with
+// fib.metricFromPriority a route with a priority of its own gets it as its metric.
 import { afterEach, describe, expect, it } from "vitest";
 import { type BgpdConfig, parseConfig } from "../../src/bgp/config.js";
 import { realClock } from "../../src/bgp/io/clock.js";
@@ -18,7 +19,11 @@ afterEach(async () => {
 });
 
 /** a originates a v4 and a v6 prefix to b; b installs them with its fib metrics. */
-async function pair(bFib: Record<string, unknown>, bPeer: Record<string, unknown> = {}) {
+async function pair(
+  bFib: Record<string, unknown>,
+  bPeer: Record<string, unknown> = {},
+  aFib: Record<string, unknown> = {},
+) {
   const bCfg = parseConfig({
     asn: 64512,
     routerId: "10.0.0.2",
@@ -39,12 +44,13 @@ async function pair(bFib: Record<string, unknown>, bPeer: Record<string, unknown
       { address: "127.0.0.2", asn: 64512, port: b.listenPort, holdTime: 9, connectRetryTime: 1 },
     ],
     originate: [{ prefix: "10.244.1.0/26" }, { prefix: "fd00:1::/122" }],
+    fib: aFib,
     status: { socket: "/nonexistent" },
   });
   const a = new Speaker(aCfg, { clock: realClock, fib: new MemoryFib(), bridge: makeWireBridge() });
   await a.start();
   stops.push(() => a.stop());
-  return { b, fibB, bCfg };
+  return { a, b, fibB, bCfg };
 }
 
 const learned = (fib: MemoryFib) =>
@@ -87,6 +93,58 @@ describe("kernel metric of learned routes (normal route priority)", () => {
       ["10.244.1.0/26", 0],
       ["fd00:1::/122", 1024],
     ]);
+  });
+});
+
+describe("fib.metricFromPriority: Calico's route priorities in ocelot bgpd", () => {
+  const prio = (v: number) => ({
+    rules: [
+      {
+        action: "Accept",
+        cidr: "10.244.1.0/26",
+        matchOperator: "Equal",
+        operations: [{ setPriority: { value: v } }],
+      },
+      {
+        action: "Accept",
+        cidr: "fd00:1::/122",
+        matchOperator: "Equal",
+        operations: [
+          { addCommunity: { value: "64512:9" } },
+          { prependASPath: { prefix: [64700] } },
+        ],
+      },
+    ],
+  });
+
+  it("a route at the normal priority (LOCAL_PREF 2147482623 from another Ocelot) at the normal metric; an import setPriority at its own, moved live; addCommunity/prependASPath on import in `routes`", async () => {
+    const on = { metricV4: 1024, metricV6: 1024, metricFromPriority: true };
+    const { b, fibB, bCfg } = await pair(on, {}, on);
+    await waitFor("both routes in b's FIB", () => fibB.desired().length === 2, 30_000, 20);
+    // a sent both with LOCAL_PREF 2^31-1 - 1024: priority 1024, the normal metric.
+    expect(learned(fibB)).toEqual([
+      ["10.244.1.0/26", 1024],
+      ["fd00:1::/122", 1024],
+    ]);
+    expect(b.routes().routes.map((r) => r.best.localPref)).toEqual([2147482623, 2147482623]);
+    const before = b.status().peers[0]?.establishedTransitions;
+    const withFilter = (v: number) => ({
+      ...bCfg,
+      peers: bCfg.peers.map((p) => ({ ...p, importFilter: prio(v) })),
+    });
+    await b.reconfigure(parseConfig(withFilter(300)));
+    await waitFor("v4 at 300", () => learned(fibB)[0]?.[1] === 300, 30_000, 20);
+    await b.reconfigure(parseConfig(withFilter(500)));
+    await waitFor("v4 at 500", () => learned(fibB)[0]?.[1] === 500, 30_000, 20);
+    expect(learned(fibB)).toEqual([
+      ["10.244.1.0/26", 500],
+      ["fd00:1::/122", 1024],
+    ]);
+    const v6 = b.routes().routes.find((r) => r.prefix === "fd00:1::/122");
+    expect(v6?.best.asPath).toBe("64700");
+    expect(v6?.best.communities).toEqual(["64512:9"]);
+    expect(b.routes().routes.find((r) => r.prefix === "10.244.1.0/26")?.metric).toBe(500);
+    expect(b.status().peers[0]?.establishedTransitions).toBe(before);
   });
 });
 

@@ -3,7 +3,8 @@
 // namespace: test/helpers/netns.ts Netns) against `ocelot bgpd` as the reflector and against
 // BIRD 2 as the same reflector. Each must bring every client every other client's /26 from a
 // cold start, bring all back after 10 % of the clients reset at once, and close no session
-// itself (no NOTIFICATION, no hold timer run out on either side). Speed is the bench's.
+// itself (no NOTIFICATION, no hold timer run out on either side), and report its memory in parts
+// (RssAnon + RssFile + RssShmem, Ocelot's V8 heap). Speed is the bench's.
 import { describe, expect, it } from "vitest";
 import { runScenario, type Target } from "../../bench/rr_scale.js";
 import { hangLimit } from "../helpers/limits.js";
@@ -34,6 +35,17 @@ describe.skipIf(skip)("route reflector with 50 clients", () => {
       expect(r.holdExpiredHere, "hold timers run out at the clients").toBe(0);
       expect(r.unexpectedCloses, "established sessions the reflector closed").toBe(0);
       expect(r.atEnd.rssMiB).toBeGreaterThan(0);
+      // The memory breakdown the bench prints: VmRSS in its parts, the sampled RssAnon peak, and
+      // the Ocelot DUT's V8 heap from its status socket.
+      const { rssMiB, anonMiB, fileMiB, shmemMiB } = r.atEnd;
+      expect(anonMiB).toBeGreaterThan(0);
+      expect(fileMiB).toBeGreaterThan(0);
+      expect(Math.abs(anonMiB + fileMiB + shmemMiB - rssMiB)).toBeLessThan(0.5);
+      expect(r.peakAnonMiB).toBeGreaterThanOrEqual(anonMiB * 0.5);
+      if (target === "ocelot") {
+        expect(r.atEnd.heapUsedMiB).toBeGreaterThan(0);
+        expect(r.atEnd.heapTotalMiB).toBeGreaterThanOrEqual(r.atEnd.heapUsedMiB as number);
+      } else expect(r.atEnd.heapUsedMiB).toBeUndefined();
     }, 600_000);
   }
 });

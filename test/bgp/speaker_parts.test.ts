@@ -88,4 +88,38 @@ describe("FibPump", () => {
     await new Promise((r) => setTimeout(r, 10));
     expect(fib.desired().map((r) => r.dst)).toEqual(["10.0.0.2/32"]);
   });
+
+  it("a next-hop set with a metric of its own (a route priority) is installed and removed at it, IPv4 and IPv6", async () => {
+    const fib = new MemoryFib();
+    const pump = new FibPump(fib, silentLog);
+    // Set 0: the normal metric; set 1: the same next hop at metric 300.
+    const b = new FibBatch([["10.0.0.1"], ["10.0.0.1"]], [-1, 300]);
+    b.v4.pushV4(0x0a000001, 32);
+    b.v4Sets.push(0);
+    b.v4.pushV4(0x0a000002, 32);
+    b.v4Sets.push(1);
+    b.v6.pushV6(new Uint32Array([0xfd000000, 0, 0, 1]), 0, 128);
+    b.v6Sets.push(1);
+    await pump.push(b, 201, 254, { v4: 1024, v6: 1024 });
+    const metrics = () =>
+      fib
+        .desired()
+        .map((r) => [r.dst, r.metric])
+        .sort((x, y) => String(x[0]).localeCompare(String(y[0])));
+    expect(metrics()).toEqual([
+      ["10.0.0.1/32", 1024],
+      ["10.0.0.2/32", 300],
+      ["fd00::1/128", 300],
+    ]);
+    // Removals by the set they were installed with (-2-set): at its metric.
+    const rm = new FibBatch([["10.0.0.1"], ["10.0.0.1"]], [-1, 300]);
+    rm.v4.pushV4(0x0a000002, 32);
+    rm.v4Sets.push(-3);
+    rm.v6.pushV6(new Uint32Array([0xfd000000, 0, 0, 1]), 0, 128);
+    rm.v6Sets.push(-3);
+    expect(rm.metricOf(-3)).toBe(300);
+    expect(rm.metricOf(-1)).toBeUndefined();
+    await pump.push(rm, 201, 254, { v4: 1024, v6: 1024 });
+    expect(metrics()).toEqual([["10.0.0.1/32", 1024]]);
+  });
 });

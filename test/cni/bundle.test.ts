@@ -40,4 +40,19 @@ describe("command bundles", () => {
       );
     },
   );
+
+  it("ocelot bgpd, status and routes run from the BGP daemon's own bundle", () => {
+    for (const cmd of ["bgpd", "status", "routes"]) {
+      const r = run("ocelot", [cmd, "--help"], {});
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`Usage: ocelot ${cmd}`);
+      expect(r.stderr).toContain(
+        `ocelot bundle: ${join(BUNDLES, "ocelot-bgpd.cjs")} code cache accepted`,
+      );
+    }
+    // Every other command, and a global flag before bgpd, take the whole CLI's bundle.
+    const other = run("ocelot", ["--datastore", "sqlite:///nonexistent", "bgpd", "--help"], {});
+    expect(other.code, other.stderr).toBe(0);
+    expect(other.stderr).toContain(`ocelot bundle: ${join(BUNDLES, "ocelot.cjs")} code cache`);
+  });
 });

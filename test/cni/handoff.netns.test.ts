@@ -77,9 +77,10 @@ describe.skipIf(skip)("CNI hand-off: installed plugins run their calls in the no
     for (const [u, name, cidr] of [
       [url, "pool", "10.79.0.0/24"],
       [otherUrl, "other", "10.79.1.0/24"],
+      [url, "pool6", "fd79::/120"],
     ] as const) {
       const s = new SqliteDatastore(u.slice(5));
-      await putPool(s, name, cidr, { blockSize: 26 });
+      await putPool(s, name, cidr, { blockSize: cidr.includes(":") ? 122 : 26 });
       await s.close();
     }
     const inst = runSync(join(BIN, "ocelot"), [
@@ -138,6 +139,39 @@ describe.skipIf(skip)("CNI hand-off: installed plugins run their calls in the no
     console.log(
       `hand-off: ADD ${addMs.toFixed(0)} ms, DEL ${delMs.toFixed(0)} ms (load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]})`,
     );
+  });
+
+  it("a dual-stack ADD in the daemon: the IPv6 gateway is the host side's link-local address", async () => {
+    // The wait for that address is asynchronous in the daemon (its event loop also carries BGP
+    // and BFD); this proves the awaited path gives the same wiring as the plugin's own.
+    const pod = Netns.create("hpod6");
+    pods.push(pod);
+    const dual = {
+      ...conf(url, "pool"),
+      ipam: { type: "ocelot-ipam", ipv4_pools: ["pool"], ipv6_pools: ["pool6"], assign_ipv6: true },
+    };
+    const before = handoffs()["ocelot-cni ADD done"] ?? 0;
+    const add = await installed("ADD", env(pod, "dual"), dual);
+    expect(add.code, `${add.stdout}${add.stderr}${daemon?.log}`).toBe(0);
+    expect(handoffs()["ocelot-cni ADD done"]).toBe(before + 1);
+    const result = JSON.parse(add.stdout) as {
+      ips: { address: string }[];
+      routes: { dst: string; gw?: string }[];
+    };
+    const ip6 = result.ips.find((i) => i.address.includes(":"))?.address;
+    expect(ip6).toMatch(/^fd79::[0-9a-f]+\/128$/);
+    const ll = result.routes.find((r) => r.dst === "::/0")?.gw;
+    expect(ll).toMatch(/^fe80::/);
+    const def6 = JSON.parse(pod.exec("ip", "-j", "-6", "route", "show", "default")) as {
+      gateway?: string;
+    }[];
+    expect(def6.map((r) => r.gateway)).toEqual([ll]);
+    const host6 = JSON.parse(node.exec("ip", "-j", "-6", "route", "show", "proto", "202")) as {
+      dst: string;
+    }[];
+    expect(host6.map((r) => r.dst)).toContain(ip6?.split("/")[0]);
+    const del = await installed("DEL", env(pod, "dual"), dual);
+    expect(del.code, `${del.stdout}${del.stderr}`).toBe(0);
   });
 
   it("a call naming another datastore is declined and the plugin runs it itself", async () => {

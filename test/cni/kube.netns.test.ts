@@ -99,7 +99,10 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
     api = await KubeApi.start();
     kubeconfig = api.writeKubeconfig(join(dir, "kubeconfig"));
     api.putNamespace("team-a", { team: "a", env: "prod" });
-    api.putPod("team-a", "web-1", { app: "web", version: "v1" }, "web-sa");
+    api.putPod("team-a", "web-1", { app: "web", version: "v1" }, "web-sa", undefined, [
+      { name: "http", containerPort: 8080, protocol: "TCP" },
+      { containerPort: 9090 },
+    ]);
     node = Netns.create("kcninode");
     addUplink(node, "192.0.2.10/24");
     for (const short of ["kcnip1", "kcnip2", "kcnip3", "kcnip4", "kcnip5", "kcnip6"])
@@ -142,7 +145,7 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("ADD with a kubeconfig writes the pod's labels, pcns.* namespace labels and service account", async () => {
+  it("ADD with a kubeconfig writes the pod's labels, pcns.* namespace labels, service account and named ports", async () => {
     const r = await runOcelotCni(
       node,
       "ADD",
@@ -162,6 +165,8 @@ describe.skipIf(skip)("ocelot-cni reads the pod from the Kubernetes API", () => 
       "projectcalico.org/serviceaccount": "web-sa",
     });
     expect(wep?.spec.profiles).toEqual(["kns.team-a", "ksa.team-a.web-sa"]);
+    // The container's named port (rules' named ports match it); the unnamed one is left out.
+    expect(wep?.spec.ports).toEqual([{ name: "http", protocol: "TCP", port: 8080 }]);
     expect(api.requests).toContain("GET /api/v1/namespaces/team-a/pods/web-1");
     expect(api.requests).toContain("GET /api/v1/namespaces/team-a");
   });

@@ -109,15 +109,12 @@ describe.skipIf(skip)("ocelot-cni with the names container runtimes pass", () =>
     expect(plain?.spec).toMatchObject({ orchestrator: "cni", workload: cid(3) });
 
     const to = podIp(pods[2] as Netns) as string;
-    const ping = runSync("ip", [
-      "netns",
-      "exec",
-      (pods[0] as Netns).name,
-      "ping",
-      "-c1",
-      "-W2",
-      to,
-    ]);
+    // Up to 5 echoes, 5 s each: the first may wait for neighbour resolution on a loaded machine.
+    let ping = runSync("true", []);
+    for (let i = 0; i < 5; i++) {
+      ping = runSync("ip", ["netns", "exec", (pods[0] as Netns).name, "ping", "-c1", "-W5", to]);
+      if (ping.status === 0) break;
+    }
     expect(ping.status, ping.stdout + ping.stderr).toBe(0);
     // The default log level writes nothing for success.
     expect(existsSync(logFile)).toBe(false);

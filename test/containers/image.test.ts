@@ -117,6 +117,8 @@ describe.skipIf(skip)("Dockerfile", () => {
     for (const f of [
       "ocelot.cjs",
       "ocelot.cjs.cache",
+      "ocelot-bgpd.cjs",
+      "ocelot-bgpd.cjs.cache",
       "ocelot-cni.cjs",
       "kubernetes-client-node.cjs",
     ])

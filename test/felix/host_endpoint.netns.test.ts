@@ -36,6 +36,7 @@ import {
   waitFor,
 } from "../helpers/netns.js";
 import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
+import { tcpConnects } from "../helpers/pods.js";
 
 const reason =
   netnsUnavailableReason() ?? addonUnavailableReason() ?? peersUnavailableReason(["bird"]);
@@ -77,19 +78,6 @@ protocol bgp p {
   ipv4 { import none; export none; };
 }
 `;
-
-/** One TCP connect from ns to ip:port with a 2 s limit; retried when expected to pass. */
-function connect(from: Netns, ip: string, port: number, expected: boolean): boolean {
-  for (let i = 0; i < (expected ? 5 : 1); i++) {
-    const r = runSync(
-      "ip",
-      ["netns", "exec", from.name, "timeout", "2", "bash", "-c", `exec 3<>/dev/tcp/${ip}/${port}`],
-      { timeout: HANG_MS },
-    );
-    if (r.status === 0) return true;
-  }
-  return false;
-}
 
 function ping(from: Netns, to: string, expected: boolean): boolean {
   for (let i = 0; i < (expected ? 5 : 1); i++) {
@@ -168,7 +156,7 @@ describe.skipIf(skip)("host endpoints applied in a namespace", () => {
     serverPort = port,
   ) => {
     const before = accepted(to.ns, serverPort);
-    const ok = connect(from, to.ip, port, expected);
+    const ok = tcpConnects(from, to.ip, port, expected);
     let counted = accepted(to.ns, serverPort) - before;
     for (let i = 0; i < (ok ? 100 : 5) && counted === 0; i++) {
       sleepSync(100);
@@ -237,7 +225,7 @@ describe.skipIf(skip)("host endpoints applied in a namespace", () => {
     birdPeer = lab.startBird(peer, "bird-peer", birdConf(PEER, 65002, HOST, 65001));
     fib = await KernelFib.open({ netns: host.name, protocols: [202], watch: false });
     await waitFor("BGP Established", () => birdPeer.state("p") === "Established", 60_000, 200);
-    await waitFor("peer reaches host:7000", () => connect(peer, HOST, 7000, true));
+    await waitFor("peer reaches host:7000", () => tcpConnects(peer, HOST, 7000, true));
   });
 
   afterAll(async () => {

@@ -60,6 +60,36 @@ const arbCase = fc.record({
 const sorted = (xs: unknown[]) => xs.map((x) => JSON.stringify(x)).sort();
 
 describe("addBlocks() against the full render (property)", () => {
+  it("refuses one CIDR claimed by two nodes among the added blocks (found by this property, seed -1406043381)", () => {
+    const base: OverlayInput = {
+      node: "a",
+      nodes: [
+        {
+          name: "a",
+          ipv4Address: "10.0.1.11/24",
+          vxlanV4: { address: "10.244.200.1", mac: "66:00:00:00:00:aa" },
+        },
+        {
+          name: "c",
+          ipv4Address: "10.0.2.13/24",
+          vxlanV4: { address: "10.244.202.1", mac: "66:00:00:00:00:12" },
+        },
+        { name: "d" },
+      ],
+      pools: [{ cidr: "10.244.0.0/16", vxlanMode: "Always", ipipMode: "Never" }],
+      blocks: [],
+      workloads: [],
+      fabric: { 4: { name: "eth0", mtu: 1500 } },
+    };
+    const added = [
+      { cidr: "10.244.2.0/26", node: "d" },
+      { cidr: "10.244.2.0/26", node: "c" },
+    ];
+    expect(addBlocks(renderOverlay(base), { ...base, blocks: added }, PRESENT, new Set())).toBe(
+      undefined,
+    );
+  });
+
   it("refuses or agrees with the full render, state and delta", () => {
     let agreed = 0;
     fc.assert(

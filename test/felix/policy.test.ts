@@ -317,15 +317,75 @@ describe("renderPolicy(): rule matches", () => {
     ]);
   });
 
-  it("named ports are not resolved yet: an Allow is not rendered, a Deny denies every port (warned)", () => {
-    const r = rulesOf([
-      { action: "Allow", protocol: "TCP", destination: { ports: ["http"] } },
-      { action: "Deny", protocol: "TCP", destination: { ports: ["http", 81] } },
+  it("named ports (Felix's rule scanner): hash:ip,port sets of the endpoints having the port, OR'ed with numeric ports", () => {
+    const withPorts = (e: PolicyEndpoint, ports: PolicyEndpoint["ports"]): PolicyEndpoint => ({
+      ...e,
+      ports,
+    });
+    const eps = [
+      withPorts(A, [
+        { name: "http", protocol: "tcp", port: 8080 },
+        { name: "dns", protocol: "udp", port: 53 },
+      ]),
+      withPorts(B, [{ name: "http", protocol: "tcp", port: 80 }]),
+      withPorts(REMOTE_A, [{ name: "http", protocol: "udp", port: 8443 }]),
+      OTHER_NS_A,
+    ];
+    const p = np("r", {
+      selector: "app == 'b'",
+      types: ["Ingress"],
+      ingress: [
+        // No selector: every endpoint with a TCP port named http.
+        { action: "Allow", protocol: "TCP", destination: { ports: ["http", 81] } },
+        // The positive selector filters the set, which then stands for it.
+        {
+          action: "Allow",
+          protocol: "TCP",
+          source: { selector: "app == 'a'", ports: ["http"] },
+        },
+        // No protocol: the port's own protocol, any of them.
+        { action: "Deny", destination: { notPorts: ["http"] } },
+      ],
+    });
+    const s = renderPolicy(input([p], eps), 4);
+    const setOf = (k: unknown, port: string, proto: string | undefined) =>
+      policyIpsetName("p", 4, JSON.stringify({ k, port, proto }));
+    const tcpAll = setOf(undefined, "http", "tcp");
+    const tcpA = setOf({ selector: 'app == "a"', namespace: "default" }, "http", "tcp");
+    const anyAll = setOf(undefined, "http", undefined);
+    expect(s.warnings).toEqual([]);
+    expect(chain(s, policyChainName("default/r", "Ingress"))).toEqual([
+      "-p tcp -m multiport --dports 81 -j MARK --set-xmark 0x10000/0x10000",
+      `-p tcp -m set --match-set ${tcpAll} dst,dst -j MARK --set-xmark 0x10000/0x10000`,
+      "-m mark --mark 0x10000/0x10000 -j RETURN",
+      `-p tcp -m set --match-set ${tcpA} src,src -j MARK --set-xmark 0x10000/0x10000`,
+      "-m mark --mark 0x10000/0x10000 -j RETURN",
+      `-m set ! --match-set ${anyAll} dst,dst -j DROP`,
     ]);
+    const set = (n: string) => s.ipsets.find((x) => x.name === n);
+    expect(set(tcpAll)).toMatchObject({
+      type: "hash:ip,port",
+      members: ["10.244.0.1,tcp:8080", "10.244.0.2,tcp:80"],
+    });
+    // REMOTE_A's http is UDP: not in a TCP rule's set; OTHER_NS_A is in another namespace.
+    expect(set(tcpA)?.members).toEqual(["10.244.0.1,tcp:8080"]);
+    expect(set(anyAll)?.members).toEqual([
+      "10.244.0.1,tcp:8080",
+      "10.244.0.2,tcp:80",
+      "10.244.9.1,udp:8443",
+    ]);
+  });
+
+  it("an HTTP match is not resolved: an Allow is not rendered, a Deny denies every port (warned)", () => {
+    const http = { methods: ["GET"] };
+    const r = rulesOf([
+      { action: "Allow", protocol: "TCP", destination: { ports: ["http"] }, http },
+      { action: "Deny", protocol: "TCP", destination: { ports: ["http", 81] }, http },
+    ] as Rule[]);
     expect(r.rules).toEqual(["-p tcp -j DROP"]);
     expect(r.warnings).toEqual([
-      'policy "default/r" ingress rule 1: named port(s) "http" not supported yet; rule not rendered',
-      'policy "default/r" ingress rule 2: named port(s) "http" not supported yet; rule denies every port',
+      'policy "default/r" ingress rule 1: http match not supported yet; rule not rendered',
+      'policy "default/r" ingress rule 2: http match not supported yet; rule denies every port',
     ]);
   });
 

@@ -1,8 +1,8 @@
 // The policy benchmark (bench/policy_apply.ts) run tiny, so CI keeps it honest: 20 pods, 5
 // policies, 2 network sets of 10 CIDRs, one full pass and its raw reference, 3 pods added and
 // 3 labels changed through the agent's apply; the rules in force (iptables-save, ipset save)
-// must match the benchmark's own model, and its check must notice a broken set and a missing
-// dispatch rule. Figures are not asserted (speed belongs to the benchmark).
+// must match the benchmark's own model, and its check must notice a broken set, a missing
+// dispatch rule and a missing route. Figures are not asserted (speed belongs to the benchmark).
 import { describe, expect, it } from "vitest";
 import { runPolicyBench } from "../../bench/policy_apply.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
@@ -15,6 +15,7 @@ const skip = skipWithReason("policy benchmark (netns)", reason);
 describe.skipIf(skip)("policy benchmark, tiny", () => {
   it("applies, adds pods, relabels, and the rules in force are the model's", async () => {
     const broken: string[][] = [];
+    let route: string | undefined;
     const r = await runPolicyBench({
       endpoints: 20,
       policies: 5,
@@ -40,6 +41,11 @@ describe.skipIf(skip)("policy benchmark, tiny", () => {
         const del = ["-t", "filter", "-D", ...(hook as string).slice(3).split(" ")];
         expect(runSync("ip", ["netns", "exec", ns, "iptables-nft", ...del]).status).toBe(0);
         broken.push(recheck());
+        // A pod's route gone (checked before the FIB's watch can put it back).
+        route = runSync("ip", ["-n", ns, "route", "show", "proto", "202"]).stdout.split(" ")[0];
+        expect(route).toMatch(/^10\.244\./);
+        expect(runSync("ip", ["-n", ns, "route", "del", route as string]).status).toBe(0);
+        broken.push(recheck());
       },
     });
     expect(r.problems).toEqual([]);
@@ -52,6 +58,7 @@ describe.skipIf(skip)("policy benchmark, tiny", () => {
     expect(r.iptablesRules).toBeGreaterThan(0);
     expect(broken[0]?.some((p) => p.includes("netset"))).toBe(true);
     expect(broken[1]?.some((p) => p.includes("no dispatch"))).toBe(true);
+    expect(broken[2]?.some((p) => p.includes(`no route ${route}`))).toBe(true);
     // Nothing of the run is left.
     const left = runSync("ip", ["netns", "list"]).stdout;
     expect(left).not.toContain(`${RUN_PREFIX}-pb`);

@@ -204,6 +204,8 @@ export class KubeApi {
     labels: Record<string, string> = {},
     serviceAccountName = "default",
     annotations?: Record<string, string>,
+    /** The container's `ports` (containerPort, name, protocol, hostPort). */
+    ports?: Record<string, unknown>[],
   ): Obj {
     return this.put({
       apiVersion: "v1",
@@ -216,7 +218,10 @@ export class KubeApi {
         labels,
         ...(annotations ? { annotations } : {}),
       },
-      spec: { serviceAccountName, containers: [{ name: "c", image: "none" }] },
+      spec: {
+        serviceAccountName,
+        containers: [{ name: "c", image: "none", ...(ports ? { ports } : {}) }],
+      },
     });
   }
 
@@ -224,8 +229,19 @@ export class KubeApi {
     return this.putObject("ServiceAccount", { name, namespace, labels });
   }
 
-  putNode(name: string, labels: Record<string, string> = {}): Obj {
-    return this.putObject("Node", { name, labels });
+  /** A Node; `addresses` become its status.addresses (`{ type: "InternalIP", address }`, …). */
+  putNode(
+    name: string,
+    labels: Record<string, string> = {},
+    addresses?: { type: string; address: string }[],
+  ): Obj {
+    if (addresses === undefined) return this.putObject("Node", { name, labels });
+    return this.put({
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name, labels, uid: "", resourceVersion: "" },
+      status: { addresses },
+    });
   }
 
   /** A networking.k8s.io/v1 NetworkPolicy; `spec` as the API has it (`from`, `to`, …). */

@@ -1,10 +1,11 @@
 // Pods wired as Calico's CNI plugin wires them, for dataplane tests that run without the plugin:
 // a veth whose host side (MAC ee:ee:ee:ee:ee:ee) stays in the node namespace and whose eth0 in
 // the pod's own namespace holds the pod's /32 (and /128), with 169.254.1.1 (and the host side's
-// link-local address) as its gateway; and ICMP probes between namespaces, counted on both sides.
+// link-local address) as its gateway; and ICMP and TCP probes between namespaces, counted on
+// both sides.
 import type { DataplaneInput } from "../../src/felix/dataplane.js";
 import type { PolicyInput } from "../../src/felix/policy.js";
-import { runSync } from "./limits.js";
+import { HANG_MS, runSync } from "./limits.js";
 import { Netns } from "./netns.js";
 
 /** The host side's link-local address (MAC ee:ee:ee:ee:ee:ee, EUI-64). */
@@ -64,6 +65,19 @@ export function ping(from: Netns, to: string, expected: boolean): boolean {
     const wait = expected ? "5" : "1";
     if (runSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", wait, to]).status === 0)
       return true;
+  }
+  return false;
+}
+
+/** One TCP connect from a namespace to ip:port with a 2 s limit; retried when expected to pass. */
+export function tcpConnects(from: Netns, ip: string, port: number, expected: boolean): boolean {
+  for (let i = 0; i < (expected ? 5 : 1); i++) {
+    const r = runSync(
+      "ip",
+      ["netns", "exec", from.name, "timeout", "2", "bash", "-c", `exec 3<>/dev/tcp/${ip}/${port}`],
+      { timeout: HANG_MS },
+    );
+    if (r.status === 0) return true;
   }
   return false;
 }

@@ -109,6 +109,70 @@ describe("auto host endpoints (pure)", () => {
     ]);
   });
 
+  it("templates: one <node>-<generateName>-auto-hep per Node the selector picks, with its addresses in the CIDRs", () => {
+    const n1 = node(
+      "n1",
+      { rack: "r1", role: "node" },
+      {
+        bgp: { ipv4Address: "10.0.0.1/24", ipv6Address: "fd00::1/64" },
+        addresses: [{ address: "192.168.1.1", type: "InternalIP" }],
+      },
+    );
+    const n2 = node("n2", { rack: "r2" }, { bgp: { ipv4Address: "10.0.0.2/24" } });
+    const n3 = node("n3", { rack: "r1" }, { bgp: { ipv4Address: "172.16.0.3/24" } });
+    const edge = {
+      generateName: "edge",
+      nodeSelector: "rack == 'r1'",
+      interfaceCIDRs: ["10.0.0.0/24", "fd00::/64"],
+      labels: { role: "edge" },
+      annotations: { why: "uplink" },
+    };
+    const plan = { defaultHostEndpoint: false, templates: [edge] };
+    const ops = (a: ReturnType<typeof planAutoHostEndpoints>) =>
+      a.map((x) => (x.op === "put" ? `put ${x.resource.metadata.name}` : `${x.op} ${x.name}`));
+    const actions = planAutoHostEndpoints([n1, n2, n3], [], plan);
+    // n2 is not selected; n3 has no address inside the CIDRs.
+    expect(ops(actions)).toEqual(["put n1-edge-auto-hep"]);
+    const put = actions[0];
+    if (put?.op !== "put") throw new Error("expected a put");
+    expect(put.resource).toEqual({
+      apiVersion: V3,
+      kind: "HostEndpoint",
+      metadata: {
+        name: "n1-edge-auto-hep",
+        labels: { rack: "r1", role: "edge", ...CREATED },
+        annotations: { why: "uplink" },
+      },
+      spec: {
+        node: "n1",
+        expectedIPs: ["10.0.0.1", "fd00::1"],
+        profiles: ["projectcalico-default-allow"],
+      },
+    });
+    // Settled; then the template goes and its endpoint with it, the default one comes.
+    expect(planAutoHostEndpoints([n1, n2, n3], [put.resource], plan)).toEqual([]);
+    expect(
+      ops(
+        planAutoHostEndpoints([n1], [put.resource], { defaultHostEndpoint: true, templates: [] }),
+      ),
+    ).toEqual(["put n1-auto-hep", "delete n1-edge-auto-hep"]);
+    // An annotation change is an update.
+    const changed = { ...edge, annotations: { why: "other" } };
+    expect(
+      ops(planAutoHostEndpoints([n1], [put.resource], { ...plan, templates: [changed] })),
+    ).toEqual(["put n1-edge-auto-hep"]);
+  });
+
+  it("a name above 253 characters is hashed as Calico does (base64url SHA-256, no - _ ., lower case)", () => {
+    const long = "n".repeat(250);
+    const name = autoHostEndpoint(node(long, {}, {})).metadata.name;
+    expect(name).toMatch(/^[a-z0-9]+-auto-hep$/);
+    expect(name.length).toBeLessThanOrEqual(253);
+    expect(autoHostEndpoint(node("n".repeat(244), {}, {})).metadata.name).toBe(
+      `${"n".repeat(244)}-auto-hep`,
+    );
+  });
+
   it("settings: autoCreate Enabled (createDefaultHostEndpoint Disabled: none); templates named", () => {
     const on = { controllers: { node: { hostEndpoint: { autoCreate: "Enabled" } } } };
     expect(kubeControllersSettings(on).autoHostEndpoints).toBe(true);
@@ -121,11 +185,47 @@ describe("auto host endpoints (pure)", () => {
     expect(kubeControllersSettings(noDefault).autoHostEndpoints).toBe(false);
     const templates = {
       controllers: {
-        node: { hostEndpoint: { autoCreate: "Enabled", templates: [{ generateName: "x" }] } },
+        node: {
+          hostEndpoint: {
+            autoCreate: "Enabled",
+            createDefaultHostEndpoint: "Disabled",
+            templates: [
+              {
+                generateName: "edge",
+                nodeSelector: "rack == 'r1'",
+                interfaceCIDRs: ["10.0.0.0/24"],
+                labels: { role: "edge", n: 1 },
+                annotations: { why: "uplink" },
+              },
+              { nodeSelector: "all()" },
+              { generateName: "bad-sel", nodeSelector: "rack ==" },
+              { generateName: "bad-cidr", interfaceCIDRs: ["10.0.0.0/33"] },
+              { generateName: "pattern", interfacePattern: "eth.*" },
+            ],
+          },
+        },
       },
     };
-    expect(kubeControllersSettings(templates).warnings).toEqual([
-      expect.stringMatching(/^controllers\.node\.hostEndpoint\.templates are not applied/),
+    const ts = kubeControllersSettings(templates);
+    expect(ts.autoHep).toEqual({
+      defaultHostEndpoint: false,
+      templates: [
+        {
+          generateName: "edge",
+          nodeSelector: "rack == 'r1'",
+          interfaceCIDRs: ["10.0.0.0/24"],
+          labels: { role: "edge" },
+          annotations: { why: "uplink" },
+        },
+      ],
+    });
+    expect(ts.warnings).toEqual([
+      "controllers.node.hostEndpoint.templates[1]: generateName is missing: template not applied",
+      expect.stringMatching(
+        /^controllers\.node\.hostEndpoint\.templates\[2\] \(bad-sel\): nodeSelector "rack ==" does not parse/,
+      ),
+      'controllers.node.hostEndpoint.templates[3] (bad-cidr): interfaceCIDRs entry "10.0.0.0/33" is not a CIDR: template not applied',
+      "controllers.node.hostEndpoint.templates[4] (pattern): interfacePattern is not applied (Ocelot's Node has no interface list): the template makes no host endpoint",
     ]);
     expect(kubeControllersSettings(undefined).autoHostEndpoints).toBe(false);
     // Calico's default resource: every part at 5 min, labels synced, no auto HEPs, 15 min grace.
@@ -298,6 +398,44 @@ describe("kube-controllers: default configuration and auto host endpoints", () =
       async () => (await getHep("n2-auto-hep")) === undefined,
     );
     expect(await client.get(NODE, "n2")).toBeUndefined();
+  });
+
+  it("a template (default one Disabled): only the selected Node's template endpoint stays, stored as Calico's", async () => {
+    const kcc = await client.get(KCC, "default");
+    const spec = structuredClone(kcc?.spec) as typeof DEFAULT_KCC_SPEC & Record<string, unknown>;
+    (spec.controllers.node as { hostEndpoint: unknown }).hostEndpoint = {
+      autoCreate: "Enabled",
+      createDefaultHostEndpoint: "Disabled",
+      templates: [
+        {
+          generateName: "edge",
+          nodeSelector: "rack == 'r1'",
+          interfaceCIDRs: ["10.0.0.0/24"],
+          labels: { role: "edge" },
+          annotations: { why: "uplink" },
+        },
+      ],
+    } as never;
+    await applyResource(store, {
+      apiVersion: V3,
+      kind: kcc?.kind,
+      metadata: { name: "default" },
+      spec,
+    });
+    await until("the template's endpoint in place of the default ones", async () => {
+      const names = (await client.list(HEP)).items.map((h) => h.metadata.name).sort();
+      return names.join(",") === "mine,n1-edge-auto-hep";
+    });
+    const h = await getHep("n1-edge-auto-hep");
+    expect(h?.metadata.labels).toEqual({ rack: "r1", zone: "z1", role: "edge", ...CREATED });
+    expect((h?.metadata as { annotations?: unknown } | undefined)?.annotations).toEqual({
+      why: "uplink",
+    });
+    expect(h?.spec).toEqual({
+      node: "n1",
+      expectedIPs: ["10.0.0.11"],
+      profiles: ["projectcalico-default-allow"],
+    });
   });
 
   it("autoCreate Disabled: the auto host endpoints go, the hand-made one stays", async () => {

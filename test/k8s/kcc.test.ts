@@ -65,7 +65,10 @@ describe("kubeControllersSettings()", () => {
       controllers: {
         node: {
           syncLabels: "Enabled",
-          hostEndpoint: { autoCreate: "Enabled", templates: [{ generateName: "t" }] },
+          hostEndpoint: {
+            autoCreate: "Enabled",
+            templates: [{ generateName: "t", interfacePattern: "eth0" }],
+          },
         },
         policy: { reconcilerPeriod: "soon" },
         loadBalancer: { assignIPs: "AllServices" },
@@ -75,7 +78,9 @@ describe("kubeControllersSettings()", () => {
     });
     expect(s.warnings).toEqual([
       'controllers.policy.reconcilerPeriod "soon" is not a period above 0: ignored',
-      expect.stringMatching(/^controllers\.node\.hostEndpoint\.templates are not applied/),
+      expect.stringMatching(
+        /^controllers\.node\.hostEndpoint\.templates\[0\] \(t\): interfacePattern is not applied/,
+      ),
       expect.stringMatching(/^controllers\.loadBalancer is not applied/),
       "healthChecks is not applied by ocelot kube-controllers",
       "prometheusMetricsPort is not applied by ocelot kube-controllers",

@@ -64,7 +64,7 @@ describe("pod endpoint annotations", () => {
     ).toThrow(/allowedSourcePrefixes: "8.8.8.8" is not a CIDR/);
   });
 
-  it("QoS: quantities, the default bursts, ranges clamped, a lone packet burst and DSCP named", () => {
+  it("QoS: quantities, the default bursts, ranges clamped, a lone packet burst, DSCP by name", () => {
     const f = podEndpointFields(
       {
         "kubernetes.io/ingress-bandwidth": "10M",
@@ -73,7 +73,7 @@ describe("pod endpoint annotations", () => {
         "qos.projectcalico.org/ingressPacketRate": "100",
         "qos.projectcalico.org/egressPacketBurst": "7",
         "qos.projectcalico.org/egressMaxConnections": "20",
-        "qos.projectcalico.org/dscp": "EF",
+        "qos.projectcalico.org/dscp": "ef",
       },
       POD,
       on,
@@ -86,14 +86,24 @@ describe("pod endpoint annotations", () => {
       ingressPacketRate: 100,
       ingressPacketBurst: 5,
       egressMaxConnections: 20,
+      dscp: "EF",
     });
     expect(f.warnings).toEqual([
       expect.stringMatching(
         /egressBandwidth: 100 is outside 1000\.\.1000000000000000; set to 1000/,
       ),
-      expect.stringMatching(/dscp: not supported by Ocelot yet/),
       expect.stringMatching(/egressPacketBurst: needs egressPacketRate; ignored/),
     ]);
+  });
+
+  it("DSCP: digits as the number, an invalid code point left out with a warning (as libcalico-go)", () => {
+    expect(podEndpointFields({ "qos.projectcalico.org/dscp": "46" }, POD, on)).toEqual({
+      qosControls: { dscp: 46 },
+      warnings: [],
+    });
+    const bad = podEndpointFields({ "qos.projectcalico.org/dscp": "64" }, POD, on);
+    expect(bad.qosControls).toBeUndefined();
+    expect(bad.warnings).toEqual([expect.stringMatching(/dscp: "64" is not a DSCP value/)]);
   });
 
   it("no annotations: no fields", () => {

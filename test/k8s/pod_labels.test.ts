@@ -44,6 +44,41 @@ describe("endpoint labels from Kubernetes facts", () => {
   });
 });
 
+describe("the pod's ports as the WorkloadEndpoint's (libcalico-go appendEndpointPorts)", () => {
+  it("named ports and host ports of containers and init containers; TCP by default; others left out", () => {
+    const facts = podFacts(
+      {
+        spec: {
+          containers: [
+            {
+              ports: [
+                { name: "http", containerPort: 8080 },
+                { name: "dns", containerPort: 53, protocol: "UDP" },
+                { containerPort: 9090 }, // no name, no host port: left out
+                { containerPort: 443, hostPort: 8443, hostIP: "192.0.2.1" },
+                { name: "odd", containerPort: 7, protocol: "ICMP" }, // not a port protocol
+              ],
+            },
+            { name: "no-ports" },
+          ],
+          initContainers: [{ ports: [{ name: "metrics", containerPort: 9100, protocol: "SCTP" }] }],
+        },
+      },
+      {},
+    );
+    expect(facts.ports).toEqual([
+      { name: "http", protocol: "TCP", port: 8080 },
+      { name: "dns", protocol: "UDP", port: 53 },
+      { protocol: "TCP", port: 443, hostPort: 8443, hostIP: "192.0.2.1" },
+      { name: "metrics", protocol: "SCTP", port: 9100 },
+    ]);
+    expect(podFacts({ spec: { containers: [{ ports: [{ containerPort: 80 }] }] } }, {})).toEqual({
+      labels: {},
+      namespaceLabels: {},
+    });
+  });
+});
+
 describe("netconf kubernetes.kubeconfig", () => {
   it("takes Calico's key, else KUBECONFIG, else none", () => {
     expect(

@@ -10,8 +10,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readNodeInternalIPs } from "../../src/k8s/pod_reader.js";
 import { detectAddress } from "../../src/node/autodetect_kernel.js";
 import { ETCD_BIN, etcdUnavailableReason } from "../helpers/etcd.js";
+import { KubeApi } from "../helpers/kube_api.js";
 import { runSync } from "../helpers/limits.js";
 import { Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { BIN, daemonTestsUnavailable, NodeProcess } from "./harness.js";
@@ -98,6 +100,40 @@ describe.skipIf(skip)("node address autodetection in a namespace", () => {
     await expect(detect(6, "can-reach=2001:db8::1")).rejects.toThrow(
       /no IPv6 route to 2001:db8::1/,
     );
+  });
+
+  it("kubernetes-internal-ip: the Kubernetes Node's InternalIP, read from the API server by the real client", async () => {
+    const api = await KubeApi.start();
+    try {
+      api.putNode("adet-node", {}, [
+        { type: "Hostname", address: "adet-node" },
+        { type: "ExternalIP", address: "203.0.113.5" },
+        { type: "InternalIP", address: "10.10.0.11" },
+        { type: "InternalIP", address: "fd00:10::11" },
+      ]);
+      api.putNode("elsewhere", {}, [{ type: "InternalIP", address: "10.99.0.1" }]);
+      const kubeconfig = api.writeKubeconfig(join(dir, "kubeconfig"));
+      const read = (name: string) => () => readNodeInternalIPs(kubeconfig, name, 30_000);
+      const k8s = (family: 4 | 6, name: string) =>
+        detectAddress(
+          family,
+          "kubernetes-internal-ip",
+          "IP_AUTODETECTION_METHOD",
+          ns.name,
+          read(name),
+        );
+      expect(await k8s(4, "adet-node")).toMatchObject({ cidr: "10.10.0.11/24", iface: "eth0" });
+      expect(await k8s(6, "adet-node")).toMatchObject({ cidr: "fd00:10::11/64", iface: "eth0" });
+      await expect(k8s(4, "elsewhere")).rejects.toThrow(
+        "the Kubernetes Node's InternalIP 10.99.0.1 is on no host interface",
+      );
+      await expect(k8s(4, "missing")).rejects.toThrow(/Kubernetes Node missing not found/);
+      await expect(
+        detectAddress(4, "kubernetes-internal-ip", "IP_AUTODETECTION_METHOD", ns.name),
+      ).rejects.toThrow(/give ocelot node run a kubeconfig/);
+    } finally {
+      await api.close();
+    }
   });
 
   it("ocelot node run waits for etcd, then registers the can-reach address, creates the first pool and shows how it chose", async () => {

@@ -80,6 +80,31 @@ describe("chooseAddress()", () => {
       /on no host interface/,
     );
   });
+
+  it("kubernetes-internal-ip: the Node's first InternalIP of the family, with its interface's prefix length", () => {
+    const k8s = (family: 4 | 6, ips: string[]) =>
+      chooseAddress(
+        family,
+        "kubernetes-internal-ip",
+        parseAutodetectMethod("kubernetes-internal-ip", "IP_AUTODETECTION_METHOD"),
+        HOST,
+        undefined,
+        ips,
+      );
+    expect(k8s(4, ["fd00:2::11", "10.0.0.11", "192.168.1.10"])).toMatchObject({
+      cidr: "10.0.0.11/24",
+      iface: "eth1",
+      reason: "kubernetes-internal-ip: the Kubernetes Node's InternalIP 10.0.0.11, on eth1",
+    });
+    expect(k8s(6, ["10.0.0.11", "fd00:2:0::11"])).toMatchObject({ cidr: "fd00:2::11/64" });
+    // Calico: an InternalIP on no host interface gives no address.
+    expect(() => k8s(4, ["203.0.113.9"])).toThrow(
+      "No IPv4 address found by kubernetes-internal-ip: the Kubernetes Node's InternalIP 203.0.113.9 is on no host interface",
+    );
+    expect(() => k8s(6, ["10.0.0.11"])).toThrow(
+      "the Kubernetes Node has no IPv6 InternalIP (its InternalIPs: 10.0.0.11)",
+    );
+  });
 });
 
 describe("parseAutodetectMethod()", () => {

@@ -120,33 +120,50 @@ describe.skipIf(skip)("ocelot node run: BGP from the datastore", () => {
     }
   });
 
-  it("each node announced its new block at once (the BGP fast path) and the pass after changed nothing", async () => {
+  it("each node announced its new block once (the BGP fast path, or the pass when one was applying) and never flapped it", async () => {
     const FAST = "BGP: new block of this node originated (fast path)";
+    let fastTaken = 0;
     for (const [i, n] of nodes.entries()) {
       const o = (podIps[i] as string).split(".").map(Number);
       const block = `${o[0]}.${o[1]}.${o[2]}.${Math.floor((o[3] as number) / 64) * 64}/26`;
-      type Line = { msg?: string; originated?: string[]; originate?: string[] };
+      type Line = {
+        msg?: string;
+        originated?: string[];
+        originateAdded?: string[];
+        originateRemoved?: string[];
+      };
       const lines = () =>
         (n.daemon?.log ?? "")
           .split("\n")
+          .filter((l) => l.startsWith("{"))
           .map((l) => JSON.parse(l) as Line & Record<string, unknown>);
       const fast = lines().findIndex((l) => l.msg === FAST && l.originated?.includes(block));
-      expect(fast, `${n.name}: no fast path for ${block}\n${n.daemon?.log}`).toBeGreaterThanOrEqual(
+      // Without the fast path (a pass was applying the speaker's config when the block came:
+      // the fast path yields to it), the pass announced the block.
+      const first =
+        fast >= 0
+          ? fast
+          : lines().findIndex(
+              (l) => l.msg === "BGP: reconfigured" && l.originateAdded?.includes(block),
+            );
+      expect(first, `${n.name}: ${block} never announced\n${n.daemon?.log}`).toBeGreaterThanOrEqual(
         0,
       );
-      // The pass that followed (the pod's endpoint converged by the agent) reconfigured nothing:
-      // the fast path had set what it renders (not even in another order).
+      if (fast >= 0) fastTaken++;
+      else console.log(`${n.name}: ${block} announced by the pass (the fast path yielded)`);
+      // A pass after it (the pod's endpoint converged by the agent) reconfigured nothing: the
+      // fast path had set what it renders (not even in another order), and nothing withdrew it.
       await waitFor(
-        `${n.name}: a pass after the fast path`,
-        () => lines().some((l, j) => j > fast && l.msg === "Agent: data plane converged"),
+        `${n.name}: a pass after the announcement`,
+        () => lines().some((l, j) => j > first && l.msg === "Agent: data plane converged"),
         30_000,
         100,
       );
-      const after = lines().slice(fast + 1);
-      // Nothing else changes a node's BGP config here (a block of the other node does not).
+      const after = lines().slice(first + 1);
       const flaps = after.filter((l) => l.msg === "BGP: reconfigured");
       expect(flaps, n.daemon?.log).toEqual([]);
     }
+    console.log(`BGP fast path taken on ${fastTaken} of ${nodes.length} nodes`);
   });
 
   it("a Node deleted: the other node drops the session and its routes; its own speaker stops", async () => {

@@ -237,7 +237,8 @@ describe.skipIf(skip)(
       // The cluster range over iBGP: the export operations without the node's AS in front.
       const cluster = ibgp.cmd("show", "route", "protocol", "inode", "for", CLUSTER_IPS, "all");
       expect(cluster).toMatch(/BGP\.as_path: 64600 64601\s*\n/);
-      expect(cluster).toMatch(/BGP\.local_pref: 100\s*\n/);
+      // No priority of its own: the normal one, 1024, as Calico's nodes send it (2^31-1 - 1024).
+      expect(cluster).toMatch(/BGP\.local_pref: 2147482623\s*\n/);
       // Over eBGP the iBGP rule is not there: the range arrives unchanged.
       expect(bird.cmd("show", "route", "protocol", "node", "for", EXTERNAL_IPS, "all")).toMatch(
         /BGP\.as_path: 64512\s*\n/,

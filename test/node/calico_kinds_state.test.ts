@@ -6,7 +6,12 @@ import { describe, expect, it } from "vitest";
 import type { WorkloadEndpoint } from "../../src/api/node.js";
 import { validateResource } from "../../src/api/registry.js";
 import type { NodeSnapshot } from "../../src/node/agent_state.js";
-import { hostInputOf, policyInputOf, storedOnlyWarnings } from "../../src/node/agent_state.js";
+import {
+  agentInput,
+  hostInputOf,
+  policyInputOf,
+  storedOnlyWarnings,
+} from "../../src/node/agent_state.js";
 
 const res = <T>(doc: Record<string, unknown>) =>
   validateResource({ apiVersion: "projectcalico.org/v3", ...doc }).resource as T;
@@ -220,5 +225,63 @@ describe("policyInputOf() with Calico's other kinds", () => {
     expect(p?.policies).toEqual([]);
     expect(p?.profiles?.map((x) => x.name)).toEqual(["kns.default"]);
     expect(p?.endpoints[0]?.profiles).toEqual(["kns.default", "none"]);
+  });
+});
+
+describe("agentInput() with FelixConfiguration's verdicts, VXLAN settings and DSCP", () => {
+  it("takes the actions and vxlanPort/vxlanVNI (node.<name> over default) and a pod's DSCP", () => {
+    const s = snap({
+      workloadEndpoints: [
+        res<WorkloadEndpoint>({
+          kind: "WorkloadEndpoint",
+          metadata: { name: "b", namespace: "default" },
+          spec: {
+            node: "n1",
+            interfaceName: "ocl0000000002",
+            ipNetworks: ["10.244.0.2/32"],
+            qosControls: { dscp: "EF" },
+          },
+        }),
+      ],
+      felixConfigurations: [
+        res({
+          kind: "FelixConfiguration",
+          metadata: { name: "default" },
+          spec: { iptablesFilterAllowAction: "Return", vxlanPort: 4790, vxlanVNI: 5000 },
+        }),
+        res({
+          kind: "FelixConfiguration",
+          metadata: { name: "node.n1" },
+          spec: { iptablesFilterDenyAction: "Reject", vxlanVNI: 6000 },
+        }),
+      ],
+    });
+    const input = agentInput(s, "n1");
+    expect(input.actions).toEqual({
+      filterAllow: "Return",
+      mangleAllow: "Accept",
+      filterDeny: "Reject",
+    });
+    expect(input.overlay?.vxlan).toEqual({ port: 4790, vni: 6000 });
+    expect(input.workloads[0]).toMatchObject({ dscp: 46 });
+    expect(storedOnlyWarnings(s, "n1").join("\n")).not.toMatch(/iptablesFilter|vxlanPort|vxlanVNI/);
+    expect(agentInput(snap({}), "n1").actions).toBeUndefined();
+  });
+
+  it("takes a HostEndpoint's qos.projectcalico.org/dscp annotation; an invalid one is left out", () => {
+    const hep = (name: string, dscp: string) =>
+      res({
+        kind: "HostEndpoint",
+        metadata: { name, annotations: { "qos.projectcalico.org/dscp": dscp } },
+        spec: { node: "n1", interfaceName: name, expectedIPs: ["192.0.2.1"] },
+      });
+    const h = hostInputOf(
+      snap({ hostEndpoints: [hep("eth0", "AF11"), hep("eth1", "99")] as never }),
+      "n1",
+    );
+    expect(h.hostEndpoints.map((e) => [e.name, e.dscp])).toEqual([
+      ["eth0", 10],
+      ["eth1", undefined],
+    ]);
   });
 });

@@ -164,7 +164,10 @@ describe("resolveNodeSettings()", () => {
       { IP6_AUTODETECTION_METHOD: "cidr=fd00::/300" },
       'IP6_AUTODETECTION_METHOD: "cidr=fd00::/300" has "fd00::/300", which is not a CIDR',
     ],
-    [{ IP_AUTODETECTION_METHOD: "kubernetes-internal-ip" }, "IP_AUTODETECTION_METHOD:"],
+    [
+      { IP_AUTODETECTION_METHOD: "kubernetes-internal-ip" },
+      `IP_AUTODETECTION_METHOD: "kubernetes-internal-ip" reads the Kubernetes Node's InternalIP: give a kubeconfig`,
+    ],
     [
       { CALICO_NETWORKING_BACKEND: "ipip" },
       'CALICO_NETWORKING_BACKEND: "ipip" is not a networking backend (bgp, vxlan, none)',

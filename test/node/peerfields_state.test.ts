@@ -372,6 +372,37 @@ describe("spec.bfd (Ocelot extension)", () => {
     expect(peerOf(render({ bgpPeers: [tor()] }), "10.0.0.254")?.bfd).toBeUndefined();
   });
 
+  it("authentication: the type in bgpd's spelling, keyID 1 by default, the key from its secret's file; a key too long for its type skips the peer", () => {
+    const auth = (type: string, name: string, keyID?: number) =>
+      tor({
+        bfd: {
+          authentication: {
+            type,
+            ...(keyID !== undefined ? { keyID } : {}),
+            password: { secretKeyRef: { name: "bgp", key: name } },
+          },
+        },
+      } as never);
+    const r = render({ bgpPeers: [auth("MeticulousKeyedSHA1", "tor", 9)] });
+    expect(peerOf(r, "10.0.0.254")?.bfd?.authentication).toEqual({
+      type: "meticulous-keyed-sha1",
+      keyId: 9,
+      passwordFile: "/s/bgp/tor",
+    });
+    expect(
+      peerOf(render({ bgpPeers: [auth("Simple", "tor")] }), "10.0.0.254")?.bfd?.authentication,
+    ).toMatchObject({ type: "simple", keyId: 1 });
+    secrets["/s/bgp/long"] = "x".repeat(17);
+    const long = render({ bgpPeers: [auth("KeyedMD5", "long")] });
+    expect(peerOf(long, "10.0.0.254")).toBeUndefined();
+    expect(long.warnings.join("\n")).toContain(
+      'BGPPeer "tor": spec.bfd.authentication.password: a keyed-md5 key is 1 to 16 bytes, got 17; peer skipped',
+    );
+    const missing = render({ bgpPeers: [auth("KeyedSHA1", "nope")] });
+    expect(peerOf(missing, "10.0.0.254")).toBeUndefined();
+    expect(missing.warnings.join("\n")).not.toContain("s3cret");
+  });
+
   it("refuses an interval out of 10 ms to 60 s and unknown fields, naming them", async () => {
     const { bgpPeerSchema } = await import("../../src/api/bgp.js");
     const bad = (bfd: object) =>
@@ -451,31 +482,32 @@ describe("route priorities and reachableBy", () => {
     expect(peerOf(render({ bgpPeers: [tor()] }), "10.0.0.254")?.reachableBy).toBeUndefined();
   });
 
-  it("BGPFilter priority and setPriority reach the speaker; addCommunity/prependASPath on import cannot be evaluated: reject-all from their place, named (the inventory's reason)", () => {
+  it("BGPFilter priority, setPriority, addCommunity and prependASPath reach the speaker on import and export; route priorities on (Calico's krt_metric)", () => {
     const fp = filter("fp", {
       importV4: [
         { action: "Accept", cidr: "10.1.0.0/16", matchOperator: "In" },
         { action: "Accept", priority: 512 },
         { action: "Accept", operations: [{ setPriority: { value: 256 } }] },
         { action: "Accept", operations: [{ addCommunity: { value: "65000:1" } }] },
+        { action: "Accept", operations: [{ prependASPath: { prefix: [65001, 65002] } }] },
         { action: "Accept", cidr: "10.2.0.0/16", matchOperator: "In" },
       ],
       exportV4: [{ action: "Accept", operations: [{ setPriority: { value: 512 } }] }],
     });
     const r = render({ bgpPeers: [tor({ filters: ["fp"] })], bgpFilters: [fp] });
     const p = peerOf(r, "10.0.0.254");
-    expect(p?.importFilter?.rules.slice(-4)).toEqual([
+    expect(p?.importFilter?.rules.slice(-6)).toEqual([
       { action: "Accept", cidr: "10.1.0.0/16", matchOperator: "In" },
       { action: "Accept", priority: 512 },
       { action: "Accept", operations: [{ setPriority: { value: 256 } }] },
-      { action: "Reject" },
+      { action: "Accept", operations: [{ addCommunity: { value: "65000:1" } }] },
+      { action: "Accept", operations: [{ prependASPath: { prefix: [65001, 65002] } }] },
+      { action: "Accept", cidr: "10.2.0.0/16", matchOperator: "In" },
     ]);
     expect(p?.exportFilter?.rules).toEqual([
       { action: "Accept", operations: [{ setPriority: { value: 512 } }] },
     ]);
-    expect(r.warnings.join()).toContain(
-      'BGPFilter "fp" importV4[3]: addCommunity on import not supported by the speaker',
-    );
-    expect(r.warnings.join()).not.toContain("exportV4");
+    expect(r.warnings.join()).not.toContain("fp");
+    expect(r.config?.fib).toMatchObject({ metricFromPriority: true });
   });
 });

@@ -442,7 +442,14 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
       10_000,
       100,
     );
-    expect(node.ip("route", "show", `${FIP}/32`)).toContain(`dev ${pods.b.iface}`);
+    // The route comes later in the same pass than the rules (the rules' commit no longer waits
+    // for a process start, so the DNAT can be seen before the route is set).
+    await waitFor(
+      "the floating IP's route",
+      () => node.ip("route", "show", `${FIP}/32`).includes(`dev ${pods.b.iface}`),
+      30_000,
+      100,
+    );
     expect(connects(pods.a.ns, { ...pods.b, ip: FIP }, true)).toBe(true);
     expect(connects(node, { ...pods.b, ip: FIP }, true)).toBe(true);
   });

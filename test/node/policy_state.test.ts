@@ -91,6 +91,20 @@ describe("policy input of the agent", () => {
     ]);
   });
 
+  it("an endpoint's named ports (its `ports` with a name; the protocol in iptables' spelling)", () => {
+    const w = wep("default", "a", "n1", "ocl0000000001", "10.244.0.1", "a");
+    w.spec.ports = [
+      { name: "http", protocol: "TCP", port: 8080 },
+      { protocol: "TCP", port: 443, hostPort: 8443 },
+      { name: "dns", protocol: "UDP", port: 53 },
+    ];
+    expect(policyEndpointsOf([w], "n1")[0]?.ports).toEqual([
+      { name: "http", protocol: "tcp", port: 8080 },
+      { name: "dns", protocol: "udp", port: 53 },
+    ]);
+    expect(policyEndpointsOf(snap().workloadEndpoints, "n1")[0]).not.toHaveProperty("ports");
+  });
+
   it("the three kinds in Calico's model, rendered into this node's filter table", () => {
     const s = snap({
       networkPolicies: [np],

@@ -213,7 +213,7 @@ describe("BGPFilter path matches (Calico's BIRD filter conditions)", () => {
     );
   });
 
-  it("refuses bad values naming the field; on import only setPriority", () => {
+  it("refuses bad values naming the field, on import as on export", () => {
     expect(() =>
       pol("import", [{ action: "Reject", communities: { values: ["70000:1"] } }]),
     ).toThrow('Filter rule filter "f" importV4[0]: communities: Community "70000:1"');
@@ -229,12 +229,13 @@ describe("BGPFilter path matches (Calico's BIRD filter conditions)", () => {
     expect(() => pol("import", [{ action: "Reject", peerType: "xBGP" as never }])).toThrow(
       'peerType "xBGP" is not eBGP or iBGP',
     );
+    // Calico's BIRD import filters run them too (bgp_community.add, bgp_path.prepend).
     expect(() =>
       pol("import", [{ action: "Accept", operations: [{ addCommunity: { value: "1:1" } }] }]),
-    ).toThrow("addCommunity on import is not supported");
+    ).not.toThrow();
     expect(() =>
-      pol("import", [{ action: "Accept", operations: [{ prependASPath: { prefix: [1] } }] }]),
-    ).toThrow("prependASPath on import is not supported");
+      pol("import", [{ action: "Accept", operations: [{ prependASPath: { prefix: [-1] } }] }]),
+    ).toThrow("prependASPath.prefix[0] -1 is not an AS number");
     expect(() =>
       pol("export", [{ action: "Reject", operations: [{ setPriority: { value: 5 } }] }]),
     ).toThrow('operations need action Accept, not "Reject"');

@@ -2,13 +2,21 @@
 // `peers[].bfd`), reconciled on every config (start, SIGHUP), and reports a session that leaves
 // Up so the speaker can drop the BGP session at once, and one that comes Up so it may return. Owns only that mapping. Not: the protocol
 // (session.ts), sockets (runtime.ts), or how the speaker drops a peer (the caller's onDown).
+import type { BfdAuthType } from "./auth.js";
 import type { BfdRuntime, BfdStateChange } from "./runtime.js";
 
 /** What this module reads of a bgpd peer (config.ts's PeerConfig has it; no import upward). */
 export interface BfdPeerConfig {
   address: string;
   sourceAddress?: string;
-  bfd?: { minTx: number; minRx: number; multiplier: number; multihop: boolean };
+  bfd?: {
+    minTx: number;
+    minRx: number;
+    multiplier: number;
+    multihop: boolean;
+    /** The key already read (config.ts resolves passwordFile). */
+    authentication?: { type: BfdAuthType; keyId: number; password?: string };
+  };
 }
 
 export interface BfdPeersLog {
@@ -43,11 +51,21 @@ export class BfdPeers {
       const b = p.bfd as NonNullable<BfdPeerConfig["bfd"]>;
       const key = JSON.stringify([b, p.sourceAddress]);
       if (this.configured.get(addr) === key) continue;
+      const a = b.authentication;
       await this.runtime.start({
         peer: addr,
         ...(p.sourceAddress ? { local: p.sourceAddress } : {}),
         multihop: b.multihop,
         timers: { desiredMinTxMs: b.minTx, requiredMinRxMs: b.minRx, detectMult: b.multiplier },
+        ...(a?.password !== undefined
+          ? {
+              auth: {
+                type: a.type,
+                keyId: a.keyId,
+                password: new Uint8Array(Buffer.from(a.password, "utf8")),
+              },
+            }
+          : {}),
       });
       this.configured.set(addr, key);
     }

@@ -1,8 +1,8 @@
 // The BFD Control packet of RFC 5880 §4.1 (pure): encode, decode, and the reception checks of
 // §6.8.6 that need no session state. Owns the byte layout, the state and diagnostic names and the
 // reasons a packet is discarded. Not: which session a packet belongs to, timers or sockets
-// (session.ts, runtime.ts). Authentication (§4.2-4.4, §6.7) is not implemented: a packet with the
-// A bit is discarded, as §6.8.6 requires of a session without authentication.
+// (session.ts, runtime.ts). A packet with the A bit is decoded with its section left to the
+// session's authentication (auth.ts): whether authentication is in use is the session's to say.
 
 /** RFC 5880 §4.1: the protocol version this codec speaks. */
 export const BFD_VERSION = 1;
@@ -72,8 +72,7 @@ export type BfdDiscard =
   | "Multipoint"
   | "PollAndFinal"
   | "ZeroMyDiscriminator"
-  | "ZeroYourDiscriminatorNotDown"
-  | "AuthenticationNotSupported";
+  | "ZeroYourDiscriminatorNotDown";
 
 export type BfdDecoded = { ok: true; packet: BfdControl } | { ok: false; reason: BfdDiscard };
 
@@ -90,15 +89,19 @@ const u32 = (name: string, v: number) => {
   return v;
 };
 
-/** Encodes a Control packet (24 bytes; no authentication section). Throws on a bad field. */
-export function encodeControl(p: BfdControl): Uint8Array {
+/**
+ * Encodes a Control packet: 24 bytes, or with the A bit 24 + `authLen` with the authentication
+ * section zeroed for auth.ts to fill (Length counts it). Throws on a bad field.
+ */
+export function encodeControl(p: BfdControl, authLen = 0): Uint8Array {
   if (!Number.isInteger(p.diag) || p.diag < 0 || p.diag > 31)
     throw new RangeError(`BFD diag must be 0..31, got ${p.diag}`);
   if (!Number.isInteger(p.detectMult) || p.detectMult < 1 || p.detectMult > 255)
     throw new RangeError(`BFD detectMult must be 1..255, got ${p.detectMult}`);
   if (p.poll && p.final) throw new RangeError("BFD Poll and Final must not both be set (§6.5)");
-  if (p.auth) throw new RangeError("BFD authentication is not supported");
-  const b = new Uint8Array(BFD_CONTROL_LEN);
+  if (p.auth !== authLen > 0 || authLen < 0 || (p.auth && (authLen < 3 || authLen > 28)))
+    throw new RangeError(`BFD auth bit and section length disagree (auth ${p.auth}, ${authLen})`);
+  const b = new Uint8Array(BFD_CONTROL_LEN + authLen);
   const v = new DataView(b.buffer);
   b[0] = (BFD_VERSION << 5) | p.diag;
   b[1] =
@@ -106,9 +109,10 @@ export function encodeControl(p: BfdControl): Uint8Array {
     (p.poll ? FLAG_P : 0) |
     (p.final ? FLAG_F : 0) |
     (p.cpi ? FLAG_C : 0) |
+    (p.auth ? FLAG_A : 0) |
     (p.demand ? FLAG_D : 0);
   b[2] = p.detectMult;
-  b[3] = BFD_CONTROL_LEN;
+  b[3] = BFD_CONTROL_LEN + authLen;
   v.setUint32(4, u32("myDiscr", p.myDiscr));
   v.setUint32(8, u32("yourDiscr", p.yourDiscr));
   v.setUint32(12, u32("desiredMinTxUs", p.desiredMinTxUs));
@@ -142,8 +146,6 @@ export function decodeControl(buf: Uint8Array): BfdDecoded {
   if (myDiscr === 0) return { ok: false, reason: "ZeroMyDiscriminator" };
   if (yourDiscr === 0 && state !== BfdState.Down && state !== BfdState.AdminDown)
     return { ok: false, reason: "ZeroYourDiscriminatorNotDown" };
-  // §6.8.6: "If the A bit is set and no authentication is in use ... MUST be discarded."
-  if (auth) return { ok: false, reason: "AuthenticationNotSupported" };
   return {
     ok: true,
     packet: {

@@ -2,13 +2,20 @@
 // Owns one receive socket per (local address, port) — 3784 single hop (RFC 5881 §4), 4784
 // multihop (RFC 5883 §2) — with a kernel filter keeping only TTL/Hop Limit 255 on single hop
 // (RFC 5881 §5), one send socket per session (source port 49152-65535, TTL 255), demultiplexing
-// by Your Discriminator or by the peer's address (RFC 5880 §6.8.6), discard counters, and
-// state-change subscribers. Not: the protocol (session.ts), the packet (packet.ts), what BGP does
+// by Your Discriminator or by the peer's address (RFC 5880 §6.8.6), a session's authentication
+// state (auth.ts) around its packets, discard counters, and state-change subscribers. Not: the protocol (session.ts), the packet (packet.ts), what BGP does
 // on Down (bgp_peers.ts).
 import { randomInt } from "node:crypto";
 import { createSocket, type Socket } from "node:dgram";
 import { isIPv4, isIPv6 } from "node:net";
 import { attachFilterFd, ttlFilter } from "../../lib/native.js";
+import {
+  authSectionLength,
+  type BfdAuthConfig,
+  type BfdAuthDiscard,
+  BfdAuthState,
+  validateAuth,
+} from "./auth.js";
 import {
   BFD_DIAG_NAMES,
   BFD_PORT_MULTIHOP,
@@ -37,6 +44,8 @@ export interface BfdPeerOptions {
   /** RFC 5883 multihop (port 4784, no TTL check) instead of RFC 5881 single hop. */
   multihop?: boolean;
   timers: BfdTimers;
+  /** RFC 5880 authentication; absent: none (a packet with the A bit is then discarded). */
+  auth?: BfdAuthConfig;
 }
 
 export interface BfdStateChange {
@@ -70,7 +79,9 @@ export interface BfdCounters {
   received: number;
   sent: number;
   /** Packets the codec discarded, by RFC 5880 §6.8.6 reason. */
-  discarded: Partial<Record<BfdDiscard | "NoSession" | "WrongSource" | "SessionDiscard", number>>;
+  discarded: Partial<
+    Record<BfdDiscard | BfdAuthDiscard | "NoSession" | "WrongSource" | "SessionDiscard", number>
+  >;
 }
 
 export interface BfdRuntimeOptions {
@@ -88,6 +99,7 @@ interface Entry {
   s: BfdSession;
   tx: Socket;
   rxKey: string;
+  auth?: BfdAuthState;
   timers: Partial<Record<BfdTimer, NodeJS.Timeout>>;
   sent: number;
   upSince?: number;
@@ -130,9 +142,14 @@ export class BfdRuntime {
     if (o.local !== undefined && family(o.local) !== family(o.peer))
       throw new Error(`BFD local address ${o.local} is not of peer ${o.peer}'s family`);
     validateTimers(o.timers);
+    if (o.auth) validateAuth(o.auth);
     const old = this.byPeer.get(o.peer);
     if (old) {
-      if (old.o.local === o.local && !!old.o.multihop === !!o.multihop) {
+      if (
+        old.o.local === o.local &&
+        !!old.o.multihop === !!o.multihop &&
+        sameAuth(old.o.auth, o.auth)
+      ) {
         old.o = o;
         this.apply(old, old.s.handle({ kind: "Configure", timers: o.timers }));
         return;
@@ -154,6 +171,7 @@ export class BfdRuntime {
       s: new BfdSession(discr, o.timers, this.opts.rng),
       tx,
       rxKey,
+      ...(o.auth ? { auth: new BfdAuthState(o.auth, randomInt(0, 0xffffffff)) } : {}),
       timers: {},
       sent: 0,
     };
@@ -224,7 +242,12 @@ export class BfdRuntime {
       switch (a.kind) {
         case "Send": {
           const port = e.o.multihop ? this.ports.multihop : this.ports.singleHop;
-          e.tx.send(encodeControl(a.packet), port, e.o.peer, (err) => {
+          const bytes = e.auth
+            ? e.auth.sign(
+                encodeControl({ ...a.packet, auth: true }, authSectionLength(e.auth.config)),
+              )
+            : encodeControl(a.packet);
+          e.tx.send(bytes, port, e.o.peer, (err) => {
             if (err)
               this.opts.log?.debug?.({ peer: e.o.peer, error: err.message }, "BFD send failed");
           });
@@ -237,8 +260,9 @@ export class BfdRuntime {
           if (t) clearTimeout(t);
           e.timers[a.timer] = setTimeout(() => {
             e.timers[a.timer] = undefined;
-            if (this.byPeer.get(e.o.peer) === e)
-              this.apply(e, e.s.handle({ kind: "TimerExpired", timer: a.timer }));
+            if (this.byPeer.get(e.o.peer) !== e) return;
+            if (a.timer === "detect") e.auth?.detectionExpired();
+            this.apply(e, e.s.handle({ kind: "TimerExpired", timer: a.timer }));
           }, a.ms);
           break;
         }
@@ -347,6 +371,32 @@ export class BfdRuntime {
       this.discard("WrongSource");
       return;
     }
+    // §6.8.6: the A bit must agree with the session's authentication, and the section pass it.
+    if (!e.auth && p.auth) {
+      this.discard("AuthenticationNotInUse");
+      return;
+    }
+    if (e.auth) {
+      if (!p.auth) {
+        this.discard("AuthenticationMissing");
+        return;
+      }
+      const v = e.auth.verify(msg, p.detectMult, e.s.detectionTimeMs(), Date.now());
+      if (!v.ok) {
+        this.opts.log?.debug?.(
+          {
+            peer: src,
+            reason: v.reason,
+            seq: msg.length >= 32 ? msg.readUInt32BE(28) : undefined,
+            rcvSeq: e.auth.rcvSeq,
+            known: e.auth.known,
+          },
+          "BFD packet failed authentication",
+        );
+        this.discard(v.reason);
+        return;
+      }
+    }
     this.counters.received++;
     const before = e.s.discarded;
     this.apply(e, e.s.handle({ kind: "PacketReceived", packet: p }));
@@ -356,6 +406,16 @@ export class BfdRuntime {
   private discard(reason: keyof BfdCounters["discarded"]): void {
     this.counters.discarded[reason] = (this.counters.discarded[reason] ?? 0) + 1;
   }
+}
+
+/** Whether two authentication settings are the same (a change restarts the session). */
+function sameAuth(a: BfdAuthConfig | undefined, b: BfdAuthConfig | undefined): boolean {
+  if (!a || !b) return a === b;
+  return (
+    a.type === b.type &&
+    a.keyId === b.keyId &&
+    Buffer.from(a.password).equals(Buffer.from(b.password))
+  );
 }
 
 function bind(s: Socket, port: number, address: string): Promise<void> {

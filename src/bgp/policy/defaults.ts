@@ -76,6 +76,8 @@ export interface PeerPolicyInput {
   filters?: readonly NamedFilter[];
   /** Priority of routes without a LOCAL_PREF to read (filter `priority`; default 1024). */
   defaultPriority?: number;
+  /** The same for IPv6 routes (default: defaultPriority). */
+  defaultPriorityV6?: number;
 }
 
 /**
@@ -90,6 +92,9 @@ export function peerPolicies(input: PeerPolicyInput): {
   const context: FilterContext = {
     ebgp: input.external,
     ...(input.defaultPriority !== undefined ? { defaultPriority: input.defaultPriority } : {}),
+    ...(input.defaultPriorityV6 !== undefined
+      ? { defaultPriorityV6: input.defaultPriorityV6 }
+      : {}),
   };
   return {
     importPolicy: filterPolicy(

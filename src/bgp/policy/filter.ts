@@ -1,6 +1,7 @@
 // Calico BGPFilter rules compiled into numeric prefix matchers plus, where a rule reads the
 // path (communities, asPathPrefix, interface, priority) or changes it (operations), path
-// matchers and export edits; and the composition of filters with a default policy into one
+// matchers and the edits of accepting rules (on export and, as Calico's BIRD import filters
+// do, on import); and the composition of filters with a default policy into one
 // PrefixPolicy the RIB calls per prefix (or per path). Owns: rule validation,
 // Equal/NotEqual/In/NotIn and prefix length range semantics, peerType against the session,
 // Calico's priority encoding (LOCAL_PREF = 2^31-1 - priority), first-match-wins. Not: the
@@ -40,7 +41,7 @@ export interface BgpFilterRule {
   asPathPrefix?: number[];
   /** The route's priority (Calico: 2^31-1 - LOCAL_PREF, else the default priority). */
   priority?: number;
-  /** Changes made to an accepted route, in order (on import: setPriority only). */
+  /** Changes made to an accepted route, in order (on import and on export). */
   operations?: BgpFilterOperation[];
   action: FilterAction;
 }
@@ -69,6 +70,8 @@ export interface FilterContext {
   ebgp?: boolean;
   /** Priority of a route with no LOCAL_PREF to read (Calico: 1024, the normal route priority). */
   defaultPriority?: number;
+  /** The same for IPv6 routes (Calico's ipv6NormalRoutePriority); default: defaultPriority. */
+  defaultPriorityV6?: number;
   /**
    * The interface a next hop is reached through, undefined when not known; default: the zone
    * of "fe80::1%eth0".
@@ -113,7 +116,7 @@ interface CompiledRule {
   priority: number | undefined;
   /** Reads the path's attributes (some condition above is set). */
   readsPath: boolean;
-  /** The export edit of an accepting rule with operations. */
+  /** The edit of an accepting rule with operations (import or export). */
   edit: PolicyEdit | undefined;
   result: number;
   text: string;
@@ -161,12 +164,7 @@ function addCommunityTo(text: string, std: number[], large: LargeCommunity[]): v
   else std.push(parseCommunity(text));
 }
 
-function compileRule(
-  rule: BgpFilterRule,
-  family: 4 | 6,
-  where: string,
-  direction: "import" | "export",
-): CompiledRule {
+function compileRule(rule: BgpFilterRule, family: 4 | 6, where: string): CompiledRule {
   const maxLen = family === 4 ? 32 : 128;
   // A field we do not implement is refused, never silently ignored (DESIGN §4).
   for (const k of Object.keys(rule)) {
@@ -249,11 +247,6 @@ function compileRule(
   if (rule.operations !== undefined && rule.operations.length > 0) {
     if (rule.action !== "Accept")
       throw new Error(`Filter rule ${where}: operations need action Accept, not "${rule.action}"`);
-    const other = rule.operations.find((o) => o.setPriority === undefined);
-    if (direction === "import" && other !== undefined)
-      throw new Error(
-        `Filter rule ${where}: ${Object.keys(other)[0]} on import is not supported (the speaker changes a received route's LOCAL_PREF only: setPriority)`,
-      );
     const addCommunities: number[] = [];
     const addLargeCommunities: LargeCommunity[] = [];
     const prependAsns: number[] = [];
@@ -335,7 +328,13 @@ export function asPathStartsWith(attrs: AttrView, prefix: readonly number[]): bo
 }
 
 /** The path conditions of a rule (all must hold). */
-function pathMatches(r: CompiledRule, attrs: AttrView, src: RouteSource, ctx: PathCtx): boolean {
+function pathMatches(
+  r: CompiledRule,
+  family: 4 | 6,
+  attrs: AttrView,
+  src: RouteSource,
+  ctx: PathCtx,
+): boolean {
   for (const c of r.communities) if (!attrs.communities.includes(c)) return false;
   if (r.largeCommunities.length > 0) {
     const have = attrs.largeCommunities ?? [];
@@ -344,8 +343,10 @@ function pathMatches(r: CompiledRule, attrs: AttrView, src: RouteSource, ctx: Pa
     }
   }
   if (r.asPathPrefix.length > 0 && !asPathStartsWith(attrs, r.asPathPrefix)) return false;
-  if (r.priority !== undefined && routePriority(attrs, src, ctx.defaultPriority) !== r.priority)
-    return false;
+  if (r.priority !== undefined) {
+    const dflt = family === 4 ? ctx.defaultPriority : ctx.defaultPriorityV6;
+    if (routePriority(attrs, src, dflt) !== r.priority) return false;
+  }
   if (r.iface !== undefined) {
     // BIRD: defined(ifname) && ifname ~ pattern. Our originations (blocks, service ranges) are
     // blackholes with no interface, as in Calico's BIRD: no match. A learned route's interface
@@ -360,7 +361,9 @@ function pathMatches(r: CompiledRule, attrs: AttrView, src: RouteSource, ctx: Pa
 }
 
 interface PathCtx {
+  /** The normal priority of the family being evaluated (IPv4, IPv6). */
   defaultPriority: number;
+  defaultPriorityV6: number;
   ifaceOf: (nextHop: string) => string | undefined;
 }
 
@@ -419,7 +422,7 @@ export class RuleList {
     rules: readonly BgpFilterRule[],
     readonly family: 4 | 6,
     readonly label: string,
-    direction: "import" | "export",
+    readonly direction: "import" | "export",
     /** The session is eBGP: decides the rules with a peerType. */
     ebgp: boolean,
   ) {
@@ -428,7 +431,7 @@ export class RuleList {
     const want = ebgp ? "eBGP" : "iBGP";
     this.rules = [];
     for (const [i, r] of rules.entries()) {
-      const c = compileRule(r, family, `${label}[${i}]`, direction);
+      const c = compileRule(r, family, `${label}[${i}]`);
       if (r.peerType === undefined || r.peerType === want) {
         c.text = `[${i}] ${c.text}`;
         this.rules.push(c);
@@ -467,7 +470,7 @@ export class RuleList {
     for (let i = 0; i < this.rules.length; i++) {
       const r = this.rules[i] as CompiledRule;
       if (!ruleMatches(r, w, off, len, n, src)) continue;
-      if (r.readsPath && !pathMatches(r, attrs, src, ctx)) continue;
+      if (r.readsPath && !pathMatches(r, this.family, attrs, src, ctx)) continue;
       return i;
     }
     return -1;
@@ -499,7 +502,8 @@ export class RuleList {
       const r = this.rules[i] as CompiledRule;
       if (!ruleMatches(r, w, off, len, n, src)) continue;
       if (r.readsPath && (attrs === undefined || ctx === undefined)) continue;
-      if (r.readsPath && !pathMatches(r, attrs as AttrView, src, ctx as PathCtx)) continue;
+      if (r.readsPath && !pathMatches(r, this.family, attrs as AttrView, src, ctx as PathCtx))
+        continue;
       return this.textOf(i);
     }
     return undefined;
@@ -533,8 +537,10 @@ export function filterPolicy(
   context: FilterContext = {},
 ): PrefixPolicy {
   const ebgp = context.ebgp ?? false;
+  const dflt = context.defaultPriority ?? DEFAULT_ROUTE_PRIORITY;
   const ctx: PathCtx = {
-    defaultPriority: context.defaultPriority ?? DEFAULT_ROUTE_PRIORITY,
+    defaultPriority: dflt,
+    defaultPriorityV6: context.defaultPriorityV6 ?? dflt,
     ifaceOf: context.ifaceOf ?? zoneInterface,
   };
   const v4: RuleList[] = [];
@@ -564,7 +570,8 @@ export function filterPolicy(
   }
   const extra: unknown[] = [];
   if (usesPeerType) extra.push(ebgp ? "eBGP" : "iBGP");
-  if (readsPath) extra.push(ctx.defaultPriority, context.ifaceOf ? "ifaceOf" : "zone");
+  if (readsPath)
+    extra.push(ctx.defaultPriority, ctx.defaultPriorityV6, context.ifaceOf ? "ifaceOf" : "zone");
   const key = JSON.stringify([direction, used, fallback.key, ...extra]);
   const one = new Uint32Array(1);
   const decide = (m: number): number => (m === MATCH_ACCEPT ? 0 : RejectReason.FilterReject);

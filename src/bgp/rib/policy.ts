@@ -77,8 +77,8 @@ export interface PrefixPolicy {
   ): string;
   /**
    * Present when a rule reads the path's attributes: the RIB calls this instead of v4/v6.
-   * Returns a RejectReason code (> 0), 0 to accept unchanged, or -id to accept with the export
-   * edit `edit(id)` (export policies only).
+   * Returns a RejectReason code (> 0), 0 to accept unchanged, or -id to accept with the edit
+   * `edit(id)` (on export: what the peer is sent; on import: the path as the RIB keeps it).
    */
   path?(
     family: 4 | 6,
@@ -91,12 +91,18 @@ export interface PrefixPolicy {
   edit?(id: number): PolicyEdit;
 }
 
-/** What an export policy's accepting rule changes (Calico BGPFilter operations). */
+/**
+ * What a policy's accepting rule changes (Calico BGPFilter operations): on export the route as
+ * sent; on import the path as the RIB keeps, decides on and passes on (BIRD's import filter).
+ */
 export interface PolicyEdit {
   addCommunities: readonly number[];
   addLargeCommunities: readonly LargeCommunity[];
   /** Prepended so that the first listed ends up first in AS_PATH. */
   prependAsns: readonly number[];
-  /** LOCAL_PREF for iBGP peers (Calico's priority: 2^31-1 - priority); none when absent. */
+  /**
+   * Calico's priority as LOCAL_PREF (2^31-1 - priority): on export sent to iBGP peers, on
+   * import the path's LOCAL_PREF (and so its kernel metric); none when absent.
+   */
   localPref?: number;
 }

@@ -7,6 +7,9 @@
 // open-addressing table of typed arrays; a prefix gets a small integer id; its paths are a
 // linked list in typed arrays (peer index, interned attribute id, ADD-PATH id, import verdict);
 // attribute sets are interned (attrs.ts). Changes are coalesced per prefix until `drain()`.
+// An import policy's edits (Calico BGPFilter operations on import) make the path's attribute
+// set, the received one kept beside it; with Calico's route priorities on, a best path whose
+// priority is not its family's normal one reaches the FIB with that metric (FibBatch).
 //
 // Usage by the speaker:
 //   const rib = new Rib({ localAs, routerId, adapter });
@@ -22,6 +25,7 @@
 //   rib.adjRibOut(p);                                       // full table at Established/refresh
 //   rib.adjRibIn(p);                                        // what the peer sent (BMP dump)
 //   rib.updatePeer(p, { exportPolicy });                    // reconfigure without a flap
+//   rib.setRoutePriority({ v4: 1024, v6: 1024 });           // Calico's normal priorities
 //   rib.explain("10.0.0.0/24"); rib.explainExport(prefix, p); rib.peerCounts(p); rib.locRib();
 // Interned attribute ids are valid until the next drain() unless a path references them.
 // Locally originated routes win and never go to the FIB (the agent owns their blackholes).
@@ -45,6 +49,7 @@ import {
   ORIGIN_IGP,
 } from "./attrs.js";
 import {
+  type PolicyEdit,
   type PrefixPolicy,
   RejectReason,
   type RejectReasonName,
@@ -106,6 +111,13 @@ export interface RibOptions<A> {
   multipathRelax?: boolean;
   /** LOCAL_PREF for paths that carry none (and for all eBGP-learned paths); default 100. */
   defaultLocalPref?: number;
+  /**
+   * Calico's route priorities (BIRD's krt_metric): the normal priority per family. When set,
+   * the default LOCAL_PREF of each family is 2^31-1 - its normal priority (overriding
+   * defaultLocalPref), and a best path whose priority (2^31-1 - its LOCAL_PREF, when one counts)
+   * is another one goes to the FIB with that metric (FibBatch.nexthopSetMetric).
+   */
+  routePriority?: { v4: number; v6: number };
   /** IGP cost to a next hop, RFC 4271 §9.1.2.2 (e); default 0 for all. */
   igpCost?: (nextHop: string) => number;
   adapter: AttrAdapter<A>;
@@ -150,21 +162,37 @@ export interface RibPeerInfo {
   llgrStaleToNonLlgr?: boolean;
 }
 
-/** Loc-RIB changes for the FIB: per prefix the new next-hop set, or -1 for removed. */
+/**
+ * Loc-RIB changes for the FIB: per prefix the new next-hop set, or -1 for removed. With route
+ * priorities (RibOptions.routePriority) a set may carry a kernel metric of its own
+ * (nexthopSetMetric[set] >= 0; -1: the family's normal metric), and a route removed at such a
+ * metric is -2-set (the set it was installed with). A prefix moving to another metric has its
+ * removal and its new set in the same batch.
+ */
 export class FibBatch {
   readonly v4 = new PrefixList(4);
   readonly v4Sets: number[] = [];
   readonly v6 = new PrefixList(6);
   readonly v6Sets: number[] = [];
-  constructor(readonly nexthopSets: readonly (readonly string[])[]) {}
+  constructor(
+    readonly nexthopSets: readonly (readonly string[])[],
+    readonly nexthopSetMetric: readonly number[] = [],
+  ) {}
+
+  /** The kernel metric of a set or removal code, or undefined for the family's normal one. */
+  metricOf(code: number): number | undefined {
+    const s = code < -1 ? -2 - code : code;
+    const m = s < 0 ? -1 : (this.nexthopSetMetric[s] ?? -1);
+    return m < 0 ? undefined : m;
+  }
 
   get size(): number {
     return this.v4.count + this.v6.count;
   }
 
   /**
-   * Routes to set and to remove, in the FIB contract's shape. Routes with the same next hops
-   * share one (read-only) `nexthops` array.
+   * Routes to set and to remove, in the FIB contract's shape (`metric` only on those at a
+   * metric of their own). Routes with the same next hops share one (read-only) `nexthops` array.
    */
   routes(protocol = RTPROT_OCELOT_BGP): { set: Route[]; remove: Route[] } {
     const set: Route[] = [];
@@ -175,15 +203,25 @@ export class FibBatch {
     for (let i = 0; i < v4.count; i++) {
       const s = this.v4Sets[i] as number;
       const dst = formatV4(v4.words[i] as number, v4.lens[i] as number);
-      if (s < 0) remove.push({ family: 4, dst, protocol, nexthops: none });
-      else set.push({ family: 4, dst, protocol, nexthops: hops[s] ?? this.hopsOf(hops, s) });
+      const m = this.metricOf(s);
+      const r: Route =
+        s < 0
+          ? { family: 4, dst, protocol, nexthops: none }
+          : { family: 4, dst, protocol, nexthops: hops[s] ?? this.hopsOf(hops, s) };
+      if (m !== undefined) r.metric = m;
+      (s < 0 ? remove : set).push(r);
     }
     const v6 = this.v6;
     for (let i = 0; i < v6.count; i++) {
       const s = this.v6Sets[i] as number;
       const dst = formatV6(v6.words, i * 4, v6.lens[i] as number);
-      if (s < 0) remove.push({ family: 6, dst, protocol, nexthops: none });
-      else set.push({ family: 6, dst, protocol, nexthops: hops[s] ?? this.hopsOf(hops, s) });
+      const m = this.metricOf(s);
+      const r: Route =
+        s < 0
+          ? { family: 6, dst, protocol, nexthops: none }
+          : { family: 6, dst, protocol, nexthops: hops[s] ?? this.hopsOf(hops, s) };
+      if (m !== undefined) r.metric = m;
+      (s < 0 ? remove : set).push(r);
     }
     return { set, remove };
   }
@@ -247,7 +285,10 @@ export interface ExplainedPath {
   peerAddress: string;
   ibgp: boolean;
   pathId: number;
+  /** The attributes the decision used: as received, with the import policy's edits. */
   attrs: AttrView;
+  /** As received, when the import policy changed them (addCommunity, prependASPath). */
+  received?: AttrView;
   /** LOCAL_PREF used by the decision (defaults applied). */
   localPref: number;
   accepted: boolean;
@@ -297,9 +338,13 @@ export interface LocRibEntry {
   reason: BestReasonName;
   nexthops: string[];
   attrs: AttrView;
+  /** The kernel metric from the route's priority, when it is not the family's normal one. */
+  metric?: number;
 }
 
 const NONE = -1;
+/** Calico's priority p travels as LOCAL_PREF 2^31-1 - p. */
+const PRIORITY_BASE = 2147483647;
 /** pathFlag: low bits the import verdict (RejectReason, 0 accepted), high bit stale (GR). */
 const VERDICT_MASK = 0x7f;
 const FLAG_STALE = 0x80;
@@ -393,7 +438,17 @@ export class Rib<A> {
   readonly clusterId: number;
   private readonly multipath: boolean;
   private readonly multipathRelax: boolean;
-  private readonly defaultLocalPref: number;
+  private defaultLocalPref: number;
+  /** RibOptions.defaultLocalPref (used when route priorities are off). */
+  private readonly baseLocalPref: number;
+  private defaultLocalPrefV6: number;
+  /** The family decide() works on is IPv6 (picks the default LOCAL_PREF). */
+  private decidingV6 = false;
+  private routePriority: { v4: number; v6: number } | undefined;
+  /** Per next-hop set id: its kernel metric, or -1 for the family's normal one. */
+  private readonly nhSetMetric: number[] = [];
+  /** Some next-hop set has an explicit metric (FIB changes then check metric moves). */
+  private metricSets = false;
   private readonly igpCost: ((nextHop: string) => number) | undefined;
 
   private readonly peers: PeerRec[] = [];
@@ -425,6 +480,14 @@ export class Rib<A> {
   private pathLp: Int32Array<ArrayBuffer> | null = null;
   /** The LOCAL_PREF the last importVerdict() asked for (-1: none). */
   private inLp = -1;
+  /**
+   * The attributes as received of paths whose import policy edited them (Calico BGPFilter
+   * addCommunity / prependASPath on import: pathAttr then holds the edited set), -1 none;
+   * allocated when a policy first edits one.
+   */
+  private pathRaw: Int32Array<ArrayBuffer> | null = null;
+  /** The attribute edit the last importVerdict() asked for (communities, AS path). */
+  private inEdit: PolicyEdit | undefined = undefined;
 
   private fibExcluded: ParsedPrefix[] = [];
   private dirtyQ = growable(Int32Array, 1024);
@@ -438,6 +501,9 @@ export class Rib<A> {
   private readonly nhSets: string[][] = [];
   private readonly nhSetIds = new Map<string, number>();
   private readonly singleNhSet: number[] = [];
+  /** importedAttr()'s sets per edit and raw set, valid for one attribute-table epoch. */
+  private editCache = new WeakMap<PolicyEdit, Map<number, number>>();
+  private editCacheEpoch = -1;
   private outExc = 0;
   /** The export policy's edit id for the path exportVerdict() just accepted (0: none). */
   private outEdit = 0;
@@ -453,7 +519,11 @@ export class Rib<A> {
     this.clusterId = opts.clusterId === undefined ? NONE : parseRouterId(opts.clusterId);
     this.multipath = opts.multipath ?? true;
     this.multipathRelax = opts.multipathRelax ?? false;
-    this.defaultLocalPref = opts.defaultLocalPref ?? 100;
+    this.baseLocalPref = opts.defaultLocalPref ?? 100;
+    this.defaultLocalPref = this.baseLocalPref;
+    this.defaultLocalPrefV6 = this.baseLocalPref;
+    this.routePriority = undefined;
+    if (opts.routePriority !== undefined) this.applyRoutePriority(opts.routePriority);
     this.igpCost = opts.igpCost;
     this.attrs = new AttrTable(opts.adapter);
     // Peer index 0 is ourselves (locally originated routes).
@@ -651,11 +721,26 @@ export class Rib<A> {
       if (this.t.fam[pfx] === 0) continue;
       for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
         if (this.pathPeer[p] !== rec.idx) continue;
-        const v = this.importVerdict(rec, this.pathAttr[p] as number, pfx);
+        const raw = this.rawOf(p);
+        const v = this.importVerdict(rec, raw, pfx);
         const flag = this.pathFlag[p] as number;
         const old = flag & VERDICT_MASK;
         if (this.lpOf(p) !== this.inLp) {
           this.setLp(p);
+          this.markDirty(pfx);
+        }
+        let eff = this.importedAttr(raw);
+        const cur = this.pathAttr[p] as number;
+        const A = this.attrs;
+        if (
+          (A.flags[cur] as number) & FLAG_LLGR_STALE &&
+          !((A.flags[eff] as number) & FLAG_LLGR_STALE)
+        )
+          // Kept long-lived stale (RFC 9494): the new edit keeps the LLGR_STALE tag.
+          eff = A.intern(A.adapter.edit(A.get(eff), { addCommunity: LLGR_STALE }));
+        if (eff !== cur) {
+          this.releaseAttrs(p);
+          this.holdAttrs(p, raw, eff);
           this.markDirty(pfx);
         }
         if (v === old) continue;
@@ -793,6 +878,26 @@ export class Rib<A> {
   }
 
   /**
+   * Calico's route priorities on (normal priority per family) or off (undefined): the default
+   * LOCAL_PREF per family and the per-route kernel metrics follow. A change re-decides every
+   * prefix and re-exports it (the LOCAL_PREF sent to iBGP peers may change).
+   */
+  setRoutePriority(rp: { v4: number; v6: number } | undefined): void {
+    const cur = this.routePriority;
+    if (cur?.v4 === rp?.v4 && cur?.v6 === rp?.v6) return;
+    this.applyRoutePriority(rp);
+    for (const g of this.groups) if (g !== undefined) g.cacheEpoch = -1;
+    for (let pfx = 0; pfx < this.t.top; pfx++)
+      if (this.t.fam[pfx] !== 0 && this.pHead[pfx] !== NONE) this.markDirty(pfx);
+  }
+
+  private applyRoutePriority(rp: { v4: number; v6: number } | undefined): void {
+    this.routePriority = rp === undefined ? undefined : { v4: rp.v4, v6: rp.v6 };
+    this.defaultLocalPref = rp === undefined ? this.baseLocalPref : PRIORITY_BASE - rp.v4;
+    this.defaultLocalPrefV6 = rp === undefined ? this.baseLocalPref : PRIORITY_BASE - rp.v6;
+  }
+
+  /**
    * Prefixes inside these CIDRs ("10.96.0.0/12") stay in the Loc-RIB and are advertised as
    * before, but never go to the FIB: what Calico's BIRD kernel filter does with the Service IP
    * ranges (`calico_kernel_programming` rejects `net ~ <rejectcidr>`), so that a node does not
@@ -850,7 +955,7 @@ export class Rib<A> {
    * routes (best paths learned from peers; ECMP sets) and Adj-RIB-Out batches per update group.
    */
   drain(max = Number.POSITIVE_INFINITY): RibChanges<A> {
-    const fib = new FibBatch(this.nhSets);
+    const fib = new FibBatch(this.nhSets, this.nhSetMetric);
     const builders = new Map<number, GroupBuilder<A>>();
     let n = 0;
     while (this.dirtyHead < this.dirtyTail && n < max) {
@@ -860,15 +965,12 @@ export class Rib<A> {
       this.decide(pfx);
       const fam = this.t.fam[pfx] as number;
       const nh = this.fibSetOf(pfx);
-      if (nh !== this.pFib[pfx]) {
+      const was = this.pFib[pfx] as number;
+      if (nh !== was) {
         this.pFib[pfx] = nh;
-        if (fam === FAM_V4) {
-          fib.v4.pushV4(this.t.key[pfx] as number, this.t.len[pfx] as number);
-          fib.v4Sets.push(nh);
-        } else {
-          fib.v6.pushV6(this.t.v6Words, (this.t.key[pfx] as number) * 4, this.t.len[pfx] as number);
-          fib.v6Sets.push(nh);
-        }
+        if (this.metricSets && was !== NONE && this.metricMove(fib, pfx, fam, was, nh)) {
+          // Done: the old route removed by its metric (and the new one set).
+        } else this.pushFib(fib, pfx, fam, nh);
       }
       for (const g of this.groups) if (g !== undefined) this.exportPrefix(g, pfx, builders);
       if (this.pHead[pfx] === NONE) this.freePrefix(pfx);
@@ -952,7 +1054,7 @@ export class Rib<A> {
       if (this.t.fam[pfx] === 0) continue;
       for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
         if (this.pathPeer[p] !== rec.idx || (this.pathFlag[p] as number) & FLAG_STALE) continue;
-        const id = this.pathAttr[p] as number;
+        const id = this.rawOf(p);
         let a = byAttr.get(id);
         if (a === undefined) {
           a = {
@@ -997,6 +1099,7 @@ export class Rib<A> {
     for (let q = this.pHead[pfx] as number; q !== NONE; q = this.pathNext[q] as number) {
       const rec = this.peers[this.pathPeer[q] as number] as PeerRec;
       const attrId = this.pathAttr[q] as number;
+      const raw = this.rawOf(q);
       const flag = (this.pathFlag[q] as number) & VERDICT_MASK;
       const e: ExplainedPath = {
         peer: rec.info.id,
@@ -1004,6 +1107,7 @@ export class Rib<A> {
         ibgp: rec.ibgp,
         pathId: this.pidOf(q),
         attrs: this.attrs.view(attrId),
+        ...(raw !== attrId ? { received: this.attrs.view(raw) } : {}),
         localPref: this.effLocalPref(q),
         accepted: flag === 0,
         stale: ((this.pathFlag[q] as number) & FLAG_STALE) !== 0,
@@ -1015,7 +1119,7 @@ export class Rib<A> {
         const pol = rec.info.importPolicy;
         if (flag === RejectReason.FilterReject || flag === RejectReason.OwnPoolPrefix) {
           const src = this.sourceOf(rec.idx);
-          const d = pol?.describe?.(p.family, p.words, 0, p.len, src, this.attrs.view(attrId));
+          const d = pol?.describe?.(p.family, p.words, 0, p.len, src, this.attrs.view(raw));
           if (d !== undefined) e.rejectDetail = d;
         }
       }
@@ -1082,6 +1186,9 @@ export class Rib<A> {
         reason: bestReasonNames[this.pReason[pfx] as number] as BestReasonName,
         nexthops: nh === NONE ? [] : [...(this.nhSets[nh] as string[])],
         attrs: this.attrs.view(this.pathAttr[best] as number),
+        ...(nh !== NONE && (this.nhSetMetric[nh] as number) >= 0
+          ? { metric: this.nhSetMetric[nh] as number }
+          : {}),
       };
     }
   }
@@ -1114,6 +1221,8 @@ export class Rib<A> {
       this.pathPeer.byteLength +
       this.pathAttr.byteLength +
       (this.pathPid?.byteLength ?? 0) +
+      (this.pathLp?.byteLength ?? 0) +
+      (this.pathRaw?.byteLength ?? 0) +
       this.pathNext.byteLength +
       this.pathFlag.byteLength +
       this.dirtyQ.byteLength;
@@ -1136,12 +1245,19 @@ export class Rib<A> {
   private announce(peer: number, attrId: number, pfx: number, pid: number): void {
     const rec = this.peers[peer] as PeerRec;
     this.inLp = -1;
+    this.inEdit = undefined;
     const v = peer === LOCAL ? 0 : this.importVerdict(rec, attrId, pfx);
+    const eff = this.importedAttr(attrId);
     for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
       if (this.pathPeer[p] !== peer || this.pidOf(p) !== pid) continue;
       const old = this.pathAttr[p] as number;
       const flag = this.pathFlag[p] as number;
-      if (old === attrId && (flag & VERDICT_MASK) === v && this.lpOf(p) === this.inLp) {
+      if (
+        old === eff &&
+        this.rawOf(p) === attrId &&
+        (flag & VERDICT_MASK) === v &&
+        this.lpOf(p) === this.inLp
+      ) {
         // Same path again (e.g. re-sent after a graceful restart): no longer stale.
         if (flag & FLAG_STALE) {
           this.pathFlag[p] = v;
@@ -1150,12 +1266,11 @@ export class Rib<A> {
         return;
       }
       if (flag & FLAG_STALE) rec.stale--;
-      this.attrs.refs[old] = (this.attrs.refs[old] as number) - 1;
-      this.attrs.refs[attrId] = (this.attrs.refs[attrId] as number) + 1;
+      this.releaseAttrs(p);
+      this.holdAttrs(p, attrId, eff);
       if ((flag & VERDICT_MASK) === 0) rec.accepted--;
       if (v === 0) rec.accepted++;
       else rec.rejected[v] = (rec.rejected[v] as number) + 1;
-      this.pathAttr[p] = attrId;
       this.pathFlag[p] = v;
       this.setLp(p);
       this.markDirty(pfx);
@@ -1163,14 +1278,13 @@ export class Rib<A> {
     }
     const p = this.allocPath();
     this.pathPeer[p] = peer;
-    this.pathAttr[p] = attrId;
+    this.holdAttrs(p, attrId, eff);
     this.setLp(p);
     if (pid !== 0 && this.pathPid === null) this.pathPid = growable(Uint32Array, this.pathCap);
     if (this.pathPid !== null) this.pathPid[p] = pid;
     this.pathFlag[p] = v;
     this.pathNext[p] = this.pHead[pfx] as number;
     this.pHead[pfx] = p;
-    this.attrs.refs[attrId] = (this.attrs.refs[attrId] as number) + 1;
     rec.received++;
     if (this.t.fam[pfx] === FAM_V6) rec.receivedV6++;
     if (v === 0) rec.accepted++;
@@ -1194,8 +1308,7 @@ export class Rib<A> {
     const next = this.pathNext[p] as number;
     if (prev === NONE) this.pHead[pfx] = next;
     else this.pathNext[prev] = next;
-    const a = this.pathAttr[p] as number;
-    this.attrs.refs[a] = (this.attrs.refs[a] as number) - 1;
+    this.releaseAttrs(p);
     rec.received--;
     if (this.t.fam[pfx] === FAM_V6) rec.receivedV6--;
     const flag = this.pathFlag[p] as number;
@@ -1208,6 +1321,7 @@ export class Rib<A> {
   /** RFC 4271 §9.1.2 loop check, RFC 4456 §8 reflection loop checks, then import policy. */
   private importVerdict(rec: PeerRec, attrId: number, pfx: number): number {
     this.inLp = -1;
+    this.inEdit = undefined;
     if (rec.verdictEpoch !== this.attrs.epoch) {
       rec.verdict.fill(0);
       rec.verdictEpoch = this.attrs.epoch;
@@ -1225,7 +1339,10 @@ export class Rib<A> {
     if (pol.path !== undefined) {
       const r = this.pathPolicy(pol, pfx, src, attrId);
       if (r >= 0) return r;
-      this.inLp = pol.edit?.(-r).localPref ?? -1;
+      const e = pol.edit?.(-r);
+      this.inLp = e?.localPref ?? -1;
+      if (e && e.addCommunities.length + e.addLargeCommunities.length + e.prependAsns.length > 0)
+        this.inEdit = e;
       return 0;
     }
     if (this.t.fam[pfx] === FAM_V4)
@@ -1263,16 +1380,104 @@ export class Rib<A> {
     this.pathLp[p] = this.inLp;
   }
 
-  private effLocalPref(p: number): number {
+  /** The attributes of path p as received (pathAttr holds them edited by the import policy). */
+  private rawOf(p: number): number {
+    if (this.pathRaw !== null) {
+      const r = this.pathRaw[p] as number;
+      if (r >= 0) return r;
+    }
+    return this.pathAttr[p] as number;
+  }
+
+  /**
+   * The attribute set a path received with `raw` is kept with: raw, or raw with the last
+   * importVerdict()'s communities and AS path prepends (Calico BGPFilter operations on import,
+   * as BIRD's import filter changes the route it stores).
+   */
+  private importedAttr(raw: number): number {
+    const e = this.inEdit;
+    if (e === undefined) return raw;
+    const A = this.attrs;
+    if (this.editCacheEpoch !== A.epoch) {
+      this.editCache = new WeakMap();
+      this.editCacheEpoch = A.epoch;
+    }
+    let m = this.editCache.get(e);
+    if (m === undefined) {
+      m = new Map();
+      this.editCache.set(e, m);
+    }
+    let id = m.get(raw);
+    if (id === undefined) {
+      const edit: AttrEdit = {
+        addCommunities: e.addCommunities,
+        addLargeCommunities: e.addLargeCommunities,
+        prependAsns: e.prependAsns,
+      };
+      id = A.intern(A.adapter.edit(A.get(raw), edit));
+      m.set(raw, id);
+    }
+    return id;
+  }
+
+  /** Path p takes attribute sets raw (as received) and eff (as kept), one reference each. */
+  private holdAttrs(p: number, raw: number, eff: number): void {
+    const R = this.attrs.refs;
+    R[eff] = (R[eff] as number) + 1;
+    this.pathAttr[p] = eff;
+    if (raw !== eff) {
+      R[raw] = (R[raw] as number) + 1;
+      if (this.pathRaw === null) {
+        this.pathRaw = growable(Int32Array, this.pathCap);
+        this.pathRaw.fill(-1);
+      }
+      this.pathRaw[p] = raw;
+    } else if (this.pathRaw !== null) this.pathRaw[p] = -1;
+  }
+
+  /** Drops path p's references to its attribute sets. */
+  private releaseAttrs(p: number): void {
+    const R = this.attrs.refs;
+    const a = this.pathAttr[p] as number;
+    R[a] = (R[a] as number) - 1;
+    if (this.pathRaw !== null) {
+      const r = this.pathRaw[p] as number;
+      if (r >= 0) {
+        R[r] = (R[r] as number) - 1;
+        this.pathRaw[p] = -1;
+      }
+    }
+  }
+
+  /** LOCAL_PREF of path p in the decision: the import policy's, a counted one, else default. */
+  private effLocalPref(p: number, v6 = this.decidingV6): number {
     const set = this.lpOf(p);
     if (set >= 0) return set;
+    const dflt = v6 ? this.defaultLocalPrefV6 : this.defaultLocalPref;
     const peer = this.pathPeer[p] as number;
-    if (peer !== LOCAL && !(this.peers[peer] as PeerRec).ibgp) return this.defaultLocalPref;
+    if (peer !== LOCAL && !(this.peers[peer] as PeerRec).ibgp) return dflt;
     const lp = this.attrs.localPref[this.pathAttr[p] as number] as number;
-    return lp < 0 ? this.defaultLocalPref : lp;
+    return lp < 0 ? dflt : lp;
+  }
+
+  /**
+   * Calico's priority of path p (its BIRD's krt_metric): 2^31-1 - LOCAL_PREF when the import
+   * policy set one or an iBGP peer sent one, else the family's normal priority.
+   */
+  private priorityOf(p: number, normal: number): number {
+    let lp = this.lpOf(p);
+    if (lp < 0) {
+      const peer = this.pathPeer[p] as number;
+      if (peer === LOCAL || !(this.peers[peer] as PeerRec).ibgp) return normal;
+      lp = this.attrs.localPref[this.pathAttr[p] as number] as number;
+      if (lp < 0) return normal;
+    }
+    // A LOCAL_PREF above 2^31-1 would be a negative priority: the best, 0.
+    return lp >= PRIORITY_BASE ? 0 : PRIORITY_BASE - lp;
   }
 
   private decide(pfx: number): void {
+    this.decidingV6 = this.t.fam[pfx] === FAM_V6;
     let n = 0;
     for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
       if (((this.pathFlag[p] as number) & VERDICT_MASK) !== 0) continue;
@@ -1450,8 +1655,54 @@ export class Rib<A> {
     return m;
   }
 
-  /** The FIB next-hop set id of the prefix's current best (call right after decide()). */
+  /**
+   * A route at a metric of its own (a priority) moving to another metric, or going: pushes the
+   * removal of the old one by its metric (-1: at the normal one, -2-set: at the set's) and the
+   * new set, and returns true; false when the metric stays (the caller pushes nh as usual).
+   */
+  private metricMove(fib: FibBatch, pfx: number, fam: number, was: number, nh: number): boolean {
+    const wm = this.nhSetMetric[was] as number;
+    if (wm < 0 && (nh === NONE || (this.nhSetMetric[nh] as number) < 0)) return false;
+    if (nh !== NONE && this.metricOfSet(was, fam) === this.metricOfSet(nh, fam)) return false;
+    this.pushFib(fib, pfx, fam, wm < 0 ? NONE : -2 - was);
+    if (nh !== NONE) this.pushFib(fib, pfx, fam, nh);
+    return true;
+  }
+
+  /** One FIB change of prefix pfx: a next-hop set id, or a removal code (FibBatch). */
+  private pushFib(fib: FibBatch, pfx: number, fam: number, code: number): void {
+    if (fam === FAM_V4) {
+      fib.v4.pushV4(this.t.key[pfx] as number, this.t.len[pfx] as number);
+      fib.v4Sets.push(code);
+    } else {
+      fib.v6.pushV6(this.t.v6Words, (this.t.key[pfx] as number) * 4, this.t.len[pfx] as number);
+      fib.v6Sets.push(code);
+    }
+  }
+
+  /**
+   * The FIB next-hop set id of the prefix's current best (call right after decide()): with
+   * route priorities on, a set carrying the best path's priority as its metric when that is not
+   * the family's normal one.
+   */
   private fibSetOf(pfx: number): number {
+    const s = this.plainFibSetOf(pfx);
+    const rp = this.routePriority;
+    if (rp === undefined || s === NONE) return s;
+    const normal = this.t.fam[pfx] === FAM_V6 ? rp.v6 : rp.v4;
+    const prio = this.priorityOf(this.bestOf(pfx), normal);
+    return prio === normal ? s : this.internNhSet(this.nhSets[s] as string[], prio);
+  }
+
+  /** The kernel metric of next-hop set s for family fam (its own, else the normal one). */
+  private metricOfSet(s: number, fam: number): number {
+    const m = this.nhSetMetric[s] as number;
+    if (m >= 0) return m;
+    const rp = this.routePriority;
+    return rp === undefined ? -1 : fam === FAM_V6 ? rp.v6 : rp.v4;
+  }
+
+  private plainFibSetOf(pfx: number): number {
     const best = this.bestOf(pfx);
     if (best === NONE || this.pathPeer[best] === LOCAL) return NONE;
     if (this.fibExcluded.length > 0 && this.fibExcludes(pfx)) return NONE;
@@ -1477,13 +1728,16 @@ export class Rib<A> {
     return this.internNhSet([...hops].sort());
   }
 
-  private internNhSet(hops: string[]): number {
-    const key = hops.join(",");
+  /** The id of a next-hop set, with a kernel metric of its own (metric >= 0) or not. */
+  private internNhSet(hops: string[], metric = -1): number {
+    const key = metric < 0 ? hops.join(",") : `${metric}|${hops.join(",")}`;
     let id = this.nhSetIds.get(key);
     if (id === undefined) {
       id = this.nhSets.length;
       this.nhSets.push(hops);
+      this.nhSetMetric.push(metric);
       this.nhSetIds.set(key, id);
+      if (metric >= 0) this.metricSets = true;
     }
     return id;
   }
@@ -1564,8 +1818,11 @@ export class Rib<A> {
     const a = this.pathAttr[best] as number;
     const src = this.pathPeer[best] as number;
     const edit = this.outEdit;
-    const key = ((a * 65536 + src) * 2 + (fam === FAM_V6 ? 1 : 0)) * 4096 + edit;
-    const hit = g.cache.get(key);
+    // A path with an import policy's LOCAL_PREF (setPriority) is not cached: the key does not
+    // hold it, and a policy change keeps the attribute set.
+    const key =
+      this.lpOf(best) >= 0 ? -1 : ((a * 65536 + src) * 2 + (fam === FAM_V6 ? 1 : 0)) * 4096 + edit;
+    const hit = key < 0 ? undefined : g.cache.get(key);
     if (hit !== undefined) return hit;
     const srcRec = this.peers[src] as PeerRec;
     const nhSelf = fam === FAM_V4 ? g.nhSelf4 : g.nhSelf6;
@@ -1596,7 +1853,7 @@ export class Rib<A> {
       // To iBGP: next hop self (DESIGN §7), LOCAL_PREF as used by our decision (or as the
       // export policy's setPriority says).
       if (nhSelf !== undefined) e.nextHop = nhSelf;
-      e.localPref = pe?.localPref ?? this.effLocalPref(best);
+      e.localPref = pe?.localPref ?? this.effLocalPref(best, fam === FAM_V6);
     }
     if (g.llgrPartial && (this.attrs.flags[a] as number) & FLAG_LLGR_STALE) {
       // RFC 9494 §4.6: a stale path to a peer that cannot tell it is one stays in the AS and
@@ -1605,7 +1862,7 @@ export class Rib<A> {
       e.localPref = 0;
     }
     const out = this.attrs.intern(this.attrs.adapter.edit(this.attrs.get(a), e));
-    g.cache.set(key, out);
+    if (key >= 0) g.cache.set(key, out);
     return out;
   }
 
@@ -1915,6 +2172,7 @@ export class Rib<A> {
       this.pathAttr = growI32(this.pathAttr, n);
       if (this.pathPid !== null) this.pathPid = growU32(this.pathPid, n);
       if (this.pathLp !== null) this.pathLp = growI32(this.pathLp, n, -1);
+      if (this.pathRaw !== null) this.pathRaw = growI32(this.pathRaw, n, -1);
       this.pathNext = growI32(this.pathNext, n);
       this.pathFlag = growU8(this.pathFlag, n);
       this.pathCap = this.pathPeer.length;

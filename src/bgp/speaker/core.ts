@@ -48,7 +48,7 @@ import { decodeUpdate, encodeEndOfRib } from "../wire/update.js";
 import type { AttrBridge } from "./attrs.js";
 import type { SpeakerAction, SpeakerEvent } from "./events.js";
 import { encodeBatch, encodeTextWithdrawals, optionsKey } from "./export.js";
-import { PeerSession } from "./session.js";
+import { PeerSession, type SessionIo } from "./session.js";
 
 /** What the core is given: no I/O, only values and pure functions. */
 export interface CoreDeps<A> {
@@ -136,7 +136,16 @@ function splitRules(rules: readonly BgpFilterRule[] | undefined): {
  * The peer's import/export policies: its filters (on import the guard first), then the DESIGN §7
  * defaults.
  */
-export function policiesFor(p: PeerConfig, localAs: number) {
+/**
+ * Calico's normal route priority per family when the config asks for route priorities
+ * (fib.metricFromPriority: the family's metric; IPv6's 0 is the kernel's 1024), else undefined.
+ */
+export function routePriorityOf(cfg: BgpdConfig): { v4: number; v6: number } | undefined {
+  if (!cfg.fib.metricFromPriority) return undefined;
+  return { v4: cfg.fib.metricV4 ?? 0, v6: cfg.fib.metricV6 || 1024 };
+}
+
+export function policiesFor(p: PeerConfig, localAs: number, priority?: { v4: number; v6: number }) {
   const imp = splitRules([
     ...((p.importGuard?.rules ?? []) as BgpFilterRule[]),
     ...((p.importFilter?.rules ?? []) as BgpFilterRule[]),
@@ -148,13 +157,51 @@ export function policiesFor(p: PeerConfig, localAs: number) {
       spec: { importV4: imp.v4, importV6: imp.v6, exportV4: exp.v4, exportV6: exp.v6 },
     },
   ];
-  return peerPolicies({ external: p.asn !== localAs, pools: [], filters });
+  return peerPolicies({
+    external: p.asn !== localAs,
+    pools: [],
+    filters,
+    ...(priority ? { defaultPriority: priority.v4, defaultPriorityV6: priority.v6 } : {}),
+  });
+}
+
+/** No import guard, import filter or export filter rule: the policies are the defaults alone. */
+const hasNoRules = (p: PeerConfig) =>
+  !p.importGuard?.rules?.length && !p.importFilter?.rules?.length && !p.exportFilter?.rules?.length;
+
+export type PeerPolicies = ReturnType<typeof policiesFor>;
+
+/**
+ * A peer's policies, shared through `plain` (by session type: eBGP or not) when it has no filter
+ * rules: the same for all such peers, so one pair serves them all (a reflector's 1,000 clients
+ * built ~2 KB of closures, typed arrays and keys each). A peer with rules gets its own (its
+ * filter carries its name).
+ */
+export function sharedPolicies(
+  plain: Map<string, PeerPolicies>,
+  p: PeerConfig,
+  localAs: number,
+  priority?: { v4: number; v6: number },
+): PeerPolicies {
+  if (!hasNoRules(p)) return policiesFor(p, localAs, priority);
+  // The policies depend on the session type and the normal route priorities only.
+  const key = `${p.asn !== localAs}|${priority?.v4 ?? ""}|${priority?.v6 ?? ""}`;
+  let pol = plain.get(key);
+  if (!pol) {
+    pol = policiesFor(p, localAs, priority);
+    plain.set(key, pol);
+  }
+  return pol;
 }
 
 export class SpeakerCore<A> {
   config: BgpdConfig;
   readonly rib: Rib<A>;
   readonly peers = new Map<string, PeerEntry>();
+  /** The policies of peers without filter rules, by session type (sharedPolicies). */
+  private readonly plainPolicies = new Map<string, PeerPolicies>();
+  /** How every peer's session reaches the world: one object for all of them. */
+  private readonly sessionIo: SessionIo;
   private readonly log: Log;
   private out: SpeakerAction[] = [];
   private connSeq = 0;
@@ -175,6 +222,13 @@ export class SpeakerCore<A> {
   ) {
     this.config = config;
     this.log = deps.log ?? silentLog;
+    this.sessionIo = {
+      emit: (a) => this.out.push(a),
+      newConn: () => ++this.connSeq,
+      now: () => this.deps.now(),
+      ...(deps.random ? { random: deps.random } : {}),
+      log: this.log,
+    };
     this.rib = new Rib<A>({
       localAs: config.asn,
       routerId: config.routerId,
@@ -182,6 +236,7 @@ export class SpeakerCore<A> {
         ? { clusterId: config.clusterId ?? config.routerId }
         : {}),
       adapter: deps.bridge.adapter,
+      ...(config.fib.metricFromPriority ? { routePriority: routePriorityOf(config) } : {}),
     });
     this.rib.setFibExclude(config.fib.exclude ?? []);
   }
@@ -393,6 +448,10 @@ export class SpeakerCore<A> {
     };
   }
 
+  private policiesOf(p: PeerConfig): PeerPolicies {
+    return sharedPolicies(this.plainPolicies, p, this.config.asn, routePriorityOf(this.config));
+  }
+
   private addPeer(p: PeerConfig, lastReset?: PeerEntry["lastReset"]): void {
     const near = this.deps.localAddressesToward(p.address);
     const src = p.sourceAddress;
@@ -401,7 +460,7 @@ export class SpeakerCore<A> {
       (a) => a && !a.includes(":") && a !== "0.0.0.0",
     );
     const pick6 = [src, near.v6, listen].find((a) => a?.includes(":") && a !== "::");
-    const pol = policiesFor(p, this.config.asn);
+    const pol = this.policiesOf(p);
     this.rib.addPeer({
       id: p.address,
       address: p.address,
@@ -441,13 +500,7 @@ export class SpeakerCore<A> {
         ...(p.sourceAddress ? { sourceAddress: p.sourceAddress } : {}),
         settings: this.settingsFor(p),
       },
-      {
-        emit: (a) => this.out.push(a),
-        newConn: () => ++this.connSeq,
-        now: () => this.deps.now(),
-        ...(this.deps.random ? { random: this.deps.random } : {}),
-        log: this.log,
-      },
+      this.sessionIo,
       {
         onEstablished: () => this.onEstablished(entry),
         onUpdate: (_s, msg) => this.onUpdate(entry, msg),
@@ -517,6 +570,25 @@ export class SpeakerCore<A> {
     }
     for (const p of d.added) this.addPeer(p);
     this.rib.setFibExclude(next.fib.exclude ?? []);
+    const prio = routePriorityOf(next);
+    const oldPrio = routePriorityOf(old);
+    if (prio?.v4 !== oldPrio?.v4 || prio?.v6 !== oldPrio?.v6) {
+      // New normal priorities: the default LOCAL_PREF, the kernel metrics of routes with a
+      // priority of their own and the priority filters compare with all follow, in place.
+      const synced = [...this.peers.values()].filter((e) => e.session.established && e.synced);
+      const before = new Map(synced.map((e) => [e, this.advertisedSet(e)] as const));
+      this.rib.setRoutePriority(prio);
+      for (const e of this.peers.values()) {
+        const pol = policiesFor(e.cfg, next.asn, prio);
+        this.rib.updatePeer(e.ribId, {
+          importPolicy: pol.importPolicy,
+          exportPolicy: pol.exportPolicy,
+        });
+      }
+      // As a filter change: settle, then send each peer what it gains and withdraw the rest.
+      this.drainAll();
+      for (const [e, b] of before) this.resync(e, b);
+    }
     if (d.reexport) {
       for (const o of old.originate) this.rib.withdrawOrigin(o.prefix);
       this.originateAll(next);
@@ -529,7 +601,7 @@ export class SpeakerCore<A> {
     if (!e) return;
     const old = e.cfg;
     e.cfg = cfg;
-    const pol = policiesFor(cfg, this.config.asn);
+    const pol = this.policiesOf(cfg);
     const importChanged =
       JSON.stringify(old.importFilter) !== JSON.stringify(cfg.importFilter) ||
       old.allowOwnAs !== cfg.allowOwnAs;

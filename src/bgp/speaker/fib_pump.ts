@@ -1,6 +1,6 @@
 // Hands the RIB's FIB changes to a Fib (the runtime's side of the core's fib action): IPv4
 // through the numeric batch path (one call per next-hop set, typed arrays, no per-route
-// objects), IPv6 as Route values; counts jobs in flight and errors for status. Not: which
+// objects; a set at a route priority of its own carries its metric), IPv6 as Route values; counts jobs in flight and errors for status. Not: which
 // routes are best (rib/), when to stop reading (the core), netlink (fib/).
 import type { BatchFib, Fib, Route } from "../../fib/types.js";
 import type { Log } from "../../lib/log.js";
@@ -16,7 +16,10 @@ interface SetGroup {
   fill: number;
 }
 
-/** IPv4 entries of a batch grouped by next-hop set (-1: removal), as typed arrays. */
+/**
+ * IPv4 entries of a batch grouped by next-hop set (-1: removal; -2-set: removal at that set's
+ * metric, route priorities only), as typed arrays.
+ */
 export function groupV4BySet(batch: FibBatch): Map<number, SetGroup> {
   const n = batch.v4.count;
   const counts = new Map<number, number>();
@@ -72,11 +75,13 @@ export class FibPump {
     if (isBatchFib(fib) && batch.v4.count > 0) {
       for (const [set, g] of groupV4BySet(batch)) {
         const { addrs, lens } = g;
+        // A set (or removal) at a route priority of its own carries its metric.
+        const m = batch.metricOf(set) ?? metric.v4;
         if (set < 0) {
-          jobs.push(fib.removeV4Batch({ addrs, lens, protocol, table, metric: metric.v4 }));
+          jobs.push(fib.removeV4Batch({ addrs, lens, protocol, table, metric: m }));
         } else {
           const nexthops = (batch.nexthopSets[set] as readonly string[]).map(nextHopOf);
-          jobs.push(fib.setV4Batch({ addrs, lens, protocol, table, nexthops, metric: metric.v4 }));
+          jobs.push(fib.setV4Batch({ addrs, lens, protocol, table, nexthops, metric: m }));
         }
       }
       if (batch.v6.count > 0) jobs.push(...this.routeJobs(batch, protocol, table, 6, metric));
@@ -110,7 +115,7 @@ export class FibPump {
     const { set, remove } = batch.routes(protocol);
     const s: Route[] = [];
     const rm: Route[] = [];
-    const m = (r: Route) => (r.family === 4 ? metric.v4 : metric.v6);
+    const m = (r: Route) => r.metric ?? (r.family === 4 ? metric.v4 : metric.v6);
     for (const r of set) if (only === 0 || r.family === only) s.push({ ...r, table, metric: m(r) });
     for (const r of remove)
       if (only === 0 || r.family === only) rm.push({ ...r, table, metric: m(r) });

@@ -131,6 +131,7 @@ export function routesView<A>(rib: Rib<A>): RoutesSnapshot {
       },
       reason: r.reason,
       multipath: r.nexthops,
+      ...(r.metric !== undefined ? { metric: r.metric } : {}),
     });
     if (routes.length >= MAX_ROUTES_SHOWN) return { routes, truncated: true };
   }
@@ -157,6 +158,7 @@ export function routeView<A>(rib: Rib<A>, prefix: string): RouteExplanation | nu
       stale: p.stale,
       best: p.best,
       multipath: p.multipath,
+      ...(p.received ? { received: attrText(p.received) } : {}),
     })),
   };
 }
@@ -186,6 +188,7 @@ function memoryMiB(m: NodeJS.MemoryUsage, ribBytes: number): StatusSnapshot["mem
   return {
     rssMiB: mib(m.rss),
     heapUsedMiB: mib(m.heapUsed),
+    heapTotalMiB: mib(m.heapTotal),
     arrayBuffersMiB: mib(m.arrayBuffers),
     ribTypedMiB: mib(ribBytes),
   };

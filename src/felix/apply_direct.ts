@@ -1,0 +1,113 @@
+// The applier's direct access to the kernel of one network namespace, without a process start:
+// interfaces read over rtnetlink (`ip -j link show [dev]`), their
+// sysctls written to /proc/sys (in another namespace by a thread that enters it: `ip netns exec
+// … sysctl -w`), ipset members added and deleted over netlink (`ipset restore` of add/del lines,
+// ipset_netlink.ts; the incremental path's). Each is a blocking request on a socket opened on
+// first use in the pass and closed at its end. Owns: those sockets for one pass. Not: deciding what to write (written.ts),
+// the tools' path (apply.ts), message layouts (fib/rtnetlink.ts, ipset_netlink.ts).
+import { writeFile } from "node:fs/promises";
+import { NetlinkError, RtnlRequestSocket, writeSysctlsInNetns } from "../fib/netlink_request.js";
+import {
+  decodeLinkDetail,
+  type KernelLinkDetail,
+  RTM_NEWLINK,
+  writeGetLink,
+  writeLinkDump,
+} from "../fib/rtnetlink.js";
+import { type IpsetMemberOp, IpsetSocket } from "./ipset_netlink.js";
+import type { Sysctl } from "./workload.js";
+
+const ENODEV = 19;
+const SYSCTLS_PER_CALL = 64;
+
+/** An interface as the applier needs it (the fields of `ip -j link show` it reads). */
+export interface DirectLink {
+  ifname: string;
+  address?: string;
+  flags: string[];
+}
+
+/** The namespace file of a namespace given by name (under /run/netns) or path; "" for ours. */
+export function netnsPath(netns: string | undefined): string {
+  if (!netns) return "";
+  return netns.includes("/") ? netns : `/run/netns/${netns}`;
+}
+
+const linkOf = (l: KernelLinkDetail): DirectLink => ({
+  ifname: l.name,
+  ...(l.mac !== undefined ? { address: l.mac } : {}),
+  flags: l.up ? ["UP"] : [],
+});
+
+export class DirectKernel {
+  private rtnl: RtnlRequestSocket | undefined;
+  private ipset: IpsetSocket | undefined;
+  private readonly path: string;
+
+  constructor(netns: string | undefined) {
+    this.path = netnsPath(netns);
+  }
+
+  /** The interface `name`, or undefined when there is none. */
+  link(name: string): DirectLink | undefined {
+    this.rtnl ??= new RtnlRequestSocket(this.path);
+    try {
+      const m = this.rtnl
+        .request((w, seq) => writeGetLink(w, seq, name))
+        .find((x) => x.type === RTM_NEWLINK);
+      const l = m && decodeLinkDetail(m);
+      return l ? linkOf(l) : undefined;
+    } catch (err) {
+      if (err instanceof NetlinkError && err.errno === ENODEV) return undefined;
+      throw new Error(`Reading interface ${name} over netlink: ${(err as Error).message}`);
+    }
+  }
+
+  /** Every interface by name (`ip -j link show`). */
+  links(): Map<string, DirectLink> {
+    this.rtnl ??= new RtnlRequestSocket(this.path);
+    const out = new Map<string, DirectLink>();
+    for (const m of this.rtnl.request((w, seq) => writeLinkDump(w, seq))) {
+      if (m.type !== RTM_NEWLINK) continue;
+      const l = decodeLinkDetail(m);
+      if (l) out.set(l.name, linkOf(l));
+    }
+    return out;
+  }
+
+  /** Writes the sysctls; the first refused throws, naming its key. */
+  async writeSysctls(list: Sysctl[]): Promise<void> {
+    if (list.length === 0) return;
+    if (this.path === "") {
+      for (const s of list) await writeFile(`/proc/sys/${s.key.replace(/\./g, "/")}`, s.value);
+      return;
+    }
+    try {
+      // The addon takes at most SYSCTLS_PER_CALL files a call; each call blocks this thread
+      // (the kernel's work for each file), so the event loop runs between calls: a full pass
+      // writing thousands goes on beside its iptables and ipset processes, not before them.
+      for (let i = 0; i < list.length; i += SYSCTLS_PER_CALL) {
+        if (i > 0) await new Promise((r) => setImmediate(r));
+        writeSysctlsInNetns(
+          this.path,
+          list.slice(i, i + SYSCTLS_PER_CALL).map((s) => [s.key, s.value]),
+        );
+      }
+    } catch (err) {
+      throw new Error(`Writing sysctls in ${this.path}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Adds and deletes ipset members in order; the first refused throws, naming it. */
+  ipsetMembers(ops: readonly IpsetMemberOp[]): void {
+    if (ops.length === 0) return;
+    this.ipset ??= new IpsetSocket(this.path);
+    this.ipset.apply(ops);
+  }
+
+  close(): void {
+    this.rtnl?.close();
+    this.ipset?.close();
+    this.rtnl = this.ipset = undefined;
+  }
+}

@@ -1,0 +1,139 @@
+// ipset members added and deleted over netlink (NETLINK_NETFILTER, subsystem NFNL_SUBSYS_IPSET,
+// the protocol the `ipset` tool speaks), from the agent's process: the incremental applier's way
+// to change a set's members without a process start. One request per member, each acknowledged
+// by the kernel, so every one is known applied or refused (the refusal names the set and the
+// member). The semantics are `ipset restore -exist`'s: adding a member present or deleting one
+// absent is no error (the request carries no NLM_F_EXCL). Only members of `hash:net` sets
+// (a CIDR or an address); creating, swapping and destroying sets stays with the tool.
+// Owns: the message layout (<linux/netfilter/ipset/ip_set.h>) and the request socket's use.
+// Not: what to add or delete (written.ts), the socket itself (the native addon).
+import { isIPv4, isIPv6 } from "node:net";
+import { errnoText } from "../fib/netlink_request.js";
+import {
+  decodeError,
+  forEachMessage,
+  MessageWriter,
+  NLM_F_ACK,
+  NLM_F_REQUEST,
+  NLMSG_ERROR,
+} from "../fib/rtnetlink.js";
+import { addressBytes } from "../lib/ip.js";
+import { loadAddon } from "../lib/native.js";
+
+export const NETLINK_NETFILTER = 12;
+const NFNL_SUBSYS_IPSET = 6;
+const IPSET_CMD_ADD = 9;
+const IPSET_CMD_DEL = 10;
+/** The oldest protocol the kernel's ip_set accepts (IPSET_PROTOCOL_MIN); ADD/DEL are alike. */
+const IPSET_PROTOCOL = 6;
+const IPSET_ATTR_PROTOCOL = 1;
+const IPSET_ATTR_SETNAME = 2;
+const IPSET_ATTR_DATA = 7;
+const IPSET_ATTR_IP = 1;
+const IPSET_ATTR_CIDR = 3;
+const IPSET_ATTR_IPADDR_IPV4 = 1;
+const IPSET_ATTR_IPADDR_IPV6 = 2;
+const NLA_F_NESTED = 0x8000;
+const NLA_F_NET_BYTEORDER = 0x4000;
+const AF_INET = 2;
+const NFGENMSG_LEN = 4;
+/** IPSET_MAXNAMELEN less its terminating NUL. */
+const MAX_SETNAME = 31;
+
+/** One member change of a hash:net set. */
+export interface IpsetMemberOp {
+  op: "add" | "del";
+  set: string;
+  /** A canonical CIDR ("10.0.0.0/8", "fd00::1/128") or an address. */
+  member: string;
+}
+
+/** ip_set's own error codes (IPSET_ERR_*, from 4096), as the tool words them. */
+const IPSET_ERRORS: Record<number, string> = {
+  2: "The set with the given name does not exist",
+  4097: "Kernel error received: ipset protocol error",
+  4098: "The value of the CIDR parameter of the IP address is invalid",
+  4101: "The set with the given name does not exist",
+  4103: "Element cannot be added to the set: it's already added",
+  4105: "Kernel error received: set type does not support the feature",
+  4106: "Element cannot be added to the set: the set is full",
+};
+
+/** Appends one ADD or DEL request for op (acknowledged). */
+export function writeIpsetOp(w: MessageWriter, seq: number, o: IpsetMemberOp): void {
+  if (o.set.length === 0 || o.set.length > MAX_SETNAME)
+    throw new Error(`ipset name "${o.set}" is not 1..${MAX_SETNAME} characters`);
+  const slash = o.member.indexOf("/");
+  const addr = slash < 0 ? o.member : o.member.slice(0, slash);
+  const v4 = isIPv4(addr);
+  if (!v4 && !isIPv6(addr)) throw new Error(`ipset member "${o.member}" is not a CIDR`);
+  const max = v4 ? 32 : 128;
+  const cidr = slash < 0 ? max : Number(o.member.slice(slash + 1));
+  if (!Number.isInteger(cidr) || cidr < 1 || cidr > max)
+    throw new Error(`ipset member "${o.member}": prefix length is not 1..${max}`);
+  const at = w.begin(
+    (NFNL_SUBSYS_IPSET << 8) | (o.op === "add" ? IPSET_CMD_ADD : IPSET_CMD_DEL),
+    NLM_F_REQUEST | NLM_F_ACK,
+    seq,
+  );
+  // struct nfgenmsg: the tool sends AF_INET whatever the set's family; version 0; res_id 0.
+  w.reserve(NFGENMSG_LEN);
+  w.buf.writeUInt32LE(0, w.len);
+  w.buf[w.len] = AF_INET;
+  w.len += NFGENMSG_LEN;
+  w.attrBytes(IPSET_ATTR_PROTOCOL, Uint8Array.of(IPSET_PROTOCOL));
+  w.attrBytes(IPSET_ATTR_SETNAME, Buffer.from(`${o.set}\0`));
+  const data = w.beginNest(IPSET_ATTR_DATA | NLA_F_NESTED);
+  const ip = w.beginNest(IPSET_ATTR_IP | NLA_F_NESTED);
+  w.attrBytes(
+    (v4 ? IPSET_ATTR_IPADDR_IPV4 : IPSET_ATTR_IPADDR_IPV6) | NLA_F_NET_BYTEORDER,
+    addressBytes(v4 ? 4 : 6, addr),
+  );
+  w.endNest(ip);
+  w.attrBytes(IPSET_ATTR_CIDR, Uint8Array.of(cidr));
+  w.endNest(data);
+  w.finish(at);
+}
+
+/** The text of a refusal: ip_set's own codes as the tool says them, else the errno's. */
+export function ipsetErrorText(errno: number): string {
+  return IPSET_ERRORS[errno] ?? errnoText(errno);
+}
+
+/**
+ * A blocking NETLINK_NETFILTER socket in a network namespace (its path; "" for ours): member
+ * changes, each acknowledged. Close it when done.
+ */
+export class IpsetSocket {
+  private fd: number;
+  private seq = 1;
+  private readonly w = new MessageWriter(512);
+
+  constructor(netnsPath = "", timeoutMs = 10_000) {
+    this.fd = loadAddon().requestOpen(NETLINK_NETFILTER, netnsPath, timeoutMs);
+  }
+
+  /** Applies ops in order; the first the kernel refuses throws, naming it (the rest not sent). */
+  apply(ops: readonly IpsetMemberOp[]): void {
+    const addon = loadAddon();
+    for (const o of ops) {
+      if (this.fd < 0) throw new Error("ipset netlink socket is closed");
+      const seq = this.seq++;
+      this.w.reset();
+      writeIpsetOp(this.w, seq, o);
+      const answer = addon.request(this.fd, this.w.buf.subarray(0, this.w.len));
+      let errno = 0;
+      forEachMessage(answer, (m) => {
+        if (m.seq === seq && m.type === NLMSG_ERROR) errno = decodeError(m).errno;
+      });
+      if (errno !== 0)
+        throw new Error(`ipset ${o.op} ${o.set} ${o.member} refused: ${ipsetErrorText(errno)}`);
+    }
+  }
+
+  close(): void {
+    if (this.fd < 0) return;
+    loadAddon().requestClose(this.fd);
+    this.fd = -1;
+  }
+}
