@@ -13,6 +13,8 @@ export interface CasRate {
   ops: number;
   ms: number;
   opsPerSec: number;
+  /** This process's CPU time (user + system) per CAS, in µs. */
+  cpuUs: number;
 }
 
 /**
@@ -27,12 +29,19 @@ export async function measureCasRate(
     n,
     prefix = `/ocelot/bench/cas/${process.pid}-${Date.now()}/`,
     valueBytes = 0,
+    lanesOn = [store],
   }: {
     inFlight: number;
     n: number;
     prefix?: string;
     /** Pad each written value to this many bytes (0, the default: the counter alone, 1-4 bytes). */
     valueBytes?: number;
+    /**
+     * Handles the lanes write through, lane i on lanesOn[i % length] (default: `store` alone).
+     * Several handles on one SQLite file are what several processes are: each write finds the
+     * file changed by another connection and starts with its page cache dropped.
+     */
+    lanesOn?: readonly Datastore[];
   },
 ): Promise<CasRate> {
   if (!Number.isInteger(inFlight) || inFlight < 1)
@@ -42,18 +51,21 @@ export async function measureCasRate(
     Array.from({ length: inFlight }, (_, i) => store.update(`${prefix}${i}`, "0")),
   );
   const perLane = Math.floor(n / inFlight);
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
-    lanes.map(async (kv0) => {
+    lanes.map(async (kv0, i) => {
+      const via = lanesOn[i % lanesOn.length] as Datastore;
       let kv = kv0;
       for (let j = 0; j < perLane; j++)
-        kv = await store.update(kv.key, String(j + 1).padEnd(valueBytes, "x"), kv.modRevision);
+        kv = await via.update(kv.key, String(j + 1).padEnd(valueBytes, "x"), kv.modRevision);
     }),
   );
   const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(c0);
   const ops = perLane * inFlight;
   for (const kv of lanes) await store.delete(kv.key);
-  return { ops, ms, opsPerSec: (ops * 1000) / ms };
+  return { ops, ms, opsPerSec: (ops * 1000) / ms, cpuUs: (cpu.user + cpu.system) / ops };
 }
 
 /**

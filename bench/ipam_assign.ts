@@ -3,9 +3,14 @@
 // goal ratio (IPAM >= 0.5x raw CAS) printed per row. Each simulated node is a long-lived
 // IpamStore (as a node agent holds one); each assignment has its own handle, as one pod.
 // With each row, for context, the CAS rate with values as large as the row's mean block write
-// (--no-sized leaves it out). A warm-up of 1000 of each (--warmup N), not reported, precedes the
-// rows. Run: npx tsx bench/ipam_assign.ts [--n 2000] [--no-etcd] [--only sqlite|etcd]
-// [--no-sized] [--warmup 1000]
+// (--no-sized leaves it out), and with a row of several nodes one request at a time, the raw CAS
+// with one lane per node's handle (what changes: each write on a handle finds the file written
+// by another, and SQLite drops that connection's page cache). A warm-up of 1000 of each (--warmup N), not reported, precedes the
+// rows. Beside each wall-clock ratio, the ratio of this process's CPU time per operation
+// (process.cpuUsage): on a machine shared with other work the wall clock measures the scheduler
+// as much as the code, CPU time much less so (on etcd most of a CAS's time is in the server, so
+// there only the wall-clock ratio means anything). Run: npx tsx bench/ipam_assign.ts [--n 2000]
+// [--no-etcd] [--only sqlite|etcd] [--no-sized] [--warmup 1000]
 import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +36,8 @@ interface IpamRate {
   p99: number;
   /** Mean bytes of the block values written (for the block-sized CAS context row). */
   meanWriteBytes: number;
+  /** This process's CPU time (user + system) per assignment, in µs. */
+  cpuUs: number;
 }
 
 /** The store with its update() counting the bytes written (one extra call per write). */
@@ -72,6 +79,7 @@ async function measureIpam(
   );
   const perLane = Math.floor(n / (nodes * inFlight));
   const lat: number[] = [];
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
     clients.flatMap((ipam, node) =>
@@ -91,6 +99,7 @@ async function measureIpam(
     ),
   );
   const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(c0);
   const ops = perLane * nodes * inFlight;
   // Every address distinct and counted: the benchmark must not measure a broken allocator.
   const blocks = await clients[0]?.listBlocks(4);
@@ -105,6 +114,7 @@ async function measureIpam(
     p50: q(0.5),
     p99: q(0.99),
     meanWriteBytes: tally.writes > 0 ? tally.bytes / tally.writes : 0,
+    cpuUs: (cpu.user + cpu.system) / ops,
   };
 }
 
@@ -141,8 +151,22 @@ async function report(
     console.log(
       `${name.padEnd(18)} ${s.label.padEnd(27)} IPAM ${ipam.opsPerSec.toFixed(0).padStart(6)} assign/s ` +
         `(p50 ${ipam.p50.toFixed(1)} ms, p99 ${ipam.p99.toFixed(1)} ms) | raw CAS ${String(s.cas).padStart(2)} in flight ` +
-        `${cas.opsPerSec.toFixed(0).padStart(6)}/s | ratio ${ratio.toFixed(2)} (goal >= ${GOAL}: ${ratio >= GOAL ? "met" : "NOT met"})`,
+        `${cas.opsPerSec.toFixed(0).padStart(6)}/s | ratio ${ratio.toFixed(2)} (goal >= ${GOAL}: ${ratio >= GOAL ? "met" : "NOT met"}) ` +
+        `| CPU per op ${ipam.cpuUs.toFixed(1)} / ${cas.cpuUs.toFixed(1)} µs, ratio ${(cas.cpuUs / ipam.cpuUs).toFixed(2)}`,
     );
+    if (s.nodes > 1 && s.inFlight === 1) {
+      // Context only: the same CAS with one lane per node's handle, as the IPAM row writes.
+      const spread = await measureCasRate(stores[0] as Datastore, {
+        inFlight: s.cas,
+        n,
+        lanesOn: stores.slice(0, s.nodes),
+      });
+      console.log(
+        `${"".padEnd(18)} ${"  context:".padEnd(27)} raw CAS, one lane per node's handle (${s.nodes}), ` +
+          `${spread.opsPerSec.toFixed(0).padStart(6)}/s, CPU ${spread.cpuUs.toFixed(1)} µs | IPAM/that ` +
+          `${(ipam.opsPerSec / spread.opsPerSec).toFixed(2)}, CPU ${(spread.cpuUs / ipam.cpuUs).toFixed(2)}`,
+      );
+    }
     if (withSized) {
       // Context only (the goal is against the raw CAS above): CAS writing values as large as
       // the block values this row wrote on average.

@@ -166,8 +166,17 @@ export function pickAffineBlock(
 
 /** A stable per-node starting offset, so nodes spread over a pool instead of racing for block 0. */
 export function nodeHash(node: string): bigint {
-  return BigInt(`0x${createHash("sha256").update(node).digest("hex").slice(0, 15)}`);
+  let h = nodeHashes.get(node);
+  if (h === undefined) {
+    h = BigInt(`0x${createHash("sha256").update(node).digest("hex").slice(0, 15)}`);
+    // Every block claim asks (a SHA-256 and a BigInt parse each time); a process sees few nodes.
+    if (nodeHashes.size >= 4096) nodeHashes.clear();
+    nodeHashes.set(node, h);
+  }
+  return h;
 }
+
+const nodeHashes = new Map<string, bigint>();
 
 /**
  * A block CIDR to claim for the node: in the first pool that has one, the first block (from the

@@ -22,6 +22,7 @@ import {
   parseAddress,
   parseCidr,
 } from "../lib/ip.js";
+import { AffineBlocks, type BlockEntry } from "./affine_blocks.js";
 import {
   type AllowedUse,
   describePools,
@@ -161,18 +162,25 @@ interface Context {
 }
 
 const FAMILIES = [4, 6] as const;
+/** formatCidr of a block's CIDR (one object shared by every version of the block), kept. */
+const cidrTexts = new WeakMap<Cidr, string>();
+function cidrText(c: Cidr): string {
+  let t = cidrTexts.get(c);
+  if (t === undefined) {
+    t = formatCidr(c);
+    cidrTexts.set(c, t);
+  }
+  return t;
+}
+
+/** selectedPools' keys of a workload request naming no pool, per family. */
+const WORKLOAD_KEYS = ["4|Workload||", "6|Workload||"] as const;
 /** Kube-controllers' namespace Profiles (`kns.<ns>`) and their label prefix (src/k8s/sync.ts). */
 const NAMESPACE_PROFILE = "kns.";
 const NAMESPACE_LABEL = "pcns.";
 const NAMESPACE_NAME_LABEL = "pcns.projectcalico.org/name";
 /** The first try's stand-in for the handle record read: no record (each write checks it). */
 const NO_RECORD: Promise<{ handle: Handle | undefined }> = Promise.resolve({ handle: undefined });
-
-interface BlockEntry {
-  key: string;
-  rev: number;
-  block: Block;
-}
 
 export interface BlockInfo extends BlockEntry {
   affinityState?: Affinity["state"];
@@ -209,6 +217,13 @@ class HandleRecordPresent extends Error {
   }
 }
 
+/** An affinity record as decoded, with the stored text it was decoded from. */
+interface DecodedAffinity {
+  value: string;
+  affinity: Affinity;
+  blockKey: string;
+}
+
 interface Combiner {
   entry: BlockEntry;
   queue: BlockRequest[];
@@ -226,7 +241,7 @@ export class IpamStore {
   private readonly contextTtlMs: number;
   private context: Map<string, Context> = new Map();
   /** The node's confirmed blocks per family, as last seen: the fast path of assignment. */
-  private affineCache = new Map<string, Map<string, BlockEntry>>();
+  private affineCache = new Map<string, AffineBlocks>();
   /** Per block key: the assignments of this process waiting for one combined write. */
   private readonly combiners = new Map<string, Combiner>();
   /** Per node|family: affinities of the node (any state) at the last loadAffine. */
@@ -235,6 +250,10 @@ export class IpamStore {
   private assigning = 0;
   /** Per node|family: the block search (claim) in flight, which other requests wait for. */
   private readonly claiming = new Map<string, Promise<unknown>>();
+  /** nodeKey's answers by node. */
+  private readonly nodeKeys = new Map<string, [string, string]>();
+  /** Per node|family: the affinities decoded at the last loadAffine, by key. */
+  private readonly affinitiesSeen = new Map<string, Map<string, DecodedAffinity>>();
   /** node|family whose last claim scan saw blocks not the node's own (blocksForClaim). */
   private readonly foreignBlocks = new Set<string>();
 
@@ -368,7 +387,7 @@ export class IpamStore {
       for (const family of [4, 6] as const) {
         const want = family === 4 ? req.num4 : req.num6;
         if (want <= 0) continue;
-        const have = own.filter((a) => a.family === family).slice(0, want);
+        const have = own.length === 0 ? own : own.filter((a) => a.family === family).slice(0, want);
         out.push(...have);
         if (have.length >= want) continue;
         const pools = (family === 4 ? req.pools4 : req.pools6) ?? [];
@@ -428,9 +447,8 @@ export class IpamStore {
   private heldInNoCachedBlock(handleId: string, node: string, v4: boolean, v6: boolean): boolean {
     for (const family of FAMILIES) {
       if (!(family === 4 ? v4 : v6)) continue;
-      const cached = this.affineCache.get(`${node}|${family}`);
-      if (cached === undefined) return false;
-      for (const e of cached.values()) if (holdsHandle(e.block, handleId)) return false;
+      const cached = this.affineCache.get(this.nodeKey(node, family));
+      if (cached === undefined || cached.holds(handleId)) return false;
     }
     return true;
   }
@@ -450,7 +468,7 @@ export class IpamStore {
     for (const family of FAMILIES) {
       // A family the request does not ask for: what the handle holds there is not returned.
       if (!(family === 4 ? v4 : v6)) continue;
-      const cached = this.affineCache.get(`${node}|${family}`);
+      const cached = this.affineCache.get(this.nodeKey(node, family));
       const affine = cached ?? (await this.loadAffine(node, family));
       // Attributes are compacted on release: a handle with no address has no attribute. (A
       // forEach: this runs over every block of the node on every assignment.)
@@ -513,7 +531,11 @@ export class IpamStore {
     // The cached context without an await (one fewer promise and turn per pod).
     let ctx = this.freshContext(req.node) ?? (await this.loadContext(req.node));
     const use = req.use ?? "Workload";
-    const ns = await this.namespaceLabelsFor(req, ctx, requested);
+    // Read (an await) only when a pool has a namespaceSelector, as namespaceLabelsFor decides.
+    const ns =
+      requested.length > 0 || !ctx.pools.some((p) => p.namespaceSelector !== undefined)
+        ? undefined
+        : await this.namespaceLabelsFor(req, ctx, requested);
     let pools = this.selectedPools(ctx, family, requested, use, ns);
     const started = this.now();
     let reloaded = false;
@@ -540,7 +562,7 @@ export class IpamStore {
         }
         throw this.exhausted(family, pools, req.node, ctx.config);
       }
-      const blockCidr = formatCidr(target.entry.block.cidr);
+      const blockCidr = cidrText(target.entry.block.cidr);
       // A borrowed address is not in the node's own blocks: the handle record names its block
       // before the block holds it, so a retry and a release find it. That needs the record
       // read first (the second try).
@@ -548,7 +570,7 @@ export class IpamStore {
       if (target.borrowed) await this.ensureHandleHas(req.handleId, blockCidr);
       const r = await this.assignInBlock(req.node, family, target.entry, {
         handleId: req.handleId,
-        ...(firstTry ? { absentKey: this.keys.handle(req.handleId) } : {}),
+        absentKey: firstTry ? this.keys.handle(req.handleId) : undefined,
         count: want - out.length,
         attrs: { handleId: req.handleId, secondary: attrs },
         reserved: reservedIn(target.entry.block.cidr, ctx.reservations),
@@ -586,7 +608,7 @@ export class IpamStore {
     req: Omit<BlockRequest, "resolve" | "reject">,
   ): Promise<Array<{ address: string; sequence: number }>> {
     // The target was picked before an await: the cache may hold a newer copy by now.
-    const newer = this.affineCache.get(`${node}|${family}`)?.get(entry.key);
+    const newer = this.affineCache.get(this.nodeKey(node, family))?.get(entry.key);
     if (newer && newer.rev > entry.rev) entry = newer;
     return new Promise((resolve, reject) => {
       let c = this.combiners.get(entry.key);
@@ -698,8 +720,11 @@ export class IpamStore {
     use: AllowedUse,
     namespaceLabels?: Readonly<Record<string, string>>,
   ): Pool[] {
-    const ns = namespaceLabels !== undefined ? JSON.stringify(namespaceLabels) : "";
-    const k = `${family}|${use}|${requested.join(",")}|${ns}`;
+    // The usual request (no pools named, a workload, no namespaceSelector) without building its key.
+    const k =
+      requested.length === 0 && use === "Workload" && namespaceLabels === undefined
+        ? WORKLOAD_KEYS[family === 4 ? 0 : 1]
+        : `${family}|${use}|${requested.join(",")}|${namespaceLabels !== undefined ? JSON.stringify(namespaceLabels) : ""}`;
     let pools = ctx.selected.get(k);
     if (pools === undefined) {
       pools = selectPools(ctx.pools, {
@@ -803,7 +828,7 @@ export class IpamStore {
     ctx: Context,
   ): Promise<{ entry: BlockEntry; borrowed: boolean } | undefined> {
     if (pools.length === 0) return undefined;
-    const k = `${node}|${family}`;
+    const k = this.nodeKey(node, family);
     // Fast path: a cached block of the node with room. While another request of this process
     // claims a block for the node, wait for it rather than claim a second one.
     for (let i = 0; i < 3; i++) {
@@ -833,7 +858,7 @@ export class IpamStore {
     ctx: Context,
   ): { entry: BlockEntry; borrowed: boolean } | undefined {
     if (pools.length === 0) return undefined;
-    const cached = this.affineCache.get(`${node}|${family}`);
+    const cached = this.affineCache.get(this.nodeKey(node, family));
     if (!cached) return undefined;
     let entry: BlockEntry | undefined;
     for (const e of cached.values()) {
@@ -863,7 +888,7 @@ export class IpamStore {
     const { config } = ctx;
     // Which blocks exist: from the keys alone (decoding every block is only needed to borrow).
     const listed = await this.blocksForClaim(node, family, affine);
-    const held = this.affineCount.get(`${node}|${family}`) ?? 0;
+    const held = this.affineCount.get(this.nodeKey(node, family)) ?? 0;
     if (
       config.autoAllocateBlocks &&
       (config.maxBlocksPerHost === 0 || held < config.maxBlocksPerHost)
@@ -931,7 +956,7 @@ export class IpamStore {
     affine: ReadonlyMap<string, BlockEntry>,
   ): Promise<{ prefix: string; keys: string[]; items: KeyValue[]; values: boolean }> {
     const prefix = this.keys.blockPrefix(family);
-    const k = `${node}|${family}`;
+    const k = this.nodeKey(node, family);
     if (this.store.listKeys && !this.foreignBlocks.has(k)) {
       const keys = (await this.store.listKeys(prefix)).items.map((e) => e.key);
       if (keys.every((key) => affine.has(key))) return { prefix, keys, items: [], values: false };
@@ -989,15 +1014,28 @@ export class IpamStore {
   }
 
   /** The node's confirmed blocks (pending ones whose block is ours are confirmed on the way). */
-  private async loadAffine(node: string, family: Family): Promise<Map<string, BlockEntry>> {
+  private async loadAffine(node: string, family: Family): Promise<AffineBlocks> {
     const list = await this.store.list(this.keys.affinityPrefix(node, family));
     const out = new Map<string, BlockEntry>();
+    const k = this.nodeKey(node, family);
+    // Each claim lists the node's affinities again: the ones seen with the same stored text last
+    // time are not decoded again (a node's claims would otherwise cost O(blocks) decodes each).
+    const seen = this.affinitiesSeen.get(k);
+    const now = new Map<string, DecodedAffinity>();
     for (const kv of list.items) {
-      const a = decodeAffinity(kv.key, kv.value);
+      let d = seen?.get(kv.key);
+      if (d === undefined || d.value !== kv.value) {
+        d = {
+          value: kv.value,
+          affinity: decodeAffinity(kv.key, kv.value),
+          blockKey: this.keys.block(cidrFromKey(kv.key)),
+        };
+      }
+      now.set(kv.key, d);
+      const a = d.affinity;
       if (a.state === "pendingDeletion") continue;
-      const cidr = cidrFromKey(kv.key);
-      const key = this.keys.block(cidr);
-      const known = this.affineCache.get(`${node}|${family}`)?.get(key);
+      const key = d.blockKey;
+      const known = this.affineCache.get(k)?.get(key);
       if (known && a.state === "confirmed") {
         // Confirmed and ours: the cached copy serves (a stale one fails its CAS and is refreshed).
         out.set(key, known);
@@ -1023,15 +1061,34 @@ export class IpamStore {
       }
       out.set(key, { key, rev: bkv.modRevision, block });
     }
-    this.affineCache.set(`${node}|${family}`, out);
-    this.affineCount.set(`${node}|${family}`, list.items.length);
-    return out;
+    // Into the cache's own map, entry by entry: its handle index follows the changes only.
+    const cache = this.affineCache.get(k) ?? new AffineBlocks();
+    for (const key of cache.keys()) if (!out.has(key)) cache.delete(key);
+    for (const [key, e] of out) cache.set(key, e);
+    this.affineCache.set(k, cache);
+    this.affineCount.set(k, list.items.length);
+    this.affinitiesSeen.set(k, now);
+    return cache;
+  }
+
+  /**
+   * The "node|family" key of the per-node maps, the same string object each time: a key built
+   * per call is a new string to allocate and hash on every lookup, several times per pod.
+   */
+  private nodeKey(node: string, family: Family): string {
+    let keys = this.nodeKeys.get(node);
+    if (keys === undefined) {
+      if (this.nodeKeys.size >= 4096) this.nodeKeys.clear();
+      keys = [`${node}|4`, `${node}|6`];
+      this.nodeKeys.set(node, keys);
+    }
+    return keys[family === 4 ? 0 : 1];
   }
 
   private rememberBlock(node: string, family: Family, entry: BlockEntry): void {
     if (entry.block.affinity !== hostAffinity(node)) return;
-    const k = `${node}|${family}`;
-    const m = this.affineCache.get(k) ?? new Map<string, BlockEntry>();
+    const k = this.nodeKey(node, family);
+    const m = this.affineCache.get(k) ?? new AffineBlocks();
     m.set(entry.key, entry);
     this.affineCache.set(k, m);
   }
@@ -1042,7 +1099,7 @@ export class IpamStore {
     key: string,
     err: ConflictError | NotFoundError,
   ): void {
-    const m = this.affineCache.get(`${node}|${family}`);
+    const m = this.affineCache.get(this.nodeKey(node, family));
     if (!m) return;
     if (err instanceof ConflictError && err.current) {
       const block = decodeBlock(key, err.current.value);
@@ -1241,7 +1298,7 @@ export class IpamStore {
         if (!Number.isFinite(since) || this.now() - since < this.emptyBlockGraceMs) continue;
         if (await this.releaseBlock(node, akv, key, bkv)) out.push(formatCidr(cidr));
       }
-      this.affineCache.delete(`${node}|${family}`);
+      this.affineCache.delete(this.nodeKey(node, family));
     }
     return out;
   }
