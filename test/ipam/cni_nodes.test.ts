@@ -54,7 +54,9 @@ describe("ocelot-ipam processes on the embedded store", () => {
       pods.map(
         (p, i) => () =>
           runCni(build.ocelotIpam, "ADD", p.id, netConf(url, p.node), (proc) => {
-            setTimeout(() => proc.kill("SIGKILL"), 100 + ((i * 53) % 600));
+            // Spread from 5 ms (before any write) to ~600 ms (past a quick ADD's end), so
+            // that some are killed whatever the machine's speed, some of them mid-assign.
+            setTimeout(() => proc.kill("SIGKILL"), 5 + ((i * 53) % 600));
           }),
       ),
       MAX_IN_FLIGHT,
