@@ -462,7 +462,9 @@ function filterRule(family: IpFamily, direction: "import" | "export") {
             ctx.addIssue({
               code: "custom",
               path: ["operations", i],
-              message: own("exactly one operation must be set"),
+              message: own(
+                "exactly one operation must be set: addCommunity, prependASPath or setPriority",
+              ),
             });
           }
         }

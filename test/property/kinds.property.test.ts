@@ -17,7 +17,14 @@ import { ResourceClient, ResourceError } from "../../src/api/client.js";
 import { ValidationError } from "../../src/api/errors.js";
 import { KINDS, type KindInfo } from "../../src/api/registry.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { anyJson, applyMutation, fieldOf, type Json, mutations } from "./mutations.js";
+import {
+  anyJson,
+  applyMutation,
+  fieldOf,
+  type Json,
+  type Mutation,
+  mutations,
+} from "./mutations.js";
 import { SAMPLES } from "./samples.js";
 
 /** Mutations per kind: 26 kinds in well under a minute on a loaded 2-core machine. */
@@ -49,6 +56,17 @@ const mutationsOf = (doc: Json) =>
  * IPPool of that name with the same cidr is refused for overlapping the stored one, by cidr.
  */
 const RELATED: Record<string, string[]> = { cidr: ["blockSize"], name: ["spec.cidr"] };
+
+/**
+ * Counterexamples found by this property, kept as fixed cases: an emptied BGPFilter operation was
+ * refused as "exactly one operation must be set", naming none of them (fixed in src/api/bgp.ts).
+ */
+const FOUND: Record<string, [Mutation][]> = {
+  "projectcalico.org/v3/BGPFilter": [
+    [{ op: "delete", path: ["spec", "exportV4", 0, "operations", 1, "prependASPath"] }],
+    [{ op: "delete", path: ["spec", "exportV4", 0, "operations", 0, "addCommunity"] }],
+  ],
+};
 
 let dir: string;
 let store: SqliteDatastore;
@@ -124,7 +142,7 @@ describe("every kind: any one mutation, applied, is accepted or refused naming t
           }
           expect(await snapshot(), "the store after a refused apply").toBe(before);
         }),
-        { numRuns: RUNS },
+        { numRuns: RUNS, examples: FOUND[kind] ?? [] },
       );
       console.log(`kinds: ${kind}: ${RUNS} mutations applied, ${refused} refused`);
       // Not vacuous: some mutations must be refused (every one for a read-only kind).

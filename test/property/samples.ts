@@ -56,7 +56,18 @@ export const SAMPLES: Record<string, Json> = {
     kind: "BGPFilter",
     metadata: { name: "only-pods" },
     spec: {
-      exportV4: [{ action: "Accept", matchOperator: "In", cidr: "10.244.0.0/16" }],
+      exportV4: [
+        {
+          action: "Accept",
+          matchOperator: "In",
+          cidr: "10.244.0.0/16",
+          prefixLength: { min: 24, max: 32 },
+          operations: [
+            { addCommunity: { value: "64512:100" } },
+            { prependASPath: { prefix: [64512] } },
+          ],
+        },
+      ],
       importV4: [{ action: "Reject", matchOperator: "Equal", cidr: "0.0.0.0/0" }],
       exportV6: [{ action: "Accept", matchOperator: "In", cidr: "fd00:10::/48" }],
     },
