@@ -470,7 +470,9 @@ function filterRule(family: IpFamily) {
             ctx.addIssue({
               code: "custom",
               path: ["operations", i],
-              message: own("exactly one operation must be set"),
+              message: own(
+                "exactly one operation must be set: addCommunity, prependASPath or setPriority",
+              ),
             });
           }
         }

@@ -487,7 +487,12 @@ const filterOperation = object<FilterOperation>(
     setPriority: opt(object<{ value: number }>({ value: req(priority) })),
   },
   (o, path, issues) => {
-    if (Object.keys(o).length !== 1) custom(path, "exactly one operation must be set", issues);
+    if (Object.keys(o).length !== 1)
+      custom(
+        path,
+        "exactly one operation must be set: addCommunity, prependASPath or setPriority",
+        issues,
+      );
   },
 );
 

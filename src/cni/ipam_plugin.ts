@@ -16,7 +16,7 @@ import {
   PoolExhaustedError,
   RetriesExhaustedError,
 } from "../ipam/store.js";
-import { formatAddress, parseAddress } from "../lib/ip.js";
+import { cidrContains, formatAddress, parseAddress } from "../lib/ip.js";
 import { readDatastoreFile } from "./datastore_file.js";
 import { type CniLogFailure, cniLogProblem, oneLine } from "./log.js";
 
@@ -406,6 +406,32 @@ function requireEnv(env: NodeJS.ProcessEnv, names: readonly string[]): void {
   }
 }
 
+/** The CNI spec's container ID: a letter or digit, then letters, digits, '_', '.' or '-'. */
+const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+/**
+ * Refuses a CNI_CONTAINERID the CNI spec does not allow (as libcni and the Go plugins' skel do,
+ * error 4): it becomes part of the IPAM handle's key and of names.
+ */
+export function checkContainerId(env: NodeJS.ProcessEnv): void {
+  const id = env.CNI_CONTAINERID;
+  if (id !== undefined && id !== "" && !CONTAINER_ID.test(id))
+    throw new CniError(
+      CniErrorCode.InvalidEnvironmentVariables,
+      `CNI_CONTAINERID ${JSON.stringify(id)} is not a container ID (a letter or digit, then letters, digits, '_', '.' or '-')`,
+    );
+}
+
+/** Refuses a CNI_IFNAME that is no Linux interface name (as the Go plugins' skel does, error 4). */
+export function checkIfName(env: NodeJS.ProcessEnv): void {
+  const name = env.CNI_IFNAME ?? "";
+  if (name.length >= 16 || name === "." || name === ".." || /[\s/:]/.test(name))
+    throw new CniError(
+      CniErrorCode.InvalidEnvironmentVariables,
+      `CNI_IFNAME ${JSON.stringify(name)} is not a Linux interface name (1..15 characters, no '/', ':' or spaces)`,
+    );
+}
+
 /** Runs one plugin invocation; never throws: failures become the spec's error JSON. */
 export async function runIpamPlugin(
   env: NodeJS.ProcessEnv,
@@ -426,6 +452,8 @@ export async function runIpamPlugin(
         ? ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"]
         : ["CNI_CONTAINERID", "CNI_IFNAME"],
     );
+    checkContainerId(env);
+    checkIfName(env);
     refuseCheckBefore040(command, conf.cniVersion);
     const args = parseCniArgs(env.CNI_ARGS);
     const handleId = handleIdOf(conf.name, env.CNI_CONTAINERID as string);
@@ -535,15 +563,39 @@ async function assignGiven(
       );
     families.add(family);
   }
+  // Every address checked before any is assigned: a refused ADD claims no block (assigning the
+  // first, then failing on the second, left the first's block claimed for the node).
+  await checkGiven(ipam, handleId, wanted);
   const out: AssignedAddress[] = [];
   try {
     for (const address of wanted)
       out.push(await ipam.assignIP({ handleId, node: conf.nodename, address, attrs }));
   } catch (err) {
     if (out.length > 0) await ipam.releaseByHandle(handleId, conf.nodename).catch(() => undefined);
+    // Say where the address came from (the pod's ipAddrs annotation, through CNI_ARGS IP).
+    if (err instanceof AddressUnavailableError || err instanceof PoolSelectionError)
+      throw new CniError(CniErrorCode.InvalidNetworkConfig, `CNI_ARGS IP: ${err.message}`);
     throw err;
   }
   return out;
+}
+
+/** What assignIP would refuse, found by reading only: in no pool, reserved, or another's. */
+async function checkGiven(ipam: IpamStore, handleId: string, wanted: string[]): Promise<void> {
+  const [pools, reservations] = await Promise.all([ipam.loadPools(), ipam.loadReservations()]);
+  for (const a of wanted) {
+    const { family, value } = parseAddress(a);
+    const text = formatAddress(family, value);
+    const fail = (why: string) =>
+      new CniError(CniErrorCode.InvalidNetworkConfig, `CNI_ARGS IP: Address ${text} ${why}`);
+    if (!pools.some((p) => p.cidr.family === family && cidrContains(p.cidr, family, value)))
+      throw fail("is in no IP pool");
+    if (reservations.some((r) => r.family === family && cidrContains(r, family, value)))
+      throw fail("is reserved (IPReservation)");
+    const held = await ipam.getAllocation(text);
+    if (held !== undefined && held.handleId !== handleId)
+      throw fail(`is in use (handle "${held.handleId ?? "none"}")`);
+  }
 }
 
 async function check(ipam: IpamStore, conf: IpamNetConf, handleId: string): Promise<void> {

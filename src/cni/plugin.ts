@@ -11,6 +11,7 @@ import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC, workloadIfaceName } from "../li
 import {
   CniError,
   CniErrorCode,
+  checkContainerId,
   datastoreSetting,
   parseCniArgs,
   parseNetConfObject,
@@ -227,6 +228,7 @@ function kubeconfigSetting(k: unknown, env: NodeJS.ProcessEnv): string | undefin
 /** The pod's identity from CNI_ARGS (K8S_POD_NAMESPACE, K8S_POD_NAME) and the CNI variables. */
 export function podIdentity(env: NodeJS.ProcessEnv): PodIdentity {
   const args = parseCniArgs(env.CNI_ARGS);
+  checkContainerId(env);
   const containerId = env.CNI_CONTAINERID ?? "";
   const endpoint = env.CNI_IFNAME ?? "";
   if (endpoint.length === 0 || endpoint.length >= IFNAMSIZ || /[\s/:]/.test(endpoint)) {

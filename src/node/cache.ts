@@ -1,8 +1,11 @@
 // A local copy of the keys under some datastore prefixes, kept current by watches: one list
 // gives the items and a revision, each prefix is watched from that revision, and a `resync`
 // (the revision was compacted) or a watch error lists everything again and re-watches from the
-// new revision. Calls onChange(prefix) after every change it applied. Not: decoding values or
-// deciding anything (the daemon does).
+// new revision. A prefix whose list fails is retried by one timer of its own (never one per
+// watch error: each error of a dead store's watch used to start another chain), after a delay
+// that doubles from retryMs to maxRetryMs, jittered (0.75-1.0 of it), and starts again from
+// retryMs once a list succeeds. Calls onChange(prefix) after every change it applied. Not:
+// decoding values or deciding anything (the daemon does).
 import type { Datastore, KeyValue, Watch } from "../datastore/types.js";
 
 export interface CacheEvents {
@@ -10,8 +13,8 @@ export interface CacheEvents {
   onChange(prefix: string): void;
   /** A watch needed a full list again (compaction or an error), with why. */
   onResync?(prefix: string, why: string): void;
-  /** A relist failed (the store is unreachable); the cache retries after retryMs. */
-  onError?(prefix: string, err: Error): void;
+  /** A relist failed (the store is unreachable); the cache retries after retryInMs. */
+  onError?(prefix: string, err: Error, retryInMs: number): void;
 }
 
 export class PrefixCache {
@@ -20,13 +23,17 @@ export class PrefixCache {
   /** Bumped per (re)list of a prefix: messages of an older watch are ignored. */
   private readonly generation = new Map<string, number>();
   private closed = false;
-  private retryTimers = new Set<NodeJS.Timeout>();
+  /** The one pending retry of each prefix. */
+  private readonly retryTimers = new Map<string, NodeJS.Timeout>();
+  /** Lists of each prefix failed in a row (the backoff's exponent). */
+  private readonly failures = new Map<string, number>();
 
   constructor(
     private readonly store: Datastore,
     readonly prefixes: readonly string[],
     private readonly events: CacheEvents,
     private readonly retryMs = 1000,
+    private readonly maxRetryMs = 16_000,
   ) {}
 
   /** Lists every prefix and starts its watch. Throws when the first list fails. */
@@ -48,7 +55,7 @@ export class PrefixCache {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const t of this.retryTimers) clearTimeout(t);
+    for (const t of this.retryTimers.values()) clearTimeout(t);
     this.retryTimers.clear();
     const ws = [...this.watches.values()];
     this.watches.clear();
@@ -63,6 +70,7 @@ export class PrefixCache {
     this.watches.delete(prefix);
     await old?.cancel().catch(() => {});
     const list = await this.store.list(prefix);
+    this.failures.delete(prefix);
     if (this.closed || this.generation.get(prefix) !== gen) return;
     this.items.set(prefix, new Map(list.items.map((kv) => [kv.key, kv])));
     const w = this.store.watch(prefix, list.revision, (msg) => {
@@ -87,14 +95,20 @@ export class PrefixCache {
     this.events.onChange(prefix);
   }
 
+  /** Schedules the prefix's relist, unless one is pending already. */
   private retry(prefix: string, delayMs: number): void {
+    if (this.closed || this.retryTimers.has(prefix)) return;
     const t = setTimeout(() => {
-      this.retryTimers.delete(t);
+      this.retryTimers.delete(prefix);
       this.relist(prefix).catch((err: Error) => {
-        this.events.onError?.(prefix, err);
-        this.retry(prefix, this.retryMs);
+        const n = (this.failures.get(prefix) ?? 0) + 1;
+        this.failures.set(prefix, n);
+        const base = Math.min(this.retryMs * 2 ** (n - 1), this.maxRetryMs);
+        const next = Math.round(base * (0.75 + 0.25 * Math.random()));
+        this.events.onError?.(prefix, err, next);
+        this.retry(prefix, next);
       });
     }, delayMs);
-    this.retryTimers.add(t);
+    this.retryTimers.set(prefix, t);
   }
 }

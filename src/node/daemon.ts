@@ -384,8 +384,11 @@ export class NodeDaemon {
         this.stats.watchResyncs++;
         this.log.warn({ prefix, why }, "Watch resync: listing again");
       },
-      onError: (prefix, err) =>
-        this.log.error({ prefix, error: err.message }, "Datastore list failed; retrying"),
+      onError: (prefix, err, retryInMs) =>
+        this.log.error(
+          { prefix, error: err.message, retryInMs },
+          "Datastore list failed; retrying",
+        ),
     });
     await this.cache.start();
     if (this.timer) clearTimeout(this.timer);

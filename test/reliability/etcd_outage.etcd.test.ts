@@ -2,15 +2,24 @@
 // programming a network namespace with --netns) on a real etcd; etcd is frozen (SIGSTOP: its
 // connections hang, the hardest case for timeouts) for 20 s (60 s in `npm run test:soak`).
 // Meanwhile /readyz answers 503 naming the datastore, /livez stays 200, and the kernel keeps
-// the last known state (the block's route stays). When etcd answers again, /readyz is 200 and a
-// block claimed after the outage reaches the kernel: the daemon converged to the store again.
+// the last known state (the block's route stays), and the real `bin/ocelot-ipam` ADD fails with
+// a one-line CNI error (code 11, try again later) naming the endpoint, within its dial timeout
+// (printed): it never hangs on the frozen connection. When etcd answers again, /readyz is 200
+// and a block claimed after the outage reaches the kernel: the daemon converged to the store
+// again; the refused ADD holds no address. A stopped etcd: etcd_stopped.etcd.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Datastore } from "../../src/datastore/types.js";
 import { IpamStore } from "../../src/ipam/store.js";
 import { type EtcdServer, etcdUnavailableReason } from "../helpers/etcd.js";
 import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { netConf, runCni } from "../ipam/cni_run.js";
 import { putPool } from "../ipam/helpers.js";
-import { blackholes as blackholesOf, type NodeProcess, type ReadyNode } from "../node/harness.js";
+import {
+  BIN,
+  blackholes as blackholesOf,
+  type NodeProcess,
+  type ReadyNode,
+} from "../node/harness.js";
 import { startEtcdNode, stopEtcdNode } from "./etcd_node.js";
 
 const OUTAGE_MS = process.env.OCELOT_SOAK ? 60_000 : 20_000;
@@ -67,6 +76,15 @@ describe.skipIf(skip)("ocelot node run while etcd is frozen", () => {
       throw new Error(`${(e as Error).message}\n${daemon.log}`);
     });
     const noticed = Date.now() - t0;
+    // A CNI ADD while etcd does not answer: it fails, in bounded time, saying why.
+    const ta = Date.now();
+    const add = await runCni(`${BIN}/ocelot-ipam`, "ADD", "during-freeze", netConf(etcd.url, NODE));
+    const addMs = Date.now() - ta;
+    const addOut = JSON.parse(add.stdout || "{}") as { code?: number; msg?: string };
+    expect(add.code, `ADD while etcd is frozen: ${add.stdout}${add.stderr}`).not.toBe(0);
+    expect(addOut.code, add.stdout).toBe(11);
+    expect(addOut.msg, "one line").not.toContain("\n");
+    expect(addOut.msg, "names the endpoint").toContain(etcd.endpoint);
     while (Date.now() - t0 < OUTAGE_MS) {
       expect((await get("/livez")).status, "/livez during the outage").toBe(200);
       expect(blackholes(), "the kernel keeps the last known state").toContain("10.72.0.0/26");
@@ -102,10 +120,14 @@ describe.skipIf(skip)("ocelot node run while etcd is frozen", () => {
       60_000,
       100,
     );
+    expect(
+      await new IpamStore(store).addressesOfHandle("k8s-pod-network.during-freeze"),
+      "the refused ADD's addresses",
+    ).toEqual([]);
     expect(daemon.has("Datastore unreachable: keeping the last known state, retrying")).toBe(true);
     expect(daemon.has("Datastore reachable again: listing everything again")).toBe(true);
     console.log(
-      `etcd outage ${OUTAGE_MS / 1000} s: not ready after ${noticed} ms, ready again ${back} ms after etcd answered`,
+      `etcd outage ${OUTAGE_MS / 1000} s: not ready after ${noticed} ms; a CNI ADD failed after ${addMs} ms (${addOut.msg}); ready again ${back} ms after etcd answered`,
     );
   });
 });
