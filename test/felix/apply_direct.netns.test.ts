@@ -12,10 +12,11 @@ import { DirectKernel } from "../../src/felix/apply_direct.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
 import { IpsetSocket } from "../../src/felix/ipset_netlink.js";
 import { RestoreSession } from "../../src/felix/iptables_session.js";
-import { fromGlobalNetworkPolicy, type PolicyEndpoint } from "../../src/felix/policy.js";
+import type { PolicyEndpoint } from "../../src/felix/policy.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
+import { webPod, webPolicy } from "./model.js";
 
 const skip = skipWithReason(
   "felix direct writes (netns)",
@@ -115,24 +116,8 @@ describe.skipIf(skip)("direct writes in a namespace", () => {
   it(
     "IncrementalApplier: a pod and a label change in force with no process but the rule writer",
     async () => {
-      const ep = (n: number, role: string): PolicyEndpoint & { iface: string } => ({
-        id: `default/pod-${n}`,
-        namespace: "default",
-        labels: { app: "web", role },
-        addresses: [`10.244.1.${n}/32`],
-        iface: `ocldir${n}`,
-      });
-      const policy = fromGlobalNetworkPolicy({
-        metadata: { name: "web" },
-        spec: {
-          selector: `app == "web"`,
-          types: ["Ingress"],
-          ingress: [
-            { action: "Allow", source: { selector: `role == "db"` } },
-            { action: "Allow", source: { selector: `role == "api"` } },
-          ],
-        },
-      });
+      const ep = (n: number, role: string) => webPod(n, role, "ocldir");
+      const policy = webPolicy(`role == "api"`);
       const input = (eps: (PolicyEndpoint & { iface: string })[]): DataplaneInput => ({
         workloads: eps.map((e) => ({
           id: e.id,

@@ -10,6 +10,7 @@ import { newgenPid } from "../../src/felix/iptables_session.js";
 import { fromGlobalNetworkPolicy, type PolicyEndpoint } from "../../src/felix/policy.js";
 import { planIncremental, writtenOf } from "../../src/felix/written.js";
 import { MessageWriter } from "../../src/fib/rtnetlink.js";
+import { webPod, webPolicy } from "./model.js";
 
 describe("writeIpsetOp()", () => {
   it("lays out IPSET_CMD_ADD of a hash:net member as the ipset tool does", () => {
@@ -70,24 +71,8 @@ describe("newgenPid()", () => {
 });
 
 describe("planIncremental(): ipset member changes", () => {
-  const ep = (n: number, role: string): PolicyEndpoint & { iface: string } => ({
-    id: `default/pod-${n}`,
-    namespace: "default",
-    labels: { app: "web", role },
-    addresses: [`10.244.1.${n}/32`],
-    iface: `ocl${n}`,
-  });
-  const policy = fromGlobalNetworkPolicy({
-    metadata: { name: "web" },
-    spec: {
-      selector: `app == "web"`,
-      types: ["Ingress"],
-      ingress: [
-        { action: "Allow", source: { selector: `role == "db"` } },
-        { action: "Allow", source: { selector: `role == "api"` } },
-      ],
-    },
-  });
+  const ep = (n: number, role: string) => webPod(n, role);
+  const policy = webPolicy(`role == "api"`);
   const other = fromGlobalNetworkPolicy({
     metadata: { name: "cache" },
     spec: {

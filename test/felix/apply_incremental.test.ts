@@ -7,30 +7,14 @@
 import { describe, expect, it } from "vitest";
 import { applyDataplane, IncrementalApplier } from "../../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
-import { fromGlobalNetworkPolicy, type PolicyEndpoint } from "../../src/felix/policy.js";
+import type { PolicyEndpoint } from "../../src/felix/policy.js";
 import { chainEdit, planIncremental, writtenOf } from "../../src/felix/written.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
-import { FakeKernel, restoreModel } from "./model.js";
+import { FakeKernel, restoreModel, webPod, webPolicy } from "./model.js";
 
-const ep = (n: number, role: string): PolicyEndpoint & { iface: string } => ({
-  id: `default/pod-${n}`,
-  namespace: "default",
-  labels: { app: "web", role },
-  addresses: [`10.244.1.${n}/32`],
-  iface: `ocl${n}`,
-});
+const ep = (n: number, role: string) => webPod(n, role);
 
-const policy = fromGlobalNetworkPolicy({
-  metadata: { name: "web" },
-  spec: {
-    selector: `app == "web"`,
-    types: ["Ingress"],
-    ingress: [
-      { action: "Allow", source: { selector: `role == "db"` } },
-      { action: "Allow", source: { selector: `netset == "a"` } },
-    ],
-  },
-});
+const policy = webPolicy(`netset == "a"`);
 
 function input(eps: (PolicyEndpoint & { iface: string })[], nets = ["11.0.0.0/24"]) {
   return {

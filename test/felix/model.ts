@@ -1,6 +1,42 @@
 // Test models of the kernel's iptables-restore --noflush (the subset our payloads use), shared
-// by the property test of planTable() and the pure apply test.
+// by the property test of planTable() and the pure apply test; and the incremental apply tests'
+// fixture (web pods and the policy over them).
 import type { SavedTable } from "../../src/felix/iptables.js";
+import {
+  fromGlobalNetworkPolicy,
+  type Policy,
+  type PolicyEndpoint,
+} from "../../src/felix/policy.js";
+
+/** Pod n of app=web with a role label, on interface `<prefix><n>`. */
+export function webPod(
+  n: number,
+  role: string,
+  prefix = "ocl",
+): PolicyEndpoint & { iface: string } {
+  return {
+    id: `default/pod-${n}`,
+    namespace: "default",
+    labels: { app: "web", role },
+    addresses: [`10.244.1.${n}/32`],
+    iface: `${prefix}${n}`,
+  };
+}
+
+/** A policy on app=web allowing sources role=db and a second selector. */
+export function webPolicy(second: string): Policy {
+  return fromGlobalNetworkPolicy({
+    metadata: { name: "web" },
+    spec: {
+      selector: `app == "web"`,
+      types: ["Ingress"],
+      ingress: [
+        { action: "Allow", source: { selector: `role == "db"` } },
+        { action: "Allow", source: { selector: second } },
+      ],
+    },
+  });
+}
 
 /** A model of iptables-restore --noflush over one table (the subset our payloads use). */
 export function restoreModel(table: SavedTable, payload: string): SavedTable {
