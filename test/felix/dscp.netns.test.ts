@@ -9,15 +9,16 @@
 // without the field the marking is gone (A's datagrams leave with 0 again);
 // - a HostEndpoint with the `qos.projectcalico.org/dscp` annotation (CS1): the node's own
 //   datagrams from its expectedIP leave with 8.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyDataplane } from "../../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
 import { DEFAULT_ALLOW_PROFILE } from "../../src/felix/policy.js";
 import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
+import { tsharkWhile } from "../helpers/capture.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
-import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
 import { addPod } from "../helpers/pods.js";
 
 const reason =
@@ -81,36 +82,20 @@ describe.skipIf(skip)("WorkloadEndpoint qosControls.dscp: egress DSCP marking", 
    * first datagrams may go out before the capture is attached), and returns each captured
    * datagram as "source dscp" (tshark stops after `count` packets or 30 s).
    */
-  async function capture(ns: Netns, iface: string, count: number, send: () => void) {
-    const [cmd, args] = ns.wrap(
-      "tshark",
-      ...["-i", iface, "-f", "udp dst port 9999", "-c", String(count), "-a", "duration:30"],
-      ...["-T", "fields", "-e", "ip.src", "-e", "ip.dsfield.dscp", "-l"],
+  const capture = (ns: Netns, iface: string, count: number, send: () => void) =>
+    tsharkWhile(
+      ns,
+      ["-i", iface, "-f", "udp dst port 9999", "-c", String(count), "-a", "duration:30"].concat([
+        "-T",
+        "fields",
+        "-e",
+        "ip.src",
+        "-e",
+        "ip.dsfield.dscp",
+      ]),
+      send,
+      children,
     );
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    children.push(child);
-    let out = "";
-    let err = "";
-    child.stdout?.on("data", (d) => {
-      out += d;
-    });
-    child.stderr?.on("data", (d) => {
-      err += d;
-    });
-    const closed = new Promise<void>((resolve) => child.on("close", () => resolve()));
-    await waitFor(`tshark capturing on ${iface}`, () =>
-      err.includes("Capturing on") ? true : undefined,
-    );
-    send();
-    const again = setInterval(send, 1000);
-    await closed;
-    clearInterval(again);
-    return out
-      .trim()
-      .split("\n")
-      .filter((l) => l !== "")
-      .map((l) => l.trim().split(/\s+/).join(" "));
-  }
 
   const sendFrom = (app: "a" | "b" | "c" | "node", to: string) =>
     runSync("ip", [

@@ -7,14 +7,15 @@
 //   (`ip -j -d link` reads them back), the ping answered over UDP 4790 with VNI 5000;
 // - only node1 moved to 4791: node2's device does not listen there, the ping is lost (as in
 //   Calico, the setting must agree across nodes: a cluster-wide FelixConfiguration).
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyDataplane } from "../../src/felix/apply.js";
 import { renderDataplane } from "../../src/felix/dataplane.js";
 import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
+import { tsharkWhile } from "../helpers/capture.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { link, Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
 import { addPod, ping } from "../helpers/pods.js";
 
 const reason =
@@ -84,10 +85,11 @@ describe.skipIf(skip)("FelixConfiguration vxlanPort and vxlanVNI on two nodes", 
 
   /** Pings pod2 from pod1 while tshark on node2's link prints "udp-port vni" of the tunnel's packets. */
   async function pingCaptured(port: number, expected: boolean) {
-    const [cmd, args] = (ns[1] as Netns).wrap(
-      "tshark",
-      ...["-i", "eth0", "-f", `udp dst port ${port}`, "-d", `udp.port==${port},vxlan`],
-      ...[
+    const to = NODES[1]?.pod.v4 as string;
+    let answered = false;
+    const seen = await tsharkWhile(
+      ns[1] as Netns,
+      ["-i", "eth0", "-f", `udp dst port ${port}`, "-d", `udp.port==${port},vxlan`].concat([
         "-c",
         "1",
         "-a",
@@ -98,32 +100,15 @@ describe.skipIf(skip)("FelixConfiguration vxlanPort and vxlanVNI on two nodes", 
         "udp.dstport",
         "-e",
         "vxlan.vni",
-        "-l",
-      ],
+      ]),
+      // The filter may attach after the first echo went by: echo again until one is captured.
+      (first) => {
+        if (first) answered = ping(pods[0] as Netns, to, expected);
+        else ping(pods[0] as Netns, to, false);
+      },
+      children,
     );
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    children.push(child);
-    let out = "";
-    let err = "";
-    child.stdout?.on("data", (d) => {
-      out += d;
-    });
-    child.stderr?.on("data", (d) => {
-      err += d;
-    });
-    const closed = new Promise<void>((resolve) => child.on("close", () => resolve()));
-    await waitFor("tshark capturing", () => (err.includes("Capture started") ? true : undefined));
-    const answered = ping(pods[0] as Netns, NODES[1]?.pod.v4 as string, expected);
-    // The filter may attach after the first echo went by: echo again until one is captured.
-    let done = false;
-    void closed.then(() => {
-      done = true;
-    });
-    while (!done) {
-      await new Promise((r) => setTimeout(r, 1000));
-      if (!done) ping(pods[0] as Netns, NODES[1]?.pod.v4 as string, false);
-    }
-    return { answered, seen: out.trim().split(/\s+/).join(" ") };
+    return { answered, seen: seen.join(" ") };
   }
 
   beforeAll(async () => {
