@@ -46,6 +46,20 @@ export type BfdAuthDiscard =
 const digestLen = (t: BfdAuthType) => (t.endsWith("md5") ? 16 : 20);
 const meticulous = (t: BfdAuthType) => t.startsWith("meticulous");
 
+/**
+ * The MD5 or SHA1 digest of a packet whose digest field holds the key, zero-padded (RFC 5880
+ * §6.7.3, §6.7.4). Writes the key into `packet`'s digest field.
+ */
+function keyedDigest(packet: Uint8Array, c: BfdAuthConfig): Buffer {
+  const n = digestLen(c.type);
+  const field = packet.subarray(BFD_CONTROL_LEN + 8, BFD_CONTROL_LEN + 8 + n);
+  field.fill(0);
+  field.set(c.password);
+  return createHash(n === 16 ? "md5" : "sha1")
+    .update(packet)
+    .digest();
+}
+
 /** The length of the authentication section of this configuration (RFC 5880 §4.2-4.4). */
 export function authSectionLength(c: BfdAuthConfig): number {
   return c.type === "simple" ? 3 + c.password.length : 8 + digestLen(c.type);
@@ -103,14 +117,7 @@ export class BfdAuthState {
     new DataView(packet.buffer, packet.byteOffset).setUint32(at + 4, this.xmitSeq);
     // Keyed MD5/SHA1 MAY, Meticulous MUST, take a new number per packet: every packet does here.
     this.xmitSeq = (this.xmitSeq + 1) >>> 0;
-    const n = digestLen(c.type);
-    const field = packet.subarray(at + 8, at + 8 + n);
-    field.fill(0);
-    field.set(c.password);
-    const hash = createHash(n === 16 ? "md5" : "sha1")
-      .update(packet)
-      .digest();
-    field.set(hash);
+    packet.set(keyedDigest(packet, c), at + 8);
     return packet;
   }
 
@@ -157,14 +164,9 @@ export class BfdAuthState {
       if (!inWindow) return { ok: false, reason: "AuthenticationSequenceOutOfWindow" };
     }
     const copy = Uint8Array.from(packet.subarray(0, len));
-    const field = copy.subarray(at + 8, at + 8 + n);
-    const got = Uint8Array.from(field);
-    field.fill(0);
-    field.set(c.password);
-    const want = createHash(n === 16 ? "md5" : "sha1")
-      .update(copy)
-      .digest();
-    if (!timingSafeEqual(got, want)) return { ok: false, reason: "AuthenticationFailed" };
+    const got = Uint8Array.from(copy.subarray(at + 8, at + 8 + n));
+    if (!timingSafeEqual(got, keyedDigest(copy, c)))
+      return { ok: false, reason: "AuthenticationFailed" };
     this.rcvSeq = seq;
     this.known = true;
     this.lastValidAt = now;
