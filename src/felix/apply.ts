@@ -300,7 +300,8 @@ async function readIfaceAddresses(ctx: Ctx, dev?: string): Promise<Map<string, I
 /**
  * Makes a workload interface hold exactly the wanted addresses (scope link, IPv6 without DAD):
  * the missing added, any other removed except IPv6 link-local ones (the kernel's own). The host
- * side of a pod's veth holds no address of its own otherwise (Calico's wiring).
+ * side of a pod's veth holds no address of its own otherwise (Calico's wiring). True when the
+ * kernel flushed the interface's IPv4 routes (its last IPv4 address removed).
  */
 async function convergeIfaceAddresses(
   ctx: Ctx,
@@ -308,8 +309,9 @@ async function convergeIfaceAddresses(
   want: readonly string[],
   have: readonly IpAddrInfo[],
   changes: string[],
-): Promise<void> {
+): Promise<boolean> {
   const held = new Set<string>();
+  let removed4 = false;
   for (const a of have) {
     if (a.local === undefined || a.prefixlen === undefined) continue;
     const text = `${a.local}/${a.prefixlen}`;
@@ -320,6 +322,7 @@ async function convergeIfaceAddresses(
     }
     await runOk(ctx, "ip", ["addr", "del", text, "dev", name]);
     changes.push(`address ${text} removed from ${name}`);
+    if (a.family === "inet") removed4 = true;
   }
   for (const a of want) {
     if (held.has(a)) continue;
@@ -336,6 +339,9 @@ async function convergeIfaceAddresses(
     ]);
     changes.push(`address ${a} added to ${name}`);
   }
+  // The kernel flushes every IPv4 route through an interface whose last IPv4 address goes, and
+  // says nothing about it (no RTM_DELROUTE): the pod's own route with them.
+  return removed4 && !want.some((a) => !a.includes(":"));
 }
 
 /** The namespace's interfaces and their addresses (what HostEndpoints' expectedIPs match). */
@@ -743,7 +749,7 @@ export class IncrementalApplier {
       return r;
     };
     // As in the full pass: the interfaces and the filter state at once.
-    const [configured, iptablesSeconds] = await both(
+    const [{ configured, flushed }, iptablesSeconds] = await both(
       (async () => {
         // New (or recreated, or changed) interfaces: found, set, their sysctls written with
         // the node-wide ones that changed.
@@ -847,9 +853,11 @@ export class IncrementalApplier {
       r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
     );
     const t1 = performance.now();
+    // Routes the kernel flushed with an interface's last IPv4 address: its table read back now.
     const refreshRoutes =
-      (this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS) > 0 &&
-      this.now() - this.lastRouteRefresh >= (this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS);
+      flushed.length > 0 ||
+      ((this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS) > 0 &&
+        this.now() - this.lastRouteRefresh >= (this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS));
     // What the FIB holds is what this applier last set when nothing else can have changed it:
     // the overlay (whose fast path also writes this FIB) is as last applied, and the FIB holds
     // as many routes as were set. Then its table is not walked (`desired()`) to know.
@@ -956,6 +964,8 @@ async function configureIfaces(
       if (l) found.set(i.name, l);
     }
   const configured: string[] = [];
+  /** Interfaces whose IPv4 routes the kernel flushed (their last IPv4 address removed). */
+  const flushed: string[] = [];
   const sysctls: Sysctl[] = [...more];
   for (const want of ifaces) {
     const l = found.get(want.name);
@@ -970,7 +980,8 @@ async function configureIfaces(
     }
     if (want.addresses !== undefined || hadAddresses.has(want.name)) {
       const have = (await readIfaceAddresses(ctx, want.name)).get(want.name) ?? [];
-      await convergeIfaceAddresses(ctx, want.name, want.addresses ?? [], have, changes);
+      if (await convergeIfaceAddresses(ctx, want.name, want.addresses ?? [], have, changes))
+        flushed.push(want.name);
     }
     sysctls.push(...want.sysctls);
     configured.push(want.name);
@@ -978,7 +989,7 @@ async function configureIfaces(
   }
   if (direct) await direct.writeSysctls(sysctls);
   else await writeSysctls(ctx, sysctls);
-  return configured;
+  return { configured, flushed };
 }
 
 /**
