@@ -368,8 +368,6 @@ export function secretPath(dir: string, ref: { name: string; key: string }): str
   return `${dir.replace(/\/+$/, "")}/${ref.name}/${ref.key}`;
 }
 
-export { peerAppliesTo };
-
 /** The speaker's config for node `name`; see the module comment. */
 export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): BgpRender {
   const warnings: string[] = [];
