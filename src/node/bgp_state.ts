@@ -64,7 +64,12 @@ import {
   nodeBlocks,
   workloadAddressesOf,
 } from "./agent_state.js";
-import { type LocalWorkloadPeer, localWorkloadPeers, peerAppliesTo } from "./local_peers.js";
+import {
+  type LocalWorkloadPeer,
+  localPeeringAddresses,
+  localWorkloadPeers,
+  peerAppliesTo,
+} from "./local_peers.js";
 import { serviceAdvertisements, serviceFibExclusions } from "./service_routes.js";
 
 /** BGPPeer's BFD authentication types as bgpd's config names them. */
@@ -704,9 +709,10 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
   const doc = {
     asn: myAs,
     routerId,
-    // Dual-stack when this node has an IPv6 address (IPv4 peers arrive IPv4-mapped).
+    // Dual-stack when this node has an IPv6 address or an IPv6 local workload peering address
+    // (IPv4 peers arrive IPv4-mapped).
     listen: {
-      address: mine[6] || [...peers.keys()].some((a) => a.includes(":")) ? "::" : "0.0.0.0",
+      address: mine[6] || localPeeringAddresses(snap.bgpConfigurations)[6] ? "::" : "0.0.0.0",
       port: global.listenPort,
     },
     ...(myCluster ? { clusterId: myCluster } : {}),

@@ -136,8 +136,14 @@ describe("local workload peering", () => {
       cidr: "10.123.0.0/16",
     });
     expect(r.peerKinds["10.65.0.5"]).toEqual({ type: "GlobalPeer", source: "to-red" });
-    // An IPv6 peer: the speaker listens dual-stack.
-    expect(r.config.listen.address).toBe("::");
+    // No IPv6 peering address: the speaker listens on IPv4 only (as the node has no IPv6).
+    expect(r.config.listen.address).toBe("0.0.0.0");
+    const dual = renderBgp(
+      { ...s, bgpConfigurations: [config({ localWorkloadPeeringIPV6: "fdc9::1" })] },
+      "n1",
+      opts,
+    );
+    expect(dual.config?.listen.address).toBe("::");
     // Relabelled: the session goes.
     const blue = snap();
     blue.workloadEndpoints[0] = wep("red", "n1", "oclred", ["10.65.0.5/32"], { color: "blue" });
