@@ -237,6 +237,8 @@ export class NodeDaemon {
   private running: Promise<void> | undefined;
   private stopped = false;
   private lastAgentInput = "";
+  /** Whether some BGPPeer peers with local workloads (their changes then render BGP too). */
+  private localPeering = false;
   private lastBgpReason = "";
   /** What the speaker's originations were last set from (a full render or the BGP fast path). */
   private bgpOrigins: RenderedOwnBlocks | undefined;
@@ -317,8 +319,9 @@ export class NodeDaemon {
       [p.weps, ["agent"]],
       [p.pools, ["agent", "bgp"]],
       [p.nodes, ["agent", "bgp"]],
-      [p.bgpconfigs, ["bgp"]],
-      [p.bgppeers, ["bgp"]],
+      // The agent too: the local workload peering address on pods' interfaces (local_peers.ts).
+      [p.bgpconfigs, ["agent", "bgp"]],
+      [p.bgppeers, ["agent", "bgp"]],
       [p.bgpfilters, ["bgp"]],
       [p.affinities, ["agent", "bgp"]],
       [p.netpols, ["agent"]],
@@ -366,7 +369,13 @@ export class NodeDaemon {
         const now = performance.now();
         // Anything but block affinities: the fast path's next render is a full one.
         if (prefix !== this.prefixes.affinities) this.overlaySeen = undefined;
-        const areas = this.areasOf.get(prefix) ?? ["agent", "bgp"];
+        let areas = this.areasOf.get(prefix) ?? ["agent", "bgp"];
+        // Workloads' labels pick the BGP peers of local workload peering, when it is in use.
+        if (
+          this.localPeering &&
+          (prefix === this.prefixes.weps || prefix === this.prefixes.profiles)
+        )
+          areas = [...areas, "bgp"];
         // A block of this node just confirmed: announced at once (the pass follows, see below).
         if (prefix === this.prefixes.affinities) this.scheduleBgpFast(now);
         if (this.neigh && prefix === this.prefixes.affinities) {
@@ -1120,6 +1129,7 @@ export class NodeDaemon {
   }
 
   private async convergeBgp(snap: BgpSnapshot, fastSeq = this.bgpFastSeq): Promise<void> {
+    this.localPeering = snap.bgpPeers.some((p) => (p.spec.localWorkloadSelector ?? "") !== "");
     if (fastSeq !== this.bgpFastSeq) {
       // The fast path announced a block after this snapshot was taken (the agent's part of the
       // pass ran between): rendering it would withdraw that block. The fast path asked for
