@@ -107,6 +107,8 @@ export interface BgpOptions {
    * usable, the speaker's host reads it again into the config. Absent: no secret is readable.
    */
   readSecret?: (path: string) => string;
+  /** CALICO_ADVERTISE_CLUSTER_IPS: in place of the default BGPConfiguration's serviceClusterIPs. */
+  advertiseClusterIps?: string;
 }
 
 /** Either the speaker's config, or why this node runs no BGP; plus what was not applied. */
@@ -706,6 +708,9 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     (b) => !noExport.some((p) => cidrOverlaps(p, parseCidr(b, false))),
   );
 
+  const services = opts.advertiseClusterIps
+    ? { ...snap, advertiseClusterIps: opts.advertiseClusterIps }
+    : snap;
   const doc = {
     asn: myAs,
     routerId,
@@ -717,16 +722,18 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     },
     ...(myCluster ? { clusterId: myCluster } : {}),
     peers: [...peers.values()].sort((a, b) => (a.address < b.address ? -1 : 1)),
-    originate: [...new Set([...blocks, ...serviceAdvertisements(snap, name)])].map((prefix) => ({
-      prefix,
-    })),
+    originate: [...new Set([...blocks, ...serviceAdvertisements(services, name)])].map(
+      (prefix) => ({
+        prefix,
+      }),
+    ),
     fib: {
       enabled: true,
       table: "main",
       protocol: 201,
       gracefulRestartTime: opts.gracefulRestartTime ?? 120,
       // Calico's rejectcidrs: Service routes learned from anyone stay out of the kernel.
-      exclude: serviceFibExclusions(snap),
+      exclude: serviceFibExclusions(services),
       // Calico's krt_metric for routes learned over BGP: the normal route priority, or the
       // route's own (2^31-1 - LOCAL_PREF from an iBGP peer or an import setPriority); routes
       // go to iBGP peers with LOCAL_PREF 2^31-1 - priority, as confd's BIRD filters do.

@@ -99,6 +99,8 @@ export interface DaemonOptions {
   statusSocket?: string;
   /** Where BGP passwords' secretKeyRefs are files `<dir>/<name>/<key>` (default /etc/ocelot/secrets). */
   secretsDir?: string;
+  /** CALICO_ADVERTISE_CLUSTER_IPS: announced in place of BGPConfiguration's serviceClusterIPs. */
+  advertiseClusterIps?: string;
   /** false: a link going down is left to the hold timer (BGP checkLink off). Default true. */
   bgpCheckLink?: boolean;
   /** Quiet time after a change before converging (default 50 ms). */
@@ -1141,6 +1143,9 @@ export class NodeDaemon {
       statusSocket: this.opts.statusSocket ?? DEFAULT_STATUS_SOCKET,
       ...(this.opts.secretsDir !== undefined ? { secretsDir: this.opts.secretsDir } : {}),
       ...(this.opts.bgpCheckLink === false ? { checkLink: false } : {}),
+      ...(this.opts.advertiseClusterIps
+        ? { advertiseClusterIps: this.opts.advertiseClusterIps }
+        : {}),
       readSecret: (path) => readFileSync(path, "utf8"),
     });
     const warnings = r.warnings.join("; ");
