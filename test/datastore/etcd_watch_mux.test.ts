@@ -23,9 +23,7 @@ class FakeStream extends EventEmitter {
     this.cancelled = true;
   }
   creates(): string[] {
-    return this.written
-      .filter((r) => r.create_request)
-      .map((r) => (r.create_request?.key as Buffer).toString());
+    return this.written.filter((r) => r.create_request).map((r) => String(r.create_request?.key));
   }
   cancels(): string[] {
     return this.written
@@ -74,11 +72,7 @@ const tick = () => new Promise((r) => setTimeout(r, 5));
 describe("EtcdWatchMux", () => {
   it("puts every watcher on one stream, one create at a time, and routes by watch_id", async () => {
     const { mux, streams } = harness();
-    const [a, b, c] = ["a", "b", "c"].map((n) => new Recorder(n)) as [
-      Recorder,
-      Recorder,
-      Recorder,
-    ];
+    const [a, b, c] = ["a", "b", "c"].map((n) => new Recorder(n)) as [Recorder, Recorder, Recorder];
     mux.add(a);
     mux.add(b);
     mux.add(c);
