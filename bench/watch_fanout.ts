@@ -16,7 +16,7 @@
 // its watches), each on a fresh etcd.
 // The test in test/datastore/watch_fanout.etcd.test.ts runs it with 50 nodes.
 // Run: npx tsx bench/watch_fanout.ts [--n 100,1000,5000] [--changes 12] [--via direct,proxy,proxy2]
-//      [--start-limit 600] [--changes-at 5000=4] [--baseline /work/main]
+//      [--start-limit 600] [--changes-at 5000=4] [--baseline /work/main [--after-first]]
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { get as httpGet } from "node:http";
@@ -384,6 +384,8 @@ async function main(): Promise<void> {
       // `node scripts/build.mjs` here first.
       [await buildClient(baseline, "before"), await buildClient(process.cwd(), "after")]
     : [THIS_CLIENT];
+  // --after-first: this tree's row before the baseline's (to tell order from effect).
+  if (process.argv.includes("--after-first")) clients.reverse();
   console.log(
     `sizes ${sizes.join(", ")}; ${changes} changes each (${CHANGE_KINDS.join(", ")} in turn); ` +
       `${Object.values(nodeWatchPrefixes()).length} watched prefixes per node; start limit ` +
