@@ -276,7 +276,7 @@ export class BlockDraft {
     }
     this.owner ??= this.base.owner.slice();
     this.seqs ??= SequenceMap.copyOf(this.base.seqForAllocation, this.base.owner.length);
-    this.attributes ??= [...this.base.attributes];
+    this.attributes ??= appendable(this.base.attributes);
     const attributes = this.attributes;
     let idx = attributes.findIndex((a) => sameAttributes(a, attrs));
     if (idx < 0) {
@@ -408,6 +408,21 @@ export function releaseHandleFromBlock(b: Block, handleId: string, nowMs: number
 export function withAffinity(b: Block, affinity: string | null, claimTime: string | null): Block {
   return { ...b, affinity, affinityClaimTime: claimTime };
 }
+
+/**
+ * A copy of attributes to append to, an array of objects to V8 even when empty: an empty array
+ * literal starts as one of small integers, and the first object pushed into it changes its kind,
+ * which throws away the optimized code of every function that saw only the other kind (a new
+ * block's first assignment did, in a process still warming up).
+ */
+function appendable(attributes: readonly AllocationAttributes[]): AllocationAttributes[] {
+  if (attributes.length > 0) return attributes.slice();
+  const out: AllocationAttributes[] = [PLACEHOLDER_ATTRIBUTES];
+  out.pop();
+  return out;
+}
+
+const PLACEHOLDER_ATTRIBUTES: AllocationAttributes = { handleId: null, secondary: {} };
 
 function sameAttributes(a: AllocationAttributes, b: AllocationAttributes): boolean {
   if (a.handleId !== b.handleId) return false;
