@@ -493,10 +493,11 @@ export function encodeBlock(b: Block): string {
   // is exactly what JSON.stringify gives for the same object (test/ipam/block.test.ts).
   const parts = encodedParts.get(b) ?? extendedParts(b) ?? fullParts(b);
   encodedParts.set(b, parts);
-  // The link to the base stays (a chain through this WeakMap keeps a block's earlier drafted
-  // versions alive while the block is cached: bounded by its size, and cut by any release).
-  // Cutting it here was measured: 12-19 µs more CPU per pod once the process is warm
-  // (bench/ipam_assign.ts --warmup 8000), 18-21 µs less in its first few thousand pods.
+  // Its parts known, the block needs its base no more (a later draft extends these parts). The
+  // link kept, a chain through this WeakMap held every earlier version of a cached block alive
+  // (and its `added` ordinals, whose allocation site V8 then switched to old-space allocation,
+  // throwing away the optimized code that allocated there, in a process still warming up).
+  drafted.delete(b);
   return (
     `${parts.head}"allocated":"${bitmapBase64(b)}",` +
     `"owners":[${parts.owners}],"sequences":[${parts.sequences}],"unallocated":${runsJson(b.unallocated)},` +
