@@ -151,16 +151,26 @@ export class BadSequenceError extends Error {
   }
 }
 
-interface Context {
-  pools: Pool[];
-  reservations: Cidr[];
-  config: IpamConfig;
-  nodeLabels: Record<string, string>;
-  loadedAt: number;
+/**
+ * What an assignment on a node reads besides blocks, cached for contextTtlMs. A class rather
+ * than an object literal for the reason DecodedPool is one (records.ts): a second context built
+ * by a literal widens its fields' recorded types and throws away the assignment's optimized code.
+ */
+class Context {
   /** selectPools answers for this context, by family|use|requested pools. */
-  selected: Map<string, Pool[]>;
+  readonly selected = new Map<string, Pool[]>();
   /** Some pool has a namespaceSelector (an assignment then needs the namespace's labels). */
-  namespaced: boolean;
+  readonly namespaced: boolean;
+
+  constructor(
+    readonly pools: Pool[],
+    readonly reservations: Cidr[],
+    readonly config: IpamConfig,
+    readonly nodeLabels: Record<string, string>,
+    readonly loadedAt: number,
+  ) {
+    this.namespaced = pools.some((p) => p.namespaceSelector !== undefined);
+  }
 }
 
 const FAMILIES = [4, 6] as const;
@@ -1578,15 +1588,7 @@ export class IpamStore {
       this.getConfig(),
       this.loadNodeLabels(node),
     ]);
-    const ctx: Context = {
-      pools,
-      reservations,
-      config,
-      nodeLabels,
-      loadedAt: this.now(),
-      selected: new Map(),
-      namespaced: pools.some((p) => p.namespaceSelector !== undefined),
-    };
+    const ctx = new Context(pools, reservations, config, nodeLabels, this.now());
     this.context.set(node, ctx);
     return ctx;
   }
