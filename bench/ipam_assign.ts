@@ -61,6 +61,8 @@ interface IpamRate {
   meanWriteBytes: number;
   /** This process's CPU time (user + system) per assignment, in µs. */
   cpuUs: number;
+  /** Block writes (update / updateIfAbsent) per assignment: below 1 when writes combine. */
+  writesPerOp: number;
 }
 
 /** The store with its update() counting the bytes written (one extra call per write). */
@@ -138,6 +140,7 @@ async function measureIpam(
     p99: q(0.99),
     meanWriteBytes: tally.writes > 0 ? tally.bytes / tally.writes : 0,
     cpuUs: (cpu.user + cpu.system) / ops,
+    writesPerOp: tally.writes / ops,
   };
 }
 
@@ -175,7 +178,8 @@ async function report(
       `${name.padEnd(18)} ${s.label.padEnd(27)} IPAM ${ipam.opsPerSec.toFixed(0).padStart(6)} assign/s ` +
         `(p50 ${ipam.p50.toFixed(1)} ms, p99 ${ipam.p99.toFixed(1)} ms) | raw CAS ${String(s.cas).padStart(2)} in flight ` +
         `${cas.opsPerSec.toFixed(0).padStart(6)}/s | ratio ${ratio.toFixed(2)} (goal >= ${GOAL}: ${ratio >= GOAL ? "met" : "NOT met"}) ` +
-        `| CPU per op ${ipam.cpuUs.toFixed(1)} / ${cas.cpuUs.toFixed(1)} µs, ratio ${(cas.cpuUs / ipam.cpuUs).toFixed(2)}`,
+        `| CPU per op ${ipam.cpuUs.toFixed(1)} / ${cas.cpuUs.toFixed(1)} µs, ratio ${(cas.cpuUs / ipam.cpuUs).toFixed(2)} ` +
+        `| ${ipam.writesPerOp.toFixed(2)} block writes per assignment`,
     );
     if (s.nodes > 1 && s.inFlight === 1) {
       // Context only: the same CAS with one lane per node's handle, as the IPAM row writes.
