@@ -494,9 +494,10 @@ export function encodeBlock(b: Block): string {
   const parts = encodedParts.get(b) ?? extendedParts(b) ?? fullParts(b);
   encodedParts.set(b, parts);
   // Its parts known, the block needs its base no more (a later draft extends these parts). The
-  // link kept, a chain through this WeakMap held every earlier version of a cached block alive
-  // (and its `added` ordinals, whose allocation site V8 then switched to old-space allocation,
-  // throwing away the optimized code that allocated there, in a process still warming up).
+  // link kept, a chain through this WeakMap held every earlier version of a cached block alive,
+  // each with its `added` ordinals; in a process still warming up V8 then threw away the
+  // optimized code of everything that builds a draft (an allocation-site dependency), which no
+  // longer happens with the chain cut (bench/ipam_assign.ts's first row, README).
   drafted.delete(b);
   return (
     `${parts.head}"allocated":"${bitmapBase64(b)}",` +
