@@ -273,6 +273,7 @@ async function runNode(cmd: Command): Promise<void> {
     statusSocket: s.statusSocket ?? defaultStatusSocket(),
     secretsDir: s.secretsDir ?? DEFAULT_SECRETS_DIR,
     ...(s.advertiseClusterIps ? { advertiseClusterIps: s.advertiseClusterIps } : {}),
+    ...(s.routerId ? { routerId: s.routerId } : {}),
     ...(s.bgpCheckLink ? {} : { bgpCheckLink: false }),
     resyncIntervalMs: s.resyncIntervalMs,
     nodeStatusPeriodMs: s.nodeStatusIntervalMs,

@@ -27,6 +27,7 @@
 // (src/bgp/config.ts).
 // A BGPPeer with localWorkloadSelector: passive sessions to this node's workloads it selects
 // (local_peers.ts), as confd's Local_Workload peers.
+import { createHash } from "node:crypto";
 import ipaddr from "ipaddr.js";
 import {
   type BGPConfiguration,
@@ -109,6 +110,22 @@ export interface BgpOptions {
   readSecret?: (path: string) => string;
   /** CALICO_ADVERTISE_CLUSTER_IPS: in place of the default BGPConfiguration's serviceClusterIPs. */
   advertiseClusterIps?: string;
+  /**
+   * CALICO_ROUTER_ID: an IPv4 address, or "hash" (from the node's name, routerIdFromName);
+   * absent: the node's IPv4 address. With it a node without an IPv4 address runs BGP.
+   */
+  routerId?: string;
+}
+
+/**
+ * calico-node's `CALICO_ROUTER_ID=hash`: the first four bytes of the SHA-256 of the node's name as
+ * an IPv4 address, a first byte above 223 (multicast and reserved) lowered by 32, as confd's
+ * HashToIPv4.
+ */
+export function routerIdFromName(name: string): string {
+  const b = createHash("sha256").update(name).digest();
+  const first = (b[0] as number) > 223 ? (b[0] as number) - 32 : (b[0] as number);
+  return [first, b[1], b[2], b[3]].join(".");
 }
 
 /** Either the speaker's config, or why this node runs no BGP; plus what was not applied. */
@@ -381,19 +398,30 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
   const me = snap.nodes.find((n) => n.metadata.name === name);
   if (!me) return { config: undefined, reason: `no Node resource "${name}"`, warnings };
   const myAddr = me.spec.bgp?.ipv4Address;
-  if (!myAddr)
-    return { config: undefined, reason: `Node "${name}" has no spec.bgp.ipv4Address`, warnings };
+  const my6 = me.spec.bgp?.ipv6Address;
+  // The router ID: CALICO_ROUTER_ID, else the node's IPv4 address (4 octets even for IPv6).
+  const routerId =
+    opts.routerId === "hash"
+      ? routerIdFromName(name)
+      : (opts.routerId ?? (myAddr ? addressOf(myAddr) : undefined));
+  if (!myAddr && !(my6 && routerId))
+    return {
+      config: undefined,
+      reason: my6
+        ? `Node "${name}" has no spec.bgp.ipv4Address for a router ID (set CALICO_ROUTER_ID, e.g. "hash", to run BGP over IPv6 only)`
+        : `Node "${name}" has no spec.bgp.ipv4Address`,
+      warnings,
+    };
   const global = effectiveBgpConfiguration(
     snap.bgpConfigurations.find((c) => c.metadata.name === "default"),
     snap.bgpConfigurations.find((c) => c.metadata.name === `node.${name}`),
   );
   const asOf = (n: Node) => n.spec.bgp?.asNumber ?? global.asNumber ?? DEFAULT_AS_NUMBER;
   const myAs = asOf(me);
-  const routerId = addressOf(myAddr);
   /** This node's address of each family: the source of its sessions of that family. */
   const mine: Record<4 | 6, string | undefined> = {
-    4: routerId,
-    6: me.spec.bgp?.ipv6Address ? canonical6(addressOf(me.spec.bgp.ipv6Address)) : undefined,
+    4: myAddr ? addressOf(myAddr) : undefined,
+    6: my6 ? canonical6(addressOf(my6)) : undefined,
   };
   const myCluster = me.spec.bgp?.routeReflectorClusterID;
   const peers = new Map<string, PeerConfig>();

@@ -5,6 +5,7 @@
 // drives the flags, the variables, the file keys and the README. Pure: flags, environment,
 // file text and the host name in, settings (with where each came from) or an error naming the
 // flag, variable or key out. Not: autodetection, the datastore, the daemon.
+import { isIPv4 } from "node:net";
 import { parse as parseYaml } from "yaml";
 import { isDns1123Subdomain, parseAsNumber } from "../api/fields.js";
 import { parseStation } from "../bgp/bmp/client.js";
@@ -58,6 +59,8 @@ export interface NodeSettings {
    * default BGPConfiguration's serviceClusterIPs (confd's precedence).
    */
   advertiseClusterIps?: string;
+  /** CALICO_ROUTER_ID: the BGP router ID, an IPv4 address or "hash" (from the node's name). */
+  routerId?: string;
   /** The MTU override (pods and tunnel devices), above FelixConfiguration's MTU fields. */
   mtu?: number;
   mtuFile: string;
@@ -216,6 +219,11 @@ export const NODE_SETTINGS: readonly Def[] = [
     "--cluster-cidr <cidr...>",
     ["OCELOT_CLUSTER_CIDRS"],
     "cluster network CIDRs never masqueraded to",
+  ),
+  def(
+    "--router-id <ipv4|hash>",
+    ["CALICO_ROUTER_ID"],
+    "the BGP router ID: an IPv4 address, or hash (from the node's name, as calico-node); default the node's IPv4 address (needed for an IPv6-only node)",
   ),
   def(
     "--advertise-cluster-ips <cidr>",
@@ -610,6 +618,12 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
         });
     }) ?? [];
 
+  const routerId = opt("routerId", (r) => {
+    const v = str(r).trim();
+    if (v !== "hash" && !isIPv4(v)) throw err(r, `is not an IPv4 address or "hash"`);
+    return v;
+  });
+
   const advertiseClusterIps = opt("advertiseClusterIps", (r) => {
     const c = str(r).trim();
     try {
@@ -646,6 +660,7 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
     noDefaultPools: opt("noDefaultPools", bool) ?? false,
     clusterCidr,
     ...optional("advertiseClusterIps", advertiseClusterIps),
+    ...optional("routerId", routerId),
     ...optional(
       "mtu",
       opt("mtu", (r) => intIn(r, 1280, 65535)),

@@ -101,6 +101,8 @@ export interface DaemonOptions {
   secretsDir?: string;
   /** CALICO_ADVERTISE_CLUSTER_IPS: announced in place of BGPConfiguration's serviceClusterIPs. */
   advertiseClusterIps?: string;
+  /** CALICO_ROUTER_ID: an IPv4 address or "hash"; default the node's IPv4 address. */
+  routerId?: string;
   /** false: a link going down is left to the hold timer (BGP checkLink off). Default true. */
   bgpCheckLink?: boolean;
   /** Quiet time after a change before converging (default 50 ms). */
@@ -1146,6 +1148,7 @@ export class NodeDaemon {
       ...(this.opts.advertiseClusterIps
         ? { advertiseClusterIps: this.opts.advertiseClusterIps }
         : {}),
+      ...(this.opts.routerId ? { routerId: this.opts.routerId } : {}),
       readSecret: (path) => readFileSync(path, "utf8"),
     });
     const warnings = r.warnings.join("; ");

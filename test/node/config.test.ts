@@ -190,6 +190,10 @@ describe("resolveNodeSettings()", () => {
     [{ OCELOT_BMP_STATION: "10.0.0.9" }, 'OCELOT_BMP_STATION: "10.0.0.9" is not host:port'],
     [{ OCELOT_BMP_ADJ_RIB_OUT: "yes" }, 'OCELOT_BMP_ADJ_RIB_OUT: "yes" is not true or false'],
     [
+      { CALICO_ROUTER_ID: "fd00::1" },
+      'CALICO_ROUTER_ID: "fd00::1" is not an IPv4 address or "hash"',
+    ],
+    [
       { CALICO_ADVERTISE_CLUSTER_IPS: "10.96.0.0/33" },
       'CALICO_ADVERTISE_CLUSTER_IPS: "10.96.0.0/33" is "10.96.0.0/33", which is not a CIDR',
     ],

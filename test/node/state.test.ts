@@ -9,7 +9,7 @@ import { MemoryDatastore } from "../../src/datastore/memory.js";
 import type { Datastore, WatchMessage } from "../../src/datastore/types.js";
 import { renderDataplane } from "../../src/felix/dataplane.js";
 import { agentInput, nodeBlocks, workloadsOf } from "../../src/node/agent_state.js";
-import { type BgpSnapshot, renderBgp } from "../../src/node/bgp_state.js";
+import { type BgpSnapshot, renderBgp, routerIdFromName } from "../../src/node/bgp_state.js";
 import { PrefixCache } from "../../src/node/cache.js";
 import { mergeNode, registerNode } from "../../src/node/registration.js";
 import { aff, bgpConfig, peer, pool, V3 } from "./resources.js";
@@ -119,6 +119,32 @@ describe("BGP state", () => {
     expect(renderBgp(snap(), "n9", opts)).toMatchObject({ config: undefined, reason: /no Node/ });
     const s = snap({ nodes: [node("n1")] });
     expect(renderBgp(s, "n1", opts)).toMatchObject({ reason: /no spec.bgp.ipv4Address/ });
+  });
+
+  it("CALICO_ROUTER_ID: an address, or hash of the node's name (confd's HashToIPv4); an IPv6-only node runs BGP with one", () => {
+    // Values computed apart from the code (sha256 of the name, the first four bytes).
+    expect(routerIdFromName("node-1")).toBe("53.151.27.230");
+    expect(routerIdFromName("kind-worker")).toBe("105.106.233.48");
+    // First byte 245 (above 223, not a unicast router ID): lowered by 32.
+    expect(routerIdFromName("node-18")).toBe("213.194.139.227");
+    expect(renderBgp(snap(), "n1", { ...opts, routerId: "192.0.2.9" }).config?.routerId).toBe(
+      "192.0.2.9",
+    );
+    const v6 = (name: string, addr: string) =>
+      ({
+        apiVersion: V3,
+        kind: "Node",
+        metadata: { name, labels: {} },
+        spec: { bgp: { ipv6Address: addr } },
+      }) as Node;
+    const s = snap({ nodes: [v6("node-1", "fd00::1/64"), v6("node-2", "fd00::2/64")] });
+    expect(renderBgp(s, "node-1", opts)).toMatchObject({
+      config: undefined,
+      reason: /no spec.bgp.ipv4Address for a router ID \(set CALICO_ROUTER_ID/,
+    });
+    const c = renderBgp(s, "node-1", { ...opts, routerId: "hash" }).config;
+    expect(c?.routerId).toBe("53.151.27.230");
+    expect(c?.peers.map((p) => [p.address, p.sourceAddress])).toEqual([["fd00::2", "fd00::1"]]);
   });
 
   it("the default BGPConfiguration sets AS and turns the mesh off; a node AS wins", () => {
