@@ -490,3 +490,64 @@ export type Metadata = {
   uid?: string;
   creationTimestamp?: string | null;
 };
+
+/** RFC 3339 date-time, as the CRDs' `format: date-time` (Kubernetes' metav1.Time). */
+const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/**
+ * A resource's `status` of Kubernetes conditions (metav1.Condition, as IPPool's and Tier's in
+ * Calico's CRDs: a list keyed by type). Written by Calico's controllers, so exported YAML carries
+ * it: accepted when valid and stored as given; Ocelot writes none and acts on none.
+ */
+export const conditionsStatus = lazy(() =>
+  stored(
+    z
+      .object({
+        conditions: z
+          .array(
+            z
+              .object({
+                type: z
+                  .string()
+                  .max(316)
+                  .regex(
+                    /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$/,
+                    { error: (iss) => own(`${quote(iss.input)} is not a condition type`) },
+                  ),
+                status: z.enum(["True", "False", "Unknown"]),
+                lastTransitionTime: z
+                  .string()
+                  .regex(DATE_TIME, {
+                    error: (iss) => own(`${quote(iss.input)} is not a date-time`),
+                  }),
+                reason: z
+                  .string()
+                  .min(1)
+                  .max(1024)
+                  .regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/, {
+                    error: (iss) => own(`${quote(iss.input)} is not a CamelCase reason`),
+                  }),
+                message: z.string().max(32768),
+                observedGeneration: z.number().int().min(0).optional(),
+              })
+              .strict(),
+          )
+          .superRefine((list, ctx) => {
+            const seen = new Set<string>();
+            list.forEach((c, i) => {
+              if (seen.has(c.type))
+                ctx.addIssue({
+                  code: "custom",
+                  path: [i, "type"],
+                  message: own(`${quote(c.type)} is listed twice (conditions are keyed by type)`),
+                });
+              seen.add(c.type);
+            });
+          })
+          .optional(),
+      })
+      .strict()
+      .optional(),
+    "status conditions as Calico's controllers write them: kept as given; Ocelot writes none and acts on none",
+  ),
+);

@@ -198,7 +198,10 @@ export function renderReadme(inv: Inventory): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** The fields of one resource that Ocelot stores but does not act on, with the reason (topmost). */
+/**
+ * The fields of one resource (its spec and status) that Ocelot stores but does not act on, with
+ * the reason (topmost).
+ */
 export function storedFields(info: KindInfo, resource: unknown): string[] {
   const out: string[] = [];
   const walk = (v: unknown, path: string, generic: string) => {
@@ -213,7 +216,7 @@ export function storedFields(info: KindInfo, resource: unknown): string[] {
       for (const [i, x] of v.entries()) walk(x, `${path}[${i}]`, `${generic}[]`);
     } else if (typeof v === "object" && v !== null && !(path === "" ? false : path === "metadata"))
       for (const [k, x] of Object.entries(v))
-        if (path !== "" || k === "spec")
+        if (path !== "" || k === "spec" || k === "status")
           walk(x, path === "" ? k : `${path}.${k}`, generic === "" ? k : `${generic}.${k}`);
   };
   walk(resource, "", "");

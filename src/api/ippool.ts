@@ -4,7 +4,15 @@
 // Not: allocation from pools (src/ipam) or storage (client.ts).
 import * as z from "zod";
 import { own, quote } from "./errors.js";
-import { cidr, cidrOrIp, type Metadata, metadataSchema, parseCidr, selector } from "./fields.js";
+import {
+  cidr,
+  cidrOrIp,
+  conditionsStatus,
+  type Metadata,
+  metadataSchema,
+  parseCidr,
+  selector,
+} from "./fields.js";
 import { lazy } from "./lazy.js";
 
 export const API_VERSION = "projectcalico.org/v3";
@@ -212,6 +220,7 @@ export const ipPoolSchema = lazy(() =>
       kind: z.literal("IPPool"),
       metadata: metadataSchema({ namespaced: false }),
       spec: ipPoolSpec,
+      status: conditionsStatus,
     })
     .strict(),
 );

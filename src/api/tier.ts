@@ -4,7 +4,7 @@
 // kube-baseline 10000000/Pass). Not: the ordering itself (src/felix/policy.ts).
 import * as z from "zod";
 import { own, quote } from "./errors.js";
-import { labelName, type Metadata, metadataSchema } from "./fields.js";
+import { conditionsStatus, labelName, type Metadata, metadataSchema } from "./fields.js";
 import { API_VERSION } from "./ippool.js";
 import { lazy } from "./lazy.js";
 
@@ -33,6 +33,7 @@ export const tierSchema = lazy(() =>
         .strict()
         .optional()
         .transform((s) => s ?? {}),
+      status: conditionsStatus,
     })
     .strict()
     .superRefine((t, ctx) => {

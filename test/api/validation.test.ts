@@ -197,6 +197,38 @@ describe("IPPool", () => {
     ).toHaveLength(3);
   });
 
+  it("status: Calico's controllers' conditions (metav1.Condition) are accepted, stored and named as not acted on", () => {
+    const condition = {
+      type: "Ready",
+      status: "True",
+      lastTransitionTime: "2026-01-02T03:04:05Z",
+      reason: "PoolReady",
+      message: "",
+      observedGeneration: 3,
+    };
+    const doc = { ...pool({ cidr: "10.244.0.0/16" }), status: { conditions: [condition] } };
+    const v = validateResource(doc);
+    expect((v.resource as unknown as { status: unknown }).status).toEqual({
+      conditions: [condition],
+    });
+    expect(storedFields(v.info, v.resource)).toEqual([
+      "status: status conditions as Calico's controllers write them: kept as given; Ocelot writes none and acts on none",
+    ]);
+    const bad = (c: Record<string, unknown>, list = [c]) =>
+      issuesOf({ ...pool({ cidr: "10.244.0.0/16" }), status: { conditions: list } });
+    expect(bad({ ...condition, status: "Maybe" })[0]).toMatch(/^status\.conditions\[0\]\.status:/);
+    expect(bad({ ...condition, reason: "not camel" })).toEqual([
+      'status.conditions[0].reason: "not camel" is not a CamelCase reason',
+    ]);
+    expect(bad({ ...condition, lastTransitionTime: "yesterday" })).toEqual([
+      'status.conditions[0].lastTransitionTime: "yesterday" is not a date-time',
+    ]);
+    expect(bad(condition, [condition, condition])).toEqual([
+      'status.conditions[1].type: "Ready" is listed twice (conditions are keyed by type)',
+    ]);
+    expect(bad({ ...condition, color: "blue" })[0]).toMatch(/^status\.conditions\[0\]\.color:/);
+  });
+
   it("validates names as DNS-1123 subdomains", () => {
     expect(issuesOf(pool({ cidr: "10.0.0.0/16" }, { name: "Pool_1" }))[0]).toMatch(
       /^metadata\.name: "Pool_1" is not a valid name/,
