@@ -1117,7 +1117,11 @@ export class Rib<A> {
       if (flag !== 0) {
         e.rejectReason = rejectReasonName(flag);
         const pol = rec.info.importPolicy;
-        if (flag === RejectReason.FilterReject || flag === RejectReason.OwnPoolPrefix) {
+        if (
+          flag === RejectReason.FilterReject ||
+          flag === RejectReason.OwnPoolPrefix ||
+          flag === RejectReason.NotOwned
+        ) {
           const src = this.sourceOf(rec.idx);
           const d = pol?.describe?.(p.family, p.words, 0, p.len, src, this.attrs.view(raw));
           if (d !== undefined) e.rejectDetail = d;
