@@ -10,8 +10,10 @@
 // of block affinities or Nodes takes the overlay's fast path at once: only the routes,
 // neighbours and FDB entries it changes, over netlink, a new block's three in one sendmsg
 // (src/felix/overlay_delta.ts, overlay_fast.ts, overlay_socket.ts). A Node change still runs the debounced full pass after it; an affinity
-// change only when the fast path could not apply it or this node's own blocks changed (nothing
-// else depends on other nodes' blocks), else the periodic resync reconciles. Each watch event's
+// change only when the fast path could not apply it or this node's own blocks changed, else the
+// periodic resync reconciles; other nodes' blocks also decide what the speaker accepts from
+// them (import ownership, import_ownership.ts): a change of them is applied to the running
+// speaker at once, in place, and a BGP-only pass follows. Each watch event's
 // delivery is timed to the end of the work it caused (the fast path's netlink writes, or the
 // pass) for the watch-lag histogram. A block of this node newly confirmed (IPAM's claim inside a
 // CNI ADD) takes the BGP fast path: originated in the running speaker at once, when it is the only
@@ -75,6 +77,7 @@ import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
 import { type BgpSnapshot, isEncapsulatingPool, type PeerKind, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
 import { NodeStatusWriter } from "./calico_node_status.js";
+import { withImportOwnership } from "./import_ownership.js";
 import { CountedIpamStore } from "./ipam_counted.js";
 import { registerNode } from "./registration.js";
 import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
@@ -314,7 +317,9 @@ export class NodeDaemon {
     this.ipam = new CountedIpamStore(store);
     const p = this.prefixes;
     this.areasOf = new Map<string, Area[]>([
-      [p.weps, ["agent"]],
+      // BGP too: a borrowed address's host route, announced by its node and accepted from it
+      // by the others (import_ownership.ts).
+      [p.weps, ["agent", "bgp"]],
       [p.pools, ["agent", "bgp"]],
       [p.nodes, ["agent", "bgp"]],
       [p.bgpconfigs, ["bgp"]],
@@ -710,10 +715,12 @@ export class NodeDaemon {
       this.bgpFastScheduled = false;
       const since = this.bgpFastPendingSince ?? performance.now();
       this.bgpFastPendingSince = undefined;
-      this.bgpFast(since).catch((err: Error) => {
-        this.log.warn({ error: err.message }, "BGP fast path failed (the pass repairs)");
-        this.changed(["bgp"]);
-      });
+      this.bgpFast(since)
+        .then(() => this.ownershipFast(since))
+        .catch((err: Error) => {
+          this.log.warn({ error: err.message }, "BGP fast path failed (the pass repairs)");
+          this.changed(["bgp"]);
+        });
     });
   }
 
@@ -772,6 +779,37 @@ export class NodeDaemon {
         ms: r1(performance.now() - t0),
       },
       "BGP: new block of this node originated (fast path)",
+    );
+  }
+
+  /**
+   * The import ownership's fast path: each Node peer's importOwnership (its confirmed blocks and
+   * its workloads' host routes, import_ownership.ts) recomputed when block affinities change and
+   * applied in place: the speaker re-evaluates the paths it holds, so a block whose UPDATE came
+   * before its affinity reached this node lands now, with no ROUTE-REFRESH, and a block that
+   * moved to another node moves its acceptance. The overlay's fast path may leave the full pass
+   * out, so this does not wait for it; as the fast path above, it makes a pass rendered from an
+   * older snapshot skip (bgpFastSeq) and asks for a new one.
+   */
+  private async ownershipFast(arrived: number): Promise<void> {
+    const bgp = this.bgp;
+    // A pass is applying the speaker's config (or none rendered yet): it renders them.
+    if (!bgp || this.stopped || !this.bgpOrigins) return;
+    const t0 = performance.now();
+    const before = bgp.config;
+    const next = withImportOwnership(before, this.overlaySnapshot());
+    if (next === before) return;
+    const peers = next.peers.filter((p, i) => p !== before.peers[i]).map((p) => p.address);
+    this.bgpFastSeq++;
+    try {
+      await bgp.apply(next);
+    } finally {
+      this.changed(["bgp"]);
+    }
+    const r1 = (x: number) => Math.round(x * 10) / 10;
+    this.log.info(
+      { peers, waitMs: r1(t0 - arrived), ms: r1(performance.now() - t0) },
+      "BGP: import ownership of Node peers updated in place (fast path)",
     );
   }
 

@@ -1,0 +1,100 @@
+// Who may announce what inside the IP pools, for `ocelot node run`'s sessions to other Nodes
+// (pure): the speaker's importOwnership of a peer that is a Node (a mesh peer, or a BGPPeer whose
+// peerIP or peerSelector picks a Node). Inside the pools of the session's family the Node may
+// announce its blocks (affinities in state confirmed, the ones Calico's confd and this node's
+// render originate: a pending claim is not announced yet, a pendingDeletion one no longer) and
+// host routes for the addresses its workloads hold outside its blocks (borrowed from another
+// node's block) or its floating IPs (ipNATs, when its FelixConfiguration enables them): exactly
+// what its own render announces, from the same WorkloadEndpoints (Calico's BIRD exports the
+// /32 Felix routes to the pod, which Felix takes from the WorkloadEndpoint; IPAM blocks and their
+// allocation attributes are not watched by the node daemon). Host routes inside its blocks pass
+// too (harmless: traffic goes to the block's owner anyway). A Node that is a route reflector
+// (routeReflectorClusterID) passes other nodes' routes on: no ownership toward it (its routes'
+// owners are not the peer). Not: the check itself (src/bgp/policy/ownership.ts), the session
+// config (bgp_state.ts), when it is recomputed (daemon.ts).
+import ipaddr from "ipaddr.js";
+import type { Node } from "../api/node.js";
+import type { BgpdConfig, Family } from "../bgp/config.js";
+import type { ImportOwnership } from "../bgp/policy/ownership.js";
+import { borrowedAddresses } from "../felix/overlay.js";
+import { cidrOverlaps, formatCidr, parseCidr } from "../lib/ip.js";
+import {
+  floatingAddressesOf,
+  type NodeSnapshot,
+  nodeBlocks,
+  workloadAddressesOf,
+} from "./agent_state.js";
+
+const addressOf = (cidr: string) => cidr.split("/")[0] as string;
+
+/** The Node whose BGP address (IPv6 in RFC 5952 text) is this one, if any. */
+export function nodeAt(nodes: readonly Node[], address: string): Node | undefined {
+  const canon = address.includes(":") ? ipaddr.parse(address).toString() : address;
+  return nodes.find((n) => {
+    const b = n.spec.bgp;
+    if (canon.includes(":"))
+      return (
+        b?.ipv6Address !== undefined && ipaddr.parse(addressOf(b.ipv6Address)).toString() === canon
+      );
+    return b?.ipv4Address !== undefined && addressOf(b.ipv4Address) === canon;
+  });
+}
+
+/** A CIDR as the speaker's config keys prefixes (host bits masked, canonical text). */
+const prefixText = (cidr: string) => formatCidr(parseCidr(cidr, false));
+
+/** What node may announce inside the pools of one family (see the module comment). */
+export function nodeOwnership(snap: NodeSnapshot, node: string, fam: Family): ImportOwnership {
+  const v6 = fam === "ipv6-unicast";
+  const pools = snap.pools
+    .filter((p) => p.spec.cidr.includes(":") === v6)
+    .map((p) => parseCidr(p.spec.cidr, false));
+  const blocks = nodeBlocks(snap.affinities, node).filter((b) => b.includes(":") === v6);
+  const hosts = borrowedAddresses(
+    [
+      ...workloadAddressesOf(snap.workloadEndpoints).filter((w) => w.node === node),
+      ...floatingAddressesOf(snap, node),
+    ],
+    blocks.map((cidr) => ({ cidr, node })),
+  )
+    .map((b) => b.cidr)
+    .filter((c) => c.includes(":") === v6)
+    .filter((c) => pools.some((p) => cidrOverlaps(p, parseCidr(c, false))));
+  return {
+    within: [...new Set(pools.map(formatCidr))].sort(),
+    accept: [...new Set([...blocks, ...hosts].map(prefixText))].sort(),
+  };
+}
+
+/**
+ * The importOwnership of a session to address: the Node's there (undefined when no Node has
+ * that address, or when it is a route reflector).
+ */
+export function importOwnershipOf(
+  snap: NodeSnapshot,
+  address: string,
+  fam: Family,
+): ImportOwnership | undefined {
+  const n = nodeAt(snap.nodes, address);
+  if (n === undefined || n.spec.bgp?.routeReflectorClusterID !== undefined) return undefined;
+  return nodeOwnership(snap, n.metadata.name, fam);
+}
+
+/**
+ * The config with each peer's importOwnership recomputed from snap (the daemon's fast path when
+ * block affinities change): only peers that have one (the render decides which peers are Nodes;
+ * a Node joining, leaving or becoming a reflector is the full render's); the same object when
+ * nothing changed.
+ */
+export function withImportOwnership(config: BgpdConfig, snap: NodeSnapshot): BgpdConfig {
+  let changed = false;
+  const peers = config.peers.map((p) => {
+    if (p.importOwnership === undefined) return p;
+    const fam: Family = p.address.includes(":") ? "ipv6-unicast" : "ipv4-unicast";
+    const next = importOwnershipOf(snap, p.address, fam);
+    if (next === undefined || JSON.stringify(next) === JSON.stringify(p.importOwnership)) return p;
+    changed = true;
+    return { ...p, importOwnership: next };
+  });
+  return changed ? { ...config, peers } : config;
+}
