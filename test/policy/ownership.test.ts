@@ -6,9 +6,9 @@
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/bgp/config.js";
 import { acceptAll, filterPolicy } from "../../src/bgp/policy/filter.js";
-import { withOwnership } from "../../src/bgp/policy/ownership.js";
+import { ownershipDelta, withOwnership } from "../../src/bgp/policy/ownership.js";
 import { type PrefixPolicy, RouteSource, rejectReasonName } from "../../src/bgp/rib/policy.js";
-import { parsePrefix } from "../../src/bgp/rib/prefix.js";
+import { formatV4, formatV6, parsePrefix } from "../../src/bgp/rib/prefix.js";
 
 function run(
   policy: PrefixPolicy,
@@ -144,5 +144,50 @@ describe("import ownership", () => {
       /peers\[0\]\.importOwnership\.accept\[0\]: not a prefix/,
     );
     expect(cfg({ within: ["10.244.0.0/16"] })).toThrow(/peers\[0\]\.importOwnership\.accept/);
+  });
+
+  it("names the prefixes a change can decide differently: entries gained or lost and the host routes inside", () => {
+    const text = (l: ReturnType<typeof ownershipDelta>) =>
+      (l ?? []).map((p) =>
+        p.family === 4 ? formatV4(p.words[0] as number, p.len) : formatV6(p.words, 0, p.len),
+      );
+    const d = text(
+      ownershipDelta(
+        { within: POOLS, accept: ["10.244.1.0/26", "10.244.9.3/32"] },
+        { within: POOLS, accept: ["10.244.1.0/26", "10.244.2.0/30", "fd00:10:244::2:0/126"] },
+      ),
+    );
+    expect(d).toEqual([
+      "10.244.9.3/32",
+      "10.244.2.0/30",
+      "10.244.2.0/32",
+      "10.244.2.1/32",
+      "10.244.2.2/32",
+      "10.244.2.3/32",
+      "fd00:10:244::2:0/126",
+      "fd00:10:244::2:0/128",
+      "fd00:10:244::2:1/128",
+      "fd00:10:244::2:2/128",
+      "fd00:10:244::2:3/128",
+    ]);
+    // A /26 is 64 host routes and itself; nothing changed, nothing to do.
+    expect(
+      ownershipDelta({ within: POOLS, accept: [] }, { within: POOLS, accept: ["10.244.1.0/26"] }),
+    ).toHaveLength(65);
+    expect(
+      ownershipDelta(
+        { within: POOLS, accept: ["10.244.1.0/26"] },
+        { within: POOLS, accept: ["10.244.1.0/26"] },
+      ),
+    ).toEqual([]);
+    // The whole table: other pools, an ownership that comes or goes, a block of more than 4,096.
+    expect(
+      ownershipDelta({ within: POOLS, accept: [] }, { within: ["10.0.0.0/8"], accept: [] }),
+    ).toBeUndefined();
+    expect(ownershipDelta(undefined, { within: POOLS, accept: [] })).toBeUndefined();
+    expect(ownershipDelta({ within: POOLS, accept: [] }, undefined)).toBeUndefined();
+    expect(
+      ownershipDelta({ within: POOLS, accept: [] }, { within: POOLS, accept: ["10.244.32.0/19"] }),
+    ).toBeUndefined();
   });
 });

@@ -9,7 +9,7 @@
 // that stays owned keeps its verdict (no flap). Owns: the lookup and its descriptions. Not: who
 // owns what (src/node/import_ownership.ts), the other reject reasons (filter.ts, defaults.ts).
 import { type PrefixPolicy, RejectReason, type RouteSource } from "../rib/policy.js";
-import { formatV4, formatV6, maskV4, parsePrefix } from "../rib/prefix.js";
+import { formatV4, formatV6, maskV4, type ParsedPrefix, parsePrefix } from "../rib/prefix.js";
 
 /** What a peer may announce inside `within` (CIDR text; see the module comment). */
 export interface ImportOwnership {
@@ -138,4 +138,44 @@ export function withOwnership(own: ImportOwnership, inner: PrefixPolicy): Prefix
   }
   if (inner.edit !== undefined) policy.edit = inner.edit;
   return policy;
+}
+
+/** Host routes enumerated per changed entry at most (2^12: the smallest Calico block, /20). */
+const MAX_HOSTS_PER_ENTRY = 4096;
+
+/**
+ * The prefixes whose verdict can differ between two ownerships of one peer (the rest of its
+ * policy the same): each accept entry gained or lost, and the host routes inside it. Undefined
+ * when the whole Adj-RIB-In must be re-evaluated: `within` changed, an ownership appeared or
+ * went, or an entry holds more than 4,096 host routes.
+ */
+export function ownershipDelta(
+  old: ImportOwnership | undefined,
+  next: ImportOwnership | undefined,
+): ParsedPrefix[] | undefined {
+  if (old === undefined || next === undefined) return undefined;
+  const key = (l: readonly string[]) => JSON.stringify([...l].sort());
+  if (key(old.within) !== key(next.within)) return undefined;
+  const before = new Set(old.accept);
+  const after = new Set(next.accept);
+  const out: ParsedPrefix[] = [];
+  for (const text of [
+    ...old.accept.filter((a) => !after.has(a)),
+    ...next.accept.filter((a) => !before.has(a)),
+  ]) {
+    const p = parsePrefix(text);
+    out.push(p);
+    const max = p.family === 4 ? 32 : 128;
+    if (p.len === max) continue;
+    const n = 2 ** (max - p.len);
+    if (n > MAX_HOSTS_PER_ENTRY) return undefined;
+    // Within one word (at most 12 host bits): the last word counts up from the entry's.
+    const last = p.family === 4 ? 0 : 3;
+    for (let i = 0; i < n; i++) {
+      const words = Uint32Array.from(p.words);
+      words[last] = ((p.words[last] as number) + i) >>> 0;
+      out.push({ family: p.family, words, len: max });
+    }
+  }
+  return out;
 }

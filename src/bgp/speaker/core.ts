@@ -28,7 +28,7 @@ import {
 import { parseCommunityList } from "../policy/communities.js";
 import { peerPolicies } from "../policy/defaults.js";
 import type { BgpFilterRule, NamedFilter } from "../policy/filter.js";
-import { withOwnership } from "../policy/ownership.js";
+import { ownershipDelta, withOwnership } from "../policy/ownership.js";
 import type { PrefixList } from "../rib/prefix.js";
 import { type AdjOutAnnounce, type AdjOutBatch, type FibBatch, Rib } from "../rib/rib.js";
 import { Afi, RouteRefreshSubtype, Safi } from "../wire/constants.js";
@@ -619,9 +619,15 @@ export class SpeakerCore<A> {
     const importChanged =
       JSON.stringify(old.importFilter) !== JSON.stringify(cfg.importFilter) ||
       old.allowOwnAs !== cfg.allowOwnAs;
-    const guardChanged =
-      JSON.stringify(old.importGuard) !== JSON.stringify(cfg.importGuard) ||
+    const ownershipChanged =
       JSON.stringify(old.importOwnership) !== JSON.stringify(cfg.importOwnership);
+    const guardChanged = JSON.stringify(old.importGuard) !== JSON.stringify(cfg.importGuard);
+    // An ownership change alone (a block claimed or released somewhere): only the prefixes it
+    // gained or lost are re-evaluated, not the whole table (a ToR's million routes).
+    const only =
+      ownershipChanged && !importChanged && !guardChanged
+        ? ownershipDelta(old.importOwnership, cfg.importOwnership)
+        : undefined;
     const exportChanged =
       JSON.stringify(old.exportFilter) !== JSON.stringify(cfg.exportFilter) ||
       old.routeReflectorClient !== cfg.routeReflectorClient ||
@@ -633,10 +639,13 @@ export class SpeakerCore<A> {
     this.rib.updatePeer(e.ribId, {
       allowOwnAs: cfg.allowOwnAs,
       routeReflectorClient: cfg.routeReflectorClient,
-      ...(importChanged || guardChanged ? { importPolicy: pol.importPolicy } : {}),
+      ...(importChanged || guardChanged || (ownershipChanged && only === undefined)
+        ? { importPolicy: pol.importPolicy }
+        : {}),
       ...(exportChanged ? { exportPolicy: pol.exportPolicy } : {}),
       llgrStaleToNonLlgr: cfg.llgrPartialDeployment ?? false,
     });
+    if (only !== undefined) this.rib.setImportPolicyAt(e.ribId, pol.importPolicy, only);
     if (before && e.session.established && e.synced) {
       // Settle the change, then send the peer what it gains and withdraw what it loses.
       this.drainAll();
