@@ -10,7 +10,8 @@
 // read with `ip -j route`); their own blocks reach each other as always. Then the late block's
 // affinity is written: it lands on both nodes from the paths they hold, with no ROUTE-REFRESH
 // (BIRD's packet log) and without touching the routes already in the kernel (`ip monitor route`
-// in node2's namespace sees only the new ones); node2's block moves to rogue (its affinity
+// in node2's namespace sees only the new ones); a WorkloadEndpoint on rogue for the address
+// nobody held lands its host route the same way; node2's block moves to rogue (its affinity
 // deleted, rogue's written): BIRD's announcement of it is accepted from then on, and rogue's own
 // block moved to node2 is refused from BIRD.
 import { type ChildProcess, spawn } from "node:child_process";
@@ -70,6 +71,20 @@ protocol bgp node${i + 1} {
 ).join("\n")}
 `;
 
+/** A pod on rogue holding address (from node1's block: IPAM borrowed it). */
+const wepOnRogue = (pod: string, address: string) => ({
+  apiVersion: "projectcalico.org/v3",
+  kind: "WorkloadEndpoint",
+  metadata: { name: `rogue-k8s-${pod}-eth0`, namespace: "default" },
+  spec: {
+    node: "rogue",
+    pod,
+    endpoint: "eth0",
+    interfaceName: `ocl${pod}`,
+    ipNetworks: [address],
+  },
+});
+
 const asPrefix = (r: IpRoute) => (r.dst.includes("/") ? r.dst : `${r.dst}/32`);
 
 describe.skipIf(skip)(
@@ -111,18 +126,7 @@ describe.skipIf(skip)(
       await putAffinity(lab.store, "node2", MOVED);
       await putAffinity(lab.store, "rogue", ROGUE_BLOCK);
       // A pod on rogue holding an address of node1's block (IPAM borrowed it).
-      await applyResource(lab.store, {
-        apiVersion: "projectcalico.org/v3",
-        kind: "WorkloadEndpoint",
-        metadata: { name: "rogue-k8s-borrower-eth0", namespace: "default" },
-        spec: {
-          node: "rogue",
-          pod: "borrower",
-          endpoint: "eth0",
-          interfaceName: "oclborrower001",
-          ipNetworks: [BORROWED],
-        },
-      });
+      await applyResource(lab.store, wepOnRogue("borrower", BORROWED));
       const tor = lab.fabric("iow", ROGUE_IP, NODE_IPS);
       bird = lab.peers.startBird(tor, "bird", birdConf);
       await lab.start(() => ["--metrics-address", `127.0.0.1:${PORT}`]);
@@ -228,6 +232,21 @@ describe.skipIf(skip)(
       ).toEqual([]);
     });
 
+    it("an address borrowed after its announcement: lands when its WorkloadEndpoint arrives", async () => {
+      await applyResource(lab.store, wepOnRogue("late", FAKE));
+      await waitFor(
+        "the late borrowed address on both nodes",
+        () => [0, 1].every((i) => learned(i)[FAKE] === ROGUE_IP),
+        60_000,
+        50,
+      ).catch((e) => {
+        throw new Error(
+          `${(e as Error).message}: ${JSON.stringify([learned(0), learned(1)])}\n${logs()}`,
+        );
+      });
+      expect(refreshes()).toBe(0);
+    });
+
     it("a block moving between nodes moves the acceptance", async () => {
       // node2's second block to rogue: node2 stops originating it, BIRD's announcement lands.
       await lab.store.delete(keys.affinity("node2", parseCidr(MOVED)));
@@ -259,6 +278,7 @@ describe.skipIf(skip)(
       expect(learned(0)).toEqual({
         [ROGUE_BLOCK]: NODE_IPS[1],
         [BORROWED]: ROGUE_IP,
+        [FAKE]: ROGUE_IP,
         [N2_BLOCK]: NODE_IPS[1],
         [LATE]: ROGUE_IP,
         [MOVED]: ROGUE_IP,
