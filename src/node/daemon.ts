@@ -793,8 +793,13 @@ export class NodeDaemon {
    */
   private async ownershipFast(arrived: number): Promise<void> {
     const bgp = this.bgp;
-    // A pass is applying the speaker's config (or none rendered yet): it renders them.
-    if (!bgp || this.stopped || !this.bgpOrigins) return;
+    if (!bgp || this.stopped) return;
+    if (!this.bgpOrigins) {
+      // A pass is applying the speaker's config, rendered from a snapshot that may be older
+      // than this change: another pass renders it.
+      this.changed(["bgp"]);
+      return;
+    }
     const t0 = performance.now();
     const before = bgp.config;
     const next = withImportOwnership(before, this.overlaySnapshot());
