@@ -10,9 +10,10 @@
 // allocation attributes are not watched by the node daemon). Host routes inside its blocks pass
 // too (harmless: traffic goes to the block's owner anyway). A Node that is a route reflector
 // (routeReflectorClusterID) passes other nodes' routes on: no ownership toward it (its routes'
-// owners are not the peer). Not: the check itself (src/bgp/policy/ownership.ts), the session
+// owners are not the peer). LoadBalancer pools are left out (Service addresses, no node's). Not: the check itself (src/bgp/policy/ownership.ts), the session
 // config (bgp_state.ts), when it is recomputed (daemon.ts).
 import ipaddr from "ipaddr.js";
+import type { IPPool } from "../api/ippool.js";
 import type { Node } from "../api/node.js";
 import type { BgpdConfig, Family } from "../bgp/config.js";
 import type { ImportOwnership } from "../bgp/policy/ownership.js";
@@ -40,6 +41,14 @@ export function nodeAt(nodes: readonly Node[], address: string): Node | undefine
   });
 }
 
+/**
+ * Whether a pool's addresses are held by nodes (blocks affine to them: Workload or Tunnel use,
+ * the default). A LoadBalancer pool's are Services', announced by the nodes the
+ * BGPConfiguration's serviceLoadBalancerIPs pick: no node owns them.
+ */
+const nodesOwnBlocksOf = (p: IPPool) =>
+  (p.spec.allowedUses ?? ["Workload", "Tunnel"]).some((u) => u === "Workload" || u === "Tunnel");
+
 /** A CIDR as the speaker's config keys prefixes (host bits masked, canonical text). */
 const prefixText = (cidr: string) => formatCidr(parseCidr(cidr, false));
 
@@ -47,7 +56,7 @@ const prefixText = (cidr: string) => formatCidr(parseCidr(cidr, false));
 export function nodeOwnership(snap: NodeSnapshot, node: string, fam: Family): ImportOwnership {
   const v6 = fam === "ipv6-unicast";
   const pools = snap.pools
-    .filter((p) => p.spec.cidr.includes(":") === v6)
+    .filter((p) => p.spec.cidr.includes(":") === v6 && nodesOwnBlocksOf(p))
     .map((p) => parseCidr(p.spec.cidr, false));
   const blocks = nodeBlocks(snap.affinities, node).filter((b) => b.includes(":") === v6);
   const hosts = borrowedAddresses(

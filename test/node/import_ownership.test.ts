@@ -122,6 +122,21 @@ describe("import ownership of Node peers", () => {
     expect(decide(n2v6, "fd00:10:244::2:0/122")).toBe("NotOwned");
   });
 
+  it("leaves LoadBalancer pools out: Service addresses are no node's", () => {
+    const s = snap({
+      pools: [
+        pool("p", "10.244.0.0/16"),
+        pool("lb", "10.250.0.0/24", { allowedUses: ["LoadBalancer"] }),
+        pool("tun", "10.251.0.0/24", { allowedUses: ["Tunnel"] }),
+      ],
+    });
+    expect(nodeOwnership(s, "n2", "ipv4-unicast").within).toEqual([
+      "10.244.0.0/16",
+      "10.251.0.0/24",
+    ]);
+    expect(decide(peerAt(rendered(s), "10.0.0.2"), "10.250.0.5/32")).not.toBe("NotOwned");
+  });
+
   it("takes floating IPs inside a pool as the Node's when its FelixConfiguration enables them", () => {
     const s = snap({ workloadEndpoints: [wep("f", "n2", ["10.244.1.9/32"], ["10.244.7.7"])] });
     expect(nodeOwnership(s, "n2", "ipv4-unicast").accept).toEqual(["10.244.1.0/26"]);
