@@ -77,7 +77,7 @@ import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
 import { type BgpSnapshot, isEncapsulatingPool, type PeerKind, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
 import { NodeStatusWriter } from "./calico_node_status.js";
-import { withImportOwnership } from "./import_ownership.js";
+import { ownAnnouncements, withImportOwnership } from "./import_ownership.js";
 import { CountedIpamStore } from "./ipam_counted.js";
 import { registerNode } from "./registration.js";
 import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
@@ -246,6 +246,8 @@ export class NodeDaemon {
   private bgpFastScheduled = false;
   /** When the oldest affinity change not yet seen by the BGP fast path arrived. */
   private bgpFastPendingSince: number | undefined;
+  /** This node's pool prefixes the last BGP render was made from (ownAnnouncements). */
+  private bgpOwnHosts = "";
   /** Changes the BGP fast path made: a pass whose snapshot is older leaves the speaker alone. */
   private bgpFastSeq = 0;
   /** BGP fast-path runs that originated a new block of this node (for tests and logs). */
@@ -317,9 +319,9 @@ export class NodeDaemon {
     this.ipam = new CountedIpamStore(store);
     const p = this.prefixes;
     this.areasOf = new Map<string, Area[]>([
-      // BGP too: a borrowed address's host route, announced by its node and accepted from it
-      // by the others (import_ownership.ts).
-      [p.weps, ["agent", "bgp"]],
+      // BGP only when a borrowed or floating address changed (ownershipFast): not a render
+      // per pod on every node.
+      [p.weps, ["agent"]],
       [p.pools, ["agent", "bgp"]],
       [p.nodes, ["agent", "bgp"]],
       [p.bgpconfigs, ["bgp"]],
@@ -374,6 +376,8 @@ export class NodeDaemon {
         const areas = this.areasOf.get(prefix) ?? ["agent", "bgp"];
         // A block of this node just confirmed: announced at once (the pass follows, see below).
         if (prefix === this.prefixes.affinities) this.scheduleBgpFast(now);
+        // A workload's borrowed address: the import ownership of its node, and ours to announce.
+        if (prefix === this.prefixes.weps) this.scheduleBgpFast(now);
         if (this.neigh && prefix === this.prefixes.affinities) {
           // The fast path decides whether the full pass must follow (see the module comment).
           for (const a of areas) this.fastFallback.add(a);
@@ -802,7 +806,11 @@ export class NodeDaemon {
     }
     const t0 = performance.now();
     const before = bgp.config;
-    const next = withImportOwnership(before, this.overlaySnapshot());
+    const snap = this.overlaySnapshot();
+    // This node's own host routes (borrowed addresses, floating IPs) changed: the pass announces
+    // them (its render).
+    if (ownAnnouncements(snap, this.opts.nodename) !== this.bgpOwnHosts) this.changed(["bgp"]);
+    const next = withImportOwnership(before, snap);
     if (next === before) return;
     const peers = next.peers.filter((p, i) => p !== before.peers[i]).map((p) => p.address);
     this.bgpFastSeq++;
@@ -812,7 +820,8 @@ export class NodeDaemon {
       this.changed(["bgp"]);
     }
     const r1 = (x: number) => Math.round(x * 10) / 10;
-    this.log.info(
+    // Debug: every block claimed anywhere in the cluster comes here (the speaker logs the change).
+    this.log.debug(
       { peers, waitMs: r1(t0 - arrived), ms: r1(performance.now() - t0) },
       "BGP: import ownership of Node peers updated in place (fast path)",
     );
@@ -1197,6 +1206,7 @@ export class NodeDaemon {
     // periodic resync) resets its session; a file gone since the render fails this pass whole.
     const config = resolvePasswordFiles(r.config);
     this.peerKinds = r.peerKinds;
+    this.bgpOwnHosts = ownAnnouncements(snap, this.opts.nodename);
     const origins: RenderedOwnBlocks = {
       own: nodeBlocks(snap.affinities, this.opts.nodename),
       exported: r.ownExported,

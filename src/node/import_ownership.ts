@@ -17,7 +17,7 @@ import type { IPPool } from "../api/ippool.js";
 import type { Node } from "../api/node.js";
 import type { BgpdConfig, Family } from "../bgp/config.js";
 import type { ImportOwnership } from "../bgp/policy/ownership.js";
-import { borrowedAddresses } from "../felix/overlay.js";
+import { borrowedAddresses, type WorkloadAddress } from "../felix/overlay.js";
 import { cidrOverlaps, formatCidr, parseCidr } from "../lib/ip.js";
 import {
   floatingAddressesOf,
@@ -28,18 +28,8 @@ import {
 
 const addressOf = (cidr: string) => cidr.split("/")[0] as string;
 
-/** The Node whose BGP address (IPv6 in RFC 5952 text) is this one, if any. */
-export function nodeAt(nodes: readonly Node[], address: string): Node | undefined {
-  const canon = address.includes(":") ? ipaddr.parse(address).toString() : address;
-  return nodes.find((n) => {
-    const b = n.spec.bgp;
-    if (canon.includes(":"))
-      return (
-        b?.ipv6Address !== undefined && ipaddr.parse(addressOf(b.ipv6Address)).toString() === canon
-      );
-    return b?.ipv4Address !== undefined && addressOf(b.ipv4Address) === canon;
-  });
-}
+const canonical = (address: string) =>
+  address.includes(":") ? ipaddr.parse(address).toString() : address;
 
 /**
  * Whether a pool's addresses are held by nodes (blocks affine to them: Workload or Tunnel use,
@@ -52,17 +42,59 @@ const nodesOwnBlocksOf = (p: IPPool) =>
 /** A CIDR as the speaker's config keys prefixes (host bits masked, canonical text). */
 const prefixText = (cidr: string) => formatCidr(parseCidr(cidr, false));
 
+/**
+ * A snapshot's records by node, built once per snapshot (a render asks for every Node peer: one
+ * pass over the WorkloadEndpoints and affinities, not one per peer).
+ */
+interface ByNode {
+  workloads: Map<string, WorkloadAddress[]>;
+  /** Nodes with a WorkloadEndpoint that has ipNATs (floating IPs, when Felix enables them). */
+  floating: Set<string>;
+  affinities: Map<string, NodeSnapshot["affinities"]>;
+  /** Each Node by its BGP addresses (IPv6 in RFC 5952 text). */
+  nodes: Map<string, Node>;
+}
+const byNodeCache = new WeakMap<NodeSnapshot, ByNode>();
+
+function byNode(snap: NodeSnapshot): ByNode {
+  let b = byNodeCache.get(snap);
+  if (b !== undefined) return b;
+  b = { workloads: new Map(), floating: new Set(), affinities: new Map(), nodes: new Map() };
+  for (const n of snap.nodes) {
+    const a = n.spec.bgp;
+    if (a?.ipv4Address) b.nodes.set(addressOf(a.ipv4Address), n);
+    if (a?.ipv6Address) b.nodes.set(canonical(addressOf(a.ipv6Address)), n);
+  }
+  for (const w of workloadAddressesOf(snap.workloadEndpoints)) {
+    const l = b.workloads.get(w.node);
+    if (l) l.push(w);
+    else b.workloads.set(w.node, [w]);
+  }
+  for (const w of snap.workloadEndpoints)
+    if (w.spec.node && (w.spec.ipNATs ?? []).length > 0) b.floating.add(w.spec.node);
+  for (const a of snap.affinities) {
+    const l = b.affinities.get(a.node);
+    if (l) l.push(a);
+    else b.affinities.set(a.node, [a]);
+  }
+  byNodeCache.set(snap, b);
+  return b;
+}
+
 /** What node may announce inside the pools of one family (see the module comment). */
 export function nodeOwnership(snap: NodeSnapshot, node: string, fam: Family): ImportOwnership {
   const v6 = fam === "ipv6-unicast";
+  const idx = byNode(snap);
   const pools = snap.pools
     .filter((p) => p.spec.cidr.includes(":") === v6 && nodesOwnBlocksOf(p))
     .map((p) => parseCidr(p.spec.cidr, false));
-  const blocks = nodeBlocks(snap.affinities, node).filter((b) => b.includes(":") === v6);
+  const blocks = nodeBlocks(idx.affinities.get(node) ?? [], node).filter(
+    (b) => b.includes(":") === v6,
+  );
   const hosts = borrowedAddresses(
     [
-      ...workloadAddressesOf(snap.workloadEndpoints).filter((w) => w.node === node),
-      ...floatingAddressesOf(snap, node),
+      ...(idx.workloads.get(node) ?? []),
+      ...(idx.floating.has(node) ? floatingAddressesOf(snap, node) : []),
     ],
     blocks.map((cidr) => ({ cidr, node })),
   )
@@ -84,7 +116,7 @@ export function importOwnershipOf(
   address: string,
   fam: Family,
 ): ImportOwnership | undefined {
-  const n = nodeAt(snap.nodes, address);
+  const n = byNode(snap).nodes.get(canonical(address));
   if (n === undefined || n.spec.bgp?.routeReflectorClusterID !== undefined) return undefined;
   return nodeOwnership(snap, n.metadata.name, fam);
 }
@@ -106,4 +138,15 @@ export function withImportOwnership(config: BgpdConfig, snap: NodeSnapshot): Bgp
     return { ...p, importOwnership: next };
   });
   return changed ? { ...config, peers } : config;
+}
+
+/**
+ * What node's own render announces inside the pools (its blocks, borrowed addresses and floating
+ * IPs, both families) as one string: the daemon renders BGP again when it changes.
+ */
+export function ownAnnouncements(snap: NodeSnapshot, node: string): string {
+  return JSON.stringify([
+    nodeOwnership(snap, node, "ipv4-unicast").accept,
+    nodeOwnership(snap, node, "ipv6-unicast").accept,
+  ]);
 }
