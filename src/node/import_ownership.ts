@@ -14,10 +14,10 @@
 // config (bgp_state.ts), when it is recomputed (daemon.ts).
 import ipaddr from "ipaddr.js";
 import type { IPPool } from "../api/ippool.js";
-import type { Node } from "../api/node.js";
+import type { Node, WorkloadEndpoint } from "../api/node.js";
 import type { BgpdConfig, Family } from "../bgp/config.js";
 import type { ImportOwnership } from "../bgp/policy/ownership.js";
-import { borrowedAddresses, type WorkloadAddress } from "../felix/overlay.js";
+import { borrowedAddresses } from "../felix/overlay.js";
 import { cidrOverlaps, formatCidr, parseCidr } from "../lib/ip.js";
 import {
   floatingAddressesOf,
@@ -44,12 +44,11 @@ const prefixText = (cidr: string) => formatCidr(parseCidr(cidr, false));
 
 /**
  * A snapshot's records by node, built once per snapshot (a render asks for every Node peer: one
- * pass over the WorkloadEndpoints and affinities, not one per peer).
+ * pass over the WorkloadEndpoints and affinities, not one per peer), as the records themselves
+ * (no parsing here).
  */
 interface ByNode {
-  workloads: Map<string, WorkloadAddress[]>;
-  /** Nodes with a WorkloadEndpoint that has ipNATs (floating IPs, when Felix enables them). */
-  floating: Set<string>;
+  weps: Map<string, WorkloadEndpoint[]>;
   affinities: Map<string, NodeSnapshot["affinities"]>;
   /** Each Node by its BGP addresses (IPv6 in RFC 5952 text). */
   nodes: Map<string, Node>;
@@ -59,19 +58,19 @@ const byNodeCache = new WeakMap<NodeSnapshot, ByNode>();
 function byNode(snap: NodeSnapshot): ByNode {
   let b = byNodeCache.get(snap);
   if (b !== undefined) return b;
-  b = { workloads: new Map(), floating: new Set(), affinities: new Map(), nodes: new Map() };
+  b = { weps: new Map(), affinities: new Map(), nodes: new Map() };
   for (const n of snap.nodes) {
     const a = n.spec.bgp;
     if (a?.ipv4Address) b.nodes.set(addressOf(a.ipv4Address), n);
     if (a?.ipv6Address) b.nodes.set(canonical(addressOf(a.ipv6Address)), n);
   }
-  for (const w of workloadAddressesOf(snap.workloadEndpoints)) {
-    const l = b.workloads.get(w.node);
+  for (const w of snap.workloadEndpoints) {
+    const node = w.spec.node;
+    if (!node) continue;
+    const l = b.weps.get(node);
     if (l) l.push(w);
-    else b.workloads.set(w.node, [w]);
+    else b.weps.set(node, [w]);
   }
-  for (const w of snap.workloadEndpoints)
-    if (w.spec.node && (w.spec.ipNATs ?? []).length > 0) b.floating.add(w.spec.node);
   for (const a of snap.affinities) {
     const l = b.affinities.get(a.node);
     if (l) l.push(a);
@@ -81,20 +80,65 @@ function byNode(snap: NodeSnapshot): ByNode {
   return b;
 }
 
+/**
+ * The last ownership computed per node and family, with what it was computed from: the daemon
+ * decodes each stored record once and keeps the object until the record changes, so records
+ * compared by identity tell an unchanged node (most of them, on each pod added somewhere) without
+ * parsing its addresses again. Bounded by the nodes seen.
+ */
+interface Memo {
+  weps: readonly unknown[];
+  affinities: readonly unknown[];
+  pools: readonly unknown[];
+  felix: readonly unknown[];
+  out: ImportOwnership;
+}
+const memo = new Map<string, Memo>();
+
+const sameItems = (a: readonly unknown[], b: readonly unknown[]) =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
+
 /** What node may announce inside the pools of one family (see the module comment). */
 export function nodeOwnership(snap: NodeSnapshot, node: string, fam: Family): ImportOwnership {
-  const v6 = fam === "ipv6-unicast";
   const idx = byNode(snap);
+  const weps = idx.weps.get(node) ?? [];
+  const affinities = idx.affinities.get(node) ?? [];
+  // Floating IPs depend on the FelixConfigurations; only a node with ipNATs reads them.
+  const felix = weps.some((w) => (w.spec.ipNATs ?? []).length > 0)
+    ? (snap.felixConfigurations ?? [])
+    : [];
+  const key = `${fam} ${node}`;
+  const m = memo.get(key);
+  if (
+    m !== undefined &&
+    sameItems(m.weps, weps) &&
+    sameItems(m.affinities, affinities) &&
+    sameItems(m.pools, snap.pools) &&
+    sameItems(m.felix, felix)
+  )
+    return m.out;
+  const out = computeOwnership(snap, node, fam, weps, affinities, felix.length > 0);
+  memo.set(key, { weps, affinities, pools: snap.pools, felix, out });
+  return out;
+}
+
+function computeOwnership(
+  snap: NodeSnapshot,
+  node: string,
+  fam: Family,
+  weps: readonly WorkloadEndpoint[],
+  affinities: NodeSnapshot["affinities"],
+  floating: boolean,
+): ImportOwnership {
+  const v6 = fam === "ipv6-unicast";
   const pools = snap.pools
     .filter((p) => p.spec.cidr.includes(":") === v6 && nodesOwnBlocksOf(p))
     .map((p) => parseCidr(p.spec.cidr, false));
-  const blocks = nodeBlocks(idx.affinities.get(node) ?? [], node).filter(
-    (b) => b.includes(":") === v6,
-  );
+  const blocks = nodeBlocks(affinities, node).filter((b) => b.includes(":") === v6);
   const hosts = borrowedAddresses(
     [
-      ...(idx.workloads.get(node) ?? []),
-      ...(idx.floating.has(node) ? floatingAddressesOf(snap, node) : []),
+      ...workloadAddressesOf(weps),
+      ...(floating ? floatingAddressesOf({ ...snap, workloadEndpoints: [...weps] }, node) : []),
     ],
     blocks.map((cidr) => ({ cidr, node })),
   )
