@@ -12,8 +12,10 @@
 // (src/felix/overlay_delta.ts, overlay_fast.ts, overlay_socket.ts). A Node change still runs the debounced full pass after it; an affinity
 // change only when the fast path could not apply it or this node's own blocks changed, else the
 // periodic resync reconciles; other nodes' blocks also decide what the speaker accepts from
-// them (import ownership, import_ownership.ts): a change of them is applied to the running
-// speaker at once, in place, and a BGP-only pass follows. Each watch event's
+// them (import ownership, import_ownership.ts), as do WorkloadEndpoints (borrowed addresses):
+// a change of them is applied to the running speaker at once, in place, and a BGP-only pass
+// follows (for WorkloadEndpoints only when something changed there, or this node's own borrowed
+// addresses did). Each watch event's
 // delivery is timed to the end of the work it caused (the fast path's netlink writes, or the
 // pass) for the watch-lag histogram. A block of this node newly confirmed (IPAM's claim inside a
 // CNI ADD) takes the BGP fast path: originated in the running speaker at once, when it is the only
@@ -788,8 +790,8 @@ export class NodeDaemon {
 
   /**
    * The import ownership's fast path: each Node peer's importOwnership (its confirmed blocks and
-   * its workloads' host routes, import_ownership.ts) recomputed when block affinities change and
-   * applied in place: the speaker re-evaluates the paths it holds, so a block whose UPDATE came
+   * its workloads' host routes, import_ownership.ts) recomputed when block affinities or
+   * WorkloadEndpoints change and applied in place: the speaker re-evaluates the paths it holds, so a block whose UPDATE came
    * before its affinity reached this node lands now, with no ROUTE-REFRESH, and a block that
    * moved to another node moves its acceptance. The overlay's fast path may leave the full pass
    * out, so this does not wait for it; as the fast path above, it makes a pass rendered from an
