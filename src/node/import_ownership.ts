@@ -10,7 +10,9 @@
 // allocation attributes are not watched by the node daemon). Host routes inside its blocks pass
 // too (harmless: traffic goes to the block's owner anyway). A Node that is a route reflector
 // (routeReflectorClusterID) passes other nodes' routes on: no ownership toward it (its routes'
-// owners are not the peer). LoadBalancer pools are left out (Service addresses, no node's). Not: the check itself (src/bgp/policy/ownership.ts), the session
+// owners are not the peer). LoadBalancer pools are left out (Service addresses, no node's).
+// Results are memoised per node on the identity of its records (the daemon keeps a decoded
+// record until it changes). Not: the check itself (src/bgp/policy/ownership.ts), the session
 // config (bgp_state.ts), when it is recomputed (daemon.ts).
 import ipaddr from "ipaddr.js";
 import type { IPPool } from "../api/ippool.js";
