@@ -181,6 +181,23 @@ describe("import ownership of Node peers", () => {
     expect(importOwnershipOf(s, "10.0.0.254", "ipv4-unicast")).toBeUndefined();
   });
 
+  it("memoises per node on the records' identity: the same records give the same result, a new one is read", () => {
+    const s = snap();
+    const first = nodeOwnership(s, "n2", "ipv4-unicast");
+    // A new snapshot of the same records (what the daemon makes on a change elsewhere).
+    expect(nodeOwnership({ ...s, affinities: [...s.affinities] }, "n2", "ipv4-unicast")).toBe(
+      first,
+    );
+    // A record of n2 changed (a new object, as a decoded new version): computed again.
+    const moved = { ...s, affinities: [...s.affinities, aff("n2", "10.244.4.0/26")] };
+    expect(nodeOwnership(moved, "n2", "ipv4-unicast").accept).toContain("10.244.4.0/26");
+    // Another node's record changed: n2's own result stands.
+    const other = { ...moved, affinities: [...moved.affinities, aff("n1", "10.244.5.0/26")] };
+    expect(nodeOwnership(other, "n2", "ipv4-unicast")).toBe(
+      nodeOwnership(moved, "n2", "ipv4-unicast"),
+    );
+  });
+
   it("fast path: the same config as a full render, the same object when nothing changed", () => {
     const before = snap();
     const c = rendered(before);
