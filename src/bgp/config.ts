@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 import { parse as parseYaml } from "yaml";
+import type { ImportOwnership } from "./policy/ownership.js";
 
 export type Family = "ipv4-unicast" | "ipv6-unicast";
 const FAMILIES: readonly Family[] = ["ipv4-unicast", "ipv6-unicast"];
@@ -93,6 +94,13 @@ export interface PeerConfig {
    * peer), so a Node joining costs no refresh from every peer.
    */
   importGuard?: Filter;
+  /**
+   * Inside `within` (the IP pools) the peer may announce only its `accept` prefixes, or host
+   * routes inside them; anything else there is rejected (reason NotOwned) ahead of every rule
+   * (src/bgp/policy/ownership.ts). Applied in place as importGuard is (no ROUTE-REFRESH).
+   * `ocelot node run` sets it toward Nodes: their confirmed blocks and borrowed addresses.
+   */
+  importOwnership?: ImportOwnership;
   exportFilter?: Filter;
   /**
    * TCP-MD5 key (RFC 2385), 1..80 bytes; set from passwordFile by resolvePasswordFiles().
@@ -456,6 +464,19 @@ function validCidr(s: string): boolean {
   return v !== 0 && n <= (v === 4 ? 32 : 128);
 }
 const cidr = text([validCidr, "not a CIDR (address/length)"]);
+/** A CIDR whose host bits are zero (a prefix as the RIB keys it). */
+const prefixCidr = text([
+  (s) => {
+    if (!validCidr(s)) return false;
+    const [a] = ipaddr.parseCIDR(s);
+    const net =
+      a.kind() === "ipv4"
+        ? ipaddr.IPv4.networkAddressFromCIDR(s)
+        : ipaddr.IPv6.networkAddressFromCIDR(s);
+    return net.toString() === a.toString();
+  },
+  "not a prefix (address/length, host bits zero)",
+]);
 
 const community = text(
   [(s) => /^\d{1,5}:\d{1,5}$/.test(s), "not a community (AS:value)"],
@@ -638,6 +659,9 @@ const peer = object<PeerConfig>(
     ),
     importFilter: opt(filter),
     importGuard: opt(filter),
+    importOwnership: opt(
+      object<ImportOwnership>({ within: req(list(prefixCidr)), accept: req(list(prefixCidr)) }),
+    ),
     exportFilter: opt(filter),
     password: opt(password),
     passwordFile: opt(nonEmpty),
@@ -962,6 +986,7 @@ const REFRESH_FIELDS: (keyof PeerConfig)[] = [
   "importFilter",
   // Re-evaluated in place, without a ROUTE-REFRESH (the speaker's refreshPeer).
   "importGuard",
+  "importOwnership",
   "exportFilter",
   "allowOwnAs",
   "routeReflectorClient",

@@ -95,7 +95,7 @@ export function addBgpMetrics(
   );
   reg.counter(
     "ocelot_bgp_routes_rejected_total",
-    "Paths from the peer that import refused since the peer was configured, by reason (FilterReject: a BGPFilter rule).",
+    "Paths from the peer that import refused since the peer was configured, by reason (FilterReject: a BGPFilter rule or the import guard; NotOwned: inside an IP pool, what the peer Node holds no block affinity or workload address for).",
     peers.flatMap((p) =>
       Object.entries(p.prefixes.rejected ?? {}).map(([reason, value]) => ({
         labels: { ...labels(p), reason },

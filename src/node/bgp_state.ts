@@ -65,6 +65,7 @@ import {
   nodeBlocks,
   workloadAddressesOf,
 } from "./agent_state.js";
+import { importOwnershipOf } from "./import_ownership.js";
 import {
   type LocalWorkloadPeer,
   localPeeringAddresses,
@@ -197,9 +198,10 @@ const isDefault = (cidr: string | undefined) => {
  * BGPFilters accept it explicitly, and so is a host route to a Node's address (those rules are
  * nodeAddressGuardRules, the peer's importGuard). Rejections count as the filter's (status,
  * metrics). Only pools and Nodes change these rules, never a block claimed: a change of these
- * is applied by refresh, one of the Node rules in place (no ROUTE-REFRESH). Not checked: whether the announcing node holds
- * that block's affinity or borrowed that address (a Node is trusted with its blocks, as in
- * Calico).
+ * is applied by refresh, one of the Node rules in place (no ROUTE-REFRESH). Whether a Node
+ * announcing a block holds its affinity, or a host route's address is its workload's, is the
+ * peer's importOwnership (import_ownership.ts), checked ahead of these rules and applied in
+ * place as affinities change.
  */
 export function importGuardRules(
   snap: { pools: readonly IPPool[]; nodes: readonly Node[] },
@@ -442,6 +444,9 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     };
     const guard = nodeAddressGuardRules(snap, p.address, fam);
     if (guard.length > 0) p.importGuard = { rules: guard };
+    // Toward a Node: inside the pools only its blocks and its workloads' host routes.
+    const owned = importOwnershipOf(snap, p.address, fam);
+    if (owned) p.importOwnership = owned;
     peers.set(p.address, {
       port: 179,
       passive: false,

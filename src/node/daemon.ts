@@ -10,8 +10,12 @@
 // of block affinities or Nodes takes the overlay's fast path at once: only the routes,
 // neighbours and FDB entries it changes, over netlink, a new block's three in one sendmsg
 // (src/felix/overlay_delta.ts, overlay_fast.ts, overlay_socket.ts). A Node change still runs the debounced full pass after it; an affinity
-// change only when the fast path could not apply it or this node's own blocks changed (nothing
-// else depends on other nodes' blocks), else the periodic resync reconciles. Each watch event's
+// change only when the fast path could not apply it or this node's own blocks changed, else the
+// periodic resync reconciles; other nodes' blocks also decide what the speaker accepts from
+// them (import ownership, import_ownership.ts), as do WorkloadEndpoints (borrowed addresses):
+// a change of them is applied to the running speaker at once, in place, and a BGP-only pass
+// follows (for WorkloadEndpoints only when something changed there, or this node's own borrowed
+// addresses did). Each watch event's
 // delivery is timed to the end of the work it caused (the fast path's netlink writes, or the
 // pass) for the watch-lag histogram. A block of this node newly confirmed (IPAM's claim inside a
 // CNI ADD) takes the BGP fast path: originated in the running speaker at once, when it is the only
@@ -75,6 +79,7 @@ import { type BgpHost, type FibStatus, startBgp } from "./bgp_run.js";
 import { type BgpSnapshot, isEncapsulatingPool, type PeerKind, renderBgp } from "./bgp_state.js";
 import { PrefixCache } from "./cache.js";
 import { NodeStatusWriter } from "./calico_node_status.js";
+import { ownAnnouncements, withImportOwnership } from "./import_ownership.js";
 import { CountedIpamStore } from "./ipam_counted.js";
 import { registerNode } from "./registration.js";
 import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
@@ -249,6 +254,8 @@ export class NodeDaemon {
   private bgpFastScheduled = false;
   /** When the oldest affinity change not yet seen by the BGP fast path arrived. */
   private bgpFastPendingSince: number | undefined;
+  /** This node's pool prefixes the last BGP render was made from (ownAnnouncements). */
+  private bgpOwnHosts = "";
   /** Changes the BGP fast path made: a pass whose snapshot is older leaves the speaker alone. */
   private bgpFastSeq = 0;
   /** BGP fast-path runs that originated a new block of this node (for tests and logs). */
@@ -320,6 +327,8 @@ export class NodeDaemon {
     this.ipam = new CountedIpamStore(store);
     const p = this.prefixes;
     this.areasOf = new Map<string, Area[]>([
+      // BGP only when a borrowed or floating address changed (ownershipFast): not a render
+      // per pod on every node.
       [p.weps, ["agent"]],
       [p.pools, ["agent", "bgp"]],
       [p.nodes, ["agent", "bgp"]],
@@ -382,6 +391,8 @@ export class NodeDaemon {
           areas = [...areas, "bgp"];
         // A block of this node just confirmed: announced at once (the pass follows, see below).
         if (prefix === this.prefixes.affinities) this.scheduleBgpFast(now);
+        // A workload's borrowed address: the import ownership of its node, and ours to announce.
+        if (prefix === this.prefixes.weps) this.scheduleBgpFast(now);
         if (this.neigh && prefix === this.prefixes.affinities) {
           // The fast path decides whether the full pass must follow (see the module comment).
           for (const a of areas) this.fastFallback.add(a);
@@ -723,10 +734,12 @@ export class NodeDaemon {
       this.bgpFastScheduled = false;
       const since = this.bgpFastPendingSince ?? performance.now();
       this.bgpFastPendingSince = undefined;
-      this.bgpFast(since).catch((err: Error) => {
-        this.log.warn({ error: err.message }, "BGP fast path failed (the pass repairs)");
-        this.changed(["bgp"]);
-      });
+      this.bgpFast(since)
+        .then(() => this.ownershipFast(since))
+        .catch((err: Error) => {
+          this.log.warn({ error: err.message }, "BGP fast path failed (the pass repairs)");
+          this.changed(["bgp"]);
+        });
     });
   }
 
@@ -785,6 +798,47 @@ export class NodeDaemon {
         ms: r1(performance.now() - t0),
       },
       "BGP: new block of this node originated (fast path)",
+    );
+  }
+
+  /**
+   * The import ownership's fast path: each Node peer's importOwnership (its confirmed blocks and
+   * its workloads' host routes, import_ownership.ts) recomputed when block affinities or
+   * WorkloadEndpoints change and applied in place: the speaker re-evaluates the paths it holds, so a block whose UPDATE came
+   * before its affinity reached this node lands now, with no ROUTE-REFRESH, and a block that
+   * moved to another node moves its acceptance. The overlay's fast path may leave the full pass
+   * out, so this does not wait for it; as the fast path above, it makes a pass rendered from an
+   * older snapshot skip (bgpFastSeq) and asks for a new one.
+   */
+  private async ownershipFast(arrived: number): Promise<void> {
+    const bgp = this.bgp;
+    if (!bgp || this.stopped) return;
+    if (!this.bgpOrigins) {
+      // A pass is applying the speaker's config, rendered from a snapshot that may be older
+      // than this change: another pass renders it.
+      this.changed(["bgp"]);
+      return;
+    }
+    const t0 = performance.now();
+    const before = bgp.config;
+    const snap = this.overlaySnapshot();
+    // This node's own host routes (borrowed addresses, floating IPs) changed: the pass announces
+    // them (its render).
+    if (ownAnnouncements(snap, this.opts.nodename) !== this.bgpOwnHosts) this.changed(["bgp"]);
+    const next = withImportOwnership(before, snap);
+    if (next === before) return;
+    const peers = next.peers.filter((p, i) => p !== before.peers[i]).map((p) => p.address);
+    this.bgpFastSeq++;
+    try {
+      await bgp.apply(next);
+    } finally {
+      this.changed(["bgp"]);
+    }
+    const r1 = (x: number) => Math.round(x * 10) / 10;
+    // Debug: every block claimed anywhere in the cluster comes here (the speaker logs the change).
+    this.log.debug(
+      { peers, waitMs: r1(t0 - arrived), ms: r1(performance.now() - t0) },
+      "BGP: import ownership of Node peers updated in place (fast path)",
     );
   }
 
@@ -1172,6 +1226,7 @@ export class NodeDaemon {
     // periodic resync) resets its session; a file gone since the render fails this pass whole.
     const config = resolvePasswordFiles(r.config);
     this.peerKinds = r.peerKinds;
+    this.bgpOwnHosts = ownAnnouncements(snap, this.opts.nodename);
     const origins: RenderedOwnBlocks = {
       own: nodeBlocks(snap.affinities, this.opts.nodename),
       exported: r.ownExported,

@@ -95,6 +95,29 @@ function updates(prefixes: number[]): Uint8Array[] {
   );
 }
 
+/** One UPDATE per prefix length announcing [address, length] pairs. */
+function announce(prefixes: [number, number][]): Uint8Array[] {
+  const a = emptyAttributes();
+  a.origin = 0;
+  a.asPath = [{ type: 2, asns: [65010] }];
+  a.nextHop = 0x7f000005;
+  return encodeUpdates(
+    {
+      afi: 1,
+      safi: 1,
+      attributes: a,
+      announce: {
+        afi: 1,
+        count: prefixes.length,
+        addrs: Uint32Array.from(prefixes.map((p) => p[0])),
+        lens: Uint8Array.from(prefixes.map((p) => p[1])),
+        pathIds: null,
+      },
+    },
+    sessionOptions({ fourOctetAs: true }),
+  );
+}
+
 function config(peer: object = {}): BgpdConfig {
   return parseConfig({
     asn: 64512,
@@ -205,6 +228,58 @@ describe("route refresh on a filter change (RFC 2918, RFC 7313)", () => {
     expect(dsts(fib)).toEqual(["10.2.0.0/24"]);
     expect(s.status().peers[0]?.establishedTransitions).toBe(1);
     expect(peer.got.some((m) => m.type === 3)).toBe(false);
+  });
+
+  it("applies an importOwnership change in place: a refused block lands when its owner is known, accepted routes never flap, no ROUTE-REFRESH", async () => {
+    const inPool = (accept: string[]) => ({
+      // An accept-all filter behind it: the ownership comes first and is not overridden.
+      importFilter: { rules: [{ action: "Accept" }] },
+      importOwnership: { within: ["10.0.0.0/14"], accept },
+    });
+    const { s, fib } = await speaker(config(inPool(["10.1.0.0/24"])));
+    const peer = await rawPeer(s.listenPort as number, RR);
+    await waitFor("Established", () => established(s), 5000, 20);
+    const sent: [number, number][] = [
+      [0x0a010000, 24], // its block
+      [0x0a010009, 32], // a host route inside its block
+      [0x0a020000, 24], // a block it claims, the affinity not seen yet
+      [0x0a020007, 32], // an address it borrowed, not seen yet
+      [0x0a030000, 24], // another node's block
+      [0x0a090000, 24], // outside the pools
+    ];
+    for (const m of announce(sent)) peer.sock.write(m);
+    await waitFor("6 paths received", () => s.status().peers[0]?.prefixes.received === 6, 5000, 20);
+    await waitFor("3 routes", () => fib.desired().length === 3, 5000, 20);
+    expect(dsts(fib)).toEqual(["10.1.0.0/24", "10.1.0.9/32", "10.9.0.0/24"]);
+    expect(s.status().peers[0]?.prefixes).toMatchObject({
+      accepted: 3,
+      rejected: { NotOwned: 3 },
+    });
+    const ops = (dst: string) => fib.log.filter((o) => o.route.startsWith(`${dst} `)).length;
+    const owned = ops("10.1.0.0/24");
+    expect(owned, "the owned block installed once").toBe(1);
+    // The affinity and the borrowed address arrive: both land from the kept Adj-RIB-In.
+    await s.reconfigure(config(inPool(["10.1.0.0/24", "10.2.0.0/24", "10.2.0.7/32"])));
+    await waitFor("5 routes", () => fib.desired().length === 5, 5000, 20);
+    expect(dsts(fib)).toEqual([
+      "10.1.0.0/24",
+      "10.1.0.9/32",
+      "10.2.0.0/24",
+      "10.2.0.7/32",
+      "10.9.0.0/24",
+    ]);
+    // The route that stayed owned was not touched (no remove, no second set).
+    expect(ops("10.1.0.0/24")).toBe(owned);
+    // The block moves to another node: its routes go, the rest stay.
+    await s.reconfigure(config(inPool(["10.2.0.0/24", "10.2.0.7/32"])));
+    await waitFor("3 routes", () => fib.desired().length === 3, 5000, 20);
+    expect(dsts(fib)).toEqual(["10.2.0.0/24", "10.2.0.7/32", "10.9.0.0/24"]);
+    // The counter counts refusals: 3 at first, 2 more when the block moved away.
+    expect(s.status().peers[0]?.prefixes.rejected).toEqual({ NotOwned: 5 });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(peer.got.filter((m) => m.type === 5)).toHaveLength(0);
+    expect(peer.got.some((m) => m.type === 3)).toBe(false);
+    expect(s.status().peers[0]?.establishedTransitions).toBe(1);
   });
 
   it("resets only for a reset field, and names it in the status", async () => {

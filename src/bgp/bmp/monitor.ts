@@ -279,7 +279,7 @@ export class BmpMonitor implements SpeakerTap {
 function statsOf(v: TapPeerView, adjRibOut: boolean | undefined): Stat[] {
   const counts = v.counts();
   const r = counts.rejected;
-  const policy = (r.FilterReject ?? 0) + (r.OwnPoolPrefix ?? 0);
+  const policy = (r.FilterReject ?? 0) + (r.OwnPoolPrefix ?? 0) + (r.NotOwned ?? 0);
   const stats: Stat[] = [
     { type: StatType.RejectedByPolicy, value: policy },
     { type: StatType.ClusterListLoop, value: r.ClusterListLoop ?? 0 },

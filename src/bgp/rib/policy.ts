@@ -45,6 +45,11 @@ export const RejectReason = {
   NoBestPath: 12,
   /** RFC 9494 §4.5: an LLGR_STALE path is not sent to a peer without long-lived GR. */
   LlgrStale: 13,
+  /**
+   * Import ownership (policy/ownership.ts): inside an IP pool, a prefix the peer's Node does not
+   * own (no block affinity, no workload address there).
+   */
+  NotOwned: 14,
 } as const;
 export type RejectReasonName = keyof typeof RejectReason;
 export type RejectReasonCode = (typeof RejectReason)[RejectReasonName];

@@ -719,38 +719,62 @@ export class Rib<A> {
     rec.info = { ...rec.info, importPolicy: policy };
     for (let pfx = 0; pfx < this.t.top; pfx++) {
       if (this.t.fam[pfx] === 0) continue;
-      for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number) {
-        if (this.pathPeer[p] !== rec.idx) continue;
-        const raw = this.rawOf(p);
-        const v = this.importVerdict(rec, raw, pfx);
-        const flag = this.pathFlag[p] as number;
-        const old = flag & VERDICT_MASK;
-        if (this.lpOf(p) !== this.inLp) {
-          this.setLp(p);
-          this.markDirty(pfx);
-        }
-        let eff = this.importedAttr(raw);
-        const cur = this.pathAttr[p] as number;
-        const A = this.attrs;
-        if (
-          (A.flags[cur] as number) & FLAG_LLGR_STALE &&
-          !((A.flags[eff] as number) & FLAG_LLGR_STALE)
-        )
-          // Kept long-lived stale (RFC 9494): the new edit keeps the LLGR_STALE tag.
-          eff = A.intern(A.adapter.edit(A.get(eff), { addCommunity: LLGR_STALE }));
-        if (eff !== cur) {
-          this.releaseAttrs(p);
-          this.holdAttrs(p, raw, eff);
-          this.markDirty(pfx);
-        }
-        if (v === old) continue;
-        if (old === 0) rec.accepted--;
-        if (v === 0) rec.accepted++;
-        else rec.rejected[v] = (rec.rejected[v] as number) + 1;
-        this.pathFlag[p] = v | (flag & FLAG_STALE);
-        this.markDirty(pfx);
-      }
+      for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number)
+        if (this.pathPeer[p] === rec.idx) this.reimport(rec, pfx, p);
     }
+  }
+
+  /**
+   * Replaces a peer's import policy when the caller knows which prefixes its verdicts can differ
+   * at (an import ownership change: the blocks and host routes it gained or lost), and
+   * re-evaluates the peer's paths there only, not the whole table. Prefixes the RIB does not
+   * hold are skipped.
+   */
+  setImportPolicyAt(
+    peer: number | string,
+    policy: PrefixPolicy | undefined,
+    prefixes: Iterable<ParsedPrefix>,
+  ): void {
+    const rec = this.peerRec(peer);
+    rec.info = { ...rec.info, importPolicy: policy };
+    for (const x of prefixes) {
+      const pfx =
+        x.family === 4
+          ? this.t.findV4(x.words[0] as number, x.len)
+          : this.t.findV6(x.words, 0, x.len);
+      if (pfx === NONE) continue;
+      for (let p = this.pHead[pfx] as number; p !== NONE; p = this.pathNext[p] as number)
+        if (this.pathPeer[p] === rec.idx) this.reimport(rec, pfx, p);
+    }
+  }
+
+  /** One path of rec at pfx through the import policy again (verdict, edits, counts). */
+  private reimport(rec: PeerRec, pfx: number, p: number): void {
+    const raw = this.rawOf(p);
+    const v = this.importVerdict(rec, raw, pfx);
+    const flag = this.pathFlag[p] as number;
+    const old = flag & VERDICT_MASK;
+    if (this.lpOf(p) !== this.inLp) {
+      this.setLp(p);
+      this.markDirty(pfx);
+    }
+    let eff = this.importedAttr(raw);
+    const cur = this.pathAttr[p] as number;
+    const A = this.attrs;
+    if ((A.flags[cur] as number) & FLAG_LLGR_STALE && !((A.flags[eff] as number) & FLAG_LLGR_STALE))
+      // Kept long-lived stale (RFC 9494): the new edit keeps the LLGR_STALE tag.
+      eff = A.intern(A.adapter.edit(A.get(eff), { addCommunity: LLGR_STALE }));
+    if (eff !== cur) {
+      this.releaseAttrs(p);
+      this.holdAttrs(p, raw, eff);
+      this.markDirty(pfx);
+    }
+    if (v === old) return;
+    if (old === 0) rec.accepted--;
+    if (v === 0) rec.accepted++;
+    else rec.rejected[v] = (rec.rejected[v] as number) + 1;
+    this.pathFlag[p] = v | (flag & FLAG_STALE);
+    this.markDirty(pfx);
   }
 
   /**
@@ -1117,7 +1141,11 @@ export class Rib<A> {
       if (flag !== 0) {
         e.rejectReason = rejectReasonName(flag);
         const pol = rec.info.importPolicy;
-        if (flag === RejectReason.FilterReject || flag === RejectReason.OwnPoolPrefix) {
+        if (
+          flag === RejectReason.FilterReject ||
+          flag === RejectReason.OwnPoolPrefix ||
+          flag === RejectReason.NotOwned
+        ) {
           const src = this.sourceOf(rec.idx);
           const d = pol?.describe?.(p.family, p.words, 0, p.len, src, this.attrs.view(raw));
           if (d !== undefined) e.rejectDetail = d;

@@ -28,6 +28,7 @@ import {
 import { parseCommunityList } from "../policy/communities.js";
 import { peerPolicies } from "../policy/defaults.js";
 import type { BgpFilterRule, NamedFilter } from "../policy/filter.js";
+import { ownershipDelta, withOwnership } from "../policy/ownership.js";
 import type { PrefixList } from "../rib/prefix.js";
 import { type AdjOutAnnounce, type AdjOutBatch, type FibBatch, Rib } from "../rib/rib.js";
 import { Afi, RouteRefreshSubtype, Safi } from "../wire/constants.js";
@@ -157,17 +158,26 @@ export function policiesFor(p: PeerConfig, localAs: number, priority?: { v4: num
       spec: { importV4: imp.v4, importV6: imp.v6, exportV4: exp.v4, exportV6: exp.v6 },
     },
   ];
-  return peerPolicies({
+  const pol = peerPolicies({
     external: p.asn !== localAs,
     pools: [],
     filters,
     ...(priority ? { defaultPriority: priority.v4, defaultPriorityV6: priority.v6 } : {}),
   });
+  // Ownership before every rule: no filter lets a prefix the peer does not own back in.
+  if (p.importOwnership) pol.importPolicy = withOwnership(p.importOwnership, pol.importPolicy);
+  return pol;
 }
 
-/** No import guard, import filter or export filter rule: the policies are the defaults alone. */
+/**
+ * No import ownership, import guard, import filter or export filter rule: the policies are the
+ * defaults alone.
+ */
 const hasNoRules = (p: PeerConfig) =>
-  !p.importGuard?.rules?.length && !p.importFilter?.rules?.length && !p.exportFilter?.rules?.length;
+  p.importOwnership === undefined &&
+  !p.importGuard?.rules?.length &&
+  !p.importFilter?.rules?.length &&
+  !p.exportFilter?.rules?.length;
 
 export type PeerPolicies = ReturnType<typeof policiesFor>;
 
@@ -549,8 +559,8 @@ export class SpeakerCore<A> {
         if (c.impact === "refresh") {
           this.log.info(
             { peer: c.address, field: c.field },
-            c.field === "importGuard"
-              ? "Config change applied in place (import guard: no ROUTE-REFRESH)"
+            c.field === "importGuard" || c.field === "importOwnership"
+              ? `Config change applied in place (${c.field === "importGuard" ? "import guard" : "import ownership"}: no ROUTE-REFRESH)`
               : "Config change applied by refresh",
           );
           this.refreshPeer(cfg);
@@ -609,7 +619,15 @@ export class SpeakerCore<A> {
     const importChanged =
       JSON.stringify(old.importFilter) !== JSON.stringify(cfg.importFilter) ||
       old.allowOwnAs !== cfg.allowOwnAs;
+    const ownershipChanged =
+      JSON.stringify(old.importOwnership) !== JSON.stringify(cfg.importOwnership);
     const guardChanged = JSON.stringify(old.importGuard) !== JSON.stringify(cfg.importGuard);
+    // An ownership change alone (a block claimed or released somewhere): only the prefixes it
+    // gained or lost are re-evaluated, not the whole table (a ToR's million routes).
+    const only =
+      ownershipChanged && !importChanged && !guardChanged
+        ? ownershipDelta(old.importOwnership, cfg.importOwnership)
+        : undefined;
     const exportChanged =
       JSON.stringify(old.exportFilter) !== JSON.stringify(cfg.exportFilter) ||
       old.routeReflectorClient !== cfg.routeReflectorClient ||
@@ -621,16 +639,20 @@ export class SpeakerCore<A> {
     this.rib.updatePeer(e.ribId, {
       allowOwnAs: cfg.allowOwnAs,
       routeReflectorClient: cfg.routeReflectorClient,
-      ...(importChanged || guardChanged ? { importPolicy: pol.importPolicy } : {}),
+      ...(importChanged || guardChanged || (ownershipChanged && only === undefined)
+        ? { importPolicy: pol.importPolicy }
+        : {}),
       ...(exportChanged ? { exportPolicy: pol.exportPolicy } : {}),
       llgrStaleToNonLlgr: cfg.llgrPartialDeployment ?? false,
     });
+    if (only !== undefined) this.rib.setImportPolicyAt(e.ribId, pol.importPolicy, only);
     if (before && e.session.established && e.synced) {
       // Settle the change, then send the peer what it gains and withdraw what it loses.
       this.drainAll();
       this.resync(e, before);
     }
-    // The guard alone never asks the peer: re-evaluating the kept Adj-RIB-In is exact.
+    // The guard and the ownership alone never ask the peer: re-evaluating the kept Adj-RIB-In
+    // is exact.
     if (importChanged) this.requestRefresh(e);
   }
 
