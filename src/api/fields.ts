@@ -515,11 +515,9 @@ export const conditionsStatus = lazy(() =>
                     { error: (iss) => own(`${quote(iss.input)} is not a condition type`) },
                   ),
                 status: z.enum(["True", "False", "Unknown"]),
-                lastTransitionTime: z
-                  .string()
-                  .regex(DATE_TIME, {
-                    error: (iss) => own(`${quote(iss.input)} is not a date-time`),
-                  }),
+                lastTransitionTime: z.string().regex(DATE_TIME, {
+                  error: (iss) => own(`${quote(iss.input)} is not a date-time`),
+                }),
                 reason: z
                   .string()
                   .min(1)
