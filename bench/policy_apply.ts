@@ -10,8 +10,9 @@
 // Needs root and the native addon (KernelFib). The test runs it tiny (test/felix/policy_bench).
 // Each (b)/(c) pass prints where its time went: the render, the applier's steps (plan,
 // interfaces, ipset, iptables) and every process it spawned. With --old DIR (another build's
-// dist/, e.g. /work/main/dist) that build's applier runs beside ours, alternating, on its own
-// namespaces, given the same rendered states: both printed side by side.
+// dist/, e.g. /work/main/dist) that build's renderer and applier run beside ours, alternating,
+// on their own namespaces, each rendering the same model's input: both printed side by side
+// (each build's render keeps its own state across passes, as the node daemon's does).
 // Usage: npx tsx bench/policy_apply.ts [--endpoints 1000] [--policies 200] [--sets 50]
 //        [--cidrs 1000] [--runs 3] [--adds 50] [--changes 50] [--old /work/main/dist] [--legacy]
 // (--legacy: iptables-legacy for both appliers and the raw reference; default nft.)
@@ -73,7 +74,8 @@ export type Steps = Record<string, { n: number; ms: number }>;
 
 /** What one applier (this build's, or --old's) did in the run. */
 export interface VariantResult {
-  /** Per run, ms: our apply (render + apply = ours). */
+  /** Per run, ms: this build's render, its apply, and both (ours). */
+  renders: number[];
   apply: number[];
   ours: number[];
   /** ms per command name spawned by the apply in the first run (where its time goes). */
@@ -91,12 +93,12 @@ export interface VariantResult {
 }
 
 export interface BenchResult extends VariantResult {
-  /** Per run, ms: the render (shared by both appliers), the raw tools. */
+  /** Per run, ms: our render, the raw tools. */
   render: number[];
   raw: number[];
   ipsetMembers: number;
   iptablesRules: number;
-  /** Render ms of each (b) and (c) pass. */
+  /** Our render's ms of each (b) and (c) pass. */
   passRender: number[];
   /** The same run with --old's applier, alternating with ours. */
   old?: VariantResult;
@@ -391,8 +393,12 @@ interface ApplierLike {
   }>;
 }
 
+type RenderFn = (input: DataplaneInput) => ReturnType<typeof renderDataplane>;
+
 interface Variant {
   tag: "a" | "o";
+  /** This build's renderDataplane. */
+  render: RenderFn;
   make: () => ApplierLike;
   res: VariantResult;
   applier?: ApplierLike;
@@ -401,6 +407,7 @@ interface Variant {
 }
 
 const emptyVariant = (): VariantResult => ({
+  renders: [],
   apply: [],
   ours: [],
   commands: {},
@@ -425,24 +432,29 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
     passRender: [],
     loadavg: [],
   };
-  const variants: Variant[] = [{ tag: "a", make: () => new IncrementalApplier(), res }];
+  const variants: Variant[] = [
+    { tag: "a", render: renderDataplane, make: () => new IncrementalApplier(), res },
+  ];
   if (o.old) {
     const mod = (await import(pathToFileURL(join(o.old, "felix", "apply.js")).href)) as {
       IncrementalApplier: new () => ApplierLike;
     };
+    const dp = (await import(pathToFileURL(join(o.old, "felix", "dataplane.js")).href)) as {
+      renderDataplane: RenderFn;
+    };
     res.old = emptyVariant();
-    variants.push({ tag: "o", make: () => new mod.IncrementalApplier(), res: res.old });
+    variants.push({
+      tag: "o",
+      render: dp.renderDataplane,
+      make: () => new mod.IncrementalApplier(),
+      res: res.old,
+    });
   }
   const model = new Model(o);
   const flavour = o.iptables ?? "nft";
   try {
     const files: { cmd: string; args: string[]; file: string }[] = [];
     for (let r = 0; r < o.runs; r++) {
-      // The render, once per run (shared: both appliers are given the same state).
-      const t0 = performance.now();
-      const state = renderDataplane(model.input());
-      const tr = ms(t0);
-      res.render.push(tr);
       const order = r % 2 === 0 ? variants : [...variants].reverse();
       const line: string[] = [];
       for (const v of order) {
@@ -460,6 +472,12 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
         });
         v.applier?.close?.();
         v.applier = v.make();
+        // This build's render of the whole model (its first of the run: a full pass's).
+        const t0 = performance.now();
+        const state = v.render(model.input());
+        const tr = ms(t0);
+        v.res.renders.push(tr);
+        if (v.tag === "a") res.render.push(tr);
         const t1 = performance.now();
         const report = await v.applier.apply(state, {
           netns: ns,
@@ -472,7 +490,7 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
         v.res.apply.push(ta);
         v.res.ours.push(tr + ta);
         line.push(
-          `${v.tag === "a" ? "ours" : "old"} ${(tr + ta).toFixed(0)} ms (apply ${ta.toFixed(0)})`,
+          `${v.tag === "a" ? "ours" : "old"} ${(tr + ta).toFixed(0)} ms (render ${tr.toFixed(0)}, apply ${ta.toFixed(0)})`,
         );
         if (r === 0 && v.tag === "a") {
           // The raw reference: exactly what our apply wrote, as files.
@@ -502,15 +520,12 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
       const tw = ms(t2);
       res.raw.push(tw);
       delNs(raw);
-      log(`run ${r + 1}: render ${tr.toFixed(0)} ms; ${line.join(", ")}; raw ${tw.toFixed(0)} ms`);
+      log(`run ${r + 1}: ${line.join(", ")}; raw ${tw.toFixed(0)} ms`);
     }
-    // The passes: each change rendered once, then applied by each applier in turn (alternating
-    // which goes first), each on its own namespace.
+    // The passes: each change rendered and applied by each build in turn (alternating which
+    // goes first), each on its own namespace.
     const pass = async (k: number, phase: "add" | "change", ep?: Ep) => {
-      const t = performance.now();
-      const state = renderDataplane(model.input());
-      const tr = ms(t);
-      res.passRender.push(tr);
+      const input = model.input();
       const order = k % 2 === 0 ? variants : [...variants].reverse();
       for (const v of order) {
         const ns = v.ns as string;
@@ -521,6 +536,10 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
           await linkKnown(fib, ep.iface);
         }
         const steps = phase === "add" ? v.res.addSteps : v.res.changeSteps;
+        const t = performance.now();
+        const state = v.render(input);
+        const tr = ms(t);
+        if (v.tag === "a") res.passRender.push(tr);
         count(steps, "render", tr);
         const t1 = performance.now();
         const report = await (v.applier as ApplierLike).apply(state, {
@@ -612,7 +631,9 @@ async function main(): Promise<void> {
   const variants: [string, VariantResult][] = [["ours", r]];
   if (r.old) variants.push(["old", r.old]);
   console.log(`rendered: ${r.iptablesRules} iptables rules, ${r.ipsetMembers} ipset members`);
-  console.log(`(a) full pass: render ${summary(r.render)} (shared)`);
+  console.log(
+    `(a) full pass: render ${summary(r.render)}${r.old ? `; old's ${summary(r.old.renders)}` : ""}`,
+  );
   console.log(
     `    raw ipset restore + iptables-${o.iptables ?? "nft"}-restore of the same: ${summary(r.raw)}`,
   );
