@@ -404,6 +404,18 @@ class Selectors {
     return s;
   }
 
+  private readonly textOf = new WeakMap<PolicyEndpoint, string>();
+
+  /** The endpoint's namespace and labels as text (its selection key), once per render. */
+  labelsText(ep: PolicyEndpoint): string {
+    let t = this.textOf.get(ep);
+    if (t === undefined) {
+      t = `${ep.namespace}\n${JSON.stringify(ep.labels)}`;
+      this.textOf.set(ep, t);
+    }
+    return t;
+  }
+
   /** Per endpoint, built once per render (every policy and rule selector matches them all). */
   private readonly labelsOf = new WeakMap<PolicyEndpoint, Record<string, string>>();
 
@@ -619,16 +631,200 @@ function parseNet(text: string): { family: Family; cidr: string; len: number } {
   };
 }
 
+// ---- What renders keep (the calculation graph's memory) ----------------------------------------
+
+/** Policy chain entries past this many empty the memo. */
+const POLICY_CHAIN_MEMO_MAX = 20_000;
+/** A selector set no render asked for in this many renders is forgotten. */
+const SELECTOR_SET_IDLE_RENDERS = 8;
+
+/** Ids of nets lists (a network set's `nets`, kept by its owner until it changes). */
+const NETS_IDS = new WeakMap<readonly string[], number>();
+let nextNetsId = 0;
+const netsId = (nets: readonly string[]) => {
+  let id = NETS_IDS.get(nets);
+  if (id === undefined) {
+    id = nextNetsId++;
+    NETS_IDS.set(nets, id);
+  }
+  return id;
+};
+
+/** One rule selector's ipset, kept up to date endpoint by endpoint. */
+interface SelectorSetState {
+  k: SelectorKey;
+  /** Endpoint id -> its addresses of the family (those it selects only). */
+  members: Map<string, string[]>;
+  /** The members of the network sets it selects. */
+  sets: string[][];
+  /** The set as last built (undefined: members changed since). */
+  spec?: IpsetSpec;
+  lastUsed: number;
+}
+
+/**
+ * Felix's label index, for rule selectors' ipsets: which endpoints each selector picks, updated
+ * for the endpoints whose namespace, labels or addresses changed since the last render (a new
+ * pod, a label change: that pod is matched against every selector, nothing else is). Anything
+ * else a selector looks at (the namespaces' labels, the network sets) starts it over.
+ */
+export class SelectorIndex {
+  /** Whether the last sync could diff the endpoints (ids unique). */
+  usable = false;
+  private context: string | undefined;
+  private readonly endpoints = new Map<string, { print: string; addrs: string[] }>();
+  private readonly keys = new Map<string, SelectorSetState>();
+  private renders = 0;
+
+  constructor(private readonly family: Family) {}
+
+  private addrsOf(ep: PolicyEndpoint): string[] {
+    const out: string[] = [];
+    for (const a of ep.addresses) {
+      const n = canonicalNet(a.split("/")[0] as string);
+      if (n.family === this.family) out.push(n.cidr);
+    }
+    return out;
+  }
+
+  /** Brought to input's endpoints, before a render asks for sets. */
+  sync(input: PolicyInput, sels: Selectors): void {
+    this.renders++;
+    const context = JSON.stringify([
+      input.namespaceLabels ?? {},
+      (input.networkSets ?? []).map((s) => [s.namespace ?? null, s.labels, netsId(s.nets)]),
+    ]);
+    if (context !== this.context) {
+      this.keys.clear();
+      this.context = context;
+    }
+    const seen = new Set<string>();
+    const changed: PolicyEndpoint[] = [];
+    for (const ep of input.endpoints) {
+      if (seen.has(ep.id)) {
+        // Two endpoints of one id: not diffable by id; computed whole this render.
+        this.usable = false;
+        this.endpoints.clear();
+        this.keys.clear();
+        return;
+      }
+      seen.add(ep.id);
+      const print = `${sels.labelsText(ep)}\n${ep.addresses.join(",")}`;
+      const had = this.endpoints.get(ep.id);
+      if (had !== undefined && had.print === print) continue;
+      this.endpoints.set(ep.id, { print, addrs: this.addrsOf(ep) });
+      changed.push(ep);
+    }
+    const removed = [...this.endpoints.keys()].filter((id) => !seen.has(id));
+    for (const id of removed) this.endpoints.delete(id);
+    for (const [name, st] of this.keys) {
+      if (st.lastUsed < this.renders - SELECTOR_SET_IDLE_RENDERS) {
+        this.keys.delete(name);
+        continue;
+      }
+      for (const id of removed) if (st.members.delete(id)) st.spec = undefined;
+      for (const ep of changed) {
+        if (keyMatches(st.k, ep, sels)) {
+          st.members.set(ep.id, this.endpoints.get(ep.id)?.addrs ?? []);
+          st.spec = undefined;
+        } else if (st.members.delete(ep.id)) st.spec = undefined;
+      }
+    }
+    this.usable = true;
+  }
+
+  /** The ipset of selector key k (named name), from what is kept or built now. */
+  spec(name: string, k: SelectorKey, r: Renderer): IpsetSpec {
+    let st = this.keys.get(name);
+    if (st === undefined) {
+      const members = new Map<string, string[]>();
+      for (const ep of r.input.endpoints)
+        if (keyMatches(k, ep, r.sels)) members.set(ep.id, this.endpoints.get(ep.id)?.addrs ?? []);
+      const sets: string[][] = [];
+      for (const set of r.input.networkSets ?? [])
+        if (setMatches(k, set, r.sels)) sets.push(setMembers(set.nets, this.family));
+      st = { k, members, sets, lastUsed: this.renders };
+      this.keys.set(name, st);
+    }
+    st.lastUsed = this.renders;
+    if (st.spec === undefined) {
+      const family = this.family === 4 ? "inet" : "inet6";
+      const own: string[] = [];
+      for (const addrs of st.members.values()) own.push(...addrs);
+      // One network set alone: its members as built once (sorted, unique), shared.
+      const members =
+        own.length === 0 && st.sets.length === 1
+          ? (st.sets[0] as string[])
+          : [...new Set([...own, ...st.sets.flat()])].sort();
+      st.spec = { name, type: "hash:net", family, members };
+    }
+    return st.spec;
+  }
+}
+
+/**
+ * What renderPolicy keeps between renders of one family: policy chains by content, the rule
+ * selectors' sets, and which policies select which labels (SelectionMemo).
+ */
+export class FamilyCache {
+  readonly chains = new Map<string, ChainEntry>();
+  /** The local endpoints' chains and dispatch rules by interface, as the last render made them. */
+  endpoints = new Map<string, EndpointEntry>();
+  readonly index: SelectorIndex;
+  constructor(family: Family) {
+    this.index = new SelectorIndex(family);
+  }
+}
+
+/** One local endpoint's part of a render: valid while its selection memo and key hold. */
+interface EndpointEntry {
+  memo: SelectionMemo;
+  /** Its verdicts, namespace, labels and profiles. */
+  key: string;
+  chains: ChainSpec[];
+  dispatch: Partial<Record<Direction, string>>;
+}
+
+/** renderPolicy's memory across renders: per family, and the selection memo. */
+export class PolicyRenderCache {
+  readonly families: Record<Family, FamilyCache> = { 4: new FamilyCache(4), 6: new FamilyCache(6) };
+  selection: SelectionMemo | undefined;
+}
+
+/** One ipset a policy chain's rules match, as asked for while rendering it (replayed on reuse). */
+type IpsetNeed = (r: Renderer) => void;
+
+/** A policy chain as rendered once: its rules, its warnings and the ipsets it matches. */
+interface ChainEntry {
+  rules: string[];
+  warnings: string[];
+  needs: IpsetNeed[];
+}
+
 export class Renderer {
   readonly sels: Selectors;
   readonly ipsets = new Map<string, IpsetSpec>();
   readonly warnings: string[] = [];
+  /** The ipsets asked for while a policy chain renders (for its cache entry). */
+  private needs: IpsetNeed[] | undefined;
 
+  /**
+   * `cache`: what earlier renders found (renderPolicy's); absent: everything computed from the
+   * input alone (host_endpoint.ts's renders).
+   */
   constructor(
     readonly input: PolicyInput,
     readonly family: Family,
+    private readonly cache?: FamilyCache,
   ) {
     this.sels = new Selectors(input.namespaceLabels);
+  }
+
+  /** A set of nets (a rule's `nets` / `notNets`): named by its members. */
+  private netsSet(members: string[]): string {
+    const name = policyIpsetName("n", this.family, members.sort().join(","));
+    this.needs?.push((r) => r.netsSet(members));
+    return this.ipset(name, members);
   }
 
   private ipset(name: string, members: string[]): string {
@@ -649,6 +845,7 @@ export class Renderer {
     p: Policy,
     side: "source" | "destination",
   ): string {
+    this.needs?.push((r) => r.serviceSet(m, p, side));
     const ns = m.namespace ?? p.namespace ?? "default";
     const set = serviceIpset(this.input.services ?? [], this.family, ns, m.name, side);
     if (!this.ipsets.has(set.name)) this.ipsets.set(set.name, set);
@@ -656,8 +853,16 @@ export class Renderer {
   }
 
   private selectorSet(k: SelectorKey): string {
-    const name = policyIpsetName("s", this.family, JSON.stringify(k));
+    return this.selectorSetNamed(policyIpsetName("s", this.family, JSON.stringify(k)), k);
+  }
+
+  private selectorSetNamed(name: string, k: SelectorKey): string {
+    this.needs?.push((r) => r.selectorSetNamed(name, k));
     if (this.ipsets.has(name)) return name;
+    if (this.cache?.index.usable) {
+      this.ipsets.set(name, this.cache.index.spec(name, k, this));
+      return name;
+    }
     const members: string[] = [];
     for (const ep of this.input.endpoints) {
       if (!keyMatches(k, ep, this.sels)) continue;
@@ -693,6 +898,7 @@ export class Renderer {
     port: string,
     proto: string | undefined,
   ): string {
+    this.needs?.push((r) => r.namedPortSet(k, port, proto));
     const name = policyIpsetName("p", this.family, JSON.stringify({ k, port, proto }));
     if (this.ipsets.has(name)) return name;
     const members = new Set<string>();
@@ -759,8 +965,7 @@ export class Renderer {
         if (!nets.some((n) => n.len === 0)) {
           if (nets.length === 1) addr.push(`${flag} ${nets[0]?.cidr}`);
           else {
-            const members = nets.map((n) => n.cidr);
-            const name = this.ipset(policyIpsetName("n", fam, members.sort().join(",")), members);
+            const name = this.netsSet(nets.map((n) => n.cidr));
             sets.push(`-m set --match-set ${name} ${dir}`);
           }
         }
@@ -769,8 +974,7 @@ export class Renderer {
         const nets = e.notNets.map(canonicalNet).filter((n) => n.family === fam);
         if (nets.some((n) => n.len === 0)) return undefined;
         if (nets.length > 0) {
-          const members = nets.map((n) => n.cidr);
-          const name = this.ipset(policyIpsetName("n", fam, members.sort().join(",")), members);
+          const name = this.netsSet(nets.map((n) => n.cidr));
           sets.push(`-m set ! --match-set ${name} ${dir}`);
         }
       }
@@ -866,6 +1070,33 @@ export class Renderer {
    * iptablesFilterDenyAction; the mangle and raw tables have no REJECT: DROP there).
    */
   policyChain(p: Policy, dir: Direction, deny = "-j DROP"): string[] {
+    if (this.cache === undefined) return this.renderPolicyChain(p, dir, deny);
+    // Its rules depend on the policy alone (ipset names are hashes of what they hold): a
+    // policy unchanged since an earlier render reuses that render's rules (the same array, so
+    // the applier's plan sees it unchanged at once) and asks again for the same ipsets.
+    const key = `${dir}\n${deny}\n${JSON.stringify(p)}`;
+    const hit = this.cache.chains.get(key);
+    if (hit !== undefined) {
+      for (const need of hit.needs) need(this);
+      this.warnings.push(...hit.warnings);
+      return hit.rules;
+    }
+    const before = this.warnings.length;
+    const outer = this.needs;
+    const needs: IpsetNeed[] = [];
+    this.needs = needs;
+    let rules: string[];
+    try {
+      rules = this.renderPolicyChain(p, dir, deny);
+    } finally {
+      this.needs = outer;
+    }
+    if (this.cache.chains.size >= POLICY_CHAIN_MEMO_MAX) this.cache.chains.clear();
+    this.cache.chains.set(key, { rules, warnings: this.warnings.slice(before), needs });
+    return rules;
+  }
+
+  private renderPolicyChain(p: Policy, dir: Direction, deny: string): string[] {
     const out: string[] = [];
     const rules = dir === "Ingress" ? p.ingress : p.egress;
     for (const [i, rule] of rules.entries()) {
@@ -1106,9 +1337,9 @@ interface SelectionMemo {
 
 /** Entries past this many empty the memo (label sets come and go). */
 const SELECTION_MEMO_MAX = 50_000;
-let SELECTION: SelectionMemo | undefined;
 
 function selectionMemo(
+  cache: PolicyRenderCache,
   policies: readonly Policy[],
   input: PolicyInput,
   profiles: Map<string, PolicyProfile>,
@@ -1127,12 +1358,15 @@ function selectionMemo(
     input.namespaceLabels ?? {},
     [...profiles.keys()],
   ]);
-  const m = SELECTION;
+  const m = cache.selection;
   if (m !== undefined && m.key === key && m.selecting.size + m.chains.size < SELECTION_MEMO_MAX)
     return m;
-  SELECTION = { key, selecting: new Map(), chains: new Map() };
-  return SELECTION;
+  cache.selection = { key, selecting: new Map(), chains: new Map() };
+  return cache.selection;
 }
+
+/** The node daemon's: every renderPolicy without a cache of its own uses it. */
+const DEFAULT_CACHE = new PolicyRenderCache();
 
 /**
  * The filter-table chains and ipsets of policy for one family. Never throws on bad stored data:
@@ -1141,8 +1375,14 @@ function selectionMemo(
  * rendered fail-closed; both are reported in warnings. An endpoint whose profiles have rules is
  * policed in both directions: its profiles after its policies, then a drop (Calico's order).
  */
-export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
-  const r = new Renderer(input, family);
+export function renderPolicy(
+  input: PolicyInput,
+  family: Family,
+  cache: PolicyRenderCache = DEFAULT_CACHE,
+): PolicyState {
+  const fc = cache.families[family];
+  const r = new Renderer(input, family, fc);
+  fc.index.sync(input, r.sels);
   const tierOf = tierResolver(input.tiers);
   const profiles = profilesWithRules(input);
   const policies = usablePolicies(workloadPolicies(input.policies), r);
@@ -1152,20 +1392,41 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
   const used = new Map<string, { p: Policy; dir: Direction }>();
   const endpointChains: ChainSpec[] = [];
   const dispatch: Record<Direction, string[]> = { Ingress: [], Egress: [] };
-  const memo = selectionMemo(policies, input, profiles);
+  const memo = selectionMemo(cache, policies, input, profiles);
   const actions = input.actions ?? DEFAULT_RULE_ACTIONS;
   const deny = denyTarget(actions.filterDeny, family);
+  const verdicts = `${actions.filterAllow} ${deny}`;
+  // The policies (by index) and profiles some local endpoint's chains jump to.
+  const pickedSeen = new Set<number[]>();
+  const profsSeen = new Map<string, PolicyProfile>();
+  const kept = fc.endpoints;
+  const now = new Map<string, EndpointEntry>();
   for (const ep of local) {
     const iface = ep.iface as string;
-    const labelKey = `${ep.namespace}\n${JSON.stringify(ep.labels)}`;
+    const labelKey = r.sels.labelsText(ep);
     // By index: this render's policies (their rules may have changed since).
     let picked = memo.selecting.get(labelKey);
     if (picked === undefined) {
       picked = policies.flatMap((p, i) => (policySelects(p, ep, r.sels) ? [i] : []));
       memo.selecting.set(labelKey, picked);
     }
-    const selecting = picked.map((i) => policies[i] as Policy);
+    pickedSeen.add(picked);
     const profs = (ep.profiles ?? []).flatMap((n) => profiles.get(n) ?? []);
+    for (const prof of profs) profsSeen.set(prof.name, prof);
+    // The endpoint's chains and dispatch rules as an earlier render made them, when nothing
+    // they depend on has changed since (a pass touching one pod renders that pod's alone).
+    const epKey = `${verdicts}\n${labelKey}\n${profs.map((p) => p.name).join("\n")}`;
+    const had = kept.get(iface);
+    if (had !== undefined && had.memo === memo && had.key === epKey) {
+      now.set(iface, had);
+      endpointChains.push(...had.chains);
+      if (had.dispatch.Ingress !== undefined) dispatch.Ingress.push(had.dispatch.Ingress);
+      if (had.dispatch.Egress !== undefined) dispatch.Egress.push(had.dispatch.Egress);
+      continue;
+    }
+    const entry: EndpointEntry = { memo, key: epKey, chains: [], dispatch: {} };
+    now.set(iface, entry);
+    const selecting = picked.map((i) => policies[i] as Policy);
     for (const dir of ["Ingress", "Egress"] as const) {
       const mine = selecting.filter((p) => p.types.includes(dir));
       if (mine.length === 0 && profs.length === 0) continue;
@@ -1173,6 +1434,7 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
       const chainKey = `${actions.filterAllow} ${deny}\n${dir}\n${mine.map((p) => p.id).join("\n")}\n\n${profs.map((p) => p.name).join("\n")}`;
       let rules = memo.chains.get(chainKey);
       if (rules === undefined) {
+        // The chains it jumps to are collected below, from every endpoint's selection.
         rules = endpointChainRules(
           {
             type: "normal",
@@ -1184,19 +1446,30 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
           },
           dir,
           tierOf,
-          used,
+          new Map(),
         );
         memo.chains.set(chainKey, rules);
-      } else {
-        // The chains it jumps to, as endpointChainRules names them.
-        for (const p of mine) used.set(policyChainName(p.id, dir), { p, dir });
-        for (const prof of profs)
-          used.set(profileChainName(prof.name, dir), { p: profileAsPolicy(prof), dir });
       }
-      endpointChains.push({ name, rules });
-      dispatch[dir].push(`${dir === "Ingress" ? "-o" : "-i"} ${iface} -g ${name}`);
+      const chain = { name, rules };
+      const hook = `${dir === "Ingress" ? "-o" : "-i"} ${iface} -g ${name}`;
+      entry.chains.push(chain);
+      entry.dispatch[dir] = hook;
+      endpointChains.push(chain);
+      dispatch[dir].push(hook);
     }
   }
+  fc.endpoints = now;
+  // The chains the endpoint chains jump to, as endpointChainRules names them: every policy
+  // selecting a local endpoint in each of its directions, every profile of one in both.
+  for (const picked of pickedSeen)
+    for (const i of picked) {
+      const p = policies[i] as Policy;
+      for (const dir of ["Ingress", "Egress"] as const)
+        if (p.types.includes(dir)) used.set(policyChainName(p.id, dir), { p, dir });
+    }
+  for (const prof of profsSeen.values())
+    for (const dir of ["Ingress", "Egress"] as const)
+      used.set(profileChainName(prof.name, dir), { p: profileAsPolicy(prof), dir });
   if (endpointChains.length === 0) return { chains: [], ipsets: [], warnings: [...r.warnings] };
   const policyChains: ChainSpec[] = [];
   for (const [name, { p, dir }] of [...used].sort(([a], [b]) => (a < b ? -1 : 1)))
