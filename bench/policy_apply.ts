@@ -297,6 +297,29 @@ const setsOf = (rules: string[]) =>
     [...r.matchAll(/--match-set (\S+) (?:src|dst)/g)].map((m) => m[1] as string),
   );
 
+/**
+ * Where the dispatch chain root (and its tree: `-i <prefix>+ -g <sub-chain>`) sends a packet of
+ * iface: the first rule matching it decides (goto), as the kernel does.
+ */
+function dispatchOf(rules: Map<string, string[]>, root: string, iface: string): string | undefined {
+  let chain = root;
+  for (let depth = 0; depth < 16; depth++) {
+    let next: string | undefined;
+    for (const r of rules.get(chain) ?? []) {
+      const m = /^-[io] (\S+) -g (\S+)$/.exec(r);
+      if (!m) continue;
+      const match = m[1] as string;
+      if (match.endsWith("+") ? iface.startsWith(match.slice(0, -1)) : iface === match) {
+        next = m[2] as string;
+        break;
+      }
+    }
+    if (next === undefined || !next.startsWith(root)) return next;
+    chain = next;
+  }
+  return undefined;
+}
+
 /** Every local endpoint routed and dispatched to its chains, jumping to exactly its policies in
  * order; each policy's rule sets holding exactly the model's members. */
 export function checkInForce(
@@ -318,15 +341,13 @@ export function checkInForce(
   for (const ep of model.endpoints)
     if (!routes.has(`${ep.ipv4} dev ${ep.iface}`))
       problems.push(`${ep.id}: no route ${ep.ipv4} dev ${ep.iface}`);
-  const toWl = new Set(rules.get("ocl-to-wl-dispatch") ?? []);
-  const fromWl = new Set(rules.get("ocl-from-wl-dispatch") ?? []);
   for (const ep of model.endpoints) {
     const mine = model.policies.filter((p) => model.selects(p, ep));
     for (const dir of ["Ingress", "Egress"] as const) {
       const chain = endpointChainName(ep.iface, dir);
-      const hook = dir === "Ingress" ? `-o ${ep.iface} -g ${chain}` : `-i ${ep.iface} -g ${chain}`;
-      if (!(dir === "Ingress" ? toWl : fromWl).has(hook))
-        problems.push(`${ep.id}: no dispatch "${hook}"`);
+      const root = dir === "Ingress" ? "ocl-to-wl-dispatch" : "ocl-from-wl-dispatch";
+      const to = dispatchOf(rules, root, ep.iface);
+      if (to !== chain) problems.push(`${ep.id}: no dispatch to ${chain} from ${root} (${to})`);
       const jumps = (rules.get(chain) ?? []).flatMap((r) => {
         const m = / -j (ocl-p[io]-\S+)$/.exec(r);
         return m ? [m[1] as string] : [];

@@ -1368,6 +1368,71 @@ function selectionMemo(
 /** The node daemon's: every renderPolicy without a cache of its own uses it. */
 const DEFAULT_CACHE = new PolicyRenderCache();
 
+/** One local endpoint's dispatch rule (`-i <iface> -g ocl-fw-<iface>`). */
+interface DispatchEntry {
+  iface: string;
+  hook: string;
+}
+
+/** A dispatch chain holds at most this many interfaces before it is split (Felix: its tree). */
+export const DISPATCH_LEAF_MAX = 16;
+
+/** A character of an interface name as part of a chain name. */
+const chainChar = (c: string) => (/^[A-Za-z0-9]$/.test(c) ? c : `_${c.charCodeAt(0).toString(16)}`);
+
+/**
+ * The dispatch chain `root` and, past DISPATCH_LEAF_MAX interfaces, its tree, as Felix builds
+ * it: a chain whose interfaces share a longer name prefix dispatches them by the next character,
+ * `-i <prefix><c>+ -g <root>-<path>`, to sub-chains that do the same (an interface whose name
+ * is the prefix itself, or alone under its character, is dispatched where it is). A new pod's
+ * rule then goes into a chain of a few rules, not into one of every pod; the verdicts are the
+ * flat chain's (each interface reaches its own rule, through wildcards that exclude one
+ * another). `entries` sorted by interface; `head` (IPv6 link-local rules) opens the root.
+ */
+export function dispatchTree(
+  root: string,
+  flag: "-i" | "-o",
+  entries: readonly DispatchEntry[],
+  head: readonly string[],
+): ChainSpec[] {
+  const out: ChainSpec[] = [];
+  const build = (name: string, group: readonly DispatchEntry[], depth: number, path: string) => {
+    const rules = depth === 0 ? [...head] : [];
+    out.push({ name, rules });
+    if (group.length <= DISPATCH_LEAF_MAX) {
+      for (const e of group) rules.push(e.hook);
+      return;
+    }
+    const first = (group[0] as DispatchEntry).iface;
+    const last = (group[group.length - 1] as DispatchEntry).iface;
+    let p = depth;
+    while (p < first.length && p < last.length && first[p] === last[p]) p++;
+    const byChar = new Map<string, DispatchEntry[]>();
+    for (const e of group) {
+      if (e.iface.length === p) rules.push(e.hook);
+      else {
+        const c = e.iface[p] as string;
+        const list = byChar.get(c) ?? [];
+        list.push(e);
+        byChar.set(c, list);
+      }
+    }
+    for (const [c, sub] of byChar) {
+      if (sub.length === 1) {
+        rules.push((sub[0] as DispatchEntry).hook);
+        continue;
+      }
+      // The root's common prefix (the workload prefix) is left out of the sub-chains' names.
+      const childPath = `${path}${depth === 0 ? "" : [...first.slice(depth, p)].map(chainChar).join("")}${chainChar(c)}`;
+      const child = chainName(`${root}-${childPath}`);
+      rules.push(`${flag} ${first.slice(0, p)}${c}+ -g ${child}`);
+      build(child, sub, p + 1, childPath);
+    }
+  };
+  build(root, entries, 0, "");
+  return out;
+}
+
 /**
  * The filter-table chains and ipsets of policy for one family. Never throws on bad stored data:
  * a policy whose own selector does not parse selects no endpoint (it is left out; a node must
@@ -1391,7 +1456,7 @@ export function renderPolicy(
     .sort((a, b) => ((a.iface as string) < (b.iface as string) ? -1 : 1));
   const used = new Map<string, { p: Policy; dir: Direction }>();
   const endpointChains: ChainSpec[] = [];
-  const dispatch: Record<Direction, string[]> = { Ingress: [], Egress: [] };
+  const dispatch: Record<Direction, DispatchEntry[]> = { Ingress: [], Egress: [] };
   const memo = selectionMemo(cache, policies, input, profiles);
   const actions = input.actions ?? DEFAULT_RULE_ACTIONS;
   const deny = denyTarget(actions.filterDeny, family);
@@ -1420,8 +1485,10 @@ export function renderPolicy(
     if (had !== undefined && had.memo === memo && had.key === epKey) {
       now.set(iface, had);
       endpointChains.push(...had.chains);
-      if (had.dispatch.Ingress !== undefined) dispatch.Ingress.push(had.dispatch.Ingress);
-      if (had.dispatch.Egress !== undefined) dispatch.Egress.push(had.dispatch.Egress);
+      if (had.dispatch.Ingress !== undefined)
+        dispatch.Ingress.push({ iface, hook: had.dispatch.Ingress });
+      if (had.dispatch.Egress !== undefined)
+        dispatch.Egress.push({ iface, hook: had.dispatch.Egress });
       continue;
     }
     const entry: EndpointEntry = { memo, key: epKey, chains: [], dispatch: {} };
@@ -1455,7 +1522,7 @@ export function renderPolicy(
       entry.chains.push(chain);
       entry.dispatch[dir] = hook;
       endpointChains.push(chain);
-      dispatch[dir].push(hook);
+      dispatch[dir].push({ iface, hook });
     }
   }
   fc.endpoints = now;
@@ -1482,8 +1549,8 @@ export function renderPolicy(
       : [];
   return {
     chains: [
-      { name: CHAIN_FROM_WL_DISPATCH, rules: [...ndp, ...dispatch.Egress] },
-      { name: CHAIN_TO_WL_DISPATCH, rules: [...ndp, ...dispatch.Ingress] },
+      ...dispatchTree(CHAIN_FROM_WL_DISPATCH, "-i", dispatch.Egress, ndp),
+      ...dispatchTree(CHAIN_TO_WL_DISPATCH, "-o", dispatch.Ingress, ndp),
       ...endpointChains,
       ...policyChains,
     ],

@@ -2,11 +2,13 @@
 // content, rule selectors' sets kept endpoint by endpoint, local endpoints' chains) renders
 // exactly what a render from nothing does, after any sequence of changes: endpoints added,
 // removed, relabelled or readdressed, policies changed, network sets and namespace labels
-// changed; both families.
+// changed; both families. And the dispatch tree sends every interface to its own chain.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { Rule } from "../../src/api/policy.js";
 import {
+  DISPATCH_LEAF_MAX,
+  dispatchTree,
   type Policy,
   type PolicyEndpoint,
   type PolicyInput,
@@ -14,6 +16,7 @@ import {
   PolicyRenderCache,
   renderPolicy,
 } from "../../src/felix/policy.js";
+import { workloadIfaceName } from "../../src/lib/pod_wiring.js";
 
 const NAMESPACES = ["ns-a", "ns-b", "ns-c"];
 const APPS = ["web", "db", "cache"];
@@ -115,9 +118,9 @@ const toSets = (xs: { n: number; nets: number }[]): PolicyNetworkSet[] =>
 
 /** One change to the input, as the datastore delivers them. */
 const arbOp = fc.oneof(
-  fc.record({ kind: fc.constant("endpoint" as const), id: fc.integer({ min: 0, max: 11 }) }),
-  fc.record({ kind: fc.constant("remove" as const), id: fc.integer({ min: 0, max: 11 }) }),
-  fc.record({ kind: fc.constant("relabel" as const), id: fc.integer({ min: 0, max: 11 }) }),
+  fc.record({ kind: fc.constant("endpoint" as const), id: fc.integer({ min: 0, max: 39 }) }),
+  fc.record({ kind: fc.constant("remove" as const), id: fc.integer({ min: 0, max: 39 }) }),
+  fc.record({ kind: fc.constant("relabel" as const), id: fc.integer({ min: 0, max: 39 }) }),
   fc.record({ kind: fc.constant("policy" as const), id: fc.integer({ min: 0, max: 5 }) }),
   fc.record({ kind: fc.constant("dropPolicy" as const), id: fc.integer({ min: 0, max: 5 }) }),
   fc.record({ kind: fc.constant("sets" as const) }),
@@ -129,8 +132,8 @@ describe("renderPolicy, incremental", () => {
     fc.assert(
       fc.property(
         fc.array(
-          fc.integer({ min: 0, max: 11 }).chain((i) => arbEndpoint(i).map((e) => [i, e] as const)),
-          { minLength: 1, maxLength: 8 },
+          fc.integer({ min: 0, max: 39 }).chain((i) => arbEndpoint(i).map((e) => [i, e] as const)),
+          { minLength: 1, maxLength: 30 },
         ),
         fc.array(
           fc.integer({ min: 0, max: 5 }).chain((i) => arbPolicy(i).map((p) => [i, p] as const)),
@@ -139,7 +142,7 @@ describe("renderPolicy, incremental", () => {
         fc.array(
           fc.tuple(
             arbOp,
-            fc.integer({ min: 0, max: 11 }).chain((i) => arbEndpoint(i)),
+            fc.integer({ min: 0, max: 39 }).chain((i) => arbEndpoint(i)),
             arbLabels,
             fc.integer({ min: 0, max: 5 }).chain((i) => arbPolicy(i)),
             arbSets,
@@ -212,5 +215,83 @@ describe("renderPolicy, incremental", () => {
       ),
       { numRuns: 200 },
     );
+  });
+});
+
+/** What a dispatch tree does with a packet on iface: the endpoint chain it goes to, if any. */
+function dispatchOf(chains: Map<string, string[]>, root: string, iface: string): string[] {
+  const reached: string[] = [];
+  const walk = (name: string, depth: number) => {
+    if (depth > 20) throw new Error(`dispatch loop at ${name}`);
+    for (const rule of chains.get(name) ?? []) {
+      const m = /^-[io] (\S+) -g (\S+)$/.exec(rule);
+      if (!m) continue;
+      const [, match, target] = m as unknown as [string, string, string];
+      const hit = match.endsWith("+") ? iface.startsWith(match.slice(0, -1)) : iface === match;
+      if (!hit) continue;
+      if (target.startsWith(root)) walk(target, depth + 1);
+      else reached.push(target);
+      return; // -g: the first match decides
+    }
+  };
+  walk(root, 0);
+  return reached;
+}
+
+describe("dispatchTree", () => {
+  const hex = fc.stringMatching(/^[0-9a-f]{1,11}$/);
+  it("sends every interface to its own chain and no other interface anywhere", () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(
+          fc.oneof(
+            hex.map((h) => `ocl${h}`),
+            fc.stringMatching(/^[a-z][a-z0-9._-]{0,14}$/),
+          ),
+          { maxLength: 300 },
+        ),
+        fc.array(fc.stringMatching(/^[a-z0-9._-]{1,15}$/), { maxLength: 20 }),
+        (names, others) => {
+          const sorted = [...names].sort((a, b) => (a < b ? -1 : 1));
+          const entries = sorted.map((iface) => ({
+            iface,
+            hook: `-i ${iface} -g ocl-fw-${iface}`,
+          }));
+          const tree = dispatchTree("ocl-from-wl-dispatch", "-i", entries, [
+            "-p ipv6-icmp -j RETURN",
+          ]);
+          expect(tree[0]?.name).toBe("ocl-from-wl-dispatch");
+          expect(tree[0]?.rules[0]).toBe("-p ipv6-icmp -j RETURN");
+          const chains = new Map(tree.map((c) => [c.name, c.rules]));
+          expect(chains.size).toBe(tree.length);
+          for (const c of tree) {
+            expect(c.name.length).toBeLessThanOrEqual(28);
+            // Every chain but the root is reached from exactly one rule.
+            if (c.name !== "ocl-from-wl-dispatch")
+              expect(
+                tree.flatMap((t) => t.rules).filter((r) => r.endsWith(` -g ${c.name}`)),
+              ).toHaveLength(1);
+          }
+          for (const n of sorted)
+            expect(dispatchOf(chains, "ocl-from-wl-dispatch", n)).toEqual([`ocl-fw-${n}`]);
+          for (const o of others)
+            if (!names.includes(o))
+              expect(dispatchOf(chains, "ocl-from-wl-dispatch", o)).toEqual([]);
+          if (names.length <= DISPATCH_LEAF_MAX) expect(tree).toHaveLength(1);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("keeps a new pod's rule in a small chain at 1,000 pods", () => {
+    const names = Array.from({ length: 1001 }, (_, i) => workloadIfaceName(`ns/pod-${i}`)).sort();
+    const entries = names.map((iface) => ({ iface, hook: `-o ${iface} -g ocl-tw-${iface}` }));
+    const tree = dispatchTree("ocl-to-wl-dispatch", "-o", entries, []);
+    const biggest = Math.max(...tree.map((c) => c.rules.length));
+    expect(biggest).toBeLessThanOrEqual(40);
+    const chains = new Map(tree.map((c) => [c.name, c.rules]));
+    for (const n of names)
+      expect(dispatchOf(chains, "ocl-to-wl-dispatch", n)).toEqual([`ocl-tw-${n}`]);
   });
 });
