@@ -421,46 +421,54 @@ async function applyWith(
   const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
   const changes: string[] = [];
   const filterChanges: string[] = [];
-  // The interfaces with their sysctls (node-wide ones with them: one read, one write), and
-  // the ipsets and iptables, depend on nothing of each other: both run at once.
-  const [present, { sets, iptables, iptablesSeconds }] = await both(
+  const overlayChanges: string[] = [];
+  const overlayNow = opts.overlayNow ?? (() => state.overlay);
+  // The interfaces with their sysctls (node-wide ones with them: one read, one write), the
+  // ipsets and iptables, and the overlay's devices, addresses, neighbours and FDB entries
+  // depend on nothing of each other: all three run at once (the overlay's read of every link,
+  // `ip -d addr show`, is then no longer after the restores).
+  const [[present, { sets, iptables, iptablesSeconds }], overlay] = await both(
+    both(
+      (async () => {
+        const present = await convergeLinks(ctx, state, changes, direct);
+        await convergeSysctls(
+          ctx,
+          [
+            ...state.workloads.sysctls,
+            ...state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
+          ],
+          changes,
+          opts.sysctlsUnread,
+          direct,
+        );
+        // Bandwidth limits (tc) on the workload interfaces that exist (qos_apply.ts).
+        changes.push(...(await applyQos(ctx, state.qos ?? [], present)));
+        return present;
+      })(),
+      (async () => {
+        const sets = await convergeIpsets(ctx, state, filterChanges);
+        const t0 = performance.now();
+        const iptables = await convergeIptables(
+          ctx,
+          state,
+          opts.iptables ?? "nft",
+          filterChanges,
+          opts.cleanupFamilies,
+        );
+        const iptablesSeconds = (performance.now() - t0) / 1000;
+        await removeStaleIpsets(ctx, state, filterChanges, sets.current);
+        return { sets, iptables, iptablesSeconds };
+      })(),
+    ),
     (async () => {
-      const present = await convergeLinks(ctx, state, changes, direct);
-      await convergeSysctls(
-        ctx,
-        [
-          ...state.workloads.sysctls,
-          ...state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
-        ],
-        changes,
-        opts.sysctlsUnread,
-        direct,
-      );
-      // Bandwidth limits (tc) on the workload interfaces that exist (qos_apply.ts).
-      changes.push(...(await applyQos(ctx, state.qos ?? [], present)));
-      return present;
-    })(),
-    (async () => {
-      const sets = await convergeIpsets(ctx, state, filterChanges);
-      const t0 = performance.now();
-      const iptables = await convergeIptables(
-        ctx,
-        state,
-        opts.iptables ?? "nft",
-        filterChanges,
-        opts.cleanupFamilies,
-      );
-      const iptablesSeconds = (performance.now() - t0) / 1000;
-      await removeStaleIpsets(ctx, state, filterChanges, sets.current);
-      return { sets, iptables, iptablesSeconds };
+      const o = await applyOverlay(ctx, overlayNow);
+      overlayChanges.push(...o.plan.changes);
+      return o;
     })(),
   );
-  changes.push(...filterChanges);
+  changes.push(...filterChanges, ...overlayChanges);
   const missingIfaces = state.workloads.ifaces.map((i) => i.name).filter((n) => !present.has(n));
-  // The overlay's devices, addresses, neighbours and FDB entries before the routes through them.
-  const overlayNow = opts.overlayNow ?? (() => state.overlay);
-  const overlay = await applyOverlay(ctx, overlayNow);
-  changes.push(...overlay.plan.changes);
+  // The overlay's devices are there before the routes through them.
   for (const d of overlay.present) present.add(d);
   await opts.beforeRoutes?.();
   const overlayState = overlayNow();
