@@ -610,9 +610,11 @@ function setMembers(nets: readonly string[], family: Family): string[] {
   }
   let members = byFamily[family];
   if (members === undefined) {
+    // Parsed once per list (not through the memo: a network set's thousands of nets would
+    // crowd it); IPv4 without BigInt.
     const out: string[] = [];
     for (const net of nets) {
-      const n = canonicalNet(net);
+      const n = parseNet(net);
       if (n.family === family) out.push(n.cidr);
     }
     members = [...new Set(out)].sort();
@@ -621,7 +623,27 @@ function setMembers(nets: readonly string[], family: Family): string[] {
   return members;
 }
 
-function parseNet(text: string): { family: Family; cidr: string; len: number } {
+const OCTET = "(0|[1-9]\\d{0,2})";
+/** An IPv4 address or CIDR in its plain spelling (others take parseCidr's path). */
+const V4_NET = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}(?:/(0|[1-9]\\d?))?$`);
+
+/** A net or address as iptables-save prints it (host bits masked), its family and length. */
+export function parseNet(text: string): { family: Family; cidr: string; len: number } {
+  const m = V4_NET.exec(text);
+  if (m !== null) {
+    const o = [Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4])];
+    const len = m[5] === undefined ? 32 : Number(m[5]);
+    if (len <= 32 && o.every((x) => x <= 255)) {
+      const value =
+        (o[0] as number) * 2 ** 24 +
+        (o[1] as number) * 2 ** 16 +
+        (o[2] as number) * 2 ** 8 +
+        (o[3] as number);
+      const base = len === 0 ? 0 : value - (value % 2 ** (32 - len));
+      const a = [base >>> 24, (base >>> 16) & 255, (base >>> 8) & 255, base & 255];
+      return { family: 4, cidr: `${a.join(".")}/${len}`, len };
+    }
+  }
   const withLen = text.includes("/") ? text : `${text}/${text.includes(":") ? 128 : 32}`;
   const c = parseCidr(withLen, false);
   return {

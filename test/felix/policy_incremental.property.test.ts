@@ -2,7 +2,8 @@
 // content, rule selectors' sets kept endpoint by endpoint, local endpoints' chains) renders
 // exactly what a render from nothing does, after any sequence of changes: endpoints added,
 // removed, relabelled or readdressed, policies changed, network sets and namespace labels
-// changed; both families. And the dispatch tree sends every interface to its own chain.
+// changed; both families. And the dispatch tree sends every interface to its own chain, and the
+// fast IPv4 path of net parsing spells nets as the general one.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { Rule } from "../../src/api/policy.js";
@@ -14,8 +15,10 @@ import {
   type PolicyInput,
   type PolicyNetworkSet,
   PolicyRenderCache,
+  parseNet,
   renderPolicy,
 } from "../../src/felix/policy.js";
+import { formatAddress, parseCidr } from "../../src/lib/ip.js";
 import { workloadIfaceName } from "../../src/lib/pod_wiring.js";
 
 const NAMESPACES = ["ns-a", "ns-b", "ns-c"];
@@ -293,5 +296,49 @@ describe("dispatchTree", () => {
     const chains = new Map(tree.map((c) => [c.name, c.rules]));
     for (const n of names)
       expect(dispatchOf(chains, "ocl-to-wl-dispatch", n)).toEqual([`ocl-tw-${n}`]);
+  });
+});
+
+describe("parseNet", () => {
+  it("spells IPv4 nets as parseCidr does (host bits masked), whatever the input", () => {
+    const octet = fc.oneof(
+      fc.integer({ min: 0, max: 300 }).map(String),
+      fc.constantFrom("00", "01", "255", "256"),
+    );
+    const len = fc.oneof(
+      fc.integer({ min: 0, max: 40 }).map(String),
+      fc.constantFrom("032", "", "x"),
+    );
+    fc.assert(
+      fc.property(
+        fc.tuple(octet, octet, octet, octet),
+        fc.option(len, { nil: undefined }),
+        (o, l) => {
+          const text = `${o.join(".")}${l === undefined ? "" : `/${l}`}`;
+          const slow = () => {
+            const c = parseCidr(text.includes("/") ? text : `${text}/32`, false);
+            return {
+              family: c.family,
+              cidr: `${formatAddress(c.family, c.base)}/${c.prefixLen}`,
+              len: c.prefixLen,
+            };
+          };
+          let want: ReturnType<typeof slow> | string;
+          try {
+            want = slow();
+          } catch (err) {
+            want = (err as Error).message;
+          }
+          let got: ReturnType<typeof parseNet> | string;
+          try {
+            got = parseNet(text);
+          } catch (err) {
+            got = (err as Error).message;
+          }
+          expect(got).toEqual(want);
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 });
