@@ -675,7 +675,7 @@ export class IncrementalApplier {
       return r;
     };
     // As in the full pass: the interfaces and the filter state at once.
-    const [configured, iptablesSeconds] = await both(
+    const filterDone = both(
       (async () => {
         // New (or recreated, or changed) interfaces: found, set, their sysctls written with
         // the node-wide ones that changed.
@@ -733,6 +733,12 @@ export class IncrementalApplier {
         return seconds;
       })(),
     );
+    // While the tools and the kernel write those: each route's identity and text, for the
+    // routes step after them (a thousand pods' routes compared cost CPU, not waiting).
+    const routeText = new Map<Route, { key: string; text: string }>();
+    for (const r of state.workloads.routes)
+      routeText.set(r, { key: agentRouteKey(r), text: JSON.stringify(r) });
+    const [configured, iptablesSeconds] = await filterDone;
     changes.push(...filterChanges);
     let tStep = performance.now();
     const lap = (step: string) => {
@@ -787,6 +793,7 @@ export class IncrementalApplier {
       changes,
       refreshRoutes,
       trusted,
+      routeText,
     );
     if (refreshRoutes) this.lastRouteRefresh = this.now();
     const routesSeconds = (performance.now() - t1) / 1000;
@@ -912,6 +919,7 @@ async function setChangedRoutes(
   changes: string[],
   resync: boolean,
   trusted = false,
+  known?: Map<Route, { key: string; text: string }>,
 ): Promise<Map<string, string>> {
   const key = agentRouteKey;
   type Held = Pick<Route, "family" | "dst" | "table" | "metric" | "protocol">;
@@ -927,8 +935,9 @@ async function setChangedRoutes(
   const next = new Map<string, string>();
   const set: Route[] = [];
   for (const r of routes) {
-    const k = key(r);
-    const text = JSON.stringify(r);
+    const pre = known?.get(r);
+    const k = pre?.key ?? key(r);
+    const text = pre?.text ?? JSON.stringify(r);
     next.set(k, text);
     if (!before.has(k) || last.get(k) !== text) set.push(r);
     if (!before.has(k)) changes.push(`route ${r.dst} ${r.type ?? "unicast"} added`);
