@@ -829,6 +829,8 @@ export class Renderer {
   readonly warnings: string[] = [];
   /** The ipsets asked for while a policy chain renders (for its cache entry). */
   private needs: IpsetNeed[] | undefined;
+  /** Each policy as text, once per render (both directions' chains are looked up by it). */
+  private readonly policyText = new Map<Policy, string>();
 
   /**
    * `cache`: what earlier renders found (renderPolicy's); absent: everything computed from the
@@ -1096,7 +1098,12 @@ export class Renderer {
     // Its rules depend on the policy alone (ipset names are hashes of what they hold): a
     // policy unchanged since an earlier render reuses that render's rules (the same array, so
     // the applier's plan sees it unchanged at once) and asks again for the same ipsets.
-    const key = `${dir}\n${deny}\n${JSON.stringify(p)}`;
+    let text = this.policyText.get(p);
+    if (text === undefined) {
+      text = JSON.stringify(p);
+      this.policyText.set(p, text);
+    }
+    const key = `${dir}\n${deny}\n${text}`;
     const hit = this.cache.chains.get(key);
     if (hit !== undefined) {
       for (const need of hit.needs) need(this);
