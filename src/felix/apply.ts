@@ -335,9 +335,36 @@ async function cleanupFamily(
   }
 }
 
+/** Per family's tool, the restores that converge its tables (read back and planned). */
+type IptablesPlan = { bin: string; plans: ApplyReport["iptables"] }[];
+
+/**
+ * Reads each family's tables back and plans their restores: this needs nothing of the ipsets, so
+ * it runs while `ipset restore` does (only the restores wait for the sets their rules match).
+ */
+async function planIptables(
+  ctx: Ctx,
+  state: DataplaneState,
+  flavour: "nft" | "legacy",
+): Promise<IptablesPlan> {
+  const out: IptablesPlan = [];
+  for (const fam of state.families) {
+    const bin = `${fam.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
+    const current = parseIptablesSave(await runOk(ctx, `${bin}-save`, []));
+    const plans: ApplyReport["iptables"] = [];
+    for (const spec of fam.tables) {
+      const plan = planTable(spec, current.get(spec.table));
+      if (plan.payload) plans.push({ ...plan, family: fam.family });
+    }
+    out.push({ bin, plans });
+  }
+  return out;
+}
+
 async function convergeIptables(
   ctx: Ctx,
   state: DataplaneState,
+  planned: IptablesPlan,
   flavour: "nft" | "legacy",
   changes: string[],
   cleanup: (4 | 6)[] = [],
@@ -346,17 +373,12 @@ async function convergeIptables(
   for (const family of cleanup)
     if (!state.families.some((f) => f.family === family))
       await cleanupFamily(ctx, family, flavour, changes);
-  for (const fam of state.families) {
-    const bin = `${fam.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
-    const current = parseIptablesSave(await runOk(ctx, `${bin}-save`, []));
-    for (const spec of fam.tables) {
-      const plan = planTable(spec, current.get(spec.table));
-      if (!plan.payload) continue;
-      await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], plan.payload);
-      changes.push(...plan.changes.map((c) => `${bin} ${spec.table}: ${c}`));
-      written.push({ ...plan, family: fam.family });
+  for (const { bin, plans } of planned)
+    for (const plan of plans) {
+      await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], plan.payload ?? "");
+      changes.push(...plan.changes.map((c) => `${bin} ${plan.table}: ${c}`));
+      written.push(plan);
     }
-  }
   return written;
 }
 
@@ -446,12 +468,24 @@ async function applyWith(
         return present;
       })(),
       (async () => {
-        const sets = await convergeIpsets(ctx, state, filterChanges);
-        const t0 = performance.now();
+        const flavour = opts.iptables ?? "nft";
+        // iptables' time: its read back and plan, then its restores (not the ipsets' between).
+        let readMs = 0;
+        const [sets, planned] = await both(
+          convergeIpsets(ctx, state, filterChanges),
+          (async () => {
+            const t = performance.now();
+            const p = await planIptables(ctx, state, flavour);
+            readMs = performance.now() - t;
+            return p;
+          })(),
+        );
+        const t0 = performance.now() - readMs;
         const iptables = await convergeIptables(
           ctx,
           state,
-          opts.iptables ?? "nft",
+          planned,
+          flavour,
           filterChanges,
           opts.cleanupFamilies,
         );
