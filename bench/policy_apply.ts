@@ -88,6 +88,8 @@ export interface VariantResult {
   changeSteps: Steps;
   /** Of the (b) and (c) passes: how many were incremental and how many read back in full. */
   passModes: { full: number; incremental: number };
+  /** Of the full passes (section a): where their time went (summed; steps overlap). */
+  fullSteps: Steps;
   /** What the rules in force got wrong against the model (empty: right). */
   problems: string[];
 }
@@ -437,6 +439,7 @@ const emptyVariant = (): VariantResult => ({
   addSteps: {},
   changeSteps: {},
   passModes: { full: 0, incremental: 0 },
+  fullSteps: {},
   problems: [],
 });
 
@@ -505,8 +508,10 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
           fib: v.fib,
           direct: true,
           iptables: flavour,
+          trace: (step, t) => count(v.res.fullSteps, `step ${step}`, t),
           ...(r === 0 ? { run: timedRunner(() => v.res.commands) } : {}),
         });
+        count(v.res.fullSteps, "render", tr);
         const ta = ms(t1);
         v.res.apply.push(ta);
         v.res.ours.push(tr + ta);
@@ -665,6 +670,7 @@ async function main(): Promise<void> {
     console.log("      commands of the first run:");
     for (const [k, c] of Object.entries(v.commands).sort((a, b) => b[1].ms - a[1].ms))
       console.log(`        ${k}: ${c.n} x, ${f0(c.ms)} ms`);
+    printSteps(`${name}, where a full pass goes`, v.fullSteps, v.ours.length);
   }
   const line = (what: string, xs: number[]) =>
     console.log(

@@ -84,7 +84,7 @@ export interface ApplyOptions {
    * native addon loads.
    */
   direct?: boolean;
-  /** Told how long each step of an incremental pass took (ms): plan, links, ipset, … */
+  /** Told how long each step of a pass took (ms): plan, links, ipset, … (steps may overlap). */
   trace?: (step: string, ms: number) => void;
 }
 
@@ -445,6 +445,13 @@ async function applyWith(
   const filterChanges: string[] = [];
   const overlayChanges: string[] = [];
   const overlayNow = opts.overlayNow ?? (() => state.overlay);
+  const timed = async <T>(step: string, f: () => Promise<T>): Promise<T> => {
+    if (!opts.trace) return f();
+    const t = performance.now();
+    const r = await f();
+    opts.trace(step, performance.now() - t);
+    return r;
+  };
   // The interfaces with their sysctls (node-wide ones with them: one read, one write), the
   // ipsets and iptables, and the overlay's devices, addresses, neighbours and FDB entries
   // depend on nothing of each other: all three run at once (the overlay's read of every link,
@@ -452,19 +459,23 @@ async function applyWith(
   const [[present, { sets, iptables, iptablesSeconds }], overlay] = await both(
     both(
       (async () => {
-        const present = await convergeLinks(ctx, state, changes, direct);
-        await convergeSysctls(
-          ctx,
-          [
-            ...state.workloads.sysctls,
-            ...state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
-          ],
-          changes,
-          opts.sysctlsUnread,
-          direct,
+        const present = await timed("links", () => convergeLinks(ctx, state, changes, direct));
+        await timed("sysctls", () =>
+          convergeSysctls(
+            ctx,
+            [
+              ...state.workloads.sysctls,
+              ...state.workloads.ifaces
+                .filter((i) => present.has(i.name))
+                .flatMap((i) => i.sysctls),
+            ],
+            changes,
+            opts.sysctlsUnread,
+            direct,
+          ),
         );
         // Bandwidth limits (tc) on the workload interfaces that exist (qos_apply.ts).
-        changes.push(...(await applyQos(ctx, state.qos ?? [], present)));
+        changes.push(...(await timed("qos", () => applyQos(ctx, state.qos ?? [], present))));
         return present;
       })(),
       (async () => {
@@ -472,30 +483,29 @@ async function applyWith(
         // iptables' time: its read back and plan, then its restores (not the ipsets' between).
         let readMs = 0;
         const [sets, planned] = await both(
-          convergeIpsets(ctx, state, filterChanges),
+          timed("ipsets (save, plan, restore)", () => convergeIpsets(ctx, state, filterChanges)),
           (async () => {
             const t = performance.now();
-            const p = await planIptables(ctx, state, flavour);
+            const p = await timed("iptables read back and plan", () =>
+              planIptables(ctx, state, flavour),
+            );
             readMs = performance.now() - t;
             return p;
           })(),
         );
         const t0 = performance.now() - readMs;
-        const iptables = await convergeIptables(
-          ctx,
-          state,
-          planned,
-          flavour,
-          filterChanges,
-          opts.cleanupFamilies,
+        const iptables = await timed("iptables restores", () =>
+          convergeIptables(ctx, state, planned, flavour, filterChanges, opts.cleanupFamilies),
         );
         const iptablesSeconds = (performance.now() - t0) / 1000;
-        await removeStaleIpsets(ctx, state, filterChanges, sets.current);
+        await timed("stale ipsets", () =>
+          removeStaleIpsets(ctx, state, filterChanges, sets.current),
+        );
         return { sets, iptables, iptablesSeconds };
       })(),
     ),
     (async () => {
-      const o = await applyOverlay(ctx, overlayNow);
+      const o = await timed("overlay", () => applyOverlay(ctx, overlayNow));
       overlayChanges.push(...o.plan.changes);
       return o;
     })(),
@@ -510,7 +520,7 @@ async function applyWith(
     r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
   );
   const t1 = performance.now();
-  await convergeRoutes(opts.fib, routes, changes);
+  await timed("routes", () => convergeRoutes(opts.fib, routes, changes));
   const routesSeconds = (performance.now() - t1) / 1000;
   await removeStale(ctx, overlay);
   return {
