@@ -777,11 +777,15 @@ export class IncrementalApplier {
         return seconds;
       })(),
     );
-    // While the tools and the kernel write those: each route's identity and text, for the
-    // routes step after them (a thousand pods' routes compared cost CPU, not waiting).
+    // While the rule writer and the kernel commit rules: each route's identity and text, for
+    // the routes step after them (a thousand pods' routes compared cost CPU, not waiting).
     const routeText = new Map<Route, { key: string; text: string }>();
-    for (const r of state.workloads.routes)
-      routeText.set(r, { key: agentRouteKey(r), text: JSON.stringify(r) });
+    if (plan.iptables.length > 0) {
+      const t = performance.now();
+      for (const r of state.workloads.routes)
+        routeText.set(r, { key: agentRouteKey(r), text: JSON.stringify(r) });
+      opts.trace?.("routes prepared (beside the rule commit)", performance.now() - t);
+    }
     const [configured, iptablesSeconds] = await filterDone;
     changes.push(...filterChanges);
     let tStep = performance.now();
