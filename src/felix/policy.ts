@@ -5,7 +5,16 @@
 // the two dispatch chains that pick endpoint chains by interface, and ipsets of the addresses a
 // rule's selector matches (ocl-s-<hash>) or of its nets (ocl-n-<hash>); a Profile's rules
 // (ocl-pri-/ocl-pro-<hash>) after an endpoint's policies, as Felix orders them. The endpoint
-// chain layout (endpointChainRules) is shared with host endpoints (host_endpoint.ts).
+// chain layout (endpointChainRules) is shared with host endpoints (host_endpoint.ts). Past 16
+// local interfaces the dispatch chains become Felix's dispatch tree (dispatchTree).
+//
+// Renders are incremental, as Felix's calculation graph: renderPolicy keeps what earlier renders
+// found (PolicyRenderCache) and redoes only what an update touches: a policy chain is reused
+// while its policy's content is the same (the same rules array, so the applier's plan sees it
+// unchanged at once), a rule selector's ipset is updated for the endpoints whose namespace,
+// labels or addresses changed (SelectorIndex, Felix's label index), a local endpoint's chains
+// and dispatch rules are reused while its labels and the policies' selection are the same. The
+// result is the same as a render from nothing (policy_incremental.property.test.ts).
 // Not: the hooks from the built-in chains (iptables.ts), where resources come from (src/node).
 //
 // Verdicts travel in two mark bits, as in Felix: a policy chain sets ACCEPT (Allow) or PASS
