@@ -15,7 +15,11 @@
 // (each build's render keeps its own state across passes, as the node daemon's does).
 // Usage: npx tsx bench/policy_apply.ts [--endpoints 1000] [--policies 200] [--sets 50]
 //        [--cidrs 1000] [--runs 3] [--adds 50] [--changes 50] [--old /work/main/dist] [--legacy]
-// (--legacy: iptables-legacy for both appliers and the raw reference; default nft.)
+//        [--render-cpu]
+// (--legacy: iptables-legacy for both appliers and the raw reference; default nft.
+// --render-cpu: only the render, in this process, no kernel: the CPU time of the first render
+// and of each +1 pod and label change render, ours and --old's alternating; CPU time is what a
+// loaded machine distorts least.)
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -624,6 +628,48 @@ function printSteps(title: string, steps: Steps, passes: number): void {
     console.log(`        ${k}: ${(v.n / passes).toFixed(1)} x, ${(v.ms / passes).toFixed(1)} ms`);
 }
 
+/** CPU ms of f (this process, user + system). */
+function cpuMs(f: () => void): number {
+  const a = process.cpuUsage();
+  f();
+  const b = process.cpuUsage(a);
+  return (b.user + b.system) / 1000;
+}
+
+/** --render-cpu: each build's render alone, CPU time, on the same model's passes. */
+async function renderCpu(o: BenchOptions): Promise<void> {
+  const builds: [string, RenderFn][] = [["ours", renderDataplane]];
+  if (o.old) {
+    const dp = (await import(pathToFileURL(join(o.old, "felix", "dataplane.js")).href)) as {
+      renderDataplane: RenderFn;
+    };
+    builds.push(["old", dp.renderDataplane]);
+  }
+  const model = new Model(o);
+  const cpu: Record<string, { first: number; add: number[]; change: number[] }> = {};
+  for (const [name, render] of builds)
+    cpu[name] = { first: cpuMs(() => render(model.input())), add: [], change: [] };
+  for (let k = 0; k < o.adds + o.changes; k++) {
+    const phase = k < o.adds ? "add" : "change";
+    if (phase === "add") model.addEndpoint();
+    else model.relabel((k * 7919) % model.endpoints.length);
+    const input = model.input();
+    const order = k % 2 === 0 ? builds : [...builds].reverse();
+    for (const [name, render] of order) cpu[name]?.[phase].push(cpuMs(() => render(input)));
+  }
+  const q = (xs: number[]) =>
+    `min ${pct(xs, 0).toFixed(1)} / p50 ${pct(xs, 0.5).toFixed(1)} / p99 ${pct(xs, 0.99).toFixed(1)} ms`;
+  for (const [name, c] of Object.entries(cpu))
+    console.log(
+      `${name} render CPU: first (a full pass's) ${c.first.toFixed(0)} ms; +1 pod ${q(c.add)}; label change ${q(c.change)}`,
+    );
+  console.log(
+    `load at end ${loadavg()
+      .map((x) => x.toFixed(1))
+      .join(" ")}`,
+  );
+}
+
 async function main(): Promise<void> {
   const arg = (name: string, dflt: number) => {
     const i = process.argv.indexOf(`--${name}`);
@@ -652,6 +698,7 @@ async function main(): Promise<void> {
       .map((x) => x.toFixed(1))
       .join(" ")}`,
   );
+  if (process.argv.includes("--render-cpu")) return renderCpu(o);
   const r = await runPolicyBench(o);
   const medRaw = pct(r.raw, 0.5);
   const variants: [string, VariantResult][] = [["ours", r]];
