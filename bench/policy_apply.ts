@@ -74,7 +74,8 @@ export interface BenchOptions {
 }
 
 /** ms and count per step name (a spawned command, a step of the applier, the render). */
-export type Steps = Record<string, { n: number; ms: number }>;
+/** ms (summed), count and the longest one per step name. */
+export type Steps = Record<string, { n: number; ms: number; max: number }>;
 
 /** What one applier (this build's, or --old's) did in the run. */
 export interface VariantResult {
@@ -261,7 +262,8 @@ function timedRunner(acc: () => Steps): Runner {
 }
 
 function count(steps: Steps, key: string, ms: number): void {
-  const a = steps[key] ?? { n: 0, ms: 0 };
+  const a = steps[key] ?? { n: 0, ms: 0, max: 0 };
+  a.max = Math.max(a.max, ms);
   a.n++;
   a.ms += ms;
   steps[key] = a;
@@ -625,7 +627,9 @@ function printSteps(title: string, steps: Steps, passes: number): void {
     `      ${title} (ms per pass, mean; steps overlap: interfaces run beside ipset/iptables):`,
   );
   for (const [k, v] of Object.entries(steps).sort((a, b) => b[1].ms - a[1].ms))
-    console.log(`        ${k}: ${(v.n / passes).toFixed(1)} x, ${(v.ms / passes).toFixed(1)} ms`);
+    console.log(
+      `        ${k}: ${(v.n / passes).toFixed(1)} x, ${(v.ms / passes).toFixed(1)} ms (longest ${v.max.toFixed(1)})`,
+    );
 }
 
 /** CPU ms of f (this process, user + system). */
