@@ -703,7 +703,10 @@ export class SelectorIndex {
   /** Whether the last sync could diff the endpoints (ids unique). */
   usable = false;
   private context: string | undefined;
-  private readonly endpoints = new Map<string, { print: string; addrs: string[] }>();
+  private readonly endpoints = new Map<
+    string,
+    { labels: string; addresses: string; addrs: string[] }
+  >();
   private readonly keys = new Map<string, SelectorSetState>();
   private renders = 0;
 
@@ -740,10 +743,11 @@ export class SelectorIndex {
         return;
       }
       seen.add(ep.id);
-      const print = `${sels.labelsText(ep)}\n${ep.addresses.join(",")}`;
+      const labels = sels.labelsText(ep);
+      const addresses = ep.addresses.join(",");
       const had = this.endpoints.get(ep.id);
-      if (had !== undefined && had.print === print) continue;
-      this.endpoints.set(ep.id, { print, addrs: this.addrsOf(ep) });
+      if (had !== undefined && had.labels === labels && had.addresses === addresses) continue;
+      this.endpoints.set(ep.id, { labels, addresses, addrs: this.addrsOf(ep) });
       changed.push(ep);
     }
     const removed = [...this.endpoints.keys()].filter((id) => !seen.has(id));
@@ -798,7 +802,8 @@ export class SelectorIndex {
  * selectors' sets, and which policies select which labels (SelectionMemo).
  */
 export class FamilyCache {
-  readonly chains = new Map<string, ChainEntry>();
+  /** Policy chains by the policy's text, then by direction and deny target. */
+  readonly chains = new Map<string, Map<string, ChainEntry>>();
   /** The local endpoints' chains and dispatch rules by interface, as the last render made them. */
   endpoints = new Map<string, EndpointEntry>();
   readonly index: SelectorIndex;
@@ -1112,8 +1117,8 @@ export class Renderer {
       text = JSON.stringify(p);
       this.policyText.set(p, text);
     }
-    const key = `${dir}\n${deny}\n${text}`;
-    const hit = this.cache.chains.get(key);
+    const variant = `${dir} ${deny}`;
+    const hit = this.cache.chains.get(text)?.get(variant);
     if (hit !== undefined) {
       for (const need of hit.needs) need(this);
       this.warnings.push(...hit.warnings);
@@ -1129,8 +1134,14 @@ export class Renderer {
     } finally {
       this.needs = outer;
     }
-    if (this.cache.chains.size >= POLICY_CHAIN_MEMO_MAX) this.cache.chains.clear();
-    this.cache.chains.set(key, { rules, warnings: this.warnings.slice(before), needs });
+    const chains = this.cache.chains;
+    if (chains.size >= POLICY_CHAIN_MEMO_MAX) chains.clear();
+    let variants = chains.get(text);
+    if (variants === undefined) {
+      variants = new Map();
+      chains.set(text, variants);
+    }
+    variants.set(variant, { rules, warnings: this.warnings.slice(before), needs });
     return rules;
   }
 
