@@ -10,16 +10,39 @@
 // (process.cpuUsage): on a machine shared with other work the wall clock measures the scheduler
 // as much as the code, CPU time much less so (on etcd most of a CAS's time is in the server, so
 // there only the wall-clock ratio means anything). Run: npx tsx bench/ipam_assign.ts [--n 2000]
-// [--no-etcd] [--only sqlite|etcd] [--no-sized] [--warmup 1000]
+// [--no-etcd] [--only sqlite|etcd] [--no-sized] [--warmup 1000] [--src DIR]
+// [--old DIR [--runs 3]]
+// --src DIR: the IPAM and datastore code to measure, a source tree (src/, run through tsx) or a
+// build of one (dist/: tsc's JavaScript); default this checkout's src/. --old DIR: the same bench
+// in fresh processes, --runs times for each, alternating the code of --src and of DIR (e.g.
+// `--src dist --old /work/main/dist`: this build against main's), each process's rows printed
+// as they are, then the one-request-at-a-time ratios side by side. A fresh process per run is
+// what the default warm-up measures: a process that has done only that many assignments.
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
-import { SqliteDatastore } from "../src/datastore/sqlite.js";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { SqliteDatastore as SqliteDatastoreClass } from "../src/datastore/sqlite.js";
 import type { Datastore } from "../src/datastore/types.js";
-import { IpamKeys } from "../src/ipam/records.js";
-import { IpamStore } from "../src/ipam/store.js";
+import type { IpamKeys as IpamKeysClass } from "../src/ipam/records.js";
+import type { IpamStore as IpamStoreClass } from "../src/ipam/store.js";
 import { etcdUnavailableReason, startEtcd } from "../test/helpers/etcd.js";
 import { measureCasRate } from "./datastore_cas.js";
+
+/** The code under test: this checkout's src/ unless --src names another tree or build. */
+const SRC = resolve(arg("--src") ?? new URL("../src", import.meta.url).pathname);
+/** A module of the code under test: `.js` of a build, else the `.ts` source (through tsx). */
+async function load<T>(rel: string): Promise<T> {
+  const { existsSync } = await import("node:fs");
+  const js = join(SRC, `${rel}.js`);
+  return (await import(pathToFileURL(existsSync(js) ? js : join(SRC, `${rel}.ts`)).href)) as T;
+}
+const { SqliteDatastore } = await load<{ SqliteDatastore: typeof SqliteDatastoreClass }>(
+  "datastore/sqlite",
+);
+const { IpamKeys } = await load<{ IpamKeys: typeof IpamKeysClass }>("ipam/records");
+const { IpamStore } = await load<{ IpamStore: typeof IpamStoreClass }>("ipam/store");
 
 const GOAL = 0.5;
 
@@ -38,10 +61,23 @@ interface IpamRate {
   meanWriteBytes: number;
   /** This process's CPU time (user + system) per assignment, in µs. */
   cpuUs: number;
+  /** Block writes (update / updateIfAbsent) per assignment: below 1 when writes combine. */
+  writesPerOp: number;
 }
 
-/** The store with its update() counting the bytes written (one extra call per write). */
-function counting(store: Datastore, tally: { writes: number; bytes: number }): Datastore {
+/** What the counting wrappers add to: measureIpam's row (reset per row). */
+let tally = { writes: 0, bytes: 0 };
+const wrappers = new WeakMap<Datastore, Datastore>();
+
+/**
+ * The store with its update() counting the bytes written (one extra call per write). One
+ * wrapper per store for the whole run: a new one per row handed the allocator new functions to
+ * call at every row, and V8 threw away the allocator's optimized code for it (a cost of the
+ * benchmark, not of the code measured).
+ */
+function counting(store: Datastore): Datastore {
+  const known = wrappers.get(store);
+  if (known !== undefined) return known;
   const wrapped = Object.create(store) as Datastore;
   wrapped.update = (key, value, rev) => {
     tally.writes++;
@@ -53,6 +89,7 @@ function counting(store: Datastore, tally: { writes: number; bytes: number }): D
     tally.bytes += value.length;
     return store.updateIfAbsent(key, value, rev, absent);
   };
+  wrappers.set(store, wrapped);
   return wrapped;
 }
 
@@ -72,10 +109,10 @@ async function measureIpam(
     spec: { cidr: "10.128.0.0/12", blockSize: 26 },
   };
   await stores[0]?.update(`${keys.resources("ippools")}bench`, JSON.stringify(pool));
-  const tally = { writes: 0, bytes: 0 };
+  tally = { writes: 0, bytes: 0 };
   const clients = Array.from(
     { length: nodes },
-    (_, i) => new IpamStore(counting(stores[i % stores.length] as Datastore, tally), { keys }),
+    (_, i) => new IpamStore(counting(stores[i % stores.length] as Datastore), { keys }),
   );
   const perLane = Math.floor(n / (nodes * inFlight));
   const lat: number[] = [];
@@ -115,6 +152,7 @@ async function measureIpam(
     p99: q(0.99),
     meanWriteBytes: tally.writes > 0 ? tally.bytes / tally.writes : 0,
     cpuUs: (cpu.user + cpu.system) / ops,
+    writesPerOp: tally.writes / ops,
   };
 }
 
@@ -152,7 +190,8 @@ async function report(
       `${name.padEnd(18)} ${s.label.padEnd(27)} IPAM ${ipam.opsPerSec.toFixed(0).padStart(6)} assign/s ` +
         `(p50 ${ipam.p50.toFixed(1)} ms, p99 ${ipam.p99.toFixed(1)} ms) | raw CAS ${String(s.cas).padStart(2)} in flight ` +
         `${cas.opsPerSec.toFixed(0).padStart(6)}/s | ratio ${ratio.toFixed(2)} (goal >= ${GOAL}: ${ratio >= GOAL ? "met" : "NOT met"}) ` +
-        `| CPU per op ${ipam.cpuUs.toFixed(1)} / ${cas.cpuUs.toFixed(1)} µs, ratio ${(cas.cpuUs / ipam.cpuUs).toFixed(2)}`,
+        `| CPU per op ${ipam.cpuUs.toFixed(1)} / ${cas.cpuUs.toFixed(1)} µs, ratio ${(cas.cpuUs / ipam.cpuUs).toFixed(2)} ` +
+        `| ${ipam.writesPerOp.toFixed(2)} block writes per assignment`,
     );
     if (s.nodes > 1 && s.inFlight === 1) {
       // Context only: the same CAS with one lane per node's handle, as the IPAM row writes.
@@ -186,7 +225,56 @@ async function report(
   return ok;
 }
 
+/**
+ * --old: this bench in fresh processes, alternating --src's code and DIR's, --runs of each. Prints
+ * each process's lines under its label, then per run the wall and CPU ratios of the rows one
+ * request at a time.
+ */
+function alternate(oldDir: string): void {
+  const runs = Number(arg("--runs") ?? 3);
+  if (!Number.isInteger(runs) || runs < 1) throw new RangeError(`--runs must be >= 1, got ${runs}`);
+  // The same arguments, less --old/--runs/--src (each child gets its own --src).
+  const pass: string[] = [];
+  for (let i = 2; i < process.argv.length; i++) {
+    const a = process.argv[i] as string;
+    if (a === "--old" || a === "--runs" || a === "--src") i++;
+    else pass.push(a);
+  }
+  const builds = [
+    { label: "this", src: SRC },
+    { label: "old", src: resolve(oldDir) },
+  ];
+  const rows = new Map<string, string[]>();
+  console.log(`alternating ${runs} fresh processes each: this = ${SRC}, old = ${resolve(oldDir)}`);
+  for (let r = 0; r < runs; r++) {
+    // Alternate which goes first, so neither always follows the other.
+    for (const b of r % 2 === 0 ? builds : [...builds].reverse()) {
+      const child = spawnSync(
+        process.execPath,
+        [...process.execArgv, process.argv[1] as string, ...pass, "--src", b.src],
+        { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] },
+      );
+      if (child.status !== 0)
+        throw new Error(`bench run of ${b.label} exited ${child.status ?? child.signal}`);
+      for (const line of child.stdout.trimEnd().split("\n")) {
+        console.log(`[${b.label} ${r + 1}] ${line}`);
+        const m = line.match(
+          /^(\S.*?)\s+(\d nodes?), 1 in flight.*ratio (\d+\.\d+) \(goal.*µs, ratio (\d+\.\d+)/,
+        );
+        if (m) {
+          const k = `${b.label} ${m[1]} ${m[2]}`;
+          rows.set(k, [...(rows.get(k) ?? []), `${m[3]} (CPU ${m[4]})`]);
+        }
+      }
+    }
+  }
+  console.log("one request at a time, IPAM / raw CAS per run, wall (CPU):");
+  for (const [k, v] of rows) console.log(`  ${k.padEnd(40)} ${v.join("  ")}`);
+}
+
 async function main(): Promise<void> {
+  const oldDir = arg("--old");
+  if (oldDir !== undefined) return alternate(oldDir);
   const n = Number(arg("--n") ?? 2000);
   const only = arg("--only");
   const withSized = !process.argv.includes("--no-sized");
@@ -197,7 +285,7 @@ async function main(): Promise<void> {
   let ok = true;
   // Shared machines make every figure noisy: say how busy this one was.
   console.log(
-    `n=${n} assignments per row, warm-up ${warmup}; load average ${loadavg()
+    `n=${n} assignments per row, warm-up ${warmup}, code ${SRC}; load average ${loadavg()
       .map((l) => l.toFixed(1))
       .join(" ")}`,
   );

@@ -10,15 +10,20 @@
 // node joining (its Node resource), a block claimed (a block affinity of a new node). Every row
 // is bounded in time: a row whose N nodes have not all started within --start-limit seconds
 // is reported as such (how many started, what the server held then) and measures no change.
+// With --baseline DIR each row also runs with the datastore client of another build (DIR's
+// dist/datastore/etcd.js, e.g. /work/main's: one gRPC stream per watch before etcd_watch_mux.ts),
+// before this tree's build (dist/, `node scripts/build.mjs` first; one stream per node for all
+// its watches), each on a fresh etcd.
 // The test in test/datastore/watch_fanout.etcd.test.ts runs it with 50 nodes.
 // Run: npx tsx bench/watch_fanout.ts [--n 100,1000,5000] [--changes 12] [--via direct,proxy,proxy2]
-//      [--start-limit 600] [--changes-at 5000=4]
+//      [--start-limit 600] [--changes-at 5000=4] [--baseline /work/main [--after-first]]
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { get as httpGet } from "node:http";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { EtcdDatastore } from "../src/datastore/etcd.js";
+import { EtcdDatastore, type EtcdOptions } from "../src/datastore/etcd.js";
+import type { Datastore } from "../src/datastore/types.js";
 import { IpamKeys } from "../src/ipam/records.js";
 import { PrefixCache } from "../src/node/cache.js";
 import { nodeWatchPrefixes } from "../src/node/daemon.js";
@@ -121,9 +126,31 @@ export function procUsage(pid: number): { rss: number; cpuSec: number } {
 /** How the nodes reach etcd: the server itself, one proxy, two proxies. */
 export type Via = "direct" | "proxy" | "proxy2";
 
+/** The datastore client the simulated nodes run: this tree's, or another build's (--baseline). */
+export interface FanoutClient {
+  label: string;
+  connect(opts: EtcdOptions): Promise<Datastore>;
+}
+export const THIS_CLIENT: FanoutClient = {
+  label: "this tree",
+  connect: (opts) => EtcdDatastore.connect(opts),
+};
+
+/** The EtcdDatastore of another build (its dist/datastore/etcd.js), for a before/after row. */
+export async function buildClient(dir: string, label = dir): Promise<FanoutClient> {
+  if (!existsSync(join(dir, "dist/datastore/etcd.js")))
+    throw new Error(`No build at ${dir}/dist (run node scripts/build.mjs there)`);
+  const mod = (await import(join(dir, "dist/datastore/etcd.js"))) as {
+    EtcdDatastore: { connect(opts: EtcdOptions): Promise<Datastore> };
+  };
+  return { label, connect: (opts) => mod.EtcdDatastore.connect(opts) };
+}
+
 export interface FanoutResult {
   n: number;
   via: Via;
+  /** Which datastore client the nodes ran (FanoutClient.label). */
+  client: string;
   /** Nodes started (n unless the start limit cut the row short). */
   started: number;
   streams: number;
@@ -211,11 +238,12 @@ export async function runFanout(
   limitMs = 120_000,
   startLimitMs = 3_600_000,
   proxyPids: number[] = [],
+  client: FanoutClient = THIS_CLIENT,
 ): Promise<FanoutResult> {
   const tag = `${via}-${n}-${process.pid}`;
   const writer = await EtcdDatastore.connect({ endpoints: [server.endpoint] });
   const caches: PrefixCache[] = [];
-  const stores: EtcdDatastore[] = [];
+  const stores: Datastore[] = [];
   const usage0 = procUsage(server.pid);
   const proxy0 = proxyPids.map(procUsage);
   const waiting = new Map<
@@ -231,7 +259,7 @@ export async function runFanout(
       Array.from({ length: Math.min(25, n) }, async () => {
         while (next < n && performance.now() < startBy) {
           const i = next++;
-          const store = await EtcdDatastore.connect({
+          const store = await client.connect({
             endpoints: [endpoints[i % endpoints.length] as string],
             dialTimeoutMs: 60_000,
           });
@@ -296,6 +324,7 @@ export async function runFanout(
     return {
       n,
       via,
+      client: client.label,
       started,
       ...gauges,
       etcdRssMb: usage1.rss / 2 ** 20,
@@ -323,7 +352,7 @@ function arg(name: string): string | undefined {
 
 function row(r: FanoutResult): string {
   const server =
-    `N=${String(r.n).padStart(5)} ${r.via.padEnd(6)} server: ${String(r.streams).padStart(6)} watch streams, ` +
+    `N=${String(r.n).padStart(5)} ${r.via.padEnd(6)} ${r.client.padEnd(9)} server: ${String(r.streams).padStart(6)} watch streams, ` +
     `${String(r.watchers).padStart(6)} watchers, RSS ${r.etcdRssMb.toFixed(0)} MB, CPU ${r.etcdCpuSec.toFixed(1)} s | ` +
     (r.proxyRssMb > 0
       ? `proxies: RSS ${r.proxyRssMb.toFixed(0)} MB (largest), CPU ${r.proxyCpuSec.toFixed(1)} s | `
@@ -349,37 +378,47 @@ async function main(): Promise<void> {
   );
   const vias = (arg("--via") ?? "direct,proxy,proxy2").split(",") as Via[];
   const startLimitMs = Number(arg("--start-limit") ?? 600) * 1000;
+  const baseline = arg("--baseline");
+  const clients = baseline
+    ? // Both from a build (dist/), so that they differ only in their code: run
+      // `node scripts/build.mjs` here first.
+      [await buildClient(baseline, "before"), await buildClient(process.cwd(), "after")]
+    : [THIS_CLIENT];
+  // --after-first: this tree's row before the baseline's (to tell order from effect).
+  if (process.argv.includes("--after-first")) clients.reverse();
   console.log(
     `sizes ${sizes.join(", ")}; ${changes} changes each (${CHANGE_KINDS.join(", ")} in turn); ` +
       `${Object.values(nodeWatchPrefixes()).length} watched prefixes per node; start limit ` +
-      `${startLimitMs / 1000} s; load average ${loadavg()
+      `${startLimitMs / 1000} s; clients ${clients.map((c) => c.label).join(", ")}${baseline ? ` (before: ${baseline}/dist)` : ""}; load average ${loadavg()
         .map((l) => l.toFixed(1))
         .join(" ")}`,
   );
   for (const n of sizes) {
     // A fresh etcd per row, so RSS and CPU are this row's.
-    for (const via of vias) {
-      const server = await startEtcd();
-      const proxies: EtcdProxy[] = [];
-      try {
-        for (let k = via === "proxy2" ? 2 : via === "proxy" ? 1 : 0; k > 0; k--)
-          proxies.push(await startGrpcProxy(server.endpoint, server.dataDir));
-        const r = await runFanout(
-          server,
-          proxies.length ? proxies.map((p) => p.endpoint) : [server.endpoint],
-          via,
-          n,
-          changesAt.get(n) ?? changes,
-          600_000,
-          startLimitMs,
-          proxies.map((p) => p.pid),
-        );
-        console.log(row(r));
-      } finally {
-        for (const p of proxies) await p.stop();
-        await server.stop();
+    for (const via of vias)
+      for (const client of clients) {
+        const server = await startEtcd();
+        const proxies: EtcdProxy[] = [];
+        try {
+          for (let k = via === "proxy2" ? 2 : via === "proxy" ? 1 : 0; k > 0; k--)
+            proxies.push(await startGrpcProxy(server.endpoint, server.dataDir));
+          const r = await runFanout(
+            server,
+            proxies.length ? proxies.map((p) => p.endpoint) : [server.endpoint],
+            via,
+            n,
+            changesAt.get(n) ?? changes,
+            600_000,
+            startLimitMs,
+            proxies.map((p) => p.pid),
+            client,
+          );
+          console.log(row(r));
+        } finally {
+          for (const p of proxies) await p.stop();
+          await server.stop();
+        }
       }
-    }
   }
 }
 

@@ -7,7 +7,8 @@
 // ipv4/ipv6NormalRoutePriority are the kernel metric of routes learned over BGP (bgp_state.ts),
 // BGPPeer reachableBy a host route to the peer via that gateway (bgp/speaker/peer_routes.ts);
 // programClusterRoutes takes Calico's default, EnabledNoEncapOnly, which is what Ocelot does.
-// Refused as not supported yet: local-workload peering (BGPPeer localWorkloadSelector) and the
+// BGPPeer localWorkloadSelector and BGPConfiguration localWorkloadPeeringIPV4/IPV6: sessions to
+// this node's own workloads (src/node/local_peers.ts). Refused as not supported yet: the
 // other programClusterRoutes values. Stored, not acted on: ignoredInterfaces. BGPFilter
 // operations act on import as on export (the route as kept and passed on); priority and
 // setPriority act through LOCAL_PREF (2^31-1 - priority) and the route's kernel metric, as
@@ -40,7 +41,6 @@ import {
   selector,
   stored,
   subdomainName,
-  unsupported,
 } from "./fields.js";
 import { API_VERSION } from "./ippool.js";
 import { lazy } from "./lazy.js";
@@ -127,8 +127,10 @@ const bgpConfigurationSpec = lazy(() =>
         z.array(z.string().min(1)).optional(),
         "Ocelot's speaker reads no device routes (confd excludes these interfaces from BIRD's protocol direct), so there is nothing to ignore",
       ),
-      localWorkloadPeeringIPV4: unsupported("local workload peering", ipAddress({ family: 4 })),
-      localWorkloadPeeringIPV6: unsupported("local workload peering", ipAddress({ family: 6 })),
+      // The node's own address in its sessions to local workloads (BGPPeer
+      // localWorkloadSelector), put on the host side of each such workload's interface.
+      localWorkloadPeeringIPV4: ipAddress({ family: 4 }).optional(),
+      localWorkloadPeeringIPV6: ipAddress({ family: 6 }).optional(),
       // Who programs cluster routes: Ocelot's speaker those of unencapsulated pools, its agent
       // those of IPIP and VXLAN pools: Calico's default EnabledNoEncapOnly, the one value taken.
       programClusterRoutes: z
@@ -337,7 +339,8 @@ const bgpPeerSpec = lazy(() =>
         .optional(),
       // Kept as a host route to peerIP via this gateway (the speaker's peer_routes.ts).
       reachableBy: z.string().max(64).pipe(ipAddress()).optional(),
-      localWorkloadSelector: unsupported("local workload peering", selector),
+      // Sessions to this node's own WorkloadEndpoints that the selector picks (node/local_peers.ts).
+      localWorkloadSelector: selector.optional(),
     })
     .strict()
     .superRefine((spec, ctx) => {
@@ -356,6 +359,17 @@ const bgpPeerSpec = lazy(() =>
           issue("peerIP", `${quote(spec.peerIP)} cannot be combined with spec.peerSelector`);
         if (spec.asNumber !== undefined)
           issue("asNumber", `${quote(spec.asNumber)} cannot be combined with spec.peerSelector`);
+      }
+      // Calico's CEL rules for localWorkloadSelector: the peers are the selected workloads, of
+      // the AS given here.
+      if (spec.localWorkloadSelector !== undefined && spec.localWorkloadSelector !== "") {
+        const lws = quote(spec.localWorkloadSelector);
+        if (spec.peerIP !== undefined && spec.peerIP !== "")
+          issue("peerIP", `must be empty when spec.localWorkloadSelector is set (${lws})`);
+        if (spec.peerSelector !== undefined && spec.peerSelector !== "")
+          issue("peerSelector", `must be empty when spec.localWorkloadSelector is set (${lws})`);
+        if (spec.asNumber === undefined || spec.asNumber === 0)
+          issue("asNumber", `is required when spec.localWorkloadSelector is set (${lws})`);
       }
       if (spec.reachableBy !== undefined && spec.peerIP === undefined)
         issue("reachableBy", "needs spec.peerIP");

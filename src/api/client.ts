@@ -23,6 +23,23 @@ import {
 
 const CALICO = "projectcalico.org/v3";
 
+/** The policy kinds that belong to a tier (spec.tier, "default" when unset), as Calico's. */
+const TIERED = [
+  "NetworkPolicy",
+  "GlobalNetworkPolicy",
+  "StagedNetworkPolicy",
+  "StagedGlobalNetworkPolicy",
+];
+
+/**
+ * Calico's built-in tiers (libcalico-go names.ProtectedTierNames): they always exist, whether
+ * or not a Tier resource is stored, and cannot be deleted.
+ */
+const PROTECTED_TIERS = new Set(["default", "kube-admin", "kube-baseline"]);
+
+const tierOf = (r: Resource): string =>
+  (r.spec as { tier?: string } | undefined)?.tier || "default";
+
 export type ResourceErrorCode =
   | "NotFound"
   | "AlreadyExists"
@@ -149,6 +166,8 @@ export class ResourceClient {
     const current = await this.get(info, name, namespace);
     const what = describe(info, name, namespace);
     if (info.kind === "IPPool" && info.apiVersion === CALICO) await this.checkPoolOverlap(v, batch);
+    if (current === undefined && info.apiVersion === CALICO && TIERED.includes(info.kind))
+      await this.checkTierExists(v, batch);
     if (current === undefined) {
       if (mode === "update") throw new ResourceError("NotFound", `${what} does not exist`);
       // apply creates a missing resource whatever server-set metadata the document carries (as
@@ -204,6 +223,44 @@ export class ResourceClient {
         };
         throw new ResourceError("Invalid", `spec.cidr: ${issue.message}`, [issue]);
       }
+    }
+  }
+
+  /**
+   * Calico creates a policy only in a tier that exists (clientv3's Create gets the Tier first;
+   * an update is not checked): a built-in one, a stored Tier, or one in the same batch.
+   */
+  private async checkTierExists(v: Validated, batch: readonly Validated[]): Promise<void> {
+    const tier = tierOf(v.resource);
+    if (PROTECTED_TIERS.has(tier)) return;
+    if (batch.some((b) => b.info.kind === "Tier" && b.resource.metadata.name === tier)) return;
+    const info = kindOf(CALICO, "Tier") as KindInfo;
+    if ((await this.get(info, tier)) !== undefined) return;
+    const issue = {
+      path: "spec.tier",
+      message: `tier ${quote(tier)} does not exist: create the Tier first`,
+    };
+    throw new ResourceError("NotFound", `spec.tier: ${issue.message}`, [issue]);
+  }
+
+  /**
+   * Calico's rules for deleting a Tier: never a built-in one, never one a policy is in
+   * (NetworkPolicy, GlobalNetworkPolicy and their staged kinds).
+   */
+  private async checkTierDeletable(name: string): Promise<void> {
+    if (PROTECTED_TIERS.has(name))
+      throw new ResourceError(
+        "NotSupported",
+        `tier ${quote(name)} is built in: it cannot be deleted`,
+      );
+    for (const kind of TIERED) {
+      const info = kindOf(CALICO, kind) as KindInfo;
+      const inIt = (await this.list(info)).items.find((r) => tierOf(r) === name);
+      if (inIt !== undefined)
+        throw new ResourceError(
+          "NotSupported",
+          `tier ${quote(name)} is not empty: ${describe(info, inIt.metadata.name, inIt.metadata.namespace)} is in it`,
+        );
     }
   }
 
@@ -277,6 +334,7 @@ export class ResourceClient {
     resourceVersion?: string,
   ): Promise<Resource> {
     refuseReadOnly(info, name, namespace, "delete");
+    if (info.kind === "Tier" && info.apiVersion === CALICO) await this.checkTierDeletable(name);
     const key = resourceKey(info, name, namespace);
     const what = describe(info, name, namespace);
     const current = await this.store.get(key);

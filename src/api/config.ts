@@ -37,8 +37,9 @@ const FELIX_REFUSED: Record<string, string> = {
 /** The value of a refused field that asks for nothing (Ocelot's behaviour): accepted. */
 const FELIX_HARMLESS: Record<string, string | boolean> = {};
 
-/** The fields Ocelot's agent acts on (src/felix/felix_config.ts; `node.<name>` over `default`). */
-const FELIX_HONOURED = new Set<string>([
+/** The fields of FelixConfiguration Ocelot's agent acts on (src/felix/felix_config.ts;
+ * `node.<name>` over `default`); the rest are stored and named. */
+export const FELIX_FIELDS_ACTED_ON: readonly string[] = [
   "failsafeInboundHostPorts",
   "failsafeOutboundHostPorts",
   "defaultEndpointToHostAction",
@@ -56,7 +57,9 @@ const FELIX_HONOURED = new Set<string>([
   "mtuIfacePattern",
   "vxlanPort",
   "vxlanVNI",
-]);
+];
+
+const FELIX_HONOURED = new Set<string>(FELIX_FIELDS_ACTED_ON);
 
 const STORED_REASON = "stored; Ocelot's agent does not use it yet (ocelot apply warns)";
 

@@ -426,11 +426,26 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
 
   let reloading = Promise.resolve();
   /** Applies a resolved config: the speaker by diff (a new neighbour address: a new session). */
+  /**
+   * BFD first (its sockets may fail to bind a source address), then the speaker (its listener
+   * may fail to bind), then the link watch; a failure puts back what was applied before it, so a
+   * reload is applied whole or not at all.
+   */
   const applyResolved = async (r: ResolvedPeers) => {
+    const before = speaker.config;
+    try {
+      await bfd.apply(r.config);
+      await speaker.reconfigure(r.config);
+    } catch (e) {
+      await bfd
+        .apply(before)
+        .catch((err: Error) =>
+          log.error({ error: err.message }, "BFD could not be put back to the running config"),
+        );
+      throw e;
+    }
     waiting = r.waiting;
-    await speaker.reconfigure(r.config);
     links.apply(r.config);
-    await bfd.apply(r.config);
   };
   // An unnumbered peer's neighbour appeared or changed: re-point its session (a reset).
   function followNeighbours(): void {
@@ -461,11 +476,21 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
         const socketChanged = next.status.socket !== speaker.config.status.socket;
         await follow(next);
         const r = resolve(next);
-        await applyResolved(r);
+        // The new status socket before anything else: a path that cannot be served refuses
+        // the whole reload, and the old socket serves until the new one does.
+        const nextStatus = socketChanged
+          ? await serveStatus(next.status.socket, statusView, statusExtra)
+          : undefined;
+        try {
+          await applyResolved(r);
+        } catch (e) {
+          await nextStatus?.close();
+          throw e;
+        }
         declared = next;
-        if (socketChanged) {
+        if (nextStatus) {
           await statusServer.close();
-          statusServer = await serveStatus(next.status.socket, statusView, statusExtra);
+          statusServer = nextStatus;
         }
         log.info({ config: opts.config }, "Configuration reloaded");
       } catch (e) {

@@ -272,6 +272,7 @@ async function runNode(cmd: Command): Promise<void> {
     mtuFile: s.mtuFile,
     statusSocket: s.statusSocket ?? defaultStatusSocket(),
     secretsDir: s.secretsDir ?? DEFAULT_SECRETS_DIR,
+    ...(s.advertiseClusterIps ? { advertiseClusterIps: s.advertiseClusterIps } : {}),
     ...(s.bgpCheckLink ? {} : { bgpCheckLink: false }),
     resyncIntervalMs: s.resyncIntervalMs,
     nodeStatusPeriodMs: s.nodeStatusIntervalMs,

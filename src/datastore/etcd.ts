@@ -1,18 +1,19 @@
 // The etcd v3 datastore over the `etcd3` client's raw KV and Watch RPCs: CAS as transactions on
-// mod_revision, watches on our own gRPC streams (resume after reconnect, compaction -> resync).
+// mod_revision, watches multiplexed on one gRPC stream of our own (etcd_watch_mux.ts; resume after
+// reconnect, compaction -> resync).
 // Owns: connection options (endpoints, TLS, auth, timeouts, retry backoff) and error mapping.
 // Not: key layout (keys are stored exactly as given) or the choice of backend (open.ts).
 import { readFileSync } from "node:fs";
 import { isIPv4, isIPv6 } from "node:net";
 import {
   Etcd3,
-  type IDuplexStream,
   type IKeyValue,
   type IOptions,
-  type IWatchRequest,
+  type IWatchCreateRequest,
   type IWatchResponse,
   isRecoverableError,
 } from "etcd3";
+import { EtcdWatchMux, type MuxedWatcher } from "./etcd_watch_mux.js";
 import { validateKeyValue } from "./memory.js";
 import {
   ClosedError,
@@ -99,6 +100,7 @@ export class EtcdDatastore implements Datastore {
     >
   >;
   private readonly watches = new Set<EtcdWatch>();
+  private watchMux: EtcdWatchMux | undefined;
   private readonly probeKey: Buffer;
   private closed = false;
 
@@ -384,7 +386,12 @@ export class EtcdDatastore implements Datastore {
     this.open();
     if (!Number.isInteger(fromRevision) || fromRevision < 0)
       throw new RangeError(`Watch revision must be a non-negative integer, got ${fromRevision}`);
-    const w = new EtcdWatch(this.client, prefix, fromRevision, onMessage, this.o, () =>
+    // One stream for all of this client's watches, opened on the first (etcd_watch_mux.ts).
+    this.watchMux ??= new EtcdWatchMux(
+      () => this.client.watchClient.watch(),
+      (attempt) => backoffDelay(attempt, this.o.backoffInitialMs, this.o.backoffMaxMs),
+    );
+    const w = new EtcdWatch(this.watchMux, prefix, fromRevision, onMessage, () =>
       this.watches.delete(w),
     );
     this.watches.add(w);
@@ -396,6 +403,7 @@ export class EtcdDatastore implements Datastore {
     if (this.closed) return;
     this.closed = true;
     await Promise.all([...this.watches].map((w) => w.cancel()));
+    this.watchMux?.close();
     this.client.close();
   }
 
@@ -462,75 +470,46 @@ export class EtcdDatastore implements Datastore {
 }
 
 /**
- * One watch on its own gRPC stream. After a disconnect it reports an error message and
- * reconnects with backoff, resuming after the last revision it delivered, so no event is lost
+ * One watch, multiplexed with the client's others on one gRPC stream (EtcdWatchMux). After the
+ * stream is lost it reports an error message and is created again on the next stream (the mux
+ * reconnects with backoff), resuming after the last revision it delivered, so no event is lost
  * or repeated; if that revision was compacted meanwhile it sends `resync` and stops.
  */
-class EtcdWatch {
-  private stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
+class EtcdWatch implements MuxedWatcher {
   private cancelled = false;
-  private attempt = 0;
-  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly client: Etcd3,
+    private readonly mux: EtcdWatchMux,
     private readonly prefix: string,
     /** Events up to and including this revision have been delivered. */
     private pos: number,
     private readonly onMessage: (msg: WatchMessage) => void,
-    private readonly o: { backoffInitialMs: number; backoffMaxMs: number },
     private readonly onEnd: () => void,
   ) {}
 
   start(): void {
-    if (this.cancelled) return;
-    this.client.watchClient.watch().then(
-      (stream) => this.attach(stream),
-      (err: Error) => this.lost(err),
-    );
+    if (!this.cancelled) this.mux.add(this);
   }
 
   async cancel(): Promise<void> {
     if (this.cancelled) return;
     this.cancelled = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    const s = this.stream;
-    this.stream = undefined;
+    this.mux.remove(this);
     this.onEnd();
-    if (s) {
-      s.on("error", () => {});
-      s.cancel?.();
-    }
   }
 
-  private attach(stream: IDuplexStream<IWatchRequest, IWatchResponse>): void {
-    if (this.cancelled) {
-      stream.on("error", () => {});
-      stream.cancel?.();
-      return;
-    }
-    this.stream = stream;
-    stream.on("data", (res: IWatchResponse) => {
-      if (stream === this.stream) this.receive(res);
-    });
-    stream.on("error", (err: Error) => this.lost(err, stream));
-    stream.on("end", () => this.lost(new Error("etcd closed the watch stream"), stream));
-    stream.write({
-      create_request: {
-        key: rangeStart(this.prefix),
-        range_end: rangeEnd(this.prefix),
-        start_revision: this.pos + 1,
-        prev_kv: true,
-      },
-    });
+  createRequest(): IWatchCreateRequest {
+    return {
+      key: rangeStart(this.prefix),
+      range_end: rangeEnd(this.prefix),
+      start_revision: this.pos + 1,
+      prev_kv: true,
+    };
   }
 
-  private receive(res: IWatchResponse): void {
+  receive(res: IWatchResponse): void {
     if (this.cancelled) return;
-    if (res.created && !res.canceled) {
-      this.attempt = 0;
-      return;
-    }
+    if (res.created && !res.canceled) return;
     const compactRevision = Number(res.compact_revision ?? 0);
     if (compactRevision > 0) {
       this.finish({ kind: "resync", compactRevision });
@@ -563,18 +542,8 @@ class EtcdWatch {
     this.onMessage({ kind: "events", events, revision: this.pos });
   }
 
-  private finish(msg: WatchMessage): void {
-    void this.cancel();
-    this.onMessage(msg);
-  }
-
-  private lost(err: Error, stream?: IDuplexStream<IWatchRequest, IWatchResponse>): void {
-    if (this.cancelled || (stream && stream !== this.stream)) return;
-    this.stream = undefined;
-    if (stream) {
-      stream.on("error", () => {});
-      stream.cancel?.();
-    }
+  lost(err: Error): void {
+    if (this.cancelled) return;
     this.onMessage({
       kind: "error",
       error: new UnavailableError(
@@ -582,11 +551,11 @@ class EtcdWatch {
         { cause: err },
       ),
     });
-    const delay = backoffDelay(this.attempt++, this.o.backoffInitialMs, this.o.backoffMaxMs);
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.start();
-    }, delay);
+  }
+
+  private finish(msg: WatchMessage): void {
+    void this.cancel();
+    this.onMessage(msg);
   }
 }
 

@@ -1,5 +1,6 @@
 // The agent's thin edge: converges one network namespace (or our own) to a rendered
-// DataplaneState with sysctls, `ip link`, `tc` (qos_apply.ts), `ipset restore`,
+// DataplaneState with sysctls, `ip link`, `ip addr` (the workload interfaces' own addresses, when
+// the agent owns them), `tc` (qos_apply.ts), `ipset restore`,
 // `iptables-restore --noflush` per table, and routes through a Fib. applyDataplane reads the
 // kernel back first and writes only what differs, so a second apply changes nothing;
 // IncrementalApplier (the node daemon's) does that only at start, on its refresh interval and
@@ -259,7 +260,88 @@ async function convergeLinks(
       changes.push(`link ${want.name} up`);
     }
   }
+  // Host-side addresses (the local workload peering address), read in one go when some are owned.
+  const owned = state.workloads.ifaces.filter(
+    (i) => i.addresses !== undefined && present.has(i.name),
+  );
+  if (owned.length > 0) {
+    const all = await readIfaceAddresses(ctx);
+    for (const want of owned)
+      await convergeIfaceAddresses(
+        ctx,
+        want.name,
+        want.addresses ?? [],
+        all.get(want.name) ?? [],
+        changes,
+      );
+  }
   return present;
+}
+
+/** One address as `ip -j addr show` lists it. */
+interface IpAddrInfo {
+  family?: string;
+  local?: string;
+  prefixlen?: number;
+}
+
+/** Every interface's addresses (`ip -j addr show`, or of one interface with dev). */
+async function readIfaceAddresses(ctx: Ctx, dev?: string): Promise<Map<string, IpAddrInfo[]>> {
+  const args = dev === undefined ? ["-j", "addr", "show"] : ["-j", "addr", "show", "dev", dev];
+  const r = await ctx.run(ctx.netns, "ip", args);
+  if (r.code !== 0) return new Map(); // gone meanwhile: nothing to converge
+  const links = JSON.parse(r.stdout.trim() || "[]") as {
+    ifname: string;
+    addr_info?: IpAddrInfo[];
+  }[];
+  return new Map(links.map((l) => [l.ifname.split("@")[0] as string, l.addr_info ?? []]));
+}
+
+/**
+ * Makes a workload interface hold exactly the wanted addresses (scope link, IPv6 without DAD):
+ * the missing added, any other removed except IPv6 link-local ones (the kernel's own). The host
+ * side of a pod's veth holds no address of its own otherwise (Calico's wiring). True when the
+ * kernel flushed the interface's IPv4 routes (its last IPv4 address removed).
+ */
+async function convergeIfaceAddresses(
+  ctx: Ctx,
+  name: string,
+  want: readonly string[],
+  have: readonly IpAddrInfo[],
+  changes: string[],
+): Promise<boolean> {
+  const held = new Set<string>();
+  let removed4 = false;
+  for (const a of have) {
+    if (a.local === undefined || a.prefixlen === undefined) continue;
+    const text = `${a.local}/${a.prefixlen}`;
+    if (a.family === "inet6" && /^fe[89ab]/i.test(a.local)) continue;
+    if (want.includes(text)) {
+      held.add(text);
+      continue;
+    }
+    await runOk(ctx, "ip", ["addr", "del", text, "dev", name]);
+    changes.push(`address ${text} removed from ${name}`);
+    if (a.family === "inet") removed4 = true;
+  }
+  for (const a of want) {
+    if (held.has(a)) continue;
+    const v6 = a.includes(":");
+    await runOk(ctx, "ip", [
+      "addr",
+      "add",
+      a,
+      "dev",
+      name,
+      "scope",
+      "link",
+      ...(v6 ? ["nodad"] : []),
+    ]);
+    changes.push(`address ${a} added to ${name}`);
+  }
+  // The kernel flushes every IPv4 route through an interface whose last IPv4 address goes, and
+  // says nothing about it (no RTM_DELROUTE): the pod's own route with them.
+  return removed4 && !want.some((a) => !a.includes(":"));
 }
 
 /** The namespace's interfaces and their addresses (what HostEndpoints' expectedIPs match). */
@@ -723,8 +805,15 @@ export class IncrementalApplier {
       (async () => {
         // New (or recreated, or changed) interfaces: found, set, their sysctls written with
         // the node-wide ones that changed.
+        // Interfaces whose addresses the agent owned before: checked for addresses even when it
+        // no longer owns them (local workload peering switched off: they are removed).
+        const hadAddresses = new Set(
+          plan.checkIfaces
+            .filter((i) => written.ifaces.get(i.name)?.key.includes(" addr=") === true)
+            .map((i) => i.name),
+        );
         const configured = await timed("interfaces", () =>
-          configureIfaces(ctx, plan.checkIfaces, changes, plan.sysctls, direct),
+          configureIfaces(ctx, plan.checkIfaces, changes, plan.sysctls, direct, hadAddresses),
         );
         for (const s of plan.sysctls) changes.push(`sysctl ${s.key}=${s.value}`);
         return configured;
@@ -786,7 +875,7 @@ export class IncrementalApplier {
         routeText.set(r, { key: agentRouteKey(r), text: JSON.stringify(r) });
       opts.trace?.("routes prepared (beside the rule commit)", performance.now() - t);
     }
-    const [configured, iptablesSeconds] = await filterDone;
+    const [{ configured, flushed }, iptablesSeconds] = await filterDone;
     changes.push(...filterChanges);
     let tStep = performance.now();
     const lap = (step: string) => {
@@ -826,9 +915,11 @@ export class IncrementalApplier {
       r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
     );
     const t1 = performance.now();
+    // Routes the kernel flushed with an interface's last IPv4 address: its table read back now.
     const refreshRoutes =
-      (this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS) > 0 &&
-      this.now() - this.lastRouteRefresh >= (this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS);
+      flushed.length > 0 ||
+      ((this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS) > 0 &&
+        this.now() - this.lastRouteRefresh >= (this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS));
     // What the FIB holds is what this applier last set when nothing else can have changed it:
     // the overlay (whose fast path also writes this FIB) is as last applied, and the FIB holds
     // as many routes as were set. Then its table is not walked (`desired()`) to know.
@@ -910,6 +1001,7 @@ async function configureIfaces(
   changes: string[],
   more: Sysctl[],
   direct?: DirectKernel,
+  hadAddresses: ReadonlySet<string> = new Set(),
 ) {
   const found = new Map<string, IpLink>();
   // Always asked (the FIB's link watch knows no MAC, and may not have seen a new link yet).
@@ -935,6 +1027,8 @@ async function configureIfaces(
       if (l) found.set(i.name, l);
     }
   const configured: string[] = [];
+  /** Interfaces whose IPv4 routes the kernel flushed (their last IPv4 address removed). */
+  const flushed: string[] = [];
   const sysctls: Sysctl[] = [...more];
   for (const want of ifaces) {
     const l = found.get(want.name);
@@ -947,13 +1041,18 @@ async function configureIfaces(
       await runOk(ctx, "ip", ["link", "set", "dev", want.name, "up"]);
       changes.push(`link ${want.name} up`);
     }
+    if (want.addresses !== undefined || hadAddresses.has(want.name)) {
+      const have = (await readIfaceAddresses(ctx, want.name)).get(want.name) ?? [];
+      if (await convergeIfaceAddresses(ctx, want.name, want.addresses ?? [], have, changes))
+        flushed.push(want.name);
+    }
     sysctls.push(...want.sysctls);
     configured.push(want.name);
     changes.push(`link ${want.name} configured`);
   }
   if (direct) await direct.writeSysctls(sysctls);
   else await writeSysctls(ctx, sysctls);
-  return configured;
+  return { configured, flushed };
 }
 
 /**

@@ -58,26 +58,8 @@ export interface FelixSettings {
   warnings: string[];
 }
 
-/** The fields of FelixConfiguration the agent acts on (the rest are stored and named). */
-export const FELIX_FIELDS_ACTED_ON: readonly string[] = [
-  "failsafeInboundHostPorts",
-  "failsafeOutboundHostPorts",
-  "defaultEndpointToHostAction",
-  "iptablesFilterAllowAction",
-  "iptablesMangleAllowAction",
-  "iptablesFilterDenyAction",
-  "logSeverityScreen",
-  "iptablesRefreshInterval",
-  "routeRefreshInterval",
-  "floatingIPs",
-  "workloadSourceSpoofing",
-  "vxlanMTU",
-  "vxlanMTUV6",
-  "ipipMTU",
-  "mtuIfacePattern",
-  "vxlanPort",
-  "vxlanVNI",
-];
+/** The fields of FelixConfiguration the agent acts on (the list lives with the schema). */
+export { FELIX_FIELDS_ACTED_ON } from "../api/config.js";
 
 /**
  * The FelixConfiguration fields calico-node's environment may set for Ocelot (Felix's parameter

@@ -1,5 +1,6 @@
 // The agent's per-pod and node-wide kernel state, rendered from values (pure): host-side
-// interface names and settings, per-pod /32 and /128 device routes (floating IPs' external
+// interface names and settings (with the local workload peering address where the pod is a BGP
+// peer of the node), per-pod /32 and /128 device routes (floating IPs' external
 // addresses included, as Felix routes them) and block blackholes under protocol 202, and the
 // sysctls Calico's Felix sets (rp_filter off where a pod may spoof, the RPF check then done by
 // iptables). Not: applying anything (apply.ts), iptables, tc (qos.ts).
@@ -33,6 +34,12 @@ export interface Workload {
   qos?: QosControls;
   /** qosControls.dscp: the code point of its traffic leaving the cluster (mangle, dscp.ts). */
   dscp?: number;
+  /**
+   * Addresses (with length) the host side of its interface holds: the local workload peering
+   * address when the pod is a BGP peer of the node (BGPPeer localWorkloadSelector). Absent:
+   * the interface's addresses are left alone; [] removes any but IPv6 link-local ones.
+   */
+  hostAddresses?: string[];
 }
 
 export interface Sysctl {
@@ -46,6 +53,8 @@ export interface HostIface {
   mac: string;
   up: true;
   sysctls: Sysctl[];
+  /** Its addresses (scope link), when the agent owns them (Workload.hostAddresses). */
+  addresses?: string[];
 }
 
 export interface WorkloadOptions {
@@ -185,6 +194,7 @@ export function renderWorkloads(
         w.ipv6.length > 0,
         (w.spoofPrefixes ?? []).length > 0 ? { ...opts, rpFilter: 0 } : opts,
       ),
+      ...(w.hostAddresses !== undefined ? { addresses: [...w.hostAddresses].sort() } : {}),
     });
   }
   // Felix routes a floating IP to its pod too. Pod addresses come first; an external address

@@ -67,7 +67,8 @@ const hooksText = (hooks: { builtin: string; rule: string }[]) =>
 
 /** What an interface is configured with (its MAC and sysctls): a change reconfigures it. */
 export function ifaceKey(i: HostIface): string {
-  return `${i.mac} ${i.sysctls.map((s) => `${s.key}=${s.value}`).join(" ")}`;
+  const addrs = i.addresses === undefined ? "" : ` addr=${i.addresses.join(",")}`;
+  return `${i.mac} ${i.sysctls.map((s) => `${s.key}=${s.value}`).join(" ")}${addrs}`;
 }
 
 /** The tables and ipsets of state, as they are in force once written whole. */

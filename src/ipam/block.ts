@@ -276,7 +276,7 @@ export class BlockDraft {
     }
     this.owner ??= this.base.owner.slice();
     this.seqs ??= SequenceMap.copyOf(this.base.seqForAllocation, this.base.owner.length);
-    this.attributes ??= [...this.base.attributes];
+    this.attributes ??= appendable(this.base.attributes);
     const attributes = this.attributes;
     let idx = attributes.findIndex((a) => sameAttributes(a, attrs));
     if (idx < 0) {
@@ -409,6 +409,21 @@ export function withAffinity(b: Block, affinity: string | null, claimTime: strin
   return { ...b, affinity, affinityClaimTime: claimTime };
 }
 
+/**
+ * A copy of attributes to append to, an array of objects to V8 even when empty: an empty array
+ * literal starts as one of small integers, and the first object pushed into it changes its kind,
+ * which throws away the optimized code of every function that saw only the other kind (a new
+ * block's first assignment did, in a process still warming up).
+ */
+function appendable(attributes: readonly AllocationAttributes[]): AllocationAttributes[] {
+  if (attributes.length > 0) return attributes.slice();
+  const out: AllocationAttributes[] = [PLACEHOLDER_ATTRIBUTES];
+  out.pop();
+  return out;
+}
+
+const PLACEHOLDER_ATTRIBUTES: AllocationAttributes = { handleId: null, secondary: {} };
+
 function sameAttributes(a: AllocationAttributes, b: AllocationAttributes): boolean {
   if (a.handleId !== b.handleId) return false;
   const ka = Object.keys(a.secondary);
@@ -478,10 +493,12 @@ export function encodeBlock(b: Block): string {
   // is exactly what JSON.stringify gives for the same object (test/ipam/block.test.ts).
   const parts = encodedParts.get(b) ?? extendedParts(b) ?? fullParts(b);
   encodedParts.set(b, parts);
-  // The link to the base stays (a chain through this WeakMap keeps a block's earlier drafted
-  // versions alive while the block is cached: bounded by its size, and cut by any release).
-  // Cutting it here was measured: 12-19 µs more CPU per pod once the process is warm
-  // (bench/ipam_assign.ts --warmup 8000), 18-21 µs less in its first few thousand pods.
+  // Its parts known, the block needs its base no more (a later draft extends these parts). The
+  // link kept, a chain through this WeakMap held every earlier version of a cached block alive,
+  // each with its `added` ordinals; in a process still warming up V8 then threw away the
+  // optimized code of everything that builds a draft (an allocation-site dependency), which no
+  // longer happens with the chain cut (bench/ipam_assign.ts's first row, README).
+  drafted.delete(b);
   return (
     `${parts.head}"allocated":"${bitmapBase64(b)}",` +
     `"owners":[${parts.owners}],"sequences":[${parts.sequences}],"unallocated":${runsJson(b.unallocated)},` +

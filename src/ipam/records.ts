@@ -236,19 +236,36 @@ export function decodePool(key: string, value: string): Pool {
     const bad = uses.find((u) => !USES.includes(u as AllowedUse));
     if (bad !== undefined)
       throw new v.ShapeError(`field "spec.allowedUses" has unknown use "${bad}"`);
-    return {
+    return new DecodedPool(
       name,
       cidr,
       blockSize,
-      nodeSelector: v.optionalString(spec, "nodeSelector") ?? "all()",
+      v.optionalString(spec, "nodeSelector") ?? "all()",
       // Empty is no selector (Calico: len(NamespaceSelector) == 0 selects every namespace).
-      ...(nsSelector !== undefined && nsSelector.trim() !== ""
-        ? { namespaceSelector: nsSelector }
-        : {}),
-      disabled: v.optionalBoolean(spec, "disabled") ?? false,
-      allowedUses: uses.length > 0 ? (uses as AllowedUse[]) : ["Workload", "Tunnel"],
-    };
+      nsSelector !== undefined && nsSelector.trim() !== "" ? nsSelector : undefined,
+      v.optionalBoolean(spec, "disabled") ?? false,
+      uses.length > 0 ? (uses as AllowedUse[]) : ["Workload", "Tunnel"],
+    );
   });
+}
+
+/**
+ * A decoded IPPool: made by a constructor, not an object literal. V8 widens the type it records
+ * for an object-valued field of a literal (here `cidr`) the second time the literal runs,
+ * throwing away the optimized code that relied on it, and that code is every assignment's block
+ * check (a process decodes its pools again only when its cached context expires: its first
+ * reload did this, bench/ipam_assign.ts's first row). A constructor's fields keep their type.
+ */
+class DecodedPool implements Pool {
+  constructor(
+    readonly name: string,
+    readonly cidr: Cidr,
+    readonly blockSize: number,
+    readonly nodeSelector: string,
+    readonly namespaceSelector: string | undefined,
+    readonly disabled: boolean,
+    readonly allowedUses: readonly AllowedUse[],
+  ) {}
 }
 
 export function decodeReservation(key: string, value: string): Cidr[] {

@@ -7,9 +7,11 @@
 // defaultEndpointToHostAction, logSeverityScreen; `node.<name>` over `default`), and the overlay's
 // input: every Node's fabric and tunnel addresses, every node's confirmed blocks, the pools'
 // encapsulation modes, and the MTUs FelixConfiguration sets (vxlanMTU, vxlanMTUV6, ipipMTU; the
-// host MTU from the links mtuIfacePattern matches).
+// host MTU from the links mtuIfacePattern matches), and the local workload peering address on the
+// host side of the pods that are BGP peers of the node (local_peers.ts).
 // Not: reading the datastore (daemon.ts, cache.ts) or the kernel (src/felix/apply.ts).
 
+import type { BGPConfiguration, BGPPeer } from "../api/bgp.js";
 import { dscpValue } from "../api/dscp.js";
 import type { HostEndpoint } from "../api/hostendpoint.js";
 import type { IPPool } from "../api/ippool.js";
@@ -41,6 +43,7 @@ import {
 import type { PolicyServiceSlice } from "../felix/service_match.js";
 import type { Workload } from "../felix/workload.js";
 import type { Affinity } from "../ipam/records.js";
+import { peeringHostAddresses } from "./local_peers.js";
 
 /** The resources one node's agent and BGP speaker are rendered from. */
 export interface NodeSnapshot {
@@ -62,6 +65,9 @@ export interface NodeSnapshot {
     spec: { ingress?: unknown[]; egress?: unknown[]; labelsToApply?: unknown };
   }[];
   felixConfigurations?: { metadata: { name: string }; spec: Record<string, unknown> }[];
+  /** Local workload peering (local_peers.ts): BGPPeers and the `default` BGPConfiguration. */
+  bgpPeers?: BGPPeer[];
+  bgpConfigurations?: BGPConfiguration[];
   /** Kubernetes Services and their EndpointSlices (kube-controllers' copies). */
   services?: K8sService[];
   endpointSlices?: K8sEndpointSlice[];
@@ -96,6 +102,8 @@ export function workloadsOf(
   weps: readonly WorkloadEndpoint[],
   node: string,
   felix: { floatingIps?: boolean; sourceSpoofing?: boolean } = {},
+  /** Host-side addresses by interface (local_peers.ts peeringHostAddresses); absent: untouched. */
+  hostAddresses?: ReadonlyMap<string, string[]>,
 ): Workload[] {
   return weps
     .filter((w) => w.spec.node === node && w.spec.interfaceName)
@@ -116,6 +124,9 @@ export function workloadsOf(
         ...(spoof.length > 0 ? { spoofPrefixes: [...spoof] } : {}),
         ...(Object.keys(qos).length > 0 ? { qos } : {}),
         ...(code !== undefined ? { dscp: code } : {}),
+        ...(hostAddresses
+          ? { hostAddresses: hostAddresses.get(w.spec.interfaceName as string) ?? [] }
+          : {}),
       };
     });
 }
@@ -507,7 +518,7 @@ export function agentInput(
     ...(policy !== undefined ? { policy } : {}),
     ...(felix.actions !== undefined ? { actions: felix.actions } : {}),
     host: hostInputOf(snap, node, opts),
-    workloads: workloadsOf(snap.workloadEndpoints, node, felix),
+    workloads: workloadsOf(snap.workloadEndpoints, node, felix, peeringHostAddresses(snap, node)),
     blocks: nodeBlocks(snap.affinities, node),
     pools,
     clusterCidrs: opts.clusterCidrs ?? [],

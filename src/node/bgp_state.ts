@@ -25,6 +25,8 @@
 // addCommunity/prependASPath on import) rejects every route from its place in the list on. Not: running
 // the speaker (daemon.ts), reading the files (the caller's readSecret) or the config schema
 // (src/bgp/config.ts).
+// A BGPPeer with localWorkloadSelector: passive sessions to this node's workloads it selects
+// (local_peers.ts), as confd's Local_Workload peers.
 import ipaddr from "ipaddr.js";
 import {
   type BGPConfiguration,
@@ -62,6 +64,12 @@ import {
   nodeBlocks,
   workloadAddressesOf,
 } from "./agent_state.js";
+import {
+  type LocalWorkloadPeer,
+  localPeeringAddresses,
+  localWorkloadPeers,
+  peerAppliesTo,
+} from "./local_peers.js";
 import { serviceAdvertisements, serviceFibExclusions } from "./service_routes.js";
 
 /** BGPPeer's BFD authentication types as bgpd's config names them. */
@@ -99,6 +107,8 @@ export interface BgpOptions {
    * usable, the speaker's host reads it again into the config. Absent: no secret is readable.
    */
   readSecret?: (path: string) => string;
+  /** CALICO_ADVERTISE_CLUSTER_IPS: in place of the default BGPConfiguration's serviceClusterIPs. */
+  advertiseClusterIps?: string;
 }
 
 /** Either the speaker's config, or why this node runs no BGP; plus what was not applied. */
@@ -365,15 +375,6 @@ export function secretPath(dir: string, ref: { name: string; key: string }): str
   return `${dir.replace(/\/+$/, "")}/${ref.name}/${ref.key}`;
 }
 
-/** Whether a BGPPeer applies to the node (global when it names no node and no selector). */
-export function peerAppliesTo(peer: BGPPeer, node: Node): boolean {
-  const s = peer.spec;
-  if (s.node !== undefined) return s.node === node.metadata.name;
-  if (s.nodeSelector !== undefined)
-    return matchSelector(parseSelector(s.nodeSelector), node.metadata.labels ?? {});
-  return true;
-}
-
 /** The speaker's config for node `name`; see the module comment. */
 export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): BgpRender {
   const warnings: string[] = [];
@@ -492,6 +493,9 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
   }
 
   const filtersByName = new Map((snap.bgpFilters ?? []).map((f) => [f.metadata.name, f]));
+  const local = localWorkloadPeers(snap, name);
+  const localPeers = local.peers;
+  warnings.push(...local.warnings);
 
   for (const peer of [...snap.bgpPeers].sort((a, b) =>
     a.metadata.name < b.metadata.name ? -1 : 1,
@@ -623,6 +627,16 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
           `BGPPeer "${peer.metadata.name}": spec.filters: ${[...problems].join("; ")}: every route rejected from there on (fail-safe)`,
         );
     };
+    if ((s.localWorkloadSelector ?? "") !== "") {
+      addLocalWorkloadPeers(
+        peer,
+        localPeers,
+        (p) => add({ ...p, ...extra(familyOf(p.address) === "ipv6-unicast" ? 6 : 4, p.address) }),
+        warnings,
+      );
+      warnFilters();
+      continue;
+    }
     if (s.peerSelector !== undefined) {
       for (const n of snap.nodes) {
         let picked: boolean;
@@ -694,23 +708,32 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     (b) => !noExport.some((p) => cidrOverlaps(p, parseCidr(b, false))),
   );
 
+  const services = opts.advertiseClusterIps
+    ? { ...snap, advertiseClusterIps: opts.advertiseClusterIps }
+    : snap;
   const doc = {
     asn: myAs,
     routerId,
-    // Dual-stack when this node has an IPv6 address (IPv4 peers arrive IPv4-mapped).
-    listen: { address: mine[6] ? "::" : "0.0.0.0", port: global.listenPort },
+    // Dual-stack when this node has an IPv6 address or an IPv6 local workload peering address
+    // (IPv4 peers arrive IPv4-mapped).
+    listen: {
+      address: mine[6] || localPeeringAddresses(snap.bgpConfigurations)[6] ? "::" : "0.0.0.0",
+      port: global.listenPort,
+    },
     ...(myCluster ? { clusterId: myCluster } : {}),
     peers: [...peers.values()].sort((a, b) => (a.address < b.address ? -1 : 1)),
-    originate: [...new Set([...blocks, ...serviceAdvertisements(snap, name)])].map((prefix) => ({
-      prefix,
-    })),
+    originate: [...new Set([...blocks, ...serviceAdvertisements(services, name)])].map(
+      (prefix) => ({
+        prefix,
+      }),
+    ),
     fib: {
       enabled: true,
       table: "main",
       protocol: 201,
       gracefulRestartTime: opts.gracefulRestartTime ?? 120,
       // Calico's rejectcidrs: Service routes learned from anyone stay out of the kernel.
-      exclude: serviceFibExclusions(snap),
+      exclude: serviceFibExclusions(services),
       // Calico's krt_metric for routes learned over BGP: the normal route priority, or the
       // route's own (2^31-1 - LOCAL_PREF from an iBGP peer or an import setPriority); routes
       // go to iBGP peers with LOCAL_PREF 2^31-1 - priority, as confd's BIRD filters do.
@@ -727,6 +750,40 @@ export function renderBgp(snap: BgpSnapshot, name: string, opts: BgpOptions): Bg
     (b) => !noExport.some((p) => cidrOverlaps(p, parseCidr(b, false))),
   );
   return { config: parseConfig(doc), warnings, peerKinds, ownExported };
+}
+
+/**
+ * A BGPPeer with localWorkloadSelector as sessions to the local workloads it is active for
+ * (local_peers.ts), as confd renders them for BIRD: one per address, of the BGPPeer's asNumber,
+ * passive (the workload connects to the node's peering address), no source address, and
+ * `multihop` (BIRD's TTL 64) unless ttlSecurity is set: the workload's address is not in a
+ * subnet of the node's.
+ */
+function addLocalWorkloadPeers(
+  peer: BGPPeer,
+  local: readonly LocalWorkloadPeer[],
+  add: (p: Partial<PeerConfig> & { address: string; asn: number }) => void,
+  warnings: string[],
+): void {
+  const s = peer.spec;
+  if (s.asNumber === undefined) {
+    warnings.push(
+      `BGPPeer "${peer.metadata.name}": localWorkloadSelector without asNumber; skipped`,
+    );
+    return;
+  }
+  for (const w of local) {
+    if (w.bgpPeer !== peer.metadata.name) continue;
+    for (const address of [w.ipv4, w.ipv6 && canonical6(w.ipv6)]) {
+      if (address === undefined) continue;
+      add({
+        address,
+        asn: s.asNumber,
+        passive: true,
+        ...(s.ttlSecurity === undefined ? { multihop: CALICO_MULTIHOP_TTL } : {}),
+      });
+    }
+  }
 }
 
 /**

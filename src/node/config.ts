@@ -53,6 +53,11 @@ export interface NodeSettings {
   ipv6Pool?: PoolSetting;
   noDefaultPools: boolean;
   clusterCidr: string[];
+  /**
+   * CALICO_ADVERTISE_CLUSTER_IPS: the Service cluster IP range to announce, in place of the
+   * default BGPConfiguration's serviceClusterIPs (confd's precedence).
+   */
+  advertiseClusterIps?: string;
   /** The MTU override (pods and tunnel devices), above FelixConfiguration's MTU fields. */
   mtu?: number;
   mtuFile: string;
@@ -211,6 +216,11 @@ export const NODE_SETTINGS: readonly Def[] = [
     "--cluster-cidr <cidr...>",
     ["OCELOT_CLUSTER_CIDRS"],
     "cluster network CIDRs never masqueraded to",
+  ),
+  def(
+    "--advertise-cluster-ips <cidr>",
+    ["CALICO_ADVERTISE_CLUSTER_IPS"],
+    "announce this Service cluster IP range from every node, in place of the default BGPConfiguration's serviceClusterIPs (as calico-node's confd)",
   ),
   def(
     "--metrics-address <host:port>",
@@ -600,6 +610,16 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
         });
     }) ?? [];
 
+  const advertiseClusterIps = opt("advertiseClusterIps", (r) => {
+    const c = str(r).trim();
+    try {
+      parseCidr(c, false);
+    } catch {
+      throw err(r, `is "${c}", which is not a CIDR`);
+    }
+    return c;
+  });
+
   const logLevel =
     opt("logLevel", (r) => {
       const l = str(r);
@@ -625,6 +645,7 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
     ...optional("ipv6Pool", poolOf(6)),
     noDefaultPools: opt("noDefaultPools", bool) ?? false,
     clusterCidr,
+    ...optional("advertiseClusterIps", advertiseClusterIps),
     ...optional(
       "mtu",
       opt("mtu", (r) => intIn(r, 1280, 65535)),

@@ -99,6 +99,8 @@ export interface DaemonOptions {
   statusSocket?: string;
   /** Where BGP passwords' secretKeyRefs are files `<dir>/<name>/<key>` (default /etc/ocelot/secrets). */
   secretsDir?: string;
+  /** CALICO_ADVERTISE_CLUSTER_IPS: announced in place of BGPConfiguration's serviceClusterIPs. */
+  advertiseClusterIps?: string;
   /** false: a link going down is left to the hold timer (BGP checkLink off). Default true. */
   bgpCheckLink?: boolean;
   /** Quiet time after a change before converging (default 50 ms). */
@@ -237,6 +239,8 @@ export class NodeDaemon {
   private running: Promise<void> | undefined;
   private stopped = false;
   private lastAgentInput = "";
+  /** Whether some BGPPeer peers with local workloads (their changes then render BGP too). */
+  private localPeering = false;
   private lastBgpReason = "";
   /** What the speaker's originations were last set from (a full render or the BGP fast path). */
   private bgpOrigins: RenderedOwnBlocks | undefined;
@@ -317,8 +321,9 @@ export class NodeDaemon {
       [p.weps, ["agent"]],
       [p.pools, ["agent", "bgp"]],
       [p.nodes, ["agent", "bgp"]],
-      [p.bgpconfigs, ["bgp"]],
-      [p.bgppeers, ["bgp"]],
+      // The agent too: the local workload peering address on pods' interfaces (local_peers.ts).
+      [p.bgpconfigs, ["agent", "bgp"]],
+      [p.bgppeers, ["agent", "bgp"]],
       [p.bgpfilters, ["bgp"]],
       [p.affinities, ["agent", "bgp"]],
       [p.netpols, ["agent"]],
@@ -366,7 +371,13 @@ export class NodeDaemon {
         const now = performance.now();
         // Anything but block affinities: the fast path's next render is a full one.
         if (prefix !== this.prefixes.affinities) this.overlaySeen = undefined;
-        const areas = this.areasOf.get(prefix) ?? ["agent", "bgp"];
+        let areas = this.areasOf.get(prefix) ?? ["agent", "bgp"];
+        // Workloads' labels pick the BGP peers of local workload peering, when it is in use.
+        if (
+          this.localPeering &&
+          (prefix === this.prefixes.weps || prefix === this.prefixes.profiles)
+        )
+          areas = [...areas, "bgp"];
         // A block of this node just confirmed: announced at once (the pass follows, see below).
         if (prefix === this.prefixes.affinities) this.scheduleBgpFast(now);
         if (this.neigh && prefix === this.prefixes.affinities) {
@@ -1120,6 +1131,7 @@ export class NodeDaemon {
   }
 
   private async convergeBgp(snap: BgpSnapshot, fastSeq = this.bgpFastSeq): Promise<void> {
+    this.localPeering = snap.bgpPeers.some((p) => (p.spec.localWorkloadSelector ?? "") !== "");
     if (fastSeq !== this.bgpFastSeq) {
       // The fast path announced a block after this snapshot was taken (the agent's part of the
       // pass ran between): rendering it would withdraw that block. The fast path asked for
@@ -1131,6 +1143,9 @@ export class NodeDaemon {
       statusSocket: this.opts.statusSocket ?? DEFAULT_STATUS_SOCKET,
       ...(this.opts.secretsDir !== undefined ? { secretsDir: this.opts.secretsDir } : {}),
       ...(this.opts.bgpCheckLink === false ? { checkLink: false } : {}),
+      ...(this.opts.advertiseClusterIps
+        ? { advertiseClusterIps: this.opts.advertiseClusterIps }
+        : {}),
       readSecret: (path) => readFileSync(path, "utf8"),
     });
     const warnings = r.warnings.join("; ");

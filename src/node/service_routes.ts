@@ -38,6 +38,11 @@ export interface ServiceRouteInput {
   nodes: readonly Node[];
   services?: readonly K8sService[];
   endpointSlices?: readonly K8sEndpointSlice[];
+  /**
+   * CALICO_ADVERTISE_CLUSTER_IPS: the cluster IP range, in place of the BGPConfiguration's
+   * serviceClusterIPs (confd prefers the variable and then ignores the field).
+   */
+  advertiseClusterIps?: string;
 }
 
 type Ranges = { clusterIPs: string[]; externalIPs: string[]; loadBalancerIPs: string[] };
@@ -58,7 +63,10 @@ interface ServiceConfig extends Ranges {
   aggregate: boolean;
 }
 
-function serviceConfig(configs: readonly BGPConfiguration[]): ServiceConfig {
+function serviceConfig(
+  configs: readonly BGPConfiguration[],
+  clusterIpsOverride?: string,
+): ServiceConfig {
   // Calico reads these from the cluster-wide `default` configuration only.
   const s = configs.find((c) => c.metadata.name === "default")?.spec as
     | {
@@ -70,7 +78,9 @@ function serviceConfig(configs: readonly BGPConfiguration[]): ServiceConfig {
     | undefined;
   const list = (v: { cidr: string }[] | undefined) => (v ?? []).map((x) => canonicalCidr(x.cidr));
   return {
-    clusterIPs: list(s?.serviceClusterIPs),
+    clusterIPs: clusterIpsOverride
+      ? [canonicalCidr(clusterIpsOverride)]
+      : list(s?.serviceClusterIPs),
     externalIPs: list(s?.serviceExternalIPs),
     loadBalancerIPs: list(s?.serviceLoadBalancerIPs),
     aggregate: s?.serviceLoadBalancerAggregation !== "Disabled",
@@ -91,7 +101,9 @@ function globalRanges(c: ServiceConfig): string[] {
  * the Service ranges it announces; see the module comment.
  */
 export function serviceFibExclusions(input: ServiceRouteInput): string[] {
-  return [...new Set(globalRanges(serviceConfig(input.bgpConfigurations)))].sort();
+  return [
+    ...new Set(globalRanges(serviceConfig(input.bgpConfigurations, input.advertiseClusterIps))),
+  ].sort();
 }
 
 /** The Kubernetes node name of a Calico Node (its k8s orchRef, else its own name). */
@@ -163,7 +175,7 @@ function serviceRoutes(svc: K8sService, c: ServiceConfig): string[] {
 export function serviceAdvertisements(input: ServiceRouteInput, node: string): string[] {
   const me = input.nodes.find((n) => n.metadata.name === node);
   if (me?.metadata.labels?.[EXCLUDE_FROM_LB_LABEL] === "true") return [];
-  const c = serviceConfig(input.bgpConfigurations);
+  const c = serviceConfig(input.bgpConfigurations, input.advertiseClusterIps);
   const out = new Set<string>(globalRanges(c));
   const kubeNode = kubeNodeName(input.nodes, node);
   const slices = input.endpointSlices ?? [];

@@ -1,6 +1,7 @@
 // Calico's own documentation examples (test/fixtures/calico-docs, gathered by
 // scripts/calico_doc_examples.ts from tigera/docs), each applied on a fresh embedded store
-// through the resource client (what `ocelot apply -f` does) and read back: prints how many of
+// through the resource client (what `ocelot apply -f` does; a policy's Tier made first, as the
+// pages' earlier steps do) and read back: prints how many of
 // those Calico accepts apply unchanged, and checks that those Calico refuses are refused by
 // Ocelot too, with nothing written.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -31,6 +32,16 @@ async function applyExample(file: string): Promise<string | undefined> {
     const docs = parseDocuments(readFileSync(join(DIR, file), "utf8")).map((d) =>
       validateResource(d.value),
     );
+    // A policy in a tier needs the Tier first (Calico refuses it otherwise): the pages that
+    // show one made its Tier in an earlier step, so the example's tiers are made here first.
+    for (const d of docs) {
+      const tier = (d.resource.spec as { tier?: string } | undefined)?.tier;
+      if (tier === undefined || ["default", "kube-admin", "kube-baseline"].includes(tier)) continue;
+      if (docs.some((x) => x.info.kind === "Tier" && x.resource.metadata.name === tier)) continue;
+      const made = { apiVersion: "projectcalico.org/v3", kind: "Tier", metadata: { name: tier } };
+      if ((await client.get(validateResource(made).info, tier)) === undefined)
+        await client.write("apply", { ...made, spec: { order: 100 } });
+    }
     for (const d of docs) await client.check("apply", d, docs);
     for (const d of docs) {
       await client.writeValidated("apply", d);

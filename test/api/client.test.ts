@@ -215,6 +215,68 @@ describe("ResourceClient", () => {
   });
 });
 
+describe("ResourceClient: tiers, as Calico's clientv3", () => {
+  const gnp = (name: string, tier?: string) => ({
+    apiVersion: V3,
+    kind: "GlobalNetworkPolicy",
+    metadata: { name },
+    spec: { ...(tier ? { tier } : {}), selector: "all()", ingress: [{ action: "Allow" }] },
+  });
+  const np = (name: string, tier: string) => ({
+    apiVersion: V3,
+    kind: "StagedNetworkPolicy",
+    metadata: { name, namespace: "shop" },
+    spec: { tier, selector: "all()", ingress: [{ action: "Allow" }] },
+  });
+  const tier = (name: string) => ({
+    apiVersion: V3,
+    kind: "Tier",
+    metadata: { name },
+    spec: { order: 100 },
+  });
+  const kind = (plural: string) => {
+    const k = resolveKindName(plural);
+    if (k === undefined) throw new Error(`no ${plural} kind`);
+    return k;
+  };
+  const tiers = kind("tiers");
+
+  it("creates a policy only in a tier that exists: built in, stored, or in the same batch", async () => {
+    await client.write("apply", gnp("in-default"));
+    await client.write("create", gnp("default.named", "default"));
+    await expectCode(
+      client.write("apply", gnp("security.p", "security")),
+      "NotFound",
+      /^spec\.tier: tier "security" does not exist: create the Tier first$/,
+    );
+    await expectCode(client.write("create", np("security.s", "security")), "NotFound", /security/);
+    expect((await client.list(kind("globalnetworkpolicies"))).items).toHaveLength(2);
+    const batch = [tier("security"), gnp("security.p", "security")].map(validateResource);
+    await client.writeAll("apply", batch);
+    await client.write("create", np("security.s", "security"));
+  });
+
+  it("refuses to delete a built-in tier, or one a policy (staged ones too) is in", async () => {
+    await client.write("apply", {
+      apiVersion: V3,
+      kind: "Tier",
+      metadata: { name: "default" },
+      spec: { order: 1_000_000 },
+    });
+    await expectCode(client.delete(tiers, "default"), "NotSupported", /built in/);
+    await client.write("apply", tier("security"));
+    await client.write("apply", np("security.s", "security"));
+    await expectCode(
+      client.delete(tiers, "security"),
+      "NotSupported",
+      /^tier "security" is not empty: stagednetworkpolicy "shop\/security.s" is in it$/,
+    );
+    await client.delete(kind("stagednetworkpolicies"), "security.s", "shop");
+    await client.delete(tiers, "security");
+    expect(await client.get(tiers, "security")).toBeUndefined();
+  });
+});
+
 describe("parseDocuments()", () => {
   it("splits multi-document YAML, skips empty documents and expands Lists", () => {
     const docs = parseDocuments(

@@ -449,13 +449,25 @@ describe("BGPPeer", () => {
       issuesOf(peer({ peerIP: "192.0.2.1", asNumber: 1, reachableBy: "1".repeat(65) }))[0],
     ).toMatch(/^spec\.reachableBy: /);
   });
-  it("reports a bad value inside an unsupported field as well as the refusal", () => {
-    const got = issuesOf(peer({ peerIP: "192.0.2.1", asNumber: 1, localWorkloadSelector: "a ==" }));
-    expect(got).toHaveLength(2);
-    expect(got[0]).toMatch(/^spec\.localWorkloadSelector: .*selector/i);
-    expect(got[1]).toBe(
-      'spec.localWorkloadSelector: is a Calico field that Ocelot does not support yet (local workload peering); got "a =="',
+  it("takes localWorkloadSelector with asNumber alone, as Calico's CEL rules on BGPPeerSpec", () => {
+    expect(() =>
+      validateResource(peer({ localWorkloadSelector: "color == 'red'", asNumber: 65001 })),
+    ).not.toThrow();
+    // Rule: the selector must parse.
+    expect(issuesOf(peer({ localWorkloadSelector: "a ==", asNumber: 1 }))[0]).toMatch(
+      /^spec\.localWorkloadSelector: .*selector/i,
     );
+    // Rules: "asNumber is required", "peerIP must be empty", "peerSelector must be empty".
+    expect(issuesOf(peer({ localWorkloadSelector: "has(a)" }))).toEqual([
+      'spec.asNumber: is required when spec.localWorkloadSelector is set ("has(a)")',
+    ]);
+    expect(
+      issuesOf(peer({ localWorkloadSelector: "has(a)", peerIP: "1.2.3.4", asNumber: 1 })),
+    ).toEqual(['spec.peerIP: must be empty when spec.localWorkloadSelector is set ("has(a)")']);
+    expect(issuesOf(peer({ localWorkloadSelector: "has(a)", peerSelector: "has(b)" }))).toEqual([
+      'spec.peerSelector: must be empty when spec.localWorkloadSelector is set ("has(a)")',
+      'spec.asNumber: is required when spec.localWorkloadSelector is set ("has(a)")',
+    ]);
   });
   it("cuts a long value in messages instead of echoing it whole", () => {
     const long = "a".repeat(254);

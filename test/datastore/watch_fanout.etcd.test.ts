@@ -38,7 +38,9 @@ describe.skipIf(skip)(
         expect(direct.changes).toBe(4);
         // Each node watches at least ten prefixes, each a watch on the server.
         expect(direct.watchers).toBeGreaterThanOrEqual(10 * N);
+        // All of a node's watches on one gRPC stream (etcd_watch_mux.ts): one stream per node.
         expect(direct.streams).toBeGreaterThanOrEqual(N);
+        expect(direct.streams).toBeLessThanOrEqual(N + 1);
         // The nodes are gone again before the proxy row (nothing left behind on the server).
         const idle = await waitIdle(server);
         expect(idle.watchers).toBeLessThan(N);

@@ -363,3 +363,65 @@ describe("chainEdit()", () => {
     expect(chainEdit("ocl-x", base, base.slice(0, 20).reverse())).toBeUndefined();
   });
 });
+
+describe("IncrementalApplier: host-side addresses (local workload peering)", () => {
+  const PEERING = "169.254.0.179/32";
+  const withAddrs = (
+    eps: (PolicyEndpoint & { iface: string })[],
+    owned: Record<string, string[]>,
+  ) => {
+    const i = input(eps);
+    return {
+      ...i,
+      workloads: i.workloads.map((w) =>
+        owned[w.hostIface] !== undefined ? { ...w, hostAddresses: owned[w.hostIface] } : w,
+      ),
+    } satisfies DataplaneInput;
+  };
+
+  it("puts the address on at start, takes it off and back incrementally, re-reads the routes after the last IPv4 address went", async () => {
+    const { kernel, fib, apply } = setup();
+    const eps = [ep(2, "web"), ep(3, "db")];
+    for (const e of eps) kernel.addLink(e.iface);
+    const [a, b] = eps.map((e) => e.iface) as [string, string];
+    const first = await apply(withAddrs(eps, { [a]: [PEERING], [b]: [] }));
+    expect(first.mode).toBe("full");
+    expect(kernel.addrs.get(a)).toEqual([PEERING]);
+    expect(kernel.addrs.get(b) ?? []).toEqual([]);
+    expect(first.changes).toContain(`address ${PEERING} added to ${a}`);
+    // Not selected any more: removed in an incremental pass, which then reads its routes back
+    // (the kernel flushes an interface's IPv4 routes with its last IPv4 address).
+    let resyncs = 0;
+    (fib as MemoryFib & { resync: () => Promise<void> }).resync = async () => {
+      resyncs++;
+    };
+    const off = await apply(withAddrs(eps, { [a]: [], [b]: [] }));
+    expect(off.mode).toBe("incremental");
+    expect(off.changes).toContain(`address ${PEERING} removed from ${a}`);
+    expect(kernel.addrs.get(a)).toEqual([]);
+    expect(resyncs).toBe(1);
+    const n = kernel.commands.length;
+    const back = await apply(withAddrs(eps, { [a]: [PEERING], [b]: [] }));
+    expect(back.changes).toContain(`address ${PEERING} added to ${a}`);
+    expect(kernel.addrs.get(a)).toEqual([PEERING]);
+    // Only the changed interface's addresses were read.
+    expect(kernel.commands.slice(n).filter((c) => c.includes("addr show"))).toEqual([
+      `ip -j addr show dev ${a}`,
+    ]);
+    // Local peering switched off entirely: the interface that had the address loses it.
+    const gone = await apply(input(eps));
+    expect(gone.changes).toContain(`address ${PEERING} removed from ${a}`);
+    expect(kernel.addrs.get(a)).toEqual([]);
+  });
+
+  it("never reads interface addresses while the agent owns none", async () => {
+    const { kernel, apply } = setup();
+    const eps = [ep(2, "web")];
+    for (const e of eps) kernel.addLink(e.iface);
+    await apply(input(eps));
+    await apply(input([...eps, ep(3, "db")]));
+    expect(
+      kernel.commands.filter((c) => c.includes("addr show") && !c.startsWith("ip -d")),
+    ).toEqual([]);
+  });
+});

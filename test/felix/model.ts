@@ -96,6 +96,8 @@ const BUILTINS: Record<string, string[]> = {
 export class FakeKernel {
   readonly sysctls = new Map<string, string>();
   readonly links = new Map<string, { address: string; up: boolean }>();
+  /** Each link's own addresses ("169.254.0.179/32"), as `ip addr` adds them. */
+  readonly addrs = new Map<string, string[]>();
   readonly ipsets = new Map<string, { type: string; family: string; members: string[] }>();
   readonly tables = { 4: new Map<string, SavedTable>(), 6: new Map<string, SavedTable>() };
   readonly writes: string[] = [];
@@ -109,6 +111,13 @@ export class FakeKernel {
     for (const k of ["forwarding", "rp_filter", "route_localnet", "proxy_arp"])
       this.sysctls.set(`net.ipv4.conf.${name}.${k}`, "0");
     this.sysctls.set(`net.ipv4.neigh.${name}.proxy_delay`, "80");
+  }
+
+  private addrInfo(name: string) {
+    return (this.addrs.get(name) ?? []).map((a) => {
+      const [local, len] = a.split("/");
+      return { family: local?.includes(":") ? "inet6" : "inet", local, prefixlen: Number(len) };
+    });
   }
 
   run = async (_netns: string | undefined, cmd: string, args: string[], input?: string) => {
@@ -150,6 +159,42 @@ export class FakeKernel {
     if (cmd === "ip" && args.join(" ") === "-d -j addr show") {
       // The overlay's read-back: these workload links are no tunnel devices of ours.
       return ok(JSON.stringify([...this.links.keys()].map((ifname) => ({ ifname }))));
+    }
+    if (cmd === "ip" && args.slice(0, 4).join(" ") === "-j addr show dev") {
+      // `ip -j addr show dev X`: one link's addresses.
+      const name = args[4] as string;
+      if (!this.links.has(name))
+        return { code: 1, stdout: "", stderr: `Device "${name}" does not exist.` };
+      return ok(JSON.stringify([{ ifname: name, addr_info: this.addrInfo(name) }]));
+    }
+    if (cmd === "ip" && args.join(" ") === "-j addr show") {
+      const list = [...this.links.keys()].map((ifname) => ({
+        ifname,
+        addr_info: this.addrInfo(ifname),
+      }));
+      return ok(JSON.stringify(list));
+    }
+    if (cmd === "ip" && args[0] === "addr" && (args[1] === "add" || args[1] === "del")) {
+      this.writes.push(line);
+      const [a, name] = [args[2] as string, args[4] as string];
+      const have = this.addrs.get(name) ?? [];
+      if (args[1] === "add") {
+        if (have.includes(a))
+          return { code: 2, stdout: "", stderr: "RTNETLINK answers: File exists" };
+        this.addrs.set(name, [...have, a]);
+      } else {
+        if (!have.includes(a))
+          return {
+            code: 2,
+            stdout: "",
+            stderr: "RTNETLINK answers: Cannot assign requested address",
+          };
+        this.addrs.set(
+          name,
+          have.filter((x) => x !== a),
+        );
+      }
+      return ok();
     }
     if (cmd === "ip" && args[0] === "link" && args[1] === "set") {
       this.writes.push(line);

@@ -75,6 +75,11 @@ export interface StartEtcdOptions {
   tmpfs?: boolean;
   /** Serve https with these certificates and require client certificates (see makeTestPki). */
   tls?: EtcdTls;
+  /**
+   * More addresses to serve clients on, on the same port as 127.0.0.1 (e.g. the host side of a
+   * veth into a node's namespace, whose daemon cannot reach the host's loopback).
+   */
+  alsoListen?: string[];
 }
 
 const live = new Map<ChildProcess, string>();
@@ -103,6 +108,10 @@ async function startOnce(opts: StartEtcdOptions): Promise<EtcdServer> {
   while (peerPort === clientPort) peerPort = await freePort();
   const tls = opts.tls;
   const client = `${tls ? "https" : "http"}://127.0.0.1:${clientPort}`;
+  const listen = [
+    client,
+    ...(opts.alsoListen ?? []).map((a) => `${tls ? "https" : "http"}://${a}:${clientPort}`),
+  ];
   const peer = `http://127.0.0.1:${peerPort}`;
   const logPath = join(dataDir, "etcd.log");
   const args = [
@@ -111,7 +120,7 @@ async function startOnce(opts: StartEtcdOptions): Promise<EtcdServer> {
     "--data-dir",
     join(dataDir, "data"),
     "--listen-client-urls",
-    client,
+    listen.join(","),
     "--advertise-client-urls",
     client,
     "--listen-peer-urls",

@@ -109,6 +109,35 @@ describe("IpamStore", () => {
     expect(await total(ipam)).toBe(3);
   });
 
+  it("a warm assignment whose cached block another process wrote meanwhile loses its compare-and-swap and still assigns a free address", async () => {
+    const ds = new MemoryDatastore();
+    await putPool(ds, "p", "10.7.0.0/24");
+    const a = new IpamStore(ds, noSleep);
+    const b = new IpamStore(ds, noSleep);
+    const first = await a.autoAssign({ handleId: "a-1", node: "n1", num4: 1, num6: 0 }); // claims
+    // Another process of the node (b) writes the same block: a's cached copy is now stale.
+    const other = await b.autoAssign({ handleId: "b-1", node: "n1", num4: 1, num6: 0 });
+    expect(other[0]?.block).toBe(first[0]?.block);
+    const calls: string[] = [];
+    const inner = ds.updateIfAbsent.bind(ds);
+    ds.updateIfAbsent = (...args) => {
+      calls.push("updateIfAbsent");
+      return inner(...args);
+    };
+    const got = await a.autoAssign({ handleId: "a-2", node: "n1", num4: 1, num6: 0 });
+    // The stale write lost, then the write from the refreshed block won.
+    expect(calls).toEqual(["updateIfAbsent", "updateIfAbsent"]);
+    const addresses = [first, other, got].map((r) => r[0]?.address);
+    expect(new Set(addresses).size).toBe(3);
+    expect((await a.getAllocation(got[0]?.address as string))?.handleId).toBe("a-2");
+    // A retried ADD on the warm node returns what the handle holds, writing nothing.
+    calls.length = 0;
+    const again = await a.autoAssign({ handleId: "a-2", node: "n1", num4: 1, num6: 0 });
+    expect(again.map((r) => r.address)).toEqual([got[0]?.address]);
+    expect(calls).toEqual([]);
+    expect(await total(a)).toBe(3);
+  });
+
   it("a claim scans blocks by key while all are the node's own; another node's block makes it a full list", async () => {
     const ds = new MemoryDatastore();
     await putPool(ds, "p", "10.7.0.0/24", { blockSize: 30 }); // 64 blocks of 4

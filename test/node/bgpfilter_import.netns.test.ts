@@ -15,10 +15,10 @@
 //   route goes back to as received.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { queryStatus, type RoutesSnapshot } from "../../src/bgp/status.js";
-import { link, type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { type BirdPeer, peersUnavailableReason } from "../helpers/peers.js";
 import { daemonTestsUnavailable, peerStatus } from "./harness.js";
-import { NodeLab } from "./node_lab.js";
+import { ibgpBirdConf, NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
   "ocelot node run BGPFilter import operations and route priorities with BIRD",
@@ -54,21 +54,6 @@ protocol bgp node {
       accept;
     };
   };
-}
-`;
-
-const ibgpConf = `
-log "@DIR@/bird.log" all;
-router id ${BIRD_IBGP_IP};
-protocol device { }
-protocol bgp inode {
-  local ${BIRD_IBGP_IP} as 64512;
-  neighbor ${NODE_IBGP_IP} as 64512;
-  direct;
-  passive on;
-  hold time 9;
-  error wait time 1, 2;
-  ipv4 { gateway direct; import all; export none; };
 }
 `;
 
@@ -155,12 +140,9 @@ describe.skipIf(skip)(
         sourceAddress: "None",
       });
       const node = lab.node("bin", "bi-node", NODE_IP);
-      const torNs = lab.netns("bit");
-      link(node, "eth0", `${NODE_IP}/24`, torNs, "eth0", `${BIRD_IP}/24`);
-      const ibgpNs = lab.netns("bii");
-      link(node, "eth1", `${NODE_IBGP_IP}/24`, ibgpNs, "eth0", `${BIRD_IBGP_IP}/24`);
-      tor = lab.peers.startBird(torNs, "tor", torConf);
-      ibgp = lab.peers.startBird(ibgpNs, "ibgp", ibgpConf);
+      tor = lab.birdOnLink(node, "eth0", NODE_IP, "bit", BIRD_IP, "tor", torConf);
+      const ibgpConf = ibgpBirdConf(BIRD_IBGP_IP, NODE_IBGP_IP);
+      ibgp = lab.birdOnLink(node, "eth1", NODE_IBGP_IP, "bii", BIRD_IBGP_IP, "ibgp", ibgpConf);
       await lab.start();
     });
 

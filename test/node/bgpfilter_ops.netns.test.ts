@@ -16,10 +16,10 @@
 // - a changed filter (accept AS paths beginning 65010 65099, reject the rest: Calico's
 //   `bgp_path ~ [= 65010 65099 * =]`) is applied live: the prefixes swap in the node's kernel.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { link, type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { type BirdPeer, peersUnavailableReason } from "../helpers/peers.js";
 import { daemonTestsUnavailable, peerStatus, routes } from "./harness.js";
-import { NodeLab } from "./node_lab.js";
+import { ibgpBirdConf, NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
   "ocelot node run BGPFilter path rules with BIRD",
@@ -57,21 +57,6 @@ protocol bgp node {
       accept;
     };
   };
-}
-`;
-
-const ibgpConf = `
-log "@DIR@/bird.log" all;
-router id ${BIRD_IBGP_IP};
-protocol device { }
-protocol bgp inode {
-  local ${BIRD_IBGP_IP} as 64512;
-  neighbor ${NODE_IBGP_IP} as 64512;
-  direct;
-  passive on;
-  hold time 9;
-  error wait time 1, 2;
-  ipv4 { gateway direct; import all; export none; };
 }
 `;
 
@@ -137,12 +122,9 @@ describe.skipIf(skip)(
         sourceAddress: "None",
       });
       const ns = lab.node("bfn", "bf-node", NODE_IP);
-      const birdNs = lab.netns("bfb");
-      link(ns, "eth0", `${NODE_IP}/24`, birdNs, "eth0", `${BIRD_IP}/24`);
-      const ibgpNs = lab.netns("bfi");
-      link(ns, "eth1", `${NODE_IBGP_IP}/24`, ibgpNs, "eth0", `${BIRD_IBGP_IP}/24`);
-      bird = lab.peers.startBird(birdNs, "bird", birdConf);
-      ibgp = lab.peers.startBird(ibgpNs, "ibgp", ibgpConf);
+      bird = lab.birdOnLink(ns, "eth0", NODE_IP, "bfb", BIRD_IP, "bird", birdConf);
+      const ibgpConf = ibgpBirdConf(BIRD_IBGP_IP, NODE_IBGP_IP);
+      ibgp = lab.birdOnLink(ns, "eth1", NODE_IBGP_IP, "bfi", BIRD_IBGP_IP, "ibgp", ibgpConf);
       await lab.start();
     });
 

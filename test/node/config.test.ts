@@ -190,6 +190,10 @@ describe("resolveNodeSettings()", () => {
     [{ OCELOT_BMP_STATION: "10.0.0.9" }, 'OCELOT_BMP_STATION: "10.0.0.9" is not host:port'],
     [{ OCELOT_BMP_ADJ_RIB_OUT: "yes" }, 'OCELOT_BMP_ADJ_RIB_OUT: "yes" is not true or false'],
     [
+      { CALICO_ADVERTISE_CLUSTER_IPS: "10.96.0.0/33" },
+      'CALICO_ADVERTISE_CLUSTER_IPS: "10.96.0.0/33" is "10.96.0.0/33", which is not a CIDR',
+    ],
+    [
       { OCELOT_CLUSTER_CIDRS: "10.0.0.0/8,nope" },
       'OCELOT_CLUSTER_CIDRS: "10.0.0.0/8,nope" has "nope"',
     ],

@@ -7,11 +7,32 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ResourceClient } from "../../src/api/client.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { Netns } from "../helpers/netns.js";
-import { PeerLab } from "../helpers/peers.js";
+import { link, Netns } from "../helpers/netns.js";
+import { type BirdPeer, PeerLab } from "../helpers/peers.js";
 import { bridgedFabric, type MeshNode, startMeshNodes, stopMeshNodes } from "./harness.js";
 
 export const V3 = "projectcalico.org/v3";
+
+/**
+ * A BIRD 2 iBGP peer of a node (AS 64512, the node's) on a directly connected link: passive,
+ * importing all the node sends, exporting nothing; hold 9 s, error wait 1-2 s.
+ */
+export function ibgpBirdConf(birdIp: string, nodeIp: string, protocol = "inode"): string {
+  return `
+log "@DIR@/bird.log" all;
+router id ${birdIp};
+protocol device { }
+protocol bgp ${protocol} {
+  local ${birdIp} as 64512;
+  neighbor ${nodeIp} as 64512;
+  direct;
+  passive on;
+  hold time 9;
+  error wait time 1, 2;
+  ipv4 { gateway direct; import all; export none; };
+}
+`;
+}
 
 export class NodeLab {
   readonly dir: string;
@@ -51,6 +72,24 @@ export class NodeLab {
     const ns = Netns.create(short);
     this.others.push(ns);
     return ns;
+  }
+
+  /**
+   * A BIRD 2 in a namespace of its own (short name `short`, removed by close()), on a /24 link
+   * from the node's interface `iface` (nodeIp) to its eth0 (birdIp), started with conf.
+   */
+  birdOnLink(
+    node: Netns,
+    iface: string,
+    nodeIp: string,
+    short: string,
+    birdIp: string,
+    name: string,
+    conf: string,
+  ): BirdPeer {
+    const ns = this.netns(short);
+    link(node, iface, `${nodeIp}/24`, ns, "eth0", `${birdIp}/24`);
+    return this.peers.startBird(ns, name, conf);
   }
 
   /** harness.ts bridgedFabric: its nodes join the lab; returns its ToR namespace. */

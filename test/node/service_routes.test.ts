@@ -67,6 +67,27 @@ describe("serviceAdvertisements()", () => {
     ]);
   });
 
+  it("CALICO_ADVERTISE_CLUSTER_IPS takes the place of serviceClusterIPs (confd's precedence)", () => {
+    const input = {
+      bgpConfigurations: [ranges],
+      nodes: [],
+      advertiseClusterIps: "10.100.0.1/16",
+    };
+    expect(serviceAdvertisements(input, "n1")).toEqual([
+      "10.100.0.0/16",
+      "198.51.100.0/24",
+      "203.0.113.0/24",
+    ]);
+    expect(serviceFibExclusions(input)).toEqual([
+      "10.100.0.0/16",
+      "198.51.100.0/24",
+      "203.0.113.0/24",
+    ]);
+    // Without serviceClusterIPs at all, the variable alone turns cluster IP advertisement on.
+    const bare = { bgpConfigurations: [], nodes: [], advertiseClusterIps: "10.100.0.0/16" };
+    expect(serviceAdvertisements(bare, "n1")).toEqual(["10.100.0.0/16"]);
+  });
+
   it("a Local Service's addresses inside the ranges, from the node with a ready endpoint only", () => {
     const input = {
       bgpConfigurations: [ranges],
@@ -133,6 +154,21 @@ describe("renderBgp(): Service advertisements join the node's originations", () 
       "203.0.113.0/24",
       "203.0.113.10/32",
     ]);
+    // CALICO_ADVERTISE_CLUSTER_IPS (the daemon's advertiseClusterIps) in place of the field.
+    const withEnv = renderBgp(
+      {
+        nodes: [n1],
+        workloadEndpoints: [],
+        pools: [],
+        affinities: [],
+        bgpConfigurations: [],
+        bgpPeers: [],
+      },
+      "n1",
+      { statusSocket: "/tmp/x.sock", advertiseClusterIps: "10.100.0.0/16" },
+    );
+    expect(withEnv.config?.originate.map((o) => o.prefix)).toEqual(["10.100.0.0/16"]);
+    expect(withEnv.config?.fib.exclude).toEqual(["10.100.0.0/16"]);
   });
 });
 

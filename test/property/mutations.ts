@@ -90,3 +90,27 @@ export function fieldOf(m: Mutation): string | undefined {
   if (m.op === "add") return m.key;
   return [...m.path].reverse().find((k): k is string => typeof k === "string");
 }
+
+/**
+ * doc with each of ms applied in turn, as a copy; a mutation whose place an earlier one removed
+ * (or turned into a non-object) is left out. Returns the document and the mutations applied.
+ */
+export function applyMutations(doc: Json, ms: readonly Mutation[]): [Json, Mutation[]] {
+  let out = doc;
+  const applied: Mutation[] = [];
+  for (const m of ms) {
+    const parentPath = m.op === "add" ? m.path : m.path.slice(0, -1);
+    let parent: Json | undefined = out;
+    for (const k of parentPath) {
+      parent =
+        parent !== null && typeof parent === "object"
+          ? (parent as Record<string | number, Json>)[k]
+          : undefined;
+    }
+    if (parent === null || parent === undefined || typeof parent !== "object") continue;
+    if (m.op !== "add" && !((m.path.at(-1) as string | number) in parent)) continue;
+    out = applyMutation(out, m);
+    applied.push(m);
+  }
+  return [out === doc ? structuredClone(doc) : out, applied];
+}

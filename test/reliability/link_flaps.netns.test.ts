@@ -2,15 +2,16 @@
 // with two BIRDs, each in its own namespace behind its own veth. One session is broken again and
 // again, in turn by its link going down (our veth set down: the link watch drops the session at
 // once and holds it down until the link is up; before it, the hold timer did), by TCP resets (the peer's kernel answers our segments with RST: iptables REJECT
-// --reject-with tcp-reset) and by a peer that falls silent (every packet dropped both ways until
-// our 3 s hold timer fires). After each: the peer's route has left our kernel; once the fault is
+// --reject-with tcp-reset), by a peer that falls silent (every packet dropped both ways until
+// our 3 s hold timer fires) and by the peer's NOTIFICATION (BIRD's `disable`: Cease,
+// Administrative Shutdown; it refuses the session until `enable`). After each: the peer's route has left our kernel; once the fault is
 // lifted the session comes back by itself and the route is in the kernel again. Damping: our
 // SYNs while the peer is unreachable are counted by the peer's iptables (never a tight loop),
 // and the session comes up exactly once per fault. The other session is never
 // reset, keeps its route, and bgpd's open fds and RSS come back to their baseline (printed).
 // Then a link blip shorter than the hold time: the kernel drops our route with the link, the link
 // watch resets the session, and session and route are back once the link is up.
-// 10 faults of each kind per suite run (about 4 min); 200 under OCELOT_SOAK=1 (`npm run test:soak`);
+// 10 faults of each kind per suite run (about 5 min); 200 under OCELOT_SOAK=1 (`npm run test:soak`);
 // OCELOT_FLAPS=n sets the count; OCELOT_SOAK_MINUTES=m bounds the loop in time: no new fault is
 // started after m minutes, the faults done are counted and printed with the shortfall, and every
 // assertion holds for the faults done.
@@ -102,7 +103,7 @@ describe.skipIf(skip)("peer flaps in the network", () => {
 
   // A limit for a hang, sized by the count: a fault takes about 8 s (the suite's 300 s default
   // ended the soak's 200 per kind, and even 30 per kind, before they were done).
-  it(`${EACH} link-downs, ${EACH} TCP resets and ${EACH} silences of one session: routes follow, damped, the other session untouched`, {
+  it(`${EACH} link-downs, ${EACH} TCP resets, ${EACH} silences and ${EACH} NOTIFICATIONs of one session: routes follow, damped, the other session untouched`, {
     timeout: BOUND_MS > 0 ? Math.min(EACH * 3 * 60_000, BOUND_MS + 10 * 60_000) : EACH * 3 * 60_000,
   }, async () => {
     await ocelot.established(B1, 60_000);
@@ -114,7 +115,7 @@ describe.skipIf(skip)("peer flaps in the network", () => {
     const steadyBefore = ocelot.peer(B2)?.establishedTransitions as number;
     const flapBefore = ocelot.peer(B1)?.establishedTransitions as number;
 
-    const modes = ["link", "rst", "silent"] as const;
+    const modes = ["link", "rst", "silent", "notify"] as const;
     const fault: Record<(typeof modes)[number], { apply(): void; lift(): void }> = {
       link: {
         apply: () => oc.ip("link", "set", "oc-b1", "down"),
@@ -150,6 +151,12 @@ describe.skipIf(skip)("peer flaps in the network", () => {
             "--reject-with",
             "tcp-reset",
           ),
+      },
+      // The peer closes the session with a NOTIFICATION (BIRD's `disable`: Cease, Administrative
+      // Shutdown) and refuses it until it is enabled again.
+      notify: {
+        apply: () => bird1.cmd("disable", "oc"),
+        lift: () => bird1.cmd("enable", "oc"),
       },
       silent: {
         apply: () => {
@@ -194,6 +201,9 @@ describe.skipIf(skip)("peer flaps in the network", () => {
           50,
         );
         st.down.push(performance.now() - tFault);
+        // The peer's NOTIFICATION is what ended it: Cease (6).
+        if (mode === "notify")
+          expect(ocelot.peer(B1)?.lastError?.code, `Cease after notify ${i}`).toBe(6);
         // A link down is the link watch's (held down by "link"), not the hold timer's.
         if (mode === "link")
           expect(ocelot.peer(B1)?.heldDown, `held after link ${i}`).toEqual(["link"]);

@@ -1,8 +1,10 @@
 // A bad config on SIGHUP (issue 17, reliability): the real `ocelot bgpd` in a namespace peered
 // with BIRD 2 in another is sent SIGHUP after its config file was replaced by an invalid one
-// (a hold time of 2 s, an unknown field, a duplicate peer, text that is not YAML): each time the
-// daemon keeps running on the old config (the session stays Established, never reset, BIRD's
-// route stays in our kernel) and logs why, naming the field. A later valid SIGHUP (an import
+// (a hold time of 2 s, an unknown field, a duplicate peer, text that is not YAML) or by a valid
+// one that fails while applied (a listen address or a BFD source address not on the host): each
+// time the daemon keeps running on the old config, none of the new one applied (the session
+// stays Established, never reset, BIRD's routes stay in our kernel, the listener stays, no BFD
+// session is left) and logs why, naming the field or address. A later valid SIGHUP (an import
 // filter that rejects one of BIRD's two prefixes) is applied: that route leaves the kernel.
 import { writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -38,6 +40,12 @@ protocol bgp oc {
 `;
 
 const peer = { address: BR, asn: 65047, holdTime: 9, connectRetryTime: 1 };
+/** The peer with an import filter that drops one of BIRD's two prefixes. */
+const filtered = {
+  ...peer,
+  importFilter: { rules: [{ action: "Reject", cidr: "10.97.48.0/24", matchOperator: "Equal" }] },
+};
+const BFD = { minTx: 300, minRx: 300, multiplier: 3 };
 const base = {
   asn: OC_AS,
   routerId: OC,
@@ -100,6 +108,21 @@ describe.skipIf(skip)("a bad config on SIGHUP (ocelot bgpd, BIRD 2)", () => {
         /peers\[1\]\.address: duplicate peer 10\.255\.47\.2/,
       ],
       ["text that is not YAML", "asn: [64547\nrouterId: {", /Could not parse/],
+      // Valid files that fail while being applied: nothing of them may stay applied (the
+      // filter they also carry would drop 10.97.48.0/24 from our kernel).
+      [
+        "a listen address that is not on this host",
+        withSocket({ ...base, listen: { address: "192.0.2.77", port: 179 }, peers: [filtered] }),
+        /192\.0\.2\.77/,
+      ],
+      [
+        "a BFD source address that is not on this host",
+        withSocket({
+          ...base,
+          peers: [{ ...filtered, sourceAddress: "10.255.47.5", bfd: BFD }],
+        }),
+        /EADDRNOTAVAIL|10\.255\.47\.5/,
+      ],
     ];
     for (const [what, text, names] of bad) {
       const failures = logLines("Configuration reload failed; keeping the old one").length;
@@ -121,23 +144,18 @@ describe.skipIf(skip)("a bad config on SIGHUP (ocelot bgpd, BIRD 2)", () => {
       expect(p?.establishedTransitions, what).toBe(transitions);
       expect(proto201(), what).toEqual(["10.97.47.0/24", "10.97.48.0/24"]);
       expect(bird.state("oc"), what).toBe("Established");
+      expect(oc.exec("ss", "-Hltn", "sport", "= :179"), `${what}: still listening`).toMatch(
+        /LISTEN/,
+      );
+      expect(
+        (ocelot.status().bfd as unknown[] | undefined) ?? [],
+        `${what}: no BFD session left`,
+      ).toEqual([]);
     }
     expect(logLines("Configuration reloaded")).toHaveLength(0);
 
     // A valid config after them is applied: an import filter drops one prefix (by route refresh).
-    write(
-      withSocket({
-        ...base,
-        peers: [
-          {
-            ...peer,
-            importFilter: {
-              rules: [{ action: "Reject", cidr: "10.97.48.0/24", matchOperator: "Equal" }],
-            },
-          },
-        ],
-      }),
-    );
+    write(withSocket({ ...base, peers: [filtered] }));
     lab.signal(ocelot.pid, "SIGHUP");
     await waitFor("Configuration reloaded", () => logLines("Configuration reloaded").length === 1);
     await waitFor(

@@ -253,7 +253,16 @@ export class Speaker<A> {
     if (impact(old, next).relisten) {
       await this.listener?.close();
       this.listener = undefined;
-      await this.openListener(next);
+      try {
+        await this.openListener(next);
+      } catch (e) {
+        // Nothing of the new config is applied: the old listener comes back, the sessions and
+        // the core keep the old config, and the caller hears why.
+        await this.openListener(old).catch((err: Error) =>
+          this.log.error({ error: err.message }, "The old listener could not be opened again"),
+        );
+        throw e;
+      }
     } else {
       this.updateListenerKeys(old, next);
       this.updateListenerTtl(next);
