@@ -10,11 +10,16 @@
 // Needs root and the native addon (KernelFib). The test runs it tiny (test/felix/policy_bench).
 // Each (b)/(c) pass prints where its time went: the render, the applier's steps (plan,
 // interfaces, ipset, iptables) and every process it spawned. With --old DIR (another build's
-// dist/, e.g. /work/main/dist) that build's applier runs beside ours, alternating, on its own
-// namespaces, given the same rendered states: both printed side by side.
+// dist/, e.g. /work/main/dist) that build's renderer and applier run beside ours, alternating,
+// on their own namespaces, each rendering the same model's input: both printed side by side
+// (each build's render keeps its own state across passes, as the node daemon's does).
 // Usage: npx tsx bench/policy_apply.ts [--endpoints 1000] [--policies 200] [--sets 50]
 //        [--cidrs 1000] [--runs 3] [--adds 50] [--changes 50] [--old /work/main/dist] [--legacy]
-// (--legacy: iptables-legacy for both appliers and the raw reference; default nft.)
+//        [--render-cpu]
+// (--legacy: iptables-legacy for both appliers and the raw reference; default nft.
+// --render-cpu: only the render, in this process, no kernel: the CPU time of the first render
+// and of each +1 pod and label change render, ours and --old's alternating; CPU time is what a
+// loaded machine distorts least.)
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -69,11 +74,13 @@ export interface BenchOptions {
 }
 
 /** ms and count per step name (a spawned command, a step of the applier, the render). */
-export type Steps = Record<string, { n: number; ms: number }>;
+/** ms (summed), count and the longest one per step name. */
+export type Steps = Record<string, { n: number; ms: number; max: number }>;
 
 /** What one applier (this build's, or --old's) did in the run. */
 export interface VariantResult {
-  /** Per run, ms: our apply (render + apply = ours). */
+  /** Per run, ms: this build's render, its apply, and both (ours). */
+  renders: number[];
   apply: number[];
   ours: number[];
   /** ms per command name spawned by the apply in the first run (where its time goes). */
@@ -86,17 +93,19 @@ export interface VariantResult {
   changeSteps: Steps;
   /** Of the (b) and (c) passes: how many were incremental and how many read back in full. */
   passModes: { full: number; incremental: number };
+  /** Of the full passes (section a): where their time went (summed; steps overlap). */
+  fullSteps: Steps;
   /** What the rules in force got wrong against the model (empty: right). */
   problems: string[];
 }
 
 export interface BenchResult extends VariantResult {
-  /** Per run, ms: the render (shared by both appliers), the raw tools. */
+  /** Per run, ms: our render, the raw tools. */
   render: number[];
   raw: number[];
   ipsetMembers: number;
   iptablesRules: number;
-  /** Render ms of each (b) and (c) pass. */
+  /** Our render's ms of each (b) and (c) pass. */
   passRender: number[];
   /** The same run with --old's applier, alternating with ours. */
   old?: VariantResult;
@@ -253,7 +262,8 @@ function timedRunner(acc: () => Steps): Runner {
 }
 
 function count(steps: Steps, key: string, ms: number): void {
-  const a = steps[key] ?? { n: 0, ms: 0 };
+  const a = steps[key] ?? { n: 0, ms: 0, max: 0 };
+  a.max = Math.max(a.max, ms);
   a.n++;
   a.ms += ms;
   steps[key] = a;
@@ -295,6 +305,29 @@ const setsOf = (rules: string[]) =>
     [...r.matchAll(/--match-set (\S+) (?:src|dst)/g)].map((m) => m[1] as string),
   );
 
+/**
+ * Where the dispatch chain root (and its tree: `-i <prefix>+ -g <sub-chain>`) sends a packet of
+ * iface: the first rule matching it decides (goto), as the kernel does.
+ */
+function dispatchOf(rules: Map<string, string[]>, root: string, iface: string): string | undefined {
+  let chain = root;
+  for (let depth = 0; depth < 16; depth++) {
+    let next: string | undefined;
+    for (const r of rules.get(chain) ?? []) {
+      const m = /^-[io] (\S+) -g (\S+)$/.exec(r);
+      if (!m) continue;
+      const match = m[1] as string;
+      if (match.endsWith("+") ? iface.startsWith(match.slice(0, -1)) : iface === match) {
+        next = m[2] as string;
+        break;
+      }
+    }
+    if (next === undefined || !next.startsWith(root)) return next;
+    chain = next;
+  }
+  return undefined;
+}
+
 /** Every local endpoint routed and dispatched to its chains, jumping to exactly its policies in
  * order; each policy's rule sets holding exactly the model's members. */
 export function checkInForce(
@@ -316,15 +349,13 @@ export function checkInForce(
   for (const ep of model.endpoints)
     if (!routes.has(`${ep.ipv4} dev ${ep.iface}`))
       problems.push(`${ep.id}: no route ${ep.ipv4} dev ${ep.iface}`);
-  const toWl = new Set(rules.get("ocl-to-wl-dispatch") ?? []);
-  const fromWl = new Set(rules.get("ocl-from-wl-dispatch") ?? []);
   for (const ep of model.endpoints) {
     const mine = model.policies.filter((p) => model.selects(p, ep));
     for (const dir of ["Ingress", "Egress"] as const) {
       const chain = endpointChainName(ep.iface, dir);
-      const hook = dir === "Ingress" ? `-o ${ep.iface} -g ${chain}` : `-i ${ep.iface} -g ${chain}`;
-      if (!(dir === "Ingress" ? toWl : fromWl).has(hook))
-        problems.push(`${ep.id}: no dispatch "${hook}"`);
+      const root = dir === "Ingress" ? "ocl-to-wl-dispatch" : "ocl-from-wl-dispatch";
+      const to = dispatchOf(rules, root, ep.iface);
+      if (to !== chain) problems.push(`${ep.id}: no dispatch to ${chain} from ${root} (${to})`);
       const jumps = (rules.get(chain) ?? []).flatMap((r) => {
         const m = / -j (ocl-p[io]-\S+)$/.exec(r);
         return m ? [m[1] as string] : [];
@@ -391,8 +422,12 @@ interface ApplierLike {
   }>;
 }
 
+type RenderFn = (input: DataplaneInput) => ReturnType<typeof renderDataplane>;
+
 interface Variant {
   tag: "a" | "o";
+  /** This build's renderDataplane. */
+  render: RenderFn;
   make: () => ApplierLike;
   res: VariantResult;
   applier?: ApplierLike;
@@ -401,6 +436,7 @@ interface Variant {
 }
 
 const emptyVariant = (): VariantResult => ({
+  renders: [],
   apply: [],
   ours: [],
   commands: {},
@@ -409,6 +445,7 @@ const emptyVariant = (): VariantResult => ({
   addSteps: {},
   changeSteps: {},
   passModes: { full: 0, incremental: 0 },
+  fullSteps: {},
   problems: [],
 });
 
@@ -425,24 +462,29 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
     passRender: [],
     loadavg: [],
   };
-  const variants: Variant[] = [{ tag: "a", make: () => new IncrementalApplier(), res }];
+  const variants: Variant[] = [
+    { tag: "a", render: renderDataplane, make: () => new IncrementalApplier(), res },
+  ];
   if (o.old) {
     const mod = (await import(pathToFileURL(join(o.old, "felix", "apply.js")).href)) as {
       IncrementalApplier: new () => ApplierLike;
     };
+    const dp = (await import(pathToFileURL(join(o.old, "felix", "dataplane.js")).href)) as {
+      renderDataplane: RenderFn;
+    };
     res.old = emptyVariant();
-    variants.push({ tag: "o", make: () => new mod.IncrementalApplier(), res: res.old });
+    variants.push({
+      tag: "o",
+      render: dp.renderDataplane,
+      make: () => new mod.IncrementalApplier(),
+      res: res.old,
+    });
   }
   const model = new Model(o);
   const flavour = o.iptables ?? "nft";
   try {
     const files: { cmd: string; args: string[]; file: string }[] = [];
     for (let r = 0; r < o.runs; r++) {
-      // The render, once per run (shared: both appliers are given the same state).
-      const t0 = performance.now();
-      const state = renderDataplane(model.input());
-      const tr = ms(t0);
-      res.render.push(tr);
       const order = r % 2 === 0 ? variants : [...variants].reverse();
       const line: string[] = [];
       for (const v of order) {
@@ -460,19 +502,27 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
         });
         v.applier?.close?.();
         v.applier = v.make();
+        // This build's render of the whole model (its first of the run: a full pass's).
+        const t0 = performance.now();
+        const state = v.render(model.input());
+        const tr = ms(t0);
+        v.res.renders.push(tr);
+        if (v.tag === "a") res.render.push(tr);
         const t1 = performance.now();
         const report = await v.applier.apply(state, {
           netns: ns,
           fib: v.fib,
           direct: true,
           iptables: flavour,
+          trace: (step, t) => count(v.res.fullSteps, `step ${step}`, t),
           ...(r === 0 ? { run: timedRunner(() => v.res.commands) } : {}),
         });
+        count(v.res.fullSteps, "render", tr);
         const ta = ms(t1);
         v.res.apply.push(ta);
         v.res.ours.push(tr + ta);
         line.push(
-          `${v.tag === "a" ? "ours" : "old"} ${(tr + ta).toFixed(0)} ms (apply ${ta.toFixed(0)})`,
+          `${v.tag === "a" ? "ours" : "old"} ${(tr + ta).toFixed(0)} ms (render ${tr.toFixed(0)}, apply ${ta.toFixed(0)})`,
         );
         if (r === 0 && v.tag === "a") {
           // The raw reference: exactly what our apply wrote, as files.
@@ -502,15 +552,12 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
       const tw = ms(t2);
       res.raw.push(tw);
       delNs(raw);
-      log(`run ${r + 1}: render ${tr.toFixed(0)} ms; ${line.join(", ")}; raw ${tw.toFixed(0)} ms`);
+      log(`run ${r + 1}: ${line.join(", ")}; raw ${tw.toFixed(0)} ms`);
     }
-    // The passes: each change rendered once, then applied by each applier in turn (alternating
-    // which goes first), each on its own namespace.
+    // The passes: each change rendered and applied by each build in turn (alternating which
+    // goes first), each on its own namespace.
     const pass = async (k: number, phase: "add" | "change", ep?: Ep) => {
-      const t = performance.now();
-      const state = renderDataplane(model.input());
-      const tr = ms(t);
-      res.passRender.push(tr);
+      const input = model.input();
       const order = k % 2 === 0 ? variants : [...variants].reverse();
       for (const v of order) {
         const ns = v.ns as string;
@@ -521,6 +568,10 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
           await linkKnown(fib, ep.iface);
         }
         const steps = phase === "add" ? v.res.addSteps : v.res.changeSteps;
+        const t = performance.now();
+        const state = v.render(input);
+        const tr = ms(t);
+        if (v.tag === "a") res.passRender.push(tr);
         count(steps, "render", tr);
         const t1 = performance.now();
         const report = await (v.applier as ApplierLike).apply(state, {
@@ -576,7 +627,51 @@ function printSteps(title: string, steps: Steps, passes: number): void {
     `      ${title} (ms per pass, mean; steps overlap: interfaces run beside ipset/iptables):`,
   );
   for (const [k, v] of Object.entries(steps).sort((a, b) => b[1].ms - a[1].ms))
-    console.log(`        ${k}: ${(v.n / passes).toFixed(1)} x, ${(v.ms / passes).toFixed(1)} ms`);
+    console.log(
+      `        ${k}: ${(v.n / passes).toFixed(1)} x, ${(v.ms / passes).toFixed(1)} ms (longest ${v.max.toFixed(1)})`,
+    );
+}
+
+/** CPU ms of f (this process, user + system). */
+function cpuMs(f: () => void): number {
+  const a = process.cpuUsage();
+  f();
+  const b = process.cpuUsage(a);
+  return (b.user + b.system) / 1000;
+}
+
+/** --render-cpu: each build's render alone, CPU time, on the same model's passes. */
+async function renderCpu(o: BenchOptions): Promise<void> {
+  const builds: [string, RenderFn][] = [["ours", renderDataplane]];
+  if (o.old) {
+    const dp = (await import(pathToFileURL(join(o.old, "felix", "dataplane.js")).href)) as {
+      renderDataplane: RenderFn;
+    };
+    builds.push(["old", dp.renderDataplane]);
+  }
+  const model = new Model(o);
+  const cpu: Record<string, { first: number; add: number[]; change: number[] }> = {};
+  for (const [name, render] of builds)
+    cpu[name] = { first: cpuMs(() => render(model.input())), add: [], change: [] };
+  for (let k = 0; k < o.adds + o.changes; k++) {
+    const phase = k < o.adds ? "add" : "change";
+    if (phase === "add") model.addEndpoint();
+    else model.relabel((k * 7919) % model.endpoints.length);
+    const input = model.input();
+    const order = k % 2 === 0 ? builds : [...builds].reverse();
+    for (const [name, render] of order) cpu[name]?.[phase].push(cpuMs(() => render(input)));
+  }
+  const q = (xs: number[]) =>
+    `min ${pct(xs, 0).toFixed(1)} / p50 ${pct(xs, 0.5).toFixed(1)} / p99 ${pct(xs, 0.99).toFixed(1)} ms`;
+  for (const [name, c] of Object.entries(cpu))
+    console.log(
+      `${name} render CPU: first (a full pass's) ${c.first.toFixed(0)} ms; +1 pod ${q(c.add)}; label change ${q(c.change)}`,
+    );
+  console.log(
+    `load at end ${loadavg()
+      .map((x) => x.toFixed(1))
+      .join(" ")}`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -607,12 +702,15 @@ async function main(): Promise<void> {
       .map((x) => x.toFixed(1))
       .join(" ")}`,
   );
+  if (process.argv.includes("--render-cpu")) return renderCpu(o);
   const r = await runPolicyBench(o);
   const medRaw = pct(r.raw, 0.5);
   const variants: [string, VariantResult][] = [["ours", r]];
   if (r.old) variants.push(["old", r.old]);
   console.log(`rendered: ${r.iptablesRules} iptables rules, ${r.ipsetMembers} ipset members`);
-  console.log(`(a) full pass: render ${summary(r.render)} (shared)`);
+  console.log(
+    `(a) full pass: render ${summary(r.render)}${r.old ? `; old's ${summary(r.old.renders)}` : ""}`,
+  );
   console.log(
     `    raw ipset restore + iptables-${o.iptables ?? "nft"}-restore of the same: ${summary(r.raw)}`,
   );
@@ -623,6 +721,7 @@ async function main(): Promise<void> {
     console.log("      commands of the first run:");
     for (const [k, c] of Object.entries(v.commands).sort((a, b) => b[1].ms - a[1].ms))
       console.log(`        ${k}: ${c.n} x, ${f0(c.ms)} ms`);
+    printSteps(`${name}, where a full pass goes`, v.fullSteps, v.ours.length);
   }
   const line = (what: string, xs: number[]) =>
     console.log(

@@ -85,7 +85,7 @@ export interface ApplyOptions {
    * native addon loads.
    */
   direct?: boolean;
-  /** Told how long each step of an incremental pass took (ms): plan, links, ipset, … */
+  /** Told how long each step of a pass took (ms): plan, links, ipset, … (steps may overlap). */
   trace?: (step: string, ms: number) => void;
 }
 
@@ -417,9 +417,36 @@ async function cleanupFamily(
   }
 }
 
+/** Per family's tool, the restores that converge its tables (read back and planned). */
+type IptablesPlan = { bin: string; plans: ApplyReport["iptables"] }[];
+
+/**
+ * Reads each family's tables back and plans their restores: this needs nothing of the ipsets, so
+ * it runs while `ipset restore` does (only the restores wait for the sets their rules match).
+ */
+async function planIptables(
+  ctx: Ctx,
+  state: DataplaneState,
+  flavour: "nft" | "legacy",
+): Promise<IptablesPlan> {
+  const out: IptablesPlan = [];
+  for (const fam of state.families) {
+    const bin = `${fam.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
+    const current = parseIptablesSave(await runOk(ctx, `${bin}-save`, []));
+    const plans: ApplyReport["iptables"] = [];
+    for (const spec of fam.tables) {
+      const plan = planTable(spec, current.get(spec.table));
+      if (plan.payload) plans.push({ ...plan, family: fam.family });
+    }
+    out.push({ bin, plans });
+  }
+  return out;
+}
+
 async function convergeIptables(
   ctx: Ctx,
   state: DataplaneState,
+  planned: IptablesPlan,
   flavour: "nft" | "legacy",
   changes: string[],
   cleanup: (4 | 6)[] = [],
@@ -428,17 +455,12 @@ async function convergeIptables(
   for (const family of cleanup)
     if (!state.families.some((f) => f.family === family))
       await cleanupFamily(ctx, family, flavour, changes);
-  for (const fam of state.families) {
-    const bin = `${fam.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
-    const current = parseIptablesSave(await runOk(ctx, `${bin}-save`, []));
-    for (const spec of fam.tables) {
-      const plan = planTable(spec, current.get(spec.table));
-      if (!plan.payload) continue;
-      await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], plan.payload);
-      changes.push(...plan.changes.map((c) => `${bin} ${spec.table}: ${c}`));
-      written.push({ ...plan, family: fam.family });
+  for (const { bin, plans } of planned)
+    for (const plan of plans) {
+      await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], plan.payload ?? "");
+      changes.push(...plan.changes.map((c) => `${bin} ${plan.table}: ${c}`));
+      written.push(plan);
     }
-  }
   return written;
 }
 
@@ -503,46 +525,66 @@ async function applyWith(
   const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
   const changes: string[] = [];
   const filterChanges: string[] = [];
+  const overlayNow = opts.overlayNow ?? (() => state.overlay);
+  const timed = async <T>(step: string, f: () => Promise<T>): Promise<T> => {
+    if (!opts.trace) return f();
+    const t = performance.now();
+    const r = await f();
+    opts.trace(step, performance.now() - t);
+    return r;
+  };
   // The interfaces with their sysctls (node-wide ones with them: one read, one write), and
-  // the ipsets and iptables, depend on nothing of each other: both run at once.
+  // the ipsets and iptables, depend on nothing of each other: both run at once. (The overlay
+  // beside them too measured slower: its read of every link, `ip -d addr show`, and its parse
+  // took the CPU and the event loop the restores' input needed; after them it takes ~45 ms.)
   const [present, { sets, iptables, iptablesSeconds }] = await both(
     (async () => {
-      const present = await convergeLinks(ctx, state, changes, direct);
-      await convergeSysctls(
-        ctx,
-        [
-          ...state.workloads.sysctls,
-          ...state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
-        ],
-        changes,
-        opts.sysctlsUnread,
-        direct,
+      const present = await timed("links", () => convergeLinks(ctx, state, changes, direct));
+      await timed("sysctls", () =>
+        convergeSysctls(
+          ctx,
+          [
+            ...state.workloads.sysctls,
+            ...state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
+          ],
+          changes,
+          opts.sysctlsUnread,
+          direct,
+        ),
       );
       // Bandwidth limits (tc) on the workload interfaces that exist (qos_apply.ts).
-      changes.push(...(await applyQos(ctx, state.qos ?? [], present)));
+      changes.push(...(await timed("qos", () => applyQos(ctx, state.qos ?? [], present))));
       return present;
     })(),
     (async () => {
-      const sets = await convergeIpsets(ctx, state, filterChanges);
-      const t0 = performance.now();
-      const iptables = await convergeIptables(
-        ctx,
-        state,
-        opts.iptables ?? "nft",
-        filterChanges,
-        opts.cleanupFamilies,
+      const flavour = opts.iptables ?? "nft";
+      // iptables' time: its read back and plan, then its restores (not the ipsets' between).
+      let readMs = 0;
+      const [sets, planned] = await both(
+        timed("ipsets (save, plan, restore)", () => convergeIpsets(ctx, state, filterChanges)),
+        (async () => {
+          const t = performance.now();
+          const p = await timed("iptables read back and plan", () =>
+            planIptables(ctx, state, flavour),
+          );
+          readMs = performance.now() - t;
+          return p;
+        })(),
+      );
+      const t0 = performance.now() - readMs;
+      const iptables = await timed("iptables restores", () =>
+        convergeIptables(ctx, state, planned, flavour, filterChanges, opts.cleanupFamilies),
       );
       const iptablesSeconds = (performance.now() - t0) / 1000;
-      await removeStaleIpsets(ctx, state, filterChanges, sets.current);
+      await timed("stale ipsets", () => removeStaleIpsets(ctx, state, filterChanges, sets.current));
       return { sets, iptables, iptablesSeconds };
     })(),
   );
   changes.push(...filterChanges);
-  const missingIfaces = state.workloads.ifaces.map((i) => i.name).filter((n) => !present.has(n));
   // The overlay's devices, addresses, neighbours and FDB entries before the routes through them.
-  const overlayNow = opts.overlayNow ?? (() => state.overlay);
-  const overlay = await applyOverlay(ctx, overlayNow);
+  const overlay = await timed("overlay", () => applyOverlay(ctx, overlayNow));
   changes.push(...overlay.plan.changes);
+  const missingIfaces = state.workloads.ifaces.map((i) => i.name).filter((n) => !present.has(n));
   for (const d of overlay.present) present.add(d);
   await opts.beforeRoutes?.();
   const overlayState = overlayNow();
@@ -550,7 +592,7 @@ async function applyWith(
     r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
   );
   const t1 = performance.now();
-  await convergeRoutes(opts.fib, routes, changes);
+  await timed("routes", () => convergeRoutes(opts.fib, routes, changes));
   const routesSeconds = (performance.now() - t1) / 1000;
   await removeStale(ctx, overlay);
   return {
@@ -749,7 +791,7 @@ export class IncrementalApplier {
       return r;
     };
     // As in the full pass: the interfaces and the filter state at once.
-    const [{ configured, flushed }, iptablesSeconds] = await both(
+    const filterDone = both(
       (async () => {
         // New (or recreated, or changed) interfaces: found, set, their sysctls written with
         // the node-wide ones that changed.
@@ -814,6 +856,16 @@ export class IncrementalApplier {
         return seconds;
       })(),
     );
+    // While the rule writer and the kernel commit rules: each route's identity and text, for
+    // the routes step after them (a thousand pods' routes compared cost CPU, not waiting).
+    const routeText = new Map<Route, { key: string; text: string }>();
+    if (plan.iptables.length > 0) {
+      const t = performance.now();
+      for (const r of state.workloads.routes)
+        routeText.set(r, { key: agentRouteKey(r), text: JSON.stringify(r) });
+      opts.trace?.("routes prepared (beside the rule commit)", performance.now() - t);
+    }
+    const [{ configured, flushed }, iptablesSeconds] = await filterDone;
     changes.push(...filterChanges);
     let tStep = performance.now();
     const lap = (step: string) => {
@@ -870,6 +922,7 @@ export class IncrementalApplier {
       changes,
       refreshRoutes,
       trusted,
+      routeText,
     );
     if (refreshRoutes) this.lastRouteRefresh = this.now();
     const routesSeconds = (performance.now() - t1) / 1000;
@@ -1003,6 +1056,7 @@ async function setChangedRoutes(
   changes: string[],
   resync: boolean,
   trusted = false,
+  known?: Map<Route, { key: string; text: string }>,
 ): Promise<Map<string, string>> {
   const key = agentRouteKey;
   type Held = Pick<Route, "family" | "dst" | "table" | "metric" | "protocol">;
@@ -1018,8 +1072,9 @@ async function setChangedRoutes(
   const next = new Map<string, string>();
   const set: Route[] = [];
   for (const r of routes) {
-    const k = key(r);
-    const text = JSON.stringify(r);
+    const pre = known?.get(r);
+    const k = pre?.key ?? key(r);
+    const text = pre?.text ?? JSON.stringify(r);
     next.set(k, text);
     if (!before.has(k) || last.get(k) !== text) set.push(r);
     if (!before.has(k)) changes.push(`route ${r.dst} ${r.type ?? "unicast"} added`);

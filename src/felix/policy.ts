@@ -5,7 +5,16 @@
 // the two dispatch chains that pick endpoint chains by interface, and ipsets of the addresses a
 // rule's selector matches (ocl-s-<hash>) or of its nets (ocl-n-<hash>); a Profile's rules
 // (ocl-pri-/ocl-pro-<hash>) after an endpoint's policies, as Felix orders them. The endpoint
-// chain layout (endpointChainRules) is shared with host endpoints (host_endpoint.ts).
+// chain layout (endpointChainRules) is shared with host endpoints (host_endpoint.ts). Past 16
+// local interfaces the dispatch chains become Felix's dispatch tree (dispatchTree).
+//
+// Renders are incremental, as Felix's calculation graph: renderPolicy keeps what earlier renders
+// found (PolicyRenderCache) and redoes only what an update touches: a policy chain is reused
+// while its policy's content is the same (the same rules array, so the applier's plan sees it
+// unchanged at once), a rule selector's ipset is updated for the endpoints whose namespace,
+// labels or addresses changed (SelectorIndex, Felix's label index), a local endpoint's chains
+// and dispatch rules are reused while its labels and the policies' selection are the same. The
+// result is the same as a render from nothing (policy_incremental.property.test.ts).
 // Not: the hooks from the built-in chains (iptables.ts), where resources come from (src/node).
 //
 // Verdicts travel in two mark bits, as in Felix: a policy chain sets ACCEPT (Allow) or PASS
@@ -404,6 +413,18 @@ class Selectors {
     return s;
   }
 
+  private readonly textOf = new WeakMap<PolicyEndpoint, string>();
+
+  /** The endpoint's namespace and labels as text (its selection key), once per render. */
+  labelsText(ep: PolicyEndpoint): string {
+    let t = this.textOf.get(ep);
+    if (t === undefined) {
+      t = `${ep.namespace}\n${JSON.stringify(ep.labels)}`;
+      this.textOf.set(ep, t);
+    }
+    return t;
+  }
+
   /** Per endpoint, built once per render (every policy and rule selector matches them all). */
   private readonly labelsOf = new WeakMap<PolicyEndpoint, Record<string, string>>();
 
@@ -598,9 +619,11 @@ function setMembers(nets: readonly string[], family: Family): string[] {
   }
   let members = byFamily[family];
   if (members === undefined) {
+    // Parsed once per list (not through the memo: a network set's thousands of nets would
+    // crowd it); IPv4 without BigInt.
     const out: string[] = [];
     for (const net of nets) {
-      const n = canonicalNet(net);
+      const n = parseNet(net);
       if (n.family === family) out.push(n.cidr);
     }
     members = [...new Set(out)].sort();
@@ -609,7 +632,27 @@ function setMembers(nets: readonly string[], family: Family): string[] {
   return members;
 }
 
-function parseNet(text: string): { family: Family; cidr: string; len: number } {
+const OCTET = "(0|[1-9]\\d{0,2})";
+/** An IPv4 address or CIDR in its plain spelling (others take parseCidr's path). */
+const V4_NET = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}(?:/(0|[1-9]\\d?))?$`);
+
+/** A net or address as iptables-save prints it (host bits masked), its family and length. */
+export function parseNet(text: string): { family: Family; cidr: string; len: number } {
+  const m = V4_NET.exec(text);
+  if (m !== null) {
+    const o = [Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4])];
+    const len = m[5] === undefined ? 32 : Number(m[5]);
+    if (len <= 32 && o.every((x) => x <= 255)) {
+      const value =
+        (o[0] as number) * 2 ** 24 +
+        (o[1] as number) * 2 ** 16 +
+        (o[2] as number) * 2 ** 8 +
+        (o[3] as number);
+      const base = len === 0 ? 0 : value - (value % 2 ** (32 - len));
+      const a = [base >>> 24, (base >>> 16) & 255, (base >>> 8) & 255, base & 255];
+      return { family: 4, cidr: `${a.join(".")}/${len}`, len };
+    }
+  }
   const withLen = text.includes("/") ? text : `${text}/${text.includes(":") ? 128 : 32}`;
   const c = parseCidr(withLen, false);
   return {
@@ -619,16 +662,207 @@ function parseNet(text: string): { family: Family; cidr: string; len: number } {
   };
 }
 
+// ---- What renders keep (the calculation graph's memory) ----------------------------------------
+
+/** Policy chain entries past this many empty the memo. */
+const POLICY_CHAIN_MEMO_MAX = 20_000;
+/** A selector set no render asked for in this many renders is forgotten. */
+const SELECTOR_SET_IDLE_RENDERS = 8;
+
+/** Ids of nets lists (a network set's `nets`, kept by its owner until it changes). */
+const NETS_IDS = new WeakMap<readonly string[], number>();
+let nextNetsId = 0;
+const netsId = (nets: readonly string[]) => {
+  let id = NETS_IDS.get(nets);
+  if (id === undefined) {
+    id = nextNetsId++;
+    NETS_IDS.set(nets, id);
+  }
+  return id;
+};
+
+/** One rule selector's ipset, kept up to date endpoint by endpoint. */
+interface SelectorSetState {
+  k: SelectorKey;
+  /** Endpoint id -> its addresses of the family (those it selects only). */
+  members: Map<string, string[]>;
+  /** The members of the network sets it selects. */
+  sets: string[][];
+  /** The set as last built (undefined: members changed since). */
+  spec?: IpsetSpec;
+  lastUsed: number;
+}
+
+/**
+ * Felix's label index, for rule selectors' ipsets: which endpoints each selector picks, updated
+ * for the endpoints whose namespace, labels or addresses changed since the last render (a new
+ * pod, a label change: that pod is matched against every selector, nothing else is). Anything
+ * else a selector looks at (the namespaces' labels, the network sets) starts it over.
+ */
+export class SelectorIndex {
+  /** Whether the last sync could diff the endpoints (ids unique). */
+  usable = false;
+  private context: string | undefined;
+  private readonly endpoints = new Map<
+    string,
+    { labels: string; addresses: string; addrs: string[] }
+  >();
+  private readonly keys = new Map<string, SelectorSetState>();
+  private renders = 0;
+
+  constructor(private readonly family: Family) {}
+
+  private addrsOf(ep: PolicyEndpoint): string[] {
+    const out: string[] = [];
+    for (const a of ep.addresses) {
+      const n = canonicalNet(a.split("/")[0] as string);
+      if (n.family === this.family) out.push(n.cidr);
+    }
+    return out;
+  }
+
+  /** Brought to input's endpoints, before a render asks for sets. */
+  sync(input: PolicyInput, sels: Selectors): void {
+    this.renders++;
+    const context = JSON.stringify([
+      input.namespaceLabels ?? {},
+      (input.networkSets ?? []).map((s) => [s.namespace ?? null, s.labels, netsId(s.nets)]),
+    ]);
+    if (context !== this.context) {
+      this.keys.clear();
+      this.context = context;
+    }
+    const seen = new Set<string>();
+    const changed: PolicyEndpoint[] = [];
+    for (const ep of input.endpoints) {
+      if (seen.has(ep.id)) {
+        // Two endpoints of one id: not diffable by id; computed whole this render.
+        this.usable = false;
+        this.endpoints.clear();
+        this.keys.clear();
+        return;
+      }
+      seen.add(ep.id);
+      const labels = sels.labelsText(ep);
+      const addresses = ep.addresses.join(",");
+      const had = this.endpoints.get(ep.id);
+      if (had !== undefined && had.labels === labels && had.addresses === addresses) continue;
+      this.endpoints.set(ep.id, { labels, addresses, addrs: this.addrsOf(ep) });
+      changed.push(ep);
+    }
+    const removed = [...this.endpoints.keys()].filter((id) => !seen.has(id));
+    for (const id of removed) this.endpoints.delete(id);
+    for (const [name, st] of this.keys) {
+      if (st.lastUsed < this.renders - SELECTOR_SET_IDLE_RENDERS) {
+        this.keys.delete(name);
+        continue;
+      }
+      for (const id of removed) if (st.members.delete(id)) st.spec = undefined;
+      for (const ep of changed) {
+        if (keyMatches(st.k, ep, sels)) {
+          st.members.set(ep.id, this.endpoints.get(ep.id)?.addrs ?? []);
+          st.spec = undefined;
+        } else if (st.members.delete(ep.id)) st.spec = undefined;
+      }
+    }
+    this.usable = true;
+  }
+
+  /** The ipset of selector key k (named name), from what is kept or built now. */
+  spec(name: string, k: SelectorKey, r: Renderer): IpsetSpec {
+    let st = this.keys.get(name);
+    if (st === undefined) {
+      const members = new Map<string, string[]>();
+      for (const ep of r.input.endpoints)
+        if (keyMatches(k, ep, r.sels)) members.set(ep.id, this.endpoints.get(ep.id)?.addrs ?? []);
+      const sets: string[][] = [];
+      for (const set of r.input.networkSets ?? [])
+        if (setMatches(k, set, r.sels)) sets.push(setMembers(set.nets, this.family));
+      st = { k, members, sets, lastUsed: this.renders };
+      this.keys.set(name, st);
+    }
+    st.lastUsed = this.renders;
+    if (st.spec === undefined) {
+      const family = this.family === 4 ? "inet" : "inet6";
+      const own: string[] = [];
+      for (const addrs of st.members.values()) own.push(...addrs);
+      // One network set alone: its members as built once (sorted, unique), shared.
+      const members =
+        own.length === 0 && st.sets.length === 1
+          ? (st.sets[0] as string[])
+          : [...new Set([...own, ...st.sets.flat()])].sort();
+      st.spec = { name, type: "hash:net", family, members };
+    }
+    return st.spec;
+  }
+}
+
+/**
+ * What renderPolicy keeps between renders of one family: policy chains by content, the rule
+ * selectors' sets, and which policies select which labels (SelectionMemo).
+ */
+export class FamilyCache {
+  /** Policy chains by the policy's text, then by direction and deny target. */
+  readonly chains = new Map<string, Map<string, ChainEntry>>();
+  /** The local endpoints' chains and dispatch rules by interface, as the last render made them. */
+  endpoints = new Map<string, EndpointEntry>();
+  readonly index: SelectorIndex;
+  constructor(family: Family) {
+    this.index = new SelectorIndex(family);
+  }
+}
+
+/** One local endpoint's part of a render: valid while its selection memo and key hold. */
+interface EndpointEntry {
+  memo: SelectionMemo;
+  /** Its verdicts, namespace, labels and profiles. */
+  key: string;
+  chains: ChainSpec[];
+  dispatch: Partial<Record<Direction, string>>;
+}
+
+/** renderPolicy's memory across renders: per family, and the selection memo. */
+export class PolicyRenderCache {
+  readonly families: Record<Family, FamilyCache> = { 4: new FamilyCache(4), 6: new FamilyCache(6) };
+  selection: SelectionMemo | undefined;
+}
+
+/** One ipset a policy chain's rules match, as asked for while rendering it (replayed on reuse). */
+type IpsetNeed = (r: Renderer) => void;
+
+/** A policy chain as rendered once: its rules, its warnings and the ipsets it matches. */
+interface ChainEntry {
+  rules: string[];
+  warnings: string[];
+  needs: IpsetNeed[];
+}
+
 export class Renderer {
   readonly sels: Selectors;
   readonly ipsets = new Map<string, IpsetSpec>();
   readonly warnings: string[] = [];
+  /** The ipsets asked for while a policy chain renders (for its cache entry). */
+  private needs: IpsetNeed[] | undefined;
+  /** Each policy as text, once per render (both directions' chains are looked up by it). */
+  private readonly policyText = new Map<Policy, string>();
 
+  /**
+   * `cache`: what earlier renders found (renderPolicy's); absent: everything computed from the
+   * input alone (host_endpoint.ts's renders).
+   */
   constructor(
     readonly input: PolicyInput,
     readonly family: Family,
+    private readonly cache?: FamilyCache,
   ) {
     this.sels = new Selectors(input.namespaceLabels);
+  }
+
+  /** A set of nets (a rule's `nets` / `notNets`): named by its members. */
+  private netsSet(members: string[]): string {
+    const name = policyIpsetName("n", this.family, members.sort().join(","));
+    this.needs?.push((r) => r.netsSet(members));
+    return this.ipset(name, members);
   }
 
   private ipset(name: string, members: string[]): string {
@@ -649,6 +883,7 @@ export class Renderer {
     p: Policy,
     side: "source" | "destination",
   ): string {
+    this.needs?.push((r) => r.serviceSet(m, p, side));
     const ns = m.namespace ?? p.namespace ?? "default";
     const set = serviceIpset(this.input.services ?? [], this.family, ns, m.name, side);
     if (!this.ipsets.has(set.name)) this.ipsets.set(set.name, set);
@@ -656,8 +891,16 @@ export class Renderer {
   }
 
   private selectorSet(k: SelectorKey): string {
-    const name = policyIpsetName("s", this.family, JSON.stringify(k));
+    return this.selectorSetNamed(policyIpsetName("s", this.family, JSON.stringify(k)), k);
+  }
+
+  private selectorSetNamed(name: string, k: SelectorKey): string {
+    this.needs?.push((r) => r.selectorSetNamed(name, k));
     if (this.ipsets.has(name)) return name;
+    if (this.cache?.index.usable) {
+      this.ipsets.set(name, this.cache.index.spec(name, k, this));
+      return name;
+    }
     const members: string[] = [];
     for (const ep of this.input.endpoints) {
       if (!keyMatches(k, ep, this.sels)) continue;
@@ -693,6 +936,7 @@ export class Renderer {
     port: string,
     proto: string | undefined,
   ): string {
+    this.needs?.push((r) => r.namedPortSet(k, port, proto));
     const name = policyIpsetName("p", this.family, JSON.stringify({ k, port, proto }));
     if (this.ipsets.has(name)) return name;
     const members = new Set<string>();
@@ -759,8 +1003,7 @@ export class Renderer {
         if (!nets.some((n) => n.len === 0)) {
           if (nets.length === 1) addr.push(`${flag} ${nets[0]?.cidr}`);
           else {
-            const members = nets.map((n) => n.cidr);
-            const name = this.ipset(policyIpsetName("n", fam, members.sort().join(",")), members);
+            const name = this.netsSet(nets.map((n) => n.cidr));
             sets.push(`-m set --match-set ${name} ${dir}`);
           }
         }
@@ -769,8 +1012,7 @@ export class Renderer {
         const nets = e.notNets.map(canonicalNet).filter((n) => n.family === fam);
         if (nets.some((n) => n.len === 0)) return undefined;
         if (nets.length > 0) {
-          const members = nets.map((n) => n.cidr);
-          const name = this.ipset(policyIpsetName("n", fam, members.sort().join(",")), members);
+          const name = this.netsSet(nets.map((n) => n.cidr));
           sets.push(`-m set ! --match-set ${name} ${dir}`);
         }
       }
@@ -866,6 +1108,44 @@ export class Renderer {
    * iptablesFilterDenyAction; the mangle and raw tables have no REJECT: DROP there).
    */
   policyChain(p: Policy, dir: Direction, deny = "-j DROP"): string[] {
+    if (this.cache === undefined) return this.renderPolicyChain(p, dir, deny);
+    // Its rules depend on the policy alone (ipset names are hashes of what they hold): a
+    // policy unchanged since an earlier render reuses that render's rules (the same array, so
+    // the applier's plan sees it unchanged at once) and asks again for the same ipsets.
+    let text = this.policyText.get(p);
+    if (text === undefined) {
+      text = JSON.stringify(p);
+      this.policyText.set(p, text);
+    }
+    const variant = `${dir} ${deny}`;
+    const hit = this.cache.chains.get(text)?.get(variant);
+    if (hit !== undefined) {
+      for (const need of hit.needs) need(this);
+      this.warnings.push(...hit.warnings);
+      return hit.rules;
+    }
+    const before = this.warnings.length;
+    const outer = this.needs;
+    const needs: IpsetNeed[] = [];
+    this.needs = needs;
+    let rules: string[];
+    try {
+      rules = this.renderPolicyChain(p, dir, deny);
+    } finally {
+      this.needs = outer;
+    }
+    const chains = this.cache.chains;
+    if (chains.size >= POLICY_CHAIN_MEMO_MAX) chains.clear();
+    let variants = chains.get(text);
+    if (variants === undefined) {
+      variants = new Map();
+      chains.set(text, variants);
+    }
+    variants.set(variant, { rules, warnings: this.warnings.slice(before), needs });
+    return rules;
+  }
+
+  private renderPolicyChain(p: Policy, dir: Direction, deny: string): string[] {
     const out: string[] = [];
     const rules = dir === "Ingress" ? p.ingress : p.egress;
     for (const [i, rule] of rules.entries()) {
@@ -1106,9 +1386,9 @@ interface SelectionMemo {
 
 /** Entries past this many empty the memo (label sets come and go). */
 const SELECTION_MEMO_MAX = 50_000;
-let SELECTION: SelectionMemo | undefined;
 
 function selectionMemo(
+  cache: PolicyRenderCache,
   policies: readonly Policy[],
   input: PolicyInput,
   profiles: Map<string, PolicyProfile>,
@@ -1127,11 +1407,79 @@ function selectionMemo(
     input.namespaceLabels ?? {},
     [...profiles.keys()],
   ]);
-  const m = SELECTION;
+  const m = cache.selection;
   if (m !== undefined && m.key === key && m.selecting.size + m.chains.size < SELECTION_MEMO_MAX)
     return m;
-  SELECTION = { key, selecting: new Map(), chains: new Map() };
-  return SELECTION;
+  cache.selection = { key, selecting: new Map(), chains: new Map() };
+  return cache.selection;
+}
+
+/** The node daemon's: every renderPolicy without a cache of its own uses it. */
+const DEFAULT_CACHE = new PolicyRenderCache();
+
+/** One local endpoint's dispatch rule (`-i <iface> -g ocl-fw-<iface>`). */
+interface DispatchEntry {
+  iface: string;
+  hook: string;
+}
+
+/** A dispatch chain holds at most this many interfaces before it is split (Felix: its tree). */
+export const DISPATCH_LEAF_MAX = 16;
+
+/** A character of an interface name as part of a chain name. */
+const chainChar = (c: string) => (/^[A-Za-z0-9]$/.test(c) ? c : `_${c.charCodeAt(0).toString(16)}`);
+
+/**
+ * The dispatch chain `root` and, past DISPATCH_LEAF_MAX interfaces, its tree, as Felix builds
+ * it: a chain whose interfaces share a longer name prefix dispatches them by the next character,
+ * `-i <prefix><c>+ -g <root>-<path>`, to sub-chains that do the same (an interface whose name
+ * is the prefix itself, or alone under its character, is dispatched where it is). A new pod's
+ * rule then goes into a chain of a few rules, not into one of every pod; the verdicts are the
+ * flat chain's (each interface reaches its own rule, through wildcards that exclude one
+ * another). `entries` sorted by interface; `head` (IPv6 link-local rules) opens the root.
+ */
+export function dispatchTree(
+  root: string,
+  flag: "-i" | "-o",
+  entries: readonly DispatchEntry[],
+  head: readonly string[],
+): ChainSpec[] {
+  const out: ChainSpec[] = [];
+  const build = (name: string, group: readonly DispatchEntry[], depth: number, path: string) => {
+    const rules = depth === 0 ? [...head] : [];
+    out.push({ name, rules });
+    if (group.length <= DISPATCH_LEAF_MAX) {
+      for (const e of group) rules.push(e.hook);
+      return;
+    }
+    const first = (group[0] as DispatchEntry).iface;
+    const last = (group[group.length - 1] as DispatchEntry).iface;
+    let p = depth;
+    while (p < first.length && p < last.length && first[p] === last[p]) p++;
+    const byChar = new Map<string, DispatchEntry[]>();
+    for (const e of group) {
+      if (e.iface.length === p) rules.push(e.hook);
+      else {
+        const c = e.iface[p] as string;
+        const list = byChar.get(c) ?? [];
+        list.push(e);
+        byChar.set(c, list);
+      }
+    }
+    for (const [c, sub] of byChar) {
+      if (sub.length === 1) {
+        rules.push((sub[0] as DispatchEntry).hook);
+        continue;
+      }
+      // The root's common prefix (the workload prefix) is left out of the sub-chains' names.
+      const childPath = `${path}${depth === 0 ? "" : [...first.slice(depth, p)].map(chainChar).join("")}${chainChar(c)}`;
+      const child = chainName(`${root}-${childPath}`);
+      rules.push(`${flag} ${first.slice(0, p)}${c}+ -g ${child}`);
+      build(child, sub, p + 1, childPath);
+    }
+  };
+  build(root, entries, 0, "");
+  return out;
 }
 
 /**
@@ -1141,8 +1489,14 @@ function selectionMemo(
  * rendered fail-closed; both are reported in warnings. An endpoint whose profiles have rules is
  * policed in both directions: its profiles after its policies, then a drop (Calico's order).
  */
-export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
-  const r = new Renderer(input, family);
+export function renderPolicy(
+  input: PolicyInput,
+  family: Family,
+  cache: PolicyRenderCache = DEFAULT_CACHE,
+): PolicyState {
+  const fc = cache.families[family];
+  const r = new Renderer(input, family, fc);
+  fc.index.sync(input, r.sels);
   const tierOf = tierResolver(input.tiers);
   const profiles = profilesWithRules(input);
   const policies = usablePolicies(workloadPolicies(input.policies), r);
@@ -1151,21 +1505,44 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
     .sort((a, b) => ((a.iface as string) < (b.iface as string) ? -1 : 1));
   const used = new Map<string, { p: Policy; dir: Direction }>();
   const endpointChains: ChainSpec[] = [];
-  const dispatch: Record<Direction, string[]> = { Ingress: [], Egress: [] };
-  const memo = selectionMemo(policies, input, profiles);
+  const dispatch: Record<Direction, DispatchEntry[]> = { Ingress: [], Egress: [] };
+  const memo = selectionMemo(cache, policies, input, profiles);
   const actions = input.actions ?? DEFAULT_RULE_ACTIONS;
   const deny = denyTarget(actions.filterDeny, family);
+  const verdicts = `${actions.filterAllow} ${deny}`;
+  // The policies (by index) and profiles some local endpoint's chains jump to.
+  const pickedSeen = new Set<number[]>();
+  const profsSeen = new Map<string, PolicyProfile>();
+  const kept = fc.endpoints;
+  const now = new Map<string, EndpointEntry>();
   for (const ep of local) {
     const iface = ep.iface as string;
-    const labelKey = `${ep.namespace}\n${JSON.stringify(ep.labels)}`;
+    const labelKey = r.sels.labelsText(ep);
     // By index: this render's policies (their rules may have changed since).
     let picked = memo.selecting.get(labelKey);
     if (picked === undefined) {
       picked = policies.flatMap((p, i) => (policySelects(p, ep, r.sels) ? [i] : []));
       memo.selecting.set(labelKey, picked);
     }
-    const selecting = picked.map((i) => policies[i] as Policy);
+    pickedSeen.add(picked);
     const profs = (ep.profiles ?? []).flatMap((n) => profiles.get(n) ?? []);
+    for (const prof of profs) profsSeen.set(prof.name, prof);
+    // The endpoint's chains and dispatch rules as an earlier render made them, when nothing
+    // they depend on has changed since (a pass touching one pod renders that pod's alone).
+    const epKey = `${verdicts}\n${labelKey}\n${profs.map((p) => p.name).join("\n")}`;
+    const had = kept.get(iface);
+    if (had !== undefined && had.memo === memo && had.key === epKey) {
+      now.set(iface, had);
+      endpointChains.push(...had.chains);
+      if (had.dispatch.Ingress !== undefined)
+        dispatch.Ingress.push({ iface, hook: had.dispatch.Ingress });
+      if (had.dispatch.Egress !== undefined)
+        dispatch.Egress.push({ iface, hook: had.dispatch.Egress });
+      continue;
+    }
+    const entry: EndpointEntry = { memo, key: epKey, chains: [], dispatch: {} };
+    now.set(iface, entry);
+    const selecting = picked.map((i) => policies[i] as Policy);
     for (const dir of ["Ingress", "Egress"] as const) {
       const mine = selecting.filter((p) => p.types.includes(dir));
       if (mine.length === 0 && profs.length === 0) continue;
@@ -1173,6 +1550,7 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
       const chainKey = `${actions.filterAllow} ${deny}\n${dir}\n${mine.map((p) => p.id).join("\n")}\n\n${profs.map((p) => p.name).join("\n")}`;
       let rules = memo.chains.get(chainKey);
       if (rules === undefined) {
+        // The chains it jumps to are collected below, from every endpoint's selection.
         rules = endpointChainRules(
           {
             type: "normal",
@@ -1184,19 +1562,30 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
           },
           dir,
           tierOf,
-          used,
+          new Map(),
         );
         memo.chains.set(chainKey, rules);
-      } else {
-        // The chains it jumps to, as endpointChainRules names them.
-        for (const p of mine) used.set(policyChainName(p.id, dir), { p, dir });
-        for (const prof of profs)
-          used.set(profileChainName(prof.name, dir), { p: profileAsPolicy(prof), dir });
       }
-      endpointChains.push({ name, rules });
-      dispatch[dir].push(`${dir === "Ingress" ? "-o" : "-i"} ${iface} -g ${name}`);
+      const chain = { name, rules };
+      const hook = `${dir === "Ingress" ? "-o" : "-i"} ${iface} -g ${name}`;
+      entry.chains.push(chain);
+      entry.dispatch[dir] = hook;
+      endpointChains.push(chain);
+      dispatch[dir].push({ iface, hook });
     }
   }
+  fc.endpoints = now;
+  // The chains the endpoint chains jump to, as endpointChainRules names them: every policy
+  // selecting a local endpoint in each of its directions, every profile of one in both.
+  for (const picked of pickedSeen)
+    for (const i of picked) {
+      const p = policies[i] as Policy;
+      for (const dir of ["Ingress", "Egress"] as const)
+        if (p.types.includes(dir)) used.set(policyChainName(p.id, dir), { p, dir });
+    }
+  for (const prof of profsSeen.values())
+    for (const dir of ["Ingress", "Egress"] as const)
+      used.set(profileChainName(prof.name, dir), { p: profileAsPolicy(prof), dir });
   if (endpointChains.length === 0) return { chains: [], ipsets: [], warnings: [...r.warnings] };
   const policyChains: ChainSpec[] = [];
   for (const [name, { p, dir }] of [...used].sort(([a], [b]) => (a < b ? -1 : 1)))
@@ -1209,8 +1598,8 @@ export function renderPolicy(input: PolicyInput, family: Family): PolicyState {
       : [];
   return {
     chains: [
-      { name: CHAIN_FROM_WL_DISPATCH, rules: [...ndp, ...dispatch.Egress] },
-      { name: CHAIN_TO_WL_DISPATCH, rules: [...ndp, ...dispatch.Ingress] },
+      ...dispatchTree(CHAIN_FROM_WL_DISPATCH, "-i", dispatch.Egress, ndp),
+      ...dispatchTree(CHAIN_TO_WL_DISPATCH, "-o", dispatch.Ingress, ndp),
       ...endpointChains,
       ...policyChains,
     ],
