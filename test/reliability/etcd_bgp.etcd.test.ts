@@ -31,6 +31,7 @@ import {
   stopMeshNodes,
 } from "../node/harness.js";
 import { V3 } from "../node/node_lab.js";
+import { restartCompacted, waitDatastoreNotReady } from "./etcd_node.js";
 
 const OUTAGE_MS = process.env.OCELOT_SOAK ? 60_000 : 20_000;
 const NODE = "ebgp-node";
@@ -170,17 +171,7 @@ describe.skipIf(skip)("ocelot node run with BGP while etcd is stopped, then comp
     expect(t0).toBe(1);
     const start = Date.now();
     back = etcd.restart(OUTAGE_MS);
-    await waitFor(
-      "/readyz 503 naming the datastore",
-      async () => {
-        const r = await get("/readyz");
-        return r.status === 503 && r.text.includes("datastore unreachable");
-      },
-      60_000,
-      200,
-    ).catch((e) => {
-      throw new Error(`${(e as Error).message}\n${why()}`);
-    });
+    await waitDatastoreNotReady(get, why);
     bird.cmd("enable", "s2");
     let checks = 0;
     while (Date.now() - start < OUTAGE_MS - 3_000) {
@@ -214,26 +205,17 @@ describe.skipIf(skip)("ocelot node run with BGP while etcd is stopped, then comp
   it("etcd restarted with a compacted history: the watches list again, BIRD's routes follow, no reset", async () => {
     const t0 = transitions();
     const since0 = birdSince();
-    const rev0 = await store.revision();
     node().daemon?.proc.kill("SIGSTOP");
     frozen = true;
-    await store.close();
-    await etcd.restart(500);
-    store = await openDatastore(etcd.url);
-    const ipam = new IpamStore(store, { emptyBlockGraceMs: 0 });
-    await ipam.releaseByHandle("pod-first", NODE);
-    expect(await ipam.releaseEmptyBlocks(NODE)).toEqual(["10.76.0.0/26"]);
-    await putPool(store, "second", "10.78.0.0/24", { blockSize: 26 });
-    await ipam.autoAssign({
-      handleId: "pod-second",
-      node: NODE,
-      num4: 1,
-      num6: 0,
-      pools4: ["10.78.0.0/24"],
-    });
-    const rev1 = await store.revision();
-    await store.compact?.(rev1);
-    expect(rev1).toBeGreaterThan(rev0);
+    const r = await restartCompacted(
+      etcd,
+      store,
+      NODE,
+      { handleId: "pod-first", block: "10.76.0.0/26" },
+      { name: "second", cidr: "10.78.0.0/24", handleId: "pod-second" },
+    );
+    store = r.store;
+    const { rev0, rev1 } = r;
     const t = Date.now();
     node().daemon?.proc.kill("SIGCONT");
     frozen = false;

@@ -7,14 +7,11 @@
 // everything again: the released block's route leaves the kernel, the new one's arrives,
 // /readyz is 200, and the log says the watch resynced because the revision was compacted.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openDatastore } from "../../src/datastore/open.js";
 import type { Datastore } from "../../src/datastore/types.js";
-import { IpamStore } from "../../src/ipam/store.js";
 import { type EtcdServer, etcdUnavailableReason } from "../helpers/etcd.js";
 import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { putPool } from "../ipam/helpers.js";
 import { blackholes as blackholesOf, type NodeProcess, type ReadyNode } from "../node/harness.js";
-import { startEtcdNode, stopEtcdNode } from "./etcd_node.js";
+import { restartCompacted, startEtcdNode, stopEtcdNode } from "./etcd_node.js";
 
 const NODE = "compacted-node";
 const skip = skipWithReason(
@@ -50,27 +47,18 @@ describe.skipIf(skip)("ocelot node run over an etcd restarted with a compacted h
 
   it("cannot resume its watches, lists everything again and converges to the store", async () => {
     await waitFor("the first block's route", () => blackholes().includes("10.74.0.0/26"), 60_000);
-    const rev0 = await store.revision();
     daemon.proc.kill("SIGSTOP");
     frozen = true;
-    await store.close();
-    await etcd.restart(500);
-    store = await openDatastore(etcd.url);
-    const ipam = new IpamStore(store, { emptyBlockGraceMs: 0 });
     // The first pod is gone and its block released; a second pool's block is claimed.
-    await ipam.releaseByHandle("pod-first", NODE);
-    expect(await ipam.releaseEmptyBlocks(NODE)).toEqual(["10.74.0.0/26"]);
-    await putPool(store, "second", "10.75.0.0/24", { blockSize: 26 });
-    await ipam.autoAssign({
-      handleId: "pod-second",
-      node: NODE,
-      num4: 1,
-      num6: 0,
-      pools4: ["10.75.0.0/24"],
-    });
-    const rev1 = await store.revision();
-    await store.compact?.(rev1);
-    expect(rev1).toBeGreaterThan(rev0);
+    const r = await restartCompacted(
+      etcd,
+      store,
+      NODE,
+      { handleId: "pod-first", block: "10.74.0.0/26" },
+      { name: "second", cidr: "10.75.0.0/24", handleId: "pod-second" },
+    );
+    store = r.store;
+    const { rev0, rev1 } = r;
     expect(blackholes(), "the frozen daemon changed nothing").toEqual(["10.74.0.0/26"]);
 
     const t0 = Date.now();

@@ -20,7 +20,7 @@ import {
   type NodeProcess,
   type ReadyNode,
 } from "../node/harness.js";
-import { startEtcdNode, stopEtcdNode } from "./etcd_node.js";
+import { startEtcdNode, stopEtcdNode, waitDatastoreNotReady } from "./etcd_node.js";
 
 const OUTAGE_MS = process.env.OCELOT_SOAK ? 60_000 : 20_000;
 const NODE = "outage-node";
@@ -64,17 +64,7 @@ describe.skipIf(skip)("ocelot node run while etcd is frozen", () => {
     process.kill(etcd.pid, "SIGSTOP");
     frozen = true;
     const t0 = Date.now();
-    await waitFor(
-      "/readyz 503 naming the datastore",
-      async () => {
-        const r = await get("/readyz");
-        return r.status === 503 && r.text.includes("datastore unreachable");
-      },
-      60_000,
-      200,
-    ).catch((e) => {
-      throw new Error(`${(e as Error).message}\n${daemon.log}`);
-    });
+    await waitDatastoreNotReady(get, () => daemon.log);
     const noticed = Date.now() - t0;
     // A CNI ADD while etcd does not answer: it fails, in bounded time, saying why.
     const ta = Date.now();

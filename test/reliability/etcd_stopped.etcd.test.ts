@@ -22,7 +22,7 @@ import {
   type NodeProcess,
   type ReadyNode,
 } from "../node/harness.js";
-import { startEtcdNode, stopEtcdNode } from "./etcd_node.js";
+import { startEtcdNode, stopEtcdNode, waitDatastoreNotReady } from "./etcd_node.js";
 
 const OUTAGE_MS = process.env.OCELOT_SOAK ? 60_000 : 20_000;
 const NODE = "stopped-node";
@@ -75,17 +75,7 @@ describe.skipIf(skip)("ocelot node run while etcd is stopped", () => {
     // Ended now, started again on the same data dir after OUTAGE_MS (in the background).
     const t0 = Date.now();
     back = etcd.restart(OUTAGE_MS);
-    await waitFor(
-      "/readyz 503 naming the datastore",
-      async () => {
-        const r = await get("/readyz");
-        return r.status === 503 && r.text.includes("datastore unreachable");
-      },
-      60_000,
-      200,
-    ).catch((e) => {
-      throw new Error(`${(e as Error).message}\n${daemon.log}`);
-    });
+    await waitDatastoreNotReady(get, () => daemon.log);
     const noticed = Date.now() - t0;
     const adds: { ms: number; code: number | null; msg: string }[] = [];
     while (Date.now() - t0 < OUTAGE_MS - 5_000) {
