@@ -6,12 +6,10 @@
 // while BFD is Down; when the packets flow again both come back. Removing spec.bfd stops the
 // node's BFD session without resetting BGP.
 import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runSync } from "../helpers/limits.js";
 import { link, type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { frrBfdConf, peersUnavailableReason } from "../helpers/peers.js";
-import { BIN, daemonTestsUnavailable, routes } from "./harness.js";
+import { daemonTestsUnavailable, nodeStatus, routes } from "./harness.js";
 import { NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
@@ -52,11 +50,7 @@ describe.skipIf(skip)("ocelot node run: BGPPeer bfd with BIRD and FRR's bfdd", (
   let lab: NodeLab;
   let peerNs: Netns;
   const socket = () => lab.socket();
-  const status = (): Status => {
-    const r = runSync(join(BIN, "ocelot"), ["status", "--json", "--socket", socket()]);
-    if (r.status !== 0) throw new Error(`ocelot status failed: ${r.stderr}`);
-    return JSON.parse(r.stdout) as Status;
-  };
+  const status = (): Status => nodeStatus<Status>(socket());
   const bgp = () => status().peers.find((p) => p.address === BIRD_IP);
   const bfdState = () => status().bfd?.find((b) => b.peer === BIRD_IP)?.state;
   const installed = () => routes(lab.nodes[0]?.ns as Netns, "201").some((r) => r.dst === ROUTE);

@@ -11,10 +11,9 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runSync } from "../helpers/limits.js";
 import { type Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { type BirdPeer, peersUnavailableReason } from "../helpers/peers.js";
-import { BIN, daemonTestsUnavailable, routes } from "./harness.js";
+import { daemonTestsUnavailable, nodeStatus, routes } from "./harness.js";
 import { NodeLab } from "./node_lab.js";
 
 const skip = skipWithReason(
@@ -65,11 +64,7 @@ describe.skipIf(skip)(
     let bird: BirdPeer;
     let secrets: string;
     const socket = () => lab.socket();
-    const status = (): Status => {
-      const r = runSync(join(BIN, "ocelot"), ["status", "--json", "--socket", socket()]);
-      if (r.status !== 0) throw new Error(`ocelot status failed: ${r.stderr}`);
-      return JSON.parse(r.stdout) as Status;
-    };
+    const status = (): Status => nodeStatus<Status>(socket());
     const bgp = () => status().peers.find((p) => p.address === BIRD_IP);
     const ours = () => status().bfd?.find((b) => b.peer === BIRD_IP)?.state;
     const birdUp = () => /10\.97\.17\.1\s+eth0\s+Up/.test(bird.cmd("show", "bfd", "sessions"));

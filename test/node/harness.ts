@@ -220,14 +220,19 @@ export function sysctl(ns: Netns, key: string): string {
   return ns.exec("cat", `/proc/sys/${key.replace(/\./g, "/")}`).trim();
 }
 
-/** The peers of the daemon serving the status socket, from the real `ocelot status --json`. */
-export function peerStatus<P>(socket: string): P[] {
+/** The real `ocelot status --json` of the daemon serving the status socket. */
+export function nodeStatus<S>(socket: string): S {
   const r = runSync(join(BIN, "ocelot"), ["status", "--json", "--socket", socket], {
     encoding: "utf8",
     timeout: HANG_MS,
   });
   if (r.status !== 0) throw new Error(`ocelot status failed: ${r.stderr}`);
-  return (JSON.parse(r.stdout) as { peers: P[] }).peers;
+  return JSON.parse(r.stdout) as S;
+}
+
+/** The peers of the daemon serving the status socket, from the real `ocelot status --json`. */
+export function peerStatus<P>(socket: string): P[] {
+  return nodeStatus<{ peers: P[] }>(socket).peers;
 }
 
 /** A node of a multi-node test: its namespace, daemon and pod. */
