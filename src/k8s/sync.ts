@@ -445,6 +445,7 @@ export function serviceResource(o: unknown): Resource | undefined {
     "type",
     "clusterIP",
     "clusterIPs",
+    "ipFamilies",
     "externalIPs",
     "loadBalancerIP",
     "externalTrafficPolicy",

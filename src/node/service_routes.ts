@@ -149,8 +149,10 @@ function advertised(
   }
   const local = s.externalTrafficPolicy === "Local";
   if (!local && c.aggregate) return false;
+  // The Service's ipFamilies (as confd's route generator), else its cluster IPs' families
+  // (what Kubernetes sets them from; a Service stored before the field was kept).
   const families = new Set<string>(
-    clusterIPsOf(svc).map((ip) => (ip.includes(":") ? "IPv6" : "IPv4")),
+    s.ipFamilies ?? clusterIPsOf(svc).map((ip) => (ip.includes(":") ? "IPv6" : "IPv4")),
   );
   return slices.some(
     (sl) =>

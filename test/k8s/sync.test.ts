@@ -365,6 +365,7 @@ describe("kube-controllers sync plan: Services and EndpointSlices", () => {
         type: "LoadBalancer",
         clusterIP: "10.96.0.10",
         clusterIPs: ["10.96.0.10"],
+        ipFamilies: ["IPv4"],
         externalTrafficPolicy: "Local",
         selector: { app: "web" },
         ports: [{ name: "http", protocol: "TCP", port: 80, targetPort: 8080, nodePort: 30080 }],

@@ -67,6 +67,20 @@ describe("serviceAdvertisements()", () => {
     ]);
   });
 
+  it("a Service's ipFamilies pick the EndpointSlices that count (confd's route generator)", () => {
+    const v6slice = { ...slice("k8s-n1"), addressType: "IPv6" as const };
+    const input = (ipFamilies?: ("IPv4" | "IPv6")[]) => ({
+      bgpConfigurations: [ranges],
+      nodes: [node("calico-n1", "k8s-n1")],
+      services: [{ ...svc, spec: { ...svc.spec, ...(ipFamilies ? { ipFamilies } : {}) } }],
+      endpointSlices: [v6slice],
+    });
+    // Only an IPv6 slice has the local endpoint: an IPv4-only Service is not advertised.
+    expect(serviceAdvertisements(input(), "calico-n1")).not.toContain("10.96.0.10/32");
+    expect(serviceAdvertisements(input(["IPv4"]), "calico-n1")).not.toContain("10.96.0.10/32");
+    expect(serviceAdvertisements(input(["IPv4", "IPv6"]), "calico-n1")).toContain("10.96.0.10/32");
+  });
+
   it("CALICO_ADVERTISE_CLUSTER_IPS takes the place of serviceClusterIPs (confd's precedence)", () => {
     const input = {
       bgpConfigurations: [ranges],
