@@ -181,9 +181,11 @@ function jobAt(b: Batch, i: number): Job {
   return b.jobs[j];
 }
 
+// Split by multiplying and subtracting powers of two (exact in a double): `%` on a double
+// that is not a small integer is a call to fmod.
 const v4Slot = (key: number): number => Math.floor(key / V4_SLOT_MUL);
-const v4Addr = (key: number): number => Math.floor((key % V4_SLOT_MUL) / 64);
-const v4Len = (key: number): number => key % 64;
+const v4Addr = (key: number): number => Math.floor((key - v4Slot(key) * V4_SLOT_MUL) / 64);
+const v4Len = (key: number): number => key - Math.floor(key / 64) * 64;
 const OP_SET = 0;
 const OP_DEL = 1;
 
@@ -982,10 +984,19 @@ export class KernelFib implements BatchFib {
       const w = this.writer;
       w.reserve(t.length);
       const o = w.len;
-      t.copy(w.buf, o);
-      w.buf.writeUInt32LE(seq, o + 8);
-      w.buf[o + 17] = rest - addr * 64;
-      w.buf.writeUInt32BE(addr, o + 32); // RTA_DST is the first attribute
+      const b = w.buf;
+      // Byte stores, not Buffer.copy / writeUInt32*: their argument checks cost more than the
+      // copy of a template this short.
+      b.set(t, o);
+      b[o + 8] = seq;
+      b[o + 9] = seq >>> 8;
+      b[o + 10] = seq >>> 16;
+      b[o + 11] = seq >>> 24;
+      b[o + 17] = rest - addr * 64;
+      b[o + 32] = addr >>> 24; // RTA_DST is the first attribute
+      b[o + 33] = addr >>> 16;
+      b[o + 34] = addr >>> 8;
+      b[o + 35] = addr;
       w.len += t.length;
       return;
     }
