@@ -438,7 +438,7 @@ export class KernelFib implements BatchFib {
     const base = slot * V4_SLOT_MUL;
     const gid = this.groupOf(4, b.protocol, b.type ?? "unicast", b.scope, b.nexthops, b.src);
     const { addrs, lens } = b;
-    for (let i = 0; i < n; i++) this.v4.setDesired(slot, addrs[i], lens[i], gid);
+    this.v4.setDesiredMany(slot, addrs, lens, n, gid);
     return this.enqueue(OP_SET, n, (i) => base + addrs[i] * 64 + lens[i]);
   }
 

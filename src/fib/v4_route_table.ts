@@ -134,6 +134,43 @@ export class V4RouteTable {
   }
 
   /**
+   * setDesired(slot, addrs[i], lens[i], gid) for i < n (gid not NO_GROUP): the FIB's path for
+   * a batch of routes with one group, its checks made once.
+   */
+  setDesiredMany(slot: number, addrs: Uint32Array, lens: Uint8Array, n: number, gid: number): void {
+    if (!(slot >= 0 && slot < MAX_SLOT && gid >= 0))
+      throw new Error(`Bad IPv4 route cell: slot ${slot}, group ${gid}`);
+    if (gid + 1 > this.maxWord || slot * 64 + 33 > this.maxWord) this.widen();
+    const stored = gid + 1;
+    for (let k = 0; k < n; k++) {
+      const addr = addrs[k] >>> 0;
+      const len = lens[k];
+      if (!(len >= 0 && len <= 32))
+        throw new Error(`Bad IPv4 route cell: slot ${slot}, len ${len}, group ${gid}`);
+      let i = this.find(slot, addr, len);
+      if (i < 0) {
+        const meta = slot * 64 + len + 1;
+        if (this.used + 1 > this.cap * MAX_LOAD) {
+          this.grow(Math.ceil(this.cap * GROWTH));
+          i = this.freeCell(addr, meta);
+        } else i = -1 - i;
+        const w = this.w;
+        w[i + ADDR_LO] = addr & 0xffff;
+        w[i + ADDR_HI] = addr >>> 16;
+        w[i + META] = meta;
+        w[i + DES] = stored;
+        w[i + INS] = 0;
+        this.used++;
+        this.desiredCount++;
+        continue;
+      }
+      const w = this.w;
+      if (w[i + DES] === 0) this.desiredCount++;
+      w[i + DES] = stored;
+    }
+  }
+
+  /**
    * The cell of (slot, addr, len), or -1: with desiredAt / installedAt / setInstalledAt, one
    * lookup serves a request's whole read-and-update (the FIB's encode path).
    */
