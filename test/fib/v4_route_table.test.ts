@@ -160,6 +160,30 @@ describe("V4RouteTable", () => {
     expect(t.size).toBe(0);
   });
 
+  it("finds every cell after growth with random addresses (probe runs that wrap past the end)", () => {
+    // Random keys fill the last cells too, so growth meets runs that wrap to the start.
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+        fc.integer({ min: 100, max: 20_000 }),
+        fc.constantFrom(0, 3, 1500),
+        (seed, n, slot) => {
+          const t = new V4RouteTable();
+          const last = new Map<number, number>();
+          let x = seed;
+          for (let i = 0; i < n; i++) {
+            x = (Math.imul(x, 1664525) + 1013904223) >>> 0; // LCG: addresses all over the space
+            t.setDesired(slot, x, 32, i % 5);
+            last.set(x, i % 5);
+          }
+          expect(t.size).toBe(last.size);
+          for (const [a, g] of last) expect(t.getDesired(slot, a, 32)).toBe(g);
+        },
+      ),
+      { numRuns: 20 },
+    );
+  });
+
   it("refuses a cell it cannot encode", () => {
     const t = new V4RouteTable();
     expect(() => t.setDesired(0, 1, 33, 0)).toThrow(/len 33/);
