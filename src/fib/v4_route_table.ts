@@ -383,10 +383,11 @@ export class V4RouteTable {
    * scale with the capacity (range reduction by multiplication), so a cell's new home lies at
    * or after its old one (about 1.25x as far in): the old cells are taken out a chunk at a
    * time from the end backwards and put at the first free cell from their new home, reading
-   * and writing the table as two streams (both moving from the end to the start). While a chunk is placed, every cell from the
-   * chunk's start to the end is free or already placed (placed cells never become free again),
-   * so each probe run there is one a plain insert would make. A cell whose probe run would
-   * start before the chunk or wrap past the end waits and is inserted last.
+   * and writing the table as two streams (both moving from the end to the start). While a
+   * chunk is placed, every cell from the chunk's start to the end is free or already placed
+   * (placed cells never become free again), so each probe run there is one a plain insert
+   * would make. A cell whose probe run would start before the chunk or wrap past the end waits
+   * and is inserted last.
    */
   private grow(cap: number): void {
     const old = this.cap;
