@@ -321,7 +321,7 @@ export class KernelFib implements BatchFib {
       batchBytes: opts.batchBytes ?? 128 * 1024,
       // 32 MiB (the kernel grants twice that): 32k requests in flight, ~0.1 s of the kernel's
       // inserts queued ahead, so a pause of ours (a GC, a table's growth, a burst of UPDATEs)
-      // does not leave the sender thread idle; 8 MiB left it idle 25-30 times in a 1M run. The
+      // does not leave the sender thread idle; 8 MiB left it idle 25-31 times in a 1M run. The
       // memory is the kernel's and is used only by answers not read yet.
       rcvbuf: opts.rcvbuf ?? 32 * 1024 * 1024,
       eventRcvbuf: opts.eventRcvbuf ?? 32 * 1024 * 1024,
