@@ -1,7 +1,8 @@
-// The kernel FIB's IPv4 route state in typed arrays: (slot, addr, len) → desired and installed
-// group ids, 10 bytes a cell in one open-addressing table (linear probing, backward-shift
-// deletion, grown in place). Owns storage, lookup and iteration. Not: what slots and groups
-// mean, or any netlink (kernel_fib.ts).
+// The kernel FIB's IPv4 route state in one typed array: (slot, addr, len) → desired and
+// installed group ids, 10 bytes a cell, each cell's fields side by side (one cache miss a
+// lookup), in an open-addressing table (linear probing, backward-shift deletion, grown in
+// place). Owns storage, lookup and iteration. Not: what slots and groups mean, or any netlink
+// (kernel_fib.ts).
 
 /** No group: the route is not desired / not installed. */
 export const NO_GROUP = -1;
@@ -12,9 +13,23 @@ const GROWTH = 1.25;
 const MIN_CAPACITY = 64;
 /** Largest (slot, len) pair: slot < 2^15, len ≤ 63, stored +1 so that 0 marks a free cell. */
 const MAX_SLOT = 2 ** 15;
-/** Address space reserved per column: only the pages in use cost memory. */
-const MIN_RESERVE = 16 << 20;
+/** Address space reserved for the cells: only the pages in use cost memory. */
+const MIN_RESERVE = 64 << 20;
 const RESERVE_FACTOR = 8;
+/** Cells taken out at a time while the table grows. */
+const GROW_CHUNK = 4096;
+
+/**
+ * A cell is five words: the address's low and high 16 bits, meta (slot·64 + len + 1, 0 =
+ * free), and the desired and installed group ids stored +1 (0 = none). Words are u16 until a
+ * meta or a group id needs more, then u32 (20 bytes a cell).
+ */
+const STRIDE = 5;
+const ADDR_LO = 0;
+const ADDR_HI = 1;
+const META = 2;
+const DES = 3;
+const INS = 4;
 
 type Cells = Uint16Array | Uint32Array;
 
@@ -25,38 +40,38 @@ const ResizableBuffer = ArrayBuffer as unknown as new (
   opts: { maxByteLength: number },
 ) => Resizable;
 
-type CellsCtor<T extends Cells> = {
-  new (b: ArrayBuffer, off: number, n: number): T;
+type CellsCtor = {
+  new (b: ArrayBuffer, off: number, n: number): Cells;
   readonly BYTES_PER_ELEMENT: number;
 };
 
 /**
- * A column in a resizable buffer with room reserved ahead: it grows in place (no old copy
- * left for the GC: at 1M routes a full old table next to the new one is ~12 MiB of peak), and
- * release() gives its memory back at once.
+ * n words in a resizable buffer with room reserved ahead: the table grows in place (no old
+ * copy left for the GC: at 1M routes a full old table next to the new one is ~12 MiB of
+ * peak), and release() gives its memory back at once.
  */
-function column<T extends Cells>(Ctor: CellsCtor<T>, n: number): T {
+function words(Ctor: CellsCtor, n: number): Cells {
   const bytes = n * Ctor.BYTES_PER_ELEMENT;
   const reserve = Math.max(bytes * RESERVE_FACTOR, MIN_RESERVE);
   return new Ctor(new ResizableBuffer(bytes, { maxByteLength: reserve }), 0, n);
 }
 
-/** The column with n cells (new ones zero): in place when the reserve allows, else copied. */
-function resized<T extends Cells>(c: T, n: number): T {
-  const Ctor = c.constructor as CellsCtor<T>;
+/** The words with n in all (new ones zero): in place when the reserve allows, else copied. */
+function resized(c: Cells, n: number): Cells {
+  const Ctor = c.constructor as CellsCtor;
   const buf = c.buffer as Resizable;
   if (n * c.BYTES_PER_ELEMENT <= buf.maxByteLength) {
     buf.resize(n * c.BYTES_PER_ELEMENT);
     return new Ctor(buf, 0, n);
   }
-  const b = column(Ctor, n);
+  const b = words(Ctor, n);
   b.set(c);
   release(c);
   return b;
 }
 
-function release(...cols: Cells[]): void {
-  for (const c of cols) (c.buffer as Resizable).resize(0);
+function release(c: Cells): void {
+  (c.buffer as Resizable).resize(0);
 }
 
 function hash(addr: number, meta: number): number {
@@ -71,19 +86,15 @@ function hash(addr: number, meta: number): number {
 }
 
 /**
- * One cell per route that is desired, installed, or both: addr (u32), meta (slot·64 + len + 1,
- * 0 = free; u16, widened to u32 for a slot ≥ 1023), and the two group ids stored +1 (0 = none)
- * in u16 arrays, widened to u32 once a group id reaches 0xffff. A cell is removed when neither
- * id is set. Growth by 1.25x keeps the load in 0.68..0.85.
+ * One cell per route that is desired, installed, or both; a cell is removed when neither id
+ * is set. Cell indexes given out by cell() are word offsets (a multiple of STRIDE). Growth by
+ * 1.25x keeps the load in 0.68..0.85.
  */
 export class V4RouteTable {
   private cap: number;
-  private addrs: Uint32Array;
-  private metas: Cells;
-  private des: Cells;
-  private ins: Cells;
-  /** Largest storable group id + 1. */
-  private maxStored = 0xffff;
+  private w: Cells;
+  /** Largest storable word (meta or group id + 1). */
+  private maxWord = 0xffff;
   private used = 0;
   /** Routes with a desired group / with an installed group. */
   desiredCount = 0;
@@ -91,10 +102,7 @@ export class V4RouteTable {
 
   constructor(capacity = MIN_CAPACITY) {
     this.cap = Math.max(MIN_CAPACITY, Math.ceil(capacity));
-    this.addrs = column(Uint32Array, this.cap);
-    this.metas = column(Uint16Array, this.cap);
-    this.des = column(Uint16Array, this.cap);
-    this.ins = column(Uint16Array, this.cap);
+    this.w = words(Uint16Array, this.cap * STRIDE);
   }
 
   /** Cells in use (routes desired or installed). */
@@ -102,27 +110,64 @@ export class V4RouteTable {
     return this.used;
   }
 
-  /** Bytes held by the arrays (for status and tests). */
+  /** Bytes held by the cells (for status and tests). */
   get bytes(): number {
-    return this.cap * (4 + this.metas.BYTES_PER_ELEMENT + 2 * this.des.BYTES_PER_ELEMENT);
+    return this.cap * STRIDE * this.w.BYTES_PER_ELEMENT;
   }
 
   getDesired(slot: number, addr: number, len: number): number {
     const i = this.find(slot, addr, len);
-    return i < 0 ? NO_GROUP : this.des[i] - 1;
+    return i < 0 ? NO_GROUP : this.w[i + DES] - 1;
   }
 
   getInstalled(slot: number, addr: number, len: number): number {
     const i = this.find(slot, addr, len);
-    return i < 0 ? NO_GROUP : this.ins[i] - 1;
+    return i < 0 ? NO_GROUP : this.w[i + INS] - 1;
   }
 
   setDesired(slot: number, addr: number, len: number, gid: number): void {
-    this.write(true, slot, addr, len, gid);
+    this.write(DES, slot, addr, len, gid);
   }
 
   setInstalled(slot: number, addr: number, len: number, gid: number): void {
-    this.write(false, slot, addr, len, gid);
+    this.write(INS, slot, addr, len, gid);
+  }
+
+  /**
+   * setDesired(slot, addrs[i], lens[i], gid) for i < n (gid not NO_GROUP): the FIB's path for
+   * a batch of routes with one group, its checks made once.
+   */
+  setDesiredMany(slot: number, addrs: Uint32Array, lens: Uint8Array, n: number, gid: number): void {
+    if (!(slot >= 0 && slot < MAX_SLOT && gid >= 0))
+      throw new Error(`Bad IPv4 route cell: slot ${slot}, group ${gid}`);
+    if (gid + 1 > this.maxWord || slot * 64 + 33 > this.maxWord) this.widen();
+    const stored = gid + 1;
+    for (let k = 0; k < n; k++) {
+      const addr = addrs[k] >>> 0;
+      const len = lens[k];
+      if (!(len >= 0 && len <= 32))
+        throw new Error(`Bad IPv4 route cell: slot ${slot}, len ${len}, group ${gid}`);
+      let i = this.find(slot, addr, len);
+      if (i < 0) {
+        const meta = slot * 64 + len + 1;
+        if (this.used + 1 > this.cap * MAX_LOAD) {
+          this.grow(Math.ceil(this.cap * GROWTH));
+          i = this.freeCell(addr, meta);
+        } else i = -1 - i;
+        const w = this.w;
+        w[i + ADDR_LO] = addr & 0xffff;
+        w[i + ADDR_HI] = addr >>> 16;
+        w[i + META] = meta;
+        w[i + DES] = stored;
+        w[i + INS] = 0;
+        this.used++;
+        this.desiredCount++;
+        continue;
+      }
+      const w = this.w;
+      if (w[i + DES] === 0) this.desiredCount++;
+      w[i + DES] = stored;
+    }
   }
 
   /**
@@ -130,17 +175,18 @@ export class V4RouteTable {
    * lookup serves a request's whole read-and-update (the FIB's encode path).
    */
   cell(slot: number, addr: number, len: number): number {
-    return this.find(slot, addr, len);
+    const i = this.find(slot, addr, len);
+    return i < 0 ? -1 : i;
   }
 
   /** The desired group of a cell from cell() (NO_GROUP: none). */
   desiredAt(i: number): number {
-    return this.des[i] - 1;
+    return this.w[i + DES] - 1;
   }
 
   /** The installed group of a cell from cell() (NO_GROUP: none). */
   installedAt(i: number): number {
-    return this.ins[i] - 1;
+    return this.w[i + INS] - 1;
   }
 
   /**
@@ -149,142 +195,159 @@ export class V4RouteTable {
    */
   setInstalledAt(i: number, gid: number): void {
     if (gid === NO_GROUP) {
-      if (this.ins[i] === 0) return;
-      this.ins[i] = 0;
+      const w = this.w;
+      if (w[i + INS] === 0) return;
+      w[i + INS] = 0;
       this.installedCount--;
-      if (this.des[i] === 0) this.removeAt(i);
+      if (w[i + DES] === 0) this.removeAt(i);
       return;
     }
-    if (gid + 1 > this.maxStored) this.widen();
-    if (this.ins[i] === 0) this.installedCount++;
-    this.ins[i] = gid + 1;
+    if (gid + 1 > this.maxWord) this.widen();
+    const w = this.w;
+    if (w[i + INS] === 0) this.installedCount++;
+    w[i + INS] = gid + 1;
   }
 
   /** Calls fn for every cell (read-only: do not change the table from fn). */
   forEach(
     fn: (slot: number, addr: number, len: number, desired: number, installed: number) => void,
   ): void {
-    const { addrs, metas, des, ins } = this;
-    for (let i = 0; i < this.cap; i++) {
-      const m = metas[i];
+    const w = this.w;
+    const end = this.cap * STRIDE;
+    for (let i = 0; i < end; i += STRIDE) {
+      const m = w[i + META];
       if (m === 0) continue;
-      fn((m - 1) >>> 6, addrs[i], (m - 1) & 63, des[i] - 1, ins[i] - 1);
+      fn((m - 1) >>> 6, addrAt(w, i), (m - 1) & 63, w[i + DES] - 1, w[i + INS] - 1);
     }
   }
 
   /** Forgets every installed id (cells only installed are removed). */
   clearInstalled(): void {
     if (this.installedCount === 0) return;
-    this.ins.fill(0);
+    const w = this.w;
+    const end = this.cap * STRIDE;
+    for (let i = 0; i < end; i += STRIDE) w[i + INS] = 0;
     this.installedCount = 0;
-    this.removeWhere((i) => this.des[i] === 0);
+    this.removeWhere((i) => this.w[i + DES] === 0);
   }
 
   /** Sets installed = NO_GROUP where pred(installed) holds; returns how many. */
   forgetInstalledWhere(pred: (gid: number) => boolean): number {
     let n = 0;
-    for (let i = 0; i < this.cap; i++) {
-      const s = this.ins[i];
-      if (this.metas[i] !== 0 && s !== 0 && pred(s - 1)) {
-        this.ins[i] = 0;
+    const w = this.w;
+    const end = this.cap * STRIDE;
+    for (let i = 0; i < end; i += STRIDE) {
+      const s = w[i + INS];
+      if (w[i + META] !== 0 && s !== 0 && pred(s - 1)) {
+        w[i + INS] = 0;
         n++;
       }
     }
     this.installedCount -= n;
-    if (n > 0) this.removeWhere((i) => this.des[i] === 0 && this.ins[i] === 0);
+    if (n > 0) this.removeWhere((i) => this.w[i + DES] === 0 && this.w[i + INS] === 0);
     return n;
   }
 
   // ---- cells --------------------------------------------------------------------------------
 
+  /** The home cell's word offset. */
   private home(addr: number, meta: number): number {
     // Range reduction by multiplication: any capacity, not only powers of two.
-    return Math.floor((hash(addr, meta) * this.cap) / 4294967296);
+    return Math.floor((hash(addr, meta) * this.cap) / 4294967296) * STRIDE;
   }
 
+  /**
+   * The word offset of (slot, addr, len)'s cell, or when absent -1 - the free cell where its
+   * probe run ends (where an insert puts it).
+   */
   private find(slot: number, addr: number, len: number): number {
     const meta = slot * 64 + len + 1;
-    const { addrs, metas, cap } = this;
+    const lo = addr & 0xffff;
+    const hi = addr >>> 16;
+    const w = this.w;
+    const end = this.cap * STRIDE;
     let i = this.home(addr, meta);
-    for (let probes = 0; probes < cap; probes++) {
-      const m = metas[i];
-      if (m === 0) return -1;
-      if (m === meta && addrs[i] === addr) return i;
-      if (++i === cap) i = 0;
+    for (let probes = 0; probes < this.cap; probes++) {
+      const m = w[i + META];
+      if (m === 0) return -1 - i;
+      if (m === meta && w[i + ADDR_LO] === lo && w[i + ADDR_HI] === hi) return i;
+      i += STRIDE;
+      if (i === end) i = 0;
     }
-    return -1;
+    return -1 - end; // full: cannot happen below MAX_LOAD
   }
 
-  private write(desired: boolean, slot: number, addr: number, len: number, gid: number): void {
+  private write(col: number, slot: number, addr: number, len: number, gid: number): void {
     if (gid === NO_GROUP) {
       const i = this.find(slot, addr, len);
       if (i < 0) return;
-      const col = desired ? this.des : this.ins;
-      if (col[i] === 0) return;
-      col[i] = 0;
-      if (desired) this.desiredCount--;
+      const w = this.w;
+      if (w[i + col] === 0) return;
+      w[i + col] = 0;
+      if (col === DES) this.desiredCount--;
       else this.installedCount--;
-      const other = desired ? this.ins : this.des;
-      if (other[i] === 0) this.removeAt(i);
+      if (w[i + (col === DES ? INS : DES)] === 0) this.removeAt(i);
       return;
     }
     if (!(slot >= 0 && slot < MAX_SLOT && len >= 0 && len <= 32 && gid >= 0))
       throw new Error(`Bad IPv4 route cell: slot ${slot}, len ${len}, group ${gid}`);
-    if (gid + 1 > this.maxStored) this.widen();
-    if (slot * 64 + len + 1 > 0xffff && this.metas instanceof Uint16Array) {
-      const wide = column(Uint32Array, this.cap);
-      wide.set(this.metas);
-      release(this.metas);
-      this.metas = wide;
-    }
+    if (gid + 1 > this.maxWord || slot * 64 + len + 1 > this.maxWord) this.widen();
     let i = this.find(slot, addr, len);
     if (i < 0) {
-      if (this.used + 1 > this.cap * MAX_LOAD) this.grow(Math.ceil(this.cap * GROWTH));
-      i = this.insertAt(addr >>> 0, slot * 64 + len + 1);
+      const meta = slot * 64 + len + 1;
+      if (this.used + 1 > this.cap * MAX_LOAD) {
+        this.grow(Math.ceil(this.cap * GROWTH));
+        i = this.freeCell(addr, meta);
+      } else i = -1 - i;
+      const w = this.w;
+      w[i + ADDR_LO] = addr & 0xffff;
+      w[i + ADDR_HI] = addr >>> 16;
+      w[i + META] = meta;
+      w[i + DES] = 0;
+      w[i + INS] = 0;
+      this.used++;
     }
-    const col = desired ? this.des : this.ins;
-    if (col[i] === 0) {
-      if (desired) this.desiredCount++;
+    const w = this.w;
+    if (w[i + col] === 0) {
+      if (col === DES) this.desiredCount++;
       else this.installedCount++;
     }
-    col[i] = gid + 1;
+    w[i + col] = gid + 1;
   }
 
-  /** Claims a free cell for a key known to be absent; both ids start unset. */
-  private insertAt(addr: number, meta: number): number {
-    const { metas, cap } = this;
+  /** The first free cell of a key's probe run (the key known absent). */
+  private freeCell(addr: number, meta: number): number {
+    const w = this.w;
+    const end = this.cap * STRIDE;
     let i = this.home(addr, meta);
-    while (metas[i] !== 0) if (++i === cap) i = 0;
-    metas[i] = meta;
-    this.addrs[i] = addr;
-    this.des[i] = 0;
-    this.ins[i] = 0;
-    this.used++;
+    while (w[i + META] !== 0) {
+      i += STRIDE;
+      if (i === end) i = 0;
+    }
     return i;
   }
 
   /** Frees cell i, moving later cells of its probe run back so lookups still find them. */
   private removeAt(i: number): void {
-    const { addrs, metas, des, ins, cap } = this;
+    const w = this.w;
+    const end = this.cap * STRIDE;
     let hole = i;
     let j = i;
     for (;;) {
-      if (++j === cap) j = 0;
-      const m = metas[j];
+      j += STRIDE;
+      if (j === end) j = 0;
+      const m = w[j + META];
       if (m === 0) break;
-      const k = this.home(addrs[j], m);
+      const k = this.home(addrAt(w, j), m);
       // Move j into the hole unless its home lies cyclically in (hole, j].
       const inRange = hole <= j ? k > hole && k <= j : k > hole || k <= j;
       if (inRange) continue;
-      addrs[hole] = addrs[j];
-      metas[hole] = m;
-      des[hole] = des[j];
-      ins[hole] = ins[j];
+      w.copyWithin(hole, j, j + STRIDE);
       hole = j;
     }
-    metas[hole] = 0;
-    des[hole] = 0;
-    ins[hole] = 0;
+    w[hole + META] = 0;
+    w[hole + DES] = 0;
+    w[hole + INS] = 0;
     this.used--;
   }
 
@@ -293,74 +356,90 @@ export class V4RouteTable {
    * probe run is walked in order; a cell filled by a backward shift is looked at again.
    */
   private removeWhere(pred: (i: number) => boolean): void {
-    const { metas, cap } = this;
+    const end = this.cap * STRIDE;
     let start = 0;
-    while (start < cap && metas[start] !== 0) start++;
-    if (start === cap) throw new Error("V4 route table has no free cell");
+    while (start < end && this.w[start + META] !== 0) start += STRIDE;
+    if (start === end) throw new Error("V4 route table has no free cell");
     let i = start;
-    for (let step = 0; step < cap; step++) {
-      if (++i === cap) i = 0;
-      while (metas[i] !== 0 && pred(i)) this.removeAt(i);
+    for (let step = 0; step < this.cap; step++) {
+      i += STRIDE;
+      if (i === end) i = 0;
+      while (this.w[i + META] !== 0 && pred(i)) this.removeAt(i);
     }
   }
 
+  /** Words from u16 to u32 (once a meta or a group id + 1 passes 0xffff). */
   private widen(): void {
-    if (this.maxStored === 0xffffffff) throw new Error("V4 route table: group id out of range");
-    const wide = (a: Cells) => {
-      const b = column(Uint32Array, a.length);
-      b.set(a);
-      release(a);
-      return b;
-    };
-    this.des = wide(this.des);
-    this.ins = wide(this.ins);
-    this.maxStored = 0xffffffff;
+    if (this.maxWord === 0xffffffff) throw new Error("V4 route table: group id out of range");
+    const wide = words(Uint32Array, this.w.length);
+    wide.set(this.w);
+    release(this.w);
+    this.w = wide;
+    this.maxWord = 0xffffffff;
   }
 
   /**
-   * Grows the columns in place and moves every cell to its place for the new capacity. A cell
-   * not yet moved is "pending" (bitmap); a moving entry takes the first free or pending cell
-   * of its new probe run, and a pending entry it displaces moves next. Lookups skip only moved
-   * cells, and moved cells never become free again, so every finished probe run stays valid.
+   * Grows the cells in place and moves every cell to its place for the new capacity. Homes
+   * scale with the capacity (range reduction by multiplication), so a cell's new home lies at
+   * or after its old one (about 1.25x as far in): the old cells are taken out a chunk at a
+   * time from the end backwards and put at the first free cell from their new home, reading
+   * and writing the table as two streams (both moving from the end to the start). While a
+   * chunk is placed, every cell from the chunk's start to the end is free or already placed
+   * (placed cells never become free again), so each probe run there is one a plain insert
+   * would make. A cell whose probe run would start before the chunk or wrap past the end waits
+   * and is inserted last.
    */
   private grow(cap: number): void {
     const old = this.cap;
-    this.addrs = resized(this.addrs, cap);
-    this.metas = resized(this.metas, cap);
-    this.des = resized(this.des, cap);
-    this.ins = resized(this.ins, cap);
+    this.w = resized(this.w, cap * STRIDE);
     this.cap = cap;
-    const { addrs, metas, des, ins } = this;
-    const pending = new Uint8Array(old);
-    for (let i = 0; i < old; i++) if (metas[i] !== 0) pending[i] = 1;
-    for (let i = 0; i < old; i++) {
-      if (pending[i] === 0) continue;
-      pending[i] = 0;
-      let a = addrs[i];
-      let m = metas[i];
-      let d = des[i];
-      let s = ins[i];
-      metas[i] = 0;
-      des[i] = 0;
-      ins[i] = 0;
-      for (let moves = 0; moves <= old; moves++) {
-        let j = this.home(a, m);
-        while (metas[j] !== 0 && !(j < old && pending[j] === 1)) if (++j === cap) j = 0;
-        const m2 = metas[j];
-        const a2 = addrs[j];
-        const d2 = des[j];
-        const s2 = ins[j];
-        addrs[j] = a;
-        metas[j] = m;
-        des[j] = d;
-        ins[j] = s;
-        if (m2 === 0) break;
-        pending[j] = 0;
-        a = a2;
-        m = m2;
-        d = d2;
-        s = s2;
+    const w = this.w;
+    const end = cap * STRIDE;
+    const Ctor = w.constructor as CellsCtor;
+    const buf = new Ctor(
+      new ArrayBuffer(GROW_CHUNK * STRIDE * w.BYTES_PER_ELEMENT),
+      0,
+      GROW_CHUNK * STRIDE,
+    );
+    let late: number[] | undefined;
+    for (let top = old * STRIDE; top > 0; ) {
+      const from = Math.max(0, top - GROW_CHUNK * STRIDE);
+      buf.set(w.subarray(from, top));
+      w.fill(0, from, top);
+      const n = top - from;
+      for (let k = 0; k < n; k += STRIDE) {
+        const m = buf[k + META];
+        if (m === 0) continue;
+        const lo = buf[k + ADDR_LO];
+        const hi = buf[k + ADDR_HI];
+        let j = this.home(((hi << 16) | lo) >>> 0, m);
+        if (j >= from) {
+          while (j < end && w[j + META] !== 0) j += STRIDE;
+          if (j < end) {
+            w[j + ADDR_LO] = lo;
+            w[j + ADDR_HI] = hi;
+            w[j + META] = m;
+            w[j + DES] = buf[k + DES];
+            w[j + INS] = buf[k + INS];
+            continue;
+          }
+        }
+        late ??= [];
+        late.push(lo, hi, m, buf[k + DES], buf[k + INS]);
       }
+      top = from;
+    }
+    if (!late) return;
+    for (let k = 0; k < late.length; k += STRIDE) {
+      const j = this.freeCell(
+        ((late[k + ADDR_HI] << 16) | late[k + ADDR_LO]) >>> 0,
+        late[k + META],
+      );
+      for (let f = 0; f < STRIDE; f++) w[j + f] = late[k + f];
     }
   }
+}
+
+function addrAt(w: Cells, i: number): number {
+  return ((w[i + ADDR_HI] << 16) | w[i + ADDR_LO]) >>> 0;
 }

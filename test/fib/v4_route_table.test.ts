@@ -86,6 +86,37 @@ describe("V4RouteTable", () => {
     );
   });
 
+  it("sets a batch's desired ids like one setDesired each (setDesiredMany)", () => {
+    const op = fc.record({
+      many: fc.boolean(),
+      slot: fc.constantFrom(0, 1, 2000),
+      addrs: fc.array(fc.oneof(fc.integer({ min: 0, max: 400 }), fc.constant(0xffffffff)), {
+        maxLength: 40,
+      }),
+      len: fc.constantFrom(0, 24, 32),
+      gid: fc.oneof(fc.constant(NO_GROUP), fc.integer({ min: 0, max: 3 }), fc.constant(70000)),
+    });
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+        const t = new V4RouteTable();
+        const model: Model = new Map();
+        for (const o of ops) {
+          if (o.many && o.gid !== NO_GROUP) {
+            const addrs = Uint32Array.from(o.addrs);
+            const lens = new Uint8Array(addrs.length).fill(o.len);
+            t.setDesiredMany(o.slot, addrs, lens, addrs.length, o.gid);
+          } else for (const a of o.addrs) t.setDesired(o.slot, a, o.len, o.gid);
+          for (const a of o.addrs) apply(model, keyOf(o.slot, a, o.len), true, o.gid);
+        }
+        check(t, model);
+      }),
+      { numRuns: 200 },
+    );
+    expect(() =>
+      new V4RouteTable().setDesiredMany(0, Uint32Array.of(1), Uint8Array.of(33), 1, 0),
+    ).toThrow(/len 33/);
+  });
+
   it("keeps every cell findable across in-place growth with removals in between", () => {
     const op = fc.record({
       desired: fc.boolean(),
@@ -127,6 +158,30 @@ describe("V4RouteTable", () => {
     expect(t.getInstalled(0, base + 1, 32)).toBe(NO_GROUP);
     for (let i = 1; i < 200_000; i += 2) t.setDesired(0, base + i, 32, NO_GROUP);
     expect(t.size).toBe(0);
+  });
+
+  it("finds every cell after growth with random addresses (probe runs that wrap past the end)", () => {
+    // Random keys fill the last cells too, so growth meets runs that wrap to the start.
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+        fc.integer({ min: 100, max: 20_000 }),
+        fc.constantFrom(0, 3, 1500),
+        (seed, n, slot) => {
+          const t = new V4RouteTable();
+          const last = new Map<number, number>();
+          let x = seed;
+          for (let i = 0; i < n; i++) {
+            x = (Math.imul(x, 1664525) + 1013904223) >>> 0; // LCG: addresses all over the space
+            t.setDesired(slot, x, 32, i % 5);
+            last.set(x, i % 5);
+          }
+          expect(t.size).toBe(last.size);
+          for (const [a, g] of last) expect(t.getDesired(slot, a, 32)).toBe(g);
+        },
+      ),
+      { numRuns: 20 },
+    );
   });
 
   it("refuses a cell it cannot encode", () => {

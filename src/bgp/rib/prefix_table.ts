@@ -182,7 +182,7 @@ export class PrefixTable {
     }
     const id = this.alloc(FAM_V4, addr, len);
     if ((this.count4 + 1) * 8 > slots.length * 5) {
-      this.v4Slots = this.rehash(slots);
+      this.v4Slots = this.rehash(slots, FAM_V4, id);
       slots = this.v4Slots;
       mask = slots.length - 1;
       i = hashV4(addr, len) & mask;
@@ -217,7 +217,8 @@ export class PrefixTable {
     }
     for (let i = 0; i < 4; i++) this.v6Words[k * 4 + i] = w[off + i] as number;
     const id = this.alloc(FAM_V6, k, len);
-    if ((this.count6 + 1) * 8 > this.v6Slots.length * 5) this.v6Slots = this.rehash(this.v6Slots);
+    if ((this.count6 + 1) * 8 > this.v6Slots.length * 5)
+      this.v6Slots = this.rehash(this.v6Slots, FAM_V6, id);
     const slots = this.v6Slots;
     const mask = slots.length - 1;
     let i = hashV6(w, off, len) & mask;
@@ -328,17 +329,25 @@ export class PrefixTable {
     slots[i] = 0;
   }
 
-  private rehash(old: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
+  /**
+   * Twice the slots, filled from the prefix arrays in id order (read as one stream, where
+   * walking the old slots would read them at random), leaving out `skip` (just allocated,
+   * inserted by the caller).
+   */
+  private rehash(old: Int32Array<ArrayBuffer>, fam: number, skip: number): Int32Array<ArrayBuffer> {
     const slots = releasable(Int32Array, old.length * 2, 4);
-    const mask = slots.length - 1;
-    for (let j = 0; j < old.length; j++) {
-      const s = old[j] as number;
-      if (s === 0) continue;
-      let i = this.homeOf(s - 1, mask);
-      while (slots[i] !== 0) i = (i + 1) & mask;
-      slots[i] = s;
-    }
     release(old);
+    const mask = slots.length - 1;
+    const { key, len } = this;
+    for (let id = 0; id < this.top; id++) {
+      if (this.fam[id] !== fam || id === skip) continue;
+      let i =
+        fam === FAM_V4
+          ? hashV4(key[id] as number, len[id] as number) & mask
+          : hashV6(this.v6Words, (key[id] as number) * 4, len[id] as number) & mask;
+      while (slots[i] !== 0) i = (i + 1) & mask;
+      slots[i] = id + 1;
+    }
     return slots;
   }
 }
