@@ -1,10 +1,11 @@
 // The TCP transport on loopback: unknown sources are closed at once, source addresses per peer,
-// and a peer that stops reading is noticed (congested) and dropped past the hard limit.
+// a peer that stops reading is noticed (congested) and dropped past the hard limit, and writes
+// are paced (one buffer per turn; within a burst, one hand-over per coalescing interval).
 import * as net from "node:net";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { ManualClock, SessionTimers } from "../../src/bgp/io/clock.js";
-import { type Connection, connect, listen, plainAddress } from "../../src/bgp/io/transport.js";
+import { Connection, connect, listen, plainAddress } from "../../src/bgp/io/transport.js";
 import { runSync } from "../helpers/limits.js";
 
 const closers: (() => Promise<void> | void)[] = [];
@@ -125,6 +126,100 @@ describe("listen() and connect()", () => {
     c.end();
     await ended;
     expect(Buffer.concat(received).equals(Buffer.concat(sent))).toBe(true);
+  });
+
+  it("paces writes: one buffer per turn, a burst's later turns held to the interval, a big one or end() at once", async () => {
+    const srv = net.createServer();
+    const received: Buffer[] = [];
+    let ended!: () => void;
+    const end = new Promise<void>((r) => (ended = r));
+    srv.on("connection", (s) => {
+      s.on("data", (d: Buffer) => received.push(d));
+      s.on("end", () => ended());
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    closers.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const port = (srv.address() as net.AddressInfo).port;
+    const sock = net.connect({ host: "127.0.0.1", port });
+    await new Promise<void>((r) => sock.once("connect", () => r()));
+    // What the Connection hands to its socket, one entry per socket.write().
+    const handed: Buffer[] = [];
+    const write = sock.write.bind(sock) as (b: Uint8Array) => boolean;
+    (sock as unknown as { write: (b: Uint8Array) => boolean }).write = (b: Uint8Array) => {
+      handed.push(Buffer.from(b));
+      return write(b);
+    };
+    const c = new Connection(sock, "outgoing", {
+      highWater: 4 << 20,
+      maxBuffered: 256 << 20,
+      coalesceMs: 300,
+      coalesceBytes: 1000,
+    });
+    c.attach({ onData: () => {}, onDrain: () => {}, onClose: () => {} });
+    const turn = () => new Promise((r) => setImmediate(r));
+    const m = (v: number, len = 10) => new Uint8Array(len).fill(v);
+    // A quiet connection: a turn's writes go as one buffer at the turn's end.
+    c.write(m(1));
+    c.write(m(2));
+    expect(handed).toHaveLength(0);
+    await turn();
+    expect(handed.map((b) => b.length)).toEqual([20]);
+    // Within the interval: held, and the next turns' writes join them.
+    c.write(m(3));
+    await turn();
+    c.write(m(4));
+    await turn();
+    expect(handed).toHaveLength(1);
+    expect(c.buffered).toBeGreaterThanOrEqual(20);
+    // Past coalesceBytes: at the turn's end, with what was held.
+    c.write(m(5, 1000));
+    await turn();
+    expect(handed.map((b) => b.length)).toEqual([20, 1020]);
+    // Held again (within the interval of that hand-over), then end(): sent before the FIN.
+    c.write(m(6));
+    await turn();
+    expect(handed).toHaveLength(2);
+    c.end();
+    await end;
+    expect(handed.map((b) => b.length)).toEqual([20, 1020, 10]);
+    expect(Buffer.concat(received)).toEqual(
+      Buffer.concat([m(1), m(2), m(3), m(4), m(5, 1000), m(6)]),
+    );
+  });
+
+  it("hands a burst's held writes to the socket once the interval has passed", async () => {
+    const srv = net.createServer();
+    const got: Buffer[] = [];
+    const accepted: net.Socket[] = [];
+    srv.on("connection", (s) => {
+      accepted.push(s);
+      s.on("data", (d: Buffer) => got.push(d));
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    closers.push(() => {
+      for (const s of accepted) s.destroy();
+      return new Promise<void>((r) => srv.close(() => r()));
+    });
+    const port = (srv.address() as net.AddressInfo).port;
+    const sock = net.connect({ host: "127.0.0.1", port });
+    await new Promise<void>((r) => sock.once("connect", () => r()));
+    const c = new Connection(sock, "outgoing", {
+      highWater: 4 << 20,
+      maxBuffered: 256 << 20,
+      coalesceMs: 50,
+      coalesceBytes: 1 << 20,
+    });
+    closers.unshift(() => c.destroy());
+    c.attach({ onData: () => {}, onDrain: () => {}, onClose: () => {} });
+    const t0 = performance.now();
+    c.write(new Uint8Array(5).fill(1));
+    await new Promise((r) => setImmediate(r));
+    c.write(new Uint8Array(5).fill(2));
+    for (let i = 0; i < 3000 && Buffer.concat(got).length < 10; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(Buffer.concat(got)).toEqual(Buffer.from([1, 1, 1, 1, 1, 2, 2, 2, 2, 2]));
+    // The second write waited for the interval (timers may fire a little early).
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(45);
   });
 
   it("plainAddress() strips the IPv4-mapped prefix only", () => {
