@@ -15,12 +15,14 @@
 // The Ocelot DUT is `ocelot bgpd` with the peers as routeReflectorClient (what `ocelot node run`
 // configures from routeReflectorClusterID, without 1,000 Node resources in etcd).
 // test/bgp/rr_scale.bird.test.ts runs runScenario() at 50 peers.
-// The generator drops a connect that has no SYN-ACK within --open-timeout ms (default 3000) and
-// opens it again at once, so a SYN lost to a full listen queue costs that,
-// not the kernel's SYN back-off (up to 31 s; it made BIRD's time range 5.8-109.8 s); the retries
-// are counted and printed, with the listen-queue overflows and the generator's own CPU.
+// The DUT's namespace has tcp_abort_on_overflow=1 (a handshake its full accept queue cannot
+// take is reset, and the generator reconnects a second later) and the generator drops a connect
+// that has no SYN-ACK within --open-timeout ms (default 3000) and opens it again at once, so a
+// connection lost to a full listen queue costs about that, not the kernel's back-off (up to
+// 31 s; it made BIRD's time range 5.8-109.8 s); refusals and retries are counted and printed,
+// with the listen-queue overflows and the generator's own CPU.
 // Run: npx tsx bench/rr_scale.ts [--n 1000] [--modes rr,mesh] [--targets bird,ocelot] [--hold 30]
-//      [--window 50] [--open-timeout 3000] [--rounds R] [--old /work/main/bin]
+//      [--window 50] [--open-timeout 3000] [--no-abort-on-overflow] [--rounds R] [--old DIR]
 //   --old DIR: another build's bin/ as one more Ocelot DUT ("old"); --rounds R: the DUTs in turn,
 //   R times (ratios within a round, medians at the end).
 import { type ChildProcess, spawn } from "node:child_process";
@@ -410,6 +412,8 @@ export interface ScenarioOpts {
   hold?: number;
   /** Sessions opening at once (default 50). */
   window?: number;
+  /** The DUT's namespace resets a handshake its full accept queue cannot take (default true). */
+  abortOnOverflow?: boolean;
   /** The generator's connect-retry for a connect without a SYN-ACK, ms (default 3000; 0: off). */
   openTimeoutMs?: number;
   /** Reset 10 % of the peers after convergence (rr mode). */
@@ -674,6 +678,11 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
         dutNs.exec("sysctl", "-qw", `net.ipv4.neigh.default.${k}=${v}`);
       } catch {}
     }
+    // The DUT's kernel answers a handshake its full accept queue cannot take with a RST
+    // (tcp_abort_on_overflow) instead of dropping the client's ACK and resending SYN-ACKs with
+    // back-off (1, 3, 7, 15 s: BIRD's listen queue is short, and that back-off made its time
+    // range 5.8-109.8 s); the generator reconnects a second later, as after any refusal.
+    if (o.abortOnOverflow ?? true) dutNs.exec("sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=1");
     const batch = Array.from(
       { length: o.n },
       (_, i) => `addr add ${peerAddr(i)}/16 dev gen-dut`,
@@ -1089,6 +1098,7 @@ async function main(): Promise<void> {
             hold,
             window,
             openTimeoutMs,
+            abortOnOverflow: !process.argv.includes("--no-abort-on-overflow"),
             reset: mode === "rr",
           });
           res.push({ dut, r });
