@@ -187,6 +187,37 @@ describe("listen() and connect()", () => {
     );
   });
 
+  it("hands over more than 1 MiB of one turn without copying it, in order", async () => {
+    const srv = net.createServer();
+    const received: Buffer[] = [];
+    const ended = new Promise<void>((r) =>
+      srv.on("connection", (s) => {
+        s.on("data", (d: Buffer) => received.push(d));
+        s.on("end", () => r());
+      }),
+    );
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    closers.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const port = (srv.address() as net.AddressInfo).port;
+    const sock = net.connect({ host: "127.0.0.1", port });
+    await new Promise<void>((r) => sock.once("connect", () => r()));
+    const handed: number[] = [];
+    const write = sock.write.bind(sock) as (b: Uint8Array) => boolean;
+    (sock as unknown as { write: (b: Uint8Array) => boolean }).write = (b: Uint8Array) => {
+      handed.push(b.length);
+      return write(b);
+    };
+    const c = new Connection(sock, "outgoing");
+    c.attach({ onData: () => {}, onDrain: () => {}, onClose: () => {} });
+    const parts = [1, 2, 3].map((v) => new Uint8Array(600 << 10).fill(v));
+    for (const p of parts) c.write(p);
+    await new Promise((r) => setImmediate(r));
+    expect(handed).toEqual([600 << 10, 600 << 10, 600 << 10]);
+    c.end();
+    await ended;
+    expect(Buffer.concat(received).equals(Buffer.concat(parts))).toBe(true);
+  });
+
   it("hands a burst's held writes to the socket once the interval has passed", async () => {
     const srv = net.createServer();
     const got: Buffer[] = [];

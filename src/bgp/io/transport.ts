@@ -113,6 +113,9 @@ class WritePacer {
 
 const pacer = new WritePacer();
 
+/** Pending bytes up to this are copied into one buffer for the socket; more go as a writev. */
+const COPY_MAX = 1 << 20;
+
 /** One established TCP connection to a peer. */
 export class Connection {
   private events: ConnectionEvents | undefined;
@@ -220,12 +223,19 @@ export class Connection {
     this.pendingScheduled = false;
     const n = this.pending.length;
     if (n === 0 || this.closed) return;
-    const bytes =
-      n === 1 ? (this.pending[0] as Uint8Array) : Buffer.concat(this.pending, this.pendingBytes);
+    const list = this.pending;
+    const size = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
     this.lastFlush = performance.now();
-    this.socket.write(bytes);
+    if (n === 1) this.socket.write(list[0] as Uint8Array);
+    else if (size <= COPY_MAX) this.socket.write(Buffer.concat(list, size));
+    else {
+      // A big table dump: handed over as it is (one writev), not copied into one more buffer.
+      this.socket.cork();
+      for (const b of list) this.socket.write(b);
+      this.socket.uncork();
+    }
   }
 
   pause(): void {
