@@ -809,7 +809,9 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
       const back = await gen.next("back", limitMs);
       clearInterval(trace);
       resetMs = back ? Number(back.ms) : null;
-      log(`${tag} ${resetCount} reset, all back in ${resetMs} ms`);
+      log(
+        `${tag} ${resetCount} reset, all back in ${resetMs} ms (all Established again at ${back?.upMs} ms)`,
+      );
     }
     if (o.target === "ocelot" && process.env.OCELOT_SNAPSHOT_WAIT) {
       // With OCELOT_NODE_ARGS="--heapsnapshot-signal=SIGUSR2": a heap snapshot at the end (in
