@@ -128,7 +128,7 @@ describe("listen() and connect()", () => {
     expect(Buffer.concat(received).equals(Buffer.concat(sent))).toBe(true);
   });
 
-  it("paces writes: one buffer per turn, a burst's later turns held to the interval, a big one or end() at once", async () => {
+  it("paces writes: one buffer per turn, a burst's later UPDATEs held to the interval, a big one, an unpaced one or end() at once", async () => {
     const srv = net.createServer();
     const received: Buffer[] = [];
     let ended!: () => void;
@@ -159,31 +159,38 @@ describe("listen() and connect()", () => {
     const turn = () => new Promise((r) => setImmediate(r));
     const m = (v: number, len = 10) => new Uint8Array(len).fill(v);
     // A quiet connection: a turn's writes go as one buffer at the turn's end.
-    c.write(m(1));
-    c.write(m(2));
+    c.write(m(1), true);
+    c.write(m(2), true);
     expect(handed).toHaveLength(0);
     await turn();
     expect(handed.map((b) => b.length)).toEqual([20]);
-    // Within the interval: held, and the next turns' writes join them.
-    c.write(m(3));
+    // Within the interval: paced writes are held, and the next turns' join them.
+    c.write(m(3), true);
     await turn();
-    c.write(m(4));
+    c.write(m(4), true);
     await turn();
     expect(handed).toHaveLength(1);
     expect(c.buffered).toBeGreaterThanOrEqual(20);
     // Past coalesceBytes: at the turn's end, with what was held.
-    c.write(m(5, 1000));
+    c.write(m(5, 1000), true);
     await turn();
     expect(handed.map((b) => b.length)).toEqual([20, 1020]);
-    // Held again (within the interval of that hand-over), then end(): sent before the FIN.
-    c.write(m(6));
+    // Held again; an unpaced write (a KEEPALIVE) takes it along at the turn's end.
+    c.write(m(6), true);
     await turn();
     expect(handed).toHaveLength(2);
+    c.write(m(7));
+    await turn();
+    expect(handed.map((b) => b.length)).toEqual([20, 1020, 20]);
+    // Held again, then end(): sent before the FIN.
+    c.write(m(8), true);
+    await turn();
+    expect(handed).toHaveLength(3);
     c.end();
     await end;
-    expect(handed.map((b) => b.length)).toEqual([20, 1020, 10]);
+    expect(handed.map((b) => b.length)).toEqual([20, 1020, 20, 10]);
     expect(Buffer.concat(received)).toEqual(
-      Buffer.concat([m(1), m(2), m(3), m(4), m(5, 1000), m(6)]),
+      Buffer.concat([m(1), m(2), m(3), m(4), m(5, 1000), m(6), m(7), m(8)]),
     );
   });
 
@@ -243,9 +250,9 @@ describe("listen() and connect()", () => {
     closers.unshift(() => c.destroy());
     c.attach({ onData: () => {}, onDrain: () => {}, onClose: () => {} });
     const t0 = performance.now();
-    c.write(new Uint8Array(5).fill(1));
+    c.write(new Uint8Array(5).fill(1), true);
     await new Promise((r) => setImmediate(r));
-    c.write(new Uint8Array(5).fill(2));
+    c.write(new Uint8Array(5).fill(2), true);
     for (let i = 0; i < 3000 && Buffer.concat(got).length < 10; i++)
       await new Promise((r) => setTimeout(r, 10));
     expect(Buffer.concat(got)).toEqual(Buffer.from([1, 1, 1, 1, 1, 2, 2, 2, 2, 2]));

@@ -36,9 +36,10 @@ export interface ConnectionLimits {
   /** Above this many bytes queued, the connection is closed: the peer is not reading. */
   maxBuffered: number;
   /**
-   * Writes to a peer within this many ms of its last write to the kernel wait and go together,
-   * at most this long later (0: every turn's writes go at the turn's end). A write after a
-   * quiet spell, or once coalesceBytes are waiting, goes at the end of its turn.
+   * Paced writes to a peer within this many ms of its last write to the kernel wait and go
+   * together, at most this long later (0: every turn's writes go at the turn's end). A write
+   * after a quiet spell, an unpaced one, or once coalesceBytes are waiting, goes at the end of
+   * its turn.
    */
   coalesceMs: number;
   /** Bytes waiting that are sent at the turn's end whatever the interval. */
@@ -194,20 +195,22 @@ export class Connection {
   /**
    * Queues bytes; closes the connection if the peer let more than maxBuffered pile up. The
    * messages written in one turn of the event loop go to the kernel together, as one buffer at
-   * the turn's end, not one system call each; within coalesceMs of the last hand-over they
-   * wait for the pacer's timer and go with the next turns' (a reflector sends each of its
-   * clients one small UPDATE per route, the routes arriving one a turn).
+   * the turn's end, not one system call each. Paced bytes (UPDATEs) written within coalesceMs
+   * of the last hand-over wait for the pacer's timer and go with the next turns' (a reflector
+   * sends each of its clients one small UPDATE per route, the routes arriving one a turn);
+   * unpaced ones (OPEN, KEEPALIVE, NOTIFICATION: a session coming up waits on them) go at the
+   * turn's end, with whatever waits.
    */
-  write(bytes: Uint8Array): void {
+  write(bytes: Uint8Array, paced = false): void {
     if (this.closed) return;
     this.pending.push(bytes);
     this.pendingBytes += bytes.length;
     if (!this.pendingScheduled) {
       this.pendingScheduled = true;
       const ms = this.limits.coalesceMs;
-      this.pendingSoon = ms <= 0 || performance.now() - this.lastFlush >= ms;
+      this.pendingSoon = !paced || ms <= 0 || performance.now() - this.lastFlush >= ms;
       pacer.schedule(this, this.pendingSoon, ms);
-    } else if (!this.pendingSoon && this.pendingBytes >= this.limits.coalesceBytes) {
+    } else if (!this.pendingSoon && (!paced || this.pendingBytes >= this.limits.coalesceBytes)) {
       this.pendingSoon = true;
       pacer.hurry(this);
     }
