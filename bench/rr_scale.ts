@@ -265,22 +265,21 @@ function runGenerator(o: GenOpts): void {
     const framer = new MessageFramer(4096);
     sock.setNoDelay(true);
     let retry = false;
-    // A timer that fires late found this process busy: the SYN-ACK may be waiting unread behind
-    // it (timers run before I/O in a turn), so it looks again shortly instead of dropping.
-    const arm = (ms: number): ReturnType<typeof setTimeout> => {
-      const due = Date.now() + ms;
-      return setTimeout(() => {
-        if (!sock.connecting || c.sock !== sock) return;
-        if (Date.now() - due > 100) {
-          openTimer = arm(50);
-          return;
-        }
-        retry = true;
-        stats.openRetries++;
-        sock.destroy();
-      }, ms);
-    };
-    let openTimer = o.openTimeoutMs > 0 ? arm(o.openTimeoutMs) : undefined;
+    // Decided after this turn's I/O (setImmediate runs after the poll phase): a SYN-ACK that
+    // arrived while this busy process was late to its timers is read first, and such a
+    // connection is not dropped (a drop after the DUT accepted it is a closed session to it).
+    const arm = (ms: number): ReturnType<typeof setTimeout> =>
+      setTimeout(
+        () =>
+          setImmediate(() => {
+            if (!sock.connecting || c.sock !== sock) return;
+            retry = true;
+            stats.openRetries++;
+            sock.destroy();
+          }),
+        ms,
+      );
+    const openTimer = o.openTimeoutMs > 0 ? arm(o.openTimeoutMs) : undefined;
     sock.on("connect", () => {
       clearTimeout(openTimer);
       c.lastRx = Date.now();
