@@ -707,7 +707,14 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
   const genNs = Netns.create(`${o.mode}g`);
   let gen: Generator | null = null;
   try {
-    link(genNs, "gen-dut", `${GEN_ADDR}/16`, dutNs, "dut-gen", `${DUT_ADDR}/16`);
+    // rr mode: the clients' addresses sit behind the generator's (a /24 link, the clients /32s
+    // routed through it), so the DUT's kernel needs one neighbour, not N: the host's ARP table
+    // is shared by every namespace (see checkNeighbourRoom) and overflowed at 1,000 clients. Mesh
+    // mode keeps them on the link (the DUT installs routes through them: on-link next hops).
+    const routed = o.mode === "rr" && process.env.OCELOT_BENCH_ON_LINK !== "1";
+    const plen = routed ? 24 : 16;
+    link(genNs, "gen-dut", `${GEN_ADDR}/${plen}`, dutNs, "dut-gen", `${DUT_ADDR}/${plen}`);
+    if (routed) dutNs.exec("ip", "route", "add", "10.210.0.0/16", "via", GEN_ADDR);
     // The DUT has N neighbours on one link: room for them in the ARP table. Its limits
     // (gc_thresh1-3) are the host's, not the namespace's (the namespace has no such sysctl),
     // and shared with every namespace on the host: at the default gc_thresh3 of 1,024 the
@@ -715,14 +722,14 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     // and that client waits for its SYN to be resent (the tail of a few clients 3-8 s late
     // seen in some runs). Raised on the host only when asked (--raise-neigh-thresh), else
     // warned about.
-    checkNeighbourRoom(o.n, log); // The DUT's kernel answers a handshake its full accept queue cannot take with a RST
+    if (!routed) checkNeighbourRoom(o.n, log); // The DUT's kernel answers a handshake its full accept queue cannot take with a RST
     // (tcp_abort_on_overflow) instead of dropping the client's ACK and resending SYN-ACKs with
     // back-off (1, 3, 7, 15 s: BIRD's listen queue is short, and that back-off made its time
     // range 5.8-109.8 s); the generator reconnects a second later, as after any refusal.
     if (o.abortOnOverflow ?? true) dutNs.exec("sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=1");
     const batch = Array.from(
       { length: o.n },
-      (_, i) => `addr add ${peerAddr(i)}/16 dev gen-dut`,
+      (_, i) => `addr add ${peerAddr(i)}/${routed ? 32 : 16} dev gen-dut`,
     ).join("\n");
     sh("ip", ["-n", genNs.name, "-batch", "-"], `${batch}\n`);
     let pid: number;
