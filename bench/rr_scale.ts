@@ -1,7 +1,10 @@
 // BGP at cluster scale (as root): one DUT (`ocelot bgpd` or BIRD 2) in its own namespace with N
 // iBGP peers played by a load generator of our own built on our codec (src/bgp/wire): one Node
-// process in a second namespace, one socket per peer, each from its own address on one veth
-// (10.210.x.y/16) with its own router ID, each announcing its /26 (10.128.0.0/16 + 64·i).
+// process in a second namespace, one socket per peer, each from its own address (10.210.x.y)
+// with its own router ID, each announcing its /26 (10.128.0.0/16 + 64·i). In rr mode the
+// addresses are /32s behind the generator's 10.210.0.2 (the DUT routes 10.210.0.0/16 through
+// it: one ARP entry, where 1,000 overflowed the host-wide neighbour table); in mesh mode they sit
+// on the veth's /16 (the DUT installs routes through them).
 //  - mode "rr": the DUT is a route reflector, every peer its client. Timed from a cold start
 //    until every client holds every other client's /26 (the generator counts received prefixes
 //    per client); then 10 % of the clients reset at once (Cease/Administrative Reset, reconnect):
