@@ -1,7 +1,10 @@
 // BGP at cluster scale (as root): one DUT (`ocelot bgpd` or BIRD 2) in its own namespace with N
 // iBGP peers played by a load generator of our own built on our codec (src/bgp/wire): one Node
-// process in a second namespace, one socket per peer, each from its own address on one veth
-// (10.210.x.y/16) with its own router ID, each announcing its /26 (10.128.0.0/16 + 64·i).
+// process in a second namespace, one socket per peer, each from its own address (10.210.x.y)
+// with its own router ID, each announcing its /26 (10.128.0.0/16 + 64·i). In rr mode the
+// addresses are /32s behind the generator's 10.210.0.2 (the DUT routes 10.210.0.0/16 through
+// it: one ARP entry, where 1,000 overflowed the host-wide neighbour table); in mesh mode they sit
+// on the veth's /16 (the DUT installs routes through them).
 //  - mode "rr": the DUT is a route reflector, every peer its client. Timed from a cold start
 //    until every client holds every other client's /26 (the generator counts received prefixes
 //    per client); then 10 % of the clients reset at once (Cease/Administrative Reset, reconnect):
@@ -15,10 +18,19 @@
 // The Ocelot DUT is `ocelot bgpd` with the peers as routeReflectorClient (what `ocelot node run`
 // configures from routeReflectorClusterID, without 1,000 Node resources in etcd).
 // test/bgp/rr_scale.bird.test.ts runs runScenario() at 50 peers.
+// The DUT's namespace has tcp_abort_on_overflow=1 (a handshake its full accept queue cannot
+// take is reset, and the generator reconnects a second later) and the generator drops a connect
+// that has no SYN-ACK within --open-timeout ms (default 3000) and opens it again at once, so a
+// connection lost to a full listen queue costs about that, not the kernel's back-off (up to
+// 31 s; it made BIRD's time range 5.8-109.8 s); refusals and retries are counted and printed,
+// with the listen-queue overflows and the generator's own CPU.
 // Run: npx tsx bench/rr_scale.ts [--n 1000] [--modes rr,mesh] [--targets bird,ocelot] [--hold 30]
-//      [--window 50]
+//      [--window 50] [--open-timeout 3000] [--no-abort-on-overflow] [--rounds R] [--old DIR]
+//      [--raise-neigh-thresh] (the host's ARP table limit, host-wide: see runScenario)
+//   --old DIR: another build's bin/ as one more Ocelot DUT ("old"); --rounds R: the DUTs in turn,
+//   R times (ratios within a round, medians at the end).
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { loadavg } from "node:os";
 import { createInterface } from "node:readline";
@@ -50,6 +62,40 @@ export const peerPrefix = (i: number) => (PREFIX_BASE + i * 64) >>> 0;
 
 // ---- the generator (runs inside the peers' namespace) -----------------------------------------
 
+/** A client's /26: inside 10.128.0.0/16 on a 64-address boundary. */
+function isClientPrefix(a: number, len: number): boolean {
+  return len === 26 && a >>> 16 === PREFIX_BASE >>> 16 && (a & 63) === 0;
+}
+
+/** IPv4 prefixes of an UPDATE's withdrawn routes and NLRI (address, length pairs), in place. */
+export function walkUpdate(m: Uint8Array): {
+  withdrawn: number[];
+  nlri: number[];
+  hasAttributes: boolean;
+} {
+  const walk = (from: number, to: number): number[] => {
+    const out: number[] = [];
+    let i = from;
+    while (i < to) {
+      const len = m[i++] as number;
+      let a = 0;
+      for (let b = 0; b < 4; b++) a = (a << 8) | (b < (len + 7) >> 3 ? (m[i + b] as number) : 0);
+      i += (len + 7) >> 3;
+      out.push(len === 0 ? 0 : (a & (0xffffffff << (32 - len))) >>> 0, len);
+    }
+    return out;
+  };
+  const wLen = ((m[19] as number) << 8) | (m[20] as number);
+  const aAt = 21 + wLen;
+  const aLen = ((m[aAt] as number) << 8) | (m[aAt + 1] as number);
+  const total = ((m[16] as number) << 8) | (m[17] as number);
+  return {
+    withdrawn: walk(21, aAt),
+    nlri: walk(aAt + 2 + aLen, total),
+    hasAttributes: aLen > 0,
+  };
+}
+
 interface GenOpts {
   n: number;
   hold: number;
@@ -57,6 +103,14 @@ interface GenOpts {
   expect: "others" | "dut";
   /** At most this many sessions between connect and Established at once. */
   window: number;
+  /**
+   * A connect that has not completed (no SYN-ACK) within this many ms is dropped and opened
+   * again at once (a peer's connect-retry timer, short): a SYN the DUT's full listen queue
+   * dropped would otherwise wait for the kernel's back-off (1, 3, 7, 15, 31 s) and that back-off,
+   * not the DUT, would set the time. A connection that completed is never dropped (a DUT slow
+   * to send its OPEN is measured as it is). 0: never.
+   */
+  openTimeoutMs: number;
 }
 
 interface Client {
@@ -69,6 +123,8 @@ interface Client {
   epoch: number;
   resetting: boolean;
   received: Set<number>;
+  /** UPDATEs received on this session (the first is decoded in full as a check). */
+  updates: number;
   lastRx: number;
   lastTx: number;
   hold: number;
@@ -86,6 +142,12 @@ function runGenerator(o: GenOpts): void {
     refusedConnections: 0,
     maxGapMs: 0,
     connectErrors: 0,
+    /** Connects dropped and opened again because the SYN-ACK did not come in time. */
+    openRetries: 0,
+    /** UPDATEs decoded in full (the first of each session) whose prefixes the fast walk disagreed on. */
+    parseMismatches: 0,
+    /** Prefixes received that are no client's /26 (or, in mesh mode, not the DUT's). */
+    unexpectedPrefixes: 0,
   };
   const clients: Client[] = Array.from({ length: o.n }, (_, i) => ({
     i,
@@ -96,6 +158,7 @@ function runGenerator(o: GenOpts): void {
     epoch: 0,
     resetting: false,
     received: new Set(),
+    updates: 0,
     lastRx: 0,
     lastTx: 0,
     hold: o.hold,
@@ -141,15 +204,35 @@ function runGenerator(o: GenOpts): void {
         for (const u of announce(c)) send(c, u);
       }
     } else if (type === 2) {
-      const u = decodeUpdate(m, opts);
-      forEachIpv4Prefix(u.withdrawn, (a) => c.received.delete(a));
-      const ok = u.attributes !== null && u.action !== Rfc7606Action.TreatAsWithdraw;
-      forEachIpv4Prefix(u.nlri, (a) => {
-        if (a === c.prefix) return;
-        if (o.expect === "dut" && a !== dutPrefix) return;
-        if (ok) c.received.add(a);
+      // The generator reads ~1M one-route UPDATEs at 1,000 clients, on the same two cores as the
+      // DUT: it walks the withdrawn routes and the NLRI in place (no attribute decoding), and
+      // decodes the first UPDATE of each session in full to check that walk.
+      const w = walkUpdate(m);
+      if (c.updates++ === 0) {
+        const u = decodeUpdate(m, opts);
+        const ok = u.attributes !== null && u.action !== Rfc7606Action.TreatAsWithdraw;
+        const nlri: number[] = [];
+        const wd: number[] = [];
+        forEachIpv4Prefix(u.nlri, (a, len) => nlri.push(a, len));
+        forEachIpv4Prefix(u.withdrawn, (a, len) => wd.push(a, len));
+        if (
+          ok !== w.hasAttributes ||
+          nlri.join() !== w.nlri.join() ||
+          wd.join() !== w.withdrawn.join()
+        )
+          stats.parseMismatches++;
+      }
+      for (let k = 0; k < w.withdrawn.length; k += 2) c.received.delete(w.withdrawn[k] as number);
+      for (let k = 0; k < w.nlri.length; k += 2) {
+        const a = w.nlri[k] as number;
+        if (a === c.prefix) continue;
+        if (o.expect === "dut" ? a !== dutPrefix : !isClientPrefix(a, w.nlri[k + 1] as number)) {
+          stats.unexpectedPrefixes++;
+          continue;
+        }
+        if (w.hasAttributes) c.received.add(a);
         else c.received.delete(a);
-      });
+      }
     } else if (type === 3) {
       const key = `${m[19]}/${m[20]}`;
       stats.notificationsRx[key] = (stats.notificationsRx[key] ?? 0) + 1;
@@ -181,10 +264,28 @@ function runGenerator(o: GenOpts): void {
     const sock = net.connect({ host: DUT_ADDR, port: 179, localAddress: c.addr });
     c.sock = sock;
     c.up = false;
+    c.updates = 0;
     c.received.clear();
     const framer = new MessageFramer(4096);
     sock.setNoDelay(true);
+    let retry = false;
+    // Decided after this turn's I/O (setImmediate runs after the poll phase): a SYN-ACK that
+    // arrived while this busy process was late to its timers is read first, and such a
+    // connection is not dropped (a drop after the DUT accepted it is a closed session to it).
+    const arm = (ms: number): ReturnType<typeof setTimeout> =>
+      setTimeout(
+        () =>
+          setImmediate(() => {
+            if (!sock.connecting || c.sock !== sock) return;
+            retry = true;
+            stats.openRetries++;
+            sock.destroy();
+          }),
+        ms,
+      );
+    const openTimer = o.openTimeoutMs > 0 ? arm(o.openTimeoutMs) : undefined;
     sock.on("connect", () => {
+      clearTimeout(openTimer);
       c.lastRx = Date.now();
       send(
         c,
@@ -211,10 +312,16 @@ function runGenerator(o: GenOpts): void {
       if (e.code === "ECONNREFUSED" || e.code === "ECONNRESET") stats.connectErrors++;
     });
     sock.on("close", () => {
+      clearTimeout(openTimer);
       if (c.sock !== sock) return;
       c.sock = null;
       c.up = false;
       c.received.clear();
+      if (retry) {
+        opened(c);
+        enqueue(c);
+        return;
+      }
       // Closed by the DUT: an established session dropped, or a connection refused before it.
       if (c.epoch === epoch && !c.resetting) {
         if (c.up) stats.unexpectedCloses++;
@@ -241,14 +348,18 @@ function runGenerator(o: GenOpts): void {
     }
   }, 250).unref();
 
-  let waiting: { what: string; t0: number; reset: Client[] } | null = null;
+  let waiting: { what: string; t0: number; reset: Client[]; upMs?: number } | null = null;
   setInterval(() => {
     const up = clients.filter((c) => c.up).length;
     const done = clients.filter(full).length;
     if (waiting) {
       const resetBack = waiting.reset.every((c) => c.epoch > 0 && full(c));
+      // When every session was first Established (of those reset: every one again).
+      if (waiting.upMs === undefined && up === o.n && waiting.reset.every((c) => c.epoch > 0))
+        waiting.upMs = Date.now() - waiting.t0;
       if (done === o.n && resetBack) {
-        out({ ev: waiting.what, at: Date.now(), ms: Date.now() - waiting.t0 });
+        const ms = Date.now() - waiting.t0;
+        out({ ev: waiting.what, at: Date.now(), ms, upMs: waiting.upMs ?? ms });
         waiting = null;
       }
     }
@@ -304,6 +415,10 @@ export interface ScenarioOpts {
   hold?: number;
   /** Sessions opening at once (default 50). */
   window?: number;
+  /** The DUT's namespace resets a handshake its full accept queue cannot take (default true). */
+  abortOnOverflow?: boolean;
+  /** The generator's connect-retry for a connect without a SYN-ACK, ms (default 3000; 0: off). */
+  openTimeoutMs?: number;
   /** Reset 10 % of the peers after convergence (rr mode). */
   reset?: boolean;
   /** Limit on each phase, ms. */
@@ -324,6 +439,9 @@ export interface ProcCost {
   fileMiB: number;
   shmemMiB: number;
   cpuS: number;
+  /** cpuS in parts: user space, and the kernel (system calls: socket writes and reads). */
+  userS: number;
+  sysS: number;
   /** The Ocelot DUT's V8 heap (its status socket), MiB. */
   heapUsedMiB?: number;
   heapTotalMiB?: number;
@@ -335,6 +453,8 @@ export interface ScenarioResult {
   n: number;
   /** Cold start until converged, ms (null: not within the limit). */
   convergeMs: number | null;
+  /** Cold start until every session was Established, ms. */
+  allUpMs: number | null;
   atConverged: ProcCost;
   /** 10 % reset until all back, ms. */
   resetMs: number | null;
@@ -353,8 +473,55 @@ export interface ScenarioResult {
   dutRoutes: number;
   /** SYNs the DUT's kernel dropped for a full listen queue (TcpExtListenOverflows). */
   listenOverflows: number;
+  /**
+   * Other SYN-path counters of the DUT's namespace, and the generator's (nstat names without
+   * TcpExt): where a connect without a SYN-ACK went.
+   */
+  synDrops: { dut: Record<string, number>; gen: Record<string, number> };
   /** TCP segments the DUT's namespace sent over the whole run. */
   outSegs: number;
+  /** The generator's own CPU over the whole run (it shares the machine's cores with the DUT). */
+  generator: ProcCost;
+  /** Connections the generator dropped and opened again for want of the DUT's OPEN. */
+  openRetries: number;
+  /** Self-checks of the generator's UPDATE walk that failed, and prefixes nobody announced. */
+  parseMismatches: number;
+  unexpectedPrefixes: number;
+}
+
+const SYN_COUNTERS = [
+  "ListenDrops",
+  "TCPReqQFullDrop",
+  "TCPReqQFullDoCookies",
+  "TCPBacklogDrop",
+  "TCPTimeouts",
+  "TCPSynRetrans",
+];
+
+/**
+ * Room for n neighbours in the host's ARP table (see runScenario): raised with
+ * OCELOT_BENCH_RAISE_NEIGH=1 (--raise-neigh-thresh; a host-wide setting, left raised), else a
+ * warning when gc_thresh3 is below twice n.
+ */
+function checkNeighbourRoom(n: number, log: (s: string) => void): void {
+  const path = "/proc/sys/net/ipv4/neigh/default/gc_thresh3";
+  let have = 0;
+  try {
+    have = Number(readFileSync(path, "utf8").trim());
+  } catch {
+    return;
+  }
+  if (have >= 2 * n) return;
+  if (process.env.OCELOT_BENCH_RAISE_NEIGH === "1") {
+    const want = Math.max(4 * n, 4096);
+    writeFileSync("/proc/sys/net/ipv4/neigh/default/gc_thresh2", `${want / 2}\n`);
+    writeFileSync(path, `${want}\n`);
+    log(`host ARP table: gc_thresh3 raised from ${have} to ${want} (host-wide)`);
+    return;
+  }
+  log(
+    `WARNING: the host's ARP table holds at most ${have} entries (gc_thresh3, shared by every namespace) for ${n} clients: expect "neighbor table overflow" and late clients; --raise-neigh-thresh raises it`,
+  );
 }
 
 /** A counter of `nstat -az` in a namespace (-1 when nstat fails). */
@@ -375,12 +542,24 @@ export function procCost(pid: number): ProcCost {
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticks = Number(f[11]) + Number(f[12]);
   return {
+    userS: Number(f[11]) / 100,
+    sysS: Number(f[12]) / 100,
     rssMiB: kb("VmRSS") / 1024,
     hwmMiB: kb("VmHWM") / 1024,
     anonMiB: kb("RssAnon") / 1024,
     fileMiB: kb("RssFile") / 1024,
     shmemMiB: kb("RssShmem") / 1024,
     cpuS: ticks / 100,
+  };
+}
+
+/** CPU seconds since `before` (the memory figures are those of `c`). */
+export function since(c: ProcCost, before: ProcCost): ProcCost {
+  return {
+    ...c,
+    cpuS: c.cpuS - before.cpuS,
+    userS: c.userS - before.userS,
+    sysS: c.sysS - before.sysS,
   };
 }
 
@@ -531,20 +710,29 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
   const genNs = Netns.create(`${o.mode}g`);
   let gen: Generator | null = null;
   try {
-    link(genNs, "gen-dut", `${GEN_ADDR}/16`, dutNs, "dut-gen", `${DUT_ADDR}/16`);
-    // The DUT has N neighbours on one link: room for them in its ARP table.
-    for (const [k, v] of [
-      ["gc_thresh1", 4096],
-      ["gc_thresh2", 8192],
-      ["gc_thresh3", 16384],
-    ] as const) {
-      try {
-        dutNs.exec("sysctl", "-qw", `net.ipv4.neigh.default.${k}=${v}`);
-      } catch {}
-    }
+    // rr mode: the clients' addresses sit behind the generator's (a /24 link, the clients /32s
+    // routed through it), so the DUT's kernel needs one neighbour, not N: the host's ARP table
+    // is shared by every namespace (see checkNeighbourRoom) and overflowed at 1,000 clients. Mesh
+    // mode keeps them on the link (the DUT installs routes through them: on-link next hops).
+    const routed = o.mode === "rr" && process.env.OCELOT_BENCH_ON_LINK !== "1";
+    const plen = routed ? 24 : 16;
+    link(genNs, "gen-dut", `${GEN_ADDR}/${plen}`, dutNs, "dut-gen", `${DUT_ADDR}/${plen}`);
+    if (routed) dutNs.exec("ip", "route", "add", "10.210.0.0/16", "via", GEN_ADDR);
+    // The DUT has N neighbours on one link: room for them in the ARP table. Its limits
+    // (gc_thresh1-3) are the host's, not the namespace's (the namespace has no such sysctl),
+    // and shared with every namespace on the host: at the default gc_thresh3 of 1,024 the
+    // kernel logs "neighbor table overflow", a SYN-ACK to a client without an entry is lost
+    // and that client waits for its SYN to be resent (the tail of a few clients 3-8 s late
+    // seen in some runs). Raised on the host only when asked (--raise-neigh-thresh), else
+    // warned about.
+    if (!routed) checkNeighbourRoom(o.n, log); // The DUT's kernel answers a handshake its full accept queue cannot take with a RST
+    // (tcp_abort_on_overflow) instead of dropping the client's ACK and resending SYN-ACKs with
+    // back-off (1, 3, 7, 15 s: BIRD's listen queue is short, and that back-off made its time
+    // range 5.8-109.8 s); the generator reconnects a second later, as after any refusal.
+    if (o.abortOnOverflow ?? true) dutNs.exec("sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=1");
     const batch = Array.from(
       { length: o.n },
-      (_, i) => `addr add ${peerAddr(i)}/16 dev gen-dut`,
+      (_, i) => `addr add ${peerAddr(i)}/${routed ? 32 : 16} dev gen-dut`,
     ).join("\n");
     sh("ip", ["-n", genNs.name, "-batch", "-"], `${batch}\n`);
     let pid: number;
@@ -580,6 +768,20 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
       );
       pid = oc.pid;
       dutMemory = () => (oc.status() as unknown as { memory?: object }).memory;
+      // Its link watch holds every session down while the fresh veth has no carrier (a real
+      // node's link has had one for long); the clock starts once none is held, and the wait is
+      // printed (a run where it lasted 14 s, the generator's 15,596 refused connects in it, was
+      // the largest outlier of the time figure).
+      const t = Date.now();
+      const held = () =>
+        oc.status().peers.filter((p) => ((p as { heldDown?: string[] }).heldDown ?? []).length > 0)
+          .length;
+      let h = held();
+      while (h > 0 && Date.now() - t < 60_000) {
+        await new Promise((r) => setTimeout(r, 200));
+        h = held();
+      }
+      log(`${tag} DUT ready after ${Date.now() - t} ms (${h} sessions still held down)`);
       dutRoutes =
         o.mode === "mesh"
           ? kernelCount
@@ -596,12 +798,15 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
         hold,
         expect: o.mode === "rr" ? "others" : "dut",
         window: o.window ?? 50,
-      }),
+        openTimeoutMs: o.openTimeoutMs ?? 3000,
+      } satisfies GenOpts),
     );
     const child = spawn(cmd, args, { cwd: REPO_ROOT, stdio: ["pipe", "pipe", "inherit"] });
     gen = new Generator(child);
     if (!(await gen.next("ready", 60_000))) throw new Error(`${tag} generator did not start`);
     const before = procCost(pid);
+    const genPid = child.pid as number;
+    const genBefore = procCost(genPid);
     const t0 = Date.now();
     // The DUT's RSS every 100 ms: when its peak came (the phase is logged beside it).
     let phase = "cold start";
@@ -615,6 +820,7 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     }, 100).unref();
     gen.send({ cmd: "start" });
     let convergeMs: number | null = null;
+    let allUpMs: number | null = null;
     const progress = setInterval(
       () => log(`${tag} ${gen?.last.up} up, ${gen?.last.full} full`),
       2000,
@@ -623,6 +829,7 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
       const full = await gen.next("full", limitMs);
       if (full) {
         convergeMs = Number(full.at) - t0;
+        allUpMs = Number(full.upMs);
         if (o.mode === "mesh") {
           // The DUT's kernel must hold every peer's /26 too.
           const deadline = Date.now() + limitMs;
@@ -641,8 +848,7 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
       const m = dutMemory?.() as { heapUsedMiB?: number; heapTotalMiB?: number } | undefined;
       return m ? { ...c, heapUsedMiB: m.heapUsedMiB, heapTotalMiB: m.heapTotalMiB } : c;
     };
-    const atConverged = withHeap(procCost(pid));
-    atConverged.cpuS -= before.cpuS;
+    const atConverged = since(withHeap(procCost(pid)), before);
     log(
       `${tag} converged in ${convergeMs} ms, DUT RSS ${atConverged.rssMiB.toFixed(1)} MiB (peak so far ${atConverged.hwmMiB.toFixed(1)} MiB)`,
     );
@@ -664,7 +870,9 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
       const back = await gen.next("back", limitMs);
       clearInterval(trace);
       resetMs = back ? Number(back.ms) : null;
-      log(`${tag} ${resetCount} reset, all back in ${resetMs} ms`);
+      log(
+        `${tag} ${resetCount} reset, all back in ${resetMs} ms (all Established again at ${back?.upMs} ms)`,
+      );
     }
     if (o.target === "ocelot" && process.env.OCELOT_SNAPSHOT_WAIT) {
       // With OCELOT_NODE_ARGS="--heapsnapshot-signal=SIGUSR2": a heap snapshot at the end (in
@@ -677,8 +885,8 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     await new Promise((r) => setTimeout(r, Math.min(5000, hold * 500)));
     gen.send({ cmd: "stats" });
     const stats = (await gen.next("stats", 30_000)) ?? {};
-    const atEnd = withHeap(procCost(pid));
-    atEnd.cpuS -= before.cpuS;
+    const atEnd = since(withHeap(procCost(pid)), before);
+    const generator = since(procCost(genPid), genBefore);
     if (process.env.OCELOT_MALLOC_TRIM && o.target === "ocelot") {
       // Diagnostic: how much of the anonymous memory outside V8's heap is free malloc memory
       // glibc keeps (malloc_trim(0) in the DUT through gdb), after the figures are taken.
@@ -713,7 +921,16 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
       peakAnonMiB: peak.anon,
       dutRoutes: dutRoutes(),
       listenOverflows: nstat(dutNs, "TcpExtListenOverflows"),
+      synDrops: {
+        dut: Object.fromEntries(SYN_COUNTERS.map((k) => [k, nstat(dutNs, `TcpExt${k}`)])),
+        gen: Object.fromEntries(SYN_COUNTERS.map((k) => [k, nstat(genNs, `TcpExt${k}`)])),
+      },
       outSegs: nstat(dutNs, "TcpOutSegs"),
+      allUpMs,
+      generator,
+      openRetries: Number(stats.openRetries ?? -1),
+      parseMismatches: Number(stats.parseMismatches ?? -1),
+      unexpectedPrefixes: Number(stats.unexpectedPrefixes ?? -1),
     };
   } finally {
     await gen?.quit();
@@ -794,12 +1011,91 @@ function line(r: ScenarioResult): string {
   const s = (ms: number | null) => (ms === null ? "NOT reached" : `${(ms / 1000).toFixed(2)} s`);
   return (
     `${r.target.padEnd(6)} ${r.mode.padEnd(4)} N=${r.n}: converged ${s(r.convergeMs)} ` +
-    `(RSS ${r.atConverged.rssMiB.toFixed(1)} MiB, CPU ${r.atConverged.cpuS.toFixed(2)} s)` +
+    `(all Established at ${s(r.allUpMs)}; RSS ${r.atConverged.rssMiB.toFixed(1)} MiB, CPU ${r.atConverged.cpuS.toFixed(2)} s = user ${r.atConverged.userS.toFixed(2)} + sys ${r.atConverged.sysS.toFixed(2)})` +
     (r.mode === "rr" ? ` | ${r.resetCount} reset: back in ${s(r.resetMs)}` : "") +
-    ` | end RSS ${r.atEnd.rssMiB.toFixed(1)} MiB, peak ${r.atEnd.hwmMiB.toFixed(1)} MiB, peak RssAnon ${r.peakAnonMiB.toFixed(1)} MiB, CPU ${r.atEnd.cpuS.toFixed(2)} s` +
+    ` | end RSS ${r.atEnd.rssMiB.toFixed(1)} MiB, peak ${r.atEnd.hwmMiB.toFixed(1)} MiB, peak RssAnon ${r.peakAnonMiB.toFixed(1)} MiB, CPU ${r.atEnd.cpuS.toFixed(2)} s (user ${r.atEnd.userS.toFixed(2)} + sys ${r.atEnd.sysS.toFixed(2)})` +
+    ` | generator CPU ${r.generator.cpuS.toFixed(2)} s, connects retried for want of a SYN-ACK ${r.openRetries}, walk mismatches ${r.parseMismatches}, unexpected prefixes ${r.unexpectedPrefixes}` +
     ` | sessions dropped by the DUT ${r.unexpectedCloses} (connections refused ${r.refusedConnections}), NOTIFICATIONs ${JSON.stringify(r.notificationsRx)}, ` +
     `hold expired here ${r.holdExpiredHere}, longest silence ${(r.maxGapMs / 1000).toFixed(1)} s | DUT routes ${r.dutRoutes}, listen overflows ${r.listenOverflows}, TCP segments out ${r.outSegs}` +
+    ` | SYN path: DUT ${JSON.stringify(r.synDrops.dut)}, generator ${JSON.stringify(r.synDrops.gen)}` +
     `\n    at convergence: ${breakdown(r.atConverged)}\n    at the end:     ${breakdown(r.atEnd)}`
+  );
+}
+
+const median = (xs: number[]): number | undefined => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0
+    ? undefined
+    : s.length % 2
+      ? s[(s.length - 1) / 2]
+      : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
+};
+
+/** One DUT's rounds at one size: each figure's values and median. */
+function summary(
+  mode: Mode,
+  n: number,
+  dut: Dut,
+  rows: Array<{ dut: Dut; r: ScenarioResult }>,
+): string {
+  const rs = rows.filter((x) => x.dut.label === dut.label).map((x) => x.r);
+  const fig = (name: string, xs: Array<number | null>, unit: (x: number) => string) => {
+    const ok = xs.filter((x): x is number => x !== null);
+    const m = median(ok);
+    return `${name} ${ok.map(unit).join(", ")} (median ${m === undefined ? "-" : unit(m)})`;
+  };
+  const sec = (x: number) => `${(x / 1000).toFixed(2)} s`;
+  const cpu = (x: number) => `${x.toFixed(2)} s`;
+  const mib = (x: number) => `${x.toFixed(1)} MiB`;
+  return (
+    `summary ${mode} N=${n} ${dut.label} over ${rs.length} rounds: ` +
+    [
+      fig(
+        "converged",
+        rs.map((r) => r.convergeMs),
+        sec,
+      ),
+      fig(
+        "all Established",
+        rs.map((r) => r.allUpMs),
+        sec,
+      ),
+      fig(
+        "reset back",
+        rs.map((r) => r.resetMs),
+        sec,
+      ),
+      fig(
+        "CPU to convergence",
+        rs.map((r) => r.atConverged.cpuS),
+        cpu,
+      ),
+      fig(
+        "of it sys",
+        rs.map((r) => r.atConverged.sysS),
+        cpu,
+      ),
+      fig(
+        "CPU whole run",
+        rs.map((r) => r.atEnd.cpuS),
+        cpu,
+      ),
+      fig(
+        "generator CPU",
+        rs.map((r) => r.generator.cpuS),
+        cpu,
+      ),
+      fig(
+        "peak VmHWM",
+        rs.map((r) => r.atEnd.hwmMiB),
+        mib,
+      ),
+      fig(
+        "peak RssAnon",
+        rs.map((r) => r.peakAnonMiB),
+        mib,
+      ),
+    ].join("; ")
   );
 }
 
@@ -819,17 +1115,30 @@ async function main(): Promise<void> {
   // --ocelot-variants "default;--optimize-for-size;OCELOT_V8_HEAP_GROWING=default": the Ocelot
   // DUT once per variant (node flags and NAME=VALUE environment variables).
   const variants = arg("ocelot-variants", "default").split(";");
+  // --old DIR: another build's bin/ (e.g. main's) as one more Ocelot variant, labelled "old",
+  // run beside this tree's in each round (OCELOT_BIN_DIR of test/helpers/peers.ts).
+  const oldBin = arg("old", "");
+  if (oldBin) variants.push(`OCELOT_BIN_DIR=${oldBin}`);
+  // --rounds R: the DUTs one after the other, R times over (BIRD, Ocelot, old, BIRD, ...), so
+  // each meets the same stretch of the machine's load; ratios are taken within a round.
+  const rounds = Number(arg("rounds", "1"));
+  const openTimeoutMs = Number(arg("open-timeout", "3000"));
+  if (process.argv.includes("--raise-neigh-thresh")) process.env.OCELOT_BENCH_RAISE_NEIGH = "1";
   const duts: Dut[] = targets.flatMap((t): Dut[] =>
     t === "bird"
       ? [{ target: t, label: "bird" }]
       : variants.map((v) =>
           v === "default"
             ? { target: t, label: "ocelot" }
-            : { target: t, nodeArgs: v, label: `ocelot ${v}` },
+            : {
+                target: t,
+                nodeArgs: v,
+                label: v === `OCELOT_BIN_DIR=${oldBin}` ? "old" : `ocelot ${v}`,
+              },
         ),
   );
   console.log(
-    `N=${sizes.join(",")} hold=${hold}s window=${window}; load average ${load()}; node ${process.version}`,
+    `N=${sizes.join(",")} hold=${hold}s window=${window} open-timeout=${openTimeoutMs}ms rounds=${rounds}${oldBin ? ` old=${oldBin}` : ""}; load average ${load()}; node ${process.version}`,
   );
   // The fixed cost, before any session: the runtime alone, and each DUT with no peer.
   const idle = new Map<string, ProcCost>();
@@ -846,35 +1155,44 @@ async function main(): Promise<void> {
   const all: Array<{ dut: Dut; r: ScenarioResult }> = [];
   for (const mode of modes) {
     for (const n of sizes) {
-      const res: Array<{ dut: Dut; r: ScenarioResult }> = [];
-      for (const dut of duts) {
-        const r = await runScenario({
-          target: dut.target,
-          nodeArgs: dut.nodeArgs,
-          mode,
-          n,
-          hold,
-          window,
-          reset: mode === "rr",
-        });
-        res.push({ dut, r });
-        console.log(`${dut.label}: ${line(r)}; load ${load()}`);
+      const sized: Array<{ dut: Dut; r: ScenarioResult }> = [];
+      for (let round = 1; round <= rounds; round++) {
+        const res: Array<{ dut: Dut; r: ScenarioResult }> = [];
+        for (const dut of duts) {
+          const r = await runScenario({
+            target: dut.target,
+            nodeArgs: dut.nodeArgs,
+            mode,
+            n,
+            hold,
+            window,
+            openTimeoutMs,
+            abortOnOverflow: !process.argv.includes("--no-abort-on-overflow"),
+            reset: mode === "rr",
+          });
+          res.push({ dut, r });
+          console.log(
+            `${rounds > 1 ? `round ${round} ` : ""}${dut.label}: ${line(r)}; load ${load()}`,
+          );
+        }
+        sized.push(...res);
+        const bird = res.find((x) => x.dut.target === "bird")?.r;
+        for (const { dut, r: oc } of res) {
+          if (dut.target !== "ocelot" || !bird || !oc.convergeMs || !bird.convergeMs) continue;
+          const t = oc.convergeMs / bird.convergeMs;
+          const rss = oc.atEnd.hwmMiB / bird.atEnd.hwmMiB;
+          const anon = oc.peakAnonMiB / bird.peakAnonMiB;
+          const cpu = oc.atEnd.cpuS / bird.atEnd.cpuS;
+          const rs = oc.resetMs && bird.resetMs ? (oc.resetMs / bird.resetMs).toFixed(2) : "-";
+          console.log(
+            `${mode} N=${n} ${rounds > 1 ? `round ${round} ` : ""}${dut.label}/BIRD: converge ${t.toFixed(2)}x (goal <= 0.8x: ${t <= 0.8 ? "met" : "NOT met"}), ` +
+              `reset ${rs}x, peak RSS ${rss.toFixed(2)}x (goal <= 1.0x: ${rss <= 1 ? "met" : "NOT met"}), ` +
+              `peak RssAnon ${anon.toFixed(2)}x, CPU ${cpu.toFixed(2)}x`,
+          );
+        }
       }
-      all.push(...res);
-      const bird = res.find((x) => x.dut.target === "bird")?.r;
-      for (const { dut, r: oc } of res) {
-        if (dut.target !== "ocelot" || !bird || !oc.convergeMs || !bird.convergeMs) continue;
-        const t = oc.convergeMs / bird.convergeMs;
-        const rss = oc.atEnd.hwmMiB / bird.atEnd.hwmMiB;
-        const anon = oc.peakAnonMiB / bird.peakAnonMiB;
-        const cpu = oc.atEnd.cpuS / bird.atEnd.cpuS;
-        const rs = oc.resetMs && bird.resetMs ? (oc.resetMs / bird.resetMs).toFixed(2) : "-";
-        console.log(
-          `${mode} N=${n} ${dut.label}/BIRD: converge ${t.toFixed(2)}x (goal <= 0.8x: ${t <= 0.8 ? "met" : "NOT met"}), ` +
-            `reset ${rs}x, peak RSS ${rss.toFixed(2)}x (goal <= 1.0x: ${rss <= 1 ? "met" : "NOT met"}), ` +
-            `peak RssAnon ${anon.toFixed(2)}x, CPU ${cpu.toFixed(2)}x`,
-        );
-      }
+      all.push(...sized);
+      if (rounds > 1) for (const dut of duts) console.log(summary(mode, n, dut, sized));
     }
   }
   // Fixed and per-session cost: the no-peer DUT, and the slope between the two largest N.
@@ -884,8 +1202,8 @@ async function main(): Promise<void> {
         .filter((x) => x.dut.label === dut.label && x.r.mode === mode)
         .sort((a, b) => a.r.n - b.r.n);
       const fixed = idle.get(dut.label);
-      const lo = rows.at(-2)?.r;
       const hi = rows.at(-1)?.r;
+      const lo = rows.filter((x) => x.r.n < (hi?.n ?? 0)).at(-1)?.r;
       const per = (k: "anonMiB" | "rssMiB" | "heapUsedMiB") =>
         lo && hi && hi.n > lo.n && hi.atEnd[k] !== undefined && lo.atEnd[k] !== undefined
           ? `${(((hi.atEnd[k] as number) - (lo.atEnd[k] as number)) * 1024) / (hi.n - lo.n)}`

@@ -34,6 +34,14 @@ describe.skipIf(skip)("route reflector with 50 clients", () => {
       expect(r.notificationsRx, "NOTIFICATIONs from the reflector").toEqual({});
       expect(r.holdExpiredHere, "hold timers run out at the clients").toBe(0);
       expect(r.unexpectedCloses, "established sessions the reflector closed").toBe(0);
+      // The generator's in-place walk of UPDATEs agrees with the full decoder (the first of each
+      // session is decoded both ways), and Ocelot reflects nothing but the clients' /26s (BIRD
+      // also sends its own connected 10.210.0.0/16, exported by its config).
+      expect(r.parseMismatches, "UPDATE walk vs full decode").toBe(0);
+      if (target === "ocelot") expect(r.unexpectedPrefixes, "prefixes no client sent").toBe(0);
+      expect(r.allUpMs, "every session Established").not.toBeNull();
+      expect(r.allUpMs as number).toBeLessThanOrEqual(r.convergeMs as number);
+      expect(r.generator.cpuS).toBeGreaterThan(0);
       expect(r.atEnd.rssMiB).toBeGreaterThan(0);
       // The memory breakdown the bench prints: VmRSS in its parts, the sampled RssAnon peak, and
       // the Ocelot DUT's V8 heap from its status socket.

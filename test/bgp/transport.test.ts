@@ -1,10 +1,11 @@
 // The TCP transport on loopback: unknown sources are closed at once, source addresses per peer,
-// and a peer that stops reading is noticed (congested) and dropped past the hard limit.
+// a peer that stops reading is noticed (congested) and dropped past the hard limit, and writes
+// are paced (one buffer per turn; within a burst, one hand-over per coalescing interval).
 import * as net from "node:net";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { ManualClock, SessionTimers } from "../../src/bgp/io/clock.js";
-import { type Connection, connect, listen, plainAddress } from "../../src/bgp/io/transport.js";
+import { Connection, connect, listen, plainAddress } from "../../src/bgp/io/transport.js";
 import { runSync } from "../helpers/limits.js";
 
 const closers: (() => Promise<void> | void)[] = [];
@@ -125,6 +126,138 @@ describe("listen() and connect()", () => {
     c.end();
     await ended;
     expect(Buffer.concat(received).equals(Buffer.concat(sent))).toBe(true);
+  });
+
+  it("paces writes: one buffer per turn, a burst's later UPDATEs held to the interval, a big one, an unpaced one or end() at once", async () => {
+    const srv = net.createServer();
+    const received: Buffer[] = [];
+    let ended!: () => void;
+    const end = new Promise<void>((r) => (ended = r));
+    srv.on("connection", (s) => {
+      s.on("data", (d: Buffer) => received.push(d));
+      s.on("end", () => ended());
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    closers.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const port = (srv.address() as net.AddressInfo).port;
+    const sock = net.connect({ host: "127.0.0.1", port });
+    await new Promise<void>((r) => sock.once("connect", () => r()));
+    // What the Connection hands to its socket, one entry per socket.write().
+    const handed: Buffer[] = [];
+    const write = sock.write.bind(sock) as (b: Uint8Array) => boolean;
+    (sock as unknown as { write: (b: Uint8Array) => boolean }).write = (b: Uint8Array) => {
+      handed.push(Buffer.from(b));
+      return write(b);
+    };
+    const c = new Connection(sock, "outgoing", {
+      highWater: 4 << 20,
+      maxBuffered: 256 << 20,
+      coalesceMs: 300,
+      coalesceBytes: 1000,
+    });
+    c.attach({ onData: () => {}, onDrain: () => {}, onClose: () => {} });
+    const turn = () => new Promise((r) => setImmediate(r));
+    const m = (v: number, len = 10) => new Uint8Array(len).fill(v);
+    // A quiet connection: a turn's writes go as one buffer at the turn's end.
+    c.write(m(1), true);
+    c.write(m(2), true);
+    expect(handed).toHaveLength(0);
+    await turn();
+    expect(handed.map((b) => b.length)).toEqual([20]);
+    // Within the interval: paced writes are held, and the next turns' join them.
+    c.write(m(3), true);
+    await turn();
+    c.write(m(4), true);
+    await turn();
+    expect(handed).toHaveLength(1);
+    expect(c.buffered).toBeGreaterThanOrEqual(20);
+    // Past coalesceBytes: at the turn's end, with what was held.
+    c.write(m(5, 1000), true);
+    await turn();
+    expect(handed.map((b) => b.length)).toEqual([20, 1020]);
+    // Held again; an unpaced write (a KEEPALIVE) takes it along at the turn's end.
+    c.write(m(6), true);
+    await turn();
+    expect(handed).toHaveLength(2);
+    c.write(m(7));
+    await turn();
+    expect(handed.map((b) => b.length)).toEqual([20, 1020, 20]);
+    // Held again, then end(): sent before the FIN.
+    c.write(m(8), true);
+    await turn();
+    expect(handed).toHaveLength(3);
+    c.end();
+    await end;
+    expect(handed.map((b) => b.length)).toEqual([20, 1020, 20, 10]);
+    expect(Buffer.concat(received)).toEqual(
+      Buffer.concat([m(1), m(2), m(3), m(4), m(5, 1000), m(6), m(7), m(8)]),
+    );
+  });
+
+  it("hands over more than 1 MiB of one turn without copying it, in order", async () => {
+    const srv = net.createServer();
+    const received: Buffer[] = [];
+    const ended = new Promise<void>((r) =>
+      srv.on("connection", (s) => {
+        s.on("data", (d: Buffer) => received.push(d));
+        s.on("end", () => r());
+      }),
+    );
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    closers.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const port = (srv.address() as net.AddressInfo).port;
+    const sock = net.connect({ host: "127.0.0.1", port });
+    await new Promise<void>((r) => sock.once("connect", () => r()));
+    const handed: number[] = [];
+    const write = sock.write.bind(sock) as (b: Uint8Array) => boolean;
+    (sock as unknown as { write: (b: Uint8Array) => boolean }).write = (b: Uint8Array) => {
+      handed.push(b.length);
+      return write(b);
+    };
+    const c = new Connection(sock, "outgoing");
+    c.attach({ onData: () => {}, onDrain: () => {}, onClose: () => {} });
+    const parts = [1, 2, 3].map((v) => new Uint8Array(600 << 10).fill(v));
+    for (const p of parts) c.write(p);
+    await new Promise((r) => setImmediate(r));
+    expect(handed).toEqual([600 << 10, 600 << 10, 600 << 10]);
+    c.end();
+    await ended;
+    expect(Buffer.concat(received).equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it("hands a burst's held writes to the socket once the interval has passed", async () => {
+    const srv = net.createServer();
+    const got: Buffer[] = [];
+    const accepted: net.Socket[] = [];
+    srv.on("connection", (s) => {
+      accepted.push(s);
+      s.on("data", (d: Buffer) => got.push(d));
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    closers.push(() => {
+      for (const s of accepted) s.destroy();
+      return new Promise<void>((r) => srv.close(() => r()));
+    });
+    const port = (srv.address() as net.AddressInfo).port;
+    const sock = net.connect({ host: "127.0.0.1", port });
+    await new Promise<void>((r) => sock.once("connect", () => r()));
+    const c = new Connection(sock, "outgoing", {
+      highWater: 4 << 20,
+      maxBuffered: 256 << 20,
+      coalesceMs: 50,
+      coalesceBytes: 1 << 20,
+    });
+    closers.unshift(() => c.destroy());
+    c.attach({ onData: () => {}, onDrain: () => {}, onClose: () => {} });
+    const t0 = performance.now();
+    c.write(new Uint8Array(5).fill(1), true);
+    await new Promise((r) => setImmediate(r));
+    c.write(new Uint8Array(5).fill(2), true);
+    for (let i = 0; i < 3000 && Buffer.concat(got).length < 10; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(Buffer.concat(got)).toEqual(Buffer.from([1, 1, 1, 1, 1, 2, 2, 2, 2, 2]));
+    // The second write waited for the interval (timers may fire a little early).
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(45);
   });
 
   it("plainAddress() strips the IPv4-mapped prefix only", () => {

@@ -1,7 +1,8 @@
 // The TCP transport of the speaker: one listener on a configurable address and port that closes
 // connections from unknown addresses at once, outgoing connects with a per-peer source address,
 // TCP-MD5 keys (RFC 2385) on both, and a Connection wrapper that bounds what we buffer for a slow
-// peer. Not: BGP framing or state.
+// peer, and the pacing of its writes (one system call per peer per turn at most, and during a
+// burst at most one per coalescing interval). Not: BGP framing or state.
 //
 // TCP-MD5: the listener holds one TCP_MD5SIG entry per keyed peer (the kernel then drops that
 // address's unsigned or wrongly signed segments, and accepted sockets inherit the keys). An
@@ -34,9 +35,87 @@ export interface ConnectionLimits {
   highWater: number;
   /** Above this many bytes queued, the connection is closed: the peer is not reading. */
   maxBuffered: number;
+  /**
+   * Paced writes to a peer within this many ms of its last write to the kernel wait and go
+   * together, at most this long later (0: every turn's writes go at the turn's end). A write
+   * after a quiet spell, an unpaced one, or once coalesceBytes are waiting, goes at the end of
+   * its turn.
+   */
+  coalesceMs: number;
+  /** Bytes waiting that are sent at the turn's end whatever the interval. */
+  coalesceBytes: number;
 }
 
-export const DEFAULT_LIMITS: ConnectionLimits = { highWater: 4 << 20, maxBuffered: 256 << 20 };
+/**
+ * OCELOT_BGP_WRITE_COALESCE_MS: the coalescing interval (default 20 ms). A reflector with 1,000
+ * clients sends each client one small UPDATE per route, each route in its own turn while the
+ * clients come up: without it, a system call and a TCP segment per route per client.
+ */
+const COALESCE_MS = (() => {
+  const v = process.env.OCELOT_BGP_WRITE_COALESCE_MS;
+  if (v === undefined || v === "") return 20;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || n > 1000)
+    throw new Error(
+      `OCELOT_BGP_WRITE_COALESCE_MS: want ms from 0 to 1000, got ${JSON.stringify(v)}`,
+    );
+  return n;
+})();
+
+export const DEFAULT_LIMITS: ConnectionLimits = {
+  highWater: 4 << 20,
+  maxBuffered: 256 << 20,
+  coalesceMs: COALESCE_MS,
+  coalesceBytes: 16 << 10,
+};
+
+/**
+ * When connections hand what they queued to the kernel: at the end of the turn (`soon`), or
+ * on one shared timer (`later`) for those that wrote less than their interval ago. One timer
+ * for every connection, not one each.
+ */
+class WritePacer {
+  private soon: Connection[] = [];
+  private later = new Set<Connection>();
+  private tickQueued = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private readonly flushSoon = (): void => {
+    this.tickQueued = false;
+    const list = this.soon;
+    this.soon = [];
+    for (const c of list) c.flushPending();
+  };
+  private readonly flushLater = (): void => {
+    this.timer = undefined;
+    const list = [...this.later];
+    this.later.clear();
+    for (const c of list) c.flushPending();
+  };
+
+  /** c has bytes waiting and is in neither list. */
+  schedule(c: Connection, now: boolean, ms: number): void {
+    if (now) {
+      this.soon.push(c);
+      if (!this.tickQueued) {
+        this.tickQueued = true;
+        process.nextTick(this.flushSoon);
+      }
+      return;
+    }
+    this.later.add(c);
+    if (this.timer === undefined) this.timer = setTimeout(this.flushLater, ms);
+  }
+
+  /** c (in the later set) is to go at the turn's end after all. */
+  hurry(c: Connection): void {
+    if (this.later.delete(c)) this.schedule(c, true, 0);
+  }
+}
+
+const pacer = new WritePacer();
+
+/** Pending bytes up to this are copied into one buffer for the socket; more go as a writev. */
+const COPY_MAX = 1 << 20;
 
 /** One established TCP connection to a peer. */
 export class Connection {
@@ -44,12 +123,14 @@ export class Connection {
   private closed = false;
   private backlog: Uint8Array[] = [];
   private wasCongested = false;
-  /** Writes of this turn are corked; one writev hands them to the kernel at the turn's end. */
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
+  /** Messages written and not yet handed to the socket (see WritePacer). */
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  /** Pending is in the pacer's lists; `pendingSoon`: in its end-of-turn list. */
+  private pendingScheduled = false;
+  private pendingSoon = false;
+  /** performance.now() of the last hand-over to the socket. */
+  private lastFlush = -Infinity;
   readonly localAddress: string;
   readonly remoteAddress: string;
   readonly remotePort: number;
@@ -99,12 +180,12 @@ export class Connection {
 
   /** Bytes queued in user space and not yet handed to the kernel. */
   get buffered(): number {
-    return this.socket.writableLength;
+    return this.socket.writableLength + this.pendingBytes;
   }
 
   /** True when the caller should stop producing until onDrain. */
   get congested(): boolean {
-    return this.socket.writableLength >= this.limits.highWater;
+    return this.buffered >= this.limits.highWater;
   }
 
   get isClosed(): boolean {
@@ -113,21 +194,50 @@ export class Connection {
 
   /**
    * Queues bytes; closes the connection if the peer let more than maxBuffered pile up. The
-   * messages written in one turn of the event loop go to the kernel together (one writev on
-   * the next tick), not one system call each: a reflector sends each client many small
-   * UPDATEs per turn.
+   * messages written in one turn of the event loop go to the kernel together, as one buffer at
+   * the turn's end, not one system call each. Paced bytes (UPDATEs) written within coalesceMs
+   * of the last hand-over wait for the pacer's timer and go with the next turns' (a reflector
+   * sends each of its clients one small UPDATE per route, the routes arriving one a turn);
+   * unpaced ones (OPEN, KEEPALIVE, NOTIFICATION: a session coming up waits on them) go at the
+   * turn's end, with whatever waits.
    */
-  write(bytes: Uint8Array): void {
+  write(bytes: Uint8Array, paced = false): void {
     if (this.closed) return;
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(this.uncork);
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
+    if (!this.pendingScheduled) {
+      this.pendingScheduled = true;
+      const ms = this.limits.coalesceMs;
+      this.pendingSoon = !paced || ms <= 0 || performance.now() - this.lastFlush >= ms;
+      pacer.schedule(this, this.pendingSoon, ms);
+    } else if (!this.pendingSoon && (!paced || this.pendingBytes >= this.limits.coalesceBytes)) {
+      this.pendingSoon = true;
+      pacer.hurry(this);
     }
-    this.socket.write(bytes);
-    if (this.socket.writableLength >= this.limits.highWater) this.wasCongested = true;
-    if (this.socket.writableLength > this.limits.maxBuffered) {
-      this.destroy(`Peer is not reading: ${this.socket.writableLength} bytes queued`);
+    const queued = this.buffered;
+    if (queued >= this.limits.highWater) this.wasCongested = true;
+    if (queued > this.limits.maxBuffered) {
+      this.destroy(`Peer is not reading: ${queued} bytes queued`);
+    }
+  }
+
+  /** Hands what is pending to the socket as one buffer (the pacer calls it). */
+  flushPending(): void {
+    this.pendingScheduled = false;
+    const n = this.pending.length;
+    if (n === 0 || this.closed) return;
+    const list = this.pending;
+    const size = this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.lastFlush = performance.now();
+    if (n === 1) this.socket.write(list[0] as Uint8Array);
+    else if (size <= COPY_MAX) this.socket.write(Buffer.concat(list, size));
+    else {
+      // A big table dump: handed over as it is (one writev), not copied into one more buffer.
+      this.socket.cork();
+      for (const b of list) this.socket.write(b);
+      this.socket.uncork();
     }
   }
 
@@ -142,14 +252,15 @@ export class Connection {
   /** Sends what is queued (e.g. a NOTIFICATION), then closes. */
   end(): void {
     if (this.closed) return;
+    this.flushPending();
     this.socket.end();
     // Do not wait forever for a peer that stopped reading.
     setTimeout(() => this.socket.destroy(), 1000).unref();
   }
 
   destroy(error?: string): void {
-    // What this turn queued (a NOTIFICATION) goes out before the socket does.
-    if (this.corked) this.uncork();
+    // What is pending (a NOTIFICATION) goes out before the socket does.
+    this.flushPending();
     this.socket.destroy();
     this.finish(error);
   }
@@ -157,6 +268,8 @@ export class Connection {
   private finish(error?: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.pending = [];
+    this.pendingBytes = 0;
     this.events?.onClose(error);
   }
 }

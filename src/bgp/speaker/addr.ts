@@ -12,6 +12,21 @@ export function toPrefixArray(list: PrefixList, afi: number): PrefixArray {
   return { afi, count: list.count, addrs: list.words, lens: list.lens, pathIds };
 }
 
+/**
+ * The host's interfaces, read once per synchronous run (a config with 1,000 peers asks for
+ * each: os.networkInterfaces() walks every address each time, ~0.25 ms).
+ */
+let interfacesNow: ReturnType<typeof networkInterfaces> | undefined;
+function interfaces(): ReturnType<typeof networkInterfaces> {
+  if (interfacesNow === undefined) {
+    interfacesNow = networkInterfaces();
+    queueMicrotask(() => {
+      interfacesNow = undefined;
+    });
+  }
+  return interfacesNow;
+}
+
 /** Local addresses on the interface that reaches `peer` directly (same subnet), if any. */
 export function localAddressesToward(peer: string): { v4?: string; v6?: string } {
   const zone = peer.indexOf("%");
@@ -19,7 +34,7 @@ export function localAddressesToward(peer: string): { v4?: string; v6?: string }
     // Unnumbered (a link-local peer on an interface): the interface's own addresses, a global
     // IPv6 one before our link-local (which gets the zone too).
     const iface = peer.slice(zone + 1);
-    const addrs = networkInterfaces()[iface] ?? [];
+    const addrs = interfaces()[iface] ?? [];
     const v4 = addrs.find((a) => a.family === "IPv4")?.address;
     const ll = (a: { address: string }) => a.address.toLowerCase().startsWith("fe80");
     const g6 = addrs.find((a) => a.family === "IPv6" && !ll(a))?.address;
@@ -28,7 +43,7 @@ export function localAddressesToward(peer: string): { v4?: string; v6?: string }
     return { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
   }
   const want4 = !peer.includes(":");
-  for (const addrs of Object.values(networkInterfaces())) {
+  for (const addrs of Object.values(interfaces())) {
     if (!addrs) continue;
     const hit = addrs.find(
       (a) => (a.family === "IPv4") === want4 && a.cidr && !a.internal && sameSubnet(a.cidr, peer),

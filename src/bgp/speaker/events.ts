@@ -93,7 +93,12 @@ export type SpeakerAction =
       localAddress?: string;
       timeoutMs: number;
     }
-  | { kind: "send"; peer: string; conn: ConnId; bytes: Uint8Array }
+  /**
+   * Write bytes. paced: UPDATEs, which may wait for the connection's write pacing during a
+   * burst (bgp/io/transport.ts); the FSM's own messages (OPEN, KEEPALIVE, NOTIFICATION) go at
+   * the end of the turn.
+   */
+  | { kind: "send"; peer: string; conn: ConnId; bytes: Uint8Array; paced?: true }
   /** Close a connection (end: after what is queued; destroy: at once) or abandon a connect. */
   | { kind: "close"; peer: string; conn: ConnId; how: "end" | "destroy" }
   | { kind: "pauseReading"; peer: string; conn: ConnId; paused: boolean }

@@ -433,7 +433,7 @@ export class Speaker<A> {
         const c = this.conns.get(a.conn)?.conn;
         if (!c) return;
         this.deps.tap?.sent(a.peer, a.conn, a.bytes);
-        c.write(a.bytes);
+        c.write(a.bytes, a.paced === true);
         this.noteSlow(a.peer, c);
         return;
       }

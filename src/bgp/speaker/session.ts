@@ -281,11 +281,11 @@ export class PeerSession {
     this.event(l, { type: `${t}_Expires` } as FsmEvent);
   }
 
-  /** Sends bytes on the Established connection. */
+  /** Sends bytes (UPDATEs: paced) on the Established connection. */
   send(bytes: Uint8Array): void {
     const l = this.links.find((x) => x.fsm.state === "Established");
     if (l?.conn === undefined) return;
-    this.io.emit({ kind: "send", peer: this.address, conn: l.conn, bytes });
+    this.io.emit({ kind: "send", peer: this.address, conn: l.conn, bytes, paced: true });
     this.counters.messagesOut++;
   }
 
