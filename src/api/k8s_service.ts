@@ -42,7 +42,10 @@ export const k8sServiceSchema = z
         clusterIPs: z.array(clusterIp).optional(),
         // The Service's families (Kubernetes sets them from clusterIPs; a headless Service has
         // them without cluster IPs): which EndpointSlices count for its advertisement.
-        ipFamilies: z.array(z.enum(["IPv4", "IPv6"])).max(2).optional(),
+        ipFamilies: z
+          .array(z.enum(["IPv4", "IPv6"]))
+          .max(2)
+          .optional(),
         externalIPs: z.array(ipAddress()).optional(),
         loadBalancerIP: z.union([z.literal(""), ipAddress()]).optional(),
         externalTrafficPolicy: z.enum(["Cluster", "Local"]).optional(),
