@@ -133,15 +133,16 @@ const CHECK_RETRY_MS = 30_000;
 
 /**
  * Runs attempt() until it returns a value `done` accepts, or, while `budget.open`, until
- * CHECK_RETRY_MS have passed (then closes the budget); otherwise once. Returns the last value
- * and how many attempts were made.
+ * limitMs have passed (then closes the budget: later calls try once); otherwise once. Returns
+ * the last value and how many attempts were made.
  */
-function retried<T>(
+export function retried<T>(
   attempt: () => T,
   done: (v: T) => boolean,
   budget: { open: boolean },
+  limitMs = CHECK_RETRY_MS,
 ): { value: T; attempts: number } {
-  const deadline = Date.now() + CHECK_RETRY_MS;
+  const deadline = Date.now() + limitMs;
   let attempts = 0;
   for (;;) {
     const value = attempt();
