@@ -131,6 +131,11 @@ export interface PingResult {
  */
 const CHECK_RETRY_MS = 30_000;
 
+/** Shared by a run's checks: open until one check has used up CHECK_RETRY_MS unanswered. */
+export interface RetryBudget {
+  open: boolean;
+}
+
 /**
  * Runs attempt() until it returns a value `done` accepts, or, while `budget.open`, until
  * limitMs have passed (then closes the budget: later calls try once); otherwise once. Returns
@@ -139,7 +144,7 @@ const CHECK_RETRY_MS = 30_000;
 export function retried<T>(
   attempt: () => T,
   done: (v: T) => boolean,
-  budget: { open: boolean },
+  budget: RetryBudget,
   limitMs = CHECK_RETRY_MS,
 ): { value: T; attempts: number } {
   const deadline = Date.now() + limitMs;
@@ -597,12 +602,12 @@ export async function firstPing(state: DemoState): Promise<PingResult> {
 export function checkConnectivity(
   state: DemoState,
   onEach?: (done: number, total: number) => void,
+  budget: RetryBudget = { open: true },
 ): PingResult[] {
   const results: PingResult[] = [];
   const sources = state.nodes
     .map((n) => state.pods.find((p) => p.node === n.name))
     .filter((p): p is DemoPod => !!p);
-  const budget = { open: true };
   const ping = (ns: string, from: string, to: DemoPod) => {
     const { value: ok, attempts } = retried(
       () =>
@@ -642,7 +647,10 @@ const ECHO_CLIENT = `const s=require("dgram").createSocket("udp4");s.on("message
  * on the next node, and from each node to a pod, the receiver reports the source it saw. And
  * NAT-outgoing: from one pod on each node to the internet host, which must see the node's address.
  */
-export async function checkSourceAddresses(state: DemoState): Promise<SourceCheck[]> {
+export async function checkSourceAddresses(
+  state: DemoState,
+  budget: RetryBudget = { open: true },
+): Promise<SourceCheck[]> {
   const checks: SourceCheck[] = [];
   const firstPod = (node: DemoNode) => state.pods.find((p) => p.node === node.name);
   type Target = Pick<DemoPod, "name" | "ns" | "ip">;
@@ -688,12 +696,11 @@ export async function checkSourceAddresses(state: DemoState): Promise<SourceChec
     if (server.exitCode === null) server.kill();
     return r.status === 0 ? r.stdout.trim() : null;
   };
-  let retrying = true;
   for (const pair of pairs) {
     const deadline = Date.now() + CHECK_RETRY_MS;
     let seen = await exchange(pair);
-    while (seen === null && retrying) {
-      if (Date.now() >= deadline) retrying = false;
+    while (seen === null && budget.open) {
+      if (Date.now() >= deadline) budget.open = false;
       else seen = await exchange(pair);
     }
     checks.push({

@@ -66,7 +66,9 @@ describe.skipIf(skip)("ocelot demo", () => {
           "--state-dir",
           stateDir,
         ],
-        { encoding: "utf8", timeout: 150_000 },
+        // A hang's limit (under the test's 300 s): a broken network fails after one 30 s retry
+        // and then one try per check.
+        { encoding: "utf8", timeout: 240_000 },
       );
       const quietAfter = loadavg()[0] < cpus().length * 0.5;
       // On a failure stdout (the JSON, when printed) names the checks that failed.
