@@ -93,9 +93,16 @@ export function register(program: Command): void {
         clock.end("first ping");
         const converged = clock.phases.at(-1)?.atSeconds ?? 0;
         const bgpSeconds = clock.sum(BGP_PHASES);
-        const pings = checkConnectivity(state, (done, total) => progress.count(done, total));
+        // One retry budget for all checks: once one stayed unanswered for its whole limit, the
+        // rest get one try each (a broken network fails in one limit, not one per check).
+        const budget = { open: true };
+        const pings = checkConnectivity(
+          state,
+          (done, total) => progress.count(done, total),
+          budget,
+        );
         next("pings between all pods");
-        const sources = await checkSourceAddresses(state);
+        const sources = await checkSourceAddresses(state, budget);
         next("source address checks");
         const ipam = checkIpamClean(state);
         progress.finish();

@@ -115,6 +115,50 @@ export interface PingResult {
   from: string;
   to: string;
   ok: boolean;
+  /** Echoes sent until one was answered (or the limit passed): 1 unless one was lost. */
+  attempts: number;
+}
+
+/**
+ * How long one reachability check (a ping, a source-address check) is retried before it counts
+ * as failed: a hang-sized limit, never a speed bound. An echo can be lost with the network model
+ * in place: the kernel's IPv4 neighbour table is one table for the whole host (every namespace,
+ * gc_thresh3 entries, 1024 by default), and while other namespaces on the machine fill it, the
+ * neighbour a new destination needs (the node's entry for a pod on its veth, a pod's for its
+ * gateway) cannot be created and the packet that needed it is dropped ("neighbor table
+ * overflow!" in the kernel log) until garbage collection makes room. Once one check has used up
+ * this limit the network is taken to be broken and each later check gets one try.
+ */
+const CHECK_RETRY_MS = 30_000;
+
+/** Shared by a run's checks: open until one check has used up CHECK_RETRY_MS unanswered. */
+export interface RetryBudget {
+  open: boolean;
+}
+
+/**
+ * Runs attempt() until it returns a value `done` accepts, or, while `budget.open`, until
+ * limitMs have passed (then closes the budget: later calls try once); otherwise once. Returns
+ * the last value and how many attempts were made.
+ */
+export function retried<T>(
+  attempt: () => T,
+  done: (v: T) => boolean,
+  budget: RetryBudget,
+  limitMs = CHECK_RETRY_MS,
+): { value: T; attempts: number } {
+  const deadline = Date.now() + limitMs;
+  let attempts = 0;
+  for (;;) {
+    const value = attempt();
+    attempts++;
+    if (done(value)) return { value, attempts };
+    if (!budget.open) return { value, attempts };
+    if (Date.now() >= deadline) {
+      budget.open = false;
+      return { value, attempts };
+    }
+  }
 }
 
 export function statePath(stateDir: string): string {
@@ -548,23 +592,32 @@ export async function firstPing(state: DemoState): Promise<PingResult> {
     DEMO_WAIT_MS,
     10,
   );
-  return { from: `${src.name} ${src.ip}`, to: `${dst.name} ${dst.ip}`, ok };
+  return { from: `${src.name} ${src.ip}`, to: `${dst.name} ${dst.ip}`, ok, attempts: 1 };
 }
 
-/** Pings every pod from one pod on each node (and the ToR), bounded: one packet, 2 s each. */
+/**
+ * Pings every pod from one pod on each node (and the ToR): one packet at a time, 2 s each, sent
+ * again while unanswered for up to CHECK_RETRY_MS (a lost echo is not a missing route).
+ */
 export function checkConnectivity(
   state: DemoState,
   onEach?: (done: number, total: number) => void,
+  budget: RetryBudget = { open: true },
 ): PingResult[] {
   const results: PingResult[] = [];
   const sources = state.nodes
     .map((n) => state.pods.find((p) => p.node === n.name))
     .filter((p): p is DemoPod => !!p);
   const ping = (ns: string, from: string, to: DemoPod) => {
-    const r = spawnSync("ip", ["netns", "exec", ns, "ping", "-c1", "-W2", "-q", to.ip], {
-      encoding: "utf8",
-    });
-    results.push({ from, to: `${to.name} ${to.ip}`, ok: r.status === 0 });
+    const { value: ok, attempts } = retried(
+      () =>
+        spawnSync("ip", ["netns", "exec", ns, "ping", "-c1", "-W2", "-q", to.ip], {
+          timeout: COMMAND_LIMIT_MS,
+        }).status === 0,
+      (answered) => answered,
+      budget,
+    );
+    results.push({ from, to: `${to.name} ${to.ip}`, ok, attempts });
     onEach?.(results.length, total);
   };
   const total = sources.length * (state.pods.length - 1) + state.pods.length;
@@ -594,7 +647,10 @@ const ECHO_CLIENT = `const s=require("dgram").createSocket("udp4");s.on("message
  * on the next node, and from each node to a pod, the receiver reports the source it saw. And
  * NAT-outgoing: from one pod on each node to the internet host, which must see the node's address.
  */
-export async function checkSourceAddresses(state: DemoState): Promise<SourceCheck[]> {
+export async function checkSourceAddresses(
+  state: DemoState,
+  budget: RetryBudget = { open: true },
+): Promise<SourceCheck[]> {
   const checks: SourceCheck[] = [];
   const firstPod = (node: DemoNode) => state.pods.find((p) => p.node === node.name);
   type Target = Pick<DemoPod, "name" | "ns" | "ip">;
@@ -622,7 +678,9 @@ export async function checkSourceAddresses(state: DemoState): Promise<SourceChec
       }
     }
   }
-  for (const pair of pairs) {
+  // One exchange: the receiver's echo server, then the sender's client; the source it saw, or
+  // null when nothing came back (tried again, as a lost ping is: CHECK_RETRY_MS).
+  const exchange = async (pair: (typeof pairs)[number]): Promise<string | null> => {
     const server = spawn("ip", ["netns", "exec", pair.to.ns, process.execPath, "-e", ECHO_SERVER], {
       stdio: ["ignore", "pipe", "ignore"],
     });
@@ -635,8 +693,16 @@ export async function checkSourceAddresses(state: DemoState): Promise<SourceChec
       ["netns", "exec", pair.fromNs, process.execPath, "-e", ECHO_CLIENT, pair.to.ip],
       { encoding: "utf8", timeout: 6000 },
     );
-    const seen = r.status === 0 ? r.stdout.trim() : null;
     if (server.exitCode === null) server.kill();
+    return r.status === 0 ? r.stdout.trim() : null;
+  };
+  for (const pair of pairs) {
+    const deadline = Date.now() + CHECK_RETRY_MS;
+    let seen = await exchange(pair);
+    while (seen === null && budget.open) {
+      if (Date.now() >= deadline) budget.open = false;
+      else seen = await exchange(pair);
+    }
     checks.push({
       from: `${pair.from} ${pair.fromIp}`,
       to: `${pair.to.name} ${pair.to.ip}`,
