@@ -425,3 +425,51 @@ describe("IncrementalApplier: host-side addresses (local workload peering)", () 
     ).toEqual([]);
   });
 });
+
+describe("IncrementalApplier: the full pass's route dump (KernelFib.resync)", () => {
+  /** A MemoryFib that says how fresh its view is and counts the dumps asked of it. */
+  function freshFib(fresh: () => number) {
+    const s = setup();
+    let dumps = 0;
+    const f = s.fib as MemoryFib & { resync: () => Promise<void>; freshForMs: () => number };
+    f.resync = async () => {
+      dumps++;
+    };
+    f.freshForMs = fresh;
+    return { ...s, dumps: () => dumps };
+  }
+
+  it("skips the dump at start and on the refresh when the FIB dumped within the route refresh interval", async () => {
+    let fresh = 5;
+    const { kernel, apply, applier, tick, dumps } = freshFib(() => fresh);
+    const eps = [ep(2, "web")];
+    for (const e of eps) kernel.addLink(e.iface);
+    const first = await apply(input(eps));
+    expect(first.mode).toBe("full");
+    expect(first.routesResynced).toBe(false);
+    expect(dumps()).toBe(0);
+    // The route refresh interval counts from the FIB's own dump: a pass 90 s later dumps.
+    tick(90_000);
+    fresh = 90_005;
+    const later = await apply(input(eps));
+    expect(later.mode).toBe("full");
+    expect(later.routesResynced).toBe(true);
+    expect(dumps()).toBe(1);
+    // Asked for (drift suspected): a dump even when fresh.
+    fresh = 5;
+    applier.refresh("asked");
+    const asked = await apply(input(eps));
+    expect(asked.why).toBe("asked");
+    expect(asked.routesResynced).toBe(true);
+    expect(dumps()).toBe(2);
+  });
+
+  it("dumps at start when the FIB cannot say it is fresh", async () => {
+    const { kernel, apply, dumps } = freshFib(() => Number.POSITIVE_INFINITY);
+    const eps = [ep(2, "web")];
+    for (const e of eps) kernel.addLink(e.iface);
+    const first = await apply(input(eps));
+    expect(first.routesResynced).toBe(true);
+    expect(dumps()).toBe(1);
+  });
+});
