@@ -93,6 +93,12 @@ export interface ApplyOptions {
    * the FIB's view is fresh (dumped within the route refresh interval, its events watched since).
    */
   routeResync?: boolean;
+  /**
+   * The pods' device routes are set as soon as their interfaces are found, beside the sysctls
+   * and the iptables restores, instead of after the overlay (the other routes stay there).
+   * Default true; false sets every route in the routes step.
+   */
+  earlyRoutes?: boolean;
 }
 
 export type Runner = (
@@ -494,6 +500,7 @@ async function convergeRoutes(
   changes: string[],
   resync: boolean,
   trace?: ApplyOptions["trace"],
+  early?: EarlyRoutes,
 ): Promise<boolean> {
   let t = performance.now();
   const lap = (step: string) => {
@@ -512,9 +519,11 @@ async function convergeRoutes(
   );
   const wanted = new Set(routes.map(key));
   const stale = [...before.values()].filter((r) => !wanted.has(key(r)));
-  const added = routes.filter((r) => !before.has(key(r)));
+  // Routes set early were compared with what the FIB held before they were set.
+  const rest = early ? routes.filter((r) => !early.set.has(r)) : routes;
+  const added = [...(early?.added ?? []), ...rest.filter((r) => !before.has(key(r)))];
   lap("routes: plan");
-  if (routes.length) await fib.set(routes);
+  if (rest.length) await fib.set(rest);
   if (stale.length) await fib.remove(stale);
   lap("routes: set");
   const k = fib as Fib & KernelLikeFib;
@@ -527,6 +536,32 @@ async function convergeRoutes(
   for (const r of added) changes.push(`route ${r.dst} ${r.type ?? "unicast"} added`);
   for (const r of stale) changes.push(`route ${r.dst} removed`);
   return dumped;
+}
+
+/** Routes set before the routes step (setPodRoutes), and those of them the FIB did not hold. */
+interface EarlyRoutes {
+  set: Set<Route>;
+  added: Route[];
+}
+
+/** Sets the routes whose every next hop is a device in `present` (the pods' device routes). */
+async function setPodRoutes(
+  fib: Fib,
+  routes: Route[],
+  present: ReadonlySet<string>,
+): Promise<EarlyRoutes> {
+  const pods = routes.filter(
+    (r) => r.nexthops.length > 0 && r.nexthops.every((nh) => nh.dev && present.has(nh.dev)),
+  );
+  const held = new Set(
+    fib
+      .desired()
+      .filter((r) => r.protocol === RTPROT_OCELOT_AGENT)
+      .map(agentRouteKey),
+  );
+  const added = pods.filter((r) => !held.has(agentRouteKey(r)));
+  if (pods.length) await fib.set(pods);
+  return { set: new Set(pods), added };
 }
 
 /** Both results; when either fails, its error once both are done (none left running). */
@@ -570,21 +605,34 @@ async function applyWith(
   // the ipsets and iptables, depend on nothing of each other: both run at once. (The overlay
   // beside them too measured slower: its read of every link, `ip -d addr show`, and its parse
   // took the CPU and the event loop the restores' input needed; after them it takes ~45 ms.)
+  let early: EarlyRoutes | undefined;
   const [present, { sets, iptables, iptablesSeconds }] = await both(
     (async () => {
       const present = await timed("links", () => convergeLinks(ctx, state, changes, direct));
-      await timed("sysctls", () =>
-        convergeSysctls(
-          ctx,
-          [
-            ...state.workloads.sysctls,
-            ...state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
-          ],
-          changes,
-          opts.sysctlsUnread,
-          direct,
+      // The pods' device routes through the interfaces found, set beside the sysctls and the
+      // restores: the kernel inserts them on the FIB's sender thread (opts.earlyRoutes).
+      const [, e] = await both(
+        timed("sysctls", () =>
+          convergeSysctls(
+            ctx,
+            [
+              ...state.workloads.sysctls,
+              ...state.workloads.ifaces
+                .filter((i) => present.has(i.name))
+                .flatMap((i) => i.sysctls),
+            ],
+            changes,
+            opts.sysctlsUnread,
+            direct,
+          ),
         ),
+        (opts.earlyRoutes ?? true)
+          ? timed("routes: pods' set (beside the restores)", () =>
+              setPodRoutes(opts.fib, state.workloads.routes, present),
+            )
+          : Promise.resolve(undefined),
       );
+      early = e;
       // Bandwidth limits (tc) on the workload interfaces that exist (qos_apply.ts).
       changes.push(...(await timed("qos", () => applyQos(ctx, state.qos ?? [], present))));
       return present;
@@ -626,7 +674,7 @@ async function applyWith(
   );
   const t1 = performance.now();
   const resynced = await timed("routes", () =>
-    convergeRoutes(opts.fib, routes, changes, opts.routeResync ?? true, opts.trace),
+    convergeRoutes(opts.fib, routes, changes, opts.routeResync ?? true, opts.trace, early),
   );
   const routesSeconds = (performance.now() - t1) / 1000;
   await removeStale(ctx, overlay);
