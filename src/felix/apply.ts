@@ -87,6 +87,18 @@ export interface ApplyOptions {
   direct?: boolean;
   /** Told how long each step of a pass took (ms): plan, links, ipset, … (steps may overlap). */
   trace?: (step: string, ms: number) => void;
+  /**
+   * After the routes are set, the FIB dumps the kernel's routes and links and puts back what
+   * others changed (KernelFib.resync). Default true; the IncrementalApplier passes false when
+   * the FIB's view is fresh (dumped within the route refresh interval, its events watched since).
+   */
+  routeResync?: boolean;
+  /**
+   * The pods' device routes are set as soon as their interfaces are found, beside the sysctls
+   * and the iptables restores, instead of after the overlay (the other routes stay there).
+   * Default true; false sets every route in the routes step.
+   */
+  earlyRoutes?: boolean;
 }
 
 export type Runner = (
@@ -103,6 +115,8 @@ export interface ApplyReport {
   missingIfaces: string[];
   /** Seconds spent on iptables (read back, restore) and on the routes (FIB batch) this pass. */
   timings?: { iptablesSeconds: number; routesSeconds: number };
+  /** Whether the FIB dumped the kernel's routes this pass (ApplyOptions.routeResync). */
+  routesResynced?: boolean;
   /** The iptables-restore payloads written, per family and table. */
   iptables: (TablePlan & { family: 4 | 6 })[];
   ipsets: string | null;
@@ -466,13 +480,34 @@ async function convergeIptables(
 
 // ---- routes ----------------------------------------------------------------------------------
 
-/** What KernelFib adds to Fib: a graceful hold to end, and a resync that reads the kernel. */
+/**
+ * What KernelFib adds to Fib: a graceful hold to end, a resync that reads the kernel, and how
+ * long ago it last read the kernel while watching its events since (Infinity: not known fresh).
+ */
 interface KernelLikeFib {
   endGracefulHold?: () => Promise<void>;
   resync?: () => Promise<void>;
+  freshForMs?: () => number;
 }
 
-async function convergeRoutes(fib: Fib, routes: Route[], changes: string[]): Promise<void> {
+/**
+ * Sets the routes, removes our stale ones, ends a graceful hold; then, when `resync`, has the
+ * FIB dump the kernel and put back what someone else removed. Returns whether it dumped.
+ */
+async function convergeRoutes(
+  fib: Fib,
+  routes: Route[],
+  changes: string[],
+  resync: boolean,
+  trace?: ApplyOptions["trace"],
+  early?: EarlyRoutes,
+): Promise<boolean> {
+  let t = performance.now();
+  const lap = (step: string) => {
+    const now = performance.now();
+    trace?.(step, now - t);
+    t = now;
+  };
   // IPv6 routes without a metric get 1024 from the kernel (and in Fib.desired()).
   const key = (r: Pick<Route, "family" | "dst" | "table" | "metric">) =>
     routeKey({ ...r, metric: r.family === 6 && !r.metric ? IP6_RT_PRIO_USER : r.metric });
@@ -484,16 +519,49 @@ async function convergeRoutes(fib: Fib, routes: Route[], changes: string[]): Pro
   );
   const wanted = new Set(routes.map(key));
   const stale = [...before.values()].filter((r) => !wanted.has(key(r)));
-  const added = routes.filter((r) => !before.has(key(r)));
-  if (routes.length) await fib.set(routes);
+  // Routes set early were compared with what the FIB held before they were set.
+  const rest = early ? routes.filter((r) => !early.set.has(r)) : routes;
+  const added = [...(early?.added ?? []), ...rest.filter((r) => !before.has(key(r)))];
+  lap("routes: plan");
+  if (rest.length) await fib.set(rest);
   if (stale.length) await fib.remove(stale);
+  lap("routes: set");
   const k = fib as Fib & KernelLikeFib;
   // A KernelFib opened with a graceful hold keeps our old routes until the first full set; its
   // resync dumps the kernel and puts back what someone else removed (even without watching).
   await k.endGracefulHold?.();
-  await k.resync?.();
+  const dumped = resync && k.resync !== undefined;
+  if (dumped) await k.resync?.();
+  lap(dumped ? "routes: resync (dump)" : "routes: resync skipped (fresh)");
   for (const r of added) changes.push(`route ${r.dst} ${r.type ?? "unicast"} added`);
   for (const r of stale) changes.push(`route ${r.dst} removed`);
+  return dumped;
+}
+
+/** Routes set before the routes step (setPodRoutes), and those of them the FIB did not hold. */
+interface EarlyRoutes {
+  set: Set<Route>;
+  added: Route[];
+}
+
+/** Sets the routes whose every next hop is a device in `present` (the pods' device routes). */
+async function setPodRoutes(
+  fib: Fib,
+  routes: Route[],
+  present: ReadonlySet<string>,
+): Promise<EarlyRoutes> {
+  const pods = routes.filter(
+    (r) => r.nexthops.length > 0 && r.nexthops.every((nh) => nh.dev && present.has(nh.dev)),
+  );
+  const held = new Set(
+    fib
+      .desired()
+      .filter((r) => r.protocol === RTPROT_OCELOT_AGENT)
+      .map(agentRouteKey),
+  );
+  const added = pods.filter((r) => !held.has(agentRouteKey(r)));
+  if (pods.length) await fib.set(pods);
+  return { set: new Set(pods), added };
 }
 
 /** Both results; when either fails, its error once both are done (none left running). */
@@ -537,21 +605,34 @@ async function applyWith(
   // the ipsets and iptables, depend on nothing of each other: both run at once. (The overlay
   // beside them too measured slower: its read of every link, `ip -d addr show`, and its parse
   // took the CPU and the event loop the restores' input needed; after them it takes ~45 ms.)
+  let early: EarlyRoutes | undefined;
   const [present, { sets, iptables, iptablesSeconds }] = await both(
     (async () => {
       const present = await timed("links", () => convergeLinks(ctx, state, changes, direct));
-      await timed("sysctls", () =>
-        convergeSysctls(
-          ctx,
-          [
-            ...state.workloads.sysctls,
-            ...state.workloads.ifaces.filter((i) => present.has(i.name)).flatMap((i) => i.sysctls),
-          ],
-          changes,
-          opts.sysctlsUnread,
-          direct,
+      // The pods' device routes through the interfaces found, set beside the sysctls and the
+      // restores: the kernel inserts them on the FIB's sender thread (opts.earlyRoutes).
+      const [, e] = await both(
+        timed("sysctls", () =>
+          convergeSysctls(
+            ctx,
+            [
+              ...state.workloads.sysctls,
+              ...state.workloads.ifaces
+                .filter((i) => present.has(i.name))
+                .flatMap((i) => i.sysctls),
+            ],
+            changes,
+            opts.sysctlsUnread,
+            direct,
+          ),
         ),
+        (opts.earlyRoutes ?? true)
+          ? timed("routes: pods' set (beside the restores)", () =>
+              setPodRoutes(opts.fib, state.workloads.routes, present),
+            )
+          : Promise.resolve(undefined),
       );
+      early = e;
       // Bandwidth limits (tc) on the workload interfaces that exist (qos_apply.ts).
       changes.push(...(await timed("qos", () => applyQos(ctx, state.qos ?? [], present))));
       return present;
@@ -592,7 +673,9 @@ async function applyWith(
     r.nexthops.every((nh) => nh.dev === undefined || present.has(nh.dev)),
   );
   const t1 = performance.now();
-  await timed("routes", () => convergeRoutes(opts.fib, routes, changes));
+  const resynced = await timed("routes", () =>
+    convergeRoutes(opts.fib, routes, changes, opts.routeResync ?? true, opts.trace, early),
+  );
   const routesSeconds = (performance.now() - t1) / 1000;
   await removeStale(ctx, overlay);
   return {
@@ -603,6 +686,7 @@ async function applyWith(
     overlayFailures: overlay.failed,
     overlay: { state: overlayState, present: overlay.present },
     timings: { iptablesSeconds, routesSeconds },
+    routesResynced: resynced,
   };
 }
 
@@ -730,8 +814,19 @@ export class IncrementalApplier {
     this.written = undefined;
     this.wantFull = why;
     // At start nothing is known: the sysctls are written, not read first (later full passes
-    // read them, so that drift is found and counted).
-    const report = await applyDataplane(state, { ...opts, sysctlsUnread: why === "start" });
+    // read them, so that drift is found and counted). At start and on the refresh interval the
+    // FIB's routes are dumped only when its last dump is as old as the route refresh interval:
+    // a KernelFib watching route events knows what others changed since (its own open dumped
+    // the kernel just before a start). After a failure or when asked, always.
+    const routeRefreshMs = this.o.routeRefreshMs ?? DEFAULT_REFRESH_MS;
+    const freshMs = (opts.fib as Fib & KernelLikeFib).freshForMs?.() ?? Number.POSITIVE_INFINITY;
+    const routeResync =
+      (why !== "start" && why !== "refresh") || routeRefreshMs <= 0 || !(freshMs < routeRefreshMs);
+    const report = await applyDataplane(state, {
+      ...opts,
+      sysctlsUnread: why === "start",
+      routeResync,
+    });
     const missing = new Set(report.missingIfaces);
     const known = linkIndexes(opts.fib);
     const present = new Map<string, number | undefined>();
@@ -750,7 +845,10 @@ export class IncrementalApplier {
         .filter((r) => r.nexthops.every((nh) => nh.dev === undefined || through.has(nh.dev)))
         .map((r) => [agentRouteKey(r), JSON.stringify(r)]),
     );
-    this.lastFull = this.lastRouteRefresh = this.now();
+    this.lastFull = this.now();
+    // Without a dump now, the FIB's last dump starts the route refresh interval.
+    this.lastRouteRefresh =
+      report.routesResynced === false ? this.lastFull - freshMs : this.lastFull;
     // The long-lived tools the next incremental passes write rules with, started now (idle).
     if (useDirect(opts) && (opts.iptables ?? "nft") === "nft")
       for (const f of state.families)

@@ -293,6 +293,8 @@ export class KernelFib implements BatchFib {
   private unwantedSince = new Map<Key, number>();
   private resyncRunning?: Promise<void>;
   private resyncAgain = false;
+  /** When the last resync ended (performance.now(); freshForMs). */
+  private lastResyncAt?: number;
   private repairKeys = new Set<Key>();
   private repairScheduled = false;
   private strayKeys = new Set<Key>();
@@ -552,18 +554,31 @@ export class KernelFib implements BatchFib {
     await this.sweep();
   }
 
+  /**
+   * How long ago (ms) the last resync read the kernel, while route and link events have been
+   * watched since, so that what others changed is known; Infinity when not known fresh (no
+   * watch, no resync yet, one running or wanted after an overflow, or closed).
+   */
+  freshForMs(): number {
+    if (!this.opts.watch || this.closed || this.resyncRunning || this.lastResyncAt === undefined)
+      return Number.POSITIVE_INFINITY;
+    return performance.now() - this.lastResyncAt;
+  }
+
   /** Dumps the kernel and converges it to the desired state (also run after ENOBUFS). */
   resync(): Promise<void> {
     if (this.resyncRunning) {
       this.resyncAgain = true;
       return this.resyncRunning;
     }
+    this.lastResyncAt = undefined;
     this.resyncRunning = (async () => {
       try {
         do {
           this.resyncAgain = false;
           await this.resyncOnce();
         } while (this.resyncAgain && !this.closed);
+        this.lastResyncAt = performance.now();
       } finally {
         this.resyncRunning = undefined;
       }

@@ -425,3 +425,93 @@ describe("IncrementalApplier: host-side addresses (local workload peering)", () 
     ).toEqual([]);
   });
 });
+
+describe("IncrementalApplier: the full pass's route dump (KernelFib.resync)", () => {
+  /** A MemoryFib that says how fresh its view is and counts the dumps asked of it. */
+  function freshFib(fresh: () => number) {
+    const s = setup();
+    let dumps = 0;
+    const f = s.fib as MemoryFib & { resync: () => Promise<void>; freshForMs: () => number };
+    f.resync = async () => {
+      dumps++;
+    };
+    f.freshForMs = fresh;
+    return { ...s, dumps: () => dumps };
+  }
+
+  it("skips the dump at start and on the refresh when the FIB dumped within the route refresh interval", async () => {
+    let fresh = 5;
+    const { kernel, apply, applier, tick, dumps } = freshFib(() => fresh);
+    const eps = [ep(2, "web")];
+    for (const e of eps) kernel.addLink(e.iface);
+    const first = await apply(input(eps));
+    expect(first.mode).toBe("full");
+    expect(first.routesResynced).toBe(false);
+    expect(dumps()).toBe(0);
+    // The route refresh interval counts from the FIB's own dump: a pass 90 s later dumps.
+    tick(90_000);
+    fresh = 90_005;
+    const later = await apply(input(eps));
+    expect(later.mode).toBe("full");
+    expect(later.routesResynced).toBe(true);
+    expect(dumps()).toBe(1);
+    // Asked for (drift suspected): a dump even when fresh.
+    fresh = 5;
+    applier.refresh("asked");
+    const asked = await apply(input(eps));
+    expect(asked.why).toBe("asked");
+    expect(asked.routesResynced).toBe(true);
+    expect(dumps()).toBe(2);
+  });
+
+  it("dumps at start when the FIB cannot say it is fresh", async () => {
+    const { kernel, apply, dumps } = freshFib(() => Number.POSITIVE_INFINITY);
+    const eps = [ep(2, "web")];
+    for (const e of eps) kernel.addLink(e.iface);
+    const first = await apply(input(eps));
+    expect(first.routesResynced).toBe(true);
+    expect(dumps()).toBe(1);
+  });
+});
+
+describe("applyDataplane: the pods' routes beside the restores (earlyRoutes)", () => {
+  /** Runs the pass with iptables-restore held until the FIB holds a pod route (or 2000 turns). */
+  async function heldPass(earlyRoutes: boolean) {
+    const kernel = new FakeKernel();
+    const fib = new MemoryFib([202]);
+    const eps = [ep(2, "web"), ep(3, "db")];
+    for (const e of eps) kernel.addLink(e.iface);
+    let podRoutesAtRestore = -1;
+    const run: typeof kernel.run = async (netns, cmd, args, input) => {
+      if (cmd.endsWith("-restore") && podRoutesAtRestore < 0) {
+        const pods = () => fib.desired().filter((r) => r.nexthops.some((nh) => nh.dev)).length;
+        for (let i = 0; i < 2000 && pods() === 0; i++) await new Promise((r) => setImmediate(r));
+        podRoutesAtRestore = pods();
+      }
+      return kernel.run(netns, cmd, args, input);
+    };
+    const r = await applyDataplane(renderDataplane(input(eps)), {
+      netns: "fake",
+      fib,
+      run,
+      earlyRoutes,
+    });
+    return { r, fib, eps, podRoutesAtRestore };
+  }
+
+  it("sets them while the rules are restored; the report names each once", async () => {
+    const { r, fib, eps, podRoutesAtRestore } = await heldPass(true);
+    expect(podRoutesAtRestore).toBe(2);
+    for (const e of eps) {
+      const dst = `${(e.addresses[0] as string).split("/")[0]}/32`;
+      expect(fib.desired().some((x) => x.dst === dst && x.nexthops[0]?.dev === e.iface)).toBe(true);
+      expect(r.changes.filter((c) => c === `route ${dst} unicast added`)).toHaveLength(1);
+    }
+  });
+
+  it("without it, sets none before the routes step", async () => {
+    const { podRoutesAtRestore, fib } = await heldPass(false);
+    expect(podRoutesAtRestore).toBe(0);
+    expect(fib.desired().filter((r) => r.nexthops.some((nh) => nh.dev))).toHaveLength(2);
+  });
+});

@@ -523,6 +523,32 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
     }
   });
 
+  it("says how fresh its view of the kernel is (freshForMs): since its last dump, only while it watches", async () => {
+    // 204: a protocol no other instance of the suite owns.
+    const watching = await KernelFib.open({ netns: ns.name, protocols: [204] });
+    const blind = await KernelFib.open({ netns: ns.name, protocols: [204], watch: false });
+    try {
+      // Its open dumped the kernel: fresh since then (well under the suite's hang limits).
+      const atOpen = watching.freshForMs();
+      expect(atOpen).toBeGreaterThanOrEqual(0);
+      expect(atOpen).toBeLessThan(30_000);
+      sleepSync(50);
+      expect(watching.freshForMs()).toBeGreaterThanOrEqual(atOpen + 40);
+      // A resync starts the count again (it ended after t); while it runs, not fresh.
+      const t = performance.now();
+      const running = watching.resync();
+      expect(watching.freshForMs()).toBe(Number.POSITIVE_INFINITY);
+      await running;
+      expect(watching.freshForMs()).toBeLessThanOrEqual(performance.now() - t);
+      // Without the event watch, others' changes are not seen: never fresh.
+      expect(blind.freshForMs()).toBe(Number.POSITIVE_INFINITY);
+    } finally {
+      await watching.close();
+      await blind.close();
+    }
+    expect(watching.freshForMs()).toBe(Number.POSITIVE_INFINITY);
+  });
+
   it("survives receive-buffer overflow while another process churns thousands of routes", async () => {
     const churn = Netns.create("fibovf");
     let small: KernelFib | undefined;
