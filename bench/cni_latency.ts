@@ -10,7 +10,8 @@
 // Run (root): npx tsx bench/cni_latency.ts [--pods 200] [--parallel 20] [--stores file,etcd]
 //   [--handoff: also the installed plugins through `ocelot node run`'s CNI hand-off, and alone]
 // Bursts through the hand-off only (issue 15): npx tsx bench/cni_latency.ts --bursts 20,50,100
-//   [--roots /work/main,.] [--rounds 2]: per root (a checkout whose bin/ and dist/ are built;
+//   [--roots /work/main,.,.@1] [--rounds 2]: per root (a checkout whose bin/ and dist/ are built;
+//   `@N`: the daemon's OCELOT_CNI_HANDOFF_MAX_CONCURRENT;
 //   alternated, a fresh daemon each time) N ADDs at once then N DELs per burst size, embedded
 //   store: p50/p99, all done, and the daemon's event-loop delay during each (its
 //   ocelot_event_loop_delay_seconds histogram, the worst delay of each second, scraped around it).
@@ -52,9 +53,13 @@ const BURSTS = arg("--bursts", "")
     if (!Number.isInteger(v) || v < 1) throw new Error(`--bursts: ${n} is not a whole number`);
     return v;
   });
+/** Checkouts to run the daemon from; `dir@N` sets its OCELOT_CNI_HANDOFF_MAX_CONCURRENT to N. */
 const ROOTS = arg("--roots", ROOT)
   .split(",")
-  .map((r) => (r.startsWith("/") ? r : join(process.cwd(), r)));
+  .map((spec) => {
+    const [r = "", c = ""] = spec.split("@");
+    return { root: r.startsWith("/") ? r : join(process.cwd(), r), c };
+  });
 const ROUNDS = Number(arg("--rounds", "1"));
 
 /** One plugin as the benchmark runs it: its executable, its network configuration. */
@@ -258,6 +263,7 @@ async function startHandoffDaemon(
   dir: string,
   bin = BIN,
   metricsAddress?: string,
+  maxConcurrent = "",
 ): Promise<{ binDir: string; stop(): Promise<void> }> {
   const binDir = join(dir, "bin");
   const inst = spawnSync(
@@ -273,7 +279,12 @@ async function startHandoffDaemon(
       ...["--networking-backend", "none", "--datastore", url, "--log-level", "warn"],
       ...(metricsAddress ? ["--metrics-address", metricsAddress] : []),
     ],
-    { stdio: "ignore" },
+    {
+      stdio: "ignore",
+      env: maxConcurrent
+        ? { ...process.env, OCELOT_CNI_HANDOFF_MAX_CONCURRENT: maxConcurrent }
+        : process.env,
+    },
   );
   const stop = () =>
     new Promise<void>((resolve) => {
@@ -389,12 +400,14 @@ async function bursts(dir: string): Promise<void> {
   await store.close();
   const metrics = `127.0.0.1:${19000 + (process.pid % 900)}`;
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const [k, root] of ROOTS.entries()) {
+    for (const [k, { root, c }] of ROOTS.entries()) {
+      const label = c ? `${root} c=${c}` : root;
       const daemon = await startHandoffDaemon(
         url,
         join(dir, `cni-${round}-${k}`),
         join(root, "bin"),
         metrics,
+        c,
       );
       try {
         const [t] = installedTargets(url, daemon.binDir) as [Target];
@@ -419,7 +432,7 @@ async function bursts(dir: string): Promise<void> {
               .slice(0, 3)
               .map((r) => r.out.trim());
             rows.push({
-              root,
+              root: label,
               round,
               size,
               command,
@@ -446,11 +459,11 @@ function reportBursts(rows: BurstRow[]): void {
       .join(" ")}`,
   );
   console.log(
-    "root                     round  N cmd |    p50    p99    all | loop delay: s  mean-worst  worst<=  max-since-start",
+    "root                         round  N cmd |    p50    p99    all | loop delay: s  mean-worst  worst<=  max-since-start",
   );
   for (const r of rows) {
     console.log(
-      `${r.root.slice(-24).padEnd(24)} ${String(r.round).padStart(5)} ${String(r.size).padStart(3)} ${r.command} | ${fmt(pct(r.ms, 50))} ${fmt(pct(r.ms, 99))} ${fmt(r.all)} |          ${String(r.eld.seconds).padStart(3)} ${fmt(r.eld.meanMs)}      ${fmt(r.eld.worstLeMs)} ${fmt(r.maxSinceStartMs)}`,
+      `${r.root.slice(-28).padEnd(28)} ${String(r.round).padStart(5)} ${String(r.size).padStart(3)} ${r.command} | ${fmt(pct(r.ms, 50))} ${fmt(pct(r.ms, 99))} ${fmt(r.all)} |          ${String(r.eld.seconds).padStart(3)} ${fmt(r.eld.meanMs)}      ${fmt(r.eld.worstLeMs)} ${fmt(r.maxSinceStartMs)}`,
     );
     for (const f of r.failures) console.log(`  FAILED ${f}`);
   }

@@ -44,12 +44,25 @@ export interface CniServerOptions {
   log: Log;
   /** Each call: the plugin, its CNI command, what became of it, its seconds in this daemon. */
   observe?(plugin: string, command: string, outcome: HandoffOutcome, seconds: number): void;
-  /** How many calls run at once (different containers); default DEFAULT_MAX_CONCURRENT. */
+  /** How many calls run at once (different containers); default maxConcurrentFromEnv(). */
   maxConcurrent?: number;
 }
 
 /** Calls run at once by default: enough that a few stalled ones leave room for the rest. */
 export const DEFAULT_MAX_CONCURRENT = 16;
+
+/** The environment variable that overrides the default (a way to compare; bench/cni_latency.ts). */
+export const MAX_CONCURRENT_ENV = "OCELOT_CNI_HANDOFF_MAX_CONCURRENT";
+
+/** maxConcurrent from the environment when set there (a whole number >= 1), else the default. */
+export function maxConcurrentFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env[MAX_CONCURRENT_ENV];
+  if (v === undefined || v === "") return DEFAULT_MAX_CONCURRENT;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`${MAX_CONCURRENT_ENV}: "${v}" is not a whole number >= 1`);
+  return n;
+}
 
 /**
  * Runs tasks in order per key and at most `limit` at once overall: a task waits for the one
@@ -176,7 +189,7 @@ export async function serveCni(o: CniServerOptions): Promise<{ close(): Promise<
       return lent;
     },
   };
-  const limiter = new KeyedLimiter(o.maxConcurrent ?? DEFAULT_MAX_CONCURRENT);
+  const limiter = new KeyedLimiter(o.maxConcurrent ?? maxConcurrentFromEnv());
   const run = async (req: HandoffRequest): Promise<Buffer> => {
     const start = process.hrtime.bigint();
     const command = req.env.CNI_COMMAND ?? "";
