@@ -48,8 +48,12 @@ export interface CniServerOptions {
   maxConcurrent?: number;
 }
 
-/** Calls run at once by default: enough that a few stalled ones leave room for the rest. */
-export const DEFAULT_MAX_CONCURRENT = 16;
+/**
+ * Calls run at once by default: a stalled one leaves room for the rest, and few enough that
+ * concurrent ADDs seldom race for the same IPAM block's CAS (bench/cni_latency.ts --bursts, on 2
+ * cores: 4 gave the lowest ADD and DEL times of 1, 4 and 16; 16 doubled ADD p50 at 20 at once).
+ */
+export const DEFAULT_MAX_CONCURRENT = 4;
 
 /** The environment variable that overrides the default (a way to compare; bench/cni_latency.ts). */
 export const MAX_CONCURRENT_ENV = "OCELOT_CNI_HANDOFF_MAX_CONCURRENT";
