@@ -2,8 +2,7 @@
 // (`cni.sock`) where the installed plugins' first process (native/cni_shim.c) hands over an
 // invocation, run here on the daemon's open datastore with the plugins' own code
 // (runCniPlugin, runIpamPlugin) instead of a fresh Node.js process per call. Calls for different
-// containers run concurrently, at most `maxConcurrent` at once (4 on etcd, 1 on the embedded
-// store: see defaultMaxConcurrent; their IPAM writes are CAS-safe, as
+// containers run concurrently, at most `maxConcurrent` at once (their IPAM writes are CAS-safe, as
 // many plugin processes' are), so one slow call (a datastore write waiting out a lost etcd member)
 // holds back no other container's; calls of one plugin for one CNI_CONTAINERID run in the order
 // their requests arrived (an ADD and the DEL after it are never reordered). Each call starts
@@ -45,26 +44,18 @@ export interface CniServerOptions {
   log: Log;
   /** Each call: the plugin, its CNI command, what became of it, its seconds in this daemon. */
   observe?(plugin: string, command: string, outcome: HandoffOutcome, seconds: number): void;
-  /** How many calls run at once (different containers); default: the environment's, else defaultMaxConcurrent. */
+  /** How many calls run at once (different containers); default: the environment's, else DEFAULT_MAX_CONCURRENT. */
   maxConcurrent?: number;
 }
 
 /**
- * Calls run at once by default on a networked store (etcd): a stalled one leaves room for the
- * rest, and few enough that concurrent ADDs seldom race for the same IPAM block's CAS (a lost
- * race backs off up to 100 ms; bench/cni_latency.ts --bursts, 2 cores: 16 at once doubled ADD p50
- * for 20 at once against 4).
+ * Calls run at once by default: a stalled one leaves room for the rest, and few enough that
+ * concurrent ADDs seldom race for the same IPAM block's CAS (a lost race backs off up to 100 ms).
+ * bench/cni_latency.ts --bursts (2 cores, embedded store, 1 against 4 against 16 at once): 4 took
+ * 100 DELs in about half the time of 1 (their veth deletions' kernel waits overlap), ADDs within
+ * the noise of 1; 16 doubled ADD p50 for 20 at once.
  */
 export const DEFAULT_MAX_CONCURRENT = 4;
-
-/**
- * The default for a store: 1 on the embedded store (`file:`), whose operations never wait on a
- * network (a locked file stalls every call alike) and answer synchronously, so calls side by side
- * only race for the same block's CAS (measured: 100 ADDs at once slower than one at a time).
- */
-export function defaultMaxConcurrent(storeUrl: string): number {
-  return storeUrl.startsWith("file:") ? 1 : DEFAULT_MAX_CONCURRENT;
-}
 
 /** The environment variable that overrides the default (a way to compare; bench/cni_latency.ts). */
 export const MAX_CONCURRENT_ENV = "OCELOT_CNI_HANDOFF_MAX_CONCURRENT";
@@ -204,9 +195,7 @@ export async function serveCni(o: CniServerOptions): Promise<{ close(): Promise<
       return lent;
     },
   };
-  const limiter = new KeyedLimiter(
-    o.maxConcurrent ?? maxConcurrentFromEnv(defaultMaxConcurrent(o.store.url)),
-  );
+  const limiter = new KeyedLimiter(o.maxConcurrent ?? maxConcurrentFromEnv(DEFAULT_MAX_CONCURRENT));
   const run = async (req: HandoffRequest): Promise<Buffer> => {
     const start = process.hrtime.bigint();
     const command = req.env.CNI_COMMAND ?? "";

@@ -14,13 +14,7 @@ import { MemoryDatastore } from "../../src/datastore/memory.js";
 import type { KeyValue } from "../../src/datastore/types.js";
 import { IpamStore } from "../../src/ipam/store.js";
 import { silentLog } from "../../src/lib/log.js";
-import {
-  DEFAULT_MAX_CONCURRENT,
-  defaultMaxConcurrent,
-  KeyedLimiter,
-  maxConcurrentFromEnv,
-  serveCni,
-} from "../../src/node/cni_server.js";
+import { KeyedLimiter, maxConcurrentFromEnv, serveCni } from "../../src/node/cni_server.js";
 import { putPool } from "../ipam/helpers.js";
 
 const NET = "k8s-pod-network";
@@ -297,9 +291,7 @@ describe("KeyedLimiter", () => {
     expect(await lim.run("k", async () => 7)).toBe(7);
   });
 
-  it("defaults: 1 on the embedded store, 4 on others; the environment's when set", () => {
-    expect(defaultMaxConcurrent("file:/var/lib/ocelot/store.db")).toBe(1);
-    expect(defaultMaxConcurrent("etcd://127.0.0.1:2379")).toBe(DEFAULT_MAX_CONCURRENT);
+  it("the bound from the environment when set there, else the default", () => {
     expect(maxConcurrentFromEnv(1, {})).toBe(1);
     expect(maxConcurrentFromEnv(1, { OCELOT_CNI_HANDOFF_MAX_CONCURRENT: "8" })).toBe(8);
     expect(() => maxConcurrentFromEnv(1, { OCELOT_CNI_HANDOFF_MAX_CONCURRENT: "x" })).toThrow(
