@@ -13,7 +13,7 @@
 //   [--roots /work/main,.,.@1] [--rounds 2]: per root (a checkout whose bin/ and dist/ are built;
 //   `@N`: the daemon's OCELOT_CNI_HANDOFF_MAX_CONCURRENT;
 //   alternated, a fresh daemon each time) N ADDs at once then N DELs per burst size, embedded
-//   store: p50/p99, all done, and the daemon's event-loop delay during each (its
+//   store (`--stores etcd`: etcd 3.4): p50/p99, all done, and the daemon's event-loop delay during each (its
 //   ocelot_event_loop_delay_seconds histogram, the worst delay of each second, scraped around it).
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -394,8 +394,20 @@ interface BurstRow {
 
 /** Bursts of handed-off ADDs and DELs per root, alternated, on the embedded store. */
 async function bursts(dir: string): Promise<void> {
-  const url = `file:${join(dir, "store.db")}`;
-  const store = new SqliteDatastore(url.slice(5));
+  // The embedded store unless --stores names etcd first.
+  const onEtcd = process.argv.includes("--stores") && STORES[0] === "etcd";
+  const etcd = onEtcd ? await startEtcd({ tmpfs: false }) : undefined;
+  try {
+    await burstsOn(dir, etcd ? etcd.url : `file:${join(dir, "store.db")}`);
+  } finally {
+    await etcd?.stop();
+  }
+}
+
+async function burstsOn(dir: string, url: string): Promise<void> {
+  const store = url.startsWith("file:")
+    ? new SqliteDatastore(url.slice(5))
+    : await openDatastore(url);
   await putPool(store, "bench-pool", "10.250.0.0/16");
   await store.close();
   const metrics = `127.0.0.1:${19000 + (process.pid % 900)}`;
@@ -454,7 +466,7 @@ async function bursts(dir: string): Promise<void> {
 
 function reportBursts(rows: BurstRow[]): void {
   console.log(
-    `\nHanded-off bursts, embedded store; ms; load average ${loadavg()
+    `\nHanded-off bursts (${process.argv.includes("--stores") ? STORES[0] : "file"} store); ms; load average ${loadavg()
       .map((l) => l.toFixed(1))
       .join(" ")}`,
   );
