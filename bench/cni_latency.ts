@@ -9,6 +9,12 @@
 // namespace (this file re-runs itself there with --inner), pods in namespaces of their own.
 // Run (root): npx tsx bench/cni_latency.ts [--pods 200] [--parallel 20] [--stores file,etcd]
 //   [--handoff: also the installed plugins through `ocelot node run`'s CNI hand-off, and alone]
+// Bursts through the hand-off only (issue 15): npx tsx bench/cni_latency.ts --bursts 20,50,100
+//   [--roots /work/main,.,.@1] [--rounds 2]: per root (a checkout whose bin/ and dist/ are built;
+//   `@N`: the daemon's OCELOT_CNI_HANDOFF_MAX_CONCURRENT;
+//   alternated, a fresh daemon each time) N ADDs at once then N DELs per burst size, embedded
+//   store (`--stores etcd`: etcd 3.4): p50/p99, all done, and the daemon's event-loop delay during each (its
+//   ocelot_event_loop_delay_seconds histogram, the worst delay of each second, scraped around it).
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -38,6 +44,23 @@ const STORES = arg("--stores", "file,etcd").split(",");
  */
 const HANDOFF = process.argv.includes("--handoff");
 const PREFIX = arg("--prefix", `clb${process.pid.toString(36)}`);
+/** Burst sizes of the hand-off-only mode (empty: the ordinary runs). */
+const BURSTS = arg("--bursts", "")
+  .split(",")
+  .filter(Boolean)
+  .map((n) => {
+    const v = Number(n);
+    if (!Number.isInteger(v) || v < 1) throw new Error(`--bursts: ${n} is not a whole number`);
+    return v;
+  });
+/** Checkouts to run the daemon from; `dir@N` sets its OCELOT_CNI_HANDOFF_MAX_CONCURRENT to N. */
+const ROOTS = arg("--roots", ROOT)
+  .split(",")
+  .map((spec) => {
+    const [r = "", c = ""] = spec.split("@");
+    return { root: r.startsWith("/") ? r : join(process.cwd(), r), c };
+  });
+const ROUNDS = Number(arg("--rounds", "1"));
 
 /** One plugin as the benchmark runs it: its executable, its network configuration. */
 interface Target {
@@ -238,21 +261,30 @@ function targetsFor(datastore: string, dir: string, withReference: boolean): Tar
 async function startHandoffDaemon(
   url: string,
   dir: string,
+  bin = BIN,
+  metricsAddress?: string,
+  maxConcurrent = "",
 ): Promise<{ binDir: string; stop(): Promise<void> }> {
   const binDir = join(dir, "bin");
   const inst = spawnSync(
-    join(BIN, "ocelot"),
+    join(bin, "ocelot"),
     ["install-cni", "--bin-dir", binDir, "--conf-dir", join(dir, "net.d"), "--datastore", url],
     { encoding: "utf8", timeout: 120_000 },
   );
   if (inst.status !== 0) throw new Error(`ocelot install-cni: ${inst.stderr}`);
   const daemon = spawn(
-    join(BIN, "ocelot"),
+    join(bin, "ocelot"),
     [
       ...["node", "run", "--nodename", "bench-node", "--ip", "192.0.2.10/24"],
       ...["--networking-backend", "none", "--datastore", url, "--log-level", "warn"],
+      ...(metricsAddress ? ["--metrics-address", metricsAddress] : []),
     ],
-    { stdio: "ignore" },
+    {
+      stdio: "ignore",
+      env: maxConcurrent
+        ? { ...process.env, OCELOT_CNI_HANDOFF_MAX_CONCURRENT: maxConcurrent }
+        : process.env,
+    },
   );
   const stop = () =>
     new Promise<void>((resolve) => {
@@ -266,7 +298,7 @@ async function startHandoffDaemon(
     });
   const socket = join(dirname(defaultStatusSocket()), "cni.sock");
   const until = Date.now() + 120_000;
-  while (!existsSync(socket)) {
+  while (!existsSync(socket) || (metricsAddress && !(await scrape(metricsAddress)))) {
     if (daemon.exitCode !== null || Date.now() > until) {
       await stop();
       throw new Error(`ocelot node run: no ${socket} (exit ${daemon.exitCode})`);
@@ -299,7 +331,166 @@ function installedTargets(datastore: string, binDir: string): Target[] {
   return [t("handoff"), t("alone", { OCELOT_CNI_HANDOFF: "0" })];
 }
 
+/** The daemon's event-loop delay histogram (seconds' worst delays), or undefined if not up. */
+interface Eld {
+  buckets: Map<number, number>;
+  sum: number;
+  count: number;
+  max: number;
+}
+
+async function scrape(address: string): Promise<Eld | undefined> {
+  let text: string;
+  try {
+    const r = await fetch(`http://${address}/metrics`);
+    if (!r.ok) return undefined;
+    text = await r.text();
+  } catch {
+    return undefined;
+  }
+  const eld: Eld = { buckets: new Map(), sum: 0, count: 0, max: 0 };
+  for (const line of text.split("\n")) {
+    const b = /^ocelot_event_loop_delay_seconds_bucket\{le="([^"]+)"\} (\S+)/.exec(line);
+    if (b) eld.buckets.set(Number(b[1]), Number(b[2]));
+    const v = /^(ocelot_event_loop_delay_(?:seconds_sum|seconds_count|max_seconds)) (\S+)/.exec(
+      line,
+    );
+    if (v?.[1] === "ocelot_event_loop_delay_seconds_sum") eld.sum = Number(v[2]);
+    if (v?.[1] === "ocelot_event_loop_delay_seconds_count") eld.count = Number(v[2]);
+    if (v?.[1] === "ocelot_event_loop_delay_max_seconds") eld.max = Number(v[2]);
+  }
+  return eld;
+}
+
+/** Between two scrapes: seconds observed, their mean worst delay, the highest bucket reached. */
+function eldBetween(a: Eld, b: Eld): { seconds: number; meanMs: number; worstLeMs: number } {
+  const seconds = b.count - a.count;
+  let worstLe = 0;
+  let below = 0;
+  for (const [le, n] of [...b.buckets].sort((x, y) => x[0] - y[0])) {
+    const d = n - (a.buckets.get(le) ?? 0);
+    if (d > below) worstLe = le;
+    below = d;
+  }
+  return {
+    seconds,
+    meanMs: seconds > 0 ? ((b.sum - a.sum) / seconds) * 1000 : Number.NaN,
+    worstLeMs: worstLe * 1000,
+  };
+}
+
+interface BurstRow {
+  root: string;
+  round: number;
+  size: number;
+  command: string;
+  ms: number[];
+  all: number;
+  failures: string[];
+  eld: { seconds: number; meanMs: number; worstLeMs: number };
+  /** The daemon's worst delay since start, after this burst (exact; monotone). */
+  maxSinceStartMs: number;
+}
+
+/** Bursts of handed-off ADDs and DELs per root, alternated, on the embedded store. */
+async function bursts(dir: string): Promise<void> {
+  // The embedded store unless --stores names etcd first.
+  const onEtcd = process.argv.includes("--stores") && STORES[0] === "etcd";
+  const etcd = onEtcd ? await startEtcd({ tmpfs: false }) : undefined;
+  try {
+    await burstsOn(dir, etcd ? etcd.url : `file:${join(dir, "store.db")}`);
+  } finally {
+    await etcd?.stop();
+  }
+}
+
+async function burstsOn(dir: string, url: string): Promise<void> {
+  const store = url.startsWith("file:")
+    ? new SqliteDatastore(url.slice(5))
+    : await openDatastore(url);
+  await putPool(store, "bench-pool", "10.250.0.0/16");
+  await store.close();
+  const metrics = `127.0.0.1:${19000 + (process.pid % 900)}`;
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const [k, { root, c }] of ROOTS.entries()) {
+      const label = c ? `${root} c=${c}` : root;
+      const daemon = await startHandoffDaemon(
+        url,
+        join(dir, `cni-${round}-${k}`),
+        join(root, "bin"),
+        metrics,
+        c,
+      );
+      try {
+        const [t] = installedTargets(url, daemon.binDir) as [Target];
+        // One call first: the daemon's first call loads the plugins' code.
+        await runPlugin(t, "ADD", 0, podNs(t, 0));
+        await runPlugin(t, "DEL", 0, podNs(t, 0));
+        const rows: BurstRow[] = [];
+        for (const size of BURSTS) {
+          for (const command of ["ADD", "DEL"] as const) {
+            await new Promise((r) => setTimeout(r, 1100));
+            const before = (await scrape(metrics)) as Eld;
+            const start = performance.now();
+            const rs = await Promise.all(
+              Array.from({ length: size }, (_, i) => runPlugin(t, command, i, podNs(t, i))),
+            );
+            const all = performance.now() - start;
+            // The daemon's histogram takes each second's worst at the end of that second.
+            await new Promise((r) => setTimeout(r, 1100));
+            const after = (await scrape(metrics)) as Eld;
+            const failures = rs
+              .filter((r) => r.code !== 0)
+              .slice(0, 3)
+              .map((r) => r.out.trim());
+            rows.push({
+              root: label,
+              round,
+              size,
+              command,
+              ms: rs.map((r) => r.ms),
+              all,
+              failures,
+              eld: eldBetween(before, after),
+              maxSinceStartMs: after.max * 1000,
+            });
+          }
+        }
+        process.stdout.write(`${JSON.stringify({ bursts: rows })}\n`);
+      } finally {
+        await daemon.stop();
+      }
+    }
+  }
+}
+
+function reportBursts(rows: BurstRow[]): void {
+  console.log(
+    `\nHanded-off bursts (${process.argv.includes("--stores") ? STORES[0] : "file"} store); ms; load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")}`,
+  );
+  console.log(
+    "root                         round  N cmd |    p50    p99    all | loop delay: s  mean-worst  worst<=  max-since-start",
+  );
+  for (const r of rows) {
+    console.log(
+      `${r.root.slice(-28).padEnd(28)} ${String(r.round).padStart(5)} ${String(r.size).padStart(3)} ${r.command} | ${fmt(pct(r.ms, 50))} ${fmt(pct(r.ms, 99))} ${fmt(r.all)} |          ${String(r.eld.seconds).padStart(3)} ${fmt(r.eld.meanMs)}      ${fmt(r.eld.worstLeMs)} ${fmt(r.maxSinceStartMs)}`,
+    );
+    for (const f of r.failures) console.log(`  FAILED ${f}`);
+  }
+}
+
 async function inner(): Promise<void> {
+  if (BURSTS.length > 0) {
+    const dir = mkdtempSync(join(tmpdir(), "ocelot-cni-bench-"));
+    try {
+      await bursts(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return;
+  }
   const dir = mkdtempSync(join(tmpdir(), "ocelot-cni-bench-"));
   let etcd: EtcdServer | undefined;
   try {
@@ -385,8 +576,10 @@ async function outer(): Promise<void> {
     ip("-n", node, "link", "set", "uplink", "up");
     ip("-n", node, "link", "set", "uplink-peer", "up");
     ip("-n", node, "route", "add", "default", "via", "192.0.2.1");
-    for (const letter of HANDOFF ? ["o", "b", "h", "a"] : ["o", "b"]) {
-      for (let i = 0; i < PODS; i++) {
+    const letters = BURSTS.length > 0 ? ["h"] : HANDOFF ? ["o", "b", "h", "a"] : ["o", "b"];
+    const count = BURSTS.length > 0 ? Math.max(...BURSTS) : PODS;
+    for (const letter of letters) {
+      for (let i = 0; i < count; i++) {
         const name = `${PREFIX}-${letter}${i}`;
         ip("netns", "add", name);
         made.push(name);
@@ -412,11 +605,13 @@ async function outer(): Promise<void> {
       stdio: ["ignore", "pipe", "inherit"],
       maxBuffer: 64 << 20,
     });
-    const rows = (r.stdout ?? "")
-      .split("\n")
-      .filter((l) => l.startsWith("["))
-      .flatMap((l) => JSON.parse(l) as Row[]);
+    const lines = (r.stdout ?? "").split("\n");
+    const rows = lines.filter((l) => l.startsWith("[")).flatMap((l) => JSON.parse(l) as Row[]);
     if (rows.length > 0) report(rows);
+    const burstRows = lines
+      .filter((l) => l.startsWith('{"bursts"'))
+      .flatMap((l) => (JSON.parse(l) as { bursts: BurstRow[] }).bursts);
+    if (burstRows.length > 0) reportBursts(burstRows);
     if (r.status !== 0) throw new Error(`inner run failed (${r.status}): ${r.stdout}`);
   } finally {
     for (const name of made.reverse()) spawnSync("ip", ["netns", "del", name], { timeout: 60_000 });

@@ -62,7 +62,7 @@ import {
   workloadEndpoint,
   workloadEndpointName,
 } from "./plugin.js";
-import { podSysctls, Rtnl, withRtnl } from "./pod_netlink.js";
+import { deleteLinkQueued, podSysctls, Rtnl, withRtnl } from "./pod_netlink.js";
 import { runPluginProcess } from "./process.js";
 
 /** The node daemon's MTU file's text, or undefined when there is none (or no file to read). */
@@ -613,12 +613,12 @@ async function del(ipam: IpamDelegate, id: PodIdentity): Promise<void> {
   const sandbox = env.CNI_NETNS;
   // The pod side, when its namespace is still there: the pair goes with it. Best effort: a
   // namespace on its way out (or no namespace file at all) leaves the host side to the step below.
+  // The deletions go from the addon's sender thread (a veth's takes the kernel 10-30 ms): in the
+  // node daemon (the CNI hand-off) the event loop runs meanwhile.
   if (sandbox && existsSync(sandbox)) {
     try {
-      withRtnl(sandbox, (nl) => {
-        const l = nl.link(id.endpoint);
-        if (l) nl.deleteLink(l.ifindex, `Deleting ${id.endpoint} in the pod`);
-      });
+      const l = withRtnl(sandbox, (nl) => nl.link(id.endpoint));
+      if (l) await deleteLinkQueued(sandbox, l.ifindex, `Deleting ${id.endpoint} in the pod`);
     } catch {}
   }
   // The host side by name, unless the pod's WorkloadEndpoint is another container's (then the
@@ -626,15 +626,14 @@ async function del(ipam: IpamDelegate, id: PodIdentity): Promise<void> {
   const wep = await getWep(store, conf, id);
   const mine = !wep || wep.spec.containerID === id.containerId;
   if (mine) {
-    withRtnl(undefined, (nl) => {
-      const l = nl.link(hostIface);
-      if (!l) return;
+    const l = withRtnl(undefined, (nl) => nl.link(hostIface));
+    if (l) {
       try {
-        nl.deleteLink(l.ifindex, `Deleting ${hostIface}`);
+        await deleteLinkQueued(undefined, l.ifindex, `Deleting ${hostIface}`);
       } catch (err) {
-        if (nl.link(hostIface)) throw err;
+        if (withRtnl(undefined, (nl) => nl.link(hostIface))) throw err;
       }
-    });
+    }
   }
   await deleteWep(store, conf, id);
   await delegateIpam(ipam, "DEL");

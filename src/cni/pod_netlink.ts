@@ -1,19 +1,28 @@
 // The kernel work of `ocelot-cni`, done from the plugin's own process over rtnetlink (no `ip`
 // or `nsenter` processes): links, addresses and routes read and changed in our network
 // namespace or in the pod's (a socket opened inside CNI_NETNS), and the pod's sysctls (written
-// with the thread inside it, native addon). Owns: these steps and their error wording. Not:
+// with the thread inside it, native addon). Deleting a link (a veth: the kernel waits out an RCU
+// grace period, 10-30 ms) can instead be sent by the addon's sender thread and its ACK awaited
+// (deleteLinkQueued), so that a node daemon running the call keeps its event loop meanwhile.
+// Owns: these steps and their error wording. Not:
 // which steps ADD, DEL and CHECK take (plugin_main.ts), message layouts (fib/rtnetlink.ts).
 
 import { NetlinkError, RtnlRequestSocket, writeSysctlsInNetns } from "../fib/netlink_request.js";
+import { NetlinkSocket } from "../fib/netlink_socket.js";
 import {
   decodeAddrDetail,
+  decodeError,
   decodeLinkDetail,
   decodeRoute,
+  forEachMessage,
   formatAddress,
   type KernelLinkDetail,
+  MessageWriter,
+  NETLINK_ROUTE,
   NLM_F_ACK,
   NLM_F_CREATE,
   NLM_F_EXCL,
+  NLMSG_ERROR,
   RT_SCOPE_LINK,
   RT_SCOPE_UNIVERSE,
   RTM_NEWADDR,
@@ -203,6 +212,61 @@ export class Rtnl {
     }
     return out;
   }
+}
+
+/**
+ * Deletes interface `ifindex` in `netns` (undefined: ours) from the addon's sender thread (the
+ * kernel's work runs inside sendmsg, there, beside the event loop) and resolves on the kernel's
+ * ACK; a refusal rejects with a CniError naming `what`.
+ */
+export function deleteLinkQueued(
+  netns: string | undefined,
+  ifindex: number,
+  what: string,
+): Promise<void> {
+  const SEQ = 1;
+  return new Promise((resolve, reject) => {
+    let sock: NetlinkSocket | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let settled = false;
+    const finish = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock?.close();
+      if (err) reject(failed(what, err));
+      else resolve();
+    };
+    try {
+      sock = new NetlinkSocket(
+        NETLINK_ROUTE,
+        0,
+        1 << 16,
+        {
+          onData(buf) {
+            forEachMessage(buf, (m) => {
+              if (m.seq !== SEQ || m.type !== NLMSG_ERROR) return;
+              const e = decodeError(m);
+              finish(e.errno !== 0 ? new NetlinkError(e.errno, e.message) : undefined);
+            });
+          },
+          onOverflow() {},
+          onError: (err) => finish(err),
+          onSendFailed: (_token, errno) => finish(new NetlinkError(errno, undefined)),
+        },
+        netns ?? "",
+      );
+      const w = new MessageWriter(64);
+      writeDelLink(w, SEQ, ifindex);
+      timer = setTimeout(
+        () => finish(new Error(`no answer within ${NETLINK_TIMEOUT_MS} ms`)),
+        NETLINK_TIMEOUT_MS,
+      );
+      sock.sendQueued(w.buf, 0, w.len, SEQ);
+    } catch (err) {
+      finish(err as Error);
+    }
+  });
 }
 
 /** Runs fn with an Rtnl in `netns` (undefined: ours), closed afterwards. */
