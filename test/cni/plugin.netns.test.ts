@@ -14,8 +14,9 @@ import { hostIfaceName, podIdentity } from "../../src/cni/plugin.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { IpamStore } from "../../src/ipam/store.js";
 import { addUplink, runOcelotCni } from "../helpers/cni.js";
-import { HANG_MS, runSync } from "../helpers/limits.js";
+import { runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
+import { ping } from "../helpers/pods.js";
 import { putPool } from "../ipam/helpers.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -147,12 +148,9 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
       );
     }
     const ip2 = (results.get("web-2")?.ips[0]?.address ?? "").split("/")[0] as string;
-    const ping = runSync(
-      "ip",
-      ["netns", "exec", (pods[0] as Netns).name, "ping", "-c1", "-W2", ip2],
-      { encoding: "utf8", timeout: HANG_MS },
-    );
-    expect(ping.status, ping.stdout + ping.stderr).toBe(0);
+    // Retried (a lost first echo, e.g. while the host's shared neighbour table is full, is no
+    // failure of the plugin).
+    expect(ping(pods[0] as Netns, ip2, true), `ping ${ip2}`).toBe(true);
   });
 
   it("writes valid WorkloadEndpoints, so `ocelot ipam check` finds no leaked address", async () => {
@@ -252,12 +250,7 @@ describe.skipIf(skip)("ocelot-cni in network namespaces", () => {
         expect.objectContaining({ dst: ip, dev: host }),
       );
     }
-    const ping = runSync(
-      "ip",
-      ["netns", "exec", (pods[0] as Netns).name, "ping", "-6", "-c1", "-W2", v6[1] as string],
-      { encoding: "utf8", timeout: HANG_MS },
-    );
-    expect(ping.status, ping.stdout + ping.stderr).toBe(0);
+    expect(ping(pods[0] as Netns, v6[1] as string, true), `ping ${v6[1]}`).toBe(true);
     for (const [i, podName] of ["dual-1", "dual-2"].entries()) {
       const r = await cni("DEL", env(pods[i] as Netns, podName), dual);
       expect(r, r.stdout).toMatchObject({ code: 0, stdout: "" });

@@ -26,7 +26,6 @@ import { fromGlobalNetworkPolicy, type Policy } from "../../src/felix/policy.js"
 import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { autoHostEndpoint } from "../../src/k8s/auto_hep.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
-import { HANG_MS, runSync } from "../helpers/limits.js";
 import {
   link,
   Netns,
@@ -36,7 +35,7 @@ import {
   waitFor,
 } from "../helpers/netns.js";
 import { type BirdPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
-import { tcpConnects } from "../helpers/pods.js";
+import { ping, tcpConnects } from "../helpers/pods.js";
 
 const reason =
   netnsUnavailableReason() ?? addonUnavailableReason() ?? peersUnavailableReason(["bird"]);
@@ -78,16 +77,6 @@ protocol bgp p {
   ipv4 { import none; export none; };
 }
 `;
-
-function ping(from: Netns, to: string, expected: boolean): boolean {
-  for (let i = 0; i < (expected ? 5 : 1); i++) {
-    const r = runSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", "2", to], {
-      timeout: HANG_MS,
-    });
-    if (r.status === 0) return true;
-  }
-  return false;
-}
 
 const gnp = (name: string, spec: Record<string, unknown>): Policy =>
   fromGlobalNetworkPolicy({ metadata: { name }, spec: spec as never });

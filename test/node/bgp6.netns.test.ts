@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { link, Netns, skipWithReason, waitFor } from "../helpers/netns.js";
+import { ping } from "../helpers/pods.js";
 import { putPool } from "../ipam/helpers.js";
 import {
   cni,
@@ -202,11 +203,7 @@ describe.skipIf(skip)("ocelot node run: dual-stack BGP from the datastore", () =
     );
     await waitFor("bgp6-a's IPv6 routes via bgp6-b to go", () => routes6(a.ns, "201").length === 0);
     expect(routes(a.ns, "201").some((r) => r.gateway === b.ip)).toBe(true);
-    expect(
-      runSync("ip", ["netns", "exec", (a.pod as Netns).name, "ping", "-c1", "-W1", b.podIps.v4], {
-        timeout: HANG_MS,
-      }).status,
-    ).toBe(0);
+    expect(ping(a.pod as Netns, b.podIps.v4, true), `ping ${b.podIps.v4}`).toBe(true);
   });
 });
 
