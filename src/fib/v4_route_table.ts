@@ -147,23 +147,7 @@ export class V4RouteTable {
       const len = lens[k];
       if (!(len >= 0 && len <= 32))
         throw new Error(`Bad IPv4 route cell: slot ${slot}, len ${len}, group ${gid}`);
-      let i = this.find(slot, addr, len);
-      if (i < 0) {
-        const meta = slot * 64 + len + 1;
-        if (this.used + 1 > this.cap * MAX_LOAD) {
-          this.grow(Math.ceil(this.cap * GROWTH));
-          i = this.freeCell(addr, meta);
-        } else i = -1 - i;
-        const w = this.w;
-        w[i + ADDR_LO] = addr & 0xffff;
-        w[i + ADDR_HI] = addr >>> 16;
-        w[i + META] = meta;
-        w[i + DES] = stored;
-        w[i + INS] = 0;
-        this.used++;
-        this.desiredCount++;
-        continue;
-      }
+      const i = this.cellOrNew(slot, addr, len);
       const w = this.w;
       if (w[i + DES] === 0) this.desiredCount++;
       w[i + DES] = stored;
@@ -292,27 +276,35 @@ export class V4RouteTable {
     if (!(slot >= 0 && slot < MAX_SLOT && len >= 0 && len <= 32 && gid >= 0))
       throw new Error(`Bad IPv4 route cell: slot ${slot}, len ${len}, group ${gid}`);
     if (gid + 1 > this.maxWord || slot * 64 + len + 1 > this.maxWord) this.widen();
-    let i = this.find(slot, addr, len);
-    if (i < 0) {
-      const meta = slot * 64 + len + 1;
-      if (this.used + 1 > this.cap * MAX_LOAD) {
-        this.grow(Math.ceil(this.cap * GROWTH));
-        i = this.freeCell(addr, meta);
-      } else i = -1 - i;
-      const w = this.w;
-      w[i + ADDR_LO] = addr & 0xffff;
-      w[i + ADDR_HI] = addr >>> 16;
-      w[i + META] = meta;
-      w[i + DES] = 0;
-      w[i + INS] = 0;
-      this.used++;
-    }
+    const i = this.cellOrNew(slot, addr, len);
     const w = this.w;
     if (w[i + col] === 0) {
       if (col === DES) this.desiredCount++;
       else this.installedCount++;
     }
     w[i + col] = gid + 1;
+  }
+
+  /**
+   * The cell of (slot, addr, len), a new one (neither desired nor installed) when absent: one
+   * probe for the lookup and the insert, the table grown first when full enough (checked).
+   */
+  private cellOrNew(slot: number, addr: number, len: number): number {
+    let i = this.find(slot, addr, len);
+    if (i >= 0) return i;
+    const meta = slot * 64 + len + 1;
+    if (this.used + 1 > this.cap * MAX_LOAD) {
+      this.grow(Math.ceil(this.cap * GROWTH));
+      i = this.freeCell(addr, meta);
+    } else i = -1 - i;
+    const w = this.w;
+    w[i + ADDR_LO] = addr & 0xffff;
+    w[i + ADDR_HI] = addr >>> 16;
+    w[i + META] = meta;
+    w[i + DES] = 0;
+    w[i + INS] = 0;
+    this.used++;
+    return i;
   }
 
   /** The first free cell of a key's probe run (the key known absent). */
