@@ -490,6 +490,17 @@ interface KernelLikeFib {
   freshForMs?: () => number;
 }
 
+/** A step runner that reports each step's wall time to trace (none: the step alone). */
+function timer(trace: ApplyOptions["trace"]) {
+  return async <T>(step: string, f: () => Promise<T>): Promise<T> => {
+    if (!trace) return f();
+    const t = performance.now();
+    const r = await f();
+    trace(step, performance.now() - t);
+    return r;
+  };
+}
+
 /**
  * Sets the routes, removes our stale ones, ends a graceful hold; then, when `resync`, has the
  * FIB dump the kernel and put back what someone else removed. Returns whether it dumped.
@@ -594,13 +605,7 @@ async function applyWith(
   const changes: string[] = [];
   const filterChanges: string[] = [];
   const overlayNow = opts.overlayNow ?? (() => state.overlay);
-  const timed = async <T>(step: string, f: () => Promise<T>): Promise<T> => {
-    if (!opts.trace) return f();
-    const t = performance.now();
-    const r = await f();
-    opts.trace(step, performance.now() - t);
-    return r;
-  };
+  const timed = timer(opts.trace);
   // The interfaces with their sysctls (node-wide ones with them: one read, one write), and
   // the ipsets and iptables, depend on nothing of each other: both run at once. (The overlay
   // beside them too measured slower: its read of every link, `ip -d addr show`, and its parse
@@ -881,13 +886,7 @@ export class IncrementalApplier {
     const changes: string[] = [];
     const filterChanges: string[] = [];
     const known = linkIndexes(opts.fib);
-    const timed = async <T>(step: string, f: () => Promise<T>): Promise<T> => {
-      if (!opts.trace) return f();
-      const t = performance.now();
-      const r = await f();
-      opts.trace(step, performance.now() - t);
-      return r;
-    };
+    const timed = timer(opts.trace);
     // As in the full pass: the interfaces and the filter state at once.
     const filterDone = both(
       (async () => {
