@@ -74,28 +74,10 @@ async function rawPeer(port: number, caps: Capability[] = []) {
 
 /** UPDATEs announcing /24s at the given addresses (as many messages as they need). */
 function updates(prefixes: number[]): Uint8Array[] {
-  const a = emptyAttributes();
-  a.origin = 0;
-  a.asPath = [{ type: 2, asns: [65010] }];
-  a.nextHop = 0x7f000005;
-  return encodeUpdates(
-    {
-      afi: 1,
-      safi: 1,
-      attributes: a,
-      announce: {
-        afi: 1,
-        count: prefixes.length,
-        addrs: Uint32Array.from(prefixes),
-        lens: new Uint8Array(prefixes.length).fill(24),
-        pathIds: null,
-      },
-    },
-    sessionOptions({ fourOctetAs: true }),
-  );
+  return announce(prefixes.map((p) => [p, 24]));
 }
 
-/** One UPDATE per prefix length announcing [address, length] pairs. */
+/** UPDATEs announcing [address, length] pairs (as many messages as they need). */
 function announce(prefixes: [number, number][]): Uint8Array[] {
   const a = emptyAttributes();
   a.origin = 0;
