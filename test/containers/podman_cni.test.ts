@@ -35,7 +35,8 @@ function unavailable(): string | undefined {
   for (const p of ["portmap", "loopback"])
     if (!existsSync(join(REFERENCE_PLUGINS, p)))
       return `${REFERENCE_PLUGINS}/${p} missing (containernetworking-plugins)`;
-  if (!existsSync(join(LAB as string, "containers.conf"))) return `${LAB}/containers.conf missing`;
+  if (LAB === undefined) return "no ../shared/lab/containers (containers.conf)";
+  if (!existsSync(join(LAB, "containers.conf"))) return `${LAB}/containers.conf missing`;
   if (runSync("python3", ["--version"]).status !== 0)
     return "python3 missing (the test's HTTP server)";
   return undefined;
