@@ -31,14 +31,19 @@ async function loopback(): Promise<{
 }> {
   const srv = net.createServer();
   const received: Buffer[] = [];
+  const accepted: net.Socket[] = [];
   const ended = new Promise<void>((r) =>
     srv.on("connection", (s) => {
+      accepted.push(s);
       s.on("data", (d: Buffer) => received.push(d));
       s.on("end", () => r());
     }),
   );
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  closers.push(() => new Promise<void>((r) => srv.close(() => r())));
+  closers.push(() => {
+    for (const s of accepted) s.destroy();
+    return new Promise<void>((r) => srv.close(() => r()));
+  });
   const port = (srv.address() as net.AddressInfo).port;
   const sock = net.connect({ host: "127.0.0.1", port });
   await new Promise<void>((r) => sock.once("connect", () => r()));
@@ -222,21 +227,7 @@ describe("listen() and connect()", () => {
   });
 
   it("hands a burst's held writes to the socket once the interval has passed", async () => {
-    const srv = net.createServer();
-    const got: Buffer[] = [];
-    const accepted: net.Socket[] = [];
-    srv.on("connection", (s) => {
-      accepted.push(s);
-      s.on("data", (d: Buffer) => got.push(d));
-    });
-    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-    closers.push(() => {
-      for (const s of accepted) s.destroy();
-      return new Promise<void>((r) => srv.close(() => r()));
-    });
-    const port = (srv.address() as net.AddressInfo).port;
-    const sock = net.connect({ host: "127.0.0.1", port });
-    await new Promise<void>((r) => sock.once("connect", () => r()));
+    const { sock, received: got } = await loopback();
     const c = new Connection(sock, "outgoing", {
       highWater: 4 << 20,
       maxBuffered: 256 << 20,
