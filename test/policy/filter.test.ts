@@ -13,23 +13,16 @@ import {
 } from "../../src/bgp/policy/defaults.js";
 import { type BgpFilterRule, filterPolicy } from "../../src/bgp/policy/filter.js";
 import { NO_ADVERTISE, NO_EXPORT } from "../../src/bgp/rib/attrs.js";
-import { RejectReason, RouteSource, rejectReasonName } from "../../src/bgp/rib/policy.js";
+import { RejectReason, RouteSource } from "../../src/bgp/rib/policy.js";
 import { parsePrefix } from "../../src/bgp/rib/prefix.js";
-import { LOCAL_AS, makeRib, peer } from "../rib/fixtures.js";
+import { LOCAL_AS, makeRib, peer, verdict } from "../rib/fixtures.js";
 
 /** Runs a policy on a text prefix: "accept" or the reject reason name. */
-function run(
+const run = (
   policy: ReturnType<typeof filterPolicy>,
   prefix: string,
   src: RouteSource = RouteSource.External,
-): string {
-  const p = parsePrefix(prefix);
-  const v =
-    p.family === 4
-      ? policy.v4(p.words[0] as number, p.len, src)
-      : policy.v6(p.words, 0, p.len, src);
-  return v === 0 ? "accept" : rejectReasonName(v);
-}
+) => verdict(policy, prefix, src);
 
 function importOnly(rules: BgpFilterRule[], v6 = false) {
   return filterPolicy(

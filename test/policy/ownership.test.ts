@@ -7,21 +7,12 @@ import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/bgp/config.js";
 import { acceptAll, filterPolicy } from "../../src/bgp/policy/filter.js";
 import { ownershipDelta, withOwnership } from "../../src/bgp/policy/ownership.js";
-import { type PrefixPolicy, RouteSource, rejectReasonName } from "../../src/bgp/rib/policy.js";
+import { type PrefixPolicy, RouteSource } from "../../src/bgp/rib/policy.js";
 import { formatV4, formatV6, parsePrefix } from "../../src/bgp/rib/prefix.js";
+import { verdict } from "../rib/fixtures.js";
 
-function run(
-  policy: PrefixPolicy,
-  prefix: string,
-  src: RouteSource = RouteSource.Internal,
-): string {
-  const p = parsePrefix(prefix);
-  const v =
-    p.family === 4
-      ? policy.v4(p.words[0] as number, p.len, src)
-      : policy.v6(p.words, 0, p.len, src);
-  return v === 0 ? "accept" : rejectReasonName(v);
-}
+const run = (policy: PrefixPolicy, prefix: string, src: RouteSource = RouteSource.Internal) =>
+  verdict(policy, prefix, src);
 
 const POOLS = ["10.244.0.0/16", "fd00:10:244::/48"];
 

@@ -1,6 +1,7 @@
 // Shared builders for the RIB tests: a RIB over SimpleAttrs, peers by short name, and helpers
 // that apply a drain's Adj-RIB-Out batches to per-peer tables (what each peer would hold).
 
+import { type PrefixPolicy, type RouteSource, rejectReasonName } from "../../src/bgp/rib/policy.js";
 import { parsePrefix } from "../../src/bgp/rib/prefix.js";
 import { type AdjOutBatch, Rib, type RibOptions, type RibPeerInfo } from "../../src/bgp/rib/rib.js";
 import { type SimpleAttrs, simpleAdapter, simpleAttrs } from "../../src/bgp/rib/simple_attrs.js";
@@ -76,4 +77,14 @@ export function tableOf(rib: Rib<SimpleAttrs>, peerId: string): Map<string, stri
     for (const pfx of [...a.v4.toStrings(), ...a.v6.toStrings()]) t.set(pfx, key);
   }
   return t;
+}
+
+/** A prefix policy's verdict on a text prefix: "accept" or the reject reason's name. */
+export function verdict(policy: PrefixPolicy, prefix: string, src: RouteSource): string {
+  const p = parsePrefix(prefix);
+  const v =
+    p.family === 4
+      ? policy.v4(p.words[0] as number, p.len, src)
+      : policy.v6(p.words, 0, p.len, src);
+  return v === 0 ? "accept" : rejectReasonName(v);
 }
