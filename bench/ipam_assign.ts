@@ -28,7 +28,7 @@ import type { Datastore } from "../src/datastore/types.js";
 import type { IpamKeys as IpamKeysClass } from "../src/ipam/records.js";
 import type { IpamStore as IpamStoreClass } from "../src/ipam/store.js";
 import { etcdUnavailableReason, startEtcd } from "../test/helpers/etcd.js";
-import { measureCasRate } from "./datastore_cas.js";
+import { mainThreadNs, measureCasRate } from "./datastore_cas.js";
 
 /** The code under test: this checkout's src/ unless --src names another tree or build. */
 const SRC = resolve(arg("--src") ?? new URL("../src", import.meta.url).pathname);
@@ -61,6 +61,8 @@ interface IpamRate {
   meanWriteBytes: number;
   /** This process's CPU time (user + system) per assignment, in µs. */
   cpuUs: number;
+  /** The main thread's share of cpuUs (NaN where unknown): without V8's background threads. */
+  mainUs: number;
   /** Block writes (update / updateIfAbsent) per assignment: below 1 when writes combine. */
   writesPerOp: number;
 }
@@ -154,6 +156,7 @@ async function measureIpam(
   const perLane = Math.floor(n / (nodes * inFlight));
   const lat: number[] = [];
   const c0 = process.cpuUsage();
+  const m0 = mainThreadNs();
   const t0 = performance.now();
   await Promise.all(
     clients.flatMap((ipam, node) =>
@@ -174,6 +177,7 @@ async function measureIpam(
   );
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(c0);
+  const main = mainThreadNs() - m0;
   const ops = perLane * nodes * inFlight;
   // Every address distinct and counted: the benchmark must not measure a broken allocator.
   const blocks = await clients[0]?.listBlocks(4);
@@ -189,6 +193,7 @@ async function measureIpam(
     p99: q(0.99),
     meanWriteBytes: tally.writes > 0 ? tally.bytes / tally.writes : 0,
     cpuUs: (cpu.user + cpu.system) / ops,
+    mainUs: main / 1000 / ops,
     writesPerOp: tally.writes / ops,
   };
 }
@@ -228,6 +233,7 @@ async function report(
         `(p50 ${ipam.p50.toFixed(1)} ms, p99 ${ipam.p99.toFixed(1)} ms) | raw CAS ${String(s.cas).padStart(2)} in flight ` +
         `${cas.opsPerSec.toFixed(0).padStart(6)}/s | ratio ${ratio.toFixed(2)} (goal >= ${GOAL}: ${ratio >= GOAL ? "met" : "NOT met"}) ` +
         `| CPU per op ${ipam.cpuUs.toFixed(1)} / ${cas.cpuUs.toFixed(1)} µs, ratio ${(cas.cpuUs / ipam.cpuUs).toFixed(2)} ` +
+        `(main thread ${ipam.mainUs.toFixed(1)} / ${cas.mainUs.toFixed(1)} µs, ratio ${(cas.mainUs / ipam.mainUs).toFixed(2)}) ` +
         `| ${ipam.writesPerOp.toFixed(2)} block writes per assignment`,
     );
     if (s.nodes > 1 && s.inFlight === 1) {
@@ -239,9 +245,30 @@ async function report(
       });
       console.log(
         `${"".padEnd(18)} ${"  context:".padEnd(27)} raw CAS, one lane per node's handle (${s.nodes}), ` +
-          `${spread.opsPerSec.toFixed(0).padStart(6)}/s, CPU ${spread.cpuUs.toFixed(1)} µs | IPAM/that ` +
-          `${(ipam.opsPerSec / spread.opsPerSec).toFixed(2)}, CPU ${(spread.cpuUs / ipam.cpuUs).toFixed(2)}`,
+          `${spread.opsPerSec.toFixed(0).padStart(6)}/s, CPU ${spread.cpuUs.toFixed(1)} µs (main thread ` +
+          `${spread.mainUs.toFixed(1)}) | IPAM/that ${(ipam.opsPerSec / spread.opsPerSec).toFixed(2)}, CPU ` +
+          `${(spread.cpuUs / ipam.cpuUs).toFixed(2)} | that / the one-handle raw CAS (as the goal ratio) ` +
+          `${(spread.opsPerSec / cas.opsPerSec).toFixed(2)}, CPU ${(cas.cpuUs / spread.cpuUs).toFixed(2)}`,
       );
+      if (withSized) {
+        // Context only: the row's writes without the allocator (values of the mean block
+        // write's size, one lane per node's handle): what an allocator costing nothing would
+        // reach against the goal's one-handle CAS.
+        const bytes = Math.round(ipam.meanWriteBytes);
+        const bare = await measureCasRate(stores[0] as Datastore, {
+          inFlight: s.cas,
+          n,
+          valueBytes: bytes,
+          lanesOn: stores.slice(0, s.nodes),
+        });
+        console.log(
+          `${"".padEnd(18)} ${"  context:".padEnd(27)} CAS of ${bytes}-byte values, one lane per node's handle ` +
+            `(the row's writes without the allocator) ${bare.opsPerSec.toFixed(0).padStart(6)}/s, CPU ` +
+            `${bare.cpuUs.toFixed(1)} µs (main thread ${bare.mainUs.toFixed(1)}) | that / the one-handle raw CAS (as the goal ratio) ` +
+            `${(bare.opsPerSec / cas.opsPerSec).toFixed(2)}, CPU ${(cas.cpuUs / bare.cpuUs).toFixed(2)}, main thread ` +
+            `${(cas.mainUs / bare.mainUs).toFixed(2)}`,
+        );
+      }
     }
     if (withSized) {
       // Context only (the goal is against the raw CAS above): CAS writing values as large as
@@ -296,16 +323,16 @@ function alternate(oldDir: string): void {
       for (const line of child.stdout.trimEnd().split("\n")) {
         console.log(`[${b.label} ${r + 1}] ${line}`);
         const m = line.match(
-          /^(\S.*?)\s+(\d nodes?), 1 in flight.*ratio (\d+\.\d+) \(goal.*µs, ratio (\d+\.\d+)/,
+          /^(\S.*?)\s+(\d nodes?), 1 in flight.*ratio (\d+\.\d+) \(goal.*CPU per op [\d.]+ \/ [\d.]+ µs, ratio (\d+\.\d+) \(main thread .*ratio (\S+)\)/,
         );
         if (m) {
           const k = `${b.label} ${m[1]} ${m[2]}`;
-          rows.set(k, [...(rows.get(k) ?? []), `${m[3]} (CPU ${m[4]})`]);
+          rows.set(k, [...(rows.get(k) ?? []), `${m[3]} (CPU ${m[4]}, main ${m[5]})`]);
         }
       }
     }
   }
-  console.log("one request at a time, IPAM / raw CAS per run, wall (CPU):");
+  console.log("one request at a time, IPAM / raw CAS per run, wall (CPU, main thread's CPU):");
   for (const [k, v] of rows) console.log(`  ${k.padEnd(40)} ${v.join("  ")}`);
 }
 
