@@ -1,13 +1,13 @@
 // Process edge of the `ocelot-cni` main CNI plugin: runs one command (ADD, DEL, CHECK, VERSION)
-// from the environment and stdin. ADD delegates IPAM to the `ipam.type` executable in CNI_PATH
-// (`ocelot-ipam` runs in this process, on the datastore connection already open: the same
+// from the environment and stdin. ADD delegates IPAM to the `ipam.type` executable in CNI_PATH,
+// exec'd without a synchronous wait (exec_plugin.ts: inside the node daemon, a hand-off, the
+// event loop keeps turning) (`ocelot-ipam` runs in this process, on the datastore connection already open: the same
 // stdin, environment and result, without starting a second Node.js), creates the veth (host side in our network namespace, pod side moved into CNI_NETNS), sets up
 // both sides and the host's /32 (/128) route under protocol 202, writes the WorkloadEndpoint,
 // and undoes every step in reverse when a later one fails. Link work is rtnetlink from this
 // process (pod_netlink.ts: a socket opened inside CNI_NETNS for the pod side), no `ip` or
 // `nsenter` processes. The pure parts
 // (config, names, resource, result, CHECK's comparison) are in plugin.ts.
-import { spawnSync } from "node:child_process";
 import {
   accessSync,
   closeSync,
@@ -33,6 +33,7 @@ import { ANNOTATION_IP_ADDRS, PodAnnotationError, type PodIpam, podIpam } from "
 import type { PodFacts } from "../k8s/pod_labels.js";
 import { KubeError, readPodFacts } from "../k8s/pod_reader.js";
 import { WORKLOAD_GATEWAY_V4, WORKLOAD_HOST_MAC } from "../lib/pod_wiring.js";
+import { execPlugin, type PluginRun } from "./exec_plugin.js";
 import {
   CniError,
   CniErrorCode,
@@ -87,6 +88,12 @@ const LINK_LOCAL_WAIT_MS = 30_000;
 export interface CniPluginDeps {
   openStore(url: string, etcd?: Partial<EtcdOptions>): Promise<Datastore>;
   hostname(): string;
+  /**
+   * The call runs inside the node daemon (a CNI hand-off): an IPAM plugin it execs gets
+   * OCELOT_CNI_HANDOFF=0, so an installed `ocelot-ipam` runs itself instead of handing its call
+   * back to this daemon, where it could wait for a slot its own caller holds.
+   */
+  handedOff?: boolean;
 }
 
 /** Writes one sysctl of our network namespace (the host side's). */
@@ -139,7 +146,7 @@ function ipamInProcess(d: IpamDelegate): boolean {
 
 /** Runs the IPAM plugin; its error JSON becomes a CniError with the same code and message. */
 async function delegateIpam(d: IpamDelegate, command: "ADD" | "DEL" | "CHECK"): Promise<unknown> {
-  const r = ipamInProcess(d) ? await ipamHere(d, command) : ipamExec(d, command);
+  const r = ipamInProcess(d) ? await ipamHere(d, command) : await ipamExec(d, command);
   let out: unknown;
   try {
     out = r.stdout.trim() ? JSON.parse(r.stdout) : undefined;
@@ -149,40 +156,33 @@ async function delegateIpam(d: IpamDelegate, command: "ADD" | "DEL" | "CHECK"): 
   if (e && typeof e.code === "number" && typeof e.msg === "string") {
     throw new CniError(e.code, e.msg, typeof e.details === "string" ? e.details : "");
   }
-  // No error JSON (a crash): its first line for the runtime, all of its output for the log.
+  // No error JSON (a crash): its first line for the runtime, all of its output for the log. A
+  // plugin that ran past the limit is a transient condition to the runtime: try again later (11).
   const said = [(r.stderr ?? "").trim(), (r.stdout ?? "").trim()].filter(Boolean).join("\n");
   const first = said.split("\n")[0] ?? "";
   const err = new CniError(
-    CniErrorCode.Internal,
+    r.timedOut ? CniErrorCode.TryAgainLater : CniErrorCode.Internal,
     `IPAM plugin "${d.conf.ipamType}" ${command} failed (${r.failure})${first ? `: ${first}` : ""}`,
   );
   if (said) err.trace = said;
   throw err;
 }
 
-interface IpamRan {
-  ok: boolean;
-  stdout: string;
-  stderr: string;
-  /** Why it failed, when it did ("exit 1", a spawn error). */
-  failure: string;
-}
+type IpamRan = Pick<PluginRun, "ok" | "stdout" | "stderr" | "failure" | "timedOut">;
 
-/** The CNI spec's delegation: the plugin executable, our stdin and environment, CNI_COMMAND. */
-function ipamExec(d: IpamDelegate, command: "ADD" | "DEL" | "CHECK"): IpamRan {
+/**
+ * The CNI spec's delegation: the plugin executable, our stdin and environment, CNI_COMMAND. Not
+ * waited for synchronously: inside the node daemon (a CNI hand-off) the event loop keeps
+ * turning while the plugin runs (BGP keepalives, BFD, the FIB, other calls).
+ */
+function ipamExec(d: IpamDelegate, command: "ADD" | "DEL" | "CHECK"): Promise<IpamRan> {
   const plugin = findPlugin(d.conf.ipamType, d.env.CNI_PATH);
-  const r = spawnSync(plugin, [], {
-    input: d.stdin,
-    encoding: "utf8",
-    env: { ...d.env, CNI_COMMAND: command },
-    timeout: DELEGATE_TIMEOUT_MS,
-  });
-  return {
-    ok: r.status === 0 && !r.error,
-    stdout: r.stdout ?? "",
-    stderr: (r.stderr ?? "").trim(),
-    failure: r.error?.message ?? `exit ${r.status}`,
+  const env = {
+    ...d.env,
+    CNI_COMMAND: command,
+    ...(d.deps.handedOff ? { OCELOT_CNI_HANDOFF: "0" } : {}),
   };
+  return execPlugin(plugin, d.stdin, env, DELEGATE_TIMEOUT_MS);
 }
 
 /**
@@ -206,6 +206,7 @@ async function ipamHere(d: IpamDelegate, command: "ADD" | "DEL" | "CHECK"): Prom
     stdout: out.stdout,
     stderr: "",
     failure: `exit ${out.exitCode}`,
+    timedOut: false,
   };
 }
 

@@ -213,6 +213,7 @@ export async function serveCni(o: CniServerOptions): Promise<{ close(): Promise<
     let declined = false;
     const callDeps = {
       ...deps,
+      handedOff: true,
       openStore: async (url: string) => {
         try {
           return await deps.openStore(url);

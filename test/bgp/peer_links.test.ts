@@ -1,9 +1,16 @@
 // PeerLinks (src/bgp/link/peer_links.ts), pure: which directly connected peers a link or address
 // change holds down and releases, as rtnetlink would report the changes.
 import { describe, expect, it } from "vitest";
-import { IFF_RUNNING, IFF_UP, PeerLinks } from "../../src/bgp/link/peer_links.js";
+import {
+  IFF_DORMANT,
+  IFF_LOWER_UP,
+  IFF_RUNNING,
+  IFF_UP,
+  PeerLinks,
+} from "../../src/bgp/link/peer_links.js";
 
-const UP = IFF_UP | IFF_RUNNING;
+/** A link up with its carrier and operstate UP (what a link that has been up a while shows). */
+const UP = IFF_UP | IFF_LOWER_UP | IFF_RUNNING;
 const v4 = (s: string) => Uint8Array.from(s.split(".").map(Number));
 
 function table(): PeerLinks {
@@ -30,6 +37,30 @@ describe("PeerLinks", () => {
     ]);
     expect(t.link({ ifindex: 2, name: "eth0", flags: IFF_UP })).toEqual([
       { peer: "10.0.0.2", held: true, reason: "link eth0 has no carrier" },
+    ]);
+  });
+
+  it("a link up with its carrier is up before the kernel's operstate says running (a fresh veth)", () => {
+    // A veth pair just set up: the carrier (IFF_LOWER_UP) is there at once, IFF_RUNNING comes
+    // with the kernel's deferred linkwatch work (seen 0.2-12 s later under load): not a hold.
+    const fresh = IFF_UP | IFF_LOWER_UP;
+    const t = new PeerLinks();
+    t.link({ ifindex: 2, name: "eth0", flags: fresh });
+    t.addr({ ifindex: 2, family: 4, prefixLen: 30, address: v4("10.0.0.1") }, true);
+    t.configure({ peers: [{ address: "10.0.0.2" }] });
+    expect(t.dumped()).toEqual([]);
+    expect(t.held()).toEqual([]);
+    expect(t.link({ ifindex: 2, name: "eth0", flags: UP })).toEqual([]);
+    // The carrier lost, operstate not yet behind it (IFF_RUNNING still set): held at once.
+    expect(t.link({ ifindex: 2, name: "eth0", flags: IFF_UP | IFF_RUNNING })).toEqual([
+      { peer: "10.0.0.2", held: true, reason: "link eth0 has no carrier" },
+    ]);
+    expect(t.link({ ifindex: 2, name: "eth0", flags: fresh })).toEqual([
+      { peer: "10.0.0.2", held: false, reason: "link eth0 up" },
+    ]);
+    // The driver holds the link dormant (IFF_DORMANT: e.g. 802.1X not done): no traffic yet.
+    expect(t.link({ ifindex: 2, name: "eth0", flags: fresh | IFF_DORMANT })).toEqual([
+      { peer: "10.0.0.2", held: true, reason: "link eth0 is dormant" },
     ]);
   });
 

@@ -9,13 +9,36 @@
 // with a zone, "fe80::1%eth0") is on its interface by name. A numbered one, eBGP or iBGP, is on
 // each link with an address whose connected subnet holds the peer; a peer never seen on a
 // connected subnet is not watched (it is reached through routes, which we leave to the hold
-// timer). A watched peer is held while no link it is on is up and running (IFF_UP and
-// IFF_RUNNING: administratively up and the carrier there), or once its connected subnet is gone.
+// timer). A watched peer is held while no link it is on is up with its carrier (IFF_UP and
+// IFF_LOWER_UP, not IFF_DORMANT), or once its connected subnet is gone.
+//
+// The carrier is IFF_LOWER_UP, not IFF_RUNNING (BIRD reads a link so; the kernel marks its
+// routes linkdown by the carrier too): the kernel sets IFF_LOWER_UP with the carrier, at once,
+// but IFF_RUNNING (operstate UP) only when its deferred linkwatch work has run, which on a fresh
+// veth was seen 0.2-12 s later on a loaded host; reading IFF_RUNNING held every session on such
+// a link down that long after start.
 import { addressBytes } from "../../lib/ip.js";
 
-/** IFF_UP | IFF_RUNNING (<linux/if.h>): up and operationally running. */
+/** Interface flags (<linux/if.h>): administratively up. */
 export const IFF_UP = 0x1;
+/** Operationally up (operstate UP or UNKNOWN): follows the carrier late. Not read here. */
 export const IFF_RUNNING = 0x40;
+/** The carrier is there (the driver says so; set and cleared at once). */
+export const IFF_LOWER_UP = 0x10000;
+/** The driver holds the link dormant (e.g. waiting for 802.1X): no traffic yet. */
+export const IFF_DORMANT = 0x20000;
+
+/** Whether a link's flags say it can carry traffic: up, with its carrier, not dormant. */
+export function linkUsable(flags: number): boolean {
+  return (flags & IFF_UP) !== 0 && (flags & IFF_LOWER_UP) !== 0 && (flags & IFF_DORMANT) === 0;
+}
+
+/** Why a link's flags say it cannot carry traffic ("down", "has no carrier", "is dormant"). */
+function linkState(flags: number): string {
+  if ((flags & IFF_UP) === 0) return "down";
+  if ((flags & IFF_LOWER_UP) === 0) return "has no carrier";
+  return (flags & IFF_DORMANT) !== 0 ? "is dormant" : "up";
+}
 
 export interface LinkFacts {
   ifindex: number;
@@ -203,10 +226,8 @@ export class PeerLinks {
       for (const l of this.links.values()) if (l.name === name) return l;
       return undefined;
     };
-    const up = (l: LinkFacts | undefined) =>
-      l !== undefined && (l.flags & IFF_UP) !== 0 && (l.flags & IFF_RUNNING) !== 0;
-    const state = (l: LinkFacts | undefined) =>
-      l === undefined ? "gone" : (l.flags & IFF_UP) === 0 ? "down" : "has no carrier";
+    const up = (l: LinkFacts | undefined) => l !== undefined && linkUsable(l.flags);
+    const state = (l: LinkFacts | undefined) => (l === undefined ? "gone" : linkState(l.flags));
     if (st.ifname !== undefined) {
       const l = byName(st.ifname);
       return up(l) ? undefined : `link ${st.ifname} ${state(l)}`;
