@@ -391,8 +391,10 @@ export class NodeDaemon {
           areas = [...areas, "bgp"];
         // A block of this node just confirmed: announced at once (the pass follows, see below).
         if (prefix === this.prefixes.affinities) this.scheduleBgpFast(now);
-        // A workload's borrowed address: the import ownership of its node, and ours to announce.
-        if (prefix === this.prefixes.weps) this.scheduleBgpFast(now);
+        // A workload's borrowed address: the import ownership of its node, and ours to announce;
+        // FelixConfiguration floatingIPs decides whether its floating IPs are either.
+        if (prefix === this.prefixes.weps || prefix === this.prefixes.felixconfigs)
+          this.scheduleBgpFast(now);
         if (this.neigh && prefix === this.prefixes.affinities) {
           // The fast path decides whether the full pass must follow (see the module comment).
           for (const a of areas) this.fastFallback.add(a);
