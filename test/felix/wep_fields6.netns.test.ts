@@ -4,7 +4,8 @@
 // - DSCP: A (46, EF) and B (none) send UDP over IPv6 to the outside host; tshark there reads each
 //   datagram's Traffic Class: A's carry DSCP 46, B's 0 (Felix marks traffic leaving the cluster,
 //   ip6tables mangle POSTROUTING `-j DSCP --set-dscp`); A to B (inside the pool) stays 0, as
-//   Felix's rule (`! --match-set all-ipam-pools dst`) leaves in-cluster traffic alone;
+//   Felix's jump (felix/rules/static.go: source in the DSCP endpoints' set, destination in
+//   neither the IPAM pools' set nor this host's) leaves in-cluster traffic alone;
 // - floating IP: with A's ipNAT 2001:db8:ff::5 → A, the outside host connects to
 //   [2001:db8:ff::5] and A sees the host's real address; the node itself reaches it too (nat
 //   OUTPUT); A's own connections keep A's address; A's connection to its own floating IP is seen
