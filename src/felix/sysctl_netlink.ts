@@ -1,29 +1,23 @@
-// Per-interface IPv4 sysctls written over rtnetlink instead of one /proc/sys file each: the
-// `net.ipv4.conf.<if>.<name>` values as RTM_SETLINK with IFLA_AF_SPEC → AF_INET →
-// IFLA_INET_CONF (the kernel's inet_set_link_af sets each IPV4_DEVCONF_* index, and marks it
-// set, as a /proc/sys write does), and `net.ipv4.neigh.<if>.proxy_delay` as RTM_SETNEIGHTBL of
-// the ARP table's parameters for that interface (NDTPA_PROXY_DELAY, in ms). Many interfaces go
-// in one send (one message each, one acknowledgement for the batch). What netlink cannot set, or
-// where it would differ from the file write, stays a file write: node-wide keys, IPv6
-// (IFLA_INET6_CONF is not settable), names not in the table below, and route_localnet set to 0
-// (the file write also flushes the route cache then). Owns: which sysctls go over netlink and
-// their message layout (<linux/ip.h>, <linux/neighbour.h>). Not: the socket (DirectKernel,
-// apply_direct.ts), what to write (workload.ts, written.ts).
+// Per-interface IPv4 sysctls written over rtnetlink instead of one /proc/sys file each: an
+// interface's `net.ipv4.conf.<if>.<name>` values as one RTM_SETLINK with IFLA_AF_SPEC → AF_INET
+// → IFLA_INET_CONF (the kernel's inet_set_link_af sets each IPV4_DEVCONF_* index, and marks it
+// set, as a /proc/sys write does); many interfaces go in one send (one message each, one
+// acknowledgement for the batch). What netlink cannot set, or where it would differ from the
+// file write or cost more, stays a file write: node-wide keys, IPv6 (IFLA_INET6_CONF is not
+// settable), names not in the table below, route_localnet set to 0 (the file write also flushes
+// the route cache then), and net.ipv4.neigh.<if>.proxy_delay (RTM_SETNEIGHTBL finds the
+// interface's parameters by walking a list of every interface's: measured slower than the file
+// at 1,000 interfaces). Owns: which sysctls go over netlink and their message layout
+// (<linux/ip.h>). Not: the socket (DirectKernel, apply_direct.ts), what to write (workload.ts,
+// written.ts).
 import { type MessageWriter, NLM_F_ACK, NLM_F_REQUEST } from "../fib/rtnetlink.js";
 import type { Sysctl } from "./workload.js";
 
 const RTM_SETLINK = 19;
-const RTM_SETNEIGHTBL = 67;
 const AF_INET = 2;
 const IFLA_AF_SPEC = 26;
 const IFLA_INET_CONF = 1;
-const NDTA_NAME = 1;
-const NDTA_PARMS = 6;
-const NDTPA_IFINDEX = 1;
-const NDTPA_PROXY_DELAY = 13;
 const NLA_F_NESTED = 0x8000;
-/** sysctl's proxy_delay is in USER_HZ ticks (clock_t: 100 a second on Linux). */
-const USER_HZ = 100;
 
 /**
  * The IPV4_DEVCONF_* index (<linux/ip.h>) of each per-interface IPv4 sysctl sent over netlink:
@@ -44,8 +38,6 @@ export const IPV4_DEVCONF: Readonly<Record<string, number>> = {
 export interface SysctlSplit {
   /** Per interface name: its IPV4_DEVCONF_* values, in the order given. */
   inetConf: Map<string, Array<[index: number, value: number]>>;
-  /** Per interface name: its ARP proxy_delay in ms. */
-  proxyDelayMs: Map<string, number>;
   /** Written as files (in the order given). */
   files: Sysctl[];
 }
@@ -61,9 +53,9 @@ export function splitSysctls(
   list: readonly Sysctl[],
   known: (ifname: string) => boolean,
 ): SysctlSplit {
-  const out: SysctlSplit = { inetConf: new Map(), proxyDelayMs: new Map(), files: [] };
+  const out: SysctlSplit = { inetConf: new Map(), files: [] };
   for (const s of list) {
-    // net.ipv4.{conf,neigh}.<if>.<name> (interface names hold no dots here: one field).
+    // net.ipv4.conf.<if>.<name> (interface names hold no dots here: one field).
     const [net, ipv4, kind, ifname = "", name = "", ...more] = s.key.split(".");
     const perIface =
       net === "net" &&
@@ -72,24 +64,17 @@ export function splitSysctls(
       ifname !== "all" &&
       ifname !== "default";
     const index = kind === "conf" ? IPV4_DEVCONF[name] : undefined;
-    const delay = kind === "neigh" && name === "proxy_delay";
     const value = s.value.trim();
     const num = U32.test(value) && Number(value) <= 0xffffffff ? Number(value) : undefined;
     const conf = out.inetConf.get(ifname) ?? [];
     const at = index === undefined ? -1 : conf.findIndex(([i]) => i === index);
     // A key given twice: its earlier value dropped (the later wins, as written in order).
     if (perIface && at >= 0) conf.splice(at, 1);
-    if (perIface && delay) out.proxyDelayMs.delete(ifname);
-    if (perIface && num !== undefined && known(ifname)) {
-      if (index !== undefined && !(name === "route_localnet" && num === 0)) {
-        conf.push([index, num]);
-        out.inetConf.set(ifname, conf);
-        continue;
-      }
-      if (delay) {
-        out.proxyDelayMs.set(ifname, (num * 1000) / USER_HZ);
-        continue;
-      }
+    const clears = name === "route_localnet" && num === 0;
+    if (perIface && index !== undefined && num !== undefined && !clears && known(ifname)) {
+      conf.push([index, num]);
+      out.inetConf.set(ifname, conf);
+      continue;
     }
     if (conf.length === 0) out.inetConf.delete(ifname);
     out.files.push(s);
@@ -128,30 +113,6 @@ export function writeSetInetConf(
   w.finish(at);
 }
 
-/** Appends RTM_SETNEIGHTBL of the ARP table's proxy_delay (ms) for `ifindex`. */
-export function writeSetProxyDelay(
-  w: MessageWriter,
-  seq: number,
-  ifindex: number,
-  ms: number,
-  ack: boolean,
-): void {
-  const at = w.begin(RTM_SETNEIGHTBL, NLM_F_REQUEST | (ack ? NLM_F_ACK : 0), seq);
-  // struct ndtmsg: family, two pads.
-  w.reserve(4);
-  w.buf.fill(0, w.len, w.len + 4);
-  w.buf[w.len] = AF_INET;
-  w.len += 4;
-  w.attrBytes(NDTA_NAME, Buffer.from("arp_cache\0", "latin1"));
-  const parms = w.beginNest(NDTA_PARMS | NLA_F_NESTED);
-  w.attrU32(NDTPA_IFINDEX, ifindex);
-  const v = Buffer.alloc(8);
-  v.writeBigUInt64LE(BigInt(Math.round(ms)));
-  w.attrBytes(NDTPA_PROXY_DELAY, v);
-  w.endNest(parms);
-  w.finish(at);
-}
-
 /** One message of a batch: what it sets (for an error naming it) and how it is written. */
 export interface SysctlMessage {
   /** The sysctl keys it sets. */
@@ -171,13 +132,6 @@ export function sysctlMessages(
     out.push({
       keys: conf.map(([c]) => `net.ipv4.conf.${ifname}.${nameOf.get(c)}`),
       write: (w, seq, ack) => writeSetInetConf(w, seq, i, conf, ack),
-    });
-  }
-  for (const [ifname, ms] of split.proxyDelayMs) {
-    const i = index(ifname);
-    out.push({
-      keys: [`net.ipv4.neigh.${ifname}.proxy_delay`],
-      write: (w, seq, ack) => writeSetProxyDelay(w, seq, i, ms, ack),
     });
   }
   return out;

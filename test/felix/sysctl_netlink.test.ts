@@ -1,19 +1,14 @@
 // Pure tests of the per-interface sysctls sent over rtnetlink (sysctl_netlink.ts): which keys go
 // as messages and which stay /proc/sys writes, and the message layout (RTM_SETLINK with
-// IFLA_AF_SPEC/AF_INET/IFLA_INET_CONF, <linux/ip.h> indexes; RTM_SETNEIGHTBL of ARP's
-// proxy_delay). The kernel's side: test/felix/apply_direct.netns.test.ts.
+// IFLA_AF_SPEC/AF_INET/IFLA_INET_CONF, <linux/ip.h> indexes). The kernel's side:
+// test/felix/apply_direct.netns.test.ts.
 import { describe, expect, it } from "vitest";
-import {
-  splitSysctls,
-  sysctlMessages,
-  writeSetInetConf,
-  writeSetProxyDelay,
-} from "../../src/felix/sysctl_netlink.js";
+import { splitSysctls, sysctlMessages, writeSetInetConf } from "../../src/felix/sysctl_netlink.js";
 import { ifaceSysctls } from "../../src/felix/workload.js";
 import { MessageWriter } from "../../src/fib/rtnetlink.js";
 
 describe("splitSysctls()", () => {
-  it("sends a known interface's IPv4 conf and proxy_delay; files for the rest", () => {
+  it("sends a known interface's IPv4 conf; files for the rest", () => {
     const list = [
       { key: "net.ipv4.ip_forward", value: "1" },
       ...ifaceSysctls("ocla", true, { rpFilter: 0 }),
@@ -35,9 +30,9 @@ describe("splitSysctls()", () => {
         ],
       ],
     ]);
-    expect([...s.proxyDelayMs]).toEqual([["ocla", 0]]);
     expect(s.files.map((f) => f.key)).toEqual([
       "net.ipv4.ip_forward",
+      "net.ipv4.neigh.ocla.proxy_delay",
       "net.ipv6.conf.ocla.accept_ra",
       "net.ipv6.conf.ocla.proxy_ndp",
       "net.ipv6.conf.ocla.forwarding",
@@ -49,18 +44,16 @@ describe("splitSysctls()", () => {
     ]);
   });
 
-  it("converts proxy_delay from USER_HZ ticks to ms and names each message's keys", () => {
+  it("names each message's keys", () => {
     const s = splitSysctls(
       [
-        { key: "net.ipv4.neigh.oclc.proxy_delay", value: "80" },
         { key: "net.ipv4.conf.oclc.proxy_arp", value: "1" },
+        { key: "net.ipv4.conf.oclc.rp_filter", value: "0" },
       ],
       () => true,
     );
-    expect(s.proxyDelayMs.get("oclc")).toBe(800);
     expect(sysctlMessages(s, () => 9).map((m) => m.keys)).toEqual([
-      ["net.ipv4.conf.oclc.proxy_arp"],
-      ["net.ipv4.neigh.oclc.proxy_delay"],
+      ["net.ipv4.conf.oclc.proxy_arp", "net.ipv4.conf.oclc.rp_filter"],
     ]);
   });
 });
@@ -96,24 +89,5 @@ describe("sysctl messages", () => {
     w.reset();
     writeSetInetConf(w, 6, 42, [[1, 1]], true);
     expect(w.buf.readUInt16LE(6)).toBe(0x1 | 0x4);
-  });
-
-  it("lays out RTM_SETNEIGHTBL of the ARP table's proxy_delay for one interface", () => {
-    const w = new MessageWriter(256);
-    writeSetProxyDelay(w, 7, 42, 800, true);
-    const b = w.buf.subarray(0, w.len);
-    expect(b.readUInt32LE(0)).toBe(b.length);
-    expect(b.readUInt16LE(4)).toBe(67); // RTM_SETNEIGHTBL
-    expect(b.readUInt16LE(6)).toBe(0x1 | 0x4);
-    expect(b[16]).toBe(2); // ndtmsg: AF_INET
-    // NDTA_NAME "arp_cache\0" (padded to 16 with its header).
-    expect([b.readUInt16LE(20), b.readUInt16LE(22)]).toEqual([14, 1]);
-    expect(b.toString("latin1", 24, 34)).toBe("arp_cache\0");
-    // NDTA_PARMS { NDTPA_IFINDEX 42, NDTPA_PROXY_DELAY (u64 ms) 800 }.
-    expect(b.readUInt16LE(38) & 0x3fff).toBe(6);
-    expect([b.readUInt16LE(40), b.readUInt16LE(42), b.readUInt32LE(44)]).toEqual([8, 1, 42]);
-    expect([b.readUInt16LE(48), b.readUInt16LE(50)]).toEqual([12, 13]);
-    expect(b.readBigUInt64LE(52)).toBe(800n);
-    expect(b.length).toBe(60);
   });
 });
