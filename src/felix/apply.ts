@@ -862,6 +862,34 @@ export class IncrementalApplier {
     return { ...report, mode: "full", why };
   }
 
+  /**
+   * Sets the device routes through `ifaces` (found in this pass) that differ from those last
+   * set, and records them as set: the routes step sets only what else changed. A failure throws
+   * (the pass falls back to a full one, which rebuilds the record).
+   */
+  private async setNewPodRoutes(
+    fib: Fib,
+    routes: Route[],
+    ifaces: string[],
+    changes: string[],
+  ): Promise<void> {
+    const through = new Set(ifaces);
+    const set: { r: Route; key: string; text: string }[] = [];
+    for (const r of routes) {
+      if (r.nexthops.length === 0) continue;
+      if (!r.nexthops.every((nh) => nh.dev !== undefined && through.has(nh.dev))) continue;
+      const key = agentRouteKey(r);
+      const text = JSON.stringify(r);
+      if (this.routes.get(key) !== text) set.push({ r, key, text });
+    }
+    if (set.length === 0) return;
+    await fib.set(set.map((x) => x.r));
+    for (const { r, key, text } of set) {
+      if (!this.routes.has(key)) changes.push(`route ${r.dst} ${r.type ?? "unicast"} added`);
+      this.routes.set(key, text);
+    }
+  }
+
   private async incremental(
     state: DataplaneState,
     opts: ApplyOptions,
@@ -887,25 +915,13 @@ export class IncrementalApplier {
     const filterChanges: string[] = [];
     const known = linkIndexes(opts.fib);
     const timed = timer(opts.trace);
-    // As in the full pass: the interfaces and the filter state at once.
+    // As in the full pass: the interfaces and the filter state at once; the rules sent to their
+    // writer first, so that the kernel commits them while this thread reads and configures the
+    // interfaces and writes set members (each a blocking netlink request).
     const filterDone = both(
       (async () => {
-        // New (or recreated, or changed) interfaces: found, set, their sysctls written with
-        // the node-wide ones that changed.
-        // Interfaces whose addresses the agent owned before: checked for addresses even when it
-        // no longer owns them (local workload peering switched off: they are removed).
-        const hadAddresses = new Set(
-          plan.checkIfaces
-            .filter((i) => written.ifaces.get(i.name)?.key.includes(" addr=") === true)
-            .map((i) => i.name),
-        );
-        const configured = await timed("interfaces", () =>
-          configureIfaces(ctx, plan.checkIfaces, changes, plan.sysctls, direct, hadAddresses),
-        );
-        for (const s of plan.sysctls) changes.push(`sysctl ${s.key}=${s.value}`);
-        return configured;
-      })(),
-      (async () => {
+        // Their changes listed members first, then rules, whichever is done first.
+        const setChanges: string[] = [];
         const sets = async () => {
           if (plan.ipsets === null) return;
           const ops = plan.ipsetOps;
@@ -914,7 +930,7 @@ export class IncrementalApplier {
             await timed("ipset restore", () =>
               runOk(ctx, "ipset", ["restore", "-exist"], plan.ipsets ?? ""),
             );
-          filterChanges.push(...plan.ipsetChanges);
+          setChanges.push(...plan.ipsetChanges);
         };
         const tables = async () => {
           const t0 = performance.now();
@@ -941,7 +957,8 @@ export class IncrementalApplier {
         if (plan.ipsetChanges.some((c) => c.endsWith(" missing"))) {
           await sets();
           seconds = await tables();
-        } else seconds = (await both(sets(), tables()))[1];
+        } else seconds = (await both(tables(), sets()))[0];
+        filterChanges.unshift(...setChanges);
         for (const name of plan.staleIpsets) {
           const r = await ctx.run(ctx.netns, "ipset", ["destroy", name]);
           // In use by someone else's rule: the next full pass tries again.
@@ -951,6 +968,28 @@ export class IncrementalApplier {
           );
         }
         return seconds;
+      })(),
+      (async () => {
+        // New (or recreated, or changed) interfaces: found, set, their sysctls written with
+        // the node-wide ones that changed.
+        // Interfaces whose addresses the agent owned before: checked for addresses even when it
+        // no longer owns them (local workload peering switched off: they are removed).
+        const hadAddresses = new Set(
+          plan.checkIfaces
+            .filter((i) => written.ifaces.get(i.name)?.key.includes(" addr=") === true)
+            .map((i) => i.name),
+        );
+        const configured = await timed("interfaces", () =>
+          configureIfaces(ctx, plan.checkIfaces, changes, plan.sysctls, direct, hadAddresses),
+        );
+        for (const s of plan.sysctls) changes.push(`sysctl ${s.key}=${s.value}`);
+        // As in the full pass (opts.earlyRoutes): the device routes of the interfaces found in
+        // this pass, set beside the rule commit; the routes step then finds them set.
+        if ((opts.earlyRoutes ?? true) && configured.configured.length > 0)
+          await timed("routes: new pods' set (beside the rule commit)", () =>
+            this.setNewPodRoutes(opts.fib, state.workloads.routes, configured.configured, changes),
+          );
+        return configured;
       })(),
     );
     // While the rule writer and the kernel commit rules: each route's identity and text, for
@@ -962,7 +1001,7 @@ export class IncrementalApplier {
         routeText.set(r, { key: agentRouteKey(r), text: JSON.stringify(r) });
       opts.trace?.("routes prepared (beside the rule commit)", performance.now() - t);
     }
-    const [{ configured, flushed }, iptablesSeconds] = await filterDone;
+    const [iptablesSeconds, { configured, flushed }] = await filterDone;
     changes.push(...filterChanges);
     let tStep = performance.now();
     const lap = (step: string) => {
