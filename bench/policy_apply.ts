@@ -702,7 +702,10 @@ async function sysctlWrites(o: BenchOptions): Promise<void> {
           ifaceSysctls(n, false, { rpFilter: on ? 1 : 0 }).map((s) =>
             s.key.endsWith(".rp_filter") || s.key.endsWith(".route_localnet")
               ? s
-              : { ...s, value: s.key.endsWith(".proxy_delay") ? (on ? "0" : "100") : on ? "1" : "0" },
+              : {
+                  ...s,
+                  value: s.key.endsWith(".proxy_delay") ? (on ? "0" : "100") : on ? "1" : "0",
+                },
           ),
         );
         const d = new DirectKernel(ns);
