@@ -848,7 +848,10 @@ export class IncrementalApplier {
     this.routes = new Map(
       [...state.workloads.routes, ...report.overlay.state.routes]
         .filter((r) => r.nexthops.every((nh) => nh.dev === undefined || through.has(nh.dev)))
-        .map((r) => [agentRouteKey(r), JSON.stringify(r)]),
+        .map((r) => {
+          const { key, text } = routeIdentity(r);
+          return [key, text];
+        }),
     );
     this.lastFull = this.now();
     // Without a dump now, the FIB's last dump starts the route refresh interval.
@@ -878,8 +881,7 @@ export class IncrementalApplier {
     for (const r of routes) {
       if (r.nexthops.length === 0) continue;
       if (!r.nexthops.every((nh) => nh.dev !== undefined && through.has(nh.dev))) continue;
-      const key = agentRouteKey(r);
-      const text = JSON.stringify(r);
+      const { key, text } = routeIdentity(r);
       if (this.routes.get(key) !== text) set.push({ r, key, text });
     }
     if (set.length === 0) return;
@@ -997,8 +999,7 @@ export class IncrementalApplier {
     const routeText = new Map<Route, { key: string; text: string }>();
     if (plan.iptables.length > 0) {
       const t = performance.now();
-      for (const r of state.workloads.routes)
-        routeText.set(r, { key: agentRouteKey(r), text: JSON.stringify(r) });
+      for (const r of state.workloads.routes) routeText.set(r, routeIdentity(r));
       opts.trace?.("routes prepared (beside the rule commit)", performance.now() - t);
     }
     const [iptablesSeconds, { configured, flushed }] = await filterDone;
@@ -1093,6 +1094,18 @@ const indexesOf = (links: Map<string, { index: number }> | undefined) =>
 /** A route's identity (IPv6 routes without a metric get 1024 from the kernel). */
 const agentRouteKey = (r: Pick<Route, "family" | "dst" | "table" | "metric">) =>
   routeKey({ ...r, metric: r.family === 6 && !r.metric ? IP6_RT_PRIO_USER : r.metric });
+
+/** Identity and text of the routes rendered (frozen, reused across renders: workload.ts). */
+const routeIds = new WeakMap<Route, { key: string; text: string }>();
+
+/** A route's identity (agentRouteKey) and its text, to compare with the one last set. */
+function routeIdentity(r: Route): { key: string; text: string } {
+  const had = routeIds.get(r);
+  if (had !== undefined) return had;
+  const id = { key: agentRouteKey(r), text: JSON.stringify(r) };
+  if (Object.isFrozen(r)) routeIds.set(r, id);
+  return id;
+}
 
 /** Calico's iptablesRefreshInterval and routeRefreshInterval default: 90 s. */
 export const DEFAULT_REFRESH_MS = 90_000;
@@ -1208,9 +1221,7 @@ async function setChangedRoutes(
   const next = new Map<string, string>();
   const set: Route[] = [];
   for (const r of routes) {
-    const pre = known?.get(r);
-    const k = pre?.key ?? key(r);
-    const text = pre?.text ?? JSON.stringify(r);
+    const { key: k, text } = known?.get(r) ?? routeIdentity(r);
     next.set(k, text);
     if (!before.has(k) || last.get(k) !== text) set.push(r);
     if (!before.has(k)) changes.push(`route ${r.dst} ${r.type ?? "unicast"} added`);

@@ -3,7 +3,9 @@
 // peer of the node), per-pod /32 and /128 device routes (floating IPs' external
 // addresses included, as Felix routes them) and block blackholes under protocol 202, and the
 // sysctls Calico's Felix sets (rp_filter off where a pod may spoof, the RPF check then done by
-// iptables). Not: applying anything (apply.ts), iptables, tc (qos.ts).
+// iptables). A route or interface made of the same values as in the last render is the same
+// (frozen) object, so its applier's texts and keys are computed once. Not: applying anything
+// (apply.ts), iptables, tc (qos.ts).
 import { type Route, RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { formatAddress, parseAddress, parseCidr } from "../lib/ip.js";
 import { IFNAMSIZ, WORKLOAD_HOST_MAC, workloadIfaceName } from "../lib/pod_wiring.js";
@@ -146,6 +148,19 @@ export function blockBlackhole(block: string): Route {
   };
 }
 
+/** Freezes a render's object (and what it holds) for reuse across renders. */
+function frozen<T extends object>(o: T): T {
+  for (const v of Object.values(o)) if (typeof v === "object" && v !== null) frozen(v);
+  return Object.freeze(o);
+}
+
+/**
+ * The routes and interfaces of the last render by the values they are made of (the key says
+ * everything the object holds): reused when unchanged, the rest made anew; what a render no
+ * longer has is dropped after it.
+ */
+let lastMade = { routes: new Map<string, Route>(), ifaces: new Map<string, HostIface>() };
+
 /**
  * Renders the desired state for a node's workloads (and its affine blocks): throws on a bad
  * address, a bad interface name, or one address claimed by two workloads.
@@ -157,6 +172,14 @@ export function renderWorkloads(
 ): WorkloadState {
   const ifaces: HostIface[] = [];
   const routes: Route[] = [];
+  const made = { routes: new Map<string, Route>(), ifaces: new Map<string, HostIface>() };
+  const reuse = <T extends object>(m: "routes" | "ifaces", key: string, make: () => T): T => {
+    const had = (lastMade[m] as Map<string, unknown>).get(key) ?? frozen(make());
+    (made[m] as Map<string, unknown>).set(key, had);
+    return had as T;
+  };
+  const route = (family: 4 | 6, dst: string, dev: string) =>
+    reuse("routes", `${family} ${dst} ${dev}`, () => workloadRoute(family, dst, dev));
   const owner = new Map<string, string>();
   const ifaceOwner = new Map<string, string>();
   const floating: { family: 4 | 6; dst: string; dev: string; id: string }[] = [];
@@ -182,28 +205,31 @@ export function renderWorkloads(
       if (prev !== undefined && prev !== w.id) {
         throw new Error(`Address "${dst}" is claimed by workloads "${prev}" and "${w.id}"`);
       }
-      if (prev === undefined) routes.push(workloadRoute(family, dst, name));
+      if (prev === undefined) routes.push(route(family, dst, name));
       owner.set(dst, w.id);
     }
-    ifaces.push({
-      name,
-      mac: WORKLOAD_HOST_MAC,
-      up: true,
-      sysctls: ifaceSysctls(
+    const hasV6 = w.ipv6.length > 0;
+    const rpFilter = (w.spoofPrefixes ?? []).length > 0 ? 0 : (opts.rpFilter ?? 1);
+    const addresses = w.hostAddresses === undefined ? undefined : [...w.hostAddresses].sort();
+    ifaces.push(
+      reuse("ifaces", `${name} ${hasV6} ${rpFilter} ${addresses?.join(",") ?? "-"}`, () => ({
         name,
-        w.ipv6.length > 0,
-        (w.spoofPrefixes ?? []).length > 0 ? { ...opts, rpFilter: 0 } : opts,
-      ),
-      ...(w.hostAddresses !== undefined ? { addresses: [...w.hostAddresses].sort() } : {}),
-    });
+        mac: WORKLOAD_HOST_MAC,
+        up: true as const,
+        sysctls: ifaceSysctls(name, hasV6, { ...opts, rpFilter }),
+        ...(addresses !== undefined ? { addresses } : {}),
+      })),
+    );
   }
   // Felix routes a floating IP to its pod too. Pod addresses come first; an external address
   // claimed twice goes to the first workload (by id), as the DNAT goes to one internal address.
   for (const f of floating) {
     if (owner.has(f.dst)) continue;
     owner.set(f.dst, f.id);
-    routes.push(workloadRoute(f.family, f.dst, f.dev));
+    routes.push(route(f.family, f.dst, f.dev));
   }
-  for (const b of [...new Set(blocks)].sort()) routes.push(blockBlackhole(b));
+  for (const b of [...new Set(blocks)].sort())
+    routes.push(reuse("routes", `blackhole ${b}`, () => blockBlackhole(b)));
+  lastMade = made;
   return { ifaces, routes, sysctls: nodeSysctls(opts) };
 }
