@@ -154,12 +154,21 @@ function frozen<T extends object>(o: T): T {
   return Object.freeze(o);
 }
 
+/** What one render made, by the values each was made of (the key says all the object holds). */
+interface Made {
+  routes: Map<string, Route>;
+  ifaces: Map<string, HostIface>;
+  /** Canonical `addr/len` of each address text, per family (`4 10.0.0.1`). */
+  prefixes: Map<string, string>;
+}
+
+const newMade = (): Made => ({ routes: new Map(), ifaces: new Map(), prefixes: new Map() });
+
 /**
- * The routes and interfaces of the last render by the values they are made of (the key says
- * everything the object holds): reused when unchanged, the rest made anew; what a render no
- * longer has is dropped after it.
+ * The last render's: what is made of the same values again is reused (frozen), the rest made
+ * anew; what a render no longer has is dropped after it.
  */
-let lastMade = { routes: new Map<string, Route>(), ifaces: new Map<string, HostIface>() };
+let lastMade = newMade();
 
 /**
  * Renders the desired state for a node's workloads (and its affine blocks): throws on a bad
@@ -172,14 +181,19 @@ export function renderWorkloads(
 ): WorkloadState {
   const ifaces: HostIface[] = [];
   const routes: Route[] = [];
-  const made = { routes: new Map<string, Route>(), ifaces: new Map<string, HostIface>() };
-  const reuse = <T extends object>(m: "routes" | "ifaces", key: string, make: () => T): T => {
-    const had = (lastMade[m] as Map<string, unknown>).get(key) ?? frozen(make());
-    (made[m] as Map<string, unknown>).set(key, had);
-    return had as T;
+  const made = newMade();
+  const route = (family: 4 | 6, dst: string, dev: string): Route => {
+    const key = `${family} ${dst} ${dev}`;
+    const r = lastMade.routes.get(key) ?? frozen(workloadRoute(family, dst, dev));
+    made.routes.set(key, r);
+    return r;
   };
-  const route = (family: 4 | 6, dst: string, dev: string) =>
-    reuse("routes", `${family} ${dst} ${dev}`, () => workloadRoute(family, dst, dev));
+  const prefix = (addr: string, family: 4 | 6, id: string): string => {
+    const key = `${family} ${addr}`;
+    const p = lastMade.prefixes.get(key) ?? hostPrefix(addr, family, id);
+    made.prefixes.set(key, p);
+    return p;
+  };
   const owner = new Map<string, string>();
   const ifaceOwner = new Map<string, string>();
   const floating: { family: 4 | 6; dst: string; dev: string; id: string }[] = [];
@@ -193,12 +207,12 @@ export function renderWorkloads(
     }
     ifaceOwner.set(name, w.id);
     const dsts = [
-      ...w.ipv4.map((a) => ({ family: 4 as const, dst: hostPrefix(a, 4, w.id) })),
-      ...w.ipv6.map((a) => ({ family: 6 as const, dst: hostPrefix(a, 6, w.id) })),
+      ...w.ipv4.map((a) => ({ family: 4 as const, dst: prefix(a, 4, w.id) })),
+      ...w.ipv6.map((a) => ({ family: 6 as const, dst: prefix(a, 6, w.id) })),
     ];
     for (const n of w.floatingIps ?? []) {
       const family = n.external.includes(":") ? (6 as const) : (4 as const);
-      floating.push({ family, dst: hostPrefix(n.external, family, w.id), dev: name, id: w.id });
+      floating.push({ family, dst: prefix(n.external, family, w.id), dev: name, id: w.id });
     }
     for (const { family, dst } of dsts) {
       const prev = owner.get(dst);
@@ -211,15 +225,18 @@ export function renderWorkloads(
     const hasV6 = w.ipv6.length > 0;
     const rpFilter = (w.spoofPrefixes ?? []).length > 0 ? 0 : (opts.rpFilter ?? 1);
     const addresses = w.hostAddresses === undefined ? undefined : [...w.hostAddresses].sort();
-    ifaces.push(
-      reuse("ifaces", `${name} ${hasV6} ${rpFilter} ${addresses?.join(",") ?? "-"}`, () => ({
+    const ifaceKey = `${name} ${hasV6} ${rpFilter} ${addresses?.join(",") ?? "-"}`;
+    const iface =
+      lastMade.ifaces.get(ifaceKey) ??
+      frozen<HostIface>({
         name,
         mac: WORKLOAD_HOST_MAC,
-        up: true as const,
+        up: true,
         sysctls: ifaceSysctls(name, hasV6, { ...opts, rpFilter }),
         ...(addresses !== undefined ? { addresses } : {}),
-      })),
-    );
+      });
+    made.ifaces.set(ifaceKey, iface);
+    ifaces.push(iface);
   }
   // Felix routes a floating IP to its pod too. Pod addresses come first; an external address
   // claimed twice goes to the first workload (by id), as the DNAT goes to one internal address.
@@ -228,8 +245,11 @@ export function renderWorkloads(
     owner.set(f.dst, f.id);
     routes.push(route(f.family, f.dst, f.dev));
   }
-  for (const b of [...new Set(blocks)].sort())
-    routes.push(reuse("routes", `blackhole ${b}`, () => blockBlackhole(b)));
+  for (const b of [...new Set(blocks)].sort()) {
+    const r = lastMade.routes.get(`blackhole ${b}`) ?? frozen(blockBlackhole(b));
+    made.routes.set(`blackhole ${b}`, r);
+    routes.push(r);
+  }
   lastMade = made;
   return { ifaces, routes, sysctls: nodeSysctls(opts) };
 }
