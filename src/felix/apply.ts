@@ -794,15 +794,17 @@ export class IncrementalApplier {
     let why = this.wantFull;
     if (why === undefined && refreshMs > 0 && now - this.lastFull >= refreshMs) why = "refresh";
     const t0 = performance.now();
+    // The FIB's links by name, once a pass (the plan's and the pass's, the same moment).
+    const links = why === undefined && this.written ? linkIndexes(opts.fib) : undefined;
     const plan =
       why === undefined && this.written
-        ? planIncremental(this.written, state, indexesOf(linkIndexes(opts.fib)))
+        ? planIncremental(this.written, state, indexesOf(links))
         : undefined;
     if (plan) opts.trace?.("plan", performance.now() - t0);
     if (plan === undefined || plan.full !== undefined)
       return this.full(state, opts, why ?? plan?.full ?? "start");
     try {
-      return await this.incremental(state, opts, plan);
+      return await this.incremental(state, opts, plan, links);
     } catch (err) {
       // Whatever was written of the plan, the full pass reads it back and converges.
       const report = await this.full(state, opts, `write failed: ${(err as Error).message}`);
@@ -896,10 +898,11 @@ export class IncrementalApplier {
     state: DataplaneState,
     opts: ApplyOptions,
     plan: IncrementalPlan,
+    known: ReturnType<typeof linkIndexes>,
   ): Promise<IncrementalReport> {
     const direct = useDirect(opts) ? new DirectKernel(opts.netns) : undefined;
     try {
-      return await this.incrementalWith(state, opts, plan, direct);
+      return await this.incrementalWith(state, opts, plan, direct, known);
     } finally {
       direct?.close();
     }
@@ -910,12 +913,12 @@ export class IncrementalApplier {
     opts: ApplyOptions,
     plan: IncrementalPlan,
     direct: DirectKernel | undefined,
+    known: ReturnType<typeof linkIndexes>,
   ): Promise<IncrementalReport> {
     const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
     const written = this.written as Written;
     const changes: string[] = [];
     const filterChanges: string[] = [];
-    const known = linkIndexes(opts.fib);
     const timed = timer(opts.trace);
     // As in the full pass: the interfaces and the filter state at once; the rules sent to their
     // writer first, so that the kernel commits them while this thread reads and configures the
