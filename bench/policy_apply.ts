@@ -15,11 +15,18 @@
 // (each build's render keeps its own state across passes, as the node daemon's does).
 // Usage: npx tsx bench/policy_apply.ts [--endpoints 1000] [--policies 200] [--sets 50]
 //        [--cidrs 1000] [--runs 3] [--adds 50] [--changes 50] [--old /work/main/dist] [--legacy]
-//        [--render-cpu]
+//        [--render-cpu] [--sysctls]
 // (--legacy: iptables-legacy for both appliers and the raw reference; default nft.
 // --render-cpu: only the render, in this process, no kernel: the CPU time of the first render
 // and of each +1 pod and label change render, ours and --old's alternating; CPU time is what a
-// loaded machine distorts least.)
+// loaded machine distorts least.
+// --sysctls: only the pods' interface sysctls, --endpoints veths in one fresh namespace, --runs
+// rounds after two warm-up ones: the agent's write (DirectKernel: the IPv4 conf values over
+// rtnetlink, proxy_delay as a file) alternating with every value written as a /proc/sys file
+// (the addon's writeFilesInNetns, 64 a call, as before), each value flipped every round; wall
+// and CPU time, each checked by reading /proc/sys back; a KernelFib watches the namespace's links
+// as the daemon's does, and the CPU time includes 50 ms after each write for it to read the
+// RTM_NEWLINK that each netlink write also announces.)
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -32,6 +39,7 @@ import {
   type RunResult,
   spawnRunner,
 } from "../src/felix/apply.js";
+import { DirectKernel } from "../src/felix/apply_direct.js";
 import { type DataplaneInput, renderDataplane } from "../src/felix/dataplane.js";
 import {
   endpointChainName,
@@ -41,7 +49,9 @@ import {
   type PolicyNetworkSet,
   policyChainName,
 } from "../src/felix/policy.js";
+import { ifaceSysctls } from "../src/felix/workload.js";
 import { KernelFib } from "../src/fib/kernel_fib.js";
+import { writeSysctlsInNetns } from "../src/fib/netlink_request.js";
 import { RTPROT_OCELOT_AGENT } from "../src/fib/types.js";
 import { WORKLOAD_HOST_MAC, workloadIfaceName } from "../src/lib/pod_wiring.js";
 
@@ -674,6 +684,78 @@ async function renderCpu(o: BenchOptions): Promise<void> {
   );
 }
 
+/** --sysctls: the pods' interface sysctls written the agent's way and as files, alternating. */
+async function sysctlWrites(o: BenchOptions): Promise<void> {
+  const ns = addNs(`${o.prefix ?? `oclsy${randomBytes(3).toString("hex")}`}-s`);
+  let fib: KernelFib | undefined;
+  try {
+    const names = Array.from({ length: o.endpoints }, (_, i) => `oclsy${i}`);
+    const lines = names.map((n, i) => `link add ${n} type veth peer name oclsq${i}`);
+    run("ip", ["-n", ns, "-batch", "-"], `${lines.join("\n")}\n`);
+    fib = await KernelFib.open({ netns: ns, protocols: [RTPROT_OCELOT_AGENT] });
+    const res: Record<string, { wall: number[]; cpu: number[] }> = {
+      netlink: { wall: [], cpu: [] },
+      files: { wall: [], cpu: [] },
+    };
+    for (let round = 0; round < o.runs + 2; round++) {
+      const order = round % 2 === 0 ? ["netlink", "files"] : ["files", "netlink"];
+      for (const [k, how] of order.entries()) {
+        // Every value differs from the one before (rp_filter 0/1 and the conf values 1/0).
+        const on = (round * 2 + k) % 2 === 0;
+        const want = names.flatMap((n) =>
+          ifaceSysctls(n, false, { rpFilter: on ? 1 : 0 }).map((s) =>
+            s.key.endsWith(".rp_filter") || s.key.endsWith(".route_localnet")
+              ? s
+              : {
+                  ...s,
+                  value: s.key.endsWith(".proxy_delay") ? (on ? "0" : "100") : on ? "1" : "0",
+                },
+          ),
+        );
+        const d = new DirectKernel(ns);
+        if (how === "netlink") d.links();
+        const c0 = process.cpuUsage();
+        const t0 = performance.now();
+        if (how === "netlink") await d.writeSysctls(want);
+        else
+          for (let i = 0; i < want.length; i += 64)
+            writeSysctlsInNetns(
+              `/run/netns/${ns}`,
+              want.slice(i, i + 64).map((s) => [s.key, s.value]),
+            );
+        const wall = performance.now() - t0;
+        await new Promise((r) => setTimeout(r, 50));
+        const c = process.cpuUsage(c0);
+        d.close();
+        const back = run("ip", ["netns", "exec", ns, "sysctl", "-n", ...want.map((s) => s.key)]);
+        const got = back.trim().split("\n");
+        const bad = want.findIndex((s, i) => got[i] !== s.value);
+        if (bad >= 0)
+          throw new Error(
+            `${how}: ${want[bad]?.key} read back ${got[bad]}, written ${want[bad]?.value}`,
+          );
+        if (round < 2) continue;
+        res[how]?.wall.push(wall);
+        res[how]?.cpu.push((c.user + c.system) / 1000);
+      }
+    }
+    const q = (xs: number[]) =>
+      `min ${pct(xs, 0).toFixed(1)} / median ${pct(xs, 0.5).toFixed(1)} / max ${pct(xs, 1).toFixed(1)} ms`;
+    for (const [how, r] of Object.entries(res))
+      console.log(
+        `${how}: ${o.endpoints} interfaces x 5 sysctls, wall ${q(r.wall)}; CPU with the FIB's link watch ${q(r.cpu)} (read back: right)`,
+      );
+    console.log(
+      `load at end ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(" ")}`,
+    );
+  } finally {
+    await fib?.close().catch(() => {});
+    delNs(ns);
+  }
+}
+
 async function main(): Promise<void> {
   const arg = (name: string, dflt: number) => {
     const i = process.argv.indexOf(`--${name}`);
@@ -703,6 +785,7 @@ async function main(): Promise<void> {
       .join(" ")}`,
   );
   if (process.argv.includes("--render-cpu")) return renderCpu(o);
+  if (process.argv.includes("--sysctls")) return sysctlWrites(o);
   const r = await runPolicyBench(o);
   const medRaw = pct(r.raw, 0.5);
   const variants: [string, VariantResult][] = [["ours", r]];

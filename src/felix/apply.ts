@@ -794,15 +794,17 @@ export class IncrementalApplier {
     let why = this.wantFull;
     if (why === undefined && refreshMs > 0 && now - this.lastFull >= refreshMs) why = "refresh";
     const t0 = performance.now();
+    // The FIB's links by name, once a pass (the plan's and the pass's, the same moment).
+    const links = why === undefined && this.written ? linkIndexes(opts.fib) : undefined;
     const plan =
       why === undefined && this.written
-        ? planIncremental(this.written, state, indexesOf(linkIndexes(opts.fib)))
+        ? planIncremental(this.written, state, indexesOf(links))
         : undefined;
     if (plan) opts.trace?.("plan", performance.now() - t0);
     if (plan === undefined || plan.full !== undefined)
       return this.full(state, opts, why ?? plan?.full ?? "start");
     try {
-      return await this.incremental(state, opts, plan);
+      return await this.incremental(state, opts, plan, links);
     } catch (err) {
       // Whatever was written of the plan, the full pass reads it back and converges.
       const report = await this.full(state, opts, `write failed: ${(err as Error).message}`);
@@ -848,7 +850,10 @@ export class IncrementalApplier {
     this.routes = new Map(
       [...state.workloads.routes, ...report.overlay.state.routes]
         .filter((r) => r.nexthops.every((nh) => nh.dev === undefined || through.has(nh.dev)))
-        .map((r) => [agentRouteKey(r), JSON.stringify(r)]),
+        .map((r) => {
+          const { key, text } = routeIdentity(r);
+          return [key, text];
+        }),
     );
     this.lastFull = this.now();
     // Without a dump now, the FIB's last dump starts the route refresh interval.
@@ -862,14 +867,42 @@ export class IncrementalApplier {
     return { ...report, mode: "full", why };
   }
 
+  /**
+   * Sets the device routes through `ifaces` (found in this pass) that differ from those last
+   * set, and records them as set: the routes step sets only what else changed. A failure throws
+   * (the pass falls back to a full one, which rebuilds the record).
+   */
+  private async setNewPodRoutes(
+    fib: Fib,
+    routes: Route[],
+    ifaces: string[],
+    changes: string[],
+  ): Promise<void> {
+    const through = new Set(ifaces);
+    const set: { r: Route; key: string; text: string }[] = [];
+    for (const r of routes) {
+      if (r.nexthops.length === 0) continue;
+      if (!r.nexthops.every((nh) => nh.dev !== undefined && through.has(nh.dev))) continue;
+      const { key, text } = routeIdentity(r);
+      if (this.routes.get(key) !== text) set.push({ r, key, text });
+    }
+    if (set.length === 0) return;
+    await fib.set(set.map((x) => x.r));
+    for (const { r, key, text } of set) {
+      if (!this.routes.has(key)) changes.push(`route ${r.dst} ${r.type ?? "unicast"} added`);
+      this.routes.set(key, text);
+    }
+  }
+
   private async incremental(
     state: DataplaneState,
     opts: ApplyOptions,
     plan: IncrementalPlan,
+    known: ReturnType<typeof linkIndexes>,
   ): Promise<IncrementalReport> {
     const direct = useDirect(opts) ? new DirectKernel(opts.netns) : undefined;
     try {
-      return await this.incrementalWith(state, opts, plan, direct);
+      return await this.incrementalWith(state, opts, plan, direct, known);
     } finally {
       direct?.close();
     }
@@ -880,32 +913,20 @@ export class IncrementalApplier {
     opts: ApplyOptions,
     plan: IncrementalPlan,
     direct: DirectKernel | undefined,
+    known: ReturnType<typeof linkIndexes>,
   ): Promise<IncrementalReport> {
     const ctx: Ctx = { netns: opts.netns, run: opts.run ?? spawnRunner };
     const written = this.written as Written;
     const changes: string[] = [];
     const filterChanges: string[] = [];
-    const known = linkIndexes(opts.fib);
     const timed = timer(opts.trace);
-    // As in the full pass: the interfaces and the filter state at once.
+    // As in the full pass: the interfaces and the filter state at once; the rules sent to their
+    // writer first, so that the kernel commits them while this thread reads and configures the
+    // interfaces and writes set members (each a blocking netlink request).
     const filterDone = both(
       (async () => {
-        // New (or recreated, or changed) interfaces: found, set, their sysctls written with
-        // the node-wide ones that changed.
-        // Interfaces whose addresses the agent owned before: checked for addresses even when it
-        // no longer owns them (local workload peering switched off: they are removed).
-        const hadAddresses = new Set(
-          plan.checkIfaces
-            .filter((i) => written.ifaces.get(i.name)?.key.includes(" addr=") === true)
-            .map((i) => i.name),
-        );
-        const configured = await timed("interfaces", () =>
-          configureIfaces(ctx, plan.checkIfaces, changes, plan.sysctls, direct, hadAddresses),
-        );
-        for (const s of plan.sysctls) changes.push(`sysctl ${s.key}=${s.value}`);
-        return configured;
-      })(),
-      (async () => {
+        // Their changes listed members first, then rules, whichever is done first.
+        const setChanges: string[] = [];
         const sets = async () => {
           if (plan.ipsets === null) return;
           const ops = plan.ipsetOps;
@@ -914,7 +935,7 @@ export class IncrementalApplier {
             await timed("ipset restore", () =>
               runOk(ctx, "ipset", ["restore", "-exist"], plan.ipsets ?? ""),
             );
-          filterChanges.push(...plan.ipsetChanges);
+          setChanges.push(...plan.ipsetChanges);
         };
         const tables = async () => {
           const t0 = performance.now();
@@ -941,7 +962,8 @@ export class IncrementalApplier {
         if (plan.ipsetChanges.some((c) => c.endsWith(" missing"))) {
           await sets();
           seconds = await tables();
-        } else seconds = (await both(sets(), tables()))[1];
+        } else seconds = (await both(tables(), sets()))[0];
+        filterChanges.unshift(...setChanges);
         for (const name of plan.staleIpsets) {
           const r = await ctx.run(ctx.netns, "ipset", ["destroy", name]);
           // In use by someone else's rule: the next full pass tries again.
@@ -952,17 +974,38 @@ export class IncrementalApplier {
         }
         return seconds;
       })(),
+      (async () => {
+        // New (or recreated, or changed) interfaces: found, set, their sysctls written with
+        // the node-wide ones that changed.
+        // Interfaces whose addresses the agent owned before: checked for addresses even when it
+        // no longer owns them (local workload peering switched off: they are removed).
+        const hadAddresses = new Set(
+          plan.checkIfaces
+            .filter((i) => written.ifaces.get(i.name)?.key.includes(" addr=") === true)
+            .map((i) => i.name),
+        );
+        const configured = await timed("interfaces", () =>
+          configureIfaces(ctx, plan.checkIfaces, changes, plan.sysctls, direct, hadAddresses),
+        );
+        for (const s of plan.sysctls) changes.push(`sysctl ${s.key}=${s.value}`);
+        // As in the full pass (opts.earlyRoutes): the device routes of the interfaces found in
+        // this pass, set beside the rule commit; the routes step then finds them set.
+        if ((opts.earlyRoutes ?? true) && configured.configured.length > 0)
+          await timed("routes: new pods' set (beside the rule commit)", () =>
+            this.setNewPodRoutes(opts.fib, state.workloads.routes, configured.configured, changes),
+          );
+        return configured;
+      })(),
     );
     // While the rule writer and the kernel commit rules: each route's identity and text, for
     // the routes step after them (a thousand pods' routes compared cost CPU, not waiting).
     const routeText = new Map<Route, { key: string; text: string }>();
     if (plan.iptables.length > 0) {
       const t = performance.now();
-      for (const r of state.workloads.routes)
-        routeText.set(r, { key: agentRouteKey(r), text: JSON.stringify(r) });
+      for (const r of state.workloads.routes) routeText.set(r, routeIdentity(r));
       opts.trace?.("routes prepared (beside the rule commit)", performance.now() - t);
     }
-    const [{ configured, flushed }, iptablesSeconds] = await filterDone;
+    const [iptablesSeconds, { configured, flushed }] = await filterDone;
     changes.push(...filterChanges);
     let tStep = performance.now();
     const lap = (step: string) => {
@@ -1054,6 +1097,18 @@ const indexesOf = (links: Map<string, { index: number }> | undefined) =>
 /** A route's identity (IPv6 routes without a metric get 1024 from the kernel). */
 const agentRouteKey = (r: Pick<Route, "family" | "dst" | "table" | "metric">) =>
   routeKey({ ...r, metric: r.family === 6 && !r.metric ? IP6_RT_PRIO_USER : r.metric });
+
+/** Identity and text of the routes rendered (frozen, reused across renders: workload.ts). */
+const routeIds = new WeakMap<Route, { key: string; text: string }>();
+
+/** A route's identity (agentRouteKey) and its text, to compare with the one last set. */
+function routeIdentity(r: Route): { key: string; text: string } {
+  const had = routeIds.get(r);
+  if (had !== undefined) return had;
+  const id = { key: agentRouteKey(r), text: JSON.stringify(r) };
+  if (Object.isFrozen(r)) routeIds.set(r, id);
+  return id;
+}
 
 /** Calico's iptablesRefreshInterval and routeRefreshInterval default: 90 s. */
 export const DEFAULT_REFRESH_MS = 90_000;
@@ -1169,9 +1224,7 @@ async function setChangedRoutes(
   const next = new Map<string, string>();
   const set: Route[] = [];
   for (const r of routes) {
-    const pre = known?.get(r);
-    const k = pre?.key ?? key(r);
-    const text = pre?.text ?? JSON.stringify(r);
+    const { key: k, text } = known?.get(r) ?? routeIdentity(r);
     next.set(k, text);
     if (!before.has(k) || last.get(k) !== text) set.push(r);
     if (!before.has(k)) changes.push(`route ${r.dst} ${r.type ?? "unicast"} added`);

@@ -1,7 +1,8 @@
 // The applier's direct access to the kernel of one network namespace, without a process start:
-// interfaces read over rtnetlink (`ip -j link show [dev]`), their
-// sysctls written to /proc/sys (in another namespace by a thread that enters it: `ip netns exec
-// … sysctl -w`), ipset members added and deleted over netlink (`ipset restore` of add/del lines,
+// interfaces read over rtnetlink (`ip -j link show [dev]`), their sysctls written: the
+// per-interface IPv4 ones of an interface read in this pass over rtnetlink, many interfaces a
+// send (sysctl_netlink.ts), the rest to /proc/sys (in another namespace by a thread that enters
+// it: `ip netns exec … sysctl -w`), ipset members added and deleted over netlink (`ipset restore` of add/del lines,
 // ipset_netlink.ts; the incremental path's). Each is a blocking request on a socket opened on
 // first use in the pass and closed at its end. Owns: those sockets for one pass. Not: deciding what to write (written.ts),
 // the tools' path (apply.ts), message layouts (fib/rtnetlink.ts, ipset_netlink.ts).
@@ -15,10 +16,13 @@ import {
   writeLinkDump,
 } from "../fib/rtnetlink.js";
 import { type IpsetMemberOp, IpsetSocket } from "./ipset_netlink.js";
+import { type SysctlMessage, splitSysctls, sysctlMessages } from "./sysctl_netlink.js";
 import type { Sysctl } from "./workload.js";
 
 const ENODEV = 19;
 const SYSCTLS_PER_CALL = 64;
+/** Sysctl messages a netlink send (~80 bytes each: far below the socket's send buffer). */
+const SYSCTL_MESSAGES_PER_SEND = 256;
 
 /** An interface as the applier needs it (the fields of `ip -j link show` it reads). */
 export interface DirectLink {
@@ -43,6 +47,8 @@ export class DirectKernel {
   private rtnl: RtnlRequestSocket | undefined;
   private ipset: IpsetSocket | undefined;
   private readonly path: string;
+  /** The index of each interface read in this pass (its sysctls may go over netlink). */
+  private readonly indexes = new Map<string, number>();
 
   constructor(netns: string | undefined) {
     this.path = netnsPath(netns);
@@ -56,9 +62,13 @@ export class DirectKernel {
         .request((w, seq) => writeGetLink(w, seq, name))
         .find((x) => x.type === RTM_NEWLINK);
       const l = m && decodeLinkDetail(m);
+      if (l) this.indexes.set(l.name, l.ifindex);
       return l ? linkOf(l) : undefined;
     } catch (err) {
-      if (err instanceof NetlinkError && err.errno === ENODEV) return undefined;
+      if (err instanceof NetlinkError && err.errno === ENODEV) {
+        this.indexes.delete(name);
+        return undefined;
+      }
       throw new Error(`Reading interface ${name} over netlink: ${(err as Error).message}`);
     }
   }
@@ -70,13 +80,58 @@ export class DirectKernel {
     for (const m of this.rtnl.request((w, seq) => writeLinkDump(w, seq))) {
       if (m.type !== RTM_NEWLINK) continue;
       const l = decodeLinkDetail(m);
-      if (l) out.set(l.name, linkOf(l));
+      if (!l) continue;
+      out.set(l.name, linkOf(l));
+      this.indexes.set(l.name, l.ifindex);
     }
     return out;
   }
 
-  /** Writes the sysctls; the first refused throws, naming its key. */
+  /**
+   * Writes the sysctls; the first refused throws, naming its key. The node-wide ones and those
+   * netlink cannot set are written as files first (net.ipv4.ip_forward before the interfaces'
+   * forwarding), then the interfaces' IPv4 ones over rtnetlink.
+   */
   async writeSysctls(list: Sysctl[]): Promise<void> {
+    if (list.length === 0) return;
+    const split = splitSysctls(list, (n) => this.indexes.has(n));
+    await this.writeSysctlFiles(split.files);
+    const messages = sysctlMessages(split, (n) => this.indexes.get(n) as number);
+    for (let i = 0; i < messages.length; i += SYSCTL_MESSAGES_PER_SEND) {
+      // Each send blocks this thread for the kernel's work: the event loop runs between them.
+      if (i > 0) await new Promise((r) => setImmediate(r));
+      this.sendSysctls(messages.slice(i, i + SYSCTL_MESSAGES_PER_SEND));
+    }
+  }
+
+  /**
+   * One send of many messages, one acknowledgement (the last's; a refused one is answered
+   * anyway, and the kernel goes on with the next). When refused, each is sent again on its own
+   * to name the one refused.
+   */
+  private sendSysctls(batch: SysctlMessage[]): void {
+    this.rtnl ??= new RtnlRequestSocket(this.path);
+    const rtnl = this.rtnl;
+    try {
+      rtnl.request((w, seq) => {
+        for (const [k, m] of batch.entries()) m.write(w, seq, k === batch.length - 1);
+      });
+      return;
+    } catch (err) {
+      if (!(err instanceof NetlinkError)) throw err;
+    }
+    for (const m of batch) {
+      try {
+        rtnl.request((w, seq) => m.write(w, seq, true));
+      } catch (err) {
+        throw new Error(
+          `Writing sysctls ${m.keys.join(", ")}${this.path ? ` in ${this.path}` : ""} over netlink: ${(err as Error).message}`,
+        );
+      }
+    }
+  }
+
+  private async writeSysctlFiles(list: Sysctl[]): Promise<void> {
     if (list.length === 0) return;
     if (this.path === "") {
       for (const s of list) await writeFile(`/proc/sys/${s.key.replace(/\./g, "/")}`, s.value);

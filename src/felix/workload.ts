@@ -3,7 +3,9 @@
 // peer of the node), per-pod /32 and /128 device routes (floating IPs' external
 // addresses included, as Felix routes them) and block blackholes under protocol 202, and the
 // sysctls Calico's Felix sets (rp_filter off where a pod may spoof, the RPF check then done by
-// iptables). Not: applying anything (apply.ts), iptables, tc (qos.ts).
+// iptables). A route or interface made of the same values as in the last render is the same
+// (frozen) object, so its applier's texts and keys are computed once. Not: applying anything
+// (apply.ts), iptables, tc (qos.ts).
 import { type Route, RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { formatAddress, parseAddress, parseCidr } from "../lib/ip.js";
 import { IFNAMSIZ, WORKLOAD_HOST_MAC, workloadIfaceName } from "../lib/pod_wiring.js";
@@ -146,6 +148,28 @@ export function blockBlackhole(block: string): Route {
   };
 }
 
+/** Freezes a render's object (and what it holds) for reuse across renders. */
+function frozen<T extends object>(o: T): T {
+  for (const v of Object.values(o)) if (typeof v === "object" && v !== null) frozen(v);
+  return Object.freeze(o);
+}
+
+/** What one render made, by the values each was made of (the key says all the object holds). */
+interface Made {
+  routes: Map<string, Route>;
+  ifaces: Map<string, HostIface>;
+  /** Canonical `addr/len` of each address text, per family (`4 10.0.0.1`). */
+  prefixes: Map<string, string>;
+}
+
+const newMade = (): Made => ({ routes: new Map(), ifaces: new Map(), prefixes: new Map() });
+
+/**
+ * The last render's: what is made of the same values again is reused (frozen), the rest made
+ * anew; what a render no longer has is dropped after it.
+ */
+let lastMade = newMade();
+
 /**
  * Renders the desired state for a node's workloads (and its affine blocks): throws on a bad
  * address, a bad interface name, or one address claimed by two workloads.
@@ -157,6 +181,19 @@ export function renderWorkloads(
 ): WorkloadState {
   const ifaces: HostIface[] = [];
   const routes: Route[] = [];
+  const made = newMade();
+  const route = (family: 4 | 6, dst: string, dev: string): Route => {
+    const key = `${family} ${dst} ${dev}`;
+    const r = lastMade.routes.get(key) ?? frozen(workloadRoute(family, dst, dev));
+    made.routes.set(key, r);
+    return r;
+  };
+  const prefix = (addr: string, family: 4 | 6, id: string): string => {
+    const key = `${family} ${addr}`;
+    const p = lastMade.prefixes.get(key) ?? hostPrefix(addr, family, id);
+    made.prefixes.set(key, p);
+    return p;
+  };
   const owner = new Map<string, string>();
   const ifaceOwner = new Map<string, string>();
   const floating: { family: 4 | 6; dst: string; dev: string; id: string }[] = [];
@@ -170,40 +207,49 @@ export function renderWorkloads(
     }
     ifaceOwner.set(name, w.id);
     const dsts = [
-      ...w.ipv4.map((a) => ({ family: 4 as const, dst: hostPrefix(a, 4, w.id) })),
-      ...w.ipv6.map((a) => ({ family: 6 as const, dst: hostPrefix(a, 6, w.id) })),
+      ...w.ipv4.map((a) => ({ family: 4 as const, dst: prefix(a, 4, w.id) })),
+      ...w.ipv6.map((a) => ({ family: 6 as const, dst: prefix(a, 6, w.id) })),
     ];
     for (const n of w.floatingIps ?? []) {
       const family = n.external.includes(":") ? (6 as const) : (4 as const);
-      floating.push({ family, dst: hostPrefix(n.external, family, w.id), dev: name, id: w.id });
+      floating.push({ family, dst: prefix(n.external, family, w.id), dev: name, id: w.id });
     }
     for (const { family, dst } of dsts) {
       const prev = owner.get(dst);
       if (prev !== undefined && prev !== w.id) {
         throw new Error(`Address "${dst}" is claimed by workloads "${prev}" and "${w.id}"`);
       }
-      if (prev === undefined) routes.push(workloadRoute(family, dst, name));
+      if (prev === undefined) routes.push(route(family, dst, name));
       owner.set(dst, w.id);
     }
-    ifaces.push({
-      name,
-      mac: WORKLOAD_HOST_MAC,
-      up: true,
-      sysctls: ifaceSysctls(
+    const hasV6 = w.ipv6.length > 0;
+    const rpFilter = (w.spoofPrefixes ?? []).length > 0 ? 0 : (opts.rpFilter ?? 1);
+    const addresses = w.hostAddresses === undefined ? undefined : [...w.hostAddresses].sort();
+    const ifaceKey = `${name} ${hasV6} ${rpFilter} ${addresses?.join(",") ?? "-"}`;
+    const iface =
+      lastMade.ifaces.get(ifaceKey) ??
+      frozen<HostIface>({
         name,
-        w.ipv6.length > 0,
-        (w.spoofPrefixes ?? []).length > 0 ? { ...opts, rpFilter: 0 } : opts,
-      ),
-      ...(w.hostAddresses !== undefined ? { addresses: [...w.hostAddresses].sort() } : {}),
-    });
+        mac: WORKLOAD_HOST_MAC,
+        up: true,
+        sysctls: ifaceSysctls(name, hasV6, { ...opts, rpFilter }),
+        ...(addresses !== undefined ? { addresses } : {}),
+      });
+    made.ifaces.set(ifaceKey, iface);
+    ifaces.push(iface);
   }
   // Felix routes a floating IP to its pod too. Pod addresses come first; an external address
   // claimed twice goes to the first workload (by id), as the DNAT goes to one internal address.
   for (const f of floating) {
     if (owner.has(f.dst)) continue;
     owner.set(f.dst, f.id);
-    routes.push(workloadRoute(f.family, f.dst, f.dev));
+    routes.push(route(f.family, f.dst, f.dev));
   }
-  for (const b of [...new Set(blocks)].sort()) routes.push(blockBlackhole(b));
+  for (const b of [...new Set(blocks)].sort()) {
+    const r = lastMade.routes.get(`blackhole ${b}`) ?? frozen(blockBlackhole(b));
+    made.routes.set(`blackhole ${b}`, r);
+    routes.push(r);
+  }
+  lastMade = made;
   return { ifaces, routes, sysctls: nodeSysctls(opts) };
 }

@@ -65,10 +65,17 @@ const tableKey = (family: 4 | 6, table: string) => `${family} ${table}`;
 const hooksText = (hooks: { builtin: string; rule: string }[]) =>
   hooks.map((h) => `${h.builtin} ${h.rule}`).join("\n");
 
+/** ifaceKey of the interfaces rendered (frozen, reused across renders: workload.ts). */
+const ifaceKeys = new WeakMap<HostIface, string>();
+
 /** What an interface is configured with (its MAC and sysctls): a change reconfigures it. */
 export function ifaceKey(i: HostIface): string {
+  const had = ifaceKeys.get(i);
+  if (had !== undefined) return had;
   const addrs = i.addresses === undefined ? "" : ` addr=${i.addresses.join(",")}`;
-  return `${i.mac} ${i.sysctls.map((s) => `${s.key}=${s.value}`).join(" ")}${addrs}`;
+  const key = `${i.mac} ${i.sysctls.map((s) => `${s.key}=${s.value}`).join(" ")}${addrs}`;
+  if (Object.isFrozen(i) && Object.isFrozen(i.sysctls)) ifaceKeys.set(i, key);
+  return key;
 }
 
 /** The tables and ipsets of state, as they are in force once written whole. */

@@ -6,6 +6,9 @@
 // a new pod and a label change are in force with no ipset/ip/sysctl process, and a long-lived
 // commit that fails, or a member add the kernel refuses (drift the plan did not know), falls back
 // to a full pass that repairs it.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IncrementalApplier } from "../../src/felix/apply.js";
 import { DirectKernel } from "../../src/felix/apply_direct.js";
@@ -13,6 +16,7 @@ import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.
 import { IpsetSocket } from "../../src/felix/ipset_netlink.js";
 import { RestoreSession } from "../../src/felix/iptables_session.js";
 import type { PolicyEndpoint } from "../../src/felix/policy.js";
+import { ifaceSysctls } from "../../src/felix/workload.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
@@ -93,6 +97,55 @@ describe.skipIf(skip)("direct writes in a namespace", () => {
       d.close();
     }
     expect(ns.exec("sysctl", "-n", "net.ipv4.conf.ocldir0.proxy_arp").trim()).toBe("1");
+  });
+
+  it("writes interfaces' IPv4 sysctls over rtnetlink: fresh and existing, many a send", async () => {
+    // 300 veths (301 messages: two sends), created at once; ocldir0 (the suite's) already
+    // has values, set apart from what is written below.
+    const names = Array.from({ length: 300 }, (_, i) => `oclsn${i}`);
+    const ipBatch = (lines: string[]) => {
+      const dir = mkdtempSync(join(tmpdir(), "oclsysctl-"));
+      try {
+        writeFileSync(join(dir, "batch"), `${lines.join("\n")}\n`);
+        ns.ip("-force", "-batch", join(dir, "batch"));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    };
+    ipBatch(names.map((n, i) => `link add ${n} type veth peer name oclsp${i}`));
+    const old = "net.ipv4.conf.ocldir0";
+    ns.exec("sysctl", "-qw", `${old}.proxy_arp=0`, `${old}.rp_filter=2`, `${old}.route_localnet=0`);
+    ns.exec("sysctl", "-qw", "net.ipv4.neigh.ocldir0.proxy_delay=50");
+    const want = [
+      { key: "net.ipv4.ip_forward", value: "1" },
+      ...ifaceSysctls("ocldir0", false, { rpFilter: 0 }),
+      ...names.flatMap((n, i) => ifaceSysctls(n, false, { rpFilter: i % 2 === 0 ? 0 : 1 })),
+    ];
+    const fresh = "net.ipv4.conf.oclsn7";
+    expect(ns.exec("sysctl", "-n", `${fresh}.proxy_arp`, `${fresh}.route_localnet`)).toBe("0\n0\n");
+    expect(ns.exec("sysctl", "-n", "net.ipv4.neigh.oclsn7.proxy_delay").trim()).not.toBe("0");
+    const d = new DirectKernel(ns.name);
+    try {
+      for (const n of ["ocldir0", ...names]) expect(d.link(n)).toBeDefined();
+      await d.writeSysctls(want);
+      // Read back through /proc/sys, key by key.
+      const keys = want.map((s) => s.key);
+      const have = ns
+        .exec("sysctl", ...keys)
+        .trim()
+        .split("\n");
+      expect(have).toEqual(want.map((s) => `${s.key} = ${s.value}`));
+      // Over netlink (not files): an interface read in this pass and gone since is named by
+      // its message's keys, among 255 others of its send.
+      ns.ip("link", "del", "oclsn100");
+      const conf = want.filter((s) => s.key.startsWith("net.ipv4.conf."));
+      await expect(d.writeSysctls(conf)).rejects.toThrow(
+        /Writing sysctls net\.ipv4\.conf\.oclsn100\.forwarding, .*oclsn100\.proxy_arp in \S+ over netlink: /,
+      );
+    } finally {
+      d.close();
+      ipBatch(names.filter((n) => n !== "oclsn100").map((n) => `link del ${n}`));
+    }
   });
 
   it("commits blocks through one long-lived iptables-nft-restore; a failed one says why", async () => {

@@ -124,7 +124,13 @@ describe("IncrementalApplier (fake kernel)", () => {
     expect(r.mode).toBe("incremental");
     const cmds = kernel.commands.slice(n);
     expect(cmds.filter((c) => /save|sysctl -e|link show$/.test(c))).toEqual([]);
-    expect(cmds[0]).toBe("ip -j link show dev ocl4");
+    // The rules go to their writer first, then the set member; the link is read while they
+    // are written.
+    expect(cmds.slice(0, 3)).toEqual([
+      "iptables-nft-restore --noflush -w 5",
+      "ipset restore -exist",
+      "ip -j link show dev ocl4",
+    ]);
     expect(cmds.filter((c) => c.startsWith("sysctl -qw"))).toHaveLength(1);
     expect(cmds.find((c) => c.startsWith("sysctl -qw"))).toContain(
       "net.ipv4.conf.ocl4.proxy_arp=1",

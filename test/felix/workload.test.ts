@@ -78,6 +78,44 @@ describe("renderWorkloads()", () => {
     expect(nodeSysctls({ ipv6: false })).toEqual([{ key: "net.ipv4.ip_forward", value: "1" }]);
   });
 
+  it("reuses a route or interface made of the same values (frozen); a changed one is new", () => {
+    const w = (id: string, ipv4: string[], spoof?: string[]) => ({
+      id,
+      ipv4,
+      ipv6: [],
+      ...(spoof ? { spoofPrefixes: spoof } : {}),
+    });
+    const a = renderWorkloads([w("n/a", ["10.0.0.1"]), w("n/b", ["10.0.0.2"])], ["10.0.0.0/26"]);
+    const b = renderWorkloads(
+      [w("n/a", ["10.0.0.1"]), w("n/b", ["10.0.0.3"], ["10.9.0.0/16"])],
+      ["10.0.0.0/26"],
+    );
+    expect(b.routes[0]).toBe(a.routes[0]);
+    expect(b.routes[2]).toBe(a.routes[2]); // the block's blackhole
+    expect(b.ifaces[0]).toBe(a.ifaces[0]);
+    expect(Object.isFrozen(a.routes[0]) && Object.isFrozen(a.routes[0]?.nexthops[0])).toBe(true);
+    expect(Object.isFrozen(a.ifaces[0]?.sysctls[0])).toBe(true);
+    // n/b's address and its rp_filter (spoofing allowed) changed: new objects, new values.
+    expect(b.routes[1]).not.toBe(a.routes[1]);
+    expect(b.routes[1]?.dst).toBe("10.0.0.3/32");
+    expect(b.ifaces[1]).not.toBe(a.ifaces[1]);
+    expect(b.ifaces[1]?.sysctls).toContainEqual({
+      key: `net.ipv4.conf.${workloadIfaceName("n/b")}.rp_filter`,
+      value: "0",
+    });
+    // The same values rendered fresh (no earlier render to reuse) are equal.
+    expect(JSON.parse(JSON.stringify(b))).toEqual(
+      JSON.parse(
+        JSON.stringify(
+          renderWorkloads(
+            [w("n/b", ["10.0.0.3"], ["10.9.0.0/16"]), w("n/a", ["10.0.0.1"])],
+            ["10.0.0.0/26"],
+          ),
+        ),
+      ),
+    );
+  });
+
   it("refuses bad addresses, wrong lengths, duplicate owners and bad names, quoting the value", () => {
     const one = (w: { ipv4?: string[]; ipv6?: string[]; hostIface?: string }) => () =>
       renderWorkloads([{ id: "p", ipv4: [], ipv6: [], ...w }]);
