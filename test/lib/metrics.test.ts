@@ -368,7 +368,9 @@ describe("serveHealth()", () => {
       ready = true;
       expect((await fetch(`${base}/readyz`)).status).toBe(200);
       expect((await fetch(`${base}/nope`)).status).toBe(404);
-      expect((await fetch(`${base}/metrics`, { method: "POST" })).status).toBe(405);
+      const post = await fetch(`${base}/metrics`, { method: "POST" });
+      expect(post.status).toBe(405);
+      expect(post.headers.get("allow")).toBe("GET, HEAD");
     } finally {
       await h.close();
     }
