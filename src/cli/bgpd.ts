@@ -162,7 +162,10 @@ function bgpdFamilies(
     fib && "status" in fib
       ? (
           fib as unknown as {
-            status(): Pick<FibCounters, "resyncs" | "overflows" | "errorsByErrno">;
+            status(): Pick<
+              FibCounters,
+              "resyncs" | "overflows" | "restored" | "swept" | "errorsByErrno"
+            >;
           }
         ).status()
       : undefined;
@@ -176,6 +179,8 @@ function bgpdFamilies(
               ...s.fib,
               resyncs: k?.resyncs ?? 0,
               overflows: k?.overflows ?? 0,
+              restored: k?.restored ?? 0,
+              swept: k?.swept ?? 0,
               ...(k?.errorsByErrno ? { errorsByErrno: k.errorsByErrno } : {}),
             },
           ],
