@@ -5,10 +5,20 @@
 // mode 0600). With `--metrics-address 127.0.0.1:port` that one loopback address is added and
 // nothing else; every path it serves (and one it does not) answers POST, PUT, DELETE and PATCH
 // with 405 and `Allow: GET, HEAD` (RFC 9110 §15.5.6), with or without a body, and after them the
-// store (every key and its revision), the daemon's kernel routes and its readiness are as before:
-// nothing on HTTP changes state. The shipped deployment files bind the endpoint to loopback.
+// store (every key and its revision but the daemon's periodic CalicoNodeStatus), the daemon's
+// kernel routes and its readiness are as before:
+// nothing on HTTP changes state. In a status socket directory another user owns, no socket is
+// served (the daemon runs on and logs why). The shipped deployment files bind the endpoint to loopback.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -87,13 +97,16 @@ describe.skipIf(skip)("the node daemon's network surface: loopback only, read-on
     join(dir, "mtu"),
     ...extra,
   ];
-  /** Every key of the store with its mod revision, and the store's revision. */
+  /**
+   * Every key of the store with its mod revision, but the node's CalicoNodeStatus: the daemon
+   * rewrites its own status report on a period, whatever HTTP does.
+   */
   const snapshot = async () => {
     const all = await store.list("");
-    return {
-      revision: await store.revision(),
-      keys: all.items.map((kv) => `${kv.key}@${kv.modRevision}`).sort(),
-    };
+    return all.items
+      .filter((kv) => !kv.key.includes("/caliconodestatuses/"))
+      .map((kv) => `${kv.key}@${kv.modRevision}`)
+      .sort();
   };
   const kernel = () => node.exec("ip", "-d", "route", "show", "table", "all");
 
@@ -149,7 +162,20 @@ describe.skipIf(skip)("the node daemon's network surface: loopback only, read-on
     );
     expect(seen.filter((l) => !/^tcp .*:179$/.test(l))).toEqual([`tcp 127.0.0.1:${port}`]);
 
-    // Quiet first: the store's revision and the kernel's routes stay as they are by themselves.
+    // Quiet first: the kernel's routes the same over 2 s (the daemon's own work done).
+    let last = kernel();
+    await waitFor(
+      "the kernel's routes settled",
+      async () => {
+        await new Promise((r) => setTimeout(r, 2000));
+        const now = kernel();
+        const same = now === last;
+        last = now;
+        return same;
+      },
+      HANG_MS,
+      0,
+    );
     const before = await snapshot();
     const routes = kernel();
     const paths = [...Object.values(HEALTH_PATHS), "/", "/nope", "/readyz?ready=false"];
@@ -172,6 +198,31 @@ describe.skipIf(skip)("the node daemon's network surface: loopback only, read-on
     expect(await snapshot()).toEqual(before);
     expect(kernel()).toBe(routes);
     expect(daemon.proc.exitCode).toBe(null);
+  });
+
+  it("a status socket directory another user owns: nothing served there, the reason logged", async () => {
+    const other = join(dir, "other");
+    mkdirSync(other, { mode: 0o755 });
+    chownSync(other, 65534, 65534);
+    const sock = join(other, "node.sock");
+    daemon = await startNode(
+      node,
+      args([]).map((a) => (a === join(dir, "run", "node.sock") ? sock : a)),
+    );
+    // The daemon runs on (forwarding does not need the socket) and says why it serves none.
+    await waitFor(
+      "the refusal logged",
+      () => daemon?.lines.some((l) => JSON.stringify(l).includes(`${other} belongs to uid 65534`)),
+      HANG_MS,
+      100,
+    );
+    const lines = daemon.lines.filter((l) => JSON.stringify(l).includes("belongs to uid 65534"));
+    console.log(`http surface: ${lines.map((l) => l.msg).join("; ")}`);
+    expect(existsSync(sock), "a socket in the other user's directory").toBe(false);
+    expect(existsSync(join(other, "cni.sock")), "the CNI socket there").toBe(false);
+    expect(daemon.proc.exitCode).toBe(null);
+    expect(await daemon.stop()).toBe(0);
+    daemon = undefined;
   });
 
   it("the shipped deployment files bind the endpoint to loopback", () => {
