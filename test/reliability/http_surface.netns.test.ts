@@ -8,7 +8,7 @@
 // store (every key and its revision but the daemon's periodic CalicoNodeStatus), the daemon's
 // kernel routes and its readiness are as before:
 // nothing on HTTP changes state. In a status socket directory another user owns, no socket is
-// served (the daemon runs on and logs why). The shipped deployment files bind the endpoint to loopback.
+// served (the daemon runs on and logs why); `ocelot bgpd` refuses to start, saying why in a line. The shipped deployment files bind the endpoint to loopback.
 import { spawnSync } from "node:child_process";
 import {
   chownSync,
@@ -18,6 +18,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -223,6 +224,38 @@ describe.skipIf(skip)("the node daemon's network surface: loopback only, read-on
     expect(daemon.proc.exitCode).toBe(null);
     expect(await daemon.stop()).toBe(0);
     daemon = undefined;
+  });
+
+  it("ocelot bgpd with such a directory refuses to start, in one line", () => {
+    const other = join(dir, "other");
+    if (!existsSync(other)) {
+      mkdirSync(other, { mode: 0o755 });
+      chownSync(other, 65534, 65534);
+    }
+    const conf = join(dir, "bgpd.yaml");
+    writeFileSync(
+      conf,
+      JSON.stringify({
+        asn: 64512,
+        routerId: "10.0.0.1",
+        listen: { address: "127.0.0.1", port: 1179 },
+        peers: [],
+        status: { socket: join(other, "bgpd.sock") },
+      }),
+    );
+    const r = spawnSync(
+      "ip",
+      ["netns", "exec", node.name, join(ROOT, "bin", "ocelot"), "bgpd", "--config", conf],
+      { encoding: "utf8", timeout: HANG_MS },
+    );
+    const err = r.stderr.trim();
+    console.log(`http surface: bgpd exited ${r.status}: ${err}`);
+    expect(r.status).toBe(1);
+    expect(err).toContain(
+      `Cannot serve the status socket: Status socket directory ${other} belongs to uid 65534`,
+    );
+    expect(err.split("\n"), "one line, no stack").toHaveLength(1);
+    expect(existsSync(join(other, "bgpd.sock"))).toBe(false);
   });
 
   it("the shipped deployment files bind the endpoint to loopback", () => {
