@@ -124,7 +124,10 @@ describe.skipIf(skip)("bgpd's heap across session resets", () => {
     return snapshotHeapMiB(join(snapDir, file));
   };
 
-  it(`${FLAPS} resets of one session: the heap after GC and the fds back to their baseline`, async () => {
+  // A limit for a hang, sized by the count.
+  it(`${FLAPS} resets of one session: the heap after GC and the fds back to their baseline`, {
+    timeout: Math.max(300_000, FLAPS * 15_000),
+  }, async () => {
     await waitFor(
       "both routes in our kernel",
       () => inKernel("10.99.16.0/24") && inKernel("10.99.17.0/24"),
