@@ -162,7 +162,10 @@ function bgpdFamilies(
     fib && "status" in fib
       ? (
           fib as unknown as {
-            status(): Pick<FibCounters, "resyncs" | "overflows" | "errorsByErrno">;
+            status(): Pick<
+              FibCounters,
+              "resyncs" | "overflows" | "restored" | "swept" | "errorsByErrno"
+            >;
           }
         ).status()
       : undefined;
@@ -176,6 +179,8 @@ function bgpdFamilies(
               ...s.fib,
               resyncs: k?.resyncs ?? 0,
               overflows: k?.overflows ?? 0,
+              restored: k?.restored ?? 0,
+              swept: k?.swept ?? 0,
               ...(k?.errorsByErrno ? { errorsByErrno: k.errorsByErrno } : {}),
             },
           ],
@@ -412,7 +417,20 @@ async function runBgpd(opts: BgpdOptions): Promise<void> {
   const statusExtra = {
     route: (args: unknown) => speaker.route(String((args as { prefix?: unknown })?.prefix ?? "")),
   };
-  let statusServer = await serveStatus(cfg.status.socket, statusView, statusExtra);
+  let statusServer: Awaited<ReturnType<typeof serveStatus>>;
+  try {
+    statusServer = await serveStatus(cfg.status.socket, statusView, statusExtra);
+  } catch (e) {
+    // As BFD above: everything started is stopped, and the reason is one line (no stack).
+    bfd.close();
+    links.close();
+    neighbours?.close();
+    await bmp?.stop();
+    await speaker.stop();
+    await health?.close();
+    await fib?.close();
+    throw new CliError(`Cannot serve the status socket: ${(e as Error).message}`);
+  }
   log.info(
     {
       asn: cfg.asn,

@@ -93,6 +93,8 @@ function nodeMetrics(daemon: NodeDaemon): MetricFamily[] {
         ...s,
         resyncs: bgp.fib.resyncs,
         overflows: bgp.fib.overflows,
+        restored: bgp.fib.restored,
+        swept: bgp.fib.swept,
         errorsByErrno: bgp.fib.errorsByErrno,
       },
     ]);

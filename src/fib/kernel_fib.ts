@@ -310,7 +310,10 @@ export class KernelFib implements BatchFib {
     failures: 0,
     overflows: 0,
     resyncs: 0,
+    /** Routes of ours someone else removed, put back. */
     restored: 0,
+    /** Routes of our protocols nobody set (someone else's, or left by an earlier run), removed. */
+    swept: 0,
     /** Routes whose last error is kept now. */
     errorsKept: 0,
     /** Errors not kept per route because MAX_KEPT_ERRORS routes already had one. */
@@ -1302,6 +1305,7 @@ export class KernelFib implements BatchFib {
       this.enqueue(OP_SET, toSet.length, toSet.at).catch(() => {}),
     ];
     this.unwantedSince = seen;
+    this.stats.swept += toDel.length;
     await Promise.all(jobs);
     this.onEvent({
       kind: "resync",
@@ -1316,6 +1320,7 @@ export class KernelFib implements BatchFib {
     this.forEachRoute((key, want, have) => {
       if (want === undefined && have !== undefined) toDel.push(key);
     });
+    this.stats.swept += toDel.length;
     await this.enqueue(OP_DEL, toDel.length, toDel.at);
   }
 
@@ -1369,6 +1374,7 @@ export class KernelFib implements BatchFib {
       );
       this.strayKeys.clear();
       if (this.closed || this.holding || keys.length === 0) return;
+      this.stats.swept += keys.length;
       void this.enqueue(OP_DEL, keys.length, (i) => keys[i]).catch(() => {});
     }, 10);
   }

@@ -9,6 +9,10 @@ export interface FibCounters {
   errors: number;
   resyncs: number;
   overflows: number;
+  /** Routes of ours others removed, put back (a KernelFib's; absent for others). */
+  restored?: number;
+  /** Routes of our protocols nobody set, removed (a KernelFib's; absent for others). */
+  swept?: number;
   /** Refusals by operation and errno name (a KernelFib's; absent for others). */
   errorsByErrno?: { op: string; errno: string; count: number }[];
 }
@@ -20,6 +24,8 @@ export function kernelFibCounters(s: {
   failures: number;
   resyncs: number;
   overflows: number;
+  restored?: number;
+  swept?: number;
   errorsByErrno?: FibCounters["errorsByErrno"];
 }): FibCounters {
   return {
@@ -28,6 +34,8 @@ export function kernelFibCounters(s: {
     errors: s.failures,
     resyncs: s.resyncs,
     overflows: s.overflows,
+    ...(s.restored !== undefined ? { restored: s.restored } : {}),
+    ...(s.swept !== undefined ? { swept: s.swept } : {}),
     ...(s.errorsByErrno ? { errorsByErrno: s.errorsByErrno } : {}),
   };
 }
@@ -78,6 +86,16 @@ export function addFibMetrics(reg: MetricsRegistry, fibs: [string, FibCounters][
     "ocelot_fib_resyncs_total",
     "Full resynchronisations with the kernel (dump, compare, repair).",
     per((c) => c.resyncs),
+  );
+  reg.counter(
+    "ocelot_fib_routes_restored_total",
+    "Routes of ours someone else removed from the kernel, put back (kernel drift repaired).",
+    per((c) => c.restored ?? 0),
+  );
+  reg.counter(
+    "ocelot_fib_routes_swept_total",
+    "Routes of our protocol that no current path explains (someone else's, or left by an earlier run), removed from the kernel.",
+    per((c) => c.swept ?? 0),
   );
   reg.counter(
     "ocelot_fib_netlink_overflows_total",

@@ -65,8 +65,14 @@ function listenError(a: ListenAddress, err: NodeJS.ErrnoException): Error {
   }
 }
 
-function reply(res: http.ServerResponse, code: number, type: string, body: string): void {
-  res.writeHead(code, { "Content-Type": type, "Cache-Control": "no-store" });
+function reply(
+  res: http.ServerResponse,
+  code: number,
+  type: string,
+  body: string,
+  extra: Record<string, string> = {},
+): void {
+  res.writeHead(code, { "Content-Type": type, "Cache-Control": "no-store", ...extra });
   res.end(body);
 }
 
@@ -88,8 +94,9 @@ export async function serveHealth(
   const text = "text/plain; charset=utf-8";
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
+    // Read-only: nothing served here changes state. RFC 9110 §15.5.6: a 405 names what is allowed.
     if (req.method !== "GET" && req.method !== "HEAD") {
-      reply(res, 405, text, "Only GET\n");
+      reply(res, 405, text, "Only GET\n", { Allow: "GET, HEAD" });
       return;
     }
     try {

@@ -241,8 +241,18 @@ describe("addFibMetrics() and addAgentMetrics()", () => {
       failures: 2,
       resyncs: 3,
       overflows: 1,
+      restored: 4,
+      swept: 5,
     });
-    expect(k).toEqual({ installed: 7, pending: 3, errors: 2, resyncs: 3, overflows: 1 });
+    expect(k).toEqual({
+      installed: 7,
+      pending: 3,
+      errors: 2,
+      resyncs: 3,
+      overflows: 1,
+      restored: 4,
+      swept: 5,
+    });
     const reg = new MetricsRegistry();
     addFibMetrics(reg, [
       ["bgp", { installed: 1, pending: 0, errors: 0, resyncs: 0, overflows: 0 }],
@@ -254,7 +264,10 @@ describe("addFibMetrics() and addAgentMetrics()", () => {
     expect(value(t, 'ocelot_fib_route_errors_total{fib="agent"}')).toBe(2);
     expect(value(t, 'ocelot_fib_resyncs_total{fib="agent"}')).toBe(3);
     expect(value(t, 'ocelot_fib_netlink_overflows_total{fib="agent"}')).toBe(1);
+    expect(value(t, 'ocelot_fib_routes_restored_total{fib="agent"}')).toBe(4);
+    expect(value(t, 'ocelot_fib_routes_swept_total{fib="agent"}')).toBe(5);
     expect(value(t, 'ocelot_fib_routes_installed{fib="bgp"}')).toBe(1);
+    expect(value(t, 'ocelot_fib_routes_swept_total{fib="bgp"}')).toBe(0);
   });
 
   it("a KernelFib's refusals by operation and errno name", () => {
@@ -368,7 +381,9 @@ describe("serveHealth()", () => {
       ready = true;
       expect((await fetch(`${base}/readyz`)).status).toBe(200);
       expect((await fetch(`${base}/nope`)).status).toBe(404);
-      expect((await fetch(`${base}/metrics`, { method: "POST" })).status).toBe(405);
+      const post = await fetch(`${base}/metrics`, { method: "POST" });
+      expect(post.status).toBe(405);
+      expect(post.headers.get("allow")).toBe("GET, HEAD");
     } finally {
       await h.close();
     }

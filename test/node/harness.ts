@@ -101,7 +101,7 @@ export async function startNode(ns: Netns, args: string[]): Promise<NodeProcess>
         if (proc.exitCode !== null) throw new Error(`exited ${proc.exitCode}: ${p.log}`);
         return p.has("Node daemon running");
       },
-      20_000,
+      60_000,
       50,
     );
   } catch (err) {

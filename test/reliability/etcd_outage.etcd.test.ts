@@ -23,6 +23,8 @@ import {
 import { startEtcdNode, stopEtcdNode, waitDatastoreNotReady } from "./etcd_node.js";
 
 const OUTAGE_MS = process.env.OCELOT_SOAK ? 60_000 : 20_000;
+/** The ocelot-ipam's etcd dial timeout (5 s, src/datastore/etcd.ts) and 5 s for its start. */
+const ADD_BOUND_MS = 10_000;
 const NODE = "outage-node";
 const skip = skipWithReason(
   "node daemon under an etcd outage",
@@ -75,6 +77,9 @@ describe.skipIf(skip)("ocelot node run while etcd is frozen", () => {
     expect(addOut.code, add.stdout).toBe(11);
     expect(addOut.msg, "one line").not.toContain("\n");
     expect(addOut.msg, "names the endpoint").toContain(etcd.endpoint);
+    // Fails fast: bounded by the plugin's etcd dial timeout (5 s), plus 5 s for the process's
+    // own start on a loaded machine; never a hang.
+    expect(addMs, "the ADD's time to fail (ms)").toBeLessThan(ADD_BOUND_MS);
     while (Date.now() - t0 < OUTAGE_MS) {
       expect((await get("/livez")).status, "/livez during the outage").toBe(200);
       expect(blackholes(), "the kernel keeps the last known state").toContain("10.72.0.0/26");

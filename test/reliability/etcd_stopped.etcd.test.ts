@@ -90,6 +90,9 @@ describe.skipIf(skip)("ocelot node run while etcd is stopped", () => {
         expect(out.code, `the CNI error code: ${r.stdout}`).toBe(11);
         expect(out.msg, "one line").not.toContain("\n");
         expect(out.msg, "names the endpoint").toContain(etcd.endpoint);
+        // Fails fast: bounded by the plugin's etcd dial timeout (5 s, src/datastore/etcd.ts),
+        // plus 5 s for the process's own start on a loaded machine; never a hang.
+        expect(Date.now() - ta, "the ADD's time to fail (ms)").toBeLessThan(10_000);
       }
       await new Promise((r) => setTimeout(r, 1000));
     }

@@ -9,7 +9,8 @@
 // within its bound; the veth is not recreated by the daemon (the CNI owns it) and no route of
 // ours points at it while it is gone. A foreign route (protocol static), a foreign chain and a
 // foreign ipset stay as they were throughout. Each repair is read from /metrics as an increment
-// of ocelot_agent_drift_repairs_total{kind=...}. DRIFT_ROUNDS repeats the injections (default 3;
+// of ocelot_agent_drift_repairs_total{kind=...} (and, for routes, of the agent FIB's own
+// ocelot_fib_routes_restored_total / ocelot_fib_routes_swept_total). DRIFT_ROUNDS repeats the injections (default 3;
 // 20 under OCELOT_SOAK=1, `npm run test:soak`).
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -84,6 +85,14 @@ describe.skipIf(skip)("kernel drift repaired within the resync bound, counted by
     for (const m of text.matchAll(/^ocelot_agent_drift_repairs_total\{kind="([^"]+)"\} (\d+)$/gm))
       out.set(m[1] as string, Number(m[2]));
     return out;
+  };
+  /** The agent FIB's own counter (ocelot_fib_routes_{restored,swept}_total{fib="agent"}). */
+  const fibCounter = async (what: "restored" | "swept") => {
+    const text = (await get("/metrics")).text;
+    const m = new RegExp(`^ocelot_fib_routes_${what}_total\\{fib="agent"\\} (\\d+)$`, "m").exec(
+      text,
+    );
+    return m ? Number(m[1]) : Number.NaN;
   };
   /** Waits until every kind counted at least once more than in before. */
   const counted = async (before: Map<string, number>, kinds: string[]) => {
@@ -198,6 +207,8 @@ describe.skipIf(skip)("kernel drift repaired within the resync bound, counted by
   it("a pod route deleted: put back, counted as route", async () => {
     for (let i = 0; i < ROUNDS; i++) {
       const before = await repairs();
+      const restoredBefore = await fibCounter("restored");
+      expect(restoredBefore, "ocelot_fib_routes_restored_total on /metrics").not.toBeNaN();
       const t0 = Date.now();
       node.ip("route", "del", `${podIp}/32`, "dev", iface);
       await waitFor(
@@ -210,6 +221,8 @@ describe.skipIf(skip)("kernel drift repaired within the resync bound, counted by
       figures.push(`route deleted: back in ${ms} ms`);
       expect(ms).toBeLessThan(BOUND_MS);
       await counted(before, ["route"]);
+      // The FIB's own count of routes put back, beside the agent's drift counter.
+      expect(await fibCounter("restored")).toBe(restoredBefore + 1);
     }
     foreignIntact();
   });
@@ -248,6 +261,7 @@ describe.skipIf(skip)("kernel drift repaired within the resync bound, counted by
   it("a route of protocol 202 nobody set: swept after the grace, counted as route_swept", async () => {
     const stray = "203.0.113.0/24";
     const before = await repairs();
+    const sweptBefore = await fibCounter("swept");
     const t0 = Date.now();
     node.ip("route", "add", "blackhole", stray, "proto", "202");
     await waitFor(
@@ -261,6 +275,9 @@ describe.skipIf(skip)("kernel drift repaired within the resync bound, counted by
     expect(ms).toBeGreaterThanOrEqual(30_000);
     expect(ms).toBeLessThan(SWEEP_BOUND_MS);
     await counted(before, ["route_swept"]);
+    expect(await fibCounter("swept"), "ocelot_fib_routes_swept_total{fib=agent}").toBe(
+      sweptBefore + 1,
+    );
     // Ours are still there.
     expect(routes(node, "202").some((x) => x.dst === podIp)).toBe(true);
     foreignIntact();

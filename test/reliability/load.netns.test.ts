@@ -10,11 +10,19 @@
 // Asserted, always: the injector's session never resets (ours and BIRD's view), all N prefixes
 // reach the kernel, every pod's /32 route lands, the flapper really flapped. The timing goals
 // (the daemon's worst event-loop delay, ocelot_event_loop_delay_max_seconds, under 1 s; no
-// keepalive of ours more than 1 s late, as captured by dumpcap on our side; the steady hold-3 s
-// session never reset) are asserted when the machine gives the daemon CPU: an idle Node.js
-// process run beside it as a reference saw under 250 ms of delay itself; else the test says so.
-// Printed: p99 of the per-second worst delays (ocelot_event_loop_delay_seconds' buckets), the
-// peers' hold timers as polled (`show protocols all`), pod route latencies.
+// keepalive of ours late, as captured by dumpcap on our side; the steady hold-3 s session never
+// reset) are asserted when the machine gives the daemon CPU: an idle Node.js process run beside
+// it as a reference saw under 250 ms of delay itself; else the test says so.
+// Late, as RFC 4271 has it: §4.4 makes the KeepaliveTime (a third of the hold time) the maximum
+// time between our messages, and §10's jitter may only shorten it; so a keepalive is late by
+// (the gap on the wire since our previous message - KeepaliveTime) when that is positive. §4.4
+// also forbids KEEPALIVEs more often than once a second, so at hold 3 s there is no earlier slot
+// and any delay of the event loop shows as lateness: the test asserts that a keepalive is never
+// later than the daemon's own worst loop delay (+ 100 ms for the wire: nothing else, such as
+// routes queued ahead of it, holds it back) and never a whole KeepaliveTime late (the peer's hold
+// timer always keeps more than a third of the hold time in hand). Printed: every figure, p99 of
+// the per-second worst delays (ocelot_event_loop_delay_seconds' buckets), the peers' hold timers
+// as polled (`show protocols all`), pod route latencies.
 // In the suite: 10k prefixes, 6 s of pods; `npm run test:soak`: 1M prefixes, 60 s of load;
 // OCELOT_LOAD=1: 100k, 20 s.
 // OCELOT_LOAD_PREFIXES / OCELOT_LOAD_SECONDS / OCELOT_LOAD_PODS_PER_S override the size, the load
@@ -269,7 +277,7 @@ describe.skipIf(skip)("load: a peer sends N prefixes, another flaps, pods arrive
   }, HANG_MS * 2);
 
   it(
-    `${N} prefixes from one peer, another reset every 2 s, pods at ${PODS_PER_S}/s for ${LOAD_S} s: loop delay < 1 s, keepalives on time, no other session reset, every route lands`,
+    `${N} prefixes from one peer, another reset every 2 s, pods at ${PODS_PER_S}/s for ${LOAD_S} s: loop delay < 1 s, keepalives never late, no other session reset, every route lands`,
     async () => {
       const base = fibPrefixes(node);
       // Our segments to the injector and the steady peer, from the daemon's start.
@@ -455,14 +463,11 @@ describe.skipIf(skip)("load: a peer sends N prefixes, another flaps, pods arrive
       const v = peers();
       const byIp = (p: Peer) => v.find((x) => x.address === p.ip);
       const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-      const late = watched.map((w) => {
-        const hold = w.p.hold;
-        const ka = Math.floor(hold / 3);
-        // The longest silence the peer saw (as polled every 500 ms), past our keepalive interval.
-        return { name: w.p.name, hold, ka, minLeft: w.minLeft, lateS: hold - w.minLeft - ka };
-      });
+      // The peer's view (BIRD's hold timer as polled every 500 ms, after its own reading): the
+      // margin its hold timer kept. Lateness itself is measured on the wire (wire, below).
+      const margin = watched.map((w) => ({ name: w.p.name, hold: w.p.hold, minLeft: w.minLeft }));
       console.log(
-        `load: ${N} prefixes in the kernel ${allIn?.toFixed(1)} s after the sessions were up; ${podWritten.length} pods in ${loadS.toFixed(1)} s (${(podWritten.length / loadS).toFixed(1)}/s), route landed median ${Math.round(lat[lat.length >> 1] ?? 0)} ms, max ${Math.round(lat.at(-1) ?? 0)} ms (polled every ~1 s, ${podPolls} polls); flapper reset ${resets} times in ${flapTicks} ticks of 2 s, Established ${byIp(FLAP)?.establishedTransitions} times; the steady session Established ${byIp(STEADY)?.establishedTransitions} times; event loop: worst ${(loopMax * 1000).toFixed(0)} ms, p99 of ${seconds} per-second worsts <= ${p99 === undefined ? "?" : p99 * 1000} ms; ${late.map((l) => `${l.name} (hold ${l.hold} s, our keepalive every ${l.ka} s): hold timer never below ${l.minLeft.toFixed(3)} s, keepalive at most ${Math.max(0, l.lateS).toFixed(2)} s late`).join("; ")}; on the wire (dumpcap on our side): ${wire.map((w) => `to ${w.name} ${w.count} segments, gaps median ${w.median.toFixed(2)} s, longest ${w.gap.toFixed(2)} s (keepalive every ${w.ka} s)`).join(", ")}; advertised to the peers ${[INJ, FLAP, STEADY].map((p) => byIp(p)?.prefixes?.advertised).join("/")}; an idle Node.js process beside it: worst loop delay ${ref.loopMs?.toFixed(0)} ms, its 1 s timer at most ${ref.timerLateMs} ms late; load ${load}`,
+        `load: ${N} prefixes in the kernel ${allIn?.toFixed(1)} s after the sessions were up; ${podWritten.length} pods in ${loadS.toFixed(1)} s (${(podWritten.length / loadS).toFixed(1)}/s), route landed median ${Math.round(lat[lat.length >> 1] ?? 0)} ms, max ${Math.round(lat.at(-1) ?? 0)} ms (polled every ~1 s, ${podPolls} polls); flapper reset ${resets} times in ${flapTicks} ticks of 2 s, Established ${byIp(FLAP)?.establishedTransitions} times; the steady session Established ${byIp(STEADY)?.establishedTransitions} times; event loop: worst ${(loopMax * 1000).toFixed(0)} ms, p99 of ${seconds} per-second worsts <= ${p99 === undefined ? "?" : p99 * 1000} ms; ${margin.map((l) => `${l.name}'s hold timer (${l.hold} s) never below ${l.minLeft.toFixed(3)} s`).join(", ")}; on the wire (dumpcap on our side): ${wire.map((w) => `to ${w.name} ${w.count} segments, gaps median ${w.median.toFixed(2)} s, longest ${w.gap.toFixed(2)} s (KeepaliveTime ${w.ka} s: at most ${Math.max(0, w.gap - w.ka).toFixed(2)} s late)`).join(", ")}; advertised to the peers ${[INJ, FLAP, STEADY].map((p) => byIp(p)?.prefixes?.advertised).join("/")}; an idle Node.js process beside it: worst loop delay ${ref.loopMs?.toFixed(0)} ms, its 1 s timer at most ${ref.timerLateMs} ms late; load ${load}`,
       );
       // Nothing lost, whatever the machine's load: the injector's session never reset, every
       // prefix and every pod's route in the kernel, the flapper really flapped.
@@ -474,14 +479,21 @@ describe.skipIf(skip)("load: a peer sends N prefixes, another flaps, pods arrive
       expect(fibCount).toBeGreaterThanOrEqual(N);
       expect(podLanded.size).toBe(podWritten.length);
       expect(podWritten.length).toBeGreaterThanOrEqual((LOAD_S - 1) * PODS_PER_S);
-      // The timing goals (loop delay under 1 s, no keepalive over 1 s late, so the hold-3 s
-      // session never drops) are the daemon's only when the machine gives it CPU: judged when
-      // the idle reference process's own worst delay stayed under 250 ms, else said why not.
+      // The timing goals (loop delay under 1 s, no keepalive late, so the hold-3 s session never
+      // drops) are the daemon's only when the machine gives it CPU: judged when the idle
+      // reference process's own worst delay stayed under 250 ms, else said why not.
       const machineMs = Math.max(ref.loopMs ?? Infinity, ref.timerLateMs ?? Infinity);
       if (machineMs < 250) {
         expect(loopMax, "the event loop's worst delay in seconds").toBeLessThan(1);
-        for (const w of wire)
-          expect(w.gap - w.ka, `${w.name}: our keepalive late by (s)`).toBeLessThan(1);
+        for (const w of wire) {
+          const lateS = w.gap - w.ka;
+          // Never held back by more than the loop's own delay (see the header).
+          expect(lateS, `${w.name}: our keepalive late by (s), past the loop delay`).toBeLessThan(
+            loopMax + 0.1,
+          );
+          // Never a whole KeepaliveTime late: the peer's hold timer keeps a third in hand.
+          expect(lateS, `${w.name}: our keepalive late by (s)`).toBeLessThan(w.ka);
+        }
         expect(byIp(STEADY)?.establishedTransitions, "the steady session reset").toBe(1);
       } else
         console.log(

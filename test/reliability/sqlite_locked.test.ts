@@ -13,7 +13,7 @@ import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { IpamStore } from "../../src/ipam/store.js";
-import { HANG_MS, WAIT_MS } from "../helpers/limits.js";
+import { HANG_MS } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import { netConf, runCni } from "../ipam/cni_run.js";
 import { putPool } from "../ipam/helpers.js";
@@ -106,8 +106,9 @@ describe.skipIf(skip)("the embedded store's file locked by another process", () 
     const addMs = performance.now() - t0;
     const err = JSON.parse(add.stdout) as { code?: number; msg?: string; details?: string };
     expect(add.code, add.stdout + add.stderr).not.toBe(0);
-    // Bounded by the store's busy timeout (10 s): never a hang.
-    expect(addMs).toBeLessThan(WAIT_MS);
+    // Bounded by the store's busy timeout (10 s, src/datastore/sqlite.ts) and 5 s for the
+    // plugin's own start on a loaded machine: it fails then, never hangs.
+    expect(addMs, "the ADD's time to fail (ms)").toBeLessThan(15_000);
     expect(`${err.msg} ${err.details ?? ""}`).toMatch(/locked/i);
     expect(`${err.msg} ${err.details ?? ""}`).toContain(path);
 
