@@ -103,7 +103,13 @@ describe.skipIf(skip)("ocelot node run: BGPPeer bfd with BIRD and FRR's bfdd", (
     await waitFor("BFD Up again", () => bfdState() === "Up");
     await waitFor("BGP Established again", () => bgp()?.state === "Established");
     await waitFor(`${ROUTE} back`, installed);
-    expect(bgp()?.heldDown).toBeUndefined();
+    // Established with no hold left. Waited for, not read once: at a high load a late BFD packet
+    // can flap the new BFD session once more, and the hold then comes and goes with it (seen once
+    // in a full suite run at load ~12); a hold that never lifts still fails here.
+    await waitFor(
+      "BGP Established with no hold",
+      () => bgp()?.state === "Established" && bgp()?.heldDown === undefined,
+    );
   });
 
   it("removing spec.bfd stops BFD without a BGP reset", async () => {
