@@ -3,7 +3,7 @@
 // node_modules) and bundled there (scripts/build.mjs --bundles-into), with copies of the bin shims, so that other engineers rebuilding dist/ while
 // these tests run cannot swap modules under the running plugin processes. One build per content:
 // its directory is named by a hash of the sources it is made from (src/, scripts/, bin/, the
-// tsconfig and package files, Node's version), made under a temporary name and renamed into place
+// tsconfig and package files, Node's version, the checkout's path), made under a temporary name and renamed into place
 // whole, never changed after; the test files of one run (and of any run on the same sources)
 // share it instead of compiling the tree again each (4-12 s a file). Builds of other contents
 // unused for 2 hours are removed when a new one is made.
@@ -48,7 +48,9 @@ function files(dir: string): string[] {
 
 /** A hash of everything the build is made from. */
 function sourceKey(): string {
-  const h = createHash("sha256").update(process.version);
+  // The checkout's own path too: the cache (under node_modules) may be shared by checkouts, and a
+  // build may name files of the checkout it was made in.
+  const h = createHash("sha256").update(process.version).update("\0").update(ROOT);
   const inputs = [
     ...["src", "scripts", "bin"].flatMap((d) => files(join(ROOT, d))),
     ...["tsconfig.json", "package.json", "package-lock.json"].map((f) => join(ROOT, f)),
