@@ -272,6 +272,11 @@ export async function serveCni(o: CniServerOptions): Promise<{ close(): Promise<
         if (!sock.destroyed) sock.end(answer);
       });
     });
+    // A peer that shuts down without a whole request (another daemon's liveness probe of the
+    // path, a shim that died) gets our end too: a half-open socket left would hold close().
+    sock.on("end", () => {
+      if (!taken) sock.end();
+    });
     sock.on("error", () => {});
   });
   return listenRootOnly(server, o.path);

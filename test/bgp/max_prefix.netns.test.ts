@@ -2,8 +2,8 @@
 // peer (test/helpers/bgp_flooder.ts, run in a second namespace) that announces 200,000 /24s
 // against a limit of 10,000. The session is closed with Cease/1 carrying AFI/SAFI/limit, the
 // peer's routes leave our kernel, the peak RSS stays far below what 200k routes would need and
-// the RSS comes back near its baseline, and the peer is refused until the restart timer (20 s)
-// has run, then taken back.
+// the RSS comes back near its baseline, and the peer is refused until the restart timer
+// has run (10 s here), then taken back.
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FLOODER_AS, type FloodResult, flooder } from "../helpers/bgp_flooder.js";
@@ -17,7 +17,7 @@ const OC = "10.255.23.1";
 const FL = "10.255.23.2";
 const LIMIT = 10_000;
 const FLOOD = 200_000;
-const RESTART_S = 20;
+const RESTART_S = 10;
 
 describe.skipIf(skip)("max-prefix against a flooding peer", () => {
   let lab: PeerLab;

@@ -2,7 +2,9 @@
 // socket: a caller that half-closes after its request (as the shim does) gets the answer of a
 // call that takes a while (a slow store; the server once ended its side at the caller's FIN and
 // such calls went unanswered); calls from another network namespace, naming another datastore
-// or a CNI_NETNS that is no namespace are declined; the socket is 0600.
+// or a CNI_NETNS that is no namespace are declined; the socket is 0600; a caller that shuts down
+// without a request (another daemon's liveness probe of the path) is ended too, so close() does
+// not wait on a half-open socket (it did: a daemon beside another took 10 s to stop).
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
@@ -98,5 +100,21 @@ describe("CNI hand-off server", () => {
     expect(await call(path, req({ OCELOT_CNI_CALLER_NETNS: "1:2" }))).toEqual({ declined: true });
     expect(await call(path, req({}, "memory:another"))).toEqual({ declined: true });
     expect(await call(path, req({ CNI_NETNS: dir }))).toEqual({ declined: true });
+  });
+
+  it("ends its side to a caller that shuts down without a request (another daemon's probe), so close() is prompt", async () => {
+    const probed = join(dir, "probed.sock");
+    const other = await serveCni({ path: probed, store, log: silentLog });
+    const bounded = <T>(what: string, p: Promise<T>) =>
+      Promise.race([
+        p,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error(`${what}: still waiting after 30 s`)), 30_000).unref(),
+        ),
+      ]);
+    const probe = net.connect(probed, () => probe.end());
+    // The probe closes only once the server has ended its side too (no half-open socket left).
+    await bounded("the probe's socket closed", new Promise((r) => probe.once("close", r)));
+    await bounded("the server closed", other.close());
   });
 });
