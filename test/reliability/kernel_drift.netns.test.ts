@@ -70,7 +70,12 @@ describe.skipIf(skip)("kernel drift repaired within the resync bound, counted by
   /** The route of 202 nobody set: when added, the counts then, and when it was seen swept. */
   const stray = "203.0.113.0/24";
   let strayAdded:
-    | { t0: number; before: Map<string, number>; sweptBefore: number; swept: Promise<number | Error> }
+    | {
+        t0: number;
+        before: Map<string, number>;
+        sweptBefore: number;
+        swept: Promise<number | Error>;
+      }
     | undefined;
 
   const save = () => node.exec("iptables-save", "-t", "filter");
