@@ -95,6 +95,78 @@ describe("listen() and connect()", () => {
     for (const c of accepted) c.destroy();
   });
 
+  it("hands each read over as a chunk of its own (one read buffer shared by all connections), both ways, paused and resumed", async () => {
+    const accepted: Connection[] = [];
+    const l = await listen({
+      address: "127.0.0.1",
+      port: 0,
+      isPeer: () => true,
+      onConnection: (c) => accepted.push(c),
+    });
+    closers.push(() => l.close());
+    const a = await connectP(l.port);
+    const b = await connectP(l.port);
+    // Before the listener's close, which waits for its connections.
+    closers.unshift(() => {
+      for (const c of [a, b, ...accepted]) c.destroy();
+    });
+    for (let i = 0; i < 6000 && accepted.length < 2; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(accepted.length).toBe(2);
+    // Every receiver keeps the chunks it was given: were they views of one shared buffer, the
+    // later reads (of every connection) would overwrite the earlier ones.
+    const kept = new Map<Connection, Uint8Array[]>();
+    let closes = 0;
+    const receivers = [...accepted, a, b];
+    for (const c of receivers) {
+      kept.set(c, []);
+      c.attach({
+        onData: (d) => kept.get(c)?.push(d),
+        onDrain: () => {},
+        onClose: () => closes++,
+      });
+    }
+    const text = (c: Connection) =>
+      Buffer.concat((kept.get(c) ?? []).map((d) => Buffer.from(d))).toString();
+    const waitText = async (c: Connection, want: string) => {
+      for (let i = 0; i < 3000 && text(c) !== want; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      expect(text(c)).toBe(want);
+    };
+    const [x, y] = accepted as [Connection, Connection];
+    // Incoming sockets (x, y) and outgoing ones (a, b), in turns, each read a separate event.
+    let wantX = "";
+    let wantA = "";
+    for (let i = 0; i < 20; i++) {
+      const m = `m${i}-${"z".repeat(i * 7)};`;
+      a.write(Buffer.from(`A${m}`));
+      b.write(Buffer.from(`B${m}`));
+      x.write(Buffer.from(`X${m}`));
+      wantX += `A${m}`;
+      wantA += `X${m}`;
+      await waitText(x, wantX);
+      await waitText(a, wantA);
+    }
+    await waitText(
+      y,
+      Array.from({ length: 20 }, (_, i) => `Bm${i}-${"z".repeat(i * 7)};`).join(""),
+    );
+    // Chunks are copies: none shares its memory with another's.
+    const buffers = new Set(receivers.flatMap((c) => (kept.get(c) ?? []).map((d) => d.buffer)));
+    expect(buffers.size).toBe(receivers.reduce((n, c) => n + (kept.get(c)?.length ?? 0), 0));
+    // Paused, nothing is delivered; resumed, what came meanwhile is.
+    x.pause();
+    a.write(Buffer.from("while paused"));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(text(x)).toBe(wantX);
+    x.resume();
+    await waitText(x, `${wantX}while paused`);
+    // A peer's close still reaches the receiver.
+    a.destroy();
+    for (let i = 0; i < 3000 && closes < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(closes).toBe(2);
+  });
+
   it("reports a refused connect as a failure", async () => {
     const srv = net.createServer();
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
