@@ -117,49 +117,6 @@ const pacer = new WritePacer();
 /** Pending bytes up to this are copied into one buffer for the socket; more go as a writev. */
 const COPY_MAX = 1 << 20;
 
-/**
- * One read buffer for every connection: the kernel's bytes are read into it and copied out at
- * once into a chunk of their own size, which the connection's receiver owns. Node's default
- * read path allocates 64 KiB from malloc for each read and shrinks it to the bytes read; with
- * 1,000 sessions reading keepalives and small UPDATEs that left glibc's heap fragmented
- * (docs/scale.md, "RSS in parts"). A KEEPALIVE's 19 bytes now take no malloc at all.
- */
-const SHARED_READ_BUFFER = Buffer.allocUnsafeSlow(64 << 10);
-
-/**
- * Node's own symbols for a socket's user-supplied read buffer (net.Socket's `onread` option,
- * which net.Server does not offer for accepted sockets), found by their description on a
- * socket; undefined when this Node has none (then the socket's 'data' events are used).
- */
-let readSymbols: { buffer: symbol; callback: symbol } | null | undefined = null;
-function userReadSymbols(socket: net.Socket): { buffer: symbol; callback: symbol } | undefined {
-  if (readSymbols !== null) return readSymbols;
-  const syms = Object.getOwnPropertySymbols(socket);
-  const buffer = syms.find((s) => s.description === "kBuffer");
-  const callback = syms.find((s) => s.description === "kBufferCb");
-  readSymbols = buffer && callback ? { buffer, callback } : undefined;
-  return readSymbols;
-}
-
-/**
- * Has the socket read into SHARED_READ_BUFFER and hand each read, copied, to onChunk; false
- * when this Node cannot (no handle, or no such symbols).
- */
-function readIntoSharedBuffer(socket: net.Socket, onChunk: (chunk: Uint8Array) => void): boolean {
-  if (process.env.OCELOT_BGP_SHARED_READ === "0") return false;
-  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void } })
-    ._handle;
-  const syms = userReadSymbols(socket);
-  if (!syms || typeof handle?.useUserBuffer !== "function") return false;
-  const s = socket as unknown as Record<symbol, unknown>;
-  s[syms.buffer] = SHARED_READ_BUFFER;
-  s[syms.callback] = (n: number, buf: Uint8Array): void => {
-    onChunk(Uint8Array.prototype.slice.call(buf, 0, n));
-  };
-  handle.useUserBuffer(SHARED_READ_BUFFER);
-  return true;
-}
-
 /** One established TCP connection to a peer. */
 export class Connection {
   private events: ConnectionEvents | undefined;
@@ -189,14 +146,10 @@ export class Connection {
     this.remotePort = socket.remotePort ?? 0;
     this.localPort = socket.localPort ?? 0;
     socket.setNoDelay(true);
-    const onChunk = (d: Uint8Array): void => {
+    socket.on("data", (d: Buffer) => {
       if (this.events) this.events.onData(d);
       else this.backlog.push(d);
-    };
-    // Reads go through the shared buffer where Node allows it; the 'data' listener stays (it
-    // also keeps the stream flowing, so that 'end' and 'close' are emitted).
-    readIntoSharedBuffer(socket, onChunk);
-    socket.on("data", onChunk);
+    });
     socket.on("drain", () => {
       if (this.wasCongested) {
         this.wasCongested = false;
