@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { Netns } from "../test/helpers/netns.js";
 import { PeerLab } from "../test/helpers/peers.js";
+import { anonPartsLine } from "./rr_scale.js";
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
       await sleep(5000);
       const mem = (oc.status() as unknown as { memory?: object }).memory;
       console.log(
-        `peers=${n} ${parts(oc.pid)}, status memory ${JSON.stringify(mem)}; load ${load()}`,
+        `peers=${n} ${parts(oc.pid)}, status memory ${JSON.stringify(mem)}; ${anonPartsLine(oc.pid)}; load ${load()}`,
       );
       if (process.env.SNAPSHOT) {
         lab.signal(oc.pid, "SIGUSR2");

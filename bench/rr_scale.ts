@@ -1,10 +1,11 @@
 // BGP at cluster scale (as root): one DUT (`ocelot bgpd` or BIRD 2) in its own namespace with N
 // iBGP peers played by a load generator of our own built on our codec (src/bgp/wire): one Node
 // process in a second namespace, one socket per peer, each from its own address (10.210.x.y)
-// with its own router ID, each announcing its /26 (10.128.0.0/16 + 64·i). In rr mode the
-// addresses are /32s behind the generator's 10.210.0.2 (the DUT routes 10.210.0.0/16 through
-// it: one ARP entry, where 1,000 overflowed the host-wide neighbour table); in mesh mode they sit
-// on the veth's /16 (the DUT installs routes through them).
+// with its own router ID, each announcing its /26 (10.128.0.0/16 + 64·i). The addresses are
+// /32s behind the generator's 10.210.0.2 (the DUT routes them through it: one ARP entry, where
+// 1,000 overflowed the host-wide neighbour table); in mesh mode the DUT's side of the link is
+// the /16, so that the peers' addresses are on-link next hops for the routes it installs, and
+// their /24s are routed through the generator (OCELOT_BENCH_ON_LINK=1: every peer on the link).
 //  - mode "rr": the DUT is a route reflector, every peer its client. Timed from a cold start
 //    until every client holds every other client's /26 (the generator counts received prefixes
 //    per client); then 10 % of the clients reset at once (Cease/Administrative Reset, reconnect):
@@ -553,6 +554,56 @@ export function procCost(pid: number): ProcCost {
   };
 }
 
+/**
+ * A process's anonymous memory by where it lives (/proc/PID/smaps), MiB: glibc's main arena
+ * (`[heap]`, the brk area: malloc's small chunks, Node's socket handles and read buffers),
+ * anonymous mappings of at most 1 MiB (V8's heap pages are 256 KiB each; glibc's mmap'd
+ * chunks), larger ones (glibc's thread arenas, V8's large-object and code areas), and the rest
+ * (stacks, copied-on-write pages of files).
+ */
+export function anonParts(pid: number): {
+  brk: number;
+  small: number;
+  smallCount: number;
+  large: number;
+  other: number;
+} {
+  const out = { brk: 0, small: 0, smallCount: 0, large: 0, other: 0 };
+  let size = 0;
+  let kind: "brk" | "small" | "large" | "other" = "other";
+  for (const l of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)\s*(.*)$/.exec(l);
+    if (m) {
+      size = (Number.parseInt(m[2] as string, 16) - Number.parseInt(m[1] as string, 16)) / 1024;
+      const name = (m[4] as string).trim();
+      kind =
+        name === "[heap]"
+          ? "brk"
+          : m[3] !== "0" || name !== ""
+            ? "other"
+            : size <= 1024
+              ? "small"
+              : "large";
+      continue;
+    }
+    const a = /^Anonymous:\s+(\d+) kB/.exec(l);
+    if (a && Number(a[1]) > 0) {
+      out[kind] += Number(a[1]) / 1024;
+      if (kind === "small") out.smallCount++;
+    }
+  }
+  return out;
+}
+
+export function anonPartsLine(pid: number): string {
+  try {
+    const p = anonParts(pid);
+    return `anon by place: malloc brk ${f1(p.brk)} + mappings <= 1 MiB ${f1(p.small)} (${p.smallCount}) + larger ${f1(p.large)} + other ${f1(p.other)} MiB`;
+  } catch (e) {
+    return `anon by place: ${(e as Error).message}`;
+  }
+}
+
 /** CPU seconds since `before` (the memory figures are those of `c`). */
 export function since(c: ProcCost, before: ProcCost): ProcCost {
   return {
@@ -710,22 +761,38 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
   const genNs = Netns.create(`${o.mode}g`);
   let gen: Generator | null = null;
   try {
-    // rr mode: the clients' addresses sit behind the generator's (a /24 link, the clients /32s
-    // routed through it), so the DUT's kernel needs one neighbour, not N: the host's ARP table
-    // is shared by every namespace (see checkNeighbourRoom) and overflowed at 1,000 clients. Mesh
-    // mode keeps them on the link (the DUT installs routes through them: on-link next hops).
-    const routed = o.mode === "rr" && process.env.OCELOT_BENCH_ON_LINK !== "1";
-    const plen = routed ? 24 : 16;
-    link(genNs, "gen-dut", `${GEN_ADDR}/${plen}`, dutNs, "dut-gen", `${DUT_ADDR}/${plen}`);
-    if (routed) dutNs.exec("ip", "route", "add", "10.210.0.0/16", "via", GEN_ADDR);
-    // The DUT has N neighbours on one link: room for them in the ARP table. Its limits
-    // (gc_thresh1-3) are the host's, not the namespace's (the namespace has no such sysctl),
-    // and shared with every namespace on the host: at the default gc_thresh3 of 1,024 the
-    // kernel logs "neighbor table overflow", a SYN-ACK to a client without an entry is lost
-    // and that client waits for its SYN to be resent (the tail of a few clients 3-8 s late
-    // seen in some runs). Raised on the host only when asked (--raise-neigh-thresh), else
+    // The clients' addresses sit behind the generator's (/32s on its side of a /24 link, routed
+    // through it), so the DUT's kernel needs one neighbour, not N: the host's ARP table is shared
+    // by every namespace (see checkNeighbourRoom) and overflowed at 1,000 clients. In mesh mode
+    // the DUT installs the peers' routes with the peers' own addresses as next hops: its side
+    // of the link is the /16 (the next hops are on-link for the kernel's gateway check, which
+    // looks only at link-scope routes) and the /24s of the peers are routed through the
+    // generator (the longer match, so the sessions' packets go to it: still one neighbour).
+    // OCELOT_BENCH_ON_LINK=1: the old layout, every peer a neighbour on the /16.
+    const routed = process.env.OCELOT_BENCH_ON_LINK !== "1";
+    const dutLen = routed && o.mode === "rr" ? 24 : 16;
+    link(
+      genNs,
+      "gen-dut",
+      `${GEN_ADDR}/${routed ? 24 : 16}`,
+      dutNs,
+      "dut-gen",
+      `${DUT_ADDR}/${dutLen}`,
+    );
+    if (routed && o.mode === "rr")
+      dutNs.exec("ip", "route", "add", "10.210.0.0/16", "via", GEN_ADDR);
+    if (routed && o.mode === "mesh")
+      for (let b = 1; b <= 1 + Math.floor((o.n - 1) / 250); b++)
+        dutNs.exec("ip", "route", "add", `10.210.${b}.0/24`, "via", GEN_ADDR);
+    // Without the routed layout the DUT has N neighbours on one link: room for them in the ARP
+    // table. Its limits (gc_thresh1-3) are the host's, not the namespace's (the namespace has no
+    // such sysctl), and shared with every namespace on the host: at the default gc_thresh3 of
+    // 1,024 the kernel logs "neighbor table overflow", a SYN-ACK to a client without an entry
+    // is lost and that client waits for its SYN to be resent (the tail of a few clients 3-8 s
+    // late seen in some runs). Raised on the host only when asked (--raise-neigh-thresh), else
     // warned about.
-    if (!routed) checkNeighbourRoom(o.n, log); // The DUT's kernel answers a handshake its full accept queue cannot take with a RST
+    if (!routed) checkNeighbourRoom(o.n, log);
+    // The DUT's kernel answers a handshake its full accept queue cannot take with a RST
     // (tcp_abort_on_overflow) instead of dropping the client's ACK and resending SYN-ACKs with
     // back-off (1, 3, 7, 15 s: BIRD's listen queue is short, and that back-off made its time
     // range 5.8-109.8 s); the generator reconnects a second later, as after any refusal.
@@ -850,7 +917,7 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     };
     const atConverged = since(withHeap(procCost(pid)), before);
     log(
-      `${tag} converged in ${convergeMs} ms, DUT RSS ${atConverged.rssMiB.toFixed(1)} MiB (peak so far ${atConverged.hwmMiB.toFixed(1)} MiB)`,
+      `${tag} converged in ${convergeMs} ms, DUT RSS ${atConverged.rssMiB.toFixed(1)} MiB (peak so far ${atConverged.hwmMiB.toFixed(1)} MiB); ${anonPartsLine(pid)}`,
     );
     let resetMs: number | null = null;
     const resetCount = Math.ceil(o.n / 10);
@@ -886,6 +953,9 @@ export async function runScenario(o: ScenarioOpts): Promise<ScenarioResult> {
     gen.send({ cmd: "stats" });
     const stats = (await gen.next("stats", 30_000)) ?? {};
     const atEnd = since(withHeap(procCost(pid)), before);
+    log(
+      `${tag} at the end: ${anonPartsLine(pid)}; status memory ${JSON.stringify(dutMemory?.() ?? {})}`,
+    );
     const generator = since(procCost(genPid), genBefore);
     if (process.env.OCELOT_MALLOC_TRIM && o.target === "ocelot") {
       // Diagnostic: how much of the anonymous memory outside V8's heap is free malloc memory

@@ -6,7 +6,7 @@
 // to one JS callback. Not: any message
 // encoding or decoding (TypeScript, src/fib/rtnetlink.ts). Also a tiny setsockopt-by-fd helper,
 // blocking request sockets (one request, its whole answer) for short-lived callers, and file
-// writes made from inside a network namespace (a pod's sysctls).
+// writes made from inside a network namespace (a pod's sysctls), and glibc's malloc thresholds.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +16,9 @@
 #include <arpa/inet.h>
 #include <linux/filter.h>
 #include <linux/netlink.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <node_api.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -598,6 +601,30 @@ static napi_value sock_setsockopt_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// mallocThresholds(mmapBytes, trimBytes): glibc's M_MMAP_THRESHOLD and M_TRIM_THRESHOLD set
+// to fixed values, which also turns off glibc's raising of both after a large mmap'd chunk is
+// freed (up to 32 MiB: later large allocations then stay in the arenas and free memory at
+// their tops is kept). Global to every arena, threads' ones included, from the call on.
+// Returns false where the C library is not glibc or refused a value.
+static napi_value malloc_thresholds(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t mmap_bytes, trim_bytes;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_int32(env, argv[0], &mmap_bytes));
+  CHECK(napi_get_value_int32(env, argv[1], &trim_bytes));
+  bool ok = false;
+#ifdef __GLIBC__
+  ok = mallopt(M_MMAP_THRESHOLD, mmap_bytes) == 1 && mallopt(M_TRIM_THRESHOLD, trim_bytes) == 1;
+#else
+  (void)mmap_bytes;
+  (void)trim_bytes;
+#endif
+  napi_value r;
+  CHECK(napi_get_boolean(env, ok, &r));
+  return r;
+}
+
 // attachFilterFd(fd, program: Buffer of struct sock_filter[]): SO_ATTACH_FILTER on a socket owned
 // by Node (the BFD receive sockets drop packets whose TTL is not 255, RFC 5881 §5).
 static napi_value sock_attach_filter_fd(napi_env env, napi_callback_info info) {
@@ -854,6 +881,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"close", NULL, nl_close, NULL, NULL, NULL, napi_default, NULL},
       {"setsockoptFd", NULL, sock_setsockopt_fd, NULL, NULL, NULL, napi_default, NULL},
       {"attachFilterFd", NULL, sock_attach_filter_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"mallocThresholds", NULL, malloc_thresholds, NULL, NULL, NULL, napi_default, NULL},
       {"requestOpen", NULL, nl_request_open, NULL, NULL, NULL, napi_default, NULL},
       {"request", NULL, nl_request, NULL, NULL, NULL, napi_default, NULL},
       {"requestClose", NULL, nl_request_close, NULL, NULL, NULL, napi_default, NULL},

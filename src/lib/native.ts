@@ -23,6 +23,8 @@ export interface Addon {
   close(h: unknown): void;
   setsockoptFd(fd: number, level: number, name: number, value: number | Buffer): void;
   attachFilterFd(fd: number, program: Buffer): void;
+  /** glibc's M_MMAP_THRESHOLD and M_TRIM_THRESHOLD, fixed; false if not glibc. */
+  mallocThresholds(mmapBytes: number, trimBytes: number): boolean;
   /** A blocking netlink socket (in the namespace at netnsPath, "" = ours): its fd. */
   requestOpen(protocol: number, netnsPath: string, timeoutMs: number): number;
   /** Sends one request; returns every datagram up to its error/ACK or DONE. */
@@ -80,6 +82,16 @@ export function setsockoptFd(
  */
 export function attachFilterFd(fd: number, program: Buffer): void {
   loadAddon().attachFilterFd(fd, program);
+}
+
+/**
+ * Fixes glibc's malloc thresholds (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD) for the whole process,
+ * which stops glibc from raising them as large chunks come and go: allocations above mmapBytes
+ * are mapped and unmapped on their own, and an arena's free top above trimBytes is returned.
+ * False where the C library is not glibc.
+ */
+export function mallocThresholds(mmapBytes: number, trimBytes: number): boolean {
+  return loadAddon().mallocThresholds(mmapBytes, trimBytes);
 }
 
 /** SKF_NET_OFF: classic BPF loads relative to the network header (linux/filter.h). */

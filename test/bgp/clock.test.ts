@@ -34,6 +34,16 @@ describe("realClock.setTimer", () => {
     expect(fired).toBe(false);
   });
 
+  it("cancels a short timer, which is not fired", () => {
+    vi.useFakeTimers();
+    let n = 0;
+    const t = realClock.setTimer(5000, () => n++);
+    vi.advanceTimersByTime(4999);
+    t.cancel();
+    vi.advanceTimersByTime(10_000);
+    expect(n).toBe(0);
+  });
+
   it("fires a short timer once", () => {
     vi.useFakeTimers();
     let n = 0;

@@ -4,7 +4,10 @@
 // BIRD 2 as the same reflector. Each must bring every client every other client's /26 from a
 // cold start, bring all back after 10 % of the clients reset at once, and close no session
 // itself (no NOTIFICATION, no hold timer run out on either side), and report its memory in parts
-// (RssAnon + RssFile + RssShmem, Ocelot's V8 heap). Speed is the bench's.
+// (RssAnon + RssFile + RssShmem, Ocelot's V8 heap). The mesh form (the DUT one node of a full
+// mesh of 50, the peers behind the generator's one address, their own addresses the next hops
+// of the routes the DUT installs) must put every peer's /26 in the DUT's kernel and its own /26
+// at every peer. Speed is the bench's.
 import { describe, expect, it } from "vitest";
 import { runScenario, type Target } from "../../bench/rr_scale.js";
 import { hangLimit } from "../helpers/limits.js";
@@ -54,6 +57,25 @@ describe.skipIf(skip)("route reflector with 50 clients", () => {
         expect(r.atEnd.heapUsedMiB).toBeGreaterThan(0);
         expect(r.atEnd.heapTotalMiB).toBeGreaterThanOrEqual(r.atEnd.heapUsedMiB as number);
       } else expect(r.atEnd.heapUsedMiB).toBeUndefined();
+    }, 600_000);
+
+    it(`${target}: one node of a 50-node mesh installs every peer's /26, drops no session`, async () => {
+      const r = await runScenario({
+        target,
+        mode: "mesh",
+        n: N,
+        hold: 30,
+        limitMs: hangLimit(120_000),
+        log: () => {},
+      });
+      expect(
+        r.convergeMs,
+        "every peer has the DUT's /26, the DUT's kernel every peer's",
+      ).not.toBeNull();
+      expect(r.dutRoutes, "the DUT's kernel routes to the peers' /26s").toBe(N);
+      expect(r.notificationsRx, "NOTIFICATIONs from the DUT").toEqual({});
+      expect(r.holdExpiredHere, "hold timers run out at the peers").toBe(0);
+      expect(r.unexpectedCloses, "established sessions the DUT closed").toBe(0);
     }, 600_000);
   }
 });

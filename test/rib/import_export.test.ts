@@ -70,6 +70,46 @@ describe("import checks", () => {
     });
   });
 
+  it("a peer with few paths among many attribute sets gets the same verdicts without a cache the table's size", () => {
+    // A reflector's clients: each sends one path with an attribute set of its own, so the
+    // attribute ids run to ~N while each client holds one path.
+    const rib = makeRib({ clusterId: "10.255.0.1" });
+    const n = 300;
+    const clients = Array.from({ length: n }, (_, i) =>
+      peer(rib, {
+        address: `10.1.${i >> 8}.${i & 255}`,
+        asn: LOCAL_AS,
+        routeReflectorClient: true,
+      }),
+    );
+    const ours = parseRouterId("10.255.0.1");
+    for (const [i, c] of clients.entries()) {
+      // Every tenth carries our cluster id (a reflection loop), the others are accepted.
+      announce(rib, c, `10.128.${i >> 2}.${(i & 3) * 64}/26`, {
+        nextHop: `10.1.${i >> 8}.${i & 255}`,
+        clusterList: i % 10 === 9 ? [7, ours] : [7 + i],
+      });
+      rib.drain();
+    }
+    // The last client again, with the same set (a verdict not cached is worked out again).
+    const last = n - 1;
+    announce(rib, clients[last] as number, `10.128.${last >> 2}.${(last & 3) * 64}/26`, {
+      nextHop: `10.1.${last >> 8}.${last & 255}`,
+      clusterList: [7, ours],
+    });
+    rib.drain();
+    for (const [i, c] of clients.entries())
+      expect(rib.peerCounts(c)).toMatchObject(
+        i % 10 === 9
+          ? { received: 1, accepted: 0, rejected: { ClusterListLoop: 1 } }
+          : { received: 1, accepted: 1 },
+      );
+    const caches = (rib as unknown as { peers: { verdict: Uint8Array }[] }).peers.map(
+      (r) => r.verdict.length,
+    );
+    expect(Math.max(...caches)).toBeLessThanOrEqual(128);
+  });
+
   it("an import filter reject is kept (soft reconfiguration) and re-evaluated when the policy changes", () => {
     const rib = makeRib();
     const pools = ["10.244.0.0/16"];

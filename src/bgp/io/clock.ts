@@ -15,9 +15,25 @@ export interface Clock {
 /** The longest delay setTimeout takes (a longer one fires at once, with a warning). */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
+/**
+ * A running setTimeout as a handle: an object of its own, not closures (each session keeps its
+ * hold and keepalive timers running, 1,000 sessions at a reflector).
+ */
+class TimeoutHandle implements TimerHandle {
+  constructor(private readonly t: ReturnType<typeof setTimeout>) {}
+  cancel(): void {
+    clearTimeout(this.t);
+  }
+}
+
 export const realClock: Clock = {
   now: () => Date.now(),
   setTimer(ms, fire) {
+    if (ms <= MAX_TIMEOUT_MS) {
+      const t = setTimeout(fire, ms);
+      t.unref?.();
+      return new TimeoutHandle(t);
+    }
     // Long timers (RFC 9494's stale time goes up to 194 days) are chained in steps.
     const end = Date.now() + ms;
     let t: ReturnType<typeof setTimeout>;

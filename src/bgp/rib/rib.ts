@@ -347,6 +347,8 @@ const NONE = -1;
 const PRIORITY_BASE = 2147483647;
 /** pathFlag: low bits the import verdict (RejectReason, 0 accepted), high bit stale (GR). */
 const VERDICT_MASK = 0x7f;
+/** A peer's verdict cache covers attribute ids below this + 4 × its paths (importVerdict). */
+const VERDICT_CACHE_BASE = 64;
 const FLAG_STALE = 0x80;
 /** The decision steps in order (BestReason codes from Local to PathId). */
 const STEP_FIRST = 2;
@@ -1354,12 +1356,19 @@ export class Rib<A> {
       rec.verdict.fill(0);
       rec.verdictEpoch = this.attrs.epoch;
     }
-    if (attrId >= rec.verdict.length) rec.verdict = growU8(rec.verdict, attrId + 1);
-    let v = (rec.verdict[attrId] as number) - 1;
-    if (v < 0) {
-      v = this.attrVerdict(rec, attrId);
-      rec.verdict[attrId] = v + 1;
-    }
+    // The cache is indexed by attribute id, and ids are the whole RIB's: a peer that sent a
+    // few paths is not given a cache the size of the table (a reflector's 1,000 clients, each
+    // with an attribute set of its own, held 1 KiB each: N² bytes in all). Past what its own
+    // paths could use, the checks run uncached (they are a few comparisons).
+    let v: number;
+    if (attrId < rec.verdict.length || attrId < VERDICT_CACHE_BASE + 4 * rec.received) {
+      if (attrId >= rec.verdict.length) rec.verdict = growU8(rec.verdict, attrId + 1);
+      v = (rec.verdict[attrId] as number) - 1;
+      if (v < 0) {
+        v = this.attrVerdict(rec, attrId);
+        rec.verdict[attrId] = v + 1;
+      }
+    } else v = this.attrVerdict(rec, attrId);
     if (v !== 0) return v;
     const pol = rec.info.importPolicy;
     if (pol === undefined) return 0;
