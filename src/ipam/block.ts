@@ -308,10 +308,36 @@ export class BlockDraft {
       seqForAllocation: this.seqs ?? this.base.seqForAllocation,
       emptySince: null,
     };
-    // The base's attributes are kept as they were (only appended to): encodeBlock may extend
-    // the base's stored form instead of writing the whole block again.
-    drafted.set(block, { base: this.base, added: this.added });
+    // The base's attributes are kept as they were (only appended to): encodeBlock, which every
+    // caller runs right after, may extend the base's stored form instead of writing the whole
+    // block again.
+    draftBlock = block;
+    draftBase = this.base;
+    draftAdded = this.added;
     return block;
+  }
+
+  /**
+   * One address for a handle that holds none in this block (the caller checked: a pod's first
+   * try), from the head of the free queue, nothing reserved: attrs is appended as it is (the
+   * caller hands it over, made for this call), with no search for an equal attribute and no
+   * copy. Undefined when the block is full.
+   */
+  assignNew(attrs: AllocationAttributes): Assigned | undefined {
+    const o = this.unallocated[0];
+    if (o === undefined) return undefined;
+    this.unallocated = this.unallocated.slice(1);
+    this.owner ??= this.base.owner.slice();
+    this.seqs ??= SequenceMap.copyOf(this.base.seqForAllocation, this.base.owner.length);
+    this.attributes ??= appendable(this.base.attributes);
+    const idx = this.attributes.length;
+    this.attributes.push(attrs);
+    this.added.push(o);
+    this.owner[o] = idx;
+    this.seqs.set(o, this.sequenceNumber);
+    const assigned: Assigned = { ordinal: o, sequence: this.sequenceNumber };
+    this.sequenceNumber++;
+    return assigned;
   }
 }
 
@@ -484,21 +510,38 @@ interface EncodedParts {
 }
 
 const encodedParts = new WeakMap<Block, EncodedParts>();
-/** Blocks made by BlockDraft.finish: their base and the ordinals the draft assigned. */
-const drafted = new WeakMap<Block, { base: Block; added: readonly number[] }>();
+/**
+ * The block BlockDraft.finish made last, its base and the ordinals the draft assigned: one slot,
+ * not a map per block. Every caller encodes the block it finished at once (the write that
+ * follows), so one slot is all the extension needs; a block met later (the slot taken by
+ * another) is encoded in full, the same text. Cleared once that block is encoded: the slot must
+ * not keep a chain of versions alive (see encodeBlock).
+ */
+let draftBlock: Block | undefined;
+let draftBase: Block | undefined;
+let draftAdded: readonly number[] | undefined;
 
 export function encodeBlock(b: Block): string {
   // Written by hand rather than JSON.stringify of a fresh object: this runs once per pod, and
   // each attribute's JSON is kept between block versions (attributes are shared). The output
   // is exactly what JSON.stringify gives for the same object (test/ipam/block.test.ts).
-  const parts = encodedParts.get(b) ?? extendedParts(b) ?? fullParts(b);
-  encodedParts.set(b, parts);
+  let parts = encodedParts.get(b);
+  if (parts === undefined) {
+    parts =
+      (b === draftBlock ? extendedParts(b, draftBase as Block, draftAdded as number[]) : undefined) ??
+      fullParts(b);
+    encodedParts.set(b, parts);
+  }
   // Its parts known, the block needs its base no more (a later draft extends these parts). The
-  // link kept, a chain through this WeakMap held every earlier version of a cached block alive,
-  // each with its `added` ordinals; in a process still warming up V8 then threw away the
-  // optimized code of everything that builds a draft (an allocation-site dependency), which no
-  // longer happens with the chain cut (bench/ipam_assign.ts's first row, README).
-  drafted.delete(b);
+  // link kept, a chain of drafts held every earlier version of a cached block alive, each with
+  // its `added` ordinals; in a process still warming up V8 then threw away the optimized code
+  // of everything that builds a draft (an allocation-site dependency), which no longer happens
+  // with the chain cut (bench/ipam_assign.ts's first row, README).
+  if (b === draftBlock) {
+    draftBlock = undefined;
+    draftBase = undefined;
+    draftAdded = undefined;
+  }
   return (
     `${parts.head}"allocated":"${bitmapBase64(b)}",` +
     `"owners":[${parts.owners}],"sequences":[${parts.sequences}],"unallocated":${runsJson(b.unallocated)},` +
@@ -535,33 +578,32 @@ function fullParts(b: Block): EncodedParts {
 }
 
 /** The parts of a drafted block from its base's, when the draft only appended (see EncodedParts). */
-function extendedParts(b: Block): EncodedParts | undefined {
-  const d = drafted.get(b);
-  if (d === undefined) return undefined;
-  const base = encodedParts.get(d.base);
+function extendedParts(b: Block, from: Block, added: readonly number[]): EncodedParts | undefined {
+  const base = encodedParts.get(from);
   if (
     base === undefined ||
     base.affinity !== b.affinity ||
-    d.base.cidr !== b.cidr ||
-    d.base.affinityClaimTime !== b.affinityClaimTime ||
+    from.cidr !== b.cidr ||
+    from.affinityClaimTime !== b.affinityClaimTime ||
     base.attributeCount > b.attributes.length
   )
     return undefined;
   let last = base.lastOrdinal;
-  for (const o of d.added) {
+  for (const o of added) {
     if (o <= last) return undefined;
     last = o;
   }
   let owners = base.owners;
   let sequences = base.sequences;
-  for (const o of d.added) {
+  for (const o of added) {
     const sep = owners.length > 0 ? "," : "";
     owners += `${sep}${b.owner[o] as number}`;
     sequences += `${sep}${b.seqForAllocation.get(o) ?? 0}`;
   }
   let attributes = base.attributes;
   for (let i = base.attributeCount; i < b.attributes.length; i++)
-    attributes += `${attributes.length > 0 ? "," : ""}${storedAttributeJson(b, b.attributes[i] as AllocationAttributes)}`;
+    // A draft's new attribute (appended by it, encoded once here): not memoized.
+    attributes += `${attributes.length > 0 ? "," : ""}${attributeJson(b, b.attributes[i] as AllocationAttributes)}`;
   return {
     head: base.head,
     affinity: b.affinity,
@@ -801,19 +843,21 @@ const storedAttributes = new WeakMap<
 function storedAttributeJson(b: Block, a: AllocationAttributes): string {
   const memo = storedAttributes.get(a);
   if (memo !== undefined && memo.affinity === b.affinity) return memo.json;
-  let json: string;
-  if (onlyOwnNode(b, a.secondary)) json = `[${JSON.stringify(a.handleId)}]`;
-  else {
-    const secondary = storedSecondary(b, a);
-    let stored: StoredAttribute = [a.handleId];
-    for (const _ in secondary) {
-      stored = [a.handleId, secondary];
-      break;
-    }
-    json = JSON.stringify(stored);
-  }
+  const json = attributeJson(b, a);
   storedAttributes.set(a, { affinity: b.affinity, json });
   return json;
+}
+
+/** storedAttributeJson without its memo. */
+function attributeJson(b: Block, a: AllocationAttributes): string {
+  if (onlyOwnNode(b, a.secondary)) return `[${JSON.stringify(a.handleId)}]`;
+  const secondary = storedSecondary(b, a);
+  let stored: StoredAttribute = [a.handleId];
+  for (const _ in secondary) {
+    stored = [a.handleId, secondary];
+    break;
+  }
+  return JSON.stringify(stored);
 }
 
 const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -47,6 +47,7 @@ import {
   hostAffinity,
   IpamDataError,
   isEmpty,
+  NOTHING_RESERVED,
   newBlock,
   ordinalOf,
   ordinalsOfHandle,
@@ -371,11 +372,17 @@ export class IpamStore {
     let recordPresent = false;
     try {
       const draft = new BlockDraft(base);
-      const got = draft.assign(
-        1,
-        { handleId: req.handleId, secondary: { ...(req.attrs ?? {}), node: req.node } },
-        reservedIn(base.cidr, ctx.reservations),
-      )[0];
+      // One copy of the pod's attributes, handed to the draft (no cached block holds the
+      // handle: assignAlone asked the index), unless a reservation touches the block.
+      const attrs: AllocationAttributes = {
+        handleId: req.handleId,
+        secondary: { ...(req.attrs ?? {}), node: req.node },
+      };
+      const reserved = reservedIn(base.cidr, ctx.reservations);
+      const got =
+        reserved === NOTHING_RESERVED
+          ? draft.assignNew(attrs)
+          : draft.assign(1, attrs, reserved)[0];
       if (got !== undefined) {
         const block = draft.finish();
         try {
