@@ -528,8 +528,9 @@ export function encodeBlock(b: Block): string {
   let parts = encodedParts.get(b);
   if (parts === undefined) {
     parts =
-      (b === draftBlock ? extendedParts(b, draftBase as Block, draftAdded as number[]) : undefined) ??
-      fullParts(b);
+      (b === draftBlock
+        ? extendedParts(b, draftBase as Block, draftAdded as number[])
+        : undefined) ?? fullParts(b);
     encodedParts.set(b, parts);
   }
   // Its parts known, the block needs its base no more (a later draft extends these parts). The
