@@ -491,25 +491,34 @@ function compactAttributes(
 // "sequences" key rather than misread it.
 
 /**
- * A block's stored form in pieces, kept per block value: the next version drafted from it by
- * assignments at higher ordinals (a block filling up: the free queue's head is its lowest free
- * ordinal) extends these strings instead of writing every allocation again.
+ * A block's stored form, kept per block value, with where its arrays' contents lie in it: the
+ * next version drafted from it by assignments at higher ordinals (a block filling up: the free
+ * queue's head is its lowest free ordinal) is this text patched: the same head, each array's
+ * old contents sliced out of it (a slice of a flat string costs no copy) and the new entries
+ * appended, the short fields (bitmap, free runs, counters) written anew. Built from slices of
+ * one flat string rather than kept as strings grown by appending, whose chains of pieces V8
+ * walked to flatten for the write (the profile's String::WriteToFlat) and the scavenger copied.
  */
-interface EncodedParts {
-  /** `{"cidr":...,"affinityClaimTime":...,` up to "allocated". */
-  head: string;
+interface EncodedForm {
+  /** The whole stored form (what encodeBlock returned for the block). */
+  text: string;
+  /** Where `"allocated"` starts: text before it is the head (cidr, affinity, claim time). */
+  headEnd: number;
+  /** [from, to) of the contents of the "owners", "sequences" and "attributes" arrays. */
+  ownersFrom: number;
+  ownersTo: number;
+  sequencesFrom: number;
+  sequencesTo: number;
+  attributesFrom: number;
+  attributesTo: number;
   affinity: string | null;
-  /** The contents of the "owners", "sequences" and "attributes" arrays, without brackets. */
-  owners: string;
-  sequences: string;
-  attributes: string;
-  /** Attributes encoded in `attributes`. */
+  /** Attributes encoded in the text. */
   attributeCount: number;
   /** Highest allocated ordinal (-1 when none). */
   lastOrdinal: number;
 }
 
-const encodedParts = new WeakMap<Block, EncodedParts>();
+const encodedForms = new WeakMap<Block, EncodedForm>();
 /**
  * The block BlockDraft.finish made last, its base and the ordinals the draft assigned: one slot,
  * not a map per block. Every caller encodes the block it finished at once (the write that
@@ -525,15 +534,15 @@ export function encodeBlock(b: Block): string {
   // Written by hand rather than JSON.stringify of a fresh object: this runs once per pod, and
   // each attribute's JSON is kept between block versions (attributes are shared). The output
   // is exactly what JSON.stringify gives for the same object (test/ipam/block.test.ts).
-  let parts = encodedParts.get(b);
-  if (parts === undefined) {
-    parts =
+  let form = encodedForms.get(b);
+  if (form === undefined) {
+    form =
       (b === draftBlock
-        ? extendedParts(b, draftBase as Block, draftAdded as number[])
-        : undefined) ?? fullParts(b);
-    encodedParts.set(b, parts);
+        ? extendedForm(b, draftBase as Block, draftAdded as number[])
+        : undefined) ?? fullForm(b);
+    encodedForms.set(b, form);
   }
-  // Its parts known, the block needs its base no more (a later draft extends these parts). The
+  // Its form known, the block needs its base no more (a later draft extends this form). The
   // link kept, a chain of drafts held every earlier version of a cached block alive, each with
   // its `added` ordinals; in a process still warming up V8 then threw away the optimized code
   // of everything that builds a draft (an allocation-site dependency), which no longer happens
@@ -543,15 +552,50 @@ export function encodeBlock(b: Block): string {
     draftBase = undefined;
     draftAdded = undefined;
   }
-  return (
-    `${parts.head}"allocated":"${bitmapBase64(b)}",` +
-    `"owners":[${parts.owners}],"sequences":[${parts.sequences}],"unallocated":${runsJson(b.unallocated)},` +
-    `"attributes":[${parts.attributes}],"sequenceNumber":${JSON.stringify(b.sequenceNumber)},` +
-    `"emptySince":${JSON.stringify(b.emptySince)}}`
-  );
+  return form.text;
 }
 
-function fullParts(b: Block): EncodedParts {
+/** The stored form from its pieces, noting where each array's contents lie. */
+function assemble(
+  b: Block,
+  head: string,
+  owners: string,
+  sequences: string,
+  attributes: string,
+  attributeCount: number,
+  lastOrdinal: number,
+): EncodedForm {
+  let text = `${head}"allocated":"${bitmapBase64(b)}","owners":[`;
+  const ownersFrom = text.length;
+  text += owners;
+  const ownersTo = text.length;
+  text += '],"sequences":[';
+  const sequencesFrom = text.length;
+  text += sequences;
+  const sequencesTo = text.length;
+  text += `],"unallocated":${runsJson(b.unallocated)},"attributes":[`;
+  const attributesFrom = text.length;
+  text += attributes;
+  const attributesTo = text.length;
+  text +=
+    `],"sequenceNumber":${JSON.stringify(b.sequenceNumber)},` +
+    `"emptySince":${JSON.stringify(b.emptySince)}}`;
+  return {
+    text,
+    headEnd: head.length,
+    ownersFrom,
+    ownersTo,
+    sequencesFrom,
+    sequencesTo,
+    attributesFrom,
+    attributesTo,
+    affinity: b.affinity,
+    attributeCount,
+    lastOrdinal,
+  };
+}
+
+function fullForm(b: Block): EncodedForm {
   const size = b.owner.length;
   const owners: number[] = [];
   const sequences: number[] = [];
@@ -565,22 +609,21 @@ function fullParts(b: Block): EncodedParts {
   }
   const attributes: string[] = [];
   for (const a of b.attributes) attributes.push(storedAttributeJson(b, a));
-  return {
-    head:
-      `{"cidr":${JSON.stringify(formatCidr(b.cidr))},"affinity":${JSON.stringify(b.affinity)},` +
+  return assemble(
+    b,
+    `{"cidr":${JSON.stringify(formatCidr(b.cidr))},"affinity":${JSON.stringify(b.affinity)},` +
       `"affinityClaimTime":${JSON.stringify(b.affinityClaimTime)},`,
-    affinity: b.affinity,
-    owners: owners.join(","),
-    sequences: sequences.join(","),
-    attributes: attributes.join(","),
-    attributeCount: b.attributes.length,
+    owners.join(","),
+    sequences.join(","),
+    attributes.join(","),
+    b.attributes.length,
     lastOrdinal,
-  };
+  );
 }
 
-/** The parts of a drafted block from its base's, when the draft only appended (see EncodedParts). */
-function extendedParts(b: Block, from: Block, added: readonly number[]): EncodedParts | undefined {
-  const base = encodedParts.get(from);
+/** A drafted block's form patched from its base's, when the draft only appended (see EncodedForm). */
+function extendedForm(b: Block, from: Block, added: readonly number[]): EncodedForm | undefined {
+  const base = encodedForms.get(from);
   if (
     base === undefined ||
     base.affinity !== b.affinity ||
@@ -594,26 +637,27 @@ function extendedParts(b: Block, from: Block, added: readonly number[]): Encoded
     if (o <= last) return undefined;
     last = o;
   }
-  let owners = base.owners;
-  let sequences = base.sequences;
+  const text = base.text;
+  let owners = text.slice(base.ownersFrom, base.ownersTo);
+  let sequences = text.slice(base.sequencesFrom, base.sequencesTo);
   for (const o of added) {
     const sep = owners.length > 0 ? "," : "";
     owners += `${sep}${b.owner[o] as number}`;
     sequences += `${sep}${b.seqForAllocation.get(o) ?? 0}`;
   }
-  let attributes = base.attributes;
+  let attributes = text.slice(base.attributesFrom, base.attributesTo);
   for (let i = base.attributeCount; i < b.attributes.length; i++)
     // A draft's new attribute (appended by it, encoded once here): not memoized.
     attributes += `${attributes.length > 0 ? "," : ""}${attributeJson(b, b.attributes[i] as AllocationAttributes)}`;
-  return {
-    head: base.head,
-    affinity: b.affinity,
+  return assemble(
+    b,
+    text.slice(0, base.headEnd),
     owners,
     sequences,
     attributes,
-    attributeCount: b.attributes.length,
-    lastOrdinal: last,
-  };
+    b.attributes.length,
+    last,
+  );
 }
 
 /** bitmapOf's output, reused (encodeBlock runs once per pod; its bitmap is used at once). */
