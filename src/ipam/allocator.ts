@@ -164,15 +164,19 @@ export function pickAffineBlock(
   // before any pool or reservation check.
   let best: Block | undefined;
   for (const b of affine) {
-    if (b.unallocated.length === 0) continue;
     if (best !== undefined && b.cidr.base >= best.cidr.base) continue;
-    if (poolOfBlock(pools, b.cidr) === undefined) continue;
-    // Free ordinals and no reservation in the block: room, without counting.
-    const reserved = reservedIn(b.cidr, reservations);
-    if (reserved !== NOTHING_RESERVED && freeCount(b, reserved) === 0) continue;
-    best = b;
+    if (canTake(b, pools, reservations)) best = b;
   }
   return best;
+}
+
+/** True when block b can give an address from pools: not full, in one of them, not all reserved. */
+export function canTake(b: Block, pools: readonly Pool[], reservations: readonly Cidr[]): boolean {
+  if (b.unallocated.length === 0) return false;
+  if (poolOfBlock(pools, b.cidr) === undefined) return false;
+  // Free ordinals and no reservation in the block: room, without counting.
+  const reserved = reservedIn(b.cidr, reservations);
+  return reserved === NOTHING_RESERVED || freeCount(b, reserved) > 0;
 }
 
 /** A stable per-node starting offset, so nodes spread over a pool instead of racing for block 0. */

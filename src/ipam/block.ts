@@ -491,7 +491,7 @@ function compactAttributes(
 // "sequences" key rather than misread it.
 
 /**
- * A block's stored form, kept per block value, with where its arrays' contents lie in it: the
+ * A block's stored form, kept for the blocks encoded last (formOf), with where its arrays' contents lie in it: the
  * next version drafted from it by assignments at higher ordinals (a block filling up: the free
  * queue's head is its lowest free ordinal) is this text patched: the same head, each array's
  * old contents sliced out of it (a slice of a flat string costs no copy) and the new entries
@@ -518,7 +518,27 @@ interface EncodedForm {
   lastOrdinal: number;
 }
 
-const encodedForms = new WeakMap<Block, EncodedForm>();
+/**
+ * The forms of the blocks encoded last, a ring of FORM_SLOTS: a block is encoded once per
+ * version and the next version extends it, so the few blocks a process is writing are what it
+ * needs (a block not found is encoded in full: the same text). A ring rather than a WeakMap,
+ * whose insertion per write and the scavenger's ephemeron pass cost more than this scan.
+ */
+const FORM_SLOTS = 16;
+const formBlocks: Array<Block | undefined> = new Array(FORM_SLOTS).fill(undefined);
+const formTexts: Array<EncodedForm | undefined> = new Array(FORM_SLOTS).fill(undefined);
+let formNext = 0;
+
+function formOf(b: Block): EncodedForm | undefined {
+  for (let i = 0; i < FORM_SLOTS; i++) if (formBlocks[i] === b) return formTexts[i];
+  return undefined;
+}
+
+function keepForm(b: Block, form: EncodedForm): void {
+  formBlocks[formNext] = b;
+  formTexts[formNext] = form;
+  formNext = (formNext + 1) % FORM_SLOTS;
+}
 /**
  * The block BlockDraft.finish made last, its base and the ordinals the draft assigned: one slot,
  * not a map per block. Every caller encodes the block it finished at once (the write that
@@ -534,13 +554,13 @@ export function encodeBlock(b: Block): string {
   // Written by hand rather than JSON.stringify of a fresh object: this runs once per pod, and
   // each attribute's JSON is kept between block versions (attributes are shared). The output
   // is exactly what JSON.stringify gives for the same object (test/ipam/block.test.ts).
-  let form = encodedForms.get(b);
+  let form = formOf(b);
   if (form === undefined) {
     form =
       (b === draftBlock
         ? extendedForm(b, draftBase as Block, draftAdded as number[])
         : undefined) ?? fullForm(b);
-    encodedForms.set(b, form);
+    keepForm(b, form);
   }
   // Its form known, the block needs its base no more (a later draft extends this form). The
   // link kept, a chain of drafts held every earlier version of a cached block alive, each with
@@ -623,7 +643,7 @@ function fullForm(b: Block): EncodedForm {
 
 /** A drafted block's form patched from its base's, when the draft only appended (see EncodedForm). */
 function extendedForm(b: Block, from: Block, added: readonly number[]): EncodedForm | undefined {
-  const base = encodedForms.get(from);
+  const base = formOf(from);
   if (
     base === undefined ||
     base.affinity !== b.affinity ||

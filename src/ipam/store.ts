@@ -25,6 +25,7 @@ import {
 import { AffineBlocks, type BlockEntry } from "./affine_blocks.js";
 import {
   type AllowedUse,
+  canTake,
   describePools,
   type IpamConfig,
   type Pool,
@@ -347,9 +348,9 @@ export class IpamStore {
     const cached = this.affineCache.get(this.nodeKey(req.node, family));
     if (cached === undefined || cached.holds(req.handleId)) return undefined;
     const pools = this.selectedPools(ctx, family, NO_POOLS, "Workload");
-    const target = this.cachedTarget(req.node, family, pools, ctx);
-    if (target === undefined || this.combiners.has(target.entry.key)) return undefined;
-    return this.writeAlone(req, family, target.entry, ctx, pools);
+    const entry = targetIn(cached, pools, ctx.reservations);
+    if (entry === undefined || this.combiners.has(entry.key)) return undefined;
+    return this.writeAlone(req, family, entry, ctx, pools, cached);
   }
 
   /**
@@ -363,6 +364,7 @@ export class IpamStore {
     entry: BlockEntry,
     ctx: Context,
     pools: Pool[],
+    cached: AffineBlocks,
   ): Promise<AssignedAddress[]> {
     const { key, block: base } = entry;
     const c: Combiner = { entry, queue: [], running: true };
@@ -390,7 +392,11 @@ export class IpamStore {
             this.keys.handle(req.handleId),
           ]);
           c.entry = { key, rev: kv.modRevision, block };
-          this.rememberBlock(req.node, family, c.entry);
+          // Into the node's cache as rememberBlock would (the block is the node's own), unless
+          // that cache was replaced meanwhile.
+          if (this.affineCache.get(this.nodeKey(req.node, family)) === cached)
+            cached.set(key, c.entry);
+          else this.rememberBlock(req.node, family, c.entry);
           out = [
             {
               address: addressOf(base, got.ordinal),
@@ -978,15 +984,9 @@ export class IpamStore {
     pools: Pool[],
     ctx: Context,
   ): { entry: BlockEntry; borrowed: boolean } | undefined {
-    if (pools.length === 0) return undefined;
     const cached = this.affineCache.get(this.nodeKey(node, family));
     if (!cached) return undefined;
-    let entry: BlockEntry | undefined;
-    for (const e of cached.values()) {
-      if (e.block.unallocated.length === 0) continue;
-      if (entry !== undefined && e.block.cidr.base >= entry.block.cidr.base) continue;
-      if (pickAffineBlock([e.block], pools, ctx.reservations) !== undefined) entry = e;
-    }
+    const entry = targetIn(cached, pools, ctx.reservations);
     return entry ? { entry, borrowed: false } : undefined;
   }
 
@@ -1209,9 +1209,9 @@ export class IpamStore {
   private rememberBlock(node: string, family: Family, entry: BlockEntry): void {
     if (entry.block.affinity !== hostAffinity(node)) return;
     const k = this.nodeKey(node, family);
-    const m = this.affineCache.get(k) ?? new AffineBlocks();
-    m.set(entry.key, entry);
-    this.affineCache.set(k, m);
+    const m = this.affineCache.get(k);
+    if (m !== undefined) m.set(entry.key, entry);
+    else this.affineCache.set(k, new AffineBlocks().set(entry.key, entry));
   }
 
   private refreshFromConflict(
@@ -1624,4 +1624,23 @@ export class IpamStore {
     const cap = Math.min(100, 2 * 2 ** Math.min(attempt, 6));
     await this.sleep(Math.floor(this.random() * cap));
   }
+}
+
+/**
+ * The lowest-addressed of a node's cached blocks that can take an address from pools (not full,
+ * in one of them, not wholly reserved); undefined when none can.
+ */
+function targetIn(
+  cached: AffineBlocks,
+  pools: readonly Pool[],
+  reservations: readonly Cidr[],
+): BlockEntry | undefined {
+  if (pools.length === 0) return undefined;
+  let entry: BlockEntry | undefined;
+  for (const e of cached.values()) {
+    if (e.block.unallocated.length === 0) continue;
+    if (entry !== undefined && e.block.cidr.base >= entry.block.cidr.base) continue;
+    if (canTake(e.block, pools, reservations)) entry = e;
+  }
+  return entry;
 }
