@@ -120,10 +120,19 @@ function poolCidrEquals(p: Pool, text: string): boolean {
 }
 
 export function poolOfBlock(pools: readonly Pool[], block: Cidr): Pool | undefined {
-  return pools.find(
+  // Asked for a node's current block on every assignment, with the same pools (a context's
+  // selection) and the same Cidr object (every version of a block shares it): kept per Cidr.
+  const memo = blockPools.get(block);
+  if (memo !== undefined && memo.pools === pools) return memo.pool;
+  const pool = pools.find(
     (p) => cidrContains(p.cidr, block.family, block.base) && block.prefixLen === p.blockSize,
   );
+  blockPools.set(block, { pools, pool });
+  return pool;
 }
+
+/** poolOfBlock's last answer per block CIDR, with the pools list it was asked of. */
+const blockPools = new WeakMap<Cidr, { pools: readonly Pool[]; pool: Pool | undefined }>();
 
 /** A predicate over a block's ordinals: true for addresses inside any reservation. */
 export function reservedIn(
@@ -155,13 +164,19 @@ export function pickAffineBlock(
   // before any pool or reservation check.
   let best: Block | undefined;
   for (const b of affine) {
-    if (b.unallocated.length === 0) continue;
     if (best !== undefined && b.cidr.base >= best.cidr.base) continue;
-    if (poolOfBlock(pools, b.cidr) === undefined) continue;
-    if (freeCount(b, reservedIn(b.cidr, reservations)) === 0) continue;
-    best = b;
+    if (canTake(b, pools, reservations)) best = b;
   }
   return best;
+}
+
+/** True when block b can give an address from pools: not full, in one of them, not all reserved. */
+export function canTake(b: Block, pools: readonly Pool[], reservations: readonly Cidr[]): boolean {
+  if (b.unallocated.length === 0) return false;
+  if (poolOfBlock(pools, b.cidr) === undefined) return false;
+  // Free ordinals and no reservation in the block: room, without counting.
+  const reserved = reservedIn(b.cidr, reservations);
+  return reserved === NOTHING_RESERVED || freeCount(b, reserved) > 0;
 }
 
 /** A stable per-node starting offset, so nodes spread over a pool instead of racing for block 0. */

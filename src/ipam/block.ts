@@ -308,10 +308,36 @@ export class BlockDraft {
       seqForAllocation: this.seqs ?? this.base.seqForAllocation,
       emptySince: null,
     };
-    // The base's attributes are kept as they were (only appended to): encodeBlock may extend
-    // the base's stored form instead of writing the whole block again.
-    drafted.set(block, { base: this.base, added: this.added });
+    // The base's attributes are kept as they were (only appended to): encodeBlock, which every
+    // caller runs right after, may extend the base's stored form instead of writing the whole
+    // block again.
+    draftBlock = block;
+    draftBase = this.base;
+    draftAdded = this.added;
     return block;
+  }
+
+  /**
+   * One address for a handle that holds none in this block (the caller checked: a pod's first
+   * try), from the head of the free queue, nothing reserved: attrs is appended as it is (the
+   * caller hands it over, made for this call), with no search for an equal attribute and no
+   * copy. Undefined when the block is full.
+   */
+  assignNew(attrs: AllocationAttributes): Assigned | undefined {
+    const o = this.unallocated[0];
+    if (o === undefined) return undefined;
+    this.unallocated = this.unallocated.slice(1);
+    this.owner ??= this.base.owner.slice();
+    this.seqs ??= SequenceMap.copyOf(this.base.seqForAllocation, this.base.owner.length);
+    this.attributes ??= appendable(this.base.attributes);
+    const idx = this.attributes.length;
+    this.attributes.push(attrs);
+    this.added.push(o);
+    this.owner[o] = idx;
+    this.seqs.set(o, this.sequenceNumber);
+    const assigned: Assigned = { ordinal: o, sequence: this.sequenceNumber };
+    this.sequenceNumber++;
+    return assigned;
   }
 }
 
@@ -465,49 +491,131 @@ function compactAttributes(
 // "sequences" key rather than misread it.
 
 /**
- * A block's stored form in pieces, kept per block value: the next version drafted from it by
- * assignments at higher ordinals (a block filling up: the free queue's head is its lowest free
- * ordinal) extends these strings instead of writing every allocation again.
+ * A block's stored form, kept for the blocks encoded last (formOf), with where its arrays' contents lie in it: the
+ * next version drafted from it by assignments at higher ordinals (a block filling up: the free
+ * queue's head is its lowest free ordinal) is this text patched: the same head, each array's
+ * old contents sliced out of it (a slice of a flat string costs no copy) and the new entries
+ * appended, the short fields (bitmap, free runs, counters) written anew. Built from slices of
+ * one flat string rather than kept as strings grown by appending, whose chains of pieces V8
+ * walked to flatten for the write (the profile's String::WriteToFlat) and the scavenger copied.
  */
-interface EncodedParts {
-  /** `{"cidr":...,"affinityClaimTime":...,` up to "allocated". */
-  head: string;
+interface EncodedForm {
+  /** The whole stored form (what encodeBlock returned for the block). */
+  text: string;
+  /** Where `"allocated"` starts: text before it is the head (cidr, affinity, claim time). */
+  headEnd: number;
+  /** [from, to) of the contents of the "owners", "sequences" and "attributes" arrays. */
+  ownersFrom: number;
+  ownersTo: number;
+  sequencesFrom: number;
+  sequencesTo: number;
+  attributesFrom: number;
+  attributesTo: number;
   affinity: string | null;
-  /** The contents of the "owners", "sequences" and "attributes" arrays, without brackets. */
-  owners: string;
-  sequences: string;
-  attributes: string;
-  /** Attributes encoded in `attributes`. */
+  /** Attributes encoded in the text. */
   attributeCount: number;
   /** Highest allocated ordinal (-1 when none). */
   lastOrdinal: number;
 }
 
-const encodedParts = new WeakMap<Block, EncodedParts>();
-/** Blocks made by BlockDraft.finish: their base and the ordinals the draft assigned. */
-const drafted = new WeakMap<Block, { base: Block; added: readonly number[] }>();
+/**
+ * The forms of the blocks encoded last, a ring of FORM_SLOTS: a block is encoded once per
+ * version and the next version extends it, so the few blocks a process is writing are what it
+ * needs (a block not found is encoded in full: the same text). A ring rather than a WeakMap,
+ * whose insertion per write and the scavenger's ephemeron pass cost more than this scan.
+ */
+const FORM_SLOTS = 16;
+const formBlocks: Array<Block | undefined> = new Array(FORM_SLOTS).fill(undefined);
+const formTexts: Array<EncodedForm | undefined> = new Array(FORM_SLOTS).fill(undefined);
+let formNext = 0;
+
+function formOf(b: Block): EncodedForm | undefined {
+  for (let i = 0; i < FORM_SLOTS; i++) if (formBlocks[i] === b) return formTexts[i];
+  return undefined;
+}
+
+function keepForm(b: Block, form: EncodedForm): void {
+  formBlocks[formNext] = b;
+  formTexts[formNext] = form;
+  formNext = (formNext + 1) % FORM_SLOTS;
+}
+/**
+ * The block BlockDraft.finish made last, its base and the ordinals the draft assigned: one slot,
+ * not a map per block. Every caller encodes the block it finished at once (the write that
+ * follows), so one slot is all the extension needs; a block met later (the slot taken by
+ * another) is encoded in full, the same text. Cleared once that block is encoded: the slot must
+ * not keep a chain of versions alive (see encodeBlock).
+ */
+let draftBlock: Block | undefined;
+let draftBase: Block | undefined;
+let draftAdded: readonly number[] | undefined;
 
 export function encodeBlock(b: Block): string {
   // Written by hand rather than JSON.stringify of a fresh object: this runs once per pod, and
   // each attribute's JSON is kept between block versions (attributes are shared). The output
   // is exactly what JSON.stringify gives for the same object (test/ipam/block.test.ts).
-  const parts = encodedParts.get(b) ?? extendedParts(b) ?? fullParts(b);
-  encodedParts.set(b, parts);
-  // Its parts known, the block needs its base no more (a later draft extends these parts). The
-  // link kept, a chain through this WeakMap held every earlier version of a cached block alive,
-  // each with its `added` ordinals; in a process still warming up V8 then threw away the
-  // optimized code of everything that builds a draft (an allocation-site dependency), which no
-  // longer happens with the chain cut (bench/ipam_assign.ts's first row, README).
-  drafted.delete(b);
-  return (
-    `${parts.head}"allocated":"${bitmapBase64(b)}",` +
-    `"owners":[${parts.owners}],"sequences":[${parts.sequences}],"unallocated":${runsJson(b.unallocated)},` +
-    `"attributes":[${parts.attributes}],"sequenceNumber":${JSON.stringify(b.sequenceNumber)},` +
-    `"emptySince":${JSON.stringify(b.emptySince)}}`
-  );
+  let form = formOf(b);
+  if (form === undefined) {
+    form =
+      (b === draftBlock
+        ? extendedForm(b, draftBase as Block, draftAdded as number[])
+        : undefined) ?? fullForm(b);
+    keepForm(b, form);
+  }
+  // Its form known, the block needs its base no more (a later draft extends this form). The
+  // link kept, a chain of drafts held every earlier version of a cached block alive, each with
+  // its `added` ordinals; in a process still warming up V8 then threw away the optimized code
+  // of everything that builds a draft (an allocation-site dependency), which no longer happens
+  // with the chain cut (bench/ipam_assign.ts's first row, README).
+  if (b === draftBlock) {
+    draftBlock = undefined;
+    draftBase = undefined;
+    draftAdded = undefined;
+  }
+  return form.text;
 }
 
-function fullParts(b: Block): EncodedParts {
+/** The stored form from its pieces, noting where each array's contents lie. */
+function assemble(
+  b: Block,
+  head: string,
+  owners: string,
+  sequences: string,
+  attributes: string,
+  attributeCount: number,
+  lastOrdinal: number,
+): EncodedForm {
+  let text = `${head}"allocated":"${bitmapBase64(b)}","owners":[`;
+  const ownersFrom = text.length;
+  text += owners;
+  const ownersTo = text.length;
+  text += '],"sequences":[';
+  const sequencesFrom = text.length;
+  text += sequences;
+  const sequencesTo = text.length;
+  text += `],"unallocated":${runsJson(b.unallocated)},"attributes":[`;
+  const attributesFrom = text.length;
+  text += attributes;
+  const attributesTo = text.length;
+  text +=
+    `],"sequenceNumber":${JSON.stringify(b.sequenceNumber)},` +
+    `"emptySince":${JSON.stringify(b.emptySince)}}`;
+  return {
+    text,
+    headEnd: head.length,
+    ownersFrom,
+    ownersTo,
+    sequencesFrom,
+    sequencesTo,
+    attributesFrom,
+    attributesTo,
+    affinity: b.affinity,
+    attributeCount,
+    lastOrdinal,
+  };
+}
+
+function fullForm(b: Block): EncodedForm {
   const size = b.owner.length;
   const owners: number[] = [];
   const sequences: number[] = [];
@@ -521,56 +629,55 @@ function fullParts(b: Block): EncodedParts {
   }
   const attributes: string[] = [];
   for (const a of b.attributes) attributes.push(storedAttributeJson(b, a));
-  return {
-    head:
-      `{"cidr":${JSON.stringify(formatCidr(b.cidr))},"affinity":${JSON.stringify(b.affinity)},` +
+  return assemble(
+    b,
+    `{"cidr":${JSON.stringify(formatCidr(b.cidr))},"affinity":${JSON.stringify(b.affinity)},` +
       `"affinityClaimTime":${JSON.stringify(b.affinityClaimTime)},`,
-    affinity: b.affinity,
-    owners: owners.join(","),
-    sequences: sequences.join(","),
-    attributes: attributes.join(","),
-    attributeCount: b.attributes.length,
+    owners.join(","),
+    sequences.join(","),
+    attributes.join(","),
+    b.attributes.length,
     lastOrdinal,
-  };
+  );
 }
 
-/** The parts of a drafted block from its base's, when the draft only appended (see EncodedParts). */
-function extendedParts(b: Block): EncodedParts | undefined {
-  const d = drafted.get(b);
-  if (d === undefined) return undefined;
-  const base = encodedParts.get(d.base);
+/** A drafted block's form patched from its base's, when the draft only appended (see EncodedForm). */
+function extendedForm(b: Block, from: Block, added: readonly number[]): EncodedForm | undefined {
+  const base = formOf(from);
   if (
     base === undefined ||
     base.affinity !== b.affinity ||
-    d.base.cidr !== b.cidr ||
-    d.base.affinityClaimTime !== b.affinityClaimTime ||
+    from.cidr !== b.cidr ||
+    from.affinityClaimTime !== b.affinityClaimTime ||
     base.attributeCount > b.attributes.length
   )
     return undefined;
   let last = base.lastOrdinal;
-  for (const o of d.added) {
+  for (const o of added) {
     if (o <= last) return undefined;
     last = o;
   }
-  let owners = base.owners;
-  let sequences = base.sequences;
-  for (const o of d.added) {
+  const text = base.text;
+  let owners = text.slice(base.ownersFrom, base.ownersTo);
+  let sequences = text.slice(base.sequencesFrom, base.sequencesTo);
+  for (const o of added) {
     const sep = owners.length > 0 ? "," : "";
     owners += `${sep}${b.owner[o] as number}`;
     sequences += `${sep}${b.seqForAllocation.get(o) ?? 0}`;
   }
-  let attributes = base.attributes;
+  let attributes = text.slice(base.attributesFrom, base.attributesTo);
   for (let i = base.attributeCount; i < b.attributes.length; i++)
-    attributes += `${attributes.length > 0 ? "," : ""}${storedAttributeJson(b, b.attributes[i] as AllocationAttributes)}`;
-  return {
-    head: base.head,
-    affinity: b.affinity,
+    // A draft's new attribute (appended by it, encoded once here): not memoized.
+    attributes += `${attributes.length > 0 ? "," : ""}${attributeJson(b, b.attributes[i] as AllocationAttributes)}`;
+  return assemble(
+    b,
+    text.slice(0, base.headEnd),
     owners,
     sequences,
     attributes,
-    attributeCount: b.attributes.length,
-    lastOrdinal: last,
-  };
+    b.attributes.length,
+    last,
+  );
 }
 
 /** bitmapOf's output, reused (encodeBlock runs once per pod; its bitmap is used at once). */
@@ -801,19 +908,21 @@ const storedAttributes = new WeakMap<
 function storedAttributeJson(b: Block, a: AllocationAttributes): string {
   const memo = storedAttributes.get(a);
   if (memo !== undefined && memo.affinity === b.affinity) return memo.json;
-  let json: string;
-  if (onlyOwnNode(b, a.secondary)) json = `[${JSON.stringify(a.handleId)}]`;
-  else {
-    const secondary = storedSecondary(b, a);
-    let stored: StoredAttribute = [a.handleId];
-    for (const _ in secondary) {
-      stored = [a.handleId, secondary];
-      break;
-    }
-    json = JSON.stringify(stored);
-  }
+  const json = attributeJson(b, a);
   storedAttributes.set(a, { affinity: b.affinity, json });
   return json;
+}
+
+/** storedAttributeJson without its memo. */
+function attributeJson(b: Block, a: AllocationAttributes): string {
+  if (onlyOwnNode(b, a.secondary)) return `[${JSON.stringify(a.handleId)}]`;
+  const secondary = storedSecondary(b, a);
+  let stored: StoredAttribute = [a.handleId];
+  for (const _ in secondary) {
+    stored = [a.handleId, secondary];
+    break;
+  }
+  return JSON.stringify(stored);
 }
 
 const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -25,6 +25,7 @@ import {
 import { AffineBlocks, type BlockEntry } from "./affine_blocks.js";
 import {
   type AllowedUse,
+  canTake,
   describePools,
   type IpamConfig,
   type Pool,
@@ -47,6 +48,7 @@ import {
   hostAffinity,
   IpamDataError,
   isEmpty,
+  NOTHING_RESERVED,
   newBlock,
   ordinalOf,
   ordinalsOfHandle,
@@ -346,9 +348,9 @@ export class IpamStore {
     const cached = this.affineCache.get(this.nodeKey(req.node, family));
     if (cached === undefined || cached.holds(req.handleId)) return undefined;
     const pools = this.selectedPools(ctx, family, NO_POOLS, "Workload");
-    const target = this.cachedTarget(req.node, family, pools, ctx);
-    if (target === undefined || this.combiners.has(target.entry.key)) return undefined;
-    return this.writeAlone(req, family, target.entry, ctx, pools);
+    const entry = targetIn(cached, pools, ctx.reservations);
+    if (entry === undefined || this.combiners.has(entry.key)) return undefined;
+    return this.writeAlone(req, family, entry, ctx, pools, cached);
   }
 
   /**
@@ -362,6 +364,7 @@ export class IpamStore {
     entry: BlockEntry,
     ctx: Context,
     pools: Pool[],
+    cached: AffineBlocks,
   ): Promise<AssignedAddress[]> {
     const { key, block: base } = entry;
     const c: Combiner = { entry, queue: [], running: true };
@@ -371,11 +374,17 @@ export class IpamStore {
     let recordPresent = false;
     try {
       const draft = new BlockDraft(base);
-      const got = draft.assign(
-        1,
-        { handleId: req.handleId, secondary: { ...(req.attrs ?? {}), node: req.node } },
-        reservedIn(base.cidr, ctx.reservations),
-      )[0];
+      // One copy of the pod's attributes, handed to the draft (no cached block holds the
+      // handle: assignAlone asked the index), unless a reservation touches the block.
+      const attrs: AllocationAttributes = {
+        handleId: req.handleId,
+        secondary: { ...(req.attrs ?? {}), node: req.node },
+      };
+      const reserved = reservedIn(base.cidr, ctx.reservations);
+      const got =
+        reserved === NOTHING_RESERVED
+          ? draft.assignNew(attrs)
+          : draft.assign(1, attrs, reserved)[0];
       if (got !== undefined) {
         const block = draft.finish();
         try {
@@ -383,7 +392,11 @@ export class IpamStore {
             this.keys.handle(req.handleId),
           ]);
           c.entry = { key, rev: kv.modRevision, block };
-          this.rememberBlock(req.node, family, c.entry);
+          // Into the node's cache as rememberBlock would (the block is the node's own), unless
+          // that cache was replaced meanwhile.
+          if (this.affineCache.get(this.nodeKey(req.node, family)) === cached)
+            cached.set(key, c.entry);
+          else this.rememberBlock(req.node, family, c.entry);
           out = [
             {
               address: addressOf(base, got.ordinal),
@@ -971,15 +984,9 @@ export class IpamStore {
     pools: Pool[],
     ctx: Context,
   ): { entry: BlockEntry; borrowed: boolean } | undefined {
-    if (pools.length === 0) return undefined;
     const cached = this.affineCache.get(this.nodeKey(node, family));
     if (!cached) return undefined;
-    let entry: BlockEntry | undefined;
-    for (const e of cached.values()) {
-      if (e.block.unallocated.length === 0) continue;
-      if (entry !== undefined && e.block.cidr.base >= entry.block.cidr.base) continue;
-      if (pickAffineBlock([e.block], pools, ctx.reservations) !== undefined) entry = e;
-    }
+    const entry = targetIn(cached, pools, ctx.reservations);
     return entry ? { entry, borrowed: false } : undefined;
   }
 
@@ -1202,9 +1209,9 @@ export class IpamStore {
   private rememberBlock(node: string, family: Family, entry: BlockEntry): void {
     if (entry.block.affinity !== hostAffinity(node)) return;
     const k = this.nodeKey(node, family);
-    const m = this.affineCache.get(k) ?? new AffineBlocks();
-    m.set(entry.key, entry);
-    this.affineCache.set(k, m);
+    const m = this.affineCache.get(k);
+    if (m !== undefined) m.set(entry.key, entry);
+    else this.affineCache.set(k, new AffineBlocks().set(entry.key, entry));
   }
 
   private refreshFromConflict(
@@ -1617,4 +1624,23 @@ export class IpamStore {
     const cap = Math.min(100, 2 * 2 ** Math.min(attempt, 6));
     await this.sleep(Math.floor(this.random() * cap));
   }
+}
+
+/**
+ * The lowest-addressed of a node's cached blocks that can take an address from pools (not full,
+ * in one of them, not wholly reserved); undefined when none can.
+ */
+function targetIn(
+  cached: AffineBlocks,
+  pools: readonly Pool[],
+  reservations: readonly Cidr[],
+): BlockEntry | undefined {
+  if (pools.length === 0) return undefined;
+  let entry: BlockEntry | undefined;
+  for (const e of cached.values()) {
+    if (e.block.unallocated.length === 0) continue;
+    if (entry !== undefined && e.block.cidr.base >= entry.block.cidr.base) continue;
+    if (canTake(e.block, pools, reservations)) entry = e;
+  }
+  return entry;
 }
