@@ -7,22 +7,27 @@
 // (netlink_socket.ts), which routes are best (BGP, agent).
 import { constants as osConstants } from "node:os";
 import { getSystemErrorMap } from "node:util";
-import { NetlinkSocket } from "./netlink_socket.js";
+import { loadAddon } from "../lib/native.js";
+import { NetlinkSocket, type SenderStats } from "./netlink_socket.js";
 import {
   addressBytes,
   decodeAddr,
   decodeError,
   decodeLink,
+  decodeNexthop,
   decodeRoute,
   type EncodedNextHop,
   forEachMessage,
   formatAddress,
+  IFF_LOWER_UP,
   type KernelRoute,
   kernelRouteToRoute,
   MessageWriter,
+  NETLINK_ADD_MEMBERSHIP,
   NETLINK_ROUTE,
   NLM_F_ACK,
   NLM_F_CREATE,
+  NLM_F_DUMP,
   NLM_F_DUMP_INTR,
   NLM_F_EXCL,
   NLM_F_REPLACE,
@@ -37,9 +42,11 @@ import {
   RT_SCOPE_UNIVERSE,
   RTM_DELADDR,
   RTM_DELLINK,
+  RTM_DELNEXTHOP,
   RTM_DELROUTE,
   RTM_NEWADDR,
   RTM_NEWLINK,
+  RTM_NEWNEXTHOP,
   RTM_NEWROUTE,
   RTN_UNICAST,
   RTNLGRP_IPV4_IFADDR,
@@ -47,11 +54,16 @@ import {
   RTNLGRP_IPV6_IFADDR,
   RTNLGRP_IPV6_ROUTE,
   RTNLGRP_LINK,
+  RTNLGRP_NEXTHOP,
   routeTypeCode,
+  SOL_NETLINK,
   writeAddrDump,
   writeLinkDump,
+  writeNexthop,
+  writeNexthopGet,
   writeRoute,
   writeRouteDump,
+  writeRouteGet,
 } from "./rtnetlink.js";
 import {
   type BatchFib,
@@ -80,6 +92,15 @@ const MAX_BATCH_REQUESTS = 8192;
 const MIN_REQUEST_BYTES = 36;
 /** Routes whose last error is kept; beyond, errors are only counted (errorsNotKept). */
 const MAX_KEPT_ERRORS = 4096;
+/**
+ * Our nexthop objects' ids: NH_ID_BASE + a hash of (protocol, gateway, interface) in NH_ID_RANGE,
+ * so a restarted process finds the same id for the same next hop (and another program's small
+ * ids are far away); a taken id that is not ours moves to the next one.
+ */
+const NH_ID_BASE = 0x4f430000;
+const NH_ID_RANGE = 0x10000;
+const NH_ID_PROBES = 16;
+const EEXIST = 17;
 
 export interface KernelFibOptions {
   /** Protocol numbers this instance owns and sweeps; two instances must not share one. */
@@ -102,6 +123,16 @@ export interface KernelFibOptions {
   sendThread?: boolean;
   /** Subscribe to route and link events (default true). */
   watch?: boolean;
+  /**
+   * IPv4 routes through one gateway name a kernel nexthop object (RTA_NH_ID, Linux 5.3+) made
+   * once per next hop, instead of carrying the gateway in each route (default false). The
+   * kernel then skips, per route, resolving and checking the gateway and allocating its
+   * per-CPU state: 1M routes cost it ~40% less CPU. The object's interface is the kernel's
+   * route lookup of the gateway (or the next hop's own); what the kernel cannot make (no
+   * support, gateway not on a connected subnet, link down) falls back to the gateway in each
+   * route. Re-made after link, address and nexthop changes.
+   */
+  nexthopObjects?: boolean;
   /**
    * Graceful restart: keep our routes found in the kernel at start for this long (ms) before
    * sweeping the ones nobody set again; endGracefulHold() sweeps earlier. 0 sweeps at start.
@@ -248,6 +279,14 @@ export class KernelFib implements BatchFib {
   readonly protocols: Set<number>;
   private readonly netns: string;
   private readonly opts: Required<Omit<KernelFibOptions, "onEvent" | "protocols" | "netns">>;
+  /** The blocking socket for nexthop objects and gateway lookups (-1: none, not in use). */
+  private nhFd = -1;
+  /** Per group: its nexthop object's id, 0 = the gateway in each route, undefined = not made. */
+  private nhOfGroup: (number | undefined)[] = [];
+  /** Nexthop objects of ours (made, or found at start), by id. */
+  private readonly nhById = new Map<number, { protocol: number; gateway: string; oif: number }>();
+  /** Links' carrier (IFF_LOWER_UP), kept while nexthop objects are in use. */
+  private readonly carrier = new Map<number, boolean>();
   private readonly onEvent: (e: FibEvent) => void;
   private req!: NetlinkSocket;
   private events?: NetlinkSocket;
@@ -330,6 +369,7 @@ export class KernelFib implements BatchFib {
       ackEach: opts.ackEach ?? false,
       sendThread: opts.sendThread ?? process.env.OCELOT_FIB_SEND_THREAD !== "0",
       watch: opts.watch ?? true,
+      nexthopObjects: opts.nexthopObjects ?? false,
       gracefulHoldMs: opts.gracefulHoldMs ?? 0,
       unwantedGraceMs: opts.unwantedGraceMs ?? 0,
     };
@@ -385,6 +425,7 @@ export class KernelFib implements BatchFib {
       // The kernel stamps notifications with the requester's port: drop our own echoes.
       this.events.dropOwnEchoes(this.req.portId);
     }
+    if (this.opts.nexthopObjects) this.openNexthops();
     this.holding = this.opts.gracefulHoldMs > 0;
     await this.resync();
     this.foundAtStart = this.v4.installedCount + this.installed6.size;
@@ -545,6 +586,11 @@ export class KernelFib implements BatchFib {
     };
   }
 
+  /** The request socket's sender thread's account (undefined before its first send). */
+  senderStats(): SenderStats | undefined {
+    return this.closed ? undefined : this.req.info().sender;
+  }
+
   /** Ends the graceful-restart hold: our routes nobody set again are removed now. */
   async endGracefulHold(): Promise<void> {
     if (this.holdTimer) clearTimeout(this.holdTimer);
@@ -593,6 +639,8 @@ export class KernelFib implements BatchFib {
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     this.events?.close();
     this.req.close();
+    if (this.nhFd >= 0) loadAddon().requestClose(this.nhFd);
+    this.nhFd = -1;
     const err = new Error("FIB closed");
     this.dump?.reject(err);
     const jobs = new Set<Job>(this.queue);
@@ -1040,7 +1088,150 @@ export class KernelFib implements BatchFib {
       metric: slot.metric,
       nexthops: del ? [] : g.nexthops,
       prefsrc: del ? undefined : g.prefsrc,
+      nhId: del || this.nhFd < 0 ? 0 : this.nexthopOf(gid),
     };
+  }
+
+  // ---- nexthop objects ----------------------------------------------------------------------
+
+  /**
+   * Opens the blocking socket and learns our nexthop objects already in the kernel (a restart);
+   * a kernel without nexthop objects leaves the option off.
+   */
+  private openNexthops(): void {
+    const a = loadAddon();
+    const ns =
+      this.netns === "" || this.netns.includes("/") ? this.netns : `/run/netns/${this.netns}`;
+    try {
+      this.nhFd = a.requestOpen(NETLINK_ROUTE, ns, 30_000);
+    } catch {
+      this.nhFd = -1;
+      return;
+    }
+    const w = new MessageWriter(64);
+    writeNexthopGet(w, NLM_F_DUMP, 1, 0);
+    let ok = true;
+    try {
+      forEachMessage(a.request(this.nhFd, w.buf.subarray(0, w.len)), (m) => {
+        if (m.type === NLMSG_ERROR && decodeError(m).errno !== 0) ok = false;
+        const nh = m.type === RTM_NEWNEXTHOP ? decodeNexthop(m) : undefined;
+        if (nh?.gateway && this.protocols.has(nh.protocol))
+          this.nhById.set(nh.id, {
+            protocol: nh.protocol,
+            gateway: formatAddress(nh.gateway),
+            oif: nh.oif,
+          });
+      });
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      a.requestClose(this.nhFd);
+      this.nhFd = -1;
+      return;
+    }
+    // A nexthop object deleted by someone else takes its routes with it: notified, we resync.
+    try {
+      this.events?.setOption(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, RTNLGRP_NEXTHOP);
+    } catch {}
+  }
+
+  /** Group gid's nexthop object id, made now if needed; 0: the gateway goes in each route. */
+  private nexthopOf(gid: number): number {
+    let id = this.nhOfGroup[gid];
+    if (id === undefined) {
+      id = this.makeNexthop(gid);
+      this.nhOfGroup[gid] = id;
+    }
+    return id;
+  }
+
+  private makeNexthop(gid: number): number {
+    const g = this.groups[gid];
+    const n = g.nexthops[0];
+    if (g.family !== 4 || g.type !== RTN_UNICAST || g.scope !== RT_SCOPE_UNIVERSE) return 0;
+    if (g.nexthops.length !== 1 || !n.gateway || n.gateway.length !== 4 || n.onlink) return 0;
+    const oif = n.ifindex > 0 ? n.ifindex : this.lookupOif(n.gateway);
+    if (oif <= 0) return 0;
+    const gateway = formatAddress(n.gateway);
+    let h = 2166136261 ^ g.protocol;
+    for (const c of `${gateway}@${oif}`) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
+    for (let probe = 0; probe < NH_ID_PROBES; probe++) {
+      const id = NH_ID_BASE + (((h >>> 0) + probe) % NH_ID_RANGE);
+      const known = this.nhById.get(id);
+      const same = known?.protocol === g.protocol && known.gateway === gateway && known.oif === oif;
+      if (known && !same) continue;
+      const req = { id, family: 4 as const, protocol: g.protocol, gateway: n.gateway, oif };
+      // Ours (known): made again in place, which also brings it back after a link flushed it.
+      // Otherwise only if the id is free, or held by an object of our protocol (a crash's).
+      let errno = this.nhRequest((w) =>
+        writeNexthop(w, NLM_F_CREATE | (same ? NLM_F_REPLACE : NLM_F_EXCL) | NLM_F_ACK, 1, req),
+      );
+      if (errno === EEXIST && !same) {
+        if (!this.nexthopIsOurs(id)) continue;
+        errno = this.nhRequest((w) =>
+          writeNexthop(w, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK, 1, req),
+        );
+      }
+      if (errno !== 0) return 0;
+      this.nhById.set(id, { protocol: g.protocol, gateway, oif });
+      return id;
+    }
+    return 0;
+  }
+
+  /** One request on the blocking socket; its errno (0: done). */
+  private nhRequest(write: (w: MessageWriter) => void, onMessage?: (m: NlMessage) => void): number {
+    const w = new MessageWriter(128);
+    write(w);
+    let errno = 0;
+    try {
+      forEachMessage(loadAddon().request(this.nhFd, w.buf.subarray(0, w.len)), (m) => {
+        if (m.type === NLMSG_ERROR) errno = decodeError(m).errno;
+        else onMessage?.(m);
+      });
+    } catch (e) {
+      return (e as { errno?: number }).errno ?? -1;
+    }
+    return errno;
+  }
+
+  private nexthopIsOurs(id: number): boolean {
+    let ours = false;
+    this.nhRequest(
+      (w) => writeNexthopGet(w, NLM_F_ACK, 1, id),
+      (m) => {
+        const nh = m.type === RTM_NEWNEXTHOP ? decodeNexthop(m) : undefined;
+        ours = nh !== undefined && this.protocols.has(nh.protocol);
+      },
+    );
+    return ours;
+  }
+
+  /** The interface the kernel's route lookup sends `gateway` out of (0: none found). */
+  private lookupOif(gateway: Uint8Array): number {
+    let oif = 0;
+    let via = false;
+    this.nhRequest(
+      (w) => writeRouteGet(w, NLM_F_ACK, 1, gateway),
+      (m) => {
+        const r = m.type === RTM_NEWROUTE ? decodeRoute(m) : undefined;
+        const nh = r?.nexthops[0];
+        oif = nh?.ifindex ?? 0;
+        // Reached through another gateway: not on a connected subnet, the kernel would refuse.
+        via = nh?.gateway !== undefined;
+      },
+    );
+    return via ? 0 : oif;
+  }
+
+  /** Links, addresses or nexthops changed: each group's object is made (or dropped) again. */
+  private forgetNexthops(): void {
+    if (this.nhOfGroup.length === 0) return;
+    this.nhOfGroup = [];
+    this.templates.clear();
+    this.lastTemplateKey = -1;
+    this.lastTemplate = undefined;
   }
 
   // ---- replies ------------------------------------------------------------------------------
@@ -1216,6 +1407,7 @@ export class KernelFib implements BatchFib {
       if (m.type !== RTM_NEWLINK) return;
       const l = decodeLink(m);
       if (l) seen.set(l.ifindex, { name: l.name, up: l.up });
+      if (l && this.nhFd >= 0) this.carrier.set(l.ifindex, (l.flags & IFF_LOWER_UP) !== 0);
     });
     this.links.clear();
     for (const [k, v] of seen) this.links.set(k, v);
@@ -1258,6 +1450,14 @@ export class KernelFib implements BatchFib {
   }
 
   private kernelGroup(k: KernelRoute): number {
+    // A route naming one of our nexthop objects, dumped without its gateway
+    // (net.ipv4.nexthop_compat_mode=0): the object's gateway and interface.
+    const nh =
+      k.nhId !== undefined && k.nexthops.length === 0 ? this.nhById.get(k.nhId) : undefined;
+    if (nh)
+      k.nexthops = [
+        { gateway: addressBytes(4, nh.gateway), ifindex: nh.oif, onlink: false, weight: 1 },
+      ];
     return this.intern({
       family: k.family,
       protocol: k.protocol,
@@ -1276,6 +1476,7 @@ export class KernelFib implements BatchFib {
   private async resyncOnce(): Promise<void> {
     const t0 = Date.now();
     this.stats.resyncs++;
+    this.forgetNexthops();
     await this.dumpLinks();
     await this.dumpOurs();
     const toSet = new KeyList();
@@ -1326,6 +1527,14 @@ export class KernelFib implements BatchFib {
       if (m.type === RTM_NEWLINK || m.type === RTM_DELLINK) this.onLink(m);
       else if (m.type === RTM_NEWADDR || m.type === RTM_DELADDR) this.onAddr(m);
       else if (m.type === RTM_DELROUTE || m.type === RTM_NEWROUTE) this.onRouteEvent(m);
+      else if (m.type === RTM_DELNEXTHOP) {
+        // Someone deleted a nexthop object of ours, and the kernel its routes (untold): resync.
+        const nh = decodeNexthop(m);
+        if (nh && this.nhById.delete(nh.id)) {
+          this.forgetNexthops();
+          this.scheduleResync(100);
+        }
+      }
     });
   }
 
@@ -1392,9 +1601,22 @@ export class KernelFib implements BatchFib {
     if (!l) return;
     const before = this.links.get(l.ifindex);
     const up = m.type === RTM_NEWLINK && l.up;
+    if (this.nhFd >= 0) {
+      // The kernel flushes nexthop objects on a link that loses its carrier, and their routes
+      // with them (untold; routes with their own gateway stay, marked linkdown): resync.
+      const carrier = m.type === RTM_NEWLINK && (l.flags & IFF_LOWER_UP) !== 0;
+      const had = this.carrier.get(l.ifindex);
+      this.carrier.set(l.ifindex, carrier);
+      if (m.type === RTM_DELLINK) this.carrier.delete(l.ifindex);
+      if (had && !carrier && [...this.nhById.values()].some((n) => n.oif === l.ifindex)) {
+        this.forgetNexthops();
+        this.scheduleResync(100);
+      }
+    }
     if (m.type === RTM_DELLINK) this.links.delete(l.ifindex);
     else this.links.set(l.ifindex, { name: l.name, up });
     if (before && before.up === up) return;
+    this.forgetNexthops();
     this.onEvent({ kind: "link", ifindex: l.ifindex, name: l.name, up });
     const named = this.reresolve(l.ifindex, l.name);
     const explicit = this.groups.some((g) => g.nexthops.some((n) => n.ifindex === l.ifindex));
@@ -1416,6 +1638,7 @@ export class KernelFib implements BatchFib {
     const n = (this.addrCount.get(a.ifindex) ?? 0) + (m.type === RTM_NEWADDR ? 1 : -1);
     if (n > 0) this.addrCount.set(a.ifindex, n);
     else this.addrCount.delete(a.ifindex);
+    this.forgetNexthops();
     // A new or removed subnet changes which gateways are reachable.
     this.scheduleResync(100);
   }

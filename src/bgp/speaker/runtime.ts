@@ -111,12 +111,14 @@ interface Attempt {
 
 /**
  * OCELOT_TRACE=1: one stderr line per chunk read, flush, FIB batch handed over and acknowledged,
- * and reading paused/resumed, stamped with the process's clock (ms): where the last routes of a
+ * and reading paused/resumed, stamped with the wall clock (Unix ms, comparable with a peer's log): where the last routes of a
  * table wait (bench/bgp_inject.ts found them still in the injector this way).
  */
 const TR = process.env.OCELOT_TRACE
   ? (m: string) =>
-      process.stderr.write(`TRACE ${process.pid} ${performance.now().toFixed(1)} ${m}\n`)
+      process.stderr.write(
+        `TRACE ${process.pid} ${(performance.timeOrigin + performance.now()).toFixed(1)} ${m}\n`,
+      )
   : undefined;
 
 export class Speaker<A> {
@@ -358,6 +360,7 @@ export class Speaker<A> {
         installed: fib?.installed ?? 0,
         pending: fib?.inFlight ?? 0,
         errors: fib?.errors ?? 0,
+        ...(fib?.sender ? { sender: fib.sender } : {}),
       },
       tcpMd5: readTcpMd5Counters,
       memory: process.memoryUsage(),
