@@ -328,14 +328,16 @@ describe("decoders on arbitrary bytes", () => {
     fc.assert(
       fc.property(
         fc.uint8Array({ minLength: 0, maxLength: 400 }),
-        fc.integer({ min: 0, max: 6 }),
+        fc.integer({ min: 0, max: 7 }),
         (bytes, form) => {
           const buf = Buffer.from(bytes);
           // Give most inputs a plausible first header so the decoders are reached.
           if (buf.length >= 16 && form > 0) {
             buf.writeUInt32LE(Math.min(buf.length, 16 + (buf.readUInt16LE(0) % 200)), 0);
             buf.writeUInt16LE(
-              [NLMSG_ERROR, RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWLINK, 3, 2][form - 1],
+              [NLMSG_ERROR, RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWLINK, RTM_NEWNEXTHOP, 3, 2][
+                form - 1
+              ],
               4,
             );
           }
@@ -344,6 +346,7 @@ describe("decoders on arbitrary bytes", () => {
             if (m.type === NLMSG_ERROR) decodeError(m);
             if (m.type === RTM_NEWROUTE || m.type === RTM_DELROUTE) decodeRoute(m);
             if (m.type === RTM_NEWLINK) decodeLink(m);
+            if (m.type === RTM_NEWNEXTHOP) decodeNexthop(m);
           });
         },
       ),
