@@ -88,6 +88,8 @@ const V4_SLOT_MUL = 2 ** 38;
 /** Receive-buffer cost of one ACK or error message (skb truesize, rounded up). */
 const ANSWER_TRUESIZE = 1024;
 const MAX_BATCH_REQUESTS = 8192;
+/** Batches the pump fills in one turn of the event loop at most (room permitting). */
+const PUMP_BATCHES = 4;
 /** No route request is shorter (header 16 + rtmsg 12 + RTA_DST 8 bytes): sizes a batch's arrays. */
 const MIN_REQUEST_BYTES = 36;
 /** Routes whose last error is kept; beyond, errors are only counted (errorsNotKept). */
@@ -900,13 +902,23 @@ export class KernelFib implements BatchFib {
     });
   }
 
-  /** Fills and sends one batch, then yields so replies and events are read in between. */
+  /**
+   * Fills and sends up to PUMP_BATCHES batches (while the window has room), then yields so
+   * replies and events are read in between. More than one a turn: a turn may be long (a peer's
+   * table decoded in it), and one batch a turn would leave the sender thread idle meanwhile.
+   */
   private pump(): void {
-    if (this.closed || this.dump) return;
+    for (let i = 0; i < PUMP_BATCHES && this.pumpOne(); i++);
+    if (this.queue.length && !this.closed && !this.dump) this.schedulePump();
+  }
+
+  /** Fills and sends one batch; false when nothing could be sent (empty, no room, a dump). */
+  private pumpOne(): boolean {
+    if (this.closed || this.dump) return false;
     // Sequence numbers restart when nothing is outstanding, long before they reach 2^32.
     if (this.seq > 2 ** 31 && this.inflight.length === 0) this.seq = 1;
     const room = this.answerBudget - this.inflightRequests;
-    if (this.queue.length === 0 || room < Math.min(64, this.answerBudget)) return;
+    if (this.queue.length === 0 || room < Math.min(64, this.answerBudget)) return false;
     const maxRequests = Math.min(this.batchRequests(), room);
     const w = this.writer;
     w.reset();
@@ -954,9 +966,9 @@ export class KernelFib implements BatchFib {
       }
     }
     if (lastAt < 0) {
+      // Nothing needed sending (all removed since, or already there): try the next batch.
       this.release(batch);
-      if (this.queue.length) this.schedulePump();
-      return;
+      return this.queue.length > 0;
     }
     w.buf.writeUInt16LE(w.buf.readUInt16LE(lastAt + 6) | NLM_F_ACK, lastAt + 6);
     batch.lastSeq = this.seq - 1;
@@ -980,7 +992,7 @@ export class KernelFib implements BatchFib {
       const r = this.req.send(w.buf, 0, w.len);
       if (r < 0) this.failBatch(batch, -r, "sendmsg");
     }
-    if (this.queue.length) this.schedulePump();
+    return true;
   }
 
   /** Requests one batch can hold: as many as its bytes allow (its arrays are this long). */
