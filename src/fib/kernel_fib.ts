@@ -908,8 +908,11 @@ export class KernelFib implements BatchFib {
    * table decoded in it), and one batch a turn would leave the sender thread idle meanwhile.
    */
   private pump(): void {
-    for (let i = 0; i < PUMP_BATCHES && this.pumpOne(); i++);
-    if (this.queue.length && !this.closed && !this.dump) this.schedulePump();
+    let n = 0;
+    while (n < PUMP_BATCHES && this.pumpOne()) n++;
+    // Stopped by the limit: the rest next turn. Otherwise the queue is empty, or the window
+    // full (an ACK's finishBatch pumps again), or a dump runs (its end pumps again).
+    if (n === PUMP_BATCHES && this.queue.length) this.schedulePump();
   }
 
   /** Fills and sends one batch; false when nothing could be sent (empty, no room, a dump). */
