@@ -230,6 +230,9 @@ interface Job {
   op: number;
   n: number;
   key(i: number): Key;
+  /** IPv4 batches: each route's cell in the table (from setDesiredMany), valid while gen stays. */
+  cells?: Int32Array;
+  gen?: number;
   cursor: number;
   outstanding: number;
   failures: FibFailure[];
@@ -483,8 +486,9 @@ export class KernelFib implements BatchFib {
     const base = slot * V4_SLOT_MUL;
     const gid = this.groupOf(4, b.protocol, b.type ?? "unicast", b.scope, b.nexthops, b.src);
     const { addrs, lens } = b;
-    this.v4.setDesiredMany(slot, addrs, lens, n, gid);
-    return this.enqueue(OP_SET, n, (i) => base + addrs[i] * 64 + lens[i]);
+    const cells = new Int32Array(n);
+    this.v4.setDesiredMany(slot, addrs, lens, n, gid, cells);
+    return this.enqueue(OP_SET, n, (i) => base + addrs[i] * 64 + lens[i], cells);
   }
 
   removeV4Batch(
@@ -869,7 +873,12 @@ export class KernelFib implements BatchFib {
 
   // ---- the pump: jobs → batches → sendmsg ---------------------------------------------------
 
-  private enqueue(op: number, n: number, key: (i: number) => Key): Promise<void> {
+  private enqueue(
+    op: number,
+    n: number,
+    key: (i: number) => Key,
+    cells?: Int32Array,
+  ): Promise<void> {
     if (this.closed) return Promise.reject(new Error("FIB closed"));
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -877,6 +886,7 @@ export class KernelFib implements BatchFib {
         op,
         n,
         key,
+        ...(cells ? { cells, gen: this.v4.gen } : {}),
         cursor: 0,
         outstanding: n,
         failures: [],
@@ -944,9 +954,11 @@ export class KernelFib implements BatchFib {
     let lastAt = -1;
     while (this.queue.length > 0 && w.len < this.batchLimit && batch.count < maxRequests) {
       const job = this.queue[0];
+      // The route's cell as setDesiredMany left it, unless cells moved since.
+      const hint = job.cells && job.gen === this.v4.gen ? (job.cells[job.cursor] as number) : -1;
       const key = job.key(job.cursor++);
       const at = w.len;
-      if (this.encode(job.op, key, batch)) {
+      if (this.encode(job.op, key, batch, hint)) {
         lastAt = at;
         const i = batch.count++;
         if (typeof key === "number") batch.nums[i] = key;
@@ -1010,12 +1022,17 @@ export class KernelFib implements BatchFib {
   }
 
   /** Encodes one request into the writer (or nothing when it is no longer needed). */
-  private encode(op: number, key: Key, batch: Batch): boolean {
+  private encode(op: number, key: Key, batch: Batch, hint = -1): boolean {
     // Sent again, withdrawn or found installed: an old error no longer says anything.
     if (this.routeErrors.size > 0 && this.routeErrors.delete(key))
       this.stats.errorsKept = this.routeErrors.size;
     // IPv4: one lookup of the route's cell for the reads and the update.
-    const cell = typeof key === "number" ? this.v4.cell(v4Slot(key), v4Addr(key), v4Len(key)) : -1;
+    const cell =
+      typeof key !== "number"
+        ? -1
+        : hint >= 0
+          ? hint
+          : this.v4.cell(v4Slot(key), v4Addr(key), v4Len(key));
     let want: number | undefined;
     let have: number | undefined;
     if (typeof key === "number") {
