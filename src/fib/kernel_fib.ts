@@ -645,6 +645,11 @@ export class KernelFib implements BatchFib {
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     this.events?.close();
     this.req.close();
+    // No route of ours left (a clean stop removed them): our nexthop objects go too. Routes
+    // kept for a graceful restart keep theirs (a restart finds and reuses them).
+    if (this.nhFd >= 0 && this.v4.installedCount === 0)
+      for (const id of this.nhById.keys())
+        this.nhRequest((w) => writeNexthopGet(w, NLM_F_ACK, 1, id, true));
     if (this.nhFd >= 0) loadAddon().requestClose(this.nhFd);
     this.nhFd = -1;
     const err = new Error("FIB closed");

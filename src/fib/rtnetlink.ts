@@ -361,9 +361,15 @@ export function writeNexthop(
   w.finish(at);
 }
 
-/** RTM_GETNEXTHOP: one object by id, or (id 0) a dump of all. */
-export function writeNexthopGet(w: MessageWriter, flags: number, seq: number, id: number): void {
-  const at = w.begin(RTM_GETNEXTHOP, NLM_F_REQUEST | flags, seq);
+/** RTM_GETNEXTHOP: one object by id, or (id 0) a dump of all; RTM_DELNEXTHOP with `del`. */
+export function writeNexthopGet(
+  w: MessageWriter,
+  flags: number,
+  seq: number,
+  id: number,
+  del = false,
+): void {
+  const at = w.begin(del ? RTM_DELNEXTHOP : RTM_GETNEXTHOP, NLM_F_REQUEST | flags, seq);
   w.reserve(NHMSG_LEN);
   w.buf.fill(0, w.len, w.len + NHMSG_LEN);
   w.len += NHMSG_LEN;

@@ -355,6 +355,34 @@ for (const nexthopObjects of [false, true])
             })),
           );
           expect(find("10.75.0.0/24")).toHaveLength(0);
+          // A FIB closed with none of its routes left takes its nexthop objects away; one that
+          // keeps routes (a graceful restart) leaves them to the next process.
+          const ours203 = () =>
+            ns.ipJson<{ id: number; protocol?: string }[]>("nexthop", "show", "proto", "203");
+          const r203 = { ...v4("10.77.0.0/24", "10.255.9.1"), protocol: 203 };
+          let other: KernelFib | undefined;
+          try {
+            other = await KernelFib.open({ netns: ns.name, protocols: [203], nexthopObjects });
+            await other.set([r203]);
+            expect(ours203()).toHaveLength(1);
+            await other.close();
+            expect(ours203()).toHaveLength(1);
+            other = await KernelFib.open({
+              netns: ns.name,
+              protocols: [203],
+              nexthopObjects,
+              gracefulHoldMs: 60_000,
+            });
+            await other.set([r203]);
+            expect(other.status().sent).toBe(0); // found in the kernel as wanted
+            await other.remove([r203]);
+            await other.close();
+            expect(ours203()).toEqual([]);
+            expect(find("10.77.0.0/24")).toEqual([]);
+          } finally {
+            await other?.close();
+            ns.exec("sh", "-c", "ip route flush proto 203; ip nexthop flush proto 203 || true");
+          }
         },
       );
 

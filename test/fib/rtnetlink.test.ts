@@ -215,6 +215,15 @@ describe("nexthop objects", () => {
         0800 0100 0aff0901                    # RTA_DST 10.255.9.1
       `).toString("hex"),
     );
+    const d = new MessageWriter(16);
+    writeNexthopGet(d, NLM_F_ACK, 6, 0x4f430001, true);
+    expect(d.buf.subarray(0, d.len).toString("hex")).toBe(
+      hex(`
+        20000000 6900 0500 06000000 00000000  # RTM_DELNEXTHOP, REQUEST|ACK, seq 6
+        00 00 00 00 00000000                  # nhmsg
+        0800 0100 0100434f                    # NHA_ID
+      `).toString("hex"),
+    );
     const [nh] = messages(w.buf.subarray(0, w.len));
     expect(nh.type).toBe(RTM_NEWNEXTHOP);
     expect(decodeNexthop(nh)).toEqual({
