@@ -110,13 +110,19 @@ interface Attempt {
 }
 
 /**
- * OCELOT_TRACE=1: one stderr line per chunk read, flush, FIB batch handed over and acknowledged,
- * and reading paused/resumed, stamped with the wall clock (Unix ms, comparable with a peer's log): where the last routes of a
- * table wait (bench/bgp_inject.ts found them still in the injector this way).
+ * RIB changes pending after a read that make the runtime yield reading for a drain: a quarter
+ * of one (a 64 KiB read of /32s brings ~13k). Tried: a full drain while the FIB has batches in
+ * flight (bigger FIB batches) kept 1-4 MiB more in flight and was no faster at load 11-13.
+ * OCELOT_BGP_YIELD=0 never yields (the old behaviour, for A/B runs).
  */
-/** RIB changes pending after a read that make the runtime yield reading for a drain. */
-const YIELD_PENDING = Number(process.env.OCELOT_BGP_YIELD_PENDING ?? FIB_BATCH / 4) || Infinity;
+const YIELD_PENDING = process.env.OCELOT_BGP_YIELD === "0" ? Infinity : FIB_BATCH / 4;
 
+/**
+ * OCELOT_TRACE=1: one stderr line per chunk read, flush, FIB batch handed over and acknowledged,
+ * and reading paused/resumed, stamped with the wall clock (Unix ms, comparable with a peer's
+ * log): where the last routes of a table wait (bench/bgp_inject.ts found them still in the
+ * injector this way).
+ */
 const TR = process.env.OCELOT_TRACE
   ? (m: string) =>
       process.stderr.write(
@@ -588,8 +594,8 @@ export class Speaker<A> {
         this.run({ kind: "received", peer, conn: id, bytes });
         // libuv reads a readable socket up to 32 times (2 MiB) before the loop turns: a table
         // arriving that fast would be decoded whole before the drain (setImmediate) hands any of
-        // it to the FIB, the kernel idle meanwhile. With a drain's worth pending, stop reading
-        // for this turn: the drain runs, then reading resumes.
+        // it to the FIB, the kernel idle meanwhile. With a quarter drain's worth pending, stop
+        // reading for this turn: the drain runs, then reading resumes.
         if (this.core.rib.pending >= YIELD_PENDING && !this.yielded.has(c)) this.yieldReading(c);
       },
       onClose: (err) => {
