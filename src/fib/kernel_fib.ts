@@ -1255,8 +1255,9 @@ export class KernelFib implements BatchFib {
         const r = m.type === RTM_NEWROUTE ? decodeRoute(m) : undefined;
         const nh = r?.nexthops[0];
         oif = nh?.ifindex ?? 0;
-        // Reached through another gateway: not on a connected subnet, the kernel would refuse.
-        via = nh?.gateway !== undefined;
+        // Reached through another gateway (not on a connected subnet: the kernel would refuse),
+        // or one of our own addresses (a local route): the gateway stays in each route.
+        via = nh?.gateway !== undefined || r?.type !== RTN_UNICAST;
       },
     );
     return via ? 0 : oif;
