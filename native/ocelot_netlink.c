@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -88,7 +89,20 @@ typedef struct {
   uint32_t tx_fail[2 * TX_FAIL_MAX];
   int tx_nfail;
   uv_async_t tx_async;
+  // The sender thread's account (under tx_mu), for status and benchmarks: sends made, ns spent
+  // inside sendto (the kernel's work), ns waiting with nothing queued after the first send, the
+  // wall clock (CLOCK_REALTIME ns) of the first send's start and the last one's end, and the
+  // most items ever queued at once.
+  uint64_t tx_sends, tx_busy_ns, tx_idle_ns, tx_waits;
+  int64_t tx_first_ns, tx_last_ns;
+  uint32_t tx_queued, tx_max_queued;
 } nl_sock;
+
+static int64_t now_ns(clockid_t c) {
+  struct timespec t;
+  clock_gettime(c, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
 
 #define CHECK(call)                                                        \
   do {                                                                     \
@@ -317,7 +331,12 @@ static void *tx_main(void *arg) {
   to.nl_family = AF_NETLINK;
   for (;;) {
     pthread_mutex_lock(&s->tx_mu);
-    while (s->tx_head == NULL && !s->tx_stop) pthread_cond_wait(&s->tx_cv, &s->tx_mu);
+    if (s->tx_head == NULL && !s->tx_stop) {
+      int64_t w0 = now_ns(CLOCK_MONOTONIC);
+      s->tx_waits++;
+      while (s->tx_head == NULL && !s->tx_stop) pthread_cond_wait(&s->tx_cv, &s->tx_mu);
+      if (s->tx_sends > 0) s->tx_idle_ns += (uint64_t)(now_ns(CLOCK_MONOTONIC) - w0);
+    }
     if (s->tx_stop) {
       pthread_mutex_unlock(&s->tx_mu);
       return NULL;
@@ -325,12 +344,19 @@ static void *tx_main(void *arg) {
     tx_item *it = s->tx_head;
     s->tx_head = it->next;
     if (s->tx_head == NULL) s->tx_tail = NULL;
+    s->tx_queued--;
+    if (s->tx_sends == 0) s->tx_first_ns = now_ns(CLOCK_REALTIME);
     pthread_mutex_unlock(&s->tx_mu);
+    int64_t b0 = now_ns(CLOCK_MONOTONIC);
     ssize_t r;
     do r = sendto(s->fd, it->data, it->len, 0, (struct sockaddr *)&to, sizeof to);
     while (r < 0 && errno == EINTR);
     int err = r < 0 ? errno : ((size_t)r != it->len ? EMSGSIZE : 0);
+    int64_t b1 = now_ns(CLOCK_MONOTONIC);
     pthread_mutex_lock(&s->tx_mu);
+    s->tx_sends++;
+    s->tx_busy_ns += (uint64_t)(b1 - b0);
+    s->tx_last_ns = now_ns(CLOCK_REALTIME);
     if (err && s->tx_nfail < TX_FAIL_MAX) {
       s->tx_fail[2 * s->tx_nfail] = it->token;
       s->tx_fail[2 * s->tx_nfail + 1] = (uint32_t)err;
@@ -399,6 +425,7 @@ static napi_value nl_send_queued(napi_env env, napi_callback_info info) {
   if (s->tx_tail) s->tx_tail->next = it;
   else s->tx_head = it;
   s->tx_tail = it;
+  if (++s->tx_queued > s->tx_max_queued) s->tx_max_queued = s->tx_queued;
   pthread_cond_signal(&s->tx_cv);
   pthread_mutex_unlock(&s->tx_mu);
   return NULL;
@@ -555,6 +582,24 @@ static napi_value nl_info(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, obj, "rcvbuf", v));
   CHECK(napi_create_int32(env, snd, &v));
   CHECK(napi_set_named_property(env, obj, "sndbuf", v));
+  if (s->tx_started) {
+    // The sender thread's account (milliseconds; first/last as Unix epoch ms).
+    pthread_mutex_lock(&s->tx_mu);
+    double f[6] = {(double)s->tx_sends, s->tx_busy_ns / 1e6, s->tx_idle_ns / 1e6,
+                   (double)s->tx_waits, s->tx_first_ns / 1e6, s->tx_last_ns / 1e6};
+    uint32_t maxq = s->tx_max_queued;
+    pthread_mutex_unlock(&s->tx_mu);
+    napi_value tx;
+    static const char *names[6] = {"sends", "busyMs", "idleMs", "waits", "firstAt", "lastAt"};
+    CHECK(napi_create_object(env, &tx));
+    for (int i = 0; i < 6; i++) {
+      CHECK(napi_create_double(env, f[i], &v));
+      CHECK(napi_set_named_property(env, tx, names[i], v));
+    }
+    CHECK(napi_create_uint32(env, maxq, &v));
+    CHECK(napi_set_named_property(env, tx, "maxQueued", v));
+    CHECK(napi_set_named_property(env, obj, "sender", tx));
+  }
   return obj;
 }
 

@@ -2,6 +2,7 @@
 // that answers one JSON request line per connection, the client the CLI uses, and the human
 // tables. Not: where the numbers come from (the speaker fills the snapshots).
 import * as net from "node:net";
+import type { SenderStats } from "../fib/netlink_socket.js";
 import type { FibRouteError } from "../fib/types.js";
 import { listenRootOnly, prepareSocketPath } from "../lib/unix_socket.js";
 import type { BfdSessionStatus } from "./bfd/runtime.js";
@@ -88,7 +89,14 @@ export interface StatusSnapshot {
   uptimeSeconds: number;
   peers: PeerStatus[];
   locRib: { ipv4: number; ipv6: number };
-  fib: { enabled: boolean; installed: number; pending: number; errors: number };
+  fib: {
+    enabled: boolean;
+    installed: number;
+    pending: number;
+    errors: number;
+    /** The kernel FIB's sender thread (src/fib/netlink_socket.ts SenderStats), once it ran. */
+    sender?: SenderStats;
+  };
   /**
    * The kernel's TCP-MD5 drop counters of bgpd's network namespace (present when a peer has a
    * password): a rising failure count beside a session that does not come up is a wrong password.

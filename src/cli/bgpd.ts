@@ -153,6 +153,9 @@ async function openFib(cfg: BgpdConfig, log: Log): Promise<Fib | null> {
     // A restart keeps our kernel routes until the peers re-sent their tables (End-of-RIB), at
     // most fib.gracefulRestartTime (longer toward peers with long-lived graceful restart).
     gracefulHoldMs: fibGracefulHoldSeconds(cfg) * 1000,
+    // Routes through one gateway name a nexthop object (the kernel's work per route ~40% less);
+    // OCELOT_FIB_NEXTHOP_OBJECTS=0: the gateway in each route, as before.
+    nexthopObjects: process.env.OCELOT_FIB_NEXTHOP_OBJECTS !== "0",
     onEvent: (e) => log.debug({ fib: e }, "FIB event"),
   });
 }

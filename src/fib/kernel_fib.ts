@@ -7,22 +7,27 @@
 // (netlink_socket.ts), which routes are best (BGP, agent).
 import { constants as osConstants } from "node:os";
 import { getSystemErrorMap } from "node:util";
-import { NetlinkSocket } from "./netlink_socket.js";
+import { loadAddon } from "../lib/native.js";
+import { NetlinkSocket, type SenderStats } from "./netlink_socket.js";
 import {
   addressBytes,
   decodeAddr,
   decodeError,
   decodeLink,
+  decodeNexthop,
   decodeRoute,
   type EncodedNextHop,
   forEachMessage,
   formatAddress,
+  IFF_LOWER_UP,
   type KernelRoute,
   kernelRouteToRoute,
   MessageWriter,
+  NETLINK_ADD_MEMBERSHIP,
   NETLINK_ROUTE,
   NLM_F_ACK,
   NLM_F_CREATE,
+  NLM_F_DUMP,
   NLM_F_DUMP_INTR,
   NLM_F_EXCL,
   NLM_F_REPLACE,
@@ -37,9 +42,11 @@ import {
   RT_SCOPE_UNIVERSE,
   RTM_DELADDR,
   RTM_DELLINK,
+  RTM_DELNEXTHOP,
   RTM_DELROUTE,
   RTM_NEWADDR,
   RTM_NEWLINK,
+  RTM_NEWNEXTHOP,
   RTM_NEWROUTE,
   RTN_UNICAST,
   RTNLGRP_IPV4_IFADDR,
@@ -47,11 +54,16 @@ import {
   RTNLGRP_IPV6_IFADDR,
   RTNLGRP_IPV6_ROUTE,
   RTNLGRP_LINK,
+  RTNLGRP_NEXTHOP,
   routeTypeCode,
+  SOL_NETLINK,
   writeAddrDump,
   writeLinkDump,
+  writeNexthop,
+  writeNexthopGet,
   writeRoute,
   writeRouteDump,
+  writeRouteGet,
 } from "./rtnetlink.js";
 import {
   type BatchFib,
@@ -76,10 +88,21 @@ const V4_SLOT_MUL = 2 ** 38;
 /** Receive-buffer cost of one ACK or error message (skb truesize, rounded up). */
 const ANSWER_TRUESIZE = 1024;
 const MAX_BATCH_REQUESTS = 8192;
+/** Batches the pump fills in one turn of the event loop at most (room permitting). */
+const PUMP_BATCHES = 4;
 /** No route request is shorter (header 16 + rtmsg 12 + RTA_DST 8 bytes): sizes a batch's arrays. */
 const MIN_REQUEST_BYTES = 36;
 /** Routes whose last error is kept; beyond, errors are only counted (errorsNotKept). */
 const MAX_KEPT_ERRORS = 4096;
+/**
+ * Our nexthop objects' ids: NH_ID_BASE + a hash of (protocol, gateway, interface) in NH_ID_RANGE,
+ * so a restarted process finds the same id for the same next hop (and another program's small
+ * ids are far away); a taken id that is not ours moves to the next one.
+ */
+const NH_ID_BASE = 0x4f430000;
+const NH_ID_RANGE = 0x10000;
+const NH_ID_PROBES = 16;
+const EEXIST = 17;
 
 export interface KernelFibOptions {
   /** Protocol numbers this instance owns and sweeps; two instances must not share one. */
@@ -102,6 +125,16 @@ export interface KernelFibOptions {
   sendThread?: boolean;
   /** Subscribe to route and link events (default true). */
   watch?: boolean;
+  /**
+   * IPv4 routes through one gateway name a kernel nexthop object (RTA_NH_ID, Linux 5.3+) made
+   * once per next hop, instead of carrying the gateway in each route (default false). The
+   * kernel then skips, per route, resolving and checking the gateway and allocating its
+   * per-CPU state: 1M routes cost it ~40% less CPU. The object's interface is the kernel's
+   * route lookup of the gateway (or the next hop's own); what the kernel cannot make (no
+   * support, gateway not on a connected subnet, link down) falls back to the gateway in each
+   * route. Re-made after link, address and nexthop changes.
+   */
+  nexthopObjects?: boolean;
   /**
    * Graceful restart: keep our routes found in the kernel at start for this long (ms) before
    * sweeping the ones nobody set again; endGracefulHold() sweeps earlier. 0 sweeps at start.
@@ -197,6 +230,9 @@ interface Job {
   op: number;
   n: number;
   key(i: number): Key;
+  /** IPv4 batches: each route's cell in the table (from setDesiredMany), valid while gen stays. */
+  cells?: Int32Array;
+  gen?: number;
   cursor: number;
   outstanding: number;
   failures: FibFailure[];
@@ -248,6 +284,14 @@ export class KernelFib implements BatchFib {
   readonly protocols: Set<number>;
   private readonly netns: string;
   private readonly opts: Required<Omit<KernelFibOptions, "onEvent" | "protocols" | "netns">>;
+  /** The blocking socket for nexthop objects and gateway lookups (-1: none, not in use). */
+  private nhFd = -1;
+  /** Per group: its nexthop object's id, 0 = the gateway in each route, undefined = not made. */
+  private nhOfGroup: (number | undefined)[] = [];
+  /** Nexthop objects of ours (made, or found at start), by id. */
+  private readonly nhById = new Map<number, { protocol: number; gateway: string; oif: number }>();
+  /** Links' carrier (IFF_LOWER_UP), kept while nexthop objects are in use. */
+  private readonly carrier = new Map<number, boolean>();
   private readonly onEvent: (e: FibEvent) => void;
   private req!: NetlinkSocket;
   private events?: NetlinkSocket;
@@ -333,6 +377,7 @@ export class KernelFib implements BatchFib {
       ackEach: opts.ackEach ?? false,
       sendThread: opts.sendThread ?? process.env.OCELOT_FIB_SEND_THREAD !== "0",
       watch: opts.watch ?? true,
+      nexthopObjects: opts.nexthopObjects ?? false,
       gracefulHoldMs: opts.gracefulHoldMs ?? 0,
       unwantedGraceMs: opts.unwantedGraceMs ?? 0,
     };
@@ -388,6 +433,7 @@ export class KernelFib implements BatchFib {
       // The kernel stamps notifications with the requester's port: drop our own echoes.
       this.events.dropOwnEchoes(this.req.portId);
     }
+    if (this.opts.nexthopObjects) this.openNexthops();
     this.holding = this.opts.gracefulHoldMs > 0;
     await this.resync();
     this.foundAtStart = this.v4.installedCount + this.installed6.size;
@@ -443,8 +489,9 @@ export class KernelFib implements BatchFib {
     const base = slot * V4_SLOT_MUL;
     const gid = this.groupOf(4, b.protocol, b.type ?? "unicast", b.scope, b.nexthops, b.src);
     const { addrs, lens } = b;
-    this.v4.setDesiredMany(slot, addrs, lens, n, gid);
-    return this.enqueue(OP_SET, n, (i) => base + addrs[i] * 64 + lens[i]);
+    const cells = new Int32Array(n);
+    this.v4.setDesiredMany(slot, addrs, lens, n, gid, cells);
+    return this.enqueue(OP_SET, n, (i) => base + addrs[i] * 64 + lens[i], cells);
   }
 
   removeV4Batch(
@@ -548,6 +595,11 @@ export class KernelFib implements BatchFib {
     };
   }
 
+  /** The request socket's sender thread's account (undefined before its first send). */
+  senderStats(): SenderStats | undefined {
+    return this.closed ? undefined : this.req.info().sender;
+  }
+
   /** Ends the graceful-restart hold: our routes nobody set again are removed now. */
   async endGracefulHold(): Promise<void> {
     if (this.holdTimer) clearTimeout(this.holdTimer);
@@ -596,6 +648,13 @@ export class KernelFib implements BatchFib {
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     this.events?.close();
     this.req.close();
+    // No route of ours left (a clean stop removed them): our nexthop objects go too. Routes
+    // kept for a graceful restart keep theirs (a restart finds and reuses them).
+    if (this.nhFd >= 0 && this.v4.installedCount === 0)
+      for (const id of this.nhById.keys())
+        this.nhRequest((w) => writeNexthopGet(w, NLM_F_ACK, 1, id, true));
+    if (this.nhFd >= 0) loadAddon().requestClose(this.nhFd);
+    this.nhFd = -1;
     const err = new Error("FIB closed");
     this.dump?.reject(err);
     const jobs = new Set<Job>(this.queue);
@@ -822,7 +881,12 @@ export class KernelFib implements BatchFib {
 
   // ---- the pump: jobs → batches → sendmsg ---------------------------------------------------
 
-  private enqueue(op: number, n: number, key: (i: number) => Key): Promise<void> {
+  private enqueue(
+    op: number,
+    n: number,
+    key: (i: number) => Key,
+    cells?: Int32Array,
+  ): Promise<void> {
     if (this.closed) return Promise.reject(new Error("FIB closed"));
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -830,6 +894,7 @@ export class KernelFib implements BatchFib {
         op,
         n,
         key,
+        ...(cells ? { cells, gen: this.v4.gen } : {}),
         cursor: 0,
         outstanding: n,
         failures: [],
@@ -855,13 +920,26 @@ export class KernelFib implements BatchFib {
     });
   }
 
-  /** Fills and sends one batch, then yields so replies and events are read in between. */
+  /**
+   * Fills and sends up to PUMP_BATCHES batches (while the window has room), then yields so
+   * replies and events are read in between. More than one a turn: a turn may be long (a peer's
+   * table decoded in it), and one batch a turn would leave the sender thread idle meanwhile.
+   */
   private pump(): void {
-    if (this.closed || this.dump) return;
+    let n = 0;
+    while (n < PUMP_BATCHES && this.pumpOne()) n++;
+    // Stopped by the limit: the rest next turn. Otherwise the queue is empty, or the window
+    // full (an ACK's finishBatch pumps again), or a dump runs (its end pumps again).
+    if (n === PUMP_BATCHES && this.queue.length) this.schedulePump();
+  }
+
+  /** Fills and sends one batch; false when nothing could be sent (empty, no room, a dump). */
+  private pumpOne(): boolean {
+    if (this.closed || this.dump) return false;
     // Sequence numbers restart when nothing is outstanding, long before they reach 2^32.
     if (this.seq > 2 ** 31 && this.inflight.length === 0) this.seq = 1;
     const room = this.answerBudget - this.inflightRequests;
-    if (this.queue.length === 0 || room < Math.min(64, this.answerBudget)) return;
+    if (this.queue.length === 0 || room < Math.min(64, this.answerBudget)) return false;
     const maxRequests = Math.min(this.batchRequests(), room);
     const w = this.writer;
     w.reset();
@@ -884,9 +962,11 @@ export class KernelFib implements BatchFib {
     let lastAt = -1;
     while (this.queue.length > 0 && w.len < this.batchLimit && batch.count < maxRequests) {
       const job = this.queue[0];
+      // The route's cell as setDesiredMany left it, unless cells moved since.
+      const hint = job.cells && job.gen === this.v4.gen ? (job.cells[job.cursor] as number) : -1;
       const key = job.key(job.cursor++);
       const at = w.len;
-      if (this.encode(job.op, key, batch)) {
+      if (this.encode(job.op, key, batch, hint)) {
         lastAt = at;
         const i = batch.count++;
         if (typeof key === "number") batch.nums[i] = key;
@@ -909,9 +989,9 @@ export class KernelFib implements BatchFib {
       }
     }
     if (lastAt < 0) {
+      // Nothing needed sending (all removed since, or already there): try the next batch.
       this.release(batch);
-      if (this.queue.length) this.schedulePump();
-      return;
+      return this.queue.length > 0;
     }
     w.buf.writeUInt16LE(w.buf.readUInt16LE(lastAt + 6) | NLM_F_ACK, lastAt + 6);
     batch.lastSeq = this.seq - 1;
@@ -935,7 +1015,7 @@ export class KernelFib implements BatchFib {
       const r = this.req.send(w.buf, 0, w.len);
       if (r < 0) this.failBatch(batch, -r, "sendmsg");
     }
-    if (this.queue.length) this.schedulePump();
+    return true;
   }
 
   /** Requests one batch can hold: as many as its bytes allow (its arrays are this long). */
@@ -950,12 +1030,17 @@ export class KernelFib implements BatchFib {
   }
 
   /** Encodes one request into the writer (or nothing when it is no longer needed). */
-  private encode(op: number, key: Key, batch: Batch): boolean {
+  private encode(op: number, key: Key, batch: Batch, hint = -1): boolean {
     // Sent again, withdrawn or found installed: an old error no longer says anything.
     if (this.routeErrors.size > 0 && this.routeErrors.delete(key))
       this.stats.errorsKept = this.routeErrors.size;
     // IPv4: one lookup of the route's cell for the reads and the update.
-    const cell = typeof key === "number" ? this.v4.cell(v4Slot(key), v4Addr(key), v4Len(key)) : -1;
+    const cell =
+      typeof key !== "number"
+        ? -1
+        : hint >= 0
+          ? hint
+          : this.v4.cell(v4Slot(key), v4Addr(key), v4Len(key));
     let want: number | undefined;
     let have: number | undefined;
     if (typeof key === "number") {
@@ -1043,7 +1128,151 @@ export class KernelFib implements BatchFib {
       metric: slot.metric,
       nexthops: del ? [] : g.nexthops,
       prefsrc: del ? undefined : g.prefsrc,
+      nhId: del || this.nhFd < 0 ? 0 : this.nexthopOf(gid),
     };
+  }
+
+  // ---- nexthop objects ----------------------------------------------------------------------
+
+  /**
+   * Opens the blocking socket and learns our nexthop objects already in the kernel (a restart);
+   * a kernel without nexthop objects leaves the option off.
+   */
+  private openNexthops(): void {
+    const a = loadAddon();
+    const ns =
+      this.netns === "" || this.netns.includes("/") ? this.netns : `/run/netns/${this.netns}`;
+    try {
+      this.nhFd = a.requestOpen(NETLINK_ROUTE, ns, 30_000);
+    } catch {
+      this.nhFd = -1;
+      return;
+    }
+    const w = new MessageWriter(64);
+    writeNexthopGet(w, NLM_F_DUMP, 1, 0);
+    let ok = true;
+    try {
+      forEachMessage(a.request(this.nhFd, w.buf.subarray(0, w.len)), (m) => {
+        if (m.type === NLMSG_ERROR && decodeError(m).errno !== 0) ok = false;
+        const nh = m.type === RTM_NEWNEXTHOP ? decodeNexthop(m) : undefined;
+        if (nh?.gateway && this.protocols.has(nh.protocol))
+          this.nhById.set(nh.id, {
+            protocol: nh.protocol,
+            gateway: formatAddress(nh.gateway),
+            oif: nh.oif,
+          });
+      });
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      a.requestClose(this.nhFd);
+      this.nhFd = -1;
+      return;
+    }
+    // A nexthop object deleted by someone else takes its routes with it: notified, we resync.
+    try {
+      this.events?.setOption(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, RTNLGRP_NEXTHOP);
+    } catch {}
+  }
+
+  /** Group gid's nexthop object id, made now if needed; 0: the gateway goes in each route. */
+  private nexthopOf(gid: number): number {
+    let id = this.nhOfGroup[gid];
+    if (id === undefined) {
+      id = this.makeNexthop(gid);
+      this.nhOfGroup[gid] = id;
+    }
+    return id;
+  }
+
+  private makeNexthop(gid: number): number {
+    const g = this.groups[gid];
+    const n = g.nexthops[0];
+    if (g.family !== 4 || g.type !== RTN_UNICAST || g.scope !== RT_SCOPE_UNIVERSE) return 0;
+    if (g.nexthops.length !== 1 || !n.gateway || n.gateway.length !== 4 || n.onlink) return 0;
+    const oif = n.ifindex > 0 ? n.ifindex : this.lookupOif(n.gateway);
+    if (oif <= 0) return 0;
+    const gateway = formatAddress(n.gateway);
+    let h = 2166136261 ^ g.protocol;
+    for (const c of `${gateway}@${oif}`) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
+    for (let probe = 0; probe < NH_ID_PROBES; probe++) {
+      const id = NH_ID_BASE + (((h >>> 0) + probe) % NH_ID_RANGE);
+      const known = this.nhById.get(id);
+      const same = known?.protocol === g.protocol && known.gateway === gateway && known.oif === oif;
+      if (known && !same) continue;
+      const req = { id, family: 4 as const, protocol: g.protocol, gateway: n.gateway, oif };
+      // Ours (known): made again in place, which also brings it back after a link flushed it.
+      // Otherwise only if the id is free, or held by an object of our protocol (a crash's).
+      let errno = this.nhRequest((w) =>
+        writeNexthop(w, NLM_F_CREATE | (same ? NLM_F_REPLACE : NLM_F_EXCL) | NLM_F_ACK, 1, req),
+      );
+      if (errno === EEXIST && !same) {
+        if (!this.nexthopIsOurs(id)) continue;
+        errno = this.nhRequest((w) =>
+          writeNexthop(w, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK, 1, req),
+        );
+      }
+      if (errno !== 0) return 0;
+      this.nhById.set(id, { protocol: g.protocol, gateway, oif });
+      return id;
+    }
+    return 0;
+  }
+
+  /** One request on the blocking socket; its errno (0: done). */
+  private nhRequest(write: (w: MessageWriter) => void, onMessage?: (m: NlMessage) => void): number {
+    const w = new MessageWriter(128);
+    write(w);
+    let errno = 0;
+    try {
+      forEachMessage(loadAddon().request(this.nhFd, w.buf.subarray(0, w.len)), (m) => {
+        if (m.type === NLMSG_ERROR) errno = decodeError(m).errno;
+        else onMessage?.(m);
+      });
+    } catch (e) {
+      return (e as { errno?: number }).errno ?? -1;
+    }
+    return errno;
+  }
+
+  private nexthopIsOurs(id: number): boolean {
+    let ours = false;
+    this.nhRequest(
+      (w) => writeNexthopGet(w, NLM_F_ACK, 1, id),
+      (m) => {
+        const nh = m.type === RTM_NEWNEXTHOP ? decodeNexthop(m) : undefined;
+        ours = nh !== undefined && this.protocols.has(nh.protocol);
+      },
+    );
+    return ours;
+  }
+
+  /** The interface the kernel's route lookup sends `gateway` out of (0: none found). */
+  private lookupOif(gateway: Uint8Array): number {
+    let oif = 0;
+    let via = false;
+    this.nhRequest(
+      (w) => writeRouteGet(w, NLM_F_ACK, 1, gateway),
+      (m) => {
+        const r = m.type === RTM_NEWROUTE ? decodeRoute(m) : undefined;
+        const nh = r?.nexthops[0];
+        oif = nh?.ifindex ?? 0;
+        // Reached through another gateway (not on a connected subnet: the kernel would refuse),
+        // or one of our own addresses (a local route): the gateway stays in each route.
+        via = nh?.gateway !== undefined || r?.type !== RTN_UNICAST;
+      },
+    );
+    return via ? 0 : oif;
+  }
+
+  /** Links, addresses or nexthops changed: each group's object is made (or dropped) again. */
+  private forgetNexthops(): void {
+    if (this.nhOfGroup.length === 0) return;
+    this.nhOfGroup = [];
+    this.templates.clear();
+    this.lastTemplateKey = -1;
+    this.lastTemplate = undefined;
   }
 
   // ---- replies ------------------------------------------------------------------------------
@@ -1219,6 +1448,7 @@ export class KernelFib implements BatchFib {
       if (m.type !== RTM_NEWLINK) return;
       const l = decodeLink(m);
       if (l) seen.set(l.ifindex, { name: l.name, up: l.up });
+      if (l && this.nhFd >= 0) this.carrier.set(l.ifindex, (l.flags & IFF_LOWER_UP) !== 0);
     });
     this.links.clear();
     for (const [k, v] of seen) this.links.set(k, v);
@@ -1261,6 +1491,14 @@ export class KernelFib implements BatchFib {
   }
 
   private kernelGroup(k: KernelRoute): number {
+    // A route naming one of our nexthop objects, dumped without its gateway
+    // (net.ipv4.nexthop_compat_mode=0): the object's gateway and interface.
+    const nh =
+      k.nhId !== undefined && k.nexthops.length === 0 ? this.nhById.get(k.nhId) : undefined;
+    if (nh)
+      k.nexthops = [
+        { gateway: addressBytes(4, nh.gateway), ifindex: nh.oif, onlink: false, weight: 1 },
+      ];
     return this.intern({
       family: k.family,
       protocol: k.protocol,
@@ -1279,6 +1517,7 @@ export class KernelFib implements BatchFib {
   private async resyncOnce(): Promise<void> {
     const t0 = Date.now();
     this.stats.resyncs++;
+    this.forgetNexthops();
     await this.dumpLinks();
     await this.dumpOurs();
     const toSet = new KeyList();
@@ -1331,6 +1570,14 @@ export class KernelFib implements BatchFib {
       if (m.type === RTM_NEWLINK || m.type === RTM_DELLINK) this.onLink(m);
       else if (m.type === RTM_NEWADDR || m.type === RTM_DELADDR) this.onAddr(m);
       else if (m.type === RTM_DELROUTE || m.type === RTM_NEWROUTE) this.onRouteEvent(m);
+      else if (m.type === RTM_DELNEXTHOP) {
+        // Someone deleted a nexthop object of ours, and the kernel its routes (untold): resync.
+        const nh = decodeNexthop(m);
+        if (nh && this.nhById.delete(nh.id)) {
+          this.forgetNexthops();
+          this.scheduleResync(100);
+        }
+      }
     });
   }
 
@@ -1398,9 +1645,22 @@ export class KernelFib implements BatchFib {
     if (!l) return;
     const before = this.links.get(l.ifindex);
     const up = m.type === RTM_NEWLINK && l.up;
+    if (this.nhFd >= 0) {
+      // The kernel flushes nexthop objects on a link that loses its carrier, and their routes
+      // with them (untold; routes with their own gateway stay, marked linkdown): resync.
+      const carrier = m.type === RTM_NEWLINK && (l.flags & IFF_LOWER_UP) !== 0;
+      const had = this.carrier.get(l.ifindex);
+      this.carrier.set(l.ifindex, carrier);
+      if (m.type === RTM_DELLINK) this.carrier.delete(l.ifindex);
+      if (had && !carrier && [...this.nhById.values()].some((n) => n.oif === l.ifindex)) {
+        this.forgetNexthops();
+        this.scheduleResync(100);
+      }
+    }
     if (m.type === RTM_DELLINK) this.links.delete(l.ifindex);
     else this.links.set(l.ifindex, { name: l.name, up });
     if (before && before.up === up) return;
+    this.forgetNexthops();
     this.onEvent({ kind: "link", ifindex: l.ifindex, name: l.name, up });
     const named = this.reresolve(l.ifindex, l.name);
     const explicit = this.groups.some((g) => g.nexthops.some((n) => n.ifindex === l.ifindex));
@@ -1422,6 +1682,7 @@ export class KernelFib implements BatchFib {
     const n = (this.addrCount.get(a.ifindex) ?? 0) + (m.type === RTM_NEWADDR ? 1 : -1);
     if (n > 0) this.addrCount.set(a.ifindex, n);
     else this.addrCount.delete(a.ifindex);
+    this.forgetNexthops();
     // A new or removed subnet changes which gateways are reachable.
     this.scheduleResync(100);
   }

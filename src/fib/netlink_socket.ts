@@ -20,6 +20,22 @@ export interface NetlinkSocketHandlers {
   onSendFailed?(token: number, errno: number): void;
 }
 
+/**
+ * The sender thread's account (present once it has started): sends made, ms spent inside sendto
+ * (the kernel's work) and ms waiting with nothing queued after the first send (the thread idle
+ * while routes were still to come shows here), how often it found the queue empty, the wall
+ * clock (Unix ms) of the first send's start and the last send's end, the most items queued.
+ */
+export interface SenderStats {
+  sends: number;
+  busyMs: number;
+  idleMs: number;
+  waits: number;
+  firstAt: number;
+  lastAt: number;
+  maxQueued: number;
+}
+
 export class NetlinkSocket {
   private handle: unknown;
   readonly portId: number;
@@ -78,7 +94,7 @@ export class NetlinkSocket {
     loadAddon().dropOwnEchoes(this.handle, portId);
   }
 
-  info(): { portId: number; rcvbuf: number; sndbuf: number } {
+  info(): { portId: number; rcvbuf: number; sndbuf: number; sender?: SenderStats } {
     return loadAddon().info(this.handle);
   }
 

@@ -49,6 +49,8 @@ export const RTNLGRP_IPV4_IFADDR = 5;
 export const RTNLGRP_IPV4_ROUTE = 7;
 export const RTNLGRP_IPV6_IFADDR = 9;
 export const RTNLGRP_IPV6_ROUTE = 11;
+/** Above 31: joined with NETLINK_ADD_MEMBERSHIP, not in bind()'s group mask. */
+export const RTNLGRP_NEXTHOP = 32;
 export const RTA_DST = 1;
 export const RTA_OIF = 4;
 export const RTA_GATEWAY = 5;
@@ -58,6 +60,16 @@ export const RTA_MULTIPATH = 9;
 export const RTA_TABLE = 15;
 /** struct rtvia: a gateway of another family (RFC 8950: an IPv4 route via an IPv6 next hop). */
 export const RTA_VIA = 18;
+/** A route's nexthop object (its id) instead of a gateway of its own. */
+export const RTA_NH_ID = 30;
+// <linux/nexthop.h>: nexthop objects (Linux 5.3+)
+export const RTM_NEWNEXTHOP = 104;
+export const RTM_DELNEXTHOP = 105;
+export const RTM_GETNEXTHOP = 106;
+export const NHA_ID = 1;
+export const NHA_OIF = 5;
+export const NHA_GATEWAY = 6;
+export const NHMSG_LEN = 8;
 export const RTN_UNICAST = 1;
 export const RTN_BLACKHOLE = 6;
 export const RTN_UNREACHABLE = 7;
@@ -256,6 +268,8 @@ export interface RouteRequest {
   metric: number;
   nexthops: EncodedNextHop[];
   prefsrc?: Uint8Array;
+  /** RTM_NEWROUTE through this nexthop object (RTA_NH_ID) instead of `nexthops`. */
+  nhId?: number;
 }
 
 /** Appends one RTM_NEWROUTE (flags e.g. CREATE|REPLACE) or RTM_DELROUTE. */
@@ -282,7 +296,8 @@ export function writeRoute(
   w.attrU32(RTA_TABLE, r.table);
   if (r.metric) w.attrU32(RTA_PRIORITY, r.metric);
   if (r.prefsrc) w.attrBytes(RTA_PREFSRC, r.prefsrc);
-  if (msgType === RTM_NEWROUTE) {
+  if (msgType === RTM_NEWROUTE && r.nhId) w.attrU32(RTA_NH_ID, r.nhId);
+  else if (msgType === RTM_NEWROUTE) {
     if (single) {
       if (single.gateway) writeGateway(w, r.family, single.gateway);
       if (single.ifindex) w.attrU32(RTA_OIF, single.ifindex);
@@ -315,6 +330,86 @@ function writeGateway(w: MessageWriter, family: 4 | 6, gw: Uint8Array): void {
   via[1] = AF_INET6 >> 8;
   via.set(gw, 2);
   w.attrBytes(RTA_VIA, via);
+}
+
+/** A nexthop object: one gateway through one interface (what a route names by RTA_NH_ID). */
+export interface NexthopRequest {
+  id: number;
+  family: 4 | 6;
+  protocol: number;
+  gateway: Uint8Array;
+  oif: number;
+}
+
+/** Appends one RTM_NEWNEXTHOP (flags e.g. CREATE|EXCL, or CREATE|REPLACE). */
+export function writeNexthop(
+  w: MessageWriter,
+  flags: number,
+  seq: number,
+  nh: NexthopRequest,
+): void {
+  const at = w.begin(RTM_NEWNEXTHOP, NLM_F_REQUEST | flags, seq);
+  w.reserve(NHMSG_LEN);
+  // struct nhmsg: family, scope (must be 0), protocol, reserved, flags (u32).
+  w.buf.fill(0, w.len, w.len + NHMSG_LEN);
+  w.buf[w.len] = nh.family === 4 ? AF_INET : AF_INET6;
+  w.buf[w.len + 2] = nh.protocol;
+  w.len += NHMSG_LEN;
+  w.attrU32(NHA_ID, nh.id);
+  w.attrU32(NHA_OIF, nh.oif);
+  w.attrBytes(NHA_GATEWAY, nh.gateway);
+  w.finish(at);
+}
+
+/** RTM_GETNEXTHOP: one object by id, or (id 0) a dump of all; RTM_DELNEXTHOP with `del`. */
+export function writeNexthopGet(
+  w: MessageWriter,
+  flags: number,
+  seq: number,
+  id: number,
+  del = false,
+): void {
+  const at = w.begin(del ? RTM_DELNEXTHOP : RTM_GETNEXTHOP, NLM_F_REQUEST | flags, seq);
+  w.reserve(NHMSG_LEN);
+  w.buf.fill(0, w.len, w.len + NHMSG_LEN);
+  w.len += NHMSG_LEN;
+  if (id > 0) w.attrU32(NHA_ID, id);
+  w.finish(at);
+}
+
+/** RTM_GETROUTE for one address: the kernel's route lookup (its answer names the interface). */
+export function writeRouteGet(w: MessageWriter, flags: number, seq: number, dst: Uint8Array): void {
+  const at = w.begin(RTM_GETROUTE, NLM_F_REQUEST | flags, seq);
+  w.rtmsg(dst.length === 4 ? AF_INET : AF_INET6, dst.length * 8, 0, 0, 0, 0, 0);
+  w.attrBytes(RTA_DST, dst);
+  w.finish(at);
+}
+
+/** A nexthop object as the kernel reported it (gateway absent for a device-only one). */
+export interface KernelNexthop {
+  id: number;
+  family: number;
+  protocol: number;
+  gateway?: Uint8Array;
+  oif: number;
+}
+
+/** Decodes the payload of RTM_NEWNEXTHOP / RTM_DELNEXTHOP. */
+export function decodeNexthop(m: NlMessage): KernelNexthop | undefined {
+  const b = m.buf;
+  if (m.end - m.off < NHMSG_LEN) return undefined;
+  const nh: KernelNexthop = { id: 0, family: b[m.off], protocol: b[m.off + 2], oif: 0 };
+  let a = m.off + NHMSG_LEN;
+  while (a + 4 <= m.end) {
+    const al = b.readUInt16LE(a);
+    if (al < 4 || a + al > m.end) break;
+    const t = b.readUInt16LE(a + 2) & 0x3fff;
+    if (t === NHA_ID && al >= 8) nh.id = b.readUInt32LE(a + 4);
+    else if (t === NHA_OIF && al >= 8) nh.oif = b.readInt32LE(a + 4);
+    else if (t === NHA_GATEWAY) nh.gateway = Uint8Array.from(b.subarray(a + 4, a + al));
+    a += align4(al);
+  }
+  return nh.id > 0 ? nh : undefined;
 }
 
 /** The address of an RTA_VIA value (family u16, then the address). */
@@ -611,6 +706,8 @@ export interface KernelRoute {
   metric: number;
   nexthops: EncodedNextHop[];
   prefsrc?: Uint8Array;
+  /** The route's nexthop object (RTA_NH_ID), when it names one. */
+  nhId?: number;
 }
 
 function decodeNextHops(b: Buffer, o: number, end: number): EncodedNextHop[] {
@@ -691,6 +788,9 @@ export function decodeRoute(m: NlMessage): KernelRoute | undefined {
         break;
       case RTA_MULTIPATH:
         r.nexthops = decodeNextHops(b, v, a + al);
+        break;
+      case RTA_NH_ID:
+        if (u32) r.nhId = b.readUInt32LE(v);
         break;
     }
     a += align4(al);

@@ -99,6 +99,11 @@ export class V4RouteTable {
   /** Routes with a desired group / with an installed group. */
   desiredCount = 0;
   installedCount = 0;
+  /**
+   * Bumped whenever cells move (growth, a removal's backward shift): a cell index from before
+   * is valid as long as this has not changed (setDesiredMany's `cells`).
+   */
+  gen = 0;
 
   constructor(capacity = MIN_CAPACITY) {
     this.cap = Math.max(MIN_CAPACITY, Math.ceil(capacity));
@@ -135,12 +140,23 @@ export class V4RouteTable {
 
   /**
    * setDesired(slot, addrs[i], lens[i], gid) for i < n (gid not NO_GROUP): the FIB's path for
-   * a batch of routes with one group, its checks made once.
+   * a batch of routes with one group, its checks made once. The table grows first, once, for
+   * all n; `cells` (optional, n long) gets each route's cell index, valid while `gen` stays.
    */
-  setDesiredMany(slot: number, addrs: Uint32Array, lens: Uint8Array, n: number, gid: number): void {
+  setDesiredMany(
+    slot: number,
+    addrs: Uint32Array,
+    lens: Uint8Array,
+    n: number,
+    gid: number,
+    cells?: Int32Array,
+  ): void {
     if (!(slot >= 0 && slot < MAX_SLOT && gid >= 0))
       throw new Error(`Bad IPv4 route cell: slot ${slot}, group ${gid}`);
     if (gid + 1 > this.maxWord || slot * 64 + 33 > this.maxWord) this.widen();
+    // Room for all n now: no growth (no cell moves) inside the loop.
+    if (this.used + n > this.cap * MAX_LOAD)
+      this.grow(Math.max(Math.ceil(this.cap * GROWTH), Math.ceil((this.used + n) / MAX_LOAD)));
     const stored = gid + 1;
     for (let k = 0; k < n; k++) {
       const addr = addrs[k] >>> 0;
@@ -151,6 +167,7 @@ export class V4RouteTable {
       const w = this.w;
       if (w[i + DES] === 0) this.desiredCount++;
       w[i + DES] = stored;
+      if (cells) cells[k] = i;
     }
   }
 
@@ -321,6 +338,7 @@ export class V4RouteTable {
 
   /** Frees cell i, moving later cells of its probe run back so lookups still find them. */
   private removeAt(i: number): void {
+    this.gen++;
     const w = this.w;
     const end = this.cap * STRIDE;
     let hole = i;
@@ -382,6 +400,7 @@ export class V4RouteTable {
    * and is inserted last.
    */
   private grow(cap: number): void {
+    this.gen++;
     const old = this.cap;
     this.w = resized(this.w, cap * STRIDE);
     this.cap = cap;

@@ -108,6 +108,46 @@ describe("Speaker with scripted raw peers", () => {
     expect(peer.got.some((m) => m.type === 3)).toBe(false);
   });
 
+  it("hands a table sent in one burst to the FIB while still reading it, not after (the read yield)", async () => {
+    const { s, fib } = await speaker();
+    const sizes: number[] = [];
+    const set = fib.setV4Batch.bind(fib);
+    fib.setV4Batch = (b) => {
+      sizes.push(b.count ?? b.addrs.length);
+      return set(b);
+    };
+    const peer = await rawPeer(s.listenPort as number);
+    await waitFor("Established", () => s.status().peers[0]?.state === "Established", 30_000, 20);
+    // 100k /24s in ≤ 4096-byte UPDATEs, written at once (~400 KiB): libuv would read it all
+    // (up to 32 reads of 64 KiB) before the drain ran, so the FIB got its first 50k only then.
+    const a = emptyAttributes();
+    a.origin = 0;
+    a.asPath = [{ type: 2, asns: [65010] }];
+    a.nextHop = 0x7f000005;
+    const n = 100_000;
+    const msgs = encodeUpdates(
+      {
+        afi: 1,
+        safi: 1,
+        attributes: a,
+        announce: {
+          afi: 1,
+          count: n,
+          addrs: Uint32Array.from({ length: n }, (_, i) => ((20 << 24) + i * 256) >>> 0),
+          lens: new Uint8Array(n).fill(24),
+          pathIds: null,
+        },
+      },
+      sessionOptions({ fourOctetAs: true }),
+    );
+    peer.sock.write(Buffer.concat(msgs));
+    await waitFor("all 100k in the FIB", () => fib.desired().length === n, 30_000, 20);
+    expect(sizes.reduce((x, y) => x + y, 0)).toBe(n);
+    // A read leaves ~13k pending; the runtime yields there, so the first batch is a read or two.
+    expect(sizes[0]).toBeLessThan(30_000);
+    expect(sizes.length).toBeGreaterThanOrEqual(4);
+  });
+
   it("resets the session with NOTIFICATION 1/1 on a bad marker and removes the peer's routes", async () => {
     const { s, fib } = await speaker();
     const peer = await rawPeer(s.listenPort as number);

@@ -41,7 +41,8 @@ const v4 = (dst: string, gateway: string, extra: Partial<Route> = {}): Route => 
   ...extra,
 });
 
-describe.skipIf(skip)("KernelFib in a network namespace", () => {
+/** Everything twice: routes carrying their gateway, and (bgpd's default) through nexthop objects. */
+const suite = (nexthopObjects: boolean) => () => {
   let ns: Netns;
   let fib: KernelFib;
   const events: FibEvent[] = [];
@@ -66,7 +67,11 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
       ns.ip("link", "set", b, "up");
     }
     ns.ip("-6", "addr", "add", "fd00:ff::1/64", "dev", "d0", "nodad");
-    fib = await KernelFib.open({ netns: ns.name, onEvent: (e) => events.push(e) });
+    fib = await KernelFib.open({
+      netns: ns.name,
+      nexthopObjects,
+      onEvent: (e) => events.push(e),
+    });
   });
 
   afterAll(async () => {
@@ -289,6 +294,83 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
     );
   });
 
+  // Only where routes name objects (the other variant has none to look at).
+  if (nexthopObjects)
+    it("routes via one gateway name one nexthop object of ours; put back after it is deleted or its link loses carrier", async () => {
+      const nhs = () =>
+        ns
+          .ipJson<{ id: number; gateway?: string; dev?: string; protocol?: string }[]>(
+            "nexthop",
+            "show",
+          )
+          .filter((n) => n.gateway === "10.255.9.1");
+      await fib.set([v4("10.75.0.0/24", "10.255.9.1"), v4("10.76.0.0/24", "10.255.9.1")]);
+      const [nh, ...more] = nhs();
+      expect(more).toEqual([]);
+      expect(nh).toMatchObject({ dev: "e0", protocol: "201" });
+      // The kernel shows the object's id and (compat mode) its gateway on each route.
+      for (const dst of ["10.75.0.0/24", "10.76.0.0/24"])
+        expect(ns.ipJson<(IpRoute & { nhid?: number })[]>("route", "show", dst)).toMatchObject([
+          { nhid: nh.id, gateway: "10.255.9.1", dev: "e0", protocol: "201" },
+        ]);
+      // Deleting the object deletes its routes (untold): the FIB makes both again.
+      ns.ip("nexthop", "del", "id", String(nh.id));
+      expect(find("10.75.0.0/24")).toHaveLength(0);
+      await waitFor(
+        "both routes back after the nexthop object was deleted",
+        () => find("10.75.0.0/24").length === 1 && find("10.76.0.0/24").length === 1,
+        30_000,
+        20,
+      );
+      expect(nhs()).toMatchObject([{ id: nh.id, dev: "e0" }]);
+      // A carrier loss (the veth's peer down) flushes the object and its routes: put back.
+      ns.ip("link", "set", "e1", "down");
+      expect(find("10.75.0.0/24")).toHaveLength(0); // flushed by the kernel (event loop held)
+      await waitFor(
+        "routes back after the carrier loss",
+        () => find("10.75.0.0/24").length === 1 && find("10.76.0.0/24").length === 1,
+        30_000,
+        20,
+      );
+      ns.ip("link", "set", "e1", "up");
+      await fib.remove(
+        ["10.75.0.0/24", "10.76.0.0/24"].map((dst) => ({
+          family: 4 as const,
+          dst,
+          protocol: 201,
+        })),
+      );
+      expect(find("10.75.0.0/24")).toHaveLength(0);
+      // A FIB closed with none of its routes left takes its nexthop objects away; one that
+      // keeps routes (a graceful restart) leaves them to the next process.
+      const ours203 = () =>
+        ns.ipJson<{ id: number; protocol?: string }[]>("nexthop", "show", "proto", "203");
+      const r203 = { ...v4("10.77.0.0/24", "10.255.9.1"), protocol: 203 };
+      let other: KernelFib | undefined;
+      try {
+        other = await KernelFib.open({ netns: ns.name, protocols: [203], nexthopObjects });
+        await other.set([r203]);
+        expect(ours203()).toHaveLength(1);
+        await other.close();
+        expect(ours203()).toHaveLength(1);
+        other = await KernelFib.open({
+          netns: ns.name,
+          protocols: [203],
+          nexthopObjects,
+          gracefulHoldMs: 60_000,
+        });
+        await other.set([r203]);
+        expect(other.status().sent).toBe(0); // found in the kernel as wanted
+        await other.remove([r203]);
+        await other.close();
+        expect(ours203()).toEqual([]);
+        expect(find("10.77.0.0/24")).toEqual([]);
+      } finally {
+        await other?.close();
+        ns.exec("sh", "-c", "ip route flush proto 203; ip nexthop flush proto 203 || true");
+      }
+    });
+
   it("puts back one of ours deleted with ip route del", async () => {
     await fib.set([
       v4("10.70.0.0/24", "10.255.8.1"),
@@ -369,6 +451,7 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
     // Restart with a graceful-restart hold: nothing is removed until the hold ends.
     fib = await KernelFib.open({
       netns: ns.name,
+      nexthopObjects,
       gracefulHoldMs: 60_000,
       onEvent: (e) => events.push(e),
     });
@@ -381,7 +464,11 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
     expect(find("10.92.0.0/24")).toMatchObject([{ protocol: "static" }]);
     // Restart without a hold: every route of ours not desired is swept at once.
     await fib.close();
-    fib = await KernelFib.open({ netns: ns.name, onEvent: (e) => events.push(e) });
+    fib = await KernelFib.open({
+      netns: ns.name,
+      nexthopObjects,
+      onEvent: (e) => events.push(e),
+    });
     expect(kernel("proto", "201")).toEqual([]);
     expect(kernel("proto", "202")).toEqual([]);
     expect(kernel6("proto", "201")).toEqual([]);
@@ -457,7 +544,12 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
       expect(ours4()).toHaveLength(9);
       expect(ours6()).toHaveLength(4);
       await own.set([
-        { family: 4, dst: "10.70.9.0/24", protocol: 201, nexthops: [{ gateway: "10.255.11.1" }] },
+        {
+          family: 4,
+          dst: "10.70.9.0/24",
+          protocol: 201,
+          nexthops: [{ gateway: "10.255.11.1" }],
+        },
       ]);
       await own.endGracefulHold();
       expect(ours4().map((r) => r.dst)).toEqual(["10.70.9.0/24"]);
@@ -488,7 +580,11 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
   it("with unwantedGraceMs, a route of our protocol someone else added outlives resyncs for the grace", async () => {
     // The CNI plugin adds a pod's route under the agent's protocol before the agent knows it
     // (203 here: the suite's other instance owns 201 and 202).
-    const agent = await KernelFib.open({ netns: ns.name, protocols: [203], unwantedGraceMs: 400 });
+    const agent = await KernelFib.open({
+      netns: ns.name,
+      protocols: [203],
+      unwantedGraceMs: 400,
+    });
     try {
       ns.ip("route", "add", "10.93.0.1/32", "dev", "d0", "proto", "203", "scope", "link");
       await agent.resync();
@@ -500,7 +596,13 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
       ns.ip("route", "add", "10.93.0.2/32", "dev", "d0", "proto", "203", "scope", "link");
       await agent.resync();
       await agent.set([
-        { family: 4, dst: "10.93.0.2/32", protocol: 203, scope: "link", nexthops: [{ dev: "d0" }] },
+        {
+          family: 4,
+          dst: "10.93.0.2/32",
+          protocol: 203,
+          scope: "link",
+          nexthops: [{ dev: "d0" }],
+        },
       ]);
       sleepSync(450);
       await agent.resync();
@@ -614,7 +716,10 @@ describe.skipIf(skip)("KernelFib in a network namespace", () => {
       churn.destroy();
     }
   });
-});
+};
+
+describe.skipIf(skip)("KernelFib in a network namespace", suite(false));
+describe.skipIf(skip)("KernelFib in a network namespace (nexthop objects)", suite(true));
 
 describe.skipIf(skip)("KernelFib with a small request receive buffer", () => {
   let ns: Netns;

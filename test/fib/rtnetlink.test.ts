@@ -5,22 +5,28 @@ import { MemoryFib } from "../../src/fib/memory_fib.js";
 import {
   decodeError,
   decodeLink,
+  decodeNexthop,
   decodeRoute,
   forEachMessage,
   MessageWriter,
   NLM_F_ACK,
   NLM_F_CREATE,
   NLM_F_EXCL,
+  NLM_F_REPLACE,
   NLMSG_ERROR,
   type NlMessage,
   parseCidr,
   RTM_DELROUTE,
   RTM_NEWLINK,
+  RTM_NEWNEXTHOP,
   RTM_NEWROUTE,
   RTN_BLACKHOLE,
   RTN_UNICAST,
+  writeNexthop,
+  writeNexthopGet,
   writeRoute,
   writeRouteDump,
+  writeRouteGet,
 } from "../../src/fib/rtnetlink.js";
 import { FibError } from "../../src/fib/types.js";
 import { formatIPv6, parseIPv6 } from "../../src/lib/ip.js";
@@ -153,6 +159,85 @@ describe("writeRoute()", () => {
   });
 });
 
+describe("nexthop objects", () => {
+  it("encodes an IPv4 route naming a nexthop object (RTA_NH_ID, no gateway), byte for byte", () => {
+    const w = new MessageWriter(16);
+    writeRoute(w, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, 9, {
+      family: 4,
+      dst: new Uint8Array([10, 1, 0, 0]),
+      dstLen: 24,
+      table: 254,
+      protocol: 201,
+      type: RTN_UNICAST,
+      scope: 0,
+      metric: 0,
+      nexthops: [
+        { gateway: new Uint8Array([10, 255, 8, 1]), ifindex: 3, onlink: false, weight: 1 },
+      ],
+      nhId: 0x4f430001,
+    });
+    expect(w.buf.subarray(0, w.len).toString("hex")).toBe(
+      hex(`
+        34000000 1800 0106 09000000 00000000  # nlmsghdr: len 52, RTM_NEWROUTE, REQUEST|EXCL|CREATE, seq 9
+        02 18 00 00 fe c9 00 01 00000000      # rtmsg: AF_INET /24, table 254, proto 201, universe, unicast
+        0800 0100 0a010000                    # RTA_DST 10.1.0.0
+        0800 0f00 fe000000                    # RTA_TABLE 254
+        0800 1e00 0100434f                    # RTA_NH_ID 0x4f430001 (the gateway is the object's)
+      `).toString("hex"),
+    );
+    const [m] = messages(w.buf.subarray(0, w.len));
+    expect(decodeRoute(m)).toMatchObject({ nhId: 0x4f430001, nexthops: [] });
+  });
+
+  it("encodes RTM_NEWNEXTHOP, RTM_GETNEXTHOP and a route lookup, and decodes a nexthop", () => {
+    const w = new MessageWriter(16);
+    writeNexthop(w, NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK, 3, {
+      id: 0x4f430001,
+      family: 4,
+      protocol: 201,
+      gateway: new Uint8Array([10, 255, 9, 1]),
+      oif: 7,
+    });
+    writeNexthopGet(w, NLM_F_ACK, 4, 0x4f430001);
+    writeRouteGet(w, NLM_F_ACK, 5, new Uint8Array([10, 255, 9, 1]));
+    expect(w.buf.subarray(0, w.len).toString("hex")).toBe(
+      hex(`
+        30000000 6800 0505 03000000 00000000  # nlmsghdr: len 48, RTM_NEWNEXTHOP, REQUEST|ACK|REPLACE|CREATE, seq 3
+        02 00 c9 00 00000000                  # nhmsg: AF_INET, scope 0, proto 201, flags 0
+        0800 0100 0100434f                    # NHA_ID
+        0800 0500 07000000                    # NHA_OIF 7
+        0800 0600 0aff0901                    # NHA_GATEWAY 10.255.9.1
+        20000000 6a00 0500 04000000 00000000  # RTM_GETNEXTHOP, REQUEST|ACK, seq 4
+        00 00 00 00 00000000                  # nhmsg
+        0800 0100 0100434f                    # NHA_ID
+        24000000 1a00 0500 05000000 00000000  # RTM_GETROUTE, REQUEST|ACK, seq 5
+        02 20 00 00 00 00 00 00 00000000      # rtmsg: AF_INET /32
+        0800 0100 0aff0901                    # RTA_DST 10.255.9.1
+      `).toString("hex"),
+    );
+    const d = new MessageWriter(16);
+    writeNexthopGet(d, NLM_F_ACK, 6, 0x4f430001, true);
+    expect(d.buf.subarray(0, d.len).toString("hex")).toBe(
+      hex(`
+        20000000 6900 0500 06000000 00000000  # RTM_DELNEXTHOP, REQUEST|ACK, seq 6
+        00 00 00 00 00000000                  # nhmsg
+        0800 0100 0100434f                    # NHA_ID
+      `).toString("hex"),
+    );
+    const [nh] = messages(w.buf.subarray(0, w.len));
+    expect(nh.type).toBe(RTM_NEWNEXTHOP);
+    expect(decodeNexthop(nh)).toEqual({
+      id: 0x4f430001,
+      family: 2,
+      protocol: 201,
+      gateway: new Uint8Array([10, 255, 9, 1]),
+      oif: 7,
+    });
+    // No id: not a nexthop object.
+    expect(decodeNexthop({ ...nh, end: nh.off + 8 })).toBeUndefined();
+  });
+});
+
 describe("decoders", () => {
   it("decodeError() reads errno, the request's seq and the extended-ACK text of a capped error", () => {
     const msg = hex(`
@@ -252,14 +337,16 @@ describe("decoders on arbitrary bytes", () => {
     fc.assert(
       fc.property(
         fc.uint8Array({ minLength: 0, maxLength: 400 }),
-        fc.integer({ min: 0, max: 6 }),
+        fc.integer({ min: 0, max: 7 }),
         (bytes, form) => {
           const buf = Buffer.from(bytes);
           // Give most inputs a plausible first header so the decoders are reached.
           if (buf.length >= 16 && form > 0) {
             buf.writeUInt32LE(Math.min(buf.length, 16 + (buf.readUInt16LE(0) % 200)), 0);
             buf.writeUInt16LE(
-              [NLMSG_ERROR, RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWLINK, 3, 2][form - 1],
+              [NLMSG_ERROR, RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWLINK, RTM_NEWNEXTHOP, 3, 2][
+                form - 1
+              ],
               4,
             );
           }
@@ -268,6 +355,7 @@ describe("decoders on arbitrary bytes", () => {
             if (m.type === NLMSG_ERROR) decodeError(m);
             if (m.type === RTM_NEWROUTE || m.type === RTM_DELROUTE) decodeRoute(m);
             if (m.type === RTM_NEWLINK) decodeLink(m);
+            if (m.type === RTM_NEWNEXTHOP) decodeNexthop(m);
           });
         },
       ),

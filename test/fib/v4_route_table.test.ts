@@ -138,6 +138,40 @@ describe("V4RouteTable", () => {
     );
   });
 
+  it("setDesiredMany gives each route's cell, valid until cells move (gen)", () => {
+    const t = new V4RouteTable(20_000);
+    const n = 5000;
+    const addrs = new Uint32Array(n).map((_, i) => ((10 << 24) + i * 7) >>> 0);
+    const lens = new Uint8Array(n).fill(32);
+    const cells = new Int32Array(n);
+    t.setDesiredMany(0, addrs, lens, n, 3, cells);
+    const gen = t.gen;
+    for (let k = 0; k < n; k++) {
+      expect(cells[k]).toBe(t.cell(0, addrs[k], 32));
+      expect(t.desiredAt(cells[k])).toBe(3);
+    }
+    // Inserts below the load limit move no cell: the indexes hold, and gen stays.
+    const room = Math.floor((t.bytes / 10) * 0.85) - t.size;
+    expect(room).toBeGreaterThan(0);
+    const few = Math.min(room, 100);
+    t.setDesiredMany(
+      0,
+      addrs.map((a) => a + 1),
+      lens,
+      few,
+      4,
+    );
+    expect(t.gen).toBe(gen);
+    expect(t.cell(0, addrs[n - 1], 32)).toBe(cells[n - 1]);
+    // A removal (backward shift) or a growth moves cells: gen changes.
+    t.setDesired(0, addrs[0], 32, NO_GROUP);
+    expect(t.gen).not.toBe(gen);
+    const g2 = t.gen;
+    const more = new Uint32Array(4 * n).map((_, i) => ((11 << 24) + i) >>> 0);
+    t.setDesiredMany(0, more, new Uint8Array(4 * n).fill(32), 4 * n, 5);
+    expect(t.gen).not.toBe(g2);
+  });
+
   it("holds 200,000 /32s in 10 bytes a cell, under 15 a route and removes them all", () => {
     const t = new V4RouteTable();
     const base = 10 << 24;

@@ -271,6 +271,11 @@ export class SpeakerCore<A> {
     return this.rib.pending === 0 && this.fibInFlight === 0 && !this.flushRequested;
   }
 
+  /** Reading from peers is paused because the FIB is behind (fibDone resumes it). */
+  get readingHeld(): boolean {
+    return this.readingPaused;
+  }
+
   get fibBatchesInFlight(): number {
     return this.fibInFlight;
   }

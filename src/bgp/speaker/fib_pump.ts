@@ -2,6 +2,7 @@
 // through the numeric batch path (one call per next-hop set, typed arrays, no per-route
 // objects; a set at a route priority of its own carries its metric), IPv6 as Route values; counts jobs in flight and errors for status. Not: which
 // routes are best (rib/), when to stop reading (the core), netlink (fib/).
+import type { SenderStats } from "../../fib/netlink_socket.js";
 import type { BatchFib, Fib, Route } from "../../fib/types.js";
 import type { Log } from "../../lib/log.js";
 import { type FibBatch, nextHopOf } from "../rib/rib.js";
@@ -60,6 +61,12 @@ export class FibPump {
   get installed(): number {
     const s = (this.fib as { status?: () => { desired: number } }).status;
     return s ? s.call(this.fib).desired : this.fib.desired().length;
+  }
+
+  /** The kernel FIB's sender thread's account, when the FIB has one (status, benchmarks). */
+  get sender(): SenderStats | undefined {
+    const f = (this.fib as { senderStats?: () => SenderStats | undefined }).senderStats;
+    return f?.call(this.fib);
   }
 
   /** Starts the batch's jobs; the promise settles (never rejects) once all of them have. */

@@ -24,7 +24,7 @@ import type { RouteExplanation, RoutesSnapshot, StatusSnapshot } from "../status
 import { type FamilyKey, Ipv4Unicast, Ipv6Unicast } from "../wire/types.js";
 import { localAddressesToward } from "./addr.js";
 import type { AttrBridge } from "./attrs.js";
-import { SpeakerCore } from "./core.js";
+import { FIB_BATCH, SpeakerCore } from "./core.js";
 import { type ConnId, type SpeakerAction, type SpeakerEvent, timerId } from "./events.js";
 import { encodeReceived } from "./export.js";
 import { FibPump } from "./fib_pump.js";
@@ -110,13 +110,24 @@ interface Attempt {
 }
 
 /**
+ * RIB changes pending after a read that make the runtime yield reading for a drain: a quarter
+ * of one (a 64 KiB read of /32s brings ~13k). Tried: a full drain while the FIB has batches in
+ * flight (bigger FIB batches) kept 1-4 MiB more in flight and was no faster at load 11-13.
+ * OCELOT_BGP_YIELD=0 never yields (the old behaviour, for A/B runs).
+ */
+const YIELD_PENDING = process.env.OCELOT_BGP_YIELD === "0" ? Infinity : FIB_BATCH / 4;
+
+/**
  * OCELOT_TRACE=1: one stderr line per chunk read, flush, FIB batch handed over and acknowledged,
- * and reading paused/resumed, stamped with the process's clock (ms): where the last routes of a
- * table wait (bench/bgp_inject.ts found them still in the injector this way).
+ * and reading paused/resumed, stamped with the wall clock (Unix ms, comparable with a peer's
+ * log): where the last routes of a table wait (bench/bgp_inject.ts found them still in the
+ * injector this way).
  */
 const TR = process.env.OCELOT_TRACE
   ? (m: string) =>
-      process.stderr.write(`TRACE ${process.pid} ${performance.now().toFixed(1)} ${m}\n`)
+      process.stderr.write(
+        `TRACE ${process.pid} ${(performance.timeOrigin + performance.now()).toFixed(1)} ${m}\n`,
+      )
   : undefined;
 
 export class Speaker<A> {
@@ -150,6 +161,8 @@ export class Speaker<A> {
   private readonly idleWaiters: (() => void)[] = [];
   /** When the oldest UPDATE not yet handed to the FIB in a batch was received. */
   private updateMark: number | undefined;
+  /** Connections paused for one turn of the event loop so that a drain runs (see YIELD_PENDING). */
+  private readonly yielded = new Set<Connection>();
 
   constructor(
     config: BgpdConfig,
@@ -358,6 +371,7 @@ export class Speaker<A> {
         installed: fib?.installed ?? 0,
         pending: fib?.inFlight ?? 0,
         errors: fib?.errors ?? 0,
+        ...(fib?.sender ? { sender: fib.sender } : {}),
       },
       tcpMd5: readTcpMd5Counters,
       memory: process.memoryUsage(),
@@ -578,6 +592,11 @@ export class Speaker<A> {
         tap?.received(peer, id, bytes);
         TR?.(`recv ${bytes.length}`);
         this.run({ kind: "received", peer, conn: id, bytes });
+        // libuv reads a readable socket up to 32 times (2 MiB) before the loop turns: a table
+        // arriving that fast would be decoded whole before the drain (setImmediate) hands any of
+        // it to the FIB, the kernel idle meanwhile. With a quarter drain's worth pending, stop
+        // reading for this turn: the drain runs, then reading resumes.
+        if (this.core.rib.pending >= YIELD_PENDING && !this.yielded.has(c)) this.yieldReading(c);
       },
       onClose: (err) => {
         if (this.conns.get(id) !== rec) return;
@@ -589,6 +608,19 @@ export class Speaker<A> {
         if (this.conns.get(id) !== rec || !this.slow.delete(peer)) return;
         this.log.info({ peer }, "Peer caught up with its send queue");
       },
+    });
+  }
+
+  private yieldReading(c: Connection): void {
+    c.pause();
+    this.yielded.add(c);
+    if (this.yielded.size > 1) return;
+    // Queued after the flush the received data asked for: it runs first.
+    setImmediate(() => {
+      const held = this.core.readingHeld;
+      for (const y of this.yielded) if (!held && !y.isClosed) y.resume();
+      // Held (the FIB at its limit): the core's pauseReading(false) resumes every peer.
+      this.yielded.clear();
     });
   }
 
