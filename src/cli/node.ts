@@ -51,6 +51,7 @@ import {
   storedNode,
 } from "../node/startup.js";
 import { CliError } from "./main.js";
+import { fixMallocThresholds } from "./malloc_thresholds.js";
 
 /** The flags given on the command line (not commander's defaults), by attribute. */
 function givenFlags(cmd: Command): Record<string, unknown> {
@@ -145,6 +146,8 @@ function settingsOf(cmd: Command): { settings: NodeSettings; sources: Record<str
 
 async function runNode(cmd: Command): Promise<void> {
   const { settings: s, sources } = settingsOf(cmd);
+  // As bgpd: glibc's malloc thresholds fixed (OCELOT_MALLOC_THRESHOLDS=default: glibc's own).
+  fixMallocThresholds(process.env.OCELOT_MALLOC_THRESHOLDS);
   const o = cmd.opts() as DatastoreCliOptions;
   let metricsAddr: ListenAddress | undefined;
   try {

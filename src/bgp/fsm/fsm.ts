@@ -1,8 +1,10 @@
 // The BGP session FSM of RFC 4271 §8 as a pure function: step(state, event) -> {state, actions}.
 // One FsmState per TCP connection attempt; timers are actions out and events in. Owns: state
 // transitions, OPEN checks, hold-time and family negotiation, IdleHold backoff, the backoff of
-// retries after failed connections, the §6.8 collision rule. Not: the connect-retry jitter
-// (speaker/session.ts applies it to the ConnectRetryTimer), capability negotiation (capabilities.ts), sockets, clocks, encoding.
+// retries after failed connections, the §6.8 collision rule, which timers are jittered (§10).
+// Not: drawing the jitter and restarting the KeepaliveTimer on each UPDATE sent (both
+// speaker/session.ts, which sends UPDATEs), capability negotiation (capabilities.ts), sockets,
+// clocks, encoding.
 import { sessionOptions } from "../wire/types.js";
 import {
   AS_TRANS,
@@ -27,6 +29,8 @@ import {
 /** RFC 4271 §8.2.2: the "large value" HoldTimer used while waiting for the peer's OPEN. */
 export const LARGE_HOLD_MS = 240_000;
 
+export type StartTimer = Extract<FsmAction, { type: "startTimer" }>;
+
 export interface StepResult {
   state: FsmState;
   actions: FsmAction[];
@@ -43,11 +47,31 @@ const ALL_TIMERS: TimerName[] = [
   "IdleHoldTimer",
 ];
 
+/** RFC 4271 §4.4: KEEPALIVEs are sent no more often than one a second. */
+export const MIN_KEEPALIVE_MS = 1000;
+
 const start = (timer: TimerName, ms: number): FsmAction =>
-  // The ConnectRetryTimer is always jittered (RFC 4271 §10).
+  // The ConnectRetryTimer is always jittered (RFC 4271 §10); the KeepaliveTimer too (below).
   timer === "ConnectRetryTimer"
     ? { type: "startTimer", timer, ms, jitter: true }
     : { type: "startTimer", timer, ms };
+
+/**
+ * The KeepaliveTimer (re)started for a session (hold time 0: none): KeepaliveTime jittered
+ * (RFC 4271 §10) but never below a second (§4.4; with hold time 3 it is exactly 1 s). Also what the session starts
+ * when it restarts the timer for an UPDATE sent (RFC 4271 §8.2.2: "Each time the local system
+ * sends a KEEPALIVE or UPDATE message, it restarts its KeepaliveTimer").
+ */
+export function keepaliveTimer(n: Negotiated): StartTimer | undefined {
+  if (n.holdTime === 0 || n.keepaliveTime === 0) return undefined;
+  return {
+    type: "startTimer",
+    timer: "KeepaliveTimer",
+    ms: n.keepaliveTime * 1000,
+    jitter: true,
+    minMs: MIN_KEEPALIVE_MS,
+  };
+}
 const stop = (timer: TimerName): FsmAction => ({ type: "stopTimer", timer });
 const notify = (code: number, subcode: number, data?: Uint8Array): FsmAction => ({
   type: "sendNotification",
@@ -315,8 +339,9 @@ export function collisionLoser(localId: number, remoteId: number): "outgoing" | 
 
 /** Keepalive and Hold timers once the peer's OPEN is accepted (hold 0: no timers). */
 function sessionTimers(n: Negotiated): FsmAction[] {
-  if (n.holdTime === 0) return [stop("HoldTimer"), stop("KeepaliveTimer")];
-  return [start("KeepaliveTimer", n.keepaliveTime * 1000), start("HoldTimer", n.holdTime * 1000)];
+  const ka = keepaliveTimer(n);
+  if (n.holdTime === 0 || !ka) return [stop("HoldTimer"), stop("KeepaliveTimer")];
+  return [ka, start("HoldTimer", n.holdTime * 1000)];
 }
 
 function restartHold(s: FsmState): FsmAction[] {
@@ -460,11 +485,8 @@ export function step(s: FsmState, ev: FsmEvent): StepResult {
             "Hold timer expired",
           );
         case "KeepaliveTimer_Expires": {
-          const ka = (s.negotiated?.keepaliveTime ?? 0) * 1000;
-          return keep([
-            { type: "sendKeepalive" },
-            ...(ka > 0 ? [start("KeepaliveTimer", ka)] : []),
-          ]);
+          const ka = s.negotiated ? keepaliveTimer(s.negotiated) : undefined;
+          return keep([{ type: "sendKeepalive" }, ...(ka ? [ka] : [])]);
         }
         case "TcpConnectionFails":
           return toIdle(s, { kind: "TcpConnectionFails", message: ev.message }, [], {

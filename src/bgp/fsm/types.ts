@@ -171,9 +171,10 @@ export type FsmAction =
   | { type: "sendNotification"; notification: NotificationInfo }
   /**
    * `jitter`: the owner shortens ms by a random 0-25 % (RFC 4271 §10), so that two ends that
-   * started or collided together do not retry in lockstep.
+   * started or collided together do not retry in lockstep, and peers' KEEPALIVEs do not
+   * synchronise; never below `minMs` (the KeepaliveTimer: one KEEPALIVE a second at most, §4.4).
    */
-  | { type: "startTimer"; timer: TimerName; ms: number; jitter?: boolean }
+  | { type: "startTimer"; timer: TimerName; ms: number; jitter?: boolean; minMs?: number }
   | { type: "stopTimer"; timer: TimerName }
   | { type: "established"; negotiated: Negotiated }
   | { type: "sessionDown"; reason: DownReason; wasEstablished: boolean }

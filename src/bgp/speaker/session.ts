@@ -2,12 +2,13 @@
 // (framing, OPEN, KEEPALIVE, NOTIFICATION, timers as actions) and resolves connection collisions
 // (RFC 4271 §6.8) with a second FSM while two connections race. Every side effect is a
 // SpeakerAction handed to `emit`. Owns: the links (connection + FSM), what was negotiated, the
-// message counters, the connect-retry jitter (RFC 4271 §10). Not: routes (the core receives UPDATEs and ROUTE-REFRESHes through
+// message counters, the timer jitter (RFC 4271 §10), the KeepaliveTimer restart on each UPDATE
+// sent (§8.2.2, done lazily). Not: routes (the core receives UPDATEs and ROUTE-REFRESHes through
 // SessionCallbacks), sockets and clocks (the runtime).
 
 import type { Log } from "../../lib/log.js";
 import { localCapabilities, openInfo } from "../fsm/capabilities.js";
-import { collisionLoser, initialState, step } from "../fsm/fsm.js";
+import { collisionLoser, initialState, keepaliveTimer, type StartTimer, step } from "../fsm/fsm.js";
 import {
   CeaseSubcode,
   type DownReason,
@@ -62,8 +63,8 @@ export interface SessionIo {
   now(): number;
   /**
    * Uniform in [0, 1): jitters the timers the FSM marks (the ConnectRetryTimer, the restart after
-   * a collision) to 0.75-1.0 of their value (RFC 4271 §10), so peers that started or collided
-   * together do not retry in lockstep. Absent: no jitter (replay tests).
+   * a collision, the KeepaliveTimer) to 0.75-1.0 of their value (RFC 4271 §10), so peers that
+   * started or collided together do not retry in lockstep. Absent: no jitter (replay tests).
    */
   random?(): number;
   log: Log;
@@ -89,6 +90,10 @@ interface Link {
   attempt: ConnId | undefined;
   framer: MessageFramer;
   timers: Set<TimerName>;
+  /** When the KeepaliveTimer was last (re)started, by the FSM or for an UPDATE sent. */
+  keepaliveFrom: number;
+  /** When the last UPDATE went out on this link (-Infinity: none yet). */
+  updateSentAt: number;
   remoteCaps: Capability[];
   dead: boolean;
 }
@@ -261,6 +266,7 @@ export class PeerSession {
   timerExpired(link: number, t: TimerName): void {
     const l = this.links.find((x) => x.id === link);
     if (!l || l.dead || !l.timers.has(t)) return;
+    if (t === "KeepaliveTimer" && this.keepaliveRestarted(l)) return;
     // While we hold reading paused (the FIB is behind), the peer's KEEPALIVEs wait unread in our
     // socket: its silence is ours, so the hold timer starts again instead of expiring (it runs
     // normally once reading resumes; BFD, where configured, still watches the link).
@@ -281,10 +287,16 @@ export class PeerSession {
     this.event(l, { type: `${t}_Expires` } as FsmEvent);
   }
 
-  /** Sends bytes (UPDATEs: paced) on the Established connection. */
+  /**
+   * Sends bytes (UPDATEs: paced) on the Established connection. An UPDATE restarts the
+   * KeepaliveTimer (RFC 4271 §8.2.2) lazily: its time is noted here, and the timer, when it
+   * fires, starts again for what is left instead of sending a KEEPALIVE (keepaliveRestarted), so
+   * a table of a million UPDATEs costs no timer restart per message.
+   */
   send(bytes: Uint8Array): void {
     const l = this.links.find((x) => x.fsm.state === "Established");
     if (l?.conn === undefined) return;
+    if (bytes[18] === MessageType.Update) l.updateSentAt = this.io.now();
     this.io.emit({ kind: "send", peer: this.address, conn: l.conn, bytes, paced: true });
     this.counters.messagesOut++;
   }
@@ -346,6 +358,8 @@ export class PeerSession {
       attempt: undefined,
       framer: new MessageFramer(MaxMessageLength),
       timers: new Set(),
+      keepaliveFrom: 0,
+      updateSentAt: Number.NEGATIVE_INFINITY,
       remoteCaps: [],
       dead: false,
     };
@@ -375,6 +389,29 @@ export class PeerSession {
 
   private timer(l: Link, name: TimerName) {
     return { peer: this.address, link: l.id, name };
+  }
+
+  /**
+   * The KeepaliveTimer of l fired: when an UPDATE went out since it was (re)started, the timer
+   * restarted then (§8.2.2), so it starts again for what is left of a fresh (jittered) interval
+   * from that UPDATE, and no KEEPALIVE goes. True when it did.
+   */
+  private keepaliveRestarted(l: Link): boolean {
+    if (!(l.updateSentAt > l.keepaliveFrom) || !l.fsm.negotiated) return false;
+    const ka = keepaliveTimer(l.fsm.negotiated);
+    if (!ka) return false;
+    const left = l.updateSentAt + this.timerMs(ka) - this.io.now();
+    if (left <= 0) return false;
+    l.keepaliveFrom = l.updateSentAt;
+    this.io.emit({ kind: "startTimer", timer: this.timer(l, "KeepaliveTimer"), ms: left });
+    return true;
+  }
+
+  /** A timer's value: jittered to 0.75-1.0 of ms when marked (RFC 4271 §10), never below minMs. */
+  private timerMs(a: StartTimer): number {
+    const r = a.jitter ? this.io.random?.() : undefined;
+    if (r === undefined) return a.ms;
+    return Math.max(a.minMs ?? 0, Math.round(a.ms * (0.75 + 0.25 * r)));
   }
 
   private bind(l: Link, conn: ConnId): void {
@@ -514,9 +551,8 @@ export class PeerSession {
         return;
       case "startTimer": {
         l.timers.add(a.timer);
-        const r = a.jitter ? this.io.random?.() : undefined;
-        const ms = r === undefined ? a.ms : Math.round(a.ms * (0.75 + 0.25 * r));
-        this.io.emit({ kind: "startTimer", timer: this.timer(l, a.timer), ms });
+        if (a.timer === "KeepaliveTimer") l.keepaliveFrom = this.io.now();
+        this.io.emit({ kind: "startTimer", timer: this.timer(l, a.timer), ms: this.timerMs(a) });
         return;
       }
       case "stopTimer":
