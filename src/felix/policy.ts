@@ -1590,8 +1590,9 @@ export function renderPolicy(
   const policyChains: ChainSpec[] = [];
   for (const [name, { p, dir }] of [...used].sort(([a], [b]) => (a < b ? -1 : 1)))
     policyChains.push({ name, rules: r.policyChain(p, dir, deny) });
-  // IPv6 neighbour discovery and MLD between a pod and its host are never policed (Calico lets
-  // them through its workload-to-host chain); they are link-local, so never forwarded.
+  // IPv6 neighbour discovery and MLD from a pod to its host are never policed (Calico lets them
+  // through its workload-to-host chain); they are link-local, so never forwarded, and the host's
+  // to a pod are not policed at all (OUTPUT does not reach the to-workload dispatch).
   const ndp =
     family === 6
       ? ICMPV6_LINK_TYPES.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`)
@@ -1599,7 +1600,7 @@ export function renderPolicy(
   return {
     chains: [
       ...dispatchTree(CHAIN_FROM_WL_DISPATCH, "-i", dispatch.Egress, ndp),
-      ...dispatchTree(CHAIN_TO_WL_DISPATCH, "-o", dispatch.Ingress, ndp),
+      ...dispatchTree(CHAIN_TO_WL_DISPATCH, "-o", dispatch.Ingress, []),
       ...endpointChains,
       ...policyChains,
     ],

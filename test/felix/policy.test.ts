@@ -220,16 +220,14 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
     expect(pi?.rules).toEqual(["-j DROP"]);
   });
 
-  it("IPv6: neighbour discovery and MLD pass both dispatch chains before any endpoint", () => {
+  it("IPv6: neighbour discovery and MLD from a pod pass the from-workload dispatch before any endpoint", () => {
     const v6 = { ...B, addresses: ["fd00::2/128"] };
     const s = renderPolicy(input([allowFromA], [A, v6]), 6);
     const ndp = [130, 131, 132, 133, 134, 135, 136].map(
       (t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`,
     );
-    expect(chain(s, "ocl-to-wl-dispatch")).toEqual([
-      ...ndp,
-      "-o oclbbbbbbbbbbb -g ocl-tw-oclbbbbbbbbbbb",
-    ]);
+    // The to-workload dispatch sees only forwarded traffic (never link-local): no exceptions.
+    expect(chain(s, "ocl-to-wl-dispatch")).toEqual(["-o oclbbbbbbbbbbb -g ocl-tw-oclbbbbbbbbbbb"]);
     expect(chain(s, "ocl-from-wl-dispatch")).toEqual(ndp);
     expect(s.ipsets.map((x) => x.family)).toEqual(["inet6"]);
   });
@@ -551,9 +549,9 @@ describe("the filter table with and without policy", () => {
     ]);
   });
 
-  it("with policy: both dispatches before the accepts in FORWARD, INPUT and OUTPUT hooked", () => {
+  it("with policy: both dispatches before the accepts in FORWARD, INPUT hooked, OUTPUT not (host to pod is not policed, as Felix)", () => {
     const t = dp(input([allowFromA])).families[0]?.tables[0];
-    expect(t?.chains.slice(0, 3)).toEqual([
+    expect(t?.chains.slice(0, 2)).toEqual([
       {
         name: "ocl-FORWARD",
         rules: [
@@ -564,9 +562,9 @@ describe("the filter table with and without policy", () => {
         ],
       },
       { name: "ocl-INPUT", rules: ["-i ocl+ -j ocl-from-wl-dispatch"] },
-      { name: "ocl-OUTPUT", rules: ["-o ocl+ -j ocl-to-wl-dispatch"] },
     ]);
-    expect(t?.hooks.map((h) => h.builtin)).toEqual(["INPUT", "FORWARD", "OUTPUT"]);
+    expect(t?.chains.some((c) => c.name === "ocl-OUTPUT")).toBe(false);
+    expect(t?.hooks.map((h) => h.builtin)).toEqual(["INPUT", "FORWARD"]);
   });
 
   it("plans converge both ways: policy added in one payload, removed (chains, hooks) in one", () => {
