@@ -6,6 +6,9 @@
 // (filterOutputChain returns for workload interfaces; kubelet's probes come from the host): under
 // a default-deny ingress policy on B, TCP connects from the node's namespace reach B (B's
 // PassiveOpens count them) over both families, A's are refused and never reach B's socket.
+// A workload interface with no known endpoint (pod C wired and routed, its endpoint not yet in
+// the policy input, as between CNI ADD and the agent's pass) gets no traffic either way while a
+// policy is in force (Felix's "Unknown interface" drop); known and selected by none, it is open.
 import { type ChildProcess, spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyDataplane } from "../../src/felix/apply.js";
@@ -15,7 +18,14 @@ import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { addUplink } from "../helpers/cni.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { addPod, ping, policyEndpointsOf, tcpConnects, workloadsOf } from "../helpers/pods.js";
+import {
+  addPod,
+  echoRepliesSent,
+  ping,
+  policyEndpointsOf,
+  tcpConnects,
+  workloadsOf,
+} from "../helpers/pods.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
 const skip = skipWithReason("felix policy (netns)", reason);
@@ -23,11 +33,12 @@ const skip = skipWithReason("felix policy (netns)", reason);
 const PODS = {
   a: { iface: "oclpolaaaaaaaa", v4: "10.244.5.1", v6: "fd00:244::5:1" },
   b: { iface: "oclpolbbbbbbbb", v4: "10.244.5.2", v6: "fd00:244::5:2" },
+  c: { iface: "oclpolcccccccc", v4: "10.244.5.3", v6: "fd00:244::5:3" },
 };
 
 describe.skipIf(skip)("network policy applied in a dual-stack namespace", () => {
   let node: Netns;
-  const pods: Record<"a" | "b", Netns> = {} as never;
+  const pods: Record<"a" | "b" | "c", Netns> = {} as never;
   let fib: KernelFib;
   let server: ChildProcess | undefined;
 
@@ -58,7 +69,7 @@ describe.skipIf(skip)("network policy applied in a dual-stack namespace", () => 
   beforeAll(async () => {
     node = Netns.create("fpn");
     addUplink(node, "192.0.2.30/24");
-    for (const app of ["a", "b"] as const) {
+    for (const app of ["a", "b", "c"] as const) {
       pods[app] = addPod(node, `fp${app}`, PODS[app].iface, PODS[app].v4, PODS[app].v6);
     }
     fib = await KernelFib.open({ netns: node.name, protocols: [202], watch: false });
@@ -149,6 +160,40 @@ describe.skipIf(skip)("network policy applied in a dual-stack namespace", () => 
     const v4 = node.exec("iptables-nft-save", "-t", "filter");
     expect(v4).toContain(`-A ocl-tw-${PODS.b.iface} -m mark --mark 0x0/0x20000 -j DROP`);
     expect(v4).not.toMatch(/ocl-OUTPUT/);
+  });
+
+  it("an unknown workload interface gets no traffic while a policy is in force; known and unselected, it is open", async () => {
+    const denyB = fromNetworkPolicy({
+      metadata: { name: "b-default-deny", namespace: "default" },
+      spec: { selector: "app == 'b'", types: ["Ingress"] },
+    });
+    const known = policy.endpoints.filter((e) => e.id !== "default/c");
+    await applyDataplane(renderDataplane(input({ endpoints: known, policies: [denyB] })), {
+      netns: node.name,
+      fib,
+    });
+    const before = echoRepliesSent(pods.c);
+    expect(ping(pods.a, PODS.c.v4, false)).toBe(false);
+    expect(ping(pods.a, PODS.c.v6, false)).toBe(false);
+    expect(ping(pods.c, PODS.a.v4, false)).toBe(false);
+    // A's pings never reached C: it answered none of them.
+    expect(echoRepliesSent(pods.c) - before).toBe(0);
+    // The node's own pings leave unpoliced (OUTPUT) but C's replies meet the drop (INPUT).
+    expect(ping(node, PODS.c.v4, false)).toBe(false);
+    const v4 = node.exec("iptables-nft-save", "-t", "filter");
+    expect(v4).toContain("-A ocl-to-wl-dispatch -j DROP");
+    expect(v4).toContain("-A ocl-from-wl-dispatch -j DROP");
+    expect(v4).toContain(`-A ocl-to-wl-dispatch -o ${PODS.a.iface} -j RETURN`);
+    // Its endpoint known (selected by no policy): open both ways.
+    await applyDataplane(renderDataplane(input({ ...policy, policies: [denyB] })), {
+      netns: node.name,
+      fib,
+    });
+    expect(ping(pods.a, PODS.c.v4, true)).toBe(true);
+    expect(ping(pods.a, PODS.c.v6, true)).toBe(true);
+    expect(ping(pods.c, PODS.a.v4, true)).toBe(true);
+    expect(ping(node, PODS.c.v4, true)).toBe(true);
+    expect(ping(pods.a, PODS.b.v4, false)).toBe(false);
   });
 
   it("without the policy the node reaches B again and our policy chains and sets are gone", async () => {
