@@ -2,7 +2,9 @@
 // GlobalNetworkPolicy, and Kubernetes NetworkPolicy translated as Calico does (knp.default.<name>,
 // order 1000), become: a chain per policed local endpoint and direction (ocl-tw-<iface> for
 // ingress, ocl-fw-<iface> for egress), a chain per policy and direction (ocl-pi-/ocl-po-<hash>),
-// the two dispatch chains that pick endpoint chains by interface, and ipsets of the addresses a
+// the two dispatch chains that pick endpoint chains by interface (while any workload policy or
+// profile with rules exists, every known local endpoint, and a drop for unknown workload
+// interfaces at their ends, as Felix's dispatch chains), and ipsets of the addresses a
 // rule's selector matches (ocl-s-<hash>) or of its nets (ocl-n-<hash>); a Profile's rules
 // (ocl-pri-/ocl-pro-<hash>) after an endpoint's policies, as Felix orders them. The endpoint
 // chain layout (endpointChainRules) is shared with host endpoints (host_endpoint.ts). Past 16
