@@ -105,6 +105,7 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
   let daemon: NodeProcess | undefined;
   let server: ChildProcess | undefined;
   const pods: Record<"a" | "b" | "c", Pod> = {} as never;
+  const extra: Netns[] = [];
   const save = (cmd: string, ...args: string[]) => node.exec(cmd, ...args);
 
   beforeAll(async () => {
@@ -173,6 +174,7 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
     if (server?.pid !== undefined && server.exitCode === null) server.kill("SIGKILL");
     await daemon?.stop();
     for (const p of Object.values(pods)) p.ns.destroy();
+    for (const ns of extra) ns.destroy();
     node?.destroy();
     await store?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -271,6 +273,48 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
       .slice(before)
       .filter((l) => l.msg === "Agent: kernel drift repaired");
     expect(drift, JSON.stringify(drift)).toEqual([]);
+  });
+
+  it("a pod added while the policy is in force (selected by none) is dispatched to nothing once known: A reaches it", async () => {
+    const ns = Netns.create("ppd");
+    extra.push(ns);
+    const name = "pod-d";
+    const r = await cni(node, "ADD", podEnv(ns, name), netconf(url, NODE, "pool"));
+    if (r.code !== 0) throw new Error(`CNI ADD ${name}: ${r.stdout}${r.stderr}`);
+    const res = JSON.parse(r.stdout);
+    const d: Pod = {
+      ns,
+      name,
+      ip: (res.ips[0].address as string).split("/")[0] as string,
+      iface: res.interfaces[0].name as string,
+      wep: "",
+    };
+    // Until the agent's pass knows its endpoint the interface meets the unknown-interface drop;
+    // then its dispatch rule returns and it is open like any pod no policy selects.
+    await waitFor(
+      "pod D's dispatch rule",
+      () =>
+        save("iptables-save", "-t", "filter").includes(
+          `-A ocl-to-wl-dispatch -o ${d.iface} -j RETURN`,
+        ),
+      30_000,
+      100,
+    );
+    const filter = save("iptables-save", "-t", "filter");
+    expect(filter).toContain(`-A ocl-from-wl-dispatch -i ${d.iface} -j RETURN`);
+    expect(filter).toContain("-A ocl-to-wl-dispatch -j DROP");
+    expect(pings(pods.a.ns, d, true)).toBe(true);
+    expect(pings(d.ns, pods.a, true)).toBe(true);
+    expect(connects(d.ns, pods.b, false)).toBe(false);
+    const del = await cni(node, "DEL", podEnv(ns, name), netconf(url, NODE, "pool"));
+    expect(del.code, `${del.stdout}${del.stderr}`).toBe(0);
+    await waitFor(
+      "pod D's dispatch rule to go",
+      () => !save("iptables-save", "-t", "filter").includes(d.iface),
+      30_000,
+      100,
+    );
+    expectEnforced();
   });
 
   it("deleting the policy restores traffic and removes our chains, hooks and sets", async () => {
