@@ -5,7 +5,9 @@
 // app=a on TCP 8080: A connects, C is refused, ICMP from A to B is dropped, the node's own
 // traffic to B is not policed (as in Felix: kubelet's probes come from the host), B's egress is
 // untouched, and A's egress allowed by a GlobalNetworkPolicy does not
-// skip B's ingress; the Kubernetes NetworkPolicy of the same meaning does the
+// skip B's ingress; a pod added by CNI ADD while the policy is in force (selected by none) is
+// dispatched to nothing once the agent knows it (unknown workload interfaces meet the dispatch
+// chains' drop until then) and A reaches it; the Kubernetes NetworkPolicy of the same meaning does the
 // same; deleting the policies restores everything and removes our chains, hooks and sets. A
 // staged deny-all changes nothing; a HostEndpoint reaches the agent: its chains and failsafe
 // rules appear (its interface does not exist here, so traffic is unchanged), and
