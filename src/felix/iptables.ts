@@ -285,9 +285,11 @@ export interface PolicyChains {
 /**
  * The filter table: forwarded traffic to and from workload interfaces is accepted. With policy
  * chains, it first passes the sender's egress (from-wl dispatch) and then the receiver's
- * ingress (to-wl dispatch), which drop or return; the host's own traffic to a workload passes
- * its ingress (OUTPUT), a workload's traffic to the host its egress (INPUT). With host endpoints
- * (host_endpoint.ts), their rules take their places around these, as in Felix. `allow` is
+ * ingress (to-wl dispatch), which drop or return; a workload's traffic to the host passes its
+ * egress (INPUT). The host's own traffic to a workload is not policed by the workload's ingress
+ * (Felix's filterOutputChain returns for workload interfaces: kubelet's probes come from the
+ * host), so OUTPUT is hooked only for host endpoints, whose rules (host_endpoint.ts) take their
+ * places around these as in Felix. `allow` is
  * FelixConfiguration's iptablesFilterAllowAction: with Return, workload traffic that passed
  * policy goes back to FORWARD, where the host's own later rules and the chain's policy decide.
  */
@@ -326,6 +328,8 @@ export function renderFilterTable(
         : []),
     ...(h?.inputTail ?? []),
   ];
+  // Host endpoints only: their outputTail returns for workload interfaces first (Felix's order).
+  const output = [...(h?.outputHead ?? []), ...(h?.outputTail ?? [])];
   return {
     table: "filter",
     chains: [
@@ -340,10 +344,7 @@ export function renderFilterTable(
         ],
       },
       { name: CHAIN_INPUT, rules: input },
-      {
-        name: CHAIN_OUTPUT,
-        rules: [...(h?.outputHead ?? []), ...(wl ? [toWl] : []), ...(h?.outputTail ?? [])],
-      },
+      ...(output.length > 0 ? [{ name: CHAIN_OUTPUT, rules: output }] : []),
       ...wlToHost,
       // A policy for both pods and host endpoints renders one chain (the same rules).
       ...uniqueChains([...(policy?.chains ?? []), ...(h?.chains ?? [])]),
@@ -351,7 +352,7 @@ export function renderFilterTable(
     hooks: [
       { builtin: "INPUT", rule: `-j ${CHAIN_INPUT}` },
       { builtin: "FORWARD", rule: `-j ${CHAIN_FORWARD}` },
-      { builtin: "OUTPUT", rule: `-j ${CHAIN_OUTPUT}` },
+      ...(output.length > 0 ? [{ builtin: "OUTPUT", rule: `-j ${CHAIN_OUTPUT}` }] : []),
     ],
   };
 }

@@ -2,7 +2,9 @@
 // GlobalNetworkPolicy, and Kubernetes NetworkPolicy translated as Calico does (knp.default.<name>,
 // order 1000), become: a chain per policed local endpoint and direction (ocl-tw-<iface> for
 // ingress, ocl-fw-<iface> for egress), a chain per policy and direction (ocl-pi-/ocl-po-<hash>),
-// the two dispatch chains that pick endpoint chains by interface, and ipsets of the addresses a
+// the two dispatch chains that pick endpoint chains by interface (while any workload policy or
+// profile with rules exists, every known local endpoint, and a drop for unknown workload
+// interfaces at their ends, as Felix's dispatch chains), and ipsets of the addresses a
 // rule's selector matches (ocl-s-<hash>) or of its nets (ocl-n-<hash>); a Profile's rules
 // (ocl-pri-/ocl-pro-<hash>) after an endpoint's policies, as Felix orders them. The endpoint
 // chain layout (endpointChainRules) is shared with host endpoints (host_endpoint.ts). Past 16
@@ -1436,13 +1438,15 @@ const chainChar = (c: string) => (/^[A-Za-z0-9]$/.test(c) ? c : `_${c.charCodeAt
  * is the prefix itself, or alone under its character, is dispatched where it is). A new pod's
  * rule then goes into a chain of a few rules, not into one of every pod; the verdicts are the
  * flat chain's (each interface reaches its own rule, through wildcards that exclude one
- * another). `entries` sorted by interface; `head` (IPv6 link-local rules) opens the root.
+ * another). `entries` sorted by interface; `head` (IPv6 link-local rules) opens the root; `tail`
+ * ends every chain of the tree (Felix's end rules: an unknown interface's drop).
  */
 export function dispatchTree(
   root: string,
   flag: "-i" | "-o",
   entries: readonly DispatchEntry[],
   head: readonly string[],
+  tail: readonly string[] = [],
 ): ChainSpec[] {
   const out: ChainSpec[] = [];
   const build = (name: string, group: readonly DispatchEntry[], depth: number, path: string) => {
@@ -1450,6 +1454,7 @@ export function dispatchTree(
     out.push({ name, rules });
     if (group.length <= DISPATCH_LEAF_MAX) {
       for (const e of group) rules.push(e.hook);
+      rules.push(...tail);
       return;
     }
     const first = (group[0] as DispatchEntry).iface;
@@ -1477,6 +1482,7 @@ export function dispatchTree(
       rules.push(`${flag} ${first.slice(0, p)}${c}+ -g ${child}`);
       build(child, sub, p + 1, childPath);
     }
+    rules.push(...tail);
   };
   build(root, entries, 0, "");
   return out;
@@ -1545,7 +1551,14 @@ export function renderPolicy(
     const selecting = picked.map((i) => policies[i] as Policy);
     for (const dir of ["Ingress", "Egress"] as const) {
       const mine = selecting.filter((p) => p.types.includes(dir));
-      if (mine.length === 0 && profs.length === 0) continue;
+      if (mine.length === 0 && profs.length === 0) {
+        // Known and not policed in this direction: dispatched to nothing, so that only unknown
+        // workload interfaces meet the dispatch chains' drop.
+        const hook = `${dir === "Ingress" ? "-o" : "-i"} ${iface} -j RETURN`;
+        entry.dispatch[dir] = hook;
+        dispatch[dir].push({ iface, hook });
+        continue;
+      }
       const name = endpointChainName(iface, dir);
       const chainKey = `${actions.filterAllow} ${deny}\n${dir}\n${mine.map((p) => p.id).join("\n")}\n\n${profs.map((p) => p.name).join("\n")}`;
       let rules = memo.chains.get(chainKey);
@@ -1586,20 +1599,29 @@ export function renderPolicy(
   for (const prof of profsSeen.values())
     for (const dir of ["Ingress", "Egress"] as const)
       used.set(profileChainName(prof.name, dir), { p: profileAsPolicy(prof), dir });
-  if (endpointChains.length === 0) return { chains: [], ipsets: [], warnings: [...r.warnings] };
+  // No workload policy or profile with rules at all: nothing dispatched, the table as before.
+  const enforcing =
+    policies.length > 0 ||
+    endpointChains.length > 0 ||
+    (input.profiles ?? []).some((p) => p.ingress.length > 0 || p.egress.length > 0);
+  if (!enforcing) return { chains: [], ipsets: [], warnings: [...r.warnings] };
   const policyChains: ChainSpec[] = [];
   for (const [name, { p, dir }] of [...used].sort(([a], [b]) => (a < b ? -1 : 1)))
     policyChains.push({ name, rules: r.policyChain(p, dir, deny) });
-  // IPv6 neighbour discovery and MLD between a pod and its host are never policed (Calico lets
-  // them through its workload-to-host chain); they are link-local, so never forwarded.
+  // IPv6 neighbour discovery and MLD from a pod to its host are never policed (Calico lets them
+  // through its workload-to-host chain); they are link-local, so never forwarded, and the host's
+  // to a pod are not policed at all (OUTPUT does not reach the to-workload dispatch).
   const ndp =
     family === 6
       ? ICMPV6_LINK_TYPES.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`)
       : [];
+  // Felix's "Unknown interface" rule: a workload interface no endpoint is known for (a new pod
+  // before its endpoint is programmed) gets no traffic, at the end of every dispatch chain.
+  const unknown = [deny];
   return {
     chains: [
-      ...dispatchTree(CHAIN_FROM_WL_DISPATCH, "-i", dispatch.Egress, ndp),
-      ...dispatchTree(CHAIN_TO_WL_DISPATCH, "-o", dispatch.Ingress, ndp),
+      ...dispatchTree(CHAIN_FROM_WL_DISPATCH, "-i", dispatch.Egress, ndp, unknown),
+      ...dispatchTree(CHAIN_TO_WL_DISPATCH, "-o", dispatch.Ingress, [], unknown),
       ...endpointChains,
       ...policyChains,
     ],

@@ -139,8 +139,9 @@ describe("IncrementalApplier (fake kernel)", () => {
     const payload = r.iptables[0]?.payload ?? "";
     // The new pod's chain and the dispatch chain; not the other pods' or the policy's.
     expect(payload).toContain(":ocl-tw-ocl4 - [0:0]");
-    // The dispatch chain is edited in place (the pod's rule appended), not rewritten.
-    expect(payload).toContain("-A ocl-to-wl-dispatch -o ocl4 -g ocl-tw-ocl4");
+    // The dispatch chain is edited in place (the pod's rule inserted before the unknown
+    // interfaces' drop), not rewritten.
+    expect(payload).toMatch(/-I ocl-to-wl-dispatch \d+ -o ocl4 -g ocl-tw-ocl4/);
     expect(payload).not.toContain(":ocl-to-wl-dispatch");
     expect(payload).not.toContain("ocl-tw-ocl2 -");
     // The db role's set gains one member in place: no swap.

@@ -271,6 +271,31 @@ describe("renderHostPolicy()", () => {
     expect(names?.filter((n) => n.startsWith("ocl-pi-")).length).toBe(1);
     expect(new Set(names).size).toBe(names?.length);
   });
+
+  it("OUTPUT as Felix's filterOutputChain: traffic to a pod returns before host endpoint egress and is never sent to the pod's ingress", () => {
+    const p = gnp("both", { selector: "all()", ingress: [], egress: [] });
+    const d = renderDataplane({
+      workloads: [],
+      pools: [],
+      policy: {
+        endpoints: [
+          { id: "d/a", namespace: "d", labels: {}, addresses: ["10.0.0.1"], iface: "ocla" },
+        ],
+        policies: [p],
+      },
+      host: { hostEndpoints: [node] },
+    });
+    const filter = d.families[0]?.tables.find((t) => t.table === "filter");
+    expect(chain(filter?.chains, "ocl-OUTPUT")).toEqual([
+      "-m mark --mark 0x10000/0x10000 -j ACCEPT",
+      "-o ocl+ -j RETURN",
+      "-j MARK --set-xmark 0x0/0x30000",
+      "-j ocl-to-host-endpoint",
+      "-m mark --mark 0x10000/0x10000 -j ACCEPT",
+    ]);
+    // The pod's ingress is reached from FORWARD only.
+    expect(chain(filter?.chains, "ocl-FORWARD")).toContain("-o ocl+ -j ocl-to-wl-dispatch");
+  });
 });
 
 describe("FelixConfiguration", () => {

@@ -5,6 +5,7 @@
 // the filter table exactly as before.
 import { describe, expect, it } from "vitest";
 import type { K8sNetworkPolicy, Rule } from "../../src/api/policy.js";
+import { DEFAULT_RULE_ACTIONS } from "../../src/felix/actions.js";
 import { renderDataplane } from "../../src/felix/dataplane.js";
 import { parseIptablesSave, planTable, renderFilterTable } from "../../src/felix/iptables.js";
 import {
@@ -77,8 +78,18 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
       tw,
       pi,
     ]);
-    expect(chain(s, "ocl-from-wl-dispatch")).toEqual([]);
-    expect(chain(s, "ocl-to-wl-dispatch")).toEqual([`-o oclbbbbbbbbbbb -g ${tw}`]);
+    // Every known local endpoint is dispatched (to nothing when not policed), an unknown
+    // workload interface dropped (Felix's "Unknown interface").
+    expect(chain(s, "ocl-from-wl-dispatch")).toEqual([
+      "-i oclaaaaaaaaaaa -j RETURN",
+      "-i oclbbbbbbbbbbb -j RETURN",
+      "-j DROP",
+    ]);
+    expect(chain(s, "ocl-to-wl-dispatch")).toEqual([
+      "-o oclaaaaaaaaaaa -j RETURN",
+      `-o oclbbbbbbbbbbb -g ${tw}`,
+      "-j DROP",
+    ]);
     expect(chain(s, tw)).toEqual([
       "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
       "-m conntrack --ctstate INVALID -j DROP",
@@ -109,14 +120,39 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
     expect(set).toMatch(/^ocl-s-[A-Za-z0-9]{20}$/);
   });
 
-  it("renders nothing when no policy selects a local endpoint", () => {
+  it("renders nothing without a workload policy or a profile with rules", () => {
+    const empty = { chains: [], ipsets: [], warnings: [] };
+    expect(renderPolicy(input([]), 4)).toEqual(empty);
+    expect(
+      renderPolicy({ ...input([]), profiles: [{ name: "p", ingress: [], egress: [] }] }, 4),
+    ).toEqual(empty);
+  });
+
+  it("a policy selecting no local endpoint: every local endpoint dispatched to nothing, unknown interfaces dropped", () => {
     const onlyRemote = np("x", { selector: "app == 'zzz'" });
     const otherNs = np("y", { selector: "app == 'b'" }, "other");
     expect(renderPolicy(input([onlyRemote, otherNs]), 4)).toEqual({
-      chains: [],
+      chains: [
+        {
+          name: "ocl-from-wl-dispatch",
+          rules: ["-i oclaaaaaaaaaaa -j RETURN", "-i oclbbbbbbbbbbb -j RETURN", "-j DROP"],
+        },
+        {
+          name: "ocl-to-wl-dispatch",
+          rules: ["-o oclaaaaaaaaaaa -j RETURN", "-o oclbbbbbbbbbbb -j RETURN", "-j DROP"],
+        },
+      ],
       ipsets: [],
       warnings: [],
     });
+    // With iptablesFilterDenyAction Reject, the unknown interface's rule rejects.
+    const reject = renderPolicy(
+      { ...input([onlyRemote]), actions: { ...DEFAULT_RULE_ACTIONS, filterDeny: "Reject" } },
+      4,
+    );
+    expect(chain(reject, "ocl-to-wl-dispatch")?.at(-1)).toBe(
+      "-j REJECT --reject-with icmp-port-unreachable",
+    );
   });
 
   it("types: Ingress by default, Egress too with egress rules; an Egress-only policy leaves ingress open", () => {
@@ -130,8 +166,16 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
     });
     const s = renderPolicy(input([egressOnly]), 4);
     const fw = endpointChainName("oclaaaaaaaaaaa", "Egress");
-    expect(chain(s, "ocl-from-wl-dispatch")).toEqual([`-i oclaaaaaaaaaaa -g ${fw}`]);
-    expect(chain(s, "ocl-to-wl-dispatch")).toEqual([]);
+    expect(chain(s, "ocl-from-wl-dispatch")).toEqual([
+      `-i oclaaaaaaaaaaa -g ${fw}`,
+      "-i oclbbbbbbbbbbb -j RETURN",
+      "-j DROP",
+    ]);
+    expect(chain(s, "ocl-to-wl-dispatch")).toEqual([
+      "-o oclaaaaaaaaaaa -j RETURN",
+      "-o oclbbbbbbbbbbb -j RETURN",
+      "-j DROP",
+    ]);
     expect(chain(s, policyChainName("default/out", "Egress"))).toEqual([
       "-p udp -m multiport --dports 53 -j DROP",
     ]);
@@ -174,7 +218,11 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
       spec: { selector: "app == 'a'", namespaceSelector: "projectcalico.org/name == 'prod'" },
     });
     const s = renderPolicy(input([gnp], local), 4);
-    expect(chain(s, "ocl-to-wl-dispatch")).toEqual(["-o oclccccccccccc -g ocl-tw-oclccccccccccc"]);
+    expect(chain(s, "ocl-to-wl-dispatch")).toEqual([
+      "-o oclaaaaaaaaaaa -j RETURN",
+      "-o oclccccccccccc -g ocl-tw-oclccccccccccc",
+      "-j DROP",
+    ]);
     const labelled = renderPolicy(
       {
         endpoints: local,
@@ -190,6 +238,8 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
     );
     expect(chain(labelled, "ocl-to-wl-dispatch")).toEqual([
       "-o oclaaaaaaaaaaa -g ocl-tw-oclaaaaaaaaaaa",
+      "-o oclccccccccccc -j RETURN",
+      "-j DROP",
     ]);
   });
 
@@ -220,17 +270,24 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
     expect(pi?.rules).toEqual(["-j DROP"]);
   });
 
-  it("IPv6: neighbour discovery and MLD pass both dispatch chains before any endpoint", () => {
+  it("IPv6: neighbour discovery and MLD from a pod pass the from-workload dispatch before any endpoint", () => {
     const v6 = { ...B, addresses: ["fd00::2/128"] };
     const s = renderPolicy(input([allowFromA], [A, v6]), 6);
     const ndp = [130, 131, 132, 133, 134, 135, 136].map(
       (t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`,
     );
+    // The to-workload dispatch sees only forwarded traffic (never link-local): no exceptions.
     expect(chain(s, "ocl-to-wl-dispatch")).toEqual([
-      ...ndp,
+      "-o oclaaaaaaaaaaa -j RETURN",
       "-o oclbbbbbbbbbbb -g ocl-tw-oclbbbbbbbbbbb",
+      "-j DROP",
     ]);
-    expect(chain(s, "ocl-from-wl-dispatch")).toEqual(ndp);
+    expect(chain(s, "ocl-from-wl-dispatch")).toEqual([
+      ...ndp,
+      "-i oclaaaaaaaaaaa -j RETURN",
+      "-i oclbbbbbbbbbbb -j RETURN",
+      "-j DROP",
+    ]);
     expect(s.ipsets.map((x) => x.family)).toEqual(["inet6"]);
   });
 });
@@ -535,15 +592,13 @@ describe("the filter table with and without policy", () => {
       ...(policy ? { policy } : {}),
     });
 
-  it("no policy (or none selecting a local endpoint): exactly the table of before", () => {
+  it("no policy: exactly the table of before", () => {
     const before = renderFilterTable();
     expect(before.chains).toEqual([
       { name: "ocl-FORWARD", rules: ["-i ocl+ -j ACCEPT", "-o ocl+ -j ACCEPT"] },
     ]);
     expect(dp().families[0]?.tables[0]).toEqual(before);
-    expect(dp(input([np("x", { selector: "app == 'zzz'" })])).families[0]?.tables[0]).toEqual(
-      before,
-    );
+    expect(dp(input([])).families[0]?.tables[0]).toEqual(before);
     expect(dp().families[0]?.ipsets.map((s) => s.name)).toEqual([
       "ocl-all-ipam-pools",
       "ocl-masq-ipam-pools",
@@ -551,9 +606,9 @@ describe("the filter table with and without policy", () => {
     ]);
   });
 
-  it("with policy: both dispatches before the accepts in FORWARD, INPUT and OUTPUT hooked", () => {
+  it("with policy: both dispatches before the accepts in FORWARD, INPUT hooked, OUTPUT not (host to pod is not policed, as Felix)", () => {
     const t = dp(input([allowFromA])).families[0]?.tables[0];
-    expect(t?.chains.slice(0, 3)).toEqual([
+    expect(t?.chains.slice(0, 2)).toEqual([
       {
         name: "ocl-FORWARD",
         rules: [
@@ -564,9 +619,9 @@ describe("the filter table with and without policy", () => {
         ],
       },
       { name: "ocl-INPUT", rules: ["-i ocl+ -j ocl-from-wl-dispatch"] },
-      { name: "ocl-OUTPUT", rules: ["-o ocl+ -j ocl-to-wl-dispatch"] },
     ]);
-    expect(t?.hooks.map((h) => h.builtin)).toEqual(["INPUT", "FORWARD", "OUTPUT"]);
+    expect(t?.chains.some((c) => c.name === "ocl-OUTPUT")).toBe(false);
+    expect(t?.hooks.map((h) => h.builtin)).toEqual(["INPUT", "FORWARD"]);
   });
 
   it("plans converge both ways: policy added in one payload, removed (chains, hooks) in one", () => {

@@ -1,12 +1,15 @@
 // Tiers and network sets with real traffic, applied by the agent (applyDataplane) in a node
 // namespace with three pods a, b, c (IPv4):
 // - tier "security" (order 100) before the default tier: c's pings to b are denied there even
-//   though the default tier allows ICMP; a's are passed on and allowed; the node's own pings
-//   meet the end of the security tier (Deny) until its defaultAction becomes Pass;
+//   though the default tier allows ICMP; a's are passed on and allowed; c's TCP connects (which
+//   the security tier does not decide) meet its end (Deny) until its defaultAction becomes Pass
+//   and the default tier allows them; the node's own pings are not policed (as in Felix);
 // - a GlobalNetworkSet labelled role=blocked that a Deny rule selects: changing its nets moves
 //   the block from c to a by rewriting the ipset only (no iptables-restore at all);
 // - a doNotTrack policy (host endpoints only) is not applied to pods.
 // Pings are counted on both sides: the receiver's interface counters rise only when it answers.
+
+import { type ChildProcess, spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyDataplane } from "../../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
@@ -20,7 +23,14 @@ import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { addUplink } from "../helpers/cni.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { addPod, echoRepliesSent, ping, policyEndpointsOf, workloadsOf } from "../helpers/pods.js";
+import {
+  addPod,
+  echoRepliesSent,
+  ping,
+  policyEndpointsOf,
+  tcpConnects,
+  workloadsOf,
+} from "../helpers/pods.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
 const skip = skipWithReason("felix tiers and network sets (netns)", reason);
@@ -39,6 +49,8 @@ describe.skipIf(skip)("tiers and network sets applied in a namespace", () => {
   let node: Netns;
   const pods = {} as Record<Pod, Netns>;
   let fib: KernelFib;
+  let server: ChildProcess | undefined;
+  const PORT = 8082;
 
   const endpoints = policyEndpointsOf(PODS);
   const input = (p: Omit<PolicyInput, "endpoints">): DataplaneInput => ({
@@ -63,9 +75,28 @@ describe.skipIf(skip)("tiers and network sets applied in a namespace", () => {
       60_000,
       200,
     );
+    server = spawn(
+      "ip",
+      [
+        "netns",
+        "exec",
+        pods.b.name,
+        process.execPath,
+        "-e",
+        `require("net").createServer((c) => c.end()).listen(${PORT})`,
+      ],
+      { stdio: "ignore" },
+    );
+    await waitFor(
+      "b's server to answer c",
+      () => tcpConnects(pods.c, PODS.b.v4, PORT, true),
+      60_000,
+      200,
+    );
   });
 
   afterAll(async () => {
+    if (server?.pid !== undefined && server.exitCode === null) server.kill("SIGKILL");
     await fib?.close();
     for (const p of Object.values(pods)) p?.destroy();
     node?.destroy();
@@ -84,7 +115,10 @@ describe.skipIf(skip)("tiers and network sets applied in a namespace", () => {
       }),
       gnp("allow-icmp-to-b", {
         selector: "app == 'b'",
-        ingress: [{ action: "Allow", protocol: "ICMP" }],
+        ingress: [
+          { action: "Allow", protocol: "ICMP" },
+          { action: "Allow", protocol: "TCP" },
+        ],
       }),
     ],
   });
@@ -93,9 +127,12 @@ describe.skipIf(skip)("tiers and network sets applied in a namespace", () => {
     await apply(tiered("Deny"));
     const before = echoRepliesSent(pods.b);
     expect(ping(pods.c, PODS.b.v4, false)).toBe(false);
-    expect(ping(node, PODS.b.v4, false)).toBe(false);
     // The denied pings never reached b: it answered none of them.
     expect(echoRepliesSent(pods.b) - before).toBe(0);
+    // c's TCP is not decided in the security tier: its end (Deny) drops it.
+    expect(tcpConnects(pods.c, PODS.b.v4, PORT, false)).toBe(false);
+    // The node's own traffic to a pod is not policed (Felix's filterOutputChain).
+    expect(ping(node, PODS.b.v4, true)).toBe(true);
     expect(ping(pods.a, PODS.b.v4, true)).toBe(true);
     expect(echoRepliesSent(pods.b) - before).toBeGreaterThanOrEqual(1);
     const save = node.exec("iptables-nft-save", "-t", "filter");
@@ -107,7 +144,7 @@ describe.skipIf(skip)("tiers and network sets applied in a namespace", () => {
     const before = echoRepliesSent(pods.b);
     expect(ping(pods.c, PODS.b.v4, false)).toBe(false);
     expect(echoRepliesSent(pods.b) - before).toBe(0);
-    expect(ping(node, PODS.b.v4, true)).toBe(true);
+    expect(tcpConnects(pods.c, PODS.b.v4, PORT, true)).toBe(true);
   });
 
   const blocked = (ip: string): Omit<PolicyInput, "endpoints"> => ({

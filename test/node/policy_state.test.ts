@@ -119,9 +119,10 @@ describe("policy input of the agent", () => {
     ]);
     const chains = renderDataplane(agentInput(s, "n1")).families[0]?.tables[0]?.chains ?? [];
     const names = chains.map((c) => c.name);
+    // No ocl-OUTPUT: the host's own traffic to a pod is not policed (Felix's filterOutputChain).
+    expect(names).not.toContain("ocl-OUTPUT");
     for (const c of [
       "ocl-INPUT",
-      "ocl-OUTPUT",
       "ocl-tw-ocl0000000001",
       "ocl-tw-ocl0000000002",
       "ocl-fw-ocl0000000001",
