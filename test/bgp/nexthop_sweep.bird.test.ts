@@ -99,7 +99,11 @@ describe.skipIf(skip)("bgpd nexthop object sweep after a crash", () => {
     });
     const via1 = route("10.99.14.0/24")?.nhid as number;
     const via2 = route("10.99.15.0/24")?.nhid as number;
-    expect(ours().map((n) => [n.id, n.gateway]).sort()).toEqual(
+    expect(
+      ours()
+        .map((n) => [n.id, n.gateway])
+        .sort(),
+    ).toEqual(
       [
         [via1, "10.255.14.2"],
         [via2, "10.255.15.2"],
@@ -112,7 +116,11 @@ describe.skipIf(skip)("bgpd nexthop object sweep after a crash", () => {
     oc.ip("nexthop", "add", "id", "1234", "via", "10.255.15.2", "dev", "oc-b2", "proto", "201");
     oc.ip("route", "add", "10.72.0.0/24", "nhid", "1234", "proto", "static");
     const before = foreign();
-    expect(before).toEqual(["1234 10.255.15.2 201", "77 10.255.15.2 openr", "78 10.255.14.2 static"]);
+    expect(before).toEqual([
+      "1234 10.255.15.2 201",
+      "77 10.255.15.2 openr",
+      "78 10.255.14.2 static",
+    ]);
     // The second peer is gone from the config: nobody announces routes via 10.255.15.2.
     ocelot = lab.startOcelot(oc, "ocelot", config(["10.255.14.2"]));
     await waitFor("the hold ended", () => ocelot.log().includes("All peers sent End-of-RIB"));
@@ -124,7 +132,11 @@ describe.skipIf(skip)("bgpd nexthop object sweep after a crash", () => {
     expect(route("10.99.14.0/24")).toMatchObject({ nhid: via1, gateway: "10.255.14.2" });
     const n = named();
     expect(ours().filter((o) => !n.has(o.id))).toEqual([]);
-    expect(ours().map((o) => o.id).sort()).toEqual([1234, via1].sort());
+    expect(
+      ours()
+        .map((o) => o.id)
+        .sort(),
+    ).toEqual([1234, via1].sort());
     expect(foreign()).toEqual(before);
     expect(ocelot.log()).toContain('"kind":"nexthopsSwept","count":1');
   });
