@@ -228,9 +228,10 @@ const suite = (nexthopObjects: boolean) => () => {
     const ecmp6 = kernel6().find((r) => r.dst === "fd00:3::/64");
     expect(ecmp6?.nexthops?.map((n) => n.gateway)).toEqual(["fd00:ff::2", "fd00:ff::3"]);
     // What we installed reads back as what we asked for: a resync changes nothing. A resync of
-    // the FIB's own may be under way (seen under load: an address notification of this
-    // namespace's setup arrived after the FIB opened, its resync still running here): resync()
-    // then runs one more pass after it. Every pass must find nothing to do.
+    // the FIB's own may be under way: the kernel announces fd00:ff::1 (nodad) from its address
+    // work queue, under load after `ip addr add` returned, so after the FIB opened, and the FIB
+    // resyncs on it (slow under load, still running here). resync() then runs one more pass
+    // after it. Every pass must find nothing to do.
     const before = events.length;
     await fib.resync();
     const passes = events.slice(before).filter((e) => e.kind === "resync");
