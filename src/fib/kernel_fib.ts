@@ -1593,7 +1593,8 @@ export class KernelFib implements BatchFib {
       if (this.closed) return;
       const a = loadAddon();
       let fd = this.nhFd;
-      if (fd < 0) {
+      const own = fd < 0;
+      if (own) {
         // Objects off (or none made yet): a socket of its own, closed after.
         const ns =
           this.netns === "" || this.netns.includes("/") ? this.netns : `/run/netns/${this.netns}`;
@@ -1618,7 +1619,8 @@ export class KernelFib implements BatchFib {
         const inUse = () => new Set(this.nhOfGroup.filter((id) => id !== undefined && id > 0));
         let candidates = [...ours].filter((id) => !inUse().has(id));
         if (candidates.length === 0) return;
-        const named = await this.namedNexthops();
+        // Closed meanwhile: the dump is refused, nothing is deleted.
+        const named = await this.namedNexthops().catch(() => undefined);
         if (!named || this.closed) return;
         const now = inUse();
         candidates = candidates.filter((id) => !named.has(id) && !now.has(id));
@@ -1641,7 +1643,7 @@ export class KernelFib implements BatchFib {
         this.stats.nexthopsSwept += swept;
         if (swept > 0) this.onEvent({ kind: "nexthopsSwept", count: swept });
       } finally {
-        if (fd !== this.nhFd) a.requestClose(fd);
+        if (own) a.requestClose(fd);
       }
     };
     const p = run().finally(() => {
