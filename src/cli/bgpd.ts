@@ -171,7 +171,7 @@ function bgpdFamilies(
           fib as unknown as {
             status(): Pick<
               FibCounters,
-              "resyncs" | "overflows" | "restored" | "swept" | "errorsByErrno"
+              "resyncs" | "overflows" | "restored" | "swept" | "nexthopsSwept" | "errorsByErrno"
             >;
           }
         ).status()
@@ -188,6 +188,7 @@ function bgpdFamilies(
               overflows: k?.overflows ?? 0,
               restored: k?.restored ?? 0,
               swept: k?.swept ?? 0,
+              nexthopsSwept: k?.nexthopsSwept ?? 0,
               ...(k?.errorsByErrno ? { errorsByErrno: k.errorsByErrno } : {}),
             },
           ],

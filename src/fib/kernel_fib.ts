@@ -158,6 +158,7 @@ export type FibEvent =
   | { kind: "overflow"; socket: "events" | "requests" }
   | { kind: "resync"; installed: number; removed: number; ms: number }
   | { kind: "restored"; count: number }
+  | { kind: "nexthopsSwept"; count: number }
   | { kind: "link"; ifindex: number; name: string; up: boolean }
   | { kind: "failure"; failure: FibFailure };
 
@@ -171,6 +172,8 @@ interface Group {
   devs: (string | undefined)[];
   prefsrc?: Uint8Array;
   sig: string;
+  /** A route read from the kernel naming a nexthop object (RTA_NH_ID): its id. */
+  nhId?: number;
 }
 
 interface Slot {
@@ -288,6 +291,8 @@ export class KernelFib implements BatchFib {
   private nhFd = -1;
   /** Per group: its nexthop object's id, 0 = the gateway in each route, undefined = not made. */
   private nhOfGroup: (number | undefined)[] = [];
+  /** A nexthop sweep under way (its route dump and a resync's run one after the other). */
+  private nhSweepRunning?: Promise<void>;
   /** Nexthop objects of ours (made, or found at start), by id. */
   private readonly nhById = new Map<number, { protocol: number; gateway: string; oif: number }>();
   /** Links' carrier (IFF_LOWER_UP), kept while nexthop objects are in use. */
@@ -358,6 +363,11 @@ export class KernelFib implements BatchFib {
     restored: 0,
     /** Routes of our protocols nobody set (someone else's, or left by an earlier run), removed. */
     swept: 0,
+    /**
+     * Nexthop objects of our protocols that no route names (a crash's, or ours from a run with
+     * objects, when they are off now), deleted after the start-up or graceful-hold sweep.
+     */
+    nexthopsSwept: 0,
     /** Routes whose last error is kept now. */
     errorsKept: 0,
     /** Errors not kept per route because MAX_KEPT_ERRORS routes already had one. */
@@ -437,6 +447,7 @@ export class KernelFib implements BatchFib {
     this.holding = this.opts.gracefulHoldMs > 0;
     await this.resync();
     this.foundAtStart = this.v4.installedCount + this.installed6.size;
+    if (!this.holding) await this.sweepNexthops();
     if (this.holding) {
       // setTimeout fires at once past 2^31-1 ms: a longer hold is cut to that (24.8 days).
       const ms = Math.min(this.opts.gracefulHoldMs, 2 ** 31 - 1);
@@ -607,6 +618,7 @@ export class KernelFib implements BatchFib {
     if (!this.holding) return;
     this.holding = false;
     await this.sweep();
+    await this.sweepNexthops();
   }
 
   /**
@@ -629,6 +641,8 @@ export class KernelFib implements BatchFib {
     this.lastResyncAt = undefined;
     this.resyncRunning = (async () => {
       try {
+        // One dump at a time: a nexthop sweep's route dump finishes first.
+        while (this.nhSweepRunning) await this.nhSweepRunning;
         do {
           this.resyncAgain = false;
           await this.resyncOnce();
@@ -801,7 +815,7 @@ export class KernelFib implements BatchFib {
       )
       .sort()
       .join(",");
-    g.sig = `${g.family}|${g.protocol}|${g.type}|${g.scope}|${g.prefsrc ? formatAddress(g.prefsrc) : ""}|${g.type === RTN_UNICAST ? hops : ""}`;
+    g.sig = `${g.family}|${g.protocol}|${g.type}|${g.scope}|${g.prefsrc ? formatAddress(g.prefsrc) : ""}|${g.type === RTN_UNICAST ? hops : ""}${g.nhId !== undefined ? `|nh${g.nhId}` : ""}`;
     let id = this.groupBySig.get(g.sig);
     if (id === undefined) {
       if (this.groups.length >= 2 ** 24)
@@ -842,6 +856,9 @@ export class KernelFib implements BatchFib {
         );
       }
     }
+    // Through a nexthop object: only the one we would name now (none when objects are off, so
+    // a restart with OCELOT_FIB_NEXTHOP_OBJECTS=0 puts the gateway back in each route).
+    if (ok && b.nhId !== undefined) ok = this.nhFd >= 0 && this.nexthopOf(d) === b.nhId;
     this.matchCache.set(ck, ok);
     return ok;
   }
@@ -1270,6 +1287,8 @@ export class KernelFib implements BatchFib {
   private forgetNexthops(): void {
     if (this.nhOfGroup.length === 0) return;
     this.nhOfGroup = [];
+    // matches() compares a kernel route's object with the one its group names now.
+    this.matchCache.clear();
     this.templates.clear();
     this.lastTemplateKey = -1;
     this.lastTemplate = undefined;
@@ -1511,6 +1530,7 @@ export class KernelFib implements BatchFib {
       devs: [],
       prefsrc: k.prefsrc,
       sig: "",
+      nhId: k.type === RTN_UNICAST ? k.nhId : undefined,
     });
   }
 
@@ -1552,6 +1572,106 @@ export class KernelFib implements BatchFib {
       removed: toDel.length,
       ms: Date.now() - t0,
     });
+  }
+
+  /**
+   * Deletes the nexthop objects of our protocols that no route in the kernel names (of any
+   * protocol: a foreign route through one of ours keeps it): a crash left them, or the routes
+   * through them were swept, or objects are off now. Those our groups name now stay. Objects of
+   * other protocols are never touched. Costs a dump of every route only when a candidate exists.
+   */
+  private async sweepNexthops(): Promise<void> {
+    // After a resync under way; then a resync started meanwhile waits for this sweep (set in
+    // the same turn the wait ended, so neither waits for the other).
+    for (
+      let p = this.resyncRunning ?? this.nhSweepRunning;
+      p;
+      p = this.resyncRunning ?? this.nhSweepRunning
+    )
+      await p.catch(() => {});
+    const run = async (): Promise<void> => {
+      if (this.closed) return;
+      const a = loadAddon();
+      let fd = this.nhFd;
+      const own = fd < 0;
+      if (own) {
+        // Objects off (or none made yet): a socket of its own, closed after.
+        const ns =
+          this.netns === "" || this.netns.includes("/") ? this.netns : `/run/netns/${this.netns}`;
+        try {
+          fd = a.requestOpen(NETLINK_ROUTE, ns, 30_000);
+        } catch {
+          return;
+        }
+      }
+      try {
+        const ours = new Set<number>();
+        const w = new MessageWriter(64);
+        writeNexthopGet(w, NLM_F_DUMP, 1, 0);
+        try {
+          forEachMessage(a.request(fd, w.buf.subarray(0, w.len)), (m) => {
+            const nh = m.type === RTM_NEWNEXTHOP ? decodeNexthop(m) : undefined;
+            if (nh && this.protocols.has(nh.protocol)) ours.add(nh.id);
+          });
+        } catch {
+          return; // no nexthop objects in this kernel
+        }
+        const inUse = () => new Set(this.nhOfGroup.filter((id) => id !== undefined && id > 0));
+        let candidates = [...ours].filter((id) => !inUse().has(id));
+        if (candidates.length === 0) return;
+        // Closed meanwhile: the dump is refused, nothing is deleted.
+        const named = await this.namedNexthops().catch(() => undefined);
+        if (!named || this.closed) return;
+        const now = inUse();
+        candidates = candidates.filter((id) => !named.has(id) && !now.has(id));
+        let swept = 0;
+        for (const id of candidates) {
+          // Forgotten first: its RTM_DELNEXTHOP then asks for no resync.
+          this.nhById.delete(id);
+          const dw = new MessageWriter(64);
+          writeNexthopGet(dw, NLM_F_ACK, 1, id, true);
+          let errno = 0;
+          try {
+            forEachMessage(a.request(fd, dw.buf.subarray(0, dw.len)), (m) => {
+              if (m.type === NLMSG_ERROR) errno = decodeError(m).errno;
+            });
+          } catch (e) {
+            errno = (e as { errno?: number }).errno ?? -1;
+          }
+          if (errno === 0) swept++;
+        }
+        this.stats.nexthopsSwept += swept;
+        if (swept > 0) this.onEvent({ kind: "nexthopsSwept", count: swept });
+      } finally {
+        if (own) a.requestClose(fd);
+      }
+    };
+    const p = run().finally(() => {
+      if (this.nhSweepRunning === p) this.nhSweepRunning = undefined;
+    });
+    this.nhSweepRunning = p;
+    await p;
+  }
+
+  /** The nexthop object ids that routes in the kernel name (all protocols, tables, families). */
+  private async namedNexthops(): Promise<Set<number> | undefined> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const named = new Set<number>();
+      let consistent = true;
+      for (const family of [4, 6] as const) {
+        const ok = await this.runDump(
+          (w, seq) => writeRouteDump(w, seq, family),
+          (m) => {
+            if (m.type !== RTM_NEWROUTE) return;
+            const k = decodeRoute(m);
+            if (k?.nhId !== undefined) named.add(k.nhId);
+          },
+        );
+        consistent &&= ok;
+      }
+      if (consistent) return named;
+    }
+    return undefined;
   }
 
   private async sweep(): Promise<void> {

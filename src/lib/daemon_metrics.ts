@@ -13,6 +13,8 @@ export interface FibCounters {
   restored?: number;
   /** Routes of our protocols nobody set, removed (a KernelFib's; absent for others). */
   swept?: number;
+  /** Nexthop objects of our protocols no route named, deleted (a KernelFib's; absent for others). */
+  nexthopsSwept?: number;
   /** Refusals by operation and errno name (a KernelFib's; absent for others). */
   errorsByErrno?: { op: string; errno: string; count: number }[];
 }
@@ -26,6 +28,7 @@ export function kernelFibCounters(s: {
   overflows: number;
   restored?: number;
   swept?: number;
+  nexthopsSwept?: number;
   errorsByErrno?: FibCounters["errorsByErrno"];
 }): FibCounters {
   return {
@@ -36,6 +39,7 @@ export function kernelFibCounters(s: {
     overflows: s.overflows,
     ...(s.restored !== undefined ? { restored: s.restored } : {}),
     ...(s.swept !== undefined ? { swept: s.swept } : {}),
+    ...(s.nexthopsSwept !== undefined ? { nexthopsSwept: s.nexthopsSwept } : {}),
     ...(s.errorsByErrno ? { errorsByErrno: s.errorsByErrno } : {}),
   };
 }
@@ -96,6 +100,11 @@ export function addFibMetrics(reg: MetricsRegistry, fibs: [string, FibCounters][
     "ocelot_fib_routes_swept_total",
     "Routes of our protocol that no current path explains (someone else's, or left by an earlier run), removed from the kernel.",
     per((c) => c.swept ?? 0),
+  );
+  reg.counter(
+    "ocelot_fib_nexthops_swept_total",
+    "Kernel nexthop objects of our protocol that no route names (left by an earlier run, or ours while objects are off), removed from the kernel.",
+    per((c) => c.nexthopsSwept ?? 0),
   );
   reg.counter(
     "ocelot_fib_netlink_overflows_total",

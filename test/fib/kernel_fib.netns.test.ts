@@ -227,12 +227,16 @@ const suite = (nexthopObjects: boolean) => () => {
     });
     const ecmp6 = kernel6().find((r) => r.dst === "fd00:3::/64");
     expect(ecmp6?.nexthops?.map((n) => n.gateway)).toEqual(["fd00:ff::2", "fd00:ff::3"]);
-    // What we installed reads back as what we asked for: a resync changes nothing.
+    // What we installed reads back as what we asked for: a resync changes nothing. A resync of
+    // the FIB's own may be under way: the kernel announces fd00:ff::1 (nodad) from its address
+    // work queue, under load after `ip addr add` returned, so after the FIB opened, and the FIB
+    // resyncs on it (slow under load, still running here). resync() then runs one more pass
+    // after it. Every pass must find nothing to do.
     const before = events.length;
     await fib.resync();
-    expect(events.slice(before).filter((e) => e.kind === "resync")).toMatchObject([
-      { kind: "resync", installed: 0, removed: 0 },
-    ]);
+    const passes = events.slice(before).filter((e) => e.kind === "resync");
+    expect(passes.length).toBeGreaterThanOrEqual(1);
+    for (const p of passes) expect(p).toMatchObject({ kind: "resync", installed: 0, removed: 0 });
     await fib.remove([
       { family: 6, dst: "fd00:2::/122", protocol: 202 },
       { family: 6, dst: "fd00:3::/64", protocol: 201 },
