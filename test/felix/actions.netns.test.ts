@@ -30,7 +30,7 @@ import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { addPod, policyEndpointsOf, workloadsOf } from "../helpers/pods.js";
+import { addPod, closePodLab, policyEndpointsOf, workloadsOf } from "../helpers/pods.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
 const skip = skipWithReason("FelixConfiguration allow/deny actions (netns)", reason);
@@ -219,11 +219,7 @@ describe.skipIf(skip)(
     }, HANG_MS);
 
     afterAll(async () => {
-      for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
-      await fib?.close();
-      for (const p of Object.values(pods)) p?.destroy();
-      outside?.destroy();
-      node?.destroy();
+      await closePodLab(children, fib, pods, outside, node);
       rmSync(dir, { recursive: true, force: true });
     });
 

@@ -19,7 +19,7 @@ import { addonUnavailableReason } from "../../src/lib/native.js";
 import { tsharkWhile } from "../helpers/capture.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
-import { addPod } from "../helpers/pods.js";
+import { addPod, closePodLab } from "../helpers/pods.js";
 
 const reason =
   netnsUnavailableReason() ??
@@ -119,11 +119,7 @@ describe.skipIf(skip)("WorkloadEndpoint qosControls.dscp: egress DSCP marking", 
   }, HANG_MS);
 
   afterAll(async () => {
-    for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
-    await fib?.close();
-    for (const p of Object.values(pods)) p?.destroy();
-    outside?.destroy();
-    node?.destroy();
+    await closePodLab(children, fib, pods, outside, node);
   });
 
   it("marks A's and B's traffic leaving the cluster with their code points, C's not", async () => {
