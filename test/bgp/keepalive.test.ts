@@ -20,18 +20,7 @@ import { encodeOpen, myAsField } from "../../src/bgp/wire/open.js";
 import { Ipv4Unicast } from "../../src/bgp/wire/types.js";
 import { encodeEndOfRib } from "../../src/bgp/wire/update.js";
 import { silentLog } from "../../src/lib/log.js";
-
-/** A small seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "../helpers/prng.js";
 
 const settings = (holdTime: number, routerId = "10.0.0.1"): PeerSettings => ({
   localAs: 64512,

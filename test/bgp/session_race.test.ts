@@ -11,18 +11,7 @@ import type { PeerSettings } from "../../src/bgp/fsm/types.js";
 import type { SpeakerAction } from "../../src/bgp/speaker/events.js";
 import { PeerSession } from "../../src/bgp/speaker/session.js";
 import { silentLog } from "../../src/lib/log.js";
-
-/** A small seeded PRNG (mulberry32): each run is reproducible from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "../helpers/prng.js";
 
 const settings = (routerId: string): PeerSettings => ({
   localAs: 64512,
