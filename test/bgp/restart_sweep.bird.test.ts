@@ -3,8 +3,14 @@
 // is gone from the kernel whatever its metric, table or family; BIRD's route and foreign
 // protocols' routes stay. Everything is read back with `ip -j route`.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type OcelotPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
+import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import {
+  closePeerLab,
+  type OcelotPeer,
+  openPeerPair,
+  type PeerLab,
+  peersUnavailableReason,
+} from "../helpers/peers.js";
 
 const reason = netnsUnavailableReason() ?? peersUnavailableReason(["bird"]);
 const skip = skipWithReason("bgpd restart sweep with BIRD", reason);
@@ -41,19 +47,14 @@ describe.skipIf(skip)("bgpd restart sweep (issue 17)", () => {
   let ocelot: OcelotPeer;
 
   beforeAll(() => {
-    lab = new PeerLab();
-    oc = Netns.create("swo");
-    br = Netns.create("swb");
-    link(oc, "oc-br", "10.255.13.1/30", br, "br-oc", "10.255.13.2/30");
+    ({ lab, oc, br } = openPeerPair("swo", "swb", "10.255.13.1/30", "10.255.13.2/30"));
     oc.ip("-6", "addr", "add", "fd00:13::1/64", "dev", "oc-br", "nodad");
     lab.startBird(br, "bird", birdConf);
     ocelot = lab.startOcelot(oc, "ocelot", ocelotConfig);
   });
 
   afterAll(() => {
-    lab?.cleanup();
-    oc?.destroy();
-    br?.destroy();
+    closePeerLab(lab, oc, br);
   });
 
   const routes = (family: "-4" | "-6", proto?: string): IpRoute[] =>

@@ -1,6 +1,7 @@
 // Real BGP peers for interop tests and benchmarks: BIRD 2, FRR (zebra + bgpd with a per-netns
 // pathspace) and GoBGP started inside our own namespaces, plus `ocelot bgpd` as a real process.
 // Configs are rendered into a temp dir; every PID is tracked with its comm and killed by PID only.
+// Also the usual two-namespace lab: bgpd's namespace and one peer's joined by a veth pair.
 import { type ChildProcess, spawn } from "node:child_process";
 import {
   chmodSync,
@@ -17,8 +18,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FRR_BIN, frrRunDir, readPidFile, startFrrDaemons } from "../../src/lib/frr.js";
 import { hangLimit, runSync } from "./limits.js";
-import type { Netns } from "./netns.js";
-import { sh, sleepSync, waitFor } from "./netns.js";
+import { link, Netns, sh, sleepSync, waitFor } from "./netns.js";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -57,6 +57,36 @@ function aliveAs(t: Tracked): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A PeerLab with bgpd's namespace `oc` and a peer's `br` (short names, per-run prefixed) joined
+ * by oc-br ↔ br-oc carrying ocAddr and brAddr (CIDRs). What was made is removed if a step fails.
+ */
+export function openPeerPair(
+  ocShort: string,
+  brShort: string,
+  ocAddr: string,
+  brAddr: string,
+): { lab: PeerLab; oc: Netns; br: Netns } {
+  const lab = new PeerLab();
+  let oc: Netns | undefined;
+  let br: Netns | undefined;
+  try {
+    oc = Netns.create(ocShort);
+    br = Netns.create(brShort);
+    link(oc, "oc-br", ocAddr, br, "br-oc", brAddr);
+    return { lab, oc, br };
+  } catch (err) {
+    closePeerLab(lab, oc, br);
+    throw err;
+  }
+}
+
+/** Stops the lab's processes (lab.cleanup), then destroys the namespaces, in the order given. */
+export function closePeerLab(lab: PeerLab | undefined, ...namespaces: (Netns | undefined)[]): void {
+  lab?.cleanup();
+  for (const ns of namespaces) ns?.destroy();
 }
 
 /** Owns the temp dir and the processes of one test file. */
@@ -425,6 +455,19 @@ export class OcelotPeer {
 
   log(): string {
     return readFileSync(join(this.dir, "bgpd.log"), "utf8");
+  }
+
+  /** bgpd's log as JSON lines (pino), skipping any line that is not JSON. */
+  logLines<T>(): T[] {
+    return this.log()
+      .split("\n")
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l) as T];
+        } catch {
+          return [];
+        }
+      });
   }
 
   /** Waits until the session with addr is Established. */

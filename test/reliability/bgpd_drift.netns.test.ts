@@ -12,8 +12,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HANG_MS } from "../helpers/limits.js";
 import { httpGetIn, metricSample } from "../helpers/metrics.js";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type OcelotPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
+import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import {
+  closePeerLab,
+  type OcelotPeer,
+  openPeerPair,
+  type PeerLab,
+  peersUnavailableReason,
+} from "../helpers/peers.js";
 
 const skip = skipWithReason(
   "bgpd kernel drift with BIRD",
@@ -92,10 +98,7 @@ describe.skipIf(skip)("kernel drift under bgpd: repaired, swept, counted", () =>
   };
 
   beforeAll(() => {
-    lab = new PeerLab();
-    oc = Netns.create("bdo");
-    br = Netns.create("bdb");
-    link(oc, "oc-br", "10.255.14.1/30", br, "br-oc", "10.255.14.2/30");
+    ({ lab, oc, br } = openPeerPair("bdo", "bdb", "10.255.14.1/30", "10.255.14.2/30"));
     oc.ip("-6", "addr", "add", "fd00:14::1/64", "dev", "oc-br", "nodad");
     // Someone else's, present throughout: a static route, and a node agent's route of 202 on
     // the prefix of one of the strays.
@@ -106,9 +109,7 @@ describe.skipIf(skip)("kernel drift under bgpd: repaired, swept, counted", () =>
   });
 
   afterAll(() => {
-    lab?.cleanup();
-    oc?.destroy();
-    br?.destroy();
+    closePeerLab(lab, oc, br);
     if (figures.length) console.log(figures.join("\n"));
   });
 

@@ -14,6 +14,7 @@ import { HANG_MS } from "../helpers/limits.js";
 import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
   type BirdPeer,
+  closePeerLab,
   kernelRoutes,
   type OcelotPeer,
   PeerLab,
@@ -96,8 +97,7 @@ describe.skipIf(skip)("bgpd's heap across session resets", () => {
   });
 
   afterAll(() => {
-    lab?.cleanup();
-    for (const ns of [oc, b1ns, b2ns]) ns?.destroy();
+    closePeerLab(lab, oc, b1ns, b2ns);
   });
 
   const inKernel = (dst: string) =>
