@@ -156,3 +156,16 @@ export async function closePodLab(
   for (const p of Object.values(pods)) p?.destroy();
   for (const n of others) n?.destroy();
 }
+
+/** A TCP server in ns on port (and host, as net.Server#listen takes it) closing each connection at once. */
+export function spawnClosingServer(ns: Netns, port: number, host?: string): ChildProcess {
+  const listen = host === undefined ? `${port}` : `${port}, "${host}"`;
+  return spawn(
+    "ip",
+    [
+      ...["netns", "exec", ns.name, process.execPath, "-e"],
+      `require("net").createServer((c) => c.end()).listen(${listen})`,
+    ],
+    { stdio: "ignore" },
+  );
+}
