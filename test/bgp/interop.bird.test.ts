@@ -69,10 +69,11 @@ describe.skipIf(skip)("interop with BIRD 2", () => {
   let ocelot: OcelotPeer;
 
   beforeAll(() => {
-    ({ lab, oc, br } = openPeerPair("ocb", "brd", "10.255.1.1/29", "10.255.1.2/29"));
-    br.ip("addr", "add", "10.255.1.3/29", "dev", "br-oc");
     // BIRD runs one protocol per neighbor address: the wrong-AS peer talks to our second address.
-    oc.ip("addr", "add", "10.255.1.4/29", "dev", "oc-br");
+    ({ lab, oc, br } = openPeerPair("ocb", "brd", "10.255.1.1/29", "10.255.1.2/29", {
+      br: "10.255.1.3/29",
+      oc: "10.255.1.4/29",
+    }));
     oc.ip("addr", "add", "fd00:255:1::1/64", "dev", "oc-br", "nodad");
     br.ip("addr", "add", "fd00:255:1::2/64", "dev", "br-oc", "nodad");
     bird = lab.startBird(br, "bird", birdConf());

@@ -95,9 +95,10 @@ describe.skipIf(skip)("TCP-MD5 with BIRD 2", () => {
   });
 
   beforeAll(() => {
-    ({ lab, oc, br } = openPeerPair("m5o", "m5b", "10.255.4.1/29", "10.255.4.2/29"));
-    br.ip("addr", "add", "10.255.4.3/29", "dev", "br-oc");
-    oc.ip("addr", "add", "10.255.4.4/29", "dev", "oc-br");
+    ({ lab, oc, br } = openPeerPair("m5o", "m5b", "10.255.4.1/29", "10.255.4.2/29", {
+      br: "10.255.4.3/29",
+      oc: "10.255.4.4/29",
+    }));
     keyFile = join(lab.subdir("keys"), "bird.key");
     writeFileSync(keyFile, `${GOOD}\n`, { mode: 0o600 });
     bird = lab.startBird(br, "bird", birdConf(GOOD, WRONG));

@@ -61,13 +61,16 @@ function aliveAs(t: Tracked): boolean {
 
 /**
  * A PeerLab with bgpd's namespace `oc` and a peer's `br` (short names, per-run prefixed) joined
- * by oc-br ↔ br-oc carrying ocAddr and brAddr (CIDRs). What was made is removed if a step fails.
+ * by oc-br ↔ br-oc carrying ocAddr and brAddr (CIDRs), and `second` addresses on each (a peer
+ * BIRD sees as another neighbour: BIRD runs one protocol per neighbour address). What was made is
+ * removed if a step fails.
  */
 export function openPeerPair(
   ocShort: string,
   brShort: string,
   ocAddr: string,
   brAddr: string,
+  second?: { br: string; oc: string },
 ): { lab: PeerLab; oc: Netns; br: Netns } {
   const lab = new PeerLab();
   let oc: Netns | undefined;
@@ -76,9 +79,43 @@ export function openPeerPair(
     oc = Netns.create(ocShort);
     br = Netns.create(brShort);
     link(oc, "oc-br", ocAddr, br, "br-oc", brAddr);
+    if (second) {
+      br.ip("addr", "add", second.br, "dev", "br-oc");
+      oc.ip("addr", "add", second.oc, "dev", "oc-br");
+    }
     return { lab, oc, br };
   } catch (err) {
     closePeerLab(lab, oc, br);
+    throw err;
+  }
+}
+
+/** One peer of openPeerTrio: its namespace's short name, bgpd's address and its own (CIDRs). */
+export type TrioPeer = [short: string, ocAddr: string, addr: string];
+
+/**
+ * A PeerLab with bgpd's namespace `oc` and two peers' `b1`, `b2`, joined by oc-b1 ↔ b1-oc and
+ * oc-b2 ↔ b2-oc. What was made is removed if a step fails.
+ */
+export function openPeerTrio(
+  ocShort: string,
+  p1: TrioPeer,
+  p2: TrioPeer,
+): { lab: PeerLab; oc: Netns; b1: Netns; b2: Netns } {
+  const lab = new PeerLab();
+  const made: Netns[] = [];
+  try {
+    const oc = Netns.create(ocShort);
+    made.push(oc);
+    const b1 = Netns.create(p1[0]);
+    made.push(b1);
+    const b2 = Netns.create(p2[0]);
+    made.push(b2);
+    link(oc, "oc-b1", p1[1], b1, "b1-oc", p1[2]);
+    link(oc, "oc-b2", p2[1], b2, "b2-oc", p2[2]);
+    return { lab, oc, b1, b2 };
+  } catch (err) {
+    closePeerLab(lab, ...made);
     throw err;
   }
 }
@@ -488,6 +525,35 @@ export interface KernelRoute {
   protocol?: string;
   nexthops?: { gateway?: string }[];
   type?: string;
+  table?: string;
+  metric?: number;
+}
+
+/**
+ * bgpd and one BIRD over 10.255.n.0/30, eBGP: BIRD (10.255.n.2, AS 65000+n, passive) announces
+ * `prefix` (a static blackhole); bgpd (10.255.n.1, AS 64512, listening on 0.0.0.0:179, connect
+ * retry 1 s) installs it with FIB protocol 201 in main, a 60 s graceful-restart hold.
+ */
+export function staticBirdPeer(n: number, prefix: string): { birdConf: string; config: object } {
+  const birdConf = `
+log "@DIR@/bird.log" all;
+router id 10.255.${n}.2;
+protocol device { }
+protocol static s4 { ipv4; route ${prefix} blackhole; }
+protocol bgp oc4 {
+  local 10.255.${n}.2 as ${65000 + n}; neighbor 10.255.${n}.1 as 64512; passive on;
+  ipv4 { import all; export where source = RTS_STATIC; };
+}`;
+  const config = {
+    asn: 64512,
+    routerId: `10.255.${n}.1`,
+    listen: { address: "0.0.0.0", port: 179 },
+    peers: [
+      { address: `10.255.${n}.2`, asn: 65000 + n, connectRetryTime: 1, families: ["ipv4-unicast"] },
+    ],
+    fib: { enabled: true, table: "main", protocol: 201, gracefulRestartTime: 60 },
+  };
+  return { birdConf, config };
 }
 
 /** The TCP-MD5 drop counters of a namespace (TcpExt in its /proc/net/netstat). */

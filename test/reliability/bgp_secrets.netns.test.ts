@@ -108,9 +108,10 @@ describe.skipIf(skip)("BGP passwords in everything bgpd prints and serves", () =
   };
 
   beforeAll(() => {
-    ({ lab, oc, br } = openPeerPair("bso", "bsb", "10.255.15.1/29", "10.255.15.2/29"));
-    br.ip("addr", "add", "10.255.15.3/29", "dev", "br-oc");
-    oc.ip("addr", "add", "10.255.15.4/29", "dev", "oc-br");
+    ({ lab, oc, br } = openPeerPair("bso", "bsb", "10.255.15.1/29", "10.255.15.2/29", {
+      br: "10.255.15.3/29",
+      oc: "10.255.15.4/29",
+    }));
     keyFile = join(lab.subdir("keys"), "bgp.key");
     writeFileSync(keyFile, `${FILE_KEY}\n`, { mode: 0o600 });
     lab.startBird(br, "bird", birdConf);
