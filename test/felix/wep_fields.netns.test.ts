@@ -22,7 +22,7 @@ import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { addPod, closePodLab, connectSeen } from "../helpers/pods.js";
+import { addPod, closePodLab, connectSeen, linkOutside } from "../helpers/pods.js";
 
 const reason =
   netnsUnavailableReason() ??
@@ -146,14 +146,7 @@ describe.skipIf(skip)("WorkloadEndpoint ipNATs, allowSpoofedSourcePrefixes, qosC
   beforeAll(async () => {
     node = Netns.create("wfn");
     outside = Netns.create("wfo");
-    node.ip("link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", outside.name);
-    node.ip("addr", "add", "192.0.2.1/24", "dev", "ext0");
-    node.ip("link", "set", "ext0", "up");
-    // A default route: proxy ARP answers the pods' gateway 169.254.1.1 only when it is routable.
-    node.ip("route", "add", "default", "via", OUTSIDE);
-    outside.ip("addr", "add", `${OUTSIDE}/24`, "dev", "eth0");
-    outside.ip("link", "set", "eth0", "up");
-    outside.ip("route", "add", "default", "via", "192.0.2.1");
+    linkOutside(node, outside, { node4: "192.0.2.1", outside4: OUTSIDE, back: { v4: true } });
     for (const src of [SPOOF_OK, SPOOF_BAD])
       outside.exec("iptables-nft", "-A", "INPUT", "-s", src, "-p", "udp", "--dport", "9999");
     for (const app of ["a", "b", "c", "d"] as const) {

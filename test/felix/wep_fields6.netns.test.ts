@@ -20,7 +20,7 @@ import { addonUnavailableReason } from "../../src/lib/native.js";
 import { tsharkWhile } from "../helpers/capture.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
-import { addPod, closePodLab, connectSeen } from "../helpers/pods.js";
+import { addPod, closePodLab, connectSeen, linkOutside } from "../helpers/pods.js";
 
 const reason =
   netnsUnavailableReason() ??
@@ -92,17 +92,14 @@ describe.skipIf(skip)("WorkloadEndpoint qosControls.dscp and ipNATs over IPv6", 
   beforeAll(async () => {
     node = Netns.create("w6n");
     outside = Netns.create("w6o");
-    node.ip("link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", outside.name);
-    node.ip("-6", "addr", "add", `${NODE6}/64`, "dev", "ext0", "nodad");
-    node.ip("addr", "add", "192.0.2.1/24", "dev", "ext0");
-    node.ip("link", "set", "ext0", "up");
-    // A default route: proxy ARP answers the pods' IPv4 gateway only when it is routable.
-    node.ip("route", "add", "default", "via", "192.0.2.10");
-    outside.ip("-6", "addr", "add", `${OUTSIDE6}/64`, "dev", "eth0", "nodad");
-    outside.ip("addr", "add", "192.0.2.10/24", "dev", "eth0");
-    outside.ip("link", "set", "eth0", "up");
-    // The cluster's pool and floating IPs are behind the node.
-    outside.ip("-6", "route", "add", "default", "via", NODE6);
+    // The cluster's pool and floating IPs are behind the node (IPv6 default route back).
+    linkOutside(node, outside, {
+      node4: "192.0.2.1",
+      outside4: "192.0.2.10",
+      node6: NODE6,
+      outside6: OUTSIDE6,
+      back: { v6: true },
+    });
     for (const app of ["a", "b"] as const)
       pods[app] = addPod(node, `w6${app}`, PODS[app].iface, PODS[app].v4, PODS[app].v6);
     fib = await KernelFib.open({ netns: node.name, protocols: [202], watch: false });

@@ -169,3 +169,31 @@ export function spawnClosingServer(ns: Netns, port: number, host?: string): Chil
     { stdio: "ignore" },
   );
 }
+
+/** Addresses of linkOutside: IPv4 (/24) on both ends, IPv6 (/64) optional; `back`: the outside host's default routes via the node. */
+export interface OutsideLink {
+  node4: string;
+  outside4: string;
+  node6?: string;
+  outside6?: string;
+  back?: { v4?: boolean; v6?: boolean };
+}
+
+/**
+ * Joins node to an outside host: veth ext0 in node ↔ eth0 in outside, with a.node4/a.outside4
+ * (and a.node6/a.outside6, nodad), both up; the node's default route via the outside host (proxy
+ * ARP answers the pods' gateway 169.254.1.1 only when it is routable), and the outside host's
+ * default routes back via the node for the families a.back names (the pools are behind it).
+ */
+export function linkOutside(node: Netns, outside: Netns, a: OutsideLink): void {
+  node.ip("link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", outside.name);
+  if (a.node6) node.ip("-6", "addr", "add", `${a.node6}/64`, "dev", "ext0", "nodad");
+  node.ip("addr", "add", `${a.node4}/24`, "dev", "ext0");
+  node.ip("link", "set", "ext0", "up");
+  node.ip("route", "add", "default", "via", a.outside4);
+  if (a.outside6) outside.ip("-6", "addr", "add", `${a.outside6}/64`, "dev", "eth0", "nodad");
+  outside.ip("addr", "add", `${a.outside4}/24`, "dev", "eth0");
+  outside.ip("link", "set", "eth0", "up");
+  if (a.back?.v4) outside.ip("route", "add", "default", "via", a.node4);
+  if (a.back?.v6 && a.node6) outside.ip("-6", "route", "add", "default", "via", a.node6);
+}
