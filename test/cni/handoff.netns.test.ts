@@ -5,7 +5,7 @@
 // host route, the WorkloadEndpoint, the address released after DEL. A call naming another
 // datastore is declined and the plugin runs itself; with the daemon stopped the launcher runs
 // the plugin itself too.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,7 +16,12 @@ import { runSync } from "../helpers/limits.js";
 import { Netns, skipWithReason } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 import { BIN, daemonTestsUnavailable, type NodeProcess } from "../node/harness.js";
-import { installCni, scrapeNodeMetrics, startHandoffDaemon } from "./handoff_node.js";
+import {
+  closeHandoffLab,
+  installCni,
+  scrapeNodeMetrics,
+  startHandoffDaemon,
+} from "./handoff_node.js";
 
 const skip = skipWithReason("CNI hand-off", daemonTestsUnavailable());
 
@@ -85,10 +90,7 @@ describe.skipIf(skip)("CNI hand-off: installed plugins run their calls in the no
   }, 120_000);
 
   afterAll(async () => {
-    await daemon?.stop();
-    for (const p of pods) p.destroy();
-    node?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await closeHandoffLab(daemon, pods, node, dir);
   });
 
   it("ADD and DEL run in the daemon, with the plugin's own effects", async () => {

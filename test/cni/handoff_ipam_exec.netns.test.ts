@@ -19,7 +19,6 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  rmSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -32,7 +31,12 @@ import { runOcelotCni } from "../helpers/cni.js";
 import { Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 import { daemonTestsUnavailable, type NodeProcess } from "../node/harness.js";
-import { installCni, scrapeNodeMetrics, startHandoffDaemon } from "./handoff_node.js";
+import {
+  closeHandoffLab,
+  installCni,
+  scrapeNodeMetrics,
+  startHandoffDaemon,
+} from "./handoff_node.js";
 
 const HOST_LOCAL = "/usr/lib/cni/host-local";
 const reason =
@@ -131,10 +135,7 @@ exit 3
   }, 120_000);
 
   afterAll(async () => {
-    await daemon?.stop();
-    for (const p of pods) p.destroy();
-    node?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await closeHandoffLab(daemon, pods, node, dir);
   });
 
   it("the status socket answers while the IPAM plugin runs; the ADD is host-local's; DEL frees it", async () => {

@@ -1,6 +1,8 @@
 // The CNI hand-off tests' shared setup: the plugins as `ocelot install-cni` installs them, a node
 // namespace with an uplink and forwarding on, the real `ocelot node run` serving its cni.sock
-// there (metrics on the namespace's loopback), and a scrape of those metrics from inside it.
+// there (metrics on the namespace's loopback), a scrape of those metrics from inside it, and the
+// teardown.
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "vitest";
 import { addUplink } from "../helpers/cni.js";
@@ -50,4 +52,17 @@ export function scrapeNodeMetrics(node: Netns, port: number): string {
     "-e",
     `fetch("http://127.0.0.1:${port}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`,
   );
+}
+
+/** Stops the daemon, destroys the pods' and the node's namespaces, removes dir. */
+export async function closeHandoffLab(
+  daemon: NodeProcess | undefined,
+  pods: Netns[],
+  node: Netns | undefined,
+  dir: string | undefined,
+): Promise<void> {
+  await daemon?.stop();
+  for (const p of pods) p.destroy();
+  node?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 }
