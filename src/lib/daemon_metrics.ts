@@ -57,6 +57,20 @@ export interface AgentCounters {
   watchResyncs: number;
 }
 
+/** Agent counters before the first pass: all zero. */
+export function zeroAgentCounters(): AgentCounters {
+  return {
+    convergences: { agent: 0, bgp: 0 },
+    failures: { agent: 0, bgp: 0 },
+    lastDurationMs: 0,
+    lastAt: 0,
+    workloadEndpoints: 0,
+    policies: 0,
+    warnings: 0,
+    watchResyncs: 0,
+  };
+}
+
 /** The families a peer's counts cover: negotiated when up, else its configured ones. */
 export function addFibMetrics(reg: MetricsRegistry, fibs: [string, FibCounters][]): void {
   const per = (f: (c: FibCounters) => number): Sample[] =>

@@ -61,7 +61,7 @@ import { OverlaySocket } from "../felix/overlay_socket.js";
 import type { Fib } from "../fib/types.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { decodeAffinity, IpamKeys } from "../ipam/records.js";
-import type { AgentCounters } from "../lib/daemon_metrics.js";
+import { type AgentCounters, zeroAgentCounters } from "../lib/daemon_metrics.js";
 import type { Log } from "../lib/log.js";
 import { NETNS_STATUS_DIR } from "../lib/status_socket_path.js";
 import {
@@ -308,16 +308,7 @@ export class NodeDaemon {
   /** The node's IPAM (tunnel addresses), counted for /metrics. */
   readonly ipam: CountedIpamStore;
   /** Counters for /metrics (src/lib/daemon_metrics.ts). */
-  readonly stats: AgentCounters = {
-    convergences: { agent: 0, bgp: 0 },
-    failures: { agent: 0, bgp: 0 },
-    lastDurationMs: 0,
-    lastAt: 0,
-    workloadEndpoints: 0,
-    policies: 0,
-    warnings: 0,
-    watchResyncs: 0,
-  };
+  readonly stats: AgentCounters = zeroAgentCounters();
 
   constructor(
     readonly store: Datastore,

@@ -7,9 +7,9 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { startLoopbackSpeaker } from "../helpers/loopback_speaker.js";
 import { waitFor } from "../helpers/netns.js";
-import { openMessage, rawPeer } from "../helpers/raw_peer.js";
+import { openMessage, rawPeer, steadyRawPeer } from "../helpers/raw_peer.js";
 import { MATRIX } from "./corpus/attribute_matrix.js";
-import { AS_PATH, attr, NEXT_HOP, ORIGIN, update } from "./corpus/malformed.js";
+import { AS_PATH, NEXT_HOP, ORIGIN, STEADY_ANNOUNCE, update } from "./corpus/malformed.js";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -28,22 +28,7 @@ describe("every known attribute truncated, overlong, duplicated, with wrong flag
     it(`${c.name}: ${c.expect} (${c.rfc})`, async () => {
       const { speaker: s, port, has, state } = await startLoopbackSpeaker();
       cleanups.push(() => s.stop());
-      const steady = await rawPeer(port, "127.0.0.6", openMessage(65011, 0x7f000006));
-      cleanups.push(() => steady.sock.destroy());
-      await waitFor("steady up", () => state("127.0.0.6")?.state === "Established", 60_000, 10);
-      steady.sock.write(
-        Uint8Array.from(
-          update({
-            attrs: [
-              ...ORIGIN,
-              ...attr(0x40, 2, [2, 1, 0, 0, 0xfd, 0xf3]),
-              ...attr(0x40, 3, [127, 0, 0, 6]),
-            ],
-            nlri: [24, 10, 98, 0],
-          }),
-        ),
-      );
-      await waitFor("steady route", () => has("10.98.0.0/24"), 60_000, 10);
+      const steady = await steadyRawPeer(port, { state, has }, STEADY_ANNOUNCE, cleanups, 10);
       const peer = await rawPeer(port, "127.0.0.5", openMessage(65010, 0x7f000005));
       cleanups.push(() => peer.sock.destroy());
       await waitFor("up", () => state("127.0.0.5")?.state === "Established", 60_000, 10);

@@ -10,17 +10,18 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   holds,
-  link,
-  Netns,
+  type Netns,
   netnsUnavailableReason,
   skipWithReason,
   waitFor,
 } from "../helpers/netns.js";
 import {
   type BirdPeer,
+  closePeerLab,
   kernelRoutes,
   type OcelotPeer,
-  PeerLab,
+  openPeerPair,
+  type PeerLab,
   peersUnavailableReason,
 } from "../helpers/peers.js";
 
@@ -78,10 +79,7 @@ describe.skipIf(skip)("graceful restart with BIRD 2", () => {
   let ocelot: OcelotPeer;
 
   beforeAll(() => {
-    lab = new PeerLab();
-    oc = Netns.create("gro");
-    br = Netns.create("grb");
-    link(oc, "oc-br", "10.255.14.1/30", br, "br-oc", "10.255.14.2/30");
+    ({ lab, oc, br } = openPeerPair("gro", "grb", "10.255.14.1/30", "10.255.14.2/30"));
     oc.ip("-6", "addr", "add", "fd00:14::1/64", "dev", "oc-br", "nodad");
     br.ip("-6", "addr", "add", "fd00:14::2/64", "dev", "br-oc", "nodad");
     bird = lab.startBird(br, "bird", birdConf([...BIRD_KEPT, ...BIRD_DROPPED]));
@@ -89,9 +87,7 @@ describe.skipIf(skip)("graceful restart with BIRD 2", () => {
   });
 
   afterAll(() => {
-    lab?.cleanup();
-    oc?.destroy();
-    br?.destroy();
+    closePeerLab(lab, oc, br);
   });
 
   const inKernel = (dst: string) =>

@@ -3,13 +3,15 @@
 // 4-octet AS and (large) communities unchanged, withdraw, hold timer 4/0 on a frozen peer, 2/2.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HANG_MS, runSync } from "../helpers/limits.js";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
   type BirdPeer,
+  closePeerLab,
   type KernelRoute,
   kernelRoutes,
   type OcelotPeer,
-  PeerLab,
+  openPeerPair,
+  type PeerLab,
   peersUnavailableReason,
 } from "../helpers/peers.js";
 
@@ -67,13 +69,11 @@ describe.skipIf(skip)("interop with BIRD 2", () => {
   let ocelot: OcelotPeer;
 
   beforeAll(() => {
-    lab = new PeerLab();
-    oc = Netns.create("ocb");
-    br = Netns.create("brd");
-    link(oc, "oc-br", "10.255.1.1/29", br, "br-oc", "10.255.1.2/29");
-    br.ip("addr", "add", "10.255.1.3/29", "dev", "br-oc");
     // BIRD runs one protocol per neighbor address: the wrong-AS peer talks to our second address.
-    oc.ip("addr", "add", "10.255.1.4/29", "dev", "oc-br");
+    ({ lab, oc, br } = openPeerPair("ocb", "brd", "10.255.1.1/29", "10.255.1.2/29", {
+      br: "10.255.1.3/29",
+      oc: "10.255.1.4/29",
+    }));
     oc.ip("addr", "add", "fd00:255:1::1/64", "dev", "oc-br", "nodad");
     br.ip("addr", "add", "fd00:255:1::2/64", "dev", "br-oc", "nodad");
     bird = lab.startBird(br, "bird", birdConf());
@@ -104,9 +104,7 @@ describe.skipIf(skip)("interop with BIRD 2", () => {
 
   afterAll(() => {
     if (process.env.KEEP_PEERS) console.warn(`peer files kept in ${lab?.dir}`);
-    lab?.cleanup();
-    oc?.destroy();
-    br?.destroy();
+    closePeerLab(lab, oc, br);
   });
 
   const ours = (family: 4 | 6): KernelRoute[] =>

@@ -20,31 +20,11 @@ import { encodeOpen, myAsField } from "../../src/bgp/wire/open.js";
 import { Ipv4Unicast } from "../../src/bgp/wire/types.js";
 import { encodeEndOfRib } from "../../src/bgp/wire/update.js";
 import { silentLog } from "../../src/lib/log.js";
+import { ibgpSettings } from "../helpers/peer_settings.js";
+import { prng } from "../helpers/prng.js";
 
-/** A small seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const settings = (holdTime: number, routerId = "10.0.0.1"): PeerSettings => ({
-  localAs: 64512,
-  peerAs: 64512,
-  routerId: ipv4Number(routerId),
-  holdTime,
-  connectRetryTime: 5,
-  passive: false,
-  families: ["ipv4-unicast"],
-  requiredFamilies: [],
-  idleHoldMs: 1000,
-  maxIdleHoldMs: 60_000,
-});
+const settings = (holdTime: number, routerId = "10.0.0.1"): PeerSettings =>
+  ibgpSettings(routerId, holdTime);
 
 /** One session to 10.0.0.2 over connection #1, Established on a fake clock. */
 class Harness {

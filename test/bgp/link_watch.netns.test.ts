@@ -136,18 +136,7 @@ describe.skipIf(skip)("link watch", () => {
   const inKernel = (dst: string, family: 4 | 6 = 4) =>
     kernelRoutes(oc, family).some((r) => r.dst === dst && r.protocol === "201");
   const inRib = (dst: string) => ocelot.routes().routes.some((r) => r.prefix === dst);
-  const logSince = (t: number): LogLine[] =>
-    ocelot
-      .log()
-      .split("\n")
-      .flatMap((l) => {
-        try {
-          return [JSON.parse(l) as LogLine];
-        } catch {
-          return [];
-        }
-      })
-      .filter((l) => l.time >= t);
+  const logSince = (t: number): LogLine[] => ocelot.logLines<LogLine>().filter((l) => l.time >= t);
 
   /** Breaks the path to t (`apply`), checks the drop, lifts it and checks the session is back. */
   async function dropAndBack(

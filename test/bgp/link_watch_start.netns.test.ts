@@ -49,16 +49,7 @@ interface LogLine {
 }
 
 function logLines(o: OcelotPeer): LogLine[] {
-  return o
-    .log()
-    .split("\n")
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l) as LogLine];
-      } catch {
-        return [];
-      }
-    });
+  return o.logLines<LogLine>();
 }
 
 /** The holds bgpd logged for the peer (the link watch's "Link down", the speaker's hold). */

@@ -12,17 +12,18 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   holds,
-  link,
-  Netns,
+  type Netns,
   netnsUnavailableReason,
   skipWithReason,
   waitFor,
 } from "../helpers/netns.js";
 import {
   type BirdPeer,
+  closePeerLab,
   kernelRoutes,
   type OcelotPeer,
-  PeerLab,
+  openPeerPair,
+  type PeerLab,
   peersUnavailableReason,
 } from "../helpers/peers.js";
 
@@ -78,10 +79,7 @@ describe.skipIf(skip)("long-lived graceful restart with BIRD 2 as the helper", (
   let birdStopped = false;
 
   beforeAll(() => {
-    lab = new PeerLab();
-    oc = Netns.create("llo");
-    br = Netns.create("llb");
-    link(oc, "oc-br", "10.255.16.1/30", br, "br-oc", "10.255.16.2/30");
+    ({ lab, oc, br } = openPeerPair("llo", "llb", "10.255.16.1/30", "10.255.16.2/30"));
     oc.ip("-6", "addr", "add", "fd00:16::1/64", "dev", "oc-br", "nodad");
     br.ip("-6", "addr", "add", "fd00:16::2/64", "dev", "br-oc", "nodad");
     bird = lab.startBird(br, "bird", birdConf());
@@ -90,9 +88,7 @@ describe.skipIf(skip)("long-lived graceful restart with BIRD 2 as the helper", (
 
   afterAll(() => {
     if (birdStopped) lab?.signal(bird.pid, "SIGCONT");
-    lab?.cleanup();
-    oc?.destroy();
-    br?.destroy();
+    closePeerLab(lab, oc, br);
   });
 
   const inKernel = (dst: string) =>

@@ -7,8 +7,17 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { startLoopbackSpeaker } from "../helpers/loopback_speaker.js";
 import { waitFor } from "../helpers/netns.js";
-import { rawPeer as connectRawPeer, openMessage } from "../helpers/raw_peer.js";
-import { ANNOUNCE_P, AS_PATH, attr, CASES, message, ORIGIN, update } from "./corpus/malformed.js";
+import { rawPeer as connectRawPeer, openMessage, steadyRawPeer } from "../helpers/raw_peer.js";
+import {
+  ANNOUNCE_P,
+  AS_PATH,
+  attr,
+  CASES,
+  message,
+  ORIGIN,
+  STEADY_ANNOUNCE,
+  update,
+} from "./corpus/malformed.js";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -28,21 +37,7 @@ async function speaker() {
   const { speaker: s, port, has, state } = await startLoopbackSpeaker();
   cleanups.push(() => s.stop());
   // The well-behaved neighbour: AS 65011, announces 10.98.0.0/24.
-  const steady = await rawPeer(port, "127.0.0.6", open(65011, 0x7f000006));
-  await waitFor("steady up", () => state("127.0.0.6")?.state === "Established", 60_000, 10);
-  steady.sock.write(
-    Uint8Array.from(
-      update({
-        attrs: [
-          ...ORIGIN,
-          ...attr(0x40, 2, [2, 1, 0, 0, 0xfd, 0xf3]),
-          ...attr(0x40, 3, [127, 0, 0, 6]),
-        ],
-        nlri: [24, 10, 98, 0],
-      }),
-    ),
-  );
-  await waitFor("steady route", () => has("10.98.0.0/24"), 60_000, 10);
+  const steady = await steadyRawPeer(port, { state, has }, STEADY_ANNOUNCE, cleanups, 10);
   const checkSteady = () => {
     expect(state("127.0.0.6")?.state, "the other session").toBe("Established");
     expect(state("127.0.0.6")?.establishedTransitions).toBe(1);

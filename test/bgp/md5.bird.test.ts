@@ -6,12 +6,14 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
   type BirdPeer,
+  closePeerLab,
   kernelRoutes,
   type OcelotPeer,
-  PeerLab,
+  openPeerPair,
+  type PeerLab,
   peersUnavailableReason,
   tcpMd5Counters,
 } from "../helpers/peers.js";
@@ -93,12 +95,10 @@ describe.skipIf(skip)("TCP-MD5 with BIRD 2", () => {
   });
 
   beforeAll(() => {
-    lab = new PeerLab();
-    oc = Netns.create("m5o");
-    br = Netns.create("m5b");
-    link(oc, "oc-br", "10.255.4.1/29", br, "br-oc", "10.255.4.2/29");
-    br.ip("addr", "add", "10.255.4.3/29", "dev", "br-oc");
-    oc.ip("addr", "add", "10.255.4.4/29", "dev", "oc-br");
+    ({ lab, oc, br } = openPeerPair("m5o", "m5b", "10.255.4.1/29", "10.255.4.2/29", {
+      br: "10.255.4.3/29",
+      oc: "10.255.4.4/29",
+    }));
     keyFile = join(lab.subdir("keys"), "bird.key");
     writeFileSync(keyFile, `${GOOD}\n`, { mode: 0o600 });
     bird = lab.startBird(br, "bird", birdConf(GOOD, WRONG));
@@ -107,9 +107,7 @@ describe.skipIf(skip)("TCP-MD5 with BIRD 2", () => {
 
   afterAll(() => {
     if (process.env.KEEP_PEERS) console.warn(`peer files kept in ${lab?.dir}`);
-    lab?.cleanup();
-    oc?.destroy();
-    br?.destroy();
+    closePeerLab(lab, oc, br);
   });
 
   const ours = () => kernelRoutes(oc, 4).filter((r) => r.protocol === "201");

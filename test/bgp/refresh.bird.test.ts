@@ -5,12 +5,14 @@
 // holds exactly what the new filter lets through.
 import { writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
   type BirdPeer,
+  closePeerLab,
   kernelRoutes,
   type OcelotPeer,
-  PeerLab,
+  openPeerPair,
+  type PeerLab,
   peersUnavailableReason,
 } from "../helpers/peers.js";
 
@@ -88,10 +90,7 @@ describe.skipIf(skip)("route refresh and dual-stack listen with BIRD 2", () => {
   let ocelot: OcelotPeer;
 
   beforeAll(() => {
-    lab = new PeerLab();
-    oc = Netns.create("rbo");
-    br = Netns.create("rbb");
-    link(oc, "oc-br", `${OC4}/30`, br, "br-oc", `${BR4}/30`);
+    ({ lab, oc, br } = openPeerPair("rbo", "rbb", `${OC4}/30`, `${BR4}/30`));
     oc.ip("addr", "add", `${OC6}/64`, "dev", "oc-br", "nodad");
     br.ip("addr", "add", `${BR6}/64`, "dev", "br-oc", "nodad");
     bird = lab.startBird(br, "bird", birdConf);
@@ -100,9 +99,7 @@ describe.skipIf(skip)("route refresh and dual-stack listen with BIRD 2", () => {
 
   afterAll(() => {
     if (process.env.KEEP_PEERS) console.warn(`peer files kept in ${lab?.dir}`);
-    lab?.cleanup();
-    oc?.destroy();
-    br?.destroy();
+    closePeerLab(lab, oc, br);
   });
 
   const proto201 = (f: 4 | 6) =>

@@ -3,36 +3,21 @@
 // is gone from the kernel whatever its metric, table or family; BIRD's route and foreign
 // protocols' routes stay. Everything is read back with `ip -j route`.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type OcelotPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
+import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import {
+  closePeerLab,
+  type KernelRoute,
+  type OcelotPeer,
+  openPeerPair,
+  type PeerLab,
+  peersUnavailableReason,
+  staticBirdPeer,
+} from "../helpers/peers.js";
 
 const reason = netnsUnavailableReason() ?? peersUnavailableReason(["bird"]);
 const skip = skipWithReason("bgpd restart sweep with BIRD", reason);
 
-const birdConf = `
-log "@DIR@/bird.log" all;
-router id 10.255.13.2;
-protocol device { }
-protocol static s4 { ipv4; route 10.99.13.0/24 blackhole; }
-protocol bgp oc4 {
-  local 10.255.13.2 as 65013; neighbor 10.255.13.1 as 64512; passive on;
-  ipv4 { import all; export where source = RTS_STATIC; };
-}`;
-
-const ocelotConfig = {
-  asn: 64512,
-  routerId: "10.255.13.1",
-  listen: { address: "0.0.0.0", port: 179 },
-  peers: [{ address: "10.255.13.2", asn: 65013, connectRetryTime: 1, families: ["ipv4-unicast"] }],
-  fib: { enabled: true, table: "main", protocol: 201, gracefulRestartTime: 60 },
-};
-
-interface IpRoute {
-  dst: string;
-  protocol?: string;
-  table?: string;
-  metric?: number;
-}
+const { birdConf, config: ocelotConfig } = staticBirdPeer(13, "10.99.13.0/24");
 
 describe.skipIf(skip)("bgpd restart sweep (issue 17)", () => {
   let lab: PeerLab;
@@ -41,24 +26,19 @@ describe.skipIf(skip)("bgpd restart sweep (issue 17)", () => {
   let ocelot: OcelotPeer;
 
   beforeAll(() => {
-    lab = new PeerLab();
-    oc = Netns.create("swo");
-    br = Netns.create("swb");
-    link(oc, "oc-br", "10.255.13.1/30", br, "br-oc", "10.255.13.2/30");
+    ({ lab, oc, br } = openPeerPair("swo", "swb", "10.255.13.1/30", "10.255.13.2/30"));
     oc.ip("-6", "addr", "add", "fd00:13::1/64", "dev", "oc-br", "nodad");
     lab.startBird(br, "bird", birdConf);
     ocelot = lab.startOcelot(oc, "ocelot", ocelotConfig);
   });
 
   afterAll(() => {
-    lab?.cleanup();
-    oc?.destroy();
-    br?.destroy();
+    closePeerLab(lab, oc, br);
   });
 
-  const routes = (family: "-4" | "-6", proto?: string): IpRoute[] =>
+  const routes = (family: "-4" | "-6", proto?: string): KernelRoute[] =>
     oc
-      .ipJson<IpRoute[]>(family, "route", "show", "table", "all")
+      .ipJson<KernelRoute[]>(family, "route", "show", "table", "all")
       .filter((r) => proto === undefined || r.protocol === proto);
 
   it("sweeps every protocol-201 route nobody announces after End-of-RIB, keeps BIRD's and foreign ones", async () => {

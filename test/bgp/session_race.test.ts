@@ -6,36 +6,14 @@
 // real time; each must end in one Established connection on both ends within the bounds below.
 // SIM_DELAY=150 (ms per message, default 30) runs the collision case as on a heavier load.
 import { describe, expect, it } from "vitest";
-import { ipv4Number } from "../../src/bgp/fsm/fsm.js";
 import type { PeerSettings } from "../../src/bgp/fsm/types.js";
 import type { SpeakerAction } from "../../src/bgp/speaker/events.js";
 import { PeerSession } from "../../src/bgp/speaker/session.js";
 import { silentLog } from "../../src/lib/log.js";
+import { ibgpSettings } from "../helpers/peer_settings.js";
+import { prng } from "../helpers/prng.js";
 
-/** A small seeded PRNG (mulberry32): each run is reproducible from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const settings = (routerId: string): PeerSettings => ({
-  localAs: 64512,
-  peerAs: 64512,
-  routerId: ipv4Number(routerId),
-  holdTime: 90,
-  connectRetryTime: 5,
-  passive: false,
-  families: ["ipv4-unicast"],
-  requiredFamilies: [],
-  idleHoldMs: 1000,
-  maxIdleHoldMs: 60_000,
-});
+const settings = (routerId: string): PeerSettings => ibgpSettings(routerId, 90);
 
 interface Pipe {
   /** The connection number on each end (outgoing > 0, incoming < 0 as the runtime numbers). */

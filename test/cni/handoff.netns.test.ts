@@ -5,17 +5,23 @@
 // host route, the WorkloadEndpoint, the address released after DEL. A call naming another
 // datastore is declined and the plugin runs itself; with the daemon stopped the launcher runs
 // the plugin itself too.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listWorkloadEndpoints } from "../../src/api/client.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
-import { addUplink, runOcelotCni } from "../helpers/cni.js";
+import { runOcelotCni } from "../helpers/cni.js";
 import { runSync } from "../helpers/limits.js";
 import { Netns, skipWithReason } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
-import { BIN, daemonTestsUnavailable, type NodeProcess, startNode } from "../node/harness.js";
+import { BIN, daemonTestsUnavailable, type NodeProcess } from "../node/harness.js";
+import {
+  closeHandoffLab,
+  installCni,
+  scrapeNodeMetrics,
+  startHandoffDaemon,
+} from "./handoff_node.js";
 
 const skip = skipWithReason("CNI hand-off", daemonTestsUnavailable());
 
@@ -49,12 +55,7 @@ describe.skipIf(skip)("CNI hand-off: installed plugins run their calls in the no
     runOcelotCni(node, command, e, c, join(binDir, "ocelot-cni"));
   /** ocelot_cni_handoff_seconds_count by plugin, command and outcome, from a real scrape. */
   const handoffs = (): Record<string, number> => {
-    // The daemon's metrics listen on the node namespace's loopback: scraped from inside it.
-    const text = node.exec(
-      process.execPath,
-      "-e",
-      `fetch("http://127.0.0.1:${port}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`,
-    );
+    const text = scrapeNodeMetrics(node, port);
     const out: Record<string, number> = {};
     for (const m of text.matchAll(
       /^ocelot_cni_handoff_seconds_count\{plugin="([^"]+)",command="([^"]+)",outcome="([^"]+)"\} (\d+)$/gm,
@@ -83,26 +84,13 @@ describe.skipIf(skip)("CNI hand-off: installed plugins run their calls in the no
       await putPool(s, name, cidr, { blockSize: cidr.includes(":") ? 122 : 26 });
       await s.close();
     }
-    const inst = runSync(join(BIN, "ocelot"), [
-      ...["install-cni", "--bin-dir", binDir, "--conf-dir", join(dir, "net.d")],
-      ...["--datastore", url],
-    ]);
-    expect(inst.status, inst.stderr).toBe(0);
+    installCni(dir, binDir, url);
     node = Netns.create("hnode");
-    addUplink(node, "192.0.2.10/24");
-    node.exec("sysctl", "-qw", "net.ipv4.ip_forward=1");
-    daemon = await startNode(node, [
-      ...["--nodename", "node-h", "--ip", "192.0.2.10/24", "--networking-backend", "none"],
-      ...["--datastore", url, "--metrics-address", `127.0.0.1:${port}`],
-    ]);
-    expect(daemon.has("CNI hand-off socket served"), daemon.log).toBe(true);
+    daemon = await startHandoffDaemon(node, "node-h", url, port);
   }, 120_000);
 
   afterAll(async () => {
-    await daemon?.stop();
-    for (const p of pods) p.destroy();
-    node?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await closeHandoffLab(daemon, pods, node, dir);
   });
 
   it("ADD and DEL run in the daemon, with the plugin's own effects", async () => {

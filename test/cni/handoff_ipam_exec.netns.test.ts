@@ -19,7 +19,6 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  rmSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,11 +27,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { queryStatus } from "../../src/bgp/status.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { statusSocketFor } from "../../src/lib/status_socket_path.js";
-import { addUplink, runOcelotCni } from "../helpers/cni.js";
-import { runSync } from "../helpers/limits.js";
+import { runOcelotCni } from "../helpers/cni.js";
 import { Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
-import { BIN, daemonTestsUnavailable, type NodeProcess, startNode } from "../node/harness.js";
+import { daemonTestsUnavailable, type NodeProcess } from "../node/harness.js";
+import {
+  closeHandoffLab,
+  installCni,
+  scrapeNodeMetrics,
+  startHandoffDaemon,
+} from "./handoff_node.js";
 
 const HOST_LOCAL = "/usr/lib/cni/host-local";
 const reason =
@@ -72,13 +76,7 @@ describe.skipIf(skip)("CNI hand-off: an exec'd IPAM plugin does not block the da
   });
   const installed = (command: string, e: Record<string, string>, c: unknown) =>
     runOcelotCni(node, command, e, c, join(binDir, "ocelot-cni"));
-  const scrape = (): string =>
-    // The daemon's metrics listen on the node namespace's loopback: scraped from inside it.
-    node.exec(
-      process.execPath,
-      "-e",
-      `fetch("http://127.0.0.1:${port}/metrics").then((r) => r.text()).then((t) => process.stdout.write(t))`,
-    );
+  const scrape = (): string => scrapeNodeMetrics(node, port);
   const metric = (text: string, re: RegExp) => Number(re.exec(text)?.[1] ?? Number.NaN);
   const handoffsDone = (text: string) =>
     metric(
@@ -131,26 +129,13 @@ exit 3
 `,
       { mode: 0o755 },
     );
-    const inst = runSync(join(BIN, "ocelot"), [
-      ...["install-cni", "--bin-dir", binDir, "--conf-dir", join(dir, "net.d")],
-      ...["--datastore", url],
-    ]);
-    expect(inst.status, inst.stderr).toBe(0);
+    installCni(dir, binDir, url);
     node = Netns.create("xnode");
-    addUplink(node, "192.0.2.10/24");
-    node.exec("sysctl", "-qw", "net.ipv4.ip_forward=1");
-    daemon = await startNode(node, [
-      ...["--nodename", "node-x", "--ip", "192.0.2.10/24", "--networking-backend", "none"],
-      ...["--datastore", url, "--metrics-address", `127.0.0.1:${port}`],
-    ]);
-    expect(daemon.has("CNI hand-off socket served"), daemon.log).toBe(true);
+    daemon = await startHandoffDaemon(node, "node-x", url, port);
   }, 120_000);
 
   afterAll(async () => {
-    await daemon?.stop();
-    for (const p of pods) p.destroy();
-    node?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await closeHandoffLab(daemon, pods, node, dir);
   });
 
   it("the status socket answers while the IPAM plugin runs; the ADD is host-local's; DEL frees it", async () => {

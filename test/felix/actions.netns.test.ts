@@ -30,7 +30,13 @@ import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { addPod, policyEndpointsOf, workloadsOf } from "../helpers/pods.js";
+import {
+  addPod,
+  closePodLab,
+  linkOutside,
+  policyEndpointsOf,
+  workloadsOf,
+} from "../helpers/pods.js";
 
 const reason = netnsUnavailableReason() ?? addonUnavailableReason();
 const skip = skipWithReason("FelixConfiguration allow/deny actions (netns)", reason);
@@ -160,12 +166,7 @@ describe.skipIf(skip)(
     beforeAll(async () => {
       node = Netns.create("acn");
       outside = Netns.create("aco");
-      node.ip("link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", outside.name);
-      node.ip("addr", "add", `${NODE}/24`, "dev", "ext0");
-      node.ip("link", "set", "ext0", "up");
-      node.ip("route", "add", "default", "via", OUTSIDE);
-      outside.ip("addr", "add", `${OUTSIDE}/24`, "dev", "eth0");
-      outside.ip("link", "set", "eth0", "up");
+      linkOutside(node, outside, { node4: NODE, outside4: OUTSIDE });
       for (const app of ["a", "b"] as const)
         pods[app] = addPod(node, `ac${app}`, PODS[app].iface, PODS[app].v4);
       // The host's own rules (as Docker leaves FORWARD): after Ocelot's hook, which goes first.
@@ -219,11 +220,7 @@ describe.skipIf(skip)(
     }, HANG_MS);
 
     afterAll(async () => {
-      for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
-      await fib?.close();
-      for (const p of Object.values(pods)) p?.destroy();
-      outside?.destroy();
-      node?.destroy();
+      await closePodLab(children, fib, pods, outside, node);
       rmSync(dir, { recursive: true, force: true });
     });
 

@@ -19,7 +19,7 @@ import { addonUnavailableReason } from "../../src/lib/native.js";
 import { tsharkWhile } from "../helpers/capture.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
-import { addPod } from "../helpers/pods.js";
+import { addPod, closePodLab, linkOutside } from "../helpers/pods.js";
 
 const reason =
   netnsUnavailableReason() ??
@@ -106,24 +106,14 @@ describe.skipIf(skip)("WorkloadEndpoint qosControls.dscp: egress DSCP marking", 
   beforeAll(async () => {
     node = Netns.create("dsn");
     outside = Netns.create("dso");
-    node.ip("link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", outside.name);
-    node.ip("addr", "add", "192.0.2.1/24", "dev", "ext0");
-    node.ip("link", "set", "ext0", "up");
-    node.ip("route", "add", "default", "via", OUTSIDE);
-    outside.ip("addr", "add", `${OUTSIDE}/24`, "dev", "eth0");
-    outside.ip("link", "set", "eth0", "up");
-    outside.ip("route", "add", "default", "via", "192.0.2.1");
+    linkOutside(node, outside, { node4: "192.0.2.1", outside4: OUTSIDE, back: { v4: true } });
     for (const app of ["a", "b", "c"] as const)
       pods[app] = addPod(node, `ds${app}`, PODS[app].iface, PODS[app].v4);
     fib = await KernelFib.open({ netns: node.name, protocols: [202], watch: false });
   }, HANG_MS);
 
   afterAll(async () => {
-    for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
-    await fib?.close();
-    for (const p of Object.values(pods)) p?.destroy();
-    outside?.destroy();
-    node?.destroy();
+    await closePodLab(children, fib, pods, outside, node);
   });
 
   it("marks A's and B's traffic leaving the cluster with their code points, C's not", async () => {

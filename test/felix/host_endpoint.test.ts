@@ -21,6 +21,19 @@ const gnp = (name: string, spec: Record<string, unknown>): Policy =>
 const node = { name: "n1-eth0", interfaceName: "eth0", labels: { role: "node" } };
 const render = (host: HostPolicyInput, policies: Policy[]) =>
   renderHostPolicy(host, { endpoints: [], policies }, 4);
+/** The dataplane for pod d/a (10.0.0.1 on ocla) and host endpoint `node`, under policy p. */
+const renderWithPod = (p: Policy) =>
+  renderDataplane({
+    workloads: [],
+    pools: [],
+    policy: {
+      endpoints: [
+        { id: "d/a", namespace: "d", labels: {}, addresses: ["10.0.0.1"], iface: "ocla" },
+      ],
+      policies: [p],
+    },
+    host: { hostEndpoints: [node] },
+  });
 const chain = (rules: { name: string; rules: string[] }[] | undefined, name: string) =>
   rules?.find((c) => c.name === name)?.rules;
 
@@ -254,17 +267,7 @@ describe("renderHostPolicy()", () => {
 
   it("one policy for pods and host endpoints renders one chain in the filter table", () => {
     const p = gnp("both", { selector: "all()", ingress: [{ action: "Allow" }] });
-    const d = renderDataplane({
-      workloads: [],
-      pools: [],
-      policy: {
-        endpoints: [
-          { id: "d/a", namespace: "d", labels: {}, addresses: ["10.0.0.1"], iface: "ocla" },
-        ],
-        policies: [p],
-      },
-      host: { hostEndpoints: [node] },
-    });
+    const d = renderWithPod(p);
     const names = d.families[0]?.tables
       .find((t) => t.table === "filter")
       ?.chains.map((c) => c.name);
@@ -274,17 +277,7 @@ describe("renderHostPolicy()", () => {
 
   it("OUTPUT as Felix's filterOutputChain: traffic to a pod returns before host endpoint egress and is never sent to the pod's ingress", () => {
     const p = gnp("both", { selector: "all()", ingress: [], egress: [] });
-    const d = renderDataplane({
-      workloads: [],
-      pools: [],
-      policy: {
-        endpoints: [
-          { id: "d/a", namespace: "d", labels: {}, addresses: ["10.0.0.1"], iface: "ocla" },
-        ],
-        policies: [p],
-      },
-      host: { hostEndpoints: [node] },
-    });
+    const d = renderWithPod(p);
     const filter = d.families[0]?.tables.find((t) => t.table === "filter");
     expect(chain(filter?.chains, "ocl-OUTPUT")).toEqual([
       "-m mark --mark 0x10000/0x10000 -j ACCEPT",

@@ -9,7 +9,7 @@
 // A workload interface with no known endpoint (pod C wired and routed, its endpoint not yet in
 // the policy input, as between CNI ADD and the agent's pass) gets no traffic either way while a
 // policy is in force (Felix's "Unknown interface" drop); known and selected by none, it is open.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyDataplane } from "../../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
@@ -23,6 +23,7 @@ import {
   echoRepliesSent,
   ping,
   policyEndpointsOf,
+  spawnClosingServer,
   tcpConnects,
   workloadsOf,
 } from "../helpers/pods.js";
@@ -119,18 +120,7 @@ describe.skipIf(skip)("network policy applied in a dual-stack namespace", () => 
       const [head, values] = lines.map((l) => l.trim().split(/\s+/));
       return Number(values?.[head?.indexOf("PassiveOpens") ?? -1]);
     };
-    server = spawn(
-      "ip",
-      [
-        "netns",
-        "exec",
-        pods.b.name,
-        process.execPath,
-        "-e",
-        `require("net").createServer((c) => c.end()).listen(${PORT}, "::")`,
-      ],
-      { stdio: "ignore" },
-    );
+    server = spawnClosingServer(pods.b, PORT, "::");
     const denyAll: PolicyInput = {
       endpoints: policy.endpoints,
       policies: [

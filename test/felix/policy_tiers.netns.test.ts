@@ -9,7 +9,7 @@
 // - a doNotTrack policy (host endpoints only) is not applied to pods.
 // Pings are counted on both sides: the receiver's interface counters rise only when it answers.
 
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyDataplane } from "../../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
@@ -28,6 +28,7 @@ import {
   echoRepliesSent,
   ping,
   policyEndpointsOf,
+  spawnClosingServer,
   tcpConnects,
   workloadsOf,
 } from "../helpers/pods.js";
@@ -75,18 +76,7 @@ describe.skipIf(skip)("tiers and network sets applied in a namespace", () => {
       60_000,
       200,
     );
-    server = spawn(
-      "ip",
-      [
-        "netns",
-        "exec",
-        pods.b.name,
-        process.execPath,
-        "-e",
-        `require("net").createServer((c) => c.end()).listen(${PORT})`,
-      ],
-      { stdio: "ignore" },
-    );
+    server = spawnClosingServer(pods.b, PORT);
     await waitFor(
       "b's server to answer c",
       () => tcpConnects(pods.c, PODS.b.v4, PORT, true),

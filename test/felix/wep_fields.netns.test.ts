@@ -22,7 +22,7 @@ import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { addPod } from "../helpers/pods.js";
+import { addPod, closePodLab, connectSeen, linkOutside } from "../helpers/pods.js";
 
 const reason =
   netnsUnavailableReason() ??
@@ -42,16 +42,6 @@ const SPOOF_OK = "198.51.100.7";
 const SPOOF_BAD = "198.51.99.9";
 const MBIT = 1_000_000;
 
-/** A one-connection TCP server: prints the peer's address and exits. */
-const SERVER = `
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); s.settimeout(60)
-c, a = s.accept(); print(a[0], flush=True)`;
-/** Connects once: prints the local address used. */
-const CLIENT = `
-import socket, sys
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2); print(c.getsockname()[0])`;
 /** Listens (the kernel completes handshakes without accept()) for 60 s. */
 const HOLDER = `
 import socket, sys, time
@@ -118,33 +108,6 @@ describe.skipIf(skip)("WorkloadEndpoint ipNATs, allowSpoofedSourcePrefixes, qosC
   const apply = (fields: boolean) =>
     applyDataplane(renderDataplane(input(fields)), { netns: node.name, fib });
 
-  /** A TCP connection from `from` to host:port served in `server`: the addresses each saw. */
-  async function connect(server: Netns, from: Netns, host: string, port: number) {
-    const [cmd, args] = server.wrap("python3", "-c", SERVER, String(port));
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    children.push(child);
-    let out = "";
-    child.stdout?.on("data", (d) => {
-      out += d;
-    });
-    const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
-    const local = await waitFor(`a connection to ${host}:${port}`, () => {
-      const r = runSync("ip", [
-        "netns",
-        "exec",
-        from.name,
-        "python3",
-        "-c",
-        CLIENT,
-        host,
-        `${port}`,
-      ]);
-      return r.status === 0 ? r.stdout.trim() : undefined;
-    });
-    await exited;
-    return { serverSaw: out.trim(), clientFrom: local };
-  }
-
   /** Datagrams counted by the outside host's rule for this source, so far. */
   function received(src: string): number {
     const save = outside.exec("iptables-nft-save", "-c", "-t", "filter");
@@ -183,14 +146,7 @@ describe.skipIf(skip)("WorkloadEndpoint ipNATs, allowSpoofedSourcePrefixes, qosC
   beforeAll(async () => {
     node = Netns.create("wfn");
     outside = Netns.create("wfo");
-    node.ip("link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", outside.name);
-    node.ip("addr", "add", "192.0.2.1/24", "dev", "ext0");
-    node.ip("link", "set", "ext0", "up");
-    // A default route: proxy ARP answers the pods' gateway 169.254.1.1 only when it is routable.
-    node.ip("route", "add", "default", "via", OUTSIDE);
-    outside.ip("addr", "add", `${OUTSIDE}/24`, "dev", "eth0");
-    outside.ip("link", "set", "eth0", "up");
-    outside.ip("route", "add", "default", "via", "192.0.2.1");
+    linkOutside(node, outside, { node4: "192.0.2.1", outside4: OUTSIDE, back: { v4: true } });
     for (const src of [SPOOF_OK, SPOOF_BAD])
       outside.exec("iptables-nft", "-A", "INPUT", "-s", src, "-p", "udp", "--dport", "9999");
     for (const app of ["a", "b", "c", "d"] as const) {
@@ -204,11 +160,7 @@ describe.skipIf(skip)("WorkloadEndpoint ipNATs, allowSpoofedSourcePrefixes, qosC
   }, HANG_MS);
 
   afterAll(async () => {
-    for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
-    await fib?.close();
-    for (const p of Object.values(pods)) p?.destroy();
-    outside?.destroy();
-    node?.destroy();
+    await closePodLab(children, fib, pods, outside, node);
   });
 
   it("without the fields: no floating IP, B's foreign sources dropped, C at full speed", async () => {
@@ -234,16 +186,16 @@ describe.skipIf(skip)("WorkloadEndpoint ipNATs, allowSpoofedSourcePrefixes, qosC
     expect(nat).toMatch(/-A OUTPUT -j ocl-OUTPUT/);
     const route = node.ipJson<{ dev: string }[]>("route", "show", `${FLOATING}/32`);
     expect(route[0]?.dev).toBe(PODS.a.iface);
-    const inbound = await connect(pods.a, outside, FLOATING, 8080);
+    const inbound = await connectSeen(pods.a, outside, FLOATING, 8080, children);
     expect(inbound.serverSaw).toBe(OUTSIDE);
     // The node itself (nat OUTPUT) reaches it too.
-    expect((await connect(pods.a, node, FLOATING, 8081)).serverSaw).toBe("192.0.2.1");
+    expect((await connectSeen(pods.a, node, FLOATING, 8081, children)).serverSaw).toBe("192.0.2.1");
   });
 
   it("floating IP: A's own connections keep its address; to its floating IP it is seen from it", async () => {
-    const out = await connect(outside, pods.a, OUTSIDE, 8082);
+    const out = await connectSeen(outside, pods.a, OUTSIDE, 8082, children);
     expect(out.serverSaw).toBe(PODS.a.v4);
-    const hairpin = await connect(pods.a, pods.a, FLOATING, 8083);
+    const hairpin = await connectSeen(pods.a, pods.a, FLOATING, 8083, children);
     expect(hairpin.serverSaw).toBe(FLOATING);
   });
 

@@ -11,7 +11,7 @@
 //   OUTPUT); A's own connections keep A's address; A's connection to its own floating IP is seen
 //   from the floating IP (Felix's fip-snat); the ip6tables nat chains and the /128 route read back;
 // a second apply changes nothing; without the fields the chains, set and route are gone.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyDataplane } from "../../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
@@ -19,8 +19,8 @@ import { KernelFib } from "../../src/fib/kernel_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { tsharkWhile } from "../helpers/capture.js";
 import { HANG_MS, runSync } from "../helpers/limits.js";
-import { Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { addPod } from "../helpers/pods.js";
+import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
+import { addPod, closePodLab, connectSeen, linkOutside } from "../helpers/pods.js";
 
 const reason =
   netnsUnavailableReason() ??
@@ -41,16 +41,6 @@ const SENDER = `
 import socket, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 for _ in range(3): s.sendto(b"x", (sys.argv[1], 9999))`;
-/** A one-connection IPv6 TCP server: prints the peer's address and exits. */
-const SERVER = `
-import socket, sys
-s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("::", int(sys.argv[1]))); s.listen(1); s.settimeout(60)
-c, a = s.accept(); print(a[0], flush=True)`;
-/** Connects once: prints the local address used. */
-const CLIENT = `
-import socket, sys
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2); print(c.getsockname()[0])`;
 
 describe.skipIf(skip)("WorkloadEndpoint qosControls.dscp and ipNATs over IPv6", () => {
   let node: Netns;
@@ -99,58 +89,24 @@ describe.skipIf(skip)("WorkloadEndpoint qosControls.dscp and ipNATs over IPv6", 
   const sendFrom = (app: "a" | "b", to: string) =>
     runSync("ip", ["netns", "exec", pods[app].name, "python3", "-c", SENDER, to]);
 
-  /** A TCP connection from `from` to [host]:port served in `server`: the addresses each saw. */
-  async function connect(server: Netns, from: Netns, host: string, port: number) {
-    const [cmd, args] = server.wrap("python3", "-c", SERVER, String(port));
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    children.push(child);
-    let out = "";
-    child.stdout?.on("data", (d) => {
-      out += d;
-    });
-    const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
-    const local = await waitFor(`a connection to [${host}]:${port}`, () => {
-      const r = runSync("ip", [
-        "netns",
-        "exec",
-        from.name,
-        "python3",
-        "-c",
-        CLIENT,
-        host,
-        `${port}`,
-      ]);
-      return r.status === 0 ? r.stdout.trim() : undefined;
-    });
-    await exited;
-    return { serverSaw: out.trim(), clientFrom: local };
-  }
-
   beforeAll(async () => {
     node = Netns.create("w6n");
     outside = Netns.create("w6o");
-    node.ip("link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", outside.name);
-    node.ip("-6", "addr", "add", `${NODE6}/64`, "dev", "ext0", "nodad");
-    node.ip("addr", "add", "192.0.2.1/24", "dev", "ext0");
-    node.ip("link", "set", "ext0", "up");
-    // A default route: proxy ARP answers the pods' IPv4 gateway only when it is routable.
-    node.ip("route", "add", "default", "via", "192.0.2.10");
-    outside.ip("-6", "addr", "add", `${OUTSIDE6}/64`, "dev", "eth0", "nodad");
-    outside.ip("addr", "add", "192.0.2.10/24", "dev", "eth0");
-    outside.ip("link", "set", "eth0", "up");
-    // The cluster's pool and floating IPs are behind the node.
-    outside.ip("-6", "route", "add", "default", "via", NODE6);
+    // The cluster's pool and floating IPs are behind the node (IPv6 default route back).
+    linkOutside(node, outside, {
+      node4: "192.0.2.1",
+      outside4: "192.0.2.10",
+      node6: NODE6,
+      outside6: OUTSIDE6,
+      back: { v6: true },
+    });
     for (const app of ["a", "b"] as const)
       pods[app] = addPod(node, `w6${app}`, PODS[app].iface, PODS[app].v4, PODS[app].v6);
     fib = await KernelFib.open({ netns: node.name, protocols: [202], watch: false });
   }, HANG_MS);
 
   afterAll(async () => {
-    for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
-    await fib?.close();
-    for (const p of Object.values(pods)) p?.destroy();
-    outside?.destroy();
-    node?.destroy();
+    await closePodLab(children, fib, pods, outside, node);
   });
 
   it("DSCP: A's IPv6 datagrams leaving the cluster carry 46 in the Traffic Class, B's 0", async () => {
@@ -188,18 +144,18 @@ describe.skipIf(skip)("WorkloadEndpoint qosControls.dscp and ipNATs over IPv6", 
     expect(nat).toContain("-A OUTPUT -j ocl-OUTPUT");
     const route = node.ipJson<{ dev: string }[]>("-6", "route", "show", `${FLOATING6}/128`);
     expect(route[0]?.dev).toBe(PODS.a.iface);
-    const inbound = await connect(pods.a, outside, FLOATING6, 8080);
+    const inbound = await connectSeen(pods.a, outside, FLOATING6, 8080, children);
     console.log(`outside → [${FLOATING6}]:8080: A saw ${inbound.serverSaw}`);
     expect(inbound.serverSaw).toBe(OUTSIDE6);
-    const fromNode = await connect(pods.a, node, FLOATING6, 8081);
+    const fromNode = await connectSeen(pods.a, node, FLOATING6, 8081, children);
     console.log(`node → [${FLOATING6}]:8081: A saw ${fromNode.serverSaw}`);
     expect(fromNode.serverSaw).toBe(NODE6);
   });
 
   it("floating IP: A's own IPv6 connections keep its address; to its floating IP it is seen from it", async () => {
-    const out = await connect(outside, pods.a, OUTSIDE6, 8082);
+    const out = await connectSeen(outside, pods.a, OUTSIDE6, 8082, children);
     expect(out.serverSaw).toBe(PODS.a.v6);
-    const hairpin = await connect(pods.a, pods.a, FLOATING6, 8083);
+    const hairpin = await connectSeen(pods.a, pods.a, FLOATING6, 8083, children);
     console.log(`A → its own [${FLOATING6}]:8083: A saw ${hairpin.serverSaw}`);
     expect(hairpin.serverSaw).toBe(FLOATING6);
   });

@@ -33,6 +33,19 @@ import { formatIPv6, parseIPv6 } from "../../src/lib/ip.js";
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+|#[^\n]*/g, ""), "hex");
 
+/** 10.1.0.0/24 via 10.255.8.1 on ifindex 3, protocol 201 in main: the encoders' common route. */
+const route10_1 = () => ({
+  family: 4 as const,
+  dst: new Uint8Array([10, 1, 0, 0]),
+  dstLen: 24,
+  table: 254,
+  protocol: 201,
+  type: RTN_UNICAST,
+  scope: 0,
+  metric: 0,
+  nexthops: [{ gateway: new Uint8Array([10, 255, 8, 1]), ifindex: 3, onlink: false, weight: 1 }],
+});
+
 function messages(buf: Buffer): NlMessage[] {
   const out: NlMessage[] = [];
   forEachMessage(buf, (m) => out.push({ ...m }));
@@ -42,19 +55,7 @@ function messages(buf: Buffer): NlMessage[] {
 describe("writeRoute()", () => {
   it("encodes an IPv4 route via a gateway, byte for byte", () => {
     const w = new MessageWriter(16);
-    writeRoute(w, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, 7, {
-      family: 4,
-      dst: new Uint8Array([10, 1, 0, 0]),
-      dstLen: 24,
-      table: 254,
-      protocol: 201,
-      type: RTN_UNICAST,
-      scope: 0,
-      metric: 0,
-      nexthops: [
-        { gateway: new Uint8Array([10, 255, 8, 1]), ifindex: 3, onlink: false, weight: 1 },
-      ],
-    });
+    writeRoute(w, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, 7, route10_1());
     expect(w.buf.subarray(0, w.len).toString("hex")).toBe(
       hex(`
         3c000000 1800 0506 07000000 00000000  # nlmsghdr: len 60, RTM_NEWROUTE, REQUEST|ACK|EXCL|CREATE, seq 7
@@ -162,20 +163,7 @@ describe("writeRoute()", () => {
 describe("nexthop objects", () => {
   it("encodes an IPv4 route naming a nexthop object (RTA_NH_ID, no gateway), byte for byte", () => {
     const w = new MessageWriter(16);
-    writeRoute(w, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, 9, {
-      family: 4,
-      dst: new Uint8Array([10, 1, 0, 0]),
-      dstLen: 24,
-      table: 254,
-      protocol: 201,
-      type: RTN_UNICAST,
-      scope: 0,
-      metric: 0,
-      nexthops: [
-        { gateway: new Uint8Array([10, 255, 8, 1]), ifindex: 3, onlink: false, weight: 1 },
-      ],
-      nhId: 0x4f430001,
-    });
+    writeRoute(w, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, 9, { ...route10_1(), nhId: 0x4f430001 });
     expect(w.buf.subarray(0, w.len).toString("hex")).toBe(
       hex(`
         34000000 1800 0106 09000000 00000000  # nlmsghdr: len 52, RTM_NEWROUTE, REQUEST|EXCL|CREATE, seq 9

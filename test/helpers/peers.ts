@@ -1,6 +1,7 @@
 // Real BGP peers for interop tests and benchmarks: BIRD 2, FRR (zebra + bgpd with a per-netns
 // pathspace) and GoBGP started inside our own namespaces, plus `ocelot bgpd` as a real process.
 // Configs are rendered into a temp dir; every PID is tracked with its comm and killed by PID only.
+// Also the usual two-namespace lab: bgpd's namespace and one peer's joined by a veth pair.
 import { type ChildProcess, spawn } from "node:child_process";
 import {
   chmodSync,
@@ -17,8 +18,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FRR_BIN, frrRunDir, readPidFile, startFrrDaemons } from "../../src/lib/frr.js";
 import { hangLimit, runSync } from "./limits.js";
-import type { Netns } from "./netns.js";
-import { sh, sleepSync, waitFor } from "./netns.js";
+import { link, Netns, sh, sleepSync, waitFor } from "./netns.js";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -57,6 +57,73 @@ function aliveAs(t: Tracked): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A PeerLab with bgpd's namespace `oc` and a peer's `br` (short names, per-run prefixed) joined
+ * by oc-br ↔ br-oc carrying ocAddr and brAddr (CIDRs), and `second` addresses on each (a peer
+ * BIRD sees as another neighbour: BIRD runs one protocol per neighbour address). What was made is
+ * removed if a step fails.
+ */
+export function openPeerPair(
+  ocShort: string,
+  brShort: string,
+  ocAddr: string,
+  brAddr: string,
+  second?: { br: string; oc: string },
+): { lab: PeerLab; oc: Netns; br: Netns } {
+  const lab = new PeerLab();
+  let oc: Netns | undefined;
+  let br: Netns | undefined;
+  try {
+    oc = Netns.create(ocShort);
+    br = Netns.create(brShort);
+    link(oc, "oc-br", ocAddr, br, "br-oc", brAddr);
+    if (second) {
+      br.ip("addr", "add", second.br, "dev", "br-oc");
+      oc.ip("addr", "add", second.oc, "dev", "oc-br");
+    }
+    return { lab, oc, br };
+  } catch (err) {
+    closePeerLab(lab, oc, br);
+    throw err;
+  }
+}
+
+/** One peer of openPeerTrio: its namespace's short name, bgpd's address and its own (CIDRs). */
+export type TrioPeer = [short: string, ocAddr: string, addr: string];
+
+/**
+ * A PeerLab with bgpd's namespace `oc` and two peers' `b1`, `b2`, joined by oc-b1 ↔ b1-oc and
+ * oc-b2 ↔ b2-oc. What was made is removed if a step fails.
+ */
+export function openPeerTrio(
+  ocShort: string,
+  p1: TrioPeer,
+  p2: TrioPeer,
+): { lab: PeerLab; oc: Netns; b1: Netns; b2: Netns } {
+  const lab = new PeerLab();
+  const made: Netns[] = [];
+  try {
+    const oc = Netns.create(ocShort);
+    made.push(oc);
+    const b1 = Netns.create(p1[0]);
+    made.push(b1);
+    const b2 = Netns.create(p2[0]);
+    made.push(b2);
+    link(oc, "oc-b1", p1[1], b1, "b1-oc", p1[2]);
+    link(oc, "oc-b2", p2[1], b2, "b2-oc", p2[2]);
+    return { lab, oc, b1, b2 };
+  } catch (err) {
+    closePeerLab(lab, ...made);
+    throw err;
+  }
+}
+
+/** Stops the lab's processes (lab.cleanup), then destroys the namespaces, in the order given. */
+export function closePeerLab(lab: PeerLab | undefined, ...namespaces: (Netns | undefined)[]): void {
+  lab?.cleanup();
+  for (const ns of namespaces) ns?.destroy();
 }
 
 /** Owns the temp dir and the processes of one test file. */
@@ -427,6 +494,19 @@ export class OcelotPeer {
     return readFileSync(join(this.dir, "bgpd.log"), "utf8");
   }
 
+  /** bgpd's log as JSON lines (pino), skipping any line that is not JSON. */
+  logLines<T>(): T[] {
+    return this.log()
+      .split("\n")
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l) as T];
+        } catch {
+          return [];
+        }
+      });
+  }
+
   /** Waits until the session with addr is Established. */
   async established(addr: string, timeoutMs = 20_000): Promise<void> {
     await waitFor(
@@ -445,6 +525,35 @@ export interface KernelRoute {
   protocol?: string;
   nexthops?: { gateway?: string }[];
   type?: string;
+  table?: string;
+  metric?: number;
+}
+
+/**
+ * bgpd and one BIRD over 10.255.n.0/30, eBGP: BIRD (10.255.n.2, AS 65000+n, passive) announces
+ * `prefix` (a static blackhole); bgpd (10.255.n.1, AS 64512, listening on 0.0.0.0:179, connect
+ * retry 1 s) installs it with FIB protocol 201 in main, a 60 s graceful-restart hold.
+ */
+export function staticBirdPeer(n: number, prefix: string): { birdConf: string; config: object } {
+  const birdConf = `
+log "@DIR@/bird.log" all;
+router id 10.255.${n}.2;
+protocol device { }
+protocol static s4 { ipv4; route ${prefix} blackhole; }
+protocol bgp oc4 {
+  local 10.255.${n}.2 as ${65000 + n}; neighbor 10.255.${n}.1 as 64512; passive on;
+  ipv4 { import all; export where source = RTS_STATIC; };
+}`;
+  const config = {
+    asn: 64512,
+    routerId: `10.255.${n}.1`,
+    listen: { address: "0.0.0.0", port: 179 },
+    peers: [
+      { address: `10.255.${n}.2`, asn: 65000 + n, connectRetryTime: 1, families: ["ipv4-unicast"] },
+    ],
+    fib: { enabled: true, table: "main", protocol: 201, gracefulRestartTime: 60 },
+  };
+  return { birdConf, config };
 }
 
 /** The TCP-MD5 drop counters of a namespace (TcpExt in its /proc/net/netstat). */

@@ -1,10 +1,12 @@
 // A scripted raw BGP peer over loopback for tests of the running speaker: it connects from a
 // given local address, sends its first message (usually an OPEN), answers OPEN with KEEPALIVE,
-// and records every message it receives (NOTIFICATIONs with code, subcode and data).
+// and records every message it receives (NOTIFICATIONs with code, subcode and data); and the
+// well-behaved neighbour that tests keep beside it.
 import * as net from "node:net";
 import { MessageFramer } from "../../src/bgp/wire/framer.js";
 import { encodeKeepalive } from "../../src/bgp/wire/message.js";
 import { encodeOpen } from "../../src/bgp/wire/open.js";
+import { waitFor } from "./netns.js";
 
 export interface Received {
   type: number;
@@ -55,4 +57,31 @@ export async function rawPeer(port: number, address: string, first: Uint8Array) 
   });
   sock.write(first);
   return { sock, got, notes: () => got.filter((g) => g.type === 3) };
+}
+
+/**
+ * The well-behaved neighbour beside a scripted peer: AS 65011 from 127.0.0.6 (its socket
+ * destroyed by cleanups), Established, then its `announce` UPDATE sent and 10.98.0.0/24 installed.
+ */
+export async function steadyRawPeer(
+  port: number,
+  speaker: {
+    state: (address: string) => { state: string } | undefined;
+    has: (dst: string) => boolean;
+  },
+  announce: number[],
+  cleanups: (() => unknown)[],
+  pollMs: number,
+) {
+  const steady = await rawPeer(port, "127.0.0.6", openMessage(65011, 0x7f000006));
+  cleanups.push(() => steady.sock.destroy());
+  await waitFor(
+    "steady up",
+    () => speaker.state("127.0.0.6")?.state === "Established",
+    60_000,
+    pollMs,
+  );
+  steady.sock.write(Uint8Array.from(announce));
+  await waitFor("steady route", () => speaker.has("10.98.0.0/24"), 60_000, pollMs);
+  return steady;
 }

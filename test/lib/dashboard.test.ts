@@ -23,16 +23,7 @@ const dashboard = JSON.parse(
 function exportedFamilies(): string[] {
   const reg = new MetricsRegistry();
   daemonMetrics.addFibMetrics(reg, []);
-  daemonMetrics.addAgentMetrics(reg, {
-    convergences: { agent: 0, bgp: 0 },
-    failures: { agent: 0, bgp: 0 },
-    lastDurationMs: 0,
-    lastAt: 0,
-    workloadEndpoints: 0,
-    policies: 0,
-    warnings: 0,
-    watchResyncs: 0,
-  });
+  daemonMetrics.addAgentMetrics(reg, daemonMetrics.zeroAgentCounters());
   daemonMetrics.addIpamMetrics(reg, { operations: {}, blockClaims: 0, casConflicts: {} });
   daemonMetrics.addProcessMetrics(reg, { rssBytes: 0, startedAtMs: 0 });
   bgpMetrics.addBgpMetrics(reg, undefined);

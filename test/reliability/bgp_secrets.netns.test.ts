@@ -12,10 +12,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HANG_MS, runSync } from "../helpers/limits.js";
 import { httpGetIn } from "../helpers/metrics.js";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
+  closePeerLab,
   type OcelotPeer,
-  PeerLab,
+  openPeerPair,
+  type PeerLab,
   peersUnavailableReason,
   REPO_ROOT,
   tcpMd5Counters,
@@ -106,12 +108,10 @@ describe.skipIf(skip)("BGP passwords in everything bgpd prints and serves", () =
   };
 
   beforeAll(() => {
-    lab = new PeerLab();
-    oc = Netns.create("bso");
-    br = Netns.create("bsb");
-    link(oc, "oc-br", "10.255.15.1/29", br, "br-oc", "10.255.15.2/29");
-    br.ip("addr", "add", "10.255.15.3/29", "dev", "br-oc");
-    oc.ip("addr", "add", "10.255.15.4/29", "dev", "oc-br");
+    ({ lab, oc, br } = openPeerPair("bso", "bsb", "10.255.15.1/29", "10.255.15.2/29", {
+      br: "10.255.15.3/29",
+      oc: "10.255.15.4/29",
+    }));
     keyFile = join(lab.subdir("keys"), "bgp.key");
     writeFileSync(keyFile, `${FILE_KEY}\n`, { mode: 0o600 });
     lab.startBird(br, "bird", birdConf);
@@ -119,9 +119,7 @@ describe.skipIf(skip)("BGP passwords in everything bgpd prints and serves", () =
   });
 
   afterAll(() => {
-    lab?.cleanup();
-    oc?.destroy();
-    br?.destroy();
+    closePeerLab(lab, oc, br);
   });
 
   it("keyed sessions run: one Established, one refused by the kernel's MD5 check", async () => {

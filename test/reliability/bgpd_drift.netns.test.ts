@@ -12,8 +12,16 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HANG_MS } from "../helpers/limits.js";
 import { httpGetIn, metricSample } from "../helpers/metrics.js";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type OcelotPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
+import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import {
+  closePeerLab,
+  type KernelRoute,
+  type OcelotPeer,
+  openPeerPair,
+  type PeerLab,
+  peersUnavailableReason,
+  staticBirdPeer,
+} from "../helpers/peers.js";
 
 const skip = skipWithReason(
   "bgpd kernel drift with BIRD",
@@ -24,30 +32,7 @@ const ROUNDS = Number(process.env.DRIFT_ROUNDS ?? (process.env.OCELOT_SOAK === "
 const BOUND_MS = 15_000;
 const LEARNED = "10.99.14.0/24";
 
-const birdConf = `
-log "@DIR@/bird.log" all;
-router id 10.255.14.2;
-protocol device { }
-protocol static s4 { ipv4; route ${LEARNED} blackhole; }
-protocol bgp oc4 {
-  local 10.255.14.2 as 65014; neighbor 10.255.14.1 as 64512; passive on;
-  ipv4 { import all; export where source = RTS_STATIC; };
-}`;
-
-const config = {
-  asn: 64512,
-  routerId: "10.255.14.1",
-  listen: { address: "0.0.0.0", port: 179 },
-  peers: [{ address: "10.255.14.2", asn: 65014, connectRetryTime: 1, families: ["ipv4-unicast"] }],
-  fib: { enabled: true, table: "main", protocol: 201, gracefulRestartTime: 60 },
-};
-
-interface IpRoute {
-  dst: string;
-  protocol?: string;
-  table?: string;
-  metric?: number;
-}
+const { birdConf, config } = staticBirdPeer(14, LEARNED);
 
 describe.skipIf(skip)("kernel drift under bgpd: repaired, swept, counted", () => {
   let lab: PeerLab;
@@ -59,9 +44,9 @@ describe.skipIf(skip)("kernel drift under bgpd: repaired, swept, counted", () =>
 
   const start = () =>
     lab.startOcelot(oc, "ocelot", config, ["--metrics-address", `127.0.0.1:${port}`]);
-  const routes = (proto?: string): IpRoute[] =>
+  const routes = (proto?: string): KernelRoute[] =>
     (["-4", "-6"] as const)
-      .flatMap((f) => oc.ipJson<IpRoute[]>(f, "route", "show", "table", "all"))
+      .flatMap((f) => oc.ipJson<KernelRoute[]>(f, "route", "show", "table", "all"))
       .filter((r) => proto === undefined || r.protocol === proto);
   const ours = () =>
     routes("201")
@@ -92,10 +77,7 @@ describe.skipIf(skip)("kernel drift under bgpd: repaired, swept, counted", () =>
   };
 
   beforeAll(() => {
-    lab = new PeerLab();
-    oc = Netns.create("bdo");
-    br = Netns.create("bdb");
-    link(oc, "oc-br", "10.255.14.1/30", br, "br-oc", "10.255.14.2/30");
+    ({ lab, oc, br } = openPeerPair("bdo", "bdb", "10.255.14.1/30", "10.255.14.2/30"));
     oc.ip("-6", "addr", "add", "fd00:14::1/64", "dev", "oc-br", "nodad");
     // Someone else's, present throughout: a static route, and a node agent's route of 202 on
     // the prefix of one of the strays.
@@ -106,9 +88,7 @@ describe.skipIf(skip)("kernel drift under bgpd: repaired, swept, counted", () =>
   });
 
   afterAll(() => {
-    lab?.cleanup();
-    oc?.destroy();
-    br?.destroy();
+    closePeerLab(lab, oc, br);
     if (figures.length) console.log(figures.join("\n"));
   });
 

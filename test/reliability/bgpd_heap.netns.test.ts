@@ -11,12 +11,14 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HANG_MS } from "../helpers/limits.js";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
   type BirdPeer,
+  closePeerLab,
   kernelRoutes,
   type OcelotPeer,
-  PeerLab,
+  openPeerTrio,
+  type PeerLab,
   peersUnavailableReason,
 } from "../helpers/peers.js";
 
@@ -63,12 +65,16 @@ describe.skipIf(skip)("bgpd's heap across session resets", () => {
   let snapDir: string;
 
   beforeAll(() => {
-    lab = new PeerLab();
-    oc = Netns.create("bho");
-    b1ns = Netns.create("bh1");
-    b2ns = Netns.create("bh2");
-    link(oc, "oc-b1", "10.255.16.1/30", b1ns, "b1-oc", `${B1}/30`);
-    link(oc, "oc-b2", "10.255.17.1/30", b2ns, "b2-oc", `${B2}/30`);
+    ({
+      lab,
+      oc,
+      b1: b1ns,
+      b2: b2ns,
+    } = openPeerTrio(
+      "bho",
+      ["bh1", "10.255.16.1/30", `${B1}/30`],
+      ["bh2", "10.255.17.1/30", `${B2}/30`],
+    ));
     bird1 = lab.startBird(b1ns, "bird1", birdConf(B1, "10.99.16.0/24"));
     lab.startBird(b2ns, "bird2", birdConf(B2, "10.99.17.0/24"));
     snapDir = lab.subdir("snapshots");
@@ -96,8 +102,7 @@ describe.skipIf(skip)("bgpd's heap across session resets", () => {
   });
 
   afterAll(() => {
-    lab?.cleanup();
-    for (const ns of [oc, b1ns, b2ns]) ns?.destroy();
+    closePeerLab(lab, oc, b1ns, b2ns);
   });
 
   const inKernel = (dst: string) =>

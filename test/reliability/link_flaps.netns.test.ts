@@ -18,12 +18,14 @@
 // assertion holds for the faults done.
 import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
   type BirdPeer,
+  closePeerLab,
   kernelRoutes,
   type OcelotPeer,
-  PeerLab,
+  openPeerTrio,
+  type PeerLab,
   peersUnavailableReason,
 } from "../helpers/peers.js";
 
@@ -64,12 +66,11 @@ describe.skipIf(skip)("peer flaps in the network", () => {
   let bird1: BirdPeer;
 
   beforeAll(() => {
-    lab = new PeerLab();
-    oc = Netns.create("lfo");
-    b1 = Netns.create("lf1");
-    b2 = Netns.create("lf2");
-    link(oc, "oc-b1", `${OC1}/30`, b1, "b1-oc", `${B1}/30`);
-    link(oc, "oc-b2", `${OC2}/30`, b2, "b2-oc", `${B2}/30`);
+    ({ lab, oc, b1, b2 } = openPeerTrio(
+      "lfo",
+      ["lf1", `${OC1}/30`, `${B1}/30`],
+      ["lf2", `${OC2}/30`, `${B2}/30`],
+    ));
     bird1 = lab.startBird(b1, "bird1", birdConf(B1, B1, OC1, 65041, "10.77.1.0/24"));
     lab.startBird(b2, "bird2", birdConf(B2, B2, OC2, 65042, "10.77.2.0/24"));
     // Counts our SYNs to the flapping peer (a rule with no target only counts).
@@ -87,8 +88,7 @@ describe.skipIf(skip)("peer flaps in the network", () => {
   });
 
   afterAll(() => {
-    lab?.cleanup();
-    for (const n of [oc, b1, b2]) n?.destroy();
+    closePeerLab(lab, oc, b1, b2);
   });
 
   const inKernel = (dst: string) =>

@@ -18,10 +18,10 @@ import { makeWireBridge } from "../../src/bgp/speaker/attrs.js";
 import { Speaker } from "../../src/bgp/speaker/runtime.js";
 import { encodeKeepalive } from "../../src/bgp/wire/message.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
-import { ANNOUNCE_P, attr, ORIGIN, update } from "../bgp/corpus/malformed.js";
+import { ANNOUNCE_P, STEADY_ANNOUNCE } from "../bgp/corpus/malformed.js";
 import { startLoopbackSpeaker } from "../helpers/loopback_speaker.js";
 import { waitFor } from "../helpers/netns.js";
-import { openMessage, rawPeer } from "../helpers/raw_peer.js";
+import { openMessage, rawPeer, steadyRawPeer } from "../helpers/raw_peer.js";
 
 const EACH = Number(process.env.OCELOT_FLAPS ?? (process.env.OCELOT_SOAK === "1" ? 200 : 50));
 const FLAPS = EACH * 4;
@@ -52,22 +52,7 @@ describe("peer flaps", () => {
   }, async () => {
     const { speaker: s, fib, port, has, state } = await startLoopbackSpeaker();
     cleanups.push(() => s.stop());
-    const steady = await rawPeer(port, "127.0.0.6", openMessage(65011, 0x7f000006));
-    cleanups.push(() => steady.sock.destroy());
-    await waitFor("steady up", () => state("127.0.0.6")?.state === "Established", 60_000, 5);
-    steady.sock.write(
-      Uint8Array.from(
-        update({
-          attrs: [
-            ...ORIGIN,
-            ...attr(0x40, 2, [2, 1, 0, 0, 0xfd, 0xf3]),
-            ...attr(0x40, 3, [127, 0, 0, 6]),
-          ],
-          nlri: [24, 10, 98, 0],
-        }),
-      ),
-    );
-    await waitFor("steady route", () => has("10.98.0.0/24"), 60_000, 5);
+    const steady = await steadyRawPeer(port, { state, has }, STEADY_ANNOUNCE, cleanups, 5);
 
     const modes = ["cease", "rst", "fin", "framing"] as const;
     let fdBase = 0;

@@ -8,12 +8,14 @@
 // filter that rejects one of BIRD's two prefixes) is applied: that route leaves the kernel.
 import { writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
+import { type Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
   type BirdPeer,
+  closePeerLab,
   kernelRoutes,
   type OcelotPeer,
-  PeerLab,
+  openPeerPair,
+  type PeerLab,
   peersUnavailableReason,
 } from "../helpers/peers.js";
 
@@ -61,18 +63,13 @@ describe.skipIf(skip)("a bad config on SIGHUP (ocelot bgpd, BIRD 2)", () => {
   let ocelot: OcelotPeer;
 
   beforeAll(() => {
-    lab = new PeerLab();
-    oc = Netns.create("sho");
-    br = Netns.create("shb");
-    link(oc, "oc-br", `${OC}/30`, br, "br-oc", `${BR}/30`);
+    ({ lab, oc, br } = openPeerPair("sho", "shb", `${OC}/30`, `${BR}/30`));
     bird = lab.startBird(br, "bird", birdConf);
     ocelot = lab.startOcelot(oc, "ocelot", base);
   });
 
   afterAll(() => {
-    lab?.cleanup();
-    oc?.destroy();
-    br?.destroy();
+    closePeerLab(lab, oc, br);
   });
 
   const proto201 = () =>

@@ -60,6 +60,12 @@ const GOOD = [...ORIGIN, ...AS_PATH, ...NEXT_HOP];
 /** A valid UPDATE announcing P (sent before every case). */
 export const ANNOUNCE_P = update({ attrs: GOOD, nlri: P });
 
+/** The well-behaved neighbour's UPDATE (AS 65011 at 127.0.0.6): 10.98.0.0/24 via 127.0.0.6. */
+export const STEADY_ANNOUNCE = update({
+  attrs: [...ORIGIN, ...attr(0x40, 2, [2, 1, 0, 0, 0xfd, 0xf3]), ...attr(0x40, 3, [127, 0, 0, 6])],
+  nlri: [24, 10, 98, 0],
+});
+
 export const CASES: Case[] = [
   {
     name: "Withdrawn Routes Length beyond the message",
