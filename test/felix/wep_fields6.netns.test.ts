@@ -118,10 +118,18 @@ describe.skipIf(skip)("WorkloadEndpoint qosControls.dscp and ipNATs over IPv6", 
     );
     expect(mangle).toContain(`-A ocl-egress-dscp -s ${PODS.a.v6}/128 -j DSCP --set-dscp 0x2e`);
     expect(node.exec("ipset", "list", "ocl6-dscp-src-net")).toContain(PODS.a.v6);
-    const seen = await capture(outside, 6, () => {
-      sendFrom("a", OUTSIDE6);
-      sendFrom("b", OUTSIDE6);
-    });
+    // Captured until both pods' datagrams are in (at most 5 captures): a pod's first datagrams
+    // can wait on neighbour discovery of its fresh veth while the other's resends fill a capture.
+    const seen: string[] = [];
+    const both = () => [PODS.a.v6, PODS.b.v6].every((p) => seen.some((l) => l.startsWith(`${p} `)));
+    for (let i = 0; i < 5 && !both(); i++) {
+      seen.push(
+        ...(await capture(outside, 6, () => {
+          sendFrom("a", OUTSIDE6);
+          sendFrom("b", OUTSIDE6);
+        })),
+      );
+    }
     console.log(`IPv6 to the outside host (source dscp): ${JSON.stringify(seen)}`);
     expect(new Set(seen)).toEqual(new Set([`${PODS.a.v6} 46`, `${PODS.b.v6} 0`]));
   });
