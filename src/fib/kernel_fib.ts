@@ -1,7 +1,7 @@
 // The kernel FIB programmer: desired state in, the kernel converges to it over rtnetlink.
 // Owns: batching many requests per sendmsg, matching errors to requests by sequence number,
 // start-up mark and sweep, restoring our routes removed by others, link down/up, resync after
-// ENOBUFS, the kernel's last error per refused route (a small Map beside the typed-array table,
+// ENOBUFS, nexthop objects (made per next hop, deleted once no route names them), the kernel's last error per refused route (a small Map beside the typed-array table,
 // only for routes that failed, bounded; `ocelot routes PREFIX` shows it). Only ever changes
 // routes carrying its own protocol numbers. Not: byte layouts (rtnetlink.ts), the socket
 // (netlink_socket.ts), which routes are best (BGP, agent).
@@ -103,6 +103,8 @@ const NH_ID_BASE = 0x4f430000;
 const NH_ID_RANGE = 0x10000;
 const NH_ID_PROBES = 16;
 const EEXIST = 17;
+/** nhWritten: a group's routes were written through more than one object since the last dump. */
+const NH_MIXED = -2;
 
 export interface KernelFibOptions {
   /** Protocol numbers this instance owns and sweeps; two instances must not share one. */
@@ -159,6 +161,7 @@ export type FibEvent =
   | { kind: "resync"; installed: number; removed: number; ms: number }
   | { kind: "restored"; count: number }
   | { kind: "nexthopsSwept"; count: number }
+  | { kind: "nexthopsDeleted"; count: number }
   | { kind: "link"; ifindex: number; name: string; up: boolean }
   | { kind: "failure"; failure: FibFailure };
 
@@ -272,6 +275,11 @@ interface Dump {
   interrupted: boolean;
 }
 
+/** A route of any protocol by what identifies it in the kernel (foreignNh). */
+function foreignKey(k: KernelRoute): string {
+  return `${k.family}|${k.table}|${k.metric}|${formatAddress(k.dst)}/${k.dstLen}`;
+}
+
 function errnoName(errno: number): string {
   for (const [name, v] of Object.entries(osConstants.errno)) if (v === errno) return name;
   return `errno ${errno}`;
@@ -295,6 +303,23 @@ export class KernelFib implements BatchFib {
   private nhSweepRunning?: Promise<void>;
   /** Nexthop objects of ours (made, or found at start), by id. */
   private readonly nhById = new Map<number, { protocol: number; gateway: string; oif: number }>();
+  /**
+   * Per group: the object its routes were written through since the last dump of ours (0: the
+   * gateway in each route; NH_MIXED: more than one). A group read from the kernel names its
+   * own (Group.nhId). With the table's installed count per group, which objects routes name.
+   */
+  private nhWritten: (number | undefined)[] = [];
+  /**
+   * Our objects that routes of other protocols may name without our knowing: found at start (or
+   * all, after the event socket overflowed) until a dump of every route has been read.
+   */
+  private readonly nhUnverified = new Set<number>();
+  /** Routes of other protocols naming one of our objects (seen in events or a dump): key → id. */
+  private readonly foreignNh = new Map<string, number>();
+  /** An object may have lost its last route: collect once requests up to nhDropSeq are answered. */
+  private nhGcWanted = false;
+  private nhDropSeq = 0;
+  private nhGcScheduled = false;
   /** Links' carrier (IFF_LOWER_UP), kept while nexthop objects are in use. */
   private readonly carrier = new Map<number, boolean>();
   private readonly onEvent: (e: FibEvent) => void;
@@ -368,6 +393,8 @@ export class KernelFib implements BatchFib {
      * objects, when they are off now), deleted after the start-up or graceful-hold sweep.
      */
     nexthopsSwept: 0,
+    /** Nexthop objects of ours deleted while running, once no route named them any more. */
+    nexthopsDeleted: 0,
     /** Routes whose last error is kept now. */
     errorsKept: 0,
     /** Errors not kept per route because MAX_KEPT_ERRORS routes already had one. */
@@ -619,6 +646,7 @@ export class KernelFib implements BatchFib {
     this.holding = false;
     await this.sweep();
     await this.sweepNexthops();
+    this.scheduleNexthopGc();
   }
 
   /**
@@ -650,6 +678,11 @@ export class KernelFib implements BatchFib {
         this.lastResyncAt = performance.now();
       } finally {
         this.resyncRunning = undefined;
+      }
+      // What the kernel holds is known again: objects no route names now can go.
+      if (this.nhFd >= 0) {
+        this.nhGcWanted = true;
+        this.scheduleNexthopGc();
       }
     })();
     return this.resyncRunning;
@@ -1083,6 +1116,11 @@ export class KernelFib implements BatchFib {
       if (cell >= 0) this.v4.setInstalledAt(cell, NO_GROUP);
       else this.setInstalled(key, undefined);
     }
+    // The last route of its group left it: its object may be unused once this is answered.
+    if (have !== undefined && have !== want && this.nhFd >= 0 && this.v4.installedOf(have) === 0) {
+      this.nhGcWanted = true;
+      this.nhDropSeq = this.seq - 1;
+    }
     batch.ops[i] = op;
     batch.prev[i] = have ?? -1;
     return true;
@@ -1145,7 +1183,7 @@ export class KernelFib implements BatchFib {
       metric: slot.metric,
       nexthops: del ? [] : g.nexthops,
       prefsrc: del ? undefined : g.prefsrc,
-      nhId: del || this.nhFd < 0 ? 0 : this.nexthopOf(gid),
+      nhId: del || this.nhFd < 0 ? 0 : this.nexthopWritten(gid),
     };
   }
 
@@ -1172,12 +1210,15 @@ export class KernelFib implements BatchFib {
       forEachMessage(a.request(this.nhFd, w.buf.subarray(0, w.len)), (m) => {
         if (m.type === NLMSG_ERROR && decodeError(m).errno !== 0) ok = false;
         const nh = m.type === RTM_NEWNEXTHOP ? decodeNexthop(m) : undefined;
-        if (nh?.gateway && this.protocols.has(nh.protocol))
+        if (nh?.gateway && this.protocols.has(nh.protocol)) {
           this.nhById.set(nh.id, {
             protocol: nh.protocol,
             gateway: formatAddress(nh.gateway),
             oif: nh.oif,
           });
+          // A route of another program may have named it before we started.
+          this.nhUnverified.add(nh.id);
+        }
       });
     } catch {
       ok = false;
@@ -1191,6 +1232,14 @@ export class KernelFib implements BatchFib {
     try {
       this.events?.setOption(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, RTNLGRP_NEXTHOP);
     } catch {}
+  }
+
+  /** nexthopOf(gid) for a route being written: kept as what the group's routes name. */
+  private nexthopWritten(gid: number): number {
+    const id = this.nexthopOf(gid);
+    const was = this.nhWritten[gid];
+    this.nhWritten[gid] = was === undefined || was === id ? id : NH_MIXED;
+    return id;
   }
 
   /** Group gid's nexthop object id, made now if needed; 0: the gateway goes in each route. */
@@ -1362,6 +1411,8 @@ export class KernelFib implements BatchFib {
   private restoreInstalled(batch: Batch, i: number): void {
     const prev = batch.prev[i];
     this.setInstalled(keyAt(batch, i), prev >= 0 ? prev : undefined);
+    // A refused route leaves the object made for it perhaps unnamed (checked when answered).
+    if (this.nhFd >= 0) this.nhGcWanted = true;
   }
 
   private release(batch: Batch): void {
@@ -1383,6 +1434,7 @@ export class KernelFib implements BatchFib {
       job.outstanding -= batch.jobEnds[j] - (j > 0 ? batch.jobEnds[j - 1] : 0);
       if (job.outstanding === 0 && job.cursor >= job.n) job.done(job.failures);
     }
+    if (this.nhGcWanted) this.scheduleNexthopGc();
     this.schedulePump();
   }
 
@@ -1405,6 +1457,11 @@ export class KernelFib implements BatchFib {
 
   private onOverflow(socket: "events" | "requests"): void {
     this.stats.overflows++;
+    if (socket === "events") {
+      // Foreign routes naming our objects may have come and gone unseen: a dump tells again.
+      this.foreignNh.clear();
+      for (const id of this.nhById.keys()) this.nhUnverified.add(id);
+    }
     this.onEvent({ kind: "overflow", socket });
     if (socket === "requests") {
       // Some ACKs were lost: the batches' outcome is unknown until the resync establishes
@@ -1486,6 +1543,11 @@ export class KernelFib implements BatchFib {
     for (let attempt = 0; ; attempt++) {
       this.v4.clearInstalled();
       this.installed6.clear();
+      // Routes read back name their objects themselves; routes written from now on record theirs.
+      this.nhWritten = [];
+      this.templates.clear();
+      this.lastTemplateKey = -1;
+      this.lastTemplate = undefined;
       let consistent = true;
       for (const family of [4, 6] as const) {
         for (const protocol of this.protocols) {
@@ -1580,7 +1642,7 @@ export class KernelFib implements BatchFib {
    * through them were swept, or objects are off now. Those our groups name now stay. Objects of
    * other protocols are never touched. Costs a dump of every route only when a candidate exists.
    */
-  private async sweepNexthops(): Promise<void> {
+  private async sweepNexthops(force = false): Promise<void> {
     // After a resync under way; then a resync started meanwhile waits for this sweep (set in
     // the same turn the wait ended, so neither waits for the other).
     for (
@@ -1618,7 +1680,7 @@ export class KernelFib implements BatchFib {
         }
         const inUse = () => new Set(this.nhOfGroup.filter((id) => id !== undefined && id > 0));
         let candidates = [...ours].filter((id) => !inUse().has(id));
-        if (candidates.length === 0) return;
+        if (candidates.length === 0 && !force) return;
         // Closed meanwhile: the dump is refused, nothing is deleted.
         const named = await this.namedNexthops().catch(() => undefined);
         if (!named || this.closed) return;
@@ -1648,15 +1710,25 @@ export class KernelFib implements BatchFib {
     };
     const p = run().finally(() => {
       if (this.nhSweepRunning === p) this.nhSweepRunning = undefined;
+      if (force) {
+        // Every object verified now: collect what the dump showed no route names.
+        this.nhGcWanted = true;
+        this.scheduleNexthopGc();
+      }
     });
     this.nhSweepRunning = p;
     await p;
   }
 
-  /** The nexthop object ids that routes in the kernel name (all protocols, tables, families). */
+  /**
+   * The nexthop object ids that routes in the kernel name (all protocols, tables, families).
+   * Also learns which routes of other protocols name one of our objects: every object is then
+   * verified (what names it is known, and events keep it so).
+   */
   private async namedNexthops(): Promise<Set<number> | undefined> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const named = new Set<number>();
+      const foreign = new Map<string, number>();
       let consistent = true;
       for (const family of [4, 6] as const) {
         const ok = await this.runDump(
@@ -1664,14 +1736,98 @@ export class KernelFib implements BatchFib {
           (m) => {
             if (m.type !== RTM_NEWROUTE) return;
             const k = decodeRoute(m);
-            if (k?.nhId !== undefined) named.add(k.nhId);
+            if (k?.nhId === undefined) return;
+            named.add(k.nhId);
+            if (!this.protocols.has(k.protocol) && this.nhById.has(k.nhId))
+              foreign.set(foreignKey(k), k.nhId);
           },
         );
         consistent &&= ok;
       }
-      if (consistent) return named;
+      if (consistent) {
+        for (const [key, id] of foreign) this.foreignNh.set(key, id);
+        this.nhUnverified.clear();
+        return named;
+      }
     }
     return undefined;
+  }
+
+  private scheduleNexthopGc(): void {
+    if (this.nhGcScheduled || this.nhFd < 0 || this.closed) return;
+    this.nhGcScheduled = true;
+    setImmediate(() => {
+      this.nhGcScheduled = false;
+      this.collectNexthops();
+    });
+  }
+
+  /**
+   * Deletes our nexthop objects that no route names any more: none of ours installed (each
+   * group's installed count, and the object its routes name: read back, or written through),
+   * and no route of another protocol seen naming it. Routes kept for a graceful restart are
+   * installed, so theirs stay; during the hold nothing is collected (its end sweeps). Waits
+   * until the requests that took a group's last route are answered, so that a route moved to
+   * another object is not taken with the old one before the kernel has the move. Objects found
+   * at start, or after the event socket overflowed, are deleted only after a dump of every
+   * route (sweepNexthops) has shown what names them.
+   */
+  private collectNexthops(): void {
+    if (!this.nhGcWanted || this.nhFd < 0 || this.closed || this.holding) return;
+    // A resync's dump or a sweep under way: each asks again when it ends.
+    if (this.resyncRunning || this.nhSweepRunning) return;
+    // Requests up to the one that took a group's last route not all answered: finishBatch asks.
+    const drop = this.nhDropSeq;
+    if (this.inflight.some((b) => b.firstSeq <= drop)) return;
+    this.nhGcWanted = false;
+    if (this.nhById.size === 0) return;
+    const named = new Set<number>();
+    /** Gateways (protocol|address) whose routes went through more than one object: all kept. */
+    let mixed: Set<string> | undefined;
+    const n = this.groups.length;
+    for (let gid = 0; gid < n; gid++) {
+      if (this.v4.installedOf(gid) === 0) {
+        this.nhWritten[gid] = undefined;
+        continue;
+      }
+      const g = this.groups[gid];
+      if (g.nhId !== undefined) named.add(g.nhId);
+      const w = this.nhWritten[gid];
+      if (w === NH_MIXED && g.nexthops[0]?.gateway) {
+        mixed ??= new Set();
+        mixed.add(`${g.protocol}|${formatAddress(g.nexthops[0].gateway)}`);
+      } else if (w !== undefined && w > 0) named.add(w);
+    }
+    for (const id of this.foreignNh.values()) named.add(id);
+    const gone: number[] = [];
+    let unverified = false;
+    for (const [id, nh] of this.nhById) {
+      if (named.has(id) || mixed?.has(`${nh.protocol}|${nh.gateway}`)) continue;
+      if (this.nhUnverified.has(id)) unverified = true;
+      else gone.push(id);
+    }
+    for (const id of gone) {
+      // Forgotten first: its RTM_DELNEXTHOP then asks for no resync.
+      this.nhById.delete(id);
+      const errno = this.nhRequest((w) => writeNexthopGet(w, NLM_F_ACK, 1, id, true));
+      // ENOENT: the kernel took it already (its link went down).
+      if (errno === 0) this.stats.nexthopsDeleted++;
+    }
+    if (gone.length > 0) {
+      // A route coming back makes its object again.
+      const dropped = new Set(gone);
+      for (let gid = 0; gid < this.nhOfGroup.length; gid++) {
+        const id = this.nhOfGroup[gid];
+        if (id !== undefined && dropped.has(id)) this.nhOfGroup[gid] = undefined;
+      }
+      this.matchCache.clear();
+      this.templates.clear();
+      this.lastTemplateKey = -1;
+      this.lastTemplate = undefined;
+      this.onEvent({ kind: "nexthopsDeleted", count: gone.length });
+    }
+    // Some may be named by routes of other programs from before we started: a dump tells.
+    if (unverified) void this.sweepNexthops(true).catch((e) => this.fail(e));
   }
 
   private async sweep(): Promise<void> {
@@ -1703,11 +1859,19 @@ export class KernelFib implements BatchFib {
 
   private onRouteEvent(m: NlMessage): void {
     const proto = m.buf[m.off + 5];
-    if (!this.protocols.has(proto) && !(m.type === RTM_NEWROUTE && m.flags & NLM_F_REPLACE)) return;
+    if (!this.protocols.has(proto)) {
+      if (this.nhById.size > 0) this.noteForeign(m);
+      if (!(m.type === RTM_NEWROUTE && m.flags & NLM_F_REPLACE)) return;
+    }
     const k = decodeRoute(m);
     if (!k) return;
     const key = this.kernelKey(k);
     const want = this.getDesired(key);
+    // Ours removed or replaced by someone else: its object may have lost its last route.
+    if (this.nhFd >= 0) {
+      this.nhGcWanted = true;
+      this.scheduleNexthopGc();
+    }
     if (m.type === RTM_DELROUTE) {
       // One of ours was removed by someone else: put it back (unless its link is down).
       this.setInstalled(key, undefined);
@@ -1727,6 +1891,19 @@ export class KernelFib implements BatchFib {
     // (during a graceful hold, the hold's end sweeps it).
     else if (want === undefined && !this.holding && this.opts.unwantedGraceMs === 0)
       this.removeStray(key);
+  }
+
+  /** A route of another protocol: whether it names one of our nexthop objects (which then stays). */
+  private noteForeign(m: NlMessage): void {
+    const k = decodeRoute(m);
+    if (!k) return;
+    const key = foreignKey(k);
+    if (m.type === RTM_NEWROUTE && k.nhId !== undefined && this.nhById.has(k.nhId))
+      this.foreignNh.set(key, k.nhId);
+    else if (this.foreignNh.delete(key)) {
+      this.nhGcWanted = true;
+      this.scheduleNexthopGc();
+    }
   }
 
   /** Removes (batched, 10 ms later) routes of our protocols that nobody set, if still unwanted. */
