@@ -23,7 +23,7 @@ describe("shipped environments", () => {
     expect(env).toMatch(/(^|\s)MALLOC_ARENA_MAX=1(\s|$)/);
   });
 
-  it("every compose node's environment has MALLOC_ARENA_MAX: \"1\"", () => {
+  it('every compose node\'s environment has MALLOC_ARENA_MAX: "1"', () => {
     const doc = parse(readFileSync(join(root, "docker-compose.yml"), "utf8"), { merge: true }) as {
       services: Record<string, { command?: string[]; environment?: Record<string, string> }>;
     };

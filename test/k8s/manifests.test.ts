@@ -210,8 +210,7 @@ describe("config/k8s", () => {
     const runtime = new Set(["MALLOC_ARENA_MAX"]);
     for (const c of [main(), init()])
       for (const e of c.env)
-        if (!runtime.has(e.name))
-          expect(source, `${c.name}: ${e.name}`).toContain(`"${e.name}"`);
+        if (!runtime.has(e.name)) expect(source, `${c.name}: ${e.name}`).toContain(`"${e.name}"`);
   });
 
   it("every ConfigMap key the pods read exists", () => {
