@@ -25,6 +25,8 @@ import {
   MessageWriter,
   NETLINK_ADD_MEMBERSHIP,
   NETLINK_ROUTE,
+  type NexthopGroupMember,
+  type NexthopRequest,
   NLM_F_ACK,
   NLM_F_CREATE,
   NLM_F_DUMP,
@@ -165,6 +167,24 @@ export type FibEvent =
   | { kind: "link"; ifindex: number; name: string; up: boolean }
   | { kind: "failure"; failure: FibFailure };
 
+/** One of our nexthop objects: a gateway's (gateway, oif), or a group's (members, weights). */
+interface NhInfo {
+  protocol: number;
+  gateway: string;
+  oif: number;
+  group?: NexthopGroupMember[];
+}
+
+const byId = (g: NexthopGroupMember[]) => [...g].sort((x, y) => x.id - y.id);
+
+/** The same members with the same weights, in any order. */
+function sameMembers(a: NexthopGroupMember[] | undefined, b: NexthopGroupMember[]): boolean {
+  if (a === undefined || a.length !== b.length) return false;
+  const x = byId(a);
+  const y = byId(b);
+  return x.every((m, i) => m.id === y[i].id && m.weight === y[i].weight);
+}
+
 interface Group {
   family: 4 | 6;
   protocol: number;
@@ -302,7 +322,7 @@ export class KernelFib implements BatchFib {
   /** A nexthop sweep under way (its route dump and a resync's run one after the other). */
   private nhSweepRunning?: Promise<void>;
   /** Nexthop objects of ours (made, or found at start), by id. */
-  private readonly nhById = new Map<number, { protocol: number; gateway: string; oif: number }>();
+  private readonly nhById = new Map<number, NhInfo>();
   /**
    * Per group: the object its routes were written through since the last dump of ours (0: the
    * gateway in each route; NH_MIXED: more than one). A group read from the kernel names its
@@ -697,9 +717,11 @@ export class KernelFib implements BatchFib {
     this.req.close();
     // No route of ours left (a clean stop removed them): our nexthop objects go too. Routes
     // kept for a graceful restart keep theirs (a restart finds and reuses them).
-    if (this.nhFd >= 0 && this.v4.installedCount === 0)
-      for (const id of this.nhById.keys())
-        this.nhRequest((w) => writeNexthopGet(w, NLM_F_ACK, 1, id, true));
+    if (this.nhFd >= 0 && this.v4.installedCount === 0) {
+      // Groups before their members.
+      const ids = [...this.nhById].sort(([, a], [, b]) => (a.group ? 0 : 1) - (b.group ? 0 : 1));
+      for (const [id] of ids) this.nhRequest((w) => writeNexthopGet(w, NLM_F_ACK, 1, id, true));
+    }
     if (this.nhFd >= 0) loadAddon().requestClose(this.nhFd);
     this.nhFd = -1;
     const err = new Error("FIB closed");
@@ -891,7 +913,12 @@ export class KernelFib implements BatchFib {
     }
     // Through a nexthop object: only the one we would name now (none when objects are off, so
     // a restart with OCELOT_FIB_NEXTHOP_OBJECTS=0 puts the gateway back in each route).
-    if (ok && b.nhId !== undefined) ok = this.nhFd >= 0 && this.nexthopOf(d) === b.nhId;
+    // Without one (nhId 0): only when we would name none either.
+    if (ok && b.nhId !== undefined)
+      ok =
+        b.nhId === 0
+          ? this.nhFd < 0 || this.nexthopOf(d) === 0
+          : this.nhFd >= 0 && this.nexthopOf(d) === b.nhId;
     this.matchCache.set(ck, ok);
     return ok;
   }
@@ -1210,11 +1237,12 @@ export class KernelFib implements BatchFib {
       forEachMessage(a.request(this.nhFd, w.buf.subarray(0, w.len)), (m) => {
         if (m.type === NLMSG_ERROR && decodeError(m).errno !== 0) ok = false;
         const nh = m.type === RTM_NEWNEXTHOP ? decodeNexthop(m) : undefined;
-        if (nh?.gateway && this.protocols.has(nh.protocol)) {
+        if ((nh?.gateway || nh?.group) && this.protocols.has(nh.protocol)) {
           this.nhById.set(nh.id, {
             protocol: nh.protocol,
-            gateway: formatAddress(nh.gateway),
+            gateway: nh.gateway ? formatAddress(nh.gateway) : "",
             oif: nh.oif,
+            ...(nh.group ? { group: nh.group } : {}),
           });
           // A route of another program may have named it before we started.
           this.nhUnverified.add(nh.id);
@@ -1252,22 +1280,73 @@ export class KernelFib implements BatchFib {
     return id;
   }
 
+  /**
+   * Group gid's object: one gateway's, or for ECMP a group object (NHA_GROUP) of its gateways'
+   * objects with their weights; 0 when the kernel cannot make one (then the gateways go in each
+   * route, RTA_MULTIPATH for several).
+   */
   private makeNexthop(gid: number): number {
     const g = this.groups[gid];
-    const n = g.nexthops[0];
+    const hops = g.nexthops;
     if (g.family !== 4 || g.type !== RTN_UNICAST || g.scope !== RT_SCOPE_UNIVERSE) return 0;
-    if (g.nexthops.length !== 1 || !n.gateway || n.gateway.length !== 4 || n.onlink) return 0;
-    const oif = n.ifindex > 0 ? n.ifindex : this.lookupOif(n.gateway);
+    if (hops.length === 0) return 0;
+    for (const n of hops) if (n.gateway?.length !== 4 || n.onlink) return 0;
+    if (hops.length === 1) return this.gatewayObject(g.protocol, hops[0]);
+    const group: NexthopGroupMember[] = [];
+    for (const n of hops) {
+      const id = this.gatewayObject(g.protocol, n);
+      // A member the kernel cannot make (its link down, say), or two hops through one object.
+      if (id === 0 || group.some((m) => m.id === id)) return 0;
+      group.push({ id, weight: n.weight });
+    }
+    // Its id from the members whatever their order; they are sent in the route's order (the
+    // order the kernel lists the route's paths in).
+    const key = `group ${byId(group)
+      .map((m) => `${m.id}/${m.weight}`)
+      .join(",")}`;
+    return this.placeObject(
+      g.protocol,
+      key,
+      (known) => sameMembers(known.group, group),
+      (id) => ({ id, protocol: g.protocol, group }),
+      { protocol: g.protocol, gateway: "", oif: 0, group },
+    );
+  }
+
+  /** The object of one gateway (through the interface the kernel's lookup gives); 0: none. */
+  private gatewayObject(protocol: number, n: EncodedNextHop): number {
+    const gw = n.gateway as Uint8Array;
+    const oif = n.ifindex > 0 ? n.ifindex : this.lookupOif(gw);
     if (oif <= 0) return 0;
-    const gateway = formatAddress(n.gateway);
-    let h = 2166136261 ^ g.protocol;
-    for (const c of `${gateway}@${oif}`) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
+    const gateway = formatAddress(gw);
+    return this.placeObject(
+      protocol,
+      `${gateway}@${oif}`,
+      (known) => !known.group && known.gateway === gateway && known.oif === oif,
+      (id) => ({ id, family: 4, protocol, gateway: gw, oif }),
+      { protocol, gateway, oif },
+    );
+  }
+
+  /**
+   * Makes (or makes again in place) the object described by `key` at its id: NH_ID_BASE + a
+   * hash of (protocol, key), probing past ids held by other objects.
+   */
+  private placeObject(
+    protocol: number,
+    key: string,
+    isSame: (known: NhInfo) => boolean,
+    request: (id: number) => NexthopRequest,
+    info: NhInfo,
+  ): number {
+    let h = 2166136261 ^ protocol;
+    for (const c of key) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
     for (let probe = 0; probe < NH_ID_PROBES; probe++) {
       const id = NH_ID_BASE + (((h >>> 0) + probe) % NH_ID_RANGE);
       const known = this.nhById.get(id);
-      const same = known?.protocol === g.protocol && known.gateway === gateway && known.oif === oif;
+      const same = known?.protocol === protocol && isSame(known);
       if (known && !same) continue;
-      const req = { id, family: 4 as const, protocol: g.protocol, gateway: n.gateway, oif };
+      const req = request(id);
       // Ours (known): made again in place, which also brings it back after a link flushed it.
       // Otherwise only if the id is free, or held by an object of our protocol (a crash's).
       let errno = this.nhRequest((w) =>
@@ -1280,7 +1359,7 @@ export class KernelFib implements BatchFib {
         );
       }
       if (errno !== 0) return 0;
-      this.nhById.set(id, { protocol: g.protocol, gateway, oif });
+      this.nhById.set(id, info);
       return id;
     }
     return 0;
@@ -1576,10 +1655,19 @@ export class KernelFib implements BatchFib {
     // (net.ipv4.nexthop_compat_mode=0): the object's gateway and interface.
     const nh =
       k.nhId !== undefined && k.nexthops.length === 0 ? this.nhById.get(k.nhId) : undefined;
-    if (nh)
-      k.nexthops = [
-        { gateway: addressBytes(4, nh.gateway), ifindex: nh.oif, onlink: false, weight: 1 },
-      ];
+    const hop = (o: NhInfo, weight: number) => ({
+      gateway: addressBytes(4, o.gateway),
+      ifindex: o.oif,
+      onlink: false,
+      weight,
+    });
+    if (nh?.group) {
+      const members = nh.group.flatMap((m) => {
+        const o = this.nhById.get(m.id);
+        return o && !o.group ? [hop(o, m.weight)] : [];
+      });
+      if (members.length === nh.group.length) k.nexthops = members;
+    } else if (nh) k.nexthops = [hop(nh, 1)];
     return this.intern({
       family: k.family,
       protocol: k.protocol,
@@ -1592,7 +1680,10 @@ export class KernelFib implements BatchFib {
       devs: [],
       prefsrc: k.prefsrc,
       sig: "",
-      nhId: k.type === RTN_UNICAST ? k.nhId : undefined,
+      // With objects on, a unicast route without one is told apart (nhId 0) from the group we
+      // want, so that it is written again through the object we would name now (a group's
+      // member back with its carrier, or a run before this one with objects off).
+      nhId: k.type !== RTN_UNICAST ? undefined : (k.nhId ?? (this.nhFd >= 0 ? 0 : undefined)),
     });
   }
 
@@ -1668,24 +1759,40 @@ export class KernelFib implements BatchFib {
       }
       try {
         const ours = new Set<number>();
+        /** Every group object's members (ours and others': a foreign group keeps our member). */
+        const groups = new Map<number, { ours: boolean; members: number[] }>();
         const w = new MessageWriter(64);
         writeNexthopGet(w, NLM_F_DUMP, 1, 0);
         try {
           forEachMessage(a.request(fd, w.buf.subarray(0, w.len)), (m) => {
             const nh = m.type === RTM_NEWNEXTHOP ? decodeNexthop(m) : undefined;
-            if (nh && this.protocols.has(nh.protocol)) ours.add(nh.id);
+            if (!nh) return;
+            const mine = this.protocols.has(nh.protocol);
+            if (mine) ours.add(nh.id);
+            if (nh.group) groups.set(nh.id, { ours: mine, members: nh.group.map((x) => x.id) });
           });
         } catch {
           return; // no nexthop objects in this kernel
         }
-        const inUse = () => new Set(this.nhOfGroup.filter((id) => id !== undefined && id > 0));
+        // The ids kept, with the members of every group kept (and of every foreign group).
+        const withMembers = (ids: Iterable<number>) => {
+          const out = new Set(ids);
+          for (const id of [...out]) for (const x of groups.get(id)?.members ?? []) out.add(x);
+          for (const g of groups.values()) if (!g.ours) for (const x of g.members) out.add(x);
+          return out;
+        };
+        const inUse = () =>
+          withMembers(this.nhOfGroup.filter((id): id is number => id !== undefined && id > 0));
         let candidates = [...ours].filter((id) => !inUse().has(id));
         if (candidates.length === 0 && !force) return;
         // Closed meanwhile: the dump is refused, nothing is deleted.
         const named = await this.namedNexthops().catch(() => undefined);
         if (!named || this.closed) return;
         const now = inUse();
-        candidates = candidates.filter((id) => !named.has(id) && !now.has(id));
+        const kept = withMembers(named);
+        candidates = candidates.filter((id) => !kept.has(id) && !now.has(id));
+        // Groups before their members.
+        candidates.sort((x, y) => (groups.has(x) ? 0 : 1) - (groups.has(y) ? 0 : 1));
         let swept = 0;
         for (const id of candidates) {
           // Forgotten first: its RTM_DELNEXTHOP then asks for no resync.
@@ -1791,21 +1898,29 @@ export class KernelFib implements BatchFib {
         continue;
       }
       const g = this.groups[gid];
-      if (g.nhId !== undefined) named.add(g.nhId);
+      if (g.nhId !== undefined && g.nhId > 0) named.add(g.nhId);
       const w = this.nhWritten[gid];
-      if (w === NH_MIXED && g.nexthops[0]?.gateway) {
+      if (w === NH_MIXED) {
         mixed ??= new Set();
-        mixed.add(`${g.protocol}|${formatAddress(g.nexthops[0].gateway)}`);
+        for (const h of g.nexthops)
+          if (h.gateway) mixed.add(`${g.protocol}|${formatAddress(h.gateway)}`);
       } else if (w !== undefined && w > 0) named.add(w);
     }
     for (const id of this.foreignNh.values()) named.add(id);
+    // A group named keeps its members.
+    for (const id of [...named]) for (const m of this.nhById.get(id)?.group ?? []) named.add(m.id);
     const gone: number[] = [];
     let unverified = false;
     for (const [id, nh] of this.nhById) {
-      if (named.has(id) || mixed?.has(`${nh.protocol}|${nh.gateway}`)) continue;
+      if (named.has(id)) continue;
+      // Routes through more than one object since the last dump: their gateways' objects, and
+      // any group, stay until a resync reads which they name.
+      if (mixed && (nh.group || mixed.has(`${nh.protocol}|${nh.gateway}`))) continue;
       if (this.nhUnverified.has(id)) unverified = true;
       else gone.push(id);
     }
+    // Groups before their members (a member deleted first would change the group).
+    gone.sort((a, b) => (this.nhById.get(a)?.group ? 0 : 1) - (this.nhById.get(b)?.group ? 0 : 1));
     for (const id of gone) {
       // Forgotten first: its RTM_DELNEXTHOP then asks for no resync.
       this.nhById.delete(id);
@@ -1950,6 +2065,12 @@ export class KernelFib implements BatchFib {
       this.carrier.set(l.ifindex, carrier);
       if (m.type === RTM_DELLINK) this.carrier.delete(l.ifindex);
       if (had && !carrier && [...this.nhById.values()].some((n) => n.oif === l.ifindex)) {
+        this.forgetNexthops();
+        this.scheduleResync(100);
+      }
+      // Carrier back on a link with routable addresses: objects (an ECMP group's member) that
+      // could not be made while it was lost can be now.
+      if (had === false && carrier && (this.addrCount.get(l.ifindex) ?? 0) > 0) {
         this.forgetNexthops();
         this.scheduleResync(100);
       }
