@@ -7,6 +7,7 @@
 // `ip -j nexthop show` / `ip -j route show`. First, while bgpd runs: a peer's session going down
 // takes its routes and its gateway's object; the session back makes the object again.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { httpGetIn, metricSample } from "../helpers/metrics.js";
 import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
 import {
   type BirdPeer,
@@ -74,7 +75,10 @@ describe.skipIf(skip)("bgpd nexthop object sweep after a crash", () => {
     link(oc, "oc-b1", "10.255.14.1/30", br, "b1-oc", "10.255.14.2/30");
     link(oc, "oc-b2", "10.255.15.1/30", br, "b2-oc", "10.255.15.2/30");
     bird = lab.startBird(br, "bird", birdConf);
-    ocelot = lab.startOcelot(oc, "ocelot", config(["10.255.14.2", "10.255.15.2"]));
+    ocelot = lab.startOcelot(oc, "ocelot", config(["10.255.14.2", "10.255.15.2"]), [
+      "--metrics-address",
+      "127.0.0.1:9179",
+    ]);
   });
 
   afterAll(() => {
@@ -112,6 +116,9 @@ describe.skipIf(skip)("bgpd nexthop object sweep after a crash", () => {
     expect(ours().map((n) => [n.id, n.gateway])).toEqual([[via1, "10.255.14.2"]]);
     expect(route("10.99.14.0/24")).toMatchObject({ nhid: via1 });
     expect(ocelot.log()).toContain('"kind":"nexthopsDeleted","count":1');
+    const [code, metrics] = httpGetIn(oc, 9179, "/metrics");
+    expect(code).toBe(200);
+    expect(metricSample(metrics, 'ocelot_fib_nexthops_deleted_total{fib="bgp"}')).toBe(1);
     bird.cmd("enable", "p2");
     await waitFor("the route via the second peer back", () => route("10.99.15.0/24")?.nhid);
     expect(route("10.99.15.0/24")).toMatchObject({ nhid: via2, gateway: "10.255.15.2" });
