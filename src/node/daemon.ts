@@ -83,6 +83,7 @@ import { ownAnnouncements, withImportOwnership } from "./import_ownership.js";
 import { CountedIpamStore } from "./ipam_counted.js";
 import { registerNode } from "./registration.js";
 import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
+import { WireguardAgent } from "./wireguard_node.js";
 
 export const DEFAULT_STATUS_SOCKET = "/run/ocelot/bgpd.sock";
 
@@ -276,6 +277,11 @@ export class NodeDaemon {
   private fabric: { 4?: FabricIface; 6?: FabricIface } = {};
   /** Every link's MTU, read at each pass while FelixConfiguration mtuIfacePattern is set. */
   private hostLinks: HostLink[] | undefined;
+  /** FelixConfiguration wireguardEnabled: the device, peers, table, rule and published key. */
+  private wireguard: WireguardAgent | undefined;
+  private lastWireguardWarnings = "";
+  private lastWireguardError = "";
+  private wireguardRetryPending = false;
   private overlayGen = 0;
   private overlayWanted: { state: OverlayState; gen: number } | undefined;
   private overlayApplied: { state: OverlayState; gen: number; present: Set<string> } | undefined;
@@ -1022,12 +1028,61 @@ export class NodeDaemon {
           vxlanTunnelMACAddr: s.vxlanTunnelMACAddr,
           ipv6VXLANTunnelAddr: s.ipv6VXLANTunnelAddr,
           vxlanTunnelMACAddrV6: s.vxlanTunnelMACAddrV6,
+          wireguardInterfaceIPv4Address: s.wireguard?.interfaceIPv4Address,
         },
         "Tunnel addresses updated",
       );
     } catch (err) {
       this.log.warn({ error: (err as Error).message }, "Tunnel addresses: not assigned; retrying");
       this.retryLater("agent");
+    }
+  }
+
+  /**
+   * WireGuard (src/node/wireguard_node.ts): its device's MTU when on. A failure is logged and
+   * retried; the rest of the pass stands.
+   */
+  private async convergeWireguard(snap: BgpSnapshot): Promise<number | undefined> {
+    this.wireguard ??= new WireguardAgent({
+      store: this.store,
+      nodename: this.opts.nodename,
+      ...(this.opts.netns ? { netns: this.opts.netns } : {}),
+      run: spawnRunner,
+      stateDir: dirname(this.opts.mtuFile ?? "/var/lib/ocelot/mtu"),
+    });
+    this.wireguardRetryPending = false;
+    try {
+      const r = await this.wireguard.converge(snap, {
+        fabric: this.fabric,
+        ...(this.hostLinks ? { hostLinks: this.hostLinks } : {}),
+        ...(this.opts.agent?.mtu !== undefined ? { mtu: this.opts.agent.mtu } : {}),
+      });
+      if (r.node) {
+        const updated = r.node;
+        snap.nodes = snap.nodes.map((n) =>
+          n.metadata.name === updated.metadata.name ? updated : n,
+        );
+        this.log.info(
+          { wireguardPublicKey: updated.status?.wireguardPublicKey ?? null },
+          "WireGuard: public key published on the Node",
+        );
+      }
+      if (r.changes.length > 0) this.log.info({ changes: r.changes }, "WireGuard: converged");
+      const warnings = r.warnings.join("; ");
+      if (warnings !== this.lastWireguardWarnings && r.warnings.length > 0)
+        this.log.warn({ warnings: r.warnings }, "WireGuard: parts not applied");
+      this.lastWireguardWarnings = warnings;
+      this.lastWireguardError = "";
+      return r.mtu;
+    } catch (err) {
+      const error = (err as Error).message;
+      if (error !== this.lastWireguardError)
+        this.log.warn({ error }, "WireGuard: not converged; retrying");
+      this.lastWireguardError = error;
+      // One retry at a time (passes that fail meanwhile do not add more).
+      if (!this.wireguardRetryPending) this.retryLater("agent");
+      this.wireguardRetryPending = true;
+      return undefined;
     }
   }
 
@@ -1133,7 +1188,8 @@ export class NodeDaemon {
     const prev = this.overlayApplied;
     if (!prev || usedGen >= prev.gen) this.overlayApplied = { ...report.overlay, gen: usedGen };
     else prev.present = report.overlay.present;
-    this.writeMtu(desired.overlay.podMtu);
+    const wgMtu = await this.convergeWireguard(snap);
+    this.writeMtu(Math.min(desired.overlay.podMtu, wgMtu ?? Number.POSITIVE_INFINITY));
     const failures = JSON.stringify(report.overlayFailures);
     if (failures !== this.lastOverlayFailures && report.overlayFailures.length > 0)
       for (const f of report.overlayFailures)

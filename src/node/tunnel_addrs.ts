@@ -4,6 +4,9 @@
 // (`ipip-tunnel-addr-<node>`, `vxlan-tunnel-addr-<node>`, `vxlan-v6-tunnel-addr-<node>`), and
 // written to the Node as `spec.bgp.ipv4IPIPTunnelAddr`, `spec.ipv4VXLANTunnelAddr` +
 // `vxlanTunnelMACAddr`, `spec.ipv6VXLANTunnelAddr` + `vxlanTunnelMACAddrV6` (compare-and-swap);
+// and the WireGuard interface's (`wireguard-tunnel-addr-<node>`, `spec.wireguard.
+// interfaceIPv4Address`) from any enabled IPv4 pool that allows `Tunnel` and selects the node,
+// once the node has published its WireGuard public key (calico-node's rule);
 // released and removed when no pool needs them any more. The VTEP MAC is derived from the node
 // name (locally administered), so it never changes. Owns: the plan (pure) and its bounded
 // application. Not: the devices (src/felix/overlay.ts).
@@ -17,8 +20,8 @@ import type { Datastore } from "../datastore/types.js";
 import { IpamStore } from "../ipam/store.js";
 import { cidrContains, parseAddress, parseCidr } from "../lib/ip.js";
 
-export type TunnelKind = "ipip" | "vxlan" | "vxlan-v6";
-export const TUNNEL_KINDS: readonly TunnelKind[] = ["ipip", "vxlan", "vxlan-v6"];
+export type TunnelKind = "ipip" | "vxlan" | "vxlan-v6" | "wireguard";
+export const TUNNEL_KINDS: readonly TunnelKind[] = ["ipip", "vxlan", "vxlan-v6", "wireguard"];
 
 /** Calico's IPAM handle of a node's tunnel address. */
 export function tunnelHandle(kind: TunnelKind, node: string): string {
@@ -30,6 +33,7 @@ const ATTR_TYPE: Record<TunnelKind, string> = {
   ipip: "ipipTunnelAddress",
   vxlan: "vxlanTunnelAddress",
   "vxlan-v6": "vxlanV6TunnelAddress",
+  wireguard: "wireguardTunnelAddress",
 };
 
 const familyOf = (k: TunnelKind): 4 | 6 => (k === "vxlan-v6" ? 6 : 4);
@@ -50,6 +54,10 @@ export function tunnelOf(
   if (!s) return undefined;
   if (kind === "ipip")
     return s.bgp?.ipv4IPIPTunnelAddr ? { address: s.bgp.ipv4IPIPTunnelAddr } : undefined;
+  if (kind === "wireguard")
+    return s.wireguard?.interfaceIPv4Address
+      ? { address: s.wireguard.interfaceIPv4Address }
+      : undefined;
   if (kind === "vxlan")
     return s.ipv4VXLANTunnelAddr
       ? {
@@ -80,12 +88,14 @@ export function tunnelNeeds(
   for (const kind of TUNNEL_KINDS) {
     const family = familyOf(kind);
     const fabric = family === 4 ? node.spec.bgp?.ipv4Address : node.spec.bgp?.ipv6Address;
-    if (!fabric) continue;
+    // WireGuard: only once the node runs it (its public key published), in any pool's mode.
+    const wireguard = kind === "wireguard";
+    if (wireguard ? !node.status?.wireguardPublicKey : !fabric) continue;
     const names = pools
       .filter((p) => {
         const s = p.spec;
         const mode = kind === "ipip" ? s.ipipMode : s.vxlanMode;
-        if (mode !== "Always" && mode !== "CrossSubnet") return false;
+        if (!wireguard && mode !== "Always" && mode !== "CrossSubnet") return false;
         if (s.disabled === true || parseCidr(s.cidr, false).family !== family) return false;
         if (!(s.allowedUses ?? ["Workload", "Tunnel"]).includes("Tunnel")) return false;
         try {
@@ -125,7 +135,10 @@ export function planTunnels(pools: readonly IPPool[], node: Node): TunnelStep[] 
         const a = parseAddress(have.address);
         return cidrContains(parseCidr(p.spec.cidr, false), a.family, a.value);
       });
-    const macOk = kind === "ipip" || have?.mac === tunnelMac(node.metadata.name, familyOf(kind));
+    const macOk =
+      kind === "ipip" ||
+      kind === "wireguard" ||
+      have?.mac === tunnelMac(node.metadata.name, familyOf(kind));
     if (have && inPool && macOk) steps.push({ kind, op: "keep" });
     else
       steps.push({ kind, op: "assign", pools: want, releaseFirst: have !== undefined && !inPool });
@@ -137,8 +150,17 @@ export function planTunnels(pools: readonly IPPool[], node: Node): TunnelStep[] 
 export function withTunnel(n: Node, kind: TunnelKind, address: string | undefined): Node {
   const spec = { ...n.spec };
   const bgp = { ...(spec.bgp ?? {}) };
-  const mac = kind === "ipip" ? undefined : tunnelMac(n.metadata.name, familyOf(kind));
-  if (kind === "ipip") {
+  const mac =
+    kind === "ipip" || kind === "wireguard"
+      ? undefined
+      : tunnelMac(n.metadata.name, familyOf(kind));
+  if (kind === "wireguard") {
+    const wg = { ...(spec.wireguard ?? {}) };
+    if (address) wg.interfaceIPv4Address = address;
+    else delete wg.interfaceIPv4Address;
+    if (Object.keys(wg).length > 0) spec.wireguard = wg;
+    else delete spec.wireguard;
+  } else if (kind === "ipip") {
     if (address) bgp.ipv4IPIPTunnelAddr = address;
     else delete bgp.ipv4IPIPTunnelAddr;
     spec.bgp = bgp;
