@@ -17,6 +17,7 @@ import {
   planWireguard,
   planWireguardOff,
   publicKeyOf,
+  WIREGUARD_ROUTE_PROTOCOL,
   type WireguardKernel,
   type WireguardLink,
   type WireguardRequest,
@@ -35,7 +36,10 @@ async function jsonOf<T>(ctx: Ctx, args: string[]): Promise<T[] | undefined> {
   return text === "" ? [] : (JSON.parse(text) as T[]);
 }
 
-/** The device, its WireGuard state, our rules and the WireGuard table's IPv4 routes. */
+/**
+ * The device, its WireGuard state, the rules and the WireGuard table's IPv4 routes of our
+ * protocol (a route someone else put in that table is left alone).
+ */
 export async function readWireguardKernel(
   ctx: Ctx,
   device: string,
@@ -50,8 +54,16 @@ export async function readWireguardKernel(
   }
   const rules = (await jsonOf<KernelRule>(ctx, ["-j", "-4", "rule", "show"])) ?? [];
   const routes =
-    (await jsonOf<KernelTableRoute>(ctx, ["-j", "-4", "route", "show", "table", String(table)])) ??
-    [];
+    (await jsonOf<KernelTableRoute>(ctx, [
+      "-j",
+      "-4",
+      "route",
+      "show",
+      "table",
+      String(table),
+      "proto",
+      String(WIREGUARD_ROUTE_PROTOCOL),
+    ])) ?? [];
   return {
     ...(link ? { link } : {}),
     ...(dump ? { dump } : {}),
