@@ -1,17 +1,18 @@
-// WireGuard encryption of pod traffic between nodes over IPv4 (pure), as Calico's Felix does it
-// (felix/wireguard): the settings read from FelixConfiguration (wireguardEnabled,
-// wireguardInterfaceName `wireguard.cali`, wireguardListeningPort 51820,
-// wireguardRoutingRulePriority 99, wireguardMTU (0: the host MTU minus 60), wireguardKeepAlive,
-// and the routing table, the first of routeTableRanges / routeTableRange, else 1); the node's
-// device (its interface address, listening port, Felix's firewall mark 0x100000 on its own UDP)
-// and one peer per other Node that published a public key no other Node claims and has an IPv4
-// address (endpoint that address and the port; allowed IPs its blocks, its borrowed workload
-// addresses and its interface address); the routes of the WireGuard table (each peer's allowed
-// IPs through the device; `throw` for this node's blocks and borrowed addresses and for the
-// blocks of nodes reached without WireGuard, so that those fall back to the main table) and the
-// rule `not fwmark 0x100000/0x100000 lookup <table>` at the priority. Also the plan: the `ip`
-// and `wg` requests that turn the kernel's state (as `ip -j`, `wg show <dev> dump` print it)
-// into this one, and the keys (X25519, base64 as `wg genkey` / `wg pubkey` print them).
+// WireGuard encryption of pod traffic between nodes (pure), as Calico's Felix does it
+// (felix/wireguard), one device per family: the settings read from FelixConfiguration
+// (wireguardEnabled / …V6, wireguardInterfaceName `wireguard.cali` / `wg-v6.cali`,
+// wireguardListeningPort 51820 / 51821, wireguardRoutingRulePriority 99, wireguardMTU / …V6 (0:
+// the host MTU minus 60 / 80), wireguardKeepAlive, and the routing table, the first (IPv6: the
+// second) index of routeTableRanges / routeTableRange, else 1 / 2); the node's device (its
+// interface address, listening port, Felix's firewall mark 0x100000 on its own UDP) and one peer
+// per other Node that published a public key of the family no other Node claims and has an
+// address of the family (endpoint that address and the port; allowed IPs its blocks, its borrowed
+// workload addresses and its interface address); the routes of the WireGuard table (each peer's
+// allowed IPs through the device; `throw` for this node's blocks and borrowed addresses and for
+// the blocks of nodes reached without WireGuard, so that those fall back to the main table) and
+// the rule `not fwmark 0x100000/0x100000 lookup <table>` at the priority. Also the plan: the `ip`
+// and `wg` requests that turn the kernel's state (as `ip -j`, `wg show <dev> dump` print it) into
+// this one, and the keys (X25519, base64 as `wg genkey` / `wg pubkey` print them).
 // Not: running anything (wireguard_apply.ts), the interface address's allocation
 // (src/node/tunnel_addrs.ts), publishing the public key (the node daemon).
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
@@ -20,7 +21,9 @@ import { formatAddress, formatCidr, parseAddress, parseCidr } from "../lib/ip.js
 import { borrowedAddresses, type WorkloadAddress } from "./overlay.js";
 
 export const WIREGUARD_DEFAULT_INTERFACE = "wireguard.cali";
+export const WIREGUARD_DEFAULT_INTERFACE_V6 = "wg-v6.cali";
 export const WIREGUARD_DEFAULT_PORT = 51820;
+export const WIREGUARD_DEFAULT_PORT_V6 = 51821;
 export const WIREGUARD_DEFAULT_RULE_PRIORITY = 99;
 /** Felix's WireGuard firewall mark (one of its mark bits): the device's own UDP carries it. */
 export const WIREGUARD_FWMARK = 0x100000;
@@ -31,8 +34,12 @@ export const WIREGUARD_FWMARK = 0x100000;
 export const WIREGUARD_ROUTE_PROTOCOL = 3;
 /** IPv4 (20) + UDP (8) + WireGuard's header (16) and authentication tag (16): Felix's overhead. */
 export const WIREGUARD_OVERHEAD_V4 = 60;
+/** IPv6 (40) + UDP (8) + WireGuard's 32: Felix's IPv6 overhead. */
+export const WIREGUARD_OVERHEAD_V6 = 80;
 
 export interface WireguardConfig {
+  /** The family of the device's tunnel and of the traffic it carries (one device per family). */
+  family: 4 | 6;
   enabled: boolean;
   interfaceName: string;
   listeningPort: number;
@@ -47,8 +54,15 @@ export interface WireguardConfig {
 const int = (v: unknown): number | undefined =>
   typeof v === "number" && Number.isInteger(v) ? v : undefined;
 
-/** The WireGuard settings of a node's effective FelixConfiguration spec (Felix's defaults). */
-export function wireguardConfig(spec: Record<string, unknown>): {
+/**
+ * The WireGuard settings of a node's effective FelixConfiguration spec for one family (Felix's
+ * defaults; IPv6: the …V6 fields, `wg-v6.cali`, 51821, and the route table range's second index,
+ * as Felix's allocator gives IPv4 the first and IPv6 the next).
+ */
+export function wireguardConfig(
+  spec: Record<string, unknown>,
+  family: 4 | 6 = 4,
+): {
   config: WireguardConfig;
   warnings: string[];
 } {
@@ -60,21 +74,42 @@ export function wireguardConfig(spec: Record<string, unknown>): {
       warnings.push(`FelixConfiguration wireguardKeepAlive: not a duration; keepalive off`);
     else keepAliveSeconds = Math.min(65535, Math.round(ms / 1000));
   }
-  const ranges = spec.routeTableRanges as { min?: number }[] | undefined;
-  const range = spec.routeTableRange as { min?: number } | undefined;
-  const table = int(ranges?.[0]?.min) ?? int(range?.min) ?? 1;
+  const ranges =
+    (spec.routeTableRanges as { min?: number; max?: number }[] | undefined) ??
+    (spec.routeTableRange
+      ? [spec.routeTableRange as { min?: number; max?: number }]
+      : [{ min: 1, max: 250 }]);
+  const indices: number[] = [];
+  for (const r of ranges) {
+    const min = int(r.min) ?? 1;
+    const max = int(r.max) ?? min;
+    for (let i = min; i <= max && indices.length < 2; i++) if (i < 253 || i > 255) indices.push(i);
+  }
+  const v6 = family === 6;
+  const sfx = v6 ? "V6" : "";
+  const name = spec[`wireguardInterfaceName${sfx}`];
+  const table = indices[v6 ? 1 : 0];
+  if (table === undefined)
+    warnings.push(
+      `FelixConfiguration routeTableRanges: no index left for the IPv${family} WireGuard table; ${v6 ? 2 : 1} is used`,
+    );
   return {
     config: {
-      enabled: spec.wireguardEnabled === true,
+      family,
+      enabled: spec[`wireguardEnabled${sfx}`] === true,
       interfaceName:
-        typeof spec.wireguardInterfaceName === "string" && spec.wireguardInterfaceName !== ""
-          ? spec.wireguardInterfaceName
-          : WIREGUARD_DEFAULT_INTERFACE,
-      listeningPort: int(spec.wireguardListeningPort) ?? WIREGUARD_DEFAULT_PORT,
+        typeof name === "string" && name !== ""
+          ? name
+          : v6
+            ? WIREGUARD_DEFAULT_INTERFACE_V6
+            : WIREGUARD_DEFAULT_INTERFACE,
+      listeningPort:
+        int(spec[`wireguardListeningPort${sfx}`]) ??
+        (v6 ? WIREGUARD_DEFAULT_PORT_V6 : WIREGUARD_DEFAULT_PORT),
       rulePriority: int(spec.wireguardRoutingRulePriority) ?? WIREGUARD_DEFAULT_RULE_PRIORITY,
-      mtu: int(spec.wireguardMTU) ?? 0,
+      mtu: int(spec[`wireguardMTU${sfx}`]) ?? 0,
       keepAliveSeconds,
-      routingTable: table,
+      routingTable: table ?? (v6 ? 2 : 1),
     },
     warnings,
   };
@@ -113,11 +148,11 @@ export function publicKeyOf(privateKey: string): string {
 
 export interface WireguardNode {
   name: string;
-  /** The fabric address with its prefix length (Node spec.bgp.ipv4Address). */
-  ipv4Address?: string;
-  /** status.wireguardPublicKey. */
+  /** The fabric address of the family, with its prefix length (spec.bgp.ipv4Address / …6…). */
+  address?: string;
+  /** status.wireguardPublicKey (IPv6: …V6). */
   publicKey?: string;
-  /** spec.wireguard.interfaceIPv4Address. */
+  /** spec.wireguard.interfaceIPv4Address (IPv6: interfaceIPv6Address). */
   interfaceAddress?: string;
 }
 
@@ -165,11 +200,14 @@ export interface WireguardState {
   table: number;
   /** The routes of the WireGuard table, by destination. */
   routes: WireguardRoute[];
-  rule: { priority: number; table: number; fwmark: number };
+  rule: { family: 4 | 6; priority: number; table: number; fwmark: number };
   warnings: string[];
 }
 
-const host32 = (a: string) => `${formatAddress(4, parseAddress(a).value)}/32`;
+const hostPrefix = (a: string) => {
+  const p = parseAddress(a);
+  return `${formatAddress(p.family, p.value)}/${p.family === 4 ? 32 : 128}`;
+};
 const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** The WireGuard state of input.node (WireGuard enabled); see the module comment. */
@@ -177,7 +215,9 @@ export function renderWireguard(input: WireguardInput): WireguardState {
   const { config } = input;
   const warnings: string[] = [];
   const me = input.nodes.find((n) => n.name === input.node);
-  const mtu = config.mtu > 0 ? config.mtu : input.hostMtu - WIREGUARD_OVERHEAD_V4;
+  const fam = config.family;
+  const overhead = fam === 4 ? WIREGUARD_OVERHEAD_V4 : WIREGUARD_OVERHEAD_V6;
+  const mtu = config.mtu > 0 ? config.mtu : input.hostMtu - overhead;
   const myAddr = me?.interfaceAddress;
   const state: WireguardState = {
     device: {
@@ -185,13 +225,18 @@ export function renderWireguard(input: WireguardInput): WireguardState {
       mtu,
       listenPort: config.listeningPort,
       fwmark: WIREGUARD_FWMARK,
-      ...(myAddr ? { address: host32(myAddr) } : {}),
+      ...(myAddr ? { address: hostPrefix(myAddr) } : {}),
     },
     publicKey: input.publicKey,
     peers: [],
     table: config.routingTable,
     routes: [],
-    rule: { priority: config.rulePriority, table: config.routingTable, fwmark: WIREGUARD_FWMARK },
+    rule: {
+      family: fam,
+      priority: config.rulePriority,
+      table: config.routingTable,
+      fwmark: WIREGUARD_FWMARK,
+    },
     warnings,
   };
   // A key claimed by more than one node (ours included) is nobody's (Felix).
@@ -206,10 +251,12 @@ export function renderWireguard(input: WireguardInput): WireguardState {
         `WireGuard: public key ${key} is claimed by ${names.join(", ")}; those nodes are reached without WireGuard`,
       );
   // Blocks (IPv4) and borrowed addresses per node.
-  const v4Blocks = input.blocks.filter((b) => parseCidr(b.cidr, false).family === 4);
-  const v4Workloads = (input.workloads ?? []).filter((w) => !w.address.includes(":"));
+  const famBlocks = input.blocks.filter((b) => parseCidr(b.cidr, false).family === fam);
+  const famWorkloads = (input.workloads ?? []).filter(
+    (w) => w.address.includes(":") === (fam === 6),
+  );
   const cidrsOf = new Map<string, Set<string>>();
-  for (const b of [...v4Blocks, ...borrowedAddresses(v4Workloads, v4Blocks)]) {
+  for (const b of [...famBlocks, ...borrowedAddresses(famWorkloads, famBlocks)]) {
     const text = formatCidr(parseCidr(b.cidr, false));
     cidrsOf.set(b.node, (cidrsOf.get(b.node) ?? new Set()).add(text));
   }
@@ -222,7 +269,7 @@ export function renderWireguard(input: WireguardInput): WireguardState {
     const n = byName.get(name);
     const cidrs = [...(cidrsOf.get(name) ?? [])];
     const key = n?.publicKey;
-    const fabric = n?.ipv4Address?.split("/")[0];
+    const fabric = n?.address?.split("/")[0];
     const peer = isWireguardKey(key) && claims.get(key)?.length === 1 && fabric !== undefined && n;
     if (!peer) {
       // Reached as before (VXLAN, IP-in-IP or BGP routes in the main table).
@@ -230,12 +277,12 @@ export function renderWireguard(input: WireguardInput): WireguardState {
       continue;
     }
     const allowed = new Set(cidrs);
-    if (n.interfaceAddress) allowed.add(host32(n.interfaceAddress));
+    if (n.interfaceAddress) allowed.add(hostPrefix(n.interfaceAddress));
     const allowedIps = [...allowed].sort(byText);
     state.peers.push({
       node: name,
       publicKey: key,
-      endpoint: `${formatAddress(4, parseAddress(fabric).value)}:${config.listeningPort}`,
+      endpoint: `${fam === 4 ? formatAddress(4, parseAddress(fabric).value) : `[${formatAddress(6, parseAddress(fabric).value)}]`}:${config.listeningPort}`,
       allowedIps,
       keepAliveSeconds: config.keepAliveSeconds,
     });
@@ -253,7 +300,7 @@ export interface WireguardLink {
   mtu?: number;
   flags?: string[];
   linkinfo?: { info_kind?: string };
-  addr_info?: { family?: string; local?: string; prefixlen?: number }[];
+  addr_info?: { family?: string; local?: string; prefixlen?: number; scope?: string }[];
 }
 
 /** `wg show NAME dump`, parsed. */
@@ -387,7 +434,8 @@ export function planWireguard(desired: WireguardState, kernel: WireguardKernel):
     plan.set.push(ip("link", "set", "dev", d.name, ...settings));
     plan.changes.push(`link ${d.name} ${settings.join(" ")}`);
   }
-  const have = (cur?.addr_info ?? []).filter((a) => a.family === "inet");
+  const inet = desired.rule.family === 4 ? "inet" : "inet6";
+  const have = (cur?.addr_info ?? []).filter((a) => a.family === inet && a.scope !== "link");
   for (const a of have) {
     const text = `${a.local}/${a.prefixlen}`;
     if (text === d.address) continue;

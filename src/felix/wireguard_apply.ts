@@ -37,13 +37,14 @@ async function jsonOf<T>(ctx: Ctx, args: string[]): Promise<T[] | undefined> {
 }
 
 /**
- * The device, its WireGuard state, the rules and the WireGuard table's IPv4 routes of our
+ * The device, its WireGuard state, the rules and the WireGuard table's routes (of the family) of our
  * protocol (a route someone else put in that table is left alone).
  */
 export async function readWireguardKernel(
   ctx: Ctx,
   device: string,
   table: number,
+  family: 4 | 6 = 4,
 ): Promise<WireguardKernel> {
   const links = await jsonOf<WireguardLink>(ctx, ["-d", "-j", "addr", "show", "dev", device]);
   const link = links?.[0];
@@ -52,11 +53,11 @@ export async function readWireguardKernel(
     const r = await ctx.run(ctx.netns, "wg", ["show", device, "dump"]);
     if (r.code === 0) dump = parseWgDump(r.stdout);
   }
-  const rules = (await jsonOf<KernelRule>(ctx, ["-j", "-4", "rule", "show"])) ?? [];
+  const rules = (await jsonOf<KernelRule>(ctx, ["-j", `-${family}`, "rule", "show"])) ?? [];
   const routes =
     (await jsonOf<KernelTableRoute>(ctx, [
       "-j",
-      "-4",
+      `-${family}`,
       "route",
       "show",
       "table",
@@ -99,14 +100,18 @@ async function runOk(ctx: Ctx, req: WireguardRequest, input?: string): Promise<v
     );
 }
 
-/** Runs requests in order; consecutive `ip` ones in one `ip -batch`. */
-async function runAll(ctx: Ctx, requests: readonly WireguardRequest[]): Promise<void> {
+/** Runs requests in order; consecutive `ip` ones in one `ip -4|-6 -batch`. */
+async function runAll(
+  ctx: Ctx,
+  requests: readonly WireguardRequest[],
+  family: 4 | 6,
+): Promise<void> {
   let batch: string[] = [];
   const flush = async () => {
     if (batch.length === 0) return;
     const lines = batch;
     batch = [];
-    await runOk(ctx, { tool: "ip", args: ["-batch", "-"] }, `${lines.join("\n")}\n`);
+    await runOk(ctx, { tool: "ip", args: [`-${family}`, "-batch", "-"] }, `${lines.join("\n")}\n`);
   };
   for (const r of requests) {
     if (r.tool === "ip") {
@@ -155,11 +160,12 @@ export async function applyWireguard(
   o: {
     device: string;
     table: number;
+    family: 4 | 6;
     keyFile: string;
     render: (publicKey: string) => WireguardState;
   },
 ): Promise<WireguardApplied> {
-  const kernel = await readWireguardKernel(ctx, o.device, o.table);
+  const kernel = await readWireguardKernel(ctx, o.device, o.table, o.family);
   const privateKey = privateKeyFor(o.keyFile, kernel.dump?.privateKey);
   const publicKey = publicKeyOf(privateKey);
   const desired = o.render(publicKey);
@@ -173,16 +179,21 @@ export async function applyWireguard(
     if (!existsSync(o.keyFile)) throw new Error(`WireGuard key file ${o.keyFile} is gone`);
     await runOk(ctx, { tool: "wg", args: ["set", o.device, "private-key", o.keyFile] });
   }
-  await runAll(ctx, plan.set);
-  await runAll(ctx, plan.rule);
+  await runAll(ctx, plan.set, o.family);
+  await runAll(ctx, plan.rule, o.family);
   return { publicKey, changes: plan.changes, ...(implementation ? { implementation } : {}) };
 }
 
 /** WireGuard off on device and table: the rule, the table's routes, the device. */
-export async function removeWireguard(ctx: Ctx, device: string, table: number): Promise<string[]> {
-  const kernel = await readWireguardKernel(ctx, device, table);
+export async function removeWireguard(
+  ctx: Ctx,
+  device: string,
+  table: number,
+  family: 4 | 6 = 4,
+): Promise<string[]> {
+  const kernel = await readWireguardKernel(ctx, device, table, family);
   const { requests, changes } = planWireguardOff(device, table, kernel);
-  await runAll(ctx, requests);
+  await runAll(ctx, requests, family);
   return changes;
 }
 

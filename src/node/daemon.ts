@@ -1029,6 +1029,7 @@ export class NodeDaemon {
           ipv6VXLANTunnelAddr: s.ipv6VXLANTunnelAddr,
           vxlanTunnelMACAddrV6: s.vxlanTunnelMACAddrV6,
           wireguardInterfaceIPv4Address: s.wireguard?.interfaceIPv4Address,
+          wireguardInterfaceIPv6Address: s.wireguard?.interfaceIPv6Address,
         },
         "Tunnel addresses updated",
       );
@@ -1063,7 +1064,10 @@ export class NodeDaemon {
           n.metadata.name === updated.metadata.name ? updated : n,
         );
         this.log.info(
-          { wireguardPublicKey: updated.status?.wireguardPublicKey ?? null },
+          {
+            wireguardPublicKey: updated.status?.wireguardPublicKey ?? null,
+            wireguardPublicKeyV6: updated.status?.wireguardPublicKeyV6 ?? null,
+          },
           "WireGuard: public key published on the Node",
         );
       }

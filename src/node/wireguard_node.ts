@@ -1,9 +1,11 @@
-// The node daemon's WireGuard (Felix's wireguard manager and its status callback): at each agent
-// pass, from the snapshot, brings the device, peers, table and rule to FelixConfiguration's
-// wireguardEnabled (src/felix/wireguard.ts, wireguard_apply.ts) and publishes this node's public
-// key in its Node's status.wireguardPublicKey (compare-and-swap); turned off (or moved to another
-// device or table) it removes the rule, the table's routes and the device and clears the key, as
-// Felix does. The key file lives beside the pods' MTU file (the node's state directory).
+// The node daemon's WireGuard (Felix's two wireguard managers and their status callback): at each
+// agent pass, from the snapshot, brings each family's device, peers, table and rule to
+// FelixConfiguration's wireguardEnabled / wireguardEnabledV6 (src/felix/wireguard.ts,
+// wireguard_apply.ts) and publishes this node's public keys in its Node's
+// status.wireguardPublicKey / wireguardPublicKeyV6 (compare-and-swap); a family turned off (or
+// moved to another device or table) loses its rule, table routes and device and its key is
+// cleared, as Felix does. The key files live beside the pods' MTU file (the node's state
+// directory), one per family.
 // Not: the interface address (tunnel_addrs.ts allocates it once the key is published).
 import { join } from "node:path";
 import { ResourceClient, ResourceError } from "../api/client.js";
@@ -24,61 +26,85 @@ import {
 import { applyWireguard, removeWireguard } from "../felix/wireguard_apply.js";
 import { felixSettingsOf, type NodeSnapshot, overlayInputOf } from "./agent_state.js";
 
-/** The renderer's input for node from the snapshot (pure). */
+/** The node's Node fields of one family for WireGuard. */
+function familyFields(n: Node, family: 4 | 6) {
+  const v6 = family === 6;
+  return {
+    address: v6 ? n.spec.bgp?.ipv6Address : n.spec.bgp?.ipv4Address,
+    publicKey: v6 ? n.status?.wireguardPublicKeyV6 : n.status?.wireguardPublicKey,
+    interfaceAddress: v6
+      ? n.spec.wireguard?.interfaceIPv6Address
+      : n.spec.wireguard?.interfaceIPv4Address,
+  };
+}
+
+/** The renderer's input for node and config's family from the snapshot (pure). */
 export function wireguardInputOf(
   snap: NodeSnapshot,
   node: string,
   config: WireguardConfig,
   publicKey: string,
-  host: { fabric?: { 4?: FabricIface; 6?: FabricIface }; hostLinks?: HostLink[]; mtu?: number },
+  host: WireguardHost,
 ): WireguardInput {
   const o = overlayInputOf(snap, node, {});
   const felix = felixSettingsOf(snap, node);
+  const fam = config.family;
   const hostMtu =
     (felix.mtuIfacePattern && host.hostLinks
       ? hostMtuOf(host.hostLinks, felix.mtuIfacePattern)
       : undefined) ??
-    host.fabric?.[4]?.mtu ??
+    host.fabric?.[fam]?.mtu ??
     1500;
   const cfg = config.mtu === 0 && host.mtu !== undefined ? { ...config, mtu: host.mtu } : config;
   return {
     node,
     config: cfg,
     publicKey,
-    nodes: snap.nodes.map((n) => ({
-      name: n.metadata.name,
-      ...(n.spec.bgp?.ipv4Address ? { ipv4Address: n.spec.bgp.ipv4Address } : {}),
-      ...(n.status?.wireguardPublicKey ? { publicKey: n.status.wireguardPublicKey } : {}),
-      ...(n.spec.wireguard?.interfaceIPv4Address
-        ? { interfaceAddress: n.spec.wireguard.interfaceIPv4Address }
-        : {}),
-    })),
+    nodes: snap.nodes.map((n) => {
+      const f = familyFields(n, fam);
+      return {
+        name: n.metadata.name,
+        ...(f.address ? { address: f.address } : {}),
+        ...(f.publicKey ? { publicKey: f.publicKey } : {}),
+        ...(f.interfaceAddress ? { interfaceAddress: f.interfaceAddress } : {}),
+      };
+    }),
     blocks: o.blocks,
     ...(o.workloads ? { workloads: o.workloads } : {}),
     hostMtu,
   };
 }
 
-/** The node's WireGuard settings (FelixConfiguration `node.<name>` over `default`). */
-export function wireguardConfigOf(snap: NodeSnapshot, node: string) {
-  return wireguardConfig(effectiveFelixSpec(snap.felixConfigurations ?? [], node));
+/** The node's WireGuard settings of a family (FelixConfiguration `node.<name>` over `default`). */
+export function wireguardConfigOf(snap: NodeSnapshot, node: string, family: 4 | 6 = 4) {
+  return wireguardConfig(effectiveFelixSpec(snap.felixConfigurations ?? [], node), family);
+}
+
+export interface WireguardHost {
+  fabric?: { 4?: FabricIface; 6?: FabricIface };
+  hostLinks?: HostLink[];
+  /** The --mtu override (pods' and tunnel devices'), when given. */
+  mtu?: number;
 }
 
 export interface WireguardPass {
-  /** The device's MTU when WireGuard is on (the pods' MTU must not exceed it). */
+  /** The smallest MTU of the devices on (the pods' MTU must not exceed it). */
   mtu?: number;
   changes: string[];
   warnings: string[];
-  /** The Node this pass wrote (its key published or cleared). */
+  /** The Node this pass wrote (its keys published or cleared). */
   node?: Node;
 }
 
 const MAX_ATTEMPTS = 10;
 
 export class WireguardAgent {
-  /** The device and table last programmed (removed when WireGuard goes off or moves). */
-  private programmed: { device: string; table: number } | undefined;
-  /** The first pass also removes what a previous run left when WireGuard is off. */
+  /** Per family, the device and table last programmed (removed when it goes off or moves). */
+  private programmed: Record<4 | 6, { device: string; table: number } | undefined> = {
+    4: undefined,
+    6: undefined,
+  };
+  /** The first pass also removes what a previous run left of a family that is off. */
   private first = true;
 
   constructor(
@@ -87,73 +113,86 @@ export class WireguardAgent {
       nodename: string;
       netns?: string;
       run: OverlayRunner;
-      /** The node's state directory (the key file's). */
+      /** The node's state directory (the key files'). */
       stateDir: string;
     },
   ) {}
 
-  get keyFile(): string {
-    return join(this.o.stateDir, `wireguard-${this.o.nodename}.key`);
+  keyFile(family: 4 | 6 = 4): string {
+    return join(this.o.stateDir, `wireguard${family === 6 ? "-v6" : ""}-${this.o.nodename}.key`);
   }
 
-  async converge(
-    snap: NodeSnapshot,
-    host: { fabric?: { 4?: FabricIface; 6?: FabricIface }; hostLinks?: HostLink[]; mtu?: number },
-  ): Promise<WireguardPass> {
+  async converge(snap: NodeSnapshot, host: WireguardHost): Promise<WireguardPass> {
     const ctx = { ...(this.o.netns ? { netns: this.o.netns } : {}), run: this.o.run };
-    const { config, warnings } = wireguardConfigOf(snap, this.o.nodename);
     const changes: string[] = [];
-    const me = snap.nodes.find((n) => n.metadata.name === this.o.nodename);
-    const prev = this.programmed;
-    const moved =
-      prev &&
-      (!config.enabled ||
-        prev.device !== config.interfaceName ||
-        prev.table !== config.routingTable);
-    if (moved || (this.first && !config.enabled)) {
-      const off = prev ?? { device: config.interfaceName, table: config.routingTable };
-      changes.push(...(await removeWireguard(ctx, off.device, off.table)));
-      this.programmed = undefined;
+    const warnings: string[] = [];
+    const keys: Record<4 | 6, string | undefined> = { 4: undefined, 6: undefined };
+    const mtus: number[] = [];
+    for (const family of [4, 6] as const) {
+      const { config, warnings: w } = wireguardConfigOf(snap, this.o.nodename, family);
+      warnings.push(...w);
+      const prev = this.programmed[family];
+      const moved =
+        prev &&
+        (!config.enabled ||
+          prev.device !== config.interfaceName ||
+          prev.table !== config.routingTable);
+      if (moved || (this.first && !config.enabled)) {
+        const off = prev ?? { device: config.interfaceName, table: config.routingTable };
+        changes.push(...(await removeWireguard(ctx, off.device, off.table, family)));
+        this.programmed[family] = undefined;
+      }
+      if (!config.enabled) continue;
+      const applied = await applyWireguard(ctx, {
+        device: config.interfaceName,
+        table: config.routingTable,
+        family,
+        keyFile: this.keyFile(family),
+        render: (publicKey) => {
+          const s = renderWireguard(
+            wireguardInputOf(snap, this.o.nodename, config, publicKey, host),
+          );
+          warnings.push(...s.warnings);
+          mtus.push(s.device.mtu);
+          return s;
+        },
+      });
+      this.programmed[family] = { device: config.interfaceName, table: config.routingTable };
+      keys[family] = applied.publicKey;
+      changes.push(...applied.changes);
+      if (applied.implementation)
+        changes.push(`WireGuard device ${config.interfaceName} made by ${applied.implementation}`);
     }
     this.first = false;
-    if (!config.enabled) {
-      const node = me?.status?.wireguardPublicKey ? await this.publish(undefined) : undefined;
-      return { changes, warnings, ...(node ? { node } : {}) };
-    }
-    let mtu = 0;
-    const applied = await applyWireguard(ctx, {
-      device: config.interfaceName,
-      table: config.routingTable,
-      keyFile: this.keyFile,
-      render: (publicKey) => {
-        const s = renderWireguard(wireguardInputOf(snap, this.o.nodename, config, publicKey, host));
-        warnings.push(...s.warnings);
-        mtu = s.device.mtu;
-        return s;
-      },
-    });
-    this.programmed = { device: config.interfaceName, table: config.routingTable };
-    changes.push(...applied.changes);
-    if (applied.implementation)
-      changes.push(`WireGuard device ${config.interfaceName} made by ${applied.implementation}`);
+    const me = snap.nodes.find((n) => n.metadata.name === this.o.nodename);
     const node =
-      me && me.status?.wireguardPublicKey !== applied.publicKey
-        ? await this.publish(applied.publicKey)
+      me &&
+      (me.status?.wireguardPublicKey !== keys[4] || me.status?.wireguardPublicKeyV6 !== keys[6])
+        ? await this.publish(keys)
         : undefined;
-    return { mtu, changes, warnings, ...(node ? { node } : {}) };
+    return {
+      ...(mtus.length > 0 ? { mtu: Math.min(...mtus) } : {}),
+      changes,
+      warnings,
+      ...(node ? { node } : {}),
+    };
   }
 
-  /** Writes (or clears) status.wireguardPublicKey on this node's Node, compare-and-swap. */
-  private async publish(publicKey: string | undefined): Promise<Node | undefined> {
+  /** Writes (or clears) the Node's status.wireguardPublicKey and …V6, compare-and-swap. */
+  private async publish(keys: Record<4 | 6, string | undefined>): Promise<Node | undefined> {
     const client = new ResourceClient(this.o.store);
     const info = kindOf("projectcalico.org/v3", "Node");
     if (!info) throw new Error("Kind Node is not registered");
     for (let attempt = 1; ; attempt++) {
       const current = (await client.get(info, this.o.nodename)) as unknown as Node | undefined;
-      if (!current || current.status?.wireguardPublicKey === publicKey) return undefined;
+      if (!current) return undefined;
       const status = { ...(current.status ?? {}) };
-      if (publicKey) status.wireguardPublicKey = publicKey;
+      if (status.wireguardPublicKey === keys[4] && status.wireguardPublicKeyV6 === keys[6])
+        return undefined;
+      if (keys[4]) status.wireguardPublicKey = keys[4];
       else delete status.wireguardPublicKey;
+      if (keys[6]) status.wireguardPublicKeyV6 = keys[6];
+      else delete status.wireguardPublicKeyV6;
       const next: Node = { ...current, status };
       if (Object.keys(status).length === 0) delete next.status;
       const v = validateResource(next);

@@ -38,9 +38,9 @@ const input = (over: Partial<WireguardInput> = {}): WireguardInput => ({
   config: cfg(),
   publicKey: PUB,
   nodes: [
-    { name: "n1", ipv4Address: "10.0.1.11/24", publicKey: PUB, interfaceAddress: "10.244.1.5" },
-    { name: "n2", ipv4Address: "10.0.2.12/24", publicKey: K2, interfaceAddress: "10.244.2.7" },
-    { name: "n3", ipv4Address: "10.0.3.13/24" },
+    { name: "n1", address: "10.0.1.11/24", publicKey: PUB, interfaceAddress: "10.244.1.5" },
+    { name: "n2", address: "10.0.2.12/24", publicKey: K2, interfaceAddress: "10.244.2.7" },
+    { name: "n3", address: "10.0.3.13/24" },
   ],
   blocks: [
     { cidr: "10.244.1.0/26", node: "n1" },
@@ -56,6 +56,7 @@ describe("WireGuard settings", () => {
   it("Felix's defaults: off, wireguard.cali, 51820, priority 99, MTU auto, no keepalive, table 1", () => {
     expect(wireguardConfig({})).toEqual({
       config: {
+        family: 4,
         enabled: false,
         interfaceName: "wireguard.cali",
         listeningPort: 51820,
@@ -79,6 +80,7 @@ describe("WireGuard settings", () => {
       routeTableRanges: [{ min: 40, max: 50 }],
     });
     expect(config).toEqual({
+      family: 4,
       enabled: true,
       interfaceName: "wg0",
       listeningPort: 51999,
@@ -88,6 +90,40 @@ describe("WireGuard settings", () => {
       routingTable: 40,
     });
     expect(wireguardConfig({ routeTableRange: { min: 7, max: 9 } }).config.routingTable).toBe(7);
+    // IPv6: its own fields and defaults (wg-v6.cali, 51821) and the range's second index.
+    expect(wireguardConfig({ wireguardEnabled: true }, 6).config).toEqual({
+      family: 6,
+      enabled: false,
+      interfaceName: "wg-v6.cali",
+      listeningPort: 51821,
+      rulePriority: 99,
+      mtu: 0,
+      keepAliveSeconds: 0,
+      routingTable: 2,
+    });
+    const v6 = wireguardConfig(
+      {
+        wireguardEnabledV6: true,
+        wireguardInterfaceNameV6: "wg6",
+        wireguardListeningPortV6: 6000,
+        wireguardMTUV6: 1400,
+        routeTableRanges: [
+          { min: 40, max: 40 },
+          { min: 60, max: 70 },
+        ],
+      },
+      6,
+    ).config;
+    expect(v6).toMatchObject({
+      enabled: true,
+      interfaceName: "wg6",
+      listeningPort: 6000,
+      mtu: 1400,
+      routingTable: 60,
+    });
+    expect(wireguardConfig({ routeTableRange: { min: 5, max: 5 } }, 6).warnings[0]).toMatch(
+      /no index left for the IPv6 WireGuard table/,
+    );
     expect(wireguardConfig({ wireguardKeepAlive: "soon" }).warnings).toEqual([
       "FelixConfiguration wireguardKeepAlive: not a duration; keepalive off",
     ]);
@@ -130,7 +166,7 @@ describe("renderWireguard", () => {
       { dst: "10.244.2.7/32", type: "unicast" },
       { dst: "10.244.3.0/26", type: "throw" },
     ]);
-    expect(s.rule).toEqual({ priority: 99, table: 1, fwmark: 0x100000 });
+    expect(s.rule).toEqual({ family: 4, priority: 99, table: 1, fwmark: 0x100000 });
     expect(s.warnings).toEqual([]);
   });
 
@@ -140,7 +176,7 @@ describe("renderWireguard", () => {
   });
 
   it("a key claimed by two nodes is nobody's (Felix): both reached without WireGuard, warned", () => {
-    const nodes = [...input().nodes, { name: "n4", ipv4Address: "10.0.4.14/24", publicKey: K2 }];
+    const nodes = [...input().nodes, { name: "n4", address: "10.0.4.14/24", publicKey: K2 }];
     const s = renderWireguard(input({ nodes }));
     expect(s.peers).toEqual([]);
     expect(s.routes.filter((r) => r.type === "unicast")).toEqual([]);
@@ -150,7 +186,7 @@ describe("renderWireguard", () => {
     // Our own key claimed by another node: that node is no peer either.
     const copy = renderWireguard(
       input({
-        nodes: [...input().nodes, { name: "n5", ipv4Address: "10.0.5.15/24", publicKey: PUB }],
+        nodes: [...input().nodes, { name: "n5", address: "10.0.5.15/24", publicKey: PUB }],
       }),
     );
     expect(copy.peers.map((p) => p.node)).toEqual(["n2"]);
@@ -160,7 +196,7 @@ describe("renderWireguard", () => {
     const nodes = [
       input().nodes[0] as WireguardInput["nodes"][number],
       { name: "n2", publicKey: K2 },
-      { name: "n3", ipv4Address: "10.0.3.13/24", publicKey: K3 },
+      { name: "n3", address: "10.0.3.13/24", publicKey: K3 },
     ];
     const s = renderWireguard(input({ nodes }));
     expect(s.peers.map((p) => [p.node, p.allowedIps])).toEqual([["n3", ["10.244.3.0/26"]]]);
@@ -216,6 +252,36 @@ const converged = (): WireguardKernel => {
     ),
   };
 };
+
+describe("renderWireguard over IPv6", () => {
+  it("the IPv6 device: peers at [address]:51821 with their IPv6 blocks and /128, MTU host - 80, an IPv6 rule", () => {
+    const s = renderWireguard(
+      input({
+        config: wireguardConfig({ wireguardEnabledV6: true }, 6).config,
+        nodes: [
+          { name: "n1", address: "fd31:1::11/64", publicKey: PUB, interfaceAddress: "fd32::5" },
+          { name: "n2", address: "FD31:2::12/64", publicKey: K2, interfaceAddress: "fd32::47" },
+        ],
+        workloads: [{ address: "10.244.3.9", node: "n2" }],
+      }),
+    );
+    expect(s.device).toMatchObject({ name: "wg-v6.cali", mtu: 1420, address: "fd32::5/128" });
+    expect(s.peers).toEqual([
+      {
+        node: "n2",
+        publicKey: K2,
+        endpoint: "[fd31:2::12]:51821",
+        allowedIps: ["fd32::/122", "fd32::47/128"],
+        keepAliveSeconds: 0,
+      },
+    ]);
+    expect(s.rule).toEqual({ family: 6, priority: 99, table: 2, fwmark: 0x100000 });
+    const plan = planWireguard(s, { rules: [], routes: [] });
+    expect(plan.set.map((r) => r.args.join(" "))).toContain(
+      "route replace fd32::/122 dev wg-v6.cali table 2 proto 3 scope link",
+    );
+  });
+});
 
 describe("planWireguard", () => {
   it("no device: create it, set key, port, mark, MTU, address, peers and routes, then the rule", () => {
@@ -356,6 +422,14 @@ describe("the WireGuard interface address (calico-node's rule)", () => {
     expect(planTunnels(pools, unkeyed)).toEqual([{ kind: "wireguard", op: "release" }]);
     expect(withTunnel(unkeyed, "wireguard", undefined).spec.wireguard).toBeUndefined();
     expect(tunnelHandle("wireguard", "n1")).toBe("wireguard-tunnel-addr-n1");
+    // IPv6: its own key, pools and field.
+    const pools6 = [...pools, pool("v6-b", "fd33::/48")].map(decoded);
+    const keyed6 = { ...n1, status: { wireguardPublicKeyV6: K2 } };
+    expect(tunnelNeeds(pools6, keyed6)).toEqual({ "wireguard-v6": ["v6", "v6-b"] });
+    expect(withTunnel(keyed6, "wireguard-v6", "fd32::9").spec.wireguard).toEqual({
+      interfaceIPv6Address: "fd32::9",
+    });
+    expect(tunnelHandle("wireguard-v6", "n1")).toBe("wireguard-v6-tunnel-addr-n1");
   });
 
   it("the renderer's input from the snapshot: Nodes' keys and interface addresses, confirmed blocks, the fabric MTU", () => {
@@ -372,8 +446,8 @@ describe("the WireGuard interface address (calico-node's rule)", () => {
       fabric: { 4: { name: "eth0", mtu: 9000 } },
     });
     expect(i.nodes).toEqual([
-      { name: "n1", ipv4Address: "10.0.1.11/24", publicKey: PUB, interfaceAddress: "10.244.7.1" },
-      { name: "n2", ipv4Address: "10.0.2.12/24", publicKey: K2 },
+      { name: "n1", address: "10.0.1.11/24", publicKey: PUB, interfaceAddress: "10.244.7.1" },
+      { name: "n2", address: "10.0.2.12/24", publicKey: K2 },
     ]);
     expect(i.blocks).toEqual([{ cidr: "10.244.2.0/26", node: "n2" }]);
     expect(i.hostMtu).toBe(9000);

@@ -1,14 +1,15 @@
 // WireGuard between two nodes in two L3 subnets behind a router namespace (test/node/
-// overlay_lab.ts), each running the real `ocelot node run` over VXLAN (vxlanMode Always), one pod
-// per node from the real CNI plugin. FelixConfiguration `default` wireguardEnabled: true (and
-// `node.<name>` giving each node a device name of this run, as wireguard-go's UAPI sockets in
-// /var/run/wireguard are shared by all namespaces): each Node publishes its public key and gets
-// its interface address; each node has the device (made by wireguard-go here: this kernel has no
-// wireguard module), the other as its peer (endpoint, allowed IPs, keepalive), the table's routes
-// and the rule at priority 99; pods ping each other and tshark on the router's port sees only
-// UDP 51820 between the node addresses (no ICMP, no VXLAN); `wg show` lists a handshake. A
-// restarted daemon keeps its public key. wireguardEnabled: false: device, rule, table routes,
-// published key and interface address go, and the router sees the pods' ICMP inside VXLAN again.
+// overlay_lab.ts), each running the real `ocelot node run` over VXLAN (vxlanMode Always, IPv4 and
+// IPv6), one dual-stack pod per node from the real CNI plugin. FelixConfiguration `default`
+// wireguardEnabled and wireguardEnabledV6: true (and `node.<name>` giving each node device names
+// of this run, as wireguard-go's UAPI sockets in /var/run/wireguard are shared by all
+// namespaces): each Node publishes its public keys and gets its interface addresses; each node has
+// both devices (made by wireguard-go here: this kernel has no wireguard module), the other as
+// their peer (endpoint, allowed IPs, keepalive), the tables' routes and the rules at priority 99;
+// pods ping each other in both families and tshark on the router's port sees only UDP 51820 and
+// 51821 between the node addresses (no ICMP, no VXLAN); `wg show` lists handshakes. A restarted
+// daemon keeps its public keys. WireGuard off: devices, rules, table routes, published keys and
+// interface addresses go, and the router sees the pods' ICMP inside VXLAN again.
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -79,190 +80,272 @@ function wgDump(ns: Netns, dev: string) {
   };
 }
 
-describe.skipIf(skip)("WireGuard: pod traffic between two nodes encrypted (wireguard-go)", () => {
-  let lab: Lab;
-  let n1: LabNode;
-  let n2: LabNode;
-  const dev = (i: number) => `${RUN_PREFIX}w${i}`;
-  const logs = () => lab.nodes.map((n) => `--- ${n.name}\n${n.daemon?.log}`).join("\n");
-  const client = () => new ResourceClient(lab.store);
-  const nodeInfo = () => kindOf(V3, "Node") as NonNullable<ReturnType<typeof kindOf>>;
-  const nodeResource = async (name: string) =>
-    (await client().get(nodeInfo(), name)) as unknown as Node;
-  const felix = (name: string, spec: object) =>
-    client().write("apply", {
-      apiVersion: V3,
-      kind: "FelixConfiguration",
-      metadata: { name },
-      spec,
-    });
-  const withLogs = (e: unknown): never => {
-    throw new Error(`${(e as Error).message}\n${logs()}`);
-  };
+describe.skipIf(skip)(
+  "WireGuard: pod traffic between two nodes encrypted, IPv4 and IPv6 (wireguard-go)",
+  () => {
+    let lab: Lab;
+    let n1: LabNode;
+    let n2: LabNode;
+    const dev = (i: number) => `${RUN_PREFIX}w${i}`;
+    const dev6 = (i: number) => `${RUN_PREFIX}x${i}`;
+    const logs = () => lab.nodes.map((n) => `--- ${n.name}\n${n.daemon?.log}`).join("\n");
+    const client = () => new ResourceClient(lab.store);
+    const nodeInfo = () => kindOf(V3, "Node") as NonNullable<ReturnType<typeof kindOf>>;
+    const nodeResource = async (name: string) =>
+      (await client().get(nodeInfo(), name)) as unknown as Node;
+    const felix = (name: string, spec: object) =>
+      client().write("apply", {
+        apiVersion: V3,
+        kind: "FelixConfiguration",
+        metadata: { name },
+        spec,
+      });
+    const withLogs = (e: unknown): never => {
+      throw new Error(`${(e as Error).message}\n${logs()}`);
+    };
 
-  beforeAll(async () => {
-    lab = await buildLab(
-      "wgl",
-      [["wg-a1"], ["wg-b1"]],
-      () => ["--networking-backend", "vxlan", "--resync-interval", "2s"],
-      [4],
-      { vxlanMode: "Always" },
-      (l) => {
-        lab = l;
-      },
-    );
-    [n1, n2] = lab.nodes as [LabNode, LabNode];
-    await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over VXLAN", logs);
-  }, HOOK_MS);
-
-  afterAll(async () => {
-    await destroyLab(lab);
-  });
-
-  it("wireguardEnabled: each Node publishes a key and gets an interface address; device, peer, table routes and rule as Felix's; pods ping each other", async () => {
-    for (const [i, n] of lab.nodes.entries())
-      await felix(`node.${n.name}`, { wireguardInterfaceName: dev(i + 1) });
-    await felix("default", { wireguardEnabled: true, wireguardKeepAlive: "10s" });
-    const nodes: Node[] = [];
-    for (const n of lab.nodes)
-      nodes.push(
-        await waitFor(`${n.name}: public key and interface address on its Node`, async () => {
-          const r = await nodeResource(n.name);
-          return r.status?.wireguardPublicKey && r.spec.wireguard?.interfaceIPv4Address
-            ? r
-            : undefined;
-        }).catch(withLogs),
+    beforeAll(async () => {
+      lab = await buildLab(
+        "wgl",
+        [["wg-a1"], ["wg-b1"]],
+        () => ["--networking-backend", "vxlan", "--resync-interval", "2s"],
+        [4, 6],
+        { vxlanMode: "Always" },
+        (l) => {
+          lab = l;
+        },
       );
-    const [r1, r2] = nodes as [Node, Node];
-    expect(r1.status?.wireguardPublicKey).not.toBe(r2.status?.wireguardPublicKey);
-    // n1's device: its key, port 51820, Felix's mark, the peer n2 with its block and address.
-    const block2 = blockOf(n2.pod4 as string);
-    const wgAddr2 = r2.spec.wireguard?.interfaceIPv4Address as string;
-    const peer = await waitFor(`${n1.name}: peer ${n2.name} on ${dev(1)}`, () => {
-      const d = wgDump(n1.ns, dev(1));
-      const p = d?.peers.find((x) => x.publicKey === r2.status?.wireguardPublicKey);
-      return p?.allowedIps.includes(`${wgAddr2}/32`) && p.allowedIps.includes(block2)
-        ? p
-        : undefined;
-    }).catch(withLogs);
-    expect(peer.endpoint).toBe(`${n2.ip4}:51820`);
-    expect(peer.keepalive).toBe("10");
-    const d1 = wgDump(n1.ns, dev(1));
-    expect(d1?.publicKey).toBe(r1.status?.wireguardPublicKey);
-    expect(d1?.port).toBe("51820");
-    expect(d1?.fwmark).toBe("0x100000");
-    // The device (wireguard-go's TUN here), its MTU (1500 - 60) and interface address.
-    const link = n1.ns.ipJson<
-      {
-        mtu: number;
-        flags: string[];
-        addr_info: { local: string }[];
-        linkinfo?: { info_kind?: string };
-      }[]
-    >("-d", "addr", "show", "dev", dev(1))[0];
-    expect(link?.linkinfo?.info_kind).toBe("tun");
-    expect(link?.mtu).toBe(1440);
-    expect(link?.flags).toContain("UP");
-    expect(link?.addr_info.map((a) => a.local)).toContain(r1.spec.wireguard?.interfaceIPv4Address);
-    // The rule and the table (Felix: table 1, priority 99, not the WireGuard mark).
-    const rules = n1.ns.ipJson<{ priority: number; fwmark?: string; not?: null; table: string }[]>(
-      "-4",
-      "rule",
-      "show",
-    );
-    expect(rules).toContainEqual(
-      expect.objectContaining({ priority: 99, fwmark: "0x100000", fwmask: "0x100000", table: "1" }),
-    );
-    expect(rules.find((r) => r.priority === 99)).toHaveProperty("not");
-    const table = n1.ns.ipJson<{ dst: string; dev?: string; type?: string }[]>(
-      "-4",
-      "route",
-      "show",
-      "table",
-      "1",
-    );
-    expect(table).toContainEqual(expect.objectContaining({ dst: block2, dev: dev(1) }));
-    expect(table).toContainEqual(
-      expect.objectContaining({ dst: blockOf(n1.pod4 as string), type: "throw" }),
-    );
-    // The pods' MTU: WireGuard's (1440) is below VXLAN's (1450).
-    await waitFor("the pods' MTU file at 1440", () => mtuFile(lab, n1) === 1440).catch(withLogs);
-    await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over WireGuard", logs);
-    await waitPing(n2.pod as Netns, n1.pod4 as string, "pod ping back over WireGuard", logs);
-  });
+      [n1, n2] = lab.nodes as [LabNode, LabNode];
+      await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over VXLAN", logs);
+      await waitPing(n1.pod as Netns, n2.pod6 as string, "pod ping over VXLAN (IPv6)", logs);
+    }, HOOK_MS);
 
-  it("the router's link carries only UDP 51820 between the node addresses; `wg show` lists a handshake", async () => {
-    const frames = await capture(lab.router, n1.port, () => {
-      for (let k = 0; k < 4; k++) expect(ping(n1.pod as Netns, n2.pod4 as string).ok).toBe(true);
+    afterAll(async () => {
+      await destroyLab(lab);
     });
-    // At least the echo requests and replies (a capture's start may miss one).
-    expect(frames.length, JSON.stringify(frames)).toBeGreaterThanOrEqual(6);
-    for (const f of frames) {
-      expect(f.protocols, JSON.stringify(f)).toMatch(/:udp/);
-      expect(f.protocols, JSON.stringify(f)).not.toMatch(/icmp|vxlan/);
-      expect(f.udpPort, JSON.stringify(f)).toBe("51820");
-      expect([`${n1.ip4}>${n2.ip4}`, `${n2.ip4}>${n1.ip4}`]).toContain(`${f.src}>${f.dst}`);
-    }
-    const seen = frames.map((f) => `${f.src}>${f.dst}`);
-    expect(seen).toContain(`${n1.ip4}>${n2.ip4}`);
-    expect(seen).toContain(`${n2.ip4}>${n1.ip4}`);
-    for (const [n, i] of [
-      [n1, 1],
-      [n2, 2],
-    ] as const) {
-      const peers = wgDump(n.ns, dev(i))?.peers ?? [];
-      expect(peers).toHaveLength(1);
-      expect(peers[0]?.handshake).toBeGreaterThan(0);
-    }
-  });
 
-  it("a restarted daemon keeps its public key (the key file, mode 0600)", async () => {
-    const before = (await nodeResource(n1.name)).status?.wireguardPublicKey;
-    // `ip netns exec NS ocelot node run ARGS...`: the same arguments again.
-    const args = (n1.daemon?.proc.spawnargs ?? []).slice(7);
-    expect(args).toContain("--nodename");
-    await n1.daemon?.stop();
-    // The device goes with the daemon's namespace only: deleting it makes the daemon start from
-    // the key file alone.
-    n1.ns.ip("link", "del", dev(1));
-    n1.daemon = await startNode(n1.ns, args);
-    await waitFor(`${n1.name}: ${dev(1)} made again`, () => wgDump(n1.ns, dev(1))).catch(withLogs);
-    expect(wgDump(n1.ns, dev(1))?.publicKey).toBe(before);
-    expect((await nodeResource(n1.name)).status?.wireguardPublicKey).toBe(before);
-    // The key file beside the MTU file (the node's state directory), readable by root alone.
-    const keyFile = join(lab.dir, `wireguard-${n1.name}.key`);
-    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
-    expect(publicKeyOf(readFileSync(keyFile, "utf8").trim())).toBe(before);
-    await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping after the restart", logs);
-  });
-
-  it("wireguardEnabled: false: device, rule, table routes, key and interface address go; the router sees the pods' ICMP inside VXLAN again", async () => {
-    await felix("default", { wireguardEnabled: false });
-    for (const [i, n] of lab.nodes.entries()) {
-      await waitFor(`${n.name}: WireGuard removed`, async () => {
-        const r = await nodeResource(n.name);
-        const links = n.ns.ipJson<unknown[]>("link", "show");
-        const hasDev = JSON.stringify(links).includes(dev(i + 1));
-        const rule = n.ns
-          .ipJson<{ priority: number }[]>("-4", "rule", "show")
-          .some((x) => x.priority === 99);
-        const routes = n.ns.ipJson<unknown[]>("-4", "route", "show", "table", "1");
-        return (
-          !hasDev &&
-          !rule &&
-          routes.length === 0 &&
-          r.status?.wireguardPublicKey === undefined &&
-          r.spec.wireguard === undefined
+    it("wireguardEnabled and wireguardEnabledV6: each Node publishes its keys and gets its interface addresses; devices, peers, table routes and rules as Felix's; pods ping each other in both families", async () => {
+      for (const [i, n] of lab.nodes.entries())
+        await felix(`node.${n.name}`, {
+          wireguardInterfaceName: dev(i + 1),
+          wireguardInterfaceNameV6: dev6(i + 1),
+        });
+      await felix("default", {
+        wireguardEnabled: true,
+        wireguardEnabledV6: true,
+        wireguardKeepAlive: "10s",
+      });
+      const nodes: Node[] = [];
+      for (const n of lab.nodes)
+        nodes.push(
+          await waitFor(`${n.name}: public keys and interface addresses on its Node`, async () => {
+            const r = await nodeResource(n.name);
+            return r.status?.wireguardPublicKey &&
+              r.status.wireguardPublicKeyV6 &&
+              r.spec.wireguard?.interfaceIPv4Address &&
+              r.spec.wireguard.interfaceIPv6Address
+              ? r
+              : undefined;
+          }).catch(withLogs),
         );
+      const [r1, r2] = nodes as [Node, Node];
+      expect(r1.status?.wireguardPublicKey).not.toBe(r2.status?.wireguardPublicKey);
+      expect(r1.status?.wireguardPublicKeyV6).not.toBe(r1.status?.wireguardPublicKey);
+      // n1's device: its key, port 51820, Felix's mark, the peer n2 with its block and address.
+      const block2 = blockOf(n2.pod4 as string);
+      const wgAddr2 = r2.spec.wireguard?.interfaceIPv4Address as string;
+      const peer = await waitFor(`${n1.name}: peer ${n2.name} on ${dev(1)}`, () => {
+        const d = wgDump(n1.ns, dev(1));
+        const p = d?.peers.find((x) => x.publicKey === r2.status?.wireguardPublicKey);
+        return p?.allowedIps.includes(`${wgAddr2}/32`) && p.allowedIps.includes(block2)
+          ? p
+          : undefined;
       }).catch(withLogs);
-    }
-    await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over VXLAN again", logs);
-    const frames = await capture(lab.router, n1.port, () => {
-      for (let k = 0; k < 3; k++) expect(ping(n1.pod as Netns, n2.pod4 as string).ok).toBe(true);
+      expect(peer.endpoint).toBe(`${n2.ip4}:51820`);
+      expect(peer.keepalive).toBe("10");
+      const d1 = wgDump(n1.ns, dev(1));
+      expect(d1?.publicKey).toBe(r1.status?.wireguardPublicKey);
+      expect(d1?.port).toBe("51820");
+      expect(d1?.fwmark).toBe("0x100000");
+      // The device (wireguard-go's TUN here), its MTU (1500 - 60) and interface address.
+      const link = n1.ns.ipJson<
+        {
+          mtu: number;
+          flags: string[];
+          addr_info: { local: string }[];
+          linkinfo?: { info_kind?: string };
+        }[]
+      >("-d", "addr", "show", "dev", dev(1))[0];
+      expect(link?.linkinfo?.info_kind).toBe("tun");
+      expect(link?.mtu).toBe(1440);
+      expect(link?.flags).toContain("UP");
+      expect(link?.addr_info.map((a) => a.local)).toContain(
+        r1.spec.wireguard?.interfaceIPv4Address,
+      );
+      // The rule and the table (Felix: table 1, priority 99, not the WireGuard mark).
+      const rules = n1.ns.ipJson<
+        { priority: number; fwmark?: string; not?: null; table: string }[]
+      >("-4", "rule", "show");
+      expect(rules).toContainEqual(
+        expect.objectContaining({
+          priority: 99,
+          fwmark: "0x100000",
+          fwmask: "0x100000",
+          table: "1",
+        }),
+      );
+      expect(rules.find((r) => r.priority === 99)).toHaveProperty("not");
+      const table = n1.ns.ipJson<{ dst: string; dev?: string; type?: string }[]>(
+        "-4",
+        "route",
+        "show",
+        "table",
+        "1",
+      );
+      expect(table).toContainEqual(expect.objectContaining({ dst: block2, dev: dev(1) }));
+      expect(table).toContainEqual(
+        expect.objectContaining({ dst: blockOf(n1.pod4 as string), type: "throw" }),
+      );
+      // The pods' MTU: the IPv6 WireGuard device's (1420) is the smallest (VXLAN: 1450 and 1430).
+      await waitFor("the pods' MTU file at 1420", () => mtuFile(lab, n1) === 1420).catch(withLogs);
+      await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over WireGuard", logs);
+      await waitPing(n2.pod as Netns, n1.pod4 as string, "pod ping back over WireGuard", logs);
+      // IPv6: its own device, port 51821, table 2, MTU 1500 - 80, the peer at [address]:51821.
+      const block6 = blockOf(n2.pod6 as string);
+      const wgAddr6 = r2.spec.wireguard?.interfaceIPv6Address as string;
+      const peer6 = await waitFor(`${n1.name}: peer ${n2.name} on ${dev6(1)}`, () => {
+        const p = wgDump(n1.ns, dev6(1))?.peers.find(
+          (x) => x.publicKey === r2.status?.wireguardPublicKeyV6,
+        );
+        return p?.allowedIps.includes(`${wgAddr6}/128`) && p.allowedIps.includes(block6)
+          ? p
+          : undefined;
+      }).catch(withLogs);
+      expect(peer6.endpoint).toBe(`[${n2.ip6}]:51821`);
+      expect(wgDump(n1.ns, dev6(1))?.publicKey).toBe(r1.status?.wireguardPublicKeyV6);
+      const link6 = n1.ns.ipJson<{ mtu: number }[]>("link", "show", "dev", dev6(1))[0];
+      expect(link6?.mtu).toBe(1420);
+      const rules6 = n1.ns.ipJson<{ priority: number; fwmark?: string; table: string }[]>(
+        "-6",
+        "rule",
+        "show",
+      );
+      expect(rules6).toContainEqual(
+        expect.objectContaining({
+          priority: 99,
+          fwmark: "0x100000",
+          fwmask: "0x100000",
+          table: "2",
+        }),
+      );
+      expect(
+        n1.ns.ipJson<{ dst: string; dev?: string }[]>("-6", "route", "show", "table", "2"),
+      ).toContainEqual(expect.objectContaining({ dst: block6, dev: dev6(1) }));
+      await waitPing(n1.pod as Netns, n2.pod6 as string, "pod ping over WireGuard (IPv6)", logs);
     });
-    const clear = frames.filter((f) => /:udp:vxlan:.*icmp/.test(f.protocols));
-    expect(clear.length, JSON.stringify(frames)).toBeGreaterThanOrEqual(4);
-    expect(frames.some((f) => f.udpPort === "51820")).toBe(false);
-    expect(clear.map((f) => `${f.src}>${f.dst}`).join(" ")).toContain(n1.pod4 as string);
-  });
-});
+
+    it("the router's link carries only UDP 51820 and 51821 between the node addresses; `wg show` lists handshakes", async () => {
+      const captured = await capture(lab.router, n1.port, () => {
+        for (let k = 0; k < 4; k++) {
+          expect(ping(n1.pod as Netns, n2.pod4 as string).ok).toBe(true);
+          expect(ping(n1.pod as Netns, n2.pod6 as string).ok).toBe(true);
+        }
+      });
+      // The link's own IPv6 chatter (MLD reports from link-local addresses, behind a hop-by-hop
+      // header the capture filter does not look past) is no pod traffic.
+      const frames = captured.filter((f) => !f.src.startsWith("fe80:"));
+      // At least the echo requests and replies (a capture's start may miss one).
+      expect(frames.length, JSON.stringify(frames)).toBeGreaterThanOrEqual(12);
+      const pairs = [
+        `${n1.ip4}>${n2.ip4}`,
+        `${n2.ip4}>${n1.ip4}`,
+        `${n1.ip6}>${n2.ip6}`,
+        `${n2.ip6}>${n1.ip6}`,
+      ];
+      for (const f of frames) {
+        expect(f.protocols, JSON.stringify(f)).toMatch(/:udp/);
+        expect(f.protocols, JSON.stringify(f)).not.toMatch(/icmp|vxlan/);
+        expect(f.udpPort, JSON.stringify(f)).toBe(f.src.includes(":") ? "51821" : "51820");
+        expect(pairs).toContain(`${f.src}>${f.dst}`);
+      }
+      const seen = frames.map((f) => `${f.src}>${f.dst}`);
+      for (const p of pairs) expect(seen).toContain(p);
+      for (const [n, i] of [
+        [n1, 1],
+        [n2, 2],
+      ] as const)
+        for (const d of [dev(i), dev6(i)]) {
+          const peers = wgDump(n.ns, d)?.peers ?? [];
+          expect(peers).toHaveLength(1);
+          expect(peers[0]?.handshake).toBeGreaterThan(0);
+        }
+    });
+
+    it("a restarted daemon keeps its public keys (the key files, mode 0600)", async () => {
+      const status = (await nodeResource(n1.name)).status;
+      const before = status?.wireguardPublicKey;
+      const before6 = status?.wireguardPublicKeyV6;
+      // `ip netns exec NS ocelot node run ARGS...`: the same arguments again.
+      const args = (n1.daemon?.proc.spawnargs ?? []).slice(7);
+      expect(args).toContain("--nodename");
+      await n1.daemon?.stop();
+      // The device goes with the daemon's namespace only: deleting it makes the daemon start from
+      // the key file alone.
+      n1.ns.ip("link", "del", dev(1));
+      n1.ns.ip("link", "del", dev6(1));
+      n1.daemon = await startNode(n1.ns, args);
+      await waitFor(`${n1.name}: ${dev(1)} made again`, () => wgDump(n1.ns, dev(1))).catch(
+        withLogs,
+      );
+      expect(wgDump(n1.ns, dev(1))?.publicKey).toBe(before);
+      await waitFor(`${n1.name}: ${dev6(1)} made again`, () => wgDump(n1.ns, dev6(1))).catch(
+        withLogs,
+      );
+      expect(wgDump(n1.ns, dev6(1))?.publicKey).toBe(before6);
+      expect((await nodeResource(n1.name)).status).toMatchObject({
+        wireguardPublicKey: before,
+        wireguardPublicKeyV6: before6,
+      });
+      // The key file beside the MTU file (the node's state directory), readable by root alone.
+      const keyFile = join(lab.dir, `wireguard-${n1.name}.key`);
+      expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+      expect(publicKeyOf(readFileSync(keyFile, "utf8").trim())).toBe(before);
+      await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping after the restart", logs);
+    });
+
+    it("both off: devices, rules, table routes, keys and interface addresses go; the router sees the pods' ICMP inside VXLAN again", async () => {
+      await felix("default", { wireguardEnabled: false, wireguardEnabledV6: false });
+      for (const [i, n] of lab.nodes.entries()) {
+        await waitFor(`${n.name}: WireGuard removed`, async () => {
+          const r = await nodeResource(n.name);
+          const links = n.ns.ipJson<unknown[]>("link", "show");
+          const text = JSON.stringify(links);
+          const hasDev = text.includes(dev(i + 1)) || text.includes(dev6(i + 1));
+          const rule = ["-4", "-6"].some((f) =>
+            n.ns.ipJson<{ priority: number }[]>(f, "rule", "show").some((x) => x.priority === 99),
+          );
+          const routes = n.ns.ipJson<unknown[]>("-4", "route", "show", "table", "1");
+          const routes6 = runSync("ip", ["-n", n.ns.name, "-6", "route", "show", "table", "2"]);
+          return (
+            !hasDev &&
+            !rule &&
+            routes.length === 0 &&
+            routes6.stdout.trim() === "" &&
+            r.status?.wireguardPublicKey === undefined &&
+            r.status?.wireguardPublicKeyV6 === undefined &&
+            r.spec.wireguard === undefined
+          );
+        }).catch(withLogs);
+      }
+      await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over VXLAN again", logs);
+      await waitPing(n1.pod as Netns, n2.pod6 as string, "pod ping over VXLAN again (IPv6)", logs);
+      const frames = await capture(lab.router, n1.port, () => {
+        for (let k = 0; k < 3; k++) expect(ping(n1.pod as Netns, n2.pod4 as string).ok).toBe(true);
+      });
+      const clear = frames.filter((f) => /:udp:vxlan:.*icmp/.test(f.protocols));
+      expect(clear.length, JSON.stringify(frames)).toBeGreaterThanOrEqual(4);
+      expect(frames.some((f) => f.udpPort === "51820")).toBe(false);
+      expect(clear.map((f) => `${f.src}>${f.dst}`).join(" ")).toContain(n1.pod4 as string);
+    });
+  },
+);
