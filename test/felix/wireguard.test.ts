@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import type { IPPool } from "../../src/api/ippool.js";
 import type { Node } from "../../src/api/node.js";
 import { validateResource } from "../../src/api/registry.js";
+import { renderHostPolicy } from "../../src/felix/host_endpoint.js";
 import {
   generatePrivateKey,
   isWireguardKey,
@@ -20,6 +21,7 @@ import {
   type WireguardKernel,
   wireguardConfig,
 } from "../../src/felix/wireguard.js";
+import { hostInputOf } from "../../src/node/agent_state.js";
 import { planTunnels, tunnelHandle, tunnelNeeds, withTunnel } from "../../src/node/tunnel_addrs.js";
 import { wireguardInputOf } from "../../src/node/wireguard_node.js";
 import { aff, pool, V3 } from "../node/resources.js";
@@ -452,5 +454,50 @@ describe("the WireGuard interface address (calico-node's rule)", () => {
     expect(i.blocks).toEqual([{ cidr: "10.244.2.0/26", node: "n2" }]);
     expect(i.hostMtu).toBe(9000);
     expect(renderWireguard(i).device.mtu).toBe(8940);
+  });
+});
+
+describe("host endpoints and WireGuard (Felix's allow rules)", () => {
+  const hep = { name: "n1-eth0", interfaceName: "eth0", labels: {} };
+  it("WireGuard's UDP port is let through before the host endpoints' chains, in and out, per family", () => {
+    const s = renderHostPolicy(
+      { hostEndpoints: [hep], wireguardPorts: { 4: 51820, 6: 51821 } },
+      { endpoints: [], policies: [] },
+      4,
+    );
+    const input = s.filter?.inputTail ?? [];
+    const output = s.filter?.outputTail ?? [];
+    const wgIn = "-p udp --dport 51820 -m addrtype --dst-type LOCAL -j ACCEPT";
+    const wgOut = "-p udp --dport 51820 -m addrtype --src-type LOCAL -j ACCEPT";
+    expect(input.indexOf(wgIn)).toBeGreaterThanOrEqual(0);
+    expect(input.indexOf(wgIn)).toBeLessThan(input.indexOf("-j ocl-from-host-endpoint"));
+    expect(output.indexOf(wgOut)).toBeGreaterThanOrEqual(0);
+    expect(output.indexOf(wgOut)).toBeLessThan(output.indexOf("-j ocl-to-host-endpoint"));
+    const v6 = renderHostPolicy(
+      { hostEndpoints: [hep], wireguardPorts: { 4: 51820, 6: 51821 } },
+      { endpoints: [], policies: [] },
+      6,
+    );
+    expect(v6.filter?.inputTail).toContain(
+      "-p udp --dport 51821 -m addrtype --dst-type LOCAL -j ACCEPT",
+    );
+    // WireGuard off: no such rule.
+    const off = renderHostPolicy({ hostEndpoints: [hep] }, { endpoints: [], policies: [] }, 4);
+    expect((off.filter?.inputTail ?? []).join("\n")).not.toMatch(/--dport 5182/);
+  });
+
+  it("hostInputOf: the ports of the families that are on, from FelixConfiguration", () => {
+    const snap = {
+      nodes: [],
+      workloadEndpoints: [],
+      pools: [],
+      affinities: [],
+      felixConfigurations: [
+        { metadata: { name: "default" }, spec: { wireguardEnabled: true } },
+        { metadata: { name: "node.n1" }, spec: { wireguardListeningPort: 6000 } },
+      ],
+    };
+    expect(hostInputOf(snap, "n1").wireguardPorts).toEqual({ 4: 6000 });
+    expect(hostInputOf({ ...snap, felixConfigurations: [] }, "n1").wireguardPorts).toBeUndefined();
   });
 });

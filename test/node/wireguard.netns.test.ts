@@ -313,6 +313,53 @@ describe.skipIf(skip)(
       await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping after the restart", logs);
     });
 
+    it("a deny-all HostEndpoint on each node's eth0 does not cut WireGuard (its port is let through, as Felix does): a new port's flows pass, the nodes' own pings do not", async () => {
+      const hepInfo = kindOf(V3, "HostEndpoint") as NonNullable<ReturnType<typeof kindOf>>;
+      try {
+        for (const n of lab.nodes)
+          await client().write("apply", {
+            apiVersion: V3,
+            kind: "HostEndpoint",
+            metadata: { name: `${n.name}-eth0` },
+            spec: { node: n.name, interfaceName: "eth0" },
+          });
+        // Enforced: host to host ICMP (no failsafe port) is dropped.
+        await waitFor(`${n1.name}'s host endpoint drops its pings to ${n2.name}`, () => {
+          return !ping(n1.ns, n2.ip4).ok;
+        }).catch(withLogs);
+        // A new listening port: new flows (conntrack knew the old ones), which only the WireGuard
+        // rule lets through the host endpoints' default deny.
+        await felix("default", {
+          wireguardEnabled: true,
+          wireguardEnabledV6: true,
+          wireguardKeepAlive: "10s",
+          wireguardListeningPort: 51830,
+        });
+        await waitFor(`${n1.name}: peer ${n2.name} at port 51830`, () => {
+          const d = wgDump(n1.ns, dev(1));
+          return d?.port === "51830" && d.peers[0]?.endpoint === `${n2.ip4}:51830`;
+        }).catch(withLogs);
+        const frames = await capture(lab.router, n1.port, () => {
+          for (let k = 0; k < 3; k++)
+            expect(ping(n1.pod as Netns, n2.pod4 as string, ["-W", "5"]).ok).toBe(true);
+        });
+        const wg = frames.filter((f) => f.udpPort === "51830");
+        expect(wg.length, JSON.stringify(frames)).toBeGreaterThanOrEqual(4);
+        expect(frames.some((f) => /icmp/.test(f.protocols) && !f.src.startsWith("fe80:"))).toBe(
+          false,
+        );
+        expect(ping(n1.ns, n2.ip4).ok).toBe(false);
+        const rules = runSync("ip", ["netns", "exec", n1.ns.name, "iptables-save", "-t", "filter"]);
+        expect(rules.stdout).toContain("-p udp -m udp --dport 51830 -m addrtype --dst-type LOCAL");
+        expect(rules.stdout).toContain("-p udp -m udp --dport 51830 -m addrtype --src-type LOCAL");
+      } finally {
+        for (const n of lab.nodes)
+          await client()
+            .delete(hepInfo, `${n.name}-eth0`)
+            .catch(() => undefined);
+      }
+    });
+
     it("both off: devices, rules, table routes, keys and interface addresses go; the router sees the pods' ICMP inside VXLAN again", async () => {
       await felix("default", { wireguardEnabled: false, wireguardEnabledV6: false });
       for (const [i, n] of lab.nodes.entries()) {
