@@ -396,3 +396,96 @@ describe.skipIf(skip)(
     });
   },
 );
+
+// The same with BGP instead of an overlay: two nodes in one subnet (a bridge in the router
+// namespace) meshed over iBGP, each pod's block in the other's main table (protocol 201, via the
+// other node). WireGuard on: the BGP routes stay, but the rule sends pod traffic to the WireGuard
+// table first, so the link carries only UDP 51820; off: ICMP in clear again.
+const skipBgp = skipWithReason(
+  "WireGuard over BGP routes (2 nodes, 1 subnet, wireguard-go)",
+  daemonTestsUnavailable() ?? labToolsMissing() ?? wireguardMissing(),
+);
+
+describe.skipIf(skipBgp)("WireGuard beside BGP routes to the same blocks", () => {
+  let lab: Lab;
+  let n1: LabNode;
+  let n2: LabNode;
+  const dev = (i: number) => `${RUN_PREFIX}b${i}`;
+  const logs = () => lab.nodes.map((n) => `--- ${n.name}\n${n.daemon?.log}`).join("\n");
+  const withLogs = (e: unknown): never => {
+    throw new Error(`${(e as Error).message}\n${logs()}`);
+  };
+  const felix = (name: string, spec: object) =>
+    new ResourceClient(lab.store).write("apply", {
+      apiVersion: V3,
+      kind: "FelixConfiguration",
+      metadata: { name },
+      spec,
+    });
+  const bgpRoute = () =>
+    n1.ns
+      .ipJson<{ dst: string; gateway?: string }[]>("-4", "route", "show", "proto", "201")
+      .find((r) => r.dst === blockOf(n2.pod4 as string));
+  const routeGet = () =>
+    n1.ns.ipJson<{ dev: string }[]>("-4", "route", "get", n2.pod4 as string)[0]?.dev;
+  const pings = () => {
+    for (let k = 0; k < 3; k++) expect(ping(n1.pod as Netns, n2.pod4 as string).ok).toBe(true);
+  };
+
+  beforeAll(async () => {
+    lab = await buildLab(
+      "wgb",
+      [["wgb-a1", "wgb-a2"]],
+      () => ["--resync-interval", "2s"],
+      [4],
+      {},
+      (l) => {
+        lab = l;
+      },
+    );
+    [n1, n2] = lab.nodes as [LabNode, LabNode];
+    await waitFor(`${n1.name}: BGP route to ${n2.name}'s block`, () => bgpRoute()).catch(withLogs);
+    await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over BGP routes", logs);
+  }, HOOK_MS);
+
+  afterAll(async () => {
+    await destroyLab(lab);
+  });
+
+  it("on: the BGP route stays in the main table, the rule wins: only UDP 51820 on the link; off: ICMP in clear again", async () => {
+    const clear = await capture(lab.router, n1.port, pings);
+    expect(
+      clear.filter((f) => /icmp/.test(f.protocols) && f.src === n1.pod4).length,
+      JSON.stringify(clear),
+    ).toBeGreaterThanOrEqual(2);
+    for (const [i, n] of lab.nodes.entries())
+      await felix(`node.${n.name}`, { wireguardInterfaceName: dev(i + 1) });
+    await felix("default", { wireguardEnabled: true });
+    await waitFor(
+      `${n1.name}: ${n2.pod4} routed through ${dev(1)}`,
+      () => routeGet() === dev(1),
+    ).catch(withLogs);
+    expect(bgpRoute()?.gateway).toBe(n2.ip4);
+    await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over WireGuard", logs);
+    const frames = (await capture(lab.router, n1.port, pings)).filter(
+      (f) => !f.src.startsWith("fe80:") && f.src !== "" && !/tcp/.test(f.protocols),
+    );
+    // BGP's own TCP session between the nodes is left out above; the pods' traffic is all UDP
+    // 51820 between the node addresses.
+    expect(frames.length, JSON.stringify(frames)).toBeGreaterThanOrEqual(6);
+    for (const f of frames) {
+      expect(f.protocols, JSON.stringify(f)).not.toMatch(/icmp/);
+      expect(f.udpPort, JSON.stringify(f)).toBe("51820");
+    }
+    await felix("default", { wireguardEnabled: false });
+    await waitFor(`${n1.name}: ${n2.pod4} routed by BGP again`, () => routeGet() === "eth0").catch(
+      withLogs,
+    );
+    await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over BGP routes again", logs);
+    const after = await capture(lab.router, n1.port, pings);
+    expect(
+      after.filter((f) => /icmp/.test(f.protocols) && f.src === n1.pod4).length,
+      JSON.stringify(after),
+    ).toBeGreaterThanOrEqual(2);
+  });
+});
