@@ -196,10 +196,3 @@ export async function removeWireguard(
   await runAll(ctx, requests, family);
   return changes;
 }
-
-/** The peers' latest handshakes (seconds since the epoch; 0: none) by public key. */
-export async function peerHandshakes(ctx: Ctx, device: string): Promise<Map<string, number>> {
-  const r = await ctx.run(ctx.netns, "wg", ["show", device, "dump"]);
-  const dump = r.code === 0 ? parseWgDump(r.stdout) : undefined;
-  return new Map((dump?.peers ?? []).map((p) => [p.publicKey, p.latestHandshake]));
-}

@@ -10,7 +10,7 @@
 // 51821 between the node addresses (no ICMP, no VXLAN); `wg show` lists handshakes. A restarted
 // daemon keeps its public keys. WireGuard off: devices, rules, table routes, published keys and
 // interface addresses go, and the router sees the pods' ICMP inside VXLAN again.
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResourceClient } from "../../src/api/client.js";
@@ -281,13 +281,23 @@ describe.skipIf(skip)(
         }
     });
 
-    it("a restarted daemon keeps its public keys (the key files, mode 0600)", async () => {
+    it("a restarted daemon keeps its public keys: the device's (as Felix), else the key files (mode 0600)", async () => {
       const status = (await nodeResource(n1.name)).status;
       const before = status?.wireguardPublicKey;
       const before6 = status?.wireguardPublicKeyV6;
+      const keyFile = join(lab.dir, `wireguard-${n1.name}.key`);
       // `ip netns exec NS ocelot node run ARGS...`: the same arguments again.
       const args = (n1.daemon?.proc.spawnargs ?? []).slice(7);
       expect(args).toContain("--nodename");
+      // The devices stay and the key file goes: the device's key is taken and written back.
+      await n1.daemon?.stop();
+      rmSync(keyFile);
+      n1.daemon = await startNode(n1.ns, args);
+      await waitFor(`${n1.name}: its key file written again`, () => existsSync(keyFile)).catch(
+        withLogs,
+      );
+      expect(publicKeyOf(readFileSync(keyFile, "utf8").trim())).toBe(before);
+      expect(wgDump(n1.ns, dev(1))?.publicKey).toBe(before);
       await n1.daemon?.stop();
       // The device goes with the daemon's namespace only: deleting it makes the daemon start from
       // the key file alone.
@@ -307,7 +317,6 @@ describe.skipIf(skip)(
         wireguardPublicKeyV6: before6,
       });
       // The key file beside the MTU file (the node's state directory), readable by root alone.
-      const keyFile = join(lab.dir, `wireguard-${n1.name}.key`);
       expect(statSync(keyFile).mode & 0o777).toBe(0o600);
       expect(publicKeyOf(readFileSync(keyFile, "utf8").trim())).toBe(before);
       await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping after the restart", logs);
