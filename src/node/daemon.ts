@@ -396,6 +396,8 @@ export class NodeDaemon {
           // The fast path decides whether the full pass must follow (see the module comment).
           for (const a of areas) this.fastFallback.add(a);
           this.scheduleOverlayFast(now);
+          // WireGuard's peers and table follow every node's blocks: the pass renders them.
+          if (this.wireguard?.active) this.changed(["agent"], now);
           return;
         }
         // Nodes (tunnel addresses, VTEP MACs) and workloads (borrowed addresses) too.

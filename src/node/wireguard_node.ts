@@ -118,6 +118,11 @@ export class WireguardAgent {
     },
   ) {}
 
+  /** True while some family's device is programmed (block changes must reach it). */
+  get active(): boolean {
+    return this.programmed[4] !== undefined || this.programmed[6] !== undefined;
+  }
+
   keyFile(family: 4 | 6 = 4): string {
     return join(this.o.stateDir, `wireguard${family === 6 ? "-v6" : ""}-${this.o.nodename}.key`);
   }
