@@ -192,7 +192,7 @@ export interface WireguardState {
     mtu: number;
     listenPort: number;
     fwmark: number;
-    /** "A.B.C.D/32", when this Node has its interface address. */
+    /** "A.B.C.D/32" (IPv6: "X::/128"), when this Node has its interface address. */
     address?: string;
   };
   publicKey: string;
@@ -250,7 +250,7 @@ export function renderWireguard(input: WireguardInput): WireguardState {
       warnings.push(
         `WireGuard: public key ${key} is claimed by ${names.join(", ")}; those nodes are reached without WireGuard`,
       );
-  // Blocks (IPv4) and borrowed addresses per node.
+  // Blocks of the family and borrowed addresses, per node.
   const famBlocks = input.blocks.filter((b) => parseCidr(b.cidr, false).family === fam);
   const famWorkloads = (input.workloads ?? []).filter(
     (w) => w.address.includes(":") === (fam === 6),
