@@ -270,6 +270,13 @@ describe.skipIf(skip)(
       }
       const seen = frames.map((f) => `${f.src}>${f.dst}`);
       for (const p of pairs) expect(seen).toContain(p);
+      // A full-size packet of the pods (MTU 1430, from before WireGuard) with DF set crosses:
+      // 1430 + 60 bytes of WireGuard over IPv4 fit the 1500 of the nodes' links.
+      const podMtu = (n1.pod as Netns).ipJson<{ mtu: number }[]>("link", "show", "dev", "eth0")[0]
+        ?.mtu;
+      expect(podMtu).toBe(1430);
+      const big = ping(n1.pod as Netns, n2.pod4 as string, ["-M", "do", "-s", "1402"]);
+      expect(big.ok, big.out).toBe(true);
       for (const [n, i] of [
         [n1, 1],
         [n2, 2],
