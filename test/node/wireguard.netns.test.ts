@@ -10,16 +10,27 @@
 // 51821 between the node addresses (no ICMP, no VXLAN); `wg show` lists handshakes. A restarted
 // daemon keeps its public keys. WireGuard off: devices, rules, table routes, published keys and
 // interface addresses go, and the router sees the pods' ICMP inside VXLAN again.
-import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ResourceClient } from "../../src/api/client.js";
 import type { Node } from "../../src/api/node.js";
 import { kindOf } from "../../src/api/registry.js";
+import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { publicKeyOf } from "../../src/felix/wireguard.js";
+import { IpamStore } from "../../src/ipam/store.js";
+import { parseCidr } from "../../src/lib/ip.js";
 import { runSync } from "../helpers/limits.js";
-import { type Netns, RUN_PREFIX, skipWithReason, waitFor } from "../helpers/netns.js";
-import { daemonTestsUnavailable, startNode } from "./harness.js";
+import {
+  type Netns,
+  Netns as NetnsClass,
+  RUN_PREFIX,
+  skipWithReason,
+  waitFor,
+} from "../helpers/netns.js";
+import { putPool } from "../ipam/helpers.js";
+import { daemonTestsUnavailable, type ReadyNode, startNode, startReadyNode } from "./harness.js";
 import {
   blockOf,
   buildLab,
@@ -503,5 +514,94 @@ describe.skipIf(skipBgp)("WireGuard beside BGP routes to the same blocks", () =>
       after.filter((f) => /icmp/.test(f.protocols) && f.src === n1.pod4).length,
       JSON.stringify(after),
     ).toBeGreaterThanOrEqual(2);
+  });
+});
+
+// `ocelot node run --netns` (the daemon outside the namespace it programs): the device is made
+// in the namespace (wireguard-go under `ip netns exec`), and a peer comes from a Node resource
+// alone (its key, address and block affinity written to the store; no daemon behind it).
+const skipNetns = skipWithReason(
+  "WireGuard with --netns (1 node, wireguard-go)",
+  daemonTestsUnavailable() ?? wireguardMissing(),
+);
+
+describe.skipIf(skipNetns)("WireGuard under --netns, a peer from the datastore alone", () => {
+  let dir: string;
+  let store: SqliteDatastore;
+  let ns: Netns;
+  let node: ReadyNode | undefined;
+  const devName = `${RUN_PREFIX}n1`;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "ocelot-wgn-"));
+    store = new SqliteDatastore(join(dir, "store.db"));
+    ns = NetnsClass.create("wgn");
+  });
+
+  afterAll(async () => {
+    await node?.daemon.stop();
+    ns?.destroy();
+    await store?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the device in the namespace, the peer's endpoint and block from its Node and affinity, our key published", async () => {
+    // A veth pair inside the namespace holds the node address (this kernel has no dummy links).
+    ns.ip("link", "add", "d0", "type", "veth", "peer", "name", "d1");
+    ns.ip("link", "set", "d1", "up");
+    ns.ip("addr", "add", "10.33.0.1/24", "dev", "d0");
+    ns.ip("link", "set", "d0", "up");
+    await putPool(store, "p4", "10.234.0.0/16", { blockSize: 26 });
+    const client = new ResourceClient(store);
+    const peerKey = publicKeyOf(Buffer.from("0123456789abcdef0123456789abcdef").toString("base64"));
+    await client.write("apply", {
+      apiVersion: V3,
+      kind: "Node",
+      metadata: { name: "wgn-peer" },
+      spec: {
+        bgp: { ipv4Address: "10.33.0.2/24" },
+        wireguard: { interfaceIPv4Address: "10.234.9.1" },
+      },
+      status: { wireguardPublicKey: peerKey },
+    });
+    await new IpamStore(store).claimBlock("wgn-peer", parseCidr("10.234.9.0/26"));
+    for (const [name, spec] of [
+      ["default", { wireguardEnabled: true }],
+      ["node.wgn-a", { wireguardInterfaceName: devName }],
+    ] as const)
+      await client.write("apply", {
+        apiVersion: V3,
+        kind: "FelixConfiguration",
+        metadata: { name },
+        spec,
+      });
+    node = await startReadyNode(ns, {
+      nodename: "wgn-a",
+      ip: "10.33.0.1/24",
+      datastore: `file:${join(dir, "store.db")}`,
+      dir,
+    });
+    const d = node.daemon;
+    const peer = await waitFor(`${devName}: the peer wgn-peer`, () =>
+      wgDump(ns, devName)?.peers.find((p) => p.publicKey === peerKey),
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}\n${d.log}`);
+    });
+    expect(peer.endpoint).toBe("10.33.0.2:51820");
+    expect(peer.allowedIps).toEqual(["10.234.9.0/26", "10.234.9.1/32"]);
+    const me = (await client.get(
+      kindOf(V3, "Node") as NonNullable<ReturnType<typeof kindOf>>,
+      "wgn-a",
+    )) as unknown as Node;
+    expect(me.status?.wireguardPublicKey).toBe(wgDump(ns, devName)?.publicKey);
+    // Made by wireguard-go in the namespace: its TUN device is there, not in ours.
+    expect(
+      ns.ipJson<{ linkinfo?: { info_kind?: string } }[]>("-d", "link", "show", "dev", devName)[0]
+        ?.linkinfo?.info_kind,
+    ).toBe("tun");
+    expect(runSync("ip", ["link", "show", "dev", devName]).status).not.toBe(0);
+    expect(
+      ns.ipJson<{ dst: string; dev?: string }[]>("-4", "route", "show", "table", "1"),
+    ).toContainEqual(expect.objectContaining({ dst: "10.234.9.0/26", dev: devName }));
   });
 });
