@@ -392,16 +392,18 @@ export class NodeDaemon {
         // FelixConfiguration floatingIPs decides whether its floating IPs are either.
         if (prefix === this.prefixes.weps || prefix === this.prefixes.felixconfigs)
           this.scheduleBgpFast(now);
-        if (this.neigh && prefix === this.prefixes.affinities) {
+        // While WireGuard is on, the full pass routes blocks and borrowed addresses instead: it
+        // programs WireGuard's table before the main table's routes, so a new block's traffic
+        // never takes the overlay in clear first.
+        const fast = this.neigh !== undefined && !this.wireguard?.active;
+        if (fast && prefix === this.prefixes.affinities) {
           // The fast path decides whether the full pass must follow (see the module comment).
           for (const a of areas) this.fastFallback.add(a);
           this.scheduleOverlayFast(now);
-          // WireGuard's peers and table follow every node's blocks: the pass renders them.
-          if (this.wireguard?.active) this.changed(["agent"], now);
           return;
         }
         // Nodes (tunnel addresses, VTEP MACs) and workloads (borrowed addresses) too.
-        if (this.neigh && (prefix === this.prefixes.nodes || prefix === this.prefixes.weps))
+        if (fast && (prefix === this.prefixes.nodes || prefix === this.prefixes.weps))
           this.scheduleOverlayFast(now);
         this.changed(areas, now);
       },
@@ -1176,6 +1178,8 @@ export class NodeDaemon {
       refreshMs: felix.iptablesRefreshMs ?? DEFAULT_REFRESH_MS,
       routeRefreshMs: felix.routeRefreshMs ?? DEFAULT_REFRESH_MS,
     });
+    // WireGuard before the main table's routes (a new block is in its table first).
+    const wgMtu = await this.convergeWireguard(snap);
     const report = await this.applier.apply(desired, {
       netns: this.opts.netns,
       fib: this.agentFib as Fib,
@@ -1194,7 +1198,6 @@ export class NodeDaemon {
     const prev = this.overlayApplied;
     if (!prev || usedGen >= prev.gen) this.overlayApplied = { ...report.overlay, gen: usedGen };
     else prev.present = report.overlay.present;
-    const wgMtu = await this.convergeWireguard(snap);
     this.writeMtu(Math.min(desired.overlay.podMtu, wgMtu ?? Number.POSITIVE_INFINITY));
     const failures = JSON.stringify(report.overlayFailures);
     if (failures !== this.lastOverlayFailures && report.overlayFailures.length > 0)

@@ -10,6 +10,7 @@
 // 51821 between the node addresses (no ICMP, no VXLAN); `wg show` lists handshakes. A restarted
 // daemon keeps its public keys. WireGuard off: devices, rules, table routes, published keys and
 // interface addresses go, and the router sees the pods' ICMP inside VXLAN again.
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,7 +22,7 @@ import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { publicKeyOf } from "../../src/felix/wireguard.js";
 import { IpamStore } from "../../src/ipam/store.js";
 import { parseCidr } from "../../src/lib/ip.js";
-import { runSync } from "../helpers/limits.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
 import {
   type Netns,
   Netns as NetnsClass,
@@ -297,6 +298,36 @@ describe.skipIf(skip)(
           expect(peers).toHaveLength(1);
           expect(peers[0]?.handshake).toBeGreaterThan(0);
         }
+    });
+
+    it("another node's new block: in the WireGuard table (and the peer's allowed IPs) before the main table routes it (ip monitor)", async () => {
+      const block = "10.232.250.0/26";
+      const mon = spawn("ip", ["-n", n1.ns.name, "-4", "monitor", "route"], {
+        stdio: ["ignore", "pipe", "ignore"],
+      });
+      const killer = setTimeout(() => mon.kill("SIGKILL"), HANG_MS);
+      let out = "";
+      mon.stdout.on("data", (d) => (out += d));
+      const lines = () => out.split("\n").filter((l) => l.startsWith(`${block} `));
+      try {
+        // `ip monitor` is listening once a route event of ours shows; give it a moment.
+        await new Promise((r) => setTimeout(r, 500));
+        await new IpamStore(lab.store).claimBlock(n2.name, parseCidr(block));
+        await waitFor(`${n1.name}: ${block} in the WireGuard table and the main table`, () => {
+          const l = lines();
+          return l.some((x) => / table 1 /.test(x)) && l.some((x) => !/ table /.test(x));
+        }).catch(withLogs);
+      } finally {
+        mon.kill();
+        clearTimeout(killer);
+      }
+      const l = lines();
+      const wgAt = l.findIndex((x) => / table 1 /.test(x));
+      const mainAt = l.findIndex((x) => !/ table /.test(x));
+      expect(wgAt, l.join("\n")).toBeLessThan(mainAt);
+      expect(l[wgAt]).toContain(`dev ${dev(1)}`);
+      const peer = wgDump(n1.ns, dev(1))?.peers[0];
+      expect(peer?.allowedIps).toContain(block);
     });
 
     it("a restarted daemon keeps its public keys: the device's (as Felix), else the key files (mode 0600)", async () => {
