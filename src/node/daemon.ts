@@ -7,7 +7,8 @@
 // node's tunnel addresses are brought to what its pools' encapsulation needs (tunnel_addrs.ts)
 // and its fabric interfaces are read (MTU; every link too while FelixConfiguration
 // mtuIfacePattern is set); the pods' MTU is written to a file for the CNI plugin. Every node's block affinities are watched: the overlay routes remote blocks. A change
-// of block affinities or Nodes takes the overlay's fast path at once: only the routes,
+// of block affinities or Nodes takes the overlay's fast path at once (not while WireGuard is on:
+// then the full pass, which programs WireGuard before the main table): only the routes,
 // neighbours and FDB entries it changes, over netlink, a new block's three in one sendmsg
 // (src/felix/overlay_delta.ts, overlay_fast.ts, overlay_socket.ts). A Node change still runs the debounced full pass after it; an affinity
 // change only when the fast path could not apply it or this node's own blocks changed, else the
