@@ -375,14 +375,41 @@ export async function readHostInterfaces(
 
 // ---- ipsets and iptables ---------------------------------------------------------------------
 
+/**
+ * The sets in the namespace, with the members of those `desired` names. With `direct` their
+ * names (and types) are listed over netlink first: when none of the wanted sets exists (a fresh
+ * node, a new namespace) there are no members to read, and `ipset save` (a process, and every
+ * member of every set as text) is not run; a set of ours no longer wanted needs only its name
+ * (staleIpsets). Otherwise, and without `direct`, `ipset save` reads them all.
+ */
+async function readIpsets(
+  ctx: Ctx,
+  desired: readonly { name: string }[],
+  direct?: DirectKernel,
+): Promise<Map<string, SavedIpset>> {
+  if (direct) {
+    let headers: ReturnType<DirectKernel["ipsetHeaders"]> | undefined;
+    try {
+      headers = direct.ipsetHeaders();
+    } catch {
+      // Not listed over netlink (an old kernel's protocol): the tool reads them below.
+    }
+    const wanted = new Set(desired.map((s) => s.name));
+    if (headers && !headers.some((h) => wanted.has(h.name)))
+      return new Map(headers.map((h) => [h.name, { ...h, members: [] }]));
+  }
+  return parseIpsetSave(await runOk(ctx, "ipset", ["save"]));
+}
+
 async function convergeIpsets(
   ctx: Ctx,
   state: DataplaneState,
   changes: string[],
+  direct?: DirectKernel,
 ): Promise<{ payload: string | null; current?: Map<string, SavedIpset> }> {
   const desired = state.families.flatMap((f) => f.ipsets);
   if (desired.length === 0) return { payload: null };
-  const current = parseIpsetSave(await runOk(ctx, "ipset", ["save"]));
+  const current = await readIpsets(ctx, desired, direct);
   const plan = planIpsets(desired, current);
   if (plan.payload) {
     await runOk(ctx, "ipset", ["restore", "-exist"], plan.payload);
@@ -647,7 +674,9 @@ async function applyWith(
       // iptables' time: its read back and plan, then its restores (not the ipsets' between).
       let readMs = 0;
       const [sets, planned] = await both(
-        timed("ipsets (save, plan, restore)", () => convergeIpsets(ctx, state, filterChanges)),
+        timed("ipsets (read, plan, restore)", () =>
+          convergeIpsets(ctx, state, filterChanges, direct),
+        ),
         (async () => {
           const t = performance.now();
           const p = await timed("iptables read back and plan", () =>
