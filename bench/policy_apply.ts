@@ -31,7 +31,7 @@ import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import {
   IncrementalApplier,
@@ -113,6 +113,8 @@ export interface BenchResult extends VariantResult {
   /** Per run, ms: our render, the raw tools. */
   render: number[];
   raw: number[];
+  /** Of the raw restores: each tool's run (ms, summed over the runs). */
+  rawSteps: Steps;
   ipsetMembers: number;
   iptablesRules: number;
   /** Our render's ms of each (b) and (c) pass. */
@@ -467,6 +469,7 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
     ...emptyVariant(),
     render: [],
     raw: [],
+    rawSteps: {},
     ipsetMembers: 0,
     iptablesRules: 0,
     passRender: [],
@@ -558,7 +561,11 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
       const raw = addNs(`${prefix}-r${r}`);
       const inputs = files.map((f) => ({ ...f, text: readFileSync(f.file, "utf8") }));
       const t2 = performance.now();
-      for (const f of inputs) run("ip", ["netns", "exec", raw, f.cmd, ...f.args], f.text);
+      for (const f of inputs) {
+        const t = performance.now();
+        run("ip", ["netns", "exec", raw, f.cmd, ...f.args], f.text);
+        count(res.rawSteps, `${f.cmd} ${basename(f.file)}`, ms(t));
+      }
       const tw = ms(t2);
       res.raw.push(tw);
       delNs(raw);
@@ -627,6 +634,10 @@ const pct = (xs: number[], p: number) => {
   return s.length === 0 ? Number.NaN : (s[Math.max(0, Math.ceil(p * s.length) - 1)] as number);
 };
 const f0 = (x: number) => x.toFixed(0);
+
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+}
 
 function summary(xs: number[]): string {
   return `min ${f0(Math.min(...xs))} / median ${f0(pct(xs, 0.5))} / max ${f0(Math.max(...xs))} ms`;
@@ -797,6 +808,14 @@ async function main(): Promise<void> {
   console.log(
     `    raw ipset restore + iptables-${o.iptables ?? "nft"}-restore of the same: ${summary(r.raw)}`,
   );
+  printSteps("raw, where it goes", r.rawSteps, r.raw.length);
+  if (r.old) {
+    const old = r.old.ours;
+    const wins = r.ours.filter((x, i) => x < (old[i] ?? Number.POSITIVE_INFINITY)).length;
+    console.log(
+      `    ours against old, run by run: faster in ${wins} of ${r.ours.length}; ours/old ${(pct(r.ours, 0.5) / pct(old, 0.5)).toFixed(2)}x at the median, ${(mean(r.ours) / mean(old)).toFixed(2)}x the mean`,
+    );
+  }
   for (const [name, v] of variants) {
     console.log(
       `    ${name} (render + apply): ${summary(v.ours)}; ratio median ${(pct(v.ours, 0.5) / medRaw).toFixed(2)}x, best ${(Math.min(...v.ours) / Math.min(...r.raw)).toFixed(2)}x (goal <= 1.5x)`,

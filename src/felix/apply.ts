@@ -10,7 +10,11 @@
 // feeds rules to a long-lived `iptables-nft-restore` (apply_direct.ts, ipset_netlink.ts,
 // iptables_session.ts). Not: deciding what the state is (dataplane.ts and friends).
 import { spawn } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { type FileHandle, open, readFile, unlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type Fib, type Route, RTPROT_OCELOT_AGENT, routeKey } from "../fib/types.js";
 import { addonUnavailableReason } from "../lib/native.js";
 import { DirectKernel } from "./apply_direct.js";
@@ -132,23 +136,60 @@ export interface RunResult {
   stderr: string;
 }
 
+/**
+ * Input longer than this goes to the tool as a file, not through a pipe: a pipe takes 64 KiB at
+ * a time, refilled only when this thread's event loop turns, so a restore of megabytes (a full
+ * pass's `ipset restore` and `iptables-restore`) would wait on whatever else blocks the loop
+ * (the full pass writes 5,000 sysctls beside it). From a file the tool reads at its own pace.
+ */
+const INPUT_FILE_MIN = 64 * 1024;
+
+let inputSeq = 0;
+
+/**
+ * A read-only descriptor of a file holding `input`, already unlinked (the child keeps it open).
+ * Created exclusively (no existing file or link followed), readable by us only, in memory where
+ * /dev/shm exists.
+ */
+async function inputFile(input: string): Promise<FileHandle> {
+  const dir = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  const path = join(
+    dir,
+    `ocelot-in-${process.pid}-${inputSeq++}-${randomBytes(4).toString("hex")}`,
+  );
+  try {
+    await writeFile(path, input, { mode: 0o600, flag: "wx" });
+    return await open(path, "r");
+  } finally {
+    await unlink(path).catch(() => {});
+  }
+}
+
 /** The default Runner: spawns cmd (under `ip netns exec` for a namespace), bounded in time. */
-export function spawnRunner(
+export async function spawnRunner(
   netns: string | undefined,
   cmd: string,
   args: string[],
   input?: string,
 ): Promise<RunResult> {
   const [file, argv] = netns ? ["ip", ["netns", "exec", netns, cmd, ...args]] : [cmd, args];
+  const stdinFile =
+    input !== undefined && input.length > INPUT_FILE_MIN ? await inputFile(input) : undefined;
   return new Promise<RunResult>((resolve, reject) => {
-    const child = spawn(file, argv, { stdio: ["pipe", "pipe", "pipe"] });
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(file, argv, { stdio: [stdinFile?.fd ?? "pipe", "pipe", "pipe"] });
+    } finally {
+      // The child has its own copy of the descriptor (or none: the spawn failed).
+      stdinFile?.close().catch(() => {});
+    }
     let stdout = "";
     let stderr = "";
     const timer = setTimeout(() => child.kill("SIGKILL"), COMMAND_TIMEOUT_MS);
-    child.stdout.on("data", (d) => {
+    child.stdout?.on("data", (d) => {
       stdout += d;
     });
-    child.stderr.on("data", (d) => {
+    child.stderr?.on("data", (d) => {
       stderr += d;
     });
     child.on("error", (err) => {
@@ -159,8 +200,10 @@ export function spawnRunner(
       clearTimeout(timer);
       resolve({ code: code ?? -1, stdout, stderr });
     });
-    child.stdin.on("error", () => {});
-    child.stdin.end(input ?? "");
+    if (child.stdin) {
+      child.stdin.on("error", () => {});
+      child.stdin.end(input ?? "");
+    }
   });
 }
 
