@@ -444,39 +444,21 @@ async function readIpsets(
   return parseIpsetSave(await runOk(ctx, "ipset", ["save"]));
 }
 
-/**
- * The sets' plan: the sets read (readIpsets) and `ipset restore` input, the `create` lines of
- * the missing sets apart from the rest (their members, and the rebuilds swapped in), so that
- * rules may refer to the sets as soon as they exist while the members go in.
- */
-interface SetsPlan {
-  current?: Map<string, SavedIpset>;
-  creates: string | null;
-  fill: string | null;
-  changes: string[];
-}
-
-async function planSets(ctx: Ctx, state: DataplaneState, direct?: DirectKernel): Promise<SetsPlan> {
+async function convergeIpsets(
+  ctx: Ctx,
+  state: DataplaneState,
+  changes: string[],
+  direct?: DirectKernel,
+): Promise<{ payload: string | null; current?: Map<string, SavedIpset> }> {
   const desired = state.families.flatMap((f) => f.ipsets);
-  if (desired.length === 0) return { creates: null, fill: null, changes: [] };
+  if (desired.length === 0) return { payload: null };
   const current = await readIpsets(ctx, desired, direct);
   const plan = planIpsets(desired, current);
-  const creates: string[] = [];
-  const fill: string[] = [];
-  for (const line of (plan.payload ?? "").split("\n")) {
-    if (line === "") continue;
-    const [op, name] = line.split(" ", 2);
-    // A temporary set (a rebuild) is created among its members; a missing set of ours first.
-    (op === "create" &&
-    name !== undefined &&
-    !current.has(name) &&
-    desired.some((d) => d.name === name)
-      ? creates
-      : fill
-    ).push(line);
+  if (plan.payload) {
+    await runOk(ctx, "ipset", ["restore", "-exist"], plan.payload);
+    changes.push(...plan.changes);
   }
-  const text = (lines: string[]) => (lines.length > 0 ? `${lines.join("\n")}\n` : null);
-  return { current, creates: text(creates), fill: text(fill), changes: plan.changes };
+  return { payload: plan.payload, current };
 }
 
 /**
@@ -519,53 +501,8 @@ async function cleanupFamily(
   }
 }
 
-/**
- * Per family's tool, the restores that converge its tables (read back and planned); `fresh`
- * when none of its tables holds a chain of ours (a new node, a namespace after a reboot): then
- * nothing of ours is in force there, and our chains are reachable only once hooked in.
- * `chainsWritten`: the chains of a fresh family are in (restoreChains), only the hooks are left.
- */
-type IptablesPlan = {
-  bin: string;
-  plans: ApplyReport["iptables"];
-  fresh: boolean;
-  chainsWritten?: boolean;
-}[];
-
-/** The restore lines of plans split: those on our chains, and the rest (hooks, deletions). */
-function splitHooks(plans: ApplyReport["iptables"]): { chains: string; hooks: string } {
-  const chains: string[] = [];
-  const hooks: string[] = [];
-  for (const plan of plans) {
-    const mine: string[] = [];
-    const rest: string[] = [];
-    for (const line of (plan.payload ?? "").split("\n")) {
-      if (line === "" || line === "COMMIT" || line.startsWith("*")) continue;
-      const chain = line.startsWith(":")
-        ? line.slice(1).split(" ")[0]
-        : /^-[AIR] (\S+)/.exec(line)?.[1];
-      (chain?.startsWith(CHAIN_PREFIX) ? mine : rest).push(line);
-    }
-    if (mine.length > 0) chains.push(`*${plan.table}`, ...mine, "COMMIT");
-    if (rest.length > 0) hooks.push(`*${plan.table}`, ...rest, "COMMIT");
-  }
-  const text = (lines: string[]) => (lines.length > 0 ? `${lines.join("\n")}\n` : "");
-  return { chains: text(chains), hooks: text(hooks) };
-}
-
-/**
- * Writes the chains of the fresh families (splitHooks: all tables in one restore, nothing
- * hooked yet, so nothing of it is in force); the sets they refer to must exist.
- */
-async function restoreChains(ctx: Ctx, planned: IptablesPlan): Promise<void> {
-  for (const fam of planned) {
-    if (!fam.fresh || fam.plans.length === 0) continue;
-    const { chains } = splitHooks(fam.plans);
-    if (chains !== "")
-      await runOk(ctx, `${fam.bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], chains);
-    fam.chainsWritten = true;
-  }
-}
+/** Per family's tool, the restores that converge its tables (read back and planned). */
+type IptablesPlan = { bin: string; plans: ApplyReport["iptables"] }[];
 
 /**
  * Reads each family's tables back and plans their restores: this needs nothing of the ipsets, so
@@ -585,10 +522,7 @@ async function planIptables(
       const plan = planTable(spec, current.get(spec.table));
       if (plan.payload) plans.push({ ...plan, family: fam.family });
     }
-    const fresh = ![...current.values()].some((t) =>
-      [...t.chains.keys()].some((n) => n.startsWith(CHAIN_PREFIX)),
-    );
-    out.push({ bin, plans, fresh });
+    out.push({ bin, plans });
   }
   return out;
 }
@@ -605,20 +539,12 @@ async function convergeIptables(
   for (const family of cleanup)
     if (!state.families.some((f) => f.family === family))
       await cleanupFamily(ctx, family, flavour, changes);
-  for (const { bin, plans, chainsWritten } of planned) {
-    if (chainsWritten) {
-      // The chains are in (restoreChains): the hooks of every table at once put them in force.
-      const { hooks } = splitHooks(plans);
-      if (hooks !== "")
-        await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], hooks);
-    }
+  for (const { bin, plans } of planned)
     for (const plan of plans) {
-      if (!chainsWritten)
-        await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], plan.payload ?? "");
+      await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], plan.payload ?? "");
       changes.push(...plan.changes.map((c) => `${bin} ${plan.table}: ${c}`));
       written.push(plan);
     }
-  }
   return written;
 }
 
@@ -788,63 +714,28 @@ async function applyWith(
     })(),
     (async () => {
       const flavour = opts.iptables ?? "nft";
-      // The sets read and planned, the missing ones created, then their members written; beside
-      // that, the tables read back and planned. Rules may refer to a set once it exists: where
-      // a family holds no chain of ours (fresh), its chains are written while the members go in
-      // (nothing hooked, nothing in force) and hooked in once the sets are full; elsewhere the
-      // restores wait for the sets, as their rules are in force as soon as written.
-      let created!: () => void;
-      let notCreated!: (err: unknown) => void;
-      const setsExist = new Promise<void>((resolve, reject) => {
-        created = resolve;
-        notCreated = reject;
-      });
-      setsExist.catch(() => {}); // the sets' own step reports the error
-      let iptablesMs = 0;
+      // iptables' time: its read back and plan, then its restores (not the ipsets' between).
+      let readMs = 0;
       const [sets, planned] = await both(
-        timed("ipsets (read, plan, restore)", async () => {
-          let p: SetsPlan;
-          try {
-            p = await timed("ipsets: read and plan", () => planSets(ctx, state, direct));
-            const creates = p.creates;
-            if (creates !== null)
-              await timed("ipsets: created", () =>
-                runOk(ctx, "ipset", ["restore", "-exist"], creates),
-              );
-          } catch (err) {
-            notCreated(err);
-            throw err;
-          }
-          created();
-          const fill = p.fill;
-          if (fill !== null)
-            await timed("ipsets: filled", () => runOk(ctx, "ipset", ["restore", "-exist"], fill));
-          filterChanges.push(...p.changes);
-          return p;
-        }),
+        timed("ipsets (read, plan, restore)", () =>
+          convergeIpsets(ctx, state, filterChanges, direct),
+        ),
         (async () => {
           const t = performance.now();
           const p = await timed("iptables read back and plan", () =>
             planIptables(ctx, state, flavour),
           );
-          if (p.some((f) => f.fresh && f.plans.length > 0)) {
-            await setsExist;
-            await timed("iptables restores: chains (beside the ipsets' members)", () =>
-              restoreChains(ctx, p),
-            );
-          }
-          iptablesMs = performance.now() - t;
+          readMs = performance.now() - t;
           return p;
         })(),
       );
-      const t0 = performance.now() - iptablesMs;
+      const t0 = performance.now() - readMs;
       const iptables = await timed("iptables restores", () =>
         convergeIptables(ctx, state, planned, flavour, filterChanges, opts.cleanupFamilies),
       );
       const iptablesSeconds = (performance.now() - t0) / 1000;
       await timed("stale ipsets", () => removeStaleIpsets(ctx, state, filterChanges, sets.current));
-      const payload = (sets.creates ?? "") + (sets.fill ?? "");
-      return { sets: { payload: payload === "" ? null : payload }, iptables, iptablesSeconds };
+      return { sets, iptables, iptablesSeconds };
     })(),
   );
   changes.push(...filterChanges);

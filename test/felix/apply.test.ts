@@ -1,13 +1,11 @@
 // Pure tests of applyDataplane() over a fake kernel (test/felix/model.ts) and a MemoryFib: what
 // it writes, that a second apply writes nothing, and how it treats missing interfaces and
-// others' rules, and in what order sets and rules go in (a fresh namespace's chains beside the
-// sets' members, hooked in once the sets are full). The same behaviour against the real kernel:
-// apply.netns.test.ts.
+// others' rules. The same behaviour against the real kernel: apply.netns.test.ts.
 import { describe, expect, it } from "vitest";
 import { applyDataplane } from "../../src/felix/apply.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
-import { FakeKernel, webPod, webPolicy } from "./model.js";
+import { FakeKernel } from "./model.js";
 
 const input: DataplaneInput = {
   workloads: [
@@ -124,71 +122,5 @@ describe("applyDataplane() (fake kernel)", () => {
     expect(
       after.filter((x) => x.startsWith("ocl-nat-outgoing") && x.endsWith("MASQUERADE")),
     ).toHaveLength(1);
-  });
-
-  it("fresh tables: chains written beside the sets' members, hooked in only once the sets are full", async () => {
-    const { kernel, fib } = setup();
-    // Each restore as issued: its input and the sets' members at that moment.
-    const calls: { cmd: string; input: string; members: Map<string, number> }[] = [];
-    const run: typeof kernel.run = (netns, cmd, args, inp) => {
-      if (cmd.endsWith("restore") || args[0] === "restore")
-        calls.push({
-          cmd,
-          input: inp ?? "",
-          members: new Map([...kernel.ipsets].map(([n, x]) => [n, x.members.length])),
-        });
-      return kernel.run(netns, cmd, args, inp);
-    };
-    const withPolicy: DataplaneInput = {
-      ...input,
-      policy: {
-        endpoints: [webPod(2, "db", "ocl"), webPod(3, "api", "ocl")].map((e, i) => ({
-          ...e,
-          iface: i === 0 ? "ocla" : "oclb",
-        })),
-        policies: [webPolicy(`role == "api"`)],
-      },
-    };
-    const state = renderDataplane(withPolicy);
-    const apply = () => applyDataplane(state, { netns: "fake", fib, run });
-    await apply();
-    const full = new Map([...kernel.ipsets].map(([n, x]) => [n, x.members.length]));
-    const sets = calls.filter((c) => c.cmd === "ipset");
-    const rules = calls.filter((c) => c.cmd === "iptables-nft-restore");
-    // The missing sets created first (no member), then filled.
-    expect(sets.map((c) => c.input.split("\n")[0]?.split(" ")[0])).toEqual(["create", "add"]);
-    expect(sets[0]?.input).not.toMatch(/^add /m);
-    // Two restores: every table's chains (nothing on a built-in chain), then every hook.
-    expect(rules).toHaveLength(2);
-    const [chains, hooks] = rules as [(typeof rules)[0], (typeof rules)[0]];
-    expect(chains.input).not.toMatch(/^-[AIDR] (?!ocl-)/m);
-    expect(chains.input).toMatch(/^\*filter$/m);
-    expect(chains.input).toMatch(/^\*nat$/m);
-    for (const set of chains.input.matchAll(/--match-set (\S+)/g))
-      expect(chains.members.has(set[1] as string)).toBe(true);
-    expect(hooks.input).toMatch(/^-I FORWARD 1 -j ocl-FORWARD$/m);
-    expect(hooks.input).toMatch(/^-I POSTROUTING 1 -j ocl-POSTROUTING$/m);
-    expect(hooks.input).not.toMatch(/^-A ocl-/m);
-    // In force only with every set full.
-    expect(hooks.members).toEqual(full);
-    expect(kernel.tables[4].get("filter")?.rules.map((r) => r.chain)).toContain("ocl-FORWARD");
-
-    // Chains of ours present: a changed chain is written (in force at once) only after the sets.
-    calls.length = 0;
-    const changed = renderDataplane({
-      ...withPolicy,
-      policy: {
-        endpoints: withPolicy.policy?.endpoints ?? [],
-        policies: [webPolicy(`role == "web"`)],
-      },
-    });
-    await applyDataplane(changed, { netns: "fake", fib, run });
-    const after = new Map([...kernel.ipsets].map(([n, x]) => [n, x.members.length]));
-    const writes = calls.filter((c) => c.cmd === "iptables-nft-restore");
-    expect(writes.length).toBeGreaterThan(0);
-    // (The set no longer wanted is destroyed after them.)
-    for (const w of writes)
-      expect(new Map([...w.members].filter(([n]) => after.has(n)))).toEqual(after);
-    expect(writes.some((w) => /^-A ocl-/m.test(w.input))).toBe(true);
   });
 });
