@@ -27,6 +27,7 @@ import {
   planIpsets,
   planTable,
   type SavedIpset,
+  type SavedTable,
   staleIpsets,
   type TableName,
   type TablePlan,
@@ -512,11 +513,22 @@ async function planIptables(
   ctx: Ctx,
   state: DataplaneState,
   flavour: "nft" | "legacy",
+  direct?: DirectKernel,
 ): Promise<IptablesPlan> {
   const out: IptablesPlan = [];
   for (const fam of state.families) {
     const bin = `${fam.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
-    const current = parseIptablesSave(await runOk(ctx, `${bin}-save`, []));
+    // With nftables, a family without a table (a new node, a namespace after a reboot) has
+    // nothing to read back: asked over netlink, `iptables-nft-save` is not run.
+    let current: Map<string, SavedTable> | undefined;
+    if (direct && flavour === "nft") {
+      try {
+        if (direct.nftTables(fam.family).length === 0) current = new Map();
+      } catch {
+        // Not listed over netlink: the tool reads the tables below.
+      }
+    }
+    current ??= parseIptablesSave(await runOk(ctx, `${bin}-save`, []));
     const plans: ApplyReport["iptables"] = [];
     for (const spec of fam.tables) {
       const plan = planTable(spec, current.get(spec.table));
@@ -723,7 +735,7 @@ async function applyWith(
         (async () => {
           const t = performance.now();
           const p = await timed("iptables read back and plan", () =>
-            planIptables(ctx, state, flavour),
+            planIptables(ctx, state, flavour, direct),
           );
           readMs = performance.now() - t;
           return p;

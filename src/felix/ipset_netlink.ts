@@ -193,24 +193,34 @@ export class IpsetSocket {
 
   /** Every set's header (name, type, family), no members: one dump. */
   headers(): IpsetHeader[] {
+    const out = new Map<string, IpsetHeader>();
+    for (const m of this.dump(writeIpsetListHeaders, "Listing ipsets")) {
+      const h = decodeIpsetHeader(m);
+      // A set's header may come in more than one message (a large header): named once.
+      if (h && !out.has(h.name)) out.set(h.name, h);
+    }
+    return [...out.values()];
+  }
+
+  /**
+   * Sends the one dump request `write` appends (any NETLINK_NETFILTER subsystem: nf_tables'
+   * too) and returns its answer's messages; a refusal throws, starting with `what`.
+   */
+  dump(write: (w: MessageWriter, seq: number) => void, what: string): NlMessage[] {
     if (this.fd < 0) throw new Error("ipset netlink socket is closed");
     const seq = this.seq++;
     this.w.reset();
-    writeIpsetListHeaders(this.w, seq);
+    write(this.w, seq);
     const answer = loadAddon().request(this.fd, this.w.buf.subarray(0, this.w.len));
-    const out = new Map<string, IpsetHeader>();
+    const out: NlMessage[] = [];
     let errno = 0;
     forEachMessage(answer, (m) => {
       if (m.seq !== seq || m.type === NLMSG_DONE) return;
       if (m.type === NLMSG_ERROR) errno = decodeError(m).errno;
-      else {
-        const h = decodeIpsetHeader(m);
-        // A set's header may come in more than one message (a large header): named once.
-        if (h && !out.has(h.name)) out.set(h.name, h);
-      }
+      else out.push({ ...m });
     });
-    if (errno !== 0) throw new Error(`Listing ipsets refused: ${ipsetErrorText(errno)}`);
-    return [...out.values()];
+    if (errno !== 0) throw new Error(`${what} refused: ${ipsetErrorText(errno)}`);
+    return out;
   }
 
   close(): void {

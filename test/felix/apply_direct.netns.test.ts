@@ -5,8 +5,9 @@
 // failure is reported with the tool's words); and IncrementalApplier using them by default:
 // a new pod and a label change are in force with no ipset/ip/sysctl process, and a long-lived
 // commit that fails, or a member add the kernel refuses (drift the plan did not know), falls back
-// to a full pass that repairs it; the full pass lists the sets' headers over netlink and reads
-// members (`ipset save`) only when a set it wants exists, still repairing a set's members.
+// to a full pass that repairs it; the full pass lists the sets' headers and nf_tables' tables
+// over netlink and reads members (`ipset save`) only when a set it wants exists, and rules
+// (`iptables-nft-save`) only when a table exists, still repairing a set's members.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -205,8 +206,10 @@ describe.skipIf(skip)("direct writes in a namespace", () => {
           headers.close();
         }
         const first = await applyDataplane(state, opts);
-        // No set of ours existed: nothing read but their names (over netlink).
+        // No set of ours existed: nothing read but their names (over netlink); no nf_tables
+        // table either: no iptables-nft-save.
         expect(spawned).not.toContain("ipset save");
+        expect(spawned.filter((c) => c.startsWith("iptables-nft-save"))).toEqual([]);
         expect(spawned).toContain("ipset restore");
         expect(first.changes).toContain("ipset ocl-gone stale, destroyed");
         const save = () => fresh.exec("ipset", "save");
@@ -223,6 +226,7 @@ describe.skipIf(skip)("direct writes in a namespace", () => {
         spawned.length = 0;
         const repair = await applyDataplane(state, opts);
         expect(spawned).toContain("ipset save");
+        expect(spawned.filter((c) => c.startsWith("iptables-nft-save"))).toHaveLength(1);
         expect(repair.changes).toEqual(
           expect.arrayContaining([
             `ipset ${dbSet} members differ`,
