@@ -33,8 +33,8 @@ import {
   type TablePlan,
 } from "./iptables.js";
 import { RestoreSession } from "./iptables_session.js";
-import type { OverlayState } from "./overlay.js";
-import { applyOverlay, removeStale } from "./overlay_apply.js";
+import { OVERLAY_DEVICES, type OverlayState, planOverlay } from "./overlay.js";
+import { applyOverlay, type OverlayApplied, removeStale } from "./overlay_apply.js";
 import { applyQos } from "./qos_apply.js";
 import type { Sysctl, HostIface as WorkloadIface } from "./workload.js";
 import {
@@ -296,6 +296,7 @@ async function convergeLinks(
   state: DataplaneState,
   changes: string[],
   direct?: DirectKernel,
+  seen?: Set<string>,
 ): Promise<Set<string>> {
   const byName: Map<string, IpLink> = direct
     ? direct.links()
@@ -304,6 +305,7 @@ async function convergeLinks(
           JSON.parse((await runOk(ctx, "ip", ["-j", "link", "show"])).trim() || "[]") as IpLink[]
         ).map((l) => [l.ifname.split("@")[0] as string, l]),
       );
+  for (const name of byName.keys()) seen?.add(name);
   const present = new Set<string>();
   for (const want of state.workloads.ifaces) {
     const l = byName.get(want.name);
@@ -665,6 +667,31 @@ async function both<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
   return [ra.value, rb.value];
 }
 
+/**
+ * The overlay's first phase (applyOverlay), or, when it wants no device and none of our overlay
+ * devices was among the links read this pass, its plan against nothing: there is nothing of it
+ * to read back (neighbours and FDB entries are read on our devices only), and the read of every
+ * link with its details and addresses (`ip -d -j addr show`: 1,000 pods' veths) is not run.
+ */
+async function convergeOverlay(
+  ctx: Ctx,
+  overlayNow: () => OverlayState,
+  linkNames: ReadonlySet<string>,
+): Promise<OverlayApplied> {
+  const want = overlayNow();
+  if (
+    want.devices.length > 0 ||
+    linkNames.size === 0 ||
+    OVERLAY_DEVICES.some((d) => linkNames.has(d))
+  )
+    return applyOverlay(ctx, overlayNow);
+  return {
+    plan: planOverlay(want, { links: [], neighbours: [], fdb: [] }),
+    present: new Set(),
+    failed: [],
+  };
+}
+
 /** Converges the namespace to state; see the module comment. */
 export async function applyDataplane(
   state: DataplaneState,
@@ -693,9 +720,13 @@ async function applyWith(
   // beside them too measured slower: its read of every link, `ip -d addr show`, and its parse
   // took the CPU and the event loop the restores' input needed; after them it takes ~45 ms.)
   let early: EarlyRoutes | undefined;
+  /** Every link's name, as read by the links step. */
+  const linkNames = new Set<string>();
   const [present, { sets, iptables, iptablesSeconds }] = await both(
     (async () => {
-      const present = await timed("links", () => convergeLinks(ctx, state, changes, direct));
+      const present = await timed("links", () =>
+        convergeLinks(ctx, state, changes, direct, linkNames),
+      );
       // The pods' device routes through the interfaces found, set beside the sysctls and the
       // restores: the kernel inserts them on the FIB's sender thread (opts.earlyRoutes).
       const [, e] = await both(
@@ -752,7 +783,7 @@ async function applyWith(
   );
   changes.push(...filterChanges);
   // The overlay's devices, addresses, neighbours and FDB entries before the routes through them.
-  const overlay = await timed("overlay", () => applyOverlay(ctx, overlayNow));
+  const overlay = await timed("overlay", () => convergeOverlay(ctx, overlayNow, linkNames));
   changes.push(...overlay.plan.changes);
   const missingIfaces = state.workloads.ifaces.map((i) => i.name).filter((n) => !present.has(n));
   for (const d of overlay.present) present.add(d);
