@@ -11,8 +11,8 @@
 // iptables_session.ts). Not: deciding what the state is (dataplane.ts and friends).
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { type FileHandle, open, readFile, unlink, writeFile } from "node:fs/promises";
+import { closeSync, existsSync, openSync, unlinkSync, writeFileSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Fib, type Route, RTPROT_OCELOT_AGENT, routeKey } from "../fib/types.js";
@@ -150,39 +150,48 @@ let inputSeq = 0;
 /**
  * A read-only descriptor of a file holding `input`, already unlinked (the child keeps it open).
  * Created exclusively (no existing file or link followed), readable by us only, in memory where
- * /dev/shm exists.
+ * /dev/shm exists. Written synchronously (a few ms for megabytes in memory): the tool starts in
+ * this turn of the event loop, not after others' work queued meanwhile (a full pass's sysctls).
  */
-async function inputFile(input: string): Promise<FileHandle> {
+function inputFile(input: string): number {
   const dir = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
   const path = join(
     dir,
     `ocelot-in-${process.pid}-${inputSeq++}-${randomBytes(4).toString("hex")}`,
   );
   try {
-    await writeFile(path, input, { mode: 0o600, flag: "wx" });
-    return await open(path, "r");
+    writeFileSync(path, input, { mode: 0o600, flag: "wx" });
+    return openSync(path, "r");
   } finally {
-    await unlink(path).catch(() => {});
+    try {
+      unlinkSync(path);
+    } catch {}
   }
 }
 
 /** The default Runner: spawns cmd (under `ip netns exec` for a namespace), bounded in time. */
-export async function spawnRunner(
+export function spawnRunner(
   netns: string | undefined,
   cmd: string,
   args: string[],
   input?: string,
 ): Promise<RunResult> {
   const [file, argv] = netns ? ["ip", ["netns", "exec", netns, cmd, ...args]] : [cmd, args];
-  const stdinFile =
-    input !== undefined && input.length > INPUT_FILE_MIN ? await inputFile(input) : undefined;
+  let stdinFile: number | undefined;
+  try {
+    if (input !== undefined && input.length > INPUT_FILE_MIN) stdinFile = inputFile(input);
+  } catch (err) {
+    return Promise.reject(
+      new Error(`Could not write the input of "${cmd}": ${(err as Error).message}`),
+    );
+  }
   return new Promise<RunResult>((resolve, reject) => {
     let child: ReturnType<typeof spawn>;
     try {
-      child = spawn(file, argv, { stdio: [stdinFile?.fd ?? "pipe", "pipe", "pipe"] });
+      child = spawn(file, argv, { stdio: [stdinFile ?? "pipe", "pipe", "pipe"] });
     } finally {
       // The child has its own copy of the descriptor (or none: the spawn failed).
-      stdinFile?.close().catch(() => {});
+      if (stdinFile !== undefined) closeSync(stdinFile);
     }
     let stdout = "";
     let stderr = "";
@@ -659,6 +668,9 @@ async function setPodRoutes(
   return { set: new Set(pods), added };
 }
 
+/** A later turn of the event loop (after the microtasks and I/O already queued). */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** Both results; when either fails, its error once both are done (none left running). */
 async function both<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
   const [ra, rb] = await Promise.allSettled([a, b]);
@@ -722,8 +734,39 @@ async function applyWith(
   let early: EarlyRoutes | undefined;
   /** Every link's name, as read by the links step. */
   const linkNames = new Set<string>();
-  const [present, { sets, iptables, iptablesSeconds }] = await both(
+  // The filter half starts first: the sets' read and plan and `ipset restore` (the head of the
+  // pass's longest chain) are under way before the tables are planned and before the links
+  // dump and the sysctls take this thread (each of those starts a turn of the event loop later).
+  const filter = (async () => {
+    const flavour = opts.iptables ?? "nft";
+    // iptables' time: its read back and plan, then its restores (not the ipsets' between).
+    let readMs = 0;
+    const [sets, planned] = await both(
+      timed("ipsets (read, plan, restore)", () =>
+        convergeIpsets(ctx, state, filterChanges, direct),
+      ),
+      (async () => {
+        await nextTurn();
+        const t = performance.now();
+        const p = await timed("iptables read back and plan", () =>
+          planIptables(ctx, state, flavour, direct),
+        );
+        readMs = performance.now() - t;
+        return p;
+      })(),
+    );
+    const t0 = performance.now() - readMs;
+    const iptables = await timed("iptables restores", () =>
+      convergeIptables(ctx, state, planned, flavour, filterChanges, opts.cleanupFamilies),
+    );
+    const iptablesSeconds = (performance.now() - t0) / 1000;
+    await timed("stale ipsets", () => removeStaleIpsets(ctx, state, filterChanges, sets.current));
+    return { sets, iptables, iptablesSeconds };
+  })();
+  const [{ sets, iptables, iptablesSeconds }, present] = await both(
+    filter,
     (async () => {
+      await nextTurn();
       const present = await timed("links", () =>
         convergeLinks(ctx, state, changes, direct, linkNames),
       );
@@ -754,31 +797,6 @@ async function applyWith(
       // Bandwidth limits (tc) on the workload interfaces that exist (qos_apply.ts).
       changes.push(...(await timed("qos", () => applyQos(ctx, state.qos ?? [], present))));
       return present;
-    })(),
-    (async () => {
-      const flavour = opts.iptables ?? "nft";
-      // iptables' time: its read back and plan, then its restores (not the ipsets' between).
-      let readMs = 0;
-      const [sets, planned] = await both(
-        timed("ipsets (read, plan, restore)", () =>
-          convergeIpsets(ctx, state, filterChanges, direct),
-        ),
-        (async () => {
-          const t = performance.now();
-          const p = await timed("iptables read back and plan", () =>
-            planIptables(ctx, state, flavour, direct),
-          );
-          readMs = performance.now() - t;
-          return p;
-        })(),
-      );
-      const t0 = performance.now() - readMs;
-      const iptables = await timed("iptables restores", () =>
-        convergeIptables(ctx, state, planned, flavour, filterChanges, opts.cleanupFamilies),
-      );
-      const iptablesSeconds = (performance.now() - t0) / 1000;
-      await timed("stale ipsets", () => removeStaleIpsets(ctx, state, filterChanges, sets.current));
-      return { sets, iptables, iptablesSeconds };
     })(),
   );
   changes.push(...filterChanges);
