@@ -562,12 +562,17 @@ async function convergeIptables(
   for (const family of cleanup)
     if (!state.families.some((f) => f.family === family))
       await cleanupFamily(ctx, family, flavour, changes);
-  for (const { bin, plans } of planned)
+  // A family's tables in one restore (each block commits at its COMMIT, as from one tool each):
+  // one process start, not one per table.
+  for (const { bin, plans } of planned) {
+    if (plans.length === 0) continue;
+    const input = plans.map((p) => p.payload ?? "").join("");
+    await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], input);
     for (const plan of plans) {
-      await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], plan.payload ?? "");
       changes.push(...plan.changes.map((c) => `${bin} ${plan.table}: ${c}`));
       written.push(plan);
     }
+  }
   return written;
 }
 

@@ -43,6 +43,8 @@ describe("applyDataplane() (fake kernel)", () => {
       "POSTROUTING -j ocl-POSTROUTING",
     );
     expect(first.iptables.map((p) => p.table)).toEqual(["filter", "nat"]);
+    // Both tables from one restore.
+    expect(kernel.writes.filter((w) => w.startsWith("iptables-nft-restore"))).toHaveLength(1);
     expect(
       fib
         .desired()
