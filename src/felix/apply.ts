@@ -1,8 +1,10 @@
 // The agent's thin edge: converges one network namespace (or our own) to a rendered
 // DataplaneState with sysctls, `ip link`, `ip addr` (the workload interfaces' own addresses, when
 // the agent owns them), `tc` (qos_apply.ts), `ipset restore`,
-// `iptables-restore --noflush` per table, and routes through a Fib. applyDataplane reads the
-// kernel back first and writes only what differs, so a second apply changes nothing;
+// `iptables-restore --noflush` (a family's tables at once), and routes through a Fib. applyDataplane reads the
+// kernel back first and writes only what differs, so a second apply changes nothing (with the
+// addon it lists the sets and the nf_tables tables over netlink first, and reads members and
+// rules only where a set or table exists: nothing on a fresh node);
 // IncrementalApplier (the node daemon's) does that only at start, on its refresh interval and
 // after errors, and otherwise writes only what changed since its last pass, from memory
 // (written.ts). With the native addon (ApplyOptions.direct) interfaces are read and sysctls
