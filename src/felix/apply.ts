@@ -463,13 +463,19 @@ async function convergeIpsets(
   state: DataplaneState,
   changes: string[],
   direct?: DirectKernel,
+  trace?: ApplyOptions["trace"],
 ): Promise<{ payload: string | null; current?: Map<string, SavedIpset> }> {
   const desired = state.families.flatMap((f) => f.ipsets);
   if (desired.length === 0) return { payload: null };
+  const t = performance.now();
   const current = await readIpsets(ctx, desired, direct);
   const plan = planIpsets(desired, current);
+  trace?.("ipsets: read and plan", performance.now() - t);
   if (plan.payload) {
-    await runOk(ctx, "ipset", ["restore", "-exist"], plan.payload);
+    const payload = plan.payload;
+    await timer(trace)("ipsets: restore", () =>
+      runOk(ctx, "ipset", ["restore", "-exist"], payload),
+    );
     changes.push(...plan.changes);
   }
   return { payload: plan.payload, current };
@@ -750,7 +756,7 @@ async function applyWith(
     let readMs = 0;
     const [sets, planned] = await both(
       timed("ipsets (read, plan, restore)", () =>
-        convergeIpsets(ctx, state, filterChanges, direct),
+        convergeIpsets(ctx, state, filterChanges, direct, opts.trace),
       ),
       (async () => {
         await nextTurn();
