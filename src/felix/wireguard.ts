@@ -10,7 +10,13 @@
 // workload addresses and its interface address); the routes of the WireGuard table (each peer's
 // allowed IPs through the device; `throw` for this node's blocks and borrowed addresses and for
 // the blocks of nodes reached without WireGuard, so that those fall back to the main table) and
-// the rule `not fwmark 0x100000/0x100000 lookup <table>` at the priority. Also the plan: the `ip`
+// the rule `not fwmark 0x100000/0x100000 lookup <table>` at the priority. With host encryption
+// (wireguardHostEncryptionEnabled, Felix's EncryptHostTraffic) each peer's allowed IPs and the
+// table's device routes also hold its node's host addresses (its fabric address and
+// spec.addresses of the family, Felix's REMOTE_HOST routes), so host-to-host traffic between nodes
+// that both have keys goes through the device (WireGuard's own UDP carries the mark and keeps the
+// main table), nodes without a key get `throw` routes for their host addresses, and the device
+// takes the host address when it has no interface address (Felix). Also the plan: the `ip`
 // and `wg` requests that turn the kernel's state (as `ip -j`, `wg show <dev> dump` print it) into
 // this one, and the keys (X25519, base64 as `wg genkey` / `wg pubkey` print them).
 // Not: running anything (wireguard_apply.ts), the interface address's allocation
@@ -49,6 +55,8 @@ export interface WireguardConfig {
   /** wireguardKeepAlive in whole seconds (0: off). */
   keepAliveSeconds: number;
   routingTable: number;
+  /** wireguardHostEncryptionEnabled: host-to-host traffic between nodes with keys too. */
+  hostEncryption: boolean;
 }
 
 const int = (v: unknown): number | undefined =>
@@ -110,9 +118,22 @@ export function wireguardConfig(
       mtu: int(spec[`wireguardMTU${sfx}`]) ?? 0,
       keepAliveSeconds,
       routingTable: table ?? (v6 ? 2 : 1),
+      hostEncryption: spec.wireguardHostEncryptionEnabled === true,
     },
     warnings,
   };
+}
+
+/**
+ * The warning for host encryption over a strict reverse-path filter (rp_filter 1 on the fabric
+ * interface): the peers' host addresses are routed through the device, so their WireGuard UDP and
+ * the clear traffic of a node that has no key of ours yet, arriving on the fabric interface, fail
+ * the check. Felix marks such packets in raw PREROUTING (and sets src_valid_mark) so the check
+ * takes the main table; Ocelot does not, and says so.
+ */
+export function rpFilterWarning(iface: string, rpFilter: number | undefined): string | undefined {
+  if (rpFilter !== 1) return undefined;
+  return `WireGuard host encryption: rp_filter is strict (1) on ${iface}: packets from the peers' host addresses arriving there (their WireGuard UDP included) fail the reverse-path check; set net.ipv4.conf.all.rp_filter and ${iface}'s to 2 (loose) or 0 (Felix's raw-table mark for this is not implemented)`;
 }
 
 // ---- keys --------------------------------------------------------------------------------------
@@ -154,6 +175,8 @@ export interface WireguardNode {
   publicKey?: string;
   /** spec.wireguard.interfaceIPv4Address (IPv6: interfaceIPv6Address). */
   interfaceAddress?: string;
+  /** spec.addresses of the family (with or without a prefix length): host addresses besides. */
+  hostAddresses?: string[];
 }
 
 export interface WireguardInput {
@@ -210,6 +233,23 @@ const hostPrefix = (a: string) => {
 };
 const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
+/** A node's host addresses of the family as host prefixes: its fabric address and spec.addresses. */
+export function hostAddressesOf(n: WireguardNode, family: 4 | 6): string[] {
+  const out = new Set<string>();
+  for (const a of [n.address, ...(n.hostAddresses ?? [])]) {
+    if (a === undefined) continue;
+    const text = a.split("/")[0] as string;
+    let p: ReturnType<typeof parseAddress>;
+    try {
+      p = parseAddress(text);
+    } catch {
+      continue;
+    }
+    if (p.family === family) out.add(hostPrefix(text));
+  }
+  return [...out].sort(byText);
+}
+
 /** The WireGuard state of input.node (WireGuard enabled); see the module comment. */
 export function renderWireguard(input: WireguardInput): WireguardState {
   const { config } = input;
@@ -218,7 +258,9 @@ export function renderWireguard(input: WireguardInput): WireguardState {
   const fam = config.family;
   const overhead = fam === 4 ? WIREGUARD_OVERHEAD_V4 : WIREGUARD_OVERHEAD_V6;
   const mtu = config.mtu > 0 ? config.mtu : input.hostMtu - overhead;
-  const myAddr = me?.interfaceAddress;
+  // Felix: with host encryption and no interface address, the device takes the host address.
+  const myAddr =
+    me?.interfaceAddress ?? (config.hostEncryption ? me?.address?.split("/")[0] : undefined);
   const state: WireguardState = {
     device: {
       name: config.interfaceName,
@@ -260,6 +302,13 @@ export function renderWireguard(input: WireguardInput): WireguardState {
     const text = formatCidr(parseCidr(b.cidr, false));
     cidrsOf.set(b.node, (cidrsOf.get(b.node) ?? new Set()).add(text));
   }
+  // Host encryption: every other node's host addresses (Felix's REMOTE_HOST routes).
+  if (config.hostEncryption)
+    for (const n of input.nodes) {
+      if (n.name === input.node) continue;
+      for (const a of hostAddressesOf(n, fam))
+        cidrsOf.set(n.name, (cidrsOf.get(n.name) ?? new Set()).add(a));
+    }
   const routes = new Map<string, WireguardRoute>();
   for (const c of cidrsOf.get(input.node) ?? []) routes.set(c, { dst: c, type: "throw" });
   const names = [...new Set([...input.nodes.map((n) => n.name), ...cidrsOf.keys()])].sort(byText);

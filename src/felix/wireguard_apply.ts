@@ -184,6 +184,21 @@ export async function applyWireguard(
   return { publicKey, changes: plan.changes, ...(implementation ? { implementation } : {}) };
 }
 
+/**
+ * The IPv4 reverse-path filter in force on an interface: the larger of `all` and the interface's
+ * (the kernel's rule); undefined when unreadable.
+ */
+export async function readRpFilter(ctx: Ctx, iface: string): Promise<number | undefined> {
+  const r = await ctx.run(ctx.netns, "sysctl", [
+    "-n",
+    "net.ipv4.conf.all.rp_filter",
+    `net.ipv4.conf.${iface.replaceAll(".", "/")}.rp_filter`,
+  ]);
+  if (r.code !== 0) return undefined;
+  const values = r.stdout.trim().split("\n").map(Number);
+  return values.length === 2 && values.every(Number.isInteger) ? Math.max(...values) : undefined;
+}
+
 /** WireGuard off on device and table: the rule, the table's routes, the device. */
 export async function removeWireguard(
   ctx: Ctx,

@@ -19,11 +19,12 @@ import type { FabricIface } from "../felix/overlay.js";
 import type { OverlayRunner } from "../felix/overlay_apply.js";
 import {
   renderWireguard,
+  rpFilterWarning,
   type WireguardConfig,
   type WireguardInput,
   wireguardConfig,
 } from "../felix/wireguard.js";
-import { applyWireguard, removeWireguard } from "../felix/wireguard_apply.js";
+import { applyWireguard, readRpFilter, removeWireguard } from "../felix/wireguard_apply.js";
 import { felixSettingsOf, type NodeSnapshot, overlayInputOf } from "./agent_state.js";
 
 /** The node's Node fields of one family for WireGuard. */
@@ -35,6 +36,9 @@ function familyFields(n: Node, family: 4 | 6) {
     interfaceAddress: v6
       ? n.spec.wireguard?.interfaceIPv6Address
       : n.spec.wireguard?.interfaceIPv4Address,
+    hostAddresses: (n.spec.addresses ?? [])
+      .map((x) => x.address)
+      .filter((x) => x.includes(":") === v6),
   };
 }
 
@@ -67,6 +71,7 @@ export function wireguardInputOf(
         ...(f.address ? { address: f.address } : {}),
         ...(f.publicKey ? { publicKey: f.publicKey } : {}),
         ...(f.interfaceAddress ? { interfaceAddress: f.interfaceAddress } : {}),
+        ...(f.hostAddresses.length > 0 ? { hostAddresses: f.hostAddresses } : {}),
       };
     }),
     blocks: o.blocks,
@@ -163,6 +168,11 @@ export class WireguardAgent {
         },
       });
       this.programmed[family] = { device: config.interfaceName, table: config.routingTable };
+      const fabric = host.fabric?.[4]?.name;
+      if (config.hostEncryption && family === 4 && fabric) {
+        const w = rpFilterWarning(fabric, await readRpFilter(ctx, fabric));
+        if (w) warnings.push(w);
+      }
       keys[family] = applied.publicKey;
       changes.push(...applied.changes);
       if (applied.implementation)
