@@ -16,7 +16,9 @@
 // spec.addresses of the family, Felix's REMOTE_HOST routes), so host-to-host traffic between nodes
 // that both have keys goes through the device (WireGuard's own UDP carries the mark and keeps the
 // main table), nodes without a key get `throw` routes for their host addresses, and the device
-// takes the host address when it has no interface address (Felix). Also the plan: the `ip`
+// takes the host address when it has no interface address (Felix); a peer's host addresses are
+// routed through the device only once a handshake with it completed (the bootstrap: until then
+// it may not hold our key, and its host must stay reachable). Also the plan: the `ip`
 // and `wg` requests that turn the kernel's state (as `ip -j`, `wg show <dev> dump` print it) into
 // this one, and the keys (X25519, base64 as `wg genkey` / `wg pubkey` print them).
 // Not: running anything (wireguard_apply.ts), the interface address's allocation
@@ -188,6 +190,11 @@ export interface WireguardInput {
   nodes: readonly WireguardNode[];
   /** Confirmed block affinities of every node. */
   blocks: readonly { cidr: string; node: string }[];
+  /**
+   * Public keys of the peers the device has completed a handshake with (`wg show dump`'s latest
+   * handshake): host encryption routes their host addresses through the device.
+   */
+  handshaken?: ReadonlySet<string>;
   /** Every node's workload addresses: the borrowed ones are routed as their node's. */
   workloads?: readonly WorkloadAddress[];
   /** The host's MTU (the IPv4 fabric interface's, or mtuIfacePattern's smallest). */
@@ -224,6 +231,11 @@ export interface WireguardState {
   /** The routes of the WireGuard table, by destination. */
   routes: WireguardRoute[];
   rule: { family: 4 | 6; priority: number; table: number; fwmark: number };
+  /**
+   * Host encryption: an address routed through the device for each peer whose host addresses wait
+   * for a handshake (a packet to it makes the device start one).
+   */
+  handshakeTargets: string[];
   warnings: string[];
 }
 
@@ -279,6 +291,7 @@ export function renderWireguard(input: WireguardInput): WireguardState {
       table: config.routingTable,
       fwmark: WIREGUARD_FWMARK,
     },
+    handshakeTargets: [],
     warnings,
   };
   // A key claimed by more than one node (ours included) is nobody's (Felix).
@@ -302,13 +315,6 @@ export function renderWireguard(input: WireguardInput): WireguardState {
     const text = formatCidr(parseCidr(b.cidr, false));
     cidrsOf.set(b.node, (cidrsOf.get(b.node) ?? new Set()).add(text));
   }
-  // Host encryption: every other node's host addresses (Felix's REMOTE_HOST routes).
-  if (config.hostEncryption)
-    for (const n of input.nodes) {
-      if (n.name === input.node) continue;
-      for (const a of hostAddressesOf(n, fam))
-        cidrsOf.set(n.name, (cidrsOf.get(n.name) ?? new Set()).add(a));
-    }
   const routes = new Map<string, WireguardRoute>();
   for (const c of cidrsOf.get(input.node) ?? []) routes.set(c, { dst: c, type: "throw" });
   const names = [...new Set([...input.nodes.map((n) => n.name), ...cidrsOf.keys()])].sort(byText);
@@ -317,17 +323,31 @@ export function renderWireguard(input: WireguardInput): WireguardState {
     if (name === input.node) continue;
     const n = byName.get(name);
     const cidrs = [...(cidrsOf.get(name) ?? [])];
+    // Host encryption: the node's host addresses too (Felix's REMOTE_HOST routes).
+    const hosts = config.hostEncryption && n ? hostAddressesOf(n, fam) : [];
     const key = n?.publicKey;
     const fabric = n?.address?.split("/")[0];
     const peer = isWireguardKey(key) && claims.get(key)?.length === 1 && fabric !== undefined && n;
     if (!peer) {
       // Reached as before (VXLAN, IP-in-IP or BGP routes in the main table).
-      for (const c of cidrs) if (!routes.has(c)) routes.set(c, { dst: c, type: "throw" });
+      for (const c of [...cidrs, ...hosts])
+        if (!routes.has(c)) routes.set(c, { dst: c, type: "throw" });
       continue;
     }
-    const allowed = new Set(cidrs);
+    const allowed = new Set([...cidrs, ...hosts]);
     if (n.interfaceAddress) allowed.add(hostPrefix(n.interfaceAddress));
     const allowedIps = [...allowed].sort(byText);
+    // Bootstrap: the host addresses go through the device only once a handshake with the peer
+    // proved it holds our key; until then they are thrown to the main table (in clear, as Felix's
+    // bootstrap leaves a node whose keys do not match), so a node still reaches a peer that has not
+    // yet learnt its key (the datastore, BGP). The handshake is started through the pod routes.
+    const handshaken = input.handshaken?.has(key) === true;
+    if (hosts.length > 0 && !handshaken) {
+      for (const h of hosts) if (!routes.has(h)) routes.set(h, { dst: h, type: "throw" });
+      const via = [...allowed].filter((c) => !hosts.includes(c)).sort(byText);
+      const first = n.interfaceAddress ? hostPrefix(n.interfaceAddress) : via[0];
+      if (first) state.handshakeTargets.push(first.split("/")[0] as string);
+    }
     state.peers.push({
       node: name,
       publicKey: key,

@@ -99,9 +99,17 @@ export interface WireguardPass {
   warnings: string[];
   /** The Node this pass wrote (its keys published or cleared). */
   node?: Node;
+  /**
+   * Host encryption: some peer's host addresses wait for a handshake (started by this pass); a
+   * later pass routes them through the device once it completed.
+   */
+  awaitingHandshake: boolean;
 }
 
 const MAX_ATTEMPTS = 10;
+
+/** Host encryption: how long after a pass that started handshakes the next one looks again. */
+export const WIREGUARD_HANDSHAKE_RECHECK_MS = 3000;
 
 export class WireguardAgent {
   /** Per family, the device and table last programmed (removed when it goes off or moves). */
@@ -138,6 +146,7 @@ export class WireguardAgent {
     const warnings: string[] = [];
     const keys: Record<4 | 6, string | undefined> = { 4: undefined, 6: undefined };
     const mtus: number[] = [];
+    let awaitingHandshake = false;
     for (const family of [4, 6] as const) {
       const { config, warnings: w } = wireguardConfigOf(snap, this.o.nodename, family);
       warnings.push(...w);
@@ -158,12 +167,14 @@ export class WireguardAgent {
         table: config.routingTable,
         family,
         keyFile: this.keyFile(family),
-        render: (publicKey) => {
-          const s = renderWireguard(
-            wireguardInputOf(snap, this.o.nodename, config, publicKey, host),
-          );
+        render: (publicKey, handshaken) => {
+          const s = renderWireguard({
+            ...wireguardInputOf(snap, this.o.nodename, config, publicKey, host),
+            handshaken,
+          });
           warnings.push(...s.warnings);
           mtus.push(s.device.mtu);
+          if (s.handshakeTargets.length > 0) awaitingHandshake = true;
           return s;
         },
       });
@@ -190,6 +201,7 @@ export class WireguardAgent {
       changes,
       warnings,
       ...(node ? { node } : {}),
+      awaitingHandshake,
     };
   }
 

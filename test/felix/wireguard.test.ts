@@ -276,7 +276,7 @@ describe("renderWireguard with host encryption (wireguardHostEncryptionEnabled)"
       },
       { name: "n3", address: "10.0.3.13/24" },
     ];
-    const s = renderWireguard(input({ config: hostCfg(), nodes }));
+    const s = renderWireguard(input({ config: hostCfg(), nodes, handshaken: new Set([K2]) }));
     expect(wireguardConfig({ wireguardHostEncryptionEnabled: true }).config.hostEncryption).toBe(
       true,
     );
@@ -311,6 +311,7 @@ describe("renderWireguard with host encryption (wireguardHostEncryptionEnabled)"
     // own UDP carries the mark and keeps the main table).
     expect(s.device.address).toBe("10.244.1.5/32");
     expect(s.rule).toEqual({ family: 4, priority: 99, table: 1, fwmark: 0x100000 });
+    expect(s.handshakeTargets).toEqual([]);
     // Off: exactly the pod-only state.
     const off = renderWireguard(input({ nodes }));
     expect(off.peers[0]?.allowedIps).toEqual(["10.244.2.0/26", "10.244.2.7/32"]);
@@ -320,6 +321,30 @@ describe("renderWireguard with host encryption (wireguardHostEncryptionEnabled)"
       "10.244.2.7/32",
       "10.244.3.0/26",
     ]);
+  });
+
+  it("bootstrap: before a handshake with the peer (it may not hold our key yet) its host addresses are accepted but thrown to the main table, and a packet to its interface address (else its first block) starts one", () => {
+    const s = renderWireguard(input({ config: hostCfg() }));
+    expect(s.peers[0]?.allowedIps).toEqual(["10.0.2.12/32", "10.244.2.0/26", "10.244.2.7/32"]);
+    expect(s.routes).toEqual([
+      { dst: "10.0.2.12/32", type: "throw" },
+      { dst: "10.0.3.13/32", type: "throw" },
+      { dst: "10.244.1.0/26", type: "throw" },
+      { dst: "10.244.2.0/26", type: "unicast" },
+      { dst: "10.244.2.7/32", type: "unicast" },
+      { dst: "10.244.3.0/26", type: "throw" },
+    ]);
+    expect(s.handshakeTargets).toEqual(["10.244.2.7"]);
+    // A handshake with another key (the peer's old one) does not count.
+    expect(
+      renderWireguard(input({ config: hostCfg(), handshaken: new Set([K3]) })).routes,
+    ).toContainEqual({ dst: "10.0.2.12/32", type: "throw" });
+    const noIface = input().nodes.map(({ interfaceAddress: _, ...n }) => n);
+    expect(renderWireguard(input({ config: hostCfg(), nodes: noIface })).handshakeTargets).toEqual([
+      "10.244.2.0",
+    ]);
+    // Pod traffic alone: no targets (its routes go through the device at once).
+    expect(renderWireguard(input()).handshakeTargets).toEqual([]);
   });
 
   it("no interface address: the device takes the host address (Felix); IPv6: the /128 host routes on the IPv6 device", () => {
@@ -338,6 +363,7 @@ describe("renderWireguard with host encryption (wireguardHostEncryptionEnabled)"
           { name: "n1", address: "fd31:1::11/64", publicKey: PUB },
           { name: "n2", address: "fd31:2::12/64", publicKey: K2, hostAddresses: ["10.0.2.12"] },
         ],
+        handshaken: new Set([K2]),
       }),
     );
     expect(s6.device.address).toBe("fd31:1::11/128");
@@ -346,7 +372,7 @@ describe("renderWireguard with host encryption (wireguardHostEncryptionEnabled)"
   });
 
   it("turned off on a converged device: the host routes are removed and the peer's allowed IPs replaced", () => {
-    const on = renderWireguard(input({ config: hostCfg() }));
+    const on = renderWireguard(input({ config: hostCfg(), handshaken: new Set([K2]) }));
     const kernel: WireguardKernel = {
       link: {
         ifname: "wireguard.cali",
