@@ -33,6 +33,16 @@ export const WIREGUARD_DEFAULT_INTERFACE_V6 = "wg-v6.cali";
 export const WIREGUARD_DEFAULT_PORT = 51820;
 export const WIREGUARD_DEFAULT_PORT_V6 = 51821;
 export const WIREGUARD_DEFAULT_RULE_PRIORITY = 99;
+/**
+ * Host encryption: a peer's host addresses go through the device while its latest handshake is at
+ * most this old. WireGuard renews a session in use every 2 minutes and drops one 3 minutes old
+ * (REKEY_AFTER_TIME, REJECT_AFTER_TIME): a peer that no longer takes our key (it lost it, or we
+ * changed it and it has not learnt the new one) is older than this within minutes, and its host
+ * is then reached in clear again.
+ */
+export const HANDSHAKE_FRESH_S = 300;
+/** A handshake older than this is renewed by a packet through the device (it stays fresh). */
+export const HANDSHAKE_REFRESH_S = 120;
 /** Felix's WireGuard firewall mark (one of its mark bits): the device's own UDP carries it. */
 export const WIREGUARD_FWMARK = 0x100000;
 /**
@@ -191,10 +201,11 @@ export interface WireguardInput {
   /** Confirmed block affinities of every node. */
   blocks: readonly { cidr: string; node: string }[];
   /**
-   * Public keys of the peers the device has completed a handshake with (`wg show dump`'s latest
-   * handshake): host encryption routes their host addresses through the device.
+   * Seconds since the device's latest handshake with each peer, by public key (`wg show dump`;
+   * absent: none). Host encryption routes a peer's host addresses through the device while its
+   * handshake is fresh (HANDSHAKE_FRESH_S) and refreshes one older than HANDSHAKE_REFRESH_S.
    */
-  handshaken?: ReadonlySet<string>;
+  handshakeAges?: ReadonlyMap<string, number>;
   /** Every node's workload addresses: the borrowed ones are routed as their node's. */
   workloads?: readonly WorkloadAddress[];
   /** The host's MTU (the IPv4 fabric interface's, or mtuIfacePattern's smallest). */
@@ -232,10 +243,11 @@ export interface WireguardState {
   routes: WireguardRoute[];
   rule: { family: 4 | 6; priority: number; table: number; fwmark: number };
   /**
-   * Host encryption: an address routed through the device for each peer whose host addresses wait
-   * for a handshake (a packet to it makes the device start one).
+   * Host encryption: an address routed through the device for each peer whose handshake is to be
+   * started or renewed (a packet to it makes the device start one); awaited: the peer's host
+   * addresses wait for it (a later pass routes them through the device).
    */
-  handshakeTargets: string[];
+  handshakeTargets: { address: string; awaited: boolean }[];
   warnings: string[];
 }
 
@@ -337,16 +349,23 @@ export function renderWireguard(input: WireguardInput): WireguardState {
     const allowed = new Set([...cidrs, ...hosts]);
     if (n.interfaceAddress) allowed.add(hostPrefix(n.interfaceAddress));
     const allowedIps = [...allowed].sort(byText);
-    // Bootstrap: the host addresses go through the device only once a handshake with the peer
-    // proved it holds our key; until then they are thrown to the main table (in clear, as Felix's
+    // Bootstrap: the host addresses go through the device only while a fresh handshake with the
+    // peer proves it holds our key; else they are thrown to the main table (in clear, as Felix's
     // bootstrap leaves a node whose keys do not match), so a node still reaches a peer that has not
-    // yet learnt its key (the datastore, BGP). The handshake is started through the pod routes.
-    const handshaken = input.handshaken?.has(key) === true;
-    if (hosts.length > 0 && !handshaken) {
-      for (const h of hosts) if (!routes.has(h)) routes.set(h, { dst: h, type: "throw" });
+    // (yet) learnt its key: the datastore and BGP keep working while keys change. A packet through
+    // the pod routes (the interface address, else the first block) starts or renews a handshake.
+    const age = input.handshakeAges?.get(key);
+    const fresh = age !== undefined && age <= HANDSHAKE_FRESH_S;
+    if (hosts.length > 0) {
+      if (!fresh)
+        for (const h of hosts) if (!routes.has(h)) routes.set(h, { dst: h, type: "throw" });
       const via = [...allowed].filter((c) => !hosts.includes(c)).sort(byText);
       const first = n.interfaceAddress ? hostPrefix(n.interfaceAddress) : via[0];
-      if (first) state.handshakeTargets.push(first.split("/")[0] as string);
+      if (first && !(fresh && age <= HANDSHAKE_REFRESH_S))
+        state.handshakeTargets.push({
+          address: first.split("/")[0] as string,
+          awaited: !fresh,
+        });
     }
     state.peers.push({
       node: name,
@@ -550,7 +569,16 @@ export function planWireguard(desired: WireguardState, kernel: WireguardKernel):
   }
   // The table's routes (the table is ours whole, as Felix's).
   const table = String(desired.table);
-  const haveRoutes = new Map(kernel.routes.map((r) => [r.dst, r]));
+  // `ip -j` prints a host route's destination without its length ("10.0.0.1", not "/32").
+  const kernelRoutes = kernel.routes.map((r) => {
+    if (r.dst.includes("/")) return r;
+    try {
+      return { ...r, dst: hostPrefix(r.dst) };
+    } catch {
+      return r;
+    }
+  });
+  const haveRoutes = new Map(kernelRoutes.map((r) => [r.dst, r]));
   const want = new Set(desired.routes.map((r) => r.dst));
   for (const r of desired.routes) {
     const h = fresh ? undefined : haveRoutes.get(r.dst);
@@ -587,7 +615,7 @@ export function planWireguard(desired: WireguardState, kernel: WireguardKernel):
     );
     plan.changes.push(`route ${r.type === "throw" ? "throw " : ""}${r.dst} table ${table}`);
   }
-  for (const r of kernel.routes)
+  for (const r of kernelRoutes)
     if (!want.has(r.dst)) {
       plan.set.push(ip("route", "del", ...(r.type ? [r.type] : []), r.dst, "table", table));
       plan.changes.push(`route ${r.dst} table ${table} removed`);

@@ -164,17 +164,20 @@ export async function applyWireguard(
     table: number;
     family: 4 | 6;
     keyFile: string;
-    /** handshaken: the peers' keys with a completed handshake (host encryption's bootstrap). */
-    render: (publicKey: string, handshaken: ReadonlySet<string>) => WireguardState;
+    /** handshakeAges: seconds since each peer's latest handshake (host encryption's bootstrap). */
+    render: (publicKey: string, handshakeAges: ReadonlyMap<string, number>) => WireguardState;
   },
 ): Promise<WireguardApplied> {
   const kernel = await readWireguardKernel(ctx, o.device, o.table, o.family);
   const privateKey = privateKeyFor(o.keyFile, kernel.dump?.privateKey);
   const publicKey = publicKeyOf(privateKey);
-  const handshaken = new Set(
-    (kernel.dump?.peers ?? []).filter((p) => p.latestHandshake > 0).map((p) => p.publicKey),
+  const now = Math.floor(Date.now() / 1000);
+  const ages = new Map(
+    (kernel.dump?.peers ?? [])
+      .filter((p) => p.latestHandshake > 0)
+      .map((p) => [p.publicKey, Math.max(0, now - p.latestHandshake)]),
   );
-  const desired = o.render(publicKey, handshaken);
+  const desired = o.render(publicKey, ages);
   const plan = planWireguard(desired, kernel);
   let implementation: WireguardImplementation | undefined;
   if (plan.create) {
@@ -191,7 +194,7 @@ export async function applyWireguard(
   // device starts one (not awaited: a peer that does not answer must not hold the pass).
   for (const target of desired.handshakeTargets)
     void ctx
-      .run(ctx.netns, "ping", [`-${o.family}`, "-n", "-q", "-c", "1", "-W", "1", target])
+      .run(ctx.netns, "ping", [`-${o.family}`, "-n", "-q", "-c", "1", "-W", "1", target.address])
       .catch(() => undefined);
   return { publicKey, changes: plan.changes, ...(implementation ? { implementation } : {}) };
 }

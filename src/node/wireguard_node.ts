@@ -167,14 +167,14 @@ export class WireguardAgent {
         table: config.routingTable,
         family,
         keyFile: this.keyFile(family),
-        render: (publicKey, handshaken) => {
+        render: (publicKey, handshakeAges) => {
           const s = renderWireguard({
             ...wireguardInputOf(snap, this.o.nodename, config, publicKey, host),
-            handshaken,
+            handshakeAges,
           });
           warnings.push(...s.warnings);
           mtus.push(s.device.mtu);
-          if (s.handshakeTargets.length > 0) awaitingHandshake = true;
+          if (s.handshakeTargets.some((t) => t.awaited)) awaitingHandshake = true;
           return s;
         },
       });

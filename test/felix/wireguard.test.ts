@@ -11,6 +11,8 @@ import { validateResource } from "../../src/api/registry.js";
 import { renderHostPolicy } from "../../src/felix/host_endpoint.js";
 import {
   generatePrivateKey,
+  HANDSHAKE_FRESH_S,
+  HANDSHAKE_REFRESH_S,
   isWireguardKey,
   parseWgDump,
   planWireguard,
@@ -276,7 +278,9 @@ describe("renderWireguard with host encryption (wireguardHostEncryptionEnabled)"
       },
       { name: "n3", address: "10.0.3.13/24" },
     ];
-    const s = renderWireguard(input({ config: hostCfg(), nodes, handshaken: new Set([K2]) }));
+    const s = renderWireguard(
+      input({ config: hostCfg(), nodes, handshakeAges: new Map([[K2, 10]]) }),
+    );
     expect(wireguardConfig({ wireguardHostEncryptionEnabled: true }).config.hostEncryption).toBe(
       true,
     );
@@ -323,7 +327,7 @@ describe("renderWireguard with host encryption (wireguardHostEncryptionEnabled)"
     ]);
   });
 
-  it("bootstrap: before a handshake with the peer (it may not hold our key yet) its host addresses are accepted but thrown to the main table, and a packet to its interface address (else its first block) starts one", () => {
+  it("bootstrap: without a fresh handshake with the peer (it may not hold our key) its host addresses are accepted but thrown to the main table, and a packet to its interface address (else its first block) starts one; an old one is renewed", () => {
     const s = renderWireguard(input({ config: hostCfg() }));
     expect(s.peers[0]?.allowedIps).toEqual(["10.0.2.12/32", "10.244.2.0/26", "10.244.2.7/32"]);
     expect(s.routes).toEqual([
@@ -334,14 +338,34 @@ describe("renderWireguard with host encryption (wireguardHostEncryptionEnabled)"
       { dst: "10.244.2.7/32", type: "unicast" },
       { dst: "10.244.3.0/26", type: "throw" },
     ]);
-    expect(s.handshakeTargets).toEqual(["10.244.2.7"]);
+    expect(s.handshakeTargets).toEqual([{ address: "10.244.2.7", awaited: true }]);
+    // By the handshake's age: fresh (<= 120 s) nothing to do; 121..300 s through the device and
+    // renewed; older (the peer no longer takes our key): in clear again, awaited.
+    const at = (age: number) => {
+      const r = renderWireguard(input({ config: hostCfg(), handshakeAges: new Map([[K2, age]]) }));
+      return {
+        route: r.routes.find((x) => x.dst === "10.0.2.12/32")?.type,
+        targets: r.handshakeTargets,
+      };
+    };
+    expect(at(0)).toEqual({ route: "unicast", targets: [] });
+    expect(at(HANDSHAKE_REFRESH_S)).toEqual({ route: "unicast", targets: [] });
+    expect(at(HANDSHAKE_REFRESH_S + 1)).toEqual({
+      route: "unicast",
+      targets: [{ address: "10.244.2.7", awaited: false }],
+    });
+    expect(at(HANDSHAKE_FRESH_S)).toEqual(at(HANDSHAKE_REFRESH_S + 1));
+    expect(at(HANDSHAKE_FRESH_S + 1)).toEqual({
+      route: "throw",
+      targets: [{ address: "10.244.2.7", awaited: true }],
+    });
     // A handshake with another key (the peer's old one) does not count.
     expect(
-      renderWireguard(input({ config: hostCfg(), handshaken: new Set([K3]) })).routes,
+      renderWireguard(input({ config: hostCfg(), handshakeAges: new Map([[K3, 10]]) })).routes,
     ).toContainEqual({ dst: "10.0.2.12/32", type: "throw" });
     const noIface = input().nodes.map(({ interfaceAddress: _, ...n }) => n);
     expect(renderWireguard(input({ config: hostCfg(), nodes: noIface })).handshakeTargets).toEqual([
-      "10.244.2.0",
+      { address: "10.244.2.0", awaited: true },
     ]);
     // Pod traffic alone: no targets (its routes go through the device at once).
     expect(renderWireguard(input()).handshakeTargets).toEqual([]);
@@ -363,7 +387,7 @@ describe("renderWireguard with host encryption (wireguardHostEncryptionEnabled)"
           { name: "n1", address: "fd31:1::11/64", publicKey: PUB },
           { name: "n2", address: "fd31:2::12/64", publicKey: K2, hostAddresses: ["10.0.2.12"] },
         ],
-        handshaken: new Set([K2]),
+        handshakeAges: new Map([[K2, 10]]),
       }),
     );
     expect(s6.device.address).toBe("fd31:1::11/128");
@@ -371,8 +395,8 @@ describe("renderWireguard with host encryption (wireguardHostEncryptionEnabled)"
     expect(s6.routes).toContainEqual({ dst: "fd31:2::12/128", type: "unicast" });
   });
 
-  it("turned off on a converged device: the host routes are removed and the peer's allowed IPs replaced", () => {
-    const on = renderWireguard(input({ config: hostCfg(), handshaken: new Set([K2]) }));
+  it("converged (host routes read back as `ip -j` prints them, without /32): nothing to do; turned off: the host routes are removed and the peer's allowed IPs replaced", () => {
+    const on = renderWireguard(input({ config: hostCfg(), handshakeAges: new Map([[K2, 10]]) }));
     const kernel: WireguardKernel = {
       link: {
         ifname: "wireguard.cali",
@@ -394,9 +418,11 @@ describe("renderWireguard with host encryption (wireguardHostEncryptionEnabled)"
         })),
       },
       rules: [{ priority: 99, table: "1", fwmark: "0x100000", fwmask: "0x100000", not: null }],
-      routes: on.routes.map((r) =>
-        r.type === "throw" ? { dst: r.dst, type: "throw" } : { dst: r.dst, dev: "wireguard.cali" },
-      ),
+      // As `ip -j` prints them: a host route's destination without "/32".
+      routes: on.routes.map((r) => {
+        const dst = r.dst.replace(/\/32$/, "");
+        return r.type === "throw" ? { dst, type: "throw" } : { dst, dev: "wireguard.cali" };
+      }),
     };
     expect(planWireguard(on, kernel).changes).toEqual([]);
     const plan = planWireguard(renderWireguard(input()), kernel);
