@@ -729,6 +729,122 @@ describe.skipIf(skipBgp)("WireGuard beside BGP routes to the same blocks", () =>
   });
 });
 
+describe.skipIf(skipBgp)("WireGuard host encryption beside BGP: the BGP session itself", () => {
+  let lab: Lab;
+  let n1: LabNode;
+  let n2: LabNode;
+  const dev = (i: number) => `${RUN_PREFIX}h${i}`;
+  const logs = () => lab.nodes.map((n) => `--- ${n.name}\n${n.daemon?.log}`).join("\n");
+  const withLogs = (e: unknown): never => {
+    throw new Error(`${(e as Error).message}\n${logs()}`);
+  };
+  const felix = (name: string, spec: object) =>
+    new ResourceClient(lab.store).write("apply", {
+      apiVersion: V3,
+      kind: "FelixConfiguration",
+      metadata: { name },
+      spec,
+    });
+  const bgpRouteTo = (dst: string) =>
+    n1.ns
+      .ipJson<{ dst: string; gateway?: string }[]>("-4", "route", "show", "proto", "201")
+      .find((r) => r.dst === dst);
+  const routeGet = (ns: Netns, to: string) =>
+    ns.ipJson<{ dev: string }[]>("-4", "route", "get", to)[0]?.dev;
+  const bgpFrames = (frames: Captured[]) =>
+    frames.filter((f) => /tcp/.test(f.protocols) && [n1.ip4, n2.ip4].includes(f.src));
+
+  beforeAll(async () => {
+    lab = await buildLab(
+      "wgh",
+      [["wgh-a1", "wgh-a2"]],
+      () => ["--resync-interval", "2s"],
+      [4],
+      {},
+      (l) => {
+        lab = l;
+      },
+    );
+    [n1, n2] = lab.nodes as [LabNode, LabNode];
+    await waitFor(`${n1.name}: BGP route to ${n2.name}'s block`, () =>
+      bgpRouteTo(blockOf(n2.pod4 as string)),
+    ).catch(withLogs);
+  }, HOOK_MS);
+
+  afterAll(async () => {
+    await destroyLab(lab);
+  });
+
+  it("on: a new block's BGP UPDATE crosses the link only inside UDP 51820 (in clear with host encryption off); a node restarted with new keys gets its session and routes back, then through WireGuard again", async () => {
+    const claimAndSee = async (block: string) => {
+      await new IpamStore(lab.store).claimBlock(n2.name, parseCidr(block));
+      await waitFor(`${n1.name}: BGP route to ${block}`, () => bgpRouteTo(block)).catch(withLogs);
+    };
+    for (const [i, n] of lab.nodes.entries())
+      await felix(`node.${n.name}`, { wireguardInterfaceName: dev(i + 1) });
+    // WireGuard on, host encryption off: the BGP UPDATE in clear (TCP between the nodes).
+    await felix("default", { wireguardEnabled: true });
+    await waitFor(
+      `${n1.name}: ${n2.pod4} through ${dev(1)}`,
+      () => routeGet(n1.ns, n2.pod4 as string) === dev(1),
+    ).catch(withLogs);
+    const clear = await capture(lab.router, n1.port, () => claimAndSee("10.232.251.0/26"));
+    expect(bgpFrames(clear).length, JSON.stringify(clear)).toBeGreaterThanOrEqual(1);
+    // Host encryption on: the nodes' addresses through the devices, the UPDATE inside WireGuard.
+    await felix("default", { wireguardEnabled: true, wireguardHostEncryptionEnabled: true });
+    await waitFor(`both nodes: the other's host through WireGuard`, () => {
+      return routeGet(n1.ns, n2.ip4) === dev(1) && routeGet(n2.ns, n1.ip4) === dev(2);
+    }).catch(withLogs);
+    const sealed = await capture(lab.router, n1.port, () => claimAndSee("10.232.252.0/26"));
+    const frames = sealed.filter((f) => !f.src.startsWith("fe80:") && f.src !== "");
+    expect(bgpFrames(frames), JSON.stringify(frames)).toEqual([]);
+    expect(frames.some((f) => f.udpPort === "51820")).toBe(true);
+    for (const f of frames) expect(f.udpPort, JSON.stringify(f)).toBe("51820");
+    // n2 restarted with new keys: the session comes back (in clear until the handshake), its
+    // routes with it, then the nodes' traffic goes through WireGuard again.
+    const args2 = (n2.daemon?.proc.spawnargs ?? []).slice(7);
+    expect(args2).toContain("--nodename");
+    const oldKey = wgDump(n2.ns, dev(2))?.publicKey;
+    expect(oldKey).toBeDefined();
+    await n2.daemon?.stop();
+    n2.ns.ip("link", "del", dev(2));
+    rmSync(join(lab.dir, `wireguard-${n2.name}.key`));
+    const t0 = Date.now();
+    n2.daemon = await startNode(n2.ns, args2);
+    await claimAndSee("10.232.253.0/26");
+    const back = Date.now() - t0;
+    const node2 = async () =>
+      (await new ResourceClient(lab.store).get(
+        kindOf(V3, "Node") as NonNullable<ReturnType<typeof kindOf>>,
+        n2.name,
+      )) as unknown as Node;
+    const newKey = await waitFor(`${n2.name}: its new key published`, async () => {
+      const k = (await node2()).status?.wireguardPublicKey;
+      return k && k !== oldKey ? k : undefined;
+    }).catch(withLogs);
+    await waitFor(`both nodes: the other's host through WireGuard again, to the new key`, () => {
+      const p = wgDump(n1.ns, dev(1))?.peers.find((x) => x.publicKey === newKey);
+      return (
+        p?.allowedIps.includes(`${n2.ip4}/32`) &&
+        p.handshake > 0 &&
+        wgDump(n1.ns, dev(1))?.peers.length === 1 &&
+        routeGet(n1.ns, n2.ip4) === dev(1) &&
+        routeGet(n2.ns, n1.ip4) === dev(2)
+      );
+    }).catch(withLogs);
+    console.log(
+      `BGP with host encryption: ${n2.name} restarted with new keys; ${n1.name} had a BGP route to its new block ${back} ms after the start, both route each other's host through WireGuard ${Date.now() - t0} ms after it (load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]})`,
+    );
+    expect(bgpRouteTo(blockOf(n2.pod4 as string))?.gateway).toBe(n2.ip4);
+    await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping after the key change", logs);
+    const after = (await capture(lab.router, n1.port, () => claimAndSee("10.232.254.0/26"))).filter(
+      (f) => !f.src.startsWith("fe80:") && f.src !== "",
+    );
+    expect(bgpFrames(after), JSON.stringify(after)).toEqual([]);
+    expect(after.some((f) => f.udpPort === "51820")).toBe(true);
+  });
+});
+
 // `ocelot node run --netns` (the daemon outside the namespace it programs): the device is made
 // in the namespace (wireguard-go under `ip netns exec`), and a peer comes from a Node resource
 // alone (its key, address and block affinity written to the store; no daemon behind it).
