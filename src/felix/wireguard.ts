@@ -360,7 +360,8 @@ export function renderWireguard(input: WireguardInput): WireguardState {
       if (!fresh)
         for (const h of hosts) if (!routes.has(h)) routes.set(h, { dst: h, type: "throw" });
       const via = [...allowed].filter((c) => !hosts.includes(c)).sort(byText);
-      const first = n.interfaceAddress ? hostPrefix(n.interfaceAddress) : via[0];
+      const iface = n.interfaceAddress ? hostPrefix(n.interfaceAddress) : undefined;
+      const first = iface && !hosts.includes(iface) ? iface : via[0];
       if (first && !(fresh && age <= HANDSHAKE_REFRESH_S))
         state.handshakeTargets.push({
           address: first.split("/")[0] as string,

@@ -5,7 +5,9 @@
 // status.wireguardPublicKey / wireguardPublicKeyV6 (compare-and-swap); a family turned off (or
 // moved to another device or table) loses its rule, table routes and device and its key is
 // cleared, as Felix does. The key files live beside the pods' MTU file (the node's state
-// directory), one per family.
+// directory), one per family. With host encryption (wireguardHostEncryptionEnabled) it tells the
+// daemon when a peer's host addresses wait for a handshake (the daemon looks again 3 s on) and
+// warns about a strict rp_filter on the fabric interface.
 // Not: the interface address (tunnel_addrs.ts allocates it once the key is published).
 import { join } from "node:path";
 import { ResourceClient, ResourceError } from "../api/client.js";

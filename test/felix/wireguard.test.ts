@@ -367,6 +367,13 @@ describe("renderWireguard with host encryption (wireguardHostEncryptionEnabled)"
     expect(renderWireguard(input({ config: hostCfg(), nodes: noIface })).handshakeTargets).toEqual([
       { address: "10.244.2.0", awaited: true },
     ]);
+    // An interface address that is also a host address (gated itself): the first block instead.
+    const same = input().nodes.map((n) =>
+      n.name === "n2" ? { ...n, interfaceAddress: "10.0.2.12" } : n,
+    );
+    expect(renderWireguard(input({ config: hostCfg(), nodes: same })).handshakeTargets).toEqual([
+      { address: "10.244.2.0", awaited: true },
+    ]);
     // Pod traffic alone: no targets (its routes go through the device at once).
     expect(renderWireguard(input()).handshakeTargets).toEqual([]);
   });

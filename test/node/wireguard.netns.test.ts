@@ -9,7 +9,9 @@
 // pods ping each other in both families and tshark on the router's port sees only UDP 51820 and
 // 51821 between the node addresses (no ICMP, no VXLAN); `wg show` lists handshakes. A restarted
 // daemon keeps its public keys. WireGuard off: devices, rules, table routes, published keys and
-// interface addresses go, and the router sees the pods' ICMP inside VXLAN again.
+// interface addresses go, and the router sees the pods' ICMP inside VXLAN again. Host encryption
+// (wireguardHostEncryptionEnabled): the nodes' own ping and TCP only as WireGuard UDP, through a
+// key change; beside BGP, the BGP session itself; a peer that never answers stays reachable.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
