@@ -183,15 +183,21 @@ describe.skipIf(skip)(
       expect(d1?.publicKey).toBe(r1.status?.wireguardPublicKey);
       expect(d1?.port).toBe("51820");
       expect(d1?.fwmark).toBe("0x100000");
-      // The device (wireguard-go's TUN here), its MTU (1500 - 60) and interface address.
-      const link = n1.ns.ipJson<
-        {
-          mtu: number;
-          flags: string[];
-          addr_info: { local: string }[];
-          linkinfo?: { info_kind?: string };
-        }[]
-      >("-d", "addr", "show", "dev", dev(1))[0];
+      // The device (wireguard-go's TUN here), its MTU (1500 - 60) and interface address (the
+      // pass that puts it there may follow the one that added the peer: awaited).
+      const link = await waitFor(`${n1.name}: its interface address on ${dev(1)}`, () => {
+        const l = n1.ns.ipJson<
+          {
+            mtu: number;
+            flags: string[];
+            addr_info: { local: string }[];
+            linkinfo?: { info_kind?: string };
+          }[]
+        >("-d", "addr", "show", "dev", dev(1))[0];
+        return l?.addr_info.some((x) => x.local === r1.spec.wireguard?.interfaceIPv4Address)
+          ? l
+          : undefined;
+      }).catch(withLogs);
       expect(link?.linkinfo?.info_kind).toBe("tun");
       expect(link?.mtu).toBe(1440);
       expect(link?.flags).toContain("UP");
