@@ -3,8 +3,8 @@
 // (validateFelixConfigSpec, validateIPAMConfigSpec, the CEL rules), and what Ocelot does with each
 // field: the few it honours (failsafe ports, defaultEndpointToHostAction, the iptables allow and
 // deny actions, logSeverityScreen, iptablesRefreshInterval, routeRefreshInterval, floatingIPs,
-// workloadSourceSpoofing, the MTUs, vxlanPort, vxlanVNI, WireGuard over IPv4 and IPv6),
-// the many it stores and names in a warning (they tune parts Ocelot does not have), and the ones
+// workloadSourceSpoofing, the MTUs, vxlanPort, vxlanVNI, WireGuard over IPv4 and IPv6 and its
+// host encryption), the many it stores and names in a warning (they tune parts Ocelot does not have), and the ones
 // it refuses because ignoring them would weaken security.
 // Not: applying them (the node daemon, `ocelot ipam`).
 import * as z from "zod";
@@ -27,8 +27,6 @@ import { lazy } from "./lazy.js";
 
 /** FelixConfiguration fields refused: ignoring them would leave traffic less protected. */
 const FELIX_REFUSED: Record<string, string> = {
-  wireguardHostEncryptionEnabled:
-    "WireGuard host encryption is not implemented: host-to-host traffic would cross the network in clear",
   policySyncPathPrefix: "the policy sync API (application-layer policy) is not implemented",
 };
 
@@ -65,6 +63,7 @@ export const FELIX_FIELDS_ACTED_ON: readonly string[] = [
   "wireguardInterfaceNameV6",
   "wireguardListeningPortV6",
   "wireguardMTUV6",
+  "wireguardHostEncryptionEnabled",
 ];
 
 const FELIX_HONOURED = new Set<string>(FELIX_FIELDS_ACTED_ON);

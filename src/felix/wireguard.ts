@@ -10,7 +10,15 @@
 // workload addresses and its interface address); the routes of the WireGuard table (each peer's
 // allowed IPs through the device; `throw` for this node's blocks and borrowed addresses and for
 // the blocks of nodes reached without WireGuard, so that those fall back to the main table) and
-// the rule `not fwmark 0x100000/0x100000 lookup <table>` at the priority. Also the plan: the `ip`
+// the rule `not fwmark 0x100000/0x100000 lookup <table>` at the priority. With host encryption
+// (wireguardHostEncryptionEnabled, Felix's EncryptHostTraffic) each peer's allowed IPs and the
+// table's device routes also hold its node's host addresses (its fabric address and
+// spec.addresses of the family, Felix's REMOTE_HOST routes), so host-to-host traffic between nodes
+// that both have keys goes through the device (WireGuard's own UDP carries the mark and keeps the
+// main table), nodes without a key get `throw` routes for their host addresses, and the device
+// takes the host address when it has no interface address (Felix); a peer's host addresses are
+// routed through the device only once a handshake with it completed (the bootstrap: until then
+// it may not hold our key, and its host must stay reachable). Also the plan: the `ip`
 // and `wg` requests that turn the kernel's state (as `ip -j`, `wg show <dev> dump` print it) into
 // this one, and the keys (X25519, base64 as `wg genkey` / `wg pubkey` print them).
 // Not: running anything (wireguard_apply.ts), the interface address's allocation
@@ -25,6 +33,16 @@ export const WIREGUARD_DEFAULT_INTERFACE_V6 = "wg-v6.cali";
 export const WIREGUARD_DEFAULT_PORT = 51820;
 export const WIREGUARD_DEFAULT_PORT_V6 = 51821;
 export const WIREGUARD_DEFAULT_RULE_PRIORITY = 99;
+/**
+ * Host encryption: a peer's host addresses go through the device while its latest handshake is at
+ * most this old. WireGuard renews a session in use every 2 minutes and drops one 3 minutes old
+ * (REKEY_AFTER_TIME, REJECT_AFTER_TIME): a peer that no longer takes our key (it lost it, or we
+ * changed it and it has not learnt the new one) is older than this within minutes, and its host
+ * is then reached in clear again.
+ */
+export const HANDSHAKE_FRESH_S = 300;
+/** A handshake older than this is renewed by a packet through the device (it stays fresh). */
+export const HANDSHAKE_REFRESH_S = 120;
 /** Felix's WireGuard firewall mark (one of its mark bits): the device's own UDP carries it. */
 export const WIREGUARD_FWMARK = 0x100000;
 /**
@@ -49,6 +67,8 @@ export interface WireguardConfig {
   /** wireguardKeepAlive in whole seconds (0: off). */
   keepAliveSeconds: number;
   routingTable: number;
+  /** wireguardHostEncryptionEnabled: host-to-host traffic between nodes with keys too. */
+  hostEncryption: boolean;
 }
 
 const int = (v: unknown): number | undefined =>
@@ -110,9 +130,22 @@ export function wireguardConfig(
       mtu: int(spec[`wireguardMTU${sfx}`]) ?? 0,
       keepAliveSeconds,
       routingTable: table ?? (v6 ? 2 : 1),
+      hostEncryption: spec.wireguardHostEncryptionEnabled === true,
     },
     warnings,
   };
+}
+
+/**
+ * The warning for host encryption over a strict reverse-path filter (rp_filter 1 on the fabric
+ * interface): the peers' host addresses are routed through the device, so their WireGuard UDP and
+ * the clear traffic of a node that has no key of ours yet, arriving on the fabric interface, fail
+ * the check. Felix marks such packets in raw PREROUTING (and sets src_valid_mark) so the check
+ * takes the main table; Ocelot does not, and says so.
+ */
+export function rpFilterWarning(iface: string, rpFilter: number | undefined): string | undefined {
+  if (rpFilter !== 1) return undefined;
+  return `WireGuard host encryption: rp_filter is strict (1) on ${iface}: packets from the peers' host addresses arriving there (their WireGuard UDP included) fail the reverse-path check; set net.ipv4.conf.all.rp_filter and ${iface}'s to 2 (loose) or 0 (Felix's raw-table mark for this is not implemented)`;
 }
 
 // ---- keys --------------------------------------------------------------------------------------
@@ -154,6 +187,8 @@ export interface WireguardNode {
   publicKey?: string;
   /** spec.wireguard.interfaceIPv4Address (IPv6: interfaceIPv6Address). */
   interfaceAddress?: string;
+  /** spec.addresses of the family (with or without a prefix length): host addresses besides. */
+  hostAddresses?: string[];
 }
 
 export interface WireguardInput {
@@ -165,6 +200,12 @@ export interface WireguardInput {
   nodes: readonly WireguardNode[];
   /** Confirmed block affinities of every node. */
   blocks: readonly { cidr: string; node: string }[];
+  /**
+   * Seconds since the device's latest handshake with each peer, by public key (`wg show dump`;
+   * absent: none). Host encryption routes a peer's host addresses through the device while its
+   * handshake is fresh (HANDSHAKE_FRESH_S) and refreshes one older than HANDSHAKE_REFRESH_S.
+   */
+  handshakeAges?: ReadonlyMap<string, number>;
   /** Every node's workload addresses: the borrowed ones are routed as their node's. */
   workloads?: readonly WorkloadAddress[];
   /** The host's MTU (the IPv4 fabric interface's, or mtuIfacePattern's smallest). */
@@ -201,6 +242,12 @@ export interface WireguardState {
   /** The routes of the WireGuard table, by destination. */
   routes: WireguardRoute[];
   rule: { family: 4 | 6; priority: number; table: number; fwmark: number };
+  /**
+   * Host encryption: an address routed through the device for each peer whose handshake is to be
+   * started or renewed (a packet to it makes the device start one); awaited: the peer's host
+   * addresses wait for it (a later pass routes them through the device).
+   */
+  handshakeTargets: { address: string; awaited: boolean }[];
   warnings: string[];
 }
 
@@ -210,6 +257,23 @@ const hostPrefix = (a: string) => {
 };
 const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
+/** A node's host addresses of the family as host prefixes: its fabric address and spec.addresses. */
+export function hostAddressesOf(n: WireguardNode, family: 4 | 6): string[] {
+  const out = new Set<string>();
+  for (const a of [n.address, ...(n.hostAddresses ?? [])]) {
+    if (a === undefined) continue;
+    const text = a.split("/")[0] as string;
+    let p: ReturnType<typeof parseAddress>;
+    try {
+      p = parseAddress(text);
+    } catch {
+      continue;
+    }
+    if (p.family === family) out.add(hostPrefix(text));
+  }
+  return [...out].sort(byText);
+}
+
 /** The WireGuard state of input.node (WireGuard enabled); see the module comment. */
 export function renderWireguard(input: WireguardInput): WireguardState {
   const { config } = input;
@@ -218,7 +282,9 @@ export function renderWireguard(input: WireguardInput): WireguardState {
   const fam = config.family;
   const overhead = fam === 4 ? WIREGUARD_OVERHEAD_V4 : WIREGUARD_OVERHEAD_V6;
   const mtu = config.mtu > 0 ? config.mtu : input.hostMtu - overhead;
-  const myAddr = me?.interfaceAddress;
+  // Felix: with host encryption and no interface address, the device takes the host address.
+  const myAddr =
+    me?.interfaceAddress ?? (config.hostEncryption ? me?.address?.split("/")[0] : undefined);
   const state: WireguardState = {
     device: {
       name: config.interfaceName,
@@ -237,6 +303,7 @@ export function renderWireguard(input: WireguardInput): WireguardState {
       table: config.routingTable,
       fwmark: WIREGUARD_FWMARK,
     },
+    handshakeTargets: [],
     warnings,
   };
   // A key claimed by more than one node (ours included) is nobody's (Felix).
@@ -268,17 +335,39 @@ export function renderWireguard(input: WireguardInput): WireguardState {
     if (name === input.node) continue;
     const n = byName.get(name);
     const cidrs = [...(cidrsOf.get(name) ?? [])];
+    // Host encryption: the node's host addresses too (Felix's REMOTE_HOST routes).
+    const hosts = config.hostEncryption && n ? hostAddressesOf(n, fam) : [];
     const key = n?.publicKey;
     const fabric = n?.address?.split("/")[0];
     const peer = isWireguardKey(key) && claims.get(key)?.length === 1 && fabric !== undefined && n;
     if (!peer) {
       // Reached as before (VXLAN, IP-in-IP or BGP routes in the main table).
-      for (const c of cidrs) if (!routes.has(c)) routes.set(c, { dst: c, type: "throw" });
+      for (const c of [...cidrs, ...hosts])
+        if (!routes.has(c)) routes.set(c, { dst: c, type: "throw" });
       continue;
     }
-    const allowed = new Set(cidrs);
+    const allowed = new Set([...cidrs, ...hosts]);
     if (n.interfaceAddress) allowed.add(hostPrefix(n.interfaceAddress));
     const allowedIps = [...allowed].sort(byText);
+    // Bootstrap: the host addresses go through the device only while a fresh handshake with the
+    // peer proves it holds our key; else they are thrown to the main table (in clear, as Felix's
+    // bootstrap leaves a node whose keys do not match), so a node still reaches a peer that has not
+    // (yet) learnt its key: the datastore and BGP keep working while keys change. A packet through
+    // the pod routes (the interface address, else the first block) starts or renews a handshake.
+    const age = input.handshakeAges?.get(key);
+    const fresh = age !== undefined && age <= HANDSHAKE_FRESH_S;
+    if (hosts.length > 0) {
+      if (!fresh)
+        for (const h of hosts) if (!routes.has(h)) routes.set(h, { dst: h, type: "throw" });
+      const via = [...allowed].filter((c) => !hosts.includes(c)).sort(byText);
+      const iface = n.interfaceAddress ? hostPrefix(n.interfaceAddress) : undefined;
+      const first = iface && !hosts.includes(iface) ? iface : via[0];
+      if (first && !(fresh && age <= HANDSHAKE_REFRESH_S))
+        state.handshakeTargets.push({
+          address: first.split("/")[0] as string,
+          awaited: !fresh,
+        });
+    }
     state.peers.push({
       node: name,
       publicKey: key,
@@ -481,7 +570,16 @@ export function planWireguard(desired: WireguardState, kernel: WireguardKernel):
   }
   // The table's routes (the table is ours whole, as Felix's).
   const table = String(desired.table);
-  const haveRoutes = new Map(kernel.routes.map((r) => [r.dst, r]));
+  // `ip -j` prints a host route's destination without its length ("10.0.0.1", not "/32").
+  const kernelRoutes = kernel.routes.map((r) => {
+    if (r.dst.includes("/")) return r;
+    try {
+      return { ...r, dst: hostPrefix(r.dst) };
+    } catch {
+      return r;
+    }
+  });
+  const haveRoutes = new Map(kernelRoutes.map((r) => [r.dst, r]));
   const want = new Set(desired.routes.map((r) => r.dst));
   for (const r of desired.routes) {
     const h = fresh ? undefined : haveRoutes.get(r.dst);
@@ -518,7 +616,7 @@ export function planWireguard(desired: WireguardState, kernel: WireguardKernel):
     );
     plan.changes.push(`route ${r.type === "throw" ? "throw " : ""}${r.dst} table ${table}`);
   }
-  for (const r of kernel.routes)
+  for (const r of kernelRoutes)
     if (!want.has(r.dst)) {
       plan.set.push(ip("route", "del", ...(r.type ? [r.type] : []), r.dst, "table", table));
       plan.changes.push(`route ${r.dst} table ${table} removed`);

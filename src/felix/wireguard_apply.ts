@@ -3,7 +3,9 @@
 // as Felix keeps it there; else the key file, mode 0600, so that a restart keeps the public key;
 // else a new one); makes the device (the kernel's `ip link add <dev> type wireguard`, else the
 // userspace `wireguard-go <dev>`, which daemonizes and serves `wg` on
-// /var/run/wireguard/<dev>.sock); and runs the plan of wireguard.ts with `ip` and `wg`.
+// /var/run/wireguard/<dev>.sock); runs the plan of wireguard.ts with `ip` and `wg`; with host
+// encryption, sends one ping through the device to each peer that has had no handshake yet (so
+// that one starts), and reads rp_filter for the strict-mode warning.
 // Not: deciding anything (wireguard.ts), the Node's public key (the node daemon).
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
@@ -162,13 +164,20 @@ export async function applyWireguard(
     table: number;
     family: 4 | 6;
     keyFile: string;
-    render: (publicKey: string) => WireguardState;
+    /** handshakeAges: seconds since each peer's latest handshake (host encryption's bootstrap). */
+    render: (publicKey: string, handshakeAges: ReadonlyMap<string, number>) => WireguardState;
   },
 ): Promise<WireguardApplied> {
   const kernel = await readWireguardKernel(ctx, o.device, o.table, o.family);
   const privateKey = privateKeyFor(o.keyFile, kernel.dump?.privateKey);
   const publicKey = publicKeyOf(privateKey);
-  const desired = o.render(publicKey);
+  const now = Math.floor(Date.now() / 1000);
+  const ages = new Map(
+    (kernel.dump?.peers ?? [])
+      .filter((p) => p.latestHandshake > 0)
+      .map((p) => [p.publicKey, Math.max(0, now - p.latestHandshake)]),
+  );
+  const desired = o.render(publicKey, ages);
   const plan = planWireguard(desired, kernel);
   let implementation: WireguardImplementation | undefined;
   if (plan.create) {
@@ -181,7 +190,28 @@ export async function applyWireguard(
   }
   await runAll(ctx, plan.set, o.family);
   await runAll(ctx, plan.rule, o.family);
+  // One packet through the device to each peer whose host addresses wait for a handshake: the
+  // device starts one (not awaited: a peer that does not answer must not hold the pass).
+  for (const target of desired.handshakeTargets)
+    void ctx
+      .run(ctx.netns, "ping", [`-${o.family}`, "-n", "-q", "-c", "1", "-W", "1", target.address])
+      .catch(() => undefined);
   return { publicKey, changes: plan.changes, ...(implementation ? { implementation } : {}) };
+}
+
+/**
+ * The IPv4 reverse-path filter in force on an interface: the larger of `all` and the interface's
+ * (the kernel's rule); undefined when unreadable.
+ */
+export async function readRpFilter(ctx: Ctx, iface: string): Promise<number | undefined> {
+  const r = await ctx.run(ctx.netns, "sysctl", [
+    "-n",
+    "net.ipv4.conf.all.rp_filter",
+    `net.ipv4.conf.${iface.replaceAll(".", "/")}.rp_filter`,
+  ]);
+  if (r.code !== 0) return undefined;
+  const values = r.stdout.trim().split("\n").map(Number);
+  return values.length === 2 && values.every(Number.isInteger) ? Math.max(...values) : undefined;
 }
 
 /** WireGuard off on device and table: the rule, the table's routes, the device. */

@@ -87,7 +87,7 @@ import { ownAnnouncements, withImportOwnership } from "./import_ownership.js";
 import { CountedIpamStore } from "./ipam_counted.js";
 import { registerNode } from "./registration.js";
 import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
-import { WireguardAgent } from "./wireguard_node.js";
+import { WIREGUARD_HANDSHAKE_RECHECK_MS, WireguardAgent } from "./wireguard_node.js";
 
 export const DEFAULT_STATUS_SOCKET = "/run/ocelot/bgpd.sock";
 
@@ -290,6 +290,7 @@ export class NodeDaemon {
   private lastWireguardWarnings = "";
   private lastWireguardError = "";
   private wireguardRetryPending = false;
+  private wireguardHandshakePending = false;
   private overlayGen = 0;
   private overlayWanted: { state: OverlayState; gen: number } | undefined;
   private overlayApplied: { state: OverlayState; gen: number; present: Set<string> } | undefined;
@@ -1101,6 +1102,15 @@ export class NodeDaemon {
         this.log.warn({ warnings: r.warnings }, "WireGuard: parts not applied");
       this.lastWireguardWarnings = warnings;
       this.lastWireguardError = "";
+      // Host encryption's bootstrap: a pass a few seconds on routes the peers' host addresses
+      // through the device once their handshakes completed (one such pass pending at a time).
+      if (r.awaitingHandshake && !this.wireguardHandshakePending) {
+        this.wireguardHandshakePending = true;
+        setTimeout(() => {
+          this.wireguardHandshakePending = false;
+          this.changed(["agent"]);
+        }, WIREGUARD_HANDSHAKE_RECHECK_MS).unref?.();
+      }
       return r.mtu;
     } catch (err) {
       const error = (err as Error).message;

@@ -5,7 +5,9 @@
 // status.wireguardPublicKey / wireguardPublicKeyV6 (compare-and-swap); a family turned off (or
 // moved to another device or table) loses its rule, table routes and device and its key is
 // cleared, as Felix does. The key files live beside the pods' MTU file (the node's state
-// directory), one per family.
+// directory), one per family. With host encryption (wireguardHostEncryptionEnabled) it tells the
+// daemon when a peer's host addresses wait for a handshake (the daemon looks again 3 s on) and
+// warns about a strict rp_filter on the fabric interface.
 // Not: the interface address (tunnel_addrs.ts allocates it once the key is published).
 import { join } from "node:path";
 import { ResourceClient, ResourceError } from "../api/client.js";
@@ -19,11 +21,12 @@ import type { FabricIface } from "../felix/overlay.js";
 import type { OverlayRunner } from "../felix/overlay_apply.js";
 import {
   renderWireguard,
+  rpFilterWarning,
   type WireguardConfig,
   type WireguardInput,
   wireguardConfig,
 } from "../felix/wireguard.js";
-import { applyWireguard, removeWireguard } from "../felix/wireguard_apply.js";
+import { applyWireguard, readRpFilter, removeWireguard } from "../felix/wireguard_apply.js";
 import { felixSettingsOf, type NodeSnapshot, overlayInputOf } from "./agent_state.js";
 
 /** The node's Node fields of one family for WireGuard. */
@@ -35,6 +38,9 @@ function familyFields(n: Node, family: 4 | 6) {
     interfaceAddress: v6
       ? n.spec.wireguard?.interfaceIPv6Address
       : n.spec.wireguard?.interfaceIPv4Address,
+    hostAddresses: (n.spec.addresses ?? [])
+      .map((x) => x.address)
+      .filter((x) => x.includes(":") === v6),
   };
 }
 
@@ -67,6 +73,7 @@ export function wireguardInputOf(
         ...(f.address ? { address: f.address } : {}),
         ...(f.publicKey ? { publicKey: f.publicKey } : {}),
         ...(f.interfaceAddress ? { interfaceAddress: f.interfaceAddress } : {}),
+        ...(f.hostAddresses.length > 0 ? { hostAddresses: f.hostAddresses } : {}),
       };
     }),
     blocks: o.blocks,
@@ -94,9 +101,17 @@ export interface WireguardPass {
   warnings: string[];
   /** The Node this pass wrote (its keys published or cleared). */
   node?: Node;
+  /**
+   * Host encryption: some peer's host addresses wait for a handshake (started by this pass); a
+   * later pass routes them through the device once it completed.
+   */
+  awaitingHandshake: boolean;
 }
 
 const MAX_ATTEMPTS = 10;
+
+/** Host encryption: how long after a pass that started handshakes the next one looks again. */
+export const WIREGUARD_HANDSHAKE_RECHECK_MS = 3000;
 
 export class WireguardAgent {
   /** Per family, the device and table last programmed (removed when it goes off or moves). */
@@ -133,6 +148,7 @@ export class WireguardAgent {
     const warnings: string[] = [];
     const keys: Record<4 | 6, string | undefined> = { 4: undefined, 6: undefined };
     const mtus: number[] = [];
+    let awaitingHandshake = false;
     for (const family of [4, 6] as const) {
       const { config, warnings: w } = wireguardConfigOf(snap, this.o.nodename, family);
       warnings.push(...w);
@@ -153,16 +169,23 @@ export class WireguardAgent {
         table: config.routingTable,
         family,
         keyFile: this.keyFile(family),
-        render: (publicKey) => {
-          const s = renderWireguard(
-            wireguardInputOf(snap, this.o.nodename, config, publicKey, host),
-          );
+        render: (publicKey, handshakeAges) => {
+          const s = renderWireguard({
+            ...wireguardInputOf(snap, this.o.nodename, config, publicKey, host),
+            handshakeAges,
+          });
           warnings.push(...s.warnings);
           mtus.push(s.device.mtu);
+          if (s.handshakeTargets.some((t) => t.awaited)) awaitingHandshake = true;
           return s;
         },
       });
       this.programmed[family] = { device: config.interfaceName, table: config.routingTable };
+      const fabric = host.fabric?.[4]?.name;
+      if (config.hostEncryption && family === 4 && fabric) {
+        const w = rpFilterWarning(fabric, await readRpFilter(ctx, fabric));
+        if (w) warnings.push(w);
+      }
       keys[family] = applied.publicKey;
       changes.push(...applied.changes);
       if (applied.implementation)
@@ -180,6 +203,7 @@ export class WireguardAgent {
       changes,
       warnings,
       ...(node ? { node } : {}),
+      awaitingHandshake,
     };
   }
 

@@ -11,12 +11,15 @@ import { validateResource } from "../../src/api/registry.js";
 import { renderHostPolicy } from "../../src/felix/host_endpoint.js";
 import {
   generatePrivateKey,
+  HANDSHAKE_FRESH_S,
+  HANDSHAKE_REFRESH_S,
   isWireguardKey,
   parseWgDump,
   planWireguard,
   planWireguardOff,
   publicKeyOf,
   renderWireguard,
+  rpFilterWarning,
   type WireguardInput,
   type WireguardKernel,
   wireguardConfig,
@@ -66,6 +69,7 @@ describe("WireGuard settings", () => {
         mtu: 0,
         keepAliveSeconds: 0,
         routingTable: 1,
+        hostEncryption: false,
       },
       warnings: [],
     });
@@ -80,6 +84,7 @@ describe("WireGuard settings", () => {
       wireguardMTU: 1380,
       wireguardKeepAlive: "1m30s",
       routeTableRanges: [{ min: 40, max: 50 }],
+      wireguardHostEncryptionEnabled: true,
     });
     expect(config).toEqual({
       family: 4,
@@ -90,6 +95,7 @@ describe("WireGuard settings", () => {
       mtu: 1380,
       keepAliveSeconds: 90,
       routingTable: 40,
+      hostEncryption: true,
     });
     expect(wireguardConfig({ routeTableRange: { min: 7, max: 9 } }).config.routingTable).toBe(7);
     // IPv6: its own fields and defaults (wg-v6.cali, 51821) and the range's second index.
@@ -102,6 +108,7 @@ describe("WireGuard settings", () => {
       mtu: 0,
       keepAliveSeconds: 0,
       routingTable: 2,
+      hostEncryption: false,
     });
     const v6 = wireguardConfig(
       {
@@ -254,6 +261,213 @@ const converged = (): WireguardKernel => {
     ),
   };
 };
+
+describe("renderWireguard with host encryption (wireguardHostEncryptionEnabled)", () => {
+  const hostCfg = (spec: Record<string, unknown> = {}) =>
+    cfg({ wireguardHostEncryptionEnabled: true, ...spec });
+
+  it("each peer's allowed IPs and device routes also hold its node's host addresses (fabric address and spec.addresses of the family); a node without a key: throw routes for them; ours: none", () => {
+    const nodes = [
+      ...input().nodes.slice(0, 1),
+      {
+        name: "n2",
+        address: "10.0.2.12/24",
+        publicKey: K2,
+        interfaceAddress: "10.244.2.7",
+        hostAddresses: ["192.168.7.2", "10.0.2.12", "fd00::2", "172.16.0.2/16"],
+      },
+      { name: "n3", address: "10.0.3.13/24" },
+    ];
+    const s = renderWireguard(
+      input({ config: hostCfg(), nodes, handshakeAges: new Map([[K2, 10]]) }),
+    );
+    expect(wireguardConfig({ wireguardHostEncryptionEnabled: true }).config.hostEncryption).toBe(
+      true,
+    );
+    expect(s.peers).toEqual([
+      {
+        node: "n2",
+        publicKey: K2,
+        endpoint: "10.0.2.12:51820",
+        allowedIps: [
+          "10.0.2.12/32",
+          "10.244.2.0/26",
+          "10.244.2.7/32",
+          "172.16.0.2/32",
+          "192.168.7.2/32",
+        ],
+        keepAliveSeconds: 0,
+      },
+    ]);
+    expect(s.routes).toEqual([
+      { dst: "10.0.2.12/32", type: "unicast" },
+      { dst: "10.0.3.13/32", type: "throw" },
+      { dst: "10.244.1.0/26", type: "throw" },
+      { dst: "10.244.2.0/26", type: "unicast" },
+      { dst: "10.244.2.7/32", type: "unicast" },
+      { dst: "10.244.3.0/26", type: "throw" },
+      { dst: "172.16.0.2/32", type: "unicast" },
+      { dst: "192.168.7.2/32", type: "unicast" },
+    ]);
+    // Our own host address is in no route: the local table delivers it.
+    expect(s.routes.map((r) => r.dst)).not.toContain("10.0.1.11/32");
+    // The device's interface address stays the allocated one; the rule is the same (WireGuard's
+    // own UDP carries the mark and keeps the main table).
+    expect(s.device.address).toBe("10.244.1.5/32");
+    expect(s.rule).toEqual({ family: 4, priority: 99, table: 1, fwmark: 0x100000 });
+    expect(s.handshakeTargets).toEqual([]);
+    // Off: exactly the pod-only state.
+    const off = renderWireguard(input({ nodes }));
+    expect(off.peers[0]?.allowedIps).toEqual(["10.244.2.0/26", "10.244.2.7/32"]);
+    expect(off.routes.map((r) => r.dst)).toEqual([
+      "10.244.1.0/26",
+      "10.244.2.0/26",
+      "10.244.2.7/32",
+      "10.244.3.0/26",
+    ]);
+  });
+
+  it("bootstrap: without a fresh handshake with the peer (it may not hold our key) its host addresses are accepted but thrown to the main table, and a packet to its interface address (else its first block) starts one; an old one is renewed", () => {
+    const s = renderWireguard(input({ config: hostCfg() }));
+    expect(s.peers[0]?.allowedIps).toEqual(["10.0.2.12/32", "10.244.2.0/26", "10.244.2.7/32"]);
+    expect(s.routes).toEqual([
+      { dst: "10.0.2.12/32", type: "throw" },
+      { dst: "10.0.3.13/32", type: "throw" },
+      { dst: "10.244.1.0/26", type: "throw" },
+      { dst: "10.244.2.0/26", type: "unicast" },
+      { dst: "10.244.2.7/32", type: "unicast" },
+      { dst: "10.244.3.0/26", type: "throw" },
+    ]);
+    expect(s.handshakeTargets).toEqual([{ address: "10.244.2.7", awaited: true }]);
+    // By the handshake's age: fresh (<= 120 s) nothing to do; 121..300 s through the device and
+    // renewed; older (the peer no longer takes our key): in clear again, awaited.
+    const at = (age: number) => {
+      const r = renderWireguard(input({ config: hostCfg(), handshakeAges: new Map([[K2, age]]) }));
+      return {
+        route: r.routes.find((x) => x.dst === "10.0.2.12/32")?.type,
+        targets: r.handshakeTargets,
+      };
+    };
+    expect(at(0)).toEqual({ route: "unicast", targets: [] });
+    expect(at(HANDSHAKE_REFRESH_S)).toEqual({ route: "unicast", targets: [] });
+    expect(at(HANDSHAKE_REFRESH_S + 1)).toEqual({
+      route: "unicast",
+      targets: [{ address: "10.244.2.7", awaited: false }],
+    });
+    expect(at(HANDSHAKE_FRESH_S)).toEqual(at(HANDSHAKE_REFRESH_S + 1));
+    expect(at(HANDSHAKE_FRESH_S + 1)).toEqual({
+      route: "throw",
+      targets: [{ address: "10.244.2.7", awaited: true }],
+    });
+    // A handshake with another key (the peer's old one) does not count.
+    expect(
+      renderWireguard(input({ config: hostCfg(), handshakeAges: new Map([[K3, 10]]) })).routes,
+    ).toContainEqual({ dst: "10.0.2.12/32", type: "throw" });
+    const noIface = input().nodes.map(({ interfaceAddress: _, ...n }) => n);
+    expect(renderWireguard(input({ config: hostCfg(), nodes: noIface })).handshakeTargets).toEqual([
+      { address: "10.244.2.0", awaited: true },
+    ]);
+    // An interface address that is also a host address (gated itself): the first block instead.
+    const same = input().nodes.map((n) =>
+      n.name === "n2" ? { ...n, interfaceAddress: "10.0.2.12" } : n,
+    );
+    expect(renderWireguard(input({ config: hostCfg(), nodes: same })).handshakeTargets).toEqual([
+      { address: "10.244.2.0", awaited: true },
+    ]);
+    // Pod traffic alone: no targets (its routes go through the device at once).
+    expect(renderWireguard(input()).handshakeTargets).toEqual([]);
+  });
+
+  it("no interface address: the device takes the host address (Felix); IPv6: the /128 host routes on the IPv6 device", () => {
+    const nodes = input().nodes.map(({ interfaceAddress: _, ...n }) => n);
+    expect(renderWireguard(input({ config: hostCfg(), nodes })).device.address).toBe(
+      "10.0.1.11/32",
+    );
+    expect(renderWireguard(input({ nodes })).device.address).toBeUndefined();
+    const s6 = renderWireguard(
+      input({
+        config: wireguardConfig(
+          { wireguardEnabledV6: true, wireguardHostEncryptionEnabled: true },
+          6,
+        ).config,
+        nodes: [
+          { name: "n1", address: "fd31:1::11/64", publicKey: PUB },
+          { name: "n2", address: "fd31:2::12/64", publicKey: K2, hostAddresses: ["10.0.2.12"] },
+        ],
+        handshakeAges: new Map([[K2, 10]]),
+      }),
+    );
+    expect(s6.device.address).toBe("fd31:1::11/128");
+    expect(s6.peers[0]?.allowedIps).toEqual(["fd31:2::12/128", "fd32::/122"]);
+    expect(s6.routes).toContainEqual({ dst: "fd31:2::12/128", type: "unicast" });
+  });
+
+  it("converged (host routes read back as `ip -j` prints them, without /32): nothing to do; turned off: the host routes are removed and the peer's allowed IPs replaced", () => {
+    const on = renderWireguard(input({ config: hostCfg(), handshakeAges: new Map([[K2, 10]]) }));
+    const kernel: WireguardKernel = {
+      link: {
+        ifname: "wireguard.cali",
+        mtu: 1440,
+        flags: ["UP"],
+        linkinfo: { info_kind: "wireguard" },
+        addr_info: [{ family: "inet", local: "10.244.1.5", prefixlen: 32, scope: "global" }],
+      },
+      dump: {
+        publicKey: PUB,
+        listenPort: 51820,
+        fwmark: 0x100000,
+        peers: on.peers.map((p) => ({
+          publicKey: p.publicKey,
+          endpoint: p.endpoint,
+          allowedIps: p.allowedIps,
+          latestHandshake: 0,
+          keepAliveSeconds: 0,
+        })),
+      },
+      rules: [{ priority: 99, table: "1", fwmark: "0x100000", fwmask: "0x100000", not: null }],
+      // As `ip -j` prints them: a host route's destination without "/32".
+      routes: on.routes.map((r) => {
+        const dst = r.dst.replace(/\/32$/, "");
+        return r.type === "throw" ? { dst, type: "throw" } : { dst, dev: "wireguard.cali" };
+      }),
+    };
+    expect(planWireguard(on, kernel).changes).toEqual([]);
+    const plan = planWireguard(renderWireguard(input()), kernel);
+    expect(plan.set.map((r) => r.args.join(" "))).toEqual([
+      `set wireguard.cali peer ${K2} endpoint 10.0.2.12:51820 persistent-keepalive off allowed-ips 10.244.2.0/26,10.244.2.7/32`,
+      "route del 10.0.2.12/32 table 1",
+      "route del throw 10.0.3.13/32 table 1",
+    ]);
+    expect(plan.rule).toEqual([]);
+  });
+
+  it("a strict rp_filter (1) on the fabric interface is warned about; loose (2), off (0) or unknown are not", () => {
+    expect(rpFilterWarning("eth0", 1)).toMatch(/rp_filter is strict \(1\) on eth0/);
+    for (const v of [0, 2, undefined]) expect(rpFilterWarning("eth0", v)).toBeUndefined();
+  });
+
+  it("wireguardInputOf: spec.addresses of the family reach the renderer as host addresses", () => {
+    const snap = {
+      nodes: [
+        node(
+          "n2",
+          {
+            bgp: { ipv4Address: "10.0.2.12/24" },
+            addresses: [{ address: "192.168.7.2" }, { address: "fd00::2/64" }],
+          },
+          { wireguardPublicKey: K2 },
+        ),
+      ],
+      workloadEndpoints: [],
+      pools: [],
+      affinities: [],
+    };
+    const i = wireguardInputOf(snap, "n1", hostCfg(), PUB, {});
+    expect(i.nodes).toEqual([
+      { name: "n2", address: "10.0.2.12/24", publicKey: K2, hostAddresses: ["192.168.7.2"] },
+    ]);
+  });
+});
 
 describe("renderWireguard over IPv6", () => {
   it("the IPv6 device: peers at [address]:51821 with their IPv6 blocks and /128, MTU host - 80, an IPv6 rule", () => {

@@ -249,7 +249,7 @@ export interface Captured {
 export async function capture(
   router: Netns,
   port: string,
-  during: () => void,
+  during: () => void | Promise<void>,
 ): Promise<Captured[]> {
   const filter = "not arp and not (icmp6 and ip6[40] >= 130 and ip6[40] <= 143)";
   const proc = spawn(
@@ -299,7 +299,7 @@ export async function capture(
     });
     // "Capturing on" comes just before the capture filter is live: a moment more.
     await new Promise((r) => setTimeout(r, 500));
-    during();
+    await during();
     // tshark prints a frame as it sees it (-l); give the last ones a moment.
     await new Promise((r) => setTimeout(r, 1000));
   } finally {

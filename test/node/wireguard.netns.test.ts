@@ -9,7 +9,9 @@
 // pods ping each other in both families and tshark on the router's port sees only UDP 51820 and
 // 51821 between the node addresses (no ICMP, no VXLAN); `wg show` lists handshakes. A restarted
 // daemon keeps its public keys. WireGuard off: devices, rules, table routes, published keys and
-// interface addresses go, and the router sees the pods' ICMP inside VXLAN again.
+// interface addresses go, and the router sees the pods' ICMP inside VXLAN again. Host encryption
+// (wireguardHostEncryptionEnabled): the nodes' own ping and TCP only as WireGuard UDP, through a
+// key change; beside BGP, the BGP session itself; a peer that never answers stays reachable.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -30,11 +32,13 @@ import {
   skipWithReason,
   waitFor,
 } from "../helpers/netns.js";
+import { spawnClosingServer, tcpConnects } from "../helpers/pods.js";
 import { putPool } from "../ipam/helpers.js";
 import { daemonTestsUnavailable, type ReadyNode, startNode, startReadyNode } from "./harness.js";
 import {
   blockOf,
   buildLab,
+  type Captured,
   capture,
   destroyLab,
   HOOK_MS,
@@ -179,15 +183,21 @@ describe.skipIf(skip)(
       expect(d1?.publicKey).toBe(r1.status?.wireguardPublicKey);
       expect(d1?.port).toBe("51820");
       expect(d1?.fwmark).toBe("0x100000");
-      // The device (wireguard-go's TUN here), its MTU (1500 - 60) and interface address.
-      const link = n1.ns.ipJson<
-        {
-          mtu: number;
-          flags: string[];
-          addr_info: { local: string }[];
-          linkinfo?: { info_kind?: string };
-        }[]
-      >("-d", "addr", "show", "dev", dev(1))[0];
+      // The device (wireguard-go's TUN here), its MTU (1500 - 60) and interface address (the
+      // pass that puts it there may follow the one that added the peer: awaited).
+      const link = await waitFor(`${n1.name}: its interface address on ${dev(1)}`, () => {
+        const l = n1.ns.ipJson<
+          {
+            mtu: number;
+            flags: string[];
+            addr_info: { local: string }[];
+            linkinfo?: { info_kind?: string };
+          }[]
+        >("-d", "addr", "show", "dev", dev(1))[0];
+        return l?.addr_info.some((x) => x.local === r1.spec.wireguard?.interfaceIPv4Address)
+          ? l
+          : undefined;
+      }).catch(withLogs);
       expect(link?.linkinfo?.info_kind).toBe("tun");
       expect(link?.mtu).toBe(1440);
       expect(link?.flags).toContain("UP");
@@ -298,6 +308,185 @@ describe.skipIf(skip)(
           expect(peers).toHaveLength(1);
           expect(peers[0]?.handshake).toBeGreaterThan(0);
         }
+    });
+
+    it("wireguardHostEncryptionEnabled: the nodes' own ping and TCP (both families) cross the router only as UDP 51820/51821, WireGuard's UDP still by the main table; pods still ping; off: the nodes' traffic in clear again", async () => {
+      const port = 18000 + (process.pid % 1000);
+      const server = spawnClosingServer(n2.ns, port);
+      const nodeTraffic = () => {
+        for (let k = 0; k < 3; k++) {
+          expect(ping(n1.ns, n2.ip4).ok).toBe(true);
+          expect(ping(n1.ns, n2.ip6).ok).toBe(true);
+        }
+        expect(tcpConnects(n1.ns, n2.ip4, port, true)).toBe(true);
+        expect(tcpConnects(n1.ns, `${n2.ip6}`, port, true)).toBe(true);
+      };
+      const clearOf = (frames: Captured[]) =>
+        frames.filter(
+          (f) =>
+            !f.src.startsWith("fe80:") &&
+            /icmp|tcp/.test(f.protocols) &&
+            [n1.ip4, n1.ip6].includes(f.src as string),
+        );
+      const hostEnc = (on: boolean) =>
+        felix("default", {
+          wireguardEnabled: true,
+          wireguardEnabledV6: true,
+          wireguardKeepAlive: "10s",
+          ...(on ? { wireguardHostEncryptionEnabled: true } : {}),
+        });
+      const routeDev = (ns: Netns, to: string, mark?: string) =>
+        ns.ipJson<{ dev: string }[]>(
+          to.includes(":") ? "-6" : "-4",
+          "route",
+          "get",
+          to,
+          ...(mark ? ["mark", mark] : []),
+        )[0]?.dev;
+      try {
+        await waitFor(`${n2.name}: TCP server on ${port}`, () =>
+          tcpConnects(n1.ns, n2.ip4, port, false),
+        );
+        // Off (the default): the nodes' own traffic crosses in clear.
+        const before = clearOf(await capture(lab.router, n1.port, nodeTraffic));
+        expect(before.some((f) => /icmp/.test(f.protocols) && f.dst === n2.ip4)).toBe(true);
+        expect(before.some((f) => /tcp/.test(f.protocols) && f.dst === n2.ip6)).toBe(true);
+        const t0 = Date.now();
+        await hostEnc(true);
+        for (const [a, b, i] of [
+          [n1, n2, 1],
+          [n2, n1, 2],
+        ] as const)
+          await waitFor(
+            `${a.name}: ${b.name}'s host addresses through ${dev(i)}/${dev6(i)}`,
+            () => {
+              const p4 = wgDump(a.ns, dev(i))?.peers[0];
+              const p6 = wgDump(a.ns, dev6(i))?.peers[0];
+              return (
+                p4?.allowedIps.includes(`${b.ip4}/32`) &&
+                p6?.allowedIps.includes(`${b.ip6}/128`) &&
+                routeDev(a.ns, b.ip4 as string) === dev(i) &&
+                routeDev(a.ns, b.ip6 as string) === dev6(i)
+              );
+            },
+          ).catch(withLogs);
+        console.log(
+          `host encryption on: both nodes route each other's host addresses through WireGuard ${Date.now() - t0} ms after the FelixConfiguration write (load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]})`,
+        );
+        // WireGuard's own UDP carries the mark: the main table, out of eth0.
+        expect(routeDev(n1.ns, n2.ip4 as string, "0x100000")).toBe("eth0");
+        expect(routeDev(n1.ns, n2.ip6 as string, "0x100000")).toBe("eth0");
+        const table = n1.ns.ipJson<{ dst: string; dev?: string }[]>(
+          "-4",
+          "route",
+          "show",
+          "table",
+          "1",
+        );
+        expect(table).toContainEqual(expect.objectContaining({ dst: n2.ip4, dev: dev(1) }));
+        const frames = (
+          await capture(lab.router, n1.port, () => {
+            nodeTraffic();
+            expect(ping(n1.pod as Netns, n2.pod4 as string).ok).toBe(true);
+            expect(ping(n1.pod as Netns, n2.pod6 as string).ok).toBe(true);
+          })
+        ).filter((f) => !f.src.startsWith("fe80:"));
+        // 6 pings, 2 TCP connects and 2 pod pings: each at least a packet each way.
+        expect(frames.length, JSON.stringify(frames)).toBeGreaterThanOrEqual(20);
+        try {
+          for (const f of frames) {
+            expect(f.protocols, JSON.stringify(f)).toMatch(/:udp/);
+            expect(f.protocols, JSON.stringify(f)).not.toMatch(/icmp|tcp|vxlan/);
+            expect(f.udpPort, JSON.stringify(f)).toBe(f.src.includes(":") ? "51821" : "51820");
+            expect([n1.ip4, n2.ip4, n1.ip6, n2.ip6]).toContain(f.src);
+          }
+        } catch (e) {
+          withLogs(new Error(`${(e as Error).message}\n${JSON.stringify(frames)}`));
+        }
+        console.log(
+          `host encryption on: ${frames.length} frames on the router, all WireGuard UDP (${frames.filter((f) => f.udpPort === "51820").length} on 51820, ${frames.filter((f) => f.udpPort === "51821").length} on 51821)`,
+        );
+        // A key change (n2 restarted without its devices and key files: new keys): n1's host
+        // traffic to n2 is never stuck behind the old key. The new peer has had no handshake, so
+        // n2's host addresses go in clear until one completes, then through the device again.
+        const oldKey = (await nodeResource(n2.name)).status?.wireguardPublicKey;
+        const args2 = (n2.daemon?.proc.spawnargs ?? []).slice(7);
+        expect(args2).toContain("--nodename");
+        await n2.daemon?.stop();
+        n2.ns.ip("link", "del", dev(2));
+        n2.ns.ip("link", "del", dev6(2));
+        for (const f of [`wireguard-${n2.name}.key`, `wireguard-v6-${n2.name}.key`])
+          rmSync(join(lab.dir, f));
+        n2.daemon = await startNode(n2.ns, args2);
+        const newKey = await waitFor(`${n2.name}: a new public key`, async () => {
+          const k = (await nodeResource(n2.name)).status?.wireguardPublicKey;
+          return k && k !== oldKey ? k : undefined;
+        }).catch(withLogs);
+        const t1 = Date.now();
+        await waitPing(
+          n1.ns,
+          n2.ip4 as string,
+          `${n1.name} reaches ${n2.name}'s host after its key change`,
+          logs,
+        );
+        const reached = Date.now() - t1;
+        await waitFor(
+          `${n1.name}: ${n2.name}'s host through ${dev(1)} again, to its new key`,
+          () => {
+            const p = wgDump(n1.ns, dev(1))?.peers.find((x) => x.publicKey === newKey);
+            return (
+              p?.allowedIps.includes(`${n2.ip4}/32`) &&
+              p.handshake > 0 &&
+              routeDev(n1.ns, n2.ip4 as string) === dev(1) &&
+              routeDev(n2.ns, n1.ip4 as string) === dev(2) &&
+              routeDev(n1.ns, n2.ip6 as string) === dev6(1) &&
+              routeDev(n2.ns, n1.ip6 as string) === dev6(2)
+            );
+          },
+        ).catch(withLogs);
+        console.log(
+          `key change: ${n1.name} pinged ${n2.name}'s host ${reached} ms after the new key was published; both route through WireGuard again ${Date.now() - t1} ms after it (load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]})`,
+        );
+        const again = (await capture(lab.router, n1.port, nodeTraffic)).filter(
+          (f) => !f.src.startsWith("fe80:"),
+        );
+        expect(again.length).toBeGreaterThanOrEqual(16);
+        for (const f of again) expect(f.protocols, JSON.stringify(again)).not.toMatch(/icmp|tcp/);
+        // Off again: the host addresses leave the peers and the table; the nodes' traffic in clear,
+        // the pods' still through WireGuard.
+        await hostEnc(false);
+        for (const [a, b, i] of [
+          [n1, n2, 1],
+          [n2, n1, 2],
+        ] as const)
+          await waitFor(`${a.name}: ${b.name}'s host addresses out of WireGuard`, () => {
+            const p4 = wgDump(a.ns, dev(i))?.peers[0];
+            return (
+              p4 !== undefined &&
+              !p4.allowedIps.includes(`${b.ip4}/32`) &&
+              routeDev(a.ns, b.ip4 as string) === "eth0" &&
+              routeDev(a.ns, b.ip6 as string) === "eth0"
+            );
+          }).catch(withLogs);
+        const after = (
+          await capture(lab.router, n1.port, () => {
+            nodeTraffic();
+            expect(ping(n1.pod as Netns, n2.pod4 as string).ok).toBe(true);
+          })
+        ).filter((f) => !f.src.startsWith("fe80:"));
+        const clear = clearOf(after);
+        expect(clear.filter((f) => /icmp/.test(f.protocols)).length).toBeGreaterThanOrEqual(6);
+        expect(clear.some((f) => /tcp/.test(f.protocols) && f.dst === n2.ip4)).toBe(true);
+        expect(after.some((f) => f.udpPort === "51820")).toBe(true);
+        expect(after.some((f) => /icmp/.test(f.protocols) && f.src === n1.pod4)).toBe(false);
+      } finally {
+        server.kill("SIGKILL");
+        await felix("default", {
+          wireguardEnabled: true,
+          wireguardEnabledV6: true,
+          wireguardKeepAlive: "10s",
+        });
+      }
     });
 
     it("another node's new block: in the WireGuard table (and the peer's allowed IPs) before the main table routes it (ip monitor)", async () => {
@@ -548,6 +737,122 @@ describe.skipIf(skipBgp)("WireGuard beside BGP routes to the same blocks", () =>
   });
 });
 
+describe.skipIf(skipBgp)("WireGuard host encryption beside BGP: the BGP session itself", () => {
+  let lab: Lab;
+  let n1: LabNode;
+  let n2: LabNode;
+  const dev = (i: number) => `${RUN_PREFIX}h${i}`;
+  const logs = () => lab.nodes.map((n) => `--- ${n.name}\n${n.daemon?.log}`).join("\n");
+  const withLogs = (e: unknown): never => {
+    throw new Error(`${(e as Error).message}\n${logs()}`);
+  };
+  const felix = (name: string, spec: object) =>
+    new ResourceClient(lab.store).write("apply", {
+      apiVersion: V3,
+      kind: "FelixConfiguration",
+      metadata: { name },
+      spec,
+    });
+  const bgpRouteTo = (dst: string) =>
+    n1.ns
+      .ipJson<{ dst: string; gateway?: string }[]>("-4", "route", "show", "proto", "201")
+      .find((r) => r.dst === dst);
+  const routeGet = (ns: Netns, to: string) =>
+    ns.ipJson<{ dev: string }[]>("-4", "route", "get", to)[0]?.dev;
+  const bgpFrames = (frames: Captured[]) =>
+    frames.filter((f) => /tcp/.test(f.protocols) && [n1.ip4, n2.ip4].includes(f.src));
+
+  beforeAll(async () => {
+    lab = await buildLab(
+      "wgh",
+      [["wgh-a1", "wgh-a2"]],
+      () => ["--resync-interval", "2s"],
+      [4],
+      {},
+      (l) => {
+        lab = l;
+      },
+    );
+    [n1, n2] = lab.nodes as [LabNode, LabNode];
+    await waitFor(`${n1.name}: BGP route to ${n2.name}'s block`, () =>
+      bgpRouteTo(blockOf(n2.pod4 as string)),
+    ).catch(withLogs);
+  }, HOOK_MS);
+
+  afterAll(async () => {
+    await destroyLab(lab);
+  });
+
+  it("on: a new block's BGP UPDATE crosses the link only inside UDP 51820 (in clear with host encryption off); a node restarted with new keys gets its session and routes back, then through WireGuard again", async () => {
+    const claimAndSee = async (block: string) => {
+      await new IpamStore(lab.store).claimBlock(n2.name, parseCidr(block));
+      await waitFor(`${n1.name}: BGP route to ${block}`, () => bgpRouteTo(block)).catch(withLogs);
+    };
+    for (const [i, n] of lab.nodes.entries())
+      await felix(`node.${n.name}`, { wireguardInterfaceName: dev(i + 1) });
+    // WireGuard on, host encryption off: the BGP UPDATE in clear (TCP between the nodes).
+    await felix("default", { wireguardEnabled: true });
+    await waitFor(
+      `${n1.name}: ${n2.pod4} through ${dev(1)}`,
+      () => routeGet(n1.ns, n2.pod4 as string) === dev(1),
+    ).catch(withLogs);
+    const clear = await capture(lab.router, n1.port, () => claimAndSee("10.232.251.0/26"));
+    expect(bgpFrames(clear).length, JSON.stringify(clear)).toBeGreaterThanOrEqual(1);
+    // Host encryption on: the nodes' addresses through the devices, the UPDATE inside WireGuard.
+    await felix("default", { wireguardEnabled: true, wireguardHostEncryptionEnabled: true });
+    await waitFor(`both nodes: the other's host through WireGuard`, () => {
+      return routeGet(n1.ns, n2.ip4) === dev(1) && routeGet(n2.ns, n1.ip4) === dev(2);
+    }).catch(withLogs);
+    const sealed = await capture(lab.router, n1.port, () => claimAndSee("10.232.252.0/26"));
+    const frames = sealed.filter((f) => !f.src.startsWith("fe80:") && f.src !== "");
+    expect(bgpFrames(frames), JSON.stringify(frames)).toEqual([]);
+    expect(frames.some((f) => f.udpPort === "51820")).toBe(true);
+    for (const f of frames) expect(f.udpPort, JSON.stringify(f)).toBe("51820");
+    // n2 restarted with new keys: the session comes back (in clear until the handshake), its
+    // routes with it, then the nodes' traffic goes through WireGuard again.
+    const args2 = (n2.daemon?.proc.spawnargs ?? []).slice(7);
+    expect(args2).toContain("--nodename");
+    const oldKey = wgDump(n2.ns, dev(2))?.publicKey;
+    expect(oldKey).toBeDefined();
+    await n2.daemon?.stop();
+    n2.ns.ip("link", "del", dev(2));
+    rmSync(join(lab.dir, `wireguard-${n2.name}.key`));
+    const t0 = Date.now();
+    n2.daemon = await startNode(n2.ns, args2);
+    await claimAndSee("10.232.253.0/26");
+    const back = Date.now() - t0;
+    const node2 = async () =>
+      (await new ResourceClient(lab.store).get(
+        kindOf(V3, "Node") as NonNullable<ReturnType<typeof kindOf>>,
+        n2.name,
+      )) as unknown as Node;
+    const newKey = await waitFor(`${n2.name}: its new key published`, async () => {
+      const k = (await node2()).status?.wireguardPublicKey;
+      return k && k !== oldKey ? k : undefined;
+    }).catch(withLogs);
+    await waitFor(`both nodes: the other's host through WireGuard again, to the new key`, () => {
+      const p = wgDump(n1.ns, dev(1))?.peers.find((x) => x.publicKey === newKey);
+      return (
+        p?.allowedIps.includes(`${n2.ip4}/32`) &&
+        p.handshake > 0 &&
+        wgDump(n1.ns, dev(1))?.peers.length === 1 &&
+        routeGet(n1.ns, n2.ip4) === dev(1) &&
+        routeGet(n2.ns, n1.ip4) === dev(2)
+      );
+    }).catch(withLogs);
+    console.log(
+      `BGP with host encryption: ${n2.name} restarted with new keys; ${n1.name} had a BGP route to its new block ${back} ms after the start, both route each other's host through WireGuard ${Date.now() - t0} ms after it (load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]})`,
+    );
+    expect(bgpRouteTo(blockOf(n2.pod4 as string))?.gateway).toBe(n2.ip4);
+    await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping after the key change", logs);
+    const after = (await capture(lab.router, n1.port, () => claimAndSee("10.232.254.0/26"))).filter(
+      (f) => !f.src.startsWith("fe80:") && f.src !== "",
+    );
+    expect(bgpFrames(after), JSON.stringify(after)).toEqual([]);
+    expect(after.some((f) => f.udpPort === "51820")).toBe(true);
+  });
+});
+
 // `ocelot node run --netns` (the daemon outside the namespace it programs): the device is made
 // in the namespace (wireguard-go under `ip netns exec`), and a peer comes from a Node resource
 // alone (its key, address and block affinity written to the store; no daemon behind it).
@@ -634,5 +939,34 @@ describe.skipIf(skipNetns)("WireGuard under --netns, a peer from the datastore a
     expect(
       ns.ipJson<{ dst: string; dev?: string }[]>("-4", "route", "show", "table", "1"),
     ).toContainEqual(expect.objectContaining({ dst: "10.234.9.0/26", dev: devName }));
+  });
+
+  it("host encryption with a peer that never answers (it does not hold our key): its host address is in its allowed IPs but thrown to the main table, so the node still reaches it directly", async () => {
+    const client = new ResourceClient(store);
+    await client.write("apply", {
+      apiVersion: V3,
+      kind: "FelixConfiguration",
+      metadata: { name: "default" },
+      spec: { wireguardEnabled: true, wireguardHostEncryptionEnabled: true },
+    });
+    const d = node?.daemon;
+    const peer = await waitFor(`${devName}: wgn-peer's host address among its allowed IPs`, () =>
+      wgDump(ns, devName)?.peers.find((p) => p.allowedIps.includes("10.33.0.2/32")),
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}\n${d?.log}`);
+    });
+    expect(peer.allowedIps).toEqual(["10.234.9.0/26", "10.234.9.1/32", "10.33.0.2/32"]);
+    expect(peer.handshake).toBe(0);
+    const table = ns.ipJson<{ dst: string; dev?: string; type?: string }[]>(
+      "-4",
+      "route",
+      "show",
+      "table",
+      "1",
+    );
+    expect(table).toContainEqual(expect.objectContaining({ dst: "10.33.0.2", type: "throw" }));
+    expect(table).toContainEqual(expect.objectContaining({ dst: "10.234.9.0/26", dev: devName }));
+    expect(ns.ipJson<{ dev: string }[]>("-4", "route", "get", "10.33.0.2")[0]?.dev).toBe("d0");
+    expect(ns.ipJson<{ dev: string }[]>("-4", "route", "get", "10.234.9.5")[0]?.dev).toBe(devName);
   });
 });
