@@ -705,9 +705,10 @@ export class SelectorIndex {
   /** Whether the last sync could diff the endpoints (ids unique). */
   usable = false;
   private context: string | undefined;
+  /** Per endpoint id: its labels' text and addresses as last seen, and the render that saw it. */
   private readonly endpoints = new Map<
     string,
-    { labels: string; addresses: string; addrs: string[] }
+    { labels: string; addresses: readonly string[]; addrs: string[]; seen: number }
   >();
   private readonly keys = new Map<string, SelectorSetState>();
   private renders = 0;
@@ -734,26 +735,37 @@ export class SelectorIndex {
       this.keys.clear();
       this.context = context;
     }
-    const seen = new Set<string>();
+    const seen = this.renders;
     const changed: PolicyEndpoint[] = [];
     for (const ep of input.endpoints) {
-      if (seen.has(ep.id)) {
+      const had = this.endpoints.get(ep.id);
+      if (had?.seen === seen) {
         // Two endpoints of one id: not diffable by id; computed whole this render.
         this.usable = false;
         this.endpoints.clear();
         this.keys.clear();
         return;
       }
-      seen.add(ep.id);
       const labels = sels.labelsText(ep);
-      const addresses = ep.addresses.join(",");
-      const had = this.endpoints.get(ep.id);
-      if (had !== undefined && had.labels === labels && had.addresses === addresses) continue;
-      this.endpoints.set(ep.id, { labels, addresses, addrs: this.addrsOf(ep) });
+      if (had !== undefined && had.labels === labels && sameStrings(had.addresses, ep.addresses)) {
+        had.seen = seen;
+        continue;
+      }
+      this.endpoints.set(ep.id, {
+        labels,
+        addresses: [...ep.addresses],
+        addrs: this.addrsOf(ep),
+        seen,
+      });
       changed.push(ep);
     }
-    const removed = [...this.endpoints.keys()].filter((id) => !seen.has(id));
-    for (const id of removed) this.endpoints.delete(id);
+    const removed: string[] = [];
+    if (this.endpoints.size > input.endpoints.length)
+      for (const [id, e] of this.endpoints)
+        if (e.seen !== seen) {
+          removed.push(id);
+          this.endpoints.delete(id);
+        }
     for (const [name, st] of this.keys) {
       if (st.lastUsed < this.renders - SELECTOR_SET_IDLE_RENDERS) {
         this.keys.delete(name);
@@ -815,6 +827,8 @@ export class FamilyCache {
   readonly order = new LocalOrder();
   /** The dispatch trees as the last render built them, per root. */
   readonly dispatch = new Map<string, DispatchMemo>();
+  /** Policy chain names by policy id (policyChainName's, kept). */
+  readonly policyChainNames = new Map<string, Record<Direction, string>>();
   /** Counts renders (EndpointEntry.stamp). */
   stamp = 0;
   readonly index: SelectorIndex;
@@ -1774,12 +1788,24 @@ export function renderPolicy(
   if (kept.size > stamped) for (const [iface, e] of kept) if (e.stamp !== stamp) kept.delete(iface);
   // The chains the endpoint chains jump to, as endpointChainRules names them: every policy
   // selecting a local endpoint in each of its directions, every profile of one in both.
-  for (const picked of pickedSeen)
-    for (const i of picked) {
-      const p = policies[i] as Policy;
-      for (const dir of ["Ingress", "Egress"] as const)
-        if (p.types.includes(dir)) used.set(policyChainName(p.id, dir), { p, dir });
+  // Each policy once (many endpoints share one), its chains' names as kept by id.
+  const marked = new Uint8Array(policies.length);
+  for (const picked of pickedSeen) for (const i of picked) marked[i] = 1;
+  if (fc.policyChainNames.size > 2 * policies.length + 64) fc.policyChainNames.clear();
+  for (let i = 0; i < policies.length; i++) {
+    if (marked[i] === 0) continue;
+    const p = policies[i] as Policy;
+    let names = fc.policyChainNames.get(p.id);
+    if (names === undefined) {
+      names = {
+        Ingress: policyChainName(p.id, "Ingress"),
+        Egress: policyChainName(p.id, "Egress"),
+      };
+      fc.policyChainNames.set(p.id, names);
     }
+    for (const dir of ["Ingress", "Egress"] as const)
+      if (p.types.includes(dir)) used.set(names[dir], { p, dir });
+  }
   for (const prof of profsSeen.values())
     for (const dir of ["Ingress", "Egress"] as const)
       used.set(profileChainName(prof.name, dir), { p: profileAsPolicy(prof), dir });

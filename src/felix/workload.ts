@@ -214,6 +214,7 @@ function sortedById(
   stamp: number,
 ): Workload[] | undefined {
   const fresh: Workload[] = [];
+  let seen = 0;
   for (const w of workloads) {
     const e = c.byId.get(w.id);
     if (e === undefined) fresh.push(w);
@@ -221,8 +222,12 @@ function sortedById(
     else {
       e.seen = stamp;
       e.cur = w;
+      seen++;
     }
   }
+  // The kept workloads no longer listed are forgotten now (the kept ones are those of c.ids,
+  // also when this render throws later).
+  if (c.byId.size > seen) for (const [id, e] of c.byId) if (e.seen !== stamp) c.byId.delete(id);
   fresh.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   for (let i = 1; i < fresh.length; i++)
     if ((fresh[i] as Workload).id === (fresh[i - 1] as Workload).id) return undefined;
@@ -308,7 +313,8 @@ export function renderWorkloads(
   const routes: Route[] = [];
   const owner = new Map<string, string>();
   const ifaceOwner = new Map<string, string>();
-  for (const [k, e] of entries.entries()) {
+  for (let k = 0; k < entries.length; k++) {
+    const e = entries[k] as KeptWorkload;
     const id = (sorted[k] as Workload).id;
     const other = ifaceOwner.get(e.name);
     if (other !== undefined) {
@@ -327,8 +333,8 @@ export function renderWorkloads(
   }
   // Felix routes a floating IP to its pod too. Pod addresses come first; an external address
   // claimed twice goes to the first workload (by id), as the DNAT goes to one internal address.
-  for (const [k, e] of entries.entries())
-    for (const f of e.floating) {
+  for (let k = 0; k < entries.length; k++)
+    for (const f of (entries[k] as KeptWorkload).floating) {
       if (owner.has(f.dst)) continue;
       owner.set(f.dst, (sorted[k] as Workload).id);
       routes.push(f.route);
