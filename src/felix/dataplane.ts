@@ -79,9 +79,11 @@ const isV6 = (cidr: string) => cidr.includes(":");
 /** The workloads' floating IPs of one family (both addresses). */
 function floatingOf(workloads: readonly Workload[], fam: (a: string) => boolean): FloatingIp[] {
   const out: FloatingIp[] = [];
-  for (const w of workloads)
+  for (let i = 0; i < workloads.length; i++) {
+    const w = workloads[i] as Workload;
     if (w.floatingIps !== undefined)
       for (const n of w.floatingIps) if (fam(n.external) && fam(n.internal)) out.push(n);
+  }
   return out;
 }
 
@@ -89,10 +91,14 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
   const workloads = renderWorkloads(input.workloads, input.blocks ?? [], input.options);
   const families: FamilyTables[] = [];
   // Packet rates and connection limits: iptables rules in both families (qosControls).
-  // (Loops, not flatMap: an empty array a workload a pass is garbage at 1,000 pods.)
+  // (Indexed loops, not flatMap or for-of: an empty array or an iterator result a workload a
+  // pass was garbage at 1,000 pods.)
+  const ws = input.workloads;
   const limits: WorkloadLimits[] = [];
-  for (const w of input.workloads)
+  for (let i = 0; i < ws.length; i++) {
+    const w = ws[i] as Workload;
     if (w.qos) limits.push({ ...w.qos, iface: w.hostIface ?? workloadIfaceName(w.id) });
+  }
   const warnings = new Set<string>();
   for (const family of [4, 6] as const) {
     const pick = (xs: string[]) => xs.filter((x) => isV6(x) === (family === 6));
@@ -110,12 +116,14 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
     };
     // rp_filter is off for a spoofing pod's whole interface: iptables checks both families.
     const rpf: RpfSkip[] = [];
-    for (const w of input.workloads)
+    for (let i = 0; i < ws.length; i++) {
+      const w = ws[i] as Workload;
       if (w.spoofPrefixes !== undefined && w.spoofPrefixes.length > 0)
         rpf.push({
           iface: w.hostIface ?? workloadIfaceName(w.id),
           prefixes: w.spoofPrefixes.filter(fam),
         });
+    }
     const actions = input.actions !== undefined ? { actions: input.actions } : {};
     const policy = input.policy ? renderPolicy({ ...input.policy, ...actions }, family) : undefined;
     for (const w of policy?.warnings ?? []) warnings.add(w);
@@ -130,8 +138,10 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
     // DSCP marking of pods' traffic leaving the cluster (qosControls.dscp; mangle POSTROUTING).
     // Host endpoints' too (their annotation), by their expectedIPs.
     const marked: { addresses: string[]; dscp: number }[] = [];
-    for (const w of input.workloads)
+    for (let i = 0; i < ws.length; i++) {
+      const w = ws[i] as Workload;
       if (w.dscp !== undefined) marked.push({ addresses: [...w.ipv4, ...w.ipv6], dscp: w.dscp });
+    }
     const dscp = renderEgressDscp(
       [
         ...marked,
@@ -162,7 +172,8 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
   const overlay = renderOverlay(input.overlay ?? NO_OVERLAY);
   for (const w of overlay.warnings) warnings.add(w);
   const qos: IfaceQos[] = [];
-  for (const w of input.workloads) {
+  for (let i = 0; i < ws.length; i++) {
+    const w = ws[i] as Workload;
     const q = w.qos ? renderQos(w.hostIface ?? workloadIfaceName(w.id), w.qos) : undefined;
     if (q) qos.push(q);
   }

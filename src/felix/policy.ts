@@ -1691,7 +1691,9 @@ export function renderPolicy(
   const stamp = ++fc.stamp;
   /** Entries of kept this render has (stamped). */
   let stamped = 0;
-  for (const ep of local) {
+  // Indexed loops here: iterators' results were most of a pass's garbage at 1,000 endpoints.
+  for (let k = 0; k < local.length; k++) {
+    const ep = local[k] as PolicyEndpoint;
     const iface = ep.iface as string;
     const labelKey = r.sels.labelsText(ep);
     let profs: PolicyProfile[] = NO_PROFILES;
@@ -1702,7 +1704,10 @@ export function renderPolicy(
         if (prof !== undefined) profs.push(prof);
       }
     }
-    for (const prof of profs) profsSeen.set(prof.name, prof);
+    for (let q = 0; q < profs.length; q++) {
+      const prof = profs[q] as PolicyProfile;
+      profsSeen.set(prof.name, prof);
+    }
     // The endpoint's chains and dispatch rules as an earlier render made them, when nothing
     // they depend on has changed since (a pass touching one pod renders that pod's alone).
     const had = kept.get(iface);
@@ -1718,7 +1723,7 @@ export function renderPolicy(
       had.stamp = stamp;
       stamped++;
       pickedSeen.add(had.picked);
-      for (const c of had.chains) endpointChains.push(c);
+      for (let c = 0; c < had.chains.length; c++) endpointChains.push(had.chains[c] as ChainSpec);
       if (had.dispatch.Ingress !== undefined) dispatch.Ingress.push(had.dispatch.Ingress);
       if (had.dispatch.Egress !== undefined) dispatch.Egress.push(had.dispatch.Egress);
       continue;
@@ -1790,7 +1795,8 @@ export function renderPolicy(
   // selecting a local endpoint in each of its directions, every profile of one in both.
   // Each policy once (many endpoints share one), its chains' names as kept by id.
   const marked = new Uint8Array(policies.length);
-  for (const picked of pickedSeen) for (const i of picked) marked[i] = 1;
+  for (const picked of pickedSeen)
+    for (let k = 0; k < picked.length; k++) marked[picked[k] as number] = 1;
   if (fc.policyChainNames.size > 2 * policies.length + 64) fc.policyChainNames.clear();
   for (let i = 0; i < policies.length; i++) {
     if (marked[i] === 0) continue;
@@ -1816,8 +1822,12 @@ export function renderPolicy(
     (input.profiles ?? []).some((p) => p.ingress.length > 0 || p.egress.length > 0);
   if (!enforcing) return { chains: [], ipsets: [], warnings: [...r.warnings] };
   const policyChains: ChainSpec[] = [];
-  for (const [name, { p, dir }] of [...used].sort(([a], [b]) => (a < b ? -1 : 1)))
+  const usedNames = [...used.keys()].sort();
+  for (let i = 0; i < usedNames.length; i++) {
+    const name = usedNames[i] as string;
+    const { p, dir } = used.get(name) as { p: Policy; dir: Direction };
     policyChains.push({ name, rules: r.policyChain(p, dir, deny) });
+  }
   // IPv6 neighbour discovery and MLD from a pod to its host are never policed (Calico lets them
   // through its workload-to-host chain); they are link-local, so never forwarded, and the host's
   // to a pod are not policed at all (OUTPUT does not reach the to-workload dispatch).

@@ -169,6 +169,8 @@ interface KeptWorkload {
   dsts: { family: 4 | 6; dst: string; route: Route }[];
   floating: { family: 4 | 6; dst: string; route: Route }[];
   ifaceKey: string;
+  /** `dev <name>`: its interface's key among the owners (addresses have no space). */
+  devKey: string;
   iface: HostIface;
   /** The render that last made or reused it. */
   stamp: number;
@@ -197,6 +199,8 @@ export class WorkloadRenderCache {
   readonly byId = new Map<string, KeptWorkload>();
   ids: string[] = [];
   blackholes = new Map<string, Route>();
+  /** Addresses and `dev <name>` -> the workload holding it in the render of that stamp. */
+  readonly owners = new Map<string, { id: string; stamp: number }>();
   stamp = 0;
   /** The last render's routes and interfaces, its workload count and blocks (undefined: none kept). */
   last: { routes: Route[]; ifaces: HostIface[]; n: number; blocks: string } | undefined;
@@ -311,23 +315,37 @@ export function renderWorkloads(
   }
   const ifaces: HostIface[] = [];
   const routes: Route[] = [];
-  const owner = new Map<string, string>();
-  const ifaceOwner = new Map<string, string>();
+  // Who holds each address and interface name (maps kept across renders: this one's stamp).
+  const owner = c.owners;
+  if (owner.size > 4 * entries.length + 1024) owner.clear();
+  const ownerOf = (key: string) => {
+    const o = owner.get(key);
+    return o?.stamp === stamp ? o.id : undefined;
+  };
+  const own = (key: string, id: string) => {
+    const o = owner.get(key);
+    if (o === undefined) owner.set(key, { id, stamp });
+    else {
+      o.id = id;
+      o.stamp = stamp;
+    }
+  };
   for (let k = 0; k < entries.length; k++) {
     const e = entries[k] as KeptWorkload;
     const id = (sorted[k] as Workload).id;
-    const other = ifaceOwner.get(e.name);
+    const other = ownerOf(e.devKey);
     if (other !== undefined) {
       throw new Error(`Host interface "${e.name}" is claimed by workloads "${other}" and "${id}"`);
     }
-    ifaceOwner.set(e.name, id);
-    for (const { dst, route } of e.dsts) {
-      const prev = owner.get(dst);
+    own(e.devKey, id);
+    for (let d = 0; d < e.dsts.length; d++) {
+      const { dst, route } = e.dsts[d] as KeptWorkload["dsts"][number];
+      const prev = ownerOf(dst);
       if (prev !== undefined && prev !== id) {
         throw new Error(`Address "${dst}" is claimed by workloads "${prev}" and "${id}"`);
       }
       if (prev === undefined) routes.push(route);
-      owner.set(dst, id);
+      own(dst, id);
     }
     ifaces.push(e.iface);
   }
@@ -335,8 +353,8 @@ export function renderWorkloads(
   // claimed twice goes to the first workload (by id), as the DNAT goes to one internal address.
   for (let k = 0; k < entries.length; k++)
     for (const f of (entries[k] as KeptWorkload).floating) {
-      if (owner.has(f.dst)) continue;
-      owner.set(f.dst, (sorted[k] as Workload).id);
+      if (ownerOf(f.dst) !== undefined) continue;
+      own(f.dst, (sorted[k] as Workload).id);
       routes.push(f.route);
     }
   const blackholes = new Map<string, Route>();
@@ -401,6 +419,7 @@ function makeWorkload(
     dsts,
     floating,
     ifaceKey,
+    devKey: `dev ${name}`,
     iface,
     stamp,
     seen: stamp,
