@@ -318,18 +318,19 @@ const setsOf = (rules: string[]) =>
 
 /**
  * Where the dispatch chain root (and its tree: `-i <prefix>+ -g <sub-chain>`) sends a packet of
- * iface: the first rule matching it decides (goto), as the kernel does.
+ * iface: the first rule matching it decides (goto), as the kernel does; "RETURN" for an endpoint
+ * dispatched to nothing (`-i <iface> -j RETURN`: known, no policy selects it).
  */
 function dispatchOf(rules: Map<string, string[]>, root: string, iface: string): string | undefined {
   let chain = root;
   for (let depth = 0; depth < 16; depth++) {
     let next: string | undefined;
     for (const r of rules.get(chain) ?? []) {
-      const m = /^-[io] (\S+) -g (\S+)$/.exec(r);
+      const m = /^-[io] (\S+) -(?:g (\S+)|j (RETURN))$/.exec(r);
       if (!m) continue;
       const match = m[1] as string;
       if (match.endsWith("+") ? iface.startsWith(match.slice(0, -1)) : iface === match) {
-        next = m[2] as string;
+        next = (m[2] ?? m[3]) as string;
         break;
       }
     }
@@ -363,10 +364,14 @@ export function checkInForce(
   for (const ep of model.endpoints) {
     const mine = model.policies.filter((p) => model.selects(p, ep));
     for (const dir of ["Ingress", "Egress"] as const) {
-      const chain = endpointChainName(ep.iface, dir);
+      // Selected by no policy: dispatched to nothing (or, in a build that renders no dispatch
+      // without policy, not dispatched at all).
+      const chain = mine.length > 0 ? endpointChainName(ep.iface, dir) : "RETURN";
       const root = dir === "Ingress" ? "ocl-to-wl-dispatch" : "ocl-from-wl-dispatch";
       const to = dispatchOf(rules, root, ep.iface);
-      if (to !== chain) problems.push(`${ep.id}: no dispatch to ${chain} from ${root} (${to})`);
+      const undispatched = mine.length === 0 && model.policies.length === 0 && !rules.has(root);
+      if (to !== chain && !undispatched)
+        problems.push(`${ep.id}: no dispatch to ${chain} from ${root} (${to})`);
       const jumps = (rules.get(chain) ?? []).flatMap((r) => {
         const m = / -j (ocl-p[io]-\S+)$/.exec(r);
         return m ? [m[1] as string] : [];

@@ -39,7 +39,10 @@ export interface DataplaneInput {
   /** Every node's addresses, never masqueraded to. */
   nodeAddresses?: string[];
   options?: WorkloadOptions;
-  /** Network policies and the endpoints they select (absent: no policy, nothing policed). */
+  /**
+   * Network policies and the endpoints they select (absent: no policy; the workloads are then
+   * the known local endpoints of the dispatch chains, whose unknown-interface drop is always).
+   */
   policy?: PolicyInput;
   /**
    * This node's host endpoints, failsafe ports and workload-to-host action (absent: none; the
@@ -100,6 +103,17 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
     if (w.qos) limits.push({ ...w.qos, iface: w.hostIface ?? workloadIfaceName(w.id) });
   }
   const warnings = new Set<string>();
+  // No policy input: the local pods alone, as the dispatch chains need them.
+  const localEndpoints: PolicyInput = {
+    endpoints: input.workloads.map((w) => ({
+      id: w.id,
+      namespace: "",
+      labels: {},
+      addresses: [...w.ipv4, ...w.ipv6],
+      iface: w.hostIface ?? workloadIfaceName(w.id),
+    })),
+    policies: [],
+  };
   for (const family of [4, 6] as const) {
     const pick = (xs: string[]) => xs.filter((x) => isV6(x) === (family === 6));
     const pools = input.pools.filter((p) => isV6(p.cidr) === (family === 6));
@@ -125,7 +139,10 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
         });
     }
     const actions = input.actions !== undefined ? { actions: input.actions } : {};
-    const policy = input.policy ? renderPolicy({ ...input.policy, ...actions }, family) : undefined;
+    // Always rendered: without any policy, the dispatch chains still name every local pod and
+    // drop what comes from or goes to a workload interface none is known for (Felix's
+    // "Unknown interface" rule).
+    const policy = renderPolicy({ ...(input.policy ?? localEndpoints), ...actions }, family);
     for (const w of policy?.warnings ?? []) warnings.add(w);
     const host = input.host
       ? renderHostPolicy(

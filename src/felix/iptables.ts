@@ -280,6 +280,8 @@ export function renderRpfTable(
 /** The policy chains policy.ts rendered (dispatch chains included); none: no policy applies. */
 export interface PolicyChains {
   chains: ChainSpec[];
+  /** A pod's traffic to its host accepted before its egress policy (IPv6 ND and MLD). */
+  workloadToHostHead?: string[];
 }
 
 /**
@@ -311,12 +313,18 @@ export function renderFilterTable(
   const fromWl = `-i ${WORKLOAD_IFACE_MATCH} -j ${CHAIN_FROM_WL_DISPATCH}`;
   const toWl = `-o ${WORKLOAD_IFACE_MATCH} -j ${CHAIN_TO_WL_DISPATCH}`;
   const h = host;
+  // Felix's cali-wl-to-host opens with these (IPv6 ND and MLD), before the dispatch.
+  const wlHead = wl ? (policy.workloadToHostHead ?? []) : [];
   const wlToHost: ChainSpec[] =
     h?.workloadToHost !== undefined
       ? [
           {
             name: CHAIN_WL_TO_HOST,
-            rules: [...(wl ? [`-j ${CHAIN_FROM_WL_DISPATCH}`] : []), ...h.workloadToHost],
+            rules: [
+              ...wlHead,
+              ...(wl ? [`-j ${CHAIN_FROM_WL_DISPATCH}`] : []),
+              ...h.workloadToHost,
+            ],
           },
         ]
       : [];
@@ -324,7 +332,7 @@ export function renderFilterTable(
     ...(wlToHost.length > 0
       ? [`-i ${WORKLOAD_IFACE_MATCH} -g ${CHAIN_WL_TO_HOST}`]
       : wl
-        ? [fromWl]
+        ? [...wlHead.map((r) => `-i ${WORKLOAD_IFACE_MATCH} ${r}`), fromWl]
         : []),
     ...(h?.inputTail ?? []),
   ];

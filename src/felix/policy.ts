@@ -2,9 +2,9 @@
 // GlobalNetworkPolicy, and Kubernetes NetworkPolicy translated as Calico does (knp.default.<name>,
 // order 1000), become: a chain per policed local endpoint and direction (ocl-tw-<iface> for
 // ingress, ocl-fw-<iface> for egress), a chain per policy and direction (ocl-pi-/ocl-po-<hash>),
-// the two dispatch chains that pick endpoint chains by interface (while any workload policy or
-// profile with rules exists, every known local endpoint, and a drop for unknown workload
-// interfaces at their ends, as Felix's dispatch chains), and ipsets of the addresses a
+// the two dispatch chains that pick endpoint chains by interface (always: every known local
+// endpoint, and a drop for unknown workload interfaces at their ends, as Felix's dispatch
+// chains), and ipsets of the addresses a
 // rule's selector matches (ocl-s-<hash>) or of its nets (ocl-n-<hash>); a Profile's rules
 // (ocl-pri-/ocl-pro-<hash>) after an endpoint's policies, as Felix orders them. The endpoint
 // chain layout (endpointChainRules) is shared with host endpoints (host_endpoint.ts). Past 16
@@ -23,8 +23,9 @@
 // (Pass) and returns; the endpoint chain returns on ACCEPT, skips later policies on PASS and
 // drops what no policy accepted or passed once any policy selects the endpoint in that
 // direction. Returning (not ACCEPT) lets forwarded traffic between two local pods pass the
-// sender's egress chain and then the receiver's ingress chain. Endpoints no policy selects are
-// not dispatched at all: their traffic is allowed, as before policy existed.
+// sender's egress chain and then the receiver's ingress chain. Endpoints no policy selects and
+// none of whose profiles has rules are dispatched to nothing (RETURN): their traffic is allowed
+// (Felix would drop it: "Drop if no profiles matched"; Calico gives every pod a profile).
 import { createHash } from "node:crypto";
 import type { K8sNetworkPolicy, LabelSelector, Rule } from "../api/policy.js";
 import { formatSelector, matchSelector, parseSelector, type Selector } from "../api/selector.js";
@@ -32,6 +33,7 @@ import { DEFAULT_TIER, DEFAULT_TIER_ORDER } from "../api/tier.js";
 import { formatAddress, parseCidr } from "../lib/ip.js";
 import {
   type AllowAction,
+  allowTarget,
   conntrackAllowRules,
   DEFAULT_RULE_ACTIONS,
   denyTarget,
@@ -108,8 +110,12 @@ function withServiceAccounts(selector: string | undefined, sa: Selector): string
 /** multiport takes at most 15 ports, a range counting two. */
 const MULTIPORT_SLOTS = 15;
 const SET_HASH_CHARS = 20;
-/** ICMPv6 MLD (130-132) and neighbour discovery (133-136) types. */
-const ICMPV6_LINK_TYPES = [130, 131, 132, 133, 134, 135, 136];
+/**
+ * ICMPv6 a pod may always send its host, before its egress policy and the dispatch (Felix's
+ * ICMPv6Filter: MLD query, report and done, router solicitation, neighbour solicitation and
+ * advertisement; not router advertisements).
+ */
+const ICMPV6_LINK_TYPES = [130, 131, 132, 133, 135, 136];
 
 /** One WorkloadEndpoint as policy sees it (any node's: rule selectors match them all). */
 export interface PolicyEndpoint {
@@ -197,8 +203,18 @@ export interface PolicyInput {
 }
 
 export interface PolicyState {
-  /** Every chain to add to the filter table; empty when no policy selects a local endpoint. */
+  /**
+   * Every chain to add to the filter table: the dispatch chains always (every known local
+   * endpoint, then Felix's "Unknown interface" drop), endpoint and policy chains when some
+   * policy or profile with rules applies to a local endpoint.
+   */
   chains: ChainSpec[];
+  /**
+   * Rules for a pod's traffic to its host, before the from-workload dispatch (Felix's
+   * ICMPv6Filter in cali-wl-to-host: IPv6 neighbour discovery and MLD, accepted from every
+   * workload interface, known or not). Empty for IPv4.
+   */
+  workloadToHostHead: string[];
   ipsets: IpsetSpec[];
   /** What could not be rendered as written, one line each (rendered fail-closed instead). */
   warnings: string[];
@@ -1815,12 +1831,6 @@ export function renderPolicy(
   for (const prof of profsSeen.values())
     for (const dir of ["Ingress", "Egress"] as const)
       used.set(profileChainName(prof.name, dir), { p: profileAsPolicy(prof), dir });
-  // No workload policy or profile with rules at all: nothing dispatched, the table as before.
-  const enforcing =
-    policies.length > 0 ||
-    endpointChains.length > 0 ||
-    (input.profiles ?? []).some((p) => p.ingress.length > 0 || p.egress.length > 0);
-  if (!enforcing) return { chains: [], ipsets: [], warnings: [...r.warnings] };
   const policyChains: ChainSpec[] = [];
   const usedNames = [...used.keys()].sort();
   for (let i = 0; i < usedNames.length; i++) {
@@ -1828,15 +1838,19 @@ export function renderPolicy(
     const { p, dir } = used.get(name) as { p: Policy; dir: Direction };
     policyChains.push({ name, rules: r.policyChain(p, dir, deny) });
   }
-  // IPv6 neighbour discovery and MLD from a pod to its host are never policed (Calico lets them
-  // through its workload-to-host chain); they are link-local, so never forwarded, and the host's
-  // to a pod are not policed at all (OUTPUT does not reach the to-workload dispatch).
-  const ndp =
+  // IPv6 neighbour discovery and MLD from a pod to its host are never policed: Felix accepts
+  // them in its workload-to-host chain before the dispatch (from every workload interface,
+  // known or not); they are link-local, so never forwarded, and the host's to a pod are not
+  // policed at all (OUTPUT does not reach the to-workload dispatch).
+  const workloadToHostHead =
     family === 6
-      ? ICMPV6_LINK_TYPES.map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`)
+      ? ICMPV6_LINK_TYPES.map(
+          (t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} ${allowTarget(actions.filterAllow)}`,
+        )
       : [];
-  // Felix's "Unknown interface" rule: a workload interface no endpoint is known for (a new pod
-  // before its endpoint is programmed) gets no traffic, at the end of every dispatch chain.
+  // Felix's "Unknown interface" rule, always (WorkloadDispatchChains): a workload interface no
+  // endpoint is known for (a new pod before its endpoint is programmed, a stray veth named
+  // like a pod's) gets no traffic, at the end of every dispatch chain.
   const unknown = [deny];
   return {
     chains: [
@@ -1844,7 +1858,7 @@ export function renderPolicy(
         CHAIN_FROM_WL_DISPATCH,
         "-i",
         dispatch.Egress,
-        ndp,
+        [],
         unknown,
         dispatchMemo(fc, CHAIN_FROM_WL_DISPATCH),
       ),
@@ -1859,6 +1873,7 @@ export function renderPolicy(
       ...endpointChains,
       ...policyChains,
     ],
+    workloadToHostHead,
     ipsets: [...r.ipsets.values()].sort((a, b) => (a.name < b.name ? -1 : 1)),
     warnings: [...new Set(r.warnings)],
   };

@@ -12,6 +12,7 @@ import { NetlinkSocket, type SenderStats } from "./netlink_socket.js";
 import {
   addressBytes,
   decodeAddr,
+  decodeAddrDetail,
   decodeError,
   decodeLink,
   decodeNexthop,
@@ -150,7 +151,7 @@ export interface KernelFibOptions {
   unwantedGraceMs?: number;
   /** Network namespace (name under /run/netns, or a path) to program; default: our own. */
   netns?: string;
-  /** Observability hook: overflow, resync, restored, link, failure. */
+  /** Observability hook: overflow, resync, restored, link, address, failure. */
   onEvent?: (e: FibEvent) => void;
 }
 
@@ -160,6 +161,8 @@ export type FibEvent =
   | { kind: "restored"; count: number }
   | { kind: "nexthopsSwept"; count: number }
   | { kind: "link"; ifindex: number; name: string; up: boolean }
+  /** A routable (not link- or host-scoped) address added to or removed from a link. */
+  | { kind: "address"; ifindex: number; address: string; added: boolean }
   | { kind: "failure"; failure: FibFailure };
 
 interface Group {
@@ -1826,8 +1829,15 @@ export class KernelFib implements BatchFib {
   }
 
   private onAddr(m: NlMessage): void {
-    const a = decodeAddr(m);
+    const a = decodeAddrDetail(m);
     if (!a || a.scope === RT_SCOPE_LINK || a.scope === RT_SCOPE_HOST) return;
+    if (a.address !== undefined)
+      this.onEvent({
+        kind: "address",
+        ifindex: a.ifindex,
+        address: formatAddress(a.address),
+        added: m.type === RTM_NEWADDR,
+      });
     const n = (this.addrCount.get(a.ifindex) ?? 0) + (m.type === RTM_NEWADDR ? 1 : -1);
     if (n > 0) this.addrCount.set(a.ifindex, n);
     else this.addrCount.delete(a.ifindex);

@@ -21,7 +21,10 @@
 // CNI ADD) takes the BGP fast path: originated in the running speaker at once, when it is the only
 // change of this node's blocks (bgp_fast.ts decides, as the full render would list it), so the
 // debounced pass that follows changes nothing. While the speaker does not run, the daemon serves the status
-// socket itself (the node's commands, log-level), so it answers with BGP off too.
+// socket itself (the node's commands, log-level), so it answers with BGP off too. An address
+// added to or removed from one of the node's links (the agent FIB's RTM_NEWADDR/DELADDR) runs an
+// agent pass while some HostEndpoint of this node is found by its expectedIPs (Felix re-resolves
+// host endpoints on address updates).
 // Owns: the loop, its ordering and logging. Not: what the state is (agent_state.ts,
 // bgp_state.ts) or how it is applied.
 
@@ -161,6 +164,8 @@ export interface DaemonOptions {
     onRestored?: (count: number) => void,
     /** Routes of our protocol nobody set (added by someone else) that a resync swept. */
     onSwept?: (count: number) => void,
+    /** A routable address added to or removed from one of the node's links. */
+    onAddress?: (address: string, added: boolean) => void,
   ) => Promise<Fib & { close?: () => Promise<void> }>;
 }
 
@@ -274,6 +279,8 @@ export class NodeDaemon {
   /** The overlay's fast path: its netlink socket, inputs and what it last applied. */
   private neigh: OverlaySocket | undefined;
   private fabric: { 4?: FabricIface; 6?: FabricIface } = {};
+  /** Some HostEndpoint of this node is found by its expectedIPs (the last pass's snapshot). */
+  private hostInterfacesNeeded = false;
   /** Every link's MTU, read at each pass while FelixConfiguration mtuIfacePattern is set. */
   private hostLinks: HostLink[] | undefined;
   private overlayGen = 0;
@@ -365,6 +372,7 @@ export class NodeDaemon {
       this.log,
       (count) => o.observe?.driftRepaired?.(new Array<string>(count).fill("route")),
       (count) => o.observe?.driftRepaired?.(new Array<string>(count).fill("route_swept")),
+      (address, added) => this.hostAddressChanged(address, added),
     );
     if (!o.openAgentFib) this.neigh = OverlaySocket.open(o.netns);
     this.cache = new PrefixCache(this.store, Object.values(this.prefixes), {
@@ -835,6 +843,17 @@ export class NodeDaemon {
     );
   }
 
+  /**
+   * An address came to or left one of the node's links: HostEndpoints found by their
+   * expectedIPs are matched again, in an agent pass (Felix re-resolves host endpoints on its
+   * interface monitor's address updates). Only while some HostEndpoint of this node needs it.
+   */
+  private hostAddressChanged(address: string, added: boolean): void {
+    if (!this.hostInterfacesNeeded) return;
+    this.log.debug({ address, added }, "Agent: host address changed; host endpoints matched again");
+    this.changed(["agent"]);
+  }
+
   /** Marks areas dirty; `arrived`: when the watch event that caused it was delivered. */
   private changed(areas: Area[], arrived?: number): void {
     if (arrived !== undefined)
@@ -1076,7 +1095,9 @@ export class NodeDaemon {
       ? await readHostLinks({ netns: this.opts.netns, run: spawnRunner })
       : undefined;
     // HostEndpoints by expectedIPs: the interface holding one (read only when some needs it).
-    const hostInterfaces = needsHostInterfaces(snap, this.opts.nodename)
+    // Set before the read: an address change from here on runs another pass.
+    this.hostInterfacesNeeded = needsHostInterfaces(snap, this.opts.nodename);
+    const hostInterfaces = this.hostInterfacesNeeded
       ? await readHostInterfaces({ netns: this.opts.netns, run: spawnRunner })
       : undefined;
     this.applyFelixLogLevel(snap);
@@ -1369,6 +1390,7 @@ async function openKernelAgentFib(
   log: Log,
   onRestored?: (count: number) => void,
   onSwept?: (count: number) => void,
+  onAddress?: (address: string, added: boolean) => void,
 ) {
   const { KernelFib } = await import("../fib/kernel_fib.js");
   return KernelFib.open({
@@ -1387,7 +1409,8 @@ async function openKernelAgentFib(
         // Routes of protocol 202 nobody set, unwanted past the grace: someone else's, swept.
         log.info({ count: e.removed }, "Agent: routes of ours nobody set swept");
         onSwept?.(e.removed);
-      } else if (e.kind === "failure") log.error({ failure: e.failure }, "Agent: route failed");
+      } else if (e.kind === "address") onAddress?.(e.address, e.added);
+      else if (e.kind === "failure") log.error({ failure: e.failure }, "Agent: route failed");
       else log.debug({ fib: e }, "Agent FIB event");
     },
   });

@@ -84,6 +84,9 @@ describe("applyDataplane() (fake kernel)", () => {
     });
     expect(r.changes).toEqual([
       "ipset ocl-all-hosts-net members differ",
+      // Its interface is no longer a known one: out of the dispatch chains.
+      "iptables-nft filter: chain ocl-from-wl-dispatch differs",
+      "iptables-nft filter: chain ocl-to-wl-dispatch differs",
       "route 10.244.1.3/32 removed",
     ]);
     expect(fib.desired().map((x) => x.dst)).not.toContain("10.244.1.3/32");

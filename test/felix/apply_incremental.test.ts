@@ -323,9 +323,12 @@ describe("planIncremental()", () => {
     const eps = [ep(2, "web")];
     const before = renderDataplane(input(eps));
     const written = writtenOf(before, new Map([["ocl2", undefined]]));
-    // No policy selects anything any more: the filter table loses its dispatch hooks.
-    const none = renderDataplane({ ...input(eps), policy: undefined });
-    expect(planIncremental(written, none).full).toMatch(/hooks changed/);
+    // A host endpoint appears: the filter table gains its OUTPUT hook.
+    const host = renderDataplane({
+      ...input(eps),
+      host: { hostEndpoints: [{ name: "h", interfaceName: "eth0", labels: {} }] },
+    });
+    expect(planIncremental(written, host).full).toMatch(/hooks changed/);
     const same = planIncremental(written, before);
     expect(same.full).toBeUndefined();
     expect(same.iptables).toEqual([]);

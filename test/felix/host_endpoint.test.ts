@@ -249,20 +249,34 @@ describe("renderHostPolicy()", () => {
     ]);
   });
 
-  it("the workload-to-host action alone adds only ocl-wl-to-host; Drop keeps replies", () => {
+  it("the workload-to-host action alone adds only ocl-wl-to-host, after the dispatch; Drop keeps replies; IPv6 ND and MLD before both", () => {
     const d = renderDataplane({
       workloads: [],
-      pools: [],
+      pools: [{ cidr: "fd00:10::/64", natOutgoing: false }],
       host: { hostEndpoints: [], defaultEndpointToHostAction: "Drop" },
     });
     const filter = d.families[0]?.tables.find((t) => t.table === "filter");
     expect(chain(filter?.chains, "ocl-INPUT")).toEqual(["-i ocl+ -g ocl-wl-to-host"]);
     expect(chain(filter?.chains, "ocl-wl-to-host")).toEqual([
+      "-j ocl-from-wl-dispatch",
       "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
       "-j DROP",
     ]);
+    // Felix's cali-wl-to-host: ND and MLD accepted first, whatever the action and the dispatch.
+    const filter6 = d.families[1]?.tables.find((t) => t.table === "filter");
+    expect(chain(filter6?.chains, "ocl-wl-to-host")).toEqual([
+      ...[130, 131, 132, 133, 135, 136].map(
+        (t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`,
+      ),
+      "-j ocl-from-wl-dispatch",
+      "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "-j DROP",
+    ]);
+    // Without the action: the workload dispatch alone (Felix's unknown-interface drop).
     const none = renderDataplane({ workloads: [], pools: [], host: { hostEndpoints: [] } });
-    expect(none.families[0]?.tables.find((t) => t.table === "filter")?.chains.length).toBe(1);
+    expect(
+      none.families[0]?.tables.find((t) => t.table === "filter")?.chains.map((c) => c.name),
+    ).toEqual(["ocl-FORWARD", "ocl-INPUT", "ocl-from-wl-dispatch", "ocl-to-wl-dispatch"]);
   });
 
   it("one policy for pods and host endpoints renders one chain in the filter table", () => {

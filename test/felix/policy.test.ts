@@ -2,7 +2,7 @@
 // policy selects (namespace, selector, namespaceSelector), the endpoint, policy and dispatch
 // chains (golden rules), ordering and Calico's defaults, rule matches (protocols, nets, ports,
 // ICMP, selectors as ipsets), Kubernetes NetworkPolicy translation, and that no policy leaves
-// the filter table exactly as before.
+// the dispatch chains alone (Felix's unknown-interface drop).
 import { describe, expect, it } from "vitest";
 import type { K8sNetworkPolicy, Rule } from "../../src/api/policy.js";
 import { DEFAULT_RULE_ACTIONS } from "../../src/felix/actions.js";
@@ -120,12 +120,31 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
     expect(set).toMatch(/^ocl-s-[A-Za-z0-9]{20}$/);
   });
 
-  it("renders nothing without a workload policy or a profile with rules", () => {
-    const empty = { chains: [], ipsets: [], warnings: [] };
-    expect(renderPolicy(input([]), 4)).toEqual(empty);
+  it("without a workload policy or a profile with rules: the dispatch chains alone (Felix's unknown-interface drop is always)", () => {
+    const dispatchOnly = {
+      chains: [
+        {
+          name: "ocl-from-wl-dispatch",
+          rules: ["-i oclaaaaaaaaaaa -j RETURN", "-i oclbbbbbbbbbbb -j RETURN", "-j DROP"],
+        },
+        {
+          name: "ocl-to-wl-dispatch",
+          rules: ["-o oclaaaaaaaaaaa -j RETURN", "-o oclbbbbbbbbbbb -j RETURN", "-j DROP"],
+        },
+      ],
+      workloadToHostHead: [],
+      ipsets: [],
+      warnings: [],
+    };
+    expect(renderPolicy(input([]), 4)).toEqual(dispatchOnly);
     expect(
       renderPolicy({ ...input([]), profiles: [{ name: "p", ingress: [], egress: [] }] }, 4),
-    ).toEqual(empty);
+    ).toEqual(dispatchOnly);
+    // No local endpoint at all: every workload interface is unknown.
+    expect(renderPolicy({ endpoints: [], policies: [] }, 4).chains).toEqual([
+      { name: "ocl-from-wl-dispatch", rules: ["-j DROP"] },
+      { name: "ocl-to-wl-dispatch", rules: ["-j DROP"] },
+    ]);
   });
 
   it("a policy selecting no local endpoint: every local endpoint dispatched to nothing, unknown interfaces dropped", () => {
@@ -142,6 +161,7 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
           rules: ["-o oclaaaaaaaaaaa -j RETURN", "-o oclbbbbbbbbbbb -j RETURN", "-j DROP"],
         },
       ],
+      workloadToHostHead: [],
       ipsets: [],
       warnings: [],
     });
@@ -270,25 +290,38 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
     expect(pi?.rules).toEqual(["-j DROP"]);
   });
 
-  it("IPv6: neighbour discovery and MLD from a pod pass the from-workload dispatch before any endpoint", () => {
+  it("IPv6: neighbour discovery and MLD from a pod are accepted on the way to the host before the dispatch (Felix's ICMPv6Filter)", () => {
     const v6 = { ...B, addresses: ["fd00::2/128"] };
     const s = renderPolicy(input([allowFromA], [A, v6]), 6);
-    const ndp = [130, 131, 132, 133, 134, 135, 136].map(
-      (t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`,
+    // Felix's list: MLD 130-132, router solicitation 133, neighbour solicitation and
+    // advertisement 135-136; a pod's router advertisement (134) is not among them.
+    const ndp = [130, 131, 132, 133, 135, 136].map(
+      (t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j ACCEPT`,
     );
-    // The to-workload dispatch sees only forwarded traffic (never link-local): no exceptions.
+    expect(s.workloadToHostHead).toEqual(ndp);
+    // Neither dispatch has exceptions: forwarded traffic is never link-local, and an unknown
+    // interface's ND is accepted before it reaches the from-workload dispatch's drop.
     expect(chain(s, "ocl-to-wl-dispatch")).toEqual([
       "-o oclaaaaaaaaaaa -j RETURN",
       "-o oclbbbbbbbbbbb -g ocl-tw-oclbbbbbbbbbbb",
       "-j DROP",
     ]);
     expect(chain(s, "ocl-from-wl-dispatch")).toEqual([
-      ...ndp,
       "-i oclaaaaaaaaaaa -j RETURN",
       "-i oclbbbbbbbbbbb -j RETURN",
       "-j DROP",
     ]);
     expect(s.ipsets.map((x) => x.family)).toEqual(["inet6"]);
+    // With iptablesFilterAllowAction Return they return, as Felix's filterAllowAction.
+    const ret = renderPolicy(
+      {
+        ...input([allowFromA], [A, v6]),
+        actions: { ...DEFAULT_RULE_ACTIONS, filterAllow: "Return" },
+      },
+      6,
+    );
+    expect(ret.workloadToHostHead).toEqual(ndp.map((r) => r.replace("ACCEPT", "RETURN")));
+    expect(renderPolicy(input([allowFromA]), 4).workloadToHostHead).toEqual([]);
   });
 });
 
@@ -592,13 +625,31 @@ describe("the filter table with and without policy", () => {
       ...(policy ? { policy } : {}),
     });
 
-  it("no policy: exactly the table of before", () => {
-    const before = renderFilterTable();
-    expect(before.chains).toEqual([
+  it("no policy: every local pod dispatched to nothing, an unknown workload interface dropped both ways and on its way to the host", () => {
+    const t = dp().families[0]?.tables[0];
+    expect(t?.chains).toEqual([
+      {
+        name: "ocl-FORWARD",
+        rules: [
+          "-i ocl+ -j ocl-from-wl-dispatch",
+          "-o ocl+ -j ocl-to-wl-dispatch",
+          "-i ocl+ -j ACCEPT",
+          "-o ocl+ -j ACCEPT",
+        ],
+      },
+      { name: "ocl-INPUT", rules: ["-i ocl+ -j ocl-from-wl-dispatch"] },
+      { name: "ocl-from-wl-dispatch", rules: ["-i oclbbbbbbbbbbb -j RETURN", "-j DROP"] },
+      { name: "ocl-to-wl-dispatch", rules: ["-o oclbbbbbbbbbbb -j RETURN", "-j DROP"] },
+    ]);
+    expect(t?.hooks.map((h) => h.builtin)).toEqual(["INPUT", "FORWARD"]);
+    // A policy input without policies (the node daemon's, with some host endpoint) renders the
+    // same: the dispatch alone.
+    const sameIface = [{ ...B, iface: "oclbbbbbbbbbbb" }];
+    expect(dp({ endpoints: sameIface, policies: [] }).families[0]?.tables[0]).toEqual(t);
+    // The table without any workload dispatch is what renderFilterTable gives without policy.
+    expect(renderFilterTable().chains).toEqual([
       { name: "ocl-FORWARD", rules: ["-i ocl+ -j ACCEPT", "-o ocl+ -j ACCEPT"] },
     ]);
-    expect(dp().families[0]?.tables[0]).toEqual(before);
-    expect(dp(input([])).families[0]?.tables[0]).toEqual(before);
     expect(dp().families[0]?.ipsets.map((s) => s.name)).toEqual([
       "ocl-all-ipam-pools",
       "ocl-masq-ipam-pools",
@@ -637,8 +688,14 @@ describe("the filter table with and without policy", () => {
     const p2 = planTable(without, t1);
     const t2 = restoreModel(t1, p2.payload ?? "");
     expect(planTable(without, t2).payload).toBeNull();
-    expect([...t2.chains.keys()].filter((c) => c.startsWith("ocl-"))).toEqual(["ocl-FORWARD"]);
-    expect(t2.rules.filter((r) => r.chain === "INPUT" || r.chain === "OUTPUT")).toEqual([]);
+    // Policy gone: its endpoint and policy chains go, the dispatch stays.
+    expect([...t2.chains.keys()].filter((c) => c.startsWith("ocl-")).sort()).toEqual([
+      "ocl-FORWARD",
+      "ocl-INPUT",
+      "ocl-from-wl-dispatch",
+      "ocl-to-wl-dispatch",
+    ]);
+    expect(t2.rules.filter((r) => r.chain === "OUTPUT")).toEqual([]);
   });
 
   it("plans converge when one of two policed endpoints loses its policy", () => {

@@ -186,7 +186,11 @@ describe("renderPolicy(): what Ocelot cannot enforce yet", () => {
       ingress: [{ action: "Deny" }],
     });
     const s = renderPolicy({ endpoints: [A, B], policies: [p] }, 4);
-    expect(s.chains).toEqual([]);
+    // The dispatch chains alone: both pods known, dispatched to nothing.
+    expect(s.chains.map((c) => c.name)).toEqual(["ocl-from-wl-dispatch", "ocl-to-wl-dispatch"]);
+    expect(s.chains.flatMap((c) => c.rules).filter((r) => !/-j (RETURN|DROP)$/.test(r))).toEqual(
+      [],
+    );
     expect(s.warnings).toEqual([]);
   });
 

@@ -432,7 +432,7 @@ const suite = (nexthopObjects: boolean) => () => {
     expect(fib.desired().some((r) => r.dst === "10.80.0.0/24")).toBe(true);
   });
 
-  it("does not dump the kernel when a link without routable addresses (a pod veth) comes and goes", async () => {
+  it("does not dump the kernel when a link without routable addresses (a pod veth) comes and goes; announces routable addresses", async () => {
     const resyncs = () => events.filter((e) => e.kind === "resync").length;
     await new Promise((r) => setTimeout(r, 300)); // let earlier link changes settle
     const before = resyncs();
@@ -452,7 +452,22 @@ const suite = (nexthopObjects: boolean) => () => {
     ns.ip("link", "add", "p0", "type", "veth", "peer", "name", "p1");
     ns.ip("addr", "add", "10.255.11.0/31", "dev", "p0");
     await waitFor("a resync after the new subnet", () => resyncs() > before, 5000, 20);
+    // Announced as an address event (the node daemon re-matches HostEndpoints' expectedIPs on
+    // it); the veths' link-local IPv6 addresses (scope link) are not.
+    await waitFor(
+      "the address event",
+      () => events.some((e) => e.kind === "address" && e.address === "10.255.11.0" && e.added),
+      30_000,
+      20,
+    );
+    expect(events.some((e) => e.kind === "address" && e.address.startsWith("fe80"))).toBe(false);
     ns.ip("link", "del", "p0");
+    await waitFor(
+      "the address removal event",
+      () => events.some((e) => e.kind === "address" && e.address === "10.255.11.0" && !e.added),
+      30_000,
+      20,
+    );
   });
 
   it("reconciles after a restart: sweeps stale routes we own, keeps foreign ones, honours a GR hold", async () => {

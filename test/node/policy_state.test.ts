@@ -55,12 +55,21 @@ const knp: K8sNetworkPolicy = {
 };
 
 describe("policy input of the agent", () => {
-  it("no policy resource: no policy key, the dataplane as before", () => {
+  it("no policy resource: no policy key; the dataplane dispatches the local pods alone (Felix's unknown-interface drop)", () => {
     const input = agentInput(snap(), "n1");
     expect("policy" in input).toBe(false);
     expect(policyInputOf(snap({ networkPolicies: [] }), "n1")).toBeUndefined();
-    expect(renderDataplane(input).families[0]?.tables[0]?.chains.map((c) => c.name)).toEqual([
+    const filter = renderDataplane(input).families[0]?.tables[0];
+    expect(filter?.chains.map((c) => c.name)).toEqual([
       "ocl-FORWARD",
+      "ocl-INPUT",
+      "ocl-from-wl-dispatch",
+      "ocl-to-wl-dispatch",
+    ]);
+    expect(filter?.chains.find((c) => c.name === "ocl-to-wl-dispatch")?.rules).toEqual([
+      "-o ocl0000000001 -j RETURN",
+      "-o ocl0000000002 -j RETURN",
+      "-j DROP",
     ]);
   });
 
