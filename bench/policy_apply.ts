@@ -16,11 +16,14 @@
 // (each build's render keeps its own state across passes, as the node daemon's does).
 // Usage: npx tsx bench/policy_apply.ts [--endpoints 1000] [--policies 200] [--sets 50]
 //        [--cidrs 1000] [--runs 3] [--adds 50] [--changes 50] [--old /work/main/dist] [--legacy]
-//        [--render-cpu] [--sysctls]
+//        [--render-cpu] [--render-alloc] [--sysctls]
 // (--legacy: iptables-legacy for both appliers and the raw reference; default nft.
 // --render-cpu: only the render, in this process, no kernel: the CPU time of the first render
 // and of each +1 pod and label change render, ours and --old's alternating; CPU time is what a
 // loaded machine distorts least.
+// --render-alloc: only the render, as --render-cpu: the bytes each build's passes allocate (V8's
+// sampling heap profiler, counting what garbage collection took too), per pass, each build's
+// passes sampled apart (what feeds the collector, whose pauses are the render's tail).
 // --sysctls: only the pods' interface sysctls, --endpoints veths in one fresh namespace, --runs
 // rounds after two warm-up ones: the agent's write (DirectKernel: the IPv4 conf values over
 // rtnetlink, proxy_delay as a file) alternating with every value written as a /proc/sys file
@@ -31,6 +34,7 @@
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -690,6 +694,62 @@ async function renderCpu(o: BenchOptions): Promise<void> {
   );
 }
 
+/** Bytes f allocates (sampled every 4 KiB, collected objects counted), by V8's heap profiler. */
+async function allocated(session: Session, f: () => void): Promise<number> {
+  await session.post("HeapProfiler.startSampling", {
+    samplingInterval: 4096,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
+  f();
+  const { profile } = await session.post("HeapProfiler.stopSampling");
+  let bytes = 0;
+  const walk = (n: { selfSize: number; children: (typeof n)[] }) => {
+    bytes += n.selfSize;
+    for (const c of n.children) walk(c);
+  };
+  walk(profile.head as unknown as { selfSize: number; children: never[] });
+  return bytes;
+}
+
+/** --render-alloc: each build's render alone, bytes allocated a pass (+1 pods, label changes). */
+async function renderAlloc(o: BenchOptions): Promise<void> {
+  const builds: [string, RenderFn][] = [["ours", renderDataplane]];
+  if (o.old) {
+    const dp = (await import(pathToFileURL(join(o.old, "felix", "dataplane.js")).href)) as {
+      renderDataplane: RenderFn;
+    };
+    builds.push(["old", dp.renderDataplane]);
+  }
+  const model = new Model(o);
+  for (const [, render] of builds) render(model.input());
+  const session = new Session();
+  session.connect();
+  await session.post("HeapProfiler.enable");
+  const bytes: Record<string, { add: number; change: number }> = {};
+  for (const [name] of builds) bytes[name] = { add: 0, change: 0 };
+  try {
+    for (let k = 0; k < o.adds + o.changes; k++) {
+      const phase = k < o.adds ? "add" : "change";
+      if (phase === "add") model.addEndpoint();
+      else model.relabel((k * 7919) % model.endpoints.length);
+      const input = model.input();
+      const order = k % 2 === 0 ? builds : [...builds].reverse();
+      for (const [name, render] of order) {
+        const b = bytes[name] as { add: number; change: number };
+        b[phase] += await allocated(session, () => render(input));
+      }
+    }
+  } finally {
+    session.disconnect();
+  }
+  const mb = (x: number, n: number) => (n === 0 ? "-" : `${(x / n / 1e6).toFixed(2)} MB`);
+  for (const [name, b] of Object.entries(bytes))
+    console.log(
+      `${name} render allocates a pass: +1 pod ${mb(b.add, o.adds)} (n ${o.adds}); label change ${mb(b.change, o.changes)} (n ${o.changes})`,
+    );
+}
+
 /** --sysctls: the pods' interface sysctls written the agent's way and as files, alternating. */
 async function sysctlWrites(o: BenchOptions): Promise<void> {
   const ns = addNs(`${o.prefix ?? `oclsy${randomBytes(3).toString("hex")}`}-s`);
@@ -791,6 +851,7 @@ async function main(): Promise<void> {
       .join(" ")}`,
   );
   if (process.argv.includes("--render-cpu")) return renderCpu(o);
+  if (process.argv.includes("--render-alloc")) return renderAlloc(o);
   if (process.argv.includes("--sysctls")) return sysctlWrites(o);
   const r = await runPolicyBench(o);
   const medRaw = pct(r.raw, 0.5);
