@@ -126,6 +126,8 @@ const arbOp = fc.oneof(
   fc.record({ kind: fc.constant("relabel" as const), id: fc.integer({ min: 0, max: 39 }) }),
   fc.record({ kind: fc.constant("policy" as const), id: fc.integer({ min: 0, max: 5 }) }),
   fc.record({ kind: fc.constant("dropPolicy" as const), id: fc.integer({ min: 0, max: 5 }) }),
+  // A policy's rules alone changed (the same id, selector and order).
+  fc.record({ kind: fc.constant("rules" as const), id: fc.integer({ min: 0, max: 5 }) }),
   fc.record({ kind: fc.constant("sets" as const) }),
   fc.record({ kind: fc.constant("nsLabels" as const) }),
   // An endpoint listed twice (its interface and id shared), or no longer.
@@ -214,6 +216,12 @@ describe("renderPolicy, incremental", () => {
               case "dropPolicy":
                 pols.delete(op.id);
                 break;
+              case "rules": {
+                const had = pols.get(op.id);
+                if (had !== undefined)
+                  pols.set(op.id, { ...had, ingress: pol.ingress, egress: had.egress });
+                break;
+              }
               case "sets":
                 sets = toSets(newSets);
                 break;
