@@ -26,9 +26,13 @@
 // OCELOT_THREAD_CPU=1 also prints the DUT's CPU per thread, the injector's CPU, and when
 // Ocelot's FIB sender thread sent its first and last batch against Established, how long it
 // was inside sendmsg (busy) and waiting for work (idle).
+// `--withdraw 1`: once the DUT has all N, the injector's session is disabled (`birdc disable`)
+// and the time until the DUT's kernel FIB is back to its baseline is printed (`withdraw_s`,
+// from the disable command), with the nexthop objects of protocol 201 left in the DUT then
+// (`nh_left`: Ocelot deletes the gateway's object once no route names it).
 // Usage: npx tsx bench/bgp_inject.ts [--n 100000,1000000]
 //   [--targets kernel,kernelnh,ocelot,old,bird,frr]
-//   [--runs 1] [--wake 10] [--old DIR]
+//   [--runs 1] [--wake 10] [--old DIR] [--withdraw 1]
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -68,6 +72,7 @@ const TIMEOUT_S = Number(arg("timeout", "150"));
 const WAKE_MS = Number(arg("wake", "10"));
 const OLD_BIN = arg("old", "/work/main/bin");
 const KERNEL_BATCH = Number(arg("kernel-batch", String(128 * 1024)));
+const WITHDRAW = arg("withdraw", "0") === "1";
 
 /**
  * The kernel's own pace: N /32 routes via 10.255.9.1 (protocol 201, main table) written into
@@ -294,6 +299,10 @@ interface Result {
   wakes: number;
   /** The DUT's CPU seconds (all its processes) when the FIB had all N. */
   cpu: { user: number; sys: number };
+  /** --withdraw: seconds from disabling the injector's session until the FIB is at baseline. */
+  withdrawS?: number | null;
+  /** --withdraw: nexthop objects of protocol 201 in the DUT once the routes were gone. */
+  nhLeft?: number;
 }
 
 function runKernel(n: number, target: "kernel" | "kernelnh"): Result {
@@ -425,6 +434,26 @@ function runOne(target: Target, n: number): Result {
       .find((l) => l.startsWith("dut "));
     const since = line?.trim().split(/\s+/).slice(4, 6).join(" ") ?? "";
     const est = Date.parse(since.replace(" ", "T"));
+    // After Established was read: disabling the session changes its "Since".
+    let withdrawS: number | null | undefined;
+    let nhLeft: number | undefined;
+    if (WITHDRAW && fibAt !== null) {
+      const w0 = Date.now();
+      injector.cmd("disable", "dut");
+      withdrawS = null;
+      while (Date.now() < w0 + TIMEOUT_S * 1000) {
+        if (fibCount(dut) - base <= 0) {
+          withdrawS = (Date.now() - w0) / 1000;
+          break;
+        }
+        sleepSync(100);
+      }
+      // Objects are deleted after the batch that took their last route is answered.
+      sleepSync(500);
+      nhLeft = dut
+        .ipJson<{ protocol?: string }[]>("nexthop", "show")
+        .filter((o) => o.protocol === "201").length;
+    }
     const hwms = pids.map(
       (p) => [readFileSync(`/proc/${p}/comm`, "utf8").trim(), hwmMiB(p)] as const,
     );
@@ -439,6 +468,7 @@ function runOne(target: Target, n: number): Result {
       count,
       wakes,
       cpu,
+      ...(withdrawS !== undefined ? { withdrawS, nhLeft } : {}),
     };
     if (ocelot && process.env.OCELOT_SNAPSHOT_WAIT) {
       // With OCELOT_NODE_ARGS="--heapsnapshot-signal=SIGUSR2": a heap snapshot after convergence.
@@ -491,7 +521,7 @@ function main(): void {
         results.push(r);
         const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
         console.log(
-          `inject target=${r.target} N=${r.n} fib_s=${r.fibS?.toFixed(3) ?? "TIMEOUT"} fib99_s=${r.fib99S?.toFixed(3) ?? "-"} fib_count=${r.count} peak_rss: ${r.hwmDetail} peak_rss_anon=${r.anonPeak.toFixed(1)}MiB cpu_user_s=${r.cpu.user.toFixed(2)} cpu_sys_s=${r.cpu.sys.toFixed(2)} injector_wakes=${r.wakes} load=${load}`,
+          `inject target=${r.target} N=${r.n} fib_s=${r.fibS?.toFixed(3) ?? "TIMEOUT"} fib99_s=${r.fib99S?.toFixed(3) ?? "-"} fib_count=${r.count} peak_rss: ${r.hwmDetail} peak_rss_anon=${r.anonPeak.toFixed(1)}MiB cpu_user_s=${r.cpu.user.toFixed(2)} cpu_sys_s=${r.cpu.sys.toFixed(2)} injector_wakes=${r.wakes}${r.withdrawS !== undefined ? ` withdraw_s=${r.withdrawS?.toFixed(3) ?? "TIMEOUT"} nh_left=${r.nhLeft}` : ""} load=${load}`,
         );
       }
     }

@@ -1,13 +1,20 @@
 // Benchmark: install then withdraw N IPv4 /32 routes via a gateway on a veth, in a fresh network
 // namespace, with KernelFib (numeric batch path) and with `ip -batch` in the same run; prints
 // both times, the ratio, and peak RSS. Needs root. Usage: npx tsx bench/fib_install.ts [N...]
+// [--ack-each] [--ocelot-only] [--objects] [--ab DIR]. `--objects`: the routes name a nexthop
+// object (as bgpd's do), and the objects of protocol 201 left after the withdraw are counted.
+// `--ab DIR`: with --ocelot-only, each size is run alternately with this checkout's KernelFib and
+// the one in DIR's src/ (another worktree, e.g. /work/main: the code before a change).
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { KernelFib } from "../src/fib/kernel_fib.js";
+import { KernelFib as OurFib } from "../src/fib/kernel_fib.js";
 import { RTPROT_OCELOT_BGP } from "../src/fib/types.js";
+
+const OBJECTS = process.argv.includes("--objects");
+const AB = process.argv.indexOf("--ab") >= 0 ? process.argv[process.argv.indexOf("--ab") + 1] : "";
 
 const GW = "10.255.8.1";
 const BASE = 0x0a000000; // 10.0.0.0 upward, /32s
@@ -58,10 +65,24 @@ function peakRssMiB(): number {
 async function runOcelot(
   n: number,
   ackEach: boolean,
-): Promise<{ add: number; del: number; got: number; left: number; rss: number; cpu: string }> {
+  KernelFib: typeof OurFib = OurFib,
+): Promise<{
+  add: number;
+  del: number;
+  got: number;
+  left: number;
+  rss: number;
+  cpu: string;
+  nhLeft: number;
+}> {
   const ns = freshNs();
   try {
-    const fib = await KernelFib.open({ netns: ns, protocols: [RTPROT_OCELOT_BGP], ackEach });
+    const fib = await KernelFib.open({
+      netns: ns,
+      protocols: [RTPROT_OCELOT_BGP],
+      ackEach,
+      nexthopObjects: OBJECTS,
+    });
     const addrs = new Uint32Array(n);
     const lens = new Uint8Array(n).fill(32);
     for (let i = 0; i < n; i++) addrs[i] = BASE + i;
@@ -88,6 +109,11 @@ async function runOcelot(
     const rss = peakRssMiB();
     clearInterval(watch);
     const left = countRoutes(ns, "201");
+    // Objects of ours left once the routes are gone (the FIB deletes them after the batch).
+    await new Promise((r) => setTimeout(r, 200));
+    const nhLeft = (JSON.parse(ip(ns, "-j", "nexthop", "show")) as { protocol?: string }[]).filter(
+      (o) => o.protocol === "201",
+    ).length;
     await fib.close();
     const cpu = (c: NodeJS.CpuUsage) =>
       `user ${(c.user / 1e6).toFixed(2)} s, sys ${(c.system / 1e6).toFixed(2)} s`;
@@ -98,6 +124,7 @@ async function runOcelot(
       left,
       rss,
       cpu: `add ${cpu(c1)}; del ${cpu(c3)}`,
+      nhLeft,
     };
   } finally {
     dropNs(ns);
@@ -148,9 +175,19 @@ async function main(): Promise<void> {
     for (const n of sizes.length ? sizes : [100_000]) {
       const o = await runOcelot(n, ackEach);
       if (process.argv.includes("--ocelot-only")) {
-        console.log(
-          `fib_install N=${n} ocelot add_s=${o.add.toFixed(2)} del_s=${o.del.toFixed(2)} installed=${o.got} left=${o.left} ocelot_peak_rss_mib=${o.rss.toFixed(0)} (${o.cpu})`,
-        );
+        const line = (what: string, r: typeof o) =>
+          `fib_install N=${n} ${what} add_s=${r.add.toFixed(2)} del_s=${r.del.toFixed(2)} installed=${r.got} left=${r.left}${OBJECTS ? ` nh_left=${r.nhLeft}` : ""} ocelot_peak_rss_mib=${r.rss.toFixed(0)} (${r.cpu})`;
+        console.log(line("ocelot", o));
+        if (AB) {
+          const other = (await import(join(AB, "src/fib/kernel_fib.ts"))) as {
+            KernelFib: typeof OurFib;
+          };
+          const x = await runOcelot(n, ackEach, other.KernelFib);
+          console.log(line(`ab(${AB})`, x));
+          console.log(
+            `fib_install N=${n} ratio ocelot/ab add=${(o.add / x.add).toFixed(2)} del=${(o.del / x.del).toFixed(2)}`,
+          );
+        }
         continue;
       }
       const b = runIpBatch(n, dir);

@@ -8,11 +8,15 @@ cd "$(dirname "$0")/.."
 # containernetworking-plugins also for the CNI tests and bench/cni_latency.ts; bgpdump reads the
 # MRT dumps in test/bgp/mrt.test.ts and test/node/node_status.netns.test.ts; iperf3 for
 # bench/overlay.ts; pmacct's pmbmpd is the BMP station of test/bgp/bmp.bird.test.ts; the sqlite3
-# shell holds the embedded store's write lock in test/reliability/sqlite_locked.test.ts.
+# shell holds the embedded store's write lock in test/reliability/sqlite_locked.test.ts;
+# wireguard-go (userspace WireGuard, over TUN: this kernel has no wireguard module) and
+# wireguard-tools' wg for test/node/wireguard.netns.test.ts.
 PKGS=(iproute2 iputils-ping iptables ipset procps etcd-server etcd-client bird2 frr gobgpd exabgp tshark openssl iperf3
-  podman runc debootstrap docker-compose uidmap containernetworking-plugins util-linux bgpdump pmacct radvd sqlite3)
+  podman runc debootstrap docker-compose uidmap containernetworking-plugins util-linux bgpdump pmacct radvd sqlite3
+  wireguard-go wireguard-tools)
 BINS=(ip bridge ping iptables ipset sysctl etcd etcdctl bird vtysh bfdd gobgpd exabgp tshark openssl iperf3
-  podman runc debootstrap docker-compose newuidmap nsenter bgpdump pmbmpd radvd sqlite3 setpriv ss)
+  podman runc debootstrap docker-compose newuidmap nsenter bgpdump pmbmpd radvd sqlite3 setpriv ss
+  wireguard-go wg)
 missing=0
 for b in "${BINS[@]}"; do command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || [ -x "/usr/lib/frr/$b" ] || missing=1; done
 [ -x /usr/lib/frr/bgpd ] || missing=1

@@ -3,7 +3,7 @@
 // (validateFelixConfigSpec, validateIPAMConfigSpec, the CEL rules), and what Ocelot does with each
 // field: the few it honours (failsafe ports, defaultEndpointToHostAction, the iptables allow and
 // deny actions, logSeverityScreen, iptablesRefreshInterval, routeRefreshInterval, floatingIPs,
-// workloadSourceSpoofing, the MTUs, vxlanPort, vxlanVNI),
+// workloadSourceSpoofing, the MTUs, vxlanPort, vxlanVNI, WireGuard over IPv4 and IPv6),
 // the many it stores and names in a warning (they tune parts Ocelot does not have), and the ones
 // it refuses because ignoring them would weaken security.
 // Not: applying them (the node daemon, `ocelot ipam`).
@@ -27,10 +27,8 @@ import { lazy } from "./lazy.js";
 
 /** FelixConfiguration fields refused: ignoring them would leave traffic less protected. */
 const FELIX_REFUSED: Record<string, string> = {
-  wireguardEnabled:
-    "WireGuard encryption is not implemented: pod traffic would cross the network in clear",
-  wireguardEnabledV6:
-    "WireGuard encryption is not implemented: pod traffic would cross the network in clear",
+  wireguardHostEncryptionEnabled:
+    "WireGuard host encryption is not implemented: host-to-host traffic would cross the network in clear",
   policySyncPathPrefix: "the policy sync API (application-layer policy) is not implemented",
 };
 
@@ -57,6 +55,16 @@ export const FELIX_FIELDS_ACTED_ON: readonly string[] = [
   "mtuIfacePattern",
   "vxlanPort",
   "vxlanVNI",
+  "wireguardEnabled",
+  "wireguardInterfaceName",
+  "wireguardListeningPort",
+  "wireguardRoutingRulePriority",
+  "wireguardMTU",
+  "wireguardKeepAlive",
+  "wireguardEnabledV6",
+  "wireguardInterfaceNameV6",
+  "wireguardListeningPortV6",
+  "wireguardMTUV6",
 ];
 
 const FELIX_HONOURED = new Set<string>(FELIX_FIELDS_ACTED_ON);
@@ -157,17 +165,11 @@ const felixOverrides: Record<string, z.ZodType> = lazy(() => ({
     z.array(pattern(IFACE_FILTER, "an interface name or pattern").unwrap()).optional(),
     STORED_REASON,
   ),
-  wireguardInterfaceName: stored(
-    pattern(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name"),
-    STORED_REASON,
-  ),
-  wireguardInterfaceNameV6: stored(
-    pattern(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name"),
-    STORED_REASON,
-  ),
-  wireguardListeningPort: stored(intIn(1, 65535), STORED_REASON),
-  wireguardListeningPortV6: stored(intIn(1, 65535), STORED_REASON),
-  wireguardRoutingRulePriority: stored(intIn(1, 32765), STORED_REASON),
+  wireguardInterfaceName: pattern(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name"),
+  wireguardInterfaceNameV6: pattern(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name"),
+  wireguardListeningPort: intIn(1, 65535),
+  wireguardListeningPortV6: intIn(1, 65535),
+  wireguardRoutingRulePriority: intIn(1, 32765),
   bpfExtToServiceConnmark: stored(intIn(0, 0xffffffff), STORED_REASON),
   openstackRegion: stored(
     z

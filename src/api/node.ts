@@ -5,7 +5,9 @@
 // The node's tunnel addresses (IP-in-IP under spec.bgp, VXLAN per family with its VTEP MAC) are
 // Calico's fields, written by the node daemon. A WorkloadEndpoint's 1:1 NATs (floating IPs),
 // spoofed-source prefixes, QoS bandwidth controls and DSCP marking are Calico's fields too
-// (src/felix acts on them). Refused as not supported yet: WireGuard.
+// (src/felix acts on them). WireGuard's interface addresses (spec.wireguard) and public keys
+// (status.wireguardPublicKey, …V6) are Calico's fields too: the node daemon writes the IPv4 ones
+// (src/felix/wireguard.ts); the IPv6 ones are stored.
 import * as z from "zod";
 import { dscpValue } from "./dscp.js";
 import { own, quote } from "./errors.js";
@@ -33,6 +35,16 @@ const macAddress = lazy(() =>
       error: (iss) => own(`${quote(iss.input)} is not a MAC address`),
     })
     .transform((s) => s.toLowerCase()),
+);
+
+/**
+ * A WireGuard public key: the standard base64 of 32 bytes (Calico's validateWireguardPublicKey,
+ * wgtypes.ParseKey).
+ */
+const wireguardPublicKey = lazy(() =>
+  z.string().refine((s) => /^[A-Za-z0-9+/]{43}=$/.test(s), {
+    error: (iss) => own(`${quote(iss.input)} is not a WireGuard public key (base64 of 32 bytes)`),
+  }),
 );
 
 const nodeBgpSpec = lazy(() =>
@@ -75,7 +87,13 @@ const nodeSpec = lazy(() =>
       vxlanTunnelMACAddr: macAddress.optional(),
       ipv6VXLANTunnelAddr: ipAddress({ family: 6 }).optional(),
       vxlanTunnelMACAddrV6: macAddress.optional(),
-      wireguard: unsupported("WireGuard"),
+      wireguard: z
+        .object({
+          interfaceIPv4Address: ipAddress({ family: 4 }).optional(),
+          interfaceIPv6Address: ipAddress({ family: 6 }).optional(),
+        })
+        .strict()
+        .optional(),
     })
     .strict(),
 );
@@ -87,12 +105,13 @@ export const nodeSchema = lazy(() =>
       kind: z.literal("Node"),
       metadata: metadataSchema({ namespaced: false }),
       spec: nodeSpec.optional().transform((s) => s ?? {}),
-      // calicoctl prints status; it is kept as given (Calico's daemon writes it, Ocelot's does not).
+      // calicoctl prints status; it is kept as given. Calico's daemon writes it; Ocelot's writes
+      // wireguardPublicKey (its other fields are kept as given).
       status: z
         .object({
           podCIDRs: z.array(cidr()).optional(),
-          wireguardPublicKey: unsupported("WireGuard"),
-          wireguardPublicKeyV6: unsupported("WireGuard"),
+          wireguardPublicKey: wireguardPublicKey.optional(),
+          wireguardPublicKeyV6: wireguardPublicKey.optional(),
         })
         .strict()
         .optional(),
@@ -106,6 +125,7 @@ export interface Node {
   kind: "Node";
   metadata: Metadata;
   spec: NodeSpec;
+  status?: { podCIDRs?: string[]; wireguardPublicKey?: string; wireguardPublicKeyV6?: string };
 }
 
 const endpointPort = lazy(() =>

@@ -171,7 +171,13 @@ function bgpdFamilies(
           fib as unknown as {
             status(): Pick<
               FibCounters,
-              "resyncs" | "overflows" | "restored" | "swept" | "nexthopsSwept" | "errorsByErrno"
+              | "resyncs"
+              | "overflows"
+              | "restored"
+              | "swept"
+              | "nexthopsSwept"
+              | "nexthopsDeleted"
+              | "errorsByErrno"
             >;
           }
         ).status()
@@ -189,6 +195,7 @@ function bgpdFamilies(
               restored: k?.restored ?? 0,
               swept: k?.swept ?? 0,
               nexthopsSwept: k?.nexthopsSwept ?? 0,
+              nexthopsDeleted: k?.nexthopsDeleted ?? 0,
               ...(k?.errorsByErrno ? { errorsByErrno: k.errorsByErrno } : {}),
             },
           ],

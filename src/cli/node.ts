@@ -96,6 +96,8 @@ function nodeMetrics(daemon: NodeDaemon): MetricFamily[] {
         overflows: bgp.fib.overflows,
         restored: bgp.fib.restored,
         swept: bgp.fib.swept,
+        nexthopsSwept: bgp.fib.nexthopsSwept,
+        nexthopsDeleted: bgp.fib.nexthopsDeleted,
         errorsByErrno: bgp.fib.errorsByErrno,
       },
     ]);

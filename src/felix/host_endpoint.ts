@@ -5,7 +5,8 @@
 // it (ocl-fhfw-/ocl-thfw-, `applyOnForward` policies), preDNAT policies in mangle PREROUTING
 // (ingress only), doNotTrack policies in raw PREROUTING/OUTPUT (NOTRACK on Allow), and Felix's
 // failsafe chains jumped to first so no host policy cuts the node off SSH, BGP, etcd or the API
-// server. Also the workload-to-host action (defaultEndpointToHostAction).
+// server; WireGuard's UDP port let through before the host endpoints' chains, in and out, as
+// Felix does. Also the workload-to-host action (defaultEndpointToHostAction).
 // Not: the workload chains and rule matches (policy.ts), the built-in chains' layout
 // (iptables.ts renderFilterTable), where HostEndpoints and interfaces come from (src/node).
 import { matchSelector } from "../api/selector.js";
@@ -103,6 +104,12 @@ export interface HostPolicyInput {
   failsafeOutbound?: readonly ProtoPort[];
   /** Absent: Ocelot's default, Return (the host's own INPUT rules decide). */
   defaultEndpointToHostAction?: EndpointToHostAction;
+  /**
+   * The WireGuard listening port of each family where WireGuard is on: its UDP is let through
+   * before the host endpoints' policy, in and out (Felix's "Allow incoming/outgoing Wireguard
+   * packets"), so that no host policy cuts the tunnel.
+   */
+  wireguardPorts?: { 4?: number; 6?: number };
 }
 
 /** Where the host's rules go in the filter table's ocl-INPUT/OUTPUT/FORWARD (iptables.ts). */
@@ -270,6 +277,7 @@ export function renderHostPolicy(
   const inbound = host.failsafeInbound ?? DEFAULT_FAILSAFE_INBOUND;
   const outbound = host.failsafeOutbound ?? DEFAULT_FAILSAFE_OUTBOUND;
   const action = host.defaultEndpointToHostAction;
+  const wgPort = host.wireguardPorts?.[family];
   // FelixConfiguration's verdicts: the filter table's allow and deny, preDNAT's allow in mangle.
   const actions = policy.actions ?? DEFAULT_RULE_ACTIONS;
   const filterDeny = denyTarget(actions.filterDeny, family);
@@ -443,6 +451,9 @@ export function renderHostPolicy(
     inputTail: [
       `${ACCEPTED} ${filterAllow}`,
       CLEAR_ALL,
+      ...(wgPort !== undefined
+        ? [`-p udp --dport ${wgPort} -m addrtype --dst-type LOCAL ${filterAllow}`]
+        : []),
       `-j ${CHAIN_FROM_HOST_ENDPOINT}`,
       `${ACCEPTED} ${filterAllow}`,
     ],
@@ -450,6 +461,9 @@ export function renderHostPolicy(
     outputTail: [
       `-o ${WORKLOAD_IFACE_MATCH} -j RETURN`,
       CLEAR_ALL,
+      ...(wgPort !== undefined
+        ? [`-p udp --dport ${wgPort} -m addrtype --src-type LOCAL ${filterAllow}`]
+        : []),
       `-j ${CHAIN_TO_HOST_ENDPOINT}`,
       `${ACCEPTED} ${filterAllow}`,
     ],

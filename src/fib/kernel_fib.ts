@@ -1,7 +1,7 @@
 // The kernel FIB programmer: desired state in, the kernel converges to it over rtnetlink.
 // Owns: batching many requests per sendmsg, matching errors to requests by sequence number,
 // start-up mark and sweep, restoring our routes removed by others, link down/up, resync after
-// ENOBUFS, the kernel's last error per refused route (a small Map beside the typed-array table,
+// ENOBUFS, nexthop objects (made per next hop, deleted once no route names them), the kernel's last error per refused route (a small Map beside the typed-array table,
 // only for routes that failed, bounded; `ocelot routes PREFIX` shows it). Only ever changes
 // routes carrying its own protocol numbers. Not: byte layouts (rtnetlink.ts), the socket
 // (netlink_socket.ts), which routes are best (BGP, agent).
@@ -26,6 +26,8 @@ import {
   MessageWriter,
   NETLINK_ADD_MEMBERSHIP,
   NETLINK_ROUTE,
+  type NexthopGroupMember,
+  type NexthopRequest,
   NLM_F_ACK,
   NLM_F_CREATE,
   NLM_F_DUMP,
@@ -104,6 +106,8 @@ const NH_ID_BASE = 0x4f430000;
 const NH_ID_RANGE = 0x10000;
 const NH_ID_PROBES = 16;
 const EEXIST = 17;
+/** nhWritten: a group's routes were written through more than one object since the last dump. */
+const NH_MIXED = -2;
 
 export interface KernelFibOptions {
   /** Protocol numbers this instance owns and sweeps; two instances must not share one. */
@@ -160,10 +164,29 @@ export type FibEvent =
   | { kind: "resync"; installed: number; removed: number; ms: number }
   | { kind: "restored"; count: number }
   | { kind: "nexthopsSwept"; count: number }
+  | { kind: "nexthopsDeleted"; count: number }
   | { kind: "link"; ifindex: number; name: string; up: boolean }
   /** A routable (not link- or host-scoped) address added to or removed from a link. */
   | { kind: "address"; ifindex: number; address: string; added: boolean }
   | { kind: "failure"; failure: FibFailure };
+
+/** One of our nexthop objects: a gateway's (gateway, oif), or a group's (members, weights). */
+interface NhInfo {
+  protocol: number;
+  gateway: string;
+  oif: number;
+  group?: NexthopGroupMember[];
+}
+
+const byId = (g: NexthopGroupMember[]) => [...g].sort((x, y) => x.id - y.id);
+
+/** The same members with the same weights, in any order. */
+function sameMembers(a: NexthopGroupMember[] | undefined, b: NexthopGroupMember[]): boolean {
+  if (a === undefined || a.length !== b.length) return false;
+  const x = byId(a);
+  const y = byId(b);
+  return x.every((m, i) => m.id === y[i].id && m.weight === y[i].weight);
+}
 
 interface Group {
   family: 4 | 6;
@@ -275,6 +298,11 @@ interface Dump {
   interrupted: boolean;
 }
 
+/** A route of any protocol by what identifies it in the kernel (foreignNh). */
+function foreignKey(k: KernelRoute): string {
+  return `${k.family}|${k.table}|${k.metric}|${formatAddress(k.dst)}/${k.dstLen}`;
+}
+
 function errnoName(errno: number): string {
   for (const [name, v] of Object.entries(osConstants.errno)) if (v === errno) return name;
   return `errno ${errno}`;
@@ -297,7 +325,24 @@ export class KernelFib implements BatchFib {
   /** A nexthop sweep under way (its route dump and a resync's run one after the other). */
   private nhSweepRunning?: Promise<void>;
   /** Nexthop objects of ours (made, or found at start), by id. */
-  private readonly nhById = new Map<number, { protocol: number; gateway: string; oif: number }>();
+  private readonly nhById = new Map<number, NhInfo>();
+  /**
+   * Per group: the object its routes were written through since the last dump of ours (0: the
+   * gateway in each route; NH_MIXED: more than one). A group read from the kernel names its
+   * own (Group.nhId). With the table's installed count per group, which objects routes name.
+   */
+  private nhWritten: (number | undefined)[] = [];
+  /**
+   * Our objects that routes of other protocols may name without our knowing: found at start (or
+   * all, after the event socket overflowed) until a dump of every route has been read.
+   */
+  private readonly nhUnverified = new Set<number>();
+  /** Routes of other protocols naming one of our objects (seen in events or a dump): key → id. */
+  private readonly foreignNh = new Map<string, number>();
+  /** An object may have lost its last route: collect once requests up to nhDropSeq are answered. */
+  private nhGcWanted = false;
+  private nhDropSeq = 0;
+  private nhGcScheduled = false;
   /** Links' carrier (IFF_LOWER_UP), kept while nexthop objects are in use. */
   private readonly carrier = new Map<number, boolean>();
   private readonly onEvent: (e: FibEvent) => void;
@@ -373,6 +418,8 @@ export class KernelFib implements BatchFib {
      * objects, when they are off now), deleted after the start-up or graceful-hold sweep.
      */
     nexthopsSwept: 0,
+    /** Nexthop objects of ours deleted while running, once no route named them any more. */
+    nexthopsDeleted: 0,
     /** Routes whose last error is kept now. */
     errorsKept: 0,
     /** Errors not kept per route because MAX_KEPT_ERRORS routes already had one. */
@@ -624,6 +671,7 @@ export class KernelFib implements BatchFib {
     this.holding = false;
     await this.sweep();
     await this.sweepNexthops();
+    this.scheduleNexthopGc();
   }
 
   /**
@@ -656,6 +704,11 @@ export class KernelFib implements BatchFib {
       } finally {
         this.resyncRunning = undefined;
       }
+      // What the kernel holds is known again: objects no route names now can go.
+      if (this.nhFd >= 0) {
+        this.nhGcWanted = true;
+        this.scheduleNexthopGc();
+      }
     })();
     return this.resyncRunning;
   }
@@ -669,9 +722,11 @@ export class KernelFib implements BatchFib {
     this.req.close();
     // No route of ours left (a clean stop removed them): our nexthop objects go too. Routes
     // kept for a graceful restart keep theirs (a restart finds and reuses them).
-    if (this.nhFd >= 0 && this.v4.installedCount === 0)
-      for (const id of this.nhById.keys())
-        this.nhRequest((w) => writeNexthopGet(w, NLM_F_ACK, 1, id, true));
+    if (this.nhFd >= 0 && this.v4.installedCount === 0) {
+      // Groups before their members.
+      const ids = [...this.nhById].sort(([, a], [, b]) => (a.group ? 0 : 1) - (b.group ? 0 : 1));
+      for (const [id] of ids) this.nhRequest((w) => writeNexthopGet(w, NLM_F_ACK, 1, id, true));
+    }
     if (this.nhFd >= 0) loadAddon().requestClose(this.nhFd);
     this.nhFd = -1;
     const err = new Error("FIB closed");
@@ -889,7 +944,12 @@ export class KernelFib implements BatchFib {
     }
     // Through a nexthop object: only the one we would name now (none when objects are off, so
     // a restart with OCELOT_FIB_NEXTHOP_OBJECTS=0 puts the gateway back in each route).
-    if (ok && b.nhId !== undefined) ok = this.nhFd >= 0 && this.nexthopOf(d) === b.nhId;
+    // Without one (nhId 0): only when we would name none either.
+    if (ok && b.nhId !== undefined)
+      ok =
+        b.nhId === 0
+          ? this.nhFd < 0 || this.nexthopOf(d) === 0
+          : this.nhFd >= 0 && this.nexthopOf(d) === b.nhId;
     this.matchCache.set(ck, ok);
     return ok;
   }
@@ -1114,6 +1174,11 @@ export class KernelFib implements BatchFib {
       if (cell >= 0) this.v4.setInstalledAt(cell, NO_GROUP);
       else this.setInstalled(key, undefined);
     }
+    // The last route of its group left it: its object may be unused once this is answered.
+    if (have !== undefined && have !== want && this.nhFd >= 0 && this.v4.installedOf(have) === 0) {
+      this.nhGcWanted = true;
+      this.nhDropSeq = this.seq - 1;
+    }
     batch.ops[i] = op;
     batch.prev[i] = have ?? -1;
     return true;
@@ -1176,7 +1241,7 @@ export class KernelFib implements BatchFib {
       metric: slot.metric,
       nexthops: del ? [] : g.nexthops,
       prefsrc: del ? undefined : g.prefsrc,
-      nhId: del || this.nhFd < 0 ? 0 : this.nexthopOf(gid),
+      nhId: del || this.nhFd < 0 ? 0 : this.nexthopWritten(gid),
     };
   }
 
@@ -1203,12 +1268,16 @@ export class KernelFib implements BatchFib {
       forEachMessage(a.request(this.nhFd, w.buf.subarray(0, w.len)), (m) => {
         if (m.type === NLMSG_ERROR && decodeError(m).errno !== 0) ok = false;
         const nh = m.type === RTM_NEWNEXTHOP ? decodeNexthop(m) : undefined;
-        if (nh?.gateway && this.protocols.has(nh.protocol))
+        if ((nh?.gateway || nh?.group) && this.protocols.has(nh.protocol)) {
           this.nhById.set(nh.id, {
             protocol: nh.protocol,
-            gateway: formatAddress(nh.gateway),
+            gateway: nh.gateway ? formatAddress(nh.gateway) : "",
             oif: nh.oif,
+            ...(nh.group ? { group: nh.group } : {}),
           });
+          // A route of another program may have named it before we started.
+          this.nhUnverified.add(nh.id);
+        }
       });
     } catch {
       ok = false;
@@ -1224,6 +1293,14 @@ export class KernelFib implements BatchFib {
     } catch {}
   }
 
+  /** nexthopOf(gid) for a route being written: kept as what the group's routes name. */
+  private nexthopWritten(gid: number): number {
+    const id = this.nexthopOf(gid);
+    const was = this.nhWritten[gid];
+    this.nhWritten[gid] = was === undefined || was === id ? id : NH_MIXED;
+    return id;
+  }
+
   /** Group gid's nexthop object id, made now if needed; 0: the gateway goes in each route. */
   private nexthopOf(gid: number): number {
     let id = this.nhOfGroup[gid];
@@ -1234,22 +1311,73 @@ export class KernelFib implements BatchFib {
     return id;
   }
 
+  /**
+   * Group gid's object: one gateway's, or for ECMP a group object (NHA_GROUP) of its gateways'
+   * objects with their weights; 0 when the kernel cannot make one (then the gateways go in each
+   * route, RTA_MULTIPATH for several).
+   */
   private makeNexthop(gid: number): number {
     const g = this.groups[gid];
-    const n = g.nexthops[0];
+    const hops = g.nexthops;
     if (g.family !== 4 || g.type !== RTN_UNICAST || g.scope !== RT_SCOPE_UNIVERSE) return 0;
-    if (g.nexthops.length !== 1 || !n.gateway || n.gateway.length !== 4 || n.onlink) return 0;
-    const oif = n.ifindex > 0 ? n.ifindex : this.lookupOif(n.gateway);
+    if (hops.length === 0) return 0;
+    for (const n of hops) if (n.gateway?.length !== 4 || n.onlink) return 0;
+    if (hops.length === 1) return this.gatewayObject(g.protocol, hops[0]);
+    const group: NexthopGroupMember[] = [];
+    for (const n of hops) {
+      const id = this.gatewayObject(g.protocol, n);
+      // A member the kernel cannot make (its link down, say), or two hops through one object.
+      if (id === 0 || group.some((m) => m.id === id)) return 0;
+      group.push({ id, weight: n.weight });
+    }
+    // Its id from the members whatever their order; they are sent in the route's order (the
+    // order the kernel lists the route's paths in).
+    const key = `group ${byId(group)
+      .map((m) => `${m.id}/${m.weight}`)
+      .join(",")}`;
+    return this.placeObject(
+      g.protocol,
+      key,
+      (known) => sameMembers(known.group, group),
+      (id) => ({ id, protocol: g.protocol, group }),
+      { protocol: g.protocol, gateway: "", oif: 0, group },
+    );
+  }
+
+  /** The object of one gateway (through the interface the kernel's lookup gives); 0: none. */
+  private gatewayObject(protocol: number, n: EncodedNextHop): number {
+    const gw = n.gateway as Uint8Array;
+    const oif = n.ifindex > 0 ? n.ifindex : this.lookupOif(gw);
     if (oif <= 0) return 0;
-    const gateway = formatAddress(n.gateway);
-    let h = 2166136261 ^ g.protocol;
-    for (const c of `${gateway}@${oif}`) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
+    const gateway = formatAddress(gw);
+    return this.placeObject(
+      protocol,
+      `${gateway}@${oif}`,
+      (known) => !known.group && known.gateway === gateway && known.oif === oif,
+      (id) => ({ id, family: 4, protocol, gateway: gw, oif }),
+      { protocol, gateway, oif },
+    );
+  }
+
+  /**
+   * Makes (or makes again in place) the object described by `key` at its id: NH_ID_BASE + a
+   * hash of (protocol, key), probing past ids held by other objects.
+   */
+  private placeObject(
+    protocol: number,
+    key: string,
+    isSame: (known: NhInfo) => boolean,
+    request: (id: number) => NexthopRequest,
+    info: NhInfo,
+  ): number {
+    let h = 2166136261 ^ protocol;
+    for (const c of key) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
     for (let probe = 0; probe < NH_ID_PROBES; probe++) {
       const id = NH_ID_BASE + (((h >>> 0) + probe) % NH_ID_RANGE);
       const known = this.nhById.get(id);
-      const same = known?.protocol === g.protocol && known.gateway === gateway && known.oif === oif;
+      const same = known?.protocol === protocol && isSame(known);
       if (known && !same) continue;
-      const req = { id, family: 4 as const, protocol: g.protocol, gateway: n.gateway, oif };
+      const req = request(id);
       // Ours (known): made again in place, which also brings it back after a link flushed it.
       // Otherwise only if the id is free, or held by an object of our protocol (a crash's).
       let errno = this.nhRequest((w) =>
@@ -1262,7 +1390,7 @@ export class KernelFib implements BatchFib {
         );
       }
       if (errno !== 0) return 0;
-      this.nhById.set(id, { protocol: g.protocol, gateway, oif });
+      this.nhById.set(id, info);
       return id;
     }
     return 0;
@@ -1393,6 +1521,8 @@ export class KernelFib implements BatchFib {
   private restoreInstalled(batch: Batch, i: number): void {
     const prev = batch.prev[i];
     this.setInstalled(keyAt(batch, i), prev >= 0 ? prev : undefined);
+    // A refused route leaves the object made for it perhaps unnamed (checked when answered).
+    if (this.nhFd >= 0) this.nhGcWanted = true;
   }
 
   private release(batch: Batch): void {
@@ -1414,6 +1544,7 @@ export class KernelFib implements BatchFib {
       job.outstanding -= batch.jobEnds[j] - (j > 0 ? batch.jobEnds[j - 1] : 0);
       if (job.outstanding === 0 && job.cursor >= job.n) job.done(job.failures);
     }
+    if (this.nhGcWanted) this.scheduleNexthopGc();
     this.schedulePump();
   }
 
@@ -1436,6 +1567,11 @@ export class KernelFib implements BatchFib {
 
   private onOverflow(socket: "events" | "requests"): void {
     this.stats.overflows++;
+    if (socket === "events") {
+      // Foreign routes naming our objects may have come and gone unseen: a dump tells again.
+      this.foreignNh.clear();
+      for (const id of this.nhById.keys()) this.nhUnverified.add(id);
+    }
     this.onEvent({ kind: "overflow", socket });
     if (socket === "requests") {
       // Some ACKs were lost: the batches' outcome is unknown until the resync establishes
@@ -1518,6 +1654,11 @@ export class KernelFib implements BatchFib {
     for (let attempt = 0; ; attempt++) {
       this.v4.clearInstalled();
       this.installed6.clear();
+      // Routes read back name their objects themselves; routes written from now on record theirs.
+      this.nhWritten = [];
+      this.templates.clear();
+      this.lastTemplateKey = -1;
+      this.lastTemplate = undefined;
       let consistent = true;
       for (const family of [4, 6] as const) {
         for (const protocol of this.protocols) {
@@ -1546,10 +1687,19 @@ export class KernelFib implements BatchFib {
     // (net.ipv4.nexthop_compat_mode=0): the object's gateway and interface.
     const nh =
       k.nhId !== undefined && k.nexthops.length === 0 ? this.nhById.get(k.nhId) : undefined;
-    if (nh)
-      k.nexthops = [
-        { gateway: addressBytes(4, nh.gateway), ifindex: nh.oif, onlink: false, weight: 1 },
-      ];
+    const hop = (o: NhInfo, weight: number) => ({
+      gateway: addressBytes(4, o.gateway),
+      ifindex: o.oif,
+      onlink: false,
+      weight,
+    });
+    if (nh?.group) {
+      const members = nh.group.flatMap((m) => {
+        const o = this.nhById.get(m.id);
+        return o && !o.group ? [hop(o, m.weight)] : [];
+      });
+      if (members.length === nh.group.length) k.nexthops = members;
+    } else if (nh) k.nexthops = [hop(nh, 1)];
     return this.intern({
       family: k.family,
       protocol: k.protocol,
@@ -1562,7 +1712,10 @@ export class KernelFib implements BatchFib {
       devs: [],
       prefsrc: k.prefsrc,
       sig: "",
-      nhId: k.type === RTN_UNICAST ? k.nhId : undefined,
+      // With objects on, a unicast route without one is told apart (nhId 0) from the group we
+      // want, so that it is written again through the object we would name now (a group's
+      // member back with its carrier, or a run before this one with objects off).
+      nhId: k.type !== RTN_UNICAST ? undefined : (k.nhId ?? (this.nhFd >= 0 ? 0 : undefined)),
     });
   }
 
@@ -1612,7 +1765,7 @@ export class KernelFib implements BatchFib {
    * through them were swept, or objects are off now. Those our groups name now stay. Objects of
    * other protocols are never touched. Costs a dump of every route only when a candidate exists.
    */
-  private async sweepNexthops(): Promise<void> {
+  private async sweepNexthops(force = false): Promise<void> {
     // After a resync under way; then a resync started meanwhile waits for this sweep (set in
     // the same turn the wait ended, so neither waits for the other).
     for (
@@ -1638,24 +1791,40 @@ export class KernelFib implements BatchFib {
       }
       try {
         const ours = new Set<number>();
+        /** Every group object's members (ours and others': a foreign group keeps our member). */
+        const groups = new Map<number, { ours: boolean; members: number[] }>();
         const w = new MessageWriter(64);
         writeNexthopGet(w, NLM_F_DUMP, 1, 0);
         try {
           forEachMessage(a.request(fd, w.buf.subarray(0, w.len)), (m) => {
             const nh = m.type === RTM_NEWNEXTHOP ? decodeNexthop(m) : undefined;
-            if (nh && this.protocols.has(nh.protocol)) ours.add(nh.id);
+            if (!nh) return;
+            const mine = this.protocols.has(nh.protocol);
+            if (mine) ours.add(nh.id);
+            if (nh.group) groups.set(nh.id, { ours: mine, members: nh.group.map((x) => x.id) });
           });
         } catch {
           return; // no nexthop objects in this kernel
         }
-        const inUse = () => new Set(this.nhOfGroup.filter((id) => id !== undefined && id > 0));
+        // The ids kept, with the members of every group kept (and of every foreign group).
+        const withMembers = (ids: Iterable<number>) => {
+          const out = new Set(ids);
+          for (const id of [...out]) for (const x of groups.get(id)?.members ?? []) out.add(x);
+          for (const g of groups.values()) if (!g.ours) for (const x of g.members) out.add(x);
+          return out;
+        };
+        const inUse = () =>
+          withMembers(this.nhOfGroup.filter((id): id is number => id !== undefined && id > 0));
         let candidates = [...ours].filter((id) => !inUse().has(id));
-        if (candidates.length === 0) return;
+        if (candidates.length === 0 && !force) return;
         // Closed meanwhile: the dump is refused, nothing is deleted.
         const named = await this.namedNexthops().catch(() => undefined);
         if (!named || this.closed) return;
         const now = inUse();
-        candidates = candidates.filter((id) => !named.has(id) && !now.has(id));
+        const kept = withMembers(named);
+        candidates = candidates.filter((id) => !kept.has(id) && !now.has(id));
+        // Groups before their members.
+        candidates.sort((x, y) => (groups.has(x) ? 0 : 1) - (groups.has(y) ? 0 : 1));
         let swept = 0;
         for (const id of candidates) {
           // Forgotten first: its RTM_DELNEXTHOP then asks for no resync.
@@ -1680,15 +1849,25 @@ export class KernelFib implements BatchFib {
     };
     const p = run().finally(() => {
       if (this.nhSweepRunning === p) this.nhSweepRunning = undefined;
+      if (force) {
+        // Every object verified now: collect what the dump showed no route names.
+        this.nhGcWanted = true;
+        this.scheduleNexthopGc();
+      }
     });
     this.nhSweepRunning = p;
     await p;
   }
 
-  /** The nexthop object ids that routes in the kernel name (all protocols, tables, families). */
+  /**
+   * The nexthop object ids that routes in the kernel name (all protocols, tables, families).
+   * Also learns which routes of other protocols name one of our objects: every object is then
+   * verified (what names it is known, and events keep it so).
+   */
   private async namedNexthops(): Promise<Set<number> | undefined> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const named = new Set<number>();
+      const foreign = new Map<string, number>();
       let consistent = true;
       for (const family of [4, 6] as const) {
         const ok = await this.runDump(
@@ -1696,14 +1875,106 @@ export class KernelFib implements BatchFib {
           (m) => {
             if (m.type !== RTM_NEWROUTE) return;
             const k = decodeRoute(m);
-            if (k?.nhId !== undefined) named.add(k.nhId);
+            if (k?.nhId === undefined) return;
+            named.add(k.nhId);
+            if (!this.protocols.has(k.protocol) && this.nhById.has(k.nhId))
+              foreign.set(foreignKey(k), k.nhId);
           },
         );
         consistent &&= ok;
       }
-      if (consistent) return named;
+      if (consistent) {
+        for (const [key, id] of foreign) this.foreignNh.set(key, id);
+        this.nhUnverified.clear();
+        return named;
+      }
     }
     return undefined;
+  }
+
+  private scheduleNexthopGc(): void {
+    if (this.nhGcScheduled || this.nhFd < 0 || this.closed) return;
+    this.nhGcScheduled = true;
+    setImmediate(() => {
+      this.nhGcScheduled = false;
+      this.collectNexthops();
+    });
+  }
+
+  /**
+   * Deletes our nexthop objects that no route names any more: none of ours installed (each
+   * group's installed count, and the object its routes name: read back, or written through),
+   * and no route of another protocol seen naming it. Routes kept for a graceful restart are
+   * installed, so theirs stay; during the hold nothing is collected (its end sweeps). Waits
+   * until the requests that took a group's last route are answered, so that a route moved to
+   * another object is not taken with the old one before the kernel has the move. Objects found
+   * at start, or after the event socket overflowed, are deleted only after a dump of every
+   * route (sweepNexthops) has shown what names them.
+   */
+  private collectNexthops(): void {
+    if (!this.nhGcWanted || this.nhFd < 0 || this.closed || this.holding) return;
+    // A resync's dump or a sweep under way: each asks again when it ends.
+    if (this.resyncRunning || this.nhSweepRunning) return;
+    // Requests up to the one that took a group's last route not all answered: finishBatch asks.
+    const drop = this.nhDropSeq;
+    if (this.inflight.some((b) => b.firstSeq <= drop)) return;
+    this.nhGcWanted = false;
+    if (this.nhById.size === 0) return;
+    const named = new Set<number>();
+    /** Gateways (protocol|address) whose routes went through more than one object: all kept. */
+    let mixed: Set<string> | undefined;
+    const n = this.groups.length;
+    for (let gid = 0; gid < n; gid++) {
+      if (this.v4.installedOf(gid) === 0) {
+        this.nhWritten[gid] = undefined;
+        continue;
+      }
+      const g = this.groups[gid];
+      if (g.nhId !== undefined && g.nhId > 0) named.add(g.nhId);
+      const w = this.nhWritten[gid];
+      if (w === NH_MIXED) {
+        mixed ??= new Set();
+        for (const h of g.nexthops)
+          if (h.gateway) mixed.add(`${g.protocol}|${formatAddress(h.gateway)}`);
+      } else if (w !== undefined && w > 0) named.add(w);
+    }
+    for (const id of this.foreignNh.values()) named.add(id);
+    // A group named keeps its members.
+    for (const id of [...named]) for (const m of this.nhById.get(id)?.group ?? []) named.add(m.id);
+    const gone: number[] = [];
+    let unverified = false;
+    for (const [id, nh] of this.nhById) {
+      if (named.has(id)) continue;
+      // Routes through more than one object since the last dump: their gateways' objects, and
+      // any group, stay until a resync reads which they name.
+      if (mixed && (nh.group || mixed.has(`${nh.protocol}|${nh.gateway}`))) continue;
+      if (this.nhUnverified.has(id)) unverified = true;
+      else gone.push(id);
+    }
+    // Groups before their members (a member deleted first would change the group).
+    gone.sort((a, b) => (this.nhById.get(a)?.group ? 0 : 1) - (this.nhById.get(b)?.group ? 0 : 1));
+    for (const id of gone) {
+      // Forgotten first: its RTM_DELNEXTHOP then asks for no resync.
+      this.nhById.delete(id);
+      const errno = this.nhRequest((w) => writeNexthopGet(w, NLM_F_ACK, 1, id, true));
+      // ENOENT: the kernel took it already (its link went down).
+      if (errno === 0) this.stats.nexthopsDeleted++;
+    }
+    if (gone.length > 0) {
+      // A route coming back makes its object again.
+      const dropped = new Set(gone);
+      for (let gid = 0; gid < this.nhOfGroup.length; gid++) {
+        const id = this.nhOfGroup[gid];
+        if (id !== undefined && dropped.has(id)) this.nhOfGroup[gid] = undefined;
+      }
+      this.matchCache.clear();
+      this.templates.clear();
+      this.lastTemplateKey = -1;
+      this.lastTemplate = undefined;
+      this.onEvent({ kind: "nexthopsDeleted", count: gone.length });
+    }
+    // Some may be named by routes of other programs from before we started: a dump tells.
+    if (unverified) void this.sweepNexthops(true).catch((e) => this.fail(e));
   }
 
   private async sweep(): Promise<void> {
@@ -1735,11 +2006,19 @@ export class KernelFib implements BatchFib {
 
   private onRouteEvent(m: NlMessage): void {
     const proto = m.buf[m.off + 5];
-    if (!this.protocols.has(proto) && !(m.type === RTM_NEWROUTE && m.flags & NLM_F_REPLACE)) return;
+    if (!this.protocols.has(proto)) {
+      if (this.nhById.size > 0) this.noteForeign(m);
+      if (!(m.type === RTM_NEWROUTE && m.flags & NLM_F_REPLACE)) return;
+    }
     const k = decodeRoute(m);
     if (!k) return;
     const key = this.kernelKey(k);
     const want = this.getDesired(key);
+    // Ours removed or replaced by someone else: its object may have lost its last route.
+    if (this.nhFd >= 0) {
+      this.nhGcWanted = true;
+      this.scheduleNexthopGc();
+    }
     if (m.type === RTM_DELROUTE) {
       // One of ours was removed by someone else: put it back (unless its link is down).
       this.setInstalled(key, undefined);
@@ -1759,6 +2038,19 @@ export class KernelFib implements BatchFib {
     // (during a graceful hold, the hold's end sweeps it).
     else if (want === undefined && !this.holding && this.opts.unwantedGraceMs === 0)
       this.removeStray(key);
+  }
+
+  /** A route of another protocol: whether it names one of our nexthop objects (which then stays). */
+  private noteForeign(m: NlMessage): void {
+    const k = decodeRoute(m);
+    if (!k) return;
+    const key = foreignKey(k);
+    if (m.type === RTM_NEWROUTE && k.nhId !== undefined && this.nhById.has(k.nhId))
+      this.foreignNh.set(key, k.nhId);
+    else if (this.foreignNh.delete(key)) {
+      this.nhGcWanted = true;
+      this.scheduleNexthopGc();
+    }
   }
 
   /** Removes (batched, 10 ms later) routes of our protocols that nobody set, if still unwanted. */
@@ -1805,6 +2097,12 @@ export class KernelFib implements BatchFib {
       this.carrier.set(l.ifindex, carrier);
       if (m.type === RTM_DELLINK) this.carrier.delete(l.ifindex);
       if (had && !carrier && [...this.nhById.values()].some((n) => n.oif === l.ifindex)) {
+        this.forgetNexthops();
+        this.scheduleResync(100);
+      }
+      // Carrier back on a link with routable addresses: objects (an ECMP group's member) that
+      // could not be made while it was lost can be now.
+      if (had === false && carrier && (this.addrCount.get(l.ifindex) ?? 0) > 0) {
         this.forgetNexthops();
         this.scheduleResync(100);
       }

@@ -67,6 +67,8 @@ export const RTM_NEWNEXTHOP = 104;
 export const RTM_DELNEXTHOP = 105;
 export const RTM_GETNEXTHOP = 106;
 export const NHA_ID = 1;
+/** A group's members: struct nexthop_grp { u32 id; u8 weight - 1; u8, u16 reserved } each. */
+export const NHA_GROUP = 2;
 export const NHA_OIF = 5;
 export const NHA_GATEWAY = 6;
 export const NHMSG_LEN = 8;
@@ -332,13 +334,18 @@ function writeGateway(w: MessageWriter, family: 4 | 6, gw: Uint8Array): void {
   w.attrBytes(RTA_VIA, via);
 }
 
-/** A nexthop object: one gateway through one interface (what a route names by RTA_NH_ID). */
-export interface NexthopRequest {
+/**
+ * A nexthop object (what a route names by RTA_NH_ID): one gateway through one interface, or a
+ * group of such objects with weights 1..256 (ECMP; the kernel's default multipath group type).
+ */
+export type NexthopRequest =
+  | { id: number; family: 4 | 6; protocol: number; gateway: Uint8Array; oif: number }
+  | { id: number; protocol: number; group: NexthopGroupMember[] };
+
+export interface NexthopGroupMember {
   id: number;
-  family: 4 | 6;
-  protocol: number;
-  gateway: Uint8Array;
-  oif: number;
+  /** 1..256 (sent as weight - 1). */
+  weight: number;
 }
 
 /** Appends one RTM_NEWNEXTHOP (flags e.g. CREATE|EXCL, or CREATE|REPLACE). */
@@ -352,12 +359,23 @@ export function writeNexthop(
   w.reserve(NHMSG_LEN);
   // struct nhmsg: family, scope (must be 0), protocol, reserved, flags (u32).
   w.buf.fill(0, w.len, w.len + NHMSG_LEN);
-  w.buf[w.len] = nh.family === 4 ? AF_INET : AF_INET6;
+  // A group's family is AF_UNSPEC (its members carry theirs).
+  if ("gateway" in nh) w.buf[w.len] = nh.family === 4 ? AF_INET : AF_INET6;
   w.buf[w.len + 2] = nh.protocol;
   w.len += NHMSG_LEN;
   w.attrU32(NHA_ID, nh.id);
-  w.attrU32(NHA_OIF, nh.oif);
-  w.attrBytes(NHA_GATEWAY, nh.gateway);
+  if ("gateway" in nh) {
+    w.attrU32(NHA_OIF, nh.oif);
+    w.attrBytes(NHA_GATEWAY, nh.gateway);
+  } else {
+    const members = new Uint8Array(8 * nh.group.length);
+    const v = new DataView(members.buffer);
+    nh.group.forEach((m, i) => {
+      v.setUint32(i * 8, m.id, true);
+      members[i * 8 + 4] = Math.max(0, Math.min(255, m.weight - 1));
+    });
+    w.attrBytes(NHA_GROUP, members);
+  }
   w.finish(at);
 }
 
@@ -392,6 +410,8 @@ export interface KernelNexthop {
   protocol: number;
   gateway?: Uint8Array;
   oif: number;
+  /** A group's members (weights 1..256). */
+  group?: NexthopGroupMember[];
 }
 
 /** Decodes the payload of RTM_NEWNEXTHOP / RTM_DELNEXTHOP. */
@@ -407,6 +427,11 @@ export function decodeNexthop(m: NlMessage): KernelNexthop | undefined {
     if (t === NHA_ID && al >= 8) nh.id = b.readUInt32LE(a + 4);
     else if (t === NHA_OIF && al >= 8) nh.oif = b.readInt32LE(a + 4);
     else if (t === NHA_GATEWAY) nh.gateway = Uint8Array.from(b.subarray(a + 4, a + al));
+    else if (t === NHA_GROUP) {
+      nh.group = [];
+      for (let o = a + 4; o + 8 <= a + al; o += 8)
+        nh.group.push({ id: b.readUInt32LE(o), weight: b[o + 4] + 1 });
+    }
     a += align4(al);
   }
   return nh.id > 0 ? nh : undefined;

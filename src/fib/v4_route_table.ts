@@ -1,7 +1,8 @@
 // The kernel FIB's IPv4 route state in one typed array: (slot, addr, len) → desired and
 // installed group ids, 10 bytes a cell, each cell's fields side by side (one cache miss a
 // lookup), in an open-addressing table (linear probing, backward-shift deletion, grown in
-// place). Owns storage, lookup and iteration. Not: what slots and groups mean, or any netlink
+// place), and how many routes are installed per group (the FIB's nexthop objects go once no
+// route names them). Owns storage, lookup and iteration. Not: what slots and groups mean, or any netlink
 // (kernel_fib.ts).
 
 /** No group: the route is not desired / not installed. */
@@ -99,6 +100,8 @@ export class V4RouteTable {
   /** Routes with a desired group / with an installed group. */
   desiredCount = 0;
   installedCount = 0;
+  /** Installed routes per group id (index gid). */
+  private insByGroup = new Int32Array(64);
   /**
    * Bumped whenever cells move (growth, a removal's backward shift): a cell index from before
    * is valid as long as this has not changed (setDesiredMany's `cells`).
@@ -198,6 +201,7 @@ export class V4RouteTable {
     if (gid === NO_GROUP) {
       const w = this.w;
       if (w[i + INS] === 0) return;
+      this.insByGroup[w[i + INS] - 1]--;
       w[i + INS] = 0;
       this.installedCount--;
       if (w[i + DES] === 0) this.removeAt(i);
@@ -205,8 +209,26 @@ export class V4RouteTable {
     }
     if (gid + 1 > this.maxWord) this.widen();
     const w = this.w;
-    if (w[i + INS] === 0) this.installedCount++;
+    const old = w[i + INS];
+    if (old === 0) this.installedCount++;
+    else this.insByGroup[old - 1]--;
+    this.countIn(gid);
     w[i + INS] = gid + 1;
+  }
+
+  /** Routes installed with group gid. */
+  installedOf(gid: number): number {
+    return gid >= 0 && gid < this.insByGroup.length ? this.insByGroup[gid] : 0;
+  }
+
+  /** One more installed route of gid (its counter grown to reach it). */
+  private countIn(gid: number): void {
+    if (gid >= this.insByGroup.length) {
+      const more = new Int32Array(Math.max(gid + 1, this.insByGroup.length * 2));
+      more.set(this.insByGroup);
+      this.insByGroup = more;
+    }
+    this.insByGroup[gid]++;
   }
 
   /** Calls fn for every cell (read-only: do not change the table from fn). */
@@ -229,6 +251,7 @@ export class V4RouteTable {
     const end = this.cap * STRIDE;
     for (let i = 0; i < end; i += STRIDE) w[i + INS] = 0;
     this.installedCount = 0;
+    this.insByGroup.fill(0);
     this.removeWhere((i) => this.w[i + DES] === 0);
   }
 
@@ -240,6 +263,7 @@ export class V4RouteTable {
     for (let i = 0; i < end; i += STRIDE) {
       const s = w[i + INS];
       if (w[i + META] !== 0 && s !== 0 && pred(s - 1)) {
+        this.insByGroup[s - 1]--;
         w[i + INS] = 0;
         n++;
       }
@@ -284,6 +308,7 @@ export class V4RouteTable {
       if (i < 0) return;
       const w = this.w;
       if (w[i + col] === 0) return;
+      if (col === INS) this.insByGroup[w[i + col] - 1]--;
       w[i + col] = 0;
       if (col === DES) this.desiredCount--;
       else this.installedCount--;
@@ -298,7 +323,8 @@ export class V4RouteTable {
     if (w[i + col] === 0) {
       if (col === DES) this.desiredCount++;
       else this.installedCount++;
-    }
+    } else if (col === INS) this.insByGroup[w[i + col] - 1]--;
+    if (col === INS) this.countIn(gid);
     w[i + col] = gid + 1;
   }
 

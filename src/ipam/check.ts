@@ -55,7 +55,7 @@ export interface CheckInput {
 }
 
 /** Handles of node tunnel addresses (Calico's names): held while their node exists. */
-export const TUNNEL_HANDLE = /^(ipip|vxlan|vxlan-v6|wireguard)-tunnel-addr-(.+)$/;
+export const TUNNEL_HANDLE = /^(ipip|vxlan|vxlan-v6|wireguard|wireguard-v6)-tunnel-addr-(.+)$/;
 
 function ipv4Text(n: number): string {
   return `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;

@@ -15,6 +15,8 @@ export interface FibCounters {
   swept?: number;
   /** Nexthop objects of our protocols no route named, deleted (a KernelFib's; absent for others). */
   nexthopsSwept?: number;
+  /** Nexthop objects of ours deleted while running once no route named them (a KernelFib's). */
+  nexthopsDeleted?: number;
   /** Refusals by operation and errno name (a KernelFib's; absent for others). */
   errorsByErrno?: { op: string; errno: string; count: number }[];
 }
@@ -29,6 +31,7 @@ export function kernelFibCounters(s: {
   restored?: number;
   swept?: number;
   nexthopsSwept?: number;
+  nexthopsDeleted?: number;
   errorsByErrno?: FibCounters["errorsByErrno"];
 }): FibCounters {
   return {
@@ -40,6 +43,7 @@ export function kernelFibCounters(s: {
     ...(s.restored !== undefined ? { restored: s.restored } : {}),
     ...(s.swept !== undefined ? { swept: s.swept } : {}),
     ...(s.nexthopsSwept !== undefined ? { nexthopsSwept: s.nexthopsSwept } : {}),
+    ...(s.nexthopsDeleted !== undefined ? { nexthopsDeleted: s.nexthopsDeleted } : {}),
     ...(s.errorsByErrno ? { errorsByErrno: s.errorsByErrno } : {}),
   };
 }
@@ -119,6 +123,11 @@ export function addFibMetrics(reg: MetricsRegistry, fibs: [string, FibCounters][
     "ocelot_fib_nexthops_swept_total",
     "Kernel nexthop objects of our protocol that no route names (left by an earlier run, or ours while objects are off), removed from the kernel.",
     per((c) => c.nexthopsSwept ?? 0),
+  );
+  reg.counter(
+    "ocelot_fib_nexthops_deleted_total",
+    "Kernel nexthop objects of ours deleted while running once the last route naming them was gone (a withdrawn gateway).",
+    per((c) => c.nexthopsDeleted ?? 0),
   );
   reg.counter(
     "ocelot_fib_netlink_overflows_total",

@@ -41,6 +41,7 @@ import {
   type PolicyProfile,
 } from "../felix/policy.js";
 import type { PolicyServiceSlice } from "../felix/service_match.js";
+import { wireguardConfig } from "../felix/wireguard.js";
 import type { Workload } from "../felix/workload.js";
 import type { Affinity } from "../ipam/records.js";
 import { peeringHostAddresses } from "./local_peers.js";
@@ -432,7 +433,22 @@ export function hostInputOf(
     ...(f.defaultEndpointToHostAction
       ? { defaultEndpointToHostAction: f.defaultEndpointToHostAction }
       : {}),
+    ...wireguardPortsOf(snap, node),
   };
+}
+
+/** The WireGuard ports of the families where WireGuard is on (host endpoints let them through). */
+function wireguardPortsOf(
+  snap: NodeSnapshot,
+  node: string,
+): Pick<HostPolicyInput, "wireguardPorts"> {
+  const spec = effectiveFelixSpec(snap.felixConfigurations ?? [], node);
+  const ports: { 4?: number; 6?: number } = {};
+  for (const family of [4, 6] as const) {
+    const { config } = wireguardConfig(spec, family);
+    if (config.enabled) ports[family] = config.listeningPort;
+  }
+  return Object.keys(ports).length > 0 ? { wireguardPorts: ports } : {};
 }
 
 /** Whether some HostEndpoint of this node names no interface (its expectedIPs find one). */

@@ -65,6 +65,9 @@ export async function startBgp(
     protocols: [first.fib.protocol],
     // As bgpd's: longer toward peers with long-lived graceful restart (RFC 9494).
     gracefulHoldMs: fibGracefulHoldSeconds(first) * 1000,
+    // As bgpd's: routes through one gateway name a nexthop object (the kernel's work per route
+    // ~40% less); OCELOT_FIB_NEXTHOP_OBJECTS=0: the gateway in each route.
+    nexthopObjects: process.env.OCELOT_FIB_NEXTHOP_OBJECTS !== "0",
     onEvent: (e) => log.debug({ fib: e }, "BGP FIB event"),
   });
   const onSocket = await ttlHook(log);

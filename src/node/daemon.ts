@@ -7,7 +7,8 @@
 // node's tunnel addresses are brought to what its pools' encapsulation needs (tunnel_addrs.ts)
 // and its fabric interfaces are read (MTU; every link too while FelixConfiguration
 // mtuIfacePattern is set); the pods' MTU is written to a file for the CNI plugin. Every node's block affinities are watched: the overlay routes remote blocks. A change
-// of block affinities or Nodes takes the overlay's fast path at once: only the routes,
+// of block affinities or Nodes takes the overlay's fast path at once (not while WireGuard is on:
+// then the full pass, which programs WireGuard before the main table): only the routes,
 // neighbours and FDB entries it changes, over netlink, a new block's three in one sendmsg
 // (src/felix/overlay_delta.ts, overlay_fast.ts, overlay_socket.ts). A Node change still runs the debounced full pass after it; an affinity
 // change only when the fast path could not apply it or this node's own blocks changed, else the
@@ -86,6 +87,7 @@ import { ownAnnouncements, withImportOwnership } from "./import_ownership.js";
 import { CountedIpamStore } from "./ipam_counted.js";
 import { registerNode } from "./registration.js";
 import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
+import { WireguardAgent } from "./wireguard_node.js";
 
 export const DEFAULT_STATUS_SOCKET = "/run/ocelot/bgpd.sock";
 
@@ -283,6 +285,11 @@ export class NodeDaemon {
   private hostInterfacesNeeded = false;
   /** Every link's MTU, read at each pass while FelixConfiguration mtuIfacePattern is set. */
   private hostLinks: HostLink[] | undefined;
+  /** FelixConfiguration wireguardEnabled: the device, peers, table, rule and published key. */
+  private wireguard: WireguardAgent | undefined;
+  private lastWireguardWarnings = "";
+  private lastWireguardError = "";
+  private wireguardRetryPending = false;
   private overlayGen = 0;
   private overlayWanted: { state: OverlayState; gen: number } | undefined;
   private overlayApplied: { state: OverlayState; gen: number; present: Set<string> } | undefined;
@@ -394,14 +401,18 @@ export class NodeDaemon {
         // FelixConfiguration floatingIPs decides whether its floating IPs are either.
         if (prefix === this.prefixes.weps || prefix === this.prefixes.felixconfigs)
           this.scheduleBgpFast(now);
-        if (this.neigh && prefix === this.prefixes.affinities) {
+        // While WireGuard is on, the full pass routes blocks and borrowed addresses instead: it
+        // programs WireGuard's table before the main table's routes, so a new block's traffic
+        // never takes the overlay in clear first.
+        const fast = this.neigh !== undefined && !this.wireguard?.active;
+        if (fast && prefix === this.prefixes.affinities) {
           // The fast path decides whether the full pass must follow (see the module comment).
           for (const a of areas) this.fastFallback.add(a);
           this.scheduleOverlayFast(now);
           return;
         }
         // Nodes (tunnel addresses, VTEP MACs) and workloads (borrowed addresses) too.
-        if (this.neigh && (prefix === this.prefixes.nodes || prefix === this.prefixes.weps))
+        if (fast && (prefix === this.prefixes.nodes || prefix === this.prefixes.weps))
           this.scheduleOverlayFast(now);
         this.changed(areas, now);
       },
@@ -1041,12 +1052,65 @@ export class NodeDaemon {
           vxlanTunnelMACAddr: s.vxlanTunnelMACAddr,
           ipv6VXLANTunnelAddr: s.ipv6VXLANTunnelAddr,
           vxlanTunnelMACAddrV6: s.vxlanTunnelMACAddrV6,
+          wireguardInterfaceIPv4Address: s.wireguard?.interfaceIPv4Address,
+          wireguardInterfaceIPv6Address: s.wireguard?.interfaceIPv6Address,
         },
         "Tunnel addresses updated",
       );
     } catch (err) {
       this.log.warn({ error: (err as Error).message }, "Tunnel addresses: not assigned; retrying");
       this.retryLater("agent");
+    }
+  }
+
+  /**
+   * WireGuard (src/node/wireguard_node.ts): its device's MTU when on. A failure is logged and
+   * retried; the rest of the pass stands.
+   */
+  private async convergeWireguard(snap: BgpSnapshot): Promise<number | undefined> {
+    this.wireguard ??= new WireguardAgent({
+      store: this.store,
+      nodename: this.opts.nodename,
+      ...(this.opts.netns ? { netns: this.opts.netns } : {}),
+      run: spawnRunner,
+      stateDir: dirname(this.opts.mtuFile ?? "/var/lib/ocelot/mtu"),
+    });
+    this.wireguardRetryPending = false;
+    try {
+      const r = await this.wireguard.converge(snap, {
+        fabric: this.fabric,
+        ...(this.hostLinks ? { hostLinks: this.hostLinks } : {}),
+        ...(this.opts.agent?.mtu !== undefined ? { mtu: this.opts.agent.mtu } : {}),
+      });
+      if (r.node) {
+        const updated = r.node;
+        snap.nodes = snap.nodes.map((n) =>
+          n.metadata.name === updated.metadata.name ? updated : n,
+        );
+        this.log.info(
+          {
+            wireguardPublicKey: updated.status?.wireguardPublicKey ?? null,
+            wireguardPublicKeyV6: updated.status?.wireguardPublicKeyV6 ?? null,
+          },
+          "WireGuard: public key published on the Node",
+        );
+      }
+      if (r.changes.length > 0) this.log.info({ changes: r.changes }, "WireGuard: converged");
+      const warnings = r.warnings.join("; ");
+      if (warnings !== this.lastWireguardWarnings && r.warnings.length > 0)
+        this.log.warn({ warnings: r.warnings }, "WireGuard: parts not applied");
+      this.lastWireguardWarnings = warnings;
+      this.lastWireguardError = "";
+      return r.mtu;
+    } catch (err) {
+      const error = (err as Error).message;
+      if (error !== this.lastWireguardError)
+        this.log.warn({ error }, "WireGuard: not converged; retrying");
+      this.lastWireguardError = error;
+      // One retry at a time (passes that fail meanwhile do not add more).
+      if (!this.wireguardRetryPending) this.retryLater("agent");
+      this.wireguardRetryPending = true;
+      return undefined;
     }
   }
 
@@ -1136,6 +1200,8 @@ export class NodeDaemon {
       refreshMs: felix.iptablesRefreshMs ?? DEFAULT_REFRESH_MS,
       routeRefreshMs: felix.routeRefreshMs ?? DEFAULT_REFRESH_MS,
     });
+    // WireGuard before the main table's routes (a new block is in its table first).
+    const wgMtu = await this.convergeWireguard(snap);
     const report = await this.applier.apply(desired, {
       netns: this.opts.netns,
       fib: this.agentFib as Fib,
@@ -1154,7 +1220,7 @@ export class NodeDaemon {
     const prev = this.overlayApplied;
     if (!prev || usedGen >= prev.gen) this.overlayApplied = { ...report.overlay, gen: usedGen };
     else prev.present = report.overlay.present;
-    this.writeMtu(desired.overlay.podMtu);
+    this.writeMtu(Math.min(desired.overlay.podMtu, wgMtu ?? Number.POSITIVE_INFINITY));
     const failures = JSON.stringify(report.overlayFailures);
     if (failures !== this.lastOverlayFailures && report.overlayFailures.length > 0)
       for (const f of report.overlayFailures)

@@ -4,6 +4,10 @@
 // (`ipip-tunnel-addr-<node>`, `vxlan-tunnel-addr-<node>`, `vxlan-v6-tunnel-addr-<node>`), and
 // written to the Node as `spec.bgp.ipv4IPIPTunnelAddr`, `spec.ipv4VXLANTunnelAddr` +
 // `vxlanTunnelMACAddr`, `spec.ipv6VXLANTunnelAddr` + `vxlanTunnelMACAddrV6` (compare-and-swap);
+// and the WireGuard interfaces' (`wireguard-tunnel-addr-<node>`, `spec.wireguard.
+// interfaceIPv4Address`; `wireguard-v6-tunnel-addr-<node>`, `…interfaceIPv6Address`) from any
+// enabled pool of the family that allows `Tunnel` and selects the node, once the node has
+// published its WireGuard public key of that family (calico-node's rule);
 // released and removed when no pool needs them any more. The VTEP MAC is derived from the node
 // name (locally administered), so it never changes. Owns: the plan (pure) and its bounded
 // application. Not: the devices (src/felix/overlay.ts).
@@ -17,8 +21,15 @@ import type { Datastore } from "../datastore/types.js";
 import { IpamStore } from "../ipam/store.js";
 import { cidrContains, parseAddress, parseCidr } from "../lib/ip.js";
 
-export type TunnelKind = "ipip" | "vxlan" | "vxlan-v6";
-export const TUNNEL_KINDS: readonly TunnelKind[] = ["ipip", "vxlan", "vxlan-v6"];
+export type TunnelKind = "ipip" | "vxlan" | "vxlan-v6" | "wireguard" | "wireguard-v6";
+export const TUNNEL_KINDS: readonly TunnelKind[] = [
+  "ipip",
+  "vxlan",
+  "vxlan-v6",
+  "wireguard",
+  "wireguard-v6",
+];
+const isWireguard = (k: TunnelKind) => k === "wireguard" || k === "wireguard-v6";
 
 /** Calico's IPAM handle of a node's tunnel address. */
 export function tunnelHandle(kind: TunnelKind, node: string): string {
@@ -30,9 +41,11 @@ const ATTR_TYPE: Record<TunnelKind, string> = {
   ipip: "ipipTunnelAddress",
   vxlan: "vxlanTunnelAddress",
   "vxlan-v6": "vxlanV6TunnelAddress",
+  wireguard: "wireguardTunnelAddress",
+  "wireguard-v6": "wireguardV6TunnelAddress",
 };
 
-const familyOf = (k: TunnelKind): 4 | 6 => (k === "vxlan-v6" ? 6 : 4);
+const familyOf = (k: TunnelKind): 4 | 6 => (k === "vxlan-v6" || k === "wireguard-v6" ? 6 : 4);
 
 /** The node's VTEP MAC for a family: locally administered, unicast, from the node name. */
 export function tunnelMac(node: string, family: 4 | 6): string {
@@ -50,6 +63,14 @@ export function tunnelOf(
   if (!s) return undefined;
   if (kind === "ipip")
     return s.bgp?.ipv4IPIPTunnelAddr ? { address: s.bgp.ipv4IPIPTunnelAddr } : undefined;
+  if (kind === "wireguard")
+    return s.wireguard?.interfaceIPv4Address
+      ? { address: s.wireguard.interfaceIPv4Address }
+      : undefined;
+  if (kind === "wireguard-v6")
+    return s.wireguard?.interfaceIPv6Address
+      ? { address: s.wireguard.interfaceIPv6Address }
+      : undefined;
   if (kind === "vxlan")
     return s.ipv4VXLANTunnelAddr
       ? {
@@ -80,12 +101,15 @@ export function tunnelNeeds(
   for (const kind of TUNNEL_KINDS) {
     const family = familyOf(kind);
     const fabric = family === 4 ? node.spec.bgp?.ipv4Address : node.spec.bgp?.ipv6Address;
-    if (!fabric) continue;
+    // WireGuard: only once the node runs it (its public key published), in any pool's mode.
+    const wireguard = isWireguard(kind);
+    const key = family === 4 ? node.status?.wireguardPublicKey : node.status?.wireguardPublicKeyV6;
+    if (wireguard ? !key : !fabric) continue;
     const names = pools
       .filter((p) => {
         const s = p.spec;
         const mode = kind === "ipip" ? s.ipipMode : s.vxlanMode;
-        if (mode !== "Always" && mode !== "CrossSubnet") return false;
+        if (!wireguard && mode !== "Always" && mode !== "CrossSubnet") return false;
         if (s.disabled === true || parseCidr(s.cidr, false).family !== family) return false;
         if (!(s.allowedUses ?? ["Workload", "Tunnel"]).includes("Tunnel")) return false;
         try {
@@ -125,7 +149,10 @@ export function planTunnels(pools: readonly IPPool[], node: Node): TunnelStep[] 
         const a = parseAddress(have.address);
         return cidrContains(parseCidr(p.spec.cidr, false), a.family, a.value);
       });
-    const macOk = kind === "ipip" || have?.mac === tunnelMac(node.metadata.name, familyOf(kind));
+    const macOk =
+      kind === "ipip" ||
+      isWireguard(kind) ||
+      have?.mac === tunnelMac(node.metadata.name, familyOf(kind));
     if (have && inPool && macOk) steps.push({ kind, op: "keep" });
     else
       steps.push({ kind, op: "assign", pools: want, releaseFirst: have !== undefined && !inPool });
@@ -137,8 +164,16 @@ export function planTunnels(pools: readonly IPPool[], node: Node): TunnelStep[] 
 export function withTunnel(n: Node, kind: TunnelKind, address: string | undefined): Node {
   const spec = { ...n.spec };
   const bgp = { ...(spec.bgp ?? {}) };
-  const mac = kind === "ipip" ? undefined : tunnelMac(n.metadata.name, familyOf(kind));
-  if (kind === "ipip") {
+  const mac =
+    kind === "ipip" || isWireguard(kind) ? undefined : tunnelMac(n.metadata.name, familyOf(kind));
+  if (isWireguard(kind)) {
+    const wg = { ...(spec.wireguard ?? {}) };
+    const field = kind === "wireguard" ? "interfaceIPv4Address" : "interfaceIPv6Address";
+    if (address) wg[field] = address;
+    else delete wg[field];
+    if (Object.keys(wg).length > 0) spec.wireguard = wg;
+    else delete spec.wireguard;
+  } else if (kind === "ipip") {
     if (address) bgp.ipv4IPIPTunnelAddr = address;
     else delete bgp.ipv4IPIPTunnelAddr;
     spec.bgp = bgp;

@@ -573,7 +573,7 @@ describe("BGPFilter", () => {
 });
 
 describe("Node", () => {
-  it("accepts a calicoctl-exported Node with its tunnel addresses and VTEP MACs; refuses WireGuard fields and a bad MAC", () => {
+  it("accepts a calicoctl-exported Node with its tunnel addresses, VTEP MACs and WireGuard fields; refuses a bad MAC, address or key", () => {
     const node = {
       apiVersion: V3,
       kind: "Node",
@@ -611,8 +611,26 @@ describe("Node", () => {
     expect(issuesOf({ ...node, spec: { ipv4VXLANTunnelAddr: "fd00::1" } })[0]).toMatch(
       /^spec\.ipv4VXLANTunnelAddr: "fd00::1" is not a valid IPv4 address/,
     );
-    expect(issuesOf({ ...node, spec: { wireguard: {} } })[0]).toMatch(
-      /^spec\.wireguard: is a Calico field that Ocelot does not support yet \(WireGuard\)/,
+    // WireGuard: the interface addresses (ipv4/ipv6 per family) and the public keys (base64 of
+    // 32 bytes, validateWireguardPublicKey).
+    const key = "wdMXHy9Eo9XUdDbkRdooKtv1MzdGQS9JGUV2wIve5lU=";
+    const wg = {
+      ...node,
+      spec: { wireguard: { interfaceIPv4Address: "10.244.1.3", interfaceIPv6Address: "fd00::3" } },
+      status: { wireguardPublicKey: key, wireguardPublicKeyV6: key },
+    };
+    expect(validateResource(wg).resource).toMatchObject({
+      spec: wg.spec,
+      status: wg.status,
+    });
+    expect(
+      issuesOf({ ...node, spec: { wireguard: { interfaceIPv4Address: "fd00::3" } } })[0],
+    ).toMatch(/^spec\.wireguard\.interfaceIPv4Address: "fd00::3" is not a valid IPv4 address/);
+    expect(issuesOf({ ...node, status: { wireguardPublicKey: "abc=" } })).toEqual([
+      'status.wireguardPublicKey: "abc=" is not a WireGuard public key (base64 of 32 bytes)',
+    ]);
+    expect(issuesOf({ ...node, spec: { wireguard: { mtu: 1400 } } })[0]).toMatch(
+      /^spec\.wireguard/,
     );
     const bare = {
       ...node,

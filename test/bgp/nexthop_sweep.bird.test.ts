@@ -4,10 +4,17 @@
 // hold ends (End-of-RIB), the used one kept; with OCELOT_FIB_NEXTHOP_OBJECTS=0, the routes come
 // back carrying their gateway and our last object goes too. Foreign objects (other protocols,
 // and one of protocol 201 that a foreign route names) are never touched. Read back with
-// `ip -j nexthop show` / `ip -j route show`.
+// `ip -j nexthop show` / `ip -j route show`. First, while bgpd runs: a peer's session going down
+// takes its routes and its gateway's object; the session back makes the object again.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { httpGetIn, metricSample } from "../helpers/metrics.js";
 import { link, Netns, netnsUnavailableReason, skipWithReason, waitFor } from "../helpers/netns.js";
-import { type OcelotPeer, PeerLab, peersUnavailableReason } from "../helpers/peers.js";
+import {
+  type BirdPeer,
+  type OcelotPeer,
+  PeerLab,
+  peersUnavailableReason,
+} from "../helpers/peers.js";
 
 const reason = netnsUnavailableReason() ?? peersUnavailableReason(["bird"]);
 const skip = skipWithReason("bgpd nexthop object sweep with BIRD", reason);
@@ -59,6 +66,7 @@ describe.skipIf(skip)("bgpd nexthop object sweep after a crash", () => {
   let oc: Netns;
   let br: Netns;
   let ocelot: OcelotPeer;
+  let bird: BirdPeer;
 
   beforeAll(() => {
     lab = new PeerLab();
@@ -66,8 +74,11 @@ describe.skipIf(skip)("bgpd nexthop object sweep after a crash", () => {
     br = Netns.create("nhb");
     link(oc, "oc-b1", "10.255.14.1/30", br, "b1-oc", "10.255.14.2/30");
     link(oc, "oc-b2", "10.255.15.1/30", br, "b2-oc", "10.255.15.2/30");
-    lab.startBird(br, "bird", birdConf);
-    ocelot = lab.startOcelot(oc, "ocelot", config(["10.255.14.2", "10.255.15.2"]));
+    bird = lab.startBird(br, "bird", birdConf);
+    ocelot = lab.startOcelot(oc, "ocelot", config(["10.255.14.2", "10.255.15.2"]), [
+      "--metrics-address",
+      "127.0.0.1:9179",
+    ]);
   });
 
   afterAll(() => {
@@ -90,6 +101,29 @@ describe.skipIf(skip)("bgpd nexthop object sweep after a crash", () => {
     lab.signal(ocelot.pid, "SIGKILL");
     await waitFor("bgpd gone", () => !oc.pids().includes(ocelot.pid));
   };
+
+  it("a peer's session down takes its gateway's object with its routes; back up makes it again", async () => {
+    await waitFor("both routes through nexthop objects", () => {
+      const a = route("10.99.14.0/24");
+      const b = route("10.99.15.0/24");
+      return a?.nhid !== undefined && b?.nhid !== undefined;
+    });
+    const via1 = route("10.99.14.0/24")?.nhid as number;
+    const via2 = route("10.99.15.0/24")?.nhid as number;
+    bird.cmd("disable", "p2");
+    await waitFor("the route via the second peer withdrawn", () => !route("10.99.15.0/24"));
+    await waitFor("its gateway's object deleted", () => !ours().some((n) => n.id === via2));
+    expect(ours().map((n) => [n.id, n.gateway])).toEqual([[via1, "10.255.14.2"]]);
+    expect(route("10.99.14.0/24")).toMatchObject({ nhid: via1 });
+    expect(ocelot.log()).toContain('"kind":"nexthopsDeleted","count":1');
+    const [code, metrics] = httpGetIn(oc, 9179, "/metrics");
+    expect(code).toBe(200);
+    expect(metricSample(metrics, 'ocelot_fib_nexthops_deleted_total{fib="bgp"}')).toBe(1);
+    bird.cmd("enable", "p2");
+    await waitFor("the route via the second peer back", () => route("10.99.15.0/24")?.nhid);
+    expect(route("10.99.15.0/24")).toMatchObject({ nhid: via2, gateway: "10.255.15.2" });
+    expect(ours().find((n) => n.id === via2)).toMatchObject({ gateway: "10.255.15.2" });
+  });
 
   it("deletes the object of a gateway nobody announces after the restart's sweep, keeps the used one and foreign ones", async () => {
     await waitFor("both routes through nexthop objects", () => {

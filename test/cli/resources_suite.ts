@@ -270,12 +270,12 @@ export function resourcesSuite(
             apiVersion: "projectcalico.org/v3",
             kind: "FelixConfiguration",
             metadata: { name: "default" },
-            spec: { wireguardEnabled: true },
+            spec: { wireguardHostEncryptionEnabled: true },
           }),
         );
         expect(unsupported.status).toBe(1);
         expect(unsupported.stderr).toContain(
-          "<stdin>: document 1: spec.wireguardEnabled: is a Calico field that Ocelot does not support yet",
+          "<stdin>: document 1: spec.wireguardHostEncryptionEnabled: is a Calico field that Ocelot does not support yet",
         );
         expect(revision()).toBe(rev);
       });

@@ -224,6 +224,39 @@ describe("nexthop objects", () => {
     // No id: not a nexthop object.
     expect(decodeNexthop({ ...nh, end: nh.off + 8 })).toBeUndefined();
   });
+
+  it("encodes a nexthop group (NHA_GROUP: id, weight - 1 per member; family AF_UNSPEC) and decodes it", () => {
+    const w = new MessageWriter(16);
+    writeNexthop(w, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, 7, {
+      id: 0x4f430010,
+      protocol: 201,
+      group: [
+        { id: 0x4f430001, weight: 1 },
+        { id: 0x4f430002, weight: 3 },
+      ],
+    });
+    expect(w.buf.subarray(0, w.len).toString("hex")).toBe(
+      hex(`
+        34000000 6800 0506 07000000 00000000  # nlmsghdr: len 52, RTM_NEWNEXTHOP, REQUEST|ACK|EXCL|CREATE, seq 7
+        00 00 c9 00 00000000                  # nhmsg: AF_UNSPEC, scope 0, proto 201, flags 0
+        0800 0100 1000434f                    # NHA_ID
+        1400 0200                             # NHA_GROUP, 2 members
+        0100434f 00 00 0000                   # id 0x4f430001, weight 1
+        0200434f 02 00 0000                   # id 0x4f430002, weight 3
+      `).toString("hex"),
+    );
+    const [nh] = messages(w.buf.subarray(0, w.len));
+    expect(decodeNexthop(nh)).toEqual({
+      id: 0x4f430010,
+      family: 0,
+      protocol: 201,
+      oif: 0,
+      group: [
+        { id: 0x4f430001, weight: 1 },
+        { id: 0x4f430002, weight: 3 },
+      ],
+    });
+  });
 });
 
 describe("decoders", () => {

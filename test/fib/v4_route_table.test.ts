@@ -18,6 +18,12 @@ function check(t: V4RouteTable, model: Model): void {
   expect(t.size).toBe(model.size);
   expect(t.desiredCount).toBe(des);
   expect(t.installedCount).toBe(ins);
+  // Installed routes per group (what the FIB's nexthop objects are kept by).
+  const perGroup = new Map<number, number>();
+  for (const v of model.values())
+    if (v.s !== NO_GROUP) perGroup.set(v.s, (perGroup.get(v.s) ?? 0) + 1);
+  for (const [gid, n] of perGroup) expect(t.installedOf(gid)).toBe(n);
+  for (let gid = 0; gid < 8; gid++) expect(t.installedOf(gid)).toBe(perGroup.get(gid) ?? 0);
   const seen: Model = new Map();
   t.forEach((slot, addr, len, d, s) => {
     seen.set(keyOf(slot, addr, len), { d, s });

@@ -191,6 +191,13 @@ describe("config/k8s", () => {
     }
   });
 
+  it("the node's container runs with one glibc malloc arena (MALLOC_ARENA_MAX=1, read only at a process's start)", () => {
+    expect(main().env.find((e: Obj) => e.name === "MALLOC_ARENA_MAX")).toEqual({
+      name: "MALLOC_ARENA_MAX",
+      value: "1",
+    });
+  });
+
   it("every environment variable the pods get is one src/ reads", () => {
     const walk = (d: string): string[] =>
       readdirSync(d, { withFileTypes: true }).flatMap((e) =>
@@ -199,8 +206,11 @@ describe("config/k8s", () => {
     const source = walk(join(root, "src"))
       .map((f) => readFileSync(f, "utf8"))
       .join("\n");
+    // Read by the C library as the process starts, not by our code.
+    const runtime = new Set(["MALLOC_ARENA_MAX"]);
     for (const c of [main(), init()])
-      for (const e of c.env) expect(source, `${c.name}: ${e.name}`).toContain(`"${e.name}"`);
+      for (const e of c.env)
+        if (!runtime.has(e.name)) expect(source, `${c.name}: ${e.name}`).toContain(`"${e.name}"`);
   });
 
   it("every ConfigMap key the pods read exists", () => {

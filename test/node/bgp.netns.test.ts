@@ -1,8 +1,9 @@
 // Two node namespaces on one veth link, each running the real `bin/ocelot node run` on a shared
 // SQLite store, a pod on each wired by the real `bin/ocelot-cni`: the daemons mesh over iBGP from
 // their Node resources alone, each learns the other's block (protocol 201 in the kernel, via the
-// other node), and the pods ping each other. A Node deleted: the other node drops its session
-// and its routes, and the deleted node's own speaker stops. Each node's new block is originated
+// other node), and the pods ping each other; the learned route names a kernel nexthop object of
+// protocol 201 for the other node's address, as bgpd's do. A Node deleted: the other node drops
+// its session, its routes and that object, and the deleted node's own speaker stops. Each node's new block is originated
 // by the BGP fast path as IPAM confirms it, and the debounced pass after it reconfigures nothing. Read back from the kernel and from
 // the speakers' status sockets.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -29,6 +30,9 @@ import {
 
 const skip = skipWithReason("ocelot node run BGP netns", daemonTestsUnavailable());
 const POOL = "10.72.0.0/16";
+
+const nexthops = (ns: Netns) =>
+  ns.ipJson<{ id: number; gateway?: string; protocol?: string }[]>("nexthop", "show");
 
 interface Peer {
   address: string;
@@ -106,6 +110,13 @@ describe.skipIf(skip)("ocelot node run: BGP from the datastore", () => {
         15_000,
         100,
       );
+      // Through a nexthop object of ours (protocol 201) for the other node's address.
+      const r = routes(n.ns, "201").find((x) => x.dst === block);
+      expect(r?.nhid).toBeGreaterThan(0);
+      expect(nexthops(n.ns).find((o) => o.id === r?.nhid)).toMatchObject({
+        gateway: other.ip,
+        protocol: "201",
+      });
     }
     for (const [i, n] of nodes.entries()) {
       const to = podIps[1 - i] as string;
@@ -173,6 +184,13 @@ describe.skipIf(skip)("ocelot node run: BGP from the datastore", () => {
     await waitFor(
       "bgp-a's routes via bgp-b to go",
       () => routes(nodes[0]?.ns as Netns, "201").length === 0,
+      10_000,
+      100,
+    );
+    // The object for bgp-b's address goes with its last route.
+    await waitFor(
+      "bgp-a's nexthop object for bgp-b to go",
+      () => !nexthops(nodes[0]?.ns as Netns).some((o) => o.protocol === "201"),
       10_000,
       100,
     );

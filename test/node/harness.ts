@@ -27,6 +27,8 @@ export interface IpRoute {
   dev?: string;
   protocol?: string;
   scope?: string;
+  /** The kernel nexthop object the route names (RTA_NH_ID). */
+  nhid?: number;
 }
 
 export interface LogLine {

@@ -1,0 +1,638 @@
+// WireGuard between two nodes in two L3 subnets behind a router namespace (test/node/
+// overlay_lab.ts), each running the real `ocelot node run` over VXLAN (vxlanMode Always, IPv4 and
+// IPv6), one dual-stack pod per node from the real CNI plugin. FelixConfiguration `default`
+// wireguardEnabled and wireguardEnabledV6: true (and `node.<name>` giving each node device names
+// of this run, as wireguard-go's UAPI sockets in /var/run/wireguard are shared by all
+// namespaces): each Node publishes its public keys and gets its interface addresses; each node has
+// both devices (made by wireguard-go here: this kernel has no wireguard module), the other as
+// their peer (endpoint, allowed IPs, keepalive), the tables' routes and the rules at priority 99;
+// pods ping each other in both families and tshark on the router's port sees only UDP 51820 and
+// 51821 between the node addresses (no ICMP, no VXLAN); `wg show` lists handshakes. A restarted
+// daemon keeps its public keys. WireGuard off: devices, rules, table routes, published keys and
+// interface addresses go, and the router sees the pods' ICMP inside VXLAN again.
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ResourceClient } from "../../src/api/client.js";
+import type { Node } from "../../src/api/node.js";
+import { kindOf } from "../../src/api/registry.js";
+import { SqliteDatastore } from "../../src/datastore/sqlite.js";
+import { publicKeyOf } from "../../src/felix/wireguard.js";
+import { IpamStore } from "../../src/ipam/store.js";
+import { parseCidr } from "../../src/lib/ip.js";
+import { HANG_MS, runSync } from "../helpers/limits.js";
+import {
+  type Netns,
+  Netns as NetnsClass,
+  RUN_PREFIX,
+  skipWithReason,
+  waitFor,
+} from "../helpers/netns.js";
+import { putPool } from "../ipam/helpers.js";
+import { daemonTestsUnavailable, type ReadyNode, startNode, startReadyNode } from "./harness.js";
+import {
+  blockOf,
+  buildLab,
+  capture,
+  destroyLab,
+  HOOK_MS,
+  type Lab,
+  type LabNode,
+  labToolsMissing,
+  mtuFile,
+  ping,
+  waitPing,
+} from "./overlay_lab.js";
+
+function wireguardMissing(): string | undefined {
+  for (const tool of ["wireguard-go", "wg"]) {
+    const r = runSync("sh", ["-c", `command -v ${tool}`]);
+    if (r.status !== 0) return `${tool} is not installed (scripts/setup.sh installs it)`;
+  }
+  return undefined;
+}
+
+const skip = skipWithReason(
+  "WireGuard lab (2 nodes, 2 subnets, wireguard-go)",
+  daemonTestsUnavailable() ?? labToolsMissing() ?? wireguardMissing(),
+);
+
+const V3 = "projectcalico.org/v3";
+
+interface WgPeer {
+  publicKey: string;
+  endpoint: string;
+  allowedIps: string[];
+  handshake: number;
+  keepalive: string;
+}
+
+/** `wg show DEV dump` in a namespace: the interface's public key and port, and the peers. */
+function wgDump(ns: Netns, dev: string) {
+  const r = runSync("ip", ["netns", "exec", ns.name, "wg", "show", dev, "dump"]);
+  if (r.status !== 0) return undefined;
+  const [head, ...peers] = r.stdout.trim().split("\n");
+  const h = (head ?? "").split("\t");
+  return {
+    publicKey: h[1],
+    port: h[2],
+    fwmark: h[3],
+    peers: peers.map((l): WgPeer => {
+      const f = l.split("\t");
+      return {
+        publicKey: f[0] as string,
+        endpoint: f[2] as string,
+        allowedIps: (f[3] ?? "").split(","),
+        handshake: Number(f[4]),
+        keepalive: f[7] as string,
+      };
+    }),
+  };
+}
+
+describe.skipIf(skip)(
+  "WireGuard: pod traffic between two nodes encrypted, IPv4 and IPv6 (wireguard-go)",
+  () => {
+    let lab: Lab;
+    let n1: LabNode;
+    let n2: LabNode;
+    const dev = (i: number) => `${RUN_PREFIX}w${i}`;
+    const dev6 = (i: number) => `${RUN_PREFIX}x${i}`;
+    const logs = () => lab.nodes.map((n) => `--- ${n.name}\n${n.daemon?.log}`).join("\n");
+    const client = () => new ResourceClient(lab.store);
+    const nodeInfo = () => kindOf(V3, "Node") as NonNullable<ReturnType<typeof kindOf>>;
+    const nodeResource = async (name: string) =>
+      (await client().get(nodeInfo(), name)) as unknown as Node;
+    const felix = (name: string, spec: object) =>
+      client().write("apply", {
+        apiVersion: V3,
+        kind: "FelixConfiguration",
+        metadata: { name },
+        spec,
+      });
+    const withLogs = (e: unknown): never => {
+      throw new Error(`${(e as Error).message}\n${logs()}`);
+    };
+
+    beforeAll(async () => {
+      lab = await buildLab(
+        "wgl",
+        [["wg-a1"], ["wg-b1"]],
+        () => ["--networking-backend", "vxlan", "--resync-interval", "2s"],
+        [4, 6],
+        { vxlanMode: "Always" },
+        (l) => {
+          lab = l;
+        },
+      );
+      [n1, n2] = lab.nodes as [LabNode, LabNode];
+      await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over VXLAN", logs);
+      await waitPing(n1.pod as Netns, n2.pod6 as string, "pod ping over VXLAN (IPv6)", logs);
+    }, HOOK_MS);
+
+    afterAll(async () => {
+      await destroyLab(lab);
+    });
+
+    it("wireguardEnabled and wireguardEnabledV6: each Node publishes its keys and gets its interface addresses; devices, peers, table routes and rules as Felix's; pods ping each other in both families", async () => {
+      for (const [i, n] of lab.nodes.entries())
+        await felix(`node.${n.name}`, {
+          wireguardInterfaceName: dev(i + 1),
+          wireguardInterfaceNameV6: dev6(i + 1),
+        });
+      await felix("default", {
+        wireguardEnabled: true,
+        wireguardEnabledV6: true,
+        wireguardKeepAlive: "10s",
+      });
+      const nodes: Node[] = [];
+      for (const n of lab.nodes)
+        nodes.push(
+          await waitFor(`${n.name}: public keys and interface addresses on its Node`, async () => {
+            const r = await nodeResource(n.name);
+            return r.status?.wireguardPublicKey &&
+              r.status.wireguardPublicKeyV6 &&
+              r.spec.wireguard?.interfaceIPv4Address &&
+              r.spec.wireguard.interfaceIPv6Address
+              ? r
+              : undefined;
+          }).catch(withLogs),
+        );
+      const [r1, r2] = nodes as [Node, Node];
+      expect(r1.status?.wireguardPublicKey).not.toBe(r2.status?.wireguardPublicKey);
+      expect(r1.status?.wireguardPublicKeyV6).not.toBe(r1.status?.wireguardPublicKey);
+      // n1's device: its key, port 51820, Felix's mark, the peer n2 with its block and address.
+      const block2 = blockOf(n2.pod4 as string);
+      const wgAddr2 = r2.spec.wireguard?.interfaceIPv4Address as string;
+      const peer = await waitFor(`${n1.name}: peer ${n2.name} on ${dev(1)}`, () => {
+        const d = wgDump(n1.ns, dev(1));
+        const p = d?.peers.find((x) => x.publicKey === r2.status?.wireguardPublicKey);
+        return p?.allowedIps.includes(`${wgAddr2}/32`) && p.allowedIps.includes(block2)
+          ? p
+          : undefined;
+      }).catch(withLogs);
+      expect(peer.endpoint).toBe(`${n2.ip4}:51820`);
+      expect(peer.keepalive).toBe("10");
+      const d1 = wgDump(n1.ns, dev(1));
+      expect(d1?.publicKey).toBe(r1.status?.wireguardPublicKey);
+      expect(d1?.port).toBe("51820");
+      expect(d1?.fwmark).toBe("0x100000");
+      // The device (wireguard-go's TUN here), its MTU (1500 - 60) and interface address.
+      const link = n1.ns.ipJson<
+        {
+          mtu: number;
+          flags: string[];
+          addr_info: { local: string }[];
+          linkinfo?: { info_kind?: string };
+        }[]
+      >("-d", "addr", "show", "dev", dev(1))[0];
+      expect(link?.linkinfo?.info_kind).toBe("tun");
+      expect(link?.mtu).toBe(1440);
+      expect(link?.flags).toContain("UP");
+      expect(link?.addr_info.map((a) => a.local)).toContain(
+        r1.spec.wireguard?.interfaceIPv4Address,
+      );
+      // The rule and the table (Felix: table 1, priority 99, not the WireGuard mark).
+      const rules = n1.ns.ipJson<
+        { priority: number; fwmark?: string; not?: null; table: string }[]
+      >("-4", "rule", "show");
+      expect(rules).toContainEqual(
+        expect.objectContaining({
+          priority: 99,
+          fwmark: "0x100000",
+          fwmask: "0x100000",
+          table: "1",
+        }),
+      );
+      expect(rules.find((r) => r.priority === 99)).toHaveProperty("not");
+      const table = n1.ns.ipJson<{ dst: string; dev?: string; type?: string }[]>(
+        "-4",
+        "route",
+        "show",
+        "table",
+        "1",
+      );
+      expect(table).toContainEqual(expect.objectContaining({ dst: block2, dev: dev(1) }));
+      expect(table).toContainEqual(
+        expect.objectContaining({ dst: blockOf(n1.pod4 as string), type: "throw" }),
+      );
+      // The pods' MTU: the IPv6 WireGuard device's (1420) is the smallest (VXLAN: 1450 and 1430).
+      await waitFor("the pods' MTU file at 1420", () => mtuFile(lab, n1) === 1420).catch(withLogs);
+      await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over WireGuard", logs);
+      await waitPing(n2.pod as Netns, n1.pod4 as string, "pod ping back over WireGuard", logs);
+      // IPv6: its own device, port 51821, table 2, MTU 1500 - 80, the peer at [address]:51821.
+      const block6 = blockOf(n2.pod6 as string);
+      const wgAddr6 = r2.spec.wireguard?.interfaceIPv6Address as string;
+      const peer6 = await waitFor(`${n1.name}: peer ${n2.name} on ${dev6(1)}`, () => {
+        const p = wgDump(n1.ns, dev6(1))?.peers.find(
+          (x) => x.publicKey === r2.status?.wireguardPublicKeyV6,
+        );
+        return p?.allowedIps.includes(`${wgAddr6}/128`) && p.allowedIps.includes(block6)
+          ? p
+          : undefined;
+      }).catch(withLogs);
+      expect(peer6.endpoint).toBe(`[${n2.ip6}]:51821`);
+      expect(wgDump(n1.ns, dev6(1))?.publicKey).toBe(r1.status?.wireguardPublicKeyV6);
+      const link6 = n1.ns.ipJson<{ mtu: number }[]>("link", "show", "dev", dev6(1))[0];
+      expect(link6?.mtu).toBe(1420);
+      const rules6 = n1.ns.ipJson<{ priority: number; fwmark?: string; table: string }[]>(
+        "-6",
+        "rule",
+        "show",
+      );
+      expect(rules6).toContainEqual(
+        expect.objectContaining({
+          priority: 99,
+          fwmark: "0x100000",
+          fwmask: "0x100000",
+          table: "2",
+        }),
+      );
+      expect(
+        n1.ns.ipJson<{ dst: string; dev?: string }[]>("-6", "route", "show", "table", "2"),
+      ).toContainEqual(expect.objectContaining({ dst: block6, dev: dev6(1) }));
+      await waitPing(n1.pod as Netns, n2.pod6 as string, "pod ping over WireGuard (IPv6)", logs);
+    });
+
+    it("the router's link carries only UDP 51820 and 51821 between the node addresses; `wg show` lists handshakes", async () => {
+      const captured = await capture(lab.router, n1.port, () => {
+        for (let k = 0; k < 4; k++) {
+          expect(ping(n1.pod as Netns, n2.pod4 as string).ok).toBe(true);
+          expect(ping(n1.pod as Netns, n2.pod6 as string).ok).toBe(true);
+        }
+      });
+      // The link's own IPv6 chatter (MLD reports from link-local addresses, behind a hop-by-hop
+      // header the capture filter does not look past) is no pod traffic.
+      const frames = captured.filter((f) => !f.src.startsWith("fe80:"));
+      // At least the echo requests and replies (a capture's start may miss one).
+      expect(frames.length, JSON.stringify(frames)).toBeGreaterThanOrEqual(12);
+      const pairs = [
+        `${n1.ip4}>${n2.ip4}`,
+        `${n2.ip4}>${n1.ip4}`,
+        `${n1.ip6}>${n2.ip6}`,
+        `${n2.ip6}>${n1.ip6}`,
+      ];
+      for (const f of frames) {
+        expect(f.protocols, JSON.stringify(f)).toMatch(/:udp/);
+        expect(f.protocols, JSON.stringify(f)).not.toMatch(/icmp|vxlan/);
+        expect(f.udpPort, JSON.stringify(f)).toBe(f.src.includes(":") ? "51821" : "51820");
+        expect(pairs).toContain(`${f.src}>${f.dst}`);
+      }
+      const seen = frames.map((f) => `${f.src}>${f.dst}`);
+      for (const p of pairs) expect(seen).toContain(p);
+      // A full-size packet of the pods (MTU 1430, from before WireGuard) with DF set crosses:
+      // 1430 + 60 bytes of WireGuard over IPv4 fit the 1500 of the nodes' links.
+      const podMtu = (n1.pod as Netns).ipJson<{ mtu: number }[]>("link", "show", "dev", "eth0")[0]
+        ?.mtu;
+      expect(podMtu).toBe(1430);
+      const big = ping(n1.pod as Netns, n2.pod4 as string, ["-M", "do", "-s", "1402"]);
+      expect(big.ok, big.out).toBe(true);
+      for (const [n, i] of [
+        [n1, 1],
+        [n2, 2],
+      ] as const)
+        for (const d of [dev(i), dev6(i)]) {
+          const peers = wgDump(n.ns, d)?.peers ?? [];
+          expect(peers).toHaveLength(1);
+          expect(peers[0]?.handshake).toBeGreaterThan(0);
+        }
+    });
+
+    it("another node's new block: in the WireGuard table (and the peer's allowed IPs) before the main table routes it (ip monitor)", async () => {
+      const block = "10.232.250.0/26";
+      const mon = spawn("ip", ["-n", n1.ns.name, "-4", "monitor", "route"], {
+        stdio: ["ignore", "pipe", "ignore"],
+      });
+      const killer = setTimeout(() => mon.kill("SIGKILL"), HANG_MS);
+      let out = "";
+      mon.stdout.on("data", (d) => (out += d));
+      const lines = () => out.split("\n").filter((l) => l.startsWith(`${block} `));
+      try {
+        // `ip monitor` is listening once a route event of ours shows; give it a moment.
+        await new Promise((r) => setTimeout(r, 500));
+        await new IpamStore(lab.store).claimBlock(n2.name, parseCidr(block));
+        await waitFor(`${n1.name}: ${block} in the WireGuard table and the main table`, () => {
+          const l = lines();
+          return l.some((x) => / table 1 /.test(x)) && l.some((x) => !/ table /.test(x));
+        }).catch(withLogs);
+      } finally {
+        mon.kill();
+        clearTimeout(killer);
+      }
+      const l = lines();
+      const wgAt = l.findIndex((x) => / table 1 /.test(x));
+      const mainAt = l.findIndex((x) => !/ table /.test(x));
+      expect(wgAt, l.join("\n")).toBeLessThan(mainAt);
+      expect(l[wgAt]).toContain(`dev ${dev(1)}`);
+      const peer = wgDump(n1.ns, dev(1))?.peers[0];
+      expect(peer?.allowedIps).toContain(block);
+    });
+
+    it("a restarted daemon keeps its public keys: the device's (as Felix), else the key files (mode 0600)", async () => {
+      const status = (await nodeResource(n1.name)).status;
+      const before = status?.wireguardPublicKey;
+      const before6 = status?.wireguardPublicKeyV6;
+      const keyFile = join(lab.dir, `wireguard-${n1.name}.key`);
+      // `ip netns exec NS ocelot node run ARGS...`: the same arguments again.
+      const args = (n1.daemon?.proc.spawnargs ?? []).slice(7);
+      expect(args).toContain("--nodename");
+      // The devices stay and the key file goes: the device's key is taken and written back.
+      await n1.daemon?.stop();
+      rmSync(keyFile);
+      n1.daemon = await startNode(n1.ns, args);
+      await waitFor(`${n1.name}: its key file written again`, () => existsSync(keyFile)).catch(
+        withLogs,
+      );
+      expect(publicKeyOf(readFileSync(keyFile, "utf8").trim())).toBe(before);
+      expect(wgDump(n1.ns, dev(1))?.publicKey).toBe(before);
+      await n1.daemon?.stop();
+      // The device goes with the daemon's namespace only: deleting it makes the daemon start from
+      // the key file alone.
+      n1.ns.ip("link", "del", dev(1));
+      n1.ns.ip("link", "del", dev6(1));
+      n1.daemon = await startNode(n1.ns, args);
+      await waitFor(`${n1.name}: ${dev(1)} made again`, () => wgDump(n1.ns, dev(1))).catch(
+        withLogs,
+      );
+      expect(wgDump(n1.ns, dev(1))?.publicKey).toBe(before);
+      await waitFor(`${n1.name}: ${dev6(1)} made again`, () => wgDump(n1.ns, dev6(1))).catch(
+        withLogs,
+      );
+      expect(wgDump(n1.ns, dev6(1))?.publicKey).toBe(before6);
+      expect((await nodeResource(n1.name)).status).toMatchObject({
+        wireguardPublicKey: before,
+        wireguardPublicKeyV6: before6,
+      });
+      // The key file beside the MTU file (the node's state directory), readable by root alone.
+      expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+      expect(publicKeyOf(readFileSync(keyFile, "utf8").trim())).toBe(before);
+      await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping after the restart", logs);
+    });
+
+    it("a deny-all HostEndpoint on each node's eth0 does not cut WireGuard (its port is let through, as Felix does): a new port's flows pass, the nodes' own pings do not", async () => {
+      const hepInfo = kindOf(V3, "HostEndpoint") as NonNullable<ReturnType<typeof kindOf>>;
+      try {
+        for (const n of lab.nodes)
+          await client().write("apply", {
+            apiVersion: V3,
+            kind: "HostEndpoint",
+            metadata: { name: `${n.name}-eth0` },
+            spec: { node: n.name, interfaceName: "eth0" },
+          });
+        // Enforced: host to host ICMP (no failsafe port) is dropped.
+        await waitFor(`${n1.name}'s host endpoint drops its pings to ${n2.name}`, () => {
+          return !ping(n1.ns, n2.ip4).ok;
+        }).catch(withLogs);
+        // A new listening port: new flows (conntrack knew the old ones), which only the WireGuard
+        // rule lets through the host endpoints' default deny.
+        await felix("default", {
+          wireguardEnabled: true,
+          wireguardEnabledV6: true,
+          wireguardKeepAlive: "10s",
+          wireguardListeningPort: 51830,
+        });
+        await waitFor(`${n1.name}: peer ${n2.name} at port 51830`, () => {
+          const d = wgDump(n1.ns, dev(1));
+          return d?.port === "51830" && d.peers[0]?.endpoint === `${n2.ip4}:51830`;
+        }).catch(withLogs);
+        const frames = await capture(lab.router, n1.port, () => {
+          for (let k = 0; k < 3; k++)
+            expect(ping(n1.pod as Netns, n2.pod4 as string, ["-W", "5"]).ok).toBe(true);
+        });
+        const wg = frames.filter((f) => f.udpPort === "51830");
+        expect(wg.length, JSON.stringify(frames)).toBeGreaterThanOrEqual(4);
+        expect(frames.some((f) => /icmp/.test(f.protocols) && !f.src.startsWith("fe80:"))).toBe(
+          false,
+        );
+        expect(ping(n1.ns, n2.ip4).ok).toBe(false);
+        const rules = runSync("ip", ["netns", "exec", n1.ns.name, "iptables-save", "-t", "filter"]);
+        expect(rules.stdout).toContain("-p udp -m udp --dport 51830 -m addrtype --dst-type LOCAL");
+        expect(rules.stdout).toContain("-p udp -m udp --dport 51830 -m addrtype --src-type LOCAL");
+      } finally {
+        for (const n of lab.nodes)
+          await client()
+            .delete(hepInfo, `${n.name}-eth0`)
+            .catch(() => undefined);
+      }
+    });
+
+    it("both off: devices, rules, table routes, keys and interface addresses go; the router sees the pods' ICMP inside VXLAN again", async () => {
+      await felix("default", { wireguardEnabled: false, wireguardEnabledV6: false });
+      for (const [i, n] of lab.nodes.entries()) {
+        await waitFor(`${n.name}: WireGuard removed`, async () => {
+          const r = await nodeResource(n.name);
+          const links = n.ns.ipJson<unknown[]>("link", "show");
+          const text = JSON.stringify(links);
+          const hasDev = text.includes(dev(i + 1)) || text.includes(dev6(i + 1));
+          const rule = ["-4", "-6"].some((f) =>
+            n.ns.ipJson<{ priority: number }[]>(f, "rule", "show").some((x) => x.priority === 99),
+          );
+          const routes = n.ns.ipJson<unknown[]>("-4", "route", "show", "table", "1");
+          const routes6 = runSync("ip", ["-n", n.ns.name, "-6", "route", "show", "table", "2"]);
+          return (
+            !hasDev &&
+            !rule &&
+            routes.length === 0 &&
+            routes6.stdout.trim() === "" &&
+            r.status?.wireguardPublicKey === undefined &&
+            r.status?.wireguardPublicKeyV6 === undefined &&
+            r.spec.wireguard === undefined
+          );
+        }).catch(withLogs);
+      }
+      await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over VXLAN again", logs);
+      await waitPing(n1.pod as Netns, n2.pod6 as string, "pod ping over VXLAN again (IPv6)", logs);
+      const frames = await capture(lab.router, n1.port, () => {
+        for (let k = 0; k < 3; k++) expect(ping(n1.pod as Netns, n2.pod4 as string).ok).toBe(true);
+      });
+      const clear = frames.filter((f) => /:udp:vxlan:.*icmp/.test(f.protocols));
+      expect(clear.length, JSON.stringify(frames)).toBeGreaterThanOrEqual(4);
+      expect(frames.some((f) => f.udpPort === "51820")).toBe(false);
+      expect(clear.map((f) => `${f.src}>${f.dst}`).join(" ")).toContain(n1.pod4 as string);
+    });
+  },
+);
+
+// The same with BGP instead of an overlay: two nodes in one subnet (a bridge in the router
+// namespace) meshed over iBGP, each pod's block in the other's main table (protocol 201, via the
+// other node). WireGuard on: the BGP routes stay, but the rule sends pod traffic to the WireGuard
+// table first, so the link carries only UDP 51820; off: ICMP in clear again.
+const skipBgp = skipWithReason(
+  "WireGuard over BGP routes (2 nodes, 1 subnet, wireguard-go)",
+  daemonTestsUnavailable() ?? labToolsMissing() ?? wireguardMissing(),
+);
+
+describe.skipIf(skipBgp)("WireGuard beside BGP routes to the same blocks", () => {
+  let lab: Lab;
+  let n1: LabNode;
+  let n2: LabNode;
+  const dev = (i: number) => `${RUN_PREFIX}b${i}`;
+  const logs = () => lab.nodes.map((n) => `--- ${n.name}\n${n.daemon?.log}`).join("\n");
+  const withLogs = (e: unknown): never => {
+    throw new Error(`${(e as Error).message}\n${logs()}`);
+  };
+  const felix = (name: string, spec: object) =>
+    new ResourceClient(lab.store).write("apply", {
+      apiVersion: V3,
+      kind: "FelixConfiguration",
+      metadata: { name },
+      spec,
+    });
+  const bgpRoute = () =>
+    n1.ns
+      .ipJson<{ dst: string; gateway?: string }[]>("-4", "route", "show", "proto", "201")
+      .find((r) => r.dst === blockOf(n2.pod4 as string));
+  const routeGet = () =>
+    n1.ns.ipJson<{ dev: string }[]>("-4", "route", "get", n2.pod4 as string)[0]?.dev;
+  const pings = () => {
+    for (let k = 0; k < 3; k++) expect(ping(n1.pod as Netns, n2.pod4 as string).ok).toBe(true);
+  };
+
+  beforeAll(async () => {
+    lab = await buildLab(
+      "wgb",
+      [["wgb-a1", "wgb-a2"]],
+      () => ["--resync-interval", "2s"],
+      [4],
+      {},
+      (l) => {
+        lab = l;
+      },
+    );
+    [n1, n2] = lab.nodes as [LabNode, LabNode];
+    await waitFor(`${n1.name}: BGP route to ${n2.name}'s block`, () => bgpRoute()).catch(withLogs);
+    await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over BGP routes", logs);
+  }, HOOK_MS);
+
+  afterAll(async () => {
+    await destroyLab(lab);
+  });
+
+  it("on: the BGP route stays in the main table, the rule wins: only UDP 51820 on the link; off: ICMP in clear again", async () => {
+    const clear = await capture(lab.router, n1.port, pings);
+    expect(
+      clear.filter((f) => /icmp/.test(f.protocols) && f.src === n1.pod4).length,
+      JSON.stringify(clear),
+    ).toBeGreaterThanOrEqual(2);
+    for (const [i, n] of lab.nodes.entries())
+      await felix(`node.${n.name}`, { wireguardInterfaceName: dev(i + 1) });
+    await felix("default", { wireguardEnabled: true });
+    await waitFor(
+      `${n1.name}: ${n2.pod4} routed through ${dev(1)}`,
+      () => routeGet() === dev(1),
+    ).catch(withLogs);
+    expect(bgpRoute()?.gateway).toBe(n2.ip4);
+    await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over WireGuard", logs);
+    const frames = (await capture(lab.router, n1.port, pings)).filter(
+      (f) => !f.src.startsWith("fe80:") && f.src !== "" && !/tcp/.test(f.protocols),
+    );
+    // BGP's own TCP session between the nodes is left out above; the pods' traffic is all UDP
+    // 51820 between the node addresses.
+    expect(frames.length, JSON.stringify(frames)).toBeGreaterThanOrEqual(6);
+    for (const f of frames) {
+      expect(f.protocols, JSON.stringify(f)).not.toMatch(/icmp/);
+      expect(f.udpPort, JSON.stringify(f)).toBe("51820");
+    }
+    await felix("default", { wireguardEnabled: false });
+    await waitFor(`${n1.name}: ${n2.pod4} routed by BGP again`, () => routeGet() === "eth0").catch(
+      withLogs,
+    );
+    await waitPing(n1.pod as Netns, n2.pod4 as string, "pod ping over BGP routes again", logs);
+    const after = await capture(lab.router, n1.port, pings);
+    expect(
+      after.filter((f) => /icmp/.test(f.protocols) && f.src === n1.pod4).length,
+      JSON.stringify(after),
+    ).toBeGreaterThanOrEqual(2);
+  });
+});
+
+// `ocelot node run --netns` (the daemon outside the namespace it programs): the device is made
+// in the namespace (wireguard-go under `ip netns exec`), and a peer comes from a Node resource
+// alone (its key, address and block affinity written to the store; no daemon behind it).
+const skipNetns = skipWithReason(
+  "WireGuard with --netns (1 node, wireguard-go)",
+  daemonTestsUnavailable() ?? wireguardMissing(),
+);
+
+describe.skipIf(skipNetns)("WireGuard under --netns, a peer from the datastore alone", () => {
+  let dir: string;
+  let store: SqliteDatastore;
+  let ns: Netns;
+  let node: ReadyNode | undefined;
+  const devName = `${RUN_PREFIX}n1`;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "ocelot-wgn-"));
+    store = new SqliteDatastore(join(dir, "store.db"));
+    ns = NetnsClass.create("wgn");
+  });
+
+  afterAll(async () => {
+    await node?.daemon.stop();
+    ns?.destroy();
+    await store?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the device in the namespace, the peer's endpoint and block from its Node and affinity, our key published", async () => {
+    // A veth pair inside the namespace holds the node address (this kernel has no dummy links).
+    ns.ip("link", "add", "d0", "type", "veth", "peer", "name", "d1");
+    ns.ip("link", "set", "d1", "up");
+    ns.ip("addr", "add", "10.33.0.1/24", "dev", "d0");
+    ns.ip("link", "set", "d0", "up");
+    await putPool(store, "p4", "10.234.0.0/16", { blockSize: 26 });
+    const client = new ResourceClient(store);
+    const peerKey = publicKeyOf(Buffer.from("0123456789abcdef0123456789abcdef").toString("base64"));
+    await client.write("apply", {
+      apiVersion: V3,
+      kind: "Node",
+      metadata: { name: "wgn-peer" },
+      spec: {
+        bgp: { ipv4Address: "10.33.0.2/24" },
+        wireguard: { interfaceIPv4Address: "10.234.9.1" },
+      },
+      status: { wireguardPublicKey: peerKey },
+    });
+    await new IpamStore(store).claimBlock("wgn-peer", parseCidr("10.234.9.0/26"));
+    for (const [name, spec] of [
+      ["default", { wireguardEnabled: true }],
+      ["node.wgn-a", { wireguardInterfaceName: devName }],
+    ] as const)
+      await client.write("apply", {
+        apiVersion: V3,
+        kind: "FelixConfiguration",
+        metadata: { name },
+        spec,
+      });
+    node = await startReadyNode(ns, {
+      nodename: "wgn-a",
+      ip: "10.33.0.1/24",
+      datastore: `file:${join(dir, "store.db")}`,
+      dir,
+    });
+    const d = node.daemon;
+    const peer = await waitFor(`${devName}: the peer wgn-peer`, () =>
+      wgDump(ns, devName)?.peers.find((p) => p.publicKey === peerKey),
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}\n${d.log}`);
+    });
+    expect(peer.endpoint).toBe("10.33.0.2:51820");
+    expect(peer.allowedIps).toEqual(["10.234.9.0/26", "10.234.9.1/32"]);
+    const me = (await client.get(
+      kindOf(V3, "Node") as NonNullable<ReturnType<typeof kindOf>>,
+      "wgn-a",
+    )) as unknown as Node;
+    expect(me.status?.wireguardPublicKey).toBe(wgDump(ns, devName)?.publicKey);
+    // Made by wireguard-go in the namespace: its TUN device is there, not in ours.
+    expect(
+      ns.ipJson<{ linkinfo?: { info_kind?: string } }[]>("-d", "link", "show", "dev", devName)[0]
+        ?.linkinfo?.info_kind,
+    ).toBe("tun");
+    expect(runSync("ip", ["link", "show", "dev", devName]).status).not.toBe(0);
+    expect(
+      ns.ipJson<{ dst: string; dev?: string }[]>("-4", "route", "show", "table", "1"),
+    ).toContainEqual(expect.objectContaining({ dst: "10.234.9.0/26", dev: devName }));
+  });
+});
