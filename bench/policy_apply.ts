@@ -36,7 +36,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import {
   IncrementalApplier,
@@ -94,6 +94,11 @@ export type Steps = Record<string, { n: number; ms: number; max: number }>;
 
 /** What one applier (this build's, or --old's) did in the run. */
 export interface VariantResult {
+  /**
+   * Per run, CPU ms of the full pass's apply: this process (every thread) and the tools it
+   * started (their user + system time, counted when they are reaped).
+   */
+  cpu: number[];
   /** Per run, ms: this build's render, its apply, and both (ours). */
   renders: number[];
   apply: number[];
@@ -118,6 +123,10 @@ export interface BenchResult extends VariantResult {
   /** Per run, ms: our render, the raw tools. */
   render: number[];
   raw: number[];
+  /** Per run, CPU ms of the raw restores (the tools' user + system time). */
+  rawCpu: number[];
+  /** Of the raw restores: each tool's run (ms, summed over the runs). */
+  rawSteps: Steps;
   ipsetMembers: number;
   iptablesRules: number;
   /** Our render's ms of each (b) and (c) pass. */
@@ -456,6 +465,7 @@ interface Variant {
 }
 
 const emptyVariant = (): VariantResult => ({
+  cpu: [],
   renders: [],
   apply: [],
   ours: [],
@@ -477,6 +487,8 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
     ...emptyVariant(),
     render: [],
     raw: [],
+    rawCpu: [],
+    rawSteps: {},
     ipsetMembers: 0,
     iptablesRules: 0,
     passRender: [],
@@ -528,6 +540,7 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
         const tr = ms(t0);
         v.res.renders.push(tr);
         if (v.tag === "a") res.render.push(tr);
+        const c1 = cpuNow();
         const t1 = performance.now();
         const report = await v.applier.apply(state, {
           netns: ns,
@@ -539,6 +552,7 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
         });
         count(v.res.fullSteps, "render", tr);
         const ta = ms(t1);
+        v.res.cpu.push(cpuNow() - c1);
         v.res.apply.push(ta);
         v.res.ours.push(tr + ta);
         line.push(
@@ -567,9 +581,15 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
       // Raw: the same sets and rules, restored by the tools into an empty namespace.
       const raw = addNs(`${prefix}-r${r}`);
       const inputs = files.map((f) => ({ ...f, text: readFileSync(f.file, "utf8") }));
+      const c2 = cpuNow();
       const t2 = performance.now();
-      for (const f of inputs) run("ip", ["netns", "exec", raw, f.cmd, ...f.args], f.text);
+      for (const f of inputs) {
+        const t = performance.now();
+        run("ip", ["netns", "exec", raw, f.cmd, ...f.args], f.text);
+        count(res.rawSteps, `${f.cmd} ${basename(f.file)}`, ms(t));
+      }
       const tw = ms(t2);
+      res.rawCpu.push(cpuNow() - c2);
       res.raw.push(tw);
       delNs(raw);
       log(`run ${r + 1}: ${line.join(", ")}; raw ${tw.toFixed(0)} ms`);
@@ -638,6 +658,10 @@ const pct = (xs: number[], p: number) => {
 };
 const f0 = (x: number) => x.toFixed(0);
 
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+}
+
 function summary(xs: number[]): string {
   return `min ${f0(Math.min(...xs))} / median ${f0(pct(xs, 0.5))} / max ${f0(Math.max(...xs))} ms`;
 }
@@ -653,6 +677,16 @@ function printSteps(title: string, steps: Steps, passes: number): void {
 }
 
 /** CPU ms of f (this process, user + system). */
+/** CPU ms so far of this process (every thread) and of its reaped children (/proc/self/stat). */
+function cpuNow(): number {
+  const u = process.cpuUsage();
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  // Fields after the command's closing parenthesis: cutime and cstime are the 14th and 15th.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(f[13]) + Number(f[14]);
+  return (u.user + u.system) / 1000 + ticks * 10;
+}
+
 function cpuMs(f: () => void): number {
   const a = process.cpuUsage();
   f();
@@ -864,6 +898,17 @@ async function main(): Promise<void> {
   console.log(
     `    raw ipset restore + iptables-${o.iptables ?? "nft"}-restore of the same: ${summary(r.raw)}`,
   );
+  printSteps("raw, where it goes", r.rawSteps, r.raw.length);
+  console.log(
+    `    CPU (this process's threads + the tools, apply only): raw ${summary(r.rawCpu)}; ${variants.map(([n, v]) => `${n} ${summary(v.cpu)} (${(pct(v.cpu, 0.5) / pct(r.rawCpu, 0.5)).toFixed(2)}x raw's at the median)`).join("; ")}`,
+  );
+  if (r.old) {
+    const old = r.old.ours;
+    const wins = r.ours.filter((x, i) => x < (old[i] ?? Number.POSITIVE_INFINITY)).length;
+    console.log(
+      `    ours against old, run by run: faster in ${wins} of ${r.ours.length}; ours/old ${(pct(r.ours, 0.5) / pct(old, 0.5)).toFixed(2)}x at the median, ${(mean(r.ours) / mean(old)).toFixed(2)}x the mean`,
+    );
+  }
   for (const [name, v] of variants) {
     console.log(
       `    ${name} (render + apply): ${summary(v.ours)}; ratio median ${(pct(v.ours, 0.5) / medRaw).toFixed(2)}x, best ${(Math.min(...v.ours) / Math.min(...r.raw)).toFixed(2)}x (goal <= 1.5x)`,

@@ -1,8 +1,10 @@
 // The agent's thin edge: converges one network namespace (or our own) to a rendered
 // DataplaneState with sysctls, `ip link`, `ip addr` (the workload interfaces' own addresses, when
 // the agent owns them), `tc` (qos_apply.ts), `ipset restore`,
-// `iptables-restore --noflush` per table, and routes through a Fib. applyDataplane reads the
-// kernel back first and writes only what differs, so a second apply changes nothing;
+// `iptables-restore --noflush` (a family's tables at once), and routes through a Fib. applyDataplane reads the
+// kernel back first and writes only what differs, so a second apply changes nothing (with the
+// addon it lists the sets and the nf_tables tables over netlink first, and reads members and
+// rules only where a set or table exists: nothing on a fresh node);
 // IncrementalApplier (the node daemon's) does that only at start, on its refresh interval and
 // after errors, and otherwise writes only what changed since its last pass, from memory
 // (written.ts). With the native addon (ApplyOptions.direct) interfaces are read and sysctls
@@ -10,7 +12,11 @@
 // feeds rules to a long-lived `iptables-nft-restore` (apply_direct.ts, ipset_netlink.ts,
 // iptables_session.ts). Not: deciding what the state is (dataplane.ts and friends).
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { closeSync, existsSync, openSync, unlinkSync, writeFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type Fib, type Route, RTPROT_OCELOT_AGENT, routeKey } from "../fib/types.js";
 import { addonUnavailableReason } from "../lib/native.js";
 import { DirectKernel } from "./apply_direct.js";
@@ -23,13 +29,14 @@ import {
   planIpsets,
   planTable,
   type SavedIpset,
+  type SavedTable,
   staleIpsets,
   type TableName,
   type TablePlan,
 } from "./iptables.js";
 import { RestoreSession } from "./iptables_session.js";
-import type { OverlayState } from "./overlay.js";
-import { applyOverlay, removeStale } from "./overlay_apply.js";
+import { OVERLAY_DEVICES, type OverlayState, planOverlay } from "./overlay.js";
+import { applyOverlay, type OverlayApplied, removeStale } from "./overlay_apply.js";
 import { applyQos } from "./qos_apply.js";
 import type { Sysctl, HostIface as WorkloadIface } from "./workload.js";
 import {
@@ -132,6 +139,38 @@ export interface RunResult {
   stderr: string;
 }
 
+/**
+ * Input longer than this goes to the tool as a file, not through a pipe: a pipe takes 64 KiB at
+ * a time, refilled only when this thread's event loop turns, so a restore of megabytes (a full
+ * pass's `ipset restore` and `iptables-restore`) would wait on whatever else blocks the loop
+ * (the full pass writes 5,000 sysctls beside it). From a file the tool reads at its own pace.
+ */
+const INPUT_FILE_MIN = 64 * 1024;
+
+let inputSeq = 0;
+
+/**
+ * A read-only descriptor of a file holding `input`, already unlinked (the child keeps it open).
+ * Created exclusively (no existing file or link followed), readable by us only, in memory where
+ * /dev/shm exists. Written synchronously (a few ms for megabytes in memory): the tool starts in
+ * this turn of the event loop, not after others' work queued meanwhile (a full pass's sysctls).
+ */
+function inputFile(input: string): number {
+  const dir = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
+  const path = join(
+    dir,
+    `ocelot-in-${process.pid}-${inputSeq++}-${randomBytes(4).toString("hex")}`,
+  );
+  try {
+    writeFileSync(path, input, { mode: 0o600, flag: "wx" });
+    return openSync(path, "r");
+  } finally {
+    try {
+      unlinkSync(path);
+    } catch {}
+  }
+}
+
 /** The default Runner: spawns cmd (under `ip netns exec` for a namespace), bounded in time. */
 export function spawnRunner(
   netns: string | undefined,
@@ -140,15 +179,29 @@ export function spawnRunner(
   input?: string,
 ): Promise<RunResult> {
   const [file, argv] = netns ? ["ip", ["netns", "exec", netns, cmd, ...args]] : [cmd, args];
+  let stdinFile: number | undefined;
+  try {
+    if (input !== undefined && input.length > INPUT_FILE_MIN) stdinFile = inputFile(input);
+  } catch (err) {
+    return Promise.reject(
+      new Error(`Could not write the input of "${cmd}": ${(err as Error).message}`),
+    );
+  }
   return new Promise<RunResult>((resolve, reject) => {
-    const child = spawn(file, argv, { stdio: ["pipe", "pipe", "pipe"] });
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(file, argv, { stdio: [stdinFile ?? "pipe", "pipe", "pipe"] });
+    } finally {
+      // The child has its own copy of the descriptor (or none: the spawn failed).
+      if (stdinFile !== undefined) closeSync(stdinFile);
+    }
     let stdout = "";
     let stderr = "";
     const timer = setTimeout(() => child.kill("SIGKILL"), COMMAND_TIMEOUT_MS);
-    child.stdout.on("data", (d) => {
+    child.stdout?.on("data", (d) => {
       stdout += d;
     });
-    child.stderr.on("data", (d) => {
+    child.stderr?.on("data", (d) => {
       stderr += d;
     });
     child.on("error", (err) => {
@@ -159,8 +212,10 @@ export function spawnRunner(
       clearTimeout(timer);
       resolve({ code: code ?? -1, stdout, stderr });
     });
-    child.stdin.on("error", () => {});
-    child.stdin.end(input ?? "");
+    if (child.stdin) {
+      child.stdin.on("error", () => {});
+      child.stdin.end(input ?? "");
+    }
   });
 }
 
@@ -252,6 +307,7 @@ async function convergeLinks(
   state: DataplaneState,
   changes: string[],
   direct?: DirectKernel,
+  seen?: Set<string>,
 ): Promise<Set<string>> {
   const byName: Map<string, IpLink> = direct
     ? direct.links()
@@ -260,6 +316,7 @@ async function convergeLinks(
           JSON.parse((await runOk(ctx, "ip", ["-j", "link", "show"])).trim() || "[]") as IpLink[]
         ).map((l) => [l.ifname.split("@")[0] as string, l]),
       );
+  for (const name of byName.keys()) seen?.add(name);
   const present = new Set<string>();
   for (const want of state.workloads.ifaces) {
     const l = byName.get(want.name);
@@ -375,17 +432,50 @@ export async function readHostInterfaces(
 
 // ---- ipsets and iptables ---------------------------------------------------------------------
 
+/**
+ * The sets in the namespace, with the members of those `desired` names. With `direct` their
+ * names (and types) are listed over netlink first: when none of the wanted sets exists (a fresh
+ * node, a new namespace) there are no members to read, and `ipset save` (a process, and every
+ * member of every set as text) is not run; a set of ours no longer wanted needs only its name
+ * (staleIpsets). Otherwise, and without `direct`, `ipset save` reads them all.
+ */
+async function readIpsets(
+  ctx: Ctx,
+  desired: readonly { name: string }[],
+  direct?: DirectKernel,
+): Promise<Map<string, SavedIpset>> {
+  if (direct) {
+    let headers: ReturnType<DirectKernel["ipsetHeaders"]> | undefined;
+    try {
+      headers = direct.ipsetHeaders();
+    } catch {
+      // Not listed over netlink (an old kernel's protocol): the tool reads them below.
+    }
+    const wanted = new Set(desired.map((s) => s.name));
+    if (headers && !headers.some((h) => wanted.has(h.name)))
+      return new Map(headers.map((h) => [h.name, { ...h, members: [] }]));
+  }
+  return parseIpsetSave(await runOk(ctx, "ipset", ["save"]));
+}
+
 async function convergeIpsets(
   ctx: Ctx,
   state: DataplaneState,
   changes: string[],
+  direct?: DirectKernel,
+  trace?: ApplyOptions["trace"],
 ): Promise<{ payload: string | null; current?: Map<string, SavedIpset> }> {
   const desired = state.families.flatMap((f) => f.ipsets);
   if (desired.length === 0) return { payload: null };
-  const current = parseIpsetSave(await runOk(ctx, "ipset", ["save"]));
+  const t = performance.now();
+  const current = await readIpsets(ctx, desired, direct);
   const plan = planIpsets(desired, current);
+  trace?.("ipsets: read and plan", performance.now() - t);
   if (plan.payload) {
-    await runOk(ctx, "ipset", ["restore", "-exist"], plan.payload);
+    const payload = plan.payload;
+    await timer(trace)("ipsets: restore", () =>
+      runOk(ctx, "ipset", ["restore", "-exist"], payload),
+    );
     changes.push(...plan.changes);
   }
   return { payload: plan.payload, current };
@@ -442,11 +532,22 @@ async function planIptables(
   ctx: Ctx,
   state: DataplaneState,
   flavour: "nft" | "legacy",
+  direct?: DirectKernel,
 ): Promise<IptablesPlan> {
   const out: IptablesPlan = [];
   for (const fam of state.families) {
     const bin = `${fam.family === 4 ? "iptables" : "ip6tables"}-${flavour}`;
-    const current = parseIptablesSave(await runOk(ctx, `${bin}-save`, []));
+    // With nftables, a family without a table (a new node, a namespace after a reboot) has
+    // nothing to read back: asked over netlink, `iptables-nft-save` is not run.
+    let current: Map<string, SavedTable> | undefined;
+    if (direct && flavour === "nft") {
+      try {
+        if (direct.nftTables(fam.family).length === 0) current = new Map();
+      } catch {
+        // Not listed over netlink: the tool reads the tables below.
+      }
+    }
+    current ??= parseIptablesSave(await runOk(ctx, `${bin}-save`, []));
     const plans: ApplyReport["iptables"] = [];
     for (const spec of fam.tables) {
       const plan = planTable(spec, current.get(spec.table));
@@ -469,12 +570,17 @@ async function convergeIptables(
   for (const family of cleanup)
     if (!state.families.some((f) => f.family === family))
       await cleanupFamily(ctx, family, flavour, changes);
-  for (const { bin, plans } of planned)
+  // A family's tables in one restore (each block commits at its COMMIT, as from one tool each):
+  // one process start, not one per table.
+  for (const { bin, plans } of planned) {
+    if (plans.length === 0) continue;
+    const input = plans.map((p) => p.payload ?? "").join("");
+    await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], input);
     for (const plan of plans) {
-      await runOk(ctx, `${bin}-restore`, ["--noflush", "-w", XTABLES_WAIT_S], plan.payload ?? "");
       changes.push(...plan.changes.map((c) => `${bin} ${plan.table}: ${c}`));
       written.push(plan);
     }
+  }
   return written;
 }
 
@@ -575,12 +681,40 @@ async function setPodRoutes(
   return { set: new Set(pods), added };
 }
 
+/** A later turn of the event loop (after the microtasks and I/O already queued). */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** Both results; when either fails, its error once both are done (none left running). */
 async function both<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
   const [ra, rb] = await Promise.allSettled([a, b]);
   if (ra.status === "rejected") throw ra.reason;
   if (rb.status === "rejected") throw rb.reason;
   return [ra.value, rb.value];
+}
+
+/**
+ * The overlay's first phase (applyOverlay), or, when it wants no device and none of our overlay
+ * devices was among the links read this pass, its plan against nothing: there is nothing of it
+ * to read back (neighbours and FDB entries are read on our devices only), and the read of every
+ * link with its details and addresses (`ip -d -j addr show`: 1,000 pods' veths) is not run.
+ */
+async function convergeOverlay(
+  ctx: Ctx,
+  overlayNow: () => OverlayState,
+  linkNames: ReadonlySet<string>,
+): Promise<OverlayApplied> {
+  const want = overlayNow();
+  if (
+    want.devices.length > 0 ||
+    linkNames.size === 0 ||
+    OVERLAY_DEVICES.some((d) => linkNames.has(d))
+  )
+    return applyOverlay(ctx, overlayNow);
+  return {
+    plan: planOverlay(want, { links: [], neighbours: [], fdb: [] }),
+    present: new Set(),
+    failed: [],
+  };
 }
 
 /** Converges the namespace to state; see the module comment. */
@@ -611,9 +745,44 @@ async function applyWith(
   // beside them too measured slower: its read of every link, `ip -d addr show`, and its parse
   // took the CPU and the event loop the restores' input needed; after them it takes ~45 ms.)
   let early: EarlyRoutes | undefined;
-  const [present, { sets, iptables, iptablesSeconds }] = await both(
+  /** Every link's name, as read by the links step. */
+  const linkNames = new Set<string>();
+  // The filter half starts first: the sets' read and plan and `ipset restore` (the head of the
+  // pass's longest chain) are under way before the tables are planned and before the links
+  // dump and the sysctls take this thread (each of those starts a turn of the event loop later).
+  const filter = (async () => {
+    const flavour = opts.iptables ?? "nft";
+    // iptables' time: its read back and plan, then its restores (not the ipsets' between).
+    let readMs = 0;
+    const [sets, planned] = await both(
+      timed("ipsets (read, plan, restore)", () =>
+        convergeIpsets(ctx, state, filterChanges, direct, opts.trace),
+      ),
+      (async () => {
+        await nextTurn();
+        const t = performance.now();
+        const p = await timed("iptables read back and plan", () =>
+          planIptables(ctx, state, flavour, direct),
+        );
+        readMs = performance.now() - t;
+        return p;
+      })(),
+    );
+    const t0 = performance.now() - readMs;
+    const iptables = await timed("iptables restores", () =>
+      convergeIptables(ctx, state, planned, flavour, filterChanges, opts.cleanupFamilies),
+    );
+    const iptablesSeconds = (performance.now() - t0) / 1000;
+    await timed("stale ipsets", () => removeStaleIpsets(ctx, state, filterChanges, sets.current));
+    return { sets, iptables, iptablesSeconds };
+  })();
+  const [{ sets, iptables, iptablesSeconds }, present] = await both(
+    filter,
     (async () => {
-      const present = await timed("links", () => convergeLinks(ctx, state, changes, direct));
+      await nextTurn();
+      const present = await timed("links", () =>
+        convergeLinks(ctx, state, changes, direct, linkNames),
+      );
       // The pods' device routes through the interfaces found, set beside the sysctls and the
       // restores: the kernel inserts them on the FIB's sender thread (opts.earlyRoutes).
       const [, e] = await both(
@@ -642,33 +811,10 @@ async function applyWith(
       changes.push(...(await timed("qos", () => applyQos(ctx, state.qos ?? [], present))));
       return present;
     })(),
-    (async () => {
-      const flavour = opts.iptables ?? "nft";
-      // iptables' time: its read back and plan, then its restores (not the ipsets' between).
-      let readMs = 0;
-      const [sets, planned] = await both(
-        timed("ipsets (save, plan, restore)", () => convergeIpsets(ctx, state, filterChanges)),
-        (async () => {
-          const t = performance.now();
-          const p = await timed("iptables read back and plan", () =>
-            planIptables(ctx, state, flavour),
-          );
-          readMs = performance.now() - t;
-          return p;
-        })(),
-      );
-      const t0 = performance.now() - readMs;
-      const iptables = await timed("iptables restores", () =>
-        convergeIptables(ctx, state, planned, flavour, filterChanges, opts.cleanupFamilies),
-      );
-      const iptablesSeconds = (performance.now() - t0) / 1000;
-      await timed("stale ipsets", () => removeStaleIpsets(ctx, state, filterChanges, sets.current));
-      return { sets, iptables, iptablesSeconds };
-    })(),
   );
   changes.push(...filterChanges);
   // The overlay's devices, addresses, neighbours and FDB entries before the routes through them.
-  const overlay = await timed("overlay", () => applyOverlay(ctx, overlayNow));
+  const overlay = await timed("overlay", () => convergeOverlay(ctx, overlayNow, linkNames));
   changes.push(...overlay.plan.changes);
   const missingIfaces = state.workloads.ifaces.map((i) => i.name).filter((n) => !present.has(n));
   for (const d of overlay.present) present.add(d);

@@ -3,7 +3,8 @@
 // per-interface IPv4 ones of an interface read in this pass over rtnetlink, many interfaces a
 // send (sysctl_netlink.ts), the rest to /proc/sys (in another namespace by a thread that enters
 // it: `ip netns exec … sysctl -w`), ipset members added and deleted over netlink (`ipset restore` of add/del lines,
-// ipset_netlink.ts; the incremental path's). Each is a blocking request on a socket opened on
+// ipset_netlink.ts; the incremental path's), and the sets' headers and nf_tables' tables listed
+// (the full pass's). Each is a blocking request on a socket opened on
 // first use in the pass and closed at its end. Owns: those sockets for one pass. Not: deciding what to write (written.ts),
 // the tools' path (apply.ts), message layouts (fib/rtnetlink.ts, ipset_netlink.ts).
 import { writeFile } from "node:fs/promises";
@@ -15,7 +16,8 @@ import {
   writeGetLink,
   writeLinkDump,
 } from "../fib/rtnetlink.js";
-import { type IpsetMemberOp, IpsetSocket } from "./ipset_netlink.js";
+import { type IpsetHeader, type IpsetMemberOp, IpsetSocket } from "./ipset_netlink.js";
+import { nftTableName, writeNftTableDump } from "./iptables_session.js";
 import { type SysctlMessage, splitSysctls, sysctlMessages } from "./sysctl_netlink.js";
 import type { Sysctl } from "./workload.js";
 
@@ -158,6 +160,20 @@ export class DirectKernel {
     if (ops.length === 0) return;
     this.ipset ??= new IpsetSocket(this.path);
     this.ipset.apply(ops);
+  }
+
+  /** The nf_tables tables of a family (ip, ip6: iptables-nft's), listed over netlink. */
+  nftTables(family: 4 | 6): string[] {
+    this.ipset ??= new IpsetSocket(this.path);
+    return this.ipset
+      .dump((w, seq) => writeNftTableDump(w, seq, family), "Listing nf_tables tables")
+      .flatMap((m) => nftTableName(m) ?? []);
+  }
+
+  /** Every ipset's name, type and family (no members), listed over netlink. */
+  ipsetHeaders(): IpsetHeader[] {
+    this.ipset ??= new IpsetSocket(this.path);
+    return this.ipset.headers();
   }
 
   close(): void {

@@ -4,7 +4,9 @@
 // by the kernel, so every one is known applied or refused (the refusal names the set and the
 // member). The semantics are `ipset restore -exist`'s: adding a member present or deleting one
 // absent is no error (the request carries no NLM_F_EXCL). Only members of `hash:net` sets
-// (a CIDR or an address); creating, swapping and destroying sets stays with the tool.
+// (a CIDR or an address); creating, swapping and destroying sets stays with the tool. Also
+// lists the sets' headers (`IPSET_CMD_LIST` with `IPSET_FLAG_LIST_HEADER`: name, type, family,
+// no members), which the full pass reads before deciding whether it needs members at all.
 // Owns: the message layout (<linux/netfilter/ipset/ip_set.h>) and the request socket's use.
 // Not: what to add or delete (written.ts), the socket itself (the native addon).
 import { isIPv4, isIPv6 } from "node:net";
@@ -14,20 +16,31 @@ import {
   forEachMessage,
   MessageWriter,
   NLM_F_ACK,
+  NLM_F_DUMP,
   NLM_F_REQUEST,
+  NLMSG_DONE,
   NLMSG_ERROR,
+  type NlMessage,
 } from "../fib/rtnetlink.js";
 import { addressBytes } from "../lib/ip.js";
 import { loadAddon } from "../lib/native.js";
 
 export const NETLINK_NETFILTER = 12;
 const NFNL_SUBSYS_IPSET = 6;
+const IPSET_CMD_LIST = 7;
 const IPSET_CMD_ADD = 9;
 const IPSET_CMD_DEL = 10;
 /** The oldest protocol the kernel's ip_set accepts (IPSET_PROTOCOL_MIN); ADD/DEL are alike. */
 const IPSET_PROTOCOL = 6;
 const IPSET_ATTR_PROTOCOL = 1;
 const IPSET_ATTR_SETNAME = 2;
+const IPSET_ATTR_TYPENAME = 3;
+const IPSET_ATTR_FAMILY = 5;
+const IPSET_ATTR_FLAGS = 6;
+/** IPSET_FLAG_LIST_HEADER: each set's header, not its members. */
+const IPSET_FLAG_LIST_HEADER = 1 << 2;
+const NFPROTO_IPV4 = 2;
+const NFPROTO_IPV6 = 10;
 const IPSET_ATTR_DATA = 7;
 const IPSET_ATTR_IP = 1;
 const IPSET_ATTR_CIDR = 3;
@@ -95,6 +108,53 @@ export function writeIpsetOp(w: MessageWriter, seq: number, o: IpsetMemberOp): v
   w.finish(at);
 }
 
+/** One set as a header-only list names it (the fields of `ipset save`'s `create` line we read). */
+export interface IpsetHeader {
+  name: string;
+  /** "hash:net", … */
+  type: string;
+  /** "inet", "inet6" (`ipset save`'s words), or the protocol family's number. */
+  family: string;
+}
+
+/** Appends a dump request of every set's header (`ipset list -t`, over netlink). */
+export function writeIpsetListHeaders(w: MessageWriter, seq: number): void {
+  const at = w.begin((NFNL_SUBSYS_IPSET << 8) | IPSET_CMD_LIST, NLM_F_REQUEST | NLM_F_DUMP, seq);
+  w.reserve(NFGENMSG_LEN);
+  w.buf.writeUInt32LE(0, w.len);
+  w.buf[w.len] = AF_INET;
+  w.len += NFGENMSG_LEN;
+  w.attrBytes(IPSET_ATTR_PROTOCOL, Uint8Array.of(IPSET_PROTOCOL));
+  const flags = Buffer.alloc(4);
+  flags.writeUInt32BE(IPSET_FLAG_LIST_HEADER);
+  w.attrBytes(IPSET_ATTR_FLAGS | NLA_F_NET_BYTEORDER, flags);
+  w.finish(at);
+}
+
+/** The set header one list answer carries (undefined: not a list message, or no name). */
+export function decodeIpsetHeader(m: NlMessage): IpsetHeader | undefined {
+  if (m.type !== ((NFNL_SUBSYS_IPSET << 8) | IPSET_CMD_LIST)) return undefined;
+  const b = m.buf;
+  const str = (o: number, l: number) => b.toString("utf8", o + 4, o + l).replace(/\0.*$/s, "");
+  let name: string | undefined;
+  let type = "";
+  let family = "";
+  let o = m.off + NFGENMSG_LEN;
+  while (o + 4 <= m.end) {
+    const l = b.readUInt16LE(o);
+    if (l < 4 || o + l > m.end) break;
+    const t = b.readUInt16LE(o + 2) & 0x3fff;
+    if (t === IPSET_ATTR_SETNAME) name = str(o, l);
+    else if (t === IPSET_ATTR_TYPENAME) type = str(o, l);
+    else if (t === IPSET_ATTR_FAMILY && l >= 5) {
+      const f = b[o + 4] as number;
+      family = f === NFPROTO_IPV4 ? "inet" : f === NFPROTO_IPV6 ? "inet6" : String(f);
+    }
+    o += (l + 3) & ~3;
+  }
+  return name === undefined ? undefined : { name, type, family };
+}
+
 /** The text of a refusal: ip_set's own codes as the tool says them, else the errno's. */
 export function ipsetErrorText(errno: number): string {
   return IPSET_ERRORS[errno] ?? errnoText(errno);
@@ -129,6 +189,38 @@ export class IpsetSocket {
       if (errno !== 0)
         throw new Error(`ipset ${o.op} ${o.set} ${o.member} refused: ${ipsetErrorText(errno)}`);
     }
+  }
+
+  /** Every set's header (name, type, family), no members: one dump. */
+  headers(): IpsetHeader[] {
+    const out = new Map<string, IpsetHeader>();
+    for (const m of this.dump(writeIpsetListHeaders, "Listing ipsets")) {
+      const h = decodeIpsetHeader(m);
+      // A set's header may come in more than one message (a large header): named once.
+      if (h && !out.has(h.name)) out.set(h.name, h);
+    }
+    return [...out.values()];
+  }
+
+  /**
+   * Sends the one dump request `write` appends (any NETLINK_NETFILTER subsystem: nf_tables'
+   * too) and returns its answer's messages; a refusal throws, starting with `what`.
+   */
+  dump(write: (w: MessageWriter, seq: number) => void, what: string): NlMessage[] {
+    if (this.fd < 0) throw new Error("ipset netlink socket is closed");
+    const seq = this.seq++;
+    this.w.reset();
+    write(this.w, seq);
+    const answer = loadAddon().request(this.fd, this.w.buf.subarray(0, this.w.len));
+    const out: NlMessage[] = [];
+    let errno = 0;
+    forEachMessage(answer, (m) => {
+      if (m.seq !== seq || m.type === NLMSG_DONE) return;
+      if (m.type === NLMSG_ERROR) errno = decodeError(m).errno;
+      else out.push({ ...m });
+    });
+    if (errno !== 0) throw new Error(`${what} refused: ${ipsetErrorText(errno)}`);
+    return out;
   }
 
   close(): void {

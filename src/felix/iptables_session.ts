@@ -11,14 +11,27 @@
 // (so an idle session keeps no event loop alive and reads no one else's rule events), and the
 // tool's process and pipes are unref'd. Only the nft backend: the legacy tool holds the xtables
 // lock for as long as it runs. Owns: the tool's process and the event socket.
+// Also the request that lists a family's nf_tables tables (NFT_MSG_GETTABLE), by which the full
+// pass knows a namespace where iptables-nft has nothing to read back.
 // Not: what to write (written.ts), the one-shot tools (apply.ts).
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { NetlinkSocket } from "../fib/netlink_socket.js";
-import { forEachMessage } from "../fib/rtnetlink.js";
+import {
+  forEachMessage,
+  type MessageWriter,
+  NLM_F_DUMP,
+  NLM_F_REQUEST,
+  type NlMessage,
+} from "../fib/rtnetlink.js";
 import { NETLINK_NETFILTER } from "./ipset_netlink.js";
 
 const NFNL_SUBSYS_NFTABLES = 10;
 const NFT_MSG_NEWGEN = 15;
+const NFT_MSG_NEWTABLE = 0;
+const NFT_MSG_GETTABLE = 1;
+const NFTA_TABLE_NAME = 1;
+const NFPROTO_IPV4 = 2;
+const NFPROTO_IPV6 = 10;
 const NFTA_GEN_PROC_PID = 2;
 const NFNLGRP_NFTABLES = 7;
 const NFGENMSG_LEN = 4;
@@ -33,6 +46,34 @@ export function newgenPid(buf: Buffer, off: number, end: number): number | undef
     if (len < 4 || a + len > end) return undefined;
     if ((buf.readUInt16LE(a + 2) & 0x3fff) === NFTA_GEN_PROC_PID && len >= 8)
       return buf.readUInt32BE(a + 4);
+    a += (len + 3) & ~3;
+  }
+  return undefined;
+}
+
+/** Appends a dump request of the nf_tables tables of one family (ip or ip6: iptables-nft's). */
+export function writeNftTableDump(w: MessageWriter, seq: number, family: 4 | 6): void {
+  const at = w.begin(
+    (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE,
+    NLM_F_REQUEST | NLM_F_DUMP,
+    seq,
+  );
+  w.reserve(NFGENMSG_LEN);
+  w.buf.writeUInt32LE(0, w.len);
+  w.buf[w.len] = family === 4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
+  w.len += NFGENMSG_LEN;
+  w.finish(at);
+}
+
+/** The table's name in an NFT_MSG_NEWTABLE message (a table dump's answer), or undefined. */
+export function nftTableName(m: NlMessage): string | undefined {
+  if (m.type !== ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE)) return undefined;
+  let a = m.off + NFGENMSG_LEN;
+  while (a + 4 <= m.end) {
+    const len = m.buf.readUInt16LE(a);
+    if (len < 4 || a + len > m.end) return undefined;
+    if ((m.buf.readUInt16LE(a + 2) & 0x3fff) === NFTA_TABLE_NAME)
+      return m.buf.toString("utf8", a + 4, a + len).replace(/\0.*$/s, "");
     a += (len + 3) & ~3;
   }
   return undefined;

@@ -43,6 +43,8 @@ describe("applyDataplane() (fake kernel)", () => {
       "POSTROUTING -j ocl-POSTROUTING",
     );
     expect(first.iptables.map((p) => p.table)).toEqual(["filter", "nat"]);
+    // Both tables from one restore.
+    expect(kernel.writes.filter((w) => w.startsWith("iptables-nft-restore"))).toHaveLength(1);
     expect(
       fib
         .desired()
@@ -125,5 +127,32 @@ describe("applyDataplane() (fake kernel)", () => {
     expect(
       after.filter((x) => x.startsWith("ocl-nat-outgoing") && x.endsWith("MASQUERADE")),
     ).toHaveLength(1);
+  });
+
+  it("reads the overlay back only when it wants a device or one of ours is among the links", async () => {
+    const { kernel, fib } = setup();
+    const batches: string[] = [];
+    // The overlay's own reads and writes, which the fake kernel leaves to overlay tests.
+    const run: typeof kernel.run = async (netns, cmd, args, inp) => {
+      const line = `${cmd} ${args.join(" ")}`;
+      if (/^ip -j neigh show dev |^bridge -j fdb show dev /.test(line))
+        return { code: 0, stdout: "[]", stderr: "" };
+      if (line === "ip -batch -") {
+        batches.push(inp ?? "");
+        return { code: 0, stdout: "", stderr: "" };
+      }
+      return kernel.run(netns, cmd, args, inp);
+    };
+    const apply = () => applyDataplane(renderDataplane(input), { netns: "fake", fib, run });
+    const overlayRead = () => kernel.commands.filter((c) => c === "ip -d -j addr show").length;
+    await apply();
+    // No overlay wanted, no vxlan/ipip device of ours: its plan is made against nothing.
+    expect(overlayRead()).toBe(0);
+    // A VXLAN device of ours left behind: read back, and removed.
+    kernel.addLink("vxlan.ocelot");
+    const r = await apply();
+    expect(overlayRead()).toBe(1);
+    expect(r.changes).toContain("link vxlan.ocelot removed");
+    expect(batches).toEqual(["link del vxlan.ocelot\n"]);
   });
 });

@@ -5,12 +5,14 @@
 // failure is reported with the tool's words); and IncrementalApplier using them by default:
 // a new pod and a label change are in force with no ipset/ip/sysctl process, and a long-lived
 // commit that fails, or a member add the kernel refuses (drift the plan did not know), falls back
-// to a full pass that repairs it.
+// to a full pass that repairs it; the full pass lists the sets' headers and nf_tables' tables
+// over netlink and reads members (`ipset save`) only when a set it wants exists, and rules
+// (`iptables-nft-save`) only when a table exists, still repairing a set's members.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IncrementalApplier } from "../../src/felix/apply.js";
+import { applyDataplane, IncrementalApplier, spawnRunner } from "../../src/felix/apply.js";
 import { DirectKernel } from "../../src/felix/apply_direct.js";
 import { type DataplaneInput, renderDataplane } from "../../src/felix/dataplane.js";
 import { IpsetSocket } from "../../src/felix/ipset_netlink.js";
@@ -167,6 +169,86 @@ describe.skipIf(skip)("direct writes in a namespace", () => {
   });
 
   it(
+    "full pass: no members read where none of its sets exists; a set with stray and missing members repaired",
+    async () => {
+      const fresh = Netns.create("fxset");
+      try {
+        fresh.ip("link", "add", "oclset0", "type", "veth", "peer", "name", "oclsetp0");
+        fresh.ip("link", "add", "oclset2", "type", "veth", "peer", "name", "oclsetp2");
+        // Someone else's set, and a set of ours no longer wanted.
+        fresh.exec("ipset", "create", "foreign-set", "hash:ip");
+        fresh.exec("ipset", "create", "ocl-gone", "hash:net");
+        const eps = [webPod(0, "db", "oclset"), webPod(2, "api", "oclset")];
+        const state = renderDataplane({
+          workloads: eps.map((e) => ({
+            id: e.id,
+            hostIface: e.iface,
+            ipv4: [(e.addresses[0] as string).split("/")[0] as string],
+            ipv6: [],
+          })),
+          pools: [{ cidr: "10.244.0.0/16", natOutgoing: true }],
+          options: { ipv6: false },
+          policy: { endpoints: eps, policies: [webPolicy(`role == "api"`)] },
+        });
+        const spawned: string[] = [];
+        const run: typeof spawnRunner = (netns, cmd, args, inp) => {
+          spawned.push(`${cmd} ${args[0] ?? ""}`);
+          return spawnRunner(netns, cmd, args, inp);
+        };
+        const opts = { netns: fresh.name, fib: new MemoryFib([202]), run, direct: true };
+        const headers = new IpsetSocket(`/run/netns/${fresh.name}`);
+        try {
+          expect(headers.headers()).toEqual([
+            { name: "foreign-set", type: "hash:ip", family: "inet" },
+            { name: "ocl-gone", type: "hash:net", family: "inet" },
+          ]);
+        } finally {
+          headers.close();
+        }
+        const first = await applyDataplane(state, opts);
+        // No set of ours existed: nothing read but their names (over netlink); no nf_tables
+        // table either: no iptables-nft-save.
+        expect(spawned).not.toContain("ipset save");
+        expect(spawned.filter((c) => c.startsWith("iptables-nft-save"))).toEqual([]);
+        expect(spawned).toContain("ipset restore");
+        expect(first.changes).toContain("ipset ocl-gone stale, destroyed");
+        const save = () => fresh.exec("ipset", "save");
+        const dbSet = save()
+          .split("\n")
+          .find((l) => l.endsWith(" 10.244.1.0"))
+          ?.split(" ")[1] as string;
+        expect(dbSet).toMatch(/^ocl-s-/);
+        expect(save()).toContain("create foreign-set hash:ip");
+        expect(save()).not.toContain("ocl-gone");
+        // Drift: a stray member added to our set, a wanted one removed from another.
+        fresh.exec("ipset", "add", dbSet, "192.0.2.66");
+        fresh.exec("ipset", "del", "ocl-masq-ipam-pools", "10.244.0.0/16");
+        spawned.length = 0;
+        const repair = await applyDataplane(state, opts);
+        expect(spawned).toContain("ipset save");
+        expect(spawned.filter((c) => c.startsWith("iptables-nft-save"))).toHaveLength(1);
+        expect(repair.changes).toEqual(
+          expect.arrayContaining([
+            `ipset ${dbSet} members differ`,
+            "ipset ocl-masq-ipam-pools members differ",
+          ]),
+        );
+        const after = save();
+        expect(after).not.toContain("192.0.2.66");
+        expect(after).toContain(`add ${dbSet} 10.244.1.0\n`);
+        expect(after).toContain("add ocl-masq-ipam-pools 10.244.0.0/16\n");
+        expect(after).not.toContain("ocl-tmp-");
+        // Converged: the next pass changes no set.
+        const quiet = await applyDataplane(state, opts);
+        expect(quiet.changes.filter((c) => c.startsWith("ipset"))).toEqual([]);
+      } finally {
+        fresh.destroy();
+      }
+    },
+    LIMIT_MS,
+  );
+
+  it(
     "IncrementalApplier: a pod and a label change in force with no process but the rule writer",
     async () => {
       const ep = (n: number, role: string) => webPod(n, role, "ocldir");
@@ -184,7 +266,6 @@ describe.skipIf(skip)("direct writes in a namespace", () => {
       });
       const spawned: string[] = [];
       // Every process the applier starts goes through `run` (the long-lived tool excepted).
-      const { spawnRunner } = await import("../../src/felix/apply.js");
       const run: typeof spawnRunner = (netns, cmd, args, inp) => {
         spawned.push(`${cmd} ${args[0] ?? ""}`);
         return spawnRunner(netns, cmd, args, inp);
