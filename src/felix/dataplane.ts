@@ -12,14 +12,17 @@ import { type HostPolicyInput, renderHostPolicy } from "./host_endpoint.js";
 import {
   type IpsetSpec,
   type NatPool,
+  type RpfSkip,
   renderIpsets,
   renderTables,
   type TableSpec,
+  type WorkloadLimits,
 } from "./iptables.js";
 import { type OverlayInput, type OverlayState, renderOverlay } from "./overlay.js";
 import { type PolicyInput, renderPolicy } from "./policy.js";
 import { type IfaceQos, renderQos } from "./qos.js";
 import {
+  type FloatingIp,
   renderWorkloads,
   type Workload,
   type WorkloadOptions,
@@ -76,13 +79,29 @@ const NO_OVERLAY: OverlayInput = { node: "", nodes: [], pools: [], blocks: [], f
 
 const isV6 = (cidr: string) => cidr.includes(":");
 
+/** The workloads' floating IPs of one family (both addresses). */
+function floatingOf(workloads: readonly Workload[], fam: (a: string) => boolean): FloatingIp[] {
+  const out: FloatingIp[] = [];
+  for (let i = 0; i < workloads.length; i++) {
+    const w = workloads[i] as Workload;
+    if (w.floatingIps !== undefined)
+      for (const n of w.floatingIps) if (fam(n.external) && fam(n.internal)) out.push(n);
+  }
+  return out;
+}
+
 export function renderDataplane(input: DataplaneInput): DataplaneState {
   const workloads = renderWorkloads(input.workloads, input.blocks ?? [], input.options);
   const families: FamilyTables[] = [];
   // Packet rates and connection limits: iptables rules in both families (qosControls).
-  const limits = input.workloads.flatMap((w) =>
-    w.qos ? [{ ...w.qos, iface: w.hostIface ?? workloadIfaceName(w.id) }] : [],
-  );
+  // (Indexed loops, not flatMap or for-of: an empty array or an iterator result a workload a
+  // pass was garbage at 1,000 pods.)
+  const ws = input.workloads;
+  const limits: WorkloadLimits[] = [];
+  for (let i = 0; i < ws.length; i++) {
+    const w = ws[i] as Workload;
+    if (w.qos) limits.push({ ...w.qos, iface: w.hostIface ?? workloadIfaceName(w.id) });
+  }
   const warnings = new Set<string>();
   // No policy input: the local pods alone, as the dispatch chains need them.
   const localEndpoints: PolicyInput = {
@@ -107,17 +126,18 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
       pools,
       clusterCidrs: pick(input.clusterCidrs ?? []),
       nodeAddresses: pick(input.nodeAddresses ?? []),
-      floatingIps: input.workloads.flatMap((w) =>
-        (w.floatingIps ?? []).filter((n) => fam(n.external) && fam(n.internal)),
-      ),
+      floatingIps: floatingOf(input.workloads, fam),
     };
     // rp_filter is off for a spoofing pod's whole interface: iptables checks both families.
-    const rpf = input.workloads
-      .filter((w) => (w.spoofPrefixes ?? []).length > 0)
-      .map((w) => ({
-        iface: w.hostIface ?? workloadIfaceName(w.id),
-        prefixes: (w.spoofPrefixes ?? []).filter(fam),
-      }));
+    const rpf: RpfSkip[] = [];
+    for (let i = 0; i < ws.length; i++) {
+      const w = ws[i] as Workload;
+      if (w.spoofPrefixes !== undefined && w.spoofPrefixes.length > 0)
+        rpf.push({
+          iface: w.hostIface ?? workloadIfaceName(w.id),
+          prefixes: w.spoofPrefixes.filter(fam),
+        });
+    }
     const actions = input.actions !== undefined ? { actions: input.actions } : {};
     // Always rendered: without any policy, the dispatch chains still name every local pod and
     // drop what comes from or goes to a workload interface none is known for (Felix's
@@ -134,11 +154,14 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
     for (const w of host?.warnings ?? []) warnings.add(w);
     // DSCP marking of pods' traffic leaving the cluster (qosControls.dscp; mangle POSTROUTING).
     // Host endpoints' too (their annotation), by their expectedIPs.
+    const marked: { addresses: string[]; dscp: number }[] = [];
+    for (let i = 0; i < ws.length; i++) {
+      const w = ws[i] as Workload;
+      if (w.dscp !== undefined) marked.push({ addresses: [...w.ipv4, ...w.ipv6], dscp: w.dscp });
+    }
     const dscp = renderEgressDscp(
       [
-        ...input.workloads.flatMap((w) =>
-          w.dscp !== undefined ? [{ addresses: [...w.ipv4, ...w.ipv6], dscp: w.dscp }] : [],
-        ),
+        ...marked,
         ...(input.host?.hostEndpoints ?? []).flatMap((h) =>
           h.dscp !== undefined && (h.expectedIPs ?? []).length > 0
             ? [{ addresses: h.expectedIPs ?? [], dscp: h.dscp }]
@@ -165,9 +188,11 @@ export function renderDataplane(input: DataplaneInput): DataplaneState {
   }
   const overlay = renderOverlay(input.overlay ?? NO_OVERLAY);
   for (const w of overlay.warnings) warnings.add(w);
-  const qos = input.workloads.flatMap((w) => {
+  const qos: IfaceQos[] = [];
+  for (let i = 0; i < ws.length; i++) {
+    const w = ws[i] as Workload;
     const q = w.qos ? renderQos(w.hostIface ?? workloadIfaceName(w.id), w.qos) : undefined;
-    return q ? [q] : [];
-  });
+    if (q) qos.push(q);
+  }
   return { workloads, families, overlay, qos, warnings: [...warnings] };
 }

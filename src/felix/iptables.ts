@@ -355,7 +355,7 @@ export function renderFilterTable(
       ...(output.length > 0 ? [{ name: CHAIN_OUTPUT, rules: output }] : []),
       ...wlToHost,
       // A policy for both pods and host endpoints renders one chain (the same rules).
-      ...uniqueChains([...(policy?.chains ?? []), ...(h?.chains ?? [])]),
+      ...uniqueChains(policy?.chains ?? [], h?.chains ?? []),
     ],
     hooks: [
       { builtin: "INPUT", rule: `-j ${CHAIN_INPUT}` },
@@ -365,9 +365,26 @@ export function renderFilterTable(
   };
 }
 
-function uniqueChains(chains: ChainSpec[]): ChainSpec[] {
-  const seen = new Set<string>();
-  return chains.filter((c) => !seen.has(c.name) && seen.add(c.name) !== undefined);
+/**
+ * Chain names seen, by the call that last saw each (uniqueChains'): kept across calls, so that
+ * a render of thousands of chains makes no set of their names (cleared when it grows).
+ */
+const chainSeen = new Map<string, number>();
+let chainCall = 0;
+
+/** The chains, the first of each name only. */
+function uniqueChains(a: readonly ChainSpec[], b: readonly ChainSpec[]): ChainSpec[] {
+  const call = ++chainCall;
+  if (chainSeen.size > 4 * (a.length + b.length) + 1024) chainSeen.clear();
+  const out: ChainSpec[] = [];
+  for (const list of [a, b])
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i] as ChainSpec;
+      if (chainSeen.get(c.name) === call) continue;
+      chainSeen.set(c.name, call);
+      out.push(c);
+    }
+  return out;
 }
 
 /** A workload interface's QoS packet rates and connection limits (0 or absent: none). */

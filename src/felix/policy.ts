@@ -721,9 +721,10 @@ export class SelectorIndex {
   /** Whether the last sync could diff the endpoints (ids unique). */
   usable = false;
   private context: string | undefined;
+  /** Per endpoint id: its labels' text and addresses as last seen, and the render that saw it. */
   private readonly endpoints = new Map<
     string,
-    { labels: string; addresses: string; addrs: string[] }
+    { labels: string; addresses: readonly string[]; addrs: string[]; seen: number }
   >();
   private readonly keys = new Map<string, SelectorSetState>();
   private renders = 0;
@@ -750,26 +751,37 @@ export class SelectorIndex {
       this.keys.clear();
       this.context = context;
     }
-    const seen = new Set<string>();
+    const seen = this.renders;
     const changed: PolicyEndpoint[] = [];
     for (const ep of input.endpoints) {
-      if (seen.has(ep.id)) {
+      const had = this.endpoints.get(ep.id);
+      if (had?.seen === seen) {
         // Two endpoints of one id: not diffable by id; computed whole this render.
         this.usable = false;
         this.endpoints.clear();
         this.keys.clear();
         return;
       }
-      seen.add(ep.id);
       const labels = sels.labelsText(ep);
-      const addresses = ep.addresses.join(",");
-      const had = this.endpoints.get(ep.id);
-      if (had !== undefined && had.labels === labels && had.addresses === addresses) continue;
-      this.endpoints.set(ep.id, { labels, addresses, addrs: this.addrsOf(ep) });
+      if (had !== undefined && had.labels === labels && sameStrings(had.addresses, ep.addresses)) {
+        had.seen = seen;
+        continue;
+      }
+      this.endpoints.set(ep.id, {
+        labels,
+        addresses: [...ep.addresses],
+        addrs: this.addrsOf(ep),
+        seen,
+      });
       changed.push(ep);
     }
-    const removed = [...this.endpoints.keys()].filter((id) => !seen.has(id));
-    for (const id of removed) this.endpoints.delete(id);
+    const removed: string[] = [];
+    if (this.endpoints.size > input.endpoints.length)
+      for (const [id, e] of this.endpoints)
+        if (e.seen !== seen) {
+          removed.push(id);
+          this.endpoints.delete(id);
+        }
     for (const [name, st] of this.keys) {
       if (st.lastUsed < this.renders - SELECTOR_SET_IDLE_RENDERS) {
         this.keys.delete(name);
@@ -822,21 +834,98 @@ export class SelectorIndex {
 export class FamilyCache {
   /** Policy chains by the policy's text, then by direction and deny target. */
   readonly chains = new Map<string, Map<string, ChainEntry>>();
-  /** The local endpoints' chains and dispatch rules by interface, as the last render made them. */
-  endpoints = new Map<string, EndpointEntry>();
+  /**
+   * The local endpoints' chains and dispatch rules by interface, as the last render made them
+   * (updated in place: a render stamps the ones it has and drops the others).
+   */
+  readonly endpoints = new Map<string, EndpointEntry>();
+  /** The local endpoints' interfaces, sorted, as the last render had them. */
+  readonly order = new LocalOrder();
+  /** The dispatch trees as the last render built them, per root. */
+  readonly dispatch = new Map<string, DispatchMemo>();
+  /** Policy chain names by policy id (policyChainName's, kept). */
+  readonly policyChainNames = new Map<string, Record<Direction, string>>();
+  /** Counts renders (EndpointEntry.stamp). */
+  stamp = 0;
   readonly index: SelectorIndex;
   constructor(family: Family) {
     this.index = new SelectorIndex(family);
   }
 }
 
-/** One local endpoint's part of a render: valid while its selection memo and key hold. */
+/** One local endpoint's part of a render: valid while its selection memo, labels and profiles hold. */
 interface EndpointEntry {
   memo: SelectionMemo;
-  /** Its verdicts, namespace, labels and profiles. */
-  key: string;
+  /** The verdicts it was rendered with (allow and deny targets). */
+  verdicts: string;
+  /** Its namespace and labels (Selectors.labelsText). */
+  labelKey: string;
+  /** The names of its profiles with rules. */
+  profiles: string[];
+  /** The policies selecting it (indexes into the render's policies; the memo's list). */
+  picked: number[];
   chains: ChainSpec[];
-  dispatch: Partial<Record<Direction, string>>;
+  dispatch: Partial<Record<Direction, DispatchEntry>>;
+  /** The render that last had it. */
+  stamp: number;
+}
+
+/**
+ * The local endpoints sorted by interface, kept across renders: a render sorts the interfaces
+ * that are new since the last one and merges them in (a new pod: one, not a thousand).
+ */
+class LocalOrder {
+  private ifaces: string[] = [];
+  private readonly slots = new Map<string, { ep: PolicyEndpoint; stamp: number }>();
+  private stamp = 0;
+
+  /** endpoints with an interface, sorted by it; undefined when two share one (not kept). */
+  sorted(endpoints: readonly PolicyEndpoint[]): PolicyEndpoint[] | undefined {
+    const stamp = ++this.stamp;
+    const fresh: string[] = [];
+    let n = 0;
+    for (const ep of endpoints) {
+      const iface = ep.iface;
+      if (iface === undefined) continue;
+      const slot = this.slots.get(iface);
+      if (slot === undefined) {
+        this.slots.set(iface, { ep, stamp });
+        fresh.push(iface);
+      } else if (slot.stamp === stamp) {
+        // Two endpoints of one interface: sorted whole by the caller, nothing kept.
+        this.slots.clear();
+        this.ifaces = [];
+        return undefined;
+      } else {
+        slot.ep = ep;
+        slot.stamp = stamp;
+      }
+      n++;
+    }
+    if (n - fresh.length !== this.ifaces.length)
+      this.ifaces = this.ifaces.filter((iface) => {
+        if (this.slots.get(iface)?.stamp === stamp) return true;
+        this.slots.delete(iface);
+        return false;
+      });
+    if (fresh.length > 0) this.ifaces = mergeSorted(this.ifaces, fresh.sort());
+    const out: PolicyEndpoint[] = new Array(n);
+    for (let i = 0; i < n; i++)
+      out[i] = (this.slots.get(this.ifaces[i] as string) as { ep: PolicyEndpoint }).ep;
+    return out;
+  }
+}
+
+/** Two sorted lists of distinct strings as one sorted list. */
+function mergeSorted(a: readonly string[], b: readonly string[]): string[] {
+  const out: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length)
+    out.push((a[i] as string) < (b[j] as string) ? (a[i++] as string) : (b[j++] as string));
+  while (i < a.length) out.push(a[i++] as string);
+  while (j < b.length) out.push(b[j++] as string);
+  return out;
 }
 
 /** renderPolicy's memory across renders: per family, and the selection memo. */
@@ -1432,6 +1521,18 @@ function selectionMemo(
   return cache.selection;
 }
 
+const NO_PROFILES: PolicyProfile[] = [];
+
+/** The family's memo of the dispatch tree under root. */
+function dispatchMemo(fc: FamilyCache, root: string): DispatchMemo {
+  let m = fc.dispatch.get(root);
+  if (m === undefined) {
+    m = { head: [], tail: [], nodes: new Map() };
+    fc.dispatch.set(root, m);
+  }
+  return m;
+}
+
 /** The node daemon's: every renderPolicy without a cache of its own uses it. */
 const DEFAULT_CACHE = new PolicyRenderCache();
 
@@ -1439,6 +1540,35 @@ const DEFAULT_CACHE = new PolicyRenderCache();
 interface DispatchEntry {
   iface: string;
   hook: string;
+}
+
+/** One chain of a dispatch tree as built, with the chains under it (in the tree's order). */
+interface DispatchNode {
+  group: readonly DispatchEntry[];
+  depth: number;
+  path: string;
+  chains: ChainSpec[];
+}
+
+/** A dispatch tree as the last render built it: a chain is reused while its interfaces hold. */
+export interface DispatchMemo {
+  head: readonly string[];
+  tail: readonly string[];
+  nodes: Map<string, DispatchNode>;
+}
+
+const sameStrings = (a: readonly string[], b: readonly string[]) =>
+  a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
+
+function sameEntries(a: readonly DispatchEntry[], b: readonly DispatchEntry[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as DispatchEntry;
+    const y = b[i] as DispatchEntry;
+    if (x !== y && (x.iface !== y.iface || x.hook !== y.hook)) return false;
+  }
+  return true;
 }
 
 /** A dispatch chain holds at most this many interfaces before it is split (Felix: its tree). */
@@ -1455,7 +1585,10 @@ const chainChar = (c: string) => (/^[A-Za-z0-9]$/.test(c) ? c : `_${c.charCodeAt
  * rule then goes into a chain of a few rules, not into one of every pod; the verdicts are the
  * flat chain's (each interface reaches its own rule, through wildcards that exclude one
  * another). `entries` sorted by interface; `head` (IPv6 link-local rules) opens the root; `tail`
- * ends every chain of the tree (Felix's end rules: an unknown interface's drop).
+ * ends every chain of the tree (Felix's end rules: an unknown interface's drop). With `memo` (the
+ * tree an earlier call built, updated here), a chain whose interfaces and hooks are the same as
+ * then is that call's chain, with the chains under it (the same objects: a new pod's rule
+ * rebuilds the chains on its path only, and the applier's plan sees the others unchanged at once).
  */
 export function dispatchTree(
   root: string,
@@ -1463,14 +1596,39 @@ export function dispatchTree(
   entries: readonly DispatchEntry[],
   head: readonly string[],
   tail: readonly string[] = [],
+  memo?: DispatchMemo,
 ): ChainSpec[] {
   const out: ChainSpec[] = [];
+  const had =
+    memo !== undefined && sameStrings(memo.head, head) && sameStrings(memo.tail, tail)
+      ? memo.nodes
+      : undefined;
+  const nodes = new Map<string, DispatchNode>();
   const build = (name: string, group: readonly DispatchEntry[], depth: number, path: string) => {
+    const prev = had?.get(name);
+    if (
+      prev !== undefined &&
+      prev.depth === depth &&
+      prev.path === path &&
+      sameEntries(prev.group, group)
+    ) {
+      for (const c of prev.chains) {
+        out.push(c);
+        const n = had?.get(c.name);
+        if (n !== undefined) nodes.set(c.name, n);
+      }
+      return;
+    }
+    const start = out.length;
+    const done = () => {
+      if (memo !== undefined) nodes.set(name, { group, depth, path, chains: out.slice(start) });
+    };
     const rules = depth === 0 ? [...head] : [];
     out.push({ name, rules });
     if (group.length <= DISPATCH_LEAF_MAX) {
       for (const e of group) rules.push(e.hook);
       rules.push(...tail);
+      done();
       return;
     }
     const first = (group[0] as DispatchEntry).iface;
@@ -1499,8 +1657,14 @@ export function dispatchTree(
       build(child, sub, p + 1, childPath);
     }
     rules.push(...tail);
+    done();
   };
   build(root, entries, 0, "");
+  if (memo !== undefined) {
+    memo.head = head;
+    memo.tail = tail;
+    memo.nodes = nodes;
+  }
   return out;
 }
 
@@ -1522,9 +1686,13 @@ export function renderPolicy(
   const tierOf = tierResolver(input.tiers);
   const profiles = profilesWithRules(input);
   const policies = usablePolicies(workloadPolicies(input.policies), r);
-  const local = input.endpoints
-    .filter((e) => e.iface !== undefined)
-    .sort((a, b) => ((a.iface as string) < (b.iface as string) ? -1 : 1));
+  // Sorted by interface: kept across renders (the new ones merged in), or sorted whole when two
+  // endpoints share an interface.
+  const local =
+    fc.order.sorted(input.endpoints) ??
+    input.endpoints
+      .filter((e) => e.iface !== undefined)
+      .sort((a, b) => ((a.iface as string) < (b.iface as string) ? -1 : 1));
   const used = new Map<string, { p: Policy; dir: Direction }>();
   const endpointChains: ChainSpec[] = [];
   const dispatch: Record<Direction, DispatchEntry[]> = { Ingress: [], Egress: [] };
@@ -1536,10 +1704,46 @@ export function renderPolicy(
   const pickedSeen = new Set<number[]>();
   const profsSeen = new Map<string, PolicyProfile>();
   const kept = fc.endpoints;
-  const now = new Map<string, EndpointEntry>();
-  for (const ep of local) {
+  const stamp = ++fc.stamp;
+  /** Entries of kept this render has (stamped). */
+  let stamped = 0;
+  // Indexed loops here: iterators' results were most of a pass's garbage at 1,000 endpoints.
+  for (let k = 0; k < local.length; k++) {
+    const ep = local[k] as PolicyEndpoint;
     const iface = ep.iface as string;
     const labelKey = r.sels.labelsText(ep);
+    let profs: PolicyProfile[] = NO_PROFILES;
+    if (ep.profiles !== undefined && ep.profiles.length > 0) {
+      profs = [];
+      for (const n of ep.profiles) {
+        const prof = profiles.get(n);
+        if (prof !== undefined) profs.push(prof);
+      }
+    }
+    for (let q = 0; q < profs.length; q++) {
+      const prof = profs[q] as PolicyProfile;
+      profsSeen.set(prof.name, prof);
+    }
+    // The endpoint's chains and dispatch rules as an earlier render made them, when nothing
+    // they depend on has changed since (a pass touching one pod renders that pod's alone).
+    const had = kept.get(iface);
+    if (
+      had !== undefined &&
+      had.stamp !== stamp &&
+      had.memo === memo &&
+      had.verdicts === verdicts &&
+      had.labelKey === labelKey &&
+      had.profiles.length === profs.length &&
+      had.profiles.every((n, i) => n === profs[i]?.name)
+    ) {
+      had.stamp = stamp;
+      stamped++;
+      pickedSeen.add(had.picked);
+      for (let c = 0; c < had.chains.length; c++) endpointChains.push(had.chains[c] as ChainSpec);
+      if (had.dispatch.Ingress !== undefined) dispatch.Ingress.push(had.dispatch.Ingress);
+      if (had.dispatch.Egress !== undefined) dispatch.Egress.push(had.dispatch.Egress);
+      continue;
+    }
     // By index: this render's policies (their rules may have changed since).
     let picked = memo.selecting.get(labelKey);
     if (picked === undefined) {
@@ -1547,32 +1751,30 @@ export function renderPolicy(
       memo.selecting.set(labelKey, picked);
     }
     pickedSeen.add(picked);
-    const profs = (ep.profiles ?? []).flatMap((n) => profiles.get(n) ?? []);
-    for (const prof of profs) profsSeen.set(prof.name, prof);
-    // The endpoint's chains and dispatch rules as an earlier render made them, when nothing
-    // they depend on has changed since (a pass touching one pod renders that pod's alone).
-    const epKey = `${verdicts}\n${labelKey}\n${profs.map((p) => p.name).join("\n")}`;
-    const had = kept.get(iface);
-    if (had !== undefined && had.memo === memo && had.key === epKey) {
-      now.set(iface, had);
-      endpointChains.push(...had.chains);
-      if (had.dispatch.Ingress !== undefined)
-        dispatch.Ingress.push({ iface, hook: had.dispatch.Ingress });
-      if (had.dispatch.Egress !== undefined)
-        dispatch.Egress.push({ iface, hook: had.dispatch.Egress });
-      continue;
+    const entry: EndpointEntry = {
+      memo,
+      verdicts,
+      labelKey,
+      profiles: profs.map((p) => p.name),
+      picked,
+      chains: [],
+      dispatch: {},
+      stamp,
+    };
+    // Two endpoints of one interface: the first one's entry is kept.
+    if (had?.stamp !== stamp) {
+      kept.set(iface, entry);
+      stamped++;
     }
-    const entry: EndpointEntry = { memo, key: epKey, chains: [], dispatch: {} };
-    now.set(iface, entry);
     const selecting = picked.map((i) => policies[i] as Policy);
     for (const dir of ["Ingress", "Egress"] as const) {
       const mine = selecting.filter((p) => p.types.includes(dir));
       if (mine.length === 0 && profs.length === 0) {
         // Known and not policed in this direction: dispatched to nothing, so that only unknown
         // workload interfaces meet the dispatch chains' drop.
-        const hook = `${dir === "Ingress" ? "-o" : "-i"} ${iface} -j RETURN`;
+        const hook = { iface, hook: `${dir === "Ingress" ? "-o" : "-i"} ${iface} -j RETURN` };
         entry.dispatch[dir] = hook;
-        dispatch[dir].push({ iface, hook });
+        dispatch[dir].push(hook);
         continue;
       }
       const name = endpointChainName(iface, dir);
@@ -1596,28 +1798,46 @@ export function renderPolicy(
         memo.chains.set(chainKey, rules);
       }
       const chain = { name, rules };
-      const hook = `${dir === "Ingress" ? "-o" : "-i"} ${iface} -g ${name}`;
+      const hook = { iface, hook: `${dir === "Ingress" ? "-o" : "-i"} ${iface} -g ${name}` };
       entry.chains.push(chain);
       entry.dispatch[dir] = hook;
       endpointChains.push(chain);
-      dispatch[dir].push({ iface, hook });
+      dispatch[dir].push(hook);
     }
   }
-  fc.endpoints = now;
+  // The endpoints this render no longer has.
+  if (kept.size > stamped) for (const [iface, e] of kept) if (e.stamp !== stamp) kept.delete(iface);
   // The chains the endpoint chains jump to, as endpointChainRules names them: every policy
   // selecting a local endpoint in each of its directions, every profile of one in both.
+  // Each policy once (many endpoints share one), its chains' names as kept by id.
+  const marked = new Uint8Array(policies.length);
   for (const picked of pickedSeen)
-    for (const i of picked) {
-      const p = policies[i] as Policy;
-      for (const dir of ["Ingress", "Egress"] as const)
-        if (p.types.includes(dir)) used.set(policyChainName(p.id, dir), { p, dir });
+    for (let k = 0; k < picked.length; k++) marked[picked[k] as number] = 1;
+  if (fc.policyChainNames.size > 2 * policies.length + 64) fc.policyChainNames.clear();
+  for (let i = 0; i < policies.length; i++) {
+    if (marked[i] === 0) continue;
+    const p = policies[i] as Policy;
+    let names = fc.policyChainNames.get(p.id);
+    if (names === undefined) {
+      names = {
+        Ingress: policyChainName(p.id, "Ingress"),
+        Egress: policyChainName(p.id, "Egress"),
+      };
+      fc.policyChainNames.set(p.id, names);
     }
+    for (const dir of ["Ingress", "Egress"] as const)
+      if (p.types.includes(dir)) used.set(names[dir], { p, dir });
+  }
   for (const prof of profsSeen.values())
     for (const dir of ["Ingress", "Egress"] as const)
       used.set(profileChainName(prof.name, dir), { p: profileAsPolicy(prof), dir });
   const policyChains: ChainSpec[] = [];
-  for (const [name, { p, dir }] of [...used].sort(([a], [b]) => (a < b ? -1 : 1)))
+  const usedNames = [...used.keys()].sort();
+  for (let i = 0; i < usedNames.length; i++) {
+    const name = usedNames[i] as string;
+    const { p, dir } = used.get(name) as { p: Policy; dir: Direction };
     policyChains.push({ name, rules: r.policyChain(p, dir, deny) });
+  }
   // IPv6 neighbour discovery and MLD from a pod to its host are never policed: Felix accepts
   // them in its workload-to-host chain before the dispatch (from every workload interface,
   // known or not); they are link-local, so never forwarded, and the host's to a pod are not
@@ -1634,8 +1854,22 @@ export function renderPolicy(
   const unknown = [deny];
   return {
     chains: [
-      ...dispatchTree(CHAIN_FROM_WL_DISPATCH, "-i", dispatch.Egress, [], unknown),
-      ...dispatchTree(CHAIN_TO_WL_DISPATCH, "-o", dispatch.Ingress, [], unknown),
+      ...dispatchTree(
+        CHAIN_FROM_WL_DISPATCH,
+        "-i",
+        dispatch.Egress,
+        [],
+        unknown,
+        dispatchMemo(fc, CHAIN_FROM_WL_DISPATCH),
+      ),
+      ...dispatchTree(
+        CHAIN_TO_WL_DISPATCH,
+        "-o",
+        dispatch.Ingress,
+        [],
+        unknown,
+        dispatchMemo(fc, CHAIN_TO_WL_DISPATCH),
+      ),
       ...endpointChains,
       ...policyChains,
     ],

@@ -367,6 +367,8 @@ export class KernelFib implements BatchFib {
   private lastTemplate: Buffer | undefined;
 
   private readonly links = new Map<number, { name: string; up: boolean }>();
+  /** The links' indexes by name, kept with `links` (setLink, deleteLink): resolveDev's. */
+  private readonly linkByName = new Map<string, number>();
   /** Routable (not link- or host-scope) addresses per interface: where gateways can resolve. */
   private readonly addrCount = new Map<number, number>();
   private readonly queue: Job[] = [];
@@ -808,8 +810,34 @@ export class KernelFib implements BatchFib {
 
   private resolveDev(dev: string | undefined): number {
     if (!dev) return 0;
-    for (const [ifindex, l] of this.links) if (l.name === dev) return ifindex;
-    return -1;
+    return this.linkByName.get(dev) ?? -1;
+  }
+
+  private setLink(ifindex: number, l: { name: string; up: boolean }): void {
+    const before = this.links.get(ifindex);
+    this.links.set(ifindex, l);
+    if (before !== undefined && before.name !== l.name) this.forgetName(before.name, ifindex);
+    if (!this.linkByName.has(l.name)) this.linkByName.set(l.name, ifindex);
+  }
+
+  private deleteLink(ifindex: number): void {
+    const before = this.links.get(ifindex);
+    this.links.delete(ifindex);
+    if (before !== undefined) this.forgetName(before.name, ifindex);
+  }
+
+  /**
+   * ifindex no longer carries name: another link of that name (a delete missed) is found
+   * again, the first as the links' search order has it.
+   */
+  private forgetName(name: string, ifindex: number): void {
+    if (this.linkByName.get(name) !== ifindex) return;
+    this.linkByName.delete(name);
+    for (const [k, l] of this.links)
+      if (l.name === name) {
+        this.linkByName.set(name, k);
+        return;
+      }
   }
 
   private groupOf(
@@ -1609,7 +1637,8 @@ export class KernelFib implements BatchFib {
       if (l && this.nhFd >= 0) this.carrier.set(l.ifindex, (l.flags & IFF_LOWER_UP) !== 0);
     });
     this.links.clear();
-    for (const [k, v] of seen) this.links.set(k, v);
+    this.linkByName.clear();
+    for (const [k, v] of seen) this.setLink(k, v);
     const addrs = new Map<number, number>();
     await this.runDump(writeAddrDump, (m) => {
       const a = m.type === RTM_NEWADDR ? decodeAddr(m) : undefined;
@@ -2078,8 +2107,8 @@ export class KernelFib implements BatchFib {
         this.scheduleResync(100);
       }
     }
-    if (m.type === RTM_DELLINK) this.links.delete(l.ifindex);
-    else this.links.set(l.ifindex, { name: l.name, up });
+    if (m.type === RTM_DELLINK) this.deleteLink(l.ifindex);
+    else this.setLink(l.ifindex, { name: l.name, up });
     if (before && before.up === up) return;
     this.forgetNexthops();
     this.onEvent({ kind: "link", ifindex: l.ifindex, name: l.name, up });

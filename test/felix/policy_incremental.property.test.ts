@@ -126,8 +126,12 @@ const arbOp = fc.oneof(
   fc.record({ kind: fc.constant("relabel" as const), id: fc.integer({ min: 0, max: 39 }) }),
   fc.record({ kind: fc.constant("policy" as const), id: fc.integer({ min: 0, max: 5 }) }),
   fc.record({ kind: fc.constant("dropPolicy" as const), id: fc.integer({ min: 0, max: 5 }) }),
+  // A policy's rules alone changed (the same id, selector and order).
+  fc.record({ kind: fc.constant("rules" as const), id: fc.integer({ min: 0, max: 5 }) }),
   fc.record({ kind: fc.constant("sets" as const) }),
   fc.record({ kind: fc.constant("nsLabels" as const) }),
+  // An endpoint listed twice (its interface and id shared), or no longer.
+  fc.record({ kind: fc.constant("twin" as const), id: fc.integer({ min: 0, max: 39 }) }),
 );
 
 describe("renderPolicy, incremental", () => {
@@ -159,8 +163,15 @@ describe("renderPolicy, incremental", () => {
           const pols = new Map<number, Policy>(initialPols);
           let sets: PolicyNetworkSet[] = [];
           let nsLabels: PolicyInput["namespaceLabels"] = {};
+          const twins = new Set<number>();
           const input = (): PolicyInput => ({
-            endpoints: [...eps.values()],
+            endpoints: [
+              ...eps.values(),
+              ...[...twins].flatMap((i) => {
+                const e = eps.get(i);
+                return e ? [{ ...e, labels: { ...e.labels, twin: "yes" } }] : [];
+              }),
+            ],
             policies: [...pols.values()],
             networkSets: sets,
             namespaceLabels: nsLabels,
@@ -205,11 +216,20 @@ describe("renderPolicy, incremental", () => {
               case "dropPolicy":
                 pols.delete(op.id);
                 break;
+              case "rules": {
+                const had = pols.get(op.id);
+                if (had !== undefined)
+                  pols.set(op.id, { ...had, ingress: pol.ingress, egress: had.egress });
+                break;
+              }
               case "sets":
                 sets = toSets(newSets);
                 break;
               case "nsLabels":
                 nsLabels = blue ? { "ns-a": { team: "blue" } } : { "ns-b": { team: "blue" } };
+                break;
+              case "twin":
+                if (!twins.delete(op.id)) twins.add(op.id);
                 break;
             }
             check();
@@ -220,6 +240,9 @@ describe("renderPolicy, incremental", () => {
     );
   });
 });
+
+const sameList = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** What a dispatch tree does with a packet on iface: the endpoint chain it goes to, if any. */
 function dispatchOf(chains: Map<string, string[]>, root: string, iface: string): string[] {
@@ -281,6 +304,72 @@ describe("dispatchTree", () => {
             if (!names.includes(o))
               expect(dispatchOf(chains, "ocl-from-wl-dispatch", o)).toEqual([]);
           if (names.length <= DISPATCH_LEAF_MAX) expect(tree).toHaveLength(1);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("with the memo of the last tree, builds what a build from nothing builds, reusing the chains whose interfaces held", () => {
+    const name = fc.oneof(
+      fc.stringMatching(/^[0-9a-f]{1,4}$/).map((h) => `ocl${h}`),
+      fc.stringMatching(/^[a-z][a-z0-9]{0,5}$/),
+    );
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(name, { maxLength: 200 }),
+        fc.array(
+          fc.record({
+            add: fc.uniqueArray(name, { maxLength: 20 }),
+            drop: fc.array(fc.nat(), { maxLength: 5 }),
+            retarget: fc.array(fc.nat(), { maxLength: 3 }),
+            tail: fc.boolean(),
+          }),
+          { minLength: 1, maxLength: 8 },
+        ),
+        (initial, steps) => {
+          const memo = { head: [], tail: [], nodes: new Map() } as Parameters<
+            typeof dispatchTree
+          >[5] &
+            object;
+          const hooks = new Map(initial.map((n) => [n, `-o ${n} -g ocl-tw-${n}`]));
+          let last: ReturnType<typeof dispatchTree> = [];
+          let lastHooks: string[] | undefined;
+          let lastTail = false;
+          for (const step of [{ add: [], drop: [], retarget: [], tail: false }, ...steps]) {
+            for (const n of step.add) hooks.set(n, `-o ${n} -g ocl-tw-${n}`);
+            const names = [...hooks.keys()];
+            for (const d of step.drop)
+              if (names.length > 0) hooks.delete(names[d % names.length] as string);
+            const left = [...hooks.keys()];
+            for (const t of step.retarget)
+              if (left.length > 0)
+                hooks.set(left[t % left.length] as string, `-o ${left[t % left.length]} -j RETURN`);
+            const entries = [...hooks]
+              .sort(([a], [b]) => (a < b ? -1 : 1))
+              .map(([iface, hook]) => ({ iface, hook }));
+            const tail = step.tail ? ["-j DROP"] : [];
+            const sameTail = step.tail === lastTail;
+            const kept = dispatchTree("ocl-to-wl-dispatch", "-o", entries, [], tail, memo);
+            const fresh = dispatchTree("ocl-to-wl-dispatch", "-o", entries, [], tail);
+            expect(kept).toEqual(fresh);
+            // A leaf chain (its interfaces' own rules) of the same name and rules as in the last
+            // tree, the tail the same, is that tree's object; all of them when nothing changed.
+            const before = new Map(last.map((c) => [c.name, c]));
+            const leaf = (c: { rules: string[] }) =>
+              !c.rules.some((r) => r.includes(" -g ocl-to-wl-dispatch-"));
+            for (const c of kept) {
+              const b = before.get(c.name);
+              if (b !== undefined && leaf(c) && sameTail && sameList(c.rules, b.rules))
+                expect(c).toBe(b);
+            }
+            const hooksNow = entries.map((e) => e.hook);
+            if (sameTail && lastHooks !== undefined && sameList(hooksNow, lastHooks))
+              expect(kept.every((c, k) => c === last[k])).toBe(true);
+            lastHooks = hooksNow;
+            lastTail = step.tail;
+            last = kept;
+          }
         },
       ),
       { numRuns: 300 },
