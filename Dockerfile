@@ -1,6 +1,6 @@
 # Ocelot's image: the node daemon (`ocelot node run`), the CLI and the CNI plugins (`ocelot-cni`,
 # `ocelot-ipam`) with what they run: iproute2, iptables (nft and legacy; the agent picks the one
-# the node uses), ipset, sysctl and nsenter. The runtime image is distroless-style: the files of
+# the node uses), ipset, sysctl, nsenter, and WireGuard's `wg` and `wireguard-go`. The runtime image is distroless-style: the files of
 # these Debian packages that run, with their libraries, and a few shell tools; no apt, no dpkg.
 #
 #   docker build -t ocelot .                                           # FROM a public Node 20 image
@@ -84,7 +84,7 @@ RUN npm_config_node_gyp=/usr/local/lib/node_modules/npm/node_modules/node-gyp/bi
 FROM ${BASE} AS rootfs
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      iproute2 iptables ipset procps iputils-ping \
+      iproute2 iptables ipset procps iputils-ping wireguard-tools wireguard-go \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /node /usr/local/bin/node
 COPY --from=build /out /opt/ocelot

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Makes the image's root file system in DIR from the Debian system it runs in (the Dockerfile's
-# rootfs stage, with iproute2, iptables, ipset, procps, iputils-ping installed), distroless-style:
+# rootfs stage, with iproute2, iptables, ipset, procps, iputils-ping, wireguard-tools and
+# wireguard-go installed), distroless-style:
 # only the programs below, each with every shared library the loader resolves for it (ldd) and
 # the links that lead to it (Debian's alternatives: iptables -> iptables-nft, ...), iptables'
 # extensions, a few files of /etc and the merged-/usr top-level links. No package manager, no
@@ -13,7 +14,7 @@ mkdir -p "$out"
 # (config/compose/apply.sh) and what the container tests run inside the image.
 PROGRAMS="sh dash env ls cat dirname basename timeout sleep stat mkdir rm cp mv ln chmod echo
   true false id uname head tail tr wc sort readlink date printf sed grep mount umount unshare
-  ip bridge tc ipset sysctl nsenter ping"
+  ip bridge tc ipset sysctl nsenter ping wg wireguard-go"
 
 # A path with every link on the way to the file it names, each as it is (links stay links).
 copy() {

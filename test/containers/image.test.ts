@@ -85,7 +85,7 @@ describe.skipIf(skip)("Dockerfile", () => {
     expect(JSON.parse(ipam.stdout).supportedVersions).toContain("1.0.0");
   });
 
-  it("has what runs (Node 20, iproute2, iptables nft and legacy, ipset, nsenter) and nothing that only builds or installs", () => {
+  it("has what runs (Node 20, iproute2, iptables nft and legacy, ipset, nsenter, wg, wireguard-go) and nothing that only builds or installs", () => {
     const r = inImage(
       "sh",
       "-c",
@@ -95,6 +95,8 @@ describe.skipIf(skip)("Dockerfile", () => {
         "iptables-nft --version",
         "iptables-legacy --version",
         "ipset --version",
+        "wg --version",
+        "wireguard-go --version",
         "command -v nsenter sysctl unshare mount",
         "for x in gcc g++ cc make python3 npm apt-get dpkg perl; do command -v $x && echo HAS-$x; done",
         "ls /opt/ocelot/node_modules",
@@ -113,6 +115,10 @@ describe.skipIf(skip)("Dockerfile", () => {
     expect(out).toMatch(/nf_tables/);
     expect(out).toMatch(/legacy/);
     expect(out).toMatch(/ipset v\d/);
+    // WireGuard (FelixConfiguration wireguardEnabled): `wg` configures the device, and
+    // wireguard-go is the device where the kernel has no wireguard module.
+    expect(out).toMatch(/wireguard-tools v\d/);
+    expect(out).toMatch(/wireguard-go v\d/);
     expect(out).toContain("ADDON");
     for (const f of [
       "ocelot.cjs",
