@@ -1,6 +1,7 @@
 // A node's own Node resource: created or updated by compare-and-swap with its BGP identity
 // (spec.bgp.ipv4Address, ipv6Address, asNumber), keeping every other field (labels, addresses, route
-// reflector cluster ID) as the user set it. Owns: the merge (pure) and the bounded CAS retry.
+// reflector cluster ID) as the user set it. Owns: the merge (pure) and the bounded CAS retry
+// (also `updateNode`, the same retry for the node's other writes: tunnel addresses, WireGuard keys).
 // Not: what the node does with it (daemon.ts).
 import { ResourceClient, ResourceError } from "../api/client.js";
 import type { Node } from "../api/node.js";
@@ -71,6 +72,37 @@ export async function registerNode(
       const retry =
         err instanceof ResourceError &&
         (err.code === "Conflict" || err.code === "AlreadyExists" || err.code === "NotFound");
+      if (!retry || attempt >= MAX_ATTEMPTS) throw err;
+    }
+  }
+}
+
+/**
+ * Updates the stored Node `name` by compare-and-swap: `change` gets the Node as read and returns
+ * the Node to write (undefined: nothing to change). When someone else wrote it meanwhile, it is
+ * read and changed again, at most MAX_ATTEMPTS times. Returns the stored Node, or undefined when
+ * there is no such Node or nothing to change.
+ */
+export async function updateNode(
+  store: Datastore,
+  name: string,
+  change: (current: Node) => Promise<Node | undefined> | Node | undefined,
+): Promise<Node | undefined> {
+  const client = new ResourceClient(store);
+  const info = kindOf("projectcalico.org/v3", "Node");
+  if (!info) throw new Error("Kind Node is not registered");
+  for (let attempt = 1; ; attempt++) {
+    const current = (await client.get(info, name)) as unknown as Node | undefined;
+    if (!current) return undefined;
+    const next = await change(current);
+    if (next === undefined) return undefined;
+    const v = validateResource(next);
+    v.resource.metadata.resourceVersion = current.metadata.resourceVersion;
+    try {
+      return (await client.writeValidated("update", v)) as unknown as Node;
+    } catch (err) {
+      const retry =
+        err instanceof ResourceError && (err.code === "Conflict" || err.code === "NotFound");
       if (!retry || attempt >= MAX_ATTEMPTS) throw err;
     }
   }

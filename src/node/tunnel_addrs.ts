@@ -12,14 +12,13 @@
 // name (locally administered), so it never changes. Owns: the plan (pure) and its bounded
 // application. Not: the devices (src/felix/overlay.ts).
 import { createHash } from "node:crypto";
-import { ResourceClient, ResourceError } from "../api/client.js";
 import type { IPPool } from "../api/ippool.js";
 import type { Node } from "../api/node.js";
-import { kindOf, validateResource } from "../api/registry.js";
 import { matchSelector, parseSelector } from "../api/selector.js";
 import type { Datastore } from "../datastore/types.js";
 import { IpamStore } from "../ipam/store.js";
 import { cidrContains, parseAddress, parseCidr } from "../lib/ip.js";
+import { updateNode } from "./registration.js";
 
 export type TunnelKind = "ipip" | "vxlan" | "vxlan-v6" | "wireguard" | "wireguard-v6";
 export const TUNNEL_KINDS: readonly TunnelKind[] = [
@@ -192,8 +191,6 @@ export function withTunnel(n: Node, kind: TunnelKind, address: string | undefine
   return { ...n, spec };
 }
 
-const MAX_ATTEMPTS = 10;
-
 /**
  * Applies the plan for node: assigns (IPAM, idempotent per handle) or releases, then writes the
  * Node at the revision read (re-reading and re-planning when someone else wrote it). Returns the
@@ -206,12 +203,7 @@ export async function ensureTunnelAddresses(
   pools: readonly IPPool[],
   ipam: IpamStore = new IpamStore(store),
 ): Promise<Node | undefined> {
-  const client = new ResourceClient(store);
-  const info = kindOf("projectcalico.org/v3", "Node");
-  if (!info) throw new Error("Kind Node is not registered");
-  for (let attempt = 1; ; attempt++) {
-    const current = (await client.get(info, nodeName)) as unknown as Node | undefined;
-    if (!current) return undefined;
+  return updateNode(store, nodeName, async (current) => {
     const steps = planTunnels(pools, current).filter((s) => s.op !== "keep");
     if (steps.length === 0) return undefined;
     let next = current;
@@ -236,14 +228,6 @@ export async function ensureTunnelAddresses(
       if (!got) throw new Error(`IPAM returned no ${s.kind} tunnel address for "${nodeName}"`);
       next = withTunnel(next, s.kind, got.address);
     }
-    const v = validateResource(next);
-    v.resource.metadata.resourceVersion = current.metadata.resourceVersion;
-    try {
-      return (await client.writeValidated("update", v)) as unknown as Node;
-    } catch (err) {
-      const retry =
-        err instanceof ResourceError && (err.code === "Conflict" || err.code === "NotFound");
-      if (!retry || attempt >= MAX_ATTEMPTS) throw err;
-    }
-  }
+    return next;
+  });
 }

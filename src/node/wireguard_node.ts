@@ -10,9 +10,7 @@
 // warns about a strict rp_filter on the fabric interface.
 // Not: the interface address (tunnel_addrs.ts allocates it once the key is published).
 import { join } from "node:path";
-import { ResourceClient, ResourceError } from "../api/client.js";
 import type { Node } from "../api/node.js";
-import { kindOf, validateResource } from "../api/registry.js";
 import type { Datastore } from "../datastore/types.js";
 import { effectiveFelixSpec } from "../felix/felix_config.js";
 import type { HostLink } from "../felix/mtu.js";
@@ -28,6 +26,7 @@ import {
 } from "../felix/wireguard.js";
 import { applyWireguard, readRpFilter, removeWireguard } from "../felix/wireguard_apply.js";
 import { felixSettingsOf, type NodeSnapshot, overlayInputOf } from "./agent_state.js";
+import { updateNode } from "./registration.js";
 
 /** The node's Node fields of one family for WireGuard. */
 function familyFields(n: Node, family: 4 | 6) {
@@ -107,8 +106,6 @@ export interface WireguardPass {
    */
   awaitingHandshake: boolean;
 }
-
-const MAX_ATTEMPTS = 10;
 
 /** Host encryption: how long after a pass that started handshakes the next one looks again. */
 export const WIREGUARD_HANDSHAKE_RECHECK_MS = 3000;
@@ -208,13 +205,8 @@ export class WireguardAgent {
   }
 
   /** Writes (or clears) the Node's status.wireguardPublicKey and …V6, compare-and-swap. */
-  private async publish(keys: Record<4 | 6, string | undefined>): Promise<Node | undefined> {
-    const client = new ResourceClient(this.o.store);
-    const info = kindOf("projectcalico.org/v3", "Node");
-    if (!info) throw new Error("Kind Node is not registered");
-    for (let attempt = 1; ; attempt++) {
-      const current = (await client.get(info, this.o.nodename)) as unknown as Node | undefined;
-      if (!current) return undefined;
+  private publish(keys: Record<4 | 6, string | undefined>): Promise<Node | undefined> {
+    return updateNode(this.o.store, this.o.nodename, (current) => {
       const status = { ...(current.status ?? {}) };
       if (status.wireguardPublicKey === keys[4] && status.wireguardPublicKeyV6 === keys[6])
         return undefined;
@@ -224,15 +216,7 @@ export class WireguardAgent {
       else delete status.wireguardPublicKeyV6;
       const next: Node = { ...current, status };
       if (Object.keys(status).length === 0) delete next.status;
-      const v = validateResource(next);
-      v.resource.metadata.resourceVersion = current.metadata.resourceVersion;
-      try {
-        return (await client.writeValidated("update", v)) as unknown as Node;
-      } catch (err) {
-        const retry =
-          err instanceof ResourceError && (err.code === "Conflict" || err.code === "NotFound");
-        if (!retry || attempt >= MAX_ATTEMPTS) throw err;
-      }
-    }
+      return next;
+    });
   }
 }
