@@ -96,6 +96,27 @@ function wgDump(ns: Netns, dev: string) {
   };
 }
 
+/** What every block uses of its lab: the daemons' logs, an error carrying them, a FelixConfiguration write. */
+function labTools(lab: () => Lab) {
+  const logs = () =>
+    lab()
+      .nodes.map((n) => `--- ${n.name}\n${n.daemon?.log}`)
+      .join("\n");
+  return {
+    logs,
+    withLogs: (e: unknown): never => {
+      throw new Error(`${(e as Error).message}\n${logs()}`);
+    },
+    felix: (name: string, spec: object) =>
+      new ResourceClient(lab().store).write("apply", {
+        apiVersion: V3,
+        kind: "FelixConfiguration",
+        metadata: { name },
+        spec,
+      }),
+  };
+}
+
 describe.skipIf(skip)(
   "WireGuard: pod traffic between two nodes encrypted, IPv4 and IPv6 (wireguard-go)",
   () => {
@@ -104,21 +125,11 @@ describe.skipIf(skip)(
     let n2: LabNode;
     const dev = (i: number) => `${RUN_PREFIX}w${i}`;
     const dev6 = (i: number) => `${RUN_PREFIX}x${i}`;
-    const logs = () => lab.nodes.map((n) => `--- ${n.name}\n${n.daemon?.log}`).join("\n");
+    const { logs, withLogs, felix } = labTools(() => lab);
     const client = () => new ResourceClient(lab.store);
     const nodeInfo = () => kindOf(V3, "Node") as NonNullable<ReturnType<typeof kindOf>>;
     const nodeResource = async (name: string) =>
       (await client().get(nodeInfo(), name)) as unknown as Node;
-    const felix = (name: string, spec: object) =>
-      client().write("apply", {
-        apiVersion: V3,
-        kind: "FelixConfiguration",
-        metadata: { name },
-        spec,
-      });
-    const withLogs = (e: unknown): never => {
-      throw new Error(`${(e as Error).message}\n${logs()}`);
-    };
 
     beforeAll(async () => {
       lab = await buildLab(
@@ -658,17 +669,7 @@ describe.skipIf(skipBgp)("WireGuard beside BGP routes to the same blocks", () =>
   let n1: LabNode;
   let n2: LabNode;
   const dev = (i: number) => `${RUN_PREFIX}b${i}`;
-  const logs = () => lab.nodes.map((n) => `--- ${n.name}\n${n.daemon?.log}`).join("\n");
-  const withLogs = (e: unknown): never => {
-    throw new Error(`${(e as Error).message}\n${logs()}`);
-  };
-  const felix = (name: string, spec: object) =>
-    new ResourceClient(lab.store).write("apply", {
-      apiVersion: V3,
-      kind: "FelixConfiguration",
-      metadata: { name },
-      spec,
-    });
+  const { logs, withLogs, felix } = labTools(() => lab);
   const bgpRoute = () =>
     n1.ns
       .ipJson<{ dst: string; gateway?: string }[]>("-4", "route", "show", "proto", "201")
@@ -742,17 +743,7 @@ describe.skipIf(skipBgp)("WireGuard host encryption beside BGP: the BGP session 
   let n1: LabNode;
   let n2: LabNode;
   const dev = (i: number) => `${RUN_PREFIX}h${i}`;
-  const logs = () => lab.nodes.map((n) => `--- ${n.name}\n${n.daemon?.log}`).join("\n");
-  const withLogs = (e: unknown): never => {
-    throw new Error(`${(e as Error).message}\n${logs()}`);
-  };
-  const felix = (name: string, spec: object) =>
-    new ResourceClient(lab.store).write("apply", {
-      apiVersion: V3,
-      kind: "FelixConfiguration",
-      metadata: { name },
-      spec,
-    });
+  const { logs, withLogs, felix } = labTools(() => lab);
   const bgpRouteTo = (dst: string) =>
     n1.ns
       .ipJson<{ dst: string; gateway?: string }[]>("-4", "route", "show", "proto", "201")
