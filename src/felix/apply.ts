@@ -473,12 +473,26 @@ async function convergeIpsets(
   trace?.("ipsets: read and plan", performance.now() - t);
   if (plan.payload) {
     const payload = plan.payload;
-    await timer(trace)("ipsets: restore", () =>
-      runOk(ctx, "ipset", ["restore", "-exist"], payload),
-    );
+    // Over netlink from this process when it covers the text (ipset_restore.ts), else the tool.
+    const written =
+      direct && ipsetNetlinkWanted()
+        ? await timer(trace)("ipsets: netlink", () => direct.ipsetRestore(payload))
+        : undefined;
+    if (written?.written !== true)
+      await timer(trace)("ipsets: restore", () =>
+        runOk(ctx, "ipset", ["restore", "-exist"], payload),
+      );
     changes.push(...plan.changes);
   }
   return { payload: plan.payload, current };
+}
+
+/**
+ * Whether the full pass writes its sets over netlink (with `direct`); `OCELOT_IPSET_NETLINK=0`
+ * spawns `ipset restore` as before (for comparison).
+ */
+function ipsetNetlinkWanted(): boolean {
+  return process.env.OCELOT_IPSET_NETLINK !== "0";
 }
 
 /**
