@@ -168,12 +168,9 @@ export class DirectKernel {
    * Writes `ipset restore -exist` text over netlink (the full pass's sets); text it does not
    * cover is not written (the result says why: the caller runs the tool).
    */
-  ipsetRestore(
-    text: string,
-    opts?: Parameters<typeof restoreIpsetsOverNetlink>[2],
-  ): Promise<IpsetRestoreResult> {
+  ipsetRestore(text: string): Promise<IpsetRestoreResult> {
     this.ipset ??= new IpsetSocket(this.path);
-    return restoreIpsetsOverNetlink(this.ipset, text, opts);
+    return restoreIpsetsOverNetlink(this.ipset, text);
   }
 
   /** The nf_tables tables of a family (ip, ip6: iptables-nft's), listed over netlink. */
