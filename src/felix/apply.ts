@@ -8,7 +8,9 @@
 // IncrementalApplier (the node daemon's) does that only at start, on its refresh interval and
 // after errors, and otherwise writes only what changed since its last pass, from memory
 // (written.ts). With the native addon (ApplyOptions.direct) interfaces are read and sysctls
-// written by the agent itself, and the incremental path changes ipset members over netlink and
+// written by the agent itself, the full pass writes its sets' restore text over netlink
+// (ipset_restore.ts; `ipset restore` for what it does not cover, or with OCELOT_IPSET_NETLINK=0),
+// and the incremental path changes ipset members over netlink and
 // feeds rules to a long-lived `iptables-nft-restore` (apply_direct.ts, ipset_netlink.ts,
 // iptables_session.ts). Not: deciding what the state is (dataplane.ts and friends).
 import { spawn } from "node:child_process";
@@ -86,7 +88,8 @@ export interface ApplyOptions {
   sysctlsUnread?: boolean;
   /**
    * Interfaces are read and sysctls written by the agent itself (rtnetlink, /proc/sys;
-   * apply_direct.ts) instead of spawning `ip -j link show` and `sysctl -w`, and the incremental
+   * apply_direct.ts) instead of spawning `ip -j link show` and `sysctl -w`, the full pass's sets
+   * are written over netlink instead of by `ipset restore`, and the incremental
    * path changes ipset members over netlink and writes rules through a long-lived
    * `iptables-nft-restore` (iptables_session.ts). Default: when `run` is not given and the
    * native addon loads.
@@ -473,12 +476,26 @@ async function convergeIpsets(
   trace?.("ipsets: read and plan", performance.now() - t);
   if (plan.payload) {
     const payload = plan.payload;
-    await timer(trace)("ipsets: restore", () =>
-      runOk(ctx, "ipset", ["restore", "-exist"], payload),
-    );
+    // Over netlink from this process when it covers the text (ipset_restore.ts), else the tool.
+    const written =
+      direct && ipsetNetlinkWanted()
+        ? await timer(trace)("ipsets: netlink", () => direct.ipsetRestore(payload))
+        : undefined;
+    if (written?.written !== true)
+      await timer(trace)("ipsets: restore", () =>
+        runOk(ctx, "ipset", ["restore", "-exist"], payload),
+      );
     changes.push(...plan.changes);
   }
   return { payload: plan.payload, current };
+}
+
+/**
+ * Whether the full pass writes its sets over netlink (with `direct`); `OCELOT_IPSET_NETLINK=0`
+ * spawns `ipset restore` as before (for comparison).
+ */
+function ipsetNetlinkWanted(): boolean {
+  return process.env.OCELOT_IPSET_NETLINK !== "0";
 }
 
 /**

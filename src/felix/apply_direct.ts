@@ -3,7 +3,8 @@
 // per-interface IPv4 ones of an interface read in this pass over rtnetlink, many interfaces a
 // send (sysctl_netlink.ts), the rest to /proc/sys (in another namespace by a thread that enters
 // it: `ip netns exec … sysctl -w`), ipset members added and deleted over netlink (`ipset restore` of add/del lines,
-// ipset_netlink.ts; the incremental path's), and the sets' headers and nf_tables' tables listed
+// ipset_netlink.ts; the incremental path's), the full pass's whole `ipset restore` text written
+// over netlink (ipset_restore.ts), and the sets' headers and nf_tables' tables listed
 // (the full pass's). Each is a blocking request on a socket opened on
 // first use in the pass and closed at its end. Owns: those sockets for one pass. Not: deciding what to write (written.ts),
 // the tools' path (apply.ts), message layouts (fib/rtnetlink.ts, ipset_netlink.ts).
@@ -17,6 +18,7 @@ import {
   writeLinkDump,
 } from "../fib/rtnetlink.js";
 import { type IpsetHeader, type IpsetMemberOp, IpsetSocket } from "./ipset_netlink.js";
+import { type IpsetRestoreResult, restoreIpsetsOverNetlink } from "./ipset_restore.js";
 import { nftTableName, writeNftTableDump } from "./iptables_session.js";
 import { type SysctlMessage, splitSysctls, sysctlMessages } from "./sysctl_netlink.js";
 import type { Sysctl } from "./workload.js";
@@ -160,6 +162,15 @@ export class DirectKernel {
     if (ops.length === 0) return;
     this.ipset ??= new IpsetSocket(this.path);
     this.ipset.apply(ops);
+  }
+
+  /**
+   * Writes `ipset restore -exist` text over netlink (the full pass's sets); text it does not
+   * cover is not written (the result says why: the caller runs the tool).
+   */
+  ipsetRestore(text: string): Promise<IpsetRestoreResult> {
+    this.ipset ??= new IpsetSocket(this.path);
+    return restoreIpsetsOverNetlink(this.ipset, text);
   }
 
   /** The nf_tables tables of a family (ip, ip6: iptables-nft's), listed over netlink. */

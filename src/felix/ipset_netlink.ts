@@ -4,11 +4,13 @@
 // by the kernel, so every one is known applied or refused (the refusal names the set and the
 // member). The semantics are `ipset restore -exist`'s: adding a member present or deleting one
 // absent is no error (the request carries no NLM_F_EXCL). Only members of `hash:net` sets
-// (a CIDR or an address); creating, swapping and destroying sets stays with the tool. Also
-// lists the sets' headers (`IPSET_CMD_LIST` with `IPSET_FLAG_LIST_HEADER`: name, type, family,
-// no members), which the full pass reads before deciding whether it needs members at all.
-// Owns: the message layout (<linux/netfilter/ipset/ip_set.h>) and the request socket's use.
-// Not: what to add or delete (written.ts), the socket itself (the native addon).
+// (a CIDR or an address) here; the full pass's whole restore text (creating, filling, swapping
+// and destroying sets) is written by ipset_restore.ts through this socket. Also lists the sets'
+// headers (`IPSET_CMD_LIST` with `IPSET_FLAG_LIST_HEADER`: name, type, family, no members), which
+// the full pass reads before deciding whether it needs members at all.
+// Owns: the message layout (<linux/netfilter/ipset/ip_set.h>), ip_set's error texts and the
+// request socket's use. Not: what to add or delete (written.ts), the socket itself (the native
+// addon).
 import { isIPv4, isIPv6 } from "node:net";
 import { errnoText } from "../fib/netlink_request.js";
 import {
@@ -26,32 +28,52 @@ import { addressBytes } from "../lib/ip.js";
 import { loadAddon } from "../lib/native.js";
 
 export const NETLINK_NETFILTER = 12;
-const NFNL_SUBSYS_IPSET = 6;
-const IPSET_CMD_LIST = 7;
-const IPSET_CMD_ADD = 9;
-const IPSET_CMD_DEL = 10;
-/** The oldest protocol the kernel's ip_set accepts (IPSET_PROTOCOL_MIN); ADD/DEL are alike. */
-const IPSET_PROTOCOL = 6;
-const IPSET_ATTR_PROTOCOL = 1;
-const IPSET_ATTR_SETNAME = 2;
-const IPSET_ATTR_TYPENAME = 3;
-const IPSET_ATTR_FAMILY = 5;
-const IPSET_ATTR_FLAGS = 6;
+export const NFNL_SUBSYS_IPSET = 6;
+// Commands (enum ipset_cmd).
+export const IPSET_CMD_CREATE = 2;
+export const IPSET_CMD_DESTROY = 3;
+export const IPSET_CMD_FLUSH = 4;
+export const IPSET_CMD_SWAP = 6;
+export const IPSET_CMD_LIST = 7;
+export const IPSET_CMD_ADD = 9;
+export const IPSET_CMD_DEL = 10;
+export const IPSET_CMD_TYPE = 13;
+/** The oldest protocol the kernel's ip_set accepts (IPSET_PROTOCOL_MIN); every command here is alike in it. */
+export const IPSET_PROTOCOL = 6;
+// Attributes at command level.
+export const IPSET_ATTR_PROTOCOL = 1;
+export const IPSET_ATTR_SETNAME = 2;
+export const IPSET_ATTR_TYPENAME = 3;
+/** The second set's name of a swap (the same number as the type's name). */
+export const IPSET_ATTR_SETNAME2 = 3;
+export const IPSET_ATTR_REVISION = 4;
+export const IPSET_ATTR_FAMILY = 5;
+export const IPSET_ATTR_FLAGS = 6;
+export const IPSET_ATTR_DATA = 7;
+/** Many IPSET_ATTR_DATA in one add/del request (restore's batches). */
+export const IPSET_ATTR_ADT = 8;
+/** The restore line of a request or of one of its members; the kernel answers a refused member with it. */
+export const IPSET_ATTR_LINENO = 9;
+export const IPSET_ATTR_REVISION_MIN = 10;
 /** IPSET_FLAG_LIST_HEADER: each set's header, not its members. */
 const IPSET_FLAG_LIST_HEADER = 1 << 2;
-const NFPROTO_IPV4 = 2;
-const NFPROTO_IPV6 = 10;
-const IPSET_ATTR_DATA = 7;
-const IPSET_ATTR_IP = 1;
-const IPSET_ATTR_CIDR = 3;
-const IPSET_ATTR_IPADDR_IPV4 = 1;
-const IPSET_ATTR_IPADDR_IPV6 = 2;
-const NLA_F_NESTED = 0x8000;
-const NLA_F_NET_BYTEORDER = 0x4000;
+export const NFPROTO_IPV4 = 2;
+export const NFPROTO_IPV6 = 10;
+// Attributes inside IPSET_ATTR_DATA.
+export const IPSET_ATTR_IP = 1;
+export const IPSET_ATTR_CIDR = 3;
+export const IPSET_ATTR_PORT = 4;
+export const IPSET_ATTR_PROTO = 7;
+export const IPSET_ATTR_HASHSIZE = 18;
+export const IPSET_ATTR_MAXELEM = 19;
+export const IPSET_ATTR_IPADDR_IPV4 = 1;
+export const IPSET_ATTR_IPADDR_IPV6 = 2;
+export const NLA_F_NESTED = 0x8000;
+export const NLA_F_NET_BYTEORDER = 0x4000;
 const AF_INET = 2;
-const NFGENMSG_LEN = 4;
+export const NFGENMSG_LEN = 4;
 /** IPSET_MAXNAMELEN less its terminating NUL. */
-const MAX_SETNAME = 31;
+export const MAX_SETNAME = 31;
 
 /** One member change of a hash:net set. */
 export interface IpsetMemberOp {
@@ -61,16 +83,55 @@ export interface IpsetMemberOp {
   member: string;
 }
 
-/** ip_set's own error codes (IPSET_ERR_*, from 4096), as the tool words them. */
+/**
+ * ip_set's refusals (ENOENT, and IPSET_ERR_* from 4096, the hash types' from 4352), in the words
+ * the tool uses (its lib/errcode.c); some depend on the command.
+ */
 const IPSET_ERRORS: Record<number, string> = {
   2: "The set with the given name does not exist",
   4097: "Kernel error received: ipset protocol error",
-  4098: "The value of the CIDR parameter of the IP address is invalid",
-  4101: "The set with the given name does not exist",
-  4103: "Element cannot be added to the set: it's already added",
-  4105: "Kernel error received: set type does not support the feature",
-  4106: "Element cannot be added to the set: the set is full",
+  4098: "Kernel error received: set type not supported",
+  4099: "Kernel error received: maximal number of sets reached, cannot create more",
+  4100: "Set cannot be destroyed: it is in use by a kernel component",
+  4101: "The second set does not exist",
+  4102: "The sets cannot be swapped: their type does not match",
+  4103: "Set cannot be created: set with the same name already exists",
+  4104: "The value of the CIDR parameter of the IP address is invalid",
+  4105: "The value of the netmask parameter is invalid",
+  4106: "Protocol family not supported by the set type",
+  4107: "Timeout cannot be used: set was created without timeout support",
+  4108: "Set cannot be destroyed: it is in use by a kernel component",
+  4109: "An IPv4 address is expected, but not received",
+  4110: "An IPv6 address is expected, but not received",
+  4352: "Hash is full, cannot add more elements",
+  4353: "Null-valued element, cannot be stored in a hash type of set",
+  4354: "Invalid protocol specified",
+  4355: "Protocol missing, but must be specified",
+  4356: 'Range is not supported in the "net" component of the element',
+  4357: "Invalid range, covers the whole address space",
 };
+const IPSET_ERR_EXIST = 4103;
+const EEXIST = 17;
+
+/**
+ * Starts an ipset request of command cmd (IPSET_CMD_*): the header, struct nfgenmsg (the tool
+ * sends AF_INET whatever the set's family; version 0; res_id 0) and IPSET_ATTR_PROTOCOL.
+ * Returns the message's offset (for MessageWriter.finish).
+ */
+export function beginIpsetMessage(
+  w: MessageWriter,
+  cmd: number,
+  flags: number,
+  seq: number,
+): number {
+  const at = w.begin((NFNL_SUBSYS_IPSET << 8) | cmd, flags, seq);
+  w.reserve(NFGENMSG_LEN);
+  w.buf.writeUInt32LE(0, w.len);
+  w.buf[w.len] = AF_INET;
+  w.len += NFGENMSG_LEN;
+  w.attrBytes(IPSET_ATTR_PROTOCOL, Uint8Array.of(IPSET_PROTOCOL));
+  return at;
+}
 
 /** Appends one ADD or DEL request for op (acknowledged). */
 export function writeIpsetOp(w: MessageWriter, seq: number, o: IpsetMemberOp): void {
@@ -84,17 +145,12 @@ export function writeIpsetOp(w: MessageWriter, seq: number, o: IpsetMemberOp): v
   const cidr = slash < 0 ? max : Number(o.member.slice(slash + 1));
   if (!Number.isInteger(cidr) || cidr < 1 || cidr > max)
     throw new Error(`ipset member "${o.member}": prefix length is not 1..${max}`);
-  const at = w.begin(
-    (NFNL_SUBSYS_IPSET << 8) | (o.op === "add" ? IPSET_CMD_ADD : IPSET_CMD_DEL),
+  const at = beginIpsetMessage(
+    w,
+    o.op === "add" ? IPSET_CMD_ADD : IPSET_CMD_DEL,
     NLM_F_REQUEST | NLM_F_ACK,
     seq,
   );
-  // struct nfgenmsg: the tool sends AF_INET whatever the set's family; version 0; res_id 0.
-  w.reserve(NFGENMSG_LEN);
-  w.buf.writeUInt32LE(0, w.len);
-  w.buf[w.len] = AF_INET;
-  w.len += NFGENMSG_LEN;
-  w.attrBytes(IPSET_ATTR_PROTOCOL, Uint8Array.of(IPSET_PROTOCOL));
   w.attrBytes(IPSET_ATTR_SETNAME, Buffer.from(`${o.set}\0`));
   const data = w.beginNest(IPSET_ATTR_DATA | NLA_F_NESTED);
   const ip = w.beginNest(IPSET_ATTR_IP | NLA_F_NESTED);
@@ -119,12 +175,7 @@ export interface IpsetHeader {
 
 /** Appends a dump request of every set's header (`ipset list -t`, over netlink). */
 export function writeIpsetListHeaders(w: MessageWriter, seq: number): void {
-  const at = w.begin((NFNL_SUBSYS_IPSET << 8) | IPSET_CMD_LIST, NLM_F_REQUEST | NLM_F_DUMP, seq);
-  w.reserve(NFGENMSG_LEN);
-  w.buf.writeUInt32LE(0, w.len);
-  w.buf[w.len] = AF_INET;
-  w.len += NFGENMSG_LEN;
-  w.attrBytes(IPSET_ATTR_PROTOCOL, Uint8Array.of(IPSET_PROTOCOL));
+  const at = beginIpsetMessage(w, IPSET_CMD_LIST, NLM_F_REQUEST | NLM_F_DUMP, seq);
   const flags = Buffer.alloc(4);
   flags.writeUInt32BE(IPSET_FLAG_LIST_HEADER);
   w.attrBytes(IPSET_ATTR_FLAGS | NLA_F_NET_BYTEORDER, flags);
@@ -155,8 +206,14 @@ export function decodeIpsetHeader(m: NlMessage): IpsetHeader | undefined {
   return name === undefined ? undefined : { name, type, family };
 }
 
-/** The text of a refusal: ip_set's own codes as the tool says them, else the errno's. */
-export function ipsetErrorText(errno: number): string {
+/** The text of a refusal of a command (IPSET_CMD_*): ip_set's own codes as the tool says them, else the errno's. */
+export function ipsetErrorText(errno: number, cmd?: number): string {
+  if (errno === IPSET_ERR_EXIST && cmd === IPSET_CMD_ADD)
+    return "Element cannot be added to the set: it's already added";
+  if (errno === IPSET_ERR_EXIST && cmd === IPSET_CMD_DEL)
+    return "Element cannot be deleted from the set: it's not added";
+  if (errno === EEXIST && cmd === IPSET_CMD_CREATE)
+    return "Set cannot be created: set with the same name already exists";
   return IPSET_ERRORS[errno] ?? errnoText(errno);
 }
 
@@ -187,7 +244,9 @@ export class IpsetSocket {
         if (m.seq === seq && m.type === NLMSG_ERROR) errno = decodeError(m).errno;
       });
       if (errno !== 0)
-        throw new Error(`ipset ${o.op} ${o.set} ${o.member} refused: ${ipsetErrorText(errno)}`);
+        throw new Error(
+          `ipset ${o.op} ${o.set} ${o.member} refused: ${ipsetErrorText(errno, o.op === "add" ? IPSET_CMD_ADD : IPSET_CMD_DEL)}`,
+        );
     }
   }
 
@@ -221,6 +280,21 @@ export class IpsetSocket {
     });
     if (errno !== 0) throw new Error(`${what} refused: ${ipsetErrorText(errno)}`);
     return out;
+  }
+
+  /** A sequence number of its own for the next request. */
+  nextSeq(): number {
+    return this.seq++;
+  }
+
+  /**
+   * Sends the messages in buf at once (one sendmsg; the kernel does their work inside it) and
+   * returns what was received until the answer (error or ACK) of the first one's sequence
+   * number: give them all one number and NLM_F_ACK on the last.
+   */
+  send(buf: Buffer): Buffer {
+    if (this.fd < 0) throw new Error("ipset netlink socket is closed");
+    return loadAddon().request(this.fd, buf);
   }
 
   close(): void {
