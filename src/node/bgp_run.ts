@@ -65,9 +65,11 @@ export async function startBgp(
     protocols: [first.fib.protocol],
     // As bgpd's: longer toward peers with long-lived graceful restart (RFC 9494).
     gracefulHoldMs: fibGracefulHoldSeconds(first) * 1000,
-    // As bgpd's: routes through one gateway name a nexthop object (the kernel's work per route
-    // ~40% less); OCELOT_FIB_NEXTHOP_OBJECTS=0: the gateway in each route.
-    nexthopObjects: process.env.OCELOT_FIB_NEXTHOP_OBJECTS !== "0",
+    // The gateway in each route unless OCELOT_FIB_NEXTHOP_OBJECTS=1 (then a nexthop object, as
+    // bgpd's): a node holds a few routes per node, where objects save the kernel nothing worth
+    // it, and iproute2 6.1's `ip route flush` refuses routes that name one (EINVAL), which an
+    // operator used to Calico's BIRD routes would meet first.
+    nexthopObjects: process.env.OCELOT_FIB_NEXTHOP_OBJECTS === "1",
     onEvent: (e) => log.debug({ fib: e }, "BGP FIB event"),
   });
   const onSocket = await ttlHook(log);

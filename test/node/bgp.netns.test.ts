@@ -2,7 +2,8 @@
 // SQLite store, a pod on each wired by the real `bin/ocelot-cni`: the daemons mesh over iBGP from
 // their Node resources alone, each learns the other's block (protocol 201 in the kernel, via the
 // other node), and the pods ping each other; the learned route names a kernel nexthop object of
-// protocol 201 for the other node's address, as bgpd's do. A Node deleted: the other node drops
+// protocol 201 for the other node's address, as bgpd's do (OCELOT_FIB_NEXTHOP_OBJECTS=1: node run's
+// default keeps the gateway in each route). A Node deleted: the other node drops
 // its session, its routes and that object, and the deleted node's own speaker stops. Each node's new block is originated
 // by the BGP fast path as IPAM confirms it, and the debounced pass after it reconfigures nothing. Read back from the kernel and from
 // the speakers' status sockets.
@@ -48,7 +49,10 @@ describe.skipIf(skip)("ocelot node run: BGP from the datastore", () => {
 
   const status = (i: number): Peer[] => peerStatus<Peer>(join(dir, `${nodes[i]?.name}.sock`));
 
+  const objectsBefore = process.env.OCELOT_FIB_NEXTHOP_OBJECTS;
   beforeAll(async () => {
+    // The daemons inherit it (this file's own worker process).
+    process.env.OCELOT_FIB_NEXTHOP_OBJECTS = "1";
     dir = mkdtempSync(join(tmpdir(), "ocelot-nodebgp-"));
     url = `file:${join(dir, "store.db")}`;
     store = new SqliteDatastore(join(dir, "store.db"));
@@ -71,6 +75,8 @@ describe.skipIf(skip)("ocelot node run: BGP from the datastore", () => {
   });
 
   afterAll(async () => {
+    if (objectsBefore === undefined) delete process.env.OCELOT_FIB_NEXTHOP_OBJECTS;
+    else process.env.OCELOT_FIB_NEXTHOP_OBJECTS = objectsBefore;
     await stopMeshNodes(nodes);
     await store?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
