@@ -948,15 +948,22 @@ describe.skipIf(skipNetns)("WireGuard under --netns, a peer from the datastore a
     });
     expect(peer.allowedIps).toEqual(["10.234.9.0/26", "10.234.9.1/32", "10.33.0.2/32"]);
     expect(peer.handshake).toBe(0);
-    const table = ns.ipJson<{ dst: string; dev?: string; type?: string }[]>(
-      "-4",
-      "route",
-      "show",
-      "table",
-      "1",
-    );
-    expect(table).toContainEqual(expect.objectContaining({ dst: "10.33.0.2", type: "throw" }));
-    expect(table).toContainEqual(expect.objectContaining({ dst: "10.234.9.0/26", dev: devName }));
+    const table = () =>
+      ns.ipJson<{ dst: string; dev?: string; type?: string }[]>(
+        "-4",
+        "route",
+        "show",
+        "table",
+        "1",
+      );
+    // The peer is set before the table's routes in the same pass: wait for the route too.
+    await waitFor(`${devName}: the peer's host address thrown to the main table`, () =>
+      table().some((r) => r.dst === "10.33.0.2" && r.type === "throw"),
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}\n${JSON.stringify(table())}\n${d?.log}`);
+    });
+    expect(table()).toContainEqual(expect.objectContaining({ dst: "10.33.0.2", type: "throw" }));
+    expect(table()).toContainEqual(expect.objectContaining({ dst: "10.234.9.0/26", dev: devName }));
     expect(ns.ipJson<{ dev: string }[]>("-4", "route", "get", "10.33.0.2")[0]?.dev).toBe("d0");
     expect(ns.ipJson<{ dev: string }[]>("-4", "route", "get", "10.234.9.5")[0]?.dev).toBe(devName);
   });
