@@ -22,7 +22,7 @@ import { ifaceSysctls } from "../../src/felix/workload.js";
 import { MemoryFib } from "../../src/fib/memory_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
-import { webPod, webPolicy } from "./model.js";
+import { webInput, webPod, webPolicy } from "./model.js";
 
 const skip = skipWithReason(
   "felix direct writes (netns)",
@@ -179,17 +179,7 @@ describe.skipIf(skip)("direct writes in a namespace", () => {
         fresh.exec("ipset", "create", "foreign-set", "hash:ip");
         fresh.exec("ipset", "create", "ocl-gone", "hash:net");
         const eps = [webPod(0, "db", "oclset"), webPod(2, "api", "oclset")];
-        const state = renderDataplane({
-          workloads: eps.map((e) => ({
-            id: e.id,
-            hostIface: e.iface,
-            ipv4: [(e.addresses[0] as string).split("/")[0] as string],
-            ipv6: [],
-          })),
-          pools: [{ cidr: "10.244.0.0/16", natOutgoing: true }],
-          options: { ipv6: false },
-          policy: { endpoints: eps, policies: [webPolicy(`role == "api"`)] },
-        });
+        const state = renderDataplane(webInput(eps, [webPolicy(`role == "api"`)]));
         const spawned: string[] = [];
         const run: typeof spawnRunner = (netns, cmd, args, inp) => {
           spawned.push(`${cmd} ${args[0] ?? ""}`);
@@ -255,17 +245,8 @@ describe.skipIf(skip)("direct writes in a namespace", () => {
     async () => {
       const ep = (n: number, role: string) => webPod(n, role, "ocldir");
       const policy = webPolicy(`role == "api"`);
-      const input = (eps: (PolicyEndpoint & { iface: string })[]): DataplaneInput => ({
-        workloads: eps.map((e) => ({
-          id: e.id,
-          hostIface: e.iface,
-          ipv4: [(e.addresses[0] as string).split("/")[0] as string],
-          ipv6: [],
-        })),
-        pools: [{ cidr: "10.244.0.0/16", natOutgoing: true }],
-        options: { ipv6: false },
-        policy: { endpoints: eps, policies: [policy] },
-      });
+      const input = (eps: (PolicyEndpoint & { iface: string })[]): DataplaneInput =>
+        webInput(eps, [policy]);
       const spawned: string[] = [];
       // Every process the applier starts goes through `run` (the long-lived tool excepted).
       const run: typeof spawnRunner = (netns, cmd, args, inp) => {

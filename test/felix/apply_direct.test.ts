@@ -10,7 +10,7 @@ import { newgenPid } from "../../src/felix/iptables_session.js";
 import { fromGlobalNetworkPolicy, type PolicyEndpoint } from "../../src/felix/policy.js";
 import { planIncremental, writtenOf } from "../../src/felix/written.js";
 import { MessageWriter } from "../../src/fib/rtnetlink.js";
-import { webPod, webPolicy } from "./model.js";
+import { webInput, webPod, webPolicy } from "./model.js";
 
 describe("writeIpsetOp()", () => {
   it("lays out IPSET_CMD_ADD of a hash:net member as the ipset tool does", () => {
@@ -82,17 +82,7 @@ describe("planIncremental(): ipset member changes", () => {
     },
   });
   const state = (eps: (PolicyEndpoint & { iface: string })[], policies = [policy]) =>
-    renderDataplane({
-      workloads: eps.map((e) => ({
-        id: e.id,
-        hostIface: e.iface,
-        ipv4: [(e.addresses[0] as string).split("/")[0] as string],
-        ipv6: [],
-      })),
-      pools: [{ cidr: "10.244.0.0/16", natOutgoing: true }],
-      options: { ipv6: false },
-      policy: { endpoints: eps, policies },
-    });
+    renderDataplane(webInput(eps, policies));
 
   it("moves a pod between two sets as an add, then a delete; a new set has none", () => {
     const before = state([ep(1, "db"), ep(2, "api"), ep(3, "api")]);

@@ -15,7 +15,7 @@ import { type IpsetSpec, parseIpsetSave, planIpsets } from "../../src/felix/ipta
 import { MemoryFib } from "../../src/fib/memory_fib.js";
 import { addonUnavailableReason } from "../../src/lib/native.js";
 import { Netns, netnsUnavailableReason, skipWithReason } from "../helpers/netns.js";
-import { webPod, webPolicy } from "./model.js";
+import { webInput, webPod, webPolicy } from "./model.js";
 
 const skip = skipWithReason(
   "felix ipset restore over netlink (netns)",
@@ -234,17 +234,7 @@ describe.skipIf(skip)("the full pass's sets over netlink", () => {
     "the full pass writes its sets over netlink; with OCELOT_IPSET_NETLINK=0 by the tool, the same",
     async () => {
       const eps = [webPod(0, "db", "oclnl"), webPod(2, "api", "oclnl")];
-      const state = renderDataplane({
-        workloads: eps.map((e) => ({
-          id: e.id,
-          hostIface: e.iface,
-          ipv4: [(e.addresses[0] as string).split("/")[0] as string],
-          ipv6: [],
-        })),
-        pools: [{ cidr: "10.244.0.0/16", natOutgoing: true }],
-        options: { ipv6: false },
-        policy: { endpoints: eps, policies: [webPolicy(`role == "api"`)] },
-      });
+      const state = renderDataplane(webInput(eps, [webPolicy(`role == "api"`)]));
       const pass = async (ns: Netns) => {
         ns.exec("ipset", "destroy");
         const spawned: string[] = [];

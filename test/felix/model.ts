@@ -1,6 +1,7 @@
 // Test models of the kernel's iptables-restore --noflush (the subset our payloads use), shared
 // by the property test of planTable() and the pure apply test; and the incremental apply tests'
 // fixture (web pods and the policy over them).
+import type { DataplaneInput } from "../../src/felix/dataplane.js";
 import type { SavedTable } from "../../src/felix/iptables.js";
 import {
   fromGlobalNetworkPolicy,
@@ -36,6 +37,24 @@ export function webPolicy(second: string): Policy {
       ],
     },
   });
+}
+
+/** The agent's input for web pods (their IPv4 address, NAT-outgoing pool 10.244/16) and policies. */
+export function webInput(
+  eps: readonly (PolicyEndpoint & { iface: string })[],
+  policies: Policy[],
+): DataplaneInput {
+  return {
+    workloads: eps.map((e) => ({
+      id: e.id,
+      hostIface: e.iface,
+      ipv4: [(e.addresses[0] as string).split("/")[0] as string],
+      ipv6: [],
+    })),
+    pools: [{ cidr: "10.244.0.0/16", natOutgoing: true }],
+    options: { ipv6: false },
+    policy: { endpoints: [...eps], policies },
+  };
 }
 
 /** A model of iptables-restore --noflush over one table (the subset our payloads use). */
