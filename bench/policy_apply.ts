@@ -694,8 +694,8 @@ function cpuMs(f: () => void): number {
   return (b.user + b.system) / 1000;
 }
 
-/** --render-cpu: each build's render alone, CPU time, on the same model's passes. */
-async function renderCpu(o: BenchOptions): Promise<void> {
+/** This build's render, and with --old the old build's (its dist/felix/dataplane.js). */
+async function renderBuilds(o: BenchOptions): Promise<[string, RenderFn][]> {
   const builds: [string, RenderFn][] = [["ours", renderDataplane]];
   if (o.old) {
     const dp = (await import(pathToFileURL(join(o.old, "felix", "dataplane.js")).href)) as {
@@ -703,6 +703,12 @@ async function renderCpu(o: BenchOptions): Promise<void> {
     };
     builds.push(["old", dp.renderDataplane]);
   }
+  return builds;
+}
+
+/** --render-cpu: each build's render alone, CPU time, on the same model's passes. */
+async function renderCpu(o: BenchOptions): Promise<void> {
+  const builds = await renderBuilds(o);
   const model = new Model(o);
   const cpu: Record<string, { first: number; add: number[]; change: number[] }> = {};
   for (const [name, render] of builds)
@@ -748,13 +754,7 @@ async function allocated(session: Session, f: () => void): Promise<number> {
 
 /** --render-alloc: each build's render alone, bytes allocated a pass (+1 pods, label changes). */
 async function renderAlloc(o: BenchOptions): Promise<void> {
-  const builds: [string, RenderFn][] = [["ours", renderDataplane]];
-  if (o.old) {
-    const dp = (await import(pathToFileURL(join(o.old, "felix", "dataplane.js")).href)) as {
-      renderDataplane: RenderFn;
-    };
-    builds.push(["old", dp.renderDataplane]);
-  }
+  const builds = await renderBuilds(o);
   const model = new Model(o);
   for (const [, render] of builds) render(model.input());
   const session = new Session();
