@@ -205,6 +205,21 @@ export class Model {
     return ep;
   }
 
+  /** The k-th change of a run: endpoint k × 7919 (spread over the endpoints) to its next role. */
+  change(k: number): void {
+    this.relabel((k * 7919) % this.endpoints.length);
+  }
+
+  /** Step k of the render-only runs: the first `adds` add an endpoint, the rest are changes. */
+  step(k: number, adds: number): "add" | "change" {
+    if (k < adds) {
+      this.addEndpoint();
+      return "add";
+    }
+    this.change(k);
+    return "change";
+  }
+
   /** Moves endpoint n to the next role. */
   relabel(n: number): void {
     const ep = this.endpoints[n] as Ep;
@@ -632,7 +647,7 @@ export async function runPolicyBench(o: BenchOptions): Promise<BenchResult> {
     for (let k = 0; k < o.adds; k++) await pass(k, "add", model.addEndpoint());
     // (c) one label change on one pod (its role: two rule ipsets change members).
     for (let k = 0; k < o.changes; k++) {
-      model.relabel((k * 7919) % model.endpoints.length);
+      model.change(k);
       await pass(k, "change");
     }
     for (const v of variants) v.res.problems = checkInForce(v.ns as string, model, flavour);
@@ -714,9 +729,7 @@ async function renderCpu(o: BenchOptions): Promise<void> {
   for (const [name, render] of builds)
     cpu[name] = { first: cpuMs(() => render(model.input())), add: [], change: [] };
   for (let k = 0; k < o.adds + o.changes; k++) {
-    const phase = k < o.adds ? "add" : "change";
-    if (phase === "add") model.addEndpoint();
-    else model.relabel((k * 7919) % model.endpoints.length);
+    const phase = model.step(k, o.adds);
     const input = model.input();
     const order = k % 2 === 0 ? builds : [...builds].reverse();
     for (const [name, render] of order) cpu[name]?.[phase].push(cpuMs(() => render(input)));
@@ -764,9 +777,7 @@ async function renderAlloc(o: BenchOptions): Promise<void> {
   for (const [name] of builds) bytes[name] = { add: 0, change: 0 };
   try {
     for (let k = 0; k < o.adds + o.changes; k++) {
-      const phase = k < o.adds ? "add" : "change";
-      if (phase === "add") model.addEndpoint();
-      else model.relabel((k * 7919) % model.endpoints.length);
+      const phase = model.step(k, o.adds);
       const input = model.input();
       const order = k % 2 === 0 ? builds : [...builds].reverse();
       for (const [name, render] of order) {

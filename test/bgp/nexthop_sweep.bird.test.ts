@@ -97,19 +97,22 @@ describe.skipIf(skip)("bgpd nexthop object sweep after a crash", () => {
       .filter((n) => n.protocol !== "201" || n.id === 1234)
       .map((n) => `${n.id} ${n.gateway} ${n.protocol ?? "-"}`)
       .sort();
+  /** Waits until both peers' routes name a nexthop object; their ids. */
+  const bothThroughObjects = async (): Promise<[number, number]> => {
+    await waitFor("both routes through nexthop objects", () => {
+      const a = route("10.99.14.0/24");
+      const b = route("10.99.15.0/24");
+      return a?.nhid !== undefined && b?.nhid !== undefined;
+    });
+    return [route("10.99.14.0/24")?.nhid as number, route("10.99.15.0/24")?.nhid as number];
+  };
   const crash = async () => {
     lab.signal(ocelot.pid, "SIGKILL");
     await waitFor("bgpd gone", () => !oc.pids().includes(ocelot.pid));
   };
 
   it("a peer's session down takes its gateway's object with its routes; back up makes it again", async () => {
-    await waitFor("both routes through nexthop objects", () => {
-      const a = route("10.99.14.0/24");
-      const b = route("10.99.15.0/24");
-      return a?.nhid !== undefined && b?.nhid !== undefined;
-    });
-    const via1 = route("10.99.14.0/24")?.nhid as number;
-    const via2 = route("10.99.15.0/24")?.nhid as number;
+    const [via1, via2] = await bothThroughObjects();
     bird.cmd("disable", "p2");
     await waitFor("the route via the second peer withdrawn", () => !route("10.99.15.0/24"));
     await waitFor("its gateway's object deleted", () => !ours().some((n) => n.id === via2));
@@ -126,13 +129,7 @@ describe.skipIf(skip)("bgpd nexthop object sweep after a crash", () => {
   });
 
   it("deletes the object of a gateway nobody announces after the restart's sweep, keeps the used one and foreign ones", async () => {
-    await waitFor("both routes through nexthop objects", () => {
-      const a = route("10.99.14.0/24");
-      const b = route("10.99.15.0/24");
-      return a?.nhid !== undefined && b?.nhid !== undefined;
-    });
-    const via1 = route("10.99.14.0/24")?.nhid as number;
-    const via2 = route("10.99.15.0/24")?.nhid as number;
+    const [via1, via2] = await bothThroughObjects();
     expect(
       ours()
         .map((n) => [n.id, n.gateway])
