@@ -65,6 +65,23 @@ const input = (policies: Policy[], endpoints = ENDPOINTS): PolicyInput => ({
 const chain = (state: { chains: { name: string; rules: string[] }[] }, name: string) =>
   state.chains.find((c) => c.name === name)?.rules;
 
+/** Both local endpoints (a and b) dispatched to nothing, every other workload interface dropped. */
+const DISPATCH_ONLY = {
+  chains: [
+    {
+      name: "ocl-from-wl-dispatch",
+      rules: ["-i oclaaaaaaaaaaa -j RETURN", "-i oclbbbbbbbbbbb -j RETURN", "-j DROP"],
+    },
+    {
+      name: "ocl-to-wl-dispatch",
+      rules: ["-o oclaaaaaaaaaaa -j RETURN", "-o oclbbbbbbbbbbb -j RETURN", "-j DROP"],
+    },
+  ],
+  workloadToHostHead: [],
+  ipsets: [],
+  warnings: [],
+};
+
 describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
   it("renders the selected local endpoint's ingress chain, its policy chain and the ipset", () => {
     const s = renderPolicy(input([allowFromA]), 4);
@@ -121,25 +138,10 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
   });
 
   it("without a workload policy or a profile with rules: the dispatch chains alone (Felix's unknown-interface drop is always)", () => {
-    const dispatchOnly = {
-      chains: [
-        {
-          name: "ocl-from-wl-dispatch",
-          rules: ["-i oclaaaaaaaaaaa -j RETURN", "-i oclbbbbbbbbbbb -j RETURN", "-j DROP"],
-        },
-        {
-          name: "ocl-to-wl-dispatch",
-          rules: ["-o oclaaaaaaaaaaa -j RETURN", "-o oclbbbbbbbbbbb -j RETURN", "-j DROP"],
-        },
-      ],
-      workloadToHostHead: [],
-      ipsets: [],
-      warnings: [],
-    };
-    expect(renderPolicy(input([]), 4)).toEqual(dispatchOnly);
+    expect(renderPolicy(input([]), 4)).toEqual(DISPATCH_ONLY);
     expect(
       renderPolicy({ ...input([]), profiles: [{ name: "p", ingress: [], egress: [] }] }, 4),
-    ).toEqual(dispatchOnly);
+    ).toEqual(DISPATCH_ONLY);
     // No local endpoint at all: every workload interface is unknown.
     expect(renderPolicy({ endpoints: [], policies: [] }, 4).chains).toEqual([
       { name: "ocl-from-wl-dispatch", rules: ["-j DROP"] },
@@ -150,21 +152,7 @@ describe("renderPolicy(): endpoint, policy and dispatch chains", () => {
   it("a policy selecting no local endpoint: every local endpoint dispatched to nothing, unknown interfaces dropped", () => {
     const onlyRemote = np("x", { selector: "app == 'zzz'" });
     const otherNs = np("y", { selector: "app == 'b'" }, "other");
-    expect(renderPolicy(input([onlyRemote, otherNs]), 4)).toEqual({
-      chains: [
-        {
-          name: "ocl-from-wl-dispatch",
-          rules: ["-i oclaaaaaaaaaaa -j RETURN", "-i oclbbbbbbbbbbb -j RETURN", "-j DROP"],
-        },
-        {
-          name: "ocl-to-wl-dispatch",
-          rules: ["-o oclaaaaaaaaaaa -j RETURN", "-o oclbbbbbbbbbbb -j RETURN", "-j DROP"],
-        },
-      ],
-      workloadToHostHead: [],
-      ipsets: [],
-      warnings: [],
-    });
+    expect(renderPolicy(input([onlyRemote, otherNs]), 4)).toEqual(DISPATCH_ONLY);
     // With iptablesFilterDenyAction Reject, the unknown interface's rule rejects.
     const reject = renderPolicy(
       { ...input([onlyRemote]), actions: { ...DEFAULT_RULE_ACTIONS, filterDeny: "Reject" } },
