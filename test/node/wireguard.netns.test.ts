@@ -16,7 +16,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ResourceClient } from "../../src/api/client.js";
 import type { Node } from "../../src/api/node.js";
 import { kindOf } from "../../src/api/registry.js";
@@ -96,12 +96,54 @@ function wgDump(ns: Netns, dev: string) {
   };
 }
 
-/** What every block uses of its lab: the daemons' logs, an error carrying them, a FelixConfiguration write. */
-function labTools(lab: () => Lab) {
+/**
+ * WireGuard's state on each node of the lab, for a failure's message: `wg show` of its devices
+ * (endpoint, latest handshake, transfer), the devices' counters (what the TUN took in and gave
+ * back), whether their wireguard-go still runs and its socket is there, the rules and the routes
+ * of every table. devices(i): the devices of the i-th node (from 1).
+ */
+function wireguardState(lab: Lab | undefined, devices: (i: number) => string[]): string {
+  if (!lab) return "(no lab)";
+  const sh = (ns: string, cmd: string, args: string[]) => {
+    const r = runSync("ip", ["netns", "exec", ns, cmd, ...args]);
+    return `$ ${cmd} ${args.join(" ")} (exit ${r.status})\n${`${r.stdout}${r.stderr}`.trim()}`;
+  };
+  return lab.nodes
+    .map((n, k) => {
+      const out = [`=== WireGuard on ${n.name} (${n.ns.name}) at ${new Date().toISOString()}`];
+      for (const d of devices(k + 1)) {
+        out.push(sh(n.ns.name, "wg", ["show", d]), sh(n.ns.name, "ip", ["-s", "link", "show", d]));
+        const go = runSync("pgrep", ["-a", "-f", `wireguard-go ${d}$`]);
+        const sock = `/var/run/wireguard/${d}.sock`;
+        out.push(
+          `wireguard-go ${d}: ${go.stdout.trim() || "not running"}; ${sock} ${existsSync(sock) ? "present" : "absent"}`,
+        );
+      }
+      for (const f of ["-4", "-6"])
+        out.push(
+          sh(n.ns.name, "ip", [f, "rule", "show"]),
+          sh(n.ns.name, "ip", [f, "route", "show", "table", "all"]),
+        );
+      return out.join("\n");
+    })
+    .join("\n");
+}
+
+/**
+ * What every block uses of its lab: the daemons' logs and WireGuard's state (devices(i): the
+ * i-th node's devices), an error carrying them, a FelixConfiguration write; and, for a test that
+ * fails on an assertion (no error of ours), WireGuard's state printed at its failure.
+ */
+function labTools(lab: () => Lab, devices: (i: number) => string[]) {
   const logs = () =>
-    lab()
+    `${lab()
       .nodes.map((n) => `--- ${n.name}\n${n.daemon?.log}`)
-      .join("\n");
+      .join("\n")}\n${wireguardState(lab(), devices)}`;
+  beforeEach(({ onTestFailed }) => {
+    onTestFailed(() => {
+      console.error(`WireGuard at the failure:\n${wireguardState(lab(), devices)}`);
+    });
+  });
   return {
     logs,
     withLogs: (e: unknown): never => {
@@ -125,7 +167,10 @@ describe.skipIf(skip)(
     let n2: LabNode;
     const dev = (i: number) => `${RUN_PREFIX}w${i}`;
     const dev6 = (i: number) => `${RUN_PREFIX}x${i}`;
-    const { logs, withLogs, felix } = labTools(() => lab);
+    const { logs, withLogs, felix } = labTools(
+      () => lab,
+      (i) => [dev(i), dev6(i)],
+    );
     const client = () => new ResourceClient(lab.store);
     const nodeInfo = () => kindOf(V3, "Node") as NonNullable<ReturnType<typeof kindOf>>;
     const nodeResource = async (name: string) =>
@@ -669,7 +714,10 @@ describe.skipIf(skipBgp)("WireGuard beside BGP routes to the same blocks", () =>
   let n1: LabNode;
   let n2: LabNode;
   const dev = (i: number) => `${RUN_PREFIX}b${i}`;
-  const { logs, withLogs, felix } = labTools(() => lab);
+  const { logs, withLogs, felix } = labTools(
+    () => lab,
+    (i) => [dev(i)],
+  );
   const bgpRoute = () =>
     n1.ns
       .ipJson<{ dst: string; gateway?: string }[]>("-4", "route", "show", "proto", "201")
@@ -743,7 +791,10 @@ describe.skipIf(skipBgp)("WireGuard host encryption beside BGP: the BGP session 
   let n1: LabNode;
   let n2: LabNode;
   const dev = (i: number) => `${RUN_PREFIX}h${i}`;
-  const { logs, withLogs, felix } = labTools(() => lab);
+  const { logs, withLogs, felix } = labTools(
+    () => lab,
+    (i) => [dev(i)],
+  );
   const bgpRouteTo = (dst: string) =>
     n1.ns
       .ipJson<{ dst: string; gateway?: string }[]>("-4", "route", "show", "proto", "201")
