@@ -31,8 +31,19 @@ export async function holds(ms: number, check: () => boolean): Promise<boolean> 
   return true;
 }
 
+/**
+ * The run prefix of a process: `oc`, the random bytes in hex, then the pid in base 36. The hex
+ * comes before the pid so the third character is never `l`: a prefix `ocl…` (pids 27216-28511 in
+ * base 36 begin with `l`) made the links a test names with it look like pods' host-side
+ * interfaces (WORKLOAD_IFACE_PREFIX) to the node daemon under test, whose policy then dropped what
+ * was forwarded to them as an unknown pod's (a WireGuard device `ocl…w1`: pod pings never crossed).
+ */
+export function runPrefixOf(pid: number, random: Buffer): string {
+  return `oc${random.toString("hex")}${pid.toString(36)}`;
+}
+
 /** A prefix unique to this test process, so parallel runs and workers never collide. */
-export const RUN_PREFIX = `oc${process.pid.toString(36)}${randomBytes(2).toString("hex")}`;
+export const RUN_PREFIX = runPrefixOf(process.pid, randomBytes(2));
 
 export class Netns extends BaseNetns {
   /** Creates namespace `${RUN_PREFIX}-${short}` with lo up and forwarding on. */
