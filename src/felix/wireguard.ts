@@ -26,6 +26,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import { parseDurationMs } from "../api/fields.js";
 import { formatAddress, formatCidr, parseAddress, parseCidr } from "../lib/ip.js";
+import { WORKLOAD_IFACE_PREFIX } from "../lib/pod_wiring.js";
 import { borrowedAddresses, type WorkloadAddress } from "./overlay.js";
 
 export const WIREGUARD_DEFAULT_INTERFACE = "wireguard.cali";
@@ -113,16 +114,24 @@ export function wireguardConfig(
     warnings.push(
       `FelixConfiguration routeTableRanges: no index left for the IPv${family} WireGuard table; ${v6 ? 2 : 1} is used`,
     );
+  const enabled = spec[`wireguardEnabled${sfx}`] === true;
+  const interfaceName =
+    typeof name === "string" && name !== ""
+      ? name
+      : v6
+        ? WIREGUARD_DEFAULT_INTERFACE_V6
+        : WIREGUARD_DEFAULT_INTERFACE;
+  // As Felix's InterfacePrefix `cali`: a device named like the pods' host-side interfaces is
+  // policed as an unknown pod's (the to-workload dispatch drops what is forwarded to it).
+  if (enabled && interfaceName.startsWith(WORKLOAD_IFACE_PREFIX))
+    warnings.push(
+      `FelixConfiguration wireguardInterfaceName${sfx}: "${interfaceName}" begins with the pods' interface prefix "${WORKLOAD_IFACE_PREFIX}": the policy takes it for an unknown pod's interface and drops the pods' traffic forwarded to it; choose another name`,
+    );
   return {
     config: {
       family,
-      enabled: spec[`wireguardEnabled${sfx}`] === true,
-      interfaceName:
-        typeof name === "string" && name !== ""
-          ? name
-          : v6
-            ? WIREGUARD_DEFAULT_INTERFACE_V6
-            : WIREGUARD_DEFAULT_INTERFACE,
+      enabled,
+      interfaceName,
       listeningPort:
         int(spec[`wireguardListeningPort${sfx}`]) ??
         (v6 ? WIREGUARD_DEFAULT_PORT_V6 : WIREGUARD_DEFAULT_PORT),

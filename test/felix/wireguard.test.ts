@@ -137,6 +137,21 @@ describe("WireGuard settings", () => {
       "FelixConfiguration wireguardKeepAlive: not a duration; keepalive off",
     ]);
   });
+
+  it("a device named like the pods' interfaces (ocl…) is warned about, naming the field: the policy would drop what is forwarded to it", () => {
+    const on = { wireguardEnabled: true, wireguardEnabledV6: true };
+    expect(wireguardConfig({ ...on, wireguardInterfaceName: "oclm92de4w1" }).warnings).toEqual([
+      `FelixConfiguration wireguardInterfaceName: "oclm92de4w1" begins with the pods' interface prefix "ocl": the policy takes it for an unknown pod's interface and drops the pods' traffic forwarded to it; choose another name`,
+    ]);
+    expect(wireguardConfig({ ...on, wireguardInterfaceNameV6: "oclx1" }, 6).warnings[0]).toMatch(
+      /^FelixConfiguration wireguardInterfaceNameV6: "oclx1" begins with/,
+    );
+    // Off, or another name (the defaults, the tests' `oc<hex>…`): no warning.
+    expect(wireguardConfig({ wireguardInterfaceName: "oclm92de4w1" }).warnings).toEqual([]);
+    expect(wireguardConfig(on).warnings).toEqual([]);
+    expect(wireguardConfig(on, 6).warnings).toEqual([]);
+    expect(wireguardConfig({ ...on, wireguardInterfaceName: "oc0102lm9w1" }).warnings).toEqual([]);
+  });
 });
 
 describe("WireGuard keys", () => {
