@@ -135,11 +135,15 @@ export type WireguardImplementation = "kernel" | "wireguard-go";
 export async function createDevice(ctx: Ctx, name: string): Promise<WireguardImplementation> {
   const k = await ctx.run(ctx.netns, "ip", ["link", "add", name, "type", "wireguard"]);
   if (k.code === 0) return "kernel";
-  const g = await ctx.run(ctx.netns, "wireguard-go", [name]).catch((err: Error) => ({
-    code: -1,
-    stdout: "",
-    stderr: err.message,
-  }));
+  // Without LOG_LEVEL: with it set (in the daemon's environment), wireguard-go's daemonized
+  // child keeps our stdout and stderr pipes open for its logs, so the command never ends.
+  const g = await ctx
+    .run(ctx.netns, "env", ["-u", "LOG_LEVEL", "wireguard-go", name])
+    .catch((err: Error) => ({
+      code: -1,
+      stdout: "",
+      stderr: err.message,
+    }));
   if (g.code === 0) return "wireguard-go";
   throw new Error(
     `WireGuard device ${name}: the kernel has no WireGuard (${k.stderr.trim()}) and wireguard-go failed (${g.stderr.trim() || g.stdout.trim() || `exit ${g.code}`})`,

@@ -126,7 +126,15 @@ export interface ReadyNode {
  */
 export async function startReadyNode(
   ns: Netns,
-  o: { nodename: string; ip: string; datastore: string; dir: string; extra?: string[] },
+  o: {
+    nodename: string;
+    ip: string;
+    datastore: string;
+    dir: string;
+    extra?: string[];
+    /** Set in the daemon's environment, beside the test's own. */
+    env?: Record<string, string>;
+  },
 ): Promise<ReadyNode> {
   const port = 20_000 + Math.floor(Math.random() * 20_000);
   const get = async (path: string) => {
@@ -159,7 +167,7 @@ export async function startReadyNode(
       join(o.dir, "mtu"),
       ...(o.extra ?? []),
     ],
-    { stdio: ["ignore", "pipe", "pipe"] },
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...o.env } },
   );
   const daemon = new NodeProcess(ns, proc);
   try {

@@ -953,11 +953,15 @@ describe.skipIf(skipNetns)("WireGuard under --netns, a peer from the datastore a
         metadata: { name },
         spec,
       });
+    // LOG_LEVEL in the daemon's environment (wireguard-go's own variable): wireguard-go's
+    // daemonized child would keep the pipes of the command that made the device open for its
+    // logs, and the daemon's pass wait for it forever (tried: no device was configured).
     node = await startReadyNode(ns, {
       nodename: "wgn-a",
       ip: "10.33.0.1/24",
       datastore: `file:${join(dir, "store.db")}`,
       dir,
+      env: { LOG_LEVEL: "verbose" },
     });
     const d = node.daemon;
     const peer = await waitFor(`${devName}: the peer wgn-peer`, () =>
