@@ -7,7 +7,7 @@
 // address in use and the real `ocelot ipam check` finds nothing leaked.
 // The short form runs in the suite; `npm run test:soak` (OCELOT_SOAK=1) runs 100 kills each.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,6 +22,10 @@ import { putPool } from "../ipam/helpers.js";
 
 const KILLS = process.env.OCELOT_SOAK ? 100 : 8;
 const WORKER = new URL("./ipam_crash_worker.mjs", import.meta.url).pathname;
+/** The workers' report files (see the worker), removed after the file's tests. */
+const REPORTS = mkdtempSync(join(tmpdir(), "ocelot-crash-reports-"));
+afterAll(() => rmSync(REPORTS, { recursive: true, force: true }));
+let workersStarted = 0;
 const OCELOT = new URL("../../bin/ocelot", import.meta.url).pathname;
 const NODE = "crash-node";
 
@@ -94,8 +98,8 @@ function explain(o: Outcome, diffs: string[]): string {
 
 /**
  * Starts a worker, lets it run after "ready" (a random time, or until `until` says so), SIGKILLs
- * it, parses its report. `stall`: the test reads nothing from the worker until it is dead, as a
- * test process under load may not (the report must survive that).
+ * it, parses its report (a file, read once the worker is dead). `stall`: the test reads nothing
+ * from the worker's stdout until it is dead, as a test process under load may not.
  */
 async function runAndKill(
   url: string,
@@ -104,9 +108,10 @@ async function runAndKill(
   random: () => number,
   opts: { stall?: boolean; until?: () => Promise<boolean> } = {},
 ) {
+  const reportFile = join(REPORTS, `worker-${++workersStarted}`);
   const p: ChildProcess = spawn(
     process.execPath,
-    ["--import", "tsx", WORKER, url, NODE, String(first)],
+    ["--import", "tsx", WORKER, url, NODE, String(first), reportFile],
     {
       stdio: ["ignore", "pipe", "pipe"],
     },
@@ -134,8 +139,9 @@ async function runAndKill(
   p.stdout?.resume();
   await exited;
   clearTimeout(hang);
+  const report = existsSync(reportFile) ? readFileSync(reportFile, "utf8") : "";
   const inFlight = new Set<number>();
-  for (const line of out.split("\n")) {
+  for (const line of report.split("\n")) {
     const [what, i, addr] = line.split(" ");
     const n = Number(i);
     if (what === "begin" || what === "rel") inFlight.add(n);
@@ -151,7 +157,7 @@ async function runAndKill(
   }
   for (const n of inFlight) o.cut.add(n);
   o.next = Math.max(o.next, first + 1);
-  const lines = out.trimEnd().split("\n");
+  const lines = report.trimEnd().split("\n");
   o.workers.push(`${first}: ${lines.length} lines, ... ${lines.slice(-3).join(" | ")}`);
 }
 
