@@ -20,6 +20,8 @@ import { putPool } from "./helpers.js";
 
 const NODE = "kill-node";
 const ROUNDS = process.env.OCELOT_SOAK ? 400 : 10;
+/** A hang's limit: the suite's 120 s, more for the long form (about 0.3-0.7 s a round, load ~20). */
+const LIMIT_MS = Math.max(120_000, ROUNDS * 3_000);
 const KILLS = 8;
 const HOLD = 24;
 const NEVER = new Promise<never>(() => {});
@@ -108,58 +110,67 @@ async function worker(
 }
 
 describe("IPAM cut off at chosen datastore calls (embedded store)", () => {
-  it(`${ROUNDS} rounds of ${KILLS} workers: the blocks hold exactly what returned, each once`, async () => {
-    const dir = mkdtempSync(join(tmpdir(), "ocelot-killpoints-"));
-    try {
-      for (let round = 0; round < ROUNDS; round++) {
-        let seed = 0x6b1 + round;
-        const random = () => {
-          seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-          return seed / 0x7fffffff;
-        };
-        let t = 1_700_000_000_000;
-        const now = () => {
-          t += Math.floor(random() * 300);
-          return t;
-        };
-        const store = new SqliteDatastore(join(dir, `round-${round}.db`));
-        try {
-          await putPool(store, "kill-pool", "10.72.0.0/20", { blockSize: 26 });
-          const o: Outcome = { assigned: new Map(), released: new Set(), cut: new Set(), next: 0 };
-          const kills: string[] = [];
-          for (let k = 0; k < KILLS; k++) {
-            // Often within the first calls (a worker's start: pools, affinities, a claim), else
-            // anywhere in a few hundred operations.
-            const dieAt = 1 + Math.floor(random() < 0.4 ? random() * 20 : random() * 600);
-            const after = random() < 0.5;
-            kills.push(`${dieAt}${after ? "+" : "-"}`);
-            await worker(store, o, dieAt, after, now, random);
+  it(
+    `${ROUNDS} rounds of ${KILLS} workers: the blocks hold exactly what returned, each once`,
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "ocelot-killpoints-"));
+      try {
+        for (let round = 0; round < ROUNDS; round++) {
+          let seed = 0x6b1 + round;
+          const random = () => {
+            seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+            return seed / 0x7fffffff;
+          };
+          let t = 1_700_000_000_000;
+          const now = () => {
+            t += Math.floor(random() * 300);
+            return t;
+          };
+          const store = new SqliteDatastore(join(dir, `round-${round}.db`));
+          try {
+            await putPool(store, "kill-pool", "10.72.0.0/20", { blockSize: 26 });
+            const o: Outcome = {
+              assigned: new Map(),
+              released: new Set(),
+              cut: new Set(),
+              next: 0,
+            };
+            const kills: string[] = [];
+            for (let k = 0; k < KILLS; k++) {
+              // Often within the first calls (a worker's start: pools, affinities, a claim), else
+              // anywhere in a few hundred operations.
+              const dieAt = 1 + Math.floor(random() < 0.4 ? random() * 20 : random() * 600);
+              const after = random() < 0.5;
+              kills.push(`${dieAt}${after ? "+" : "-"}`);
+              await worker(store, o, dieAt, after, now, random);
+            }
+            const ipam = new IpamStore(store, { emptyBlockGraceMs: 0 });
+            for (const n of o.cut) await ipam.releaseByHandle(`kill-${n}`, NODE);
+            const want = new Map<string, string>();
+            for (const [n, a] of o.assigned)
+              if (!o.released.has(n) && !o.cut.has(n)) want.set(`kill-${n}`, a);
+            const got = new Map<string, string[]>();
+            for (const e of await ipam.listAllBlocks())
+              e.block.owner.forEach((idx, ordinal) => {
+                if (idx < 0) return;
+                const h = e.block.attributes[idx]?.handleId ?? "(no handle)";
+                got.set(h, [...(got.get(h) ?? []), addressOf(e.block, ordinal)]);
+              });
+            const diffs: string[] = [];
+            for (const [h, a] of want)
+              if (got.get(h)?.join() !== a)
+                diffs.push(`${h}: returned ${a}, holds [${got.get(h) ?? ""}]`);
+            for (const [h, addrs] of got)
+              if (!want.has(h)) diffs.push(`${h}: not held, holds [${addrs}]`);
+            expect(diffs, `round ${round}, kills at calls ${kills.join(" ")}`).toEqual([]);
+          } finally {
+            await store.close();
           }
-          const ipam = new IpamStore(store, { emptyBlockGraceMs: 0 });
-          for (const n of o.cut) await ipam.releaseByHandle(`kill-${n}`, NODE);
-          const want = new Map<string, string>();
-          for (const [n, a] of o.assigned)
-            if (!o.released.has(n) && !o.cut.has(n)) want.set(`kill-${n}`, a);
-          const got = new Map<string, string[]>();
-          for (const e of await ipam.listAllBlocks())
-            e.block.owner.forEach((idx, ordinal) => {
-              if (idx < 0) return;
-              const h = e.block.attributes[idx]?.handleId ?? "(no handle)";
-              got.set(h, [...(got.get(h) ?? []), addressOf(e.block, ordinal)]);
-            });
-          const diffs: string[] = [];
-          for (const [h, a] of want)
-            if (got.get(h)?.join() !== a)
-              diffs.push(`${h}: returned ${a}, holds [${got.get(h) ?? ""}]`);
-          for (const [h, addrs] of got)
-            if (!want.has(h)) diffs.push(`${h}: not held, holds [${addrs}]`);
-          expect(diffs, `round ${round}, kills at calls ${kills.join(" ")}`).toEqual([]);
-        } finally {
-          await store.close();
         }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+    },
+    LIMIT_MS,
+  );
 });
