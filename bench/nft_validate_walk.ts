@@ -14,8 +14,9 @@
 // tool's CPU time (its user + system time from /proc: the kernel's validation runs in its
 // sendmsg), the variants alternating; the chain is made before and deleted after, untimed.
 // Usage: npx tsx bench/nft_validate_walk.ts [--endpoints 1000] [--policies 200] [--sets 50]
-//        [--top 15] [--save FILE] [--commit N [--variant no-input]...]
-// (FILE: `iptables-nft-save` output to count instead of the render; variants, for measuring the
+//        [--top 15] [--save FILE] [--commit N [--variant no-input]...] [--set-dispatch]
+// (--set-dispatch: the render's dispatch by set, policy.ts dispatchBySet, instead of its tree;
+// FILE: `iptables-nft-save` output to count instead of the render; variants, for measuring the
 // cost of a visit, not rule sets to use: no-input (ocl-INPUT emptied), no-tree (both dispatch
 // trees emptied), empty (no rules at all); and one design, sets: setDispatch below.)
 import { spawnSync } from "node:child_process";
@@ -118,6 +119,7 @@ function kindOf(name: string): string {
   if (name.startsWith("ocl-from-wl-dispatch")) return "from-wl dispatch tree";
   if (name.startsWith("ocl-to-wl-dispatch")) return "to-wl dispatch tree";
   if (/^ocl-[tf]w-/.test(name)) return "endpoint chains";
+  if (/^ocl-[tf]g-/.test(name)) return "endpoint group chains (by set)";
   if (/^ocl-p[io]-/.test(name)) return "policy chains";
   if (/^ocl-pr[io]-/.test(name)) return "profile chains";
   return "other ocl- chains";
@@ -350,6 +352,7 @@ async function main(): Promise<void> {
     runs: 0,
     adds: 0,
     changes: 0,
+    ...(process.argv.includes("--set-dispatch") ? { dispatchBySet: true } : {}),
   });
   const state = renderDataplane(model.input());
   const commits = arg("commit", 0);
