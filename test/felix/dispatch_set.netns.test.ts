@@ -1,8 +1,10 @@
 // The dispatch by set (PolicyInput.dispatchBySet) applied by the agent's incremental applier in
 // a dual-stack node namespace, with the verdicts of the per-interface dispatch: a policy on
-// app=b allows only ICMP/ICMPv6 from app=a. A pings B over both families, C (app=b as well)
-// does not reach B, B reaches A (its egress open), the node reaches B (not policed); a pod whose
-// interface no endpoint names gets nothing (the unknown-interface drop). B and a pod joining its
+// app=b allows only ICMP/ICMPv6 from app=a, one on app=a lets it send only ICMP/ICMPv6 to app=b.
+// A pings B over both families, C (app=b as well) does not reach B, B reaches A (its egress
+// open; A's answers established), the node reaches B (not policed), A does not reach the node
+// (its egress, from INPUT); a pod whose interface no endpoint names gets nothing (the
+// unknown-interface drop). B and a pod joining its
 // group share one chain, dispatched by one rule matching a hash:net,iface set: the new pod is a
 // set member (written over netlink), no rule is written for it. Switching to the per-interface
 // dispatch and back keeps the verdicts and leaves no chain or set of the other design.
@@ -42,6 +44,17 @@ describe.skipIf(skip)("dispatch by set, applied in a dual-stack namespace", () =
         ],
       },
     }),
+    fromNetworkPolicy({
+      metadata: { name: "a-icmp-to-b", namespace: "default" },
+      spec: {
+        selector: "app == 'a'",
+        types: ["Egress"],
+        egress: [
+          { action: "Allow", protocol: "ICMP", destination: { selector: "app == 'b'" } },
+          { action: "Allow", protocol: "ICMPv6", destination: { selector: "app == 'b'" } },
+        ],
+      },
+    }),
   ];
   /** The endpoints: a and b, and c (labelled app=b) when cKnown. */
   const endpoints = (cKnown: boolean): PolicyInput["endpoints"] =>
@@ -66,7 +79,7 @@ describe.skipIf(skip)("dispatch by set, applied in a dual-stack namespace", () =
 
   beforeAll(async () => {
     node = Netns.create("fds");
-    addUplink(node, "192.0.2.31/24");
+    addUplink(node, "192.0.2.32/24");
     for (const app of ["a", "b", "c"] as const)
       pods[app] = addPod(node, `fds${app}`, PODS[app].iface, PODS[app].v4, PODS[app].v6);
     fib = await KernelFib.open({ netns: node.name, protocols: [202], watch: false });
@@ -85,6 +98,8 @@ describe.skipIf(skip)("dispatch by set, applied in a dual-stack namespace", () =
     expect(ping(pods.a, PODS.b.v6, true)).toBe(true);
     expect(ping(pods.b, PODS.a.v4, true)).toBe(true);
     expect(ping(node, PODS.b.v4, true)).toBe(true);
+    // A's egress (from INPUT): the node is not app=b.
+    expect(ping(pods.a, "192.0.2.32", false)).toBe(false);
     // c is app=b when known: not from app=a, so refused by b's policy; unknown: dropped.
     expect(ping(pods.c, PODS.b.v4, false)).toBe(false);
     expect(ping(pods.c, PODS.b.v6, false)).toBe(false);
@@ -100,6 +115,9 @@ describe.skipIf(skip)("dispatch by set, applied in a dual-stack namespace", () =
     expect(v4).toMatch(/-A ocl-to-wl-dispatch -m set --match-set ocl-e-\S+ dst,dst -g ocl-tg-\S+/);
     expect(v6).toMatch(/-A ocl-to-wl-dispatch -m set --match-set ocl6-e-\S+ dst,dst -g ocl-tg-\S+/);
     expect(v4).toMatch(/-A ocl-from-wl-dispatch -m set --match-set ocl-e-\S+ src,src -j RETURN/);
+    expect(v4).toMatch(
+      /-A ocl-from-wl-dispatch -m set --match-set ocl-e-\S+ src,src -g ocl-fg-\S+/,
+    );
     expect(v4).toContain("-A ocl-to-wl-dispatch -j DROP");
     expect(v4).not.toMatch(/ocl-[tf]w-/);
     const sets = node.exec("ipset", "save");
