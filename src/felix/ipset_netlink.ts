@@ -4,7 +4,7 @@
 // by the kernel, so every one is known applied or refused (the refusal names the set and the
 // member). The semantics are `ipset restore -exist`'s: adding a member present or deleting one
 // absent is no error (the request carries no NLM_F_EXCL). Only members of `hash:net` sets
-// (a CIDR or an address) here; the full pass's whole restore text (creating, filling, swapping
+// (a CIDR or an address) and of `hash:net,iface` sets (`CIDR,IFACE`: policy's dispatch by set) here; the full pass's whole restore text (creating, filling, swapping
 // and destroying sets) is written by ipset_restore.ts through this socket. Also lists the sets'
 // headers (`IPSET_CMD_LIST` with `IPSET_FLAG_LIST_HEADER`: name, type, family, no members), which
 // the full pass reads before deciding whether it needs members at all.

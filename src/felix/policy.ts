@@ -8,7 +8,9 @@
 // rule's selector matches (ocl-s-<hash>) or of its nets (ocl-n-<hash>); a Profile's rules
 // (ocl-pri-/ocl-pro-<hash>) after an endpoint's policies, as Felix orders them. The endpoint
 // chain layout (endpointChainRules) is shared with host endpoints (host_endpoint.ts). Past 16
-// local interfaces the dispatch chains become Felix's dispatch tree (dispatchTree).
+// local interfaces the dispatch chains become Felix's dispatch tree (dispatchTree). Or, asked
+// for (PolicyInput.dispatchBySet), the dispatch by set (setDispatch): one chain and one set rule
+// per group of endpoints with the same chains, for the kernel's validation walk's sake.
 //
 // Renders are incremental, as Felix's calculation graph: renderPolicy keeps what earlier renders
 // found (PolicyRenderCache) and redoes only what an update touches: a policy chain is reused
