@@ -16,8 +16,10 @@
 // (each build's render keeps its own state across passes, as the node daemon's does).
 // Usage: npx tsx bench/policy_apply.ts [--endpoints 1000] [--policies 200] [--sets 50]
 //        [--cidrs 1000] [--runs 3] [--adds 50] [--changes 50] [--old /work/main/dist] [--legacy]
-//        [--render-cpu] [--render-alloc] [--sysctls]
+//        [--render-cpu] [--render-alloc] [--sysctls] [--set-dispatch]
 // (--legacy: iptables-legacy for both appliers and the raw reference; default nft.
+// --set-dispatch: the policy input asks for the dispatch by set (policy.ts dispatchBySet); an
+// --old build that does not know it renders the per-interface dispatch tree: the A/B of the two.
 // --render-cpu: only the render, in this process, no kernel: the CPU time of the first render
 // and of each +1 pod and label change render, ours and --old's alternating; CPU time is what a
 // loaded machine distorts least.
@@ -79,6 +81,11 @@ export interface BenchOptions {
    * alternating, on its own namespaces (the render, the FIB and the model are ours).
    */
   old?: string;
+  /**
+   * The policy input's dispatchBySet (policy.ts): ours renders the dispatch by set; an --old
+   * build that does not know it renders its own (the A/B of the two designs against main).
+   */
+  dispatchBySet?: boolean;
   /** iptables backend for ours, the old build's and the raw reference (default nft). */
   iptables?: "nft" | "legacy";
   /**
@@ -240,6 +247,7 @@ export class Model {
         endpoints: this.endpoints,
         policies: this.policies,
         networkSets: this.sets,
+        ...(this.o.dispatchBySet === true ? { dispatchBySet: true } : {}),
       },
     };
   }
@@ -347,13 +355,29 @@ const setsOf = (rules: string[]) =>
 /**
  * Where the dispatch chain root (and its tree: `-i <prefix>+ -g <sub-chain>`) sends a packet of
  * iface: the first rule matching it decides (goto), as the kernel does; "RETURN" for an endpoint
- * dispatched to nothing (`-i <iface> -j RETURN`: known, no policy selects it).
+ * dispatched to nothing (`-i <iface> -j RETURN`: known, no policy selects it). Dispatch by set:
+ * `-m set --match-set <set> src,src -g <chain>` matches when the set holds `0.0.0.0/0,<iface>`.
  */
-function dispatchOf(rules: Map<string, string[]>, root: string, iface: string): string | undefined {
+function dispatchOf(
+  rules: Map<string, string[]>,
+  sets: Map<string, Set<string>>,
+  root: string,
+  iface: string,
+): string | undefined {
   let chain = root;
   for (let depth = 0; depth < 16; depth++) {
     let next: string | undefined;
     for (const r of rules.get(chain) ?? []) {
+      const bySet = /^-m set --match-set (\S+) (?:src,src|dst,dst) -(?:g (\S+)|j (RETURN))$/.exec(
+        r,
+      );
+      if (bySet) {
+        if (sets.get(bySet[1] as string)?.has(`0.0.0.0/0,${iface}`)) {
+          next = (bySet[2] ?? bySet[3]) as string;
+          break;
+        }
+        continue;
+      }
       const m = /^-[io] (\S+) -(?:g (\S+)|j (RETURN))$/.exec(r);
       if (!m) continue;
       const match = m[1] as string;
@@ -394,9 +418,12 @@ export function checkInForce(
     for (const dir of ["Ingress", "Egress"] as const) {
       // Selected by no policy: dispatched to nothing (or, in a build that renders no dispatch
       // without policy, not dispatched at all).
-      const chain = mine.length > 0 ? endpointChainName(ep.iface, dir) : "RETURN";
+      // By set (model.o.dispatchBySet): the group chain its set sends it to.
       const root = dir === "Ingress" ? "ocl-to-wl-dispatch" : "ocl-from-wl-dispatch";
-      const to = dispatchOf(rules, root, ep.iface);
+      const to = dispatchOf(rules, sets, root, ep.iface);
+      const group = model.o.dispatchBySet === true && /^ocl-[tf]g-/.test(to ?? "");
+      const chain =
+        mine.length > 0 ? (group ? (to as string) : endpointChainName(ep.iface, dir)) : "RETURN";
       const undispatched = mine.length === 0 && model.policies.length === 0 && !rules.has(root);
       if (to !== chain && !undispatched)
         problems.push(`${ep.id}: no dispatch to ${chain} from ${root} (${to})`);
@@ -883,6 +910,7 @@ async function main(): Promise<void> {
     changes: arg("changes", 50),
     ...(oldAt > 0 ? { old: process.argv[oldAt + 1] as string } : {}),
     ...(process.argv.includes("--legacy") ? { iptables: "legacy" as const } : {}),
+    ...(process.argv.includes("--set-dispatch") ? { dispatchBySet: true } : {}),
     log: (l) => console.log(l),
   };
   for (const sig of ["SIGINT", "SIGTERM"] as const)

@@ -4,7 +4,7 @@
 // by the kernel, so every one is known applied or refused (the refusal names the set and the
 // member). The semantics are `ipset restore -exist`'s: adding a member present or deleting one
 // absent is no error (the request carries no NLM_F_EXCL). Only members of `hash:net` sets
-// (a CIDR or an address) here; the full pass's whole restore text (creating, filling, swapping
+// (a CIDR or an address) and of `hash:net,iface` sets (`CIDR,IFACE`: policy's dispatch by set) here; the full pass's whole restore text (creating, filling, swapping
 // and destroying sets) is written by ipset_restore.ts through this socket. Also lists the sets'
 // headers (`IPSET_CMD_LIST` with `IPSET_FLAG_LIST_HEADER`: name, type, family, no members), which
 // the full pass reads before deciding whether it needs members at all.
@@ -64,6 +64,8 @@ export const IPSET_ATTR_IP = 1;
 export const IPSET_ATTR_CIDR = 3;
 export const IPSET_ATTR_PORT = 4;
 export const IPSET_ATTR_PROTO = 7;
+/** A hash:net,iface member's interface name (NLA_NUL_STRING). */
+export const IPSET_ATTR_IFACE = 23;
 export const IPSET_ATTR_HASHSIZE = 18;
 export const IPSET_ATTR_MAXELEM = 19;
 export const IPSET_ATTR_IPADDR_IPV4 = 1;
@@ -79,7 +81,10 @@ export const MAX_SETNAME = 31;
 export interface IpsetMemberOp {
   op: "add" | "del";
   set: string;
-  /** A canonical CIDR ("10.0.0.0/8", "fd00::1/128") or an address. */
+  /**
+   * A canonical CIDR ("10.0.0.0/8", "fd00::1/128") or an address; of a hash:net,iface set,
+   * "CIDR,IFACE" (its prefix length may be 0: "0.0.0.0/0,ocl1234").
+   */
   member: string;
 }
 
@@ -137,14 +142,20 @@ export function beginIpsetMessage(
 export function writeIpsetOp(w: MessageWriter, seq: number, o: IpsetMemberOp): void {
   if (o.set.length === 0 || o.set.length > MAX_SETNAME)
     throw new Error(`ipset name "${o.set}" is not 1..${MAX_SETNAME} characters`);
-  const slash = o.member.indexOf("/");
-  const addr = slash < 0 ? o.member : o.member.slice(0, slash);
+  const comma = o.member.indexOf(",");
+  const net = comma < 0 ? o.member : o.member.slice(0, comma);
+  const iface = comma < 0 ? undefined : o.member.slice(comma + 1);
+  if (iface !== undefined && (iface.length === 0 || iface.length > 15 || /[\s/]/.test(iface)))
+    throw new Error(`ipset member "${o.member}": the interface name is not 1..15 characters`);
+  const slash = net.indexOf("/");
+  const addr = slash < 0 ? net : net.slice(0, slash);
   const v4 = isIPv4(addr);
   if (!v4 && !isIPv6(addr)) throw new Error(`ipset member "${o.member}" is not a CIDR`);
   const max = v4 ? 32 : 128;
-  const cidr = slash < 0 ? max : Number(o.member.slice(slash + 1));
-  if (!Number.isInteger(cidr) || cidr < 1 || cidr > max)
-    throw new Error(`ipset member "${o.member}": prefix length is not 1..${max}`);
+  const min = iface === undefined ? 1 : 0;
+  const cidr = slash < 0 ? max : Number(net.slice(slash + 1));
+  if (!Number.isInteger(cidr) || cidr < min || cidr > max)
+    throw new Error(`ipset member "${o.member}": prefix length is not ${min}..${max}`);
   const at = beginIpsetMessage(
     w,
     o.op === "add" ? IPSET_CMD_ADD : IPSET_CMD_DEL,
@@ -160,6 +171,7 @@ export function writeIpsetOp(w: MessageWriter, seq: number, o: IpsetMemberOp): v
   );
   w.endNest(ip);
   w.attrBytes(IPSET_ATTR_CIDR, Uint8Array.of(cidr));
+  if (iface !== undefined) w.attrBytes(IPSET_ATTR_IFACE, Buffer.from(`${iface}\0`));
   w.endNest(data);
   w.finish(at);
 }

@@ -1,7 +1,7 @@
 // The full pass's `ipset restore -exist` text written over netlink from the agent's process
 // (NFNL_SUBSYS_IPSET, as the tool speaks it) instead of by a spawned `ipset restore`: the lines
 // `create NAME TYPE [family F] [hashsize N] [maxelem N]`, `flush`, `swap`, `destroy` and members'
-// `add`/`del` of `hash:net` (an address or CIDR) and `hash:ip,port` (`ADDR,PORT`,
+// `add`/`del` of `hash:net` (an address or CIDR), `hash:net,iface` (`CIDR,IFACE`) and `hash:ip,port` (`ADDR,PORT`,
 // `ADDR,tcp|udp|sctp|udplite:PORT`) sets created earlier in the text. Anything else (another set
 // type or option, an address range, a port by name, a host name) is not covered: nothing is
 // written and the caller runs the tool. The text is read in one pass, the members encoded
@@ -34,6 +34,7 @@ import {
   IPSET_ATTR_DATA,
   IPSET_ATTR_FAMILY,
   IPSET_ATTR_HASHSIZE,
+  IPSET_ATTR_IFACE,
   IPSET_ATTR_IP,
   IPSET_ATTR_IPADDR_IPV4,
   IPSET_ATTR_IPADDR_IPV6,
@@ -64,14 +65,19 @@ import {
   NLA_F_NET_BYTEORDER,
 } from "./ipset_netlink.js";
 
-export type IpsetRestoreType = "hash:net" | "hash:ip,port";
+export type IpsetRestoreType = "hash:net" | "hash:ip,port" | "hash:net,iface";
 
 /**
  * The newest revision of each type whose create and members this writer knows (the kernel's
  * answer is capped here: a later revision may change what a create without options means).
- * ipset 7.17 on kernel 6.18 creates both at revision 7.
+ * ipset 7.17 on kernel 6.18 creates the first two at revision 7, hash:net,iface at 8 (each
+ * type's bucketsize and initval revision).
  */
-const NEWEST_REVISION: Record<IpsetRestoreType, number> = { "hash:net": 7, "hash:ip,port": 7 };
+const NEWEST_REVISION: Record<IpsetRestoreType, number> = {
+  "hash:net": 7,
+  "hash:ip,port": 7,
+  "hash:net,iface": 8,
+};
 
 /** The protocols of a `hash:ip,port` member (`ADDR,PROTO:PORT`) by name; none: tcp. */
 const PORT_PROTOCOLS: Record<string, number> = { tcp: 6, udp: 17, sctp: 132, udplite: 136 };
@@ -104,13 +110,21 @@ function writeMemberAt(
   const family = kind.v4 ? "inet" : "inet6";
   let comma = -1;
   let addrEnd = to;
+  // hash:net,iface: "CIDR,IFACE", the CIDR as hash:net's.
+  let netEnd = to;
+  if (kind.type === "hash:net,iface") {
+    comma = text.indexOf(",", from);
+    if (comma < 0 || comma >= to) throw new Uncovered("no interface (CIDR,IFACE)");
+    netEnd = comma;
+    addrEnd = comma;
+  }
   if (kind.type === "hash:ip,port") {
     comma = text.indexOf(",", from);
     if (comma < 0 || comma >= to) throw new Uncovered("no port (ADDR,PROTO:PORT)");
     addrEnd = comma;
   } else {
     const slash = text.indexOf("/", from);
-    if (slash >= 0 && slash < to) addrEnd = slash;
+    if (slash >= 0 && slash < netEnd) addrEnd = slash;
   }
   const v4 = ipv4At(text, from, addrEnd);
   const v6 = v4 < 0 ? ipv6Of(text.slice(from, addrEnd)) : undefined;
@@ -119,14 +133,21 @@ function writeMemberAt(
     throw new Error(`${v4 >= 0 ? "an IPv4" : "an IPv6"} address in a set of family ${family}`);
   const data = w.beginNest(IPSET_ATTR_DATA | NLA_F_NESTED);
   attrIp(w, v4, v6);
-  if (kind.type === "hash:net") {
+  if (kind.type === "hash:net" || kind.type === "hash:net,iface") {
     const max = kind.v4 ? 32 : 128;
+    const min = kind.type === "hash:net" ? 1 : 0;
     let cidr = max;
-    if (addrEnd < to) {
-      cidr = numberAt(text, addrEnd + 1, to, max);
-      if (cidr < 1) throw new Error(`the prefix length is not 1..${max}`);
+    if (addrEnd < netEnd) {
+      cidr = numberAt(text, addrEnd + 1, netEnd, max);
+      if (cidr < min) throw new Error(`the prefix length is not ${min}..${max}`);
     }
     attrU8(w, IPSET_ATTR_CIDR, cidr);
+    if (kind.type === "hash:net,iface") {
+      const iface = text.slice(comma + 1, to);
+      if (iface.length === 0 || iface.length > 15 || /[\s/,]/.test(iface))
+        throw new Error(`the interface name "${iface}" is not 1..15 characters`);
+      w.attrBytes(IPSET_ATTR_IFACE, Buffer.from(`${iface}\0`));
+    }
   } else {
     // After the comma: "PORT" (tcp) or "PROTO:PORT" (an IPv6 address's colons are before it).
     let colon = text.indexOf(":", comma + 1);
@@ -308,7 +329,8 @@ export function encodeIpsetRestore(
         w.attrBytes(IPSET_ATTR_SETNAME2, Buffer.from(`${other}\0`));
       } else {
         const type = p[2];
-        if (type !== "hash:net" && type !== "hash:ip,port") return uncovered(`type ${type}`);
+        if (type !== "hash:net" && type !== "hash:ip,port" && type !== "hash:net,iface")
+          return uncovered(`type ${type}`);
         let family: "inet" | "inet6" = "inet";
         const data: [number, number][] = [];
         for (let k = 3; k < p.length; k += 2) {

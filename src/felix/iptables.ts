@@ -90,8 +90,11 @@ export interface TableSpec {
 
 export interface IpsetSpec {
   name: string;
-  /** hash:ip,port only for Service matches (src/felix/service_match.ts). */
-  type: "hash:net" | "hash:ip,port";
+  /**
+   * hash:ip,port only for Service matches (src/felix/service_match.ts); hash:net,iface only for
+   * the dispatch by set (policy.ts dispatchBySet: `0.0.0.0/0,<iface>`).
+   */
+  type: "hash:net" | "hash:ip,port" | "hash:net,iface";
   family: "inet" | "inet6";
   /** Canonical CIDRs ("10.244.0.0/16", "10.255.0.11/32"), or "10.0.0.1,tcp:80"; sorted. */
   members: string[];

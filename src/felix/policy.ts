@@ -8,7 +8,9 @@
 // rule's selector matches (ocl-s-<hash>) or of its nets (ocl-n-<hash>); a Profile's rules
 // (ocl-pri-/ocl-pro-<hash>) after an endpoint's policies, as Felix orders them. The endpoint
 // chain layout (endpointChainRules) is shared with host endpoints (host_endpoint.ts). Past 16
-// local interfaces the dispatch chains become Felix's dispatch tree (dispatchTree).
+// local interfaces the dispatch chains become Felix's dispatch tree (dispatchTree). Or, asked
+// for (PolicyInput.dispatchBySet), the dispatch by set (setDispatch): one chain and one set rule
+// per group of endpoints with the same chains, for the kernel's validation walk's sake.
 //
 // Renders are incremental, as Felix's calculation graph: renderPolicy keeps what earlier renders
 // found (PolicyRenderCache) and redoes only what an update touches: a policy chain is reused
@@ -200,6 +202,16 @@ export interface PolicyInput {
   profiles?: PolicyProfile[];
   /** FelixConfiguration's allow and deny verdicts (absent: Felix's defaults, Accept and Drop). */
   actions?: RuleActions;
+  /**
+   * Dispatch by set (a measured design, not the default): endpoints whose chains are the same
+   * (the same policies and profiles in a direction) share one chain, `ocl-fg-<hash>` /
+   * `ocl-tg-<hash>`, and one rule per such group dispatches all of its interfaces by a
+   * `hash:net,iface` set of `0.0.0.0/0,<iface>` (`::/0,<iface>`) members, `ocl-e-<hash>`: the
+   * kernel's nf_tables validation then walks a group's chains once per path, not once per
+   * endpoint, and a new pod of a known group changes a set, not the rules. The same rules reach
+   * each interface as with the per-interface dispatch (absent or false).
+   */
+  dispatchBySet?: boolean;
 }
 
 export interface PolicyState {
@@ -570,14 +582,22 @@ const shortHash = (text: string) =>
       .slice(0, SET_HASH_CHARS),
   );
 
-/** ipset name of a rule selector or net list: `ocl-s-<hash>` / `ocl6-n-<hash>`. */
-export function policyIpsetName(kind: "s" | "n" | "p", family: Family, key: string): string {
+/**
+ * ipset name of a rule selector or net list: `ocl-s-<hash>` / `ocl6-n-<hash>`; `p` named ports,
+ * `e` a dispatch group's interfaces (dispatchBySet).
+ */
+export function policyIpsetName(kind: "s" | "n" | "p" | "e", family: Family, key: string): string {
   return `${family === 4 ? "ocl" : "ocl6"}-${kind}-${shortHash(key)}`;
 }
 
 /** Chain of one policy and direction: `ocl-pi-<hash>` (ingress), `ocl-po-<hash>` (egress). */
 export function policyChainName(id: string, dir: Direction): string {
   return chainName(`ocl-${dir === "Ingress" ? "pi" : "po"}-${shortHash(id).slice(0, 16)}`);
+}
+
+/** Chain of endpoints with the same chain key (dispatchBySet): `ocl-tg-<hash>`, `ocl-fg-<hash>`. */
+export function endpointGroupChainName(chainKey: string, dir: Direction): string {
+  return chainName(`ocl-${dir === "Ingress" ? "tg" : "fg"}-${shortHash(chainKey).slice(0, 16)}`);
 }
 
 /** Chain of one local endpoint: `ocl-tw-<iface>` (to it: ingress), `ocl-fw-<iface>` (egress). */
@@ -1669,6 +1689,52 @@ export function dispatchTree(
 }
 
 /**
+ * The dispatch chain `root` by set (PolicyInput.dispatchBySet): the entries' hooks are their
+ * group chains' names (or RETURN: known, not policed); one `hash:net,iface` set a group, of
+ * every address (`0.0.0.0/0` or `::/0`) with each interface, matched on the incoming (`src`,
+ * from workloads) or outgoing (`dst`, to workloads) interface, then `tail` (the unknown
+ * interfaces' drop). An interface is in one group a direction, so the order of the group rules
+ * decides nothing; they are sorted by set name.
+ */
+function setDispatch(
+  root: string,
+  side: "src" | "dst",
+  entries: readonly DispatchEntry[],
+  tail: readonly string[],
+  family: Family,
+): { chain: ChainSpec; ipsets: IpsetSpec[] } {
+  const any = family === 4 ? "0.0.0.0/0" : "::/0";
+  const groups = new Map<string, string[]>();
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i] as DispatchEntry;
+    const members = groups.get(e.hook);
+    if (members === undefined) groups.set(e.hook, [`${any},${e.iface}`]);
+    else members.push(`${any},${e.iface}`);
+  }
+  const ipsets: IpsetSpec[] = [];
+  for (const [hook, members] of groups)
+    ipsets.push({
+      name: policyIpsetName("e", family, `${root}\n${hook}`),
+      type: "hash:net,iface",
+      family: family === 4 ? "inet" : "inet6",
+      members: members.sort(),
+    });
+  const order = [...ipsets.keys()].sort((a, b) =>
+    (ipsets[a] as IpsetSpec).name < (ipsets[b] as IpsetSpec).name ? -1 : 1,
+  );
+  const hooks = [...groups.keys()];
+  const rules: string[] = [];
+  for (const k of order) {
+    const hook = hooks[k] as string;
+    rules.push(
+      `-m set --match-set ${(ipsets[k] as IpsetSpec).name} ${side},${side} ${hook === "RETURN" ? "-j RETURN" : `-g ${hook}`}`,
+    );
+  }
+  rules.push(...tail);
+  return { chain: { name: root, rules }, ipsets };
+}
+
+/**
  * The filter-table chains and ipsets of policy for one family. Never throws on bad stored data:
  * a policy whose own selector does not parse selects no endpoint (it is left out; a node must
  * not stop programming its other pods for it), a rule that cannot be rendered as written is
@@ -1699,7 +1765,18 @@ export function renderPolicy(
   const memo = selectionMemo(cache, policies, input, profiles);
   const actions = input.actions ?? DEFAULT_RULE_ACTIONS;
   const deny = denyTarget(actions.filterDeny, family);
-  const verdicts = `${actions.filterAllow} ${deny}`;
+  const bySet = input.dispatchBySet === true;
+  // (The mode is part of an entry's key: its chains and dispatch entries differ by it.)
+  const verdicts = `${actions.filterAllow} ${deny}${bySet ? " by-set" : ""}`;
+  // By set, endpoints share their chains: each name pushed once a render.
+  const pushedChains = new Set<string>();
+  const pushChain = (c: ChainSpec) => {
+    if (!bySet) endpointChains.push(c);
+    else if (!pushedChains.has(c.name)) {
+      pushedChains.add(c.name);
+      endpointChains.push(c);
+    }
+  };
   // The policies (by index) and profiles some local endpoint's chains jump to.
   const pickedSeen = new Set<number[]>();
   const profsSeen = new Map<string, PolicyProfile>();
@@ -1739,7 +1816,7 @@ export function renderPolicy(
       had.stamp = stamp;
       stamped++;
       pickedSeen.add(had.picked);
-      for (let c = 0; c < had.chains.length; c++) endpointChains.push(had.chains[c] as ChainSpec);
+      for (let c = 0; c < had.chains.length; c++) pushChain(had.chains[c] as ChainSpec);
       if (had.dispatch.Ingress !== undefined) dispatch.Ingress.push(had.dispatch.Ingress);
       if (had.dispatch.Egress !== undefined) dispatch.Egress.push(had.dispatch.Egress);
       continue;
@@ -1772,12 +1849,15 @@ export function renderPolicy(
       if (mine.length === 0 && profs.length === 0) {
         // Known and not policed in this direction: dispatched to nothing, so that only unknown
         // workload interfaces meet the dispatch chains' drop.
-        const hook = { iface, hook: `${dir === "Ingress" ? "-o" : "-i"} ${iface} -j RETURN` };
+        const hook = {
+          iface,
+          hook: bySet ? "RETURN" : `${dir === "Ingress" ? "-o" : "-i"} ${iface} -j RETURN`,
+        };
         entry.dispatch[dir] = hook;
         dispatch[dir].push(hook);
         continue;
       }
-      const name = endpointChainName(iface, dir);
+      const name = bySet ? "" : endpointChainName(iface, dir);
       const chainKey = `${actions.filterAllow} ${deny}\n${dir}\n${mine.map((p) => p.id).join("\n")}\n\n${profs.map((p) => p.name).join("\n")}`;
       let rules = memo.chains.get(chainKey);
       if (rules === undefined) {
@@ -1797,11 +1877,16 @@ export function renderPolicy(
         );
         memo.chains.set(chainKey, rules);
       }
-      const chain = { name, rules };
-      const hook = { iface, hook: `${dir === "Ingress" ? "-o" : "-i"} ${iface} -g ${name}` };
+      const chain = bySet
+        ? { name: endpointGroupChainName(chainKey, dir), rules }
+        : { name, rules };
+      // By set: the group's chain name stands for the hook (the set's rule is made below).
+      const hook = bySet
+        ? { iface, hook: chain.name }
+        : { iface, hook: `${dir === "Ingress" ? "-o" : "-i"} ${iface} -g ${name}` };
       entry.chains.push(chain);
       entry.dispatch[dir] = hook;
-      endpointChains.push(chain);
+      pushChain(chain);
       dispatch[dir].push(hook);
     }
   }
@@ -1852,6 +1937,18 @@ export function renderPolicy(
   // endpoint is known for (a new pod before its endpoint is programmed, a stray veth named
   // like a pod's) gets no traffic, at the end of every dispatch chain.
   const unknown = [deny];
+  if (bySet) {
+    const from = setDispatch(CHAIN_FROM_WL_DISPATCH, "src", dispatch.Egress, unknown, family);
+    const to = setDispatch(CHAIN_TO_WL_DISPATCH, "dst", dispatch.Ingress, unknown, family);
+    return {
+      chains: [from.chain, to.chain, ...endpointChains, ...policyChains],
+      workloadToHostHead,
+      ipsets: [...r.ipsets.values(), ...from.ipsets, ...to.ipsets].sort((a, b) =>
+        a.name < b.name ? -1 : 1,
+      ),
+      warnings: [...new Set(r.warnings)],
+    };
+  }
   return {
     chains: [
       ...dispatchTree(

@@ -66,7 +66,10 @@ function chainsOf(input: PolicyInput, ids: readonly string[]): Map<string, Step[
     for (const prof of input.profiles ?? [])
       byChain.set(profileChainName(prof.name, dir), { profile: prof.name });
   }
-  const chains = new Map(renderPolicy(input, 4).chains.map((c) => [c.name, c.rules]));
+  // Per-interface chains (read below by name), whatever the agent's dispatch.
+  const chains = new Map(
+    renderPolicy({ ...input, dispatchBySet: false }, 4).chains.map((c) => [c.name, c.rules]),
+  );
   const out = new Map<string, Step[]>();
   for (const ep of input.endpoints)
     for (const dir of DIRECTIONS) {

@@ -282,7 +282,11 @@ export function planIncremental(
         `ipset ${s.name} ${have === undefined ? "missing" : "members differ"}`,
       );
       lines.push(...l.lines);
-      if (l.added === undefined || l.removed === undefined || s.type !== "hash:net")
+      if (
+        l.added === undefined ||
+        l.removed === undefined ||
+        (s.type !== "hash:net" && s.type !== "hash:net,iface")
+      )
         membersOnly = false;
       else {
         for (const member of l.added) adds.push({ op: "add", set: s.name, member });

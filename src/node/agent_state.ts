@@ -89,6 +89,11 @@ export interface AgentOptions {
   felixEnv?: Record<string, string>;
   /** The host's links with their MTU (read by the caller when mtuIfacePattern is set). */
   hostLinks?: HostLink[];
+  /**
+   * Policy's dispatch by set (PolicyInput.dispatchBySet; the daemon's
+   * `OCELOT_POLICY_DISPATCH=set`): a new pod of a known policy set is a set member, no rule.
+   */
+  dispatchBySet?: boolean;
 }
 
 const addressOf = (cidr: string) => cidr.split("/")[0] as string;
@@ -531,7 +536,9 @@ export function agentInput(
   const policy = policyInputOf(snap, node);
   const felix = felixSettingsOf(snap, node);
   return {
-    ...(policy !== undefined ? { policy } : {}),
+    ...(policy !== undefined
+      ? { policy: opts.dispatchBySet === true ? { ...policy, dispatchBySet: true } : policy }
+      : {}),
     ...(felix.actions !== undefined ? { actions: felix.actions } : {}),
     host: hostInputOf(snap, node, opts),
     workloads: workloadsOf(snap.workloadEndpoints, node, felix, peeringHostAddresses(snap, node)),

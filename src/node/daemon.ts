@@ -1178,6 +1178,8 @@ export class NodeDaemon {
     const input = agentInput(snap, this.opts.nodename, {
       ...this.overlayOptions(),
       ...(hostInterfaces ? { hostInterfaces } : {}),
+      // Policy's dispatch by set, opt-in (README, Not done yet: Policy at scale).
+      ...(process.env.OCELOT_POLICY_DISPATCH === "set" ? { dispatchBySet: true } : {}),
     });
     // Rendering throws on conflicting input (an address claimed twice): nothing is applied then.
     const desired = renderDataplane(input);

@@ -140,4 +140,16 @@ describe("policy input of the agent", () => {
       expect(names).toContain(c);
     expect(names.some((n) => n.includes("ocl0000000003"))).toBe(false);
   });
+
+  it("dispatch by set when asked (OCELOT_POLICY_DISPATCH=set): group chains, no per-pod ones", () => {
+    const s = snap({ networkPolicies: [np], globalNetworkPolicies: [gnp] });
+    expect(agentInput(s, "n1").policy?.dispatchBySet).toBeUndefined();
+    const input = agentInput(s, "n1", { dispatchBySet: true });
+    expect(input.policy?.dispatchBySet).toBe(true);
+    const v4 = renderDataplane(input).families[0];
+    const names = (v4?.tables[0]?.chains ?? []).map((c) => c.name);
+    expect(names.some((n) => /^ocl-[tf]w-/.test(n))).toBe(false);
+    expect(names.some((n) => /^ocl-tg-/.test(n))).toBe(true);
+    expect(v4?.ipsets.some((x) => x.members.includes("0.0.0.0/0,ocl0000000002"))).toBe(true);
+  });
 });
