@@ -25,7 +25,7 @@ import { readFileSync } from "node:fs";
 import { renderDataplane } from "../src/felix/dataplane.js";
 import { parseIptablesSave, type TableSpec } from "../src/felix/iptables.js";
 import { RestoreSession } from "../src/felix/iptables_session.js";
-import { Model } from "./policy_apply.js";
+import { Model, run, TOOL_LIMIT_MS } from "./policy_apply.js";
 
 /** Built-in chains of iptables-nft's tables: the nf_tables base chains (when present). */
 const BUILTIN = new Set(["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]);
@@ -152,22 +152,6 @@ export function report(table: string, chains: Chains, top: number): string[] {
   for (const [name, c] of [...w.byChain].sort((a, b) => b[1].visits - a[1].visits).slice(0, top))
     out.push(`    ${name}: ${chains.get(name)?.length} rules × ${c.walks} walks = ${c.visits}`);
   return out;
-}
-
-/** Spawned tools are killed after this long (a hang, not a speed limit). */
-const TOOL_LIMIT_MS = 120_000;
-
-function run(cmd: string, args: string[], input?: string): string {
-  const r = spawnSync(cmd, args, {
-    encoding: "utf8",
-    input,
-    maxBuffer: 1 << 30,
-    timeout: TOOL_LIMIT_MS,
-    killSignal: "SIGKILL",
-  });
-  if (r.status !== 0)
-    throw new Error(`"${cmd} ${args.slice(0, 6).join(" ")}" failed: ${r.stderr || r.error}`);
-  return r.stdout;
 }
 
 /** A table's `iptables-restore` input (built-in chains ACCEPT, ours declared). */

@@ -63,7 +63,7 @@ import { RTPROT_OCELOT_AGENT } from "../src/fib/types.js";
 import { WORKLOAD_HOST_MAC, workloadIfaceName } from "../src/lib/pod_wiring.js";
 
 /** Spawned tools are killed after this long (a hang, not a speed limit). */
-const TOOL_LIMIT_MS = 120_000;
+export const TOOL_LIMIT_MS = 120_000;
 
 export interface BenchOptions {
   endpoints: number;
@@ -259,7 +259,8 @@ export class Model {
 
 // ---- namespaces and tools ----------------------------------------------------------------------
 
-function run(cmd: string, args: string[], input?: string): string {
+/** Runs a tool to its end (killed at TOOL_LIMIT_MS: a hang) and returns its stdout; a non-zero exit throws with its stderr. */
+export function run(cmd: string, args: string[], input?: string): string {
   const r = spawnSync(cmd, args, {
     encoding: "utf8",
     input,
