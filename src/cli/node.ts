@@ -180,13 +180,12 @@ async function runNode(cmd: Command): Promise<void> {
   const prom = metricsAddr
     ? new PromMetrics(() => (daemonRef ? nodeMetrics(daemonRef) : []))
     : undefined;
-  log.info({ sources }, "Configuration read");
-
   // SIGTERM/SIGINT: one listener each for the process's whole life. (Node drops a signal that
   // arrived since the event loop last polled when the last listener is removed: the listeners
   // swapped once the daemon ran lost a SIGTERM sent as its start ended, and it never stopped.)
   // Before the daemon exists a signal ends the wait for the datastore or the start-up; after, it
-  // starts the bounded stop (onStop), also in the middle of the daemon's start.
+  // starts the bounded stop (onStop), also in the middle of the daemon's start. Installed before
+  // the first log line: one who stops the daemon on seeing it must find the listener in place.
   let stopRequested: string | undefined;
   let onStop: ((signal: string) => void) | undefined;
   const signalled = (signal: string) => {
@@ -196,6 +195,7 @@ async function runNode(cmd: Command): Promise<void> {
   };
   process.on("SIGTERM", () => signalled("SIGTERM"));
   process.on("SIGINT", () => signalled("SIGINT"));
+  log.info({ sources }, "Configuration read");
 
   const open = () =>
     openDatastoreFromCli(
