@@ -18,8 +18,10 @@ import {
   openDatastoreFromCli,
 } from "../datastore/open.js";
 import type { Datastore } from "../datastore/types.js";
+import { killRunningCommands } from "../felix/apply.js";
 import { felixEnvironment } from "../felix/felix_config.js";
 import { RTPROT_OCELOT_BGP } from "../fib/types.js";
+import { StopDeadline } from "../lib/bounded_stop.js";
 import {
   addAgentMetrics,
   addFibMetrics,
@@ -67,6 +69,12 @@ function givenFlags(cmd: Command): Record<string, unknown> {
 
 /** How long the daemon waits for the embedded store's write lock held by another process (ms). */
 const NODE_SQLITE_BUSY_MS = 2000;
+/**
+ * The stop's budget for its steps (src/lib/bounded_stop.ts), and when the process exits whatever
+ * runs: within the 10 s the test harness gives, the kubelet's default 30 s grace and systemd's 90 s.
+ */
+const STOP_BUDGET_MS = 6000;
+const HARD_EXIT_MS = 8000;
 /** How long kubernetes-internal-ip waits for the API server's answer about this node. */
 const KUBE_NODE_TIMEOUT_MS = 30_000;
 
@@ -172,15 +180,22 @@ async function runNode(cmd: Command): Promise<void> {
   const prom = metricsAddr
     ? new PromMetrics(() => (daemonRef ? nodeMetrics(daemonRef) : []))
     : undefined;
-  log.info({ sources }, "Configuration read");
-
-  // A signal while waiting for the datastore ends the wait; later ones stop the daemon.
+  // SIGTERM/SIGINT: one listener each for the process's whole life. (Node drops a signal that
+  // arrived since the event loop last polled when the last listener is removed: the listeners
+  // swapped once the daemon ran lost a SIGTERM sent as its start ended, and it never stopped.)
+  // Before the daemon exists a signal ends the wait for the datastore or the start-up; after, it
+  // starts the bounded stop (onStop), also in the middle of the daemon's start. Installed before
+  // the first log line: one who stops the daemon on seeing it must find the listener in place.
   let stopRequested: string | undefined;
-  const early = (signal: string) => {
+  let onStop: ((signal: string) => void) | undefined;
+  const signalled = (signal: string) => {
+    if (stopRequested !== undefined) return;
     stopRequested = signal;
+    onStop?.(signal);
   };
-  process.on("SIGTERM", early);
-  process.on("SIGINT", early);
+  process.on("SIGTERM", () => signalled("SIGTERM"));
+  process.on("SIGINT", () => signalled("SIGINT"));
+  log.info({ sources }, "Configuration read");
 
   const open = () =>
     openDatastoreFromCli(
@@ -268,6 +283,11 @@ async function runNode(cmd: Command): Promise<void> {
     await store.close().catch(() => {});
     throw new CliError(`Node ${s.nodename} could not start: ${(err as Error).message}`);
   }
+  if (stopRequested !== undefined) {
+    log.info({ signal: stopRequested }, "Stopped before the daemon started");
+    await store.close().catch(() => {});
+    return;
+  }
   const daemon = new NodeDaemon(store, {
     nodename: s.nodename,
     ipv4Address: ipv4,
@@ -342,76 +362,99 @@ async function runNode(cmd: Command): Promise<void> {
     await store.close();
     throw new CliError((err as Error).message);
   }
+  // The stop: every step bounded by one deadline (src/lib/bounded_stop.ts); what hangs is
+  // abandoned and named, and the process exits before a supervisor's SIGKILL would come.
+  let cni: { close(): Promise<void> } | undefined;
+  let kube: { stop(): Promise<void> } | undefined;
+  let stopped: Promise<void> | undefined;
+  const stopAll = (signal: string) => {
+    stopped ??= (async () => {
+      log.info({ signal }, "Stopping");
+      const d = new StopDeadline(STOP_BUDGET_MS, log);
+      const hard = setTimeout(() => {
+        log.error(
+          { step: d.current, abandoned: d.abandoned, killed: killRunningCommands() },
+          `Stop: not done within ${HARD_EXIT_MS} ms; exiting`,
+        );
+        process.exit(1);
+      }, HARD_EXIT_MS);
+      hard.unref();
+      await d.step("the CNI hand-off socket", () => cni?.close());
+      await d.step("kube-controllers", () => kube?.stop());
+      await daemon.stop(d);
+      await d.step("the health endpoint", () => health?.close());
+      prom?.close();
+      await d.step("the datastore", () => store.close());
+      const killed = killRunningCommands();
+      if (killed.length > 0) log.warn({ killed }, "Stop: commands still running killed");
+      log.info(d.abandoned.length > 0 ? { abandoned: d.abandoned } : {}, "Stopped");
+    })();
+    return stopped;
+  };
+  // A signal during the start stops it at its next step (NodeDaemon.stop waits for it, bounded).
+  onStop = (signal) => void stopAll(signal);
+  if (stopRequested !== undefined) onStop(stopRequested);
   try {
     await daemon.start();
   } catch (err) {
-    await daemon.stop().catch(() => {});
-    await health?.close();
-    await store.close();
-    throw new CliError(`Node ${s.nodename} could not start: ${(err as Error).message}`);
-  }
-  // The installed CNI plugins hand their calls to this daemon (src/node/cni_server.ts); a socket
-  // that cannot be served leaves them running on their own, as without a daemon.
-  const statusSocket = s.statusSocket ?? defaultStatusSocket();
-  let cni: { close(): Promise<void> } | undefined;
-  if (s.cniHandoff) {
-    const path = cniSocketBeside(statusSocket);
-    try {
-      cni = await serveCni({
-        path,
-        store,
-        log,
-        ...(prom
-          ? {
-              observe: (plugin, command, outcome, sec) =>
-                prom.cniHandoff.observe({ plugin, command, outcome }, sec),
-            }
-          : {}),
-      });
-      log.info({ socket: path }, "CNI hand-off socket served");
-    } catch (err) {
-      log.warn({ socket: path, error: (err as Error).message }, "CNI hand-off socket not served");
+    if (stopRequested === undefined) {
+      await daemon.stop().catch(() => {});
+      await health?.close();
+      await store.close();
+      throw new CliError(`Node ${s.nodename} could not start: ${(err as Error).message}`);
     }
   }
-  const kube = s.kubeconfig
-    ? (await import("../k8s/elected.js")).runElectedKubeControllers({
-        store,
-        kubeconfig: s.kubeconfig,
-        identity: s.nodename,
-        ttlMs: s.kubeControllersLeaseTtlMs,
-        log: (line) => log.info({ subsystem: "kube-controllers" }, line),
-      })
-    : undefined;
-  log.info(
-    { datastore: store.url, resyncIntervalMs, ...(health ? { metrics: health.address } : {}) },
-    "Node daemon running",
+  if (stopRequested === undefined) {
+    // The installed CNI plugins hand their calls to this daemon (src/node/cni_server.ts); a
+    // socket that cannot be served leaves them running on their own, as without a daemon.
+    const statusSocket = s.statusSocket ?? defaultStatusSocket();
+    if (s.cniHandoff) {
+      const path = cniSocketBeside(statusSocket);
+      try {
+        const served = await serveCni({
+          path,
+          store,
+          log,
+          ...(prom
+            ? {
+                observe: (plugin, command, outcome, sec) =>
+                  prom.cniHandoff.observe({ plugin, command, outcome }, sec),
+              }
+            : {}),
+        });
+        // A stop that began meanwhile has passed the socket by.
+        if (stopRequested !== undefined) await served.close();
+        else {
+          cni = served;
+          log.info({ socket: path }, "CNI hand-off socket served");
+        }
+      } catch (err) {
+        log.warn({ socket: path, error: (err as Error).message }, "CNI hand-off socket not served");
+      }
+    }
+  }
+  if (stopRequested === undefined) {
+    kube = s.kubeconfig
+      ? (await import("../k8s/elected.js")).runElectedKubeControllers({
+          store,
+          kubeconfig: s.kubeconfig,
+          identity: s.nodename,
+          ttlMs: s.kubeControllersLeaseTtlMs,
+          log: (line) => log.info({ subsystem: "kube-controllers" }, line),
+        })
+      : undefined;
+    log.info(
+      { datastore: store.url, resyncIntervalMs, ...(health ? { metrics: health.address } : {}) },
+      "Node daemon running",
+    );
+  }
+  await stopAll(
+    await new Promise<string>((resolve) => {
+      onStop = resolve;
+      if (stopRequested !== undefined) resolve(stopRequested);
+    }),
   );
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, "Stopping");
-      const hard = setTimeout(() => process.exit(1), 10_000);
-      hard.unref();
-      void (async () => {
-        await cni?.close();
-        await kube?.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
-        await daemon.stop().catch((e: Error) => log.error({ error: e.message }, "Stop failed"));
-        await health?.close();
-        prom?.close();
-        await store.close().catch(() => {});
-        log.info({}, "Stopped");
-        resolve();
-        setImmediate(() => process.exit(process.exitCode ?? 0));
-      })();
-    };
-    process.off("SIGTERM", early);
-    process.off("SIGINT", early);
-    process.on("SIGTERM", () => stop("SIGTERM"));
-    process.on("SIGINT", () => stop("SIGINT"));
-    if (stopRequested) stop(stopRequested);
-  });
+  setImmediate(() => process.exit(process.exitCode ?? 0));
 }
 
 /** Prefixes in this namespace's kernel under protocol 201 (both families); undefined if unread. */

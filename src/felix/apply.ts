@@ -174,6 +174,24 @@ function inputFile(input: string): number {
   }
 }
 
+/** What spawnRunner runs now, by process ("iptables-nft-restore (pid 123)"): the stop kills these. */
+const liveCommands = new Map<ReturnType<typeof spawn>, string>();
+
+/**
+ * SIGKILLs every command spawnRunner started that has not ended (by its PID: under `ip netns exec`
+ * the PID is the tool's own, which execs in place) and says which. Their callers see them fail.
+ * For a daemon's stop that cannot wait for its pass: the next start reads the kernel back in full.
+ */
+export function killRunningCommands(): string[] {
+  const killed: string[] = [];
+  for (const [child, what] of liveCommands) {
+    try {
+      if (child.kill("SIGKILL")) killed.push(what);
+    } catch {}
+  }
+  return killed;
+}
+
 /** The default Runner: spawns cmd (under `ip netns exec` for a namespace), bounded in time. */
 export function spawnRunner(
   netns: string | undefined,
@@ -201,6 +219,7 @@ export function spawnRunner(
     let stdout = "";
     let stderr = "";
     const timer = setTimeout(() => child.kill("SIGKILL"), COMMAND_TIMEOUT_MS);
+    if (child.pid !== undefined) liveCommands.set(child, `${cmd} (pid ${child.pid})`);
     child.stdout?.on("data", (d) => {
       stdout += d;
     });
@@ -209,11 +228,17 @@ export function spawnRunner(
     });
     child.on("error", (err) => {
       clearTimeout(timer);
+      liveCommands.delete(child);
       reject(new Error(`Could not run "${cmd}": ${err.message}`));
     });
-    child.on("close", (code) => {
+    child.on("close", (code, signal) => {
       clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
+      liveCommands.delete(child);
+      resolve({
+        code: code ?? -1,
+        stdout,
+        stderr: stderr || (signal ? `killed by ${signal}` : ""),
+      });
     });
     if (child.stdin) {
       child.stdin.on("error", () => {});

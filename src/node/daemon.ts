@@ -47,6 +47,7 @@ import type { Datastore, KeyValue } from "../datastore/types.js";
 import {
   DEFAULT_REFRESH_MS,
   IncrementalApplier,
+  killRunningCommands,
   readHostInterfaces,
   spawnRunner,
 } from "../felix/apply.js";
@@ -65,6 +66,7 @@ import { OverlaySocket } from "../felix/overlay_socket.js";
 import type { Fib } from "../fib/types.js";
 import { RTPROT_OCELOT_AGENT } from "../fib/types.js";
 import { decodeAffinity, IpamKeys } from "../ipam/records.js";
+import { StopDeadline } from "../lib/bounded_stop.js";
 import { type AgentCounters, zeroAgentCounters } from "../lib/daemon_metrics.js";
 import type { Log } from "../lib/log.js";
 import { NETNS_STATUS_DIR } from "../lib/status_socket_path.js";
@@ -90,6 +92,13 @@ import { ensureTunnelAddresses, planTunnels } from "./tunnel_addrs.js";
 import { WIREGUARD_HANDSHAKE_RECHECK_MS, WireguardAgent } from "./wireguard_node.js";
 
 export const DEFAULT_STATUS_SOCKET = "/run/ocelot/bgpd.sock";
+/** stop()'s whole budget when the caller gives no deadline. */
+export const DAEMON_STOP_MS = 6000;
+/**
+ * How long stop() waits for the start or pass in flight before it kills the commands it runs (an
+ * `iptables-restore` waiting for the xtables lock, a slow `ip` under load) and waits again.
+ */
+export const PASS_GRACE_MS = 2000;
 
 export interface DaemonOptions {
   nodename: string;
@@ -252,6 +261,9 @@ export class NodeDaemon {
   private lastReconfiguration: string | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
+  /** start() while it runs (stop() waits for it, bounded), and stop()'s one run. */
+  private starting: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
   private lastAgentInput = "";
   /** Whether some BGPPeer peers with local workloads (their changes then render BGP too). */
   private localPeering = false;
@@ -361,9 +373,18 @@ export class NodeDaemon {
     return this.opts.log;
   }
 
-  /** Registers the Node, opens the FIBs, lists and watches, converges once, starts the timers. */
-  async start(): Promise<void> {
+  /**
+   * Registers the Node, opens the FIBs, lists and watches, converges once, starts the timers.
+   * A stop() meanwhile ends it at its next step (it resolves; the stop closes what it opened).
+   */
+  start(): Promise<void> {
+    this.starting ??= this.startSteps();
+    return this.starting;
+  }
+
+  private async startSteps(): Promise<void> {
     const o = this.opts;
+    if (this.stopped) return;
     const reg = await registerNode(this.store, {
       name: o.nodename,
       ipv4Address: o.ipv4Address,
@@ -382,6 +403,7 @@ export class NodeDaemon {
       (count) => o.observe?.driftRepaired?.(new Array<string>(count).fill("route_swept")),
       (address, added) => this.hostAddressChanged(address, added),
     );
+    if (this.stopped) return;
     if (!o.openAgentFib) this.neigh = OverlaySocket.open(o.netns);
     this.cache = new PrefixCache(this.store, Object.values(this.prefixes), {
       onChange: (prefix) => {
@@ -428,11 +450,13 @@ export class NodeDaemon {
         ),
     });
     await this.cache.start();
+    if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.dirty = new Set<Area>(["agent", "bgp"]);
     await this.converge();
     await this.statusWithoutSpeaker();
+    if (this.stopped) return;
     this.startProbe();
     const every = o.resyncIntervalMs ?? 60_000;
     const tick = () => {
@@ -535,31 +559,48 @@ export class NodeDaemon {
     this.changed(["agent", "bgp"]);
   }
 
-  /** Stops watching and the speaker, closes the FIBs; the agent's routes stay (pods keep working). */
-  async stop(): Promise<void> {
-    if (this.stopped) return;
+  /**
+   * Stops watching and the speaker, closes the FIBs; the agent's routes stay (pods keep working).
+   * Bounded (deadline: the caller's, or DAEMON_STOP_MS of its own): a start or pass in flight is
+   * given PASS_GRACE_MS to end, then the commands it runs are killed by PID (the next start reads
+   * the kernel back in full); a step still not done at its bound is abandoned, named in the log.
+   */
+  stop(deadline?: StopDeadline): Promise<void> {
+    this.stopping ??= this.stopSteps(deadline ?? new StopDeadline(DAEMON_STOP_MS, this.log));
+    return this.stopping;
+  }
+
+  private async stopSteps(d: StopDeadline): Promise<void> {
     this.stopped = true;
     this.statusWriter?.stop();
     if (this.timer) clearTimeout(this.timer);
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     if (this.probeTimer) clearTimeout(this.probeTimer);
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
-    await this.cache?.close();
-    await this.running?.catch(() => {});
-    await this.bgp?.stop().catch((e: Error) => this.log.error({ error: e.message }, "BGP stop"));
+    await d.step("the datastore watches", () => this.cache?.close());
+    // The start (its first pass) or a pass in flight: ends at its next step now that stopped is
+    // set, unless a command of it runs; that is killed after the grace.
+    const inFlight = () => Promise.all([this.starting, this.running, this.fastRunning]);
+    if (!(await d.step("the pass in flight", inFlight, PASS_GRACE_MS))) {
+      const killed = killRunningCommands();
+      this.log.warn({ killed }, "Stop: the pass in flight did not end; its commands killed");
+      await d.step("the pass in flight (its commands killed)", inFlight);
+    }
+    const bgp = this.bgp;
     this.bgp = undefined;
+    await d.step("the BGP speaker", () => bgp?.stop());
     if (this.ownStatus) {
-      await this.ownStatus.close();
+      const own = this.ownStatus;
       this.ownStatus = undefined;
+      await d.step("the status socket", () => own.close());
       // A namespace's well-known socket directory goes with its daemon (as bgp_run.ts does).
       const dir = dirname(this.opts.statusSocket ?? DEFAULT_STATUS_SOCKET);
       if (dirname(dir) === NETNS_STATUS_DIR) rmSync(dir, { recursive: true, force: true });
     }
-    await this.fastRunning?.catch(() => {});
     this.neigh?.close();
     this.neigh = undefined;
     this.applier.close();
-    await this.agentFib?.close?.();
+    await d.step("the agent's FIB", () => this.agentFib?.close?.());
   }
 
   /** Runs the overlay's fast path soon (once for all changes of this turn of the event loop). */
@@ -930,6 +971,8 @@ export class NodeDaemon {
       // of this node is announced without waiting for the agent's whole pass (policy included;
       // the pod's own route is the CNI plugin's and is in place already).
       if (!gained && !lost) await bgp();
+      // Stopped meanwhile: the rest of the pass is not begun (stop() waits for this loop).
+      if (this.stopped) break;
       try {
         if (areas.has("agent")) {
           const a0 = performance.now();
@@ -942,6 +985,7 @@ export class NodeDaemon {
         this.log.error({ error: (err as Error).message }, "Agent: convergence failed");
         this.retryLater("agent");
       }
+      if (this.stopped) break;
       await bgp();
       // No speaker (off, not configured, or it failed to start): the daemon serves the socket.
       if (!this.bgp) await this.statusWithoutSpeaker();
@@ -1325,6 +1369,8 @@ export class NodeDaemon {
       originate: config.originate,
     };
     if (!this.bgp) {
+      // No speaker is started by a pass that a stop overtook.
+      if (this.stopped) return;
       // The speaker serves the status socket from now on.
       await this.ownStatus?.close();
       this.ownStatus = undefined;
@@ -1368,11 +1414,17 @@ export class NodeDaemon {
         ? "the BGP speaker does not run on this node (networking backend without BGP)"
         : `the BGP speaker does not run on this node (${this.lastBgpReason || "not started"})`;
     try {
-      this.ownStatus = await serveStatus(
+      const own = await serveStatus(
         path,
         { status: () => ({ error: why() }) as never, routes: () => ({ error: why() }) as never },
         this.statusCommands,
       );
+      // Stopped while it was being served: stop() has passed the socket by.
+      if (this.stopped) {
+        await own.close();
+        return;
+      }
+      this.ownStatus = own;
       this.log.info({ socket: path }, "Status socket served without the BGP speaker");
     } catch (err) {
       this.log.warn({ socket: path, error: (err as Error).message }, "Status socket not served");

@@ -488,6 +488,21 @@ const suite = (nexthopObjects: boolean) => () => {
     expect(find("10.90.0.0/24", "proto", "201")).toHaveLength(1);
     expect(find("10.91.0.0/24")).toHaveLength(0);
     expect(find("10.92.0.0/24")).toMatchObject([{ protocol: "static" }]);
+    // Ours in another table, of the agent's protocol and IPv6 too (made here, so that this case
+    // also runs alone: `ip route show table 1000` fails while the table does not exist).
+    await fib.set([
+      v4("10.93.0.0/24", "10.255.8.1", { table: 1000 }),
+      { family: 4, dst: "10.94.0.0/26", protocol: 202, type: "blackhole", nexthops: [] },
+      {
+        family: 6,
+        dst: "fd00:94::/64",
+        protocol: 201,
+        nexthops: [{ gateway: "fd00:ff::2", dev: "d0" }],
+      },
+    ]);
+    expect(kernel("table", "1000")).toMatchObject([{ dst: "10.93.0.0/24", protocol: "201" }]);
+    expect(find("10.94.0.0/26", "proto", "202")).toHaveLength(1);
+    expect(kernel6("proto", "201").map((r) => r.dst)).toContain("fd00:94::/64");
     // Restart without a hold: every route of ours not desired is swept at once.
     await fib.close();
     fib = await KernelFib.open({

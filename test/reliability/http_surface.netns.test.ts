@@ -199,6 +199,10 @@ describe.skipIf(skip)("the node daemon's network surface: loopback only, read-on
     expect(await snapshot()).toEqual(before);
     expect(kernel()).toBe(routes);
     expect(daemon.proc.exitCode).toBe(null);
+    // Stopped here: the next case's daemon would otherwise run beside this one (same namespace,
+    // store and node name; its BGP port taken).
+    expect(await daemon.stop()).toBe(0);
+    daemon = undefined;
   });
 
   it("a status socket directory another user owns: nothing served there, the reason logged", async () => {
