@@ -302,6 +302,7 @@ async function runNode(cmd: Command): Promise<void> {
     ...(s.advertiseClusterIps ? { advertiseClusterIps: s.advertiseClusterIps } : {}),
     ...(s.routerId ? { routerId: s.routerId } : {}),
     ...(s.bgpCheckLink ? {} : { bgpCheckLink: false }),
+    ...(s.policyDispatch === "set" ? { dispatchBySet: true } : {}),
     resyncIntervalMs: s.resyncIntervalMs,
     nodeStatusPeriodMs: s.nodeStatusIntervalMs,
     ...(s.mrtUpdates

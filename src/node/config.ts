@@ -89,6 +89,8 @@ export interface NodeSettings {
   bgpCheckLink: boolean;
   /** Serve the CNI hand-off socket (default true). */
   cniHandoff: boolean;
+  /** Policy's dispatch: Felix's per-pod chains and tree ("tree", default) or by set ("set"). */
+  policyDispatch: "tree" | "set";
 }
 
 /** Where a value came from, for errors and the start-up log. */
@@ -310,6 +312,11 @@ export const NODE_SETTINGS: readonly Def[] = [
     "--cni-handoff <bool>",
     ["OCELOT_CNI_HANDOFF"],
     "serve the CNI hand-off socket (cni.sock beside the status socket): the installed plugins run their ADD/DEL/CHECK in this daemon, on its open datastore, instead of starting Node.js (default true)",
+  ),
+  def(
+    "--policy-dispatch <tree|set>",
+    ["OCELOT_POLICY_DISPATCH"],
+    "how policy reaches the pods' rules: tree, a chain per pod and interface dispatch trees as Felix; set, pods with the same rules share a chain dispatched by one ipset rule, so a new pod commits no rule (default tree)",
   ),
 ];
 
@@ -701,6 +708,12 @@ export function resolveNodeSettings(inp: NodeConfigInputs): {
     bmpAdjRibOut: opt("bmpAdjRibOut", bool) ?? false,
     bgpCheckLink: opt("bgpCheckLink", bool) ?? true,
     cniHandoff: opt("cniHandoff", bool) ?? true,
+    policyDispatch:
+      opt("policyDispatch", (r) => {
+        const v = str(r);
+        if (v !== "tree" && v !== "set") throw err(r, "is not one of tree, set");
+        return v;
+      }) ?? "tree",
   };
   return { settings, sources };
 }

@@ -124,6 +124,8 @@ export interface DaemonOptions {
   routerId?: string;
   /** false: a link going down is left to the hold timer (BGP checkLink off). Default true. */
   bgpCheckLink?: boolean;
+  /** Policy's dispatch by set (policy.ts dispatchBySet) instead of Felix's tree. Default false. */
+  dispatchBySet?: boolean;
   /** Quiet time after a change before converging (default 50 ms). */
   debounceMs?: number;
   /** Full resync period: list everything again and converge (default 60 s). */
@@ -1223,7 +1225,7 @@ export class NodeDaemon {
       ...this.overlayOptions(),
       ...(hostInterfaces ? { hostInterfaces } : {}),
       // Policy's dispatch by set, opt-in (README, Not done yet: Policy at scale).
-      ...(process.env.OCELOT_POLICY_DISPATCH === "set" ? { dispatchBySet: true } : {}),
+      ...(this.opts.dispatchBySet ? { dispatchBySet: true } : {}),
     });
     // Rendering throws on conflicting input (an address claimed twice): nothing is applied then.
     const desired = renderDataplane(input);

@@ -41,6 +41,7 @@ describe("resolveNodeSettings()", () => {
       bmpAdjRibOut: false,
       bgpCheckLink: true,
       cniHandoff: true,
+      policyDispatch: "tree",
     });
     expect(sources).toEqual({});
   });
@@ -186,6 +187,7 @@ describe("resolveNodeSettings()", () => {
     ],
     [{ NODENAME: "Bad_Name" }, 'NODENAME: "Bad_Name" is not a node name'],
     [{ OCELOT_LOG_LEVEL: "loud" }, 'OCELOT_LOG_LEVEL: "loud" is not one of'],
+    [{ OCELOT_POLICY_DISPATCH: "sets" }, 'OCELOT_POLICY_DISPATCH: "sets" is not one of tree, set'],
     [{ OCELOT_RESYNC_INTERVAL: "soon" }, 'OCELOT_RESYNC_INTERVAL: "soon" is not a duration'],
     [{ OCELOT_BMP_STATION: "10.0.0.9" }, 'OCELOT_BMP_STATION: "10.0.0.9" is not host:port'],
     [{ OCELOT_BMP_ADJ_RIB_OUT: "yes" }, 'OCELOT_BMP_ADJ_RIB_OUT: "yes" is not true or false'],

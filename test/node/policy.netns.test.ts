@@ -18,7 +18,7 @@
 // A WorkloadEndpoint's ipNATs act once FelixConfiguration enables floating IPs (A and the node
 // reach B at its floating IP), its qosControls bandwidth at once (B's tbf).
 // Rules and sets are read back with iptables-save and ipset save inside the node namespace.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,7 +28,6 @@ import { kindOf } from "../../src/api/registry.js";
 import { SqliteDatastore } from "../../src/datastore/sqlite.js";
 import { autoHostEndpoint } from "../../src/k8s/auto_hep.js";
 import { addUplink } from "../helpers/cni.js";
-import { runSync } from "../helpers/limits.js";
 import { Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 import {
@@ -39,66 +38,16 @@ import {
   podEnv,
   startNode,
 } from "./harness.js";
+import { addLabelledPods, connects, PORT, type Pod, pings, serveHttp } from "./policy_traffic.js";
 
 const skip = skipWithReason("network policy netns", daemonTestsUnavailable());
 const NODE = "node-p";
 const POOL = "10.72.0.0/16";
-const PORT = 8080;
-
-interface Pod {
-  ns: Netns;
-  name: string;
-  ip: string;
-  iface: string;
-  wep: string;
-}
 
 const WEP = kindOf("projectcalico.org/v3", "WorkloadEndpoint");
 const NP = kindOf("projectcalico.org/v3", "NetworkPolicy");
 const GNP = kindOf("projectcalico.org/v3", "GlobalNetworkPolicy");
 const KNP = kindOf("networking.k8s.io/v1", "NetworkPolicy");
-
-/**
- * A TCP connect + HTTP GET from a pod: true when it got the answer. Where the test expects an
- * answer it tries up to 5 times, 10 s each (a loaded machine can be slow to answer); where it
- * expects a drop, one try of 1.5 s (a dropped packet never answers, however long one waits).
- */
-function connects(from: Netns, to: Pod, expected: boolean): boolean {
-  return probe(
-    expected,
-    (wait) =>
-      runSync("ip", [
-        "netns",
-        "exec",
-        from.name,
-        "curl",
-        "-s",
-        "--max-time",
-        String(wait),
-        `http://${to.ip}:${PORT}/`,
-      ]),
-    "ok",
-  );
-}
-
-/** One ICMP echo from a pod (or the node), tried as connects() is. */
-function pings(from: Netns, to: Pod, expected: boolean): boolean {
-  return probe(expected, (wait) =>
-    runSync("ip", ["netns", "exec", from.name, "ping", "-c", "1", "-W", String(wait), to.ip]),
-  );
-}
-
-function probe(
-  expected: boolean,
-  run: (waitSeconds: number) => { status: number | null; stdout: string },
-  body?: string,
-): boolean {
-  for (let i = 0; i < (expected ? 5 : 1); i++) {
-    const r = run(expected ? 10 : 1.5);
-    if (r.status === 0 && (body === undefined || r.stdout === body)) return true;
-  }
-  return false;
-}
 
 describe.skipIf(skip)("network policy: ocelot node run with real traffic", () => {
   let dir: string;
@@ -132,38 +81,8 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
       "--log-level",
       process.env.NODED_LEVEL ?? "info",
     ]);
-    const client = new ResourceClient(store);
-    for (const app of ["a", "b", "c"] as const) {
-      const ns = Netns.create(`pp${app}`);
-      const name = `pod-${app}`;
-      const r = await cni(node, "ADD", podEnv(ns, name), netconf(url, NODE, "pool"));
-      if (r.code !== 0) throw new Error(`CNI ADD ${name}: ${r.stdout}${r.stderr}`);
-      const res = JSON.parse(r.stdout);
-      const ip = (res.ips[0].address as string).split("/")[0] as string;
-      const iface = res.interfaces[0].name as string;
-      // The pod's labels, as the Kubernetes API would give them (not in CNI args).
-      const weps = (await client.list(WEP as NonNullable<typeof WEP>, "default")).items;
-      const wep = weps.find((w) => (w.spec as { pod?: string }).pod === name);
-      if (!wep) throw new Error(`no WorkloadEndpoint for ${name}`);
-      const { resourceVersion: _rv, ...metadata } = wep.metadata;
-      await applyResource(store, {
-        ...wep,
-        metadata: { ...metadata, labels: { ...metadata.labels, app } },
-      });
-      pods[app] = { ns, name, ip, iface, wep: wep.metadata.name };
-    }
-    server = spawn(
-      "ip",
-      [
-        "netns",
-        "exec",
-        pods.b.ns.name,
-        process.execPath,
-        "-e",
-        `require("http").createServer((q, r) => r.end("ok")).listen(${PORT})`,
-      ],
-      { stdio: "ignore" },
-    );
+    Object.assign(pods, await addLabelledPods(node, store, url, NODE, "pool", "pp"));
+    server = serveHttp(pods.b);
     await waitFor(
       "the server on pod B and every pod route",
       () => connects(pods.a.ns, pods.b, true),
