@@ -38,7 +38,15 @@ import {
   podEnv,
   startNode,
 } from "./harness.js";
-import { addLabelledPods, connects, PORT, type Pod, pings, serveHttp } from "./policy_traffic.js";
+import {
+  addLabelledPods,
+  B_FROM_A,
+  connects,
+  PORT,
+  type Pod,
+  pings,
+  serveHttp,
+} from "./policy_traffic.js";
 
 const skip = skipWithReason("network policy netns", daemonTestsUnavailable());
 const NODE = "node-p";
@@ -144,22 +152,7 @@ describe.skipIf(skip)("network policy: ocelot node run with real traffic", () =>
   });
 
   it("a NetworkPolicy on B allowing app=a on TCP 8080: A connects, C refused, ICMP dropped", async () => {
-    await applyResource(store, {
-      apiVersion: "projectcalico.org/v3",
-      kind: "NetworkPolicy",
-      metadata: { name: "b-from-a", namespace: "default" },
-      spec: {
-        selector: "app == 'b'",
-        ingress: [
-          {
-            action: "Allow",
-            protocol: "TCP",
-            source: { selector: "app == 'a'" },
-            destination: { ports: [PORT] },
-          },
-        ],
-      },
-    });
+    await applyResource(store, B_FROM_A);
     // A's egress allowed by a GlobalNetworkPolicy: that Allow must not skip B's ingress.
     await applyResource(store, {
       apiVersion: "projectcalico.org/v3",

@@ -18,7 +18,14 @@ import { addUplink } from "../helpers/cni.js";
 import { Netns, skipWithReason, waitFor } from "../helpers/netns.js";
 import { putPool } from "../ipam/helpers.js";
 import { daemonTestsUnavailable, type NodeProcess, startNode } from "./harness.js";
-import { addLabelledPods, connects, PORT, type Pod, pings, serveHttp } from "./policy_traffic.js";
+import {
+  addLabelledPods,
+  B_FROM_A,
+  connects,
+  type Pod,
+  pings,
+  serveHttp,
+} from "./policy_traffic.js";
 
 const skip = skipWithReason("policy dispatch by set netns", daemonTestsUnavailable());
 const NODE = "node-ds";
@@ -77,22 +84,7 @@ describe.skipIf(skip)("ocelot node run --policy-dispatch set, with real traffic"
 
   it("a NetworkPolicy on B: enforced through a group chain and B's interface in its set, no per-pod chain", async () => {
     const { a, b, c } = pods as Record<"a" | "b" | "c", Pod>;
-    await applyResource(store, {
-      apiVersion: "projectcalico.org/v3",
-      kind: "NetworkPolicy",
-      metadata: { name: "b-from-a", namespace: "default" },
-      spec: {
-        selector: "app == 'b'",
-        ingress: [
-          {
-            action: "Allow",
-            protocol: "TCP",
-            source: { selector: "app == 'a'" },
-            destination: { ports: [PORT] },
-          },
-        ],
-      },
-    });
+    await applyResource(store, B_FROM_A);
     await waitFor(
       "a group chain in iptables-save",
       () => groupChain() !== undefined,

@@ -23,6 +23,24 @@ export interface Pod {
 
 const WEP = kindOf("projectcalico.org/v3", "WorkloadEndpoint");
 
+/** A NetworkPolicy selecting B that allows only app=a, on TCP PORT. */
+export const B_FROM_A = {
+  apiVersion: "projectcalico.org/v3",
+  kind: "NetworkPolicy",
+  metadata: { name: "b-from-a", namespace: "default" },
+  spec: {
+    selector: "app == 'b'",
+    ingress: [
+      {
+        action: "Allow",
+        protocol: "TCP",
+        source: { selector: "app == 'a'" },
+        destination: { ports: [PORT] },
+      },
+    ],
+  },
+};
+
 /**
  * Pods a, b and c (namespaces `<prefix>a`...) added by CNI ADD on `node`, each labelled
  * app=<its letter> in its WorkloadEndpoint.
