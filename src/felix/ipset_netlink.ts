@@ -138,6 +138,16 @@ export function beginIpsetMessage(
   return at;
 }
 
+/** Whether a hash:net,iface member's interface name is one the kernel takes (1..15, no blanks). */
+export function isMemberIface(iface: string): boolean {
+  return iface.length > 0 && iface.length <= 15 && !/[\s/,]/.test(iface);
+}
+
+/** A hash:net,iface member's IPSET_ATTR_IFACE (NUL-terminated). */
+export function attrIface(w: MessageWriter, iface: string): void {
+  w.attrBytes(IPSET_ATTR_IFACE, Buffer.from(`${iface}\0`));
+}
+
 /** Appends one ADD or DEL request for op (acknowledged). */
 export function writeIpsetOp(w: MessageWriter, seq: number, o: IpsetMemberOp): void {
   if (o.set.length === 0 || o.set.length > MAX_SETNAME)
@@ -145,7 +155,7 @@ export function writeIpsetOp(w: MessageWriter, seq: number, o: IpsetMemberOp): v
   const comma = o.member.indexOf(",");
   const net = comma < 0 ? o.member : o.member.slice(0, comma);
   const iface = comma < 0 ? undefined : o.member.slice(comma + 1);
-  if (iface !== undefined && (iface.length === 0 || iface.length > 15 || /[\s/]/.test(iface)))
+  if (iface !== undefined && !isMemberIface(iface))
     throw new Error(`ipset member "${o.member}": the interface name is not 1..15 characters`);
   const slash = net.indexOf("/");
   const addr = slash < 0 ? net : net.slice(0, slash);
@@ -171,7 +181,7 @@ export function writeIpsetOp(w: MessageWriter, seq: number, o: IpsetMemberOp): v
   );
   w.endNest(ip);
   w.attrBytes(IPSET_ATTR_CIDR, Uint8Array.of(cidr));
-  if (iface !== undefined) w.attrBytes(IPSET_ATTR_IFACE, Buffer.from(`${iface}\0`));
+  if (iface !== undefined) attrIface(w, iface);
   w.endNest(data);
   w.finish(at);
 }

@@ -28,13 +28,13 @@ import {
 } from "../fib/rtnetlink.js";
 import { parseIPv6 } from "../lib/ip.js";
 import {
+  attrIface,
   beginIpsetMessage,
   IPSET_ATTR_ADT,
   IPSET_ATTR_CIDR,
   IPSET_ATTR_DATA,
   IPSET_ATTR_FAMILY,
   IPSET_ATTR_HASHSIZE,
-  IPSET_ATTR_IFACE,
   IPSET_ATTR_IP,
   IPSET_ATTR_IPADDR_IPV4,
   IPSET_ATTR_IPADDR_IPV6,
@@ -56,6 +56,7 @@ import {
   IPSET_CMD_TYPE,
   type IpsetSocket,
   ipsetErrorText,
+  isMemberIface,
   MAX_SETNAME,
   NFGENMSG_LEN,
   NFNL_SUBSYS_IPSET,
@@ -144,9 +145,9 @@ function writeMemberAt(
     attrU8(w, IPSET_ATTR_CIDR, cidr);
     if (kind.type === "hash:net,iface") {
       const iface = text.slice(comma + 1, to);
-      if (iface.length === 0 || iface.length > 15 || /[\s/,]/.test(iface))
+      if (!isMemberIface(iface))
         throw new Error(`the interface name "${iface}" is not 1..15 characters`);
-      w.attrBytes(IPSET_ATTR_IFACE, Buffer.from(`${iface}\0`));
+      attrIface(w, iface);
     }
   } else {
     // After the comma: "PORT" (tcp) or "PROTO:PORT" (an IPv6 address's colons are before it).

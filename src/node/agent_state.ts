@@ -90,8 +90,8 @@ export interface AgentOptions {
   /** The host's links with their MTU (read by the caller when mtuIfacePattern is set). */
   hostLinks?: HostLink[];
   /**
-   * Policy's dispatch by set (PolicyInput.dispatchBySet; the daemon's
-   * `OCELOT_POLICY_DISPATCH=set`): a new pod of a known policy set is a set member, no rule.
+   * Policy's dispatch by set (PolicyInput.dispatchBySet; `ocelot node run --policy-dispatch
+   * set`): a new pod of a known policy set is a set member, no rule.
    */
   dispatchBySet?: boolean;
 }
