@@ -1711,27 +1711,22 @@ function setDispatch(
     if (members === undefined) groups.set(e.hook, [`${any},${e.iface}`]);
     else members.push(`${any},${e.iface}`);
   }
-  const ipsets: IpsetSpec[] = [];
-  for (const [hook, members] of groups)
-    ipsets.push({
+  const sets = [...groups].map(([hook, members]) => ({
+    hook,
+    set: {
       name: policyIpsetName("e", family, `${root}\n${hook}`),
-      type: "hash:net,iface",
-      family: family === 4 ? "inet" : "inet6",
+      type: "hash:net,iface" as const,
+      family: family === 4 ? ("inet" as const) : ("inet6" as const),
       members: members.sort(),
-    });
-  const order = [...ipsets.keys()].sort((a, b) =>
-    (ipsets[a] as IpsetSpec).name < (ipsets[b] as IpsetSpec).name ? -1 : 1,
+    },
+  }));
+  sets.sort((a, b) => (a.set.name < b.set.name ? -1 : 1));
+  const rules = sets.map(
+    ({ hook, set }) =>
+      `-m set --match-set ${set.name} ${side},${side} ${hook === "RETURN" ? "-j RETURN" : `-g ${hook}`}`,
   );
-  const hooks = [...groups.keys()];
-  const rules: string[] = [];
-  for (const k of order) {
-    const hook = hooks[k] as string;
-    rules.push(
-      `-m set --match-set ${(ipsets[k] as IpsetSpec).name} ${side},${side} ${hook === "RETURN" ? "-j RETURN" : `-g ${hook}`}`,
-    );
-  }
   rules.push(...tail);
-  return { chain: { name: root, rules }, ipsets };
+  return { chain: { name: root, rules }, ipsets: sets.map((g) => g.set) };
 }
 
 /**
